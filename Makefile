@@ -1,0 +1,35 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both create the
+# virtual environment they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint typecheck bench clean
+
+$(BIN)/gradesync: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	@touch $@
+
+demo: $(BIN)/gradesync
+	$(BIN)/gradesync serve
+
+# PostgreSQL cases run when a server can be had: GRADESYNC_TEST_POSTGRES_URL, or a local
+# installation that .ci/postgres.sh can start (it never installs one outside CI).
+test: $(BIN)/gradesync
+	@url="$${GRADESYNC_TEST_POSTGRES_URL:-$$(GRADESYNC_PG_NO_INSTALL=$${GRADESYNC_PG_NO_INSTALL:-1} .ci/postgres.sh 2>/dev/null || true)}"; \
+	GRADESYNC_TEST_POSTGRES_URL="$$url" $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/gradesync
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(BIN)/gradesync
+	$(BIN)/mypy
+
+bench: $(BIN)/gradesync
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,135 @@
+"""Translating domain dataclasses to table rows and back.
+
+Fields map to columns of the same name. Enums are stored as their values, nested
+`PolicySettings` as JSON objects, datetimes in UTC (SQLite hands them back naive: they are
+UTC by construction, so the zone is re-attached on read).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import Enum
+from functools import cache
+from typing import Any, TypeVar, Union
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gradesync.domain.model import PolicySettings
+
+T = TypeVar("T")
+
+
+def utc(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def policy_to_json(p: PolicySettings) -> dict[str, Any]:
+    return {
+        f.name: (v.value if isinstance(v, Enum) else v)
+        for f in dataclasses.fields(p)
+        if (v := getattr(p, f.name)) is not None
+    }
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+@cache
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: _unwrap_optional(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def policy_from_json(data: Mapping[str, Any] | None) -> PolicySettings:
+    if not data:
+        return PolicySettings()
+    types_ = _field_types(PolicySettings)
+    kwargs = {}
+    for name, tp in types_.items():
+        if name in data and data[name] is not None:
+            kwargs[name] = (
+                tp(data[name]) if isinstance(tp, type) and issubclass(tp, Enum) else data[name]
+            )
+    return PolicySettings(**kwargs)
+
+
+def to_row(obj: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        if f.name in exclude:
+            continue
+        v = getattr(obj, f.name)
+        if isinstance(v, Enum):
+            v = v.value
+        elif isinstance(v, PolicySettings):
+            v = policy_to_json(v)
+        elif isinstance(v, datetime):
+            v = utc(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        row[f.name] = v
+    return row
+
+
+def from_row(cls: type[T], row: Mapping[str, Any], **extra: Any) -> T:
+    kwargs: dict[str, Any] = {}
+    for name, tp in _field_types(cls).items():
+        if name in extra:
+            kwargs[name] = extra[name]
+            continue
+        if name not in row:
+            continue
+        v = row[name]
+        if v is None:
+            kwargs[name] = None
+        elif tp is PolicySettings:
+            kwargs[name] = policy_from_json(v)
+        elif tp is datetime:
+            kwargs[name] = utc(v)
+        elif isinstance(tp, type) and issubclass(tp, Enum):
+            kwargs[name] = tp(v)
+        elif typing.get_origin(tp) is tuple:
+            kwargs[name] = tuple(v)
+        else:
+            kwargs[name] = v
+    return cls(**kwargs)
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    values: dict[str, Any] | list[dict[str, Any]],
+    *,
+    update: tuple[str, ...] | None = None,
+) -> None:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE, on SQLite and PostgreSQL alike."""
+    rows = values if isinstance(values, list) else [values]
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    ins_mod = postgresql if dialect == "postgresql" else sqlite
+    stmt = ins_mod.insert(table).values(rows)
+    keys = [c.name for c in table.primary_key.columns]
+    cols = update if update is not None else tuple(k for k in rows[0] if k not in keys)
+    if cols:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in cols}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    conn.execute(stmt)

@@ -1,0 +1,380 @@
+"""The database schema as SQLAlchemy Core tables.
+
+Every table carries `tenant_id`: isolation is a column in every key, not a convention.
+Alembic migrations in `migrations/versions/` create these tables; `tests` check the two agree.
+Core (not the ORM) keeps the hot paths (ingest, ledger updates) cheap and explicit.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+ID = 255  # source ids are strings; generous but bounded
+
+
+def _ts(name: str, nullable: bool = True) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(ID), nullable=False),
+    Column("policy", JSON, nullable=False, default=dict),
+    _ts("created_at", nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(ID), nullable=False),
+    Column("name", String(ID), nullable=False),
+    Column("key_hash", String(128), nullable=False, unique=True),
+    Column("scopes", JSON, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("revoked_at"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+)
+
+courses = Table(
+    "courses",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("id", String(ID), primary_key=True),
+    Column("title", String(1024), nullable=False),
+    Column("time_zone", String(64), nullable=False, default="UTC"),
+    _ts("starts_at"),
+    _ts("ends_at"),
+    Column("policy", JSON, nullable=False, default=dict),
+    Column("sync_enabled", Boolean, nullable=False, default=True),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+)
+
+activities = Table(
+    "activities",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("id", String(ID), primary_key=True),
+    Column("course_id", String(ID), nullable=False),
+    Column("title", String(1024), nullable=False),
+    Column("points_possible", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    _ts("due_at"),
+    Column("category", String(ID)),
+    Column("published", Boolean, nullable=False, default=True),
+    Column("sync_enabled", Boolean, nullable=False, default=True),
+    Column("assigned", Boolean, nullable=False, default=True),
+    Column("policy", JSON, nullable=False, default=dict),
+    ForeignKeyConstraint(
+        ["tenant_id", "course_id"], ["courses.tenant_id", "courses.id"], ondelete="CASCADE"
+    ),
+    Index("ix_activities_course", "tenant_id", "course_id"),
+)
+
+people = Table(
+    "people",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(1024), nullable=False, default=""),
+    Column("email", String(ID)),
+    Column("sis_id", String(ID)),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+    Index("ix_people_email", "tenant_id", "email"),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("course_id", String(ID), primary_key=True),
+    Column("person_id", String(ID), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("section_id", String(ID)),
+    ForeignKeyConstraint(
+        ["tenant_id", "course_id"], ["courses.tenant_id", "courses.id"], ondelete="CASCADE"
+    ),
+    ForeignKeyConstraint(
+        ["tenant_id", "person_id"], ["people.tenant_id", "people.id"], ondelete="CASCADE"
+    ),
+)
+
+due_date_overrides = Table(
+    "due_date_overrides",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("activity_id", String(ID), primary_key=True),
+    Column("person_id", String(ID), primary_key=True),
+    _ts("due_at", nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "activity_id"], ["activities.tenant_id", "activities.id"], ondelete="CASCADE"
+    ),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(ID), nullable=False),
+    Column("source_event_id", String(ID), nullable=False),
+    Column("activity_id", String(ID), nullable=False),
+    Column("person_id", String(ID), nullable=False),
+    Column("score_given", Float),
+    Column("score_maximum", Float),
+    Column("completed", Boolean, nullable=False, default=True),
+    _ts("completed_at", nullable=False),
+    _ts("started_at"),
+    Column("comment", Text),
+    Column("late", Boolean, nullable=False, default=False),
+    Column("excused", Boolean, nullable=False, default=False),
+    _ts("recorded_at", nullable=False),
+    UniqueConstraint("tenant_id", "source_event_id", name="uq_attempts_event"),
+    ForeignKeyConstraint(
+        ["tenant_id", "activity_id"], ["activities.tenant_id", "activities.id"], ondelete="CASCADE"
+    ),
+    ForeignKeyConstraint(
+        ["tenant_id", "person_id"], ["people.tenant_id", "people.id"], ondelete="CASCADE"
+    ),
+    Index("ix_attempts_key", "tenant_id", "activity_id", "person_id"),
+)
+
+destinations = Table(
+    "destinations",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("id", String(ID), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(ID), nullable=False),
+    Column("profile", String(64), nullable=False, default="generic"),
+    Column("config", JSON, nullable=False, default=dict),
+    Column("secret_ciphertext", Text),  # Fernet token of the JSON secret; never plaintext
+    Column("enabled", Boolean, nullable=False, default=True),
+    _ts("paused_until"),
+    Column("pause_reason", Text),
+    _ts("created_at", nullable=False),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+)
+
+course_links = Table(
+    "course_links",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("destination_id", String(ID), primary_key=True),
+    Column("course_id", String(ID), primary_key=True),
+    Column("remote_id", String(2048), nullable=False),
+    Column("data", JSON, nullable=False, default=dict),
+    ForeignKeyConstraint(
+        ["tenant_id", "destination_id"],
+        ["destinations.tenant_id", "destinations.id"],
+        ondelete="CASCADE",
+    ),
+)
+
+item_links = Table(
+    "item_links",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("destination_id", String(ID), primary_key=True),
+    Column("activity_id", String(ID), primary_key=True),
+    Column("remote_id", String(2048), nullable=False),
+    Column("details_hash", String(128)),
+    Column("data", JSON, nullable=False, default=dict),
+    ForeignKeyConstraint(
+        ["tenant_id", "destination_id"],
+        ["destinations.tenant_id", "destinations.id"],
+        ondelete="CASCADE",
+    ),
+)
+
+person_links = Table(
+    "person_links",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("destination_id", String(ID), primary_key=True),
+    Column("person_id", String(ID), primary_key=True),
+    # "" when the link holds for every course (LTI sub); a course id for per-course links
+    Column("course_id", String(ID), primary_key=True, default=""),
+    Column("remote_id", String(2048), nullable=False),
+    Column("data", JSON, nullable=False, default=dict),
+    ForeignKeyConstraint(
+        ["tenant_id", "destination_id"],
+        ["destinations.tenant_id", "destinations.id"],
+        ondelete="CASCADE",
+    ),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("destination_id", String(ID), primary_key=True),
+    Column("activity_id", String(ID), primary_key=True),
+    Column("person_id", String(ID), primary_key=True),
+    Column("course_id", String(ID), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("desired_hash", String(64)),
+    Column("desired", JSON),
+    Column("delivered_hash", String(64)),
+    _ts("delivered_at"),
+    _ts("last_timestamp"),
+    Column("tries", Integer, nullable=False, default=0),
+    _ts("next_attempt_at"),
+    Column("reason_code", String(64)),
+    Column("reason_text", Text),
+    Column("remote_status", Integer),
+    Column("remote_message", Text),
+    _ts("updated_at", nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "destination_id"],
+        ["destinations.tenant_id", "destinations.id"],
+        ondelete="CASCADE",
+    ),
+    # The sweep looks for due work by state and time; scope queries go by course.
+    Index("ix_ledger_due", "state", "next_attempt_at"),
+    Index("ix_ledger_course", "tenant_id", "destination_id", "course_id", "state"),
+)
+
+# Keys whose facts changed and whose desired state must be recomputed. Written in the same
+# transaction as the fact, so a crash between ingest and compute loses nothing; many changes
+# to one key collapse into one row (the first step of coalescing).
+dirty_keys = Table(
+    "dirty_keys",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("activity_id", String(ID), primary_key=True),
+    Column("person_id", String(ID), primary_key=True),
+    Column("course_id", String(ID), nullable=False),
+    _ts("marked_at", nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(ID), nullable=False),
+    Column("destination_id", String(ID), nullable=False),
+    Column("activity_id", String(ID), nullable=False),
+    Column("person_id", String(ID), nullable=False),
+    Column("run_id", String(64)),
+    _ts("sent_at", nullable=False),
+    Column("sent_hash", String(64)),
+    Column("payload", JSON),
+    Column("outcome", String(16), nullable=False),  # delivered | retrying | rejected
+    Column("remote_status", Integer),
+    Column("remote_message", Text),
+    Column("latency_ms", Float),
+    Index("ix_deliveries_key", "tenant_id", "destination_id", "activity_id", "person_id"),
+    Index("ix_deliveries_time", "tenant_id", "sent_at"),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(ID), nullable=False),
+    Column("scope_key", String(2048), nullable=False),
+    Column("destination_id", String(ID)),
+    Column("course_id", String(ID)),
+    Column("activity_ids", JSON, nullable=False, default=list),
+    Column("trigger", String(16), nullable=False),
+    Column("actor", String(ID), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("outcome", String(16)),
+    Column("counts", JSON, nullable=False, default=dict),
+    Column("stages", JSON, nullable=False, default=list),  # [{stage, at}] as they happened
+    Column("message", Text),
+    Column("schedule_id", String(64)),
+    Column("worker_id", String(ID)),
+    _ts("heartbeat_at"),
+    _ts("created_at", nullable=False),
+    _ts("started_at"),
+    _ts("finished_at"),
+    Index("ix_sync_runs_tenant", "tenant_id", "created_at"),
+    Index("ix_sync_runs_scope", "scope_key", "stage"),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(ID), nullable=False),
+    Column("destination_id", String(ID)),
+    Column("course_id", String(ID)),
+    Column("activity_ids", JSON, nullable=False, default=list),
+    Column("kind", String(16), nullable=False),
+    Column("spec", String(255), nullable=False),
+    Column("time_zone", String(64), nullable=False),
+    Column("posted_by", String(ID), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    _ts("first_run_at"),
+    _ts("next_run_at"),
+    _ts("last_run_at"),
+    _ts("paused_at"),
+    _ts("created_at", nullable=False),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+    Index("ix_schedules_due", "paused_at", "next_run_at"),
+)
+
+# LTI 1.3 tool keys: the private key is encrypted; retired keys stay in the JWKS for overlap.
+tool_keys = Table(
+    "tool_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("private_ciphertext", Text, nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("retired_at"),
+)
+
+# One-time values (OIDC nonces/state, JWT ids) with an expiry, for replay protection.
+nonces = Table(
+    "nonces",
+    metadata,
+    Column("value", String(255), primary_key=True),
+    Column("purpose", String(32), nullable=False),
+    _ts("expires_at", nullable=False),
+)
+
+# What an LTI launch told us: who launched, from which context and link, with which roles and
+# service endpoints. Diagnostics read it ("never launched from this course").
+launches = Table(
+    "launches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(ID), nullable=False),
+    Column("destination_id", String(ID), nullable=False),
+    Column("course_id", String(ID), nullable=False),
+    Column("person_id", String(ID), nullable=False),
+    Column("resource_link_id", String(ID)),
+    Column("roles", JSON, nullable=False, default=list),
+    Column("claims", JSON, nullable=False, default=dict),
+    _ts("launched_at", nullable=False),
+    Index("ix_launches_person", "tenant_id", "person_id", "course_id"),
+)

@@ -1,0 +1,76 @@
+"""Settings from environment variables (`GRADESYNC_*`) and an optional TOML/env file.
+
+Precedence: environment, then the file named by `GRADESYNC_CONFIG_FILE` (a dotenv-style file),
+then defaults. The default database is a SQLite file in the user's data directory, so
+`gradesync serve` works with no setup at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+
+def default_data_dir() -> Path:
+    return Path(user_data_dir("gradesync", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GRADESYNC_",
+        env_file=os.environ.get("GRADESYNC_CONFIG_FILE"),
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    secret_key: str | None = None
+    base_url: str = "http://127.0.0.1:8000"  # how LMSs reach this service (LTI URLs)
+    log_level: str = "INFO"
+    # SQLite durability: FULL fsyncs every commit, so an acknowledged attempt survives a power
+    # cut, not only a crash.
+    sqlite_synchronous: str = "FULL"
+    worker_concurrency: int = 32
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'gradesync.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def resolved_secret_key(self) -> str:
+        """The key that encrypts secrets at rest. Generated and stored once when absent."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        log.warning(
+            "GRADESYNC_SECRET_KEY is not set: generated one and stored it in %s. "
+            "Back it up; without it stored secrets cannot be decrypted.",
+            path,
+        )
+        return key
+
+
+def load_settings() -> Settings:
+    return Settings()

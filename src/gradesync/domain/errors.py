@@ -1,0 +1,39 @@
+"""Errors the domain raises. Each names what was wrong so a caller can tell a person."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GradesyncError(Exception):
+    """Base of every error gradesync raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    field: str  # a dotted path: "attempts[3].score_given"
+    rule: str  # a short machine-readable rule: "not_negative", "required", ...
+    message: str  # a sentence for a person
+
+
+class InvalidInput(GradesyncError):
+    """Input broke one or more rules; nothing was changed."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p.field}: {p.message} [{p.rule}]" for p in problems))
+
+    @classmethod
+    def one(cls, field: str, rule: str, message: str) -> InvalidInput:
+        return cls([FieldProblem(field, rule, message)])
+
+
+class NotFound(GradesyncError):
+    def __init__(self, what: str, ident: str) -> None:
+        self.what = what
+        self.ident = ident
+        super().__init__(f"{what} {ident!r} not found")
+
+
+class Conflict(GradesyncError):
+    """The request contradicts stored state (e.g. a run already finished)."""

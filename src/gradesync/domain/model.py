@@ -1,0 +1,348 @@
+"""The facts gradesync keeps and the records it derives from them.
+
+Plain, typed, immutable dataclasses. Nothing here talks to a database or the network:
+adapters translate rows and payloads to and from these types.
+
+Identifiers are the source's own strings (a course id, a person id, an activity id) scoped by
+tenant, so a source can upsert by the ids it already has. Times are timezone-aware UTC
+`datetime`s; a course's `time_zone` is an IANA name used for local-time rules (due dates shown,
+schedules), never for storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+class ActivityKind(StrEnum):
+    GRADED = "graded"
+    PRACTICE = "practice"  # never sent: practice items have no points
+    COMPLETION = "completion"  # readings, videos: full credit once completed
+
+
+class Role(StrEnum):
+    LEARNER = "learner"
+    INSTRUCTOR = "instructor"
+    TEACHING_ASSISTANT = "teaching_assistant"
+    OBSERVER = "observer"
+    ADMINISTRATOR = "administrator"
+
+
+class EnrollmentStatus(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    COMPLETED = "completed"
+    DROPPED = "dropped"
+
+
+class AttemptSelection(StrEnum):
+    HIGHEST = "highest"
+    LATEST = "latest"
+    FIRST = "first"
+    AVERAGE = "average"
+
+
+class ScoreForm(StrEnum):
+    POINTS = "points"  # scoreGiven / scoreMaximum in the activity's points
+    PERCENT = "percent"  # a fraction the LMS scales to its own points
+
+
+class ExtraCredit(StrEnum):
+    CAP = "cap"  # 10/5 is sent as 5/5
+    PASS_THROUGH = "pass_through"  # 10/5 is sent as 10/5 where the destination accepts it
+
+
+class PastDueZeros(StrEnum):
+    OFF = "off"
+    ON = "on"
+    ASSIGNED_ONLY = "assigned_only"
+
+
+class NameRule(StrEnum):
+    SHORTEN = "shorten"  # clean forbidden characters, truncate to the limit
+    REFUSE = "refuse"  # refuse to sync the activity, with a clear error
+
+
+class DestinationKind(StrEnum):
+    LTI13_AGS = "lti13_ags"
+    LTI11_OUTCOMES = "lti11_outcomes"
+    ONEROSTER_REST = "oneroster_rest"
+    ONEROSTER_CSV = "oneroster_csv"
+
+
+class Trigger(StrEnum):
+    AUTO = "auto"
+    MANUAL = "manual"
+    RESYNC = "resync"
+    REMASTER = "remaster"
+    SCHEDULE = "schedule"
+    REPAIR = "repair"
+
+
+class RunStage(StrEnum):
+    QUEUED = "queued"
+    COMPUTING = "computing"
+    PROVISIONING = "provisioning"
+    SENDING = "sending"
+    VERIFYING = "verifying"
+    FINISHED = "finished"
+
+
+class RunOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    PARTLY_FAILED = "partly_failed"
+    FAILED = "failed"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"  # desired differs from delivered; will be sent
+    DELIVERED = "delivered"  # the remote acknowledged the desired state
+    RETRYING = "retrying"  # a transient failure; next_attempt_at says when
+    REJECTED = "rejected"  # the remote refused; not retried until the facts change
+    SKIPPED = "skipped"  # policy says send nothing; reason_code says why
+
+
+class ScheduleKind(StrEnum):
+    INTERVAL = "interval"  # every N minutes
+    DAILY = "daily"  # at a local time
+    WEEKLY = "weekly"  # on a weekday at a local time
+    CRON = "cron"  # a cron expression in the schedule's time zone
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    """Grade policy knobs. `None` means "inherit": tenant, then course, then activity layer
+    over the built-in defaults (see `domain.policy.resolve_settings`)."""
+
+    attempt_selection: AttemptSelection | None = None
+    extra_credit: ExtraCredit | None = None
+    past_due_zeros: PastDueZeros | None = None
+    grace_period_minutes: int | None = None
+    minimum_points: float | None = None
+    name_rule: NameRule | None = None
+    keep_lms_edits: bool | None = None  # instructor overrides: keep the LMS edit (default)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str
+    name: str
+    policy: PolicySettings = PolicySettings()
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Course:
+    tenant_id: str
+    id: str
+    title: str
+    time_zone: str = "UTC"
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    policy: PolicySettings = PolicySettings()
+    sync_enabled: bool = True  # the instructor's "grade sync on" switch
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    tenant_id: str
+    id: str
+    course_id: str
+    title: str
+    points_possible: float
+    kind: ActivityKind = ActivityKind.GRADED
+    due_at: datetime | None = None
+    category: str | None = None  # the activity group; aligned to SIS categories
+    published: bool = True
+    sync_enabled: bool = True  # per-activity opt-out ("clear the check box")
+    assigned: bool = True  # MyLab "assigned" activities; matters for past-due zeros
+    policy: PolicySettings = PolicySettings()
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    tenant_id: str
+    id: str
+    name: str = ""
+    email: str | None = None
+    sis_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    tenant_id: str
+    course_id: str
+    person_id: str
+    role: Role = Role.LEARNER
+    status: EnrollmentStatus = EnrollmentStatus.ACTIVE
+    section_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DueDateOverride:
+    """A per-learner extension: moves the point after which a past-due zero is sent."""
+
+    tenant_id: str
+    activity_id: str
+    person_id: str
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt as the source reported it. Append-only; `source_event_id` makes a retried
+    post idempotent. `score_given` is None for an attempt that is not graded yet."""
+
+    tenant_id: str
+    source_event_id: str
+    activity_id: str
+    person_id: str
+    score_given: float | None
+    score_maximum: float | None
+    completed_at: datetime
+    started_at: datetime | None = None
+    completed: bool = True  # for completion items: viewed/finished
+    comment: str | None = None
+    late: bool = False
+    excused: bool = False
+    id: int | None = None
+    recorded_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where grades go: an LMS platform (AGS or LTI 1.1) or a SIS (OneRoster).
+
+    `config` holds non-secret settings (URLs, client ids, profile knobs); `secret` holds the
+    decrypted secret material only in memory (private key, client secret). Adapters encrypt
+    it at rest."""
+
+    tenant_id: str
+    id: str
+    kind: DestinationKind
+    name: str
+    profile: str = "generic"
+    config: JSON = field(default_factory=dict)
+    secret: JSON = field(default_factory=dict)
+    enabled: bool = True
+    paused_until: datetime | None = None  # circuit breaker / misconfiguration pause
+    pause_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CourseLink:
+    """A course as a destination knows it (AGS line items URL, SIS class sourcedId, ...)."""
+
+    tenant_id: str
+    destination_id: str
+    course_id: str
+    remote_id: str
+    data: JSON = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemLink:
+    """An activity's column at a destination (line item URL or sourcedId) and the hash of the
+    details (title, points, dates, category) last written there."""
+
+    tenant_id: str
+    destination_id: str
+    activity_id: str
+    remote_id: str
+    details_hash: str | None = None
+    data: JSON = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonLink:
+    """A person as a destination knows them: LTI `sub`, SIS sourcedId, or an LTI 1.1
+    `lis_result_sourcedid` (then `course_id`/`data` say for which resource link)."""
+
+    tenant_id: str
+    destination_id: str
+    person_id: str
+    remote_id: str
+    course_id: str | None = None
+    data: JSON = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerKey:
+    tenant_id: str
+    destination_id: str
+    activity_id: str
+    person_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """Per (destination, activity, learner): what we want there and what we last know is
+    there. `desired_hash != delivered_hash` means pending."""
+
+    key: LedgerKey
+    state: DeliveryState
+    desired_hash: str | None = None
+    desired: JSON | None = None  # the desired result as computed by policy
+    delivered_hash: str | None = None
+    delivered_at: datetime | None = None
+    last_timestamp: datetime | None = None  # newest score timestamp sent (AGS monotonic)
+    tries: int = 0
+    next_attempt_at: datetime | None = None
+    reason_code: str | None = None
+    reason_text: str | None = None
+    remote_status: int | None = None
+    remote_message: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunScope:
+    """What a sync run covers: a tenant, optionally one destination, course and a selection
+    of activities. Two runs with equal scopes never run at once."""
+
+    tenant_id: str
+    destination_id: str | None = None
+    course_id: str | None = None
+    activity_ids: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        acts = ",".join(sorted(self.activity_ids))
+        return f"{self.tenant_id}|{self.destination_id or '*'}|{self.course_id or '*'}|{acts}"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRun:
+    id: str
+    scope: RunScope
+    trigger: Trigger
+    actor: str
+    stage: RunStage = RunStage.QUEUED
+    outcome: RunOutcome | None = None
+    counts: JSON = field(default_factory=dict)
+    message: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    id: str
+    tenant_id: str
+    scope: RunScope
+    kind: ScheduleKind
+    spec: str  # "15" minutes, "01:30", "mon 07:00", or a cron expression
+    time_zone: str
+    posted_by: str
+    trigger: Trigger = Trigger.SCHEDULE
+    first_run_at: datetime | None = None
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    paused_at: datetime | None = None
+    created_at: datetime | None = None

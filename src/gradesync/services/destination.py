@@ -1,0 +1,142 @@
+"""What delivery needs from a destination, as a protocol the services own.
+
+One adapter per protocol implements it (`adapters/destinations/`: LTI 1.3 AGS, LTI 1.1
+Outcomes, OneRoster REST). Every failure is raised as a `RemoteFailure` with its class, because
+the class decides what happens next (see DESIGN.md "Destinations"):
+
+| class          | engine does                                                        |
+|----------------|--------------------------------------------------------------------|
+| RETRY_LATER    | backoff with jitter; the key stays pending                          |
+| SLOW_DOWN      | honour retry_after for the whole destination                        |
+| REJECTED       | not retried until the facts change; the remote's words are kept     |
+| MISCONFIGURED  | the destination is paused and an admin is told                      |
+
+Re-authentication (401 with an expired token) is handled inside the adapter: new token once,
+then retry; a second 401 is MISCONFIGURED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from gradesync.domain.model import Course, CourseLink, Destination, ItemLink, PersonLink
+from gradesync.domain.policy import Capabilities, Column, DesiredResult
+
+
+class FailureClass(StrEnum):
+    RETRY_LATER = "retry_later"
+    SLOW_DOWN = "slow_down"
+    REJECTED = "rejected"
+    MISCONFIGURED = "misconfigured"
+
+
+class RemoteFailure(Exception):
+    """A destination refused or failed. `code` is a machine-readable reason ("unknown_user",
+    "line_item_gone", "attempts_exceeded", "timestamp_older", "course_concluded", "server_error",
+    "timeout", "rate_limited", "no_grade_scope", "bad_credentials", ...); `message` holds the
+    remote's own words; `remedy` what a person should do."""
+
+    def __init__(
+        self,
+        failure: FailureClass,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        remedy: str | None = None,
+    ) -> None:
+        super().__init__(f"{failure.value}/{code}: {message}")
+        self.failure = failure
+        self.code = code
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.remedy = remedy
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What was sent and what the remote said, for the delivery log."""
+
+    payload: Mapping[str, Any]
+    status: int | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBack:
+    """A result as the destination holds it now (for verify and override detection)."""
+
+    remote_person_id: str
+    score_given: float | None
+    score_maximum: float | None
+    comment: str | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckStep:
+    """One step of `destinations check`: passed or not, with evidence and a remedy."""
+
+    name: str
+    passed: bool
+    evidence: str
+    remedy: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResultTarget:
+    """Everything an adapter needs to address one result."""
+
+    course: CourseLink
+    item: ItemLink
+    person: PersonLink
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class DestinationClient(Protocol):
+    """A connection to one destination. Adapters are async (httpx.AsyncClient) and safe to
+    call concurrently; the engine bounds concurrency and rate per destination."""
+
+    destination: Destination
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    async def ensure_course(self, course: Course, link: CourseLink | None) -> CourseLink:
+        """Return the course's link at the destination, creating or discovering it where the
+        protocol allows. Raise MISCONFIGURED when it cannot be known (e.g. no LTI launch yet
+        from that course)."""
+        ...
+
+    async def ensure_column(
+        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+    ) -> ItemLink:
+        """Find before create; update details when `column` differs from `link.details_hash`
+        or `force` (remaster). Return the link with `details_hash` set."""
+        ...
+
+    async def put_result(
+        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+    ) -> Receipt:
+        """Send one result. `timestamp` strictly increases per (column, person)."""
+        ...
+
+    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
+        """Results as the destination holds them; empty when it cannot read back."""
+        ...
+
+    async def check(self) -> Sequence[CheckStep]:
+        """Prove the destination works: credentials, token, scopes, listing."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class DestinationFactory(Protocol):
+    def __call__(self, destination: Destination) -> DestinationClient: ...

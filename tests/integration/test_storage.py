@@ -1,0 +1,216 @@
+"""Repositories and the unit of work, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import (
+    Activity,
+    ActivityKind,
+    Attempt,
+    AttemptSelection,
+    Course,
+    DeliveryState,
+    Destination,
+    DestinationKind,
+    Enrollment,
+    LedgerKey,
+    LedgerRow,
+    Person,
+    PersonLink,
+    PolicySettings,
+    Role,
+    RunScope,
+    RunStage,
+    SyncRun,
+    Tenant,
+    Trigger,
+)
+
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+
+
+def seed(db: Database, tenant: str = "t1") -> None:
+    with db.uow() as uow:
+        uow.tenants.upsert(Tenant(tenant, "Tenant"), NOW)
+        uow.courses.upsert(
+            Course(
+                tenant,
+                "c1",
+                "Biology",
+                time_zone="Europe/Paris",
+                starts_at=NOW - timedelta(days=30),
+            )
+        )
+        uow.activities.upsert(
+            Activity(
+                tenant,
+                "a1",
+                "c1",
+                "Quiz 1",
+                10.0,
+                due_at=NOW + timedelta(days=1),
+                policy=PolicySettings(attempt_selection=AttemptSelection.LATEST),
+            )
+        )
+        uow.people.upsert(Person(tenant, "p1", "Ada", "ada@example.edu"))
+        uow.enrollments.upsert(Enrollment(tenant, "c1", "p1", Role.LEARNER))
+        uow.commit()
+
+
+def test_entities_round_trip(db: Database) -> None:
+    seed(db)
+    with db.uow() as uow:
+        course = uow.courses.get("t1", "c1")
+        act = uow.activities.get("t1", "a1")
+        assert course is not None and course.time_zone == "Europe/Paris"
+        assert course.starts_at == NOW - timedelta(days=30)
+        assert course.starts_at is not None and course.starts_at.tzinfo is not None
+        assert act is not None and act.kind is ActivityKind.GRADED
+        assert act.policy.attempt_selection is AttemptSelection.LATEST
+        assert uow.people.find("t1", email="ADA@example.edu")[0].id == "p1"
+        assert uow.enrollments.get("t1", "c1", "p1") == Enrollment("t1", "c1", "p1", Role.LEARNER)
+
+
+def test_tenant_isolation(db: Database) -> None:
+    seed(db, "t1")
+    seed(db, "t2")
+    with db.uow() as uow:
+        uow.courses.upsert(Course("t2", "c1", "Chemistry"))
+        uow.commit()
+    with db.uow() as uow:
+        c1 = uow.courses.get("t1", "c1")
+        c2 = uow.courses.get("t2", "c1")
+        assert c1 is not None and c1.title == "Biology"
+        assert c2 is not None and c2.title == "Chemistry"
+        assert [c.id for c in uow.courses.all("t1")] == ["c1"]
+
+
+def test_attempts_idempotent_by_source_event(db: Database) -> None:
+    seed(db)
+    a = Attempt("t1", "evt-1", "a1", "p1", 7.0, 10.0, NOW)
+    with db.uow() as uow:
+        first, new1 = uow.attempts.add(a, NOW)
+        again, new2 = uow.attempts.add(a, NOW + timedelta(seconds=5))
+        uow.commit()
+    assert new1 and not new2
+    assert first.id == again.id
+    with db.uow() as uow:
+        assert len(uow.attempts.for_key("t1", "a1", "p1")) == 1
+
+
+def test_rollback_without_commit_changes_nothing(db: Database) -> None:
+    seed(db)
+    with db.uow() as uow:
+        uow.attempts.add(Attempt("t1", "evt-2", "a1", "p1", 1.0, 10.0, NOW), NOW)
+    with db.uow() as uow:
+        assert uow.attempts.get_by_event("t1", "evt-2") is None
+
+
+def test_destination_secret_encrypted_at_rest(db: Database) -> None:
+    seed(db)
+    dest = Destination(
+        "t1",
+        "lms",
+        DestinationKind.LTI13_AGS,
+        "Canvas",
+        "canvas",
+        config={"issuer": "https://lms.example"},
+        secret={"client_secret": "s3cr3t!"},
+    )
+    with db.uow() as uow:
+        uow.destinations.upsert(dest, NOW)
+        uow.commit()
+    with db.engine.connect() as conn:
+        raw = conn.execute(text("SELECT secret_ciphertext FROM destinations")).scalar()
+    assert raw and "s3cr3t" not in raw
+    with db.uow() as uow:
+        loaded = uow.destinations.get("t1", "lms")
+    assert loaded is not None and loaded.secret == {"client_secret": "s3cr3t!"}
+    assert loaded.kind is DestinationKind.LTI13_AGS
+
+
+def test_ledger_due_and_person_links(db: Database) -> None:
+    seed(db)
+    with db.uow() as uow:
+        uow.destinations.upsert(Destination("t1", "lms", DestinationKind.LTI13_AGS, "LMS"), NOW)
+        key = LedgerKey("t1", "lms", "a1", "p1")
+        uow.ledger.save(
+            LedgerRow(
+                key,
+                DeliveryState.PENDING,
+                desired_hash="h1",
+                desired={"score_given": 7.0},
+                updated_at=NOW,
+            ),
+            "c1",
+        )
+        uow.ledger.save(
+            LedgerRow(
+                LedgerKey("t1", "lms", "a1", "p2"),
+                DeliveryState.RETRYING,
+                next_attempt_at=NOW + timedelta(minutes=5),
+                updated_at=NOW,
+            ),
+            "c1",
+        )
+        uow.links.save_person(PersonLink("t1", "lms", "p1", "sub-1"))
+        uow.links.save_person(PersonLink("t1", "lms", "p1", "sourcedid-c1", course_id="c1"))
+        uow.commit()
+    with db.uow() as uow:
+        due = uow.ledger.due(NOW, 10)
+        assert [r.key.person_id for r in due] == ["p1"]
+        assert {r.key.person_id for r in uow.ledger.due(NOW + timedelta(minutes=6), 10)} == {
+            "p1",
+            "p2",
+        }
+        assert uow.ledger.get(key) is not None
+        link = uow.links.person("t1", "lms", "p1", "c1")
+        assert link is not None and link.remote_id == "sourcedid-c1"
+        general = uow.links.person("t1", "lms", "p1", "other-course")
+        assert general is not None and general.remote_id == "sub-1"
+        batches = list(uow.ledger.iter_scope("t1", "lms", "c1", batch=1))
+        assert [len(b) for b in batches] == [1, 1]
+
+
+def test_runs_stage_history(db: Database) -> None:
+    seed(db)
+    scope = RunScope("t1", None, "c1")
+    run = SyncRun("r1", scope, Trigger.MANUAL, "ada", created_at=NOW)
+    with db.uow() as uow:
+        uow.runs.add(run)
+        uow.runs.update(
+            SyncRun(
+                "r1",
+                scope,
+                Trigger.MANUAL,
+                "ada",
+                stage=RunStage.COMPUTING,
+                created_at=NOW,
+                started_at=NOW,
+            )
+        )
+        uow.commit()
+    with db.uow() as uow:
+        assert [s["stage"] for s in uow.runs.stages("r1")] == ["queued", "computing"]
+        assert [r.id for r in uow.runs.active_for_scope(scope.key)] == ["r1"]
+        assert uow.runs.get("r1", tenant_id="t2") is None
+
+
+@pytest.mark.parametrize("n", [3])
+def test_dirty_keys_collapse(db: Database, n: int) -> None:
+    seed(db)
+    with db.uow() as uow:
+        for i in range(n):
+            uow.dirty.mark("t1", "c1", "a1", "p1", NOW + timedelta(seconds=i))
+        uow.commit()
+    with db.uow() as uow:
+        assert uow.dirty.count() == 1
+        (row,) = uow.dirty.peek(10)
+        uow.dirty.clear([("t1", "a1", "p1")], marked_before=row[4])
+        uow.commit()
+        assert uow.dirty.count() == 0
