@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings, load_settings
 from gradesync.services.clock import Clock, SystemClock
+from gradesync.services.wakeup import Waker
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,8 @@ class Runtime:
     settings: Settings
     db: Database
     clock: Clock = field(default_factory=SystemClock)
+    # Set by the worker wiring (issue 4): in-process asyncio worker or procrastinate.
+    waker: Waker | None = None
 
     @classmethod
     def create(cls, settings: Settings | None = None, *, migrate: bool | None = None) -> Runtime:

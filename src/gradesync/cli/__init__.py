@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gradesync.cli import db, serve
+from gradesync.cli import db, serve, users
 
 app = typer.Typer(
     help="gradesync: one-way, reliable grade sync into LMS gradebooks and SIS.",
@@ -13,6 +13,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="users")
 
 
 def main() -> None:

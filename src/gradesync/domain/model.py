@@ -346,3 +346,22 @@ class Schedule:
     last_run_at: datetime | None = None
     paused_at: datetime | None = None
     created_at: datetime | None = None
+
+
+class UserRole(StrEnum):
+    ADMIN = "admin"  # every course of the tenant, destinations, schedules
+    INSTRUCTOR = "instructor"  # the courses listed in course_ids
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleUser:
+    tenant_id: str
+    username: str
+    display_name: str
+    password_hash: str
+    role: UserRole = UserRole.INSTRUCTOR
+    course_ids: tuple[str, ...] = ()
+    created_at: datetime | None = None
+
+    def can_see_course(self, course_id: str) -> bool:
+        return self.role is UserRole.ADMIN or course_id in self.course_ids

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from gradesync.domain.model import (
     Activity,
     Attempt,
+    ConsoleUser,
     Course,
     CourseLink,
     Destination,
@@ -260,6 +261,16 @@ class ScheduleRepo(Protocol):
     def delete(self, schedule_id: str, tenant_id: str) -> bool: ...
 
 
+class UserRepo(Protocol):
+    def get(self, tenant_id: str, username: str) -> ConsoleUser | None: ...
+
+    def find_by_username(self, username: str) -> list[ConsoleUser]: ...
+
+    def save(self, user: ConsoleUser, now: datetime) -> None: ...
+
+    def all(self, tenant_id: str) -> list[ConsoleUser]: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the `with` block without `commit()` rolls back."""
 
@@ -277,6 +288,7 @@ class UnitOfWork(Protocol):
     deliveries: DeliveryLogRepo
     runs: RunRepo
     schedules: ScheduleRepo
+    users: UserRepo
 
     def __enter__(self) -> UnitOfWork: ...
 

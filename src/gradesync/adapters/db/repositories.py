@@ -19,6 +19,7 @@ from gradesync.adapters.secretbox import SecretBox
 from gradesync.domain.model import (
     Activity,
     Attempt,
+    ConsoleUser,
     Course,
     CourseLink,
     DeliveryState,
@@ -878,3 +879,28 @@ class ScheduleRepo(_Repo):
                 delete(t.schedules).where(c.id == schedule_id, c.tenant_id == tenant_id)
             ).rowcount
         )
+
+
+class UserRepo(_Repo):
+    def get(self, tenant_id: str, username: str) -> ConsoleUser | None:
+        c = t.users.c
+        row = (
+            self.conn.execute(select(t.users).where(c.tenant_id == tenant_id, c.username == username))
+            .mappings()
+            .first()
+        )
+        return from_row(ConsoleUser, row) if row else None
+
+    def find_by_username(self, username: str) -> list[ConsoleUser]:
+        rows = self.conn.execute(select(t.users).where(t.users.c.username == username)).mappings()
+        return [from_row(ConsoleUser, r) for r in rows]
+
+    def save(self, user: ConsoleUser, now: datetime) -> None:
+        row = to_row(user)
+        row["created_at"] = utc(user.created_at or now)
+        upsert(self.conn, t.users, row, update=("display_name", "password_hash", "role", "course_ids"))
+
+    def all(self, tenant_id: str) -> list[ConsoleUser]:
+        c = t.users.c
+        rows = self.conn.execute(select(t.users).where(c.tenant_id == tenant_id).order_by(c.username)).mappings()
+        return [from_row(ConsoleUser, r) for r in rows]

@@ -378,3 +378,18 @@ launches = Table(
     _ts("launched_at", nullable=False),
     Index("ix_launches_person", "tenant_id", "person_id", "course_id"),
 )
+
+# Local console accounts. Passwords are stored as scrypt hashes; instructors see the courses
+# listed in `course_ids`, admins every course of their tenant.
+users = Table(
+    "users",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("username", String(ID), primary_key=True),
+    Column("display_name", String(ID), nullable=False),
+    Column("password_hash", String(512), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("course_ids", JSON, nullable=False, default=list),
+    _ts("created_at", nullable=False),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+)

@@ -21,6 +21,7 @@ from gradesync.adapters.db.repositories import (
     RunRepo,
     ScheduleRepo,
     TenantRepo,
+    UserRepo,
 )
 from gradesync.adapters.secretbox import SecretBox
 
@@ -53,6 +54,7 @@ class SqlUnitOfWork:
         self.deliveries = DeliveryLogRepo(c)
         self.runs = RunRepo(c)
         self.schedules = ScheduleRepo(c)
+        self.users = UserRepo(c)
         return self
 
     def commit(self) -> None:

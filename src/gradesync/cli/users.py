@@ -1,0 +1,62 @@
+"""`gradesync users ...`: local console accounts for instructors and admins."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gradesync.domain.errors import GradesyncError
+from gradesync.domain.model import UserRole
+from gradesync.runtime import Runtime
+from gradesync.services.accounts import create_user
+
+app = typer.Typer(help="Console accounts: add, list.", no_args_is_help=True)
+console = Console()
+
+
+@app.command()
+def add(
+    tenant: str = typer.Option(..., help="Tenant id the account belongs to."),
+    username: str = typer.Argument(..., help="Sign-in name."),
+    role: UserRole = typer.Option(UserRole.INSTRUCTOR, help="admin or instructor."),
+    course: list[str] = typer.Option([], help="Course id an instructor may see (repeatable)."),
+    name: str = typer.Option("", help="Display name."),
+    password: str = typer.Option(
+        ...,
+        prompt=True,
+        hide_input=True,
+        confirmation_prompt=True,
+        envvar="GRADESYNC_NEW_PASSWORD",
+        help="Asked interactively; or from GRADESYNC_NEW_PASSWORD.",
+    ),
+) -> None:
+    """Create or update a console account (the password is stored as a scrypt hash)."""
+    runtime = Runtime.create()
+    try:
+        create_user(
+            runtime.db.uow,
+            runtime.clock,
+            tenant_id=tenant,
+            username=username,
+            password=password,
+            role=role,
+            display_name=name,
+            course_ids=course,
+        )
+    except GradesyncError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"account [bold]{username}[/bold] ({role.value}) saved in tenant {tenant}")
+
+
+@app.command("list")
+def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
+    """List a tenant's console accounts."""
+    runtime = Runtime.create()
+    with runtime.db.uow() as uow:
+        users = uow.users.all(tenant)
+    table = Table("username", "name", "role", "courses")
+    for u in users:
+        table.add_row(u.username, u.display_name, u.role.value, ", ".join(u.course_ids) or "all")
+    console.print(table)

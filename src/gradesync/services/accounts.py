@@ -1,0 +1,93 @@
+"""Local console accounts: create, change password, authenticate.
+
+Passwords are hashed with scrypt (memory-hard, in the standard library) and a random salt;
+comparison is constant-time. A username may exist in several tenants: sign-in names the tenant
+when it is ambiguous.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+
+from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.model import ConsoleUser, UserRole
+from gradesync.services.clock import Clock
+from gradesync.services.ports import UnitOfWorkFactory
+
+_N, _R, _P = 2**14, 8, 1
+MIN_PASSWORD = 10
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    enc = base64.b64encode
+    return f"scrypt${_N}${_R}${_P}${enc(salt).decode()}${enc(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    digest = hashlib.scrypt(
+        password.encode(), salt=base64.b64decode(salt_b64), n=int(n), r=int(r), p=int(p), dklen=32
+    )
+    return hmac.compare_digest(digest, base64.b64decode(digest_b64))
+
+
+def create_user(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    *,
+    tenant_id: str,
+    username: str,
+    password: str,
+    role: UserRole,
+    display_name: str = "",
+    course_ids: Sequence[str] = (),
+) -> ConsoleUser:
+    if not username.strip():
+        raise InvalidInput.one("username", "required", "A username is required.")
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput.one(
+            "password", "min_length", f"The password must have at least {MIN_PASSWORD} characters."
+        )
+    with uow_factory() as uow:
+        if uow.tenants.get(tenant_id) is None:
+            raise NotFound("tenant", tenant_id)
+        user = ConsoleUser(
+            tenant_id=tenant_id,
+            username=username.strip(),
+            display_name=display_name or username.strip(),
+            password_hash=hash_password(password),
+            role=role,
+            course_ids=tuple(course_ids),
+        )
+        uow.users.save(user, clock.now())
+        uow.commit()
+    return user
+
+
+def authenticate(
+    uow_factory: UnitOfWorkFactory, username: str, password: str, tenant_id: str | None = None
+) -> ConsoleUser | None:
+    """The user when the password matches, else None (the same answer for an unknown user)."""
+    with uow_factory() as uow:
+        if tenant_id:
+            found = uow.users.get(tenant_id, username)
+            candidates = [found] if found else []
+        else:
+            candidates = uow.users.find_by_username(username)
+    if len(candidates) != 1:
+        # still spend the hashing time so timing does not reveal which usernames exist
+        verify_password(password, hash_password("not-a-password", salt=b"0" * 16))
+        return None
+    user = candidates[0]
+    return user if verify_password(password, user.password_hash) else None

@@ -1,0 +1,79 @@
+"""Console sign-in over HTTP: wrong password refused, right one lands on the course list."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gradesync.adapters.db.database import Database
+from gradesync.config import Settings
+from gradesync.domain.model import Course, Tenant, UserRole
+from gradesync.runtime import Runtime
+from gradesync.services.accounts import create_user, verify_password
+from gradesync.web.app import create_app
+from tests.conftest import TEST_SECRET
+
+
+@pytest.fixture
+def client(db: Database) -> Iterator[TestClient]:
+    runtime = Runtime(settings=Settings(database_url=db.url, secret_key=TEST_SECRET), db=db)
+    now = runtime.clock.now()
+    with db.uow() as uow:
+        uow.tenants.upsert(Tenant("t1", "School"), now)
+        uow.courses.upsert(Course("t1", "bio", "Biology 101"))
+        uow.courses.upsert(Course("t1", "chem", "Chemistry"))
+        uow.commit()
+    create_user(
+        db.uow,
+        runtime.clock,
+        tenant_id="t1",
+        username="ada",
+        password="correct horse battery",
+        role=UserRole.ADMIN,
+    )
+    with TestClient(create_app(runtime)) as c:
+        yield c
+
+
+def test_login_required_redirects(client: TestClient) -> None:
+    r = client.get("/console/", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("/console/login")
+
+
+def test_wrong_password_refused(client: TestClient) -> None:
+    r = client.post("/console/login", data={"username": "ada", "password": "wrong password!!"})
+    assert r.status_code == 401
+    assert "do not match" in r.text
+    assert client.get("/console/", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_lists_courses(client: TestClient) -> None:
+    r = client.post("/console/login", data={"username": "ada", "password": "correct horse battery"})
+    assert r.status_code == 200
+    assert "Biology 101" in r.text and "Chemistry" in r.text
+    client.post("/console/logout")
+    assert client.get("/console/", follow_redirects=False).status_code == 303
+
+
+def test_open_redirect_refused(client: TestClient) -> None:
+    r = client.post(
+        "/console/login",
+        data={
+            "username": "ada",
+            "password": "correct horse battery",
+            "next": "https://evil.example/",
+        },
+        follow_redirects=False,
+    )
+    assert r.headers["location"] == "/console/"
+
+
+def test_password_hash_is_salted_and_verifies() -> None:
+    from gradesync.services.accounts import hash_password
+
+    a, b = hash_password("same password"), hash_password("same password")
+    assert a != b
+    assert verify_password("same password", a) and not verify_password("other password", a)
