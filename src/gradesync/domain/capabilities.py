@@ -1,0 +1,21 @@
+"""What a destination accepts. Destinations build one from their protocol and LMS profile so
+policy can shape the desired result without knowing which LMS it is talking to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gradesync.domain.model import ScoreForm
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    score_form: ScoreForm = ScoreForm.POINTS
+    extra_credit: bool = False  # accepts scoreGiven > scoreMaximum
+    comments: bool = True
+    statuses: bool = False  # late/missing/excused flags are transmitted
+    name_max_length: int | None = None
+    forbidden_name_chars: str = ""
+    zeros_stored: bool = True  # False: a zero is not stored (Brightspace), so it is not sent
+    percent_scale: float = 100.0  # percent form: the score_maximum sent (1.0 for LTI 1.1)
+    pending_results: bool = True  # accepts a result with no score yet (gradingProgress Pending)
