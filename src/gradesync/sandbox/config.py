@@ -143,6 +143,9 @@ class SisCategorySeed(_Strict):
     sourcedId: str = Field(pattern=ID_PATTERN)
     title: str = Field(min_length=1)
     weight: float | None = None
+    classes: list[str] = Field(
+        default_factory=list, description="classes that use it (listed by /classes/{id}/categories)"
+    )
 
 
 class SisClientSeed(_Strict):

@@ -9,6 +9,7 @@ group makes the same decisions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
@@ -20,11 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.types import Message, Receive, Scope, Send
+
 from .config import FAULT_GROUPS, FaultSpec
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -206,14 +206,12 @@ class FaultInjector:
         await _refuse(send, name, 429, "rate limit exceeded", wait)
 
     async def _hold(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.release.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
 
 def _counting(send: Send, counters: Counter[str]) -> Send:
-    async def wrapped(message: dict[str, Any]) -> None:
+    async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             counters[f"status_{message['status']}"] += 1
         await send(message)
@@ -245,7 +243,10 @@ async def _refuse(send: Send, group: str, status: int, text: str, retry_after: i
             "imsx_description": text,
             "imsx_CodeMinor": {
                 "imsx_codeMinorField": [
-                    {"imsx_codeMinorFieldName": "TargetEndSystem", "imsx_codeMinorFieldValue": minor}
+                    {
+                        "imsx_codeMinorFieldName": "TargetEndSystem",
+                        "imsx_codeMinorFieldValue": minor,
+                    }
                 ]
             },
         }

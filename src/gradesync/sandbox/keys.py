@@ -16,7 +16,7 @@ from jwt.algorithms import RSAAlgorithm
 from .config import ToolSeed
 
 
-class KeyError_(Exception):
+class ToolKeyError(Exception):
     """The tool's key could not be found or loaded (message says why)."""
 
 
@@ -64,7 +64,7 @@ class ToolKeys:
                 try:
                     cached = {None: _load_public_key(tool.public_key)}
                 except (ValueError, TypeError) as exc:
-                    raise KeyError_(f"registered public_key cannot be loaded: {exc}") from None
+                    raise ToolKeyError(f"registered public_key cannot be loaded: {exc}") from None
                 self._keys[tool.client_id] = cached
             return cached[None]
         keys = self._keys.get(tool.client_id, {})
@@ -79,7 +79,7 @@ class ToolKeys:
             return keys[kid]
         if kid is None and len(keys) == 1:
             return next(iter(keys.values()))
-        raise KeyError_(f"no key with kid {kid!r} in the tool's JWKS at {tool.jwks_url}")
+        raise ToolKeyError(f"no key with kid {kid!r} in the tool's JWKS at {tool.jwks_url}")
 
     async def _fetch(self, tool: ToolSeed) -> dict[str | None, Any]:
         assert tool.jwks_url
@@ -90,7 +90,9 @@ class ToolKeys:
             response.raise_for_status()
             document = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise KeyError_(f"cannot fetch the tool's JWKS from {tool.jwks_url}: {exc}") from None
+            raise ToolKeyError(
+                f"cannot fetch the tool's JWKS from {tool.jwks_url}: {exc}"
+            ) from None
         keys: dict[str | None, Any] = {}
         for jwk in document.get("keys", []) if isinstance(document, dict) else []:
             try:

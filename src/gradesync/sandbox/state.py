@@ -133,6 +133,7 @@ class SandboxState:
         self.sis_students: dict[str, SisStudentSeed] = {}
         self.sis_classes: dict[str, SisClass] = {}
         self.sis_categories: dict[str, SisObject] = {}
+        self.sis_category_classes: dict[str, set[str]] = {}
         self.sis_line_items: dict[str, SisObject] = {}
         self.sis_results: dict[str, SisObject] = {}
         self._ids = itertools.count(1)
@@ -304,3 +305,4 @@ class SandboxState:
         if seed.weight is not None:
             data["weight"] = seed.weight
         self.sis_categories[seed.sourcedId] = SisObject(data=data, created_by="seed")
+        self.sis_category_classes.setdefault(seed.sourcedId, set()).update(seed.classes)

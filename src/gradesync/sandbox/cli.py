@@ -1,0 +1,77 @@
+"""Run the sandbox from a terminal: `gradesync sandbox` or `python -m gradesync.sandbox`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from .app import create_app
+from .config import SandboxConfig, config_from_file
+
+
+def build_config(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    seed_file: str | Path | None = None,
+    mode: str | None = None,
+    base_url: str | None = None,
+    rng_seed: int | None = None,
+    faults: str | None = None,
+) -> SandboxConfig:
+    """Config from a seed file and flags (flags win). `faults` is JSON: {group: settings}."""
+    overrides = {
+        "mode": mode,
+        "base_url": base_url or f"http://{host}:{port}",
+        "rng_seed": rng_seed,
+        "faults": json.loads(faults) if faults else None,
+    }
+    if seed_file is not None:
+        return config_from_file(seed_file, **overrides)
+    return SandboxConfig.model_validate({k: v for k, v in overrides.items() if v is not None})
+
+
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    seed_file: str | Path | None = None,
+    mode: str | None = None,
+    base_url: str | None = None,
+    rng_seed: int | None = None,
+    faults: str | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve the sandbox until interrupted (blocking)."""
+    config = build_config(host, port, seed_file, mode, base_url, rng_seed, faults)
+    app = create_app(config)
+    print(
+        f"gradesync sandbox ({config.mode}) on {config.base_url}, "
+        f"inspect at {config.base_url}/_sandbox/"
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gradesync.sandbox", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--seed-file", help="YAML or JSON seed file (see docs/sandbox.md)")
+    parser.add_argument("--mode", choices=["canvas", "moodle", "generic"])
+    parser.add_argument("--base-url", help="public URL and LTI issuer (default http://host:port)")
+    parser.add_argument("--rng-seed", type=int, help="seed for random fault decisions")
+    parser.add_argument("--faults", help='JSON, e.g. \'{"scores": {"error_rate": 0.1}}\'')
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    run(
+        host=args.host,
+        port=args.port,
+        seed_file=args.seed_file,
+        mode=args.mode,
+        base_url=args.base_url,
+        rng_seed=args.rng_seed,
+        faults=args.faults,
+        log_level=args.log_level,
+    )
