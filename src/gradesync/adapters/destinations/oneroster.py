@@ -1,0 +1,668 @@
+"""OneRoster 1.2 gradebook (REST) destination: grade passback to a SIS.
+
+- Token: OAuth 2 client credentials (client id/secret in HTTP Basic), cached per
+  (destination, scopes) in the process's TokenCache; a 401 gets one new token, then the
+  destination is misconfigured.
+- Columns: an activity is sent only when it is selected for the SIS (ItemLink.data
+  "sync_to_sis", written by `services.sis.select_activities`) and passes the profile's checks.
+  Its group is aligned to a SIS category (by id or by exact title; created only when the
+  profile allows). Before creating a line item we look for one: our own sourcedId first, then
+  an item of the class with the same title and due date, which is adopted (with its results).
+  Line items are PUT with the details whenever their hash changes, or on remaster.
+- Results: PUT upsert of the whole result (score, scoreStatus, scoreDate, comment, flags).
+- Failures are classified by status code and body (imsx_description), never the reason phrase.
+
+Data kept on links (JSON):
+  CourseLink.remote_id = class sourcedId; data: school, term_start, term_end, sections
+      {section id: class sourcedId}, category_map {group: category sourcedId}
+  ItemLink.remote_id = line item sourcedId in the course's class; details_hash = the
+      column's hash; data: sync_to_sis, line_items {class: line item sourcedId}, matched
+      {class: "ours"|"created"|"title_due"}, result_ids {line item: {student: result
+      sourcedId}} for adopted SIS items, category, sis_details (digest of the SIS-side details)
+  PersonLink.remote_id = student sourcedId; data.class = the section's class when not the
+      course's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
+
+from gradesync.adapters.destinations import oneroster_payloads as payloads
+from gradesync.adapters.destinations.registry import DestinationContext
+from gradesync.adapters.destinations.tokens import AccessToken
+from gradesync.domain.canonical import digest, parse_iso
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
+from gradesync.domain.passback import (
+    CategoryMatch,
+    PassbackRule,
+    SisProfile,
+    Term,
+    capabilities_for,
+    category_sourced_id,
+    line_item_sourced_id,
+    profile_from_config,
+    result_sourced_id,
+)
+from gradesync.domain.policy import Column, DesiredResult, column_hash
+from gradesync.services.destination import (
+    CheckStep,
+    FailureClass,
+    ReadBack,
+    Receipt,
+    RemoteFailure,
+    ResultTarget,
+)
+
+SCOPE_PREFIX = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
+SCOPE_READONLY = SCOPE_PREFIX + "gradebook.readonly"
+SCOPE_CREATEPUT = SCOPE_PREFIX + "gradebook.createput"
+DEFAULT_SCOPES = (SCOPE_READONLY, SCOPE_CREATEPUT)
+PAGE = 500
+CATEGORY_TTL = 60.0  # seconds a category listing is reused (alignment of a whole run)
+DEFAULT_TIMEOUT = 20.0
+
+
+def gradebook_base(url: str) -> str:
+    """Accept the server root or the gradebook base; return the gradebook base."""
+    url = url.rstrip("/")
+    return url if "/ims/oneroster/" in url else url + payloads.GRADEBOOK_PATH
+
+
+def _imsx_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return response.text[:500] or f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        for key in ("imsx_description", "error_description", "error", "message"):
+            if isinstance(body.get(key), str) and body[key]:
+                return str(body[key])
+    return json.dumps(body)[:500]
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    value = response.headers.get("retry-after")
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def classify(response: httpx.Response, what: str) -> RemoteFailure:
+    """The failure class of an error answer, by status code and body."""
+    status = response.status_code
+    message = _imsx_message(response)
+    text = f"{what}: {message}"
+    if status == 429 or (status == 503 and "retry-after" in response.headers):
+        return RemoteFailure(
+            FailureClass.SLOW_DOWN,
+            "rate_limited",
+            text,
+            status=status,
+            retry_after=_retry_after(response, 5.0),
+        )
+    if status >= 500:
+        return RemoteFailure(FailureClass.RETRY_LATER, "server_error", text, status=status)
+    if status == 401:
+        return RemoteFailure(
+            FailureClass.MISCONFIGURED,
+            "bad_credentials",
+            text,
+            status=status,
+            remedy="Check the SIS client id and secret (gradesync sis add ... --client-secret).",
+        )
+    if status == 403:
+        # PowerTeacher Pro answers a rate limit with 403; a missing scope is also 403.
+        if "rate limit" in message.lower() or "throttl" in message.lower():
+            return RemoteFailure(
+                FailureClass.SLOW_DOWN,
+                "rate_limited",
+                text,
+                status=status,
+                retry_after=_retry_after(response, 10.0),
+            )
+        return RemoteFailure(
+            FailureClass.MISCONFIGURED,
+            "no_grade_scope",
+            text,
+            status=status,
+            remedy="Grant the client the gradebook.createput scope in the SIS.",
+        )
+    if status == 404:
+        return RemoteFailure(FailureClass.REJECTED, "unknown_object", text, status=status)
+    if status == 409:
+        return RemoteFailure(
+            FailureClass.REJECTED,
+            "locked",
+            text,
+            status=status,
+            remedy="The SIS locked this item (grading period closed?); unlock it, then remaster.",
+        )
+    return RemoteFailure(FailureClass.REJECTED, "invalid_data", text, status=status)
+
+
+def _rejected(rule: PassbackRule | str, message: str, remedy: str | None = None) -> RemoteFailure:
+    return RemoteFailure(FailureClass.REJECTED, str(rule), message, remedy=remedy)
+
+
+class OneRosterClient:
+    """One SIS connection. Safe to call concurrently (async, shared connection pool)."""
+
+    def __init__(self, destination: Destination, context: DestinationContext) -> None:
+        config = destination.config
+        base = config.get("base_url")
+        if not isinstance(base, str) or not base.startswith(("http://", "https://")):
+            raise InvalidInput.one("config.base_url", "url", "base_url must be an http(s) URL.")
+        self.destination = destination
+        self.base = gradebook_base(base)
+        root = self.base.split("/ims/oneroster/")[0]
+        self.token_url = str(config.get("token_url") or root + "/ims/oneroster/oauth2/token")
+        self.scopes: tuple[str, ...] = tuple(config.get("scopes") or DEFAULT_SCOPES)
+        self.profile: SisProfile = profile_from_config(config)
+        self.client_id = str(destination.secret.get("client_id") or config.get("client_id") or "")
+        self._secret = str(destination.secret.get("client_secret") or "")
+        self.timeout = float(config.get("timeout_seconds", DEFAULT_TIMEOUT))
+        self._http = context.http
+        self._tokens = context.tokens
+        self._token_key = ("oneroster", destination.tenant_id, destination.id, self.scopes)
+        self._categories: tuple[float, list[dict[str, Any]]] | None = None
+        self._category_lock = asyncio.Lock()
+
+    # --- protocol --------------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return capabilities_for(self.profile)
+
+    @property
+    def concurrency(self) -> int:
+        return self.profile.concurrency
+
+    async def ensure_course(self, course: Course, link: CourseLink | None) -> CourseLink:
+        if link is None or not link.remote_id:
+            raise RemoteFailure(
+                FailureClass.REJECTED,
+                PassbackRule.CLASS_NOT_MAPPED.value,
+                f"The course {course.title!r} is not mapped to a SIS class.",
+                remedy=f"gradesync sis map-class {self.destination.id} {course.id} CLASS_SOURCEDID "
+                "--school SCHOOL_SOURCEDID",
+            )
+        if not link.data.get("school"):
+            raise RemoteFailure(
+                FailureClass.REJECTED,
+                PassbackRule.CLASS_NOT_MAPPED.value,
+                f"The class {link.remote_id!r} has no school sourcedId; line items need one.",
+                remedy="Map the class again with --school.",
+            )
+        return link
+
+    async def ensure_column(
+        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+    ) -> ItemLink:
+        if link is None or not link.data.get("sync_to_sis"):
+            raise _rejected(
+                PassbackRule.NOT_SELECTED,
+                f"The activity {column.title!r} is not selected for SIS passback.",
+                "Tick 'Sync to SIS' for it (gradesync sis select).",
+            )
+        term = Term.from_link_data(course.data)
+        due = self._due_date(column, term)
+        category_id = await self.resolve_category(course, column.category)
+        school = str(course.data["school"])
+        classes = self.classes_of(course)
+        assigned = payloads.assign_date(due, term.start)
+        # details_hash is the column's own hash (the engine compares it to skip this call);
+        # what the SIS side adds (category, classes, school, dates) has its own digest.
+        details = column_hash(column)
+        extras = digest(
+            {
+                "category": category_id,
+                "school": school,
+                "classes": classes,
+                "due": payloads.zulu(due),
+                "assign": payloads.zulu(assigned),
+            }
+        )
+        line_items: dict[str, str] = dict(link.data.get("line_items") or {})
+        matched: dict[str, str] = dict(link.data.get("matched") or {})
+        result_ids: dict[str, dict[str, str]] = dict(link.data.get("result_ids") or {})
+        new: set[str] = set()
+        for class_id in classes:
+            if class_id in line_items:
+                continue
+            ours = line_item_sourced_id(
+                link.tenant_id, link.destination_id, column.activity_id, class_id
+            )
+            found, how = await self._find_line_item(class_id, ours, column.title, due)
+            line_items[class_id], matched[class_id] = found, how
+            if how == "title_due":
+                result_ids[found] = await self._result_ids(class_id, found)
+            new.add(class_id)
+        if force or new or details != link.details_hash or extras != link.data.get("sis_details"):
+            now = datetime.now(UTC)
+            for class_id in classes:
+                body = payloads.line_item(
+                    self.base,
+                    sourced_id=line_items[class_id],
+                    column=column,
+                    due=due,
+                    assigned=assigned,
+                    class_id=class_id,
+                    school_id=school,
+                    category_id=category_id,
+                    modified=now,
+                )
+                await self._put(
+                    f"/lineItems/{quote(line_items[class_id], safe='')}", body, "lineItem"
+                )
+        return replace(
+            link,
+            remote_id=line_items[course.remote_id],
+            details_hash=details,
+            data={
+                **link.data,
+                "line_items": line_items,
+                "matched": matched,
+                "result_ids": result_ids,
+                "category": category_id,
+                "sis_details": extras,
+            },
+        )
+
+    async def put_result(
+        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+    ) -> Receipt:
+        class_id = str(target.person.data.get("class") or target.course.remote_id)
+        line_items = target.item.data.get("line_items") or {}
+        line_item_id = str(line_items.get(class_id) or target.item.remote_id)
+        student = target.person.remote_id
+        adopted = (target.item.data.get("result_ids") or {}).get(line_item_id) or {}
+        sourced_id = str(adopted.get(student) or result_sourced_id(line_item_id, student))
+        body = payloads.result(
+            self.base,
+            sourced_id=sourced_id,
+            line_item_id=line_item_id,
+            student_id=student,
+            class_id=class_id,
+            desired=result,
+            modified=timestamp,
+        )
+        response = await self._put(f"/results/{quote(sourced_id, safe='')}", body, "result")
+        return Receipt(payload=body, status=response.status_code, message=None)
+
+    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
+        out: list[ReadBack] = []
+        line_items = item.data.get("line_items") or {course.remote_id: item.remote_id}
+        for class_id, line_item_id in line_items.items():
+            path = (
+                f"/classes/{quote(class_id, safe='')}/lineItems/"
+                f"{quote(line_item_id, safe='')}/results"
+            )
+            for r in await self._list(path, "results"):
+                if r.get("status") == "tobedeleted":
+                    continue
+                modified = r.get("dateLastModified")
+                out.append(
+                    ReadBack(
+                        remote_person_id=r["student"]["sourcedId"],
+                        score_given=r.get("score"),
+                        score_maximum=None,
+                        comment=r.get("comment"),
+                        timestamp=parse_iso(modified.replace("Z", "+00:00")) if modified else None,
+                    )
+                )
+        return out
+
+    async def check(self) -> Sequence[CheckStep]:
+        steps: list[CheckStep] = []
+        try:
+            token = await self._token()
+        except RemoteFailure as failure:
+            return [CheckStep("token", False, failure.message, failure.remedy)]
+        steps.append(
+            CheckStep("token", True, f"token from {self.token_url} ({len(token.scopes)} scope(s))")
+        )
+        missing = [s for s in (SCOPE_READONLY, SCOPE_CREATEPUT) if s not in token.scopes]
+        steps.append(
+            CheckStep(
+                "scopes",
+                not missing,
+                "granted: " + ", ".join(sorted(s.rsplit("/", 1)[-1] for s in token.scopes)),
+                f"Grant {', '.join(missing)} to the client in the SIS." if missing else None,
+            )
+        )
+        try:
+            categories = await self.categories(refresh=True)
+        except RemoteFailure as failure:
+            steps.append(CheckStep("categories", False, failure.message, failure.remedy))
+        else:
+            titles = ", ".join(c["title"] for c in categories[:10]) or "none"
+            steps.append(
+                CheckStep("categories", True, f"{len(categories)} category(ies): {titles}")
+            )
+        return steps
+
+    async def aclose(self) -> None:
+        """The HTTP pool belongs to the context; nothing of ours to close."""
+
+    # --- public helpers used by the SIS services -------------------------------------------
+
+    def classes_of(self, course: CourseLink) -> list[str]:
+        """The course's class and its sections' classes, each once, the course's first."""
+        sections = course.data.get("sections") or {}
+        out = [course.remote_id]
+        for class_id in sections.values():
+            if class_id not in out:
+                out.append(str(class_id))
+        return out
+
+    async def categories(self, *, refresh: bool = False) -> list[dict[str, Any]]:
+        """Active SIS categories (cached briefly: one listing aligns a whole run)."""
+        async with self._category_lock:
+            cached = self._categories
+            if cached is not None and not refresh and cached[0] > time.monotonic():
+                return cached[1]
+            found = [
+                c
+                for c in await self._list("/categories", "categories")
+                if c.get("status") != "tobedeleted"
+            ]
+            self._categories = (time.monotonic() + CATEGORY_TTL, found)
+            return found
+
+    async def resolve_category(
+        self, course: CourseLink, group: str | None, *, create: bool = True
+    ) -> str:
+        """The SIS category sourcedId for an activity group, or REJECTED naming the
+        categories the SIS has."""
+        group = group or self.profile.default_category
+        mapping: dict[str, str] = {
+            **(self.destination.config.get("category_map") or {}),
+            **(course.data.get("category_map") or {}),
+        }
+        cats = await self.categories()
+        by_id = {c["sourcedId"]: c for c in cats}
+        if group is not None and group in mapping:
+            wanted = mapping[group]
+            if wanted in by_id:
+                return wanted
+            cats = await self.categories(refresh=True)
+            if wanted in {c["sourcedId"] for c in cats}:
+                return wanted
+            raise self._missing_category(
+                group, cats, f"aligned to {wanted!r}, which the SIS does not have"
+            )
+        if group is None:
+            raise self._missing_category(
+                None, cats, "the activity has no group and no default_category is set"
+            )
+        if self.profile.category_match is CategoryMatch.ID:
+            if group in by_id:
+                return group
+            matches = (
+                [group]
+                if group in {c["sourcedId"] for c in await self.categories(refresh=True)}
+                else []
+            )
+        else:
+            matches = [c["sourcedId"] for c in cats if c.get("title") == group]
+            if not matches:
+                cats = await self.categories(refresh=True)
+                matches = [c["sourcedId"] for c in cats if c.get("title") == group]
+            if len(matches) > 1:
+                raise _rejected(
+                    PassbackRule.CATEGORY_MISSING,
+                    f"Activity group {group!r} matches {len(matches)} SIS categories by name "
+                    f"({', '.join(matches)}); align it by id.",
+                    f"gradesync sis categories {self.destination.id} --align {group!r}=CATEGORY_ID",
+                )
+        if matches:
+            return matches[0]
+        if self.profile.may_create_categories:
+            sourced_id = category_sourced_id(self.destination.tenant_id, self.destination.id, group)
+            if not create:
+                return sourced_id  # a check: it would be created on the first send
+            await self._put(
+                f"/categories/{quote(sourced_id, safe='')}",
+                payloads.category(sourced_id, group, datetime.now(UTC)),
+                "category",
+            )
+            self._categories = None
+            return sourced_id
+        raise self._missing_category(
+            group, cats, f"no SIS category matches it by {self.profile.category_match.value}"
+        )
+
+    def _missing_category(
+        self, group: str | None, cats: list[dict[str, Any]], why: str
+    ) -> RemoteFailure:
+        listing = "; ".join(f"{c.get('title')!r} (id {c['sourcedId']})" for c in cats) or "none"
+        name = repr(group) if group is not None else "(none)"
+        return _rejected(
+            PassbackRule.CATEGORY_MISSING,
+            f"Activity group {name}: {why}. The SIS has these categories: {listing}.",
+            f"Align the group: gradesync sis categories {self.destination.id} "
+            "--align GROUP=CATEGORY_ID",
+        )
+
+    async def line_items_of(self, class_id: str) -> list[dict[str, Any]]:
+        return await self._list(f"/classes/{quote(class_id, safe='')}/lineItems", "lineItems")
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _due_date(self, column: Column, term: Term) -> datetime:
+        if column.due_at is not None:
+            due = column.due_at.astimezone(UTC)
+            if self.profile.due_date_inside_term and term.known:
+                assert term.start is not None and term.end is not None
+                if not term.start <= due.date() <= term.end:
+                    raise _rejected(
+                        PassbackRule.DUE_DATE_OUTSIDE_TERM,
+                        f"The due date {due.date().isoformat()} of {column.title!r} is outside "
+                        f"the term {term.start.isoformat()}..{term.end.isoformat()}.",
+                        "Move the due date into the term.",
+                    )
+            return due
+        if not self.profile.due_date_required and term.end is not None:
+            # OneRoster needs a dueDate; without one the term's last day stands in.
+            return datetime.combine(term.end, datetime.max.time(), tzinfo=UTC).replace(
+                microsecond=0
+            )
+        raise _rejected(
+            PassbackRule.DUE_DATE_REQUIRED,
+            f"The activity {column.title!r} has no due date, and the SIS needs one.",
+            "Set a due date for everyone (or the section).",
+        )
+
+    async def _find_line_item(
+        self, class_id: str, ours: str, title: str, due: datetime
+    ) -> tuple[str, str]:
+        """Match before create: our sourcedId, then the class's item with the same title and
+        due date. Returns (sourcedId, how)."""
+        response = await self._request("GET", f"/lineItems/{quote(ours, safe='')}")
+        if response.status_code == 200:
+            return ours, "ours"
+        if response.status_code != 404:
+            raise classify(response, f"GET lineItem {ours}")
+        escaped = title.replace("'", "''")
+        candidates = await self._list(
+            f"/classes/{quote(class_id, safe='')}/lineItems",
+            "lineItems",
+            filter=f"title='{escaped}'",
+        )
+        for item in candidates:
+            if item.get("status") == "tobedeleted" or item.get("title") != title:
+                continue
+            try:
+                theirs = parse_iso(str(item.get("dueDate", "")).replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if theirs == due:
+                return str(item["sourcedId"]), "title_due"
+        return ours, "created"
+
+    async def _result_ids(self, class_id: str, line_item_id: str) -> dict[str, str]:
+        """An adopted SIS item may hold results already: reuse their sourcedIds so a student
+        never gets a second result for the same item."""
+        path = (
+            f"/classes/{quote(class_id, safe='')}/lineItems/{quote(line_item_id, safe='')}/results"
+        )
+        return {
+            r["student"]["sourcedId"]: r["sourcedId"]
+            for r in await self._list(path, "results")
+            if r.get("status") != "tobedeleted"
+        }
+
+    async def _list(self, path: str, key: str, **params: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            response = await self._request(
+                "GET", path, params={**params, "limit": str(PAGE), "offset": str(offset)}
+            )
+            if response.status_code != 200:
+                raise classify(response, f"GET {path}")
+            page = response.json().get(key) or []
+            out.extend(page)
+            total = response.headers.get("x-total-count")
+            offset += len(page)
+            if (
+                not page
+                or (total is not None and offset >= int(total))
+                or (total is None and len(page) < PAGE)
+            ):
+                return out
+
+    async def _put(self, path: str, body: dict[str, Any], what: str) -> httpx.Response:
+        response = await self._request("PUT", path, json_body=body, write=True)
+        if response.status_code not in (200, 201, 204):
+            raise classify(response, f"PUT {what} {path.rsplit('/', 1)[-1]}")
+        return response
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+        write: bool = False,
+    ) -> httpx.Response:
+        url = self.base + path
+        for attempt in (1, 2):
+            token = await self._token()
+            if write and SCOPE_CREATEPUT not in token.scopes:
+                raise RemoteFailure(
+                    FailureClass.MISCONFIGURED,
+                    "no_grade_scope",
+                    f"The SIS granted {sorted(token.scopes)}, not {SCOPE_CREATEPUT}.",
+                    remedy="Grant the client the gradebook.createput scope in the SIS.",
+                )
+            headers = {"Authorization": f"Bearer {token.value}", "Accept": "application/json"}
+            try:
+                response = await self._http.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json_body,
+                    headers=headers,
+                    timeout=self.timeout,
+                )
+            except httpx.TimeoutException as exc:
+                raise RemoteFailure(
+                    FailureClass.RETRY_LATER, "timeout", f"{method} {path}: timed out ({exc!r})"
+                ) from exc
+            except httpx.TransportError as exc:
+                raise RemoteFailure(
+                    FailureClass.RETRY_LATER, "connection_error", f"{method} {path}: {exc!r}"
+                ) from exc
+            if response.status_code == 401 and attempt == 1:
+                self._tokens.invalidate(self._token_key, token.value)  # expired: one new token
+                continue
+            return response
+        return response
+
+    async def _token(self) -> AccessToken:
+        return await self._tokens.get(self._token_key, self._fetch_token)
+
+    async def _fetch_token(self) -> tuple[str, float, frozenset[str]]:
+        if not self.client_id or not self._secret:
+            raise RemoteFailure(
+                FailureClass.MISCONFIGURED,
+                "bad_credentials",
+                "The SIS connection has no client id or client secret.",
+                remedy="gradesync sis add ... --client-id ID --client-secret SECRET",
+            )
+        # RFC 6749 2.3.1: id and secret are form-encoded before Basic encoding.
+        pair = f"{quote(self.client_id, safe='')}:{quote(self._secret, safe='')}"
+        headers = {
+            "Authorization": "Basic " + base64.b64encode(pair.encode()).decode(),
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+        body = prepare_token_request("client_credentials", scope=list(self.scopes))
+        try:
+            response = await self._http.post(
+                self.token_url, content=body, headers=headers, timeout=self.timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise RemoteFailure(
+                FailureClass.RETRY_LATER, "timeout", f"token: timed out ({exc!r})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise RemoteFailure(
+                FailureClass.RETRY_LATER, "connection_error", f"token: {exc!r}"
+            ) from exc
+        if response.status_code != 200:
+            failure = classify(response, "token")
+            if (
+                response.status_code in (400, 401, 403)
+                and failure.failure is not FailureClass.SLOW_DOWN
+            ):
+                scope_problem = "scope" in _imsx_message(response).lower()
+                raise RemoteFailure(
+                    FailureClass.MISCONFIGURED,
+                    "no_grade_scope" if scope_problem else "bad_credentials",
+                    failure.message,
+                    status=response.status_code,
+                    remedy="Check the scopes granted to the client in the SIS."
+                    if scope_problem
+                    else "Check the SIS client id and secret.",
+                )
+            raise failure
+        try:
+            data = response.json()
+            value = str(data["access_token"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RemoteFailure(
+                FailureClass.RETRY_LATER,
+                "bad_token_response",
+                "token: no access_token in the answer",
+            ) from exc
+        granted = str(data.get("scope") or " ".join(self.scopes)).split()
+        return value, float(data.get("expires_in") or 3600), frozenset(granted)
+
+
+def build(destination: Destination, context: DestinationContext) -> OneRosterClient:
+    return OneRosterClient(destination, context)

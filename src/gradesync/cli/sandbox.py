@@ -1,0 +1,22 @@
+"""`gradesync sandbox`: run the standalone sandbox LMS + SIS on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from gradesync.sandbox import cli as sandbox_cli
+
+
+def sandbox(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8765, help="Port to listen on."),
+    seed_file: Path | None = typer.Option(None, help="YAML or JSON seed file (docs/sandbox.md)."),
+    mode: str | None = typer.Option(None, help="canvas, moodle or generic LMS rules."),
+    base_url: str | None = typer.Option(None, help="Public URL and LTI issuer."),
+    rng_seed: int | None = typer.Option(None, help="Seed for random fault decisions."),
+    faults: str | None = typer.Option(None, help='JSON, e.g. \'{"scores": {"error_rate": 0.1}}\'.'),
+) -> None:
+    """Run the sandbox LMS/SIS that gradesync's demo, tests and benchmarks deliver to."""
+    sandbox_cli.run(host, port, seed_file, mode, base_url, rng_seed, faults)

@@ -1,0 +1,435 @@
+"""`gradesync sis ...`: OneRoster 1.2 grade passback to a student information system."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from gradesync.adapters.db.oneroster_csv_state import SqlExportState
+from gradesync.adapters.destinations import oneroster_csv
+from gradesync.adapters.destinations.oneroster import OneRosterClient
+from gradesync.adapters.destinations.registry import DestinationContext
+from gradesync.domain.canonical import parse_iso
+from gradesync.domain.errors import GradesyncError, InvalidInput
+from gradesync.domain.model import DestinationKind, RunScope
+from gradesync.runtime import Runtime
+from gradesync.services import sis as service
+from gradesync.services import sis_export
+from gradesync.services.destination import RemoteFailure
+
+app = typer.Typer(
+    help="SIS grade passback (OneRoster 1.2): connect, map classes and students, align "
+    "categories, select and validate activities, post grades, export CSV.",
+    no_args_is_help=True,
+)
+console = Console()
+T = TypeVar("T")
+
+TENANT = typer.Option(..., "--tenant", help="Tenant id.")
+
+
+class _QueuedOnly:
+    """The CLI runs no worker: a run it requests is stored queued, and the workers of
+    `gradesync serve` / `gradesync worker` pick it up."""
+
+    def wake_keys(self) -> None:
+        return None
+
+    def wake_run(self, run_id: str, scope: RunScope) -> None:
+        return None
+
+
+def _run(fn: Callable[[Runtime], T]) -> T:
+    """Run `fn` with a runtime; a GradesyncError is printed (field and rule) with exit 2."""
+    runtime = Runtime.create()
+    try:
+        return fn(runtime)
+    except InvalidInput as exc:
+        for p in exc.problems:
+            console.print(f"[red]error:[/red] {escape(f'{p.field}: {p.message} [{p.rule}]')}")
+        raise typer.Exit(2) from exc
+    except (GradesyncError, RemoteFailure) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        remedy = getattr(exc, "remedy", None)
+        if remedy:
+            console.print(f"  remedy: {remedy}")
+        raise typer.Exit(2) from exc
+    finally:
+        runtime.close()
+
+
+async def _with_client(
+    rt: Runtime, tenant: str, destination_id: str, fn: Callable[[OneRosterClient], Any]
+) -> Any:
+    with rt.db.uow() as uow:
+        dest = service._sis(uow, tenant, destination_id)
+    if dest.kind is not DestinationKind.ONEROSTER_REST:
+        raise InvalidInput.one("destination_id", "kind", "A file-based SIS has no REST API to ask.")
+    async with httpx.AsyncClient() as http:
+        client = OneRosterClient(dest, DestinationContext(http=http))
+        return await fn(client)
+
+
+@app.command("add")
+def add(
+    destination_id: str = typer.Argument(..., help="Id of the SIS connection, e.g. 'sis'."),
+    tenant: str = TENANT,
+    name: str = typer.Option("", help="Display name (default: the id)."),
+    base_url: str | None = typer.Option(None, help="OneRoster base URL (server root or .../v1p2)."),
+    token_url: str | None = typer.Option(
+        None, help="OAuth 2 token URL (default: next to the API)."
+    ),
+    client_id: str | None = typer.Option(None, help="OAuth 2 client id."),
+    client_secret: str | None = typer.Option(
+        None,
+        envvar="GRADESYNC_SIS_CLIENT_SECRET",
+        show_default=False,
+        help="OAuth 2 client secret (or GRADESYNC_SIS_CLIENT_SECRET); stored encrypted.",
+    ),
+    scope: list[str] = typer.Option(
+        [], help="Scope to ask for (repeatable; default readonly+createput)."
+    ),
+    name_max_length: int | None = typer.Option(None, help="Longest line item title the SIS takes."),
+    due_date_required: bool | None = typer.Option(None, "--due-date-required/--due-date-optional"),
+    due_date_inside_term: bool | None = typer.Option(
+        None, "--due-date-inside-term/--due-date-anywhere"
+    ),
+    may_create_categories: bool | None = typer.Option(
+        None, "--may-create-categories/--no-create-categories"
+    ),
+    category_match: str | None = typer.Option(None, help="Align groups by 'id' or by 'name'."),
+    default_category: str | None = typer.Option(
+        None, help="Group used for activities without one."
+    ),
+    concurrency: int | None = typer.Option(None, help="Requests in flight at once (1-64)."),
+    file_based: bool = typer.Option(
+        False, "--file-based", help="A SIS that imports CSV files only."
+    ),
+    check: bool = typer.Option(True, "--check/--no-check", help="Get a token and list categories."),
+) -> None:
+    """Add or update a SIS connection (values left out keep what was set)."""
+    profile: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "name_max_length": name_max_length,
+            "due_date_required": due_date_required,
+            "due_date_inside_term": due_date_inside_term,
+            "may_create_categories": may_create_categories,
+            "category_match": category_match,
+            "default_category": default_category,
+            "concurrency": concurrency,
+        }.items()
+        if v is not None
+    }
+
+    def go(rt: Runtime) -> None:
+        dest = service.add_connection(
+            rt.db.uow,
+            rt.clock,
+            tenant_id=tenant,
+            destination_id=destination_id,
+            name=name or destination_id,
+            base_url=base_url,
+            client_id=client_id,
+            client_secret=client_secret,
+            token_url=token_url,
+            scopes=scope or None,
+            profile=profile,
+            file_based=file_based,
+        )
+        console.print(f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value})")
+        if check and not file_based:
+            steps = asyncio.run(_with_client(rt, tenant, dest.id, lambda c: c.check()))
+            for s in steps:
+                mark = "[green]ok[/green]" if s.passed else "[red]failed[/red]"
+                console.print(
+                    f"  {mark} {s.name}: {s.evidence}" + (f" -> {s.remedy}" if s.remedy else "")
+                )
+
+    _run(go)
+
+
+@app.command("map-class")
+def map_class(
+    destination_id: str,
+    course_id: str,
+    class_id: str = typer.Argument(..., help="SIS class sourcedId."),
+    tenant: str = TENANT,
+    school: str | None = typer.Option(None, help="SIS school (org) sourcedId of the class."),
+    term_start: str | None = typer.Option(None, help="First day of the class's term (YYYY-MM-DD)."),
+    term_end: str | None = typer.Option(None, help="Last day of the class's term (YYYY-MM-DD)."),
+    section: str | None = typer.Option(None, help="Map this section of the course instead."),
+) -> None:
+    """Map a course (or one of its sections) to a SIS class."""
+
+    def go(rt: Runtime) -> None:
+        link = service.map_class(
+            rt.db.uow,
+            tenant_id=tenant,
+            destination_id=destination_id,
+            course_id=course_id,
+            class_id=class_id,
+            school_id=school,
+            term_start=term_start,
+            term_end=term_end,
+            section_id=section,
+        )
+        what = f"section {section} of {course_id}" if section else course_id
+        console.print(f"{what} -> class {class_id} (school {link.data.get('school')})")
+
+    _run(go)
+
+
+@app.command("map-student")
+def map_student(
+    destination_id: str,
+    person_id: str,
+    student_id: str = typer.Argument(..., help="SIS student sourcedId."),
+    tenant: str = TENANT,
+) -> None:
+    """Map a person to their SIS student sourcedId."""
+    _run(
+        lambda rt: service.map_student(
+            rt.db.uow,
+            tenant_id=tenant,
+            destination_id=destination_id,
+            person_id=person_id,
+            student_id=student_id,
+        )
+    )
+    console.print(f"{person_id} -> student {student_id}")
+
+
+@app.command("map-students")
+def map_students(destination_id: str, course_id: str, tenant: str = TENANT) -> None:
+    """Link every learner of a course to their SIS student (mapping, else the person's SIS id)."""
+    report = _run(
+        lambda rt: service.map_course_students(
+            rt.db.uow, tenant_id=tenant, destination_id=destination_id, course_id=course_id
+        )
+    )
+    console.print(f"{len(report.mapped)} learner(s) mapped")
+    if report.unmapped:
+        console.print(
+            f"[yellow]no SIS id for:[/yellow] {', '.join(report.unmapped)} "
+            "(map them with `gradesync sis map-student`)"
+        )
+
+
+@app.command("categories")
+def categories(
+    destination_id: str,
+    tenant: str = TENANT,
+    course: str | None = typer.Option(None, help="Check (or align) this course's groups."),
+    align: list[str] = typer.Option([], help="GROUP=CATEGORY_SOURCEDID (repeatable)."),
+    unalign: list[str] = typer.Option([], help="Remove the alignment of GROUP (repeatable)."),
+    offline: bool = typer.Option(False, help="Do not ask the SIS (file-based SIS)."),
+) -> None:
+    """List the SIS's categories, align activity groups, and check a course's alignment."""
+
+    def go(rt: Runtime) -> None:
+        for pair in align:
+            group, sep, cat = pair.partition("=")
+            if not sep or not cat:
+                raise InvalidInput.one(
+                    "align", "format", f"{pair!r}: write GROUP=CATEGORY_SOURCEDID."
+                )
+            service.align_category(
+                rt.db.uow,
+                rt.clock,
+                tenant_id=tenant,
+                destination_id=destination_id,
+                group=group,
+                category_id=cat,
+                course_id=course,
+            )
+        for group in unalign:
+            service.align_category(
+                rt.db.uow,
+                rt.clock,
+                tenant_id=tenant,
+                destination_id=destination_id,
+                group=group,
+                category_id=None,
+                course_id=course,
+            )
+        if offline:
+            return
+
+        async def ask(
+            client: OneRosterClient,
+        ) -> tuple[list[dict[str, Any]], list[service.CategoryAlignment]]:
+            cats = await client.categories(refresh=True)
+            checks = (
+                await service.check_categories(
+                    rt.db.uow,
+                    client,
+                    tenant_id=tenant,
+                    destination_id=destination_id,
+                    course_id=course,
+                )
+                if course
+                else []
+            )
+            return cats, checks
+
+        cats, checks = asyncio.run(_with_client(rt, tenant, destination_id, ask))
+        table = Table("category sourcedId", "title", title="SIS categories")
+        for c in cats:
+            table.add_row(c["sourcedId"], c.get("title", ""))
+        console.print(table)
+        if course:
+            table = Table(
+                "group", "activities", "SIS category", "problem", title=f"alignment of {course}"
+            )
+            for a in checks:
+                table.add_row(
+                    a.group or "(none)",
+                    ", ".join(a.activities),
+                    a.category_id or "",
+                    a.problem or "",
+                )
+            console.print(table)
+            if any(a.problem for a in checks):
+                raise typer.Exit(1)
+
+    _run(go)
+
+
+def _print_checks(checks: Sequence[service.ActivityCheck]) -> None:
+    table = Table("activity", "title", "sync to SIS", "problems")
+    for c in checks:
+        problems = (
+            "\n".join(escape(f"{p.message} [{p.rule}]") for p in c.problems) or "[green]ok[/green]"
+        )
+        table.add_row(c.activity_id, c.title, "yes" if c.selected else "no", problems)
+    console.print(table)
+
+
+@app.command("select")
+def select(
+    destination_id: str,
+    activity_ids: list[str] = typer.Argument(..., help="Activity ids."),
+    tenant: str = TENANT,
+    clear: bool = typer.Option(False, "--clear", help="Clear 'Sync to SIS' instead."),
+) -> None:
+    """Tick (or clear) "Sync to SIS" for activities; ticking refuses invalid activities."""
+    checks = _run(
+        lambda rt: service.select_activities(
+            rt.db.uow,
+            tenant_id=tenant,
+            destination_id=destination_id,
+            activity_ids=activity_ids,
+            selected=not clear,
+        )
+    )
+    _print_checks(checks)
+
+
+@app.command("validate")
+def validate(
+    destination_id: str,
+    tenant: str = TENANT,
+    course: str | None = typer.Option(None, help="Check every activity of this course."),
+    activity_ids: list[str] = typer.Argument(None, help="Or these activities."),
+) -> None:
+    """Check activities against the SIS's rules before anything is sent."""
+    checks = _run(
+        lambda rt: service.validate(
+            rt.db.uow,
+            tenant_id=tenant,
+            destination_id=destination_id,
+            course_id=course,
+            activity_ids=activity_ids or (),
+        )
+    )
+    _print_checks(checks)
+    if any(c.selected and not c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command("post")
+def post(
+    destination_id: str,
+    course_id: str,
+    tenant: str = TENANT,
+    activity: list[str] = typer.Option([], help="Post only these activities (repeatable)."),
+    remaster: bool = typer.Option(False, help="Resend every result and the line item details."),
+    actor: str = typer.Option("cli", help="Who posts (shown in the run history)."),
+) -> None:
+    """Post grades: a run over the course's activities selected for the SIS."""
+
+    def go(rt: Runtime) -> service.PostResult:
+        return service.post_grades(
+            rt.db.uow,
+            rt.waker or _QueuedOnly(),
+            rt.clock,
+            tenant_id=tenant,
+            destination_id=destination_id,
+            course_id=course_id,
+            actor=actor,
+            activity_ids=activity,
+            remaster=remaster,
+        )
+
+    result = _run(go)
+    for c in result.refused:
+        why = "; ".join(p.message for p in c.problems) or "not selected for the SIS"
+        console.print(f"[yellow]left out[/yellow] {c.activity_id}: {why}")
+    if result.run is None:
+        console.print("[red]nothing to post[/red]")
+        raise typer.Exit(1)
+    verb = "joined" if result.joined else "queued"
+    console.print(
+        f"run {result.run.id} {verb}: {len(result.posted)} activity(ies), stage "
+        f"{result.run.stage.value} (follow it with `gradesync runs show {result.run.id}`)"
+    )
+
+
+@app.command("export-csv")
+def export_csv(
+    destination_id: str,
+    out: Path = typer.Option(..., help="Directory to write into, or a .zip file with --zip."),
+    tenant: str = TENANT,
+    delta: bool = typer.Option(
+        False, help="Only rows changed since --since (default: last export)."
+    ),
+    since: str | None = typer.Option(None, help="ISO 8601 moment with a zone, for --delta."),
+    course: list[str] = typer.Option([], help="Only these courses (repeatable)."),
+    as_zip: bool = typer.Option(False, "--zip", help="Write one zip file."),
+) -> None:
+    """Write a OneRoster 1.2 CSV set (manifest, categories, lineItems, results)."""
+
+    def go(rt: Runtime) -> tuple[sis_export.CsvExport, list[Path]]:
+        moment: datetime | None = None
+        if since:
+            try:
+                moment = parse_iso(since)
+            except ValueError:
+                raise InvalidInput.one("since", "datetime", "since must be ISO 8601.") from None
+        export = sis_export.export_csv(
+            rt.db.uow,
+            rt.clock,
+            SqlExportState(rt.db.engine),
+            tenant_id=tenant,
+            destination_id=destination_id,
+            mode=sis_export.ExportMode.DELTA if delta else sis_export.ExportMode.BULK,
+            since=moment,
+            course_ids=course,
+        )
+        return export, oneroster_csv.write(export, out, as_zip=as_zip)
+
+    export, _written = _run(go)
+    counts = ", ".join(f"{name}: {len(rows)}" for name, rows in export.rows.items())
+    console.print(f"{export.mode.value} export written to {out} ({counts})")
+    for line in export.refused:
+        console.print(f"[yellow]left out[/yellow] {line}")

@@ -1,0 +1,305 @@
+"""SIS grade passback (OneRoster 1.2): the SIS profile, the rules an activity must meet before
+it is sent, how a desired result reads in OneRoster terms, and our stable sourcedIds.
+
+Pure: the REST adapter, the CSV export and the validation service all use these, so a rule or a
+mapping is written once and the three cannot disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.errors import FieldProblem, InvalidInput
+from gradesync.domain.model import Activity, NameRule, ScoreForm
+from gradesync.domain.policy import DesiredResult
+
+__all__ = [
+    "CategoryMatch",
+    "PassbackRule",
+    "SisProfile",
+    "Term",
+    "capabilities_for",
+    "category_sourced_id",
+    "line_item_sourced_id",
+    "passback_problems",
+    "profile_from_config",
+    "result_flags",
+    "result_sourced_id",
+    "score_date",
+    "score_status",
+]
+
+
+class CategoryMatch(StrEnum):
+    ID = "id"  # the activity group (or its alignment) is the SIS category sourcedId
+    NAME = "name"  # the activity group equals the SIS category title, exactly
+
+
+class PassbackRule(StrEnum):
+    """Codes of the checks an activity must pass before its grades go to the SIS."""
+
+    NOT_SELECTED = "not_selected_for_sis"
+    DUE_DATE_REQUIRED = "due_date_required"
+    DUE_DATE_OUTSIDE_TERM = "due_date_outside_term"
+    TERM_UNKNOWN = "term_unknown"
+    NAME_TOO_LONG = "name_too_long"
+    NAME_EMPTY = "name_empty"
+    LEARNER_DUE_DATES = "differentiated_due_dates"
+    CATEGORY_MISSING = "category_missing"
+    CLASS_NOT_MAPPED = "class_not_mapped"
+
+
+@dataclass(frozen=True, slots=True)
+class SisProfile:
+    """What one SIS accepts. Set per destination (config keys of the same names)."""
+
+    name_max_length: int | None = None  # Infinite Campus / PowerTeacher Pro: 30
+    due_date_required: bool = True
+    due_date_inside_term: bool = False
+    may_create_categories: bool = False
+    category_match: CategoryMatch = CategoryMatch.ID
+    default_category: str | None = None  # for activities with no group
+    concurrency: int = 4
+
+
+def _bool(config: dict[str, Any], key: str, default: bool, problems: list[FieldProblem]) -> bool:
+    value = config.get(key, default)
+    if isinstance(value, bool):
+        return value
+    problems.append(FieldProblem(f"config.{key}", "boolean", f"{key} must be true or false."))
+    return default
+
+
+def profile_from_config(config: dict[str, Any]) -> SisProfile:
+    """Read the profile knobs of a destination's config; InvalidInput names each bad one."""
+    problems: list[FieldProblem] = []
+    length = config.get("name_max_length")
+    if length is not None and (
+        isinstance(length, bool) or not isinstance(length, int) or length < 1
+    ):
+        problems.append(
+            FieldProblem(
+                "config.name_max_length",
+                "positive_integer",
+                "name_max_length is a whole number of characters, 1 or more (or empty for none).",
+            )
+        )
+        length = None
+    match = config.get("category_match", CategoryMatch.ID.value)
+    if match not in {m.value for m in CategoryMatch}:
+        problems.append(
+            FieldProblem(
+                "config.category_match", "one_of", "category_match must be 'id' or 'name'."
+            )
+        )
+        match = CategoryMatch.ID.value
+    concurrency = config.get("concurrency", 4)
+    if (
+        isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
+        or not 1 <= concurrency <= 64
+    ):
+        problems.append(
+            FieldProblem(
+                "config.concurrency", "range", "concurrency must be a whole number from 1 to 64."
+            )
+        )
+        concurrency = 4
+    default_category = config.get("default_category")
+    if default_category is not None and (
+        not isinstance(default_category, str) or not default_category.strip()
+    ):
+        problems.append(
+            FieldProblem(
+                "config.default_category", "not_blank", "default_category must be a non-empty text."
+            )
+        )
+        default_category = None
+    profile = SisProfile(
+        name_max_length=length,
+        due_date_required=_bool(config, "due_date_required", True, problems),
+        due_date_inside_term=_bool(config, "due_date_inside_term", False, problems),
+        may_create_categories=_bool(config, "may_create_categories", False, problems),
+        category_match=CategoryMatch(match),
+        default_category=default_category,
+        concurrency=concurrency,
+    )
+    if problems:
+        raise InvalidInput(problems)
+    return profile
+
+
+def capabilities_for(profile: SisProfile) -> Capabilities:
+    """What a OneRoster gradebook takes: points (checked against resultValueMax, so no extra
+    credit), comments, and the late/missing/exempt statuses."""
+    return Capabilities(
+        score_form=ScoreForm.POINTS,
+        extra_credit=False,
+        comments=True,
+        statuses=True,
+        name_max_length=profile.name_max_length,
+        zeros_stored=True,
+        pending_results=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """The SIS term of a class (first and last day, inclusive)."""
+
+    start: date | None = None
+    end: date | None = None
+
+    @classmethod
+    def from_link_data(cls, data: dict[str, Any]) -> Term:
+        start, end = data.get("term_start"), data.get("term_end")
+        return cls(
+            date.fromisoformat(start) if isinstance(start, str) else None,
+            date.fromisoformat(end) if isinstance(end, str) else None,
+        )
+
+    @property
+    def known(self) -> bool:
+        return self.start is not None and self.end is not None
+
+
+def _problem(rule: PassbackRule, field: str, message: str) -> FieldProblem:
+    return FieldProblem(field, rule.value, message)
+
+
+def passback_problems(
+    activity: Activity,
+    profile: SisProfile,
+    *,
+    term: Term,
+    name_rule: NameRule,
+    learner_due_dates: int = 0,
+) -> list[FieldProblem]:
+    """Every reason `activity` cannot be passed back under `profile` (empty: it can).
+
+    A name over the limit is a problem only when the policy refuses long names; under the
+    default "shorten" rule the name is cut to the limit (see `domain.names`)."""
+    problems: list[FieldProblem] = []
+    title = activity.title
+    if not title.strip():
+        problems.append(
+            _problem(
+                PassbackRule.NAME_EMPTY, "title", "The activity has no name; the SIS needs one."
+            )
+        )
+    limit = profile.name_max_length
+    if limit is not None and len(title) > limit and name_rule is NameRule.REFUSE:
+        problems.append(
+            _problem(
+                PassbackRule.NAME_TOO_LONG,
+                "title",
+                f"The name {title!r} is {len(title)} characters long; this SIS takes at most "
+                f"{limit}. Shorten it, or set the name rule to 'shorten'.",
+            )
+        )
+    if activity.due_at is None:
+        if profile.due_date_required:
+            problems.append(
+                _problem(
+                    PassbackRule.DUE_DATE_REQUIRED,
+                    "due_at",
+                    f"The activity {title!r} has no due date; this SIS requires one. Set a due "
+                    "date for everyone (or for the section).",
+                )
+            )
+    elif profile.due_date_inside_term:
+        if not term.known:
+            problems.append(
+                _problem(
+                    PassbackRule.TERM_UNKNOWN,
+                    "term",
+                    "This SIS requires due dates inside the term, but the class's term dates are "
+                    "not known; give them when mapping the class (--term-start/--term-end).",
+                )
+            )
+        else:
+            due = activity.due_at.astimezone(UTC).date()
+            assert term.start is not None and term.end is not None
+            if not term.start <= due <= term.end:
+                problems.append(
+                    _problem(
+                        PassbackRule.DUE_DATE_OUTSIDE_TERM,
+                        "due_at",
+                        f"The due date {due.isoformat()} of {title!r} is outside the term "
+                        f"{term.start.isoformat()}..{term.end.isoformat()}; move it into the term.",
+                    )
+                )
+    if learner_due_dates:
+        problems.append(
+            _problem(
+                PassbackRule.LEARNER_DUE_DATES,
+                "due_at",
+                f"{title!r} has {learner_due_dates} per-learner due date(s); grade passback takes "
+                "one due date for everyone or for a section. Remove the per-learner dates.",
+            )
+        )
+    return problems
+
+
+# --- results in OneRoster terms ------------------------------------------------------------
+
+
+def score_status(result: DesiredResult) -> str:
+    """OneRoster scoreStatus for a desired result."""
+    if result.excused:
+        return "exempt"
+    if result.missing:
+        return "not submitted"
+    if result.grading_progress == "FullyGraded":
+        return "fully graded"
+    return "submitted" if result.score_given is None else "partially graded"
+
+
+def result_flags(result: DesiredResult) -> dict[str, str]:
+    """The OneRoster flags, as the strings "true"/"false" the binding uses."""
+
+    def s(flag: bool) -> str:
+        return "true" if flag else "false"
+
+    progress = result.activity_progress
+    return {
+        "inProgress": s(progress in {"Started", "InProgress"}),
+        "incomplete": s(progress not in {"Completed", "Submitted"} and not result.excused),
+        "late": s(result.late),
+        "missing": s(result.missing),
+    }
+
+
+def score_date(result: DesiredResult, fallback: datetime) -> str:
+    """scoreDate is a date: the day (UTC) the counted work was scored."""
+    moment = result.scored_at or fallback
+    return moment.astimezone(UTC).date().isoformat()
+
+
+# --- stable sourcedIds ---------------------------------------------------------------------
+# Ours, deterministic, and free of personal data (the spec asks sourcedIds never carry PII):
+# a hash of what the object is for, so the same activity always upserts the same SIS object.
+
+
+def _sid(prefix: str, *parts: str) -> str:
+    raw = "\x1f".join(parts).encode("utf-8")
+    return f"{prefix}-{hashlib.sha256(raw).hexdigest()[:32]}"
+
+
+def line_item_sourced_id(
+    tenant_id: str, destination_id: str, activity_id: str, class_id: str
+) -> str:
+    return _sid("gs-li", tenant_id, destination_id, activity_id, class_id)
+
+
+def result_sourced_id(line_item_id: str, student_id: str) -> str:
+    return _sid("gs-r", line_item_id, student_id)
+
+
+def category_sourced_id(tenant_id: str, destination_id: str, group: str) -> str:
+    return _sid("gs-cat", tenant_id, destination_id, group)

@@ -1,0 +1,391 @@
+"""SIS grade passback (OneRoster 1.2) for admins: connection, mapping, category alignment,
+"Sync to SIS" selection, validation, "Post grades" and CSV export. Every route needs an API
+key with the admin scope and only sees its own tenant."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import date, datetime
+from typing import Any, Literal
+
+import httpx
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from gradesync.adapters.db.oneroster_csv_state import SqlExportState
+from gradesync.adapters.destinations import oneroster_csv
+from gradesync.adapters.destinations.oneroster import OneRosterClient
+from gradesync.adapters.destinations.registry import DestinationContext
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import DestinationKind
+from gradesync.runtime import Runtime
+from gradesync.services import sis as service
+from gradesync.services import sis_export
+from gradesync.services.destination import RemoteFailure
+from gradesync.web.api.auth import Principal, require_scope
+from gradesync.web.api.deps import runtime
+from gradesync.web.api.errors import problem_json
+from gradesync.web.api.runs import run_out
+from gradesync.web.api.schemas import RunOut
+
+router = APIRouter(prefix="/sis", tags=["SIS passback (OneRoster)"])
+admin = require_scope("admin")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConnectionIn(_In):
+    name: str = Field(min_length=1)
+    base_url: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = Field(None, description="Stored encrypted; never returned.")
+    scopes: list[str] | None = None
+    profile: dict[str, Any] = Field(default_factory=dict)
+    file_based: bool = False
+
+
+class ClassIn(_In):
+    class_id: str = Field(min_length=1)
+    school_id: str | None = None
+    term_start: date | None = None
+    term_end: date | None = None
+    section_id: str | None = None
+
+
+class StudentIn(_In):
+    student_id: str = Field(min_length=1)
+
+
+class AlignIn(_In):
+    category_id: str = Field(min_length=1)
+    course_id: str | None = None
+
+
+class SelectionIn(_In):
+    activity_ids: list[str] = Field(min_length=1, max_length=1000)
+    selected: bool = True
+
+
+class PostIn(_In):
+    activity_ids: list[str] = Field(default_factory=list, max_length=1000)
+    remaster: bool = False
+
+
+class ExportIn(_In):
+    mode: Literal["bulk", "delta"] = "bulk"
+    since: datetime | None = None
+    course_ids: list[str] = Field(default_factory=list)
+
+
+def _checks(checks: list[service.ActivityCheck]) -> list[dict[str, Any]]:
+    return [
+        {
+            "activity_id": c.activity_id,
+            "title": c.title,
+            "selected": c.selected,
+            "ok": c.ok,
+            "problems": [problem_json(p) for p in c.problems],
+        }
+        for c in checks
+    ]
+
+
+def _remote(failure: RemoteFailure) -> HTTPException:
+    return HTTPException(
+        status_code=502,
+        detail={
+            "code": failure.code,
+            "class": failure.failure.value,
+            "message": failure.message,
+            "remedy": failure.remedy,
+        },
+    )
+
+
+async def _client_call(rt: Runtime, tenant_id: str, destination_id: str, fn: Any) -> Any:
+    with rt.db.uow() as uow:
+        dest = service._sis(uow, tenant_id, destination_id)
+    if dest.kind is not DestinationKind.ONEROSTER_REST:
+        raise InvalidInput.one("destination_id", "kind", "A file-based SIS has no REST API to ask.")
+    async with httpx.AsyncClient() as http:
+        try:
+            return await fn(OneRosterClient(dest, DestinationContext(http=http)))
+        except RemoteFailure as failure:
+            raise _remote(failure) from failure
+
+
+@router.put("/connections/{destination_id}")
+def put_connection(
+    destination_id: str,
+    body: ConnectionIn,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    """Add or update a SIS connection (left-out values keep what was set)."""
+    dest = service.add_connection(
+        rt.db.uow,
+        rt.clock,
+        tenant_id=p.tenant_id,
+        destination_id=destination_id,
+        name=body.name,
+        base_url=body.base_url,
+        client_id=body.client_id,
+        client_secret=body.client_secret,
+        token_url=body.token_url,
+        scopes=body.scopes,
+        profile=body.profile,
+        file_based=body.file_based,
+    )
+    return {"id": dest.id, "kind": dest.kind.value, "name": dest.name, "config": dest.config}
+
+
+@router.post("/connections/{destination_id}/check")
+async def check_connection(
+    destination_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+) -> list[dict[str, Any]]:
+    """Token, scopes and category listing, each passed or failed with evidence."""
+    steps = await _client_call(rt, p.tenant_id, destination_id, lambda c: c.check())
+    return [
+        {"name": s.name, "passed": s.passed, "evidence": s.evidence, "remedy": s.remedy}
+        for s in steps
+    ]
+
+
+@router.put("/connections/{destination_id}/classes/{course_id}")
+def put_class(
+    destination_id: str,
+    course_id: str,
+    body: ClassIn,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    """Map a course (or, with section_id, one of its sections) to a SIS class sourcedId."""
+    link = service.map_class(
+        rt.db.uow,
+        tenant_id=p.tenant_id,
+        destination_id=destination_id,
+        course_id=course_id,
+        class_id=body.class_id,
+        school_id=body.school_id,
+        term_start=body.term_start,
+        term_end=body.term_end,
+        section_id=body.section_id,
+    )
+    return {"course_id": link.course_id, "class_id": link.remote_id, "data": link.data}
+
+
+@router.put("/connections/{destination_id}/students/{person_id}")
+def put_student(
+    destination_id: str,
+    person_id: str,
+    body: StudentIn,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, str]:
+    link = service.map_student(
+        rt.db.uow,
+        tenant_id=p.tenant_id,
+        destination_id=destination_id,
+        person_id=person_id,
+        student_id=body.student_id,
+    )
+    return {"person_id": link.person_id, "student_id": link.remote_id}
+
+
+@router.post("/connections/{destination_id}/courses/{course_id}/students")
+def map_course_students(
+    destination_id: str,
+    course_id: str,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, list[str]]:
+    """Link every learner of the course to their SIS student (mapping, else sis_id)."""
+    report = service.map_course_students(
+        rt.db.uow, tenant_id=p.tenant_id, destination_id=destination_id, course_id=course_id
+    )
+    return {"mapped": report.mapped, "unmapped": report.unmapped}
+
+
+@router.put("/connections/{destination_id}/alignments/{group}")
+def put_alignment(
+    destination_id: str,
+    group: str,
+    body: AlignIn,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, str]:
+    """Align an activity group to a SIS category (for the connection, or one course)."""
+    return service.align_category(
+        rt.db.uow,
+        rt.clock,
+        tenant_id=p.tenant_id,
+        destination_id=destination_id,
+        group=group,
+        category_id=body.category_id,
+        course_id=body.course_id,
+    )
+
+
+@router.delete("/connections/{destination_id}/alignments/{group}")
+def delete_alignment(
+    destination_id: str,
+    group: str,
+    course_id: str | None = None,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, str]:
+    return service.align_category(
+        rt.db.uow,
+        rt.clock,
+        tenant_id=p.tenant_id,
+        destination_id=destination_id,
+        group=group,
+        category_id=None,
+        course_id=course_id,
+    )
+
+
+@router.get("/connections/{destination_id}/categories")
+async def categories(
+    destination_id: str,
+    course_id: str | None = None,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    """The SIS's categories and, for a course, how each of its groups aligns."""
+
+    async def ask(client: OneRosterClient) -> dict[str, Any]:
+        cats = await client.categories(refresh=True)
+        checks = (
+            await service.check_categories(
+                rt.db.uow,
+                client,
+                tenant_id=p.tenant_id,
+                destination_id=destination_id,
+                course_id=course_id,
+            )
+            if course_id
+            else []
+        )
+        return {
+            "categories": [{"sourcedId": c["sourcedId"], "title": c.get("title")} for c in cats],
+            "alignment": [
+                {
+                    "group": a.group,
+                    "activities": a.activities,
+                    "category_id": a.category_id,
+                    "problem": a.problem,
+                }
+                for a in checks
+            ],
+        }
+
+    result: dict[str, Any] = await _client_call(rt, p.tenant_id, destination_id, ask)
+    return result
+
+
+@router.put("/connections/{destination_id}/selection")
+def put_selection(
+    destination_id: str,
+    body: SelectionIn,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> list[dict[str, Any]]:
+    """Tick or clear "Sync to SIS"; ticking an activity that fails validation is a 422 naming
+    each problem, and nothing changes."""
+    return _checks(
+        service.select_activities(
+            rt.db.uow,
+            tenant_id=p.tenant_id,
+            destination_id=destination_id,
+            activity_ids=body.activity_ids,
+            selected=body.selected,
+        )
+    )
+
+
+@router.get("/connections/{destination_id}/validation")
+def get_validation(
+    destination_id: str,
+    course_id: str | None = None,
+    activity_id: list[str] = Query(default=[]),
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> list[dict[str, Any]]:
+    return _checks(
+        service.validate(
+            rt.db.uow,
+            tenant_id=p.tenant_id,
+            destination_id=destination_id,
+            course_id=course_id,
+            activity_ids=activity_id,
+        )
+    )
+
+
+@router.post("/connections/{destination_id}/courses/{course_id}/post", status_code=202)
+def post_grades(
+    destination_id: str,
+    course_id: str,
+    body: PostIn,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    """ "Post grades": a run over the selected activities; follow it at /api/v1/runs/{id}."""
+    if rt.waker is None:
+        raise HTTPException(status_code=503, detail="no worker is running to post grades")
+    result = service.post_grades(
+        rt.db.uow,
+        rt.waker,
+        rt.clock,
+        tenant_id=p.tenant_id,
+        destination_id=destination_id,
+        course_id=course_id,
+        actor=p.actor,
+        activity_ids=body.activity_ids,
+        remaster=body.remaster,
+    )
+    run: RunOut | None = run_out(result.run, joined=result.joined) if result.run else None
+    return {
+        "run": run.model_dump(mode="json") if run else None,
+        "posted": result.posted,
+        "refused": _checks(result.refused),
+    }
+
+
+@router.post("/connections/{destination_id}/exports")
+def export_csv(
+    destination_id: str,
+    body: ExportIn,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> Response:
+    """A OneRoster 1.2 CSV set as a zip (manifest, categories, lineItems, results)."""
+    export = sis_export.export_csv(
+        rt.db.uow,
+        rt.clock,
+        SqlExportState(rt.db.engine),
+        tenant_id=p.tenant_id,
+        destination_id=destination_id,
+        mode=sis_export.ExportMode(body.mode),
+        since=body.since,
+        course_ids=body.course_ids,
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, text in oneroster_csv.render(export).items():
+            archive.writestr(name, text.encode("utf-8"))
+    stamp = export.exported_at.strftime("%Y%m%dT%H%M%SZ")
+    return Response(
+        buffer.getvalue(),
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="oneroster-{body.mode}-{stamp}.zip"',
+            "X-Left-Out": str(len(export.refused)),
+        },
+    )

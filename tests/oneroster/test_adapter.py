@@ -1,0 +1,378 @@
+"""The OneRoster REST adapter against the sandbox SIS over real HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from gradesync.adapters.destinations.oneroster import OneRosterClient, build
+from gradesync.adapters.destinations.registry import DestinationContext, build_client
+from gradesync.domain.model import Course, CourseLink, ItemLink, PersonLink
+from gradesync.domain.policy import Column, DesiredResult
+from gradesync.sandbox.testing import RunningSandbox
+from gradesync.services.destination import FailureClass, RemoteFailure, ResultTarget
+
+from .conftest import CLIENT_ID, Spec, sis_destination
+
+DUE = datetime(2025, 3, 14, 23, 59, tzinfo=UTC)
+WHEN = datetime(2025, 3, 15, 10, 0, tzinfo=UTC)
+
+
+def course_link(**data: Any) -> CourseLink:
+    base = {"school": "sch-1", "term_start": "2025-01-06", "term_end": "2025-06-20"}
+    return CourseLink("t1", "sis", "c1", "cls-1", {**base, **data})
+
+
+def selected(activity_id: str = "a1") -> ItemLink:
+    return ItemLink("t1", "sis", activity_id, "", data={"sync_to_sis": True})
+
+
+def column(title: str = "Quiz 1", category: str | None = "cat-quiz", **kw: Any) -> Column:
+    return Column(
+        title=title,
+        score_maximum=kw.pop("score_maximum", 10.0),
+        due_at=kw.pop("due_at", DUE),
+        category=category,
+        activity_id=kw.pop("activity_id", "a1"),
+    )
+
+
+def desired(score: float | None = 8.0, **kw: Any) -> DesiredResult:
+    values: dict[str, Any] = {
+        "score_given": score,
+        "score_maximum": 10.0,
+        "grading_progress": "FullyGraded",
+        "activity_progress": "Completed",
+        "comment": None,
+        "late": False,
+        "missing": False,
+        "excused": False,
+        "scored_at": WHEN,
+        "basis": "test",
+        "attempt_event_id": "e1",
+    }
+    values.update(kw)
+    return DesiredResult(**values)
+
+
+def client(sis: RunningSandbox, context: DestinationContext, **config: Any) -> OneRosterClient:
+    return build(sis_destination(sis.base_url, **config), context)
+
+
+def sis_items(sis: RunningSandbox, class_id: str = "cls-1") -> list[dict[str, Any]]:
+    return [
+        o.data
+        for o in sis.state.sis_line_items.values()
+        if o.data["class"]["sourcedId"] == class_id
+    ]
+
+
+def sis_results(sis: RunningSandbox) -> list[dict[str, Any]]:
+    return [o.data for o in sis.state.sis_results.values()]
+
+
+async def raw_token(sis: RunningSandbox) -> str:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            sis.base_url + "/ims/oneroster/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=(CLIENT_ID, "s3cret-value"),
+        )
+        return str(response.json()["access_token"])
+
+
+async def test_registry_builds_the_oneroster_client(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    built = build_client(sis_destination(sis.base_url), context)
+    assert isinstance(built, OneRosterClient)
+    caps = built.capabilities
+    assert caps.statuses and caps.comments and caps.name_max_length == 30
+
+
+async def test_check_gets_a_token_once_and_lists_categories(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    token_calls: list[str] = []
+
+    async def count(request: httpx.Request) -> None:
+        if request.url.path.endswith("/oauth2/token"):
+            token_calls.append(request.url.path)
+
+    context.http.event_hooks["request"].append(count)
+    c = client(sis, context)
+    steps = await c.check()
+    assert [s.name for s in steps] == ["token", "scopes", "categories"]
+    assert all(s.passed for s in steps), steps
+    assert "Homework" in steps[2].evidence
+    await c.check()
+    await c.ensure_column(course_link(), column(), selected())
+    assert len(token_calls) == 1  # cached per (destination, scopes), not one per request
+
+
+async def test_bad_secret_is_misconfigured(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    dest = sis_destination(sis.base_url)
+    c = build(replace(dest, secret={"client_secret": "wrong"}), context)
+    with pytest.raises(RemoteFailure) as info:
+        await c.categories()
+    assert info.value.failure is FailureClass.MISCONFIGURED
+    assert info.value.code == "bad_credentials"
+    steps = await c.check()
+    assert not steps[0].passed and steps[0].remedy
+
+
+async def test_alignment_by_id_creates_line_item_with_that_category(
+    sis: RunningSandbox, context: DestinationContext, spec: Spec
+) -> None:
+    c = client(sis, context, category_match="id")
+    link = await c.ensure_column(course_link(), column(category="cat-quiz"), selected())
+    [item] = sis_items(sis)
+    assert item["sourcedId"] == link.remote_id and link.remote_id.startswith("gs-li-")
+    assert item["category"]["sourcedId"] == "cat-quiz"
+    assert item["title"] == "Quiz 1" and item["resultValueMax"] == 10.0
+    assert item["dueDate"].startswith("2025-03-14T23:59:00")
+    assert link.data["matched"] == {"cls-1": "created"} and link.details_hash
+    assert spec.problems("SingleLineItemDType", {"lineItem": item}) == []
+
+
+async def test_alignment_by_name_and_by_explicit_map(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    by_name = client(sis, context, category_match="name")
+    link = await by_name.ensure_column(course_link(), column(category="Homework"), selected())
+    assert link.data["category"] == "cat-hw"
+    mapped = client(sis, context, category_match="name", category_map={"Tests": "cat-quiz"})
+    link2 = await mapped.ensure_column(
+        course_link(), column("Test 1", category="Tests", activity_id="a2"), selected("a2")
+    )
+    assert link2.data["category"] == "cat-quiz"
+    # a per-course alignment wins over the destination's
+    link3 = await mapped.ensure_column(
+        course_link(category_map={"Tests": "cat-hw"}),
+        column("Test 2", category="Tests", activity_id="a3"),
+        selected("a3"),
+    )
+    assert link3.data["category"] == "cat-hw"
+
+
+async def test_missing_category_lists_what_the_sis_has(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    for match, group in (("name", "Labs"), ("id", "cat-labs")):
+        c = client(sis, context, category_match=match)
+        with pytest.raises(RemoteFailure) as info:
+            await c.ensure_column(course_link(), column(category=group), selected())
+        failure = info.value
+        assert failure.failure is FailureClass.REJECTED and failure.code == "category_missing"
+        assert "'Homework' (id cat-hw)" in failure.message
+        assert "'Quizzes' (id cat-quiz)" in failure.message
+        assert group in failure.message and failure.remedy
+    assert sis_items(sis) == []
+
+
+async def test_category_created_only_when_the_profile_allows(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    c = client(sis, context, category_match="name", may_create_categories=True)
+    link = await c.ensure_column(course_link(), column(category="Labs"), selected())
+    created = sis.state.sis_categories[link.data["category"]].data
+    assert created["title"] == "Labs" and created["sourcedId"].startswith("gs-cat-")
+
+
+async def test_existing_item_with_same_title_and_due_is_adopted_with_its_results(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    token = await raw_token(sis)
+    base = sis.base_url + "/ims/oneroster/gradebook/v1p2"
+    ref = lambda kind, sid: {"href": f"{base}/{kind}/{sid}", "sourcedId": sid, "type": kind[:-1]}  # noqa: E731
+    theirs = {
+        "sourcedId": "sis-li-7",
+        "status": "active",
+        "dateLastModified": "2025-02-01T00:00:00Z",
+        "title": "Quiz 1",
+        "assignDate": "2025-02-01T00:00:00Z",
+        "dueDate": "2025-03-14T23:59:00Z",
+        "class": {"href": f"{base}/classes/cls-1", "sourcedId": "cls-1", "type": "class"},
+        "school": {"href": f"{base}/orgs/sch-1", "sourcedId": "sch-1", "type": "org"},
+        "category": {
+            "href": f"{base}/categories/cat-hw",
+            "sourcedId": "cat-hw",
+            "type": "category",
+        },
+    }
+    old_result = {
+        "sourcedId": "sis-r-1",
+        "status": "active",
+        "dateLastModified": "2025-02-02T00:00:00Z",
+        "lineItem": ref("lineItems", "sis-li-7"),
+        "student": {"href": f"{base}/users/stu-1", "sourcedId": "stu-1", "type": "user"},
+        "scoreStatus": "fully graded",
+        "score": 3.0,
+        "scoreDate": "2025-02-02",
+    }
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+        assert (
+            await http.put(f"{base}/lineItems/sis-li-7", json={"lineItem": theirs})
+        ).status_code == 201
+        assert (
+            await http.put(f"{base}/results/sis-r-1", json={"result": old_result})
+        ).status_code == 201
+    c = client(sis, context)
+    link = await c.ensure_column(course_link(), column(category="cat-quiz"), selected())
+    assert link.remote_id == "sis-li-7" and link.data["matched"] == {"cls-1": "title_due"}
+    [item] = sis_items(sis)  # matched, not duplicated; details now ours
+    assert item["category"]["sourcedId"] == "cat-quiz"
+    target = ResultTarget(course_link(), link, PersonLink("t1", "sis", "p1", "stu-1"))
+    await c.put_result(target, desired(9.0), WHEN)
+    [result] = sis_results(sis)  # the student's existing result was updated, not doubled
+    assert result["sourcedId"] == "sis-r-1" and result["score"] == 9.0
+    # a second ensure with the link we kept reuses everything (no lookups, no duplicates)
+    again = await c.ensure_column(course_link(), column(category="cat-quiz"), link)
+    assert again == link and len(sis_items(sis)) == 1
+
+
+async def test_our_own_sourced_id_is_found_not_recreated(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    c = client(sis, context)
+    first = await c.ensure_column(course_link(), column(), selected())
+    # the link was lost (e.g. an admin reset): the item is found by our stable sourcedId
+    second = await c.ensure_column(course_link(), column(), selected())
+    assert second.remote_id == first.remote_id and second.data["matched"] == {"cls-1": "ours"}
+    assert len(sis_items(sis)) == 1
+
+
+async def test_details_are_updated_only_when_they_change_or_on_remaster(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    puts: list[str] = []
+
+    async def count(request: httpx.Request) -> None:
+        if request.method == "PUT":
+            puts.append(request.url.path)
+
+    context.http.event_hooks["request"].append(count)
+    c = client(sis, context)
+    link = await c.ensure_column(course_link(), column(), selected())
+    assert len(puts) == 1
+    same = await c.ensure_column(course_link(), column(), link)
+    assert len(puts) == 1 and same.details_hash == link.details_hash
+    renamed = await c.ensure_column(
+        course_link(), column("Quiz 1 (retake)", score_maximum=12.0), link
+    )
+    assert len(puts) == 2 and renamed.details_hash != link.details_hash
+    [item] = sis_items(sis)
+    assert item["title"] == "Quiz 1 (retake)" and item["resultValueMax"] == 12.0
+    await c.ensure_column(
+        course_link(), column("Quiz 1 (retake)", score_maximum=12.0), renamed, force=True
+    )
+    assert len(puts) == 3
+
+
+async def test_results_carry_score_status_date_comment_and_flags(
+    sis: RunningSandbox, context: DestinationContext, spec: Spec
+) -> None:
+    c = client(sis, context)
+    course = course_link()
+    link = await c.ensure_column(course, column(), selected())
+    target = ResultTarget(course, link, PersonLink("t1", "sis", "p1", "stu-1"))
+    receipt = await c.put_result(target, desired(7.5, comment="Good", late=True), WHEN)
+    assert receipt.status == 201
+    assert spec.problems("SingleResultDType", dict(receipt.payload)) == []
+    [held] = sis_results(sis)
+    assert held["score"] == 7.5 and held["scoreStatus"] == "fully graded"
+    assert held["scoreDate"] == "2025-03-15" and held["comment"] == "Good"
+    assert (held["late"], held["missing"], held["incomplete"]) == ("true", "false", "false")
+    # a status-only change is a new full PUT; the comment is cleared when it goes away
+    receipt = await c.put_result(target, desired(7.5, late=False), WHEN)
+    assert receipt.status == 204
+    [held] = sis_results(sis)
+    assert held["late"] == "false" and "comment" not in held
+    excused = await c.put_result(target, desired(None, excused=True), WHEN)
+    [held] = sis_results(sis)
+    assert held["scoreStatus"] == "exempt" and "score" not in held
+    assert spec.problems("SingleResultDType", dict(excused.payload)) == []
+    await c.put_result(target, desired(0.0, missing=True), WHEN)
+    [held] = sis_results(sis)
+    assert held["scoreStatus"] == "not submitted" and held["score"] == 0.0
+    pending = await c.put_result(
+        target, desired(None, grading_progress="Pending", activity_progress="Submitted"), WHEN
+    )
+    assert pending.payload["result"]["scoreStatus"] == "submitted"
+    back = await c.read_results(course, link)
+    assert [(r.remote_person_id, r.score_given) for r in back] == [("stu-1", None)]
+
+
+async def test_sections_get_their_own_line_items_and_results(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    c = client(sis, context)
+    course = course_link(sections={"sec-b": "cls-2"})
+    link = await c.ensure_column(course, column(), selected())
+    assert set(link.data["line_items"]) == {"cls-1", "cls-2"}
+    assert len(sis_items(sis, "cls-1")) == 1 and len(sis_items(sis, "cls-2")) == 1
+    person = PersonLink("t1", "sis", "p3", "stu-3", course_id="c1", data={"class": "cls-2"})
+    await c.put_result(ResultTarget(course, link, person), desired(), WHEN)
+    [held] = sis_results(sis)
+    assert held["lineItem"]["sourcedId"] == link.data["line_items"]["cls-2"]
+
+
+async def test_refusals_before_sending(sis: RunningSandbox, context: DestinationContext) -> None:
+    c = client(sis, context)
+    cases = [
+        (column(), ItemLink("t1", "sis", "a1", "", data={}), "not_selected_for_sis"),
+        (column(due_at=None), selected(), "due_date_required"),
+        (column(due_at=datetime(2025, 9, 1, tzinfo=UTC)), selected(), "due_date_outside_term"),
+    ]
+    strict = client(sis, context, due_date_inside_term=True)
+    for col, link, code in cases:
+        with pytest.raises(RemoteFailure) as info:
+            await strict.ensure_column(course_link(), col, link)
+        assert info.value.failure is FailureClass.REJECTED and info.value.code == code
+        assert info.value.message
+    assert sis_items(sis) == []
+    with pytest.raises(RemoteFailure) as info:
+        await c.ensure_course(Course("t1", "c1", "Algebra"), None)
+    assert info.value.code == "class_not_mapped" and "map-class" in (info.value.remedy or "")
+
+
+async def test_remote_errors_are_classified(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    c = client(sis, context)
+    course = course_link()
+    link = await c.ensure_column(course, column(), selected())
+    stranger = ResultTarget(course, link, PersonLink("t1", "sis", "px", "stu-3"))  # not in cls-1
+    with pytest.raises(RemoteFailure) as info:
+        await c.put_result(stranger, desired(), WHEN)
+    assert info.value.failure is FailureClass.REJECTED and info.value.status == 422
+    assert "not enrolled in class" in info.value.message
+
+    target = ResultTarget(course, link, PersonLink("t1", "sis", "p1", "stu-1"))
+    sis.admin.set_faults({"oneroster": {"script": ["throttle"], "retry_after": 7}})
+    with pytest.raises(RemoteFailure) as info:
+        await c.put_result(target, desired(), WHEN)
+    assert info.value.failure is FailureClass.SLOW_DOWN and info.value.retry_after == 7
+    sis.admin.set_faults({"oneroster": {"script": ["error"], "error_status": 502}})
+    with pytest.raises(RemoteFailure) as info:
+        await c.put_result(target, desired(), WHEN)
+    assert info.value.failure is FailureClass.RETRY_LATER and info.value.status == 502
+    sis.admin.clear_faults()
+
+    # an expired token is replaced once, transparently
+    fetched: list[str] = []
+
+    async def count(request: httpx.Request) -> None:
+        if request.url.path.endswith("/oauth2/token"):
+            fetched.append(request.url.path)
+
+    context.http.event_hooks["request"].append(count)
+    sis.admin.expire_tokens(CLIENT_ID, service="oneroster")
+    assert (await c.put_result(target, desired(), WHEN)).status in (201, 204)
+    assert len(fetched) == 1

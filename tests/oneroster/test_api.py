@@ -1,0 +1,103 @@
+"""The SIS admin API: admin scope, tenant isolation, clear 422s, and a live SIS behind it."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from gradesync.adapters.db.database import Database
+from gradesync.sandbox.testing import RunningSandbox
+from tests.api.conftest import ApiEnv, Caller
+
+from .conftest import CLIENT_ID, CLIENT_SECRET
+
+ROSTER: dict[str, Any] = {
+    "courses": [{"id": "c1", "title": "Algebra"}],
+    "activities": [
+        {
+            "id": "q1",
+            "course_id": "c1",
+            "title": "Quiz 1",
+            "points_possible": 10,
+            "due_at": "2025-03-14T23:59:00Z",
+            "category": "Quizzes",
+        },
+        {
+            "id": "e1",
+            "course_id": "c1",
+            "title": "Essay",
+            "points_possible": 20,
+            "category": "Labs",
+        },
+    ],
+    "people": [{"id": "p1", "name": "Ada", "sis_id": "stu-1"}],
+    "enrollments": [{"course_id": "c1", "person_id": "p1"}],
+}
+
+
+def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> None:
+    env = ApiEnv(db, tmp_path)
+    with env.client:
+        admin = Caller(env.client, env.tenant("t1", "admin"))
+        syncer = Caller(env.client, env.tenant("t1", "sync"))
+        other = Caller(env.client, env.tenant("t2", "admin"))
+        assert admin.post("/ingest", json=ROSTER).status_code == 202
+        body = {
+            "name": "SIS",
+            "base_url": sis.base_url,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "profile": {"category_match": "name"},
+        }
+        assert syncer.put("/sis/connections/sis", json=body).status_code == 403
+        r = admin.put("/sis/connections/sis", json={**body, "profile": {"category_match": "title"}})
+        assert r.status_code == 422
+        assert r.json()["detail"][0]["field"] == "config.category_match"
+        r = admin.put("/sis/connections/sis", json=body)
+        assert (
+            r.status_code == 200 and "client_secret" not in r.text and CLIENT_SECRET not in r.text
+        )
+        steps = admin.post("/sis/connections/sis/check").json()
+        assert [s["passed"] for s in steps] == [True, True, True]
+        r = admin.put(
+            "/sis/connections/sis/classes/c1",
+            json={
+                "class_id": "cls-1",
+                "school_id": "sch-1",
+                "term_start": "2025-01-06",
+                "term_end": "2025-06-20",
+            },
+        )
+        assert r.status_code == 200
+        assert admin.post("/sis/connections/sis/courses/c1/students").json() == {
+            "mapped": ["p1"],
+            "unmapped": [],
+        }
+        r = admin.put("/sis/connections/sis/selection", json={"activity_ids": ["q1", "e1"]})
+        assert r.status_code == 422
+        assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
+            ("activities[e1].due_at", "due_date_required")
+        ]
+        assert (
+            admin.put("/sis/connections/sis/selection", json={"activity_ids": ["q1"]}).status_code
+            == 200
+        )
+        cats = admin.get("/sis/connections/sis/categories", params={"course_id": "c1"}).json()
+        assert {c["title"] for c in cats["categories"]} == {"Homework", "Quizzes"}
+        assert cats["alignment"] == [
+            {"group": "Quizzes", "activities": ["q1"], "category_id": "cat-quiz", "problem": None}
+        ]
+        checks = admin.get("/sis/connections/sis/validation", params={"course_id": "c1"}).json()
+        assert {c["activity_id"]: c["ok"] for c in checks} == {"q1": True, "e1": False}
+        r = admin.post("/sis/connections/sis/exports", json={"mode": "bulk"})
+        assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+        with zipfile.ZipFile(io.BytesIO(r.content)) as archive:
+            assert "lineItems.csv" in archive.namelist()
+            assert "Quiz 1" in archive.read("lineItems.csv").decode()
+        # another tenant sees nothing of it
+        assert (
+            other.get("/sis/connections/sis/validation", params={"course_id": "c1"}).status_code
+            == 404
+        )

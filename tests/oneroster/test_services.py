@@ -1,0 +1,262 @@
+"""SIS set-up, mapping, selection and validation on the real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.model import (
+    DeliveryState,
+    DueDateOverride,
+    LedgerKey,
+    LedgerRow,
+    NameRule,
+    PolicySettings,
+)
+from gradesync.services import sis
+
+from .facts import FixedClock, seed_school
+
+
+@pytest.fixture
+def school(db: Database) -> tuple[Database, FixedClock]:
+    clock = FixedClock()
+    seed_school(db, clock)
+    sis.add_connection(
+        db.uow,
+        clock,
+        tenant_id="t1",
+        destination_id="sis",
+        name="SIS",
+        base_url="http://sis.example/",
+        client_id="gs",
+        client_secret="secret-1",
+        profile={"name_max_length": 30, "due_date_inside_term": True},
+    )
+    sis.map_class(
+        db.uow,
+        tenant_id="t1",
+        destination_id="sis",
+        course_id="c1",
+        class_id="cls-1",
+        school_id="sch-1",
+        term_start="2025-01-06",
+        term_end="2025-06-20",
+    )
+    return db, clock
+
+
+def test_connection_is_validated_and_its_secret_kept_encrypted(
+    school: tuple[Database, FixedClock],
+) -> None:
+    db, clock = school
+    with pytest.raises(InvalidInput) as info:
+        sis.add_connection(
+            db.uow,
+            clock,
+            tenant_id="t1",
+            destination_id="sis2",
+            name="x",
+            base_url="ftp://nope",
+            client_id=None,
+            client_secret=None,
+            profile={"category_match": "title", "name_max_length": 0},
+        )
+    rules = {(p.field, p.rule) for p in info.value.problems}
+    assert {
+        ("base_url", "url"),
+        ("client_id", "required"),
+        ("client_secret", "required"),
+        ("config.category_match", "one_of"),
+        ("config.name_max_length", "positive_integer"),
+    } <= rules
+    with db.uow() as uow:
+        assert uow.destinations.get("t1", "sis2") is None
+        dest = uow.destinations.get("t1", "sis")
+    assert dest is not None and dest.secret == {"client_secret": "secret-1"}
+    with db.engine.connect() as conn:
+        raw = conn.exec_driver_sql("SELECT secret_ciphertext, config FROM destinations").fetchall()
+    assert all("secret-1" not in str(row) for row in raw)
+    # an update keeps what it does not name
+    sis.add_connection(
+        db.uow,
+        clock,
+        tenant_id="t1",
+        destination_id="sis",
+        name="SIS",
+        base_url=None,
+        profile={"category_match": "name"},
+    )
+    with db.uow() as uow:
+        dest = uow.destinations.get("t1", "sis")
+    assert dest is not None and dest.config["name_max_length"] == 30
+    assert dest.config["category_match"] == "name" and dest.secret["client_secret"] == "secret-1"
+
+
+def test_each_validation_error_is_named(school: tuple[Database, FixedClock]) -> None:
+    db, _ = school
+    with db.uow() as uow:
+        uow.overrides.upsert(DueDateOverride("t1", "hw1", "p2", datetime(2025, 3, 20, tzinfo=UTC)))
+        act = uow.activities.get("t1", "long")
+        assert act is not None
+        uow.activities.upsert(replace(act, policy=PolicySettings(name_rule=NameRule.REFUSE)))
+        quiz = uow.activities.get("t1", "quiz1")
+        assert quiz is not None
+        uow.activities.upsert(
+            replace(quiz, id="late", title="Final", due_at=datetime(2025, 8, 1, tzinfo=UTC))
+        )
+        uow.commit()
+    checks = {
+        c.activity_id: c
+        for c in sis.validate(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
+    }
+    assert checks["quiz1"].ok
+    assert [p.rule for p in checks["nodue"].problems] == ["due_date_required"]
+    assert [p.rule for p in checks["long"].problems] == ["name_too_long"]
+    assert "at most 30" in checks["long"].problems[0].message
+    assert [p.rule for p in checks["late"].problems] == ["due_date_outside_term"]
+    assert "2025-01-06..2025-06-20" in checks["late"].problems[0].message
+    assert [p.rule for p in checks["hw1"].problems] == ["differentiated_due_dates"]
+
+
+def test_selecting_refuses_invalid_activities_and_changes_nothing(
+    school: tuple[Database, FixedClock],
+) -> None:
+    db, _ = school
+    with pytest.raises(InvalidInput) as info:
+        sis.select_activities(
+            db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1", "nodue"]
+        )
+    assert [(p.field, p.rule) for p in info.value.problems] == [
+        ("activities[nodue].due_at", "due_date_required")
+    ]
+    with db.uow() as uow:
+        assert uow.links.item("t1", "sis", "quiz1") is None
+    checks = sis.select_activities(
+        db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"]
+    )
+    assert checks[0].selected
+    with db.uow() as uow:
+        item = uow.links.item("t1", "sis", "quiz1")
+    assert (
+        item is not None
+        and item.data == {"sync_to_sis": True}
+        and item.remote_id.startswith("gs-li-")
+    )
+    sis.select_activities(
+        db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], selected=False
+    )
+    with db.uow() as uow:
+        again = uow.links.item("t1", "sis", "quiz1")
+    assert (
+        again is not None
+        and again.data["sync_to_sis"] is False
+        and again.remote_id == item.remote_id
+    )
+    with pytest.raises(NotFound):
+        sis.select_activities(db.uow, tenant_id="t1", destination_id="sis", activity_ids=["ghost"])
+
+
+def test_selecting_reopens_rows_refused_for_a_column_reason(
+    school: tuple[Database, FixedClock],
+) -> None:
+    db, clock = school
+    key = LedgerKey("t1", "sis", "quiz1", "p1")
+    other = LedgerKey("t1", "sis", "quiz1", "p2")
+    with db.uow() as uow:
+        uow.ledger.save(
+            LedgerRow(
+                key,
+                DeliveryState.REJECTED,
+                "h",
+                {},
+                reason_code="not_selected_for_sis",
+                updated_at=clock.now(),
+            ),
+            "c1",
+        )
+        uow.ledger.save(
+            LedgerRow(
+                other,
+                DeliveryState.REJECTED,
+                "h",
+                {},
+                reason_code="invalid_data",
+                updated_at=clock.now(),
+            ),
+            "c1",
+        )
+        uow.commit()
+    sis.select_activities(db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"])
+    with db.uow() as uow:
+        row, kept = uow.ledger.get(key), uow.ledger.get(other)
+    assert row is not None and row.state is DeliveryState.PENDING and row.reason_code is None
+    assert kept is not None and kept.state is DeliveryState.REJECTED  # the SIS's own refusal stays
+
+
+def test_class_sections_and_students_are_mapped(school: tuple[Database, FixedClock]) -> None:
+    db, _ = school
+    with pytest.raises(InvalidInput) as info:
+        sis.map_class(
+            db.uow,
+            tenant_id="t1",
+            destination_id="sis",
+            course_id="c1",
+            class_id="cls-1",
+            term_start="2025-07-01",
+            term_end="2025-01-01",
+        )
+    assert info.value.problems[0].field == "term_end"
+    sis.map_class(
+        db.uow,
+        tenant_id="t1",
+        destination_id="sis",
+        course_id="c1",
+        class_id="cls-2",
+        section_id="sec-b",
+    )
+    sis.map_student(
+        db.uow, tenant_id="t1", destination_id="sis", person_id="p2", student_id="stu-22"
+    )
+    with db.uow() as uow:
+        p1 = uow.people.get("t1", "p1")
+        assert p1 is not None
+        uow.people.upsert(replace(p1, sis_id=None))
+        uow.commit()
+    report = sis.map_course_students(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
+    assert report.mapped == ["p2", "p3"] and report.unmapped == ["p1"]
+    with db.uow() as uow:
+        people = uow.links.people("t1", "sis", "c1")
+        course = uow.links.course("t1", "sis", "c1")
+    assert people["p2"].remote_id == "stu-22" and people["p3"].data == {"class": "cls-2"}
+    assert course is not None and course.data["sections"] == {"sec-b": "cls-2"}
+    assert course.data["school"] == "sch-1" and course.remote_id == "cls-1"
+
+
+def test_category_alignment_per_connection_and_course(school: tuple[Database, FixedClock]) -> None:
+    db, clock = school
+    assert sis.align_category(
+        db.uow, clock, tenant_id="t1", destination_id="sis", group="Quizzes", category_id="cat-quiz"
+    ) == {"Quizzes": "cat-quiz"}
+    assert sis.align_category(
+        db.uow,
+        clock,
+        tenant_id="t1",
+        destination_id="sis",
+        group="Quizzes",
+        category_id="cat-hw",
+        course_id="c1",
+    ) == {"Quizzes": "cat-hw"}
+    assert (
+        sis.align_category(
+            db.uow, clock, tenant_id="t1", destination_id="sis", group="Quizzes", category_id=None
+        )
+        == {}
+    )
+    with db.uow() as uow:
+        link = uow.links.course("t1", "sis", "c1")
+    assert link is not None and link.data["category_map"] == {"Quizzes": "cat-hw"}
