@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from gradesync.cli import db, serve, users
+from gradesync.cli import db, lti11, sandbox, serve, sis, users
+from gradesync.cli import platforms
+from gradesync.cli import destinations, import_, keys, runs, sync, tenants
+from gradesync.cli import schedules
+from gradesync.cli import worker
 
 app = typer.Typer(
     help="gradesync: one-way, reliable grade sync into LMS gradebooks and SIS.",
@@ -12,8 +16,22 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("serve")(serve.serve)
+app.command("worker")(worker.worker)
+app.command("sandbox")(sandbox.sandbox)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
+app.add_typer(lti11.app, name="lti11")
+app.add_typer(sis.app, name="sis")
+app.add_typer(platforms.app, name="platforms")
+# one `keys` group: tenant API keys (cli/keys.py) and the LTI tool keys (cli/platforms.py)
+keys.app.registered_commands.extend(platforms.keys_app.registered_commands)
+app.add_typer(keys.app, name="keys")
+app.add_typer(tenants.app, name="tenants")
+app.command("sync")(sync.sync)
+app.add_typer(runs.app, name="runs")
+app.add_typer(schedules.app, name="schedules")
+app.add_typer(import_.app, name="import")
+app.add_typer(destinations.app, name="destinations")
 
 
 def main() -> None:

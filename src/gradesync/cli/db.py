@@ -19,6 +19,12 @@ def upgrade() -> None:
     db = Database.from_settings(load_settings())
     db.upgrade()
     console.print(f"database at {', '.join(sorted(migrate.current_revisions(db.engine)))}")
+    if not db.is_sqlite:
+        # distributed workers: procrastinate's job tables, in their own schema
+        from gradesync.adapters.queue.procrastinate_app import ensure_schema
+
+        if ensure_schema(db.url):
+            console.print("procrastinate schema installed")
 
 
 @app.command()

@@ -23,4 +23,5 @@ def serve(
     )
     runtime = Runtime.create(settings)
     app = create_app(runtime)
+    app.state.run_worker = True  # the in-process worker (docs/operations.md)
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())

@@ -348,6 +348,33 @@ class Schedule:
     created_at: datetime | None = None
 
 
+class ScheduleAction(StrEnum):
+    CREATED = "created"
+    EDITED = "edited"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    DELETED = "deleted"
+    FIRED = "fired"  # a slot came due: a run was requested (or joined, see `joined`)
+    RUN_NOW = "run_now"  # a person pressed "run now"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleEvent:
+    """One line of a schedule's log: who did what, and which run a firing started or joined."""
+
+    tenant_id: str
+    schedule_id: str
+    action: ScheduleAction
+    actor: str
+    at: datetime
+    run_id: str | None = None
+    joined: bool = False  # the run was already queued/running for the scope and was joined
+    slot_at: datetime | None = None  # the due time a firing was for
+    missed: int = 0  # further slots that passed unrun (service down) and collapsed into this
+    message: str | None = None
+    id: int | None = None
+
+
 class UserRole(StrEnum):
     ADMIN = "admin"  # every course of the tenant, destinations, schedules
     INSTRUCTOR = "instructor"  # the courses listed in course_ids
@@ -365,3 +392,22 @@ class ConsoleUser:
 
     def can_see_course(self, course_id: str) -> bool:
         return self.role is UserRole.ADMIN or course_id in self.course_ids
+
+
+class ApiScope(StrEnum):
+    INGEST = "ingest"  # push courses, activities, people, enrollments, attempts
+    SYNC = "sync"  # trigger and follow runs, read grade state
+    ADMIN = "admin"  # destinations and everything above
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A tenant's API key. Only the SHA-256 of the token is stored; the token is shown once."""
+
+    id: str
+    tenant_id: str
+    name: str
+    key_hash: str
+    scopes: tuple[str, ...]
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None

@@ -11,8 +11,10 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
+from gradesync.domain.diagnosis import LaunchFact, RejectionFact
 from gradesync.domain.model import (
     Activity,
+    ApiKey,
     Attempt,
     ConsoleUser,
     Course,
@@ -26,6 +28,8 @@ from gradesync.domain.model import (
     Person,
     PersonLink,
     Schedule,
+    ScheduleAction,
+    ScheduleEvent,
     SyncRun,
     Tenant,
 )
@@ -78,6 +82,10 @@ class EnrollmentRepo(Protocol):
 
     def for_person(self, tenant_id: str, person_id: str) -> list[Enrollment]: ...
 
+    def for_people(
+        self, tenant_id: str, course_id: str, person_ids: Iterable[str]
+    ) -> dict[str, Enrollment]: ...
+
 
 class DueDateOverrideRepo(Protocol):
     def upsert(self, override: DueDateOverride) -> None: ...
@@ -85,6 +93,10 @@ class DueDateOverrideRepo(Protocol):
     def for_activity(self, tenant_id: str, activity_id: str) -> dict[str, datetime]: ...
 
     def get(self, tenant_id: str, activity_id: str, person_id: str) -> datetime | None: ...
+
+    def for_pairs(
+        self, tenant_id: str, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], datetime]: ...
 
 
 class AttemptRepo(Protocol):
@@ -99,6 +111,10 @@ class AttemptRepo(Protocol):
     ) -> dict[tuple[str, str], list[Attempt]]: ...
 
     def for_person(self, tenant_id: str, person_id: str) -> list[Attempt]: ...
+
+    def for_pairs(
+        self, tenant_id: str, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Attempt]]: ...
 
 
 class DestinationRepo(Protocol):
@@ -144,6 +160,10 @@ class LinkRepo(Protocol):
 
     def save_person(self, link: PersonLink) -> None: ...
 
+    def people_for(
+        self, tenant_id: str, destination_id: str, course_id: str, person_ids: Iterable[str]
+    ) -> dict[str, PersonLink]: ...
+
 
 class LedgerRepo(Protocol):
     def get(self, key: LedgerKey) -> LedgerRow | None: ...
@@ -184,6 +204,51 @@ class LedgerRepo(Protocol):
         self, tenant_id: str, destination_id: str, course_id: str, batch: int = 1000
     ) -> Iterator[list[LedgerRow]]: ...
 
+    # the sync engine: row locks, leases, scope summaries
+    def get_keys(
+        self, keys: Sequence[LedgerKey], *, lock: bool = False
+    ) -> dict[LedgerKey, LedgerRow]: ...
+
+    def claimable(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        tenant_id: str | None = None,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+        exclude_destinations: Sequence[tuple[str, str]] = (),
+    ) -> list[tuple[LedgerRow, str]]: ...
+
+    def lease(
+        self, rows: Sequence[tuple[LedgerKey, datetime]], owner: str, until: datetime
+    ) -> None: ...
+
+    def release(self, keys: Sequence[LedgerKey], owner: str) -> None: ...
+
+    def clear_leases(self, owner: str | None = None) -> int: ...
+
+    def due_summary(
+        self,
+        now: datetime,
+        *,
+        tenant_id: str | None = None,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+    ) -> tuple[int, int, datetime | None]: ...
+
+    def scope_summary(
+        self,
+        tenant_id: str,
+        *,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+        delivered_since: datetime | None = None,
+    ) -> list[tuple[str, str | None, bool, int]]: ...
+
 
 class DirtyKeyRepo(Protocol):
     def mark(
@@ -199,6 +264,10 @@ class DirtyKeyRepo(Protocol):
     ) -> None: ...
 
     def count(self) -> int: ...
+
+    def lock_compute(self) -> None: ...
+
+    def claim(self, limit: int) -> list[tuple[str, str, str, str]]: ...
 
 
 class DeliveryLogRepo(Protocol):
@@ -219,6 +288,8 @@ class DeliveryLogRepo(Protocol):
     def for_key(self, key: LedgerKey, limit: int = 20) -> list[dict[str, Any]]: ...
 
     def since(self, tenant_id: str, since: datetime) -> list[dict[str, Any]]: ...
+
+    def add_many(self, entries: Sequence[dict[str, Any]]) -> None: ...
 
 
 class RunRepo(Protocol):
@@ -248,6 +319,19 @@ class RunRepo(Protocol):
         limit: int = 50,
     ) -> list[SyncRun]: ...
 
+    # the sync engine: one run per scope, claims, dead workers
+    def lock_scope(self, scope_key: str) -> None: ...
+
+    def set_trigger(self, run_id: str, trigger: str) -> None: ...
+
+    def claim_next(
+        self, worker_id: str, now: datetime, stale_before: datetime, *, run_id: str | None = None
+    ) -> SyncRun | None: ...
+
+    def heartbeat(self, run_id: str, worker_id: str, now: datetime) -> bool: ...
+
+    def requeue_stale(self, stale_before: datetime, now: datetime) -> list[str]: ...
+
 
 class ScheduleRepo(Protocol):
     def save(self, s: Schedule) -> None: ...
@@ -260,6 +344,39 @@ class ScheduleRepo(Protocol):
 
     def delete(self, schedule_id: str, tenant_id: str) -> bool: ...
 
+    def advance(
+        self,
+        schedule_id: str,
+        *,
+        expected_next_run_at: datetime,
+        next_run_at: datetime,
+        last_run_at: datetime | None,
+    ) -> bool: ...
+
+    def set_paused(
+        self,
+        schedule_id: str,
+        tenant_id: str,
+        *,
+        paused_at: datetime | None,
+        next_run_at: datetime | None,
+    ) -> bool: ...
+
+    def next_due_at(self) -> datetime | None: ...
+
+    def add_event(self, e: ScheduleEvent) -> None: ...
+
+    def events(
+        self,
+        tenant_id: str,
+        *,
+        schedule_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actions: Sequence[ScheduleAction] = (),
+        limit: int = 50,
+    ) -> list[ScheduleEvent]: ...
+
 
 class UserRepo(Protocol):
     def get(self, tenant_id: str, username: str) -> ConsoleUser | None: ...
@@ -271,24 +388,95 @@ class UserRepo(Protocol):
     def all(self, tenant_id: str) -> list[ConsoleUser]: ...
 
 
+class ApiKeyRepo(Protocol):
+    def get(self, key_id: str) -> ApiKey | None: ...
+
+    def add(self, key: ApiKey) -> None: ...
+
+    def revoke(self, tenant_id: str, key_id: str, now: datetime) -> bool: ...
+
+    def all(self, tenant_id: str) -> list[ApiKey]: ...
+
+
+class LaunchRepo(Protocol):
+    """LTI launches and refused launches, read by diagnostics (the LTI tool writes them)."""
+
+    def for_person(
+        self, tenant_id: str, person_id: str, destination_id: str | None = None, limit: int = 50
+    ) -> list[LaunchFact]: ...
+
+    def for_people(
+        self, tenant_id: str, destination_id: str, person_ids: Iterable[str]
+    ) -> dict[str, list[LaunchFact]]: ...
+
+    def summary(self, tenant_id: str, destination_id: str) -> tuple[int, datetime | None]: ...
+
+    def rejections(
+        self,
+        tenant_id: str,
+        destination_id: str | None = None,
+        *,
+        issuer: str | None = None,
+        client_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[RejectionFact]: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the `with` block without `commit()` rolls back."""
 
-    tenants: TenantRepo
-    courses: CourseRepo
-    activities: ActivityRepo
-    people: PersonRepo
-    enrollments: EnrollmentRepo
-    overrides: DueDateOverrideRepo
-    attempts: AttemptRepo
-    destinations: DestinationRepo
-    links: LinkRepo
-    ledger: LedgerRepo
-    dirty: DirtyKeyRepo
-    deliveries: DeliveryLogRepo
-    runs: RunRepo
-    schedules: ScheduleRepo
-    users: UserRepo
+    @property
+    def tenants(self) -> TenantRepo: ...
+
+    @property
+    def courses(self) -> CourseRepo: ...
+
+    @property
+    def activities(self) -> ActivityRepo: ...
+
+    @property
+    def people(self) -> PersonRepo: ...
+
+    @property
+    def enrollments(self) -> EnrollmentRepo: ...
+
+    @property
+    def overrides(self) -> DueDateOverrideRepo: ...
+
+    @property
+    def attempts(self) -> AttemptRepo: ...
+
+    @property
+    def destinations(self) -> DestinationRepo: ...
+
+    @property
+    def links(self) -> LinkRepo: ...
+
+    @property
+    def ledger(self) -> LedgerRepo: ...
+
+    @property
+    def dirty(self) -> DirtyKeyRepo: ...
+
+    @property
+    def deliveries(self) -> DeliveryLogRepo: ...
+
+    @property
+    def runs(self) -> RunRepo: ...
+
+    @property
+    def schedules(self) -> ScheduleRepo: ...
+
+    @property
+    def users(self) -> UserRepo: ...
+
+    @property
+    def api_keys(self) -> ApiKeyRepo: ...
+
+    @property
+    def launches(self) -> LaunchRepo: ...
+
 
     def __enter__(self) -> UnitOfWork: ...
 

@@ -10,7 +10,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.adapters.db import schema as t
@@ -34,6 +46,8 @@ from gradesync.domain.model import (
     RunScope,
     RunStage,
     Schedule,
+    ScheduleAction,
+    ScheduleEvent,
     SyncRun,
     Tenant,
 )
@@ -183,6 +197,19 @@ class EnrollmentRepo(_Repo):
         ).mappings()
         return [from_row(Enrollment, r) for r in rows]
 
+    def for_people(
+        self, tenant_id: str, course_id: str, person_ids: Iterable[str]
+    ) -> dict[str, Enrollment]:
+        c = t.enrollments.c
+        rows = self.conn.execute(
+            select(t.enrollments).where(
+                c.tenant_id == tenant_id,
+                c.course_id == course_id,
+                c.person_id.in_(list(set(person_ids))),
+            )
+        ).mappings()
+        return {r["person_id"]: from_row(Enrollment, r) for r in rows}
+
 
 class DueDateOverrideRepo(_Repo):
     def upsert(self, override: DueDateOverride) -> None:
@@ -205,6 +232,25 @@ class DueDateOverrideRepo(_Repo):
             )
         ).scalar()
         return utc(v)
+
+    def for_pairs(
+        self, tenant_id: str, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], datetime]:
+        """Overrides of these (activity, person) pairs."""
+        c = t.due_date_overrides.c
+        wanted = set(pairs)
+        rows = self.conn.execute(
+            select(c.activity_id, c.person_id, c.due_at).where(
+                c.tenant_id == tenant_id,
+                c.activity_id.in_({a for a, _ in wanted}),
+                c.person_id.in_({p for _, p in wanted}),
+            )
+        )
+        out: dict[tuple[str, str], datetime] = {}
+        for a, p, due in rows:
+            if (a, p) in wanted:
+                out[(a, p)] = utc(due)  # type: ignore[assignment]
+        return out
 
 
 class AttemptRepo(_Repo):
@@ -272,6 +318,28 @@ class AttemptRepo(_Repo):
             .order_by(c.id)
         ).mappings()
         return [from_row(Attempt, r) for r in rows]
+
+    def for_pairs(
+        self, tenant_id: str, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Attempt]]:
+        """Attempts of these (activity, person) pairs, grouped, oldest first (one query)."""
+        c = t.attempts.c
+        wanted = set(pairs)
+        out: dict[tuple[str, str], list[Attempt]] = {}
+        rows = self.conn.execute(
+            select(t.attempts)
+            .where(
+                c.tenant_id == tenant_id,
+                c.activity_id.in_({a for a, _ in wanted}),
+                c.person_id.in_({p for _, p in wanted}),
+            )
+            .order_by(c.id)
+        ).mappings()
+        for r in rows:
+            k = (r["activity_id"], r["person_id"])
+            if k in wanted:
+                out.setdefault(k, []).append(from_row(Attempt, r))
+        return out
 
 
 class DestinationRepo(_Repo):
@@ -439,6 +507,25 @@ class LinkRepo(_Repo):
                 out[r["person_id"]] = self._person(r)
         return out
 
+    def people_for(
+        self, tenant_id: str, destination_id: str, course_id: str, person_ids: Iterable[str]
+    ) -> dict[str, PersonLink]:
+        """`people` restricted to some persons (a batch), same precedence."""
+        c = t.person_links.c
+        rows = self.conn.execute(
+            select(t.person_links).where(
+                c.tenant_id == tenant_id,
+                c.destination_id == destination_id,
+                c.course_id.in_([course_id, ""]),
+                c.person_id.in_(list(set(person_ids))),
+            )
+        ).mappings()
+        out: dict[str, PersonLink] = {}
+        for r in rows:
+            if r["person_id"] not in out or r["course_id"]:
+                out[r["person_id"]] = self._person(r)
+        return out
+
     @staticmethod
     def _person(row: Any) -> PersonLink:
         return from_row(PersonLink, row, course_id=row["course_id"] or None)
@@ -452,6 +539,10 @@ class LinkRepo(_Repo):
 def _ledger_row(r: Any) -> LedgerRow:
     key = LedgerKey(r["tenant_id"], r["destination_id"], r["activity_id"], r["person_id"])
     return from_row(LedgerRow, r, key=key)
+
+
+def _key_tuple(k: LedgerKey) -> tuple[str, str, str, str]:
+    return (k.tenant_id, k.destination_id, k.activity_id, k.person_id)
 
 
 class LedgerRepo(_Repo):
@@ -600,6 +691,219 @@ class LedgerRepo(_Repo):
             yield [_ledger_row(r) for r in rows]
             after = (rows[-1]["activity_id"], rows[-1]["person_id"])
 
+    # --- the sync engine: row locks, leases, scope summaries ---------------------------
+
+    def get_keys(
+        self, keys: Sequence[LedgerKey], *, lock: bool = False
+    ) -> dict[LedgerKey, LedgerRow]:
+        """Rows of these keys. `lock` takes PostgreSQL row locks (in key order, so two
+        writers never deadlock) until the transaction ends; SQLite's write transaction
+        already excludes every other writer."""
+        if not keys:
+            return {}
+        c = t.ledger.c
+        pk = tuple_(c.tenant_id, c.destination_id, c.activity_id, c.person_id)
+        q = (
+            select(t.ledger)
+            .where(pk.in_([_key_tuple(k) for k in keys]))
+            .order_by(c.tenant_id, c.destination_id, c.activity_id, c.person_id)
+        )
+        if lock and self.conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        out: dict[LedgerKey, LedgerRow] = {}
+        for r in self.conn.execute(q).mappings():
+            row = _ledger_row(r)
+            out[row.key] = row
+        return out
+
+    def _due_conditions(
+        self,
+        now: datetime,
+        tenant_id: str | None,
+        destination_id: str | None,
+        course_id: str | None,
+        activity_ids: Sequence[str] | None,
+        exclude_destinations: Sequence[tuple[str, str]],
+    ) -> list[Any]:
+        c = t.ledger.c
+        conds: list[Any] = [
+            (c.state == DeliveryState.PENDING.value)
+            | and_(c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now)),
+            c.lease_until.is_(None) | (c.lease_until < utc(now)),
+        ]
+        if tenant_id:
+            conds.append(c.tenant_id == tenant_id)
+        if destination_id:
+            conds.append(c.destination_id == destination_id)
+        if course_id:
+            conds.append(c.course_id == course_id)
+        if activity_ids:
+            conds.append(c.activity_id.in_(list(activity_ids)))
+        if exclude_destinations:
+            conds.append(tuple_(c.tenant_id, c.destination_id).not_in(list(exclude_destinations)))
+        return conds
+
+    def claimable(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        tenant_id: str | None = None,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+        exclude_destinations: Sequence[tuple[str, str]] = (),
+    ) -> list[tuple[LedgerRow, str]]:
+        """Due rows nobody holds, newest change first (a learner's fresh grade is not stuck
+        behind a remaster), with their course. Locked (SKIP LOCKED on PostgreSQL) so two
+        workers claiming at once get different rows; `lease` them in the same transaction."""
+        c = t.ledger.c
+        q = (
+            select(t.ledger)
+            .where(
+                *self._due_conditions(
+                    now, tenant_id, destination_id, course_id, activity_ids, exclude_destinations
+                )
+            )
+            .order_by(c.updated_at.desc())
+            .limit(limit)
+        )
+        if self.conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        return [(_ledger_row(r), r["course_id"]) for r in self.conn.execute(q).mappings()]
+
+    def lease(
+        self, rows: Sequence[tuple[LedgerKey, datetime]], owner: str, until: datetime
+    ) -> None:
+        """Hold rows for `owner` until `until`; each row's `last_timestamp` becomes the score
+        timestamp about to be sent, so a send the remote applied before a crash is never
+        followed by an older timestamp."""
+        if not rows:
+            return
+        c = t.ledger.c
+        stmt = (
+            update(t.ledger)
+            .where(
+                c.tenant_id == bindparam("k_t"),
+                c.destination_id == bindparam("k_d"),
+                c.activity_id == bindparam("k_a"),
+                c.person_id == bindparam("k_p"),
+            )
+            .values(lease_owner=owner, lease_until=utc(until), last_timestamp=bindparam("k_ts"))
+        )
+        self.conn.execute(
+            stmt,
+            [
+                {
+                    "k_t": k.tenant_id,
+                    "k_d": k.destination_id,
+                    "k_a": k.activity_id,
+                    "k_p": k.person_id,
+                    "k_ts": utc(ts),
+                }
+                for k, ts in rows
+            ],
+        )
+
+    def release(self, keys: Sequence[LedgerKey], owner: str) -> None:
+        """Give up the leases `owner` holds on these rows (a lease taken over after expiry
+        belongs to its new holder and is left alone)."""
+        if not keys:
+            return
+        c = t.ledger.c
+        stmt = (
+            update(t.ledger)
+            .where(
+                c.tenant_id == bindparam("k_t"),
+                c.destination_id == bindparam("k_d"),
+                c.activity_id == bindparam("k_a"),
+                c.person_id == bindparam("k_p"),
+                c.lease_owner == owner,
+            )
+            .values(lease_owner=None, lease_until=None)
+        )
+        self.conn.execute(
+            stmt,
+            [
+                dict(zip(("k_t", "k_d", "k_a", "k_p"), _key_tuple(k), strict=True)) for k in keys
+            ],
+        )
+
+    def clear_leases(self, owner: str | None = None) -> int:
+        """Drop leases (all, or one holder's): used when the only worker restarts."""
+        c = t.ledger.c
+        q = update(t.ledger).where(c.lease_owner.is_not(None))
+        if owner is not None:
+            q = q.where(c.lease_owner == owner)
+        return int(self.conn.execute(q.values(lease_owner=None, lease_until=None)).rowcount or 0)
+
+    def due_summary(
+        self,
+        now: datetime,
+        *,
+        tenant_id: str | None = None,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+    ) -> tuple[int, int, datetime | None]:
+        """(rows due now, rows leased by a worker, when the next retry falls due) in a scope."""
+        c = t.ledger.c
+        scope: list[Any] = []
+        if tenant_id:
+            scope.append(c.tenant_id == tenant_id)
+        if destination_id:
+            scope.append(c.destination_id == destination_id)
+        if course_id:
+            scope.append(c.course_id == course_id)
+        if activity_ids:
+            scope.append(c.activity_id.in_(list(activity_ids)))
+        due_now = self.conn.execute(
+            select(func.count())
+            .select_from(t.ledger)
+            .where(*scope, *self._due_conditions(now, None, None, None, None, ()))
+        ).scalar()
+        leased = self.conn.execute(
+            select(func.count())
+            .select_from(t.ledger)
+            .where(*scope, c.lease_until >= utc(now))
+        ).scalar()
+        next_retry = self.conn.execute(
+            select(func.min(c.next_attempt_at)).where(
+                *scope, c.state == DeliveryState.RETRYING.value
+            )
+        ).scalar()
+        return int(due_now or 0), int(leased or 0), utc(next_retry)
+
+    def scope_summary(
+        self,
+        tenant_id: str,
+        *,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+        delivered_since: datetime | None = None,
+    ) -> list[tuple[str, str | None, bool, int]]:
+        """Counts of rows in a scope by (state, reason_code, delivered since `delivered_since`)."""
+        c = t.ledger.c
+        conds: list[Any] = [c.tenant_id == tenant_id]
+        if destination_id:
+            conds.append(c.destination_id == destination_id)
+        if course_id:
+            conds.append(c.course_id == course_id)
+        if activity_ids:
+            conds.append(c.activity_id.in_(list(activity_ids)))
+        fresh: Any = (
+            case((c.delivered_at >= utc(delivered_since), True), else_=False)
+            if delivered_since is not None
+            else literal(False)
+        )
+        rows = self.conn.execute(
+            select(c.state, c.reason_code, fresh.label("fresh"), func.count())
+            .where(*conds)
+            .group_by(c.state, c.reason_code, fresh)
+        )
+        return [(r[0], r[1], bool(r[2]), int(r[3])) for r in rows]
+
 
 class DirtyKeyRepo(_Repo):
     """Keys whose facts changed; recomputed by the engine, many changes collapsing into one."""
@@ -617,7 +921,8 @@ class DirtyKeyRepo(_Repo):
                 "course_id": course_id,
                 "marked_at": utc(now),
             },
-            update=(),
+            # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty
+            update=("marked_at", "course_id"),
         )
 
     def mark_many(self, rows: Sequence[tuple[str, str, str, str]], now: datetime) -> None:
@@ -636,7 +941,8 @@ class DirtyKeyRepo(_Repo):
                     }
                     for a, b, c, d in dict.fromkeys(rows)
                 ],
-                update=(),
+                # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty
+                update=("marked_at", "course_id"),
             )
 
     def peek(self, limit: int) -> list[tuple[str, str, str, str, datetime]]:
@@ -666,6 +972,32 @@ class DirtyKeyRepo(_Repo):
 
     def count(self) -> int:
         return int(self.conn.execute(select(func.count()).select_from(t.dirty_keys)).scalar() or 0)
+
+    # PostgreSQL advisory lock key of "computing desired state" (any stable 64-bit number).
+    COMPUTE_LOCK = 0x67726164_65737963
+
+    def lock_compute(self) -> None:
+        """Serialise computing desired state across processes until the transaction ends, so
+        a slower computation from older facts can never overwrite a newer one. SQLite's
+        write transaction already does this."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(select(func.pg_advisory_xact_lock(self.COMPUTE_LOCK)))
+
+    def claim(self, limit: int) -> list[tuple[str, str, str, str]]:
+        """Take (and delete) up to `limit` dirty keys, oldest mark first, under the compute
+        lock: (tenant_id, course_id, activity_id, person_id). The deletion commits with the
+        recomputed ledger rows, so a crash before the commit leaves the keys dirty, and a key
+        marked again meanwhile is marked anew (the fact's transaction waits for this one)."""
+        self.lock_compute()
+        c = t.dirty_keys.c
+        pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
+        oldest = select(c.tenant_id, c.activity_id, c.person_id).order_by(c.marked_at).limit(limit)
+        rows = self.conn.execute(
+            delete(t.dirty_keys)
+            .where(pk.in_(oldest))
+            .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id)
+        ).all()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 class DeliveryLogRepo(_Repo):
@@ -724,6 +1056,33 @@ class DeliveryLogRepo(_Repo):
             .order_by(c.sent_at)
         ).mappings()
         return [dict(r) | {"sent_at": utc(r["sent_at"])} for r in rows]
+
+    def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Log many sends at once; each entry has the keyword arguments of `add`."""
+        if not entries:
+            return
+        self.conn.execute(
+            insert(t.deliveries),
+            [
+                {
+                    "tenant_id": e["key"].tenant_id,
+                    "destination_id": e["key"].destination_id,
+                    "activity_id": e["key"].activity_id,
+                    "person_id": e["key"].person_id,
+                    "run_id": e.get("run_id"),
+                    "sent_at": utc(e["sent_at"]),
+                    "sent_hash": e.get("sent_hash"),
+                    "payload": json.loads(json.dumps(e["payload"], default=str))
+                    if e.get("payload") is not None
+                    else None,
+                    "outcome": e["outcome"],
+                    "remote_status": e.get("remote_status"),
+                    "remote_message": e.get("remote_message"),
+                    "latency_ms": e.get("latency_ms"),
+                }
+                for e in entries
+            ],
+        )
 
 
 def _run(r: Any) -> SyncRun:
@@ -834,6 +1193,113 @@ class RunRepo(_Repo):
         ).mappings()
         return [_run(r) for r in rows]
 
+    # --- the sync engine: one run per scope, claims, dead workers ------------------------
+
+    RUNNING = (
+        RunStage.COMPUTING.value,
+        RunStage.PROVISIONING.value,
+        RunStage.SENDING.value,
+        RunStage.VERIFYING.value,
+    )
+
+    def _advisory(self, key: str) -> None:
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+    def lock_scope(self, scope_key: str) -> None:
+        """Serialise run requests for one scope until the transaction ends (PostgreSQL;
+        SQLite's write transaction already does)."""
+        self._advisory("gradesync-run-scope:" + scope_key)
+
+    def set_trigger(self, run_id: str, trigger: str) -> None:
+        self.conn.execute(
+            update(t.sync_runs).where(t.sync_runs.c.id == run_id).values(trigger=trigger)
+        )
+
+    def claim_next(
+        self, worker_id: str, now: datetime, stale_before: datetime, *, run_id: str | None = None
+    ) -> SyncRun | None:
+        """Start the oldest queued run (or `run_id`) whose scope has no live run: stage
+        computing, owned by `worker_id`. None when there is nothing to start."""
+        self._advisory("gradesync-run-claim")
+        c = t.sync_runs.c
+        q = select(t.sync_runs).where(c.stage == RunStage.QUEUED.value)
+        if run_id is not None:
+            q = q.where(c.id == run_id)
+        candidates = self.conn.execute(q.order_by(c.created_at).limit(50)).mappings().all()
+        if not candidates:
+            return None
+        busy = {
+            r[0]
+            for r in self.conn.execute(
+                select(c.scope_key).where(
+                    c.stage.in_(self.RUNNING),
+                    c.heartbeat_at >= utc(stale_before),
+                    c.scope_key.in_({r["scope_key"] for r in candidates}),
+                )
+            )
+        }
+        for r in candidates:
+            if r["scope_key"] in busy:
+                continue
+            res = self.conn.execute(
+                update(t.sync_runs)
+                .where(c.id == r["id"], c.stage == RunStage.QUEUED.value)
+                .values(
+                    stage=RunStage.COMPUTING.value,
+                    worker_id=worker_id,
+                    heartbeat_at=utc(now),
+                    started_at=utc(now),
+                    stages=[
+                        *(r["stages"] or []),
+                        {"stage": RunStage.COMPUTING.value, "at": utc(now).isoformat()},  # type: ignore[union-attr]
+                    ],
+                )
+            )
+            if res.rowcount == 1:
+                return self.get(r["id"])
+        return None
+
+    def heartbeat(self, run_id: str, worker_id: str, now: datetime) -> bool:
+        """Prove the run's worker is alive; False when the run was taken from it."""
+        c = t.sync_runs.c
+        res = self.conn.execute(
+            update(t.sync_runs)
+            .where(c.id == run_id, c.worker_id == worker_id, c.stage.in_(self.RUNNING))
+            .values(heartbeat_at=utc(now))
+        )
+        return res.rowcount == 1
+
+    def requeue_stale(self, stale_before: datetime, now: datetime) -> list[str]:
+        """Runs whose worker stopped proving it is alive go back to the queue, to be run again
+        from the start (a run is idempotent: it sends what still differs)."""
+        c = t.sync_runs.c
+        rows = (
+            self.conn.execute(
+                select(c.id, c.stages).where(
+                    c.stage.in_(self.RUNNING),
+                    c.heartbeat_at.is_(None) | (c.heartbeat_at < utc(stale_before)),
+                )
+            )
+            .mappings()
+            .all()
+        )
+        for r in rows:
+            self.conn.execute(
+                update(t.sync_runs)
+                .where(c.id == r["id"])
+                .values(
+                    stage=RunStage.QUEUED.value,
+                    worker_id=None,
+                    stages=[
+                        *(r["stages"] or []),
+                        {"stage": RunStage.QUEUED.value, "at": utc(now).isoformat()},  # type: ignore[union-attr]
+                    ],
+                    message="requeued: the worker running it stopped",
+                )
+            )
+        return [r["id"] for r in rows]
+
 
 def _schedule(r: Any) -> Schedule:
     scope = RunScope(
@@ -879,6 +1345,86 @@ class ScheduleRepo(_Repo):
                 delete(t.schedules).where(c.id == schedule_id, c.tenant_id == tenant_id)
             ).rowcount
         )
+
+    def advance(
+        self,
+        schedule_id: str,
+        *,
+        expected_next_run_at: datetime,
+        next_run_at: datetime,
+        last_run_at: datetime | None,
+    ) -> bool:
+        """Compare-and-set: move an unpaused schedule off the slot it was read at. False when
+        another scheduler fired that slot first, or the schedule was paused or edited."""
+        c = t.schedules.c
+        res = self.conn.execute(
+            update(t.schedules)
+            .where(
+                c.id == schedule_id,
+                c.paused_at.is_(None),
+                c.next_run_at == utc(expected_next_run_at),
+            )
+            .values(next_run_at=utc(next_run_at), last_run_at=utc(last_run_at))
+        )
+        return res.rowcount == 1
+
+    def set_paused(
+        self,
+        schedule_id: str,
+        tenant_id: str,
+        *,
+        paused_at: datetime | None,
+        next_run_at: datetime | None,
+    ) -> bool:
+        c = t.schedules.c
+        res = self.conn.execute(
+            update(t.schedules)
+            .where(c.id == schedule_id, c.tenant_id == tenant_id)
+            .values(paused_at=utc(paused_at), next_run_at=utc(next_run_at))
+        )
+        return res.rowcount == 1
+
+    def next_due_at(self) -> datetime | None:
+        """When the soonest unpaused schedule is due (any tenant): the scheduler sleeps until."""
+        c = t.schedules.c
+        return utc(
+            self.conn.execute(
+                select(func.min(c.next_run_at)).where(c.paused_at.is_(None))
+            ).scalar()
+        )
+
+    def add_event(self, e: ScheduleEvent) -> None:
+        row = to_row(e, exclude=("id",))
+        self.conn.execute(insert(t.schedule_events).values(row))
+
+    def events(
+        self,
+        tenant_id: str,
+        *,
+        schedule_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actions: Sequence[ScheduleAction] = (),
+        limit: int = 50,
+    ) -> list[ScheduleEvent]:
+        """A tenant's schedule log, newest first; `until` is exclusive."""
+        c = t.schedule_events.c
+        conds = [c.tenant_id == tenant_id]
+        if schedule_id is not None:
+            conds.append(c.schedule_id == schedule_id)
+        if since is not None:
+            conds.append(c.at >= utc(since))
+        if until is not None:
+            conds.append(c.at < utc(until))
+        if actions:
+            conds.append(c.action.in_([a.value for a in actions]))
+        rows = self.conn.execute(
+            select(t.schedule_events)
+            .where(*conds)
+            .order_by(c.at.desc(), c.id.desc())
+            .limit(limit)
+        ).mappings()
+        return [from_row(ScheduleEvent, r) for r in rows]
 
 
 class UserRepo(_Repo):

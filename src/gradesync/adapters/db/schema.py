@@ -342,6 +342,26 @@ schedules = Table(
     Index("ix_schedules_due", "paused_at", "next_run_at"),
 )
 
+# A schedule's log: created/edited/paused/resumed/deleted, and every firing with the run it
+# started or joined. Kept after the schedule is deleted (no foreign key to it).
+schedule_events = Table(
+    "schedule_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(ID), nullable=False),
+    Column("schedule_id", String(64), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("actor", String(ID), nullable=False),
+    _ts("at", nullable=False),
+    Column("run_id", String(64)),
+    Column("joined", Boolean, nullable=False, default=False),
+    _ts("slot_at"),
+    Column("missed", Integer, nullable=False, default=0),
+    Column("message", Text),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+    Index("ix_schedule_events_schedule", "tenant_id", "schedule_id", "at"),
+)
+
 # LTI 1.3 tool keys: the private key is encrypted; retired keys stay in the JWKS for overlap.
 tool_keys = Table(
     "tool_keys",
@@ -392,4 +412,50 @@ users = Table(
     Column("course_ids", JSON, nullable=False, default=list),
     _ts("created_at", nullable=False),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+)
+
+# Delivery leases (the sync engine): a worker that claims a due ledger row holds it until
+# `lease_until`, so two workers never send one key at once; a killed worker's lease expires.
+# The claim takes the newest changes first, hence the (state, updated_at) index.
+ledger.append_column(Column("lease_owner", String(ID)))
+ledger.append_column(Column("lease_until", DateTime(timezone=True)))
+Index("ix_ledger_pending", ledger.c.state, ledger.c.updated_at)
+
+# LTI launches refused (bad signature, wrong audience, replayed nonce, unknown deployment, ...)
+# and launch claims ignored (an AGS endpoint off the platform's origins), with the reason, so
+# support can answer "why did the LMS say the tool failed?". Written outside the launch's
+# transaction: a refusal changes nothing else.
+lti_rejections = Table(
+    "lti_rejections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(ID)),
+    Column("destination_id", String(ID)),
+    Column("issuer", String(2048)),
+    Column("client_id", String(ID)),
+    Column("deployment_id", String(ID)),
+    Column("code", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("detail", JSON, nullable=False, default=dict),
+    _ts("at", nullable=False),
+    Index("ix_lti_rejections_tenant", "tenant_id", "at"),
+)
+
+# OneRoster CSV export (issue 7): each exported row's hash, status and change time, per SIS
+# destination, so a delta export holds exactly the rows changed since a moment.
+oneroster_csv_rows = Table(
+    "oneroster_csv_rows",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("destination_id", String(ID), primary_key=True),
+    Column("file", String(32), primary_key=True),
+    Column("sourced_id", String(ID), primary_key=True),
+    Column("row_hash", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    _ts("changed_at", nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "destination_id"],
+        ["destinations.tenant_id", "destinations.id"],
+        ondelete="CASCADE",
+    ),
 )

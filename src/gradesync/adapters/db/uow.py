@@ -6,6 +6,8 @@ from types import TracebackType
 
 from sqlalchemy import Connection, Engine
 
+from gradesync.adapters.db.api_keys import ApiKeyRepo
+from gradesync.adapters.db.launches import LaunchRepo
 from gradesync.adapters.db.repositories import (
     ActivityRepo,
     AttemptRepo,
@@ -55,6 +57,8 @@ class SqlUnitOfWork:
         self.runs = RunRepo(c)
         self.schedules = ScheduleRepo(c)
         self.users = UserRepo(c)
+        self.api_keys = ApiKeyRepo(c)
+        self.launches = LaunchRepo(c)
         return self
 
     def commit(self) -> None:

@@ -1,0 +1,118 @@
+"""`gradesync destinations ...`: list, show, pause, resume, delete (any protocol)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import typer
+from rich.table import Table
+
+from gradesync.cli._common import (
+    JSON_OUT,
+    TENANT,
+    actor,
+    console,
+    guarded,
+    print_json,
+    runtime,
+    when,
+)
+from gradesync.services import destination_admin as svc
+from gradesync.services import queries
+
+app = typer.Typer(
+    help="Destinations (LMS platforms, SIS): list, show, pause, resume, delete.",
+    no_args_is_help=True,
+)
+
+
+def _status(view: dict[str, object]) -> str:
+    if not view["enabled"]:
+        return "paused"
+    if view["paused_until"]:
+        return f"paused until {when(view['paused_until'])}"  # type: ignore[arg-type]
+    return "active"
+
+
+@app.command("list")
+def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
+    """List a tenant's destinations."""
+    with runtime() as rt:
+        views = [svc.public_view(d) for d in svc.list_destinations(rt.db.uow, tenant)]
+    if as_json:
+        print_json(views)
+        return
+    table = Table("id", "kind", "name", "profile", "status")
+    for v in views:
+        table.add_row(str(v["id"]), str(v["kind"]), str(v["name"]), str(v["profile"]), _status(v))
+    console.print(table)
+
+
+@app.command()
+def show(
+    destination_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool = JSON_OUT
+) -> None:
+    """A destination's settings (never its secrets) and its results by delivery state."""
+    with runtime() as rt:
+        d, counts = guarded(lambda: queries.destination_summary(rt.db.uow, tenant, destination_id))
+    view = svc.public_view(d)
+    if as_json:
+        print_json({**view, "ledger": counts})
+        return
+    console.print(f"[bold]{d.name}[/bold] ({d.id}, {d.kind.value}, profile {d.profile})")
+    console.print(f"status: {_status(view)}" + (f" - {d.pause_reason}" if d.pause_reason else ""))
+    for k, v in sorted(d.config.items()):
+        console.print(f"  {k}: {v}", highlight=False)
+    console.print(
+        "results: " + (", ".join(f"{s} {n}" for s, n in sorted(counts.items())) or "none yet")
+    )
+
+
+@app.command()
+def pause(
+    destination_id: str = typer.Argument(...),
+    tenant: str = TENANT,
+    reason: str | None = typer.Option(None, help="Why (shown to admins and support)."),
+    until: datetime | None = typer.Option(
+        None, help="Pause until this UTC time (ISO 8601); without it, until resumed."
+    ),
+) -> None:
+    """Hold deliveries to a destination; results wait as pending, nothing is lost."""
+    from datetime import UTC
+
+    until_utc = until.replace(tzinfo=UTC) if until and until.tzinfo is None else until
+    with runtime() as rt:
+        guarded(
+            lambda: svc.pause(
+                rt.db.uow,
+                rt.clock,
+                tenant,
+                destination_id,
+                actor=actor(),
+                reason=reason,
+                until=until_utc,
+            )
+        )
+    console.print(f"destination {destination_id} paused")
+
+
+@app.command()
+def resume(destination_id: str = typer.Argument(...), tenant: str = TENANT) -> None:
+    """Deliver again (also clears a timed or misconfiguration pause)."""
+    with runtime() as rt:
+        guarded(lambda: svc.resume(rt.db.uow, rt.clock, rt.waker, tenant, destination_id))
+    console.print(f"destination {destination_id} resumed")
+
+
+@app.command()
+def delete(
+    destination_id: str = typer.Argument(...),
+    tenant: str = TENANT,
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a destination with its links and delivery ledger."""
+    if not yes:
+        typer.confirm(f"Delete destination {destination_id} and its ledger?", abort=True)
+    with runtime() as rt:
+        guarded(lambda: svc.delete(rt.db.uow, tenant, destination_id))
+    console.print(f"destination {destination_id} deleted")

@@ -1,0 +1,271 @@
+"""`gradesync import attempts FILE.csv`: attempts from a CSV gradebook export.
+
+Two layouts are recognised from the header:
+
+- long: one attempt per row, columns `person_id, activity_id, score_given` and optionally
+  `score_maximum` (default: the activity's points), `completed_at` (ISO 8601 with zone),
+  `source_event_id`, `comment`;
+- wide (a gradebook): one learner per row, a `person_id` column (or `--person-column`) and one
+  column per activity, headed by the activity id or "Any title (activity id)". Other columns
+  (name, email, section, totals) are ignored and listed.
+
+Every row is checked before anything is written. Event ids not given in the file are derived
+from (person, activity, score, completed_at), so importing the same file twice records nothing
+new. Rows are stored in batches of 500, each batch all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from gradesync.cli._common import TENANT, console, err, runtime
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import Activity, Attempt
+from gradesync.services.ingest import IngestBatch, ingest
+
+app = typer.Typer(help="Import facts from files.", no_args_is_help=True)
+
+CHUNK = 500
+_PAREN_ID = re.compile(r"\(([^()]+)\)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    line: int
+    column: str
+    attempt: Attempt
+
+
+class FileProblems(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def _parse_time(value: str, line: int, col: str, problems: list[str]) -> datetime | None:
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        problems.append(f"line {line}, {col}: {value!r} is not an ISO 8601 date-time [datetime]")
+        return None
+    if dt.tzinfo is None:
+        problems.append(
+            f"line {line}, {col}: {value!r} has no time zone; add Z or +01:00 [timezone_required]"
+        )
+        return None
+    return dt
+
+
+def _parse_score(value: str, line: int, col: str, problems: list[str]) -> float | None:
+    try:
+        v = float(value.strip())
+    except ValueError:
+        problems.append(f"line {line}, {col}: {value!r} is not a number [number]")
+        return None
+    if not math.isfinite(v):
+        problems.append(f"line {line}, {col}: {value!r} is not a finite number [finite]")
+        return None
+    return v
+
+
+def _event_id(person: str, activity: str, score: float | None, at: datetime) -> str:
+    raw = f"{person}|{activity}|{score!r}|{at.astimezone(UTC).isoformat()}"
+    return "csv:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def read_rows(
+    path: Path,
+    tenant: str,
+    activities: dict[str, Activity],
+    default_time: datetime,
+    person_column: str,
+) -> tuple[list[Row], list[str]]:
+    """Parse the file into attempts (not yet checked against the people stored).
+    Returns (rows, ignored columns); raises FileProblems listing every problem."""
+    problems: list[str] = []
+    rows: list[Row] = []
+    ignored: list[str] = []
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        if not header:
+            raise FileProblems(["the file is empty: expected a header row"])
+        long = {"person_id", "activity_id", "score_given"} <= set(header)
+        columns: dict[str, str] = {}
+        if not long:
+            if person_column not in header:
+                raise FileProblems(
+                    [
+                        f"no {person_column!r} column: a long file needs person_id, "
+                        "activity_id, score_given; a gradebook needs a person id column "
+                        "(see --person-column)"
+                    ]
+                )
+            for h in header:
+                if h == person_column:
+                    continue
+                m = _PAREN_ID.search(h)
+                aid = h if h in activities else (m.group(1) if m else None)
+                if aid is not None and aid in activities:
+                    columns[h] = aid
+                else:
+                    ignored.append(h)
+            if not columns:
+                raise FileProblems(["no column names a known activity (by id or '(id)')"])
+        for n, rec in enumerate(reader, start=2):
+            if long:
+                aid = (rec.get("activity_id") or "").strip()
+                cells = [("score_given", aid, rec.get("score_given") or "")]
+            else:
+                cells = [(h, aid, rec.get(h) or "") for h, aid in columns.items()]
+            person = (rec.get("person_id" if long else person_column) or "").strip()
+            if not person:
+                problems.append(f"line {n}: no person id [required]")
+                continue
+            for col, aid, cell in cells:
+                if cell.strip() in ("", "-"):
+                    if long:
+                        problems.append(f"line {n}, score_given: empty [required]")
+                    continue
+                act = activities.get(aid)
+                if act is None:
+                    problems.append(
+                        f"line {n}, activity_id: no activity {aid!r} [unknown_activity]"
+                    )
+                    continue
+                score = _parse_score(cell, n, col, problems)
+                maximum: float | None = act.points_possible
+                if long and (rec.get("score_maximum") or "").strip():
+                    maximum = _parse_score(rec["score_maximum"], n, "score_maximum", problems)
+                at = default_time
+                if long and (rec.get("completed_at") or "").strip():
+                    parsed = _parse_time(rec["completed_at"], n, "completed_at", problems)
+                    at = parsed or default_time
+                if score is None:
+                    continue
+                event = (rec.get("source_event_id") or "").strip() if long else ""
+                comment = (rec.get("comment") or "").strip() or None if long else None
+                rows.append(
+                    Row(
+                        n,
+                        col,
+                        Attempt(
+                            tenant_id=tenant,
+                            source_event_id=event or _event_id(person, aid, score, at),
+                            activity_id=aid,
+                            person_id=person,
+                            score_given=score,
+                            score_maximum=maximum,
+                            completed_at=at,
+                            comment=comment,
+                        ),
+                    )
+                )
+    if problems:
+        raise FileProblems(problems)
+    return rows, ignored
+
+
+def _where(rows: list[Row], offset: int, exc: InvalidInput) -> list[str]:
+    out = []
+    for p in exc.problems:
+        m = re.match(r"attempts\[(\d+)\]\.?(.*)", p.field)
+        if m:
+            r = rows[offset + int(m.group(1))]
+            out.append(f"line {r.line}, {r.column} ({m.group(2)}): {p.message} [{p.rule}]")
+        else:
+            out.append(f"{p.field}: {p.message} [{p.rule}]")
+    return out
+
+
+@app.command()
+def attempts(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    tenant: str = TENANT,
+    course: str | None = typer.Option(
+        None, "--course", help="Restrict to this course's activities (recommended for gradebooks)."
+    ),
+    completed_at: datetime | None = typer.Option(
+        None,
+        "--completed-at",
+        help="When the attempts were completed, UTC unless a zone is given "
+        "(default: the file's modification time).",
+    ),
+    person_column: str = typer.Option("person_id", help="Gradebook column holding person ids."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the file; store nothing."),
+) -> None:
+    """Import attempts from a CSV file (long or gradebook layout), with progress."""
+    if completed_at is None:
+        default_time = datetime.fromtimestamp(file.stat().st_mtime, UTC)
+    else:
+        default_time = completed_at if completed_at.tzinfo else completed_at.replace(tzinfo=UTC)
+    with runtime() as rt:
+        with rt.db.uow() as uow:
+            if uow.tenants.get(tenant) is None:
+                err.print(f"[red]error:[/red] no tenant {tenant!r}")
+                raise typer.Exit(3)
+            if course is not None:
+                acts = {a.id: a for a in uow.activities.for_course(tenant, course)}
+            else:
+                acts = {
+                    a.id: a
+                    for c in uow.courses.all(tenant)
+                    for a in uow.activities.for_course(tenant, c.id)
+                }
+        try:
+            rows, ignored = read_rows(file, tenant, acts, default_time, person_column)
+            with rt.db.uow() as uow:
+                people = uow.people.get_many(tenant, {r.attempt.person_id for r in rows})
+            unknown = [
+                f"line {r.line}: no person {r.attempt.person_id!r} [unknown_person]"
+                for r in rows
+                if r.attempt.person_id not in people
+            ]
+            if unknown:
+                raise FileProblems(unknown)
+        except FileProblems as exc:
+            for p in exc.problems[:50]:
+                err.print(f"[red]error:[/red] {escape(p)}", highlight=False)
+            if len(exc.problems) > 50:
+                err.print(f"... and {len(exc.problems) - 50} more")
+            err.print("nothing was imported")
+            raise typer.Exit(2) from exc
+        if ignored:
+            console.print(f"ignored columns: {', '.join(ignored)}", highlight=False)
+        if dry_run:
+            console.print(f"{len(rows)} attempts would be imported (dry run: nothing stored)")
+            return
+        recorded = duplicates = 0
+        with Progress(
+            TextColumn("importing"), BarColumn(), MofNCompleteColumn(), console=console
+        ) as progress:
+            task = progress.add_task("import", total=len(rows))
+            for start in range(0, len(rows), CHUNK):
+                chunk = rows[start : start + CHUNK]
+                batch = IngestBatch(attempts=[r.attempt for r in chunk])
+                try:
+                    res = ingest(rt.db.uow, rt.clock, rt.waker, tenant, batch)
+                except InvalidInput as exc:
+                    progress.stop()
+                    for line in _where(rows, start, exc):
+                        err.print(f"[red]error:[/red] {escape(line)}", highlight=False)
+                    err.print(
+                        f"stopped: {recorded} attempts stored before line {chunk[0].line}; "
+                        "fix the file and import it again (stored rows are recognised)"
+                    )
+                    raise typer.Exit(2) from exc
+                recorded += res.recorded
+                duplicates += res.duplicates
+                progress.update(task, advance=len(chunk))
+    console.print(f"imported {recorded} attempts ({duplicates} already stored)")

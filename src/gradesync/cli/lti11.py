@@ -1,0 +1,115 @@
+"""`gradesync lti11 ...`: LTI 1.1 consumers (LMSs that launch gradesync over LTI 1.1)."""
+
+from __future__ import annotations
+
+import secrets
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gradesync.domain.errors import GradesyncError
+from gradesync.domain.model import DestinationKind
+from gradesync.lti.lti11_launch import LAUNCH_PATH
+from gradesync.runtime import Runtime
+from gradesync.services.lti11_consumers import PROFILES, ConsumerSpec, add_consumer
+
+app = typer.Typer(help="LTI 1.1 consumers: add (or update), list.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("add-consumer")
+def add_consumer_cmd(
+    tenant: str = typer.Option(..., help="Tenant id the consumer's courses belong to."),
+    destination_id: str = typer.Option(..., "--id", help="Destination id, e.g. canvas-lti11."),
+    key: str = typer.Option(..., "--key", help="The consumer key entered in the LMS."),
+    allowed_host: list[str] = typer.Option(
+        ...,
+        "--allowed-host",
+        help="Host the LMS's outcome URLs use (repeatable): lms.example.edu, "
+        "lms.example.edu:8443 or *.example.edu.",
+    ),
+    name: str = typer.Option("", help="Display name (default: the id)."),
+    profile: str = typer.Option("generic", help=f"LMS profile: {', '.join(PROFILES)}."),
+    comments: bool = typer.Option(
+        False, help="Send comments with the resultData/text extension (Canvas, Moodle)."
+    ),
+    generate_secret: bool = typer.Option(
+        False, help="Generate a strong secret and print it once, to paste into the LMS."
+    ),
+    secret: str | None = typer.Option(
+        None,
+        envvar="GRADESYNC_LTI11_SECRET",
+        help="The shared secret; asked interactively when not given (or GRADESYNC_LTI11_SECRET).",
+        show_default=False,
+    ),
+) -> None:
+    """Register (or update) an LTI 1.1 consumer. The secret is stored encrypted."""
+    if generate_secret and secret:
+        console.print("[red]error:[/red] --generate-secret and a given secret exclude each other")
+        raise typer.Exit(2)
+    if generate_secret:
+        secret = secrets.token_urlsafe(32)
+    elif not secret:
+        secret = typer.prompt("Consumer secret", hide_input=True, confirmation_prompt=True)
+    assert secret is not None
+    runtime = Runtime.create()
+    try:
+        with runtime.db.uow() as uow:
+            dest = add_consumer(
+                uow,
+                ConsumerSpec(
+                    tenant_id=tenant,
+                    destination_id=destination_id,
+                    name=name or destination_id,
+                    consumer_key=key,
+                    consumer_secret=secret,
+                    allowed_hosts=tuple(allowed_host),
+                    profile=profile,
+                    comments=comments,
+                ),
+                runtime.clock.now(),
+            )
+            uow.commit()
+    except GradesyncError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        runtime.close()
+    launch_url = runtime.settings.base_url.rstrip("/") + LAUNCH_PATH
+    console.print(f"LTI 1.1 consumer [bold]{dest.id}[/bold] saved in tenant {tenant}")
+    console.print(f"  launch URL:    {launch_url}")
+    console.print(f"  consumer key:  {key}")
+    if generate_secret:
+        console.print(f"  secret:        {secret}   (shown once: paste it into the LMS now)")
+    console.print(f"  allowed hosts: {', '.join(dest.config['allowed_hosts'])}")
+
+
+@app.command("list")
+def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
+    """List a tenant's LTI 1.1 consumers and the courses launched from each (no secrets)."""
+    runtime = Runtime.create()
+    try:
+        with runtime.db.uow() as uow:
+            rows = []
+            for dest in uow.destinations.all(tenant):
+                if dest.kind is not DestinationKind.LTI11_OUTCOMES:
+                    continue
+                courses = uow.links.courses_for_destination(tenant, dest.id)
+                migrated = sum(1 for c in courses if c.data.get("migrated_to"))
+                rows.append((dest, len(courses), migrated))
+    finally:
+        runtime.close()
+    table = Table("id", "name", "consumer key", "allowed hosts", "courses", "moved to 1.3", "state")
+    for dest, n, migrated in rows:
+        state = "enabled" if dest.enabled else f"disabled ({dest.pause_reason or 'paused'})"
+        table.add_row(
+            dest.id,
+            dest.name,
+            str(dest.config.get("consumer_key", "")),
+            ", ".join(dest.config.get("allowed_hosts") or []),
+            str(n),
+            str(migrated),
+            state,
+        )
+    console.print(table)

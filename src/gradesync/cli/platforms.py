@@ -1,0 +1,192 @@
+"""`gradesync platforms ...` (LTI 1.3 registrations) and `gradesync keys rotate-tool-key`."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
+from gradesync.domain.errors import Conflict, InvalidInput, NotFound
+from gradesync.lti import registration as reg
+from gradesync.lti.keys import ToolKeyStore
+from gradesync.runtime import Runtime
+
+app = typer.Typer(
+    help="LTI 1.3 platforms (LMS registrations): add, list, show.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="The LTI tool's signing keys: list, rotate.", no_args_is_help=True)
+console = Console()
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    if isinstance(exc, InvalidInput):
+        for p in exc.problems:
+            console.print(f"[red]error:[/red] {p.field}: {p.message} [{p.rule}]")
+    else:
+        console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+def _print_tool_values(base_url: str) -> None:
+    urls = reg.tool_urls(base_url)
+    console.print("Paste these into the LMS:")
+    for label, key in (
+        ("OIDC login (initiation) URL", "oidc_login_url"),
+        ("Target link URI / launch URL", "target_link_uri"),
+        ("Redirect URI", "redirect_uri"),
+        ("Deep linking URL", "deep_linking_url"),
+        ("Public JWKS URL", "jwks_url"),
+        ("Domain", "domain"),
+    ):
+        console.print(f"  {label}: {urls[key]}")
+
+
+@app.command("add")
+def add(
+    tenant: str = typer.Option(..., help="Tenant id whose courses this LMS serves."),
+    platform_id: str = typer.Option(..., "--id", help="Registration id, e.g. canvas-prod."),
+    issuer: str = typer.Option(
+        ..., help="The platform's issuer (iss), e.g. https://canvas.instructure.com."
+    ),
+    client_id: str = typer.Option(..., help="The client id the LMS gave gradesync."),
+    deployment_id: list[str] = typer.Option(
+        ..., "--deployment-id", help="Deployment id (repeatable)."
+    ),
+    auth_login_url: str = typer.Option(..., help="The platform's OIDC authorization URL."),
+    auth_token_url: str = typer.Option(..., help="The platform's OAuth 2 token URL."),
+    key_set_url: str = typer.Option(..., help="The platform's public JWKS URL."),
+    profile: str = typer.Option("generic", help="LMS profile: " + ", ".join(PROFILE_NAMES) + "."),
+    audience: str | None = typer.Option(
+        None, help="Token audience when it is not the token URL (Brightspace)."
+    ),
+    allowed_host: list[str] = typer.Option(
+        [],
+        "--allowed-host",
+        help="Extra host serving AGS (Canvas: the school's domain). Repeatable.",
+    ),
+    name: str = typer.Option("", help="Display name (default: the id)."),
+    person_id_from: str = typer.Option(
+        "sub", help="Which launch value is the person id: sub, email, lis_person_sourcedid."
+    ),
+    replace: bool = typer.Option(False, "--replace", help="Update an existing registration."),
+) -> None:
+    """Register an LMS (or update it with --replace), then print the values to paste into it."""
+    runtime = Runtime.create()
+    data = {
+        "id": platform_id,
+        "name": name or platform_id,
+        "issuer": issuer,
+        "client_id": client_id,
+        "deployment_ids": deployment_id,
+        "auth_login_url": auth_login_url,
+        "auth_token_url": auth_token_url,
+        "key_set_url": key_set_url,
+        "profile": profile,
+        "audience": audience,
+        "allowed_hosts": allowed_host,
+        "person_id_from": person_id_from,
+    }
+    try:
+        with runtime.db.uow() as uow:
+            dest = reg.save_platform(uow, tenant, data, runtime.clock.now(), replace=replace)
+            uow.commit()
+    except (InvalidInput, NotFound, Conflict) as exc:
+        raise _fail(exc) from None
+    finally:
+        runtime.close()
+    console.print(f"registered platform {dest.id!r} ({dest.profile}) in tenant {tenant!r}")
+    _print_tool_values(runtime.settings.base_url)
+
+
+@app.command("list")
+def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
+    """The tenant's LTI 1.3 platforms."""
+    runtime = Runtime.create()
+    try:
+        with runtime.db.uow() as uow:
+            rows = reg.list_platforms(uow, tenant)
+    finally:
+        runtime.close()
+    table = Table("id", "profile", "issuer", "client id", "deployments", "state")
+    for d in rows:
+        state = "disabled" if not d.enabled else ("paused" if d.paused_until else "active")
+        table.add_row(
+            d.id,
+            d.profile,
+            str(d.config.get("issuer")),
+            str(d.config.get("client_id")),
+            ", ".join(d.config.get("deployment_ids") or []),
+            state,
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    tenant: str = typer.Option(..., help="Tenant id."),
+    platform_id: str = typer.Argument(..., help="Registration id."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """One registration and the values to paste into the LMS."""
+    runtime = Runtime.create()
+    try:
+        with runtime.db.uow() as uow:
+            dest = reg.get_platform(uow, tenant, platform_id)
+    except NotFound as exc:
+        raise _fail(exc) from None
+    finally:
+        runtime.close()
+    view = {**reg.spec_of(dest), "tool": reg.tool_urls(runtime.settings.base_url)}
+    if as_json:
+        typer.echo(json.dumps(view, indent=2, sort_keys=True))
+        return
+    for key, value in reg.spec_of(dest).items():
+        console.print(f"{key}: {value}")
+    _print_tool_values(runtime.settings.base_url)
+
+
+@keys_app.command("rotate-tool-key")
+def rotate_tool_key() -> None:
+    """Make a new LTI signing key. The old one stays in the JWKS for a week (platforms cache
+    keys), then `prune-tool-keys` removes it."""
+    runtime = Runtime.create()
+    try:
+        store = ToolKeyStore(runtime.db, runtime.clock)
+        old = store.current()
+        new = store.rotate()
+    finally:
+        runtime.close()
+    console.print(f"new tool key {new.kid}; {old.kid} retired and still published for overlap")
+
+
+@keys_app.command("list-tool-keys")
+def list_tool_keys() -> None:
+    """The tool's keys: current, retired-but-published, expired."""
+    runtime = Runtime.create()
+    try:
+        infos = ToolKeyStore(runtime.db, runtime.clock).list()
+    finally:
+        runtime.close()
+    table = Table("kid", "created", "retired", "in JWKS")
+    for k in infos:
+        table.add_row(
+            k.kid,
+            k.created_at.isoformat(timespec="seconds"),
+            k.retired_at.isoformat(timespec="seconds") if k.retired_at else "current",
+            "yes" if k.published else "no",
+        )
+    console.print(table)
+
+
+@keys_app.command("prune-tool-keys")
+def prune_tool_keys() -> None:
+    """Delete tool keys retired longer than the overlap (no longer in the JWKS)."""
+    runtime = Runtime.create()
+    try:
+        count = ToolKeyStore(runtime.db, runtime.clock).prune()
+    finally:
+        runtime.close()
+    console.print(f"removed {count} retired tool key(s)")

@@ -1,0 +1,99 @@
+"""`gradesync runs ...`: sync run history and one run's stages and counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from gradesync.cli._common import JSON_OUT, TENANT, console, guarded, print_json, runtime, when
+from gradesync.domain.model import SyncRun
+from gradesync.services import queries
+
+app = typer.Typer(help="Sync runs: list, show.", no_args_is_help=True)
+
+
+def run_json(run: SyncRun, stages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": run.id,
+        "trigger": run.trigger.value,
+        "actor": run.actor,
+        "course_id": run.scope.course_id,
+        "destination_id": run.scope.destination_id,
+        "activity_ids": list(run.scope.activity_ids),
+        "stage": run.stage.value,
+        "outcome": run.outcome.value if run.outcome else None,
+        "counts": run.counts,
+        "message": run.message,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+    if stages is not None:
+        out["stages"] = stages
+    return out
+
+
+def _counts(c: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "-"
+
+
+@app.command("list")
+def list_(
+    tenant: str = TENANT,
+    course: str | None = typer.Option(None, "--course", help="Only this course."),
+    destination: str | None = typer.Option(None, "--destination", help="Only this destination."),
+    trigger: str | None = typer.Option(None, "--trigger", help="manual, resync, remaster, ..."),
+    limit: int = typer.Option(20, "--limit", min=1, max=500),
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Runs, newest first."""
+    with runtime() as rt:
+        runs = queries.list_runs(
+            rt.db.uow,
+            tenant,
+            course_id=course,
+            destination_id=destination,
+            trigger=trigger,
+            limit=limit,
+        )
+    if as_json:
+        print_json([run_json(r) for r in runs])
+        return
+    table = Table("run", "created", "trigger", "by", "course", "stage", "outcome", "counts")
+    for r in runs:
+        table.add_row(
+            r.id,
+            when(r.created_at),
+            r.trigger.value,
+            r.actor,
+            r.scope.course_id or "all",
+            r.stage.value,
+            r.outcome.value if r.outcome else "-",
+            _counts(r.counts),
+        )
+    console.print(table)
+
+
+@app.command()
+def show(run_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
+    """One run: scope, stage history, counts and outcome."""
+    with runtime() as rt:
+        d = guarded(lambda: queries.run_detail(rt.db.uow, tenant, run_id))
+    if as_json:
+        print_json(run_json(d.run, d.stages))
+        return
+    r = d.run
+    console.print(f"[bold]run {r.id}[/bold] ({r.trigger.value} by {r.actor})", highlight=False)
+    scope = r.scope
+    console.print(
+        f"scope: course {scope.course_id or 'all'}, destination {scope.destination_id or 'all'}"
+        + (f", activities {', '.join(scope.activity_ids)}" if scope.activity_ids else ""),
+        highlight=False,
+    )
+    for s in d.stages:
+        console.print(f"  {s.get('at') or '-':32} {s['stage']}", highlight=False)
+    console.print(f"outcome: {r.outcome.value if r.outcome else 'running'}; {_counts(r.counts)}")
+    if r.message:
+        console.print(r.message, highlight=False)

@@ -1,0 +1,371 @@
+"""`gradesync schedules ...`: scheduled syncs, managed by an admin on the server.
+
+Changes made here are picked up by a running `gradesync serve` within a minute (its
+scheduler re-reads the schedules at least that often); "run-now" queues a run that the
+server's worker starts at once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from gradesync.adapters.queue.scheduler import build_schedule_service
+from gradesync.cli._common import (
+    JSON_OUT,
+    TENANT,
+    actor,
+    console,
+    guarded,
+    print_json,
+    runtime,
+    when,
+)
+from gradesync.cli.runs import run_json
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import RunScope
+from gradesync.runtime import Runtime
+from gradesync.services.schedules import HistoryEntry, ScheduleInfo, ScheduleService
+
+app = typer.Typer(
+    help="Scheduled syncs: add, list, edit, pause, resume, pause-all, delete, run-now, history.",
+    no_args_is_help=True,
+)
+
+KIND = typer.Option(
+    ..., "--kind", "-k", help="interval, daily, weekly or cron.", case_sensitive=False
+)
+SPEC = typer.Option(
+    ...,
+    "--spec",
+    "-s",
+    help='interval "15m"/"2h"; daily "01:30"; weekly "mon,wed 07:00"; cron "0 7 * * 1-5".',
+)
+ZONE = typer.Option(
+    None, "--tz", help="IANA time zone, e.g. America/New_York (default: the course's zone)."
+)
+FIRST_RUN = typer.Option(
+    None,
+    "--first-run",
+    help="Start no earlier than this ISO date-time (without an offset: local to --tz).",
+)
+BY = typer.Option(None, "--by", help="Who is doing this (default cli:<login name>).")
+
+
+def _service(rt: Runtime) -> ScheduleService:
+    return build_schedule_service(rt.db.uow, rt.clock, rt.waker)  # type: ignore[arg-type]
+
+
+def _parse_time(value: str | None, field: str, *, naive_is_utc: bool) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput.one(
+            field, "datetime", f"{value!r} is not an ISO 8601 date-time (2025-01-31T07:00)"
+        ) from None
+    if naive_is_utc and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at
+
+
+def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
+    s = info.schedule
+    return {
+        "id": s.id,
+        "kind": s.kind.value,
+        "spec": s.spec,
+        "description": info.description,
+        "time_zone": s.time_zone,
+        "destination_id": s.scope.destination_id,
+        "course_id": s.scope.course_id,
+        "activity_ids": list(s.scope.activity_ids),
+        "trigger": s.trigger.value,
+        "posted_by": s.posted_by,
+        "first_run_at": s.first_run_at,
+        "next_run_at": s.next_run_at,
+        "last_run_at": s.last_run_at,
+        "paused_at": s.paused_at,
+        "created_at": s.created_at,
+        "upcoming": info.upcoming,
+    }
+
+
+def _local(at: datetime | None, zone: str) -> str:
+    if at is None:
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    return at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _scope_text(scope: RunScope) -> str:
+    parts = [f"course {scope.course_id}" if scope.course_id else "all courses"]
+    parts.append(f"to {scope.destination_id}" if scope.destination_id else "to all destinations")
+    if scope.activity_ids:
+        parts.append(f"activities {', '.join(scope.activity_ids)}")
+    return ", ".join(parts)
+
+
+def _print(infos: list[ScheduleInfo]) -> None:
+    table = Table(
+        "id", "scope", "interval", "first run", "next run", "time zone", "posted by", "status"
+    )
+    for i in infos:
+        s = i.schedule
+        status = f"paused {when(s.paused_at)}" if s.paused_at else "active"
+        table.add_row(
+            s.id,
+            _scope_text(s.scope) + (" (remaster)" if s.trigger.value == "remaster" else ""),
+            i.description,
+            _local(s.first_run_at, s.time_zone),
+            _local(s.next_run_at, s.time_zone),
+            s.time_zone,
+            s.posted_by,
+            status,
+        )
+    console.print(table)
+
+
+def _show(info: ScheduleInfo, as_json: bool) -> None:
+    if as_json:
+        print_json(schedule_json(info))
+        return
+    _print([info])
+    if info.upcoming:
+        zone = info.schedule.time_zone
+        console.print(
+            "next runs: " + "; ".join(_local(u, zone) for u in info.upcoming), highlight=False
+        )
+
+
+@app.command("add")
+def add(
+    tenant: str = TENANT,
+    kind: str = KIND,
+    spec: str = SPEC,
+    tz: str | None = ZONE,
+    course: str | None = typer.Option(None, "--course", help="Only this course."),
+    destination: str | None = typer.Option(None, "--destination", help="Only this destination."),
+    activity: list[str] = typer.Option([], "--activity", help="Only these activities (repeat)."),
+    first_run: str | None = FIRST_RUN,
+    remaster: bool = typer.Option(False, "--remaster", help="Each run is a full remaster."),
+    by: str | None = BY,
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Add a schedule."""
+    with runtime() as rt:
+        info = guarded(
+            lambda: _service(rt).create(
+                tenant,
+                by or actor(),
+                kind=kind.lower(),
+                spec=spec,
+                time_zone=tz,
+                course_id=course,
+                destination_id=destination,
+                activity_ids=activity,
+                first_run_at=_parse_time(first_run, "first_run_at", naive_is_utc=False),
+                trigger="remaster" if remaster else "schedule",
+            )
+        )
+    _show(info, as_json)
+
+
+@app.command("list")
+def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
+    """The tenant's schedules: interval, first and next run (local time), posted by."""
+    with runtime() as rt:
+        infos = guarded(lambda: _service(rt).all(tenant))
+    if as_json:
+        print_json([schedule_json(i) for i in infos])
+    else:
+        _print(infos)
+
+
+@app.command("show")
+def show(schedule_id: str, tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
+    """One schedule and its next runs."""
+    with runtime() as rt:
+        info = guarded(lambda: _service(rt).get(tenant, schedule_id))
+    _show(info, as_json)
+
+
+@app.command("edit")
+def edit(
+    schedule_id: str,
+    tenant: str = TENANT,
+    kind: str | None = typer.Option(None, "--kind", "-k", help="A new kind (needs --spec)."),
+    spec: str | None = typer.Option(None, "--spec", "-s", help="A new spec."),
+    tz: str | None = typer.Option(None, "--tz", help="A new IANA time zone."),
+    course: str | None = typer.Option(None, "--course", help="Only this course."),
+    destination: str | None = typer.Option(None, "--destination", help="Only this destination."),
+    all_courses: bool = typer.Option(False, "--all-courses", help="Every course."),
+    all_destinations: bool = typer.Option(False, "--all-destinations", help="Every destination."),
+    first_run: str | None = FIRST_RUN,
+    by: str | None = BY,
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Change a schedule; options not given stay as they are."""
+
+    def work() -> ScheduleInfo:
+        svc = _service(rt)
+        scope = None
+        if course or destination or all_courses or all_destinations:
+            cur = svc.get(tenant, schedule_id).schedule.scope
+            new_course = None if all_courses else (course or cur.course_id)
+            scope = RunScope(
+                tenant,
+                None if all_destinations else (destination or cur.destination_id),
+                new_course,
+                cur.activity_ids if new_course == cur.course_id else (),
+            )
+        return svc.edit(
+            tenant,
+            schedule_id,
+            by or actor(),
+            kind=kind.lower() if kind else None,
+            spec=spec,
+            time_zone=tz,
+            first_run_at=_parse_time(first_run, "first_run_at", naive_is_utc=False),
+            scope=scope,
+        )
+
+    with runtime() as rt:
+        info = guarded(work)
+    _show(info, as_json)
+
+
+@app.command("pause")
+def pause(schedule_id: str, tenant: str = TENANT, by: str | None = BY) -> None:
+    """Stop a schedule's runs until it is resumed."""
+    with runtime() as rt:
+        info = guarded(lambda: _service(rt).pause(tenant, schedule_id, by or actor()))
+    console.print(f"{schedule_id} paused at {when(info.schedule.paused_at)}", highlight=False)
+
+
+@app.command("resume")
+def resume(schedule_id: str, tenant: str = TENANT, by: str | None = BY) -> None:
+    """Let a paused schedule run again (from its next slot)."""
+    with runtime() as rt:
+        info = guarded(lambda: _service(rt).resume(tenant, schedule_id, by or actor()))
+    s = info.schedule
+    console.print(
+        f"{schedule_id} resumed; next run {_local(s.next_run_at, s.time_zone)}", highlight=False
+    )
+
+
+@app.command("pause-all")
+def pause_all(tenant: str = TENANT, by: str | None = BY) -> None:
+    """Pause every schedule of the tenant."""
+    with runtime() as rt:
+        infos = guarded(lambda: _service(rt).pause_all(tenant, by or actor()))
+    console.print(f"paused {len(infos)} schedule(s)", highlight=False)
+
+
+@app.command("delete")
+def delete(schedule_id: str, tenant: str = TENANT, by: str | None = BY) -> None:
+    """Delete a schedule (its history stays)."""
+    with runtime() as rt:
+        guarded(lambda: _service(rt).delete(tenant, schedule_id, by or actor()))
+    console.print(f"{schedule_id} deleted", highlight=False)
+
+
+@app.command("run-now")
+def run_now(
+    schedule_id: str, tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT
+) -> None:
+    """Run a schedule's sync now, in your name (joins a run already going for its scope)."""
+    with runtime() as rt:
+        run, joined = guarded(lambda: _service(rt).run_now(tenant, schedule_id, by or actor()))
+    if as_json:
+        print_json(run_json(run) | {"joined": joined})
+        return
+    verb = "joined the run already going" if joined else "queued run"
+    console.print(f"{verb} {run.id} ({run.trigger.value} by {run.actor})", highlight=False)
+
+
+def _history_json(h: HistoryEntry) -> dict[str, Any]:
+    e = h.event
+    return {
+        "schedule_id": e.schedule_id,
+        "at": e.at,
+        "action": e.action.value,
+        "actor": e.actor,
+        "message": e.message,
+        "run_id": e.run_id,
+        "joined": e.joined,
+        "slot_at": e.slot_at,
+        "missed": e.missed,
+        "run": run_json(h.run) if h.run is not None else None,
+    }
+
+
+@app.command("history")
+def history(
+    schedule_id: str | None = typer.Argument(None, help="One schedule (default: all)."),
+    tenant: str = TENANT,
+    since: str | None = typer.Option(None, "--since", help="At or after (ISO; default UTC)."),
+    until: str | None = typer.Option(None, "--until", help="Before (ISO; default UTC)."),
+    limit: int = typer.Option(50, "--limit", min=1, max=1000),
+    as_json: bool = JSON_OUT,
+) -> None:
+    """The schedule log: who changed what, and every run fired or pressed with its outcome."""
+    with runtime() as rt:
+        entries = guarded(
+            lambda: _service(rt).history(
+                tenant,
+                schedule_id,
+                since=_parse_time(since, "since", naive_is_utc=True),
+                until=_parse_time(until, "until", naive_is_utc=True),
+                limit=limit,
+            )
+        )
+    if as_json:
+        print_json([_history_json(h) for h in entries])
+        return
+    table = Table("at", "schedule", "action", "by", "run", "outcome", "counts", "note")
+    for h in entries:
+        e, r = h.event, h.run
+        outcome = "-"
+        if r is not None:
+            outcome = r.outcome.value if r.outcome else r.stage.value
+        counts = ", ".join(f"{k} {v}" for k, v in sorted((r.counts if r else {}).items()))
+        table.add_row(
+            when(e.at),
+            e.schedule_id,
+            e.action.value + (" (joined)" if e.joined else ""),
+            e.actor + (f" / {r.actor}" if r is not None and r.actor != e.actor else ""),
+            e.run_id or "-",
+            outcome,
+            counts or "-",
+            e.message or "",
+        )
+    console.print(table)
+
+
+@app.command("preview")
+def preview(
+    kind: str = KIND,
+    spec: str = SPEC,
+    tz: str = typer.Option("UTC", "--tz", help="IANA time zone."),
+    first_run: str | None = FIRST_RUN,
+    count: int = typer.Option(5, "--count", min=1, max=50),
+) -> None:
+    """Show the next runs a rule would make (daylight-saving changes included)."""
+    with runtime() as rt:
+        runs = guarded(
+            lambda: _service(rt).preview(
+                kind.lower(),
+                spec,
+                tz,
+                first_run_at=_parse_time(first_run, "first_run_at", naive_is_utc=False),
+                count=count,
+            )
+        )
+    for at in runs:
+        console.print(f"{_local(at, tz)}   ({when(at)})", highlight=False)

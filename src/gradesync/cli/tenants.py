@@ -1,0 +1,44 @@
+"""`gradesync tenants ...`: create and list tenants."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from gradesync.cli._common import JSON_OUT, console, guarded, print_json, runtime, when
+from gradesync.services import auth
+from gradesync.services.tenants import create_tenant, list_tenants
+
+app = typer.Typer(help="Tenants: create, list.", no_args_is_help=True)
+
+
+@app.command()
+def create(
+    tenant_id: str = typer.Argument(..., help="Short lowercase id, e.g. 'northwind-u'."),
+    name: str = typer.Option("", "--name", help="Display name."),
+    key: bool = typer.Option(True, "--key/--no-key", help="Also issue a first admin API key."),
+) -> None:
+    """Create a tenant and print its first admin API key (shown once: store it now)."""
+    with runtime() as rt:
+        t = guarded(lambda: create_tenant(rt.db.uow, rt.clock, tenant_id, name))
+        console.print(f"tenant [bold]{t.id}[/bold] ({t.name}) created")
+        if key:
+            issued = guarded(
+                lambda: auth.create_key(rt.db.uow, rt.clock, t.id, "first admin key", ["admin"])
+            )
+            console.print(f"admin API key {issued.key.id} (shown once):")
+            typer.echo(issued.token)
+
+
+@app.command("list")
+def list_(as_json: bool = JSON_OUT) -> None:
+    """List tenants."""
+    with runtime() as rt:
+        tenants = list_tenants(rt.db.uow)
+    if as_json:
+        print_json([{"id": t.id, "name": t.name, "created_at": t.created_at} for t in tenants])
+        return
+    table = Table("id", "name", "created")
+    for t in tenants:
+        table.add_row(t.id, t.name, when(t.created_at))
+    console.print(table)

@@ -1,0 +1,56 @@
+"""`gradesync worker`: a worker process for the distributed mode (PostgreSQL).
+
+Run any number of them on any number of machines against the same database. Each runs the
+same engine as the worker inside `gradesync serve`, woken through procrastinate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import typer
+from rich.console import Console
+
+from gradesync.config import load_settings
+from gradesync.runtime import Runtime
+
+console = Console(stderr=True)
+
+
+def worker(
+    concurrency: int = typer.Option(
+        0, help="Procrastinate jobs run at once (0: the worker_concurrency setting)."
+    ),
+    name: str = typer.Option("", help="Worker name in logs and job records."),
+) -> None:
+    """Deliver grades: compute dirty keys, send due results, run sync runs (PostgreSQL)."""
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    runtime = Runtime.create(settings)
+    if runtime.db.is_sqlite:
+        console.print(
+            "[red]gradesync worker needs PostgreSQL[/red] (GRADESYNC_DATABASE_URL=postgresql://"
+            "...). On SQLite the worker runs inside `gradesync serve`."
+        )
+        raise typer.Exit(2)
+    from gradesync.adapters.queue.procrastinate_app import ensure_schema, run_worker
+
+    ensure_schema(runtime.db.url)
+
+    async def main() -> None:
+        worker_ = await runtime.start_worker(distributed_waker=True)
+        await run_worker(
+            runtime.db.url,
+            worker_,
+            concurrency=concurrency or settings.worker_concurrency,
+            name=name or None,
+        )
+        await runtime.stop_worker()
+
+    try:
+        asyncio.run(main())
+    finally:
+        runtime.close()

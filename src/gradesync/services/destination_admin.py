@@ -1,0 +1,105 @@
+"""Generic destination management: list, show, pause, resume, delete.
+
+Creating a destination is protocol-specific (LTI platforms, SIS connections) and lives with
+each protocol; everything here works on any kind. Secrets never leave this layer through
+these functions' intended callers: `public_view` drops them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.model import Destination
+from gradesync.services.clock import Clock
+from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.services.wakeup import Waker
+
+
+def public_view(dest: Destination) -> dict[str, Any]:
+    """Everything about a destination that may be shown: no secret material."""
+    return {
+        "id": dest.id,
+        "kind": dest.kind.value,
+        "name": dest.name,
+        "profile": dest.profile,
+        "config": dict(dest.config),
+        "enabled": dest.enabled,
+        "paused_until": dest.paused_until,
+        "pause_reason": dest.pause_reason,
+    }
+
+
+def list_destinations(uow_factory: UnitOfWorkFactory, tenant_id: str) -> list[Destination]:
+    with uow_factory() as uow:
+        return uow.destinations.all(tenant_id)
+
+
+def get_destination(
+    uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str
+) -> Destination:
+    with uow_factory() as uow:
+        dest = uow.destinations.get(tenant_id, destination_id)
+    if dest is None:
+        raise NotFound("destination", destination_id)
+    return dest
+
+
+def pause(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    tenant_id: str,
+    destination_id: str,
+    *,
+    actor: str,
+    reason: str | None = None,
+    until: datetime | None = None,
+) -> Destination:
+    """Stop deliveries to a destination. With `until`, a timed pause (like the circuit
+    breaker's); without, until someone resumes it. Pending results wait; nothing is lost."""
+    now = clock.now()
+    if until is not None and until <= now:
+        raise InvalidInput.one("until", "future", "A pause ends in the future.")
+    why = reason or f"paused by {actor}"
+    with uow_factory() as uow:
+        dest = uow.destinations.get(tenant_id, destination_id)
+        if dest is None:
+            raise NotFound("destination", destination_id)
+        if until is None:
+            dest = replace(dest, enabled=False, pause_reason=why)
+            uow.destinations.upsert(dest, now)
+        else:
+            uow.destinations.set_pause(tenant_id, destination_id, until, why)
+            dest = replace(dest, paused_until=until, pause_reason=why)
+        uow.commit()
+    return dest
+
+
+def resume(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    waker: Waker | None,
+    tenant_id: str,
+    destination_id: str,
+) -> Destination:
+    """Deliver again: clears a manual pause and a timed or misconfiguration pause."""
+    with uow_factory() as uow:
+        dest = uow.destinations.get(tenant_id, destination_id)
+        if dest is None:
+            raise NotFound("destination", destination_id)
+        dest = replace(dest, enabled=True, paused_until=None, pause_reason=None)
+        uow.destinations.upsert(dest, clock.now())
+        uow.commit()
+    if waker is not None:  # pending results were waiting for this destination
+        waker.wake_keys()
+    return dest
+
+
+def delete(uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str) -> None:
+    """Remove a destination with its links and ledger (grades already delivered stay there)."""
+    with uow_factory() as uow:
+        if not uow.destinations.delete(tenant_id, destination_id):
+            raise NotFound("destination", destination_id)
+        uow.commit()

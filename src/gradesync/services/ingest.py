@@ -1,0 +1,527 @@
+"""Ingest: facts in, stored in one transaction, keys marked for recompute, workers woken.
+
+Every call validates the whole batch first against the rules below and the stored facts; any
+problem raises `InvalidInput` listing every problem found and nothing is written. Otherwise
+courses, activities, people, enrollments, due-date overrides and attempts are written in that
+order in ONE transaction together with the `dirty_keys` rows of each (activity, person) whose
+facts changed, and the waker is told only after the commit, so a worker never looks for keys
+that are not there yet and a crash before the commit loses nothing that was acknowledged.
+
+Field names in problems follow the batch layout: `attempts[3].score_given`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    Course,
+    DueDateOverride,
+    Enrollment,
+    Person,
+)
+from gradesync.domain.policy import settings_problems
+from gradesync.services.clock import Clock
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.wakeup import Waker
+
+MAX_BATCH = 1000  # items per request, all lists together: bounded transactions and memory
+MAX_ID = 255
+MAX_TITLE = 1024
+MAX_COMMENT = 10_000
+
+# (tenant_id, course_id, activity_id, person_id), as DirtyKeyRepo.mark_many takes them
+DirtyRow = tuple[str, str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestBatch:
+    """Facts for one tenant. Objects' `tenant_id` is replaced by the caller's tenant."""
+
+    courses: Sequence[Course] = ()
+    activities: Sequence[Activity] = ()
+    people: Sequence[Person] = ()
+    enrollments: Sequence[Enrollment] = ()
+    overrides: Sequence[DueDateOverride] = ()
+    attempts: Sequence[Attempt] = ()
+
+    @property
+    def size(self) -> int:
+        return (
+            len(self.courses)
+            + len(self.activities)
+            + len(self.people)
+            + len(self.enrollments)
+            + len(self.overrides)
+            + len(self.attempts)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    source_event_id: str
+    attempt_id: int | None
+    duplicate: bool  # the event id was already stored: nothing new was recorded
+
+
+@dataclass(slots=True)
+class IngestResult:
+    changed: dict[str, int] = field(default_factory=dict)  # per list: rows new or changed
+    unchanged: dict[str, int] = field(default_factory=dict)  # per list: identical to stored
+    attempts: list[AttemptOutcome] = field(default_factory=list)
+    dirty_keys: int = 0
+
+    @property
+    def recorded(self) -> int:
+        return sum(1 for a in self.attempts if not a.duplicate)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for a in self.attempts if a.duplicate)
+
+
+# --- validation helpers --------------------------------------------------------------------
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[FieldProblem] = []
+
+    def add(self, path: str, rule: str, message: str) -> None:
+        self.items.append(FieldProblem(path, rule, message))
+
+    def ident(self, path: str, value: str, what: str) -> None:
+        if not value or not value.strip():
+            self.add(path, "required", f"{what} is required and must not be blank.")
+        elif len(value) > MAX_ID:
+            self.add(path, "too_long", f"{what} is at most {MAX_ID} characters.")
+
+    def text(self, path: str, value: str | None, what: str, limit: int, required: bool) -> None:
+        if value is None or not value.strip():
+            if required:
+                self.add(path, "required", f"{what} is required and must not be blank.")
+        elif len(value) > limit:
+            self.add(path, "too_long", f"{what} is at most {limit} characters.")
+
+    def aware(self, path: str, value: datetime | None) -> None:
+        if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+            self.add(
+                path,
+                "timezone_required",
+                "Give a time zone with the date-time, e.g. 2025-01-31T23:59:00Z or +01:00.",
+            )
+
+    def number(
+        self, path: str, value: float | None, *, positive: bool = False, what: str = "value"
+    ) -> bool:
+        if value is None:
+            return True
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.add(path, "number", f"The {what} must be a number.")
+            return False
+        if not math.isfinite(value):
+            self.add(path, "finite", f"The {what} must be a finite number (not NaN or infinity).")
+            return False
+        if positive and value <= 0:
+            self.add(path, "positive", f"The {what} must be greater than 0.")
+            return False
+        if value < 0:
+            self.add(path, "not_negative", f"The {what} must be 0 or more.")
+            return False
+        return True
+
+    def order(self, path: str, first: datetime | None, second: datetime | None, msg: str) -> None:
+        if first is not None and second is not None:
+            try:
+                bad = second < first
+            except TypeError:  # naive against aware: already reported
+                return
+            if bad:
+                self.add(path, "order", msg)
+
+
+def _tz_ok(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _dupes(p: _Problems, name: str, keys: Iterable[tuple[str, ...]], what: str) -> None:
+    seen: dict[tuple[str, ...], int] = {}
+    for i, k in enumerate(keys):
+        if k in seen:
+            p.add(
+                f"{name}[{i}]",
+                "duplicate",
+                f"The same {what} appears twice in this batch (also at {name}[{seen[k]}]).",
+            )
+        else:
+            seen[k] = i
+
+
+def _same_attempt(a: Attempt, b: Attempt) -> bool:
+    return (
+        a.activity_id == b.activity_id
+        and a.person_id == b.person_id
+        and a.score_given == b.score_given
+        and a.score_maximum == b.score_maximum
+        and a.completed_at == b.completed_at
+    )
+
+
+def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> None:
+    p = _Problems()
+
+    # shape and value rules, independent of what is stored
+    for i, c in enumerate(b.courses):
+        f = f"courses[{i}]"
+        p.ident(f"{f}.id", c.id, "The course id")
+        p.text(f"{f}.title", c.title, "The course title", MAX_TITLE, True)
+        if not _tz_ok(c.time_zone):
+            p.add(
+                f"{f}.time_zone",
+                "time_zone",
+                f"{c.time_zone!r} is not an IANA time zone name such as 'America/Chicago'.",
+            )
+        p.aware(f"{f}.starts_at", c.starts_at)
+        p.aware(f"{f}.ends_at", c.ends_at)
+        p.order(f"{f}.ends_at", c.starts_at, c.ends_at, "The course ends before it starts.")
+        p.items.extend(settings_problems(c.policy, f"{f}.policy"))
+    for i, a in enumerate(b.activities):
+        f = f"activities[{i}]"
+        p.ident(f"{f}.id", a.id, "The activity id")
+        p.ident(f"{f}.course_id", a.course_id, "The course id")
+        p.text(f"{f}.title", a.title, "The activity title", MAX_TITLE, True)
+        p.number(f"{f}.points_possible", a.points_possible, what="points possible")
+        p.aware(f"{f}.due_at", a.due_at)
+        if a.category is not None:
+            p.text(f"{f}.category", a.category, "The category", MAX_ID, False)
+        p.items.extend(settings_problems(a.policy, f"{f}.policy"))
+    for i, pe in enumerate(b.people):
+        f = f"people[{i}]"
+        p.ident(f"{f}.id", pe.id, "The person id")
+        p.text(f"{f}.name", pe.name, "The name", MAX_TITLE, False)
+        p.text(f"{f}.email", pe.email, "The email", MAX_ID, False)
+        p.text(f"{f}.sis_id", pe.sis_id, "The SIS id", MAX_ID, False)
+    for i, e in enumerate(b.enrollments):
+        f = f"enrollments[{i}]"
+        p.ident(f"{f}.course_id", e.course_id, "The course id")
+        p.ident(f"{f}.person_id", e.person_id, "The person id")
+    for i, o in enumerate(b.overrides):
+        f = f"overrides[{i}]"
+        p.ident(f"{f}.activity_id", o.activity_id, "The activity id")
+        p.ident(f"{f}.person_id", o.person_id, "The person id")
+        p.aware(f"{f}.due_at", o.due_at)
+    for i, at in enumerate(b.attempts):
+        f = f"attempts[{i}]"
+        p.ident(f"{f}.source_event_id", at.source_event_id, "The source event id")
+        p.ident(f"{f}.activity_id", at.activity_id, "The activity id")
+        p.ident(f"{f}.person_id", at.person_id, "The person id")
+        given_ok = p.number(f"{f}.score_given", at.score_given, what="score given")
+        p.number(f"{f}.score_maximum", at.score_maximum, positive=True, what="score maximum")
+        if given_ok and at.score_given is not None and at.score_maximum is None:
+            p.add(
+                f"{f}.score_maximum",
+                "required_with_score",
+                "A score needs its maximum: send score_maximum with score_given.",
+            )
+        p.aware(f"{f}.completed_at", at.completed_at)
+        p.aware(f"{f}.started_at", at.started_at)
+        p.order(
+            f"{f}.completed_at",
+            at.started_at,
+            at.completed_at,
+            "The attempt is completed before it started.",
+        )
+        p.text(f"{f}.comment", at.comment, "The comment", MAX_COMMENT, False)
+
+    _dupes(p, "courses", ((c.id,) for c in b.courses), "course")
+    _dupes(p, "activities", ((a.id,) for a in b.activities), "activity")
+    _dupes(p, "people", ((x.id,) for x in b.people), "person")
+    _dupes(p, "enrollments", ((e.course_id, e.person_id) for e in b.enrollments), "enrollment")
+    _dupes(p, "overrides", ((o.activity_id, o.person_id) for o in b.overrides), "override")
+    if p.items:  # references below would only repeat the same problems
+        raise InvalidInput(p.items)
+
+    # references: to this batch or to what the tenant already has
+    courses = {c.id for c in b.courses}
+    for i, a in enumerate(b.activities):
+        if a.course_id not in courses and uow.courses.get(tenant_id, a.course_id) is None:
+            p.add(
+                f"activities[{i}].course_id",
+                "unknown_course",
+                f"No course {a.course_id!r}: create the course first or in the same batch.",
+            )
+    stored_acts = uow.activities.get_many(tenant_id, [a.id for a in b.activities])
+    for i, a in enumerate(b.activities):
+        old = stored_acts.get(a.id)
+        if old is not None and old.course_id != a.course_id:
+            p.add(
+                f"activities[{i}].course_id",
+                "immutable",
+                f"Activity {a.id!r} belongs to course {old.course_id!r}; "
+                "an activity cannot move to another course.",
+            )
+    for i, e in enumerate(b.enrollments):
+        if e.course_id not in courses and uow.courses.get(tenant_id, e.course_id) is None:
+            p.add(
+                f"enrollments[{i}].course_id",
+                "unknown_course",
+                f"No course {e.course_id!r}: create the course first or in the same batch.",
+            )
+
+    batch_people = {x.id for x in b.people}
+    wanted_people = {e.person_id for e in b.enrollments} | {o.person_id for o in b.overrides}
+    wanted_people |= {a.person_id for a in b.attempts}
+    known_people = batch_people | set(uow.people.get_many(tenant_id, wanted_people - batch_people))
+    batch_acts = {a.id for a in b.activities}
+    wanted_acts = {o.activity_id for o in b.overrides} | {a.activity_id for a in b.attempts}
+    known_acts = batch_acts | set(uow.activities.get_many(tenant_id, wanted_acts - batch_acts))
+
+    def person_ref(path: str, person_id: str) -> None:
+        if person_id not in known_people:
+            p.add(
+                path,
+                "unknown_person",
+                f"No person {person_id!r}: create the person first or in the same batch.",
+            )
+
+    def activity_ref(path: str, activity_id: str) -> None:
+        if activity_id not in known_acts:
+            p.add(
+                path,
+                "unknown_activity",
+                f"No activity {activity_id!r}: create the activity first or in the same batch.",
+            )
+
+    for i, e in enumerate(b.enrollments):
+        person_ref(f"enrollments[{i}].person_id", e.person_id)
+    for i, o in enumerate(b.overrides):
+        activity_ref(f"overrides[{i}].activity_id", o.activity_id)
+        person_ref(f"overrides[{i}].person_id", o.person_id)
+    in_batch: dict[str, Attempt] = {}
+    for i, at in enumerate(b.attempts):
+        f = f"attempts[{i}]"
+        activity_ref(f"{f}.activity_id", at.activity_id)
+        person_ref(f"{f}.person_id", at.person_id)
+        # A retried post is fine; the same event id for a different attempt is a source bug
+        # that would silently drop a grade, so it is refused.
+        prior = in_batch.get(at.source_event_id) or uow.attempts.get_by_event(
+            tenant_id, at.source_event_id
+        )
+        if prior is not None and not _same_attempt(prior, at):
+            p.add(
+                f"{f}.source_event_id",
+                "event_id_reused",
+                f"Event {at.source_event_id!r} was already recorded for a different attempt "
+                "(learner, activity, score or time differ); event ids must be unique.",
+            )
+        in_batch.setdefault(at.source_event_id, at)
+    if p.items:
+        raise InvalidInput(p.items)
+
+
+# --- the use case --------------------------------------------------------------------------
+
+
+def _own(tenant_id: str, b: IngestBatch) -> IngestBatch:
+    return IngestBatch(
+        courses=[replace(x, tenant_id=tenant_id) for x in b.courses],
+        activities=[replace(x, tenant_id=tenant_id) for x in b.activities],
+        people=[replace(x, tenant_id=tenant_id) for x in b.people],
+        enrollments=[replace(x, tenant_id=tenant_id) for x in b.enrollments],
+        overrides=[replace(x, tenant_id=tenant_id) for x in b.overrides],
+        attempts=[replace(x, tenant_id=tenant_id) for x in b.attempts],
+    )
+
+
+def _grade_facts(c: Course) -> tuple[object, ...]:
+    # the course fields that change desired results (the title does not)
+    return (c.time_zone, c.starts_at, c.ends_at, c.policy, c.sync_enabled)
+
+
+def _learners(uow: UnitOfWork, tenant_id: str, course_id: str) -> list[str]:
+    return [e.person_id for e in uow.enrollments.for_course(tenant_id, course_id)]
+
+
+def ingest(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    waker: Waker | None,
+    tenant_id: str,
+    batch: IngestBatch,
+    *,
+    max_items: int = MAX_BATCH,
+) -> IngestResult:
+    """Validate and store a batch of facts for `tenant_id` atomically (see module doc).
+
+    Raises `NotFound` for an unknown tenant and `InvalidInput` (nothing written) for bad input.
+    """
+    if batch.size > max_items:
+        largest = max(
+            ("courses", "activities", "people", "enrollments", "overrides", "attempts"),
+            key=lambda n: len(getattr(batch, n)),
+        )
+        raise InvalidInput.one(
+            largest,
+            "batch_too_large",
+            f"A request holds at most {max_items} items; this one holds {batch.size}. "
+            "Split it into smaller batches.",
+        )
+    b = _own(tenant_id, batch)
+    now = clock.now()
+    result = IngestResult()
+    dirty: list[DirtyRow] = []
+    with uow_factory() as uow:
+        if uow.tenants.get(tenant_id) is None:
+            raise NotFound("tenant", tenant_id)
+        _validate(uow, tenant_id, b)
+
+        def count(name: str, changed: bool) -> None:
+            bucket = result.changed if changed else result.unchanged
+            bucket[name] = bucket.get(name, 0) + 1
+
+        # courses: a grade-relevant change marks every (activity, learner) of the course
+        for c in b.courses:
+            old_c = uow.courses.get(tenant_id, c.id)
+            count("courses", old_c != c)
+            if old_c is not None and _grade_facts(old_c) != _grade_facts(c):
+                learners = _learners(uow, tenant_id, c.id)
+                for act in uow.activities.for_course(tenant_id, c.id):
+                    dirty.extend((tenant_id, c.id, act.id, pid) for pid in learners)
+            if old_c != c:
+                uow.courses.upsert(c)
+
+        # activities: new or changed marks all its learners (a new one past its due date may
+        # mean zeros) and everyone who attempted it
+        old_acts = uow.activities.get_many(tenant_id, [a.id for a in b.activities])
+        changed_acts: list[Activity] = []
+        for a in b.activities:
+            old_a = old_acts.get(a.id)
+            count("activities", old_a != a)
+            if old_a != a:
+                uow.activities.upsert(a)
+                changed_acts.append(a)
+        if changed_acts:
+            attempted = uow.attempts.for_activities(tenant_id, [a.id for a in changed_acts])
+            for a in changed_acts:
+                people = set(_learners(uow, tenant_id, a.course_id))
+                people |= {pid for (aid, pid) in attempted if aid == a.id}
+                dirty.extend((tenant_id, a.course_id, a.id, pid) for pid in sorted(people))
+
+        old_people = uow.people.get_many(tenant_id, [x.id for x in b.people])
+        for pe in b.people:  # names and emails do not change grades: nothing to mark
+            count("people", old_people.get(pe.id) != pe)
+            if old_people.get(pe.id) != pe:
+                uow.people.upsert(pe)
+
+        for e in b.enrollments:
+            old_e = uow.enrollments.get(tenant_id, e.course_id, e.person_id)
+            count("enrollments", old_e != e)
+            if old_e != e:
+                uow.enrollments.upsert(e)
+                for act in uow.activities.for_course(tenant_id, e.course_id):
+                    dirty.append((tenant_id, e.course_id, act.id, e.person_id))
+
+        course_of: dict[str, str] = {}
+
+        def course_for(activity_id: str) -> str:
+            if activity_id not in course_of:
+                act = uow.activities.get(tenant_id, activity_id)
+                assert act is not None  # validated above
+                course_of[activity_id] = act.course_id
+            return course_of[activity_id]
+
+        for o in b.overrides:
+            old_due = uow.overrides.get(tenant_id, o.activity_id, o.person_id)
+            count("overrides", old_due != o.due_at)
+            if old_due != o.due_at:
+                uow.overrides.upsert(o)
+                dirty.append((tenant_id, course_for(o.activity_id), o.activity_id, o.person_id))
+
+        for at in b.attempts:
+            stored, new = uow.attempts.add(at, now)
+            count("attempts", new)
+            result.attempts.append(AttemptOutcome(at.source_event_id, stored.id, not new))
+            if new:
+                dirty.append((tenant_id, course_for(at.activity_id), at.activity_id, at.person_id))
+
+        unique = list(dict.fromkeys(dirty))
+        uow.dirty.mark_many(unique, now)
+        result.dirty_keys = len(unique)
+        uow.commit()
+    if unique and waker is not None:
+        waker.wake_keys()
+    return result
+
+
+# Thin wrappers for callers that post one kind of fact.
+
+
+def upsert_courses(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    waker: Waker | None,
+    tenant_id: str,
+    courses: Sequence[Course],
+) -> IngestResult:
+    return ingest(uow_factory, clock, waker, tenant_id, IngestBatch(courses=courses))
+
+
+def upsert_activities(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    waker: Waker | None,
+    tenant_id: str,
+    activities: Sequence[Activity],
+) -> IngestResult:
+    return ingest(uow_factory, clock, waker, tenant_id, IngestBatch(activities=activities))
+
+
+def upsert_people(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    waker: Waker | None,
+    tenant_id: str,
+    people: Sequence[Person],
+) -> IngestResult:
+    return ingest(uow_factory, clock, waker, tenant_id, IngestBatch(people=people))
+
+
+def upsert_enrollments(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    waker: Waker | None,
+    tenant_id: str,
+    enrollments: Sequence[Enrollment],
+) -> IngestResult:
+    return ingest(uow_factory, clock, waker, tenant_id, IngestBatch(enrollments=enrollments))
+
+
+def upsert_overrides(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    waker: Waker | None,
+    tenant_id: str,
+    overrides: Sequence[DueDateOverride],
+) -> IngestResult:
+    return ingest(uow_factory, clock, waker, tenant_id, IngestBatch(overrides=overrides))
+
+
+def record_attempts(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    waker: Waker | None,
+    tenant_id: str,
+    attempts: Sequence[Attempt],
+) -> IngestResult:
+    return ingest(uow_factory, clock, waker, tenant_id, IngestBatch(attempts=attempts))

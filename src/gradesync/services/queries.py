@@ -1,0 +1,171 @@
+"""Read models: what the API, CLI and console show. Reads only; every query is per tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.model import Destination, LedgerRow, RunScope, SyncRun
+from gradesync.services.ports import UnitOfWorkFactory
+
+
+@dataclass(frozen=True, slots=True)
+class GradeState:
+    """One (destination, activity) cell of a learner's grade state."""
+
+    destination_id: str
+    activity_id: str
+    state: str
+    desired: dict[str, Any] | None
+    in_sync: bool  # what was last delivered is what is desired
+    delivered_at: datetime | None
+    tries: int
+    next_attempt_at: datetime | None
+    reason_code: str | None
+    reason_text: str | None
+    remote_status: int | None
+    remote_message: str | None
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerGrades:
+    person_id: str
+    name: str
+    # destination id -> cells, ordered by activity id
+    destinations: dict[str, list[GradeState]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunDetail:
+    run: SyncRun
+    stages: list[dict[str, Any]]
+
+
+def _cell(row: LedgerRow) -> GradeState:
+    return GradeState(
+        destination_id=row.key.destination_id,
+        activity_id=row.key.activity_id,
+        state=row.state.value,
+        desired=row.desired,
+        in_sync=row.desired_hash is not None and row.desired_hash == row.delivered_hash,
+        delivered_at=row.delivered_at,
+        tries=row.tries,
+        next_attempt_at=row.next_attempt_at,
+        reason_code=row.reason_code,
+        reason_text=row.reason_text,
+        remote_status=row.remote_status,
+        remote_message=row.remote_message,
+        updated_at=row.updated_at,
+    )
+
+
+def learner_grades(
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: str,
+    person_id: str,
+    *,
+    destination_id: str | None = None,
+    course_id: str | None = None,
+) -> LearnerGrades:
+    """A learner's grade state at each destination, from the ledger. Raises NotFound."""
+    with uow_factory() as uow:
+        person = uow.people.get(tenant_id, person_id)
+        if person is None:
+            raise NotFound("person", person_id)
+        rows = uow.ledger.for_person(tenant_id, person_id)
+        if course_id is not None:
+            acts = {a.id for a in uow.activities.for_course(tenant_id, course_id)}
+            rows = [r for r in rows if r.key.activity_id in acts]
+    out: dict[str, list[GradeState]] = {}
+    for r in sorted(rows, key=lambda r: (r.key.destination_id, r.key.activity_id)):
+        if destination_id is None or r.key.destination_id == destination_id:
+            out.setdefault(r.key.destination_id, []).append(_cell(r))
+    return LearnerGrades(person_id=person.id, name=person.name, destinations=out)
+
+
+def list_runs(
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: str,
+    *,
+    course_id: str | None = None,
+    destination_id: str | None = None,
+    trigger: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+) -> list[SyncRun]:
+    with uow_factory() as uow:
+        return uow.runs.history(
+            tenant_id,
+            course_id=course_id,
+            destination_id=destination_id,
+            trigger=trigger,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+
+
+def run_detail(uow_factory: UnitOfWorkFactory, tenant_id: str, run_id: str) -> RunDetail:
+    """A run of this tenant with its stage history. Another tenant's run is NotFound too."""
+    with uow_factory() as uow:
+        run = uow.runs.get(run_id, tenant_id)
+        if run is None:
+            raise NotFound("run", run_id)
+        return RunDetail(run, uow.runs.stages(run_id))
+
+
+def destination_summary(
+    uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str
+) -> tuple[Destination, dict[str, int]]:
+    """A destination (secrets included: callers must not show them) and its ledger counts."""
+    with uow_factory() as uow:
+        dest = uow.destinations.get(tenant_id, destination_id)
+        if dest is None:
+            raise NotFound("destination", destination_id)
+        return dest, uow.ledger.counts_by_state(tenant_id, destination_id=destination_id)
+
+
+def check_scope(uow_factory: UnitOfWorkFactory, scope: RunScope) -> None:
+    """Refuse a run scope naming things the tenant does not have (InvalidInput, 422)."""
+    problems: list[FieldProblem] = []
+    with uow_factory() as uow:
+        if (
+            scope.course_id is not None
+            and uow.courses.get(scope.tenant_id, scope.course_id) is None
+        ):
+            problems.append(
+                FieldProblem("course_id", "unknown_course", f"No course {scope.course_id!r}.")
+            )
+        if (
+            scope.destination_id is not None
+            and uow.destinations.get(scope.tenant_id, scope.destination_id) is None
+        ):
+            problems.append(
+                FieldProblem(
+                    "destination_id",
+                    "unknown_destination",
+                    f"No destination {scope.destination_id!r}.",
+                )
+            )
+        acts = uow.activities.get_many(scope.tenant_id, scope.activity_ids)
+    for i, aid in enumerate(scope.activity_ids):
+        act = acts.get(aid)
+        if act is None:
+            problems.append(
+                FieldProblem(f"activity_ids[{i}]", "unknown_activity", f"No activity {aid!r}.")
+            )
+        elif scope.course_id is not None and act.course_id != scope.course_id:
+            problems.append(
+                FieldProblem(
+                    f"activity_ids[{i}]",
+                    "other_course",
+                    f"Activity {aid!r} belongs to course {act.course_id!r}, "
+                    f"not {scope.course_id!r}.",
+                )
+            )
+    if problems:
+        raise InvalidInput(problems)

@@ -1,0 +1,38 @@
+"""Tenants: each school, vendor or customer whose data is kept apart from every other's."""
+
+from __future__ import annotations
+
+import re
+
+from gradesync.domain.errors import Conflict, InvalidInput
+from gradesync.domain.model import Tenant
+from gradesync.services.clock import Clock
+from gradesync.services.ports import UnitOfWorkFactory
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+def create_tenant(
+    uow_factory: UnitOfWorkFactory, clock: Clock, tenant_id: str, name: str
+) -> Tenant:
+    """Create a tenant. Ids are short lowercase slugs (they appear in URLs and logs)."""
+    if not _ID.match(tenant_id):
+        raise InvalidInput.one(
+            "id",
+            "slug",
+            "A tenant id is 1-63 characters: lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit.",
+        )
+    name = name.strip() or tenant_id
+    tenant = Tenant(id=tenant_id, name=name, created_at=clock.now())
+    with uow_factory() as uow:
+        if uow.tenants.get(tenant_id) is not None:
+            raise Conflict(f"tenant {tenant_id!r} already exists")
+        uow.tenants.upsert(tenant, clock.now())
+        uow.commit()
+    return tenant
+
+
+def list_tenants(uow_factory: UnitOfWorkFactory) -> list[Tenant]:
+    with uow_factory() as uow:
+        return uow.tenants.all()

@@ -1,0 +1,49 @@
+"""API-key authentication for the JSON API.
+
+Use as a dependency: `principal: Principal = Depends(require_scope("sync"))`. A missing,
+malformed, unknown or revoked key is 401; a valid key without the scope is 403. Neither says
+more than that, so a caller cannot probe which keys or tenants exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gradesync.domain.model import ApiScope
+from gradesync.services.auth import Principal, verify_token
+
+__all__ = ["Principal", "current_principal", "require_scope"]
+
+_bearer = HTTPBearer(auto_error=False, description="A tenant API key: `Bearer gs_...`")
+
+
+def current_principal(
+    request: Request,
+    creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
+) -> Principal:
+    """The caller's principal, whatever its scopes (401 when there is none)."""
+    token = creds.credentials if creds is not None else request.headers.get("x-api-key")
+    principal = verify_token(request.app.state.runtime.db.uow, token)
+    if principal is None:
+        raise HTTPException(
+            status_code=401, detail="unauthorized", headers={"WWW-Authenticate": "Bearer"}
+        )
+    request.state.principal = principal
+    return principal
+
+
+def require_scope(scope: str | ApiScope, *more: str | ApiScope) -> Callable[..., Principal]:
+    """A dependency that admits keys holding `scope` or any of `more` (`admin` implies every
+    scope). Usage: `principal: Principal = Depends(require_scope("ingest"))`."""
+    wanted = [ApiScope(s) for s in (scope, *more)]
+
+    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+        if not any(principal.allows(w) for w in wanted):
+            raise HTTPException(status_code=403, detail="forbidden")
+        return principal
+
+    dependency.__name__ = "require_scope_" + "_or_".join(w.value for w in wanted)
+    return dependency

@@ -1,0 +1,76 @@
+"""Destinations, whatever their protocol: list, show, pause, resume, delete (admin keys).
+
+Creation is protocol-specific: `/api/v1/platforms` (LTI) and `/api/v1/sis` (OneRoster).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from gradesync.domain.model import Destination
+from gradesync.runtime import Runtime
+from gradesync.services import destination_admin as svc
+from gradesync.services import queries
+from gradesync.web.api.auth import Principal, require_scope
+from gradesync.web.api.deps import runtime
+from gradesync.web.api.schemas import DestinationOut, PauseIn
+
+router = APIRouter(tags=["destinations"])
+admin = require_scope("admin")
+
+
+def dest_out(d: Destination, ledger: dict[str, int] | None = None) -> DestinationOut:
+    return DestinationOut.model_validate({**svc.public_view(d), "ledger": ledger})
+
+
+@router.get("/destinations", response_model=list[DestinationOut])
+def list_destinations(
+    p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+) -> list[DestinationOut]:
+    return [dest_out(d) for d in svc.list_destinations(rt.db.uow, p.tenant_id)]
+
+
+@router.get("/destinations/{destination_id}", response_model=DestinationOut)
+def show_destination(
+    destination_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+) -> DestinationOut:
+    """A destination (never its secrets) with its results counted by delivery state."""
+    d, counts = queries.destination_summary(rt.db.uow, p.tenant_id, destination_id)
+    return dest_out(d, counts)
+
+
+@router.post("/destinations/{destination_id}/pause", response_model=DestinationOut)
+def pause_destination(
+    destination_id: str,
+    body: PauseIn | None = None,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> DestinationOut:
+    """Hold deliveries (until `until`, or until resumed). Results keep being computed and
+    wait as pending."""
+    b = body or PauseIn()
+    d = svc.pause(
+        rt.db.uow,
+        rt.clock,
+        p.tenant_id,
+        destination_id,
+        actor=p.actor,
+        reason=b.reason,
+        until=b.until,
+    )
+    return dest_out(d)
+
+
+@router.post("/destinations/{destination_id}/resume", response_model=DestinationOut)
+def resume_destination(
+    destination_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+) -> DestinationOut:
+    return dest_out(svc.resume(rt.db.uow, rt.clock, rt.waker, p.tenant_id, destination_id))
+
+
+@router.delete("/destinations/{destination_id}", status_code=204)
+def delete_destination(
+    destination_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+) -> Response:
+    svc.delete(rt.db.uow, p.tenant_id, destination_id)
+    return Response(status_code=204)

@@ -1,0 +1,147 @@
+"""Errors as JSON: every 422 names the field and the rule, whichever layer found it.
+
+Shape: `{"detail": [{"loc": ["body", "attempts", 3, "score_given"],
+"field": "attempts[3].score_given", "rule": "not_negative", "msg": "...", "type": "..."}]}`.
+`loc` and `type` keep FastAPI's usual shape for generic clients; `field` and `rule` are the
+stable part to program against.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
+
+# pydantic error types -> our rule names (the same names the ingest service uses)
+_RULES = {
+    "missing": "required",
+    "extra_forbidden": "unknown_field",
+    "finite_number": "finite",
+    "greater_than_equal": "not_negative",
+    "greater_than": "positive",
+    "less_than_equal": "maximum",
+    "timezone_aware": "timezone_required",
+    "datetime_parsing": "datetime",
+    "datetime_from_date_parsing": "datetime",
+    "datetime_type": "datetime",
+    "datetime_object_invalid": "datetime",
+    "float_type": "number",
+    "float_parsing": "number",
+    "int_type": "integer",
+    "int_parsing": "integer",
+    "int_from_float": "integer",
+    "string_type": "string",
+    "string_too_long": "too_long",
+    "string_too_short": "required",
+    "bool_type": "boolean",
+    "bool_parsing": "boolean",
+    "enum": "one_of",
+    "literal_error": "one_of",
+    "list_type": "list",
+    "dict_type": "object",
+    "model_type": "object",
+    "model_attributes_type": "object",
+    "json_invalid": "json",
+    "too_long": "too_long",
+    "too_short": "too_short",
+}
+
+_LISTS = {"courses", "activities", "people", "enrollments", "overrides", "attempts"}
+
+
+def field_name(loc: Sequence[str | int]) -> str:
+    """("body", "attempts", 3, "score_given") -> "attempts[3].score_given"."""
+    out = ""
+    for part in loc:
+        if part in ("body", "query", "path", "header"):
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def _loc(field: str, where: str = "body") -> list[str | int]:
+    loc: list[str | int] = [where]
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", field):
+        loc.append(int(index) if index else name)
+    return loc
+
+
+def problem_json(p: FieldProblem, where: str = "body") -> dict[str, Any]:
+    return {
+        "loc": _loc(p.field, where),
+        "field": p.field,
+        "rule": p.rule,
+        "msg": p.message,
+        "type": p.rule,
+    }
+
+
+def strip_prefix(exc: InvalidInput, prefix: str) -> InvalidInput:
+    """Problems of a one-object endpoint named as in its body: "courses[0].title" -> "title"."""
+    return InvalidInput(
+        [
+            FieldProblem(
+                p.field[len(prefix) :] if p.field.startswith(prefix) else p.field,
+                p.rule,
+                p.message,
+            )
+            for p in exc.problems
+        ]
+    )
+
+
+def _pydantic_problem(err: dict[str, Any]) -> dict[str, Any]:
+    loc = list(err.get("loc", ()))
+    etype = str(err.get("type", "invalid"))
+    rule = _RULES.get(etype, etype)
+    # a list over its length limit is a batch that is too large
+    if etype == "too_long" and len(loc) == 2 and loc[1] in _LISTS:
+        rule = "batch_too_large"
+    msg = str(err.get("msg", "invalid"))
+    if rule == "timezone_required":
+        msg = "Give a time zone with the date-time, e.g. 2025-01-31T23:59:00Z or +01:00."
+    elif rule == "finite":
+        msg = "Must be a finite number (not NaN or infinity)."
+    elif rule == "batch_too_large":
+        limit = (err.get("ctx") or {}).get("max_length")
+        msg = f"A request holds at most {limit} items here; split it into smaller batches."
+    return {"loc": loc, "field": field_name(loc), "rule": rule, "msg": msg, "type": etype}
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(
+        status_code=422, content={"detail": [_pydantic_problem(e) for e in exc.errors()]}
+    )
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidInput)
+    return JSONResponse(
+        status_code=422, content={"detail": [problem_json(p) for p in exc.problems]}
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, NotFound)
+    return JSONResponse(status_code=404, content={"detail": f"{exc.what} not found"})
+
+
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(InvalidInput, _invalid)
+    app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(Conflict, _conflict)

@@ -1,0 +1,25 @@
+"""Everything under /api/v1, mounted by `web.app.create_app` with `api.install(app)`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from gradesync.web.api import courses, destinations, errors, ingest, runs, schedules
+from gradesync.web.api import diagnosis as diagnostics
+from gradesync.web.api import platforms as lti_platforms
+from gradesync.web.api import sis as sis_passback
+
+router = APIRouter(prefix="/api/v1")
+router.include_router(ingest.router)
+router.include_router(courses.router)
+router.include_router(runs.router)
+router.include_router(destinations.router)
+router.include_router(diagnostics.router)
+router.include_router(lti_platforms.router)
+router.include_router(sis_passback.router)
+router.include_router(schedules.router)
+
+
+def install(app: FastAPI) -> None:
+    errors.install(app)
+    app.include_router(router)

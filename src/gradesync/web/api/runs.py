@@ -1,0 +1,120 @@
+"""Sync runs: trigger one for a course or a selection, follow it, list the history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Query
+
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import RunScope, SyncRun, Trigger
+from gradesync.runtime import Runtime
+from gradesync.services import queries
+from gradesync.web.api.auth import Principal, require_scope
+from gradesync.web.api.deps import runtime
+from gradesync.web.api.schemas import CourseSyncIn, RunOut, StageOut, SyncIn
+
+router = APIRouter(tags=["sync runs"])
+
+# What a person or a program may ask for; auto/schedule/repair runs are started by gradesync.
+REQUESTABLE = (Trigger.MANUAL, Trigger.RESYNC, Trigger.REMASTER)
+
+
+def run_out(
+    run: SyncRun, stages: list[dict[str, object]] | None = None, joined: bool | None = None
+) -> RunOut:
+    return RunOut(
+        id=run.id,
+        trigger=run.trigger.value,
+        actor=run.actor,
+        course_id=run.scope.course_id,
+        destination_id=run.scope.destination_id,
+        activity_ids=list(run.scope.activity_ids),
+        stage=run.stage.value,
+        outcome=run.outcome.value if run.outcome else None,
+        counts=dict(run.counts),
+        message=run.message,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        stages=[StageOut.model_validate(s) for s in stages] if stages is not None else None,
+        joined=joined,
+    )
+
+
+def trigger_run(
+    rt: Runtime, p: Principal, trigger: Trigger, scope: RunScope
+) -> tuple[SyncRun, bool]:
+    # The engine is imported here so the API module stays importable on its own.
+    from gradesync.services import sync as engine
+
+    if trigger not in REQUESTABLE:
+        raise InvalidInput.one(
+            "trigger",
+            "one_of",
+            "A run can be requested as manual, resync or remaster.",
+        )
+    queries.check_scope(rt.db.uow, scope)
+    return engine.request_run(rt.db.uow, rt.waker, rt.clock, scope, trigger, p.actor)
+
+
+@router.post("/runs", status_code=202, response_model=RunOut)
+def request_run(
+    body: SyncIn,
+    p: Principal = Depends(require_scope("sync")),
+    rt: Runtime = Depends(runtime),
+) -> RunOut:
+    """Start a run over a selection: the whole tenant, a course, a destination and/or some
+    activities. A run already queued for the same scope is joined, not duplicated."""
+    scope = RunScope(p.tenant_id, body.destination_id, body.course_id, tuple(body.activity_ids))
+    run, joined = trigger_run(rt, p, body.trigger, scope)
+    return run_out(run, joined=joined)
+
+
+@router.post("/courses/{course_id}/sync", status_code=202, response_model=RunOut)
+def sync_course(
+    course_id: str,
+    body: CourseSyncIn,
+    p: Principal = Depends(require_scope("sync")),
+    rt: Runtime = Depends(runtime),
+) -> RunOut:
+    """ "Sync now" for a course (optionally one destination and some of its activities)."""
+    scope = RunScope(p.tenant_id, body.destination_id, course_id, tuple(body.activity_ids))
+    run, joined = trigger_run(rt, p, body.trigger, scope)
+    return run_out(run, joined=joined)
+
+
+@router.get("/runs", response_model=list[RunOut])
+def list_runs(
+    course_id: str | None = None,
+    destination_id: str | None = None,
+    trigger: Trigger | None = None,
+    since: datetime | None = Query(None, description="Created at or after (ISO 8601)."),
+    until: datetime | None = Query(None, description="Created before (ISO 8601)."),
+    limit: int = Query(50, ge=1, le=500),
+    p: Principal = Depends(require_scope("sync")),
+    rt: Runtime = Depends(runtime),
+) -> list[RunOut]:
+    """Runs, newest first, with their stage and counts."""
+    runs = queries.list_runs(
+        rt.db.uow,
+        p.tenant_id,
+        course_id=course_id,
+        destination_id=destination_id,
+        trigger=trigger.value if trigger else None,
+        since=since,
+        until=until,
+        limit=limit,
+    )
+    return [run_out(r) for r in runs]
+
+
+@router.get("/runs/{run_id}", response_model=RunOut)
+def get_run(
+    run_id: str,
+    p: Principal = Depends(require_scope("sync")),
+    rt: Runtime = Depends(runtime),
+) -> RunOut:
+    """One run with its stage history; poll it to follow progress."""
+    d = queries.run_detail(rt.db.uow, p.tenant_id, run_id)
+    return run_out(d.run, d.stages)

@@ -1,0 +1,322 @@
+"""Request and response bodies of the JSON API.
+
+Strict on purpose: unknown fields are refused, numbers must be JSON numbers (not strings) and
+finite, booleans must be true/false, date-times must carry a zone. A request that breaks a
+rule is answered 422 naming the field and the rule, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from gradesync.domain.model import (
+    Activity,
+    ActivityKind,
+    AttemptSelection,
+    Course,
+    DueDateOverride,
+    Enrollment,
+    EnrollmentStatus,
+    ExtraCredit,
+    NameRule,
+    PastDueZeros,
+    Person,
+    PolicySettings,
+    Role,
+    Trigger,
+)
+from gradesync.domain.model import Attempt as AttemptFact
+from gradesync.services.ingest import MAX_BATCH, MAX_COMMENT, MAX_ID, MAX_TITLE
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, strict=True)]
+Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE, strict=True)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Bool = Annotated[bool, Field(strict=True)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class PolicyIn(_In):
+    """Grade policy knobs; omitted ones inherit (tenant, then course, then activity)."""
+
+    attempt_selection: AttemptSelection | None = None
+    extra_credit: ExtraCredit | None = None
+    past_due_zeros: PastDueZeros | None = None
+    grace_period_minutes: Annotated[int, Field(ge=0, strict=True)] | None = None
+    minimum_points: Annotated[Number, Field(ge=0)] | None = None
+    name_rule: NameRule | None = None
+    keep_lms_edits: Bool | None = None
+
+    def to_domain(self) -> PolicySettings:
+        return PolicySettings(**self.model_dump())
+
+
+def _policy(p: PolicyIn | None) -> PolicySettings:
+    return p.to_domain() if p is not None else PolicySettings()
+
+
+class CourseBody(_In):
+    title: Title
+    time_zone: Annotated[str, Field(max_length=64, strict=True)] = "UTC"
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    policy: PolicyIn | None = None
+    sync_enabled: Bool = True
+
+    def to_domain(self, tenant_id: str, course_id: str) -> Course:
+        return Course(
+            tenant_id=tenant_id,
+            id=course_id,
+            title=self.title,
+            time_zone=self.time_zone,
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            policy=_policy(self.policy),
+            sync_enabled=self.sync_enabled,
+        )
+
+
+class CourseIn(CourseBody):
+    id: Id
+
+
+class ActivityBody(_In):
+    course_id: Id
+    title: Title
+    points_possible: Annotated[Number, Field(ge=0)]
+    kind: ActivityKind = ActivityKind.GRADED
+    due_at: AwareDatetime | None = None
+    category: Annotated[str, Field(max_length=MAX_ID, strict=True)] | None = None
+    published: Bool = True
+    sync_enabled: Bool = True
+    assigned: Bool = True
+    policy: PolicyIn | None = None
+
+    def to_domain(self, tenant_id: str, activity_id: str) -> Activity:
+        return Activity(
+            tenant_id=tenant_id,
+            id=activity_id,
+            course_id=self.course_id,
+            title=self.title,
+            points_possible=float(self.points_possible),
+            kind=self.kind,
+            due_at=self.due_at,
+            category=self.category,
+            published=self.published,
+            sync_enabled=self.sync_enabled,
+            assigned=self.assigned,
+            policy=_policy(self.policy),
+        )
+
+
+class ActivityIn(ActivityBody):
+    id: Id
+
+
+class PersonBody(_In):
+    name: Annotated[str, Field(max_length=MAX_TITLE, strict=True)] = ""
+    email: Annotated[str, Field(max_length=MAX_ID, strict=True)] | None = None
+    sis_id: Annotated[str, Field(max_length=MAX_ID, strict=True)] | None = None
+
+    def to_domain(self, tenant_id: str, person_id: str) -> Person:
+        return Person(tenant_id, person_id, self.name, self.email, self.sis_id)
+
+
+class PersonIn(PersonBody):
+    id: Id
+
+
+class EnrollmentBody(_In):
+    role: Role = Role.LEARNER
+    status: EnrollmentStatus = EnrollmentStatus.ACTIVE
+    section_id: Id | None = None
+
+    def to_domain(self, tenant_id: str, course_id: str, person_id: str) -> Enrollment:
+        return Enrollment(tenant_id, course_id, person_id, self.role, self.status, self.section_id)
+
+
+class EnrollmentIn(EnrollmentBody):
+    course_id: Id
+    person_id: Id
+
+
+class OverrideBody(_In):
+    due_at: AwareDatetime
+
+    def to_domain(self, tenant_id: str, activity_id: str, person_id: str) -> DueDateOverride:
+        return DueDateOverride(tenant_id, activity_id, person_id, self.due_at)
+
+
+class OverrideIn(OverrideBody):
+    activity_id: Id
+    person_id: Id
+
+
+class AttemptIn(_In):
+    """One attempt. `source_event_id` is your own id for it: posting the same event again is
+    harmless (answered as a duplicate), so retry freely."""
+
+    source_event_id: Id
+    activity_id: Id
+    person_id: Id
+    score_given: Annotated[Number, Field(ge=0)] | None = None
+    score_maximum: Annotated[Number, Field(gt=0)] | None = None
+    completed_at: AwareDatetime
+    started_at: AwareDatetime | None = None
+    completed: Bool = True
+    comment: Annotated[str, Field(max_length=MAX_COMMENT, strict=True)] | None = None
+    late: Bool = False
+    excused: Bool = False
+
+    def to_domain(self, tenant_id: str) -> AttemptFact:
+        return AttemptFact(
+            tenant_id=tenant_id,
+            source_event_id=self.source_event_id,
+            activity_id=self.activity_id,
+            person_id=self.person_id,
+            score_given=self.score_given,
+            score_maximum=self.score_maximum,
+            completed_at=self.completed_at,
+            started_at=self.started_at,
+            completed=self.completed,
+            comment=self.comment,
+            late=self.late,
+            excused=self.excused,
+        )
+
+
+class AttemptBatchIn(_In):
+    attempts: Annotated[list[AttemptIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class IngestIn(_In):
+    """Any mix of facts, stored together or not at all (at most MAX_BATCH items in all)."""
+
+    courses: Annotated[list[CourseIn], Field(max_length=MAX_BATCH)] = []
+    activities: Annotated[list[ActivityIn], Field(max_length=MAX_BATCH)] = []
+    people: Annotated[list[PersonIn], Field(max_length=MAX_BATCH)] = []
+    enrollments: Annotated[list[EnrollmentIn], Field(max_length=MAX_BATCH)] = []
+    overrides: Annotated[list[OverrideIn], Field(max_length=MAX_BATCH)] = []
+    attempts: Annotated[list[AttemptIn], Field(max_length=MAX_BATCH)] = []
+
+
+class AttemptOutcomeOut(BaseModel):
+    source_event_id: str
+    attempt_id: int | None
+    duplicate: bool
+
+
+class IngestOut(BaseModel):
+    stored: bool = True  # always true: the answer is sent only after the commit
+    changed: dict[str, int]
+    unchanged: dict[str, int]
+    recorded: int
+    duplicates: int
+    dirty_keys: int
+    attempts: list[AttemptOutcomeOut]
+
+
+class SyncIn(_In):
+    """What to sync: `manual` recomputes and sends what differs; `resync` is the same on
+    request of a person ("Sync now"); `remaster` resends everything, column details included."""
+
+    trigger: Trigger = Trigger.MANUAL
+    course_id: Id | None = None
+    destination_id: Id | None = None
+    activity_ids: Annotated[list[Id], Field(max_length=MAX_BATCH)] = []
+
+
+class CourseSyncIn(_In):
+    trigger: Trigger = Trigger.MANUAL
+    destination_id: Id | None = None
+    activity_ids: Annotated[list[Id], Field(max_length=MAX_BATCH)] = []
+
+
+class StageOut(BaseModel):
+    stage: str
+    at: str | None
+
+
+class RunOut(BaseModel):
+    id: str
+    trigger: str
+    actor: str
+    course_id: str | None
+    destination_id: str | None
+    activity_ids: list[str]
+    stage: str
+    outcome: str | None
+    counts: dict[str, Any]
+    message: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    stages: list[StageOut] | None = None
+    joined: bool | None = None  # on trigger: joined a run already queued for the same scope
+
+
+class GradeCellOut(BaseModel):
+    activity_id: str
+    state: str
+    desired: dict[str, Any] | None
+    in_sync: bool
+    delivered_at: datetime | None
+    tries: int
+    next_attempt_at: datetime | None
+    reason_code: str | None
+    reason_text: str | None
+    remote_status: int | None
+    remote_message: str | None
+    updated_at: datetime | None
+
+
+class LearnerGradesOut(BaseModel):
+    person_id: str
+    name: str
+    destinations: dict[str, list[GradeCellOut]]
+
+
+class DestinationOut(BaseModel):
+    id: str
+    kind: str
+    name: str
+    profile: str
+    config: dict[str, Any]
+    enabled: bool
+    paused_until: datetime | None
+    pause_reason: str | None
+    ledger: dict[str, int] | None = None  # counts by delivery state (show only)
+
+
+class PauseIn(_In):
+    reason: Annotated[str, Field(max_length=1000, strict=True)] | None = None
+    until: AwareDatetime | None = None  # pause until then; without it, until resumed
+
+
+class CourseOut(BaseModel):
+    id: str
+    title: str
+    time_zone: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    sync_enabled: bool
+    policy: dict[str, Any]
+
+
+class ActivityOut(BaseModel):
+    id: str
+    course_id: str
+    title: str
+    points_possible: float
+    kind: str
+    due_at: datetime | None
+    category: str | None
+    published: bool
+    sync_enabled: bool
+    assigned: bool
+    policy: dict[str, Any]

@@ -1,0 +1,29 @@
+"""`/metrics` for Prometheus.
+
+Open by default, like `/healthz`; set GRADESYNC_METRICS_TOKEN to require
+`Authorization: Bearer <token>` (labels name tenants and destinations).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from gradesync.adapters import metrics
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def scrape(request: Request) -> Response:
+    token = os.environ.get("GRADESYNC_METRICS_TOKEN")
+    if token:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    body = await run_in_threadpool(metrics.exposition, request.app.state.runtime.db.engine)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,145 @@
+"""Fixtures for API tests: a Runtime on the `db` database (SQLite and PostgreSQL), the app
+behind FastAPI's TestClient, and helpers that create tenants with API keys.
+
+Reusable from other test packages: `from tests.api.conftest import ApiEnv` and request the
+`api` fixture (or build `ApiEnv(db, tmp_path)` yourself).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from gradesync.adapters.db.database import Database
+from gradesync.config import Settings
+from gradesync.domain.model import Destination, DestinationKind, RunScope
+from gradesync.runtime import Runtime
+from gradesync.services import auth
+from gradesync.services.tenants import create_tenant
+from gradesync.web.app import create_app
+from tests.conftest import TEST_SECRET
+
+
+@dataclass
+class RecordingWaker:
+    """Counts wake-ups so tests can check a wake-up follows the commit, not precedes it."""
+
+    db: Database
+    keys_calls: int = 0
+    dirty_seen_at_wake: list[int] = field(default_factory=list)
+    runs: list[tuple[str, RunScope]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wake_keys(self) -> None:
+        # read through a separate connection: only committed rows are visible
+        with self.db.uow() as uow:
+            n = uow.dirty.count()
+        with self.lock:
+            self.keys_calls += 1
+            self.dirty_seen_at_wake.append(n)
+
+    def wake_run(self, run_id: str, scope: RunScope) -> None:
+        with self.lock:
+            self.runs.append((run_id, scope))
+
+
+class ApiEnv:
+    def __init__(self, db: Database, tmp_path: Path) -> None:
+        settings = Settings(database_url=db.url, secret_key=TEST_SECRET, data_dir=tmp_path / "data")
+        self.db = db
+        self.waker = RecordingWaker(db)
+        self.runtime = Runtime(settings=settings, db=db, waker=self.waker)
+        self.app = create_app(self.runtime)
+        self.client = TestClient(self.app)
+
+    def tenant(self, tenant_id: str, *scopes: str) -> str:
+        """Create a tenant (if needed) and return a new key with `scopes` (default admin)."""
+        rt = self.runtime
+        with rt.db.uow() as uow:
+            exists = uow.tenants.get(tenant_id) is not None
+        if not exists:
+            create_tenant(rt.db.uow, rt.clock, tenant_id, tenant_id.title())
+        issued = auth.create_key(
+            rt.db.uow,
+            rt.clock,
+            tenant_id,
+            f"test-{'-'.join(scopes) or 'admin'}",
+            scopes or ("admin",),
+        )
+        return issued.token
+
+    def destination(self, tenant_id: str, dest_id: str, **config: Any) -> Destination:
+        d = Destination(
+            tenant_id=tenant_id,
+            id=dest_id,
+            kind=DestinationKind.LTI13_AGS,
+            name=f"LMS {dest_id}",
+            config={"issuer": "https://lms.example", **config},
+            secret={"client_secret": "s3cret-value"},
+        )
+        with self.db.uow() as uow:
+            uow.destinations.upsert(d, self.runtime.clock.now())
+            uow.commit()
+        return d
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Caller:
+    """A client bound to one API key: `c.post("/attempts", json=...)` under /api/v1."""
+
+    def __init__(self, client: TestClient, token: str) -> None:
+        self.client = client
+        self.headers = bearer(token)
+
+    def __getattr__(self, method: str) -> Any:
+        def call(path: str, **kw: Any) -> httpx.Response:
+            headers = {**self.headers, **kw.pop("headers", {})}
+            return getattr(self.client, method)(f"/api/v1{path}", headers=headers, **kw)
+
+        return call
+
+
+@pytest.fixture
+def api(db: Database, tmp_path: Path) -> Iterator[ApiEnv]:
+    env = ApiEnv(db, tmp_path)
+    with env.client:
+        yield env
+
+
+ROSTER: dict[str, Any] = {
+    "courses": [
+        {"id": "c1", "title": "Biology 101", "time_zone": "America/Chicago"},
+    ],
+    "activities": [
+        {"id": "a1", "course_id": "c1", "title": "Quiz 1", "points_possible": 10},
+        {"id": "a2", "course_id": "c1", "title": "Quiz 2", "points_possible": 20},
+    ],
+    "people": [{"id": "p1", "name": "Ada"}, {"id": "p2", "name": "Grace"}],
+    "enrollments": [
+        {"course_id": "c1", "person_id": "p1"},
+        {"course_id": "c1", "person_id": "p2"},
+    ],
+}
+
+
+def attempt(event: str, score: float | None = 7, **kw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "source_event_id": event,
+        "activity_id": "a1",
+        "person_id": "p1",
+        "score_given": score,
+        "score_maximum": 10,
+        "completed_at": "2025-03-01T10:00:00Z",
+    }
+    body.update(kw)
+    return body

@@ -1,0 +1,187 @@
+"""Bad input: 422 naming the field and the rule, and nothing from the request is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from gradesync.adapters.db import schema as t
+from tests.api.conftest import ROSTER, ApiEnv, Caller, attempt
+
+
+def _counts(api: ApiEnv) -> dict[str, int]:
+    out = {}
+    with api.db.engine.connect() as conn:
+        for table in (t.courses, t.activities, t.people, t.enrollments, t.attempts, t.dirty_keys):
+            out[table.name] = conn.execute(select(func.count()).select_from(table)).scalar_one()
+    return out
+
+
+@pytest.fixture
+def c(api: ApiEnv) -> Caller:
+    caller = Caller(api.client, api.tenant("t1", "ingest"))
+    assert caller.post("/ingest", json=ROSTER).status_code == 202
+    return caller
+
+
+def _problems(r: Any) -> set[tuple[str, str]]:
+    assert r.status_code == 422, r.text
+    return {(d["field"], d["rule"]) for d in r.json()["detail"]}
+
+
+CASES: list[tuple[str, dict[str, Any], tuple[str, str]]] = [
+    ("negative score", attempt("x", -1), ("attempts[1].score_given", "not_negative")),
+    (
+        "score without maximum",
+        attempt("x", 5, score_maximum=None),
+        ("attempts[1].score_maximum", "required_with_score"),
+    ),
+    ("zero maximum", attempt("x", 0, score_maximum=0), ("attempts[1].score_maximum", "positive")),
+    (
+        "unknown activity",
+        attempt("x", 5, activity_id="nope"),
+        ("attempts[1].activity_id", "unknown_activity"),
+    ),
+    (
+        "unknown person",
+        attempt("x", 5, person_id="nobody"),
+        ("attempts[1].person_id", "unknown_person"),
+    ),
+    (
+        "malformed date",
+        attempt("x", 5, completed_at="yesterday"),
+        ("attempts[1].completed_at", "datetime"),
+    ),
+    (
+        "date without zone",
+        attempt("x", 5, completed_at="2025-03-01T10:00:00"),
+        ("attempts[1].completed_at", "timezone_required"),
+    ),
+    ("score as a string", attempt("x", "5"), ("attempts[1].score_given", "number")),
+    ("unknown field", attempt("x", 5, scoore=1), ("attempts[1].scoore", "unknown_field")),
+    (
+        "missing event id",
+        {k: v for k, v in attempt("x").items() if k != "source_event_id"},
+        ("attempts[1].source_event_id", "required"),
+    ),
+    (
+        "started after completed",
+        attempt("x", 5, started_at="2025-03-01T11:00:00Z"),
+        ("attempts[1].completed_at", "order"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("bad", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_attempt_rejects_the_whole_batch(
+    api: ApiEnv, c: Caller, bad: dict[str, Any], expected: tuple[str, str]
+) -> None:
+    before = _counts(api)
+    r = c.post("/attempts/batch", json={"attempts": [attempt("ok-1"), bad, attempt("ok-2")]})
+    assert expected in _problems(r)
+    assert _counts(api) == before  # the good attempts around it were not stored either
+
+
+def test_nan_and_infinity_are_refused(api: ApiEnv, c: Caller) -> None:
+    before = _counts(api)
+    for literal in ("NaN", "Infinity", "-Infinity"):
+        raw = (
+            '{"attempts": [{"source_event_id": "n", "activity_id": "a1", "person_id": "p1", '
+            f'"score_given": {literal}, "score_maximum": 10, '
+            '"completed_at": "2025-03-01T10:00:00Z"}]}'
+        )
+        r = c.post("/attempts/batch", content=raw, headers={"Content-Type": "application/json"})
+        assert ("attempts[0].score_given", "finite") in _problems(r)
+    assert _counts(api) == before
+
+
+def test_oversized_batch(api: ApiEnv, c: Caller) -> None:
+    before = _counts(api)
+    r = c.post("/attempts/batch", json={"attempts": [attempt(f"e{i}") for i in range(1001)]})
+    assert ("attempts", "batch_too_large") in _problems(r)
+    mixed = {**ROSTER, "attempts": [attempt(f"e{i}") for i in range(996)]}
+    r = c.post("/ingest", json=mixed)  # 7 + 996 items: over the total of 1000
+    assert ("attempts", "batch_too_large") in _problems(r)
+    assert _counts(api) == before
+
+
+def test_single_attempt_names_fields_without_a_list_prefix(c: Caller) -> None:
+    assert ("score_given", "not_negative") in _problems(c.post("/attempts", json=attempt("x", -2)))
+    r = c.post("/attempts", json=attempt("x", 1, activity_id="zzz"))
+    assert _problems(r) == {("activity_id", "unknown_activity")}
+    detail = r.json()["detail"][0]
+    assert "zzz" in detail["msg"] and detail["loc"] == ["body", "activity_id"]
+
+
+def test_event_id_reused_for_a_different_attempt(api: ApiEnv, c: Caller) -> None:
+    assert c.post("/attempts", json=attempt("e1", 7)).status_code == 202
+    before = _counts(api)
+    r = c.post("/attempts", json=attempt("e1", 9))
+    assert _problems(r) == {("source_event_id", "event_id_reused")}
+    assert _counts(api) == before
+
+
+def test_bad_roster_items(api: ApiEnv, c: Caller) -> None:
+    before = _counts(api)
+    r = c.post(
+        "/ingest",
+        json={
+            "courses": [
+                {"id": "c2", "title": "X", "time_zone": "Mars/Olympus"},
+                {
+                    "id": "c3",
+                    "title": "Y",
+                    "starts_at": "2025-05-01T00:00:00Z",
+                    "ends_at": "2025-01-01T00:00:00Z",
+                },
+            ],
+            "activities": [{"id": "a9", "course_id": "c1", "title": "Q", "points_possible": 5}],
+            "people": [{"id": "p9"}],
+        },
+    )
+    assert _problems(r) == {("courses[0].time_zone", "time_zone"), ("courses[1].ends_at", "order")}
+    r = c.post(
+        "/ingest",
+        json={
+            "activities": [
+                {"id": "a9", "course_id": "nope", "title": "Q", "points_possible": 5},
+                {"id": "a8", "course_id": "c1", "title": "Q", "points_possible": -5},
+            ]
+        },
+    )
+    assert ("activities[1].points_possible", "not_negative") in _problems(r)
+    r = c.post(
+        "/ingest",
+        json={
+            "activities": [{"id": "a9", "course_id": "nope", "title": "Q", "points_possible": 5}]
+        },
+    )
+    assert _problems(r) == {("activities[0].course_id", "unknown_course")}
+    r = c.post("/ingest", json={"enrollments": [{"course_id": "c1", "person_id": "ghost"}]})
+    assert _problems(r) == {("enrollments[0].person_id", "unknown_person")}
+    r = c.post("/ingest", json={"people": [{"id": "p8"}, {"id": "p8"}]})
+    assert _problems(r) == {("people[1]", "duplicate")}
+    r = c.put("/activities/a1", json={"course_id": "c9", "title": "Q", "points_possible": 1})
+    assert ("course_id", "unknown_course") in _problems(r)
+    r = c.put("/courses/c1", json={"title": "Bio", "policy": {"grace_period_minutes": -5}})
+    assert _problems(r) == {("policy.grace_period_minutes", "not_negative")}
+    r = c.put("/courses/c1", json={"title": ""})
+    assert _problems(r) == {("title", "required")}
+    r = c.put("/activities/a1/overrides/p1", json={"due_at": "2025-04-01"})
+    assert _problems(r) == {("due_at", "timezone_required")}
+    assert _counts(api) == before
+
+
+def test_activity_cannot_move_between_courses(api: ApiEnv, c: Caller) -> None:
+    c.put("/courses/c2", json={"title": "Chem"})
+    before = _counts(api)
+    r = c.put("/activities/a1", json={"course_id": "c2", "title": "Q", "points_possible": 1})
+    assert _problems(r) == {("course_id", "immutable")}
+    assert _counts(api) == before
+
+
+def test_malformed_json(c: Caller) -> None:
+    r = c.post("/attempts", content="{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["rule"] == "json"

@@ -1,0 +1,189 @@
+"""Destinations (list/show/pause/resume/delete), run history, learner grades, /metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gradesync.adapters import metrics
+from gradesync.domain.model import (
+    DeliveryState,
+    LedgerKey,
+    LedgerRow,
+    RunOutcome,
+    RunScope,
+    RunStage,
+    SyncRun,
+    Trigger,
+)
+from tests.api.conftest import ROSTER, ApiEnv, Caller
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_destination_management(api: ApiEnv) -> None:
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    api.destination("t1", "lms")
+    [d] = admin.get("/destinations").json()
+    assert d["id"] == "lms" and d["kind"] == "lti13_ags" and d["enabled"] is True
+    assert "s3cret-value" not in admin.get("/destinations/lms").text  # secrets never shown
+
+    r = admin.post("/destinations/lms/pause", json={"reason": "LMS upgrade tonight"})
+    assert r.status_code == 200 and r.json()["enabled"] is False
+    assert admin.get("/destinations/lms").json()["pause_reason"] == "LMS upgrade tonight"
+    wakes = api.waker.keys_calls
+    r = admin.post("/destinations/lms/resume")
+    assert r.json()["enabled"] is True and r.json()["pause_reason"] is None
+    assert api.waker.keys_calls == wakes + 1  # waiting results go out now
+
+    until = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    r = admin.post("/destinations/lms/pause", json={"until": until})
+    assert r.json()["paused_until"] is not None and r.json()["enabled"] is True
+    r = admin.post("/destinations/lms/pause", json={"until": "2001-01-01T00:00:00Z"})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "until"
+
+    assert admin.delete("/destinations/lms").status_code == 204
+    assert admin.get("/destinations/lms").status_code == 404
+    assert admin.delete("/destinations/lms").status_code == 404
+
+
+def _seed_ledger(api: ApiEnv) -> None:
+    api.destination("t1", "lms")
+    rows = [
+        LedgerRow(
+            LedgerKey("t1", "lms", "a1", "p1"),
+            DeliveryState.DELIVERED,
+            "h1",
+            {"score_given": 7.0, "score_maximum": 10.0},
+            "h1",
+            T0,
+            updated_at=T0,
+        ),
+        LedgerRow(
+            LedgerKey("t1", "lms", "a2", "p1"),
+            DeliveryState.REJECTED,
+            "h2",
+            {"score_given": 3.0, "score_maximum": 20.0},
+            None,
+            tries=1,
+            reason_code="unknown_user",
+            reason_text="The LMS does not know this learner.",
+            remote_status=422,
+            remote_message="User not found in course",
+            updated_at=T0,
+        ),
+        LedgerRow(
+            LedgerKey("t1", "lms", "a2", "p2"),
+            DeliveryState.PENDING,
+            "h3",
+            {"score_given": 1.0, "score_maximum": 20.0},
+            None,
+            updated_at=T0,
+        ),
+    ]
+    with api.db.uow() as uow:
+        uow.ledger.save_many([(r, "c1") for r in rows])
+        uow.commit()
+
+
+def test_learner_grades_per_destination(api: ApiEnv) -> None:
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    _seed_ledger(api)
+    g = c.get("/people/p1/grades").json()
+    cells = {x["activity_id"]: x for x in g["destinations"]["lms"]}
+    assert cells["a1"]["state"] == "delivered" and cells["a1"]["in_sync"] is True
+    assert cells["a2"]["state"] == "rejected" and cells["a2"]["in_sync"] is False
+    assert cells["a2"]["remote_message"] == "User not found in course"
+    assert (
+        c.get("/people/p1/grades", params={"destination_id": "other"}).json()["destinations"] == {}
+    )
+    assert c.get("/people/ghost/grades").status_code == 404
+
+
+def test_run_history_with_stages(api: ApiEnv) -> None:
+    c = Caller(api.client, api.tenant("t1", "sync"))
+    other = Caller(api.client, api.tenant("t2", "sync"))
+    run = SyncRun("r1", RunScope("t1", None, "c1"), Trigger.MANUAL, "cli:ops", created_at=T0)
+    with api.db.uow() as uow:
+        uow.runs.add(run)
+        uow.runs.add(
+            SyncRun(
+                "r0",
+                RunScope("t1", None, "c2"),
+                Trigger.REMASTER,
+                "x",
+                created_at=T0 - timedelta(days=1),
+            )
+        )
+        uow.runs.update(
+            SyncRun(
+                "r1",
+                run.scope,
+                Trigger.MANUAL,
+                "cli:ops",
+                RunStage.SENDING,
+                counts={"sent": 3},
+                created_at=T0,
+                started_at=T0,
+            ),
+            heartbeat_at=T0 + timedelta(seconds=1),
+        )
+        uow.runs.update(
+            SyncRun(
+                "r1",
+                run.scope,
+                Trigger.MANUAL,
+                "cli:ops",
+                RunStage.FINISHED,
+                RunOutcome.SUCCEEDED,
+                {"sent": 5, "delivered": 5},
+                created_at=T0,
+                started_at=T0,
+                finished_at=T0 + timedelta(seconds=2),
+            )
+        )
+        uow.commit()
+    runs = c.get("/runs").json()
+    assert [r["id"] for r in runs] == ["r1", "r0"]
+    assert [r["id"] for r in c.get("/runs", params={"course_id": "c2"}).json()] == ["r0"]
+    assert [r["id"] for r in c.get("/runs", params={"trigger": "remaster"}).json()] == ["r0"]
+    detail = c.get("/runs/r1").json()
+    assert detail["outcome"] == "succeeded" and detail["counts"] == {"sent": 5, "delivered": 5}
+    assert [s["stage"] for s in detail["stages"]] == ["queued", "sending", "finished"]
+    assert other.get("/runs").json() == []
+    assert other.get("/runs/r1").status_code == 404
+    r = c.get("/runs", params={"trigger": "sometimes"})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "trigger"
+
+
+def test_metrics_exposes_counters_and_pending_from_the_ledger(api: ApiEnv) -> None:
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    _seed_ledger(api)
+    metrics.RESULTS_DELIVERED.labels(tenant="t1", destination="lms").inc()
+    metrics.DELIVERY_LATENCY.labels(tenant="t1", destination="lms").observe(0.2)
+    r = api.client.get("/metrics")
+    assert r.status_code == 200
+    text = r.text
+    assert 'gradesync_results_pending{destination="lms",tenant="t1"} 1.0' in text
+    assert "gradesync_results_delivered_total{" in text
+    assert "# TYPE gradesync_results_rejected_total counter" in text
+    assert "# TYPE gradesync_results_retried_total counter" in text
+    assert (
+        'gradesync_delivery_latency_seconds_bucket{destination="lms",le="0.25",tenant="t1"}' in text
+    )
+
+
+def test_metrics_token(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADESYNC_METRICS_TOKEN", "scrape-me")
+    assert api.client.get("/metrics").status_code == 401
+    r = api.client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+    assert r.status_code == 200 and "gradesync_results_pending" in r.text
+
+
+def test_openapi_is_served(api: ApiEnv) -> None:
+    spec = api.client.get("/openapi.json").json()
+    assert "/api/v1/attempts/batch" in spec["paths"]
+    assert api.client.get("/docs").status_code == 200

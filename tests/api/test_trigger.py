@@ -1,0 +1,63 @@
+"""Triggering runs through the API: queued, joined, woken; bad scopes refused."""
+
+from __future__ import annotations
+
+from tests.api.conftest import ROSTER, ApiEnv, Caller
+
+
+def test_sync_now_queues_a_run_and_a_second_request_joins_it(api: ApiEnv) -> None:
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    api.destination("t1", "lms")
+    r = c.post("/courses/c1/sync", json={})
+    assert r.status_code == 202, r.text
+    run = r.json()
+    assert run["stage"] == "queued" and run["trigger"] == "manual" and run["joined"] is False
+    assert run["course_id"] == "c1" and run["actor"] == "api-key:test-admin"
+    assert [rid for rid, _ in api.waker.runs] == [run["id"]]
+
+    again = c.post("/courses/c1/sync", json={"trigger": "resync"}).json()
+    assert again["id"] == run["id"] and again["joined"] is True
+    # a stronger trigger upgrades the queued run rather than queueing another
+    rem = c.post("/runs", json={"course_id": "c1", "trigger": "remaster"}).json()
+    assert rem["id"] == run["id"] and rem["trigger"] == "remaster"
+    shown = c.get(f"/runs/{run['id']}").json()
+    assert shown["trigger"] == "remaster" and [s["stage"] for s in shown["stages"]] == ["queued"]
+
+    # a selection is its own scope
+    sel = c.post(
+        "/runs", json={"course_id": "c1", "destination_id": "lms", "activity_ids": ["a2"]}
+    ).json()
+    assert sel["id"] != run["id"] and sel["activity_ids"] == ["a2"]
+    assert {r["id"] for r in c.get("/runs").json()} == {run["id"], sel["id"]}
+
+
+def test_bad_scopes_and_triggers(api: ApiEnv) -> None:
+    c = Caller(api.client, api.tenant("t1", "sync"))
+    other = Caller(api.client, api.tenant("t2", "admin"))
+    other.post(
+        "/ingest",
+        json={
+            **ROSTER,
+            "courses": [{"id": "c9", "title": "X"}],
+            "activities": [],
+            "enrollments": [],
+        },
+    )
+    Caller(api.client, api.tenant("t1", "ingest")).post("/ingest", json=ROSTER)
+
+    def problems(r: object) -> set[tuple[str, str]]:
+        assert r.status_code == 422, r.text  # type: ignore[attr-defined]
+        return {(d["field"], d["rule"]) for d in r.json()["detail"]}  # type: ignore[attr-defined]
+
+    assert problems(c.post("/courses/c9/sync", json={})) == {("course_id", "unknown_course")}
+    assert problems(c.post("/runs", json={"course_id": "c1", "destination_id": "nope"})) == {
+        ("destination_id", "unknown_destination")
+    }
+    assert problems(c.post("/runs", json={"course_id": "c1", "activity_ids": ["a1", "zz"]})) == {
+        ("activity_ids[1]", "unknown_activity")
+    }
+    assert ("trigger", "one_of") in problems(c.post("/runs", json={"trigger": "auto"}))
+    assert ("trigger", "one_of") in problems(c.post("/runs", json={"trigger": "sometime"}))
+    assert api.waker.runs == []
+    assert c.get("/runs").json() == []

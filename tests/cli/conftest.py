@@ -1,0 +1,60 @@
+"""CLI tests run `gradesync` in a subprocess, as an admin would, on a temporary SQLite file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from tests.conftest import TEST_SECRET
+
+# the installed console script, next to the interpreter running the tests
+GRADESYNC = str(Path(sys.executable).with_name("gradesync"))
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, _sqlite_template: Path) -> dict[str, str]:
+    db_path = tmp_path / "gradesync.db"
+    db_path.write_bytes(_sqlite_template.read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADESYNC_")}
+    env.update(
+        GRADESYNC_DATABASE_URL=f"sqlite:///{db_path}",
+        GRADESYNC_SECRET_KEY=TEST_SECRET,
+        GRADESYNC_DATA_DIR=str(tmp_path / "data"),
+        COLUMNS="200",  # wide tables: no wrapped cells to confuse assertions
+        NO_COLOR="1",
+    )
+    return env
+
+
+@pytest.fixture
+def cli_db(cli_env: dict[str, str]) -> Iterator[Database]:
+    db = Database(cli_env["GRADESYNC_DATABASE_URL"], TEST_SECRET)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def gradesync(cli_env: dict[str, str]) -> Run:
+    def run(
+        *args: str, ok: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [GRADESYNC, *args],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=60,
+        )
+        if ok:
+            assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+    return run

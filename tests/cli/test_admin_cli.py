@@ -1,0 +1,243 @@
+"""The admin CLI driven as a person would: tenants, keys, destinations, runs, import."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from gradesync.adapters.db.database import Database
+from gradesync.config import Settings
+from gradesync.domain.model import (
+    Activity,
+    Course,
+    Destination,
+    DestinationKind,
+    Enrollment,
+    Person,
+    RunOutcome,
+    RunScope,
+    RunStage,
+    SyncRun,
+    Trigger,
+)
+from gradesync.runtime import Runtime
+from gradesync.services.clock import SystemClock
+from gradesync.services.ingest import IngestBatch, ingest
+from gradesync.services.tenants import create_tenant
+from gradesync.web.app import create_app
+from tests.api.conftest import ROSTER
+from tests.cli.conftest import Run
+from tests.conftest import TEST_SECRET
+
+
+def _token(out: str) -> str:
+    [tok] = [line for line in out.splitlines() if line.startswith("gs_")]
+    return tok
+
+
+def test_tenant_and_keys_work_against_the_api(
+    gradesync: Run, cli_db: Database, tmp_path: Path
+) -> None:
+    created = gradesync("tenants", "create", "northwind", "--name", "Northwind University")
+    admin_token = _token(created.stdout)
+    dup = gradesync("tenants", "create", "northwind", ok=False)
+    assert dup.returncode == 4 and "already exists" in dup.stderr
+    bad = gradesync("tenants", "create", "Bad Id!", ok=False)
+    assert bad.returncode == 2 and "slug" in bad.stderr
+    listed = json.loads(gradesync("tenants", "list", "--json").stdout)
+    assert [(t["id"], t["name"]) for t in listed] == [("northwind", "Northwind University")]
+
+    ingest_token = _token(
+        gradesync(
+            "keys", "create", "-t", "northwind", "--name", "courseware", "-s", "ingest"
+        ).stdout
+    )
+    wrong = gradesync("keys", "create", "-t", "northwind", "--name", "x", "-s", "root", ok=False)
+    assert wrong.returncode == 2 and "unknown_scope" in wrong.stderr
+    keys = json.loads(gradesync("keys", "list", "-t", "northwind", "--json").stdout)
+    assert {k["name"]: k["scopes"] for k in keys} == {
+        "first admin key": ["admin"],
+        "courseware": ["ingest"],
+    }
+    assert admin_token not in json.dumps(keys) and ingest_token not in json.dumps(keys)
+
+    settings = Settings(database_url=cli_db.url, secret_key=TEST_SECRET, data_dir=tmp_path / "d")
+    with TestClient(create_app(Runtime(settings=settings, db=cli_db))) as client:
+
+        def post(token: str) -> int:
+            r = client.post(
+                "/api/v1/ingest", json=ROSTER, headers={"Authorization": f"Bearer {token}"}
+            )
+            return r.status_code
+
+        assert post(ingest_token) == 202
+        assert post(admin_token) == 202
+        key_id = next(k["id"] for k in keys if k["name"] == "courseware")
+        gradesync("keys", "revoke", key_id, "-t", "northwind")
+        assert post(ingest_token) == 401
+        assert post(admin_token) == 202
+    table = gradesync("keys", "list", "-t", "northwind").stdout
+    assert "revoked" in table and "courseware" in table
+
+
+def _tenant(db: Database, tenant_id: str) -> None:
+    create_tenant(db.uow, SystemClock(), tenant_id, tenant_id)
+
+
+def _seed(db: Database) -> None:
+    now = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    with db.uow() as uow:
+        uow.destinations.upsert(
+            Destination(
+                "northwind",
+                "canvas",
+                DestinationKind.LTI13_AGS,
+                "Canvas",
+                config={"issuer": "https://canvas.example"},
+                secret={"private": "do-not-print-me"},
+            ),
+            now,
+        )
+        scope = RunScope("northwind", None, "c1")
+        uow.runs.add(SyncRun("run-1", scope, Trigger.RESYNC, "cli:ops", created_at=now))
+        uow.runs.update(
+            SyncRun(
+                "run-1",
+                scope,
+                Trigger.RESYNC,
+                "cli:ops",
+                RunStage.FINISHED,
+                RunOutcome.PARTLY_FAILED,
+                {"delivered": 4, "rejected": 1},
+                "1 result refused",
+                now,
+                now,
+                now,
+            )
+        )
+        uow.commit()
+
+
+def test_destinations_and_runs(gradesync: Run, cli_db: Database) -> None:
+    _tenant(cli_db, "northwind")
+    _tenant(cli_db, "other")
+    _seed(cli_db)
+    listing = gradesync("destinations", "list", "-t", "northwind").stdout
+    assert "canvas" in listing and "active" in listing
+    shown = gradesync("destinations", "show", "canvas", "-t", "northwind").stdout
+    assert "https://canvas.example" in shown and "do-not-print-me" not in shown
+    gradesync("destinations", "pause", "canvas", "-t", "northwind", "--reason", "term rollover")
+    view = json.loads(
+        gradesync("destinations", "show", "canvas", "-t", "northwind", "--json").stdout
+    )
+    assert view["enabled"] is False and view["pause_reason"] == "term rollover"
+    assert "secret" not in view
+    gradesync("destinations", "resume", "canvas", "-t", "northwind")
+    # another tenant cannot see or touch it
+    assert gradesync("destinations", "show", "canvas", "-t", "other", ok=False).returncode == 3
+    assert (
+        gradesync("destinations", "delete", "canvas", "-t", "other", "--yes", ok=False).returncode
+        == 3
+    )
+
+    runs = json.loads(gradesync("runs", "list", "-t", "northwind", "--json").stdout)
+    assert [(r["id"], r["outcome"]) for r in runs] == [("run-1", "partly_failed")]
+    shown_run = gradesync("runs", "show", "run-1", "-t", "northwind").stdout
+    assert "queued" in shown_run and "finished" in shown_run and "rejected 1" in shown_run
+    assert gradesync("runs", "show", "run-1", "-t", "other", ok=False).returncode == 3
+
+    assert (
+        gradesync(
+            "destinations", "delete", "canvas", "-t", "northwind", ok=False, input="n\n"
+        ).returncode
+        == 1
+    )  # declined at the prompt
+    gradesync("destinations", "delete", "canvas", "-t", "northwind", "--yes")
+    with cli_db.uow() as uow:
+        assert uow.destinations.all("northwind") == []
+
+
+def _roster(db: Database) -> None:
+    batch = IngestBatch(
+        courses=[Course("northwind", "c1", "Bio")],
+        activities=[
+            Activity("northwind", "q1", "c1", "Quiz 1", 10),
+            Activity("northwind", "q2", "c1", "Quiz 2", 20),
+        ],
+        people=[Person("northwind", "p1", "Ada"), Person("northwind", "p2", "Grace")],
+        enrollments=[Enrollment("northwind", "c1", "p1"), Enrollment("northwind", "c1", "p2")],
+    )
+    ingest(db.uow, SystemClock(), None, "northwind", batch)
+
+
+def test_import_gradebook_and_long_csv(gradesync: Run, cli_db: Database, tmp_path: Path) -> None:
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    wide = tmp_path / "gradebook.csv"
+    wide.write_text("person_id,Student,Quiz 1 (q1),q2,Total\np1,Ada,8,15,23\np2,Grace,,19.5,19.5\n")
+    out = gradesync(
+        "import",
+        "attempts",
+        str(wide),
+        "-t",
+        "northwind",
+        "--course",
+        "c1",
+        "--completed-at",
+        "2025-03-01T10:00:00Z",
+    )
+    assert "imported 3 attempts (0 already stored)" in out.stdout
+    assert "Student" in out.stdout and "Total" in out.stdout  # ignored columns are listed
+    again = gradesync(
+        "import",
+        "attempts",
+        str(wide),
+        "-t",
+        "northwind",
+        "--course",
+        "c1",
+        "--completed-at",
+        "2025-03-01T10:00:00Z",
+    )
+    assert "imported 0 attempts (3 already stored)" in again.stdout
+    with cli_db.uow() as uow:
+        assert [a.score_given for a in uow.attempts.for_key("northwind", "q1", "p1")] == [8]
+        assert [a.score_maximum for a in uow.attempts.for_key("northwind", "q2", "p2")] == [20]
+        assert uow.dirty.count() >= 3
+
+    long = tmp_path / "attempts.csv"
+    long.write_text(
+        "source_event_id,person_id,activity_id,score_given,score_maximum,completed_at\n"
+        "ev-1,p1,q1,9,10,2025-03-02T10:00:00+01:00\n"
+        "ev-2,p2,q1,7,10,2025-03-02T10:00:00Z\n"
+    )
+    out = gradesync("import", "attempts", str(long), "-t", "northwind")
+    assert "imported 2 attempts" in out.stdout
+
+
+def test_import_bad_file_stores_nothing(gradesync: Run, cli_db: Database, tmp_path: Path) -> None:
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "person_id,activity_id,score_given,completed_at\n"
+        "p1,q1,8,2025-03-02T10:00:00Z\n"
+        "p1,q1,abc,2025-03-02T10:00:00Z\n"
+        "p2,q1,5,2025-03-02 10:00\n"
+        "ghost,q1,5,2025-03-02T10:00:00Z\n"
+        "p2,nope,5,2025-03-02T10:00:00Z\n"
+    )
+    r = gradesync("import", "attempts", str(bad), "-t", "northwind", ok=False)
+    assert r.returncode == 2
+    assert "line 3, score_given: 'abc' is not a number [number]" in r.stderr
+    assert "line 4, completed_at" in r.stderr and "timezone_required" in r.stderr
+    assert "line 6, activity_id: no activity 'nope' [unknown_activity]" in r.stderr
+    assert "nothing was imported" in r.stderr
+    with cli_db.uow() as uow:
+        assert uow.attempts.for_person("northwind", "p1") == []
+    bad.write_text("person_id,activity_id,score_given\nghost,q1,5\n")
+    r = gradesync("import", "attempts", str(bad), "-t", "northwind", ok=False)
+    assert r.returncode == 2 and "unknown_person" in r.stderr

@@ -1,0 +1,69 @@
+"""`gradesync sync --wait` against a running `gradesync serve`, whose worker runs the run."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gradesync.adapters.db.database import Database
+from tests.cli.conftest import GRADESYNC, Run
+from tests.cli.test_admin_cli import _roster, _tenant
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(cli_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [GRADESYNC, "serve", "--port", str(port)], env=cli_env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:  # wait for readiness (a condition with a deadline)
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
+
+
+def test_sync_wait_follows_the_run_to_the_end(
+    gradesync: Run, cli_db: Database, server: str
+) -> None:
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    r = gradesync(
+        "sync", "-t", "northwind", "-c", "c1", "--trigger", "resync", "--wait", "--timeout", "60"
+    )
+    assert "queued run run_" in r.stdout
+    assert "finished: succeeded" in r.stdout
+    runs = json.loads(gradesync("runs", "list", "-t", "northwind", "--json").stdout)
+    assert len(runs) == 1 and runs[0]["stage"] == "finished"
+    assert runs[0]["trigger"] == "resync" and runs[0]["actor"].startswith("cli")
+
+    bad = gradesync("sync", "-t", "northwind", "-c", "c1", "-a", "nope", ok=False)
+    assert bad.returncode == 2 and "unknown_activity" in bad.stderr
+    bad = gradesync("sync", "-t", "northwind", "--trigger", "auto", ok=False)
+    assert bad.returncode == 2 and "one_of" in bad.stderr

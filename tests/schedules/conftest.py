@@ -1,0 +1,100 @@
+"""Fixtures for schedule tests: a settable clock, a tenant with a course and destination,
+and the schedule service wired to a run requester that records what was asked."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import (
+    Course,
+    Destination,
+    DestinationKind,
+    RunScope,
+    SyncRun,
+    Tenant,
+    Trigger,
+)
+from gradesync.services import sync as engine
+from gradesync.services.schedules import ScheduleService
+
+T0 = datetime(2024, 11, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self, now: datetime = T0) -> None:
+        self._now = now
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, now: datetime) -> None:
+        with self._lock:
+            self._now = now
+
+    def advance(self, delta: timedelta) -> None:
+        with self._lock:
+            self._now += delta
+
+
+@dataclass
+class Requester:
+    """The engine's `request_run` (queue a run, or join the one queued/running for the
+    scope), recording each call; `fail` makes it raise as an unavailable engine would."""
+
+    db: Database
+    clock: FakeClock
+    calls: list[tuple[RunScope, Trigger, str, str | None]] = field(default_factory=list)
+    fail: bool = False
+    called: threading.Event = field(default_factory=threading.Event)  # set after each call
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(
+        self, scope: RunScope, trigger: Trigger, actor: str, *, schedule_id: str | None = None
+    ) -> tuple[SyncRun, bool]:
+        if self.fail:
+            raise RuntimeError("the engine is unavailable")
+        with self._lock:
+            self.calls.append((scope, trigger, actor, schedule_id))
+        result = engine.request_run(
+            self.db.uow, None, self.clock, scope, trigger, actor, schedule_id=schedule_id
+        )
+        self.called.set()
+        return result
+
+
+@dataclass
+class Env:
+    db: Database
+    clock: FakeClock
+    requester: Requester
+    service: ScheduleService
+    changes: list[int]
+
+
+def seed_tenant(db: Database, tenant_id: str = "t1") -> None:
+    with db.uow() as uow:
+        uow.tenants.upsert(Tenant(tenant_id, tenant_id.upper()), T0)
+        uow.courses.upsert(Course(tenant_id, "c1", "Biology", time_zone="America/New_York"))
+        uow.destinations.upsert(
+            Destination(tenant_id, "sis", DestinationKind.ONEROSTER_REST, "District SIS"), T0
+        )
+        uow.commit()
+
+
+@pytest.fixture
+def env(db: Database) -> Iterator[Env]:
+    seed_tenant(db, "t1")
+    seed_tenant(db, "t2")
+    clock = FakeClock()
+    requester = Requester(db, clock)
+    changes: list[int] = []
+    service = ScheduleService(db.uow, clock, requester, on_change=lambda: changes.append(1))
+    yield Env(db, clock, requester, service, changes)

@@ -1,0 +1,146 @@
+"""The schedules API under /api/v1/schedules, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import Course
+from tests.api.conftest import ApiEnv, Caller
+from tests.schedules.conftest import FakeClock
+
+
+@pytest.fixture
+def api(db: Database, tmp_path: Path) -> Iterator[ApiEnv]:
+    env = ApiEnv(db, tmp_path)
+    env.runtime.clock = FakeClock(datetime(2025, 3, 7, 12, 0, tzinfo=UTC))
+    with env.client:
+        yield env
+
+
+def admin(api: ApiEnv, tenant: str = "t1") -> Caller:
+    c = Caller(api.client, api.tenant(tenant, "admin"))
+    with api.db.uow() as uow:
+        uow.courses.upsert(Course(tenant, "c1", "Biology", time_zone="America/New_York"))
+        uow.commit()
+    api.destination(tenant, "lms")
+    return c
+
+
+def test_admin_manages_a_schedule_end_to_end(api: ApiEnv) -> None:
+    c = admin(api)
+    r = c.post(
+        "/schedules",
+        json={"kind": "daily", "spec": "2:30", "course_id": "c1", "destination_id": "lms"},
+    )
+    assert r.status_code == 201, r.text
+    s = r.json()
+    assert s["time_zone"] == "America/New_York" and s["spec"] == "02:30"
+    assert s["posted_by"].startswith("api-key:")
+    # 2025-03-09 is the spring-forward day in New York: 02:30 does not exist, runs at 03:00
+    assert s["upcoming"] == [
+        "2025-03-08T07:30:00Z",
+        "2025-03-09T07:00:00Z",
+        "2025-03-10T06:30:00Z",
+    ]
+    sid = s["id"]
+    assert [x["id"] for x in c.get("/schedules").json()] == [sid]
+
+    paused = c.post(f"/schedules/{sid}/pause").json()
+    assert paused["paused"] and paused["paused_at"] and paused["next_run_at"] is None
+    resumed = c.post(f"/schedules/{sid}/resume").json()
+    assert not resumed["paused"] and resumed["next_run_at"] == "2025-03-08T07:30:00Z"
+
+    edited = c.patch(f"/schedules/{sid}", json={"spec": "04:00", "destination_id": None})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["spec"] == "04:00" and edited.json()["destination_id"] is None
+    assert edited.json()["course_id"] == "c1"
+
+    run = c.post(f"/schedules/{sid}/run-now")
+    assert run.status_code == 202, run.text
+    assert run.json()["trigger"] == "manual" and run.json()["joined"] is False
+    again = c.post(f"/schedules/{sid}/run-now").json()
+    assert again["joined"] is True and again["id"] == run.json()["id"]
+
+    history = c.get(f"/schedules/{sid}/history").json()
+    assert [h["action"] for h in history] == [
+        "run_now",
+        "run_now",
+        "edited",
+        "resumed",
+        "paused",
+        "created",
+    ]
+    assert history[0]["joined"] and history[0]["run"]["id"] == run.json()["id"]
+    assert c.get("/schedules/history", params={"limit": 2}).status_code == 200
+
+    all_paused = c.post("/schedules/pause-all").json()
+    assert [x["id"] for x in all_paused] == [sid]
+    assert c.delete(f"/schedules/{sid}").status_code == 204
+    assert c.get(f"/schedules/{sid}").status_code == 404
+    assert c.get(f"/schedules/{sid}/history").json()[0]["action"] == "deleted"
+
+
+def test_preview_shows_runs_across_a_fall_back(api: ApiEnv) -> None:
+    c = admin(api)
+    r = c.post(
+        "/schedules/preview",
+        json={
+            "kind": "daily",
+            "spec": "01:30",
+            "time_zone": "Europe/Berlin",
+            "count": 2,
+            "first_run_at": "2025-10-26T00:00:00",
+        },
+    )
+    assert r.status_code == 200, r.text
+    # 26 Oct 2025: 01:30 CEST, then 01:30 CET
+    assert r.json()["runs"] == ["2025-10-25T23:30:00Z", "2025-10-27T00:30:00Z"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "rule"),
+    [
+        ({"kind": "daily", "spec": "25:00", "time_zone": "UTC"}, "spec", "time_format"),
+        ({"kind": "daily", "spec": "01:00"}, "time_zone", "required"),
+        (
+            {"kind": "weekly", "spec": "mon 07:00", "time_zone": "Moon/Base"},
+            "time_zone",
+            "iana_time_zone",
+        ),
+        ({"kind": "hourly", "spec": "1"}, "kind", "one_of"),
+        ({"kind": "interval", "spec": "15m", "course_id": "ghost"}, "course_id", "exists"),
+        ({"kind": "interval", "spec": "15m", "colour": "red"}, "colour", "unknown_field"),
+    ],
+)
+def test_bad_input_is_a_422_naming_field_and_rule(
+    api: ApiEnv, body: dict[str, object], field: str, rule: str
+) -> None:
+    c = admin(api)
+    r = c.post("/schedules", json=body)
+    assert r.status_code == 422, r.text
+    assert (r.json()["detail"][0]["field"], r.json()["detail"][0]["rule"]) == (field, rule)
+    assert c.get("/schedules").json() == []
+
+
+def test_needs_an_admin_key_and_stays_in_its_tenant(api: ApiEnv) -> None:
+    c = admin(api)
+    sid = c.post("/schedules", json={"kind": "interval", "spec": "1h"}).json()["id"]
+    sync_only = Caller(api.client, api.tenant("t1", "sync"))
+    assert sync_only.get("/schedules").status_code == 403
+    assert api.client.get("/api/v1/schedules").status_code == 401
+    other = admin(api, "t2")
+    assert other.get("/schedules").json() == []
+    for method, path in [
+        ("get", f"/schedules/{sid}"),
+        ("post", f"/schedules/{sid}/pause"),
+        ("post", f"/schedules/{sid}/run-now"),
+        ("delete", f"/schedules/{sid}"),
+        ("get", f"/schedules/{sid}/history"),
+    ]:
+        assert getattr(other, method)(path).status_code == 404, path
+    assert c.get(f"/schedules/{sid}").json()["paused"] is False

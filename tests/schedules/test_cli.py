@@ -1,0 +1,114 @@
+"""`gradesync schedules ...` as an admin on the server runs it (in-process through typer's
+runner, with the environment a real invocation reads: starting a Python per command would
+cost seconds each)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gradesync.adapters.db.database import Database
+from gradesync.cli import app
+from tests.conftest import TEST_SECRET
+from tests.schedules.conftest import seed_tenant
+
+
+@dataclass
+class Proc:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def test_admin_runs_schedules_from_the_command_line(
+    tmp_path: Path, _sqlite_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "gradesync.db"
+    path.write_bytes(_sqlite_template.read_bytes())
+    db = Database(f"sqlite:///{path}", TEST_SECRET)
+    seed_tenant(db, "t1")
+    db.dispose()
+    for key, value in dict(
+        GRADESYNC_DATABASE_URL=f"sqlite:///{path}",
+        GRADESYNC_SECRET_KEY=TEST_SECRET,
+        GRADESYNC_DATA_DIR=str(tmp_path / "data"),
+        GRADESYNC_TENANT="t1",
+        COLUMNS="250",
+        NO_COLOR="1",
+    ).items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+
+    def gs(*args: str, code: int = 0) -> Proc:
+        result = runner.invoke(app, ["schedules", *args], catch_exceptions=False)
+        proc = Proc(result.exit_code, result.stdout, result.stderr)
+        assert proc.returncode == code, (args, proc.stdout, proc.stderr)
+        return proc
+
+    added = json.loads(
+        gs(
+            "add",
+            "--kind",
+            "weekly",
+            "--spec",
+            "mon,thu 6:00",
+            "--course",
+            "c1",
+            "--destination",
+            "sis",
+            "--by",
+            "alice",
+            "--json",
+        ).stdout
+    )
+    sid = added["id"]
+    assert added["spec"] == "mon,thu 06:00" and added["time_zone"] == "America/New_York"
+    assert added["posted_by"] == "alice" and len(added["upcoming"]) == 3
+
+    listing = gs("list").stdout
+    assert sid in listing and "weekly on Mon, Thu at 06:00" in listing and "alice" in listing
+
+    assert "paused at" in gs("pause", sid, "--by", "bob").stdout
+    assert "paused" in gs("list").stdout
+    assert "resumed; next run" in gs("resume", sid, "--by", "bob").stdout
+
+    edited = json.loads(gs("edit", sid, "--spec", "fri 18:00", "--json").stdout)
+    assert edited["spec"] == "fri 18:00"
+
+    run = json.loads(gs("run-now", sid, "--by", "carol", "--json").stdout)
+    assert run["trigger"] == "manual" and run["actor"] == "carol" and run["joined"] is False
+    assert "joined the run already going" in gs("run-now", sid, "--by", "dave").stdout
+
+    history = json.loads(gs("history", sid, "--json").stdout)
+    assert [(h["action"], h["actor"]) for h in history][:3] == [
+        ("run_now", "dave"),
+        ("run_now", "carol"),
+        ("edited", history[2]["actor"]),
+    ]
+    assert history[0]["run"]["id"] == run["id"]
+
+    bad = gs("add", "--kind", "daily", "--spec", "7pm", "--tz", "UTC", code=2)
+    assert "spec:" in bad.stderr and "[time_format]" in bad.stderr
+    assert "not found" in gs("pause", "sch_nope", code=3).stderr
+
+    assert "paused 1 schedule(s)" in gs("pause-all").stdout
+    assert "deleted" in gs("delete", sid).stdout
+    assert sid not in gs("list").stdout
+    preview = gs(
+        "preview",
+        "--kind",
+        "daily",
+        "--spec",
+        "02:30",
+        "--tz",
+        "America/New_York",
+        "--first-run",
+        "2031-03-08T12:00",
+        "--count",
+        "2",
+    ).stdout
+    assert "2031-03-09 03:00 EDT" in preview and "2031-03-10 02:30 EDT" in preview

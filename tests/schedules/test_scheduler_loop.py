@@ -1,0 +1,134 @@
+"""The in-process scheduler loop and the procrastinate periodic task."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import procrastinate
+import pytest
+from procrastinate.testing import InMemoryConnector
+
+from gradesync.adapters.db.database import Database
+from gradesync.adapters.queue import scheduler
+from gradesync.adapters.queue.scheduler import (
+    PERIODIC_ID,
+    TICK_TASK,
+    SchedulerLoop,
+    register_periodic_tick,
+    seconds_until,
+)
+from gradesync.domain.model import ScheduleAction, ScheduleEvent
+from gradesync.services.schedules import ScheduleService
+from tests.schedules.conftest import T0, FakeClock, Requester, seed_tenant
+
+DEADLINE = 10.0
+
+
+class Parts:
+    def __init__(self, db: Database) -> None:
+        seed_tenant(db)
+        self.db = db
+        self.clock = FakeClock()
+        self.requester = Requester(db, self.clock)
+        self.service = ScheduleService(
+            db.uow, self.clock, self.requester, on_change=scheduler.notify_changed
+        )
+
+    async def logged(self, schedule_id: str, action: ScheduleAction) -> ScheduleEvent:
+        """The newest `action` event of the schedule, once the loop has written it."""
+        deadline = asyncio.get_running_loop().time() + DEADLINE
+        while True:
+            history = await asyncio.to_thread(self.service.history, "t1", schedule_id)
+            found = [h.event for h in history if h.event.action is action]
+            if found:
+                return found[0]
+            assert asyncio.get_running_loop().time() < deadline, f"no {action} logged in time"
+            await asyncio.sleep(0.01)  # re-check the condition; bounded by the deadline
+
+    async def wait_for_run(self) -> None:
+        ok = await asyncio.to_thread(self.requester.called.wait, DEADLINE)
+        assert ok, "the scheduler did not request a run in time"
+        self.requester.called.clear()
+
+
+@pytest.fixture
+async def parts(sqlite_db: Database) -> AsyncIterator[Parts]:
+    yield Parts(sqlite_db)
+
+
+def test_seconds_until() -> None:
+    assert seconds_until(None, T0, 60) == 60
+    assert seconds_until(T0 + timedelta(seconds=5), T0, 60) == 5
+    assert seconds_until(T0 + timedelta(hours=1), T0, 60) == 60
+    assert seconds_until(T0 - timedelta(hours=1), T0, 60) == 0
+
+
+async def test_missed_run_fires_once_when_the_loop_starts(parts: Parts) -> None:
+    s = parts.service.create("t1", "alice", kind="interval", spec="15m").schedule
+    parts.clock.advance(timedelta(hours=5))  # the service was down for 5 hours
+    loop = SchedulerLoop(parts.service, parts.clock, max_sleep=3600)
+    loop.start()
+    try:
+        await parts.wait_for_run()
+        event = await parts.logged(s.id, ScheduleAction.FIRED)
+    finally:
+        await loop.stop()
+    assert len(parts.requester.calls) == 1
+    assert event.missed == 19  # 20 slots in 5 hours, one run
+
+
+async def test_a_change_wakes_the_sleeping_loop(parts: Parts) -> None:
+    loop = SchedulerLoop(parts.service, parts.clock, max_sleep=3600)
+    loop.start()
+    try:
+        # nothing scheduled: the loop sleeps up to an hour
+        s = parts.service.create("t1", "alice", kind="interval", spec="15m").schedule
+        parts.clock.advance(timedelta(minutes=15))
+        scheduler.notify_changed()  # as an edit in this process would
+        await parts.wait_for_run()
+        assert parts.requester.calls[0][3] == s.id
+        # an API edit (through the service's on_change) wakes it too
+        parts.clock.advance(timedelta(minutes=15))
+        parts.service.edit("t1", s.id, "bob", spec="15m")
+        await parts.wait_for_run()
+    finally:
+        await loop.stop()
+    assert len(parts.requester.calls) == 2
+
+
+async def test_the_loop_survives_a_failing_tick(parts: Parts) -> None:
+    parts.service.create("t1", "alice", kind="interval", spec="15m")
+    parts.clock.advance(timedelta(minutes=15))
+    failures = {"left": 2}
+    real_tick = parts.service.tick
+
+    def flaky_tick():  # type: ignore[no-untyped-def]
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("database restarting")
+        return real_tick()
+
+    parts.service.tick = flaky_tick  # type: ignore[method-assign]
+    loop = SchedulerLoop(parts.service, parts.clock, max_sleep=3600, retry_delay=0.01)
+    loop.start()
+    try:
+        await parts.wait_for_run()
+    finally:
+        await loop.stop()
+    assert failures["left"] == 0 and loop.ticks >= 2  # two failed ticks, then it fired
+
+
+def test_procrastinate_periodic_task_ticks_the_same_service(sqlite_db: Database) -> None:
+    p = Parts(sqlite_db)
+    p.service.create("t1", "alice", kind="interval", spec="15m")
+    p.clock.advance(timedelta(minutes=15))
+    app = procrastinate.App(connector=InMemoryConnector())
+    task = register_periodic_tick(app, lambda: p.service, queue="gradesync")
+    periodic = app.periodic_registry.periodic_tasks
+    assert [(k, v.cron) for k, v in periodic.items()] == [((TICK_TASK, PERIODIC_ID), "* * * * *")]
+    assert app.tasks[TICK_TASK].queue == "gradesync"
+    assert task(int(datetime(2024, 11, 1, tzinfo=UTC).timestamp())) == 1
+    assert task(0) == 0  # the slot is spent
+    assert len(p.requester.calls) == 1
