@@ -1,34 +1,22 @@
-"""Console pages for signing in and the course list. Other pages live beside this module."""
+"""Console pages for signing in and the course list; the other pages live beside this module
+and are gathered into `router` here (mounted by `web.app`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
 from gradesync.domain.model import ConsoleUser, UserRole
 from gradesync.services.accounts import authenticate
+from gradesync.web.console import course, dashboard, destinations, diagnosis, runs, schedules
+from gradesync.web.console.common import flash, render, static, templates
 from gradesync.web.console.session import current_user, sign_in, sign_out
 
-WEB = Path(__file__).resolve().parent.parent
-templates = Jinja2Templates(directory=str(WEB / "templates"))
-static = StaticFiles(directory=str(WEB / "static"))
+__all__ = ["flash", "render", "router", "static", "templates"]
 
 router = APIRouter(prefix="/console", include_in_schema=False)
-
-
-def render(request: Request, name: str, user: ConsoleUser | None, **ctx: Any) -> HTMLResponse:
-    flashes = request.session.pop("flashes", []) if "session" in request.scope else []
-    return templates.TemplateResponse(request, name, {"user": user, "flashes": flashes, **ctx})
-
-
-def flash(request: Request, level: str, text: str) -> None:
-    request.session.setdefault("flashes", []).append((level, text))
 
 
 def _safe_next(url: str | None) -> str:
@@ -54,17 +42,16 @@ def login(
     runtime = request.app.state.runtime
     user = authenticate(runtime.db.uow, username, password, tenant.strip() or None)
     if user is None:
-        resp = render(
+        return render(
             request,
             "console/login.html",
             None,
+            status=401,
             next_url=_safe_next(next),
             username=username,
             tenant=tenant,
             error="That username and password do not match.",
         )
-        resp.status_code = 401
-        return resp
     sign_in(request, user)
     return RedirectResponse(_safe_next(next), status_code=303)
 
@@ -87,3 +74,7 @@ def courses(request: Request, user: ConsoleUser = Depends(current_user)) -> HTML
     if user.role is UserRole.INSTRUCTOR and len(rows) == 1:
         return RedirectResponse(f"/console/courses/{rows[0]['course'].id}", status_code=303)  # type: ignore[return-value]
     return render(request, "console/courses.html", user, courses=rows, nav="courses")
+
+
+for _module in (course, runs, schedules, diagnosis, destinations, dashboard):
+    router.include_router(_module.router)

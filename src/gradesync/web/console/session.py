@@ -7,11 +7,16 @@ secret, and is re-checked against the database on every request, so a deleted us
 from __future__ import annotations
 
 import hashlib
+import secrets
+from dataclasses import replace
+from datetime import datetime
 
 from fastapi import HTTPException, Request
 from starlette.middleware.sessions import SessionMiddleware
 
-from gradesync.domain.model import ConsoleUser
+from gradesync.domain.model import ConsoleUser, UserRole
+from gradesync.services.accounts import hash_password
+from gradesync.services.ports import UnitOfWorkFactory
 
 SESSION_KEY = "console_user"
 
@@ -30,6 +35,9 @@ def install(app: object, secret_key: str, *, https_only: bool = False) -> None:
         https_only=https_only,
         max_age=12 * 3600,
     )
+    from gradesync.web.console.common import PageError, page_error_handler
+
+    app.add_exception_handler(PageError, page_error_handler)  # type: ignore[attr-defined]
 
 
 def sign_in(request: Request, user: ConsoleUser, *, course_id: str | None = None) -> None:
@@ -38,6 +46,41 @@ def sign_in(request: Request, user: ConsoleUser, *, course_id: str | None = None
     request.session[SESSION_KEY] = {"tenant_id": user.tenant_id, "username": user.username}
     if course_id:
         request.session["home_course"] = course_id
+
+
+def sign_in_from_launch(
+    request: Request,
+    uow_factory: UnitOfWorkFactory,
+    now: datetime,
+    *,
+    tenant_id: str,
+    person_id: str,
+    display_name: str,
+    course_id: str,
+) -> ConsoleUser:
+    """After a validated LTI launch by an instructor: open the console in that course.
+
+    The launch is the proof of identity, so the account has no usable password (a random
+    one nobody knows); the course is added to the courses this instructor may see. An
+    existing admin account of the same name keeps its role."""
+    username = f"lti:{person_id}"
+    with uow_factory() as uow:
+        user = uow.users.get(tenant_id, username)
+        if user is None:
+            user = ConsoleUser(
+                tenant_id=tenant_id,
+                username=username,
+                display_name=display_name or person_id,
+                password_hash=hash_password(secrets.token_urlsafe(32)),
+                role=UserRole.INSTRUCTOR,
+                course_ids=(course_id,),
+            )
+        elif course_id not in user.course_ids:
+            user = replace(user, course_ids=(*user.course_ids, course_id))
+        uow.users.save(user, now)
+        uow.commit()
+    sign_in(request, user, course_id=course_id)
+    return user
 
 
 def sign_out(request: Request) -> None:

@@ -1,0 +1,404 @@
+"""Read models for the web console: a course page, a grade grid, a learner/activity evidence
+file and the delivery dashboard's numbers. Reads only; every query is per tenant.
+
+The grid speaks the instructor's words: a ledger row DELIVERED is "sent", a rejection that
+diagnostics attributed to an instructor's edit in the gradebook is "overridden".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from gradesync.domain.errors import NotFound
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    Course,
+    DeliveryState,
+    Destination,
+    Enrollment,
+    ItemLink,
+    LedgerKey,
+    LedgerRow,
+    Person,
+    Role,
+    SyncRun,
+)
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+
+# Reason codes diagnostics use for a grade someone typed into the gradebook (kept there).
+OVERRIDE_CODES = frozenset({"overridden", "instructor_override", "lms_override", "kept_lms_edit"})
+
+# The statuses a grid cell can show, in the order legends list them.
+STATUSES = ("sent", "pending", "retrying", "rejected", "overridden", "not_sent", "none")
+STATUS_LABELS = {
+    "sent": "Sent",
+    "pending": "Pending",
+    "retrying": "Retrying",
+    "rejected": "Rejected",
+    "overridden": "Overridden",
+    "not_sent": "Not sent",
+    "none": "No grade yet",
+}
+
+
+def cell_status(row: LedgerRow | None) -> str:
+    if row is None:
+        return "none"
+    if row.reason_code in OVERRIDE_CODES:
+        return "overridden"
+    return {
+        DeliveryState.DELIVERED: "sent",
+        DeliveryState.PENDING: "pending",
+        DeliveryState.RETRYING: "retrying",
+        DeliveryState.REJECTED: "rejected",
+        DeliveryState.SKIPPED: "not_sent",
+    }[row.state]
+
+
+def _num(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, int | float) else "?"
+
+
+def score_text(row: LedgerRow | None) -> str | None:
+    """'8 / 10' from the desired result, or None when there is nothing to send."""
+    if row is None or not row.desired:
+        return None
+    given, maximum = row.desired.get("score_given"), row.desired.get("score_maximum")
+    if given is None:
+        return "no score"
+    return f"{_num(given)} / {_num(maximum)}"
+
+
+def why_text(row: LedgerRow | None) -> str | None:
+    """One paragraph a person can act on: our reason, then the destination's own words."""
+    if row is None:
+        return None
+    parts: list[str] = []
+    if row.reason_text:
+        parts.append(row.reason_text)
+    if row.remote_status is not None or row.remote_message:
+        said = row.remote_message or ""
+        status = f"HTTP {row.remote_status}" if row.remote_status is not None else ""
+        parts.append(f"The destination answered {status}{': ' if status and said else ''}{said}")
+    if row.state is DeliveryState.RETRYING and row.next_attempt_at is not None:
+        parts.append(
+            f"Next try at {row.next_attempt_at.strftime('%Y-%m-%d %H:%M:%S UTC')} "
+            f"(tried {row.tries} time(s))."
+        )
+    return " ".join(parts) or None
+
+
+@dataclass(frozen=True, slots=True)
+class GridCell:
+    activity_id: str
+    status: str
+    score: str | None
+    why: str | None
+    row: LedgerRow | None
+
+
+@dataclass(frozen=True, slots=True)
+class GridRow:
+    person: Person
+    cells: list[GridCell]
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRow:
+    activity: Activity
+    column: ItemLink | None  # the activity's column at the selected destination
+    counts: dict[str, int]  # status -> learners
+
+
+@dataclass(frozen=True, slots=True)
+class CoursePage:
+    course: Course
+    destinations: list[Destination]
+    destination: Destination | None  # the one the grid shows
+    activities: list[ActivityRow]
+    grid: list[GridRow]
+    counts: dict[str, int]  # status -> cells, for the selected destination
+    latest_run: SyncRun | None
+    active_run: SyncRun | None
+    recent_runs: list[SyncRun]
+
+
+def course_destinations(uow: UnitOfWork, tenant_id: str, course_id: str) -> list[Destination]:
+    """Destinations this course's grades go to: those linked to the course or holding ledger
+    rows for it; before any sync, every destination of the tenant."""
+    every = uow.destinations.all(tenant_id)
+    linked = {
+        link.destination_id for link in uow.links.destinations_for_course(tenant_id, course_id)
+    }
+    for d in every:
+        if d.id not in linked and uow.ledger.counts_by_state(
+            tenant_id, destination_id=d.id, course_id=course_id
+        ):
+            linked.add(d.id)
+    chosen = [d for d in every if d.id in linked]
+    return sorted(chosen or every, key=lambda d: d.name.lower())
+
+
+def _learners(uow: UnitOfWork, tenant_id: str, course_id: str) -> list[Person]:
+    ids = [
+        e.person_id
+        for e in uow.enrollments.for_course(tenant_id, course_id)
+        if e.role is Role.LEARNER
+    ]
+    people = uow.people.get_many(tenant_id, ids)
+    found = [people.get(pid) or Person(tenant_id, pid) for pid in ids]
+    return sorted(found, key=lambda p: ((p.name or p.id).lower(), p.id))
+
+
+def course_page(
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: str,
+    course_id: str,
+    *,
+    destination_id: str | None = None,
+) -> CoursePage:
+    """Everything the course page shows. Raises NotFound for an unknown course."""
+    with uow_factory() as uow:
+        course = uow.courses.get(tenant_id, course_id)
+        if course is None:
+            raise NotFound("course", course_id)
+        dests = course_destinations(uow, tenant_id, course_id)
+        dest = next((d for d in dests if d.id == destination_id), dests[0] if dests else None)
+        activities = sorted(
+            uow.activities.for_course(tenant_id, course_id),
+            key=lambda a: (a.due_at is None, a.due_at or datetime.min, a.title.lower(), a.id),
+        )
+        learners = _learners(uow, tenant_id, course_id)
+        ledger: dict[tuple[str, str], LedgerRow] = {}
+        columns: dict[str, ItemLink] = {}
+        if dest is not None:
+            ledger = uow.ledger.get_many(tenant_id, dest.id, course_id)
+            columns = uow.links.items(tenant_id, dest.id, [a.id for a in activities])
+        runs = uow.runs.history(tenant_id, course_id=course_id, limit=10)
+    active = next((r for r in runs if r.finished_at is None), None)
+    grid: list[GridRow] = []
+    per_activity: dict[str, dict[str, int]] = {a.id: {} for a in activities}
+    totals: dict[str, int] = {}
+    for person in learners:
+        cells = []
+        for a in activities:
+            row = ledger.get((a.id, person.id))
+            status = cell_status(row)
+            cells.append(GridCell(a.id, status, score_text(row), why_text(row), row))
+            per_activity[a.id][status] = per_activity[a.id].get(status, 0) + 1
+            totals[status] = totals.get(status, 0) + 1
+        grid.append(GridRow(person, cells))
+    rows = [ActivityRow(a, columns.get(a.id), per_activity[a.id]) for a in activities]
+    return CoursePage(
+        course=course,
+        destinations=dests,
+        destination=dest,
+        activities=rows,
+        grid=grid,
+        counts=totals,
+        latest_run=runs[0] if runs else None,
+        active_run=active,
+        recent_runs=runs,
+    )
+
+
+# --- diagnosis evidence ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationEvidence:
+    destination: Destination
+    row: LedgerRow | None
+    status: str
+    why: str | None
+    column: ItemLink | None
+    deliveries: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class PairEvidence:
+    """What the records say about one learner and one activity, for the diagnosis page."""
+
+    course: Course
+    activity: Activity
+    person: Person
+    enrollment: Enrollment | None
+    attempts: list[Attempt]
+    destinations: list[DestinationEvidence] = field(default_factory=list)
+
+
+def pair_evidence(
+    uow_factory: UnitOfWorkFactory, tenant_id: str, activity_id: str, person_id: str
+) -> PairEvidence:
+    """Ledger rows, delivery log and attempts of one (activity, learner). Raises NotFound."""
+    with uow_factory() as uow:
+        activity = uow.activities.get(tenant_id, activity_id)
+        if activity is None:
+            raise NotFound("activity", activity_id)
+        course = uow.courses.get(tenant_id, activity.course_id)
+        if course is None:
+            raise NotFound("course", activity.course_id)
+        person = uow.people.get(tenant_id, person_id)
+        if person is None:
+            raise NotFound("person", person_id)
+        enrollment = uow.enrollments.get(tenant_id, course.id, person_id)
+        attempts = uow.attempts.for_key(tenant_id, activity_id, person_id)
+        out = []
+        for dest in course_destinations(uow, tenant_id, course.id):
+            key = LedgerKey(tenant_id, dest.id, activity_id, person_id)
+            row = uow.ledger.get(key)
+            out.append(
+                DestinationEvidence(
+                    destination=dest,
+                    row=row,
+                    status=cell_status(row),
+                    why=why_text(row),
+                    column=uow.links.item(tenant_id, dest.id, activity_id),
+                    deliveries=uow.deliveries.for_key(key, limit=20),
+                )
+            )
+    return PairEvidence(course, activity, person, enrollment, attempts, out)
+
+
+# --- the delivery dashboard ------------------------------------------------------------------
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of already sorted values."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBucket:
+    start: datetime
+    sends: int
+    delivered: int
+    rejected: int
+    retrying: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationRates:
+    destination_id: str
+    name: str
+    sends: int
+    delivered: int
+    rejected: int
+    retrying: int
+
+    @property
+    def success_rate(self) -> float:
+        return self.delivered / self.sends if self.sends else 0.0
+
+    @property
+    def rejection_rate(self) -> float:
+        return self.rejected / self.sends if self.sends else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    since: datetime
+    until: datetime
+    bucket: timedelta
+    buckets: list[TimeBucket]
+    destinations: list[DestinationRates]
+    sends: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+def summarise_deliveries(
+    deliveries: Iterable[dict[str, Any]],
+    names: dict[str, str],
+    since: datetime,
+    until: datetime,
+    buckets: int,
+) -> Dashboard:
+    """Pure: fold delivery log rows (sent_at, outcome, latency_ms, destination_id) into
+    `buckets` equal time slices between `since` and `until` and per-destination rates."""
+    width = (until - since) / buckets
+    slots: list[dict[str, Any]] = [
+        {"sends": 0, "delivered": 0, "rejected": 0, "retrying": 0, "lat": []}
+        for _ in range(buckets)
+    ]
+    per_dest: dict[str, dict[str, int]] = {}
+    every_latency: list[float] = []
+    for d in deliveries:
+        at: datetime = d["sent_at"]
+        if at < since or at > until:
+            continue
+        i = min(buckets - 1, int((at - since) / width))
+        slot = slots[i]
+        outcome = str(d["outcome"])
+        slot["sends"] += 1
+        if outcome in ("delivered", "rejected", "retrying"):
+            slot[outcome] += 1
+        if d.get("latency_ms") is not None:
+            slot["lat"].append(float(d["latency_ms"]))
+            every_latency.append(float(d["latency_ms"]))
+        counts = per_dest.setdefault(
+            str(d["destination_id"]), {"sends": 0, "delivered": 0, "rejected": 0, "retrying": 0}
+        )
+        counts["sends"] += 1
+        if outcome in counts:
+            counts[outcome] += 1
+    out = []
+    for i, s in enumerate(slots):
+        lat = sorted(s["lat"])
+        out.append(
+            TimeBucket(
+                start=since + width * i,
+                sends=s["sends"],
+                delivered=s["delivered"],
+                rejected=s["rejected"],
+                retrying=s["retrying"],
+                p50_ms=percentile(lat, 50),
+                p95_ms=percentile(lat, 95),
+                p99_ms=percentile(lat, 99),
+            )
+        )
+    rates = [
+        DestinationRates(
+            did, names.get(did, did), c["sends"], c["delivered"], c["rejected"], c["retrying"]
+        )
+        for did, c in sorted(per_dest.items(), key=lambda kv: names.get(kv[0], kv[0]).lower())
+    ]
+    every_latency.sort()
+    return Dashboard(
+        since=since,
+        until=until,
+        bucket=width,
+        buckets=out,
+        destinations=rates,
+        sends=sum(s.sends for s in out),
+        p50_ms=percentile(every_latency, 50),
+        p95_ms=percentile(every_latency, 95),
+        p99_ms=percentile(every_latency, 99),
+    )
+
+
+def dashboard(
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: str,
+    now: datetime,
+    *,
+    window: timedelta = timedelta(hours=24),
+    buckets: int = 24,
+) -> Dashboard:
+    with uow_factory() as uow:
+        since = now - window
+        rows = uow.deliveries.since(tenant_id, since)
+        names = {d.id: d.name for d in uow.destinations.all(tenant_id)}
+    return summarise_deliveries(rows, names, since, now, buckets)

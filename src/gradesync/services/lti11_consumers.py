@@ -1,0 +1,156 @@
+"""LTI 1.1 consumers: registering an LMS that launches gradesync over LTI 1.1, and the host
+rules that keep its outcome URLs pointed at that LMS (SSRF protection).
+
+A consumer is a Destination of kind LTI11_OUTCOMES:
+    config {"consumer_key", "allowed_hosts": [...], "comments": bool}, secret {"consumer_secret"}
+The destination repository encrypts the secret at rest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
+from gradesync.domain.model import Destination, DestinationKind
+from gradesync.services.ports import UnitOfWork
+
+_LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+_HOST = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*(:\d{{1,5}})?$")
+_ID = re.compile(r"^[A-Za-z0-9._~:@-]{1,255}$")
+PROFILES = ("generic", "canvas", "moodle", "brightspace", "blackboard", "schoology")
+MIN_SECRET_LENGTH = 16
+
+
+def host_pattern_problem(pattern: object) -> str | None:
+    """Why an allowed_hosts entry is unusable, or None. Entries are host names, optionally
+    with a port (`lms.example.edu:8443`) or a leading `*.` for any subdomain."""
+    if not isinstance(pattern, str) or not _HOST.match(pattern.lower()):
+        return "not a host name, host:port or *.domain"
+    return None
+
+
+def host_allowed(url: str, allowed_hosts: Sequence[str]) -> bool:
+    """True when `url` is http(s), carries no credentials, and its host (and port, where the
+    entry names one) is one of `allowed_hosts`."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host or parts.username or parts.password:
+        return False
+    effective_port = str(port or (443 if parts.scheme == "https" else 80))
+    for pattern in allowed_hosts:
+        pat_host, _, pat_port = pattern.lower().partition(":")
+        if pat_port and effective_port != pat_port:
+            continue
+        if pat_host.startswith("*."):
+            if host.endswith(pat_host[1:]):
+                return True
+        elif host == pat_host:
+            return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    tenant_id: str
+    destination_id: str
+    name: str
+    consumer_key: str
+    consumer_secret: str
+    allowed_hosts: tuple[str, ...]
+    profile: str = "generic"
+    comments: bool = False
+
+
+def _problems(spec: ConsumerSpec) -> list[FieldProblem]:
+    out: list[FieldProblem] = []
+    if not _ID.match(spec.destination_id):
+        out.append(
+            FieldProblem("destination_id", "identifier", "1-255 letters, digits and . _ ~ : @ -")
+        )
+    if not spec.name.strip():
+        out.append(FieldProblem("name", "required", "A name people recognise, e.g. the LMS."))
+    key = spec.consumer_key
+    if not key.strip() or len(key) > 255 or key != key.strip():
+        out.append(
+            FieldProblem("consumer_key", "required", "1-255 characters without surrounding spaces.")
+        )
+    if len(spec.consumer_secret) < MIN_SECRET_LENGTH:
+        out.append(
+            FieldProblem(
+                "consumer_secret",
+                "min_length",
+                f"At least {MIN_SECRET_LENGTH} characters: the secret is all that proves a "
+                "launch came from the LMS.",
+            )
+        )
+    if not spec.allowed_hosts:
+        out.append(
+            FieldProblem(
+                "allowed_hosts",
+                "required",
+                "List the LMS host(s) its outcome URLs use, e.g. lms.example.edu.",
+            )
+        )
+    for i, host in enumerate(spec.allowed_hosts):
+        problem = host_pattern_problem(host)
+        if problem:
+            out.append(FieldProblem(f"allowed_hosts[{i}]", "host", f"{host!r}: {problem}."))
+    if spec.profile not in PROFILES:
+        out.append(FieldProblem("profile", "one_of", f"One of {', '.join(PROFILES)}."))
+    return out
+
+
+def add_consumer(uow: UnitOfWork, spec: ConsumerSpec, now: datetime) -> Destination:
+    """Create or update an LTI 1.1 consumer (no commit: the caller commits).
+
+    A consumer key identifies the consumer on every launch, so it may be registered once in
+    the whole installation; updating the same destination (e.g. a new secret) is allowed."""
+    problems = _problems(spec)
+    if problems:
+        raise InvalidInput(problems)
+    if uow.tenants.get(spec.tenant_id) is None:
+        raise NotFound("tenant", spec.tenant_id)
+    existing = uow.destinations.get(spec.tenant_id, spec.destination_id)
+    if existing is not None and existing.kind is not DestinationKind.LTI11_OUTCOMES:
+        raise Conflict(
+            f"destination {spec.destination_id!r} exists and is a {existing.kind.value} "
+            "destination, not an LTI 1.1 consumer"
+        )
+    for other in uow.destinations.all():
+        if (
+            other.kind is DestinationKind.LTI11_OUTCOMES
+            and other.config.get("consumer_key") == spec.consumer_key
+            and (other.tenant_id, other.id) != (spec.tenant_id, spec.destination_id)
+        ):
+            raise InvalidInput.one(
+                "consumer_key",
+                "unique",
+                f"{spec.consumer_key!r} is already the key of consumer "
+                f"{other.tenant_id}/{other.id}; every consumer needs its own key.",
+            )
+    dest = Destination(
+        tenant_id=spec.tenant_id,
+        id=spec.destination_id,
+        kind=DestinationKind.LTI11_OUTCOMES,
+        name=spec.name.strip(),
+        profile=spec.profile,
+        config={
+            "consumer_key": spec.consumer_key,
+            "allowed_hosts": [h.lower() for h in spec.allowed_hosts],
+            "comments": spec.comments,
+        },
+        secret={"consumer_secret": spec.consumer_secret},
+        enabled=existing.enabled if existing else True,
+        paused_until=existing.paused_until if existing else None,
+        pause_reason=existing.pause_reason if existing else None,
+    )
+    uow.destinations.upsert(dest, now)
+    return dest

@@ -1,0 +1,355 @@
+"""Moving a course from LTI 1.1 to LTI 1.3 without resending its grades.
+
+When an LMS upgrades a tool to LTI 1.3, launches from old LTI 1.1 links arrive as LTI 1.3
+launches carrying the migration claim (LTI 1.3 core, "LTI 1.1 migration claim"):
+
+    "https://purl.imsglobal.org/spec/lti/claim/lti1p1": {
+        "user_id": "<the LTI 1.1 user_id>", "oauth_consumer_key": "<key>",
+        "oauth_consumer_key_sign": base64(HMAC-SHA256(
+            key=<LTI 1.1 secret>,
+            msg="<oauth_consumer_key>&<deployment_id>&<iss>&<client_id>&<exp>&<nonce>"))}
+
+The signature proves the platform knows the LTI 1.1 secret, i.e. that this LTI 1.3
+registration really is the LMS that used to launch us as that consumer. Only then does the
+course's grade history move: for each result the LTI 1.1 consumer holds (DELIVERED), the
+result the LTI 1.3 destination would be asked to hold is computed with today's facts and its
+capabilities; when it is the same grade (the same fraction of the column), the new
+destination's ledger row starts DELIVERED, so the engine sends only what differs.
+The LTI 1.1 course link is marked `migrated_to`, and the LTI 1.1 adapter refuses to send for
+that course from then on: the course has switched destination, its history stays readable.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from gradesync.domain.canonical import iso
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.ledger import desired_from_json, desired_to_json, result_hash
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    Course,
+    CourseLink,
+    DeliveryState,
+    Destination,
+    DestinationKind,
+    LedgerKey,
+    LedgerRow,
+    Tenant,
+)
+from gradesync.domain.policy import (
+    DesiredResult,
+    NoResult,
+    PolicyInput,
+    column_for,
+    desired_result,
+    resolve_settings,
+)
+from gradesync.services.ports import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+LTI1P1_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/lti1p1"
+DEPLOYMENT_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/deployment_id"
+MIGRATED_KEY = "migrated_to"
+SAME_GRADE_TOLERANCE = 1e-6  # policy rounds scores to 6 decimals
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationResult:
+    """What a migration did. `migrated` False means nothing changed; `reason` says why."""
+
+    migrated: bool
+    course_id: str
+    lti11_destination_id: str | None = None
+    lti13_destination_id: str | None = None
+    lti11_user_id: str | None = None  # the launching person's LTI 1.1 identity (person id)
+    carried_over: int = 0  # results the new destination starts with as delivered
+    to_send: int = 0  # results that differ or were never delivered: the engine sends them
+    already_present: int = 0  # the new destination already had a delivered result
+    reason: str | None = None
+
+
+def consumer_key_signature(
+    consumer_key: str,
+    consumer_secret: str,
+    *,
+    deployment_id: str,
+    issuer: str,
+    client_id: str,
+    exp: int | str,
+    nonce: str,
+) -> str:
+    """oauth_consumer_key_sign as the LTI 1.3 migration claim defines it."""
+    message = "&".join((consumer_key, deployment_id, issuer, client_id, str(exp), nonce))
+    mac = hmac.new(consumer_secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256)
+    return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def _client_id(id_token: Mapping[str, Any]) -> str:
+    aud = id_token.get("aud")
+    if isinstance(aud, str):
+        return aud
+    if isinstance(aud, list) and aud:
+        azp = id_token.get("azp")
+        return str(azp) if isinstance(azp, str) and azp else str(aud[0])
+    return ""
+
+
+def _str_field(source: Mapping[str, Any], name: str, path: str) -> str:
+    value = source.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise InvalidInput.one(path, "required", f"{path} is required to migrate from LTI 1.1.")
+    return value
+
+
+def verify_lti1p1_claim(
+    claim: Mapping[str, Any], id_token: Mapping[str, Any], consumer_secret: str
+) -> bool:
+    """True when the claim's oauth_consumer_key_sign was made with this secret for this
+    very id token (deployment, issuer, client, expiry and nonce are all signed)."""
+    expected = consumer_key_signature(
+        _str_field(claim, "oauth_consumer_key", "lti1p1.oauth_consumer_key"),
+        consumer_secret,
+        deployment_id=_str_field(id_token, DEPLOYMENT_CLAIM, "deployment_id"),
+        issuer=_str_field(id_token, "iss", "iss"),
+        client_id=_client_id(id_token),
+        exp=_str_field(id_token, "exp", "exp"),
+        nonce=_str_field(id_token, "nonce", "nonce"),
+    )
+    given = _str_field(claim, "oauth_consumer_key_sign", "lti1p1.oauth_consumer_key_sign")
+    return hmac.compare_digest(expected.encode("ascii"), given.encode("ascii", "replace"))
+
+
+def _lti11_consumer(uow: UnitOfWork, tenant_id: str, consumer_key: str) -> Destination | None:
+    for dest in uow.destinations.all(tenant_id):
+        if (
+            dest.kind is DestinationKind.LTI11_OUTCOMES
+            and dest.config.get("consumer_key") == consumer_key
+        ):
+            return dest
+    return None
+
+
+def _fraction(result: DesiredResult) -> float | None:
+    if result.score_given is None or result.score_maximum <= 0:
+        return None
+    return result.score_given / result.score_maximum
+
+
+def _same_grade(old: DesiredResult, new: DesiredResult) -> bool:
+    """The LMS column already shows `new`: LTI 1.1 carried only the score as a fraction of
+    the column (no comment, no status), so that is all there is to compare."""
+    a, b = _fraction(old), _fraction(new)
+    if a is None or b is None:
+        return False  # excused/cleared results are re-stated through the new destination
+    return abs(a - b) <= SAME_GRADE_TOLERANCE
+
+
+def migrate_course_from_lti11(
+    uow: UnitOfWork,
+    *,
+    tenant_id: str,
+    lti13_destination_id: str,
+    course_id: str,
+    lti1p1_claim: Mapping[str, Any],
+    now: datetime,
+    id_token: Mapping[str, Any],
+    capabilities: Capabilities | None = None,
+) -> MigrationResult:
+    """Move `course_id`'s LTI 1.1 grade history to the LTI 1.3 destination (no commit: the
+    launch handler commits with the launch).
+
+    `id_token` is the verified LTI 1.3 id token's claims (iss, aud/azp, exp, nonce and
+    deployment_id are part of the signature). `capabilities` are the LTI 1.3 destination's
+    (`client.capabilities`); they decide the form its results take, so the carried-over
+    rows hash exactly as the engine will compute them. Without them the domain defaults are
+    assumed, and a destination whose capabilities differ simply resends.
+
+    Idempotent: a second launch finds the course already moved and changes nothing.
+    Raises InvalidInput when the claim is incomplete; a signature that does not verify
+    leaves everything as it was and says so in `reason`."""
+    claim = lti1p1_claim
+    consumer_key = _str_field(claim, "oauth_consumer_key", "lti1p1.oauth_consumer_key")
+    user_id = claim.get("user_id")
+    user_id = str(user_id) if isinstance(user_id, str | int) and str(user_id) else None
+    base = MigrationResult(
+        migrated=False,
+        course_id=course_id,
+        lti13_destination_id=lti13_destination_id,
+        lti11_user_id=user_id,
+    )
+    target = uow.destinations.get(tenant_id, lti13_destination_id)
+    if target is None:
+        raise NotFound("destination", lti13_destination_id)
+    if target.kind is not DestinationKind.LTI13_AGS:
+        raise InvalidInput(
+            [
+                FieldProblem(
+                    "lti13_destination_id",
+                    "kind",
+                    f"{lti13_destination_id!r} is a {target.kind.value} destination, "
+                    "not an LTI 1.3 platform.",
+                )
+            ]
+        )
+    source = _lti11_consumer(uow, tenant_id, consumer_key)
+    if source is None:
+        return replace(base, reason=f"no LTI 1.1 consumer with key {consumer_key!r} in this tenant")
+    base = replace(base, lti11_destination_id=source.id)
+    secret = str(source.secret.get("consumer_secret") or "")
+    if not secret or not verify_lti1p1_claim(claim, id_token, secret):
+        log.warning(
+            "LTI 1.1 migration refused: oauth_consumer_key_sign does not verify for consumer "
+            "%s/%s (course %s)",
+            tenant_id,
+            source.id,
+            course_id,
+        )
+        return replace(
+            base,
+            reason="oauth_consumer_key_sign does not verify with the LTI 1.1 consumer's secret",
+        )
+    link = uow.links.course(tenant_id, source.id, course_id)
+    if link is None:
+        return replace(base, reason="the course was never launched over LTI 1.1")
+    if link.data.get(MIGRATED_KEY):
+        return replace(
+            base,
+            migrated=link.data[MIGRATED_KEY] == lti13_destination_id,
+            reason=f"already moved to {link.data[MIGRATED_KEY]!r}",
+        )
+
+    caps = capabilities or Capabilities()
+    carried, to_send, present = _carry_over(
+        uow, tenant_id, source.id, lti13_destination_id, course_id, caps, now
+    )
+    data = dict(link.data)
+    data[MIGRATED_KEY] = lti13_destination_id
+    data["migrated_at"] = iso(now)
+    uow.links.save_course(
+        CourseLink(link.tenant_id, link.destination_id, link.course_id, link.remote_id, data)
+    )
+    log.info(
+        "course %s/%s moved from LTI 1.1 consumer %s to %s: %d carried over, %d to send",
+        tenant_id,
+        course_id,
+        source.id,
+        lti13_destination_id,
+        carried,
+        to_send,
+    )
+    return replace(
+        base, migrated=True, carried_over=carried, to_send=to_send, already_present=present
+    )
+
+
+def _desired(
+    uow: UnitOfWork,
+    tenant: Tenant,
+    course: Course,
+    activity: Activity,
+    key: LedgerKey,
+    attempts: Mapping[tuple[str, str], list[Attempt]],
+    caps: Capabilities,
+    now: datetime,
+) -> DesiredResult | None:
+    """The result the new destination will be asked to hold, computed as the engine does
+    (policy layers, column rules, then the learner's result); None when it holds none."""
+    try:
+        policy = resolve_settings(tenant.policy, course.policy, activity.policy)
+    except InvalidInput:
+        return None
+    if isinstance(column_for(activity, policy, caps), NoResult):
+        return None
+    outcome = desired_result(
+        PolicyInput(
+            policy=policy,
+            course=course,
+            activity=activity,
+            enrollment=uow.enrollments.get(key.tenant_id, course.id, key.person_id),
+            attempts=attempts.get((key.activity_id, key.person_id), []),
+            due_override=uow.overrides.get(key.tenant_id, key.activity_id, key.person_id),
+            capabilities=caps,
+            now=now,
+        )
+    )
+    return outcome if isinstance(outcome, DesiredResult) else None
+
+
+def _carry_over(
+    uow: UnitOfWork,
+    tenant_id: str,
+    source_id: str,
+    target_id: str,
+    course_id: str,
+    caps: Capabilities,
+    now: datetime,
+) -> tuple[int, int, int]:
+    course = uow.courses.get(tenant_id, course_id)
+    tenant = uow.tenants.get(tenant_id)
+    if course is None or tenant is None:
+        return 0, 0, 0
+    carried = to_send = present = 0
+    activities: dict[str, Activity] = {}
+    for batch in uow.ledger.iter_scope(tenant_id, source_id, course_id):
+        wanted = {r.key.activity_id for r in batch} - activities.keys()
+        activities.update(uow.activities.get_many(tenant_id, wanted))
+        existing = uow.ledger.get_many(
+            tenant_id, target_id, course_id, sorted({r.key.activity_id for r in batch})
+        )
+        attempts = uow.attempts.for_activities(
+            tenant_id, sorted({r.key.activity_id for r in batch})
+        )
+        new_rows: list[tuple[LedgerRow, str]] = []
+        for row in batch:
+            key = row.key
+            mine = existing.get((key.activity_id, key.person_id))
+            if mine is not None and mine.delivered_hash is not None:
+                present += 1
+                continue
+            held = (
+                row.state is DeliveryState.DELIVERED
+                and row.delivered_hash is not None
+                and row.delivered_hash == row.desired_hash
+                and row.desired is not None
+            )
+            activity = activities.get(key.activity_id)
+            if not held or activity is None:
+                to_send += int(row.state is not DeliveryState.SKIPPED)
+                continue
+            outcome = _desired(uow, tenant, course, activity, key, attempts, caps, now)
+            assert row.desired is not None
+            if outcome is None or not _same_grade(desired_from_json(row.desired), outcome):
+                to_send += 1
+                continue
+            digest = result_hash(outcome)
+            new_rows.append(
+                (
+                    LedgerRow(
+                        key=LedgerKey(tenant_id, target_id, key.activity_id, key.person_id),
+                        state=DeliveryState.DELIVERED,
+                        desired_hash=digest,
+                        desired=desired_to_json(outcome),
+                        delivered_hash=digest,
+                        delivered_at=row.delivered_at or now,
+                        remote_message=f"carried over from LTI 1.1 consumer {source_id!r}",
+                        updated_at=now,
+                    ),
+                    course_id,
+                )
+            )
+        uow.ledger.save_many(new_rows)
+        carried += len(new_rows)
+    return carried, to_send, present

@@ -1,0 +1,138 @@
+"""What every console page shares: templates, rendering, flash messages, the CSRF check and
+small helpers to reach the runtime and check access.
+
+Forms that change something carry a per-session CSRF token (a hidden `csrf` field); the
+session cookie is also SameSite=Lax, so a cross-site form cannot post with it either way.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import ConsoleUser, Course, UserRole
+from gradesync.runtime import Runtime
+from gradesync.web.console.session import current_user
+
+WEB = Path(__file__).resolve().parent.parent
+templates = Jinja2Templates(directory=str(WEB / "templates"))
+static = StaticFiles(directory=str(WEB / "static"))
+
+
+def _when(value: datetime | None, zone: str | None = None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A time for people: in the given zone (the course's), else UTC, with the zone named."""
+    if value is None:
+        return "—"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    tz = ZoneInfo(zone) if zone else UTC
+    local = value.astimezone(tz)
+    return f"{local.strftime(fmt)} {local.tzname() or ''}".strip()
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "—"
+    secs = max(0.0, (end - start).total_seconds())
+    if secs < 1:
+        return f"{secs * 1000:.0f} ms"
+    if secs < 120:
+        return f"{secs:.1f} s"
+    return f"{secs / 60:.1f} min"
+
+
+templates.env.filters["when"] = _when
+templates.env.globals["duration"] = _duration
+
+
+def runtime_of(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(24)
+        request.session["csrf"] = token
+    return str(token)
+
+
+def check_csrf(request: Request, csrf: str = Form("")) -> None:
+    """FastAPI dependency for POST routes: the form's token must match the session's."""
+    expected = request.session.get("csrf")
+    if not expected or not hmac.compare_digest(str(expected), csrf):
+        raise PageError(
+            403,
+            "This form has expired or did not come from this site; reload the page and try again.",
+        )
+
+
+def render(
+    request: Request, name: str, user: ConsoleUser | None, *, status: int = 200, **ctx: Any
+) -> HTMLResponse:
+    flashes = request.session.pop("flashes", []) if "session" in request.scope else []
+    resp = templates.TemplateResponse(
+        request,
+        name,
+        {"user": user, "flashes": flashes, "csrf": csrf_token(request), **ctx},
+    )
+    resp.status_code = status
+    return resp
+
+
+def flash(request: Request, level: str, text: str) -> None:
+    """A one-time message shown on the next page ("ok" or "error")."""
+    request.session.setdefault("flashes", []).append((level, text))
+
+
+def problems_text(exc: InvalidInput) -> str:
+    return " ".join(f"{p.field}: {p.message}" for p in exc.problems)
+
+
+class PageError(HTTPException):
+    """A console error shown as a page (the API's errors stay JSON)."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(status_code=status_code, detail=detail)
+
+
+async def page_error_handler(request: Request, exc: Exception) -> HTMLResponse:
+    assert isinstance(exc, PageError)
+    titles = {403: "Not allowed", 404: "Not found", 409: "Not possible now"}
+    return render(
+        request,
+        "console/error.html",
+        None,
+        status=exc.status_code,
+        title=titles.get(exc.status_code, "Something went wrong"),
+        detail=exc.detail,
+    )
+
+
+def admin_user(user: ConsoleUser = Depends(current_user)) -> ConsoleUser:
+    """Dependency: the signed-in user, who must be an admin."""
+    if user.role is not UserRole.ADMIN:
+        raise PageError(403, "Only an administrator can open this page.")
+    return user
+
+
+def course_for(request: Request, user: ConsoleUser, course_id: str) -> Course:
+    """The course if the user may see it; 404 otherwise (no hint that it exists)."""
+    if not user.can_see_course(course_id):
+        raise PageError(404, "No such course.")
+    with runtime_of(request).db.uow() as uow:
+        course = uow.courses.get(user.tenant_id, course_id)
+    if course is None:
+        raise PageError(404, "No such course.")
+    return course

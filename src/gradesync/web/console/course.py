@@ -1,0 +1,201 @@
+"""The course page: activities with their sync switch, Sync now / Resync / Remaster, live
+progress of the course's run and the per-learner grade grid."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from gradesync.domain.errors import Conflict, InvalidInput, NotFound
+from gradesync.domain.model import ConsoleUser, RunScope, SyncRun, Trigger
+from gradesync.runtime import Runtime
+from gradesync.services import console_queries as cq
+from gradesync.services import ingest
+from gradesync.web.console.common import (
+    PageError,
+    check_csrf,
+    course_for,
+    flash,
+    problems_text,
+    render,
+    runtime_of,
+)
+from gradesync.web.console.runs import OUTCOME_LABELS, STAGE_LABELS, STAGES
+from gradesync.web.console.session import current_user
+
+router = APIRouter()
+
+ACTIONS: dict[str, tuple[Trigger, str, str]] = {
+    # action -> (trigger, button label, what it does, in words for the confirmation)
+    "sync": (Trigger.MANUAL, "Sync now", "sends every grade that changed since the last sync"),
+    "resync": (
+        Trigger.RESYNC,
+        "Resync",
+        "recomputes every grade from the learners' attempts and sends the ones that differ "
+        "from what the gradebook was last sent",
+    ),
+    "remaster": (
+        Trigger.REMASTER,
+        "Remaster",
+        "sends every grade and every column's details (name, points, due date, category) "
+        "again, even the ones already there. Use it after the gradebook was reset or "
+        "columns were deleted. It overwrites grades typed into the gradebook",
+    ),
+}
+
+
+def request_run(rt: Runtime, scope: RunScope, trigger: Trigger, actor: str) -> tuple[SyncRun, bool]:
+    """Ask the engine for a run (joined when one is already going for the same scope)."""
+    from gradesync.services import sync as engine  # the engine wires itself at runtime
+
+    return engine.request_run(rt.db.uow, rt.waker, rt.clock, scope, trigger, actor)
+
+
+def _page(request: Request, user: ConsoleUser, course_id: str, destination: str | None) -> Any:
+    course_for(request, user, course_id)
+    try:
+        return cq.course_page(
+            runtime_of(request).db.uow, user.tenant_id, course_id, destination_id=destination
+        )
+    except NotFound as exc:
+        raise PageError(404, str(exc)) from exc
+
+
+@router.get("/courses/{course_id}", response_class=HTMLResponse)
+def course_page(
+    request: Request,
+    course_id: str,
+    destination: str | None = None,
+    user: ConsoleUser = Depends(current_user),
+) -> HTMLResponse:
+    page = _page(request, user, course_id, destination)
+    return render(
+        request,
+        "console/course.html",
+        user,
+        nav="courses",
+        page=page,
+        runs=page.recent_runs,
+        statuses=cq.STATUSES,
+        labels=cq.STATUS_LABELS,
+        stage_labels=STAGE_LABELS,
+        outcome_labels=OUTCOME_LABELS,
+        all_stages=STAGES,
+    )
+
+
+@router.get("/courses/{course_id}/grid", response_class=HTMLResponse)
+def grid_fragment(
+    request: Request,
+    course_id: str,
+    destination: str | None = None,
+    user: ConsoleUser = Depends(current_user),
+) -> HTMLResponse:
+    """The grade grid and activity table alone, for the page's script to refresh in place."""
+    page = _page(request, user, course_id, destination)
+    return render(
+        request,
+        "console/_course_tables.html",
+        user,
+        page=page,
+        statuses=cq.STATUSES,
+        labels=cq.STATUS_LABELS,
+    )
+
+
+def _back(course_id: str, destination: str) -> str:
+    tail = f"?destination={destination}" if destination else ""
+    return f"/console/courses/{course_id}{tail}"
+
+
+@router.post("/courses/{course_id}/switch", dependencies=[Depends(check_csrf)])
+def course_switch(
+    request: Request,
+    course_id: str,
+    sync: str = Form(...),
+    destination: str = Form(""),
+    user: ConsoleUser = Depends(current_user),
+) -> RedirectResponse:
+    """Grade sync on or off for the whole course."""
+    course = course_for(request, user, course_id)
+    on = sync == "on"
+    rt = runtime_of(request)
+    ingest.upsert_courses(
+        rt.db.uow, rt.clock, rt.waker, user.tenant_id, [replace(course, sync_enabled=on)]
+    )
+    flash(request, "ok", f"Grade sync is {'on' if on else 'off'} for {course.title}.")
+    return RedirectResponse(_back(course_id, destination), status_code=303)
+
+
+@router.post(
+    "/courses/{course_id}/activities/{activity_id}/switch", dependencies=[Depends(check_csrf)]
+)
+def activity_switch(
+    request: Request,
+    course_id: str,
+    activity_id: str,
+    sync: str = Form(...),
+    destination: str = Form(""),
+    user: ConsoleUser = Depends(current_user),
+) -> RedirectResponse:
+    """An activity's sync switch. Saved through ingest, which marks its learners' grades for
+    recomputing, so the change reaches the gradebook without anyone pressing Sync now."""
+    course_for(request, user, course_id)
+    rt = runtime_of(request)
+    with rt.db.uow() as uow:
+        activity = uow.activities.get(user.tenant_id, activity_id)
+    if activity is None or activity.course_id != course_id:
+        raise PageError(404, "No such activity in this course.")
+    on = sync == "on"
+    ingest.upsert_activities(
+        rt.db.uow, rt.clock, rt.waker, user.tenant_id, [replace(activity, sync_enabled=on)]
+    )
+    flash(request, "ok", f"Sync is {'on' if on else 'off'} for {activity.title}.")
+    return RedirectResponse(_back(course_id, destination), status_code=303)
+
+
+@router.post("/courses/{course_id}/sync", dependencies=[Depends(check_csrf)], response_model=None)
+def start_run(
+    request: Request,
+    course_id: str,
+    action: str = Form("sync"),
+    confirm: str = Form(""),
+    destination: str = Form(""),
+    activity_ids: list[str] = Form(default=[]),
+    user: ConsoleUser = Depends(current_user),
+) -> Response:
+    """Sync now, Resync or Remaster the course (or the ticked activities). Resync and
+    Remaster ask for a confirmation first."""
+    course = course_for(request, user, course_id)
+    if action not in ACTIONS:
+        raise PageError(404, f"Unknown action {action!r}.")
+    trigger, label, what = ACTIONS[action]
+    if action != "sync" and confirm != "yes":
+        return render(
+            request,
+            "console/confirm_run.html",
+            user,
+            nav="courses",
+            course=course,
+            action=action,
+            label=label,
+            what=what,
+            destination=destination,
+            activity_ids=activity_ids,
+        )
+    rt = runtime_of(request)
+    scope = RunScope(user.tenant_id, None, course_id, tuple(sorted(set(activity_ids))))
+    try:
+        run, joined = request_run(rt, scope, trigger, user.username)
+    except (InvalidInput, Conflict) as exc:
+        text = problems_text(exc) if isinstance(exc, InvalidInput) else str(exc)
+        flash(request, "error", f"{label} could not start: {text}")
+        return RedirectResponse(_back(course_id, destination), status_code=303)
+    if joined:
+        flash(request, "ok", f"A sync of this course was already going; following run {run.id}.")
+    else:
+        flash(request, "ok", f"{label} started (run {run.id}).")
+    return RedirectResponse(_back(course_id, destination), status_code=303)

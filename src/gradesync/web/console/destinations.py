@@ -1,0 +1,282 @@
+"""Destinations page: the gradebooks grades go to. Add an LMS (LTI 1.3 platform or LTI 1.1
+consumer) or a SIS (OneRoster 1.2), check that one works, pause or resume it, and copy the
+values to paste into the LMS. Secrets are write-only: never shown back."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from gradesync.domain.errors import Conflict, InvalidInput, NotFound
+from gradesync.domain.model import ConsoleUser, Destination
+from gradesync.runtime import Runtime
+from gradesync.services import destination_admin
+from gradesync.services.destination import CheckStep, DestinationClient, RemoteFailure
+from gradesync.web.console.common import (
+    PageError,
+    admin_user,
+    check_csrf,
+    flash,
+    problems_text,
+    render,
+    runtime_of,
+)
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+KIND_LABELS = {
+    "lti13_ags": "LMS (LTI 1.3)",
+    "lti11_outcomes": "LMS (LTI 1.1)",
+    "oneroster_rest": "SIS (OneRoster 1.2)",
+    "oneroster_csv": "SIS (OneRoster CSV files)",
+}
+# Settings worth showing in the list (never anything from `secret`).
+SHOWN_CONFIG = (
+    "issuer",
+    "client_id",
+    "deployment_ids",
+    "consumer_key",
+    "allowed_hosts",
+    "base_url",
+    "token_url",
+)
+
+
+def paste_values(base_url: str) -> list[tuple[str, str]]:
+    """What an LMS admin copies into the LMS when registering gradesync."""
+    from gradesync.lti.registration import tool_urls
+
+    urls = tool_urls(base_url)
+    base = base_url.rstrip("/")
+    return [
+        ("LTI 1.3 OpenID Connect login (initiation) URL", urls["oidc_login_url"]),
+        ("LTI 1.3 target link / launch URL", urls["target_link_uri"]),
+        ("LTI 1.3 redirect URI", urls["redirect_uri"]),
+        ("LTI 1.3 deep linking URL", urls["deep_linking_url"]),
+        ("LTI 1.3 public key set (JWKS) URL", urls["jwks_url"]),
+        ("LTI 1.3 configuration JSON (Canvas: paste this URL)", f"{base}/lti/config"),
+        ("Tool domain", urls["domain"]),
+        ("LTI 1.1 launch URL", f"{base}/lti11/launch"),
+    ]
+
+
+def _rows(rt: Runtime, tenant_id: str) -> list[dict[str, Any]]:
+    out = []
+    with rt.db.uow() as uow:
+        for d in sorted(uow.destinations.all(tenant_id), key=lambda d: d.name.lower()):
+            view = destination_admin.public_view(d)
+            out.append(
+                {
+                    "d": view,
+                    "kind_label": KIND_LABELS.get(d.kind.value, d.kind.value),
+                    "shown": [
+                        (k, view["config"][k]) for k in SHOWN_CONFIG if view["config"].get(k)
+                    ],
+                    "counts": uow.ledger.counts_by_state(tenant_id, destination_id=d.id),
+                }
+            )
+    return out
+
+
+def _page(request: Request, user: ConsoleUser, *, status: int = 200, **extra: Any) -> HTMLResponse:
+    rt = runtime_of(request)
+    return render(
+        request,
+        "console/destinations.html",
+        user,
+        status=status,
+        nav="destinations",
+        rows=_rows(rt, user.tenant_id),
+        paste=paste_values(rt.settings.base_url),
+        form=extra.pop("form", {}),
+        open_form=extra.pop("open_form", ""),
+        **extra,
+    )
+
+
+@router.get("/destinations", response_class=HTMLResponse)
+def destinations_page(request: Request, user: ConsoleUser = Depends(admin_user)) -> HTMLResponse:
+    return _page(request, user)
+
+
+def _words(value: str) -> list[str]:
+    return [v for v in re.split(r"[,\s]+", value or "") if v]
+
+
+def _save_platform(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
+    from gradesync.lti.registration import save_platform
+
+    data: dict[str, Any] = {
+        k: form[k].strip()
+        for k in (
+            "id",
+            "name",
+            "issuer",
+            "client_id",
+            "auth_login_url",
+            "auth_token_url",
+            "key_set_url",
+            "profile",
+        )
+        if form.get(k, "").strip()
+    }
+    data["deployment_ids"] = _words(form.get("deployment_ids", ""))
+    with rt.db.uow() as uow:
+        dest = save_platform(uow, tenant_id, data, rt.clock.now())
+        uow.commit()
+    return dest
+
+
+def _save_consumer(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
+    from gradesync.services.lti11_consumers import ConsumerSpec, add_consumer
+
+    spec = ConsumerSpec(
+        tenant_id=tenant_id,
+        destination_id=form.get("id", "").strip(),
+        name=form.get("name", "").strip(),
+        consumer_key=form.get("consumer_key", "").strip(),
+        consumer_secret=form.get("consumer_secret", ""),
+        allowed_hosts=tuple(_words(form.get("allowed_hosts", ""))),
+        profile=form.get("profile", "generic") or "generic",
+    )
+    with rt.db.uow() as uow:
+        dest = add_consumer(uow, spec, rt.clock.now())
+        uow.commit()
+    return dest
+
+
+def _save_sis(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
+    from gradesync.services.sis import add_connection
+
+    return add_connection(
+        rt.db.uow,
+        rt.clock,
+        tenant_id=tenant_id,
+        destination_id=form.get("id", "").strip(),
+        name=form.get("name", "").strip(),
+        base_url=form.get("base_url", "").strip() or None,
+        client_id=form.get("client_id", "").strip() or None,
+        client_secret=form.get("client_secret") or None,
+        token_url=form.get("token_url", "").strip() or None,
+    )
+
+
+SAVERS: dict[str, Callable[[Runtime, str, dict[str, str]], Destination]] = {
+    "lti13": _save_platform,
+    "lti11": _save_consumer,
+    "sis": _save_sis,
+}
+
+
+@router.post("/destinations", dependencies=[Depends(check_csrf)], response_model=None)
+async def add_destination(request: Request, user: ConsoleUser = Depends(admin_user)) -> Response:
+    raw = await request.form()
+    form = {k: str(v) for k, v in raw.items() if k != "csrf"}
+    kind = form.pop("kind", "")
+    saver = SAVERS.get(kind)
+    if saver is None:
+        raise PageError(404, "Unknown kind of destination.")
+    rt = runtime_of(request)
+    try:
+        dest = await run_in_threadpool(saver, rt, user.tenant_id, form)
+    except InvalidInput as exc:
+        shown = {k: v for k, v in form.items() if "secret" not in k}
+        return await run_in_threadpool(
+            _page, request, user, status=422, form=shown, open_form=kind, error=problems_text(exc)
+        )
+    except (Conflict, NotFound) as exc:
+        shown = {k: v for k, v in form.items() if "secret" not in k}
+        return await run_in_threadpool(
+            _page, request, user, status=409, form=shown, open_form=kind, error=str(exc)
+        )
+    flash(request, "ok", f"Added {dest.name}. Press Check to prove it works.")
+    return RedirectResponse("/console/destinations", status_code=303)
+
+
+@asynccontextmanager
+async def _client(rt: Runtime, dest: Destination) -> Any:
+    """A client for one check: the runtime's (its shared pool and token cache) when its
+    worker serves this event loop, else a fresh one closed after the check."""
+    if getattr(rt, "worker", None) is not None and hasattr(rt, "destination_client"):
+        client: DestinationClient = rt.destination_client(dest)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+        return
+    from gradesync.adapters.destinations.registry import DestinationContext, build_client
+
+    async with httpx.AsyncClient(timeout=15.0, follow_redirects=False) as http:
+        client = build_client(dest, DestinationContext(http=http, extras={"runtime": rt}))
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+
+async def run_check(rt: Runtime, dest: Destination) -> list[CheckStep]:
+    try:
+        async with _client(rt, dest) as client:
+            check: Callable[[], Awaitable[Any]] = client.check
+            return list(await check())
+    except RemoteFailure as exc:
+        return [CheckStep("reach the destination", False, exc.message, exc.remedy)]
+    except Exception as exc:  # a check must answer in words, whatever went wrong
+        log.warning("destination check of %s failed: %s", dest.id, exc)
+        return [
+            CheckStep(
+                "reach the destination",
+                False,
+                f"{type(exc).__name__}: {exc}",
+                "Check the URLs and that this server can reach the destination.",
+            )
+        ]
+
+
+@router.post("/destinations/{destination_id}/check", dependencies=[Depends(check_csrf)])
+async def check_destination(
+    request: Request, destination_id: str, user: ConsoleUser = Depends(admin_user)
+) -> HTMLResponse:
+    rt = runtime_of(request)
+    try:
+        dest = await run_in_threadpool(
+            destination_admin.get_destination, rt.db.uow, user.tenant_id, destination_id
+        )
+    except NotFound as exc:
+        raise PageError(404, "No such destination.") from exc
+    steps = await run_check(rt, dest)
+    return await run_in_threadpool(
+        _page, request, user, checked=dest.name, checked_id=dest.id, steps=steps
+    )
+
+
+@router.post("/destinations/{destination_id}/{what}", dependencies=[Depends(check_csrf)])
+def pause_or_resume(
+    request: Request, destination_id: str, what: str, user: ConsoleUser = Depends(admin_user)
+) -> RedirectResponse:
+    rt = runtime_of(request)
+    try:
+        if what == "pause":
+            d = destination_admin.pause(
+                rt.db.uow, rt.clock, user.tenant_id, destination_id, actor=user.username
+            )
+            flash(request, "ok", f"{d.name} is paused: grades wait until you resume it.")
+        elif what == "resume":
+            d = destination_admin.resume(
+                rt.db.uow, rt.clock, rt.waker, user.tenant_id, destination_id
+            )
+            flash(request, "ok", f"{d.name} is delivering again.")
+        else:
+            raise PageError(404, "Unknown action.")
+    except NotFound as exc:
+        raise PageError(404, "No such destination.") from exc
+    return RedirectResponse("/console/destinations", status_code=303)

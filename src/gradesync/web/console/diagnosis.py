@@ -1,0 +1,95 @@
+"""Diagnosis page: pick a learner and an activity, see why their grade is where it is.
+
+The diagnostics service's ordered checks (name, passed, evidence, remedy) come first
+(`gradesync.services.diagnostics.diagnose_learner_activity`). The records follow in every case: the
+learner's enrollment and attempts, and per destination the ledger's state and reason, the
+destination's own answer and the delivery log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+
+from gradesync.domain.errors import NotFound
+from gradesync.domain.model import ConsoleUser, Role
+from gradesync.services import console_queries as cq
+from gradesync.web.console.common import PageError, course_for, render, runtime_of
+from gradesync.web.console.session import current_user
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def run_checks(request: Request, tenant_id: str, activity_id: str, person_id: str) -> Any:
+    """The diagnostics service's ordered checks for the pair (a `Diagnosis`)."""
+    from gradesync.services.diagnostics import diagnose_learner_activity
+
+    rt = runtime_of(request)
+    return diagnose_learner_activity(rt.db.uow, rt.clock, tenant_id, person_id, activity_id)
+
+
+@router.get("/diagnosis", response_class=HTMLResponse)
+def diagnosis(
+    request: Request,
+    course: str = "",
+    activity: str = "",
+    person: str = "",
+    user: ConsoleUser = Depends(current_user),
+) -> HTMLResponse:
+    rt = runtime_of(request)
+    with rt.db.uow() as uow:
+        courses = sorted(
+            (c for c in uow.courses.all(user.tenant_id) if user.can_see_course(c.id)),
+            key=lambda c: c.title.lower(),
+        )
+    if not course and len(courses) == 1:
+        course = courses[0].id
+    activities: list[Any] = []
+    people: list[Any] = []
+    if course:
+        course_for(request, user, course)
+        with rt.db.uow() as uow:
+            activities = sorted(
+                uow.activities.for_course(user.tenant_id, course), key=lambda a: a.title.lower()
+            )
+            enrolled = uow.enrollments.for_course(user.tenant_id, course)
+            found = uow.people.get_many(user.tenant_id, [e.person_id for e in enrolled])
+            people = sorted(
+                (
+                    (found.get(e.person_id), e)
+                    for e in enrolled
+                    if e.role is Role.LEARNER or e.person_id == person
+                ),
+                key=lambda pe: (pe[0].name if pe[0] else pe[1].person_id).lower(),
+            )
+    evidence = checks = None
+    if course and activity and person:
+        if activity not in {a.id for a in activities}:
+            raise PageError(404, "No such activity in this course.")
+        try:
+            evidence = cq.pair_evidence(rt.db.uow, user.tenant_id, activity, person)
+        except NotFound as exc:
+            raise PageError(404, str(exc)) from exc
+        try:
+            checks = run_checks(request, user.tenant_id, activity, person)
+        except Exception:  # the records below still answer the question
+            log.exception("diagnostics failed for %s/%s", activity, person)
+    return render(
+        request,
+        "console/diagnosis.html",
+        user,
+        nav="diagnosis",
+        courses=courses,
+        activities=activities,
+        people=people,
+        course_id=course,
+        activity_id=activity,
+        person_id=person,
+        evidence=evidence,
+        checks=checks,
+        labels=cq.STATUS_LABELS,
+    )

@@ -1,0 +1,155 @@
+"""Sync history: every run with its stages, counts, who started it and how it ended; one
+run's page; and the small JSON the pages poll to show a run's progress live."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from gradesync.domain.errors import NotFound
+from gradesync.domain.model import ConsoleUser, RunStage, SyncRun, Trigger
+from gradesync.services import queries
+from gradesync.web.console.common import PageError, admin_user, render, runtime_of, templates
+from gradesync.web.console.session import current_user
+
+router = APIRouter()
+
+STAGES = [s.value for s in RunStage]
+STAGE_LABELS = {
+    "queued": "Waiting to start",
+    "computing": "Working out grades",
+    "provisioning": "Preparing gradebook columns",
+    "sending": "Sending grades",
+    "verifying": "Checking what arrived",
+    "finished": "Finished",
+}
+OUTCOME_LABELS = {
+    "succeeded": "Succeeded",
+    "partly_failed": "Partly failed",
+    "failed": "Failed",
+}
+
+
+BRIEF = ("sent", "unchanged", "pending", "retrying", "skipped", "rejected", "differs")
+
+
+def count_items(counts: dict[str, Any], brief: bool = False) -> list[tuple[str, str]]:
+    """A run's counts as (label, value) pairs for people: nested counts by reason become
+    "rejected: 2 (unknown_user 2)". `brief` keeps the outcomes a person looks for."""
+    out = []
+    for key, value in counts.items():
+        if brief and key not in BRIEF:
+            continue
+        label = key.replace("_", " ")
+        if isinstance(value, dict):
+            total = sum(v for v in value.values() if isinstance(v, int | float))
+            if not value:
+                continue
+            detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(value.items()))
+            out.append((label, f"{total:g} ({detail})"))
+        else:
+            out.append((label, str(value)))
+    return out
+
+
+templates.env.globals["count_items"] = count_items
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def progress(run: SyncRun, stages: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the live progress panel needs, as JSON."""
+    return {
+        "id": run.id,
+        "stage": run.stage.value,
+        "stage_label": STAGE_LABELS.get(run.stage.value, run.stage.value),
+        "stage_index": STAGES.index(run.stage.value),
+        "stages": STAGES,
+        "stage_labels": STAGE_LABELS,
+        "history": stages,
+        "finished": run.stage is RunStage.FINISHED,
+        "outcome": run.outcome.value if run.outcome else None,
+        "outcome_label": OUTCOME_LABELS.get(run.outcome.value, run.outcome.value)
+        if run.outcome
+        else None,
+        "counts": dict(run.counts),
+        "count_items": count_items(dict(run.counts), brief=True),
+        "message": run.message,
+        "trigger": run.trigger.value,
+        "actor": run.actor,
+        "created_at": _iso(run.created_at),
+        "finished_at": _iso(run.finished_at),
+    }
+
+
+def _visible_run(request: Request, user: ConsoleUser, run_id: str) -> queries.RunDetail:
+    try:
+        detail = queries.run_detail(runtime_of(request).db.uow, user.tenant_id, run_id)
+    except NotFound as exc:
+        raise PageError(404, "No such run.") from exc
+    course_id = detail.run.scope.course_id
+    if not (user.role.value == "admin" or (course_id and user.can_see_course(course_id))):
+        raise PageError(404, "No such run.")
+    return detail
+
+
+@router.get("/runs", response_class=HTMLResponse)
+def run_history(
+    request: Request,
+    course: str = "",
+    trigger: str = "",
+    user: ConsoleUser = Depends(admin_user),
+) -> HTMLResponse:
+    rt = runtime_of(request)
+    valid_trigger = trigger if trigger in {t.value for t in Trigger} else None
+    runs = queries.list_runs(
+        rt.db.uow, user.tenant_id, course_id=course or None, trigger=valid_trigger, limit=200
+    )
+    with rt.db.uow() as uow:
+        courses = {c.id: c for c in uow.courses.all(user.tenant_id)}
+        stages = {r.id: uow.runs.stages(r.id) for r in runs}
+    return render(
+        request,
+        "console/runs.html",
+        user,
+        nav="runs",
+        runs=runs,
+        stages=stages,
+        courses=courses,
+        course_filter=course,
+        trigger_filter=valid_trigger or "",
+        triggers=[t.value for t in Trigger],
+        stage_labels=STAGE_LABELS,
+        outcome_labels=OUTCOME_LABELS,
+    )
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(
+    request: Request, run_id: str, user: ConsoleUser = Depends(current_user)
+) -> HTMLResponse:
+    detail = _visible_run(request, user, run_id)
+    return render(
+        request,
+        "console/run.html",
+        user,
+        nav="runs",
+        run=detail.run,
+        stages=detail.stages,
+        stage_labels=STAGE_LABELS,
+        outcome_labels=OUTCOME_LABELS,
+        all_stages=STAGES,
+    )
+
+
+@router.get("/runs/{run_id}/progress")
+def run_progress(
+    request: Request, run_id: str, user: ConsoleUser = Depends(current_user)
+) -> JSONResponse:
+    detail = _visible_run(request, user, run_id)
+    return JSONResponse(progress(detail.run, detail.stages), headers={"Cache-Control": "no-store"})

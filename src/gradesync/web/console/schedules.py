@@ -1,0 +1,281 @@
+"""Schedules page, in the shape admins know from SIS grade sync screens: type, interval, first
+run, next run, time zone, posted by; run now, pause, pause all, resume, edit, delete; and the
+log of who did what."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.model import ConsoleUser, RunScope, ScheduleKind
+from gradesync.runtime import Runtime
+from gradesync.services.schedules import ScheduleInfo, ScheduleService
+from gradesync.web.console.common import (
+    PageError,
+    admin_user,
+    check_csrf,
+    flash,
+    problems_text,
+    render,
+    runtime_of,
+)
+
+router = APIRouter()
+
+KIND_HINTS = {
+    "interval": "every so often, e.g. 15m, 2h, 1h30m",
+    "daily": "a local time, e.g. 01:30",
+    "weekly": "days and a local time, e.g. mon-fri 07:00 or sat 22:00",
+    "cron": "five cron fields, e.g. 0 7 * * 1-5",
+}
+TYPE_LABELS = {"schedule": "Grade sync", "remaster": "Remaster (resend everything)"}
+
+
+def service(rt: Runtime) -> ScheduleService:
+    """The schedule service bound to the engine; changes wake this process's scheduler."""
+    from gradesync.adapters.queue.scheduler import build_schedule_service
+
+    return build_schedule_service(rt.db.uow, rt.clock, rt.waker)
+
+
+def _choices(rt: Runtime, tenant_id: str) -> dict[str, Any]:
+    with rt.db.uow() as uow:
+        courses = sorted(uow.courses.all(tenant_id), key=lambda c: c.title.lower())
+        dests = sorted(uow.destinations.all(tenant_id), key=lambda d: d.name.lower())
+    return {"courses": courses, "destinations": dests}
+
+
+def _local_input(info: ScheduleInfo) -> str:
+    """The first run as a datetime-local value in the schedule's zone."""
+    from zoneinfo import ZoneInfo
+
+    at = info.schedule.first_run_at
+    if at is None:
+        return ""
+    return at.astimezone(ZoneInfo(info.schedule.time_zone)).strftime("%Y-%m-%dT%H:%M")
+
+
+def _parse_local(value: str) -> datetime | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)  # naive: a local time in the schedule's zone
+    except ValueError as exc:
+        raise InvalidInput.one(
+            "first_run_at", "datetime", "The first run is a date and time, e.g. 2025-09-01 07:00."
+        ) from exc
+
+
+def _page(request: Request, user: ConsoleUser, *, status: int = 200, **extra: Any) -> HTMLResponse:
+    rt = runtime_of(request)
+    svc = service(rt)
+    schedules = svc.all(user.tenant_id)
+    log = svc.history(user.tenant_id, limit=30)
+    ctx = _choices(rt, user.tenant_id)
+    names = {c.id: c.title for c in ctx["courses"]}
+    return render(
+        request,
+        "console/schedules.html",
+        user,
+        status=status,
+        nav="schedules",
+        schedules=schedules,
+        log=log,
+        kinds=[k.value for k in ScheduleKind],
+        kind_hints=KIND_HINTS,
+        type_labels=TYPE_LABELS,
+        course_names=names,
+        form=extra.pop("form", {}),
+        **ctx,
+        **extra,
+    )
+
+
+@router.get("/schedules", response_class=HTMLResponse)
+def schedules_page(request: Request, user: ConsoleUser = Depends(admin_user)) -> HTMLResponse:
+    return _page(request, user)
+
+
+@router.post("/schedules", dependencies=[Depends(check_csrf)], response_model=None)
+def create_schedule(
+    request: Request,
+    kind: str = Form(...),
+    spec: str = Form(...),
+    time_zone: str = Form(""),
+    course_id: str = Form(""),
+    destination_id: str = Form(""),
+    trigger: str = Form("schedule"),
+    first_run_at: str = Form(""),
+    user: ConsoleUser = Depends(admin_user),
+) -> Response:
+    form = {
+        "kind": kind,
+        "spec": spec,
+        "time_zone": time_zone,
+        "course_id": course_id,
+        "destination_id": destination_id,
+        "trigger": trigger,
+        "first_run_at": first_run_at,
+    }
+    try:
+        info = service(runtime_of(request)).create(
+            user.tenant_id,
+            user.username,
+            kind=kind,
+            spec=spec,
+            time_zone=time_zone.strip() or None,
+            course_id=course_id or None,
+            destination_id=destination_id or None,
+            trigger=trigger,
+            first_run_at=_parse_local(first_run_at),
+        )
+    except InvalidInput as exc:
+        return _page(request, user, status=422, form=form, error=problems_text(exc))
+    flash(request, "ok", f"Schedule added: {info.description}.")
+    return RedirectResponse("/console/schedules", status_code=303)
+
+
+def _act(request: Request, user: ConsoleUser, schedule_id: str, what: str) -> RedirectResponse:
+    svc = service(runtime_of(request))
+    try:
+        if what == "pause":
+            info = svc.pause(user.tenant_id, schedule_id, user.username)
+            flash(request, "ok", f"Paused: {info.description}.")
+        elif what == "resume":
+            info = svc.resume(user.tenant_id, schedule_id, user.username)
+            flash(request, "ok", f"Resumed: {info.description}.")
+        elif what == "delete":
+            svc.delete(user.tenant_id, schedule_id, user.username)
+            flash(request, "ok", "Schedule deleted; its history stays in the log.")
+        elif what == "run":
+            run, joined = svc.run_now(user.tenant_id, schedule_id, user.username)
+            if joined:
+                flash(
+                    request, "ok", f"A sync of that scope was already going: joined run {run.id}."
+                )
+            else:
+                flash(request, "ok", f"Run {run.id} started.")
+    except NotFound as exc:
+        raise PageError(404, "No such schedule.") from exc
+    except InvalidInput as exc:
+        flash(request, "error", problems_text(exc))
+    return RedirectResponse("/console/schedules", status_code=303)
+
+
+@router.post("/schedules/pause-all", dependencies=[Depends(check_csrf)])
+def pause_all(request: Request, user: ConsoleUser = Depends(admin_user)) -> RedirectResponse:
+    paused = service(runtime_of(request)).pause_all(user.tenant_id, user.username)
+    flash(request, "ok", f"Paused {len(paused)} schedule(s).")
+    return RedirectResponse("/console/schedules", status_code=303)
+
+
+@router.post("/schedules/{schedule_id}/{what}", dependencies=[Depends(check_csrf)])
+def schedule_action(
+    request: Request, schedule_id: str, what: str, user: ConsoleUser = Depends(admin_user)
+) -> RedirectResponse:
+    if what not in ("pause", "resume", "delete", "run"):
+        raise PageError(404, "Unknown schedule action.")
+    return _act(request, user, schedule_id, what)
+
+
+@router.get("/schedules/{schedule_id}/edit", response_class=HTMLResponse)
+def edit_form(
+    request: Request, schedule_id: str, user: ConsoleUser = Depends(admin_user)
+) -> HTMLResponse:
+    try:
+        info = service(runtime_of(request)).get(user.tenant_id, schedule_id)
+    except NotFound as exc:
+        raise PageError(404, "No such schedule.") from exc
+    s = info.schedule
+    form = {
+        "kind": s.kind.value,
+        "spec": s.spec,
+        "time_zone": s.time_zone,
+        "course_id": s.scope.course_id or "",
+        "destination_id": s.scope.destination_id or "",
+        "trigger": s.trigger.value,
+        "first_run_at": _local_input(info),
+    }
+    return render(
+        request,
+        "console/schedule_edit.html",
+        user,
+        nav="schedules",
+        info=info,
+        form=form,
+        kinds=[k.value for k in ScheduleKind],
+        kind_hints=KIND_HINTS,
+        type_labels=TYPE_LABELS,
+        **_choices(runtime_of(request), user.tenant_id),
+    )
+
+
+@router.post(
+    "/schedules/{schedule_id}/edit", dependencies=[Depends(check_csrf)], response_model=None
+)
+def edit_schedule(
+    request: Request,
+    schedule_id: str,
+    kind: str = Form(...),
+    spec: str = Form(...),
+    time_zone: str = Form(...),
+    course_id: str = Form(""),
+    destination_id: str = Form(""),
+    trigger: str = Form("schedule"),
+    first_run_at: str = Form(""),
+    user: ConsoleUser = Depends(admin_user),
+) -> Response:
+    svc = service(runtime_of(request))
+    try:
+        before = svc.get(user.tenant_id, schedule_id).schedule.scope
+        same_course = (course_id or None) == before.course_id
+        info = svc.edit(
+            user.tenant_id,
+            schedule_id,
+            user.username,
+            kind=kind,
+            spec=spec,
+            time_zone=time_zone,
+            first_run_at=_parse_local(first_run_at),
+            scope=RunScope(
+                user.tenant_id,
+                destination_id or None,
+                course_id or None,
+                before.activity_ids if same_course else (),
+            ),
+            trigger=trigger,
+        )
+    except NotFound as exc:
+        raise PageError(404, "No such schedule.") from exc
+    except InvalidInput as exc:
+        current = svc.get(user.tenant_id, schedule_id)
+        form = {
+            "kind": kind,
+            "spec": spec,
+            "time_zone": time_zone,
+            "course_id": course_id,
+            "destination_id": destination_id,
+            "trigger": trigger,
+            "first_run_at": first_run_at,
+        }
+        return render(
+            request,
+            "console/schedule_edit.html",
+            user,
+            status=422,
+            nav="schedules",
+            info=current,
+            form=form,
+            error=problems_text(exc),
+            kinds=[k.value for k in ScheduleKind],
+            kind_hints=KIND_HINTS,
+            type_labels=TYPE_LABELS,
+            **_choices(runtime_of(request), user.tenant_id),
+        )
+    flash(request, "ok", f"Schedule saved: {info.description}.")
+    return RedirectResponse("/console/schedules", status_code=303)

@@ -1,0 +1,88 @@
+// gradesync console: follows a running sync live. Polls the run's progress JSON about once a
+// second and updates the progress panel; when the run finishes it reloads the course's tables
+// in place. Without JavaScript the page still works: reload it to see the latest state.
+(function () {
+  "use strict";
+  var panel = document.getElementById("run-progress");
+  if (!panel || panel.dataset.finished === "true") return;
+  var runId = panel.dataset.runId;
+  var url = "/console/runs/" + encodeURIComponent(runId) + "/progress";
+  var delay = 800;
+
+  function text(el, value) { if (el) el.textContent = value; }
+
+  function render(p) {
+    var status = panel.querySelector('[data-field="status"]');
+    if (status) {
+      status.textContent = "";
+      var strong = document.createElement("strong");
+      if (p.finished) {
+        status.appendChild(document.createTextNode("Finished: "));
+        strong.className = "outcome outcome-" + (p.outcome || "none");
+        strong.textContent = p.outcome_label || "no outcome";
+        status.appendChild(strong);
+      } else {
+        strong.textContent = p.stage_label;
+        status.appendChild(strong);
+        status.appendChild(document.createTextNode("…"));
+      }
+    }
+    var heading = panel.querySelector("h2");
+    text(heading, p.finished ? "Last sync" : "Sync in progress");
+    var items = panel.querySelectorAll("li[data-stage]");
+    items.forEach(function (li, i) {
+      var cls = (p.finished || i < p.stage_index) ? "done" : (i === p.stage_index ? "current" : "todo");
+      li.className = "stage stage-" + cls;
+      if (cls === "current") li.setAttribute("aria-current", "step"); else li.removeAttribute("aria-current");
+      var hidden = li.querySelector(".visually-hidden");
+      text(hidden, { done: "Done:", current: "Now:", todo: "Next:" }[cls]);
+    });
+    var counts = panel.querySelector('[data-field="counts"]');
+    if (counts) {
+      counts.textContent = "";
+      p.count_items.forEach(function (item) {
+        var div = document.createElement("div");
+        var dt = document.createElement("dt");
+        var dd = document.createElement("dd");
+        dt.textContent = item[0];
+        dd.textContent = item[1];
+        div.appendChild(dt); div.appendChild(dd); counts.appendChild(div);
+      });
+    }
+    text(panel.querySelector('[data-field="message"]'), p.message || "");
+    panel.dataset.stage = p.stage;
+  }
+
+  function refreshTables() {
+    var gridUrl = panel.dataset.gridUrl;
+    var target = document.getElementById("course-tables");
+    if (!gridUrl || !target) return Promise.resolve();
+    return fetch(gridUrl, { credentials: "same-origin" }).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.text();
+    }).then(function (html) { target.innerHTML = html; });
+  }
+
+  function finish() {
+    panel.dataset.finished = "true";
+    refreshTables().catch(function () { /* the reload link below still works */ })
+      .then(function () { panel.dataset.tablesFresh = "true"; });
+  }
+
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      })
+      .then(function (p) {
+        render(p);
+        if (p.finished) finish(); else window.setTimeout(poll, delay);
+      })
+      .catch(function () {
+        delay = Math.min(delay * 2, 10000);  // the server restarting: back off, keep trying
+        window.setTimeout(poll, delay);
+      });
+  }
+  window.setTimeout(poll, delay);
+})();

@@ -1,0 +1,223 @@
+"""The console driven in headless Chromium the way people use it, against the sandbox LMS.
+
+Instructor: sign in, turn an activity's sync on, press Sync now, watch the run finish, find
+why a learner's grade was rejected. Admin: pause a schedule, add and check an LMS, read the
+dashboard. Set GRADESYNC_SCREENSHOT_DIR to save the course page's screenshot (the README's).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from gradesync.sandbox.config import SandboxConfig
+from gradesync.sandbox.testing import RunningSandbox, running_sandbox
+from tests.e2e.conftest import LiveConsole, sign_in
+from tests.e2e.world import ADMIN, INSTRUCTOR, School, build_school
+
+pytestmark = pytest.mark.browser
+
+RUN_TIMEOUT = 30_000  # ms: a run against loopback takes well under a second
+
+
+@pytest.fixture
+def lms() -> Iterator[RunningSandbox]:
+    with running_sandbox(SandboxConfig(mode="canvas")) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def school(lms: RunningSandbox, live_console: LiveConsole) -> School:
+    return build_school(lms, live_console)
+
+
+def _cell(page: Any, person: str, activity: str) -> Any:
+    return page.locator(f'td[data-person="{person}"][data-activity="{activity}"]')
+
+
+def test_instructor_syncs_and_finds_why_a_grade_was_rejected(
+    page: Any, live_console: LiveConsole, lms: RunningSandbox, school: School
+) -> None:
+    sign_in(page, live_console, *INSTRUCTOR)
+    # An instructor with one course lands in it.
+    expect(page.get_by_role("heading", level=1, name="Biology 101")).to_be_visible()
+
+    # "Cells quiz" is not synced yet: turn its switch on.
+    switch = page.get_by_role("switch", name="Sync Cells quiz")
+    expect(switch).to_have_attribute("aria-checked", "false")
+    switch.click()
+    expect(page.get_by_role("status").filter(has_text="Sync is on for Cells quiz")).to_be_visible()
+    expect(page.get_by_role("switch", name="Sync Cells quiz")).to_have_attribute(
+        "aria-checked", "true"
+    )
+
+    # Sync now, and watch the run go through its stages to the end. The LMS answers scores
+    # slowly here, so the page shows the run while it is still going and follows it live.
+    lms.admin.set_faults({"scores": {"latency_ms": 2000}})
+    page.get_by_role("button", name="Sync now").click()
+    expect(page.get_by_text(re.compile(r"Sync now started \(run "))).to_be_visible()
+    progress = page.locator("#run-progress")
+    expect(progress.get_by_role("heading")).to_have_text("Sync in progress")
+    expect(progress).to_have_attribute("data-finished", "false")
+    expect(progress).to_have_attribute("data-stage", "sending", timeout=RUN_TIMEOUT)
+    expect(progress.locator("li[aria-current=step]")).to_have_text(re.compile("Sending grades"))
+    expect(progress).to_have_attribute("data-finished", "true", timeout=RUN_TIMEOUT)
+    expect(progress.get_by_role("heading")).to_have_text("Last sync")
+    expect(progress.get_by_role("status")).to_contain_text("Finished: Partly failed")
+    expect(progress.locator("li.stage-done")).to_have_count(6)
+    expect(progress).to_have_attribute("data-tables-fresh", "true")
+
+    # The grid, refreshed in place: Ada's grades are in the gradebook, Alan's were refused.
+    expect(_cell(page, "u-ada", "cells")).to_contain_text("Sent")
+    expect(_cell(page, "u-ada", "cells")).to_contain_text("8 / 10")
+    expect(_cell(page, "u-ada", "genes")).to_contain_text("Sent")
+    rejected = _cell(page, school.dropped, "cells")
+    expect(rejected).to_contain_text("Rejected")
+    # Why: open the cell (a click, or Enter on the keyboard).
+    rejected.locator("summary").focus()
+    page.keyboard.press("Enter")
+    expect(rejected.locator(".why")).to_be_visible()
+    expect(rejected.locator(".why")).to_contain_text("User not found in course or is not a student")
+    expect(rejected.locator(".why")).to_contain_text("HTTP 422")
+
+    # And the LMS really holds Ada's grade.
+    items = {i.resource_id: i for i in lms.state.courses[school.course_id].line_items.values()}
+    assert items["cells"].scores["u-ada"].score_given == 8.0
+    assert "u-alan" not in items["cells"].scores
+
+    # The diagnosis page tells the same story from the records, with the delivery log.
+    rejected.get_by_role("link", name="Diagnose this grade").click()
+    expect(page.get_by_role("heading", name="Alan Turing · Cells quiz")).to_be_visible()
+    checks = page.locator("ol.checks > li")
+    expect(checks.first).to_be_visible()
+    failed = page.locator("ol.checks > li.check-bad")
+    expect(failed.first).to_contain_text("Failed: The grade is delivered")
+    expect(failed.first).to_contain_text("What to do: The learner must open gradesync")
+    evidence = page.locator(".evidence").first
+    expect(evidence).to_contain_text("Rejected")
+    expect(evidence.locator(".remote")).to_contain_text("HTTP 422")
+    expect(evidence.get_by_role("table")).to_contain_text("rejected")
+
+    shots = os.environ.get("GRADESYNC_SCREENSHOT_DIR")
+    if shots:
+        page.goto(live_console.url(f"/console/courses/{school.course_id}"))
+        cell = _cell(page, school.dropped, "cells")
+        cell.locator("summary").click()
+        expect(cell.locator(".why")).to_be_visible()
+        page.set_viewport_size({"width": 1200, "height": 900})
+        page.screenshot(path=str(Path(shots) / "course-page.png"), full_page=True)
+
+
+def test_admin_pauses_a_schedule(page: Any, live_console: LiveConsole, school: School) -> None:
+    sign_in(page, live_console, *ADMIN)
+    page.get_by_role("link", name="Schedules").click()
+    expect(page.get_by_role("heading", level=1, name="Sync schedules")).to_be_visible()
+
+    # Add a nightly sync of the course, in the course's time zone.
+    page.get_by_label("Repeats").select_option("daily")
+    page.get_by_label("When").fill("01:30")
+    page.get_by_label("Course").select_option(label="Biology 101")
+    page.get_by_role("button", name="Add schedule").click()
+    expect(page.get_by_text("Schedule added")).to_be_visible()
+    row = page.locator("table.schedules tbody tr").first
+    expect(row).to_contain_text("America/Chicago")
+    expect(row).to_contain_text(ADMIN[0])
+    expect(row).to_contain_text(re.compile(r"\d{4}-\d\d-\d\d 01:30 C[SD]T"))  # next run, local
+
+    # Pause it: no next run, "Paused since", and the log says who.
+    row.get_by_role("button", name=re.compile("^Pause schedule")).click()
+    expect(page.get_by_text(re.compile("^Paused: "))).to_be_visible()
+    row = page.locator("table.schedules tbody tr").first
+    expect(row).to_contain_text("Paused")
+    expect(row.get_by_role("button", name=re.compile("^Resume schedule"))).to_be_visible()
+    log = page.get_by_role("table").filter(has_text="When (UTC)")
+    expect(log.locator("tbody tr").first).to_contain_text("paused")
+    expect(log.locator("tbody tr").first).to_contain_text(ADMIN[0])
+
+    # Run it now while paused: a run starts, recorded with the admin's name.
+    row.get_by_role("button", name=re.compile("^Run this schedule now")).click()
+    expect(page.get_by_text(re.compile(r"Run \S+ started|joined run"))).to_be_visible()
+    expect(log.locator("tbody tr").first).to_contain_text("run now")
+
+    # Resume, then Pause all.
+    page.locator("table.schedules tbody tr").first.get_by_role(
+        "button", name=re.compile("^Resume schedule")
+    ).click()
+    expect(page.get_by_text(re.compile("^Resumed: "))).to_be_visible()
+    page.get_by_role("button", name="Pause all").click()
+    expect(page.get_by_text("Paused 1 schedule(s).")).to_be_visible()
+
+
+def test_admin_adds_and_checks_an_lms_and_reads_the_dashboard(
+    page: Any, live_console: LiveConsole, lms: RunningSandbox, school: School
+) -> None:
+    sign_in(page, live_console, *ADMIN)
+    page.get_by_role("link", name="Destinations").click()
+    # The values to paste into the LMS are this server's own URLs.
+    expect(page.get_by_label("LTI 1.3 public key set (JWKS) URL")).to_have_value(
+        live_console.url("/lti/jwks.json")
+    )
+    # The existing platform checks out against the sandbox (token, scopes, listing).
+    page.get_by_role("button", name="Check Sandbox LMS").click()
+    result = page.locator("#check-result")
+    expect(result.get_by_role("status")).to_have_text("Everything works.")
+
+    # Bad input is refused, naming the field; nothing is added.
+    page.get_by_text("An LMS over LTI 1.3").click()
+    form = page.locator("form").filter(has=page.locator('input[value="lti13"]'))
+    form.get_by_label("Short id").fill("second-lms")
+    form.get_by_label("Name").fill("Second LMS")
+    form.get_by_label("Issuer (platform id)").fill("not a url")
+    form.get_by_label("Client id").fill("abc")
+    form.get_by_label("Deployment id(s)").fill("1")
+    form.get_by_label("Platform OIDC authorization URL").fill("https://lms.example.edu/auth")
+    form.get_by_label("Platform access token URL").fill("https://lms.example.edu/token")
+    form.get_by_label("Platform public key set (JWKS) URL").fill("https://lms.example.edu/jwks")
+    form.get_by_role("button", name="Add LMS").click()
+    expect(page.get_by_role("alert")).to_contain_text("issuer")
+    expect(page.get_by_role("cell", name=re.compile("Second LMS"))).to_have_count(0)
+
+    # Fixed, it is added and listed (its secrets-free settings shown).
+    form = page.locator("form").filter(has=page.locator('input[value="lti13"]'))
+    form.get_by_label("Issuer (platform id)").fill("https://lms.example.edu")
+    form.get_by_role("button", name="Add LMS").click()
+    expect(page.get_by_text("Added Second LMS.")).to_be_visible()
+    expect(page.get_by_role("rowheader", name=re.compile("Second LMS"))).to_be_visible()
+
+    # Grades flowed (auto sync at set-up): the dashboard draws them, with words for each chart.
+    page.get_by_role("link", name="Dashboard").click()
+    expect(page.get_by_role("img", name="Delivery latency")).to_be_visible()
+    expect(page.get_by_role("img", name="Outcome per destination")).to_contain_text("Sandbox LMS")
+    sent = page.locator(".kpis div").filter(has_text="Grades sent").locator("dd")
+    expect(sent).not_to_have_text("0")
+
+
+def test_narrow_screen_and_keyboard(page: Any, live_console: LiveConsole, school: School) -> None:
+    page.set_viewport_size({"width": 375, "height": 740})
+    sign_in(page, live_console, *INSTRUCTOR)
+    expect(page.get_by_role("heading", level=1, name="Biology 101")).to_be_visible()
+    # Nothing but the tables' own scroll boxes is wider than the phone.
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than the screen"
+    # The skip link is the first stop, and it moves focus to the content.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    # The activity switch works from the keyboard.
+    switch = page.get_by_role("switch", name="Sync Cells quiz")
+    switch.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("switch", name="Sync Cells quiz")).to_have_attribute(
+        "aria-checked", "true"
+    )
+    # An instructor sees their course only: no admin pages.
+    expect(page.get_by_role("link", name="Schedules")).to_have_count(0)
+    page.goto(live_console.url("/console/schedules"))
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()

@@ -1,0 +1,188 @@
+"""Console pages over HTTP (no browser): access rules, CSRF, and the dashboard's numbers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi import Request
+from fastapi.responses import RedirectResponse
+from fastapi.testclient import TestClient
+
+from gradesync.adapters.db.database import Database
+from gradesync.config import Settings
+from gradesync.domain.model import Activity, Course, Tenant, UserRole
+from gradesync.runtime import Runtime
+from gradesync.services.accounts import create_user
+from gradesync.services.console_queries import percentile, summarise_deliveries
+from gradesync.web.app import create_app
+from gradesync.web.console.charts import Series, line_chart, rate_bars
+from gradesync.web.console.session import sign_in_from_launch
+from tests.conftest import TEST_SECRET
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def app_client(db: Database) -> Iterator[tuple[TestClient, Runtime]]:
+    runtime = Runtime(settings=Settings(database_url=db.url, secret_key=TEST_SECRET), db=db)
+    now = runtime.clock.now()
+    with db.uow() as uow:
+        uow.tenants.upsert(Tenant("t1", "School"), now)
+        uow.courses.upsert(Course("t1", "bio", "Biology"))
+        uow.courses.upsert(Course("t1", "chem", "Chemistry"))
+        uow.activities.upsert(Activity("t1", "q1", "bio", "Quiz 1", 10.0, sync_enabled=False))
+        uow.commit()
+    create_user(
+        db.uow,
+        runtime.clock,
+        tenant_id="t1",
+        username="ada",
+        password=PASSWORD,
+        role=UserRole.ADMIN,
+    )
+    create_user(
+        db.uow,
+        runtime.clock,
+        tenant_id="t1",
+        username="ins",
+        password=PASSWORD,
+        role=UserRole.INSTRUCTOR,
+        course_ids=["bio"],
+    )
+    with TestClient(create_app(runtime)) as c:
+        yield c, runtime
+
+
+def _login(c: TestClient, user: str, form_page: str = "/console/courses/bio") -> str:
+    """Sign in; returns the CSRF token a page with forms carries."""
+    assert c.post("/console/login", data={"username": user, "password": PASSWORD}).is_success
+    page = c.get(form_page)
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, "pages with forms carry a CSRF token"
+    return found.group(1)
+
+
+def test_instructor_sees_only_their_course(app_client: tuple[TestClient, Runtime]) -> None:
+    c, _ = app_client
+    _login(c, "ins")
+    assert c.get("/console/courses/bio").status_code == 200
+    other = c.get("/console/courses/chem")
+    assert other.status_code == 404 and "Chemistry" not in other.text
+    for admin_page in (
+        "/console/schedules",
+        "/console/destinations",
+        "/console/dashboard",
+        "/console/runs",
+    ):
+        assert c.get(admin_page).status_code == 403, admin_page
+
+
+def test_switch_needs_the_forms_token_and_then_changes_the_activity(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    c, runtime = app_client
+    token = _login(c, "ins")
+    url = "/console/courses/bio/activities/q1/switch"
+    refused = c.post(url, data={"sync": "on", "csrf": "forged"}, follow_redirects=False)
+    assert refused.status_code == 403
+    with runtime.db.uow() as uow:
+        assert uow.activities.get("t1", "q1").sync_enabled is False  # type: ignore[union-attr]
+    ok = c.post(url, data={"sync": "on", "csrf": token}, follow_redirects=False)
+    assert ok.status_code == 303
+    with runtime.db.uow() as uow:
+        assert uow.activities.get("t1", "q1").sync_enabled is True  # type: ignore[union-attr]
+
+
+def test_bad_schedule_is_refused_naming_the_field(app_client: tuple[TestClient, Runtime]) -> None:
+    c, runtime = app_client
+    token = _login(c, "ada", "/console/schedules")
+    r = c.post(
+        "/console/schedules",
+        data={"csrf": token, "kind": "daily", "spec": "25:99", "time_zone": "UTC"},
+    )
+    assert r.status_code == 422
+    assert "spec" in r.text
+    with runtime.db.uow() as uow:
+        assert uow.schedules.all("t1") == []
+
+
+def test_dashboard_numbers() -> None:
+    since = datetime(2025, 1, 1, tzinfo=UTC)
+    until = since + timedelta(hours=2)
+    rows = [
+        {
+            "destination_id": "a",
+            "sent_at": since + timedelta(minutes=5),
+            "outcome": "delivered",
+            "latency_ms": 100.0,
+        },
+        {
+            "destination_id": "a",
+            "sent_at": since + timedelta(minutes=6),
+            "outcome": "rejected",
+            "latency_ms": 300.0,
+        },
+        {
+            "destination_id": "b",
+            "sent_at": since + timedelta(minutes=70),
+            "outcome": "delivered",
+            "latency_ms": 50.0,
+        },
+        {
+            "destination_id": "b",
+            "sent_at": since - timedelta(minutes=1),
+            "outcome": "delivered",
+            "latency_ms": 1.0,
+        },  # before the window: not counted
+    ]
+    d = summarise_deliveries(rows, {"a": "Canvas", "b": "SIS"}, since, until, 2)
+    assert [b.sends for b in d.buckets] == [2, 1]
+    assert d.buckets[0].p50_ms == 100.0 and d.buckets[0].p99_ms == 300.0
+    assert d.sends == 3
+    rates = {r.name: r for r in d.destinations}
+    assert rates["Canvas"].success_rate == 0.5 and rates["Canvas"].rejection_rate == 0.5
+    assert rates["SIS"].success_rate == 1.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0 and percentile([], 50) is None
+
+
+def test_charts_are_labelled_images() -> None:
+    svg = line_chart(
+        "Delivery latency",
+        "median 12 ms",
+        ["a", "b", "c"],
+        [Series("median", [1.0, None, 3.0])],
+        unit=" ms",
+    )
+    assert 'role="img"' in svg and "<title" in svg and "median 12 ms</desc>" in svg
+    bars = rate_bars("Outcome", "Canvas 50% delivered", [("Canvas <lms>", 0.5, 0.25)])
+    assert "Canvas &lt;lms&gt;" in bars and "50% / 25%" in bars
+
+
+def _validated_launch(request: Request) -> RedirectResponse:
+    """Stands for the LTI launch route after it validated an instructor's launch."""
+    rt: Runtime = request.app.state.runtime
+    sign_in_from_launch(
+        request,
+        rt.db.uow,
+        rt.clock.now(),
+        tenant_id="t1",
+        person_id="p-9",
+        display_name="Dr Who",
+        course_id="chem",
+    )
+    return RedirectResponse("/console/courses/chem", status_code=303)
+
+
+def test_launch_hand_over_opens_the_course(app_client: tuple[TestClient, Runtime]) -> None:
+    """After a validated launch, the instructor lands in their course without a password."""
+    c, runtime = app_client
+    c.app.add_api_route("/test-launch", _validated_launch, methods=["POST"])  # type: ignore[attr-defined]
+    page = c.post("/test-launch")
+    assert page.status_code == 200 and "Chemistry" in page.text and "Dr Who" in page.text
+    assert c.get("/console/courses/bio").status_code == 404  # only the launched course
+    with runtime.db.uow() as uow:
+        user = uow.users.get("t1", "lti:p-9")
+    assert user is not None and user.role is UserRole.INSTRUCTOR and user.course_ids == ("chem",)

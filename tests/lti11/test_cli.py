@@ -1,0 +1,123 @@
+"""`gradesync lti11 add-consumer` / `list`, as an admin runs them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.database import Database
+from gradesync.cli import app
+from gradesync.domain.model import DestinationKind
+from tests.conftest import TEST_SECRET
+from tests.lti11.conftest import add_tenant
+
+
+@pytest.fixture
+def run(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GRADESYNC_DATABASE_URL", db.url)
+    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GRADESYNC_BASE_URL", "https://grades.example.com")
+    monkeypatch.delenv("GRADESYNC_LTI11_SECRET", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: table cells are not wrapped
+    add_tenant(db, "t1")
+    add_tenant(db, "t2")
+    runner = CliRunner()
+
+    def invoke(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, ["lti11", *args], env=env)
+
+    return invoke
+
+
+def test_add_consumer_with_generated_secret_stores_it_encrypted(run, db: Database) -> None:  # type: ignore[no-untyped-def]
+    result = run(
+        "add-consumer",
+        "--tenant", "t1", "--id", "canvas11", "--key", "gradesync-canvas",
+        "--allowed-host", "canvas.example.edu", "--allowed-host", "*.instructure.com",
+        "--generate-secret",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert "https://grades.example.com/lti11/launch" in result.output
+    printed = re.search(r"secret:\s+(\S+)", result.output)
+    assert printed is not None
+    secret = printed.group(1)
+    with db.uow() as uow:
+        dest = uow.destinations.get("t1", "canvas11")
+    assert dest is not None and dest.kind is DestinationKind.LTI11_OUTCOMES
+    assert dest.config == {
+        "consumer_key": "gradesync-canvas",
+        "allowed_hosts": ["canvas.example.edu", "*.instructure.com"],
+        "comments": False,
+    }
+    assert dest.secret == {"consumer_secret": secret}
+    with db.engine.connect() as conn:
+        raw = conn.execute(
+            select(t.destinations.c.secret_ciphertext, t.destinations.c.config).where(
+                t.destinations.c.id == "canvas11"
+            )
+        ).one()
+    assert secret not in raw.secret_ciphertext and secret not in str(raw.config)
+
+    listing = run("list", "--tenant", "t1")
+    assert listing.exit_code == 0 and "gradesync-canvas" in listing.output
+    assert secret not in listing.output
+
+
+def test_secret_from_environment_and_update_keeps_one_consumer(run, db: Database) -> None:  # type: ignore[no-untyped-def]
+    args = ["add-consumer", "--tenant", "t1", "--id", "moodle11", "--key", "k-moodle"]
+    first = run(*args, "--allowed-host", "moodle.example.edu",
+                env={"GRADESYNC_LTI11_SECRET": "first-secret-0123456789"})  # fmt: skip
+    second = run(*args, "--allowed-host", "moodle.example.edu:8443",
+                 env={"GRADESYNC_LTI11_SECRET": "second-secret-0123456789"})  # fmt: skip
+
+    assert first.exit_code == 0 and second.exit_code == 0, second.output
+    assert "second-secret" not in second.output
+    with db.uow() as uow:
+        dest = uow.destinations.get("t1", "moodle11")
+    assert dest is not None
+    assert dest.secret["consumer_secret"] == "second-secret-0123456789"
+    assert dest.config["allowed_hosts"] == ["moodle.example.edu:8443"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "env_secret", "field"),
+    [
+        (["--allowed-host", "https://lms.example.edu/"], "long-enough-secret-123",
+         "allowed_hosts[0]"),
+        (["--allowed-host", "lms.example.edu"], "short", "consumer_secret"),
+        (["--allowed-host", "lms.example.edu", "--profile", "sakai"], "long-enough-secret-123",
+         "profile"),
+    ],
+)  # fmt: skip
+def test_bad_input_names_the_field_and_changes_nothing(  # type: ignore[no-untyped-def]
+    run, db: Database, extra: list[str], env_secret: str, field: str
+) -> None:
+    result = run(
+        "add-consumer", "--tenant", "t1", "--id", "bad11", "--key", "k-bad", *extra,
+        env={"GRADESYNC_LTI11_SECRET": env_secret},
+    )  # fmt: skip
+
+    assert result.exit_code == 2
+    assert field in result.output
+    with db.uow() as uow:
+        assert uow.destinations.get("t1", "bad11") is None
+
+
+def test_a_consumer_key_is_registered_once(run, db: Database) -> None:  # type: ignore[no-untyped-def]
+    env = {"GRADESYNC_LTI11_SECRET": "long-enough-secret-123"}
+    ok = run("add-consumer", "--tenant", "t1", "--id", "a11", "--key", "shared",
+             "--allowed-host", "lms.example.edu", env=env)  # fmt: skip
+    clash = run("add-consumer", "--tenant", "t2", "--id", "b11", "--key", "shared",
+                "--allowed-host", "lms.example.edu", env=env)  # fmt: skip
+
+    assert ok.exit_code == 0
+    assert clash.exit_code == 2 and "consumer_key" in clash.output and "t1/a11" in clash.output
+    with db.uow() as uow:
+        assert uow.destinations.get("t2", "b11") is None

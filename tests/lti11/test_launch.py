@@ -1,0 +1,382 @@
+"""LTI 1.1 launches: the sandbox LMS signs the form, gradesync's app verifies and records it,
+over real HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from oauthlib.oauth1 import SIGNATURE_TYPE_BODY, Client
+from sqlalchemy import func, select, text
+
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import (
+    Course,
+    DeliveryState,
+    EnrollmentStatus,
+    LedgerKey,
+    LedgerRow,
+    Role,
+)
+from gradesync.lti.lti11_launch import find_consumer, record_launch, role_from_lti11
+from gradesync.sandbox.testing import RunningSandbox
+from tests.conftest import TEST_SECRET, _truncate_postgres
+from tests.lti11.conftest import (
+    SECRET,
+    Gradesync,
+    lms_course,
+    post_launch,
+    register_consumer,
+    signed_launch,
+)
+
+
+def _counts(g: Gradesync) -> dict[str, int]:
+    with g.db.engine.connect() as conn:
+        return {
+            name: int(conn.execute(select(func.count()).select_from(table)).scalar() or 0)
+            for name, table in {
+                "people": t.people,
+                "courses": t.courses,
+                "enrollments": t.enrollments,
+                "course_links": t.course_links,
+                "item_links": t.item_links,
+                "person_links": t.person_links,
+                "launches": t.launches,
+            }.items()
+        }
+
+
+def _sign(params: dict[str, str], url: str, key: str, secret: str, **oauth: Any) -> dict[str, str]:
+    """Sign a launch form ourselves (for parameters the sandbox LMS does not send)."""
+    client = Client(key, client_secret=secret, signature_type=SIGNATURE_TYPE_BODY, **oauth)
+    _, _, body = client.sign(
+        url,
+        http_method="POST",
+        body={k: v for k, v in params.items() if not k.startswith("oauth_")},
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(body, keep_blank_values=True))
+
+
+def test_learner_launch_records_facts_and_links(lms: RunningSandbox, gradesync: Gradesync) -> None:
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    learner = c.learners[0]
+    form = signed_launch(lms, c, learner, "rl-quiz1", gradesync.launch_url)
+
+    response = post_launch(form)
+
+    assert response.status_code == 200, response.text
+    assert "will be sent to the course gradebook" in response.text
+    sourcedid = form["params"]["lis_result_sourcedid"]
+    outcome_url = form["params"]["lis_outcome_service_url"]
+    with gradesync.db.uow() as uow:
+        person = uow.people.get("t1", learner)
+        assert person is not None and person.name == learner.title()
+        assert person.email == f"{learner}@example.edu"
+        course = uow.courses.get("t1", c.course)
+        assert course is not None and course.title == f"Biology {c.course}"
+        enrollment = uow.enrollments.get("t1", c.course, learner)
+        assert enrollment is not None
+        assert (enrollment.role, enrollment.status) == (Role.LEARNER, EnrollmentStatus.ACTIVE)
+        course_link = uow.links.course("t1", "lms11", c.course)
+        assert course_link is not None and course_link.remote_id == c.course
+        assert course_link.data["outcome_service_url"] == outcome_url
+        item = uow.links.item("t1", "lms11", "rl-quiz1")
+        assert item is not None and item.remote_id == "rl-quiz1"
+        assert item.data["sourcedids"] == {learner: sourcedid}
+        plink = uow.links.person("t1", "lms11", learner, c.course)
+        assert plink is not None and plink.course_id == c.course
+        assert plink.data["sourcedids"] == {"rl-quiz1": sourcedid}
+        assert plink.data["outcome_urls"] == {"rl-quiz1": outcome_url}
+
+
+def test_instructor_launch_and_second_learner_merge(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms, learners=2)
+    register_consumer(gradesync.db, c.consumer_key)
+    forms = [signed_launch(lms, c, u, "rl-essay", gradesync.launch_url) for u in c.learners]
+    teacher = signed_launch(lms, c, c.instructor, "rl-essay", gradesync.launch_url)
+
+    assert [post_launch(f).status_code for f in [*forms, teacher]] == [200, 200, 200]
+
+    with gradesync.db.uow() as uow:
+        enrollment = uow.enrollments.get("t1", c.course, c.instructor)
+        assert enrollment is not None and enrollment.role is Role.INSTRUCTOR
+        assert uow.links.person("t1", "lms11", c.instructor, c.course) is None
+        item = uow.links.item("t1", "lms11", "rl-essay")
+        assert item is not None
+        # both learners' result ids are kept: the second launch did not overwrite the first
+        assert item.data["sourcedids"] == {
+            u: f["params"]["lis_result_sourcedid"] for u, f in zip(c.learners, forms, strict=True)
+        }
+
+
+def test_custom_activity_id_maps_the_link_to_an_activity(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    form = signed_launch(lms, c, c.learners[0], "rl-77", gradesync.launch_url)
+    params = dict(form["params"], custom_activity_id="chapter-3-quiz")
+    params = _sign(params, gradesync.launch_url, c.consumer_key, SECRET)
+
+    response = post_launch({"url": gradesync.launch_url, "params": params})
+
+    assert response.status_code == 200, response.text
+    with gradesync.db.uow() as uow:
+        item = uow.links.item("t1", "lms11", "chapter-3-quiz")
+        assert item is not None and item.remote_id == "rl-77"
+        assert uow.links.item("t1", "lms11", "rl-77") is None
+        plink = uow.links.person("t1", "lms11", c.learners[0], c.course)
+        assert plink is not None and "chapter-3-quiz" in plink.data["sourcedids"]
+
+
+def test_wrong_secret_is_refused_and_changes_nothing(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms)  # the LMS signs with SECRET
+    register_consumer(gradesync.db, c.consumer_key, secret="not-the-lms-secret-at-all")
+    before = _counts(gradesync)
+
+    response = post_launch(signed_launch(lms, c, c.learners[0], "rl-1", gradesync.launch_url))
+
+    assert response.status_code == 401
+    assert "oauth_signature" in response.text and "[mismatch]" in response.text
+    assert "not-the-lms-secret" not in response.text
+    assert _counts(gradesync) == before
+
+
+def test_tampered_form_is_refused(lms: RunningSandbox, gradesync: Gradesync) -> None:
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    form = signed_launch(lms, c, c.learners[0], "rl-1", gradesync.launch_url)
+    form["params"]["roles"] = "Instructor"  # elevate after signing
+
+    response = post_launch(form)
+
+    assert response.status_code == 401 and "oauth_signature" in response.text
+
+
+def test_replayed_launch_is_refused(lms: RunningSandbox, gradesync: Gradesync) -> None:
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    form = signed_launch(lms, c, c.learners[0], "rl-1", gradesync.launch_url)
+
+    assert post_launch(form).status_code == 200
+    before = _counts(gradesync)
+    replay = post_launch(form)
+
+    assert replay.status_code == 401
+    assert "oauth_nonce" in replay.text and "[replayed]" in replay.text
+    assert _counts(gradesync) == before
+
+
+def test_stale_timestamp_and_unknown_key_are_refused(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    form = signed_launch(lms, c, c.learners[0], "rl-1", gradesync.launch_url)
+    stale = _sign(
+        form["params"],
+        gradesync.launch_url,
+        c.consumer_key,
+        SECRET,
+        timestamp=str(int(time.time()) - 900),
+    )
+    stranger = _sign(form["params"], gradesync.launch_url, "nobody-knows-me", SECRET)
+
+    old = post_launch({"url": gradesync.launch_url, "params": stale})
+    unknown = post_launch({"url": gradesync.launch_url, "params": stranger})
+
+    assert old.status_code == 401 and "oauth_timestamp" in old.text and "[window]" in old.text
+    assert unknown.status_code == 401 and "oauth_consumer_key" in unknown.text
+
+
+def test_outcome_url_off_the_allowed_hosts_is_refused(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key, hosts=("lms.example.edu",))
+    before = _counts(gradesync)
+
+    response = post_launch(signed_launch(lms, c, c.learners[0], "rl-1", gradesync.launch_url))
+
+    assert response.status_code == 400
+    assert "lis_outcome_service_url" in response.text and "[host_not_allowed]" in response.text
+    assert _counts(gradesync) == before
+
+
+def test_missing_resource_link_is_refused_naming_the_field(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    form = signed_launch(lms, c, c.learners[0], "rl-1", gradesync.launch_url)
+    params = {k: v for k, v in form["params"].items() if k != "resource_link_id"}
+    params = _sign(params, gradesync.launch_url, c.consumer_key, SECRET)
+    before = _counts(gradesync)
+
+    response = post_launch({"url": gradesync.launch_url, "params": params})
+
+    assert response.status_code == 400
+    assert "resource_link_id" in response.text and "[required]" in response.text
+    assert _counts(gradesync) == before
+
+
+def test_json_body_is_not_a_launch(gradesync: Gradesync) -> None:
+    import httpx
+
+    response = httpx.post(gradesync.launch_url, json={"user_id": "x"})
+    assert response.status_code == 415
+
+
+def test_role_mapping() -> None:
+    assert role_from_lti11("Learner", graded=True) is Role.LEARNER
+    assert role_from_lti11("urn:lti:role:ims/lis/Learner,Instructor", graded=True) is (
+        Role.INSTRUCTOR
+    )
+    assert role_from_lti11("urn:lti:role:ims/lis/TeachingAssistant/Grader", graded=False) is (
+        Role.TEACHING_ASSISTANT
+    )
+    # institution roles only count without a context role
+    assert role_from_lti11("urn:lti:instrole:ims/lis/Administrator,Learner", graded=True) is (
+        Role.LEARNER
+    )
+    assert role_from_lti11("urn:lti:instrole:ims/lis/Administrator", graded=False) is (
+        Role.ADMINISTRATOR
+    )
+    assert role_from_lti11("Mentor", graded=False) is Role.OBSERVER
+    assert role_from_lti11("", graded=True) is Role.LEARNER
+    assert role_from_lti11("SomethingNew", graded=False) is Role.OBSERVER
+
+
+@pytest.fixture
+def pg_db(request: pytest.FixtureRequest) -> Iterator[Database]:
+    url = request.getfixturevalue("_postgres_migrated")
+    database = Database(url, TEST_SECRET)
+    _truncate_postgres(database)
+    yield database
+    database.dispose()
+
+
+def _launch_params(user: str, sourcedid: str) -> dict[str, str]:
+    return {
+        "lti_message_type": "basic-lti-launch-request",
+        "lti_version": "LTI-1p0",
+        "user_id": user,
+        "roles": "Learner",
+        "context_id": "c-rush",
+        "resource_link_id": "rl-rush",
+        "lis_result_sourcedid": sourcedid,
+        "lis_outcome_service_url": "https://lms.example.edu/outcomes",
+    }
+
+
+@pytest.mark.postgres
+def test_concurrent_launches_of_one_link_do_not_lose_result_ids(pg_db: Database) -> None:
+    """Two launches of one link in overlapping transactions: the second waits for the first
+    and keeps its entry (without the row lock it would overwrite it from a stale read)."""
+    register_consumer(pg_db, "k-rush", hosts=("lms.example.edu",))
+    now = datetime.now(UTC)
+
+    def record(user: str) -> None:
+        with pg_db.uow() as uow:
+            consumer = find_consumer(uow, "k-rush")
+            assert consumer is not None
+            record_launch(uow, consumer, _launch_params(user, f"sid-{user}"), now)
+            uow.commit()
+
+    record("u1")  # the item link exists, committed
+    first = pg_db.uow().__enter__()
+    consumer = find_consumer(first, "k-rush")
+    assert consumer is not None
+    record_launch(first, consumer, _launch_params("u2", "sid-u2"), now)  # not committed yet
+    second = threading.Thread(target=record, args=("u3",))
+    second.start()
+    # wait (with a deadline) until the second launch is blocked on the first one's lock
+    deadline = time.monotonic() + 10
+    with pg_db.engine.connect() as probe:
+        while True:
+            waiting = probe.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            ).scalar()
+            probe.rollback()
+            if waiting or not second.is_alive() or time.monotonic() > deadline:
+                break
+            second.join(timeout=0.02)  # poll gently; the condition above decides
+    assert waiting, "the second launch did not wait for the first"
+    first.commit()
+    first.__exit__(None, None, None)
+    second.join(timeout=10)
+    assert not second.is_alive()
+
+    with pg_db.uow() as uow:
+        item = uow.links.item("t1", "lms11", "rl-rush")
+    assert item is not None
+    assert item.data["sourcedids"] == {"u1": "sid-u1", "u2": "sid-u2", "u3": "sid-u3"}
+
+
+def test_a_launch_reopens_results_that_were_waiting_for_it(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms, learners=2)
+    register_consumer(gradesync.db, c.consumer_key)
+    first, second = c.learners
+    now = datetime.now(UTC)
+
+    def rejected(
+        person: str,
+        code: str,
+        activity: str = "rl-wait",
+        state: DeliveryState = DeliveryState.REJECTED,
+    ) -> LedgerRow:
+        return LedgerRow(
+            key=LedgerKey("t1", "lms11", activity, person),
+            state=state,
+            desired_hash="h-" + person,
+            desired={"score_given": 0.5},
+            reason_code=code,
+            reason_text="waiting",
+            tries=1,
+            updated_at=now,
+        )
+
+    with gradesync.db.uow() as uow:
+        uow.courses.upsert(Course("t1", c.course, "Biology"))
+        uow.ledger.save_many(
+            [
+                (rejected(first, "no_sourcedid"), c.course),
+                (rejected(second, "unknown_user"), c.course),
+                # the course was never launched: the engine keeps these waiting (course-wide)
+                (rejected(second, "no_launch", "other-act", DeliveryState.RETRYING), c.course),
+            ]
+        )
+        uow.commit()
+    wakes = gradesync.waker.keys
+
+    assert post_launch(signed_launch(lms, c, first, "rl-wait", gradesync.launch_url)).is_success
+
+    with gradesync.db.uow() as uow:
+        mine = uow.ledger.get(LedgerKey("t1", "lms11", "rl-wait", first))
+        other = uow.ledger.get(LedgerKey("t1", "lms11", "rl-wait", second))
+        course_wide = uow.ledger.get(LedgerKey("t1", "lms11", "other-act", second))
+        dirty = uow.dirty.peek(100)
+    assert mine is not None and mine.state is DeliveryState.PENDING and mine.tries == 0
+    assert other is not None and other.state is DeliveryState.REJECTED  # not cured by this
+    assert course_wide is not None and course_wide.state is DeliveryState.PENDING
+    assert ("t1", c.course, "rl-wait", first) in [d[:4] for d in dirty]
+    assert gradesync.waker.keys == wakes + 1

@@ -1,0 +1,333 @@
+"""LTI 1.1 -> LTI 1.3: the lti1p1 claim is verified, then a course's delivered grades carry
+over so that the engine, recomputing for the new destination, finds nothing to resend."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import httpx
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.adapters.destinations.lti11 import build
+from gradesync.adapters.destinations.registry import DestinationContext
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.ledger import Delivered, Rejected, after_delivery, reconcile
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    Course,
+    CourseLink,
+    DeliveryState,
+    Destination,
+    DestinationKind,
+    Enrollment,
+    LedgerKey,
+    Person,
+    ScoreForm,
+)
+from gradesync.domain.policy import DesiredResult, PolicyInput, desired_result, resolve_settings
+from gradesync.domain.reasons import Reason
+from gradesync.services.destination import FailureClass, RemoteFailure, ResultTarget
+from gradesync.services.lti_migration import (
+    LTI1P1_CLAIM,
+    consumer_key_signature,
+    migrate_course_from_lti11,
+    verify_lti1p1_claim,
+)
+from tests.lti11.conftest import SECRET, register_consumer
+
+NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+KEY = "consumer-legacy"
+AGS_CAPS = Capabilities(score_form=ScoreForm.POINTS, comments=True)  # what an AGS platform takes
+# capabilities need no connection: the client is built without one
+LTI11_CAPS = build(
+    Destination("t1", "x", DestinationKind.LTI11_OUTCOMES, "x"),
+    DestinationContext(http=cast(httpx.AsyncClient, None)),
+).capabilities
+
+
+def id_token(secret: str = SECRET, **override: Any) -> dict[str, Any]:
+    """An LTI 1.3 id token's claims with the migration claim, signed the way the LTI 1.3
+    migration spec says (computed here independently of the code under test)."""
+    claims: dict[str, Any] = {
+        "iss": "https://lms.example.edu",
+        "aud": "client-13",
+        "exp": 1741597200,
+        "nonce": "n-0b7e",
+        "sub": "sub-u1",
+        "https://purl.imsglobal.org/spec/lti/claim/deployment_id": "dep-1",
+    }
+    claims.update(override)
+    base = "&".join(
+        [
+            KEY,
+            claims["https://purl.imsglobal.org/spec/lti/claim/deployment_id"],
+            claims["iss"],
+            claims["aud"],
+            str(claims["exp"]),
+            claims["nonce"],
+        ]
+    )
+    sign = base64.b64encode(hmac.new(secret.encode(), base.encode(), hashlib.sha256).digest())
+    claims[LTI1P1_CLAIM] = {
+        "user_id": "u1",
+        "oauth_consumer_key": KEY,
+        "oauth_consumer_key_sign": sign.decode(),
+    }
+    return claims
+
+
+def _compute(db: Database, dest: str, activity_id: str, person: str, caps: Capabilities) -> Any:
+    """What policy wants at a destination for one key, assembled from stored facts."""
+    with db.uow() as uow:
+        tenant, course = uow.tenants.get("t1"), uow.courses.get("t1", "c1")
+        activity = uow.activities.get("t1", activity_id)
+        assert tenant and course and activity
+        return desired_result(
+            PolicyInput(
+                policy=resolve_settings(tenant.policy, course.policy, activity.policy),
+                course=course,
+                activity=activity,
+                enrollment=uow.enrollments.get("t1", "c1", person),
+                attempts=uow.attempts.for_key("t1", activity_id, person),
+                due_override=None,
+                capabilities=caps,
+                now=NOW,
+            )
+        )
+
+
+def _attempt(event: str, activity: str, person: str, score: float, **kw: Any) -> Attempt:
+    return Attempt("t1", event, activity, person, score, 10.0, NOW - timedelta(days=2), **kw)
+
+
+def _deliver_lti11(db: Database, activity: str, person: str, *, rejected: bool = False) -> None:
+    """Run the ledger transitions the engine runs: reconcile, send, record the answer."""
+    outcome = _compute(db, "lms11", activity, person, LTI11_CAPS)
+    assert isinstance(outcome, DesiredResult)
+    key = LedgerKey("t1", "lms11", activity, person)
+    with db.uow() as uow:
+        row = reconcile(uow.ledger.get(key), key, outcome, NOW)
+        assert row is not None and row.state is DeliveryState.PENDING
+        answer = (
+            Rejected(Reason("unknown_user", "not a student"))
+            if rejected
+            else Delivered(remote_status=200)
+        )
+        uow.ledger.save(after_delivery(row, row.desired_hash or "", answer, NOW), "c1")
+        uow.commit()
+
+
+@pytest.fixture
+def course(db: Database) -> Database:
+    """A course synced over LTI 1.1 for a while, and its new LTI 1.3 platform."""
+    register_consumer(db, KEY, destination_id="lms11")
+    with db.uow() as uow:
+        uow.courses.upsert(Course("t1", "c1", "Biology"))
+        for a in ("act-1", "act-2"):
+            uow.activities.upsert(Activity("t1", a, "c1", f"Quiz {a}", 10.0))
+        for p in ("u1", "u2", "u3"):
+            uow.people.upsert(Person("t1", p, p.upper()))
+            uow.enrollments.upsert(Enrollment("t1", "c1", p))
+        for attempt in (
+            _attempt("e1", "act-1", "u1", 7.0, comment="Well done"),
+            _attempt("e2", "act-1", "u2", 5.0),
+            _attempt("e3", "act-1", "u3", 9.0),
+            _attempt("e4", "act-2", "u1", 10.0 / 3),
+        ):
+            uow.attempts.add(attempt, NOW)
+        uow.links.save_course(
+            CourseLink("t1", "lms11", "c1", "c1", {"outcome_service_url": "http://127.0.0.1/o"})
+        )
+        uow.destinations.upsert(
+            Destination("t1", "lms13", DestinationKind.LTI13_AGS, "LMS (LTI 1.3)", config={"x": 1}),
+            NOW,
+        )
+        uow.commit()
+    _deliver_lti11(db, "act-1", "u1")
+    _deliver_lti11(db, "act-1", "u2")
+    _deliver_lti11(db, "act-1", "u3", rejected=True)
+    _deliver_lti11(db, "act-2", "u1")
+    # u2 improved after the last LTI 1.1 send: the LMS holds 0.5, policy now wants 8/10
+    with db.uow() as uow:
+        uow.attempts.add(_attempt("e5", "act-1", "u2", 8.0), NOW)
+        uow.commit()
+    return db
+
+
+def _migrate(db: Database, token: dict[str, Any], **kw: Any) -> Any:
+    with db.uow() as uow:
+        result = migrate_course_from_lti11(
+            uow,
+            tenant_id="t1",
+            lti13_destination_id="lms13",
+            course_id="c1",
+            lti1p1_claim=token[LTI1P1_CLAIM],
+            now=NOW,
+            id_token=token,
+            capabilities=kw.pop("capabilities", AGS_CAPS),
+        )
+        uow.commit()
+    return result
+
+
+def test_the_spec_example_signature() -> None:
+    # The worked example of the LTI 1.3 migration claim (1EdTech, LTI core 1.3 appendix).
+    assert (
+        consumer_key_signature(
+            "179248902",
+            "my-lti11-secret",
+            deployment_id="689302",
+            issuer="https://lmsvendor.com",
+            client_id="PM48OJSfGDTAzAo",
+            exp=1551290856,
+            nonce="172we8671fd8z",
+        )
+        == "lWd54kFo5qU7xshAna6v8BwoBm6tmUjc6GTax6+12ps="
+    )
+
+
+def test_claim_verification_binds_the_id_token() -> None:
+    token = id_token()
+    claim = token[LTI1P1_CLAIM]
+    assert verify_lti1p1_claim(claim, token, SECRET)
+    assert not verify_lti1p1_claim(claim, token, "another-secret-entirely")
+    assert not verify_lti1p1_claim(claim, {**token, "nonce": "other"}, SECRET)
+    assert not verify_lti1p1_claim(claim, {**token, "aud": "client-99"}, SECRET)
+    # aud as a list: the client id is azp
+    listed = id_token(aud="client-13")
+    assert verify_lti1p1_claim(
+        listed[LTI1P1_CLAIM], {**listed, "aud": ["client-13", "x"], "azp": "client-13"}, SECRET
+    )
+    with pytest.raises(InvalidInput) as err:
+        verify_lti1p1_claim({"oauth_consumer_key": KEY}, token, SECRET)
+    assert "oauth_consumer_key_sign" in str(err.value)
+
+
+def test_unchanged_grades_carry_over_and_are_not_resent(course: Database) -> None:
+    result = _migrate(course, id_token())
+
+    assert result.migrated and result.lti11_destination_id == "lms11"
+    assert result.lti11_user_id == "u1"
+    # u1/act-1 (0.7, now with a comment the new LMS can take) and u1/act-2 (1/3) carry over;
+    # u2 changed since, u3 was rejected: those go through the new destination
+    assert (result.carried_over, result.to_send, result.already_present) == (2, 2, 0)
+
+    for activity, person in (("act-1", "u1"), ("act-2", "u1")):
+        key = LedgerKey("t1", "lms13", activity, person)
+        with course.uow() as uow:
+            row = uow.ledger.get(key)
+        assert row is not None and row.state is DeliveryState.DELIVERED
+        # the engine recomputing this key for the LTI 1.3 destination: nothing to send
+        wanted = _compute(course, "lms13", activity, person, AGS_CAPS)
+        assert reconcile(row, key, wanted, NOW + timedelta(minutes=5)) is None
+    with course.uow() as uow:
+        for activity, person in (("act-1", "u2"), ("act-1", "u3")):
+            assert uow.ledger.get(LedgerKey("t1", "lms13", activity, person)) is None
+        link = uow.links.course("t1", "lms11", "c1")
+        assert link is not None and link.data["migrated_to"] == "lms13"
+        # the LTI 1.1 history stays
+        old = uow.ledger.get(LedgerKey("t1", "lms11", "act-1", "u1"))
+        assert old is not None and old.state is DeliveryState.DELIVERED
+
+
+def test_a_second_launch_changes_nothing(course: Database) -> None:
+    first = _migrate(course, id_token())
+    with course.uow() as uow:
+        rows = uow.ledger.get_many("t1", "lms13", "c1")
+
+    again = _migrate(course, id_token(nonce="n-second"))
+
+    assert first.migrated and again.migrated and "already moved" in (again.reason or "")
+    with course.uow() as uow:
+        assert uow.ledger.get_many("t1", "lms13", "c1") == rows
+
+
+def test_a_bad_signature_moves_nothing(course: Database) -> None:
+    forged = id_token(secret="guessed-secret-000000")
+
+    result = _migrate(course, forged)
+
+    assert not result.migrated and "does not verify" in (result.reason or "")
+    with course.uow() as uow:
+        assert uow.ledger.get_many("t1", "lms13", "c1") == {}
+        link = uow.links.course("t1", "lms11", "c1")
+        assert link is not None and "migrated_to" not in link.data
+
+
+def test_unknown_consumer_or_course_moves_nothing(course: Database) -> None:
+    token = id_token()
+    stranger = {**token, LTI1P1_CLAIM: {**token[LTI1P1_CLAIM], "oauth_consumer_key": "nope"}}
+    assert "no LTI 1.1 consumer" in (_migrate(course, stranger).reason or "")
+    with course.uow() as uow:
+        result = migrate_course_from_lti11(
+            uow,
+            tenant_id="t1",
+            lti13_destination_id="lms13",
+            course_id="never-launched",
+            lti1p1_claim=token[LTI1P1_CLAIM],
+            now=NOW,
+            id_token=token,
+        )
+    assert not result.migrated and "never launched" in (result.reason or "")
+
+
+def test_target_must_be_an_lti13_platform(course: Database) -> None:
+    token = id_token()
+    with course.uow() as uow, pytest.raises(InvalidInput) as err:
+        migrate_course_from_lti11(
+            uow,
+            tenant_id="t1",
+            lti13_destination_id="lms11",
+            course_id="c1",
+            lti1p1_claim=token[LTI1P1_CLAIM],
+            now=NOW,
+            id_token=token,
+        )
+    assert "lti13_destination_id" in str(err.value)
+
+
+async def test_lti11_stops_sending_for_a_migrated_course(course: Database) -> None:
+    _migrate(course, id_token())
+    with course.uow() as uow:
+        dest = uow.destinations.get("t1", "lms11")
+        link = uow.links.course("t1", "lms11", "c1")
+    assert dest is not None and link is not None
+    async with httpx.AsyncClient() as http:
+        client = build(dest, DestinationContext(http=http))
+        from gradesync.domain.model import ItemLink, PersonLink
+
+        target = ResultTarget(
+            link,
+            ItemLink("t1", "lms11", "act-1", "rl-1"),
+            PersonLink("t1", "lms11", "u1", "u1", "c1", {"sourcedids": {"act-1": "s"}}),
+        )
+        with pytest.raises(RemoteFailure) as err:
+            await client.put_result(target, replace_score(0.5), NOW)
+    assert (err.value.failure, err.value.code) == (FailureClass.REJECTED, "course_migrated")
+
+
+def replace_score(score: float) -> DesiredResult:
+    return DesiredResult(
+        score, 1.0, "FullyGraded", "Completed", None, False, False, False, NOW, "", None
+    )
+
+
+@pytest.mark.parametrize(
+    "caps", [None, replace(AGS_CAPS, comments=False), Capabilities(ScoreForm.PERCENT)]
+)
+def test_carry_over_in_any_score_form(course: Database, caps: Capabilities | None) -> None:
+    result = _migrate(course, id_token(), capabilities=caps)
+    assert result.migrated and (result.carried_over, result.to_send) == (2, 2)
+    key = LedgerKey("t1", "lms13", "act-2", "u1")
+    with course.uow() as uow:
+        row = uow.ledger.get(key)
+    wanted = _compute(course, "lms13", "act-2", "u1", caps or Capabilities())
+    assert row is not None and reconcile(row, key, wanted, NOW) is None
