@@ -40,6 +40,21 @@ class Settings(BaseSettings):
     # cut, not only a crash.
     sqlite_synchronous: str = "FULL"
     worker_concurrency: int = 32
+    # The sync engine (docs/operations.md). "embedded": `gradesync serve` runs the worker
+    # in-process; "distributed" (PostgreSQL): `gradesync worker` processes do, woken through
+    # procrastinate, and `serve` only wakes them.
+    worker_mode: str = "embedded"
+    worker_poll_seconds: float = 1.0  # look for work unprompted this often
+    worker_lease_seconds: float = 120.0  # a claimed result is held this long at most
+    worker_claim_batch: int = 100
+    worker_stale_seconds: float = 60.0  # a run without heartbeat for this long is requeued
+    worker_heartbeat_seconds: float = 5.0
+    retry_base_seconds: float = 1.0  # backoff: base * 2^(tries-1), with jitter, capped
+    retry_cap_seconds: float = 300.0
+    retry_max_tries: int = 12
+    breaker_threshold: int = 5  # transient failures in a row that pause a destination
+    breaker_cooldown_seconds: float = 30.0
+    run_retry_patience_seconds: float = 30.0  # a run waits this long for retries to settle
 
     @cached_property
     def resolved_database_url(self) -> str:

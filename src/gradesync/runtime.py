@@ -5,13 +5,32 @@ This is the only place that knows which concrete adapter implements which servic
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib
 import logging
+import os
+import time
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings, load_settings
 from gradesync.services.clock import Clock, SystemClock
-from gradesync.services.wakeup import Waker
+from gradesync.services.wakeup import NullWaker, Waker
+
+if TYPE_CHECKING:
+    from gradesync.adapters.destinations.registry import DestinationContext
+    from gradesync.adapters.queue.inprocess import EmbeddedWorker
+    from gradesync.domain.model import Destination, SyncRun
+    from gradesync.services.destination import DestinationClient
+    from gradesync.services.engine_config import EngineSettings
+    from gradesync.services.worker import Engine
+
+# Tests only: a module whose `build(destination, context)` serves every destination, so a
+# subprocess worker can talk to a test double over HTTP (docs/operations.md).
+TEST_DESTINATION_MODULE = "GRADESYNC_TEST_DESTINATION_MODULE"
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +42,10 @@ class Runtime:
     clock: Clock = field(default_factory=SystemClock)
     # Set by the worker wiring (issue 4): in-process asyncio worker or procrastinate.
     waker: Waker | None = None
+    # The sync engine (issue 4): one HTTP pool and token cache shared by every destination
+    # client of the process, and the in-process worker when one runs here.
+    destinations: DestinationContext | None = None
+    worker: EmbeddedWorker | None = None
 
     @classmethod
     def create(cls, settings: Settings | None = None, *, migrate: bool | None = None) -> Runtime:
@@ -37,4 +60,162 @@ class Runtime:
         return cls(settings=settings, db=db)
 
     def close(self) -> None:
+        if self.waker is not None and hasattr(self.waker, "close"):
+            self.waker.close()
         self.db.dispose()
+
+    # --- the sync engine -----------------------------------------------------------------
+
+    @property
+    def distributed(self) -> bool:
+        """Workers are separate `gradesync worker` processes woken through procrastinate."""
+        return self.settings.worker_mode == "distributed" and not self.db.is_sqlite
+
+    def destination_context(self) -> DestinationContext:
+        """Built on first use, inside the event loop that will use it."""
+        if self.destinations is None:
+            import httpx
+
+            from gradesync.adapters.destinations.registry import DestinationContext
+
+            http = httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, connect=10.0),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                follow_redirects=False,
+            )
+            self.destinations = DestinationContext(http=http, extras={"runtime": self})
+        return self.destinations
+
+    def destination_client(self, destination: Destination) -> DestinationClient:
+        """A client for one destination (the engine's destination factory)."""
+        context = self.destination_context()
+        test_module = os.environ.get(TEST_DESTINATION_MODULE)
+        if test_module:
+            client: DestinationClient = importlib.import_module(test_module).build(
+                destination, context
+            )
+            return client
+        from gradesync.adapters.destinations.registry import build_client
+
+        return build_client(destination, context)
+
+    def engine_settings(self) -> EngineSettings:
+        from gradesync.domain.ledger import BackoffPolicy
+        from gradesync.services.engine_config import EngineSettings
+        from gradesync.services.limits import BreakerSettings
+
+        s = self.settings
+        return EngineSettings(
+            claim_batch=s.worker_claim_batch,
+            lease=timedelta(seconds=s.worker_lease_seconds),
+            min_lease_left=timedelta(seconds=min(45.0, s.worker_lease_seconds / 3)),
+            backoff=BackoffPolicy(
+                base_seconds=s.retry_base_seconds,
+                cap_seconds=s.retry_cap_seconds,
+                max_tries=s.retry_max_tries,
+            ),
+            breaker=BreakerSettings(
+                threshold=s.breaker_threshold,
+                cooldown=timedelta(seconds=s.breaker_cooldown_seconds),
+            ),
+            heartbeat=timedelta(seconds=s.worker_heartbeat_seconds),
+            stale_after=timedelta(seconds=s.worker_stale_seconds),
+            retry_patience=timedelta(seconds=s.run_retry_patience_seconds),
+            poll=timedelta(seconds=s.worker_poll_seconds),
+        )
+
+    def build_engine(self, waker: Waker | None = None) -> Engine:
+        from gradesync.services.worker import Engine
+
+        return Engine(
+            self.db.uow,
+            self.clock,
+            self.destination_client,
+            self.engine_settings(),
+            waker=waker,
+        )
+
+    def remote_waker(self) -> Waker:
+        """A waker for a process that runs no worker itself (a CLI command, or `serve` in
+        distributed mode): procrastinate jobs in distributed mode, else nothing (the
+        worker of `gradesync serve` finds queued work within `worker_poll_seconds`)."""
+        if self.distributed:
+            from gradesync.adapters.queue.procrastinate_app import ProcrastinateWaker
+
+            return ProcrastinateWaker(self.db.url)
+        return NullWaker()
+
+    async def start_worker(self, *, distributed_waker: bool = False) -> EmbeddedWorker:
+        """Start the in-process worker (call inside the serving event loop). Pending work is
+        swept at once. With `distributed_waker` (inside `gradesync worker`), the worker asks
+        other workers for help through procrastinate."""
+        from gradesync.adapters.queue.inprocess import EmbeddedWorker, InProcessWaker
+
+        if self.worker is not None:
+            return self.worker
+        local = InProcessWaker()
+        engine_waker: Waker = local
+        if distributed_waker:
+            engine_waker = self.remote_waker()
+        engine = self.build_engine(engine_waker)
+        worker = EmbeddedWorker(engine, local, sole_worker=self.db.is_sqlite)
+        await worker.start()
+        self.worker = worker
+        if not distributed_waker:
+            self.waker = local
+        return worker
+
+    async def stop_worker(self) -> None:
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            await worker.stop()
+            if self.waker is worker.waker:
+                self.waker = None
+        if self.destinations is not None:
+            await self.destinations.http.aclose()
+            self.destinations = None
+
+    def wait_for_run(
+        self, run_id: str, timeout: float, *, tenant_id: str | None = None, poll: float = 0.2
+    ) -> SyncRun:
+        """Block until the run is finished (for the CLI); TimeoutError after `timeout`."""
+        from gradesync.domain.errors import NotFound
+        from gradesync.domain.model import RunStage
+
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.db.uow() as uow:
+                run = uow.runs.get(run_id, tenant_id)
+            if run is None:
+                raise NotFound("run", run_id)
+            if run.stage is RunStage.FINISHED:
+                return run
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} is still {run.stage.value} after {timeout:g} s")
+            time.sleep(poll)
+
+    async def wait_for_run_async(
+        self, run_id: str, timeout: float, *, tenant_id: str | None = None
+    ) -> SyncRun:
+        """Like `wait_for_run` without blocking the event loop: resolves at once when this
+        process's worker finishes the run, else by looking at the database."""
+        from gradesync.domain.model import RunStage
+
+        def read() -> SyncRun | None:
+            with self.db.uow() as uow:
+                return uow.runs.get(run_id, tenant_id)
+
+        deadline = time.monotonic() + timeout
+        local = self.worker.engine.run_finished(run_id) if self.worker is not None else None
+        while True:
+            run = await asyncio.to_thread(read)
+            if run is not None and run.stage is RunStage.FINISHED:
+                return run
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"run {run_id} did not finish within {timeout:g} s")
+            if local is not None:
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(local), min(1.0, remaining))
+            else:
+                await asyncio.sleep(min(0.2, remaining))

@@ -9,6 +9,7 @@ from gradesync.cli import platforms
 from gradesync.cli import destinations, import_, keys, runs, sync, tenants
 from gradesync.cli import schedules
 from gradesync.cli import worker
+from gradesync.cli import doctor
 
 app = typer.Typer(
     help="gradesync: one-way, reliable grade sync into LMS gradebooks and SIS.",
@@ -31,6 +32,11 @@ app.command("sync")(sync.sync)
 app.add_typer(runs.app, name="runs")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(import_.app, name="import")
+# diagnostics (cli/doctor.py); `destinations check` joins the destinations group from there
+destinations.app.command("check")(doctor.destinations_check)
+app.command("doctor")(doctor.doctor)
+app.command("overrides")(doctor.overrides)
+app.command("repair")(doctor.repair)
 app.add_typer(destinations.app, name="destinations")
 
 

@@ -330,7 +330,9 @@ class RunRepo(Protocol):
 
     def heartbeat(self, run_id: str, worker_id: str, now: datetime) -> bool: ...
 
-    def requeue_stale(self, stale_before: datetime, now: datetime) -> list[str]: ...
+    def requeue_stale(
+        self, stale_before: datetime, now: datetime, *, keep_worker: str | None = None
+    ) -> list[str]: ...
 
 
 class ScheduleRepo(Protocol):

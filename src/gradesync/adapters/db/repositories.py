@@ -596,8 +596,19 @@ class LedgerRepo(_Repo):
         upsert(self.conn, t.ledger, self._values(row, course_id))
 
     def save_many(self, rows: Sequence[tuple[LedgerRow, str]]) -> None:
-        if rows:
-            upsert(self.conn, t.ledger, [self._values(r, cid) for r, cid in rows])
+        """Upsert many rows as one executemany of one cached statement (the engine's hot
+        path: a multi-VALUES statement would be compiled anew for every batch)."""
+        if not rows:
+            return
+        values = [self._values(r, cid) for r, cid in rows]
+        ins = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+        stmt = ins.insert(t.ledger)
+        keys = [c.name for c in t.ledger.primary_key.columns]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys,
+            set_={k: stmt.excluded[k] for k in values[0] if k not in keys},
+        )
+        self.conn.execute(stmt, values)
 
     def course_of(self, key: LedgerKey) -> str | None:
         c = t.ledger.c
@@ -1270,20 +1281,20 @@ class RunRepo(_Repo):
         )
         return res.rowcount == 1
 
-    def requeue_stale(self, stale_before: datetime, now: datetime) -> list[str]:
+    def requeue_stale(
+        self, stale_before: datetime, now: datetime, *, keep_worker: str | None = None
+    ) -> list[str]:
         """Runs whose worker stopped proving it is alive go back to the queue, to be run again
-        from the start (a run is idempotent: it sends what still differs)."""
+        from the start (a run is idempotent: it sends what still differs). `keep_worker`:
+        the caller's own runs, which it knows are alive, are left alone."""
         c = t.sync_runs.c
-        rows = (
-            self.conn.execute(
-                select(c.id, c.stages).where(
-                    c.stage.in_(self.RUNNING),
-                    c.heartbeat_at.is_(None) | (c.heartbeat_at < utc(stale_before)),
-                )
-            )
-            .mappings()
-            .all()
-        )
+        conds: list[Any] = [
+            c.stage.in_(self.RUNNING),
+            c.heartbeat_at.is_(None) | (c.heartbeat_at < utc(stale_before)),
+        ]
+        if keep_worker is not None:
+            conds.append(c.worker_id.is_(None) | (c.worker_id != keep_worker))
+        rows = self.conn.execute(select(c.id, c.stages).where(*conds)).mappings().all()
         for r in rows:
             self.conn.execute(
                 update(t.sync_runs)

@@ -1,0 +1,240 @@
+"""`python -m benchmarks` (or `make bench`): run the suite, write the figures.
+
+    python -m benchmarks                      # full size (minutes), SQLite and PostgreSQL
+    python -m benchmarks --quick              # the CI smoke (seconds)
+    python -m benchmarks --only latency,throughput --db sqlite
+    python -m benchmarks --out benchmarks/results/latest.json --profile
+
+Scenarios: latency, throughput, baseline, faults, resync, ingest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from benchmarks import baseline, machine, postgres, report
+from benchmarks.sizes import FULL, QUICK, Sizes
+from benchmarks.world import World, set_faults, start_world
+
+ALL = ("latency", "throughput", "baseline", "faults", "resync", "ingest")
+DELIVERY = ("latency", "throughput", "baseline", "faults")
+
+
+def base_faults(sizes: Sizes) -> dict[str, Any]:
+    """The destination as benchmarked: set latency and a concurrency cap (requests over the
+    cap wait their turn, as behind a real LMS's connection limit)."""
+    group = {"latency_ms": sizes.latency_ms, "max_concurrency": sizes.cap, "over_capacity": "queue"}
+    return {"scores": group, "lineitems": dict(group)}
+
+
+def guarded(name: str, fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
+    print(f"  - {name} ...", flush=True)
+    t0 = time.perf_counter()
+    try:
+        out = fn(*args, **kw)
+    except Exception as exc:
+        traceback.print_exc()
+        out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    out["scenario_seconds"] = round(time.perf_counter() - t0, 1)
+    print(f"    done in {out['scenario_seconds']} s (ok={out.get('ok')})", flush=True)
+    return out
+
+
+def run_db(
+    db: str, url: str | None, only: set[str], sizes: Sizes, workdir: Path, profile_dir: Path | None
+) -> dict[str, Any]:
+    from benchmarks.scenarios import faults, latency, scale, throughput
+
+    print(f"[{db}]", flush=True)
+    # The delivery scenarios measure the engine; on PostgreSQL only the scale ones run
+    # unless asked for explicitly.
+    world: World = start_world(workdir / db, url, concurrency=sizes.cap, faults=base_faults(sizes))
+    out: dict[str, Any] = {"database": db}
+    try:
+        if "latency" in only:
+            out["latency"] = guarded("latency", latency.run, world, sizes)
+        if "throughput" in only:
+            spy = start_profile(world, profile_dir, db) if profile_dir else None
+            out["throughput"] = guarded("throughput", throughput.run, world, sizes)
+            if spy is not None:
+                out["throughput"]["profile"] = stop_profile(*spy)
+        if "baseline" in only:
+            if baseline.available():
+                runs = [
+                    guarded(
+                        f"baseline ({v})",
+                        baseline.run,
+                        world,
+                        v,
+                        sizes.base_results,
+                        sizes.base_seconds,
+                        f"b{v[0]}",
+                    )
+                    for v in ("cached", "readme")
+                ]
+                out["baseline"] = runs
+                tp = out.get("throughput", {}).get("steady_rate_per_s")
+                if tp:
+                    out["ratio_vs_baseline"] = {
+                        b["variant"]: round(tp / b["rate_per_s"], 1)
+                        for b in runs
+                        if b.get("rate_per_s")
+                    }
+            else:
+                out["baseline_note"] = (
+                    "pylti1p3 not installed (pip install -e .[bench]): baseline not run"
+                )
+                print("    " + out["baseline_note"])
+        if "resync" in only:
+            out["resync"] = guarded("no-op resync", scale.noop_resync, world, sizes)
+        if "ingest" in only:
+            out["ingest"] = guarded("ingest", scale.ingest, world, sizes)
+        if "faults" in only:
+            set_faults(world, faults.fault_config(sizes))
+            try:
+                out["faults"] = guarded("faults", faults.run, world, sizes)
+            finally:
+                set_faults(world, base_faults(sizes))
+        out["gradesync_peak_rss_mb"] = round(_peak(world.gradesync.pid), 1)
+    finally:
+        world.close()
+    return out
+
+
+def _peak(pid: int) -> float:
+    from benchmarks import procs
+
+    try:
+        return procs.peak_rss_mb(pid)
+    except OSError:
+        return 0.0
+
+
+def start_profile(world: World, profile_dir: Path, db: str) -> tuple[Any, Path] | None:
+    import subprocess
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("    py-spy not installed: no profile")
+        return None
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    raw = profile_dir / f"throughput-{db}.txt"
+    proc = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(world.gradesync.pid),
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--rate",
+            "50",
+            "--nonblocking",
+            "--duration",
+            "600",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # let py-spy attach before the load starts
+    return proc, raw
+
+
+def stop_profile(proc: Any, raw: Path) -> dict[str, Any]:
+    import signal
+
+    from benchmarks import profile
+
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    return profile.summarize(raw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes (the CI smoke)")
+    parser.add_argument("--only", default=",".join(ALL), help="comma-separated scenarios")
+    parser.add_argument("--db", default="sqlite,postgres", help="sqlite, postgres or both")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latest.json"))
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy profile of gradesync during throughput"
+    )
+    parser.add_argument(
+        "--pg-delivery",
+        action="store_true",
+        help="also run latency/throughput/baseline/faults on PostgreSQL",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
+    args = parser.parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = only - set(ALL)
+    if unknown:
+        parser.error(f"--only: unknown scenario(s) {sorted(unknown)}; choose from {', '.join(ALL)}")
+    sizes = QUICK if args.quick else FULL
+    dbs = [d.strip() for d in args.db.split(",") if d.strip()]
+    workdir = Path(tempfile.mkdtemp(prefix="gradesync-bench-"))
+    results: dict[str, Any] = {
+        "size": "quick" if args.quick else "full",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine.describe(),
+        "sizes": sizes.__dict__,
+        "scenarios": sorted(only),
+    }
+    profile_dir = args.out.parent / "profiles" if args.profile else None
+    t0 = time.perf_counter()
+    try:
+        for db in dbs:
+            per_db = set(only)
+            if db == "postgres":
+                url = postgres.bench_url()
+                why = postgres.fresh_database(url)
+                if why:
+                    results[db] = {"skipped": why}
+                    print(f"[{db}] skipped: {why}")
+                    continue
+                if not args.pg_delivery:
+                    per_db -= set(DELIVERY)
+            elif db == "sqlite":
+                url = None
+            else:
+                parser.error(f"--db: unknown database {db!r}")
+            if per_db:
+                results[db] = run_db(db, url, per_db, sizes, workdir, profile_dir)
+    finally:
+        results["total_seconds"] = round(time.perf_counter() - t0, 1)
+        results["verdicts"] = report.verdicts(results)
+        md = report.write(results, args.out)
+        print()
+        print(md.read_text())
+        print(f"figures: {args.out} and {md}")
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"working directory kept: {workdir}")
+    failed = [
+        f"{db}.{name}"
+        for db in ("sqlite", "postgres")
+        for name, r in (results.get(db) or {}).items()
+        if isinstance(r, dict) and r.get("ok") is False
+    ]
+    if failed:
+        print("correctness checks failed: " + ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

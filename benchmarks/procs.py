@@ -1,0 +1,170 @@
+"""Child processes of a benchmark (sandbox, gradesync) and what they cost: CPU seconds and
+peak memory, read from /proc (Linux), so no extra dependency is needed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's high-water resident set (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset VmHWM (write 5 to clear_refs); False where the kernel does not allow it."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def start(
+    name: str,
+    argv: list[str],
+    port: int,
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    health: str = "/",
+    timeout: float = 60.0,
+) -> Child:
+    """Start a child process and wait (bounded) until `health` answers below 500."""
+    log = workdir / f"{name}.log"
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), full_env.get("PYTHONPATH", "")) if p
+    )
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            argv, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=str(workdir)
+        )
+    child = Child(name, proc, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{child.tail()}")
+        try:
+            if httpx.get(child.base_url + health, timeout=1.0).status_code < 500:
+                return child
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            child.stop()
+            raise RuntimeError(f"{name} did not answer within {timeout:g} s:\n{child.tail()}")
+        time.sleep(0.1)
+
+
+def start_sandbox(workdir: Path, faults: str | None = None, rng_seed: int = 1) -> Child:
+    port = free_port()
+    argv = [sys.executable, "-m", "benchmarks.sandbox_host", "--port", str(port)]
+    argv += ["--rng-seed", str(rng_seed)]
+    if faults:
+        argv += ["--faults", faults]
+    return start("sandbox", argv, port, workdir, health="/_sandbox/health")
+
+
+def start_gradesync(
+    workdir: Path,
+    database_url: str,
+    secret: str,
+    extra_env: Mapping[str, str] | None = None,
+    profile_to: Path | None = None,
+) -> Child:
+    """`gradesync serve` (API + in-process worker), as an operator would run it. With
+    `profile_to`, the same server runs under cProfile and writes its stats there on exit."""
+    port = free_port()
+    env = {
+        "GRADESYNC_DATABASE_URL": database_url,
+        "GRADESYNC_SECRET_KEY": secret,
+        "GRADESYNC_BASE_URL": f"http://127.0.0.1:{port}",
+        "GRADESYNC_DATA_DIR": str(workdir / "data"),
+        "GRADESYNC_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    if profile_to is not None:
+        argv = [sys.executable, "-m", "benchmarks.profiled", str(profile_to), *serve]
+    else:
+        argv = [gradesync_command(), *serve]
+    return start("gradesync", argv, port, workdir, env=env, health="/readyz")
+
+
+def gradesync_command() -> str:
+    """The `gradesync` script installed next to this interpreter."""
+    return str(Path(sys.executable).parent / "gradesync")
+
+
+def gradesync_env(workdir: Path, database_url: str, secret: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "GRADESYNC_DATABASE_URL": database_url,
+        "GRADESYNC_SECRET_KEY": secret,
+        "GRADESYNC_DATA_DIR": str(workdir / "data"),
+    }

@@ -1,0 +1,219 @@
+"""The figures file (JSON) and a short table (Markdown) from one run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TARGETS = {
+    "latency_p99_ms": 1000.0,  # p99 under 1 s
+    "share_of_capacity": 0.90,  # at least 90 % of what the destination allows
+    "cpu_s_per_1000": 1.0,  # one core drives over 1,000 results/s
+}
+
+
+def _get(d: dict[str, Any], *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target: measured, target, met, and by how much it is missed."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: Any, target: float, higher_is_better: bool, unit: str) -> None:
+        if value is None:
+            out.append({"target": name, "measured": None, "met": None})
+            return
+        met = value >= target if higher_is_better else value < target
+        miss = None
+        if not met:
+            miss = (
+                f"{(target - value) / target:.0%} below"
+                if higher_is_better
+                else f"{(value - target) / target:.0%} above"
+            )
+        out.append(
+            {
+                "target": name,
+                "measured": value,
+                "limit": target,
+                "unit": unit,
+                "met": met,
+                "missed_by": miss,
+            }
+        )
+
+    sq = results.get("sqlite", {})
+    add(
+        "latency p99 < 1 s",
+        _get(sq, "latency", "accepted_to_stored", "p99_ms"),
+        TARGETS["latency_p99_ms"],
+        False,
+        "ms",
+    )
+    add(
+        "throughput >= 90 % of capacity",
+        _get(sq, "throughput", "steady_share_of_capacity"),
+        TARGETS["share_of_capacity"],
+        True,
+        "share",
+    )
+    add(
+        "delivery CPU per 1,000 results < 1 s",
+        _get(sq, "throughput", "gradesync_cpu_s_per_1000"),
+        TARGETS["cpu_s_per_1000"],
+        False,
+        "s",
+    )
+    for db in ("sqlite", "postgres"):
+        sent = _get(results, db, "resync", "score_requests_sent")
+        if sent is not None:
+            out.append(
+                {
+                    "target": f"no-op resync sends nothing ({db})",
+                    "measured": sent,
+                    "limit": 0,
+                    "met": sent == 0,
+                    "missed_by": None if sent == 0 else f"{sent} sent",
+                }
+            )
+    conv = _get(sq, "faults", "converged")
+    if conv is not None:
+        out.append(
+            {
+                "target": "faults: final state equals desired state",
+                "measured": conv,
+                "met": bool(conv),
+                "missed_by": None if conv else f"{_get(sq, 'faults', 'wrong_count')} keys differ",
+            }
+        )
+    out.append(
+        {
+            "target": "remaster of 1,000,000 results in bounded memory",
+            "measured": None,
+            "met": None,
+            "missed_by": "not measured: the SIS remaster scenario is not built yet",
+        }
+    )
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
+    return str(v)
+
+
+def table(results: dict[str, Any]) -> str:
+    rows: list[tuple[str, str]] = []
+    for db in ("sqlite", "postgres"):
+        r = results.get(db)
+        if not isinstance(r, dict):
+            continue
+        if "skipped" in r:
+            rows.append((f"[{db}]", f"skipped: {r['skipped']}"))
+            continue
+        lat = _get(r, "latency", "accepted_to_stored")
+        if lat:
+            rows.append(
+                (
+                    f"[{db}] latency accepted->stored p50/p95/p99",
+                    f"{_fmt(lat['p50_ms'])} / {_fmt(lat['p95_ms'])} / {_fmt(lat['p99_ms'])} ms",
+                )
+            )
+            first = _get(r, "latency", "first_grade_of_new_course")
+            if first and first.get("n"):
+                rows.append(
+                    (
+                        f"[{db}] first grade of a new course (line item created) p50/max",
+                        f"{_fmt(first['p50_ms'])} / {_fmt(first['max_ms'])} ms",
+                    )
+                )
+        tp = r.get("throughput")
+        if tp:
+            rows.append(
+                (
+                    f"[{db}] throughput (steady)",
+                    f"{_fmt(tp['steady_rate_per_s'])}/s = {tp['steady_share_of_capacity']:.0%} "
+                    f"of capacity {_fmt(tp['capacity_per_s'])}/s",
+                )
+            )
+            rows.append(
+                (
+                    f"[{db}] gradesync CPU per 1,000 results: delivery / ingest+compute",
+                    f"{_fmt(tp['gradesync_cpu_s_per_1000'])} s / "
+                    f"{_fmt(tp.get('ingest_and_compute_cpu_s_per_1000'))} s",
+                )
+            )
+        for b in r.get("baseline", []) or []:
+            rows.append(
+                (
+                    f"[{db}] baseline pylti1p3 ({b['variant']})",
+                    f"{_fmt(b['rate_per_s'])}/s, {_fmt(b['client_cpu_s_per_1000'])} CPU s/1,000",
+                )
+            )
+        ratio = r.get("ratio_vs_baseline")
+        if ratio:
+            rows.append(
+                (
+                    f"[{db}] gradesync / baseline throughput",
+                    ", ".join(f"{k}: {v:.1f}x" for k, v in ratio.items()),
+                )
+            )
+        elif r.get("baseline_note"):
+            rows.append((f"[{db}] baseline", r["baseline_note"]))
+        rs = r.get("resync")
+        if rs:
+            rows.append(
+                (
+                    f"[{db}] no-op resync ({rs.get('results_in_course')} results)",
+                    f"{rs.get('score_requests_sent')} sent, {_fmt(rs.get('seconds'))} s",
+                )
+            )
+        ing = r.get("ingest")
+        if ing:
+            rows.append(
+                (
+                    f"[{db}] ingestion (batches of {ing['batch_size']})",
+                    f"{_fmt(ing['attempts_per_s'])} attempts/s committed",
+                )
+            )
+        f = r.get("faults")
+        if f:
+            rows.append(
+                (
+                    f"[{db}] faults: converged to desired state",
+                    f"{f['converged']} in {_fmt(f['seconds_to_converge'])} s "
+                    f"({f['keys']} keys, {f['wrong_count']} wrong, "
+                    f"{f['duplicate_line_items']} duplicate columns)",
+                )
+            )
+    width = max((len(a) for a, _ in rows), default=10)
+    lines = [f"| {'figure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
+    lines += [f"| {a.ljust(width)} | {b} |" for a, b in rows]
+    v = results.get("verdicts") or []
+    if v:
+        lines += ["", "| target | measured | met |", "|---|---|---|"]
+        for x in v:
+            met = (
+                "yes"
+                if x.get("met")
+                else ("no: " + str(x.get("missed_by")) if x.get("met") is False else "-")
+            )
+            lines.append(f"| {x['target']} | {_fmt(x.get('measured'))} | {met} |")
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    md = out.with_suffix(".md")
+    md.write_text(table(results) + "\n")
+    return md

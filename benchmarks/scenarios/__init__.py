@@ -1,0 +1,1 @@
+"""One module per measured scenario; each returns a JSON-ready dict."""

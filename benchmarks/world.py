@@ -1,0 +1,282 @@
+"""A benchmark world: the sandbox LMS and gradesync in their own processes, connected the
+way two admins connect them, with courses, learners and activities on both sides.
+
+How learners get linked: ONE real LTI 1.3 launch (OIDC login, signed id_token, AGS endpoint
+claim) proves the path and gives the course link's shape; every other learner and course is
+then linked by writing the same person/course links through gradesync's repositories, since
+launching each of thousands of learners would benchmark the launch, not the sync.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import procs
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import PersonLink
+from gradesync.sandbox.testing import SandboxAdmin
+from gradesync.services import auth
+from gradesync.services.clock import SystemClock
+from gradesync.services.tenants import create_tenant
+
+TENANT = "bench"
+CLIENT_ID = "gradesync-bench"
+DEPLOYMENT = "d1"
+MAX_BATCH = 1000  # the API's limit per request
+
+
+@dataclass
+class CourseSpec:
+    id: str
+    learners: list[str]
+    activities: list[tuple[str, float]]  # (activity id, points possible)
+
+
+@dataclass
+class World:
+    workdir: Path
+    sandbox: procs.Child
+    gradesync: procs.Child
+    db: Database
+    token: str
+    destination_id: str
+    admin: SandboxAdmin
+    api: httpx.Client
+    courses: dict[str, CourseSpec] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.api.close()
+        self.admin.close()
+        self.gradesync.stop()
+        self.sandbox.stop()
+        self.db.dispose()
+
+    # --- gradesync API ---------------------------------------------------------------------
+
+    def ok(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self.api.request(method, path, **kw)
+        if resp.status_code >= 300:
+            raise RuntimeError(f"{method} {path}: {resp.status_code} {resp.text[:500]}")
+        return resp.json() if resp.content else None
+
+    def ingest(self, **facts: list[dict[str, Any]]) -> None:
+        """Facts in batches of at most MAX_BATCH items, kinds in dependency order."""
+        order = ["courses", "activities", "people", "enrollments", "attempts"]
+        for kind in order:
+            items = facts.get(kind) or []
+            for i in range(0, len(items), MAX_BATCH):
+                self.ok("POST", "/ingest", json={kind: items[i : i + MAX_BATCH]})
+
+    def run(self, course_id: str, trigger: str, timeout: float = 600.0) -> dict[str, Any]:
+        """Start a run and wait (bounded) until it is finished."""
+        run = self.ok("POST", f"/courses/{course_id}/sync", json={"trigger": trigger})
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.ok("GET", f"/runs/{run['id']}")
+            if got["stage"] == "finished":
+                return got  # type: ignore[no-any-return]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run['id']} still {got['stage']} after {timeout:g} s")
+            time.sleep(0.05)
+
+    # --- sandbox ---------------------------------------------------------------------------
+
+    def arrivals(self) -> list[list[Any]]:
+        """[[course, activity, user, scoreGiven, stored_at (epoch s), history], ...]"""
+        r = httpx.get(self.sandbox.base_url + "/_bench/arrivals", timeout=60.0)
+        r.raise_for_status()
+        return r.json()["rows"]  # type: ignore[no-any-return]
+
+    def line_items(self) -> dict[str, list[list[Any]]]:
+        r = httpx.get(self.sandbox.base_url + "/_bench/line_items", timeout=60.0)
+        r.raise_for_status()
+        return r.json()  # type: ignore[no-any-return]
+
+    def score_requests(self) -> int:
+        return int(self.admin.counters().get("scores", {}).get("requests", 0))
+
+
+def start_world(
+    workdir: Path,
+    database_url: str | None = None,
+    *,
+    concurrency: int,
+    faults: dict[str, Any] | None = None,
+    gradesync_env: dict[str, str] | None = None,
+) -> World:
+    """Sandbox, then gradesync (migrated), then the registration on both sides."""
+    import json
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    database_url = database_url or f"sqlite:///{workdir / 'gradesync.db'}"
+    secret = secrets.token_urlsafe(32)
+    sandbox = procs.start_sandbox(workdir, json.dumps(faults) if faults else None)
+    db = Database(database_url, secret)
+    db.upgrade()  # as `gradesync db upgrade` does (SQLite would also do it on start)
+    gradesync = procs.start_gradesync(workdir, database_url, secret, gradesync_env)
+    clock = SystemClock()
+    create_tenant(db.uow, clock, TENANT, "Benchmark")
+    token = auth.create_key(db.uow, clock, TENANT, "bench", ("admin",)).token
+    api = httpx.Client(
+        base_url=gradesync.base_url + "/api/v1",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120.0,
+    )
+    admin = SandboxAdmin(sandbox.base_url)
+    admin.http.timeout = httpx.Timeout(120.0)
+    world = World(workdir, sandbox, gradesync, db, token, "lms", admin, api)
+    gs = gradesync.base_url
+    admin.register_tool(
+        client_id=CLIENT_ID,
+        deployment_id=DEPLOYMENT,
+        jwks_url=gs + "/lti/jwks.json",
+        oidc_login_url=gs + "/lti/login",
+        redirect_uris=[gs + "/lti/launch"],
+        target_link_uri=gs + "/lti/launch",
+    )
+    cfg = admin.config()
+    world.ok(
+        "POST",
+        "/platforms",
+        json={
+            "id": world.destination_id,
+            "issuer": cfg["issuer"],
+            "client_id": CLIENT_ID,
+            "deployment_ids": [DEPLOYMENT],
+            "auth_login_url": cfg["authorization_url"],
+            "auth_token_url": cfg["token_url"],
+            "key_set_url": cfg["jwks_url"],
+            "concurrency": concurrency,
+        },
+    )
+    return world
+
+
+def set_faults(world: World, faults: dict[str, Any], rng_seed: int = 7) -> None:
+    world.admin.set_faults(faults, rng_seed=rng_seed)
+
+
+def add_courses(world: World, courses: Sequence[CourseSpec]) -> None:
+    """The same courses in the LMS (with a resource link for the tool) and in gradesync."""
+    for c in courses:
+        world.admin.add_course(
+            id=c.id,
+            title=f"Course {c.id}",
+            learners=c.learners,
+            resource_links=[{"id": f"rl-{c.id}", "title": "gradesync", "client_id": CLIENT_ID}],
+        )
+        world.courses[c.id] = c
+    people = sorted({p for c in courses for p in c.learners})
+    world.ingest(
+        courses=[{"id": c.id, "title": f"Course {c.id}"} for c in courses],
+        activities=[
+            {"id": a, "course_id": c.id, "title": f"Activity {a}", "points_possible": pts}
+            for c in courses
+            for a, pts in c.activities
+        ],
+        people=[{"id": p, "name": f"Learner {p}"} for p in people],
+        enrollments=[{"course_id": c.id, "person_id": p} for c in courses for p in c.learners],
+    )
+
+
+# --- the one real launch -------------------------------------------------------------------
+
+_INPUT = re.compile(r"""<input[^>]*name=["']([^"']+)["'][^>]*value=["']([^"']*)["']""")
+_ACTION = re.compile(r"""<form[^>]*action=["']([^"']+)["']""")
+
+
+def real_launch(world: World, course_id: str, learner: str) -> None:
+    """The LMS iframe's walk: login initiation, authorization (form_post), launch."""
+    started = world.admin.start_launch(
+        client_id=CLIENT_ID, user=learner, course=course_id, resource_link_id=f"rl-{course_id}"
+    )
+    with httpx.Client(timeout=30.0, follow_redirects=False) as browser:
+        login = browser.get(started["url"])
+        if login.status_code != 302:
+            raise RuntimeError(f"login initiation: {login.status_code} {login.text[:300]}")
+        page = browser.get(login.headers["location"])
+        action = _ACTION.search(page.text)
+        if page.status_code != 200 or action is None:
+            raise RuntimeError(f"authorization: {page.status_code} {page.text[:300]}")
+        fields = {unescape(k): unescape(v) for k, v in _INPUT.findall(page.text)}
+        done = browser.post(
+            unescape(action.group(1)), data=fields, headers={"Accept": "application/json"}
+        )
+        if done.status_code != 200:
+            raise RuntimeError(f"launch: {done.status_code} {done.text[:300]}")
+
+
+def link_everyone(world: World, courses: Iterable[CourseSpec]) -> dict[str, Any]:
+    """After one real launch in the first course, write the same links for everyone else."""
+    courses = list(courses)
+    first = courses[0]
+    real_launch(world, first.id, first.learners[0])
+    dest = world.destination_id
+    with world.db.uow() as uow:
+        template = uow.links.course(TENANT, dest, first.id)
+        person = uow.links.person(TENANT, dest, first.learners[0])
+    if template is None or not template.remote_id:
+        raise RuntimeError("the real launch did not bind the course's AGS endpoint")
+    proof = {
+        "course_link": template.remote_id,
+        "endpoint_scopes": (template.data.get("endpoint") or {}).get("scope"),
+        "person_link": getattr(person, "remote_id", None),
+    }
+    base = template.remote_id.split("/api/lti/courses/")[0]
+    with world.db.uow() as uow:
+        for c in courses:
+            if c.id != first.id:
+                data = dict(template.data)
+                data["context"] = {**dict(template.data.get("context") or {}), "id": c.id}
+                lineitems = f"{base}/api/lti/courses/{c.id}/line_items"
+                endpoint = {**dict(template.data.get("endpoint") or {}), "lineitems": lineitems}
+                endpoint.pop("lineitem", None)
+                data["endpoint"] = endpoint
+                uow.links.save_course(
+                    replace(template, course_id=c.id, remote_id=lineitems, data=data)
+                )
+            for p in c.learners:
+                uow.links.save_person(PersonLink(TENANT, dest, p, p, data={"name": f"Learner {p}"}))
+        uow.commit()
+    return proof
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def attempt(event: str, activity: str, person: str, score: float, points: float) -> dict[str, Any]:
+    return {
+        "source_event_id": event,
+        "activity_id": activity,
+        "person_id": person,
+        "score_given": score,
+        "score_maximum": points,
+        "completed_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def make_courses(
+    prefix: str, n_courses: int, n_learners: int, n_activities: int
+) -> list[CourseSpec]:
+    """Learners are shared across courses (like real ones): ids `{prefix}u{i}`."""
+    learners = [f"{prefix}u{i}" for i in range(n_learners)]
+    return [
+        CourseSpec(
+            f"{prefix}c{k}",
+            learners,
+            [(f"{prefix}c{k}a{j}", 10.0) for j in range(n_activities)],
+        )
+        for k in range(n_courses)
+    ]

@@ -1,0 +1,517 @@
+"""LTI 1.3 Assignment and Grade Services 2.0: the destination client.
+
+One client per platform registration (a `Destination` of kind lti13_ags). It gets an OAuth 2
+token with a signed client assertion (cached per platform and scope set), finds line items
+before it creates them, posts scores to `{lineitem}/scores`, reads results back, and turns
+every failure into a classified `RemoteFailure`. Every URL it calls is checked against the
+platform's registered origins first (see `ags_urls`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import httpx
+
+from gradesync.adapters.destinations.ags_profiles import AgsProfile, profile_for
+from gradesync.adapters.destinations.ags_urls import (
+    ForeignUrl,
+    allowed_origins,
+    check_url,
+    next_link,
+    results_url,
+    scores_url,
+    with_query,
+)
+from gradesync.adapters.destinations.http_errors import REMEDIES, classify, transport_failure
+from gradesync.adapters.destinations.registry import DestinationContext
+from gradesync.adapters.destinations.tokens import AccessToken
+from gradesync.domain.canonical import parse_iso
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
+from gradesync.domain.policy import Column, DesiredResult, column_hash
+from gradesync.services.destination import (
+    CheckStep,
+    FailureClass,
+    ReadBack,
+    Receipt,
+    RemoteFailure,
+    ResultTarget,
+)
+
+SCOPE_LINEITEM = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem"
+SCOPE_LINEITEM_READONLY = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem.readonly"
+SCOPE_RESULT_READONLY = "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly"
+SCOPE_SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
+DEFAULT_SCOPES = (SCOPE_LINEITEM, SCOPE_LINEITEM_READONLY, SCOPE_RESULT_READONLY, SCOPE_SCORE)
+
+LINEITEM_TYPE = "application/vnd.ims.lis.v2.lineitem+json"
+CONTAINER_TYPE = "application/vnd.ims.lis.v2.lineitemcontainer+json"
+RESULTS_TYPE = "application/vnd.ims.lis.v2.resultcontainer+json"
+SCORE_TYPE = "application/vnd.ims.lis.v1.score+json"
+CANVAS_SUBMISSION = "https://canvas.instructure.com/lti/submission"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DEFAULT_TAG = "grade"
+ASSERTION_LIFETIME = 300  # seconds
+MAX_PAGES = 10_000
+
+
+class Signer(Protocol):
+    """The tool's current signing key (gradesync.lti.keys.ToolKey satisfies it)."""
+
+    def sign(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str: ...
+
+
+class KeyProvider(Protocol):
+    def current(self) -> Signer: ...
+
+
+def _misconfigured(code: str, message: str) -> RemoteFailure:
+    return RemoteFailure(FailureClass.MISCONFIGURED, code, message, remedy=REMEDIES.get(code))
+
+
+def _iso(moment: datetime) -> str:
+    # Sub-second precision with a zone: two sends a millisecond apart must not look equal.
+    return moment.isoformat(timespec="microseconds")
+
+
+class AgsClient:
+    """DestinationClient for an LTI 1.3 platform (AGS 2.0)."""
+
+    def __init__(self, destination: Destination, context: DestinationContext) -> None:
+        self.destination = destination
+        self.config = destination.config
+        self.profile: AgsProfile = profile_for(destination.profile)
+        self._http = context.http
+        self._tokens = context.tokens
+        self._keys = _key_provider(context)
+        self._origins = allowed_origins(self.config)
+        self.scopes: tuple[str, ...] = tuple(self.config.get("scopes") or DEFAULT_SCOPES)
+        self.tag = str(self.config.get("tag") or DEFAULT_TAG)
+        self.concurrency = int(self.config.get("concurrency") or 8)
+        self.timeout = float(self.config.get("timeout_seconds") or 30.0)
+        # The smallest step between two timestamps the platform tells apart (Moodle stores
+        # whole seconds and refuses an equal timestamp).
+        self.timestamp_step = (
+            timedelta(seconds=1)
+            if self.profile.rejects_equal_timestamps
+            else timedelta(microseconds=1)
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.profile.capabilities
+
+    # --- tokens ---
+
+    def _token_key(self) -> tuple[str, str, frozenset[str]]:
+        return (self.destination.tenant_id, self.destination.id, frozenset(self.scopes))
+
+    def _assertion(self) -> str:
+        if self._keys is None:
+            raise _misconfigured(
+                "no_tool_key", "the tool's signing keys are not available to this process"
+            )
+        client_id = str(self.config.get("client_id") or "")
+        token_url = str(self.config.get("auth_token_url") or "")
+        now = int(time.time())
+        claims = {
+            "iss": client_id,
+            "sub": client_id,
+            "aud": self.config.get("audience") or token_url,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME,
+            "jti": secrets.token_urlsafe(24),
+        }
+        return self._keys.current().sign(claims)
+
+    async def _fetch_token(self) -> tuple[str, float, frozenset[str]]:
+        token_url = self._checked(str(self.config.get("auth_token_url") or ""), "auth_token_url")
+        form = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": self._assertion(),
+            "scope": " ".join(self.scopes),
+        }
+        try:
+            resp = await self._http.post(
+                token_url, data=form, headers={"Accept": "application/json"}, timeout=self.timeout
+            )
+        except httpx.HTTPError as exc:
+            raise transport_failure(exc, "token") from None
+        if not resp.is_success:
+            raise classify(resp.status_code, resp.headers, resp.content, what="token")
+        try:
+            body = resp.json()
+            value = str(body["access_token"])
+        except (ValueError, KeyError, TypeError):
+            raise _misconfigured(
+                "bad_token_response",
+                f"the token endpoint answered {resp.status_code} without an access_token: "
+                f"{resp.text[:300]}",
+            ) from None
+        expires_in = body.get("expires_in", 3600)
+        lifetime = float(expires_in) if isinstance(expires_in, int | float) else 3600.0
+        granted = str(body.get("scope") or " ".join(self.scopes)).split()
+        return value, lifetime, frozenset(granted)
+
+    async def _token(self) -> AccessToken:
+        return await self._tokens.get(self._token_key(), self._fetch_token)
+
+    # --- HTTP ---
+
+    def _checked(self, url: str, field: str) -> str:
+        try:
+            return check_url(url, self._origins, field)
+        except ForeignUrl as exc:
+            raise _misconfigured("foreign_url", str(exc)) from None
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        field: str,
+        what: str,
+        accept: str | None = None,
+        content_type: str | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        self._checked(url, field)
+        content = json.dumps(body).encode() if body is not None else None
+        for attempt in (1, 2):
+            token = await self._token()
+            headers = {"Authorization": f"Bearer {token.value}"}
+            if accept:
+                headers["Accept"] = accept
+            if content_type:
+                headers["Content-Type"] = content_type
+            try:
+                resp = await self._http.request(
+                    method, url, content=content, headers=headers, timeout=self.timeout
+                )
+            except httpx.HTTPError as exc:
+                raise transport_failure(exc, what) from None
+            if resp.status_code == 401 and attempt == 1:
+                # An expired or revoked token: a new one, once.
+                self._tokens.invalidate(self._token_key(), token.value)
+                continue
+            if resp.is_success:
+                return resp
+            raise classify(resp.status_code, resp.headers, resp.content, what=what)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _get_pages(self, url: str, *, field: str, what: str, accept: str) -> list[Any]:
+        """Every element of a paged JSON list, following Link rel="next" exactly as given."""
+        out: list[Any] = []
+        seen: set[str] = set()
+        next_url: str | None = url
+        while next_url is not None and len(seen) < MAX_PAGES:
+            if next_url in seen:
+                break  # a platform that links a page to itself must not loop us forever
+            seen.add(next_url)
+            resp = await self._send("GET", next_url, field=field, what=what, accept=accept)
+            page = _json(resp, what)
+            if not isinstance(page, list):
+                raise RemoteFailure(
+                    FailureClass.REJECTED,
+                    "bad_response",
+                    f"{what}: expected a JSON list, got {type(page).__name__}",
+                    status=resp.status_code,
+                )
+            out.extend(page)
+            next_url = next_link(resp.headers.get("link"))
+            field = "Link next"
+        return out
+
+    # --- DestinationClient ---
+
+    async def ensure_course(self, course: Course, link: CourseLink | None) -> CourseLink:
+        if link is None or not link.remote_id:
+            why = (
+                "no LTI launch from the LMS course has been received yet"
+                if link is None
+                else "the LMS launches for this course carry no grade service (AGS) endpoint"
+            )
+            raise RemoteFailure(
+                FailureClass.REJECTED,
+                "course_not_linked",
+                f"course {course.id!r}: {why}",
+                remedy=(
+                    "Open one of gradesync's links in the LMS course (or add them with Deep "
+                    "Linking) so the LMS tells gradesync where its gradebook is; make sure the "
+                    "LMS grants Assignment and Grade Services to gradesync."
+                ),
+            )
+        self._checked(link.remote_id, "lineitems")
+        return link
+
+    def _line_item_body(self, column: Column) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "label": column.title,
+            "scoreMaximum": column.score_maximum,
+            "resourceId": column.activity_id,
+            "tag": self.tag,
+        }
+        if column.due_at is not None:
+            body["endDateTime"] = _iso(column.due_at)
+        return body
+
+    async def _find(self, container: str, activity_id: str) -> dict[str, Any] | None:
+        url = with_query(
+            container,
+            {"resource_id": activity_id, "tag": self.tag, "limit": str(self.profile.page_limit)},
+        )
+        items = await self._get_pages(
+            url, field="lineitems", what="line items", accept=CONTAINER_TYPE
+        )
+        # Filters are advisory on some platforms: match here too; the oldest match wins.
+        matches = [
+            i
+            for i in items
+            if isinstance(i, dict) and i.get("resourceId") == activity_id and i.get("id")
+        ]
+        tagged = [i for i in matches if i.get("tag") == self.tag]
+        found = tagged or matches
+        return found[0] if found else None
+
+    async def ensure_column(
+        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+    ) -> ItemLink:
+        wanted = column_hash(column)
+        if link is not None and link.remote_id and link.details_hash == wanted and not force:
+            return link
+        desired = self._line_item_body(column)
+        item: dict[str, Any] | None = None
+        if link is not None and link.remote_id:
+            try:
+                resp = await self._send(
+                    "GET", link.remote_id, field="lineitem", what="line item", accept=LINEITEM_TYPE
+                )
+                item = _json(resp, "line item")
+            except RemoteFailure as failure:
+                if failure.code != "line_item_gone":
+                    raise
+        container = self._checked(course.remote_id, "lineitems")
+        if item is None:
+            item = await self._find(container, column.activity_id)
+        if item is None:
+            resp = await self._send(
+                "POST",
+                container,
+                field="lineitems",
+                what="line item",
+                accept=LINEITEM_TYPE,
+                content_type=LINEITEM_TYPE,
+                body=desired,
+            )
+            item = _json(resp, "line item")
+        elif force or _differs(item, desired):
+            merged = {**item, **desired}
+            resp = await self._send(
+                "PUT",
+                str(item["id"]),
+                field="lineitem",
+                what="line item",
+                accept=LINEITEM_TYPE,
+                content_type=LINEITEM_TYPE,
+                body=merged,
+            )
+            item = _json(resp, "line item")
+        if not isinstance(item, dict) or not item.get("id"):
+            raise RemoteFailure(
+                FailureClass.REJECTED, "bad_response", f"line item without an id: {item!r}"
+            )
+        remote_id = self._checked(str(item["id"]), "lineitem id")
+        return ItemLink(
+            tenant_id=self.destination.tenant_id,
+            destination_id=self.destination.id,
+            activity_id=column.activity_id,
+            remote_id=remote_id,
+            details_hash=wanted,
+            data={
+                k: item[k]
+                for k in (
+                    "label",
+                    "scoreMaximum",
+                    "resourceId",
+                    "tag",
+                    "resourceLinkId",
+                    "endDateTime",
+                )
+                if k in item
+            },
+        )
+
+    def score_body(
+        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "userId": target.person.remote_id,
+            "timestamp": _iso(timestamp),
+            "activityProgress": result.activity_progress,
+            "gradingProgress": result.grading_progress,
+            "scoreMaximum": result.score_maximum,
+        }
+        if result.score_given is not None:  # 0 is a score: never test truthiness here
+            body["scoreGiven"] = result.score_given
+        if result.comment is not None and self.capabilities.comments:
+            body["comment"] = result.comment
+        if result.scored_at is not None:
+            body["submission"] = {"submittedAt": _iso(result.scored_at)}
+        if self.profile.canvas_submission_extension:
+            ext: dict[str, Any] = {"new_submission": False}
+            if result.scored_at is not None:
+                ext["submitted_at"] = _iso(result.scored_at)
+            body[CANVAS_SUBMISSION] = ext
+        return body
+
+    async def put_result(
+        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+    ) -> Receipt:
+        if not target.person.remote_id:
+            raise RemoteFailure(
+                FailureClass.REJECTED,
+                "never_launched",
+                "this learner has never launched gradesync from the LMS, so the LMS user id "
+                "is unknown",
+                remedy=REMEDIES["unknown_user"],
+            )
+        body = self.score_body(target, result, timestamp)
+        resp = await self._send(
+            "POST",
+            scores_url(target.item.remote_id),
+            field="lineitem",
+            what="score",
+            content_type=SCORE_TYPE,
+            body=body,
+        )
+        return Receipt(payload=body, status=resp.status_code, message=resp.text[:500] or None)
+
+    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
+        url = with_query(results_url(item.remote_id), {"limit": str(self.profile.page_limit)})
+        rows = await self._get_pages(url, field="lineitem", what="results", accept=RESULTS_TYPE)
+        out: list[ReadBack] = []
+        for row in rows:
+            if not isinstance(row, dict) or not row.get("userId"):
+                continue
+            given = row.get("resultScore")
+            maximum = row.get("resultMaximum", 1)
+            stamp = row.get("timestamp")
+            out.append(
+                ReadBack(
+                    remote_person_id=str(row["userId"]),
+                    score_given=float(given) if isinstance(given, int | float) else None,
+                    score_maximum=float(maximum) if isinstance(maximum, int | float) else None,
+                    comment=row.get("comment") if isinstance(row.get("comment"), str) else None,
+                    timestamp=_parse_time(stamp),
+                )
+            )
+        return out
+
+    async def check(self) -> Sequence[CheckStep]:
+        steps: list[CheckStep] = []
+        missing = [
+            k
+            for k in ("issuer", "client_id", "auth_token_url", "key_set_url")
+            if not self.config.get(k)
+        ]
+        steps.append(
+            CheckStep(
+                "registration",
+                not missing and bool(self.config.get("deployment_ids")),
+                "complete" if not missing else f"missing: {', '.join(missing)}",
+                None if not missing else "Register the platform again with every field.",
+            )
+        )
+        try:
+            self._tokens.invalidate(self._token_key())
+            token = await self._token()
+        except RemoteFailure as failure:
+            steps.append(CheckStep("token", False, failure.message, failure.remedy))
+            return steps
+        steps.append(
+            CheckStep("token", True, f"token issued by {self.config.get('auth_token_url')}")
+        )
+        need = {SCOPE_SCORE, SCOPE_LINEITEM}
+        lacking = sorted(need - token.scopes)
+        steps.append(
+            CheckStep(
+                "scopes",
+                not lacking,
+                f"granted: {', '.join(sorted(token.scopes)) or 'none'}",
+                REMEDIES["no_grade_scope"] if lacking else None,
+            )
+        )
+        return steps
+
+    async def aclose(self) -> None:
+        """The HTTP pool belongs to the shared context; nothing of ours to close."""
+
+
+def _json(resp: httpx.Response, what: str) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        raise RemoteFailure(
+            FailureClass.REJECTED,
+            "bad_response",
+            f"{what}: the platform answered {resp.status_code} with a body that is not JSON: "
+            f"{resp.text[:200]}",
+            status=resp.status_code,
+        ) from None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_iso(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    return (
+        isinstance(a, int | float)
+        and isinstance(b, int | float)
+        and math.isclose(a, b, rel_tol=1e-9)
+    )
+
+
+def _differs(item: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """Whether the platform's line item differs from what the column should be."""
+    for key, want in desired.items():
+        have = item.get(key)
+        if key == "scoreMaximum":
+            if not _same_number(have, want):
+                return True
+        elif key == "endDateTime":
+            if _parse_time(have) != _parse_time(want):
+                return True
+        elif have != want:
+            return True
+    return False
+
+
+def _key_provider(context: DestinationContext) -> KeyProvider | None:
+    """The tool's keys: `extras["lti_keys"]`, or a store on the runtime's database (created
+    once per context and shared by every AGS client of the process)."""
+    keys: KeyProvider | None = context.extras.get("lti_keys")
+    runtime = context.extras.get("runtime")
+    if keys is None and runtime is not None:
+        from gradesync.lti.keys import ToolKeyStore
+
+        keys = ToolKeyStore(runtime.db, runtime.clock)
+        context.extras["lti_keys"] = keys
+    return keys
+
+
+def build(destination: Destination, context: DestinationContext) -> AgsClient:
+    return AgsClient(destination, context)

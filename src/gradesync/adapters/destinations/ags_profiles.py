@@ -1,0 +1,107 @@
+"""Per-LMS behaviour of LTI 1.3 AGS platforms, as data rather than `if`s in the client.
+
+Each profile says what the platform accepts (`Capabilities`, which policy uses to shape
+results and names) and how the client must talk to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.model import ScoreForm
+
+
+@dataclass(frozen=True, slots=True)
+class AgsProfile:
+    name: str
+    capabilities: Capabilities
+    # Canvas: send {"new_submission": false} under its submission extension so an update is
+    # not a new attempt (no "allowed attempts" rejections, no notification storm).
+    canvas_submission_extension: bool = False
+    # The platform refuses a score whose timestamp equals the last one (Moodle: 409), not
+    # only an older one.
+    rejects_equal_timestamps: bool = False
+    page_limit: int = 100
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+_GENERIC_CAPS = Capabilities(
+    score_form=ScoreForm.POINTS,
+    extra_credit=True,  # AGS allows scoreGiven > scoreMaximum
+    comments=True,
+    statuses=False,
+    pending_results=True,
+)
+
+PROFILES: dict[str, AgsProfile] = {
+    "generic": AgsProfile("generic", _GENERIC_CAPS),
+    "canvas": AgsProfile(
+        "canvas",
+        Capabilities(
+            score_form=ScoreForm.POINTS,
+            extra_credit=True,
+            comments=True,
+            name_max_length=255,
+            pending_results=True,
+        ),
+        canvas_submission_extension=True,
+        notes=(
+            "Canvas serves AGS from the school's domain: list it in allowed_hosts.",
+            "Rate limiting comes back as 403 'Rate Limit Exceeded'.",
+        ),
+    ),
+    "moodle": AgsProfile(
+        "moodle",
+        Capabilities(
+            score_form=ScoreForm.POINTS,
+            extra_credit=False,  # Moodle caps grades at the grade item's maximum
+            comments=True,
+            name_max_length=255,
+            # Moodle stores no grade until a score is FullyGraded: a Pending score would
+            # only blank the cell.
+            pending_results=False,
+        ),
+        rejects_equal_timestamps=True,
+        notes=("Moodle rejects a score whose timestamp is equal to the previous one (409).",),
+    ),
+    "brightspace": AgsProfile(
+        "brightspace",
+        Capabilities(
+            score_form=ScoreForm.POINTS,
+            extra_credit=True,
+            comments=True,
+            name_max_length=128,
+            zeros_stored=False,
+            pending_results=False,
+        ),
+        notes=("Grade item names are limited to 128 characters; a zero is not stored.",),
+    ),
+    "blackboard": AgsProfile(
+        "blackboard",
+        Capabilities(
+            score_form=ScoreForm.POINTS,
+            extra_credit=True,
+            comments=True,
+            pending_results=True,
+        ),
+    ),
+    "schoology": AgsProfile(
+        "schoology",
+        Capabilities(
+            score_form=ScoreForm.POINTS,
+            extra_credit=False,
+            comments=False,
+            pending_results=False,
+        ),
+    ),
+}
+
+
+PROFILE_NAMES = tuple(PROFILES)
+
+
+def profile_for(name: str | None) -> AgsProfile:
+    """The profile called `name`; unknown names are refused at registration, so here they
+    can only come from an old row and fall back to the generic profile."""
+    return PROFILES.get(name or "generic", PROFILES["generic"])

@@ -1,0 +1,124 @@
+"""The in-process worker: asyncio tasks inside `gradesync serve` (and inside each
+`gradesync worker`), woken at once by events and looking for work on their own every
+`poll` seconds (retries falling due, runs queued by another process, anything a lost
+wake-up missed).
+
+Four loops share one `Engine`:
+- compute: dirty keys -> ledger rows (then wakes delivery);
+- deliver: due ledger rows -> destinations (sleeps until the next retry or the poll);
+- runs: queued runs -> started, each in its own task;
+- recover: runs whose worker stopped proving it is alive go back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+
+from gradesync.domain.model import RunScope
+from gradesync.services.worker import Engine
+
+log = logging.getLogger(__name__)
+
+
+class InProcessWaker:
+    """Sets the worker's events; safe to call from any thread (sync API handlers run in a
+    thread pool) and before the loop runs (the event is then set once it does)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.dirty = asyncio.Event()
+        self.deliver = asyncio.Event()
+        self.runs = asyncio.Event()
+        self._thread_id: int | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._thread_id = threading.get_ident()
+
+    def _set(self, event: asyncio.Event) -> None:
+        loop = self.loop
+        if loop is None or threading.get_ident() == self._thread_id:
+            event.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+    def wake_keys(self) -> None:
+        self._set(self.dirty)
+
+    def wake_run(self, run_id: str, scope: RunScope) -> None:
+        self._set(self.runs)
+
+    def wake_delivery(self) -> None:
+        self._set(self.deliver)
+
+
+async def _wait(event: asyncio.Event, timeout: float | None) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+    event.clear()
+
+
+class EmbeddedWorker:
+    def __init__(self, engine: Engine, waker: InProcessWaker, *, sole_worker: bool) -> None:
+        self.engine = engine
+        self.waker = waker
+        self.sole_worker = sole_worker
+        self._tasks: list[asyncio.Task[None]] = []
+        self.poll = engine.settings.poll.total_seconds()
+
+    async def start(self) -> None:
+        self.waker.bind(asyncio.get_running_loop())
+        await self.engine.recover(sole_worker=self.sole_worker)
+        # whatever was pending when the last process stopped is picked up at once
+        self.waker.dirty.set()
+        self.waker.deliver.set()
+        self.waker.runs.set()
+        self._tasks = [
+            asyncio.create_task(self._loop("compute", self._compute), name="gradesync-compute"),
+            asyncio.create_task(self._loop("deliver", self._deliver), name="gradesync-deliver"),
+            asyncio.create_task(self._loop("runs", self._runs), name="gradesync-runs"),
+            asyncio.create_task(self._loop("recover", self._recover), name="gradesync-recover"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.engine.aclose()
+
+    async def _loop(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # the database may be restarting: say so, wait a little, carry on
+                log.exception("worker loop %s failed; retrying", name)
+                await asyncio.sleep(max(self.poll, 1.0))
+
+    async def _compute(self) -> None:
+        await _wait(self.waker.dirty, self.poll)
+        stats = await self.engine.process_dirty()
+        if stats.pending:
+            self.waker.deliver.set()
+
+    async def _deliver(self) -> None:
+        retry_in = await self.engine.next_retry_in()
+        timeout = self.poll if retry_in is None else min(self.poll, retry_in)
+        await _wait(self.waker.deliver, timeout)
+        await self.engine.deliver_due()
+
+    async def _runs(self) -> None:
+        await _wait(self.waker.runs, self.poll)
+        await self.engine.start_queued_runs()
+
+    async def _recover(self) -> None:
+        await asyncio.sleep(self.engine.settings.stale_after.total_seconds() / 2)
+        if await self.engine.recover(sole_worker=False):
+            self.waker.runs.set()

@@ -1,0 +1,303 @@
+"""`gradesync doctor`, `gradesync repair`, `gradesync overrides` and
+`gradesync destinations check`: why a grade did or did not sync, and what to do about it.
+
+    gradesync doctor -t T --learner P --activity A [--destination D]   one grade
+    gradesync doctor -t T --activity A                                 one activity
+    gradesync doctor -t T --course C                                   course triage
+    gradesync doctor -t T --destination D                              one destination (live)
+    gradesync destinations check D -t T [--course C] [--learner P] [--send-test]
+    gradesync overrides -t T --course C
+    gradesync repair -t T --course C [--activity A ...] [--learner P ...] [--destination D]
+
+`doctor` and `destinations check` exit 0 when every check passes and 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import typer
+from rich.markup import escape
+
+from gradesync.cli._common import JSON_OUT, TENANT, actor, console, fail, guarded, print_json
+from gradesync.cli._common import runtime as open_runtime
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.diagnosis import Check, Diagnosis, ProbeStep
+from gradesync.domain.model import Destination
+from gradesync.domain.reasons import Reason
+from gradesync.domain.triage import CourseTriage, Scope
+from gradesync.runtime import Runtime
+from gradesync.services import diagnostics as svc
+from gradesync.services import overrides as ov
+from gradesync.services.destination_check import check_destination
+
+T = TypeVar("T")
+
+
+def _caps(rt: Runtime) -> svc.CapabilitiesLookup:
+    def lookup(d: Destination) -> Capabilities | Reason:
+        try:
+            return rt.destination_client(d).capabilities
+        except Exception as exc:
+            return Reason("destination_unavailable", f"{type(exc).__name__}: {exc}")
+
+    return lookup
+
+
+def _async(rt: Runtime, make: Callable[[], Awaitable[T]]) -> T:
+    """Run one coroutine with the runtime's destination clients, then close their pool."""
+
+    async def main() -> T:
+        try:
+            return await make()
+        finally:
+            await rt.stop_worker()
+
+    return asyncio.run(main())
+
+
+def _print_check(i: int, c: Check | ProbeStep) -> None:
+    mark = "[green]✓ passed[/green]" if c.passed else "[red]✗ failed[/red]"
+    console.print(f"{i:>2}. {mark}  [bold]{escape(c.name)}[/bold]", highlight=False)
+    console.print(f"      {escape(c.evidence)}", highlight=False)
+    if not c.passed and c.remedy:
+        console.print(f"      [yellow]what to do:[/yellow] {escape(c.remedy)}", highlight=False)
+
+
+def _print_diagnosis(d: Diagnosis) -> None:
+    console.print(f"[bold]{escape(d.title)}[/bold]", highlight=False)
+    current: str | None = None
+    for i, c in enumerate(d.checks, 1):
+        if c.destination_id != current and c.destination_id is not None:
+            console.print(f"  [dim]at destination {escape(c.destination_id)}[/dim]")
+        current = c.destination_id
+        _print_check(i, c)
+    console.print(
+        ("[green]" if d.ok else "[red]") + escape(d.summary) + ("[/green]" if d.ok else "[/red]"),
+        highlight=False,
+    )
+
+
+def _print_triage(t: CourseTriage) -> None:
+    console.print(f"[bold]Course {escape(t.course_id)}: {escape(t.summary)}[/bold]")
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(t.counts.items()))
+    console.print(f"  ledger: {counts}", highlight=False)
+    headings = {
+        Scope.COURSE: "Nothing syncing at all (configuration, scope, credentials)",
+        Scope.ACTIVITIES: "Only some activities",
+        Scope.LEARNERS: "Only some learners",
+    }
+    for scope in Scope:
+        causes = t.by_scope(scope)
+        if not causes:
+            continue
+        console.print(f"\n[bold]{headings[scope]}[/bold]")
+        for c in causes:
+            where = f" [dim]({escape(c.destination_id)})[/dim]" if c.destination_id else ""
+            console.print(f"  [red]✗[/red] {escape(c.title)}{where}", highlight=False)
+            console.print(f"      {escape(c.evidence)}", highlight=False)
+            console.print(f"      [yellow]what to do:[/yellow] {escape(c.remedy)}", highlight=False)
+
+
+def doctor(
+    tenant: str = TENANT,
+    learner: str | None = typer.Option(None, "--learner", "-l", help="Person id."),
+    activity: str | None = typer.Option(None, "--activity", "-a", help="Activity id."),
+    course: str | None = typer.Option(None, "--course", "-c", help="Course id (triage)."),
+    destination: str | None = typer.Option(
+        None, "--destination", "-d", help="Destination id (alone: diagnose the destination)."
+    ),
+    offline: bool = typer.Option(
+        False, "--offline", help="With --destination alone: do not contact the destination."
+    ),
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Why a grade did or did not sync: ordered checks with evidence and what to do."""
+    with open_runtime() as rt:
+        caps = _caps(rt)
+        if learner and activity:
+            d = guarded(
+                lambda: svc.diagnose_learner_activity(
+                    rt.db.uow, rt.clock, tenant, learner, activity, destination, capabilities=caps
+                )
+            )
+        elif learner:
+            raise fail("--learner needs --activity (which grade?)")
+        elif activity:
+            d = guarded(
+                lambda: svc.diagnose_activity(
+                    rt.db.uow, rt.clock, tenant, activity, destination, capabilities=caps
+                )
+            )
+        elif course:
+            t = guarded(
+                lambda: svc.diagnose_course(
+                    rt.db.uow, rt.clock, tenant, course, destination, capabilities=caps
+                )
+            )
+            if as_json:
+                print_json(t.as_json())
+            else:
+                _print_triage(t)
+            if t.causes:
+                raise typer.Exit(1)
+            return
+        elif destination:
+            dest_id = destination
+
+            async def run() -> Diagnosis:
+                client = None
+                if not offline:
+                    from gradesync.services.destination_admin import get_destination
+
+                    client = rt.destination_client(get_destination(rt.db.uow, tenant, dest_id))
+                return await svc.diagnose_destination(
+                    rt.db.uow, rt.clock, tenant, dest_id, client=client, capabilities=caps
+                )
+
+            d = guarded(lambda: _async(rt, run))
+        else:
+            raise fail(
+                "say what to diagnose: --learner and --activity, --activity, --course or "
+                "--destination"
+            )
+    if as_json:
+        print_json(d.as_json())
+    else:
+        _print_diagnosis(d)
+    if not d.ok:
+        raise typer.Exit(1)
+
+
+def destinations_check(
+    destination_id: str = typer.Argument(..., help="Destination id."),
+    tenant: str = TENANT,
+    course: str | None = typer.Option(None, "--course", "-c", help="Course to test."),
+    learner: str | None = typer.Option(
+        None,
+        "--learner",
+        "-l",
+        help="Learner who gets the test result (default: the first who launched from the course).",
+    ),
+    send_test: bool = typer.Option(
+        False,
+        "--send-test",
+        help="Create a 'gradesync connection check' column (1 point) and send and read back a "
+        "test result for one learner (LTI 1.3).",
+    ),
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Prove a destination end to end before a course goes live: token, scopes, the
+    course's gradebook, and (--send-test) a test result sent and read back."""
+    with open_runtime() as rt:
+
+        async def run() -> list[ProbeStep]:
+            from gradesync.services.destination_admin import get_destination
+
+            dest = get_destination(rt.db.uow, tenant, destination_id)
+            return await check_destination(
+                rt.db.uow,
+                rt.clock,
+                tenant,
+                destination_id,
+                rt.destination_client(dest),
+                course_id=course,
+                learner_id=learner,
+                send_test=send_test,
+            )
+
+        steps = guarded(lambda: _async(rt, run))
+    ok = all(s.passed for s in steps)
+    if as_json:
+        print_json(
+            {
+                "destination_id": destination_id,
+                "ok": ok,
+                "steps": [
+                    {"name": s.name, "passed": s.passed, "evidence": s.evidence, "remedy": s.remedy}
+                    for s in steps
+                ],
+            }
+        )
+    else:
+        for i, s in enumerate(steps, 1):
+            _print_check(i, s)
+        console.print("[green]destination works[/green]" if ok else "[red]check failed[/red]")
+    if not ok:
+        raise typer.Exit(1)
+
+
+def overrides(
+    tenant: str = TENANT,
+    course: str = typer.Option(..., "--course", "-c", help="Course id."),
+    destination: str | None = typer.Option(None, "--destination", "-d"),
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Grades an instructor changed in the LMS after gradesync sent them (found when a sync
+    run reads the gradebook back), and whether the course keeps the LMS edit."""
+    with open_runtime() as rt:
+        rows = guarded(lambda: ov.list_overrides(rt.db.uow, tenant, course, destination))
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no overridden grades found (a sync run compares the gradebook)")
+        return
+    for r in rows:
+        console.print(
+            f"[bold]{escape(r['activity_id'])}[/bold] / {escape(r['person_id'])} at "
+            f"{escape(r['destination_id'])} ({r['policy']}, {r['state']}): "
+            f"{escape(r['explanation'] or '')}",
+            highlight=False,
+        )
+
+
+def repair(
+    tenant: str = TENANT,
+    course: str = typer.Option(..., "--course", "-c", help="Course id."),
+    activity: list[str] = typer.Option([], "--activity", "-a", help="Activities (repeatable)."),
+    learner: list[str] = typer.Option([], "--learner", "-l", help="Learners (repeatable)."),
+    destination: str | None = typer.Option(None, "--destination", "-d"),
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Resend the selected grades with a fresh timestamp, so the LMS applies them over grades
+    typed in by hand (which block an ordinary resync). Recorded in each grade's history."""
+    sel = ov.RepairSelection(tenant, course, destination, tuple(activity), tuple(learner))
+    with open_runtime() as rt:
+        waker = rt.waker or rt.remote_waker()
+
+        async def run() -> ov.RepairResult:
+            await asyncio.to_thread(_validate, rt, sel)
+            remote = await ov.remote_timestamps(rt.db.uow, sel, rt.destination_client)
+            return await asyncio.to_thread(
+                ov.request_repair, rt.db.uow, waker, rt.clock, sel, actor(), remote=remote
+            )
+
+        result = guarded(lambda: _async(rt, run))
+    out: dict[str, Any] = {
+        "run_id": result.run.id if result.run else None,
+        "marked": result.marked,
+        "skipped": result.skipped,
+        "keys": [f"{k.destination_id}/{k.activity_id}/{k.person_id}" for k in result.keys],
+    }
+    if as_json:
+        print_json(out)
+        return
+    where = f"run {result.run.id}" if result.run else "the running gradesync worker"
+    console.print(
+        f"{result.marked} grade(s) will be resent with a fresh timestamp by {where}"
+        + (
+            f"; {result.skipped} selected result(s) have no grade to send" if result.skipped else ""
+        ),
+        highlight=False,
+    )
+
+
+def _validate(rt: Runtime, sel: ov.RepairSelection) -> None:
+    with rt.db.uow() as uow:
+        ov.validate_selection(uow, sel)  # type: ignore[arg-type]
+
+
+__all__: Sequence[str] = ("destinations_check", "doctor", "overrides", "repair")

@@ -1,0 +1,223 @@
+"""Instructor overrides: a grade in the LMS that differs from what gradesync last sent.
+
+An instructor may type a grade into the LMS gradebook over one gradesync delivered. Verify
+reads the results back and `detect_overrides` compares them with the ledger. What happens
+next is a per-course policy (`PolicySettings.keep_lms_edits`):
+
+- keep the LMS edit (the default): the row stays delivered and is marked `overridden` with the
+  evidence, so nothing is resent over the edit until the learner's grade changes;
+- gradesync wins (Pearson's behaviour): the row becomes pending again and is resent with a
+  score timestamp later than the edit, so the LMS applies it (the LTI timestamp rule refuses
+  a score older than the grade it holds).
+
+Pure: facts in, rows to write out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from gradesync.domain.canonical import iso
+from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
+
+OVERRIDDEN = "overridden"  # ledger reason_code of a row whose LMS grade was edited
+# Delivery log outcome recorded when an override is found (fits deliveries.outcome).
+OVERRIDE_SEEN = "overridden"
+
+# Two scores are the same grade when their fractions of the maximum agree this closely (an
+# LMS scales a percent to its own points and rounds).
+TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteResult:
+    """A result as the destination holds it now, matched to a gradesync person."""
+
+    person_id: str
+    score_given: float | None
+    score_maximum: float | None
+    comment: str | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    key: LedgerKey
+    sent_given: float | None
+    sent_maximum: float
+    remote_given: float | None
+    remote_maximum: float | None
+    remote_timestamp: datetime | None
+    sent_at: datetime | None  # when gradesync delivered what it sent
+
+    @property
+    def cleared(self) -> bool:
+        return self.remote_given is None
+
+    def describe(self) -> str:
+        sent = _fmt_score(self.sent_given, self.sent_maximum)
+        when_sent = f" on {_when(self.sent_at)}" if self.sent_at else ""
+        if self.cleared:
+            now = "no grade (it was cleared in the LMS)"
+        else:
+            now = _fmt_score(self.remote_given, self.remote_maximum)
+        edited = (
+            f", changed in the LMS on {_when(self.remote_timestamp)}"
+            if (self.remote_timestamp)
+            else ""
+        )
+        return f"gradesync sent {sent}{when_sent}; the LMS now holds {now}{edited}."
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "destination_id": self.key.destination_id,
+            "activity_id": self.key.activity_id,
+            "person_id": self.key.person_id,
+            "sent_given": self.sent_given,
+            "sent_maximum": self.sent_maximum,
+            "remote_given": self.remote_given,
+            "remote_maximum": self.remote_maximum,
+            "remote_timestamp": iso(self.remote_timestamp) if self.remote_timestamp else None,
+            "sent_at": iso(self.sent_at) if self.sent_at else None,
+            "summary": self.describe(),
+        }
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _fmt_score(given: float | None, maximum: float | None) -> str:
+    if given is None:
+        return "no score"
+    top = f"/{maximum:g}" if maximum is not None else ""
+    return f"{given:g}{top}"
+
+
+def same_grade(
+    given: float | None, maximum: float | None, got: float | None, got_max: float | None
+) -> bool:
+    """Equal as fractions of their maxima (or equal as numbers when a maximum is unknown)."""
+    if given is None or got is None:
+        return given is None and got is None
+    if maximum and got_max:
+        return abs(given / maximum - got / got_max) <= TOLERANCE
+    return abs(given - got) <= TOLERANCE
+
+
+def detect_overrides(
+    remote: Mapping[str, RemoteResult], rows: Iterable[LedgerRow]
+) -> list[Override]:
+    """Rows whose delivered grade the destination no longer holds.
+
+    Only rows gradesync believes are there (DELIVERED, desired == delivered, a score sent) are
+    compared; a learner the read-back does not list is not judged (some LMSs omit empty
+    results). A result present without a score means the grade was cleared in the LMS."""
+    found: list[Override] = []
+    for row in rows:
+        if row.state is not DeliveryState.DELIVERED or row.desired is None:
+            continue
+        if row.delivered_hash is None or row.delivered_hash != row.desired_hash:
+            continue
+        given = row.desired.get("score_given")
+        if given is None:
+            continue  # excused or pending: there is no score to compare
+        maximum = float(row.desired.get("score_maximum") or 0.0)
+        got = remote.get(row.key.person_id)
+        if got is None:
+            continue
+        if same_grade(float(given), maximum, got.score_given, got.score_maximum):
+            continue
+        found.append(
+            Override(
+                key=row.key,
+                sent_given=float(given),
+                sent_maximum=maximum,
+                remote_given=got.score_given,
+                remote_maximum=got.score_maximum,
+                remote_timestamp=got.timestamp,
+                sent_at=row.delivered_at,
+            )
+        )
+    return found
+
+
+def override_text(override: Override, keep_lms_edits: bool) -> str:
+    if keep_lms_edits:
+        return (
+            f"Overridden in the LMS: {override.describe()} This course keeps LMS edits, so "
+            "gradesync does not resend over it until the learner's grade changes; a repair "
+            "resync sends gradesync's grade again."
+        )
+    return (
+        f"Overridden in the LMS: {override.describe()} This course is set to 'gradesync "
+        "wins', so gradesync's grade is resent with a newer timestamp."
+    )
+
+
+def apply_override(
+    row: LedgerRow, override: Override, keep_lms_edits: bool, now: datetime
+) -> LedgerRow | None:
+    """The row to write for a found override, or None when it is already recorded.
+
+    Keep the LMS edit: DELIVERED, reason `overridden` (what we sent and what the LMS holds).
+    gradesync wins: PENDING with the same reason, and `last_timestamp` moved up to the edit's
+    timestamp so the resend carries a later one (see `ledger.next_score_timestamp`)."""
+    text = override_text(override, keep_lms_edits)
+    remote = f"The LMS holds {_fmt_score(override.remote_given, override.remote_maximum)}"
+    if override.remote_timestamp is not None:
+        remote += f" (timestamp {iso(override.remote_timestamp)})"
+    if keep_lms_edits:
+        if row.reason_code == OVERRIDDEN and row.reason_text == text:
+            return None
+        return replace(
+            row, reason_code=OVERRIDDEN, reason_text=text, remote_message=remote, updated_at=now
+        )
+    return replace(
+        row,
+        state=DeliveryState.PENDING,
+        tries=0,
+        next_attempt_at=None,
+        reason_code=OVERRIDDEN,
+        reason_text=text,
+        remote_message=remote,
+        last_timestamp=later_timestamp(row.last_timestamp, override.remote_timestamp),
+        updated_at=now,
+    )
+
+
+def later_timestamp(last: datetime | None, remote: datetime | None) -> datetime | None:
+    """The newest of our last score timestamp and the LMS's, so the next score timestamp
+    (strictly after `last_timestamp`) is also after whatever the LMS holds."""
+    if remote is None:
+        return last
+    if last is None or remote > last:
+        return remote
+    return last
+
+
+def repaired(row: LedgerRow, remote_timestamp: datetime | None, now: datetime) -> LedgerRow | None:
+    """A repair resync of one row: pending again with a fresh timestamp, even when unchanged.
+
+    Rows with nothing to send (skipped: policy says no grade) are left alone: a repair resends
+    gradesync's grade, it never invents one. The row keeps its desired result; the send's
+    timestamp will be after both the last one gradesync sent and the LMS's own."""
+    if row.desired is None or row.desired_hash is None:
+        return None
+    if row.state is DeliveryState.SKIPPED:
+        return None
+    # An LMS clock ahead of ours must not make the repair look older than the grade it fixes:
+    # the next timestamp is strictly after this one, whatever our clock says.
+    stamp = later_timestamp(row.last_timestamp, remote_timestamp)
+    return replace(
+        row,
+        state=DeliveryState.PENDING,
+        tries=0,
+        next_attempt_at=None,
+        reason_code=None,
+        reason_text=None,
+        last_timestamp=stamp,
+        updated_at=now,
+    )

@@ -1,0 +1,479 @@
+"""Course triage in the shape of seed 001: is nothing syncing at all (configuration, scope,
+credentials, deployment), only some activities (column missing, unpublished, not graded), or
+only some learners (not launched from the course, role, dates, duplicate accounts)?
+
+Pure: the diagnostics service gathers the course's ledger rows, links, launches and
+rejections; `triage_course` groups the problems into causes, each with its evidence (which
+activities, which learners) and what to do.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.diagnosis import (
+    BENIGN_SKIPS,
+    DEPLOYMENT_CODES,
+    LTI_KINDS,
+    REMOTE_CAUSES,
+    CheckCode,
+    KeyState,
+    LaunchFact,
+    OtherAccount,
+    RejectionFact,
+    activity_checks,
+    destination_ready_check,
+    grade_scope_check,
+    plural,
+    when,
+)
+from gradesync.domain.model import (
+    Activity,
+    ActivityKind,
+    Course,
+    CourseLink,
+    DeliveryState,
+    Destination,
+    ItemLink,
+)
+from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.domain.policy import ResolvedPolicy
+from gradesync.domain.reasons import Reason, ReasonCode
+
+
+class Symptom(StrEnum):
+    NOTHING_SYNCING = "nothing_syncing"
+    SOME_ACTIVITIES = "some_activities"
+    SOME_LEARNERS = "some_learners"
+    ALL_SYNCING = "all_syncing"
+    NOTHING_TO_SYNC = "nothing_to_sync"  # no attempts yet, nothing failing
+
+
+SYMPTOM_TEXT = {
+    Symptom.NOTHING_SYNCING: "No grades are syncing in the course at all",
+    Symptom.SOME_ACTIVITIES: "Some grades sync, but the problem affects specific activities",
+    Symptom.SOME_LEARNERS: "Some grades sync, but the problem affects specific learners",
+    Symptom.ALL_SYNCING: "Grades are syncing",
+    Symptom.NOTHING_TO_SYNC: "Nothing to sync yet (no graded work has arrived)",
+}
+
+
+class Scope(StrEnum):
+    COURSE = "course"
+    ACTIVITIES = "activities"
+    LEARNERS = "learners"
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    code: str
+    scope: Scope
+    title: str
+    evidence: str
+    remedy: str
+    destination_id: str | None = None
+    activities: tuple[str, ...] = ()
+    learners: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "scope": self.scope.value,
+            "title": self.title,
+            "evidence": self.evidence,
+            "remedy": self.remedy,
+            "destination_id": self.destination_id,
+            "activities": list(self.activities),
+            "learners": list(self.learners),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CourseTriage:
+    course_id: str
+    symptom: Symptom
+    causes: tuple[Cause, ...]
+    counts: dict[str, int]
+
+    @property
+    def summary(self) -> str:
+        return SYMPTOM_TEXT[self.symptom]
+
+    def by_scope(self, scope: Scope) -> tuple[Cause, ...]:
+        return tuple(c for c in self.causes if c.scope is scope)
+
+    def cause(self, code: str) -> Cause | None:
+        return next((c for c in self.causes if c.code == code), None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "course_id": self.course_id,
+            "symptom": self.symptom.value,
+            "summary": self.summary,
+            "counts": self.counts,
+            "causes": {s.value: [c.as_json() for c in self.by_scope(s)] for s in Scope},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CourseDestinationFacts:
+    destination: Destination
+    capabilities: Capabilities | Reason
+    course_link: CourseLink | None
+    item_links: Mapping[str, ItemLink]
+    rejections: tuple[RejectionFact, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CourseFacts:
+    now: datetime
+    course: Course
+    activities: tuple[Activity, ...]
+    policy: Mapping[str, ResolvedPolicy | Reason]  # per activity id
+    destinations: tuple[CourseDestinationFacts, ...]
+    rows: tuple[KeyState, ...]
+    # learners with a problem row -> where they launched from (course ids at each destination)
+    launched_elsewhere: Mapping[tuple[str, str], tuple[LaunchFact, ...]] = field(
+        default_factory=dict
+    )
+    duplicates: Mapping[str, tuple[OtherAccount, ...]] = field(default_factory=dict)
+
+
+# reason codes -> (cause code, scope) for rows. Course-wide codes are judged per destination.
+_COURSE_CODES = {
+    "no_grade_scope": "not_configured_for_grades",
+    "bad_credentials": "bad_credentials",
+    "course_not_linked": "course_not_connected",
+    "course_concluded": "course_concluded",
+    "destination_unavailable": "destination_unavailable",
+    ReasonCode.COURSE_SYNC_DISABLED.value: "course_sync_off",
+}
+_ACTIVITY_CODES = {
+    ReasonCode.NOT_PUBLISHED.value: "activity_unpublished",
+    "unpublished": "activity_unpublished",
+    ReasonCode.PRACTICE_ITEM.value: "not_graded",
+    ReasonCode.BELOW_MINIMUM_POINTS.value: "not_graded",
+    ReasonCode.SYNC_DISABLED.value: "sync_disabled",
+    "line_item_foreign": "column_locked",
+    "line_item_gone": "column_gone",
+    ReasonCode.NAME_TOO_LONG.value: "column_name",
+    ReasonCode.NAME_FORBIDDEN_CHARS.value: "column_name",
+    ReasonCode.NAME_EMPTY.value: "column_name",
+    "attempts_exceeded": "attempts_limited",
+}
+_LEARNER_CODES = {
+    "no_person_link": "not_launched",
+    "never_launched": "not_launched",
+    "unknown_user": "not_a_student_in_lms",
+    ReasonCode.NOT_ENROLLED.value: "not_enrolled",
+    ReasonCode.NOT_A_LEARNER.value: "wrong_role",
+    ReasonCode.OUTSIDE_COURSE_DATES.value: "outside_course_dates",
+    "timestamp_older": "newer_grade_in_lms",
+    OVERRIDDEN: "overridden",
+}
+
+CAUSE_TEXT: dict[str, tuple[str, str]] = {
+    "destination_paused": (
+        "The destination is paused",
+        "Fix the cause named in the pause, then resume the destination.",
+    ),
+    "not_configured_for_grades": REMOTE_CAUSES["no_grade_scope"],
+    "bad_credentials": REMOTE_CAUSES["bad_credentials"],
+    "deployment_problem": (
+        "Deployment scope problem: launches come from a deployment or platform gradesync does "
+        "not know",
+        "Add the deployment id to the platform's registration if it is yours (or install the "
+        "tool in the right sub-account), then relaunch.",
+    ),
+    "course_not_connected": REMOTE_CAUSES["course_not_linked"],
+    "course_concluded": REMOTE_CAUSES["course_concluded"],
+    "destination_unavailable": (
+        "gradesync cannot use the destination",
+        "Fix the destination's settings, then resync.",
+    ),
+    "course_sync_off": (
+        "Grade sync is turned off for the course",
+        "Turn grade sync on in the course's settings.",
+    ),
+    "activity_unpublished": (
+        "The assignment is not published (Canvas: Published; Blackboard: Available)",
+        "Publish it (in the LMS and in the courseware), then resync.",
+    ),
+    "not_graded": (
+        "The link was not set to 'Graded' (no points, no gradebook column)",
+        "Rebuild the link with gradesync's Deep Linking as a graded item, then resync.",
+    ),
+    "no_column": (
+        "The activity has no gradebook column",
+        "Rebuild the link as 'Graded' with Deep Linking, or run Sync now to create the column.",
+    ),
+    "sync_disabled": (
+        "The activity is excluded from grade sync",
+        "Tick it in the course's grade sync settings.",
+    ),
+    "column_locked": REMOTE_CAUSES["line_item_foreign"],
+    "column_gone": REMOTE_CAUSES["line_item_gone"],
+    "column_name": (
+        "The activity's name is not accepted by the destination",
+        "Rename the activity (or let the policy shorten/clean names).",
+    ),
+    "attempts_limited": REMOTE_CAUSES["attempts_exceeded"],
+    "not_launched": (
+        "The learner did not start from an LTI link in this course",
+        "A learner must start their session by clicking a gradesync link in the LMS course "
+        "where grades should land; waiting grades are sent after that launch.",
+    ),
+    "launched_elsewhere": (
+        "The learner launched from a different LMS course than intended",
+        "Ask the learner to open gradesync from the link in this course.",
+    ),
+    "duplicate_accounts": (
+        "The learner has several accounts, and the work is in one the LMS does not know",
+        "Ask the learner to start from the LMS course link; merge the accounts in the "
+        "courseware to keep the work.",
+    ),
+    "not_a_student_in_lms": REMOTE_CAUSES["unknown_user"],
+    "not_enrolled": (
+        "The learner is not enrolled in the course",
+        "Enroll them as a student; their first launch from the LMS course does it.",
+    ),
+    "wrong_role": (
+        "The user does not have the Student or Learner role in the course",
+        "Give them the Student/Learner role in the LMS course, then have them launch again.",
+    ),
+    "outside_course_dates": (
+        "The work was completed outside the start/end dates of the course",
+        "Extend the course dates if the work should count, then resync.",
+    ),
+    "newer_grade_in_lms": REMOTE_CAUSES["timestamp_older"],
+    "overridden": REMOTE_CAUSES[OVERRIDDEN],
+}
+
+
+_ACTIVITY_CHECK_CAUSES: dict[str, str] = {
+    CheckCode.ACTIVITY_PUBLISHED: "activity_unpublished",
+    CheckCode.ACTIVITY_GRADED: "not_graded",
+    CheckCode.ACTIVITY_SYNC_ENABLED: "sync_disabled",
+}
+
+
+def _cause(code: str, scope: Scope, evidence: str, **kw: Any) -> Cause:
+    title, remedy = CAUSE_TEXT[code]
+    return Cause(code, scope, title, evidence, remedy, **kw)
+
+
+def _problem(r: KeyState) -> bool:
+    if r.state in (DeliveryState.REJECTED, DeliveryState.RETRYING):
+        return True
+    if r.state is DeliveryState.SKIPPED:
+        # A non-learner has a row only when they did graded work: a real "wrong role" case.
+        return r.reason_code not in BENIGN_SKIPS
+    return r.state is DeliveryState.DELIVERED and r.reason_code == OVERRIDDEN
+
+
+def triage_course(facts: CourseFacts) -> CourseTriage:
+    """Sort a course's problems into the seed's symptoms, each cause with its evidence."""
+    course = facts.course
+    rows = facts.rows
+    counts = Counter(r.state.value for r in rows)
+    causes: list[Cause] = []
+
+    # -- the course as a whole, per destination --
+    if not course.sync_enabled:
+        causes.append(_cause("course_sync_off", Scope.COURSE, f"Course {course.id!r}: sync off."))
+    for cd in facts.destinations:
+        d = cd.destination
+        ready = destination_ready_check(d, cd.capabilities, facts.now)
+        if not ready.passed:
+            causes.append(
+                _cause("destination_paused", Scope.COURSE, ready.evidence, destination_id=d.id)
+            )
+        scope = grade_scope_check(d)
+        if scope is not None and not scope.passed:
+            causes.append(
+                _cause(
+                    "not_configured_for_grades", Scope.COURSE, scope.evidence, destination_id=d.id
+                )
+            )
+        deployment = [r for r in cd.rejections if r.code in DEPLOYMENT_CODES]
+        if deployment:
+            latest = max(deployment, key=lambda r: r.at)
+            causes.append(
+                _cause(
+                    "deployment_problem",
+                    Scope.COURSE,
+                    f"{plural(len(deployment), 'launch')} refused at {d.name!r}, the latest "
+                    f"{when(latest.at)}: {latest.message}",
+                    destination_id=d.id,
+                )
+            )
+        if d.kind in LTI_KINDS and (cd.course_link is None or not cd.course_link.remote_id):
+            causes.append(
+                _cause(
+                    "course_not_connected",
+                    Scope.COURSE,
+                    f"Course {course.id!r} has no gradebook URL at {d.name!r} "
+                    + (
+                        "(no launch from the LMS course yet)."
+                        if cd.course_link is None
+                        else "(its launches carry no grade service endpoint)."
+                    ),
+                    destination_id=d.id,
+                )
+            )
+        mine = [r for r in rows if r.destination_id == d.id]
+        by_code: dict[str, list[KeyState]] = {}
+        for r in mine:
+            if _problem(r) and r.reason_code in _COURSE_CODES:
+                by_code.setdefault(_COURSE_CODES[r.reason_code], []).append(r)
+        for code, hit in sorted(by_code.items()):
+            if any(c.code == code and c.destination_id in (d.id, None) for c in causes):
+                continue
+            sample = hit[0]
+            causes.append(
+                _cause(
+                    code,
+                    Scope.COURSE,
+                    f"{plural(len(hit), 'result')} at {d.name!r}: {sample.reason_text or code}",
+                    destination_id=d.id,
+                )
+            )
+
+    # -- specific activities --
+    acts = {a.id: a for a in facts.activities}
+    for a in facts.activities:
+        policy = facts.policy.get(a.id)
+        local = activity_checks(a, policy if policy is not None else Reason("", ""))
+        for check in local:
+            if check.passed:
+                continue
+            cause = _ACTIVITY_CHECK_CAUSES.get(check.code)
+            if cause is None or (cause == "not_graded" and a.kind is ActivityKind.PRACTICE):
+                continue  # a practice item is meant to stay out of the gradebook
+            causes.append(_cause(cause, Scope.ACTIVITIES, check.evidence, activities=(a.id,)))
+    for cd in facts.destinations:
+        d = cd.destination
+        if cd.course_link is None or not cd.course_link.remote_id:
+            continue
+        with_rows = {r.activity_id for r in rows if r.destination_id == d.id}
+        delivered_any = any(
+            r.state is DeliveryState.DELIVERED for r in rows if r.destination_id == d.id
+        )
+        no_col = sorted(
+            aid
+            for aid in with_rows
+            if aid in acts
+            and aid not in cd.item_links
+            and acts[aid].published
+            and acts[aid].sync_enabled
+            and acts[aid].kind is not ActivityKind.PRACTICE
+        )
+        if no_col and delivered_any:
+            causes.append(
+                _cause(
+                    "no_column",
+                    Scope.ACTIVITIES,
+                    f"No gradebook column at {d.name!r} for: {', '.join(no_col)}.",
+                    destination_id=d.id,
+                    activities=tuple(no_col),
+                )
+            )
+    grouped: dict[tuple[str, str | None], list[KeyState]] = {}
+    for r in rows:
+        if r.reason_code in _ACTIVITY_CODES and _problem(r):
+            code = _ACTIVITY_CODES[r.reason_code]
+            if code in ("activity_unpublished", "not_graded", "sync_disabled") and any(
+                c.code == code and r.activity_id in c.activities for c in causes
+            ):
+                continue  # already said from the activity's own settings
+            grouped.setdefault((code, r.destination_id), []).append(r)
+    for (code, dest), hit in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        activities = tuple(sorted({r.activity_id for r in hit}))
+        sample = hit[0]
+        causes.append(
+            _cause(
+                code,
+                Scope.ACTIVITIES,
+                f"{plural(len(hit), 'result')} for {', '.join(activities)}: "
+                f"{sample.reason_text or sample.reason_code}",
+                destination_id=dest,
+                activities=activities,
+            )
+        )
+
+    # -- specific learners --
+    lgroups: dict[tuple[str, str | None], list[KeyState]] = {}
+    for r in rows:
+        if not _problem(r):
+            continue
+        found = _LEARNER_CODES.get(r.reason_code or "")
+        if found is None:
+            continue
+        code = found
+        if code in ("not_launched", "not_a_student_in_lms"):
+            elsewhere = facts.launched_elsewhere.get((r.destination_id, r.person_id))
+            if elsewhere:
+                code = "launched_elsewhere"
+            elif facts.duplicates.get(r.person_id):
+                code = "duplicate_accounts"
+        lgroups.setdefault((code, r.destination_id), []).append(r)
+    for (code, dest), hit in sorted(lgroups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        people = tuple(sorted({r.person_id for r in hit}))
+        activities = tuple(sorted({r.activity_id for r in hit}))
+        evidence = f"{plural(len(people), 'learner')}: {', '.join(people[:10])}" + (
+            f" and {len(people) - 10} more" if len(people) > 10 else ""
+        )
+        if code == "launched_elsewhere":
+            where = [
+                x.where()
+                for p in people
+                for x in facts.launched_elsewhere.get((dest or "", p), ())[:1]
+            ]
+            if where:
+                evidence += f"; e.g. launched from {where[0]}"
+        if code == "duplicate_accounts":
+            dup = [
+                f"{p} ~ {', '.join(o.person.id for o in facts.duplicates.get(p, ()))}"
+                for p in people[:5]
+            ]
+            evidence += f"; other accounts: {'; '.join(dup)}"
+        causes.append(
+            _cause(
+                code,
+                Scope.LEARNERS,
+                evidence + ".",
+                destination_id=dest,
+                activities=activities,
+                learners=people,
+            )
+        )
+
+    delivered = counts.get(DeliveryState.DELIVERED.value, 0)
+    problems = sum(1 for r in rows if _problem(r))
+    scopes = {c.scope for c in causes}
+    if Scope.COURSE in scopes:
+        symptom = Symptom.NOTHING_SYNCING
+    elif Scope.ACTIVITIES in scopes:
+        symptom = Symptom.SOME_ACTIVITIES
+    elif Scope.LEARNERS in scopes:
+        symptom = Symptom.SOME_LEARNERS
+    elif delivered:
+        symptom = Symptom.ALL_SYNCING
+    elif problems:
+        symptom = Symptom.NOTHING_SYNCING
+    else:
+        symptom = Symptom.NOTHING_TO_SYNC
+    order = {Scope.COURSE: 0, Scope.ACTIVITIES: 1, Scope.LEARNERS: 2}
+    causes.sort(key=lambda c: order[c.scope])
+    return CourseTriage(
+        course.id,
+        symptom,
+        tuple(causes),
+        {**dict(counts), "problems": problems, "activities": len(facts.activities)},
+    )

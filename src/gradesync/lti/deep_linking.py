@@ -1,0 +1,198 @@
+"""Deep Linking 2.0: the instructor picks activities; the response creates graded links.
+
+Each chosen activity becomes an `ltiResourceLink` whose custom parameters name the course
+and activity (so later launches bind to them) and whose `lineItem` (label, scoreMaximum,
+resourceId = activity id, tag) makes the LMS create the gradebook column at once. The
+response is a JWT signed with the tool's key, posted by the browser to the platform's
+deep_link_return_url.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gradesync.adapters.db.uow import SqlUnitOfWork as UnitOfWork
+from gradesync.adapters.destinations.ags_profiles import profile_for
+from gradesync.adapters.secretbox import SecretBox, SecretBoxError
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import Activity, Course
+from gradesync.domain.policy import Column, column_for, resolve_settings
+from gradesync.lti import claims as c
+from gradesync.lti.errors import LaunchRefused
+from gradesync.lti.keys import ToolKey
+from gradesync.lti.launch import ValidLaunch
+
+SESSION_TTL = timedelta(minutes=30)
+RESPONSE_LIFETIME = 300
+
+
+@dataclass(frozen=True, slots=True)
+class DeepLinkSession:
+    """What the picker form carries between the launch and the instructor's choice
+    (encrypted, so the browser can neither read nor change it)."""
+
+    tenant_id: str
+    destination_id: str
+    deployment_id: str
+    return_url: str
+    data: str | None
+    context: dict[str, Any]
+    endpoint: dict[str, Any] | None
+    course_id: str | None
+    person_id: str
+    expires: float
+
+
+def _asdict(s: DeepLinkSession) -> dict[str, Any]:
+    return {name: getattr(s, name) for name in DeepLinkSession.__slots__}
+
+
+def seal(session: DeepLinkSession, box: SecretBox) -> str:
+    return box.encrypt(json.dumps(_asdict(session)).encode())
+
+
+def open_session(box: SecretBox, token: str | None, now: datetime) -> DeepLinkSession:
+    if not token:
+        raise LaunchRefused("missing_session", "session: required (start from the LMS again)")
+    try:
+        session = DeepLinkSession(**json.loads(box.decrypt(token)))
+    except (SecretBoxError, ValueError, TypeError, UnicodeError):
+        raise LaunchRefused(
+            "bad_session", "session: not a deep linking session gradesync issued"
+        ) from None
+    if session.expires <= now.timestamp():
+        raise LaunchRefused(
+            "session_expired", "session: expired; start deep linking again from the LMS"
+        )
+    return session
+
+
+def new_session(
+    launch: ValidLaunch,
+    person_id: str,
+    course_id: str | None,
+    endpoint: dict[str, Any] | None,
+    now: datetime,
+) -> DeepLinkSession:
+    settings = launch.claims[c.DL_SETTINGS]
+    context = launch.claims.get(c.CONTEXT) if isinstance(launch.claims.get(c.CONTEXT), dict) else {}
+    return DeepLinkSession(
+        tenant_id=launch.platform.tenant_id,
+        destination_id=launch.platform.id,
+        deployment_id=launch.deployment_id,
+        return_url=str(settings["deep_link_return_url"]),
+        data=str(settings["data"]) if settings.get("data") is not None else None,
+        context=dict(context or {}),
+        endpoint=endpoint,
+        course_id=course_id,
+        person_id=person_id,
+        expires=(now + SESSION_TTL).timestamp(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    course: Course
+    activity: Activity
+    column: Column
+
+
+def choose(
+    uow: UnitOfWork,
+    session: DeepLinkSession,
+    course_id: str | None,
+    activity_ids: Sequence[str],
+    profile: str,
+) -> tuple[Course, list[Choice]]:
+    """Validate the instructor's choice: one course, activities of that course that can have
+    a gradebook column at this platform."""
+    tenant = session.tenant_id
+    course_id = course_id or session.course_id
+    if not course_id:
+        raise InvalidInput.one("course_id", "required", "Choose the gradesync course to connect.")
+    course = uow.courses.get(tenant, course_id)
+    if course is None:
+        raise InvalidInput.one("course_id", "unknown", f"Course {course_id!r} does not exist.")
+    if session.course_id and session.course_id != course_id:
+        raise InvalidInput.one(
+            "course_id",
+            "already_bound",
+            f"This LMS course is connected to gradesync course {session.course_id!r}.",
+        )
+    if not activity_ids:
+        raise InvalidInput.one("activity_ids", "required", "Choose at least one activity.")
+    activities = uow.activities.get_many(tenant, activity_ids)
+    caps = profile_for(profile).capabilities
+    tenant_row = uow.tenants.get(tenant)
+    out: list[Choice] = []
+    for index, aid in enumerate(dict.fromkeys(activity_ids)):
+        act = activities.get(aid)
+        if act is None or act.course_id != course_id:
+            raise InvalidInput.one(
+                f"activity_ids[{index}]",
+                "unknown",
+                f"Activity {aid!r} is not in course {course_id!r}.",
+            )
+        layers = [tenant_row.policy] if tenant_row else []
+        policy = resolve_settings(*layers, course.policy, act.policy)
+        column = column_for(act, policy, caps)
+        if not isinstance(column, Column):
+            raise InvalidInput.one(f"activity_ids[{index}]", column.reason.code, column.reason.text)
+        out.append(Choice(course, act, column))
+    return course, out
+
+
+def content_items(choices: Sequence[Choice], launch_url: str, tag: str) -> list[dict[str, Any]]:
+    items = []
+    for ch in choices:
+        line_item: dict[str, Any] = {
+            "label": ch.column.title,
+            "scoreMaximum": ch.column.score_maximum,
+            "resourceId": ch.activity.id,
+            "tag": tag,
+        }
+        item: dict[str, Any] = {
+            "type": "ltiResourceLink",
+            "title": ch.column.title,
+            "url": launch_url,
+            "custom": {c.CUSTOM_COURSE: ch.course.id, c.CUSTOM_ACTIVITY: ch.activity.id},
+            "lineItem": line_item,
+        }
+        if ch.column.due_at is not None:
+            item["submission"] = {"endDateTime": ch.column.due_at.isoformat(timespec="seconds")}
+        items.append(item)
+    return items
+
+
+def response_jwt(
+    key: ToolKey,
+    *,
+    client_id: str,
+    issuer: str,
+    session: DeepLinkSession,
+    items: list[dict[str, Any]],
+    now: datetime,
+    message: str | None = None,
+) -> str:
+    claims: dict[str, Any] = {
+        "iss": client_id,
+        "aud": issuer,
+        "azp": client_id,
+        "iat": int(now.timestamp()),
+        "exp": int(now.timestamp()) + RESPONSE_LIFETIME,
+        "nonce": secrets.token_urlsafe(24),
+        c.MESSAGE_TYPE: c.DEEP_LINKING_RESPONSE,
+        c.VERSION: "1.3.0",
+        c.DEPLOYMENT_ID: session.deployment_id,
+        c.DL_CONTENT_ITEMS: items,
+    }
+    if session.data is not None:
+        claims[c.DL_DATA] = session.data
+    if message:
+        claims[c.DL_MSG] = message
+    return key.sign(claims)

@@ -1,0 +1,330 @@
+"""Platform registrations: an LMS (issuer + client id) that gradesync is installed in.
+
+A registration is a `Destination` of kind lti13_ags in the tenant that owns the courses. Its
+config holds what the LMS admin copies from the LMS (issuer, client id, deployment ids, OIDC
+auth URL, token URL, key set URL) plus gradesync settings (profile, scopes, allowed hosts).
+(issuer, client_id) identifies a registration across all tenants: that is how a login from
+an LMS finds its tenant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import replace as dc_replace
+from datetime import datetime
+from typing import Any
+
+from gradesync.adapters.db.uow import SqlUnitOfWork as UnitOfWork
+from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
+from gradesync.adapters.destinations.ags_urls import is_loopback, origin_of, parse_allowed_host
+from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
+from gradesync.domain.model import Destination, DestinationKind
+from gradesync.lti.claims import AGS_SCOPES
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+PERSON_ID_SOURCES = ("sub", "email", "lis_person_sourcedid")
+_URL_FIELDS = ("issuer", "auth_login_url", "auth_token_url", "key_set_url")
+_KNOWN = {
+    "id",
+    "name",
+    "issuer",
+    "client_id",
+    "deployment_ids",
+    "auth_login_url",
+    "auth_token_url",
+    "key_set_url",
+    "audience",
+    "profile",
+    "scopes",
+    "allowed_hosts",
+    "concurrency",
+    "tag",
+    "person_id_from",
+    "enabled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformSpec:
+    """A validated registration."""
+
+    id: str
+    name: str
+    issuer: str
+    client_id: str
+    deployment_ids: tuple[str, ...]
+    auth_login_url: str
+    auth_token_url: str
+    key_set_url: str
+    audience: str | None = None
+    profile: str = "generic"
+    scopes: tuple[str, ...] = AGS_SCOPES
+    allowed_hosts: tuple[str, ...] = ()
+    concurrency: int = 8
+    tag: str = "grade"
+    person_id_from: str = "sub"
+    enabled: bool = True
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "issuer": self.issuer,
+            "client_id": self.client_id,
+            "deployment_ids": list(self.deployment_ids),
+            "auth_login_url": self.auth_login_url,
+            "auth_token_url": self.auth_token_url,
+            "key_set_url": self.key_set_url,
+            "audience": self.audience,
+            "scopes": list(self.scopes),
+            "allowed_hosts": list(self.allowed_hosts),
+            "concurrency": self.concurrency,
+            "tag": self.tag,
+            "person_id_from": self.person_id_from,
+        }
+
+    def destination(self, tenant_id: str) -> Destination:
+        return Destination(
+            tenant_id=tenant_id,
+            id=self.id,
+            kind=DestinationKind.LTI13_AGS,
+            name=self.name,
+            profile=self.profile,
+            config=self.config(),
+            enabled=self.enabled,
+        )
+
+
+def _url_problem(field: str, value: Any) -> FieldProblem | None:
+    if not isinstance(value, str) or not value.strip():
+        return FieldProblem(field, "required", f"{field} is required: an absolute https URL.")
+    origin = origin_of(value.strip())
+    if origin is None:
+        return FieldProblem(
+            field, "url", f"{field} must be an absolute http(s) URL without credentials."
+        )
+    if origin[0] != "https" and not is_loopback(value):
+        return FieldProblem(
+            field, "https", f"{field} must use https (plain http only on this machine, for tests)."
+        )
+    return None
+
+
+def _strings(data: Mapping[str, Any], field: str, problems: list[FieldProblem]) -> list[str]:
+    value = data.get(field)
+    if value is None:
+        return []
+    if isinstance(value, str):  # "1,2" from a CLI or form
+        value = [v for v in re.split(r"[,\s]+", value) if v]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        problems.append(FieldProblem(field, "string_list", f"{field} must be a list of strings."))
+        return []
+    return [str(v).strip() for v in value]
+
+
+def validate_platform(data: Mapping[str, Any]) -> PlatformSpec:
+    """Check a registration; raise InvalidInput naming every bad field and its rule."""
+    problems: list[FieldProblem] = []
+    for extra in sorted(set(data) - _KNOWN):
+        problems.append(
+            FieldProblem(extra, "unknown_field", f"{extra} is not a registration field.")
+        )
+    ident = data.get("id")
+    if not isinstance(ident, str) or not ID_RE.match(ident):
+        problems.append(
+            FieldProblem(
+                "id",
+                "pattern",
+                "id is required: 1-128 letters, digits, '.', '_', ':' or '-', starting with a "
+                "letter or digit.",
+            )
+        )
+    client_id = data.get("client_id")
+    if not isinstance(client_id, str) or not client_id.strip():
+        problems.append(FieldProblem("client_id", "required", "client_id is required."))
+    for field in _URL_FIELDS:
+        if (p := _url_problem(field, data.get(field))) is not None:
+            problems.append(p)
+    audience = data.get("audience")
+    if audience is not None and (not isinstance(audience, str) or not audience.strip()):
+        problems.append(
+            FieldProblem("audience", "string", "audience, when given, is a non-empty string.")
+        )
+    deployments = _strings(data, "deployment_ids", problems)
+    if not deployments and not any(p.field == "deployment_ids" for p in problems):
+        problems.append(
+            FieldProblem(
+                "deployment_ids",
+                "required",
+                "deployment_ids needs at least one deployment id (shown by the LMS when the "
+                "tool is deployed).",
+            )
+        )
+    profile = data.get("profile") or "generic"
+    if profile not in PROFILE_NAMES:
+        problems.append(
+            FieldProblem("profile", "one_of", f"profile must be one of {', '.join(PROFILE_NAMES)}.")
+        )
+    scopes = _strings(data, "scopes", problems) or list(AGS_SCOPES)
+    unknown = [s for s in scopes if s not in AGS_SCOPES]
+    if unknown:
+        problems.append(
+            FieldProblem("scopes", "one_of", f"unknown AGS scope(s): {', '.join(unknown)}.")
+        )
+    hosts = _strings(data, "allowed_hosts", problems)
+    bad_hosts = [h for h in hosts if parse_allowed_host(h) is None]
+    if bad_hosts:
+        problems.append(
+            FieldProblem(
+                "allowed_hosts",
+                "host",
+                "allowed_hosts entries are host names (school.instructure.com) or origins "
+                f"(https://host:port); not: {', '.join(bad_hosts)}.",
+            )
+        )
+    concurrency = data.get("concurrency", 8)
+    if isinstance(concurrency, str) and concurrency.isdigit():
+        concurrency = int(concurrency)
+    if (
+        isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
+        or not 1 <= concurrency <= 256
+    ):
+        problems.append(
+            FieldProblem(
+                "concurrency", "range", "concurrency must be a whole number from 1 to 256."
+            )
+        )
+    tag = data.get("tag", "grade")
+    if not isinstance(tag, str) or not tag.strip() or len(tag) > 64:
+        problems.append(
+            FieldProblem("tag", "string", "tag must be a non-empty string of up to 64 characters.")
+        )
+    person_from = data.get("person_id_from", "sub")
+    if person_from not in PERSON_ID_SOURCES:
+        problems.append(
+            FieldProblem(
+                "person_id_from",
+                "one_of",
+                f"person_id_from must be one of {', '.join(PERSON_ID_SOURCES)}.",
+            )
+        )
+    name = data.get("name") or ident
+    if not isinstance(name, str) or len(name) > 255:
+        problems.append(
+            FieldProblem("name", "string", "name must be a string of up to 255 characters.")
+        )
+    enabled = data.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.append(FieldProblem("enabled", "boolean", "enabled must be true or false."))
+    if problems:
+        raise InvalidInput(problems)
+    return PlatformSpec(
+        id=str(ident),
+        name=str(name),
+        # compared character for character with the `iss` claim: kept exactly as given
+        issuer=str(data["issuer"]).strip(),
+        client_id=str(client_id).strip(),
+        deployment_ids=tuple(dict.fromkeys(deployments)),
+        auth_login_url=str(data["auth_login_url"]).strip(),
+        auth_token_url=str(data["auth_token_url"]).strip(),
+        key_set_url=str(data["key_set_url"]).strip(),
+        audience=audience.strip() if isinstance(audience, str) else None,
+        profile=str(profile),
+        scopes=tuple(dict.fromkeys(scopes)),
+        allowed_hosts=tuple(hosts),
+        concurrency=int(concurrency),
+        tag=str(tag).strip(),
+        person_id_from=str(person_from),
+        enabled=bool(enabled),
+    )
+
+
+def spec_of(dest: Destination) -> dict[str, Any]:
+    """A registration as shown to an admin (no secrets: LTI 1.3 platforms have none)."""
+    return {
+        "id": dest.id,
+        "name": dest.name,
+        "profile": dest.profile,
+        "enabled": dest.enabled,
+        **dest.config,
+    }
+
+
+def is_platform(dest: Destination) -> bool:
+    return dest.kind is DestinationKind.LTI13_AGS
+
+
+def save_platform(
+    uow: UnitOfWork,
+    tenant_id: str,
+    data: Mapping[str, Any],
+    now: datetime,
+    *,
+    replace: bool = False,
+) -> Destination:
+    """Create (or with `replace`, update) a registration. Does not commit."""
+    spec = validate_platform(data)
+    if uow.tenants.get(tenant_id) is None:
+        raise NotFound("tenant", tenant_id)
+    existing = uow.destinations.get(tenant_id, spec.id)
+    if existing is not None and not replace:
+        raise Conflict(f"id: a destination {spec.id!r} already exists in tenant {tenant_id!r}")
+    if existing is not None and not is_platform(existing):
+        raise Conflict(
+            f"id: destination {spec.id!r} is a {existing.kind.value}, not an LTI 1.3 platform"
+        )
+    for other in find_platforms(uow, spec.issuer, spec.client_id):
+        shared = set(spec.deployment_ids) & set(other.config.get("deployment_ids") or [])
+        # One LMS application may serve several institutions (Blackboard): then each
+        # registration owns its own deployments, and logins are told apart by deployment.
+        if (other.tenant_id, other.id) != (tenant_id, spec.id) and shared:
+            raise Conflict(
+                f"deployment_ids: issuer {spec.issuer!r}, client id {spec.client_id!r} and "
+                f"deployment(s) {', '.join(sorted(shared))} are already registered as {other.id!r}"
+                + (f" in tenant {other.tenant_id!r}" if other.tenant_id != tenant_id else "")
+            )
+    dest = spec.destination(tenant_id)
+    if existing is not None:  # keep the engine's pause state
+        dest = dc_replace(
+            dest, paused_until=existing.paused_until, pause_reason=existing.pause_reason
+        )
+    uow.destinations.upsert(dest, now)
+    return dest
+
+
+def get_platform(uow: UnitOfWork, tenant_id: str, platform_id: str) -> Destination:
+    dest = uow.destinations.get(tenant_id, platform_id)
+    if dest is None or not is_platform(dest):
+        raise NotFound("platform", platform_id)
+    return dest
+
+
+def list_platforms(uow: UnitOfWork, tenant_id: str) -> list[Destination]:
+    return [d for d in uow.destinations.all(tenant_id) if is_platform(d)]
+
+
+def find_platforms(uow: UnitOfWork, issuer: str, client_id: str | None) -> list[Destination]:
+    """Registrations (any tenant) for an issuer, narrowed to a client id when one is given."""
+    issuer = issuer.strip()
+    out = []
+    for dest in uow.destinations.all():
+        if not is_platform(dest) or str(dest.config.get("issuer")) != issuer:
+            continue
+        if client_id is not None and str(dest.config.get("client_id")) != client_id:
+            continue
+        out.append(dest)
+    return out
+
+
+def tool_urls(base_url: str) -> dict[str, str]:
+    """What an LMS admin pastes into the LMS when registering gradesync."""
+    base = base_url.rstrip("/")
+    return {
+        "oidc_login_url": f"{base}/lti/login",
+        "target_link_uri": f"{base}/lti/launch",
+        "redirect_uri": f"{base}/lti/launch",
+        "deep_linking_url": f"{base}/lti/launch",
+        "jwks_url": f"{base}/lti/jwks.json",
+        "domain": base.split("://", 1)[-1].split("/", 1)[0],
+    }

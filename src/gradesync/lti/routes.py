@@ -1,0 +1,399 @@
+"""The LTI 1.3 endpoints: JWKS, OIDC login, launch, deep linking response, tool config.
+
+Browsers reach these from inside an LMS, so answers are small HTML pages; a client that asks
+for JSON (Accept: application/json) gets the same facts as JSON. Refusals are recorded (table
+`lti_rejections`) with the reason, and answered with the code and the sentence.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from gradesync.adapters.destinations.ags_urls import origin_of
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import Role
+from gradesync.lti import binding, deep_linking, oidc, store
+from gradesync.lti.claims import AGS_SCOPES
+from gradesync.lti.errors import LaunchRefused
+from gradesync.lti.keys import ToolKeyStore
+from gradesync.lti.launch import validate_launch
+from gradesync.lti.platform_keys import PlatformKeyCache
+from gradesync.lti.registration import tool_urls
+from gradesync.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+TEACHING_ROLES = (Role.INSTRUCTOR, Role.ADMINISTRATOR, Role.TEACHING_ASSISTANT)
+
+
+class LtiTool:
+    """Per-process LTI services: the tool's keys, the platforms' key cache, an HTTP pool."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.db = runtime.db
+        self.clock = runtime.clock
+        self.base_url = runtime.settings.base_url.rstrip("/")
+        self.keys = ToolKeyStore(runtime.db, runtime.clock)
+        self.http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        self.platform_keys = PlatformKeyCache(self.http)
+
+    def reject(self, refused: LaunchRefused) -> None:
+        log.warning("LTI launch refused: %s: %s", refused.code, refused.message)
+        store.add_rejection(
+            self.db.engine,
+            store.Rejection(
+                code=refused.code,
+                message=refused.message,
+                at=self.clock.now(),
+                tenant_id=refused.tenant_id,
+                destination_id=refused.destination_id,
+                issuer=refused.issuer,
+                client_id=refused.client_id,
+                deployment_id=refused.deployment_id,
+                detail=refused.detail,
+            ),
+        )
+
+    def wake(self) -> None:
+        waker = self.runtime.waker
+        if waker is not None:
+            waker.wake_keys()
+
+
+def tool_of(request: Request) -> LtiTool:
+    state = request.app.state
+    tool = getattr(state, "lti", None)
+    if tool is None:
+        tool = LtiTool(state.runtime)
+        state.lti = tool
+    return tool
+
+
+def _wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title></head><body><main>"
+        f"<h1>{html.escape(title)}</h1>{body}</main></body></html>",
+        status_code=status,
+    )
+
+
+def _refused(request: Request, refused: LaunchRefused) -> Response:
+    tool_of(request).reject(refused)
+    if _wants_json(request):
+        return JSONResponse(
+            {"error": refused.code, "message": refused.message}, status_code=refused.status
+        )
+    return _page(
+        "gradesync could not start",
+        f"<p>{html.escape(refused.message)}</p>"
+        f"<p><small>code: {html.escape(refused.code)}</small></p>",
+        refused.status,
+    )
+
+
+async def _params(request: Request) -> dict[str, str]:
+    params = {k: v for k, v in request.query_params.items()}
+    if request.method == "POST":
+        form = await request.form()
+        params.update({k: str(v) for k, v in form.items()})
+    return params
+
+
+def jwks(request: Request) -> JSONResponse:
+    tool = tool_of(request)
+    return JSONResponse(tool.keys.jwks(), headers={"Cache-Control": "max-age=300"})
+
+
+def canvas_config(base_url: str) -> dict[str, Any]:
+    """Canvas's developer key JSON ("Enter URL" / "Paste JSON" in Canvas)."""
+    urls = tool_urls(base_url)
+    return {
+        "title": "gradesync",
+        "description": "Grade sync",
+        "oidc_initiation_url": urls["oidc_login_url"],
+        "target_link_uri": urls["target_link_uri"],
+        "public_jwk_url": urls["jwks_url"],
+        "scopes": list(AGS_SCOPES),
+        "extensions": [
+            {
+                "platform": "canvas.instructure.com",
+                "privacy_level": "public",
+                "settings": {
+                    "placements": [
+                        {
+                            "placement": "assignment_selection",
+                            "message_type": "LtiDeepLinkingRequest",
+                            "target_link_uri": urls["deep_linking_url"],
+                        },
+                        {
+                            "placement": "link_selection",
+                            "message_type": "LtiDeepLinkingRequest",
+                            "target_link_uri": urls["deep_linking_url"],
+                        },
+                    ]
+                },
+            }
+        ],
+        "custom_fields": {},
+    }
+
+
+async def tool_config(request: Request) -> JSONResponse:
+    """The values an LMS admin pastes when registering gradesync (and Canvas's JSON)."""
+    base = tool_of(request).base_url
+    return JSONResponse({**tool_urls(base), "canvas": canvas_config(base)})
+
+
+async def canvas_json(request: Request) -> JSONResponse:
+    return JSONResponse(canvas_config(tool_of(request).base_url))
+
+
+async def login(request: Request) -> Response:
+    tool = tool_of(request)
+    params = await _params(request)
+    try:
+        with tool.db.uow() as uow:
+            redirect = oidc.start_login(
+                uow, uow.conn, tool.db.box, params, base_url=tool.base_url, now=tool.clock.now()
+            )
+            store.purge_nonces(uow.conn, tool.clock.now())
+            uow.commit()
+    except LaunchRefused as refused:
+        return _refused(request, refused)
+    response = RedirectResponse(redirect.url, status_code=302)
+    secure = (origin_of(tool.base_url) or ("",))[0] == "https"
+    response.set_cookie(
+        oidc.STATE_COOKIE,
+        redirect.state_digest,
+        max_age=int(oidc.LOGIN_TTL.total_seconds()),
+        path="/lti",
+        httponly=True,
+        secure=secure,
+        samesite="none" if secure else "lax",
+    )
+    return response
+
+
+async def launch(request: Request) -> Response:
+    tool = tool_of(request)
+    form = await _params(request)
+    now = tool.clock.now()
+    try:
+        with tool.db.uow() as uow:
+            valid = await validate_launch(
+                uow,
+                uow.conn,
+                tool.db.box,
+                tool.platform_keys,
+                form,
+                now=now,
+                state_cookie=request.cookies.get(oidc.STATE_COOKIE),
+            )
+            bound = binding.bind_launch(uow, valid, now)
+            session_token: str | None = None
+            choices: list[dict[str, Any]] = []
+            if valid.message_type == "LtiDeepLinkingRequest":
+                if bound.role not in TEACHING_ROLES:
+                    raise LaunchRefused(
+                        "not_instructor",
+                        "roles: only an instructor can add gradesync activities (deep linking)",
+                        status=403,
+                        tenant_id=valid.platform.tenant_id,
+                        destination_id=valid.platform.id,
+                    )
+                endpoint, _ = binding.checked_endpoint(valid)
+                session = deep_linking.new_session(
+                    valid, bound.person_id, bound.course_id, endpoint, now
+                )
+                session_token = deep_linking.seal(session, tool.db.box)
+                choices = _choices(uow, valid.platform.tenant_id, bound.course_id)
+            uow.commit()
+    except LaunchRefused as refused:
+        return _refused(request, refused)
+    if bound.ignored_endpoint:
+        tool.reject(
+            LaunchRefused(
+                "ags_endpoint_ignored",
+                bound.ignored_endpoint,
+                tenant_id=valid.platform.tenant_id,
+                destination_id=valid.platform.id,
+                issuer=str(valid.platform.config.get("issuer")),
+                client_id=str(valid.platform.config.get("client_id")),
+                deployment_id=valid.deployment_id,
+            )
+        )
+    tool.wake()
+    facts: dict[str, Any] = {
+        "message_type": valid.message_type,
+        "platform": valid.platform.id,
+        "person_id": bound.person_id,
+        "role": bound.role.value,
+        "course_id": bound.course_id,
+        "activity_id": bound.activity_id,
+        "notes": bound.notes,
+    }
+    if session_token is not None:
+        facts.update(
+            session=session_token,
+            courses=choices,
+            respond_url=tool.base_url + "/lti/deep_link/respond",
+        )
+        if _wants_json(request):
+            return JSONResponse(facts)
+        return _picker(session_token, choices, tool.base_url)
+    if _wants_json(request):
+        return JSONResponse(facts)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in bound.notes)
+    body = (
+        f"<p>Welcome. Course: {html.escape(bound.course_id or 'not connected')}; activity: "
+        f"{html.escape(bound.activity_id or '-')}.</p>"
+        + (f"<p>Grades cannot be sent yet:</p><ul>{notes}</ul>" if notes else "")
+    )
+    return _page("gradesync", body)
+
+
+def _choices(uow: Any, tenant_id: str, course_id: str | None) -> list[dict[str, Any]]:
+    courses = [uow.courses.get(tenant_id, course_id)] if course_id else uow.courses.all(tenant_id)
+    out = []
+    for course in courses:
+        if course is None:
+            continue
+        acts = uow.activities.for_course(tenant_id, course.id)
+        out.append(
+            {
+                "id": course.id,
+                "title": course.title,
+                "activities": [
+                    {
+                        "id": a.id,
+                        "title": a.title,
+                        "points": a.points_possible,
+                        "kind": a.kind.value,
+                    }
+                    for a in acts
+                ],
+            }
+        )
+    return out
+
+
+def _picker(session: str, courses: list[dict[str, Any]], base_url: str) -> HTMLResponse:
+    parts = []
+    for course in courses:
+        rows = "".join(
+            "<li><label><input type='checkbox' name='activity_ids' "
+            f"value='{html.escape(a['id'])}'> "
+            f"{html.escape(a['title'])} ({a['points']:g} points)</label></li>"
+            for a in course["activities"]
+        )
+        parts.append(
+            f"<fieldset><legend><label><input type='radio' name='course_id' "
+            f"value='{html.escape(course['id'])}' {'checked' if len(courses) == 1 else ''}> "
+            f"{html.escape(course['title'])}</label></legend><ul>{rows}</ul></fieldset>"
+        )
+    body = (
+        f"<form method='post' action='{html.escape(base_url)}/lti/deep_link/respond'>"
+        f"<input type='hidden' name='session' value='{html.escape(session)}'>"
+        + "".join(parts)
+        + "<button type='submit'>Add to the course</button></form>"
+    )
+    return _page("Choose gradesync activities", body)
+
+
+async def deep_link_respond(request: Request) -> Response:
+    tool = tool_of(request)
+    form = await request.form()
+    now = tool.clock.now()
+    activity_ids = [str(v) for v in form.getlist("activity_ids")]
+    course_id = str(form.get("course_id") or "") or None
+    try:
+        session = deep_linking.open_session(tool.db.box, str(form.get("session") or ""), now)
+        key = tool.keys.current()  # before the transaction: the first key is written apart
+        with tool.db.uow() as uow:
+            platform = uow.destinations.get(session.tenant_id, session.destination_id)
+            if platform is None:
+                raise LaunchRefused(
+                    "unknown_platform", "the platform registration no longer exists"
+                )
+            try:
+                course, choices = deep_linking.choose(
+                    uow, session, course_id, activity_ids, platform.profile
+                )
+            except InvalidInput as exc:
+                problems = [
+                    {"field": p.field, "rule": p.rule, "message": p.message} for p in exc.problems
+                ]
+                if _wants_json(request):
+                    return JSONResponse(
+                        {"error": "invalid_input", "problems": problems}, status_code=422
+                    )
+                return _page(
+                    "Check your choice",
+                    "".join(f"<p>{html.escape(p['message'])}</p>" for p in problems),
+                    422,
+                )
+            binding.bind_context(
+                uow,
+                session.tenant_id,
+                session.destination_id,
+                course.id,
+                context=session.context,
+                endpoint=session.endpoint,
+                deployment_id=session.deployment_id,
+                now=now,
+            )
+            items = deep_linking.content_items(
+                choices, tool.base_url + "/lti/launch", str(platform.config.get("tag") or "grade")
+            )
+            token = deep_linking.response_jwt(
+                key,
+                client_id=str(platform.config["client_id"]),
+                issuer=str(platform.config["issuer"]),
+                session=session,
+                items=items,
+                now=now,
+                message=f"Added {len(items)} gradesync activit{'y' if len(items) == 1 else 'ies'}.",
+            )
+            uow.commit()
+    except LaunchRefused as refused:
+        return _refused(request, refused)
+    if _wants_json(request):
+        return JSONResponse(
+            {"return_url": session.return_url, "jwt": token, "content_items": items}
+        )
+    page = (
+        "<!doctype html><html><head><title>Returning to the LMS</title></head>"
+        "<body onload='document.forms[0].submit()'>"
+        f"<form method='post' action='{html.escape(session.return_url)}'>"
+        f"<input type='hidden' name='JWT' value='{html.escape(token)}'>"
+        "<noscript><button type='submit'>Continue</button></noscript></form></body></html>"
+    )
+    return HTMLResponse(page)
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(tags=["lti"])
+    router.add_api_route("/lti/jwks.json", jwks, methods=["GET"], include_in_schema=True)
+    router.add_api_route("/lti/config", tool_config, methods=["GET"])
+    router.add_api_route("/lti/canvas.json", canvas_json, methods=["GET"])
+    # GET or POST: platforms use either for login initiation
+    router.add_api_route("/lti/login", login, methods=["GET"], operation_id="lti_login_get")
+    router.add_api_route("/lti/login", login, methods=["POST"], operation_id="lti_login_post")
+    router.add_api_route("/lti/launch", launch, methods=["POST"])
+    router.add_api_route("/lti/deep_link/respond", deep_link_respond, methods=["POST"])
+    return router
+
+
+router = build_router()

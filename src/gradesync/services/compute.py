@@ -1,0 +1,330 @@
+"""Computing desired state: facts in, ledger rows out (no network).
+
+Two entry points, one core:
+
+- `compute_dirty`: take a batch of dirty keys (marked by ingest in the fact's transaction),
+  recompute each key for every destination its course syncs to, write the ledger rows and
+  delete the marks, all in one transaction.
+- `compute_activity`: recompute one activity of one course at one destination for a chunk
+  of learners (what a sync run does, an activity at a time, so memory stays bounded).
+
+Both run under the compute lock (`DirtyKeyRepo.lock_compute`) and read the ledger rows with
+row locks, so a slower computation from older facts never overwrites a newer one.
+These are plain blocking functions: async callers run them in a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.ledger import reconcile
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    Course,
+    DeliveryState,
+    Destination,
+    DestinationKind,
+    Enrollment,
+    LedgerKey,
+    LedgerRow,
+    PersonLink,
+    Role,
+    Tenant,
+)
+from gradesync.domain.policy import (
+    Capabilities,
+    DesiredResult,
+    NoResult,
+    PolicyInput,
+    ResolvedPolicy,
+    column_for,
+    desired_result,
+    resolve_settings,
+)
+from gradesync.domain.reasons import Reason
+from gradesync.services.clock import Clock
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+
+NO_PERSON_LINK = "no_person_link"
+DESTINATION_UNAVAILABLE = "destination_unavailable"
+INVALID_POLICY = "invalid_policy"
+
+# What the destination can take, or why gradesync cannot talk to it at all.
+CapabilitiesLookup = Callable[[Destination], Capabilities | Reason]
+
+
+def no_person_link(destination: Destination) -> Reason:
+    """Seed 001's first cause: the destination does not know this learner yet."""
+    if destination.kind in (DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV):
+        text = (
+            f"This learner is not matched to a student of the class in {destination.name!r} "
+            "(no SIS id for them there), so the grade has nowhere to go; check the learner's "
+            "SIS id and the class roster, then resync."
+        )
+    else:
+        text = (
+            f"This learner has never launched gradesync from this course in the LMS "
+            f"({destination.name!r}), so the LMS has not told gradesync who they are there; "
+            "the grade is sent automatically once they open any gradesync link in the course."
+        )
+    return Reason(NO_PERSON_LINK, text)
+
+
+def destination_unavailable(destination: Destination, problem: str) -> Reason:
+    return Reason(
+        DESTINATION_UNAVAILABLE,
+        f"gradesync cannot use the destination {destination.name!r}: {problem}. Fix its "
+        "settings, then resync.",
+    )
+
+
+@dataclass(slots=True)
+class ComputeStats:
+    dirty: int = 0  # dirty keys consumed
+    keys: int = 0  # (destination, activity, learner) outcomes computed
+    changed: int = 0  # ledger rows written
+    pending: int = 0  # rows that now need a send
+    skipped: int = 0  # rows now skipped (policy says send nothing)
+    reset: int = 0  # failed rows a person asked to try again (manual runs)
+    destinations: set[tuple[str, str]] = field(default_factory=set)  # with pending rows
+
+    def add(self, other: ComputeStats) -> None:
+        self.dirty += other.dirty
+        self.keys += other.keys
+        self.changed += other.changed
+        self.pending += other.pending
+        self.skipped += other.skipped
+        self.reset += other.reset
+        self.destinations |= other.destinations
+
+
+def compute_dirty(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    capabilities: CapabilitiesLookup,
+    *,
+    limit: int = 500,
+) -> ComputeStats:
+    """Recompute one batch of dirty keys. `stats.dirty < limit` means none are left."""
+    stats = ComputeStats()
+    with uow_factory() as uow:
+        claimed = uow.dirty.claim(limit)
+        if not claimed:
+            return stats
+        stats.dirty = len(claimed)
+        now = clock.now()
+        groups: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for tenant_id, course_id, activity_id, person_id in claimed:
+            groups.setdefault((tenant_id, course_id), set()).add((activity_id, person_id))
+        for (tenant_id, course_id), pairs in sorted(groups.items()):
+            _compute_pairs(uow, tenant_id, course_id, sorted(pairs), now, capabilities, stats)
+        uow.commit()
+    return stats
+
+
+def compute_activity(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    capabilities: CapabilitiesLookup,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str,
+    activity_id: str,
+    person_ids: Sequence[str],
+    remaster: bool = False,
+    reset_failures: bool = False,
+) -> ComputeStats:
+    """Recompute one activity for some learners at one destination (one transaction).
+
+    remaster: every result becomes pending, changed or not. reset_failures: rejected and
+    retrying rows are tried again now (a person pressed "Sync now" after fixing the cause)."""
+    stats = ComputeStats()
+    with uow_factory() as uow:
+        uow.dirty.lock_compute()
+        pairs = [(activity_id, p) for p in sorted(set(person_ids))]
+        _compute_pairs(
+            uow,
+            tenant_id,
+            course_id,
+            pairs,
+            clock.now(),
+            capabilities,
+            stats,
+            only_destination=destination_id,
+            remaster=remaster,
+            reset_failures=reset_failures,
+        )
+        uow.commit()
+    return stats
+
+
+def people_of_activity(
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str,
+    activity_id: str,
+    learner_ids: Iterable[str],
+) -> list[str]:
+    """Whom a run recomputes for an activity: the course's learners, anyone with an attempt,
+    anyone with a ledger row (so a dropped learner's row is updated, not forgotten)."""
+    with uow_factory() as uow:
+        people = set(learner_ids)
+        people |= {p for _, p in uow.attempts.for_activities(tenant_id, [activity_id])}
+        people |= {
+            p for _, p in uow.ledger.get_many(tenant_id, destination_id, course_id, [activity_id])
+        }
+    return sorted(people)
+
+
+def learners_of(uow_factory: UnitOfWorkFactory, tenant_id: str, course_id: str) -> list[str]:
+    with uow_factory() as uow:
+        return [
+            e.person_id
+            for e in uow.enrollments.for_course(tenant_id, course_id)
+            if e.role is Role.LEARNER
+        ]
+
+
+# --- the core ------------------------------------------------------------------------------
+
+
+def _policy(tenant: Tenant, course: Course, activity: Activity) -> ResolvedPolicy | Reason:
+    try:
+        return resolve_settings(tenant.policy, course.policy, activity.policy)
+    except InvalidInput as exc:
+        return Reason(INVALID_POLICY, f"The grade policy settings are invalid: {exc}")
+
+
+def _compute_pairs(
+    uow: UnitOfWork,
+    tenant_id: str,
+    course_id: str,
+    pairs: Sequence[tuple[str, str]],
+    now: datetime,
+    capabilities: CapabilitiesLookup,
+    stats: ComputeStats,
+    *,
+    only_destination: str | None = None,
+    remaster: bool = False,
+    reset_failures: bool = False,
+) -> None:
+    tenant = uow.tenants.get(tenant_id)
+    course = uow.courses.get(tenant_id, course_id)
+    if tenant is None or course is None:
+        return
+    links = [
+        link
+        for link in uow.links.destinations_for_course(tenant_id, course_id)
+        if only_destination is None or link.destination_id == only_destination
+    ]
+    if not links:
+        return
+    activities = uow.activities.get_many(tenant_id, {a for a, _ in pairs})
+    # a key whose activity is gone or moved to another course has nothing to compute here
+    pairs = [(a, p) for a, p in pairs if a in activities and activities[a].course_id == course_id]
+    if not pairs:
+        return
+    people = {p for _, p in pairs}
+    attempts = uow.attempts.for_pairs(tenant_id, pairs)
+    enrollments = uow.enrollments.for_people(tenant_id, course_id, people)
+    overrides = uow.overrides.for_pairs(tenant_id, pairs)
+    policies = {a: _policy(tenant, course, act) for a, act in activities.items()}
+
+    for link in sorted(links, key=lambda lk: lk.destination_id):
+        destination = uow.destinations.get(tenant_id, link.destination_id)
+        if destination is None:
+            continue
+        caps = capabilities(destination)
+        person_links = uow.links.people_for(tenant_id, destination.id, course_id, people)
+        keys = [LedgerKey(tenant_id, destination.id, a, p) for a, p in pairs]
+        rows = uow.ledger.get_keys(keys, lock=True)
+        writes: list[tuple[LedgerRow, str]] = []
+        for key in keys:
+            outcome = _outcome(
+                destination,
+                caps,
+                course,
+                activities[key.activity_id],
+                policies[key.activity_id],
+                enrollments.get(key.person_id),
+                attempts.get((key.activity_id, key.person_id), []),
+                overrides.get((key.activity_id, key.person_id)),
+                person_links.get(key.person_id),
+                now,
+            )
+            old = rows.get(key)
+            new = reconcile(old, key, outcome, now, remaster=remaster)
+            if new is None and reset_failures and old is not None:
+                new = _reset(old, now)
+                if new is not None:
+                    stats.reset += 1
+            stats.keys += 1
+            if new is None:
+                continue
+            stats.changed += 1
+            if new.state is DeliveryState.PENDING:
+                stats.pending += 1
+                stats.destinations.add((tenant_id, destination.id))
+            elif new.state is DeliveryState.SKIPPED:
+                stats.skipped += 1
+            writes.append((new, course_id))
+        uow.ledger.save_many(writes)
+
+
+def _reset(row: LedgerRow, now: datetime) -> LedgerRow | None:
+    """A rejected or retrying row, tried again at once."""
+    if row.state not in (DeliveryState.REJECTED, DeliveryState.RETRYING):
+        return None
+    if row.desired_hash is None:
+        return None
+    return replace(
+        row,
+        state=DeliveryState.PENDING,
+        tries=0,
+        next_attempt_at=None,
+        reason_code=None,
+        reason_text=None,
+        updated_at=now,
+    )
+
+
+def _outcome(
+    destination: Destination,
+    caps: Capabilities | Reason,
+    course: Course,
+    activity: Activity,
+    policy: ResolvedPolicy | Reason,
+    enrollment: Enrollment | None,
+    attempts: Sequence[Attempt],
+    due_override: datetime | None,
+    person_link: PersonLink | None,
+    now: datetime,
+) -> DesiredResult | NoResult:
+    if isinstance(caps, Reason):
+        return NoResult(caps)
+    if isinstance(policy, Reason):
+        return NoResult(policy)
+    column = column_for(activity, policy, caps)
+    if isinstance(column, NoResult):
+        return column
+    outcome = desired_result(
+        PolicyInput(
+            policy=policy,
+            course=course,
+            activity=activity,
+            enrollment=enrollment,
+            attempts=attempts,
+            due_override=due_override,
+            capabilities=caps,
+            now=now,
+        )
+    )
+    if isinstance(outcome, DesiredResult) and person_link is None:
+        return NoResult(no_person_link(destination))
+    return outcome

@@ -1,0 +1,250 @@
+"""`destinations check`: prove a destination works end to end before a course goes live.
+
+Seed 001 advises "testing before your course goes live to make sure grades sync for at
+least one item". This does it on purpose, step by step, each step with its evidence:
+
+1. the destination's own check: settings, token, granted scopes;
+2. for a connected course: the course's gradebook is reachable, line items can be listed;
+3. with `send_test` (LTI 1.3 AGS, where the protocol allows it): a test column
+   ("gradesync connection check", 1 point) is found or created, a test result is sent for one
+   learner who has launched from the course, and read back to compare.
+
+Nothing is written to the ledger: the test result is not a grade of any activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from gradesync.domain.diagnosis import ProbeStep
+from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.model import (
+    Course,
+    CourseLink,
+    Destination,
+    DestinationKind,
+    ItemLink,
+    PersonLink,
+    Role,
+    ScoreForm,
+)
+from gradesync.domain.overrides import same_grade
+from gradesync.domain.policy import Column, DesiredResult
+from gradesync.services.clock import Clock
+from gradesync.services.destination import DestinationClient, RemoteFailure, ResultTarget
+from gradesync.services.diagnostics import probe
+from gradesync.services.ports import UnitOfWorkFactory
+
+CHECK_ACTIVITY_ID = "gradesync-connection-check"
+CHECK_TITLE = "gradesync connection check"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    destination: Destination
+    course: Course | None
+    course_link: CourseLink | None
+    items: list[tuple[str, str]]  # (activity id, line item URL) of the course's columns
+    learner: PersonLink | None
+
+
+def _plan(
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str | None,
+    learner_id: str | None,
+) -> _Plan:
+    with uow_factory() as uow:
+        d = uow.destinations.get(tenant_id, destination_id)
+        if d is None:
+            raise NotFound("destination", destination_id)
+        links = uow.links.courses_for_destination(tenant_id, destination_id)
+        if course_id is not None:
+            if uow.courses.get(tenant_id, course_id) is None:
+                raise InvalidInput.one("course", "unknown", f"No course {course_id!r}.")
+            links = [lk for lk in links if lk.course_id == course_id]
+        link = links[0] if links else None
+        cid = course_id or (link.course_id if link else None)
+        course = uow.courses.get(tenant_id, cid) if cid else None
+        items: list[tuple[str, str]] = []
+        learner: PersonLink | None = None
+        if course is not None:
+            acts = [a.id for a in uow.activities.for_course(tenant_id, course.id)]
+            items = sorted(
+                (aid, il.remote_id)
+                for aid, il in uow.links.items(tenant_id, d.id, acts).items()
+                if il.remote_id
+            )
+            if learner_id is not None:
+                enr = uow.enrollments.get(tenant_id, course.id, learner_id)
+                if enr is None or enr.role is not Role.LEARNER:
+                    raise InvalidInput.one(
+                        "learner",
+                        "not_a_learner",
+                        f"{learner_id!r} is not a learner of the course.",
+                    )
+                learner = uow.links.person(tenant_id, d.id, learner_id, course.id)
+                if learner is None:
+                    raise InvalidInput.one(
+                        "learner",
+                        "never_launched",
+                        f"{learner_id!r} has never launched gradesync from this LMS.",
+                    )
+            else:  # the first learner who launched from this course
+                for e in uow.enrollments.for_course(tenant_id, course.id):
+                    if e.role is not Role.LEARNER:
+                        continue
+                    here = [
+                        x
+                        for x in uow.launches.for_person(tenant_id, e.person_id, d.id)
+                        if x.course_id == course.id
+                    ]
+                    pl = uow.links.person(tenant_id, d.id, e.person_id, course.id)
+                    if here and pl is not None and pl.remote_id:
+                        learner = pl
+                        break
+    return _Plan(d, course, link, items, learner)
+
+
+def _fail(name: str, f: BaseException) -> ProbeStep:
+    if isinstance(f, RemoteFailure):
+        status = f" (HTTP {f.status})" if f.status is not None else ""
+        return ProbeStep(name, False, f"{f.code}{status}: {f.message}", f.remedy)
+    return ProbeStep(name, False, f"{type(f).__name__}: {f}", None)
+
+
+async def check_destination(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    tenant_id: str,
+    destination_id: str,
+    client: DestinationClient,
+    *,
+    course_id: str | None = None,
+    learner_id: str | None = None,
+    send_test: bool = False,
+) -> list[ProbeStep]:
+    """Every step, in order; a failed step stops the steps that depend on it."""
+    plan = await asyncio.to_thread(
+        _plan, uow_factory, tenant_id, destination_id, course_id, learner_id
+    )
+    steps = await probe(client)
+    if not all(s.passed for s in steps):
+        return steps
+    d = plan.destination
+    if plan.course is None:
+        steps.append(
+            ProbeStep(
+                "A course is connected",
+                False,
+                f"No course is connected to {d.name!r} yet.",
+                "Add gradesync to an LMS course with Deep Linking (or launch it once), then "
+                "check again to test that course's gradebook.",
+            )
+        )
+        return steps
+    course = plan.course
+    try:
+        link = await client.ensure_course(course, plan.course_link)
+    except Exception as exc:
+        steps.append(_fail("The course's gradebook is reachable", exc))
+        return steps
+    steps.append(
+        ProbeStep("The course's gradebook is reachable", True, f"{course.id}: {link.remote_id}")
+    )
+    caps = client.capabilities
+    if d.kind is DestinationKind.LTI13_AGS:
+        column = Column(CHECK_TITLE, 1.0, None, None, CHECK_ACTIVITY_ID)
+        if not send_test:
+            steps.append(
+                ProbeStep(
+                    "Columns are listed",
+                    True,
+                    f"{len(plan.items)} column(s) linked to gradesync activities in this course.",
+                )
+            )
+            for aid, url in plan.items[:1]:
+                try:
+                    backs = await client.read_results(link, ItemLink(tenant_id, d.id, aid, url))
+                except Exception as exc:
+                    steps.append(_fail("Results can be read back", exc))
+                    return steps
+                steps.append(
+                    ProbeStep("Results can be read back", True, f"{len(backs)} result(s) in {url}.")
+                )
+            return steps
+        try:
+            item = await client.ensure_column(link, column, None)
+        except Exception as exc:
+            steps.append(_fail("Line items are listed and a test column exists", exc))
+            return steps
+        steps.append(
+            ProbeStep(
+                "Line items are listed and a test column exists",
+                True,
+                f"{CHECK_TITLE!r}: {item.remote_id}",
+            )
+        )
+        if plan.learner is None:
+            steps.append(
+                ProbeStep(
+                    "A test result is sent and read back",
+                    False,
+                    "No learner of the course has launched gradesync from it yet, so there is "
+                    "nobody to send a test result for.",
+                    "Have one learner (a test student) open a gradesync link in the course, or "
+                    "name one with --learner, then check again.",
+                )
+            )
+            return steps
+        top = caps.percent_scale if caps.score_form is ScoreForm.PERCENT else 1.0
+        result = DesiredResult(
+            score_given=top,
+            score_maximum=top,
+            grading_progress="FullyGraded",
+            activity_progress="Completed",
+            comment=CHECK_TITLE,
+            late=False,
+            missing=False,
+            excused=False,
+            scored_at=None,
+            basis="connection check",
+            attempt_event_id=None,
+        )
+        target = ResultTarget(link, item, plan.learner)
+        try:
+            receipt = await client.put_result(target, result, clock.now())
+        except Exception as exc:
+            steps.append(_fail("A test result is accepted", exc))
+            return steps
+        steps.append(
+            ProbeStep(
+                "A test result is accepted",
+                True,
+                f"{top:g}/{top:g} for {plan.learner.person_id} (LMS user "
+                f"{plan.learner.remote_id}): HTTP {receipt.status}.",
+            )
+        )
+        try:
+            backs = await client.read_results(link, item)
+        except Exception as exc:
+            steps.append(_fail("The test result reads back", exc))
+            return steps
+        got = next((b for b in backs if b.remote_person_id == plan.learner.remote_id), None)
+        ok = got is not None and same_grade(top, top, got.score_given, got.score_maximum)
+        steps.append(
+            ProbeStep(
+                "The test result reads back",
+                ok,
+                f"The gradebook holds {got.score_given}/{got.score_maximum}."
+                if got is not None
+                else "The gradebook lists no result for the learner.",
+                None
+                if ok
+                else "The LMS accepted the score but does not show it: check the "
+                "column's settings in the LMS (muted, hidden, or a different grading type).",
+            )
+        )
+    return steps

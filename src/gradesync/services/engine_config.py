@@ -1,0 +1,35 @@
+"""The sync engine's knobs, with defaults that suit one process on SQLite and many on
+PostgreSQL alike. The runtime fills them from `GRADESYNC_*` settings; tests shrink the times."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from gradesync.domain.ledger import BackoffPolicy
+from gradesync.services.limits import BreakerSettings
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    # how much work one step takes
+    compute_batch: int = 500  # dirty keys recomputed per transaction
+    claim_batch: int = 100  # ledger rows claimed per transaction
+    scope_chunk: int = 500  # learners per transaction when a run recomputes an activity
+    # leases: a claimed row is held this long; a send starts only with enough lease left
+    lease: timedelta = timedelta(seconds=120)
+    min_lease_left: timedelta = timedelta(seconds=45)
+    # failures
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    default_retry_after: timedelta = timedelta(seconds=30)  # 429/503 without Retry-After
+    misconfigured_pause: timedelta = timedelta(minutes=15)
+    # runs
+    heartbeat: timedelta = timedelta(seconds=5)
+    stale_after: timedelta = timedelta(seconds=60)  # a run without heartbeat is requeued
+    retry_patience: timedelta = timedelta(seconds=30)  # a run waits this long for retries
+    verify_max_items: int = 20  # columns read back per run
+    # looking for work without being woken (retries due, other processes' requests)
+    poll: timedelta = timedelta(seconds=1)
+    course_link_ttl: timedelta = timedelta(minutes=5)
+    destinations_ttl: timedelta = timedelta(seconds=1)

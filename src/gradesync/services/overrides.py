@@ -1,0 +1,410 @@
+"""Instructor overrides and repair resyncs.
+
+- `record_overrides`: verify calls it with what a column holds in the LMS; grades that differ
+  from what gradesync last delivered are recorded on the ledger (reason `overridden`) and in
+  the delivery log. Under "gradesync wins" they become pending again and are resent with a
+  timestamp later than the LMS's edit.
+- `list_overrides`: a course's conflicts, for the console, the API and `gradesync doctor`.
+- `repair`: seed 001's open problem solved. A grade typed into the LMS blocks later resyncs
+  (a resync sends nothing for an unchanged grade, and an older timestamp is refused). A
+  repair marks the chosen results pending even though unchanged, with a score timestamp after
+  both the last one gradesync sent and the one the LMS holds, and records the request in each
+  result's history. Whole activities go through a `repair` run; chosen learners are
+  delivered by the worker at once (a run's scope cannot name learners).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.ledger import desired_from_json
+from gradesync.domain.model import (
+    Course,
+    Destination,
+    LedgerKey,
+    LedgerRow,
+    RunScope,
+    SyncRun,
+    Trigger,
+)
+from gradesync.domain.overrides import (
+    OVERRIDDEN,
+    OVERRIDE_SEEN,
+    Override,
+    RemoteResult,
+    apply_override,
+    detect_overrides,
+    repaired,
+)
+from gradesync.domain.policy import resolve_settings
+from gradesync.services.clock import Clock
+from gradesync.services.destination import DestinationClient, ReadBack
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.wakeup import Waker
+
+log = logging.getLogger(__name__)
+
+REPAIR_OUTCOME = "repair"  # delivery log line: a person asked to resend this result
+
+
+@dataclass(slots=True)
+class OverrideStats:
+    found: int = 0  # grades that differ in the LMS
+    kept: int = 0  # recorded, LMS edit kept
+    resent: int = 0  # marked pending: gradesync wins
+    overrides: list[Override] = field(default_factory=list)
+
+    def add(self, other: OverrideStats) -> None:
+        self.found += other.found
+        self.kept += other.kept
+        self.resent += other.resent
+        self.overrides += other.overrides
+
+
+def keeps_lms_edits(uow: UnitOfWork, tenant_id: str, course: Course, activity_id: str) -> bool:
+    tenant = uow.tenants.get(tenant_id)
+    activity = uow.activities.get(tenant_id, activity_id)
+    layers = [x.policy for x in (tenant, course, activity) if x is not None]
+    try:
+        return resolve_settings(*layers).keep_lms_edits
+    except InvalidInput:
+        return True  # an invalid policy never overwrites a person's edit
+
+
+def _remote_by_person(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str, backs: Sequence[ReadBack]
+) -> dict[str, RemoteResult]:
+    links = uow.links.people(tenant_id, destination_id, course_id)
+    person_of = {link.remote_id: pid for pid, link in links.items()}
+    out: dict[str, RemoteResult] = {}
+    for b in backs:
+        pid = person_of.get(b.remote_person_id)
+        if pid is not None:
+            out[pid] = RemoteResult(pid, b.score_given, b.score_maximum, b.comment, b.timestamp)
+    return out
+
+
+def record_overrides(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str,
+    activity_id: str,
+    backs: Sequence[ReadBack],
+    *,
+    run_id: str | None = None,
+) -> OverrideStats:
+    """Compare a column read back from the destination with the ledger; record what differs.
+    One transaction; rows are re-read under lock so a send settling meanwhile is not lost."""
+    stats = OverrideStats()
+    with uow_factory() as uow:
+        course = uow.courses.get(tenant_id, course_id)
+        if course is None:
+            return stats
+        remote = _remote_by_person(uow, tenant_id, destination_id, course_id, backs)
+        if not remote:
+            return stats
+        rows = uow.ledger.get_many(tenant_id, destination_id, course_id, [activity_id])
+        found = detect_overrides(remote, rows.values())
+        if not found:
+            return stats
+        locked = uow.ledger.get_keys([o.key for o in found], lock=True)
+        fresh = detect_overrides(remote, locked.values())  # still true under the lock
+        keep = keeps_lms_edits(uow, tenant_id, course, activity_id)
+        now = clock.now()
+        writes: list[tuple[LedgerRow, str]] = []
+        for o in fresh:
+            stats.found += 1
+            stats.overrides.append(o)
+            new = apply_override(locked[o.key], o, keep, now)
+            if new is None:
+                continue
+            writes.append((new, course_id))
+            if keep:
+                stats.kept += 1
+            else:
+                stats.resent += 1
+            uow.deliveries.add(
+                key=o.key,
+                run_id=run_id,
+                sent_at=now,
+                sent_hash=None,
+                payload={"read_back": o.as_json(), "keep_lms_edits": keep},
+                outcome=OVERRIDE_SEEN,
+                remote_status=None,
+                remote_message=o.describe(),
+                latency_ms=None,
+            )
+        uow.ledger.save_many(writes)
+        uow.commit()
+    if stats.found:
+        log.info(
+            "overrides at %s/%s %s: %d found, %d kept, %d to resend",
+            tenant_id,
+            destination_id,
+            activity_id,
+            stats.found,
+            stats.kept,
+            stats.resent,
+        )
+    return stats
+
+
+def list_overrides(
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: str,
+    course_id: str,
+    destination_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Results marked overridden in a course (what gradesync sent, what the LMS holds)."""
+    out: list[dict[str, Any]] = []
+    with uow_factory() as uow:
+        course = uow.courses.get(tenant_id, course_id)
+        if course is None:
+            raise NotFound("course", course_id)
+        links = uow.links.destinations_for_course(tenant_id, course_id)
+        for link in sorted(links, key=lambda lk: lk.destination_id):
+            if destination_id is not None and link.destination_id != destination_id:
+                continue
+            for batch in uow.ledger.iter_scope(tenant_id, link.destination_id, course_id):
+                for row in batch:
+                    if row.reason_code != OVERRIDDEN:
+                        continue
+                    want = desired_from_json(row.desired) if row.desired else None
+                    out.append(
+                        {
+                            "destination_id": row.key.destination_id,
+                            "activity_id": row.key.activity_id,
+                            "person_id": row.key.person_id,
+                            "state": row.state.value,
+                            "sent_given": want.score_given if want else None,
+                            "sent_maximum": want.score_maximum if want else None,
+                            "delivered_at": row.delivered_at,
+                            "lms": row.remote_message,
+                            "explanation": row.reason_text,
+                            "policy": "keep_lms_edit"
+                            if keeps_lms_edits(uow, tenant_id, course, row.key.activity_id)
+                            else "gradesync_wins",
+                        }
+                    )
+    return out
+
+
+# --- repair ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RepairSelection:
+    tenant_id: str
+    course_id: str
+    destination_id: str | None = None
+    activity_ids: tuple[str, ...] = ()  # empty: every activity of the course
+    person_ids: tuple[str, ...] = ()  # empty: every learner with a result
+
+
+@dataclass(slots=True)
+class RepairResult:
+    run: SyncRun | None  # the repair run (whole activities); None for chosen learners
+    joined: bool
+    marked: int  # results that will be resent
+    skipped: int  # selected keys with nothing to send (policy says no grade)
+    keys: list[LedgerKey] = field(default_factory=list)
+
+
+def validate_selection(uow: UnitOfWork, sel: RepairSelection) -> tuple[Course, list[Destination]]:
+    if uow.tenants.get(sel.tenant_id) is None:
+        raise NotFound("tenant", sel.tenant_id)
+    course = uow.courses.get(sel.tenant_id, sel.course_id)
+    if course is None:
+        raise InvalidInput.one("course_id", "unknown", f"No course {sel.course_id!r}.")
+    if sel.activity_ids:
+        found = uow.activities.get_many(sel.tenant_id, sel.activity_ids)
+        for i, aid in enumerate(sel.activity_ids):
+            act = found.get(aid)
+            if act is None or act.course_id != sel.course_id:
+                raise InvalidInput.one(
+                    f"activity_ids[{i}]",
+                    "unknown",
+                    f"No activity {aid!r} in the course {sel.course_id!r}.",
+                )
+    if sel.person_ids:
+        people = uow.people.get_many(sel.tenant_id, sel.person_ids)
+        for i, pid in enumerate(sel.person_ids):
+            if pid not in people:
+                raise InvalidInput.one(f"person_ids[{i}]", "unknown", f"No person {pid!r}.")
+    links = uow.links.destinations_for_course(sel.tenant_id, sel.course_id)
+    dests: list[Destination] = []
+    for link in sorted(links, key=lambda lk: lk.destination_id):
+        if sel.destination_id is not None and link.destination_id != sel.destination_id:
+            continue
+        d = uow.destinations.get(sel.tenant_id, link.destination_id)
+        if d is not None:
+            dests.append(d)
+    if sel.destination_id is not None and not dests:
+        if uow.destinations.get(sel.tenant_id, sel.destination_id) is None:
+            raise InvalidInput.one(
+                "destination_id", "unknown", f"No destination {sel.destination_id!r}."
+            )
+        raise InvalidInput.one(
+            "destination_id",
+            "not_linked",
+            f"The course {sel.course_id!r} is not connected to {sel.destination_id!r}.",
+        )
+    if not dests:
+        raise InvalidInput.one(
+            "course_id", "not_linked", f"The course {sel.course_id!r} syncs to no destination."
+        )
+    return course, dests
+
+
+def _selected_rows(uow: UnitOfWork, sel: RepairSelection, d: Destination) -> list[LedgerRow]:
+    rows = uow.ledger.get_many(sel.tenant_id, d.id, sel.course_id, sel.activity_ids or None)
+    wanted = set(sel.person_ids)
+    return [r for (_, pid), r in sorted(rows.items()) if not wanted or pid in wanted]
+
+
+RemoteTimestamps = Mapping[LedgerKey, datetime]
+ClientFor = Callable[[Destination], DestinationClient]
+
+
+async def remote_timestamps(
+    uow_factory: UnitOfWorkFactory, sel: RepairSelection, client_for: ClientFor
+) -> dict[LedgerKey, datetime]:
+    """The timestamps the LMS holds for the selected results (read back where the protocol
+    allows), so the repair's timestamps come after them even if the LMS's clock is ahead."""
+    import asyncio
+
+    def plan() -> list[tuple[Destination, Any, Any, dict[str, str]]]:
+        with uow_factory() as uow:
+            _, dests = validate_selection(uow, sel)
+            out = []
+            for d in dests:
+                course_link = uow.links.course(sel.tenant_id, d.id, sel.course_id)
+                if course_link is None:
+                    continue
+                acts = {r.key.activity_id for r in _selected_rows(uow, sel, d)}
+                people = {
+                    link.remote_id: pid
+                    for pid, link in uow.links.people(sel.tenant_id, d.id, sel.course_id).items()
+                }
+                for aid in sorted(acts):
+                    item = uow.links.item(sel.tenant_id, d.id, aid)
+                    if item is not None and item.remote_id:
+                        out.append((d, course_link, item, people))
+            return out
+
+    found: dict[LedgerKey, datetime] = {}
+    for d, course_link, item, people in await asyncio.to_thread(plan):
+        try:
+            backs = await client_for(d).read_results(course_link, item)
+        except Exception as exc:  # the repair still goes ahead with a fresh timestamp
+            log.info("repair: read-back of %s at %s failed: %s", item.activity_id, d.id, exc)
+            continue
+        for b in backs:
+            pid = people.get(b.remote_person_id)
+            if pid is not None and b.timestamp is not None:
+                found[LedgerKey(sel.tenant_id, d.id, item.activity_id, pid)] = b.timestamp
+    return found
+
+
+def request_repair(
+    uow_factory: UnitOfWorkFactory,
+    waker: Waker | None,
+    clock: Clock,
+    selection: RepairSelection,
+    actor: str,
+    *,
+    remote: RemoteTimestamps | None = None,
+) -> RepairResult:
+    """Resend the selected results even though unchanged, each with a score timestamp after
+    both its last send and `remote` (what the LMS holds), so the LMS applies gradesync's
+    grade over one typed in by hand. Raises InvalidInput (nothing changed) for a bad or
+    empty selection.
+
+    - Whole activities (no `person_ids`): a `repair` run for the course and activities, which
+      resends every result of them (the engine's repair trigger); the timestamps are moved
+      past the LMS's first.
+    - Chosen learners: only their results are marked pending and delivered at once (a run
+      cannot be narrowed to learners), so other learners' LMS edits are left alone.
+
+    Either way each result gets a `repair` line in its delivery history naming `actor` (and
+    the run), followed by the send and the LMS's answer."""
+    from gradesync.services.sync import request_run
+
+    if not actor or not actor.strip():
+        raise InvalidInput.one("actor", "required", "Say who asked for the repair.")
+    for name, ids in (
+        ("activity_ids", selection.activity_ids),
+        ("person_ids", selection.person_ids),
+    ):
+        if len(set(ids)) != len(ids):
+            raise InvalidInput.one(name, "unique", "Select each one once.")
+    remote = remote or {}
+    whole = not selection.person_ids
+    now = clock.now()
+    marked: list[LedgerKey] = []
+    skipped = 0
+    with uow_factory() as uow:
+        _, dests = validate_selection(uow, selection)
+        for d in dests:
+            rows = _selected_rows(uow, selection, d)
+            locked = uow.ledger.get_keys([r.key for r in rows], lock=True)
+            writes: list[tuple[LedgerRow, str]] = []
+            for key in sorted(locked, key=lambda k: (k.activity_id, k.person_id)):
+                row = locked[key]
+                new = repaired(row, remote.get(key), now)
+                if new is None:
+                    skipped += 1
+                    continue
+                if whole:
+                    # the run marks every result pending; only the timestamp is moved here
+                    new = replace(row, last_timestamp=new.last_timestamp)
+                writes.append((new, selection.course_id))
+                marked.append(key)
+            uow.ledger.save_many(writes)
+        if not marked:
+            raise InvalidInput.one(
+                "selection",
+                "nothing_to_repair",
+                "None of the selected results has a grade to send (nothing computed yet, or "
+                "policy sends nothing for them): run Sync now first, or diagnose a learner.",
+            )
+        uow.commit()
+    run: SyncRun | None = None
+    joined = False
+    if whole:
+        scope = RunScope(
+            selection.tenant_id,
+            selection.destination_id if len(dests) == 1 else None,
+            selection.course_id,
+            selection.activity_ids,
+        )
+        run, joined = request_run(uow_factory, waker, clock, scope, Trigger.REPAIR, actor)
+    elif waker is not None:
+        waker.wake_delivery()
+    who = actor.strip()
+    with uow_factory() as uow:
+        for key in marked:
+            uow.deliveries.add(
+                key=key,
+                run_id=run.id if run is not None else None,
+                sent_at=now,
+                sent_hash=None,
+                payload={"requested_by": who, "remote_timestamp": _iso(remote.get(key))},
+                outcome=REPAIR_OUTCOME,
+                remote_status=None,
+                remote_message=f"Repair resync requested by {who}",
+                latency_ms=None,
+            )
+        uow.commit()
+    return RepairResult(run, joined, len(marked), skipped, marked)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None

@@ -1,0 +1,658 @@
+"""Sync runs: "Sync now", resync, remaster, scheduled and repair runs over a scope.
+
+A run goes through visible stages, each recorded with its time in `sync_runs.stages`:
+
+- queued: waiting for a worker (at most one run per scope runs at a time);
+- computing: policy over the whole scope (every learner of every selected activity at every
+  destination in scope), past-due zeros included; the ledger says what differs;
+- provisioning: each destination's course and columns created or updated (remaster: column
+  details rewritten even when unchanged);
+- sending: due rows of the scope delivered; the run waits a short while for retries;
+- verifying: results read back where the destination can, compared with what was sent;
+- finished: succeeded, partly failed or failed, with counts.
+
+Triggers: manual ("Sync now") and resync send what differs and try failed rows again;
+schedule sends what differs; repair resends every selected result with a fresh timestamp
+(`services.overrides.request_repair` also moves timestamps past the LMS's own);
+remaster resends everything in scope, column details included. Auto sync is not a run:
+ingest marks keys dirty and workers deliver them (see the delivery log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.ledger import desired_from_json
+from gradesync.domain.model import (
+    Activity,
+    Course,
+    CourseLink,
+    DeliveryState,
+    Destination,
+    ItemLink,
+    LedgerRow,
+    PersonLink,
+    RunOutcome,
+    RunScope,
+    RunStage,
+    SyncRun,
+    Tenant,
+    Trigger,
+)
+from gradesync.domain.policy import NoResult, column_for, resolve_settings
+from gradesync.services.clock import Clock
+from gradesync.services.compute import (
+    ComputeStats,
+    compute_activity,
+    learners_of,
+    people_of_activity,
+)
+from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, DeliveryStats
+from gradesync.services.destination import RemoteFailure
+from gradesync.services.engine_config import EngineSettings
+from gradesync.services.overrides import record_overrides
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.wakeup import Waker
+
+log = logging.getLogger(__name__)
+
+# A request joins an active run of the same scope whose trigger does at least as much.
+_STRENGTH = {
+    Trigger.SCHEDULE: 0,
+    Trigger.MANUAL: 1,
+    Trigger.RESYNC: 1,
+    Trigger.REPAIR: 2,
+    Trigger.REMASTER: 3,
+}
+RUN_TRIGGERS = tuple(_STRENGTH)
+
+
+def new_run_id() -> str:
+    return "run_" + uuid.uuid4().hex
+
+
+# --- requesting and reading runs -----------------------------------------------------------
+
+
+def _validate(uow: UnitOfWork, scope: RunScope, trigger: Trigger, actor: str) -> None:
+    problems: list[FieldProblem] = []
+    if trigger not in _STRENGTH:
+        problems.append(
+            FieldProblem(
+                "trigger",
+                "one_of",
+                "A run's trigger is manual, resync, remaster, schedule or repair; auto sync "
+                "needs no run.",
+            )
+        )
+    if not actor or not actor.strip():
+        problems.append(FieldProblem("actor", "required", "Say who asked for the run."))
+    if scope.activity_ids and not scope.course_id:
+        problems.append(
+            FieldProblem(
+                "scope.course_id",
+                "required",
+                "Choose the course the selected activities belong to.",
+            )
+        )
+    if len(set(scope.activity_ids)) != len(scope.activity_ids):
+        problems.append(FieldProblem("scope.activity_ids", "unique", "Select each activity once."))
+    if problems:
+        raise InvalidInput(problems)
+    if uow.tenants.get(scope.tenant_id) is None:
+        raise NotFound("tenant", scope.tenant_id)
+    if scope.destination_id and uow.destinations.get(scope.tenant_id, scope.destination_id) is None:
+        raise InvalidInput.one(
+            "scope.destination_id", "unknown", f"No destination {scope.destination_id!r}."
+        )
+    if scope.course_id and uow.courses.get(scope.tenant_id, scope.course_id) is None:
+        raise InvalidInput.one("scope.course_id", "unknown", f"No course {scope.course_id!r}.")
+    if scope.activity_ids:
+        found = uow.activities.get_many(scope.tenant_id, scope.activity_ids)
+        for i, aid in enumerate(scope.activity_ids):
+            act = found.get(aid)
+            if act is None or act.course_id != scope.course_id:
+                problems.append(
+                    FieldProblem(
+                        f"scope.activity_ids[{i}]",
+                        "unknown",
+                        f"No activity {aid!r} in the course {scope.course_id!r}.",
+                    )
+                )
+        if problems:
+            raise InvalidInput(problems)
+
+
+def request_run(
+    uow_factory: UnitOfWorkFactory,
+    waker: Waker | None,
+    clock: Clock,
+    scope: RunScope,
+    trigger: Trigger,
+    actor: str,
+    *,
+    schedule_id: str | None = None,
+) -> tuple[SyncRun, bool]:
+    """Queue a run, or join the active run of the same scope. Returns (run, joined).
+
+    Joins a queued or running run whose trigger does at least as much (remaster > repair >
+    manual = resync > schedule); a queued run with a weaker trigger is upgraded and joined.
+    Otherwise a new run is queued (behind a running one of the same scope, if any)."""
+    with uow_factory() as uow:
+        _validate(uow, scope, trigger, actor)
+        uow.runs.lock_scope(scope.key)
+        active = uow.runs.active_for_scope(scope.key)
+        for run in active:
+            if _STRENGTH.get(run.trigger, 0) >= _STRENGTH[trigger]:
+                return run, True
+        for run in active:
+            if run.stage is RunStage.QUEUED:
+                uow.runs.set_trigger(run.id, trigger.value)
+                uow.commit()
+                joined = replace(run, trigger=trigger)
+                if waker is not None:
+                    waker.wake_run(joined.id, scope)
+                return joined, True
+        run = SyncRun(
+            id=new_run_id(),
+            scope=scope,
+            trigger=trigger,
+            actor=actor.strip(),
+            created_at=clock.now(),
+        )
+        uow.runs.add(run, schedule_id=schedule_id)
+        uow.commit()
+    if waker is not None:
+        waker.wake_run(run.id, scope)
+    return run, False
+
+
+def get_run(uow_factory: UnitOfWorkFactory, tenant_id: str, run_id: str) -> SyncRun | None:
+    with uow_factory() as uow:
+        return uow.runs.get(run_id, tenant_id)
+
+
+def get_run_stages(
+    uow_factory: UnitOfWorkFactory, tenant_id: str, run_id: str
+) -> list[dict[str, Any]]:
+    """[{stage, at}] as they happened (empty for an unknown run)."""
+    with uow_factory() as uow:
+        if uow.runs.get(run_id, tenant_id) is None:
+            return []
+        return uow.runs.stages(run_id)
+
+
+# --- executing a run -----------------------------------------------------------------------
+
+
+class RunTakenOver(Exception):
+    """The run was requeued (this worker looked dead) and belongs to someone else now."""
+
+
+@dataclass(slots=True)
+class _Target:
+    destination: Destination
+    tenant: Tenant
+    course: Course
+    link: CourseLink | None
+    activity_ids: list[str]
+
+
+def summarise(
+    uow_factory: UnitOfWorkFactory, scope: RunScope, since: datetime | None
+) -> dict[str, Any]:
+    """The scope's ledger by outcome; `sent` means delivered since `since`."""
+    with uow_factory() as uow:
+        rows = uow.ledger.scope_summary(
+            scope.tenant_id,
+            destination_id=scope.destination_id,
+            course_id=scope.course_id,
+            activity_ids=scope.activity_ids or None,
+            delivered_since=since,
+        )
+    counts: dict[str, Any] = {
+        "keys": 0,
+        "sent": 0,
+        "unchanged": 0,
+        "pending": 0,
+        "retrying": 0,
+        "skipped": {},
+        "rejected": {},
+    }
+    for state, reason, fresh, n in rows:
+        counts["keys"] += n
+        if state == DeliveryState.DELIVERED.value:
+            counts["sent" if fresh else "unchanged"] += n
+        elif state == DeliveryState.PENDING.value:
+            counts["pending"] += n
+        elif state == DeliveryState.RETRYING.value:
+            counts["retrying"] += n
+        elif state == DeliveryState.SKIPPED.value:
+            code = reason or "unknown"
+            counts["skipped"][code] = counts["skipped"].get(code, 0) + n
+        elif state == DeliveryState.REJECTED.value:
+            code = reason or "unknown"
+            counts["rejected"][code] = counts["rejected"].get(code, 0) + n
+    return counts
+
+
+def _describe(counts: dict[str, Any]) -> str:
+    def by_reason(d: dict[str, int]) -> str:
+        return ", ".join(f"{k}: {v}" for k, v in sorted(d.items()))
+
+    parts = [f"{counts.get('sent', 0)} sent", f"{counts.get('unchanged', 0)} unchanged"]
+    skipped, rejected = counts.get("skipped", {}), counts.get("rejected", {})
+    if skipped:
+        parts.append(f"{sum(skipped.values())} skipped ({by_reason(skipped)})")
+    if rejected:
+        parts.append(f"{sum(rejected.values())} rejected ({by_reason(rejected)})")
+    if counts.get("retrying"):
+        parts.append(f"{counts['retrying']} retrying")
+    if counts.get("pending"):
+        parts.append(f"{counts['pending']} still pending")
+    cols = counts.get("columns", {})
+    if cols.get("failed"):
+        parts.append(f"{cols['failed']} column(s) could not be provisioned")
+    if counts.get("overridden"):
+        parts.append(f"{counts['overridden']} grade(s) changed by hand in the gradebook")
+    if counts.get("differs"):
+        parts.append(f"{counts['differs']} result(s) differ in the gradebook when read back")
+    return "; ".join(parts) + "."
+
+
+def _outcome(counts: dict[str, Any]) -> RunOutcome:
+    problems = (
+        sum(counts.get("rejected", {}).values())
+        + counts.get("retrying", 0)
+        + counts.get("pending", 0)
+        + counts.get("columns", {}).get("failed", 0)
+    )
+    if problems == 0:
+        return RunOutcome.SUCCEEDED
+    if counts.get("sent", 0) + counts.get("unchanged", 0) > 0:
+        return RunOutcome.PARTLY_FAILED
+    return RunOutcome.FAILED
+
+
+def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), max(1, size))]
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        clients: Clients,
+        deliverer: Deliverer,
+        settings: EngineSettings,
+        worker_id: str,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.clock = clock
+        self.clients = clients
+        self.deliverer = deliverer
+        self.settings = settings
+        self.worker_id = worker_id
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _write(self, run: SyncRun) -> None:
+        with self.uow_factory() as uow:
+            now = self.clock.now()
+            if not uow.runs.heartbeat(run.id, self.worker_id, now):
+                raise RunTakenOver(run.id)
+            uow.runs.update(run, worker_id=self.worker_id, heartbeat_at=now)
+            uow.commit()
+
+    async def _stage(self, run: SyncRun, stage: RunStage, counts: dict[str, Any]) -> SyncRun:
+        run = replace(run, stage=stage, counts=dict(counts))
+        await asyncio.to_thread(self._write, run)
+        return run
+
+    async def _heartbeat(self, run_id: str, lost: asyncio.Event) -> None:
+        def beat() -> bool:
+            with self.uow_factory() as uow:
+                ok = uow.runs.heartbeat(run_id, self.worker_id, self.clock.now())
+                uow.commit()
+                return ok
+
+        while True:
+            await asyncio.sleep(self.settings.heartbeat.total_seconds())
+            try:
+                if not await asyncio.to_thread(beat):
+                    lost.set()
+                    return
+            except Exception:
+                log.exception("run %s: heartbeat failed", run_id)
+
+    # -- the stages -----------------------------------------------------------------------
+
+    async def execute(self, run: SyncRun) -> SyncRun:
+        """Run a claimed run (stage computing) to the end. Never raises for a failed run:
+        the failure is recorded on the run."""
+        lost = asyncio.Event()
+        beat = asyncio.create_task(self._heartbeat(run.id, lost), name=f"heartbeat {run.id}")
+        started = run.started_at or self.clock.now()
+        counts: dict[str, Any] = {}
+        try:
+            targets = await asyncio.to_thread(self._targets, run.scope)
+            counts.update(await self._computing(run, targets, lost))
+            run = await self._stage(run, RunStage.PROVISIONING, counts)
+            counts["columns"] = await self._provisioning(run, targets)
+            run = await self._stage(run, RunStage.SENDING, counts)
+            sent = await self._sending(run, counts, lost)
+            run = await self._stage(run, RunStage.VERIFYING, counts)
+            counts.update(await self._verifying(run, sent, started, targets))
+            counts.update(await asyncio.to_thread(summarise, self.uow_factory, run.scope, started))
+            outcome = _outcome(counts)
+            message = _describe(counts)
+            if not targets:
+                message = (
+                    "Nothing to sync: no destination is linked to this scope (a course is "
+                    "linked by an LTI launch or by mapping it to a SIS class)."
+                )
+        except RunTakenOver:
+            log.warning("run %s was requeued while this worker ran it; leaving it", run.id)
+            beat.cancel()
+            return run
+        except asyncio.CancelledError:
+            beat.cancel()
+            raise
+        except Exception as exc:
+            log.exception("run %s failed", run.id)
+            outcome, message = RunOutcome.FAILED, f"The run stopped: {type(exc).__name__}: {exc}"
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        done = replace(
+            run,
+            stage=RunStage.FINISHED,
+            outcome=outcome,
+            counts=counts,
+            message=message,
+            finished_at=self.clock.now(),
+        )
+        try:
+            await asyncio.to_thread(self._write, done)
+        except RunTakenOver:
+            return run
+        return done
+
+    def _targets(self, scope: RunScope) -> list[_Target]:
+        out: list[_Target] = []
+        with self.uow_factory() as uow:
+            tenant = uow.tenants.get(scope.tenant_id)
+            if tenant is None:
+                return []
+            if scope.destination_id:
+                one = uow.destinations.get(scope.tenant_id, scope.destination_id)
+                dests = [one] if one is not None else []
+            else:
+                dests = uow.destinations.all(scope.tenant_id)
+            for d in dests:
+                if not d.enabled:
+                    continue
+                if scope.course_id:
+                    link = uow.links.course(scope.tenant_id, d.id, scope.course_id)
+                    links = [link] if link is not None else []
+                else:
+                    links = uow.links.courses_for_destination(scope.tenant_id, d.id)
+                for link in sorted(links, key=lambda lk: lk.course_id):
+                    course = uow.courses.get(scope.tenant_id, link.course_id)
+                    if course is None:
+                        continue
+                    acts = list(scope.activity_ids) or [
+                        a.id for a in uow.activities.for_course(scope.tenant_id, course.id)
+                    ]
+                    out.append(_Target(d, tenant, course, link, acts))
+        return out
+
+    async def _computing(
+        self, run: SyncRun, targets: list[_Target], lost: asyncio.Event
+    ) -> dict[str, Any]:
+        remaster = run.trigger in (Trigger.REMASTER, Trigger.REPAIR)
+        reset = run.trigger in (Trigger.MANUAL, Trigger.RESYNC)
+        stats = ComputeStats()
+        for tg in targets:
+            learners = await asyncio.to_thread(
+                learners_of, self.uow_factory, tg.course.tenant_id, tg.course.id
+            )
+            for activity_id in tg.activity_ids:
+                if lost.is_set():
+                    raise RunTakenOver(run.id)
+                people = await asyncio.to_thread(
+                    people_of_activity,
+                    self.uow_factory,
+                    tg.course.tenant_id,
+                    tg.destination.id,
+                    tg.course.id,
+                    activity_id,
+                    learners,
+                )
+                for chunk in _chunks(people, self.settings.scope_chunk):
+                    stats.add(
+                        await asyncio.to_thread(
+                            compute_activity,
+                            self.uow_factory,
+                            self.clock,
+                            self.clients.capabilities,
+                            tenant_id=tg.course.tenant_id,
+                            destination_id=tg.destination.id,
+                            course_id=tg.course.id,
+                            activity_id=activity_id,
+                            person_ids=chunk,
+                            remaster=remaster,
+                            reset_failures=reset,
+                        )
+                    )
+        return {"computed": stats.keys, "changed": stats.changed, "retried": stats.reset}
+
+    def _load_columns(
+        self, tg: _Target
+    ) -> tuple[CourseLink | None, dict[str, Activity], dict[str, ItemLink]]:
+        with self.uow_factory() as uow:
+            t = tg.course.tenant_id
+            return (
+                uow.links.course(t, tg.destination.id, tg.course.id),
+                uow.activities.get_many(t, tg.activity_ids),
+                uow.links.items(t, tg.destination.id, tg.activity_ids),
+            )
+
+    async def _provisioning(self, run: SyncRun, targets: list[_Target]) -> dict[str, int]:
+        force = run.trigger is Trigger.REMASTER
+        counts = {"written": 0, "unchanged": 0, "not_synced": 0, "failed": 0}
+        for tg in targets:
+            d = tg.destination
+            link, activities, items = await asyncio.to_thread(self._load_columns, tg)
+            try:
+                client = self.clients.get(d)
+                course_link = await self.deliverer.course_link(client, d, tg.course, link)
+            except Exception as exc:
+                log.warning("run %s: course %s at %s: %s", run.id, tg.course.id, d.id, exc)
+                counts["failed"] += len(tg.activity_ids)
+                continue
+            for activity_id in tg.activity_ids:
+                activity = activities.get(activity_id)
+                if activity is None:
+                    continue
+                try:
+                    policy = resolve_settings(tg.tenant.policy, tg.course.policy, activity.policy)
+                except InvalidInput:
+                    counts["not_synced"] += 1
+                    continue
+                column = column_for(activity, policy, client.capabilities)
+                if isinstance(column, NoResult):
+                    counts["not_synced"] += 1
+                    continue
+                try:
+                    _, written = await self.deliverer.ensure_column(
+                        client, d, course_link, column, items.get(activity_id), force=force
+                    )
+                except RemoteFailure as f:
+                    lim = self.deliverer.limits_for(d)
+                    self.deliverer.outcome_of_failure(f, d, lim)
+                    log.warning("run %s: column %s at %s: %s", run.id, activity_id, d.id, f)
+                    counts["failed"] += 1
+                    continue
+                except Exception:
+                    log.exception("run %s: column %s at %s", run.id, activity_id, d.id)
+                    counts["failed"] += 1
+                    continue
+                counts["written" if written else "unchanged"] += 1
+        return counts
+
+    async def _sending(
+        self, run: SyncRun, counts: dict[str, Any], lost: asyncio.Event
+    ) -> DeliveryStats:
+        scope = DeliveryScope.of_run(run.scope)
+        total = DeliveryStats()
+        deadline = time.monotonic() + self.settings.retry_patience.total_seconds()
+        last_progress = time.monotonic()
+
+        def due() -> tuple[int, int, datetime | None]:
+            with self.uow_factory() as uow:
+                return uow.ledger.due_summary(
+                    self.clock.now(),
+                    tenant_id=scope.tenant_id,
+                    destination_id=scope.destination_id,
+                    course_id=scope.course_id,
+                    activity_ids=scope.activity_ids or None,
+                )
+
+        while True:
+            stats = await self.deliverer.deliver(scope, run_id=run.id, stop=lost.is_set)
+            if lost.is_set():
+                raise RunTakenOver(run.id)
+            total.add(stats)
+            if time.monotonic() - last_progress > self.settings.heartbeat.total_seconds():
+                counts["sent_so_far"] = total.delivered
+                await self._stage(run, RunStage.SENDING, counts)
+                last_progress = time.monotonic()
+            due_now, leased, next_retry = await asyncio.to_thread(due)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if due_now == 0 and leased == 0:
+                if next_retry is None:
+                    break
+                until_retry = (next_retry - self.clock.now()).total_seconds()
+                if until_retry > remaining:
+                    break
+                await asyncio.sleep(max(0.01, until_retry))
+                continue
+            if due_now > 0 and stats.claimed > 0:
+                continue  # new work appeared while the last pass ended
+            # rows held by another pass (or a paused destination): look again shortly
+            await asyncio.sleep(min(remaining, 0.1))
+        counts.pop("sent_so_far", None)
+        return total
+
+    def _verify_facts(
+        self, tenant_id: str, dest_id: str, course_id: str, activity_id: str
+    ) -> tuple[
+        Destination | None,
+        CourseLink | None,
+        ItemLink | None,
+        dict[str, PersonLink],
+        dict[tuple[str, str], LedgerRow],
+    ]:
+        with self.uow_factory() as uow:
+            return (
+                uow.destinations.get(tenant_id, dest_id),
+                uow.links.course(tenant_id, dest_id, course_id),
+                uow.links.item(tenant_id, dest_id, activity_id),
+                uow.links.people(tenant_id, dest_id, course_id),
+                uow.ledger.get_many(tenant_id, dest_id, course_id, [activity_id]),
+            )
+
+    async def _verifying(
+        self,
+        run: SyncRun,
+        sent: DeliveryStats,
+        started: datetime,
+        targets: Sequence[_Target] = (),
+    ) -> dict[str, int]:
+        counts = {"verified": 0, "differs": 0, "unverifiable": 0, "overridden": 0}
+        # Columns sent to in this run first, then the rest of the scope: an instructor's
+        # edit of a grade sent long ago is found too (services.overrides).
+        delivered = sorted(sent.delivered_items)
+        scoped = sorted(
+            {
+                (tg.course.tenant_id, tg.destination.id, tg.course.id, aid)
+                for tg in targets
+                for aid in tg.activity_ids
+            }
+            - set(delivered)
+        )
+        items = (delivered + scoped)[: self.settings.verify_max_items]
+        overwrite = 0
+        for tenant_id, dest_id, course_id, activity_id in items:
+            d, course_link, item_link, people, rows = await asyncio.to_thread(
+                self._verify_facts, tenant_id, dest_id, course_id, activity_id
+            )
+            if d is None or course_link is None or item_link is None:
+                continue
+            try:
+                backs = await self.clients.get(d).read_results(course_link, item_link)
+            except Exception as exc:
+                log.info("run %s: read-back of %s at %s failed: %s", run.id, activity_id, d.id, exc)
+                counts["unverifiable"] += 1
+                continue
+            if not backs:
+                counts["unverifiable"] += 1
+                continue
+            found = await asyncio.to_thread(
+                record_overrides,
+                self.uow_factory,
+                self.clock,
+                tenant_id,
+                dest_id,
+                course_id,
+                activity_id,
+                backs,
+                run_id=run.id,
+            )
+            counts["overridden"] += found.found
+            overwrite += found.resent
+            remote = {b.remote_person_id: b for b in backs}
+            for (_, person_id), row in rows.items():
+                if row.state is not DeliveryState.DELIVERED or row.desired is None:
+                    continue
+                if row.delivered_at is None or row.delivered_at < started:
+                    continue
+                want = desired_from_json(row.desired)
+                link = people.get(person_id)
+                if want.score_given is None or link is None:
+                    continue
+                got = remote.get(link.remote_id)
+                if got is not None and _same_score(
+                    want.score_given, want.score_maximum, got.score_given, got.score_maximum
+                ):
+                    counts["verified"] += 1
+                else:
+                    counts["differs"] += 1
+        if overwrite:
+            # "gradesync wins": the overridden grades were marked pending; send them now,
+            # as part of this run, with timestamps after the LMS's edits.
+            await self.deliverer.deliver(DeliveryScope.of_run(run.scope), run_id=run.id)
+        return counts
+
+
+def _same_score(given: float, maximum: float, got: float | None, got_max: float | None) -> bool:
+    """Equal as fractions of the maximum (an LMS may scale a percent to its own points)."""
+    if got is None:
+        return False
+    if maximum > 0 and got_max is not None and got_max > 0:
+        return abs(given / maximum - got / got_max) < 1e-6
+    return abs(given - got) < 1e-6

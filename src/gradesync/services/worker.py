@@ -1,0 +1,203 @@
+"""The engine: what a worker does, whichever way it is woken.
+
+`Engine` ties computing, delivery and runs together for one worker process:
+
+- `process_dirty()`: recompute every dirty key (auto sync), batch after batch;
+- `deliver_due()`: deliver every due row (newest change first);
+- `start_queued_runs()`: start queued runs whose scope is free, each in its own task;
+- `execute_run(run_id)`: claim and run one run now (the procrastinate task does this);
+- `recover()`: on start, requeue runs whose worker died (and, for the only worker of an
+  embedded database, drop leases a killed process left behind).
+
+The in-process worker (`adapters/queue/inprocess.py`) and the procrastinate worker
+(`adapters/queue/procrastinate_app.py`) both drive this same object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from gradesync.domain.model import LedgerRow, RunStage, SyncRun
+from gradesync.services.clock import Clock
+from gradesync.services.compute import ComputeStats, compute_dirty
+from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, DeliveryStats
+from gradesync.services.destination import DestinationFactory
+from gradesync.services.engine_config import EngineSettings
+from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.services.sync import RunExecutor
+from gradesync.services.wakeup import Waker
+
+log = logging.getLogger(__name__)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Engine:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        factory: DestinationFactory,
+        settings: EngineSettings | None = None,
+        *,
+        waker: Waker | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.clock = clock
+        self.settings = settings or EngineSettings()
+        self.worker_id = worker_id or new_worker_id()
+        self.clients = Clients(factory)
+        self.waker = waker
+        self._listeners: list[Callable[[list[LedgerRow]], None]] = []
+        self.deliverer = Deliverer(
+            uow_factory,
+            clock,
+            self.clients,
+            self.settings,
+            self.worker_id,
+            waker=waker,
+            on_written=self._written,
+        )
+        self.executor = RunExecutor(
+            uow_factory, clock, self.clients, self.deliverer, self.settings, self.worker_id
+        )
+        self._runs: dict[str, asyncio.Task[SyncRun | None]] = {}
+        self._finished: dict[str, asyncio.Future[SyncRun]] = {}
+        self._dirty_lock = asyncio.Lock()
+
+    # -- observing (tests, metrics) ---------------------------------------------------------
+
+    def on_written(self, listener: Callable[[list[LedgerRow]], None]) -> None:
+        """Call `listener` with the ledger rows each settle batch wrote."""
+        self._listeners.append(listener)
+
+    def _written(self, rows: list[LedgerRow]) -> None:
+        for listener in self._listeners:
+            listener(rows)
+
+    def run_finished(self, run_id: str) -> asyncio.Future[SyncRun]:
+        """Resolves when this engine finishes the run."""
+        fut = self._finished.get(run_id)
+        if fut is None:
+            fut = self._finished[run_id] = asyncio.get_running_loop().create_future()
+        return fut
+
+    # -- work -------------------------------------------------------------------------------
+
+    async def process_dirty(self) -> ComputeStats:
+        total = ComputeStats()
+        async with self._dirty_lock:  # one computing pass per process is enough
+            while True:
+                stats = await asyncio.to_thread(
+                    compute_dirty,
+                    self.uow_factory,
+                    self.clock,
+                    self.clients.capabilities,
+                    limit=self.settings.compute_batch,
+                )
+                total.add(stats)
+                if stats.dirty < self.settings.compute_batch:
+                    return total
+
+    async def deliver_due(self, scope: DeliveryScope | None = None) -> DeliveryStats:
+        return await self.deliverer.deliver(scope or DeliveryScope())
+
+    async def next_retry_in(self) -> float | None:
+        """Seconds until the next retry falls due (None: nothing is retrying)."""
+
+        def query() -> datetime | None:
+            with self.uow_factory() as uow:
+                return uow.ledger.next_retry_at()
+
+        at = await asyncio.to_thread(query)
+        if at is None:
+            return None
+        return max(0.0, (at - self.clock.now()).total_seconds())
+
+    def _claim(self, run_id: str | None) -> SyncRun | None:
+        with self.uow_factory() as uow:
+            now = self.clock.now()
+            run = uow.runs.claim_next(
+                self.worker_id, now, now - self.settings.stale_after, run_id=run_id
+            )
+            uow.commit()
+            return run
+
+    async def _execute(self, run: SyncRun) -> SyncRun | None:
+        log.info("run %s (%s, %s) started", run.id, run.trigger.value, run.scope.key)
+        try:
+            done = await self.executor.execute(run)
+        finally:
+            self._runs.pop(run.id, None)
+        log.info(
+            "run %s %s: %s",
+            run.id,
+            done.outcome.value if done.outcome else done.stage.value,
+            done.message or "",
+        )
+        fut = self._finished.get(run.id)
+        if done.stage is RunStage.FINISHED:
+            if fut is None:
+                fut = self._finished[run.id] = asyncio.get_running_loop().create_future()
+            if not fut.done():
+                fut.set_result(done)
+        return done
+
+    async def start_queued_runs(self) -> list[str]:
+        """Claim every queued run whose scope is free; each runs in its own task."""
+        started: list[str] = []
+        while True:
+            run = await asyncio.to_thread(self._claim, None)
+            if run is None:
+                return started
+            self._runs[run.id] = asyncio.create_task(self._execute(run), name=f"run {run.id}")
+            started.append(run.id)
+
+    async def execute_run(self, run_id: str) -> SyncRun | None:
+        """Claim this run and run it to the end here; None when it is not startable (already
+        taken, finished, or its scope is busy: then it stays queued for a later look)."""
+        run = await asyncio.to_thread(self._claim, run_id)
+        if run is None:
+            return None
+        task = asyncio.create_task(self._execute(run), name=f"run {run.id}")
+        self._runs[run.id] = task
+        return await task
+
+    async def recover(self, *, sole_worker: bool) -> list[str]:
+        """Requeue runs a dead worker left. `sole_worker`: this process is the only worker of
+        its database (embedded SQLite), so every unfinished run and every lease is stale."""
+
+        def work() -> list[str]:
+            with self.uow_factory() as uow:
+                now = self.clock.now()
+                stale_before = now if sole_worker else now - self.settings.stale_after
+                if sole_worker:
+                    released = uow.ledger.clear_leases()
+                    if released:
+                        log.info("released %d delivery leases left by a previous process", released)
+                # this engine's own runs are alive: never take them from itself
+                requeued = uow.runs.requeue_stale(stale_before, now, keep_worker=self.worker_id)
+                uow.commit()
+                return requeued
+
+        requeued = await asyncio.to_thread(work)
+        if requeued:
+            log.warning("requeued %d run(s) whose worker stopped: %s", len(requeued), requeued)
+        return requeued
+
+    async def aclose(self) -> None:
+        for task in list(self._runs.values()):
+            task.cancel()
+        if self._runs:
+            await asyncio.gather(*self._runs.values(), return_exceptions=True)
+        await self.deliverer.aclose()
+        await self.clients.aclose()

@@ -1,0 +1,71 @@
+"""`gradesync doctor`, `overrides`, `repair` and `destinations check`, run as an admin would
+(a subprocess on a temporary SQLite file)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import DeliveryState, LedgerKey
+from gradesync.lti import store
+from tests.cli.conftest import Run
+from tests.diagnostics.test_facts import C, D, T, seed
+
+
+def test_doctor_explains_a_grade_a_course_and_a_destination(
+    cli_db: Database,
+    gradesync: Run,
+) -> None:
+    seed(cli_db)
+    # a refused launch today (the CLI runs on the real clock; seed's is months old)
+    store.add_rejection(
+        cli_db.engine,
+        store.Rejection(
+            "unknown_deployment",
+            "deployment_id: 'd9' is not registered",
+            datetime.now(UTC),
+            issuer="https://lms",
+            client_id="cid",
+            deployment_id="d9",
+        ),
+    )
+    out = gradesync("doctor", "-t", T, "--learner", "ada2", "--activity", "a1", ok=False)
+    assert out.returncode == 1, out.stderr
+    assert "✗ failed  No duplicate accounts" in out.stdout and "what to do:" in out.stdout
+    assert "never launched" in out.stdout
+    data = json.loads(
+        gradesync("doctor", "-t", T, "-l", "ada2", "-a", "a1", "--json", ok=False).stdout
+    )
+    assert {c["code"] for c in data["checks"] if not c["passed"]} >= {
+        "duplicate_accounts",
+        "launched_from_course",
+    }
+    triage = gradesync("doctor", "-t", T, "--course", C, ok=False)
+    assert triage.returncode == 1
+    assert "Nothing syncing at all" in triage.stdout and "Deployment scope" in triage.stdout
+    dest = gradesync("doctor", "-t", T, "--destination", D, "--offline", ok=False)
+    assert "unknown_deployment" in dest.stdout
+    act = gradesync("doctor", "-t", T, "--activity", "a1", ok=True)
+    assert "Learners' grades delivered" in act.stdout
+    missing = gradesync("doctor", "-t", T, "--learner", "ghost", "--activity", "a1", ok=False)
+    assert missing.returncode == 3 and "ghost" in missing.stderr
+
+
+def test_repair_and_destination_check_from_the_cli(
+    cli_db: Database,
+    gradesync: Run,
+) -> None:
+    seed(cli_db)
+    assert "no overridden grades" in gradesync("overrides", "-t", T, "--course", C).stdout
+    out = json.loads(
+        gradesync("repair", "-t", T, "-c", C, "-a", "a1", "-l", "ada", "--json").stdout
+    )
+    assert out["marked"] == 1 and out["run_id"] is None
+    with cli_db.uow() as uow:
+        row = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))
+    assert row is not None and row.state is DeliveryState.PENDING
+    bad = gradesync("repair", "-t", T, "-c", C, "-a", "nope", ok=False)
+    assert bad.returncode == 2 and "activity_ids[0]" in bad.stderr
+    check = gradesync("destinations", "check", D, "-t", T, ok=False)
+    assert check.returncode == 1 and "registration" in check.stdout

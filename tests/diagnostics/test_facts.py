@@ -1,0 +1,314 @@
+"""Fact gathering, override recording and repair on the real database (SQLite and
+PostgreSQL): what the diagnostics read, and what overrides and repairs write."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.ledger import desired_to_json, result_hash
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    Course,
+    CourseLink,
+    DeliveryState,
+    Destination,
+    DestinationKind,
+    Enrollment,
+    ItemLink,
+    LedgerKey,
+    LedgerRow,
+    Person,
+    PersonLink,
+    PolicySettings,
+    Role,
+    RunStage,
+    Tenant,
+    Trigger,
+)
+from gradesync.domain.policy import DesiredResult
+from gradesync.lti import store
+from gradesync.services import diagnostics, overrides
+from gradesync.services.destination import ReadBack
+
+T, C, D = "t1", "c1", "lms"
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = NOW) -> None:
+        self.moment = now
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+def _result(given: float) -> DesiredResult:
+    return DesiredResult(
+        given,
+        10.0,
+        "FullyGraded",
+        "Completed",
+        None,
+        False,
+        False,
+        False,
+        NOW - timedelta(days=1),
+        "Highest of 1",
+        "e1",
+    )
+
+
+def _delivered(person: str, given: float, activity: str = "a1") -> LedgerRow:
+    r = _result(given)
+    h = result_hash(r)
+    return LedgerRow(
+        key=LedgerKey(T, D, activity, person),
+        state=DeliveryState.DELIVERED,
+        desired_hash=h,
+        desired=desired_to_json(r),
+        delivered_hash=h,
+        delivered_at=NOW - timedelta(hours=1),
+        last_timestamp=NOW - timedelta(hours=1),
+        updated_at=NOW - timedelta(hours=1),
+    )
+
+
+def seed(db: Database, *, keep: bool | None = None) -> None:
+    with db.uow() as uow:
+        uow.tenants.upsert(Tenant(T, "Tenant"), NOW)
+        uow.courses.upsert(Course(T, C, "Biology", policy=PolicySettings(keep_lms_edits=keep)))
+        uow.courses.upsert(Course(T, "c2", "Chemistry"))
+        uow.activities.upsert(Activity(T, "a1", C, "Quiz 1", 10.0))
+        uow.activities.upsert(Activity(T, "a2", C, "Quiz 2", 10.0))
+        uow.destinations.upsert(
+            Destination(
+                T,
+                D,
+                DestinationKind.LTI13_AGS,
+                "Canvas",
+                config={"issuer": "https://lms", "client_id": "cid"},
+            ),
+            NOW,
+        )
+        uow.links.save_course(
+            CourseLink(
+                T,
+                D,
+                C,
+                "https://lms/api/c1/line_items",
+                {"context": {"id": "ctx1", "title": "Bio 101"}},
+            )
+        )
+        uow.links.save_item(ItemLink(T, D, "a1", "https://lms/api/c1/line_items/1"))
+        for pid, email in (("ada", "ada@x.edu"), ("bo", "bo@x.edu"), ("ada2", "ADA@x.edu")):
+            uow.people.upsert(Person(T, pid, f"Name {pid}", email))
+            uow.enrollments.upsert(Enrollment(T, C, pid, Role.LEARNER))
+        for pid in ("ada", "bo"):
+            uow.links.save_person(PersonLink(T, D, pid, f"sub-{pid}"))
+        uow.attempts.add(Attempt(T, "e1", "a1", "ada", 7.0, 10.0, NOW - timedelta(days=1)), NOW)
+        uow.attempts.add(Attempt(T, "e2", "a1", "ada2", 9.0, 10.0, NOW - timedelta(days=1)), NOW)
+        uow.ledger.save_many([(_delivered("ada", 7.0), C), (_delivered("bo", 5.0), C)])
+        store.add_launch(
+            uow.conn,
+            store.LaunchRecord(
+                T,
+                D,
+                C,
+                "ada",
+                "rl1",
+                ["Learner"],
+                {
+                    "https://purl.imsglobal.org/spec/lti/claim/context": {
+                        "id": "ctx1",
+                        "title": "Bio 101",
+                    }
+                },
+                NOW - timedelta(days=2),
+            ),
+        )
+        store.add_launch(
+            uow.conn,
+            store.LaunchRecord(
+                T,
+                D,
+                "c2",
+                "bo",
+                "rl9",
+                ["Learner"],
+                {
+                    "https://purl.imsglobal.org/spec/lti/claim/context": {
+                        "id": "ctx2",
+                        "title": "Chem 200",
+                    }
+                },
+                NOW - timedelta(days=2),
+            ),
+        )
+        uow.commit()
+    store.add_rejection(
+        db.engine,
+        store.Rejection(
+            "unknown_deployment",
+            "deployment_id: 'd9' is not registered",
+            NOW - timedelta(hours=3),
+            issuer="https://lms",
+            client_id="cid",
+            deployment_id="d9",
+        ),
+    )
+
+
+def test_launch_repo_reads_launches_and_rejections(db: Database) -> None:
+    seed(db)
+    with db.uow() as uow:
+        ada = uow.launches.for_person(T, "ada")
+        assert [(x.course_id, x.context_title) for x in ada] == [(C, "Bio 101")]
+        both = uow.launches.for_people(T, D, ["ada", "bo", "nobody"])
+        assert set(both) == {"ada", "bo"} and both["bo"][0].course_id == "c2"
+        assert uow.launches.summary(T, D) == (2, NOW - timedelta(days=2))
+        # recorded before the tenant was known: matched by issuer and client id
+        rej = uow.launches.rejections(T, D, issuer="https://lms", client_id="cid")
+        assert [(r.code, r.deployment_id) for r in rej] == [("unknown_deployment", "d9")]
+        assert uow.launches.rejections(T, D) == []
+        assert uow.launches.rejections(T, D, issuer="https://lms", client_id="cid", since=NOW) == []
+
+
+def test_learner_diagnosis_gathers_every_fact(db: Database) -> None:
+    seed(db)
+    d = diagnostics.diagnose_learner_activity(db.uow, Clock(), T, "ada", "a1")
+    assert [c.code for c in d.failed] == ["duplicate_accounts"]  # ada2 has ada's email
+    assert d.check("counted_attempt").passed  # type: ignore[union-attr]
+    assert "Bio 101" in d.check("launched_from_course", D).evidence  # type: ignore[union-attr]
+    # the other account with the same email (case aside) and an attempt here is suspected
+    ada2 = diagnostics.diagnose_learner_activity(db.uow, Clock(), T, "ada2", "a1")
+    dup = ada2.check("duplicate_accounts")
+    assert dup is not None and not dup.passed and "ada" in dup.evidence
+    launched = ada2.check("launched_from_course", D)
+    assert launched is not None and "never launched" in launched.evidence
+    # bo's grade is delivered although bo launched from another course: the LMS took it
+    bo = diagnostics.diagnose_learner_activity(db.uow, Clock(), T, "bo", "a1")
+    assert bo.check("launched_from_course", D).passed  # type: ignore[union-attr]
+    with pytest.raises(NotFound):
+        diagnostics.diagnose_learner_activity(db.uow, Clock(), T, "ghost", "a1")
+    with pytest.raises(NotFound):
+        diagnostics.diagnose_learner_activity(db.uow, Clock(), T, "ada", "a1", "nowhere")
+
+
+def test_destination_and_course_diagnosis_on_the_database(db: Database) -> None:
+    seed(db)
+    dest = diagnostics.destination_facts(db.uow, Clock(), T, D)
+    assert dest.courses == 1 and dest.delivered == 2 and dest.launches == 2
+    assert [r.code for r in dest.rejections] == ["unknown_deployment"]
+    t = diagnostics.diagnose_course(db.uow, Clock(), T, C)
+    assert t.symptom.value == "nothing_syncing"  # the refused deployment is course-wide
+    assert t.cause("deployment_problem") is not None
+
+
+def _backs(**scores: float | None) -> list[ReadBack]:
+    return [
+        ReadBack(f"sub-{p}", s, 10.0, None, NOW - timedelta(minutes=5)) for p, s in scores.items()
+    ]
+
+
+def test_overrides_kept_by_default_and_listed(db: Database) -> None:
+    seed(db)
+    stats = overrides.record_overrides(
+        db.uow, Clock(), T, D, C, "a1", _backs(ada=2.0, bo=5.0), run_id="run_1"
+    )
+    assert (stats.found, stats.kept, stats.resent) == (1, 1, 0)
+    # recorded once: seeing it again writes nothing new
+    again = overrides.record_overrides(db.uow, Clock(), T, D, C, "a1", _backs(ada=2.0))
+    assert (again.found, again.kept) == (1, 0)
+    with db.uow() as uow:
+        row = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))
+        log = uow.deliveries.for_key(LedgerKey(T, D, "a1", "ada"))
+    assert row is not None and row.state is DeliveryState.DELIVERED
+    assert row.reason_code == "overridden" and "2/10" in (row.remote_message or "")
+    assert [(e["outcome"], e["run_id"]) for e in log] == [("overridden", "run_1")]
+    listed = overrides.list_overrides(db.uow, T, C)
+    assert [(o["person_id"], o["policy"], o["sent_given"]) for o in listed] == [
+        ("ada", "keep_lms_edit", 7.0)
+    ]
+
+
+def test_gradesync_wins_marks_pending_past_the_lms_timestamp(db: Database) -> None:
+    seed(db, keep=False)
+    lms_time = NOW + timedelta(minutes=30)  # an LMS clock ahead of ours
+    backs = [ReadBack("sub-ada", None, 10.0, None, lms_time)]  # cleared in the LMS
+    stats = overrides.record_overrides(db.uow, Clock(), T, D, C, "a1", backs)
+    assert (stats.found, stats.resent) == (1, 1)
+    with db.uow() as uow:
+        row = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))
+    assert row is not None and row.state is DeliveryState.PENDING
+    assert row.last_timestamp == lms_time and "cleared" in (row.reason_text or "")
+
+
+def test_repair_of_chosen_learners_marks_only_them(db: Database) -> None:
+    seed(db)
+    sel = overrides.RepairSelection(T, C, None, ("a1",), ("ada",))
+    remote = {LedgerKey(T, D, "a1", "ada"): NOW + timedelta(minutes=1)}
+    result = overrides.request_repair(db.uow, None, Clock(), sel, "cli:support", remote=remote)
+    assert result.run is None and result.marked == 1
+    with db.uow() as uow:
+        ada = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))
+        bo = uow.ledger.get(LedgerKey(T, D, "a1", "bo"))
+        log = uow.deliveries.for_key(LedgerKey(T, D, "a1", "ada"))
+    assert ada is not None and ada.state is DeliveryState.PENDING
+    assert ada.last_timestamp == NOW + timedelta(minutes=1)
+    assert bo is not None and bo.state is DeliveryState.DELIVERED  # left alone
+    assert log[0]["outcome"] == "repair" and "cli:support" in log[0]["remote_message"]
+
+
+def test_repair_of_an_activity_starts_a_repair_run(db: Database) -> None:
+    seed(db)
+    sel = overrides.RepairSelection(T, C, D, ("a1",))
+    result = overrides.request_repair(db.uow, None, Clock(), sel, "api-key:support")
+    assert result.run is not None and result.run.trigger is Trigger.REPAIR
+    assert result.run.stage is RunStage.QUEUED and result.marked == 2
+    with db.uow() as uow:
+        run = uow.runs.get(result.run.id, T)
+        ada = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))
+    assert run is not None and run.actor == "api-key:support"
+    assert ada is not None and ada.state is DeliveryState.DELIVERED  # the run marks it
+
+
+@pytest.mark.parametrize(
+    ("sel", "field", "rule"),
+    [
+        (overrides.RepairSelection(T, "nope"), "course_id", "unknown"),
+        (overrides.RepairSelection(T, C, None, ("a1", "zz")), "activity_ids[1]", "unknown"),
+        (overrides.RepairSelection(T, C, None, (), ("ghost",)), "person_ids[0]", "unknown"),
+        (overrides.RepairSelection(T, C, "other"), "destination_id", "unknown"),
+        (overrides.RepairSelection(T, C, None, ("a2",)), "selection", "nothing_to_repair"),
+        (overrides.RepairSelection(T, C, None, ("a1", "a1")), "activity_ids", "unique"),
+    ],
+)
+def test_bad_repair_selection_names_the_field_and_changes_nothing(
+    db: Database, sel: overrides.RepairSelection, field: str, rule: str
+) -> None:
+    seed(db)
+    with db.uow() as uow:
+        before = uow.ledger.get_many(T, D, C)
+    with pytest.raises(InvalidInput) as exc:
+        overrides.request_repair(db.uow, None, Clock(), sel, "cli:support")
+    assert [(p.field, p.rule) for p in exc.value.problems] == [(field, rule)]
+    with db.uow() as uow:
+        assert uow.ledger.get_many(T, D, C) == before
+        assert uow.runs.history(T) == []
+
+
+def test_record_overrides_ignores_rows_not_delivered(db: Database) -> None:
+    seed(db)
+    with db.uow() as uow:
+        row = uow.ledger.get(LedgerKey(T, D, "a1", "bo"))
+        assert row is not None
+        uow.ledger.save(replace(row, state=DeliveryState.PENDING, desired_hash="other"), C)
+        uow.commit()
+    stats = overrides.record_overrides(db.uow, Clock(), T, D, C, "a1", _backs(bo=1.0))
+    assert stats.found == 0

@@ -1,0 +1,206 @@
+"""The pure rules: override detection and policy, repair marking, check order, triage."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.diagnosis import (
+    DestinationFacts,
+    KeyState,
+    LaunchFact,
+    LearnerActivityFacts,
+    OtherAccount,
+    diagnose_learner_activity,
+)
+from gradesync.domain.ledger import desired_to_json, next_score_timestamp, result_hash
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    Course,
+    CourseLink,
+    DeliveryState,
+    Destination,
+    DestinationKind,
+    Enrollment,
+    ItemLink,
+    LedgerKey,
+    LedgerRow,
+    Person,
+    Role,
+)
+from gradesync.domain.overrides import (
+    RemoteResult,
+    apply_override,
+    detect_overrides,
+    repaired,
+)
+from gradesync.domain.policy import DEFAULT_POLICY, DesiredResult
+from gradesync.domain.triage import CourseDestinationFacts, CourseFacts, Symptom, triage_course
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+KEY = LedgerKey("t", "d", "a1", "p1")
+
+
+def _row(given: float | None = 7.0, state: DeliveryState = DeliveryState.DELIVERED) -> LedgerRow:
+    r = DesiredResult(
+        given, 10.0, "FullyGraded", "Completed", None, False, False, False, None, "b", None
+    )
+    h = result_hash(r)
+    return LedgerRow(
+        KEY, state, h, desired_to_json(r), h, NOW - timedelta(hours=1), NOW - timedelta(hours=1)
+    )
+
+
+def test_same_grade_on_another_scale_is_not_an_override() -> None:
+    # 7/10 sent, the LMS shows 70/100 (it scaled the column): the same grade
+    assert detect_overrides({"p1": RemoteResult("p1", 70.0, 100.0)}, [_row()]) == []
+
+
+def test_an_edit_and_a_cleared_grade_are_overrides() -> None:
+    (edit,) = detect_overrides({"p1": RemoteResult("p1", 2.0, 10.0, None, NOW)}, [_row()])
+    assert (edit.sent_given, edit.remote_given, edit.cleared) == (7.0, 2.0, False)
+    (cleared,) = detect_overrides({"p1": RemoteResult("p1", None, 10.0)}, [_row()])
+    assert cleared.cleared and "cleared" in cleared.describe()
+
+
+def test_only_rows_believed_delivered_are_judged() -> None:
+    remote = {"p1": RemoteResult("p1", 2.0, 10.0)}
+    assert detect_overrides(remote, [_row(state=DeliveryState.PENDING)]) == []
+    assert detect_overrides(remote, [_row(given=None)]) == []  # excused/pending: no score
+    assert detect_overrides({}, [_row()]) == []  # not listed by the LMS: not judged
+
+
+def test_keep_records_once_and_gradesync_wins_moves_the_timestamp() -> None:
+    lms_time = NOW + timedelta(hours=2)  # the LMS's clock is ahead
+    (o,) = detect_overrides({"p1": RemoteResult("p1", 2.0, 10.0, None, lms_time)}, [_row()])
+    kept = apply_override(_row(), o, True, NOW)
+    assert kept is not None and kept.state is DeliveryState.DELIVERED
+    assert kept.reason_code == "overridden"
+    assert apply_override(kept, o, True, NOW) is None  # already recorded
+    wins = apply_override(_row(), o, False, NOW)
+    assert wins is not None and wins.state is DeliveryState.PENDING
+    assert next_score_timestamp(wins.last_timestamp, NOW) > lms_time
+
+
+def test_repair_resends_unchanged_grades_but_never_invents_one() -> None:
+    fixed = repaired(_row(), NOW + timedelta(minutes=5), NOW)
+    assert fixed is not None and fixed.state is DeliveryState.PENDING
+    assert next_score_timestamp(fixed.last_timestamp, NOW) > NOW + timedelta(minutes=5)
+    skipped = LedgerRow(KEY, DeliveryState.SKIPPED, reason_code="not_a_learner")
+    assert repaired(skipped, None, NOW) is None
+
+
+def _facts(**kw: object) -> LearnerActivityFacts:
+    course = Course("t", "c1", "Bio")
+    d = Destination("t", "d", DestinationKind.LTI13_AGS, "Canvas")
+    base: dict[str, object] = dict(
+        now=NOW,
+        course=course,
+        activity=Activity("t", "a1", "c1", "Quiz", 10.0),
+        person=Person("t", "p1", "Ada Lovelace", "ada@x"),
+        enrollment=Enrollment("t", "c1", "p1", Role.LEARNER),
+        attempts=(Attempt("t", "e1", "a1", "p1", 7.0, 10.0, NOW - timedelta(days=1)),),
+        due_override=None,
+        policy=DEFAULT_POLICY,
+        destinations=(
+            DestinationFacts(
+                d,
+                Capabilities(),
+                CourseLink("t", "d", "c1", "https://lms/li"),
+                ItemLink("t", "d", "a1", "https://lms/li/1"),
+                None,
+                (LaunchFact("d", "c1", NOW - timedelta(days=2)),),
+                _row(),
+            ),
+        ),
+    )
+    base.update(kw)
+    return LearnerActivityFacts(**base)  # type: ignore[arg-type]
+
+
+def test_checks_come_in_the_support_engineers_order() -> None:
+    d = diagnose_learner_activity(_facts())
+    codes = [c.code for c in d.checks]
+    assert codes[:9] == [
+        "course_sync_on",
+        "activity_published",
+        "activity_graded",
+        "activity_sync_enabled",
+        "enrolled_as_learner",
+        "attempt_recorded",
+        "inside_course_dates",
+        "counted_attempt",
+        "duplicate_accounts",
+    ]
+    assert codes.index("launched_from_course") < codes.index("delivery")
+    assert d.ok, d.failed
+
+
+def test_a_wrong_scope_registration_and_a_duplicate_fail_with_remedies() -> None:
+    base = _facts()
+    d = Destination(
+        "t",
+        "d",
+        DestinationKind.LTI13_AGS,
+        "Canvas",
+        config={"scopes": ["https://purl.imsglobal.org/spec/lti-ags/scope/score"]},
+    )
+    facts = replace(
+        base,
+        duplicates=(OtherAccount(Person("t", "p9", "Ada Lovelace", "ada@x"), "email", 2),),
+        destinations=(replace(base.destinations[0], destination=d),),
+    )
+    diag = diagnose_learner_activity(facts)
+    dup = diag.check("duplicate_accounts")
+    assert dup is not None and not dup.passed and "p9" in dup.evidence and dup.remedy
+    scope = diag.check("grade_scope", "d")
+    assert scope is not None and not scope.passed and "lineitem" in scope.evidence
+    assert "Assignment and Grade Services" in (scope.remedy or "")
+
+
+def test_triage_puts_course_wide_causes_first() -> None:
+    course = Course("t", "c1", "Bio")
+    d = Destination(
+        "t",
+        "d",
+        DestinationKind.LTI13_AGS,
+        "Canvas",
+        enabled=False,
+        pause_reason="misconfigured: no grade scope",
+    )
+    rows = (
+        KeyState("d", "a1", "p1", DeliveryState.DELIVERED),
+        KeyState("d", "a1", "p2", DeliveryState.SKIPPED, "no_person_link"),
+    )
+    caps = Capabilities()
+    paused = CourseFacts(
+        NOW,
+        course,
+        (Activity("t", "a1", "c1", "Quiz", 10.0),),
+        {"a1": DEFAULT_POLICY},
+        (CourseDestinationFacts(d, caps, CourseLink("t", "d", "c1", "u"), {}),),
+        rows,
+    )
+    t = triage_course(paused)
+    assert t.symptom is Symptom.NOTHING_SYNCING
+    assert [c.code for c in t.causes][:1] == ["destination_paused"]
+    ok = CourseFacts(
+        NOW,
+        course,
+        paused.activities,
+        paused.policy,
+        (
+            CourseDestinationFacts(
+                Destination("t", "d", DestinationKind.LTI13_AGS, "Canvas"),
+                caps,
+                CourseLink("t", "d", "c1", "u"),
+                {"a1": ItemLink("t", "d", "a1", "u/1")},
+            ),
+        ),
+        rows,
+    )
+    t2 = triage_course(ok)
+    assert t2.symptom is Symptom.SOME_LEARNERS
+    assert t2.cause("not_launched") is not None and t2.cause("not_launched").learners == ("p2",)  # type: ignore[union-attr]

@@ -1,0 +1,267 @@
+"""Auto sync and delivery against the in-memory double, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import DeliveryState, LedgerKey
+from tests.engine.conftest import COURSE, DEST, Harness, T, learner, ledger, post, seed, states
+from tests.engine.double import server_error, slow_down, unknown_user
+
+
+def _item() -> str:
+    return "https://lms/courses/1/items/a1"
+
+
+async def test_an_attempt_is_delivered_and_logged(harness: Harness, db: Database) -> None:
+    seed(db, learners=1)
+    post(db, harness.waker, [("a1", learner(0), 7.0)])
+    stats = await harness.engine.process_dirty()
+    assert stats.dirty == 1 and stats.pending == 1
+    sent = await harness.engine.deliver_due()
+    assert (sent.sent, sent.delivered) == (1, 1)
+    assert harness.remote.score_of(_item(), "sub-p000") == 7.0
+    row = ledger(db)[("a1", learner(0))]
+    assert row.state is DeliveryState.DELIVERED and row.delivered_hash == row.desired_hash
+    with db.uow() as uow:
+        log = uow.deliveries.for_key(LedgerKey(T, DEST, "a1", learner(0)))
+    assert [e["outcome"] for e in log] == ["delivered"]
+    assert log[0]["payload"]["scoreGiven"] == 7.0
+    # nothing more to do: a second pass sends nothing
+    again = await harness.engine.deliver_due()
+    assert again.sent == 0
+
+
+async def test_learner_without_person_link_is_skipped_with_reason(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=2, linked=1)
+    post(db, harness.waker, [("a1", learner(0), 5.0), ("a1", learner(1), 6.0)])
+    await harness.engine.process_dirty()
+    await harness.engine.deliver_due()
+    row = ledger(db)[("a1", learner(1))]
+    assert row.state is DeliveryState.SKIPPED
+    assert row.reason_code == "no_person_link"
+    assert row.reason_text is not None and "never launched gradesync" in row.reason_text
+    assert harness.remote.sends == 1  # only the linked learner was sent
+
+
+async def test_five_quick_attempts_coalesce_into_one_send(harness: Harness, db: Database) -> None:
+    seed(db, learners=1)
+    for score in (3.0, 4.0, 8.0, 6.0, 9.0):
+        post(db, harness.waker, [("a1", learner(0), score)])
+    await harness.engine.process_dirty()
+    await harness.engine.deliver_due()
+    assert harness.remote.sends == 1
+    assert harness.remote.score_of(_item(), "sub-p000") == 9.0
+
+
+async def test_an_older_value_never_overtakes_a_newer_one(harness: Harness, db: Database) -> None:
+    """5 is in flight when 7 arrives: 7 goes next, with a later timestamp, and stays."""
+    seed(db, learners=1)
+    remote = harness.remote
+    remote.hold = asyncio.Event()
+    post(db, harness.waker, [("a1", learner(0), 5.0)])
+    await harness.engine.process_dirty()
+    first = asyncio.create_task(harness.engine.deliver_due())
+    await asyncio.wait_for(remote.arrived.wait(), 5)
+    post(db, harness.waker, [("a1", learner(0), 7.0)])
+    await harness.engine.process_dirty()  # the key is leased: recomputed, not sent twice
+    remote.hold.set()
+    await first  # the pass sends 5, sees 7 is wanted now, and sends it next
+    history = remote.history[(_item(), "sub-p000")]
+    assert [s.score_given for s in history] == [5.0, 7.0]
+    assert history[0].timestamp < history[1].timestamp
+    assert remote.overlapping == []
+    assert ledger(db)[("a1", learner(0))].state is DeliveryState.DELIVERED
+
+
+async def test_server_errors_back_off_then_deliver(harness: Harness, db: Database) -> None:
+    seed(db, learners=1)
+    harness.remote.fail_next(2, server_error())
+    await harness.start()
+    post(db, harness.waker, [("a1", learner(0), 4.0)])
+    await harness.all_delivered(1)
+    assert harness.remote.sends == 3
+    with db.uow() as uow:
+        log = uow.deliveries.for_key(LedgerKey(T, DEST, "a1", learner(0)))
+    assert [e["outcome"] for e in reversed(log)] == ["retrying", "retrying", "delivered"]
+    assert log[-1]["remote_status"] == 502
+
+
+async def test_retry_after_is_honoured_for_the_whole_destination(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=3, config={"concurrency": 1})
+    harness.remote.fail_next(1, slow_down(0.6))
+    sent_at: list[float] = []
+    original = harness.remote.arrived
+
+    class Stamp(asyncio.Event):
+        def set(self) -> None:
+            sent_at.append(time.monotonic())
+            super().set()
+
+    harness.remote.arrived = Stamp()
+    assert not original.is_set()
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
+    await harness.engine.process_dirty()
+    await harness.engine.deliver_due()
+    # the 429 gated the destination: the other two were not sent, nothing was rejected
+    assert len(sent_at) == 1
+    assert states(db) == {"retrying": 3}
+    with db.uow() as uow:
+        dest = uow.destinations.get(T, DEST)
+    assert dest is not None and dest.paused_until is not None
+    assert dest.pause_reason is not None and "slow down" in dest.pause_reason
+    await harness.start()
+    await harness.all_delivered(3)
+    assert sent_at[1] - sent_at[0] >= 0.55  # nothing went out before Retry-After
+    row = ledger(db)[("a1", learner(0))]
+    assert row.tries == 0  # slowing down is not a failed try
+
+
+async def test_rejections_are_not_retried_and_keep_the_remote_words(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=2)
+    harness.remote.fail_person("sub-p001", unknown_user())
+    post(db, harness.waker, [("a1", learner(0), 5.0), ("a1", learner(1), 6.0)])
+    await harness.engine.process_dirty()
+    await harness.engine.deliver_due()
+    row = ledger(db)[("a1", learner(1))]
+    assert row.state is DeliveryState.REJECTED
+    assert row.reason_code == "unknown_user"
+    assert row.remote_status == 422
+    assert row.remote_message == "User not found in course or is not a student"
+    assert row.reason_text is not None and "course's link" in row.reason_text
+    sends = harness.remote.sends
+    await harness.engine.process_dirty()
+    await harness.engine.deliver_due()
+    assert harness.remote.sends == sends  # not retried until the facts change
+    assert ledger(db)[("a1", learner(0))].state is DeliveryState.DELIVERED
+
+
+async def test_circuit_breaker_pauses_and_resumes_by_itself(harness: Harness, db: Database) -> None:
+    seed(db, learners=6, config={"concurrency": 1})
+    remote = harness.remote
+    remote.fail_next(3, server_error())  # threshold is 3 in FAST
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(6)])
+    await harness.engine.process_dirty()
+    await harness.engine.deliver_due()
+    assert remote.sends == 3  # the breaker opened: the other three were held back
+    with db.uow() as uow:
+        dest = uow.destinations.get(T, DEST)
+    assert dest is not None and dest.paused_until is not None
+    assert dest.pause_reason is not None and "Circuit breaker" in dest.pause_reason
+    await harness.start()
+    await harness.all_delivered(6)
+    assert remote.sends == 9
+    await harness.until(lambda: _unpaused(db))
+
+
+def _unpaused(db: Database) -> bool:
+    with db.uow() as uow:
+        dest = uow.destinations.get(T, DEST)
+    return dest is not None and dest.paused_until is None
+
+
+async def test_concurrency_limit_per_destination(harness: Harness, db: Database) -> None:
+    seed(db, learners=12, config={"concurrency": 3})
+    remote = harness.remote
+    remote.hold = asyncio.Event()
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(12)])
+    await harness.engine.process_dirty()
+    task = asyncio.create_task(harness.engine.deliver_due())
+    await remote.wait_for(lambda: remote.in_flight == 3)
+    remote.hold.set()
+    await task
+    assert remote.max_in_flight == 3
+    assert remote.sends == 12
+
+
+async def test_rate_limit_per_destination(harness: Harness, db: Database) -> None:
+    seed(db, learners=8, config={"concurrency": 8, "rate_per_second": 10})
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(8)])
+    await harness.engine.process_dirty()
+    started = time.monotonic()
+    await harness.engine.deliver_due()
+    # a bucket of 10 tokens refilling at 10/s lets 8 go at once; 8 more would take 0.8 s
+    assert harness.remote.sends == 8
+    post(db, harness.waker, [("a1", learner(i), 6.0) for i in range(8)])
+    await harness.engine.process_dirty()
+    await harness.engine.deliver_due()
+    assert time.monotonic() - started >= 0.55
+
+
+async def test_misconfigured_destination_is_paused(harness: Harness, db: Database) -> None:
+    from gradesync.services.destination import FailureClass, RemoteFailure
+
+    seed(db, learners=2, config={"concurrency": 1})
+    harness.remote.fail_next(
+        1,
+        RemoteFailure(
+            FailureClass.MISCONFIGURED, "no_grade_scope", "scope not granted", status=401
+        ),
+    )
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(2)])
+    await harness.engine.process_dirty()
+    await harness.engine.deliver_due()
+    assert harness.remote.sends == 1
+    with db.uow() as uow:
+        dest = uow.destinations.get(T, DEST)
+    assert dest is not None and dest.pause_reason is not None
+    assert dest.pause_reason.startswith("Misconfigured")
+    row = ledger(db)[("a1", learner(0))]
+    assert row.state is DeliveryState.RETRYING and row.reason_code == "no_grade_scope"
+    await harness.start()  # the pause ends by itself and the probe succeeds
+    await harness.all_delivered(2)
+
+
+async def test_pending_work_is_swept_on_start(harness: Harness, db: Database) -> None:
+    """Facts committed while no worker ran (or before a crash) are picked up on start."""
+    seed(db, learners=3)
+    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(3)])  # nobody woken
+    with db.uow() as uow:
+        assert uow.dirty.count() == 3
+    await harness.start()
+    await harness.all_delivered(3)
+    with db.uow() as uow:
+        assert uow.dirty.count() == 0
+    assert harness.remote.score_of(_item(), "sub-p002") == 7.0
+
+
+async def test_wake_is_immediate(harness: Harness, db: Database) -> None:
+    seed(db, learners=1)
+    await harness.start()
+    started = time.monotonic()
+    post(db, harness.waker, [("a1", learner(0), 5.0)])
+    await harness.remote.wait_for(lambda: harness.remote.sends == 1, timeout=5)
+    assert time.monotonic() - started < 1.0
+    assert COURSE  # scoped to the seeded course
+
+
+async def test_claims_of_a_killed_process_do_not_block_a_restart(
+    harness: Harness, db: Database
+) -> None:
+    """Rows leased by a process that died mid-send are sent again: at once on SQLite (the
+    serving process is the only worker), after the lease on PostgreSQL."""
+    from datetime import UTC, datetime, timedelta
+
+    seed(db, learners=2)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+    await harness.engine.process_dirty()
+    now = datetime.now(UTC)
+    with db.uow() as uow:
+        rows = uow.ledger.claimable(now, 10)
+        # the dead process held them with a short lease; its timestamps were stamped
+        uow.ledger.lease([(r.key, now) for r, _ in rows], "dead:1", now + timedelta(seconds=1))
+        uow.commit()
+    assert len(rows) == 2
+    await harness.start()
+    await harness.all_delivered(2)
+    for i in range(2):
+        stored = harness.remote.results[(_item(), f"sub-{learner(i)}")]
+        assert stored.timestamp > now  # never at or before what the dead process stamped

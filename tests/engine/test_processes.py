@@ -1,0 +1,203 @@
+"""Real worker processes (`gradesync worker`) on PostgreSQL, talking HTTP to a gradebook
+double: a worker killed with SIGKILL mid-run, and two workers sharing the work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from gradesync.adapters.db.database import Database
+from gradesync.adapters.queue.procrastinate_app import ProcrastinateWaker
+from gradesync.cli import db as db_cli
+from gradesync.domain.model import DeliveryState, RunOutcome, RunScope, RunStage, Trigger
+from gradesync.services.clock import SystemClock
+from gradesync.services.sync import get_run, get_run_stages, request_run
+from tests.conftest import TEST_SECRET
+from tests.engine.conftest import COURSE, DEST, T, learner, post, seed, states
+from tests.engine.http_double import running_gradebook
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+GRADESYNC = str(Path(sys.executable).with_name("gradesync"))
+SCOPE = RunScope(T, DEST, COURSE)
+
+
+@pytest.fixture
+def mp_url(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[str]:
+    """A database of its own (workers share it with the test, not with other tests),
+    emptied, then set up the way an operator does: `gradesync db upgrade`."""
+    u = make_url(postgres_url)
+    name = f"{u.database}_engine_mp"
+    admin = u.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    url = u.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS procrastinate CASCADE")
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    for key, value in _env(url).items():
+        monkeypatch.setenv(key, value)
+    db_cli.upgrade()  # what `gradesync db upgrade` does, without starting a process
+    assert "procrastinate schema installed" in capsys.readouterr().out
+    yield url
+
+
+def _env(url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GRADESYNC_DATABASE_URL=url,
+        GRADESYNC_SECRET_KEY=TEST_SECRET,
+        GRADESYNC_WORKER_MODE="distributed",
+        GRADESYNC_TEST_DESTINATION_MODULE="tests.engine.http_adapter",
+        GRADESYNC_WORKER_POLL_SECONDS="0.2",
+        GRADESYNC_WORKER_LEASE_SECONDS="4",
+        GRADESYNC_WORKER_STALE_SECONDS="3",
+        GRADESYNC_WORKER_HEARTBEAT_SECONDS="0.3",
+        GRADESYNC_WORKER_CLAIM_BATCH="8",
+        GRADESYNC_RUN_RETRY_PATIENCE_SECONDS="10",
+        GRADESYNC_LOG_LEVEL="INFO",
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
+    )
+    env.update(extra)
+    return env
+
+
+def _worker(url: str, log: Path) -> subprocess.Popen[bytes]:
+    fh = log.open("ab")
+    return subprocess.Popen(
+        [GRADESYNC, "worker", "--concurrency", "4"],
+        env=_env(url),
+        cwd=ROOT,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    """Wait for a condition (checked every 0.1 s) with a deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; worker log:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def _stop(*procs: subprocess.Popen[bytes]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def test_worker_killed_mid_run_then_restarted_delivers_exactly_the_final_state(
+    mp_url: str, tmp_path: Path
+) -> None:
+    db = Database(mp_url, TEST_SECRET)
+    waker = ProcrastinateWaker(mp_url)
+    log = tmp_path / "workers.log"
+    n = 24
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with running_gradebook() as (base, gb):
+            seed(db, learners=n, config={"concurrency": 4, "base_url": base})
+            post(db, None, [("a1", learner(i), 5.0) for i in range(n)])
+            gb.hold = True  # sends reach the gradebook and wait there
+            run, _ = request_run(db.uow, waker, SystemClock(), SCOPE, Trigger.MANUAL, "ops")
+            first = _worker(mp_url, log)
+            procs.append(first)
+            _wait(lambda: gb.held >= 4, 60, "sends in flight", log)
+            first.send_signal(signal.SIGKILL)  # mid-run, mid-send
+            first.wait(timeout=10)
+            # newer facts arrive while no worker runs
+            post(db, waker, [("a1", learner(i), 9.0) for i in range(0, n, 3)])
+            gb.release()
+            second = _worker(mp_url, log)
+            procs.append(second)
+
+            def done() -> bool:
+                r = get_run(db.uow, T, run.id)
+                return (
+                    r is not None
+                    and r.stage is RunStage.FINISHED
+                    and states(db) == {DeliveryState.DELIVERED.value: n}
+                    and _dirty(db) == 0
+                )
+
+            _wait(done, 90, "the final state", log)
+            final = {p: score for (_, p), (score, _) in gb.scores.items()}
+            assert final == {f"sub-{learner(i)}": 9.0 if i % 3 == 0 else 5.0 for i in range(n)}
+            assert gb.overlapping == []
+            finished = get_run(db.uow, T, run.id)
+            assert finished is not None and finished.outcome is RunOutcome.SUCCEEDED
+            stages = [s["stage"] for s in get_run_stages(db.uow, T, run.id)]
+            assert stages.count("queued") == 2  # requeued after the first worker died
+    finally:
+        _stop(*procs)
+        waker.close()
+        db.dispose()
+
+
+def _dirty(db: Database) -> int:
+    with db.uow() as uow:
+        return uow.dirty.count()
+
+
+def test_two_workers_share_the_work_without_sending_a_key_twice_at_once(
+    mp_url: str, tmp_path: Path
+) -> None:
+    db = Database(mp_url, TEST_SECRET)
+    waker = ProcrastinateWaker(mp_url)
+    log = tmp_path / "workers.log"
+    n = 48
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with running_gradebook() as (base, gb):
+            seed(db, learners=n, config={"concurrency": 4, "base_url": base})
+            # sends wait in the gradebook until both workers have some in flight
+            gb.hold = True
+            gb.release_when_workers = 2
+            procs += [_worker(mp_url, log), _worker(mp_url, log)]
+            post(db, waker, [("a1", learner(i), 6.0) for i in range(n)])
+            run, _ = request_run(db.uow, waker, SystemClock(), SCOPE, Trigger.MANUAL, "ops")
+
+            def done() -> bool:
+                r = get_run(db.uow, T, run.id)
+                return (
+                    r is not None
+                    and r.stage is RunStage.FINISHED
+                    and states(db) == {DeliveryState.DELIVERED.value: n}
+                )
+
+            _wait(done, 90, "every result delivered", log)
+            assert gb.overlapping == []  # no key was ever sent twice at once
+            assert len(gb.sends) == n and set(gb.sends.values()) == {1}  # each key sent once
+            assert len(gb.senders) == 2, gb.senders  # both workers sent results
+            assert all(count > 0 for count in gb.senders.values())
+            finished = get_run(db.uow, T, run.id)
+            assert finished is not None and finished.outcome is RunOutcome.SUCCEEDED
+    finally:
+        _stop(*procs)
+        waker.close()
+        db.dispose()

@@ -1,0 +1,237 @@
+"""Sync runs: stages, counts, one run per scope, resync, remaster, repair, dead workers."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.model import (
+    DeliveryState,
+    RunOutcome,
+    RunScope,
+    RunStage,
+    Trigger,
+)
+from gradesync.services.clock import SystemClock
+from gradesync.services.sync import get_run, get_run_stages, request_run
+from tests.engine.conftest import COURSE, DEST, Harness, T, learner, ledger, post, seed
+from tests.engine.double import unknown_user
+
+SCOPE = RunScope(T, DEST, COURSE)
+ITEM = "https://lms/courses/1/items/a1"
+
+
+def _request(db: Database, harness: Harness, trigger: Trigger, scope: RunScope = SCOPE):  # type: ignore[no-untyped-def]
+    return request_run(db.uow, harness.waker, SystemClock(), scope, trigger, "ada@school")
+
+
+async def test_run_goes_through_its_stages_with_counts(harness: Harness, db: Database) -> None:
+    seed(db, learners=4, linked=3)
+    harness.remote.fail_person("sub-p002", unknown_user())
+    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(4)])
+    run, joined = _request(db, harness, Trigger.MANUAL)
+    assert not joined and run.stage is RunStage.QUEUED
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None
+    assert done.stage is RunStage.FINISHED
+    assert done.outcome is RunOutcome.PARTLY_FAILED
+    c = done.counts
+    assert c["sent"] == 2
+    assert c["skipped"] == {"no_person_link": 1}
+    assert c["rejected"] == {"unknown_user": 1}
+    assert c["retrying"] == 0 and c["pending"] == 0
+    assert c["verified"] == 2 and c["differs"] == 0
+    assert c["columns"]["written"] == 1
+    assert done.message is not None and "1 rejected (unknown_user: 1)" in done.message
+    stored = get_run(db.uow, T, run.id)
+    assert stored is not None and stored.outcome is RunOutcome.PARTLY_FAILED
+    assert stored.trigger is Trigger.MANUAL and stored.actor == "ada@school"
+    assert stored.started_at is not None and stored.finished_at is not None
+    stages = [s["stage"] for s in get_run_stages(db.uow, T, run.id)]
+    assert stages == ["queued", "computing", "provisioning", "sending", "verifying", "finished"]
+    assert get_run(db.uow, "other-tenant", run.id) is None
+
+
+async def test_a_second_request_joins_the_queued_run(harness: Harness, db: Database) -> None:
+    seed(db, learners=1)
+    post(db, None, [("a1", learner(0), 5.0)])
+    harness.remote.hold = asyncio.Event()  # runs stay in their sending stage until released
+    first, joined1 = _request(db, harness, Trigger.MANUAL)
+    second, joined2 = _request(db, harness, Trigger.RESYNC)
+    assert not joined1 and joined2 and second.id == first.id
+    # a stronger request upgrades the queued run instead of queueing a second one
+    third, joined3 = _request(db, harness, Trigger.REMASTER)
+    assert joined3 and third.id == first.id and third.trigger is Trigger.REMASTER
+    other, joined4 = _request(db, harness, Trigger.MANUAL, RunScope(T, DEST, COURSE, ("a1",)))
+    assert not joined4 and other.id != first.id
+    with db.uow() as uow:
+        assert len(uow.runs.active_for_scope(SCOPE.key)) == 1
+    started = await harness.engine.start_queued_runs()
+    assert sorted(started) == sorted([first.id, other.id])
+    # while a run of the scope runs, a request that it covers joins it
+    await asyncio.wait_for(harness.remote.arrived.wait(), 10)
+    waiting, joined5 = _request(db, harness, Trigger.REMASTER)
+    assert joined5 and waiting.id == first.id
+    harness.remote.hold.set()
+    for run_id in started:
+        await harness.engine.run_finished(run_id)
+
+
+async def test_one_run_per_scope_at_a_time(harness: Harness, db: Database) -> None:
+    seed(db, learners=1)
+    running, _ = _request(db, harness, Trigger.SCHEDULE)
+    with db.uow() as uow:
+        now = datetime.now(UTC)
+        claimed = uow.runs.claim_next("w-a", now, now - timedelta(seconds=60))
+        uow.commit()
+    assert claimed is not None and claimed.id == running.id
+    queued, joined = _request(db, harness, Trigger.MANUAL)  # stronger: queued behind it
+    assert not joined and queued.id != running.id
+    assert await harness.engine.execute_run(queued.id) is None  # the scope is busy
+    with db.uow() as uow:
+        assert uow.runs.get(queued.id).stage is RunStage.QUEUED  # type: ignore[union-attr]
+
+
+async def test_noop_resync_sends_nothing(harness: Harness, db: Database) -> None:
+    seed(db, learners=3)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(3)])
+    run, _ = _request(db, harness, Trigger.MANUAL)
+    first = await harness.engine.execute_run(run.id)
+    assert first is not None and first.counts["sent"] == 3
+    sends = harness.remote.sends
+    again, _ = _request(db, harness, Trigger.RESYNC)
+    second = await harness.engine.execute_run(again.id)
+    assert second is not None and second.outcome is RunOutcome.SUCCEEDED
+    assert harness.remote.sends == sends
+    assert second.counts["sent"] == 0 and second.counts["unchanged"] == 3
+    assert second.counts["columns"] == {"written": 0, "unchanged": 1, "not_synced": 0, "failed": 0}
+
+
+async def test_remaster_resends_everything_with_column_details(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=3, activities=("a1", "a2"))
+    post(db, None, [(a, learner(i), 5.0) for i in range(3) for a in ("a1", "a2")])
+    run, _ = _request(db, harness, Trigger.MANUAL)
+    await harness.engine.execute_run(run.id)
+    sends, columns = harness.remote.sends, harness.remote.column_writes
+    first_ts = harness.remote.results[(ITEM, "sub-p000")].timestamp
+    remaster, _ = _request(db, harness, Trigger.REMASTER)
+    done = await harness.engine.execute_run(remaster.id)
+    assert done is not None and done.outcome is RunOutcome.SUCCEEDED
+    assert harness.remote.sends == sends + 6
+    assert harness.remote.column_writes == columns + 2
+    assert done.counts["sent"] == 6 and done.counts["columns"]["written"] == 2
+    assert harness.remote.results[(ITEM, "sub-p000")].timestamp > first_ts
+
+
+async def test_repair_resends_selected_activity_only(harness: Harness, db: Database) -> None:
+    seed(db, learners=2, activities=("a1", "a2"))
+    post(db, None, [(a, learner(i), 5.0) for i in range(2) for a in ("a1", "a2")])
+    run, _ = _request(db, harness, Trigger.MANUAL)
+    await harness.engine.execute_run(run.id)
+    sends, columns = harness.remote.sends, harness.remote.column_writes
+    repair, _ = _request(db, harness, Trigger.REPAIR, RunScope(T, DEST, COURSE, ("a2",)))
+    done = await harness.engine.execute_run(repair.id)
+    assert done is not None and done.counts["sent"] == 2 and done.counts["keys"] == 2
+    assert harness.remote.sends == sends + 2
+    assert harness.remote.column_writes == columns  # repair leaves column details alone
+
+
+async def test_manual_run_tries_rejected_results_again(harness: Harness, db: Database) -> None:
+    seed(db, learners=1)
+    remote = harness.remote
+    remote.fail_person("sub-p000", unknown_user())
+    post(db, None, [("a1", learner(0), 5.0)])
+    await harness.engine.process_dirty()
+    await harness.engine.deliver_due()
+    assert ledger(db)[("a1", learner(0))].state is DeliveryState.REJECTED
+    remote.failures.clear()  # the learner was fixed in the LMS
+    # a scheduled run does not retry rejections (no retried-forever rejections) ...
+    scheduled, _ = _request(db, harness, Trigger.SCHEDULE)
+    done = await harness.engine.execute_run(scheduled.id)
+    assert done is not None and done.outcome is RunOutcome.FAILED
+    assert done.counts["rejected"] == {"unknown_user": 1}
+    # ... a person pressing "Sync now" does
+    manual, _ = _request(db, harness, Trigger.MANUAL)
+    done = await harness.engine.execute_run(manual.id)
+    assert done is not None and done.outcome is RunOutcome.SUCCEEDED
+    assert done.counts["retried"] == 1 and done.counts["sent"] == 1
+
+
+async def test_past_due_zeros_are_computed_by_a_run(harness: Harness, db: Database) -> None:
+    from gradesync.domain.model import PastDueZeros, PolicySettings
+
+    seed(db, learners=2)
+    with db.uow() as uow:
+        act = uow.activities.get(T, "a1")
+        assert act is not None
+        uow.activities.upsert(
+            replace(
+                act,
+                due_at=datetime.now(UTC) - timedelta(days=1),
+                policy=PolicySettings(past_due_zeros=PastDueZeros.ON),
+            )
+        )
+        uow.commit()
+    post(db, None, [("a1", learner(0), 8.0)])
+    run, _ = _request(db, harness, Trigger.MANUAL)
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.counts["sent"] == 2
+    assert harness.remote.score_of(ITEM, "sub-p001") == 0.0
+
+
+async def test_bad_requests_change_nothing(harness: Harness, db: Database) -> None:
+    seed(db, learners=1)
+    with pytest.raises(InvalidInput) as e:
+        _request(db, harness, Trigger.MANUAL, RunScope(T, DEST, None, ("a1",)))
+    assert e.value.problems[0].field == "scope.course_id"
+    with pytest.raises(InvalidInput) as e:
+        _request(db, harness, Trigger.MANUAL, RunScope(T, DEST, COURSE, ("nope",)))
+    assert e.value.problems[0].field == "scope.activity_ids[0]"
+    with pytest.raises(InvalidInput) as e:
+        _request(db, harness, Trigger.AUTO)
+    assert e.value.problems[0].field == "trigger"
+    with pytest.raises(NotFound):
+        _request(db, harness, Trigger.MANUAL, RunScope("ghost"))
+    with db.uow() as uow:
+        assert uow.runs.history(T) == []
+
+
+async def test_a_run_whose_worker_died_is_requeued_and_finished(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=2)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+    run, _ = _request(db, harness, Trigger.MANUAL)
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    with db.uow() as uow:  # a worker claimed it, then stopped proving it was alive
+        claimed = uow.runs.claim_next("dead-worker", long_ago, long_ago - timedelta(minutes=1))
+        uow.commit()
+    assert claimed is not None and claimed.stage is RunStage.COMPUTING
+    await harness.start()  # recovery on start requeues it; the worker runs it
+    finished = await harness.engine.run_finished(run.id)
+    assert finished.outcome is RunOutcome.SUCCEEDED and finished.counts["sent"] == 2
+    stages = [s["stage"] for s in get_run_stages(db.uow, T, run.id)]
+    assert stages[:3] == ["queued", "computing", "queued"]
+    assert stages[-1] == "finished"
+
+
+async def test_a_destination_without_this_course_finishes_with_a_message(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=1)
+    with db.uow() as uow:
+        from gradesync.domain.model import Course
+
+        uow.courses.upsert(Course(T, "c2", "Chemistry"))
+        uow.commit()
+    run, _ = _request(db, harness, Trigger.MANUAL, RunScope(T, DEST, "c2"))
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.outcome is RunOutcome.SUCCEEDED
+    assert done.message is not None and "no destination is linked" in done.message

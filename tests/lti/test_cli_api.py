@@ -1,0 +1,110 @@
+"""`gradesync platforms ...`, `gradesync keys rotate-tool-key` and /api/v1/platforms."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gradesync.adapters.db.database import Database
+from gradesync.cli import app
+from gradesync.domain.model import Tenant
+from gradesync.lti.keys import ToolKeyStore
+from tests.api.conftest import ApiEnv
+from tests.lti.test_units import GOOD
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    monkeypatch.setenv("GRADESYNC_DATABASE_URL", url)
+    monkeypatch.setenv("GRADESYNC_SECRET_KEY", "cli-secret")
+    monkeypatch.setenv("GRADESYNC_BASE_URL", "https://grades.example.edu")
+    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
+    db = Database(url, "cli-secret")
+    db.upgrade()
+    with db.uow() as uow:
+        uow.tenants.upsert(Tenant("uni", "Uni"), datetime.now(UTC))
+        uow.commit()
+    return db
+
+
+ADD = [
+    "platforms",
+    "add",
+    "--tenant",
+    "uni",
+    "--id",
+    "canvas",
+    "--issuer",
+    GOOD["issuer"],
+    "--client-id",
+    GOOD["client_id"],
+    "--deployment-id",
+    "1:abc",
+    "--auth-login-url",
+    GOOD["auth_login_url"],
+    "--auth-token-url",
+    GOOD["auth_token_url"],
+    "--key-set-url",
+    GOOD["key_set_url"],
+    "--profile",
+    "canvas",
+    "--allowed-host",
+    "school.instructure.com",
+]
+
+
+def test_cli_add_list_show_and_rotate(cli_env: Database) -> None:
+    runner = CliRunner()
+    added = runner.invoke(app, ADD)
+    assert added.exit_code == 0, added.output
+    assert "https://grades.example.edu/lti/login" in added.output
+    assert "https://grades.example.edu/lti/jwks.json" in added.output
+    again = runner.invoke(app, ADD)
+    assert again.exit_code == 2 and "already exists" in again.output
+    listed = runner.invoke(app, ["platforms", "list", "--tenant", "uni"])
+    assert "canvas" in listed.output and GOOD["client_id"] in listed.output
+    shown = runner.invoke(app, ["platforms", "show", "--tenant", "uni", "canvas", "--json"])
+    view = json.loads(shown.output)
+    assert view["allowed_hosts"] == ["school.instructure.com"] and view["profile"] == "canvas"
+
+    bad = runner.invoke(app, [*ADD[:-2], "--auth-token-url", "ftp://x", "--id", "x2"])
+    assert bad.exit_code == 2 and "auth_token_url" in bad.output
+
+    first = ToolKeyStore(cli_env).current().kid
+    rotated = runner.invoke(app, ["keys", "rotate-tool-key"])
+    assert rotated.exit_code == 0, rotated.output
+    kids = {k["kid"] for k in ToolKeyStore(cli_env).jwks()["keys"]}
+    assert first in kids and len(kids) == 2
+
+
+def test_api_platforms(db: Database, tmp_path: Path) -> None:
+    api = ApiEnv(db, tmp_path)
+    token = api.tenant("uni")
+    other = api.tenant("college")
+    c = api.client
+    h = {"Authorization": f"Bearer {token}"}
+    assert c.post("/api/v1/platforms", json=GOOD).status_code == 401
+    bad = c.post("/api/v1/platforms", json={**GOOD, "key_set_url": "not a url"}, headers=h)
+    assert bad.status_code == 422
+    assert [(d["field"], d["rule"]) for d in bad.json()["detail"]] == [("key_set_url", "url")]
+    made = c.post("/api/v1/platforms", json=GOOD, headers=h)
+    assert made.status_code == 201, made.text
+    assert made.json()["tool"]["oidc_login_url"].endswith("/lti/login")
+    assert c.post("/api/v1/platforms", json=GOOD, headers=h).status_code == 409
+    assert [p["id"] for p in c.get("/api/v1/platforms", headers=h).json()] == ["canvas"]
+    # another tenant sees nothing and cannot take the same issuer + client id
+    oh = {"Authorization": f"Bearer {other}"}
+    assert c.get("/api/v1/platforms", headers=oh).json() == []
+    assert c.get("/api/v1/platforms/canvas", headers=oh).status_code == 404
+    assert c.post("/api/v1/platforms", json=GOOD, headers=oh).status_code == 409  # same deployment
+    put = c.put(
+        "/api/v1/platforms/canvas", json={**GOOD, "deployment_ids": ["1:abc", "2:x"]}, headers=h
+    )
+    assert put.status_code == 200 and put.json()["deployment_ids"] == ["1:abc", "2:x"]
+    assert c.get("/api/v1/lti/rejections", headers=h).json() == []
+    assert c.get("/api/v1/lti/tool", headers=h).json()["jwks_url"].endswith("/lti/jwks.json")

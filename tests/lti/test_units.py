@@ -1,0 +1,292 @@
+"""Pure pieces: URLs and the SSRF guard, Link parsing, failure classification, roles,
+registration rules, and the tool key store (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+from jwt.algorithms import RSAAlgorithm
+from sqlalchemy import select
+
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.database import Database
+from gradesync.adapters.destinations.ags_urls import (
+    ForeignUrl,
+    allowed_origins,
+    check_url,
+    next_link,
+    scores_url,
+)
+from gradesync.adapters.destinations.http_errors import classify
+from gradesync.domain.errors import Conflict, InvalidInput
+from gradesync.domain.model import Role, Tenant
+from gradesync.lti import registration as reg
+from gradesync.lti.binding import role_from
+from gradesync.lti.keys import ToolKeyStore
+from gradesync.services.destination import FailureClass
+
+M = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
+
+
+def test_scores_url_keeps_the_query_string() -> None:
+    assert scores_url("https://lms/api/li/5?tool=1") == "https://lms/api/li/5/scores?tool=1"
+    assert scores_url("https://lms/api/li/5/") == "https://lms/api/li/5/scores"
+
+
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        (
+            '<https://a/p2?x=1&page=2>; rel="next", <https://a/p1>; rel="first"',
+            "https://a/p2?x=1&page=2",
+        ),
+        ('<https://a/p1>; rel="first", <https://a/p3>; rel=\u201cnext\u201d', "https://a/p3"),
+        ("<https://a/p3>; rel=next", "https://a/p3"),
+        ('<https://a/p1>; rel="prev first"', None),
+        (None, None),
+    ],
+)
+def test_next_link_is_parsed_leniently(header: str | None, expected: str | None) -> None:
+    assert next_link(header) == expected
+
+
+def test_only_registered_origins_are_allowed() -> None:
+    origins = allowed_origins(
+        {
+            "issuer": "https://canvas.instructure.com",
+            "auth_token_url": "https://sso.canvaslms.com/login/oauth2/token",
+            "allowed_hosts": ["school.instructure.com", "http://127.0.0.1:9000"],
+        }
+    )
+    assert check_url("https://school.instructure.com/api/lti/courses/1/line_items", origins, "x")
+    assert check_url("http://127.0.0.1:9000/x", origins, "x")
+    for bad in (
+        "http://school.instructure.com/x",  # wrong scheme
+        "https://school.instructure.com:8443/x",  # wrong port
+        "https://user@school.instructure.com/x",  # credentials
+        "https://169.254.169.254/latest",
+        "file:///etc/passwd",
+    ):
+        with pytest.raises(ForeignUrl):
+            check_url(bad, origins, "lineitem")
+
+
+@pytest.mark.parametrize(
+    "status, headers, body, what, failure, code",
+    [
+        (503, {}, "oops", "score", FailureClass.RETRY_LATER, "server_error"),
+        (503, {"retry-after": "5"}, "", "score", FailureClass.SLOW_DOWN, "rate_limited"),
+        (429, {}, "", "score", FailureClass.SLOW_DOWN, "rate_limited"),
+        (
+            403,
+            {},
+            "403 Forbidden (Rate Limit Exceeded)",
+            "score",
+            FailureClass.SLOW_DOWN,
+            "rate_limited",
+        ),
+        (
+            403,
+            {"www-authenticate": 'Bearer error="insufficient_scope"'},
+            "",
+            "score",
+            FailureClass.MISCONFIGURED,
+            "no_grade_scope",
+        ),
+        (
+            401,
+            {},
+            '{"errors":[{"message":"Invalid access token"}]}',
+            "score",
+            FailureClass.MISCONFIGURED,
+            "bad_credentials",
+        ),
+        (
+            400,
+            {},
+            '{"error":"invalid_scope","error_description":"nope"}',
+            "token",
+            FailureClass.MISCONFIGURED,
+            "no_grade_scope",
+        ),
+        (
+            401,
+            {},
+            '{"error":"invalid_client"}',
+            "token",
+            FailureClass.MISCONFIGURED,
+            "bad_credentials",
+        ),
+        (404, {}, "", "score", FailureClass.REJECTED, "line_item_gone"),
+        (412, {}, "", "score", FailureClass.REJECTED, "line_item_foreign"),
+        (
+            422,
+            {},
+            '{"errors":[{"message":"User not found in course or is not a student"}]}',
+            "score",
+            FailureClass.REJECTED,
+            "unknown_user",
+        ),
+        (
+            422,
+            {},
+            '{"errors":{"message":"Course is concluded"}}',
+            "score",
+            FailureClass.REJECTED,
+            "course_concluded",
+        ),
+        (
+            422,
+            {},
+            "The maximum number of allowed attempts has been reached",
+            "score",
+            FailureClass.REJECTED,
+            "attempts_exceeded",
+        ),
+        (
+            409,
+            {},
+            "Refusing score with an earlier or equal timestamp",
+            "score",
+            FailureClass.REJECTED,
+            "timestamp_older",
+        ),
+        (
+            400,
+            {},
+            "scoreGiven: must be a number",
+            "score",
+            FailureClass.REJECTED,
+            "invalid_request",
+        ),
+    ],
+)
+def test_classification(
+    status: int, headers: dict[str, str], body: str, what: str, failure: FailureClass, code: str
+) -> None:
+    got = classify(status, headers, body, what=what)
+    assert (got.failure, got.code, got.status) == (failure, code, status)
+    assert got.remedy
+
+
+def test_retry_after_and_words_are_kept() -> None:
+    got = classify(429, {"retry-after": "12"}, '{"errors":[{"message":"slow down"}]}')
+    assert got.retry_after == 12.0 and got.message == "slow down"
+
+
+@pytest.mark.parametrize(
+    "roles, role",
+    [
+        ([M + "Learner"], Role.LEARNER),
+        ([M + "Instructor", M + "Learner"], Role.INSTRUCTOR),
+        ([M + "Instructor#TeachingAssistant"], Role.TEACHING_ASSISTANT),
+        ([M + "Mentor"], Role.OBSERVER),
+        (
+            ["http://purl.imsglobal.org/vocab/lis/v2/institution/person#Administrator"],
+            Role.ADMINISTRATOR,
+        ),
+        (
+            [
+                "http://purl.imsglobal.org/vocab/lis/v2/institution/person#Administrator",
+                M + "Learner",
+            ],
+            Role.LEARNER,
+        ),
+        ([], Role.OBSERVER),
+    ],
+)
+def test_roles(roles: list[str], role: Role) -> None:
+    assert role_from(roles) is role
+
+
+GOOD: dict[str, Any] = {
+    "id": "canvas",
+    "issuer": "https://canvas.instructure.com",
+    "client_id": "10000000000001",
+    "deployment_ids": ["1:abc"],
+    "auth_login_url": "https://sso.canvaslms.com/api/lti/authorize_redirect",
+    "auth_token_url": "https://sso.canvaslms.com/login/oauth2/token",
+    "key_set_url": "https://sso.canvaslms.com/api/lti/security/jwks",
+    "profile": "canvas",
+    "allowed_hosts": ["school.instructure.com"],
+}
+
+
+def test_registration_rules_name_each_field() -> None:
+    bad = {
+        **GOOD,
+        "issuer": "http://canvas.example.com",
+        "deployment_ids": [],
+        "profile": "d2l",
+        "colour": 1,
+    }
+    bad.pop("client_id")
+    with pytest.raises(InvalidInput) as info:
+        reg.validate_platform(bad)
+    rules = {(p.field, p.rule) for p in info.value.problems}
+    assert rules == {
+        ("issuer", "https"),
+        ("deployment_ids", "required"),
+        ("profile", "one_of"),
+        ("client_id", "required"),
+        ("colour", "unknown_field"),
+    }
+    spec = reg.validate_platform(GOOD)
+    assert spec.scopes == reg.AGS_SCOPES and spec.deployment_ids == ("1:abc",)
+
+
+def test_registration_is_unique_per_issuer_and_client(db: Database) -> None:
+    now = datetime.now(UTC)
+    with db.uow() as uow:
+        for tid in ("a", "b"):
+            uow.tenants.upsert(Tenant(tid, tid), now)
+        reg.save_platform(uow, "a", GOOD, now)
+        uow.commit()
+        with pytest.raises(Conflict):
+            reg.save_platform(uow, "b", {**GOOD, "id": "other"}, now)
+        # the same LMS application, another institution's deployment (Blackboard)
+        reg.save_platform(uow, "b", {**GOOD, "id": "other", "deployment_ids": ["9:zz"]}, now)
+        with pytest.raises(Conflict):
+            reg.save_platform(uow, "a", GOOD, now)  # exists: needs replace
+        reg.save_platform(
+            uow, "a", {**GOOD, "deployment_ids": ["1:abc", "2:def"]}, now, replace=True
+        )
+        uow.commit()
+        found = reg.find_platforms(uow, GOOD["issuer"], GOOD["client_id"])
+    assert sorted((d.tenant_id, d.config["deployment_ids"]) for d in found) == [
+        ("a", ["1:abc", "2:def"]),
+        ("b", ["9:zz"]),
+    ]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.at = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def test_tool_keys_encrypted_rotated_and_pruned(db: Database) -> None:
+    clock = _Clock()
+    store = ToolKeyStore(db, clock, overlap=timedelta(days=7))  # type: ignore[arg-type]
+    first = store.current()
+    with db.engine.connect() as conn:
+        stored = conn.execute(select(t.tool_keys.c.private_ciphertext)).scalar_one()
+    assert "PRIVATE KEY" not in stored and "BEGIN" not in stored  # encrypted at rest
+    token = first.sign({"iss": "me"})
+    (jwk,) = store.jwks()["keys"]
+    assert jwt.get_unverified_header(token)["kid"] == jwk["kid"] == first.kid
+    assert jwt.decode(token, RSAAlgorithm.from_jwk(jwk), algorithms=["RS256"])["iss"] == "me"
+
+    clock.at += timedelta(days=1)
+    second = store.rotate()
+    assert ToolKeyStore(db, clock).current().kid == second.kid  # another process sees it
+    assert {k["kid"] for k in store.jwks()["keys"]} == {first.kid, second.kid}  # overlap
+    clock.at += timedelta(days=8)
+    assert {k["kid"] for k in store.jwks()["keys"]} == {second.kid}
+    assert store.prune() == 1
+    assert [k.kid for k in store.list()] == [second.kid]
