@@ -13,7 +13,7 @@ $(BIN)/gradesync: pyproject.toml
 	@touch $@
 
 demo: $(BIN)/gradesync
-	$(BIN)/gradesync serve
+	$(BIN)/gradesync serve --demo
 
 # PostgreSQL cases run when a server can be had: GRADESYNC_TEST_POSTGRES_URL, or a local
 # installation that .ci/postgres.sh can start (it never installs one outside CI).

@@ -15,12 +15,29 @@ from gradesync.web.app import create_app
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    demo: bool = typer.Option(
+        False, "--demo", help="Also run the sandbox LMS/SIS, wire them up and simulate learners."
+    ),
+    sandbox_port: int = typer.Option(8765, help="With --demo: the sandbox's port."),
+    demo_attempts: int = typer.Option(12, help="With --demo: how many attempts to simulate."),
+    demo_exit: bool = typer.Option(
+        False, help="With --demo: exit after the simulated grades landed (for scripts)."
+    ),
 ) -> None:
     """Run gradesync (SQLite by default; migrations applied automatically on SQLite)."""
     settings = load_settings()
     logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level="WARNING" if demo else settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if demo:
+        from gradesync.demo import run_demo  # the demo imports the sandbox: load it only here
+
+        raise typer.Exit(
+            run_demo(
+                settings, host, port, sandbox_port, attempts=demo_attempts, exit_after=demo_exit
+            )
+        )
     runtime = Runtime.create(settings)
     app = create_app(runtime)
     app.state.run_worker = True  # the in-process worker (docs/operations.md)

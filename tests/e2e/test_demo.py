@@ -1,0 +1,40 @@
+"""The README's first command: `gradesync serve --demo` shows grades landing in the sandbox."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_serve_demo_delivers_grades_to_the_sandbox(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADESYNC_")}
+    env.update(GRADESYNC_DATA_DIR=str(tmp_path), COLUMNS="200")
+    gradesync = Path(sys.executable).with_name("gradesync")
+    proc = subprocess.run(
+        [
+            str(gradesync),
+            "serve",
+            "--demo",
+            "--port",
+            "0",
+            "--sandbox-port",
+            "0",
+            "--demo-attempts",
+            "5",
+            "--demo-exit",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    landed = [line for line in proc.stdout.splitlines() if "in the LMS gradebook after" in line]
+    assert landed, proc.stdout
+    assert "grades delivered" in proc.stdout
+    assert "passed back over OneRoster" in proc.stdout
+    # the demo keeps its own database: a real one in the data directory is never touched
+    assert (tmp_path / "demo" / "gradesync.db").exists()
+    assert not (tmp_path / "gradesync.db").exists()
