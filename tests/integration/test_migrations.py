@@ -41,6 +41,10 @@ def fresh_db(db_url: str):  # type: ignore[no-untyped-def]
     db.dispose()
 
 
+def test_history_is_one_line(fresh_db: Database) -> None:
+    assert len(migrate.head_revisions(fresh_db.engine)) == 1, "merge or re-parent the new heads"
+
+
 def test_upgrade_empty_database_matches_schema(fresh_db: Database) -> None:
     fresh_db.upgrade()
     assert fresh_db.is_up_to_date()

@@ -1,7 +1,7 @@
 """LTI launch rejections
 
 Revision ID: 0003_lti
-Revises: 0001
+Revises: 0002_engine
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_lti"
-down_revision = "0001"
+down_revision = "0002_engine"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """OneRoster CSV export state
 
 Revision ID: 0004_oneroster
-Revises: 0001
+Revises: 0003_lti
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_oneroster"
-down_revision = "0001"
+down_revision = "0003_lti"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """schedule log
 
 Revision ID: 0005_schedules
-Revises: 0001
+Revises: 0004_oneroster
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_schedules"
-down_revision = "0001"
+down_revision = "0004_oneroster"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """console accounts
 
-Revision ID: 0007_console
-Revises: 0001
+Revision ID: 0006_console
+Revises: 0005_schedules
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_console"
-down_revision = "0001"
+revision = "0006_console"
+down_revision = "0005_schedules"
 branch_labels = None
 depends_on = None
 
