@@ -47,6 +47,7 @@ class Gradesync:
     base_url: str
     db: Database
     runtime: Runtime
+    app: Any = None
 
     @property
     def keys(self) -> ToolKeyStore:
@@ -66,8 +67,9 @@ def start_gradesync(db: Database, tmp_path: Path) -> Iterator[Gradesync]:
         database_url=db.url, secret_key=TEST_SECRET, data_dir=tmp_path / "data", base_url=base
     )
     runtime = Runtime(settings=settings, db=db)
-    with serve_in_thread(create_app(runtime), sock=sock) as handle:
-        yield Gradesync(handle.base_url, db, runtime)
+    app = create_app(runtime)
+    with serve_in_thread(app, sock=sock) as handle:
+        yield Gradesync(handle.base_url, db, runtime, app)
 
 
 @pytest.fixture

@@ -290,3 +290,33 @@ def test_tool_keys_encrypted_rotated_and_pruned(db: Database) -> None:
     assert {k["kid"] for k in store.jwks()["keys"]} == {second.kid}
     assert store.prune() == 1
     assert [k.kid for k in store.list()] == [second.kid]
+
+
+@pytest.mark.parametrize(
+    ("message", "temporary"),
+    [
+        ("invalid_client: kid: cannot fetch the tool's JWKS from https://g/lti/jwks.json: ", True),
+        ("invalid_client: JWKS request timed out", True),
+        ("Unable to retrieve the tool's public keys: 503 Service Unavailable", True),
+        (
+            "invalid_client: cannot fetch the tool's JWKS from u: Client error '404 Not Found'",
+            False,
+        ),
+        ("invalid_client: signature does not verify with the tool's registered key", False),
+        ("invalid_client: the service timed out", False),  # nothing about our keys
+    ],
+)
+def test_token_refusal_for_unfetchable_tool_keys_is_temporary(
+    message: str, temporary: bool
+) -> None:
+    from gradesync.adapters.destinations.ags import _token_failure
+    from gradesync.adapters.destinations.http_errors import classify
+
+    failure = _token_failure(classify(401, {}, message, what="token"))
+    if temporary:
+        assert (failure.failure, failure.code) == (
+            FailureClass.RETRY_LATER,
+            "tool_keys_unreachable",
+        )
+    else:
+        assert (failure.failure, failure.code) == (FailureClass.MISCONFIGURED, "bad_credentials")

@@ -11,12 +11,15 @@ and says so: "launched from another course" is the first cause of missing grades
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import logging
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from gradesync.adapters.db.uow import SqlUnitOfWork as UnitOfWork
+from gradesync.adapters.destinations.ags_profiles import profile_for
 from gradesync.adapters.destinations.ags_urls import ForeignUrl, allowed_origins, check_url
+from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
     CourseLink,
     Enrollment,
@@ -27,8 +30,9 @@ from gradesync.domain.model import (
     Role,
 )
 from gradesync.lti import claims as c
-from gradesync.lti import store
+from gradesync.lti import migration, store
 from gradesync.lti.launch import ValidLaunch
+from gradesync.services.lti_migration import migrate_course_from_lti11
 
 _ROLE_ORDER: tuple[tuple[str, Role], ...] = (
     ("#Administrator", Role.ADMINISTRATOR),
@@ -39,6 +43,8 @@ _ROLE_ORDER: tuple[tuple[str, Role], ...] = (
     ("#Mentor", Role.OBSERVER),
 )
 _CONTEXT_ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership"
+
+log = logging.getLogger(__name__)
 
 
 def role_from(roles: list[str]) -> Role:
@@ -71,6 +77,7 @@ class BoundLaunch:
     context: dict[str, Any]
     notes: list[str] = field(default_factory=list)  # reasons something was not bound
     ignored_endpoint: str | None = None  # why the AGS claim was ignored (SSRF guard)
+    migration: dict[str, Any] | None = None  # what the LTI 1.1 -> 1.3 move did (lti1p1 claim)
 
 
 def person_id_for(claims: dict[str, Any], source: str) -> str:
@@ -129,7 +136,6 @@ def bind_launch(uow: UnitOfWork, launch: ValidLaunch, now: datetime) -> BoundLau
     notes say what could not be bound and why."""
     platform, claims = launch.platform, launch.claims
     tenant, dest = platform.tenant_id, platform.id
-    sub = str(claims["sub"])
     roles = [str(r) for r in claims.get(c.ROLES) or []]
     role = role_from(roles)
     context = claims.get(c.CONTEXT) if isinstance(claims.get(c.CONTEXT), dict) else {}
@@ -140,29 +146,16 @@ def bind_launch(uow: UnitOfWork, launch: ValidLaunch, now: datetime) -> BoundLau
     endpoint, ignored = checked_endpoint(launch)
 
     person_id = person_id_for(claims, str(platform.config.get("person_id_from") or "sub"))
-    old = uow.people.get(tenant, person_id)
-    lis = claims.get(c.LIS) if isinstance(claims.get(c.LIS), dict) else {}
-    assert isinstance(lis, dict)
-    uow.people.upsert(
-        Person(
-            tenant_id=tenant,
-            id=person_id,
-            name=str(claims.get("name") or (old.name if old else "") or ""),
-            email=str(claims["email"]) if claims.get("email") else (old.email if old else None),
-            sis_id=str(lis["person_sourcedid"])
-            if lis.get("person_sourcedid")
-            else (old.sis_id if old else None),
-        )
-    )
-    uow.links.save_person(
-        PersonLink(
-            tenant_id=tenant,
-            destination_id=dest,
-            person_id=person_id,
-            remote_id=sub,
-            data={"name": claims.get("name"), "email": claims.get("email")},
-        )
-    )
+    legacy = migration.verified_lti1p1(uow, tenant, claims)
+    if (
+        legacy is not None
+        and legacy.user_id
+        and legacy.user_id != person_id
+        and uow.people.get(tenant, legacy.user_id) is not None
+    ):
+        # LTI 1.1 launches created this learner under their LTI 1.1 user_id: same person
+        person_id = legacy.user_id
+    _save_person(uow, launch, person_id)
 
     course_id, note = _course_for(uow, launch, context_id, custom)
     bound = BoundLaunch(person_id, role, course_id, None, dict(context), ignored_endpoint=ignored)
@@ -207,6 +200,8 @@ def bind_launch(uow: UnitOfWork, launch: ValidLaunch, now: datetime) -> BoundLau
             )
         )
         activity_id = custom.get(c.CUSTOM_ACTIVITY)
+        if not activity_id and legacy is not None and link_id:
+            activity_id = migration.lti11_activity(uow, legacy, course_id, str(link_id))
         if isinstance(activity_id, str) and activity_id:
             act = uow.activities.get(tenant, activity_id)
             if act is None or act.course_id != course_id:
@@ -217,9 +212,13 @@ def bind_launch(uow: UnitOfWork, launch: ValidLaunch, now: datetime) -> BoundLau
                 bound.activity_id = activity_id
                 if endpoint is not None and endpoint.get("lineitem"):
                     _bind_item(uow, tenant, dest, activity_id, str(endpoint["lineitem"]), link_id)
+        if legacy is not None or migration.claim_of(claims) is not None:
+            bound.migration = _migrate(uow, launch, course_id, now)
         _mark_dirty(uow, tenant, course_id, person_id, now)
 
     stored_claims = dict(claims)
+    if bound.migration is not None:
+        stored_claims["gradesync:migration"] = bound.migration
     if ignored:
         stored_claims["gradesync:ignored_endpoint"] = ignored
     store.add_launch(
@@ -236,6 +235,71 @@ def bind_launch(uow: UnitOfWork, launch: ValidLaunch, now: datetime) -> BoundLau
         ),
     )
     return bound
+
+
+def _claimed(claims: dict[str, Any], name: str) -> str | None:
+    """A string claim the launch actually carries: absent, null and "" are all "not said"
+    (platforms with privacy settings send either)."""
+    value = claims.get(name)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _save_person(uow: UnitOfWork, launch: ValidLaunch, person_id: str) -> None:
+    """Write the person and their link to this platform, changing only what the launch says:
+    a launch without a name or email (privacy settings) keeps the ones already known."""
+    platform, claims = launch.platform, launch.claims
+    tenant = platform.tenant_id
+    lis = claims.get(c.LIS) if isinstance(claims.get(c.LIS), dict) else {}
+    assert isinstance(lis, dict)
+    name = _claimed(claims, "name") or " ".join(
+        n for n in (_claimed(claims, "given_name"), _claimed(claims, "family_name")) if n
+    )
+    email = _claimed(claims, "email")
+    sis_id = _claimed(lis, "person_sourcedid")
+    old = uow.people.get(tenant, person_id)
+    person = Person(
+        tenant_id=tenant,
+        id=person_id,
+        name=name or (old.name if old else ""),
+        email=email or (old.email if old else None),
+        sis_id=sis_id or (old.sis_id if old else None),
+    )
+    if person != old:
+        uow.people.upsert(person)
+    old_link = uow.links.person(tenant, platform.id, person_id)
+    data = dict(old_link.data) if old_link is not None and old_link.course_id is None else {}
+    data.update({k: v for k, v in (("name", name or None), ("email", email)) if v})
+    uow.links.save_person(
+        PersonLink(
+            tenant_id=tenant,
+            destination_id=platform.id,
+            person_id=person_id,
+            remote_id=str(claims["sub"]),
+            data=data,
+        )
+    )
+
+
+def _migrate(uow: UnitOfWork, launch: ValidLaunch, course_id: str, now: datetime) -> dict[str, Any]:
+    """Move the course's LTI 1.1 grade history to this platform (services.lti_migration),
+    in the launch's transaction. Never refuses the launch: the result says what happened."""
+    platform = launch.platform
+    claim = migration.claim_of(launch.claims) or {}
+    try:
+        result = migrate_course_from_lti11(
+            uow,
+            tenant_id=platform.tenant_id,
+            lti13_destination_id=platform.id,
+            course_id=course_id,
+            lti1p1_claim=claim,
+            now=now,
+            id_token=launch.claims,
+            capabilities=profile_for(platform.profile).capabilities,
+        )
+    except (InvalidInput, NotFound) as exc:
+        log.warning("LTI 1.1 migration claim not usable (course %s): %s", course_id, exc)
+        return {"migrated": False, "course_id": course_id, "reason": str(exc)}
+    return asdict(result)
 
 
 def _bind_course(

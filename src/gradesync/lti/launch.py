@@ -101,7 +101,8 @@ async def validate_launch(
         raise LaunchRefused(
             "bad_signature" if exc.code == "unknown_kid" else exc.code,
             exc.message,
-            status=401,
+            # a platform slow to serve its keys is not a forged launch: 503, "try again"
+            status=503 if exc.temporary else 401,
             **who,
         ) from None
     try:

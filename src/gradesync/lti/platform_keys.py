@@ -3,6 +3,10 @@
 A key set is re-fetched when it is older than `max_age`, or when a token names a `kid` we do
 not hold (the platform rotated) but at most once per `min_refetch` per URL, so a flood of
 forged tokens with random kids cannot make us hammer the platform.
+
+A fetch that times out or meets a server error is temporary (`temporary=True`): the launch
+says "try again", a key set fetched before keeps serving the keys it holds, and until the
+next attempt is allowed the same temporary error is answered (not "unknown kid").
 """
 
 from __future__ import annotations
@@ -22,16 +26,19 @@ from jwt.algorithms import RSAAlgorithm
 class KeySetError(Exception):
     """The key could not be obtained; the message says why (shown to support)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, temporary: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.temporary = temporary  # the platform may answer in a moment: try again
 
 
 @dataclass
 class _Entry:
     keys: dict[str | None, Any] = field(default_factory=dict)
-    fetched_at: float | None = None
+    fetched_at: float | None = None  # the last successful fetch
+    attempted_at: float | None = None  # the last attempt, successful or not
+    error: KeySetError | None = None  # why the last attempt failed
 
 
 class PlatformKeyCache:
@@ -41,9 +48,11 @@ class PlatformKeyCache:
         *,
         max_age: float = 3600.0,
         min_refetch: float = 10.0,
+        fetch_timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
+        self._fetch_timeout = fetch_timeout
         self._max_age = max_age
         self._min_refetch = min_refetch
         self._clock = clock
@@ -69,13 +78,22 @@ class PlatformKeyCache:
             entry = self._entries.get(url)
             recently = (
                 entry is not None
-                and entry.fetched_at is not None
-                and self._clock() - entry.fetched_at < self._min_refetch
+                and entry.attempted_at is not None
+                and self._clock() - entry.attempted_at < self._min_refetch
             )
             if entry is None or not recently:
-                entry = await self._fetch(url)
+                try:
+                    entry = await self._fetch(url)
+                except KeySetError as exc:
+                    stale = self._entries[url]
+                    found = _pick(stale.keys, kid) if exc.temporary else None
+                    if found is not None:
+                        return found  # the platform is slow: the keys it had still verify
+                    raise
         found = _pick(entry.keys, kid)
         if found is None:
+            if entry.error is not None:
+                raise entry.error  # the last fetch failed: say why, not "unknown kid"
             raise KeySetError(
                 "unknown_kid", f"kid: no key {kid!r} in the platform's key set at {url}"
             )
@@ -84,16 +102,45 @@ class PlatformKeyCache:
     async def _fetch(self, url: str) -> _Entry:
         self.fetches += 1
         entry = self._entries.setdefault(url, _Entry())
-        entry.fetched_at = self._clock()  # failures count too: no hammering a broken URL
+        entry.attempted_at = self._clock()  # failures count too: no hammering a broken URL
         try:
-            resp = await self._http.get(url, headers={"Accept": "application/json"}, timeout=10.0)
+            resp = await self._http.get(
+                url, headers={"Accept": "application/json"}, timeout=self._fetch_timeout
+            )
             resp.raise_for_status()
             document = resp.json()
+        except httpx.TimeoutException:
+            entry.error = KeySetError(
+                "key_set_timeout",
+                f"key_set_url: the platform's keys at {url} did not arrive in time. This is "
+                "usually temporary: try again in a moment.",
+                temporary=True,
+            )
+            raise entry.error from None
+        except httpx.HTTPStatusError as exc:
+            status = exc.response.status_code
+            temporary = status >= 500 or status == 429
+            entry.error = KeySetError(
+                "key_set_unreachable" if temporary else "key_set_unavailable",
+                f"key_set_url: the platform answered HTTP {status} for its keys at {url}"
+                + (". This is usually temporary: try again in a moment." if temporary else ""),
+                temporary=temporary,
+            )
+            raise entry.error from None
+        except httpx.TransportError as exc:
+            entry.error = KeySetError(
+                "key_set_unreachable",
+                f"key_set_url: cannot reach the platform's keys at {url} ({type(exc).__name__}). "
+                "Try again in a moment.",
+                temporary=True,
+            )
+            raise entry.error from None
         except (httpx.HTTPError, ValueError) as exc:
-            raise KeySetError(
+            entry.error = KeySetError(
                 "key_set_unavailable",
                 f"key_set_url: cannot fetch the platform's keys from {url}: {exc}",
-            ) from None
+            )
+            raise entry.error from None
         keys: dict[str | None, Any] = {}
         for jwk in document.get("keys", []) if isinstance(document, dict) else []:
             if not isinstance(jwk, dict) or jwk.get("kty") != "RSA":
@@ -103,6 +150,8 @@ class PlatformKeyCache:
             except (ValueError, TypeError, jwt.InvalidKeyError):
                 continue  # one unusable key must not hide the others
         entry.keys = keys
+        entry.error = None
+        entry.fetched_at = entry.attempted_at
         return entry
 
 

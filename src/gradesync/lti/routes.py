@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Request
@@ -26,6 +27,7 @@ from gradesync.lti.launch import validate_launch
 from gradesync.lti.platform_keys import PlatformKeyCache
 from gradesync.lti.registration import tool_urls
 from gradesync.runtime import Runtime
+from gradesync.web.console.session import sign_in_from_launch
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +255,32 @@ async def launch(request: Request) -> Response:
         if _wants_json(request):
             return JSONResponse(facts)
         return _picker(session_token, choices, tool.base_url)
+    if bound.migration is not None:
+        facts["migration"] = bound.migration
     if _wants_json(request):
         return JSONResponse(facts)
+    if (
+        valid.message_type == "LtiResourceLinkRequest"
+        and bound.role in TEACHING_ROLES
+        and bound.course_id is not None
+    ):
+        # A teacher opening a gradesync link lands in that course's console page, signed in
+        # by the launch (and allowed that course only, unless already an admin).
+        name = valid.claims.get("name")
+        sign_in_from_launch(
+            request,
+            tool.db.uow,
+            now,
+            tenant_id=valid.platform.tenant_id,
+            person_id=bound.person_id,
+            display_name=str(name).strip()
+            if isinstance(name, str) and name.strip()
+            else str(valid.claims["sub"]),
+            course_id=bound.course_id,
+        )
+        return RedirectResponse(
+            f"{tool.base_url}/console/courses/{quote(bound.course_id, safe='')}", status_code=303
+        )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in bound.notes)
     body = (
         f"<p>Welcome. Course: {html.escape(bound.course_id or 'not connected')}; activity: "

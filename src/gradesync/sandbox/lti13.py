@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import html
 import secrets
 import time
@@ -46,7 +49,10 @@ def start_launch(sb: Sandbox, request: Request | None, spec: dict[str, Any]) -> 
     """Create an OIDC login initiation for a launch; returns the tool login URL and params.
 
     `spec`: client_id, user, course, and resource_link_id (resource link launch) or
-    message_type "LtiDeepLinkingRequest".
+    message_type "LtiDeepLinkingRequest". Optional `lti1p1`: {"consumer_key": an LTI 1.1
+    consumer of this sandbox, "user_id": the user's LTI 1.1 id (default: the user's sub, what
+    the sandbox's LTI 1.1 launches send)} adds the LTI 1.1 migration claim, signed with that
+    consumer's secret as LTI 1.3 core says (an LMS upgrading a tool from LTI 1.1).
     """
     state = sb.state
     client_id = str(spec.get("client_id", ""))
@@ -77,8 +83,10 @@ def start_launch(sb: Sandbox, request: Request | None, spec: dict[str, Any]) -> 
         target = tool.deep_link_url or tool.target_link_uri
     if not target:
         raise SeedError("target_link_uri: neither the link nor the tool registration has one")
+    lti1p1 = _lti1p1_spec(sb, spec.get("lti1p1"), user)
     hint = secrets.token_urlsafe(16)
     sb.launch_hints[hint] = {
+        "lti1p1": lti1p1,
         "client_id": client_id,
         "user": user,
         "course": course.id,
@@ -96,6 +104,43 @@ def start_launch(sb: Sandbox, request: Request | None, spec: dict[str, Any]) -> 
         "lti_deployment_id": tool.deployment_id,
     }
     return {"url": f"{tool.oidc_login_url}?{urlencode(params)}", "params": params}
+
+
+def _lti1p1_spec(sb: Sandbox, value: Any, user: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SeedError("lti1p1: must be an object with consumer_key (and optionally user_id)")
+    key = str(value.get("consumer_key") or "")
+    if key not in sb.state.lti11_consumers:
+        raise SeedError(f"lti1p1.consumer_key: no LTI 1.1 consumer registered as {key!r}")
+    user_id = value.get("user_id", user)
+    if not isinstance(user_id, str) or not user_id:
+        raise SeedError("lti1p1.user_id: must be a non-empty string")
+    return {"consumer_key": key, "user_id": user_id}
+
+
+def lti1p1_claim(sb: Sandbox, spec: dict[str, str], claims: dict[str, Any]) -> dict[str, str]:
+    """The LTI 1.1 migration claim: oauth_consumer_key_sign = base64(HMAC-SHA256(LTI 1.1
+    secret, key & deployment_id & iss & client_id & exp & nonce)) of this very id_token."""
+    key = spec["consumer_key"]
+    message = "&".join(
+        (
+            key,
+            str(claims[LTI + "deployment_id"]),
+            str(claims["iss"]),
+            str(claims["aud"]),
+            str(claims["exp"]),
+            str(claims["nonce"]),
+        )
+    )
+    secret = sb.state.lti11_consumers[key]
+    mac = hmac.new(secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256)
+    return {
+        "user_id": spec["user_id"],
+        "oauth_consumer_key": key,
+        "oauth_consumer_key_sign": base64.b64encode(mac.digest()).decode("ascii"),
+    }
 
 
 async def launch_redirect(request: Request) -> Response:
@@ -239,6 +284,8 @@ def id_token_claims(
                     endpoint["lineitem"] = sb.line_item_url(base, item)
                     break
         claims[AGS_CLAIM] = endpoint
+    if hint.get("lti1p1"):
+        claims[LTI + "lti1p1"] = lti1p1_claim(sb, hint["lti1p1"], claims)
     return claims
 
 

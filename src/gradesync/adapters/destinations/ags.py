@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -74,6 +75,53 @@ class KeyProvider(Protocol):
 
 def _misconfigured(code: str, message: str) -> RemoteFailure:
     return RemoteFailure(FailureClass.MISCONFIGURED, code, message, remedy=REMEDIES.get(code))
+
+
+# The platform checks our client assertion with the keys at our JWKS URL. When it could not
+# fetch them (it timed out, or gradesync was briefly unreachable), it refuses the token with
+# invalid_client like a wrong key, but nothing is misconfigured: retry, do not pause. A fetch
+# failure that names a definite answer (404, 403, "not found") is a wrong URL: misconfigured.
+_KEYS_WORDS = re.compile(r"jwks|jwk\b|key ?set|public keys?|tool'?s keys", re.I)
+_TEMPORARY_WORDS = re.compile(
+    r"time[sd]? ?out|timeout|timed out|unreachable|could not connect|cannot connect|"
+    r"connection (refused|reset|error|failed)|temporar|unavailable|\b50[234]\b",
+    re.I,
+)
+_FETCH_FAILED = re.compile(
+    r"(cannot|can't|could not|couldn't|unable to|failed to|error) "
+    r"(fetch|retrieve|get|load|download|reach)",
+    re.I,
+)
+_DEFINITE = re.compile(
+    r"\b4\d\d\b|not found|client error|forbidden|unauthori[sz]ed|invalid json|not json",
+    re.I,
+)
+
+
+def _token_failure(failure: RemoteFailure) -> RemoteFailure:
+    """A token refusal that says the platform could not fetch our keys for a temporary
+    reason is RETRY_LATER (`tool_keys_unreachable`), not a bad-credentials pause."""
+    if (
+        failure.failure is FailureClass.MISCONFIGURED
+        and failure.code == "bad_credentials"
+        and _KEYS_WORDS.search(failure.message)
+        and (
+            _TEMPORARY_WORDS.search(failure.message)
+            or (_FETCH_FAILED.search(failure.message) and not _DEFINITE.search(failure.message))
+        )
+    ):
+        return RemoteFailure(
+            FailureClass.RETRY_LATER,
+            "tool_keys_unreachable",
+            failure.message,
+            status=failure.status,
+            remedy=(
+                "The LMS could not fetch gradesync's public keys (JWKS URL) in time; gradesync "
+                "retries automatically. If this persists, check that the LMS can reach "
+                "/lti/jwks.json on gradesync's address."
+            ),
+        )
+    return failure
 
 
 def _iso(moment: datetime) -> str:
@@ -146,7 +194,9 @@ class AgsClient:
         except httpx.HTTPError as exc:
             raise transport_failure(exc, "token") from None
         if not resp.is_success:
-            raise classify(resp.status_code, resp.headers, resp.content, what="token")
+            raise _token_failure(
+                classify(resp.status_code, resp.headers, resp.content, what="token")
+            )
         try:
             body = resp.json()
             value = str(body["access_token"])
