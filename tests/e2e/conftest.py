@@ -41,7 +41,9 @@ def _browser_or_skip() -> str:
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running in this thread while it
+# is open, which would break asyncio tests collected after tests/e2e.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     executable = _browser_or_skip()
     from playwright.sync_api import sync_playwright
