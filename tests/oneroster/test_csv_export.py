@@ -146,6 +146,19 @@ def test_bulk_export_is_a_valid_oneroster_set(
     assert manifest["file.users"] == manifest["file.classes"] == "absent"
     for name, header in HEADERS.items():
         assert files[f"{name}.csv"].splitlines()[0] == ",".join(header)
+    # pinned to the column order of the OneRoster CSV Binding 1.2.1 gradebook tables
+    assert files["categories.csv"].splitlines()[0] == (
+        "sourcedId,status,dateLastModified,title,weight"
+    )
+    assert files["lineItems.csv"].splitlines()[0] == (
+        "sourcedId,status,dateLastModified,title,description,assignDate,dueDate,"
+        "classSourcedId,categorySourcedId,academicSessionSourcedId,resultValueMin,"
+        "resultValueMax,schoolSourcedId"
+    )
+    assert files["results.csv"].splitlines()[0] == (
+        "sourcedId,status,dateLastModified,lineItemSourcedId,studentSourcedId,scoreStatus,"
+        "score,scoreDate,comment,textScore,classSourcedId,inProgress,incomplete,late,missing"
+    )
     cats = {r["sourcedId"]: r["title"] for r in tables["categories.csv"]}
     assert cats["cat-quiz"] == "Quizzes"  # aligned by id map
     assert any(

@@ -309,7 +309,8 @@ def _print_checks(checks: Sequence[service.ActivityCheck]) -> None:
     table = Table("activity", "title", "sync to SIS", "problems")
     for c in checks:
         problems = (
-            "\n".join(escape(f"{p.message} [{p.rule}]") for p in c.problems) or "[green]ok[/green]"
+            "\n".join(escape(f"{p.field}: {p.message} [{p.rule}]") for p in c.problems)
+            or "[green]ok[/green]"
         )
         table.add_row(c.activity_id, c.title, "yes" if c.selected else "no", problems)
     console.print(table)

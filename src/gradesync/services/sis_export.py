@@ -45,7 +45,10 @@ from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.sis import _check, _sis
 
-# The CSV binding's column order for each file (OneRoster 1.2 CSV tables).
+# Column order of each file as the 1EdTech "OneRoster CSV Binding 1.2.1" (Final Release,
+# 22 August 2023) lays out its gradebook tables. 1.2 differs from 1.1 here: lineItems.csv has
+# academicSessionSourcedId (1.1: gradingPeriodSourcedId) and schoolSourcedId; results.csv
+# adds textScore, classSourcedId and the four flags after comment.
 HEADERS: dict[str, tuple[str, ...]] = {
     "categories": ("sourcedId", "status", "dateLastModified", "title", "weight"),
     "lineItems": (
@@ -58,7 +61,7 @@ HEADERS: dict[str, tuple[str, ...]] = {
         "dueDate",
         "classSourcedId",
         "categorySourcedId",
-        "gradingPeriodSourcedId",
+        "academicSessionSourcedId",
         "resultValueMin",
         "resultValueMax",
         "schoolSourcedId",
@@ -73,8 +76,8 @@ HEADERS: dict[str, tuple[str, ...]] = {
         "score",
         "scoreDate",
         "comment",
-        "classSourcedId",
         "textScore",
+        "classSourcedId",
         "inProgress",
         "incomplete",
         "late",
@@ -226,7 +229,7 @@ def _course_rows(
                     "dueDate": _z(due),
                     "classSourcedId": class_id,
                     "categorySourcedId": category[0],
-                    "gradingPeriodSourcedId": "",
+                    "academicSessionSourcedId": "",  # the term is not known by id
                     "resultValueMin": "0.0",
                     "resultValueMax": _fmt(column.score_maximum),
                     "schoolSourcedId": school,

@@ -1,0 +1,126 @@
+"""`gradesync sis ...` in a subprocess, as an admin would, against a running sandbox SIS:
+add -> map-class -> map-students -> select/validate (errors name the field and the rule, exit
+non-zero) -> post; then a worker carries the queued run out and the grades are in the SIS."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gradesync.adapters.db.database import Database
+from gradesync.config import Settings
+from gradesync.domain.model import RunOutcome, RunStage
+from gradesync.runtime import Runtime
+from gradesync.sandbox.testing import RunningSandbox
+from tests.cli.conftest import Run
+from tests.conftest import TEST_SECRET
+
+from .conftest import CLIENT_ID, CLIENT_SECRET
+from .facts import FixedClock, attempt, seed_school
+
+T = ("--tenant", "t1")
+
+
+def _out(proc: object) -> str:
+    return f"{getattr(proc, 'stdout', '')}{getattr(proc, 'stderr', '')}"
+
+
+def test_sis_cli_from_connection_to_posted_grades(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox, tmp_path: Path
+) -> None:
+    seed_school(cli_db, FixedClock())
+    attempt(cli_db, "e1", "quiz1", "p1", 8.0)
+    attempt(cli_db, "e2", "quiz1", "p3", 6.0)
+
+    # add: bad input names the field and the rule and saves nothing
+    bad = gradesync("sis", "add", "sis", *T, "--base-url", "ftp://nope", ok=False)
+    assert bad.returncode == 2
+    assert "base_url" in _out(bad) and "[url]" in _out(bad)
+    with cli_db.uow() as uow:
+        assert uow.destinations.get("t1", "sis") is None
+    added = gradesync(
+        "sis", "add", "sis", *T,
+        "--name", "Sandbox SIS",
+        "--base-url", sis.base_url,
+        "--client-id", CLIENT_ID,
+        "--client-secret", CLIENT_SECRET,
+        "--name-max-length", "30",
+        "--due-date-inside-term",
+        "--category-match", "name",
+    )  # fmt: skip
+    assert "ok token" in added.stdout and "ok categories: 2 category(ies)" in added.stdout
+    assert CLIENT_SECRET not in _out(added)
+
+    # map the course, its section, and the learners by their SIS ids
+    gradesync(
+        "sis", "map-class", "sis", "c1", "cls-1", *T,
+        "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
+    )  # fmt: skip
+    gradesync("sis", "map-class", "sis", "c1", "cls-2", *T, "--section", "sec-b")
+    mapped = gradesync("sis", "map-students", "sis", "c1", *T)
+    assert "3" in mapped.stdout, mapped.stdout
+
+    # ticking an activity without a due date is refused, naming the field and the rule
+    refused = gradesync("sis", "select", "sis", "quiz1", "nodue", *T, ok=False)
+    assert refused.returncode == 2
+    assert "activities[nodue]." in _out(refused) and "[due_date_required]" in _out(refused)
+    with cli_db.uow() as uow:
+        assert uow.links.item("t1", "sis", "quiz1") is None  # nothing changed, quiz1 included
+    gradesync("sis", "select", "sis", "quiz1", "hw1", *T)
+
+    # a ticked activity that breaks a rule later: validate says which field and rule, exit 1
+    with cli_db.uow() as uow:
+        hw = uow.activities.get("t1", "hw1")
+        assert hw is not None
+        uow.activities.upsert(replace(hw, due_at=datetime(2025, 8, 1, tzinfo=UTC)))
+        uow.commit()
+    invalid = gradesync("sis", "validate", "sis", *T, "--course", "c1", ok=False)
+    assert invalid.returncode == 1
+    assert "due_at:" in invalid.stdout and "[due_date_outside_term]" in invalid.stdout
+
+    # post: hw1 is left out with the reason, quiz1 is queued as a run
+    posted = gradesync("sis", "post", "sis", "c1", *T)
+    assert "left out hw1" in posted.stdout and "outside" in posted.stdout
+    queued = re.search(r"run (\S+) queued: 1 activity", posted.stdout)
+    assert queued is not None, posted.stdout
+    run_id = queued.group(1)
+    with cli_db.uow() as uow:
+        run = uow.runs.get(run_id, "t1")
+    assert run is not None and run.stage is RunStage.QUEUED
+    assert run.scope.activity_ids == ("quiz1",)
+
+    # the workers of `gradesync serve` carry it out
+    async def work() -> None:
+        settings = Settings(
+            database_url=cli_db.url,
+            secret_key=TEST_SECRET,
+            data_dir=tmp_path / "worker",
+            worker_poll_seconds=0.2,
+            run_retry_patience_seconds=2.0,
+        )
+        runtime = Runtime(settings=settings, db=cli_db)
+        await runtime.start_worker()
+        try:
+            done = await runtime.wait_for_run_async(run_id, 20.0, tenant_id="t1")
+        finally:
+            await runtime.stop_worker()
+        assert done.outcome is RunOutcome.SUCCEEDED, (done.message, done.counts)
+        assert done.counts["sent"] >= 2
+
+    asyncio.run(work())
+    results = {
+        (r["student"]["sourcedId"], r["lineItem"]["sourcedId"]): r
+        for r in sis.admin.inspect()["sis"]["results"]
+    }
+    by_student = {s: r for (s, _), r in results.items()}
+    assert by_student["stu-1"]["score"] == 8.0
+    assert by_student["stu-3"]["score"] == 6.0
+    # the section's learner went to the section's class
+    classes = {
+        li["sourcedId"]: li["class"]["sourcedId"] for li in sis.admin.inspect()["sis"]["lineItems"]
+    }
+    assert classes[by_student["stu-3"]["lineItem"]["sourcedId"]] == "cls-2"
+    assert classes[by_student["stu-1"]["lineItem"]["sourcedId"]] == "cls-1"

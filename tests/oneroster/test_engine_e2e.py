@@ -1,0 +1,367 @@
+"""OneRoster passback end to end through the engine, against the sandbox SIS over real HTTP:
+attempts ingested -> the worker delivers them; a resync with nothing changed sends nothing; a
+status-only change resends that one result; remaster resends every result and line item;
+"Post grades" for a selection runs with stages and counts and sends only the selection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.adapters.destinations.registry import DestinationContext
+from gradesync.config import Settings
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    AttemptSelection,
+    Course,
+    DeliveryState,
+    Enrollment,
+    LedgerRow,
+    Person,
+    PolicySettings,
+    RunOutcome,
+    RunScope,
+    SyncRun,
+    Tenant,
+    Trigger,
+)
+from gradesync.runtime import Runtime
+from gradesync.sandbox.config import SandboxConfig
+from gradesync.sandbox.testing import RunningSandbox, running_sandbox
+from gradesync.services import sis
+from gradesync.services.ingest import IngestBatch, ingest
+from gradesync.services.sync import request_run
+from tests.conftest import TEST_SECRET
+
+from .conftest import CLIENT_ID, CLIENT_SECRET
+
+T, COURSE, DEST = "t1", "alg", "sis"
+TODAY = date.today()
+TERM_START, TERM_END = TODAY - timedelta(days=60), TODAY + timedelta(days=120)
+DUE = datetime.combine(TODAY + timedelta(days=7), datetime.min.time(), tzinfo=UTC)
+STUDENTS = {"p1": "stu-1", "p2": "stu-2", "p3": "stu-3"}
+DEADLINE = 20.0
+
+
+def sis_seed() -> dict[str, Any]:
+    return {
+        "profile": {"max_title_length": 30, "due_date_in_term": True},
+        "clients": [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}],
+        "schools": ["sch-1"],
+        "terms": [
+            {"sourcedId": "term-1", "start": TERM_START.isoformat(), "end": TERM_END.isoformat()}
+        ],
+        "students": [{"sourcedId": s} for s in STUDENTS.values()],
+        "classes": [
+            {
+                "sourcedId": "cls-1",
+                "school": "sch-1",
+                "term": "term-1",
+                "students": list(STUDENTS.values()),
+            }
+        ],
+        "categories": [
+            {"sourcedId": "cat-hw", "title": "Homework", "classes": ["cls-1"]},
+            {"sourcedId": "cat-quiz", "title": "Quizzes", "classes": ["cls-1"]},
+        ],
+    }
+
+
+@dataclass
+class Passback:
+    """gradesync (runtime + in-process worker) wired to a sandbox SIS; counts every request
+    gradesync sends to the SIS, by method and object kind."""
+
+    db: Database
+    runtime: Runtime
+    sandbox: RunningSandbox
+    sent: Counter[tuple[str, str]] = field(default_factory=Counter)
+    written: asyncio.Event = field(default_factory=asyncio.Event)
+    events: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def puts(self) -> Counter[str]:
+        """PUTs by kind (lineItems, results, categories)."""
+        return Counter({kind: n for (method, kind), n in self.sent.items() if method == "PUT"})
+
+    def sis_requests(self) -> int:
+        """The sandbox's own count of OneRoster requests (token endpoint excluded)."""
+        return int(self.sandbox.admin.counters().get("oneroster", {}).get("requests", 0))
+
+    def sis_results(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """(line item sourcedId, student sourcedId) -> the result the SIS holds."""
+        results = self.sandbox.admin.inspect()["sis"]["results"]
+        return {(r["lineItem"]["sourcedId"], r["student"]["sourcedId"]): r for r in results}
+
+    def sis_line_items(self) -> dict[str, dict[str, Any]]:
+        return {li["sourcedId"]: li for li in self.sandbox.admin.inspect()["sis"]["lineItems"]}
+
+    def attempt(self, activity: str, person: str, score: float | None, **kw: Any) -> None:
+        n = next(self.events)
+        at = datetime.now(UTC) - timedelta(hours=1) + timedelta(seconds=n)
+        a = Attempt(T, f"ev-{n}", activity, person, score, 10.0, at, **kw)
+        ingest(self.db.uow, self.runtime.clock, self.runtime.waker, T, IngestBatch(attempts=[a]))
+
+    def ledger(self) -> dict[tuple[str, str], LedgerRow]:
+        with self.db.uow() as uow:
+            return uow.ledger.get_many(T, DEST, COURSE)
+
+    async def until(self, check: Callable[[], Any], what: str) -> Any:
+        """Re-check a condition after each batch the worker settles (at least every 0.2 s)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE
+        while True:
+            value = await asyncio.to_thread(check)
+            if value:
+                return value
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            self.written.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.written.wait(), 0.2)
+
+    def delivered(self, *pairs: tuple[str, str]) -> Callable[[], bool]:
+        def check() -> bool:
+            rows = self.ledger()
+            return all(
+                (r := rows.get(p)) is not None and r.state is DeliveryState.DELIVERED for p in pairs
+            )
+
+        return check
+
+    async def run(self, trigger: Trigger, activities: tuple[str, ...] = ()) -> SyncRun:
+        scope = RunScope(T, DEST, COURSE, activities)
+        run, _ = request_run(
+            self.db.uow, self.runtime.waker, self.runtime.clock, scope, trigger, "admin"
+        )
+        return await self.runtime.wait_for_run_async(run.id, DEADLINE, tenant_id=T)
+
+
+def _set_up(db: Database, base_url: str) -> None:
+    now = datetime.now(UTC)
+    with db.uow() as uow:
+        uow.tenants.upsert(Tenant(T, "District 1"), now)
+        uow.commit()
+    ingest(
+        db.uow,
+        _Clock(),
+        None,
+        T,
+        IngestBatch(
+            courses=[Course(T, COURSE, "Algebra")],
+            activities=[
+                Activity(T, "quiz1", COURSE, "Quiz 1", 10, due_at=DUE, category="Quizzes"),
+                Activity(
+                    T,
+                    "hw1",
+                    COURSE,
+                    "Homework 1",
+                    10,
+                    due_at=DUE,
+                    category="Homework",
+                    # the newest attempt counts: a retake with the same score marked late
+                    # changes the late flag only
+                    policy=PolicySettings(attempt_selection=AttemptSelection.LATEST),
+                ),
+                Activity(T, "essay", COURSE, "Essay", 10, due_at=DUE, category="Homework"),
+            ],
+            people=[Person(T, p, p.upper(), sis_id=s) for p, s in STUDENTS.items()],
+            enrollments=[Enrollment(T, COURSE, p) for p in STUDENTS],
+        ),
+    )
+    clock = _Clock()
+    sis.add_connection(
+        db.uow,
+        clock,
+        tenant_id=T,
+        destination_id=DEST,
+        name="Sandbox SIS",
+        base_url=base_url,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        profile={"name_max_length": 30, "due_date_inside_term": True, "category_match": "name"},
+    )
+    sis.map_class(
+        db.uow,
+        tenant_id=T,
+        destination_id=DEST,
+        course_id=COURSE,
+        class_id="cls-1",
+        school_id="sch-1",
+        term_start=TERM_START,
+        term_end=TERM_END,
+    )
+    mapped = sis.map_course_students(db.uow, tenant_id=T, destination_id=DEST, course_id=COURSE)
+    assert not mapped.unmapped and len(mapped.mapped) == 3
+    # "essay" stays unticked: it must never reach the SIS
+    sis.select_activities(db.uow, tenant_id=T, destination_id=DEST, activity_ids=["quiz1", "hw1"])
+
+
+class _Clock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@pytest.fixture
+async def passback(db: Database, tmp_path: Path) -> AsyncIterator[Passback]:
+    config = SandboxConfig.model_validate({"seed": {"sis": sis_seed()}})
+    with running_sandbox(config) as sandbox:
+        _set_up(db, sandbox.base_url)
+        settings = Settings(
+            database_url=db.url,
+            secret_key=TEST_SECRET,
+            data_dir=tmp_path / "data",
+            worker_poll_seconds=0.2,
+            run_retry_patience_seconds=2.0,
+        )
+        runtime = Runtime(settings=settings, db=db)
+        sent: Counter[tuple[str, str]] = Counter()
+
+        async def count(request: httpx.Request) -> None:
+            path = request.url.path
+            if "/ims/oneroster/gradebook/" in path:
+                kind = path.split("/gradebook/v1p2/", 1)[-1].split("/", 1)[0]
+                sent[(request.method, kind)] += 1
+
+        runtime.destinations = DestinationContext(
+            http=httpx.AsyncClient(event_hooks={"request": [count]}, timeout=10.0),
+            extras={"runtime": runtime},
+        )
+        worker = await runtime.start_worker()
+        p = Passback(db, runtime, sandbox, sent)
+        worker.engine.on_written(lambda _rows: p.written.set())
+        try:
+            yield p
+        finally:
+            await runtime.stop_worker()
+
+
+def _li(passback: Passback, activity: str) -> str:
+    with passback.db.uow() as uow:
+        item = uow.links.item(T, DEST, activity)
+    assert item is not None and item.remote_id
+    return item.remote_id
+
+
+async def test_passback_through_the_engine(passback: Passback) -> None:
+    p = passback
+    # 1. attempts are ingested; the worker delivers them on its own (no run)
+    p.attempt("quiz1", "p1", 8.0)
+    p.attempt("quiz1", "p2", 6.5)
+    p.attempt("quiz1", "p3", 0.0)  # a real zero is a grade, and is sent
+    p.attempt("hw1", "p1", 9.0)
+    p.attempt("essay", "p1", 7.0)  # not ticked for the SIS
+    graded = [("quiz1", "p1"), ("quiz1", "p2"), ("quiz1", "p3"), ("hw1", "p1")]
+    await p.until(p.delivered(*graded), "the first grades to reach the SIS")
+    quiz, hw = _li(p, "quiz1"), _li(p, "hw1")
+    results = p.sis_results()
+    assert {k: r["score"] for k, r in results.items()} == {
+        (quiz, "stu-1"): 8.0,
+        (quiz, "stu-2"): 6.5,
+        (quiz, "stu-3"): 0.0,
+        (hw, "stu-1"): 9.0,
+    }
+    assert all(r["scoreStatus"] == "fully graded" for r in results.values())
+    items = p.sis_line_items()
+    assert set(items) == {quiz, hw}  # nothing of the unticked essay
+    assert items[quiz]["category"]["sourcedId"] == "cat-quiz"
+    assert items[hw]["category"]["sourcedId"] == "cat-hw"
+    essay = await p.until(
+        lambda: (r := p.ledger()[("essay", "p1")]).state is not DeliveryState.PENDING and r,
+        "the essay to be settled",
+    )
+    assert essay.reason_code == "not_selected_for_sis"
+    assert p.puts() == Counter({"lineItems": 2, "results": 4})
+
+    # 2. a resync with nothing changed sends nothing
+    before_puts, before_sis, before_all = p.puts(), p.sis_requests(), p.sent.copy()
+    run = await p.run(Trigger.RESYNC, ("quiz1", "hw1"))
+    assert run.outcome is RunOutcome.SUCCEEDED, run.message
+    assert run.counts["sent"] == 0 and run.counts["unchanged"] == 4
+    assert run.counts["columns"]["written"] == 0
+    assert p.puts() == before_puts
+    # the verifying stage only reads results back (to notice grades edited in the SIS)
+    reads = p.sent - before_all
+    assert {method for method, _ in reads} <= {"GET"}, reads
+    assert p.sis_requests() - before_sis == sum(reads.values())
+
+    # 3. a status-only change (excused; then late with the same score) resends that result
+    before = p.puts()
+    modified = p.sis_results()[(quiz, "stu-1")]["dateLastModified"]
+    p.attempt("quiz1", "p2", None, excused=True)
+    await p.until(
+        lambda: (
+            p.sis_results()[(quiz, "stu-2")]["scoreStatus"] == "exempt"
+            and p.delivered(("quiz1", "p2"))()
+        ),
+        "the excused status to reach the SIS",
+    )
+    assert p.puts() - before == Counter({"results": 1})
+    assert "score" not in p.sis_results()[(quiz, "stu-2")]
+    before = p.puts()
+    p.attempt("hw1", "p1", 9.0, late=True)  # same score: only the flag changes
+    await p.until(
+        lambda: (
+            p.sis_results()[(hw, "stu-1")].get("late") == "true" and p.delivered(("hw1", "p1"))()
+        ),
+        "the late flag to reach the SIS",
+    )
+    assert p.puts() - before == Counter({"results": 1})
+    assert p.sis_results()[(hw, "stu-1")]["score"] == 9.0
+    assert p.sis_results()[(quiz, "stu-1")]["dateLastModified"] == modified  # untouched
+
+    # 4. remaster resends every result and rewrites every line item
+    before = p.puts()
+    result = sis.post_grades(
+        p.db.uow,
+        p.runtime.waker,
+        p.runtime.clock,
+        tenant_id=T,
+        destination_id=DEST,
+        course_id=COURSE,
+        actor="admin",
+        remaster=True,
+    )
+    assert result.run is not None and result.posted == ["hw1", "quiz1"]
+    run = await p.runtime.wait_for_run_async(result.run.id, DEADLINE, tenant_id=T)
+    assert run.trigger is Trigger.REMASTER and run.outcome is RunOutcome.SUCCEEDED, run.message
+    assert run.counts["sent"] == 4 and run.counts["columns"]["written"] == 2
+    assert p.puts() - before == Counter({"lineItems": 2, "results": 4})
+
+    # 5. "Post grades" for a selection: a run with stages and counts; only hw1 is sent
+    before = p.puts()
+    result = sis.post_grades(
+        p.db.uow,
+        p.runtime.waker,
+        p.runtime.clock,
+        tenant_id=T,
+        destination_id=DEST,
+        course_id=COURSE,
+        actor="admin",
+        activity_ids=["hw1", "essay"],
+        remaster=True,
+    )
+    assert result.posted == ["hw1"]
+    assert [(c.activity_id, c.selected) for c in result.refused] == [("essay", False)]
+    assert result.run is not None and result.run.scope.activity_ids == ("hw1",)
+    run = await p.runtime.wait_for_run_async(result.run.id, DEADLINE, tenant_id=T)
+    with p.db.uow() as uow:
+        stages = [s["stage"] for s in uow.runs.stages(run.id)]
+    assert stages == ["queued", "computing", "provisioning", "sending", "verifying", "finished"]
+    assert run.outcome is RunOutcome.SUCCEEDED, run.message
+    assert run.counts["keys"] == 3  # hw1 x three learners
+    assert run.counts["sent"] == 1 and run.counts["skipped"] == {"no_attempt_yet": 2}
+    assert run.counts["columns"] == {"written": 1, "unchanged": 0, "not_synced": 0, "failed": 0}
+    assert p.puts() - before == Counter({"lineItems": 1, "results": 1})
+    assert p.sis_line_items()[hw]["title"] == "Homework 1"
