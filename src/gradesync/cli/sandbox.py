@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from gradesync.sandbox import cli as sandbox_cli
-
 
 def sandbox(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
@@ -19,4 +17,6 @@ def sandbox(
     faults: str | None = typer.Option(None, help='JSON, e.g. \'{"scores": {"error_rate": 0.1}}\'.'),
 ) -> None:
     """Run the sandbox LMS/SIS that gradesync's demo, tests and benchmarks deliver to."""
+    from gradesync.sandbox import cli as sandbox_cli  # loaded only when used
+
     sandbox_cli.run(host, port, seed_file, mode, base_url, rng_seed, faults)

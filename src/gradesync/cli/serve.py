@@ -5,11 +5,8 @@ from __future__ import annotations
 import logging
 
 import typer
-import uvicorn
 
 from gradesync.config import load_settings
-from gradesync.runtime import Runtime
-from gradesync.web.app import create_app
 
 
 def serve(
@@ -38,6 +35,11 @@ def serve(
                 settings, host, port, sandbox_port, attempts=demo_attempts, exit_after=demo_exit
             )
         )
+    import uvicorn  # the web stack loads only for the commands that serve
+
+    from gradesync.runtime import Runtime
+    from gradesync.web.app import create_app
+
     runtime = Runtime.create(settings)
     app = create_app(runtime)
     app.state.run_worker = True  # the in-process worker (docs/operations.md)
