@@ -50,7 +50,22 @@ FAST = EngineSettings(
     retry_patience=timedelta(seconds=5),
     poll=timedelta(milliseconds=100),
     destinations_ttl=timedelta(milliseconds=50),
+    pause_check=timedelta(0),  # every send re-reads the pause: tests see it at once
 )
+
+
+class ManualClock:
+    """A wall clock that moves only when told: pauses, backoff and breaker cool-downs then
+    end exactly when a test says, however slow the machine is."""
+
+    def __init__(self, at: datetime | None = None) -> None:
+        self.at = at or datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, delta: timedelta) -> None:
+        self.at += delta
 
 
 def learner(i: int) -> str:

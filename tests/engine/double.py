@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink, ScoreForm
@@ -57,6 +57,9 @@ class Remote:
     capabilities: Capabilities = field(default_factory=Capabilities)
     readable: bool = True
     course_failure: RemoteFailure | None = None
+    order: list[Key] = field(default_factory=list)  # every send, in the order it arrived
+    # the smallest timestamp step the gradebook tells apart (None: the engine's default)
+    timestamp_step: timedelta | None = None
 
     def fail_next(self, n: int, failure: RemoteFailure) -> None:
         left = [n]
@@ -123,6 +126,10 @@ class DoubleClient:
     def capabilities(self) -> Capabilities:
         return self.remote.capabilities
 
+    @property
+    def timestamp_step(self) -> timedelta | None:
+        return self.remote.timestamp_step
+
     async def ensure_course(self, course: Course, link: CourseLink | None) -> CourseLink:
         if self.remote.course_failure is not None:
             raise self.remote.course_failure
@@ -161,6 +168,7 @@ class DoubleClient:
         r.in_flight += 1
         r.max_in_flight = max(r.max_in_flight, r.in_flight)
         r.sends += 1
+        r.order.append(key)
         try:
             r.arrived.set()
             await r._notify()
@@ -171,6 +179,14 @@ class DoubleClient:
                 if failure is not None:
                     raise failure
             last = r.results.get(key)
+            step = r.timestamp_step or timedelta(0)
+            if last is not None and timestamp < last.timestamp + step:
+                raise RemoteFailure(
+                    FailureClass.REJECTED,
+                    "timestamp_older",
+                    "Score timestamp is not at least one step newer than the stored one",
+                    status=409,
+                )
             if last is not None and timestamp <= last.timestamp:
                 raise RemoteFailure(
                     FailureClass.REJECTED,

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import DeliveryState, LedgerKey
-from tests.engine.conftest import COURSE, DEST, Harness, T, learner, ledger, post, seed, states
+from gradesync.services.worker import Engine
+from tests.engine.conftest import (
+    COURSE,
+    DEST,
+    FAST,
+    Harness,
+    ManualClock,
+    T,
+    learner,
+    ledger,
+    post,
+    seed,
+    states,
+)
 from tests.engine.double import server_error, slow_down, unknown_user
 
 
@@ -94,33 +108,32 @@ async def test_server_errors_back_off_then_deliver(harness: Harness, db: Databas
 async def test_retry_after_is_honoured_for_the_whole_destination(
     harness: Harness, db: Database
 ) -> None:
+    # A manual clock: the Retry-After ends when the test says, not when a slow machine
+    # happens to get there (a real 0.6 s window made this test flaky under load).
     seed(db, learners=3, config={"concurrency": 1})
-    harness.remote.fail_next(1, slow_down(0.6))
-    sent_at: list[float] = []
-    original = harness.remote.arrived
-
-    class Stamp(asyncio.Event):
-        def set(self) -> None:
-            sent_at.append(time.monotonic())
-            super().set()
-
-    harness.remote.arrived = Stamp()
-    assert not original.is_set()
-    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
-    await harness.engine.process_dirty()
-    await harness.engine.deliver_due()
-    # the 429 gated the destination: the other two were not sent, nothing was rejected
-    assert len(sent_at) == 1
-    assert states(db) == {"retrying": 3}
-    with db.uow() as uow:
-        dest = uow.destinations.get(T, DEST)
-    assert dest is not None and dest.paused_until is not None
-    assert dest.pause_reason is not None and "slow down" in dest.pause_reason
-    await harness.start()
-    await harness.all_delivered(3)
-    assert sent_at[1] - sent_at[0] >= 0.55  # nothing went out before Retry-After
-    row = ledger(db)[("a1", learner(0))]
-    assert row.tries == 0  # slowing down is not a failed try
+    clock = ManualClock()
+    engine = Engine(db.uow, clock, harness.factory, FAST)
+    try:
+        harness.remote.fail_next(1, slow_down(30))
+        post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
+        await engine.process_dirty()
+        await engine.deliver_due()
+        # the 429 gated the destination: the other two were not sent, nothing was rejected
+        assert harness.remote.sends == 1
+        assert states(db) == {"retrying": 1, "pending": 2}
+        with db.uow() as uow:
+            dest = uow.destinations.get(T, DEST)
+        assert dest is not None and dest.paused_until == clock.now() + timedelta(seconds=30)
+        assert dest.pause_reason is not None and "slow down" in dest.pause_reason
+        clock.advance(timedelta(seconds=29))
+        assert (await engine.deliver_due()).sent == 0  # nothing goes out before Retry-After
+        clock.advance(timedelta(seconds=1))
+        await engine.deliver_due()
+        assert states(db) == {"delivered": 3}
+        row = ledger(db)[("a1", learner(0))]
+        assert row.tries == 0  # slowing down is not a failed try
+    finally:
+        await engine.aclose()
 
 
 async def test_rejections_are_not_retried_and_keep_the_remote_words(
@@ -146,20 +159,27 @@ async def test_rejections_are_not_retried_and_keep_the_remote_words(
 
 async def test_circuit_breaker_pauses_and_resumes_by_itself(harness: Harness, db: Database) -> None:
     seed(db, learners=6, config={"concurrency": 1})
-    remote = harness.remote
-    remote.fail_next(3, server_error())  # threshold is 3 in FAST
-    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(6)])
-    await harness.engine.process_dirty()
-    await harness.engine.deliver_due()
-    assert remote.sends == 3  # the breaker opened: the other three were held back
-    with db.uow() as uow:
-        dest = uow.destinations.get(T, DEST)
-    assert dest is not None and dest.paused_until is not None
-    assert dest.pause_reason is not None and "Circuit breaker" in dest.pause_reason
-    await harness.start()
-    await harness.all_delivered(6)
-    assert remote.sends == 9
-    await harness.until(lambda: _unpaused(db))
+    clock = ManualClock()  # the cool-down ends when the test says (see above)
+    engine = Engine(db.uow, clock, harness.factory, FAST)
+    try:
+        remote = harness.remote
+        remote.fail_next(3, server_error())  # threshold is 3 in FAST
+        post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(6)])
+        await engine.process_dirty()
+        await engine.deliver_due()
+        assert remote.sends == 3  # the breaker opened: the other three were held back
+        with db.uow() as uow:
+            dest = uow.destinations.get(T, DEST)
+        assert dest is not None and dest.paused_until is not None
+        assert dest.pause_reason is not None and "Circuit breaker" in dest.pause_reason
+        assert (await engine.deliver_due()).sent == 0  # still cooling down
+        clock.advance(FAST.breaker.cooldown)
+        await engine.deliver_due()  # one probe, it succeeds, the rest follow
+        assert states(db) == {"delivered": 6}
+        assert remote.sends == 9
+        assert _unpaused(db)
+    finally:
+        await engine.aclose()
 
 
 def _unpaused(db: Database) -> bool:
@@ -197,27 +217,36 @@ async def test_rate_limit_per_destination(harness: Harness, db: Database) -> Non
 
 
 async def test_misconfigured_destination_is_paused(harness: Harness, db: Database) -> None:
+    """Flaky before: with a real 0.4 s pause, a slow pass (full suite, SQLite fsyncs) outlived
+    the pause and sent again before the assertions. A manual clock ends it on cue."""
     from gradesync.services.destination import FailureClass, RemoteFailure
 
     seed(db, learners=2, config={"concurrency": 1})
-    harness.remote.fail_next(
-        1,
-        RemoteFailure(
-            FailureClass.MISCONFIGURED, "no_grade_scope", "scope not granted", status=401
-        ),
-    )
-    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(2)])
-    await harness.engine.process_dirty()
-    await harness.engine.deliver_due()
-    assert harness.remote.sends == 1
-    with db.uow() as uow:
-        dest = uow.destinations.get(T, DEST)
-    assert dest is not None and dest.pause_reason is not None
-    assert dest.pause_reason.startswith("Misconfigured")
-    row = ledger(db)[("a1", learner(0))]
-    assert row.state is DeliveryState.RETRYING and row.reason_code == "no_grade_scope"
-    await harness.start()  # the pause ends by itself and the probe succeeds
-    await harness.all_delivered(2)
+    clock = ManualClock()
+    engine = Engine(db.uow, clock, harness.factory, FAST)
+    try:
+        harness.remote.fail_next(
+            1,
+            RemoteFailure(
+                FailureClass.MISCONFIGURED, "no_grade_scope", "scope not granted", status=401
+            ),
+        )
+        post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(2)])
+        await engine.process_dirty()
+        await engine.deliver_due()
+        assert harness.remote.sends == 1
+        with db.uow() as uow:
+            dest = uow.destinations.get(T, DEST)
+        assert dest is not None and dest.pause_reason is not None
+        assert dest.pause_reason.startswith("Misconfigured")
+        row = ledger(db)[("a1", learner(0))]
+        assert row.state is DeliveryState.RETRYING and row.reason_code == "no_grade_scope"
+        assert (await engine.deliver_due()).sent == 0  # paused
+        clock.advance(FAST.misconfigured_pause)  # the pause ends by itself; the probe works
+        await engine.deliver_due()
+        assert states(db) == {"delivered": 2}
+    finally:
+        await engine.aclose()
 
 
 async def test_pending_work_is_swept_on_start(harness: Harness, db: Database) -> None:

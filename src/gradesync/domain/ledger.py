@@ -336,12 +336,19 @@ def after_delivery(
 # --- scheduling helpers --------------------------------------------------------------------
 
 
-def next_score_timestamp(last: datetime | None, now: datetime) -> datetime:
+DEFAULT_TIMESTAMP_STEP = timedelta(milliseconds=1)
+
+
+def next_score_timestamp(
+    last: datetime | None, now: datetime, step: timedelta = DEFAULT_TIMESTAMP_STEP
+) -> datetime:
     """AGS score timestamps must strictly increase per (line item, learner); some platforms
-    reject an equal one (Moodle), so a clock that did not move still yields a later one."""
+    reject an equal one (Moodle), so a clock that did not move still yields a later one.
+    `step` is the smallest difference the destination tells apart (Moodle keeps whole
+    seconds: 1 s), so the next timestamp is at least `step` after the last one."""
     if last is None:
         return now
-    return max(now, last + timedelta(milliseconds=1))
+    return max(now, last + max(step, DEFAULT_TIMESTAMP_STEP))
 
 
 def is_pending(row: LedgerRow, now: datetime) -> bool:

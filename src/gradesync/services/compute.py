@@ -25,6 +25,7 @@ from gradesync.domain.model import (
     Activity,
     Attempt,
     Course,
+    CourseLink,
     DeliveryState,
     Destination,
     DestinationKind,
@@ -47,11 +48,13 @@ from gradesync.domain.policy import (
 )
 from gradesync.domain.reasons import Reason
 from gradesync.services.clock import Clock
+from gradesync.services.lti_migration import MIGRATED_KEY
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
 NO_PERSON_LINK = "no_person_link"
 DESTINATION_UNAVAILABLE = "destination_unavailable"
 INVALID_POLICY = "invalid_policy"
+COURSE_MIGRATED = "course_migrated"
 
 # What the destination can take, or why gradesync cannot talk to it at all.
 CapabilitiesLookup = Callable[[Destination], Capabilities | Reason]
@@ -72,6 +75,21 @@ def no_person_link(destination: Destination) -> Reason:
             "the grade is sent automatically once they open any gradesync link in the course."
         )
     return Reason(NO_PERSON_LINK, text)
+
+
+def migrated_to(link: CourseLink) -> str | None:
+    """The destination a course moved to (LTI 1.1 -> 1.3 migration), or None. A migrated
+    course link is history: nothing is computed for it or sent through it any more."""
+    target = link.data.get(MIGRATED_KEY) if link.data else None
+    return str(target) if target else None
+
+
+def course_migrated(destination: Destination, target: str) -> Reason:
+    return Reason(
+        COURSE_MIGRATED,
+        f"This course moved from {destination.name!r} to the LTI 1.3 destination {target!r}; "
+        "its grades are sent there now.",
+    )
 
 
 def destination_unavailable(destination: Destination, problem: str) -> Reason:
@@ -221,7 +239,8 @@ def _compute_pairs(
     links = [
         link
         for link in uow.links.destinations_for_course(tenant_id, course_id)
-        if only_destination is None or link.destination_id == only_destination
+        if (only_destination is None or link.destination_id == only_destination)
+        and migrated_to(link) is None
     ]
     if not links:
         return
@@ -260,6 +279,15 @@ def _compute_pairs(
             )
             old = rows.get(key)
             new = reconcile(old, key, outcome, now, remaster=remaster)
+            if (
+                new is not None
+                and old is not None
+                and old.state is DeliveryState.PENDING
+                and new.state is DeliveryState.PENDING
+            ):
+                # still waiting: keep its place in the delivery queue (oldest first), so a
+                # key that keeps changing is not pushed back for ever
+                new = replace(new, updated_at=old.updated_at)
             if new is None and reset_failures and old is not None:
                 new = _reset(old, now)
                 if new is not None:

@@ -2,15 +2,17 @@
 
 One pass (`Deliverer.deliver`) repeats three steps until nothing in its scope is due:
 
-1. **claim** a batch of due rows nobody holds (newest change first) and lease them to this
-   worker, stamping each with the score timestamp it will carry (strictly increasing per
-   key, even across crashes);
+1. **claim** a batch of due rows nobody holds (oldest due first, whatever the course)
+   and lease them to this worker, stamping each with the score timestamp it will carry
+   (strictly increasing per key by at least the destination's `timestamp_step`, even
+   across crashes);
 2. **prepare** them: the course link (`ensure_course`), the column (`ensure_column`, only
    when its details changed), the person link; rows that cannot be sent are settled at once;
 3. **send** each row's desired state concurrently, bounded per destination by its
-   semaphore, rate limiter, circuit breaker and gate, then **settle**: the outcome is folded
-   into the row *re-read under lock* (`domain.ledger.after_delivery`), so a newer desired
-   state that arrived during the send stays pending and goes next.
+   semaphore, rate limiter, circuit breaker and gate (an admin's pause is re-read before
+   each send, `check_pause`; a paused row is let go unchanged), then **settle**: the
+   outcome is folded into the row *re-read under lock* (`domain.ledger.after_delivery`), so
+   a newer desired state that arrived during the send stays pending and goes next.
 
 Settlements are written by one writer task in batches (group commit), never while an HTTP
 call is open. The remote's failure class decides what happens next:
@@ -73,15 +75,19 @@ from gradesync.domain.reasons import Reason
 from gradesync.services.clock import Clock
 from gradesync.services.compute import (
     INVALID_POLICY,
+    course_migrated,
     destination_unavailable,
+    migrated_to,
     no_person_link,
 )
 from gradesync.services.destination import (
+    DEFAULT_TIMESTAMP_STEP,
     DestinationClient,
     DestinationFactory,
     FailureClass,
     RemoteFailure,
     ResultTarget,
+    timestamp_step_of,
 )
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.limits import (
@@ -422,6 +428,7 @@ class Deliverer:
                     lim.gate_reason,
                 )
                 new.waiting = lim.waiting
+                new.gate_set_at, new.disabled = lim.gate_set_at, lim.disabled
             self.limits[key] = lim = new
             self._limit_sigs[key] = sig
         return lim
@@ -440,18 +447,62 @@ class Deliverer:
 
         found = await asyncio.to_thread(load)
         self._destinations_at = time.monotonic()
-        settle_time = 5 * self.settings.destinations_ttl.total_seconds() + 1.0
         self.destinations = {(d.tenant_id, d.id): d for d in found}
         now = self.clock.now()
         for d in found:
-            lim = self.limits_for(d)
-            if d.paused_until is not None and d.paused_until > now:
-                # another worker (or an admin) paused it: honour it here too
-                lim.close_gate(d.paused_until, d.pause_reason or "Paused by an admin.")
-            elif lim.gated(now) and time.monotonic() - lim.gate_set_at > settle_time:
-                # our pause was written long ago and is gone from the database: an admin
-                # resumed the destination
-                lim.gate_until = None
+            self._apply_pause(d, self.limits_for(d), now)
+
+    def _apply_pause(self, d: Destination, lim: DestinationLimits, now: datetime) -> None:
+        """Honour the pause the database holds for `d` (an admin's, or another worker's)."""
+        lim.disabled = not d.enabled
+        settle_time = 5 * self.settings.destinations_ttl.total_seconds() + 1.0
+        if d.paused_until is not None and d.paused_until > now:
+            lim.close_gate(d.paused_until, d.pause_reason or "Paused by an admin.")
+        elif lim.gated(now) and time.monotonic() - lim.gate_set_at > settle_time:
+            # our pause was written long ago and is gone from the database: an admin
+            # resumed the destination
+            lim.gate_until = None
+
+    async def check_pause(self, d: Destination, lim: DestinationLimits) -> None:
+        """Re-read the destination's pause before a send, so an admin's pause stops sends
+        within the requests already in flight. Checks are shared: a send uses a check that
+        started at most `pause_check` before it asked (0: only one that started after),
+        and at most one check per destination is in flight."""
+        asked = time.monotonic()
+        fresh_from = asked - self.settings.pause_check.total_seconds()
+        while True:
+            task = lim.pause_check
+            if task is not None and not task.done():
+                started = lim.pause_check_started
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
+                if started >= fresh_from:
+                    return
+                continue
+            if lim.pause_checked_at >= fresh_from:
+                return
+            lim.pause_check_started = time.monotonic()
+            lim.pause_check = asyncio.create_task(self._read_pause(d, lim))
+
+    async def _read_pause(self, d: Destination, lim: DestinationLimits) -> None:
+        started = lim.pause_check_started
+
+        def read() -> Destination | None:
+            with self.uow_factory() as uow:
+                return uow.destinations.get(d.tenant_id, d.id)
+
+        try:
+            fresh = await asyncio.to_thread(read)
+        except Exception:
+            log.exception("re-reading the pause of %s/%s failed", d.tenant_id, d.id)
+            fresh = None
+        else:
+            if fresh is None:  # deleted: send nothing more
+                lim.disabled = True
+            else:
+                self.destinations[(d.tenant_id, d.id)] = fresh
+                self._apply_pause(fresh, lim, self.clock.now())
+        lim.pause_checked_at = max(lim.pause_checked_at, started)
 
     def _excluded(self, now: datetime) -> tuple[list[DestKey], list[DestKey]]:
         """(destinations not to claim for, destinations owed one probe)."""
@@ -525,7 +576,10 @@ class Deliverer:
                         course_id=scope.course_id,
                         activity_ids=scope.activity_ids or None,
                     )
-                stamped = [(r, c, next_score_timestamp(r.last_timestamp, now)) for r, c in rows]
+                stamped = [
+                    (r, c, next_score_timestamp(r.last_timestamp, now, self._step(r.key)))
+                    for r, c in rows
+                ]
                 uow.ledger.lease([(r.key, ts) for r, _, ts in stamped], self.worker_id, lease_until)
                 facts = self._load_facts(uow, [(r.key, c) for r, c, _ in stamped]) if rows else {}
                 uow.commit()
@@ -539,6 +593,16 @@ class Deliverer:
             if d is not None:
                 self.limits_for(d).waiting += 1
         return out, facts
+
+    def _step(self, key: LedgerKey) -> timedelta:
+        """The destination's smallest timestamp step (whole seconds for Moodle)."""
+        d = self.destinations.get((key.tenant_id, key.destination_id))
+        if d is None:
+            return DEFAULT_TIMESTAMP_STEP
+        try:
+            return timestamp_step_of(self.clients.get(d))
+        except Exception:  # an unusable destination: its send fails on its own
+            return DEFAULT_TIMESTAMP_STEP
 
     def _done_waiting(self, c: Claimed) -> None:
         d = self.destinations.get((c.row.key.tenant_id, c.row.key.destination_id))
@@ -768,6 +832,11 @@ class Deliverer:
         if d is None or facts.tenant is None or facts.course is None:
             self._settle_all(items, None, stats, run_id)  # deleted meanwhile: let go
             return []
+        moved = migrated_to(facts.course_link) if facts.course_link is not None else None
+        if moved is not None:
+            # computed before the course moved to LTI 1.3: never send through the old link
+            self._settle_all(items, course_migrated(d, moved), stats, run_id)
+            return []
         lim = self.limits_for(d)
         try:
             client = self.clients.get(d)
@@ -849,17 +918,13 @@ class Deliverer:
         try:
             async with lim.semaphore:
                 await lim.rate.acquire()
+                await self.check_pause(d, lim)
                 now = self.clock.now()
-                gate = lim.gated(now)
-                if gate is None and not lim.breaker.allow(now):
-                    gate = lim.breaker.open_until or now + timedelta(seconds=1)
-                if gate is not None:
+                if lim.disabled or lim.gated(now) or not lim.breaker.allow(now):
+                    # paused (by an admin, the remote's Retry-After, the breaker): the row
+                    # waits as it is, due again the moment the pause ends or is lifted
                     stats.gated += 1
-                    outcome: DeliveryOutcome | None = RetryLater(
-                        Reason("paused", lim.gate_reason or "The destination is paused."),
-                        retry_after=max(gate - now, timedelta(0)),
-                    )
-                    self._settle_one(c, outcome, stats, run_id, logged=False)
+                    self._settle_one(c, None, stats, run_id, logged=False)
                     return
                 left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
                 if left < self.settings.min_lease_left.total_seconds():

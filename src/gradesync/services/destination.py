@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -101,7 +101,11 @@ class ResultTarget:
 
 class DestinationClient(Protocol):
     """A connection to one destination. Adapters are async (httpx.AsyncClient) and safe to
-    call concurrently; the engine bounds concurrency and rate per destination."""
+    call concurrently; the engine bounds concurrency and rate per destination.
+
+    Optional attribute `timestamp_step: timedelta`: the smallest difference between two
+    score timestamps the destination tells apart (Moodle keeps whole seconds: 1 s). The
+    engine reads it with `timestamp_step_of(client)`; without it, 1 ms."""
 
     destination: Destination
 
@@ -136,6 +140,17 @@ class DestinationClient(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+DEFAULT_TIMESTAMP_STEP = timedelta(milliseconds=1)
+
+
+def timestamp_step_of(client: object) -> timedelta:
+    """The client's `timestamp_step` when it declares a usable one, else 1 ms."""
+    step = getattr(client, "timestamp_step", None)
+    if isinstance(step, timedelta) and step > timedelta(0):
+        return step
+    return DEFAULT_TIMESTAMP_STEP
 
 
 class DestinationFactory(Protocol):

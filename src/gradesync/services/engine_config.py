@@ -33,3 +33,7 @@ class EngineSettings:
     poll: timedelta = timedelta(seconds=1)
     course_link_ttl: timedelta = timedelta(minutes=5)
     destinations_ttl: timedelta = timedelta(seconds=1)
+    # before a send, the destination's pause is re-read unless a read started this recently
+    # (0: a read that started after the send was ready), so an admin's pause stops sends
+    # within the requests in flight and this long
+    pause_check: timedelta = timedelta(milliseconds=50)

@@ -143,6 +143,11 @@ class DestinationLimits:
         self.gate_reason: str | None = None
         self.gate_set_at = 0.0  # monotonic
         self.waiting = 0  # claimed rows not yet settled (bounds how much more to claim)
+        # an admin's pause, re-read from the database before sends (see Deliverer)
+        self.disabled = False
+        self.pause_checked_at = float("-inf")  # monotonic start of the last finished check
+        self.pause_check: asyncio.Task[None] | None = None  # the check in flight
+        self.pause_check_started = float("-inf")
         self.in_flight = 0
         self.max_in_flight = 0  # observed, for tests and metrics
 

@@ -54,6 +54,7 @@ from gradesync.services.compute import (
     ComputeStats,
     compute_activity,
     learners_of,
+    migrated_to,
     people_of_activity,
 )
 from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, DeliveryStats
@@ -409,6 +410,8 @@ class RunExecutor:
                 else:
                     links = uow.links.courses_for_destination(scope.tenant_id, d.id)
                 for link in sorted(links, key=lambda lk: lk.course_id):
+                    if migrated_to(link) is not None:  # moved to LTI 1.3: history only
+                        continue
                     course = uow.courses.get(scope.tenant_id, link.course_id)
                     if course is None:
                         continue

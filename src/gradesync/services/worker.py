@@ -3,7 +3,7 @@
 `Engine` ties computing, delivery and runs together for one worker process:
 
 - `process_dirty()`: recompute every dirty key (auto sync), batch after batch;
-- `deliver_due()`: deliver every due row (newest change first);
+- `deliver_due()`: deliver every due row (oldest due first);
 - `start_queued_runs()`: start queued runs whose scope is free, each in its own task;
 - `execute_run(run_id)`: claim and run one run now (the procrastinate task does this);
 - `recover()`: on start, requeue runs whose worker died (and, for the only worker of an

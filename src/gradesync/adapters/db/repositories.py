@@ -765,23 +765,41 @@ class LedgerRepo(_Repo):
         activity_ids: Sequence[str] | None = None,
         exclude_destinations: Sequence[tuple[str, str]] = (),
     ) -> list[tuple[LedgerRow, str]]:
-        """Due rows nobody holds, newest change first (a learner's fresh grade is not stuck
-        behind a remaster), with their course. Locked (SKIP LOCKED on PostgreSQL) so two
-        workers claiming at once get different rows; `lease` them in the same transaction."""
+        """Due rows nobody holds, oldest due first (pending since, or retry time), with their
+        course: no result waits behind newer changes, so nothing (a course's first grade
+        included) waits until the load stops. Each state is read along its own index
+        (`ix_ledger_pending`, `ix_ledger_due`), so a claim costs the same whatever the
+        backlog. Locked (SKIP LOCKED on PostgreSQL) so two workers claiming at once get
+        different rows; `lease` them in the same transaction."""
         c = t.ledger.c
-        q = (
+        # the due conditions without the first (the state): each query below names its own
+        free = self._due_conditions(
+            now, tenant_id, destination_id, course_id, activity_ids, exclude_destinations
+        )[1:]
+        pending = (
             select(t.ledger)
-            .where(
-                *self._due_conditions(
-                    now, tenant_id, destination_id, course_id, activity_ids, exclude_destinations
-                )
-            )
-            .order_by(c.updated_at.desc())
+            .where(c.state == DeliveryState.PENDING.value, *free)
+            .order_by(c.updated_at, c.activity_id, c.person_id)
             .limit(limit)
         )
-        if self.conn.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True)
-        return [(_ledger_row(r), r["course_id"]) for r in self.conn.execute(q).mappings()]
+        retrying = (
+            select(t.ledger)
+            .where(
+                c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now), *free
+            )
+            .order_by(c.next_attempt_at, c.activity_id, c.person_id)
+            .limit(limit)
+        )
+        found: list[tuple[datetime, LedgerRow, str]] = []
+        for q in (pending, retrying):
+            if self.conn.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            for r in self.conn.execute(q).mappings():
+                row = _ledger_row(r)
+                since = row.next_attempt_at if row.state is DeliveryState.RETRYING else None
+                found.append((since or row.updated_at, row, r["course_id"]))
+        found.sort(key=lambda f: f[0])
+        return [(row, course) for _, row, course in found[:limit]]
 
     def lease(
         self, rows: Sequence[tuple[LedgerKey, datetime]], owner: str, until: datetime

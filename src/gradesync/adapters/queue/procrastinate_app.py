@@ -11,6 +11,7 @@ also looks for work on its own every few seconds).
   another worker's delivery loop joins in; at most one waiting.
 - `gradesync.run_sync(run_id)` (deferred by `request_run`, `wake_run`): a lock and a
   queueing lock per run scope, so one run per scope runs and one waits.
+- `gradesync.schedules.tick` (periodic, every minute): fires due schedules (scheduled syncs).
 
 "A lock per key keeps order" is the ledger lease: a worker claims a row (SELECT ... FOR
 UPDATE SKIP LOCKED) and holds it while it sends, so no two workers send one key at once.
@@ -29,6 +30,7 @@ from procrastinate import exceptions as pexc
 from sqlalchemy.engine import make_url
 
 from gradesync.adapters.queue.inprocess import EmbeddedWorker
+from gradesync.adapters.queue.scheduler import build_schedule_service, register_periodic_tick
 from gradesync.domain.model import RunScope
 
 log = logging.getLogger(__name__)
@@ -195,6 +197,14 @@ def worker_app(url: str, worker: EmbeddedWorker) -> procrastinate.App:
     async def run_sync(run_id: str) -> None:
         await worker.engine.execute_run(run_id)
 
+    # scheduled syncs: a once-a-minute tick any worker may take (the tick's compare-and-set
+    # fires each due slot once, however many workers tick)
+    engine = worker.engine
+    register_periodic_tick(
+        app,
+        lambda: build_schedule_service(engine.uow_factory, engine.clock, engine.waker),
+        queue=QUEUE,
+    )
     return app
 
 
