@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import typer
 
-from gradesync.cli import db, lti11, sandbox, serve, sis, users
-from gradesync.cli import platforms
-from gradesync.cli import destinations, import_, keys, runs, sync, tenants
-from gradesync.cli import schedules
-from gradesync.cli import worker
-from gradesync.cli import doctor
+from gradesync.cli import (
+    db,
+    destinations,
+    doctor,
+    import_,
+    keys,
+    lti11,
+    platforms,
+    runs,
+    sandbox,
+    schedules,
+    serve,
+    sis,
+    sync,
+    tenants,
+    users,
+    worker,
+)
 
 app = typer.Typer(
     help="gradesync: one-way, reliable grade sync into LMS gradebooks and SIS.",

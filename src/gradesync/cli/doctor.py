@@ -297,7 +297,7 @@ def repair(
 
 def _validate(rt: Runtime, sel: ov.RepairSelection) -> None:
     with rt.db.uow() as uow:
-        ov.validate_selection(uow, sel)  # type: ignore[arg-type]
+        ov.validate_selection(uow, sel)
 
 
 __all__: Sequence[str] = ("destinations_check", "doctor", "overrides", "repair")

@@ -56,7 +56,7 @@ BY = typer.Option(None, "--by", help="Who is doing this (default cli:<login name
 
 
 def _service(rt: Runtime) -> ScheduleService:
-    return build_schedule_service(rt.db.uow, rt.clock, rt.waker)  # type: ignore[arg-type]
+    return build_schedule_service(rt.db.uow, rt.clock, rt.waker)
 
 
 def _parse_time(value: str | None, field: str, *, naive_is_utc: bool) -> datetime | None:

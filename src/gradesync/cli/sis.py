@@ -20,7 +20,7 @@ from gradesync.adapters.destinations.oneroster import OneRosterClient
 from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.domain.canonical import parse_iso
 from gradesync.domain.errors import GradesyncError, InvalidInput
-from gradesync.domain.model import DestinationKind, RunScope
+from gradesync.domain.model import DestinationKind
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
@@ -35,17 +35,6 @@ console = Console()
 T = TypeVar("T")
 
 TENANT = typer.Option(..., "--tenant", help="Tenant id.")
-
-
-class _QueuedOnly:
-    """The CLI runs no worker: a run it requests is stored queued, and the workers of
-    `gradesync serve` / `gradesync worker` pick it up."""
-
-    def wake_keys(self) -> None:
-        return None
-
-    def wake_run(self, run_id: str, scope: RunScope) -> None:
-        return None
 
 
 def _run(fn: Callable[[Runtime], T]) -> T:
@@ -372,7 +361,7 @@ def post(
     def go(rt: Runtime) -> service.PostResult:
         return service.post_grades(
             rt.db.uow,
-            rt.waker or _QueuedOnly(),
+            rt.waker or rt.remote_waker(),
             rt.clock,
             tenant_id=tenant,
             destination_id=destination_id,

@@ -34,7 +34,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # scheduled syncs (docs/schedules.md): safe in every serve process at once
         from gradesync.adapters.queue.scheduler import start_scheduler
 
-        scheduler = start_scheduler(runtime.db.uow, runtime.clock, runtime.waker)  # type: ignore[arg-type]
+        scheduler = start_scheduler(runtime.db.uow, runtime.clock, runtime.waker)
     try:
         yield
     finally:

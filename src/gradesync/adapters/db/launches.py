@@ -20,7 +20,7 @@ from gradesync.domain.diagnosis import LaunchFact, RejectionFact
 _CONTEXT = "https://purl.imsglobal.org/spec/lti/claim/context"
 
 
-def _fact(r: Mapping[str, Any]) -> LaunchFact:
+def _fact(r: Mapping[Any, Any]) -> LaunchFact:
     claims = r["claims"] or {}
     ctx = claims.get(_CONTEXT) if isinstance(claims, dict) else None
     if not isinstance(ctx, dict):  # LTI 1.1 launches keep the form's context fields

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar, Union, cast, overload
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,6 +22,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from gradesync.domain.model import PolicySettings
 
 T = TypeVar("T")
+
+
+@overload
+def utc(dt: datetime) -> datetime: ...
+
+
+@overload
+def utc(dt: None) -> None: ...
 
 
 def utc(dt: datetime | None) -> datetime | None:
@@ -55,11 +63,11 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: _unwrap_optional(hints[f.name]) for f in dataclasses.fields(cls)}
 
 
-def policy_from_json(data: Mapping[str, Any] | None) -> PolicySettings:
+def policy_from_json(data: Mapping[Any, Any] | None) -> PolicySettings:
     if not data:
         return PolicySettings()
     types_ = _field_types(PolicySettings)
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for name, tp in types_.items():
         if name in data and data[name] is not None:
             kwargs[name] = (
@@ -86,9 +94,9 @@ def to_row(obj: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     return row
 
 
-def from_row(cls: type[T], row: Mapping[str, Any], **extra: Any) -> T:
+def from_row(cls: type[T], row: Mapping[Any, Any], **extra: Any) -> T:
     kwargs: dict[str, Any] = {}
-    for name, tp in _field_types(cls).items():
+    for name, tp in _field_types(cast(type, cls)).items():
         if name in extra:
             kwargs[name] = extra[name]
             continue

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     and_,
     bindparam,
@@ -222,7 +223,7 @@ class DueDateOverrideRepo(_Repo):
                 c.tenant_id == tenant_id, c.activity_id == activity_id
             )
         )
-        return {r.person_id: utc(r.due_at) for r in rows}  # type: ignore[misc]
+        return {r.person_id: utc(r.due_at) for r in rows}
 
     def get(self, tenant_id: str, activity_id: str, person_id: str) -> datetime | None:
         c = t.due_date_overrides.c
@@ -249,7 +250,7 @@ class DueDateOverrideRepo(_Repo):
         out: dict[tuple[str, str], datetime] = {}
         for a, p, due in rows:
             if (a, p) in wanted:
-                out[(a, p)] = utc(due)  # type: ignore[assignment]
+                out[(a, p)] = utc(due)
         return out
 
 
@@ -632,7 +633,7 @@ class LedgerRepo(_Repo):
     ) -> list[LedgerRow]:
         """Keys to send now: pending, or retrying whose time has come. Oldest first."""
         c = t.ledger.c
-        conds = [
+        conds: list[ColumnElement[bool]] = [
             (c.state == DeliveryState.PENDING.value)
             | and_(c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now))
         ]
@@ -784,9 +785,7 @@ class LedgerRepo(_Repo):
         )
         retrying = (
             select(t.ledger)
-            .where(
-                c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now), *free
-            )
+            .where(c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now), *free)
             .order_by(c.next_attempt_at, c.activity_id, c.person_id)
             .limit(limit)
         )
@@ -797,7 +796,9 @@ class LedgerRepo(_Repo):
             for r in self.conn.execute(q).mappings():
                 row = _ledger_row(r)
                 since = row.next_attempt_at if row.state is DeliveryState.RETRYING else None
-                found.append((since or row.updated_at, row, r["course_id"]))
+                stamp = since or row.updated_at
+                assert stamp is not None  # updated_at is NOT NULL
+                found.append((stamp, row, r["course_id"]))
         found.sort(key=lambda f: f[0])
         return [(row, course) for _, row, course in found[:limit]]
 
@@ -853,9 +854,7 @@ class LedgerRepo(_Repo):
         )
         self.conn.execute(
             stmt,
-            [
-                dict(zip(("k_t", "k_d", "k_a", "k_p"), _key_tuple(k), strict=True)) for k in keys
-            ],
+            [dict(zip(("k_t", "k_d", "k_a", "k_p"), _key_tuple(k), strict=True)) for k in keys],
         )
 
     def clear_leases(self, owner: str | None = None) -> int:
@@ -892,9 +891,7 @@ class LedgerRepo(_Repo):
             .where(*scope, *self._due_conditions(now, None, None, None, None, ()))
         ).scalar()
         leased = self.conn.execute(
-            select(func.count())
-            .select_from(t.ledger)
-            .where(*scope, c.lease_until >= utc(now))
+            select(func.count()).select_from(t.ledger).where(*scope, c.lease_until >= utc(now))
         ).scalar()
         next_retry = self.conn.execute(
             select(func.min(c.next_attempt_at)).where(
@@ -981,7 +978,7 @@ class DirtyKeyRepo(_Repo):
             .order_by(c.marked_at)
             .limit(limit)
         )
-        return [(r[0], r[1], r[2], r[3], utc(r[4])) for r in rows]  # type: ignore[misc]
+        return [(r[0], r[1], r[2], r[3], utc(r[4])) for r in rows]
 
     def clear(
         self, keys: Sequence[tuple[str, str, str]], *, marked_before: datetime | None = None
@@ -1281,7 +1278,7 @@ class RunRepo(_Repo):
                     started_at=utc(now),
                     stages=[
                         *(r["stages"] or []),
-                        {"stage": RunStage.COMPUTING.value, "at": utc(now).isoformat()},  # type: ignore[union-attr]
+                        {"stage": RunStage.COMPUTING.value, "at": utc(now).isoformat()},
                     ],
                 )
             )
@@ -1322,7 +1319,7 @@ class RunRepo(_Repo):
                     worker_id=None,
                     stages=[
                         *(r["stages"] or []),
-                        {"stage": RunStage.QUEUED.value, "at": utc(now).isoformat()},  # type: ignore[union-attr]
+                        {"stage": RunStage.QUEUED.value, "at": utc(now).isoformat()},
                     ],
                     message="requeued: the worker running it stopped",
                 )
@@ -1417,9 +1414,7 @@ class ScheduleRepo(_Repo):
         """When the soonest unpaused schedule is due (any tenant): the scheduler sleeps until."""
         c = t.schedules.c
         return utc(
-            self.conn.execute(
-                select(func.min(c.next_run_at)).where(c.paused_at.is_(None))
-            ).scalar()
+            self.conn.execute(select(func.min(c.next_run_at)).where(c.paused_at.is_(None))).scalar()
         )
 
     def add_event(self, e: ScheduleEvent) -> None:
@@ -1448,10 +1443,7 @@ class ScheduleRepo(_Repo):
         if actions:
             conds.append(c.action.in_([a.value for a in actions]))
         rows = self.conn.execute(
-            select(t.schedule_events)
-            .where(*conds)
-            .order_by(c.at.desc(), c.id.desc())
-            .limit(limit)
+            select(t.schedule_events).where(*conds).order_by(c.at.desc(), c.id.desc()).limit(limit)
         ).mappings()
         return [from_row(ScheduleEvent, r) for r in rows]
 
@@ -1460,7 +1452,9 @@ class UserRepo(_Repo):
     def get(self, tenant_id: str, username: str) -> ConsoleUser | None:
         c = t.users.c
         row = (
-            self.conn.execute(select(t.users).where(c.tenant_id == tenant_id, c.username == username))
+            self.conn.execute(
+                select(t.users).where(c.tenant_id == tenant_id, c.username == username)
+            )
             .mappings()
             .first()
         )
@@ -1473,9 +1467,13 @@ class UserRepo(_Repo):
     def save(self, user: ConsoleUser, now: datetime) -> None:
         row = to_row(user)
         row["created_at"] = utc(user.created_at or now)
-        upsert(self.conn, t.users, row, update=("display_name", "password_hash", "role", "course_ids"))
+        upsert(
+            self.conn, t.users, row, update=("display_name", "password_hash", "role", "course_ids")
+        )
 
     def all(self, tenant_id: str) -> list[ConsoleUser]:
         c = t.users.c
-        rows = self.conn.execute(select(t.users).where(c.tenant_id == tenant_id).order_by(c.username)).mappings()
+        rows = self.conn.execute(
+            select(t.users).where(c.tenant_id == tenant_id).order_by(c.username)
+        ).mappings()
         return [from_row(ConsoleUser, r) for r in rows]

@@ -23,7 +23,9 @@ Fetch = Callable[[], Awaitable[tuple[str, float, frozenset[str]]]]  # token, exp
 
 
 class TokenCache:
-    def __init__(self, *, margin_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, margin_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._margin = margin_seconds
         self._clock = clock
         self._tokens: dict[Hashable, AccessToken] = {}

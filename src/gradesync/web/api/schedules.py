@@ -142,7 +142,7 @@ def history_out(h: HistoryEntry) -> HistoryOut:
 
 
 def service(rt: Runtime = Depends(runtime)) -> ScheduleService:
-    return build_schedule_service(rt.db.uow, rt.clock, rt.waker)  # type: ignore[arg-type]
+    return build_schedule_service(rt.db.uow, rt.clock, rt.waker)
 
 
 Admin = Annotated[Principal, Depends(require_scope("admin"))]
