@@ -57,6 +57,9 @@ class Remote:
     capabilities: Capabilities = field(default_factory=Capabilities)
     readable: bool = True
     course_failure: RemoteFailure | None = None
+    # activity id -> what ensure_column raises for it (e.g. a column not synced by design)
+    column_failures: dict[str, RemoteFailure] = field(default_factory=dict)
+    column_calls: int = 0
     order: list[Key] = field(default_factory=list)  # every send, in the order it arrived
     # the smallest timestamp step the gradebook tells apart (None: the engine's default)
     timestamp_step: timedelta | None = None
@@ -117,6 +120,15 @@ def unknown_user() -> RemoteFailure:
     )
 
 
+def not_synced() -> RemoteFailure:
+    return RemoteFailure(
+        FailureClass.NOT_SYNCED,
+        "not_selected_for_sis",
+        "The activity is not selected for SIS passback.",
+        remedy="Tick 'Sync to SIS' for it.",
+    )
+
+
 class DoubleClient:
     def __init__(self, destination: Destination, remote: Remote) -> None:
         self.destination = destination
@@ -142,6 +154,10 @@ class DoubleClient:
     async def ensure_column(
         self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
     ) -> ItemLink:
+        self.remote.column_calls += 1
+        failure = self.remote.column_failures.get(column.activity_id)
+        if failure is not None:
+            raise failure
         item = link.remote_id if link else f"{course.remote_id}/items/{column.activity_id}"
         self.remote.columns[item] = {
             "title": column.title,

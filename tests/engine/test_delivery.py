@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import DeliveryState, LedgerKey
+from gradesync.domain.reasons import Reason
 from gradesync.services.worker import Engine
 from tests.engine.conftest import (
     COURSE,
@@ -22,7 +23,7 @@ from tests.engine.conftest import (
     seed,
     states,
 )
-from tests.engine.double import server_error, slow_down, unknown_user
+from tests.engine.double import not_synced, server_error, slow_down, unknown_user
 
 
 def _item() -> str:
@@ -155,6 +156,41 @@ async def test_rejections_are_not_retried_and_keep_the_remote_words(
     await harness.engine.deliver_due()
     assert harness.remote.sends == sends  # not retried until the facts change
     assert ledger(db)[("a1", learner(0))].state is DeliveryState.DELIVERED
+
+
+async def test_a_column_not_synced_by_design_is_skipped_not_rejected(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=2, activities=("a1", "a2"))
+    harness.remote.column_failures["a2"] = not_synced()
+    post(db, harness.waker, [(a, learner(i), 5.0) for i in range(2) for a in ("a1", "a2")])
+    await harness.engine.process_dirty()
+    stats = await harness.engine.deliver_due()
+    assert (stats.delivered, stats.skipped, stats.rejected, stats.retrying) == (2, 2, 0, 0)
+    assert stats.sent == 2  # nothing of a2 was sent
+    for i in range(2):
+        row = ledger(db)[("a2", learner(i))]
+        assert row.state is DeliveryState.SKIPPED and row.reason_code == "not_selected_for_sis"
+        assert row.reason_text is not None and "not selected for SIS passback" in row.reason_text
+        assert "Tick 'Sync to SIS'" in row.reason_text
+        with db.uow() as uow:
+            assert uow.deliveries.for_key(LedgerKey(T, DEST, "a2", learner(i))) == []
+    assert not any(item.endswith("/a2") for item in harness.remote.columns)
+    d = harness.engine.deliverer.destinations[(T, DEST)]
+    lim = harness.engine.deliverer.limits_for(d)
+    assert lim.breaker.failures == 0 and lim.gate_until is None  # says nothing about health
+    # the safety net: a NOT_SYNCED reaching the failure handler is a skip too
+    outcome = harness.engine.deliverer.outcome_of_failure(not_synced(), d, lim)
+    assert isinstance(outcome, Reason) and outcome.code == "not_selected_for_sis"
+    # once the column is synced (an admin ticked it), recomputing the keys sends them
+    del harness.remote.column_failures["a2"]
+    with db.uow() as uow:
+        uow.dirty.mark_many([(T, COURSE, "a2", learner(i)) for i in range(2)], datetime.now(UTC))
+        uow.commit()
+    await harness.engine.process_dirty()
+    again = await harness.engine.deliver_due()
+    assert (again.delivered, again.skipped) == (2, 0)
+    assert all(ledger(db)[("a2", learner(i))].state is DeliveryState.DELIVERED for i in range(2))
 
 
 async def test_circuit_breaker_pauses_and_resumes_by_itself(harness: Harness, db: Database) -> None:

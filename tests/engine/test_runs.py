@@ -20,7 +20,7 @@ from gradesync.domain.model import (
 from gradesync.services.clock import SystemClock
 from gradesync.services.sync import get_run, get_run_stages, request_run
 from tests.engine.conftest import COURSE, DEST, Harness, T, learner, ledger, post, seed
-from tests.engine.double import unknown_user
+from tests.engine.double import not_synced, unknown_user
 
 SCOPE = RunScope(T, DEST, COURSE)
 ITEM = "https://lms/courses/1/items/a1"
@@ -110,6 +110,22 @@ async def test_noop_resync_sends_nothing(harness: Harness, db: Database) -> None
     assert harness.remote.sends == sends
     assert second.counts["sent"] == 0 and second.counts["unchanged"] == 3
     assert second.counts["columns"] == {"written": 0, "unchanged": 1, "not_synced": 0, "failed": 0}
+
+
+async def test_a_column_not_synced_by_design_counts_as_not_synced(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=2, activities=("a1", "a2"))
+    harness.remote.column_failures["a2"] = not_synced()
+    post(db, None, [(a, learner(i), 5.0) for i in range(2) for a in ("a1", "a2")])
+    run, _ = _request(db, harness, Trigger.MANUAL)
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.outcome is RunOutcome.SUCCEEDED, done.message
+    c = done.counts
+    assert c["columns"] == {"written": 1, "unchanged": 0, "not_synced": 1, "failed": 0}
+    assert c["sent"] == 2 and c["skipped"] == {"not_selected_for_sis": 2}
+    assert c["rejected"] == {} and c["retrying"] == 0 and c["pending"] == 0
+    assert done.message is not None and "rejected" not in done.message
 
 
 async def test_remaster_resends_everything_with_column_details(

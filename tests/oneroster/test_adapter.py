@@ -325,8 +325,14 @@ async def test_sections_get_their_own_line_items_and_results(
 
 async def test_refusals_before_sending(sis: RunningSandbox, context: DestinationContext) -> None:
     c = client(sis, context)
+    with pytest.raises(RemoteFailure) as info:
+        await client(sis, context).ensure_column(
+            course_link(), column(), ItemLink("t1", "sis", "a1", "", data={})
+        )
+    # not selected: skipped by design, not a refusal
+    assert info.value.failure is FailureClass.NOT_SYNCED
+    assert info.value.code == "not_selected_for_sis" and info.value.message
     cases = [
-        (column(), ItemLink("t1", "sis", "a1", "", data={}), "not_selected_for_sis"),
         (column(due_at=None), selected(), "due_date_required"),
         (column(due_at=datetime(2025, 9, 1, tzinfo=UTC)), selected(), "due_date_outside_term"),
     ]

@@ -1,7 +1,8 @@
 """OneRoster passback end to end through the engine, against the sandbox SIS over real HTTP:
 attempts ingested -> the worker delivers them; a resync with nothing changed sends nothing; a
 status-only change resends that one result; remaster resends every result and line item;
-"Post grades" for a selection runs with stages and counts and sends only the selection."""
+"Post grades" for a selection runs with stages and counts and sends only the selection; an
+activity not ticked for the SIS is skipped (not rejected), and ticking it later sends it."""
 
 from __future__ import annotations
 
@@ -281,7 +282,8 @@ async def test_passback_through_the_engine(passback: Passback) -> None:
         lambda: (r := p.ledger()[("essay", "p1")]).state is not DeliveryState.PENDING and r,
         "the essay to be settled",
     )
-    assert essay.reason_code == "not_selected_for_sis"
+    # not ticked: skipped by design, not a rejection
+    assert essay.state is DeliveryState.SKIPPED and essay.reason_code == "not_selected_for_sis"
     assert p.puts() == Counter({"lineItems": 2, "results": 4})
 
     # 2. a resync with nothing changed sends nothing
@@ -365,3 +367,20 @@ async def test_passback_through_the_engine(passback: Passback) -> None:
     assert run.counts["columns"] == {"written": 1, "unchanged": 0, "not_synced": 0, "failed": 0}
     assert p.puts() - before == Counter({"lineItems": 1, "results": 1})
     assert p.sis_line_items()[hw]["title"] == "Homework 1"
+    assert p.ledger()[("essay", "p1")].state is DeliveryState.SKIPPED  # still unticked
+
+    # 6. ticking the essay later sends the result it skipped, with no run and no new attempt
+    before = p.puts()
+    sis.select_activities(
+        p.db.uow,
+        tenant_id=T,
+        destination_id=DEST,
+        activity_ids=["essay"],
+        clock=p.runtime.clock,
+        waker=p.runtime.waker,
+    )
+    await p.until(p.delivered(("essay", "p1")), "the ticked essay to reach the SIS")
+    essay_li = _li(p, "essay")
+    assert p.sis_results()[(essay_li, "stu-1")]["score"] == 7.0
+    assert p.sis_line_items()[essay_li]["category"]["sourcedId"] == "cat-hw"
+    assert p.puts() - before == Counter({"lineItems": 1, "results": 1})

@@ -260,3 +260,71 @@ def test_category_alignment_per_connection_and_course(school: tuple[Database, Fi
     with db.uow() as uow:
         link = uow.links.course("t1", "sis", "c1")
     assert link is not None and link.data["category_map"] == {"Quizzes": "cat-hw"}
+
+
+class _Waker:
+    def __init__(self) -> None:
+        self.keys = 0
+
+    def wake_keys(self) -> None:
+        self.keys += 1
+
+    def wake_run(self, run_id: str, scope: object) -> None:
+        raise AssertionError("selecting starts no run")
+
+    def wake_delivery(self) -> None:
+        raise AssertionError("selecting wakes the key workers")
+
+
+def test_selecting_recomputes_rows_skipped_as_not_selected(
+    school: tuple[Database, FixedClock],
+) -> None:
+    db, clock = school
+    skipped = LedgerKey("t1", "sis", "quiz1", "p1")
+    other = LedgerKey("t1", "sis", "quiz1", "p2")
+    with db.uow() as uow:
+        uow.ledger.save(
+            LedgerRow(
+                skipped,
+                DeliveryState.SKIPPED,
+                reason_code="not_selected_for_sis",
+                reason_text="not selected",
+                updated_at=clock.now(),
+            ),
+            "c1",
+        )
+        uow.ledger.save(
+            LedgerRow(
+                other, DeliveryState.SKIPPED, reason_code="no_attempt_yet", updated_at=clock.now()
+            ),
+            "c1",
+        )
+        before = {k[:4] for k in uow.dirty.peek(1000)}
+        uow.commit()
+    waker = _Waker()
+    sis.select_activities(
+        db.uow,
+        tenant_id="t1",
+        destination_id="sis",
+        activity_ids=["quiz1"],
+        selected=False,
+        clock=clock,
+        waker=waker,
+    )
+    with db.uow() as uow:
+        assert {k[:4] for k in uow.dirty.peek(1000)} == before  # clearing recomputes nothing
+    assert waker.keys == 0
+    sis.select_activities(
+        db.uow,
+        tenant_id="t1",
+        destination_id="sis",
+        activity_ids=["quiz1"],
+        clock=clock,
+        waker=waker,
+    )
+    with db.uow() as uow:
+        marked = {k[:4] for k in uow.dirty.peek(1000)} - before
+    # only the row skipped for not being selected is recomputed (a skipped row keeps no
+    # desired result to reopen); the worker is told at once
+    assert marked == {("t1", "c1", "quiz1", "p1")}
+    assert waker.keys == 1

@@ -320,6 +320,8 @@ def select(
             destination_id=destination_id,
             activity_ids=activity_ids,
             selected=not clear,
+            clock=rt.clock,
+            waker=rt.waker or rt.remote_waker(),
         )
     )
     _print_checks(checks)

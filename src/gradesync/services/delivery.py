@@ -23,6 +23,7 @@ call is open. The remote's failure class decides what happens next:
 | SLOW_DOWN     | retrying at Retry-After      | gated until Retry-After (paused_until)           |
 | REJECTED      | rejected, remote's words kept| none (the destination works)                     |
 | MISCONFIGURED | retrying after the pause     | paused (`misconfigured_pause`), admin told       |
+| NOT_SYNCED    | skipped with the reason      | none (the column is not sent by design)          |
 """
 
 from __future__ import annotations
@@ -614,10 +615,15 @@ class Deliverer:
 
     def outcome_of_failure(
         self, f: RemoteFailure, d: Destination, lim: DestinationLimits, *, course_wide: bool = False
-    ) -> DeliveryOutcome:
-        """Act on a failure's class for the destination; return the row's outcome."""
+    ) -> DeliveryOutcome | Reason:
+        """Act on a failure's class for the destination; return the row's outcome (a Reason:
+        the row is skipped with it)."""
         now = self.clock.now()
         reason = _reason_of(f)
+        if f.failure is FailureClass.NOT_SYNCED:
+            # not sent by design (normally settled before this, from ensure_column): a skip,
+            # which says nothing about the destination's health
+            return reason
         if f.failure is FailureClass.REJECTED:
             lim.breaker.record_success()  # the destination works; it refused this one
             return Rejected(reason, remote_status=f.status, remote_message=f.message)
@@ -884,9 +890,14 @@ class Deliverer:
                     client, d, course_link, column, facts.items.get(activity_id)
                 )
             except RemoteFailure as f:
-                self._settle_all(
-                    group, self.outcome_of_failure(f, d, lim), stats, run_id, logged=True
-                )
+                if f.failure is FailureClass.NOT_SYNCED:
+                    # the destination does not take this column by design (e.g. not selected
+                    # for SIS passback): the rows are skipped with the reason, not refused
+                    self._settle_all(group, _reason_of(f), stats, run_id)
+                else:
+                    self._settle_all(
+                        group, self.outcome_of_failure(f, d, lim), stats, run_id, logged=True
+                    )
                 continue
             except Exception as exc:
                 self._settle_all(group, self._unexpected(exc, d, lim), stats, run_id, logged=True)
@@ -968,7 +979,7 @@ class Deliverer:
     def _settle_one(
         self,
         c: Claimed,
-        outcome: DeliveryOutcome | None,
+        outcome: DeliveryOutcome | Reason | None,
         stats: DeliveryStats,
         run_id: str | None,
         *,

@@ -10,6 +10,8 @@ the class decides what happens next (see DESIGN.md "Destinations"):
 | SLOW_DOWN      | honour retry_after for the whole destination                        |
 | REJECTED       | not retried until the facts change; the remote's words are kept     |
 | MISCONFIGURED  | the destination is paused and an admin is told                      |
+| NOT_SYNCED     | the column is not sent by design: the rows are skipped with the     |
+|                | reason (not a failure; nothing is wrong with the destination)       |
 
 Re-authentication (401 with an expired token) is handled inside the adapter: new token once,
 then retry; a second 401 is MISCONFIGURED.
@@ -32,6 +34,9 @@ class FailureClass(StrEnum):
     SLOW_DOWN = "slow_down"
     REJECTED = "rejected"
     MISCONFIGURED = "misconfigured"
+    # This column is not sent by design (e.g. not selected for SIS passback): record a skip
+    # with the reason, not a failure. Only meaningful from `ensure_column`.
+    NOT_SYNCED = "not_synced"
 
 
 class RemoteFailure(Exception):

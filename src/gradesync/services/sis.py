@@ -42,7 +42,7 @@ from gradesync.domain.passback import (
     profile_from_config,
 )
 from gradesync.domain.policy import resolve_settings
-from gradesync.services.clock import Clock
+from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination import RemoteFailure
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
@@ -491,10 +491,14 @@ def select_activities(
     destination_id: str,
     activity_ids: Sequence[str],
     selected: bool = True,
+    clock: Clock | None = None,
+    waker: Waker | None = None,
 ) -> list[ActivityCheck]:
     """Tick (or clear) "Sync to SIS". Ticking validates first, like Canvas refusing to save:
     any activity with a problem refuses the whole request, naming each problem, and nothing
-    changes."""
+    changes. Ticking also brings back the activity's results that were skipped as not
+    selected (they are recomputed, then sent) and reopens those refused for a column-level
+    reason; `waker` (when given) has a worker do it now rather than on its next look."""
     if not activity_ids:
         raise InvalidInput.one("activity_ids", "required", "Name at least one activity.")
     with uow_factory() as uow:
@@ -512,6 +516,8 @@ def select_activities(
             ]
             if problems:
                 raise InvalidInput(problems)
+        resend: list[tuple[str, str, str, str]] = []
+        reopened = 0
         for activity in activities:
             item = uow.links.item(tenant_id, destination_id, activity.id)
             if item is None:
@@ -528,9 +534,30 @@ def select_activities(
                 replace(item, details_hash=None, data={**item.data, "sync_to_sis": selected})
             )
             if selected:
-                _reopen(uow, tenant_id, destination_id, activity.course_id, activity.id)
+                reopened += _reopen(uow, tenant_id, destination_id, activity.course_id, activity.id)
+                resend += _not_selected_keys(
+                    uow, tenant_id, destination_id, activity.course_id, activity.id
+                )
+        if resend:
+            uow.dirty.mark_many(resend, (clock or SystemClock()).now())
         uow.commit()
+    if waker is not None and (resend or reopened):
+        waker.wake_keys()
     return [replace(c, selected=selected) for c in checks]
+
+
+def _not_selected_keys(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str, activity_id: str
+) -> list[tuple[str, str, str, str]]:
+    """Dirty keys (tenant, course, activity, person) of the activity's rows skipped because it
+    was not selected. A skipped row keeps no desired result, so it is recomputed rather than
+    reopened: the recompute makes it pending with the learner's current result."""
+    rows = uow.ledger.get_many(tenant_id, destination_id, course_id, [activity_id])
+    return [
+        (tenant_id, course_id, activity_id, person_id)
+        for (_, person_id), r in sorted(rows.items())
+        if r.state is DeliveryState.SKIPPED and r.reason_code == PassbackRule.NOT_SELECTED.value
+    ]
 
 
 def _touch_items(

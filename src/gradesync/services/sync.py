@@ -58,7 +58,7 @@ from gradesync.services.compute import (
     people_of_activity,
 )
 from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, DeliveryStats
-from gradesync.services.destination import RemoteFailure
+from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.overrides import record_overrides
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -503,6 +503,11 @@ class RunExecutor:
                         client, d, course_link, column, items.get(activity_id), force=force
                     )
                 except RemoteFailure as f:
+                    if f.failure is FailureClass.NOT_SYNCED:
+                        # not sent by design (e.g. not selected for SIS passback); its rows
+                        # are skipped with the reason when delivery reaches them
+                        counts["not_synced"] += 1
+                        continue
                     lim = self.deliverer.limits_for(d)
                     self.deliverer.outcome_of_failure(f, d, lim)
                     log.warning("run %s: column %s at %s: %s", run.id, activity_id, d.id, f)

@@ -5,6 +5,7 @@
   destination is misconfigured.
 - Columns: an activity is sent only when it is selected for the SIS (ItemLink.data
   "sync_to_sis", written by `services.sis.select_activities`) and passes the profile's checks.
+  An activity not selected is NOT_SYNCED (skipped by design, not a refusal).
   Its group is aligned to a SIS category (by id or by exact title; created only when the
   profile allows). Before creating a line item we look for one: our own sourcedId first, then
   an item of the class with the same title and due date, which is adopted (with its results).
@@ -221,10 +222,13 @@ class OneRosterClient:
         self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
     ) -> ItemLink:
         if link is None or not link.data.get("sync_to_sis"):
-            raise _rejected(
-                PassbackRule.NOT_SELECTED,
+            # by design, not a failure: the engine skips the rows with this reason, and
+            # ticking the activity (services.sis.select_activities) sends them
+            raise RemoteFailure(
+                FailureClass.NOT_SYNCED,
+                PassbackRule.NOT_SELECTED.value,
                 f"The activity {column.title!r} is not selected for SIS passback.",
-                "Tick 'Sync to SIS' for it (gradesync sis select).",
+                remedy="Tick 'Sync to SIS' for it (gradesync sis select).",
             )
         term = Term.from_link_data(course.data)
         due = self._due_date(column, term)

@@ -305,6 +305,8 @@ def put_selection(
             destination_id=destination_id,
             activity_ids=body.activity_ids,
             selected=body.selected,
+            clock=rt.clock,
+            waker=rt.waker,
         )
     )
 
