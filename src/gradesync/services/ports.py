@@ -479,7 +479,6 @@ class UnitOfWork(Protocol):
     @property
     def launches(self) -> LaunchRepo: ...
 
-
     def __enter__(self) -> UnitOfWork: ...
 
     def __exit__(

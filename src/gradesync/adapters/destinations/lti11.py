@@ -457,9 +457,7 @@ class Lti11Client:
             )
         return url, str(sourcedid)
 
-    async def _send(
-        self, url: str, body: bytes, cfg: ConsumerConfig
-    ) -> tuple[PoxResponse, int]:
+    async def _send(self, url: str, body: bytes, cfg: ConsumerConfig) -> tuple[PoxResponse, int]:
         headers = sign_request(url, body, cfg.consumer_key, cfg.consumer_secret)
         try:
             response = await self._http.post(
