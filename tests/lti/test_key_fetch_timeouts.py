@@ -128,7 +128,9 @@ def test_platform_jwks_timeout_at_launch_says_try_again(
         s = connect(lms, gradesync, key_set_url=proxy.url)
         clock = FakeClock()
         tool = LtiTool(gradesync.runtime)
-        tool.platform_keys = PlatformKeyCache(tool.http, fetch_timeout=0.3, clock=clock)
+        # A working key set gets a generous wait (the machine may be busy); a hung one a short
+        # wait, since timing out is then the behaviour under test.
+        tool.platform_keys = PlatformKeyCache(tool.http, fetch_timeout=10.0, clock=clock)
         gradesync.app.state.lti = tool
         add_course(gradesync.db, s.tenant_id, "geo", ("map", "Map", 5.0))
         learner = unique("learner-")
@@ -153,6 +155,7 @@ def test_platform_jwks_timeout_at_launch_says_try_again(
         # it had still verify its tokens.
         clock.now += 3601
         proxy.hang = True
+        tool.platform_keys.fetch_timeout = 0.3
         assert launch().status_code == 200
 
         # With nothing cached, the hang refuses the launch as temporary: "try again".
@@ -170,6 +173,7 @@ def test_platform_jwks_timeout_at_launch_says_try_again(
 
         # The platform recovers: the next launch after the refetch window goes through.
         proxy.hang = False
+        tool.platform_keys.fetch_timeout = 10.0
         clock.now += 11
         assert launch().status_code == 200
     finally:

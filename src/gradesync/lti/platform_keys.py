@@ -52,7 +52,7 @@ class PlatformKeyCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
-        self._fetch_timeout = fetch_timeout
+        self.fetch_timeout = fetch_timeout  # seconds to wait for a platform's key set
         self._max_age = max_age
         self._min_refetch = min_refetch
         self._clock = clock
@@ -105,7 +105,7 @@ class PlatformKeyCache:
         entry.attempted_at = self._clock()  # failures count too: no hammering a broken URL
         try:
             resp = await self._http.get(
-                url, headers={"Accept": "application/json"}, timeout=self._fetch_timeout
+                url, headers={"Accept": "application/json"}, timeout=self.fetch_timeout
             )
             resp.raise_for_status()
             document = resp.json()
