@@ -61,6 +61,7 @@ from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, Deliv
 from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.overrides import record_overrides
+from gradesync.services.patience import Patience
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
 
@@ -525,7 +526,7 @@ class RunExecutor:
     ) -> DeliveryStats:
         scope = DeliveryScope.of_run(run.scope)
         total = DeliveryStats()
-        deadline = time.monotonic() + self.settings.retry_patience.total_seconds()
+        patience = Patience(self.settings.retry_patience.total_seconds(), time.monotonic())
         last_progress = time.monotonic()
 
         def due() -> tuple[int, int, datetime | None]:
@@ -548,9 +549,10 @@ class RunExecutor:
                 await self._stage(run, RunStage.SENDING, counts)
                 last_progress = time.monotonic()
             due_now, leased, next_retry = await asyncio.to_thread(due)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            settled = stats.delivered + stats.rejected + stats.skipped
+            if not patience.look(time.monotonic(), settled, due_now + leased):
                 break
+            remaining = patience.left(time.monotonic())
             if due_now == 0 and leased == 0:
                 if next_retry is None:
                     break

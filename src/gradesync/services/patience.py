@@ -1,0 +1,29 @@
+"""How long a run's sending stage keeps waiting for its rows to settle.
+
+A run waits `seconds` for retries, but only while nothing moves: a large backlog being
+worked through, by the run's own pass or by another worker holding some of the rows, keeps
+it waiting; rows stuck behind failures do not. Pure: the caller supplies the time.
+"""
+
+from __future__ import annotations
+
+
+class Patience:
+    def __init__(self, seconds: float, now: float) -> None:
+        self.seconds = seconds
+        self._deadline = now + seconds
+        self._open: int | None = None
+
+    def look(self, now: float, settled: int, open_rows: int) -> bool:
+        """Record a look at the run's rows: `settled` by this pass since the last look,
+        `open_rows` still due or held. True while it is worth waiting on."""
+        progressed = settled > 0 or (self._open is not None and open_rows < self._open)
+        self._open = open_rows
+        if progressed:
+            self._deadline = now + self.seconds
+            return True
+        return now < self._deadline
+
+    def left(self, now: float) -> float:
+        """Seconds of patience left (0 when run out)."""
+        return max(0.0, self._deadline - now)

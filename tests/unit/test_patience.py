@@ -1,0 +1,35 @@
+"""A run's patience runs out only while nothing moves."""
+
+from gradesync.services.patience import Patience
+
+
+def test_nothing_moving_runs_out_after_the_patience() -> None:
+    p = Patience(30.0, now=0.0)
+    assert p.look(10.0, settled=0, open_rows=5)
+    assert p.look(29.9, settled=0, open_rows=5)
+    assert not p.look(30.0, settled=0, open_rows=5)
+    assert p.left(30.0) == 0.0
+
+
+def test_a_backlog_worked_through_keeps_the_run_waiting() -> None:
+    # 10,000 rows at 250 per look every 10 s: far past 30 s, never out of patience
+    p = Patience(30.0, now=0.0)
+    open_rows = 10_000
+    for step in range(1, 41):
+        open_rows -= 250
+        assert p.look(step * 10.0, settled=0, open_rows=open_rows)  # another worker's pass
+    assert p.left(400.0) == 30.0
+
+
+def test_rows_settled_by_this_pass_count_as_progress() -> None:
+    p = Patience(30.0, now=0.0)
+    assert p.look(25.0, settled=3, open_rows=7)
+    assert p.look(54.0, settled=0, open_rows=7)  # 29 s after the progress
+    assert not p.look(55.0, settled=0, open_rows=7)
+
+
+def test_more_rows_open_is_not_progress() -> None:
+    p = Patience(30.0, now=0.0)
+    assert p.look(1.0, settled=0, open_rows=5)
+    assert p.look(20.0, settled=0, open_rows=9)  # new work arrived: no reset
+    assert not p.look(31.0, settled=0, open_rows=9)
