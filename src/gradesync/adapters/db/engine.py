@@ -54,7 +54,10 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA temp_store=MEMORY")
-        cur.execute("PRAGMA cache_size=-32000")
+        # Each pooled connection keeps its own page cache, filled up to this size as the
+        # database grows, so it bounds a server's memory: at 32 MB a 50,000-result remaster
+        # peaked at 528 MB RSS, at 8 MB at 259 MB. The OS caches the file beneath it.
+        cur.execute("PRAGMA cache_size=-8000")
         cur.close()
 
     @event.listens_for(engine, "begin")
