@@ -177,6 +177,79 @@ def test_ledger_due_and_person_links(db: Database) -> None:
         assert [len(b) for b in batches] == [1, 1]
 
 
+def _pending(key: LedgerKey, desired_hash: str = "h1") -> LedgerRow:
+    return LedgerRow(
+        key,
+        DeliveryState.PENDING,
+        desired_hash=desired_hash,
+        desired={"score_given": 7.0},
+        updated_at=NOW,
+    )
+
+
+def _destinations(db: Database, *ids: str) -> None:
+    with db.uow() as uow:
+        for dest in ids:
+            uow.destinations.upsert(Destination("t1", dest, DestinationKind.LTI13_AGS, dest), NOW)
+        uow.activities.upsert(Activity("t1", "a2", "c1", "Quiz 2", 10.0))
+        uow.commit()
+
+
+def test_ledger_get_keys_across_activities_and_destinations(db: Database) -> None:
+    seed(db)
+    _destinations(db, "lms", "sis")
+    keys = [
+        LedgerKey("t1", dest, activity, person)
+        for dest in ("lms", "sis")
+        for activity in ("a1", "a2")
+        for person in ("p1", "p2", "p3")
+    ]
+    with db.uow() as uow:
+        uow.ledger.save_many([(_pending(k), "c1") for k in keys])
+        uow.commit()
+    # a mix of groups, a key asked twice and one with no row: exactly the rows asked for
+    wanted = [keys[0], keys[4], keys[4], keys[11], LedgerKey("t1", "lms", "a1", "nobody")]
+    with db.uow() as uow:
+        rows = uow.ledger.get_keys(wanted, lock=True)
+    assert set(rows) == {keys[0], keys[4], keys[11]}
+    assert all(rows[k].key == k and rows[k].desired_hash == "h1" for k in rows)
+
+
+def test_ledger_save_many_gives_back_only_its_own_leases(db: Database) -> None:
+    seed(db)
+    _destinations(db, "lms")
+    mine, theirs = LedgerKey("t1", "lms", "a1", "p1"), LedgerKey("t1", "lms", "a1", "p2")
+    with db.uow() as uow:
+        uow.ledger.save_many([(_pending(mine), "c1"), (_pending(theirs), "c1")])
+        uow.ledger.lease([(mine, NOW)], "w1", NOW + timedelta(minutes=2))
+        uow.ledger.lease([(theirs, NOW)], "w2", NOW + timedelta(minutes=2))
+        uow.commit()
+    with db.uow() as uow:
+        uow.ledger.save_many(
+            [(_pending(mine, "h2"), "c1"), (_pending(theirs, "h2"), "c1")], release_for="w1"
+        )
+        uow.commit()
+    c = text("SELECT person_id, desired_hash, lease_owner, lease_until FROM ledger")
+    with db.engine.connect() as conn:
+        got = {r[0]: (r[1], r[2], r[3] is not None) for r in conn.execute(c)}
+    assert got == {"p1": ("h2", None, False), "p2": ("h2", "w2", True)}
+
+
+def test_unit_of_work_continues_after_commit_and_rollback(db: Database) -> None:
+    seed(db)
+    with db.uow() as uow:
+        uow.attempts.add(Attempt("t1", "evt-a", "a1", "p1", 1.0, 10.0, NOW), NOW)
+        uow.commit()
+        uow.attempts.add(Attempt("t1", "evt-b", "a1", "p1", 2.0, 10.0, NOW), NOW)
+        uow.rollback()
+        uow.attempts.add(Attempt("t1", "evt-c", "a1", "p1", 3.0, 10.0, NOW), NOW)
+        uow.commit()
+        uow.attempts.add(Attempt("t1", "evt-d", "a1", "p1", 4.0, 10.0, NOW), NOW)
+    with db.uow() as uow:
+        found = {e: uow.attempts.get_by_event("t1", f"evt-{e}") is not None for e in "abcd"}
+    assert found == {"a": True, "b": False, "c": True, "d": False}
+
+
 def test_runs_stage_history(db: Database) -> None:
     seed(db)
     scope = RunScope("t1", None, "c1")

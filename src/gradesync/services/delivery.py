@@ -332,8 +332,10 @@ class SettleWriter:
                 writes[s.key] = (new, s.course_id)
                 if s.logged and not isinstance(s.outcome, Reason):
                     logs.append(_log_entry(s, now))
-            uow.ledger.save_many(list(writes.values()))
-            uow.ledger.release(keys, self._worker_id)
+            # rows written give their lease back in the same upsert; only the others need
+            # a release of their own
+            uow.ledger.save_many(list(writes.values()), release_for=self._worker_id)
+            uow.ledger.release([k for k in keys if k not in writes], self._worker_id)
             uow.deliveries.add_many(logs)
             uow.commit()
         return [r for r, _ in writes.values()]

@@ -40,7 +40,7 @@ class SqlUnitOfWork:
 
     def __enter__(self) -> SqlUnitOfWork:
         self.conn = self._engine.connect()
-        self._tx = self.conn.begin()
+        self.conn.begin()
         c = self.conn
         self.tenants = TenantRepo(c)
         self.courses = CourseRepo(c)
@@ -61,13 +61,16 @@ class SqlUnitOfWork:
         self.launches = LaunchRepo(c)
         return self
 
+    # After a commit or rollback the next transaction begins with the next statement
+    # (SQLAlchemy's autobegin, through the same `begin` hook), not at once: on SQLite an
+    # eager BEGIN IMMEDIATE would take the write lock for a transaction that is most often
+    # only rolled back at exit, and make every other writer wait for it.
+
     def commit(self) -> None:
-        self._tx.commit()
-        self._tx = self.conn.begin()
+        self.conn.commit()
 
     def rollback(self) -> None:
-        self._tx.rollback()
-        self._tx = self.conn.begin()
+        self.conn.rollback()
 
     def __exit__(
         self,
@@ -76,6 +79,6 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         try:
-            self._tx.rollback()
+            self.conn.rollback()
         finally:
             self.conn.close()
