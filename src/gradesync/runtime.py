@@ -76,12 +76,12 @@ class Runtime:
         if self.destinations is None:
             import httpx
 
+            from gradesync.adapters.destinations.http_pool import shared_client
             from gradesync.adapters.destinations.registry import DestinationContext
 
-            http = httpx.AsyncClient(
+            http = shared_client(
                 timeout=httpx.Timeout(30.0, connect=10.0),
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-                follow_redirects=False,
             )
             self.destinations = DestinationContext(http=http, extras={"runtime": self})
         return self.destinations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -92,6 +93,7 @@ def check_url(url: str, allowed: frozenset[Origin], field: str) -> str:
     return url
 
 
+@lru_cache(maxsize=4096)  # called for every score sent, with one URL per column
 def scores_url(line_item_url: str) -> str:
     """`{lineitem}/scores`, with `/scores` inserted before any query string (Canvas)."""
     return _sub_path(line_item_url, "scores")
