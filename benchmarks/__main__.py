@@ -5,7 +5,7 @@
     python -m benchmarks --only latency,throughput --db sqlite
     python -m benchmarks --out benchmarks/results/latest.json --profile
 
-Scenarios: latency, throughput, baseline, faults, resync, ingest.
+Scenarios: latency, throughput, baseline, faults, resync, ingest, remaster.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,11 @@ from benchmarks import baseline, machine, postgres, report
 from benchmarks.sizes import FULL, QUICK, Sizes
 from benchmarks.world import World, set_faults, start_world
 
-ALL = ("latency", "throughput", "baseline", "faults", "resync", "ingest")
-DELIVERY = ("latency", "throughput", "baseline", "faults")
+ALL = ("latency", "throughput", "baseline", "faults", "resync", "ingest", "remaster")
+# On PostgreSQL these run only with --pg-delivery (they measure the engine, not the database).
+DELIVERY = ("latency", "throughput", "baseline", "faults", "remaster")
+# Scenarios that start their own processes instead of sharing the LMS world.
+OWN_PROCESSES = ("remaster",)
 
 
 def base_faults(sizes: Sizes) -> dict[str, Any]:
@@ -50,13 +54,45 @@ def guarded(name: str, fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
 def run_db(
     db: str, url: str | None, only: set[str], sizes: Sizes, workdir: Path, profile_dir: Path | None
 ) -> dict[str, Any]:
+    print(f"[{db}]", flush=True)
+    out: dict[str, Any] = {"database": db}
+    if only - set(OWN_PROCESSES):
+        out.update(run_world(db, url, only, sizes, workdir, profile_dir))
+    if "remaster" in only:
+        out["remaster"] = guarded("remaster (SIS passback)", run_remaster, db, url, sizes, workdir)
+    return out
+
+
+def run_remaster(db: str, url: str | None, sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    from benchmarks.scenarios import remaster
+
+    return remaster.run(
+        workdir / db / "remaster",
+        sizes.rm_sizes,
+        sizes.rm_activities,
+        sizes.rm_learners_per_course,
+        sizes.rm_concurrency,
+        sizes.rm_timeout,
+        postgres_url=url,
+        trace_memory=DIAG["trace_memory"],
+        sqlite_cache_kb=DIAG["sqlite_cache_kb"],
+    )
+
+
+# remaster diagnostics from the command line (see --trace-memory, --sqlite-cache-kb)
+DIAG: dict[str, Any] = {"trace_memory": False, "sqlite_cache_kb": None}
+
+
+def run_world(
+    db: str, url: str | None, only: set[str], sizes: Sizes, workdir: Path, profile_dir: Path | None
+) -> dict[str, Any]:
+    """The scenarios that share one sandbox LMS and one gradesync."""
     from benchmarks.scenarios import faults, latency, scale, throughput
 
-    print(f"[{db}]", flush=True)
     # The delivery scenarios measure the engine; on PostgreSQL only the scale ones run
     # unless asked for explicitly.
     world: World = start_world(workdir / db, url, concurrency=sizes.cap, faults=base_faults(sizes))
-    out: dict[str, Any] = {"database": db}
+    out: dict[str, Any] = {}
     try:
         if "latency" in only:
             out["latency"] = guarded("latency", latency.run, world, sizes)
@@ -175,15 +211,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pg-delivery",
         action="store_true",
-        help="also run latency/throughput/baseline/faults on PostgreSQL",
+        help="also run latency/throughput/baseline/faults/remaster on PostgreSQL",
     )
     parser.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
+    parser.add_argument(
+        "--remaster-sizes",
+        help="remaster: comma-separated result counts (multiples of 10), e.g. 10000,50000",
+    )
+    parser.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="remaster: run gradesync under tracemalloc and record what holds memory (slow)",
+    )
+    parser.add_argument(
+        "--sqlite-cache-kb",
+        type=int,
+        help="remaster: override SQLite's page cache per connection (diagnostic)",
+    )
     args = parser.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = only - set(ALL)
     if unknown:
         parser.error(f"--only: unknown scenario(s) {sorted(unknown)}; choose from {', '.join(ALL)}")
     sizes = QUICK if args.quick else FULL
+    if args.remaster_sizes:
+        try:
+            rm = tuple(int(x) for x in args.remaster_sizes.split(",") if x.strip())
+        except ValueError:
+            parser.error("--remaster-sizes: comma-separated integers, e.g. 10000,50000")
+        if not rm or any(n <= 0 or n % sizes.rm_activities for n in rm):
+            parser.error(f"--remaster-sizes: positive multiples of {sizes.rm_activities}")
+        sizes = replace(sizes, rm_sizes=rm)
+    DIAG.update(trace_memory=args.trace_memory, sqlite_cache_kb=args.sqlite_cache_kb)
     dbs = [d.strip() for d in args.db.split(",") if d.strip()]
     workdir = Path(tempfile.mkdtemp(prefix="gradesync-bench-"))
     results: dict[str, Any] = {

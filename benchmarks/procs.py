@@ -121,12 +121,16 @@ def start(
         time.sleep(0.1)
 
 
-def start_sandbox(workdir: Path, faults: str | None = None, rng_seed: int = 1) -> Child:
+def start_sandbox(
+    workdir: Path, faults: str | None = None, rng_seed: int = 1, seed_file: Path | None = None
+) -> Child:
     port = free_port()
     argv = [sys.executable, "-m", "benchmarks.sandbox_host", "--port", str(port)]
     argv += ["--rng-seed", str(rng_seed)]
     if faults:
         argv += ["--faults", faults]
+    if seed_file is not None:
+        argv += ["--seed", str(seed_file)]
     return start("sandbox", argv, port, workdir, health="/_sandbox/health")
 
 
@@ -149,7 +153,10 @@ def start_gradesync(
         **(extra_env or {}),
     }
     serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
-    if profile_to is not None:
+    if any(k.startswith("GRADESYNC_BENCH_") for k in env):
+        # memory diagnostics (benchmarks/traced_serve.py); the same server otherwise
+        argv = [sys.executable, "-m", "benchmarks.traced_serve", *serve]
+    elif profile_to is not None:
         argv = [sys.executable, "-m", "benchmarks.profiled", str(profile_to), *serve]
     else:
         argv = [gradesync_command(), *serve]

@@ -92,15 +92,32 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "missed_by": None if conv else f"{_get(sq, 'faults', 'wrong_count')} keys differ",
             }
         )
-    out.append(
-        {
-            "target": "remaster of 1,000,000 results in bounded memory",
-            "measured": None,
-            "met": None,
-            "missed_by": "not measured: the SIS remaster scenario is not built yet",
-        }
-    )
+    out.append(remaster_verdict(sq.get("remaster")))
     return out
+
+
+# Bounded memory: the remaster's peak RSS at the largest size is within this share of the
+# peak at the smallest (sizes at least 4x apart); a leak of even 1 kB per result would show.
+RSS_BOUND = 1.15
+
+
+def remaster_verdict(rm: dict[str, Any] | None) -> dict[str, Any]:
+    name = "remaster in bounded memory (peak RSS flat in N)"
+    summ = (rm or {}).get("summary") or {}
+    sizes = summ.get("sizes") or []
+    if len(sizes) < 2 or sizes[-1] < 4 * sizes[0]:
+        why = "not measured" if not rm else "needs two sizes at least 4x apart (full run)"
+        return {"target": name, "measured": None, "met": None, "missed_by": why}
+    ratio = summ["peak_ratio_largest_vs_smallest"]
+    met = ratio <= RSS_BOUND
+    return {
+        "target": name,
+        "measured": ratio,
+        "limit": RSS_BOUND,
+        "unit": f"peak RSS at {sizes[-1]:,} / at {sizes[0]:,}",
+        "met": met,
+        "missed_by": None if met else f"peak grows {summ['rss_mb_per_100k_results']} MB/100k",
+    }
 
 
 def _fmt(v: Any) -> str:
@@ -193,6 +210,25 @@ def table(results: dict[str, Any]) -> str:
                     f"{f['converged']} in {_fmt(f['seconds_to_converge'])} s "
                     f"({f['keys']} keys, {f['wrong_count']} wrong, "
                     f"{f['duplicate_line_items']} duplicate columns)",
+                )
+            )
+        rm = r.get("remaster")
+        for size in (rm or {}).get("per_size", []):
+            rows.append(
+                (
+                    f"[{db}] SIS remaster of {size['results']:,} results",
+                    f"{_fmt(size['seconds'])} s, {size['resent']:,} re-sent, "
+                    f"peak RSS {_fmt(size['peak_rss_mb'])} MB "
+                    f"(idle {_fmt(size['rss_idle_mb'])} MB)",
+                )
+            )
+        summ = (rm or {}).get("summary") or {}
+        if len(summ.get("sizes") or []) > 1:
+            rows.append(
+                (
+                    f"[{db}] SIS remaster, 1,000,000 results by extrapolation",
+                    f"{_fmt(summ['extrapolated_1000000_seconds'])} s, peak RSS "
+                    f"{_fmt(summ['extrapolated_1000000_peak_rss_mb'])} MB",
                 )
             )
     width = max((len(a) for a, _ in rows), default=10)

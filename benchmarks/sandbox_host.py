@@ -4,30 +4,67 @@
 instead of polling the gradebook, so polling neither costs the sandbox CPU nor blurs the
 figures by the polling interval.
 
-    python -m benchmarks.sandbox_host --port 8765 [--faults JSON] [--mode generic]
+For the SIS (OneRoster) scenario: `--seed FILE` loads seed data (JSON) at start, and
+`GET /_bench/sis` tells how many result and line item PUTs the SIS answered 2xx, how many
+results it holds and the sum of their scores (counted by a thin ASGI wrapper, so the
+sandbox itself is unchanged).
+
+    python -m benchmarks.sandbox_host --port 8765 [--faults JSON] [--seed FILE] [--mode generic]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gradesync.sandbox.app import SandboxApp, create_app
 from gradesync.sandbox.config import SandboxConfig
 
+SIS_PREFIX = "/ims/oneroster/"
+# 2xx answers to OneRoster writes, by collection ("results", "lineItems", "categories")
+SIS_PUTS: Counter[str] = Counter()
 
-def build(port: int, mode: str, faults: str | None, rng_seed: int) -> SandboxApp:
+
+class CountSisWrites:
+    """Counts the OneRoster PUTs the sandbox accepted (2xx), per collection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] != "PUT" or not path.startswith(SIS_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        kind = path.rstrip("/").rsplit("/", 2)[-2]
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
+                SIS_PUTS[kind] += 1
+            await send(message)
+
+        await self.app(scope, receive, counted)
+
+
+def build(
+    port: int, mode: str, faults: str | None, rng_seed: int, seed: dict[str, Any] | None = None
+) -> SandboxApp:
     config = SandboxConfig.model_validate(
         {
             "mode": mode,
             "base_url": f"http://127.0.0.1:{port}",
             "rng_seed": rng_seed,
             **({"faults": json.loads(faults)} if faults else {}),
+            **({"seed": seed} if seed else {}),
         }
     )
     app = create_app(config)
@@ -56,7 +93,20 @@ def build(port: int, mode: str, faults: str | None, rng_seed: int) -> SandboxApp
             }
         )
 
+    async def sis(request: Request) -> JSONResponse:
+        """Accepted OneRoster PUTs per collection, and the results the SIS holds."""
+        results = app.sandbox.state.sis_results.values()
+        return JSONResponse(
+            {
+                "puts": dict(SIS_PUTS),
+                "results_stored": len(app.sandbox.state.sis_results),
+                "score_sum": sum(float(r.data.get("score") or 0.0) for r in results),
+                "line_items_stored": len(app.sandbox.state.sis_line_items),
+            }
+        )
+
     # Starlette matches routes in order; ours never collide with the sandbox's.
+    app.router.routes.insert(0, Route("/_bench/sis", sis))
     app.router.routes.insert(0, Route("/_bench/arrivals", arrivals))
     app.router.routes.insert(0, Route("/_bench/line_items", line_items))
     return app
@@ -68,10 +118,12 @@ def main() -> None:
     parser.add_argument("--mode", default="generic")
     parser.add_argument("--faults")
     parser.add_argument("--rng-seed", type=int, default=1)
+    parser.add_argument("--seed", type=Path, help="seed data (JSON) loaded at start")
     args = parser.parse_args()
-    app = build(args.port, args.mode, args.faults, args.rng_seed)
+    seed = json.loads(args.seed.read_text()) if args.seed else None
+    app = build(args.port, args.mode, args.faults, args.rng_seed, seed)
     uvicorn.run(
-        app,
+        CountSisWrites(app),
         host="127.0.0.1",
         port=args.port,
         log_level="warning",

@@ -34,6 +34,13 @@ class Sizes:
     ingest_attempts: int
     ingest_batch: int
     deadline: float  # per scenario, seconds
+    # remaster of a SIS passback: results per size (fresh processes each), shape, the SIS
+    # connection's concurrency, and a deadline per run
+    rm_sizes: tuple[int, ...] = (2_000,)
+    rm_activities: int = 10
+    rm_learners_per_course: int = 500
+    rm_concurrency: int = 32
+    rm_timeout: float = 600.0
 
 
 QUICK = Sizes(
@@ -57,6 +64,8 @@ QUICK = Sizes(
     ingest_attempts=1000,
     ingest_batch=500,
     deadline=180.0,
+    rm_sizes=(2_000,),
+    rm_timeout=180.0,
 )
 
 FULL = Sizes(
@@ -80,4 +89,6 @@ FULL = Sizes(
     ingest_attempts=20000,
     ingest_batch=1000,
     deadline=900.0,
+    rm_sizes=(10_000, 50_000),
+    rm_timeout=600.0,
 )

@@ -57,3 +57,16 @@ def test_quick_suite_writes_figures_and_its_checks_hold(tmp_path: Path) -> None:
     injected = f["injected"]["scores"]
     assert injected["error"] + injected["throttle"] + injected["reset"] > 0  # faults really hit
     assert not {k: v for k, v in f["ledger"].items() if k in ("pending", "retrying") and v}
+
+    # the SIS remaster: every result re-sent exactly once, the SIS holds the desired scores,
+    # and the memory and time figures are written (never judged here)
+    rm = sq["remaster"]
+    assert rm["ok"] is True
+    (size,) = rm["per_size"]
+    n = figures["sizes"]["rm_sizes"][0]
+    assert size["results"] == n and size["first_sync"]["results_sent"] == n
+    assert size["resent"] == n
+    assert all(size["checks"].values()), size["checks"]
+    assert size["peak_rss_mb"] > 0 and size["rss_idle_mb"] > 0 and size["seconds"] > 0
+    assert size["rss_curve"] and size["remaster"]["stage_seconds"]
+    assert f"SIS remaster of {n:,} results" in out.with_suffix(".md").read_text()
