@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import DeliveryState, LedgerKey
 from gradesync.domain.reasons import Reason
+from gradesync.services.delivery import DeliveryScope
 from gradesync.services.worker import Engine
 from tests.engine.conftest import (
     COURSE,
@@ -330,3 +332,30 @@ async def test_claims_of_a_killed_process_do_not_block_a_restart(
     for i in range(2):
         stored = harness.remote.results[(_item(), f"sub-{learner(i)}")]
         assert stored.timestamp > now  # never at or before what the dead process stamped
+
+
+async def test_no_claim_transaction_while_every_destination_has_enough_claimed(
+    harness: Harness, db: Database
+) -> None:
+    """The deliver loop asks for more after each send; while every destination already
+    has enough rows claimed (or is paused), that costs no transaction and no query."""
+    seed(db, learners=3)
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
+    await harness.engine.process_dirty()
+    d = harness.engine.deliverer
+    await d.refresh_destinations(force=True)
+    lim = d.limits_for(d.destinations[(T, DEST)])
+    opened: list[int] = []
+    real = d.uow_factory
+
+    def counting() -> Any:
+        opened.append(1)
+        return real()
+
+    d.uow_factory = counting
+    lim.waiting = 4 * lim.concurrency  # saturated: enough claimed to keep it busy
+    claimed, _ = await d.claim(DeliveryScope(), 100)
+    assert claimed == [] and opened == []
+    lim.waiting = 0
+    claimed, _ = await d.claim(DeliveryScope(), 100)
+    assert len(claimed) == 3 and len(opened) == 1

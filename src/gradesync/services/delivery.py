@@ -525,6 +525,15 @@ class Deliverer:
                     probes.append(key)
         return excluded, probes
 
+    def _all_excluded(self, scope: DeliveryScope, excluded: list[DestKey]) -> bool:
+        """Whether every known destination in `scope` is in `excluded`."""
+        out = set(excluded)
+        return all(
+            key in out
+            for key in self.destinations
+            if scope.tenant_id in (None, key[0]) and scope.destination_id in (None, key[1])
+        )
+
     def _persist_pause(self, d: Destination, until: datetime | None, reason: str | None) -> None:
         def write() -> None:
             with self.uow_factory() as uow:
@@ -550,6 +559,12 @@ class Deliverer:
         await self.refresh_destinations()
         now = self.clock.now()
         excluded, probes = self._excluded(now)
+        if not probes and self._all_excluded(scope, excluded):
+            # Every destination in scope has enough rows claimed, or is paused. A claim
+            # could only find rows of destinations not loaded yet, which prepare lets go
+            # unsent, and it would read every due row to find out: the deliver loop asks
+            # again after each send, so skip it.
+            return [], {}
         lease_until = now + self.settings.lease
 
         def work() -> tuple[
