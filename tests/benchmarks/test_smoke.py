@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_quick_suite_writes_figures_and_its_checks_hold(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     proc = subprocess.run(

@@ -359,3 +359,30 @@ async def test_no_claim_transaction_while_every_destination_has_enough_claimed(
     lim.waiting = 0
     claimed, _ = await d.claim(DeliveryScope(), 100)
     assert len(claimed) == 3 and len(opened) == 1
+
+
+async def test_a_stop_does_not_hang_on_a_database_that_does_not_answer(caplog: Any) -> None:
+    """Outcomes that cannot be written are let go after the grace period (their leases run
+    out and the rows are sent again): a stopping worker never waits on them for ever."""
+    import threading
+    from dataclasses import replace
+
+    from gradesync.services.clock import SystemClock
+    from gradesync.services.delivery import Settlement, SettleWriter
+
+    entered, release = threading.Event(), threading.Event()
+
+    def hung() -> Any:  # a connection that never answers, until the test lets it go
+        entered.set()
+        release.wait()
+        raise ConnectionError("database gone")
+
+    grace = replace(FAST, stop_grace=timedelta(seconds=0.2))
+    writer = SettleWriter(hung, SystemClock(), grace, "w:1")
+    writer.put(Settlement(LedgerKey(T, DEST, "a1", learner(0)), COURSE, None))
+    try:
+        await asyncio.wait_for(writer.stop(), 5)  # fails the test instead of hanging it
+        assert entered.is_set()
+        assert "stopping with 1 delivery outcomes unwritten" in caplog.text
+    finally:
+        release.set()

@@ -271,12 +271,22 @@ class SettleWriter:
             await self._idle.wait()
 
     async def stop(self) -> None:
-        await self.flush()
+        """Write what is queued, but never hang a shutdown on a database that does not
+        answer: after `stop_grace` the rest is let go (its leases run out and the rows are
+        claimed and sent again, so nothing is lost)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flush(), self._settings.stop_grace.total_seconds())
         if self._task is not None:
-            self._task.cancel()
+            self._task.cancel()  # a write in flight goes back to the queue
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._queue:
+            log.error(
+                "stopping with %d delivery outcomes unwritten; they will be sent again",
+                len(self._queue),
+            )
+            self._queue = []
 
     async def _run(self) -> None:
         while True:

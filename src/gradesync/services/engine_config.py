@@ -31,6 +31,8 @@ class EngineSettings:
     verify_max_items: int = 20  # columns read back per run
     # looking for work without being woken (retries due, other processes' requests)
     poll: timedelta = timedelta(seconds=1)
+    # a stopping worker waits this long for its outcomes to be written, then lets them go
+    stop_grace: timedelta = timedelta(seconds=10)
     course_link_ttl: timedelta = timedelta(minutes=5)
     destinations_ttl: timedelta = timedelta(seconds=1)
     # before a send, the destination's pause is re-read unless a read started this recently
