@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.schema import metadata
@@ -57,8 +58,20 @@ def _postgres_migrated(postgres_url: str) -> str:
 
 def _truncate_postgres(db: Database) -> None:
     names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-    with db.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    try:
+        with db.engine.begin() as conn:
+            # a session an earlier test left in a transaction would make this wait for ever
+            conn.execute(text("SET LOCAL lock_timeout = '60s'"))
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    except OperationalError as exc:
+        with db.engine.connect() as conn:
+            others = conn.execute(
+                text(
+                    "SELECT pid, state, xact_start, left(query, 200) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).all()
+        pytest.fail(f"emptying the test database waited on other sessions: {others}\n{exc}")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
