@@ -95,9 +95,12 @@ def run_world(
     out: dict[str, Any] = {}
     try:
         if "latency" in only:
+            spy = start_profile(world, profile_dir, f"latency-{db}") if profile_dir else None
             out["latency"] = guarded("latency", latency.run, world, sizes)
+            if spy is not None:
+                out["latency"]["profile"] = stop_profile(*spy)
         if "throughput" in only:
-            spy = start_profile(world, profile_dir, db) if profile_dir else None
+            spy = start_profile(world, profile_dir, f"throughput-{db}") if profile_dir else None
             out["throughput"] = guarded("throughput", throughput.run, world, sizes)
             if spy is not None:
                 out["throughput"]["profile"] = stop_profile(*spy)
@@ -153,7 +156,7 @@ def _peak(pid: int) -> float:
         return 0.0
 
 
-def start_profile(world: World, profile_dir: Path, db: str) -> tuple[Any, Path] | None:
+def start_profile(world: World, profile_dir: Path, name: str) -> tuple[Any, Path] | None:
     import subprocess
 
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -161,7 +164,7 @@ def start_profile(world: World, profile_dir: Path, db: str) -> tuple[Any, Path] 
         print("    py-spy not installed: no profile")
         return None
     profile_dir.mkdir(parents=True, exist_ok=True)
-    raw = profile_dir / f"throughput-{db}.txt"
+    raw = profile_dir / f"{name}.txt"
     proc = subprocess.Popen(
         [
             spy,
@@ -175,6 +178,7 @@ def start_profile(world: World, profile_dir: Path, db: str) -> tuple[Any, Path] 
             "--rate",
             "50",
             "--nonblocking",
+            "--gil",  # only samples holding the GIL: where the process's CPU goes, not its waits
             "--duration",
             "600",
         ],
@@ -206,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="sqlite,postgres", help="sqlite, postgres or both")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latest.json"))
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy profile of gradesync during throughput"
+        "--profile",
+        action="store_true",
+        help="py-spy profiles of gradesync during latency and throughput",
     )
     parser.add_argument(
         "--pg-delivery",

@@ -8,6 +8,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from gradesync.adapters.db import sqlite_gate
+
 
 def normalise_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here (the only PostgreSQL driver we install)."""
@@ -46,7 +48,7 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see sqlite_gate).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
@@ -60,8 +62,6 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cur.execute("PRAGMA cache_size=-8000")
         cur.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock up front: a deferred transaction that later writes can
-        # fail with SQLITE_BUSY without waiting, which busy_timeout cannot fix.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # every transaction begins with BEGIN IMMEDIATE, queued first behind this process's
+    # other writers (for at most SQLite's own busy timeout)
+    sqlite_gate.install(engine, timeout=30.0)
