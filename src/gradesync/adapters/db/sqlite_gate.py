@@ -31,7 +31,7 @@ class WriteGate:
 
     def acquire(self, dbapi_conn: Any) -> None:
         if not self._lock.acquire(timeout=self.timeout):
-            # what SQLite itself says after its busy timeout: the caller's retry logic knows it
+            # the error SQLite itself gives after its busy timeout: callers treat both alike
             raise sqlite3.OperationalError(
                 f"database is locked (waited {self.timeout:g} s for this process's writers)"
             )
