@@ -216,6 +216,7 @@ class Runtime:
                 raise TimeoutError(f"run {run_id} did not finish within {timeout:g} s")
             if local is not None:
                 with contextlib.suppress(TimeoutError):
-                    return await asyncio.wait_for(asyncio.shield(local), min(1.0, remaining))
+                    async with asyncio.timeout(min(1.0, remaining)):
+                        return await asyncio.shield(local)
             else:
                 await asyncio.sleep(min(0.2, remaining))

@@ -207,7 +207,8 @@ class FaultInjector:
 
     async def _hold(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.release.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: it can lose a cancel
+                await self.release.wait()
 
 
 def _counting(send: Send, counters: Counter[str]) -> Send:

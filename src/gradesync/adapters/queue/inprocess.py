@@ -57,8 +57,11 @@ class InProcessWaker:
 
 
 async def _wait(event: asyncio.Event, timeout: float | None) -> None:
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that
+    # arrives as the event is set, and a stopping worker's loop would then run on
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await event.wait()
     event.clear()
 
 
@@ -68,9 +71,11 @@ class EmbeddedWorker:
         self.waker = waker
         self.sole_worker = sole_worker
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.poll = engine.settings.poll.total_seconds()
 
     async def start(self) -> None:
+        self._stopping = False
         self.waker.bind(asyncio.get_running_loop())
         await self.engine.recover(sole_worker=self.sole_worker)
         # whatever was pending when the last process stopped is picked up at once
@@ -85,6 +90,7 @@ class EmbeddedWorker:
         ]
 
     async def stop(self) -> None:
+        self._stopping = True  # a loop whose cancellation a library lost ends at its next turn
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -92,7 +98,7 @@ class EmbeddedWorker:
         await self.engine.aclose()
 
     async def _loop(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await step()
             except asyncio.CancelledError:

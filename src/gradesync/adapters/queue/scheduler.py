@@ -164,7 +164,8 @@ class SchedulerLoop:
                 delay = self._retry_delay
             self.ticks += 1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), timeout=delay)
+                async with asyncio.timeout(delay):  # not wait_for: it can lose a cancel
+                    await self._event.wait()
 
 
 def register_periodic_tick(
