@@ -234,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="remaster: override SQLite's page cache per connection (diagnostic)",
     )
+    parser.add_argument(
+        "--lat-rate",
+        type=float,
+        help="latency: attempts posted per second (default full 100, quick 40)",
+    )
     args = parser.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = only - set(ALL)
@@ -248,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         if not rm or any(n <= 0 or n % sizes.rm_activities for n in rm):
             parser.error(f"--remaster-sizes: positive multiples of {sizes.rm_activities}")
         sizes = replace(sizes, rm_sizes=rm)
+    if args.lat_rate is not None:
+        if args.lat_rate <= 0:
+            parser.error("--lat-rate: a positive number of attempts per second")
+        sizes = replace(sizes, lat_rate=args.lat_rate)
     DIAG.update(trace_memory=args.trace_memory, sqlite_cache_kb=args.sqlite_cache_kb)
     dbs = [d.strip() for d in args.db.split(",") if d.strip()]
     workdir = Path(tempfile.mkdtemp(prefix="gradesync-bench-"))

@@ -60,6 +60,8 @@ class Remote:
     # activity id -> what ensure_column raises for it (e.g. a column not synced by design)
     column_failures: dict[str, RemoteFailure] = field(default_factory=dict)
     column_calls: int = 0
+    # activity id -> an event its column's creation waits for (a slow line item POST)
+    column_hold: dict[str, asyncio.Event] = field(default_factory=dict)
     order: list[Key] = field(default_factory=list)  # every send, in the order it arrived
     # the smallest timestamp step the gradebook tells apart (None: the engine's default)
     timestamp_step: timedelta | None = None
@@ -155,6 +157,9 @@ class DoubleClient:
         self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
     ) -> ItemLink:
         self.remote.column_calls += 1
+        hold = self.remote.column_hold.get(column.activity_id)
+        if hold is not None:
+            await hold.wait()
         failure = self.remote.column_failures.get(column.activity_id)
         if failure is not None:
             raise failure

@@ -95,6 +95,40 @@ async def test_an_older_value_never_overtakes_a_newer_one(harness: Harness, db: 
     assert ledger(db)[("a1", learner(0))].state is DeliveryState.DELIVERED
 
 
+async def test_a_pass_claims_only_when_something_may_be_due(
+    harness: Harness, db: Database
+) -> None:
+    """One claim for one row, not one after every send; rows computed during the pass (by
+    this process) are claimed by it at once."""
+    seed(db, learners=3)
+    d = harness.engine.deliverer
+    claims: list[int] = []
+    real = d.claim
+
+    async def counting(scope: DeliveryScope, limit: int) -> Any:
+        out = await real(scope, limit)
+        claims.append(len(out[0]))
+        return out
+
+    d.claim = counting  # type: ignore[method-assign]
+    post(db, harness.waker, [("a1", learner(0), 5.0)])
+    await harness.engine.process_dirty()
+    assert (await harness.engine.deliver_due()).delivered == 1
+    assert claims == [1]
+
+    claims.clear()
+    harness.remote.hold = asyncio.Event()
+    post(db, harness.waker, [("a1", learner(1), 6.0)])
+    await harness.engine.process_dirty()
+    passing = asyncio.create_task(harness.engine.deliver_due())
+    await asyncio.wait_for(harness.remote.arrived.wait(), 5)
+    post(db, harness.waker, [("a1", learner(2), 7.0)])
+    await harness.engine.process_dirty()  # computed while the first send is held
+    harness.remote.hold.set()
+    assert (await passing).delivered == 2
+    assert claims == [1, 1]
+
+
 async def test_server_errors_back_off_then_deliver(harness: Harness, db: Database) -> None:
     seed(db, learners=1)
     harness.remote.fail_next(2, server_error())
@@ -193,6 +227,27 @@ async def test_a_column_not_synced_by_design_is_skipped_not_rejected(
     again = await harness.engine.deliver_due()
     assert (again.delivered, again.skipped) == (2, 0)
     assert all(ledger(db)[("a2", learner(i))].state is DeliveryState.DELIVERED for i in range(2))
+
+
+async def test_a_column_being_created_holds_up_only_its_own_rows(
+    harness: Harness, db: Database
+) -> None:
+    """The LMS is slow to create a2's line item: a1's grades, claimed in the same batch, are
+    sent meanwhile, and a2's follow once its line item exists."""
+    seed(db, learners=3, activities=("a1", "a2"))
+    held = harness.remote.column_hold["a2"] = asyncio.Event()
+    post(db, harness.waker, [(a, learner(i), 5.0 + i) for i in range(3) for a in ("a2", "a1")])
+    await harness.engine.process_dirty()
+    delivering = asyncio.create_task(harness.engine.deliver_due())
+    a1 = "https://lms/courses/1/items/a1"
+    await harness.remote.wait_for(
+        lambda: all(harness.remote.score_of(a1, f"sub-{learner(i)}") is not None for i in range(3))
+    )
+    assert harness.remote.sends == 3 and not delivering.done()
+    held.set()
+    stats = await asyncio.wait_for(delivering, 10)
+    assert (stats.claimed, stats.delivered) == (6, 6)
+    assert harness.remote.score_of("https://lms/courses/1/items/a2", "sub-p002") == 7.0
 
 
 async def test_circuit_breaker_pauses_and_resumes_by_itself(harness: Harness, db: Database) -> None:
@@ -354,11 +409,13 @@ async def test_no_claim_transaction_while_every_destination_has_enough_claimed(
 
     d.uow_factory = counting
     lim.waiting = 4 * lim.concurrency  # saturated: enough claimed to keep it busy
-    claimed, _ = await d.claim(DeliveryScope(), 100)
+    claimed, _, more = await d.claim(DeliveryScope(), 100)
     assert claimed == [] and opened == []
+    assert more  # rows were held back: the loop asks again once a send is done
     lim.waiting = 0
-    claimed, _ = await d.claim(DeliveryScope(), 100)
+    claimed, _, more = await d.claim(DeliveryScope(), 100)
     assert len(claimed) == 3 and len(opened) == 1
+    assert not more  # fewer than asked for, nothing held back: nothing left to find
 
 
 async def test_a_stop_does_not_hang_on_a_database_that_does_not_answer(caplog: Any) -> None:

@@ -36,7 +36,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -241,12 +241,14 @@ class SettleWriter:
         settings: EngineSettings,
         worker_id: str,
         on_written: Callable[[list[LedgerRow]], None] | None = None,
+        on_due: Callable[[], None] | None = None,
     ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._settings = settings
         self._worker_id = worker_id
         self._on_written = on_written
+        self._on_due = on_due
         self._queue: list[Settlement] = []
         self._more = asyncio.Event()
         self._idle = asyncio.Event()
@@ -275,7 +277,8 @@ class SettleWriter:
         answer: after `stop_grace` the rest is let go (its leases run out and the rows are
         claimed and sent again, so nothing is lost)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.flush(), self._settings.stop_grace.total_seconds())
+            async with asyncio.timeout(self._settings.stop_grace.total_seconds()):
+                await self.flush()
         if self._task is not None:
             self._task.cancel()  # a write in flight goes back to the queue
             with contextlib.suppress(asyncio.CancelledError):
@@ -297,7 +300,7 @@ class SettleWriter:
                 continue
             batch, self._queue = self._queue, []
             try:
-                rows = await asyncio.to_thread(self._write, batch)
+                rows, let_go = await asyncio.to_thread(self._write, batch)
             except asyncio.CancelledError:
                 self._queue = batch + self._queue
                 raise
@@ -309,10 +312,17 @@ class SettleWriter:
                 )
                 await asyncio.sleep(1.0)
                 continue
+            if self._on_due is not None and (
+                let_go or any(r.state is DeliveryState.PENDING for r in rows)
+            ):
+                # a newer desired state arrived during its send, or a row was let go
+                # unsent: it is due again now
+                self._on_due()
             if self._on_written is not None:
                 self._on_written(rows)
 
-    def _write(self, batch: list[Settlement]) -> list[LedgerRow]:
+    def _write(self, batch: list[Settlement]) -> tuple[list[LedgerRow], bool]:
+        """Write the outcomes; (rows written, whether any row was let go unwritten)."""
         with self._uow_factory() as uow:
             now = self._clock.now()
             keys = sorted({s.key for s in batch}, key=_sort_key)
@@ -344,11 +354,12 @@ class SettleWriter:
                     logs.append(_log_entry(s, now))
             # rows written give their lease back in the same upsert; only the others need
             # a release of their own
+            let_go = [k for k in keys if k not in writes]
             uow.ledger.save_many(list(writes.values()), release_for=self._worker_id)
-            uow.ledger.release([k for k in keys if k not in writes], self._worker_id)
+            uow.ledger.release(let_go, self._worker_id)
             uow.deliveries.add_many(logs)
             uow.commit()
-        return [r for r, _ in writes.values()]
+        return [r for r, _ in writes.values()], bool(let_go)
 
 
 def _sort_key(k: LedgerKey) -> tuple[str, str, str, str]:
@@ -391,6 +402,17 @@ class _BatchFacts:
     people: dict[str, PersonLink]
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What every column of one course being prepared shares."""
+
+    destination: Destination
+    client: DestinationClient
+    limits: DestinationLimits
+    course_link: CourseLink
+    facts: _BatchFacts
+
+
 def _reason_of(f: RemoteFailure) -> Reason:
     text = f.message.strip() or f.code
     if f.remedy:
@@ -416,7 +438,12 @@ class Deliverer:
         self.settings = settings
         self.worker_id = worker_id
         self.waker = waker
-        self.writer = SettleWriter(uow_factory, clock, settings, worker_id, on_written)
+        self.writer = SettleWriter(
+            uow_factory, clock, settings, worker_id, on_written, on_due=self.note_due
+        )
+        # bumped whenever rows may have become due (computed, or settled still due), so
+        # a pass claims when there is something to find, not after every send
+        self._due_signal = 0
         self.limits: dict[DestKey, DestinationLimits] = {}
         self._limit_sigs: dict[DestKey, tuple[Any, Any]] = {}
         self.destinations: dict[DestKey, Destination] = {}
@@ -425,6 +452,10 @@ class Deliverer:
         self._column_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self._help_asked = -1e9
         self._background: set[asyncio.Task[None]] = set()
+
+    def note_due(self) -> None:
+        """Rows may have become due in this process: the running pass claims again."""
+        self._due_signal += 1
 
     # -- destinations and their limits ----------------------------------------------------
 
@@ -563,18 +594,20 @@ class Deliverer:
 
     async def claim(
         self, scope: DeliveryScope, limit: int
-    ) -> tuple[list[Claimed], dict[tuple[str, str, str], _BatchFacts]]:
+    ) -> tuple[list[Claimed], dict[tuple[str, str, str], _BatchFacts], bool]:
         """Lease up to `limit` due rows, and read what sending them needs, in one
-        transaction."""
+        transaction. Also says whether due rows may be left behind (the batch was full, or
+        a destination was held back: saturated, paused, its breaker open)."""
         await self.refresh_destinations()
         now = self.clock.now()
         excluded, probes = self._excluded(now)
+        held_back = any(self.destinations[k].enabled for k in excluded)
         if not probes and self._all_excluded(scope, excluded):
             # Every destination in scope has enough rows claimed, or is paused. A claim
             # could only find rows of destinations not loaded yet, which prepare lets go
             # unsent, and it would read every due row to find out: the deliver loop asks
             # again after each send, so skip it.
-            return [], {}
+            return [], {}, held_back
         lease_until = now + self.settings.lease
 
         def work() -> tuple[
@@ -620,7 +653,7 @@ class Deliverer:
             d = self.destinations.get((c.row.key.tenant_id, c.row.key.destination_id))
             if d is not None:
                 self.limits_for(d).waiting += 1
-        return out, facts
+        return out, facts, held_back or len(out) >= limit
 
     def _step(self, key: LedgerKey) -> timedelta:
         """The destination's smallest timestamp step (whole seconds for Moodle)."""
@@ -792,29 +825,13 @@ class Deliverer:
             )
         return out
 
-    async def prepare(
-        self,
-        claimed: list[Claimed],
-        facts: dict[tuple[str, str, str], _BatchFacts],
-        stats: DeliveryStats,
-        run_id: str | None,
-    ) -> list[Ready]:
+    @staticmethod
+    def _by_course(claimed: list[Claimed]) -> dict[tuple[str, str, str], list[Claimed]]:
         grouped: dict[tuple[str, str, str], list[Claimed]] = {}
         for c in claimed:
             k = c.row.key
             grouped.setdefault((k.tenant_id, k.destination_id, c.course_id), []).append(c)
-        ready: list[Ready] = []
-        for (tenant_id, dest_id, course_id), items in grouped.items():
-            ready += await self._prepare_group(
-                tenant_id,
-                dest_id,
-                course_id,
-                items,
-                facts[(tenant_id, dest_id, course_id)],
-                stats,
-                run_id,
-            )
-        return ready
+        return grouped
 
     def _settle_all(
         self,
@@ -851,25 +868,29 @@ class Deliverer:
         elif isinstance(outcome, Delivered):
             stats.delivered += 1
 
-    async def _prepare_group(
+    async def _prepare_course(
         self,
-        tenant_id: str,
-        dest_id: str,
-        course_id: str,
+        group: tuple[str, str, str],
         items: list[Claimed],
         facts: _BatchFacts,
         stats: DeliveryStats,
         run_id: str | None,
-    ) -> list[Ready]:
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
+        """Prepare one course's claimed rows and start their sends: the course link, then
+        each activity's column (created on the remote when new) at the same time. A task of
+        its own, so a column being created holds up only its own rows, not the claiming
+        and sending of everything else."""
+        tenant_id, dest_id, _ = group
         d = self.destinations.get((tenant_id, dest_id))
         if d is None or facts.tenant is None or facts.course is None:
             self._settle_all(items, None, stats, run_id)  # deleted meanwhile: let go
-            return []
+            return
         moved = migrated_to(facts.course_link) if facts.course_link is not None else None
         if moved is not None:
             # computed before the course moved to LTI 1.3: never send through the old link
             self._settle_all(items, course_migrated(d, moved), stats, run_id)
-            return []
+            return
         lim = self.limits_for(d)
         try:
             client = self.clients.get(d)
@@ -882,72 +903,85 @@ class Deliverer:
                 stats,
                 run_id,
             )
-            return []
+            return
         try:
             course_link = await self.course_link(client, d, facts.course, facts.course_link)
         except RemoteFailure as f:
             outcome = self.outcome_of_failure(f, d, lim, course_wide=True)
             self._settle_all(items, outcome, stats, run_id, logged=True)
-            return []
+            return
         except Exception as exc:
             self._settle_all(items, self._unexpected(exc, d, lim), stats, run_id, logged=True)
-            return []
+            return
 
         by_activity: dict[str, list[Claimed]] = {}
         for c in items:
             by_activity.setdefault(c.row.key.activity_id, []).append(c)
-        ready: list[Ready] = []
-        caps = client.capabilities
-        for activity_id, group in by_activity.items():
-            activity = facts.activities.get(activity_id)
-            if activity is None:
-                self._settle_all(group, None, stats, run_id)
-                continue
-            try:
-                policy = resolve_settings(facts.tenant.policy, facts.course.policy, activity.policy)
-            except Exception as exc:
-                self._settle_all(group, Reason(INVALID_POLICY, str(exc)), stats, run_id)
-                continue
-            column = column_for(activity, policy, caps)
-            if isinstance(column, NoResult):
-                self._settle_all(group, column.reason, stats, run_id)
-                continue
-            try:
-                item_link, _ = await self.ensure_column(
-                    client, d, course_link, column, facts.items.get(activity_id)
+        target = _Target(d, client, lim, course_link, facts)
+        await asyncio.gather(
+            *(
+                self._prepare_column(target, activity_id, rows, stats, run_id, spawn)
+                for activity_id, rows in by_activity.items()
+            )
+        )
+
+    async def _prepare_column(
+        self,
+        t: _Target,
+        activity_id: str,
+        group: list[Claimed],
+        stats: DeliveryStats,
+        run_id: str | None,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
+        d, facts = t.destination, t.facts
+        activity = facts.activities.get(activity_id)
+        if activity is None or facts.tenant is None or facts.course is None:
+            self._settle_all(group, None, stats, run_id)
+            return
+        try:
+            policy = resolve_settings(facts.tenant.policy, facts.course.policy, activity.policy)
+        except Exception as exc:
+            self._settle_all(group, Reason(INVALID_POLICY, str(exc)), stats, run_id)
+            return
+        column = column_for(activity, policy, t.client.capabilities)
+        if isinstance(column, NoResult):
+            self._settle_all(group, column.reason, stats, run_id)
+            return
+        try:
+            item_link, _ = await self.ensure_column(
+                t.client, d, t.course_link, column, facts.items.get(activity_id)
+            )
+        except RemoteFailure as f:
+            if f.failure is FailureClass.NOT_SYNCED:
+                # the destination does not take this column by design (e.g. not selected
+                # for SIS passback): the rows are skipped with the reason, not refused
+                self._settle_all(group, _reason_of(f), stats, run_id)
+            else:
+                self._settle_all(
+                    group, self.outcome_of_failure(f, d, t.limits), stats, run_id, logged=True
                 )
-            except RemoteFailure as f:
-                if f.failure is FailureClass.NOT_SYNCED:
-                    # the destination does not take this column by design (e.g. not selected
-                    # for SIS passback): the rows are skipped with the reason, not refused
-                    self._settle_all(group, _reason_of(f), stats, run_id)
-                else:
-                    self._settle_all(
-                        group, self.outcome_of_failure(f, d, lim), stats, run_id, logged=True
-                    )
+            return
+        except Exception as exc:
+            self._settle_all(group, self._unexpected(exc, d, t.limits), stats, run_id, logged=True)
+            return
+        for c in group:
+            person = facts.people.get(c.row.key.person_id)
+            if person is None:
+                self._settle_all([c], no_person_link(d), stats, run_id)
                 continue
-            except Exception as exc:
-                self._settle_all(group, self._unexpected(exc, d, lim), stats, run_id, logged=True)
+            if c.row.desired is None or c.row.state is DeliveryState.SKIPPED:
+                self._settle_all([c], None, stats, run_id)
                 continue
-            for c in group:
-                person = facts.people.get(c.row.key.person_id)
-                if person is None:
-                    self._settle_all([c], no_person_link(d), stats, run_id)
-                    continue
-                if c.row.desired is None or c.row.state is DeliveryState.SKIPPED:
-                    self._settle_all([c], None, stats, run_id)
-                    continue
-                ready.append(
-                    Ready(
-                        c,
-                        d,
-                        client,
-                        lim,
-                        ResultTarget(course_link, item_link, person),
-                        desired_from_json(c.row.desired),
-                    )
-                )
-        return ready
+            ready = Ready(
+                c,
+                d,
+                t.client,
+                t.limits,
+                ResultTarget(t.course_link, item_link, person),
+                desired_from_json(c.row.desired),
+            )
+            spawn(self.send(ready, stats, run_id))
 
     # -- sending --------------------------------------------------------------------------
 
@@ -1056,35 +1090,59 @@ class Deliverer:
         stats = DeliveryStats()
         batch = max(1, self.settings.claim_batch)
         high_water = batch * 4
-        tasks: set[asyncio.Task[None]] = set()
+        # each task holds claimed rows: a course being prepared holds all of its rows, a
+        # send holds one; claim more only while they hold fewer than `high_water`
+        tasks: dict[asyncio.Task[None], int] = {}
+
+        def spawn(send: Coroutine[Any, Any, None]) -> None:
+            tasks[asyncio.create_task(send)] = 1
+
+        async def reap(*, all_of_them: bool = False) -> None:
+            when = asyncio.ALL_COMPLETED if all_of_them else asyncio.FIRST_COMPLETED
+            done, _ = await asyncio.wait(tasks, return_when=when)
+            for t in done:
+                del tasks[t]
+                if not t.cancelled() and t.exception() is not None:
+                    log.error("a delivery task failed unexpectedly", exc_info=t.exception())
+
+        # Claim when something may be found: at the start, while the last claim may have
+        # left due rows behind, when rows became due in this process (note_due), and at
+        # least every `poll` (rows computed by other processes). Not after every send.
+        seen = self._due_signal - 1
+        more = True
+        claimed_at = time.monotonic()
+        poll = self.settings.poll.total_seconds()
         flushed = False
         try:
             while stop is None or not stop():
                 claimed: list[Claimed] = []
-                if len(tasks) + batch <= high_water or not tasks:
-                    claimed, facts = await self.claim(scope, batch)
+                room = sum(tasks.values()) + batch <= high_water or not tasks
+                due = more or seen != self._due_signal or time.monotonic() - claimed_at >= poll
+                if room and due:
+                    seen, claimed_at = self._due_signal, time.monotonic()
+                    claimed, facts, more = await self.claim(scope, batch)
                 if claimed:
                     flushed = False
                     stats.claimed += len(claimed)
                     if len(claimed) >= batch:
                         self._ask_for_help()
-                    for r in await self.prepare(claimed, facts, stats, run_id):
-                        tasks.add(asyncio.create_task(self.send(r, stats, run_id)))
+                    for group, items in self._by_course(claimed).items():
+                        prepare = self._prepare_course(
+                            group, items, facts[group], stats, run_id, spawn
+                        )
+                        tasks[asyncio.create_task(prepare)] = len(items)
                     continue
                 if not tasks:
                     if flushed:
                         break
-                    # write what is settled (releasing leases), then look once more: a
-                    # newer desired state that arrived during a send goes out now
+                    # write what is settled (releasing leases); a row still due after that
+                    # (a newer desired state arrived during its send) is claimed next
                     await self.writer.flush()
                     flushed = True
                     continue
-                done, tasks = await _wait_first(tasks)
-                for t in done:
-                    if not t.cancelled() and t.exception() is not None:
-                        log.error("a send failed unexpectedly", exc_info=t.exception())
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await reap()
+            while tasks:  # stopped: finish what was claimed (a course prepared may spawn sends)
+                await reap(all_of_them=True)
         except BaseException:
             for t in tasks:
                 t.cancel()
@@ -1098,10 +1156,3 @@ class Deliverer:
         await self.writer.stop()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-
-
-async def _wait_first(
-    tasks: set[asyncio.Task[None]],
-) -> tuple[set[asyncio.Task[None]], set[asyncio.Task[None]]]:
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    return done, set(pending)

@@ -105,6 +105,8 @@ class Engine:
                     limit=self.settings.compute_batch,
                 )
                 total.add(stats)
+                if stats.pending:
+                    self.deliverer.note_due()
                 if stats.dirty < self.settings.compute_batch:
                     return total
 
