@@ -95,9 +95,7 @@ async def test_an_older_value_never_overtakes_a_newer_one(harness: Harness, db: 
     assert ledger(db)[("a1", learner(0))].state is DeliveryState.DELIVERED
 
 
-async def test_a_pass_claims_only_when_something_may_be_due(
-    harness: Harness, db: Database
-) -> None:
+async def test_a_pass_claims_only_when_something_may_be_due(harness: Harness, db: Database) -> None:
     """One claim for one row, not one after every send; rows computed during the pass (by
     this process) are claimed by it at once."""
     seed(db, learners=3)
