@@ -10,6 +10,7 @@ from typing import Any
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import DeliveryState, LedgerKey
 from gradesync.domain.reasons import Reason
+from gradesync.services.clock import SystemClock
 from gradesync.services.delivery import DeliveryScope
 from gradesync.services.worker import Engine
 from tests.engine.conftest import (
@@ -97,8 +98,8 @@ async def test_an_older_value_never_overtakes_a_newer_one(harness: Harness, db: 
 
 async def test_a_pass_claims_only_when_something_may_be_due(harness: Harness, db: Database) -> None:
     """One claim for one row, not one after every send; rows computed during the pass (by
-    this process) are claimed by it at once."""
-    seed(db, learners=3)
+    this process) are claimed by it at once, while its other work is still out."""
+    seed(db, learners=3, activities=("a1", "a2"))
     d = harness.engine.deliverer
     claims: list[int] = []
     real = d.claim
@@ -115,14 +116,16 @@ async def test_a_pass_claims_only_when_something_may_be_due(harness: Harness, db
     assert claims == [1]
 
     claims.clear()
-    harness.remote.hold = asyncio.Event()
-    post(db, harness.waker, [("a1", learner(1), 6.0)])
+    held = harness.remote.column_hold["a2"] = asyncio.Event()
+    post(db, harness.waker, [("a2", learner(1), 6.0)])
     await harness.engine.process_dirty()
     passing = asyncio.create_task(harness.engine.deliver_due())
-    await asyncio.wait_for(harness.remote.arrived.wait(), 5)
+    await harness.until(lambda: harness.remote.column_calls == 2)  # a2's line item is held
     post(db, harness.waker, [("a1", learner(2), 7.0)])
-    await harness.engine.process_dirty()  # computed while the first send is held
-    harness.remote.hold.set()
+    await harness.engine.process_dirty()
+    a1 = "https://lms/courses/1/items/a1"
+    await harness.remote.wait_for(lambda: harness.remote.score_of(a1, "sub-p002") == 7.0)
+    held.set()
     assert (await passing).delivered == 2
     assert claims == [1, 1]
 
@@ -246,6 +249,36 @@ async def test_a_column_being_created_holds_up_only_its_own_rows(
     stats = await asyncio.wait_for(delivering, 10)
     assert (stats.claimed, stats.delivered) == (6, 6)
     assert harness.remote.score_of("https://lms/courses/1/items/a2", "sub-p002") == 7.0
+
+
+async def test_a_new_column_is_created_once_by_passes_that_meet_it_at_once(
+    harness: Harness, db: Database
+) -> None:
+    """Claims of one row each: the second finds the first still creating the line item,
+    waits for it and uses its link; the link is in the database when the pass returns."""
+    from dataclasses import replace
+
+    seed(db, learners=2)
+    engine = Engine(db.uow, SystemClock(), harness.factory, replace(FAST, claim_batch=1))
+    try:
+        held = harness.remote.column_hold["a1"] = asyncio.Event()
+        post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+        await engine.process_dirty()
+        delivering = asyncio.create_task(engine.deliver_due())
+        # both rows claimed (one claim each), the first creating the line item
+        await harness.until(
+            lambda: (
+                harness.remote.column_calls == 1 and engine.deliverer.limits[(T, DEST)].waiting == 2
+            )
+        )
+        held.set()
+        assert (await asyncio.wait_for(delivering, 10)).delivered == 2
+        assert harness.remote.column_calls == 1
+        with db.uow() as uow:
+            link = uow.links.item(T, DEST, "a1")
+        assert link is not None and link.remote_id == _item()
+    finally:
+        await engine.aclose()
 
 
 async def test_circuit_breaker_pauses_and_resumes_by_itself(harness: Harness, db: Database) -> None:

@@ -413,6 +413,44 @@ class _Target:
     facts: _BatchFacts
 
 
+class _InFlight:
+    """The tasks of one delivery pass (preparing a course, or sending one row) and the
+    claimed rows they hold. `wait()` returns once one of them has ended or `wake()` was
+    called (rows became due), whichever is first."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[asyncio.Task[None], int] = {}
+        self.rows = 0
+        self._ended: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+
+    def start(self, work: Coroutine[Any, Any, None], rows: int) -> None:
+        task = asyncio.create_task(work)
+        self.tasks[task] = rows
+        self.rows += rows
+        task.add_done_callback(self._ended_one)
+
+    def _ended_one(self, task: asyncio.Task[None]) -> None:
+        self._ended.append(task)
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def wait(self) -> None:
+        await self._wake.wait()
+        self._wake.clear()
+        ended, self._ended = self._ended, []
+        for task in ended:
+            self.rows -= self.tasks.pop(task, 0)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("a delivery task failed unexpectedly", exc_info=task.exception())
+
+    def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+
 def _reason_of(f: RemoteFailure) -> Reason:
     text = f.message.strip() or f.code
     if f.remedy:
@@ -444,18 +482,23 @@ class Deliverer:
         # bumped whenever rows may have become due (computed, or settled still due), so
         # a pass claims when there is something to find, not after every send
         self._due_signal = 0
+        self._passes: set[_InFlight] = set()
         self.limits: dict[DestKey, DestinationLimits] = {}
         self._limit_sigs: dict[DestKey, tuple[Any, Any]] = {}
         self.destinations: dict[DestKey, Destination] = {}
         self._destinations_at = -1e9
         self._course_links: dict[tuple[str, str, str], tuple[CourseLink, float]] = {}
         self._column_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        # columns this process created or updated, until the claim's own read has them
+        self._item_links: dict[tuple[str, str, str], ItemLink] = {}
         self._help_asked = -1e9
         self._background: set[asyncio.Task[None]] = set()
 
     def note_due(self) -> None:
-        """Rows may have become due in this process: the running pass claims again."""
+        """Rows may have become due in this process: running passes claim again."""
         self._due_signal += 1
+        for flight in self._passes:
+            flight.wake()
 
     # -- destinations and their limits ----------------------------------------------------
 
@@ -581,7 +624,19 @@ class Deliverer:
                 uow.destinations.set_pause(d.tenant_id, d.id, until, reason)
                 uow.commit()
 
-        task = asyncio.create_task(asyncio.to_thread(write))
+        self._in_background(write, f"saving the pause of {d.tenant_id}/{d.id}")
+
+    def _in_background(self, write: Callable[[], None], what: str) -> None:
+        """Run a database write in a thread without waiting for it; a pass waits for all of
+        them before it returns."""
+
+        async def run() -> None:
+            try:
+                await asyncio.to_thread(write)
+            except Exception:
+                log.exception("%s failed", what)
+
+        task = asyncio.create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -772,30 +827,28 @@ class Deliverer:
         force: bool = False,
     ) -> tuple[ItemLink, bool]:
         """The activity's column, created or updated when needed. (link, whether written).
-        One at a time per column in this process, re-reading the link first, so two passes
-        never create the same column twice."""
+        One at a time per column in this process: a pass that waited finds the link the
+        other wrote in `_item_links`, so two passes never create the same column twice
+        (another process that races is stopped by the remote lookup by resourceId). The
+        link is saved in the background: the scores need only the remote's answer."""
         wanted = column_hash(column)
         if not force and link is not None and link.details_hash == wanted:
             return link, False
         key = (d.tenant_id, d.id, column.activity_id)
         lock = self._column_locks.setdefault(key, asyncio.Lock())
         async with lock:
-
-            def reread() -> ItemLink | None:
-                with self.uow_factory() as uow:
-                    return uow.links.item(d.tenant_id, d.id, column.activity_id)
-
-            current = await asyncio.to_thread(reread)
+            current = self._item_links.get(key) or link
             if not force and current is not None and current.details_hash == wanted:
                 return current, False
             ensured = await client.ensure_column(course_link, column, current, force=force)
+            self._item_links[key] = ensured
 
             def save() -> None:
                 with self.uow_factory() as uow:
                     uow.links.save_item(ensured)
                     uow.commit()
 
-            await asyncio.to_thread(save)
+            self._in_background(save, f"saving the line item link of {column.activity_id}")
             return ensured, True
 
     @staticmethod
@@ -875,7 +928,7 @@ class Deliverer:
         facts: _BatchFacts,
         stats: DeliveryStats,
         run_id: str | None,
-        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        flight: _InFlight,
     ) -> None:
         """Prepare one course's claimed rows and start their sends: the course link, then
         each activity's column (created on the remote when new) at the same time. A task of
@@ -920,7 +973,7 @@ class Deliverer:
         target = _Target(d, client, lim, course_link, facts)
         await asyncio.gather(
             *(
-                self._prepare_column(target, activity_id, rows, stats, run_id, spawn)
+                self._prepare_column(target, activity_id, rows, stats, run_id, flight)
                 for activity_id, rows in by_activity.items()
             )
         )
@@ -932,7 +985,7 @@ class Deliverer:
         group: list[Claimed],
         stats: DeliveryStats,
         run_id: str | None,
-        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        flight: _InFlight,
     ) -> None:
         d, facts = t.destination, t.facts
         activity = facts.activities.get(activity_id)
@@ -981,7 +1034,7 @@ class Deliverer:
                 ResultTarget(t.course_link, item_link, person),
                 desired_from_json(c.row.desired),
             )
-            spawn(self.send(ready, stats, run_id))
+            flight.start(self.send(ready, stats, run_id), 1)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -1089,34 +1142,22 @@ class Deliverer:
         claimed row is settled and written."""
         stats = DeliveryStats()
         batch = max(1, self.settings.claim_batch)
-        high_water = batch * 4
-        # each task holds claimed rows: a course being prepared holds all of its rows, a
-        # send holds one; claim more only while they hold fewer than `high_water`
-        tasks: dict[asyncio.Task[None], int] = {}
-
-        def spawn(send: Coroutine[Any, Any, None]) -> None:
-            tasks[asyncio.create_task(send)] = 1
-
-        async def reap(*, all_of_them: bool = False) -> None:
-            when = asyncio.ALL_COMPLETED if all_of_them else asyncio.FIRST_COMPLETED
-            done, _ = await asyncio.wait(tasks, return_when=when)
-            for t in done:
-                del tasks[t]
-                if not t.cancelled() and t.exception() is not None:
-                    log.error("a delivery task failed unexpectedly", exc_info=t.exception())
-
+        high_water = batch * 4  # claim more only while in-flight tasks hold fewer rows
+        flight = _InFlight()
         # Claim when something may be found: at the start, while the last claim may have
-        # left due rows behind, when rows became due in this process (note_due), and at
-        # least every `poll` (rows computed by other processes). Not after every send.
+        # left due rows behind, when rows became due in this process (note_due wakes the
+        # pass), and at least every `poll` (rows computed by other processes). Not after
+        # every send.
         seen = self._due_signal - 1
         more = True
         claimed_at = time.monotonic()
         poll = self.settings.poll.total_seconds()
         flushed = False
+        self._passes.add(flight)
         try:
             while stop is None or not stop():
                 claimed: list[Claimed] = []
-                room = sum(tasks.values()) + batch <= high_water or not tasks
+                room = flight.rows + batch <= high_water or not flight.tasks
                 due = more or seen != self._due_signal or time.monotonic() - claimed_at >= poll
                 if room and due:
                     seen, claimed_at = self._due_signal, time.monotonic()
@@ -1128,11 +1169,11 @@ class Deliverer:
                         self._ask_for_help()
                     for group, items in self._by_course(claimed).items():
                         prepare = self._prepare_course(
-                            group, items, facts[group], stats, run_id, spawn
+                            group, items, facts[group], stats, run_id, flight
                         )
-                        tasks[asyncio.create_task(prepare)] = len(items)
+                        flight.start(prepare, len(items))
                     continue
-                if not tasks:
+                if not flight.tasks:
                     if flushed:
                         break
                     # write what is settled (releasing leases); a row still due after that
@@ -1140,15 +1181,16 @@ class Deliverer:
                     await self.writer.flush()
                     flushed = True
                     continue
-                await reap()
-            while tasks:  # stopped: finish what was claimed (a course prepared may spawn sends)
-                await reap(all_of_them=True)
+                await flight.wait()
+            while flight.tasks:  # stopped: finish what was claimed
+                await flight.wait()
         except BaseException:
-            for t in tasks:
-                t.cancel()
+            flight.cancel()
             raise
+        finally:
+            self._passes.discard(flight)
         await self.writer.flush()
-        if self._background:  # pauses written, so callers see what this pass decided
+        if self._background:  # pauses and links written, so callers see what it decided
             await asyncio.gather(*list(self._background), return_exceptions=True)
         return stats
 
