@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -62,7 +63,8 @@ async def test_a_pause_stops_sends_after_the_requests_in_flight(
 
 
 async def test_pause_checks_are_shared_between_concurrent_sends(db: Database) -> None:
-    """With the default freshness, a burst of sends costs one read of the destination."""
+    """With a freshness window, a burst of sends costs one read of the destination, and
+    once half the window has passed the next read starts without making anyone wait."""
     seed(db, learners=0)
     reads = 0
     lock = threading.Lock()
@@ -87,11 +89,17 @@ async def test_pause_checks_are_shared_between_concurrent_sends(db: Database) ->
         await asyncio.gather(*(deliverer.check_pause(d, lim) for _ in range(20)))
         await deliverer.check_pause(d, lim)
         assert reads == 1
+        # past half its freshness: the next read starts in the background, nobody waits
+        lim.pause_checked_at = time.monotonic() - 20
+        await deliverer.check_pause(d, lim)
+        assert lim.pause_check is not None and not lim.pause_check.done()
+        await lim.pause_check
+        assert reads == 2
         # a strict check (0) always reads anew, once for everyone waiting
         strict = Engine(counting_uow, SystemClock(), DoubleFactory(), FAST)
         lim2 = strict.deliverer.limits_for(d)
         await asyncio.gather(*(strict.deliverer.check_pause(d, lim2) for _ in range(20)))
-        assert 2 <= reads <= 3
+        assert 3 <= reads <= 4
         await strict.aclose()
     finally:
         await engine.aclose()

@@ -554,10 +554,17 @@ class Deliverer:
         """Re-read the destination's pause before a send, so an admin's pause stops sends
         within the requests already in flight. Checks are shared: a send uses a check that
         started at most `pause_check` before it asked (0: only one that started after),
-        and at most one check per destination is in flight."""
+        and at most one check per destination is in flight. Once half of that time has
+        passed, the next check starts in the background: under a steady load no send
+        waits for a read."""
         asked = time.monotonic()
-        fresh_from = asked - self.settings.pause_check.total_seconds()
+        window = self.settings.pause_check.total_seconds()
+        fresh_from = asked - window
         while True:
+            if lim.pause_checked_at >= fresh_from:
+                if window > 0 and lim.pause_checked_at < asked - window / 2:
+                    self._start_pause_check(d, lim)
+                return
             task = lim.pause_check
             if task is not None and not task.done():
                 started = lim.pause_check_started
@@ -566,8 +573,10 @@ class Deliverer:
                 if started >= fresh_from:
                     return
                 continue
-            if lim.pause_checked_at >= fresh_from:
-                return
+            self._start_pause_check(d, lim)
+
+    def _start_pause_check(self, d: Destination, lim: DestinationLimits) -> None:
+        if lim.pause_check is None or lim.pause_check.done():
             lim.pause_check_started = time.monotonic()
             lim.pause_check = asyncio.create_task(self._read_pause(d, lim))
 
