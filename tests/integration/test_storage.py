@@ -177,6 +177,25 @@ def test_ledger_due_and_person_links(db: Database) -> None:
         assert [len(b) for b in batches] == [1, 1]
 
 
+def test_person_links_of_a_large_column_are_read_in_chunks(db: Database) -> None:
+    """More learners than one IN (...) list holds: every link comes back, and a course's
+    own link still wins over the general one."""
+    seed(db)
+    ids = [f"q{i:04d}" for i in range(1_200)]
+    with db.uow() as uow:
+        uow.destinations.upsert(Destination("t1", "sis", DestinationKind.LTI13_AGS, "SIS"), NOW)
+        for pid in ids:
+            uow.people.upsert(Person("t1", pid, pid))
+            uow.links.save_person(PersonLink("t1", "sis", pid, f"student-{pid}"))
+        uow.links.save_person(PersonLink("t1", "sis", "q1100", "in-c1", course_id="c1"))
+        uow.commit()
+    with db.uow() as uow:
+        links = uow.links.people_for("t1", "sis", "c1", ids + ids[:10])
+    assert len(links) == 1_200
+    assert links["q0000"].remote_id == "student-q0000"
+    assert links["q1100"].remote_id == "in-c1"
+
+
 def _pending(key: LedgerKey, desired_hash: str = "h1") -> LedgerRow:
     return LedgerRow(
         key,

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -77,9 +77,15 @@ def keeps_lms_edits(uow: UnitOfWork, tenant_id: str, course: Course, activity_id
 
 
 def _remote_by_person(
-    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str, backs: Sequence[ReadBack]
+    uow: UnitOfWork,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str,
+    person_ids: Iterable[str],
+    backs: Sequence[ReadBack],
 ) -> dict[str, RemoteResult]:
-    links = uow.links.people(tenant_id, destination_id, course_id)
+    # the column's learners only: a SIS's student links hold every learner it has
+    links = uow.links.people_for(tenant_id, destination_id, course_id, person_ids)
     person_of = {link.remote_id: pid for pid, link in links.items()}
     out: dict[str, RemoteResult] = {}
     for b in backs:
@@ -107,10 +113,11 @@ def record_overrides(
         course = uow.courses.get(tenant_id, course_id)
         if course is None:
             return stats
-        remote = _remote_by_person(uow, tenant_id, destination_id, course_id, backs)
+        rows = uow.ledger.get_many(tenant_id, destination_id, course_id, [activity_id])
+        people = [p for _, p in rows]
+        remote = _remote_by_person(uow, tenant_id, destination_id, course_id, people, backs)
         if not remote:
             return stats
-        rows = uow.ledger.get_many(tenant_id, destination_id, course_id, [activity_id])
         found = detect_overrides(remote, rows.values())
         if not found:
             return stats

@@ -578,12 +578,15 @@ class RunExecutor:
         dict[tuple[str, str], LedgerRow],
     ]:
         with self.uow_factory() as uow:
+            rows = uow.ledger.get_many(tenant_id, dest_id, course_id, [activity_id])
+            # the column's learners only: a SIS's student links hold every learner it has
+            people = uow.links.people_for(tenant_id, dest_id, course_id, [p for _, p in rows])
             return (
                 uow.destinations.get(tenant_id, dest_id),
                 uow.links.course(tenant_id, dest_id, course_id),
                 uow.links.item(tenant_id, dest_id, activity_id),
-                uow.links.people(tenant_id, dest_id, course_id),
-                uow.ledger.get_many(tenant_id, dest_id, course_id, [activity_id]),
+                people,
+                rows,
             )
 
     async def _verifying(

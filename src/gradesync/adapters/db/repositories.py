@@ -54,6 +54,9 @@ from gradesync.domain.model import (
     Tenant,
 )
 
+# ids per IN (...) list: far below SQLite's limit on bound parameters (32,766)
+_IN_CHUNK = 500
+
 
 class _Repo:
     def __init__(self, conn: Connection) -> None:
@@ -512,20 +515,24 @@ class LinkRepo(_Repo):
     def people_for(
         self, tenant_id: str, destination_id: str, course_id: str, person_ids: Iterable[str]
     ) -> dict[str, PersonLink]:
-        """`people` restricted to some persons (a batch), same precedence."""
+        """`people` restricted to some persons (a batch, or a whole column), same
+        precedence. Read in chunks, so a course of any size stays within the database's
+        limit on bound parameters."""
         c = t.person_links.c
-        rows = self.conn.execute(
-            select(t.person_links).where(
-                c.tenant_id == tenant_id,
-                c.destination_id == destination_id,
-                c.course_id.in_([course_id, ""]),
-                c.person_id.in_(list(set(person_ids))),
-            )
-        ).mappings()
+        ids = sorted(set(person_ids))
         out: dict[str, PersonLink] = {}
-        for r in rows:
-            if r["person_id"] not in out or r["course_id"]:
-                out[r["person_id"]] = self._person(r)
+        for i in range(0, len(ids), _IN_CHUNK):
+            rows = self.conn.execute(
+                select(t.person_links).where(
+                    c.tenant_id == tenant_id,
+                    c.destination_id == destination_id,
+                    c.course_id.in_([course_id, ""]),
+                    c.person_id.in_(ids[i : i + _IN_CHUNK]),
+                )
+            ).mappings()
+            for r in rows:
+                if r["person_id"] not in out or r["course_id"]:
+                    out[r["person_id"]] = self._person(r)
         return out
 
     @staticmethod
