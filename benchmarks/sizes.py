@@ -35,7 +35,7 @@ class Sizes:
     ingest_batch: int
     deadline: float  # per scenario, seconds
     # remaster of a SIS passback: results per size (fresh processes each), shape, the SIS
-    # connection's concurrency, and a deadline per run
+    # connection's concurrency, and a deadline per run (at least N/100 s)
     rm_sizes: tuple[int, ...] = (2_000,)
     rm_activities: int = 10
     rm_learners_per_course: int = 500

@@ -589,7 +589,8 @@ def run(
                 workdir / f"n{n}",
                 shape,
                 concurrency,
-                timeout,
+                # a bound per run that grows with N: at least 100 results/s
+                max(timeout, n / 100),
                 postgres_url,
                 trace_memory=trace_memory,
                 sqlite_cache_kb=sqlite_cache_kb,
