@@ -403,12 +403,15 @@ class _BatchFacts:
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
-    """What every column of one course being prepared shares."""
+class _CourseInHand:
+    """What every column of one course being prepared shares (its tenant and course known
+    to exist)."""
 
     destination: Destination
     client: DestinationClient
     limits: DestinationLimits
+    tenant: Tenant
+    course: Course
     course_link: CourseLink
     facts: _BatchFacts
 
@@ -979,7 +982,7 @@ class Deliverer:
         by_activity: dict[str, list[Claimed]] = {}
         for c in items:
             by_activity.setdefault(c.row.key.activity_id, []).append(c)
-        target = _Target(d, client, lim, course_link, facts)
+        target = _CourseInHand(d, client, lim, facts.tenant, facts.course, course_link, facts)
         await asyncio.gather(
             *(
                 self._prepare_column(target, activity_id, rows, stats, run_id, flight)
@@ -989,7 +992,7 @@ class Deliverer:
 
     async def _prepare_column(
         self,
-        t: _Target,
+        t: _CourseInHand,
         activity_id: str,
         group: list[Claimed],
         stats: DeliveryStats,
@@ -998,11 +1001,11 @@ class Deliverer:
     ) -> None:
         d, facts = t.destination, t.facts
         activity = facts.activities.get(activity_id)
-        if activity is None or facts.tenant is None or facts.course is None:
+        if activity is None:
             self._settle_all(group, None, stats, run_id)
             return
         try:
-            policy = resolve_settings(facts.tenant.policy, facts.course.policy, activity.policy)
+            policy = resolve_settings(t.tenant.policy, t.course.policy, activity.policy)
         except Exception as exc:
             self._settle_all(group, Reason(INVALID_POLICY, str(exc)), stats, run_id)
             return
