@@ -6,25 +6,23 @@ from types import TracebackType
 
 from sqlalchemy import Connection, Engine
 
-from gradesync.adapters.db.api_keys import ApiKeyRepo
 from gradesync.adapters.db.launches import LaunchRepo
-from gradesync.adapters.db.repositories import (
+from gradesync.adapters.db.repos.accounts import ApiKeyRepo, UserRepo
+from gradesync.adapters.db.repos.destinations import DestinationRepo
+from gradesync.adapters.db.repos.dirty import DirtyKeyRepo
+from gradesync.adapters.db.repos.facts import (
     ActivityRepo,
     AttemptRepo,
     CourseRepo,
-    DeliveryLogRepo,
-    DestinationRepo,
-    DirtyKeyRepo,
     DueDateOverrideRepo,
     EnrollmentRepo,
-    LedgerRepo,
-    LinkRepo,
     PersonRepo,
-    RunRepo,
-    ScheduleRepo,
     TenantRepo,
-    UserRepo,
 )
+from gradesync.adapters.db.repos.ledger import DeliveryLogRepo, LedgerRepo
+from gradesync.adapters.db.repos.links import LinkRepo
+from gradesync.adapters.db.repos.runs import RunRepo
+from gradesync.adapters.db.repos.schedules import ScheduleRepo
 from gradesync.adapters.secretbox import SecretBox
 
 

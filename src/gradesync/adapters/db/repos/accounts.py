@@ -1,0 +1,72 @@
+"""Console users and API keys (a key's row holds the SHA-256 of its token, never the token)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
+from gradesync.adapters.db.repos.base import SqlRepo
+from gradesync.domain.model import ApiKey, ConsoleUser
+
+
+class UserRepo(SqlRepo):
+    def get(self, tenant_id: str, username: str) -> ConsoleUser | None:
+        c = t.users.c
+        row = (
+            self.conn.execute(
+                select(t.users).where(c.tenant_id == tenant_id, c.username == username)
+            )
+            .mappings()
+            .first()
+        )
+        return from_row(ConsoleUser, row) if row else None
+
+    def find_by_username(self, username: str) -> list[ConsoleUser]:
+        rows = self.conn.execute(select(t.users).where(t.users.c.username == username)).mappings()
+        return [from_row(ConsoleUser, r) for r in rows]
+
+    def save(self, user: ConsoleUser, now: datetime) -> None:
+        row = to_row(user)
+        row["created_at"] = utc(user.created_at or now)
+        upsert(
+            self.conn, t.users, row, update=("display_name", "password_hash", "role", "course_ids")
+        )
+
+    def all(self, tenant_id: str) -> list[ConsoleUser]:
+        c = t.users.c
+        rows = self.conn.execute(
+            select(t.users).where(c.tenant_id == tenant_id).order_by(c.username)
+        ).mappings()
+        return [from_row(ConsoleUser, r) for r in rows]
+
+
+class ApiKeyRepo(SqlRepo):
+    def get(self, key_id: str) -> ApiKey | None:
+        row = (
+            self.conn.execute(select(t.api_keys).where(t.api_keys.c.id == key_id))
+            .mappings()
+            .first()
+        )
+        return from_row(ApiKey, row) if row else None
+
+    def add(self, key: ApiKey) -> None:
+        self.conn.execute(insert(t.api_keys).values(to_row(key)))
+
+    def revoke(self, tenant_id: str, key_id: str, now: datetime) -> bool:
+        c = t.api_keys.c
+        res = self.conn.execute(
+            update(t.api_keys)
+            .where(c.id == key_id, c.tenant_id == tenant_id, c.revoked_at.is_(None))
+            .values(revoked_at=utc(now))
+        )
+        return bool(res.rowcount)
+
+    def all(self, tenant_id: str) -> list[ApiKey]:
+        c = t.api_keys.c
+        rows = self.conn.execute(
+            select(t.api_keys).where(c.tenant_id == tenant_id).order_by(c.created_at, c.id)
+        ).mappings()
+        return [from_row(ApiKey, r) for r in rows]

@@ -1,0 +1,66 @@
+"""Destinations, with their secret encrypted at rest."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, update
+
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
+from gradesync.adapters.db.repos.base import SqlRepo
+from gradesync.adapters.secretbox import SecretBox
+from gradesync.domain.model import Destination
+
+
+class DestinationRepo(SqlRepo):
+    """Destinations with their secret encrypted at rest: the plaintext exists only in memory."""
+
+    def __init__(self, conn: Connection, box: SecretBox) -> None:
+        super().__init__(conn)
+        self.box = box
+
+    def _load(self, row: Any) -> Destination:
+        return from_row(Destination, row, secret=self.box.decrypt_json(row["secret_ciphertext"]))
+
+    def get(self, tenant_id: str, destination_id: str) -> Destination | None:
+        c = t.destinations.c
+        row = (
+            self.conn.execute(
+                select(t.destinations).where(c.tenant_id == tenant_id, c.id == destination_id)
+            )
+            .mappings()
+            .first()
+        )
+        return self._load(row) if row else None
+
+    def upsert(self, dest: Destination, now: datetime) -> None:
+        row = to_row(dest, exclude=("secret",))
+        row["secret_ciphertext"] = self.box.encrypt_json(dest.secret) if dest.secret else None
+        row["created_at"] = utc(now)
+        cols = tuple(k for k in row if k not in ("tenant_id", "id", "created_at"))
+        upsert(self.conn, t.destinations, row, update=cols)
+
+    def all(self, tenant_id: str | None = None) -> list[Destination]:
+        q = select(t.destinations).order_by(t.destinations.c.tenant_id, t.destinations.c.id)
+        if tenant_id is not None:
+            q = q.where(t.destinations.c.tenant_id == tenant_id)
+        return [self._load(r) for r in self.conn.execute(q).mappings()]
+
+    def delete(self, tenant_id: str, destination_id: str) -> bool:
+        c = t.destinations.c
+        res = self.conn.execute(
+            delete(t.destinations).where(c.tenant_id == tenant_id, c.id == destination_id)
+        )
+        return bool(res.rowcount)
+
+    def set_pause(
+        self, tenant_id: str, destination_id: str, until: datetime | None, reason: str | None
+    ) -> None:
+        c = t.destinations.c
+        self.conn.execute(
+            update(t.destinations)
+            .where(c.tenant_id == tenant_id, c.id == destination_id)
+            .values(paused_until=utc(until), pause_reason=reason)
+        )

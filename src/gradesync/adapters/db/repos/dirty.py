@@ -1,0 +1,107 @@
+"""Dirty keys: the keys whose facts changed, waiting to be recomputed into the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, tuple_
+
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.mapping import upsert, utc
+from gradesync.adapters.db.repos.base import SqlRepo
+
+
+class DirtyKeyRepo(SqlRepo):
+    """Keys whose facts changed; recomputed by the engine, many changes collapsing into one."""
+
+    def mark(
+        self, tenant_id: str, course_id: str, activity_id: str, person_id: str, now: datetime
+    ) -> None:
+        upsert(
+            self.conn,
+            t.dirty_keys,
+            {
+                "tenant_id": tenant_id,
+                "activity_id": activity_id,
+                "person_id": person_id,
+                "course_id": course_id,
+                "marked_at": utc(now),
+            },
+            # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty
+            update=("marked_at", "course_id"),
+        )
+
+    def mark_many(self, rows: Sequence[tuple[str, str, str, str]], now: datetime) -> None:
+        """rows: (tenant_id, course_id, activity_id, person_id)."""
+        if rows:
+            upsert(
+                self.conn,
+                t.dirty_keys,
+                [
+                    {
+                        "tenant_id": a,
+                        "course_id": b,
+                        "activity_id": c,
+                        "person_id": d,
+                        "marked_at": utc(now),
+                    }
+                    for a, b, c, d in dict.fromkeys(rows)
+                ],
+                # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty
+                update=("marked_at", "course_id"),
+            )
+
+    def peek(self, limit: int) -> list[tuple[str, str, str, str, datetime]]:
+        c = t.dirty_keys.c
+        rows = self.conn.execute(
+            select(c.tenant_id, c.course_id, c.activity_id, c.person_id, c.marked_at)
+            .order_by(c.marked_at)
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2], r[3], utc(r[4])) for r in rows]
+
+    def clear(
+        self, keys: Sequence[tuple[str, str, str]], *, marked_before: datetime | None = None
+    ) -> None:
+        """Remove (tenant, activity, person) keys; with marked_before, only marks not newer
+        than it, so a key marked again while it was being computed stays dirty."""
+        c = t.dirty_keys.c
+        for tenant_id, activity_id, person_id in keys:
+            conds = [
+                c.tenant_id == tenant_id,
+                c.activity_id == activity_id,
+                c.person_id == person_id,
+            ]
+            if marked_before is not None:
+                conds.append(c.marked_at <= utc(marked_before))
+            self.conn.execute(delete(t.dirty_keys).where(*conds))
+
+    def count(self) -> int:
+        return int(self.conn.execute(select(func.count()).select_from(t.dirty_keys)).scalar() or 0)
+
+    # PostgreSQL advisory lock key of "computing desired state" (any stable 64-bit number).
+    COMPUTE_LOCK = 0x67726164_65737963
+
+    def lock_compute(self) -> None:
+        """Serialise computing desired state across processes until the transaction ends, so
+        a slower computation from older facts can never overwrite a newer one. SQLite's
+        write transaction already does this."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(select(func.pg_advisory_xact_lock(self.COMPUTE_LOCK)))
+
+    def claim(self, limit: int) -> list[tuple[str, str, str, str]]:
+        """Take (and delete) up to `limit` dirty keys, oldest mark first, under the compute
+        lock: (tenant_id, course_id, activity_id, person_id). The deletion commits with the
+        recomputed ledger rows, so a crash before the commit leaves the keys dirty, and a key
+        marked again meanwhile is marked anew (the fact's transaction waits for this one)."""
+        self.lock_compute()
+        c = t.dirty_keys.c
+        pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
+        oldest = select(c.tenant_id, c.activity_id, c.person_id).order_by(c.marked_at).limit(limit)
+        rows = self.conn.execute(
+            delete(t.dirty_keys)
+            .where(pk.in_(oldest))
+            .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id)
+        ).all()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]

@@ -1,0 +1,307 @@
+"""The facts gradesync reconciles from: tenants, courses, activities, people, enrollments,
+due-date overrides and attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
+from gradesync.adapters.db.repos.base import SqlRepo
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    Course,
+    DueDateOverride,
+    Enrollment,
+    Person,
+    Tenant,
+)
+
+
+class TenantRepo(SqlRepo):
+    def get(self, tenant_id: str) -> Tenant | None:
+        row = (
+            self.conn.execute(select(t.tenants).where(t.tenants.c.id == tenant_id))
+            .mappings()
+            .first()
+        )
+        return from_row(Tenant, row) if row else None
+
+    def upsert(self, tenant: Tenant, now: datetime) -> None:
+        row = to_row(tenant)
+        row["created_at"] = utc(tenant.created_at or now)
+        upsert(self.conn, t.tenants, row, update=("name", "policy"))
+
+    def all(self) -> list[Tenant]:
+        rows = self.conn.execute(select(t.tenants).order_by(t.tenants.c.id)).mappings()
+        return [from_row(Tenant, r) for r in rows]
+
+
+class CourseRepo(SqlRepo):
+    def get(self, tenant_id: str, course_id: str) -> Course | None:
+        c = t.courses.c
+        row = (
+            self.conn.execute(select(t.courses).where(c.tenant_id == tenant_id, c.id == course_id))
+            .mappings()
+            .first()
+        )
+        return from_row(Course, row) if row else None
+
+    def upsert(self, course: Course) -> None:
+        upsert(self.conn, t.courses, to_row(course))
+
+    def all(self, tenant_id: str) -> list[Course]:
+        c = t.courses.c
+        rows = self.conn.execute(
+            select(t.courses).where(c.tenant_id == tenant_id).order_by(c.id)
+        ).mappings()
+        return [from_row(Course, r) for r in rows]
+
+
+class ActivityRepo(SqlRepo):
+    def get(self, tenant_id: str, activity_id: str) -> Activity | None:
+        c = t.activities.c
+        row = (
+            self.conn.execute(
+                select(t.activities).where(c.tenant_id == tenant_id, c.id == activity_id)
+            )
+            .mappings()
+            .first()
+        )
+        return from_row(Activity, row) if row else None
+
+    def get_many(self, tenant_id: str, activity_ids: Iterable[str]) -> dict[str, Activity]:
+        c = t.activities.c
+        ids = list(set(activity_ids))
+        rows = self.conn.execute(
+            select(t.activities).where(c.tenant_id == tenant_id, c.id.in_(ids))
+        ).mappings()
+        return {r["id"]: from_row(Activity, r) for r in rows}
+
+    def upsert(self, activity: Activity) -> None:
+        upsert(self.conn, t.activities, to_row(activity))
+
+    def for_course(self, tenant_id: str, course_id: str) -> list[Activity]:
+        c = t.activities.c
+        rows = self.conn.execute(
+            select(t.activities)
+            .where(c.tenant_id == tenant_id, c.course_id == course_id)
+            .order_by(c.due_at, c.id)
+        ).mappings()
+        return [from_row(Activity, r) for r in rows]
+
+
+class PersonRepo(SqlRepo):
+    def get(self, tenant_id: str, person_id: str) -> Person | None:
+        c = t.people.c
+        row = (
+            self.conn.execute(select(t.people).where(c.tenant_id == tenant_id, c.id == person_id))
+            .mappings()
+            .first()
+        )
+        return from_row(Person, row) if row else None
+
+    def get_many(self, tenant_id: str, person_ids: Iterable[str]) -> dict[str, Person]:
+        c = t.people.c
+        rows = self.conn.execute(
+            select(t.people).where(c.tenant_id == tenant_id, c.id.in_(list(set(person_ids))))
+        ).mappings()
+        return {r["id"]: from_row(Person, r) for r in rows}
+
+    def upsert(self, person: Person) -> None:
+        upsert(self.conn, t.people, to_row(person))
+
+    def find(
+        self, tenant_id: str, *, email: str | None = None, name: str | None = None
+    ) -> list[Person]:
+        c = t.people.c
+        conds = [c.tenant_id == tenant_id]
+        if email:
+            conds.append(func.lower(c.email) == email.lower())
+        if name:
+            conds.append(func.lower(c.name) == name.lower())
+        rows = self.conn.execute(select(t.people).where(*conds).order_by(c.id)).mappings()
+        return [from_row(Person, r) for r in rows]
+
+
+class EnrollmentRepo(SqlRepo):
+    def get(self, tenant_id: str, course_id: str, person_id: str) -> Enrollment | None:
+        c = t.enrollments.c
+        row = (
+            self.conn.execute(
+                select(t.enrollments).where(
+                    c.tenant_id == tenant_id, c.course_id == course_id, c.person_id == person_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return from_row(Enrollment, row) if row else None
+
+    def upsert(self, enrollment: Enrollment) -> None:
+        upsert(self.conn, t.enrollments, to_row(enrollment))
+
+    def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]:
+        c = t.enrollments.c
+        rows = self.conn.execute(
+            select(t.enrollments)
+            .where(c.tenant_id == tenant_id, c.course_id == course_id)
+            .order_by(c.person_id)
+        ).mappings()
+        return [from_row(Enrollment, r) for r in rows]
+
+    def for_person(self, tenant_id: str, person_id: str) -> list[Enrollment]:
+        c = t.enrollments.c
+        rows = self.conn.execute(
+            select(t.enrollments).where(c.tenant_id == tenant_id, c.person_id == person_id)
+        ).mappings()
+        return [from_row(Enrollment, r) for r in rows]
+
+    def for_people(
+        self, tenant_id: str, course_id: str, person_ids: Iterable[str]
+    ) -> dict[str, Enrollment]:
+        c = t.enrollments.c
+        rows = self.conn.execute(
+            select(t.enrollments).where(
+                c.tenant_id == tenant_id,
+                c.course_id == course_id,
+                c.person_id.in_(list(set(person_ids))),
+            )
+        ).mappings()
+        return {r["person_id"]: from_row(Enrollment, r) for r in rows}
+
+
+class DueDateOverrideRepo(SqlRepo):
+    def upsert(self, override: DueDateOverride) -> None:
+        upsert(self.conn, t.due_date_overrides, to_row(override))
+
+    def for_activity(self, tenant_id: str, activity_id: str) -> dict[str, datetime]:
+        c = t.due_date_overrides.c
+        rows = self.conn.execute(
+            select(c.person_id, c.due_at).where(
+                c.tenant_id == tenant_id, c.activity_id == activity_id
+            )
+        )
+        return {r.person_id: utc(r.due_at) for r in rows}
+
+    def get(self, tenant_id: str, activity_id: str, person_id: str) -> datetime | None:
+        c = t.due_date_overrides.c
+        v = self.conn.execute(
+            select(c.due_at).where(
+                c.tenant_id == tenant_id, c.activity_id == activity_id, c.person_id == person_id
+            )
+        ).scalar()
+        return utc(v)
+
+    def for_pairs(
+        self, tenant_id: str, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], datetime]:
+        """Overrides of these (activity, person) pairs."""
+        c = t.due_date_overrides.c
+        wanted = set(pairs)
+        rows = self.conn.execute(
+            select(c.activity_id, c.person_id, c.due_at).where(
+                c.tenant_id == tenant_id,
+                c.activity_id.in_({a for a, _ in wanted}),
+                c.person_id.in_({p for _, p in wanted}),
+            )
+        )
+        out: dict[tuple[str, str], datetime] = {}
+        for a, p, due in rows:
+            if (a, p) in wanted:
+                out[(a, p)] = utc(due)
+        return out
+
+
+class AttemptRepo(SqlRepo):
+    def add(self, attempt: Attempt, now: datetime) -> tuple[Attempt, bool]:
+        """Store an attempt unless its source event id is already stored.
+        Returns the stored attempt and whether it is new (a retried post is not counted twice)."""
+        row = to_row(attempt, exclude=("id",))
+        row["recorded_at"] = utc(now)
+        ins = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+        stmt = (
+            ins.insert(t.attempts)
+            .values(row)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "source_event_id"])
+            .returning(t.attempts.c.id)
+        )
+        new_id = self.conn.execute(stmt).scalar()
+        if new_id is not None:
+            return from_row(Attempt, row, id=new_id), True
+        existing = self.get_by_event(attempt.tenant_id, attempt.source_event_id)
+        assert existing is not None
+        return existing, False
+
+    def get_by_event(self, tenant_id: str, source_event_id: str) -> Attempt | None:
+        c = t.attempts.c
+        row = (
+            self.conn.execute(
+                select(t.attempts).where(
+                    c.tenant_id == tenant_id, c.source_event_id == source_event_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return from_row(Attempt, row) if row else None
+
+    def for_key(self, tenant_id: str, activity_id: str, person_id: str) -> list[Attempt]:
+        c = t.attempts.c
+        rows = self.conn.execute(
+            select(t.attempts)
+            .where(c.tenant_id == tenant_id, c.activity_id == activity_id, c.person_id == person_id)
+            .order_by(c.id)
+        ).mappings()
+        return [from_row(Attempt, r) for r in rows]
+
+    def for_activities(
+        self, tenant_id: str, activity_ids: Sequence[str]
+    ) -> dict[tuple[str, str], list[Attempt]]:
+        """All attempts on these activities, grouped by (activity, person)."""
+        c = t.attempts.c
+        out: dict[tuple[str, str], list[Attempt]] = {}
+        rows = self.conn.execute(
+            select(t.attempts)
+            .where(c.tenant_id == tenant_id, c.activity_id.in_(list(activity_ids)))
+            .order_by(c.id)
+        ).mappings()
+        for r in rows:
+            out.setdefault((r["activity_id"], r["person_id"]), []).append(from_row(Attempt, r))
+        return out
+
+    def for_person(self, tenant_id: str, person_id: str) -> list[Attempt]:
+        c = t.attempts.c
+        rows = self.conn.execute(
+            select(t.attempts)
+            .where(c.tenant_id == tenant_id, c.person_id == person_id)
+            .order_by(c.id)
+        ).mappings()
+        return [from_row(Attempt, r) for r in rows]
+
+    def for_pairs(
+        self, tenant_id: str, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Attempt]]:
+        """Attempts of these (activity, person) pairs, grouped, oldest first (one query)."""
+        c = t.attempts.c
+        wanted = set(pairs)
+        out: dict[tuple[str, str], list[Attempt]] = {}
+        rows = self.conn.execute(
+            select(t.attempts)
+            .where(
+                c.tenant_id == tenant_id,
+                c.activity_id.in_({a for a, _ in wanted}),
+                c.person_id.in_({p for _, p in wanted}),
+            )
+            .order_by(c.id)
+        ).mappings()
+        for r in rows:
+            k = (r["activity_id"], r["person_id"])
+            if k in wanted:
+                out.setdefault(k, []).append(from_row(Attempt, r))
+        return out

@@ -1,0 +1,547 @@
+"""The ledger (per key: what should be, what was sent, its delivery state and lease) and the
+log of every send."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
+from gradesync.adapters.db.repos.base import SqlRepo
+from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
+
+
+def _ledger_row(r: Any) -> LedgerRow:
+    key = LedgerKey(r["tenant_id"], r["destination_id"], r["activity_id"], r["person_id"])
+    return from_row(LedgerRow, r, key=key)
+
+
+@cache
+def _ledger_upsert(dialect: str, columns: tuple[str, ...], release: bool) -> Any:
+    """The ledger's upsert statement, built once per shape: building it (`excluded` in
+    particular) costs more than executing a settle batch's worth of rows from the cache."""
+    ins = postgresql if dialect == "postgresql" else sqlite
+    stmt = ins.insert(t.ledger)
+    keys = [c.name for c in t.ledger.primary_key.columns]
+    set_: dict[str, Any] = {
+        k: stmt.excluded[k] for k in columns if k not in keys and k != "release_owner"
+    }
+    if release:
+        c = t.ledger.c
+        held = c.lease_owner == bindparam("release_owner")  # the existing row's lease
+        set_["lease_owner"] = case((held, None), else_=c.lease_owner)
+        set_["lease_until"] = case((held, None), else_=c.lease_until)
+    return stmt.on_conflict_do_update(index_elements=keys, set_=set_)
+
+
+@cache
+def _ledger_by_persons(for_update: bool) -> Any:
+    """Ledger rows of one (tenant, destination, activity) and some persons, in key order."""
+    c = t.ledger.c
+    q = (
+        select(t.ledger)
+        .where(
+            c.tenant_id == bindparam("t"),
+            c.destination_id == bindparam("d"),
+            c.activity_id == bindparam("a"),
+            c.person_id.in_(bindparam("ps", expanding=True)),
+        )
+        .order_by(c.person_id)
+    )
+    return q.with_for_update() if for_update else q
+
+
+def _key_tuple(k: LedgerKey) -> tuple[str, str, str, str]:
+    return (k.tenant_id, k.destination_id, k.activity_id, k.person_id)
+
+
+class LedgerRepo(SqlRepo):
+    def get(self, key: LedgerKey) -> LedgerRow | None:
+        c = t.ledger.c
+        row = (
+            self.conn.execute(
+                select(t.ledger).where(
+                    c.tenant_id == key.tenant_id,
+                    c.destination_id == key.destination_id,
+                    c.activity_id == key.activity_id,
+                    c.person_id == key.person_id,
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return _ledger_row(row) if row else None
+
+    def get_many(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        course_id: str,
+        activity_ids: Sequence[str] | None = None,
+    ) -> dict[tuple[str, str], LedgerRow]:
+        c = t.ledger.c
+        q = select(t.ledger).where(
+            c.tenant_id == tenant_id, c.destination_id == destination_id, c.course_id == course_id
+        )
+        if activity_ids:
+            q = q.where(c.activity_id.in_(list(activity_ids)))
+        return {
+            (r["activity_id"], r["person_id"]): _ledger_row(r)
+            for r in self.conn.execute(q).mappings()
+        }
+
+    @staticmethod
+    def _values(row: LedgerRow, course_id: str) -> dict[str, Any]:
+        v = to_row(row, exclude=("key",))
+        v.update(
+            tenant_id=row.key.tenant_id,
+            destination_id=row.key.destination_id,
+            activity_id=row.key.activity_id,
+            person_id=row.key.person_id,
+            course_id=course_id,
+        )
+        return v
+
+    def save(self, row: LedgerRow, course_id: str) -> None:
+        upsert(self.conn, t.ledger, self._values(row, course_id))
+
+    def save_many(
+        self, rows: Sequence[tuple[LedgerRow, str]], *, release_for: str | None = None
+    ) -> None:
+        """Upsert many rows as one executemany of one cached statement (the engine's hot
+        path: a multi-VALUES statement would be compiled anew for every batch).
+        `release_for`: also give up the leases that owner holds on these rows, as `release`
+        does, in the same statement (settling writes each row once, not twice)."""
+        if not rows:
+            return
+        values = [self._values(r, cid) for r, cid in rows]
+        if release_for is not None:
+            for v in values:
+                v["release_owner"] = release_for
+        stmt = _ledger_upsert(self.conn.dialect.name, tuple(values[0]), release_for is not None)
+        self.conn.execute(stmt, values)
+
+    def course_of(self, key: LedgerKey) -> str | None:
+        c = t.ledger.c
+        return self.conn.execute(
+            select(c.course_id).where(
+                c.tenant_id == key.tenant_id,
+                c.destination_id == key.destination_id,
+                c.activity_id == key.activity_id,
+                c.person_id == key.person_id,
+            )
+        ).scalar()
+
+    def due(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        tenant_id: str | None = None,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+    ) -> list[LedgerRow]:
+        """Keys to send now: pending, or retrying whose time has come. Oldest first."""
+        c = t.ledger.c
+        conds: list[ColumnElement[bool]] = [
+            (c.state == DeliveryState.PENDING.value)
+            | and_(c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now))
+        ]
+        if tenant_id:
+            conds.append(c.tenant_id == tenant_id)
+        if destination_id:
+            conds.append(c.destination_id == destination_id)
+        if course_id:
+            conds.append(c.course_id == course_id)
+        rows = self.conn.execute(
+            select(t.ledger).where(*conds).order_by(c.updated_at).limit(limit)
+        ).mappings()
+        return [_ledger_row(r) for r in rows]
+
+    def next_retry_at(self) -> datetime | None:
+        c = t.ledger.c
+        return utc(
+            self.conn.execute(
+                select(func.min(c.next_attempt_at)).where(c.state == DeliveryState.RETRYING.value)
+            ).scalar()
+        )
+
+    def counts_by_state(
+        self, tenant_id: str, *, destination_id: str | None = None, course_id: str | None = None
+    ) -> dict[str, int]:
+        c = t.ledger.c
+        conds = [c.tenant_id == tenant_id]
+        if destination_id:
+            conds.append(c.destination_id == destination_id)
+        if course_id:
+            conds.append(c.course_id == course_id)
+        rows = self.conn.execute(select(c.state, func.count()).where(*conds).group_by(c.state))
+        return {r[0]: r[1] for r in rows}
+
+    def for_person(self, tenant_id: str, person_id: str) -> list[LedgerRow]:
+        c = t.ledger.c
+        rows = self.conn.execute(
+            select(t.ledger).where(c.tenant_id == tenant_id, c.person_id == person_id)
+        ).mappings()
+        return [_ledger_row(r) for r in rows]
+
+    def iter_scope(
+        self, tenant_id: str, destination_id: str, course_id: str, batch: int = 1000
+    ) -> Iterator[list[LedgerRow]]:
+        """Stream a course's ledger in key order, a batch at a time (bounded memory)."""
+        c = t.ledger.c
+        after: tuple[str, str] = ("", "")
+        while True:
+            rows = (
+                self.conn.execute(
+                    select(t.ledger)
+                    .where(
+                        c.tenant_id == tenant_id,
+                        c.destination_id == destination_id,
+                        c.course_id == course_id,
+                        (c.activity_id > after[0])
+                        | and_(c.activity_id == after[0], c.person_id > after[1]),
+                    )
+                    .order_by(c.activity_id, c.person_id)
+                    .limit(batch)
+                )
+                .mappings()
+                .all()
+            )
+            if not rows:
+                return
+            yield [_ledger_row(r) for r in rows]
+            after = (rows[-1]["activity_id"], rows[-1]["person_id"])
+
+    # --- the sync engine: row locks, leases, scope summaries ---------------------------
+
+    def get_keys(
+        self, keys: Sequence[LedgerKey], *, lock: bool = False
+    ) -> dict[LedgerKey, LedgerRow]:
+        """Rows of these keys. `lock` takes PostgreSQL row locks (in key order, so two
+        writers never deadlock) until the transaction ends; SQLite's write transaction
+        already excludes every other writer."""
+        if not keys:
+            return {}
+        # One query per (tenant, destination, activity), persons in an IN list: SQLite
+        # reads a row-value IN (`(a, b, c, d) IN (VALUES ...)`) by scanning the whole
+        # ledger, so each settle batch cost a pass over every row; this walks the primary
+        # key. Groups and persons go in key order, so PostgreSQL's locks still do too.
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for k in sorted(set(keys), key=_key_tuple):
+            groups.setdefault((k.tenant_id, k.destination_id, k.activity_id), []).append(
+                k.person_id
+            )
+        q = _ledger_by_persons(lock and self.conn.dialect.name == "postgresql")
+        out: dict[LedgerKey, LedgerRow] = {}
+        for (tenant_id, dest_id, activity_id), persons in groups.items():
+            params = {"t": tenant_id, "d": dest_id, "a": activity_id, "ps": persons}
+            for r in self.conn.execute(q, params).mappings():
+                row = _ledger_row(r)
+                out[row.key] = row
+        return out
+
+    def _due_conditions(
+        self,
+        now: datetime,
+        tenant_id: str | None,
+        destination_id: str | None,
+        course_id: str | None,
+        activity_ids: Sequence[str] | None,
+        exclude_destinations: Sequence[tuple[str, str]],
+    ) -> list[Any]:
+        c = t.ledger.c
+        conds: list[Any] = [
+            (c.state == DeliveryState.PENDING.value)
+            | and_(c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now)),
+            c.lease_until.is_(None) | (c.lease_until < utc(now)),
+        ]
+        if tenant_id:
+            conds.append(c.tenant_id == tenant_id)
+        if destination_id:
+            conds.append(c.destination_id == destination_id)
+        if course_id:
+            conds.append(c.course_id == course_id)
+        if activity_ids:
+            conds.append(c.activity_id.in_(list(activity_ids)))
+        if exclude_destinations:
+            conds.append(tuple_(c.tenant_id, c.destination_id).not_in(list(exclude_destinations)))
+        return conds
+
+    def claimable(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        tenant_id: str | None = None,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+        exclude_destinations: Sequence[tuple[str, str]] = (),
+    ) -> list[tuple[LedgerRow, str]]:
+        """Due rows nobody holds, oldest due first (pending since, or retry time), with their
+        course: no result waits behind newer changes, so nothing (a course's first grade
+        included) waits until the load stops. Each state is read along its own index
+        (`ix_ledger_pending`, `ix_ledger_due`), so a claim costs the same whatever the
+        backlog. Locked (SKIP LOCKED on PostgreSQL) so two workers claiming at once get
+        different rows; `lease` them in the same transaction."""
+        c = t.ledger.c
+        # the due conditions without the first (the state): each query below names its own
+        free = self._due_conditions(
+            now, tenant_id, destination_id, course_id, activity_ids, exclude_destinations
+        )[1:]
+        pending = (
+            select(t.ledger)
+            .where(c.state == DeliveryState.PENDING.value, *free)
+            .order_by(c.updated_at, c.activity_id, c.person_id)
+            .limit(limit)
+        )
+        retrying = (
+            select(t.ledger)
+            .where(c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now), *free)
+            .order_by(c.next_attempt_at, c.activity_id, c.person_id)
+            .limit(limit)
+        )
+        found: list[tuple[datetime, LedgerRow, str]] = []
+        for q in (pending, retrying):
+            if self.conn.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            for r in self.conn.execute(q).mappings():
+                row = _ledger_row(r)
+                since = row.next_attempt_at if row.state is DeliveryState.RETRYING else None
+                stamp = since or row.updated_at
+                assert stamp is not None  # updated_at is NOT NULL
+                found.append((stamp, row, r["course_id"]))
+        found.sort(key=lambda f: f[0])
+        return [(row, course) for _, row, course in found[:limit]]
+
+    def lease(
+        self, rows: Sequence[tuple[LedgerKey, datetime]], owner: str, until: datetime
+    ) -> None:
+        """Hold rows for `owner` until `until`; each row's `last_timestamp` becomes the score
+        timestamp about to be sent, so a send the remote applied before a crash is never
+        followed by an older timestamp."""
+        if not rows:
+            return
+        c = t.ledger.c
+        stmt = (
+            update(t.ledger)
+            .where(
+                c.tenant_id == bindparam("k_t"),
+                c.destination_id == bindparam("k_d"),
+                c.activity_id == bindparam("k_a"),
+                c.person_id == bindparam("k_p"),
+            )
+            .values(lease_owner=owner, lease_until=utc(until), last_timestamp=bindparam("k_ts"))
+        )
+        self.conn.execute(
+            stmt,
+            [
+                {
+                    "k_t": k.tenant_id,
+                    "k_d": k.destination_id,
+                    "k_a": k.activity_id,
+                    "k_p": k.person_id,
+                    "k_ts": utc(ts),
+                }
+                for k, ts in rows
+            ],
+        )
+
+    def release(self, keys: Sequence[LedgerKey], owner: str) -> None:
+        """Give up the leases `owner` holds on these rows (a lease taken over after expiry
+        belongs to its new holder and is left alone)."""
+        if not keys:
+            return
+        c = t.ledger.c
+        stmt = (
+            update(t.ledger)
+            .where(
+                c.tenant_id == bindparam("k_t"),
+                c.destination_id == bindparam("k_d"),
+                c.activity_id == bindparam("k_a"),
+                c.person_id == bindparam("k_p"),
+                c.lease_owner == owner,
+            )
+            .values(lease_owner=None, lease_until=None)
+        )
+        self.conn.execute(
+            stmt,
+            [dict(zip(("k_t", "k_d", "k_a", "k_p"), _key_tuple(k), strict=True)) for k in keys],
+        )
+
+    def clear_leases(self, owner: str | None = None) -> int:
+        """Drop leases (all, or one holder's): used when the only worker restarts."""
+        c = t.ledger.c
+        q = update(t.ledger).where(c.lease_owner.is_not(None))
+        if owner is not None:
+            q = q.where(c.lease_owner == owner)
+        return int(self.conn.execute(q.values(lease_owner=None, lease_until=None)).rowcount or 0)
+
+    def due_summary(
+        self,
+        now: datetime,
+        *,
+        tenant_id: str | None = None,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+    ) -> tuple[int, int, datetime | None]:
+        """(rows due now, rows leased by a worker, when the next retry falls due) in a scope."""
+        c = t.ledger.c
+        scope: list[Any] = []
+        if tenant_id:
+            scope.append(c.tenant_id == tenant_id)
+        if destination_id:
+            scope.append(c.destination_id == destination_id)
+        if course_id:
+            scope.append(c.course_id == course_id)
+        if activity_ids:
+            scope.append(c.activity_id.in_(list(activity_ids)))
+        due_now = self.conn.execute(
+            select(func.count())
+            .select_from(t.ledger)
+            .where(*scope, *self._due_conditions(now, None, None, None, None, ()))
+        ).scalar()
+        leased = self.conn.execute(
+            select(func.count()).select_from(t.ledger).where(*scope, c.lease_until >= utc(now))
+        ).scalar()
+        next_retry = self.conn.execute(
+            select(func.min(c.next_attempt_at)).where(
+                *scope, c.state == DeliveryState.RETRYING.value
+            )
+        ).scalar()
+        return int(due_now or 0), int(leased or 0), utc(next_retry)
+
+    def scope_summary(
+        self,
+        tenant_id: str,
+        *,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+        delivered_since: datetime | None = None,
+    ) -> list[tuple[str, str | None, bool, int]]:
+        """Counts of rows in a scope by (state, reason_code, delivered since `delivered_since`)."""
+        c = t.ledger.c
+        conds: list[Any] = [c.tenant_id == tenant_id]
+        if destination_id:
+            conds.append(c.destination_id == destination_id)
+        if course_id:
+            conds.append(c.course_id == course_id)
+        if activity_ids:
+            conds.append(c.activity_id.in_(list(activity_ids)))
+        fresh: Any = (
+            case((c.delivered_at >= utc(delivered_since), True), else_=False)
+            if delivered_since is not None
+            else literal(False)
+        )
+        rows = self.conn.execute(
+            select(c.state, c.reason_code, fresh.label("fresh"), func.count())
+            .where(*conds)
+            .group_by(c.state, c.reason_code, fresh)
+        )
+        return [(r[0], r[1], bool(r[2]), int(r[3])) for r in rows]
+
+
+class DeliveryLogRepo(SqlRepo):
+    def add(
+        self,
+        *,
+        key: LedgerKey,
+        run_id: str | None,
+        sent_at: datetime,
+        sent_hash: str | None,
+        payload: dict[str, Any] | None,
+        outcome: str,
+        remote_status: int | None,
+        remote_message: str | None,
+        latency_ms: float | None,
+    ) -> None:
+        self.conn.execute(
+            insert(t.deliveries).values(
+                tenant_id=key.tenant_id,
+                destination_id=key.destination_id,
+                activity_id=key.activity_id,
+                person_id=key.person_id,
+                run_id=run_id,
+                sent_at=utc(sent_at),
+                sent_hash=sent_hash,
+                payload=json.loads(json.dumps(payload, default=str))
+                if payload is not None
+                else None,
+                outcome=outcome,
+                remote_status=remote_status,
+                remote_message=remote_message,
+                latency_ms=latency_ms,
+            )
+        )
+
+    def for_key(self, key: LedgerKey, limit: int = 20) -> list[dict[str, Any]]:
+        c = t.deliveries.c
+        rows = self.conn.execute(
+            select(t.deliveries)
+            .where(
+                c.tenant_id == key.tenant_id,
+                c.destination_id == key.destination_id,
+                c.activity_id == key.activity_id,
+                c.person_id == key.person_id,
+            )
+            .order_by(c.id.desc())
+            .limit(limit)
+        ).mappings()
+        return [dict(r) | {"sent_at": utc(r["sent_at"])} for r in rows]
+
+    def since(self, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
+        c = t.deliveries.c
+        rows = self.conn.execute(
+            select(c.destination_id, c.sent_at, c.outcome, c.latency_ms)
+            .where(c.tenant_id == tenant_id, c.sent_at >= utc(since))
+            .order_by(c.sent_at)
+        ).mappings()
+        return [dict(r) | {"sent_at": utc(r["sent_at"])} for r in rows]
+
+    def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Log many sends at once; each entry has the keyword arguments of `add`."""
+        if not entries:
+            return
+        self.conn.execute(
+            insert(t.deliveries),
+            [
+                {
+                    "tenant_id": e["key"].tenant_id,
+                    "destination_id": e["key"].destination_id,
+                    "activity_id": e["key"].activity_id,
+                    "person_id": e["key"].person_id,
+                    "run_id": e.get("run_id"),
+                    "sent_at": utc(e["sent_at"]),
+                    "sent_hash": e.get("sent_hash"),
+                    "payload": json.loads(json.dumps(e["payload"], default=str))
+                    if e.get("payload") is not None
+                    else None,
+                    "outcome": e["outcome"],
+                    "remote_status": e.get("remote_status"),
+                    "remote_message": e.get("remote_message"),
+                    "latency_ms": e.get("latency_ms"),
+                }
+                for e in entries
+            ],
+        )

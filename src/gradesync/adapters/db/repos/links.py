@@ -1,0 +1,162 @@
+"""Course, item and person links: how a destination knows our courses, columns and people."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.mapping import from_row, to_row, upsert
+from gradesync.adapters.db.repos.base import SqlRepo
+from gradesync.domain.model import CourseLink, ItemLink, PersonLink
+
+# ids per IN (...) list: far below SQLite's limit on bound parameters (32,766)
+_IN_CHUNK = 500
+
+
+class LinkRepo(SqlRepo):
+    """Course, item and person links: how a destination knows our courses, columns, people."""
+
+    def course(self, tenant_id: str, destination_id: str, course_id: str) -> CourseLink | None:
+        c = t.course_links.c
+        row = (
+            self.conn.execute(
+                select(t.course_links).where(
+                    c.tenant_id == tenant_id,
+                    c.destination_id == destination_id,
+                    c.course_id == course_id,
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return from_row(CourseLink, row) if row else None
+
+    def courses_for_destination(self, tenant_id: str, destination_id: str) -> list[CourseLink]:
+        c = t.course_links.c
+        rows = self.conn.execute(
+            select(t.course_links).where(
+                c.tenant_id == tenant_id, c.destination_id == destination_id
+            )
+        ).mappings()
+        return [from_row(CourseLink, r) for r in rows]
+
+    def destinations_for_course(self, tenant_id: str, course_id: str) -> list[CourseLink]:
+        c = t.course_links.c
+        rows = self.conn.execute(
+            select(t.course_links).where(c.tenant_id == tenant_id, c.course_id == course_id)
+        ).mappings()
+        return [from_row(CourseLink, r) for r in rows]
+
+    def save_course(self, link: CourseLink) -> None:
+        upsert(self.conn, t.course_links, to_row(link))
+
+    def item(self, tenant_id: str, destination_id: str, activity_id: str) -> ItemLink | None:
+        c = t.item_links.c
+        row = (
+            self.conn.execute(
+                select(t.item_links).where(
+                    c.tenant_id == tenant_id,
+                    c.destination_id == destination_id,
+                    c.activity_id == activity_id,
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return from_row(ItemLink, row) if row else None
+
+    def items(
+        self, tenant_id: str, destination_id: str, activity_ids: Iterable[str]
+    ) -> dict[str, ItemLink]:
+        c = t.item_links.c
+        rows = self.conn.execute(
+            select(t.item_links).where(
+                c.tenant_id == tenant_id,
+                c.destination_id == destination_id,
+                c.activity_id.in_(list(set(activity_ids))),
+            )
+        ).mappings()
+        return {r["activity_id"]: from_row(ItemLink, r) for r in rows}
+
+    def save_item(self, link: ItemLink) -> None:
+        upsert(self.conn, t.item_links, to_row(link))
+
+    def delete_item(self, tenant_id: str, destination_id: str, activity_id: str) -> None:
+        c = t.item_links.c
+        self.conn.execute(
+            delete(t.item_links).where(
+                c.tenant_id == tenant_id,
+                c.destination_id == destination_id,
+                c.activity_id == activity_id,
+            )
+        )
+
+    def person(
+        self, tenant_id: str, destination_id: str, person_id: str, course_id: str | None = None
+    ) -> PersonLink | None:
+        """The course-specific link when there is one, else the course-independent one."""
+        c = t.person_links.c
+        rows = (
+            self.conn.execute(
+                select(t.person_links).where(
+                    c.tenant_id == tenant_id,
+                    c.destination_id == destination_id,
+                    c.person_id == person_id,
+                    c.course_id.in_([course_id or "", ""]),
+                )
+            )
+            .mappings()
+            .all()
+        )
+        best = sorted(rows, key=lambda r: r["course_id"] == "")
+        return self._person(best[0]) if best else None
+
+    def people(self, tenant_id: str, destination_id: str, course_id: str) -> dict[str, PersonLink]:
+        c = t.person_links.c
+        rows = self.conn.execute(
+            select(t.person_links).where(
+                c.tenant_id == tenant_id,
+                c.destination_id == destination_id,
+                c.course_id.in_([course_id, ""]),
+            )
+        ).mappings()
+        out: dict[str, PersonLink] = {}
+        for r in rows:  # a course-specific link wins over a general one
+            if r["person_id"] not in out or r["course_id"]:
+                out[r["person_id"]] = self._person(r)
+        return out
+
+    def people_for(
+        self, tenant_id: str, destination_id: str, course_id: str, person_ids: Iterable[str]
+    ) -> dict[str, PersonLink]:
+        """`people` restricted to some persons (a batch, or a whole column), same
+        precedence. Read in chunks, so a course of any size stays within the database's
+        limit on bound parameters."""
+        c = t.person_links.c
+        ids = sorted(set(person_ids))
+        out: dict[str, PersonLink] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            rows = self.conn.execute(
+                select(t.person_links).where(
+                    c.tenant_id == tenant_id,
+                    c.destination_id == destination_id,
+                    c.course_id.in_([course_id, ""]),
+                    c.person_id.in_(ids[i : i + _IN_CHUNK]),
+                )
+            ).mappings()
+            for r in rows:
+                if r["person_id"] not in out or r["course_id"]:
+                    out[r["person_id"]] = self._person(r)
+        return out
+
+    @staticmethod
+    def _person(row: Any) -> PersonLink:
+        return from_row(PersonLink, row, course_id=row["course_id"] or None)
+
+    def save_person(self, link: PersonLink) -> None:
+        row = to_row(link)
+        row["course_id"] = link.course_id or ""
+        upsert(self.conn, t.person_links, row)

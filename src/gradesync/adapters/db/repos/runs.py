@@ -1,0 +1,227 @@
+"""Sync runs: their progress and stage history, one live run per scope, claims by workers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.mapping import from_row, to_row, utc
+from gradesync.adapters.db.repos.base import SqlRepo, scope_of
+from gradesync.domain.model import RunStage, SyncRun
+
+
+def _run(r: Mapping[Any, Any]) -> SyncRun:
+    return from_row(SyncRun, r, scope=scope_of(r))
+
+
+class RunRepo(SqlRepo):
+    def add(self, run: SyncRun, *, schedule_id: str | None = None) -> None:
+        row = to_row(run, exclude=("scope",))
+        row.update(
+            tenant_id=run.scope.tenant_id,
+            scope_key=run.scope.key,
+            destination_id=run.scope.destination_id,
+            course_id=run.scope.course_id,
+            activity_ids=list(run.scope.activity_ids),
+            schedule_id=schedule_id,
+            stages=[
+                {
+                    "stage": run.stage.value,
+                    "at": utc(run.created_at).isoformat() if run.created_at else None,
+                }
+            ],
+        )
+        self.conn.execute(insert(t.sync_runs).values(row))
+
+    def get(self, run_id: str, tenant_id: str | None = None) -> SyncRun | None:
+        q = select(t.sync_runs).where(t.sync_runs.c.id == run_id)
+        if tenant_id is not None:
+            q = q.where(t.sync_runs.c.tenant_id == tenant_id)
+        row = self.conn.execute(q).mappings().first()
+        return _run(row) if row else None
+
+    def stages(self, run_id: str) -> list[dict[str, Any]]:
+        v = self.conn.execute(
+            select(t.sync_runs.c.stages).where(t.sync_runs.c.id == run_id)
+        ).scalar()
+        return list(v or [])
+
+    def update(
+        self, run: SyncRun, *, worker_id: str | None = None, heartbeat_at: datetime | None = None
+    ) -> None:
+        """Write a run's progress; a new stage is appended to its stage history."""
+        c = t.sync_runs.c
+        stages = self.stages(run.id)
+        if not stages or stages[-1]["stage"] != run.stage.value:
+            now = heartbeat_at or run.finished_at or run.started_at
+            stages.append({"stage": run.stage.value, "at": utc(now).isoformat() if now else None})
+        values: dict[str, Any] = dict(
+            stage=run.stage.value,
+            outcome=run.outcome.value if run.outcome else None,
+            counts=run.counts,
+            message=run.message,
+            started_at=utc(run.started_at),
+            finished_at=utc(run.finished_at),
+            stages=stages,
+        )
+        if worker_id is not None:
+            values["worker_id"] = worker_id
+        if heartbeat_at is not None:
+            values["heartbeat_at"] = utc(heartbeat_at)
+        self.conn.execute(update(t.sync_runs).where(c.id == run.id).values(**values))
+
+    def active_for_scope(self, scope_key: str) -> list[SyncRun]:
+        c = t.sync_runs.c
+        rows = self.conn.execute(
+            select(t.sync_runs)
+            .where(c.scope_key == scope_key, c.stage != RunStage.FINISHED.value)
+            .order_by(c.created_at)
+        ).mappings()
+        return [_run(r) for r in rows]
+
+    def unfinished(self) -> list[tuple[SyncRun, datetime | None]]:
+        """Runs not finished, with their last heartbeat (to find ones a dead worker left)."""
+        c = t.sync_runs.c
+        rows = self.conn.execute(
+            select(t.sync_runs).where(c.stage != RunStage.FINISHED.value).order_by(c.created_at)
+        ).mappings()
+        return [(_run(r), utc(r["heartbeat_at"])) for r in rows]
+
+    def history(
+        self,
+        tenant_id: str,
+        *,
+        course_id: str | None = None,
+        destination_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        trigger: str | None = None,
+        limit: int = 50,
+    ) -> list[SyncRun]:
+        c = t.sync_runs.c
+        conds = [c.tenant_id == tenant_id]
+        if course_id:
+            conds.append(c.course_id == course_id)
+        if destination_id:
+            conds.append(c.destination_id == destination_id)
+        if since:
+            conds.append(c.created_at >= utc(since))
+        if until:
+            conds.append(c.created_at < utc(until))
+        if trigger:
+            conds.append(c.trigger == trigger)
+        rows = self.conn.execute(
+            select(t.sync_runs).where(*conds).order_by(c.created_at.desc()).limit(limit)
+        ).mappings()
+        return [_run(r) for r in rows]
+
+    # --- the sync engine: one run per scope, claims, dead workers ------------------------
+
+    RUNNING = (
+        RunStage.COMPUTING.value,
+        RunStage.PROVISIONING.value,
+        RunStage.SENDING.value,
+        RunStage.VERIFYING.value,
+    )
+
+    def _advisory(self, key: str) -> None:
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+    def lock_scope(self, scope_key: str) -> None:
+        """Serialise run requests for one scope until the transaction ends (PostgreSQL;
+        SQLite's write transaction already does)."""
+        self._advisory("gradesync-run-scope:" + scope_key)
+
+    def set_trigger(self, run_id: str, trigger: str) -> None:
+        self.conn.execute(
+            update(t.sync_runs).where(t.sync_runs.c.id == run_id).values(trigger=trigger)
+        )
+
+    def claim_next(
+        self, worker_id: str, now: datetime, stale_before: datetime, *, run_id: str | None = None
+    ) -> SyncRun | None:
+        """Start the oldest queued run (or `run_id`) whose scope has no live run: stage
+        computing, owned by `worker_id`. None when there is nothing to start."""
+        self._advisory("gradesync-run-claim")
+        c = t.sync_runs.c
+        q = select(t.sync_runs).where(c.stage == RunStage.QUEUED.value)
+        if run_id is not None:
+            q = q.where(c.id == run_id)
+        candidates = self.conn.execute(q.order_by(c.created_at).limit(50)).mappings().all()
+        if not candidates:
+            return None
+        busy = {
+            r[0]
+            for r in self.conn.execute(
+                select(c.scope_key).where(
+                    c.stage.in_(self.RUNNING),
+                    c.heartbeat_at >= utc(stale_before),
+                    c.scope_key.in_({r["scope_key"] for r in candidates}),
+                )
+            )
+        }
+        for r in candidates:
+            if r["scope_key"] in busy:
+                continue
+            res = self.conn.execute(
+                update(t.sync_runs)
+                .where(c.id == r["id"], c.stage == RunStage.QUEUED.value)
+                .values(
+                    stage=RunStage.COMPUTING.value,
+                    worker_id=worker_id,
+                    heartbeat_at=utc(now),
+                    started_at=utc(now),
+                    stages=[
+                        *(r["stages"] or []),
+                        {"stage": RunStage.COMPUTING.value, "at": utc(now).isoformat()},
+                    ],
+                )
+            )
+            if res.rowcount == 1:
+                return self.get(r["id"])
+        return None
+
+    def heartbeat(self, run_id: str, worker_id: str, now: datetime) -> bool:
+        """Prove the run's worker is alive; False when the run was taken from it."""
+        c = t.sync_runs.c
+        res = self.conn.execute(
+            update(t.sync_runs)
+            .where(c.id == run_id, c.worker_id == worker_id, c.stage.in_(self.RUNNING))
+            .values(heartbeat_at=utc(now))
+        )
+        return res.rowcount == 1
+
+    def requeue_stale(
+        self, stale_before: datetime, now: datetime, *, keep_worker: str | None = None
+    ) -> list[str]:
+        """Runs whose worker stopped proving it is alive go back to the queue, to be run again
+        from the start (a run is idempotent: it sends what still differs). `keep_worker`:
+        the caller's own runs, which it knows are alive, are left alone."""
+        c = t.sync_runs.c
+        conds: list[Any] = [
+            c.stage.in_(self.RUNNING),
+            c.heartbeat_at.is_(None) | (c.heartbeat_at < utc(stale_before)),
+        ]
+        if keep_worker is not None:
+            conds.append(c.worker_id.is_(None) | (c.worker_id != keep_worker))
+        rows = self.conn.execute(select(c.id, c.stages).where(*conds)).mappings().all()
+        for r in rows:
+            self.conn.execute(
+                update(t.sync_runs)
+                .where(c.id == r["id"])
+                .values(
+                    stage=RunStage.QUEUED.value,
+                    worker_id=None,
+                    stages=[
+                        *(r["stages"] or []),
+                        {"stage": RunStage.QUEUED.value, "at": utc(now).isoformat()},
+                    ],
+                    message="requeued: the worker running it stopped",
+                )
+            )
+        return [r["id"] for r in rows]
