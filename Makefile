@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test check lint typecheck imports bench clean
 
 $(BIN)/gradesync: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,12 +21,18 @@ test: $(BIN)/gradesync
 	@url="$${GRADESYNC_TEST_POSTGRES_URL:-$$(GRADESYNC_PG_NO_INSTALL=$${GRADESYNC_PG_NO_INSTALL:-1} .ci/postgres.sh 2>/dev/null || true)}"; \
 	GRADESYNC_TEST_POSTGRES_URL="$$url" $(BIN)/pytest $(PYTEST_ARGS)
 
+# What CI runs before the tests: style, types, and the direction of imports (pyproject.toml).
+check: lint typecheck imports
+
 lint: $(BIN)/gradesync
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: $(BIN)/gradesync
 	$(BIN)/mypy
+
+imports: $(BIN)/gradesync
+	$(BIN)/lint-imports
 
 bench: $(BIN)/gradesync
 	$(BIN)/python -m benchmarks

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db.database import Database
@@ -33,7 +33,24 @@ def _postgres_url_or_skip() -> str:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    return _postgres_url_or_skip()
+    """Each pytest-xdist worker gets a database of its own, made beside the configured one."""
+    url = _postgres_url_or_skip()
+    worker_id = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker_id:
+        return url
+    base = make_url(url)
+    name = f"{base.database}_{worker_id}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first()
+            if exists is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
