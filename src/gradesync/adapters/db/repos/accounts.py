@@ -10,9 +10,10 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import ApiKey, ConsoleUser
+from gradesync.services import ports
 
 
-class UserRepo(SqlRepo):
+class UserRepo(SqlRepo, ports.UserRepo):
     def get(self, tenant_id: str, username: str) -> ConsoleUser | None:
         c = t.users.c
         row = (
@@ -43,7 +44,7 @@ class UserRepo(SqlRepo):
         return [from_row(ConsoleUser, r) for r in rows]
 
 
-class ApiKeyRepo(SqlRepo):
+class ApiKeyRepo(SqlRepo, ports.ApiKeyRepo):
     def get(self, key_id: str) -> ApiKey | None:
         row = (
             self.conn.execute(select(t.api_keys).where(t.api_keys.c.id == key_id))

@@ -12,9 +12,10 @@ from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.adapters.secretbox import SecretBox
 from gradesync.domain.model import Destination
+from gradesync.services import ports
 
 
-class DestinationRepo(SqlRepo):
+class DestinationRepo(SqlRepo, ports.DestinationRepo):
     """Destinations with their secret encrypted at rest: the plaintext exists only in memory."""
 
     def __init__(self, conn: Connection, box: SecretBox) -> None:

@@ -10,11 +10,10 @@ from sqlalchemy import delete, func, select, tuple_
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import upsert, utc
 from gradesync.adapters.db.repos.base import SqlRepo
+from gradesync.services import ports
 
 
-class DirtyKeyRepo(SqlRepo):
-    """Keys whose facts changed; recomputed by the engine, many changes collapsing into one."""
-
+class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
     def mark(
         self, tenant_id: str, course_id: str, activity_id: str, person_id: str, now: datetime
     ) -> None:
@@ -33,7 +32,6 @@ class DirtyKeyRepo(SqlRepo):
         )
 
     def mark_many(self, rows: Sequence[tuple[str, str, str, str]], now: datetime) -> None:
-        """rows: (tenant_id, course_id, activity_id, person_id)."""
         if rows:
             upsert(
                 self.conn,
@@ -64,8 +62,6 @@ class DirtyKeyRepo(SqlRepo):
     def clear(
         self, keys: Sequence[tuple[str, str, str]], *, marked_before: datetime | None = None
     ) -> None:
-        """Remove (tenant, activity, person) keys; with marked_before, only marks not newer
-        than it, so a key marked again while it was being computed stays dirty."""
         c = t.dirty_keys.c
         for tenant_id, activity_id, person_id in keys:
             conds = [
@@ -84,17 +80,11 @@ class DirtyKeyRepo(SqlRepo):
     COMPUTE_LOCK = 0x67726164_65737963
 
     def lock_compute(self) -> None:
-        """Serialise computing desired state across processes until the transaction ends, so
-        a slower computation from older facts can never overwrite a newer one. SQLite's
-        write transaction already does this."""
+        # SQLite's write transaction already serialises computing
         if self.conn.dialect.name == "postgresql":
             self.conn.execute(select(func.pg_advisory_xact_lock(self.COMPUTE_LOCK)))
 
     def claim(self, limit: int) -> list[tuple[str, str, str, str]]:
-        """Take (and delete) up to `limit` dirty keys, oldest mark first, under the compute
-        lock: (tenant_id, course_id, activity_id, person_id). The deletion commits with the
-        recomputed ledger rows, so a crash before the commit leaves the keys dirty, and a key
-        marked again meanwhile is marked anew (the fact's transaction waits for this one)."""
         self.lock_compute()
         c = t.dirty_keys.c
         pk = tuple_(c.tenant_id, c.activity_id, c.person_id)

@@ -21,9 +21,10 @@ from gradesync.domain.model import (
     Person,
     Tenant,
 )
+from gradesync.services import ports
 
 
-class TenantRepo(SqlRepo):
+class TenantRepo(SqlRepo, ports.TenantRepo):
     def get(self, tenant_id: str) -> Tenant | None:
         row = (
             self.conn.execute(select(t.tenants).where(t.tenants.c.id == tenant_id))
@@ -42,7 +43,7 @@ class TenantRepo(SqlRepo):
         return [from_row(Tenant, r) for r in rows]
 
 
-class CourseRepo(SqlRepo):
+class CourseRepo(SqlRepo, ports.CourseRepo):
     def get(self, tenant_id: str, course_id: str) -> Course | None:
         c = t.courses.c
         row = (
@@ -63,7 +64,7 @@ class CourseRepo(SqlRepo):
         return [from_row(Course, r) for r in rows]
 
 
-class ActivityRepo(SqlRepo):
+class ActivityRepo(SqlRepo, ports.ActivityRepo):
     def get(self, tenant_id: str, activity_id: str) -> Activity | None:
         c = t.activities.c
         row = (
@@ -96,7 +97,7 @@ class ActivityRepo(SqlRepo):
         return [from_row(Activity, r) for r in rows]
 
 
-class PersonRepo(SqlRepo):
+class PersonRepo(SqlRepo, ports.PersonRepo):
     def get(self, tenant_id: str, person_id: str) -> Person | None:
         c = t.people.c
         row = (
@@ -129,7 +130,7 @@ class PersonRepo(SqlRepo):
         return [from_row(Person, r) for r in rows]
 
 
-class EnrollmentRepo(SqlRepo):
+class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
     def get(self, tenant_id: str, course_id: str, person_id: str) -> Enrollment | None:
         c = t.enrollments.c
         row = (
@@ -176,7 +177,7 @@ class EnrollmentRepo(SqlRepo):
         return {r["person_id"]: from_row(Enrollment, r) for r in rows}
 
 
-class DueDateOverrideRepo(SqlRepo):
+class DueDateOverrideRepo(SqlRepo, ports.DueDateOverrideRepo):
     def upsert(self, override: DueDateOverride) -> None:
         upsert(self.conn, t.due_date_overrides, to_row(override))
 
@@ -201,7 +202,6 @@ class DueDateOverrideRepo(SqlRepo):
     def for_pairs(
         self, tenant_id: str, pairs: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], datetime]:
-        """Overrides of these (activity, person) pairs."""
         c = t.due_date_overrides.c
         wanted = set(pairs)
         rows = self.conn.execute(
@@ -218,10 +218,8 @@ class DueDateOverrideRepo(SqlRepo):
         return out
 
 
-class AttemptRepo(SqlRepo):
+class AttemptRepo(SqlRepo, ports.AttemptRepo):
     def add(self, attempt: Attempt, now: datetime) -> tuple[Attempt, bool]:
-        """Store an attempt unless its source event id is already stored.
-        Returns the stored attempt and whether it is new (a retried post is not counted twice)."""
         row = to_row(attempt, exclude=("id",))
         row["recorded_at"] = utc(now)
         ins = postgresql if self.conn.dialect.name == "postgresql" else sqlite
@@ -263,7 +261,6 @@ class AttemptRepo(SqlRepo):
     def for_activities(
         self, tenant_id: str, activity_ids: Sequence[str]
     ) -> dict[tuple[str, str], list[Attempt]]:
-        """All attempts on these activities, grouped by (activity, person)."""
         c = t.attempts.c
         out: dict[tuple[str, str], list[Attempt]] = {}
         rows = self.conn.execute(
@@ -287,7 +284,6 @@ class AttemptRepo(SqlRepo):
     def for_pairs(
         self, tenant_id: str, pairs: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], list[Attempt]]:
-        """Attempts of these (activity, person) pairs, grouped, oldest first (one query)."""
         c = t.attempts.c
         wanted = set(pairs)
         out: dict[tuple[str, str], list[Attempt]] = {}

@@ -27,6 +27,7 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
+from gradesync.services import ports
 
 
 def _ledger_row(r: Any) -> LedgerRow:
@@ -73,7 +74,7 @@ def _key_tuple(k: LedgerKey) -> tuple[str, str, str, str]:
     return (k.tenant_id, k.destination_id, k.activity_id, k.person_id)
 
 
-class LedgerRepo(SqlRepo):
+class LedgerRepo(SqlRepo, ports.LedgerRepo):
     def get(self, key: LedgerKey) -> LedgerRow | None:
         c = t.ledger.c
         row = (
@@ -126,10 +127,8 @@ class LedgerRepo(SqlRepo):
     def save_many(
         self, rows: Sequence[tuple[LedgerRow, str]], *, release_for: str | None = None
     ) -> None:
-        """Upsert many rows as one executemany of one cached statement (the engine's hot
-        path: a multi-VALUES statement would be compiled anew for every batch).
-        `release_for`: also give up the leases that owner holds on these rows, as `release`
-        does, in the same statement (settling writes each row once, not twice)."""
+        # one executemany of one cached statement: a multi-VALUES statement would be
+        # compiled anew for every batch
         if not rows:
             return
         values = [self._values(r, cid) for r, cid in rows]
@@ -159,7 +158,6 @@ class LedgerRepo(SqlRepo):
         destination_id: str | None = None,
         course_id: str | None = None,
     ) -> list[LedgerRow]:
-        """Keys to send now: pending, or retrying whose time has come. Oldest first."""
         c = t.ledger.c
         conds: list[ColumnElement[bool]] = [
             (c.state == DeliveryState.PENDING.value)
@@ -206,7 +204,6 @@ class LedgerRepo(SqlRepo):
     def iter_scope(
         self, tenant_id: str, destination_id: str, course_id: str, batch: int = 1000
     ) -> Iterator[list[LedgerRow]]:
-        """Stream a course's ledger in key order, a batch at a time (bounded memory)."""
         c = t.ledger.c
         after: tuple[str, str] = ("", "")
         while True:
@@ -236,9 +233,8 @@ class LedgerRepo(SqlRepo):
     def get_keys(
         self, keys: Sequence[LedgerKey], *, lock: bool = False
     ) -> dict[LedgerKey, LedgerRow]:
-        """Rows of these keys. `lock` takes PostgreSQL row locks (in key order, so two
-        writers never deadlock) until the transaction ends; SQLite's write transaction
-        already excludes every other writer."""
+        # `lock` takes PostgreSQL row locks; SQLite's write transaction already excludes
+        # every other writer.
         if not keys:
             return {}
         # One query per (tenant, destination, activity), persons in an IN list: SQLite
@@ -297,12 +293,9 @@ class LedgerRepo(SqlRepo):
         activity_ids: Sequence[str] | None = None,
         exclude_destinations: Sequence[tuple[str, str]] = (),
     ) -> list[tuple[LedgerRow, str]]:
-        """Due rows nobody holds, oldest due first (pending since, or retry time), with their
-        course: no result waits behind newer changes, so nothing (a course's first grade
-        included) waits until the load stops. Each state is read along its own index
-        (`ix_ledger_pending`, `ix_ledger_due`), so a claim costs the same whatever the
-        backlog. Locked (SKIP LOCKED on PostgreSQL) so two workers claiming at once get
-        different rows; `lease` them in the same transaction."""
+        # Each state is read along its own index (`ix_ledger_pending`, `ix_ledger_due`), so
+        # a claim costs the same whatever the backlog; SKIP LOCKED on PostgreSQL (SQLite's
+        # write transaction already excludes other claimers).
         c = t.ledger.c
         # the due conditions without the first (the state): each query below names its own
         free = self._due_conditions(
@@ -336,9 +329,6 @@ class LedgerRepo(SqlRepo):
     def lease(
         self, rows: Sequence[tuple[LedgerKey, datetime]], owner: str, until: datetime
     ) -> None:
-        """Hold rows for `owner` until `until`; each row's `last_timestamp` becomes the score
-        timestamp about to be sent, so a send the remote applied before a crash is never
-        followed by an older timestamp."""
         if not rows:
             return
         c = t.ledger.c
@@ -367,8 +357,6 @@ class LedgerRepo(SqlRepo):
         )
 
     def release(self, keys: Sequence[LedgerKey], owner: str) -> None:
-        """Give up the leases `owner` holds on these rows (a lease taken over after expiry
-        belongs to its new holder and is left alone)."""
         if not keys:
             return
         c = t.ledger.c
@@ -389,7 +377,6 @@ class LedgerRepo(SqlRepo):
         )
 
     def clear_leases(self, owner: str | None = None) -> int:
-        """Drop leases (all, or one holder's): used when the only worker restarts."""
         c = t.ledger.c
         q = update(t.ledger).where(c.lease_owner.is_not(None))
         if owner is not None:
@@ -405,7 +392,6 @@ class LedgerRepo(SqlRepo):
         course_id: str | None = None,
         activity_ids: Sequence[str] | None = None,
     ) -> tuple[int, int, datetime | None]:
-        """(rows due now, rows leased by a worker, when the next retry falls due) in a scope."""
         c = t.ledger.c
         scope: list[Any] = []
         if tenant_id:
@@ -440,7 +426,6 @@ class LedgerRepo(SqlRepo):
         activity_ids: Sequence[str] | None = None,
         delivered_since: datetime | None = None,
     ) -> list[tuple[str, str | None, bool, int]]:
-        """Counts of rows in a scope by (state, reason_code, delivered since `delivered_since`)."""
         c = t.ledger.c
         conds: list[Any] = [c.tenant_id == tenant_id]
         if destination_id:
@@ -462,7 +447,7 @@ class LedgerRepo(SqlRepo):
         return [(r[0], r[1], bool(r[2]), int(r[3])) for r in rows]
 
 
-class DeliveryLogRepo(SqlRepo):
+class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
     def add(
         self,
         *,
@@ -520,7 +505,6 @@ class DeliveryLogRepo(SqlRepo):
         return [dict(r) | {"sent_at": utc(r["sent_at"])} for r in rows]
 
     def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
-        """Log many sends at once; each entry has the keyword arguments of `add`."""
         if not entries:
             return
         self.conn.execute(

@@ -11,14 +11,13 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, to_row, upsert
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import CourseLink, ItemLink, PersonLink
+from gradesync.services import ports
 
 # ids per IN (...) list: far below SQLite's limit on bound parameters (32,766)
 _IN_CHUNK = 500
 
 
-class LinkRepo(SqlRepo):
-    """Course, item and person links: how a destination knows our courses, columns, people."""
-
+class LinkRepo(SqlRepo, ports.LinkRepo):
     def course(self, tenant_id: str, destination_id: str, course_id: str) -> CourseLink | None:
         c = t.course_links.c
         row = (
@@ -97,7 +96,6 @@ class LinkRepo(SqlRepo):
     def person(
         self, tenant_id: str, destination_id: str, person_id: str, course_id: str | None = None
     ) -> PersonLink | None:
-        """The course-specific link when there is one, else the course-independent one."""
         c = t.person_links.c
         rows = (
             self.conn.execute(
@@ -132,9 +130,8 @@ class LinkRepo(SqlRepo):
     def people_for(
         self, tenant_id: str, destination_id: str, course_id: str, person_ids: Iterable[str]
     ) -> dict[str, PersonLink]:
-        """`people` restricted to some persons (a batch, or a whole column), same
-        precedence. Read in chunks, so a course of any size stays within the database's
-        limit on bound parameters."""
+        # read in chunks, so a course of any size stays within the database's limit on
+        # bound parameters
         c = t.person_links.c
         ids = sorted(set(person_ids))
         out: dict[str, PersonLink] = {}

@@ -12,13 +12,14 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, to_row, utc
 from gradesync.adapters.db.repos.base import SqlRepo, scope_of
 from gradesync.domain.model import RunStage, SyncRun
+from gradesync.services import ports
 
 
 def _run(r: Mapping[Any, Any]) -> SyncRun:
     return from_row(SyncRun, r, scope=scope_of(r))
 
 
-class RunRepo(SqlRepo):
+class RunRepo(SqlRepo, ports.RunRepo):
     def add(self, run: SyncRun, *, schedule_id: str | None = None) -> None:
         row = to_row(run, exclude=("scope",))
         row.update(
@@ -53,7 +54,6 @@ class RunRepo(SqlRepo):
     def update(
         self, run: SyncRun, *, worker_id: str | None = None, heartbeat_at: datetime | None = None
     ) -> None:
-        """Write a run's progress; a new stage is appended to its stage history."""
         c = t.sync_runs.c
         stages = self.stages(run.id)
         if not stages or stages[-1]["stage"] != run.stage.value:
@@ -84,7 +84,6 @@ class RunRepo(SqlRepo):
         return [_run(r) for r in rows]
 
     def unfinished(self) -> list[tuple[SyncRun, datetime | None]]:
-        """Runs not finished, with their last heartbeat (to find ones a dead worker left)."""
         c = t.sync_runs.c
         rows = self.conn.execute(
             select(t.sync_runs).where(c.stage != RunStage.FINISHED.value).order_by(c.created_at)
@@ -133,8 +132,7 @@ class RunRepo(SqlRepo):
             self.conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
 
     def lock_scope(self, scope_key: str) -> None:
-        """Serialise run requests for one scope until the transaction ends (PostgreSQL;
-        SQLite's write transaction already does)."""
+        # SQLite's write transaction already serialises run requests
         self._advisory("gradesync-run-scope:" + scope_key)
 
     def set_trigger(self, run_id: str, trigger: str) -> None:
@@ -145,8 +143,6 @@ class RunRepo(SqlRepo):
     def claim_next(
         self, worker_id: str, now: datetime, stale_before: datetime, *, run_id: str | None = None
     ) -> SyncRun | None:
-        """Start the oldest queued run (or `run_id`) whose scope has no live run: stage
-        computing, owned by `worker_id`. None when there is nothing to start."""
         self._advisory("gradesync-run-claim")
         c = t.sync_runs.c
         q = select(t.sync_runs).where(c.stage == RunStage.QUEUED.value)
@@ -187,7 +183,6 @@ class RunRepo(SqlRepo):
         return None
 
     def heartbeat(self, run_id: str, worker_id: str, now: datetime) -> bool:
-        """Prove the run's worker is alive; False when the run was taken from it."""
         c = t.sync_runs.c
         res = self.conn.execute(
             update(t.sync_runs)
@@ -199,9 +194,6 @@ class RunRepo(SqlRepo):
     def requeue_stale(
         self, stale_before: datetime, now: datetime, *, keep_worker: str | None = None
     ) -> list[str]:
-        """Runs whose worker stopped proving it is alive go back to the queue, to be run again
-        from the start (a run is idempotent: it sends what still differs). `keep_worker`:
-        the caller's own runs, which it knows are alive, are left alone."""
         c = t.sync_runs.c
         conds: list[Any] = [
             c.stage.in_(self.RUNNING),

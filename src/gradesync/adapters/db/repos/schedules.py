@@ -12,13 +12,14 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
 from gradesync.adapters.db.repos.base import SqlRepo, scope_of
 from gradesync.domain.model import Schedule, ScheduleAction, ScheduleEvent
+from gradesync.services import ports
 
 
 def _schedule(r: Mapping[Any, Any]) -> Schedule:
     return from_row(Schedule, r, scope=scope_of(r))
 
 
-class ScheduleRepo(SqlRepo):
+class ScheduleRepo(SqlRepo, ports.ScheduleRepo):
     def save(self, s: Schedule) -> None:
         row = to_row(s, exclude=("scope",))
         row.update(
@@ -64,8 +65,6 @@ class ScheduleRepo(SqlRepo):
         next_run_at: datetime,
         last_run_at: datetime | None,
     ) -> bool:
-        """Compare-and-set: move an unpaused schedule off the slot it was read at. False when
-        another scheduler fired that slot first, or the schedule was paused or edited."""
         c = t.schedules.c
         res = self.conn.execute(
             update(t.schedules)
@@ -95,7 +94,6 @@ class ScheduleRepo(SqlRepo):
         return res.rowcount == 1
 
     def next_due_at(self) -> datetime | None:
-        """When the soonest unpaused schedule is due (any tenant): the scheduler sleeps until."""
         c = t.schedules.c
         return utc(
             self.conn.execute(select(func.min(c.next_run_at)).where(c.paused_at.is_(None))).scalar()
@@ -115,7 +113,6 @@ class ScheduleRepo(SqlRepo):
         actions: Sequence[ScheduleAction] = (),
         limit: int = 50,
     ) -> list[ScheduleEvent]:
-        """A tenant's schedule log, newest first; `until` is exclusive."""
         c = t.schedule_events.c
         conds = [c.tenant_id == tenant_id]
         if schedule_id is not None:

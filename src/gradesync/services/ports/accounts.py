@@ -1,0 +1,33 @@
+"""Console users and API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from gradesync.domain.model import ApiKey, ConsoleUser
+
+
+class UserRepo(Protocol):
+    def get(self, tenant_id: str, username: str) -> ConsoleUser | None: ...
+
+    def find_by_username(self, username: str) -> list[ConsoleUser]:
+        """Users of that name in every tenant."""
+
+    def save(self, user: ConsoleUser, now: datetime) -> None:
+        """Create or update a user; `now` stamps a new one."""
+
+    def all(self, tenant_id: str) -> list[ConsoleUser]: ...
+
+
+class ApiKeyRepo(Protocol):
+    """A key is stored as the SHA-256 of its token, never the token itself."""
+
+    def get(self, key_id: str) -> ApiKey | None: ...
+
+    def add(self, key: ApiKey) -> None: ...
+
+    def revoke(self, tenant_id: str, key_id: str, now: datetime) -> bool:
+        """False when there is no such key or it was already revoked."""
+
+    def all(self, tenant_id: str) -> list[ApiKey]: ...

@@ -1,0 +1,27 @@
+"""Destinations: the LMSs and SISs grades are sent to, with their credentials."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from gradesync.domain.model import Destination
+
+
+class DestinationRepo(Protocol):
+    """Destinations with their secret; the store keeps the secret encrypted at rest."""
+
+    def get(self, tenant_id: str, destination_id: str) -> Destination | None: ...
+
+    def upsert(self, dest: Destination, now: datetime) -> None: ...
+
+    def all(self, tenant_id: str | None = None) -> list[Destination]:
+        """One tenant's destinations, or every tenant's."""
+
+    def delete(self, tenant_id: str, destination_id: str) -> bool:
+        """False when there was no such destination."""
+
+    def set_pause(
+        self, tenant_id: str, destination_id: str, until: datetime | None, reason: str | None
+    ) -> None:
+        """Pause sending to a destination until a time (None lifts the pause)."""

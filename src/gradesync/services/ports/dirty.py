@@ -1,0 +1,41 @@
+"""Dirty keys: the keys whose facts changed, waiting to be recomputed into the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+
+class DirtyKeyRepo(Protocol):
+    """Keys whose facts changed; recomputed by the engine, many changes collapsing into one."""
+
+    def mark(
+        self, tenant_id: str, course_id: str, activity_id: str, person_id: str, now: datetime
+    ) -> None:
+        """Mark a key dirty; marking it again refreshes the time, so a `clear` with an older
+        `marked_before` leaves it dirty."""
+
+    def mark_many(self, rows: Sequence[tuple[str, str, str, str]], now: datetime) -> None:
+        """`mark` each of rows: (tenant_id, course_id, activity_id, person_id)."""
+
+    def peek(self, limit: int) -> list[tuple[str, str, str, str, datetime]]:
+        """The oldest marks, without taking them: (tenant, course, activity, person, marked at)."""
+
+    def clear(
+        self, keys: Sequence[tuple[str, str, str]], *, marked_before: datetime | None = None
+    ) -> None:
+        """Remove (tenant, activity, person) keys; with marked_before, only marks not newer
+        than it, so a key marked again while it was being computed stays dirty."""
+
+    def count(self) -> int: ...
+
+    def lock_compute(self) -> None:
+        """Serialise computing desired state across processes until the transaction ends, so
+        a slower computation from older facts can never overwrite a newer one."""
+
+    def claim(self, limit: int) -> list[tuple[str, str, str, str]]:
+        """Take (and delete) up to `limit` dirty keys, oldest mark first, under the compute
+        lock: (tenant_id, course_id, activity_id, person_id). The deletion commits with the
+        recomputed ledger rows, so a crash before the commit leaves the keys dirty, and a key
+        marked again meanwhile is marked anew (the fact's transaction waits for this one)."""

@@ -1,0 +1,111 @@
+"""The facts gradesync reconciles from: tenants, courses, activities, people, enrollments,
+due-date overrides and attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    Course,
+    DueDateOverride,
+    Enrollment,
+    Person,
+    Tenant,
+)
+
+
+class TenantRepo(Protocol):
+    def get(self, tenant_id: str) -> Tenant | None: ...
+
+    def upsert(self, tenant: Tenant, now: datetime) -> None:
+        """Create or rename a tenant, or change its policy; `now` stamps a new one."""
+
+    def all(self) -> list[Tenant]: ...
+
+
+class CourseRepo(Protocol):
+    def get(self, tenant_id: str, course_id: str) -> Course | None: ...
+
+    def upsert(self, course: Course) -> None: ...
+
+    def all(self, tenant_id: str) -> list[Course]: ...
+
+
+class ActivityRepo(Protocol):
+    def get(self, tenant_id: str, activity_id: str) -> Activity | None: ...
+
+    def get_many(self, tenant_id: str, activity_ids: Iterable[str]) -> dict[str, Activity]: ...
+
+    def upsert(self, activity: Activity) -> None: ...
+
+    def for_course(self, tenant_id: str, course_id: str) -> list[Activity]:
+        """A course's activities, soonest due first."""
+
+
+class PersonRepo(Protocol):
+    def get(self, tenant_id: str, person_id: str) -> Person | None: ...
+
+    def get_many(self, tenant_id: str, person_ids: Iterable[str]) -> dict[str, Person]: ...
+
+    def upsert(self, person: Person) -> None: ...
+
+    def find(
+        self, tenant_id: str, *, email: str | None = None, name: str | None = None
+    ) -> list[Person]:
+        """People whose email and name (each when given) match, ignoring case."""
+
+
+class EnrollmentRepo(Protocol):
+    def get(self, tenant_id: str, course_id: str, person_id: str) -> Enrollment | None: ...
+
+    def upsert(self, enrollment: Enrollment) -> None: ...
+
+    def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]: ...
+
+    def for_person(self, tenant_id: str, person_id: str) -> list[Enrollment]: ...
+
+    def for_people(
+        self, tenant_id: str, course_id: str, person_ids: Iterable[str]
+    ) -> dict[str, Enrollment]:
+        """These persons' enrollments in one course, by person id."""
+
+
+class DueDateOverrideRepo(Protocol):
+    def upsert(self, override: DueDateOverride) -> None: ...
+
+    def for_activity(self, tenant_id: str, activity_id: str) -> dict[str, datetime]:
+        """An activity's overridden due dates, by person id."""
+
+    def get(self, tenant_id: str, activity_id: str, person_id: str) -> datetime | None: ...
+
+    def for_pairs(
+        self, tenant_id: str, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], datetime]:
+        """Overrides of these (activity, person) pairs."""
+
+
+class AttemptRepo(Protocol):
+    def add(self, attempt: Attempt, now: datetime) -> tuple[Attempt, bool]:
+        """Store an attempt unless its source event id is already stored.
+        Returns the stored attempt and whether it is new (a retried post is not counted twice)."""
+
+    def get_by_event(self, tenant_id: str, source_event_id: str) -> Attempt | None: ...
+
+    def for_key(self, tenant_id: str, activity_id: str, person_id: str) -> list[Attempt]:
+        """One person's attempts on one activity, oldest first."""
+
+    def for_activities(
+        self, tenant_id: str, activity_ids: Sequence[str]
+    ) -> dict[tuple[str, str], list[Attempt]]:
+        """All attempts on these activities, grouped by (activity, person), oldest first."""
+
+    def for_person(self, tenant_id: str, person_id: str) -> list[Attempt]: ...
+
+    def for_pairs(
+        self, tenant_id: str, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Attempt]]:
+        """Attempts of these (activity, person) pairs, grouped, oldest first."""

@@ -1,0 +1,147 @@
+"""The ledger (per key: what should be, what was sent, its delivery state and lease) and the
+log of every send."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from gradesync.domain.model import LedgerKey, LedgerRow
+
+
+class LedgerRepo(Protocol):
+    def get(self, key: LedgerKey) -> LedgerRow | None: ...
+
+    def get_many(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        course_id: str,
+        activity_ids: Sequence[str] | None = None,
+    ) -> dict[tuple[str, str], LedgerRow]:
+        """A course's rows (of some activities, when given), by (activity, person)."""
+
+    def save(self, row: LedgerRow, course_id: str) -> None: ...
+
+    def save_many(
+        self, rows: Sequence[tuple[LedgerRow, str]], *, release_for: str | None = None
+    ) -> None:
+        """Upsert many (row, course) pairs at once (the engine's hot path).
+        `release_for`: also give up the leases that owner holds on these rows, as `release`
+        does, in the same write (settling writes each row once, not twice)."""
+
+    def course_of(self, key: LedgerKey) -> str | None: ...
+
+    def due(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        tenant_id: str | None = None,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+    ) -> list[LedgerRow]:
+        """Keys to send now: pending, or retrying whose time has come. Oldest first."""
+
+    def next_retry_at(self) -> datetime | None:
+        """When the soonest retrying row (any tenant) falls due."""
+
+    def counts_by_state(
+        self, tenant_id: str, *, destination_id: str | None = None, course_id: str | None = None
+    ) -> dict[str, int]: ...
+
+    def for_person(self, tenant_id: str, person_id: str) -> list[LedgerRow]: ...
+
+    def iter_scope(
+        self, tenant_id: str, destination_id: str, course_id: str, batch: int = 1000
+    ) -> Iterator[list[LedgerRow]]:
+        """Stream a course's ledger in key order, a batch at a time (bounded memory)."""
+
+    # the sync engine: row locks, leases, scope summaries
+
+    def get_keys(
+        self, keys: Sequence[LedgerKey], *, lock: bool = False
+    ) -> dict[LedgerKey, LedgerRow]:
+        """Rows of these keys. `lock` keeps every other writer off them until the
+        transaction ends (locks are taken in key order, so two writers never deadlock)."""
+
+    def claimable(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        tenant_id: str | None = None,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+        exclude_destinations: Sequence[tuple[str, str]] = (),
+    ) -> list[tuple[LedgerRow, str]]:
+        """Due rows nobody holds, oldest due first (pending since, or retry time), with their
+        course: no result waits behind newer changes, so nothing (a course's first grade
+        included) waits until the load stops. A claim costs the same whatever the backlog.
+        Locked so two workers claiming at once get different rows; `lease` them in the same
+        transaction."""
+
+    def lease(
+        self, rows: Sequence[tuple[LedgerKey, datetime]], owner: str, until: datetime
+    ) -> None:
+        """Hold rows for `owner` until `until`; each row's `last_timestamp` becomes the score
+        timestamp about to be sent, so a send the remote applied before a crash is never
+        followed by an older timestamp."""
+
+    def release(self, keys: Sequence[LedgerKey], owner: str) -> None:
+        """Give up the leases `owner` holds on these rows (a lease taken over after expiry
+        belongs to its new holder and is left alone)."""
+
+    def clear_leases(self, owner: str | None = None) -> int:
+        """Drop leases (all, or one holder's): used when the only worker restarts. Returns
+        how many rows were held."""
+
+    def due_summary(
+        self,
+        now: datetime,
+        *,
+        tenant_id: str | None = None,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+    ) -> tuple[int, int, datetime | None]:
+        """(rows due now, rows leased by a worker, when the next retry falls due) in a scope."""
+
+    def scope_summary(
+        self,
+        tenant_id: str,
+        *,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+        delivered_since: datetime | None = None,
+    ) -> list[tuple[str, str | None, bool, int]]:
+        """Counts of rows in a scope by (state, reason_code, delivered since `delivered_since`)."""
+
+
+class DeliveryLogRepo(Protocol):
+    def add(
+        self,
+        *,
+        key: LedgerKey,
+        run_id: str | None,
+        sent_at: datetime,
+        sent_hash: str | None,
+        payload: dict[str, Any] | None,
+        outcome: str,
+        remote_status: int | None,
+        remote_message: str | None,
+        latency_ms: float | None,
+    ) -> None:
+        """Log one send and what the remote answered."""
+
+    def for_key(self, key: LedgerKey, limit: int = 20) -> list[dict[str, Any]]:
+        """A key's sends, newest first."""
+
+    def since(self, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
+        """A tenant's sends since a time (destination, time, outcome, latency), oldest first."""
+
+    def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Log many sends at once; each entry has the keyword arguments of `add`."""

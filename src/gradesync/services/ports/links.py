@@ -1,0 +1,46 @@
+"""Course, item and person links: how a destination knows our courses, columns and people."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from gradesync.domain.model import CourseLink, ItemLink, PersonLink
+
+
+class LinkRepo(Protocol):
+    def course(self, tenant_id: str, destination_id: str, course_id: str) -> CourseLink | None: ...
+
+    def courses_for_destination(self, tenant_id: str, destination_id: str) -> list[CourseLink]: ...
+
+    def destinations_for_course(self, tenant_id: str, course_id: str) -> list[CourseLink]: ...
+
+    def save_course(self, link: CourseLink) -> None: ...
+
+    def item(self, tenant_id: str, destination_id: str, activity_id: str) -> ItemLink | None: ...
+
+    def items(
+        self, tenant_id: str, destination_id: str, activity_ids: Iterable[str]
+    ) -> dict[str, ItemLink]:
+        """Item links of these activities, by activity id."""
+
+    def save_item(self, link: ItemLink) -> None: ...
+
+    def delete_item(self, tenant_id: str, destination_id: str, activity_id: str) -> None: ...
+
+    def person(
+        self, tenant_id: str, destination_id: str, person_id: str, course_id: str | None = None
+    ) -> PersonLink | None:
+        """The course-specific link when there is one, else the course-independent one."""
+
+    def people(self, tenant_id: str, destination_id: str, course_id: str) -> dict[str, PersonLink]:
+        """Every person's link in a course, by person id; a course-specific link wins over
+        a course-independent one."""
+
+    def save_person(self, link: PersonLink) -> None: ...
+
+    def people_for(
+        self, tenant_id: str, destination_id: str, course_id: str, person_ids: Iterable[str]
+    ) -> dict[str, PersonLink]:
+        """`people` restricted to some persons (a batch, or a whole column), same
+        precedence, whatever their number."""

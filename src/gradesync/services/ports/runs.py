@@ -1,0 +1,66 @@
+"""Sync runs: their progress and stage history, one live run per scope, claims by workers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from gradesync.domain.model import SyncRun
+
+
+class RunRepo(Protocol):
+    def add(self, run: SyncRun, *, schedule_id: str | None = None) -> None:
+        """Store a new run; `schedule_id` names the schedule that requested it."""
+
+    def get(self, run_id: str, tenant_id: str | None = None) -> SyncRun | None:
+        """A run, of one tenant when `tenant_id` is given."""
+
+    def stages(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's stage history: `{"stage": ..., "at": ISO time}`, oldest first."""
+
+    def update(
+        self, run: SyncRun, *, worker_id: str | None = None, heartbeat_at: datetime | None = None
+    ) -> None:
+        """Write a run's progress; a new stage is appended to its stage history."""
+
+    def active_for_scope(self, scope_key: str) -> list[SyncRun]:
+        """The scope's runs not finished, oldest first."""
+
+    def unfinished(self) -> list[tuple[SyncRun, datetime | None]]:
+        """Runs not finished, with their last heartbeat (to find ones a dead worker left)."""
+
+    def history(
+        self,
+        tenant_id: str,
+        *,
+        course_id: str | None = None,
+        destination_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        trigger: str | None = None,
+        limit: int = 50,
+    ) -> list[SyncRun]:
+        """A tenant's runs, newest first; `until` is exclusive."""
+
+    # the sync engine: one run per scope, claims, dead workers
+
+    def lock_scope(self, scope_key: str) -> None:
+        """Serialise run requests for one scope until the transaction ends."""
+
+    def set_trigger(self, run_id: str, trigger: str) -> None: ...
+
+    def claim_next(
+        self, worker_id: str, now: datetime, stale_before: datetime, *, run_id: str | None = None
+    ) -> SyncRun | None:
+        """Start the oldest queued run (or `run_id`) whose scope has no live run: stage
+        computing, owned by `worker_id`. None when there is nothing to start."""
+
+    def heartbeat(self, run_id: str, worker_id: str, now: datetime) -> bool:
+        """Prove the run's worker is alive; False when the run was taken from it."""
+
+    def requeue_stale(
+        self, stale_before: datetime, now: datetime, *, keep_worker: str | None = None
+    ) -> list[str]:
+        """Runs whose worker stopped proving it is alive go back to the queue, to be run again
+        from the start (a run is idempotent: it sends what still differs). `keep_worker`:
+        the caller's own runs, which it knows are alive, are left alone. Returns their ids."""
