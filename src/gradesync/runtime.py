@@ -101,8 +101,7 @@ class Runtime:
 
     def engine_settings(self) -> EngineSettings:
         from gradesync.domain.ledger import BackoffPolicy
-        from gradesync.services.engine_config import EngineSettings
-        from gradesync.services.limits import BreakerSettings
+        from gradesync.services.engine_config import BreakerSettings, EngineSettings
 
         s = self.settings
         return EngineSettings(

@@ -30,9 +30,8 @@ from gradesync.domain.model import (
     Tenant,
 )
 from gradesync.services.clock import SystemClock
-from gradesync.services.engine_config import EngineSettings
+from gradesync.services.engine_config import BreakerSettings, EngineSettings
 from gradesync.services.ingest import IngestBatch, ingest
-from gradesync.services.limits import BreakerSettings
 from gradesync.services.wakeup import Waker
 from gradesync.services.worker import Engine
 from tests.engine.double import DoubleFactory

@@ -11,7 +11,7 @@ from gradesync.adapters.db.database import Database
 from gradesync.domain.model import DeliveryState, LedgerKey
 from gradesync.domain.reasons import Reason
 from gradesync.services.clock import SystemClock
-from gradesync.services.delivery import DeliveryScope
+from gradesync.services.delivery import DeliveryScope, outcome_of_failure
 from gradesync.services.worker import Engine
 from tests.engine.conftest import (
     COURSE,
@@ -213,11 +213,12 @@ async def test_a_column_not_synced_by_design_is_skipped_not_rejected(
         with db.uow() as uow:
             assert uow.deliveries.for_key(LedgerKey(T, DEST, "a2", learner(i))) == []
     assert not any(item.endswith("/a2") for item in harness.remote.columns)
-    d = harness.engine.deliverer.destinations[(T, DEST)]
-    lim = harness.engine.deliverer.limits_for(d)
+    governor = harness.engine.deliverer.governor
+    d = governor.destinations[(T, DEST)]
+    lim = governor.limits_for(d)
     assert lim.breaker.failures == 0 and lim.gate_until is None  # says nothing about health
     # the safety net: a NOT_SYNCED reaching the failure handler is a skip too
-    outcome = harness.engine.deliverer.outcome_of_failure(not_synced(), d, lim)
+    outcome = outcome_of_failure(governor, not_synced(), d, lim)
     assert isinstance(outcome, Reason) and outcome.code == "not_selected_for_sis"
     # once the column is synced (an admin ticked it), recomputing the keys sends them
     del harness.remote.column_failures["a2"]
@@ -266,10 +267,9 @@ async def test_a_new_column_is_created_once_by_passes_that_meet_it_at_once(
         await engine.process_dirty()
         delivering = asyncio.create_task(engine.deliver_due())
         # both rows claimed (one claim each), the first creating the line item
+        limits = engine.deliverer.governor.limits
         await harness.until(
-            lambda: (
-                harness.remote.column_calls == 1 and engine.deliverer.limits[(T, DEST)].waiting == 2
-            )
+            lambda: harness.remote.column_calls == 1 and limits[(T, DEST)].waiting == 2
         )
         held.set()
         assert (await asyncio.wait_for(delivering, 10)).delivered == 2
@@ -429,8 +429,8 @@ async def test_no_claim_transaction_while_every_destination_has_enough_claimed(
     post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
     await harness.engine.process_dirty()
     d = harness.engine.deliverer
-    await d.refresh_destinations(force=True)
-    lim = d.limits_for(d.destinations[(T, DEST)])
+    await d.governor.refresh_destinations(force=True)
+    lim = d.governor.limits_for(d.governor.destinations[(T, DEST)])
     opened: list[int] = []
     real = d.uow_factory
 
@@ -438,7 +438,7 @@ async def test_no_claim_transaction_while_every_destination_has_enough_claimed(
         opened.append(1)
         return real()
 
-    d.uow_factory = counting
+    d.uow_factory = d.governor.uow_factory = counting
     lim.waiting = 4 * lim.concurrency  # saturated: enough claimed to keep it busy
     claimed, _, more = await d.claim(DeliveryScope(), 100)
     assert claimed == [] and opened == []

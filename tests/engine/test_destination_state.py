@@ -84,7 +84,7 @@ async def test_pause_checks_are_shared_between_concurrent_sends(db: Database) ->
     )
     try:
         d = destination_admin.get_destination(db.uow, T, DEST)
-        deliverer = engine.deliverer
+        deliverer = engine.deliverer.governor
         lim = deliverer.limits_for(d)
         await asyncio.gather(*(deliverer.check_pause(d, lim) for _ in range(20)))
         await deliverer.check_pause(d, lim)
@@ -97,8 +97,8 @@ async def test_pause_checks_are_shared_between_concurrent_sends(db: Database) ->
         assert reads == 2
         # a strict check (0) always reads anew, once for everyone waiting
         strict = Engine(counting_uow, SystemClock(), DoubleFactory(), FAST)
-        lim2 = strict.deliverer.limits_for(d)
-        await asyncio.gather(*(strict.deliverer.check_pause(d, lim2) for _ in range(20)))
+        lim2 = strict.deliverer.governor.limits_for(d)
+        await asyncio.gather(*(strict.deliverer.governor.check_pause(d, lim2) for _ in range(20)))
         assert 3 <= reads <= 4
         await strict.aclose()
     finally:

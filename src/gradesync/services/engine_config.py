@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from gradesync.domain.ledger import BackoffPolicy
-from gradesync.services.limits import BreakerSettings
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    threshold: int = 5  # transient failures in a row that open the breaker
+    cooldown: timedelta = timedelta(seconds=30)
+    max_cooldown: timedelta = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,13 @@ from gradesync.services.compute import (
     migrated_to,
     people_of_activity,
 )
-from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, DeliveryStats
+from gradesync.services.delivery import (
+    Clients,
+    Deliverer,
+    DeliveryScope,
+    DeliveryStats,
+    outcome_of_failure,
+)
 from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.overrides import record_overrides
@@ -481,7 +487,9 @@ class RunExecutor:
             link, activities, items = await asyncio.to_thread(self._load_columns, tg)
             try:
                 client = self.clients.get(d)
-                course_link = await self.deliverer.course_link(client, d, tg.course, link)
+                course_link = await self.deliverer.provisioner.course_link(
+                    client, d, tg.course, link
+                )
             except Exception as exc:
                 log.warning("run %s: course %s at %s: %s", run.id, tg.course.id, d.id, exc)
                 counts["failed"] += len(tg.activity_ids)
@@ -500,7 +508,7 @@ class RunExecutor:
                     counts["not_synced"] += 1
                     continue
                 try:
-                    _, written = await self.deliverer.ensure_column(
+                    _, written = await self.deliverer.provisioner.ensure_column(
                         client, d, course_link, column, items.get(activity_id), force=force
                     )
                 except RemoteFailure as f:
@@ -509,8 +517,8 @@ class RunExecutor:
                         # are skipped with the reason when delivery reaches them
                         counts["not_synced"] += 1
                         continue
-                    lim = self.deliverer.limits_for(d)
-                    self.deliverer.outcome_of_failure(f, d, lim)
+                    governor = self.deliverer.governor
+                    outcome_of_failure(governor, f, d, governor.limits_for(d))
                     log.warning("run %s: column %s at %s: %s", run.id, activity_id, d.id, f)
                     counts["failed"] += 1
                     continue

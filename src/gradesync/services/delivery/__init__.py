@@ -1,0 +1,29 @@
+"""Delivery: send the current desired state of due ledger rows, and record what happened.
+
+- `pass_loop`: the pass (claim, prepare, send) and the `Deliverer` that runs it;
+- `in_flight`: the tasks of one pass and the rows they hold;
+- `governor`: per destination, what may be sent and when (limits, pauses, breaker);
+- `failures`: what a remote failure means for the row and for its destination;
+- `provisioning`: course links and columns at the destination, and their caches;
+- `settle`: the writer that folds outcomes into the ledger in batches;
+- `clients`: one destination client per destination;
+- `records`: what the steps hand each other.
+"""
+
+from gradesync.services.delivery.clients import Clients
+from gradesync.services.delivery.failures import outcome_of_failure
+from gradesync.services.delivery.governor import Governor
+from gradesync.services.delivery.pass_loop import Deliverer
+from gradesync.services.delivery.records import DeliveryScope, DeliveryStats, Settlement
+from gradesync.services.delivery.settle import SettleWriter
+
+__all__ = [
+    "Clients",
+    "Deliverer",
+    "DeliveryScope",
+    "DeliveryStats",
+    "Governor",
+    "SettleWriter",
+    "Settlement",
+    "outcome_of_failure",
+]

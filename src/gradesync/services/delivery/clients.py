@@ -1,0 +1,66 @@
+"""One destination client per destination, rebuilt when the destination's settings change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+
+from gradesync.domain.model import Destination
+from gradesync.domain.policy import Capabilities
+from gradesync.domain.reasons import Reason
+from gradesync.services.compute import destination_unavailable
+from gradesync.services.delivery.records import DestKey
+from gradesync.services.destination import DestinationClient, DestinationFactory
+
+log = logging.getLogger(__name__)
+
+
+def _fingerprint(d: Destination) -> str:
+    """Changes when anything a client is built from changes (settings, secret, kind)."""
+    blob = json.dumps(
+        [d.kind.value, d.profile, d.config, d.secret], sort_keys=True, default=str
+    ).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+class Clients:
+    """One client per destination, rebuilt when the destination's settings change.
+    Thread-safe: computing (in a thread) asks for capabilities too."""
+
+    def __init__(self, factory: DestinationFactory) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._clients: dict[DestKey, tuple[str, DestinationClient]] = {}
+        self._retired: list[DestinationClient] = []
+
+    def get(self, destination: Destination) -> DestinationClient:
+        key = (destination.tenant_id, destination.id)
+        fp = _fingerprint(destination)
+        with self._lock:
+            cached = self._clients.get(key)
+            if cached is not None and cached[0] == fp:
+                return cached[1]
+            client = self._factory(destination)
+            if cached is not None:
+                self._retired.append(cached[1])
+            self._clients[key] = (fp, client)
+            return client
+
+    def capabilities(self, destination: Destination) -> Capabilities | Reason:
+        try:
+            return self.get(destination).capabilities
+        except Exception as exc:  # an unknown kind or unusable settings
+            return destination_unavailable(destination, f"{type(exc).__name__}: {exc}")
+
+    async def aclose(self) -> None:
+        with self._lock:
+            clients = [c for _, c in self._clients.values()] + self._retired
+            self._clients.clear()
+            self._retired = []
+        for client in clients:
+            try:
+                await client.aclose()
+            except Exception:
+                log.exception("closing a destination client failed")

@@ -1,0 +1,102 @@
+"""Failure classification: what a remote failure means for the row and for its destination.
+
+| class         | the row                      | the destination                                  |
+|---------------|------------------------------|--------------------------------------------------|
+| RETRY_LATER   | retrying, backoff + jitter   | counts towards the circuit breaker               |
+| SLOW_DOWN     | retrying at Retry-After      | gated until Retry-After (paused_until)           |
+| REJECTED      | rejected, remote's words kept| none (the destination works)                     |
+| MISCONFIGURED | retrying after the pause     | paused (`misconfigured_pause`), admin told       |
+| NOT_SYNCED    | skipped with the reason      | none (the column is not sent by design)          |
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from gradesync.domain.ledger import DeliveryOutcome, Rejected, RetryLater
+from gradesync.domain.model import Destination
+from gradesync.domain.reasons import Reason
+from gradesync.services.delivery.governor import DestinationLimits, Governor
+from gradesync.services.destination import FailureClass, RemoteFailure
+
+log = logging.getLogger(__name__)
+
+
+def reason_of(f: RemoteFailure) -> Reason:
+    """The remote's words (or its code), with the remedy when the adapter knows one."""
+    text = f.message.strip() or f.code
+    if f.remedy:
+        text = f"{text} — {f.remedy}"
+    return Reason(f.code, text)
+
+
+def outcome_of_failure(
+    gov: Governor,
+    f: RemoteFailure,
+    d: Destination,
+    lim: DestinationLimits,
+    *,
+    course_wide: bool = False,
+) -> DeliveryOutcome | Reason:
+    """Act on a failure's class for the destination; return the row's outcome (a Reason:
+    the row is skipped with it)."""
+    now = gov.clock.now()
+    reason = reason_of(f)
+    if f.failure is FailureClass.NOT_SYNCED:
+        # not sent by design (normally settled before this, from ensure_column): a skip,
+        # which says nothing about the destination's health
+        return reason
+    if f.failure is FailureClass.REJECTED:
+        lim.breaker.record_success()  # the destination works; it refused this one
+        return Rejected(reason, remote_status=f.status, remote_message=f.message)
+    if f.failure is FailureClass.SLOW_DOWN:
+        wait = (
+            timedelta(seconds=f.retry_after)
+            if f.retry_after is not None and f.retry_after >= 0
+            else gov.settings.default_retry_after
+        )
+        gov.gate(
+            d,
+            lim,
+            now + wait,
+            f"The destination asked gradesync to slow down ({f.message.strip() or f.code}); "
+            "sending resumes by itself.",
+        )
+        return RetryLater(
+            reason, retry_after=wait, remote_status=f.status, remote_message=f.message
+        )
+    if f.failure is FailureClass.MISCONFIGURED:
+        wait = gov.settings.misconfigured_pause
+        if not course_wide:
+            gov.gate(
+                d,
+                lim,
+                now + wait,
+                f"Misconfigured: {reason.text} gradesync tries again by itself at the end "
+                "of the pause, or when an admin resumes the destination.",
+            )
+        return RetryLater(
+            reason, retry_after=wait, remote_status=f.status, remote_message=f.message
+        )
+    opened = lim.breaker.record_failure(now)
+    if opened is not None:
+        gov.gate(
+            d,
+            lim,
+            opened,
+            f"Circuit breaker open after repeated failures (last: {reason.text}); "
+            "gradesync probes the destination again by itself.",
+        )
+    return RetryLater(reason, remote_status=f.status, remote_message=f.message)
+
+
+def unexpected_failure(
+    gov: Governor, exc: BaseException, d: Destination, lim: DestinationLimits
+) -> RetryLater:
+    """An error no adapter classified: a transient failure, logged with its traceback."""
+    log.exception("unexpected error talking to destination %s/%s", d.tenant_id, d.id, exc_info=exc)
+    f = RemoteFailure(FailureClass.RETRY_LATER, "unexpected_error", f"{type(exc).__name__}: {exc}")
+    outcome = outcome_of_failure(gov, f, d, lim)
+    assert isinstance(outcome, RetryLater)
+    return outcome

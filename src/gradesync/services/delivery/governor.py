@@ -1,0 +1,369 @@
+"""The governor: what may be sent to each destination, and when.
+
+Per destination it keeps:
+
+- `RateLimiter`: a token bucket (`rate_per_second`, bursts up to one second's worth).
+- `CircuitBreaker`: after `threshold` transient failures in a row the destination is paused
+  for a cool-down that doubles on each re-opening (up to a cap); when it passes, one probe is
+  let through; its success closes the breaker, its failure re-opens it. Nobody has to resume
+  a destination by hand.
+- `DestinationLimits`: the above plus a semaphore (`concurrency`) and a gate: the time before
+  which nothing is sent (breaker open, the remote's Retry-After, a misconfiguration pause, an
+  admin's pause).
+
+`Governor` holds the destinations and their limits in the worker process; a gate it closes
+is also written to the destination's `paused_until` so other workers and the console see
+it, and an admin's pause is re-read before sends (`check_pause`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from gradesync.domain.model import Destination, LedgerKey
+from gradesync.services.clock import Clock
+from gradesync.services.delivery.background import BackgroundWrites
+from gradesync.services.delivery.records import DeliveryScope, DestKey
+from gradesync.services.engine_config import BreakerSettings, EngineSettings
+from gradesync.services.ports import UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 8
+
+
+class RateLimiter:
+    """Token bucket. `acquire` waits until a token is free; None rate means unlimited."""
+
+    def __init__(
+        self, rate_per_second: float | None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate_per_second if rate_per_second and rate_per_second > 0 else None
+        self._clock = clock
+        self._capacity = max(1.0, self.rate or 1.0)
+        self._tokens = self._capacity
+        self._stamp = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        assert self.rate is not None
+        self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def try_acquire(self) -> float:
+        """Take a token now (0.0) or say how many seconds until one is free."""
+        if self.rate is None:
+            return 0.0
+        self._refill()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate
+
+    async def acquire(self) -> None:
+        if self.rate is None:
+            return
+        async with self._lock:  # first come, first served
+            while (wait := self.try_acquire()) > 0:
+                await asyncio.sleep(wait)
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Pure state machine over a wall clock passed in (no sleeping, easy to test)."""
+
+    def __init__(self, settings: BreakerSettings = BreakerSettings()) -> None:
+        self.settings = settings
+        self.state = BreakerState.CLOSED
+        self.failures = 0
+        self.open_until: datetime | None = None
+        self._openings = 0
+        self._probe_out = False
+
+    def allow(self, now: datetime) -> bool:
+        """May a send start now? While half-open, only one probe at a time."""
+        if self.state is BreakerState.OPEN:
+            if self.open_until is not None and now < self.open_until:
+                return False
+            self.state = BreakerState.HALF_OPEN
+            self._probe_out = False
+        if self.state is BreakerState.HALF_OPEN:
+            if self._probe_out:
+                return False
+            self._probe_out = True
+        return True
+
+    def record_success(self) -> bool:
+        """A send succeeded (or was refused on its merits). True when this closed the breaker."""
+        closed_now = self.state is not BreakerState.CLOSED
+        self.state = BreakerState.CLOSED
+        self.failures = 0
+        self._openings = 0
+        self.open_until = None
+        self._probe_out = False
+        return closed_now
+
+    def record_failure(self, now: datetime) -> datetime | None:
+        """A transient failure. Returns the pause end when this opened the breaker."""
+        self.failures += 1
+        if self.state is BreakerState.HALF_OPEN or self.failures >= self.settings.threshold:
+            self._openings += 1
+            factor = 2 ** min(self._openings - 1, 16)
+            pause = min(self.settings.cooldown * factor, self.settings.max_cooldown)
+            self.state = BreakerState.OPEN
+            self.open_until = now + pause
+            self._probe_out = False
+            self.failures = 0
+            return self.open_until
+        return None
+
+    def release_probe(self) -> None:
+        """A probe that was let through was not sent after all (e.g. gated)."""
+        self._probe_out = False
+
+
+class DestinationLimits:
+    def __init__(
+        self,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate_per_second: float | None = None,
+        breaker: BreakerSettings = BreakerSettings(),
+    ) -> None:
+        self.concurrency = max(1, concurrency)
+        self.semaphore = asyncio.Semaphore(self.concurrency)
+        self.rate = RateLimiter(rate_per_second)
+        self.breaker = CircuitBreaker(breaker)
+        self.gate_until: datetime | None = None  # nothing is sent before this
+        self.gate_reason: str | None = None
+        self.gate_set_at = 0.0  # monotonic
+        self.waiting = 0  # claimed rows not yet settled (bounds how much more to claim)
+        # an admin's pause, re-read from the database before sends (`Governor.check_pause`)
+        self.disabled = False
+        self.pause_checked_at = float("-inf")  # monotonic start of the last finished check
+        self.pause_check: asyncio.Task[None] | None = None  # the check in flight
+        self.pause_check_started = float("-inf")
+        self.in_flight = 0
+        self.max_in_flight = 0  # observed, for tests and metrics
+
+    def gated(self, now: datetime) -> datetime | None:
+        if self.gate_until is not None and now < self.gate_until:
+            return self.gate_until
+        return None
+
+    def close_gate(self, until: datetime, reason: str) -> bool:
+        """Hold every send until `until`. True when this extended the gate."""
+        if self.gate_until is None or until > self.gate_until:
+            self.gate_until = until
+            self.gate_reason = reason
+            self.gate_set_at = time.monotonic()
+            return True
+        return False
+
+    def saturated(self) -> bool:
+        """Enough rows are claimed for this destination to keep it busy for a while."""
+        return self.waiting >= 4 * self.concurrency
+
+
+def limits_from_config(
+    config: Mapping[str, Any], breaker: BreakerSettings = BreakerSettings()
+) -> DestinationLimits:
+    """`concurrency` (default 8) and `rate_per_second` (optional) from a destination's config.
+    Bad values fall back to the defaults rather than stopping delivery."""
+    try:
+        concurrency = int(config.get("concurrency") or DEFAULT_CONCURRENCY)
+    except (TypeError, ValueError):
+        concurrency = DEFAULT_CONCURRENCY
+    raw_rate = config.get("rate_per_second")
+    try:
+        rate = float(raw_rate) if raw_rate is not None else None
+    except (TypeError, ValueError):
+        rate = None
+    return DestinationLimits(concurrency, rate, breaker)
+
+
+def limits_signature(config: Mapping[str, Any]) -> tuple[Any, Any]:
+    return (config.get("concurrency"), config.get("rate_per_second"))
+
+
+class Governor:
+    """The destinations known to this worker and their limits, pauses and breakers."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        settings: EngineSettings,
+        background: BackgroundWrites,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.clock = clock
+        self.settings = settings
+        self._background = background
+        self.limits: dict[DestKey, DestinationLimits] = {}
+        self._limit_sigs: dict[DestKey, tuple[Any, Any]] = {}
+        self.destinations: dict[DestKey, Destination] = {}
+        self._destinations_at = -1e9
+
+    def limits_for(self, d: Destination) -> DestinationLimits:
+        key = (d.tenant_id, d.id)
+        sig = limits_signature(d.config)
+        lim = self.limits.get(key)
+        if lim is None or self._limit_sigs.get(key) != sig:
+            new = limits_from_config(d.config, self.settings.breaker)
+            if lim is not None:  # keep what the breaker and gate know
+                new.breaker, new.gate_until, new.gate_reason = (
+                    lim.breaker,
+                    lim.gate_until,
+                    lim.gate_reason,
+                )
+                new.waiting = lim.waiting
+                new.gate_set_at, new.disabled = lim.gate_set_at, lim.disabled
+            self.limits[key] = lim = new
+            self._limit_sigs[key] = sig
+        return lim
+
+    async def refresh_destinations(self, *, force: bool = False) -> None:
+        if (
+            not force
+            and time.monotonic() - self._destinations_at
+            < self.settings.destinations_ttl.total_seconds()
+        ):
+            return
+
+        def load() -> list[Destination]:
+            with self.uow_factory() as uow:
+                return uow.destinations.all()
+
+        found = await asyncio.to_thread(load)
+        self._destinations_at = time.monotonic()
+        self.destinations = {(d.tenant_id, d.id): d for d in found}
+        now = self.clock.now()
+        for d in found:
+            self._apply_pause(d, self.limits_for(d), now)
+
+    def _apply_pause(self, d: Destination, lim: DestinationLimits, now: datetime) -> None:
+        """Honour the pause the database holds for `d` (an admin's, or another worker's)."""
+        lim.disabled = not d.enabled
+        settle_time = 5 * self.settings.destinations_ttl.total_seconds() + 1.0
+        if d.paused_until is not None and d.paused_until > now:
+            lim.close_gate(d.paused_until, d.pause_reason or "Paused by an admin.")
+        elif lim.gated(now) and time.monotonic() - lim.gate_set_at > settle_time:
+            # our pause was written long ago and is gone from the database: an admin
+            # resumed the destination
+            lim.gate_until = None
+
+    async def check_pause(self, d: Destination, lim: DestinationLimits) -> None:
+        """Re-read the destination's pause before a send, so an admin's pause stops sends
+        within the requests already in flight. Checks are shared: a send uses a check that
+        started at most `pause_check` before it asked (0: only one that started after),
+        and at most one check per destination is in flight. Once half of that time has
+        passed, the next check starts in the background: under a steady load no send
+        waits for a read."""
+        asked = time.monotonic()
+        window = self.settings.pause_check.total_seconds()
+        fresh_from = asked - window
+        while True:
+            if lim.pause_checked_at >= fresh_from:
+                if window > 0 and lim.pause_checked_at < asked - window / 2:
+                    self._start_pause_check(d, lim)
+                return
+            task = lim.pause_check
+            if task is not None and not task.done():
+                started = lim.pause_check_started
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
+                if started >= fresh_from:
+                    return
+                continue
+            self._start_pause_check(d, lim)
+
+    def _start_pause_check(self, d: Destination, lim: DestinationLimits) -> None:
+        if lim.pause_check is None or lim.pause_check.done():
+            lim.pause_check_started = time.monotonic()
+            lim.pause_check = asyncio.create_task(self._read_pause(d, lim))
+
+    async def _read_pause(self, d: Destination, lim: DestinationLimits) -> None:
+        started = lim.pause_check_started
+
+        def read() -> Destination | None:
+            with self.uow_factory() as uow:
+                return uow.destinations.get(d.tenant_id, d.id)
+
+        try:
+            fresh = await asyncio.to_thread(read)
+        except Exception:
+            log.exception("re-reading the pause of %s/%s failed", d.tenant_id, d.id)
+            fresh = None
+        else:
+            if fresh is None:  # deleted: send nothing more
+                lim.disabled = True
+            else:
+                self.destinations[(d.tenant_id, d.id)] = fresh
+                self._apply_pause(fresh, lim, self.clock.now())
+        lim.pause_checked_at = max(lim.pause_checked_at, started)
+
+    def excluded(self, now: datetime) -> tuple[list[DestKey], list[DestKey]]:
+        """(destinations not to claim for, destinations owed one probe)."""
+        excluded: list[DestKey] = []
+        probes: list[DestKey] = []
+        for key, d in self.destinations.items():
+            lim = self.limits_for(d)
+            if not d.enabled or lim.gated(now) or lim.saturated():
+                excluded.append(key)
+                continue
+            b = lim.breaker
+            if b.state is not BreakerState.CLOSED:
+                excluded.append(key)
+                if b.state is BreakerState.OPEN and b.open_until is not None and now < b.open_until:
+                    continue
+                if lim.waiting == 0:
+                    probes.append(key)
+        return excluded, probes
+
+    def all_excluded(self, scope: DeliveryScope, excluded: list[DestKey]) -> bool:
+        """Whether every known destination in `scope` is in `excluded`."""
+        out = set(excluded)
+        return all(
+            key in out
+            for key in self.destinations
+            if scope.tenant_id in (None, key[0]) and scope.destination_id in (None, key[1])
+        )
+
+    def persist_pause(self, d: Destination, until: datetime | None, reason: str | None) -> None:
+        def write() -> None:
+            with self.uow_factory() as uow:
+                uow.destinations.set_pause(d.tenant_id, d.id, until, reason)
+                uow.commit()
+
+        self._background.start(write, f"saving the pause of {d.tenant_id}/{d.id}")
+
+    def gate(self, d: Destination, lim: DestinationLimits, until: datetime, reason: str) -> None:
+        if lim.close_gate(until, reason):
+            log.warning("destination %s/%s paused until %s: %s", d.tenant_id, d.id, until, reason)
+            self.persist_pause(d, until, reason)
+
+    def add_waiting(self, key: LedgerKey) -> None:
+        """A row of the destination was claimed."""
+        d = self.destinations.get((key.tenant_id, key.destination_id))
+        if d is not None:
+            self.limits_for(d).waiting += 1
+
+    def done_waiting(self, key: LedgerKey) -> None:
+        """A claimed row of the destination was settled."""
+        d = self.destinations.get((key.tenant_id, key.destination_id))
+        if d is not None:
+            lim = self.limits_for(d)
+            lim.waiting = max(0, lim.waiting - 1)

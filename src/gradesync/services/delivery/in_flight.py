@@ -1,0 +1,48 @@
+"""The tasks of one delivery pass and the claimed rows they hold."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class InFlight:
+    """The tasks of one delivery pass (preparing a course, or sending one row) and the
+    claimed rows they hold. `wait()` returns once one of them has ended or `wake()` was
+    called (rows became due), whichever is first."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[asyncio.Task[None], int] = {}
+        self.rows = 0
+        self._ended: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+
+    def start(self, work: Coroutine[Any, Any, None], rows: int) -> None:
+        task = asyncio.create_task(work)
+        self.tasks[task] = rows
+        self.rows += rows
+        task.add_done_callback(self._ended_one)
+
+    def _ended_one(self, task: asyncio.Task[None]) -> None:
+        self._ended.append(task)
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def wait(self) -> None:
+        await self._wake.wait()
+        self._wake.clear()
+        ended, self._ended = self._ended, []
+        for task in ended:
+            self.rows -= self.tasks.pop(task, 0)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("a delivery task failed unexpectedly", exc_info=task.exception())
+
+    def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()

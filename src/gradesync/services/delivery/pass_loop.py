@@ -1,0 +1,571 @@
+"""The pass loop: one pass (`Deliverer.deliver`) repeats three steps until nothing in its
+scope is due:
+
+1. **claim** a batch of due rows nobody holds (oldest due first, whatever the course)
+   and lease them to this worker, stamping each with the score timestamp it will carry
+   (strictly increasing per key by at least the destination's `timestamp_step`, even
+   across crashes);
+2. **prepare** them: the course link and the column (`Provisioner`, the column only when
+   its details changed), the person link; rows that cannot be sent are settled at once;
+3. **send** each row's desired state concurrently, bounded per destination by the
+   `Governor` (semaphore, rate limiter, circuit breaker, gate; an admin's pause is re-read
+   before each send, and a paused row is let go unchanged), then **settle** it through the
+   `SettleWriter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gradesync.domain.ledger import (
+    Delivered,
+    DeliveryOutcome,
+    Rejected,
+    RetryLater,
+    desired_from_json,
+    next_score_timestamp,
+)
+from gradesync.domain.model import (
+    Course,
+    CourseLink,
+    DeliveryState,
+    Destination,
+    LedgerKey,
+    LedgerRow,
+    Tenant,
+)
+from gradesync.domain.policy import NoResult, column_for, resolve_settings
+from gradesync.domain.reasons import Reason
+from gradesync.services.clock import Clock
+from gradesync.services.compute import (
+    INVALID_POLICY,
+    course_migrated,
+    destination_unavailable,
+    migrated_to,
+    no_person_link,
+)
+from gradesync.services.delivery.background import BackgroundWrites
+from gradesync.services.delivery.clients import Clients
+from gradesync.services.delivery.failures import (
+    outcome_of_failure,
+    reason_of,
+    unexpected_failure,
+)
+from gradesync.services.delivery.governor import DestinationLimits, Governor
+from gradesync.services.delivery.in_flight import InFlight
+from gradesync.services.delivery.provisioning import Provisioner
+from gradesync.services.delivery.records import (
+    BatchFacts,
+    Claimed,
+    DeliveryScope,
+    DeliveryStats,
+    Ready,
+    Settlement,
+)
+from gradesync.services.delivery.settle import SettleWriter
+from gradesync.services.destination import (
+    DEFAULT_TIMESTAMP_STEP,
+    DestinationClient,
+    FailureClass,
+    RemoteFailure,
+    ResultTarget,
+    timestamp_step_of,
+)
+from gradesync.services.engine_config import EngineSettings
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.wakeup import Waker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _CourseInHand:
+    """What every column of one course being prepared shares (its tenant and course known
+    to exist)."""
+
+    destination: Destination
+    client: DestinationClient
+    limits: DestinationLimits
+    tenant: Tenant
+    course: Course
+    course_link: CourseLink
+    facts: BatchFacts
+
+
+class Deliverer:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        clients: Clients,
+        settings: EngineSettings,
+        worker_id: str,
+        *,
+        waker: Waker | None = None,
+        on_written: Callable[[list[LedgerRow]], None] | None = None,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.clock = clock
+        self.clients = clients
+        self.settings = settings
+        self.worker_id = worker_id
+        self.waker = waker
+        self.writer = SettleWriter(
+            uow_factory, clock, settings, worker_id, on_written, on_due=self.note_due
+        )
+        # bumped whenever rows may have become due (computed, or settled still due), so
+        # a pass claims when there is something to find, not after every send
+        self._due_signal = 0
+        self._passes: set[InFlight] = set()
+        self._background = BackgroundWrites()
+        self.governor = Governor(uow_factory, clock, settings, self._background)
+        self.provisioner = Provisioner(uow_factory, settings, self._background)
+        self._help_asked = -1e9
+
+    def note_due(self) -> None:
+        """Rows may have become due in this process: running passes claim again."""
+        self._due_signal += 1
+        for flight in self._passes:
+            flight.wake()
+
+    # -- claiming -------------------------------------------------------------------------
+
+    async def claim(
+        self, scope: DeliveryScope, limit: int
+    ) -> tuple[list[Claimed], dict[tuple[str, str, str], BatchFacts], bool]:
+        """Lease up to `limit` due rows, and read what sending them needs, in one
+        transaction. Also says whether due rows may be left behind (the batch was full, or
+        a destination was held back: saturated, paused, its breaker open)."""
+        gov = self.governor
+        await gov.refresh_destinations()
+        now = self.clock.now()
+        excluded, probes = gov.excluded(now)
+        held_back = any(gov.destinations[k].enabled for k in excluded)
+        if not probes and gov.all_excluded(scope, excluded):
+            # Every destination in scope has enough rows claimed, or is paused. A claim
+            # could only find rows of destinations not loaded yet, which prepare lets go
+            # unsent, and it would read every due row to find out: the deliver loop asks
+            # again after each send, so skip it.
+            return [], {}, held_back
+        lease_until = now + self.settings.lease
+
+        def work() -> tuple[
+            list[tuple[LedgerRow, str, datetime]], dict[tuple[str, str, str], BatchFacts]
+        ]:
+            with self.uow_factory() as uow:
+                rows = uow.ledger.claimable(
+                    now,
+                    limit,
+                    tenant_id=scope.tenant_id,
+                    destination_id=scope.destination_id,
+                    course_id=scope.course_id,
+                    activity_ids=scope.activity_ids or None,
+                    exclude_destinations=excluded,
+                )
+                for tenant_id, dest_id in probes:
+                    if scope.tenant_id not in (None, tenant_id) or scope.destination_id not in (
+                        None,
+                        dest_id,
+                    ):
+                        continue
+                    rows += uow.ledger.claimable(
+                        now,
+                        1,
+                        tenant_id=tenant_id,
+                        destination_id=dest_id,
+                        course_id=scope.course_id,
+                        activity_ids=scope.activity_ids or None,
+                    )
+                stamped = [
+                    (r, c, next_score_timestamp(r.last_timestamp, now, self._step(r.key)))
+                    for r, c in rows
+                ]
+                uow.ledger.lease([(r.key, ts) for r, _, ts in stamped], self.worker_id, lease_until)
+                facts = self._load_facts(uow, [(r.key, c) for r, c, _ in stamped]) if rows else {}
+                uow.commit()
+                return stamped, facts
+
+        stamped, facts = await asyncio.to_thread(work)
+        mono = time.monotonic()
+        out = [Claimed(row, course_id, ts, mono) for row, course_id, ts in stamped]
+        for c in out:
+            gov.add_waiting(c.row.key)
+        return out, facts, held_back or len(out) >= limit
+
+    def _step(self, key: LedgerKey) -> timedelta:
+        """The destination's smallest timestamp step (whole seconds for Moodle)."""
+        d = self.governor.destinations.get((key.tenant_id, key.destination_id))
+        if d is None:
+            return DEFAULT_TIMESTAMP_STEP
+        try:
+            return timestamp_step_of(self.clients.get(d))
+        except Exception:  # an unusable destination: its send fails on its own
+            return DEFAULT_TIMESTAMP_STEP
+
+    @staticmethod
+    def _load_facts(
+        uow: UnitOfWork, keys: Sequence[tuple[LedgerKey, str]]
+    ) -> dict[tuple[str, str, str], BatchFacts]:
+        """Course, columns and people of claimed rows, per (tenant, destination, course)."""
+        groups: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {}
+        for k, course_id in keys:
+            acts, people = groups.setdefault(
+                (k.tenant_id, k.destination_id, course_id), (set(), set())
+            )
+            acts.add(k.activity_id)
+            people.add(k.person_id)
+        out: dict[tuple[str, str, str], BatchFacts] = {}
+        tenants: dict[str, Tenant | None] = {}
+        for (tenant_id, dest_id, course_id), (activity_ids, person_ids) in groups.items():
+            if tenant_id not in tenants:
+                tenants[tenant_id] = uow.tenants.get(tenant_id)
+            out[(tenant_id, dest_id, course_id)] = BatchFacts(
+                tenant=tenants[tenant_id],
+                course=uow.courses.get(tenant_id, course_id),
+                course_link=uow.links.course(tenant_id, dest_id, course_id),
+                activities=uow.activities.get_many(tenant_id, activity_ids),
+                items=uow.links.items(tenant_id, dest_id, activity_ids),
+                people=uow.links.people_for(tenant_id, dest_id, course_id, person_ids),
+            )
+        return out
+
+    @staticmethod
+    def _by_course(claimed: list[Claimed]) -> dict[tuple[str, str, str], list[Claimed]]:
+        grouped: dict[tuple[str, str, str], list[Claimed]] = {}
+        for c in claimed:
+            k = c.row.key
+            grouped.setdefault((k.tenant_id, k.destination_id, c.course_id), []).append(c)
+        return grouped
+
+    def _settle_all(
+        self,
+        items: Sequence[Claimed],
+        outcome: DeliveryOutcome | Reason | None,
+        stats: DeliveryStats,
+        run_id: str | None,
+        *,
+        logged: bool = False,
+    ) -> None:
+        for c in items:
+            self.governor.done_waiting(c.row.key)
+            self._count(stats, outcome)
+            self.writer.put(
+                Settlement(
+                    c.row.key,
+                    c.course_id,
+                    outcome,
+                    sent_hash=c.row.desired_hash,
+                    timestamp=c.timestamp,
+                    run_id=run_id,
+                    logged=logged,
+                )
+            )
+
+    @staticmethod
+    def _count(stats: DeliveryStats, outcome: DeliveryOutcome | Reason | None) -> None:
+        if isinstance(outcome, Reason):
+            stats.skipped += 1
+        elif isinstance(outcome, Rejected):
+            stats.rejected += 1
+        elif isinstance(outcome, RetryLater):
+            stats.retrying += 1
+        elif isinstance(outcome, Delivered):
+            stats.delivered += 1
+
+    async def _prepare_course(
+        self,
+        group: tuple[str, str, str],
+        items: list[Claimed],
+        facts: BatchFacts,
+        stats: DeliveryStats,
+        run_id: str | None,
+        flight: InFlight,
+    ) -> None:
+        """Prepare one course's claimed rows and start their sends: the course link, then
+        each activity's column (created on the remote when new) at the same time. A task of
+        its own, so a column being created holds up only its own rows, not the claiming
+        and sending of everything else."""
+        tenant_id, dest_id, _ = group
+        d = self.governor.destinations.get((tenant_id, dest_id))
+        if d is None or facts.tenant is None or facts.course is None:
+            self._settle_all(items, None, stats, run_id)  # deleted meanwhile: let go
+            return
+        moved = migrated_to(facts.course_link) if facts.course_link is not None else None
+        if moved is not None:
+            # computed before the course moved to LTI 1.3: never send through the old link
+            self._settle_all(items, course_migrated(d, moved), stats, run_id)
+            return
+        lim = self.governor.limits_for(d)
+        try:
+            client = self.clients.get(d)
+        except Exception as exc:
+            reason = destination_unavailable(d, f"{type(exc).__name__}: {exc}")
+            self.governor.gate(
+                d, lim, self.clock.now() + self.settings.misconfigured_pause, reason.text
+            )
+            self._settle_all(
+                items,
+                RetryLater(reason, retry_after=self.settings.misconfigured_pause),
+                stats,
+                run_id,
+            )
+            return
+        try:
+            course_link = await self.provisioner.course_link(
+                client, d, facts.course, facts.course_link
+            )
+        except RemoteFailure as f:
+            outcome = outcome_of_failure(self.governor, f, d, lim, course_wide=True)
+            self._settle_all(items, outcome, stats, run_id, logged=True)
+            return
+        except Exception as exc:
+            self._settle_all(
+                items, unexpected_failure(self.governor, exc, d, lim), stats, run_id, logged=True
+            )
+            return
+
+        by_activity: dict[str, list[Claimed]] = {}
+        for c in items:
+            by_activity.setdefault(c.row.key.activity_id, []).append(c)
+        target = _CourseInHand(d, client, lim, facts.tenant, facts.course, course_link, facts)
+        await asyncio.gather(
+            *(
+                self._prepare_column(target, activity_id, rows, stats, run_id, flight)
+                for activity_id, rows in by_activity.items()
+            )
+        )
+
+    async def _prepare_column(
+        self,
+        t: _CourseInHand,
+        activity_id: str,
+        group: list[Claimed],
+        stats: DeliveryStats,
+        run_id: str | None,
+        flight: InFlight,
+    ) -> None:
+        d, facts = t.destination, t.facts
+        activity = facts.activities.get(activity_id)
+        if activity is None:
+            self._settle_all(group, None, stats, run_id)
+            return
+        try:
+            policy = resolve_settings(t.tenant.policy, t.course.policy, activity.policy)
+        except Exception as exc:
+            self._settle_all(group, Reason(INVALID_POLICY, str(exc)), stats, run_id)
+            return
+        column = column_for(activity, policy, t.client.capabilities)
+        if isinstance(column, NoResult):
+            self._settle_all(group, column.reason, stats, run_id)
+            return
+        try:
+            item_link, _ = await self.provisioner.ensure_column(
+                t.client, d, t.course_link, column, facts.items.get(activity_id)
+            )
+        except RemoteFailure as f:
+            if f.failure is FailureClass.NOT_SYNCED:
+                # the destination does not take this column by design (e.g. not selected
+                # for SIS passback): the rows are skipped with the reason, not refused
+                self._settle_all(group, reason_of(f), stats, run_id)
+            else:
+                self._settle_all(
+                    group,
+                    outcome_of_failure(self.governor, f, d, t.limits),
+                    stats,
+                    run_id,
+                    logged=True,
+                )
+            return
+        except Exception as exc:
+            self._settle_all(
+                group,
+                unexpected_failure(self.governor, exc, d, t.limits),
+                stats,
+                run_id,
+                logged=True,
+            )
+            return
+        for c in group:
+            person = facts.people.get(c.row.key.person_id)
+            if person is None:
+                self._settle_all([c], no_person_link(d), stats, run_id)
+                continue
+            if c.row.desired is None or c.row.state is DeliveryState.SKIPPED:
+                self._settle_all([c], None, stats, run_id)
+                continue
+            ready = Ready(
+                c,
+                d,
+                t.client,
+                t.limits,
+                ResultTarget(t.course_link, item_link, person),
+                desired_from_json(c.row.desired),
+            )
+            flight.start(self.send(ready, stats, run_id), 1)
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def send(self, r: Ready, stats: DeliveryStats, run_id: str | None) -> None:
+        c, d, lim = r.claimed, r.destination, r.limits
+        try:
+            async with lim.semaphore:
+                await lim.rate.acquire()
+                await self.governor.check_pause(d, lim)
+                now = self.clock.now()
+                if lim.disabled or lim.gated(now) or not lim.breaker.allow(now):
+                    # paused (by an admin, the remote's Retry-After, the breaker): the row
+                    # waits as it is, due again the moment the pause ends or is lifted
+                    stats.gated += 1
+                    self._settle_one(c, None, stats, run_id, logged=False)
+                    return
+                left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
+                if left < self.settings.min_lease_left.total_seconds():
+                    # held too long behind others: let the lease go rather than risk two
+                    # workers sending one key at once
+                    lim.breaker.release_probe()
+                    self._settle_one(c, None, stats, run_id, logged=False)
+                    return
+                lim.in_flight += 1
+                lim.max_in_flight = max(lim.max_in_flight, lim.in_flight)
+                started = time.perf_counter()
+                payload: dict[str, Any] | None = None
+                try:
+                    receipt = await r.client.put_result(r.target, r.result, c.timestamp)
+                except RemoteFailure as f:
+                    outcome = outcome_of_failure(self.governor, f, d, lim)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    outcome = unexpected_failure(self.governor, exc, d, lim)
+                else:
+                    payload = dict(receipt.payload)
+                    outcome = Delivered(receipt.status, receipt.message)
+                    if lim.breaker.record_success() and lim.gate_until is not None:
+                        lim.gate_until = None
+                        self.governor.persist_pause(d, None, None)
+                    stats.delivered_items.add(
+                        (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
+                    )
+                finally:
+                    lim.in_flight -= 1
+                stats.sent += 1
+                latency = (time.perf_counter() - started) * 1000.0
+                self._settle_one(
+                    c, outcome, stats, run_id, logged=True, payload=payload, latency=latency
+                )
+        except asyncio.CancelledError:
+            self.governor.done_waiting(c.row.key)
+            raise
+
+    def _settle_one(
+        self,
+        c: Claimed,
+        outcome: DeliveryOutcome | Reason | None,
+        stats: DeliveryStats,
+        run_id: str | None,
+        *,
+        logged: bool,
+        payload: dict[str, Any] | None = None,
+        latency: float | None = None,
+    ) -> None:
+        self.governor.done_waiting(c.row.key)
+        if logged:
+            self._count(stats, outcome)
+        self.writer.put(
+            Settlement(
+                c.row.key,
+                c.course_id,
+                outcome,
+                sent_hash=c.row.desired_hash,
+                timestamp=c.timestamp,
+                payload=payload,
+                latency_ms=latency,
+                run_id=run_id,
+                logged=logged,
+            )
+        )
+
+    # -- the pass -------------------------------------------------------------------------
+
+    def _ask_for_help(self) -> None:
+        if self.waker is None:
+            return
+        if time.monotonic() - self._help_asked < 1.0:
+            return
+        self._help_asked = time.monotonic()
+        try:
+            self.waker.wake_delivery()
+        except Exception:
+            log.exception("asking other workers for help failed")
+
+    async def deliver(
+        self,
+        scope: DeliveryScope = DeliveryScope(),
+        *,
+        run_id: str | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> DeliveryStats:
+        """Deliver due rows in `scope` until none is left to claim; returns once every
+        claimed row is settled and written."""
+        stats = DeliveryStats()
+        batch = max(1, self.settings.claim_batch)
+        high_water = batch * 4  # claim more only while in-flight tasks hold fewer rows
+        flight = InFlight()
+        # Claim when something may be found: at the start, while the last claim may have
+        # left due rows behind, when rows became due in this process (note_due wakes the
+        # pass), and at least every `poll` (rows computed by other processes). Not after
+        # every send.
+        seen = self._due_signal - 1
+        more = True
+        claimed_at = time.monotonic()
+        poll = self.settings.poll.total_seconds()
+        flushed = False
+        self._passes.add(flight)
+        try:
+            while stop is None or not stop():
+                claimed: list[Claimed] = []
+                room = flight.rows + batch <= high_water or not flight.tasks
+                due = more or seen != self._due_signal or time.monotonic() - claimed_at >= poll
+                if room and due:
+                    seen, claimed_at = self._due_signal, time.monotonic()
+                    claimed, facts, more = await self.claim(scope, batch)
+                if claimed:
+                    flushed = False
+                    stats.claimed += len(claimed)
+                    if len(claimed) >= batch:
+                        self._ask_for_help()
+                    for group, items in self._by_course(claimed).items():
+                        prepare = self._prepare_course(
+                            group, items, facts[group], stats, run_id, flight
+                        )
+                        flight.start(prepare, len(items))
+                    continue
+                if not flight.tasks:
+                    if flushed:
+                        break
+                    # write what is settled (releasing leases); a row still due after that
+                    # (a newer desired state arrived during its send) is claimed next
+                    await self.writer.flush()
+                    flushed = True
+                    continue
+                await flight.wait()
+            while flight.tasks:  # stopped: finish what was claimed
+                await flight.wait()
+        except BaseException:
+            flight.cancel()
+            raise
+        finally:
+            self._passes.discard(flight)
+        await self.writer.flush()
+        await self._background.wait()  # pauses and links written, so callers see them
+        return stats
+
+    async def aclose(self) -> None:
+        await self.writer.stop()
+        await self._background.wait()

@@ -1,0 +1,109 @@
+"""What the steps of a delivery pass hand each other: the scope, a claimed row, the facts
+read with a claim, a row ready to send, its settlement, and the pass's counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gradesync.domain.ledger import DeliveryOutcome
+from gradesync.domain.model import (
+    Course,
+    CourseLink,
+    Destination,
+    ItemLink,
+    LedgerKey,
+    LedgerRow,
+    PersonLink,
+    RunScope,
+    Tenant,
+)
+from gradesync.domain.policy import DesiredResult
+from gradesync.domain.reasons import Reason
+from gradesync.services.destination import DestinationClient, ResultTarget
+
+if TYPE_CHECKING:
+    from gradesync.services.delivery.governor import DestinationLimits
+
+DestKey = tuple[str, str]  # (tenant_id, destination_id)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryScope:
+    tenant_id: str | None = None
+    destination_id: str | None = None
+    course_id: str | None = None
+    activity_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def of_run(cls, scope: RunScope) -> DeliveryScope:
+        return cls(scope.tenant_id, scope.destination_id, scope.course_id, scope.activity_ids)
+
+
+@dataclass(slots=True)
+class Claimed:
+    row: LedgerRow
+    course_id: str
+    timestamp: datetime  # the score timestamp this send carries
+    claimed_at: float  # monotonic, to respect the lease
+
+
+@dataclass(slots=True)
+class Settlement:
+    key: LedgerKey
+    course_id: str
+    # None: only give the lease back; Reason: policy-like skip; else the remote's outcome
+    outcome: DeliveryOutcome | Reason | None
+    sent_hash: str | None = None
+    timestamp: datetime | None = None
+    payload: dict[str, Any] | None = None
+    latency_ms: float | None = None
+    run_id: str | None = None
+    logged: bool = False  # write a line to the delivery log
+
+
+@dataclass(slots=True)
+class Ready:
+    claimed: Claimed
+    destination: Destination
+    client: DestinationClient
+    limits: DestinationLimits
+    target: ResultTarget
+    result: DesiredResult
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    claimed: int = 0
+    sent: int = 0  # requests made
+    delivered: int = 0
+    retrying: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    gated: int = 0  # not sent: the destination was paused or asked to slow down
+    # (tenant, destination, course, activity) where something was delivered
+    delivered_items: set[tuple[str, str, str, str]] = field(default_factory=set)
+
+    def add(self, other: DeliveryStats) -> None:
+        self.claimed += other.claimed
+        self.sent += other.sent
+        self.delivered += other.delivered
+        self.retrying += other.retrying
+        self.rejected += other.rejected
+        self.skipped += other.skipped
+        self.gated += other.gated
+        self.delivered_items |= other.delivered_items
+
+
+@dataclass(slots=True)
+class BatchFacts:
+    """The course, columns and people of one (tenant, destination, course) group of
+    claimed rows, read in the claim's transaction."""
+
+    tenant: Tenant | None
+    course: Course | None
+    course_link: CourseLink | None
+    activities: dict[str, Any]
+    items: dict[str, ItemLink]
+    people: dict[str, PersonLink]

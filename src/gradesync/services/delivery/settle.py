@@ -1,0 +1,184 @@
+"""The settle writer: delivery outcomes written in batches (group commit) from one task,
+never while an HTTP call is open. Each outcome is folded into its row re-read under lock
+(`domain.ledger.after_delivery`), so a newer desired state that arrived during the send
+stays pending and goes next."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from gradesync.domain.ledger import Delivered, RetryLater, after_delivery, reconcile
+from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
+from gradesync.domain.policy import NoResult
+from gradesync.domain.reasons import Reason
+from gradesync.services.clock import Clock
+from gradesync.services.delivery.records import Settlement
+from gradesync.services.engine_config import EngineSettings
+from gradesync.services.ports import UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+
+class SettleWriter:
+    """Writes settlements in batches from one task: whatever piled up while the previous
+    transaction ran goes in the next one, so a burst costs a few commits, not one each."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        settings: EngineSettings,
+        worker_id: str,
+        on_written: Callable[[list[LedgerRow]], None] | None = None,
+        on_due: Callable[[], None] | None = None,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+        self._settings = settings
+        self._worker_id = worker_id
+        self._on_written = on_written
+        self._on_due = on_due
+        self._queue: list[Settlement] = []
+        self._more = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._rng = random.Random()
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="gradesync-settle")
+
+    def put(self, s: Settlement) -> None:
+        self._queue.append(s)
+        self._idle.clear()
+        self._more.set()
+        self.start()
+
+    async def flush(self) -> None:
+        """Wait until everything put so far is written."""
+        while self._queue or not self._idle.is_set():
+            self.start()
+            await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Write what is queued, but never hang a shutdown on a database that does not
+        answer: after `stop_grace` the rest is let go (its leases run out and the rows are
+        claimed and sent again, so nothing is lost)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._settings.stop_grace.total_seconds()):
+                await self.flush()
+        if self._task is not None:
+            self._task.cancel()  # a write in flight goes back to the queue
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._queue:
+            log.error(
+                "stopping with %d delivery outcomes unwritten; they will be sent again",
+                len(self._queue),
+            )
+            self._queue = []
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                self._idle.set()
+                self._more.clear()
+                await self._more.wait()
+                continue
+            batch, self._queue = self._queue, []
+            try:
+                rows, let_go = await asyncio.to_thread(self._write, batch)
+            except asyncio.CancelledError:
+                self._queue = batch + self._queue
+                raise
+            except Exception:
+                # The leases run out and the rows are claimed again: nothing is lost, but
+                # do not spin on a database that is down.
+                log.exception(
+                    "writing %d delivery outcomes failed; they will be retried", len(batch)
+                )
+                await asyncio.sleep(1.0)
+                continue
+            if self._on_due is not None and (
+                let_go or any(r.state is DeliveryState.PENDING for r in rows)
+            ):
+                # a newer desired state arrived during its send, or a row was let go
+                # unsent: it is due again now
+                self._on_due()
+            if self._on_written is not None:
+                self._on_written(rows)
+
+    def _write(self, batch: list[Settlement]) -> tuple[list[LedgerRow], bool]:
+        """Write the outcomes; (rows written, whether any row was let go unwritten)."""
+        with self._uow_factory() as uow:
+            now = self._clock.now()
+            keys = sorted({s.key for s in batch}, key=_sort_key)
+            rows = uow.ledger.get_keys(keys, lock=True)
+            writes: dict[LedgerKey, tuple[LedgerRow, str]] = {}
+            logs: list[dict[str, Any]] = []
+            for s in batch:
+                row = rows.get(s.key)
+                if row is None or s.outcome is None:
+                    continue
+                new: LedgerRow | None
+                if isinstance(s.outcome, Reason):
+                    new = reconcile(row, s.key, NoResult(s.outcome), now)
+                else:
+                    new = after_delivery(
+                        row,
+                        s.sent_hash or "",
+                        s.outcome,
+                        now,
+                        sent_timestamp=s.timestamp,
+                        rng_value=self._rng.random(),
+                        backoff=self._settings.backoff,
+                    )
+                if new is None:
+                    continue
+                rows[s.key] = new
+                writes[s.key] = (new, s.course_id)
+                if s.logged and not isinstance(s.outcome, Reason):
+                    logs.append(_log_entry(s, now))
+            # rows written give their lease back in the same upsert; only the others need
+            # a release of their own
+            let_go = [k for k in keys if k not in writes]
+            uow.ledger.save_many(list(writes.values()), release_for=self._worker_id)
+            uow.ledger.release(let_go, self._worker_id)
+            uow.deliveries.add_many(logs)
+            uow.commit()
+        return [r for r, _ in writes.values()], bool(let_go)
+
+
+def _sort_key(k: LedgerKey) -> tuple[str, str, str, str]:
+    return (k.tenant_id, k.destination_id, k.activity_id, k.person_id)
+
+
+def _log_entry(s: Settlement, now: datetime) -> dict[str, Any]:
+    o = s.outcome
+    assert o is not None and not isinstance(o, Reason)
+    outcome = (
+        "delivered"
+        if isinstance(o, Delivered)
+        else "retrying"
+        if isinstance(o, RetryLater)
+        else "rejected"
+    )
+    return {
+        "key": s.key,
+        "run_id": s.run_id,
+        "sent_at": now,
+        "sent_hash": s.sent_hash,
+        "payload": s.payload,
+        "outcome": outcome,
+        "remote_status": o.remote_status,
+        "remote_message": o.remote_message,
+        "latency_ms": s.latency_ms,
+    }
