@@ -11,7 +11,7 @@ For each size N (results), in fresh processes:
 3. `gradesync serve` starts; a first run (trigger manual, scope: the whole SIS destination)
    delivers all N results, checked in the SIS;
 4. the peak-RSS mark of `gradesync serve` is reset (`/proc/<pid>/clear_refs`), and a REMASTER
-   run is requested through `services.sync.request_run` (as `gradesync sis post --remaster`
+   run is requested through `services.runs.request_run` (as `gradesync sis post --remaster`
    does, for every course at once). Measured: time to finish, results re-sent (PUTs the SIS
    answered 2xx; must equal N), peak RSS of the server (VmHWM, and VmRSS sampled every
    100 ms) and its CPU time.
@@ -45,7 +45,7 @@ from gradesync.adapters.db.database import Database
 from gradesync.domain.model import RunScope, RunStage, Trigger
 from gradesync.services import sis
 from gradesync.services.clock import SystemClock
-from gradesync.services.sync import request_run
+from gradesync.services.runs import request_run
 from gradesync.services.tenants import create_tenant
 from gradesync.services.wakeup import NullWaker
 

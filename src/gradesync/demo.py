@@ -220,7 +220,7 @@ def _courseware_sends_roster(http: httpx.Client) -> None:
 
 def _set_up_passback(rt: Runtime) -> None:
     """The admin maps the course to its SIS class, aligns groups and picks what to pass back."""
-    uow, clock = rt.db.uow, rt.clock
+    uow, clock = rt.uow, rt.clock
     today = date.today()
     sis.map_class(
         uow,

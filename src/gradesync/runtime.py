@@ -17,15 +17,18 @@ from typing import TYPE_CHECKING
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings, load_settings
+from gradesync.services import runs
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.wakeup import NullWaker, Waker
 
 if TYPE_CHECKING:
     from gradesync.adapters.destinations.registry import DestinationContext
     from gradesync.adapters.queue.inprocess import EmbeddedWorker
-    from gradesync.domain.model import Destination, SyncRun
+    from gradesync.domain.model import Destination, RunScope, SyncRun, Trigger
     from gradesync.services.destination import DestinationClient
     from gradesync.services.engine_config import EngineSettings
+    from gradesync.services.ports import UnitOfWorkFactory
+    from gradesync.services.schedules import ScheduleService
     from gradesync.services.worker import Engine
 
 # Tests only: a module whose `build(destination, context)` serves every destination, so a
@@ -40,9 +43,9 @@ class Runtime:
     settings: Settings
     db: Database
     clock: Clock = field(default_factory=SystemClock)
-    # Set by the worker wiring (issue 4): in-process asyncio worker or procrastinate.
+    # Set by the worker wiring: in-process asyncio worker or procrastinate.
     waker: Waker | None = None
-    # The sync engine (issue 4): one HTTP pool and token cache shared by every destination
+    # The sync engine: one HTTP pool and token cache shared by every destination
     # client of the process, and the in-process worker when one runs here.
     destinations: DestinationContext | None = None
     worker: EmbeddedWorker | None = None
@@ -219,3 +222,24 @@ class Runtime:
                         return await asyncio.shield(local)
             else:
                 await asyncio.sleep(min(0.2, remaining))
+
+    # --- the application surface ---------------------------------------------------------
+    # The use cases every entrypoint (API, console, CLI, scheduler, tasks) calls, with this
+    # process's dependencies bound here once. Entrypoints reach storage only through `uow`.
+
+    @property
+    def uow(self) -> UnitOfWorkFactory:
+        """Units of work as the services' port types them."""
+        return self.db.uow
+
+    def ask_for_run(
+        self, scope: RunScope, trigger: Trigger | str, actor: str
+    ) -> tuple[SyncRun, bool]:
+        """A run a person or a program asks for ("Sync now", resync, remaster): (run, joined)."""
+        return runs.ask_for_run(self.uow, self.waker, self.clock, scope, trigger, actor)
+
+    def schedules(self) -> ScheduleService:
+        """The schedule service, its runs requested like every other run."""
+        from gradesync.adapters.queue.scheduler import build_schedule_service
+
+        return build_schedule_service(self.uow, self.clock, self.waker)

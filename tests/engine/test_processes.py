@@ -20,7 +20,7 @@ from gradesync.adapters.queue.procrastinate_app import ProcrastinateWaker
 from gradesync.cli import db as db_cli
 from gradesync.domain.model import DeliveryState, RunOutcome, RunScope, RunStage, Trigger
 from gradesync.services.clock import SystemClock
-from gradesync.services.sync import get_run, get_run_stages, request_run
+from gradesync.services.runs import get_run, get_run_stages, request_run
 from tests.conftest import TEST_SECRET
 from tests.engine.conftest import COURSE, DEST, T, learner, post, seed, states
 from tests.engine.http_double import running_gradebook

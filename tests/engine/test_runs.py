@@ -18,7 +18,7 @@ from gradesync.domain.model import (
     Trigger,
 )
 from gradesync.services.clock import SystemClock
-from gradesync.services.sync import get_run, get_run_stages, request_run
+from gradesync.services.runs import get_run, get_run_stages, request_run
 from tests.engine.conftest import COURSE, DEST, Harness, T, learner, ledger, post, seed
 from tests.engine.double import not_synced, unknown_user
 
@@ -206,10 +206,10 @@ async def test_bad_requests_change_nothing(harness: Harness, db: Database) -> No
     seed(db, learners=1)
     with pytest.raises(InvalidInput) as e:
         _request(db, harness, Trigger.MANUAL, RunScope(T, DEST, None, ("a1",)))
-    assert e.value.problems[0].field == "scope.course_id"
+    assert e.value.problems[0].field == "course_id"
     with pytest.raises(InvalidInput) as e:
         _request(db, harness, Trigger.MANUAL, RunScope(T, DEST, COURSE, ("nope",)))
-    assert e.value.problems[0].field == "scope.activity_ids[0]"
+    assert e.value.problems[0].field == "activity_ids[0]"
     with pytest.raises(InvalidInput) as e:
         _request(db, harness, Trigger.AUTO)
     assert e.value.problems[0].field == "trigger"

@@ -43,7 +43,7 @@ from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
 from gradesync.services import sis
 from gradesync.services.ingest import IngestBatch, ingest
-from gradesync.services.sync import request_run
+from gradesync.services.runs import request_run
 from tests.conftest import TEST_SECRET
 
 from .conftest import CLIENT_ID, CLIENT_SECRET

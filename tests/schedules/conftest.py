@@ -20,7 +20,7 @@ from gradesync.domain.model import (
     Tenant,
     Trigger,
 )
-from gradesync.services import sync as engine
+from gradesync.services import runs as engine
 from gradesync.services.schedules import ScheduleService
 
 T0 = datetime(2024, 11, 1, 12, 0, tzinfo=UTC)

@@ -113,7 +113,7 @@ def test_preview_shows_runs_across_a_fall_back(api: ApiEnv) -> None:
             "iana_time_zone",
         ),
         ({"kind": "hourly", "spec": "1"}, "kind", "one_of"),
-        ({"kind": "interval", "spec": "15m", "course_id": "ghost"}, "course_id", "exists"),
+        ({"kind": "interval", "spec": "15m", "course_id": "ghost"}, "course_id", "unknown_course"),
         ({"kind": "interval", "spec": "15m", "colour": "red"}, "colour", "unknown_field"),
     ],
 )

@@ -38,7 +38,7 @@ def _status(view: dict[str, object]) -> str:
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """List a tenant's destinations."""
     with runtime() as rt:
-        views = [svc.public_view(d) for d in svc.list_destinations(rt.db.uow, tenant)]
+        views = [svc.public_view(d) for d in svc.list_destinations(rt.uow, tenant)]
     if as_json:
         print_json(views)
         return
@@ -54,7 +54,7 @@ def show(
 ) -> None:
     """A destination's settings (never its secrets) and its results by delivery state."""
     with runtime() as rt:
-        d, counts = guarded(lambda: queries.destination_summary(rt.db.uow, tenant, destination_id))
+        d, counts = guarded(lambda: queries.destination_summary(rt.uow, tenant, destination_id))
     view = svc.public_view(d)
     if as_json:
         print_json({**view, "ledger": counts})
@@ -84,7 +84,7 @@ def pause(
     with runtime() as rt:
         guarded(
             lambda: svc.pause(
-                rt.db.uow,
+                rt.uow,
                 rt.clock,
                 tenant,
                 destination_id,
@@ -100,7 +100,7 @@ def pause(
 def resume(destination_id: str = typer.Argument(...), tenant: str = TENANT) -> None:
     """Deliver again (also clears a timed or misconfiguration pause)."""
     with runtime() as rt:
-        guarded(lambda: svc.resume(rt.db.uow, rt.clock, rt.waker, tenant, destination_id))
+        guarded(lambda: svc.resume(rt.uow, rt.clock, rt.waker, tenant, destination_id))
     console.print(f"destination {destination_id} resumed")
 
 
@@ -114,5 +114,5 @@ def delete(
     if not yes:
         typer.confirm(f"Delete destination {destination_id} and its ledger?", abort=True)
     with runtime() as rt:
-        guarded(lambda: svc.delete(rt.db.uow, tenant, destination_id))
+        guarded(lambda: svc.delete(rt.uow, tenant, destination_id))
     console.print(f"destination {destination_id} deleted")

@@ -120,7 +120,7 @@ def doctor(
         if learner and activity:
             d = guarded(
                 lambda: svc.diagnose_learner_activity(
-                    rt.db.uow, rt.clock, tenant, learner, activity, destination, capabilities=caps
+                    rt.uow, rt.clock, tenant, learner, activity, destination, capabilities=caps
                 )
             )
         elif learner:
@@ -128,13 +128,13 @@ def doctor(
         elif activity:
             d = guarded(
                 lambda: svc.diagnose_activity(
-                    rt.db.uow, rt.clock, tenant, activity, destination, capabilities=caps
+                    rt.uow, rt.clock, tenant, activity, destination, capabilities=caps
                 )
             )
         elif course:
             t = guarded(
                 lambda: svc.diagnose_course(
-                    rt.db.uow, rt.clock, tenant, course, destination, capabilities=caps
+                    rt.uow, rt.clock, tenant, course, destination, capabilities=caps
                 )
             )
             if as_json:
@@ -152,9 +152,9 @@ def doctor(
                 if not offline:
                     from gradesync.services.destination_admin import get_destination
 
-                    client = rt.destination_client(get_destination(rt.db.uow, tenant, dest_id))
+                    client = rt.destination_client(get_destination(rt.uow, tenant, dest_id))
                 return await svc.diagnose_destination(
-                    rt.db.uow, rt.clock, tenant, dest_id, client=client, capabilities=caps
+                    rt.uow, rt.clock, tenant, dest_id, client=client, capabilities=caps
                 )
 
             d = guarded(lambda: _async(rt, run))
@@ -196,9 +196,9 @@ def destinations_check(
         async def run() -> list[ProbeStep]:
             from gradesync.services.destination_admin import get_destination
 
-            dest = get_destination(rt.db.uow, tenant, destination_id)
+            dest = get_destination(rt.uow, tenant, destination_id)
             return await check_destination(
-                rt.db.uow,
+                rt.uow,
                 rt.clock,
                 tenant,
                 destination_id,
@@ -238,7 +238,7 @@ def overrides(
     """Grades an instructor changed in the LMS after gradesync sent them (found when a sync
     run reads the gradebook back), and whether the course keeps the LMS edit."""
     with open_runtime() as rt:
-        rows = guarded(lambda: ov.list_overrides(rt.db.uow, tenant, course, destination))
+        rows = guarded(lambda: ov.list_overrides(rt.uow, tenant, course, destination))
     if as_json:
         print_json(rows)
         return
@@ -270,9 +270,9 @@ def repair(
 
         async def run() -> ov.RepairResult:
             await asyncio.to_thread(_validate, rt, sel)
-            remote = await ov.remote_timestamps(rt.db.uow, sel, rt.destination_client)
+            remote = await ov.remote_timestamps(rt.uow, sel, rt.destination_client)
             return await asyncio.to_thread(
-                ov.request_repair, rt.db.uow, waker, rt.clock, sel, actor(), remote=remote
+                ov.request_repair, rt.uow, waker, rt.clock, sel, actor(), remote=remote
             )
 
         result = guarded(lambda: _async(rt, run))
@@ -296,7 +296,7 @@ def repair(
 
 
 def _validate(rt: Runtime, sel: ov.RepairSelection) -> None:
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         ov.validate_selection(uow, sel)
 
 

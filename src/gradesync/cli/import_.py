@@ -211,7 +211,7 @@ def attempts(
     else:
         default_time = completed_at if completed_at.tzinfo else completed_at.replace(tzinfo=UTC)
     with runtime() as rt:
-        with rt.db.uow() as uow:
+        with rt.uow() as uow:
             if uow.tenants.get(tenant) is None:
                 err.print(f"[red]error:[/red] no tenant {tenant!r}")
                 raise typer.Exit(3)
@@ -225,7 +225,7 @@ def attempts(
                 }
         try:
             rows, ignored = read_rows(file, tenant, acts, default_time, person_column)
-            with rt.db.uow() as uow:
+            with rt.uow() as uow:
                 people = uow.people.get_many(tenant, {r.attempt.person_id for r in rows})
             unknown = [
                 f"line {r.line}: no person {r.attempt.person_id!r} [unknown_person]"
@@ -255,7 +255,7 @@ def attempts(
                 chunk = rows[start : start + CHUNK]
                 batch = IngestBatch(attempts=[r.attempt for r in chunk])
                 try:
-                    res = ingest(rt.db.uow, rt.clock, rt.waker, tenant, batch)
+                    res = ingest(rt.uow, rt.clock, rt.waker, tenant, batch)
                 except InvalidInput as exc:
                     progress.stop()
                     for line in _where(rows, start, exc):

@@ -23,7 +23,7 @@ def create(
 ) -> None:
     """Issue an API key. The token is printed once on stdout; store it now."""
     with runtime() as rt:
-        issued = guarded(lambda: auth.create_key(rt.db.uow, rt.clock, tenant, name, scope))
+        issued = guarded(lambda: auth.create_key(rt.uow, rt.clock, tenant, name, scope))
     console.print(
         f"key {issued.key.id} ({', '.join(issued.key.scopes)}) for tenant {tenant} (shown once):",
         highlight=False,
@@ -35,7 +35,7 @@ def create(
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """List a tenant's keys (ids, names, scopes; never the tokens)."""
     with runtime() as rt:
-        keys = auth.list_keys(rt.db.uow, tenant)
+        keys = auth.list_keys(rt.uow, tenant)
     if as_json:
         print_json(
             [
@@ -64,5 +64,5 @@ def revoke(
 ) -> None:
     """Revoke a key: requests with it are refused from now on."""
     with runtime() as rt:
-        guarded(lambda: auth.revoke_key(rt.db.uow, rt.clock, tenant, key_id))
+        guarded(lambda: auth.revoke_key(rt.uow, rt.clock, tenant, key_id))
     console.print(f"key {key_id} revoked")

@@ -55,7 +55,7 @@ def add_consumer_cmd(
     assert secret is not None
     runtime = Runtime.create()
     try:
-        with runtime.db.uow() as uow:
+        with runtime.uow() as uow:
             dest = add_consumer(
                 uow,
                 ConsumerSpec(
@@ -90,7 +90,7 @@ def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
     """List a tenant's LTI 1.1 consumers and the courses launched from each (no secrets)."""
     runtime = Runtime.create()
     try:
-        with runtime.db.uow() as uow:
+        with runtime.uow() as uow:
             rows = []
             for dest in uow.destinations.all(tenant):
                 if dest.kind is not DestinationKind.LTI11_OUTCOMES:

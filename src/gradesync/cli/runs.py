@@ -51,7 +51,7 @@ def list_(
     """Runs, newest first."""
     with runtime() as rt:
         runs = queries.list_runs(
-            rt.db.uow,
+            rt.uow,
             tenant,
             course_id=course,
             destination_id=destination,
@@ -80,7 +80,7 @@ def list_(
 def show(run_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """One run: scope, stage history, counts and outcome."""
     with runtime() as rt:
-        d = guarded(lambda: queries.run_detail(rt.db.uow, tenant, run_id))
+        d = guarded(lambda: queries.run_detail(rt.uow, tenant, run_id))
     if as_json:
         print_json(run_json(d.run, d.stages))
         return

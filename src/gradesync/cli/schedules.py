@@ -13,7 +13,6 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from gradesync.adapters.queue.scheduler import build_schedule_service
 from gradesync.cli._common import (
     JSON_OUT,
     TENANT,
@@ -56,7 +55,7 @@ BY = typer.Option(None, "--by", help="Who is doing this (default cli:<login name
 
 
 def _service(rt: Runtime) -> ScheduleService:
-    return build_schedule_service(rt.db.uow, rt.clock, rt.waker)
+    return rt.schedules()
 
 
 def _parse_time(value: str | None, field: str, *, naive_is_utc: bool) -> datetime | None:

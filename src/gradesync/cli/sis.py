@@ -59,7 +59,7 @@ def _run(fn: Callable[[Runtime], T]) -> T:
 async def _with_client(
     rt: Runtime, tenant: str, destination_id: str, fn: Callable[[OneRosterClient], Any]
 ) -> Any:
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         dest = service._sis(uow, tenant, destination_id)
     if dest.kind is not DestinationKind.ONEROSTER_REST:
         raise InvalidInput.one("destination_id", "kind", "A file-based SIS has no REST API to ask.")
@@ -122,7 +122,7 @@ def add(
 
     def go(rt: Runtime) -> None:
         dest = service.add_connection(
-            rt.db.uow,
+            rt.uow,
             rt.clock,
             tenant_id=tenant,
             destination_id=destination_id,
@@ -162,7 +162,7 @@ def map_class(
 
     def go(rt: Runtime) -> None:
         link = service.map_class(
-            rt.db.uow,
+            rt.uow,
             tenant_id=tenant,
             destination_id=destination_id,
             course_id=course_id,
@@ -188,7 +188,7 @@ def map_student(
     """Map a person to their SIS student sourcedId."""
     _run(
         lambda rt: service.map_student(
-            rt.db.uow,
+            rt.uow,
             tenant_id=tenant,
             destination_id=destination_id,
             person_id=person_id,
@@ -203,7 +203,7 @@ def map_students(destination_id: str, course_id: str, tenant: str = TENANT) -> N
     """Link every learner of a course to their SIS student (mapping, else the person's SIS id)."""
     report = _run(
         lambda rt: service.map_course_students(
-            rt.db.uow, tenant_id=tenant, destination_id=destination_id, course_id=course_id
+            rt.uow, tenant_id=tenant, destination_id=destination_id, course_id=course_id
         )
     )
     console.print(f"{len(report.mapped)} learner(s) mapped")
@@ -233,7 +233,7 @@ def categories(
                     "align", "format", f"{pair!r}: write GROUP=CATEGORY_SOURCEDID."
                 )
             service.align_category(
-                rt.db.uow,
+                rt.uow,
                 rt.clock,
                 tenant_id=tenant,
                 destination_id=destination_id,
@@ -243,7 +243,7 @@ def categories(
             )
         for group in unalign:
             service.align_category(
-                rt.db.uow,
+                rt.uow,
                 rt.clock,
                 tenant_id=tenant,
                 destination_id=destination_id,
@@ -260,7 +260,7 @@ def categories(
             cats = await client.categories(refresh=True)
             checks = (
                 await service.check_categories(
-                    rt.db.uow,
+                    rt.uow,
                     client,
                     tenant_id=tenant,
                     destination_id=destination_id,
@@ -315,7 +315,7 @@ def select(
     """Tick (or clear) "Sync to SIS" for activities; ticking refuses invalid activities."""
     checks = _run(
         lambda rt: service.select_activities(
-            rt.db.uow,
+            rt.uow,
             tenant_id=tenant,
             destination_id=destination_id,
             activity_ids=activity_ids,
@@ -337,7 +337,7 @@ def validate(
     """Check activities against the SIS's rules before anything is sent."""
     checks = _run(
         lambda rt: service.validate(
-            rt.db.uow,
+            rt.uow,
             tenant_id=tenant,
             destination_id=destination_id,
             course_id=course,
@@ -362,7 +362,7 @@ def post(
 
     def go(rt: Runtime) -> service.PostResult:
         return service.post_grades(
-            rt.db.uow,
+            rt.uow,
             rt.waker or rt.remote_waker(),
             rt.clock,
             tenant_id=tenant,
@@ -409,7 +409,7 @@ def export_csv(
             except ValueError:
                 raise InvalidInput.one("since", "datetime", "since must be ISO 8601.") from None
         export = sis_export.export_csv(
-            rt.db.uow,
+            rt.uow,
             rt.clock,
             SqlExportState(rt.db.engine),
             tenant_id=tenant,

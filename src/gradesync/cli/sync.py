@@ -10,12 +10,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gradesync.cli._common import TENANT, actor, console, err, guarded, print_json, runtime
 from gradesync.cli.runs import run_json
-from gradesync.domain.errors import InvalidInput
-from gradesync.domain.model import RunOutcome, RunScope, RunStage, SyncRun, Trigger
+from gradesync.domain.model import RunOutcome, RunScope, RunStage, SyncRun
+from gradesync.runtime import Runtime
 from gradesync.services import queries
 
 STAGES = [s for s in RunStage]  # queued .. finished, in order
-REQUESTABLE = (Trigger.MANUAL.value, Trigger.RESYNC.value, Trigger.REMASTER.value)
 POLL_SECONDS = 0.25
 
 
@@ -46,25 +45,16 @@ def sync(
     """Start a sync run. A run already queued for the same scope is joined, not duplicated.
     A `gradesync serve` or `gradesync worker` process runs it. Exit code with --wait: 0
     succeeded, 1 failed or partly failed, 124 timed out."""
-    from gradesync.services import sync as engine
-
     with runtime() as rt:
-        if trigger not in REQUESTABLE:
-            guarded(lambda: _raise_trigger())
         scope = RunScope(tenant, destination, course, tuple(activity))
-        guarded(lambda: queries.check_scope(rt.db.uow, scope))
-        run, joined = guarded(
-            lambda: engine.request_run(
-                rt.db.uow, rt.waker, rt.clock, scope, Trigger(trigger), actor()
-            )
-        )
+        run, joined = guarded(lambda: rt.ask_for_run(scope, trigger, actor()))
         if not as_json:
             what = "joined queued run" if joined else "queued run"
             console.print(f"{what} [bold]{run.id}[/bold] ({trigger})")
         if wait:
             run = _follow(rt, tenant, run, timeout, quiet=as_json)
         if as_json:
-            print_json(run_json(run, queries.run_detail(rt.db.uow, tenant, run.id).stages))
+            print_json(run_json(run, queries.run_detail(rt.uow, tenant, run.id).stages))
     if wait:
         if run.stage is not RunStage.FINISHED:
             err.print(f"run {run.id} still {run.stage.value} after {timeout:g}s")
@@ -77,14 +67,7 @@ def sync(
             raise typer.Exit(1)
 
 
-def _raise_trigger() -> None:
-    raise InvalidInput.one("trigger", "one_of", f"Use one of: {', '.join(REQUESTABLE)}.")
-
-
-def _follow(rt: object, tenant: str, run: SyncRun, timeout: float, *, quiet: bool) -> SyncRun:
-    from gradesync.runtime import Runtime
-
-    assert isinstance(rt, Runtime)
+def _follow(rt: Runtime, tenant: str, run: SyncRun, timeout: float, *, quiet: bool) -> SyncRun:
     deadline = time.monotonic() + timeout
     with Progress(
         TextColumn("[bold]{task.fields[run]}"),
@@ -96,7 +79,7 @@ def _follow(rt: object, tenant: str, run: SyncRun, timeout: float, *, quiet: boo
     ) as progress:
         task = progress.add_task(_describe(run), total=len(STAGES) - 1, run=run.id)
         while True:
-            run = queries.run_detail(rt.db.uow, tenant, run.id).run
+            run = queries.run_detail(rt.uow, tenant, run.id).run
             progress.update(task, completed=STAGES.index(run.stage), description=_describe(run))
             if run.stage is RunStage.FINISHED or time.monotonic() >= deadline:
                 break

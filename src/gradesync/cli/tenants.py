@@ -20,11 +20,11 @@ def create(
 ) -> None:
     """Create a tenant and print its first admin API key (shown once: store it now)."""
     with runtime() as rt:
-        t = guarded(lambda: create_tenant(rt.db.uow, rt.clock, tenant_id, name))
+        t = guarded(lambda: create_tenant(rt.uow, rt.clock, tenant_id, name))
         console.print(f"tenant [bold]{t.id}[/bold] ({t.name}) created")
         if key:
             issued = guarded(
-                lambda: auth.create_key(rt.db.uow, rt.clock, t.id, "first admin key", ["admin"])
+                lambda: auth.create_key(rt.uow, rt.clock, t.id, "first admin key", ["admin"])
             )
             console.print(f"admin API key {issued.key.id} (shown once):")
             typer.echo(issued.token)
@@ -34,7 +34,7 @@ def create(
 def list_(as_json: bool = JSON_OUT) -> None:
     """List tenants."""
     with runtime() as rt:
-        tenants = list_tenants(rt.db.uow)
+        tenants = list_tenants(rt.uow)
     if as_json:
         print_json([{"id": t.id, "name": t.name, "created_at": t.created_at} for t in tenants])
         return

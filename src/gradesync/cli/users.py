@@ -35,7 +35,7 @@ def add(
     runtime = Runtime.create()
     try:
         create_user(
-            runtime.db.uow,
+            runtime.uow,
             runtime.clock,
             tenant_id=tenant,
             username=username,
@@ -54,7 +54,7 @@ def add(
 def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
     """List a tenant's console accounts."""
     runtime = Runtime.create()
-    with runtime.db.uow() as uow:
+    with runtime.uow() as uow:
         users = uow.users.all(tenant)
     table = Table("username", "name", "role", "courses")
     for u in users:

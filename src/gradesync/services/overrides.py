@@ -45,6 +45,7 @@ from gradesync.domain.policy import resolve_settings
 from gradesync.services.clock import Clock
 from gradesync.services.destination import DestinationClient, ReadBack
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.runs import request_run
 from gradesync.services.wakeup import Waker
 
 log = logging.getLogger(__name__)
@@ -342,8 +343,6 @@ def request_repair(
 
     Either way each result gets a `repair` line in its delivery history naming `actor` (and
     the run), followed by the send and the LMS's answer."""
-    from gradesync.services.sync import request_run
-
     if not actor or not actor.strip():
         raise InvalidInput.one("actor", "required", "Say who asked for the repair.")
     for name, ids in (

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
-from gradesync.domain.model import Destination, LedgerRow, RunScope, SyncRun
+from gradesync.domain.errors import NotFound
+from gradesync.domain.model import Destination, LedgerRow, SyncRun
 from gradesync.services.ports import UnitOfWorkFactory
 
 
@@ -127,45 +127,3 @@ def destination_summary(
         if dest is None:
             raise NotFound("destination", destination_id)
         return dest, uow.ledger.counts_by_state(tenant_id, destination_id=destination_id)
-
-
-def check_scope(uow_factory: UnitOfWorkFactory, scope: RunScope) -> None:
-    """Refuse a run scope naming things the tenant does not have (InvalidInput, 422)."""
-    problems: list[FieldProblem] = []
-    with uow_factory() as uow:
-        if (
-            scope.course_id is not None
-            and uow.courses.get(scope.tenant_id, scope.course_id) is None
-        ):
-            problems.append(
-                FieldProblem("course_id", "unknown_course", f"No course {scope.course_id!r}.")
-            )
-        if (
-            scope.destination_id is not None
-            and uow.destinations.get(scope.tenant_id, scope.destination_id) is None
-        ):
-            problems.append(
-                FieldProblem(
-                    "destination_id",
-                    "unknown_destination",
-                    f"No destination {scope.destination_id!r}.",
-                )
-            )
-        acts = uow.activities.get_many(scope.tenant_id, scope.activity_ids)
-    for i, aid in enumerate(scope.activity_ids):
-        act = acts.get(aid)
-        if act is None:
-            problems.append(
-                FieldProblem(f"activity_ids[{i}]", "unknown_activity", f"No activity {aid!r}.")
-            )
-        elif scope.course_id is not None and act.course_id != scope.course_id:
-            problems.append(
-                FieldProblem(
-                    f"activity_ids[{i}]",
-                    "other_course",
-                    f"Activity {aid!r} belongs to course {act.course_id!r}, "
-                    f"not {scope.course_id!r}.",
-                )
-            )
-    if problems:
-        raise InvalidInput(problems)

@@ -49,6 +49,7 @@ from gradesync.domain.schedule_rules import (
 )
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.runs import scope_of
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class ScheduleService:
         with self._uow() as uow:
             if uow.tenants.get(tenant_id) is None:
                 raise NotFound("tenant", tenant_id)
-            scope = self._scope(uow, tenant_id, destination_id, course_id, activity_ids)
+            scope = scope_of(uow, tenant_id, destination_id, course_id, activity_ids)
             zone_name = self._zone_name(uow, rule, time_zone, scope)
             zone = parse_time_zone(zone_name)
             anchor = self._anchor(rule, zone, first_run_at, now)
@@ -272,7 +273,7 @@ class ScheduleService:
             rule = parse_rule(new_kind, s.spec if spec is None else spec)
             new_scope = s.scope
             if scope is not None:
-                new_scope = self._scope(
+                new_scope = scope_of(
                     uow, tenant_id, scope.destination_id, scope.course_id, scope.activity_ids
                 )
             zone = parse_time_zone(time_zone if time_zone is not None else s.time_zone)
@@ -520,38 +521,6 @@ class ScheduleService:
             )
         assert t is not None
         return t
-
-    @staticmethod
-    def _scope(
-        uow: UnitOfWork,
-        tenant_id: str,
-        destination_id: str | None,
-        course_id: str | None,
-        activity_ids: Sequence[str],
-    ) -> RunScope:
-        destination_id = destination_id or None
-        course_id = course_id or None
-        if destination_id is not None and uow.destinations.get(tenant_id, destination_id) is None:
-            raise InvalidInput.one(
-                "destination_id", "exists", f"no destination {destination_id!r} in this tenant"
-            )
-        if course_id is not None and uow.courses.get(tenant_id, course_id) is None:
-            raise InvalidInput.one("course_id", "exists", f"no course {course_id!r} in this tenant")
-        acts = tuple(sorted(set(activity_ids)))
-        if acts:
-            if course_id is None:
-                raise InvalidInput.one(
-                    "activity_ids", "needs_course", "choosing activities needs a course_id"
-                )
-            found = uow.activities.get_many(tenant_id, acts)
-            wrong = [a for a in acts if a not in found or found[a].course_id != course_id]
-            if wrong:
-                raise InvalidInput.one(
-                    "activity_ids",
-                    "exists",
-                    f"not activities of course {course_id!r}: {', '.join(wrong)}",
-                )
-        return RunScope(tenant_id, destination_id, course_id, acts)
 
     @staticmethod
     def _zone_name(

@@ -13,7 +13,6 @@ Where things are kept (no table of our own, see docs/oneroster.md):
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -45,6 +44,7 @@ from gradesync.domain.policy import resolve_settings
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination import RemoteFailure
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.runs import request_run
 from gradesync.services.wakeup import Waker
 
 SIS_KINDS = (DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV)
@@ -663,10 +663,8 @@ def post_grades(
         for activity_id in posted:
             _reopen(uow, tenant_id, destination_id, course_id, activity_id)
         uow.commit()
-    # The engine owns runs and their stages; imported when used, as the API does.
-    engine = importlib.import_module("gradesync.services.sync")
     scope = RunScope(tenant_id, destination_id, course_id, tuple(sorted(posted)))
-    run, joined = engine.request_run(
+    run, joined = request_run(
         uow_factory, waker, clock, scope, Trigger.REMASTER if remaster else Trigger.MANUAL, actor
     )
     return PostResult(run, joined, posted, refused)

@@ -1,4 +1,5 @@
-"""Sync runs: "Sync now", resync, remaster, scheduled and repair runs over a scope.
+"""Sync runs: executing "Sync now", resync, remaster, scheduled and repair runs over a scope
+(they are requested through `services.runs`).
 
 A run goes through visible stages, each recorded with its time in `sync_runs.stages`:
 
@@ -24,13 +25,12 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.errors import InvalidInput
 from gradesync.domain.ledger import desired_from_json
 from gradesync.domain.model import (
     Activity,
@@ -68,136 +68,9 @@ from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.overrides import record_overrides
 from gradesync.services.patience import Patience
-from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
-from gradesync.services.wakeup import Waker
+from gradesync.services.ports import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
-
-# A request joins an active run of the same scope whose trigger does at least as much.
-_STRENGTH = {
-    Trigger.SCHEDULE: 0,
-    Trigger.MANUAL: 1,
-    Trigger.RESYNC: 1,
-    Trigger.REPAIR: 2,
-    Trigger.REMASTER: 3,
-}
-RUN_TRIGGERS = tuple(_STRENGTH)
-
-
-def new_run_id() -> str:
-    return "run_" + uuid.uuid4().hex
-
-
-# --- requesting and reading runs -----------------------------------------------------------
-
-
-def _validate(uow: UnitOfWork, scope: RunScope, trigger: Trigger, actor: str) -> None:
-    problems: list[FieldProblem] = []
-    if trigger not in _STRENGTH:
-        problems.append(
-            FieldProblem(
-                "trigger",
-                "one_of",
-                "A run's trigger is manual, resync, remaster, schedule or repair; auto sync "
-                "needs no run.",
-            )
-        )
-    if not actor or not actor.strip():
-        problems.append(FieldProblem("actor", "required", "Say who asked for the run."))
-    if scope.activity_ids and not scope.course_id:
-        problems.append(
-            FieldProblem(
-                "scope.course_id",
-                "required",
-                "Choose the course the selected activities belong to.",
-            )
-        )
-    if len(set(scope.activity_ids)) != len(scope.activity_ids):
-        problems.append(FieldProblem("scope.activity_ids", "unique", "Select each activity once."))
-    if problems:
-        raise InvalidInput(problems)
-    if uow.tenants.get(scope.tenant_id) is None:
-        raise NotFound("tenant", scope.tenant_id)
-    if scope.destination_id and uow.destinations.get(scope.tenant_id, scope.destination_id) is None:
-        raise InvalidInput.one(
-            "scope.destination_id", "unknown", f"No destination {scope.destination_id!r}."
-        )
-    if scope.course_id and uow.courses.get(scope.tenant_id, scope.course_id) is None:
-        raise InvalidInput.one("scope.course_id", "unknown", f"No course {scope.course_id!r}.")
-    if scope.activity_ids:
-        found = uow.activities.get_many(scope.tenant_id, scope.activity_ids)
-        for i, aid in enumerate(scope.activity_ids):
-            act = found.get(aid)
-            if act is None or act.course_id != scope.course_id:
-                problems.append(
-                    FieldProblem(
-                        f"scope.activity_ids[{i}]",
-                        "unknown",
-                        f"No activity {aid!r} in the course {scope.course_id!r}.",
-                    )
-                )
-        if problems:
-            raise InvalidInput(problems)
-
-
-def request_run(
-    uow_factory: UnitOfWorkFactory,
-    waker: Waker | None,
-    clock: Clock,
-    scope: RunScope,
-    trigger: Trigger,
-    actor: str,
-    *,
-    schedule_id: str | None = None,
-) -> tuple[SyncRun, bool]:
-    """Queue a run, or join the active run of the same scope. Returns (run, joined).
-
-    Joins a queued or running run whose trigger does at least as much (remaster > repair >
-    manual = resync > schedule); a queued run with a weaker trigger is upgraded and joined.
-    Otherwise a new run is queued (behind a running one of the same scope, if any)."""
-    with uow_factory() as uow:
-        _validate(uow, scope, trigger, actor)
-        uow.runs.lock_scope(scope.key)
-        active = uow.runs.active_for_scope(scope.key)
-        for run in active:
-            if _STRENGTH.get(run.trigger, 0) >= _STRENGTH[trigger]:
-                return run, True
-        for run in active:
-            if run.stage is RunStage.QUEUED:
-                uow.runs.set_trigger(run.id, trigger.value)
-                uow.commit()
-                joined = replace(run, trigger=trigger)
-                if waker is not None:
-                    waker.wake_run(joined.id, scope)
-                return joined, True
-        run = SyncRun(
-            id=new_run_id(),
-            scope=scope,
-            trigger=trigger,
-            actor=actor.strip(),
-            created_at=clock.now(),
-        )
-        uow.runs.add(run, schedule_id=schedule_id)
-        uow.commit()
-    if waker is not None:
-        waker.wake_run(run.id, scope)
-    return run, False
-
-
-def get_run(uow_factory: UnitOfWorkFactory, tenant_id: str, run_id: str) -> SyncRun | None:
-    with uow_factory() as uow:
-        return uow.runs.get(run_id, tenant_id)
-
-
-def get_run_stages(
-    uow_factory: UnitOfWorkFactory, tenant_id: str, run_id: str
-) -> list[dict[str, Any]]:
-    """[{stage, at}] as they happened (empty for an unknown run)."""
-    with uow_factory() as uow:
-        if uow.runs.get(run_id, tenant_id) is None:
-            return []
-        return uow.runs.stages(run_id)
-
 
 # --- executing a run -----------------------------------------------------------------------
 

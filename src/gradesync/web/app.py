@@ -15,7 +15,6 @@ from gradesync.web import health
 from gradesync.web import metrics as metrics_route
 from gradesync.web.api import router as api
 from gradesync.web.console import pages as console_pages
-from gradesync.web.console import session as console_session
 
 
 @asynccontextmanager
@@ -34,7 +33,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # scheduled syncs (docs/schedules.md): safe in every serve process at once
         from gradesync.adapters.queue.scheduler import start_scheduler
 
-        scheduler = start_scheduler(runtime.db.uow, runtime.clock, runtime.waker)
+        scheduler = start_scheduler(runtime.uow, runtime.clock, runtime.waker)
     try:
         yield
     finally:
@@ -52,7 +51,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     api.install(app)
     app.include_router(lti11_launch.router)
     app.include_router(lti13_routes.router)
-    console_session.install(app, runtime.settings.resolved_secret_key())
-    app.mount("/console/static", console_pages.static, name="console-static")
-    app.include_router(console_pages.router)
+    console_pages.install(app, runtime.settings.resolved_secret_key())
     return app

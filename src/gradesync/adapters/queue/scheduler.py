@@ -19,11 +19,12 @@ import threading
 import weakref
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from gradesync.domain.model import RunScope, SyncRun, Trigger
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.services.runs import request_run
 from gradesync.services.schedules import ScheduleService
 from gradesync.services.wakeup import Waker
 
@@ -65,20 +66,10 @@ def build_schedule_service(
     *,
     on_change: Callable[[], None] | None = notify_changed,
 ) -> ScheduleService:
-    """The schedule service wired to the sync engine's `request_run`."""
-
-    def request_run(
-        scope: RunScope, trigger: Trigger, actor: str, *, schedule_id: str | None = None
-    ) -> tuple[SyncRun, bool]:
-        # Imported on use: the engine pulls in delivery and destinations, which the CLI's
-        # read-only schedule commands do not need.
-        from gradesync.services import sync as engine
-
-        return engine.request_run(
-            uow_factory, waker, clock, scope, trigger, actor, schedule_id=schedule_id
-        )
-
-    return ScheduleService(uow_factory, clock, request_run, on_change=on_change)
+    """The schedule service, asking for runs through the one `request_run`."""
+    return ScheduleService(
+        uow_factory, clock, partial(request_run, uow_factory, waker, clock), on_change=on_change
+    )
 
 
 def start_scheduler(

@@ -91,7 +91,7 @@ def put_course(
 
 @router.get("/courses", response_model=list[CourseOut])
 def list_courses(p: Principal = Depends(reader), rt: Runtime = Depends(runtime)) -> list[CourseOut]:
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         return [course_out(c) for c in uow.courses.all(p.tenant_id)]
 
 
@@ -99,7 +99,7 @@ def list_courses(p: Principal = Depends(reader), rt: Runtime = Depends(runtime))
 def get_course(
     course_id: str, p: Principal = Depends(reader), rt: Runtime = Depends(runtime)
 ) -> CourseOut:
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         c = uow.courses.get(p.tenant_id, course_id)
     if c is None:
         raise NotFound("course", course_id)
@@ -110,7 +110,7 @@ def get_course(
 def list_activities(
     course_id: str, p: Principal = Depends(reader), rt: Runtime = Depends(runtime)
 ) -> list[ActivityOut]:
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         if uow.courses.get(p.tenant_id, course_id) is None:
             raise NotFound("course", course_id)
         return [activity_out(a) for a in uow.activities.for_course(p.tenant_id, course_id)]
@@ -132,7 +132,7 @@ def put_activity(
 def get_activity(
     activity_id: str, p: Principal = Depends(reader), rt: Runtime = Depends(runtime)
 ) -> ActivityOut:
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         a = uow.activities.get(p.tenant_id, activity_id)
     if a is None:
         raise NotFound("activity", activity_id)
@@ -187,7 +187,7 @@ def learner_grades(
     """A learner's grade state per destination: what we want there, whether it arrived, and
     if not, why and what happens next."""
     g = queries.learner_grades(
-        rt.db.uow, p.tenant_id, person_id, destination_id=destination_id, course_id=course_id
+        rt.uow, p.tenant_id, person_id, destination_id=destination_id, course_id=course_id
     )
     return LearnerGradesOut.model_validate(
         {

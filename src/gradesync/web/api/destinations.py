@@ -27,7 +27,7 @@ def dest_out(d: Destination, ledger: dict[str, int] | None = None) -> Destinatio
 def list_destinations(
     p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> list[DestinationOut]:
-    return [dest_out(d) for d in svc.list_destinations(rt.db.uow, p.tenant_id)]
+    return [dest_out(d) for d in svc.list_destinations(rt.uow, p.tenant_id)]
 
 
 @router.get("/destinations/{destination_id}", response_model=DestinationOut)
@@ -35,7 +35,7 @@ def show_destination(
     destination_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> DestinationOut:
     """A destination (never its secrets) with its results counted by delivery state."""
-    d, counts = queries.destination_summary(rt.db.uow, p.tenant_id, destination_id)
+    d, counts = queries.destination_summary(rt.uow, p.tenant_id, destination_id)
     return dest_out(d, counts)
 
 
@@ -50,7 +50,7 @@ def pause_destination(
     wait as pending."""
     b = body or PauseIn()
     d = svc.pause(
-        rt.db.uow,
+        rt.uow,
         rt.clock,
         p.tenant_id,
         destination_id,
@@ -65,12 +65,12 @@ def pause_destination(
 def resume_destination(
     destination_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> DestinationOut:
-    return dest_out(svc.resume(rt.db.uow, rt.clock, rt.waker, p.tenant_id, destination_id))
+    return dest_out(svc.resume(rt.uow, rt.clock, rt.waker, p.tenant_id, destination_id))
 
 
 @router.delete("/destinations/{destination_id}", status_code=204)
 def delete_destination(
     destination_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Response:
-    svc.delete(rt.db.uow, p.tenant_id, destination_id)
+    svc.delete(rt.uow, p.tenant_id, destination_id)
     return Response(status_code=204)

@@ -57,7 +57,7 @@ def learner_activity(
 ) -> dict[str, Any]:
     """Ordered checks for one learner and one activity: passed or failed, evidence, remedy."""
     d = svc.diagnose_learner_activity(
-        rt.db.uow,
+        rt.uow,
         rt.clock,
         p.tenant_id,
         person_id,
@@ -77,7 +77,7 @@ def activity(
 ) -> dict[str, Any]:
     """The activity's own checks and its learners' delivery states per destination."""
     d = svc.diagnose_activity(
-        rt.db.uow,
+        rt.uow,
         rt.clock,
         p.tenant_id,
         activity_id,
@@ -96,7 +96,7 @@ def course(
 ) -> dict[str, Any]:
     """The course in seed 001's shape: nothing syncing, some activities, some learners."""
     t = svc.diagnose_course(
-        rt.db.uow,
+        rt.uow,
         rt.clock,
         p.tenant_id,
         course_id,
@@ -118,7 +118,7 @@ async def destination(
         dest = await run_in_threadpool(_destination, rt, p.tenant_id, destination_id)
         client = rt.destination_client(dest)
     d = await svc.diagnose_destination(
-        rt.db.uow,
+        rt.uow,
         rt.clock,
         p.tenant_id,
         destination_id,
@@ -131,7 +131,7 @@ async def destination(
 def _destination(rt: Runtime, tenant_id: str, destination_id: str) -> Destination:
     from gradesync.services.destination_admin import get_destination
 
-    return get_destination(rt.db.uow, tenant_id, destination_id)
+    return get_destination(rt.uow, tenant_id, destination_id)
 
 
 class CheckIn(BaseModel):
@@ -153,7 +153,7 @@ async def check(
     body = body or CheckIn.model_validate({})
     dest = await run_in_threadpool(_destination, rt, p.tenant_id, destination_id)
     steps = await check_destination(
-        rt.db.uow,
+        rt.uow,
         rt.clock,
         p.tenant_id,
         destination_id,
@@ -180,7 +180,7 @@ def course_overrides(
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:
     """Grades changed by hand in the LMS after gradesync sent them, and the course's policy."""
-    return overrides.list_overrides(rt.db.uow, p.tenant_id, course_id, destination_id)
+    return overrides.list_overrides(rt.uow, p.tenant_id, course_id, destination_id)
 
 
 class RepairIn(BaseModel):
@@ -215,9 +215,9 @@ async def repair(
     )
     # validate before reading anything back, so bad input changes nothing and costs nothing
     await run_in_threadpool(_validate, rt, sel)
-    remote = await overrides.remote_timestamps(rt.db.uow, sel, rt.destination_client)
+    remote = await overrides.remote_timestamps(rt.uow, sel, rt.destination_client)
     result = await run_in_threadpool(
-        overrides.request_repair, rt.db.uow, rt.waker, rt.clock, sel, p.actor, remote=remote
+        overrides.request_repair, rt.uow, rt.waker, rt.clock, sel, p.actor, remote=remote
     )
     return RepairOut(
         run=run_out(result.run, joined=result.joined) if result.run is not None else None,
@@ -235,5 +235,5 @@ async def repair(
 
 
 def _validate(rt: Runtime, sel: overrides.RepairSelection) -> None:
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         overrides.validate_selection(uow, sel)

@@ -6,7 +6,6 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query
 
-from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import RunScope, SyncRun, Trigger
 from gradesync.runtime import Runtime
 from gradesync.services import queries
@@ -15,9 +14,6 @@ from gradesync.web.api.deps import runtime
 from gradesync.web.api.schemas import CourseSyncIn, RunOut, StageOut, SyncIn
 
 router = APIRouter(tags=["sync runs"])
-
-# What a person or a program may ask for; auto/schedule/repair runs are started by gradesync.
-REQUESTABLE = (Trigger.MANUAL, Trigger.RESYNC, Trigger.REMASTER)
 
 
 def run_out(
@@ -42,22 +38,6 @@ def run_out(
     )
 
 
-def trigger_run(
-    rt: Runtime, p: Principal, trigger: Trigger, scope: RunScope
-) -> tuple[SyncRun, bool]:
-    # The engine is imported here so the API module stays importable on its own.
-    from gradesync.services import sync as engine
-
-    if trigger not in REQUESTABLE:
-        raise InvalidInput.one(
-            "trigger",
-            "one_of",
-            "A run can be requested as manual, resync or remaster.",
-        )
-    queries.check_scope(rt.db.uow, scope)
-    return engine.request_run(rt.db.uow, rt.waker, rt.clock, scope, trigger, p.actor)
-
-
 @router.post("/runs", status_code=202, response_model=RunOut)
 def request_run(
     body: SyncIn,
@@ -67,7 +47,7 @@ def request_run(
     """Start a run over a selection: the whole tenant, a course, a destination and/or some
     activities. A run already queued for the same scope is joined, not duplicated."""
     scope = RunScope(p.tenant_id, body.destination_id, body.course_id, tuple(body.activity_ids))
-    run, joined = trigger_run(rt, p, body.trigger, scope)
+    run, joined = rt.ask_for_run(scope, body.trigger, p.actor)
     return run_out(run, joined=joined)
 
 
@@ -80,7 +60,7 @@ def sync_course(
 ) -> RunOut:
     """ "Sync now" for a course (optionally one destination and some of its activities)."""
     scope = RunScope(p.tenant_id, body.destination_id, course_id, tuple(body.activity_ids))
-    run, joined = trigger_run(rt, p, body.trigger, scope)
+    run, joined = rt.ask_for_run(scope, body.trigger, p.actor)
     return run_out(run, joined=joined)
 
 
@@ -97,7 +77,7 @@ def list_runs(
 ) -> list[RunOut]:
     """Runs, newest first, with their stage and counts."""
     runs = queries.list_runs(
-        rt.db.uow,
+        rt.uow,
         p.tenant_id,
         course_id=course_id,
         destination_id=destination_id,
@@ -116,5 +96,5 @@ def get_run(
     rt: Runtime = Depends(runtime),
 ) -> RunOut:
     """One run with its stage history; poll it to follow progress."""
-    d = queries.run_detail(rt.db.uow, p.tenant_id, run_id)
+    d = queries.run_detail(rt.uow, p.tenant_id, run_id)
     return run_out(d.run, d.stages)

@@ -12,7 +12,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
-from gradesync.adapters.queue.scheduler import build_schedule_service
 from gradesync.domain.model import RunScope, ScheduleKind, Trigger
 from gradesync.runtime import Runtime
 from gradesync.services.schedules import HistoryEntry, ScheduleInfo, ScheduleService
@@ -142,7 +141,7 @@ def history_out(h: HistoryEntry) -> HistoryOut:
 
 
 def service(rt: Runtime = Depends(runtime)) -> ScheduleService:
-    return build_schedule_service(rt.db.uow, rt.clock, rt.waker)
+    return rt.schedules()
 
 
 Admin = Annotated[Principal, Depends(require_scope("admin"))]

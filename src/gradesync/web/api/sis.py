@@ -108,7 +108,7 @@ def _remote(failure: RemoteFailure) -> HTTPException:
 
 
 async def _client_call(rt: Runtime, tenant_id: str, destination_id: str, fn: Any) -> Any:
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         dest = service._sis(uow, tenant_id, destination_id)
     if dest.kind is not DestinationKind.ONEROSTER_REST:
         raise InvalidInput.one("destination_id", "kind", "A file-based SIS has no REST API to ask.")
@@ -128,7 +128,7 @@ def put_connection(
 ) -> dict[str, Any]:
     """Add or update a SIS connection (left-out values keep what was set)."""
     dest = service.add_connection(
-        rt.db.uow,
+        rt.uow,
         rt.clock,
         tenant_id=p.tenant_id,
         destination_id=destination_id,
@@ -166,7 +166,7 @@ def put_class(
 ) -> dict[str, Any]:
     """Map a course (or, with section_id, one of its sections) to a SIS class sourcedId."""
     link = service.map_class(
-        rt.db.uow,
+        rt.uow,
         tenant_id=p.tenant_id,
         destination_id=destination_id,
         course_id=course_id,
@@ -188,7 +188,7 @@ def put_student(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, str]:
     link = service.map_student(
-        rt.db.uow,
+        rt.uow,
         tenant_id=p.tenant_id,
         destination_id=destination_id,
         person_id=person_id,
@@ -206,7 +206,7 @@ def map_course_students(
 ) -> dict[str, list[str]]:
     """Link every learner of the course to their SIS student (mapping, else sis_id)."""
     report = service.map_course_students(
-        rt.db.uow, tenant_id=p.tenant_id, destination_id=destination_id, course_id=course_id
+        rt.uow, tenant_id=p.tenant_id, destination_id=destination_id, course_id=course_id
     )
     return {"mapped": report.mapped, "unmapped": report.unmapped}
 
@@ -221,7 +221,7 @@ def put_alignment(
 ) -> dict[str, str]:
     """Align an activity group to a SIS category (for the connection, or one course)."""
     return service.align_category(
-        rt.db.uow,
+        rt.uow,
         rt.clock,
         tenant_id=p.tenant_id,
         destination_id=destination_id,
@@ -240,7 +240,7 @@ def delete_alignment(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, str]:
     return service.align_category(
-        rt.db.uow,
+        rt.uow,
         rt.clock,
         tenant_id=p.tenant_id,
         destination_id=destination_id,
@@ -263,7 +263,7 @@ async def categories(
         cats = await client.categories(refresh=True)
         checks = (
             await service.check_categories(
-                rt.db.uow,
+                rt.uow,
                 client,
                 tenant_id=p.tenant_id,
                 destination_id=destination_id,
@@ -300,7 +300,7 @@ def put_selection(
     each problem, and nothing changes."""
     return _checks(
         service.select_activities(
-            rt.db.uow,
+            rt.uow,
             tenant_id=p.tenant_id,
             destination_id=destination_id,
             activity_ids=body.activity_ids,
@@ -321,7 +321,7 @@ def get_validation(
 ) -> list[dict[str, Any]]:
     return _checks(
         service.validate(
-            rt.db.uow,
+            rt.uow,
             tenant_id=p.tenant_id,
             destination_id=destination_id,
             course_id=course_id,
@@ -342,7 +342,7 @@ def post_grades(
     if rt.waker is None:
         raise HTTPException(status_code=503, detail="no worker is running to post grades")
     result = service.post_grades(
-        rt.db.uow,
+        rt.uow,
         rt.waker,
         rt.clock,
         tenant_id=p.tenant_id,
@@ -369,7 +369,7 @@ def export_csv(
 ) -> Response:
     """A OneRoster 1.2 CSV set as a zip (manifest, categories, lineItems, results)."""
     export = sis_export.export_csv(
-        rt.db.uow,
+        rt.uow,
         rt.clock,
         SqlExportState(rt.db.engine),
         tenant_id=p.tenant_id,

@@ -131,7 +131,7 @@ def course_for(request: Request, user: ConsoleUser, course_id: str) -> Course:
     """The course if the user may see it; 404 otherwise (no hint that it exists)."""
     if not user.can_see_course(course_id):
         raise PageError(404, "No such course.")
-    with runtime_of(request).db.uow() as uow:
+    with runtime_of(request).uow() as uow:
         course = uow.courses.get(user.tenant_id, course_id)
     if course is None:
         raise PageError(404, "No such course.")

@@ -10,8 +10,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gradesync.domain.errors import Conflict, InvalidInput, NotFound
-from gradesync.domain.model import ConsoleUser, RunScope, SyncRun, Trigger
-from gradesync.runtime import Runtime
+from gradesync.domain.model import ConsoleUser, RunScope, Trigger
 from gradesync.services import console_queries as cq
 from gradesync.services import ingest
 from gradesync.web.console.common import (
@@ -47,18 +46,11 @@ ACTIONS: dict[str, tuple[Trigger, str, str]] = {
 }
 
 
-def request_run(rt: Runtime, scope: RunScope, trigger: Trigger, actor: str) -> tuple[SyncRun, bool]:
-    """Ask the engine for a run (joined when one is already going for the same scope)."""
-    from gradesync.services import sync as engine  # the engine wires itself at runtime
-
-    return engine.request_run(rt.db.uow, rt.waker, rt.clock, scope, trigger, actor)
-
-
 def _page(request: Request, user: ConsoleUser, course_id: str, destination: str | None) -> Any:
     course_for(request, user, course_id)
     try:
         return cq.course_page(
-            runtime_of(request).db.uow, user.tenant_id, course_id, destination_id=destination
+            runtime_of(request).uow, user.tenant_id, course_id, destination_id=destination
         )
     except NotFound as exc:
         raise PageError(404, str(exc)) from exc
@@ -124,7 +116,7 @@ def course_switch(
     on = sync == "on"
     rt = runtime_of(request)
     ingest.upsert_courses(
-        rt.db.uow, rt.clock, rt.waker, user.tenant_id, [replace(course, sync_enabled=on)]
+        rt.uow, rt.clock, rt.waker, user.tenant_id, [replace(course, sync_enabled=on)]
     )
     flash(request, "ok", f"Grade sync is {'on' if on else 'off'} for {course.title}.")
     return RedirectResponse(_back(course_id, destination), status_code=303)
@@ -145,13 +137,13 @@ def activity_switch(
     recomputing, so the change reaches the gradebook without anyone pressing Sync now."""
     course_for(request, user, course_id)
     rt = runtime_of(request)
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         activity = uow.activities.get(user.tenant_id, activity_id)
     if activity is None or activity.course_id != course_id:
         raise PageError(404, "No such activity in this course.")
     on = sync == "on"
     ingest.upsert_activities(
-        rt.db.uow, rt.clock, rt.waker, user.tenant_id, [replace(activity, sync_enabled=on)]
+        rt.uow, rt.clock, rt.waker, user.tenant_id, [replace(activity, sync_enabled=on)]
     )
     flash(request, "ok", f"Sync is {'on' if on else 'off'} for {activity.title}.")
     return RedirectResponse(_back(course_id, destination), status_code=303)
@@ -189,7 +181,7 @@ def start_run(
     rt = runtime_of(request)
     scope = RunScope(user.tenant_id, None, course_id, tuple(sorted(set(activity_ids))))
     try:
-        run, joined = request_run(rt, scope, trigger, user.username)
+        run, joined = rt.ask_for_run(scope, trigger, user.username)
     except (InvalidInput, Conflict) as exc:
         text = problems_text(exc) if isinstance(exc, InvalidInput) else str(exc)
         flash(request, "error", f"{label} could not start: {text}")

@@ -34,7 +34,7 @@ def dashboard(
         window = "24h"
     span, buckets = WINDOWS[window]
     rt = runtime_of(request)
-    data = cq.dashboard(rt.db.uow, user.tenant_id, rt.clock.now(), window=span, buckets=buckets)
+    data = cq.dashboard(rt.uow, user.tenant_id, rt.clock.now(), window=span, buckets=buckets)
     fmt = "%H:%M" if span <= timedelta(days=1) else "%m-%d %H:%M"
     labels = [b.start.strftime(fmt) for b in data.buckets]
     per_minute = data.bucket.total_seconds() / 60

@@ -71,7 +71,7 @@ def paste_values(base_url: str) -> list[tuple[str, str]]:
 
 def _rows(rt: Runtime, tenant_id: str) -> list[dict[str, Any]]:
     out = []
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         for d in sorted(uow.destinations.all(tenant_id), key=lambda d: d.name.lower()):
             view = destination_admin.public_view(d)
             out.append(
@@ -148,7 +148,7 @@ def _save_consumer(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destina
         allowed_hosts=tuple(_words(form.get("allowed_hosts", ""))),
         profile=form.get("profile", "generic") or "generic",
     )
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         dest = add_consumer(uow, spec, rt.clock.now())
         uow.commit()
     return dest
@@ -158,7 +158,7 @@ def _save_sis(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
     from gradesync.services.sis import add_connection
 
     return add_connection(
-        rt.db.uow,
+        rt.uow,
         rt.clock,
         tenant_id=tenant_id,
         destination_id=form.get("id", "").strip(),
@@ -249,7 +249,7 @@ async def check_destination(
     rt = runtime_of(request)
     try:
         dest = await run_in_threadpool(
-            destination_admin.get_destination, rt.db.uow, user.tenant_id, destination_id
+            destination_admin.get_destination, rt.uow, user.tenant_id, destination_id
         )
     except NotFound as exc:
         raise PageError(404, "No such destination.") from exc
@@ -267,13 +267,11 @@ def pause_or_resume(
     try:
         if what == "pause":
             d = destination_admin.pause(
-                rt.db.uow, rt.clock, user.tenant_id, destination_id, actor=user.username
+                rt.uow, rt.clock, user.tenant_id, destination_id, actor=user.username
             )
             flash(request, "ok", f"{d.name} is paused: grades wait until you resume it.")
         elif what == "resume":
-            d = destination_admin.resume(
-                rt.db.uow, rt.clock, rt.waker, user.tenant_id, destination_id
-            )
+            d = destination_admin.resume(rt.uow, rt.clock, rt.waker, user.tenant_id, destination_id)
             flash(request, "ok", f"{d.name} is delivering again.")
         else:
             raise PageError(404, "Unknown action.")

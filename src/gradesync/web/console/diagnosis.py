@@ -29,7 +29,7 @@ def run_checks(request: Request, tenant_id: str, activity_id: str, person_id: st
     from gradesync.services.diagnostics import diagnose_learner_activity
 
     rt = runtime_of(request)
-    return diagnose_learner_activity(rt.db.uow, rt.clock, tenant_id, person_id, activity_id)
+    return diagnose_learner_activity(rt.uow, rt.clock, tenant_id, person_id, activity_id)
 
 
 @router.get("/diagnosis", response_class=HTMLResponse)
@@ -41,7 +41,7 @@ def diagnosis(
     user: ConsoleUser = Depends(current_user),
 ) -> HTMLResponse:
     rt = runtime_of(request)
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         courses = sorted(
             (c for c in uow.courses.all(user.tenant_id) if user.can_see_course(c.id)),
             key=lambda c: c.title.lower(),
@@ -52,7 +52,7 @@ def diagnosis(
     people: list[Any] = []
     if course:
         course_for(request, user, course)
-        with rt.db.uow() as uow:
+        with rt.uow() as uow:
             activities = sorted(
                 uow.activities.for_course(user.tenant_id, course), key=lambda a: a.title.lower()
             )
@@ -71,7 +71,7 @@ def diagnosis(
         if activity not in {a.id for a in activities}:
             raise PageError(404, "No such activity in this course.")
         try:
-            evidence = cq.pair_evidence(rt.db.uow, user.tenant_id, activity, person)
+            evidence = cq.pair_evidence(rt.uow, user.tenant_id, activity, person)
         except NotFound as exc:
             raise PageError(404, str(exc)) from exc
         try:

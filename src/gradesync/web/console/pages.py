@@ -5,18 +5,41 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gradesync.domain.model import ConsoleUser, UserRole
 from gradesync.services.accounts import authenticate
-from gradesync.web.console import course, dashboard, destinations, diagnosis, runs, schedules
-from gradesync.web.console.common import flash, render, static, templates
+from gradesync.web.console import (
+    course,
+    dashboard,
+    destinations,
+    diagnosis,
+    runs,
+    schedules,
+    session,
+)
+from gradesync.web.console.common import (
+    PageError,
+    flash,
+    page_error_handler,
+    render,
+    static,
+    templates,
+)
 from gradesync.web.console.session import current_user, sign_in, sign_out
 
-__all__ = ["flash", "render", "router", "static", "templates"]
+__all__ = ["flash", "install", "render", "router", "static", "templates"]
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+def install(app: FastAPI, secret_key: str, *, https_only: bool = False) -> None:
+    """The console on `app`: its signed session, its error pages, static files and pages."""
+    session.install(app, secret_key, https_only=https_only)
+    app.add_exception_handler(PageError, page_error_handler)
+    app.mount("/console/static", static, name="console-static")
+    app.include_router(router)
 
 
 def _safe_next(url: str | None) -> str:
@@ -40,7 +63,7 @@ def login(
     next: str = Form("/console/"),
 ) -> Response:
     runtime = request.app.state.runtime
-    user = authenticate(runtime.db.uow, username, password, tenant.strip() or None)
+    user = authenticate(runtime.uow, username, password, tenant.strip() or None)
     if user is None:
         return render(
             request,
@@ -66,7 +89,7 @@ def logout(request: Request) -> RedirectResponse:
 def courses(request: Request, user: ConsoleUser = Depends(current_user)) -> HTMLResponse:
     runtime = request.app.state.runtime
     rows = []
-    with runtime.db.uow() as uow:
+    with runtime.uow() as uow:
         for course in uow.courses.all(user.tenant_id):
             if user.can_see_course(course.id):
                 counts = uow.ledger.counts_by_state(user.tenant_id, course_id=course.id)

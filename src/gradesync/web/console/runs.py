@@ -89,7 +89,7 @@ def progress(run: SyncRun, stages: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _visible_run(request: Request, user: ConsoleUser, run_id: str) -> queries.RunDetail:
     try:
-        detail = queries.run_detail(runtime_of(request).db.uow, user.tenant_id, run_id)
+        detail = queries.run_detail(runtime_of(request).uow, user.tenant_id, run_id)
     except NotFound as exc:
         raise PageError(404, "No such run.") from exc
     course_id = detail.run.scope.course_id
@@ -108,9 +108,9 @@ def run_history(
     rt = runtime_of(request)
     valid_trigger = trigger if trigger in {t.value for t in Trigger} else None
     runs = queries.list_runs(
-        rt.db.uow, user.tenant_id, course_id=course or None, trigger=valid_trigger, limit=200
+        rt.uow, user.tenant_id, course_id=course or None, trigger=valid_trigger, limit=200
     )
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         courses = {c.id: c for c in uow.courses.all(user.tenant_id)}
         stages = {r.id: uow.runs.stages(r.id) for r in runs}
     return render(

@@ -37,13 +37,11 @@ TYPE_LABELS = {"schedule": "Grade sync", "remaster": "Remaster (resend everythin
 
 def service(rt: Runtime) -> ScheduleService:
     """The schedule service bound to the engine; changes wake this process's scheduler."""
-    from gradesync.adapters.queue.scheduler import build_schedule_service
-
-    return build_schedule_service(rt.db.uow, rt.clock, rt.waker)
+    return rt.schedules()
 
 
 def _choices(rt: Runtime, tenant_id: str) -> dict[str, Any]:
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         courses = sorted(uow.courses.all(tenant_id), key=lambda c: c.title.lower())
         dests = sorted(uow.destinations.all(tenant_id), key=lambda d: d.name.lower())
     return {"courses": courses, "destinations": dests}

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import replace
 from datetime import datetime
 
-from fastapi import HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from starlette.middleware.sessions import SessionMiddleware
 
 from gradesync.domain.model import ConsoleUser, UserRole
@@ -26,8 +26,9 @@ def session_secret(secret_key: str) -> str:
     return hashlib.sha256(b"gradesync-console-session|" + secret_key.encode()).hexdigest()
 
 
-def install(app: object, secret_key: str, *, https_only: bool = False) -> None:
-    app.add_middleware(  # type: ignore[attr-defined]
+def install(app: FastAPI, secret_key: str, *, https_only: bool = False) -> None:
+    """The signed session cookie the console's sign-in rides on."""
+    app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(secret_key),
         session_cookie="gradesync_session",
@@ -35,9 +36,6 @@ def install(app: object, secret_key: str, *, https_only: bool = False) -> None:
         https_only=https_only,
         max_age=12 * 3600,
     )
-    from gradesync.web.console.common import PageError, page_error_handler
-
-    app.add_exception_handler(PageError, page_error_handler)  # type: ignore[attr-defined]
 
 
 def sign_in(request: Request, user: ConsoleUser, *, course_id: str | None = None) -> None:
@@ -97,7 +95,7 @@ def current_user(request: Request) -> ConsoleUser:
     data = request.session.get(SESSION_KEY)
     if data:
         runtime = request.app.state.runtime
-        with runtime.db.uow() as uow:
+        with runtime.uow() as uow:
             user: ConsoleUser | None = uow.users.get(data["tenant_id"], data["username"])
         if user is not None:
             return user
