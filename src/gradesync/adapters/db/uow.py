@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 
@@ -24,6 +25,7 @@ from gradesync.adapters.db.repos.links import LinkRepo
 from gradesync.adapters.db.repos.runs import RunRepo
 from gradesync.adapters.db.repos.schedules import ScheduleRepo
 from gradesync.adapters.secretbox import SecretBox
+from gradesync.services import ports
 
 
 class SqlUnitOfWork:
@@ -80,3 +82,9 @@ class SqlUnitOfWork:
             self.conn.rollback()
         finally:
             self.conn.close()
+
+
+if TYPE_CHECKING:
+    # mypy checks here, once, that this is the unit of work the services ask for (its
+    # repositories each subclass their port)
+    _conforms: type[ports.UnitOfWork] = SqlUnitOfWork
