@@ -8,9 +8,15 @@ from datetime import UTC, datetime
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import DeliveryState, LedgerKey
-from gradesync.lti import store
+from gradesync.services.ports.lti import Rejection
 from tests.cli.conftest import Run
 from tests.diagnostics.test_facts import C, D, T, seed
+
+
+def _add_rejection(db: Database, rejection: Rejection) -> None:
+    with db.uow() as uow:
+        uow.launches.add_rejection(rejection)
+        uow.commit()
 
 
 def test_doctor_explains_a_grade_a_course_and_a_destination(
@@ -19,9 +25,9 @@ def test_doctor_explains_a_grade_a_course_and_a_destination(
 ) -> None:
     seed(cli_db)
     # a refused launch today (the CLI runs on the real clock; seed's is months old)
-    store.add_rejection(
-        cli_db.engine,
-        store.Rejection(
+    _add_rejection(
+        cli_db,
+        Rejection(
             "unknown_deployment",
             "deployment_id: 'd9' is not registered",
             datetime.now(UTC),

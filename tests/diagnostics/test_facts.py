@@ -32,9 +32,9 @@ from gradesync.domain.model import (
     Trigger,
 )
 from gradesync.domain.policy import DesiredResult
-from gradesync.lti import store
 from gradesync.services import diagnostics, overrides
 from gradesync.services.destination import ReadBack
+from gradesync.services.ports.lti import LaunchRecord, Rejection
 
 T, C, D = "t1", "c1", "lms"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -46,6 +46,12 @@ class Clock:
 
     def now(self) -> datetime:
         return self.moment
+
+
+def _add_rejection(db: Database, rejection: Rejection) -> None:
+    with db.uow() as uow:
+        uow.launches.add_rejection(rejection)
+        uow.commit()
 
 
 def _result(given: float) -> DesiredResult:
@@ -114,9 +120,8 @@ def seed(db: Database, *, keep: bool | None = None) -> None:
         uow.attempts.add(Attempt(T, "e1", "a1", "ada", 7.0, 10.0, NOW - timedelta(days=1)), NOW)
         uow.attempts.add(Attempt(T, "e2", "a1", "ada2", 9.0, 10.0, NOW - timedelta(days=1)), NOW)
         uow.ledger.save_many([(_delivered("ada", 7.0), C), (_delivered("bo", 5.0), C)])
-        store.add_launch(
-            uow.conn,
-            store.LaunchRecord(
+        uow.launches.add(
+            LaunchRecord(
                 T,
                 D,
                 C,
@@ -132,9 +137,8 @@ def seed(db: Database, *, keep: bool | None = None) -> None:
                 NOW - timedelta(days=2),
             ),
         )
-        store.add_launch(
-            uow.conn,
-            store.LaunchRecord(
+        uow.launches.add(
+            LaunchRecord(
                 T,
                 D,
                 "c2",
@@ -151,9 +155,9 @@ def seed(db: Database, *, keep: bool | None = None) -> None:
             ),
         )
         uow.commit()
-    store.add_rejection(
-        db.engine,
-        store.Rejection(
+    _add_rejection(
+        db,
+        Rejection(
             "unknown_deployment",
             "deployment_id: 'd9' is not registered",
             NOW - timedelta(hours=3),

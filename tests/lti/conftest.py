@@ -21,10 +21,10 @@ from gradesync.config import Settings
 from gradesync.domain.model import Activity, Course, Destination, Tenant
 from gradesync.lti import registration as reg
 from gradesync.lti.claims import AGS_SCOPES
-from gradesync.lti.keys import ToolKeyStore
 from gradesync.runtime import Runtime
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, bind, running_sandbox, serve_in_thread
+from gradesync.services.lti.keys import ToolKeyStore
 from gradesync.web.app import create_app
 from tests.conftest import TEST_SECRET
 
@@ -51,13 +51,11 @@ class Gradesync:
 
     @property
     def keys(self) -> ToolKeyStore:
-        return ToolKeyStore(self.db)
+        return ToolKeyStore(self.db.uow)
 
     def rejections(self, tenant_id: str | None = None) -> list[Any]:
-        from gradesync.lti import store
-
         with self.db.uow() as uow:
-            return store.rejections(uow.conn, tenant_id=tenant_id)
+            return list(uow.launches.refusals(tenant_id=tenant_id))
 
 
 def start_gradesync(db: Database, tmp_path: Path) -> Iterator[Gradesync]:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from gradesync.adapters.db.database import Database
 from gradesync.cli import app
 from gradesync.domain.model import Tenant
-from gradesync.lti.keys import ToolKeyStore
+from gradesync.services.lti.keys import ToolKeyStore
 from tests.api.conftest import ApiEnv
 from tests.lti.test_units import GOOD
 
@@ -75,10 +75,10 @@ def test_cli_add_list_show_and_rotate(cli_env: Database) -> None:
     bad = runner.invoke(app, [*ADD[:-2], "--auth-token-url", "ftp://x", "--id", "x2"])
     assert bad.exit_code == 2 and "auth_token_url" in bad.output
 
-    first = ToolKeyStore(cli_env).current().kid
+    first = ToolKeyStore(cli_env.uow).current().kid
     rotated = runner.invoke(app, ["keys", "rotate-tool-key"])
     assert rotated.exit_code == 0, rotated.output
-    kids = {k["kid"] for k in ToolKeyStore(cli_env).jwks()["keys"]}
+    kids = {k["kid"] for k in ToolKeyStore(cli_env.uow).jwks()["keys"]}
     assert first in kids and len(kids) == 2
 
 

@@ -22,7 +22,6 @@ from gradesync.adapters.destinations.registry import DestinationContext, build_c
 from gradesync.domain.model import Course, CourseLink
 from gradesync.lti import claims as c
 from gradesync.lti import registration as reg
-from gradesync.lti import store
 from gradesync.sandbox.testing import RunningSandbox, serve_in_thread
 from gradesync.services.destination import FailureClass, RemoteFailure
 from tests.lti.conftest import Gradesync, Setup, add_course, add_tenant, connect, unique
@@ -168,7 +167,7 @@ def test_forgeries_are_refused_and_recorded(forger: Forger) -> None:
         assert recorded[code].destination_id == forger.s.platform_id
     # nothing was bound by the refused launches: only the two genuine ones were recorded
     with forger.gs.db.uow() as uow:
-        assert len(store.launches_for_person(uow.conn, forger.s.tenant_id, "learner-x")) == 1
+        assert len(uow.launches.records_for_person(forger.s.tenant_id, "learner-x")) == 1
 
 
 def test_login_from_unknown_platform_or_deployment_is_refused(forger: Forger) -> None:

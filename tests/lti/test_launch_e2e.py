@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from gradesync.domain.model import Role
-from gradesync.lti import store
 from gradesync.lti.claims import CUSTOM_ACTIVITY, CUSTOM_COURSE
 from gradesync.sandbox.testing import RunningSandbox
 from tests.lti.conftest import Browser, Gradesync, add_course, connect, unique
@@ -82,7 +81,7 @@ def test_deep_linking_then_learner_launch_binds_everything(
         enrollment = uow.enrollments.get(s.tenant_id, "algebra", student)
         person_link = uow.links.person(s.tenant_id, s.platform_id, student, "algebra")
         item_link = uow.links.item(s.tenant_id, s.platform_id, "quiz1")
-        launches = store.launches_for_person(uow.conn, s.tenant_id, student)
+        launches = uow.launches.records_for_person(s.tenant_id, student)
     assert person is not None
     assert enrollment is not None and enrollment.role is Role.LEARNER
     assert person_link is not None and person_link.remote_id == student
@@ -141,7 +140,7 @@ def test_launch_from_another_course_is_reported_not_bound(
     with gradesync.db.uow() as uow:
         assert uow.enrollments.get(s.tenant_id, "bio", student) is None
         link = uow.links.course(s.tenant_id, s.platform_id, "bio")
-        launches = store.launches_for_person(uow.conn, s.tenant_id, student)
+        launches = uow.launches.records_for_person(s.tenant_id, student)
     assert link is not None and link.data["context"]["id"] == right  # not moved by the stray launch
     assert launches[0].claims["https://purl.imsglobal.org/spec/lti/claim/context"]["id"] == wrong
     assert created  # the right course got its column

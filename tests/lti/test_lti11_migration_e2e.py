@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import httpx
 
 from gradesync.lti.lti11_launch import LAUNCH_PATH
-from gradesync.lti.store import launches_for_person
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.lti11_consumers import ConsumerSpec, add_consumer
 from tests.lti.conftest import Browser, unique
@@ -164,7 +163,7 @@ def test_lti11_course_moves_to_lti13_and_resync_sends_nothing(
         old_link = uow.links.course(served.tenant, "lms11", ctx)
         item_link = uow.links.item(served.tenant, "lms13", "a1")
         person_link = uow.links.person(served.tenant, "lms13", learner)
-        launch = launches_for_person(uow.conn, served.tenant, learner)[0]  # newest first
+        launch = uow.launches.records_for_person(served.tenant, learner)[0]  # newest first
     assert old_link is not None and old_link.data["migrated_to"] == "lms13"
     assert item_link is not None and item_link.remote_id.endswith(f"/line_items/{item.id}")
     assert person_link is not None and person_link.remote_id == learner

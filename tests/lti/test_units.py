@@ -3,6 +3,8 @@ registration rules, and the tool key store (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,8 +27,9 @@ from gradesync.domain.errors import Conflict, InvalidInput
 from gradesync.domain.model import Role, Tenant
 from gradesync.lti import registration as reg
 from gradesync.lti.binding import role_from
-from gradesync.lti.keys import ToolKeyStore
 from gradesync.services.destination import FailureClass
+from gradesync.services.lti.keys import ToolKeyStore
+from tests.conftest import TEST_SECRET
 
 M = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
 
@@ -272,7 +275,7 @@ class _Clock:
 
 def test_tool_keys_encrypted_rotated_and_pruned(db: Database) -> None:
     clock = _Clock()
-    store = ToolKeyStore(db, clock, overlap=timedelta(days=7))  # type: ignore[arg-type]
+    store = ToolKeyStore(db.uow, clock, overlap=timedelta(days=7))  # type: ignore[arg-type]
     first = store.current()
     with db.engine.connect() as conn:
         stored = conn.execute(select(t.tool_keys.c.private_ciphertext)).scalar_one()
@@ -284,12 +287,35 @@ def test_tool_keys_encrypted_rotated_and_pruned(db: Database) -> None:
 
     clock.at += timedelta(days=1)
     second = store.rotate()
-    assert ToolKeyStore(db, clock).current().kid == second.kid  # another process sees it
+    assert ToolKeyStore(db.uow, clock).current().kid == second.kid  # another process sees it
     assert {k["kid"] for k in store.jwks()["keys"]} == {first.kid, second.kid}  # overlap
     clock.at += timedelta(days=8)
     assert {k["kid"] for k in store.jwks()["keys"]} == {second.kid}
     assert store.prune() == 1
     assert [k.kid for k in store.list()] == [second.kid]
+
+
+def test_processes_starting_together_make_one_tool_key(db_url: str, db: Database) -> None:
+    """Two processes (two Database instances, each with its own store and lock) asking for
+    the key of an empty store at once end up signing with the same key, and only one is
+    stored or published."""
+    others = [Database(db_url, TEST_SECRET) for _ in range(2)]
+    stores = [ToolKeyStore(d.uow) for d in others]
+    barrier = threading.Barrier(len(stores))
+
+    def first_key(store: ToolKeyStore) -> str:
+        barrier.wait(timeout=10)
+        return store.current().kid
+
+    try:
+        with ThreadPoolExecutor(len(stores)) as pool:
+            kids = list(pool.map(first_key, stores))
+        assert kids[0] == kids[1]
+        assert [k.kid for k in ToolKeyStore(db.uow).list()] == kids[:1]
+        assert [k["kid"] for k in stores[1].jwks()["keys"]] == kids[:1]
+    finally:
+        for d in others:
+            d.dispose()
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from rich.table import Table
 from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
 from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.lti import registration as reg
-from gradesync.lti.keys import ToolKeyStore
 from gradesync.runtime import Runtime
+from gradesync.services.lti.keys import ToolKeyStore
 
 app = typer.Typer(
     help="LTI 1.3 platforms (LMS registrations): add, list, show.", no_args_is_help=True
@@ -154,7 +154,7 @@ def rotate_tool_key() -> None:
     keys), then `prune-tool-keys` removes it."""
     runtime = Runtime.create()
     try:
-        store = ToolKeyStore(runtime.db, runtime.clock)
+        store = ToolKeyStore(runtime.db.uow, runtime.clock)
         old = store.current()
         new = store.rotate()
     finally:
@@ -167,7 +167,7 @@ def list_tool_keys() -> None:
     """The tool's keys: current, retired-but-published, expired."""
     runtime = Runtime.create()
     try:
-        infos = ToolKeyStore(runtime.db, runtime.clock).list()
+        infos = ToolKeyStore(runtime.db.uow, runtime.clock).list()
     finally:
         runtime.close()
     table = Table("kid", "created", "retired", "in JWKS")
@@ -186,7 +186,7 @@ def prune_tool_keys() -> None:
     """Delete tool keys retired longer than the overlap (no longer in the JWKS)."""
     runtime = Runtime.create()
     try:
-        count = ToolKeyStore(runtime.db, runtime.clock).prune()
+        count = ToolKeyStore(runtime.db.uow, runtime.clock).prune()
     finally:
         runtime.close()
     console.print(f"removed {count} retired tool key(s)")

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from gradesync.adapters.db.uow import SqlUnitOfWork as UnitOfWork
 from gradesync.adapters.destinations.ags_profiles import profile_for
 from gradesync.adapters.destinations.ags_urls import ForeignUrl, allowed_origins, check_url
 from gradesync.domain.errors import InvalidInput, NotFound
@@ -30,9 +29,11 @@ from gradesync.domain.model import (
     Role,
 )
 from gradesync.lti import claims as c
-from gradesync.lti import migration, store
+from gradesync.lti import migration
 from gradesync.lti.launch import ValidLaunch
 from gradesync.services.lti_migration import migrate_course_from_lti11
+from gradesync.services.ports import UnitOfWork
+from gradesync.services.ports.lti import LaunchRecord
 
 _ROLE_ORDER: tuple[tuple[str, Role], ...] = (
     ("#Administrator", Role.ADMINISTRATOR),
@@ -221,9 +222,8 @@ def bind_launch(uow: UnitOfWork, launch: ValidLaunch, now: datetime) -> BoundLau
         stored_claims["gradesync:migration"] = bound.migration
     if ignored:
         stored_claims["gradesync:ignored_endpoint"] = ignored
-    store.add_launch(
-        uow.conn,
-        store.LaunchRecord(
+    uow.launches.add(
+        LaunchRecord(
             tenant_id=tenant,
             destination_id=dest,
             course_id=course_id or "",

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from gradesync.adapters.db.uow import SqlUnitOfWork as UnitOfWork
 from gradesync.adapters.destinations.ags_profiles import profile_for
 from gradesync.adapters.secretbox import SecretBox, SecretBoxError
 from gradesync.domain.errors import InvalidInput
@@ -26,6 +25,7 @@ from gradesync.lti import claims as c
 from gradesync.lti.errors import LaunchRefused
 from gradesync.lti.keys import ToolKey
 from gradesync.lti.launch import ValidLaunch
+from gradesync.services.ports import UnitOfWork
 
 SESSION_TTL = timedelta(minutes=30)
 RESPONSE_LIFETIME = 300

@@ -17,14 +17,13 @@ from typing import Any
 
 import jwt
 
-from gradesync.adapters.db.uow import SqlUnitOfWork as UnitOfWork
 from gradesync.adapters.secretbox import SecretBox
 from gradesync.domain.model import Destination, DestinationKind
 from gradesync.lti import claims as c
-from gradesync.lti import store
 from gradesync.lti.errors import LaunchRefused
-from gradesync.lti.oidc import LoginState, read_state, state_digest
+from gradesync.lti.oidc import NONCE_PURPOSE, LoginState, nonce_key, read_state, state_digest
 from gradesync.lti.platform_keys import KeySetError, PlatformKeyCache
+from gradesync.services.ports import UnitOfWork
 
 LEEWAY_SECONDS = 60
 MAX_TOKEN_AGE_SECONDS = 3600  # an id_token issued more than an hour ago is not a live launch
@@ -47,7 +46,6 @@ class ValidLaunch:
 
 async def validate_launch(
     uow: UnitOfWork,
-    conn: Any,
     box: SecretBox,
     keys: PlatformKeyCache,
     form: Mapping[str, str],
@@ -55,8 +53,8 @@ async def validate_launch(
     now: datetime,
     state_cookie: str | None = None,
 ) -> ValidLaunch:
-    """Validate a launch POST (id_token + state). Consumes the nonce through `conn` (the
-    caller commits). Raises LaunchRefused."""
+    """Validate a launch POST (id_token + state). Consumes the nonce in `uow` (the caller
+    commits). Raises LaunchRefused."""
     if form.get("error"):
         raise LaunchRefused(
             "platform_error",
@@ -169,7 +167,7 @@ async def validate_launch(
         raise LaunchRefused(
             "nonce_mismatch", "nonce: not the nonce of this login", status=401, **who
         )
-    if not store.consume_nonce(conn, state.nonce, store.NONCE_PURPOSE, now):
+    if not uow.nonces.consume(nonce_key(state.nonce), NONCE_PURPOSE, now):
         raise LaunchRefused(
             "nonce_replayed",
             "nonce: already used (a replayed launch) or expired",

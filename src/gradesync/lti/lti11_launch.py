@@ -23,23 +23,16 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
-from sqlalchemy import Connection, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from starlette.concurrency import run_in_threadpool
 
-from gradesync.adapters.db import schema as t
-from gradesync.adapters.db.database import Database
-from gradesync.adapters.db.uow import SqlUnitOfWork
 from gradesync.domain.model import (
     Course,
     CourseLink,
     DeliveryState,
-    DestinationKind,
     Enrollment,
     EnrollmentStatus,
     ItemLink,
@@ -47,9 +40,10 @@ from gradesync.domain.model import (
     PersonLink,
     Role,
 )
-from gradesync.lti import store
 from gradesync.lti.lti11_verify import TIMESTAMP_WINDOW, LaunchRefused, verify_signed_request
 from gradesync.services.lti11_consumers import host_allowed
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.ports.lti import LaunchRecord as StoredLaunch
 
 log = logging.getLogger(__name__)
 
@@ -111,18 +105,14 @@ class Consumer:
     allowed_hosts: tuple[str, ...]
 
 
-def find_consumer(uow: SqlUnitOfWork, consumer_key: str) -> Consumer | None:
+def find_consumer(uow: UnitOfWork, consumer_key: str) -> Consumer | None:
     """The LTI 1.1 consumer with this key, in whichever tenant registered it. Only the matching
     destination's secret is decrypted."""
-    c = t.destinations.c
-    rows = uow.conn.execute(
-        select(c.tenant_id, c.id, c.config).where(c.kind == DestinationKind.LTI11_OUTCOMES.value)
-    ).all()
-    matches = [r for r in rows if (r.config or {}).get("consumer_key") == consumer_key]
+    matches = uow.lti_links.consumers_with_key(consumer_key)
     if not matches:
         return None
     if len(matches) > 1:
-        where = ", ".join(f"{r.tenant_id}/{r.id}" for r in matches)
+        where = ", ".join(f"{tenant}/{dest}" for tenant, dest in matches)
         raise LaunchRefused(
             409,
             "oauth_consumer_key",
@@ -130,7 +120,7 @@ def find_consumer(uow: SqlUnitOfWork, consumer_key: str) -> Consumer | None:
             f"{consumer_key!r} is registered more than once ({where}); an admin must remove "
             "all but one",
         )
-    dest = uow.destinations.get(matches[0].tenant_id, matches[0].id)
+    dest = uow.destinations.get(*matches[0])
     if dest is None:
         return None
     return Consumer(
@@ -148,42 +138,19 @@ def _nonce_value(consumer_key: str, nonce: str) -> str:
     return f"lti11:{digest}"
 
 
-def nonce_used(conn: Connection, consumer_key: str, nonce: str, now: datetime) -> bool:
-    c = t.nonces.c
-    row = conn.execute(
-        select(c.expires_at).where(c.value == _nonce_value(consumer_key, nonce))
-    ).first()
-    if row is None:
-        return False
-    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
-    return bool(expires > now)
+def nonce_used(uow: UnitOfWork, consumer_key: str, nonce: str, now: datetime) -> bool:
+    return uow.nonces.seen(_nonce_value(consumer_key, nonce), now)
 
 
 def remember_nonce(
-    conn: Connection, consumer_key: str, nonce: str, timestamp: int, now: datetime
+    uow: UnitOfWork, consumer_key: str, nonce: str, timestamp: int, now: datetime
 ) -> bool:
     """Record a nonce until its timestamp leaves the window; False if it was already there
     (two copies of one launch racing each other: the second is a replay)."""
-    value = _nonce_value(consumer_key, nonce)
     expires = max(datetime.fromtimestamp(timestamp, UTC), now) + timedelta(
         seconds=TIMESTAMP_WINDOW * 2
     )
-    c = t.nonces.c
-    # An expired copy of the same value may linger until the sweep: replace it.
-    conn.execute(delete(t.nonces).where(c.value == value, c.expires_at <= now))
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(t.nonces)
-        .values(value=value, purpose=NONCE_PURPOSE, expires_at=expires)
-        .on_conflict_do_nothing(index_elements=["value"])
-    )
-    return bool(conn.execute(stmt).rowcount)
-
-
-def sweep_nonces(conn: Connection, now: datetime) -> int:
-    c = t.nonces.c
-    res = conn.execute(delete(t.nonces).where(c.purpose == NONCE_PURPOSE, c.expires_at <= now))
-    return int(res.rowcount or 0)
+    return uow.nonces.add(_nonce_value(consumer_key, nonce), NONCE_PURPOSE, expires, now)
 
 
 # --- recording the launch ------------------------------------------------------------------
@@ -218,15 +185,6 @@ def _param(params: Mapping[str, str], name: str, *, required: bool = True) -> st
     return value
 
 
-def _lock_row(conn: Connection, table: Any, key: dict[str, Any], defaults: dict[str, Any]) -> None:
-    """Make sure the row exists, then lock it until commit, so two launches updating one
-    link's JSON (two learners of one activity at once) do not lose each other's entries."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).values({**key, **defaults}).on_conflict_do_nothing())
-    conds = [table.c[k] == v for k, v in key.items()]
-    conn.execute(select(*table.primary_key.columns).where(*conds).with_for_update())
-
-
 # Rejections a launch cures: the LMS has now said where this activity's (or learner's) grade
 # goes, so those results are tried again without waiting for new facts.
 _ACTIVITY_CURED = frozenset({"no_launch"})
@@ -234,7 +192,7 @@ _LEARNER_CURED = frozenset({"no_sourcedid", "unknown_sourcedid", "no_launch"})
 
 
 def _reopen(
-    uow: SqlUnitOfWork,
+    uow: UnitOfWork,
     tenant: str,
     dest: str,
     course_id: str,
@@ -276,7 +234,7 @@ def _reopen(
 
 
 def record_launch(
-    uow: SqlUnitOfWork, consumer: Consumer, params: Mapping[str, str], now: datetime
+    uow: UnitOfWork, consumer: Consumer, params: Mapping[str, str], now: datetime
 ) -> LaunchRecord:
     """Write a verified launch's facts and links (no commit: the caller commits)."""
     message_type = _param(params, "lti_message_type")
@@ -341,15 +299,9 @@ def record_launch(
     elif enrollment.role is not role:
         uow.enrollments.upsert(replace(enrollment, role=role))
 
-    conn = uow.conn
     first_of_course = uow.links.course(tenant, dest, context_id) is None
     # Course link: where this consumer's outcomes service is.
-    _lock_row(
-        conn,
-        t.course_links,
-        {"tenant_id": tenant, "destination_id": dest, "course_id": context_id},
-        {"remote_id": context_id, "data": {}},
-    )
+    uow.lti_links.hold_course(tenant, dest, context_id)
     link = uow.links.course(tenant, dest, context_id)
     data = dict(link.data) if link else {}
     data["context_title"] = title
@@ -358,12 +310,7 @@ def record_launch(
     uow.links.save_course(CourseLink(tenant, dest, context_id, context_id, data))
 
     # Item link: the activity's column, made by the LMS with the graded link.
-    _lock_row(
-        conn,
-        t.item_links,
-        {"tenant_id": tenant, "destination_id": dest, "activity_id": activity_id},
-        {"remote_id": link_id, "data": {}},
-    )
+    uow.lti_links.hold_item(tenant, dest, activity_id, link_id)
     item = uow.links.item(tenant, dest, activity_id)
     item_data = dict(item.data) if item else {}
     item_data["resource_link_id"] = link_id
@@ -387,17 +334,7 @@ def record_launch(
 
     # Person link: this learner's result id per activity in this course.
     if sourcedid and outcome_url:
-        _lock_row(
-            conn,
-            t.person_links,
-            {
-                "tenant_id": tenant,
-                "destination_id": dest,
-                "person_id": user_id,
-                "course_id": context_id,
-            },
-            {"remote_id": user_id, "data": {}},
-        )
+        uow.lti_links.hold_person(tenant, dest, user_id, context_id)
         plink = uow.links.person(tenant, dest, user_id, context_id)
         pdata = dict(plink.data) if plink and plink.course_id == context_id else {}
         pdata["sourcedids"] = {**(pdata.get("sourcedids") or {}), activity_id: sourcedid}
@@ -419,9 +356,8 @@ def record_launch(
     claims = {
         k: v for k, v in params.items() if not k.startswith("oauth_") or k == "oauth_consumer_key"
     }
-    store.add_launch(
-        conn,
-        store.LaunchRecord(
+    uow.launches.add(
+        StoredLaunch(
             tenant_id=tenant,
             destination_id=dest,
             course_id=context_id,
@@ -459,7 +395,7 @@ def parse_form(body: bytes) -> dict[str, str]:
 
 
 def handle_launch(
-    db: Database,
+    uow_factory: UnitOfWorkFactory,
     now: Callable[[], datetime],
     url: str,
     body: bytes,
@@ -469,7 +405,7 @@ def handle_launch(
     params = parse_form(body)
     key = params.get("oauth_consumer_key", "")
     moment = now()
-    with db.uow() as uow:
+    with uow_factory() as uow:
         consumer = find_consumer(uow, key) if key else None
         if consumer is not None and not consumer.consumer_secret:
             raise LaunchRefused(
@@ -482,20 +418,20 @@ def handle_launch(
             headers,
             secrets,
             now=moment.timestamp(),
-            nonce_used=lambda k, n: nonce_used(uow.conn, k, n, moment),
+            nonce_used=lambda k, n: nonce_used(uow, k, n, moment),
         )
         if consumer is None:  # cannot happen: verification refuses unknown keys
             raise LaunchRefused(401, "oauth_consumer_key", "unknown", "is not registered here")
         # A paused or disabled consumer still records launches: pausing stops sending grades,
         # and refusing learners the tool would not help anyone.
         if not remember_nonce(
-            uow.conn, key, oauth["oauth_nonce"], int(oauth["oauth_timestamp"]), moment
+            uow, key, oauth["oauth_nonce"], int(oauth["oauth_timestamp"]), moment
         ):
             raise LaunchRefused(
                 401, "oauth_nonce", "replayed", "was already used: a replayed launch"
             )
         record = record_launch(uow, consumer, params, moment)
-        sweep_nonces(uow.conn, moment)  # small table: expired launch nonces go as we pass
+        uow.nonces.purge(moment)  # small table: expired nonces go as we pass
         uow.commit()
     return record
 
@@ -527,7 +463,7 @@ async def lti11_launch(request: Request) -> Response:
     try:
         record = await run_in_threadpool(
             handle_launch,
-            runtime.db,
+            runtime.db.uow,
             runtime.clock.now,
             str(request.url),
             body,

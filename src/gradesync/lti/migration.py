@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gradesync.adapters.db.uow import SqlUnitOfWork as UnitOfWork
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Destination, DestinationKind
 from gradesync.services.lti_migration import LTI1P1_CLAIM, verify_lti1p1_claim
+from gradesync.services.ports import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)

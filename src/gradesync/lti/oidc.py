@@ -17,16 +17,21 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from gradesync.adapters.db.uow import SqlUnitOfWork as UnitOfWork
 from gradesync.adapters.destinations.ags_urls import origin_of
 from gradesync.adapters.secretbox import SecretBox, SecretBoxError
 from gradesync.domain.model import Destination
-from gradesync.lti import store
 from gradesync.lti.errors import LaunchRefused
 from gradesync.lti.registration import find_platforms
+from gradesync.services.ports import UnitOfWork
 
 LOGIN_TTL = timedelta(minutes=10)
 STATE_COOKIE = "gradesync_lti_state"
+NONCE_PURPOSE = "lti_nonce"
+
+
+def nonce_key(nonce: str) -> str:
+    """How a login's nonce is kept in the nonce store."""
+    return f"{NONCE_PURPOSE}:{nonce}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,6 @@ def _param(params: Mapping[str, str], name: str, required: bool = True) -> str |
 
 def start_login(
     uow: UnitOfWork,
-    conn: Any,
     box: SecretBox,
     params: Mapping[str, str],
     *,
@@ -69,7 +73,7 @@ def start_login(
     now: datetime,
 ) -> LoginRedirect:
     """Validate a login initiation and build the redirect to the platform. Stores the nonce
-    through `conn` (the caller commits)."""
+    in `uow` (the caller commits)."""
     issuer = _param(params, "iss")
     assert issuer is not None
     login_hint = _param(params, "login_hint")
@@ -121,7 +125,7 @@ def start_login(
         )
     nonce = secrets.token_urlsafe(32)
     expires = now + LOGIN_TTL
-    store.remember_nonce(conn, nonce, store.NONCE_PURPOSE, expires)
+    uow.nonces.add(nonce_key(nonce), NONCE_PURPOSE, expires, now)
     state = box.encrypt(
         json.dumps(
             {

@@ -16,12 +16,12 @@ from dataclasses import replace as dc_replace
 from datetime import datetime
 from typing import Any
 
-from gradesync.adapters.db.uow import SqlUnitOfWork as UnitOfWork
 from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
 from gradesync.adapters.destinations.ags_urls import is_loopback, origin_of, parse_allowed_host
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import Destination, DestinationKind
 from gradesync.lti.claims import AGS_SCOPES
+from gradesync.services.ports import UnitOfWork
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 PERSON_ID_SOURCES = ("sub", "email", "lis_person_sourcedid")

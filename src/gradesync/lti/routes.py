@@ -19,14 +19,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from gradesync.adapters.destinations.ags_urls import origin_of
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Role
-from gradesync.lti import binding, deep_linking, oidc, store
+from gradesync.lti import binding, deep_linking, oidc
 from gradesync.lti.claims import AGS_SCOPES
 from gradesync.lti.errors import LaunchRefused
-from gradesync.lti.keys import ToolKeyStore
 from gradesync.lti.launch import validate_launch
 from gradesync.lti.platform_keys import PlatformKeyCache
 from gradesync.lti.registration import tool_urls
 from gradesync.runtime import Runtime
+from gradesync.services.lti.keys import ToolKeyStore
+from gradesync.services.ports.lti import Rejection
 from gradesync.web.console.session import sign_in_from_launch
 
 log = logging.getLogger(__name__)
@@ -42,26 +43,28 @@ class LtiTool:
         self.db = runtime.db
         self.clock = runtime.clock
         self.base_url = runtime.settings.base_url.rstrip("/")
-        self.keys = ToolKeyStore(runtime.db, runtime.clock)
+        self.keys = ToolKeyStore(runtime.db.uow, runtime.clock)
         self.http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
         self.platform_keys = PlatformKeyCache(self.http)
 
     def reject(self, refused: LaunchRefused) -> None:
         log.warning("LTI launch refused: %s: %s", refused.code, refused.message)
-        store.add_rejection(
-            self.db.engine,
-            store.Rejection(
-                code=refused.code,
-                message=refused.message,
-                at=self.clock.now(),
-                tenant_id=refused.tenant_id,
-                destination_id=refused.destination_id,
-                issuer=refused.issuer,
-                client_id=refused.client_id,
-                deployment_id=refused.deployment_id,
-                detail=refused.detail,
-            ),
-        )
+        # in its own transaction: the refused launch itself changes nothing
+        with self.db.uow() as uow:
+            uow.launches.add_rejection(
+                Rejection(
+                    code=refused.code,
+                    message=refused.message,
+                    at=self.clock.now(),
+                    tenant_id=refused.tenant_id,
+                    destination_id=refused.destination_id,
+                    issuer=refused.issuer,
+                    client_id=refused.client_id,
+                    deployment_id=refused.deployment_id,
+                    detail=refused.detail,
+                )
+            )
+            uow.commit()
 
     def wake(self) -> None:
         waker = self.runtime.waker
@@ -168,9 +171,9 @@ async def login(request: Request) -> Response:
     try:
         with tool.db.uow() as uow:
             redirect = oidc.start_login(
-                uow, uow.conn, tool.db.box, params, base_url=tool.base_url, now=tool.clock.now()
+                uow, tool.db.box, params, base_url=tool.base_url, now=tool.clock.now()
             )
-            store.purge_nonces(uow.conn, tool.clock.now())
+            uow.nonces.purge(tool.clock.now())
             uow.commit()
     except LaunchRefused as refused:
         return _refused(request, refused)
@@ -196,7 +199,6 @@ async def launch(request: Request) -> Response:
         with tool.db.uow() as uow:
             valid = await validate_launch(
                 uow,
-                uow.conn,
                 tool.db.box,
                 tool.platform_keys,
                 form,

@@ -363,14 +363,18 @@ schedule_events = Table(
 )
 
 # LTI 1.3 tool keys: the private key is encrypted; retired keys stay in the JWKS for overlap.
+# Each key has its own generation: a process that makes a key names the generation it
+# follows, so processes making the first key at once make one.
 tool_keys = Table(
     "tool_keys",
     metadata,
     Column("kid", String(64), primary_key=True),
+    Column("generation", Integer, nullable=False),
     Column("private_ciphertext", Text, nullable=False),
     Column("public_jwk", JSON, nullable=False),
     _ts("created_at", nullable=False),
     _ts("retired_at"),
+    Index("uq_tool_keys_generation", "generation", unique=True),
 )
 
 # One-time values (OIDC nonces/state, JWT ids) with an expiry, for replay protection.

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 
-from gradesync.adapters.db.launches import LaunchRepo
 from gradesync.adapters.db.repos.accounts import ApiKeyRepo, UserRepo
 from gradesync.adapters.db.repos.destinations import DestinationRepo
 from gradesync.adapters.db.repos.dirty import DirtyKeyRepo
@@ -22,6 +21,7 @@ from gradesync.adapters.db.repos.facts import (
 )
 from gradesync.adapters.db.repos.ledger import DeliveryLogRepo, LedgerRepo
 from gradesync.adapters.db.repos.links import LinkRepo
+from gradesync.adapters.db.repos.lti import LaunchRepo, LtiLinkRepo, NonceRepo, ToolKeyRepo
 from gradesync.adapters.db.repos.runs import RunRepo
 from gradesync.adapters.db.repos.schedules import ScheduleRepo
 from gradesync.adapters.secretbox import SecretBox
@@ -59,6 +59,9 @@ class SqlUnitOfWork:
         self.users = UserRepo(c)
         self.api_keys = ApiKeyRepo(c)
         self.launches = LaunchRepo(c)
+        self.nonces = NonceRepo(c)
+        self.tool_keys = ToolKeyRepo(c, self._box)
+        self.lti_links = LtiLinkRepo(c)
         return self
 
     # After a commit or rollback the next transaction begins with the next statement

@@ -65,7 +65,7 @@ _MAX_TARGETS = 10_000  # URLs kept parsed per client (one per column, plus pages
 
 
 class Signer(Protocol):
-    """The tool's current signing key (gradesync.lti.keys.ToolKey satisfies it)."""
+    """The tool's current signing key (`gradesync.lti.keys.ToolKey` satisfies it)."""
 
     def sign(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str: ...
 
@@ -569,9 +569,9 @@ def _key_provider(context: DestinationContext) -> KeyProvider | None:
     keys: KeyProvider | None = context.extras.get("lti_keys")
     runtime = context.extras.get("runtime")
     if keys is None and runtime is not None:
-        from gradesync.lti.keys import ToolKeyStore
+        from gradesync.services.lti.keys import ToolKeyStore
 
-        keys = ToolKeyStore(runtime.db, runtime.clock)
+        keys = ToolKeyStore(runtime.db.uow, runtime.clock)
         context.extras["lti_keys"] = keys
     return keys
 

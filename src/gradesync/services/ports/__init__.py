@@ -19,7 +19,7 @@ from gradesync.services.ports.facts import (
 )
 from gradesync.services.ports.ledger import DeliveryLogRepo, LedgerRepo
 from gradesync.services.ports.links import LinkRepo
-from gradesync.services.ports.lti import LaunchRepo
+from gradesync.services.ports.lti import LaunchRepo, LtiLinkRepo, NonceRepo, ToolKeyRepo
 from gradesync.services.ports.runs import RunRepo
 from gradesync.services.ports.schedules import ScheduleRepo
 from gradesync.services.ports.uow import UnitOfWork, UnitOfWorkFactory
@@ -37,10 +37,13 @@ __all__ = [
     "LaunchRepo",
     "LedgerRepo",
     "LinkRepo",
+    "LtiLinkRepo",
+    "NonceRepo",
     "PersonRepo",
     "RunRepo",
     "ScheduleRepo",
     "TenantRepo",
+    "ToolKeyRepo",
     "UnitOfWork",
     "UnitOfWorkFactory",
     "UserRepo",

@@ -19,7 +19,7 @@ from gradesync.services.ports.facts import (
 )
 from gradesync.services.ports.ledger import DeliveryLogRepo, LedgerRepo
 from gradesync.services.ports.links import LinkRepo
-from gradesync.services.ports.lti import LaunchRepo
+from gradesync.services.ports.lti import LaunchRepo, LtiLinkRepo, NonceRepo, ToolKeyRepo
 from gradesync.services.ports.runs import RunRepo
 from gradesync.services.ports.schedules import ScheduleRepo
 
@@ -77,6 +77,15 @@ class UnitOfWork(Protocol):
 
     @property
     def launches(self) -> LaunchRepo: ...
+
+    @property
+    def nonces(self) -> NonceRepo: ...
+
+    @property
+    def tool_keys(self) -> ToolKeyRepo: ...
+
+    @property
+    def lti_links(self) -> LtiLinkRepo: ...
 
     def __enter__(self) -> UnitOfWork: ...
 

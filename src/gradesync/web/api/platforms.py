@@ -15,7 +15,6 @@ from fastapi import APIRouter, Body, Depends, Query
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Destination
 from gradesync.lti import registration as reg
-from gradesync.lti import store
 from gradesync.runtime import Runtime
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
@@ -101,7 +100,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
     ) -> list[dict[str, Any]]:
         """Launches refused (and launch claims ignored), newest first, with the reason."""
         with rt.db.uow() as uow:
-            rows = store.rejections(uow.conn, tenant_id=p.tenant_id, limit=limit)
+            rows = uow.launches.refusals(tenant_id=p.tenant_id, limit=limit)
         return [{**asdict(r), "at": r.at.isoformat()} for r in rows]
 
     return router

@@ -1,0 +1,395 @@
+"""LTI storage: one-time nonces, the tool's keys, launches and refused launches, and the
+link row holds of the LTI 1.1 launch (tables `nonces`, `tool_keys`, `launches`,
+`lti_rejections`, and the link tables).
+
+Diagnostics read launches and refusals as the domain's `LaunchFact` and `RejectionFact`, to
+answer "did this learner launch from this course?" and "are launches refused for a deployment
+gradesync does not know?".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.mapping import utc
+from gradesync.adapters.secretbox import SecretBox
+from gradesync.domain.diagnosis import LaunchFact, RejectionFact
+from gradesync.domain.model import DestinationKind
+from gradesync.services import ports
+from gradesync.services.ports.lti import LaunchRecord, Rejection, StoredToolKey
+
+_CONTEXT = "https://purl.imsglobal.org/spec/lti/claim/context"
+
+
+def _fact(r: Mapping[Any, Any]) -> LaunchFact:
+    claims = r["claims"] or {}
+    ctx = claims.get(_CONTEXT) if isinstance(claims, dict) else None
+    if not isinstance(ctx, dict):  # LTI 1.1 launches keep the form's context fields
+        ctx = {
+            "id": claims.get("context_id") if isinstance(claims, dict) else None,
+            "title": claims.get("context_title") if isinstance(claims, dict) else None,
+        }
+    return LaunchFact(
+        destination_id=r["destination_id"],
+        course_id=r["course_id"] or "",
+        launched_at=utc(r["launched_at"]) or r["launched_at"],
+        roles=tuple(str(x) for x in (r["roles"] or [])),
+        context_id=str(ctx["id"]) if ctx.get("id") else None,
+        context_title=str(ctx["title"]) if ctx.get("title") else None,
+    )
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+class NonceRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, value: str, purpose: str, expires_at: datetime, now: datetime) -> bool:
+        c = t.nonces.c
+        # An expired copy of the same value may linger until the sweep: replace it.
+        self.conn.execute(delete(t.nonces).where(c.value == value, c.expires_at <= utc(now)))
+        stmt = (
+            _insert(self.conn, t.nonces)
+            .values(value=value, purpose=purpose, expires_at=utc(expires_at))
+            .on_conflict_do_nothing(index_elements=["value"])
+            .returning(t.nonces.c.value)
+        )
+        return self.conn.execute(stmt).first() is not None
+
+    def seen(self, value: str, now: datetime) -> bool:
+        c = t.nonces.c
+        row = self.conn.execute(
+            select(c.value).where(c.value == value, c.expires_at > utc(now))
+        ).first()
+        return row is not None
+
+    def consume(self, value: str, purpose: str, now: datetime) -> bool:
+        c = t.nonces.c
+        res = self.conn.execute(
+            delete(t.nonces).where(c.value == value, c.purpose == purpose, c.expires_at > utc(now))
+        )
+        return res.rowcount == 1
+
+    def purge(self, now: datetime, purpose: str | None = None) -> int:
+        c = t.nonces.c
+        q = delete(t.nonces).where(c.expires_at <= utc(now))
+        if purpose is not None:
+            q = q.where(c.purpose == purpose)
+        return int(self.conn.execute(q).rowcount or 0)
+
+
+class ToolKeyRepo(ports.ToolKeyRepo):
+    """Private keys are stored encrypted with the database's SecretBox."""
+
+    def __init__(self, conn: Connection, box: SecretBox) -> None:
+        self.conn = conn
+        self.box = box
+
+    def current(self) -> StoredToolKey | None:
+        c = t.tool_keys.c
+        row = (
+            self.conn.execute(
+                select(t.tool_keys)
+                .where(c.retired_at.is_(None))
+                .order_by(c.generation.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        return StoredToolKey(
+            kid=row["kid"],
+            private_pem=self.box.decrypt(row["private_ciphertext"]),
+            public_jwk=dict(row["public_jwk"]),
+            created_at=utc(row["created_at"]),
+            generation=int(row["generation"]),
+        )
+
+    def latest_generation(self) -> int:
+        return int(self.conn.execute(select(func.max(t.tool_keys.c.generation))).scalar() or 0)
+
+    def add(
+        self,
+        generation: int,
+        kid: str,
+        private_pem: bytes,
+        public_jwk: dict[str, Any],
+        created_at: datetime,
+    ) -> bool:
+        stmt = (
+            _insert(self.conn, t.tool_keys)
+            .values(
+                kid=kid,
+                generation=generation,
+                private_ciphertext=self.box.encrypt(private_pem),
+                public_jwk=public_jwk,
+                created_at=utc(created_at),
+                retired_at=None,
+            )
+            .on_conflict_do_nothing(index_elements=["generation"])
+            .returning(t.tool_keys.c.kid)
+        )
+        return self.conn.execute(stmt).first() is not None
+
+    def retire_before(self, generation: int, now: datetime) -> None:
+        c = t.tool_keys.c
+        self.conn.execute(
+            update(t.tool_keys)
+            .where(c.retired_at.is_(None), c.generation < generation)
+            .values(retired_at=utc(now))
+        )
+
+    def published(self, retired_after: datetime) -> list[dict[str, Any]]:
+        c = t.tool_keys.c
+        rows = self.conn.execute(
+            select(c.public_jwk)
+            .where(c.retired_at.is_(None) | (c.retired_at > utc(retired_after)))
+            .order_by(c.generation.desc())
+        ).all()
+        return [dict(r[0]) for r in rows]
+
+    def listing(self) -> list[tuple[str, datetime, datetime | None]]:
+        c = t.tool_keys.c
+        rows = self.conn.execute(
+            select(c.kid, c.created_at, c.retired_at).order_by(c.generation.desc())
+        ).all()
+        return [(kid, utc(created), utc(retired)) for kid, created, retired in rows]
+
+    def prune(self, retired_before: datetime) -> int:
+        c = t.tool_keys.c
+        res = self.conn.execute(
+            delete(t.tool_keys).where(
+                c.retired_at.is_not(None), c.retired_at <= utc(retired_before)
+            )
+        )
+        return int(res.rowcount or 0)
+
+
+class LtiLinkRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def consumers_with_key(self, consumer_key: str) -> list[tuple[str, str]]:
+        c = t.destinations.c
+        rows = self.conn.execute(
+            select(c.tenant_id, c.id, c.config).where(
+                c.kind == DestinationKind.LTI11_OUTCOMES.value
+            )
+        ).all()
+        return [
+            (r.tenant_id, r.id)
+            for r in rows
+            if (r.config or {}).get("consumer_key") == consumer_key
+        ]
+
+    def _hold(self, table: Table, key: dict[str, Any], defaults: dict[str, Any]) -> None:
+        self.conn.execute(
+            _insert(self.conn, table).values({**key, **defaults}).on_conflict_do_nothing()
+        )
+        conds = [table.c[k] == v for k, v in key.items()]
+        self.conn.execute(select(*table.primary_key.columns).where(*conds).with_for_update())
+
+    def hold_course(self, tenant_id: str, destination_id: str, course_id: str) -> None:
+        self._hold(
+            t.course_links,
+            {"tenant_id": tenant_id, "destination_id": destination_id, "course_id": course_id},
+            {"remote_id": course_id, "data": {}},
+        )
+
+    def hold_item(
+        self, tenant_id: str, destination_id: str, activity_id: str, remote_id: str
+    ) -> None:
+        self._hold(
+            t.item_links,
+            {"tenant_id": tenant_id, "destination_id": destination_id, "activity_id": activity_id},
+            {"remote_id": remote_id, "data": {}},
+        )
+
+    def hold_person(
+        self, tenant_id: str, destination_id: str, person_id: str, course_id: str
+    ) -> None:
+        self._hold(
+            t.person_links,
+            {
+                "tenant_id": tenant_id,
+                "destination_id": destination_id,
+                "person_id": person_id,
+                "course_id": course_id,
+            },
+            {"remote_id": person_id, "data": {}},
+        )
+
+
+def _record(r: Mapping[Any, Any]) -> LaunchRecord:
+    return LaunchRecord(
+        tenant_id=r["tenant_id"],
+        destination_id=r["destination_id"],
+        course_id=r["course_id"],
+        person_id=r["person_id"],
+        resource_link_id=r["resource_link_id"],
+        roles=list(r["roles"] or []),
+        claims=dict(r["claims"] or {}),
+        launched_at=utc(r["launched_at"]),
+        id=r["id"],
+    )
+
+
+class LaunchRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, record: LaunchRecord) -> None:
+        self.conn.execute(
+            insert(t.launches).values(
+                tenant_id=record.tenant_id,
+                destination_id=record.destination_id,
+                course_id=record.course_id,
+                person_id=record.person_id,
+                resource_link_id=record.resource_link_id,
+                roles=record.roles,
+                claims=record.claims,
+                launched_at=utc(record.launched_at),
+            )
+        )
+
+    def add_rejection(self, rej: Rejection) -> None:
+        self.conn.execute(
+            insert(t.lti_rejections).values(
+                tenant_id=rej.tenant_id,
+                destination_id=rej.destination_id,
+                issuer=(rej.issuer or "")[:2048] or None,
+                client_id=(rej.client_id or "")[:255] or None,
+                deployment_id=(rej.deployment_id or "")[:255] or None,
+                code=rej.code,
+                message=rej.message,
+                detail=rej.detail,
+                at=utc(rej.at),
+            )
+        )
+
+    def records_for_person(
+        self, tenant_id: str, person_id: str, destination_id: str | None = None, limit: int = 50
+    ) -> list[LaunchRecord]:
+        """A person's launches as recorded (every claim), newest first."""
+        c = t.launches.c
+        q = select(t.launches).where(c.tenant_id == tenant_id, c.person_id == person_id)
+        if destination_id is not None:
+            q = q.where(c.destination_id == destination_id)
+        rows = self.conn.execute(q.order_by(c.launched_at.desc(), c.id.desc()).limit(limit))
+        return [_record(r) for r in rows.mappings()]
+
+    def refusals(self, *, tenant_id: str | None = None, limit: int = 100) -> list[Rejection]:
+        """Refused logins and launches as recorded, newest first."""
+        c = t.lti_rejections.c
+        q = select(t.lti_rejections)
+        if tenant_id is not None:
+            q = q.where(c.tenant_id == tenant_id)
+        rows = self.conn.execute(q.order_by(c.at.desc(), c.id.desc()).limit(limit)).mappings()
+        return [
+            Rejection(
+                code=r["code"],
+                message=r["message"],
+                at=utc(r["at"]),
+                tenant_id=r["tenant_id"],
+                destination_id=r["destination_id"],
+                issuer=r["issuer"],
+                client_id=r["client_id"],
+                deployment_id=r["deployment_id"],
+                detail=dict(r["detail"] or {}),
+                id=r["id"],
+            )
+            for r in rows
+        ]
+
+    def for_person(
+        self,
+        tenant_id: str,
+        person_id: str,
+        destination_id: str | None = None,
+        limit: int = 50,
+    ) -> list[LaunchFact]:
+        """A person's launches, newest first."""
+        c = t.launches.c
+        q = select(t.launches).where(c.tenant_id == tenant_id, c.person_id == person_id)
+        if destination_id is not None:
+            q = q.where(c.destination_id == destination_id)
+        rows = self.conn.execute(q.order_by(c.launched_at.desc(), c.id.desc()).limit(limit))
+        return [_fact(r) for r in rows.mappings()]
+
+    def for_people(
+        self, tenant_id: str, destination_id: str, person_ids: Iterable[str]
+    ) -> dict[str, list[LaunchFact]]:
+        """Launches of these people at one destination, newest first, by person."""
+        ids = sorted(set(person_ids))
+        out: dict[str, list[LaunchFact]] = {}
+        c = t.launches.c
+        for i in range(0, len(ids), 500):
+            rows = self.conn.execute(
+                select(t.launches)
+                .where(
+                    c.tenant_id == tenant_id,
+                    c.destination_id == destination_id,
+                    c.person_id.in_(ids[i : i + 500]),
+                )
+                .order_by(c.launched_at.desc(), c.id.desc())
+            ).mappings()
+            for r in rows:
+                out.setdefault(r["person_id"], []).append(_fact(r))
+        return out
+
+    def summary(self, tenant_id: str, destination_id: str) -> tuple[int, datetime | None]:
+        """How many launches came through a destination, and the latest one's time."""
+        c = t.launches.c
+        n, last = self.conn.execute(
+            select(func.count(), func.max(c.launched_at)).where(
+                c.tenant_id == tenant_id, c.destination_id == destination_id
+            )
+        ).one()
+        return int(n or 0), utc(last)
+
+    def rejections(
+        self,
+        tenant_id: str,
+        destination_id: str | None = None,
+        *,
+        issuer: str | None = None,
+        client_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[RejectionFact]:
+        """Refused launches for a tenant (and a destination: recorded against it, or naming
+        its issuer and client id when the refusal came before gradesync knew the tenant)."""
+        c = t.lti_rejections.c
+        q = select(t.lti_rejections)
+        if destination_id is None:
+            q = q.where(c.tenant_id == tenant_id)
+        else:
+            mine = (c.tenant_id == tenant_id) & (c.destination_id == destination_id)
+            if issuer and client_id:
+                q = q.where(or_(mine, (c.issuer == issuer) & (c.client_id == client_id)))
+            else:
+                q = q.where(mine)
+        if since is not None:
+            q = q.where(c.at >= utc(since))
+        rows = self.conn.execute(q.order_by(c.at.desc(), c.id.desc()).limit(limit)).mappings()
+        return [
+            RejectionFact(
+                code=r["code"],
+                message=r["message"],
+                at=utc(r["at"]) or r["at"],
+                deployment_id=r["deployment_id"],
+            )
+            for r in rows
+        ]

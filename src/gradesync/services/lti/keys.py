@@ -1,0 +1,119 @@
+"""The tool's signing keys: created on first use, rotated on demand, published as JWKS.
+
+Private keys are stored encrypted (the repository's business); the plaintext only ever exists
+in memory. Rotation makes a new current key and retires the old one, which stays in the JWKS
+for `overlap` so platforms that cached the old key (or tokens signed just before the rotation)
+keep verifying.
+
+Every key has a generation, unique in the store. A process that finds no key (or rotates)
+stores the generation after the one it read; when another process got there first, the insert
+stores nothing and the store reads the winner's key. So `serve` and workers started together
+on an empty database sign with one key.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from gradesync.lti.keys import ToolKey, ToolKeyInfo, load_key, new_key
+from gradesync.services.clock import Clock, SystemClock
+from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.services.ports.lti import StoredToolKey
+
+DEFAULT_OVERLAP = timedelta(days=7)
+_CACHE_SECONDS = 30.0  # other processes see a rotation within this; the old key still verifies
+
+
+def _tool_key(stored: StoredToolKey) -> ToolKey:
+    return load_key(stored.kid, stored.private_pem, stored.public_jwk, stored.created_at)
+
+
+class ToolKeyStore:
+    """Thread-safe; caches the current key briefly."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock | None = None,
+        overlap: timedelta = DEFAULT_OVERLAP,
+    ) -> None:
+        self._uow = uow
+        self.clock = clock or SystemClock()
+        self.overlap = overlap
+        self._lock = threading.Lock()
+        self._cached: tuple[ToolKey, float] | None = None
+
+    # --- reading ---
+
+    def current(self) -> ToolKey:
+        """The key that signs now; the first call on an empty store creates it."""
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[1] < _CACHE_SECONDS:
+            return cached[0]
+        with self._lock:
+            with self._uow() as uow:
+                stored = uow.tool_keys.current()
+                latest = uow.tool_keys.latest_generation()
+            key = _tool_key(stored) if stored is not None else self._make(latest, retire=False)
+            self._cached = (key, time.monotonic())
+            return key
+
+    def _published_cutoff(self) -> datetime:
+        return self.clock.now() - self.overlap
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWKS document: the current key and keys retired less than `overlap` ago."""
+        self.current()  # a platform fetching the JWKS before any launch still gets a key
+        with self._uow() as uow:
+            return {"keys": uow.tool_keys.published(self._published_cutoff())}
+
+    def list(self) -> list[ToolKeyInfo]:
+        cutoff = self._published_cutoff()
+        with self._uow() as uow:
+            rows = uow.tool_keys.listing()
+        return [
+            ToolKeyInfo(kid, created, retired, retired is None or retired > cutoff)
+            for kid, created, retired in rows
+        ]
+
+    # --- changing ---
+
+    def _make(self, after: int, *, retire: bool) -> ToolKey:
+        """Store a new key of generation `after + 1` (retiring older ones when `retire`), or
+        when another process stored that generation first, return the current key."""
+        key = new_key(self.clock.now())
+        with self._uow() as uow:
+            made = uow.tool_keys.add(
+                after + 1, key.kid, key.private_pem(), key.public_jwk, key.created_at
+            )
+            if made and retire:
+                uow.tool_keys.retire_before(after + 1, self.clock.now())
+            uow.commit()
+        if made:
+            return key
+        with self._uow() as uow:
+            stored = uow.tool_keys.current()
+        if stored is None:  # the winner's key was retired and pruned meanwhile: try again
+            return self._make(after + 1, retire=retire)
+        return _tool_key(stored)
+
+    def rotate(self) -> ToolKey:
+        """Make a new current key; the previous ones are retired now and stay published for
+        `overlap`. Returns the new key."""
+        with self._lock:
+            self._cached = None
+            with self._uow() as uow:
+                latest = uow.tool_keys.latest_generation()
+            key = self._make(latest, retire=True)
+            self._cached = (key, time.monotonic())
+            return key
+
+    def prune(self) -> int:
+        """Delete keys retired longer than `overlap` ago (no longer published)."""
+        with self._uow() as uow:
+            count = uow.tool_keys.prune(self._published_cutoff())
+            uow.commit()
+        return count
