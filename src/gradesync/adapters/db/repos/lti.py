@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import utc
+from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.adapters.secretbox import SecretBox
 from gradesync.domain.diagnosis import LaunchFact, RejectionFact
 from gradesync.domain.model import DestinationKind
@@ -50,10 +51,7 @@ def _insert(conn: Connection, table: Table) -> Any:
     return dialect.insert(table)
 
 
-class NonceRepo:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class NonceRepo(SqlRepo):
     def add(self, value: str, purpose: str, expires_at: datetime, now: datetime) -> bool:
         c = t.nonces.c
         # An expired copy of the same value may linger until the sweep: replace it.
@@ -177,10 +175,7 @@ class ToolKeyRepo(ports.ToolKeyRepo):
         return int(res.rowcount or 0)
 
 
-class LtiLinkRepo:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class LtiLinkRepo(SqlRepo):
     def consumers_with_key(self, consumer_key: str) -> list[tuple[str, str]]:
         c = t.destinations.c
         rows = self.conn.execute(
@@ -246,10 +241,7 @@ def _record(r: Mapping[Any, Any]) -> LaunchRecord:
     )
 
 
-class LaunchRepo:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class LaunchRepo(SqlRepo):
     def add(self, record: LaunchRecord) -> None:
         self.conn.execute(
             insert(t.launches).values(
