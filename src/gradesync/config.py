@@ -12,9 +12,10 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     secret_key: str | None = None
     base_url: str = "http://127.0.0.1:8000"  # how LMSs reach this service (LTI URLs)
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # "json": one JSON object per line, with request id, tenant, run id and destination
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = True  # one line per HTTP request served (`gradesync.access`)
     # SQLite durability: FULL fsyncs every commit, so an acknowledged attempt survives a power
     # cut, not only a crash.
     sqlite_synchronous: str = "FULL"
@@ -55,6 +59,11 @@ class Settings(BaseSettings):
     breaker_threshold: int = 5  # transient failures in a row that pause a destination
     breaker_cooldown_seconds: float = 30.0
     run_retry_patience_seconds: float = 30.0  # a run waits this long for retries to settle
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
 
     @cached_property
     def resolved_database_url(self) -> str:

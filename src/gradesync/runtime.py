@@ -80,11 +80,13 @@ class Runtime:
             import httpx
 
             from gradesync.adapters.destinations.http_pool import shared_client
+            from gradesync.adapters.destinations.observed import CountingTransport
             from gradesync.adapters.destinations.registry import DestinationContext
 
             http = shared_client(
                 timeout=httpx.Timeout(30.0, connect=10.0),
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                wrap=CountingTransport,
             )
             self.destinations = DestinationContext(http=http, extras={"runtime": self})
         return self.destinations
@@ -98,9 +100,10 @@ class Runtime:
                 destination, context
             )
             return client
+        from gradesync.adapters.destinations.observed import ObservedClient
         from gradesync.adapters.destinations.registry import build_client
 
-        return build_client(destination, context)
+        return ObservedClient(build_client(destination, context))
 
     def engine_settings(self) -> EngineSettings:
         from gradesync.domain.ledger import BackoffPolicy
@@ -127,6 +130,7 @@ class Runtime:
         )
 
     def build_engine(self, waker: Waker | None = None) -> Engine:
+        from gradesync.adapters.metrics import PrometheusMeter
         from gradesync.services.worker import Engine
 
         return Engine(
@@ -135,6 +139,7 @@ class Runtime:
             self.destination_client,
             self.engine_settings(),
             waker=waker,
+            meter=PrometheusMeter(),
         )
 
     def remote_waker(self) -> Waker:

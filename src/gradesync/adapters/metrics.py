@@ -1,23 +1,24 @@
 """Prometheus metrics: one registry per process.
 
-The delivery engine counts outcomes where they happen:
+Counted where things happen, through `PrometheusMeter` (the services' `Meter` port), the web
+middleware (requests by route template) and the destinations' HTTP transport (outbound
+requests). Read from the database at scrape time, so they are right across processes and
+restarts: the backlog, the age of the oldest waiting result and the paused destinations
+(counters are per process; Prometheus sums them).
 
-    from gradesync.adapters import metrics
-    metrics.RESULTS_DELIVERED.labels(tenant=key.tenant_id, destination=key.destination_id).inc()
-    metrics.DELIVERY_LATENCY.labels(tenant=..., destination=...).observe(seconds)
-
-`gradesync_results_pending` is not counted: it is read from the ledger when scraped, so it is
-right across processes and restarts (counters are per process; Prometheus sums them).
+Labels stay bounded: tenant and destination ids, reason codes, failure classes, triggers,
+outcomes, route templates and status codes; never a learner, course or activity id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select
 
 from gradesync.adapters.db import schema as t
 from gradesync.domain.model import DeliveryState
@@ -34,55 +35,158 @@ RESULTS_DELIVERED = Counter(
 )
 RESULTS_REJECTED = Counter(
     "gradesync_results_rejected",
-    "Results the destination refused (not retried until the facts change).",
-    _LABELS,
+    "Results the destination refused, or whose retries ran out (not sent again until the "
+    "facts change), by reason code.",
+    (*_LABELS, "reason"),
     registry=REGISTRY,
 )
 RESULTS_RETRIED = Counter(
     "gradesync_results_retried",
-    "Sends that failed transiently and were scheduled again.",
-    _LABELS,
+    "Sends that failed transiently and were scheduled again, by failure class (retry_later: "
+    "backoff; slow_down: the remote's Retry-After) and reason code.",
+    (*_LABELS, "failure_class", "reason"),
     registry=REGISTRY,
 )
 DELIVERY_LATENCY = Histogram(
     "gradesync_delivery_latency_seconds",
-    "From the attempt being stored to the destination acknowledging the result.",
+    "From the result becoming pending (its attempt stored and computed) to the destination "
+    "acknowledging it; results that were retried are counted in gradesync_results_retried.",
     _LABELS,
-    # sub-second is the target; the tail shows retries and pauses
+    # sub-second is the target; the tail shows queues and pauses
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0),
     registry=REGISTRY,
 )
+RUNS_FINISHED = Counter(
+    "gradesync_runs",
+    "Sync runs finished, by trigger (auto, manual, scheduled, resync, remaster...) and outcome.",
+    ("tenant", "trigger", "outcome"),
+    registry=REGISTRY,
+)
+HTTP_REQUESTS = Counter(
+    "gradesync_http_requests",
+    "HTTP requests served, by method, route template and status code.",
+    ("method", "route", "status"),
+    registry=REGISTRY,
+)
+HTTP_DURATION = Histogram(
+    "gradesync_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method and route template.",
+    ("method", "route"),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+OUTBOUND_REQUESTS = Counter(
+    "gradesync_outbound_requests",
+    "Requests sent to destinations, by status code (`error`: no answer, e.g. a timeout or a "
+    "refused connection).",
+    (*_LABELS, "status"),
+    registry=REGISTRY,
+)
+
+
+class PrometheusMeter:
+    """The services' `Meter`, counted in this process's registry."""
+
+    def result_delivered(
+        self, tenant: str, destination: str, latency_seconds: float | None
+    ) -> None:
+        RESULTS_DELIVERED.labels(tenant=tenant, destination=destination).inc()
+        if latency_seconds is not None:
+            DELIVERY_LATENCY.labels(tenant=tenant, destination=destination).observe(latency_seconds)
+
+    def result_rejected(self, tenant: str, destination: str, reason: str) -> None:
+        RESULTS_REJECTED.labels(tenant=tenant, destination=destination, reason=reason).inc()
+
+    def result_retried(
+        self, tenant: str, destination: str, failure_class: str, reason: str
+    ) -> None:
+        RESULTS_RETRIED.labels(
+            tenant=tenant, destination=destination, failure_class=failure_class, reason=reason
+        ).inc()
+
+    def run_finished(self, tenant: str, trigger: str, outcome: str) -> None:
+        RUNS_FINISHED.labels(tenant=tenant, trigger=trigger, outcome=outcome).inc()
+
+
+def count_http(method: str, route: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+    HTTP_DURATION.labels(method=method, route=route).observe(seconds)
+
+
+def count_outbound(tenant: str, destination: str, status: int | None) -> None:
+    OUTBOUND_REQUESTS.labels(
+        tenant=tenant, destination=destination, status="error" if status is None else str(status)
+    ).inc()
+
 
 _WAITING = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
+# a paused destination's reason is a label: keep it a readable line, not a page
+_REASON_CHARS = 120
 
 
-class PendingCollector(Collector):
-    """`gradesync_results_pending{tenant,destination}`: ledger rows waiting to be delivered
-    (pending or retrying), counted in the database at scrape time."""
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+class LedgerCollector(Collector):
+    """Gauges read from the database when scraped:
+
+    - `gradesync_results_pending{tenant,destination}`: the backlog (pending or retrying);
+    - `gradesync_results_oldest_pending_age_seconds{tenant,destination}`: since the oldest
+      waiting result last changed (became pending, or last failed);
+    - `gradesync_destination_paused{tenant,destination,kind,reason}`: 1 per paused
+      destination; kind `manual` (paused by a person, until resumed) or `timed` (the
+      remote's Retry-After, the circuit breaker, a misconfiguration, or a timed pause).
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        g = GaugeMetricFamily(
+        pending = GaugeMetricFamily(
             "gradesync_results_pending",
             "Results waiting to be delivered (pending or retrying), from the ledger.",
             labels=list(_LABELS),
         )
+        oldest = GaugeMetricFamily(
+            "gradesync_results_oldest_pending_age_seconds",
+            "Seconds since the oldest waiting result (pending or retrying) last changed.",
+            labels=list(_LABELS),
+        )
+        paused = GaugeMetricFamily(
+            "gradesync_destination_paused",
+            "1 for each paused destination, with the kind of pause and its reason.",
+            labels=[*_LABELS, "kind", "reason"],
+        )
+        now = datetime.now(UTC)
         c = t.ledger.c
         q = (
-            select(c.tenant_id, c.destination_id, func.count())
+            select(c.tenant_id, c.destination_id, func.count(), func.min(c.updated_at))
             .where(c.state.in_(_WAITING))
             .group_by(c.tenant_id, c.destination_id)
         )
+        d = t.destinations.c
+        p = select(d.tenant_id, d.id, d.enabled, d.paused_until, d.pause_reason).where(
+            or_(d.enabled.is_(False), d.paused_until.is_not(None))
+        )
         with self.engine.connect() as conn:
-            for tenant, dest, n in conn.execute(q):
-                g.add_metric([tenant, dest], float(n))
-        yield g
+            for tenant, dest, n, since in conn.execute(q):
+                pending.add_metric([tenant, dest], float(n))
+                if since is not None:
+                    age = (now - _utc(since)).total_seconds()
+                    oldest.add_metric([tenant, dest], max(0.0, age))
+            for tenant, dest, enabled, until, reason in conn.execute(p):
+                if enabled and (until is None or _utc(until) <= now):
+                    continue  # a timed pause that has ended
+                kind = "manual" if not enabled else "timed"
+                paused.add_metric([tenant, dest, kind, (reason or "")[:_REASON_CHARS]], 1.0)
+        yield pending
+        yield oldest
+        yield paused
 
 
 def exposition(engine: Engine) -> bytes:
-    """The text exposition: this process's counters plus pending from the database."""
-    pending = CollectorRegistry(auto_describe=False)
-    pending.register(PendingCollector(engine))
-    return generate_latest(REGISTRY) + generate_latest(pending)
+    """The text exposition: this process's counters plus the gauges read from the database."""
+    ledger = CollectorRegistry(auto_describe=False)
+    ledger.register(LedgerCollector(engine))
+    return generate_latest(REGISTRY) + generate_latest(ledger)

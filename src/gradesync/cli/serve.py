@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
+from gradesync import logs
 from gradesync.config import load_settings
 
 
@@ -23,10 +22,7 @@ def serve(
 ) -> None:
     """Run gradesync (SQLite by default; migrations applied automatically on SQLite)."""
     settings = load_settings()
-    logging.basicConfig(
-        level="WARNING" if demo else settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure("WARNING" if demo else settings.log_level, settings.log_format)
     if demo:
         from gradesync.demo import run_demo  # the demo imports the sandbox: load it only here
 
@@ -43,4 +39,12 @@ def serve(
     runtime = Runtime.create(settings)
     app = create_app(runtime)
     app.state.run_worker = True  # the in-process worker (docs/operations.md)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    # uvicorn's own loggers go through the handler above; the access log is gradesync's
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        access_log=False,
+    )

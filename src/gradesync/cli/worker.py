@@ -7,11 +7,11 @@ same engine as the worker inside `gradesync serve`, woken through procrastinate.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import typer
 from rich.console import Console
 
+from gradesync import logs
 from gradesync.config import load_settings
 from gradesync.runtime import Runtime
 
@@ -26,9 +26,7 @@ def worker(
 ) -> None:
     """Deliver grades: compute dirty keys, send due results, run sync runs (PostgreSQL)."""
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     runtime = Runtime.create(settings)
     if runtime.db.is_sqlite:
         console.print(

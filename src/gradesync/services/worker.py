@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from gradesync.domain.model import LedgerRow, RunStage, SyncRun
+from gradesync.services import log_context
 from gradesync.services.clock import Clock
 from gradesync.services.compute import ComputeStats, compute_dirty
 from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, DeliveryStats
@@ -31,6 +32,7 @@ from gradesync.services.destination import DestinationFactory
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.sync import RunExecutor
+from gradesync.services.telemetry import NULL_METER, Meter
 from gradesync.services.wakeup import Waker
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class Engine:
         *,
         waker: Waker | None = None,
         worker_id: str | None = None,
+        meter: Meter = NULL_METER,
     ) -> None:
         self.uow_factory = uow_factory
         self.clock = clock
@@ -57,6 +60,7 @@ class Engine:
         self.worker_id = worker_id or new_worker_id()
         self.clients = Clients(factory)
         self.waker = waker
+        self.meter = meter
         self._listeners: list[Callable[[list[LedgerRow]], None]] = []
         self.deliverer = Deliverer(
             uow_factory,
@@ -135,19 +139,25 @@ class Engine:
             return run
 
     async def _execute(self, run: SyncRun) -> SyncRun | None:
-        log.info("run %s (%s, %s) started", run.id, run.trigger.value, run.scope.key)
-        try:
-            done = await self.executor.execute(run)
-        finally:
-            self._runs.pop(run.id, None)
-        log.info(
-            "run %s %s: %s",
-            run.id,
-            done.outcome.value if done.outcome else done.stage.value,
-            done.message or "",
-        )
+        scope = run.scope
+        with log_context.bound(
+            run_id=run.id, tenant=scope.tenant_id, destination=scope.destination_id
+        ):
+            log.info("run %s (%s, %s) started", run.id, run.trigger.value, scope.key)
+            try:
+                done = await self.executor.execute(run)
+            finally:
+                self._runs.pop(run.id, None)
+            log.info(
+                "run %s %s: %s",
+                run.id,
+                done.outcome.value if done.outcome else done.stage.value,
+                done.message or "",
+            )
         fut = self._finished.get(run.id)
         if done.stage is RunStage.FINISHED:
+            outcome = done.outcome.value if done.outcome else "unknown"
+            self.meter.run_finished(scope.tenant_id, run.trigger.value, outcome)
             if fut is None:
                 fut = self._finished[run.id] = asyncio.get_running_loop().create_future()
             if not fut.done():

@@ -15,6 +15,7 @@ from gradesync.web import health
 from gradesync.web import metrics as metrics_route
 from gradesync.web.api import router as api
 from gradesync.web.console import pages as console_pages
+from gradesync.web.observe import RequestObserver
 
 
 @asynccontextmanager
@@ -52,4 +53,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(lti11_launch.router)
     app.include_router(lti13_routes.router)
     console_pages.install(app, runtime.settings.resolved_secret_key())
+    app.add_middleware(RequestObserver, access_log=runtime.settings.access_log)
     return app

@@ -14,7 +14,7 @@ from __future__ import annotations
 import select
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpcore
@@ -97,10 +97,15 @@ class _Backend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def shared_client(*, timeout: httpx.Timeout, limits: httpx.Limits) -> httpx.AsyncClient:
+def shared_client(
+    *,
+    timeout: httpx.Timeout,
+    limits: httpx.Limits,
+    wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+) -> httpx.AsyncClient:
     """An `httpx.AsyncClient` (no redirects followed) whose pool checks idle connections
     cheaply. Should httpx or httpcore ever be laid out differently, this is a plain client:
-    slower, never wrong."""
+    slower, never wrong. `wrap` puts a transport around the pool (e.g. one that counts)."""
     transport = httpx.AsyncHTTPTransport(limits=limits)
     pool = getattr(transport, "_pool", None)
     if (
@@ -109,6 +114,7 @@ def shared_client(*, timeout: httpx.Timeout, limits: httpx.Limits) -> httpx.Asyn
         and isinstance(getattr(pool, "_network_backend", None), httpcore.AsyncNetworkBackend)
     ):
         pool._network_backend = _Backend(pool._network_backend)
+    outer: httpx.AsyncBaseTransport = transport if wrap is None else wrap(transport)
     return httpx.AsyncClient(
-        timeout=timeout, limits=limits, follow_redirects=False, transport=transport
+        timeout=timeout, limits=limits, follow_redirects=False, transport=outer
     )

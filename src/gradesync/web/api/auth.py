@@ -13,6 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gradesync.domain.model import ApiScope
+from gradesync.services import log_context
 from gradesync.services.auth import Principal, verify_token
 
 __all__ = ["Principal", "current_principal", "require_scope"]
@@ -32,6 +33,7 @@ def current_principal(
             status_code=401, detail="unauthorized", headers={"WWW-Authenticate": "Bearer"}
         )
     request.state.principal = principal
+    log_context.bind(tenant=principal.tenant_id)
     return principal
 
 

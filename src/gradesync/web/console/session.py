@@ -15,6 +15,7 @@ from fastapi import FastAPI, HTTPException, Request
 from starlette.middleware.sessions import SessionMiddleware
 
 from gradesync.domain.model import ConsoleUser, UserRole
+from gradesync.services import log_context
 from gradesync.services.accounts import hash_password
 from gradesync.services.ports import UnitOfWorkFactory
 
@@ -98,5 +99,6 @@ def current_user(request: Request) -> ConsoleUser:
         with runtime.uow() as uow:
             user: ConsoleUser | None = uow.users.get(data["tenant_id"], data["username"])
         if user is not None:
+            log_context.bind(tenant=user.tenant_id)
             return user
     raise LoginRequired(request.url.path)

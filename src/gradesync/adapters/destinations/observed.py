@@ -1,0 +1,90 @@
+"""What every destination client reports, whatever its protocol: each call runs with its
+tenant and destination in the log context (so the adapter's log lines carry them), and each
+HTTP request it makes is counted by destination and status
+(`gradesync_outbound_requests_total`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from gradesync.adapters import metrics
+from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
+from gradesync.domain.policy import Capabilities, Column, DesiredResult
+from gradesync.services import log_context
+from gradesync.services.destination import (
+    CheckStep,
+    DestinationClient,
+    ReadBack,
+    Receipt,
+    ResultTarget,
+)
+
+
+class ObservedClient:
+    """A destination client whose calls run with its destination in the log context; any
+    other attribute (e.g. `timestamp_step`) is the wrapped client's."""
+
+    def __init__(self, inner: DestinationClient) -> None:
+        self._inner = inner
+        self.destination: Destination = inner.destination
+        self._context = {"tenant": inner.destination.tenant_id, "destination": inner.destination.id}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._inner.capabilities
+
+    async def ensure_course(self, course: Course, link: CourseLink | None) -> CourseLink:
+        with log_context.bound(**self._context):
+            return await self._inner.ensure_course(course, link)
+
+    async def ensure_column(
+        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+    ) -> ItemLink:
+        with log_context.bound(**self._context):
+            return await self._inner.ensure_column(course, column, link, force=force)
+
+    async def put_result(
+        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+    ) -> Receipt:
+        with log_context.bound(**self._context):
+            return await self._inner.put_result(target, result, timestamp)
+
+    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
+        with log_context.bound(**self._context):
+            return await self._inner.read_results(course, item)
+
+    async def check(self) -> Sequence[CheckStep]:
+        with log_context.bound(**self._context):
+            return await self._inner.check()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Counts each request by the destination in the log context and the answer's status
+    (`error` when there is none: a timeout, a refused or reset connection)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        ctx = log_context.current()
+        tenant, destination = ctx.get("tenant", ""), ctx.get("destination", "")
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx.TransportError:
+            metrics.count_outbound(tenant, destination, None)
+            raise
+        metrics.count_outbound(tenant, destination, response.status_code)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

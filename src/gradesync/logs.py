@@ -1,0 +1,64 @@
+"""Logging for the long-running commands (`serve`, `worker`): plain text or one JSON object
+per line (`GRADESYNC_LOG_FORMAT=json`), each line carrying the request id, tenant, run id
+and destination it is about, where they apply."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from gradesync.services import log_context
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(context)s"
+
+
+class ContextFilter(logging.Filter):
+    """Copies the log context onto each record: `record.gradesync` (a dict) and, for the text
+    format, `record.context` (` [tenant=... run_id=...]`, or nothing)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = dict(log_context.current())
+        record.gradesync = ctx
+        record.context = " [" + " ".join(f"{k}={v}" for k, v in ctx.items()) + "]" if ctx else ""
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, the context
+    fields, and the traceback when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        out.update(getattr(record, "gradesync", None) or log_context.current())
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def handler(fmt: str) -> logging.Handler:
+    h = logging.StreamHandler()
+    h.addFilter(ContextFilter())
+    h.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    return h
+
+
+def configure(level: str, fmt: str) -> None:
+    """Route every logger (uvicorn's included) through one handler on the root logger."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler(fmt))
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        lg = logging.getLogger(name)
+        lg.handlers.clear()
+        lg.propagate = True

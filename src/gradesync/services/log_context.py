@@ -1,0 +1,44 @@
+"""What a log line is about: request id, tenant, run id, destination.
+
+Held in a context variable, so every line logged while handling a request, running a run or
+talking to a destination carries them (asyncio tasks and worker threads start with the
+context they were started from). The logging setup (`gradesync.logs`) adds them to each
+record; nothing here logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+FIELDS = ("request_id", "tenant", "run_id", "destination")
+
+_current: ContextVar[dict[str, str] | None] = ContextVar("gradesync_log_context", default=None)
+
+
+def current() -> Mapping[str, str]:
+    return _current.get() or {}
+
+
+def bind(**fields: str | None) -> None:
+    """Add fields to the innermost `bound` block: seen by the whole of it, also when called
+    from a worker thread the block's code waits on (e.g. the tenant an API key names, found
+    in a dependency that runs in a thread)."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    held = _current.get()
+    if held is None:
+        _current.set(given)
+    else:
+        held.update(given)
+
+
+@contextmanager
+def bound(**fields: str | None) -> Iterator[None]:
+    """Add fields for the duration of the block (a request, a run, a call to a destination)."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    token = _current.set({**(_current.get() or {}), **given})
+    try:
+        yield
+    finally:
+        _current.reset(token)

@@ -1,0 +1,85 @@
+"""What the engine counts, through a port it owns: `Meter`.
+
+`adapters/metrics.py` implements it with Prometheus; tests and tools that count nothing use
+`NULL_METER`. Labels stay bounded: tenant, destination, reason codes, failure classes,
+triggers and outcomes; never a learner, course or activity id.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from gradesync.domain.ledger import Delivered, DeliveryOutcome, Rejected, RetryLater
+from gradesync.domain.model import DeliveryState, LedgerRow
+
+
+class Meter(Protocol):
+    def result_delivered(
+        self, tenant: str, destination: str, latency_seconds: float | None
+    ) -> None: ...
+
+    def result_rejected(self, tenant: str, destination: str, reason: str) -> None: ...
+
+    def result_retried(
+        self, tenant: str, destination: str, failure_class: str, reason: str
+    ) -> None: ...
+
+    def run_finished(self, tenant: str, trigger: str, outcome: str) -> None: ...
+
+
+class NullMeter:
+    def result_delivered(
+        self, tenant: str, destination: str, latency_seconds: float | None
+    ) -> None:
+        pass
+
+    def result_rejected(self, tenant: str, destination: str, reason: str) -> None:
+        pass
+
+    def result_retried(
+        self, tenant: str, destination: str, failure_class: str, reason: str
+    ) -> None:
+        pass
+
+    def run_finished(self, tenant: str, trigger: str, outcome: str) -> None:
+        pass
+
+
+NULL_METER: Meter = NullMeter()
+
+
+def count_outcome(
+    meter: Meter,
+    outcome: DeliveryOutcome,
+    before: LedgerRow,
+    after: LedgerRow,
+    sent_hash: str | None,
+    now: datetime,
+) -> None:
+    """Count one written outcome of a send. `before` is the row as re-read just before the
+    outcome was folded in, `after` the row written.
+
+    Latency runs from when the sent value became pending (the ledger row changes in the
+    transaction that computes it from the stored attempt) to the acknowledgement, so a pause
+    or a queue shows in it. A row that failed before has lost that moment (each failure
+    rewrites it): its retries are counted, its latency is not observed.
+    """
+    k = before.key
+    if isinstance(outcome, Delivered):
+        latency: float | None = None
+        if (
+            before.state is DeliveryState.PENDING
+            and before.desired_hash == sent_hash
+            and before.updated_at is not None
+        ):
+            latency = max(0.0, (now - before.updated_at).total_seconds())
+        meter.result_delivered(k.tenant_id, k.destination_id, latency)
+    elif isinstance(outcome, Rejected):
+        meter.result_rejected(k.tenant_id, k.destination_id, outcome.reason.code)
+    elif isinstance(outcome, RetryLater):
+        if after.state is DeliveryState.REJECTED:  # tries exhausted: given up
+            meter.result_rejected(k.tenant_id, k.destination_id, after.reason_code or "unknown")
+        else:
+            failure = "slow_down" if outcome.retry_after is not None else "retry_later"
+            meter.result_retried(k.tenant_id, k.destination_id, failure, outcome.reason.code)
