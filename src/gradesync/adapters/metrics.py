@@ -27,60 +27,73 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 _LABELS = ("tenant", "destination")
 
-RESULTS_DELIVERED = Counter(
+# each family's label names, for checking dashboards and alert rules against them
+LABELS: dict[str, tuple[str, ...]] = {
+    "gradesync_results_pending": _LABELS,
+    "gradesync_results_oldest_pending_age_seconds": _LABELS,
+    "gradesync_destination_paused": (*_LABELS, "kind", "reason"),
+}
+
+
+def _counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+    LABELS[name] = labels
+    return Counter(name, doc, labels, registry=REGISTRY)
+
+
+def _histogram(
+    name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+) -> Histogram:
+    LABELS[name] = labels
+    return Histogram(name, doc, labels, buckets=buckets, registry=REGISTRY)
+
+
+RESULTS_DELIVERED = _counter(
     "gradesync_results_delivered",
     "Results the destination acknowledged.",
     _LABELS,
-    registry=REGISTRY,
 )
-RESULTS_REJECTED = Counter(
+RESULTS_REJECTED = _counter(
     "gradesync_results_rejected",
     "Results the destination refused, or whose retries ran out (not sent again until the "
     "facts change), by reason code.",
     (*_LABELS, "reason"),
-    registry=REGISTRY,
 )
-RESULTS_RETRIED = Counter(
+RESULTS_RETRIED = _counter(
     "gradesync_results_retried",
     "Sends that failed transiently and were scheduled again, by failure class (retry_later: "
     "backoff; slow_down: the remote's Retry-After) and reason code.",
     (*_LABELS, "failure_class", "reason"),
-    registry=REGISTRY,
 )
-DELIVERY_LATENCY = Histogram(
+DELIVERY_LATENCY = _histogram(
     "gradesync_delivery_latency_seconds",
     "From the result becoming pending (its attempt stored and computed) to the destination "
     "acknowledging it; results that were retried are counted in gradesync_results_retried.",
     _LABELS,
     # sub-second is the target; the tail shows queues and pauses
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0),
-    registry=REGISTRY,
+    (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0),
 )
-RUNS_FINISHED = Counter(
+RUNS_FINISHED = _counter(
     "gradesync_runs",
-    "Sync runs finished, by trigger (auto, manual, scheduled, resync, remaster...) and outcome.",
+    "Sync runs finished, by trigger (auto, manual, schedule, resync, remaster, repair) and "
+    "outcome.",
     ("tenant", "trigger", "outcome"),
-    registry=REGISTRY,
 )
-HTTP_REQUESTS = Counter(
+HTTP_REQUESTS = _counter(
     "gradesync_http_requests",
     "HTTP requests served, by method, route template and status code.",
     ("method", "route", "status"),
-    registry=REGISTRY,
 )
-HTTP_DURATION = Histogram(
+HTTP_DURATION = _histogram(
     "gradesync_http_request_duration_seconds",
     "Time to answer an HTTP request, by method and route template.",
     ("method", "route"),
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-    registry=REGISTRY,
+    (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-OUTBOUND_REQUESTS = Counter(
+OUTBOUND_REQUESTS = _counter(
     "gradesync_outbound_requests",
     "Requests sent to destinations, by status code (`error`: no answer, e.g. a timeout or a "
     "refused connection).",
     (*_LABELS, "status"),
-    registry=REGISTRY,
 )
 
 
@@ -146,17 +159,17 @@ class LedgerCollector(Collector):
         pending = GaugeMetricFamily(
             "gradesync_results_pending",
             "Results waiting to be delivered (pending or retrying), from the ledger.",
-            labels=list(_LABELS),
+            labels=list(LABELS["gradesync_results_pending"]),
         )
         oldest = GaugeMetricFamily(
             "gradesync_results_oldest_pending_age_seconds",
             "Seconds since the oldest waiting result (pending or retrying) last changed.",
-            labels=list(_LABELS),
+            labels=list(LABELS["gradesync_results_oldest_pending_age_seconds"]),
         )
         paused = GaugeMetricFamily(
             "gradesync_destination_paused",
             "1 for each paused destination, with the kind of pause and its reason.",
-            labels=[*_LABELS, "kind", "reason"],
+            labels=list(LABELS["gradesync_destination_paused"]),
         )
         now = datetime.now(UTC)
         c = t.ledger.c
