@@ -70,6 +70,7 @@ class Engine:
             self.worker_id,
             waker=waker,
             on_written=self._written,
+            meter=meter,
         )
         self.executor = RunExecutor(
             uow_factory, clock, self.clients, self.deliverer, self.settings, self.worker_id

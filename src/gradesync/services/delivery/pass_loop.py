@@ -79,6 +79,7 @@ from gradesync.services.destination import (
 )
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.telemetry import NULL_METER, Meter
 from gradesync.services.wakeup import Waker
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class Deliverer:
         *,
         waker: Waker | None = None,
         on_written: Callable[[list[LedgerRow]], None] | None = None,
+        meter: Meter = NULL_METER,
     ) -> None:
         self.uow_factory = uow_factory
         self.clock = clock
@@ -117,7 +119,7 @@ class Deliverer:
         self.worker_id = worker_id
         self.waker = waker
         self.writer = SettleWriter(
-            uow_factory, clock, settings, worker_id, on_written, on_due=self.note_due
+            uow_factory, clock, settings, worker_id, on_written, on_due=self.note_due, meter=meter
         )
         # bumped whenever rows may have become due (computed, or settled still due), so
         # a pass claims when there is something to find, not after every send

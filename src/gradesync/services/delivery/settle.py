@@ -13,7 +13,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from gradesync.domain.ledger import Delivered, RetryLater, after_delivery, reconcile
+from gradesync.domain.ledger import (
+    Delivered,
+    DeliveryOutcome,
+    RetryLater,
+    after_delivery,
+    reconcile,
+)
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.domain.policy import NoResult
 from gradesync.domain.reasons import Reason
@@ -21,6 +27,7 @@ from gradesync.services.clock import Clock
 from gradesync.services.delivery.records import Settlement
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.services.telemetry import NULL_METER, Meter, count_outcome
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +44,9 @@ class SettleWriter:
         worker_id: str,
         on_written: Callable[[list[LedgerRow]], None] | None = None,
         on_due: Callable[[], None] | None = None,
+        meter: Meter = NULL_METER,
     ) -> None:
+        self._meter = meter
         self._uow_factory = uow_factory
         self._clock = clock
         self._settings = settings
@@ -124,6 +133,7 @@ class SettleWriter:
             rows = uow.ledger.get_keys(keys, lock=True)
             writes: dict[LedgerKey, tuple[LedgerRow, str]] = {}
             logs: list[dict[str, Any]] = []
+            counted: list[tuple[DeliveryOutcome, LedgerRow, LedgerRow, str | None]] = []
             for s in batch:
                 row = rows.get(s.key)
                 if row is None or s.outcome is None:
@@ -147,6 +157,7 @@ class SettleWriter:
                 writes[s.key] = (new, s.course_id)
                 if s.logged and not isinstance(s.outcome, Reason):
                     logs.append(_log_entry(s, now))
+                    counted.append((s.outcome, row, new, s.sent_hash))
             # rows written give their lease back in the same upsert; only the others need
             # a release of their own
             let_go = [k for k in keys if k not in writes]
@@ -154,6 +165,8 @@ class SettleWriter:
             uow.ledger.release(let_go, self._worker_id)
             uow.deliveries.add_many(logs)
             uow.commit()
+        for outcome, before, after, sent in counted:  # once written (a failed write is redone)
+            count_outcome(self._meter, outcome, before, after, sent, now)
         return [r for r, _ in writes.values()], bool(let_go)
 
 

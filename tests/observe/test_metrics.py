@@ -1,0 +1,160 @@
+"""`/metrics` after real deliveries to the sandbox LMS over HTTP: what was delivered, retried
+(a 502 once) and rejected (a learner dropped from the LMS course), how long it took, what is
+waiting while the destination is paused and why, runs by trigger and outcome, requests served
+by route template and requests sent by destination and status."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from gradesync.sandbox.testing import RunningSandbox
+from tests.lti.conftest import Browser, browser, lms, unique  # noqa: F401  (fixtures)
+from tests.lti.test_sync_e2e import (
+    Served,
+    _attempt,
+    _deep_link,
+    _register,
+    served,  # noqa: F401  (fixture)
+    wait_for,
+)
+
+
+def samples(text: str, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
+    """Samples called `name` whose labels include `labels`."""
+    out = []
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and labels.items() <= s.labels.items():
+                out.append((s.labels, s.value))
+    return out
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    return sum(v for _, v in samples(text, name, **labels))
+
+
+def scrape(gs: Served) -> str:
+    r = gs.api.get(gs.base_url + "/metrics")
+    assert r.status_code == 200
+    return r.text
+
+
+def _roster(gs: Served, *learners: str) -> None:
+    gs.ok(
+        "POST",
+        "/ingest",
+        json={
+            "courses": [{"id": "c1", "title": "Chemistry"}],
+            "activities": [
+                {"id": "a1", "course_id": "c1", "title": "Lab 1", "points_possible": 10}
+            ],
+            "people": [{"id": p, "name": p} for p in learners],
+            "enrollments": [{"course_id": "c1", "person_id": p} for p in learners],
+        },
+    )
+
+
+def test_metrics_count_real_deliveries(
+    lms: RunningSandbox,  # noqa: F811
+    served: Served,  # noqa: F811
+    browser: Browser,  # noqa: F811
+) -> None:
+    reg = _register(lms, served)
+    tenant = served.tenant
+    teacher, kept, dropped = unique("teacher-"), unique("learner-"), unique("learner-")
+    ctx = unique("ctx-")
+    lms.admin.add_course(id=ctx, learners=[kept, dropped], instructors=[teacher])
+    _roster(served, kept, dropped)
+    link = _deep_link(lms, browser, reg["client_id"], teacher, ctx)
+    for learner in (kept, dropped):
+        browser.launch(
+            lms, client_id=reg["client_id"], user=learner, course=ctx, resource_link_id=link
+        )
+    lms.admin.unenroll(ctx, dropped)  # the LMS no longer knows this learner in the course
+    (item,) = lms.state.courses[ctx].line_items.values()
+
+    lms.admin.set_faults({"scores": {"script": ["error"], "error_status": 502}})
+    _attempt(served, "e1", kept, 7)  # the first send fails once, the retry lands
+    wait_for(lambda: item.scores.get(kept), "the grade in the LMS")
+    _attempt(served, "e2", dropped, 4)
+    mine = {"tenant": tenant, "destination": "lms"}
+    text = wait_for(
+        lambda: (
+            (t := scrape(served))
+            and value(t, "gradesync_results_rejected_total", **mine) >= 1
+            and t
+        ),
+        "the rejection counted",
+    )
+    lms.admin.clear_faults()
+
+    assert value(text, "gradesync_results_delivered_total", **mine) == 1
+    [(labels, n)] = samples(text, "gradesync_results_rejected_total", **mine)
+    assert labels["reason"] == "unknown_user" and n == 1
+    [(labels, n)] = samples(text, "gradesync_results_retried_total", **mine)
+    assert (labels["failure_class"], labels["reason"], n) == ("retry_later", "server_error", 1)
+    # the delivered grade waited for its retry, so its latency is not observed; a second one
+    _attempt(served, "e3", kept, 9)
+    wait_for(lambda: item.scores[kept].score_given == 9.0, "the better grade")
+    text = wait_for(
+        lambda: (
+            (t := scrape(served))
+            and value(t, "gradesync_delivery_latency_seconds_count", **mine) == 1
+            and t
+        ),
+        "the latency observed",
+    )
+    assert value(text, "gradesync_results_delivered_total", **mine) == 2
+    assert value(text, "gradesync_delivery_latency_seconds_bucket", le="+Inf", **mine) == 1
+    assert 0 < value(text, "gradesync_delivery_latency_seconds_sum", **mine) < 10
+
+    # requests sent to the LMS: the 502 and the successes, by status
+    assert value(text, "gradesync_outbound_requests_total", status="502", **mine) == 1
+    assert value(text, "gradesync_outbound_requests_total", status="200", **mine) >= 2
+    # requests served, by route template (never the raw path with its ids)
+    assert (
+        value(
+            text,
+            "gradesync_http_requests_total",
+            route="/api/v1/attempts",
+            method="POST",
+            status="202",
+        )
+        + value(
+            text,
+            "gradesync_http_requests_total",
+            route="/api/v1/attempts",
+            method="POST",
+            status="200",
+        )
+        >= 3
+    )
+
+    # a run, by trigger and outcome (the dropped learner's grade is still refused)
+    assert served.run("resync", "c1")["outcome"] == "partly_failed"
+    text = scrape(served)
+    runs = {"tenant": tenant, "trigger": "resync", "outcome": "partly_failed"}
+    assert value(text, "gradesync_runs_total", **runs) == 1
+    # the run was watched through GET /api/v1/runs/{run_id}: one label, whatever the id
+    assert value(text, "gradesync_http_requests_total", route="/api/v1/runs/{run_id}") >= 1
+
+    # paused: the reason is shown, and what waits is the backlog with its age
+    served.ok("POST", "/destinations/lms/pause", json={"reason": "LMS upgrade tonight"})
+    _attempt(served, "e4", kept, 10)
+    text = wait_for(
+        lambda: (t := scrape(served)) and value(t, "gradesync_results_pending", **mine) == 1 and t,
+        "the waiting grade counted",
+    )
+    [(labels, n)] = samples(text, "gradesync_destination_paused", **mine)
+    assert (labels["kind"], labels["reason"], n) == ("manual", "LMS upgrade tonight", 1.0)
+    assert value(text, "gradesync_results_oldest_pending_age_seconds", **mine) >= 0
+    served.ok("POST", "/destinations/lms/resume")
+    wait_for(lambda: item.scores[kept].score_given == 10.0, "the grade after the resume")
+    text = scrape(served)
+    assert not samples(text, "gradesync_destination_paused", **mine)
+    assert not samples(text, "gradesync_results_pending", **mine)
+    # no learner, course or activity id in any label
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            for v in s.labels.values():
+                assert v not in (kept, dropped, ctx, "c1", "a1"), (s.name, s.labels)
