@@ -35,17 +35,10 @@ from gradesync.domain.policy import DesiredResult
 from gradesync.services import diagnostics, overrides
 from gradesync.services.destination import ReadBack
 from gradesync.services.ports.lti import LaunchRecord, Rejection
+from gradesync.testing import ManualClock
 
 T, C, D = "t1", "c1", "lms"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime = NOW) -> None:
-        self.moment = now
-
-    def now(self) -> datetime:
-        return self.moment
 
 
 def _add_rejection(db: Database, rejection: Rejection) -> None:
@@ -185,31 +178,31 @@ def test_launch_repo_reads_launches_and_rejections(db: Database) -> None:
 
 def test_learner_diagnosis_gathers_every_fact(db: Database) -> None:
     seed(db)
-    d = diagnostics.diagnose_learner_activity(db.uow, Clock(), T, "ada", "a1")
+    d = diagnostics.diagnose_learner_activity(db.uow, ManualClock(NOW), T, "ada", "a1")
     assert [c.code for c in d.failed] == ["duplicate_accounts"]  # ada2 has ada's email
     assert d.check("counted_attempt").passed  # type: ignore[union-attr]
     assert "Bio 101" in d.check("launched_from_course", D).evidence  # type: ignore[union-attr]
     # the other account with the same email (case aside) and an attempt here is suspected
-    ada2 = diagnostics.diagnose_learner_activity(db.uow, Clock(), T, "ada2", "a1")
+    ada2 = diagnostics.diagnose_learner_activity(db.uow, ManualClock(NOW), T, "ada2", "a1")
     dup = ada2.check("duplicate_accounts")
     assert dup is not None and not dup.passed and "ada" in dup.evidence
     launched = ada2.check("launched_from_course", D)
     assert launched is not None and "never launched" in launched.evidence
     # bo's grade is delivered although bo launched from another course: the LMS took it
-    bo = diagnostics.diagnose_learner_activity(db.uow, Clock(), T, "bo", "a1")
+    bo = diagnostics.diagnose_learner_activity(db.uow, ManualClock(NOW), T, "bo", "a1")
     assert bo.check("launched_from_course", D).passed  # type: ignore[union-attr]
     with pytest.raises(NotFound):
-        diagnostics.diagnose_learner_activity(db.uow, Clock(), T, "ghost", "a1")
+        diagnostics.diagnose_learner_activity(db.uow, ManualClock(NOW), T, "ghost", "a1")
     with pytest.raises(NotFound):
-        diagnostics.diagnose_learner_activity(db.uow, Clock(), T, "ada", "a1", "nowhere")
+        diagnostics.diagnose_learner_activity(db.uow, ManualClock(NOW), T, "ada", "a1", "nowhere")
 
 
 def test_destination_and_course_diagnosis_on_the_database(db: Database) -> None:
     seed(db)
-    dest = diagnostics.destination_facts(db.uow, Clock(), T, D)
+    dest = diagnostics.destination_facts(db.uow, ManualClock(NOW), T, D)
     assert dest.courses == 1 and dest.delivered == 2 and dest.launches == 2
     assert [r.code for r in dest.rejections] == ["unknown_deployment"]
-    t = diagnostics.diagnose_course(db.uow, Clock(), T, C)
+    t = diagnostics.diagnose_course(db.uow, ManualClock(NOW), T, C)
     assert t.symptom.value == "nothing_syncing"  # the refused deployment is course-wide
     assert t.cause("deployment_problem") is not None
 
@@ -223,11 +216,11 @@ def _backs(**scores: float | None) -> list[ReadBack]:
 def test_overrides_kept_by_default_and_listed(db: Database) -> None:
     seed(db)
     stats = overrides.record_overrides(
-        db.uow, Clock(), T, D, C, "a1", _backs(ada=2.0, bo=5.0), run_id="run_1"
+        db.uow, ManualClock(NOW), T, D, C, "a1", _backs(ada=2.0, bo=5.0), run_id="run_1"
     )
     assert (stats.found, stats.kept, stats.resent) == (1, 1, 0)
     # recorded once: seeing it again writes nothing new
-    again = overrides.record_overrides(db.uow, Clock(), T, D, C, "a1", _backs(ada=2.0))
+    again = overrides.record_overrides(db.uow, ManualClock(NOW), T, D, C, "a1", _backs(ada=2.0))
     assert (again.found, again.kept) == (1, 0)
     with db.uow() as uow:
         row = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))
@@ -245,7 +238,7 @@ def test_gradesync_wins_marks_pending_past_the_lms_timestamp(db: Database) -> No
     seed(db, keep=False)
     lms_time = NOW + timedelta(minutes=30)  # an LMS clock ahead of ours
     backs = [ReadBack("sub-ada", None, 10.0, None, lms_time)]  # cleared in the LMS
-    stats = overrides.record_overrides(db.uow, Clock(), T, D, C, "a1", backs)
+    stats = overrides.record_overrides(db.uow, ManualClock(NOW), T, D, C, "a1", backs)
     assert (stats.found, stats.resent) == (1, 1)
     with db.uow() as uow:
         row = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))
@@ -257,7 +250,9 @@ def test_repair_of_chosen_learners_marks_only_them(db: Database) -> None:
     seed(db)
     sel = overrides.RepairSelection(T, C, None, ("a1",), ("ada",))
     remote = {LedgerKey(T, D, "a1", "ada"): NOW + timedelta(minutes=1)}
-    result = overrides.request_repair(db.uow, None, Clock(), sel, "cli:support", remote=remote)
+    result = overrides.request_repair(
+        db.uow, None, ManualClock(NOW), sel, "cli:support", remote=remote
+    )
     assert result.run is None and result.marked == 1
     with db.uow() as uow:
         ada = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))
@@ -272,7 +267,7 @@ def test_repair_of_chosen_learners_marks_only_them(db: Database) -> None:
 def test_repair_of_an_activity_starts_a_repair_run(db: Database) -> None:
     seed(db)
     sel = overrides.RepairSelection(T, C, D, ("a1",))
-    result = overrides.request_repair(db.uow, None, Clock(), sel, "api-key:support")
+    result = overrides.request_repair(db.uow, None, ManualClock(NOW), sel, "api-key:support")
     assert result.run is not None and result.run.trigger is Trigger.REPAIR
     assert result.run.stage is RunStage.QUEUED and result.marked == 2
     with db.uow() as uow:
@@ -300,7 +295,7 @@ def test_bad_repair_selection_names_the_field_and_changes_nothing(
     with db.uow() as uow:
         before = uow.ledger.get_many(T, D, C)
     with pytest.raises(InvalidInput) as exc:
-        overrides.request_repair(db.uow, None, Clock(), sel, "cli:support")
+        overrides.request_repair(db.uow, None, ManualClock(NOW), sel, "cli:support")
     assert [(p.field, p.rule) for p in exc.value.problems] == [(field, rule)]
     with db.uow() as uow:
         assert uow.ledger.get_many(T, D, C) == before
@@ -314,5 +309,5 @@ def test_record_overrides_ignores_rows_not_delivered(db: Database) -> None:
         assert row is not None
         uow.ledger.save(replace(row, state=DeliveryState.PENDING, desired_hash="other"), C)
         uow.commit()
-    stats = overrides.record_overrides(db.uow, Clock(), T, D, C, "a1", _backs(bo=1.0))
+    stats = overrides.record_overrides(db.uow, ManualClock(NOW), T, D, C, "a1", _backs(bo=1.0))
     assert stats.found == 0

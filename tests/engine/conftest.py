@@ -4,40 +4,30 @@ through the real ingest service, and an engine with short timings."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.queue.inprocess import EmbeddedWorker, InProcessWaker
 from gradesync.domain.ledger import BackoffPolicy
-from gradesync.domain.model import (
-    Activity,
-    Attempt,
-    Course,
-    CourseLink,
-    DeliveryState,
-    Destination,
-    DestinationKind,
-    Enrollment,
-    LedgerRow,
-    Person,
-    PersonLink,
-    Role,
-    Tenant,
-)
+from gradesync.domain.model import DeliveryState, LedgerRow
 from gradesync.services.clock import SystemClock
 from gradesync.services.engine_config import BreakerSettings, EngineSettings
-from gradesync.services.ingest import IngestBatch, ingest
 from gradesync.services.wakeup import Waker
 from gradesync.services.worker import Engine
-from tests.engine.double import DoubleFactory
+from gradesync.testing import (
+    DoubleFactory,
+    add_course,
+    add_destination,
+    add_tenant,
+    post_attempts,
+    wait_for_async,
+)
 
 T, COURSE, DEST = "t1", "c1", "lms"
-EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 FAST = EngineSettings(
     backoff=BackoffPolicy(base_seconds=0.02, cap_seconds=0.1, max_tries=6),
@@ -51,20 +41,6 @@ FAST = EngineSettings(
     destinations_ttl=timedelta(milliseconds=50),
     pause_check=timedelta(0),  # every send re-reads the pause: tests see it at once
 )
-
-
-class ManualClock:
-    """A wall clock that moves only when told: pauses, backoff and breaker cool-downs then
-    end exactly when a test says, however slow the machine is."""
-
-    def __init__(self, at: datetime | None = None) -> None:
-        self.at = at or datetime.now(UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, delta: timedelta) -> None:
-        self.at += delta
 
 
 def learner(i: int) -> str:
@@ -82,33 +58,25 @@ def seed(
     """Tenant t1, course c1 with `activities` (10 points each), `learners` learners, a
     destination `lms` linked to the course; the first `linked` learners have launched."""
     linked = learners if linked is None else linked
-    now = datetime.now(UTC)
-    with db.uow() as uow:
-        uow.tenants.upsert(Tenant(T, "Tenant"), now)
-        uow.courses.upsert(Course(T, COURSE, "Biology"))
-        for a in activities:
-            uow.activities.upsert(Activity(T, a, COURSE, f"Quiz {a}", 10.0))
-        uow.destinations.upsert(
-            Destination(
-                T,
-                DEST,
-                DestinationKind.LTI13_AGS,
-                "Canvas test",
-                config=dict(config or {"concurrency": 4}),
-            ),
-            now,
-        )
-        uow.links.save_course(CourseLink(T, DEST, COURSE, "https://lms/courses/1"))
-        for i in range(learners):
-            p = learner(i)
-            uow.people.upsert(Person(T, p, f"Learner {i}"))
-            uow.enrollments.upsert(Enrollment(T, COURSE, p, Role.LEARNER))
-            if i < linked:
-                uow.links.save_person(PersonLink(T, DEST, p, f"sub-{p}"))
-        uow.commit()
-
-
-_events = [0]
+    people = [learner(i) for i in range(learners)]
+    add_tenant(db.uow, T, "Tenant")
+    add_course(
+        db.uow,
+        T,
+        COURSE,
+        *((a, f"Quiz {a}", 10.0) for a in activities),
+        title="Biology",
+        learners=people,
+    )
+    add_destination(
+        db.uow,
+        T,
+        DEST,
+        name="Canvas test",
+        config=config or {"concurrency": 4},
+        links={COURSE: "https://lms/courses/1"},
+        people={p: f"sub-{p}" for p in people[:linked]},
+    )
 
 
 def post(
@@ -117,21 +85,7 @@ def post(
     scores: Sequence[tuple[str, str, float]],
 ) -> None:
     """Post attempts (activity, person, score) through the ingest service."""
-    attempts = []
-    for activity, person, score in scores:
-        _events[0] += 1
-        attempts.append(
-            Attempt(
-                T,
-                f"ev-{_events[0]}",
-                activity,
-                person,
-                score,
-                10.0,
-                completed_at=EPOCH + timedelta(seconds=_events[0]),
-            )
-        )
-    ingest(db.uow, SystemClock(), waker, T, IngestBatch(attempts=attempts))
+    post_attempts(db.uow, waker, T, scores)
 
 
 def ledger(db: Database) -> dict[tuple[str, str], LedgerRow]:
@@ -164,22 +118,29 @@ class Harness:
         await self.worker.start()
         return self.worker
 
-    async def until(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-        """Wait for a condition on the database, re-checked after each settled batch (and
-        at least every 0.25 s), failing after `timeout`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not await asyncio.to_thread(predicate):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError("condition not reached in time")
-            async with self.written:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.written.wait(), min(0.25, remaining))
+    async def use(self, settings: EngineSettings) -> Engine:
+        """Replace the engine (before `start`) by one with other settings."""
+        assert self.worker is None, "the worker already runs the first engine"
+        await self.engine.aclose()
+        self.engine = Engine(self.db.uow, SystemClock(), self.factory, settings, waker=self.waker)
+        self.engine.on_written(self._notify)
+        return self.engine
 
-    async def all_delivered(self, n: int, timeout: float = 15.0) -> None:
+    def _notify(self, _: list[LedgerRow]) -> None:
+        async def wake() -> None:
+            async with self.written:
+                self.written.notify_all()
+
+        asyncio.get_running_loop().create_task(wake())
+
+    async def until(self, predicate: Callable[[], bool], what: str = "the ledger") -> None:
+        """Wait for a condition on the database, checked again after each settled batch."""
+        await wait_for_async(predicate, what, changed=self.written, blocking=True)
+
+    async def all_delivered(self, n: int) -> None:
         await self.until(
-            lambda: states(self.db).get(DeliveryState.DELIVERED.value, 0) == n, timeout
+            lambda: states(self.db).get(DeliveryState.DELIVERED.value, 0) == n,
+            f"{n} results delivered",
         )
 
 
@@ -189,17 +150,9 @@ async def harness(db: Database) -> AsyncIterator[Harness]:
     waker = InProcessWaker()
     engine = Engine(db.uow, SystemClock(), factory, FAST, waker=waker)
     h = Harness(db, factory, engine, waker)
-
-    def notify(_: list[LedgerRow]) -> None:
-        async def wake() -> None:
-            async with h.written:
-                h.written.notify_all()
-
-        asyncio.get_running_loop().create_task(wake())
-
-    engine.on_written(notify)
+    engine.on_written(h._notify)
     yield h
     if h.worker is not None:
         await h.worker.stop()
     else:
-        await engine.aclose()
+        await h.engine.aclose()

@@ -11,7 +11,9 @@ from gradesync.adapters.db.database import Database
 from gradesync.domain.model import Course, DeliveryState, LedgerKey, LedgerRow
 from gradesync.services.clock import SystemClock
 from gradesync.services.worker import Engine
-from tests.engine.conftest import DEST, EPOCH, FAST, Harness, T, learner, ledger, post, seed
+from gradesync.testing import DoubleFactory
+from gradesync.testing.seeding import EPOCH
+from tests.engine.conftest import DEST, FAST, Harness, T, learner, ledger, post, seed
 
 
 def _pending(course: str, activity: str, person: str, minute: float) -> tuple[LedgerRow, str]:
@@ -89,7 +91,6 @@ async def test_a_pending_result_keeps_its_place_when_it_changes_again(
 
 async def test_two_engines_share_a_backlog_without_sending_a_key_twice(db: Database) -> None:
     """The ranked claim still hands each row to one worker (SKIP LOCKED on PostgreSQL)."""
-    from tests.engine.double import DoubleFactory
 
     seed(db, learners=30, config={"concurrency": 4})
     factory = DoubleFactory()

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
+
+import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import DeliveryState, LedgerKey
 from gradesync.domain.reasons import Reason
 from gradesync.services.clock import SystemClock
 from gradesync.services.delivery import DeliveryScope, outcome_of_failure
+from gradesync.services.delivery.governor import RateLimiter
 from gradesync.services.worker import Engine
+from gradesync.testing import DEADLINE, ManualClock, wait_for_async
+from gradesync.testing.double import not_synced, server_error, slow_down, unknown_user
 from tests.engine.conftest import (
     COURSE,
     DEST,
     FAST,
     Harness,
-    ManualClock,
     T,
     learner,
     ledger,
@@ -26,7 +31,6 @@ from tests.engine.conftest import (
     seed,
     states,
 )
-from tests.engine.double import not_synced, server_error, slow_down, unknown_user
 
 
 def _item() -> str:
@@ -98,8 +102,11 @@ async def test_an_older_value_never_overtakes_a_newer_one(harness: Harness, db: 
 
 async def test_a_pass_claims_only_when_something_may_be_due(harness: Harness, db: Database) -> None:
     """One claim for one row, not one after every send; rows computed during the pass (by
-    this process) are claimed by it at once, while its other work is still out."""
+    this process) are claimed by it at once, while its other work is still out. The poll
+    (a claim for rows other processes computed) is longer than the test: a slow pass must
+    not add a claim of its own."""
     seed(db, learners=3, activities=("a1", "a2"))
+    await harness.use(replace(FAST, poll=timedelta(hours=1)))
     d = harness.engine.deliverer
     claims: list[int] = []
     real = d.claim
@@ -326,18 +333,40 @@ async def test_concurrency_limit_per_destination(harness: Harness, db: Database)
     assert remote.sends == 12
 
 
-async def test_rate_limit_per_destination(harness: Harness, db: Database) -> None:
+async def test_rate_limit_per_destination(
+    harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket of 10 tokens refilling at 10/s lets 8 go at once; of 8 more, 2 go and the
+    rest wait for tokens, which come only as the (manual) clock moves."""
+    clock = ManualClock()
+    granted, waited = [0], asyncio.Event()
+
+    class Limiter(RateLimiter):
+        def try_acquire(self) -> float:
+            wait = super().try_acquire()
+            if wait > 0:
+                waited.set()
+            else:
+                granted[0] += 1
+            return wait
+
+    monkeypatch.setattr(
+        "gradesync.services.delivery.governor.RateLimiter", partial(Limiter, clock=clock.monotonic)
+    )
     seed(db, learners=8, config={"concurrency": 8, "rate_per_second": 10})
     post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(8)])
     await harness.engine.process_dirty()
-    started = time.monotonic()
     await harness.engine.deliver_due()
-    # a bucket of 10 tokens refilling at 10/s lets 8 go at once; 8 more would take 0.8 s
-    assert harness.remote.sends == 8
+    assert harness.remote.sends == 8 and not waited.is_set()
     post(db, harness.waker, [("a1", learner(i), 6.0) for i in range(8)])
     await harness.engine.process_dirty()
-    await harness.engine.deliver_due()
-    assert time.monotonic() - started >= 0.55
+    second = asyncio.create_task(harness.engine.deliver_due())
+    await wait_for_async(waited.is_set, "a send waiting for a token")
+    assert granted[0] == 10 and not second.done()
+    clock.advance(0.6)  # six more tokens
+    await asyncio.wait_for(second, DEADLINE)
+    assert granted[0] == 16 and harness.remote.sends == 16
+    assert states(db) == {"delivered": 8}
 
 
 async def test_misconfigured_destination_is_paused(harness: Harness, db: Database) -> None:
@@ -387,13 +416,17 @@ async def test_pending_work_is_swept_on_start(harness: Harness, db: Database) ->
 
 
 async def test_wake_is_immediate(harness: Harness, db: Database) -> None:
-    seed(db, learners=1)
+    """A posted attempt is sent at once: the workers are woken, they do not wait to look.
+    Their poll interval is far longer than the test waits, so only a wake-up can send."""
+    seed(db, learners=2)
+    await harness.use(replace(FAST, poll=timedelta(hours=1)))
     await harness.start()
-    started = time.monotonic()
+    # the first attempt may be found by the sweep on start; the second cannot be
     post(db, harness.waker, [("a1", learner(0), 5.0)])
-    await harness.remote.wait_for(lambda: harness.remote.sends == 1, timeout=5)
-    assert time.monotonic() - started < 1.0
-    assert COURSE  # scoped to the seeded course
+    await harness.remote.wait_for(lambda: harness.remote.sends == 1, "the first send")
+    post(db, harness.waker, [("a1", learner(1), 6.0)])
+    await harness.remote.wait_for(lambda: harness.remote.sends == 2, "the woken send")
+    assert harness.remote.score_of(_item(), f"sub-{learner(1)}") == 6.0
 
 
 async def test_claims_of_a_killed_process_do_not_block_a_restart(
@@ -453,7 +486,6 @@ async def test_a_stop_does_not_hang_on_a_database_that_does_not_answer(caplog: A
     """Outcomes that cannot be written are let go after the grace period (their leases run
     out and the rows are sent again): a stopping worker never waits on them for ever."""
     import threading
-    from dataclasses import replace
 
     from gradesync.services.clock import SystemClock
     from gradesync.services.delivery import Settlement, SettleWriter

@@ -24,8 +24,8 @@ from gradesync.services.clock import SystemClock
 from gradesync.services.destination import timestamp_step_of
 from gradesync.services.lti_migration import MIGRATED_KEY
 from gradesync.services.worker import Engine
+from gradesync.testing import DoubleFactory, ManualClock
 from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, ledger, post, seed
-from tests.engine.double import DoubleFactory
 
 ITEM = "https://lms/courses/1/items/a1"
 
@@ -185,17 +185,9 @@ async def test_a_migrated_course_link_is_neither_computed_nor_sent(
 # --- the distributed worker's schedule tick ------------------------------------------------
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-
 async def test_the_distributed_worker_ticks_schedules(db: Database) -> None:
     seed(db, learners=1)
-    clock = _Clock()
+    clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
     waker = InProcessWaker()
     engine = Engine(db.uow, clock, DoubleFactory(), FAST, waker=waker)
     worker = EmbeddedWorker(engine, waker, sole_worker=False)
@@ -206,8 +198,8 @@ async def test_the_distributed_worker_ticks_schedules(db: Database) -> None:
         assert app.tasks[TICK_TASK].queue == QUEUE
         service = build_schedule_service(db.uow, clock, None)
         service.create(T, "alice", kind="interval", spec="15m", course_id=COURSE)
-        clock.at += timedelta(minutes=15)
-        fired = await asyncio.to_thread(app.tasks[TICK_TASK], int(clock.at.timestamp()))
+        clock.advance(timedelta(minutes=15))
+        fired = await asyncio.to_thread(app.tasks[TICK_TASK], int(clock.now().timestamp()))
         assert fired == 1
         assert waker.runs.is_set()  # the run was handed to the workers
         with db.uow() as uow:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,9 +20,10 @@ from gradesync.cli import db as db_cli
 from gradesync.domain.model import DeliveryState, RunOutcome, RunScope, RunStage, Trigger
 from gradesync.services.clock import SystemClock
 from gradesync.services.runs import get_run, get_run_stages, request_run
+from gradesync.testing import wait_for
+from gradesync.testing.http_double import running_gradebook
 from tests.conftest import TEST_SECRET
 from tests.engine.conftest import COURSE, DEST, T, learner, post, seed, states
-from tests.engine.http_double import running_gradebook
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -65,7 +65,7 @@ def _env(url: str, **extra: str) -> dict[str, str]:
         GRADESYNC_DATABASE_URL=url,
         GRADESYNC_SECRET_KEY=TEST_SECRET,
         GRADESYNC_WORKER_MODE="distributed",
-        GRADESYNC_TEST_DESTINATION_MODULE="tests.engine.http_adapter",
+        GRADESYNC_TEST_DESTINATION_MODULE="gradesync.testing.http_adapter",
         GRADESYNC_WORKER_POLL_SECONDS="0.2",
         GRADESYNC_WORKER_LEASE_SECONDS="4",
         GRADESYNC_WORKER_STALE_SECONDS="3",
@@ -91,12 +91,8 @@ def _worker(url: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
-    """Wait for a condition (checked every 0.1 s) with a deadline."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; worker log:\n{log.read_text()}")
-        time.sleep(0.1)
+    """Wait for a condition; at the deadline, fail with the workers' log."""
+    wait_for(predicate, what, timeout=timeout, explain=lambda: f"worker log:\n{log.read_text()}")
 
 
 def _stop(*procs: subprocess.Popen[bytes]) -> None:

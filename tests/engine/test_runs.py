@@ -19,8 +19,8 @@ from gradesync.domain.model import (
 )
 from gradesync.services.clock import SystemClock
 from gradesync.services.runs import get_run, get_run_stages, request_run
+from gradesync.testing.double import not_synced, unknown_user
 from tests.engine.conftest import COURSE, DEST, Harness, T, learner, ledger, post, seed
-from tests.engine.double import not_synced, unknown_user
 
 SCOPE = RunScope(T, DEST, COURSE)
 ITEM = "https://lms/courses/1/items/a1"

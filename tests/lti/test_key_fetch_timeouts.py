@@ -24,6 +24,7 @@ from gradesync.lti.platform_keys import PlatformKeyCache
 from gradesync.lti.routes import LtiTool
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.destination import FailureClass, RemoteFailure
+from gradesync.testing import ManualClock
 from tests.lti.conftest import Browser, Gradesync, add_course, connect, unique
 from tests.lti.test_ags_sandbox import column, make_env
 
@@ -112,25 +113,17 @@ class _KeysProxy:
         self.server.server_close()
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_platform_jwks_timeout_at_launch_says_try_again(
     lms: RunningSandbox, gradesync: Gradesync, browser: Browser
 ) -> None:
     proxy = _KeysProxy(lms.admin.config()["jwks_url"])
     try:
         s = connect(lms, gradesync, key_set_url=proxy.url)
-        clock = FakeClock()
+        clock = ManualClock()
         tool = LtiTool(gradesync.runtime)
         # A working key set gets a generous wait (the machine may be busy); a hung one a short
         # wait, since timing out is then the behaviour under test.
-        tool.platform_keys = PlatformKeyCache(tool.http, fetch_timeout=10.0, clock=clock)
+        tool.platform_keys = PlatformKeyCache(tool.http, fetch_timeout=10.0, clock=clock.monotonic)
         gradesync.app.state.lti = tool
         add_course(gradesync.db, s.tenant_id, "geo", ("map", "Map", 5.0))
         learner = unique("learner-")
@@ -153,7 +146,7 @@ def test_platform_jwks_timeout_at_launch_says_try_again(
 
         # An hour later the cached set is due for a refresh, and the platform hangs: the keys
         # it had still verify its tokens.
-        clock.now += 3601
+        clock.advance(3601)
         proxy.hang = True
         tool.platform_keys.fetch_timeout = 0.3
         assert launch().status_code == 200
@@ -174,7 +167,7 @@ def test_platform_jwks_timeout_at_launch_says_try_again(
         # The platform recovers: the next launch after the refetch window goes through.
         proxy.hang = False
         tool.platform_keys.fetch_timeout = 10.0
-        clock.now += 11
+        clock.advance(11)
         assert launch().status_code == 200
     finally:
         proxy.close()

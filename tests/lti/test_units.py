@@ -29,6 +29,7 @@ from gradesync.lti import registration as reg
 from gradesync.lti.binding import role_from
 from gradesync.services.destination import FailureClass
 from gradesync.services.lti.keys import ToolKeyStore
+from gradesync.testing import ManualClock
 from tests.conftest import TEST_SECRET
 
 M = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
@@ -265,16 +266,8 @@ def test_registration_is_unique_per_issuer_and_client(db: Database) -> None:
     ]
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.at = datetime(2025, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-
 def test_tool_keys_encrypted_rotated_and_pruned(db: Database) -> None:
-    clock = _Clock()
+    clock = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     store = ToolKeyStore(db.uow, clock, overlap=timedelta(days=7))  # type: ignore[arg-type]
     first = store.current()
     with db.engine.connect() as conn:
@@ -285,11 +278,11 @@ def test_tool_keys_encrypted_rotated_and_pruned(db: Database) -> None:
     assert jwt.get_unverified_header(token)["kid"] == jwk["kid"] == first.kid
     assert jwt.decode(token, RSAAlgorithm.from_jwk(jwk), algorithms=["RS256"])["iss"] == "me"
 
-    clock.at += timedelta(days=1)
+    clock.advance(timedelta(days=1))
     second = store.rotate()
     assert ToolKeyStore(db.uow, clock).current().kid == second.kid  # another process sees it
     assert {k["kid"] for k in store.jwks()["keys"]} == {first.kid, second.kid}  # overlap
-    clock.at += timedelta(days=8)
+    clock.advance(timedelta(days=8))
     assert {k["kid"] for k in store.jwks()["keys"]} == {second.kid}
     assert store.prune() == 1
     assert [k.kid for k in store.list()] == [second.kid]

@@ -19,14 +19,6 @@ NOW = datetime(2025, 3, 20, 12, 0, tzinfo=UTC)
 DUE = datetime(2025, 3, 14, 23, 59, tzinfo=UTC)
 
 
-class FixedClock:
-    def __init__(self, now: datetime = NOW) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
-
-
 def seed_school(db: Database, clock: Clock) -> None:
     with db.uow() as uow:
         uow.tenants.upsert(Tenant("t1", "School"), clock.now())

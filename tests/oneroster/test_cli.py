@@ -15,11 +15,12 @@ from gradesync.config import Settings
 from gradesync.domain.model import RunOutcome, RunStage
 from gradesync.runtime import Runtime
 from gradesync.sandbox.testing import RunningSandbox
+from gradesync.testing import ManualClock
 from tests.cli.conftest import Run
 from tests.conftest import TEST_SECRET
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
-from .facts import FixedClock, attempt, seed_school
+from .facts import NOW, attempt, seed_school
 
 T = ("--tenant", "t1")
 
@@ -31,7 +32,7 @@ def _out(proc: object) -> str:
 def test_sis_cli_from_connection_to_posted_grades(
     gradesync: Run, cli_db: Database, sis: RunningSandbox, tmp_path: Path
 ) -> None:
-    seed_school(cli_db, FixedClock())
+    seed_school(cli_db, ManualClock(NOW))
     attempt(cli_db, "e1", "quiz1", "p1", 8.0)
     attempt(cli_db, "e2", "quiz1", "p3", 6.0)
 

@@ -18,16 +18,17 @@ from gradesync.adapters.destinations import oneroster_csv
 from gradesync.domain.errors import InvalidInput
 from gradesync.services import sis
 from gradesync.services.sis_export import HEADERS, ExportMode, export_csv
+from gradesync.testing import ManualClock
 
 from .conftest import Spec
-from .facts import FixedClock, attempt, seed_school
+from .facts import NOW, attempt, seed_school
 
 BASE = "https://sis.example/ims/oneroster/gradebook/v1p2"
 
 
 @pytest.fixture
-def school(db: Database) -> tuple[Database, FixedClock]:
-    clock = FixedClock()
+def school(db: Database) -> tuple[Database, ManualClock]:
+    clock = ManualClock(NOW)
     seed_school(db, clock)
     sis.add_connection(
         db.uow,
@@ -124,7 +125,7 @@ SCHEMAS = {"categories": "CategoryDType", "lineItems": "LineItemDType", "results
 
 
 def test_bulk_export_is_a_valid_oneroster_set(
-    school: tuple[Database, FixedClock], spec: Spec, tmp_path: Path
+    school: tuple[Database, ManualClock], spec: Spec, tmp_path: Path
 ) -> None:
     db, clock = school
     export = export_csv(
@@ -185,7 +186,7 @@ def test_bulk_export_is_a_valid_oneroster_set(
 
 
 def test_delta_holds_only_what_changed_and_deletions(
-    school: tuple[Database, FixedClock], spec: Spec, tmp_path: Path
+    school: tuple[Database, ManualClock], spec: Spec, tmp_path: Path
 ) -> None:
     db, clock = school
     state = SqlExportState(db.engine)
@@ -196,12 +197,12 @@ def test_delta_holds_only_what_changed_and_deletions(
     assert info.value.problems[0].field == "since"
     first = export_csv(db.uow, clock, state, tenant_id="t1", destination_id="files")
     assert len(first.rows["results"]) == 3
-    clock.current += timedelta(hours=1)
+    clock.advance(timedelta(hours=1))
     nothing = export_csv(
         db.uow, clock, state, tenant_id="t1", destination_id="files", mode=ExportMode.DELTA
     )
     assert all(rows == [] for rows in nothing.rows.values())
-    clock.current += timedelta(hours=1)
+    clock.advance(timedelta(hours=1))
     attempt(db, "e4", "quiz1", "p1", 9.5)  # a better score
     sis.select_activities(
         db.uow, tenant_id="t1", destination_id="files", activity_ids=["hw1"], selected=False
@@ -229,6 +230,6 @@ def test_delta_holds_only_what_changed_and_deletions(
         tenant_id="t1",
         destination_id="files",
         mode=ExportMode.DELTA,
-        since=clock.current - timedelta(days=1),
+        since=clock.now() - timedelta(days=1),
     )
     assert len(since.rows["results"]) == 3

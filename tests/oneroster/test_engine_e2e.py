@@ -42,6 +42,7 @@ from gradesync.runtime import Runtime
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
 from gradesync.services import sis
+from gradesync.services.clock import SystemClock
 from gradesync.services.ingest import IngestBatch, ingest
 from gradesync.services.runs import request_run
 from tests.conftest import TEST_SECRET
@@ -156,7 +157,7 @@ def _set_up(db: Database, base_url: str) -> None:
         uow.commit()
     ingest(
         db.uow,
-        _Clock(),
+        SystemClock(),
         None,
         T,
         IngestBatch(
@@ -181,7 +182,7 @@ def _set_up(db: Database, base_url: str) -> None:
             enrollments=[Enrollment(T, COURSE, p) for p in STUDENTS],
         ),
     )
-    clock = _Clock()
+    clock = SystemClock()
     sis.add_connection(
         db.uow,
         clock,
@@ -207,11 +208,6 @@ def _set_up(db: Database, base_url: str) -> None:
     assert not mapped.unmapped and len(mapped.mapped) == 3
     # "essay" stays unticked: it must never reach the SIS
     sis.select_activities(db.uow, tenant_id=T, destination_id=DEST, activity_ids=["quiz1", "hw1"])
-
-
-class _Clock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 @pytest.fixture

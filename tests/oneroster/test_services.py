@@ -18,13 +18,14 @@ from gradesync.domain.model import (
     PolicySettings,
 )
 from gradesync.services import sis
+from gradesync.testing import ManualClock
 
-from .facts import FixedClock, seed_school
+from .facts import NOW, seed_school
 
 
 @pytest.fixture
-def school(db: Database) -> tuple[Database, FixedClock]:
-    clock = FixedClock()
+def school(db: Database) -> tuple[Database, ManualClock]:
+    clock = ManualClock(NOW)
     seed_school(db, clock)
     sis.add_connection(
         db.uow,
@@ -51,7 +52,7 @@ def school(db: Database) -> tuple[Database, FixedClock]:
 
 
 def test_connection_is_validated_and_its_secret_kept_encrypted(
-    school: tuple[Database, FixedClock],
+    school: tuple[Database, ManualClock],
 ) -> None:
     db, clock = school
     with pytest.raises(InvalidInput) as info:
@@ -97,7 +98,7 @@ def test_connection_is_validated_and_its_secret_kept_encrypted(
     assert dest.config["category_match"] == "name" and dest.secret["client_secret"] == "secret-1"
 
 
-def test_each_validation_error_is_named(school: tuple[Database, FixedClock]) -> None:
+def test_each_validation_error_is_named(school: tuple[Database, ManualClock]) -> None:
     db, _ = school
     with db.uow() as uow:
         uow.overrides.upsert(DueDateOverride("t1", "hw1", "p2", datetime(2025, 3, 20, tzinfo=UTC)))
@@ -124,7 +125,7 @@ def test_each_validation_error_is_named(school: tuple[Database, FixedClock]) -> 
 
 
 def test_selecting_refuses_invalid_activities_and_changes_nothing(
-    school: tuple[Database, FixedClock],
+    school: tuple[Database, ManualClock],
 ) -> None:
     db, _ = school
     with pytest.raises(InvalidInput) as info:
@@ -162,7 +163,7 @@ def test_selecting_refuses_invalid_activities_and_changes_nothing(
 
 
 def test_selecting_reopens_rows_refused_for_a_column_reason(
-    school: tuple[Database, FixedClock],
+    school: tuple[Database, ManualClock],
 ) -> None:
     db, clock = school
     key = LedgerKey("t1", "sis", "quiz1", "p1")
@@ -198,7 +199,7 @@ def test_selecting_reopens_rows_refused_for_a_column_reason(
     assert kept is not None and kept.state is DeliveryState.REJECTED  # the SIS's own refusal stays
 
 
-def test_class_sections_and_students_are_mapped(school: tuple[Database, FixedClock]) -> None:
+def test_class_sections_and_students_are_mapped(school: tuple[Database, ManualClock]) -> None:
     db, _ = school
     with pytest.raises(InvalidInput) as info:
         sis.map_class(
@@ -237,7 +238,7 @@ def test_class_sections_and_students_are_mapped(school: tuple[Database, FixedClo
     assert course.data["school"] == "sch-1" and course.remote_id == "cls-1"
 
 
-def test_category_alignment_per_connection_and_course(school: tuple[Database, FixedClock]) -> None:
+def test_category_alignment_per_connection_and_course(school: tuple[Database, ManualClock]) -> None:
     db, clock = school
     assert sis.align_category(
         db.uow, clock, tenant_id="t1", destination_id="sis", group="Quizzes", category_id="cat-quiz"
@@ -277,7 +278,7 @@ class _Waker:
 
 
 def test_selecting_recomputes_rows_skipped_as_not_selected(
-    school: tuple[Database, FixedClock],
+    school: tuple[Database, ManualClock],
 ) -> None:
     db, clock = school
     skipped = LedgerKey("t1", "sis", "quiz1", "p1")

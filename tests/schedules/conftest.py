@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -22,26 +22,9 @@ from gradesync.domain.model import (
 )
 from gradesync.services import runs as engine
 from gradesync.services.schedules import ScheduleService
+from gradesync.testing import ManualClock
 
 T0 = datetime(2024, 11, 1, 12, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self._now = now
-        self._lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def set(self, now: datetime) -> None:
-        with self._lock:
-            self._now = now
-
-    def advance(self, delta: timedelta) -> None:
-        with self._lock:
-            self._now += delta
 
 
 @dataclass
@@ -50,7 +33,7 @@ class Requester:
     scope), recording each call; `fail` makes it raise as an unavailable engine would."""
 
     db: Database
-    clock: FakeClock
+    clock: ManualClock
     calls: list[tuple[RunScope, Trigger, str, str | None]] = field(default_factory=list)
     fail: bool = False
     called: threading.Event = field(default_factory=threading.Event)  # set after each call
@@ -73,7 +56,7 @@ class Requester:
 @dataclass
 class Env:
     db: Database
-    clock: FakeClock
+    clock: ManualClock
     requester: Requester
     service: ScheduleService
     changes: list[int]
@@ -93,7 +76,7 @@ def seed_tenant(db: Database, tenant_id: str = "t1") -> None:
 def env(db: Database) -> Iterator[Env]:
     seed_tenant(db, "t1")
     seed_tenant(db, "t2")
-    clock = FakeClock()
+    clock = ManualClock(T0)
     requester = Requester(db, clock)
     changes: list[int] = []
     service = ScheduleService(db.uow, clock, requester, on_change=lambda: changes.append(1))

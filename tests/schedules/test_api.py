@@ -10,14 +10,14 @@ import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import Course
+from gradesync.testing import ManualClock
 from tests.api.conftest import ApiEnv, Caller
-from tests.schedules.conftest import FakeClock
 
 
 @pytest.fixture
 def api(db: Database, tmp_path: Path) -> Iterator[ApiEnv]:
     env = ApiEnv(db, tmp_path)
-    env.runtime.clock = FakeClock(datetime(2025, 3, 7, 12, 0, tzinfo=UTC))
+    env.runtime.clock = ManualClock(datetime(2025, 3, 7, 12, 0, tzinfo=UTC))
     with env.client:
         yield env
 

@@ -21,7 +21,8 @@ from gradesync.adapters.queue.scheduler import (
 )
 from gradesync.domain.model import ScheduleAction, ScheduleEvent
 from gradesync.services.schedules import ScheduleService
-from tests.schedules.conftest import T0, FakeClock, Requester, seed_tenant
+from gradesync.testing import ManualClock
+from tests.schedules.conftest import T0, Requester, seed_tenant
 
 DEADLINE = 10.0
 
@@ -30,7 +31,7 @@ class Parts:
     def __init__(self, db: Database) -> None:
         seed_tenant(db)
         self.db = db
-        self.clock = FakeClock()
+        self.clock = ManualClock(T0)
         self.requester = Requester(db, self.clock)
         self.service = ScheduleService(
             db.uow, self.clock, self.requester, on_change=scheduler.notify_changed

@@ -1,9 +1,14 @@
-"""A destination double for the engine's own tests: an in-memory gradebook behind the
-`DestinationClient` protocol that can fail on purpose.
+"""The strict destination double: an in-memory gradebook behind the `DestinationClient`
+protocol that can fail on purpose, for tests of the engine and of anything built on it.
+
+    factory = DoubleFactory()
+    engine = Engine(db.uow, clock, factory, settings)
+    factory.remote("lms").fail_next(1, server_error())
 
 It is strict where the engine must be careful: score timestamps must strictly increase per
 (column, learner) (like Moodle, an equal one is refused), and it records how many sends of
-one key overlap, so a test can prove no key is ever sent twice at once.
+one key overlap, so a test can prove no key is ever sent twice at once. The contract suite
+(tests/contract) holds it to the same behaviour as the real adapters against the sandbox.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from gradesync.services.destination import (
     RemoteFailure,
     ResultTarget,
 )
+from gradesync.testing.waiting import wait_for_async
 
 Key = tuple[str, str]  # (line item id, remote person id)
 
@@ -90,12 +96,13 @@ class Remote:
         async with self.changed:
             self.changed.notify_all()
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        """Wait (with a deadline) until `predicate()` holds after some send."""
+    async def wait_for(
+        self, predicate: Callable[[], bool], what: str = "the gradebook's state"
+    ) -> None:
+        """Wait until `predicate()` holds, checked again after each send starts and ends."""
         if self.changed is None:
             self.changed = asyncio.Condition()
-        async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(predicate), timeout)
+        await wait_for_async(predicate, what, changed=self.changed)
 
 
 def server_error() -> RemoteFailure:

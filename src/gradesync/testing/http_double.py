@@ -1,9 +1,9 @@
-"""The destination double over real HTTP, for tests that run workers as subprocesses.
+"""The destination double over real HTTP, for tests that run workers as other processes.
 
 A tiny gradebook (FastAPI, served by uvicorn in a thread of the test process) that keeps
 every score, refuses a timestamp not newer than the stored one (409), records which worker
 process sent what and how many sends of one key overlap, and can hold requests until the
-test lets them go. `tests/engine/http_adapter.py` is the client side the workers load
+test lets them go. `gradesync.testing.http_adapter` is the client side the workers load
 through GRADESYNC_TEST_DESTINATION_MODULE.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from gradesync.testing.waiting import wait_for
 
 
 @dataclass
@@ -105,11 +106,9 @@ def running_gradebook() -> Iterator[tuple[str, GradebookState]]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test gradebook did not start")
-        time.sleep(0.01)
+    wait_for(lambda: server.started or not thread.is_alive(), "the test gradebook to start")
+    if not server.started:
+        raise RuntimeError("the test gradebook did not start (see its log above)")
     try:
         yield f"http://127.0.0.1:{port}", state
     finally:
