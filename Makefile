@@ -3,8 +3,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# Open edX's LTI consumer for the end-to-end tests in tests/openedx: its dependencies clash
+# with gradesync's, so it has a virtual environment of its own.
+OPENEDX_VENV ?= .venv-openedx
 
-.PHONY: demo test check lint typecheck imports bench clean
+.PHONY: demo test check lint typecheck imports bench clean openedx-venv
 
 $(BIN)/gradesync: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,12 +15,21 @@ $(BIN)/gradesync: pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	@touch $@
 
+$(OPENEDX_VENV)/.installed: tests/openedx/requirements.txt
+	$(PYTHON) -m venv $(OPENEDX_VENV)
+	$(OPENEDX_VENV)/bin/pip install -q --upgrade pip
+	$(OPENEDX_VENV)/bin/pip install -q -r tests/openedx/requirements.txt
+	@touch $@
+
+openedx-venv: $(OPENEDX_VENV)/.installed
+
 demo: $(BIN)/gradesync
 	$(BIN)/gradesync serve --demo
 
 # PostgreSQL cases run when a server can be had: GRADESYNC_TEST_POSTGRES_URL, or a local
-# installation that .ci/postgres.sh can start (it never installs one outside CI).
-test: $(BIN)/gradesync
+# installation that .ci/postgres.sh can start (it never installs one outside CI). The Open edX
+# cases run on the virtual environment `openedx-venv` makes.
+test: $(BIN)/gradesync $(OPENEDX_VENV)/.installed
 	@url="$${GRADESYNC_TEST_POSTGRES_URL:-$$(GRADESYNC_PG_NO_INSTALL=$${GRADESYNC_PG_NO_INSTALL:-1} .ci/postgres.sh 2>/dev/null || true)}"; \
 	GRADESYNC_TEST_POSTGRES_URL="$$url" $(BIN)/pytest $(PYTEST_ARGS)
 
@@ -38,4 +50,4 @@ bench: $(BIN)/gradesync
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OPENEDX_VENV) .pytest_cache .mypy_cache .ruff_cache
