@@ -234,6 +234,28 @@ CASES = [
         score=120,
         maximum=100,
     ),
+    Case(
+        "whole points only: 7.5 points are sent doubled",
+        [attempt(1, 6, 1, maximum=7.5)],
+        activity=replace(ACTIVITY, points_possible=7.5),
+        caps=Capabilities(integer_points=True),
+        score=12,
+        maximum=15,
+    ),
+    Case(
+        "whole points only: whole points are sent as they are",
+        [attempt(1, 6.5, 1)],
+        caps=Capabilities(integer_points=True),
+        score=6.5,
+        maximum=10,
+    ),
+    Case(
+        "whole points only: no whole factor up to the limit, nothing is sent",
+        [attempt(1, 6, 1, maximum=7.3333)],
+        activity=replace(ACTIVITY, points_possible=7.3333),
+        caps=Capabilities(integer_points=True),
+        reason="fractional_points",
+    ),
     # --- items that are not sent --------------------------------------------------------------
     Case(
         "practice kind",

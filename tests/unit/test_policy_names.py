@@ -161,3 +161,13 @@ def test_column_hash_is_a_stable_sha256() -> None:
     # change to the canonical form must be a deliberate one (it makes every column pending).
     col = Column("Quiz 1", 10, datetime(2025, 3, 8, tzinfo=UTC), "Quizzes", "a1")
     assert column_hash(col) == "04ea4f6e5fa461f0070ccaf01a401b7d0aefbdfa85382dff7a83c80dcdc42353"
+
+
+def test_column_for_rescales_to_whole_points() -> None:
+    act = Activity("t", "a1", "c1", "Quiz", 2.25)
+    col = column_for(act, ResolvedPolicy(), Capabilities(integer_points=True))
+    assert isinstance(col, Column) and col.score_maximum == 9
+    refused = column_for(
+        replace(act, points_possible=3.123), ResolvedPolicy(), Capabilities(integer_points=True)
+    )
+    assert isinstance(refused, NoResult) and refused.reason.code == "fractional_points"

@@ -19,3 +19,7 @@ class Capabilities:
     zeros_stored: bool = True  # False: a zero is not stored (Brightspace), so it is not sent
     percent_scale: float = 100.0  # percent form: the score_maximum sent (1.0 for LTI 1.1)
     pending_results: bool = True  # accepts a result with no score yet (gradingProgress Pending)
+    # Column maximums must be whole numbers (Open edX): fractional points are rescaled by the
+    # smallest factor up to `integer_scale_limit` that makes them whole, else refused.
+    integer_points: bool = False
+    integer_scale_limit: int = 100

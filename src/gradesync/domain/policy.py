@@ -261,7 +261,13 @@ def _shape(points: float, inp: PolicyInput) -> tuple[float, float, str]:
             caps.percent_scale,
             note + (f" Sent as a fraction of {_fmt(caps.percent_scale)}."),
         )
-    return round(points, SCORE_DECIMALS), top, note
+    scale = points_scale(top, caps) or 1
+    if scale != 1:
+        note += (
+            f" Sent as {_fmt(points * scale)} of {_fmt(top * scale)}: this destination takes "
+            f"whole points only, so points are multiplied by {scale}."
+        )
+    return round(points * scale, SCORE_DECIMALS), top * scale, note
 
 
 def _result(
@@ -331,7 +337,28 @@ def _maximum(inp: PolicyInput) -> float:
     caps = inp.capabilities
     if caps.score_form is ScoreForm.PERCENT:
         return caps.percent_scale
-    return inp.activity.points_possible
+    return inp.activity.points_possible * (points_scale(inp.activity.points_possible, caps) or 1)
+
+
+def points_scale(points: float, caps: Capabilities) -> int | None:
+    """The whole factor points are multiplied by at this destination: 1, unless it takes
+    whole points only (then the smallest factor up to its limit that makes `points` whole),
+    or None when no such factor exists."""
+    if not caps.integer_points or caps.score_form is ScoreForm.PERCENT:
+        return 1
+    for factor in range(1, caps.integer_scale_limit + 1):
+        scaled = points * factor
+        if math.isclose(scaled, round(scaled), abs_tol=1e-9):
+            return factor
+    return None
+
+
+def _points_skip(activity: Activity, caps: Capabilities) -> Reason | None:
+    if points_scale(activity.points_possible, caps) is None:
+        return reasons.fractional_points(
+            activity.title, activity.points_possible, caps.integer_scale_limit
+        )
+    return None
 
 
 def _past_due_zero(
@@ -422,7 +449,11 @@ def desired_result(inp: PolicyInput) -> DesiredResult | NoResult:
     course, activity, policy = inp.course, inp.activity, inp.policy
     if not course.sync_enabled:
         return NoResult(reasons.course_sync_disabled(course.title))
-    skip = _activity_skip(activity, policy) or _person_skip(inp.enrollment)
+    skip = (
+        _activity_skip(activity, policy)
+        or _points_skip(activity, inp.capabilities)
+        or _person_skip(inp.enrollment)
+    )
     if skip is not None:
         return NoResult(skip)
 
@@ -538,7 +569,7 @@ def column_for(
 
     score_maximum is the activity's points even in percent form: it is the suggested column
     size, and the LMS scales each percent to whatever the column ends up worth."""
-    skip = _activity_skip(activity, policy)
+    skip = _activity_skip(activity, policy) or _points_skip(activity, capabilities)
     if skip is not None:
         return NoResult(skip)
     name = destination_name(
@@ -551,7 +582,9 @@ def column_for(
         return NoResult(name)
     return Column(
         title=name,
-        score_maximum=number(activity.points_possible),
+        score_maximum=number(
+            activity.points_possible * (points_scale(activity.points_possible, capabilities) or 1)
+        ),
         due_at=activity.due_at,
         category=activity.category,
         activity_id=activity.id,

@@ -40,6 +40,7 @@ class ReasonCode(StrEnum):
     NAME_TOO_LONG = "name_too_long"
     NAME_FORBIDDEN_CHARS = "name_forbidden_chars"
     NAME_EMPTY = "name_empty"
+    FRACTIONAL_POINTS = "fractional_points"
     # delivery gave up
     RETRIES_EXHAUSTED = "retries_exhausted"
 
@@ -84,6 +85,15 @@ def below_minimum_points(activity_title: str, points: float, minimum: float) -> 
         ReasonCode.BELOW_MINIMUM_POINTS,
         f"The activity {activity_title!r} is worth {points:g} points, under the minimum of "
         f"{minimum:g} points for grade sync; raise its points or lower the minimum.",
+    )
+
+
+def fractional_points(activity_title: str, points: float, limit: int) -> Reason:
+    return Reason(
+        ReasonCode.FRACTIONAL_POINTS,
+        f"The activity {activity_title!r} is worth {points:g} points, and this destination "
+        f"takes whole points only; no factor up to {limit} makes {points:g} whole, so nothing "
+        "is sent. Give the activity whole points (or a simpler fraction such as 7.5).",
     )
 
 

@@ -211,8 +211,7 @@ def bind_launch(uow: UnitOfWork, launch: ValidLaunch, now: datetime) -> BoundLau
                 )
             else:
                 bound.activity_id = activity_id
-                if endpoint is not None and endpoint.get("lineitem"):
-                    _bind_item(uow, tenant, dest, activity_id, str(endpoint["lineitem"]), link_id)
+                _bind_item(uow, tenant, dest, activity_id, endpoint, link_id)
         if legacy is not None or migration.claim_of(claims) is not None:
             bound.migration = _migrate(uow, launch, course_id, now)
         _mark_dirty(uow, tenant, course_id, person_id, now)
@@ -361,17 +360,41 @@ def bind_context(
 
 
 def _bind_item(
-    uow: UnitOfWork, tenant: str, dest: str, activity_id: str, lineitem: str, link_id: Any
+    uow: UnitOfWork,
+    tenant: str,
+    dest: str,
+    activity_id: str,
+    endpoint: dict[str, Any] | None,
+    link_id: Any,
 ) -> None:
+    """What a launch of an activity says about its column: the line item the LMS made for
+    the link (`lineitem`), else the link itself and its line items container, so the column
+    gradesync creates is tied to that link (the first link an activity is launched from
+    keeps it). details_hash None: the column is checked (and fixed) on the next sync."""
     existing = uow.links.item(tenant, dest, activity_id)
-    if existing is not None and existing.remote_id == lineitem:
+    lineitem = str(endpoint["lineitem"]) if endpoint and endpoint.get("lineitem") else None
+    if lineitem is not None:
+        if existing is not None and existing.remote_id == lineitem:
+            return
+        data = {"resourceLinkId": str(link_id)} if link_id else {}
+        if endpoint and endpoint.get("lineitems"):
+            data["lineitems"] = str(endpoint["lineitems"])
+        uow.links.save_item(
+            replace(existing, remote_id=lineitem, details_hash=None, data=data)
+            if existing
+            else ItemLink(tenant, dest, activity_id, lineitem, None, data)
+        )
         return
-    data = {"resourceLinkId": str(link_id)} if link_id else {}
-    # details_hash None: the column's details are checked (and fixed) on the next sync
+    if not link_id or (existing is not None and existing.data.get("resourceLinkId")):
+        return
+    data = dict(existing.data) if existing is not None else {}
+    data["resourceLinkId"] = str(link_id)
+    if endpoint and endpoint.get("lineitems"):
+        data["lineitems"] = str(endpoint["lineitems"])
     uow.links.save_item(
-        replace(existing, remote_id=lineitem, details_hash=None, data=data)
+        replace(existing, details_hash=None, data=data)
         if existing
-        else ItemLink(tenant, dest, activity_id, lineitem, None, data)
+        else ItemLink(tenant, dest, activity_id, "", None, data)
     )
 
 

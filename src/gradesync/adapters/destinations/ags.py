@@ -30,7 +30,12 @@ from gradesync.adapters.destinations.ags_urls import (
     scores_url,
     with_query,
 )
-from gradesync.adapters.destinations.http_errors import REMEDIES, classify, transport_failure
+from gradesync.adapters.destinations.http_errors import (
+    REMEDIES,
+    classify,
+    remote_message,
+    transport_failure,
+)
 from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.adapters.destinations.tokens import AccessToken
 from gradesync.domain.canonical import parse_iso
@@ -123,6 +128,12 @@ def _token_failure(failure: RemoteFailure) -> RemoteFailure:
             ),
         )
     return failure
+
+
+# A 403 that speaks of the token (DRF: "Invalid token signature.", "Missing LTI 1.3
+# authentication token.") deserves a new token; one that speaks of a rate limit does not.
+_TOKEN_WORDS = re.compile(r"token|credential|authenticat|signature|expired", re.I)
+_RATE_WORDS = re.compile(r"rate limit", re.I)
 
 
 def _iso(moment: datetime) -> str:
@@ -261,7 +272,7 @@ class AgsClient:
                 )
             except httpx.HTTPError as exc:
                 raise transport_failure(exc, what) from None
-            if resp.status_code == 401 and attempt == 1:
+            if attempt == 1 and self._token_refused(resp):
                 # An expired or revoked token: a new one, once.
                 self._tokens.invalidate(self._token_key(), token.value)
                 continue
@@ -269,6 +280,18 @@ class AgsClient:
                 return resp
             raise classify(resp.status_code, resp.headers, resp.content, what=what)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _token_refused(self, resp: httpx.Response) -> bool:
+        """401, or a 403 that is about the token: the profile says the platform answers a
+        bad token with 403, or the platform's words say so (a rate limit's 403 is not)."""
+        if resp.status_code == 401:
+            return True
+        if resp.status_code != 403:
+            return False
+        words = remote_message(resp.content)
+        if _RATE_WORDS.search(words):
+            return False
+        return self.profile.forbidden_means_token or bool(_TOKEN_WORDS.search(words))
 
     async def _get_pages(self, url: str, *, field: str, what: str, accept: str) -> list[Any]:
         """Every element of a paged JSON list, following Link rel="next" exactly as given."""
@@ -315,16 +338,33 @@ class AgsClient:
         self._checked(link.remote_id, "lineitems")
         return link
 
-    def _line_item_body(self, column: Column) -> dict[str, Any]:
+    def _line_item_body(self, column: Column, resource_link: str | None) -> dict[str, Any]:
+        maximum: float | int = column.score_maximum
+        if self.capabilities.integer_points and float(maximum).is_integer():
+            maximum = int(maximum)  # policy made it whole; send it without ".0"
         body: dict[str, Any] = {
             "label": column.title,
-            "scoreMaximum": column.score_maximum,
+            "scoreMaximum": maximum,
             "resourceId": column.activity_id,
             "tag": self.tag,
         }
+        if resource_link:
+            # The link the activity was launched from (or deep linked to): LMSs tie the column
+            # to it, and Open edX counts scores only on a line item tied to its component.
+            body["resourceLinkId"] = resource_link
         if column.due_at is not None:
             body["endDateTime"] = _iso(column.due_at)
         return body
+
+    def _unlinked(self, column: Column) -> RemoteFailure:
+        return RemoteFailure(
+            FailureClass.REJECTED,
+            "no_resource_link",
+            f"the column for {column.activity_id!r} has no resource link: "
+            f"{self.profile.name} counts grades only on a column tied to the LTI link the "
+            "activity is launched from, and no launch of this activity has been received",
+            remedy=REMEDIES["no_resource_link"],
+        )
 
     async def _find(self, container: str, activity_id: str) -> dict[str, Any] | None:
         url = with_query(
@@ -350,7 +390,11 @@ class AgsClient:
         wanted = column_hash(column)
         if link is not None and link.remote_id and link.details_hash == wanted and not force:
             return link
-        desired = self._line_item_body(column)
+        known = dict(link.data) if link is not None else {}
+        resource_link = str(known.get("resourceLinkId") or "") or None
+        if resource_link is None and self.profile.requires_resource_link:
+            raise self._unlinked(column)
+        desired = self._line_item_body(column, resource_link)
         item: dict[str, Any] | None = None
         if link is not None and link.remote_id:
             try:
@@ -361,7 +405,9 @@ class AgsClient:
             except RemoteFailure as failure:
                 if failure.code != "line_item_gone":
                     raise
-        container = self._checked(course.remote_id, "lineitems")
+        # A launch names the line items container of its own link: per course on most LMSs,
+        # per LTI component on Open edX, so the activity's own container comes first.
+        container = self._checked(str(known.get("lineitems") or course.remote_id), "lineitems")
         if item is None:
             item = await self._find(container, column.activity_id)
         if item is None:
@@ -376,7 +422,11 @@ class AgsClient:
             )
             item = _json(resp, "line item")
         elif force or _differs(item, desired):
-            merged = {**item, **desired}
+            # Fields the platform holds but left empty come back as null; sending them back
+            # is refused by some (Open edX: 400 on every update), so they are left out.
+            merged = {k: v for k, v in {**item, **desired}.items() if v is not None}
+            if item.get("resourceLinkId"):
+                merged["resourceLinkId"] = item["resourceLinkId"]  # never moved to another link
             resp = await self._send(
                 "PUT",
                 str(item["id"]),
@@ -392,24 +442,23 @@ class AgsClient:
                 FailureClass.REJECTED, "bad_response", f"line item without an id: {item!r}"
             )
         remote_id = self._checked(str(item["id"]), "lineitem id")
+        data = {
+            k: item[k]
+            for k in ("label", "scoreMaximum", "resourceId", "tag", "resourceLinkId", "endDateTime")
+            if item.get(k) is not None
+        }
+        # What the launches told us stays known, whatever the platform echoes back.
+        if not data.get("resourceLinkId"):
+            data["resourceLinkId"] = resource_link
+        if known.get("lineitems"):
+            data["lineitems"] = known["lineitems"]
         return ItemLink(
             tenant_id=self.destination.tenant_id,
             destination_id=self.destination.id,
             activity_id=column.activity_id,
             remote_id=remote_id,
             details_hash=wanted,
-            data={
-                k: item[k]
-                for k in (
-                    "label",
-                    "scoreMaximum",
-                    "resourceId",
-                    "tag",
-                    "resourceLinkId",
-                    "endDateTime",
-                )
-                if k in item
-            },
+            data={k: v for k, v in data.items() if v is not None},
         )
 
     def score_body(
@@ -557,6 +606,9 @@ def _differs(item: dict[str, Any], desired: dict[str, Any]) -> bool:
                 return True
         elif key == "endDateTime":
             if _parse_time(have) != _parse_time(want):
+                return True
+        elif key == "resourceLinkId":
+            if not have:  # an unlinked column is linked; a linked one is never moved
                 return True
         elif have != want:
             return True

@@ -22,6 +22,13 @@ class AgsProfile:
     # The platform refuses a score whose timestamp equals the last one (Moodle: 409), not
     # only an older one.
     rejects_equal_timestamps: bool = False
+    # The platform counts a score only on a line item tied to the resource link it was
+    # launched from (Open edX: the LTI component's usage id); a column without one is refused
+    # before it is created, with a remedy, instead of collecting scores that never count.
+    requires_resource_link: bool = False
+    # The platform answers a bad or expired token with 403 rather than 401 (Open edX): any
+    # 403 gets one token refresh before it counts as a refusal.
+    forbidden_means_token: bool = False
     page_limit: int = 100
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -76,6 +83,27 @@ PROFILES: dict[str, AgsProfile] = {
             pending_results=False,
         ),
         notes=("Grade item names are limited to 128 characters; a zero is not stored.",),
+    ),
+    "openedx": AgsProfile(
+        "openedx",
+        Capabilities(
+            score_form=ScoreForm.POINTS,
+            # Open edX publishes min(scoreGiven, scoreMaximum): extra credit is capped by
+            # policy, with the reason shown, rather than silently by the platform.
+            extra_credit=False,
+            comments=True,
+            name_max_length=255,
+            pending_results=False,  # only FullyGraded scores reach the gradebook
+            integer_points=True,  # line items take an integer scoreMaximum (400 otherwise)
+        ),
+        requires_resource_link=True,
+        forbidden_means_token=True,
+        notes=(
+            "Grades count only on a line item whose resourceLinkId is the LTI component's "
+            "usage id: learners (or staff) must launch gradesync from that component first.",
+            "Line item points must be whole numbers: fractional points are rescaled.",
+            "A bad or expired token is answered with 403; an unknown learner with 500.",
+        ),
     ),
     "blackboard": AgsProfile(
         "blackboard",

@@ -29,6 +29,11 @@ REMEDIES: dict[str, str] = {
         "The gradebook column was deleted in the LMS; gradesync recreates it on the next sync."
     ),
     "line_item_foreign": "The column belongs to another tool; create a new link for gradesync.",
+    "no_resource_link": (
+        "This LMS counts a grade only on a column tied to the LTI link it came from: open "
+        "the activity once from its gradesync link in the LMS course (as a learner or as "
+        "staff); the next sync ties the column to that link and sends the grades."
+    ),
     "attempts_exceeded": (
         "The LMS assignment limits attempts; raise 'Allowed attempts' in the LMS or set it to "
         "unlimited, then resync."

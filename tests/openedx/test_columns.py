@@ -1,0 +1,76 @@
+"""Column changes against Open edX's own AGS views: renames and new points reach the line
+item (updates send no null fields, which Open edX refuses), an existing column without a
+resource link is tied to the component, and a remaster resends without a second column."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import httpx
+
+from gradesync.adapters.destinations.ags import AgsClient
+from gradesync.adapters.destinations.registry import DestinationContext
+from gradesync.domain.policy import Column
+from tests.lti.test_sync_e2e import Served, wait_for
+from tests.openedx.conftest import OpenEdx, open_course
+
+
+def test_rename_new_points_and_remaster(openedx: OpenEdx, served: Served) -> None:
+    course = open_course(openedx, served, ("ann", "bob"), ("lab", "Lab 1", 10))
+    ann, bob = course.emails
+    lab = course.place("lab", weight=10)
+    for learner in (ann, bob):
+        assert openedx.launch(learner, course.key, lab.usage_key).status_code == 200
+    course.attempt("e1", "lab", ann, 7, 10, minute=1)
+    course.attempt("e2", "lab", bob, 5, 10, minute=1)
+    wait_for(
+        lambda: (
+            course.grade(ann, lab.usage_key) == (7.0, 10.0)
+            and course.grade(bob, lab.usage_key) == (5.0, 10.0)
+        ),
+        "both grades",
+    )
+
+    course.activities(("lab", "Lab 1 (final)", 20))  # renamed, and now worth 20 points
+    run = served.run("resync", course.gs_course)
+    assert run["outcome"] == "succeeded", run
+    (item,) = course.line_items(lab)
+    assert (item["label"], item["score_maximum"]) == ("Lab 1 (final)", 20)
+    assert item["scores"][-1]["score_maximum"] == 20.0
+    wait_for(lambda: course.grade(ann, lab.usage_key) == (7.0, 10.0), "ann's grade on 20 points")
+    assert course.state(ann, lab.platform_id, "lab")["desired"]["score_given"] == 14.0
+
+    before = course.publishes(ann), course.publishes(bob)
+    run = served.run("remaster", course.gs_course)
+    assert run["outcome"] == "succeeded", run
+    assert (course.publishes(ann), course.publishes(bob)) == (before[0] + 1, before[1] + 1)
+    assert course.grade(ann, lab.usage_key) == (7.0, 10.0)
+    assert course.grade(bob, lab.usage_key) == (5.0, 10.0)
+    assert len(course.line_items(lab)) == 1  # never a second column
+
+
+async def test_an_unlinked_column_is_linked_on_the_next_run(
+    openedx: OpenEdx, served: Served
+) -> None:
+    course = open_course(openedx, served, ("ann",), ("lab", "Lab 1", 10))
+    (ann,) = course.emails
+    lab = course.place("lab", weight=10)
+    assert openedx.launch(ann, course.key, lab.usage_key).status_code == 200
+    # A column already in Open edX without a resource link, as a client that did not send
+    # one made it: Open edX stores its scores and never counts them.
+    with served.runtime.db.uow() as uow:
+        platform = uow.destinations.get(served.tenant, lab.platform_id)
+        course_link = uow.links.course(served.tenant, lab.platform_id, course.gs_course)
+    assert platform is not None and course_link is not None
+    async with httpx.AsyncClient() as http:
+        context = DestinationContext(http=http, extras={"runtime": served.runtime})
+        unlinked = AgsClient(replace(platform, profile="generic"), context)
+        await unlinked.ensure_column(course_link, Column("Lab 1", 10, None, None, "lab"), None)
+    (item,) = course.line_items(lab)
+    assert item["resource_link_id"] is None
+
+    course.attempt("e1", "lab", ann, 8, 10, minute=1)
+    wait_for(lambda: course.grade(ann, lab.usage_key) == (8.0, 10.0), "the grade, counted")
+    (item,) = course.line_items(lab)  # the same column, now tied to the component
+    assert item["resource_link_id"] == lab.usage_key
+    assert course.state(ann, lab.platform_id, "lab")["state"] == "delivered"

@@ -1,0 +1,88 @@
+"""gradesync against Open edX's own LTI consumer (lti-consumer-xblock): a course author
+places gradesync in a course as an LTI 1.3 component with programmatic AGS, learners launch
+it, and the grades gradesync sends must be the ones Open edX publishes to its gradebook."""
+
+from __future__ import annotations
+
+from tests.lti.test_sync_e2e import Served, wait_for
+from tests.openedx.conftest import OpenEdx, open_course
+
+
+def test_highest_attempt_counts_and_extra_credit_is_capped(
+    openedx: OpenEdx, served: Served
+) -> None:
+    course = open_course(openedx, served, ("ann",), ("lab", "Lab 1", 10))
+    (ann,) = course.emails
+    lab = course.place("lab", weight=10)
+    assert openedx.launch(ann, course.key, lab.usage_key).status_code == 200
+
+    course.attempt("e1", "lab", ann, 6, 10, minute=1)
+    course.attempt("e2", "lab", ann, 9, 10, minute=2)
+    course.attempt("e3", "lab", ann, 7, 10, minute=3)
+    wait_for(
+        lambda: (
+            course.state(ann, lab.platform_id, "lab")["desired"]["score_given"] == 9
+            and course.grade(ann, lab.usage_key) == (9.0, 10.0)
+        ),
+        "the highest attempt in Open edX's gradebook",
+    )
+    (item,) = course.line_items(lab)
+    assert item["resource_link_id"] == lab.usage_key  # tied to the component: it counts
+
+    course.attempt("e4", "lab", ann, 12, 10, minute=4)  # 12 of 10: extra credit
+    wait_for(lambda: course.grade(ann, lab.usage_key) == (10.0, 10.0), "the capped grade")
+    state = course.state(ann, lab.platform_id, "lab")
+    assert state["state"] == "delivered"
+    assert "Capped at the maximum" in state["desired"]["basis"]
+    (item,) = course.line_items(lab)
+    assert item["scores"][-1]["score_given"] == 10.0  # capped by policy, not by the platform
+
+
+def test_fractional_points_are_rescaled_to_whole_points(openedx: OpenEdx, served: Served) -> None:
+    course = open_course(
+        openedx, served, ("ann",), ("quiz", "Quiz 1", 7.5), ("odd", "Odd quiz", 7.3333)
+    )
+    (ann,) = course.emails
+    quiz = course.place("quiz", weight=7.5)
+    odd = course.place("odd", weight=5)
+    assert openedx.launch(ann, course.key, quiz.usage_key).status_code == 200
+    assert openedx.launch(ann, course.key, odd.usage_key).status_code == 200
+
+    course.attempt("e1", "quiz", ann, 6, 7.5, minute=1)
+    course.attempt("e2", "odd", ann, 5, 7.3333, minute=1)
+    wait_for(lambda: course.grade(ann, quiz.usage_key) == (6.0, 7.5), "the rescaled grade")
+    (item,) = course.line_items(quiz)
+    assert item["score_maximum"] == 15  # whole points: 7.5 x 2
+    assert item["scores"][-1]["score_given"] == 12.0
+
+    # No whole factor up to 100 makes 7.3333 whole: refused with a reason, before any send.
+    state = wait_for(
+        lambda: (s := course.state(ann, odd.platform_id, "odd"))["reason_code"] and s,
+        "the reason nothing is sent",
+    )
+    assert state["reason_code"] == "fractional_points", state
+    assert "whole points only" in state["reason_text"]
+    assert course.line_items(odd) == []
+    assert course.grade(ann, odd.usage_key) is None
+
+
+def test_an_unknown_learner_does_not_hold_up_the_others(openedx: OpenEdx, served: Served) -> None:
+    course = open_course(openedx, served, ("ann", "bob"), ("lab", "Lab 1", 10))
+    ann, bob = course.emails
+    lab = course.place("lab", weight=10)
+    for learner in (ann, bob):
+        assert openedx.launch(learner, course.key, lab.usage_key).status_code == 200
+    openedx.retire(bob)  # Open edX no longer knows bob's LTI id: it answers 500 for him
+
+    course.attempt("e1", "lab", bob, 4, 10, minute=1)
+    course.attempt("e2", "lab", ann, 8, 10, minute=2)
+    wait_for(lambda: course.grade(ann, lab.usage_key) == (8.0, 10.0), "ann's grade")
+    bob_state = wait_for(
+        lambda: (s := course.state(bob, lab.platform_id, "lab"))["remote_status"] and s,
+        "Open edX's answer for bob",
+    )
+    assert bob_state["remote_status"] == 500
+    assert bob_state["state"] != "delivered"
+
+    course.attempt("e3", "lab", ann, 9, 10, minute=3)  # the destination still takes grades
+    wait_for(lambda: course.grade(ann, lab.usage_key) == (9.0, 10.0), "ann's next grade")
