@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from gradesync import __version__
 from gradesync.lti import lti11_launch
@@ -16,6 +17,16 @@ from gradesync.web import metrics as metrics_route
 from gradesync.web.api import router as api
 from gradesync.web.console import pages as console_pages
 from gradesync.web.observe import RequestObserver
+
+API_DESCRIPTION = """Grades from where learners earn them into the gradebooks that count (LTI 1.3
+AGS, LTI 1.1 Outcomes, OneRoster 1.2).
+
+Authenticate with a tenant API key: `Authorization: Bearer gs_...` (create one with
+`gradesync keys create --tenant TENANT --name NAME --scope admin`). Post facts (`/api/v1/ingest`,
+`/api/v1/attempts`); gradesync computes each learner's grade, sends it and records what
+happened (`/api/v1/runs`, `/api/v1/courses/{course_id}/learners/{person_id}/grades`). Bad input
+is answered 422 naming every field and rule at fault, and nothing is stored.
+"""
 
 
 @asynccontextmanager
@@ -45,7 +56,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(title="gradesync", version=__version__, docs_url="/docs", lifespan=_lifespan)
+    # Swagger UI (/docs) and ReDoc (/redoc) from assets shipped in a package, not a CDN,
+    # so the API reference works offline
+    app = FastAPIOffline(
+        title="gradesync",
+        version=__version__,
+        description=API_DESCRIPTION,
+        lifespan=_lifespan,
+        static_url="/docs/static",
+    )
     app.state.runtime = runtime
     app.include_router(health.router)
     app.include_router(metrics_route.router)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, FastAPI
 
-from gradesync.web.api import courses, destinations, errors, ingest, runs, schedules
+from gradesync.web.api import courses, descriptions, destinations, errors, ingest, runs, schedules
 from gradesync.web.api import diagnosis as diagnostics
 from gradesync.web.api import platforms as lti_platforms
 from gradesync.web.api import sis as sis_passback
@@ -23,3 +25,11 @@ router.include_router(schedules.router)
 def install(app: FastAPI) -> None:
     errors.install(app)
     app.include_router(router)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # the whole app's document (health and LTI endpoints too), with every field,
+        # parameter and operation described
+        return descriptions.describe(generate())
+
+    app.openapi = openapi  # type: ignore[method-assign]
