@@ -118,19 +118,24 @@ class LaunchRepo(Protocol):
 
     def records_for_person(
         self, tenant_id: str, person_id: str, destination_id: str | None = None, limit: int = 50
-    ) -> list[LaunchRecord]: ...
+    ) -> list[LaunchRecord]:
+        """A person's launches as recorded (every claim), newest first."""
 
-    def refusals(self, *, tenant_id: str | None = None, limit: int = 100) -> list[Rejection]: ...
+    def refusals(self, *, tenant_id: str | None = None, limit: int = 100) -> list[Rejection]:
+        """Refused logins and launches as recorded, newest first."""
 
     def for_person(
         self, tenant_id: str, person_id: str, destination_id: str | None = None, limit: int = 50
-    ) -> list[LaunchFact]: ...
+    ) -> list[LaunchFact]:
+        """A person's launches, newest first."""
 
     def for_people(
         self, tenant_id: str, destination_id: str, person_ids: Iterable[str]
-    ) -> dict[str, list[LaunchFact]]: ...
+    ) -> dict[str, list[LaunchFact]]:
+        """Launches of these people at one destination, newest first, by person."""
 
-    def summary(self, tenant_id: str, destination_id: str) -> tuple[int, datetime | None]: ...
+    def summary(self, tenant_id: str, destination_id: str) -> tuple[int, datetime | None]:
+        """How many launches came through a destination, and the latest one's time."""
 
     def rejections(
         self,
@@ -141,7 +146,9 @@ class LaunchRepo(Protocol):
         client_id: str | None = None,
         since: datetime | None = None,
         limit: int = 100,
-    ) -> list[RejectionFact]: ...
+    ) -> list[RejectionFact]:
+        """Refused launches for a tenant (and a destination: recorded against it, or naming
+        its issuer and client id when the refusal came before gradesync knew the tenant)."""
 
 
 class LtiLinkRepo(Protocol):

@@ -51,7 +51,7 @@ def _insert(conn: Connection, table: Table) -> Any:
     return dialect.insert(table)
 
 
-class NonceRepo(SqlRepo):
+class NonceRepo(SqlRepo, ports.NonceRepo):
     def add(self, value: str, purpose: str, expires_at: datetime, now: datetime) -> bool:
         c = t.nonces.c
         # An expired copy of the same value may linger until the sweep: replace it.
@@ -175,7 +175,7 @@ class ToolKeyRepo(ports.ToolKeyRepo):
         return int(res.rowcount or 0)
 
 
-class LtiLinkRepo(SqlRepo):
+class LtiLinkRepo(SqlRepo, ports.LtiLinkRepo):
     def consumers_with_key(self, consumer_key: str) -> list[tuple[str, str]]:
         c = t.destinations.c
         rows = self.conn.execute(
@@ -241,7 +241,7 @@ def _record(r: Mapping[Any, Any]) -> LaunchRecord:
     )
 
 
-class LaunchRepo(SqlRepo):
+class LaunchRepo(SqlRepo, ports.LaunchRepo):
     def add(self, record: LaunchRecord) -> None:
         self.conn.execute(
             insert(t.launches).values(
@@ -274,7 +274,6 @@ class LaunchRepo(SqlRepo):
     def records_for_person(
         self, tenant_id: str, person_id: str, destination_id: str | None = None, limit: int = 50
     ) -> list[LaunchRecord]:
-        """A person's launches as recorded (every claim), newest first."""
         c = t.launches.c
         q = select(t.launches).where(c.tenant_id == tenant_id, c.person_id == person_id)
         if destination_id is not None:
@@ -283,7 +282,6 @@ class LaunchRepo(SqlRepo):
         return [_record(r) for r in rows.mappings()]
 
     def refusals(self, *, tenant_id: str | None = None, limit: int = 100) -> list[Rejection]:
-        """Refused logins and launches as recorded, newest first."""
         c = t.lti_rejections.c
         q = select(t.lti_rejections)
         if tenant_id is not None:
@@ -312,7 +310,6 @@ class LaunchRepo(SqlRepo):
         destination_id: str | None = None,
         limit: int = 50,
     ) -> list[LaunchFact]:
-        """A person's launches, newest first."""
         c = t.launches.c
         q = select(t.launches).where(c.tenant_id == tenant_id, c.person_id == person_id)
         if destination_id is not None:
@@ -323,7 +320,6 @@ class LaunchRepo(SqlRepo):
     def for_people(
         self, tenant_id: str, destination_id: str, person_ids: Iterable[str]
     ) -> dict[str, list[LaunchFact]]:
-        """Launches of these people at one destination, newest first, by person."""
         ids = sorted(set(person_ids))
         out: dict[str, list[LaunchFact]] = {}
         c = t.launches.c
@@ -342,7 +338,6 @@ class LaunchRepo(SqlRepo):
         return out
 
     def summary(self, tenant_id: str, destination_id: str) -> tuple[int, datetime | None]:
-        """How many launches came through a destination, and the latest one's time."""
         c = t.launches.c
         n, last = self.conn.execute(
             select(func.count(), func.max(c.launched_at)).where(
@@ -361,8 +356,6 @@ class LaunchRepo(SqlRepo):
         since: datetime | None = None,
         limit: int = 100,
     ) -> list[RejectionFact]:
-        """Refused launches for a tenant (and a destination: recorded against it, or naming
-        its issuer and client id when the refusal came before gradesync knew the tenant)."""
         c = t.lti_rejections.c
         q = select(t.lti_rejections)
         if destination_id is None:
