@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings, load_settings
+from gradesync.domain.model import RunStage, SyncRun
 from gradesync.services import runs
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.wakeup import NullWaker, Waker
@@ -24,7 +25,7 @@ from gradesync.services.wakeup import NullWaker, Waker
 if TYPE_CHECKING:
     from gradesync.adapters.destinations.registry import DestinationContext
     from gradesync.adapters.queue.inprocess import EmbeddedWorker
-    from gradesync.domain.model import Destination, RunScope, SyncRun, Trigger
+    from gradesync.domain.model import Destination, RunScope, Trigger
     from gradesync.services.destination import DestinationClient
     from gradesync.services.engine_config import EngineSettings
     from gradesync.services.ports import UnitOfWorkFactory
@@ -88,7 +89,9 @@ class Runtime:
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
                 wrap=CountingTransport,
             )
-            self.destinations = DestinationContext(http=http, extras={"runtime": self})
+            self.destinations = DestinationContext(
+                http=http, clock=self.clock, extras={"runtime": self}
+            )
         return self.destinations
 
     def destination_client(self, destination: Destination) -> DestinationClient:
@@ -181,6 +184,23 @@ class Runtime:
         if self.destinations is not None:
             await self.destinations.http.aclose()
             self.destinations = None
+
+    async def finish_run(self, run: SyncRun, timeout: float = 3600.0) -> SyncRun:
+        """Carry a queued run to its end: here, by an engine of this process, unless a worker
+        of this process has it or another worker holds its scope (then wait for that one)."""
+        if self.worker is None:
+            had_context = self.destinations is not None
+            engine = self.build_engine()
+            try:
+                done = await engine.execute_run(run.id)
+            finally:
+                await engine.aclose()
+                if not had_context and self.destinations is not None:
+                    await self.destinations.http.aclose()
+                    self.destinations = None
+            if done is not None and done.stage is RunStage.FINISHED:
+                return done
+        return await self.wait_for_run_async(run.id, timeout, tenant_id=run.scope.tenant_id)
 
     def wait_for_run(
         self, run_id: str, timeout: float, *, tenant_id: str | None = None, poll: float = 0.2

@@ -91,11 +91,35 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
         ]
         checks = admin.get("/sis/connections/sis/validation", params={"course_id": "c1"}).json()
         assert {c["activity_id"]: c["ok"] for c in checks} == {"q1": True, "e1": False}
+        # CSV files come from a file-based connection; this one passes back over REST
         r = admin.post("/sis/connections/sis/exports", json={"mode": "bulk"})
+        assert r.status_code == 422
+        assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
+            ("destination_id", "file_based")
+        ]
+        files = {"name": "SIS files", "file_based": True}
+        assert admin.put("/sis/connections/files", json=files).status_code == 200
+        r = admin.put(
+            "/sis/connections/files/classes/c1", json={"class_id": "cls-1", "school_id": "sch-1"}
+        )
+        assert r.status_code == 200
+        assert admin.post("/sis/connections/files/courses/c1/students").status_code == 200
+        r = admin.put("/sis/connections/files/alignments/Quizzes", json={"category_id": "cat-quiz"})
+        assert r.status_code == 200
+        assert (
+            admin.put("/sis/connections/files/selection", json={"activity_ids": ["q1"]}).status_code
+            == 200
+        )
+        # a file-based SIS has no connection to test, and says so
+        r = admin.post("/destinations/files/check")
+        assert r.status_code == 200
+        assert r.json()["ok"] is True and r.json()["steps"][0]["name"] == "file-based SIS"
+        r = admin.post("/sis/connections/files/exports", json={"mode": "bulk"})
         assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
         with zipfile.ZipFile(io.BytesIO(r.content)) as archive:
             assert "lineItems.csv" in archive.namelist()
             assert "Quiz 1" in archive.read("lineItems.csv").decode()
+            assert "cat-quiz" in archive.read("lineItems.csv").decode()
         # another tenant sees nothing of it
         assert (
             other.get("/sis/connections/sis/validation", params={"course_id": "c1"}).status_code

@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gradesync.adapters.db.oneroster_csv_state import SqlExportState
 from gradesync.adapters.destinations import oneroster_csv
 from gradesync.adapters.destinations.oneroster import OneRosterClient
 from gradesync.adapters.destinations.registry import DestinationContext
@@ -398,29 +397,36 @@ def export_csv(
     since: str | None = typer.Option(None, help="ISO 8601 moment with a zone, for --delta."),
     course: list[str] = typer.Option([], help="Only these courses (repeatable)."),
     as_zip: bool = typer.Option(False, "--zip", help="Write one zip file."),
+    actor: str = typer.Option("cli", help="Who exports (shown in the run history)."),
 ) -> None:
-    """Write a OneRoster 1.2 CSV set (manifest, categories, lineItems, results)."""
+    """Bring a file-based SIS up to date (a sync run) and write its OneRoster 1.2 CSV set
+    (manifest, lineItems, results)."""
 
-    def go(rt: Runtime) -> tuple[sis_export.CsvExport, list[Path]]:
+    def go(rt: Runtime) -> sis_export.CsvExport:
         moment: datetime | None = None
         if since:
             try:
                 moment = parse_iso(since)
             except ValueError:
                 raise InvalidInput.one("since", "datetime", "since must be ISO 8601.") from None
-        export = sis_export.export_csv(
-            rt.uow,
-            rt.clock,
-            SqlExportState(rt.db.engine),
-            tenant_id=tenant,
-            destination_id=destination_id,
-            mode=sis_export.ExportMode.DELTA if delta else sis_export.ExportMode.BULK,
-            since=moment,
-            course_ids=course,
+        export = asyncio.run(
+            sis_export.export_csv(
+                rt.uow,
+                rt.clock,
+                rt.waker,
+                rt.finish_run,
+                tenant_id=tenant,
+                destination_id=destination_id,
+                actor=actor,
+                mode=sis_export.ExportMode.DELTA if delta else sis_export.ExportMode.BULK,
+                since=moment,
+                course_ids=course,
+            )
         )
-        return export, oneroster_csv.write(export, out, as_zip=as_zip)
+        oneroster_csv.write(export.files(), out, as_zip=as_zip)
+        return export
 
-    export, _written = _run(go)
+    export = _run(go)
     counts = ", ".join(f"{name}: {len(rows)}" for name, rows in export.rows.items())
     console.print(f"{export.mode.value} export written to {out} ({counts})")
     for line in export.refused:

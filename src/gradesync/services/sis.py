@@ -518,6 +518,7 @@ def select_activities(
                 raise InvalidInput(problems)
         resend: list[tuple[str, str, str, str]] = []
         reopened = 0
+        now = (clock or SystemClock()).now()
         for activity in activities:
             item = uow.links.item(tenant_id, destination_id, activity.id)
             if item is None:
@@ -530,16 +531,18 @@ def select_activities(
                 item = ItemLink(tenant_id, destination_id, activity.id, remote)
             # details_hash cleared: the engine asks the adapter for the column again, which
             # provisions it (selected) or refuses it (not selected) before any result is sent.
-            uow.links.save_item(
-                replace(item, details_hash=None, data={**item.data, "sync_to_sis": selected})
-            )
+            data = {**item.data, "sync_to_sis": selected}
+            toggled = bool(item.data.get("sync_to_sis")) != selected
+            if toggled and dest.kind is DestinationKind.ONEROSTER_CSV:
+                data["selected_at"] = now.isoformat()  # a CSV delta lists the change from then
+            uow.links.save_item(replace(item, details_hash=None, data=data))
             if selected:
                 reopened += _reopen(uow, tenant_id, destination_id, activity.course_id, activity.id)
                 resend += _not_selected_keys(
                     uow, tenant_id, destination_id, activity.course_id, activity.id
                 )
         if resend:
-            uow.dirty.mark_many(resend, (clock or SystemClock()).now())
+            uow.dirty.mark_many(resend, now)
         uow.commit()
     if waker is not None and (resend or reopened):
         waker.wake_keys()

@@ -1,307 +1,106 @@
-"""OneRoster 1.2 CSV export (categories, lineItems, results) for SIS that import files.
+"""OneRoster 1.2 CSV export for a file-based SIS, written from the ledger.
 
-The rows are the *desired* state, computed by the grade policy from the stored facts, for the
-activities selected for the SIS that pass validation, in every course mapped to a SIS class.
-The same sourcedIds as the REST passback are used, so a school can switch between the two.
+An export is a trigger like "Sync now": it queues a run over the connection's courses (or the
+ones named), has it carried out to its end (`finish`: the engine, through the one
+reconciliation path), and then writes the files from what the ledger and the links hold. The
+engine's "send" to a file-based SIS (`adapters/destinations/oneroster_csv.py`) is what makes
+a row part of the export: a delivered ledger row is a results row, a provisioned column keeps
+its lineItems rows on its link. Nothing here runs the grade policy.
 
-Bulk: every current row. Delta: rows added, changed or removed (as `tobedeleted`) since a
-moment, by default since the previous export. To know what changed, the hash and change time
-of each exported row are kept per destination (`ExportState`, table oneroster_csv_rows); the
-time a row last changed is its dateLastModified.
+- Bulk: every row the SIS should hold now (results delivered for activities still ticked),
+  status and dateLastModified left empty as the binding allows.
+- Delta: rows written after a moment, by default the course's previous export (kept on its
+  class link as `csv_exported_at`), with status `active` and dateLastModified the time the
+  engine wrote them; rows gone since (an activity unticked, a learner no longer passed back)
+  as `tobedeleted`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
-from enum import StrEnum
-from typing import Protocol
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 
-from gradesync.domain.canonical import digest, number
+from gradesync.domain.canonical import parse_iso
 from gradesync.domain.errors import InvalidInput
-from gradesync.domain.model import CourseLink, Destination, Role
-from gradesync.domain.passback import (
-    CategoryMatch,
-    Term,
-    capabilities_for,
-    category_sourced_id,
-    line_item_sourced_id,
-    profile_from_config,
-    result_flags,
-    result_sourced_id,
-    score_date,
-    score_status,
+from gradesync.domain.ledger import desired_from_json
+from gradesync.domain.model import (
+    CourseLink,
+    DeliveryState,
+    DestinationKind,
+    ItemLink,
+    LedgerKey,
+    LedgerRow,
+    PersonLink,
+    RunScope,
+    SyncRun,
+    Trigger,
 )
-from gradesync.domain.policy import (
-    Column,
-    DesiredResult,
-    PolicyInput,
-    column_for,
-    desired_result,
-    resolve_settings,
+from gradesync.domain.oneroster_csv import (
+    FILES,
+    ExportMode,
+    ordered,
+    render,
+    result_values,
+    zulu,
 )
+from gradesync.domain.passback import result_sourced_id
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
-from gradesync.services.sis import _check, _sis
+from gradesync.services.sis import COLUMN_RULES, _check, _sis
+from gradesync.services.runs import request_run
+from gradesync.services.wakeup import Waker
 
-# Column order of each file as the 1EdTech "OneRoster CSV Binding 1.2.1" (Final Release,
-# 22 August 2023) lays out its gradebook tables. 1.2 differs from 1.1 here: lineItems.csv has
-# academicSessionSourcedId (1.1: gradingPeriodSourcedId) and schoolSourcedId; results.csv
-# adds textScore, classSourcedId and the four flags after comment.
-HEADERS: dict[str, tuple[str, ...]] = {
-    "categories": ("sourcedId", "status", "dateLastModified", "title", "weight"),
-    "lineItems": (
-        "sourcedId",
-        "status",
-        "dateLastModified",
-        "title",
-        "description",
-        "assignDate",
-        "dueDate",
-        "classSourcedId",
-        "categorySourcedId",
-        "academicSessionSourcedId",
-        "resultValueMin",
-        "resultValueMax",
-        "schoolSourcedId",
-    ),
-    "results": (
-        "sourcedId",
-        "status",
-        "dateLastModified",
-        "lineItemSourcedId",
-        "studentSourcedId",
-        "scoreStatus",
-        "score",
-        "scoreDate",
-        "comment",
-        "textScore",
-        "classSourcedId",
-        "inProgress",
-        "incomplete",
-        "late",
-        "missing",
-    ),
-}
-FILES = tuple(HEADERS)
-LAST_EXPORT = ("export", "last")  # the state row that remembers when the last export ran
+__all__ = ["CsvExport", "ExportMode", "RunFinisher", "export_csv"]
 
+EXPORTED_AT = "csv_exported_at"  # on the course's class link: when it was last exported
 
-class ExportMode(StrEnum):
-    BULK = "bulk"
-    DELTA = "delta"
-
-
-@dataclass(frozen=True, slots=True)
-class Tracked:
-    row_hash: str
-    status: str  # active | tobedeleted
-    changed_at: datetime
-
-
-class ExportState(Protocol):
-    """Per destination: each exported row's hash, status and change time."""
-
-    def load(self, tenant_id: str, destination_id: str) -> dict[tuple[str, str], Tracked]: ...
-
-    def save(
-        self, tenant_id: str, destination_id: str, changes: Mapping[tuple[str, str], Tracked]
-    ) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class CsvRow:
-    file: str  # categories | lineItems | results
-    sourced_id: str
-    values: dict[str, str]  # every header but status and dateLastModified
+# Carries a queued or joined run to its end and returns it finished (the runtime's engine).
+RunFinisher = Callable[[SyncRun], Awaitable[SyncRun]]
 
 
 @dataclass(frozen=True, slots=True)
 class CsvExport:
     mode: ExportMode
-    since: datetime | None
+    since: datetime | None  # the explicit moment of a delta; None: each course's last export
     exported_at: datetime
     rows: dict[str, list[dict[str, str]]]  # file -> rows in header order, ready to write
-    refused: list[str]  # "activity: problem" for selected activities left out
+    refused: list[str]  # "activity: problem" for ticked activities left out
+    runs: list[SyncRun]  # the runs that brought the ledger up to date
+
+    def files(self) -> dict[str, str]:
+        """File name -> CSV text: manifest.csv, lineItems.csv, results.csv."""
+        return render(self.mode, self.rows)
 
 
-def _fmt(value: float | None) -> str:
-    return "" if value is None else repr(number(value))
+@dataclass(frozen=True, slots=True)
+class _Row:
+    file: str
+    sourced_id: str
+    active: bool
+    modified: datetime
+    values: dict[str, str]
 
 
-def _z(moment: datetime) -> str:
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _category(dest: Destination, course: CourseLink, group: str | None) -> tuple[str, str] | None:
-    """(sourcedId, title) for a group, offline: the alignment maps, else the group itself as
-    the id (match by id), else our own id for a category the SIS creates on import."""
-    profile = profile_from_config(dest.config)
-    group = group or profile.default_category
-    if group is None:
-        return None
-    mapping = {**(dest.config.get("category_map") or {}), **(course.data.get("category_map") or {})}
-    if group in mapping:
-        return str(mapping[group]), group
-    if profile.category_match is CategoryMatch.ID:
-        return group, group
-    return category_sourced_id(dest.tenant_id, dest.id, group), group
-
-
-def _due(column: Column, term: Term) -> datetime | None:
-    if column.due_at is not None:
-        return column.due_at
-    if term.end is not None:
-        return datetime.combine(term.end, time(23, 59, 59), tzinfo=UTC)
-    return None
-
-
-def _assign(due: datetime, start: date | None) -> datetime:
-    if start is not None:
-        first = datetime.combine(start, time(0, 0), tzinfo=UTC)
-        if first <= due:
-            return first
-    return due
-
-
-def _course_rows(
-    uow: UnitOfWork, dest: Destination, course: CourseLink, now: datetime, refused: list[str]
-) -> Iterator[CsvRow]:
-    tenant_id = dest.tenant_id
-    profile = profile_from_config(dest.config)
-    caps = capabilities_for(profile)
-    tenant = uow.tenants.get(tenant_id)
-    facts = uow.courses.get(tenant_id, course.course_id)
-    if facts is None:
-        return
-    term = Term.from_link_data(course.data)
-    activities = uow.activities.for_course(tenant_id, course.course_id)
-    items = uow.links.items(tenant_id, dest.id, [a.id for a in activities])
-    chosen = []
-    for a in activities:
-        item = items.get(a.id)
-        if item is None or not item.data.get("sync_to_sis"):
-            continue
-        check = _check(uow, dest, a, course)
-        if not check.ok:
-            refused.extend(f"{a.id}: {p.message}" for p in check.problems)
-            continue
-        chosen.append(a)
-    if not chosen:
-        return
-    enrollments = {
-        e.person_id: e
-        for e in uow.enrollments.for_course(tenant_id, course.course_id)
-        if e.role is Role.LEARNER
-    }
-    people = uow.links.people(tenant_id, dest.id, course.course_id)
-    sections: dict[str, str] = course.data.get("sections") or {}
-    classes = [
-        course.remote_id,
-        *dict.fromkeys(c for c in sections.values() if c != course.remote_id),
-    ]
-    school = str(course.data.get("school") or "")
-    attempts = uow.attempts.for_activities(tenant_id, [a.id for a in chosen])
-    for activity in chosen:
-        policy = resolve_settings(
-            *[x.policy for x in (tenant, facts) if x is not None], activity.policy
-        )
-        column = column_for(activity, policy, caps)
-        if not isinstance(column, Column):
-            refused.append(f"{activity.id}: {column.reason.text}")
-            continue
-        category = _category(dest, course, column.category)
-        due = _due(column, term)
-        if category is None or due is None:
-            refused.append(f"{activity.id}: needs a category and a due date")
-            continue
-        yield CsvRow("categories", category[0], {"title": category[1], "weight": ""})
-        line_items = {c: line_item_sourced_id(tenant_id, dest.id, activity.id, c) for c in classes}
-        for class_id, li in line_items.items():
-            yield CsvRow(
-                "lineItems",
-                li,
-                {
-                    "title": column.title,
-                    "description": "",
-                    "assignDate": _z(_assign(due, term.start)),
-                    "dueDate": _z(due),
-                    "classSourcedId": class_id,
-                    "categorySourcedId": category[0],
-                    "academicSessionSourcedId": "",  # the term is not known by id
-                    "resultValueMin": "0.0",
-                    "resultValueMax": _fmt(column.score_maximum),
-                    "schoolSourcedId": school,
-                },
-            )
-        overrides = uow.overrides.for_activity(tenant_id, activity.id)
-        for person_id, enrollment in enrollments.items():
-            person = people.get(person_id)
-            if person is None:
-                continue
-            outcome = desired_result(
-                PolicyInput(
-                    policy=policy,
-                    course=facts,
-                    activity=activity,
-                    enrollment=enrollment,
-                    attempts=attempts.get((activity.id, person_id), []),
-                    due_override=overrides.get(person_id),
-                    capabilities=caps,
-                    now=now,
-                )
-            )
-            if not isinstance(outcome, DesiredResult):
-                continue
-            class_id = str(person.data.get("class") or course.remote_id)
-            li = line_items.get(class_id, line_items[course.remote_id])
-            yield CsvRow(
-                "results",
-                result_sourced_id(li, person.remote_id),
-                _result_values(outcome, li, person.remote_id, class_id, now),
-            )
-
-
-def _result_values(
-    r: DesiredResult, line_item: str, student: str, class_id: str, now: datetime
-) -> dict[str, str]:
-    flags = result_flags(r)
-    return {
-        "lineItemSourcedId": line_item,
-        "studentSourcedId": student,
-        "scoreStatus": score_status(r),
-        "score": "" if r.excused else _fmt(r.score_given),
-        "scoreDate": score_date(r, now),
-        "comment": r.comment or "",
-        "classSourcedId": class_id,
-        "textScore": "",
-        **flags,
-    }
-
-
-def export_csv(
+def _scope(
     uow_factory: UnitOfWorkFactory,
-    clock: Clock,
-    state: ExportState,
-    *,
     tenant_id: str,
     destination_id: str,
-    mode: ExportMode = ExportMode.BULK,
-    since: datetime | None = None,
-    course_ids: Sequence[str] = (),
-) -> CsvExport:
-    """Build the rows of a CSV export and remember what was exported (for later deltas).
-
-    Rows are keyed by file and sourcedId; a row that is no longer produced (activity
-    unselected, learner dropped) is recorded as `tobedeleted` and appears in the next delta."""
-    now = clock.now()
-    if since is not None and since.tzinfo is None:
-        raise InvalidInput.one("since", "timezone_required", "since needs a time zone (e.g. Z).")
-    refused: list[str] = []
-    current: dict[tuple[str, str], CsvRow] = {}
+    mode: ExportMode,
+    since: datetime | None,
+    course_ids: Sequence[str],
+) -> list[str]:
+    """The courses to export, after every check of the request."""
     with uow_factory() as uow:
         dest = _sis(uow, tenant_id, destination_id)
+        if dest.kind is not DestinationKind.ONEROSTER_CSV:
+            raise InvalidInput.one(
+                "destination_id",
+                "file_based",
+                f"{destination_id!r} passes grades back over the OneRoster REST API; only a "
+                "file-based SIS connection (sis add --file-based) exports CSV files.",
+            )
         links = uow.links.courses_for_destination(tenant_id, destination_id)
         if course_ids:
             unknown = sorted(set(course_ids) - {link.course_id for link in links})
@@ -310,58 +109,196 @@ def export_csv(
                     "course_ids", "class_not_mapped", f"Not mapped to a SIS class: {unknown}."
                 )
             links = [link for link in links if link.course_id in course_ids]
-        for link in links:
-            for row in _course_rows(uow, dest, link, now, refused):
-                current[(row.file, row.sourced_id)] = row
-    tracked = state.load(tenant_id, destination_id)
-    last = tracked.pop(LAST_EXPORT, None)
-    after_last = mode is ExportMode.DELTA and since is None
-    if after_last:
-        if last is None:
-            raise InvalidInput.one(
-                "since",
-                "required",
-                "No earlier export to start a delta from: give --since or export bulk.",
+        if mode is ExportMode.DELTA and since is None:
+            never = sorted(link.course_id for link in links if not link.data.get(EXPORTED_AT))
+            if never:
+                raise InvalidInput.one(
+                    "since",
+                    "required",
+                    f"No earlier export of {never} to start a delta from: give --since or "
+                    "export bulk.",
+                )
+        return sorted(link.course_id for link in links)
+
+
+async def export_csv(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    waker: Waker | None,
+    finish: RunFinisher,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    actor: str,
+    mode: ExportMode = ExportMode.BULK,
+    since: datetime | None = None,
+    course_ids: Sequence[str] = (),
+) -> CsvExport:
+    """Bring the ledger up to date for the connection (one run, or one per named course),
+    then write the rows of the export and remember its time on each course's link."""
+    if since is not None and since.tzinfo is None:
+        raise InvalidInput.one("since", "timezone_required", "since needs a time zone (e.g. Z).")
+    courses = await asyncio.to_thread(
+        _scope, uow_factory, tenant_id, destination_id, mode, since, course_ids
+    )
+    scopes = (
+        [RunScope(tenant_id, destination_id, c) for c in courses]
+        if course_ids
+        else [RunScope(tenant_id, destination_id)]
+    )
+    runs = []
+    for scope in scopes:
+        run, _joined = await asyncio.to_thread(
+            request_run, uow_factory, waker, clock, scope, Trigger.MANUAL, actor
+        )
+        runs.append(await finish(run))
+    rows, refused, exported_at = await asyncio.to_thread(
+        _write, uow_factory, clock, tenant_id, destination_id, courses, mode, since
+    )
+    return CsvExport(mode, since, exported_at, rows, refused, runs)
+
+
+def _write(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    tenant_id: str,
+    destination_id: str,
+    courses: Sequence[str],
+    mode: ExportMode,
+    since: datetime | None,
+) -> tuple[dict[str, list[dict[str, str]]], list[str], datetime]:
+    out: dict[str, list[dict[str, str]]] = {f: [] for f in FILES}
+    refused: list[str] = []
+    checked: set[str] = set()  # activities the checks already left out
+    with uow_factory() as uow:
+        now = clock.now()
+        dest = _sis(uow, tenant_id, destination_id)
+        for course_id in courses:
+            link = uow.links.course(tenant_id, destination_id, course_id)
+            if link is None:
+                continue
+            activities = uow.activities.for_course(tenant_id, course_id)
+            items = uow.links.items(tenant_id, destination_id, [a.id for a in activities])
+            for a in activities:
+                item = items.get(a.id)
+                if item is None or not item.data.get("sync_to_sis"):
+                    continue
+                check = _check(uow, dest, a, link)
+                refused.extend(f"{a.id}: {p.message}" for p in check.problems)
+                if check.problems:
+                    checked.add(a.id)
+            start, after_last = since, False
+            if mode is ExportMode.DELTA and since is None:
+                start, after_last = parse_iso(str(link.data[EXPORTED_AT])), True
+            found = sorted(
+                _course_rows(uow, link, items, refused, checked),
+                key=lambda r: (r.file, r.sourced_id),
             )
-        since = last.changed_at
-    changes: dict[tuple[str, str], Tracked] = {}
-    for key, row in current.items():
-        h = digest(dict(row.values))
-        old = tracked.get(key)
-        if old is None or old.row_hash != h or old.status != "active":
-            changes[key] = Tracked(h, "active", now)
-    gone = {
-        key: Tracked(old.row_hash, "tobedeleted", now)
-        for key, old in tracked.items()
-        if key not in current and old.status == "active"
-    }
-    changes.update(gone)
-    changes[LAST_EXPORT] = Tracked("", "active", now)
-    state.save(tenant_id, destination_id, changes)
-    merged = {**tracked, **changes}
-    rows: dict[str, list[dict[str, str]]] = {f: [] for f in FILES}
-    for (file, sid), info in sorted(merged.items()):
-        if (file, sid) == LAST_EXPORT:
-            continue
-        if mode is ExportMode.BULK:
-            # Bulk: every current row; status and dateLastModified left empty as the binding
-            # allows (the file replaces what the SIS holds).
-            present = current.get((file, sid))
-            if present is not None:
-                rows[file].append(_ordered(file, sid, "", "", present.values))
-            continue
-        assert since is not None
-        # since the last export: what changed after it; an explicit since: from that moment
-        if info.changed_at < since or (after_last and info.changed_at == since):
-            continue
-        changed = current.get((file, sid))
-        values = changed.values if changed is not None else {}
-        rows[file].append(_ordered(file, sid, info.status, _z(info.changed_at), values))
-    return CsvExport(mode, since, now, rows, refused)
+            for row in found:
+                if mode is ExportMode.BULK:
+                    if row.active:
+                        out[row.file].append(ordered(row.file, row.sourced_id, "", "", row.values))
+                    continue
+                assert start is not None
+                if row.modified < start or (after_last and row.modified == start):
+                    continue
+                status = "active" if row.active else "tobedeleted"
+                out[row.file].append(
+                    ordered(row.file, row.sourced_id, status, zulu(row.modified), row.values)
+                )
+            uow.links.save_course(replace(link, data={**link.data, EXPORTED_AT: now.isoformat()}))
+        uow.commit()
+    return out, list(dict.fromkeys(refused)), now
 
 
-def _ordered(
-    file: str, sid: str, status: str, modified: str, values: Mapping[str, str]
-) -> dict[str, str]:
-    fixed = {"sourcedId": sid, "status": status, "dateLastModified": modified}
-    return {h: fixed.get(h, values.get(h, "")) for h in HEADERS[file]}
+def _when(value: object) -> datetime | None:
+    return parse_iso(str(value).replace("Z", "+00:00")) if value else None
+
+
+def _course_rows(
+    uow: UnitOfWork,
+    course: CourseLink,
+    items: dict[str, ItemLink],
+    refused: list[str],
+    checked: set[str],
+) -> Iterator[_Row]:
+    """Every row the engine wrote for the course, active or gone, with its change time."""
+    tenant_id, destination_id = course.tenant_id, course.destination_id
+    written: dict[str, ItemLink] = {}
+    for activity_id, item in items.items():
+        csv = item.data.get("csv") or {}
+        modified = _when(csv.get("modified"))
+        if modified is None:
+            continue  # never provisioned: nothing of it was exported
+        written[activity_id] = item
+        selected = bool(item.data.get("sync_to_sis"))
+        # unticking (or ticking again) changes the rows' status at that moment
+        toggled = _when(item.data.get("selected_at"))
+        changed = max(modified, toggled) if toggled is not None else modified
+        for sourced_id, values in (csv.get("rows") or {}).items():
+            yield _Row("lineItems", sourced_id, selected, changed, dict(values))
+    people = uow.links.people(tenant_id, destination_id, course.course_id)
+    ledger = uow.ledger.get_many(tenant_id, destination_id, course.course_id)
+    left_out: dict[str, str] = {}
+    for (activity_id, person_id), row in sorted(ledger.items()):
+        rejected = row.state is DeliveryState.REJECTED and activity_id not in checked
+        if rejected and (row.reason_code or "") in COLUMN_RULES:
+            left_out.setdefault(activity_id, row.reason_text or row.reason_code or "")
+        column = written.get(activity_id)
+        if column is None or row.delivered_hash is None:
+            continue  # never written to the export
+        found = _result_row(uow, course, column, people.get(person_id), row)
+        if found is not None:
+            yield found
+    refused.extend(f"{aid}: {text}" for aid, text in sorted(left_out.items()))
+
+
+def _result_row(
+    uow: UnitOfWork,
+    course: CourseLink,
+    item: ItemLink,
+    person: PersonLink | None,
+    row: LedgerRow,
+) -> _Row | None:
+    selected = bool(item.data.get("sync_to_sis"))
+    toggled = _when(item.data.get("selected_at"))
+    if row.state is DeliveryState.DELIVERED and row.desired is not None and person is not None:
+        class_id = str(person.data.get("class") or course.remote_id)
+        line_item = str((item.data.get("line_items") or {}).get(class_id) or item.remote_id)
+        at = row.delivered_at or row.updated_at
+        assert at is not None
+        values = result_values(
+            desired_from_json(row.desired),
+            line_item_id=line_item,
+            student_id=person.remote_id,
+            class_id=class_id,
+            at=at,
+        )
+        changed = max(at, toggled) if toggled is not None else at
+        return _Row(
+            "results", result_sourced_id(line_item, person.remote_id), selected, changed, values
+        )
+    # Written before, not now: the SIS holds the last row the engine wrote. A row no longer
+    # passed back (skipped) is gone; one waiting for a new send keeps its last version.
+    last = _last_written(uow, row.key)
+    if last is None:
+        return None
+    gone = row.state is DeliveryState.SKIPPED or not selected
+    changed = row.updated_at if gone and row.updated_at is not None else last[1]
+    if toggled is not None:
+        changed = max(changed, toggled)
+    values = {k: v for k, v in last[0].items() if k not in ("sourcedId", "status")}
+    return _Row("results", last[0]["sourcedId"], not gone, changed, values)
+
+
+def _last_written(uow: UnitOfWork, key: LedgerKey) -> tuple[dict[str, str], datetime] | None:
+    """The results row of the key's last delivered send, and when it was sent."""
+    for entry in uow.deliveries.for_key(key):
+        payload = entry.get("payload")
+        if (
+            entry.get("outcome") == "delivered"
+            and isinstance(payload, dict)
+            and "sourcedId" in payload
+        ):
+            return {k: str(v) for k, v in payload.items()}, entry["sent_at"]
+    return None

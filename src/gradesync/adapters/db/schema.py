@@ -444,22 +444,3 @@ lti_rejections = Table(
     _ts("at", nullable=False),
     Index("ix_lti_rejections_tenant", "tenant_id", "at"),
 )
-
-# OneRoster CSV export (issue 7): each exported row's hash, status and change time, per SIS
-# destination, so a delta export holds exactly the rows changed since a moment.
-oneroster_csv_rows = Table(
-    "oneroster_csv_rows",
-    metadata,
-    Column("tenant_id", String(ID), primary_key=True),
-    Column("destination_id", String(ID), primary_key=True),
-    Column("file", String(32), primary_key=True),
-    Column("sourced_id", String(ID), primary_key=True),
-    Column("row_hash", String(64), nullable=False),
-    Column("status", String(16), nullable=False),
-    _ts("changed_at", nullable=False),
-    ForeignKeyConstraint(
-        ["tenant_id", "destination_id"],
-        ["destinations.tenant_id", "destinations.id"],
-        ondelete="CASCADE",
-    ),
-)

@@ -167,6 +167,61 @@ def _rejected(rule: PassbackRule | str, message: str, remedy: str | None = None)
     return RemoteFailure(FailureClass.REJECTED, str(rule), message, remedy=remedy)
 
 
+def mapped_class(destination: Destination, course: Course, link: CourseLink | None) -> CourseLink:
+    """The course's SIS class link, or REJECTED when the course is not mapped (line items
+    need the class and its school)."""
+    if link is None or not link.remote_id:
+        raise RemoteFailure(
+            FailureClass.REJECTED,
+            PassbackRule.CLASS_NOT_MAPPED.value,
+            f"The course {course.title!r} is not mapped to a SIS class.",
+            remedy=f"gradesync sis map-class {destination.id} {course.id} CLASS_SOURCEDID "
+            "--school SCHOOL_SOURCEDID",
+        )
+    if not link.data.get("school"):
+        raise RemoteFailure(
+            FailureClass.REJECTED,
+            PassbackRule.CLASS_NOT_MAPPED.value,
+            f"The class {link.remote_id!r} has no school sourcedId; line items need one.",
+            remedy="Map the class again with --school.",
+        )
+    return link
+
+
+def classes_of(course: CourseLink) -> list[str]:
+    """The course's class and its sections' classes, each once, the course's first."""
+    sections = course.data.get("sections") or {}
+    out = [course.remote_id]
+    for class_id in sections.values():
+        if class_id not in out:
+            out.append(str(class_id))
+    return out
+
+
+def due_date(profile: SisProfile, column: Column, term: Term) -> datetime:
+    """The line item's dueDate under the profile's rules, or REJECTED naming the rule."""
+    if column.due_at is not None:
+        due = column.due_at.astimezone(UTC)
+        if profile.due_date_inside_term and term.known:
+            assert term.start is not None and term.end is not None
+            if not term.start <= due.date() <= term.end:
+                raise _rejected(
+                    PassbackRule.DUE_DATE_OUTSIDE_TERM,
+                    f"The due date {due.date().isoformat()} of {column.title!r} is outside "
+                    f"the term {term.start.isoformat()}..{term.end.isoformat()}.",
+                    "Move the due date into the term.",
+                )
+        return due
+    if not profile.due_date_required and term.end is not None:
+        # OneRoster needs a dueDate; without one the term's last day stands in.
+        return datetime.combine(term.end, datetime.max.time(), tzinfo=UTC).replace(microsecond=0)
+    raise _rejected(
+        PassbackRule.DUE_DATE_REQUIRED,
+        f"The activity {column.title!r} has no due date, and the SIS needs one.",
+        "Set a due date for everyone (or the section).",
+    )
+
+
 class OneRosterClient:
     """One SIS connection. Safe to call concurrently (async, shared connection pool)."""
 
@@ -201,22 +256,7 @@ class OneRosterClient:
         return self.profile.concurrency
 
     async def ensure_course(self, course: Course, link: CourseLink | None) -> CourseLink:
-        if link is None or not link.remote_id:
-            raise RemoteFailure(
-                FailureClass.REJECTED,
-                PassbackRule.CLASS_NOT_MAPPED.value,
-                f"The course {course.title!r} is not mapped to a SIS class.",
-                remedy=f"gradesync sis map-class {self.destination.id} {course.id} CLASS_SOURCEDID "
-                "--school SCHOOL_SOURCEDID",
-            )
-        if not link.data.get("school"):
-            raise RemoteFailure(
-                FailureClass.REJECTED,
-                PassbackRule.CLASS_NOT_MAPPED.value,
-                f"The class {link.remote_id!r} has no school sourcedId; line items need one.",
-                remedy="Map the class again with --school.",
-            )
-        return link
+        return mapped_class(self.destination, course, link)
 
     async def ensure_column(
         self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
@@ -373,13 +413,7 @@ class OneRosterClient:
     # --- public helpers used by the SIS services -------------------------------------------
 
     def classes_of(self, course: CourseLink) -> list[str]:
-        """The course's class and its sections' classes, each once, the course's first."""
-        sections = course.data.get("sections") or {}
-        out = [course.remote_id]
-        for class_id in sections.values():
-            if class_id not in out:
-                out.append(str(class_id))
-        return out
+        return classes_of(course)
 
     async def categories(self, *, refresh: bool = False) -> list[dict[str, Any]]:
         """Active SIS categories (cached briefly: one listing aligns a whole run)."""
@@ -476,28 +510,7 @@ class OneRosterClient:
     # --- internals -------------------------------------------------------------------------
 
     def _due_date(self, column: Column, term: Term) -> datetime:
-        if column.due_at is not None:
-            due = column.due_at.astimezone(UTC)
-            if self.profile.due_date_inside_term and term.known:
-                assert term.start is not None and term.end is not None
-                if not term.start <= due.date() <= term.end:
-                    raise _rejected(
-                        PassbackRule.DUE_DATE_OUTSIDE_TERM,
-                        f"The due date {due.date().isoformat()} of {column.title!r} is outside "
-                        f"the term {term.start.isoformat()}..{term.end.isoformat()}.",
-                        "Move the due date into the term.",
-                    )
-            return due
-        if not self.profile.due_date_required and term.end is not None:
-            # OneRoster needs a dueDate; without one the term's last day stands in.
-            return datetime.combine(term.end, datetime.max.time(), tzinfo=UTC).replace(
-                microsecond=0
-            )
-        raise _rejected(
-            PassbackRule.DUE_DATE_REQUIRED,
-            f"The activity {column.title!r} has no due date, and the SIS needs one.",
-            "Set a due date for everyone (or the section).",
-        )
+        return due_date(self.profile, column, term)
 
     async def _find_line_item(
         self, class_id: str, ours: str, title: str, due: datetime

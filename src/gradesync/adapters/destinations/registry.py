@@ -14,12 +14,14 @@ import httpx
 
 from gradesync.adapters.destinations.tokens import TokenCache
 from gradesync.domain.model import Destination, DestinationKind
+from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination import DestinationClient
 
 BUILDERS: dict[DestinationKind, str] = {
     DestinationKind.LTI13_AGS: "gradesync.adapters.destinations.ags",
     DestinationKind.LTI11_OUTCOMES: "gradesync.adapters.destinations.lti11",
     DestinationKind.ONEROSTER_REST: "gradesync.adapters.destinations.oneroster",
+    DestinationKind.ONEROSTER_CSV: "gradesync.adapters.destinations.oneroster_csv",
 }
 
 
@@ -29,6 +31,8 @@ class DestinationContext:
 
     http: httpx.AsyncClient
     tokens: TokenCache = field(default_factory=TokenCache)
+    # The process's clock (a file-based SIS stamps the rows it writes with it).
+    clock: Clock = field(default_factory=SystemClock)
     # Services an adapter may need (e.g. the LTI tool's signing keys); set by the runtime.
     extras: dict[str, Any] = field(default_factory=dict)
 

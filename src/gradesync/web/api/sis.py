@@ -4,8 +4,6 @@ key with the admin scope and only sees its own tenant."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -14,7 +12,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gradesync.adapters.db.oneroster_csv_state import SqlExportState
 from gradesync.adapters.destinations import oneroster_csv
 from gradesync.adapters.destinations.oneroster import OneRosterClient
 from gradesync.adapters.destinations.registry import DestinationContext
@@ -361,30 +358,29 @@ def post_grades(
 
 
 @router.post("/connections/{destination_id}/exports")
-def export_csv(
+async def export_csv(
     destination_id: str,
     body: ExportIn,
     p: Principal = Depends(admin),
     rt: Runtime = Depends(runtime),
 ) -> Response:
-    """A OneRoster 1.2 CSV set as a zip (manifest, categories, lineItems, results)."""
-    export = sis_export.export_csv(
+    """Bring a file-based SIS up to date (a sync run), then its OneRoster 1.2 CSV set as a zip
+    (manifest, lineItems, results)."""
+    export = await sis_export.export_csv(
         rt.uow,
         rt.clock,
-        SqlExportState(rt.db.engine),
+        rt.waker,
+        rt.finish_run,
         tenant_id=p.tenant_id,
         destination_id=destination_id,
+        actor=p.actor,
         mode=sis_export.ExportMode(body.mode),
         since=body.since,
         course_ids=body.course_ids,
     )
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, text in oneroster_csv.render(export).items():
-            archive.writestr(name, text.encode("utf-8"))
     stamp = export.exported_at.strftime("%Y%m%dT%H%M%SZ")
     return Response(
-        buffer.getvalue(),
+        oneroster_csv.zipped(export.files()),
         media_type="application/zip",
         headers={
             "Content-Disposition": f'attachment; filename="oneroster-{body.mode}-{stamp}.zip"',
