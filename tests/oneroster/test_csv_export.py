@@ -21,7 +21,15 @@ from gradesync.adapters.db.database import Database
 from gradesync.adapters.destinations import oneroster_csv
 from gradesync.adapters.destinations.registry import DestinationContext, build_client
 from gradesync.domain.errors import InvalidInput
-from gradesync.domain.model import DeliveryState, RunOutcome, RunScope, SyncRun, Trigger
+from gradesync.domain.model import (
+    DeliveryState,
+    Enrollment,
+    EnrollmentStatus,
+    RunOutcome,
+    RunScope,
+    SyncRun,
+    Trigger,
+)
 from gradesync.domain.oneroster_csv import HEADERS, ExportMode
 from gradesync.domain.passback import line_item_sourced_id, result_sourced_id
 from gradesync.services import sis
@@ -344,3 +352,20 @@ async def test_only_a_file_based_connection_exports(school: School) -> None:
         await school.export(course_ids=["nope"])
     assert info.value.problems[0].rule == "class_not_mapped"
     assert school.runs == []  # nothing was run for a refused request
+
+
+async def test_a_dropped_learner_leaves_the_files(school: School) -> None:
+    await school.export()
+    school.clock.current += timedelta(hours=1)
+    with school.db.uow() as uow:
+        uow.enrollments.upsert(
+            Enrollment("t1", "c1", "p3", status=EnrollmentStatus.DROPPED, section_id="sec-b")
+        )
+        uow.commit()
+    delta = await school.export(mode=ExportMode.DELTA)
+    assert [(r["studentSourcedId"], r["status"]) for r in delta.rows["results"]] == [
+        ("stu-3", "tobedeleted")
+    ]
+    assert delta.rows["results"][0]["dateLastModified"] == "2025-03-20T13:00:00Z"
+    bulk = await school.export()
+    assert {r["studentSourcedId"] for r in bulk.rows["results"]} == {"stu-1", "stu-2"}

@@ -188,6 +188,20 @@ def mapped_class(destination: Destination, course: Course, link: CourseLink | No
     return link
 
 
+def selected_item(column: Column, link: ItemLink | None) -> ItemLink:
+    """The activity's link when it is selected for the SIS, else NOT_SYNCED: by design, not
+    a failure; the engine skips the rows with this reason, and ticking the activity
+    (services.sis.select_activities) sends them."""
+    if link is None or not link.data.get("sync_to_sis"):
+        raise RemoteFailure(
+            FailureClass.NOT_SYNCED,
+            PassbackRule.NOT_SELECTED.value,
+            f"The activity {column.title!r} is not selected for SIS passback.",
+            remedy="Tick 'Sync to SIS' for it (gradesync sis select).",
+        )
+    return link
+
+
 def classes_of(course: CourseLink) -> list[str]:
     """The course's class and its sections' classes, each once, the course's first."""
     sections = course.data.get("sections") or {}
@@ -261,15 +275,7 @@ class OneRosterClient:
     async def ensure_column(
         self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
     ) -> ItemLink:
-        if link is None or not link.data.get("sync_to_sis"):
-            # by design, not a failure: the engine skips the rows with this reason, and
-            # ticking the activity (services.sis.select_activities) sends them
-            raise RemoteFailure(
-                FailureClass.NOT_SYNCED,
-                PassbackRule.NOT_SELECTED.value,
-                f"The activity {column.title!r} is not selected for SIS passback.",
-                remedy="Tick 'Sync to SIS' for it (gradesync sis select).",
-            )
+        link = selected_item(column, link)
         term = Term.from_link_data(course.data)
         due = self._due_date(column, term)
         category_id = await self.resolve_category(course, column.category)

@@ -25,7 +25,12 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from gradesync.adapters.destinations.oneroster import classes_of, due_date, mapped_class
+from gradesync.adapters.destinations.oneroster import (
+    classes_of,
+    due_date,
+    mapped_class,
+    selected_item,
+)
 from gradesync.adapters.destinations.oneroster_payloads import assign_date
 from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.domain.canonical import digest
@@ -111,13 +116,7 @@ class OneRosterCsvClient:
     async def ensure_column(
         self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
     ) -> ItemLink:
-        if link is None or not link.data.get("sync_to_sis"):
-            raise RemoteFailure(
-                FailureClass.NOT_SYNCED,
-                PassbackRule.NOT_SELECTED.value,
-                f"The activity {column.title!r} is not selected for SIS passback.",
-                remedy="Tick 'Sync to SIS' for it (gradesync sis select).",
-            )
+        link = selected_item(column, link)
         term = Term.from_link_data(course.data)
         due = due_date(self.profile, column, term)
         category_id = self.category_of(course, column.category)
