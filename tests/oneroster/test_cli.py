@@ -5,7 +5,10 @@ non-zero) -> post; then a worker carries the queued run out and the grades are i
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import re
+import zipfile
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,3 +128,30 @@ def test_sis_cli_from_connection_to_posted_grades(
     }
     assert classes[by_student["stu-3"]["lineItem"]["sourcedId"]] == "cls-2"
     assert classes[by_student["stu-1"]["lineItem"]["sourcedId"]] == "cls-1"
+
+    # the same connection switched to files: the CSV names exactly the objects the SIS holds
+    # (line items, results, classes, students and the SIS's own category), nothing new
+    gradesync("sis", "categories", "sis", *T, "--align", "Quizzes=cat-quiz")
+    gradesync("sis", "add", "sis", *T, "--name", "Sandbox SIS", "--file-based")
+    zip_path = tmp_path / "passback.zip"
+    exported = gradesync("sis", "export-csv", "sis", *T, "--out", str(zip_path), "--zip")
+    assert "bulk export written" in exported.stdout, _out(exported)
+    with zipfile.ZipFile(zip_path) as archive:
+        tables = {
+            name: list(csv.DictReader(io.StringIO(archive.read(f"{name}.csv").decode())))
+            for name in ("lineItems", "results")
+        }
+    held = sis.admin.inspect()["sis"]
+    assert {
+        (r["sourcedId"], r["classSourcedId"], r["categorySourcedId"]) for r in tables["lineItems"]
+    } == {
+        (li["sourcedId"], li["class"]["sourcedId"], li["category"]["sourcedId"])
+        for li in held["lineItems"]
+    }
+    assert {
+        (r["sourcedId"], r["lineItemSourcedId"], r["studentSourcedId"], float(r["score"]))
+        for r in tables["results"]
+    } == {
+        (r["sourcedId"], r["lineItem"]["sourcedId"], r["student"]["sourcedId"], r["score"])
+        for r in held["results"]
+    }

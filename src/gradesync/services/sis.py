@@ -176,6 +176,10 @@ def add_connection(
     )
     with uow_factory() as uow:
         uow.destinations.upsert(dest, clock.now())
+        if old is not None and old.kind is not kind:
+            # switched between REST and files: each line item is provisioned again the new
+            # way (a file-based SIS keeps its rows on the link); results already sent stay
+            _touch_items(uow, tenant_id, destination_id)
         uow.commit()
     return dest
 

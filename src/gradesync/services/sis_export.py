@@ -48,8 +48,8 @@ from gradesync.domain.oneroster_csv import (
 from gradesync.domain.passback import result_sourced_id
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
-from gradesync.services.sis import COLUMN_RULES, _check, _sis
 from gradesync.services.runs import request_run
+from gradesync.services.sis import COLUMN_RULES, _check, _sis
 from gradesync.services.wakeup import Waker
 
 __all__ = ["CsvExport", "ExportMode", "RunFinisher", "export_csv"]

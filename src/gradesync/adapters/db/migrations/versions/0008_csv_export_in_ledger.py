@@ -1,7 +1,7 @@
 """the OneRoster CSV export is written from the ledger: its own row table goes
 
-Revision ID: 0007_csv_export_in_ledger
-Revises: 0006_console
+Revision ID: 0008_csv_export_in_ledger
+Revises: 0007_tool_key_generation
 
 A file-based SIS is a destination the engine delivers to; what an export holds is read from
 the ledger and the links, so `oneroster_csv_rows` is no longer written or read. The next
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_csv_export_in_ledger"
-down_revision = "0006_console"
+revision = "0008_csv_export_in_ledger"
+down_revision = "0007_tool_key_generation"
 branch_labels = None
 depends_on = None
 
