@@ -356,7 +356,7 @@ async def test_only_a_file_based_connection_exports(school: School) -> None:
 
 async def test_a_dropped_learner_leaves_the_files(school: School) -> None:
     await school.export()
-    school.clock.current += timedelta(hours=1)
+    school.clock.advance(timedelta(hours=1))
     with school.db.uow() as uow:
         uow.enrollments.upsert(
             Enrollment("t1", "c1", "p3", status=EnrollmentStatus.DROPPED, section_id="sec-b")
