@@ -71,6 +71,9 @@ class Remote:
     order: list[Key] = field(default_factory=list)  # every send, in the order it arrived
     # the smallest timestamp step the gradebook tells apart (None: the engine's default)
     timestamp_step: timedelta | None = None
+    # the remote person ids the course knows, as an LMS roster does (None: anyone); a score
+    # for anyone else is rejected as an unknown user
+    enrolled: set[str] | None = None
 
     def fail_next(self, n: int, failure: RemoteFailure) -> None:
         left = [n]
@@ -106,15 +109,28 @@ class Remote:
 
 
 def server_error() -> RemoteFailure:
+    """What a 5xx is classified as."""
     return RemoteFailure(FailureClass.RETRY_LATER, "server_error", "502 Bad Gateway", status=502)
 
 
 def slow_down(seconds: float) -> RemoteFailure:
+    """Canvas's way of saying "slow down": 403 "Rate Limit Exceeded"."""
     return RemoteFailure(
         FailureClass.SLOW_DOWN,
         "rate_limited",
         "Rate Limit Exceeded",
         status=403,
+        retry_after=seconds,
+    )
+
+
+def rate_limited(seconds: float) -> RemoteFailure:
+    """What a 429 with Retry-After is classified as."""
+    return RemoteFailure(
+        FailureClass.SLOW_DOWN,
+        "rate_limited",
+        "Too Many Requests",
+        status=429,
         retry_after=seconds,
     )
 
@@ -206,6 +222,8 @@ class DoubleClient:
                 failure = script(key)
                 if failure is not None:
                     raise failure
+            if r.enrolled is not None and target.person.remote_id not in r.enrolled:
+                raise unknown_user()
             last = r.results.get(key)
             step = r.timestamp_step or timedelta(0)
             if last is not None and timestamp < last.timestamp + step:
