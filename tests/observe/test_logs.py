@@ -1,0 +1,133 @@
+"""Structured logs: `GRADESYNC_LOG_FORMAT=json` gives one JSON object per line, each carrying
+the request id, tenant, run id and destination it is about; the access log can be turned off."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gradesync import logs
+from gradesync.adapters.destinations.observed import ObservedClient
+from gradesync.config import Settings
+from gradesync.domain.model import Destination, DestinationKind
+from gradesync.services import log_context
+from gradesync.web.app import create_app
+from tests.api.conftest import ApiEnv, api  # noqa: F401  (fixture)
+from tests.lti.conftest import Browser, browser, lms, unique  # noqa: F401  (fixtures)
+from tests.lti.test_sync_e2e import Served, served, wait_for  # noqa: F401  (fixture)
+
+
+class Captured:
+    def __init__(self, fmt: str) -> None:
+        self.stream = io.StringIO()
+        self.handler = logs.handler(fmt)
+        self.handler.setStream(self.stream)
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
+
+
+@pytest.fixture
+def captured() -> Iterator[Captured]:
+    c = Captured("json")
+    root = logging.getLogger("gradesync")
+    level = root.level
+    root.addHandler(c.handler)
+    root.setLevel(logging.INFO)
+    yield c
+    root.removeHandler(c.handler)
+    root.setLevel(level)
+
+
+def test_json_lines_carry_the_context_and_text_lines_too() -> None:
+    as_json, as_text = Captured("json"), Captured("text")
+    log = logging.getLogger("gradesync.test")
+    log.setLevel(logging.INFO)
+    for c in (as_json, as_text):
+        log.addHandler(c.handler)
+    try:
+        with log_context.bound(request_id="r-1", tenant="t1"), log_context.bound(run_id="run-9"):
+            log.info("sending %d results", 3)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("outside any context")
+    finally:
+        for c in (as_json, as_text):
+            log.removeHandler(c.handler)
+    first, second = as_json.lines()
+    assert first["message"] == "sending 3 results" and first["level"] == "info"
+    assert (first["request_id"], first["tenant"], first["run_id"]) == ("r-1", "t1", "run-9")
+    assert first["logger"] == "gradesync.test" and first["time"].endswith("+00:00")
+    assert "tenant" not in second and "ValueError: boom" in second["exception"]
+    text = as_text.stream.getvalue().splitlines()
+    assert text[0].endswith("sending 3 results [request_id=r-1 tenant=t1 run_id=run-9]")
+
+
+def test_settings_refuse_an_unknown_log_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADESYNC_LOG_FORMAT", "xml")
+    with pytest.raises(ValueError, match="log_format"):
+        Settings()
+    monkeypatch.setenv("GRADESYNC_LOG_FORMAT", "json")
+    monkeypatch.setenv("GRADESYNC_LOG_LEVEL", "debug")
+    s = Settings()
+    assert (s.log_format, s.log_level) == ("json", "DEBUG")
+
+
+def test_access_log_has_request_id_and_tenant_and_can_be_turned_off(
+    api: ApiEnv,  # noqa: F811
+    captured: Captured,
+) -> None:
+    key = api.tenant("t1", "admin")
+    r = api.client.get(
+        "/api/v1/courses", headers={"Authorization": f"Bearer {key}", "X-Request-ID": "abc-123"}
+    )
+    assert r.status_code == 200 and r.headers["x-request-id"] == "abc-123"
+    [line] = [x for x in captured.lines() if x["logger"] == "gradesync.access"]
+    assert line["request_id"] == "abc-123" and line["tenant"] == "t1"
+    assert '"GET /api/v1/courses" 200' in line["message"]
+
+    # an id that is no sensible id is replaced by one of ours
+    r = api.client.get("/healthz", headers={"X-Request-ID": "x" * 500})
+    assert len(r.headers["x-request-id"]) == 32
+
+    api.runtime.settings.access_log = False
+    quiet = TestClient(create_app(api.runtime))
+    before = len(captured.lines())
+    assert quiet.get("/api/v1/courses", headers={"Authorization": f"Bearer {key}"}).is_success
+    assert len(captured.lines()) == before
+
+
+class _Inner:
+    """A destination client that logs what it does (as the protocol adapters do)."""
+
+    def __init__(self) -> None:
+        self.destination = Destination(
+            tenant_id="t1", id="lms", kind=DestinationKind.LTI13_AGS, name="LMS"
+        )
+
+    async def check(self) -> list[Any]:
+        logging.getLogger("gradesync.adapters.test").warning("token refused")
+        return []
+
+
+async def test_destination_calls_log_their_destination(captured: Captured) -> None:
+    client = ObservedClient(_Inner())  # type: ignore[arg-type]
+    with log_context.bound(run_id="run-1"):
+        await client.check()
+    [line] = captured.lines()
+    assert (line["tenant"], line["destination"], line["run_id"]) == ("t1", "lms", "run-1")
+
+
+def test_run_lines_carry_the_run_id(served: Served, captured: Captured) -> None:  # noqa: F811
+    served.ok("POST", "/ingest", json={"courses": [{"id": "c1", "title": "Chemistry"}]})
+    run = served.run("resync", "c1")
+    mine = [x for x in captured.lines() if x.get("run_id") == run["id"]]
+    assert any("started" in x["message"] for x in mine), captured.lines()
+    assert all(x["tenant"] == served.tenant for x in mine)
