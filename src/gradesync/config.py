@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     worker_claim_batch: int = 100
     worker_stale_seconds: float = 60.0  # a run without heartbeat for this long is requeued
     worker_heartbeat_seconds: float = 5.0
+    # a `gradesync worker` without its database this long exits non-zero for its supervisor
+    worker_database_patience_seconds: float = 60.0
     retry_base_seconds: float = 1.0  # backoff: base * 2^(tries-1), with jitter, capped
     retry_cap_seconds: float = 300.0
     retry_max_tries: int = 12

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from gradesync.cli import (
@@ -53,4 +55,28 @@ app.add_typer(destinations.app, name="destinations")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:
+        problem = database_problem(exc)
+        if problem is None:
+            raise
+        # one line an operator can act on, not a driver's traceback
+        sys.stderr.write(f"error: {problem}\n")
+        sys.exit(1)
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """What is wrong with the database settings or server, if `exc` says so."""
+    from sqlalchemy import exc as sa
+
+    from gradesync.adapters.queue.procrastinate_app import DatabaseUnavailable
+
+    if isinstance(exc, DatabaseUnavailable):
+        return f"gradesync worker stops: {exc}"
+    if isinstance(exc, sa.ArgumentError | sa.NoSuchModuleError):
+        return f"GRADESYNC_DATABASE_URL is not a database URL gradesync can use ({exc})"
+    if isinstance(exc, sa.OperationalError | sa.InterfaceError):
+        first = str(exc.orig or exc).strip().splitlines()[0]
+        return f"cannot reach the database of GRADESYNC_DATABASE_URL: {first}"
+    return None

@@ -39,14 +39,19 @@ def worker(
     ensure_schema(runtime.db.url)
 
     async def main() -> None:
-        worker_ = await runtime.start_worker(distributed_waker=True)
-        await run_worker(
-            runtime.db.url,
-            worker_,
-            concurrency=concurrency or settings.worker_concurrency,
-            name=name or None,
-        )
-        await runtime.stop_worker()
+        try:
+            await run_worker(
+                runtime.db.url,
+                lambda: runtime.start_worker(distributed_waker=True),
+                concurrency=concurrency or settings.worker_concurrency,
+                name=name or None,
+                patience=settings.worker_database_patience_seconds,
+            )
+        finally:
+            try:
+                await runtime.stop_worker()
+            except Exception:  # never hide why the worker stopped behind a shutdown error
+                logging.getLogger(__name__).exception("stopping the worker failed")
 
     try:
         asyncio.run(main())

@@ -6,14 +6,21 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
 from gradesync.adapters.db import sqlite_gate
+
+CONNECT_TIMEOUT = 5  # seconds, for PostgreSQL
 
 
 def normalise_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here (the only PostgreSQL driver we install)."""
     u = make_url(url)
+    if u.get_backend_name() not in ("sqlite", "postgresql", "postgres"):
+        raise ArgumentError(
+            f"{u.get_backend_name()!r} is not supported: use sqlite:///PATH or postgresql://..."
+        )
     if u.drivername in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+psycopg")
     return u.render_as_string(hide_password=False)
@@ -37,6 +44,8 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": pool_size, "max_overflow": 20}
     if pool_size == 0:
         kwargs = {"poolclass": NullPool}
+    # an unreachable server is an error within seconds, not after the kernel gives up on TCP
+    kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     return create_engine(url, **kwargs)
 
 

@@ -18,6 +18,8 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy.exc import OperationalError
+
 from gradesync.domain.model import RunScope
 from gradesync.services.worker import Engine
 
@@ -103,8 +105,12 @@ class EmbeddedWorker:
                 await step()
             except asyncio.CancelledError:
                 raise
+            except OperationalError as exc:
+                # the database is restarting or gone: one line, not a traceback a second
+                why = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc
+                log.warning("worker loop %s: database unavailable (%s); retrying", name, why)
+                await asyncio.sleep(max(self.poll, 1.0))
             except Exception:
-                # the database may be restarting: say so, wait a little, carry on
                 log.exception("worker loop %s failed; retrying", name)
                 await asyncio.sleep(max(self.poll, 1.0))
 

@@ -22,16 +22,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import threading
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import procrastinate
+import psycopg
 from procrastinate import exceptions as pexc
+from procrastinate.jobs import Status
 from sqlalchemy.engine import make_url
 
 from gradesync.adapters.queue.inprocess import EmbeddedWorker
 from gradesync.adapters.queue.scheduler import build_schedule_service, register_periodic_tick
 from gradesync.domain.model import RunScope
+from gradesync.services.schedules import ScheduleService
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +147,10 @@ class ProcrastinateWaker:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        self._app.close()
+        try:
+            self._app.close()
+        except pexc.ConnectorException as exc:  # the database is gone: nothing to close
+            log.warning("closing the job queue's connections: %s", exc)
 
     def _defer(self, task: str, lock: str | None, queueing_lock: str, **kwargs: Any) -> None:
         # AlreadyEnqueued: one is already waiting, and it will do this too
@@ -178,87 +187,189 @@ class ProcrastinateWaker:
 # --- the worker side -----------------------------------------------------------------------
 
 
-def worker_app(url: str, worker: EmbeddedWorker) -> procrastinate.App:
-    """The procrastinate app a `gradesync worker` runs, its tasks bound to `worker`."""
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
+class DatabaseUnavailable(RuntimeError):
+    """The database stayed out of reach for longer than the worker's patience."""
+
+
+def worker_app(url: str, worker: Callable[[], EmbeddedWorker]) -> procrastinate.App:
+    """The procrastinate app a `gradesync worker` runs, its tasks bound to the engine worker
+    that `worker()` returns (started before any job runs)."""
+    # a connection waited for at most 10 s (not psycopg's 30): when the database is gone, the
+    # worker's own shutdown steps each wait that long before it can reconnect or give up
+    connector = procrastinate.PsycopgConnector(conninfo=conninfo(url), timeout=10)
+    app = procrastinate.App(connector=connector)
 
     @app.task(name=TASK_DIRTY, queue=QUEUE)
     async def process_dirty() -> None:
-        stats = await worker.engine.process_dirty()
+        stats = await worker().engine.process_dirty()
         if stats.pending:
-            worker.waker.deliver.set()
+            worker().waker.deliver.set()
 
     @app.task(name=TASK_DELIVER, queue=QUEUE)
     async def deliver() -> None:
         # this worker's delivery loop joins in (claims are shared through leases)
-        worker.waker.deliver.set()
+        worker().waker.deliver.set()
 
     @app.task(name=TASK_RUN, queue=QUEUE)
     async def run_sync(run_id: str) -> None:
-        await worker.engine.execute_run(run_id)
+        await worker().engine.execute_run(run_id)
 
     # scheduled syncs: a once-a-minute tick any worker may take (the tick's compare-and-set
     # fires each due slot once, however many workers tick)
-    engine = worker.engine
-    register_periodic_tick(
-        app,
-        lambda: build_schedule_service(engine.uow_factory, engine.clock, engine.waker),
-        queue=QUEUE,
-    )
+    def schedules() -> ScheduleService:
+        engine = worker().engine
+        return build_schedule_service(engine.uow_factory, engine.clock, engine.waker)
+
+    register_periodic_tick(app, schedules, queue=QUEUE)
     return app
 
 
 async def retry_stalled_jobs(app: procrastinate.App, seconds_since_heartbeat: float = 30) -> int:
-    """Jobs a killed worker left 'doing' would hold their locks for ever: run them again."""
+    """Jobs a killed worker left 'doing' would hold their locks for ever: run them again.
+
+    A stalled job whose queueing lock is held by a job already waiting cannot go back to the
+    queue (the database refuses a second waiting job with that lock); the waiting job does
+    the same work, so the stalled one is ended instead."""
     stalled = list(
         await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat)
     )
+    retried = 0
     for job in stalled:
-        await app.job_manager.retry_job(job)
+        try:
+            await app.job_manager.retry_job(job)
+            retried += 1
+        except pexc.UniqueViolation:
+            assert job.id is not None
+            await app.job_manager.finish_job_by_id_async(
+                job.id, status=Status.ABORTED, delete_job=False
+            )
     if stalled:
-        log.warning("retried %d job(s) a stopped worker left behind", len(stalled))
+        log.warning(
+            "recovered %d job(s) a stopped worker left behind (%d run again, %d already queued)",
+            len(stalled),
+            retried,
+            len(stalled) - retried,
+        )
     return len(stalled)
 
 
 async def run_worker(
     url: str,
-    worker: EmbeddedWorker,
+    start: Callable[[], Awaitable[EmbeddedWorker]],
     *,
     concurrency: int,
     name: str | None = None,
     stop: asyncio.Event | None = None,
+    patience: float = 60.0,
 ) -> None:
-    """Run the procrastinate worker beside `worker` (already started: its loops poll on
-    their own) until SIGINT/SIGTERM or `stop`. The caller stops `worker` afterwards."""
-    app = worker_app(url, worker)
-    async with app.open_async():
-        await retry_stalled_jobs(app)
+    """Run procrastinate's worker until `stop` is set (SIGINT and SIGTERM set it when the
+    caller gives none). The engine worker is started by `start()` once the queue is open and
+    what dead workers left behind is recovered, so a worker that cannot start holds nothing.
 
-        async def maintenance() -> None:
-            while True:
-                await asyncio.sleep(30)
-                try:
-                    await retry_stalled_jobs(app)
-                except Exception:
-                    log.exception("looking for stalled jobs failed")
+    Losing the database ends procrastinate's worker (its listener's connection drops): it is
+    opened again as soon as the database answers, with backoff. After `patience` seconds
+    without the database, DatabaseUnavailable is raised: the process must exit non-zero so a
+    supervisor restarts it, never end as if asked to. The caller stops the engine worker."""
+    stop = stop if stop is not None else _stop_on_signals()
+    engine: EmbeddedWorker | None = None
 
-        keeper = asyncio.create_task(maintenance())
-        run = asyncio.create_task(
-            app.run_worker_async(
-                queues=[QUEUE],
-                concurrency=concurrency,
-                name=name or worker.engine.worker_id,
-                delete_jobs="successful",
-                install_signal_handlers=stop is None,
-            )
-        )
-        waiters: set[asyncio.Task[Any]] = {run}
-        if stop is not None:
-            waiters.add(asyncio.create_task(stop.wait()))
+    def current() -> EmbeddedWorker:
+        assert engine is not None, "jobs run only once the engine worker has started"
+        return engine
+
+    down_since: float | None = None
+    delay = 0.5
+    while not stop.is_set():
+        problem: BaseException | None = None
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            keeper.cancel()
-            for t in waiters:
-                t.cancel()
-            await asyncio.gather(keeper, *waiters, return_exceptions=True)
+            # a quick look first: opening procrastinate's pool waits 30 s for a database
+            await _reachable(url)
+            app = worker_app(url, current)
+            async with app.open_async():
+                await retry_stalled_jobs(app)
+                if engine is None:
+                    engine = await start()
+                if down_since is not None:
+                    log.warning("the database answers again; the worker goes on")
+                down_since, delay = None, 0.5
+                await _serve(app, engine, concurrency=concurrency, name=name, stop=stop)
+        except (pexc.ConnectorException, OSError, psycopg.Error) as exc:
+            problem = exc
+        if stop.is_set():
+            return
+        now = time.monotonic()
+        why = _first_line(problem) if problem else "its connection was lost"
+        if down_since is None:
+            down_since = now
+            log.warning("lost the database (%s); reconnecting", why)
+        elif now - down_since >= patience:
+            raise DatabaseUnavailable(f"no database for {patience:g} s ({why})")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await stop.wait()
+        delay = min(delay * 2, 5.0)
+
+
+async def _serve(
+    app: procrastinate.App,
+    engine: EmbeddedWorker,
+    *,
+    concurrency: int,
+    name: str | None,
+    stop: asyncio.Event,
+) -> None:
+    """procrastinate's worker and the stalled-job keeper, until `stop` or until the worker
+    ends by itself (which means its database connection was lost)."""
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(30)
+            try:
+                await retry_stalled_jobs(app)
+            except Exception:
+                log.exception("looking for stalled jobs failed")
+
+    keeper = asyncio.create_task(keep())
+    run = asyncio.create_task(
+        app.run_worker_async(
+            queues=[QUEUE],
+            concurrency=concurrency,
+            name=name or engine.engine.worker_id,
+            delete_jobs="successful",
+            install_signal_handlers=False,
+        )
+    )
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (keeper, run, stopped):
+            t.cancel()
+        results = await asyncio.gather(keeper, run, stopped, return_exceptions=True)
+    failure = results[1]
+    if isinstance(failure, Exception) and not stop.is_set():
+        raise failure
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first words of what went wrong: procrastinate's own errors wrap the driver's."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen).strip()
+        if text and text != "Database error.":
+            return text.splitlines()[0]
+        seen = seen.__cause__
+    return type(exc).__name__
+
+
+async def _reachable(url: str) -> None:
+    conn = await psycopg.AsyncConnection.connect(conninfo(url), connect_timeout=5)
+    await conn.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,217 @@
+"""`gradesync worker` against real database faults: a PostgreSQL restart under a running
+worker, a database gone for good, and jobs that a killed worker left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import procrastinate
+import psycopg
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.adapters.queue.procrastinate_app import (
+    QUEUE,
+    TASK_DIRTY,
+    ProcrastinateWaker,
+    conninfo,
+    retry_stalled_jobs,
+)
+from gradesync.domain.model import DeliveryState
+from tests.conftest import TEST_SECRET
+from tests.engine.conftest import learner, post, seed, states
+from tests.engine.http_double import running_gradebook
+from tests.faults.postgres_server import PostgresServer
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+GRADESYNC = str(Path(sys.executable).with_name("gradesync"))
+
+
+def _env(url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GRADESYNC_DATABASE_URL=url,
+        GRADESYNC_SECRET_KEY=TEST_SECRET,
+        GRADESYNC_WORKER_MODE="distributed",
+        GRADESYNC_TEST_DESTINATION_MODULE="tests.engine.http_adapter",
+        GRADESYNC_WORKER_POLL_SECONDS="0.2",
+        GRADESYNC_WORKER_HEARTBEAT_SECONDS="0.3",
+        GRADESYNC_LOG_LEVEL="INFO",
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
+    )
+    env.update(extra)
+    return env
+
+
+def _upgrade(url: str) -> None:
+    subprocess.run(
+        [GRADESYNC, "db", "upgrade"], env=_env(url), cwd=ROOT, check=True, capture_output=True
+    )
+
+
+def _worker(url: str, log: Path, **extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [GRADESYNC, "worker", "--concurrency", "4"],
+        env=_env(url, **extra),
+        cwd=ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    """Wait for a condition (checked every 0.1 s); the deadline only ends a hang."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; worker log:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def _registered_workers(url: str) -> int:
+    try:
+        with psycopg.connect(conninfo(url), connect_timeout=2) as conn:
+            row = conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()
+            return int(row[0]) if row else 0
+    except psycopg.Error:
+        return 0
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Prepared:
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self.url = server.new_database()
+        _upgrade(self.url)
+
+
+@pytest.fixture
+def prepared(own_postgres: PostgresServer) -> Prepared:
+    """A migrated database of the test's own, on a server it may restart or stop."""
+    return Prepared(own_postgres)
+
+
+def test_worker_rides_out_a_database_restart(prepared: Prepared, tmp_path: Path) -> None:
+    url = prepared.url
+    log = tmp_path / "worker.log"
+    db = Database(url, TEST_SECRET)
+    worker = _worker(url, log)
+    try:
+        with running_gradebook() as (base, _gb):
+            seed(db, learners=4, config={"concurrency": 4, "base_url": base})
+            waker = ProcrastinateWaker(url)
+            post(db, waker, [("a1", learner(i), 5.0) for i in range(2)])
+            _wait(lambda: states(db) == {DeliveryState.DELIVERED.value: 2}, 60, "first grades", log)
+            waker.close()
+
+            prepared.server.restart()  # every connection of the worker is cut
+
+            db.engine.dispose()
+            waker = ProcrastinateWaker(url)
+            post(db, waker, [("a1", learner(i), 7.0) for i in range(4)])
+            _wait(
+                lambda: states(db) == {DeliveryState.DELIVERED.value: 4},
+                90,
+                "grades sent after the restart",
+                log,
+            )
+            _wait(lambda: "the database answers again" in log.read_text(), 60, "resumed", log)
+            waker.close()
+            assert worker.poll() is None, log.read_text()  # still up, not "Stopped worker"
+            assert "lost the database" in log.read_text()
+    finally:
+        _stop(worker)
+        db.dispose()
+
+
+def test_worker_without_its_database_exits_non_zero_with_one_line(
+    prepared: Prepared, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    worker = _worker(prepared.url, log, GRADESYNC_WORKER_DATABASE_PATIENCE_SECONDS="2")
+    try:
+        _wait(lambda: _registered_workers(prepared.url) == 1, 60, "the worker to start", log)
+        prepared.server.stop()
+        code = worker.wait(timeout=120)
+    finally:
+        _stop(worker)
+    lines = log.read_text().strip().splitlines()
+    assert code == 1, lines[-20:]
+    assert lines[-1].startswith("error: gradesync worker stops: no database for 2 s"), lines[-5:]
+
+
+def _stall_a_job_beside_its_queued_twin(url: str) -> tuple[int, int]:
+    """What a worker killed while running `process_dirty` leaves: that job `doing` under a
+    worker whose heartbeat stopped, and the next wake-up already queued with the same
+    queueing lock."""
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
+    task = app.task(name=TASK_DIRTY, queue=QUEUE)(lambda: None)
+
+    async def go() -> tuple[int, int]:
+        async with app.open_async():
+            dead = await app.job_manager.register_worker()
+            first = await task.configure(queueing_lock=TASK_DIRTY).defer_async()
+            job = await app.job_manager.fetch_job(queues=[QUEUE], worker_id=dead)
+            assert job is not None and job.id == first
+            twin = await task.configure(queueing_lock=TASK_DIRTY).defer_async()
+            await app.connector.execute_query_async(
+                "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour'"
+                f" WHERE id = {int(dead)}"
+            )
+            return first, twin
+
+    return asyncio.run(go())
+
+
+def _job_states(url: str) -> dict[int, str]:
+    with psycopg.connect(conninfo(url)) as conn:
+        rows = conn.execute("SELECT id, status FROM procrastinate_jobs").fetchall()
+    return {int(i): str(s) for i, s in rows}
+
+
+def test_recovering_a_stalled_job_beside_its_queued_twin_ends_it(
+    prepared: Prepared,
+) -> None:
+    url = prepared.url
+    stalled, twin = _stall_a_job_beside_its_queued_twin(url)
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
+
+    async def recover() -> int:
+        async with app.open_async():
+            return await retry_stalled_jobs(app)
+
+    assert asyncio.run(recover()) == 1
+    assert _job_states(url) == {stalled: "aborted", twin: "todo"}
+
+
+def test_a_new_worker_starts_while_a_dead_worker_left_jobs_behind(
+    prepared: Prepared, tmp_path: Path
+) -> None:
+    url = prepared.url
+    stalled, _twin = _stall_a_job_beside_its_queued_twin(url)
+    log = tmp_path / "worker.log"
+    worker = _worker(url, log)
+    try:
+        # the twin runs (and is deleted as successful); the stalled one is ended, not retried
+        _wait(lambda: _job_states(url) == {stalled: "aborted"}, 60, "jobs recovered", log)
+        assert worker.poll() is None, log.read_text()
+    finally:
+        _stop(worker)
