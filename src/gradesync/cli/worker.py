@@ -7,6 +7,7 @@ same engine as the worker inside `gradesync serve`, woken through procrastinate.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import typer
 from rich.console import Console
