@@ -25,9 +25,9 @@ from gradesync.adapters.queue.procrastinate_app import (
     retry_stalled_jobs,
 )
 from gradesync.domain.model import DeliveryState
-from tests.conftest import TEST_SECRET
-from tests.engine.conftest import learner, post, seed, states
-from tests.engine.http_double import running_gradebook
+from gradesync.testing import TEST_SECRET
+from gradesync.testing.http_double import running_gradebook
+from gradesync.testing.seeding import add_course, add_destination, add_tenant, post_attempts
 from tests.faults.postgres_server import PostgresServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -36,13 +36,37 @@ ROOT = Path(__file__).resolve().parents[2]
 GRADESYNC = str(Path(sys.executable).with_name("gradesync"))
 
 
+def _learner(i: int) -> str:
+    return f"p{i:03d}"
+
+
+def _seed(db: Database, learners: int, gradebook: str) -> None:
+    people = [_learner(i) for i in range(learners)]
+    add_tenant(db.uow, "t1")
+    add_course(db.uow, "t1", "c1", ("a1", "Quiz", 10.0), learners=people)
+    add_destination(
+        db.uow,
+        "t1",
+        "lms",
+        config={"concurrency": 4, "base_url": gradebook},
+        links={"c1": "https://lms/courses/1"},
+        people={p: f"sub-{p}" for p in people},
+    )
+
+
+def _delivered(db: Database) -> int:
+    with db.uow() as uow:
+        rows = uow.ledger.get_many("t1", "lms", "c1").values()
+    return sum(1 for r in rows if r.state is DeliveryState.DELIVERED)
+
+
 def _env(url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         GRADESYNC_DATABASE_URL=url,
         GRADESYNC_SECRET_KEY=TEST_SECRET,
         GRADESYNC_WORKER_MODE="distributed",
-        GRADESYNC_TEST_DESTINATION_MODULE="tests.engine.http_adapter",
+        GRADESYNC_TEST_DESTINATION_MODULE="gradesync.testing.http_adapter",
         GRADESYNC_WORKER_POLL_SECONDS="0.2",
         GRADESYNC_WORKER_HEARTBEAT_SECONDS="0.3",
         GRADESYNC_LOG_LEVEL="INFO",
@@ -116,23 +140,18 @@ def test_worker_rides_out_a_database_restart(prepared: Prepared, tmp_path: Path)
     worker = _worker(url, log)
     try:
         with running_gradebook() as (base, _gb):
-            seed(db, learners=4, config={"concurrency": 4, "base_url": base})
+            _seed(db, 4, base)
             waker = ProcrastinateWaker(url)
-            post(db, waker, [("a1", learner(i), 5.0) for i in range(2)])
-            _wait(lambda: states(db) == {DeliveryState.DELIVERED.value: 2}, 60, "first grades", log)
+            post_attempts(db.uow, waker, "t1", [("a1", _learner(i), 5.0) for i in range(2)])
+            _wait(lambda: _delivered(db) == 2, 60, "first grades", log)
             waker.close()
 
             prepared.server.restart()  # every connection of the worker is cut
 
             db.engine.dispose()
             waker = ProcrastinateWaker(url)
-            post(db, waker, [("a1", learner(i), 7.0) for i in range(4)])
-            _wait(
-                lambda: states(db) == {DeliveryState.DELIVERED.value: 4},
-                90,
-                "grades sent after the restart",
-                log,
-            )
+            post_attempts(db.uow, waker, "t1", [("a1", _learner(i), 7.0) for i in range(4)])
+            _wait(lambda: _delivered(db) == 4, 90, "grades sent after the restart", log)
             _wait(lambda: "the database answers again" in log.read_text(), 60, "resumed", log)
             waker.close()
             assert worker.poll() is None, log.read_text()  # still up, not "Stopped worker"
