@@ -16,6 +16,7 @@ from gradesync.domain.reasons import Reason
 from gradesync.services.clock import SystemClock
 from gradesync.services.delivery import DeliveryScope, outcome_of_failure
 from gradesync.services.delivery.governor import RateLimiter
+from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.worker import Engine
 from gradesync.testing import DEADLINE, ManualClock, wait_for_async
 from gradesync.testing.double import not_synced, server_error, slow_down, unknown_user
@@ -309,6 +310,53 @@ async def test_circuit_breaker_pauses_and_resumes_by_itself(harness: Harness, db
         assert states(db) == {"delivered": 6}
         assert remote.sends == 9
         assert _unpaused(db)
+    finally:
+        await engine.aclose()
+
+
+async def test_failures_of_single_learners_never_open_the_breaker(
+    harness: Harness, db: Database
+) -> None:
+    """Learners the LMS fails on one by one (per key: the LMS works for the others) are
+    retried a few times and then rejected with the remedy; the breaker stays closed and
+    everyone else's grade goes out."""
+    seed(db, learners=8, config={"concurrency": 1})
+    clock = ManualClock()
+    engine = Engine(db.uow, clock, harness.factory, FAST)
+    failing = [learner(i) for i in range(5)]  # more than the breaker's threshold (3)
+    try:
+        remote = harness.remote
+        for person in failing:
+            remote.fail_person(
+                f"sub-{person}",
+                RemoteFailure(
+                    FailureClass.RETRY_LATER,
+                    "learner_server_error",
+                    "Server Error (500)",
+                    status=500,
+                    remedy="have the learner open the tool again",
+                    per_key=True,
+                ),
+            )
+        post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(8)])
+        await engine.process_dirty()
+        await engine.deliver_due()
+        assert states(db) == {"delivered": 3, "retrying": 5}
+        assert _unpaused(db)
+        for _ in range(FAST.per_key_tries - 1):
+            clock.advance(FAST.backoff.cap_seconds * 2)
+            await engine.deliver_due()
+        rows = ledger(db)
+        assert states(db) == {"delivered": 3, "rejected": 5}
+        for person in failing:
+            row = rows[("a1", person)]
+            assert row.tries == FAST.per_key_tries
+            assert row.reason_code == "retries_exhausted" and row.reason_text is not None
+            assert "have the learner open the tool again" in row.reason_text
+        lim = engine.deliverer.governor.limits_for(
+            engine.deliverer.governor.destinations[(T, DEST)]
+        )
+        assert lim.breaker.failures == 0 and _unpaused(db)
     finally:
         await engine.aclose()
 

@@ -438,6 +438,17 @@ def test_retries_are_bounded() -> None:
     assert not is_pending(row, later(10_000))
 
 
+def test_a_failure_of_one_key_has_its_own_smaller_bound() -> None:
+    policy = BackoffPolicy(max_tries=12)
+    row = reconcile(None, KEY, result(), NOW)
+    assert row is not None
+    h = result_hash(result())
+    row = after_delivery(row, h, RetryLater(TRANSIENT, max_tries=2), later(1), backoff=policy)
+    assert row.state is S.RETRYING and row.tries == 1
+    row = after_delivery(row, h, RetryLater(TRANSIENT, max_tries=2), later(2), backoff=policy)
+    assert row.state is S.REJECTED and row.reason_code == "retries_exhausted"
+
+
 def test_huge_tries_do_not_overflow() -> None:
     assert BackoffPolicy(factor=10.0).delay(10_000, 0.0) == timedelta(seconds=150)
 

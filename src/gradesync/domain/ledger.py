@@ -191,6 +191,8 @@ class RetryLater:
     retry_after: timedelta | None = None  # the remote's Retry-After, honoured as given
     remote_status: int | None = None
     remote_message: str | None = None
+    # A failure of this key alone (the destination works): its own, smaller bound on tries.
+    max_tries: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +251,9 @@ def after_delivery(
     Delivered: the destination holds `sent_hash`. The row is DELIVERED only if that is still
     the desired hash; otherwise it stays PENDING and the newer state goes next.
     RetryLater: RETRYING at now + Retry-After (not counted as a failed try), or else at now +
-    backoff with tries + 1; after `max_tries` failures the key is REJECTED
-    (retries_exhausted) instead of retrying for ever. This holds even if the desired state
+    backoff with tries + 1; after `max_tries` failures (or the outcome's own, smaller bound
+    for a failure of this key alone) the key is REJECTED (retries_exhausted) instead of
+    retrying for ever. This holds even if the desired state
     changed while sending: the newer state goes at the retry time, to a destination that just
     failed.
     Rejected: REJECTED with the reason and the remote's words, unless the desired state
@@ -293,7 +296,10 @@ def after_delivery(
                 reason_text=outcome.reason.text,
             )
         tries = row.tries + 1
-        if tries >= backoff.max_tries:
+        bound = backoff.max_tries
+        if outcome.max_tries is not None:
+            bound = min(bound, outcome.max_tries)
+        if tries >= bound:
             gave_up = reasons.retries_exhausted(tries, outcome.reason.text)
             return replace(
                 base,

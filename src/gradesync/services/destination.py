@@ -43,7 +43,10 @@ class RemoteFailure(Exception):
     """A destination refused or failed. `code` is a machine-readable reason ("unknown_user",
     "line_item_gone", "attempts_exceeded", "timestamp_older", "course_concluded", "server_error",
     "timeout", "rate_limited", "no_grade_scope", "bad_credentials", ...); `message` holds the
-    remote's own words; `remedy` what a person should do."""
+    remote's own words; `remedy` what a person should do. `per_key`: the failure is tied to
+    this one key (learner), not to the destination, which the adapter saw working: it never
+    counts towards the destination's circuit breaker, and a transient one is retried only a
+    few times (`EngineSettings.per_key_tries`) before the key is rejected with the remedy."""
 
     def __init__(
         self,
@@ -54,6 +57,7 @@ class RemoteFailure(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         remedy: str | None = None,
+        per_key: bool = False,
     ) -> None:
         super().__init__(f"{failure.value}/{code}: {message}")
         self.failure = failure
@@ -62,6 +66,7 @@ class RemoteFailure(Exception):
         self.status = status
         self.retry_after = retry_after
         self.remedy = remedy
+        self.per_key = per_key
 
 
 @dataclass(frozen=True, slots=True)

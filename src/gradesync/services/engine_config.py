@@ -30,6 +30,9 @@ class EngineSettings:
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     default_retry_after: timedelta = timedelta(seconds=30)  # 429/503 without Retry-After
     misconfigured_pause: timedelta = timedelta(minutes=15)
+    # a transient failure the destination ties to one key (one learner's 500) is retried
+    # this many times in all, then the key is rejected with the remedy
+    per_key_tries: int = 3
     # runs
     heartbeat: timedelta = timedelta(seconds=5)
     stale_after: timedelta = timedelta(seconds=60)  # a run without heartbeat is requeued

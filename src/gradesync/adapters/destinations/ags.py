@@ -496,15 +496,38 @@ class AgsClient:
                 remedy=REMEDIES["unknown_user"],
             )
         body = self.score_body(target, result, timestamp)
-        resp = await self._send(
-            "POST",
-            scores_url(target.item.remote_id),
-            field="lineitem",
-            what="score",
-            content_type=SCORE_TYPE,
-            body=body,
-        )
+        try:
+            resp = await self._send(
+                "POST",
+                scores_url(target.item.remote_id),
+                field="lineitem",
+                what="score",
+                content_type=SCORE_TYPE,
+                body=body,
+            )
+        except RemoteFailure as failure:
+            if (failure.status or 0) >= 500 and self.profile.learner_errors_as_5xx:
+                raise await self._learner_or_platform(failure, target.item.remote_id) from None
+            raise
         return Receipt(payload=body, status=resp.status_code, message=resp.text[:500] or None)
+
+    async def _learner_or_platform(self, failure: RemoteFailure, lineitem: str) -> RemoteFailure:
+        """A server error on one score: if the line item still answers, the platform works and
+        the failure is this learner's (per key); otherwise the platform's, as classified."""
+        try:
+            await self._send(
+                "GET", lineitem, field="lineitem", what="line item", accept=LINEITEM_TYPE
+            )
+        except RemoteFailure:
+            return failure
+        return RemoteFailure(
+            FailureClass.RETRY_LATER,
+            "learner_server_error",
+            failure.message,
+            status=failure.status,
+            remedy=REMEDIES["learner_server_error"],
+            per_key=True,
+        )
 
     async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
         url = with_query(results_url(item.remote_id), {"limit": str(self.profile.page_limit)})

@@ -29,6 +29,10 @@ class AgsProfile:
     # The platform answers a bad or expired token with 403 rather than 401 (Open edX): any
     # 403 gets one token refresh before it counts as a refusal.
     forbidden_means_token: bool = False
+    # The platform answers a score it cannot take for one learner (an id it does not know)
+    # with a server error (Open edX: 500): a 5xx on a score, while the line item still
+    # answers, is that learner's failure, not the platform's.
+    learner_errors_as_5xx: bool = False
     page_limit: int = 100
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -98,6 +102,7 @@ PROFILES: dict[str, AgsProfile] = {
         ),
         requires_resource_link=True,
         forbidden_means_token=True,
+        learner_errors_as_5xx=True,
         notes=(
             "Grades count only on a line item whose resourceLinkId is the LTI component's "
             "usage id: learners (or staff) must launch gradesync from that component first.",

@@ -29,6 +29,12 @@ REMEDIES: dict[str, str] = {
         "The gradebook column was deleted in the LMS; gradesync recreates it on the next sync."
     ),
     "line_item_foreign": "The column belongs to another tool; create a new link for gradesync.",
+    "learner_server_error": (
+        "The LMS fails on this learner's grade while it takes the others' (Open edX does so "
+        "for a learner it does not know: a retired account, or an LTI id that changed). "
+        "gradesync tries a few times, then stops; have the learner open gradesync from the "
+        "LMS course again, then resync."
+    ),
     "no_resource_link": (
         "This LMS counts a grade only on a column tied to the LTI link it came from: open "
         "the activity once from its gradesync link in the LMS course (as a learner or as "

@@ -3,6 +3,8 @@
 | class         | the row                      | the destination                                  |
 |---------------|------------------------------|--------------------------------------------------|
 | RETRY_LATER   | retrying, backoff + jitter   | counts towards the circuit breaker               |
+|  ... per key  | retrying, `per_key_tries` in | none (the destination works; one learner fails)  |
+|               | all, then rejected           |                                                  |
 | SLOW_DOWN     | retrying at Retry-After      | gated until Retry-After (paused_until)           |
 | REJECTED      | rejected, remote's words kept| none (the destination works)                     |
 | MISCONFIGURED | retrying after the pause     | paused (`misconfigured_pause`), admin told       |
@@ -78,6 +80,16 @@ def outcome_of_failure(
             )
         return RetryLater(
             reason, retry_after=wait, remote_status=f.status, remote_message=f.message
+        )
+    if f.per_key:
+        # the adapter saw the destination working: only this key fails, so neither the
+        # breaker nor any other learner's grade is held back, and the tries are few
+        lim.breaker.record_success()
+        return RetryLater(
+            reason,
+            remote_status=f.status,
+            remote_message=f.message,
+            max_tries=gov.settings.per_key_tries,
         )
     opened = lim.breaker.record_failure(now)
     if opened is not None:
