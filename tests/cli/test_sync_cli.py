@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from gradesync.adapters.db.database import Database
+from gradesync.testing import wait_for
 from tests.cli.conftest import GRADESYNC, Run
 from tests.cli.test_admin_cli import _roster, _tenant
 
@@ -31,17 +31,16 @@ def server(cli_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         [GRADESYNC, "serve", "--port", str(port)], env=cli_env, stdout=log, stderr=log
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+
+    def ready() -> bool:
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+        try:
+            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        while True:  # wait for readiness (a condition with a deadline)
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.05)
+        wait_for(ready, "gradesync serve to be ready", explain=(tmp_path / "serve.log").read_text)
         yield url
     finally:
         proc.terminate()

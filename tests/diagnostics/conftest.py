@@ -3,8 +3,7 @@ worker) on loopback, set up the way an admin, an instructor and learners would."
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +19,11 @@ from gradesync.sandbox.state import LineItem
 from gradesync.sandbox.testing import RunningSandbox, bind, running_sandbox, serve_in_thread
 from gradesync.services import auth
 from gradesync.services.tenants import create_tenant
+from gradesync.testing import wait_for
 from gradesync.web.app import create_app
 from tests.cli.conftest import cli_db, cli_env, gradesync  # noqa: F401 (CLI fixtures)
 from tests.conftest import TEST_SECRET
 from tests.lti.conftest import Browser, unique
-
-DEADLINE = 20.0
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
-    """Poll a condition until it holds (returns its value) or the deadline passes."""
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,7 @@ resends. Also: a grade that waited for the learner's first launch goes out after
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +17,10 @@ from gradesync.runtime import Runtime
 from gradesync.sandbox.testing import RunningSandbox, bind, serve_in_thread
 from gradesync.services import auth
 from gradesync.services.tenants import create_tenant
+from gradesync.testing import wait_for
 from gradesync.web.app import create_app
 from tests.conftest import TEST_SECRET
 from tests.lti.conftest import Browser, unique
-
-DEADLINE = 20.0
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
-    """Poll a condition until it holds (returns its value) or the deadline passes."""
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Served:

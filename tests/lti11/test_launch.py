@@ -25,6 +25,7 @@ from gradesync.domain.model import (
 )
 from gradesync.lti.lti11_launch import find_consumer, record_launch, role_from_lti11
 from gradesync.sandbox.testing import RunningSandbox
+from gradesync.testing import wait_for
 from tests.conftest import TEST_SECRET, _truncate_postgres
 from tests.lti11.conftest import (
     SECRET,
@@ -304,10 +305,10 @@ def test_concurrent_launches_of_one_link_do_not_lose_result_ids(pg_db: Database)
     record_launch(first, consumer, _launch_params("u2", "sid-u2"), now)  # not committed yet
     second = threading.Thread(target=record, args=("u3",))
     second.start()
-    # wait (with a deadline) until the second launch is blocked on the first one's lock
-    deadline = time.monotonic() + 10
+    # wait until the second launch is blocked on the first one's lock (or has ended)
     with pg_db.engine.connect() as probe:
-        while True:
+
+        def state() -> str | None:
             waiting = probe.execute(
                 text(
                     "SELECT count(*) FROM pg_stat_activity "
@@ -315,10 +316,12 @@ def test_concurrent_launches_of_one_link_do_not_lose_result_ids(pg_db: Database)
                 )
             ).scalar()
             probe.rollback()
-            if waiting or not second.is_alive() or time.monotonic() > deadline:
-                break
-            second.join(timeout=0.02)  # poll gently; the condition above decides
-    assert waiting, "the second launch did not wait for the first"
+            if waiting:
+                return "waiting"
+            return None if second.is_alive() else "ended"
+
+        outcome = wait_for(state, "the second launch to wait for the first's lock")
+    assert outcome == "waiting", "the second launch did not wait for the first"
     first.commit()
     first.__exit__(None, None, None)
     second.join(timeout=10)

@@ -21,10 +21,8 @@ from gradesync.adapters.queue.scheduler import (
 )
 from gradesync.domain.model import ScheduleAction, ScheduleEvent
 from gradesync.services.schedules import ScheduleService
-from gradesync.testing import ManualClock
+from gradesync.testing import DEADLINE, ManualClock, wait_for_async
 from tests.schedules.conftest import T0, Requester, seed_tenant
-
-DEADLINE = 10.0
 
 
 class Parts:
@@ -39,14 +37,13 @@ class Parts:
 
     async def logged(self, schedule_id: str, action: ScheduleAction) -> ScheduleEvent:
         """The newest `action` event of the schedule, once the loop has written it."""
-        deadline = asyncio.get_running_loop().time() + DEADLINE
-        while True:
-            history = await asyncio.to_thread(self.service.history, "t1", schedule_id)
-            found = [h.event for h in history if h.event.action is action]
-            if found:
-                return found[0]
-            assert asyncio.get_running_loop().time() < deadline, f"no {action} logged in time"
-            await asyncio.sleep(0.01)  # re-check the condition; bounded by the deadline
+
+        def found() -> list[ScheduleEvent]:
+            history = self.service.history("t1", schedule_id)
+            return [h.event for h in history if h.event.action is action]
+
+        events = await wait_for_async(found, f"a {action} event", blocking=True)
+        return events[0]
 
     async def wait_for_run(self) -> None:
         ok = await asyncio.to_thread(self.requester.called.wait, DEADLINE)
