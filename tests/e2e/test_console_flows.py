@@ -10,16 +10,19 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
+from gradesync.domain.model import Attempt
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
+from gradesync.services import ingest
 from tests.e2e.conftest import LiveConsole, sign_in
-from tests.e2e.world import ADMIN, INSTRUCTOR, School, build_school
+from tests.e2e.world import ADMIN, INSTRUCTOR, TENANT, School, build_school
 
 pytestmark = pytest.mark.browser
 
@@ -221,3 +224,47 @@ def test_narrow_screen_and_keyboard(page: Any, live_console: LiveConsole, school
     expect(page.get_by_role("link", name="Schedules")).to_have_count(0)
     page.goto(live_console.url("/console/schedules"))
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+
+
+def test_admin_sees_a_paused_lms_on_the_dashboard_and_resumes_it(
+    page: Any, live_console: LiveConsole, school: School
+) -> None:
+    sign_in(page, live_console, *ADMIN)
+    page.get_by_role("link", name="Destinations").click()
+    page.get_by_role("button", name="Pause Sandbox LMS").click()
+    expect(page.get_by_text("Sandbox LMS is paused")).to_be_visible()
+    # a better attempt arrives while the LMS is paused: it waits
+    rt = live_console.runtime
+    better = Attempt(TENANT, "ev-9", "genes", "u-ada", 19.0, 20.0, datetime.now(UTC))
+    ingest.ingest(rt.db.uow, rt.clock, rt.waker, TENANT, ingest.IngestBatch(attempts=[better]))
+
+    page.get_by_role("link", name="Dashboard").click()
+    waiting = page.locator('[data-kpi="waiting"]')
+    for _ in range(50):  # the worker computes the new grade in the background
+        if waiting.inner_text() != "0":
+            break
+        page.reload()
+    expect(waiting).to_have_text("1")
+    expect(page.get_by_role("alert")).to_contain_text("Sandbox LMS is paused")
+    expect(page.get_by_role("alert")).to_contain_text("paused by ada")
+    expect(page.locator("[data-oldest]")).to_contain_text("Ada Byron")
+    expect(page.locator("[data-oldest]")).to_contain_text("Genetics lab")
+
+    # every x-axis label is drawn inside its chart (the last one was cut off)
+    clipped = page.evaluate(
+        """() => [...document.querySelectorAll('svg.chart')].flatMap(svg => {
+            const box = svg.getBoundingClientRect();
+            return [...svg.querySelectorAll('text')]
+              .filter(t => {
+                const r = t.getBoundingClientRect();
+                return r.right > box.right + 0.5 || r.left < box.left - 0.5;
+              })
+              .map(t => t.textContent);
+        })"""
+    )
+    assert clipped == []
+
+    page.get_by_role("button", name="Resume Sandbox LMS").click()
+    expect(page).to_have_url(re.compile("/console/dashboard$"))
+    expect(page.get_by_text("Sandbox LMS is delivering again.")).to_be_visible()
+    expect(page.locator("[data-paused]")).to_have_count(0)

@@ -13,12 +13,30 @@ from fastapi.testclient import TestClient
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
-from gradesync.domain.model import Activity, Course, Tenant, UserRole
+from gradesync.domain.model import (
+    Activity,
+    Course,
+    DeliveryState,
+    Destination,
+    DestinationKind,
+    LedgerKey,
+    LedgerRow,
+    Person,
+    Tenant,
+    UserRole,
+)
 from gradesync.runtime import Runtime
 from gradesync.services.accounts import create_user
 from gradesync.services.console_queries import percentile, summarise_deliveries
 from gradesync.web.app import create_app
-from gradesync.web.console.charts import Series, line_chart, rate_bars
+from gradesync.web.console.charts import (
+    DELIVERED,
+    REJECTED,
+    SENT,
+    Series,
+    line_chart,
+    rate_bars,
+)
 from gradesync.web.console.session import sign_in_from_launch
 from tests.conftest import TEST_SECRET
 
@@ -186,3 +204,70 @@ def test_launch_hand_over_opens_the_course(app_client: tuple[TestClient, Runtime
     with runtime.db.uow() as uow:
         user = uow.users.get("t1", "lti:p-9")
     assert user is not None and user.role is UserRole.INSTRUCTOR and user.course_ids == ("chem",)
+
+
+def test_outcomes_look_the_same_in_every_chart_and_axis_labels_stay_inside() -> None:
+    labels = ["10:00", "11:00", "12:00"]
+    lines = line_chart(
+        "Grades sent",
+        "d",
+        labels,
+        [
+            Series("sent", [3.0, 2.0, 1.0], SENT),
+            Series("delivered", [2.0, 2.0, 1.0], DELIVERED),
+            Series("rejected", [1.0, 0.0, 0.0], REJECTED),
+        ],
+    )
+    bars = rate_bars("Outcome", "d", [("LMS", 0.75, 0.25)])
+    delivered, rejected = DELIVERED[0], REJECTED[0]
+    assert f'stroke="{delivered}" stroke-width="2" points=' in lines  # solid
+    assert f'stroke="{rejected}" stroke-width="2" stroke-dasharray="{REJECTED[1]}"' in lines
+    assert f'fill="{delivered}"' in bars and f'fill="{rejected}"' in bars
+    # the first label starts at the plot's left edge, the last ends at its right edge
+    assert re.search(r'text-anchor="start"[^>]*>10:00<', lines)
+    assert re.search(r'text-anchor="end"[^>]*>12:00<', lines)
+
+
+def test_dashboard_shows_the_backlog_and_a_paused_destination(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    c, runtime = app_client
+    now = runtime.clock.now()
+    with runtime.db.uow() as uow:
+        uow.people.upsert(Person("t1", "p1", "Ada Byron"))
+        uow.destinations.upsert(
+            Destination(
+                "t1",
+                "lms",
+                DestinationKind.LTI13_AGS,
+                "Canvas",
+                enabled=False,
+                pause_reason="LMS upgrade tonight",
+            ),
+            now,
+        )
+        uow.ledger.save(
+            LedgerRow(
+                LedgerKey("t1", "lms", "q1", "p1"),
+                DeliveryState.PENDING,
+                "h",
+                {"score_given": 1.0},
+                updated_at=now - timedelta(minutes=42),
+            ),
+            "bio",
+        )
+        uow.commit()
+    token = _login(c, "ada", "/console/destinations")
+    page = c.get("/console/dashboard").text
+    assert "Canvas is paused" in page and "LMS upgrade tonight" in page
+    assert re.search(r'data-kpi="waiting">1<', page)
+    assert re.search(r'data-kpi="oldest">4[12]\.\d min<', page)
+    assert "Ada Byron" in page and "Quiz 1" in page and "Biology" in page
+    r = c.post(
+        "/console/destinations/lms/resume",
+        data={"csrf": token, "back": "dashboard"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/console/dashboard"
+    page = c.get("/console/dashboard").text
+    assert "Canvas is paused" not in page and "Canvas is delivering again." in page

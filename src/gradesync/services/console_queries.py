@@ -402,3 +402,82 @@ def dashboard(
         rows = uow.deliveries.since(tenant_id, since)
         names = {d.id: d.name for d in uow.destinations.all(tenant_id)}
     return summarise_deliveries(rows, names, since, now, buckets)
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationBacklog:
+    destination_id: str
+    name: str
+    waiting: int  # pending or retrying
+    oldest_since: datetime | None  # when the result waiting longest last changed
+    paused: bool
+    pause_reason: str | None
+    paused_until: datetime | None  # a timed pause (None: until resumed, or not paused)
+
+
+@dataclass(frozen=True, slots=True)
+class OldestWaiting:
+    destination: str
+    course: str
+    activity: str
+    learner: str
+    course_id: str
+    since: datetime | None
+    state: str  # pending or retrying
+    why: str | None  # a retry's reason
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    destinations: list[DestinationBacklog]  # every destination waiting or paused
+    waiting: int
+    oldest: OldestWaiting | None
+
+    @property
+    def paused(self) -> list[DestinationBacklog]:
+        return [d for d in self.destinations if d.paused]
+
+
+def backlog(uow_factory: UnitOfWorkFactory, tenant_id: str, now: datetime) -> Backlog:
+    """What waits right now, per destination, with the destinations that are paused and why,
+    and the grade that has waited longest."""
+    with uow_factory() as uow:
+        waiting = {d: (n, since) for d, n, since in uow.ledger.waiting(tenant_id)}
+        dests = {d.id: d for d in uow.destinations.all(tenant_id)}
+        found = uow.ledger.oldest_waiting(tenant_id)
+        oldest = None
+        if found is not None:
+            row, course_id = found
+            k = row.key
+            person = uow.people.get(tenant_id, k.person_id)
+            activity = uow.activities.get(tenant_id, k.activity_id)
+            course = uow.courses.get(tenant_id, course_id)
+            d = dests.get(k.destination_id)
+            oldest = OldestWaiting(
+                destination=d.name if d else k.destination_id,
+                course=course.title if course else course_id,
+                activity=activity.title if activity else k.activity_id,
+                learner=(person.name or k.person_id) if person else k.person_id,
+                course_id=course_id,
+                since=row.updated_at,
+                state=row.state.value,
+                why=row.reason_text if row.state is DeliveryState.RETRYING else None,
+            )
+    lines = []
+    for d in sorted(dests.values(), key=lambda d: d.name.lower()):
+        timed = d.paused_until is not None and d.paused_until > now
+        paused = not d.enabled or timed
+        n, since = waiting.get(d.id, (0, None))
+        if n or paused:
+            lines.append(
+                DestinationBacklog(
+                    d.id,
+                    d.name,
+                    n,
+                    since,
+                    paused,
+                    d.pause_reason if paused else None,
+                    d.paused_until if timed else None,
+                )
+            )
+    return Backlog(lines, sum(n for n, _ in waiting.values()), oldest)

@@ -51,6 +51,13 @@ class LedgerRepo(Protocol):
         self, tenant_id: str, *, destination_id: str | None = None, course_id: str | None = None
     ) -> dict[str, int]: ...
 
+    def waiting(self, tenant_id: str) -> list[tuple[str, int, datetime | None]]:
+        """Per destination with results waiting (pending or retrying): (destination id, how
+        many, when the one waiting longest last changed)."""
+
+    def oldest_waiting(self, tenant_id: str) -> tuple[LedgerRow, str] | None:
+        """The waiting result that has waited longest, with its course."""
+
     def for_person(self, tenant_id: str, person_id: str) -> list[LedgerRow]: ...
 
     def iter_scope(

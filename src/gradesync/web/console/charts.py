@@ -16,14 +16,21 @@ from html import escape
 
 from markupsafe import Markup
 
-PALETTE = ("#0b57d0", "#b3261e", "#11661f", "#8a5300", "#6a1b9a")
+PALETTE = ("#0b57d0", "#8a5300", "#6a1b9a", "#11661f", "#b3261e")
 DASHES = ("", "6 4", "2 3", "10 3 2 3", "1 5")
+
+# One outcome, one look, in every chart: delivered is green and solid, rejected red and
+# dashed, wherever they appear.
+DELIVERED = ("#11661f", "")
+REJECTED = ("#b3261e", "6 4")
+SENT = ("#0b57d0", "2 3")
 
 
 @dataclass(frozen=True, slots=True)
 class Series:
     name: str
     values: Sequence[float | None]  # None: no data in that slot (the line breaks)
+    style: tuple[str, str] | None = None  # (colour, dash pattern); default: by position
 
 
 def _nice_max(value: float) -> float:
@@ -88,12 +95,14 @@ def line_chart(
         )
     for i in sorted({0, (n - 1) // 2, n - 1}):
         if i < len(labels):
+            # the first and last labels sit inside the plot's edges, so neither is clipped
+            anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
             out.append(
-                f'<text x="{x(i):.1f}" y="{height - bottom + 16}" text-anchor="middle" '
+                f'<text x="{x(i):.1f}" y="{height - bottom + 16}" text-anchor="{anchor}" '
                 f'font-size="11" fill="#333">{escape(labels[i])}</text>'
             )
     for si, s in enumerate(series):
-        colour, dash = PALETTE[si % len(PALETTE)], DASHES[si % len(DASHES)]
+        colour, dash = s.style or (PALETTE[si % len(PALETTE)], DASHES[si % len(DASHES)])
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         runs: list[list[str]] = [[]]
         for i, point in enumerate(s.values):
@@ -135,7 +144,7 @@ def rate_bars(
     slug = _slug(title)
     bar_h, gap, label_w, top = 22, 14, 180, 8
     height = top + len(rows) * (bar_h + gap) + 28
-    pw = width - label_w - 70
+    pw = width - label_w - 96  # room on the right for "100% / 100%"
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
         f'role="img" aria-labelledby="{slug}-t {slug}-d" class="chart">',
@@ -155,20 +164,23 @@ def rate_bars(
         )
         ok_w, bad_w = pw * max(0.0, ok), pw * max(0.0, bad)
         out.append(
-            f'<rect x="{label_w}" y="{yy}" width="{ok_w:.1f}" height="{bar_h}" fill="#11661f"/>'
+            f'<rect x="{label_w}" y="{yy}" width="{ok_w:.1f}" height="{bar_h}" '
+            f'fill="{DELIVERED[0]}"/>'
         )
         out.append(
             f'<rect x="{label_w + ok_w:.1f}" y="{yy}" width="{bad_w:.1f}" height="{bar_h}" '
-            'fill="#b3261e" fill-opacity="1" stroke="#fff" stroke-dasharray="3 2"/>'
+            f'fill="{REJECTED[0]}" fill-opacity="1" stroke="#fff" stroke-dasharray="3 2"/>'
         )
         out.append(
             f'<text x="{label_w + pw + 6}" y="{yy + 15}" font-size="12" fill="#1a1a1a">'
             f"{ok * 100:.0f}% / {bad * 100:.0f}%</text>"
         )
     ly = height - 12
-    out.append(f'<rect x="{label_w}" y="{ly - 10}" width="14" height="12" fill="#11661f"/>')
+    out.append(f'<rect x="{label_w}" y="{ly - 10}" width="14" height="12" fill="{DELIVERED[0]}"/>')
     out.append(f'<text x="{label_w + 20}" y="{ly}" font-size="12">delivered</text>')
-    out.append(f'<rect x="{label_w + 110}" y="{ly - 10}" width="14" height="12" fill="#b3261e"/>')
+    out.append(
+        f'<rect x="{label_w + 110}" y="{ly - 10}" width="14" height="12" fill="{REJECTED[0]}"/>'
+    )
     out.append(f'<text x="{label_w + 130}" y="{ly}" font-size="12">rejected</text>')
     out.append(
         f'<rect x="{label_w + 220}" y="{ly - 10}" width="14" height="12" fill="#eceff3" '

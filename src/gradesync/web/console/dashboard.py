@@ -10,7 +10,14 @@ from fastapi.responses import HTMLResponse
 
 from gradesync.domain.model import ConsoleUser
 from gradesync.services import console_queries as cq
-from gradesync.web.console.charts import Series, line_chart, rate_bars
+from gradesync.web.console.charts import (
+    DELIVERED,
+    REJECTED,
+    SENT,
+    Series,
+    line_chart,
+    rate_bars,
+)
 from gradesync.web.console.common import admin_user, render, runtime_of
 
 router = APIRouter()
@@ -34,7 +41,9 @@ def dashboard(
         window = "24h"
     span, buckets = WINDOWS[window]
     rt = runtime_of(request)
-    data = cq.dashboard(rt.uow, user.tenant_id, rt.clock.now(), window=span, buckets=buckets)
+    now = rt.clock.now()
+    data = cq.dashboard(rt.uow, user.tenant_id, now, window=span, buckets=buckets)
+    backlog = cq.backlog(rt.uow, user.tenant_id, now)
     fmt = "%H:%M" if span <= timedelta(days=1) else "%m-%d %H:%M"
     labels = [b.start.strftime(fmt) for b in data.buckets]
     per_minute = data.bucket.total_seconds() / 60
@@ -62,9 +71,9 @@ def dashboard(
         ),
         labels,
         [
-            Series("sent", [float(b.sends) for b in data.buckets]),
-            Series("delivered", [float(b.delivered) for b in data.buckets]),
-            Series("rejected", [float(b.rejected) for b in data.buckets]),
+            Series("sent", [float(b.sends) for b in data.buckets], SENT),
+            Series("delivered", [float(b.delivered) for b in data.buckets], DELIVERED),
+            Series("rejected", [float(b.rejected) for b in data.buckets], REJECTED),
         ],
     )
     rates = rate_bars(
@@ -84,6 +93,8 @@ def dashboard(
         user,
         nav="dashboard",
         data=data,
+        backlog=backlog,
+        now=now,
         window=window,
         windows=list(WINDOWS),
         latency=latency,

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -261,7 +261,11 @@ async def check_destination(
 
 @router.post("/destinations/{destination_id}/{what}", dependencies=[Depends(check_csrf)])
 def pause_or_resume(
-    request: Request, destination_id: str, what: str, user: ConsoleUser = Depends(admin_user)
+    request: Request,
+    destination_id: str,
+    what: str,
+    back: str = Form(""),
+    user: ConsoleUser = Depends(admin_user),
 ) -> RedirectResponse:
     rt = runtime_of(request)
     try:
@@ -277,4 +281,6 @@ def pause_or_resume(
             raise PageError(404, "Unknown action.")
     except NotFound as exc:
         raise PageError(404, "No such destination.") from exc
-    return RedirectResponse("/console/destinations", status_code=303)
+    # the dashboard's Resume button comes back to the dashboard
+    to = "/console/dashboard" if back == "dashboard" else "/console/destinations"
+    return RedirectResponse(to, status_code=303)

@@ -29,6 +29,8 @@ from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.services import ports
 
+_WAITING = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
+
 
 def _ledger_row(r: Any) -> LedgerRow:
     key = LedgerKey(r["tenant_id"], r["destination_id"], r["activity_id"], r["person_id"])
@@ -193,6 +195,30 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             conds.append(c.course_id == course_id)
         rows = self.conn.execute(select(c.state, func.count()).where(*conds).group_by(c.state))
         return {r[0]: r[1] for r in rows}
+
+    def waiting(self, tenant_id: str) -> list[tuple[str, int, datetime | None]]:
+        c = t.ledger.c
+        rows = self.conn.execute(
+            select(c.destination_id, func.count(), func.min(c.updated_at))
+            .where(c.tenant_id == tenant_id, c.state.in_(_WAITING))
+            .group_by(c.destination_id)
+            .order_by(c.destination_id)
+        )
+        return [(r[0], int(r[1]), utc(r[2])) for r in rows]
+
+    def oldest_waiting(self, tenant_id: str) -> tuple[LedgerRow, str] | None:
+        c = t.ledger.c
+        r = (
+            self.conn.execute(
+                select(t.ledger)
+                .where(c.tenant_id == tenant_id, c.state.in_(_WAITING))
+                .order_by(c.updated_at, c.destination_id, c.activity_id, c.person_id)
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        return None if r is None else (_ledger_row(r), r["course_id"])
 
     def for_person(self, tenant_id: str, person_id: str) -> list[LedgerRow]:
         c = t.ledger.c
