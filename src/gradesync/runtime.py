@@ -16,6 +16,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from gradesync.adapters.db.database import Database
+from gradesync.adapters.db.single_server import DatabaseInUse, ServerLock
+
+__all__ = ["DatabaseInUse", "Runtime"]
 from gradesync.config import Settings, load_settings
 from gradesync.domain.model import RunStage, SyncRun
 from gradesync.services import runs
@@ -50,6 +53,7 @@ class Runtime:
     # client of the process, and the in-process worker when one runs here.
     destinations: DestinationContext | None = None
     worker: EmbeddedWorker | None = None
+    _server_lock: ServerLock | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, settings: Settings | None = None, *, migrate: bool | None = None) -> Runtime:
@@ -67,6 +71,20 @@ class Runtime:
         if self.waker is not None and hasattr(self.waker, "close"):
             self.waker.close()
         self.db.dispose()
+        if self._server_lock is not None:  # claimed, and no worker started to release it
+            self._server_lock.release()
+            self._server_lock = None
+
+    def claim_database(self) -> None:
+        """On SQLite, become the one process that serves the file: its worker takes back
+        every lease on start, so a second one would undo the first's work. DatabaseInUse
+        when another process holds it (the kernel lets go when that process ends)."""
+        path = self.db.sqlite_file
+        if path is None or self._server_lock is not None:
+            return
+        lock = ServerLock(path)
+        lock.acquire()
+        self._server_lock = lock
 
     # --- the sync engine -----------------------------------------------------------------
 
@@ -163,6 +181,8 @@ class Runtime:
 
         if self.worker is not None:
             return self.worker
+        if not distributed_waker:
+            self.claim_database()
         local = InProcessWaker()
         engine_waker: Waker = local
         if distributed_waker:
@@ -184,6 +204,9 @@ class Runtime:
         if self.destinations is not None:
             await self.destinations.http.aclose()
             self.destinations = None
+        if self._server_lock is not None:
+            self._server_lock.release()
+            self._server_lock = None
 
     async def finish_run(self, run: SyncRun, timeout: float = 3600.0) -> SyncRun:
         """Carry a queued run to its end: here, by an engine of this process, unless a worker

@@ -66,3 +66,20 @@ def test_sync_wait_follows_the_run_to_the_end(
     assert bad.returncode == 2 and "unknown_activity" in bad.stderr
     bad = gradesync("sync", "-t", "northwind", "--trigger", "auto", ok=False)
     assert bad.returncode == 2 and "one_of" in bad.stderr
+
+
+def test_a_second_serve_on_the_same_sqlite_file_refuses_to_start(
+    cli_env: dict[str, str], server: str
+) -> None:
+    second = subprocess.run(
+        [GRADESYNC, "serve", "--port", str(_free_port())],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 1
+    last = second.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: another gradesync serve (pid"), second.stderr
+    assert "gradesync.db" in last and "Traceback" not in second.stderr
+    assert httpx.get(f"{server}/readyz", timeout=5).status_code == 200  # the first goes on

@@ -50,7 +50,8 @@ def runtime() -> Iterator[Runtime]:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    # soft_wrap: one message stays one line, whatever the terminal's width
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

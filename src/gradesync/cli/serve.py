@@ -33,10 +33,16 @@ def serve(
         )
     import uvicorn  # the web stack loads only for the commands that serve
 
-    from gradesync.runtime import Runtime
+    from gradesync.cli._common import fail
+    from gradesync.runtime import DatabaseInUse, Runtime
     from gradesync.web.app import create_app
 
     runtime = Runtime.create(settings)
+    try:
+        runtime.claim_database()
+    except DatabaseInUse as exc:
+        runtime.close()
+        raise fail(str(exc), 1) from None
     app = create_app(runtime)
     app.state.run_worker = True  # the in-process worker (docs/operations.md)
     # uvicorn's own loggers go through the handler above; the access log is gradesync's

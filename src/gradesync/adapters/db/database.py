@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from gradesync.adapters.db import migrate
 from gradesync.adapters.db.engine import is_sqlite, make_engine, normalise_url
@@ -32,6 +35,14 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return is_sqlite(self.url)
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The database file on SQLite (None for PostgreSQL or an in-memory database)."""
+        if not self.is_sqlite:
+            return None
+        name = make_url(self.url).database
+        return Path(name) if name and name != ":memory:" else None
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, self.box)
