@@ -136,6 +136,10 @@ def test_sis_cli_from_connection_to_posted_grades(
     zip_path = tmp_path / "passback.zip"
     exported = gradesync("sis", "export-csv", "sis", *T, "--out", str(zip_path), "--zip")
     assert "bulk export written" in exported.stdout, _out(exported)
+    # through the engine: a run that sends nothing again (the SIS holds those results already)
+    # and names hw1, still ticked with a due date outside the term
+    assert re.search(r"run \S+ partly_failed: 0 sent; 2 unchanged", exported.stdout), _out(exported)
+    assert "left out hw1" in exported.stdout
     with zipfile.ZipFile(zip_path) as archive:
         tables = {
             name: list(csv.DictReader(io.StringIO(archive.read(f"{name}.csv").decode())))

@@ -427,6 +427,9 @@ def export_csv(
         return export
 
     export = _run(go)
+    for run in export.runs:
+        outcome = run.outcome.value if run.outcome else run.stage.value
+        console.print(f"run {run.id} {outcome}: {escape(run.message or '')}")
     counts = ", ".join(f"{name}: {len(rows)}" for name, rows in export.rows.items())
     console.print(f"{export.mode.value} export written to {out} ({counts})")
     for line in export.refused:
