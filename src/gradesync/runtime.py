@@ -11,6 +11,7 @@ import importlib
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -28,11 +29,17 @@ from gradesync.services.wakeup import NullWaker, Waker
 if TYPE_CHECKING:
     from gradesync.adapters.destinations.registry import DestinationContext
     from gradesync.adapters.queue.inprocess import EmbeddedWorker
+    from gradesync.domain.capabilities import Capabilities
+    from gradesync.domain.diagnosis import Diagnosis, ProbeStep
     from gradesync.domain.model import Destination, RunScope, Trigger
+    from gradesync.domain.reasons import Reason
+    from gradesync.domain.triage import CourseTriage
     from gradesync.services.destination import DestinationClient
     from gradesync.services.engine_config import EngineSettings
+    from gradesync.services.overrides import RepairResult, RepairSelection
     from gradesync.services.ports import UnitOfWorkFactory
     from gradesync.services.schedules import ScheduleService
+    from gradesync.services.sis import SisDirectory
     from gradesync.services.worker import Engine
 
 # Tests only: a module whose `build(destination, context)` serves every destination, so a
@@ -291,3 +298,216 @@ class Runtime:
         from gradesync.adapters.queue.scheduler import build_schedule_service
 
         return build_schedule_service(self.uow, self.clock, self.waker)
+
+    async def repair(self, selection: RepairSelection, actor: str) -> RepairResult:
+        """Resend chosen results with a fresh timestamp, over grades typed into the LMS."""
+        from gradesync.services import overrides
+
+        return await overrides.repair(
+            self.uow, self.waker, self.clock, self.destination_client, selection, actor
+        )
+
+    async def check_destination(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        *,
+        course_id: str | None = None,
+        learner_id: str | None = None,
+        send_test: bool = False,
+    ) -> list[ProbeStep]:
+        """Prove a destination end to end (`services.destination_check`)."""
+        from gradesync.services.destination_admin import get_destination
+        from gradesync.services.destination_check import check_destination
+
+        dest = await asyncio.to_thread(get_destination, self.uow, tenant_id, destination_id)
+        return await check_destination(
+            self.uow,
+            self.clock,
+            tenant_id,
+            destination_id,
+            self.destination_client(dest),
+            course_id=course_id,
+            learner_id=learner_id,
+            send_test=send_test,
+        )
+
+    def capabilities(self, destination: Destination) -> Capabilities | Reason:
+        """What a destination accepts, from the client the engine would use for it."""
+        try:
+            return self.destination_client(destination).capabilities
+        except Exception as exc:  # an unusable destination is a diagnosis, not an error
+            from gradesync.domain.reasons import Reason
+
+            return Reason("destination_unavailable", f"{type(exc).__name__}: {exc}")
+
+    def diagnose_learner_activity(
+        self, tenant_id: str, person_id: str, activity_id: str, destination_id: str | None = None
+    ) -> Diagnosis:
+        """Why one learner's grade for one activity is where it is."""
+        from gradesync.services import diagnostics
+
+        return diagnostics.diagnose_learner_activity(
+            self.uow,
+            self.clock,
+            tenant_id,
+            person_id,
+            activity_id,
+            destination_id,
+            capabilities=self.capabilities,
+        )
+
+    def diagnose_activity(
+        self, tenant_id: str, activity_id: str, destination_id: str | None = None
+    ) -> Diagnosis:
+        from gradesync.services import diagnostics
+
+        return diagnostics.diagnose_activity(
+            self.uow,
+            self.clock,
+            tenant_id,
+            activity_id,
+            destination_id,
+            capabilities=self.capabilities,
+        )
+
+    def diagnose_course(
+        self, tenant_id: str, course_id: str, destination_id: str | None = None
+    ) -> CourseTriage:
+        from gradesync.services import diagnostics
+
+        return diagnostics.diagnose_course(
+            self.uow,
+            self.clock,
+            tenant_id,
+            course_id,
+            destination_id,
+            capabilities=self.capabilities,
+        )
+
+    async def diagnose_destination(
+        self, tenant_id: str, destination_id: str, *, live: bool
+    ) -> Diagnosis:
+        """A destination's settings, refused launches and failures; `live` adds its check."""
+        from gradesync.services import diagnostics
+        from gradesync.services.destination_admin import get_destination
+
+        client = None
+        if live:
+            dest = await asyncio.to_thread(get_destination, self.uow, tenant_id, destination_id)
+            client = self.destination_client(dest)
+        return await diagnostics.diagnose_destination(
+            self.uow,
+            self.clock,
+            tenant_id,
+            destination_id,
+            client=client,
+            capabilities=self.capabilities,
+        )
+
+    @contextlib.asynccontextmanager
+    async def sis_directory(
+        self, tenant_id: str, destination_id: str
+    ) -> AsyncIterator[SisDirectory]:
+        """A SIS connection's live OneRoster API, for one request (check, categories)."""
+        import httpx
+
+        from gradesync.adapters.destinations.oneroster import OneRosterClient
+        from gradesync.adapters.destinations.registry import DestinationContext
+        from gradesync.services.sis import rest_connection
+
+        dest = rest_connection(self.uow, tenant_id, destination_id)
+        async with httpx.AsyncClient() as http:
+            yield OneRosterClient(dest, DestinationContext(http=http))
+
+    # --- operating the process: schema, readiness, metrics, queue workers ----------------
+    # What `gradesync db`, `gradesync worker`, /readyz and /metrics need of the database,
+    # so that they never hold the concrete Database themselves.
+
+    @staticmethod
+    def upgrade_schema(settings: Settings | None = None) -> SchemaState:
+        """Apply every pending migration (and, on PostgreSQL, procrastinate's schema)."""
+        db = Database.from_settings(settings or load_settings())
+        try:
+            db.upgrade()
+            queue_installed = False
+            if not db.is_sqlite:
+                from gradesync.adapters.queue.procrastinate_app import ensure_schema
+
+                queue_installed = ensure_schema(db.url)
+            return SchemaState(_revisions(db), True, queue_installed)
+        finally:
+            db.dispose()
+
+    @staticmethod
+    def schema_state(settings: Settings | None = None) -> SchemaState:
+        """The database's revisions and whether they are the code's, without migrating."""
+        db = Database.from_settings(settings or load_settings())
+        try:
+            return SchemaState(_revisions(db), db.is_up_to_date())
+        finally:
+            db.dispose()
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        """Whether this process can serve: the database answers and its schema is current."""
+        from sqlalchemy import text
+
+        try:
+            with self.db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # readiness reports, it does not raise
+            return False, {"status": "database unavailable", "detail": type(exc).__name__}
+        if not self.db.is_up_to_date():
+            return False, {"status": "schema behind: run `gradesync db upgrade`"}
+        return True, {"status": "ready"}
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus exposition: this process's counters plus pending work."""
+        from gradesync.adapters import metrics
+
+        return metrics.exposition(self.db.engine)
+
+    @property
+    def on_sqlite(self) -> bool:
+        """The embedded database: one `gradesync serve` process does all the work."""
+        return self.db.is_sqlite
+
+    def prepare_queue(self) -> None:
+        """Install procrastinate's schema if it is missing (PostgreSQL)."""
+        from gradesync.adapters.queue.procrastinate_app import ensure_schema
+
+        ensure_schema(self.db.url)
+
+    async def run_queue_worker(
+        self, *, concurrency: int, name: str | None = None, patience: float = 60.0
+    ) -> None:
+        """`gradesync worker`: this process's worker plus procrastinate's, until a signal
+        (DatabaseUnavailable after `patience` seconds without the database)."""
+        from gradesync.adapters.queue.procrastinate_app import run_worker
+
+        try:
+            await run_worker(
+                self.db.url,
+                lambda: self.start_worker(distributed_waker=True),
+                concurrency=concurrency,
+                name=name,
+                patience=patience,
+            )
+        finally:
+            try:
+                await self.stop_worker()
+            except Exception:  # never hide why the worker stopped behind a shutdown error
+                log.exception("stopping the worker failed")
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    revisions: list[str]  # sorted; empty before the first migration
+    up_to_date: bool
+    queue_schema_installed: bool = False  # procrastinate's schema was installed just now
+
+
+def _revisions(db: Database) -> list[str]:
+    from gradesync.adapters.db import migrate
+
+    return sorted(migrate.current_revisions(db.engine))

@@ -23,27 +23,12 @@ from rich.markup import escape
 
 from gradesync.cli._common import JSON_OUT, TENANT, actor, console, fail, guarded, print_json
 from gradesync.cli._common import runtime as open_runtime
-from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.diagnosis import Check, Diagnosis, ProbeStep
-from gradesync.domain.model import Destination
-from gradesync.domain.reasons import Reason
 from gradesync.domain.triage import CourseTriage, Scope
 from gradesync.runtime import Runtime
-from gradesync.services import diagnostics as svc
 from gradesync.services import overrides as ov
-from gradesync.services.destination_check import check_destination
 
 T = TypeVar("T")
-
-
-def _caps(rt: Runtime) -> svc.CapabilitiesLookup:
-    def lookup(d: Destination) -> Capabilities | Reason:
-        try:
-            return rt.destination_client(d).capabilities
-        except Exception as exc:
-            return Reason("destination_unavailable", f"{type(exc).__name__}: {exc}")
-
-    return lookup
 
 
 def _async(rt: Runtime, make: Callable[[], Awaitable[T]]) -> T:
@@ -116,27 +101,16 @@ def doctor(
 ) -> None:
     """Why a grade did or did not sync: ordered checks with evidence and what to do."""
     with open_runtime() as rt:
-        caps = _caps(rt)
         if learner and activity:
             d = guarded(
-                lambda: svc.diagnose_learner_activity(
-                    rt.uow, rt.clock, tenant, learner, activity, destination, capabilities=caps
-                )
+                lambda: rt.diagnose_learner_activity(tenant, learner, activity, destination)
             )
         elif learner:
             raise fail("--learner needs --activity (which grade?)")
         elif activity:
-            d = guarded(
-                lambda: svc.diagnose_activity(
-                    rt.uow, rt.clock, tenant, activity, destination, capabilities=caps
-                )
-            )
+            d = guarded(lambda: rt.diagnose_activity(tenant, activity, destination))
         elif course:
-            t = guarded(
-                lambda: svc.diagnose_course(
-                    rt.uow, rt.clock, tenant, course, destination, capabilities=caps
-                )
-            )
+            t = guarded(lambda: rt.diagnose_course(tenant, course, destination))
             if as_json:
                 print_json(t.as_json())
             else:
@@ -147,15 +121,8 @@ def doctor(
         elif destination:
             dest_id = destination
 
-            async def run() -> Diagnosis:
-                client = None
-                if not offline:
-                    from gradesync.services.destination_admin import get_destination
-
-                    client = rt.destination_client(get_destination(rt.uow, tenant, dest_id))
-                return await svc.diagnose_destination(
-                    rt.uow, rt.clock, tenant, dest_id, client=client, capabilities=caps
-                )
+            def run() -> Awaitable[Diagnosis]:
+                return rt.diagnose_destination(tenant, dest_id, live=not offline)
 
             d = guarded(lambda: _async(rt, run))
         else:
@@ -193,19 +160,9 @@ def destinations_check(
     course's gradebook, and (--send-test) a test result sent and read back."""
     with open_runtime() as rt:
 
-        async def run() -> list[ProbeStep]:
-            from gradesync.services.destination_admin import get_destination
-
-            dest = get_destination(rt.uow, tenant, destination_id)
-            return await check_destination(
-                rt.uow,
-                rt.clock,
-                tenant,
-                destination_id,
-                rt.destination_client(dest),
-                course_id=course,
-                learner_id=learner,
-                send_test=send_test,
+        def run() -> Awaitable[list[ProbeStep]]:
+            return rt.check_destination(
+                tenant, destination_id, course_id=course, learner_id=learner, send_test=send_test
             )
 
         steps = guarded(lambda: _async(rt, run))
@@ -266,16 +223,7 @@ def repair(
     typed in by hand (which block an ordinary resync). Recorded in each grade's history."""
     sel = ov.RepairSelection(tenant, course, destination, tuple(activity), tuple(learner))
     with open_runtime() as rt:
-        waker = rt.waker or rt.remote_waker()
-
-        async def run() -> ov.RepairResult:
-            await asyncio.to_thread(_validate, rt, sel)
-            remote = await ov.remote_timestamps(rt.uow, sel, rt.destination_client)
-            return await asyncio.to_thread(
-                ov.request_repair, rt.uow, waker, rt.clock, sel, actor(), remote=remote
-            )
-
-        result = guarded(lambda: _async(rt, run))
+        result = guarded(lambda: _async(rt, lambda: rt.repair(sel, actor())))
     out: dict[str, Any] = {
         "run_id": result.run.id if result.run else None,
         "marked": result.marked,
@@ -293,11 +241,6 @@ def repair(
         ),
         highlight=False,
     )
-
-
-def _validate(rt: Runtime, sel: ov.RepairSelection) -> None:
-    with rt.uow() as uow:
-        ov.validate_selection(uow, sel)
 
 
 __all__: Sequence[str] = ("destinations_check", "doctor", "overrides", "repair")

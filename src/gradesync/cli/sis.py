@@ -8,22 +8,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from gradesync.adapters.destinations import oneroster_csv
-from gradesync.adapters.destinations.oneroster import OneRosterClient
-from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.domain.canonical import parse_iso
 from gradesync.domain.errors import GradesyncError, InvalidInput
-from gradesync.domain.model import DestinationKind
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
-from gradesync.services.destination import RemoteFailure
+from gradesync.services.destination import CheckStep, RemoteFailure
 
 app = typer.Typer(
     help="SIS grade passback (OneRoster 1.2): connect, map classes and students, align "
@@ -55,16 +51,9 @@ def _run(fn: Callable[[Runtime], T]) -> T:
         runtime.close()
 
 
-async def _with_client(
-    rt: Runtime, tenant: str, destination_id: str, fn: Callable[[OneRosterClient], Any]
-) -> Any:
-    with rt.uow() as uow:
-        dest = service._sis(uow, tenant, destination_id)
-    if dest.kind is not DestinationKind.ONEROSTER_REST:
-        raise InvalidInput.one("destination_id", "kind", "A file-based SIS has no REST API to ask.")
-    async with httpx.AsyncClient() as http:
-        client = OneRosterClient(dest, DestinationContext(http=http))
-        return await fn(client)
+async def _check(rt: Runtime, tenant: str, destination_id: str) -> Sequence[CheckStep]:
+    async with rt.sis_directory(tenant, destination_id) as client:
+        return await client.check()
 
 
 @app.command("add")
@@ -136,7 +125,7 @@ def add(
         )
         console.print(f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value})")
         if check and not file_based:
-            steps = asyncio.run(_with_client(rt, tenant, dest.id, lambda c: c.check()))
+            steps = asyncio.run(_check(rt, tenant, dest.id))
             for s in steps:
                 mark = "[green]ok[/green]" if s.passed else "[red]failed[/red]"
                 console.print(
@@ -253,24 +242,23 @@ def categories(
         if offline:
             return
 
-        async def ask(
-            client: OneRosterClient,
-        ) -> tuple[list[dict[str, Any]], list[service.CategoryAlignment]]:
-            cats = await client.categories(refresh=True)
-            checks = (
-                await service.check_categories(
-                    rt.uow,
-                    client,
-                    tenant_id=tenant,
-                    destination_id=destination_id,
-                    course_id=course,
+        async def ask() -> tuple[list[dict[str, Any]], list[service.CategoryAlignment]]:
+            async with rt.sis_directory(tenant, destination_id) as client:
+                cats = await client.categories(refresh=True)
+                checks = (
+                    await service.check_categories(
+                        rt.uow,
+                        client,
+                        tenant_id=tenant,
+                        destination_id=destination_id,
+                        course_id=course,
+                    )
+                    if course
+                    else []
                 )
-                if course
-                else []
-            )
             return cats, checks
 
-        cats, checks = asyncio.run(_with_client(rt, tenant, destination_id, ask))
+        cats, checks = asyncio.run(ask())
         table = Table("category sourcedId", "title", title="SIS categories")
         for c in cats:
             table.add_row(c["sourcedId"], c.get("title", ""))

@@ -7,7 +7,6 @@ same engine as the worker inside `gradesync serve`, woken through procrastinate.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import typer
 from rich.console import Console
@@ -29,30 +28,20 @@ def worker(
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
     runtime = Runtime.create(settings)
-    if runtime.db.is_sqlite:
+    if runtime.on_sqlite:
         console.print(
             "[red]gradesync worker needs PostgreSQL[/red] (GRADESYNC_DATABASE_URL=postgresql://"
             "...). On SQLite the worker runs inside `gradesync serve`."
         )
         raise typer.Exit(2)
-    from gradesync.adapters.queue.procrastinate_app import ensure_schema, run_worker
-
-    ensure_schema(runtime.db.url)
+    runtime.prepare_queue()
 
     async def main() -> None:
-        try:
-            await run_worker(
-                runtime.db.url,
-                lambda: runtime.start_worker(distributed_waker=True),
-                concurrency=concurrency or settings.worker_concurrency,
-                name=name or None,
-                patience=settings.worker_database_patience_seconds,
-            )
-        finally:
-            try:
-                await runtime.stop_worker()
-            except Exception:  # never hide why the worker stopped behind a shutdown error
-                logging.getLogger(__name__).exception("stopping the worker failed")
+        await runtime.run_queue_worker(
+            concurrency=concurrency or settings.worker_concurrency,
+            name=name or None,
+            patience=settings.worker_database_patience_seconds,
+        )
 
     try:
         asyncio.run(main())

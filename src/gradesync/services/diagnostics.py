@@ -5,7 +5,7 @@ Diagnostics read facts; they never guess and never change anything. Public funct
 
 - `diagnose_learner_activity(...)`: every check for one learner and one activity;
 - `diagnose_activity(...)`: the activity's own checks and its learners' states, per destination;
-- `diagnose_course(...)`: the course sorted into seed 001's symptoms (`CourseTriage`);
+- `diagnose_course(...)`: the course sorted by symptom (`CourseTriage`);
 - `diagnose_destination(...)`: a destination's settings, launches, failures and, given a
   client, its own live check (async).
 """
@@ -303,7 +303,7 @@ def diagnose_course(
     *,
     capabilities: CapabilitiesLookup = _default_caps,
 ) -> CourseTriage:
-    """The course sorted into seed 001's symptoms: nothing syncing, some activities, some
+    """The course sorted by symptom: nothing syncing, some activities, some
     learners, each cause with the activities and learners it affects."""
     now = clock.now()
     with uow_factory() as uow:
@@ -423,21 +423,24 @@ def destination_facts(
     )
 
 
+def unreachable(exc: BaseException) -> ProbeStep:
+    """A destination's check that could not run, in words."""
+    if isinstance(exc, RemoteFailure):
+        return ProbeStep("Reach the destination", False, exc.message, exc.remedy)
+    return ProbeStep(
+        "Reach the destination",
+        False,
+        f"{type(exc).__name__}: {exc}",
+        "Check the destination's URLs and that this server can reach it.",
+    )
+
+
 async def probe(client: DestinationClient) -> list[ProbeStep]:
     """The destination's own check (credentials, token, scopes), failures in words."""
     try:
         steps = await client.check()
-    except RemoteFailure as f:
-        return [ProbeStep("Reach the destination", False, f.message, f.remedy)]
     except Exception as exc:  # a check answers in words, whatever went wrong
-        return [
-            ProbeStep(
-                "Reach the destination",
-                False,
-                f"{type(exc).__name__}: {exc}",
-                "Check the destination's URLs and that this server can reach it.",
-            )
-        ]
+        return [unreachable(exc)]
     return [ProbeStep(s.name, s.passed, s.evidence, s.remedy) for s in steps]
 
 

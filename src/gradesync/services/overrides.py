@@ -5,7 +5,7 @@
   the delivery log. Under "gradesync wins" they become pending again and are resent with a
   timestamp later than the LMS's edit.
 - `list_overrides`: a course's conflicts, for the console, the API and `gradesync doctor`.
-- `repair`: seed 001's open problem solved. A grade typed into the LMS blocks later resyncs
+- `repair`: a grade typed into the LMS blocks later resyncs
   (a resync sends nothing for an unchanged grade, and an older timestamp is refused). A
   repair marks the chosen results pending even though unchanged, with a score timestamp after
   both the last one gradesync sent and the one the LMS holds, and records the request in each
@@ -319,6 +319,30 @@ async def remote_timestamps(
             if pid is not None and b.timestamp is not None:
                 found[LedgerKey(sel.tenant_id, d.id, item.activity_id, pid)] = b.timestamp
     return found
+
+
+async def repair(
+    uow_factory: UnitOfWorkFactory,
+    waker: Waker | None,
+    clock: Clock,
+    client_for: ClientFor,
+    selection: RepairSelection,
+    actor: str,
+) -> RepairResult:
+    """The repair as every entrypoint asks for it: the selection is checked before anything
+    is read back (bad input changes nothing and costs nothing), the LMS's timestamps are
+    read, then `request_repair`."""
+    import asyncio
+
+    def check() -> None:
+        with uow_factory() as uow:
+            validate_selection(uow, selection)
+
+    await asyncio.to_thread(check)
+    remote = await remote_timestamps(uow_factory, selection, client_for)
+    return await asyncio.to_thread(
+        request_repair, uow_factory, waker, clock, selection, actor, remote=remote
+    )
 
 
 def request_repair(

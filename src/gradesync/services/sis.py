@@ -42,7 +42,7 @@ from gradesync.domain.passback import (
 )
 from gradesync.domain.policy import resolve_settings
 from gradesync.services.clock import Clock, SystemClock
-from gradesync.services.destination import RemoteFailure
+from gradesync.services.destination import CheckStep, RemoteFailure
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.runs import request_run
 from gradesync.services.wakeup import Waker
@@ -65,6 +65,8 @@ COLUMN_RULES = frozenset(r.value for r in PassbackRule)
 
 class SisDirectory(Protocol):
     """What the services need from a live SIS (the OneRoster adapter implements it)."""
+
+    async def check(self) -> Sequence[CheckStep]: ...
 
     async def categories(self, *, refresh: bool = False) -> list[dict[str, Any]]: ...
 
@@ -194,6 +196,17 @@ def _sis(uow: UnitOfWork, tenant_id: str, destination_id: str) -> Destination:
             "kind",
             f"{destination_id!r} is a {dest.kind.value} destination, not a SIS.",
         )
+    return dest
+
+
+def rest_connection(
+    uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str
+) -> Destination:
+    """A SIS connection that has a OneRoster REST API to ask (a file-based one has none)."""
+    with uow_factory() as uow:
+        dest = _sis(uow, tenant_id, destination_id)
+    if dest.kind is not DestinationKind.ONEROSTER_REST:
+        raise InvalidInput.one("destination_id", "kind", "A file-based SIS has no REST API to ask.")
     return dest
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import text
 
 router = APIRouter(tags=["health"])
 
@@ -15,14 +14,7 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(request: Request, response: Response) -> dict[str, str]:
-    db = request.app.state.runtime.db
-    try:
-        with db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # readiness reports, it does not raise
+    ready, body = request.app.state.runtime.readiness()
+    if not ready:
         response.status_code = 503
-        return {"status": "database unavailable", "detail": type(exc).__name__}
-    if not db.is_up_to_date():
-        response.status_code = 503
-        return {"status": "schema behind: run `gradesync db upgrade`"}
-    return {"status": "ready"}
+    return body  # type: ignore[no-any-return]

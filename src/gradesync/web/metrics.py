@@ -13,8 +13,6 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from gradesync.adapters import metrics
-
 router = APIRouter(tags=["health"])
 
 
@@ -25,5 +23,5 @@ async def scrape(request: Request) -> Response:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
-    body = await run_in_threadpool(metrics.exposition, request.app.state.runtime.db.engine)
+    body = await run_in_threadpool(request.app.state.runtime.metrics_text)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -16,15 +16,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
-from gradesync.domain.capabilities import Capabilities
-from gradesync.domain.model import Destination
-from gradesync.domain.reasons import Reason
 from gradesync.runtime import Runtime
-from gradesync.services import diagnostics as svc
 from gradesync.services import overrides
-from gradesync.services.destination_check import check_destination
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.runs import run_out
@@ -33,18 +27,6 @@ from gradesync.web.api.schemas import RunOut
 router = APIRouter(tags=["diagnostics"])
 reader = require_scope("sync")
 admin = require_scope("admin")
-
-
-def capabilities_of(rt: Runtime) -> svc.CapabilitiesLookup:
-    """What each destination accepts, from the same clients the engine uses."""
-
-    def lookup(d: Destination) -> Capabilities | Reason:
-        try:
-            return rt.destination_client(d).capabilities
-        except Exception as exc:  # an unusable destination is a diagnosis, not a 500
-            return Reason("destination_unavailable", f"{type(exc).__name__}: {exc}")
-
-    return lookup
 
 
 @router.get("/activities/{activity_id}/learners/{person_id}/diagnosis")
@@ -56,15 +38,7 @@ def learner_activity(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """Ordered checks for one learner and one activity: passed or failed, evidence, remedy."""
-    d = svc.diagnose_learner_activity(
-        rt.uow,
-        rt.clock,
-        p.tenant_id,
-        person_id,
-        activity_id,
-        destination_id,
-        capabilities=capabilities_of(rt),
-    )
+    d = rt.diagnose_learner_activity(p.tenant_id, person_id, activity_id, destination_id)
     return d.as_json()
 
 
@@ -76,14 +50,7 @@ def activity(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """The activity's own checks and its learners' delivery states per destination."""
-    d = svc.diagnose_activity(
-        rt.uow,
-        rt.clock,
-        p.tenant_id,
-        activity_id,
-        destination_id,
-        capabilities=capabilities_of(rt),
-    )
+    d = rt.diagnose_activity(p.tenant_id, activity_id, destination_id)
     return d.as_json()
 
 
@@ -94,15 +61,8 @@ def course(
     p: Principal = Depends(reader),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    """The course in seed 001's shape: nothing syncing, some activities, some learners."""
-    t = svc.diagnose_course(
-        rt.uow,
-        rt.clock,
-        p.tenant_id,
-        course_id,
-        destination_id,
-        capabilities=capabilities_of(rt),
-    )
+    """The course sorted by symptom: nothing syncing, some activities, some learners."""
+    t = rt.diagnose_course(p.tenant_id, course_id, destination_id)
     return t.as_json()
 
 
@@ -113,25 +73,8 @@ async def destination(
     p: Principal = Depends(admin),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    client = None
-    if live:
-        dest = await run_in_threadpool(_destination, rt, p.tenant_id, destination_id)
-        client = rt.destination_client(dest)
-    d = await svc.diagnose_destination(
-        rt.uow,
-        rt.clock,
-        p.tenant_id,
-        destination_id,
-        client=client,
-        capabilities=capabilities_of(rt),
-    )
+    d = await rt.diagnose_destination(p.tenant_id, destination_id, live=live)
     return d.as_json()
-
-
-def _destination(rt: Runtime, tenant_id: str, destination_id: str) -> Destination:
-    from gradesync.services.destination_admin import get_destination
-
-    return get_destination(rt.uow, tenant_id, destination_id)
 
 
 class CheckIn(BaseModel):
@@ -151,13 +94,9 @@ async def check(
     """Prove a destination end to end: token, listing, and (send_test) a test result sent
     and read back."""
     body = body or CheckIn.model_validate({})
-    dest = await run_in_threadpool(_destination, rt, p.tenant_id, destination_id)
-    steps = await check_destination(
-        rt.uow,
-        rt.clock,
+    steps = await rt.check_destination(
         p.tenant_id,
         destination_id,
-        rt.destination_client(dest),
         course_id=body.course_id,
         learner_id=body.learner_id,
         send_test=body.send_test,
@@ -213,12 +152,7 @@ async def repair(
         tuple(body.activity_ids),
         tuple(body.person_ids),
     )
-    # validate before reading anything back, so bad input changes nothing and costs nothing
-    await run_in_threadpool(_validate, rt, sel)
-    remote = await overrides.remote_timestamps(rt.uow, sel, rt.destination_client)
-    result = await run_in_threadpool(
-        overrides.request_repair, rt.uow, rt.waker, rt.clock, sel, p.actor, remote=remote
-    )
+    result = await rt.repair(sel, p.actor)
     return RepairOut(
         run=run_out(result.run, joined=result.joined) if result.run is not None else None,
         marked=result.marked,
@@ -232,8 +166,3 @@ async def repair(
             for k in result.keys
         ],
     )
-
-
-def _validate(rt: Runtime, sel: overrides.RepairSelection) -> None:
-    with rt.uow() as uow:
-        overrides.validate_selection(uow, sel)

@@ -4,28 +4,27 @@ key with the admin scope and only sees its own tenant."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-import httpx
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gradesync.adapters.destinations import oneroster_csv
-from gradesync.adapters.destinations.oneroster import OneRosterClient
-from gradesync.adapters.destinations.registry import DestinationContext
-from gradesync.domain.errors import InvalidInput
-from gradesync.domain.model import DestinationKind
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
 from gradesync.services.destination import RemoteFailure
+from gradesync.services.sis import SisDirectory
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import problem_json
 from gradesync.web.api.runs import run_out
 from gradesync.web.api.schemas import RunOut
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/sis", tags=["SIS passback (OneRoster)"])
 admin = require_scope("admin")
@@ -104,14 +103,12 @@ def _remote(failure: RemoteFailure) -> HTTPException:
     )
 
 
-async def _client_call(rt: Runtime, tenant_id: str, destination_id: str, fn: Any) -> Any:
-    with rt.uow() as uow:
-        dest = service._sis(uow, tenant_id, destination_id)
-    if dest.kind is not DestinationKind.ONEROSTER_REST:
-        raise InvalidInput.one("destination_id", "kind", "A file-based SIS has no REST API to ask.")
-    async with httpx.AsyncClient() as http:
+async def _ask_sis(
+    rt: Runtime, tenant_id: str, destination_id: str, fn: Callable[[SisDirectory], Awaitable[T]]
+) -> T:
+    async with rt.sis_directory(tenant_id, destination_id) as sis:
         try:
-            return await fn(OneRosterClient(dest, DestinationContext(http=http)))
+            return await fn(sis)
         except RemoteFailure as failure:
             raise _remote(failure) from failure
 
@@ -146,7 +143,7 @@ async def check_connection(
     destination_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> list[dict[str, Any]]:
     """Token, scopes and category listing, each passed or failed with evidence."""
-    steps = await _client_call(rt, p.tenant_id, destination_id, lambda c: c.check())
+    steps = await _ask_sis(rt, p.tenant_id, destination_id, lambda c: c.check())
     return [
         {"name": s.name, "passed": s.passed, "evidence": s.evidence, "remedy": s.remedy}
         for s in steps
@@ -256,7 +253,7 @@ async def categories(
 ) -> dict[str, Any]:
     """The SIS's categories and, for a course, how each of its groups aligns."""
 
-    async def ask(client: OneRosterClient) -> dict[str, Any]:
+    async def ask(client: SisDirectory) -> dict[str, Any]:
         cats = await client.categories(refresh=True)
         checks = (
             await service.check_categories(
@@ -282,7 +279,7 @@ async def categories(
             ],
         }
 
-    result: dict[str, Any] = await _client_call(rt, p.tenant_id, destination_id, ask)
+    result: dict[str, Any] = await _ask_sis(rt, p.tenant_id, destination_id, ask)
     return result
 
 

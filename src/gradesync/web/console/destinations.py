@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,11 +15,13 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.domain.model import ConsoleUser, Destination
 from gradesync.runtime import Runtime
 from gradesync.services import destination_admin
-from gradesync.services.destination import CheckStep, DestinationClient, RemoteFailure
+from gradesync.services.destination import DestinationClient
+from gradesync.services.diagnostics import probe, unreachable
 from gradesync.web.console.common import (
     PageError,
     admin_user,
@@ -223,23 +225,14 @@ async def _client(rt: Runtime, dest: Destination) -> Any:
             await client.aclose()
 
 
-async def run_check(rt: Runtime, dest: Destination) -> list[CheckStep]:
+async def run_check(rt: Runtime, dest: Destination) -> list[ProbeStep]:
+    """The destination's own check, as every entrypoint runs it (`diagnostics.probe`)."""
     try:
         async with _client(rt, dest) as client:
-            check: Callable[[], Awaitable[Any]] = client.check
-            return list(await check())
-    except RemoteFailure as exc:
-        return [CheckStep("reach the destination", False, exc.message, exc.remedy)]
-    except Exception as exc:  # a check must answer in words, whatever went wrong
+            return await probe(client)
+    except Exception as exc:  # the client could not be built from the settings
         log.warning("destination check of %s failed: %s", dest.id, exc)
-        return [
-            CheckStep(
-                "reach the destination",
-                False,
-                f"{type(exc).__name__}: {exc}",
-                "Check the URLs and that this server can reach the destination.",
-            )
-        ]
+        return [unreachable(exc)]
 
 
 @router.post("/destinations/{destination_id}/check", dependencies=[Depends(check_csrf)])

@@ -26,10 +26,7 @@ router = APIRouter()
 
 def run_checks(request: Request, tenant_id: str, activity_id: str, person_id: str) -> Any:
     """The diagnostics service's ordered checks for the pair (a `Diagnosis`)."""
-    from gradesync.services.diagnostics import diagnose_learner_activity
-
-    rt = runtime_of(request)
-    return diagnose_learner_activity(rt.uow, rt.clock, tenant_id, person_id, activity_id)
+    return runtime_of(request).diagnose_learner_activity(tenant_id, person_id, activity_id)
 
 
 @router.get("/diagnosis", response_class=HTMLResponse)
