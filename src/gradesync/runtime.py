@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from gradesync.domain.triage import CourseTriage
     from gradesync.services.destination import DestinationClient
     from gradesync.services.engine_config import EngineSettings
+    from gradesync.services.ingest import IngestBatch, IngestResult
     from gradesync.services.overrides import RepairResult, RepairSelection
     from gradesync.services.ports import UnitOfWorkFactory
     from gradesync.services.schedules import ScheduleService
@@ -286,6 +287,12 @@ class Runtime:
     def uow(self) -> UnitOfWorkFactory:
         """Units of work as the services' port types them."""
         return self.db.uow
+
+    def ingest(self, tenant_id: str, batch: IngestBatch) -> IngestResult:
+        """Record facts (attempts, roster, activities) and mark what they change for sync."""
+        from gradesync.services.ingest import ingest
+
+        return ingest(self.uow, self.clock, self.waker, tenant_id, batch)
 
     def ask_for_run(
         self, scope: RunScope, trigger: Trigger | str, actor: str

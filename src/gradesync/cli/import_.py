@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from gradesync.cli._common import TENANT, console, err, runtime
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Activity, Attempt
-from gradesync.services.ingest import IngestBatch, ingest
+from gradesync.services.ingest import IngestBatch
 
 app = typer.Typer(help="Import facts from files.", no_args_is_help=True)
 
@@ -255,7 +255,7 @@ def attempts(
                 chunk = rows[start : start + CHUNK]
                 batch = IngestBatch(attempts=[r.attempt for r in chunk])
                 try:
-                    res = ingest(rt.uow, rt.clock, rt.waker, tenant, batch)
+                    res = rt.ingest(tenant, batch)
                 except InvalidInput as exc:
                     progress.stop()
                     for line in _where(rows, start, exc):

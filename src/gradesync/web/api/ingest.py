@@ -38,7 +38,7 @@ def out(r: svc.IngestResult) -> IngestOut:
 
 
 def run(rt: Runtime, tenant_id: str, batch: svc.IngestBatch) -> svc.IngestResult:
-    return svc.ingest(rt.uow, rt.clock, rt.waker, tenant_id, batch)
+    return rt.ingest(tenant_id, batch)
 
 
 @router.post("/attempts", status_code=202, response_model=IngestOut)
