@@ -27,6 +27,8 @@ from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.wakeup import NullWaker, Waker
 
 if TYPE_CHECKING:
+    import httpx
+
     from gradesync.adapters.destinations.registry import DestinationContext
     from gradesync.adapters.queue.inprocess import EmbeddedWorker
     from gradesync.domain.capabilities import Capabilities
@@ -108,17 +110,23 @@ class Runtime:
 
             from gradesync.adapters.destinations.http_pool import shared_client
             from gradesync.adapters.destinations.observed import CountingTransport
-            from gradesync.adapters.destinations.registry import DestinationContext
 
             http = shared_client(
                 timeout=httpx.Timeout(30.0, connect=10.0),
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
                 wrap=CountingTransport,
             )
-            self.destinations = DestinationContext(
-                http=http, clock=self.clock, extras={"runtime": self}
-            )
+            self.destinations = self.adapter_context(http)
         return self.destinations
+
+    def adapter_context(self, http: httpx.AsyncClient) -> DestinationContext:
+        """What destination adapters get from this process around `http`: the clock and
+        the tool's signing keys (LTI 1.3 client assertions)."""
+        from gradesync.adapters.destinations.registry import DestinationContext
+        from gradesync.services.lti.keys import ToolKeyStore
+
+        keys = ToolKeyStore(self.db.uow, self.clock)
+        return DestinationContext(http=http, clock=self.clock, tool_keys=keys)
 
     def destination_client(self, destination: Destination) -> DestinationClient:
         """A client for one destination (the engine's destination factory)."""

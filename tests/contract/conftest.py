@@ -336,7 +336,7 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
         if request.param == "lti13_ags":
             db: Database = request.getfixturevalue("sqlite_db")
             keys = ToolKeyStore(db.uow)
-            context = DestinationContext(http=http, extras={"lti_keys": keys})
+            context = DestinationContext(http=http, tool_keys=keys)
             subject: Subject = AgsSubject(sandbox, keys, context)
         elif request.param == "lti11_outcomes":
             subject = Lti11Subject(sandbox, DestinationContext(http=http))

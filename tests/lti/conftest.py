@@ -85,7 +85,7 @@ def gradesync_lite(sqlite_db: Database, tmp_path: Path) -> Iterator[Gradesync]:
 @pytest.fixture
 async def context(gradesync_lite: Gradesync) -> AsyncIterator[DestinationContext]:
     async with httpx.AsyncClient() as http:
-        yield DestinationContext(http=http, extras={"lti_keys": gradesync_lite.keys})
+        yield DestinationContext(http=http, tool_keys=gradesync_lite.keys)
 
 
 def add_tenant(db: Database, tenant_id: str) -> None:

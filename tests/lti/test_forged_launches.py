@@ -258,7 +258,7 @@ async def test_platform_responses_cannot_redirect_the_client(gradesync_lite: Gra
                 dest = reg.save_platform(uow, tenant, data, datetime.now(UTC))
                 uow.commit()
             async with httpx.AsyncClient() as http:
-                ctx = DestinationContext(http=http, extras={"lti_keys": gradesync_lite.keys})
+                ctx = DestinationContext(http=http, tool_keys=gradesync_lite.keys)
                 client = build_client(dest, ctx)
                 link = CourseLink(tenant, "rogue", "c1", platform.base_url + "/items")
                 with pytest.raises(RemoteFailure) as info:

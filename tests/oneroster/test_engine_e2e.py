@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from gradesync.adapters.db.database import Database
-from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.config import Settings
 from gradesync.domain.model import (
     Activity,
@@ -231,9 +230,8 @@ async def passback(db: Database, tmp_path: Path) -> AsyncIterator[Passback]:
                 kind = path.split("/gradebook/v1p2/", 1)[-1].split("/", 1)[0]
                 sent[(request.method, kind)] += 1
 
-        runtime.destinations = DestinationContext(
-            http=httpx.AsyncClient(event_hooks={"request": [count]}, timeout=10.0),
-            extras={"runtime": runtime},
+        runtime.destinations = runtime.adapter_context(
+            httpx.AsyncClient(event_hooks={"request": [count]}, timeout=10.0)
         )
         worker = await runtime.start_worker()
         p = Passback(db, runtime, sandbox, sent)

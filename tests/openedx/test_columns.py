@@ -9,7 +9,6 @@ from dataclasses import replace
 import httpx
 
 from gradesync.adapters.destinations.ags import AgsClient
-from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.domain.policy import Column
 from tests.lti.test_sync_e2e import Served, wait_for
 from tests.openedx.conftest import OpenEdx, open_course
@@ -63,7 +62,7 @@ async def test_an_unlinked_column_is_linked_on_the_next_run(
         course_link = uow.links.course(served.tenant, lab.platform_id, course.gs_course)
     assert platform is not None and course_link is not None
     async with httpx.AsyncClient() as http:
-        context = DestinationContext(http=http, extras={"runtime": served.runtime})
+        context = served.runtime.adapter_context(http)
         unlinked = AgsClient(replace(platform, profile="generic"), context)
         await unlinked.ensure_column(course_link, Column("Lab 1", 10, None, None, "lab"), None)
     (item,) = course.line_items(lab)

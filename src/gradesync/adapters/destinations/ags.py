@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
@@ -67,16 +67,6 @@ DEFAULT_TAG = "grade"
 ASSERTION_LIFETIME = 300  # seconds
 MAX_PAGES = 10_000
 _MAX_TARGETS = 10_000  # URLs kept parsed per client (one per column, plus pages)
-
-
-class Signer(Protocol):
-    """The tool's current signing key (`gradesync.lti.keys.ToolKey` satisfies it)."""
-
-    def sign(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str: ...
-
-
-class KeyProvider(Protocol):
-    def current(self) -> Signer: ...
 
 
 def _misconfigured(code: str, message: str) -> RemoteFailure:
@@ -150,7 +140,7 @@ class AgsClient:
         self.profile: AgsProfile = profile_for(destination.profile)
         self._http = context.http
         self._tokens = context.tokens
-        self._keys = _key_provider(context)
+        self._keys = context.tool_keys
         self._origins = allowed_origins(self.config)
         self._targets: dict[str, httpx.URL] = {}  # URLs already checked, parsed
         self.scopes: tuple[str, ...] = tuple(self.config.get("scopes") or DEFAULT_SCOPES)
@@ -636,19 +626,6 @@ def _differs(item: dict[str, Any], desired: dict[str, Any]) -> bool:
         elif have != want:
             return True
     return False
-
-
-def _key_provider(context: DestinationContext) -> KeyProvider | None:
-    """The tool's keys: `extras["lti_keys"]`, or a store on the runtime's database (created
-    once per context and shared by every AGS client of the process)."""
-    keys: KeyProvider | None = context.extras.get("lti_keys")
-    runtime = context.extras.get("runtime")
-    if keys is None and runtime is not None:
-        from gradesync.services.lti.keys import ToolKeyStore
-
-        keys = ToolKeyStore(runtime.db.uow, runtime.clock)
-        context.extras["lti_keys"] = keys
-    return keys
 
 
 def build(destination: Destination, context: DestinationContext) -> AgsClient:

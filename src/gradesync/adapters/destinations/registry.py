@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -25,16 +25,31 @@ BUILDERS: dict[DestinationKind, str] = {
 }
 
 
+class Signer(Protocol):
+    """The tool's current signing key (`gradesync.lti.keys.ToolKey` satisfies it)."""
+
+    def sign(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str: ...
+
+
+class KeyProvider(Protocol):
+    """The LTI tool's signing keys (`gradesync.services.lti.keys.ToolKeyStore`)."""
+
+    def current(self) -> Signer: ...
+
+
 @dataclass
 class DestinationContext:
-    """Shared by every client of one process: one HTTP connection pool, one token cache."""
+    """What the destination adapters get from their process, shared by every client of it:
+    one HTTP connection pool, one token cache, the clock and the tool's signing keys. The
+    runtime builds it (`Runtime.adapter_context`)."""
 
     http: httpx.AsyncClient
     tokens: TokenCache = field(default_factory=TokenCache)
     # The process's clock (a file-based SIS stamps the rows it writes with it).
     clock: Clock = field(default_factory=SystemClock)
-    # Services an adapter may need (e.g. the LTI tool's signing keys); set by the runtime.
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Signs the LTI 1.3 client assertions (AGS); None where this process has no tool keys,
+    # and an AGS client then says so as a misconfiguration.
+    tool_keys: KeyProvider | None = None
 
 
 class UnsupportedDestination(Exception):

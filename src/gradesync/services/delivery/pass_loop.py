@@ -40,7 +40,7 @@ from gradesync.domain.model import (
     LedgerRow,
     Tenant,
 )
-from gradesync.domain.policy import NoResult, column_for, resolve_settings
+from gradesync.domain.policy import DesiredResult, NoResult, column_for, resolve_settings
 from gradesync.domain.reasons import Reason
 from gradesync.services.clock import Clock
 from gradesync.services.compute import (
@@ -65,7 +65,6 @@ from gradesync.services.delivery.records import (
     Claimed,
     DeliveryScope,
     DeliveryStats,
-    Ready,
     Settlement,
 )
 from gradesync.services.delivery.settle import SettleWriter
@@ -83,6 +82,18 @@ from gradesync.services.telemetry import NULL_METER, Meter
 from gradesync.services.wakeup import Waker
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Ready:
+    """One claimed row, prepared: sent as soon as its destination lets it."""
+
+    claimed: Claimed
+    destination: Destination
+    client: DestinationClient
+    limits: DestinationLimits
+    target: ResultTarget
+    result: DesiredResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gradesync.domain.ledger import DeliveryOutcome
 from gradesync.domain.model import (
     Course,
     CourseLink,
-    Destination,
     ItemLink,
     LedgerKey,
     LedgerRow,
@@ -19,12 +18,7 @@ from gradesync.domain.model import (
     RunScope,
     Tenant,
 )
-from gradesync.domain.policy import DesiredResult
 from gradesync.domain.reasons import Reason
-from gradesync.services.destination import DestinationClient, ResultTarget
-
-if TYPE_CHECKING:
-    from gradesync.services.delivery.governor import DestinationLimits
 
 DestKey = tuple[str, str]  # (tenant_id, destination_id)
 
@@ -61,16 +55,6 @@ class Settlement:
     latency_ms: float | None = None
     run_id: str | None = None
     logged: bool = False  # write a line to the delivery log
-
-
-@dataclass(slots=True)
-class Ready:
-    claimed: Claimed
-    destination: Destination
-    client: DestinationClient
-    limits: DestinationLimits
-    target: ResultTarget
-    result: DesiredResult
 
 
 @dataclass(slots=True)

@@ -215,10 +215,10 @@ async def _client(rt: Runtime, dest: Destination) -> Any:
         finally:
             await client.aclose()
         return
-    from gradesync.adapters.destinations.registry import DestinationContext, build_client
+    from gradesync.adapters.destinations.registry import build_client
 
     async with httpx.AsyncClient(timeout=15.0, follow_redirects=False) as http:
-        client = build_client(dest, DestinationContext(http=http, extras={"runtime": rt}))
+        client = build_client(dest, rt.adapter_context(http))
         try:
             yield client
         finally:
