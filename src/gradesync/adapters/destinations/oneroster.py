@@ -4,14 +4,16 @@
   (destination, scopes) in the process's TokenCache; a 401 gets one new token, then the
   destination is misconfigured.
 - Columns: an activity is sent only when it is selected for the SIS (ItemLink.data
-  "sync_to_sis", written by `services.sis.select_activities`) and passes the profile's checks.
-  An activity not selected is NOT_SYNCED (skipped by design, not a refusal).
+  "sync_to_sis", written by `services.sis.select_activities`) and passes the profile's checks
+  (`oneroster_rules.py`, shared with the CSV destination). An activity not selected is
+  NOT_SYNCED (skipped by design, not a refusal).
   Its group is aligned to a SIS category (by id or by exact title; created only when the
   profile allows). Before creating a line item we look for one: our own sourcedId first, then
   an item of the class with the same title and due date, which is adopted (with its results).
   Line items are PUT with the details whenever their hash changes, or on remaster.
 - Results: PUT upsert of the whole result (score, scoreStatus, scoreDate, comment, flags).
-- Failures are classified by status code and body (imsx_description), never the reason phrase.
+- Failures are classified by status code and body (imsx_description), never the reason phrase
+  (`oneroster_errors.py`).
 
 Data kept on links (JSON):
   CourseLink.remote_id = class sourcedId; data: school, term_start, term_end, sections
@@ -28,8 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -41,6 +41,14 @@ import httpx
 from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from gradesync.adapters.destinations import oneroster_payloads as payloads
+from gradesync.adapters.destinations.oneroster_errors import classify, imsx_message
+from gradesync.adapters.destinations.oneroster_rules import (
+    classes_of,
+    due_date,
+    mapped_class,
+    rejected,
+    selected_item,
+)
 from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.adapters.destinations.tokens import AccessToken
 from gradesync.domain.canonical import digest, parse_iso
@@ -81,159 +89,6 @@ def gradebook_base(url: str) -> str:
     """Accept the server root or the gradebook base; return the gradebook base."""
     url = url.rstrip("/")
     return url if "/ims/oneroster/" in url else url + payloads.GRADEBOOK_PATH
-
-
-def _imsx_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return response.text[:500] or f"HTTP {response.status_code}"
-    if isinstance(body, dict):
-        for key in ("imsx_description", "error_description", "error", "message"):
-            if isinstance(body.get(key), str) and body[key]:
-                return str(body[key])
-    return json.dumps(body)[:500]
-
-
-def _retry_after(response: httpx.Response, default: float) -> float:
-    value = response.headers.get("retry-after")
-    if not value:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def classify(response: httpx.Response, what: str) -> RemoteFailure:
-    """The failure class of an error answer, by status code and body."""
-    status = response.status_code
-    message = _imsx_message(response)
-    text = f"{what}: {message}"
-    if status == 429 or (status == 503 and "retry-after" in response.headers):
-        return RemoteFailure(
-            FailureClass.SLOW_DOWN,
-            "rate_limited",
-            text,
-            status=status,
-            retry_after=_retry_after(response, 5.0),
-        )
-    if status >= 500:
-        return RemoteFailure(FailureClass.RETRY_LATER, "server_error", text, status=status)
-    if status == 401:
-        return RemoteFailure(
-            FailureClass.MISCONFIGURED,
-            "bad_credentials",
-            text,
-            status=status,
-            remedy="Check the SIS client id and secret (gradesync sis add ... --client-secret).",
-        )
-    if status == 403:
-        # PowerTeacher Pro answers a rate limit with 403; a missing scope is also 403.
-        if "rate limit" in message.lower() or "throttl" in message.lower():
-            return RemoteFailure(
-                FailureClass.SLOW_DOWN,
-                "rate_limited",
-                text,
-                status=status,
-                retry_after=_retry_after(response, 10.0),
-            )
-        return RemoteFailure(
-            FailureClass.MISCONFIGURED,
-            "no_grade_scope",
-            text,
-            status=status,
-            remedy="Grant the client the gradebook.createput scope in the SIS.",
-        )
-    if status == 404:
-        return RemoteFailure(FailureClass.REJECTED, "unknown_object", text, status=status)
-    if status == 409:
-        return RemoteFailure(
-            FailureClass.REJECTED,
-            "locked",
-            text,
-            status=status,
-            remedy="The SIS locked this item (grading period closed?); unlock it, then remaster.",
-        )
-    return RemoteFailure(FailureClass.REJECTED, "invalid_data", text, status=status)
-
-
-def _rejected(rule: PassbackRule | str, message: str, remedy: str | None = None) -> RemoteFailure:
-    return RemoteFailure(FailureClass.REJECTED, str(rule), message, remedy=remedy)
-
-
-def mapped_class(destination: Destination, course: Course, link: CourseLink | None) -> CourseLink:
-    """The course's SIS class link, or REJECTED when the course is not mapped (line items
-    need the class and its school)."""
-    if link is None or not link.remote_id:
-        raise RemoteFailure(
-            FailureClass.REJECTED,
-            PassbackRule.CLASS_NOT_MAPPED.value,
-            f"The course {course.title!r} is not mapped to a SIS class.",
-            remedy=f"gradesync sis map-class {destination.id} {course.id} CLASS_SOURCEDID "
-            "--school SCHOOL_SOURCEDID",
-        )
-    if not link.data.get("school"):
-        raise RemoteFailure(
-            FailureClass.REJECTED,
-            PassbackRule.CLASS_NOT_MAPPED.value,
-            f"The class {link.remote_id!r} has no school sourcedId; line items need one.",
-            remedy="Map the class again with --school.",
-        )
-    return link
-
-
-def selected_item(column: Column, link: ItemLink | None) -> ItemLink:
-    """The activity's link when it is selected for the SIS, else NOT_SYNCED: by design, not
-    a failure; the engine skips the rows with this reason, and ticking the activity
-    (services.sis.select_activities) sends them."""
-    if link is None or not link.data.get("sync_to_sis"):
-        raise RemoteFailure(
-            FailureClass.NOT_SYNCED,
-            PassbackRule.NOT_SELECTED.value,
-            f"The activity {column.title!r} is not selected for SIS passback.",
-            remedy="Tick 'Sync to SIS' for it (gradesync sis select).",
-        )
-    return link
-
-
-def classes_of(course: CourseLink) -> list[str]:
-    """The course's class and its sections' classes, each once, the course's first."""
-    sections = course.data.get("sections") or {}
-    out = [course.remote_id]
-    for class_id in sections.values():
-        if class_id not in out:
-            out.append(str(class_id))
-    return out
-
-
-def due_date(profile: SisProfile, column: Column, term: Term) -> datetime:
-    """The line item's dueDate under the profile's rules, or REJECTED naming the rule."""
-    if column.due_at is not None:
-        due = column.due_at.astimezone(UTC)
-        if profile.due_date_inside_term and term.known:
-            assert term.start is not None and term.end is not None
-            if not term.start <= due.date() <= term.end:
-                raise _rejected(
-                    PassbackRule.DUE_DATE_OUTSIDE_TERM,
-                    f"The due date {due.date().isoformat()} of {column.title!r} is outside "
-                    f"the term {term.start.isoformat()}..{term.end.isoformat()}.",
-                    "Move the due date into the term.",
-                )
-        return due
-    if not profile.due_date_required and term.end is not None:
-        # OneRoster needs a dueDate; without one the term's last day stands in.
-        return datetime.combine(term.end, datetime.max.time(), tzinfo=UTC).replace(microsecond=0)
-    raise _rejected(
-        PassbackRule.DUE_DATE_REQUIRED,
-        f"The activity {column.title!r} has no due date, and the SIS needs one.",
-        "Set a due date for everyone (or the section).",
-    )
 
 
 class OneRosterClient:
@@ -475,7 +330,7 @@ class OneRosterClient:
                 cats = await self.categories(refresh=True)
                 matches = [c["sourcedId"] for c in cats if c.get("title") == group]
             if len(matches) > 1:
-                raise _rejected(
+                raise rejected(
                     PassbackRule.CATEGORY_MISSING,
                     f"Activity group {group!r} matches {len(matches)} SIS categories by name "
                     f"({', '.join(matches)}); align it by id.",
@@ -503,7 +358,7 @@ class OneRosterClient:
     ) -> RemoteFailure:
         listing = "; ".join(f"{c.get('title')!r} (id {c['sourcedId']})" for c in cats) or "none"
         name = repr(group) if group is not None else "(none)"
-        return _rejected(
+        return rejected(
             PassbackRule.CATEGORY_MISSING,
             f"Activity group {name}: {why}. The SIS has these categories: {listing}.",
             f"Align the group: gradesync sis categories {self.destination.id} "
@@ -663,7 +518,7 @@ class OneRosterClient:
                 response.status_code in (400, 401, 403)
                 and failure.failure is not FailureClass.SLOW_DOWN
             ):
-                scope_problem = "scope" in _imsx_message(response).lower()
+                scope_problem = "scope" in imsx_message(response).lower()
                 raise RemoteFailure(
                     FailureClass.MISCONFIGURED,
                     "no_grade_scope" if scope_problem else "bad_credentials",

@@ -25,13 +25,13 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from gradesync.adapters.destinations.oneroster import (
+from gradesync.adapters.destinations.oneroster_payloads import assign_date
+from gradesync.adapters.destinations.oneroster_rules import (
     classes_of,
     due_date,
     mapped_class,
     selected_item,
 )
-from gradesync.adapters.destinations.oneroster_payloads import assign_date
 from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.domain.canonical import digest
 from gradesync.domain.capabilities import Capabilities
