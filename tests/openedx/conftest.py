@@ -234,6 +234,12 @@ class Placement:
     info: dict[str, Any]
 
 
+def custom_parameters(course: str, activity: str | None) -> list[str]:
+    """The component's custom parameters: which gradesync course and activity it is."""
+    named = [f"gradesync_course_id={course}"]
+    return named + ([f"gradesync_activity_id={activity}"] if activity else [])
+
+
 def place_gradesync(
     lms: OpenEdx,
     gs: Served,
@@ -242,7 +248,7 @@ def place_gradesync(
     staff: str,
     block_id: str,
     gradesync_course: str,
-    activity_id: str,
+    activity_id: str | None,
     weight: float,
     profile: str = "openedx",
 ) -> Placement:
@@ -263,10 +269,7 @@ def place_gradesync(
         has_score=True,
         weight=weight,
         ask_to_send_email=True,
-        custom_parameters=[
-            f"gradesync_course_id={gradesync_course}",
-            f"gradesync_activity_id={activity_id}",
-        ],
+        custom_parameters=custom_parameters(gradesync_course, activity_id),
     )
     info = lms.lti_info(staff, usage_key)
     platform_id = unique("openedx-")
@@ -299,7 +302,7 @@ class Course:
     staff: str
     emails: dict[str, str]  # Open edX username -> email (gradesync's person id)
 
-    def place(self, activity_id: str, weight: float, profile: str = "openedx") -> Placement:
+    def place(self, activity_id: str | None, weight: float, profile: str = "openedx") -> Placement:
         return place_gradesync(
             self.lms,
             self.gs,

@@ -11,7 +11,7 @@ import httpx
 from gradesync.adapters.destinations.ags import AgsClient
 from gradesync.domain.policy import Column
 from tests.lti.test_sync_e2e import Served, wait_for
-from tests.openedx.conftest import OpenEdx, open_course
+from tests.openedx.conftest import OpenEdx, custom_parameters, open_course
 
 
 def test_rename_new_points_and_remaster(openedx: OpenEdx, served: Served) -> None:
@@ -73,3 +73,47 @@ async def test_an_unlinked_column_is_linked_on_the_next_run(
     (item,) = course.line_items(lab)  # the same column, now tied to the component
     assert item["resource_link_id"] == lab.usage_key
     assert course.state(ann, lab.platform_id, "lab")["state"] == "delivered"
+
+
+def test_a_column_that_cannot_count_is_named_and_a_launch_lets_its_grades_out(
+    openedx: OpenEdx, served: Served
+) -> None:
+    """The author forgot the activity in the component's custom parameters: launches tell
+    gradesync nothing of the activity's LTI link, so no column may be made (it could never
+    count). The grades wait with the reason, the diagnosis names the column, and once the
+    component names the activity, one launch lets every learner's grade out."""
+    course = open_course(openedx, served, ("ann", "bob"), ("lab", "Lab 1", 10))
+    ann, bob = course.emails
+    lab = course.place(None, weight=10)
+    for learner in (ann, bob):
+        assert openedx.launch(learner, course.key, lab.usage_key).status_code == 200
+    course.attempt("e1", "lab", ann, 6, 10, minute=1)
+    course.attempt("e2", "lab", bob, 8, 10, minute=1)
+    for learner in (ann, bob):
+        wait_for(
+            lambda learner=learner: (
+                course.state(learner, lab.platform_id, "lab")["reason_code"] == "no_resource_link"
+            ),
+            "the reason the grade waits",
+        )
+    assert course.line_items(lab) == []
+    diagnosis = served.ok("GET", "/activities/lab/diagnosis")
+    (column,) = [
+        c
+        for c in diagnosis["checks"]
+        if c["code"] == "column_linked" and c["destination_id"] == lab.platform_id
+    ]
+    assert not column["passed"], column
+    assert "LTI link" in column["evidence"] and "Open the activity once" in column["remedy"]
+
+    openedx.edit_block(lab.usage_key, custom_parameters=custom_parameters(course.gs_course, "lab"))
+    assert openedx.launch(ann, course.key, lab.usage_key).status_code == 200
+    wait_for(
+        lambda: (
+            course.grade(ann, lab.usage_key) == (6.0, 10.0)
+            and course.grade(bob, lab.usage_key) == (8.0, 10.0)
+        ),
+        "both grades, counted",
+    )
+    (item,) = course.line_items(lab)
+    assert item["resource_link_id"] == lab.usage_key

@@ -23,3 +23,6 @@ class Capabilities:
     # smallest factor up to `integer_scale_limit` that makes them whole, else refused.
     integer_points: bool = False
     integer_scale_limit: int = 100
+    # The LMS counts a grade only on a column tied to the LTI link it was launched from
+    # (Open edX): a column without a resource link cannot count.
+    needs_resource_link: bool = False

@@ -175,6 +175,12 @@ REMOTE_CAUSES: dict[str, tuple[str, str]] = {
         "otherwise rebuild the link with gradesync (Deep Linking) so the column is "
         "gradesync's own, then resync.",
     ),
+    "no_resource_link": (
+        "The LMS counts grades only on a column tied to the activity's LTI link, and no "
+        "launch from that link has been received",
+        "Open the activity once from its gradesync link in the LMS course (as a learner or "
+        "as staff): the next sync ties the column to that link and sends the grades.",
+    ),
     "line_item_gone": (
         "The gradebook column was deleted in the LMS",
         "Run Sync now: gradesync creates the column again.",
@@ -779,6 +785,23 @@ def _column_check(
     name = "The activity is linked to a gradebook column"
     if refused is None and df.ledger is not None and df.ledger.reason_code in _COLUMN_CODES:
         refused = (df.ledger.reason_code, 1)
+    caps = df.capabilities
+    unlinked = (
+        isinstance(caps, Capabilities)
+        and caps.needs_resource_link
+        and not (link is not None and link.data.get("resourceLinkId"))
+    )
+    if unlinked and (link is None or not link.remote_id):
+        return Check(
+            CheckCode.COLUMN_LINKED,
+            name,
+            False,
+            f"No column for {activity.title!r} at {d.name!r}: it counts grades only on a "
+            "column tied to the activity's LTI link, and no launch from that link has been "
+            "received.",
+            REMOTE_CAUSES["no_resource_link"][1],
+            d.id,
+        )
     if link is None or not link.remote_id:
         return Check(
             CheckCode.COLUMN_LINKED,
@@ -794,6 +817,16 @@ def _column_check(
         )
     label = link.data.get("label")
     shown = f"{link.remote_id}" + (f" ({label!r})" if label else "")
+    if unlinked:
+        return Check(
+            CheckCode.COLUMN_LINKED,
+            name,
+            False,
+            f"Column {shown} is not tied to the activity's LTI link, so {d.name!r} counts no "
+            "grade sent to it.",
+            REMOTE_CAUSES["no_resource_link"][1],
+            d.id,
+        )
     if refused:
         code, n = refused
         return Check(
@@ -808,7 +841,7 @@ def _column_check(
     return Check(CheckCode.COLUMN_LINKED, name, True, f"{shown}.", None, d.id)
 
 
-_COLUMN_CODES = ("line_item_foreign", "line_item_gone", "unpublished")
+_COLUMN_CODES = ("line_item_foreign", "line_item_gone", "unpublished", "no_resource_link")
 
 
 def _score_of(desired: Mapping[str, Any] | None) -> str:

@@ -18,9 +18,11 @@ from typing import Any
 
 from gradesync.adapters.destinations.ags_profiles import profile_for
 from gradesync.adapters.destinations.ags_urls import ForeignUrl, allowed_origins, check_url
+from gradesync.domain import ledger
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
     CourseLink,
+    DeliveryState,
     Enrollment,
     EnrollmentStatus,
     ItemLink,
@@ -31,6 +33,7 @@ from gradesync.domain.model import (
 from gradesync.lti import claims as c
 from gradesync.lti import migration
 from gradesync.lti.launch import ValidLaunch
+from gradesync.services.destination import NO_RESOURCE_LINK
 from gradesync.services.lti_migration import migrate_course_from_lti11
 from gradesync.services.ports import UnitOfWork
 from gradesync.services.ports.lti import LaunchRecord
@@ -211,7 +214,8 @@ def bind_launch(uow: UnitOfWork, launch: ValidLaunch, now: datetime) -> BoundLau
                 )
             else:
                 bound.activity_id = activity_id
-                _bind_item(uow, tenant, dest, activity_id, endpoint, link_id)
+                if _bind_item(uow, tenant, dest, activity_id, endpoint, link_id):
+                    _requeue_unlinked(uow, tenant, dest, course_id, activity_id, now)
         if legacy is not None or migration.claim_of(claims) is not None:
             bound.migration = _migrate(uow, launch, course_id, now)
         _mark_dirty(uow, tenant, course_id, person_id, now)
@@ -366,16 +370,17 @@ def _bind_item(
     activity_id: str,
     endpoint: dict[str, Any] | None,
     link_id: Any,
-) -> None:
+) -> bool:
     """What a launch of an activity says about its column: the line item the LMS made for
     the link (`lineitem`), else the link itself and its line items container, so the column
     gradesync creates is tied to that link (the first link an activity is launched from
-    keeps it). details_hash None: the column is checked (and fixed) on the next sync."""
+    keeps it). details_hash None: the column is checked (and fixed) on the next sync.
+    True when the column learnt its resource link from this launch."""
     existing = uow.links.item(tenant, dest, activity_id)
     lineitem = str(endpoint["lineitem"]) if endpoint and endpoint.get("lineitem") else None
     if lineitem is not None:
         if existing is not None and existing.remote_id == lineitem:
-            return
+            return False
         data = {"resourceLinkId": str(link_id)} if link_id else {}
         if endpoint and endpoint.get("lineitems"):
             data["lineitems"] = str(endpoint["lineitems"])
@@ -384,9 +389,9 @@ def _bind_item(
             if existing
             else ItemLink(tenant, dest, activity_id, lineitem, None, data)
         )
-        return
+        return bool(link_id)
     if not link_id or (existing is not None and existing.data.get("resourceLinkId")):
-        return
+        return False
     data = dict(existing.data) if existing is not None else {}
     data["resourceLinkId"] = str(link_id)
     if endpoint and endpoint.get("lineitems"):
@@ -396,6 +401,28 @@ def _bind_item(
         if existing
         else ItemLink(tenant, dest, activity_id, "", None, data)
     )
+    return True
+
+
+def _requeue_unlinked(
+    uow: UnitOfWork, tenant: str, dest: str, course_id: str, activity_id: str, now: datetime
+) -> None:
+    """Grades refused because the activity's column had no resource link yet (an LMS that
+    counts grades only on a column tied to its link) go out now that a launch gave one:
+    every learner's, not only the launcher's."""
+    for rows in uow.ledger.iter_scope(tenant, dest, course_id):
+        for row in rows:
+            if (
+                row.key.activity_id == activity_id
+                and row.state is DeliveryState.REJECTED
+                and row.reason_code == NO_RESOURCE_LINK
+                and row.desired is not None
+            ):
+                again = ledger.reconcile(
+                    row, row.key, ledger.desired_from_json(row.desired), now, remaster=True
+                )
+                if again is not None:
+                    uow.ledger.save(again, course_id)
 
 
 def _mark_dirty(

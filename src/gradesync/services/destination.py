@@ -39,6 +39,11 @@ class FailureClass(StrEnum):
     NOT_SYNCED = "not_synced"
 
 
+# The column's code when the LMS counts grades only on a column tied to the activity's LTI
+# link and no launch has said which link that is: a launch that does lets them go out.
+NO_RESOURCE_LINK = "no_resource_link"
+
+
 class RemoteFailure(Exception):
     """A destination refused or failed. `code` is a machine-readable reason ("unknown_user",
     "line_item_gone", "attempts_exceeded", "timestamp_older", "course_concluded", "server_error",

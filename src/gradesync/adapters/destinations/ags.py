@@ -43,6 +43,7 @@ from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
 from gradesync.domain.policy import Column, DesiredResult, column_hash
 from gradesync.services.destination import (
+    NO_RESOURCE_LINK,
     CheckStep,
     FailureClass,
     ReadBack,
@@ -349,11 +350,11 @@ class AgsClient:
     def _unlinked(self, column: Column) -> RemoteFailure:
         return RemoteFailure(
             FailureClass.REJECTED,
-            "no_resource_link",
+            NO_RESOURCE_LINK,
             f"the column for {column.activity_id!r} has no resource link: "
             f"{self.profile.name} counts grades only on a column tied to the LTI link the "
             "activity is launched from, and no launch of this activity has been received",
-            remedy=REMEDIES["no_resource_link"],
+            remedy=REMEDIES[NO_RESOURCE_LINK],
         )
 
     async def _find(self, container: str, activity_id: str) -> dict[str, Any] | None:
@@ -382,7 +383,7 @@ class AgsClient:
             return link
         known = dict(link.data) if link is not None else {}
         resource_link = str(known.get("resourceLinkId") or "") or None
-        if resource_link is None and self.profile.requires_resource_link:
+        if resource_link is None and self.capabilities.needs_resource_link:
             raise self._unlinked(column)
         desired = self._line_item_body(column, resource_link)
         item: dict[str, Any] | None = None

@@ -22,10 +22,6 @@ class AgsProfile:
     # The platform refuses a score whose timestamp equals the last one (Moodle: 409), not
     # only an older one.
     rejects_equal_timestamps: bool = False
-    # The platform counts a score only on a line item tied to the resource link it was
-    # launched from (Open edX: the LTI component's usage id); a column without one is refused
-    # before it is created, with a remedy, instead of collecting scores that never count.
-    requires_resource_link: bool = False
     # The platform answers a bad or expired token with 403 rather than 401 (Open edX): any
     # 403 gets one token refresh before it counts as a refusal.
     forbidden_means_token: bool = False
@@ -99,8 +95,10 @@ PROFILES: dict[str, AgsProfile] = {
             name_max_length=255,
             pending_results=False,  # only FullyGraded scores reach the gradebook
             integer_points=True,  # line items take an integer scoreMaximum (400 otherwise)
+            # a score counts only on a line item whose resourceLinkId is the component's
+            # usage id: a column is created only once a launch told which link it belongs to
+            needs_resource_link=True,
         ),
-        requires_resource_link=True,
         forbidden_means_token=True,
         learner_errors_as_5xx=True,
         notes=(
