@@ -47,6 +47,11 @@ class Served:
 
 @pytest.fixture
 def served(db: Database, tmp_path: Path) -> Iterator[Served]:
+    yield from serve(db, tmp_path)
+
+
+def serve(db: Database, tmp_path: Path) -> Iterator[Served]:
+    """gradesync on `db` over loopback HTTP, with a tenant and an admin API key."""
     sock = bind()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = Settings(

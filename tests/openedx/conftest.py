@@ -22,15 +22,9 @@ import httpx
 import pytest
 
 from gradesync.adapters.db.database import Database
-from gradesync.config import Settings
-from gradesync.runtime import Runtime
-from gradesync.sandbox.testing import bind, serve_in_thread
-from gradesync.services import auth
-from gradesync.services.tenants import create_tenant
-from gradesync.web.app import create_app
-from tests.conftest import TEST_SECRET
+from gradesync.sandbox.testing import bind
 from tests.lti.conftest import parse_form
-from tests.lti.test_sync_e2e import Served
+from tests.lti.test_sync_e2e import Served, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 120.0  # first start creates the database: a few seconds, more on a busy CI
@@ -206,22 +200,8 @@ def openedx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenEdx]:
 
 @pytest.fixture
 def served(sqlite_db: Database, tmp_path: Path) -> Iterator[Served]:
-    """gradesync with its in-process worker, as `gradesync serve` runs it."""
-    sock = bind()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = Settings(
-        database_url=sqlite_db.url, secret_key=TEST_SECRET, data_dir=tmp_path / "d", base_url=base
-    )
-    runtime = Runtime(settings=settings, db=sqlite_db)
-    tenant = unique("tenant")
-    create_tenant(sqlite_db.uow, runtime.clock, tenant, "Tenant")
-    token = auth.create_key(sqlite_db.uow, runtime.clock, tenant, "e2e", ("admin",)).token
-    app = create_app(runtime)
-    app.state.run_worker = True
-    with serve_in_thread(app, sock=sock):
-        s = Served(base, runtime, token, tenant)
-        yield s
-        s.api.close()
+    """gradesync with its in-process worker, on SQLite: these tests are about Open edX."""
+    yield from serve(sqlite_db, tmp_path)
 
 
 @dataclass

@@ -10,7 +10,8 @@ import httpx
 
 from gradesync.adapters.destinations.ags import AgsClient
 from gradesync.domain.policy import Column
-from tests.lti.test_sync_e2e import Served, wait_for
+from gradesync.testing import wait_for
+from tests.lti.test_sync_e2e import Served
 from tests.openedx.conftest import OpenEdx, custom_parameters, open_course
 
 

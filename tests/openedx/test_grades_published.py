@@ -4,7 +4,8 @@ it, and the grades gradesync sends must be the ones Open edX publishes to its gr
 
 from __future__ import annotations
 
-from tests.lti.test_sync_e2e import Served, wait_for
+from gradesync.testing import wait_for
+from tests.lti.test_sync_e2e import Served
 from tests.openedx.conftest import OpenEdx, open_course
 
 
