@@ -22,7 +22,7 @@ from gradesync.domain.model import CourseLink, DeliveryState, RunStage, Trigger
 from gradesync.services import destination_admin
 from gradesync.services.clock import SystemClock
 from gradesync.services.destination import timestamp_step_of
-from gradesync.services.lti_migration import MIGRATED_KEY
+from gradesync.services.lti.migration import MIGRATED_KEY
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory, ManualClock
 from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, ledger, post, seed

@@ -26,7 +26,7 @@ from gradesync.adapters.destinations.http_errors import classify
 from gradesync.domain.errors import Conflict, InvalidInput
 from gradesync.domain.model import Role, Tenant
 from gradesync.lti import registration as reg
-from gradesync.lti.binding import role_from
+from gradesync.lti.launch import role_from
 from gradesync.services.destination import FailureClass
 from gradesync.services.lti.keys import ToolKeyStore
 from gradesync.testing import ManualClock

@@ -23,8 +23,9 @@ from gradesync.domain.model import (
     LedgerRow,
     Role,
 )
-from gradesync.lti.lti11_launch import find_consumer, record_launch, role_from_lti11
+from gradesync.lti.lti11_launch import read_launch, role_from_lti11
 from gradesync.sandbox.testing import RunningSandbox
+from gradesync.services.lti.lti11 import find_consumer, record_launch
 from gradesync.testing import wait_for
 from tests.conftest import TEST_SECRET, _truncate_postgres
 from tests.lti11.conftest import (
@@ -295,14 +296,17 @@ def test_concurrent_launches_of_one_link_do_not_lose_result_ids(pg_db: Database)
         with pg_db.uow() as uow:
             consumer = find_consumer(uow, "k-rush")
             assert consumer is not None
-            record_launch(uow, consumer, _launch_params(user, f"sid-{user}"), now)
+            record_launch(
+                uow, consumer, read_launch(_launch_params(user, f"sid-{user}"), consumer), now
+            )
             uow.commit()
 
     record("u1")  # the item link exists, committed
     first = pg_db.uow().__enter__()
     consumer = find_consumer(first, "k-rush")
     assert consumer is not None
-    record_launch(first, consumer, _launch_params("u2", "sid-u2"), now)  # not committed yet
+    launch = read_launch(_launch_params("u2", "sid-u2"), consumer)
+    record_launch(first, consumer, launch, now)  # not committed yet
     second = threading.Thread(target=record, args=("u3",))
     second.start()
     # wait until the second launch is blocked on the first one's lock (or has ended)

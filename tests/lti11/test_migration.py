@@ -35,7 +35,7 @@ from gradesync.domain.model import (
 from gradesync.domain.policy import DesiredResult, PolicyInput, desired_result, resolve_settings
 from gradesync.domain.reasons import Reason
 from gradesync.services.destination import FailureClass, RemoteFailure, ResultTarget
-from gradesync.services.lti_migration import (
+from gradesync.services.lti.migration import (
     LTI1P1_CLAIM,
     consumer_key_signature,
     migrate_course_from_lti11,

@@ -16,16 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from gradesync.adapters.destinations.ags_profiles import profile_for
 from gradesync.adapters.secretbox import SecretBox, SecretBoxError
-from gradesync.domain.errors import InvalidInput
-from gradesync.domain.model import Activity, Course
-from gradesync.domain.policy import Column, column_for, resolve_settings
 from gradesync.lti import claims as c
 from gradesync.lti.errors import LaunchRefused
-from gradesync.lti.keys import ToolKey
-from gradesync.lti.launch import ValidLaunch
-from gradesync.services.ports import UnitOfWork
+from gradesync.services.lti.deep_linking import Choice
+from gradesync.services.lti.keys import ToolKey
+from gradesync.services.lti.launch import Lti13Launch
 
 SESSION_TTL = timedelta(minutes=30)
 RESPONSE_LIFETIME = 300
@@ -73,78 +69,21 @@ def open_session(box: SecretBox, token: str | None, now: datetime) -> DeepLinkSe
 
 
 def new_session(
-    launch: ValidLaunch,
-    person_id: str,
-    course_id: str | None,
-    endpoint: dict[str, Any] | None,
-    now: datetime,
+    launch: Lti13Launch, person_id: str, course_id: str | None, now: datetime
 ) -> DeepLinkSession:
     settings = launch.claims[c.DL_SETTINGS]
-    context = launch.claims.get(c.CONTEXT) if isinstance(launch.claims.get(c.CONTEXT), dict) else {}
     return DeepLinkSession(
         tenant_id=launch.platform.tenant_id,
         destination_id=launch.platform.id,
         deployment_id=launch.deployment_id,
         return_url=str(settings["deep_link_return_url"]),
         data=str(settings["data"]) if settings.get("data") is not None else None,
-        context=dict(context or {}),
-        endpoint=endpoint,
+        context=dict(launch.context),
+        endpoint=launch.endpoint,
         course_id=course_id,
         person_id=person_id,
         expires=(now + SESSION_TTL).timestamp(),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Choice:
-    course: Course
-    activity: Activity
-    column: Column
-
-
-def choose(
-    uow: UnitOfWork,
-    session: DeepLinkSession,
-    course_id: str | None,
-    activity_ids: Sequence[str],
-    profile: str,
-) -> tuple[Course, list[Choice]]:
-    """Validate the instructor's choice: one course, activities of that course that can have
-    a gradebook column at this platform."""
-    tenant = session.tenant_id
-    course_id = course_id or session.course_id
-    if not course_id:
-        raise InvalidInput.one("course_id", "required", "Choose the gradesync course to connect.")
-    course = uow.courses.get(tenant, course_id)
-    if course is None:
-        raise InvalidInput.one("course_id", "unknown", f"Course {course_id!r} does not exist.")
-    if session.course_id and session.course_id != course_id:
-        raise InvalidInput.one(
-            "course_id",
-            "already_bound",
-            f"This LMS course is connected to gradesync course {session.course_id!r}.",
-        )
-    if not activity_ids:
-        raise InvalidInput.one("activity_ids", "required", "Choose at least one activity.")
-    activities = uow.activities.get_many(tenant, activity_ids)
-    caps = profile_for(profile).capabilities
-    tenant_row = uow.tenants.get(tenant)
-    out: list[Choice] = []
-    for index, aid in enumerate(dict.fromkeys(activity_ids)):
-        act = activities.get(aid)
-        if act is None or act.course_id != course_id:
-            raise InvalidInput.one(
-                f"activity_ids[{index}]",
-                "unknown",
-                f"Activity {aid!r} is not in course {course_id!r}.",
-            )
-        layers = [tenant_row.policy] if tenant_row else []
-        policy = resolve_settings(*layers, course.policy, act.policy)
-        column = column_for(act, policy, caps)
-        if not isinstance(column, Column):
-            raise InvalidInput.one(f"activity_ids[{index}]", column.reason.code, column.reason.text)
-        out.append(Choice(course, act, column))
-    return course, out
 
 
 def content_items(choices: Sequence[Choice], launch_url: str, tag: str) -> list[dict[str, Any]]:

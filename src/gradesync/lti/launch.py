@@ -3,58 +3,41 @@
 In order: the state is ours and fresh; the registration it names exists; the token is RS256
 and its signature verifies with the platform's key (from its key set URL, cached); iss is the
 registered issuer; aud holds our client id (and azp names us when there are several
-audiences); exp/iat are sane; the nonce is the one this login issued and has not been used;
-the deployment is registered; the message is a 1.3 resource link or deep linking request with
-the claims it needs. Any failure refuses the launch with a code and a sentence.
+audiences); exp/iat are sane; the nonce is the one this login issued; the deployment is
+registered; the message is a 1.3 resource link or deep linking request with the claims it
+needs. Any failure refuses the launch with a code and a sentence. That the nonce has not been
+used is checked when the launch is recorded (`gradesync.services.lti.launch`), which uses it.
+
+`launch_of` then reads what a verified launch says in gradesync's terms: the person (by the
+registration's `person_id_from`), their role, the context, the link's custom course and
+activity, and the AGS endpoint when all its URLs are on the platform's origins.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import jwt
 
+from gradesync.adapters.destinations.ags_urls import ForeignUrl, allowed_origins, check_url
 from gradesync.adapters.secretbox import SecretBox
-from gradesync.domain.model import Destination, DestinationKind
+from gradesync.domain.model import Destination, Role
 from gradesync.lti import claims as c
 from gradesync.lti.errors import LaunchRefused
-from gradesync.lti.oidc import NONCE_PURPOSE, LoginState, nonce_key, read_state, state_digest
+from gradesync.lti.oidc import LoginState, read_state, state_digest
 from gradesync.lti.platform_keys import KeySetError, PlatformKeyCache
-from gradesync.services.ports import UnitOfWork
+from gradesync.services.lti.launch import Lti13Launch
 
 LEEWAY_SECONDS = 60
 MAX_TOKEN_AGE_SECONDS = 3600  # an id_token issued more than an hour ago is not a live launch
 
 
-@dataclass(frozen=True, slots=True)
-class ValidLaunch:
-    platform: Destination
-    claims: dict[str, Any]
-    state: LoginState
-
-    @property
-    def message_type(self) -> str:
-        return str(self.claims.get(c.MESSAGE_TYPE))
-
-    @property
-    def deployment_id(self) -> str:
-        return str(self.claims.get(c.DEPLOYMENT_ID))
-
-
-async def validate_launch(
-    uow: UnitOfWork,
-    box: SecretBox,
-    keys: PlatformKeyCache,
-    form: Mapping[str, str],
-    *,
-    now: datetime,
-    state_cookie: str | None = None,
-) -> ValidLaunch:
-    """Validate a launch POST (id_token + state). Consumes the nonce in `uow` (the caller
-    commits). Raises LaunchRefused."""
+def launch_state(
+    box: SecretBox, form: Mapping[str, str], now: datetime, state_cookie: str | None = None
+) -> LoginState:
+    """The login a launch POST answers (its encrypted state). Raises LaunchRefused."""
     if form.get("error"):
         raise LaunchRefused(
             "platform_error",
@@ -62,18 +45,29 @@ async def validate_launch(
             f"{form.get('error_description') or 'no description'}",
         )
     state = read_state(box, form.get("state"), now)
-    who: dict[str, Any] = {"tenant_id": state.tenant_id, "destination_id": state.destination_id}
     if state_cookie is not None and state_cookie != state_digest(str(form.get("state"))):
         raise LaunchRefused(
             "state_mismatch",
             "state: this launch answers a login started in another browser",
-            **who,
+            tenant_id=state.tenant_id,
+            destination_id=state.destination_id,
         )
-    platform = uow.destinations.get(state.tenant_id, state.destination_id)
-    if platform is None or platform.kind is not DestinationKind.LTI13_AGS:
-        raise LaunchRefused(
-            "unknown_platform", "state: the platform registration no longer exists", **who
-        )
+    return state
+
+
+async def verify_launch(
+    platform: Destination,
+    state: LoginState,
+    keys: PlatformKeyCache,
+    form: Mapping[str, str],
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """Verify a launch's id_token against the registration its state names; return its
+    claims. Fetches the platform's keys when needed (no database is touched). The nonce is
+    checked to be this login's; using it up is the caller's (once, when recording the
+    launch). Raises LaunchRefused."""
+    who: dict[str, Any] = {"tenant_id": state.tenant_id, "destination_id": state.destination_id}
     config = platform.config
     issuer, client_id = str(config["issuer"]), str(config["client_id"])
     who.update(issuer=issuer, client_id=client_id)
@@ -167,13 +161,6 @@ async def validate_launch(
         raise LaunchRefused(
             "nonce_mismatch", "nonce: not the nonce of this login", status=401, **who
         )
-    if not uow.nonces.consume(nonce_key(state.nonce), NONCE_PURPOSE, now):
-        raise LaunchRefused(
-            "nonce_replayed",
-            "nonce: already used (a replayed launch) or expired",
-            status=401,
-            **who,
-        )
     deployment = claims.get(c.DEPLOYMENT_ID)
     registered = [str(d) for d in config.get("deployment_ids") or []]
     if not isinstance(deployment, str) or deployment not in registered:
@@ -185,7 +172,7 @@ async def validate_launch(
             **who,
         )
     _check_message(claims, who)
-    return ValidLaunch(platform=platform, claims=claims, state=state)
+    return claims
 
 
 def _check_message(claims: dict[str, Any], who: dict[str, Any]) -> None:
@@ -220,3 +207,114 @@ def _check_message(claims: dict[str, Any], who: dict[str, Any]) -> None:
                 "missing_claim",
                 "deep_linking_settings.deep_link_return_url: required for deep linking",
             )
+
+
+_ROLE_ORDER: tuple[tuple[str, Role], ...] = (
+    ("#Administrator", Role.ADMINISTRATOR),
+    ("#Instructor", Role.INSTRUCTOR),
+    ("#ContentDeveloper", Role.INSTRUCTOR),
+    ("#TeachingAssistant", Role.TEACHING_ASSISTANT),
+    ("#Learner", Role.LEARNER),
+    ("#Mentor", Role.OBSERVER),
+)
+_CONTEXT_ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership"
+
+
+def role_from(roles: list[str]) -> Role:
+    """The gradesync role of LTI role URIs. Context (membership) roles decide; institution
+    or system roles only when there is none. Instructor beats learner (a teacher viewing as
+    a student is still a teacher); TeachingAssistant sub-roles count as teaching assistant."""
+    context = [r for r in roles if r.startswith(_CONTEXT_ROLE)]
+    pool = context or roles
+    # membership/Instructor#TeachingAssistant is a TA, not an instructor
+    if any("#TeachingAssistant" in r for r in pool) and not any(
+        r.endswith("membership#Instructor") or r.endswith("#Administrator") for r in pool
+    ):
+        return Role.TEACHING_ASSISTANT
+    for suffix, role in _ROLE_ORDER:
+        if any(r.endswith(suffix) or (suffix + "#") in r for r in pool):
+            return role
+    # Short forms from LTI 1.1 style ("Learner", "Instructor")
+    for name, role in (("Instructor", Role.INSTRUCTOR), ("Learner", Role.LEARNER)):
+        if name in pool:
+            return role
+    return Role.OBSERVER
+
+
+def person_id_for(claims: Mapping[str, Any], source: str) -> str:
+    if source == "email" and isinstance(claims.get("email"), str) and claims["email"]:
+        return str(claims["email"]).strip().lower()
+    if source == "lis_person_sourcedid":
+        lis = claims.get(c.LIS) or {}
+        if isinstance(lis, dict) and lis.get("person_sourcedid"):
+            return str(lis["person_sourcedid"])
+    return str(claims["sub"])
+
+
+def checked_endpoint(
+    platform: Destination, claims: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The AGS endpoint claim if every URL in it is on the platform's origins; else (None,
+    why)."""
+    endpoint = claims.get(c.AGS_ENDPOINT)
+    if endpoint is None:
+        return None, None
+    if not isinstance(endpoint, dict):
+        return None, "the AGS endpoint claim is not an object"
+    origins = allowed_origins(platform.config)
+    try:
+        for key in ("lineitems", "lineitem"):
+            if endpoint.get(key) is not None:
+                check_url(str(endpoint[key]), origins, f"endpoint.{key}")
+    except ForeignUrl as exc:
+        return None, str(exc)
+    return endpoint, None
+
+
+def _claimed(claims: Mapping[str, Any], name: str) -> str | None:
+    """A string claim the launch actually carries: absent, null and "" are all "not said"
+    (platforms with privacy settings send either)."""
+    value = claims.get(name)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _object(claims: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = claims.get(name)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def launch_of(platform: Destination, state: LoginState, claims: dict[str, Any]) -> Lti13Launch:
+    """What a verified launch says, in gradesync's terms."""
+    roles = [str(r) for r in claims.get(c.ROLES) or []]
+    custom = _object(claims, c.CUSTOM)
+    lis = _object(claims, c.LIS)
+    link = claims.get(c.RESOURCE_LINK)
+    link_id = link.get("id") if isinstance(link, dict) else None
+    endpoint, ignored = checked_endpoint(platform, claims)
+    tool_platform = claims.get(c.TOOL_PLATFORM)
+    name = _claimed(claims, "name") or " ".join(
+        n for n in (_claimed(claims, "given_name"), _claimed(claims, "family_name")) if n
+    )
+    course = custom.get(c.CUSTOM_COURSE)
+    activity = custom.get(c.CUSTOM_ACTIVITY)
+    return Lti13Launch(
+        platform=platform,
+        claims=claims,
+        nonce=state.nonce,
+        deep_linking=claims.get(c.MESSAGE_TYPE) == c.DEEP_LINKING_REQUEST,
+        deployment_id=str(claims.get(c.DEPLOYMENT_ID)),
+        sub=str(claims["sub"]),
+        person_id=person_id_for(claims, str(platform.config.get("person_id_from") or "sub")),
+        roles=roles,
+        role=role_from(roles),
+        name=name or None,
+        email=_claimed(claims, "email"),
+        sis_id=_claimed(lis, "person_sourcedid"),
+        context=_object(claims, c.CONTEXT),
+        custom_course_id=course if isinstance(course, str) and course else None,
+        custom_activity_id=activity if isinstance(activity, str) and activity else None,
+        resource_link_id=str(link_id) if link_id else None,
+        endpoint=endpoint,
+        ignored_endpoint=ignored,
+        tool_platform=dict(tool_platform) if isinstance(tool_platform, dict) else None,
+    )

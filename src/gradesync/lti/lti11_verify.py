@@ -13,19 +13,12 @@ from typing import Any
 from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
 from oauthlib.oauth1.rfc5849.signature import collect_parameters
 
+from gradesync.services.lti.errors import Lti11Refused as LaunchRefused
+
 TIMESTAMP_WINDOW = 300  # seconds either side of our clock (LTI 1.1 tools commonly use 5 min)
 ALLOWED_METHODS = ("HMAC-SHA1", "HMAC-SHA256")
 
-
-class LaunchRefused(Exception):
-    """Why a launch was refused: HTTP status, the field at fault, a rule and a sentence."""
-
-    def __init__(self, status: int, field: str, rule: str, message: str) -> None:
-        super().__init__(f"{field}: {message} [{rule}]")
-        self.status = status
-        self.field = field
-        self.rule = rule
-        self.message = message
+__all__ = ["ALLOWED_METHODS", "TIMESTAMP_WINDOW", "LaunchRefused", "verify_signed_request"]
 
 
 class _Validator(RequestValidator):  # type: ignore[misc]  # oauthlib is untyped

@@ -2,18 +2,18 @@
 
 The platform sends the browser to our login URL with iss, login_hint, target_link_uri (and
 usually client_id, lti_deployment_id, lti_message_hint). We find the registration, make a
-one-time nonce (stored) and an encrypted state that binds the nonce to the registration, and
-send the browser to the platform's auth URL. The launch then proves it answers this login.
+one-time nonce (stored: `gradesync.services.lti.login`) and an encrypted state that binds the
+nonce to the registration, and send the browser to the platform's auth URL. The launch then
+proves it answers this login.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,17 +21,8 @@ from gradesync.adapters.destinations.ags_urls import origin_of
 from gradesync.adapters.secretbox import SecretBox, SecretBoxError
 from gradesync.domain.model import Destination
 from gradesync.lti.errors import LaunchRefused
-from gradesync.lti.registration import find_platforms
-from gradesync.services.ports import UnitOfWork
 
-LOGIN_TTL = timedelta(minutes=10)
 STATE_COOKIE = "gradesync_lti_state"
-NONCE_PURPOSE = "lti_nonce"
-
-
-def nonce_key(nonce: str) -> str:
-    """How a login's nonce is kept in the nonce store."""
-    return f"{NONCE_PURPOSE}:{nonce}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,75 +55,72 @@ def _param(params: Mapping[str, str], name: str, required: bool = True) -> str |
     return str(value).strip()
 
 
-def start_login(
-    uow: UnitOfWork,
-    box: SecretBox,
-    params: Mapping[str, str],
-    *,
-    base_url: str,
-    now: datetime,
-) -> LoginRedirect:
-    """Validate a login initiation and build the redirect to the platform. Stores the nonce
-    in `uow` (the caller commits)."""
+@dataclass(frozen=True, slots=True)
+class LoginRequest:
+    """What a platform's login initiation says."""
+
+    issuer: str
+    login_hint: str
+    target_link_uri: str
+    client_id: str | None
+    deployment_id: str | None
+    message_hint: str | None
+
+    @property
+    def who(self) -> dict[str, Any]:
+        return {
+            "issuer": self.issuer,
+            "client_id": self.client_id,
+            "deployment_id": self.deployment_id,
+        }
+
+
+def login_request(params: Mapping[str, str]) -> LoginRequest:
+    """Read a login initiation (iss, login_hint, target_link_uri required)."""
     issuer = _param(params, "iss")
-    assert issuer is not None
     login_hint = _param(params, "login_hint")
     target = _param(params, "target_link_uri")
-    assert target is not None
-    client_id = _param(params, "client_id", required=False)
-    deployment_id = _param(params, "lti_deployment_id", required=False)
-    who: dict[str, Any] = {"issuer": issuer, "client_id": client_id, "deployment_id": deployment_id}
-    candidates = find_platforms(uow, issuer, client_id)
-    if not candidates:
-        raise LaunchRefused(
-            "unknown_platform",
-            f"iss/client_id: no platform is registered with issuer {issuer!r}"
-            + (f" and client id {client_id!r}" if client_id else ""),
-            status=400,
-            **who,
-        )
-    if len(candidates) > 1 and deployment_id is not None:
-        candidates = [
-            d for d in candidates if deployment_id in (d.config.get("deployment_ids") or [])
-        ] or candidates
-    if len(candidates) > 1:
-        raise LaunchRefused(
-            "ambiguous_platform",
-            f"client_id: several registrations share issuer {issuer!r}; the platform must send "
-            "client_id (and lti_deployment_id) in the login initiation",
-            **who,
-        )
-    platform = candidates[0]
-    who.update(tenant_id=platform.tenant_id, destination_id=platform.id)
-    if not platform.enabled:
-        raise LaunchRefused(
-            "platform_disabled", "this platform registration is disabled", status=403, **who
-        )
-    deployments = [str(d) for d in platform.config.get("deployment_ids") or []]
-    if deployment_id is not None and deployment_id not in deployments:
-        raise LaunchRefused(
-            "unknown_deployment",
-            f"lti_deployment_id: {deployment_id!r} is not a registered deployment of this "
-            f"platform (registered: {', '.join(deployments)})",
-            status=403,
-            **who,
-        )
-    if origin_of(target) != origin_of(base_url):
+    assert issuer is not None and login_hint is not None and target is not None
+    return LoginRequest(
+        issuer=issuer,
+        login_hint=login_hint,
+        target_link_uri=target,
+        client_id=_param(params, "client_id", required=False),
+        deployment_id=_param(params, "lti_deployment_id", required=False),
+        message_hint=_param(params, "lti_message_hint", required=False),
+    )
+
+
+def check_target(request: LoginRequest, platform: Destination, base_url: str) -> None:
+    """The launch must come back to gradesync, not to a URL the login names elsewhere."""
+    if origin_of(request.target_link_uri) != origin_of(base_url):
         raise LaunchRefused(
             "foreign_target",
-            f"target_link_uri: {target!r} is not a gradesync URL ({base_url})",
-            **who,
+            f"target_link_uri: {request.target_link_uri!r} is not a gradesync URL ({base_url})",
+            tenant_id=platform.tenant_id,
+            destination_id=platform.id,
+            **request.who,
         )
-    nonce = secrets.token_urlsafe(32)
-    expires = now + LOGIN_TTL
-    uow.nonces.add(nonce_key(nonce), NONCE_PURPOSE, expires, now)
+
+
+def login_redirect(
+    request: LoginRequest,
+    platform: Destination,
+    box: SecretBox,
+    *,
+    nonce: str,
+    expires: datetime,
+    base_url: str,
+) -> LoginRedirect:
+    """The redirect to the platform's auth URL, with an encrypted state that binds the
+    (stored) nonce to the registration."""
     state = box.encrypt(
         json.dumps(
             {
                 "t": platform.tenant_id,
                 "d": platform.id,
                 "n": nonce,
-                "u": target,
+                "u": request.target_link_uri,
                 "x": expires.timestamp(),
             }
         ).encode()
@@ -144,13 +132,12 @@ def start_login(
         "prompt": "none",
         "client_id": str(platform.config["client_id"]),
         "redirect_uri": base_url.rstrip("/") + "/lti/launch",
-        "login_hint": str(login_hint),
+        "login_hint": request.login_hint,
         "state": state,
         "nonce": nonce,
     }
-    hint = _param(params, "lti_message_hint", required=False)
-    if hint is not None:
-        query["lti_message_hint"] = hint
+    if request.message_hint is not None:
+        query["lti_message_hint"] = request.message_hint
     auth_url = str(platform.config["auth_login_url"])
     sep = "&" if "?" in auth_url else "?"
     return LoginRedirect(

@@ -4,7 +4,8 @@ A registration is a `Destination` of kind lti13_ags in the tenant that owns the 
 config holds what the LMS admin copies from the LMS (issuer, client id, deployment ids, OIDC
 auth URL, token URL, key set URL) plus gradesync settings (profile, scopes, allowed hosts).
 (issuer, client_id) identifies a registration across all tenants: that is how a login from
-an LMS finds its tenant.
+an LMS finds its tenant. This module validates what an admin gives; storing and finding
+registrations is `gradesync.services.lti.platforms`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,34 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from dataclasses import replace as dc_replace
 from datetime import datetime
 from typing import Any
 
 from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
 from gradesync.adapters.destinations.ags_urls import is_loopback, origin_of, parse_allowed_host
-from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
+from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.model import Destination, DestinationKind
 from gradesync.lti.claims import AGS_SCOPES
+from gradesync.services.lti import platforms
+from gradesync.services.lti.platforms import (
+    find_platforms,
+    get_platform,
+    is_platform,
+    list_platforms,
+)
 from gradesync.services.ports import UnitOfWork
+
+__all__ = [
+    "PlatformSpec",
+    "find_platforms",
+    "get_platform",
+    "is_platform",
+    "list_platforms",
+    "save_platform",
+    "spec_of",
+    "tool_urls",
+    "validate_platform",
+]
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 PERSON_ID_SOURCES = ("sub", "email", "lis_person_sourcedid")
@@ -251,10 +270,6 @@ def spec_of(dest: Destination) -> dict[str, Any]:
     }
 
 
-def is_platform(dest: Destination) -> bool:
-    return dest.kind is DestinationKind.LTI13_AGS
-
-
 def save_platform(
     uow: UnitOfWork,
     tenant_id: str,
@@ -263,58 +278,9 @@ def save_platform(
     *,
     replace: bool = False,
 ) -> Destination:
-    """Create (or with `replace`, update) a registration. Does not commit."""
+    """Validate and create (or with `replace`, update) a registration. Does not commit."""
     spec = validate_platform(data)
-    if uow.tenants.get(tenant_id) is None:
-        raise NotFound("tenant", tenant_id)
-    existing = uow.destinations.get(tenant_id, spec.id)
-    if existing is not None and not replace:
-        raise Conflict(f"id: a destination {spec.id!r} already exists in tenant {tenant_id!r}")
-    if existing is not None and not is_platform(existing):
-        raise Conflict(
-            f"id: destination {spec.id!r} is a {existing.kind.value}, not an LTI 1.3 platform"
-        )
-    for other in find_platforms(uow, spec.issuer, spec.client_id):
-        shared = set(spec.deployment_ids) & set(other.config.get("deployment_ids") or [])
-        # One LMS application may serve several institutions (Blackboard): then each
-        # registration owns its own deployments, and logins are told apart by deployment.
-        if (other.tenant_id, other.id) != (tenant_id, spec.id) and shared:
-            raise Conflict(
-                f"deployment_ids: issuer {spec.issuer!r}, client id {spec.client_id!r} and "
-                f"deployment(s) {', '.join(sorted(shared))} are already registered as {other.id!r}"
-                + (f" in tenant {other.tenant_id!r}" if other.tenant_id != tenant_id else "")
-            )
-    dest = spec.destination(tenant_id)
-    if existing is not None:  # keep the engine's pause state
-        dest = dc_replace(
-            dest, paused_until=existing.paused_until, pause_reason=existing.pause_reason
-        )
-    uow.destinations.upsert(dest, now)
-    return dest
-
-
-def get_platform(uow: UnitOfWork, tenant_id: str, platform_id: str) -> Destination:
-    dest = uow.destinations.get(tenant_id, platform_id)
-    if dest is None or not is_platform(dest):
-        raise NotFound("platform", platform_id)
-    return dest
-
-
-def list_platforms(uow: UnitOfWork, tenant_id: str) -> list[Destination]:
-    return [d for d in uow.destinations.all(tenant_id) if is_platform(d)]
-
-
-def find_platforms(uow: UnitOfWork, issuer: str, client_id: str | None) -> list[Destination]:
-    """Registrations (any tenant) for an issuer, narrowed to a client id when one is given."""
-    issuer = issuer.strip()
-    out = []
-    for dest in uow.destinations.all():
-        if not is_platform(dest) or str(dest.config.get("issuer")) != issuer:
-            continue
-        if client_id is not None and str(dest.config.get("client_id")) != client_id:
-            continue
-        out.append(dest)
-    return out
+    return platforms.save_platform(uow, spec.destination(tenant_id), now, replace_existing=replace)
 
 
 def tool_urls(base_url: str) -> dict[str, str]:

@@ -9,48 +9,90 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
+from gradesync.adapters.destinations.ags_profiles import profile_for
 from gradesync.adapters.destinations.ags_urls import origin_of
+from gradesync.adapters.secretbox import SecretBox
+from gradesync.config import Settings
+from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.errors import InvalidInput
-from gradesync.domain.model import Role
-from gradesync.lti import binding, deep_linking, oidc
+from gradesync.lti import claims as c
+from gradesync.lti import deep_linking, oidc
 from gradesync.lti.claims import AGS_SCOPES
 from gradesync.lti.errors import LaunchRefused
-from gradesync.lti.launch import validate_launch
+from gradesync.lti.launch import launch_of, launch_state, verify_launch
 from gradesync.lti.platform_keys import PlatformKeyCache
 from gradesync.lti.registration import tool_urls
-from gradesync.runtime import Runtime
+from gradesync.services.clock import Clock
+from gradesync.services.lti import launch as launches
+from gradesync.services.lti import login as logins
+from gradesync.services.lti.deep_linking import DeepLinkRequest, connect_course
 from gradesync.services.lti.keys import ToolKeyStore
+from gradesync.services.lti.launch import TEACHING_ROLES
+from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.ports.lti import Rejection
-from gradesync.web.console.session import sign_in_from_launch
+from gradesync.services.wakeup import Waker
 
 log = logging.getLogger(__name__)
 
-TEACHING_ROLES = (Role.INSTRUCTOR, Role.ADMINISTRATOR, Role.TEACHING_ASSISTANT)
+
+class _Secrets(Protocol):
+    @property
+    def box(self) -> SecretBox: ...
+
+
+class Host(Protocol):
+    """What the LTI endpoints use of the process's runtime (`gradesync.runtime.Runtime`)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def db(self) -> _Secrets: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def waker(self) -> Waker | None: ...
+
+    @property
+    def uow(self) -> UnitOfWorkFactory: ...
+
+
+# Opens the console for a teacher a launch has just proved (the web console's business).
+SignIn = Callable[..., Any]
+
+
+def capabilities_of(profile: str) -> Capabilities:
+    return profile_for(profile).capabilities
 
 
 class LtiTool:
     """Per-process LTI services: the tool's keys, the platforms' key cache, an HTTP pool."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
-        self.db = runtime.db
+        self.uow = runtime.uow
+        self.box = runtime.db.box
         self.clock = runtime.clock
         self.base_url = runtime.settings.base_url.rstrip("/")
-        self.keys = ToolKeyStore(runtime.db.uow, runtime.clock)
+        self.keys = ToolKeyStore(runtime.uow, runtime.clock)
         self.http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
         self.platform_keys = PlatformKeyCache(self.http)
 
     def reject(self, refused: LaunchRefused) -> None:
         log.warning("LTI launch refused: %s: %s", refused.code, refused.message)
         # in its own transaction: the refused launch itself changes nothing
-        with self.db.uow() as uow:
+        with self.uow() as uow:
             uow.launches.add_rejection(
                 Rejection(
                     code=refused.code,
@@ -65,11 +107,6 @@ class LtiTool:
                 )
             )
             uow.commit()
-
-    def wake(self) -> None:
-        waker = self.runtime.waker
-        if waker is not None:
-            waker.wake_keys()
 
 
 def tool_of(request: Request) -> LtiTool:
@@ -94,8 +131,8 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     )
 
 
-def _refused(request: Request, refused: LaunchRefused) -> Response:
-    tool_of(request).reject(refused)
+async def _refused(request: Request, refused: LaunchRefused) -> Response:
+    await run_in_threadpool(tool_of(request).reject, refused)
     if _wants_json(request):
         return JSONResponse(
             {"error": refused.code, "message": refused.message}, status_code=refused.status
@@ -168,21 +205,25 @@ async def canvas_json(request: Request) -> JSONResponse:
 async def login(request: Request) -> Response:
     tool = tool_of(request)
     params = await _params(request)
+    now = tool.clock.now()
     try:
-        with tool.db.uow() as uow:
-            redirect = oidc.start_login(
-                uow, tool.db.box, params, base_url=tool.base_url, now=tool.clock.now()
-            )
-            uow.nonces.purge(tool.clock.now())
-            uow.commit()
+        wanted = oidc.login_request(params)
+        platform = await run_in_threadpool(
+            logins.login_platform, tool.uow, wanted.issuer, wanted.client_id, wanted.deployment_id
+        )
+        oidc.check_target(wanted, platform, tool.base_url)
+        nonce, expires = await run_in_threadpool(logins.issue_nonce, tool.uow, now)
+        redirect = oidc.login_redirect(
+            wanted, platform, tool.box, nonce=nonce, expires=expires, base_url=tool.base_url
+        )
     except LaunchRefused as refused:
-        return _refused(request, refused)
+        return await _refused(request, refused)
     response = RedirectResponse(redirect.url, status_code=302)
     secure = (origin_of(tool.base_url) or ("",))[0] == "https"
     response.set_cookie(
         oidc.STATE_COOKIE,
         redirect.state_digest,
-        max_age=int(oidc.LOGIN_TTL.total_seconds()),
+        max_age=int(logins.LOGIN_TTL.total_seconds()),
         path="/lti",
         httponly=True,
         secure=secure,
@@ -191,57 +232,48 @@ async def login(request: Request) -> Response:
     return response
 
 
-async def launch(request: Request) -> Response:
+async def launch(request: Request, sign_in: SignIn) -> Response:
     tool = tool_of(request)
     form = await _params(request)
     now = tool.clock.now()
     try:
-        with tool.db.uow() as uow:
-            valid = await validate_launch(
-                uow,
-                tool.db.box,
-                tool.platform_keys,
-                form,
-                now=now,
-                state_cookie=request.cookies.get(oidc.STATE_COOKIE),
-            )
-            bound = binding.bind_launch(uow, valid, now)
-            session_token: str | None = None
-            choices: list[dict[str, Any]] = []
-            if valid.message_type == "LtiDeepLinkingRequest":
-                if bound.role not in TEACHING_ROLES:
-                    raise LaunchRefused(
-                        "not_instructor",
-                        "roles: only an instructor can add gradesync activities (deep linking)",
-                        status=403,
-                        tenant_id=valid.platform.tenant_id,
-                        destination_id=valid.platform.id,
-                    )
-                endpoint, _ = binding.checked_endpoint(valid)
-                session = deep_linking.new_session(
-                    valid, bound.person_id, bound.course_id, endpoint, now
-                )
-                session_token = deep_linking.seal(session, tool.db.box)
-                choices = _choices(uow, valid.platform.tenant_id, bound.course_id)
-            uow.commit()
+        state = launch_state(tool.box, form, now, request.cookies.get(oidc.STATE_COOKIE))
+        platform = await run_in_threadpool(
+            launches.launch_platform, tool.uow, state.tenant_id, state.destination_id
+        )
+        # the platform's keys are fetched (when not cached) before any transaction opens
+        claims = await verify_launch(platform, state, tool.platform_keys, form, now=now)
+        valid = launch_of(platform, state, claims)
+        bound = await run_in_threadpool(
+            launches.record_launch,
+            tool.uow,
+            tool.runtime.waker,
+            valid,
+            now,
+            capabilities_of=capabilities_of,
+        )
+        session_token: str | None = None
+        if valid.deep_linking:
+            session = deep_linking.new_session(valid, bound.person_id, bound.course_id, now)
+            session_token = deep_linking.seal(session, tool.box)
     except LaunchRefused as refused:
-        return _refused(request, refused)
+        return await _refused(request, refused)
     if bound.ignored_endpoint:
-        tool.reject(
+        await run_in_threadpool(
+            tool.reject,
             LaunchRefused(
                 "ags_endpoint_ignored",
                 bound.ignored_endpoint,
-                tenant_id=valid.platform.tenant_id,
-                destination_id=valid.platform.id,
-                issuer=str(valid.platform.config.get("issuer")),
-                client_id=str(valid.platform.config.get("client_id")),
+                tenant_id=platform.tenant_id,
+                destination_id=platform.id,
+                issuer=str(platform.config.get("issuer")),
+                client_id=str(platform.config.get("client_id")),
                 deployment_id=valid.deployment_id,
-            )
+            ),
         )
-    tool.wake()
     facts: dict[str, Any] = {
-        "message_type": valid.message_type,
-        "platform": valid.platform.id,
+        "message_type": str(claims.get(c.MESSAGE_TYPE)),
+        "platform": platform.id,
         "person_id": bound.person_id,
         "role": bound.role.value,
         "course_id": bound.course_id,
@@ -251,34 +283,30 @@ async def launch(request: Request) -> Response:
     if session_token is not None:
         facts.update(
             session=session_token,
-            courses=choices,
+            courses=bound.choices,
             respond_url=tool.base_url + "/lti/deep_link/respond",
         )
         if _wants_json(request):
             return JSONResponse(facts)
-        return _picker(session_token, choices, tool.base_url)
+        return _picker(session_token, bound.choices, tool.base_url)
     if bound.migration is not None:
         facts["migration"] = bound.migration
     if _wants_json(request):
         return JSONResponse(facts)
-    if (
-        valid.message_type == "LtiResourceLinkRequest"
-        and bound.role in TEACHING_ROLES
-        and bound.course_id is not None
-    ):
+    if bound.role in TEACHING_ROLES and bound.course_id is not None:
         # A teacher opening a gradesync link lands in that course's console page, signed in
         # by the launch (and allowed that course only, unless already an admin).
-        name = valid.claims.get("name")
-        sign_in_from_launch(
-            request,
-            tool.db.uow,
-            now,
-            tenant_id=valid.platform.tenant_id,
-            person_id=bound.person_id,
-            display_name=str(name).strip()
-            if isinstance(name, str) and name.strip()
-            else str(valid.claims["sub"]),
-            course_id=bound.course_id,
+        name = claims.get("name")
+        await run_in_threadpool(
+            lambda: sign_in(
+                request,
+                tool.uow,
+                now,
+                tenant_id=platform.tenant_id,
+                person_id=bound.person_id,
+                display_name=name.strip() if isinstance(name, str) and name.strip() else valid.sub,
+                course_id=bound.course_id,
+            )
         )
         return RedirectResponse(
             f"{tool.base_url}/console/courses/{quote(bound.course_id, safe='')}", status_code=303
@@ -290,31 +318,6 @@ async def launch(request: Request) -> Response:
         + (f"<p>Grades cannot be sent yet:</p><ul>{notes}</ul>" if notes else "")
     )
     return _page("gradesync", body)
-
-
-def _choices(uow: Any, tenant_id: str, course_id: str | None) -> list[dict[str, Any]]:
-    courses = [uow.courses.get(tenant_id, course_id)] if course_id else uow.courses.all(tenant_id)
-    out = []
-    for course in courses:
-        if course is None:
-            continue
-        acts = uow.activities.for_course(tenant_id, course.id)
-        out.append(
-            {
-                "id": course.id,
-                "title": course.title,
-                "activities": [
-                    {
-                        "id": a.id,
-                        "title": a.title,
-                        "points": a.points_possible,
-                        "kind": a.kind.value,
-                    }
-                    for a in acts
-                ],
-            }
-        )
-    return out
 
 
 def _picker(session: str, courses: list[dict[str, Any]], base_url: str) -> HTMLResponse:
@@ -347,56 +350,49 @@ async def deep_link_respond(request: Request) -> Response:
     activity_ids = [str(v) for v in form.getlist("activity_ids")]
     course_id = str(form.get("course_id") or "") or None
     try:
-        session = deep_linking.open_session(tool.db.box, str(form.get("session") or ""), now)
-        key = tool.keys.current()  # before the transaction: the first key is written apart
-        with tool.db.uow() as uow:
-            platform = uow.destinations.get(session.tenant_id, session.destination_id)
-            if platform is None:
-                raise LaunchRefused(
-                    "unknown_platform", "the platform registration no longer exists"
-                )
-            try:
-                course, choices = deep_linking.choose(
-                    uow, session, course_id, activity_ids, platform.profile
-                )
-            except InvalidInput as exc:
-                problems = [
-                    {"field": p.field, "rule": p.rule, "message": p.message} for p in exc.problems
-                ]
-                if _wants_json(request):
-                    return JSONResponse(
-                        {"error": "invalid_input", "problems": problems}, status_code=422
-                    )
-                return _page(
-                    "Check your choice",
-                    "".join(f"<p>{html.escape(p['message'])}</p>" for p in problems),
-                    422,
-                )
-            binding.bind_context(
-                uow,
-                session.tenant_id,
-                session.destination_id,
-                course.id,
-                context=session.context,
-                endpoint=session.endpoint,
-                deployment_id=session.deployment_id,
-                now=now,
+        session = deep_linking.open_session(tool.box, str(form.get("session") or ""), now)
+        key = await run_in_threadpool(tool.keys.current)
+        chosen = DeepLinkRequest(
+            tenant_id=session.tenant_id,
+            destination_id=session.destination_id,
+            course_id=course_id,
+            activity_ids=activity_ids,
+            bound_course_id=session.course_id,
+            context=session.context,
+            endpoint=session.endpoint,
+            deployment_id=session.deployment_id,
+        )
+        try:
+            platform, choices = await run_in_threadpool(
+                lambda: connect_course(tool.uow, chosen, now, capabilities_of=capabilities_of)
             )
-            items = deep_linking.content_items(
-                choices, tool.base_url + "/lti/launch", str(platform.config.get("tag") or "grade")
+        except InvalidInput as exc:
+            problems = [
+                {"field": p.field, "rule": p.rule, "message": p.message} for p in exc.problems
+            ]
+            if _wants_json(request):
+                return JSONResponse(
+                    {"error": "invalid_input", "problems": problems}, status_code=422
+                )
+            return _page(
+                "Check your choice",
+                "".join(f"<p>{html.escape(p['message'])}</p>" for p in problems),
+                422,
             )
-            token = deep_linking.response_jwt(
-                key,
-                client_id=str(platform.config["client_id"]),
-                issuer=str(platform.config["issuer"]),
-                session=session,
-                items=items,
-                now=now,
-                message=f"Added {len(items)} gradesync activit{'y' if len(items) == 1 else 'ies'}.",
-            )
-            uow.commit()
+        items = deep_linking.content_items(
+            choices, tool.base_url + "/lti/launch", str(platform.config.get("tag") or "grade")
+        )
+        token = deep_linking.response_jwt(
+            key,
+            client_id=str(platform.config["client_id"]),
+            issuer=str(platform.config["issuer"]),
+            session=session,
+            items=items,
+            now=now,
+            message=f"Added {len(items)} gradesync activit{'y' if len(items) == 1 else 'ies'}.",
+        )
     except LaunchRefused as refused:
-        return _refused(request, refused)
+        return await _refused(request, refused)
     if _wants_json(request):
         return JSONResponse(
             {"return_url": session.return_url, "jwt": token, "content_items": items}
@@ -411,7 +407,13 @@ async def deep_link_respond(request: Request) -> Response:
     return HTMLResponse(page)
 
 
-def build_router() -> APIRouter:
+def build_router(sign_in: SignIn) -> APIRouter:
+    """The LTI 1.3 endpoints. `sign_in` opens the console for a teacher a launch proved
+    (`gradesync.web.console.session.sign_in_from_launch`)."""
+
+    async def launch_route(request: Request) -> Response:
+        return await launch(request, sign_in)
+
     router = APIRouter(tags=["lti"])
     router.add_api_route("/lti/jwks.json", jwks, methods=["GET"], include_in_schema=True)
     router.add_api_route("/lti/config", tool_config, methods=["GET"])
@@ -419,9 +421,6 @@ def build_router() -> APIRouter:
     # GET or POST: platforms use either for login initiation
     router.add_api_route("/lti/login", login, methods=["GET"], operation_id="lti_login_get")
     router.add_api_route("/lti/login", login, methods=["POST"], operation_id="lti_login_post")
-    router.add_api_route("/lti/launch", launch, methods=["POST"])
+    router.add_api_route("/lti/launch", launch_route, methods=["POST"], name="launch")
     router.add_api_route("/lti/deep_link/respond", deep_link_respond, methods=["POST"])
     return router
-
-
-router = build_router()

@@ -48,7 +48,7 @@ from gradesync.domain.policy import (
 )
 from gradesync.domain.reasons import Reason
 from gradesync.services.clock import Clock
-from gradesync.services.lti_migration import MIGRATED_KEY
+from gradesync.services.lti.migration import MIGRATED_KEY
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
 NO_PERSON_LINK = "no_person_link"

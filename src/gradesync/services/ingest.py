@@ -377,90 +377,109 @@ def ingest(
             f"A request holds at most {max_items} items; this one holds {batch.size}. "
             "Split it into smaller batches.",
         )
-    b = _own(tenant_id, batch)
-    now = clock.now()
-    result = IngestResult()
-    dirty: list[DirtyRow] = []
     with uow_factory() as uow:
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
-        _validate(uow, tenant_id, b)
-
-        def count(name: str, changed: bool) -> None:
-            bucket = result.changed if changed else result.unchanged
-            bucket[name] = bucket.get(name, 0) + 1
-
-        # courses: a grade-relevant change marks every (activity, learner) of the course
-        for c in b.courses:
-            old_c = uow.courses.get(tenant_id, c.id)
-            count("courses", old_c != c)
-            if old_c is not None and _grade_facts(old_c) != _grade_facts(c):
-                learners = _learners(uow, tenant_id, c.id)
-                for act in uow.activities.for_course(tenant_id, c.id):
-                    dirty.extend((tenant_id, c.id, act.id, pid) for pid in learners)
-            if old_c != c:
-                uow.courses.upsert(c)
-
-        # activities: new or changed marks all its learners (a new one past its due date may
-        # mean zeros) and everyone who attempted it
-        old_acts = uow.activities.get_many(tenant_id, [a.id for a in b.activities])
-        changed_acts: list[Activity] = []
-        for a in b.activities:
-            old_a = old_acts.get(a.id)
-            count("activities", old_a != a)
-            if old_a != a:
-                uow.activities.upsert(a)
-                changed_acts.append(a)
-        if changed_acts:
-            attempted = uow.attempts.for_activities(tenant_id, [a.id for a in changed_acts])
-            for a in changed_acts:
-                people = set(_learners(uow, tenant_id, a.course_id))
-                people |= {pid for (aid, pid) in attempted if aid == a.id}
-                dirty.extend((tenant_id, a.course_id, a.id, pid) for pid in sorted(people))
-
-        old_people = uow.people.get_many(tenant_id, [x.id for x in b.people])
-        for pe in b.people:  # names and emails do not change grades: nothing to mark
-            count("people", old_people.get(pe.id) != pe)
-            if old_people.get(pe.id) != pe:
-                uow.people.upsert(pe)
-
-        for e in b.enrollments:
-            old_e = uow.enrollments.get(tenant_id, e.course_id, e.person_id)
-            count("enrollments", old_e != e)
-            if old_e != e:
-                uow.enrollments.upsert(e)
-                for act in uow.activities.for_course(tenant_id, e.course_id):
-                    dirty.append((tenant_id, e.course_id, act.id, e.person_id))
-
-        course_of: dict[str, str] = {}
-
-        def course_for(activity_id: str) -> str:
-            if activity_id not in course_of:
-                act = uow.activities.get(tenant_id, activity_id)
-                assert act is not None  # validated above
-                course_of[activity_id] = act.course_id
-            return course_of[activity_id]
-
-        for o in b.overrides:
-            old_due = uow.overrides.get(tenant_id, o.activity_id, o.person_id)
-            count("overrides", old_due != o.due_at)
-            if old_due != o.due_at:
-                uow.overrides.upsert(o)
-                dirty.append((tenant_id, course_for(o.activity_id), o.activity_id, o.person_id))
-
-        for at in b.attempts:
-            stored, new = uow.attempts.add(at, now)
-            count("attempts", new)
-            result.attempts.append(AttemptOutcome(at.source_event_id, stored.id, not new))
-            if new:
-                dirty.append((tenant_id, course_for(at.activity_id), at.activity_id, at.person_id))
-
-        unique = list(dict.fromkeys(dirty))
-        uow.dirty.mark_many(unique, now)
-        result.dirty_keys = len(unique)
+        result = record_facts(uow, tenant_id, batch, clock.now())
         uow.commit()
-    if unique and waker is not None:
+    if result.dirty_keys and waker is not None:
         waker.wake_keys()
+    return result
+
+
+def record_facts(
+    uow: UnitOfWork,
+    tenant_id: str,
+    batch: IngestBatch,
+    now: datetime,
+    *,
+    also_dirty: Iterable[DirtyRow] = (),
+) -> IngestResult:
+    """The ingest core, inside the caller's transaction (not committed): validate the batch,
+    write what changed, and mark for recompute every key whose facts changed, together with
+    `also_dirty` (keys the caller's own writes unblock, such as the results a learner's first
+    LTI launch gives a place to go). Raises `InvalidInput` before writing anything.
+
+    The caller commits, then wakes the workers when `dirty_keys` is not 0.
+    """
+    b = _own(tenant_id, batch)
+    result = IngestResult()
+    dirty: list[DirtyRow] = []
+    _validate(uow, tenant_id, b)
+
+    def count(name: str, changed: bool) -> None:
+        bucket = result.changed if changed else result.unchanged
+        bucket[name] = bucket.get(name, 0) + 1
+
+    # courses: a grade-relevant change marks every (activity, learner) of the course
+    for c in b.courses:
+        old_c = uow.courses.get(tenant_id, c.id)
+        count("courses", old_c != c)
+        if old_c is not None and _grade_facts(old_c) != _grade_facts(c):
+            learners = _learners(uow, tenant_id, c.id)
+            for act in uow.activities.for_course(tenant_id, c.id):
+                dirty.extend((tenant_id, c.id, act.id, pid) for pid in learners)
+        if old_c != c:
+            uow.courses.upsert(c)
+
+    # activities: new or changed marks all its learners (a new one past its due date may
+    # mean zeros) and everyone who attempted it
+    old_acts = uow.activities.get_many(tenant_id, [a.id for a in b.activities])
+    changed_acts: list[Activity] = []
+    for a in b.activities:
+        old_a = old_acts.get(a.id)
+        count("activities", old_a != a)
+        if old_a != a:
+            uow.activities.upsert(a)
+            changed_acts.append(a)
+    if changed_acts:
+        attempted = uow.attempts.for_activities(tenant_id, [a.id for a in changed_acts])
+        for a in changed_acts:
+            people = set(_learners(uow, tenant_id, a.course_id))
+            people |= {pid for (aid, pid) in attempted if aid == a.id}
+            dirty.extend((tenant_id, a.course_id, a.id, pid) for pid in sorted(people))
+
+    old_people = uow.people.get_many(tenant_id, [x.id for x in b.people])
+    for pe in b.people:  # names and emails do not change grades: nothing to mark
+        count("people", old_people.get(pe.id) != pe)
+        if old_people.get(pe.id) != pe:
+            uow.people.upsert(pe)
+
+    for e in b.enrollments:
+        old_e = uow.enrollments.get(tenant_id, e.course_id, e.person_id)
+        count("enrollments", old_e != e)
+        if old_e != e:
+            uow.enrollments.upsert(e)
+            for act in uow.activities.for_course(tenant_id, e.course_id):
+                dirty.append((tenant_id, e.course_id, act.id, e.person_id))
+
+    course_of: dict[str, str] = {}
+
+    def course_for(activity_id: str) -> str:
+        if activity_id not in course_of:
+            act = uow.activities.get(tenant_id, activity_id)
+            assert act is not None  # validated above
+            course_of[activity_id] = act.course_id
+        return course_of[activity_id]
+
+    for o in b.overrides:
+        old_due = uow.overrides.get(tenant_id, o.activity_id, o.person_id)
+        count("overrides", old_due != o.due_at)
+        if old_due != o.due_at:
+            uow.overrides.upsert(o)
+            dirty.append((tenant_id, course_for(o.activity_id), o.activity_id, o.person_id))
+
+    for at in b.attempts:
+        stored, new = uow.attempts.add(at, now)
+        count("attempts", new)
+        result.attempts.append(AttemptOutcome(at.source_event_id, stored.id, not new))
+        if new:
+            dirty.append((tenant_id, course_for(at.activity_id), at.activity_id, at.person_id))
+
+    dirty.extend(also_dirty)
+    unique = list(dict.fromkeys(dirty))
+    uow.dirty.mark_many(unique, now)
+    result.dirty_keys = len(unique)
     return result
 
 

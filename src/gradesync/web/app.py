@@ -16,6 +16,7 @@ from gradesync.web import health
 from gradesync.web import metrics as metrics_route
 from gradesync.web.api import router as api
 from gradesync.web.console import pages as console_pages
+from gradesync.web.console.session import sign_in_from_launch
 from gradesync.web.observe import RequestObserver
 
 API_DESCRIPTION = """Grades from where learners earn them into the gradebooks that count (LTI 1.3
@@ -70,7 +71,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(metrics_route.router)
     api.install(app)
     app.include_router(lti11_launch.router)
-    app.include_router(lti13_routes.router)
+    app.include_router(lti13_routes.build_router(sign_in_from_launch))
     console_pages.install(app, runtime.settings.resolved_secret_key())
     app.add_middleware(RequestObserver, access_log=runtime.settings.access_log)
     return app

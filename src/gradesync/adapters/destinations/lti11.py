@@ -57,8 +57,8 @@ from gradesync.services.destination import (
     RemoteFailure,
     ResultTarget,
 )
+from gradesync.services.lti.migration import MIGRATED_KEY
 from gradesync.services.lti11_consumers import host_allowed, host_pattern_problem
-from gradesync.services.lti_migration import MIGRATED_KEY
 
 CONTENT_TYPE = "application/xml"
 DEFAULT_TIMEOUT = 20.0

@@ -26,7 +26,7 @@ BUILDERS: dict[DestinationKind, str] = {
 
 
 class Signer(Protocol):
-    """The tool's current signing key (`gradesync.lti.keys.ToolKey` satisfies it)."""
+    """The tool's current signing key (`gradesync.services.lti.keys.ToolKey` satisfies it)."""
 
     def sign(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str: ...
 

@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -353,3 +353,103 @@ def _carry_over(
         uow.ledger.save_many(new_rows)
         carried += len(new_rows)
     return carried, to_send, present
+
+
+# --- an LTI 1.3 launch carrying the migration claim ----------------------------------------
+#
+# An LMS that upgrades gradesync from LTI 1.1 to LTI 1.3 keeps the old links and launches them
+# over LTI 1.3 with the claim. When its `oauth_consumer_key_sign` verifies with the secret of
+# that LTI 1.1 consumer (registered in the same tenant), the launch is known to come from the
+# LMS that used to launch us over LTI 1.1, and: the learner is the person their LTI 1.1
+# launches created (`lti1p1.user_id`), not a new person named after the LTI 1.3 `sub`; the
+# link is the activity the LTI 1.1 link was bound to (same resource link id), so its gradebook
+# column is the one the LTI 1.1 grades are in; and the course's grade history moves
+# (`migrate_course_from_lti11`). A claim that does not verify changes nothing: the launch is an
+# ordinary LTI 1.3 launch.
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedLti1p1:
+    claim: dict[str, Any]
+    consumer: Destination  # the LTI 1.1 consumer the claim proves to be the same LMS
+    user_id: str | None
+
+
+def claim_of(claims: Mapping[str, Any]) -> dict[str, Any] | None:
+    value = claims.get(LTI1P1_CLAIM)
+    return value if isinstance(value, dict) else None
+
+
+def verified_lti1p1(
+    uow: UnitOfWork, tenant_id: str, claims: Mapping[str, Any]
+) -> VerifiedLti1p1 | None:
+    """The migration claim of a verified id token, if its signature verifies with the LTI
+    1.1 consumer it names; else None."""
+    claim = claim_of(claims)
+    if claim is None:
+        return None
+    key = claim.get("oauth_consumer_key")
+    consumer = next(
+        (
+            d
+            for d in uow.destinations.all(tenant_id)
+            if d.kind is DestinationKind.LTI11_OUTCOMES and d.config.get("consumer_key") == key
+        ),
+        None,
+    )
+    if consumer is None:
+        return None
+    secret = str(consumer.secret.get("consumer_secret") or "")
+    try:
+        if not secret or not verify_lti1p1_claim(claim, claims, secret):
+            return None
+    except InvalidInput:
+        return None  # an incomplete claim proves nothing
+    user_id = claim.get("user_id")
+    return VerifiedLti1p1(
+        claim, consumer, str(user_id) if isinstance(user_id, str | int) and str(user_id) else None
+    )
+
+
+def lti11_activity(
+    uow: UnitOfWork, verified: VerifiedLti1p1, course_id: str, resource_link_id: str
+) -> str | None:
+    """The activity the LTI 1.1 consumer bound to this resource link in this course (LTI
+    1.3 keeps resource link ids across the migration)."""
+    tenant = verified.consumer.tenant_id
+    activities = [a.id for a in uow.activities.for_course(tenant, course_id)]
+    if not activities:
+        return None
+    for activity_id, link in sorted(
+        uow.links.items(tenant, verified.consumer.id, activities).items()
+    ):
+        if link.remote_id == resource_link_id:
+            return activity_id
+    return None
+
+
+def migrate_on_launch(
+    uow: UnitOfWork,
+    platform: Destination,
+    course_id: str,
+    id_token: Mapping[str, Any],
+    now: datetime,
+    capabilities: Capabilities | None,
+) -> dict[str, Any]:
+    """Move the course's LTI 1.1 grade history to this platform, in the launch's
+    transaction. Never refuses the launch: the result says what happened."""
+    try:
+        result = migrate_course_from_lti11(
+            uow,
+            tenant_id=platform.tenant_id,
+            lti13_destination_id=platform.id,
+            course_id=course_id,
+            lti1p1_claim=claim_of(id_token) or {},
+            now=now,
+            id_token=id_token,
+            capabilities=capabilities,
+        )
+    except (InvalidInput, NotFound) as exc:
+        log.warning("LTI 1.1 migration claim not usable (course %s): %s", course_id, exc)
+        return {"migrated": False, "course_id": course_id, "reason": str(exc)}
+    return asdict(result)

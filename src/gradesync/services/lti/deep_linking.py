@@ -1,0 +1,118 @@
+"""Deep Linking 2.0, the stored half: checking the instructor's choice (one course, activities
+of that course that can have a gradebook column at this platform) and connecting the LMS
+context to that course. The response JWT is built by `gradesync.lti.deep_linking`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import Activity, Course, Destination
+from gradesync.domain.policy import Column, column_for, resolve_settings
+from gradesync.services.lti.errors import LaunchRefused
+from gradesync.services.lti.launch import bind_context
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    course: Course
+    activity: Activity
+    column: Column
+
+
+@dataclass(frozen=True, slots=True)
+class DeepLinkRequest:
+    """What the instructor chose, with what the deep linking launch said."""
+
+    tenant_id: str
+    destination_id: str
+    course_id: str | None  # chosen in the picker
+    activity_ids: Sequence[str]
+    bound_course_id: str | None  # the course the LMS context is already connected to
+    context: dict[str, Any]
+    endpoint: dict[str, Any] | None
+    deployment_id: str
+
+
+def choose(
+    u: UnitOfWork,
+    tenant: str,
+    course_id: str | None,
+    bound_course_id: str | None,
+    activity_ids: Sequence[str],
+    capabilities: Capabilities,
+) -> tuple[Course, list[Choice]]:
+    """Validate the instructor's choice: one course, activities of that course that can have
+    a gradebook column at this platform."""
+    course_id = course_id or bound_course_id
+    if not course_id:
+        raise InvalidInput.one("course_id", "required", "Choose the gradesync course to connect.")
+    course = u.courses.get(tenant, course_id)
+    if course is None:
+        raise InvalidInput.one("course_id", "unknown", f"Course {course_id!r} does not exist.")
+    if bound_course_id and bound_course_id != course_id:
+        raise InvalidInput.one(
+            "course_id",
+            "already_bound",
+            f"This LMS course is connected to gradesync course {bound_course_id!r}.",
+        )
+    if not activity_ids:
+        raise InvalidInput.one("activity_ids", "required", "Choose at least one activity.")
+    activities = u.activities.get_many(tenant, activity_ids)
+    tenant_row = u.tenants.get(tenant)
+    out: list[Choice] = []
+    for index, aid in enumerate(dict.fromkeys(activity_ids)):
+        act = activities.get(aid)
+        if act is None or act.course_id != course_id:
+            raise InvalidInput.one(
+                f"activity_ids[{index}]",
+                "unknown",
+                f"Activity {aid!r} is not in course {course_id!r}.",
+            )
+        layers = [tenant_row.policy] if tenant_row else []
+        policy = resolve_settings(*layers, course.policy, act.policy)
+        column = column_for(act, policy, capabilities)
+        if not isinstance(column, Column):
+            raise InvalidInput.one(f"activity_ids[{index}]", column.reason.code, column.reason.text)
+        out.append(Choice(course, act, column))
+    return course, out
+
+
+def connect_course(
+    uow: UnitOfWorkFactory,
+    request: DeepLinkRequest,
+    now: datetime,
+    *,
+    capabilities_of: Callable[[str], Capabilities],
+) -> tuple[Destination, list[Choice]]:
+    """Check the choice and connect the LMS context to the chosen course, in one transaction.
+    Raises LaunchRefused (the registration is gone) or InvalidInput (a bad choice)."""
+    with uow() as u:
+        platform = u.destinations.get(request.tenant_id, request.destination_id)
+        if platform is None:
+            raise LaunchRefused("unknown_platform", "the platform registration no longer exists")
+        course, choices = choose(
+            u,
+            request.tenant_id,
+            request.course_id,
+            request.bound_course_id,
+            request.activity_ids,
+            capabilities_of(platform.profile),
+        )
+        bind_context(
+            u,
+            request.tenant_id,
+            request.destination_id,
+            course.id,
+            context=request.context,
+            endpoint=request.endpoint,
+            deployment_id=request.deployment_id,
+            now=now,
+        )
+        u.commit()
+    return platform, choices

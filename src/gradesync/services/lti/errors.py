@@ -1,0 +1,40 @@
+"""Why a login or launch was refused.
+
+`LaunchRefused` (LTI 1.3 login, launch and deep linking): a stable code, a sentence naming the
+claim and the rule, and what was known about who sent it (for the rejection record).
+`Lti11Refused` (LTI 1.1 launch): the HTTP status, the form field at fault, a rule and a
+sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class LaunchRefused(Exception):
+    code: str  # bad_signature, wrong_audience, expired, nonce_replayed, unknown_deployment, ...
+    message: str
+    status: int = 400
+    tenant_id: str | None = None
+    destination_id: str | None = None
+    issuer: str | None = None
+    client_id: str | None = None
+    deployment_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.code}: {self.message}")
+
+
+class Lti11Refused(Exception):
+    """Why an LTI 1.1 launch was refused: HTTP status, the field at fault, a rule and a
+    sentence."""
+
+    def __init__(self, status: int, field: str, rule: str, message: str) -> None:
+        super().__init__(f"{field}: {message} [{rule}]")
+        self.status = status
+        self.field = field
+        self.rule = rule
+        self.message = message

@@ -1,0 +1,74 @@
+"""Platform registrations as stored: an LMS (issuer + client id) that gradesync is installed
+in, kept as a `Destination` of kind lti13_ags in the tenant that owns the courses.
+(issuer, client_id) identifies a registration across all tenants: that is how a login from an
+LMS finds its tenant. Validating what an admin types is `gradesync.lti.registration`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from gradesync.domain.errors import Conflict, NotFound
+from gradesync.domain.model import Destination, DestinationKind
+from gradesync.services.ports import UnitOfWork
+
+
+def is_platform(dest: Destination) -> bool:
+    return dest.kind is DestinationKind.LTI13_AGS
+
+
+def save_platform(
+    uow: UnitOfWork, dest: Destination, now: datetime, *, replace_existing: bool = False
+) -> Destination:
+    """Create (or with `replace_existing`, update) a validated registration. Does not
+    commit."""
+    tenant_id = dest.tenant_id
+    if uow.tenants.get(tenant_id) is None:
+        raise NotFound("tenant", tenant_id)
+    existing = uow.destinations.get(tenant_id, dest.id)
+    if existing is not None and not replace_existing:
+        raise Conflict(f"id: a destination {dest.id!r} already exists in tenant {tenant_id!r}")
+    if existing is not None and not is_platform(existing):
+        raise Conflict(
+            f"id: destination {dest.id!r} is a {existing.kind.value}, not an LTI 1.3 platform"
+        )
+    issuer, client_id = str(dest.config["issuer"]), str(dest.config["client_id"])
+    deployments = {str(d) for d in dest.config.get("deployment_ids") or []}
+    for other in find_platforms(uow, issuer, client_id):
+        shared = deployments & {str(d) for d in other.config.get("deployment_ids") or []}
+        # One LMS application may serve several institutions (Blackboard): then each
+        # registration owns its own deployments, and logins are told apart by deployment.
+        if (other.tenant_id, other.id) != (tenant_id, dest.id) and shared:
+            raise Conflict(
+                f"deployment_ids: issuer {issuer!r}, client id {client_id!r} and "
+                f"deployment(s) {', '.join(sorted(shared))} are already registered as {other.id!r}"
+                + (f" in tenant {other.tenant_id!r}" if other.tenant_id != tenant_id else "")
+            )
+    if existing is not None:  # keep the engine's pause state
+        dest = replace(dest, paused_until=existing.paused_until, pause_reason=existing.pause_reason)
+    uow.destinations.upsert(dest, now)
+    return dest
+
+
+def get_platform(uow: UnitOfWork, tenant_id: str, platform_id: str) -> Destination:
+    dest = uow.destinations.get(tenant_id, platform_id)
+    if dest is None or not is_platform(dest):
+        raise NotFound("platform", platform_id)
+    return dest
+
+
+def list_platforms(uow: UnitOfWork, tenant_id: str) -> list[Destination]:
+    return [d for d in uow.destinations.all(tenant_id) if is_platform(d)]
+
+
+def find_platforms(uow: UnitOfWork, issuer: str, client_id: str | None) -> list[Destination]:
+    """Registrations (any tenant) for an issuer, narrowed to a client id when one is given."""
+    issuer = issuer.strip()
+    out = []
+    for dest in uow.destinations.all():
+        if not is_platform(dest) or str(dest.config.get("issuer")) != issuer:
+            continue
+        if client_id is not None and str(dest.config.get("client_id")) != client_id:
+            continue
+        out.append(dest)
+    return out

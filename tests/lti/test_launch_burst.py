@@ -1,0 +1,108 @@
+"""A class opening a link at once: launches that arrive together all get in on SQLite.
+
+The platform's keys are fetched before any database transaction opens, so launches waiting
+for the key set hold no write lock and do not make each other wait for it (before, a launch
+held SQLite's write lock across the fetch, and the launches behind it ended in HTTP 500
+"database is locked").
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+from gradesync.sandbox.testing import RunningSandbox
+from tests.lti.conftest import Browser, Gradesync, add_course, connect, unique
+
+CLASS_SIZE = 6
+
+
+class _HeldKeys:
+    """The platform's key set URL, answering only once released (a platform slow to serve
+    its keys while the class's launches come in)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.release = threading.Event()
+        self.requests = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                proxy.requests += 1
+                proxy.release.wait(30.0)
+                upstream_resp = httpx.get(upstream, timeout=5.0)
+                self.send_response(upstream_resp.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(upstream_resp.content)))
+                self.end_headers()
+                self.wfile.write(upstream_resp.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_class_launching_at_once_all_get_in_on_sqlite(
+    lms: RunningSandbox, gradesync_lite: Gradesync
+) -> None:
+    keys = _HeldKeys(lms.admin.config()["jwks_url"])
+    try:
+        s = connect(lms, gradesync_lite, key_set_url=keys.url)
+        add_course(gradesync_lite.db, s.tenant_id, "bio", ("lab", "Lab", 10.0))
+        learners = [unique("learner-") for _ in range(CLASS_SIZE)]
+        ctx = unique("ctx-")
+        lms.admin.add_course(id=ctx, title="LMS bio", learners=learners, instructors=[])
+        lms.admin.add_resource_link(
+            ctx,
+            id="rl-lab",
+            title="Lab",
+            client_id=s.client_id,
+            custom={"gradesync_course_id": "bio", "gradesync_activity_id": "lab"},
+        )
+        ready = threading.Barrier(CLASS_SIZE)
+        sent = threading.Semaphore(0)
+
+        def launch(learner: str) -> httpx.Response:
+            browser = Browser()
+            browser.http.event_hooks["request"].append(lambda request: sent.release())
+            try:
+                started = lms.admin.start_launch(
+                    client_id=s.client_id, user=learner, course=ctx, resource_link_id="rl-lab"
+                )
+                action, fields = browser.login(started["url"])
+                ready.wait(timeout=30)
+                return browser.post(action, fields)
+            finally:
+                browser.close()
+
+        with ThreadPoolExecutor(CLASS_SIZE) as pool:
+            futures = [pool.submit(launch, learner) for learner in learners]
+            # every launch is on its way before the platform hands out its keys
+            for _ in range(CLASS_SIZE * 3):  # login, the platform's auth page, the launch
+                assert sent.acquire(timeout=30)
+            keys.release.set()
+            answers = [f.result(timeout=60) for f in futures]
+
+        assert [a.status_code for a in answers] == [200] * CLASS_SIZE, [a.text for a in answers]
+        assert {a.json()["person_id"] for a in answers} == set(learners)
+        assert all(a.json()["activity_id"] == "lab" for a in answers)
+        assert keys.requests == 1  # one fetch served the whole class
+        with gradesync_lite.db.uow() as uow:
+            enrolled = {e.person_id for e in uow.enrollments.for_course(s.tenant_id, "bio")}
+        assert enrolled == set(learners)
+    finally:
+        keys.close()
