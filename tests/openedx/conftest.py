@@ -100,6 +100,9 @@ class OpenEdx:
         body = {"course": course, "id": block_id, "fields": fields}
         return str(self.ok("POST", "/harness/blocks", json=body)["usage_key"])
 
+    def rotate_keys(self, usage_key: str) -> None:
+        self.ok("POST", f"/harness/blocks/{usage_key}/rotate-keys")
+
     def edit_block(self, usage_key: str, **fields: Any) -> None:
         self.ok("PATCH", f"/harness/blocks/{usage_key}", json={"fields": fields})
 

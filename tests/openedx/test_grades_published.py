@@ -98,3 +98,23 @@ def test_unknown_learners_do_not_hold_up_the_others(openedx: OpenEdx, served: Se
     wait_for(lambda: course.grade(ann, lab.usage_key) == (9.0, 10.0), "ann's next grade")
     platform = served.ok("GET", f"/platforms/{lab.platform_id}")
     assert not platform.get("paused_until"), platform
+
+
+def test_a_token_open_edx_no_longer_accepts_is_renewed(openedx: OpenEdx, served: Served) -> None:
+    """Open edX answers a token it cannot verify with 403, not 401: gradesync gets a new
+    token once and the grade goes in, instead of being rejected as forbidden."""
+    course = open_course(openedx, served, ("ann",), ("lab", "Lab 1", 10))
+    (ann,) = course.emails
+    lab = course.place("lab", weight=10)
+    assert openedx.launch(ann, course.key, lab.usage_key).status_code == 200
+    course.attempt("e1", "lab", ann, 6, 10, minute=1)
+    wait_for(lambda: course.grade(ann, lab.usage_key) == (6.0, 10.0), "the first grade")
+
+    openedx.rotate_keys(lab.usage_key)  # the token gradesync holds no longer verifies
+    refused = openedx.log.read_text(errors="replace").count("Forbidden: /api/lti_consumer")
+    course.attempt("e2", "lab", ann, 8, 10, minute=2)
+    wait_for(lambda: course.grade(ann, lab.usage_key) == (8.0, 10.0), "the grade after a 403")
+    state = course.state(ann, lab.platform_id, "lab")
+    assert state["state"] == "delivered" and state["tries"] == 0, state
+    log = openedx.log.read_text(errors="replace")
+    assert log.count("Forbidden: /api/lti_consumer") == refused + 1  # one 403, then a new token

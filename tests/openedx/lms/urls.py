@@ -18,6 +18,7 @@ urlpatterns = [
     path("harness/blocks", views.block_settings),
     path("harness/blocks/<str:usage_key>", views.block_settings),
     path("harness/blocks/<str:usage_key>/lti-info", views.lti_info),
+    path("harness/blocks/<str:usage_key>/rotate-keys", views.rotate_keys),
     path("harness/courses/<str:course_key>/gradebook", views.gradebook),
     path("harness/courses/<str:course_key>/ags", views.ags_store),
     path("courses/<str:course_key>/xblock/<str:usage_key>/", views.student_view),

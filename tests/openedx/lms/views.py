@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from lti_consumer.api import get_lti_1p3_launch_info
-from lti_consumer.models import LtiAgsLineItem, LtiAgsScore
+from lti_consumer.models import LtiAgsLineItem, LtiAgsScore, LtiConfiguration
 from opaque_keys.edx.keys import CourseKey
 
 from tests.openedx.lms.models import Block, Course, Enrollment, ExternalId, PublishedGrade
@@ -104,6 +104,17 @@ def block_settings(request: HttpRequest, usage_key: str | None = None) -> JsonRe
             setattr(block, name, block.fields[name].from_json(value))
         block.save()
     return JsonResponse({"usage_key": usage_key})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+def rotate_keys(request: HttpRequest, usage_key: str) -> JsonResponse:
+    """The component's platform keys are regenerated (as an admin clearing them in Django
+    admin does): tokens it issued before no longer verify."""
+    passport = LtiConfiguration.objects.get(location=usage_key).lti_1p3_passport
+    passport.lti_1p3_internal_private_key = ""
+    passport.save()
+    return JsonResponse({"kid": passport.lti_1p3_private_key_id})
 
 
 def lti_info(request: HttpRequest, usage_key: str) -> JsonResponse:
