@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import unescape
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +158,54 @@ def connect(
         dest = reg.save_platform(uow, tenant_id, data, datetime.now(UTC))
         uow.commit()
     return Setup(tenant_id, dest.id, client_id, deployment_id, dest)
+
+
+class KeysProxy:
+    """A platform's key set URL in front of the sandbox's. `hang`: it answers 503 only once
+    released (a hung key set). `hold`: it serves the keys only once released (a platform slow
+    to serve them). `requests` counts the fetches."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.hang = False
+        self.hold = False
+        self.requests = 0
+        self.release = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                proxy.requests += 1
+                if proxy.hang:
+                    proxy.release.wait(10.0)  # longer than gradesync waits
+                    body, status = b"{}", 503
+                else:
+                    if proxy.hold:
+                        proxy.release.wait(30.0)
+                    upstream = httpx.get(proxy.upstream, timeout=5.0)
+                    body, status = upstream.content, upstream.status_code
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # gradesync gave up waiting and closed the connection
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 _INPUT = re.compile(r"""<input[^>]*name=["']([^"']+)["'][^>]*value=["']([^"']*)["']""")

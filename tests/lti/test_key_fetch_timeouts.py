@@ -11,10 +11,7 @@
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +22,7 @@ from gradesync.lti.routes import LtiTool
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.testing import ManualClock
-from tests.lti.conftest import Browser, Gradesync, add_course, connect, unique
+from tests.lti.conftest import Browser, Gradesync, KeysProxy, add_course, connect, unique
 from tests.lti.test_ags_sandbox import column, make_env
 
 
@@ -72,51 +69,10 @@ async def test_lms_timing_out_on_our_jwks_is_retry_later_not_a_pause(
     assert item.remote_id
 
 
-class _KeysProxy:
-    """The platform's key set URL, which can be made to hang; else it serves the sandbox's."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.hang = False
-        self.release = threading.Event()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if proxy.hang:
-                    proxy.release.wait(10.0)  # longer than gradesync waits
-                    body, status = b"{}", 503
-                else:
-                    upstream = httpx.get(proxy.upstream, timeout=5.0)
-                    body, status = upstream.content, upstream.status_code
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass  # gradesync gave up waiting and closed the connection
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_platform_jwks_timeout_at_launch_says_try_again(
     lms: RunningSandbox, gradesync: Gradesync, browser: Browser
 ) -> None:
-    proxy = _KeysProxy(lms.admin.config()["jwks_url"])
+    proxy = KeysProxy(lms.admin.config()["jwks_url"])
     try:
         s = connect(lms, gradesync, key_set_url=proxy.url)
         clock = ManualClock()

@@ -1,65 +1,28 @@
 """A class opening a link at once: launches that arrive together all get in on SQLite.
 
 The platform's keys are fetched before any database transaction opens, so launches waiting
-for the key set hold no write lock and do not make each other wait for it (before, a launch
-held SQLite's write lock across the fetch, and the launches behind it ended in HTTP 500
-"database is locked").
+for the key set hold no write lock: a launch holding SQLite's write lock across the fetch
+would make the launches behind it end in HTTP 500 "database is locked".
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 
 from gradesync.sandbox.testing import RunningSandbox
-from tests.lti.conftest import Browser, Gradesync, add_course, connect, unique
+from tests.lti.conftest import Browser, Gradesync, KeysProxy, add_course, connect, unique
 
 CLASS_SIZE = 6
-
-
-class _HeldKeys:
-    """The platform's key set URL, answering only once released (a platform slow to serve
-    its keys while the class's launches come in)."""
-
-    def __init__(self, upstream: str) -> None:
-        self.release = threading.Event()
-        self.requests = 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                proxy.requests += 1
-                proxy.release.wait(30.0)
-                upstream_resp = httpx.get(upstream, timeout=5.0)
-                self.send_response(upstream_resp.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(upstream_resp.content)))
-                self.end_headers()
-                self.wfile.write(upstream_resp.content)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_a_class_launching_at_once_all_get_in_on_sqlite(
     lms: RunningSandbox, gradesync_lite: Gradesync
 ) -> None:
-    keys = _HeldKeys(lms.admin.config()["jwks_url"])
+    keys = KeysProxy(lms.admin.config()["jwks_url"])
+    keys.hold = True  # the platform serves its keys only once every launch is on its way
     try:
         s = connect(lms, gradesync_lite, key_set_url=keys.url)
         add_course(gradesync_lite.db, s.tenant_id, "bio", ("lab", "Lab", 10.0))

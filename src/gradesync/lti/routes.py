@@ -35,10 +35,10 @@ from gradesync.services.clock import Clock
 from gradesync.services.lti import launch as launches
 from gradesync.services.lti import login as logins
 from gradesync.services.lti.deep_linking import DeepLinkRequest, connect_course
+from gradesync.services.lti.errors import record_refusal
 from gradesync.services.lti.keys import ToolKeyStore
 from gradesync.services.lti.launch import TEACHING_ROLES
 from gradesync.services.ports import UnitOfWorkFactory
-from gradesync.services.ports.lti import Rejection
 from gradesync.services.wakeup import Waker
 
 log = logging.getLogger(__name__)
@@ -91,22 +91,7 @@ class LtiTool:
 
     def reject(self, refused: LaunchRefused) -> None:
         log.warning("LTI launch refused: %s: %s", refused.code, refused.message)
-        # in its own transaction: the refused launch itself changes nothing
-        with self.uow() as uow:
-            uow.launches.add_rejection(
-                Rejection(
-                    code=refused.code,
-                    message=refused.message,
-                    at=self.clock.now(),
-                    tenant_id=refused.tenant_id,
-                    destination_id=refused.destination_id,
-                    issuer=refused.issuer,
-                    client_id=refused.client_id,
-                    deployment_id=refused.deployment_id,
-                    detail=refused.detail,
-                )
-            )
-            uow.commit()
+        record_refusal(self.uow, refused, self.clock.now())
 
 
 def tool_of(request: Request) -> LtiTool:

@@ -9,7 +9,11 @@ sentence.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.services.ports.lti import Rejection
 
 
 @dataclass
@@ -38,3 +42,23 @@ class Lti11Refused(Exception):
         self.field = field
         self.rule = rule
         self.message = message
+
+
+def record_refusal(uow: UnitOfWorkFactory, refused: LaunchRefused, at: datetime) -> None:
+    """Keep a refusal for support (`lti_rejections`), in its own transaction: the refused
+    login or launch itself changes nothing."""
+    with uow() as u:
+        u.launches.add_rejection(
+            Rejection(
+                code=refused.code,
+                message=refused.message,
+                at=at,
+                tenant_id=refused.tenant_id,
+                destination_id=refused.destination_id,
+                issuer=refused.issuer,
+                client_id=refused.client_id,
+                deployment_id=refused.deployment_id,
+                detail=refused.detail,
+            )
+        )
+        u.commit()
