@@ -280,10 +280,14 @@ def test_repair_of_an_activity_starts_a_repair_run(db: Database) -> None:
 @pytest.mark.parametrize(
     ("sel", "field", "rule"),
     [
-        (overrides.RepairSelection(T, "nope"), "course_id", "unknown"),
-        (overrides.RepairSelection(T, C, None, ("a1", "zz")), "activity_ids[1]", "unknown"),
+        (overrides.RepairSelection(T, "nope"), "course_id", "unknown_course"),
+        (
+            overrides.RepairSelection(T, C, None, ("a1", "zz")),
+            "activity_ids[1]",
+            "unknown_activity",
+        ),
         (overrides.RepairSelection(T, C, None, (), ("ghost",)), "person_ids[0]", "unknown"),
-        (overrides.RepairSelection(T, C, "other"), "destination_id", "unknown"),
+        (overrides.RepairSelection(T, C, "other"), "destination_id", "unknown_destination"),
         (overrides.RepairSelection(T, C, None, ("a2",)), "selection", "nothing_to_repair"),
         (overrides.RepairSelection(T, C, None, ("a1", "a1")), "activity_ids", "unique"),
     ],

@@ -45,7 +45,7 @@ from gradesync.domain.policy import resolve_settings
 from gradesync.services.clock import Clock
 from gradesync.services.destination import DestinationClient, ReadBack
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
-from gradesync.services.runs import request_run
+from gradesync.services.runs import check_scope, request_run
 from gradesync.services.wakeup import Waker
 
 log = logging.getLogger(__name__)
@@ -228,19 +228,10 @@ class RepairResult:
 def validate_selection(uow: UnitOfWork, sel: RepairSelection) -> tuple[Course, list[Destination]]:
     if uow.tenants.get(sel.tenant_id) is None:
         raise NotFound("tenant", sel.tenant_id)
+    # the course, destination and activities are a run's scope, checked as every run's is
+    check_scope(uow, RunScope(sel.tenant_id, sel.destination_id, sel.course_id, sel.activity_ids))
     course = uow.courses.get(sel.tenant_id, sel.course_id)
-    if course is None:
-        raise InvalidInput.one("course_id", "unknown", f"No course {sel.course_id!r}.")
-    if sel.activity_ids:
-        found = uow.activities.get_many(sel.tenant_id, sel.activity_ids)
-        for i, aid in enumerate(sel.activity_ids):
-            act = found.get(aid)
-            if act is None or act.course_id != sel.course_id:
-                raise InvalidInput.one(
-                    f"activity_ids[{i}]",
-                    "unknown",
-                    f"No activity {aid!r} in the course {sel.course_id!r}.",
-                )
+    assert course is not None  # check_scope refused an unknown course
     if sel.person_ids:
         people = uow.people.get_many(sel.tenant_id, sel.person_ids)
         for i, pid in enumerate(sel.person_ids):
@@ -255,10 +246,6 @@ def validate_selection(uow: UnitOfWork, sel: RepairSelection) -> tuple[Course, l
         if d is not None:
             dests.append(d)
     if sel.destination_id is not None and not dests:
-        if uow.destinations.get(sel.tenant_id, sel.destination_id) is None:
-            raise InvalidInput.one(
-                "destination_id", "unknown", f"No destination {sel.destination_id!r}."
-            )
         raise InvalidInput.one(
             "destination_id",
             "not_linked",
