@@ -428,12 +428,36 @@ class Runtime:
         import httpx
 
         from gradesync.adapters.destinations.oneroster import OneRosterClient
-        from gradesync.adapters.destinations.registry import DestinationContext
         from gradesync.services.sis import rest_connection
 
         dest = rest_connection(self.uow, tenant_id, destination_id)
         async with httpx.AsyncClient() as http:
-            yield OneRosterClient(dest, DestinationContext(http=http))
+            yield OneRosterClient(dest, self.adapter_context(http))
+
+    @contextlib.asynccontextmanager
+    async def client_for_request(
+        self, destination: Destination
+    ) -> AsyncIterator[DestinationClient]:
+        """A destination client for one request (a page's check): this process's own, with
+        its shared pool and token cache, when its worker serves this event loop; else one on
+        a fresh pool, closed afterwards."""
+        if self.worker is not None:
+            client = self.destination_client(destination)
+            try:
+                yield client
+            finally:
+                await client.aclose()
+            return
+        import httpx
+
+        from gradesync.adapters.destinations.registry import build_client
+
+        async with httpx.AsyncClient(timeout=15.0, follow_redirects=False) as http:
+            client = build_client(destination, self.adapter_context(http))
+            try:
+                yield client
+            finally:
+                await client.aclose()
 
     # --- operating the process: schema, readiness, metrics, queue workers ----------------
     # What `gradesync db`, `gradesync worker`, /readyz and /metrics need of the database,

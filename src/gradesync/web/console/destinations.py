@@ -7,10 +7,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +18,6 @@ from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.domain.model import ConsoleUser, Destination
 from gradesync.runtime import Runtime
 from gradesync.services import destination_admin
-from gradesync.services.destination import DestinationClient
 from gradesync.services.diagnostics import probe, unreachable
 from gradesync.web.console.common import (
     PageError,
@@ -204,31 +201,10 @@ async def add_destination(request: Request, user: ConsoleUser = Depends(admin_us
     return RedirectResponse("/console/destinations", status_code=303)
 
 
-@asynccontextmanager
-async def _client(rt: Runtime, dest: Destination) -> Any:
-    """A client for one check: the runtime's (its shared pool and token cache) when its
-    worker serves this event loop, else a fresh one closed after the check."""
-    if getattr(rt, "worker", None) is not None and hasattr(rt, "destination_client"):
-        client: DestinationClient = rt.destination_client(dest)
-        try:
-            yield client
-        finally:
-            await client.aclose()
-        return
-    from gradesync.adapters.destinations.registry import build_client
-
-    async with httpx.AsyncClient(timeout=15.0, follow_redirects=False) as http:
-        client = build_client(dest, rt.adapter_context(http))
-        try:
-            yield client
-        finally:
-            await client.aclose()
-
-
 async def run_check(rt: Runtime, dest: Destination) -> list[ProbeStep]:
     """The destination's own check, as every entrypoint runs it (`diagnostics.probe`)."""
     try:
-        async with _client(rt, dest) as client:
+        async with rt.client_for_request(dest) as client:
             return await probe(client)
     except Exception as exc:  # the client could not be built from the settings
         log.warning("destination check of %s failed: %s", dest.id, exc)
