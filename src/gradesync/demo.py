@@ -146,7 +146,7 @@ def _set_up_lms(admin: SandboxAdmin, tool_url: str) -> None:
 
 def _set_up_gradesync(rt: Runtime, admin: SandboxAdmin, sandbox_url: str) -> str:
     """Tenant, API key, console account, LMS platform and SIS connection. Returns the key."""
-    uow, clock = rt.db.uow, rt.clock
+    uow, clock = rt.uow, rt.clock
     create_tenant(uow, clock, TENANT, "Demo school")
     key = create_key(uow, clock, TENANT, "demo courseware", ["ingest", "sync"])
     create_user(

@@ -90,7 +90,7 @@ def add(
         "person_id_from": person_id_from,
     }
     try:
-        with runtime.db.uow() as uow:
+        with runtime.uow() as uow:
             dest = reg.save_platform(uow, tenant, data, runtime.clock.now(), replace=replace)
             uow.commit()
     except (InvalidInput, NotFound, Conflict) as exc:
@@ -106,7 +106,7 @@ def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
     """The tenant's LTI 1.3 platforms."""
     runtime = Runtime.create()
     try:
-        with runtime.db.uow() as uow:
+        with runtime.uow() as uow:
             rows = reg.list_platforms(uow, tenant)
     finally:
         runtime.close()
@@ -133,7 +133,7 @@ def show(
     """One registration and the values to paste into the LMS."""
     runtime = Runtime.create()
     try:
-        with runtime.db.uow() as uow:
+        with runtime.uow() as uow:
             dest = reg.get_platform(uow, tenant, platform_id)
     except NotFound as exc:
         raise _fail(exc) from None
@@ -154,7 +154,7 @@ def rotate_tool_key() -> None:
     keys), then `prune-tool-keys` removes it."""
     runtime = Runtime.create()
     try:
-        store = ToolKeyStore(runtime.db.uow, runtime.clock)
+        store = ToolKeyStore(runtime.uow, runtime.clock)
         old = store.current()
         new = store.rotate()
     finally:
@@ -167,7 +167,7 @@ def list_tool_keys() -> None:
     """The tool's keys: current, retired-but-published, expired."""
     runtime = Runtime.create()
     try:
-        infos = ToolKeyStore(runtime.db.uow, runtime.clock).list()
+        infos = ToolKeyStore(runtime.uow, runtime.clock).list()
     finally:
         runtime.close()
     table = Table("kid", "created", "retired", "in JWKS")
@@ -186,7 +186,7 @@ def prune_tool_keys() -> None:
     """Delete tool keys retired longer than the overlap (no longer in the JWKS)."""
     runtime = Runtime.create()
     try:
-        count = ToolKeyStore(runtime.db.uow, runtime.clock).prune()
+        count = ToolKeyStore(runtime.uow, runtime.clock).prune()
     finally:
         runtime.close()
     console.print(f"removed {count} retired tool key(s)")

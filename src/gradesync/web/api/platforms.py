@@ -42,7 +42,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
     ) -> dict[str, Any]:
         """Register an LMS: issuer, client_id, deployment_ids, auth_login_url, auth_token_url,
         key_set_url, profile, allowed_hosts, ... Answers with the values to paste in the LMS."""
-        with rt.db.uow() as uow:
+        with rt.uow() as uow:
             dest = reg.save_platform(uow, p.tenant_id, body, rt.clock.now())
             uow.commit()
         return platform_view(dest, rt.settings.base_url)
@@ -51,7 +51,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
     def list_platforms(
         p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
     ) -> list[dict[str, Any]]:
-        with rt.db.uow() as uow:
+        with rt.uow() as uow:
             return [
                 platform_view(d, rt.settings.base_url) for d in reg.list_platforms(uow, p.tenant_id)
             ]
@@ -60,7 +60,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
     def show_platform(
         platform_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
     ) -> dict[str, Any]:
-        with rt.db.uow() as uow:
+        with rt.uow() as uow:
             return platform_view(
                 reg.get_platform(uow, p.tenant_id, platform_id), rt.settings.base_url
             )
@@ -77,7 +77,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
             raise InvalidInput.one(
                 "id", "matches_path", "id in the body must be the id in the URL."
             )
-        with rt.db.uow() as uow:
+        with rt.uow() as uow:
             reg.get_platform(uow, p.tenant_id, platform_id)
             dest = reg.save_platform(
                 uow, p.tenant_id, {**body, "id": platform_id}, rt.clock.now(), replace=True
@@ -99,7 +99,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
         rt: Runtime = Depends(runtime),
     ) -> list[dict[str, Any]]:
         """Launches refused (and launch claims ignored), newest first, with the reason."""
-        with rt.db.uow() as uow:
+        with rt.uow() as uow:
             rows = uow.launches.refusals(tenant_id=p.tenant_id, limit=limit)
         return [{**asdict(r), "at": r.at.isoformat()} for r in rows]
 

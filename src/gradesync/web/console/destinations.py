@@ -129,7 +129,7 @@ def _save_platform(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destina
         if form.get(k, "").strip()
     }
     data["deployment_ids"] = _words(form.get("deployment_ids", ""))
-    with rt.db.uow() as uow:
+    with rt.uow() as uow:
         dest = save_platform(uow, tenant_id, data, rt.clock.now())
         uow.commit()
     return dest
