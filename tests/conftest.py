@@ -1,5 +1,11 @@
 """Shared fixtures. Storage tests run on SQLite and on PostgreSQL (`db` is parametrised).
 
+Fixtures more than one test directory uses live here or in the modules of tests/support
+loaded below (the JSON API, the CLI, the sandbox LMS with a browser, a served gradesync);
+test modules import their helper classes from tests.support, never from another
+directory's conftest. Clocks, waiting, the destination double and seeding come from
+`gradesync.testing`.
+
 PostgreSQL comes from GRADESYNC_TEST_POSTGRES_URL (`make test` starts a local server when one
 is installed). Without it PostgreSQL cases are skipped, unless GRADESYNC_REQUIRE_POSTGRES=1
 (as in CI), which turns the skip into a failure.
@@ -18,8 +24,14 @@ from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.schema import metadata
+from gradesync.testing import TEST_SECRET
 
-TEST_SECRET = "test-secret-key-not-for-production"
+pytest_plugins = [
+    "tests.support.api",
+    "tests.support.cli",
+    "tests.support.lti",
+    "tests.support.served",
+]
 
 
 def _postgres_url_or_skip() -> str:
@@ -109,6 +121,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def db(db_url: str) -> Iterator[Database]:
     database = Database(db_url, TEST_SECRET)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def postgres_db(_postgres_migrated: str) -> Iterator[Database]:
+    """PostgreSQL only, empty, for tests of its locking."""
+    database = Database(_postgres_migrated, TEST_SECRET)
+    _truncate_postgres(database)
     yield database
     database.dispose()
 

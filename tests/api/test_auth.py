@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from gradesync.adapters.db import schema as t
 from gradesync.services import auth
-from tests.api.conftest import ROSTER, ApiEnv, Caller, bearer
+from tests.support.api import ROSTER, ApiEnv, Caller, bearer
 
 
 def test_missing_and_wrong_keys_are_401_without_detail(api: ApiEnv) -> None:

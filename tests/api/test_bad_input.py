@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gradesync.adapters.db import schema as t
-from tests.api.conftest import ROSTER, ApiEnv, Caller, attempt
+from tests.support.api import ROSTER, ApiEnv, Caller, attempt
 
 
 def _counts(api: ApiEnv) -> dict[str, int]:

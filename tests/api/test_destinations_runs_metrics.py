@@ -17,7 +17,7 @@ from gradesync.domain.model import (
     SyncRun,
     Trigger,
 )
-from tests.api.conftest import ROSTER, ApiEnv, Caller
+from tests.support.api import ROSTER, ApiEnv, Caller
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

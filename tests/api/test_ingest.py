@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from gradesync.adapters.db import schema as t
-from tests.api.conftest import ROSTER, ApiEnv, Caller, attempt
+from tests.support.api import ROSTER, ApiEnv, Caller, attempt
 
 
 def _dirty(api: ApiEnv) -> set[tuple[str, str, str]]:

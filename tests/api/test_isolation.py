@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import ROSTER, ApiEnv, Caller, attempt
+from tests.support.api import ROSTER, ApiEnv, Caller, attempt
 
 
 def test_same_ids_in_two_tenants_stay_apart(api: ApiEnv) -> None:

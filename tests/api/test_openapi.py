@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from tests.api.conftest import ApiEnv
+from tests.support.api import ApiEnv
 
 _ASSET = re.compile(r"""(?:src|href)=["']([^"']+)["']""")
 

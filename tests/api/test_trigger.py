@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import ROSTER, ApiEnv, Caller
+from tests.support.api import ROSTER, ApiEnv, Caller
 
 
 def test_sync_now_queues_a_run_and_a_second_request_joins_it(api: ApiEnv) -> None:

@@ -27,10 +27,10 @@ from gradesync.runtime import Runtime
 from gradesync.services.clock import SystemClock
 from gradesync.services.ingest import IngestBatch, ingest
 from gradesync.services.tenants import create_tenant
+from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
-from tests.api.conftest import ROSTER
-from tests.cli.conftest import Run
-from tests.conftest import TEST_SECRET
+from tests.support.api import ROSTER
+from tests.support.cli import Run
 
 
 def _token(out: str) -> str:

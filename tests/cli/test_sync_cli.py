@@ -13,8 +13,8 @@ import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.testing import wait_for
-from tests.cli.conftest import GRADESYNC, Run
 from tests.cli.test_admin_cli import _roster, _tenant
+from tests.support.cli import GRADESYNC, Run
 
 
 def _free_port() -> int:

@@ -19,11 +19,9 @@ from gradesync.sandbox.state import LineItem
 from gradesync.sandbox.testing import RunningSandbox, bind, running_sandbox, serve_in_thread
 from gradesync.services import auth
 from gradesync.services.tenants import create_tenant
-from gradesync.testing import wait_for
+from gradesync.testing import TEST_SECRET, unique, wait_for
 from gradesync.web.app import create_app
-from tests.cli.conftest import cli_db, cli_env, gradesync  # noqa: F401 (CLI fixtures)
-from tests.conftest import TEST_SECRET
-from tests.lti.conftest import Browser, unique
+from tests.support.lti import Browser
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import DeliveryState, LedgerKey
 from gradesync.services.ports.lti import Rejection
-from tests.cli.conftest import Run
 from tests.diagnostics.test_facts import C, D, T, seed
+from tests.support.cli import Run
 
 
 def _add_rejection(db: Database, rejection: Rejection) -> None:

@@ -5,8 +5,8 @@ evidence) and the course triage puts it under the seed's symptom."""
 from __future__ import annotations
 
 from gradesync.lti.claims import AGS_SCOPES
+from gradesync.testing import unique
 from tests.diagnostics.conftest import World, causes, failed, passed, wait_for
-from tests.lti.conftest import unique
 
 SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
 

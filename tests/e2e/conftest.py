@@ -18,8 +18,8 @@ from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
 from gradesync.runtime import Runtime
 from gradesync.sandbox.testing import bind, serve_in_thread
+from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
-from tests.conftest import TEST_SECRET
 
 CHROMIUM = os.environ.get("GRADESYNC_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -12,8 +12,8 @@ from gradesync.config import Settings
 from gradesync.domain.model import Course, Tenant, UserRole
 from gradesync.runtime import Runtime
 from gradesync.services.accounts import create_user, verify_password
+from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
-from tests.conftest import TEST_SECRET
 
 
 @pytest.fixture

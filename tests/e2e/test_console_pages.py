@@ -28,6 +28,7 @@ from gradesync.domain.model import (
 from gradesync.runtime import Runtime
 from gradesync.services.accounts import create_user
 from gradesync.services.console_queries import percentile, summarise_deliveries
+from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
 from gradesync.web.console.charts import (
     DELIVERED,
@@ -38,7 +39,6 @@ from gradesync.web.console.charts import (
     rate_bars,
 )
 from gradesync.web.console.session import sign_in_from_launch
-from tests.conftest import TEST_SECRET
 
 PASSWORD = "correct horse battery"
 

@@ -20,9 +20,8 @@ from gradesync.cli import db as db_cli
 from gradesync.domain.model import DeliveryState, RunOutcome, RunScope, RunStage, Trigger
 from gradesync.services.clock import SystemClock
 from gradesync.services.runs import get_run, get_run_stages, request_run
-from gradesync.testing import wait_for
+from gradesync.testing import TEST_SECRET, wait_for
 from gradesync.testing.http_double import running_gradebook
-from tests.conftest import TEST_SECRET
 from tests.engine.conftest import COURSE, DEST, T, learner, post, seed, states
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from gradesync.adapters.db import migrate
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.schema import metadata
-from tests.conftest import TEST_SECRET
+from gradesync.testing import TEST_SECRET
 
 
 def _revisions(db: Database) -> list[str]:

@@ -1,15 +1,12 @@
-"""LTI 1.3 fixtures: the sandbox LMS and gradesync's app, each on loopback over real HTTP,
-and a browser-like client that walks the OIDC login and launch the way an LMS iframe does."""
+"""LTI 1.3 fixtures: gradesync's app on loopback over real HTTP, registered with the sandbox
+LMS (`lms`) as two admins would; the LMS and the browser are shared (tests/support/lti.py)."""
 
 from __future__ import annotations
 
-import itertools
-import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from html import unescape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,28 +17,17 @@ import pytest
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.config import Settings
-from gradesync.domain.model import Activity, Course, Destination, Tenant
+from gradesync.domain.model import Destination
 from gradesync.lti import registration as reg
 from gradesync.lti.claims import AGS_SCOPES
 from gradesync.runtime import Runtime
-from gradesync.sandbox.config import SandboxConfig
-from gradesync.sandbox.testing import RunningSandbox, bind, running_sandbox, serve_in_thread
+from gradesync.sandbox.testing import RunningSandbox, bind, serve_in_thread
 from gradesync.services.lti.keys import ToolKeyStore
+from gradesync.testing import TEST_SECRET, add_tenant, seeding, unique
 from gradesync.web.app import create_app
-from tests.conftest import TEST_SECRET
+from tests.support.lti import Browser, parse_form
 
-_ids = itertools.count(1)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{next(_ids)}"
-
-
-@pytest.fixture(scope="module")
-def lms() -> Iterator[RunningSandbox]:
-    """One generic-mode sandbox per module; tests use unique course, user and client ids."""
-    with running_sandbox(SandboxConfig(page_size=2)) as sandbox:
-        yield sandbox
+__all__ = ["Browser", "parse_form", "unique"]  # what this directory's tests import from here
 
 
 @dataclass
@@ -90,21 +76,10 @@ async def context(gradesync_lite: Gradesync) -> AsyncIterator[DestinationContext
         yield DestinationContext(http=http, tool_keys=gradesync_lite.keys)
 
 
-def add_tenant(db: Database, tenant_id: str) -> None:
-    with db.uow() as uow:
-        if uow.tenants.get(tenant_id) is None:
-            uow.tenants.upsert(Tenant(tenant_id, tenant_id.upper()), datetime.now(UTC))
-            uow.commit()
-
-
 def add_course(
     db: Database, tenant_id: str, course_id: str, *activities: tuple[str, str, float]
 ) -> None:
-    with db.uow() as uow:
-        uow.courses.upsert(Course(tenant_id, course_id, f"Course {course_id}"))
-        for aid, title, points in activities:
-            uow.activities.upsert(Activity(tenant_id, aid, course_id, title, points))
-        uow.commit()
+    seeding.add_course(db.uow, tenant_id, course_id, *activities)
 
 
 @dataclass
@@ -130,7 +105,7 @@ def connect(
     tenant_id = tenant_id or unique("t")
     client_id = unique("client-")
     deployment_id = unique("dep-")
-    add_tenant(gs.db, tenant_id)
+    add_tenant(gs.db.uow, tenant_id)
     lms.admin.register_tool(
         client_id=client_id,
         deployment_id=deployment_id,
@@ -206,47 +181,3 @@ class KeysProxy:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
-
-
-_INPUT = re.compile(r"""<input[^>]*name=["']([^"']+)["'][^>]*value=["']([^"']*)["']""")
-_ACTION = re.compile(r"""<form[^>]*action=["']([^"']+)["']""")
-
-
-def parse_form(page: str) -> tuple[str, dict[str, str]]:
-    action = _ACTION.search(page)
-    assert action is not None, page[:500]
-    return unescape(action.group(1)), {unescape(k): unescape(v) for k, v in _INPUT.findall(page)}
-
-
-class Browser:
-    """Follows the LMS's launch the way a browser would: GET the tool's login URL, follow the
-    redirect to the platform, submit the auto-posting form back to the tool."""
-
-    def __init__(self) -> None:
-        self.http = httpx.Client(timeout=10.0, follow_redirects=False)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def login(self, login_url: str) -> tuple[str, dict[str, str]]:
-        """Returns the form the platform auto-posts to the tool (action, fields)."""
-        resp = self.http.get(login_url)
-        assert resp.status_code == 302, resp.text
-        auth = self.http.get(resp.headers["location"])
-        assert auth.status_code == 200, auth.text
-        return parse_form(auth.text)
-
-    def post(self, url: str, data: dict[str, Any]) -> httpx.Response:
-        return self.http.post(url, data=data, headers={"Accept": "application/json"})
-
-    def launch(self, lms: RunningSandbox, **spec: Any) -> httpx.Response:
-        started = lms.admin.start_launch(**spec)
-        action, fields = self.login(started["url"])
-        return self.post(action, fields)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    b = Browser()
-    yield b
-    b.close()

@@ -13,8 +13,8 @@ from gradesync.adapters.db.database import Database
 from gradesync.cli import app
 from gradesync.domain.model import Tenant
 from gradesync.services.lti.keys import ToolKeyStore
-from tests.api.conftest import ApiEnv
 from tests.lti.test_units import GOOD
+from tests.support.api import ApiEnv
 
 
 @pytest.fixture

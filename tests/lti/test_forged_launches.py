@@ -244,7 +244,7 @@ async def test_platform_responses_cannot_redirect_the_client(gradesync_lite: Gra
         )
         with serve_in_thread(rogue) as platform:
             tenant = unique("t")
-            add_tenant(gradesync_lite.db, tenant)
+            add_tenant(gradesync_lite.db.uow, tenant)
             data = {
                 "id": "rogue",
                 "issuer": platform.base_url,

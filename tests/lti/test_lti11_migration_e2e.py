@@ -12,8 +12,9 @@ import httpx
 from gradesync.lti.lti11_launch import LAUNCH_PATH
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.lti11_consumers import ConsumerSpec, add_consumer
-from tests.lti.conftest import Browser, unique
-from tests.lti.test_sync_e2e import Served, served, wait_for  # noqa: F401  (fixture)
+from gradesync.testing import unique, wait_for
+from tests.support.lti import Browser
+from tests.support.served import Served, post_attempt
 
 SECRET = "lti11-shared-secret-0123456789"
 
@@ -31,24 +32,9 @@ def _lti11_launch(lms: RunningSandbox, gs: Served, key: str, ctx: str, user: str
     assert httpx.post(form["url"], data=form["params"], timeout=10.0).status_code == 200
 
 
-def _attempt(gs: Served, event: str, learner: str, score: float) -> None:
-    gs.ok(
-        "POST",
-        "/attempts",
-        json={
-            "source_event_id": event,
-            "activity_id": "a1",
-            "person_id": learner,
-            "score_given": score,
-            "score_maximum": 10,
-            "completed_at": "2025-03-01T10:00:00Z",
-        },
-    )
-
-
 def test_lti11_course_moves_to_lti13_and_resync_sends_nothing(
     lms: RunningSandbox,
-    served: Served,  # noqa: F811
+    served: Served,
     browser: Browser,
 ) -> None:
     key = unique("consumer-")
@@ -88,8 +74,8 @@ def test_lti11_course_moves_to_lti13_and_resync_sends_nothing(
     # LTI 1.1: both learners open the link, their grades go out as outcomes.
     _lti11_launch(lms, served, key, ctx, learner)
     _lti11_launch(lms, served, key, ctx, other)
-    _attempt(served, "e1", learner, 7)
-    _attempt(served, "e2", other, 5)
+    post_attempt(served, "e1", learner, 7)
+    post_attempt(served, "e2", other, 5)
     course = lms.state.courses[ctx]
     (item,) = course.line_items.values()
     wait_for(
@@ -176,7 +162,7 @@ def test_lti11_course_moves_to_lti13_and_resync_sends_nothing(
     assert len(course.line_items) == 1  # the LTI 1.1 column, no duplicate
 
     # A changed grade goes through the LTI 1.3 platform, into the same column.
-    _attempt(served, "e3", learner, 9)
+    post_attempt(served, "e3", learner, 9)
     record = wait_for(
         lambda: item.scores[learner].score_given == 9.0 and item.scores[learner], "the new grade"
     )

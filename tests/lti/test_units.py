@@ -29,8 +29,7 @@ from gradesync.lti import registration as reg
 from gradesync.lti.launch import role_from
 from gradesync.services.destination import FailureClass
 from gradesync.services.lti.keys import ToolKeyStore
-from gradesync.testing import ManualClock
-from tests.conftest import TEST_SECRET
+from gradesync.testing import TEST_SECRET, ManualClock
 
 M = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
 

@@ -21,8 +21,8 @@ from gradesync.lti.lti11_launch import LAUNCH_PATH
 from gradesync.runtime import Runtime
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox, serve_in_thread
 from gradesync.services.lti11_consumers import ConsumerSpec, add_consumer
+from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
-from tests.conftest import TEST_SECRET
 
 SECRET = "a-long-shared-secret-0123456789"
 _ids = itertools.count(1)

@@ -13,7 +13,7 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.database import Database
 from gradesync.cli import app
 from gradesync.domain.model import DestinationKind
-from tests.conftest import TEST_SECRET
+from gradesync.testing import TEST_SECRET
 from tests.lti11.conftest import add_tenant
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +26,6 @@ from gradesync.lti.lti11_launch import read_launch, role_from_lti11
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.lti.lti11 import find_consumer, record_launch
 from gradesync.testing import wait_for
-from tests.conftest import TEST_SECRET, _truncate_postgres
 from tests.lti11.conftest import (
     SECRET,
     Gradesync,
@@ -263,15 +261,6 @@ def test_role_mapping() -> None:
     assert role_from_lti11("SomethingNew", graded=False) is Role.OBSERVER
 
 
-@pytest.fixture
-def pg_db(request: pytest.FixtureRequest) -> Iterator[Database]:
-    url = request.getfixturevalue("_postgres_migrated")
-    database = Database(url, TEST_SECRET)
-    _truncate_postgres(database)
-    yield database
-    database.dispose()
-
-
 def _launch_params(user: str, sourcedid: str) -> dict[str, str]:
     return {
         "lti_message_type": "basic-lti-launch-request",
@@ -286,14 +275,14 @@ def _launch_params(user: str, sourcedid: str) -> dict[str, str]:
 
 
 @pytest.mark.postgres
-def test_concurrent_launches_of_one_link_do_not_lose_result_ids(pg_db: Database) -> None:
+def test_concurrent_launches_of_one_link_do_not_lose_result_ids(postgres_db: Database) -> None:
     """Two launches of one link in overlapping transactions: the second waits for the first
     and keeps its entry (without the row lock it would overwrite it from a stale read)."""
-    register_consumer(pg_db, "k-rush", hosts=("lms.example.edu",))
+    register_consumer(postgres_db, "k-rush", hosts=("lms.example.edu",))
     now = datetime.now(UTC)
 
     def record(user: str) -> None:
-        with pg_db.uow() as uow:
+        with postgres_db.uow() as uow:
             consumer = find_consumer(uow, "k-rush")
             assert consumer is not None
             record_launch(
@@ -302,7 +291,7 @@ def test_concurrent_launches_of_one_link_do_not_lose_result_ids(pg_db: Database)
             uow.commit()
 
     record("u1")  # the item link exists, committed
-    first = pg_db.uow().__enter__()
+    first = postgres_db.uow().__enter__()
     consumer = find_consumer(first, "k-rush")
     assert consumer is not None
     launch = read_launch(_launch_params("u2", "sid-u2"), consumer)
@@ -310,7 +299,7 @@ def test_concurrent_launches_of_one_link_do_not_lose_result_ids(pg_db: Database)
     second = threading.Thread(target=record, args=("u3",))
     second.start()
     # wait until the second launch is blocked on the first one's lock (or has ended)
-    with pg_db.engine.connect() as probe:
+    with postgres_db.engine.connect() as probe:
 
         def state() -> str | None:
             waiting = probe.execute(
@@ -331,7 +320,7 @@ def test_concurrent_launches_of_one_link_do_not_lose_result_ids(pg_db: Database)
     second.join(timeout=10)
     assert not second.is_alive()
 
-    with pg_db.uow() as uow:
+    with postgres_db.uow() as uow:
         item = uow.links.item("t1", "lms11", "rl-rush")
     assert item is not None
     assert item.data["sourcedids"] == {"u1": "sid-u1", "u2": "sid-u2", "u3": "sid-u3"}

@@ -18,9 +18,8 @@ from gradesync.config import Settings
 from gradesync.domain.model import Destination, DestinationKind
 from gradesync.services import log_context
 from gradesync.web.app import create_app
-from tests.api.conftest import ApiEnv, api  # noqa: F401  (fixture)
-from tests.lti.conftest import Browser, browser, lms, unique  # noqa: F401  (fixtures)
-from tests.lti.test_sync_e2e import Served, served, wait_for  # noqa: F401  (fixture)
+from tests.support.api import ApiEnv
+from tests.support.served import Served
 
 
 class Captured:
@@ -81,7 +80,7 @@ def test_settings_refuse_an_unknown_log_format(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_access_log_has_request_id_and_tenant_and_can_be_turned_off(
-    api: ApiEnv,  # noqa: F811
+    api: ApiEnv,
     captured: Captured,
 ) -> None:
     key = api.tenant("t1", "admin")
@@ -125,7 +124,7 @@ async def test_destination_calls_log_their_destination(captured: Captured) -> No
     assert (line["tenant"], line["destination"], line["run_id"]) == ("t1", "lms", "run-1")
 
 
-def test_run_lines_carry_the_run_id(served: Served, captured: Captured) -> None:  # noqa: F811
+def test_run_lines_carry_the_run_id(served: Served, captured: Captured) -> None:
     served.ok("POST", "/ingest", json={"courses": [{"id": "c1", "title": "Chemistry"}]})
     run = served.run("resync", "c1")
     mine = [x for x in captured.lines() if x.get("run_id") == run["id"]]

@@ -8,15 +8,9 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from gradesync.sandbox.testing import RunningSandbox
-from tests.lti.conftest import Browser, browser, lms, unique  # noqa: F401  (fixtures)
-from tests.lti.test_sync_e2e import (
-    Served,
-    _attempt,
-    _deep_link,
-    _register,
-    served,  # noqa: F401  (fixture)
-    wait_for,
-)
+from gradesync.testing import unique, wait_for
+from tests.support.lti import Browser
+from tests.support.served import Served, deep_link, post_attempt, register_tool
 
 
 def samples(text: str, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
@@ -55,17 +49,17 @@ def _roster(gs: Served, *learners: str) -> None:
 
 
 def test_metrics_count_real_deliveries(
-    lms: RunningSandbox,  # noqa: F811
-    served: Served,  # noqa: F811
-    browser: Browser,  # noqa: F811
+    lms: RunningSandbox,
+    served: Served,
+    browser: Browser,
 ) -> None:
-    reg = _register(lms, served)
+    reg = register_tool(lms, served)
     tenant = served.tenant
     teacher, kept, dropped = unique("teacher-"), unique("learner-"), unique("learner-")
     ctx = unique("ctx-")
     lms.admin.add_course(id=ctx, learners=[kept, dropped], instructors=[teacher])
     _roster(served, kept, dropped)
-    link = _deep_link(lms, browser, reg["client_id"], teacher, ctx)
+    link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
     for learner in (kept, dropped):
         browser.launch(
             lms, client_id=reg["client_id"], user=learner, course=ctx, resource_link_id=link
@@ -74,9 +68,9 @@ def test_metrics_count_real_deliveries(
     (item,) = lms.state.courses[ctx].line_items.values()
 
     lms.admin.set_faults({"scores": {"script": ["error"], "error_status": 502}})
-    _attempt(served, "e1", kept, 7)  # the first send fails once, the retry lands
+    post_attempt(served, "e1", kept, 7)  # the first send fails once, the retry lands
     wait_for(lambda: item.scores.get(kept), "the grade in the LMS")
-    _attempt(served, "e2", dropped, 4)
+    post_attempt(served, "e2", dropped, 4)
     mine = {"tenant": tenant, "destination": "lms"}
     text = wait_for(
         lambda: (
@@ -94,7 +88,7 @@ def test_metrics_count_real_deliveries(
     [(labels, n)] = samples(text, "gradesync_results_retried_total", **mine)
     assert (labels["failure_class"], labels["reason"], n) == ("retry_later", "server_error", 1)
     # the delivered grade waited for its retry, so its latency is not observed; a second one
-    _attempt(served, "e3", kept, 9)
+    post_attempt(served, "e3", kept, 9)
     wait_for(lambda: item.scores[kept].score_given == 9.0, "the better grade")
     text = wait_for(
         lambda: (
@@ -140,7 +134,7 @@ def test_metrics_count_real_deliveries(
 
     # paused: the reason is shown, and what waits is the backlog with its age
     served.ok("POST", "/destinations/lms/pause", json={"reason": "LMS upgrade tonight"})
-    _attempt(served, "e4", kept, 10)
+    post_attempt(served, "e4", kept, 10)
     text = wait_for(
         lambda: (t := scrape(served)) and value(t, "gradesync_results_pending", **mine) == 1 and t,
         "the waiting grade counted",

@@ -15,7 +15,6 @@ from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.domain.model import Destination, DestinationKind
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
-from tests.cli.conftest import cli_db, cli_env, gradesync  # noqa: F401  (fixtures for test_cli)
 
 SPEC = Path("/work/shared/specs/oneroster-v1p2-gradebook-openapi.json")
 if not SPEC.exists():  # CI checkouts: the copy the sandbox ships

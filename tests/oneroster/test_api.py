@@ -9,7 +9,7 @@ from typing import Any
 
 from gradesync.adapters.db.database import Database
 from gradesync.sandbox.testing import RunningSandbox
-from tests.api.conftest import ApiEnv, Caller
+from tests.support.api import ApiEnv, Caller
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
 

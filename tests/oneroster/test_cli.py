@@ -18,9 +18,8 @@ from gradesync.config import Settings
 from gradesync.domain.model import RunOutcome, RunStage
 from gradesync.runtime import Runtime
 from gradesync.sandbox.testing import RunningSandbox
-from gradesync.testing import ManualClock
-from tests.cli.conftest import Run
-from tests.conftest import TEST_SECRET
+from gradesync.testing import TEST_SECRET, ManualClock
+from tests.support.cli import Run
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
 from .facts import NOW, attempt, seed_school

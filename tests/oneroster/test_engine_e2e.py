@@ -44,7 +44,7 @@ from gradesync.services import sis
 from gradesync.services.clock import SystemClock
 from gradesync.services.ingest import IngestBatch, ingest
 from gradesync.services.runs import request_run
-from tests.conftest import TEST_SECRET
+from gradesync.testing import TEST_SECRET
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
 

@@ -23,8 +23,8 @@ import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.sandbox.testing import bind
-from tests.lti.conftest import parse_form
-from tests.lti.test_sync_e2e import Served, serve
+from tests.support.lti import parse_form
+from tests.support.served import Served, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 120.0  # first start creates the database: a few seconds, more on a busy CI

@@ -11,8 +11,8 @@ import httpx
 from gradesync.adapters.destinations.ags import AgsClient
 from gradesync.domain.policy import Column
 from gradesync.testing import wait_for
-from tests.lti.test_sync_e2e import Served
 from tests.openedx.conftest import OpenEdx, custom_parameters, open_course
+from tests.support.served import Served
 
 
 def test_rename_new_points_and_remaster(openedx: OpenEdx, served: Served) -> None:

@@ -5,8 +5,8 @@ it, and the grades gradesync sends must be the ones Open edX publishes to its gr
 from __future__ import annotations
 
 from gradesync.testing import wait_for
-from tests.lti.test_sync_e2e import Served
 from tests.openedx.conftest import OpenEdx, open_course
+from tests.support.served import Served
 
 
 def test_highest_attempt_counts_and_extra_credit_is_capped(

@@ -11,7 +11,7 @@ import pytest
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import Course
 from gradesync.testing import ManualClock
-from tests.api.conftest import ApiEnv, Caller
+from tests.support.api import ApiEnv, Caller
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from gradesync.adapters.db.database import Database
 from gradesync.cli import app
-from tests.conftest import TEST_SECRET
+from gradesync.testing import TEST_SECRET
 from tests.schedules.conftest import seed_tenant
 
 

@@ -110,6 +110,13 @@ def add_destination(
 
 
 _event_ids = itertools.count(1)
+_unique_ids = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    """`prefix` and a number not used before in this process: ids of tenants, courses,
+    users and clients that tests sharing one sandbox or database do not collide on."""
+    return f"{prefix}{next(_unique_ids)}"
 
 
 def post_attempts(

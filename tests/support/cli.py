@@ -1,4 +1,8 @@
-"""CLI tests run `gradesync` in a subprocess, as an admin would, on a temporary SQLite file."""
+"""The `gradesync` command in a subprocess, as an admin runs it, on a temporary SQLite file.
+
+Fixtures shared by every test directory (tests/conftest.py loads this module): `cli_env`
+(the environment), `cli_db` (the same database, in-process) and `gradesync` (runs the
+command)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gradesync.adapters.db.database import Database
-from tests.conftest import TEST_SECRET
+from gradesync.testing import TEST_SECRET
 
 # the installed console script, next to the interpreter running the tests
 GRADESYNC = str(Path(sys.executable).with_name("gradesync"))

@@ -1,8 +1,8 @@
-"""Fixtures for API tests: a Runtime on the `db` database (SQLite and PostgreSQL), the app
+"""The JSON API in-process: a Runtime on the `db` database (SQLite and PostgreSQL), the app
 behind FastAPI's TestClient, and helpers that create tenants with API keys.
 
-Reusable from other test packages: `from tests.api.conftest import ApiEnv` and request the
-`api` fixture (or build `ApiEnv(db, tmp_path)` yourself).
+The `api` fixture is shared by every test directory (tests/conftest.py loads this module);
+build `ApiEnv(db, tmp_path)` yourself for other set-ups.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from gradesync.domain.model import Destination, DestinationKind, RunScope
 from gradesync.runtime import Runtime
 from gradesync.services import auth
 from gradesync.services.tenants import create_tenant
+from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
-from tests.conftest import TEST_SECRET
 
 
 @dataclass

@@ -1,0 +1,127 @@
+"""gradesync served as `gradesync serve` runs it (API, LTI endpoints, in-process worker) on
+loopback over real HTTP, with one tenant and an admin API key, plus the steps that connect
+it to the sandbox LMS (`lms`) the way an administrator and an instructor would.
+
+The `served` fixture is shared by every test directory (tests/conftest.py loads this module).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.config import Settings
+from gradesync.runtime import Runtime
+from gradesync.sandbox.testing import RunningSandbox, bind, serve_in_thread
+from gradesync.services import auth
+from gradesync.services.tenants import create_tenant
+from gradesync.testing import TEST_SECRET, unique, wait_for
+from gradesync.web.app import create_app
+from tests.support.lti import Browser
+
+
+class Served:
+    def __init__(self, base_url: str, runtime: Runtime, token: str, tenant: str) -> None:
+        self.base_url, self.runtime, self.tenant = base_url, runtime, tenant
+        self.api = httpx.Client(
+            base_url=base_url + "/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10.0,
+        )
+
+    def ok(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self.api.request(method, path, **kw)
+        assert resp.status_code < 300, resp.text
+        return resp.json()
+
+    def run(self, trigger: str, course: str) -> dict[str, Any]:
+        run = self.ok("POST", f"/courses/{course}/sync", json={"trigger": trigger})
+        return wait_for(
+            lambda: (r := self.ok("GET", f"/runs/{run['id']}"))["stage"] == "finished" and r,
+            f"{trigger} run",
+        )
+
+
+@pytest.fixture
+def served(db: Database, tmp_path: Path) -> Iterator[Served]:
+    yield from serve(db, tmp_path)
+
+
+def serve(db: Database, tmp_path: Path) -> Iterator[Served]:
+    """gradesync on `db` over loopback HTTP, with a tenant and an admin API key."""
+    sock = bind()
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings = Settings(
+        database_url=db.url, secret_key=TEST_SECRET, data_dir=tmp_path / "d", base_url=base
+    )
+    runtime = Runtime(settings=settings, db=db)
+    tenant = unique("tenant")
+    create_tenant(db.uow, runtime.clock, tenant, "Tenant")
+    token = auth.create_key(db.uow, runtime.clock, tenant, "e2e", ("admin",)).token
+    app = create_app(runtime)
+    app.state.run_worker = True  # as `gradesync serve` does: the in-process worker
+    with serve_in_thread(app, sock=sock):
+        s = Served(base, runtime, token, tenant)
+        yield s
+        s.api.close()
+
+
+def register_tool(lms: RunningSandbox, gs: Served) -> dict[str, Any]:
+    """gradesync registered in the LMS as a tool, and the LMS in gradesync as a platform."""
+    client_id = unique("client-")
+    lms.admin.register_tool(
+        client_id=client_id,
+        deployment_id="d1",
+        jwks_url=gs.base_url + "/lti/jwks.json",
+        oidc_login_url=gs.base_url + "/lti/login",
+        redirect_uris=[gs.base_url + "/lti/launch"],
+        target_link_uri=gs.base_url + "/lti/launch",
+    )
+    cfg = lms.admin.config()
+    platform = gs.ok(
+        "POST",
+        "/platforms",
+        json={
+            "id": "lms",
+            "issuer": cfg["issuer"],
+            "client_id": client_id,
+            "deployment_ids": ["d1"],
+            "auth_login_url": cfg["authorization_url"],
+            "auth_token_url": cfg["token_url"],
+            "key_set_url": cfg["jwks_url"],
+        },
+    )
+    assert platform["tool"]["jwks_url"] == gs.base_url + "/lti/jwks.json"
+    return {"client_id": client_id}
+
+
+def post_attempt(gs: Served, event: str, learner: str, score: float) -> None:
+    gs.ok(
+        "POST",
+        "/attempts",
+        json={
+            "source_event_id": event,
+            "activity_id": "a1",
+            "person_id": learner,
+            "score_given": score,
+            "score_maximum": 10,
+            "completed_at": "2025-03-01T10:00:00Z",
+        },
+    )
+
+
+def deep_link(lms: RunningSandbox, browser: Browser, client_id: str, teacher: str, ctx: str) -> str:
+    picker = browser.launch(
+        lms, client_id=client_id, user=teacher, course=ctx, message_type="LtiDeepLinkingRequest"
+    ).json()
+    answer = browser.post(
+        picker["respond_url"],
+        {"session": picker["session"], "course_id": "c1", "activity_ids": ["a1"]},
+    ).json()
+    created = browser.http.post(answer["return_url"], data={"JWT": answer["jwt"]}).json()["created"]
+    return str(created[0]["resource_link_id"])
