@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
 from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.domain.model import ConsoleUser, Destination
@@ -96,6 +97,7 @@ def _page(request: Request, user: ConsoleUser, *, status: int = 200, **extra: An
         nav="destinations",
         rows=_rows(rt, user.tenant_id),
         paste=paste_values(rt.settings.base_url),
+        profiles=PROFILE_NAMES,
         form=extra.pop("form", {}),
         open_form=extra.pop("open_form", ""),
         **extra,
