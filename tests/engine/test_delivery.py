@@ -450,6 +450,39 @@ async def test_misconfigured_destination_is_paused(harness: Harness, db: Databas
         await engine.aclose()
 
 
+async def test_resuming_a_misconfigured_destination_sends_what_it_held_at_once(
+    harness: Harness, db: Database
+) -> None:
+    """An admin fixes the destination and resumes it: the held grades go without waiting
+    for the misconfiguration pause to run out (the clock never moves here)."""
+    from gradesync.services import destination_admin
+    from gradesync.services.destination import FailureClass, RemoteFailure
+
+    seed(db, learners=3, config={"concurrency": 1})
+    clock = ManualClock()
+    # each pass reads the destinations afresh, as a woken worker's pass would after 1 s
+    engine = Engine(db.uow, clock, harness.factory, replace(FAST, destinations_ttl=timedelta(0)))
+    try:
+        harness.remote.fail_next(
+            1,
+            RemoteFailure(
+                FailureClass.MISCONFIGURED, "no_grade_scope", "scope not granted", status=401
+            ),
+        )
+        post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
+        await engine.process_dirty()
+        await engine.deliver_due()
+        assert (await engine.deliver_due()).sent == 0  # paused: nothing goes
+        destination_admin.resume(db.uow, clock, harness.waker, T, DEST)
+        await engine.deliver_due()
+        assert states(db) == {"delivered": 3}
+        with db.uow() as uow:
+            dest = uow.destinations.get(T, DEST)
+        assert dest is not None and dest.paused_until is None and dest.pause_reason is None
+    finally:
+        await engine.aclose()
+
+
 async def test_pending_work_is_swept_on_start(harness: Harness, db: Database) -> None:
     """Facts committed while no worker ran (or before a crash) are picked up on start."""
     seed(db, learners=3)

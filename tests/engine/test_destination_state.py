@@ -193,7 +193,7 @@ async def test_the_distributed_worker_ticks_schedules(db: Database) -> None:
     worker = EmbeddedWorker(engine, waker, sole_worker=False)
     try:
         # constructing the app opens no connection
-        app = worker_app("postgresql://nobody@127.0.0.1:1/none", worker)
+        app = worker_app("postgresql://nobody@127.0.0.1:1/none", lambda: worker)
         assert (TICK_TASK, PERIODIC_ID) in app.periodic_registry.periodic_tasks
         assert app.tasks[TICK_TASK].queue == QUEUE
         service = build_schedule_service(db.uow, clock, None)

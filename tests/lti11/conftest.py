@@ -51,6 +51,9 @@ class CountingWaker:
     def wake_run(self, run_id: str, scope: Any) -> None:
         raise AssertionError("a launch never queues a run")
 
+    def wake_delivery(self) -> None:
+        self.keys += 1
+
 
 @dataclass
 class Gradesync:

@@ -33,6 +33,7 @@ class RecordingWaker:
 
     db: Database
     keys_calls: int = 0
+    delivery_calls: int = 0
     dirty_seen_at_wake: list[int] = field(default_factory=list)
     runs: list[tuple[str, RunScope]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -48,6 +49,10 @@ class RecordingWaker:
     def wake_run(self, run_id: str, scope: RunScope) -> None:
         with self.lock:
             self.runs.append((run_id, scope))
+
+    def wake_delivery(self) -> None:
+        with self.lock:
+            self.delivery_calls += 1
 
 
 class ApiEnv:

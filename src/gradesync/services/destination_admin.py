@@ -84,16 +84,21 @@ def resume(
     tenant_id: str,
     destination_id: str,
 ) -> Destination:
-    """Deliver again: clears a manual pause and a timed or misconfiguration pause."""
+    """Deliver again: clears a manual pause and a timed or misconfiguration pause. What the
+    pause held goes at once: results waiting for a later try are due now (an admin who
+    resumes has fixed what was wrong, and should not wait for the pause to run out)."""
+    now = clock.now()
     with uow_factory() as uow:
         dest = uow.destinations.get(tenant_id, destination_id)
         if dest is None:
             raise NotFound("destination", destination_id)
         dest = replace(dest, enabled=True, paused_until=None, pause_reason=None)
-        uow.destinations.upsert(dest, clock.now())
+        uow.destinations.upsert(dest, now)
+        uow.ledger.retry_now(tenant_id, destination_id, now)
         uow.commit()
     if waker is not None:  # pending results were waiting for this destination
         waker.wake_keys()
+        waker.wake_delivery()
     return dest
 
 

@@ -149,6 +149,9 @@ class DestinationLimits:
         self.gate_until: datetime | None = None  # nothing is sent before this
         self.gate_reason: str | None = None
         self.gate_set_at = 0.0  # monotonic
+        # monotonic time our gate's pause was committed to the database (None: not yet): a
+        # read that started after it and finds no pause means an admin resumed
+        self.gate_saved_at: float | None = None
         self.waiting = 0  # claimed rows not yet settled (bounds how much more to claim)
         # an admin's pause, re-read from the database before sends (`Governor.check_pause`)
         self.disabled = False
@@ -169,6 +172,7 @@ class DestinationLimits:
             self.gate_until = until
             self.gate_reason = reason
             self.gate_set_at = time.monotonic()
+            self.gate_saved_at = None
             return True
         return False
 
@@ -231,6 +235,7 @@ class Governor:
                 )
                 new.waiting = lim.waiting
                 new.gate_set_at, new.disabled = lim.gate_set_at, lim.disabled
+                new.gate_saved_at = lim.gate_saved_at
             self.limits[key] = lim = new
             self._limit_sigs[key] = sig
         return lim
@@ -247,22 +252,27 @@ class Governor:
             with self.uow_factory() as uow:
                 return uow.destinations.all()
 
+        started = time.monotonic()
         found = await asyncio.to_thread(load)
         self._destinations_at = time.monotonic()
         self.destinations = {(d.tenant_id, d.id): d for d in found}
         now = self.clock.now()
         for d in found:
-            self._apply_pause(d, self.limits_for(d), now)
+            self._apply_pause(d, self.limits_for(d), now, started)
 
-    def _apply_pause(self, d: Destination, lim: DestinationLimits, now: datetime) -> None:
-        """Honour the pause the database holds for `d` (an admin's, or another worker's)."""
+    def _apply_pause(
+        self, d: Destination, lim: DestinationLimits, now: datetime, read_at: float
+    ) -> None:
+        """Honour the pause the database holds for `d` (an admin's, or another worker's),
+        as read by a query that started at `read_at` (monotonic)."""
         lim.disabled = not d.enabled
-        settle_time = 5 * self.settings.destinations_ttl.total_seconds() + 1.0
         if d.paused_until is not None and d.paused_until > now:
             lim.close_gate(d.paused_until, d.pause_reason or "Paused by an admin.")
-        elif lim.gated(now) and time.monotonic() - lim.gate_set_at > settle_time:
-            # our pause was written long ago and is gone from the database: an admin
-            # resumed the destination
+            if lim.gate_until == d.paused_until and lim.gate_saved_at is None:
+                lim.gate_saved_at = time.monotonic()  # read from the database: it is there
+        elif lim.gated(now) and lim.gate_saved_at is not None and read_at > lim.gate_saved_at:
+            # our pause was in the database before this read began and is gone: an admin
+            # resumed the destination, so what it held goes now
             lim.gate_until = None
 
     async def check_pause(self, d: Destination, lim: DestinationLimits) -> None:
@@ -312,7 +322,7 @@ class Governor:
                 lim.disabled = True
             else:
                 self.destinations[(d.tenant_id, d.id)] = fresh
-                self._apply_pause(fresh, lim, self.clock.now())
+                self._apply_pause(fresh, lim, self.clock.now(), started)
         lim.pause_checked_at = max(lim.pause_checked_at, started)
 
     def excluded(self, now: datetime) -> tuple[list[DestKey], list[DestKey]]:
@@ -342,18 +352,26 @@ class Governor:
             if scope.tenant_id in (None, key[0]) and scope.destination_id in (None, key[1])
         )
 
-    def persist_pause(self, d: Destination, until: datetime | None, reason: str | None) -> None:
+    def persist_pause(
+        self,
+        d: Destination,
+        until: datetime | None,
+        reason: str | None,
+        lim: DestinationLimits | None = None,
+    ) -> None:
         def write() -> None:
             with self.uow_factory() as uow:
                 uow.destinations.set_pause(d.tenant_id, d.id, until, reason)
                 uow.commit()
+            if lim is not None and lim.gate_until == until:
+                lim.gate_saved_at = time.monotonic()
 
         self._background.start(write, f"saving the pause of {d.tenant_id}/{d.id}")
 
     def gate(self, d: Destination, lim: DestinationLimits, until: datetime, reason: str) -> None:
         if lim.close_gate(until, reason):
             log.warning("destination %s/%s paused until %s: %s", d.tenant_id, d.id, until, reason)
-            self.persist_pause(d, until, reason)
+            self.persist_pause(d, until, reason, lim)
 
     def add_waiting(self, key: LedgerKey) -> None:
         """A row of the destination was claimed."""

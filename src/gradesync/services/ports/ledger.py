@@ -105,6 +105,10 @@ class LedgerRepo(Protocol):
         """Drop leases (all, or one holder's): used when the only worker restarts. Returns
         how many rows were held."""
 
+    def retry_now(self, tenant_id: str, destination_id: str, now: datetime) -> int:
+        """Make every result of the destination that waits for a later try due at `now`
+        (an admin resumed it: what a pause held goes at once). Returns how many."""
+
     def due_summary(
         self,
         now: datetime,

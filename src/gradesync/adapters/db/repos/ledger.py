@@ -409,6 +409,20 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             q = q.where(c.lease_owner == owner)
         return int(self.conn.execute(q.values(lease_owner=None, lease_until=None)).rowcount or 0)
 
+    def retry_now(self, tenant_id: str, destination_id: str, now: datetime) -> int:
+        c = t.ledger.c
+        q = (
+            update(t.ledger)
+            .where(
+                c.tenant_id == tenant_id,
+                c.destination_id == destination_id,
+                c.state == DeliveryState.RETRYING.value,
+                c.next_attempt_at > utc(now),
+            )
+            .values(next_attempt_at=utc(now))
+        )
+        return int(self.conn.execute(q).rowcount or 0)
+
     def due_summary(
         self,
         now: datetime,
