@@ -16,12 +16,11 @@ import pytest
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.config import Settings
-from gradesync.domain.model import Tenant
 from gradesync.lti.lti11_launch import LAUNCH_PATH
 from gradesync.runtime import Runtime
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox, serve_in_thread
 from gradesync.services.lti11_consumers import ConsumerSpec, add_consumer
-from gradesync.testing import TEST_SECRET
+from gradesync.testing import TEST_SECRET, add_tenant
 from gradesync.web.app import create_app
 
 SECRET = "a-long-shared-secret-0123456789"
@@ -83,13 +82,6 @@ async def context() -> AsyncIterator[DestinationContext]:
         yield DestinationContext(http=http)
 
 
-def add_tenant(db: Database, tenant_id: str = "t1") -> None:
-    with db.uow() as uow:
-        if uow.tenants.get(tenant_id) is None:
-            uow.tenants.upsert(Tenant(tenant_id, tenant_id.upper()), datetime.now(UTC))
-            uow.commit()
-
-
 def register_consumer(
     db: Database,
     key: str,
@@ -100,7 +92,7 @@ def register_consumer(
     hosts: tuple[str, ...] = ("127.0.0.1",),
     comments: bool = False,
 ) -> None:
-    add_tenant(db, tenant_id)
+    add_tenant(db.uow, tenant_id)
     with db.uow() as uow:
         add_consumer(
             uow,

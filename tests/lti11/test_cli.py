@@ -13,8 +13,7 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.database import Database
 from gradesync.cli import app
 from gradesync.domain.model import DestinationKind
-from gradesync.testing import TEST_SECRET
-from tests.lti11.conftest import add_tenant
+from gradesync.testing import TEST_SECRET, add_tenant
 
 
 @pytest.fixture
@@ -25,8 +24,8 @@ def run(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type:
     monkeypatch.setenv("GRADESYNC_BASE_URL", "https://grades.example.com")
     monkeypatch.delenv("GRADESYNC_LTI11_SECRET", raising=False)
     monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: table cells are not wrapped
-    add_tenant(db, "t1")
-    add_tenant(db, "t2")
+    add_tenant(db.uow, "t1")
+    add_tenant(db.uow, "t2")
     runner = CliRunner()
 
     def invoke(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

@@ -12,17 +12,14 @@ import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import (
-    Course,
-    Destination,
     DestinationKind,
     RunScope,
     SyncRun,
-    Tenant,
     Trigger,
 )
 from gradesync.services import runs as engine
 from gradesync.services.schedules import ScheduleService
-from gradesync.testing import ManualClock
+from gradesync.testing import ManualClock, add_course, add_destination, add_tenant
 
 T0 = datetime(2024, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -63,13 +60,11 @@ class Env:
 
 
 def seed_tenant(db: Database, tenant_id: str = "t1") -> None:
-    with db.uow() as uow:
-        uow.tenants.upsert(Tenant(tenant_id, tenant_id.upper()), T0)
-        uow.courses.upsert(Course(tenant_id, "c1", "Biology", time_zone="America/New_York"))
-        uow.destinations.upsert(
-            Destination(tenant_id, "sis", DestinationKind.ONEROSTER_REST, "District SIS"), T0
-        )
-        uow.commit()
+    add_tenant(db.uow, tenant_id, at=T0)
+    add_course(db.uow, tenant_id, "c1", title="Biology", time_zone="America/New_York")
+    add_destination(
+        db.uow, tenant_id, "sis", DestinationKind.ONEROSTER_REST, name="District SIS", at=T0
+    )
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""Client side of the HTTP gradebook double (`tests/engine/http_double.py`).
+"""Client side of the HTTP gradebook double (`gradesync.testing.http_double`).
 
-Worker subprocesses load it with GRADESYNC_TEST_DESTINATION_MODULE=tests.engine.http_adapter:
+Worker processes load it with GRADESYNC_TEST_DESTINATION_MODULE=gradesync.testing.http_adapter:
 `runtime.destination_client` then builds every destination's client with `build` below. It
 classifies answers by status code like a real adapter: 5xx and transport errors retry later,
 429 slows down with Retry-After, other 4xx are rejections with the remote's words.
