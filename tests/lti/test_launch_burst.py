@@ -1,4 +1,5 @@
-"""A class opening a link at once: launches that arrive together all get in on SQLite.
+"""A class opening a link at once: launches that arrive together all get in (SQLite and
+PostgreSQL).
 
 The platform's keys are fetched before any database transaction opens, so launches waiting
 for the key set hold no write lock: a launch holding SQLite's write lock across the fetch
@@ -18,14 +19,12 @@ from tests.lti.conftest import Browser, Gradesync, KeysProxy, add_course, connec
 CLASS_SIZE = 6
 
 
-def test_a_class_launching_at_once_all_get_in_on_sqlite(
-    lms: RunningSandbox, gradesync_lite: Gradesync
-) -> None:
+def test_a_class_launching_at_once_all_get_in(lms: RunningSandbox, gradesync: Gradesync) -> None:
     keys = KeysProxy(lms.admin.config()["jwks_url"])
     keys.hold = True  # the platform serves its keys only once every launch is on its way
     try:
-        s = connect(lms, gradesync_lite, key_set_url=keys.url)
-        add_course(gradesync_lite.db, s.tenant_id, "bio", ("lab", "Lab", 10.0))
+        s = connect(lms, gradesync, key_set_url=keys.url)
+        add_course(gradesync.db, s.tenant_id, "bio", ("lab", "Lab", 10.0))
         learners = [unique("learner-") for _ in range(CLASS_SIZE)]
         ctx = unique("ctx-")
         lms.admin.add_course(id=ctx, title="LMS bio", learners=learners, instructors=[])
@@ -64,7 +63,7 @@ def test_a_class_launching_at_once_all_get_in_on_sqlite(
         assert {a.json()["person_id"] for a in answers} == set(learners)
         assert all(a.json()["activity_id"] == "lab" for a in answers)
         assert keys.requests == 1  # one fetch served the whole class
-        with gradesync_lite.db.uow() as uow:
+        with gradesync.db.uow() as uow:
             enrolled = {e.person_id for e in uow.enrollments.for_course(s.tenant_id, "bio")}
         assert enrolled == set(learners)
     finally:
