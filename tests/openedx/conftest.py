@@ -12,20 +12,22 @@ import itertools
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.sandbox.testing import bind
+from gradesync.testing import wait_for
 from tests.support.lti import parse_form
 from tests.support.served import Served, serve
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 120.0  # first start creates the database: a few seconds, more on a busy CI
 _ids = itertools.count(1)
@@ -329,6 +331,10 @@ class Course:
                 "completed_at": f"2026-03-01T10:{minute:02d}:00Z",
             },
         )
+
+    def wait(self, check: Callable[[], T], what: str) -> T:
+        """Poll `check` until it holds; on a timeout the LMS's log says what it saw."""
+        return wait_for(check, what, explain=self.lms.tail)
 
     def grade(self, username: str, usage_key: str) -> tuple[float | None, float | None] | None:
         """The learner's grade for the component in Open edX's gradebook."""

@@ -10,7 +10,6 @@ import httpx
 
 from gradesync.adapters.destinations.ags import AgsClient
 from gradesync.domain.policy import Column
-from gradesync.testing import wait_for
 from tests.openedx.conftest import OpenEdx, custom_parameters, open_course
 from tests.support.served import Served
 
@@ -23,7 +22,7 @@ def test_rename_new_points_and_remaster(openedx: OpenEdx, served: Served) -> Non
         assert openedx.launch(learner, course.key, lab.usage_key).status_code == 200
     course.attempt("e1", "lab", ann, 7, 10, minute=1)
     course.attempt("e2", "lab", bob, 5, 10, minute=1)
-    wait_for(
+    course.wait(
         lambda: (
             course.grade(ann, lab.usage_key) == (7.0, 10.0)
             and course.grade(bob, lab.usage_key) == (5.0, 10.0)
@@ -37,7 +36,7 @@ def test_rename_new_points_and_remaster(openedx: OpenEdx, served: Served) -> Non
     (item,) = course.line_items(lab)
     assert (item["label"], item["score_maximum"]) == ("Lab 1 (final)", 20)
     assert item["scores"][-1]["score_maximum"] == 20.0
-    wait_for(lambda: course.grade(ann, lab.usage_key) == (7.0, 10.0), "ann's grade on 20 points")
+    course.wait(lambda: course.grade(ann, lab.usage_key) == (7.0, 10.0), "ann's grade on 20 points")
     assert course.state(ann, lab.platform_id, "lab")["desired"]["score_given"] == 14.0
 
     before = course.publishes(ann), course.publishes(bob)
@@ -70,7 +69,7 @@ async def test_an_unlinked_column_is_linked_on_the_next_run(
     assert item["resource_link_id"] is None
 
     course.attempt("e1", "lab", ann, 8, 10, minute=1)
-    wait_for(lambda: course.grade(ann, lab.usage_key) == (8.0, 10.0), "the grade, counted")
+    course.wait(lambda: course.grade(ann, lab.usage_key) == (8.0, 10.0), "the grade, counted")
     (item,) = course.line_items(lab)  # the same column, now tied to the component
     assert item["resource_link_id"] == lab.usage_key
     assert course.state(ann, lab.platform_id, "lab")["state"] == "delivered"
@@ -91,7 +90,7 @@ def test_a_column_that_cannot_count_is_named_and_a_launch_lets_its_grades_out(
     course.attempt("e1", "lab", ann, 6, 10, minute=1)
     course.attempt("e2", "lab", bob, 8, 10, minute=1)
     for learner in (ann, bob):
-        wait_for(
+        course.wait(
             lambda learner=learner: (
                 course.state(learner, lab.platform_id, "lab")["reason_code"] == "no_resource_link"
             ),
@@ -109,7 +108,7 @@ def test_a_column_that_cannot_count_is_named_and_a_launch_lets_its_grades_out(
 
     openedx.edit_block(lab.usage_key, custom_parameters=custom_parameters(course.gs_course, "lab"))
     assert openedx.launch(ann, course.key, lab.usage_key).status_code == 200
-    wait_for(
+    course.wait(
         lambda: (
             course.grade(ann, lab.usage_key) == (6.0, 10.0)
             and course.grade(bob, lab.usage_key) == (8.0, 10.0)

@@ -4,7 +4,6 @@ it, and the grades gradesync sends must be the ones Open edX publishes to its gr
 
 from __future__ import annotations
 
-from gradesync.testing import wait_for
 from tests.openedx.conftest import OpenEdx, open_course
 from tests.support.served import Served
 
@@ -20,7 +19,7 @@ def test_highest_attempt_counts_and_extra_credit_is_capped(
     course.attempt("e1", "lab", ann, 6, 10, minute=1)
     course.attempt("e2", "lab", ann, 9, 10, minute=2)
     course.attempt("e3", "lab", ann, 7, 10, minute=3)
-    wait_for(
+    course.wait(
         lambda: (
             course.state(ann, lab.platform_id, "lab")["desired"]["score_given"] == 9
             and course.grade(ann, lab.usage_key) == (9.0, 10.0)
@@ -31,7 +30,7 @@ def test_highest_attempt_counts_and_extra_credit_is_capped(
     assert item["resource_link_id"] == lab.usage_key  # tied to the component: it counts
 
     course.attempt("e4", "lab", ann, 12, 10, minute=4)  # 12 of 10: extra credit
-    wait_for(lambda: course.grade(ann, lab.usage_key) == (10.0, 10.0), "the capped grade")
+    course.wait(lambda: course.grade(ann, lab.usage_key) == (10.0, 10.0), "the capped grade")
     state = course.state(ann, lab.platform_id, "lab")
     assert state["state"] == "delivered"
     assert "Capped at the maximum" in state["desired"]["basis"]
@@ -51,13 +50,13 @@ def test_fractional_points_are_rescaled_to_whole_points(openedx: OpenEdx, served
 
     course.attempt("e1", "quiz", ann, 6, 7.5, minute=1)
     course.attempt("e2", "odd", ann, 5, 7.3333, minute=1)
-    wait_for(lambda: course.grade(ann, quiz.usage_key) == (6.0, 7.5), "the rescaled grade")
+    course.wait(lambda: course.grade(ann, quiz.usage_key) == (6.0, 7.5), "the rescaled grade")
     (item,) = course.line_items(quiz)
     assert item["score_maximum"] == 15  # whole points: 7.5 x 2
     assert item["scores"][-1]["score_given"] == 12.0
 
     # No whole factor up to 100 makes 7.3333 whole: refused with a reason, before any send.
-    state = wait_for(
+    state = course.wait(
         lambda: (s := course.state(ann, odd.platform_id, "odd"))["reason_code"] and s,
         "the reason nothing is sent",
     )
@@ -83,9 +82,9 @@ def test_unknown_learners_do_not_hold_up_the_others(openedx: OpenEdx, served: Se
     for i, learner in enumerate(gone):
         course.attempt(f"g{i}", "lab", learner, 4, 10, minute=1)
     course.attempt("e1", "lab", ann, 8, 10, minute=2)
-    wait_for(lambda: course.grade(ann, lab.usage_key) == (8.0, 10.0), "ann's grade")
+    course.wait(lambda: course.grade(ann, lab.usage_key) == (8.0, 10.0), "ann's grade")
     for learner in gone:
-        state = wait_for(
+        state = course.wait(
             lambda learner=learner: (
                 (s := course.state(learner, lab.platform_id, "lab"))["state"] == "rejected" and s
             ),
@@ -95,7 +94,7 @@ def test_unknown_learners_do_not_hold_up_the_others(openedx: OpenEdx, served: Se
         assert "open gradesync from the LMS course again" in state["reason_text"]
 
     course.attempt("e2", "lab", ann, 9, 10, minute=3)  # the destination still takes grades
-    wait_for(lambda: course.grade(ann, lab.usage_key) == (9.0, 10.0), "ann's next grade")
+    course.wait(lambda: course.grade(ann, lab.usage_key) == (9.0, 10.0), "ann's next grade")
     platform = served.ok("GET", f"/platforms/{lab.platform_id}")
     assert not platform.get("paused_until"), platform
 
@@ -108,12 +107,12 @@ def test_a_token_open_edx_no_longer_accepts_is_renewed(openedx: OpenEdx, served:
     lab = course.place("lab", weight=10)
     assert openedx.launch(ann, course.key, lab.usage_key).status_code == 200
     course.attempt("e1", "lab", ann, 6, 10, minute=1)
-    wait_for(lambda: course.grade(ann, lab.usage_key) == (6.0, 10.0), "the first grade")
+    course.wait(lambda: course.grade(ann, lab.usage_key) == (6.0, 10.0), "the first grade")
 
     openedx.rotate_keys(lab.usage_key)  # the token gradesync holds no longer verifies
     refused = openedx.log.read_text(errors="replace").count("Forbidden: /api/lti_consumer")
     course.attempt("e2", "lab", ann, 8, 10, minute=2)
-    wait_for(lambda: course.grade(ann, lab.usage_key) == (8.0, 10.0), "the grade after a 403")
+    course.wait(lambda: course.grade(ann, lab.usage_key) == (8.0, 10.0), "the grade after a 403")
     state = course.state(ann, lab.platform_id, "lab")
     assert state["state"] == "delivered" and state["tries"] == 0, state
     log = openedx.log.read_text(errors="replace")
