@@ -61,3 +61,33 @@ def test_bad_scopes_and_triggers(api: ApiEnv) -> None:
     assert ("trigger", "one_of") in problems(c.post("/runs", json={"trigger": "sometime"}))
     assert api.waker.runs == []
     assert c.get("/runs").json() == []
+
+
+def test_one_scope_mistake_gets_one_answer_wherever_a_run_is_asked_for(api: ApiEnv) -> None:
+    """A run, a schedule and a repair name their scope the same way; the same mistake in it
+    is refused with the same field and rule by each, and nothing is queued."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    api.destination("t1", "lms")
+
+    def problems(r: object) -> list[tuple[str, str]]:
+        assert r.status_code == 422, r.text  # type: ignore[attr-defined]
+        return [(d["field"], d["rule"]) for d in r.json()["detail"]]  # type: ignore[attr-defined]
+
+    schedule = {"kind": "interval", "spec": "15m"}
+    for scope, expected in [
+        ({"course_id": "ghost"}, [("course_id", "unknown_course")]),
+        (
+            {"course_id": "c1", "destination_id": "nope"},
+            [("destination_id", "unknown_destination")],
+        ),
+        ({"course_id": "c1", "activity_ids": ["zz"]}, [("activity_ids[0]", "unknown_activity")]),
+    ]:
+        course = str(scope["course_id"])
+        rest = {k: v for k, v in scope.items() if k != "course_id"}
+        assert problems(c.post("/runs", json=scope)) == expected
+        assert problems(c.post(f"/courses/{course}/sync", json=rest)) == expected
+        assert problems(c.post("/schedules", json={**schedule, **scope})) == expected
+        assert problems(c.post(f"/courses/{course}/repair", json=rest)) == expected
+    assert api.waker.runs == []
+    assert c.get("/runs").json() == [] and c.get("/schedules").json() == []
