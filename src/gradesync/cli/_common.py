@@ -1,7 +1,8 @@
 """Shared bits of the admin CLI groups: the runtime, error reporting, JSON output.
 
-These commands talk to the database directly (an admin on the server, with the same
-GRADESYNC_DATABASE_URL and GRADESYNC_SECRET_KEY as `gradesync serve`).
+These commands run where `gradesync serve` runs (an admin on the server, with the same
+GRADESYNC_DATABASE_URL and GRADESYNC_SECRET_KEY) and call the same use cases through the
+runtime as the API and the console.
 """
 
 from __future__ import annotations

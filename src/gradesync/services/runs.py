@@ -21,7 +21,6 @@ from gradesync.services.wakeup import Waker
 
 __all__ = [
     "REQUESTABLE",
-    "RUN_TRIGGERS",
     "ask_for_run",
     "check_scope",
     "get_run",
@@ -40,7 +39,6 @@ _STRENGTH = {
     Trigger.REPAIR: 2,
     Trigger.REMASTER: 3,
 }
-RUN_TRIGGERS = tuple(_STRENGTH)
 
 # What a person or a program may ask for; schedule and repair runs are started by gradesync,
 # and auto sync needs no run.
