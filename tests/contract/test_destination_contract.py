@@ -14,6 +14,8 @@ double the engine's tests use cannot drift from the adapters it stands for.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gradesync.domain.capabilities import Capabilities
@@ -54,12 +56,25 @@ def target(subject: Subject, item: ItemLink, person: PersonLink) -> ResultTarget
     return ResultTarget(subject.course, item, person)
 
 
-async def test_capabilities_describe_the_result_form(subject: Subject) -> None:
+async def test_capabilities_hold_for_what_is_sent(subject: Subject) -> None:
+    """What the engine reads in the capabilities is what the remote does: a destination that
+    takes pending results takes one (and holds no score for it), one that stores zeros holds
+    a zero."""
     caps = subject.client.capabilities
     assert isinstance(caps, Capabilities)
     assert caps.percent_scale > 0
-    if caps.name_max_length is not None:
-        assert caps.name_max_length > 0
+    item = await ensure(subject)
+    ada, bo = subject.learners
+    if caps.pending_results:
+        pending = replace(
+            desired(subject, None), grading_progress="Pending", activity_progress="Submitted"
+        )
+        receipt = await subject.client.put_result(target(subject, item, ada), pending, T0)
+        assert 200 <= receipt.status < 300
+        assert subject.held(item, ada) is None
+    if caps.zeros_stored:
+        await subject.client.put_result(target(subject, item, bo), desired(subject, 0.0), T0)
+        assert subject.held(item, bo) == 0.0
 
 
 async def test_a_column_is_ensured_once_and_updated_in_place(subject: Subject) -> None:
