@@ -21,6 +21,7 @@ from gradesync.domain.model import Attempt
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
 from gradesync.services import ingest
+from gradesync.testing import wait_for
 from tests.e2e.conftest import LiveConsole, sign_in
 from tests.e2e.world import ADMIN, INSTRUCTOR, TENANT, School, build_school
 
@@ -238,13 +239,13 @@ def test_admin_sees_a_paused_lms_on_the_dashboard_and_resumes_it(
     better = Attempt(TENANT, "ev-9", "genes", "u-ada", 19.0, 20.0, datetime.now(UTC))
     ingest.ingest(rt.db.uow, rt.clock, rt.waker, TENANT, ingest.IngestBatch(attempts=[better]))
 
+    def computed() -> bool:  # the worker computes the new grade in the background
+        with rt.db.uow() as uow:
+            return bool(uow.ledger.waiting(TENANT))
+
+    wait_for(computed, "the better grade computed")
     page.get_by_role("link", name="Dashboard").click()
-    waiting = page.locator('[data-kpi="waiting"]')
-    for _ in range(50):  # the worker computes the new grade in the background
-        if waiting.inner_text() != "0":
-            break
-        page.reload()
-    expect(waiting).to_have_text("1")
+    expect(page.locator('[data-kpi="waiting"]')).to_have_text("1")
     expect(page.get_by_role("alert")).to_contain_text("Sandbox LMS is paused")
     expect(page.get_by_role("alert")).to_contain_text("paused by ada")
     expect(page.locator("[data-oldest]")).to_contain_text("Ada Byron")
