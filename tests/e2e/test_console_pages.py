@@ -22,7 +22,12 @@ from gradesync.domain.model import (
     LedgerKey,
     LedgerRow,
     Person,
+    RunScope,
+    Schedule,
+    ScheduleKind,
+    SyncRun,
     Tenant,
+    Trigger,
     UserRole,
 )
 from gradesync.runtime import Runtime
@@ -271,3 +276,39 @@ def test_dashboard_shows_the_backlog_and_a_paused_destination(
     assert r.status_code == 303 and r.headers["location"] == "/console/dashboard"
     page = c.get("/console/dashboard").text
     assert "Canvas is paused" not in page and "Canvas is delivering again." in page
+
+
+def test_run_history_names_destination_schedule_and_who_asked(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    c, runtime = app_client
+    now = runtime.clock.now()
+    scope = RunScope("t1", "lms", "bio")
+    with runtime.db.uow() as uow:
+        uow.destinations.upsert(Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas"), now)
+        uow.schedules.save(
+            Schedule(
+                "s1",
+                "t1",
+                scope,
+                ScheduleKind.WEEKLY,
+                "mon 07:00",
+                "Europe/Paris",
+                "ada",
+                created_at=now,
+            )
+        )
+        uow.runs.add(
+            SyncRun("r-sched", scope, Trigger.SCHEDULE, "ada", created_at=now), schedule_id="s1"
+        )
+        uow.runs.add(SyncRun("r-hand", RunScope("t1"), Trigger.MANUAL, "grace", created_at=now))
+        uow.commit()
+    _login(c, "ada", "/console/destinations")
+    page = c.get("/console/runs").text
+    assert "Canvas" in page and "Biology" in page and "All destinations" in page
+    assert "schedule: weekly mon 07:00 (Europe/Paris)" in page
+    local = r'<time datetime="[^"]+" data-local>\d{4}-\d\d-\d\d \d\d:\d\d UTC</time>'
+    assert re.search(local, page)
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}", page)  # no microseconds
+    one = c.get("/console/runs/r-sched").text
+    assert "Canvas" in one and "weekly mon 07:00" in one and "Asked by" in one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -127,3 +128,28 @@ def destination_summary(
         if dest is None:
             raise NotFound("destination", destination_id)
         return dest, uow.ledger.counts_by_state(tenant_id, destination_id=destination_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RunNames:
+    """What people call the things runs refer to: course titles, destination names, and
+    for scheduled runs their schedule in words."""
+
+    courses: dict[str, str]
+    destinations: dict[str, str]
+    schedules: dict[str, str]  # run id -> "weekly mon,wed 07:00 (Europe/Paris)"
+
+
+def run_names(uow_factory: UnitOfWorkFactory, tenant_id: str, run_ids: Sequence[str]) -> RunNames:
+    with uow_factory() as uow:
+        courses = {c.id: c.title for c in uow.courses.all(tenant_id)}
+        destinations = {d.id: d.name for d in uow.destinations.all(tenant_id)}
+        schedules = {s.id: s for s in uow.schedules.all(tenant_id)}
+        of_run = uow.runs.schedules_of(run_ids)
+    named = {}
+    for run_id, schedule_id in of_run.items():
+        s = schedules.get(schedule_id)
+        named[run_id] = (
+            f"{s.kind.value} {s.spec} ({s.time_zone})" if s else f"{schedule_id} (deleted)"
+        )
+    return RunNames(courses, destinations, named)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -11,6 +12,10 @@ from gradesync.domain.model import SyncRun
 class RunRepo(Protocol):
     def add(self, run: SyncRun, *, schedule_id: str | None = None) -> None:
         """Store a new run; `schedule_id` names the schedule that requested it."""
+
+    def schedules_of(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The schedule that requested each of these runs (runs nobody scheduled are left
+        out)."""
 
     def get(self, run_id: str, tenant_id: str | None = None) -> SyncRun | None:
         """A run, of one tenant when `tenant_id` is given."""

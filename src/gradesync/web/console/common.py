@@ -18,6 +18,7 @@ from fastapi import Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import ConsoleUser, Course, UserRole
@@ -48,10 +49,27 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
         return f"{secs * 1000:.0f} ms"
     if secs < 120:
         return f"{secs:.1f} s"
-    return f"{secs / 60:.1f} min"
+    if secs < 7200:
+        return f"{secs / 60:.1f} min"
+    return f"{secs / 3600:.1f} h"
+
+
+def _local_time(value: datetime | None) -> Markup:
+    """A time the viewer's browser shows in its own zone (UTC without JavaScript)."""
+    if value is None:
+        return Markup("—")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return Markup('<time datetime="{}" data-local>{}</time>').format(
+        value.isoformat(timespec="seconds"), _when(value)
+    )
 
 
 templates.env.filters["when"] = _when
+templates.env.filters["local"] = _local_time
+templates.env.filters["local_iso"] = lambda at: _local_time(
+    datetime.fromisoformat(at) if isinstance(at, str) and at else None
+)
 templates.env.globals["duration"] = _duration
 
 

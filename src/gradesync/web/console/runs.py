@@ -113,6 +113,7 @@ def run_history(
     with rt.uow() as uow:
         courses = {c.id: c for c in uow.courses.all(user.tenant_id)}
         stages = {r.id: uow.runs.stages(r.id) for r in runs}
+    names = queries.run_names(rt.uow, user.tenant_id, [r.id for r in runs])
     return render(
         request,
         "console/runs.html",
@@ -121,6 +122,7 @@ def run_history(
         runs=runs,
         stages=stages,
         courses=courses,
+        names=names,
         course_filter=course,
         trigger_filter=valid_trigger or "",
         triggers=[t.value for t in Trigger],
@@ -134,11 +136,13 @@ def run_page(
     request: Request, run_id: str, user: ConsoleUser = Depends(current_user)
 ) -> HTMLResponse:
     detail = _visible_run(request, user, run_id)
+    names = queries.run_names(runtime_of(request).uow, user.tenant_id, [run_id])
     return render(
         request,
         "console/run.html",
         user,
         nav="runs",
+        names=names,
         run=detail.run,
         stages=detail.stages,
         stage_labels=STAGE_LABELS,

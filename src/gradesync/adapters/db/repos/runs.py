@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,15 @@ def _run(r: Mapping[Any, Any]) -> SyncRun:
 
 
 class RunRepo(SqlRepo, ports.RunRepo):
+    def schedules_of(self, run_ids: Sequence[str]) -> dict[str, str]:
+        if not run_ids:
+            return {}
+        c = t.sync_runs.c
+        rows = self.conn.execute(
+            select(c.id, c.schedule_id).where(c.id.in_(list(run_ids)), c.schedule_id.is_not(None))
+        )
+        return {r[0]: r[1] for r in rows}
+
     def add(self, run: SyncRun, *, schedule_id: str | None = None) -> None:
         row = to_row(run, exclude=("scope",))
         row.update(
