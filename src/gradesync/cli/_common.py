@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from gradesync.domain.errors import Conflict, GradesyncError, InvalidInput, NotFound
 from gradesync.runtime import Runtime
@@ -88,3 +89,32 @@ def print_json(data: Any) -> None:
 
 def when(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
+
+
+def short_when(dt: datetime | None) -> str:
+    """A time for a narrow table column (UTC, to the minute)."""
+    return dt.strftime("%m-%d %H:%M") if dt else "-"
+
+
+def print_table(table: Table) -> None:
+    """The table, or an explicit `none` when it has no rows (nothing printed reads like a
+    failure)."""
+    if table.row_count:
+        console.print(table)
+    else:
+        console.print(f"{table.title}: none" if table.title else "none", highlight=False)
+
+
+def flat_counts(counts: dict[str, Any]) -> str:
+    """A run's counts on one line: `sent 3, rejected 2 (unknown_user 2)`."""
+    parts = []
+    for key, value in sorted(counts.items()):
+        if isinstance(value, dict):
+            if not value:
+                continue
+            total = sum(v for v in value.values() if isinstance(v, int | float))
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(value.items()))
+            parts.append(f"{key} {total:g} ({detail})")
+        else:
+            parts.append(f"{key} {value}")
+    return ", ".join(parts) or "-"

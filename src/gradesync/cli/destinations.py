@@ -14,6 +14,7 @@ from gradesync.cli._common import (
     console,
     guarded,
     print_json,
+    print_table,
     runtime,
     when,
 )
@@ -45,7 +46,7 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     table = Table("id", "kind", "name", "profile", "status")
     for v in views:
         table.add_row(str(v["id"]), str(v["kind"]), str(v["name"]), str(v["profile"]), _status(v))
-    console.print(table)
+    print_table(table)
 
 
 @app.command()

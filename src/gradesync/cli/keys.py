@@ -5,7 +5,16 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from gradesync.cli._common import JSON_OUT, TENANT, console, guarded, print_json, runtime, when
+from gradesync.cli._common import (
+    JSON_OUT,
+    TENANT,
+    console,
+    guarded,
+    print_json,
+    print_table,
+    runtime,
+    when,
+)
 from gradesync.services import auth
 
 app = typer.Typer(
@@ -54,7 +63,7 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     for k in keys:
         status = f"revoked {when(k.revoked_at)}" if k.revoked_at else "active"
         table.add_row(k.id, k.name, ", ".join(k.scopes), when(k.created_at), status)
-    console.print(table)
+    print_table(table)
 
 
 @app.command()

@@ -8,13 +8,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gradesync.cli._common import print_table
 from gradesync.domain.errors import GradesyncError
 from gradesync.domain.model import DestinationKind
 from gradesync.lti.lti11_launch import LAUNCH_PATH
 from gradesync.runtime import Runtime
 from gradesync.services.lti11_consumers import PROFILES, ConsumerSpec, add_consumer
 
-app = typer.Typer(help="LTI 1.1 consumers: add (or update), list.", no_args_is_help=True)
+app = typer.Typer(
+    help="LTI 1.1 consumers: add-consumer (adds or updates one), list.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -112,4 +115,4 @@ def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
             str(migrated),
             state,
         )
-    console.print(table)
+    print_table(table)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
+from gradesync.cli._common import print_table
 from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.lti import registration as reg
 from gradesync.runtime import Runtime
@@ -121,7 +122,7 @@ def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
             ", ".join(d.config.get("deployment_ids") or []),
             state,
         )
-    console.print(table)
+    print_table(table)
 
 
 @app.command("show")
@@ -178,7 +179,7 @@ def list_tool_keys() -> None:
             k.retired_at.isoformat(timespec="seconds") if k.retired_at else "current",
             "yes" if k.published else "no",
         )
-    console.print(table)
+    print_table(table)
 
 
 @keys_app.command("prune-tool-keys")

@@ -7,7 +7,18 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from gradesync.cli._common import JSON_OUT, TENANT, console, guarded, print_json, runtime, when
+from gradesync.cli._common import (
+    JSON_OUT,
+    TENANT,
+    console,
+    flat_counts,
+    guarded,
+    print_json,
+    print_table,
+    runtime,
+    short_when,
+    when,
+)
 from gradesync.domain.model import SyncRun
 from gradesync.services import queries
 
@@ -35,8 +46,26 @@ def run_json(run: SyncRun, stages: list[dict[str, Any]] | None = None) -> dict[s
     return out
 
 
-def _counts(c: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "-"
+def _took(r: SyncRun) -> str:
+    start, end = r.started_at or r.created_at, r.finished_at
+    if start is None or end is None:
+        return "not finished"
+    secs = max(0.0, (end - start).total_seconds())
+    return f"took {secs:.1f} s" if secs < 120 else f"took {secs / 60:.1f} min"
+
+
+def _summary(r: SyncRun) -> str:
+    """What, when and how it went, in three short lines (the table fits 80 columns)."""
+    scope = r.scope
+    where = f"{scope.course_id or 'all courses'} -> {scope.destination_id or 'all destinations'}"
+    if scope.activity_ids:
+        where += f" ({len(scope.activity_ids)} activities)"
+    how = r.outcome.value if r.outcome else r.stage.value
+    return (
+        f"{r.trigger.value}: {where}, by {r.actor}\n"
+        f"{short_when(r.created_at)} UTC, {_took(r)}\n"
+        f"{how}: {flat_counts(r.counts)}"
+    )
 
 
 @app.command("list")
@@ -61,19 +90,11 @@ def list_(
     if as_json:
         print_json([run_json(r) for r in runs])
         return
-    table = Table("run", "created", "trigger", "by", "course", "stage", "outcome", "counts")
+    table = Table("run", "what, when, how it went", show_lines=True)
+    table.columns[0].no_wrap = True
     for r in runs:
-        table.add_row(
-            r.id,
-            when(r.created_at),
-            r.trigger.value,
-            r.actor,
-            r.scope.course_id or "all",
-            r.stage.value,
-            r.outcome.value if r.outcome else "-",
-            _counts(r.counts),
-        )
-    console.print(table)
+        table.add_row(r.id, _summary(r))
+    print_table(table)
 
 
 @app.command()
@@ -94,6 +115,13 @@ def show(run_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool 
     )
     for s in d.stages:
         console.print(f"  {s.get('at') or '-':32} {s['stage']}", highlight=False)
-    console.print(f"outcome: {r.outcome.value if r.outcome else 'running'}; {_counts(r.counts)}")
+    console.print(
+        f"asked {when(r.created_at)}, finished {when(r.finished_at)} ({_took(r)})",
+        highlight=False,
+    )
+    console.print(
+        f"outcome: {r.outcome.value if r.outcome else 'running'}; {flat_counts(r.counts)}",
+        highlight=False,
+    )
     if r.message:
         console.print(r.message, highlight=False)

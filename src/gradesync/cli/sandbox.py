@@ -15,8 +15,16 @@ def sandbox(
     base_url: str | None = typer.Option(None, help="Public URL and LTI issuer."),
     rng_seed: int | None = typer.Option(None, help="Seed for random fault decisions."),
     faults: str | None = typer.Option(None, help='JSON, e.g. \'{"scores": {"error_rate": 0.1}}\'.'),
+    log_level: str = typer.Option(
+        "info", help="critical, error, warning, info, debug or trace (uvicorn's)."
+    ),
 ) -> None:
     """Run the sandbox LMS/SIS that gradesync's demo, tests and benchmarks deliver to."""
     from gradesync.sandbox import cli as sandbox_cli  # loaded only when used
 
-    sandbox_cli.run(host, port, seed_file, mode, base_url, rng_seed, faults)
+    levels = ("critical", "error", "warning", "info", "debug", "trace")
+    if log_level.lower() not in levels:
+        raise typer.BadParameter(f"one of {', '.join(levels)}", param_hint="--log-level")
+    sandbox_cli.run(
+        host, port, seed_file, mode, base_url, rng_seed, faults, log_level=log_level.lower()
+    )

@@ -20,6 +20,7 @@ from gradesync.cli._common import (
     console,
     guarded,
     print_json,
+    print_table,
     runtime,
     when,
 )
@@ -127,7 +128,7 @@ def _print(infos: list[ScheduleInfo]) -> None:
             s.posted_by,
             status,
         )
-    console.print(table)
+    print_table(table)
 
 
 def _show(info: ScheduleInfo, as_json: bool) -> None:
@@ -344,7 +345,7 @@ def history(
             counts or "-",
             e.message or "",
         )
-    console.print(table)
+    print_table(table)
 
 
 @app.command("preview")

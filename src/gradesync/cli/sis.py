@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gradesync.adapters.destinations import oneroster_csv
+from gradesync.cli._common import print_table
 from gradesync.domain.canonical import parse_iso
 from gradesync.domain.errors import GradesyncError, InvalidInput
 from gradesync.runtime import Runtime
@@ -29,7 +30,7 @@ app = typer.Typer(
 console = Console()
 T = TypeVar("T")
 
-TENANT = typer.Option(..., "--tenant", help="Tenant id.")
+TENANT = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT")
 
 
 def _run(fn: Callable[[Runtime], T]) -> T:
@@ -262,7 +263,7 @@ def categories(
         table = Table("category sourcedId", "title", title="SIS categories")
         for c in cats:
             table.add_row(c["sourcedId"], c.get("title", ""))
-        console.print(table)
+        print_table(table)
         if course:
             table = Table(
                 "group", "activities", "SIS category", "problem", title=f"alignment of {course}"
@@ -274,7 +275,7 @@ def categories(
                     a.category_id or "",
                     a.problem or "",
                 )
-            console.print(table)
+            print_table(table)
             if any(a.problem for a in checks):
                 raise typer.Exit(1)
 
@@ -289,7 +290,7 @@ def _print_checks(checks: Sequence[service.ActivityCheck]) -> None:
             or "[green]ok[/green]"
         )
         table.add_row(c.activity_id, c.title, "yes" if c.selected else "no", problems)
-    console.print(table)
+    print_table(table)
 
 
 @app.command("select")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from gradesync.cli._common import JSON_OUT, console, guarded, print_json, runtime, when
+from gradesync.cli._common import JSON_OUT, console, guarded, print_json, print_table, runtime, when
 from gradesync.services import auth
 from gradesync.services.tenants import create_tenant, list_tenants
 
@@ -41,4 +41,4 @@ def list_(as_json: bool = JSON_OUT) -> None:
     table = Table("id", "name", "created")
     for t in tenants:
         table.add_row(t.id, t.name, when(t.created_at))
-    console.print(table)
+    print_table(table)

@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gradesync.cli._common import print_table
 from gradesync.domain.errors import GradesyncError
 from gradesync.domain.model import UserRole
 from gradesync.runtime import Runtime
@@ -59,4 +60,4 @@ def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
     table = Table("username", "name", "role", "courses")
     for u in users:
         table.add_row(u.username, u.display_name, u.role.value, ", ".join(u.course_ids) or "all")
-    console.print(table)
+    print_table(table)

@@ -1,0 +1,92 @@
+"""What the CLI prints: tables that fit 80 columns, `none` for nothing, JSON on request, the
+tenant from GRADESYNC_TENANT for every command, help that names the real commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import UTC, datetime
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import RunOutcome, RunScope, RunStage, SyncRun, Tenant, Trigger
+from tests.cli.conftest import GRADESYNC, Run
+
+
+def _seed(db: Database) -> None:
+    now = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    with db.uow() as uow:
+        for tenant in ("northwind", "empty"):
+            uow.tenants.upsert(Tenant(tenant, tenant.title()), now)
+        scope = RunScope("northwind", "canvas-production", "chemistry-101", ("a1", "a2"))
+        finished = SyncRun(
+            "run_0123456789abcdef0123456789abcdef",
+            scope,
+            Trigger.RESYNC,
+            "api-key:courseware production",
+            RunStage.FINISHED,
+            RunOutcome.PARTLY_FAILED,
+            {"sent": 40, "delivered": 38, "rejected": {"unknown_user": 1, "line_item_gone": 1}},
+            "2 results refused",
+            now,
+            now,
+            now.replace(second=42),
+        )
+        uow.runs.add(finished)
+        uow.runs.update(finished)
+        uow.commit()
+
+
+def test_runs_list_fits_80_columns_and_says_none(
+    gradesync: Run, cli_db: Database, cli_env: dict[str, str]
+) -> None:
+    _seed(cli_db)
+    cli_env["COLUMNS"] = "80"
+    out = gradesync("runs", "list", "-t", "northwind").stdout
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    assert "run_0123456789abcdef0123456789abcdef" in out  # whole: `runs show` takes it
+    # the summary column, its wrapped lines joined again
+    summary = " ".join(
+        line.split("│")[2].strip() for line in out.splitlines() if line.count("│") == 3
+    )
+    assert "rejected 2 (line_item_gone 1, unknown_user 1)" in summary and "{" not in out
+    assert "chemistry-101 -> canvas-production" in summary and "took 42.0 s" in summary
+    assert "by api-key:courseware production" in summary
+    assert gradesync("runs", "list", "-t", "empty").stdout.strip() == "none"
+    assert json.loads(gradesync("runs", "list", "-t", "empty", "--json").stdout) == []
+    for listing in (("destinations", "list"), ("keys", "list"), ("schedules", "list")):
+        assert gradesync(*listing, "-t", "empty").stdout.strip() == "none", listing
+
+
+def test_every_command_takes_the_tenant_from_the_environment(
+    gradesync: Run, cli_db: Database, cli_env: dict[str, str]
+) -> None:
+    _seed(cli_db)
+    cli_env["GRADESYNC_TENANT"] = "northwind"
+    assert "run_0123456789abcdef" in gradesync("runs", "list").stdout
+    # sis commands too: the tenant is taken, and the unknown connection is what is refused
+    r = gradesync("sis", "validate", "no-such-sis", "chemistry-101", ok=False)
+    assert "destination 'no-such-sis' not found" in r.stdout + r.stderr
+    assert "--tenant" not in r.stderr, r.stderr
+
+
+def _help(*args: str) -> str:
+    return subprocess.run(
+        [GRADESYNC, *args, "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "100", "NO_COLOR": "1"},
+    ).stdout
+
+
+def test_help_names_the_real_commands() -> None:
+    assert "add-consumer" in _help("lti11")
+    assert "--log-level" in _help("sandbox")
+
+
+@pytest.mark.parametrize("level", ["loud"])
+def test_sandbox_refuses_an_unknown_log_level(gradesync: Run, level: str) -> None:
+    r = gradesync("sandbox", "--port", "0", "--log-level", level, ok=False)
+    assert r.returncode == 2 and "--log-level" in r.stderr
