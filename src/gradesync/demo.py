@@ -362,6 +362,15 @@ def run_demo(
         console.print(f"API docs     {gs.base_url}/docs          database {settings.database_url}")
         _set_up_lms(admin, gs.base_url)
         token = _set_up_gradesync(runtime, admin, lms.base_url)
+        console.print(
+            f"tenant       [bold]{TENANT}[/bold]   API key (scopes ingest, sync): {token}",
+            highlight=False,
+        )
+        console.print(
+            f"CLI          GRADESYNC_DATABASE_URL={settings.database_url} "
+            f"GRADESYNC_TENANT={TENANT} gradesync runs list",
+            highlight=False,
+        )
         http = stack.enter_context(
             httpx.Client(
                 base_url=gs.base_url, timeout=15.0, headers={"Authorization": f"Bearer {token}"}

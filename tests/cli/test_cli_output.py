@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from datetime import UTC, datetime
 
@@ -90,3 +91,25 @@ def test_help_names_the_real_commands() -> None:
 def test_sandbox_refuses_an_unknown_log_level(gradesync: Run, level: str) -> None:
     r = gradesync("sandbox", "--port", "0", "--log-level", level, ok=False)
     assert r.returncode == 2 and "--log-level" in r.stderr
+
+
+def test_a_port_in_use_is_one_clear_line(gradesync: Run) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        r = gradesync("serve", "--port", port, ok=False)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert f"cannot listen on 127.0.0.1:{port}: in use" in r.stderr
+        assert "--port" in r.stderr
+        # the demo's sandbox port is checked as well, before anything starts
+        r = gradesync("serve", "--demo", "--port", "0", "--sandbox-port", port, ok=False)
+        assert r.returncode == 1 and "--sandbox-port" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_settings_are_named_every_one(gradesync: Run, cli_env: dict[str, str]) -> None:
+    cli_env.update(GRADESYNC_LOG_FORMAT="xml", GRADESYNC_WORKER_POLL_SECONDS="often")
+    r = gradesync("runs", "list", "-t", "northwind", ok=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "GRADESYNC_LOG_FORMAT" in r.stderr and "'xml'" in r.stderr
+    assert "GRADESYNC_WORKER_POLL_SECONDS" in r.stderr and "'often'" in r.stderr

@@ -58,12 +58,25 @@ def main() -> None:
     try:
         app()
     except Exception as exc:
-        problem = database_problem(exc)
+        problem = database_problem(exc) or settings_problem(exc)
         if problem is None:
             raise
         # one line an operator can act on, not a driver's traceback
         sys.stderr.write(f"error: {problem}\n")
         sys.exit(1)
+
+
+def settings_problem(exc: BaseException) -> str | None:
+    """Every setting that is wrong, one per line, named as it is set (`GRADESYNC_...`)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError) or exc.title != "Settings":
+        return None
+    lines = []
+    for e in exc.errors():
+        name = "GRADESYNC_" + "_".join(str(p) for p in e["loc"]).upper()
+        lines.append(f"{name}: {e['msg']} (given {e.get('input')!r})")
+    return "bad settings:\n  " + "\n  ".join(lines)
 
 
 def database_problem(exc: BaseException) -> str | None:

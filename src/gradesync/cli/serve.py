@@ -2,19 +2,48 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+
 import typer
 
 from gradesync import logs
 from gradesync.config import load_settings
 
+DEFAULT_PORT = 8000
+DEMO_SANDBOX_PORT = 8765
+
+
+def port_free(host: str, port: int, option: str) -> None:
+    """Stop with one clear line when the port is taken, before anything starts (binding as
+    uvicorn does, so what passes here binds there)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            why = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+            typer.echo(
+                f"error: cannot listen on {host}:{port}: {why}. Choose another port with "
+                f"{option} (or stop what uses it).",
+                err=True,
+            )
+            raise typer.Exit(1) from exc
+
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, help="Port to listen on."),
+    port: int = typer.Option(DEFAULT_PORT, help="Port to listen on."),
     demo: bool = typer.Option(
         False, "--demo", help="Also run the sandbox LMS/SIS, wire them up and simulate learners."
     ),
-    sandbox_port: int = typer.Option(8765, help="With --demo: the sandbox's port."),
+    sandbox_port: int | None = typer.Option(
+        None,
+        help="With --demo: the sandbox's port (default: 8765 with the default --port, else "
+        "--port + 1; 0 picks a free one).",
+    ),
     demo_attempts: int = typer.Option(12, help="With --demo: how many attempts to simulate."),
     demo_exit: bool = typer.Option(
         False, help="With --demo: exit after the simulated grades landed (for scripts)."
@@ -23,8 +52,13 @@ def serve(
     """Run gradesync (SQLite by default; migrations applied automatically on SQLite)."""
     settings = load_settings()
     logs.configure("WARNING" if demo else settings.log_level, settings.log_format)
+    port_free(host, port, "--port")
     if demo:
         from gradesync.demo import run_demo  # the demo imports the sandbox: load it only here
+
+        if sandbox_port is None:
+            sandbox_port = DEMO_SANDBOX_PORT if port == DEFAULT_PORT else port + 1 if port else 0
+        port_free(host, sandbox_port, "--sandbox-port")
 
         raise typer.Exit(
             run_demo(
