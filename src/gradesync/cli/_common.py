@@ -105,10 +105,17 @@ def print_table(table: Table) -> None:
         console.print(f"{table.title}: none" if table.title else "none", highlight=False)
 
 
-def flat_counts(counts: dict[str, Any]) -> str:
-    """A run's counts on one line: `sent 3, rejected 2 (unknown_user 2)`."""
+# what a person looks for in a list of runs (`runs show` and --json give every count)
+BRIEF_COUNTS = ("sent", "unchanged", "pending", "retrying", "skipped", "rejected", "differs")
+
+
+def flat_counts(counts: dict[str, Any], *, brief: bool = False) -> str:
+    """A run's counts on one line: `sent 3, rejected 2 (unknown_user 2)`; `brief` keeps the
+    outcomes in BRIEF_COUNTS that are not zero."""
     parts = []
     for key, value in sorted(counts.items()):
+        if brief and (key not in BRIEF_COUNTS or not value):
+            continue
         if isinstance(value, dict):
             if not value:
                 continue

@@ -64,7 +64,7 @@ def _summary(r: SyncRun) -> str:
     return (
         f"{r.trigger.value}: {where}, by {r.actor}\n"
         f"{short_when(r.created_at)} UTC, {_took(r)}\n"
-        f"{how}: {flat_counts(r.counts)}"
+        f"{how}: {flat_counts(r.counts, brief=True)}"
     )
 
 

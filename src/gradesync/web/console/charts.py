@@ -49,7 +49,8 @@ def _slug(title: str) -> str:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 10 else f"{v:g}"
+    # 18.75 reads "18.8", not a rounded "19" next to a "12" that was 12.5
+    return f"{v:,.0f}" if v == int(v) or abs(v) >= 100 else f"{v:.3g}"
 
 
 def line_chart(

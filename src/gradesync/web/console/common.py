@@ -54,21 +54,22 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
     return f"{secs / 3600:.1f} h"
 
 
-def _local_time(value: datetime | None) -> Markup:
+def _local_time(value: datetime | None, seconds: bool = False) -> Markup:
     """A time the viewer's browser shows in its own zone (UTC without JavaScript)."""
     if value is None:
         return Markup("—")
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return Markup('<time datetime="{}" data-local>{}</time>').format(
-        value.isoformat(timespec="seconds"), _when(value)
+    fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return Markup('<time datetime="{}" data-local="{}">{}</time>').format(
+        value.isoformat(timespec="seconds"), "seconds" if seconds else "", _when(value, fmt=fmt)
     )
 
 
 templates.env.filters["when"] = _when
 templates.env.filters["local"] = _local_time
 templates.env.filters["local_iso"] = lambda at: _local_time(
-    datetime.fromisoformat(at) if isinstance(at, str) and at else None
+    datetime.fromisoformat(at) if isinstance(at, str) and at else None, seconds=True
 )
 templates.env.globals["duration"] = _duration
 

@@ -3,17 +3,20 @@
 // keeps the UTC time as the tooltip. Without JavaScript the UTC times stay, zone named.
 (function () {
   "use strict";
-  var fmt;
+  var minutes, seconds;
+  var parts = {
+    year: "numeric", month: "short", day: "numeric",
+    hour: "2-digit", minute: "2-digit", timeZoneName: "short"
+  };
   try {
-    fmt = new Intl.DateTimeFormat(undefined, {
-      year: "numeric", month: "short", day: "numeric",
-      hour: "2-digit", minute: "2-digit", timeZoneName: "short"
-    });
+    minutes = new Intl.DateTimeFormat(undefined, parts);
+    parts.second = "2-digit";
+    seconds = new Intl.DateTimeFormat(undefined, parts);
   } catch (e) { return; }
   document.querySelectorAll("time[datetime][data-local]").forEach(function (el) {
     var at = new Date(el.getAttribute("datetime"));
     if (isNaN(at.getTime())) return;
     el.title = el.textContent;
-    el.textContent = fmt.format(at);
+    el.textContent = (el.dataset.local === "seconds" ? seconds : minutes).format(at);
   });
 })();
