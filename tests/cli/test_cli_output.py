@@ -13,7 +13,7 @@ import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import RunOutcome, RunScope, RunStage, SyncRun, Tenant, Trigger
-from tests.cli.conftest import GRADESYNC, Run
+from tests.support.cli import GRADESYNC, Run
 
 
 def _seed(db: Database) -> None:
