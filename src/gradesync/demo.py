@@ -35,6 +35,7 @@ from gradesync.sandbox.testing import SandboxAdmin, bind, serve_in_thread
 from gradesync.services import sis
 from gradesync.services.accounts import create_user
 from gradesync.services.auth import create_key
+from gradesync.services.lti import platforms
 from gradesync.services.tenants import create_tenant
 from gradesync.web.app import create_app
 
@@ -160,19 +161,21 @@ def _set_up_gradesync(rt: Runtime, admin: SandboxAdmin, sandbox_url: str) -> str
     )
     cfg = admin.config()
     with uow() as u:
-        registration.save_platform(
+        platforms.save_platform(
             u,
-            TENANT,
-            {
-                "id": "lms",
-                "name": "Sandbox LMS",
-                "issuer": cfg["issuer"],
-                "client_id": CLIENT_ID,
-                "deployment_ids": [DEPLOYMENT],
-                "auth_login_url": cfg["authorization_url"],
-                "auth_token_url": cfg["token_url"],
-                "key_set_url": cfg["jwks_url"],
-            },
+            registration.platform_of(
+                TENANT,
+                {
+                    "id": "lms",
+                    "name": "Sandbox LMS",
+                    "issuer": cfg["issuer"],
+                    "client_id": CLIENT_ID,
+                    "deployment_ids": [DEPLOYMENT],
+                    "auth_login_url": cfg["authorization_url"],
+                    "auth_token_url": cfg["token_url"],
+                    "key_set_url": cfg["jwks_url"],
+                },
+            ),
             clock.now(),
         )
         u.commit()

@@ -29,6 +29,7 @@ from gradesync.lti.claims import AGS_SCOPES
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services import ingest
 from gradesync.services.accounts import create_user
+from gradesync.services.lti import platforms
 from tests.e2e.conftest import LiveConsole
 
 TENANT = "school"
@@ -92,19 +93,21 @@ def build_school(lms: RunningSandbox, console: LiveConsole) -> School:
     with rt.db.uow() as uow:
         uow.tenants.upsert(Tenant(TENANT, "Springfield High"), now)
         cfg = lms.admin.config()
-        dest = reg.save_platform(
+        dest = platforms.save_platform(
             uow,
-            TENANT,
-            {
-                "id": "lms",
-                "name": "Sandbox LMS",
-                "issuer": cfg["issuer"],
-                "client_id": client_id,
-                "deployment_ids": [deployment],
-                "auth_login_url": cfg["authorization_url"],
-                "auth_token_url": cfg["token_url"],
-                "key_set_url": cfg["jwks_url"],
-            },
+            reg.platform_of(
+                TENANT,
+                {
+                    "id": "lms",
+                    "name": "Sandbox LMS",
+                    "issuer": cfg["issuer"],
+                    "client_id": client_id,
+                    "deployment_ids": [deployment],
+                    "auth_login_url": cfg["authorization_url"],
+                    "auth_token_url": cfg["token_url"],
+                    "key_set_url": cfg["jwks_url"],
+                },
+            ),
             now,
         )
         uow.commit()

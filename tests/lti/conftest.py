@@ -22,6 +22,7 @@ from gradesync.lti import registration as reg
 from gradesync.lti.claims import AGS_SCOPES
 from gradesync.runtime import Runtime
 from gradesync.sandbox.testing import RunningSandbox, bind, serve_in_thread
+from gradesync.services.lti import platforms
 from gradesync.services.lti.keys import ToolKeyStore
 from gradesync.testing import TEST_SECRET, add_tenant, seeding, unique
 from gradesync.web.app import create_app
@@ -130,7 +131,7 @@ def connect(
         **extra,
     }
     with gs.db.uow() as uow:
-        dest = reg.save_platform(uow, tenant_id, data, datetime.now(UTC))
+        dest = platforms.save_platform(uow, reg.platform_of(tenant_id, data), datetime.now(UTC))
         uow.commit()
     return Setup(tenant_id, dest.id, client_id, deployment_id, dest)
 

@@ -24,6 +24,7 @@ from gradesync.lti import claims as c
 from gradesync.lti import registration as reg
 from gradesync.sandbox.testing import RunningSandbox, serve_in_thread
 from gradesync.services.destination import FailureClass, RemoteFailure
+from gradesync.services.lti import platforms
 from tests.lti.conftest import Gradesync, Setup, add_course, add_tenant, connect, unique
 from tests.lti.test_ags_sandbox import column
 
@@ -255,7 +256,9 @@ async def test_platform_responses_cannot_redirect_the_client(gradesync_lite: Gra
                 "key_set_url": platform.base_url + "/jwks",
             }
             with gradesync_lite.db.uow() as uow:
-                dest = reg.save_platform(uow, tenant, data, datetime.now(UTC))
+                dest = platforms.save_platform(
+                    uow, reg.platform_of(tenant, data), datetime.now(UTC)
+                )
                 uow.commit()
             async with httpx.AsyncClient() as http:
                 ctx = DestinationContext(http=http, tool_keys=gradesync_lite.keys)

@@ -28,6 +28,7 @@ from gradesync.domain.model import Role, Tenant
 from gradesync.lti import registration as reg
 from gradesync.lti.launch import role_from
 from gradesync.services.destination import FailureClass
+from gradesync.services.lti import platforms
 from gradesync.services.lti.keys import ToolKeyStore
 from gradesync.testing import TEST_SECRET, ManualClock
 
@@ -246,19 +247,24 @@ def test_registration_is_unique_per_issuer_and_client(db: Database) -> None:
     with db.uow() as uow:
         for tid in ("a", "b"):
             uow.tenants.upsert(Tenant(tid, tid), now)
-        reg.save_platform(uow, "a", GOOD, now)
+        platforms.save_platform(uow, reg.platform_of("a", GOOD), now)
         uow.commit()
         with pytest.raises(Conflict):
-            reg.save_platform(uow, "b", {**GOOD, "id": "other"}, now)
+            platforms.save_platform(uow, reg.platform_of("b", {**GOOD, "id": "other"}), now)
         # the same LMS application, another institution's deployment (Blackboard)
-        reg.save_platform(uow, "b", {**GOOD, "id": "other", "deployment_ids": ["9:zz"]}, now)
+        platforms.save_platform(
+            uow, reg.platform_of("b", {**GOOD, "id": "other", "deployment_ids": ["9:zz"]}), now
+        )
         with pytest.raises(Conflict):
-            reg.save_platform(uow, "a", GOOD, now)  # exists: needs replace
-        reg.save_platform(
-            uow, "a", {**GOOD, "deployment_ids": ["1:abc", "2:def"]}, now, replace=True
+            platforms.save_platform(uow, reg.platform_of("a", GOOD), now)  # exists: needs replace
+        platforms.save_platform(
+            uow,
+            reg.platform_of("a", {**GOOD, "deployment_ids": ["1:abc", "2:def"]}),
+            now,
+            replace_existing=True,
         )
         uow.commit()
-        found = reg.find_platforms(uow, GOOD["issuer"], GOOD["client_id"])
+        found = platforms.find_platforms(uow, GOOD["issuer"], GOOD["client_id"])
     assert sorted((d.tenant_id, d.config["deployment_ids"]) for d in found) == [
         ("a", ["1:abc", "2:def"]),
         ("b", ["9:zz"]),

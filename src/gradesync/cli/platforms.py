@@ -13,6 +13,7 @@ from gradesync.cli._common import print_table
 from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.lti import registration as reg
 from gradesync.runtime import Runtime
+from gradesync.services.lti import platforms
 from gradesync.services.lti.keys import ToolKeyStore
 
 app = typer.Typer(
@@ -92,7 +93,9 @@ def add(
     }
     try:
         with runtime.uow() as uow:
-            dest = reg.save_platform(uow, tenant, data, runtime.clock.now(), replace=replace)
+            dest = platforms.save_platform(
+                uow, reg.platform_of(tenant, data), runtime.clock.now(), replace_existing=replace
+            )
             uow.commit()
     except (InvalidInput, NotFound, Conflict) as exc:
         raise _fail(exc) from None
@@ -108,7 +111,7 @@ def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
     runtime = Runtime.create()
     try:
         with runtime.uow() as uow:
-            rows = reg.list_platforms(uow, tenant)
+            rows = platforms.list_platforms(uow, tenant)
     finally:
         runtime.close()
     table = Table("id", "profile", "issuer", "client id", "deployments", "state")
@@ -135,7 +138,7 @@ def show(
     runtime = Runtime.create()
     try:
         with runtime.uow() as uow:
-            dest = reg.get_platform(uow, tenant, platform_id)
+            dest = platforms.get_platform(uow, tenant, platform_id)
     except NotFound as exc:
         raise _fail(exc) from None
     finally:

@@ -4,7 +4,7 @@ A registration is a `Destination` of kind lti13_ags in the tenant that owns the 
 config holds what the LMS admin copies from the LMS (issuer, client id, deployment ids, OIDC
 auth URL, token URL, key set URL) plus gradesync settings (profile, scopes, allowed hosts).
 (issuer, client_id) identifies a registration across all tenants: that is how a login from
-an LMS finds its tenant. This module validates what an admin gives; storing and finding
+an LMS finds its tenant. This module checks what an admin gives; storing and finding
 registrations is `gradesync.services.lti.platforms`.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
@@ -21,26 +20,6 @@ from gradesync.adapters.destinations.ags_urls import is_loopback, origin_of, par
 from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.model import Destination, DestinationKind
 from gradesync.lti.claims import AGS_SCOPES
-from gradesync.services.lti import platforms
-from gradesync.services.lti.platforms import (
-    find_platforms,
-    get_platform,
-    is_platform,
-    list_platforms,
-)
-from gradesync.services.ports import UnitOfWork
-
-__all__ = [
-    "PlatformSpec",
-    "find_platforms",
-    "get_platform",
-    "is_platform",
-    "list_platforms",
-    "save_platform",
-    "spec_of",
-    "tool_urls",
-    "validate_platform",
-]
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 PERSON_ID_SOURCES = ("sub", "email", "lis_person_sourcedid")
@@ -270,17 +249,11 @@ def spec_of(dest: Destination) -> dict[str, Any]:
     }
 
 
-def save_platform(
-    uow: UnitOfWork,
-    tenant_id: str,
-    data: Mapping[str, Any],
-    now: datetime,
-    *,
-    replace: bool = False,
-) -> Destination:
-    """Validate and create (or with `replace`, update) a registration. Does not commit."""
-    spec = validate_platform(data)
-    return platforms.save_platform(uow, spec.destination(tenant_id), now, replace_existing=replace)
+def platform_of(tenant_id: str, data: Mapping[str, Any]) -> Destination:
+    """A registration checked and made into the destination it is stored as
+    (`gradesync.services.lti.platforms.save_platform` stores it). Raises InvalidInput naming
+    every bad field and its rule."""
+    return validate_platform(data).destination(tenant_id)
 
 
 def tool_urls(base_url: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Destination
 from gradesync.lti import registration as reg
 from gradesync.runtime import Runtime
+from gradesync.services.lti import platforms
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 
@@ -43,7 +44,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
         """Register an LMS: issuer, client_id, deployment_ids, auth_login_url, auth_token_url,
         key_set_url, profile, allowed_hosts, ... Answers with the values to paste in the LMS."""
         with rt.uow() as uow:
-            dest = reg.save_platform(uow, p.tenant_id, body, rt.clock.now())
+            dest = platforms.save_platform(uow, reg.platform_of(p.tenant_id, body), rt.clock.now())
             uow.commit()
         return platform_view(dest, rt.settings.base_url)
 
@@ -53,7 +54,8 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
     ) -> list[dict[str, Any]]:
         with rt.uow() as uow:
             return [
-                platform_view(d, rt.settings.base_url) for d in reg.list_platforms(uow, p.tenant_id)
+                platform_view(d, rt.settings.base_url)
+                for d in platforms.list_platforms(uow, p.tenant_id)
             ]
 
     @router.get("/platforms/{platform_id}")
@@ -62,7 +64,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
     ) -> dict[str, Any]:
         with rt.uow() as uow:
             return platform_view(
-                reg.get_platform(uow, p.tenant_id, platform_id), rt.settings.base_url
+                platforms.get_platform(uow, p.tenant_id, platform_id), rt.settings.base_url
             )
 
     @router.put("/platforms/{platform_id}")
@@ -78,9 +80,12 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
                 "id", "matches_path", "id in the body must be the id in the URL."
             )
         with rt.uow() as uow:
-            reg.get_platform(uow, p.tenant_id, platform_id)
-            dest = reg.save_platform(
-                uow, p.tenant_id, {**body, "id": platform_id}, rt.clock.now(), replace=True
+            platforms.get_platform(uow, p.tenant_id, platform_id)
+            dest = platforms.save_platform(
+                uow,
+                reg.platform_of(p.tenant_id, {**body, "id": platform_id}),
+                rt.clock.now(),
+                replace_existing=True,
             )
             uow.commit()
         return platform_view(dest, rt.settings.base_url)

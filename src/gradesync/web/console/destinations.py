@@ -114,7 +114,8 @@ def _words(value: str) -> list[str]:
 
 
 def _save_platform(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
-    from gradesync.lti.registration import save_platform
+    from gradesync.lti.registration import platform_of
+    from gradesync.services.lti import platforms
 
     data: dict[str, Any] = {
         k: form[k].strip()
@@ -132,7 +133,7 @@ def _save_platform(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destina
     }
     data["deployment_ids"] = _words(form.get("deployment_ids", ""))
     with rt.uow() as uow:
-        dest = save_platform(uow, tenant_id, data, rt.clock.now())
+        dest = platforms.save_platform(uow, platform_of(tenant_id, data), rt.clock.now())
         uow.commit()
     return dest
 
