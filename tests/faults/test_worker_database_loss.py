@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from gradesync.adapters.queue.procrastinate_app import (
     retry_stalled_jobs,
 )
 from gradesync.domain.model import DeliveryState
-from gradesync.testing import TEST_SECRET
+from gradesync.testing import TEST_SECRET, wait_for
 from gradesync.testing.http_double import running_gradebook
 from gradesync.testing.seeding import add_course, add_destination, add_tenant, post_attempts
 from tests.faults.postgres_server import PostgresServer
@@ -93,12 +92,8 @@ def _worker(url: str, log: Path, **extra: str) -> subprocess.Popen[bytes]:
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
-    """Wait for a condition (checked every 0.1 s); the deadline only ends a hang."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; worker log:\n{log.read_text()}")
-        time.sleep(0.1)
+    """Wait for a condition; the deadline only ends a hang, and shows the worker's log."""
+    wait_for(predicate, what, timeout=timeout, explain=lambda: f"worker log:\n{log.read_text()}")
 
 
 def _registered_workers(url: str) -> int:
