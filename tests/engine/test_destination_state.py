@@ -84,14 +84,14 @@ async def test_pause_checks_are_shared_between_concurrent_sends(db: Database) ->
     )
     try:
         d = destination_admin.get_destination(db.uow, T, DEST)
-        deliverer = engine.deliverer.governor
-        lim = deliverer.limits_for(d)
-        await asyncio.gather(*(deliverer.check_pause(d, lim) for _ in range(20)))
-        await deliverer.check_pause(d, lim)
+        governor = engine.deliverer.governor
+        lim = governor.limits_for(d)
+        await asyncio.gather(*(governor.check_pause(d, lim) for _ in range(20)))
+        await governor.check_pause(d, lim)
         assert reads == 1
         # past half its freshness: the next read starts in the background, nobody waits
         lim.pause_checked_at = time.monotonic() - 20
-        await deliverer.check_pause(d, lim)
+        await governor.check_pause(d, lim)
         assert lim.pause_check is not None and not lim.pause_check.done()
         await lim.pause_check
         assert reads == 2
