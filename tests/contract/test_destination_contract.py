@@ -161,3 +161,9 @@ async def test_transient_failures_are_classified_and_do_not_stick(
 
     await subject.client.put_result(target(subject, item, ada), desired(subject, 0.5), later(1))
     assert subject.held(item, ada) == pytest.approx(0.5)
+
+
+async def test_a_working_destination_passes_its_check(subject: Subject) -> None:
+    steps = await subject.client.check()
+    assert steps, "a check says what it proved"
+    assert all(step.passed for step in steps), [(s.name, s.evidence) for s in steps]
