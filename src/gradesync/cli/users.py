@@ -7,9 +7,9 @@ from rich.console import Console
 from rich.table import Table
 
 from gradesync.cli._common import print_table
+from gradesync.cli._common import runtime as open_runtime
 from gradesync.domain.errors import GradesyncError
 from gradesync.domain.model import UserRole
-from gradesync.runtime import Runtime
 from gradesync.services.accounts import create_user
 
 app = typer.Typer(help="Console accounts: add, list.", no_args_is_help=True)
@@ -33,29 +33,28 @@ def add(
     ),
 ) -> None:
     """Create or update a console account (the password is stored as a scrypt hash)."""
-    runtime = Runtime.create()
-    try:
-        create_user(
-            runtime.uow,
-            runtime.clock,
-            tenant_id=tenant,
-            username=username,
-            password=password,
-            role=role,
-            display_name=name,
-            course_ids=course,
-        )
-    except GradesyncError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    with open_runtime() as rt:
+        try:
+            create_user(
+                rt.uow,
+                rt.clock,
+                tenant_id=tenant,
+                username=username,
+                password=password,
+                role=role,
+                display_name=name,
+                course_ids=course,
+            )
+        except GradesyncError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
     console.print(f"account [bold]{username}[/bold] ({role.value}) saved in tenant {tenant}")
 
 
 @app.command("list")
 def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
     """List a tenant's console accounts."""
-    runtime = Runtime.create()
-    with runtime.uow() as uow:
+    with open_runtime() as rt, rt.uow() as uow:
         users = uow.users.all(tenant)
     table = Table("username", "name", "role", "courses")
     for u in users:
