@@ -20,7 +20,7 @@ from gradesync.domain.model import (
 from gradesync.services.clock import SystemClock
 from gradesync.services.runs import get_run, get_run_stages, request_run
 from gradesync.testing.double import not_synced, unknown_user
-from tests.engine.conftest import COURSE, DEST, Harness, T, learner, ledger, post, seed
+from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, ledger, post, seed
 
 SCOPE = RunScope(T, DEST, COURSE)
 ITEM = "https://lms/courses/1/items/a1"
@@ -233,9 +233,20 @@ async def test_a_run_whose_worker_died_is_requeued_and_finished(
     await harness.start()  # recovery on start requeues it; the worker runs it
     finished = await harness.engine.run_finished(run.id)
     assert finished.outcome is RunOutcome.SUCCEEDED and finished.counts["sent"] == 2
-    stages = [s["stage"] for s in get_run_stages(db.uow, T, run.id)]
-    assert stages[:3] == ["queued", "computing", "queued"]
+    history = get_run_stages(db.uow, T, run.id)
+    stages = [s["stage"] for s in history]
+    assert stages[:4] == ["queued", "computing", "queued", "computing"]
     assert stages[-1] == "finished"
+    # the history says who stopped and who took over
+    live = harness.engine.worker_id
+    heard = long_ago.strftime("%H:%M:%S")
+    assert history[1]["worker"] == "dead-worker"
+    assert (
+        history[2]["note"]
+        == f"worker dead-worker stopped (last heard {heard} UTC); requeued by {live}"
+    )
+    assert history[3]["worker"] == live and history[3]["note"] == f"resumed by {live}"
+    assert finished.started_at is not None and finished.started_at <= long_ago  # its first start
 
 
 async def test_a_destination_without_this_course_finishes_with_a_message(
@@ -251,3 +262,26 @@ async def test_a_destination_without_this_course_finishes_with_a_message(
     done = await harness.engine.execute_run(run.id)
     assert done is not None and done.outcome is RunOutcome.SUCCEEDED
     assert done.message is not None and "no destination is linked" in done.message
+
+
+async def test_a_run_waits_for_rows_a_stopped_worker_still_holds(
+    harness: Harness, db: Database
+) -> None:
+    """A worker died holding some of the run's rows: the run does not end "partly failed,
+    still pending" while their lease runs; it sends them once the lease ends."""
+    await harness.use(replace(FAST, retry_patience=timedelta(milliseconds=300)))
+    seed(db, learners=4)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(4)])
+    await harness.engine.process_dirty()
+    held = list(ledger(db).values())[:2]
+    with db.uow() as uow:  # what the dead worker left: two rows leased for another 1.5 s
+        uow.ledger.lease(
+            [(r.key, datetime.now(UTC)) for r in held],
+            "dead-worker",
+            datetime.now(UTC) + timedelta(seconds=1.5),
+        )
+        uow.commit()
+    run, _ = _request(db, harness, Trigger.MANUAL)
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.outcome is RunOutcome.SUCCEEDED, done.message
+    assert done.counts["sent"] == 4 and done.counts["pending"] == 0

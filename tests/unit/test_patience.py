@@ -33,3 +33,13 @@ def test_more_rows_open_is_not_progress() -> None:
     assert p.look(1.0, settled=0, open_rows=5)
     assert p.look(20.0, settled=0, open_rows=9)  # new work arrived: no reset
     assert not p.look(31.0, settled=0, open_rows=9)
+
+
+def test_rows_under_another_workers_lease_are_waited_for_until_it_ends() -> None:
+    p = Patience(30.0, now=0.0)
+    p.hold_until(100.0)  # a stopped worker's lease on the rows ends at 100 s
+    assert p.look(90.0, settled=0, open_rows=4)
+    assert p.look(129.0, settled=0, open_rows=4)  # patience counts from the lease's end
+    assert not p.look(131.0, settled=0, open_rows=4)
+    p.hold_until(10.0)  # an earlier end never shortens the wait
+    assert p.left(131.0) == 0.0

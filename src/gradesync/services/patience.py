@@ -24,6 +24,11 @@ class Patience:
             return True
         return now < self._deadline
 
+    def hold_until(self, until: float) -> None:
+        """Rows are held by a lease that ends at `until` (a worker that may have stopped):
+        they cannot move before then, so waiting starts from there."""
+        self._deadline = max(self._deadline, until + self.seconds)
+
     def left(self, now: float) -> float:
         """Seconds of patience left (0 when run out)."""
         return max(0.0, self._deadline - now)

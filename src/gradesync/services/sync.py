@@ -410,7 +410,7 @@ class RunExecutor:
         patience = Patience(self.settings.retry_patience.total_seconds(), time.monotonic())
         last_progress = time.monotonic()
 
-        def due() -> tuple[int, int, datetime | None]:
+        def due() -> tuple[int, int, datetime | None, datetime | None]:
             with self.uow_factory() as uow:
                 return uow.ledger.due_summary(
                     self.clock.now(),
@@ -429,7 +429,11 @@ class RunExecutor:
                 counts["sent_so_far"] = total.delivered
                 await self._stage(run, RunStage.SENDING, counts)
                 last_progress = time.monotonic()
-            due_now, leased, next_retry = await asyncio.to_thread(due)
+            due_now, leased, next_retry, leases_end = await asyncio.to_thread(due)
+            if leases_end is not None:
+                # rows another worker holds (it may have died): they go once its lease ends
+                held_for = (leases_end - self.clock.now()).total_seconds()
+                patience.hold_until(time.monotonic() + max(0.0, held_for))
             settled = stats.delivered + stats.rejected + stats.skipped
             if not patience.look(time.monotonic(), settled, due_now + leased):
                 break

@@ -117,8 +117,9 @@ class LedgerRepo(Protocol):
         destination_id: str | None = None,
         course_id: str | None = None,
         activity_ids: Sequence[str] | None = None,
-    ) -> tuple[int, int, datetime | None]:
-        """(rows due now, rows leased by a worker, when the next retry falls due) in a scope."""
+    ) -> tuple[int, int, datetime | None, datetime | None]:
+        """(rows due now, rows leased by a worker, when the next retry falls due, when the
+        last lease ends) in a scope."""
 
     def scope_summary(
         self,

@@ -431,7 +431,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         destination_id: str | None = None,
         course_id: str | None = None,
         activity_ids: Sequence[str] | None = None,
-    ) -> tuple[int, int, datetime | None]:
+    ) -> tuple[int, int, datetime | None, datetime | None]:
         c = t.ledger.c
         scope: list[Any] = []
         if tenant_id:
@@ -447,15 +447,17 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             .select_from(t.ledger)
             .where(*scope, *self._due_conditions(now, None, None, None, None, ()))
         ).scalar()
-        leased = self.conn.execute(
-            select(func.count()).select_from(t.ledger).where(*scope, c.lease_until >= utc(now))
-        ).scalar()
+        leased, leases_end = self.conn.execute(
+            select(func.count(), func.max(c.lease_until))
+            .select_from(t.ledger)
+            .where(*scope, c.lease_until >= utc(now))
+        ).one()
         next_retry = self.conn.execute(
             select(func.min(c.next_attempt_at)).where(
                 *scope, c.state == DeliveryState.RETRYING.value
             )
         ).scalar()
-        return int(due_now or 0), int(leased or 0), utc(next_retry)
+        return int(due_now or 0), int(leased or 0), utc(next_retry), utc(leases_end)
 
     def scope_summary(
         self,

@@ -173,6 +173,13 @@ class RunRepo(SqlRepo, ports.RunRepo):
         for r in candidates:
             if r["scope_key"] in busy:
                 continue
+            stage: dict[str, Any] = {
+                "stage": RunStage.COMPUTING.value,
+                "at": utc(now).isoformat(),
+                "worker": worker_id,
+            }
+            if r["started_at"] is not None:  # taken over from a worker that stopped
+                stage["note"] = f"resumed by {worker_id}"
             res = self.conn.execute(
                 update(t.sync_runs)
                 .where(c.id == r["id"], c.stage == RunStage.QUEUED.value)
@@ -180,11 +187,9 @@ class RunRepo(SqlRepo, ports.RunRepo):
                     stage=RunStage.COMPUTING.value,
                     worker_id=worker_id,
                     heartbeat_at=utc(now),
-                    started_at=utc(now),
-                    stages=[
-                        *(r["stages"] or []),
-                        {"stage": RunStage.COMPUTING.value, "at": utc(now).isoformat()},
-                    ],
+                    # a resumed run keeps its first start: what was sent since counts as sent
+                    started_at=r["started_at"] if r["started_at"] is not None else utc(now),
+                    stages=[*(r["stages"] or []), stage],
                 )
             )
             if res.rowcount == 1:
@@ -210,8 +215,17 @@ class RunRepo(SqlRepo, ports.RunRepo):
         ]
         if keep_worker is not None:
             conds.append(c.worker_id.is_(None) | (c.worker_id != keep_worker))
-        rows = self.conn.execute(select(c.id, c.stages).where(*conds)).mappings().all()
+        rows = (
+            self.conn.execute(select(c.id, c.stages, c.worker_id, c.heartbeat_at).where(*conds))
+            .mappings()
+            .all()
+        )
         for r in rows:
+            heard = r["heartbeat_at"]
+            last = f" (last heard {utc(heard).strftime('%H:%M:%S')} UTC)" if heard else ""
+            note = f"worker {r['worker_id'] or '?'} stopped{last}; requeued"
+            if keep_worker:
+                note += f" by {keep_worker}"
             self.conn.execute(
                 update(t.sync_runs)
                 .where(c.id == r["id"])
@@ -220,9 +234,9 @@ class RunRepo(SqlRepo, ports.RunRepo):
                     worker_id=None,
                     stages=[
                         *(r["stages"] or []),
-                        {"stage": RunStage.QUEUED.value, "at": utc(now).isoformat()},
+                        {"stage": RunStage.QUEUED.value, "at": utc(now).isoformat(), "note": note},
                     ],
-                    message="requeued: the worker running it stopped",
+                    message=f"requeued: {note}",
                 )
             )
         return [r["id"] for r in rows]
