@@ -68,6 +68,10 @@ def test_every_command_takes_the_tenant_from_the_environment(
     cli_env["GRADESYNC_TENANT"] = "northwind"
     assert "run_0123456789abcdef" in gradesync("runs", "list").stdout
     # sis commands too: the tenant is taken, and the unknown connection is what is refused
+    cli_env["GRADESYNC_TENANT"] = "empty"
+    for listing in (("users", "list"), ("lti11", "list"), ("platforms", "list")):
+        assert json.loads(gradesync(*listing, "--json").stdout) == [], listing
+    assert gradesync("users", "list").stdout.strip() == "none"
     r = gradesync("sis", "validate", "no-such-sis", "chemistry-101", ok=False)
     assert "destination 'no-such-sis' not found" in r.stdout + r.stderr
     assert "--tenant" not in r.stderr, r.stderr

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gradesync.cli._common import print_table
+from gradesync.cli._common import JSON_OUT, print_json, print_table
 from gradesync.domain.errors import GradesyncError
 from gradesync.domain.model import DestinationKind
 from gradesync.lti.lti11_launch import LAUNCH_PATH
@@ -23,7 +23,13 @@ console = Console()
 
 @app.command("add-consumer")
 def add_consumer_cmd(
-    tenant: str = typer.Option(..., help="Tenant id the consumer's courses belong to."),
+    tenant: str = typer.Option(
+        ...,
+        "--tenant",
+        "-t",
+        help="Tenant id the consumer's courses belong to.",
+        envvar="GRADESYNC_TENANT",
+    ),
     destination_id: str = typer.Option(..., "--id", help="Destination id, e.g. canvas-lti11."),
     key: str = typer.Option(..., "--key", help="The consumer key entered in the LMS."),
     allowed_host: list[str] = typer.Option(
@@ -89,7 +95,10 @@ def add_consumer_cmd(
 
 
 @app.command("list")
-def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
+def list_(
+    tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT"),
+    as_json: bool = JSON_OUT,
+) -> None:
     """List a tenant's LTI 1.1 consumers and the courses launched from each (no secrets)."""
     runtime = Runtime.create()
     try:
@@ -103,6 +112,23 @@ def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
                 rows.append((dest, len(courses), migrated))
     finally:
         runtime.close()
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": dest.id,
+                    "name": dest.name,
+                    "consumer_key": dest.config.get("consumer_key"),
+                    "allowed_hosts": dest.config.get("allowed_hosts") or [],
+                    "courses": n,
+                    "moved_to_lti13": migrated,
+                    "enabled": dest.enabled,
+                    "pause_reason": dest.pause_reason,
+                }
+                for dest, n, migrated in rows
+            ]
+        )
+        return
     table = Table("id", "name", "consumer key", "allowed hosts", "courses", "moved to 1.3", "state")
     for dest, n, migrated in rows:
         state = "enabled" if dest.enabled else f"disabled ({dest.pause_reason or 'paused'})"

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
-from gradesync.cli._common import print_table
+from gradesync.cli._common import JSON_OUT, print_json, print_table
 from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.lti import registration as reg
 from gradesync.runtime import Runtime
@@ -48,7 +48,13 @@ def _print_tool_values(base_url: str) -> None:
 
 @app.command("add")
 def add(
-    tenant: str = typer.Option(..., help="Tenant id whose courses this LMS serves."),
+    tenant: str = typer.Option(
+        ...,
+        "--tenant",
+        "-t",
+        help="Tenant id whose courses this LMS serves.",
+        envvar="GRADESYNC_TENANT",
+    ),
     platform_id: str = typer.Option(..., "--id", help="Registration id, e.g. canvas-prod."),
     issuer: str = typer.Option(
         ..., help="The platform's issuer (iss), e.g. https://canvas.instructure.com."
@@ -106,7 +112,10 @@ def add(
 
 
 @app.command("list")
-def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
+def list_(
+    tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT"),
+    as_json: bool = JSON_OUT,
+) -> None:
     """The tenant's LTI 1.3 platforms."""
     runtime = Runtime.create()
     try:
@@ -114,6 +123,22 @@ def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
             rows = platforms.list_platforms(uow, tenant)
     finally:
         runtime.close()
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": d.id,
+                    "name": d.name,
+                    "profile": d.profile,
+                    "config": d.config,
+                    "enabled": d.enabled,
+                    "paused_until": d.paused_until,
+                    "pause_reason": d.pause_reason,
+                }
+                for d in rows
+            ]
+        )
+        return
     table = Table("id", "profile", "issuer", "client id", "deployments", "state")
     for d in rows:
         state = "disabled" if not d.enabled else ("paused" if d.paused_until else "active")
@@ -130,7 +155,7 @@ def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
 
 @app.command("show")
 def show(
-    tenant: str = typer.Option(..., help="Tenant id."),
+    tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT"),
     platform_id: str = typer.Argument(..., help="Registration id."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gradesync.cli._common import print_table
+from gradesync.cli._common import JSON_OUT, print_json, print_table
 from gradesync.cli._common import runtime as open_runtime
 from gradesync.domain.errors import GradesyncError
 from gradesync.domain.model import UserRole
@@ -18,7 +18,9 @@ console = Console()
 
 @app.command()
 def add(
-    tenant: str = typer.Option(..., help="Tenant id the account belongs to."),
+    tenant: str = typer.Option(
+        ..., "--tenant", "-t", help="Tenant id the account belongs to.", envvar="GRADESYNC_TENANT"
+    ),
     username: str = typer.Argument(..., help="Sign-in name."),
     role: UserRole = typer.Option(UserRole.INSTRUCTOR, help="admin or instructor."),
     course: list[str] = typer.Option([], help="Course id an instructor may see (repeatable)."),
@@ -52,10 +54,26 @@ def add(
 
 
 @app.command("list")
-def list_(tenant: str = typer.Option(..., help="Tenant id.")) -> None:
+def list_(
+    tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT"),
+    as_json: bool = JSON_OUT,
+) -> None:
     """List a tenant's console accounts."""
     with open_runtime() as rt, rt.uow() as uow:
         users = uow.users.all(tenant)
+    if as_json:
+        print_json(
+            [
+                {
+                    "username": u.username,
+                    "name": u.display_name,
+                    "role": u.role.value,
+                    "course_ids": list(u.course_ids),
+                }
+                for u in users
+            ]
+        )
+        return
     table = Table("username", "name", "role", "courses")
     for u in users:
         table.add_row(u.username, u.display_name, u.role.value, ", ".join(u.course_ids) or "all")
