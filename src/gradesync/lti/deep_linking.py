@@ -18,8 +18,8 @@ from typing import Any
 
 from gradesync.adapters.secretbox import SecretBox, SecretBoxError
 from gradesync.lti import claims as c
-from gradesync.lti.errors import LaunchRefused
 from gradesync.services.lti.deep_linking import Choice
+from gradesync.services.lti.errors import LaunchRefused
 from gradesync.services.lti.keys import ToolKey
 from gradesync.services.lti.launch import Lti13Launch
 

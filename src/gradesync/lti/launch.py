@@ -25,9 +25,9 @@ from gradesync.adapters.destinations.ags_urls import ForeignUrl, allowed_origins
 from gradesync.adapters.secretbox import SecretBox
 from gradesync.domain.model import Destination, Role
 from gradesync.lti import claims as c
-from gradesync.lti.errors import LaunchRefused
 from gradesync.lti.oidc import LoginState, read_state, state_digest
 from gradesync.lti.platform_keys import KeySetError, PlatformKeyCache
+from gradesync.services.lti.errors import LaunchRefused
 from gradesync.services.lti.launch import Lti13Launch
 
 LEEWAY_SECONDS = 60

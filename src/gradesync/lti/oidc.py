@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from gradesync.adapters.destinations.ags_urls import origin_of
 from gradesync.adapters.secretbox import SecretBox, SecretBoxError
 from gradesync.domain.model import Destination
-from gradesync.lti.errors import LaunchRefused
+from gradesync.services.lti.errors import LaunchRefused
 
 STATE_COOKIE = "gradesync_lti_state"
 

@@ -27,7 +27,6 @@ from gradesync.domain.errors import InvalidInput
 from gradesync.lti import claims as c
 from gradesync.lti import deep_linking, oidc
 from gradesync.lti.claims import AGS_SCOPES
-from gradesync.lti.errors import LaunchRefused
 from gradesync.lti.launch import launch_of, launch_state, verify_launch
 from gradesync.lti.platform_keys import PlatformKeyCache
 from gradesync.lti.registration import tool_urls
@@ -35,7 +34,7 @@ from gradesync.services.clock import Clock
 from gradesync.services.lti import launch as launches
 from gradesync.services.lti import login as logins
 from gradesync.services.lti.deep_linking import DeepLinkRequest, connect_course
-from gradesync.services.lti.errors import record_refusal
+from gradesync.services.lti.errors import LaunchRefused, record_refusal
 from gradesync.services.lti.keys import ToolKeyStore
 from gradesync.services.lti.launch import TEACHING_ROLES
 from gradesync.services.ports import UnitOfWorkFactory
