@@ -89,7 +89,7 @@ async def test_an_older_value_never_overtakes_a_newer_one(harness: Harness, db: 
     post(db, harness.waker, [("a1", learner(0), 5.0)])
     await harness.engine.process_dirty()
     first = asyncio.create_task(harness.engine.deliver_due())
-    await asyncio.wait_for(remote.arrived.wait(), 5)
+    await asyncio.wait_for(remote.arrived.wait(), DEADLINE)
     post(db, harness.waker, [("a1", learner(0), 7.0)])
     await harness.engine.process_dirty()  # the key is leased: recomputed, not sent twice
     remote.hold.set()
@@ -255,7 +255,7 @@ async def test_a_column_being_created_holds_up_only_its_own_rows(
     )
     assert harness.remote.sends == 3 and not delivering.done()
     held.set()
-    stats = await asyncio.wait_for(delivering, 10)
+    stats = await asyncio.wait_for(delivering, DEADLINE)
     assert (stats.claimed, stats.delivered) == (6, 6)
     assert harness.remote.score_of("https://lms/courses/1/items/a2", "sub-p002") == 7.0
 
@@ -280,7 +280,7 @@ async def test_a_new_column_is_created_once_by_passes_that_meet_it_at_once(
             lambda: harness.remote.column_calls == 1 and limits[(T, DEST)].waiting == 2
         )
         held.set()
-        assert (await asyncio.wait_for(delivering, 10)).delivered == 2
+        assert (await asyncio.wait_for(delivering, DEADLINE)).delivered == 2
         assert harness.remote.column_calls == 1
         with db.uow() as uow:
             link = uow.links.item(T, DEST, "a1")
@@ -582,7 +582,7 @@ async def test_a_stop_does_not_hang_on_a_database_that_does_not_answer(caplog: A
     writer = SettleWriter(hung, SystemClock(), grace, "w:1")
     writer.put(Settlement(LedgerKey(T, DEST, "a1", learner(0)), COURSE, None))
     try:
-        await asyncio.wait_for(writer.stop(), 5)  # fails the test instead of hanging it
+        await asyncio.wait_for(writer.stop(), DEADLINE)  # a hang fails the test, not the run
         assert entered.is_set()
         assert "stopping with 1 delivery outcomes unwritten" in caplog.text
     finally:

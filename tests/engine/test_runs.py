@@ -19,6 +19,7 @@ from gradesync.domain.model import (
 )
 from gradesync.services.clock import SystemClock
 from gradesync.services.runs import get_run, get_run_stages, request_run
+from gradesync.testing import DEADLINE
 from gradesync.testing.double import not_synced, unknown_user
 from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, ledger, post, seed
 
@@ -74,7 +75,7 @@ async def test_a_second_request_joins_the_queued_run(harness: Harness, db: Datab
     started = await harness.engine.start_queued_runs()
     assert sorted(started) == sorted([first.id, other.id])
     # while a run of the scope runs, a request that it covers joins it
-    await asyncio.wait_for(harness.remote.arrived.wait(), 10)
+    await asyncio.wait_for(harness.remote.arrived.wait(), DEADLINE)
     waiting, joined5 = _request(db, harness, Trigger.REMASTER)
     assert joined5 and waiting.id == first.id
     harness.remote.hold.set()
