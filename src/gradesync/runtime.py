@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from gradesync.services.ingest import IngestBatch, IngestResult
     from gradesync.services.overrides import RepairResult, RepairSelection
     from gradesync.services.ports import UnitOfWorkFactory
+    from gradesync.services.roster import MembershipReader, RosterResult
     from gradesync.services.schedules import ScheduleService
     from gradesync.services.sis import SisDirectory
     from gradesync.services.worker import Engine
@@ -142,6 +143,28 @@ class Runtime:
 
         return ObservedClient(build_client(destination, context))
 
+    def roster_reader(self, destination: Destination) -> MembershipReader:
+        """Reads a platform's course rosters (NRPS) over the shared HTTP pool and tokens."""
+        from gradesync.adapters.destinations.nrps import NrpsClient
+
+        return NrpsClient(destination, self.destination_context())
+
+    async def refresh_roster(
+        self, tenant_id: str, course_id: str | None = None, destination_id: str | None = None
+    ) -> list[RosterResult]:
+        """Read the LMS rosters (NRPS) of a course, or of every course of the tenant."""
+        from gradesync.services.roster import refresh_course
+
+        return await refresh_course(
+            self.uow,
+            self.clock,
+            self.waker,
+            self.roster_reader,
+            tenant_id,
+            course_id,
+            destination_id,
+        )
+
     def engine_settings(self) -> EngineSettings:
         from gradesync.domain.ledger import BackoffPolicy
         from gradesync.services.engine_config import BreakerSettings, EngineSettings
@@ -177,6 +200,7 @@ class Runtime:
             self.engine_settings(),
             waker=waker,
             meter=PrometheusMeter(),
+            roster=self.roster_reader,
         )
 
     def remote_waker(self) -> Waker:

@@ -71,8 +71,11 @@ def serve(db: Database, tmp_path: Path) -> Iterator[Served]:
         s.api.close()
 
 
-def register_tool(lms: RunningSandbox, gs: Served) -> dict[str, Any]:
-    """gradesync registered in the LMS as a tool, and the LMS in gradesync as a platform."""
+def register_tool(
+    lms: RunningSandbox, gs: Served, scopes: list[str] | None = None
+) -> dict[str, Any]:
+    """gradesync registered in the LMS as a tool (granted `scopes`, else the LMS's
+    default), and the LMS in gradesync as a platform."""
     client_id = unique("client-")
     lms.admin.register_tool(
         client_id=client_id,
@@ -81,6 +84,7 @@ def register_tool(lms: RunningSandbox, gs: Served) -> dict[str, Any]:
         oidc_login_url=gs.base_url + "/lti/login",
         redirect_uris=[gs.base_url + "/lti/launch"],
         target_link_uri=gs.base_url + "/lti/launch",
+        **({"scopes": scopes} if scopes is not None else {}),
     )
     cfg = lms.admin.config()
     platform = gs.ok(

@@ -416,6 +416,16 @@ def _enrollment_check(enrollment: Enrollment | None, course: Course) -> Check:
             "Give the person the Student/Learner role in the LMS course (then they launch "
             "again); instructors, TAs and observers get no grades.",
         )
+    if enrollment.status is not EnrollmentStatus.ACTIVE and enrollment.status_source == "nrps":
+        when = enrollment.status_at.date().isoformat() if enrollment.status_at else "?"
+        return Check(
+            CheckCode.ENROLLED_AS_LEARNER,
+            name,
+            False,
+            f"Not in the LMS course: left the course on {when} (NRPS).",
+            "Nothing to do if the learner dropped the course; if not, enroll them again in "
+            "the LMS course: the next roster read makes the enrollment active again.",
+        )
     if enrollment.status is not EnrollmentStatus.ACTIVE:
         return Check(
             CheckCode.ENROLLED_AS_LEARNER,
@@ -526,6 +536,7 @@ _EXPLAINED = {
     ReasonCode.NOT_ENROLLED,
     ReasonCode.NOT_A_LEARNER,
     ReasonCode.ENROLLMENT_INACTIVE,
+    ReasonCode.LEFT_COURSE,
     ReasonCode.OUTSIDE_COURSE_DATES,
 }
 
@@ -1156,6 +1167,7 @@ BENIGN_SKIPS = {
     ReasonCode.NOT_GRADED_YET.value,
     ReasonCode.ZEROS_NOT_STORED.value,
     ReasonCode.ENROLLMENT_INACTIVE.value,
+    ReasonCode.LEFT_COURSE.value,
 }
 
 

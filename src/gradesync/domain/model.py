@@ -40,6 +40,16 @@ class EnrollmentStatus(StrEnum):
     DROPPED = "dropped"
 
 
+class RosterMatch(StrEnum):
+    """How a member of an LMS roster (NRPS) is matched to a courseware learner who never
+    launched: the learner's id is the LMS user id, or their SIS id is the member's
+    `lis_person_sourcedid`, or their email is the member's email."""
+
+    LMS_USER_ID = "lms_user_id"
+    SIS_ID = "sis_id"
+    EMAIL = "email"
+
+
 class AttemptSelection(StrEnum):
     HIGHEST = "highest"
     LATEST = "latest"
@@ -126,6 +136,7 @@ class PolicySettings:
     minimum_points: float | None = None
     name_rule: NameRule | None = None
     keep_lms_edits: bool | None = None  # instructor overrides: keep the LMS edit (default)
+    roster_match: RosterMatch | None = None  # read from the tenant's layer (default: SIS id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +192,10 @@ class Enrollment:
     role: Role = Role.LEARNER
     status: EnrollmentStatus = EnrollmentStatus.ACTIVE
     section_id: str | None = None
+    # Who last set the status and when, where known: "nrps" when an LMS roster said the
+    # learner left the course (then `status_at` is when gradesync read that).
+    status_source: str | None = None
+    status_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

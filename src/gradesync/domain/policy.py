@@ -328,6 +328,8 @@ def _person_skip(enrollment: Enrollment | None) -> Reason | None:
     if enrollment.role is not Role.LEARNER:
         return reasons.not_a_learner(enrollment.role.value)
     if enrollment.status is not EnrollmentStatus.ACTIVE:
+        if enrollment.status_source == "nrps" and enrollment.status_at is not None:
+            return reasons.left_course(enrollment.status_at, "NRPS")
         return reasons.enrollment_inactive(enrollment.status.value)
     return None
 

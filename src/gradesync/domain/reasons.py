@@ -30,6 +30,7 @@ class ReasonCode(StrEnum):
     NOT_ENROLLED = "not_enrolled"
     NOT_A_LEARNER = "not_a_learner"
     ENROLLMENT_INACTIVE = "enrollment_inactive"
+    LEFT_COURSE = "left_course"
     # the attempts do not produce a result (yet)
     OUTSIDE_COURSE_DATES = "outside_course_dates"
     NO_ATTEMPT_YET = "no_attempt_yet"
@@ -117,6 +118,14 @@ def enrollment_inactive(status: str) -> Reason:
     return Reason(
         ReasonCode.ENROLLMENT_INACTIVE,
         f"This learner's enrollment is {status!r}, not active, so no grade is sent.",
+    )
+
+
+def left_course(when: datetime, source: str) -> Reason:
+    return Reason(
+        ReasonCode.LEFT_COURSE,
+        f"This learner left the course on {when.date().isoformat()} ({source}): the LMS "
+        "roster lists them as no longer active, so no grade is sent.",
     )
 
 

@@ -7,6 +7,7 @@ for JSON (Accept: application/json) gets the same facts as JSON. Refusals are re
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 from collections.abc import Callable
@@ -66,6 +67,10 @@ class Host(Protocol):
     @property
     def uow(self) -> UnitOfWorkFactory: ...
 
+    async def refresh_roster(
+        self, tenant_id: str, course_id: str | None = None, destination_id: str | None = None
+    ) -> Any: ...
+
 
 # Opens the console for a teacher a launch has just proved (the web console's business).
 SignIn = Callable[..., Any]
@@ -87,6 +92,22 @@ class LtiTool:
         self.keys = ToolKeyStore(runtime.uow, runtime.clock)
         self.http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
         self.platform_keys = PlatformKeyCache(self.http)
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def read_roster(self, tenant_id: str, destination_id: str, course_id: str) -> None:
+        """Read the course's LMS roster after the launch has been answered: in its own task,
+        outside the launch's transaction, never delaying it."""
+        task = asyncio.create_task(
+            self.runtime.refresh_roster(tenant_id, course_id, destination_id),
+            name=f"roster {tenant_id}/{course_id}",
+        )
+        self._background.add(task)  # a strong reference until it is done
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reading an LMS roster failed", exc_info=task.exception())
 
     def reject(self, refused: LaunchRefused) -> None:
         log.warning("LTI launch refused: %s: %s", refused.code, refused.message)
@@ -242,6 +263,8 @@ async def launch(request: Request, sign_in: SignIn) -> Response:
             session_token = deep_linking.seal(session, tool.box)
     except LaunchRefused as refused:
         return await _refused(request, refused)
+    if bound.roster and bound.course_id is not None:
+        tool.read_roster(platform.tenant_id, platform.id, bound.course_id)
     if bound.ignored_endpoint:
         await run_in_threadpool(
             tool.reject,

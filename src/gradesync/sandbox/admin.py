@@ -208,7 +208,8 @@ def _enroll(sb: Sandbox, request: Request, body: Any) -> Any:
 
 
 def _unenroll(sb: Sandbox, request: Request, body: Any) -> Any:
-    sb.state.unenroll(request.path_params["course_id"], request.path_params["user"])
+    status = request.query_params.get("status", "Deleted")
+    sb.state.unenroll(request.path_params["course_id"], request.path_params["user"], status)
 
 
 def _add_tool(sb: Sandbox, request: Request, body: Any) -> Any:

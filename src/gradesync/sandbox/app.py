@@ -1,4 +1,4 @@
-"""The sandbox ASGI application: an LMS (LTI 1.3 + AGS, LTI 1.1 outcomes) and a SIS
+"""The sandbox ASGI application: an LMS (LTI 1.3 + AGS + NRPS, LTI 1.1 outcomes) and a SIS
 (OneRoster 1.2 gradebook) in one Starlette app, with fault injection in front.
 
 It imports nothing from gradesync outside this package: a bug shared by the sender and this
@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from . import admin, ags, lti11, lti13, oneroster
+from . import admin, ags, lti11, lti13, nrps, oneroster
 from .config import SandboxConfig
 from .context import Sandbox
 
@@ -41,7 +41,14 @@ def create_app(config: SandboxConfig | None = None) -> SandboxApp:
         sandbox.faults.release.set()  # let held requests finish so shutdown is prompt
 
     app = SandboxApp(
-        routes=[*lti13.routes, *ags.routes, *lti11.routes, *oneroster.routes, *admin.routes],
+        routes=[
+            *lti13.routes,
+            *ags.routes,
+            *nrps.routes,
+            *lti11.routes,
+            *oneroster.routes,
+            *admin.routes,
+        ],
         lifespan=lifespan,
     )
     app.sandbox = sandbox

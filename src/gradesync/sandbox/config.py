@@ -20,6 +20,8 @@ AGS_LINEITEM_READONLY = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem.
 AGS_RESULT_READONLY = "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly"
 AGS_SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
 AGS_SCOPES = (AGS_LINEITEM, AGS_LINEITEM_READONLY, AGS_RESULT_READONLY, AGS_SCORE)
+NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
+TOOL_SCOPES = (*AGS_SCOPES, NRPS_SCOPE)
 
 OR_SCOPE_PREFIX = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
 OR_READONLY = OR_SCOPE_PREFIX + "gradebook.readonly"
@@ -102,9 +104,9 @@ class ToolSeed(_Strict):
     @field_validator("scopes")
     @classmethod
     def _known_scopes(cls, value: list[str]) -> list[str]:
-        unknown = [s for s in value if s not in AGS_SCOPES]
+        unknown = [s for s in value if s not in TOOL_SCOPES]
         if unknown:
-            raise ValueError(f"unknown AGS scope(s) {unknown}; allowed: {list(AGS_SCOPES)}")
+            raise ValueError(f"unknown LTI scope(s) {unknown}; allowed: {list(TOOL_SCOPES)}")
         return value
 
     @model_validator(mode="after")
@@ -202,7 +204,16 @@ class FaultSpec(_Strict):
     )
 
 
-FAULT_GROUPS = ("token", "lineitems", "scores", "results", "lti11", "oneroster", "launch")
+FAULT_GROUPS = (
+    "token",
+    "lineitems",
+    "scores",
+    "results",
+    "memberships",
+    "lti11",
+    "oneroster",
+    "launch",
+)
 
 
 class SeedData(_Strict):

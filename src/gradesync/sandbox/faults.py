@@ -35,6 +35,8 @@ def group_for(path: str) -> str | None:
             return "scores"
         if path.endswith("/results"):
             return "results"
+        if path.endswith("/memberships"):
+            return "memberships"
         return "lineitems"
     if path == "/login/oauth2/token":
         return "token"

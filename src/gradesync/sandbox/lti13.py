@@ -17,8 +17,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .common import HTTPProblem, json_response
-from .config import AGS_SCOPES, LineItemSeed, ResourceLinkSeed, ToolSeed
+from .config import AGS_SCOPES, NRPS_SCOPE, LineItemSeed, ResourceLinkSeed, ToolSeed
 from .context import (
+    AGS_PREFIX,
     AUTHORIZE_PATH,
     DEEP_LINK_RETURN_PATH,
     JWKS_PATH,
@@ -32,6 +33,7 @@ from .state import SeedError
 LTI = "https://purl.imsglobal.org/spec/lti/claim/"
 DL = "https://purl.imsglobal.org/spec/lti-dl/claim/"
 AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
+NRPS_CLAIM = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
 ROLE_LEARNER = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
 ROLE_INSTRUCTOR = "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -284,6 +286,11 @@ def id_token_claims(
                     endpoint["lineitem"] = sb.line_item_url(base, item)
                     break
         claims[AGS_CLAIM] = endpoint
+    if NRPS_SCOPE in tool.scopes:
+        claims[NRPS_CLAIM] = {
+            "context_memberships_url": f"{base}{AGS_PREFIX}/{course.id}/memberships",
+            "service_versions": ["2.0"],
+        }
     if hint.get("lti1p1"):
         claims[LTI + "lti1p1"] = lti1p1_claim(sb, hint["lti1p1"], claims)
     return claims
@@ -480,7 +487,7 @@ async def openid_configuration(request: Request) -> Response:
             "jwks_uri": base + JWKS_PATH,
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
-            "scopes_supported": ["openid", *AGS_SCOPES],
+            "scopes_supported": ["openid", *AGS_SCOPES, NRPS_SCOPE],
             "response_types_supported": ["id_token"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "subject_types_supported": ["public"],

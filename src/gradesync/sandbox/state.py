@@ -93,6 +93,11 @@ class Course:
     concluded: bool = False
     learners: set[str] = field(default_factory=set)
     instructors: set[str] = field(default_factory=set)
+    # Members who left: sub -> (NRPS status "Inactive" or "Deleted", the role they had).
+    departed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # sub -> the membership change counter when their membership last changed (NRPS
+    # differences are the members changed after a given counter value).
+    membership_changes: dict[str, int] = field(default_factory=dict)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     resource_links: dict[str, ResourceLink] = field(default_factory=dict)
     line_items: dict[int, LineItem] = field(default_factory=dict)
@@ -137,6 +142,7 @@ class SandboxState:
         self.sis_line_items: dict[str, SisObject] = {}
         self.sis_results: dict[str, SisObject] = {}
         self._ids = itertools.count(1)
+        self.membership_counter = 0
         self.apply_seed(config.seed)
 
     # ---- seeding (also used by the admin endpoints) ----
@@ -216,6 +222,8 @@ class SandboxState:
     def enroll(self, course_id: str, sub: str, role: str) -> None:
         course = self.course(course_id)
         self._ensure_user(sub)
+        self._membership_changed(course, sub)
+        course.departed.pop(sub, None)
         if role == "learner":
             course.learners.add(sub)
             course.instructors.discard(sub)
@@ -225,12 +233,23 @@ class SandboxState:
         else:
             raise SeedError(f"role: must be 'learner' or 'instructor', got {role!r}")
 
-    def unenroll(self, course_id: str, sub: str) -> None:
+    def unenroll(self, course_id: str, sub: str, status: str = "Deleted") -> None:
+        """End a membership; the roster still lists the member with `status` (Inactive: a
+        concluded or suspended enrollment, Deleted: removed from the course)."""
         course = self.course(course_id)
         if sub not in course.learners and sub not in course.instructors:
             raise SeedError(f"user {sub!r} is not enrolled in course {course_id!r}")
+        if status not in ("Inactive", "Deleted"):
+            raise SeedError(f"status: must be 'Inactive' or 'Deleted', got {status!r}")
+        role = "learner" if sub in course.learners else "instructor"
         course.learners.discard(sub)
         course.instructors.discard(sub)
+        course.departed[sub] = (status, role)
+        self._membership_changed(course, sub)
+
+    def _membership_changed(self, course: Course, sub: str) -> None:
+        self.membership_counter += 1
+        course.membership_changes[sub] = self.membership_counter
 
     def add_resource_link(self, course_id: str, seed: ResourceLinkSeed) -> ResourceLink:
         course = self.course(course_id)

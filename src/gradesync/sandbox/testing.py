@@ -139,8 +139,9 @@ class SandboxAdmin:
     def enroll(self, course_id: str, user: str, role: str = "learner") -> Any:
         return self.call("POST", f"/courses/{course_id}/enrollments", {"user": user, "role": role})
 
-    def unenroll(self, course_id: str, user: str) -> Any:
-        return self.call("DELETE", f"/courses/{course_id}/enrollments/{user}")
+    def unenroll(self, course_id: str, user: str, status: str = "Deleted") -> Any:
+        """End a membership: the roster lists the member as `status` (Inactive or Deleted)."""
+        return self.call("DELETE", f"/courses/{course_id}/enrollments/{user}", status=status)
 
     def add_resource_link(self, course_id: str, **link: Any) -> Any:
         return self.call("POST", f"/courses/{course_id}/resource_links", link)

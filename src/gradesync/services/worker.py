@@ -23,14 +23,15 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from gradesync.domain.model import LedgerRow, RunStage, SyncRun
-from gradesync.services import log_context
+from gradesync.domain.model import LedgerRow, RunStage, SyncRun, Trigger
+from gradesync.services import log_context, roster
 from gradesync.services.clock import Clock
 from gradesync.services.compute import ComputeStats, compute_dirty
 from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, DeliveryStats
 from gradesync.services.destination import DestinationFactory
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.services.roster import ReaderFactory
 from gradesync.services.sync import RunExecutor
 from gradesync.services.telemetry import NULL_METER, Meter
 from gradesync.services.wakeup import Waker
@@ -53,8 +54,11 @@ class Engine:
         waker: Waker | None = None,
         worker_id: str | None = None,
         meter: Meter = NULL_METER,
+        roster: ReaderFactory | None = None,
     ) -> None:
         self.uow_factory = uow_factory
+        # reads the LMS rosters (NRPS) of a run's scope before the run computes
+        self.roster = roster
         self.clock = clock
         self.settings = settings or EngineSettings()
         self.worker_id = worker_id or new_worker_id()
@@ -146,6 +150,7 @@ class Engine:
         ):
             log.info("run %s (%s, %s) started", run.id, run.trigger.value, scope.key)
             try:
+                await self._read_rosters(run)
                 done = await self.executor.execute(run)
             finally:
                 self._runs.pop(run.id, None)
@@ -164,6 +169,25 @@ class Engine:
             if not fut.done():
                 fut.set_result(done)
         return done
+
+    async def _read_rosters(self, run: SyncRun) -> None:
+        """Who is in the course, as the LMS says now, before the run computes: learners who
+        left are not sent to, and learners who never launched are."""
+        if self.roster is None or run.trigger is Trigger.AUTO:
+            return
+        scope = run.scope
+        try:
+            await roster.refresh_course(
+                self.uow_factory,
+                self.clock,
+                None,  # the run itself recomputes its scope
+                self.roster,
+                scope.tenant_id,
+                scope.course_id,
+                scope.destination_id,
+            )
+        except Exception:  # a roster must never stop a run
+            log.exception("run %s: the LMS roster could not be read", run.id)
 
     async def start_queued_runs(self) -> list[str]:
         """Claim every queued run whose scope is free; each runs in its own task."""

@@ -118,6 +118,8 @@ enrollments = Table(
     Column("role", String(32), nullable=False),
     Column("status", String(32), nullable=False),
     Column("section_id", String(ID)),
+    Column("status_source", String(32)),
+    _ts("status_at"),
     ForeignKeyConstraint(
         ["tenant_id", "course_id"], ["courses.tenant_id", "courses.id"], ondelete="CASCADE"
     ),

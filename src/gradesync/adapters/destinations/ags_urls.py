@@ -124,11 +124,16 @@ _REL = re.compile(r"""rel\s*=\s*["'\u201c\u201d\u2018\u2019]?([^"'\u201c\u201d\u
 
 def next_link(header: str | None) -> str | None:
     """The rel="next" URL of a Link header, exactly as given; None when there is none."""
+    return link_rel(header, "next")
+
+
+def link_rel(header: str | None, wanted: str) -> str | None:
+    """The URL of a Link header with relation `wanted` (e.g. "differences"), as given."""
     if not header:
         return None
     for match in _LINK.finditer(header):
         url, params = match.group(1), match.group(2)
         for rel in _REL.finditer(params):
-            if "next" in rel.group(1).lower().split():
+            if wanted in rel.group(1).lower().split():
                 return url
     return None

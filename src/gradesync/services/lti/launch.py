@@ -49,6 +49,7 @@ from gradesync.services.lti.migration import (
 )
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.ports.lti import LaunchRecord
+from gradesync.services.roster import nrps_of
 from gradesync.services.wakeup import Waker
 
 TEACHING_ROLES = (Role.INSTRUCTOR, Role.ADMINISTRATOR, Role.TEACHING_ASSISTANT)
@@ -104,6 +105,7 @@ class BoundLaunch:
     notes: list[str] = field(default_factory=list)  # reasons something was not bound
     ignored_endpoint: str | None = None  # why the AGS claim was ignored (SSRF guard)
     migration: dict[str, Any] | None = None  # what the LTI 1.1 -> 1.3 move did (lti1p1 claim)
+    roster: bool = False  # the platform offered the course's roster (NRPS): read it next
     # deep linking: the courses (and their activities) the instructor may choose from
     choices: list[dict[str, Any]] = field(default_factory=list)
 
@@ -273,7 +275,9 @@ def _bind(
             deployment_id=launch.deployment_id,
             now=now,
             tool_platform=launch.tool_platform,
+            nrps=nrps_of(launch.claims),
         )
+        bound.roster = nrps_of(launch.claims) is not None
         activity_id = launch.custom_activity_id
         if not activity_id and legacy is not None and link_id:
             activity_id = lti11_activity(u, legacy, course_id, link_id)
@@ -359,9 +363,10 @@ def bind_context(
     deployment_id: str,
     now: datetime,
     tool_platform: dict[str, Any] | None = None,
+    nrps: dict[str, Any] | None = None,
 ) -> CourseLink:
     """Bind an LMS context to a gradesync course (CourseLink). A launch without an AGS claim
-    keeps the line items URL an earlier launch gave."""
+    keeps the line items URL an earlier launch gave; likewise the roster (NRPS) claim."""
     existing = u.links.course(tenant_id, destination_id, course_id)
     data: dict[str, Any] = dict(existing.data) if existing else {}
     data["context"] = context
@@ -369,6 +374,8 @@ def bind_context(
     data["updated_at"] = now.isoformat()
     if tool_platform is not None:
         data["tool_platform"] = tool_platform
+    if nrps is not None:
+        data["nrps"] = nrps
     remote = existing.remote_id if existing else ""
     if endpoint is not None and endpoint.get("lineitems"):
         data["endpoint"] = endpoint

@@ -54,9 +54,15 @@ class PersonRepo(Protocol):
     def upsert(self, person: Person) -> None: ...
 
     def find(
-        self, tenant_id: str, *, email: str | None = None, name: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        sis_id: str | None = None,
     ) -> list[Person]:
-        """People whose email and name (each when given) match, ignoring case."""
+        """People whose email and name (each when given) match, ignoring case, and whose
+        SIS id is `sis_id` (when given)."""
 
 
 class EnrollmentRepo(Protocol):

@@ -26,6 +26,7 @@ from gradesync.domain.model import (
     Person,
     PolicySettings,
     Role,
+    RosterMatch,
     Trigger,
 )
 from gradesync.domain.model import Attempt as AttemptFact
@@ -51,6 +52,7 @@ class PolicyIn(_In):
     minimum_points: Annotated[Number, Field(ge=0)] | None = None
     name_rule: NameRule | None = None
     keep_lms_edits: Bool | None = None
+    roster_match: RosterMatch | None = None
 
     def to_domain(self) -> PolicySettings:
         return PolicySettings(**self.model_dump())

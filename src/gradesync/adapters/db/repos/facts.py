@@ -118,10 +118,17 @@ class PersonRepo(SqlRepo, ports.PersonRepo):
         upsert(self.conn, t.people, to_row(person))
 
     def find(
-        self, tenant_id: str, *, email: str | None = None, name: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        sis_id: str | None = None,
     ) -> list[Person]:
         c = t.people.c
         conds = [c.tenant_id == tenant_id]
+        if sis_id:
+            conds.append(c.sis_id == sis_id)
         if email:
             conds.append(func.lower(c.email) == email.lower())
         if name:

@@ -1,0 +1,69 @@
+"""The LMS roster (NRPS) end to end over real HTTP: a learner who never launched is matched
+by SIS id after a launch from the course and gets a grade; a learner who leaves the LMS
+course is not sent to any more, and says so."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gradesync.lti.claims import AGS_SCOPES
+from gradesync.sandbox.testing import RunningSandbox
+from gradesync.testing import wait_for
+from tests.lti.conftest import Browser, unique
+from tests.support.served import Served, deep_link, post_attempt, register_tool
+
+NRPS = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
+
+
+def _courseware(gs: Served, learner: str, sis_id: str) -> None:
+    gs.ok(
+        "POST",
+        "/ingest",
+        json={
+            "courses": [{"id": "c1", "title": "Chemistry"}],
+            "activities": [
+                {"id": "a1", "course_id": "c1", "title": "Lab 1", "points_possible": 10}
+            ],
+            "people": [{"id": learner, "name": "Learner", "sis_id": sis_id}],
+            "enrollments": [{"course_id": "c1", "person_id": learner}],
+        },
+    )
+
+
+def _grades(gs: Served, person: str) -> list[dict[str, Any]]:
+    return list(gs.ok("GET", f"/people/{person}/grades")["destinations"].get("lms", []))
+
+
+def test_never_launched_learner_gets_a_grade_and_a_leaver_gets_none(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    reg = register_tool(lms, served, scopes=[*AGS_SCOPES, NRPS])
+    teacher, lms_user, other = unique("teacher-"), unique("lms-"), unique("lms-")
+    sis_id = unique("SIS-")
+    ctx = unique("ctx-")
+    lms.admin.add_user(sub=lms_user, name="Ada Lovelace", sis_id=sis_id)
+    lms.admin.add_course(id=ctx, learners=[lms_user, other], instructors=[teacher])
+    learner = unique("cw-")  # the courseware's own id: never the LMS's
+    _courseware(served, learner, sis_id)
+    link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
+    # the teacher opens the link: the launch offers the roster, read in the background
+    launched = browser.launch(
+        lms, client_id=reg["client_id"], user=teacher, course=ctx, resource_link_id=link
+    )
+    assert launched.status_code == 200
+    post_attempt(served, "e1", learner, 8)
+    (item,) = lms.state.courses[ctx].line_items.values()
+    record = wait_for(lambda: item.scores.get(lms_user), "the grade of a learner never launched")
+    assert record.score_given == 8.0
+    assert learner not in item.scores
+
+    # the learner leaves the LMS course; "Sync now" reads the differences first
+    lms.admin.unenroll(ctx, lms_user, status="Inactive")
+    post_attempt(served, "e2", learner, 10)
+    run = served.run("resync", "c1")
+    assert run["outcome"] == "succeeded", run
+    (grade,) = _grades(served, learner)
+    assert grade["reason_code"] == "left_course", grade
+    assert "left the course on" in grade["reason_text"]
+    assert "(NRPS)" in grade["reason_text"]
+    assert item.scores[lms_user].score_given == 8.0  # nothing sent, no 422 asked for
