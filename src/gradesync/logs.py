@@ -20,6 +20,10 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = dict(log_context.current())
+        for field in log_context.FIELDS:  # given with the line (`log_context.fields`)
+            given = record.__dict__.get(log_context.PREFIX + field)
+            if given:
+                ctx[field] = given
         record.gradesync = ctx
         record.context = " [" + " ".join(f"{k}={v}" for k, v in ctx.items()) + "]" if ctx else ""
         return True

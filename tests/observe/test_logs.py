@@ -53,6 +53,7 @@ def test_json_lines_carry_the_context_and_text_lines_too() -> None:
     try:
         with log_context.bound(request_id="r-1", tenant="t1"), log_context.bound(run_id="run-9"):
             log.info("sending %d results", 3)
+        log.warning("paused", extra=log_context.fields(tenant="t2", destination="sis"))
         try:
             raise ValueError("boom")
         except ValueError:
@@ -60,7 +61,8 @@ def test_json_lines_carry_the_context_and_text_lines_too() -> None:
     finally:
         for c in (as_json, as_text):
             log.removeHandler(c.handler)
-    first, second = as_json.lines()
+    first, about, second = as_json.lines()
+    assert (about["tenant"], about["destination"], about["message"]) == ("t2", "sis", "paused")
     assert first["message"] == "sending 3 results" and first["level"] == "info"
     assert (first["request_id"], first["tenant"], first["run_id"]) == ("r-1", "t1", "run-9")
     assert first["logger"] == "gradesync.test" and first["time"].endswith("+00:00")

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 FIELDS = ("request_id", "tenant", "run_id", "destination")
+PREFIX = "gradesync_"  # of the same fields given with one line (`fields`)
 
 _current: ContextVar[dict[str, str] | None] = ContextVar("gradesync_log_context", default=None)
 
@@ -31,6 +32,12 @@ def bind(**fields: str | None) -> None:
         _current.set(given)
     else:
         held.update(given)
+
+
+def fields(**given: str | None) -> dict[str, str]:
+    """For a line about something other than the current context (a logging call's `extra`):
+    `log.warning(..., extra=log_context.fields(destination=d.id))`."""
+    return {f"{PREFIX}{k}": v for k, v in given.items() if v is not None}
 
 
 @contextmanager

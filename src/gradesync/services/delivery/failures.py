@@ -19,6 +19,7 @@ from datetime import timedelta
 from gradesync.domain.ledger import DeliveryOutcome, Rejected, RetryLater
 from gradesync.domain.model import Destination
 from gradesync.domain.reasons import Reason
+from gradesync.services import log_context
 from gradesync.services.delivery.governor import DestinationLimits, Governor
 from gradesync.services.destination import FailureClass, RemoteFailure
 
@@ -107,7 +108,13 @@ def unexpected_failure(
     gov: Governor, exc: BaseException, d: Destination, lim: DestinationLimits
 ) -> RetryLater:
     """An error no adapter classified: a transient failure, logged with its traceback."""
-    log.exception("unexpected error talking to destination %s/%s", d.tenant_id, d.id, exc_info=exc)
+    log.exception(
+        "unexpected error talking to destination %s/%s",
+        d.tenant_id,
+        d.id,
+        exc_info=exc,
+        extra=log_context.fields(tenant=d.tenant_id, destination=d.id),
+    )
     f = RemoteFailure(FailureClass.RETRY_LATER, "unexpected_error", f"{type(exc).__name__}: {exc}")
     outcome = outcome_of_failure(gov, f, d, lim)
     assert isinstance(outcome, RetryLater)

@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from gradesync.domain.model import Destination, LedgerKey
+from gradesync.services import log_context
 from gradesync.services.clock import Clock
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.records import DeliveryScope, DestKey
@@ -370,7 +371,11 @@ class Governor:
 
     def gate(self, d: Destination, lim: DestinationLimits, until: datetime, reason: str) -> None:
         if lim.close_gate(until, reason):
-            log.warning("destination %s/%s paused until %s: %s", d.tenant_id, d.id, until, reason)
+            log.warning(
+                "destination %s/%s paused until %s: %s",
+                *(d.tenant_id, d.id, until, reason),
+                extra=log_context.fields(tenant=d.tenant_id, destination=d.id),
+            )
             self.persist_pause(d, until, reason, lim)
 
     def add_waiting(self, key: LedgerKey) -> None:
