@@ -24,7 +24,7 @@ def test_doctor_explains_a_grade_a_course_and_a_destination(
     gradesync: Run,
 ) -> None:
     seed(cli_db)
-    # a refused launch today (the CLI runs on the real clock; seed's is months old)
+    # a refused launch today (the CLI runs on the real clock; the scenario's is months old)
     _add_rejection(
         cli_db,
         Rejection(

@@ -1,6 +1,6 @@
 """Seed 001, cause by cause, against the sandbox LMS over real HTTP: each cause is set up the
 way it happens in a school, and gradesync's diagnosis names it (the failed check, its
-evidence) and the course triage puts it under the seed's symptom."""
+evidence) and the course triage puts it under its symptom."""
 
 from __future__ import annotations
 
@@ -263,7 +263,7 @@ def test_user_without_the_learner_role(world: World) -> None:
 
 
 def test_grade_typed_into_the_lms_is_found_kept_then_repaired(world: World) -> None:
-    """The seed's open problem: an instructor typed a grade in the LMS; a resync does not put
+    """The open problem of vendors' help pages: an instructor typed a grade in the LMS; a resync does not put
     gradesync's grade back. gradesync finds the override on verify, keeps it by default, and
     a repair resync resends its grade with a fresh timestamp, recorded in the history."""
     learner = unique("mo-")

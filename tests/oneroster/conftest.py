@@ -16,9 +16,8 @@ from gradesync.domain.model import Destination, DestinationKind
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
 
-SPEC = Path("/work/shared/specs/oneroster-v1p2-gradebook-openapi.json")
-if not SPEC.exists():  # CI checkouts: the copy the sandbox ships
-    SPEC = Path(__file__).parents[2] / "src/gradesync/sandbox/oneroster-v1p2-gradebook-openapi.json"
+# the official OneRoster 1.2 gradebook OpenAPI, as the sandbox ships it
+SPEC = Path(__file__).parents[2] / "src/gradesync/sandbox/oneroster-v1p2-gradebook-openapi.json"
 
 CLIENT_ID, CLIENT_SECRET = "gradesync", "s3cret-value"
 

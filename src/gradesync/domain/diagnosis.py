@@ -1,6 +1,6 @@
 """Diagnosis rules: why a grade did or did not sync, as an ordered list of checks.
 
-Support staff should not need a troubleshooting article (seed 001): each check says what was
+Support staff should not need a troubleshooting article: each check says what was
 looked at, whether it passed, the evidence (ids, dates, the remote's own words) and what a
 person should do. The rules are pure: the diagnostics service gathers the facts (attempts,
 enrollment, launches, links, the ledger row, the delivery log, the destination) and these
@@ -13,7 +13,7 @@ functions turn them into checks, in the order a support engineer would look:
    the course and the column connected, the ledger's state, the last delivery and the
    remote's answer, and whether the LMS still holds what gradesync sent.
 
-`triage_course` sorts a whole course into the seed's three symptoms: nothing syncing at all,
+`triage_course` sorts a whole course into three symptoms: nothing syncing at all,
 only some activities, only some learners.
 """
 
@@ -155,7 +155,7 @@ class Diagnosis:
         }
 
 
-# --- what the remote said, in the seed's words ---------------------------------------------
+# --- what the remote said, in its own words -------------------------------------------------
 
 # failure code (RemoteFailure.code, kept as the ledger's reason_code) -> (cause, remedy)
 REMOTE_CAUSES: dict[str, tuple[str, str]] = {

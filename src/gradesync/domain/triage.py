@@ -1,6 +1,7 @@
-"""Course triage in the shape of seed 001: is nothing syncing at all (configuration, scope,
-credentials, deployment), only some activities (column missing, unpublished, not graded), or
-only some learners (not launched from the course, role, dates, duplicate accounts)?
+"""Course triage in the shape of a vendor's troubleshooting page: is nothing syncing at all
+(configuration, scope, credentials, deployment), only some activities (column missing,
+unpublished, not graded), or only some learners (not launched from the course, role, dates,
+duplicate accounts)?
 
 Pure: the diagnostics service gathers the course's ledger rows, links, launches and
 rejections; `triage_course` groups the problems into causes, each with its evidence (which
@@ -278,7 +279,7 @@ def _problem(r: KeyState) -> bool:
 
 
 def triage_course(facts: CourseFacts) -> CourseTriage:
-    """Sort a course's problems into the seed's symptoms, each cause with its evidence."""
+    """Sort a course's problems into the three symptoms, each cause with its evidence."""
     course = facts.course
     rows = facts.rows
     counts = Counter(r.state.value for r in rows)

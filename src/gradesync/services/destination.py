@@ -2,7 +2,7 @@
 
 One adapter per protocol implements it (`adapters/destinations/`: LTI 1.3 AGS, LTI 1.1
 Outcomes, OneRoster REST). Every failure is raised as a `RemoteFailure` with its class, because
-the class decides what happens next (see DESIGN.md "Destinations"):
+the class decides what happens next:
 
 | class          | engine does                                                        |
 |----------------|--------------------------------------------------------------------|
