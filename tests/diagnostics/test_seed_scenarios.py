@@ -263,9 +263,10 @@ def test_user_without_the_learner_role(world: World) -> None:
 
 
 def test_grade_typed_into_the_lms_is_found_kept_then_repaired(world: World) -> None:
-    """The open problem of vendors' help pages: an instructor typed a grade in the LMS; a resync does not put
-    gradesync's grade back. gradesync finds the override on verify, keeps it by default, and
-    a repair resync resends its grade with a fresh timestamp, recorded in the history."""
+    """The open problem of vendors' help pages: an instructor typed a grade in the LMS; a
+    resync does not put gradesync's grade back. gradesync finds the override on verify,
+    keeps it by default, and a repair resync resends its grade with a fresh timestamp,
+    recorded in the history."""
     learner = unique("mo-")
     ctx, link, _ = _connected(world, [learner])
     assert world.launch(learner, ctx, link).status_code == 200
