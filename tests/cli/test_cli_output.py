@@ -117,3 +117,13 @@ def test_bad_settings_are_named_every_one(gradesync: Run, cli_env: dict[str, str
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert "GRADESYNC_LOG_FORMAT" in r.stderr and "'xml'" in r.stderr
     assert "GRADESYNC_WORKER_POLL_SECONDS" in r.stderr and "'often'" in r.stderr
+
+
+def test_previews_and_tool_keys_print_json(gradesync: Run) -> None:
+    runs = json.loads(
+        gradesync(
+            "schedules", "preview", "--kind", "interval", "--spec", "2h", "--count", "2", "--json"
+        ).stdout
+    )
+    assert len(runs) == 2 and all(datetime.fromisoformat(r).tzinfo for r in runs)
+    assert isinstance(json.loads(gradesync("keys", "list-tool-keys", "--json").stdout), list)

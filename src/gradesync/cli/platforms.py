@@ -192,13 +192,26 @@ def rotate_tool_key() -> None:
 
 
 @keys_app.command("list-tool-keys")
-def list_tool_keys() -> None:
+def list_tool_keys(as_json: bool = JSON_OUT) -> None:
     """The tool's keys: current, retired-but-published, expired."""
     runtime = Runtime.create()
     try:
         infos = ToolKeyStore(runtime.uow, runtime.clock).list()
     finally:
         runtime.close()
+    if as_json:
+        print_json(
+            [
+                {
+                    "kid": k.kid,
+                    "created_at": k.created_at,
+                    "retired_at": k.retired_at,
+                    "published": k.published,
+                }
+                for k in infos
+            ]
+        )
+        return
     table = Table("kid", "created", "retired", "in JWKS")
     for k in infos:
         table.add_row(

@@ -355,6 +355,7 @@ def preview(
     tz: str = typer.Option("UTC", "--tz", help="IANA time zone."),
     first_run: str | None = FIRST_RUN,
     count: int = typer.Option(5, "--count", min=1, max=50),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Show the next runs a rule would make (daylight-saving changes included)."""
     with runtime() as rt:
@@ -367,5 +368,8 @@ def preview(
                 count=count,
             )
         )
+    if as_json:
+        print_json(list(runs))
+        return
     for at in runs:
         console.print(f"{_local(at, tz)}   ({when(at)})", highlight=False)
