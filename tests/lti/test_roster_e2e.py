@@ -34,6 +34,12 @@ def _grades(gs: Served, person: str) -> list[dict[str, Any]]:
     return list(gs.ok("GET", f"/people/{person}/grades")["destinations"].get("lms", []))
 
 
+def _launch_evidence(gs: Served, person: str) -> str:
+    diagnosis = gs.ok("GET", f"/activities/a1/learners/{person}/diagnosis")
+    (check,) = [c for c in diagnosis["checks"] if c["code"] == "launched_from_course"]
+    return str(check["evidence"])
+
+
 def test_never_launched_learner_gets_a_grade_and_a_leaver_gets_none(
     lms: RunningSandbox, served: Served, browser: Browser
 ) -> None:
@@ -56,6 +62,11 @@ def test_never_launched_learner_gets_a_grade_and_a_leaver_gets_none(
     record = wait_for(lambda: item.scores.get(lms_user), "the grade of a learner never launched")
     assert record.score_given == 8.0
     assert learner not in item.scores
+    assert "matched by SIS id" in _launch_evidence(served, learner)
+    stranger = unique("cw-")  # a courseware learner the LMS course does not list
+    _courseware(served, stranger, unique("SIS-"))
+    served.run("resync", "c1")
+    assert "Not in the LMS course" in _launch_evidence(served, stranger)
 
     # the learner leaves the LMS course; "Sync now" reads the differences first
     lms.admin.unenroll(ctx, lms_user, status="Inactive")

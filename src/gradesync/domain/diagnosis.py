@@ -713,6 +713,9 @@ def _launch_check(facts: LearnerActivityFacts, df: DestinationFacts) -> Check:
             None,
             d.id,
         )
+    roster = _roster_check(df, name)
+    if roster is not None:
+        return roster
     if df.ledger is not None and df.ledger.state is DeliveryState.DELIVERED:
         # The LMS knows the learner in this course (it took the grade): launching from
         # another link of the same LMS is enough there.
@@ -753,6 +756,39 @@ def _launch_check(facts: LearnerActivityFacts, df: DestinationFacts) -> Check:
         "grade should land; the waiting grade is sent automatically after that launch.",
         d.id,
     )
+
+
+_MATCHED_BY = {"sis_id": "SIS id", "email": "email", "lms_user_id": "LMS user id"}
+
+
+def _roster_check(df: DestinationFacts, name: str) -> Check | None:
+    """What the LMS roster (NRPS) says of a learner who never launched: matched to an LMS
+    member (grades go out without a launch), or not in the LMS course at all."""
+    link, course_link = df.person_link, df.course_link
+    if link is not None and link.remote_id and link.data.get("matched_by"):
+        key = _MATCHED_BY.get(str(link.data["matched_by"]), str(link.data["matched_by"]))
+        return Check(
+            CheckCode.LAUNCHED_FROM_COURSE,
+            name,
+            True,
+            f"Enrolled in the LMS, never launched, matched by {key} (LMS user "
+            f"{link.remote_id!r}) through the course roster.",
+            None,
+            df.destination.id,
+        )
+    roster = (course_link.data.get("roster") or {}) if course_link is not None else {}
+    if roster.get("read_at") and (link is None or not link.remote_id):
+        return Check(
+            CheckCode.LAUNCHED_FROM_COURSE,
+            name,
+            False,
+            f"Not in the LMS course: the course roster read at {roster['read_at']} lists no "
+            "member matching this learner, and they never launched.",
+            "Enroll the learner in the LMS course (or give them the SIS id or email the LMS "
+            "knows them by); the next roster read links them and their grades go out.",
+            df.destination.id,
+        )
+    return None
 
 
 def _course_link_check(df: DestinationFacts, course: Course) -> Check:
