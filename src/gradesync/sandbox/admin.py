@@ -6,6 +6,7 @@ These are never faulted and need no token: the sandbox listens on loopback for t
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -212,6 +213,17 @@ def _unenroll(sb: Sandbox, request: Request, body: Any) -> Any:
     sb.state.unenroll(request.path_params["course_id"], request.path_params["user"], status)
 
 
+def _registration_token(sb: Sandbox, request: Request, body: Any) -> Any:
+    """A one-time token for LTI Dynamic Registration, and the URL to open the tool's
+    registration page with (what an LMS admin's "register a tool by URL" does)."""
+    token = secrets.token_urlsafe(24)
+    sb.registration_tokens.add(token)
+    return {
+        "registration_token": token,
+        "openid_configuration": sb.base(request) + "/.well-known/openid-configuration",
+    }
+
+
 def _add_tool(sb: Sandbox, request: Request, body: Any) -> Any:
     tool = sb.state.add_tool(ToolSeed.model_validate(body))
     sb.tool_keys.forget(tool.client_id)  # a re-registration may bring new keys
@@ -303,6 +315,7 @@ routes = [
     ),
     _r("/courses/{course_id}", _patch_course, "PATCH"),
     _r("/courses/{course_id}/enrollments", _enroll, "POST"),
+    _r("/registration_tokens", _registration_token, "POST"),
     _r("/courses/{course_id}/enrollments/{user}", _unenroll, "DELETE"),
     _r(
         "/courses/{course_id}/resource_links",

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from . import admin, ags, lti11, lti13, nrps, oneroster
+from . import admin, ags, lti11, lti13, nrps, oneroster, registration
 from .config import SandboxConfig
 from .context import Sandbox
 
@@ -45,6 +45,7 @@ def create_app(config: SandboxConfig | None = None) -> SandboxApp:
             *lti13.routes,
             *ags.routes,
             *nrps.routes,
+            *registration.routes,
             *lti11.routes,
             *oneroster.routes,
             *admin.routes,

@@ -56,6 +56,9 @@ class Sandbox:
         # lti_message_hint -> launch description; deep-link `data` -> session
         self.launch_hints: dict[str, dict[str, object]] = {}
         self.deep_link_sessions: dict[str, dict[str, object]] = {}
+        # LTI Dynamic Registration: one-time tokens an admin handed out, and what registered
+        self.registration_tokens: set[str] = set()
+        self.registrations: list[dict[str, object]] = []
 
     def base(self, request: Request | None = None) -> str:
         """Public base URL (also the issuer). From config, else from the request's host."""

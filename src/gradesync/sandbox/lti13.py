@@ -28,6 +28,7 @@ from .context import (
     Sandbox,
 )
 from .keys import ToolKeyError
+from .registration import PLATFORM_CONFIG, REGISTRATION_PATH, platform_configuration
 from .state import SeedError
 
 LTI = "https://purl.imsglobal.org/spec/lti/claim/"
@@ -491,6 +492,9 @@ async def openid_configuration(request: Request) -> Response:
             "response_types_supported": ["id_token"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "subject_types_supported": ["public"],
+            "registration_endpoint": base + REGISTRATION_PATH,
+            "claims_supported": ["sub", "iss", "name", "given_name", "family_name", "email"],
+            PLATFORM_CONFIG: platform_configuration(sb),
         }
     )
 

@@ -161,6 +161,10 @@ class SandboxAdmin:
             {"user": user, "score": score, "comment": comment},
         )
 
+    def registration_token(self) -> dict[str, Any]:
+        """A one-time Dynamic Registration token and the OpenID configuration URL."""
+        return dict(self.call("POST", "/registration_tokens"))
+
     def register_tool(self, **tool: Any) -> dict[str, Any]:
         return self.call("POST", "/tools", tool)  # type: ignore[no-any-return]
 

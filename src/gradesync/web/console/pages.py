@@ -15,6 +15,7 @@ from gradesync.web.console import (
     dashboard,
     destinations,
     diagnosis,
+    registration,
     runs,
     schedules,
     session,
@@ -99,5 +100,5 @@ def courses(request: Request, user: ConsoleUser = Depends(current_user)) -> HTML
     return render(request, "console/courses.html", user, courses=rows, nav="courses")
 
 
-for _module in (course, runs, schedules, diagnosis, destinations, dashboard):
+for _module in (course, runs, schedules, diagnosis, destinations, dashboard, registration):
     router.include_router(_module.router)
