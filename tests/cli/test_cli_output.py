@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 import pytest
 
 from gradesync.adapters.db.database import Database
-from gradesync.domain.model import RunOutcome, RunScope, RunStage, SyncRun, Tenant, Trigger
+from gradesync.domain.model import (
+    Destination,
+    DestinationKind,
+    RunOutcome,
+    RunScope,
+    RunStage,
+    SyncRun,
+    Tenant,
+    Trigger,
+)
 from tests.support.cli import GRADESYNC, Run
 
 
@@ -127,3 +136,29 @@ def test_previews_and_tool_keys_print_json(gradesync: Run) -> None:
     )
     assert len(runs) == 2 and all(datetime.fromisoformat(r).tzinfo for r in runs)
     assert isinstance(json.loads(gradesync("keys", "list-tool-keys", "--json").stdout), list)
+
+
+def test_keys_and_pauses_print_json(gradesync: Run, cli_db: Database) -> None:
+    _seed(cli_db)
+    with cli_db.uow() as uow:
+        uow.destinations.upsert(
+            Destination("northwind", "canvas", DestinationKind.LTI13_AGS, "Canvas"),
+            datetime(2025, 3, 1, tzinfo=UTC),
+        )
+        uow.commit()
+    key = json.loads(
+        gradesync(
+            "keys", "create", "-t", "northwind", "--name", "ops", "-s", "sync", "--json"
+        ).stdout
+    )
+    assert key["token"].startswith("gs_") and key["scopes"] == ["sync"]
+    paused = json.loads(
+        gradesync(
+            "destinations", "pause", "canvas", "-t", "northwind", "--reason", "exams", "--json"
+        ).stdout
+    )
+    assert paused["enabled"] is False and paused["pause_reason"] == "exams"
+    resumed = json.loads(
+        gradesync("destinations", "resume", "canvas", "-t", "northwind", "--json").stdout
+    )
+    assert resumed["enabled"] is True and resumed["pause_reason"] is None

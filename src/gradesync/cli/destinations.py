@@ -77,13 +77,14 @@ def pause(
     until: datetime | None = typer.Option(
         None, help="Pause until this UTC time (ISO 8601); without it, until resumed."
     ),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Hold deliveries to a destination; results wait as pending, nothing is lost."""
     from datetime import UTC
 
     until_utc = until.replace(tzinfo=UTC) if until and until.tzinfo is None else until
     with runtime() as rt:
-        guarded(
+        d = guarded(
             lambda: svc.pause(
                 rt.uow,
                 rt.clock,
@@ -94,14 +95,22 @@ def pause(
                 until=until_utc,
             )
         )
+    if as_json:
+        print_json(svc.public_view(d))
+        return
     console.print(f"destination {destination_id} paused")
 
 
 @app.command()
-def resume(destination_id: str = typer.Argument(...), tenant: str = TENANT) -> None:
+def resume(
+    destination_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool = JSON_OUT
+) -> None:
     """Deliver again (also clears a timed or misconfiguration pause)."""
     with runtime() as rt:
-        guarded(lambda: svc.resume(rt.uow, rt.clock, rt.waker, tenant, destination_id))
+        d = guarded(lambda: svc.resume(rt.uow, rt.clock, rt.waker, tenant, destination_id))
+    if as_json:
+        print_json(svc.public_view(d))
+        return
     console.print(f"destination {destination_id} resumed")
 
 

@@ -29,10 +29,23 @@ def create(
     scope: list[str] = typer.Option(
         ..., "--scope", "-s", help="ingest, sync or admin (repeatable; admin implies all)."
     ),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Issue an API key. The token is printed once on stdout; store it now."""
     with runtime() as rt:
         issued = guarded(lambda: auth.create_key(rt.uow, rt.clock, tenant, name, scope))
+    if as_json:
+        k = issued.key
+        print_json(
+            {
+                "id": k.id,
+                "name": name,
+                "tenant": tenant,
+                "scopes": list(k.scopes),
+                "token": issued.token,
+            }
+        )
+        return
     console.print(
         f"key {issued.key.id} ({', '.join(issued.key.scopes)}) for tenant {tenant} (shown once):",
         highlight=False,
