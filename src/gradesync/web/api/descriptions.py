@@ -165,6 +165,9 @@ FIELDS: dict[str, str] = {
     "run": "The run this started or joined.",
 }
 
+_SCHEDULE_KIND = "`interval`, `daily`, `weekly` or `cron`."
+_SCHEDULE_TRIGGER = "`schedule` (send what differs) or `remaster` (resend everything)."
+
 # Names whose meaning depends on the schema.
 BY_SCHEMA: dict[str, dict[str, str]] = {
     "CourseIn": {"id": "Your id of the course (gradesync uses it as is)."},
@@ -182,18 +185,18 @@ BY_SCHEMA: dict[str, dict[str, str]] = {
     },
     "ScheduleOut": {
         "id": "The schedule's id.",
-        "kind": "`interval`, `daily`, `weekly` or `cron`.",
-        "trigger": "`schedule` (send what differs) or `remaster` (resend everything).",
+        "kind": _SCHEDULE_KIND,
+        "trigger": _SCHEDULE_TRIGGER,
         "created_at": "When the schedule was created. " + _ZONED,
     },
-    "ScheduleIn": {"kind": "`interval`, `daily`, `weekly` or `cron`."},
+    "ScheduleIn": {"kind": _SCHEDULE_KIND},
     "ScheduleEditIn": {
-        "kind": "`interval`, `daily`, `weekly` or `cron`.",
+        "kind": _SCHEDULE_KIND,
         "spec": FIELDS["spec"],
         "time_zone": "IANA zone for daily, weekly and cron schedules.",
-        "trigger": "`schedule` (send what differs) or `remaster` (resend everything).",
+        "trigger": _SCHEDULE_TRIGGER,
     },
-    "PreviewIn": {"kind": "`interval`, `daily`, `weekly` or `cron`."},
+    "PreviewIn": {"kind": _SCHEDULE_KIND},
     "PreviewOut": {"runs": "The next times the schedule would run."},
     "HistoryOut": {"at": "When it happened. " + _ZONED, "run": "The run it started or joined."},
     "StageOut": {"stage": "The stage's name.", "at": "When it started (ISO 8601)."},
