@@ -45,8 +45,9 @@ from gradesync.domain.policy import (
     column_for,
     desired_result,
     resolve_settings,
+    zero_point,
 )
-from gradesync.domain.reasons import Reason
+from gradesync.domain.reasons import Reason, ReasonCode
 from gradesync.services.clock import Clock
 from gradesync.services.lti.migration import MIGRATED_KEY
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -55,6 +56,9 @@ NO_PERSON_LINK = "no_person_link"
 DESTINATION_UNAVAILABLE = "destination_unavailable"
 INVALID_POLICY = "invalid_policy"
 COURSE_MIGRATED = "course_migrated"
+
+# Results that change with time alone: once the past-due zero point passes, a zero is due.
+WAITING_FOR_ZERO = frozenset({ReasonCode.NO_ATTEMPT_YET, ReasonCode.NOT_COMPLETED_YET})
 
 # What the destination can take, or why gradesync cannot talk to it at all.
 CapabilitiesLookup = Callable[[Destination], Capabilities | Reason]
@@ -254,6 +258,7 @@ def _compute_pairs(
     enrollments = uow.enrollments.for_people(tenant_id, course_id, people)
     overrides = uow.overrides.for_pairs(tenant_id, pairs)
     policies = {a: _policy(tenant, course, act) for a, act in activities.items()}
+    timers: dict[tuple[str, str], datetime] = {}
 
     for link in sorted(links, key=lambda lk: lk.destination_id):
         destination = uow.destinations.get(tenant_id, link.destination_id)
@@ -277,6 +282,15 @@ def _compute_pairs(
                 person_links.get(key.person_id),
                 now,
             )
+            zero_at = _zero_timer(
+                outcome,
+                policies[key.activity_id],
+                activities[key.activity_id],
+                overrides.get((key.activity_id, key.person_id)),
+                now,
+            )
+            if zero_at is not None:
+                timers[(key.activity_id, key.person_id)] = zero_at
             old = rows.get(key)
             new = reconcile(old, key, outcome, now, remaster=remaster)
             if (
@@ -303,6 +317,24 @@ def _compute_pairs(
                 stats.skipped += 1
             writes.append((new, course_id))
         uow.ledger.save_many(writes)
+    # without a timer a past-due zero would wait for the next fact or run
+    uow.dirty.schedule([(tenant_id, course_id, a, p, at) for (a, p), at in sorted(timers.items())])
+
+
+def _zero_timer(
+    outcome: DesiredResult | NoResult,
+    policy: ResolvedPolicy | Reason,
+    activity: Activity,
+    due_override: datetime | None,
+    now: datetime,
+) -> datetime | None:
+    """When this key must be recomputed because a past-due zero falls due, or None."""
+    if not isinstance(outcome, NoResult) or isinstance(policy, Reason):
+        return None
+    if outcome.reason.code not in WAITING_FOR_ZERO:
+        return None
+    at = zero_point(policy, activity, due_override)
+    return at if at is not None and at > now else None
 
 
 def _reset(row: LedgerRow, now: datetime) -> LedgerRow | None:

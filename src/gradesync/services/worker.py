@@ -2,7 +2,8 @@
 
 `Engine` ties computing, delivery and runs together for one worker process:
 
-- `process_dirty()`: recompute every dirty key (auto sync), batch after batch;
+- `process_dirty()`: recompute every dirty key (auto sync), batch after batch, timed keys
+  (past-due zeros) included once their time comes;
 - `deliver_due()`: deliver every due row (oldest due first);
 - `start_queued_runs()`: start queued runs whose scope is free, each in its own task;
 - `execute_run(run_id)`: claim and run one run now (the procrastinate task does this);
@@ -102,9 +103,32 @@ class Engine:
 
     # -- work -------------------------------------------------------------------------------
 
+    def _fire_timers(self) -> int:
+        with self.uow_factory() as uow:
+            now = self.clock.now()
+            at = uow.dirty.next_due_at()
+            if at is None or at > now:
+                return 0  # a read only: no write transaction on every look
+            fired = uow.dirty.fire_due(now)
+            uow.commit()
+            return fired
+
+    async def next_timer_in(self) -> float | None:
+        """Seconds until the next timed key falls due (None: no timers)."""
+
+        def query() -> datetime | None:
+            with self.uow_factory() as uow:
+                return uow.dirty.next_due_at()
+
+        at = await asyncio.to_thread(query)
+        if at is None:
+            return None
+        return max(0.0, (at - self.clock.now()).total_seconds())
+
     async def process_dirty(self) -> ComputeStats:
         total = ComputeStats()
         async with self._dirty_lock:  # one computing pass per process is enough
+            await asyncio.to_thread(self._fire_timers)
             while True:
                 stats = await asyncio.to_thread(
                     compute_dirty,

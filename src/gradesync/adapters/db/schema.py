@@ -276,6 +276,19 @@ dirty_keys = Table(
     _ts("marked_at", nullable=False),
 )
 
+# When time alone changes a key's result (a past-due zero falls due), the key is marked
+# dirty again at that time; a timer survives restarts and any worker may fire it.
+due_timers = Table(
+    "due_timers",
+    metadata,
+    Column("tenant_id", String(ID), primary_key=True),
+    Column("activity_id", String(ID), primary_key=True),
+    Column("person_id", String(ID), primary_key=True),
+    Column("course_id", String(ID), nullable=False),
+    _ts("due_at", nullable=False),
+    Index("ix_due_timers_due", "due_at"),
+)
+
 deliveries = Table(
     "deliveries",
     metadata,

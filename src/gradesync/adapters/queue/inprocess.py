@@ -4,7 +4,8 @@
 wake-up missed).
 
 Four loops share one `Engine`:
-- compute: dirty keys -> ledger rows (then wakes delivery);
+- compute: dirty keys -> ledger rows (then wakes delivery); wakes itself when a timed key
+  (a past-due zero) falls due;
 - deliver: due ledger rows -> destinations (sleeps until the next retry or the poll);
 - runs: queued runs -> started, each in its own task;
 - recover: runs whose worker stopped proving it is alive go back to the queue.
@@ -115,7 +116,9 @@ class EmbeddedWorker:
                 await asyncio.sleep(max(self.poll, 1.0))
 
     async def _compute(self) -> None:
-        await _wait(self.waker.dirty, self.poll)
+        timer_in = await self.engine.next_timer_in()
+        timeout = self.poll if timer_in is None else min(self.poll, timer_in)
+        await _wait(self.waker.dirty, timeout)
         stats = await self.engine.process_dirty()
         if stats.pending:
             self.waker.deliver.set()

@@ -28,6 +28,16 @@ class DirtyKeyRepo(Protocol):
         """Remove (tenant, activity, person) keys; with marked_before, only marks not newer
         than it, so a key marked again while it was being computed stays dirty."""
 
+    def schedule(self, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None:
+        """Mark keys dirty again at a later time, durably: (tenant, course, activity,
+        person, at). A key already timed keeps the earlier of its two times."""
+
+    def fire_due(self, now: datetime) -> int:
+        """Mark dirty (and forget) every timer whose time has come; how many fired."""
+
+    def next_due_at(self) -> datetime | None:
+        """The earliest timer, or None when there is none."""
+
     def count(self) -> int: ...
 
     def lock_compute(self) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import case, delete, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import upsert, utc
@@ -72,6 +73,47 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
             if marked_before is not None:
                 conds.append(c.marked_at <= utc(marked_before))
             self.conn.execute(delete(t.dirty_keys).where(*conds))
+
+    def schedule(self, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None:
+        d = self.conn.dialect.name
+        table = t.due_timers
+        values = [
+            {
+                "tenant_id": a,
+                "course_id": b,
+                "activity_id": c,
+                "person_id": p,
+                "due_at": utc(at),
+            }
+            for a, b, c, p, at in rows
+        ]
+        if not values:
+            return
+        ins = (postgresql if d == "postgresql" else sqlite).insert(table).values(values)
+        # the earlier time wins: an early recompute schedules the later one again
+        earlier = case(
+            (table.c.due_at <= ins.excluded.due_at, table.c.due_at), else_=ins.excluded.due_at
+        )
+        self.conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["tenant_id", "activity_id", "person_id"],
+                set_={"due_at": earlier, "course_id": ins.excluded.course_id},
+            )
+        )
+
+    def fire_due(self, now: datetime) -> int:
+        c = t.due_timers.c
+        due = self.conn.execute(
+            delete(t.due_timers)
+            .where(c.due_at <= utc(now))
+            .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id)
+        ).all()
+        self.mark_many([(r[0], r[1], r[2], r[3]) for r in due], now)
+        return len(due)
+
+    def next_due_at(self) -> datetime | None:
+        at = self.conn.execute(select(func.min(t.due_timers.c.due_at))).scalar()
+        return utc(at) if at is not None else None
 
     def count(self) -> int:
         return int(self.conn.execute(select(func.count()).select_from(t.dirty_keys)).scalar() or 0)
