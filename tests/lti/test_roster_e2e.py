@@ -8,6 +8,7 @@ from typing import Any
 
 from gradesync.lti.claims import AGS_SCOPES
 from gradesync.sandbox.testing import RunningSandbox
+from gradesync.services.tenants import set_roster_match
 from gradesync.testing import wait_for
 from tests.lti.conftest import Browser, unique
 from tests.support.served import Served, deep_link, post_attempt, register_tool
@@ -78,3 +79,35 @@ def test_never_launched_learner_gets_a_grade_and_a_leaver_gets_none(
     assert "left the course on" in grade["reason_text"]
     assert "(NRPS)" in grade["reason_text"]
     assert item.scores[lms_user].score_given == 8.0  # nothing sent, no 422 asked for
+
+
+def test_matched_by_email_when_the_tenant_says_so(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    set_roster_match(served.runtime.uow, served.runtime.clock, served.tenant, "email")
+    reg = register_tool(lms, served, scopes=[*AGS_SCOPES, NRPS])
+    teacher, lms_user, ctx = unique("teacher-"), unique("lms-"), unique("ctx-")
+    email = f"{unique('grace')}@example.edu"
+    lms.admin.add_user(sub=lms_user, name="Grace Hopper", email=email.upper())
+    lms.admin.add_course(id=ctx, learners=[lms_user], instructors=[teacher])
+    learner = unique("cw-")
+    served.ok(
+        "POST",
+        "/ingest",
+        json={
+            "courses": [{"id": "c1", "title": "Chemistry"}],
+            "activities": [
+                {"id": "a1", "course_id": "c1", "title": "Lab 1", "points_possible": 10}
+            ],
+            "people": [{"id": learner, "name": "Grace", "email": email}],
+            "enrollments": [{"course_id": "c1", "person_id": learner}],
+        },
+    )
+    link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
+    post_attempt(served, "e1", learner, 5)
+    (item,) = lms.state.courses[ctx].line_items.values()
+    assert learner not in item.scores and lms_user not in item.scores  # waits for the roster
+    browser.launch(lms, client_id=reg["client_id"], user=teacher, course=ctx, resource_link_id=link)
+    record = wait_for(lambda: item.scores.get(lms_user), "the grade, matched by email")
+    assert record.score_given == 5.0
+    assert "matched by email" in _launch_evidence(served, learner)

@@ -7,9 +7,9 @@ from rich.table import Table
 
 from gradesync.cli._common import JSON_OUT, console, guarded, print_json, print_table, runtime, when
 from gradesync.services import auth
-from gradesync.services.tenants import create_tenant, list_tenants
+from gradesync.services.tenants import create_tenant, list_tenants, set_roster_match
 
-app = typer.Typer(help="Tenants: create, list.", no_args_is_help=True)
+app = typer.Typer(help="Tenants: create, list, roster matching.", no_args_is_help=True)
 
 
 @app.command()
@@ -42,3 +42,14 @@ def list_(as_json: bool = JSON_OUT) -> None:
     for t in tenants:
         table.add_row(t.id, t.name, when(t.created_at))
     print_table(table)
+
+
+@app.command("roster-match")
+def roster_match(
+    tenant_id: str = typer.Argument(..., help="The tenant."),
+    key: str = typer.Argument(..., help="sis_id (default), email or lms_user_id."),
+) -> None:
+    """How LMS rosters (NRPS) match courseware learners who never launched."""
+    with runtime() as rt:
+        guarded(lambda: set_roster_match(rt.uow, rt.clock, tenant_id, key))
+    console.print(f"tenant [bold]{tenant_id}[/bold]: roster members are matched by {key}")

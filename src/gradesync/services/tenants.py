@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
-from gradesync.domain.errors import Conflict, InvalidInput
-from gradesync.domain.model import Tenant
+from gradesync.domain.errors import Conflict, InvalidInput, NotFound
+from gradesync.domain.model import RosterMatch, Tenant
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWorkFactory
 
@@ -36,3 +37,25 @@ def create_tenant(
 def list_tenants(uow_factory: UnitOfWorkFactory) -> list[Tenant]:
     with uow_factory() as uow:
         return uow.tenants.all()
+
+
+def set_roster_match(
+    uow_factory: UnitOfWorkFactory, clock: Clock, tenant_id: str, key: str
+) -> Tenant:
+    """How the tenant's LMS rosters (NRPS) match courseware learners who never launched."""
+    try:
+        match = RosterMatch(key)
+    except ValueError:
+        raise InvalidInput.one(
+            "roster_match",
+            "one_of",
+            f"roster_match must be one of {', '.join(m.value for m in RosterMatch)}.",
+        ) from None
+    with uow_factory() as uow:
+        tenant = uow.tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFound("tenant", tenant_id)
+        tenant = replace(tenant, policy=replace(tenant.policy, roster_match=match))
+        uow.tenants.upsert(tenant, clock.now())
+        uow.commit()
+    return tenant
