@@ -27,7 +27,7 @@ from rich.console import Console
 from gradesync.config import Settings
 from gradesync.domain.model import UserRole
 from gradesync.lti import registration
-from gradesync.lti.claims import AGS_SCOPES
+from gradesync.lti.claims import AGS_SCOPES, SCOPE_MEMBERSHIP
 from gradesync.runtime import Runtime
 from gradesync.sandbox.app import create_app as create_sandbox
 from gradesync.sandbox.config import SandboxConfig
@@ -51,7 +51,11 @@ LEARNERS = {
     "u-katherine": "Katherine Johnson",
     "u-edsger": "Edsger Dijkstra",
     "u-barbara": "Barbara Liskov",
+    "u-margaret": "Margaret Hamilton",
 }
+# Never opens the course link: the LMS roster (NRPS) matches her by SIS id, so her grades
+# reach the LMS all the same.
+NEVER_LAUNCHES = "u-margaret"
 ACTIVITIES = [  # id, title, points, group
     ("cells", "Cells quiz", 10.0, "Quizzes"),
     ("genes", "Genetics lab", 20.0, "Labs"),
@@ -115,7 +119,7 @@ def _set_up_lms(admin: SandboxAdmin, tool_url: str) -> None:
         redirect_uris=[f"{tool_url}/lti/launch"],
         target_link_uri=f"{tool_url}/lti/launch",
         deep_link_url=f"{tool_url}/lti/launch",
-        scopes=list(AGS_SCOPES),
+        scopes=[*AGS_SCOPES, SCOPE_MEMBERSHIP],
     )
     for sub, name in LEARNERS.items():
         admin.add_user(sub=sub, name=name, sis_id=f"stu-{sub[2:]}")
@@ -284,7 +288,8 @@ def _simulate(
     for n in range(count):
         if stop.is_set():
             break
-        learner = rng.choice(list(LEARNERS))
+        # the first grade is the learner's who never launched: the roster brings it home
+        learner = NEVER_LAUNCHES if n == 0 else rng.choice(list(LEARNERS))
         aid, title, points, _ = rng.choice(ACTIVITIES)
         score = float(round(rng.uniform(0.4, 1.0) * points))
         started = time.monotonic()
@@ -383,8 +388,13 @@ def run_demo(
         _set_up_passback(runtime)
         console.print("Registered gradesync in the LMS (LTI 1.3) and the LMS and SIS in gradesync.")
         for learner in LEARNERS:
-            _launch(admin, learner)
-        console.print(f"{len(LEARNERS)} learners opened the course link in the LMS.\n")
+            if learner != NEVER_LAUNCHES:
+                _launch(admin, learner)
+        console.print(
+            f"{len(LEARNERS) - 1} learners opened the course link in the LMS; "
+            f"{LEARNERS[NEVER_LAUNCHES]} never did: the course roster (NRPS) the LMS offered "
+            "matches her by SIS id.\n"
+        )
         console.print("[bold]Learners complete work; each grade is followed into the LMS:[/bold]")
         landed = _simulate(http, admin, console, attempts, stop, random.Random(7))
         if landed:

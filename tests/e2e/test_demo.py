@@ -33,6 +33,9 @@ def test_serve_demo_delivers_grades_to_the_sandbox(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     landed = [line for line in proc.stdout.splitlines() if "in the LMS gradebook after" in line]
     assert landed, proc.stdout
+    # a learner who never opened the link gets her grade through the LMS roster (NRPS)
+    assert "never did" in proc.stdout
+    assert any("Margaret Hamilton" in line for line in landed), proc.stdout
     assert "grades delivered" in proc.stdout
     assert "passed back over OneRoster" in proc.stdout
     # the demo keeps its own database: a real one in the data directory is never touched
