@@ -103,8 +103,18 @@ async def register(
         except dr.RegistrationFailed as exc:
             raise PageError(400, str(exc)) from None
 
+    data = dr.registration_of(config, answer, platform_id.strip())
+    if not data["deployment_ids"]:
+        # Some LMSs (Brightspace) create deployments after registration: the client id is
+        # all there is to keep, and the admin finishes by hand.
+        raise PageError(
+            400,
+            f"The LMS registered gradesync as client id {data['client_id']} but named no "
+            "deployment. Create a deployment in the LMS, then add this LMS on the "
+            "Destinations page with that client id and the deployment id.",
+        )
+
     def store() -> Destination:
-        data = dr.registration_of(config, answer, platform_id.strip())
         with rt.uow() as uow:
             dest = platforms.save_platform(uow, platform_of(user.tenant_id, data), rt.clock.now())
             uow.commit()
