@@ -33,6 +33,11 @@ pytest_plugins = [
     "tests.support.served",
 ]
 
+# The tests' LMSs and SISs (the sandbox, the doubles) listen on this machine: every test
+# process and the servers it starts may send requests to loopback, and nowhere else that is
+# not public. The outbound guard's own tests set their policy explicitly.
+os.environ.setdefault("GRADESYNC_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+
 
 def _postgres_url_or_skip() -> str:
     url = os.environ.get("GRADESYNC_TEST_POSTGRES_URL")

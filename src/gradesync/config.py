@@ -7,16 +7,17 @@ then defaults. The default database is a SQLite file in the user's data director
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,39 @@ class Settings(BaseSettings):
     breaker_threshold: int = 5  # transient failures in a row that pause a destination
     breaker_cooldown_seconds: float = 30.0
     run_retry_patience_seconds: float = 30.0  # a run waits this long for retries to settle
+    # Networks gradesync may send requests to although they are not public (loopback,
+    # private, link-local, ...), and reach over plain http: "10.1.0.0/16,127.0.0.1/32".
+    # Empty: public addresses over https only (docs/security.md).
+    outbound_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The console's session and CSRF cookies carry `Secure`: by default when base_url is https.
+    secure_cookies: bool | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, v: object) -> object:
         return v.upper() if isinstance(v, str) else v
+
+    @field_validator("outbound_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = [n for n in v.replace(";", ",").split(",") if n.strip()]
+        if isinstance(v, list | tuple):
+            for n in v:
+                try:
+                    ipaddress.ip_network(str(n).strip(), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"outbound_allowed_networks: {n!r} is not a network (e.g. 10.1.0.0/16)"
+                    ) from None
+            return [str(n).strip() for n in v]
+        return v
+
+    @property
+    def cookies_secure(self) -> bool:
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return self.base_url.lower().startswith("https://")
 
     @cached_property
     def resolved_database_url(self) -> str:

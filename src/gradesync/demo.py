@@ -36,6 +36,7 @@ from gradesync.services import sis
 from gradesync.services.accounts import create_user
 from gradesync.services.auth import create_key
 from gradesync.services.lti import platforms
+from gradesync.services.outbound import LOOPBACK_NETWORKS
 from gradesync.services.tenants import create_tenant
 from gradesync.web.app import create_app
 
@@ -89,6 +90,8 @@ def demo_settings(base: Settings, host: str, port: int) -> Settings:
             "database_url": f"sqlite:///{demo_dir / 'gradesync.db'}",
             "secret_key": base.resolved_secret_key(),
             "base_url": f"http://{host}:{port}",
+            # the demo's LMS and SIS are the sandbox on this machine
+            "outbound_allowed_networks": [*base.outbound_allowed_networks, *LOOPBACK_NETWORKS],
         }
     )
 
@@ -179,6 +182,7 @@ def _set_up_gradesync(rt: Runtime, admin: SandboxAdmin, sandbox_url: str) -> str
                     "auth_token_url": cfg["token_url"],
                     "key_set_url": cfg["jwks_url"],
                 },
+                rt.outbound,
             ),
             clock.now(),
         )
@@ -194,6 +198,7 @@ def _set_up_gradesync(rt: Runtime, admin: SandboxAdmin, sandbox_url: str) -> str
         client_id="gradesync-sis",
         client_secret="demo-sis-secret-123",
         profile={"category_match": "id"},
+        guard=rt.outbound,
     )
     return key.token
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from gradesync.services.destination import DestinationClient
     from gradesync.services.engine_config import EngineSettings
     from gradesync.services.ingest import IngestBatch, IngestResult
+    from gradesync.services.outbound import OutboundGuard
     from gradesync.services.overrides import RepairResult, RepairSelection
     from gradesync.services.ports import UnitOfWorkFactory
     from gradesync.services.roster import MembershipReader, RosterResult
@@ -65,6 +66,14 @@ class Runtime:
     destinations: DestinationContext | None = None
     worker: EmbeddedWorker | None = None
     _server_lock: ServerLock | None = field(default=None, repr=False)
+    # Where this process may send requests (docs/security.md); built from the settings.
+    outbound: OutboundGuard = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.outbound is None:
+            from gradesync.adapters.outbound_http import guard_from_settings
+
+            self.outbound = guard_from_settings(self.settings)
 
     @classmethod
     def create(cls, settings: Settings | None = None, *, migrate: bool | None = None) -> Runtime:
@@ -115,6 +124,7 @@ class Runtime:
             http = shared_client(
                 timeout=httpx.Timeout(30.0, connect=10.0),
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                guard=self.outbound,
                 wrap=CountingTransport,
             )
             self.destinations = self.adapter_context(http)
@@ -449,13 +459,12 @@ class Runtime:
         self, tenant_id: str, destination_id: str
     ) -> AsyncIterator[SisDirectory]:
         """A SIS connection's live OneRoster API, for one request (check, categories)."""
-        import httpx
-
         from gradesync.adapters.destinations.oneroster import OneRosterClient
+        from gradesync.adapters.outbound_http import guarded_client
         from gradesync.services.sis import rest_connection
 
         dest = rest_connection(self.uow, tenant_id, destination_id)
-        async with httpx.AsyncClient() as http:
+        async with guarded_client(self.outbound) as http:
             yield OneRosterClient(dest, self.adapter_context(http))
 
     @contextlib.asynccontextmanager
@@ -472,11 +481,10 @@ class Runtime:
             finally:
                 await client.aclose()
             return
-        import httpx
-
         from gradesync.adapters.destinations.registry import build_client
+        from gradesync.adapters.outbound_http import guarded_client
 
-        async with httpx.AsyncClient(timeout=15.0, follow_redirects=False) as http:
+        async with guarded_client(self.outbound) as http:
             client = build_client(destination, self.adapter_context(http))
             try:
                 yield client

@@ -31,6 +31,7 @@ def cli_env(tmp_path: Path, _sqlite_template: Path) -> dict[str, str]:
         GRADESYNC_DATABASE_URL=f"sqlite:///{db_path}",
         GRADESYNC_SECRET_KEY=TEST_SECRET,
         GRADESYNC_DATA_DIR=str(tmp_path / "data"),
+        GRADESYNC_OUTBOUND_ALLOWED_NETWORKS="127.0.0.0/8,::1/128",  # the sandbox's address
         COLUMNS="200",  # wide tables: no wrapped cells to confuse assertions
         NO_COLOR="1",
     )

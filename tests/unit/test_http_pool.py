@@ -13,6 +13,8 @@ import httpx
 import pytest
 
 from gradesync.adapters.destinations.http_pool import _Stream, shared_client
+from gradesync.adapters.outbound_http import SystemResolver
+from gradesync.services.outbound import LOOPBACK_NETWORKS, OutboundGuard, OutboundPolicy
 
 
 class _Inner(httpcore.AsyncNetworkStream):
@@ -75,7 +77,10 @@ async def test_client_reuses_connections_and_drops_one_the_server_closed(
     server: tuple[_Server, str],
 ) -> None:
     s, url = server
-    async with shared_client(timeout=httpx.Timeout(5.0), limits=httpx.Limits()) as http:
+    guard = OutboundGuard(OutboundPolicy.allowing(LOOPBACK_NETWORKS), SystemResolver())
+    async with shared_client(
+        timeout=httpx.Timeout(5.0), limits=httpx.Limits(), guard=guard
+    ) as http:
         first = await http.get(url)
         assert isinstance(first.extensions["network_stream"], _Stream)
         assert (await http.get(url)).text == "ok"

@@ -100,7 +100,10 @@ def add(
     try:
         with runtime.uow() as uow:
             dest = platforms.save_platform(
-                uow, reg.platform_of(tenant, data), runtime.clock.now(), replace_existing=replace
+                uow,
+                reg.platform_of(tenant, data, runtime.outbound),
+                runtime.clock.now(),
+                replace_existing=replace,
             )
             uow.commit()
     except (InvalidInput, NotFound, Conflict) as exc:

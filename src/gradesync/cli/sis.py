@@ -123,6 +123,7 @@ def add(
             scopes=scope or None,
             profile=profile,
             file_based=file_based,
+            guard=rt.outbound,
         )
         console.print(f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value})")
         if check and not file_based:

@@ -29,6 +29,7 @@ from gradesync.lti.oidc import LoginState, read_state, state_digest
 from gradesync.lti.platform_keys import KeySetError, PlatformKeyCache
 from gradesync.services.lti.errors import LaunchRefused
 from gradesync.services.lti.launch import Lti13Launch
+from gradesync.services.outbound import OutboundGuard
 
 LEEWAY_SECONDS = 60
 MAX_TOKEN_AGE_SECONDS = 3600  # an id_token issued more than an hour ago is not a live launch
@@ -252,10 +253,10 @@ def person_id_for(claims: Mapping[str, Any], source: str) -> str:
 
 
 def checked_endpoint(
-    platform: Destination, claims: Mapping[str, Any]
+    platform: Destination, claims: Mapping[str, Any], guard: OutboundGuard | None = None
 ) -> tuple[dict[str, Any] | None, str | None]:
-    """The AGS endpoint claim if every URL in it is on the platform's origins; else (None,
-    why)."""
+    """The AGS endpoint claim if every URL in it is on the platform's origins and, with the
+    outbound `guard`, leads where gradesync may send requests; else (None, why)."""
     endpoint = claims.get(c.AGS_ENDPOINT)
     if endpoint is None:
         return None, None
@@ -266,6 +267,9 @@ def checked_endpoint(
         for key in ("lineitems", "lineitem"):
             if endpoint.get(key) is not None:
                 check_url(str(endpoint[key]), origins, f"endpoint.{key}")
+                why = guard.static_problem(str(endpoint[key])) if guard else None
+                if why is not None:
+                    return None, f"endpoint.{key}: {endpoint[key]!r} is refused: {why}"
     except ForeignUrl as exc:
         return None, str(exc)
     return endpoint, None
@@ -283,14 +287,20 @@ def _object(claims: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
-def launch_of(platform: Destination, state: LoginState, claims: dict[str, Any]) -> Lti13Launch:
-    """What a verified launch says, in gradesync's terms."""
+def launch_of(
+    platform: Destination,
+    state: LoginState,
+    claims: dict[str, Any],
+    guard: OutboundGuard | None = None,
+) -> Lti13Launch:
+    """What a verified launch says, in gradesync's terms (its AGS endpoint kept only where
+    the outbound `guard` allows requests)."""
     roles = [str(r) for r in claims.get(c.ROLES) or []]
     custom = _object(claims, c.CUSTOM)
     lis = _object(claims, c.LIS)
     link = claims.get(c.RESOURCE_LINK)
     link_id = link.get("id") if isinstance(link, dict) else None
-    endpoint, ignored = checked_endpoint(platform, claims)
+    endpoint, ignored = checked_endpoint(platform, claims, guard)
     tool_platform = claims.get(c.TOOL_PLATFORM)
     name = _claimed(claims, "name") or " ".join(
         n for n in (_claimed(claims, "given_name"), _claimed(claims, "family_name")) if n

@@ -22,6 +22,8 @@ import httpx
 import jwt
 from jwt.algorithms import RSAAlgorithm
 
+from gradesync.services.outbound import OutboundRefused
+
 
 class KeySetError(Exception):
     """The key could not be obtained; the message says why (shown to support)."""
@@ -109,6 +111,11 @@ class PlatformKeyCache:
             )
             resp.raise_for_status()
             document = resp.json()
+        except OutboundRefused as exc:
+            entry.error = KeySetError(
+                "key_set_refused", f"key_set_url: {exc.message} {exc.remedy}", temporary=False
+            )
+            raise entry.error from None
         except httpx.TimeoutException:
             entry.error = KeySetError(
                 "key_set_timeout",

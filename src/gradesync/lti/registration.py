@@ -20,6 +20,7 @@ from gradesync.adapters.destinations.ags_urls import is_loopback, origin_of, par
 from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.model import Destination, DestinationKind
 from gradesync.lti.claims import AGS_SCOPES
+from gradesync.services.outbound import REMEDY, OutboundGuard
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 PERSON_ID_SOURCES = ("sub", "email", "lis_person_sourcedid")
@@ -93,7 +94,7 @@ class PlatformSpec:
         )
 
 
-def _url_problem(field: str, value: Any) -> FieldProblem | None:
+def _url_problem(field: str, value: Any, guard: OutboundGuard | None) -> FieldProblem | None:
     if not isinstance(value, str) or not value.strip():
         return FieldProblem(field, "required", f"{field} is required: an absolute https URL.")
     origin = origin_of(value.strip())
@@ -101,11 +102,20 @@ def _url_problem(field: str, value: Any) -> FieldProblem | None:
         return FieldProblem(
             field, "url", f"{field} must be an absolute http(s) URL without credentials."
         )
-    if origin[0] != "https" and not is_loopback(value):
-        return FieldProblem(
-            field, "https", f"{field} must use https (plain http only on this machine, for tests)."
-        )
-    return None
+    return _address_problem(field, value.strip(), guard)
+
+
+def _address_problem(field: str, url: str, guard: OutboundGuard | None) -> FieldProblem | None:
+    """Where the URL leads must be a place gradesync may send requests to."""
+    if guard is None:  # no outbound policy at hand: https, or plain http on this machine
+        plain = origin_of(url) is not None and not url.lower().startswith("https:")
+        if plain and not is_loopback(url):
+            return FieldProblem(field, "https", f"{field} must use https.")
+        return None
+    why = guard.url_problem(url)
+    if why is None:
+        return None
+    return FieldProblem(field, "address", f"{field}: {url!r} is refused: {why}. {REMEDY}")
 
 
 def _strings(data: Mapping[str, Any], field: str, problems: list[FieldProblem]) -> list[str]:
@@ -120,8 +130,9 @@ def _strings(data: Mapping[str, Any], field: str, problems: list[FieldProblem]) 
     return [str(v).strip() for v in value]
 
 
-def validate_platform(data: Mapping[str, Any]) -> PlatformSpec:
-    """Check a registration; raise InvalidInput naming every bad field and its rule."""
+def validate_platform(data: Mapping[str, Any], guard: OutboundGuard | None = None) -> PlatformSpec:
+    """Check a registration; raise InvalidInput naming every bad field and its rule. With
+    `guard`, every URL (and allowed host) must lead where gradesync may send requests."""
     problems: list[FieldProblem] = []
     for extra in sorted(set(data) - _KNOWN):
         problems.append(
@@ -141,7 +152,7 @@ def validate_platform(data: Mapping[str, Any]) -> PlatformSpec:
     if not isinstance(client_id, str) or not client_id.strip():
         problems.append(FieldProblem("client_id", "required", "client_id is required."))
     for field in _URL_FIELDS:
-        if (p := _url_problem(field, data.get(field))) is not None:
+        if (p := _url_problem(field, data.get(field), guard)) is not None:
             problems.append(p)
     audience = data.get("audience")
     if audience is not None and (not isinstance(audience, str) or not audience.strip()):
@@ -180,6 +191,11 @@ def validate_platform(data: Mapping[str, Any]) -> PlatformSpec:
                 f"(https://host:port); not: {', '.join(bad_hosts)}.",
             )
         )
+    for host in hosts if not bad_hosts else ():
+        url = host if "://" in host else f"https://{host}"
+        if (p := _address_problem("allowed_hosts", url, guard)) is not None:
+            problems.append(p)
+            break
     concurrency = data.get("concurrency", 8)
     if isinstance(concurrency, str) and concurrency.isdigit():
         concurrency = int(concurrency)
@@ -249,11 +265,13 @@ def spec_of(dest: Destination) -> dict[str, Any]:
     }
 
 
-def platform_of(tenant_id: str, data: Mapping[str, Any]) -> Destination:
+def platform_of(
+    tenant_id: str, data: Mapping[str, Any], guard: OutboundGuard | None = None
+) -> Destination:
     """A registration checked and made into the destination it is stored as
     (`gradesync.services.lti.platforms.save_platform` stores it). Raises InvalidInput naming
-    every bad field and its rule."""
-    return validate_platform(data).destination(tenant_id)
+    every bad field and its rule. Every entrypoint passes the runtime's outbound `guard`."""
+    return validate_platform(data, guard).destination(tenant_id)
 
 
 def tool_urls(base_url: str) -> dict[str, str]:

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gradesync.adapters.destinations.ags_profiles import profile_for
 from gradesync.adapters.destinations.ags_urls import origin_of
+from gradesync.adapters.outbound_http import guarded_client
 from gradesync.adapters.secretbox import SecretBox
 from gradesync.config import Settings
 from gradesync.domain.capabilities import Capabilities
@@ -38,6 +38,7 @@ from gradesync.services.lti.deep_linking import DeepLinkRequest, connect_course
 from gradesync.services.lti.errors import LaunchRefused, record_refusal
 from gradesync.services.lti.keys import ToolKeyStore
 from gradesync.services.lti.launch import TEACHING_ROLES
+from gradesync.services.outbound import OutboundGuard
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
 
@@ -71,6 +72,9 @@ class Host(Protocol):
         self, tenant_id: str, course_id: str | None = None, destination_id: str | None = None
     ) -> Any: ...
 
+    @property
+    def outbound(self) -> OutboundGuard: ...
+
 
 # Opens the console for a teacher a launch has just proved (the web console's business).
 SignIn = Callable[..., Any]
@@ -90,7 +94,7 @@ class LtiTool:
         self.clock = runtime.clock
         self.base_url = runtime.settings.base_url.rstrip("/")
         self.keys = ToolKeyStore(runtime.uow, runtime.clock)
-        self.http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        self.http = guarded_client(runtime.outbound, timeout=10.0)
         self.platform_keys = PlatformKeyCache(self.http)
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -248,7 +252,7 @@ async def launch(request: Request, sign_in: SignIn) -> Response:
         )
         # the platform's keys are fetched (when not cached) before any transaction opens
         claims = await verify_launch(platform, state, tool.platform_keys, form, now=now)
-        valid = launch_of(platform, state, claims)
+        valid = launch_of(platform, state, claims, tool.runtime.outbound)
         bound = await run_in_threadpool(
             launches.record_launch,
             tool.uow,

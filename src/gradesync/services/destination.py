@@ -63,6 +63,7 @@ class RemoteFailure(Exception):
         retry_after: float | None = None,
         remedy: str | None = None,
         per_key: bool = False,
+        final: bool = False,
     ) -> None:
         super().__init__(f"{failure.value}/{code}: {message}")
         self.failure = failure
@@ -72,6 +73,9 @@ class RemoteFailure(Exception):
         self.retry_after = retry_after
         self.remedy = remedy
         self.per_key = per_key
+        # MISCONFIGURED only: trying again cannot help (a refused address, a URL outside
+        # the registration), so the row is refused at once; the destination is still paused.
+        self.final = final
 
 
 @dataclass(frozen=True, slots=True)

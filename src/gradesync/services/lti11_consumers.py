@@ -130,11 +130,13 @@ def add_consumer(uow: UnitOfWork, spec: ConsumerSpec, now: datetime) -> Destinat
             and other.config.get("consumer_key") == spec.consumer_key
             and (other.tenant_id, other.id) != (spec.tenant_id, spec.destination_id)
         ):
+            # another tenant's consumer is not named: a caller learns nothing of it
+            whose = f" of consumer {other.id!r}" if other.tenant_id == spec.tenant_id else ""
             raise InvalidInput.one(
                 "consumer_key",
                 "unique",
-                f"{spec.consumer_key!r} is already the key of consumer "
-                f"{other.tenant_id}/{other.id}; every consumer needs its own key.",
+                f"{spec.consumer_key!r} is already the key{whose} of another registration; "
+                "every consumer needs its own key.",
             )
     dest = Destination(
         tenant_id=spec.tenant_id,

@@ -43,6 +43,7 @@ from gradesync.domain.passback import (
 from gradesync.domain.policy import resolve_settings
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination import CheckStep, RemoteFailure
+from gradesync.services.outbound import REMEDY, OutboundGuard
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.runs import request_run
 from gradesync.services.wakeup import Waker
@@ -78,12 +79,18 @@ class SisDirectory(Protocol):
 # --- connection ----------------------------------------------------------------------------
 
 
-def _url_problem(name: str, value: str | None) -> FieldProblem | None:
+def _url_problem(name: str, value: str | None, guard: OutboundGuard | None) -> FieldProblem | None:
     if value is None:
         return None
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return FieldProblem(name, "url", f"{name} must be an absolute http(s) URL.")
+    why = guard.url_problem(value) if guard is not None else None
+    if why is not None:
+        return FieldProblem(name, "address", f"{name}: {value!r} is refused: {why}. {REMEDY}")
     return None
 
 
@@ -101,9 +108,12 @@ def add_connection(
     scopes: Sequence[str] | None = None,
     profile: dict[str, Any] | None = None,
     file_based: bool = False,
+    guard: OutboundGuard | None = None,
 ) -> Destination:
     """Create or update a SIS connection. On update, a value left out keeps what was set
-    (so rotating the secret does not forget the profile), and nothing changes on bad input."""
+    (so rotating the secret does not forget the profile), and nothing changes on bad input.
+    Every entrypoint passes the runtime's outbound `guard`: the URLs must lead where
+    gradesync may send requests."""
     kind = DestinationKind.ONEROSTER_CSV if file_based else DestinationKind.ONEROSTER_REST
     with uow_factory() as uow:
         if uow.tenants.get(tenant_id) is None:
@@ -137,7 +147,7 @@ def add_connection(
     if not name.strip():
         problems.append(FieldProblem("name", "required", "A SIS connection needs a name."))
     for key in ("base_url", "token_url"):
-        found = _url_problem(key, config.get(key))
+        found = _url_problem(key, config.get(key), None if file_based else guard)
         if found:
             problems.append(found)
     if not file_based:

@@ -224,7 +224,9 @@ class AgsClient:
         try:
             return check_url(url, self._origins, field)
         except ForeignUrl as exc:
-            raise _misconfigured("foreign_url", str(exc)) from None
+            failure = _misconfigured("foreign_url", str(exc))
+            failure.final = True  # the same URL is refused again: no retry
+            raise failure from None
 
     def _target(self, url: str, field: str) -> httpx.URL:
         """`url` checked against the platform's origins and parsed, once per URL rather

@@ -20,6 +20,9 @@ from typing import Any
 import httpcore
 import httpx
 
+from gradesync.adapters.outbound_http import guard_transport
+from gradesync.services.outbound import OutboundGuard
+
 
 def _readable(sock: socket.socket) -> bool:
     """httpcore's `is_socket_readable`: data (or the server's EOF) waits to be read."""
@@ -101,20 +104,18 @@ def shared_client(
     *,
     timeout: httpx.Timeout,
     limits: httpx.Limits,
+    guard: OutboundGuard,
     wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
 ) -> httpx.AsyncClient:
-    """An `httpx.AsyncClient` (no redirects followed) whose pool checks idle connections
-    cheaply. Should httpx or httpcore ever be laid out differently, this is a plain client:
-    slower, never wrong. `wrap` puts a transport around the pool (e.g. one that counts)."""
+    """An `httpx.AsyncClient` (no redirects followed) that sends only where the outbound
+    `guard` allows and whose pool checks idle connections cheaply. Should httpx or httpcore
+    ever be laid out differently, the cheap check is left out: slower, never wrong. `wrap`
+    puts a transport around the pool (e.g. one that counts)."""
     transport = httpx.AsyncHTTPTransport(limits=limits)
     pool = getattr(transport, "_pool", None)
-    if (
-        hasattr(select, "poll")  # not on Windows: there httpcore keeps its own check
-        and isinstance(pool, httpcore.AsyncConnectionPool)
-        and isinstance(getattr(pool, "_network_backend", None), httpcore.AsyncNetworkBackend)
-    ):
-        pool._network_backend = _Backend(pool._network_backend)
-    outer: httpx.AsyncBaseTransport = transport if wrap is None else wrap(transport)
+    cheap = hasattr(select, "poll") and isinstance(pool, httpcore.AsyncConnectionPool)
+    guarded = guard_transport(transport, guard, wrap_backend=_Backend if cheap else None)
+    outer: httpx.AsyncBaseTransport = guarded if wrap is None else wrap(guarded)
     return httpx.AsyncClient(
         timeout=timeout, limits=limits, follow_redirects=False, transport=outer
     )

@@ -8,6 +8,7 @@
 | SLOW_DOWN     | retrying at Retry-After      | gated until Retry-After (paused_until)           |
 | REJECTED      | rejected, remote's words kept| none (the destination works)                     |
 | MISCONFIGURED | retrying after the pause     | paused (`misconfigured_pause`), admin told       |
+|   (final)     | rejected at once             | paused (`misconfigured_pause`), admin told       |
 | NOT_SYNCED    | skipped with the reason      | none (the column is not sent by design)          |
 """
 
@@ -71,6 +72,11 @@ def outcome_of_failure(
         )
     if f.failure is FailureClass.MISCONFIGURED:
         wait = gov.settings.misconfigured_pause
+        if f.final:
+            # the same request would be refused again: the row is refused now, and the
+            # destination paused until an admin fixes its settings
+            gov.gate(d, lim, now + wait, f"Misconfigured: {reason.text}")
+            return Rejected(reason, remote_status=f.status, remote_message=f.message)
         if not course_wide:
             gov.gate(
                 d,

@@ -44,7 +44,9 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
         """Register an LMS: issuer, client_id, deployment_ids, auth_login_url, auth_token_url,
         key_set_url, profile, allowed_hosts, ... Answers with the values to paste in the LMS."""
         with rt.uow() as uow:
-            dest = platforms.save_platform(uow, reg.platform_of(p.tenant_id, body), rt.clock.now())
+            dest = platforms.save_platform(
+                uow, reg.platform_of(p.tenant_id, body, rt.outbound), rt.clock.now()
+            )
             uow.commit()
         return platform_view(dest, rt.settings.base_url)
 
@@ -83,7 +85,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
             platforms.get_platform(uow, p.tenant_id, platform_id)
             dest = platforms.save_platform(
                 uow,
-                reg.platform_of(p.tenant_id, {**body, "id": platform_id}),
+                reg.platform_of(p.tenant_id, {**body, "id": platform_id}, rt.outbound),
                 rt.clock.now(),
                 replace_existing=True,
             )

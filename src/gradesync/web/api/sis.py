@@ -134,6 +134,7 @@ def put_connection(
         scopes=body.scopes,
         profile=body.profile,
         file_based=body.file_based,
+        guard=rt.outbound,
     )
     return {"id": dest.id, "kind": dest.kind.value, "name": dest.name, "config": dest.config}
 

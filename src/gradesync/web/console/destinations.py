@@ -133,7 +133,9 @@ def _save_platform(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destina
     }
     data["deployment_ids"] = _words(form.get("deployment_ids", ""))
     with rt.uow() as uow:
-        dest = platforms.save_platform(uow, platform_of(tenant_id, data), rt.clock.now())
+        dest = platforms.save_platform(
+            uow, platform_of(tenant_id, data, rt.outbound), rt.clock.now()
+        )
         uow.commit()
     return dest
 
@@ -169,6 +171,7 @@ def _save_sis(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
         client_id=form.get("client_id", "").strip() or None,
         client_secret=form.get("client_secret") or None,
         token_url=form.get("token_url", "").strip() or None,
+        guard=rt.outbound,
     )
 
 

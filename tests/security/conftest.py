@@ -1,0 +1,3 @@
+"""The engine's harness (a strict destination double behind the real engine)."""
+
+from tests.engine.conftest import harness  # noqa: F401
