@@ -31,8 +31,8 @@ from gradesync.services.outbound import (
     literal_address,
 )
 from gradesync.services.tenants import create_tenant
+from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
-from tests.conftest import TEST_SECRET
 
 # Names the tests resolve: a public LMS, and names that lead inside.
 NAMES = {
