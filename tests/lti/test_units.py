@@ -251,9 +251,16 @@ def test_registration_is_unique_per_issuer_and_client(db: Database) -> None:
         uow.commit()
         with pytest.raises(Conflict):
             platforms.save_platform(uow, reg.platform_of("b", {**GOOD, "id": "other"}), now)
-        # the same LMS application, another institution's deployment (Blackboard)
+        # the registration belongs to tenant a: another deployment does not let b in either,
+        # and the refusal does not say whose it is
+        with pytest.raises(Conflict) as refused:
+            platforms.save_platform(
+                uow, reg.platform_of("b", {**GOOD, "id": "other", "deployment_ids": ["9:zz"]}), now
+            )
+        assert "tenant 'a'" not in str(refused.value) and "as 'canvas'" not in str(refused.value)
+        # the same LMS application, another department's deployment in tenant a (Blackboard)
         platforms.save_platform(
-            uow, reg.platform_of("b", {**GOOD, "id": "other", "deployment_ids": ["9:zz"]}), now
+            uow, reg.platform_of("a", {**GOOD, "id": "other", "deployment_ids": ["9:zz"]}), now
         )
         with pytest.raises(Conflict):
             platforms.save_platform(uow, reg.platform_of("a", GOOD), now)  # exists: needs replace
@@ -265,9 +272,9 @@ def test_registration_is_unique_per_issuer_and_client(db: Database) -> None:
         )
         uow.commit()
         found = platforms.find_platforms(uow, GOOD["issuer"], GOOD["client_id"])
-    assert sorted((d.tenant_id, d.config["deployment_ids"]) for d in found) == [
-        ("a", ["1:abc", "2:def"]),
-        ("b", ["9:zz"]),
+    assert sorted((d.id, d.tenant_id, d.config["deployment_ids"]) for d in found) == [
+        ("canvas", "a", ["1:abc", "2:def"]),
+        ("other", "a", ["9:zz"]),
     ]
 
 

@@ -1,7 +1,7 @@
 """Platform registrations as stored: an LMS (issuer + client id) that gradesync is installed
 in, kept as a `Destination` of kind lti13_ags in the tenant that owns the courses.
-(issuer, client_id) identifies a registration across all tenants: that is how a login from an
-LMS finds its tenant. Validating what an admin types is `gradesync.lti.registration`."""
+(issuer, client_id) belongs to one tenant: that is how a login from an LMS finds its tenant.
+Validating what an admin types is `gradesync.lti.registration`."""
 
 from __future__ import annotations
 
@@ -35,14 +35,21 @@ def save_platform(
     issuer, client_id = str(dest.config["issuer"]), str(dest.config["client_id"])
     deployments = {str(d) for d in dest.config.get("deployment_ids") or []}
     for other in find_platforms(uow, issuer, client_id):
+        if other.tenant_id != tenant_id:
+            # An LMS registration (issuer + client id) belongs to one tenant: another tenant
+            # could otherwise make this one's logins ambiguous. Which tenant is not said.
+            raise Conflict(
+                f"client_id: issuer {issuer!r} and client id {client_id!r} are registered "
+                "elsewhere on this server; an LMS registration belongs to one tenant (ask the "
+                "operator, or register a new client id in the LMS)"
+            )
         shared = deployments & {str(d) for d in other.config.get("deployment_ids") or []}
-        # One LMS application may serve several institutions (Blackboard): then each
-        # registration owns its own deployments, and logins are told apart by deployment.
-        if (other.tenant_id, other.id) != (tenant_id, dest.id) and shared:
+        # One LMS application may serve several departments of a tenant (Blackboard): then
+        # each registration owns its own deployments, and logins are told apart by deployment.
+        if other.id != dest.id and shared:
             raise Conflict(
                 f"deployment_ids: issuer {issuer!r}, client id {client_id!r} and "
                 f"deployment(s) {', '.join(sorted(shared))} are already registered as {other.id!r}"
-                + (f" in tenant {other.tenant_id!r}" if other.tenant_id != tenant_id else "")
             )
     if existing is not None:  # keep the engine's pause state
         dest = replace(dest, paused_until=existing.paused_until, pause_reason=existing.pause_reason)
