@@ -8,6 +8,7 @@ when it is ambiguous.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -75,6 +76,12 @@ def create_user(
     return user
 
 
+@functools.cache
+def _unknown_user_hash() -> str:
+    """A hash no password matches, made once: the unknown-user path then costs one scrypt."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
 def authenticate(
     uow_factory: UnitOfWorkFactory, username: str, password: str, tenant_id: str | None = None
 ) -> ConsoleUser | None:
@@ -86,8 +93,9 @@ def authenticate(
         else:
             candidates = uow.users.find_by_username(username)
     if len(candidates) != 1:
-        # still spend the hashing time so timing does not reveal which usernames exist
-        verify_password(password, hash_password("not-a-password", salt=b"0" * 16))
+        # still spend one hashing's time (as for a known user) so timing does not reveal
+        # which usernames exist
+        verify_password(password, _unknown_user_hash())
         return None
     user = candidates[0]
     return user if verify_password(password, user.password_hash) else None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
@@ -102,6 +102,8 @@ class _Problems:
             self.add(path, "required", f"{what} is required and must not be blank.")
         elif len(value) > MAX_ID:
             self.add(path, "too_long", f"{what} is at most {MAX_ID} characters.")
+        else:
+            self.no_nul(path, value, what)
 
     def text(self, path: str, value: str | None, what: str, limit: int, required: bool) -> None:
         if value is None or not value.strip():
@@ -109,6 +111,13 @@ class _Problems:
                 self.add(path, "required", f"{what} is required and must not be blank.")
         elif len(value) > limit:
             self.add(path, "too_long", f"{what} is at most {limit} characters.")
+        else:
+            self.no_nul(path, value, what)
+
+    def no_nul(self, path: str, value: str, what: str) -> None:
+        """PostgreSQL cannot store a NUL character; refused on every backend alike."""
+        if "\x00" in value:
+            self.add(path, "nul_character", f"{what} must not contain a NUL character (\\u0000).")
 
     def aware(self, path: str, value: datetime | None) -> None:
         if value is not None and (value.tzinfo is None or value.utcoffset() is None):
@@ -117,6 +126,15 @@ class _Problems:
                 "timezone_required",
                 "Give a time zone with the date-time, e.g. 2025-01-31T23:59:00Z or +01:00.",
             )
+        elif value is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                self.add(
+                    path,
+                    "range",
+                    "The date-time must lie between years 1 and 9999 once converted to UTC.",
+                )
 
     def number(
         self, path: str, value: float | None, *, positive: bool = False, what: str = "value"

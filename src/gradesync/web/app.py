@@ -72,6 +72,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     api.install(app)
     app.include_router(lti11_launch.router)
     app.include_router(lti13_routes.build_router(sign_in_from_launch))
-    console_pages.install(app, runtime.settings.resolved_secret_key())
+    console_pages.install(
+        app, runtime.settings.resolved_secret_key(), https_only=runtime.settings.cookies_secure
+    )
     app.add_middleware(RequestObserver, access_log=runtime.settings.access_log)
     return app
