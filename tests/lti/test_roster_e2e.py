@@ -11,24 +11,15 @@ from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.tenants import set_roster_match
 from gradesync.testing import wait_for
 from tests.lti.conftest import Browser, unique
-from tests.support.served import Served, deep_link, post_attempt, register_tool
+from tests.support.served import (
+    Served,
+    courseware_course,
+    deep_link,
+    post_attempt,
+    register_tool,
+)
 
 NRPS = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
-
-
-def _courseware(gs: Served, learner: str, sis_id: str) -> None:
-    gs.ok(
-        "POST",
-        "/ingest",
-        json={
-            "courses": [{"id": "c1", "title": "Chemistry"}],
-            "activities": [
-                {"id": "a1", "course_id": "c1", "title": "Lab 1", "points_possible": 10}
-            ],
-            "people": [{"id": learner, "name": "Learner", "sis_id": sis_id}],
-            "enrollments": [{"course_id": "c1", "person_id": learner}],
-        },
-    )
 
 
 def _grades(gs: Served, person: str) -> list[dict[str, Any]]:
@@ -51,7 +42,7 @@ def test_never_launched_learner_gets_a_grade_and_a_leaver_gets_none(
     lms.admin.add_user(sub=lms_user, name="Ada Lovelace", sis_id=sis_id)
     lms.admin.add_course(id=ctx, learners=[lms_user, other], instructors=[teacher])
     learner = unique("cw-")  # the courseware's own id: never the LMS's
-    _courseware(served, learner, sis_id)
+    courseware_course(served, {"id": learner, "sis_id": sis_id})
     link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
     # the teacher opens the link: the launch offers the roster, read in the background
     launched = browser.launch(
@@ -65,7 +56,7 @@ def test_never_launched_learner_gets_a_grade_and_a_leaver_gets_none(
     assert learner not in item.scores
     assert "matched by SIS id" in _launch_evidence(served, learner)
     stranger = unique("cw-")  # a courseware learner the LMS course does not list
-    _courseware(served, stranger, unique("SIS-"))
+    courseware_course(served, {"id": stranger, "sis_id": unique("SIS-")})
     served.run("resync", "c1")
     assert "Not in the LMS course" in _launch_evidence(served, stranger)
 
@@ -91,18 +82,7 @@ def test_matched_by_email_when_the_tenant_says_so(
     lms.admin.add_user(sub=lms_user, name="Grace Hopper", email=email.upper())
     lms.admin.add_course(id=ctx, learners=[lms_user], instructors=[teacher])
     learner = unique("cw-")
-    served.ok(
-        "POST",
-        "/ingest",
-        json={
-            "courses": [{"id": "c1", "title": "Chemistry"}],
-            "activities": [
-                {"id": "a1", "course_id": "c1", "title": "Lab 1", "points_possible": 10}
-            ],
-            "people": [{"id": learner, "name": "Grace", "email": email}],
-            "enrollments": [{"course_id": "c1", "person_id": learner}],
-        },
-    )
+    courseware_course(served, {"id": learner, "email": email})
     link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
     post_attempt(served, "e1", learner, 5)
     (item,) = lms.state.courses[ctx].line_items.values()

@@ -104,6 +104,23 @@ def register_tool(
     return {"client_id": client_id}
 
 
+def courseware_course(gs: Served, *people: dict[str, Any]) -> None:
+    """What the courseware sends first: course c1 with activity a1 (10 points), and these
+    people (`{"id": ..., "sis_id": ...}`) enrolled as learners."""
+    gs.ok(
+        "POST",
+        "/ingest",
+        json={
+            "courses": [{"id": "c1", "title": "Chemistry"}],
+            "activities": [
+                {"id": "a1", "course_id": "c1", "title": "Lab 1", "points_possible": 10}
+            ],
+            "people": [{"name": p["id"], **p} for p in people],
+            "enrollments": [{"course_id": "c1", "person_id": p["id"]} for p in people],
+        },
+    )
+
+
 def post_attempt(gs: Served, event: str, learner: str, score: float) -> None:
     gs.ok(
         "POST",
