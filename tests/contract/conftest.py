@@ -1,6 +1,6 @@
-"""The subjects of the destination contract: the strict double and every real adapter, each
-against its remote (the double's in-memory gradebook; the sandbox LMS or SIS over real HTTP),
-behind one small interface the contract's tests are written against.
+"""The subjects of the destination contract: the strict double (in memory and over HTTP) and
+every real adapter, each against its remote (the double's gradebook; the sandbox LMS or SIS
+over real HTTP), behind one small interface the contract's tests are written against.
 
 Each subject knows how to read what its remote holds without going through the adapter (the
 sandbox's own state), so a read-back through the adapter is checked, never trusted.
@@ -28,8 +28,9 @@ from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
 from gradesync.services.destination import DestinationClient
 from gradesync.services.lti.keys import ToolKeyStore
-from gradesync.testing import DoubleFactory
+from gradesync.testing import DoubleFactory, http_adapter
 from gradesync.testing.double import rate_limited, server_error
+from gradesync.testing.http_double import GradebookState, running_gradebook
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DUE = datetime(2025, 3, 14, 23, 59, tzinfo=UTC)  # inside the SIS term
@@ -109,6 +110,39 @@ class DoubleSubject(Subject):
 
     def clear_faults(self) -> None:
         self.remote.failures.clear()
+
+
+class HttpDoubleSubject(Subject):
+    """The double over HTTP (what worker processes of the engine's tests send to)."""
+
+    def __init__(self, base_url: str, gradebook: GradebookState, context: DestinationContext):
+        self.gradebook = gradebook
+        gradebook.enrolled = {"sub-1", "sub-2"}
+        destination = Destination(
+            "t1", "lms", DestinationKind.LTI13_AGS, "HTTP double", config={"base_url": base_url}
+        )
+        super().__init__(
+            client=http_adapter.build(destination, context),
+            course=CourseLink("t1", "lms", "c1", "course-1"),
+            learners=[PersonLink("t1", "lms", f"p{i}", f"sub-{i}") for i in (1, 2)],
+            stranger=PersonLink("t1", "lms", "px", "sub-x"),
+        )
+
+    def held(self, item: ItemLink, person: PersonLink) -> float | None:
+        key = (item.remote_id, person.remote_id)
+        given = self.gradebook.scores.get(key, (None, None))[0]
+        maximum = self.gradebook.maximums.get(key)
+        return None if given is None or not maximum else given / maximum
+
+    def columns(self) -> int:
+        return 0  # it keeps scores per column id, it has no columns to make
+
+    def fail_next(self, fault: Fault, retry_after: int = 7) -> None:
+        fail = (502, None) if fault == "server_error" else (429, retry_after)
+        self.gradebook.faults.append(fail)
+
+    def clear_faults(self) -> None:
+        self.gradebook.faults.clear()
 
 
 class _SandboxSubject(Subject):
@@ -316,7 +350,7 @@ class OneRosterSubject(_SandboxSubject):
         return len(self._line_items())
 
 
-KINDS = ["double", "lti13_ags", "lti11_outcomes", "oneroster_rest"]
+KINDS = ["double", "http_double", "lti13_ags", "lti11_outcomes", "oneroster_rest"]
 
 
 @pytest.fixture
@@ -330,6 +364,11 @@ def sandbox() -> Iterator[RunningSandbox]:
 async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
     if request.param == "double":
         yield DoubleSubject()
+        return
+    if request.param == "http_double":
+        with running_gradebook() as (base_url, gradebook):
+            async with httpx.AsyncClient() as http:
+                yield HttpDoubleSubject(base_url, gradebook, DestinationContext(http=http))
         return
     sandbox: RunningSandbox = request.getfixturevalue("sandbox")
     async with httpx.AsyncClient() as http:

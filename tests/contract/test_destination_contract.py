@@ -1,6 +1,7 @@
-"""One contract for every destination client: the strict double and each real adapter
-against the sandbox over real HTTP. What the engine relies on holds for all of them, so the
-double the engine's tests use cannot drift from the adapters it stands for.
+"""One contract for every destination client: the strict double (in memory and over HTTP)
+and each real adapter against the sandbox over real HTTP. What the engine relies on holds
+for all of them, so the doubles the engine's tests use cannot drift from the adapters they
+stand for.
 
 - a column is ensured once: ensuring it again with its link finds it (no second column), and
   new details update it in place;

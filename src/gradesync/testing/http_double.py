@@ -1,10 +1,11 @@
 """The destination double over real HTTP, for tests that run workers as other processes.
 
 A tiny gradebook (FastAPI, served by uvicorn in a thread of the test process) that keeps
-every score, refuses a timestamp not newer than the stored one (409), records which worker
-process sent what and how many sends of one key overlap, and can hold requests until the
-test lets them go. `gradesync.testing.http_adapter` is the client side the workers load
-through GRADESYNC_TEST_DESTINATION_MODULE.
+every score (and answers them back), refuses a timestamp not newer than the stored one (409)
+and a learner outside its roster (422), records which worker process sent what and how many
+sends of one key overlap, can hold requests until the test lets them go and fail the next
+ones on purpose (a 5xx, a 429 with Retry-After). `gradesync.testing.http_adapter` is the
+client side the workers load through GRADESYNC_TEST_DESTINATION_MODULE.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ class GradebookState:
     # release held requests once this many distinct workers have requests held
     release_when_workers: int | None = None
     _held_workers: set[str] = field(default_factory=set)
+    maximums: dict[tuple[str, str], float | None] = field(default_factory=dict)
+    # the remote person ids the course knows (None: anyone); others get a 422
+    enrolled: set[str] | None = None
+    # the next score requests answer (status, Retry-After seconds or None), in order
+    faults: list[tuple[int, int | None]] = field(default_factory=list)
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
         with self.lock:
@@ -60,6 +66,12 @@ def make_app(state: GradebookState) -> FastAPI:
         worker = request.headers.get("x-worker", "?")
         ts = datetime.fromisoformat(body["timestamp"])
         with state.lock:
+            if state.faults:
+                status, retry_after = state.faults.pop(0)
+                headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+                return JSONResponse({"error": "injected"}, status_code=status, headers=headers)
+            if state.enrolled is not None and person not in state.enrolled:
+                return JSONResponse({"error": "User not found in course"}, status_code=422)
             if key in state.in_flight:
                 state.overlapping.append(key)
             state.in_flight.add(key)
@@ -80,11 +92,26 @@ def make_app(state: GradebookState) -> FastAPI:
                 if last is not None and ts <= last[1]:
                     return JSONResponse({"error": "timestamp not newer"}, status_code=409)
                 state.scores[key] = (body.get("scoreGiven"), ts)
+                state.maximums[key] = body.get("scoreMaximum")
                 state.accepted.setdefault(key, []).append(body.get("scoreGiven"))
                 state.lock.notify_all()
                 return JSONResponse({"ok": True}, status_code=200)
             finally:
                 state.in_flight.discard(key)
+
+    @app.get("/items/{item}/scores")
+    def scores(item: str) -> list[dict[str, Any]]:
+        with state.lock:
+            return [
+                {
+                    "userId": person,
+                    "scoreGiven": given,
+                    "scoreMaximum": state.maximums.get((it, person)),
+                    "timestamp": ts.isoformat(),
+                }
+                for (it, person), (given, ts) in state.scores.items()
+                if it == item
+            ]
 
     return app
 
