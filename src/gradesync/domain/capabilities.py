@@ -16,6 +16,8 @@ class Capabilities:
     statuses: bool = False  # late/missing/excused flags are transmitted
     name_max_length: int | None = None
     forbidden_name_chars: str = ""
+    # whose rules the two above are ("Brightspace"), named in reasons and notes
+    name_rules_from: str = ""
     zeros_stored: bool = True  # False: a zero is not stored (Brightspace), so it is not sent
     percent_scale: float = 100.0  # percent form: the score_maximum sent (1.0 for LTI 1.1)
     pending_results: bool = True  # accepts a result with no score yet (gradingProgress Pending)

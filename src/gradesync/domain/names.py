@@ -13,6 +13,18 @@ from gradesync.domain.reasons import Reason
 PEARSON_FORBIDDEN_CHARS = '\\/"*<>+=|,%!&'
 
 
+def name_rules(max_length: int | None, forbidden: str, source: str = "") -> str:
+    """The rules a name must meet, in words: "Brightspace's name rules (at most 128
+    characters; none of \\ / ...)"."""
+    parts = []
+    if max_length is not None:
+        parts.append(f"at most {max_length} characters")
+    if forbidden:
+        parts.append("none of " + " ".join(forbidden))
+    who = f"{source}'s" if source else "this destination's"
+    return f"{who} name rules ({'; '.join(parts) or 'none'})"
+
+
 def forbidden_in(title: str, forbidden: str) -> str:
     """The forbidden characters present in `title`, each once, in order of appearance."""
     seen: list[str] = []
@@ -35,15 +47,17 @@ def clean_name(title: str, max_length: int | None, forbidden: str) -> str:
 
 
 def destination_name(
-    title: str, rule: NameRule, max_length: int | None, forbidden: str
+    title: str, rule: NameRule, max_length: int | None, forbidden: str, source: str = ""
 ) -> str | Reason:
-    """The name to send, or the reason the activity cannot be sent under `rule`."""
+    """The name to send, or the reason the activity cannot be sent under `rule`. `source`
+    names whose rules these are, for the reason."""
     if rule is NameRule.REFUSE:
+        rules = name_rules(max_length, forbidden, source)
         bad = forbidden_in(title, forbidden)
         if bad:
-            return reasons.name_forbidden_chars(title, bad)
+            return reasons.name_forbidden_chars(title, bad, rules)
         if max_length is not None and len(title) > max_length:
-            return reasons.name_too_long(title, len(title), max_length)
+            return reasons.name_too_long(title, len(title), max_length, rules)
         if not title.strip():
             return reasons.name_empty(title)
         return title
@@ -51,3 +65,9 @@ def destination_name(
     if not cleaned:
         return reasons.name_empty(title)
     return cleaned
+
+
+def renamed_note(title: str, name: str, max_length: int | None, forbidden: str, source: str) -> str:
+    """Why the column is not named as the activity is (the policy's `shorten` rule)."""
+    rules = name_rules(max_length, forbidden, source)
+    return f"The column is named {name!r}, not {title!r}: the name was shortened to meet {rules}."

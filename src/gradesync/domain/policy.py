@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gradesync.domain import reasons
@@ -34,7 +34,7 @@ from gradesync.domain.model import (
     Role,
     ScoreForm,
 )
-from gradesync.domain.names import destination_name
+from gradesync.domain.names import destination_name, renamed_note
 from gradesync.domain.reasons import Reason
 
 __all__ = [
@@ -562,6 +562,9 @@ class Column:
     due_at: datetime | None
     category: str | None
     activity_id: str
+    # why the title differs from the activity's name (the rule applied), else None; not
+    # part of the column's identity or hash
+    renamed: str | None = field(default=None, compare=False)
 
 
 def column_for(
@@ -579,9 +582,21 @@ def column_for(
         policy.name_rule,
         capabilities.name_max_length,
         capabilities.forbidden_name_chars,
+        capabilities.name_rules_from,
     )
     if isinstance(name, Reason):
         return NoResult(name)
+    renamed = (
+        None
+        if name == activity.title
+        else renamed_note(
+            activity.title,
+            name,
+            capabilities.name_max_length,
+            capabilities.forbidden_name_chars,
+            capabilities.name_rules_from,
+        )
+    )
     return Column(
         title=name,
         score_maximum=number(
@@ -590,6 +605,7 @@ def column_for(
         due_at=activity.due_at,
         category=activity.category,
         activity_id=activity.id,
+        renamed=renamed,
     )
 
 

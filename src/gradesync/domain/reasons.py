@@ -184,20 +184,22 @@ def zeros_not_stored(destination_note: str = "") -> Reason:
     )
 
 
-def name_too_long(title: str, length: int, maximum: int) -> Reason:
+def name_too_long(title: str, length: int, maximum: int, rules: str = "") -> Reason:
+    under = f" under {rules}" if rules else ""
     return Reason(
         ReasonCode.NAME_TOO_LONG,
         f"The activity name {title!r} is {length} characters long and this destination allows "
-        f"at most {maximum}; shorten the name (or let the policy shorten it).",
+        f"at most {maximum}{under}; shorten the name (or let the policy shorten it).",
     )
 
 
-def name_forbidden_chars(title: str, chars: str) -> Reason:
+def name_forbidden_chars(title: str, chars: str, rules: str = "") -> Reason:
     shown = " ".join(chars)
+    under = f" under {rules}" if rules else ""
     return Reason(
         ReasonCode.NAME_FORBIDDEN_CHARS,
-        f"The activity name {title!r} contains characters this destination refuses ({shown}); "
-        "rename the activity (or let the policy clean the name).",
+        f"The activity name {title!r} contains characters this destination refuses ({shown})"
+        f"{under}; rename the activity (or let the policy clean the name).",
     )
 
 

@@ -387,4 +387,6 @@ def _outcome(
     )
     if isinstance(outcome, DesiredResult) and person_link is None:
         return NoResult(no_person_link(destination))
+    if isinstance(outcome, DesiredResult) and column.renamed:
+        outcome = replace(outcome, basis=f"{outcome.basis} {column.renamed}")
     return outcome

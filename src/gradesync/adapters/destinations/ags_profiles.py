@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.model import ScoreForm
+from gradesync.domain.names import PEARSON_FORBIDDEN_CHARS
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ PROFILES: dict[str, AgsProfile] = {
             extra_credit=True,
             comments=True,
             name_max_length=255,
+            name_rules_from="Canvas",
             pending_results=True,
         ),
         canvas_submission_extension=True,
@@ -65,6 +67,7 @@ PROFILES: dict[str, AgsProfile] = {
             extra_credit=False,  # Moodle caps grades at the grade item's maximum
             comments=True,
             name_max_length=255,
+            name_rules_from="Moodle",
             # Moodle stores no grade until a score is FullyGraded: a Pending score would
             # only blank the cell.
             pending_results=False,
@@ -78,11 +81,18 @@ PROFILES: dict[str, AgsProfile] = {
             score_form=ScoreForm.POINTS,
             extra_credit=True,
             comments=True,
+            # grade item names break sync with these characters or past 128 characters
             name_max_length=128,
+            forbidden_name_chars=PEARSON_FORBIDDEN_CHARS,
+            name_rules_from="Brightspace",
             zeros_stored=False,
             pending_results=False,
         ),
-        notes=("Grade item names are limited to 128 characters; a zero is not stored.",),
+        notes=(
+            "Grade item names are limited to 128 characters, without "
+            + " ".join(PEARSON_FORBIDDEN_CHARS)
+            + "; a zero is not stored.",
+        ),
     ),
     "openedx": AgsProfile(
         "openedx",
@@ -93,6 +103,7 @@ PROFILES: dict[str, AgsProfile] = {
             extra_credit=False,
             comments=True,
             name_max_length=255,
+            name_rules_from="Open edX",
             pending_results=False,  # only FullyGraded scores reach the gradebook
             integer_points=True,  # line items take an integer scoreMaximum (400 otherwise)
             # a score counts only on a line item whose resourceLinkId is the component's
