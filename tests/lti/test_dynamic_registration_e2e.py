@@ -80,6 +80,10 @@ def test_one_url_registers_gradesync_and_launches_work(
         assert platform["client_id"] == tool.client_id
         assert platform["deployment_ids"] == [tool.deployment_id]
 
+        # the console shows the one URL to paste; the manual Canvas JSON asks for the roster too
+        assert served.base_url + "/console/lti/register" in http.get("/console/destinations").text
+        assert NRPS in http.get("/lti/canvas.json").json()["scopes"]
+
         # the token was for one registration only: a second try is refused, by the LMS
         again = http.post("/console/lti/register", data={**form, "platform_id": unique("lms-")})
         assert again.status_code == 400

@@ -176,7 +176,7 @@ def canvas_config(base_url: str) -> dict[str, Any]:
         "oidc_initiation_url": urls["oidc_login_url"],
         "target_link_uri": urls["target_link_uri"],
         "public_jwk_url": urls["jwks_url"],
-        "scopes": list(AGS_SCOPES),
+        "scopes": [*AGS_SCOPES, c.SCOPE_MEMBERSHIP],  # grades, and the course roster
         "extensions": [
             {
                 "platform": "canvas.instructure.com",

@@ -58,6 +58,10 @@ def paste_values(base_url: str) -> list[tuple[str, str]]:
     urls = tool_urls(base_url)
     base = base_url.rstrip("/")
     return [
+        (
+            "LTI 1.3 registration URL (LMSs with Dynamic Registration: paste only this one)",
+            f"{base}/console/lti/register",
+        ),
         ("LTI 1.3 OpenID Connect login (initiation) URL", urls["oidc_login_url"]),
         ("LTI 1.3 target link / launch URL", urls["target_link_uri"]),
         ("LTI 1.3 redirect URI", urls["redirect_uri"]),
