@@ -8,6 +8,7 @@ import re
 from urllib.parse import urlencode
 
 import httpx
+import pytest
 
 from gradesync.domain.model import UserRole
 from gradesync.sandbox.testing import RunningSandbox
@@ -102,13 +103,18 @@ def test_one_url_registers_gradesync_and_launches_work(
     assert picker.json()["platform"] == form["platform_id"]
 
 
-def test_a_configuration_whose_issuer_does_not_match_is_refused(
-    lms: RunningSandbox, served: Served
-) -> None:
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("/lti/jwks.json", "issuer: required"),  # reachable, but not a configuration
+        ("http://169.254.169.254/latest/meta-data", "openid_configuration:"),  # never asked
+    ],
+)
+def test_a_bad_or_forbidden_configuration_is_refused(served: Served, where: str, said: str) -> None:
     admin = _admin(served)
+    bogus = served.base_url + where if where.startswith("/") else where
+    url = "/console/lti/register?" + urlencode({"openid_configuration": bogus})
     with httpx.Client(base_url=served.base_url, timeout=10) as http:
-        bogus = served.base_url + "/lti/jwks.json"  # reachable, but not a configuration
-        url = "/console/lti/register?" + urlencode({"openid_configuration": bogus})
         first = http.get(url)
         login = http.get(first.headers["location"])
         next_url = re.search(r'name="next" value="([^"]+)"', login.text)
@@ -123,4 +129,5 @@ def test_a_configuration_whose_issuer_does_not_match_is_refused(
         )
         page = http.get(signed.headers["location"])
         assert page.status_code == 400
-        assert "issuer: required" in page.text
+        assert said in page.text
+        assert "could not be read" not in page.text  # refused before any connection

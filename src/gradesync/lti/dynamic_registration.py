@@ -8,6 +8,7 @@ so one platform cannot pose as another) and that every endpoint it needs is ther
 its client registration (OpenID Connect Dynamic Client Registration with the LTI tool
 configuration) to `registration_endpoint`. The answer carries the client id and the
 deployment id; `registration_of` makes the platform registration an admin would type.
+The caller's HTTP client is the outbound-guarded one: these URLs come from the platform.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import httpx
 
 from gradesync.lti.claims import AGS_SCOPES, SCOPE_MEMBERSHIP
 from gradesync.lti.registration import tool_urls
+from gradesync.services.destination import RemoteFailure
 
 PLATFORM_CONFIG = "https://purl.imsglobal.org/spec/lti-platform-configuration"
 TOOL_CONFIG = "https://purl.imsglobal.org/spec/lti-tool-configuration"
@@ -84,6 +86,8 @@ async def read_configuration(http: httpx.AsyncClient, url: str) -> PlatformConfi
     check_configuration_url(url)
     try:
         resp = await http.get(url, headers={"Accept": "application/json"}, timeout=TIMEOUT)
+    except RemoteFailure as exc:  # the outbound guard refused the address
+        raise RegistrationFailed(f"openid_configuration: {exc.message}") from None
     except httpx.HTTPError as exc:
         raise RegistrationFailed(f"openid_configuration: could not be read ({exc})") from None
     if resp.status_code != 200:
@@ -168,6 +172,8 @@ async def register(
         resp = await http.post(
             config.registration_endpoint, json=registration, headers=headers, timeout=TIMEOUT
         )
+    except RemoteFailure as exc:  # the outbound guard refused the address
+        raise RegistrationFailed(f"registration_endpoint: {exc.message}") from None
     except httpx.HTTPError as exc:
         raise RegistrationFailed(f"registration_endpoint: could not be reached ({exc})") from None
     try:

@@ -11,15 +11,16 @@ import json
 import re
 from urllib.parse import quote, urlsplit
 
-import httpx
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from gradesync.adapters.outbound_http import guarded_client
 from gradesync.domain.errors import Conflict, InvalidInput
 from gradesync.domain.model import ConsoleUser, Destination, UserRole
 from gradesync.lti import dynamic_registration as dr
 from gradesync.lti.registration import platform_of
+from gradesync.runtime import Runtime
 from gradesync.services.lti import platforms
 from gradesync.web.console.common import PageError, check_csrf, problems_text, render, runtime_of
 from gradesync.web.console.session import LoginRequired, current_user
@@ -53,8 +54,8 @@ def _platform_id(config: dr.PlatformConfiguration) -> str:
     return re.sub(r"[^A-Za-z0-9._:-]", "-", host)[:100] or "lms"
 
 
-async def _configuration(url: str) -> dr.PlatformConfiguration:
-    async with httpx.AsyncClient(follow_redirects=False) as http:
+async def _configuration(rt: Runtime, url: str) -> dr.PlatformConfiguration:
+    async with guarded_client(rt.outbound, timeout=dr.TIMEOUT) as http:
         try:
             return await dr.read_configuration(http, url)
         except dr.RegistrationFailed as exc:
@@ -72,8 +73,8 @@ async def confirm(
             "openid_configuration: required. Paste this page's address into the LMS's "
             "'register a tool by URL' field: the LMS opens it with its configuration.",
         )
-    config = await _configuration(openid_configuration)
     rt = runtime_of(request)
+    config = await _configuration(rt, openid_configuration)
     return render(
         request,
         "console/register_platform.html",
@@ -95,9 +96,9 @@ async def register(
 ) -> Response:
     user = await run_in_threadpool(_admin, request)
     rt = runtime_of(request)
-    config = await _configuration(openid_configuration)  # read again: never from the form
+    config = await _configuration(rt, openid_configuration)  # read again: never from the form
     registration = dr.client_registration(rt.settings.base_url, config)
-    async with httpx.AsyncClient(follow_redirects=False) as http:
+    async with guarded_client(rt.outbound, timeout=dr.TIMEOUT) as http:
         try:
             answer = await dr.register(http, config, registration, registration_token or None)
         except dr.RegistrationFailed as exc:
