@@ -117,3 +117,47 @@ def test_a_column_that_cannot_count_is_named_and_a_launch_lets_its_grades_out(
     )
     (item,) = course.line_items(lab)
     assert item["resource_link_id"] == lab.usage_key
+
+
+async def test_a_grade_on_a_column_open_edx_does_not_count_is_not_delivered(
+    openedx: OpenEdx, served: Served
+) -> None:
+    """gradesync knows a column for the activity that is not tied to the component (made by
+    a client that sent no resource link), and launches do not name the activity: Open edX
+    stores the score sent to it and never counts it. The run's verifying stage says so: the
+    grade is not delivered but refused with the reason, named in the run's counts and
+    message; once a launch names the activity, the column is tied and the grade counts."""
+    course = open_course(openedx, served, ("ann",), ("lab", "Lab 1", 10))
+    (ann,) = course.emails
+    lab = course.place(None, weight=10)
+    assert openedx.launch(ann, course.key, lab.usage_key).status_code == 200
+    with served.runtime.db.uow() as uow:
+        platform = uow.destinations.get(served.tenant, lab.platform_id)
+        course_link = uow.links.course(served.tenant, lab.platform_id, course.gs_course)
+    assert platform is not None and course_link is not None
+    async with httpx.AsyncClient() as http:
+        context = served.runtime.adapter_context(http)
+        generic = AgsClient(replace(platform, profile="generic"), context)
+        made = await generic.ensure_column(
+            course_link, Column("Lab 1", 10, None, None, "lab"), None
+        )
+    with served.runtime.db.uow() as uow:
+        uow.links.save_item(made)
+        uow.commit()
+
+    course.attempt("e1", "lab", ann, 8, 10, minute=1)
+    course.wait(lambda: course.line_items(lab)[0]["scores"], "the score, stored by Open edX")
+    run = served.run("resync", course.gs_course)
+    assert run["counts"]["uncounted"] == 1, run
+    assert run["outcome"] != "succeeded" and "not counted by the LMS" in run["message"], run
+    state = course.state(ann, lab.platform_id, "lab")
+    assert (state["state"], state["reason_code"]) == ("rejected", "no_resource_link"), state
+    assert course.grade(ann, lab.usage_key) is None  # Open edX never published it
+
+    openedx.edit_block(lab.usage_key, custom_parameters=custom_parameters(course.gs_course, "lab"))
+    assert openedx.launch(ann, course.key, lab.usage_key).status_code == 200
+    course.wait(lambda: course.grade(ann, lab.usage_key) == (8.0, 10.0), "the grade, counted")
+    (item,) = course.line_items(lab)
+    assert item["resource_link_id"] == lab.usage_key
+    run = served.run("resync", course.gs_course)
+    assert run["outcome"] == "succeeded" and run["counts"]["uncounted"] == 0, run

@@ -64,7 +64,7 @@ from gradesync.services.delivery import (
     DeliveryStats,
     outcome_of_failure,
 )
-from gradesync.services.destination import FailureClass, RemoteFailure
+from gradesync.services.destination import NO_RESOURCE_LINK, FailureClass, RemoteFailure
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.overrides import record_overrides
 from gradesync.services.patience import Patience
@@ -145,6 +145,11 @@ def _describe(counts: dict[str, Any]) -> str:
         parts.append(f"{cols['failed']} column(s) could not be provisioned")
     if counts.get("overridden"):
         parts.append(f"{counts['overridden']} grade(s) changed by hand in the gradebook")
+    if counts.get("uncounted"):
+        parts.append(
+            f"{counts['uncounted']} grade(s) not counted by the LMS: their column is not tied "
+            "to the activity's LTI link (open the activity once from its link in the course)"
+        )
     if counts.get("differs"):
         parts.append(f"{counts['differs']} result(s) differ in the gradebook when read back")
     return "; ".join(parts) + "."
@@ -474,6 +479,36 @@ class RunExecutor:
                 rows,
             )
 
+    def _uncounted(
+        self, tenant_id: str, dest_id: str, course_id: str, activity_id: str, dest_name: str
+    ) -> int:
+        """Marks the delivered grades of a column the destination cannot count as rejected
+        with the reason (a launch from the activity's link sends them again); how many."""
+        now = self.clock.now()
+        text = (
+            f"{dest_name} holds this grade but does not count it: its column is not tied to "
+            "the activity's LTI link, and no launch from that link has been received."
+        )
+        marked = 0
+        with self.uow_factory() as uow:
+            rows = uow.ledger.get_many(tenant_id, dest_id, course_id, [activity_id])
+            for row in rows.values():
+                if row.state is not DeliveryState.DELIVERED:
+                    continue
+                uow.ledger.save(
+                    replace(
+                        row,
+                        state=DeliveryState.REJECTED,
+                        reason_code=NO_RESOURCE_LINK,
+                        reason_text=text,
+                        updated_at=now,
+                    ),
+                    course_id,
+                )
+                marked += 1
+            uow.commit()
+        return marked
+
     async def _verifying(
         self,
         run: SyncRun,
@@ -481,7 +516,7 @@ class RunExecutor:
         started: datetime,
         targets: Sequence[_Target] = (),
     ) -> dict[str, int]:
-        counts = {"verified": 0, "differs": 0, "unverifiable": 0, "overridden": 0}
+        counts = {"verified": 0, "differs": 0, "unverifiable": 0, "overridden": 0, "uncounted": 0}
         # Columns sent to in this run first, then the rest of the scope: an instructor's
         # edit of a grade sent long ago is found too (services.overrides).
         delivered = sorted(sent.delivered_items)
@@ -501,8 +536,16 @@ class RunExecutor:
             )
             if d is None or course_link is None or item_link is None:
                 continue
+            client = self.clients.get(d)
+            if client.capabilities.needs_resource_link and not item_link.data.get("resourceLinkId"):
+                # The platform holds these scores but never counts them (Open edX publishes
+                # only a line item tied to its component): not delivered, whatever it answered.
+                counts["uncounted"] += await asyncio.to_thread(
+                    self._uncounted, tenant_id, dest_id, course_id, activity_id, d.name
+                )
+                continue
             try:
-                backs = await self.clients.get(d).read_results(course_link, item_link)
+                backs = await client.read_results(course_link, item_link)
             except Exception as exc:
                 log.info("run %s: read-back of %s at %s failed: %s", run.id, activity_id, d.id, exc)
                 counts["unverifiable"] += 1

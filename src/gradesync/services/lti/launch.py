@@ -407,9 +407,13 @@ def _bind_item(
     existing = u.links.item(tenant, dest, activity_id)
     lineitem = str(endpoint["lineitem"]) if endpoint and endpoint.get("lineitem") else None
     if lineitem is not None:
-        if existing is not None and existing.remote_id == lineitem:
+        # Open edX names its component's first line item here, tied to the link or not
+        same = existing if existing is not None and existing.remote_id == lineitem else None
+        if same is not None and (same.data.get("resourceLinkId") or not link_id):
             return False
-        data = {"resourceLinkId": link_id} if link_id else {}
+        data = dict(same.data) if same is not None else {}
+        if link_id:
+            data["resourceLinkId"] = link_id
         if endpoint and endpoint.get("lineitems"):
             data["lineitems"] = str(endpoint["lineitems"])
         u.links.save_item(
