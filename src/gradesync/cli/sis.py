@@ -17,6 +17,7 @@ from gradesync.adapters.destinations import oneroster_csv
 from gradesync.cli._common import print_table
 from gradesync.domain.canonical import parse_iso
 from gradesync.domain.errors import GradesyncError, InvalidInput
+from gradesync.domain.model import DestinationKind
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
@@ -61,7 +62,9 @@ async def _check(rt: Runtime, tenant: str, destination_id: str) -> Sequence[Chec
 def add(
     destination_id: str = typer.Argument(..., help="Id of the SIS connection, e.g. 'sis'."),
     tenant: str = TENANT,
-    name: str = typer.Option("", help="Display name (default: the id)."),
+    name: str | None = typer.Option(
+        None, help="Display name (default: the current one, or the id for a new connection)."
+    ),
     base_url: str | None = typer.Option(None, help="OneRoster base URL (server root or .../v1p2)."),
     token_url: str | None = typer.Option(
         None, help="OAuth 2 token URL (default: next to the API)."
@@ -89,12 +92,16 @@ def add(
         None, help="Group used for activities without one."
     ),
     concurrency: int | None = typer.Option(None, help="Requests in flight at once (1-64)."),
-    file_based: bool = typer.Option(
-        False, "--file-based", help="A SIS that imports CSV files only."
+    file_based: bool | None = typer.Option(
+        None,
+        "--file-based/--rest",
+        help="A SIS that imports CSV files only, or one with a OneRoster REST API (default: "
+        "as it is, or REST for a new connection).",
     ),
     check: bool = typer.Option(True, "--check/--no-check", help="Get a token and list categories."),
 ) -> None:
-    """Add or update a SIS connection (values left out keep what was set)."""
+    """Add or update a SIS connection (values left out keep what was set). Exits 1 when
+    the connection check fails."""
     profile: dict[str, Any] = {
         k: v
         for k, v in {
@@ -115,7 +122,7 @@ def add(
             rt.clock,
             tenant_id=tenant,
             destination_id=destination_id,
-            name=name or destination_id,
+            name=name,
             base_url=base_url,
             client_id=client_id,
             client_secret=client_secret,
@@ -126,13 +133,15 @@ def add(
             guard=rt.outbound,
         )
         console.print(f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value})")
-        if check and not file_based:
+        if check and dest.kind is DestinationKind.ONEROSTER_REST:
             steps = asyncio.run(_check(rt, tenant, dest.id))
             for s in steps:
                 mark = "[green]ok[/green]" if s.passed else "[red]failed[/red]"
                 console.print(
                     f"  {mark} {s.name}: {s.evidence}" + (f" -> {s.remedy}" if s.remedy else "")
                 )
+            if not all(s.passed for s in steps):
+                raise typer.Exit(1)  # saved, but not working: scripts must not go on
 
     _run(go)
 
@@ -322,17 +331,37 @@ def validate(
     tenant: str = TENANT,
     course: str | None = typer.Option(None, help="Check every activity of this course."),
     activity_ids: list[str] = typer.Argument(None, help="Or these activities."),
+    offline: bool = typer.Option(
+        False, help="Do not ask the SIS whether each activity's group has a category."
+    ),
 ) -> None:
-    """Check activities against the SIS's rules before anything is sent."""
-    checks = _run(
-        lambda rt: service.validate(
+    """Check activities against the SIS's rules before anything is sent, category
+    alignment included (a REST SIS is asked for its categories)."""
+
+    def go(rt: Runtime) -> list[service.ActivityCheck]:
+        checks = service.validate(
             rt.uow,
             tenant_id=tenant,
             destination_id=destination_id,
             course_id=course,
             activity_ids=activity_ids or (),
         )
-    )
+        if offline or not service.has_rest_api(rt.uow, tenant, destination_id):
+            return checks
+
+        async def ask() -> list[service.ActivityCheck]:
+            async with rt.sis_directory(tenant, destination_id) as client:
+                return await service.check_activity_categories(
+                    rt.uow,
+                    client,
+                    tenant_id=tenant,
+                    destination_id=destination_id,
+                    checks=checks,
+                )
+
+        return asyncio.run(ask())
+
+    checks = _run(go)
     _print_checks(checks)
     if any(c.selected and not c.ok for c in checks):
         raise typer.Exit(1)

@@ -100,21 +100,21 @@ def add_connection(
     *,
     tenant_id: str,
     destination_id: str,
-    name: str,
+    name: str | None,
     base_url: str | None,
     client_id: str | None = None,
     client_secret: str | None = None,
     token_url: str | None = None,
     scopes: Sequence[str] | None = None,
     profile: dict[str, Any] | None = None,
-    file_based: bool = False,
+    file_based: bool | None = None,
     guard: OutboundGuard | None = None,
 ) -> Destination:
-    """Create or update a SIS connection. On update, a value left out keeps what was set
-    (so rotating the secret does not forget the profile), and nothing changes on bad input.
-    Every entrypoint passes the runtime's outbound `guard`: the URLs must lead where
-    gradesync may send requests."""
-    kind = DestinationKind.ONEROSTER_CSV if file_based else DestinationKind.ONEROSTER_REST
+    """Create or update a SIS connection. On update, a value left out (None) keeps what was
+    set (so rotating the secret does not forget the profile, the name or the kind), and
+    nothing changes on bad input. A new connection is named after its id and uses REST
+    unless told otherwise. Every entrypoint passes the runtime's outbound `guard`: the URLs
+    must lead where gradesync may send requests."""
     with uow_factory() as uow:
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
@@ -125,6 +125,11 @@ def add_connection(
             "kind",
             f"{destination_id!r} is a {old.kind.value} destination, not a SIS.",
         )
+    if file_based is None:
+        file_based = old is not None and old.kind is DestinationKind.ONEROSTER_CSV
+    kind = DestinationKind.ONEROSTER_CSV if file_based else DestinationKind.ONEROSTER_REST
+    if name is None:
+        name = old.name if old is not None else destination_id
     config: dict[str, Any] = dict(old.config) if old else {}
     secret: dict[str, Any] = dict(old.secret) if old else {}
     for key, value in (("base_url", base_url), ("token_url", token_url), ("client_id", client_id)):
@@ -218,6 +223,12 @@ def rest_connection(
     if dest.kind is not DestinationKind.ONEROSTER_REST:
         raise InvalidInput.one("destination_id", "kind", "A file-based SIS has no REST API to ask.")
     return dest
+
+
+def has_rest_api(uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str) -> bool:
+    """Whether the SIS connection can be asked (REST), or only receives files."""
+    with uow_factory() as uow:
+        return _sis(uow, tenant_id, destination_id).kind is DestinationKind.ONEROSTER_REST
 
 
 # --- mapping -------------------------------------------------------------------------------
@@ -448,6 +459,48 @@ class ActivityCheck:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+async def check_activity_categories(
+    uow_factory: UnitOfWorkFactory,
+    directory: SisDirectory,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    checks: Sequence[ActivityCheck],
+) -> list[ActivityCheck]:
+    """`checks` with a `category_missing` problem added to each activity whose group aligns
+    to no SIS category (the SIS is asked; nothing is created): every result of such an
+    activity would be refused, so validation says so before anything is sent."""
+    with uow_factory() as uow:
+        acts = uow.activities.get_many(tenant_id, [c.activity_id for c in checks])
+        links = {
+            cid: uow.links.course(tenant_id, destination_id, cid)
+            for cid in {a.course_id for a in acts.values()}
+        }
+    problems: dict[tuple[str, str | None], str | None] = {}
+    out: list[ActivityCheck] = []
+    for c in checks:
+        act = acts.get(c.activity_id)
+        link = links.get(act.course_id) if act is not None else None
+        if act is None or link is None:  # an unmapped class is reported already
+            out.append(c)
+            continue
+        key = (act.course_id, act.category)
+        if key not in problems:
+            try:
+                await directory.resolve_category(link, act.category, create=False)
+                problems[key] = None
+            except RemoteFailure as failure:
+                if failure.code != PassbackRule.CATEGORY_MISSING.value:
+                    raise  # the SIS could not be asked: not a finding about the activity
+                problems[key] = " ".join(x for x in (failure.message, failure.remedy) if x)
+        found = problems[key]
+        if found is not None:
+            rule = PassbackRule.CATEGORY_MISSING.value
+            c = replace(c, problems=[*c.problems, FieldProblem("category", rule, found)])
+        out.append(c)
+    return out
 
 
 def _check(

@@ -175,6 +175,7 @@ def _save_sis(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
         client_id=form.get("client_id", "").strip() or None,
         client_secret=form.get("client_secret") or None,
         token_url=form.get("token_url", "").strip() or None,
+        file_based=False,
         guard=rt.outbound,
     )
 

@@ -1,0 +1,66 @@
+"""`gradesync sis add` and `sis validate` check what they can and say so in the exit code:
+add is an upsert that keeps what was not given, validate asks the SIS for its categories."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import DestinationKind
+from gradesync.sandbox.testing import RunningSandbox
+from gradesync.testing import ManualClock
+from tests.support.cli import Run
+
+from .conftest import CLIENT_ID, CLIENT_SECRET
+from .facts import NOW, seed_school
+
+T = ("--tenant", "t1")
+
+
+def _add(gradesync: Run, sis: RunningSandbox, *extra: str, ok: bool = True) -> object:
+    return gradesync(
+        "sis", "add", "sis", *T,
+        "--base-url", sis.base_url, "--client-id", CLIENT_ID, *extra, ok=ok,
+    )  # fmt: skip
+
+
+def test_add_keeps_what_was_not_given_and_fails_when_its_check_fails(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox
+) -> None:
+    seed_school(cli_db, ManualClock(NOW))
+    _add(gradesync, sis, "--name", "District SIS", "--client-secret", CLIENT_SECRET)
+    _add(gradesync, sis, "--concurrency", "4")  # run again with other values only
+    with cli_db.uow() as uow:
+        dest = uow.destinations.get("t1", "sis")
+    assert dest is not None
+    assert dest.name == "District SIS" and dest.kind is DestinationKind.ONEROSTER_REST
+    assert dest.config["concurrency"] == 4
+
+    failed = _add(gradesync, sis, "--client-secret", "not-the-secret", ok=False)
+    assert getattr(failed, "returncode", None) == 1
+    assert "failed" in getattr(failed, "stdout", "")
+
+
+def test_validate_reports_a_group_with_no_sis_category(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox
+) -> None:
+    seed_school(cli_db, ManualClock(NOW))
+    _add(gradesync, sis, "--client-secret", CLIENT_SECRET, "--category-match", "name")
+    gradesync(
+        "sis", "map-class", "sis", "c1", "cls-1", *T,
+        "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
+    )  # fmt: skip
+    gradesync("sis", "select", "sis", "quiz1", *T)
+    ok = gradesync("sis", "validate", "sis", "quiz1", *T)
+    assert "[category_missing]" not in ok.stdout
+
+    with cli_db.uow() as uow:  # the group no SIS category is called
+        quiz = uow.activities.get("t1", "quiz1")
+        assert quiz is not None
+        uow.activities.upsert(replace(quiz, category="Labs"))
+        uow.commit()
+    bad = gradesync("sis", "validate", "sis", "quiz1", *T, ok=False)
+    assert bad.returncode == 1
+    assert "[category_missing]" in bad.stdout and "Labs" in bad.stdout
+    offline = gradesync("sis", "validate", "sis", "quiz1", *T, "--offline")
+    assert "[category_missing]" not in offline.stdout
