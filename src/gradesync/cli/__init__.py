@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -61,8 +62,11 @@ def main() -> None:
         problem = database_problem(exc) or settings_problem(exc)
         if problem is None:
             raise
-        # one line an operator can act on, not a driver's traceback
+        # one line an operator can act on, not a driver's traceback; and the last line: the
+        # connection pools' threads may still complain about the database while we exit
+        logging.disable(logging.CRITICAL)
         sys.stderr.write(f"error: {problem}\n")
+        sys.stderr.flush()
         sys.exit(1)
 
 

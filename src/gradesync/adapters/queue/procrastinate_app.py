@@ -33,6 +33,7 @@ import psycopg
 from procrastinate import exceptions as pexc
 from procrastinate.jobs import Status
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from gradesync.adapters.queue.inprocess import EmbeddedWorker
 from gradesync.adapters.queue.scheduler import build_schedule_service, register_periodic_tick
@@ -293,7 +294,7 @@ async def run_worker(
                     log.warning("the database answers again; the worker goes on")
                 down_since, delay = None, 0.5
                 await _serve(app, engine, concurrency=concurrency, name=name, stop=stop)
-        except (pexc.ConnectorException, OSError, psycopg.Error) as exc:
+        except (pexc.ConnectorException, OSError, psycopg.Error, DBAPIError) as exc:
             problem = exc
         if stop.is_set():
             return
