@@ -40,7 +40,8 @@ async def test_run_goes_through_its_stages_with_counts(harness: Harness, db: Dat
     done = await harness.engine.execute_run(run.id)
     assert done is not None
     assert done.stage is RunStage.FINISHED
-    assert done.outcome is RunOutcome.PARTLY_FAILED
+    # one learner the LMS does not know is a known, accepted rejection: the run did its job
+    assert done.outcome is RunOutcome.SUCCEEDED
     c = done.counts
     assert c["sent"] == 2
     assert c["skipped"] == {"no_person_link": 1}
@@ -49,8 +50,9 @@ async def test_run_goes_through_its_stages_with_counts(harness: Harness, db: Dat
     assert c["verified"] == 2 and c["differs"] == 0
     assert c["columns"]["written"] == 1
     assert done.message is not None and "1 rejected (unknown_user: 1)" in done.message
+    assert done.message.startswith("Succeeded; 1 learner the LMS does not know: 2 sent")
     stored = get_run(db.uow, T, run.id)
-    assert stored is not None and stored.outcome is RunOutcome.PARTLY_FAILED
+    assert stored is not None and stored.outcome is RunOutcome.SUCCEEDED
     assert stored.trigger is Trigger.MANUAL and stored.actor == "ada@school"
     assert stored.started_at is not None and stored.finished_at is not None
     stages = [s["stage"] for s in get_run_stages(db.uow, T, run.id)]
@@ -158,6 +160,21 @@ async def test_repair_resends_selected_activity_only(harness: Harness, db: Datab
     assert done is not None and done.counts["sent"] == 2 and done.counts["keys"] == 2
     assert harness.remote.sends == sends + 2
     assert harness.remote.column_writes == columns  # repair leaves column details alone
+
+
+async def test_other_rejections_still_make_a_run_partly_failed(
+    harness: Harness, db: Database
+) -> None:
+    from gradesync.services.destination import FailureClass, RemoteFailure
+
+    seed(db, learners=2)
+    refused = RemoteFailure(FailureClass.REJECTED, "attempts_exceeded", "No attempts left.")
+    harness.remote.fail_person("sub-p001", refused)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+    run, _ = _request(db, harness, Trigger.MANUAL)
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.outcome is RunOutcome.PARTLY_FAILED
+    assert done.message is not None and not done.message.startswith("Succeeded")
 
 
 async def test_manual_run_tries_rejected_results_again(harness: Harness, db: Database) -> None:

@@ -155,16 +155,40 @@ def _describe(counts: dict[str, Any]) -> str:
     return "; ".join(parts) + "."
 
 
+# Rejections a run accepts as known: the LMS says it does not know a learner (not enrolled
+# there, or dropped). Nothing gradesync can send fixes that, so a run that otherwise did
+# its job succeeded, and says how many learners the LMS does not know.
+ACCEPTED_REJECTIONS = frozenset({"unknown_user"})
+
+
+def _accepted(counts: dict[str, Any]) -> int:
+    rejected: dict[str, int] = counts.get("rejected", {})
+    return sum(n for code, n in rejected.items() if code in ACCEPTED_REJECTIONS)
+
+
+def _headline(outcome: RunOutcome, counts: dict[str, Any]) -> str:
+    """What a person reads first when a run succeeded with accepted rejections."""
+    n = _accepted(counts)
+    if outcome is not RunOutcome.SUCCEEDED or n == 0:
+        return ""
+    who = "learner the LMS does not know" if n == 1 else "learners the LMS does not know"
+    return f"Succeeded; {n} {who}: "
+
+
 def _outcome(counts: dict[str, Any]) -> RunOutcome:
+    delivered = counts.get("sent", 0) + counts.get("unchanged", 0)
+    rejected = sum(counts.get("rejected", {}).values())
+    if delivered > 0:  # nothing delivered at all is a failure, whatever the reasons
+        rejected -= _accepted(counts)
     problems = (
-        sum(counts.get("rejected", {}).values())
+        rejected
         + counts.get("retrying", 0)
         + counts.get("pending", 0)
         + counts.get("columns", {}).get("failed", 0)
     )
     if problems == 0:
         return RunOutcome.SUCCEEDED
-    if counts.get("sent", 0) + counts.get("unchanged", 0) > 0:
+    if delivered > 0:
         return RunOutcome.PARTLY_FAILED
     return RunOutcome.FAILED
 
@@ -241,7 +265,7 @@ class RunExecutor:
             counts.update(await self._verifying(run, sent, started, targets))
             counts.update(await asyncio.to_thread(summarise, self.uow_factory, run.scope, started))
             outcome = _outcome(counts)
-            message = _describe(counts)
+            message = _headline(outcome, counts) + _describe(counts)
             if not targets:
                 message = (
                     "Nothing to sync: no destination is linked to this scope (a course is "
