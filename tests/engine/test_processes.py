@@ -3,10 +3,8 @@ double: a worker killed with SIGKILL mid-run, and two workers sharing the work."
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,12 +20,12 @@ from gradesync.services.clock import SystemClock
 from gradesync.services.runs import get_run, get_run_stages, request_run
 from gradesync.testing import TEST_SECRET, wait_for
 from gradesync.testing.http_double import running_gradebook
+from gradesync.testing.processes import start_worker, worker_env
 from tests.engine.conftest import COURSE, DEST, T, learner, post, seed, states
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-GRADESYNC = str(Path(sys.executable).with_name("gradesync"))
 SCOPE = RunScope(T, DEST, COURSE)
 
 
@@ -51,42 +49,11 @@ def mp_url(
         conn.execute("DROP SCHEMA IF EXISTS procrastinate CASCADE")
         conn.execute("DROP SCHEMA public CASCADE")
         conn.execute("CREATE SCHEMA public")
-    for key, value in _env(url).items():
+    for key, value in worker_env(url).items():
         monkeypatch.setenv(key, value)
     db_cli.upgrade()  # what `gradesync db upgrade` does, without starting a process
     assert "procrastinate schema installed" in capsys.readouterr().out
     yield url
-
-
-def _env(url: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        GRADESYNC_DATABASE_URL=url,
-        GRADESYNC_SECRET_KEY=TEST_SECRET,
-        GRADESYNC_WORKER_MODE="distributed",
-        GRADESYNC_TEST_DESTINATION_MODULE="gradesync.testing.http_adapter",
-        GRADESYNC_WORKER_POLL_SECONDS="0.2",
-        GRADESYNC_WORKER_LEASE_SECONDS="4",
-        GRADESYNC_WORKER_STALE_SECONDS="3",
-        GRADESYNC_WORKER_HEARTBEAT_SECONDS="0.3",
-        GRADESYNC_WORKER_CLAIM_BATCH="8",
-        GRADESYNC_RUN_RETRY_PATIENCE_SECONDS="10",
-        GRADESYNC_LOG_LEVEL="INFO",
-        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
-    )
-    env.update(extra)
-    return env
-
-
-def _worker(url: str, log: Path) -> subprocess.Popen[bytes]:
-    fh = log.open("ab")
-    return subprocess.Popen(
-        [GRADESYNC, "worker", "--concurrency", "4"],
-        env=_env(url),
-        cwd=ROOT,
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-    )
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
@@ -120,7 +87,7 @@ def test_worker_killed_mid_run_then_restarted_delivers_exactly_the_final_state(
             post(db, None, [("a1", learner(i), 5.0) for i in range(n)])
             gb.hold = True  # sends reach the gradebook and wait there
             run, _ = request_run(db.uow, waker, SystemClock(), SCOPE, Trigger.MANUAL, "ops")
-            first = _worker(mp_url, log)
+            first = start_worker(mp_url, log, cwd=ROOT)
             procs.append(first)
             _wait(lambda: gb.held >= 4, 60, "sends in flight", log)
             first.send_signal(signal.SIGKILL)  # mid-run, mid-send
@@ -128,7 +95,7 @@ def test_worker_killed_mid_run_then_restarted_delivers_exactly_the_final_state(
             # newer facts arrive while no worker runs
             post(db, waker, [("a1", learner(i), 9.0) for i in range(0, n, 3)])
             gb.release()
-            second = _worker(mp_url, log)
+            second = start_worker(mp_url, log, cwd=ROOT)
             procs.append(second)
 
             def done() -> bool:
@@ -173,7 +140,7 @@ def test_two_workers_share_the_work_without_sending_a_key_twice_at_once(
             # sends wait in the gradebook until both workers have some in flight
             gb.hold = True
             gb.release_when_workers = 2
-            procs += [_worker(mp_url, log), _worker(mp_url, log)]
+            procs += [start_worker(mp_url, log, cwd=ROOT), start_worker(mp_url, log, cwd=ROOT)]
             post(db, waker, [("a1", learner(i), 6.0) for i in range(n)])
             run, _ = request_run(db.uow, waker, SystemClock(), SCOPE, Trigger.MANUAL, "ops")
 

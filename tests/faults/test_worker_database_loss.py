@@ -4,10 +4,8 @@ worker, a database gone for good, and jobs that a killed worker left behind."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,13 +24,13 @@ from gradesync.adapters.queue.procrastinate_app import (
 from gradesync.domain.model import DeliveryState
 from gradesync.testing import TEST_SECRET, wait_for
 from gradesync.testing.http_double import running_gradebook
+from gradesync.testing.processes import GRADESYNC, start_worker, worker_env
 from gradesync.testing.seeding import add_course, add_destination, add_tenant, post_attempts
 from tests.faults.postgres_server import PostgresServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-GRADESYNC = str(Path(sys.executable).with_name("gradesync"))
 
 
 def _learner(i: int) -> str:
@@ -59,35 +57,9 @@ def _delivered(db: Database) -> int:
     return sum(1 for r in rows if r.state is DeliveryState.DELIVERED)
 
 
-def _env(url: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        GRADESYNC_DATABASE_URL=url,
-        GRADESYNC_SECRET_KEY=TEST_SECRET,
-        GRADESYNC_WORKER_MODE="distributed",
-        GRADESYNC_TEST_DESTINATION_MODULE="gradesync.testing.http_adapter",
-        GRADESYNC_WORKER_POLL_SECONDS="0.2",
-        GRADESYNC_WORKER_HEARTBEAT_SECONDS="0.3",
-        GRADESYNC_LOG_LEVEL="INFO",
-        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
-    )
-    env.update(extra)
-    return env
-
-
 def _upgrade(url: str) -> None:
     subprocess.run(
-        [GRADESYNC, "db", "upgrade"], env=_env(url), cwd=ROOT, check=True, capture_output=True
-    )
-
-
-def _worker(url: str, log: Path, **extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [GRADESYNC, "worker", "--concurrency", "4"],
-        env=_env(url, **extra),
-        cwd=ROOT,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
+        [GRADESYNC, "db", "upgrade"], env=worker_env(url), cwd=ROOT, check=True, capture_output=True
     )
 
 
@@ -132,7 +104,7 @@ def test_worker_rides_out_a_database_restart(prepared: Prepared, tmp_path: Path)
     url = prepared.url
     log = tmp_path / "worker.log"
     db = Database(url, TEST_SECRET)
-    worker = _worker(url, log)
+    worker = start_worker(url, log, cwd=ROOT)
     try:
         with running_gradebook() as (base, _gb):
             _seed(db, 4, base)
@@ -160,7 +132,9 @@ def test_worker_without_its_database_exits_non_zero_with_one_line(
     prepared: Prepared, tmp_path: Path
 ) -> None:
     log = tmp_path / "worker.log"
-    worker = _worker(prepared.url, log, GRADESYNC_WORKER_DATABASE_PATIENCE_SECONDS="2")
+    worker = start_worker(
+        prepared.url, log, cwd=ROOT, GRADESYNC_WORKER_DATABASE_PATIENCE_SECONDS="2"
+    )
     try:
         _wait(lambda: _registered_workers(prepared.url) == 1, 60, "the worker to start", log)
         prepared.server.stop()
@@ -222,7 +196,7 @@ def test_a_new_worker_starts_while_a_dead_worker_left_jobs_behind(
     url = prepared.url
     stalled, _twin = _stall_a_job_beside_its_queued_twin(url)
     log = tmp_path / "worker.log"
-    worker = _worker(url, log)
+    worker = start_worker(url, log, cwd=ROOT)
     try:
         # the twin runs (and is deleted as successful); the stalled one is ended, not retried
         _wait(lambda: _job_states(url) == {stalled: "aborted"}, 60, "jobs recovered", log)
