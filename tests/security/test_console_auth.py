@@ -4,6 +4,7 @@ cookie is `Secure` when gradesync is served over https."""
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from gradesync.domain.model import UserRole
 from gradesync.runtime import Runtime
 from gradesync.services import accounts
 from gradesync.services.tenants import create_tenant
-from gradesync.testing import TEST_SECRET
+from gradesync.testing import TEST_SECRET, ManualClock
 from gradesync.web.app import create_app
 
 
@@ -80,3 +81,31 @@ def test_session_cookie_is_secure_over_https(
     cookie = r.headers["set-cookie"]
     assert "gradesync_session=" in cookie
     assert ("secure" in cookie.lower()) is secure
+
+
+def test_sign_in_is_throttled_per_account_with_backoff(db: Database, tmp_path: Path) -> None:
+    rt = _runtime(db, tmp_path)
+    clock = ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    rt.clock = clock
+
+    def sign_in(password: str) -> Any:
+        return client.post(
+            "/console/login",
+            data={"username": "ada", "password": password},
+            follow_redirects=False,
+        )
+
+    with TestClient(create_app(rt)) as client:
+        for _ in range(5):
+            assert sign_in("wrong-password-99").status_code == 401
+        refused = sign_in("a-long-password-1")  # after five: even the right one waits
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "1"
+        assert "Too many failed sign-ins: try again in 1 seconds" in refused.text
+        clock.advance(timedelta(seconds=1))
+        assert sign_in("wrong-password-99").status_code == 401
+        assert sign_in("a-long-password-1").headers["retry-after"] == "2"  # doubled
+        clock.advance(timedelta(seconds=2))
+        assert sign_in("a-long-password-1").status_code == 303
+        # a right password clears the account's count
+        assert sign_in("wrong-password-99").status_code == 401

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gradesync.domain.model import ConsoleUser, UserRole
 from gradesync.services.accounts import authenticate
+from gradesync.services.login_throttle import LoginThrottle
 from gradesync.web.console import (
     course,
     dashboard,
@@ -50,6 +51,15 @@ def _safe_next(url: str | None) -> str:
     return url
 
 
+def _throttle(request: Request) -> LoginThrottle:
+    """The process's sign-in throttle (one per app)."""
+    state = request.app.state
+    throttle: LoginThrottle | None = getattr(state, "login_throttle", None)
+    if throttle is None:
+        throttle = state.login_throttle = LoginThrottle(state.runtime.clock)
+    return throttle
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/console/") -> HTMLResponse:
     return render(request, "console/login.html", None, next_url=_safe_next(next))
@@ -64,8 +74,25 @@ def login(
     next: str = Form("/console/"),
 ) -> Response:
     runtime = request.app.state.runtime
+    throttle = _throttle(request)
+    keys = throttle.keys(username, tenant, request.client.host if request.client else None)
+    wait = throttle.wait_seconds(keys)
+    if wait:
+        resp = render(
+            request,
+            "console/login.html",
+            None,
+            status=429,
+            next_url=_safe_next(next),
+            username=username,
+            tenant=tenant,
+            error=f"Too many failed sign-ins: try again in {wait} seconds.",
+        )
+        resp.headers["Retry-After"] = str(wait)
+        return resp
     user = authenticate(runtime.uow, username, password, tenant.strip() or None)
     if user is None:
+        throttle.failed(keys)
         return render(
             request,
             "console/login.html",
@@ -76,6 +103,7 @@ def login(
             tenant=tenant,
             error="That username and password do not match.",
         )
+    throttle.succeeded(keys)
     sign_in(request, user)
     return RedirectResponse(_safe_next(next), status_code=303)
 
