@@ -4,6 +4,9 @@ it, and the grades gradesync sends must be the ones Open edX publishes to its gr
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from gradesync.adapters.destinations.ags import DEFAULT_SCOPES, SCOPE_SCORE
 from tests.openedx.conftest import OpenEdx, open_course
 from tests.support.served import Served
 
@@ -117,3 +120,34 @@ def test_a_token_open_edx_no_longer_accepts_is_renewed(openedx: OpenEdx, served:
     assert state["state"] == "delivered" and state["tries"] == 0, state
     log = openedx.log.read_text(errors="replace")
     assert log.count("Forbidden: /api/lti_consumer") == refused + 1  # one 403, then a new token
+
+
+def test_a_registration_without_the_score_scope_pauses_the_platform(
+    openedx: OpenEdx, served: Served
+) -> None:
+    """Open edX answers a token without the score scope with 403, as it answers a bad token:
+    after one new token is refused too, the registration lacks a grade scope. The platform
+    is paused with the reason for the admin; the learner's grade is not refused as
+    forbidden."""
+    course = open_course(openedx, served, ("ann",), ("lab", "Lab 1", 10))
+    (ann,) = course.emails
+    lab = course.place("lab", weight=10)
+    with served.runtime.db.uow() as uow:
+        platform = uow.destinations.get(served.tenant, lab.platform_id)
+        assert platform is not None
+        scopes = [s for s in DEFAULT_SCOPES if s != SCOPE_SCORE]
+        uow.destinations.upsert(
+            replace(platform, config={**platform.config, "scopes": scopes}),
+            served.runtime.clock.now(),
+        )
+        uow.commit()
+    assert openedx.launch(ann, course.key, lab.usage_key).status_code == 200
+    course.attempt("e1", "lab", ann, 6, 10, minute=1)
+    state = course.wait(
+        lambda: (s := course.state(ann, lab.platform_id, "lab"))["reason_code"] and s,
+        "the reason the grade waits",
+    )
+    assert state["reason_code"] == "no_grade_scope" and state["state"] != "rejected", state
+    paused = served.ok("GET", f"/platforms/{lab.platform_id}")
+    assert paused.get("paused_until") and "scope" in str(paused), paused
+    assert course.grade(ann, lab.usage_key) is None

@@ -271,8 +271,26 @@ class AgsClient:
                 continue
             if resp.is_success:
                 return resp
+            if attempt == 2 and self._token_refused(resp) and self.profile.forbidden_means_token:
+                raise self._lacking_scope(resp, token.scopes, what)
             raise classify(resp.status_code, resp.headers, resp.content, what=what)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _lacking_scope(
+        self, resp: httpx.Response, granted: frozenset[str], what: str
+    ) -> RemoteFailure:
+        """A platform that answers both a bad token and a missing scope with 403 (Open edX)
+        refused a token it had just issued: the token is sound, its scopes are not enough.
+        A misconfiguration of the registration, not a refusal of one learner's grade."""
+        words = remote_message(resp.content)
+        return RemoteFailure(
+            FailureClass.MISCONFIGURED,
+            "no_grade_scope",
+            f"{what}: {self.profile.name} refused a new token with 403 ({words or 'forbidden'}); "
+            f"the token grants: {', '.join(sorted(granted)) or 'no scope'}",
+            status=resp.status_code,
+            remedy=REMEDIES["no_grade_scope"],
+        )
 
     def _token_refused(self, resp: httpx.Response) -> bool:
         """401, or a 403 that is about the token: the profile says the platform answers a
