@@ -204,3 +204,22 @@ def test_triage_puts_course_wide_causes_first() -> None:
     t2 = triage_course(ok)
     assert t2.symptom is Symptom.SOME_LEARNERS
     assert t2.cause("not_launched") is not None and t2.cause("not_launched").learners == ("p2",)  # type: ignore[union-attr]
+
+
+def test_an_activity_left_out_on_purpose_is_excluded_not_failed() -> None:
+    base = _facts()
+    diag = diagnose_learner_activity(
+        replace(base, activity=replace(base.activity, sync_enabled=False))
+    )
+    opted_out = diag.check("activity_sync_enabled")
+    assert opted_out is not None and not opted_out.passed and opted_out.excluded
+    counted = diag.check("counted_attempt")
+    assert counted is not None and counted.excluded
+    assert diag.summary.startswith("Excluded on purpose: ")
+    assert opted_out.as_json()["excluded"] is True
+    # something broken is still a failure, not an exclusion
+    broken = diagnose_learner_activity(
+        replace(base, activity=replace(base.activity, published=False))
+    )
+    unpublished = broken.check("activity_published")
+    assert unpublished is not None and not unpublished.passed and not unpublished.excluded

@@ -44,11 +44,18 @@ def _async(rt: Runtime, make: Callable[[], Awaitable[T]]) -> T:
 
 
 def _print_check(i: int, c: Check | ProbeStep) -> None:
-    mark = "[green]✓ passed[/green]" if c.passed else "[red]✗ failed[/red]"
+    excluded = isinstance(c, Check) and c.excluded
+    if c.passed:
+        mark = "[green]✓ passed[/green]"
+    elif excluded:
+        mark = "[yellow]○ excluded on purpose[/yellow]"
+    else:
+        mark = "[red]✗ failed[/red]"
     console.print(f"{i:>2}. {mark}  [bold]{escape(c.name)}[/bold]", highlight=False)
     console.print(f"      {escape(c.evidence)}", highlight=False)
     if not c.passed and c.remedy:
-        console.print(f"      [yellow]what to do:[/yellow] {escape(c.remedy)}", highlight=False)
+        label = "to include it:" if excluded else "what to do:"
+        console.print(f"      [yellow]{label}[/yellow] {escape(c.remedy)}", highlight=False)
 
 
 def _print_diagnosis(d: Diagnosis) -> None:

@@ -98,12 +98,16 @@ class Check:
     evidence: str
     remedy: str | None = None
     destination_id: str | None = None
+    # not passed because a person chose so (sync turned off, a practice item): the grade is
+    # not sent, and nothing is broken
+    excluded: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
             "code": self.code,
             "name": self.name,
             "passed": self.passed,
+            "excluded": self.excluded,
             "evidence": self.evidence,
             "remedy": self.remedy,
             "destination_id": self.destination_id,
@@ -142,7 +146,8 @@ class Diagnosis:
             return f"All {len(self.checks)} checks passed."
         more = len(self.failed) - 1
         tail = f" ({more} more check(s) failed)" if more else ""
-        return f"{first.name}: {first.evidence}{tail}"
+        lead = "Excluded on purpose: " if first.excluded else ""
+        return f"{lead}{first.name}: {first.evidence}{tail}"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -330,6 +335,7 @@ def _course_checks(course: Course) -> list[Check]:
             f"Course {course.title!r} ({course.id}): grade sync "
             + ("on." if course.sync_enabled else "turned off."),
             None if course.sync_enabled else "Turn grade sync on in the course's settings.",
+            excluded=not course.sync_enabled,
         )
     ]
 
@@ -371,6 +377,7 @@ def activity_checks(activity: Activity, policy: ResolvedPolicy | Reason) -> list
             graded,
             graded_evidence,
             graded_remedy,
+            excluded=not graded,  # practice items and items under the minimum, by policy
         ),
         Check(
             CheckCode.ACTIVITY_SYNC_ENABLED,
@@ -378,6 +385,7 @@ def activity_checks(activity: Activity, policy: ResolvedPolicy | Reason) -> list
             a.sync_enabled,
             f"{a.title!r}: sync box " + ("ticked." if a.sync_enabled else "cleared (opted out)."),
             None if a.sync_enabled else "Tick the activity in the course's grade sync settings.",
+            excluded=not a.sync_enabled,
         ),
     ]
     if isinstance(policy, Reason):
@@ -541,6 +549,17 @@ _EXPLAINED = {
 }
 
 
+# Results left out because a person chose so, not because something is broken.
+DELIBERATE = frozenset(
+    {
+        ReasonCode.COURSE_SYNC_DISABLED,
+        ReasonCode.SYNC_DISABLED,
+        ReasonCode.PRACTICE_ITEM,
+        ReasonCode.BELOW_MINIMUM_POINTS,
+    }
+)
+
+
 def _counted_check(outcome: DesiredResult | NoResult | None) -> Check:
     name = "Which attempt counts, and why"
     if outcome is None:
@@ -565,6 +584,7 @@ def _counted_check(outcome: DesiredResult | NoResult | None) -> Check:
         reason.code in _EXPLAINED or reason.code == ReasonCode.NO_ATTEMPT_YET,
         f"No grade to send: {reason.text}",
         None if reason.code in _EXPLAINED else _reason_remedy(reason),
+        excluded=reason.code in DELIBERATE,
     )
 
 
