@@ -197,6 +197,7 @@ class Runtime:
             stale_after=timedelta(seconds=s.worker_stale_seconds),
             retry_patience=timedelta(seconds=s.run_retry_patience_seconds),
             poll=timedelta(seconds=s.worker_poll_seconds),
+            shared_limits=not self.db.is_sqlite,
         )
 
     def build_engine(self, waker: Waker | None = None) -> Engine:

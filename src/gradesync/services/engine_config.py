@@ -48,3 +48,9 @@ class EngineSettings:
     # (0: a read that started after the send was ready), so an admin's pause stops sends
     # within the requests in flight and this long
     pause_check: timedelta = timedelta(milliseconds=50)
+    # many worker processes (PostgreSQL): each destination's limits are shared between the
+    # workers alive, counted from heartbeats written every `worker_beat` while sending; a
+    # worker not heard from for `worker_alive` is no longer counted
+    shared_limits: bool = False
+    worker_beat: timedelta = timedelta(seconds=1)
+    worker_alive: timedelta = timedelta(seconds=5)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,12 @@ class GradebookState:
     enrolled: set[str] | None = None
     # the next score requests answer (status, Retry-After seconds or None), in order
     faults: list[tuple[int, int | None]] = field(default_factory=list)
+    # each request takes this long (seconds) before it is answered, as a real LMS does;
+    # requests are counted while they last
+    latency: float = 0.0
+    concurrent: int = 0
+    max_concurrent: int = 0
+    started: list[float] = field(default_factory=list)  # monotonic start of each request
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
         with self.lock:
@@ -66,11 +73,26 @@ def make_app(state: GradebookState) -> FastAPI:
         worker = request.headers.get("x-worker", "?")
         ts = datetime.fromisoformat(body["timestamp"])
         with state.lock:
+            state.started.append(time.monotonic())
+            state.concurrent += 1
+            state.max_concurrent = max(state.max_concurrent, state.concurrent)
+        try:
+            if state.latency:
+                time.sleep(state.latency)  # the LMS at work, outside the lock
+            return _store(key, worker, ts, body)
+        finally:
+            with state.lock:
+                state.concurrent -= 1
+
+    def _store(
+        key: tuple[str, str], worker: str, ts: datetime, body: dict[str, Any]
+    ) -> JSONResponse:
+        with state.lock:
             if state.faults:
                 status, retry_after = state.faults.pop(0)
                 headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
                 return JSONResponse({"error": "injected"}, status_code=status, headers=headers)
-            if state.enrolled is not None and person not in state.enrolled:
+            if state.enrolled is not None and key[1] not in state.enrolled:
                 return JSONResponse({"error": "User not found in course"}, status_code=422)
             if key in state.in_flight:
                 state.overlapping.append(key)

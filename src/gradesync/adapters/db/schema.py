@@ -335,6 +335,15 @@ sync_runs = Table(
     Index("ix_sync_runs_scope", "scope_key", "stage"),
 )
 
+# the delivery workers alive (each writes its own row about once a second while it sends),
+# so each takes its share of a destination's limits
+delivery_workers = Table(
+    "delivery_workers",
+    metadata,
+    Column("worker_id", String(ID), primary_key=True),
+    _ts("seen_at", nullable=False),
+)
+
 schedules = Table(
     "schedules",
     metadata,

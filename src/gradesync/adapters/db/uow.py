@@ -24,6 +24,7 @@ from gradesync.adapters.db.repos.links import LinkRepo
 from gradesync.adapters.db.repos.lti import LaunchRepo, LtiLinkRepo, NonceRepo, ToolKeyRepo
 from gradesync.adapters.db.repos.runs import RunRepo
 from gradesync.adapters.db.repos.schedules import ScheduleRepo
+from gradesync.adapters.db.repos.workers import WorkerRepo
 from gradesync.adapters.secretbox import SecretBox
 from gradesync.services import ports
 
@@ -56,6 +57,7 @@ class SqlUnitOfWork:
         self.deliveries = DeliveryLogRepo(c)
         self.runs = RunRepo(c)
         self.schedules = ScheduleRepo(c)
+        self.workers = WorkerRepo(c)
         self.users = UserRepo(c)
         self.api_keys = ApiKeyRepo(c)
         self.launches = LaunchRepo(c)

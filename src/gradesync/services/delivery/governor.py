@@ -32,6 +32,7 @@ from gradesync.services import log_context
 from gradesync.services.clock import Clock
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.records import DeliveryScope, DestKey
+from gradesync.services.delivery.share import Slots, WorkerShare
 from gradesync.services.engine_config import BreakerSettings, EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
 
@@ -44,14 +45,28 @@ class RateLimiter:
     """Token bucket. `acquire` waits until a token is free; None rate means unlimited."""
 
     def __init__(
-        self, rate_per_second: float | None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        rate_per_second: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        burst: bool = True,
     ) -> None:
-        self.rate = rate_per_second if rate_per_second and rate_per_second > 0 else None
         self._clock = clock
-        self._capacity = max(1.0, self.rate or 1.0)
-        self._tokens = self._capacity
-        self._stamp = clock()
         self._lock = asyncio.Lock()
+        self._stamp = clock()
+        self.rate: float | None = None
+        self._capacity = 1.0
+        self._tokens = float("inf")  # starts full
+        self.set_rate(rate_per_second, burst=burst)
+
+    def set_rate(self, rate_per_second: float | None, *, burst: bool = True) -> None:
+        """Change the rate; without `burst` at most one token is saved up (a share of a
+        rate other processes also send at must not add up to bursts over it)."""
+        if self.rate is not None:
+            self._refill()
+        self.rate = rate_per_second if rate_per_second and rate_per_second > 0 else None
+        self._capacity = max(1.0, self.rate or 1.0) if burst else 1.0
+        self._tokens = min(self._tokens, self._capacity)
 
     def _refill(self) -> None:
         now = self._clock()
@@ -143,8 +158,11 @@ class DestinationLimits:
         rate_per_second: float | None = None,
         breaker: BreakerSettings = BreakerSettings(),
     ) -> None:
-        self.concurrency = max(1, concurrency)
-        self.semaphore = asyncio.Semaphore(self.concurrency)
+        # the destination's limits, for all processes together
+        self.total_concurrency = max(1, concurrency)
+        self.total_rate = rate_per_second
+        self.concurrency = self.total_concurrency  # this process's share
+        self.semaphore = Slots(self.concurrency)
         self.rate = RateLimiter(rate_per_second)
         self.breaker = CircuitBreaker(breaker)
         self.gate_until: datetime | None = None  # nothing is sent before this
@@ -176,6 +194,18 @@ class DestinationLimits:
             self.gate_saved_at = None
             return True
         return False
+
+    async def share(self, workers: int) -> None:
+        """Take this process's share of the limits when `workers` processes send (at least
+        one request at a time, so more workers than `concurrency` may exceed it)."""
+        self.set_share(workers)
+        await self.semaphore.resize(self.concurrency)  # wakes waiters when it grew
+
+    def set_share(self, workers: int) -> None:
+        self.concurrency = max(1, self.total_concurrency // workers)
+        self.semaphore.size = self.concurrency
+        rate = self.total_rate / workers if self.total_rate else None
+        self.rate.set_rate(rate, burst=False)
 
     def saturated(self) -> bool:
         """Enough rows are claimed for this destination to keep it busy for a while."""
@@ -212,6 +242,7 @@ class Governor:
         clock: Clock,
         settings: EngineSettings,
         background: BackgroundWrites,
+        worker_id: str = "",
     ) -> None:
         self.uow_factory = uow_factory
         self.clock = clock
@@ -221,6 +252,38 @@ class Governor:
         self._limit_sigs: dict[DestKey, tuple[Any, Any]] = {}
         self.destinations: dict[DestKey, Destination] = {}
         self._destinations_at = -1e9
+        # many processes send to one destination: each takes its share of the limits
+        self.workers: WorkerShare | None = None
+        if settings.shared_limits:
+            self.workers = WorkerShare(
+                uow_factory,
+                clock,
+                worker_id,
+                beat=settings.worker_beat,
+                alive=settings.worker_alive,
+            )
+            self.workers.on_change = self._reshare
+
+    async def _reshare(self, workers: int) -> None:
+        for lim in list(self.limits.values()):
+            await lim.share(workers)
+
+    async def ready_to_send(self, lim: DestinationLimits) -> None:
+        """With shared limits: wait until this process's share is known to be current, and
+        the slot it holds still fits in it."""
+        if self.workers is None:
+            return
+        live = self.workers.live
+        await self.workers.ready()
+        if self.workers.live != live or lim.concurrency != max(
+            1, lim.total_concurrency // self.workers.live
+        ):
+            await lim.share(self.workers.live)
+        await lim.semaphore.refit()
+
+    async def aclose(self) -> None:
+        if self.workers is not None:
+            await self.workers.leave()
 
     def limits_for(self, d: Destination) -> DestinationLimits:
         key = (d.tenant_id, d.id)
@@ -237,6 +300,8 @@ class Governor:
                 new.waiting = lim.waiting
                 new.gate_set_at, new.disabled = lim.gate_set_at, lim.disabled
                 new.gate_saved_at = lim.gate_saved_at
+            if self.workers is not None:
+                new.set_share(self.workers.live)
             self.limits[key] = lim = new
             self._limit_sigs[key] = sig
         return lim

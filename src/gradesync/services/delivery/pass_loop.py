@@ -137,7 +137,7 @@ class Deliverer:
         self._due_signal = 0
         self._passes: set[InFlight] = set()
         self._background = BackgroundWrites()
-        self.governor = Governor(uow_factory, clock, settings, self._background)
+        self.governor = Governor(uow_factory, clock, settings, self._background, worker_id)
         self.provisioner = Provisioner(uow_factory, settings, self._background)
         self._help_asked = -1e9
 
@@ -429,6 +429,7 @@ class Deliverer:
         try:
             async with lim.semaphore:
                 await lim.rate.acquire()
+                await self.governor.ready_to_send(lim)
                 await self.governor.check_pause(d, lim)
                 now = self.clock.now()
                 if lim.disabled or lim.gated(now) or not lim.breaker.allow(now):
@@ -582,3 +583,4 @@ class Deliverer:
     async def aclose(self) -> None:
         await self.writer.stop()
         await self._background.wait()
+        await self.governor.aclose()

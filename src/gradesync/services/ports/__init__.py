@@ -23,6 +23,7 @@ from gradesync.services.ports.lti import LaunchRepo, LtiLinkRepo, NonceRepo, Too
 from gradesync.services.ports.runs import RunRepo
 from gradesync.services.ports.schedules import ScheduleRepo
 from gradesync.services.ports.uow import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.ports.workers import WorkerRepo
 
 __all__ = [
     "ActivityRepo",
@@ -47,4 +48,5 @@ __all__ = [
     "UnitOfWork",
     "UnitOfWorkFactory",
     "UserRepo",
+    "WorkerRepo",
 ]

@@ -22,6 +22,7 @@ from gradesync.services.ports.links import LinkRepo
 from gradesync.services.ports.lti import LaunchRepo, LtiLinkRepo, NonceRepo, ToolKeyRepo
 from gradesync.services.ports.runs import RunRepo
 from gradesync.services.ports.schedules import ScheduleRepo
+from gradesync.services.ports.workers import WorkerRepo
 
 
 class UnitOfWork(Protocol):
@@ -68,6 +69,9 @@ class UnitOfWork(Protocol):
 
     @property
     def schedules(self) -> ScheduleRepo: ...
+
+    @property
+    def workers(self) -> WorkerRepo: ...
 
     @property
     def users(self) -> UserRepo: ...

@@ -1,0 +1,162 @@
+"""Sharing a destination's limits between worker processes.
+
+On PostgreSQL many workers send to one destination, and its `concurrency` and
+`rate_per_second` are for all of them together (an LMS throttles per client id). Each
+worker writes a heartbeat about once a second while it sends (`WorkerShare`), reads how many
+workers are alive, and takes that fraction of each limit: nothing is asked of the database
+per send. The count is kept conservative:
+
+- a worker that joins (or comes back after the others may have counted it gone) waits two
+  heartbeats before sending, so every other sender has counted it by then;
+- a worker sends only while its own count is at most two heartbeats old;
+- a gone worker stays counted until its heartbeat ages out (`alive`), so the others grow
+  their share late, never early.
+
+Requests already in flight when a worker joins finish under the share they started with.
+On SQLite there is one process: no heartbeats, each limit is the process's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from gradesync.services.clock import Clock
+from gradesync.services.ports import UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+
+class Slots:
+    """A semaphore whose size can change while it is held (a worker's share of a
+    destination's concurrency). A holder that finds more held than the size allows, after
+    the size shrank, gives its slot back and queues again (`refit`)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self.used = 0
+        self._cond = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.used < self.size)
+            self.used += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.used -= 1
+        async with self._cond:
+            self._cond.notify()
+
+    async def resize(self, size: int) -> None:
+        self.size = max(1, size)
+        async with self._cond:
+            self._cond.notify_all()
+
+    async def refit(self) -> None:
+        """Called by a holder: wait until its slot fits in the current size."""
+        async with self._cond:
+            while self.used > self.size:
+                self.used -= 1
+                self._cond.notify()
+                await self._cond.wait_for(lambda: self.used < self.size)
+                self.used += 1
+
+
+class WorkerShare:
+    """How many delivery workers are alive, from heartbeats written while sending."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        worker_id: str,
+        *,
+        beat: timedelta,
+        alive: timedelta,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.clock = clock
+        self.worker_id = worker_id
+        self.beat = beat.total_seconds()
+        self.alive = max(alive.total_seconds(), 3 * self.beat)
+        self.live = 1
+        self._beat_started = float("-inf")  # monotonic start of the last beat written
+        self._sends_from = float("inf")  # no sends before the first beat is seen by others
+        self._task: asyncio.Task[None] | None = None
+        self._wanted = float("-inf")  # monotonic time a send last asked for the count
+        # told the new count when it changes (the governor resizes each destination's share)
+        self.on_change: Callable[[int], Awaitable[None]] | None = None
+
+    async def ready(self) -> None:
+        """Wait until this worker may send with its current share."""
+        self._wanted = time.monotonic()
+        while True:
+            now = time.monotonic()
+            age = now - self._beat_started
+            if age <= 2 * self.beat and now >= self._sends_from:
+                self._start()
+                return
+            if age > 2 * self.beat:
+                self._start()
+                task = self._task
+                assert task is not None
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
+                if time.monotonic() - self._beat_started > 2 * self.beat:
+                    await asyncio.sleep(self.beat)  # the database is away: try again
+            else:
+                await asyncio.sleep(self._sends_from - now)
+
+    def _start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._beating(), name="worker heartbeat")
+
+    async def _beating(self) -> None:
+        """Beat every `beat` while sends keep asking, then stop (an idle worker is
+        forgotten by the others, and rejoins when it sends again)."""
+        while True:
+            started = time.monotonic()
+            try:
+                live = await asyncio.to_thread(self._write, self.clock.now())
+            except Exception:
+                log.exception("writing the worker heartbeat failed")
+                return
+            if started - self._beat_started >= self.alive - self.beat:
+                # new, or gone long enough that others may not count it: wait until they do
+                self._sends_from = time.monotonic() + 2 * self.beat
+            self._beat_started = started
+            if live != self.live:
+                self.live = live
+                if self.on_change is not None:
+                    await self.on_change(live)
+            if time.monotonic() - self._wanted > self.alive / 2:
+                return
+            await asyncio.sleep(max(0.0, started + self.beat - time.monotonic()))
+
+    def _write(self, now: datetime) -> int:
+        with self.uow_factory() as uow:
+            n = uow.workers.beat(self.worker_id, now, now - timedelta(seconds=self.alive))
+            uow.commit()
+            return n
+
+    async def leave(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        if self._beat_started == float("-inf"):
+            return
+
+        def write() -> None:
+            with self.uow_factory() as uow:
+                uow.workers.leave(self.worker_id)
+                uow.commit()
+
+        try:
+            await asyncio.to_thread(write)
+        except Exception:
+            log.exception("removing the worker heartbeat failed")

@@ -1,0 +1,57 @@
+"""The pieces that share a destination's limits between worker processes: a semaphore that
+shrinks while held, and a rate share that saves up no burst."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gradesync.services.delivery.governor import DestinationLimits, RateLimiter
+from gradesync.services.delivery.share import Slots
+
+
+async def test_slots_shrunk_while_held_let_only_the_new_size_go_on() -> None:
+    slots = Slots(3)
+    go_on: list[int] = []
+    shrunk = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder(i: int) -> None:
+        async with slots:
+            await shrunk.wait()
+            await slots.refit()
+            go_on.append(i)
+            await release.wait()
+
+    tasks = [asyncio.create_task(holder(i)) for i in range(3)]
+    await asyncio.wait_for(_until(lambda: slots.used == 3), 5)
+    await slots.resize(1)
+    shrunk.set()
+    await asyncio.wait_for(_until(lambda: len(go_on) == 1), 5)
+    assert slots.used == 1  # the two others gave their slots back and wait
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert sorted(go_on) == [0, 1, 2] and slots.used == 0
+
+
+async def _until(predicate: object) -> None:
+    assert callable(predicate)
+    while not predicate():
+        await asyncio.sleep(0)
+
+
+def test_a_share_of_the_limits_is_the_fraction_for_the_workers_alive() -> None:
+    lim = DestinationLimits(concurrency=8, rate_per_second=12.0)
+    lim.set_share(3)
+    assert lim.concurrency == 2 and lim.semaphore.size == 2
+    assert lim.rate.rate == 4.0
+    lim.set_share(10)  # more workers than slots: one each
+    assert lim.concurrency == 1
+
+
+def test_a_shared_rate_saves_up_no_burst() -> None:
+    now = [0.0]
+    bucket = RateLimiter(10.0, clock=lambda: now[0], burst=False)
+    assert bucket.try_acquire() == 0.0
+    now[0] = 5.0  # idle for long: still one token, not fifty
+    assert bucket.try_acquire() == 0.0
+    assert bucket.try_acquire() > 0.0
