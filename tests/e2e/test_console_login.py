@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -54,7 +55,12 @@ def test_sign_in_lists_courses(client: TestClient) -> None:
     r = client.post("/console/login", data={"username": "ada", "password": "correct horse battery"})
     assert r.status_code == 200
     assert "Biology 101" in r.text and "Chemistry" in r.text
-    client.post("/console/logout")
+    # signing out is a form of this site's: without its token it is refused
+    assert client.post("/console/logout").status_code == 403
+    assert client.get("/console/", follow_redirects=False).status_code == 200
+    token = re.search(r'name="csrf" value="([^"]+)"', r.text)
+    assert token is not None
+    client.post("/console/logout", data={"csrf": token.group(1)})
     assert client.get("/console/", follow_redirects=False).status_code == 303
 
 

@@ -23,6 +23,7 @@ from gradesync.web.console import (
 )
 from gradesync.web.console.common import (
     PageError,
+    check_csrf,
     flash,
     page_error_handler,
     render,
@@ -108,7 +109,7 @@ def login(
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[Depends(check_csrf)])
 def logout(request: Request) -> RedirectResponse:
     sign_out(request)
     return RedirectResponse("/console/login", status_code=303)
