@@ -223,3 +223,33 @@ def test_an_activity_left_out_on_purpose_is_excluded_not_failed() -> None:
     )
     unpublished = broken.check("activity_published")
     assert unpublished is not None and not unpublished.passed and not unpublished.excluded
+
+
+def test_a_sis_gets_sis_advice_not_deep_linking() -> None:
+    course = Course("t", "c1", "Bio")
+    small = Activity("t", "a1", "c1", "Reading check", 0.5)
+    rows = (KeyState("d", "a1", "p1", DeliveryState.SKIPPED, "below_minimum_points"),)
+
+    def triage(kind: DestinationKind) -> str:
+        facts = CourseFacts(
+            NOW,
+            course,
+            (small,),
+            {"a1": DEFAULT_POLICY},
+            (
+                CourseDestinationFacts(
+                    Destination("t", "d", kind, "District SIS"),
+                    Capabilities(),
+                    CourseLink("t", "d", "c1", "cls-1"),
+                    {},
+                ),
+            ),
+            rows,
+        )
+        cause = triage_course(facts).cause("not_graded")
+        assert cause is not None
+        return cause.remedy
+
+    assert "Deep Linking" in triage(DestinationKind.LTI13_AGS)
+    sis = triage(DestinationKind.ONEROSTER_REST)
+    assert "Deep Linking" not in sis and "post grades" in sis

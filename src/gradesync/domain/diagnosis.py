@@ -878,6 +878,8 @@ def _column_check(
             + (f" (the LMS refused it: {refused[0]})." if refused else "."),
             REMOTE_CAUSES[refused[0]][1]
             if refused
+            else "Post grades: gradesync creates the line item in the SIS class."
+            if d.kind not in LTI_KINDS
             else "If the LMS link was not created as 'Graded', rebuild it with gradesync's "
             "Deep Linking; otherwise Sync now creates the column.",
             d.id,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -41,6 +41,7 @@ from gradesync.domain.model import (
     CourseLink,
     DeliveryState,
     Destination,
+    DestinationKind,
     ItemLink,
 )
 from gradesync.domain.overrides import OVERRIDDEN
@@ -264,6 +265,31 @@ _ACTIVITY_CHECK_CAUSES: dict[str, str] = {
 }
 
 
+# A SIS has no LTI links: where the LMS remedy speaks of Deep Linking or launches, a SIS
+# admin is told what to do on the SIS side instead.
+SIS_KINDS = (DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV)
+SIS_REMEDIES: dict[str, str] = {
+    "not_graded": "Give the activity points (practice items and items under the minimum "
+    "points are not passed back), then post grades again.",
+    "no_column": "Tick 'Sync to SIS' for the activity and post grades: gradesync creates its "
+    "line item in the SIS class.",
+    "column_gone": "Post grades again: gradesync creates the line item in the SIS again.",
+    "column_locked": "The SIS refused to let gradesync change the line item; check with the "
+    "SIS admin that gradesync's client may write it, then post grades again.",
+    "course_not_connected": "Map the course to its SIS class (gradesync sis map-class).",
+}
+
+
+def _fit_to_destinations(causes: list[Cause], destinations: Mapping[str, Destination]) -> None:
+    """Give causes at a SIS (or at a course that syncs only to SISs) the SIS remedy."""
+    all_sis = bool(destinations) and all(d.kind in SIS_KINDS for d in destinations.values())
+    for i, c in enumerate(causes):
+        d = destinations.get(c.destination_id) if c.destination_id else None
+        sis = d.kind in SIS_KINDS if d is not None else all_sis
+        if sis and c.code in SIS_REMEDIES:
+            causes[i] = replace(c, remedy=SIS_REMEDIES[c.code])
+
+
 def _cause(code: str, scope: Scope, evidence: str, **kw: Any) -> Cause:
     title, remedy = CAUSE_TEXT[code]
     return Cause(code, scope, title, evidence, remedy, **kw)
@@ -470,6 +496,7 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
         symptom = Symptom.NOTHING_SYNCING
     else:
         symptom = Symptom.NOTHING_TO_SYNC
+    _fit_to_destinations(causes, {cd.destination.id: cd.destination for cd in facts.destinations})
     order = {Scope.COURSE: 0, Scope.ACTIVITIES: 1, Scope.LEARNERS: 2}
     causes.sort(key=lambda c: order[c.scope])
     return CourseTriage(
