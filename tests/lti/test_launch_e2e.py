@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from gradesync.domain.model import Role
+from gradesync.domain.model import Activity, ActivityKind, Role
 from gradesync.lti.claims import CUSTOM_ACTIVITY, CUSTOM_COURSE
 from gradesync.sandbox.testing import RunningSandbox
+from gradesync.testing import seeding
 from tests.lti.conftest import Browser, Gradesync, add_course, connect, unique
 
 
@@ -88,6 +89,66 @@ def test_deep_linking_then_learner_launch_binds_everything(
     assert item_link is not None and item_link.remote_id == link["line_item"]
     assert len(launches) == 1 and launches[0].course_id == "algebra"
     assert launches[0].resource_link_id == link["resource_link_id"]
+
+
+def test_deep_linking_reuses_the_column_and_offers_only_gradable_published_activities(
+    lms: RunningSandbox, gradesync: Gradesync, browser: Browser
+) -> None:
+    s = connect(lms, gradesync)
+    t = s.tenant_id
+    seeding.add_course(
+        gradesync.db.uow,
+        t,
+        "bio",
+        ("lab", "Lab", 10.0),
+        Activity(t, "warmup", "bio", "Warm-up", 0.0, kind=ActivityKind.PRACTICE),
+        Activity(t, "draft", "bio", "Draft quiz", 5.0, published=False),
+    )
+    teacher = unique("teacher-")
+    ctx = _course(lms, [], [teacher])
+
+    def deep_link() -> list[dict[str, object]]:
+        resp = browser.launch(
+            lms,
+            client_id=s.client_id,
+            user=teacher,
+            course=ctx,
+            message_type="LtiDeepLinkingRequest",
+        )
+        assert resp.status_code == 200, resp.text
+        picker = resp.json()
+        (course,) = picker["courses"]
+        assert [a["id"] for a in course["activities"]] == ["lab"]  # no practice, no draft
+        chosen = browser.post(
+            picker["respond_url"],
+            {"session": picker["session"], "course_id": "bio", "activity_ids": ["lab"]},
+        )
+        assert chosen.status_code == 200, chosen.text
+        answer = chosen.json()
+        created = browser.http.post(answer["return_url"], data={"JWT": answer["jwt"]})
+        assert created.status_code == 200, created.text
+        links: list[dict[str, object]] = created.json()["created"]
+        return links
+
+    (first,) = deep_link()
+    state = lms.state.courses[ctx]
+    assert [i.resource_id for i in state.line_items.values()] == ["lab"]
+    resp = browser.launch(
+        lms,
+        client_id=s.client_id,
+        user=teacher,
+        course=ctx,
+        resource_link_id=str(first["resource_link_id"]),
+    )
+    assert resp.status_code == 200, resp.text
+    with gradesync.db.uow() as uow:
+        item = uow.links.item(t, s.platform_id, "lab")
+    assert item is not None and item.remote_id == first["line_item"]
+
+    # The activity placed again (another unit of the course): a second link, the same column.
+    (second,) = deep_link()
+    assert second["resource_link_id"] != first["resource_link_id"]
+    assert [i.resource_id for i in state.line_items.values()] == ["lab"]
 
 
 def test_learner_cannot_deep_link(

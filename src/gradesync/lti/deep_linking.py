@@ -100,8 +100,10 @@ def content_items(choices: Sequence[Choice], launch_url: str, tag: str) -> list[
             "title": ch.column.title,
             "url": launch_url,
             "custom": {c.CUSTOM_COURSE: ch.course.id, c.CUSTOM_ACTIVITY: ch.activity.id},
-            "lineItem": line_item,
         }
+        if ch.existing_column is None:
+            # a lineItem makes the LMS create a column; an activity that has one keeps it
+            item["lineItem"] = line_item
         if ch.column.due_at is not None:
             item["submission"] = {"endDateTime": ch.column.due_at.isoformat(timespec="seconds")}
         items.append(item)

@@ -23,6 +23,9 @@ class Choice:
     course: Course
     activity: Activity
     column: Column
+    # the platform's column for this activity that gradesync already knows (its resourceId
+    # and tag are the activity's): the new link reuses it instead of making a second one
+    existing_column: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,7 @@ def choose(
     bound_course_id: str | None,
     activity_ids: Sequence[str],
     capabilities: Capabilities,
+    destination_id: str | None = None,
 ) -> tuple[Course, list[Choice]]:
     """Validate the instructor's choice: one course, activities of that course that can have
     a gradebook column at this platform."""
@@ -64,6 +68,7 @@ def choose(
     if not activity_ids:
         raise InvalidInput.one("activity_ids", "required", "Choose at least one activity.")
     activities = u.activities.get_many(tenant, activity_ids)
+    known = u.links.items(tenant, destination_id, list(activity_ids)) if destination_id else {}
     tenant_row = u.tenants.get(tenant)
     out: list[Choice] = []
     for index, aid in enumerate(dict.fromkeys(activity_ids)):
@@ -79,7 +84,8 @@ def choose(
         column = column_for(act, policy, capabilities)
         if not isinstance(column, Column):
             raise InvalidInput.one(f"activity_ids[{index}]", column.reason.code, column.reason.text)
-        out.append(Choice(course, act, column))
+        link = known.get(aid)
+        out.append(Choice(course, act, column, link.remote_id if link and link.remote_id else None))
     return course, out
 
 
@@ -103,6 +109,7 @@ def connect_course(
             request.bound_course_id,
             request.activity_ids,
             capabilities_of(platform.profile),
+            request.destination_id,
         )
         bind_context(
             u,

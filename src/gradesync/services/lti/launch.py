@@ -26,6 +26,7 @@ from gradesync.domain import ledger
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import (
+    ActivityKind,
     CourseLink,
     DeliveryState,
     Destination,
@@ -488,6 +489,8 @@ def _choices(u: UnitOfWork, tenant_id: str, course_id: str | None) -> list[dict[
                         "kind": a.kind.value,
                     }
                     for a in acts
+                    # only what can have a gradebook column: scored (not practice), published
+                    if a.kind is not ActivityKind.PRACTICE and a.published
                 ],
             }
         )
