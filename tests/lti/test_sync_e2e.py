@@ -91,3 +91,43 @@ def test_grade_waiting_for_the_first_launch_goes_out_after_it(
     )
     record = wait_for(lambda: item.scores.get(learner), "the grade after the launch")
     assert record.score_given == 6.0
+
+
+def test_a_launch_that_links_a_course_creates_its_line_items_before_any_grade(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    """No deep linking: the course's first launch links it, and the line items of the
+    activities gradesync knows are created then, so no first grade waits for one."""
+    reg = register_tool(lms, served)
+    learner, ctx = unique("learner-"), unique("ctx-")
+    lms.admin.add_course(
+        id=ctx,
+        learners=[learner],
+        resource_links=[{"id": "rl", "title": "gradesync", "client_id": reg["client_id"]}],
+    )
+    activities = [f"{ctx}-a1", f"{ctx}-a2"]
+    served.ok(
+        "POST",
+        "/ingest",
+        json={
+            "courses": [{"id": ctx, "title": "Physics"}],
+            "activities": [
+                {"id": a, "course_id": ctx, "title": f"Lab {a}", "points_possible": 10}
+                for a in activities
+            ],
+            "people": [{"id": learner, "name": "Learner"}],
+            "enrollments": [{"course_id": ctx, "person_id": learner}],
+        },
+    )
+    course = lms.state.courses[ctx]
+    assert not course.line_items  # not linked yet: nowhere to create them
+    launched = browser.launch(
+        lms, client_id=reg["client_id"], user=learner, course=ctx, resource_link_id="rl"
+    )
+    assert launched.status_code == 200
+    items = wait_for(
+        lambda: len(course.line_items) == 2 and list(course.line_items.values()),
+        "the course's line items",
+    )
+    assert sorted(i.resource_id or "" for i in items) == activities
+    assert not any(i.scores for i in items)  # created ahead of any grade

@@ -113,6 +113,10 @@ class ComputeStats:
     skipped: int = 0  # rows now skipped (policy says send nothing)
     reset: int = 0  # failed rows a person asked to try again (manual runs)
     destinations: set[tuple[str, str]] = field(default_factory=set)  # with pending rows
+    # LMS columns known before their first grade: (tenant, destination, course, activity)
+    # of activities computed at an LTI 1.3 destination that has no line item for them yet
+    # and no result to send (a pending row creates its column as it is sent)
+    new_columns: set[tuple[str, str, str, str]] = field(default_factory=set)
 
     def add(self, other: ComputeStats) -> None:
         self.dirty += other.dirty
@@ -122,6 +126,7 @@ class ComputeStats:
         self.skipped += other.skipped
         self.reset += other.reset
         self.destinations |= other.destinations
+        self.new_columns |= other.new_columns
 
 
 def compute_dirty(
@@ -317,6 +322,8 @@ def _compute_pairs(
                 stats.skipped += 1
             writes.append((new, course_id))
         uow.ledger.save_many(writes)
+        if destination.kind is DestinationKind.LTI13_AGS:
+            _note_new_columns(uow, link, pairs, writes, stats)
     # without a timer a past-due zero would wait for the next fact or run
     uow.dirty.schedule([(tenant_id, course_id, a, p, at) for (a, p), at in sorted(timers.items())])
 
@@ -335,6 +342,23 @@ def _zero_timer(
         return None
     at = zero_point(policy, activity, due_override)
     return at if at is not None and at > now else None
+
+
+def _note_new_columns(
+    uow: UnitOfWork,
+    link: CourseLink,
+    pairs: Sequence[tuple[str, str]],
+    writes: Sequence[tuple[LedgerRow, str]],
+    stats: ComputeStats,
+) -> None:
+    sending = {r.key.activity_id for r, _ in writes if r.state is DeliveryState.PENDING}
+    quiet = {a for a, _ in pairs} - sending
+    if not quiet:
+        return
+    known = uow.links.items(link.tenant_id, link.destination_id, sorted(quiet))
+    stats.new_columns |= {
+        (link.tenant_id, link.destination_id, link.course_id, a) for a in quiet if a not in known
+    }
 
 
 def _reset(row: LedgerRow, now: datetime) -> LedgerRow | None:

@@ -83,6 +83,7 @@ class Engine:
         self._runs: dict[str, asyncio.Task[SyncRun | None]] = {}
         self._finished: dict[str, asyncio.Future[SyncRun]] = {}
         self._dirty_lock = asyncio.Lock()
+        self._ahead: set[asyncio.Task[int]] = set()
 
     # -- observing (tests, metrics) ---------------------------------------------------------
 
@@ -140,8 +141,25 @@ class Engine:
                 total.add(stats)
                 if stats.pending:
                     self.deliverer.note_due()
+                if stats.new_columns:
+                    self._create_columns_ahead(stats.new_columns)
                 if stats.dirty < self.settings.compute_batch:
                     return total
+
+    def _create_columns_ahead(self, columns: set[tuple[str, str, str, str]]) -> None:
+        """Columns known before their first grade are created meanwhile, not awaited: the
+        next batch is computed while the LMS answers."""
+        task = asyncio.create_task(
+            self.deliverer.provisioner.create_ahead(self.clients, columns),
+            name="gradesync-columns-ahead",
+        )
+        self._ahead.add(task)
+        task.add_done_callback(self._ahead.discard)
+
+    async def columns_ahead_done(self) -> None:
+        """Returns once the columns computing asked for so far are created (or given up)."""
+        while self._ahead:
+            await asyncio.gather(*list(self._ahead), return_exceptions=True)
 
     async def deliver_due(self, scope: DeliveryScope | None = None) -> DeliveryStats:
         return await self.deliverer.deliver(scope or DeliveryScope())
@@ -256,6 +274,9 @@ class Engine:
         return requeued
 
     async def aclose(self) -> None:
+        for ahead in list(self._ahead):
+            ahead.cancel()
+        await asyncio.gather(*list(self._ahead), return_exceptions=True)
         for task in list(self._runs.values()):
             task.cancel()
         if self._runs:

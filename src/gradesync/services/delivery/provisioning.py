@@ -1,17 +1,41 @@
 """Provisioning: a course's link at the destination and its columns (line items), created
-or updated on the remote when needed, and the caches that spare asking again."""
+or updated on the remote when needed, and the caches that spare asking again.
+
+Columns are created as soon as an activity and its course's link are both known
+(`create_ahead`, from computing), so the first grade of a new column does not wait for it."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
-from gradesync.domain.policy import Column, column_hash
+from gradesync.domain.model import Activity, Course, CourseLink, Destination, ItemLink, Tenant
+from gradesync.domain.policy import Column, NoResult, column_for, column_hash, resolve_settings
 from gradesync.services.delivery.background import BackgroundWrites
+from gradesync.services.delivery.clients import Clients
 from gradesync.services.destination import DestinationClient
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+# (tenant, destination, course, activity)
+ColumnKey = tuple[str, str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What creating a course's columns ahead needs, read in one transaction."""
+
+    destination: Destination
+    tenant: Tenant
+    course: Course
+    link: CourseLink
+    activities: dict[str, Activity]
+    items: dict[str, ItemLink]
 
 
 class Provisioner:
@@ -28,6 +52,9 @@ class Provisioner:
         self._column_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         # columns this process created or updated, until the claim's own read has them
         self._item_links: dict[tuple[str, str, str], ItemLink] = {}
+        # columns tried ahead of their first grade: once per process (a failure is left to
+        # the send, which classifies it and retries)
+        self._tried_ahead: set[ColumnKey] = set()
 
     async def course_link(
         self, client: DestinationClient, d: Destination, course: Course, link: CourseLink | None
@@ -84,3 +111,59 @@ class Provisioner:
 
             self._background.start(save, f"saving the line item link of {column.activity_id}")
             return ensured, True
+
+    async def create_ahead(self, clients: Clients, columns: Iterable[ColumnKey]) -> int:
+        """Create the columns of activities known before their first grade; how many were
+        written. Nothing here pauses a destination or records a failure: a column that could
+        not be created is created (and its failure classified) by the first send that needs
+        it."""
+        todo = sorted(set(columns) - self._tried_ahead)
+        self._tried_ahead.update(todo)
+        by_course: dict[tuple[str, str, str], list[str]] = {}
+        for tenant_id, dest_id, course_id, activity_id in todo:
+            by_course.setdefault((tenant_id, dest_id, course_id), []).append(activity_id)
+        if not by_course:
+            return 0
+        known = await asyncio.to_thread(self._load_known, by_course)
+        written = await asyncio.gather(*(self._course_ahead(clients, k) for k in known))
+        return sum(written)
+
+    def _load_known(self, by_course: dict[tuple[str, str, str], list[str]]) -> list[_Known]:
+        out: list[_Known] = []
+        with self.uow_factory() as uow:
+            for (tenant_id, dest_id, course_id), activity_ids in by_course.items():
+                d = uow.destinations.get(tenant_id, dest_id)
+                tenant = uow.tenants.get(tenant_id)
+                course = uow.courses.get(tenant_id, course_id)
+                link = uow.links.course(tenant_id, dest_id, course_id)
+                if d is None or tenant is None or course is None or link is None:
+                    continue
+                activities = uow.activities.get_many(tenant_id, activity_ids)
+                items = uow.links.items(tenant_id, dest_id, activity_ids)
+                out.append(_Known(d, tenant, course, link, activities, items))
+        return out
+
+    async def _course_ahead(self, clients: Clients, k: _Known) -> int:
+        d = k.destination
+        try:
+            client = clients.get(d)
+            course_link = await self.course_link(client, d, k.course, k.link)
+        except Exception as exc:
+            log.info("course %s at %s not prepared ahead: %s", k.course.id, d.id, exc)
+            return 0
+
+        async def one(activity: Activity) -> int:
+            try:
+                policy = resolve_settings(k.tenant.policy, k.course.policy, activity.policy)
+                column = column_for(activity, policy, client.capabilities)
+                if isinstance(column, NoResult):
+                    return 0
+                _, written = await self.ensure_column(
+                    client, d, course_link, column, k.items.get(activity.id)
+                )
+            except Exception as exc:
+                log.info("column %s at %s not created ahead: %s", activity.id, d.id, exc)
+                return 0
+            return int(written)
+
+        return sum(await asyncio.gather(*(one(a) for a in k.activities.values())))

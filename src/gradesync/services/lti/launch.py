@@ -251,6 +251,13 @@ def _bind(
             )
         )
         unblocked = _waiting_results(u, tenant, course_id, person_id)
+        if u.links.course(tenant, dest, course_id) is None:
+            # the course's first link here: its activities' columns are created now (through
+            # computing), not on each one's first grade
+            unblocked += [
+                (tenant, course_id, a.id, person_id)
+                for a in u.activities.for_course(tenant, course_id)
+            ]
     try:
         record_facts(
             u,
