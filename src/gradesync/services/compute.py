@@ -323,7 +323,7 @@ def _compute_pairs(
             writes.append((new, course_id))
         uow.ledger.save_many(writes)
         if destination.kind is DestinationKind.LTI13_AGS:
-            _note_new_columns(uow, link, pairs, writes, stats)
+            _note_new_columns(uow, link, links, pairs, writes, stats)
     # without a timer a past-due zero would wait for the next fact or run
     uow.dirty.schedule([(tenant_id, course_id, a, p, at) for (a, p), at in sorted(timers.items())])
 
@@ -347,6 +347,7 @@ def _zero_timer(
 def _note_new_columns(
     uow: UnitOfWork,
     link: CourseLink,
+    links: Sequence[CourseLink],
     pairs: Sequence[tuple[str, str]],
     writes: Sequence[tuple[LedgerRow, str]],
     stats: ComputeStats,
@@ -355,6 +356,12 @@ def _note_new_columns(
     quiet = {a for a, _ in pairs} - sending
     if not quiet:
         return
+    for other in links:
+        d = uow.destinations.get(other.tenant_id, other.destination_id)
+        if d is not None and d.kind is DestinationKind.LTI11_OUTCOMES:
+            # the LMS may hold these columns already, made through LTI 1.1: the course's
+            # migration launch binds them, creating them here would make duplicates
+            return
     known = uow.links.items(link.tenant_id, link.destination_id, sorted(quiet))
     stats.new_columns |= {
         (link.tenant_id, link.destination_id, link.course_id, a) for a in quiet if a not in known
