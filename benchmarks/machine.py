@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks import pressure
+
 
 def describe() -> dict[str, Any]:
     cpu = "unknown"
@@ -41,4 +43,5 @@ def describe() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "gradesync": __version__,
         "loadavg_at_start": list(os.getloadavg()),
+        "cpu_pressure_at_start": pressure.read(),
     }

@@ -20,7 +20,7 @@ class Sizes:
     tp_courses: int
     tp_learners: int
     tp_activities: int
-    # baseline (pylti1p3, sequential): at most this many results or seconds
+    # the sequential pylti1p3 loops: at most this many results or seconds per run
     base_results: int
     base_seconds: float
     # faults: keys (2 attempts each)
@@ -41,6 +41,8 @@ class Sizes:
     rm_learners_per_course: int = 500
     rm_concurrency: int = 32
     rm_timeout: float = 600.0
+    # throughput side by side: every client this many times (min / median / max)
+    rounds: int = 3
 
 
 QUICK = Sizes(
@@ -79,7 +81,7 @@ FULL = Sizes(
     tp_learners=200,
     tp_activities=4,
     base_results=500,
-    base_seconds=30.0,
+    base_seconds=15.0,
     f_courses=2,
     f_learners=100,
     f_activities=2,

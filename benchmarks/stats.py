@@ -40,3 +40,24 @@ def wait_until(check: Callable[[], T | None], timeout: float, interval: float = 
         if time.monotonic() >= deadline:
             return None
         time.sleep(interval)
+
+
+def steady_rate(stored: Sequence[float]) -> float:
+    """Results stored per second between the 10th and 90th percentile of the (sorted)
+    arrival times, so start-up and the tail do not blur the rate."""
+    n = len(stored)
+    if n < 2:
+        return 0.0
+    lo, hi = stored[int(n * 0.1)], stored[max(int(n * 0.9) - 1, 0)]
+    return (int(n * 0.9) - int(n * 0.1)) / (hi - lo) if hi > lo else 0.0
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """min / median / max of a few runs' figures (median: the middle one, or the mean of the
+    two middle ones)."""
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return {"n": len(ordered), "min": ordered[0], "median": round(median, 3), "max": ordered[-1]}

@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import unescape
 from pathlib import Path
@@ -217,38 +217,39 @@ def real_launch(world: World, course_id: str, learner: str) -> None:
 
 
 def link_everyone(world: World, courses: Iterable[CourseSpec]) -> dict[str, Any]:
-    """After one real launch in the first course, write the same links for everyone else."""
+    """One real launch in each course (its first learner) links the course, as a course's
+    first launch does (and gradesync creates the course's line items then); every other
+    learner's link is written as a launch would write it."""
     courses = list(courses)
     first = courses[0]
-    real_launch(world, first.id, first.learners[0])
+    for c in courses:
+        real_launch(world, c.id, c.learners[0])
     dest = world.destination_id
     with world.db.uow() as uow:
         template = uow.links.course(TENANT, dest, first.id)
         person = uow.links.person(TENANT, dest, first.learners[0])
-    if template is None or not template.remote_id:
-        raise RuntimeError("the real launch did not bind the course's AGS endpoint")
+        linked = [c.id for c in courses if uow.links.course(TENANT, dest, c.id) is not None]
+    if template is None or not template.remote_id or len(linked) != len(courses):
+        raise RuntimeError("the real launches did not bind every course's AGS endpoint")
     proof = {
         "course_link": template.remote_id,
         "endpoint_scopes": (template.data.get("endpoint") or {}).get("scope"),
         "person_link": getattr(person, "remote_id", None),
+        "courses_launched": len(linked),
     }
-    base = template.remote_id.split("/api/lti/courses/")[0]
     with world.db.uow() as uow:
         for c in courses:
-            if c.id != first.id:
-                data = dict(template.data)
-                data["context"] = {**dict(template.data.get("context") or {}), "id": c.id}
-                lineitems = f"{base}/api/lti/courses/{c.id}/line_items"
-                endpoint = {**dict(template.data.get("endpoint") or {}), "lineitems": lineitems}
-                endpoint.pop("lineitem", None)
-                data["endpoint"] = endpoint
-                uow.links.save_course(
-                    replace(template, course_id=c.id, remote_id=lineitems, data=data)
-                )
             for p in c.learners:
                 uow.links.save_person(PersonLink(TENANT, dest, p, p, data={"name": f"Learner {p}"}))
         uow.commit()
     return proof
+
+
+def line_items_of(world: World, courses: Iterable[CourseSpec]) -> int:
+    """How many of these courses' activities have a line item in the LMS."""
+    wanted = {(c.id, a) for c in courses for a, _ in c.activities}
+    have = {(course, row[0]) for course, rows in world.line_items().items() for row in rows}
+    return len(wanted & have)
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

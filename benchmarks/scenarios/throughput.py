@@ -96,8 +96,7 @@ def run(world: World, sizes: Sizes, prefix: str = "tp") -> dict[str, Any]:
     stored = sorted(r[4] for r in rows if r[4] is not None)
     n = len(stored)
     cap = capacity(sizes)
-    lo, hi = stored[int(n * 0.1)], stored[max(int(n * 0.9) - 1, 0)]
-    steady = (int(n * 0.9) - int(n * 0.1)) / (hi - lo) if hi > lo else 0.0
+    steady = stats.steady_rate(stored)
     whole = n / (stored[-1] - t0) if n else 0.0
     return {
         "results": len(backlog),

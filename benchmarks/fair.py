@@ -1,0 +1,242 @@
+"""Fair baselines: the best a developer can write by hand against the same destination, in
+the same run as gradesync, with the same shape of work as the throughput scenario (new
+courses x learners x activities, one result per key).
+
+- `pylti1p3-threads`: pylti1p3's `AssignmentsGradesService` from N threads (N = the
+  destination's concurrency cap), one `ServiceConnector` (its token cached, as pylti1p3
+  does) over a `requests` session whose pool holds N connections, line items found or
+  created once per activity before the sending starts;
+- `bare-async`: a bare async httpx client, no database: one token fetched (a signed client
+  assertion), line items created once, then the scores POSTed with N requests in flight.
+  The practical limit of a Python client: nothing is stored, retried or logged.
+
+As for gradesync, the token and the line items are set up before the measured part, and
+the rate is read from the sandbox's arrival times (`stats.steady_rate`). The client's CPU
+is the driver process's CPU during the sending (the driver does nothing else meanwhile)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import jwt
+
+from benchmarks import stats
+from benchmarks.baseline import AGS_SCOPES, _key_pair, _session_class
+from benchmarks.sizes import Sizes
+from benchmarks.world import CourseSpec, World, make_courses
+
+SCORE_TYPE = "application/vnd.ims.lis.v1.score+json"
+LINEITEM_TYPE = "application/vnd.ims.lis.v2.lineitem+json"
+
+
+def _setup(world: World, sizes: Sizes, prefix: str) -> tuple[str, str, list[CourseSpec]]:
+    """A tool of its own registered in the sandbox, and its own courses (same shape as the
+    throughput scenario). Returns (client id, private key, courses)."""
+    client_id = f"{prefix}-tool"
+    private, public = _key_pair()
+    world.admin.register_tool(client_id=client_id, deployment_id="b1", public_key=public)
+    courses = make_courses(prefix, sizes.tp_courses, sizes.tp_learners, sizes.tp_activities)
+    for c in courses:
+        world.admin.add_course(id=c.id, title=c.id, learners=c.learners)
+    return client_id, private, courses
+
+
+def _work(courses: list[CourseSpec]) -> list[tuple[str, str, str, float]]:
+    """(course, activity, learner, score) for every key, learners interleaved across courses
+    and activities as the throughput scenario's backlog is."""
+    return [
+        (c.id, a, p, float((i + j) % 11))
+        for i, p in enumerate(courses[0].learners)
+        for c in courses
+        for j, (a, _) in enumerate(c.activities)
+    ]
+
+
+def _measured(
+    world: World,
+    prefix: str,
+    expected: int,
+    t0: float,
+    t_end: float,
+    cpu: float,
+    errors: int,
+    concurrency: int,
+) -> dict[str, Any]:
+    rows = [r for r in world.arrivals() if str(r[0]).startswith(prefix)]
+    stored = sorted(r[4] for r in rows if r[4] is not None)
+    n = len(stored)
+    steady = stats.steady_rate(stored)
+    return {
+        "concurrency": concurrency,
+        "results": expected,
+        "results_stored": n,
+        "errors": errors,
+        "steady_rate_per_s": round(steady, 1),
+        "whole_run_rate_per_s": round(n / (t_end - t0), 1) if t_end > t0 else 0.0,
+        "wall_s": round(t_end - t0, 2),
+        "client_cpu_s": round(cpu, 2),
+        "client_cpu_s_per_1000": round(cpu / max(n, 1) * 1000, 2),
+        "ok": n == expected and errors == 0,
+    }
+
+
+# --- pylti1p3 from N threads -------------------------------------------------------------
+
+
+def pylti1p3_threads(world: World, sizes: Sizes, prefix: str) -> dict[str, Any]:
+    from pylti1p3.assignments_grades import AssignmentsGradesService
+    from pylti1p3.grade import Grade
+    from pylti1p3.lineitem import LineItem
+    from pylti1p3.registration import Registration
+    from pylti1p3.service_connector import ServiceConnector
+    from requests.adapters import HTTPAdapter
+
+    n = sizes.cap
+    client_id, private, courses = _setup(world, sizes, prefix)
+    cfg = world.admin.config()
+    reg = (
+        Registration()
+        .set_issuer(cfg["issuer"])
+        .set_client_id(client_id)
+        .set_auth_token_url(cfg["token_url"])
+        .set_tool_private_key(private)
+    )
+    session = _session_class()()
+    pool = HTTPAdapter(pool_connections=n, pool_maxsize=n)  # one connection per thread
+    session.mount("http://", pool)
+    session.mount("https://", pool)
+    connector = ServiceConnector(reg, requests_session=session)
+    services = {
+        c.id: AssignmentsGradesService(
+            connector,
+            {
+                "scope": AGS_SCOPES,
+                "lineitems": f"{world.sandbox.base_url}/api/lti/courses/{c.id}/line_items",
+            },
+        )
+        for c in courses
+    }
+    items: dict[tuple[str, str], Any] = {}
+    for c in courses:  # line items found or created once, the token fetched and cached
+        for a, points in c.activities:
+            item = LineItem().set_tag(a).set_label(f"Activity {a}").set_score_maximum(points)
+            item.set_resource_id(a)
+            items[(c.id, a)] = services[c.id].find_or_create_lineitem(item)
+    work = _work(courses)
+
+    def put(job: tuple[str, str, str, float]) -> bool:
+        course, activity, person, score = job
+        grade = (
+            Grade()
+            .set_score_given(score)
+            .set_score_maximum(10.0)
+            .set_timestamp(datetime.now(UTC).isoformat())
+            .set_activity_progress("Completed")
+            .set_grading_progress("FullyGraded")
+            .set_user_id(person)
+        )
+        try:
+            services[course].put_grade(grade, items[(course, activity)])
+        except Exception:  # a loop like this one logs and carries on
+            return False
+        return True
+
+    cpu0, t0 = time.process_time(), time.time()
+    with ThreadPoolExecutor(max_workers=n) as pool_of_threads:
+        done = list(pool_of_threads.map(put, work))
+    t_end, cpu = time.time(), time.process_time() - cpu0
+    session.close()
+    out = _measured(world, prefix, len(work), t0, t_end, cpu, done.count(False), n)
+    return {"client": "pylti1p3-threads", **out}
+
+
+# --- a bare async client -----------------------------------------------------------------
+
+
+async def _bare(world: World, sizes: Sizes, prefix: str) -> dict[str, Any]:
+    n = sizes.cap
+    client_id, private, courses = _setup(world, sizes, prefix)
+    cfg = world.admin.config()
+    base = world.sandbox.base_url
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
+        now = int(time.time())
+        assertion = jwt.encode(
+            {
+                "iss": client_id,
+                "sub": client_id,
+                "aud": cfg["token_url"],
+                "iat": now - 5,
+                "exp": now + 60,
+                "jti": uuid.uuid4().hex,
+            },
+            private,
+            algorithm="RS256",
+        )
+        got = await http.post(
+            cfg["token_url"],
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": assertion,
+                "scope": " ".join(AGS_SCOPES),
+            },
+        )
+        got.raise_for_status()
+        auth = {"Authorization": f"Bearer {got.json()['access_token']}"}
+        scores_url: dict[tuple[str, str], str] = {}
+        for c in courses:  # line items created once
+            for a, points in c.activities:
+                made = await http.post(
+                    f"{base}/api/lti/courses/{c.id}/line_items",
+                    json={
+                        "label": f"Activity {a}",
+                        "scoreMaximum": points,
+                        "resourceId": a,
+                        "tag": a,
+                    },
+                    headers={**auth, "Content-Type": LINEITEM_TYPE},
+                )
+                made.raise_for_status()
+                scores_url[(c.id, a)] = made.json()["id"] + "/scores"
+        headers = {**auth, "Content-Type": SCORE_TYPE}
+        work = _work(courses)
+        queue: asyncio.Queue[tuple[str, str, str, float]] = asyncio.Queue()
+        for job in work:
+            queue.put_nowait(job)
+        errors = 0
+
+        async def sender() -> None:
+            nonlocal errors
+            while not queue.empty():
+                course, activity, person, score = queue.get_nowait()
+                body = {
+                    "userId": person,
+                    "scoreGiven": score,
+                    "scoreMaximum": 10.0,
+                    "activityProgress": "Completed",
+                    "gradingProgress": "FullyGraded",
+                    "timestamp": datetime.now(UTC).isoformat(),
+                }
+                try:
+                    r = await http.post(scores_url[(course, activity)], json=body, headers=headers)
+                    if r.status_code >= 300:
+                        errors += 1
+                except httpx.HTTPError:
+                    errors += 1
+
+        cpu0, t0 = time.process_time(), time.time()
+        await asyncio.gather(*(sender() for _ in range(n)))
+        t_end, cpu = time.time(), time.process_time() - cpu0
+    out = _measured(world, prefix, len(work), t0, t_end, cpu, errors, n)
+    return {"client": "bare-async", **out}
+
+
+def bare_async(world: World, sizes: Sizes, prefix: str) -> dict[str, Any]:
+    return asyncio.run(_bare(world, sizes, prefix))
