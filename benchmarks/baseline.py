@@ -70,22 +70,16 @@ def _key_pair() -> tuple[str, str]:
     return private, public
 
 
-def run(
-    world: World, variant: str, max_results: int, max_seconds: float, prefix: str
-) -> dict[str, Any]:
+def ags_services(
+    world: World, client_id: str, private: str, courses: list[Any], session: Any
+) -> Any:
+    """One pylti1p3 ServiceConnector (it caches its token) over `session`, and one
+    AssignmentsGradesService per course, as a tool gets them from a launch's endpoint claim."""
     from pylti1p3.assignments_grades import AssignmentsGradesService
-    from pylti1p3.grade import Grade
-    from pylti1p3.lineitem import LineItem
     from pylti1p3.registration import Registration
     from pylti1p3.service_connector import ServiceConnector
 
-    client_id = f"baseline-{variant}"
-    private, public = _key_pair()
-    world.admin.register_tool(client_id=client_id, deployment_id="b1", public_key=public)
     cfg = world.admin.config()
-    courses = make_courses(prefix, 2, max(1, max_results // 4), 2)
-    for c in courses:
-        world.admin.add_course(id=c.id, title=c.id, learners=c.learners)
     reg = (
         Registration()
         .set_issuer(cfg["issuer"])
@@ -93,8 +87,8 @@ def run(
         .set_auth_token_url(cfg["token_url"])
         .set_tool_private_key(private)
     )
-    connector = ServiceConnector(reg, requests_session=_TimeoutSession())
-    services = {
+    connector = ServiceConnector(reg, requests_session=session)
+    return {
         c.id: AssignmentsGradesService(
             connector,
             {
@@ -104,6 +98,39 @@ def run(
         )
         for c in courses
     }
+
+
+def grade(score: float, person: str) -> Any:
+    from pylti1p3.grade import Grade
+
+    return (
+        Grade()
+        .set_score_given(score)
+        .set_score_maximum(10.0)
+        .set_timestamp(datetime.now(UTC).isoformat())
+        .set_activity_progress("Completed")
+        .set_grading_progress("FullyGraded")
+        .set_user_id(person)
+    )
+
+
+def line_item(activity: str, points: float = 10.0) -> Any:
+    from pylti1p3.lineitem import LineItem
+
+    item = LineItem().set_tag(activity).set_label(f"Activity {activity}")
+    return item.set_score_maximum(points).set_resource_id(activity)
+
+
+def run(
+    world: World, variant: str, max_results: int, max_seconds: float, prefix: str
+) -> dict[str, Any]:
+    client_id = f"baseline-{prefix}"
+    private, public = _key_pair()
+    world.admin.register_tool(client_id=client_id, deployment_id="b1", public_key=public)
+    courses = make_courses(prefix, 2, max(1, max_results // 4), 2)
+    for c in courses:
+        world.admin.add_course(id=c.id, title=c.id, learners=c.learners)
+    services = ags_services(world, client_id, private, courses, _TimeoutSession())
     work = [(c.id, a, p) for c in courses for p in c.learners for a, _ in c.activities][
         :max_results
     ]
@@ -116,24 +143,14 @@ def run(
         if time.perf_counter() - t0 > max_seconds:
             break
         ags = services[course]
-        grade = (
-            Grade()
-            .set_score_given(float(i % 11))
-            .set_score_maximum(10.0)
-            .set_timestamp(datetime.now(UTC).isoformat())
-            .set_activity_progress("Completed")
-            .set_grading_progress("FullyGraded")
-            .set_user_id(person)
-        )
-        item = LineItem().set_tag(activity).set_label(f"Activity {activity}").set_score_maximum(10)
-        item.set_resource_id(activity)
+        item = line_item(activity)
         try:
             if variant == "cached":
                 key = (course, activity)
                 if key not in cache:
                     cache[key] = ags.find_or_create_lineitem(item)
                 item = cache[key]
-            ags.put_grade(grade, item)
+            ags.put_grade(grade(float(i % 11), person), item)
             done += 1
         except Exception:  # a loop like this one logs and carries on
             errors += 1

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import jwt
 
-from benchmarks import stats
+from benchmarks import baseline, stats
 from benchmarks.baseline import AGS_SCOPES, _key_pair, _session_class
 from benchmarks.sizes import Sizes
 from benchmarks.world import CourseSpec, World, make_courses
@@ -90,66 +90,33 @@ def _measured(
 
 
 def pylti1p3_threads(world: World, sizes: Sizes, prefix: str) -> dict[str, Any]:
-    from pylti1p3.assignments_grades import AssignmentsGradesService
-    from pylti1p3.grade import Grade
-    from pylti1p3.lineitem import LineItem
-    from pylti1p3.registration import Registration
-    from pylti1p3.service_connector import ServiceConnector
     from requests.adapters import HTTPAdapter
 
     n = sizes.cap
     client_id, private, courses = _setup(world, sizes, prefix)
-    cfg = world.admin.config()
-    reg = (
-        Registration()
-        .set_issuer(cfg["issuer"])
-        .set_client_id(client_id)
-        .set_auth_token_url(cfg["token_url"])
-        .set_tool_private_key(private)
-    )
     session = _session_class()()
     pool = HTTPAdapter(pool_connections=n, pool_maxsize=n)  # one connection per thread
     session.mount("http://", pool)
     session.mount("https://", pool)
-    connector = ServiceConnector(reg, requests_session=session)
-    services = {
-        c.id: AssignmentsGradesService(
-            connector,
-            {
-                "scope": AGS_SCOPES,
-                "lineitems": f"{world.sandbox.base_url}/api/lti/courses/{c.id}/line_items",
-            },
-        )
+    services = baseline.ags_services(world, client_id, private, courses, session)
+    items = {  # line items found or created once, the token fetched and cached
+        (c.id, a): services[c.id].find_or_create_lineitem(baseline.line_item(a, points))
         for c in courses
+        for a, points in c.activities
     }
-    items: dict[tuple[str, str], Any] = {}
-    for c in courses:  # line items found or created once, the token fetched and cached
-        for a, points in c.activities:
-            item = LineItem().set_tag(a).set_label(f"Activity {a}").set_score_maximum(points)
-            item.set_resource_id(a)
-            items[(c.id, a)] = services[c.id].find_or_create_lineitem(item)
     work = _work(courses)
 
     def put(job: tuple[str, str, str, float]) -> bool:
         course, activity, person, score = job
-        grade = (
-            Grade()
-            .set_score_given(score)
-            .set_score_maximum(10.0)
-            .set_timestamp(datetime.now(UTC).isoformat())
-            .set_activity_progress("Completed")
-            .set_grading_progress("FullyGraded")
-            .set_user_id(person)
-        )
         try:
-            services[course].put_grade(grade, items[(course, activity)])
+            services[course].put_grade(baseline.grade(score, person), items[(course, activity)])
         except Exception:  # a loop like this one logs and carries on
             return False
         return True
 
     cpu0, t0 = time.process_time(), time.time()
-    with ThreadPoolExecutor(max_workers=n) as pool_of_threads:
-        done = list(pool_of_threads.map(put, work))
+    with ThreadPoolExecutor(max_workers=n) as threads:
+        done = list(threads.map(put, work))
     t_end, cpu = time.time(), time.process_time() - cpu0
     session.close()
     out = _measured(world, prefix, len(work), t0, t_end, cpu, done.count(False), n)

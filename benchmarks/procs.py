@@ -134,6 +134,10 @@ def start_sandbox(
     return start("sandbox", argv, port, workdir, health="/_sandbox/health")
 
 
+# the sandbox LMS and SIS listen on loopback, which gradesync refuses unless allowed
+LOOPBACK = "127.0.0.0/8,::1/128"
+
+
 def start_gradesync(
     workdir: Path,
     database_url: str,
@@ -150,6 +154,7 @@ def start_gradesync(
         "GRADESYNC_BASE_URL": f"http://127.0.0.1:{port}",
         "GRADESYNC_DATA_DIR": str(workdir / "data"),
         "GRADESYNC_LOG_LEVEL": "WARNING",
+        "GRADESYNC_OUTBOUND_ALLOWED_NETWORKS": LOOPBACK,
         **(extra_env or {}),
     }
     serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -174,4 +179,5 @@ def gradesync_env(workdir: Path, database_url: str, secret: str) -> dict[str, st
         "GRADESYNC_DATABASE_URL": database_url,
         "GRADESYNC_SECRET_KEY": secret,
         "GRADESYNC_DATA_DIR": str(workdir / "data"),
+        "GRADESYNC_OUTBOUND_ALLOWED_NETWORKS": LOOPBACK,
     }
