@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -306,3 +307,27 @@ def test_dirty_keys_collapse(db: Database, n: int) -> None:
         uow.dirty.clear([("t1", "a1", "p1")], marked_before=row[4])
         uow.commit()
         assert uow.dirty.count() == 0
+
+
+def test_live_grades_are_claimed_before_a_runs_backlog(db: Database) -> None:
+    """A remaster made 40 results of one activity pending; a newer live grade (auto sync) of
+    another goes in the next claim, and the settle writer leaves the priority alone."""
+    seed(db)
+    _destinations(db, "lms")
+    backlog = [LedgerKey("t1", "lms", "a1", f"p{i:02d}") for i in range(40)]
+    live = LedgerKey("t1", "lms", "a2", "p99")
+    with db.uow() as uow:
+        uow.ledger.save_many([(_pending(k), "c1") for k in backlog], bulk=True)
+        newer = replace(_pending(live), updated_at=NOW + timedelta(minutes=5))
+        uow.ledger.save_many([(newer, "c1")], bulk=False)
+        uow.commit()
+    with db.uow() as uow:
+        first = [row.key for row, _ in uow.ledger.claimable(NOW + timedelta(hours=1), 10)]
+    assert first[0] == live and len(first) == 10
+    assert set(first[1:]) <= set(backlog)
+    with db.uow() as uow:  # a write that says nothing of priority keeps it
+        uow.ledger.save_many([(replace(_pending(backlog[0]), desired_hash="h2"), "c1")])
+        uow.commit()
+    with db.uow() as uow:
+        again = [row.key for row, _ in uow.ledger.claimable(NOW + timedelta(hours=1), 2)]
+    assert again[0] == live and again[1] != live

@@ -148,7 +148,9 @@ def compute_dirty(
         for tenant_id, course_id, activity_id, person_id in claimed:
             groups.setdefault((tenant_id, course_id), set()).add((activity_id, person_id))
         for (tenant_id, course_id), pairs in sorted(groups.items()):
-            _compute_pairs(uow, tenant_id, course_id, sorted(pairs), now, capabilities, stats)
+            _compute_pairs(
+                uow, tenant_id, course_id, sorted(pairs), now, capabilities, stats, bulk=False
+            )
         uow.commit()
     return stats
 
@@ -185,6 +187,7 @@ def compute_activity(
             only_destination=destination_id,
             remaster=remaster,
             reset_failures=reset_failures,
+            bulk=True,
         )
         uow.commit()
     return stats
@@ -240,7 +243,10 @@ def _compute_pairs(
     only_destination: str | None = None,
     remaster: bool = False,
     reset_failures: bool = False,
+    bulk: bool,
 ) -> None:
+    """`bulk`: computed by a run; its pending rows wait behind live grades (auto sync), so
+    a remaster of one course never delays another's new grades."""
     tenant = uow.tenants.get(tenant_id)
     course = uow.courses.get(tenant_id, course_id)
     if tenant is None or course is None:
@@ -321,7 +327,7 @@ def _compute_pairs(
             elif new.state is DeliveryState.SKIPPED:
                 stats.skipped += 1
             writes.append((new, course_id))
-        uow.ledger.save_many(writes)
+        uow.ledger.save_many(writes, bulk=bulk)
         if destination.kind is DestinationKind.LTI13_AGS:
             _note_new_columns(uow, link, links, pairs, writes, stats)
     # without a timer a past-due zero would wait for the next fact or run

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -253,6 +254,9 @@ ledger = Table(
     Column("remote_status", Integer),
     Column("remote_message", Text),
     _ts("updated_at", nullable=False),
+    # 0: a live grade (auto sync); 1: made pending by a run (Sync now, resync, remaster,
+    # a schedule). Live grades are claimed first, so a remaster never delays them.
+    Column("priority", SmallInteger, nullable=False, default=0, server_default="0"),
     ForeignKeyConstraint(
         ["tenant_id", "destination_id"],
         ["destinations.tenant_id", "destinations.id"],
@@ -447,7 +451,7 @@ users = Table(
 # The claim takes the newest changes first, hence the (state, updated_at) index.
 ledger.append_column(Column("lease_owner", String(ID)))
 ledger.append_column(Column("lease_until", DateTime(timezone=True)))
-Index("ix_ledger_pending", ledger.c.state, ledger.c.updated_at)
+Index("ix_ledger_pending", ledger.c.state, ledger.c.priority, ledger.c.updated_at)
 
 # LTI launches refused (bad signature, wrong audience, replayed nonce, unknown deployment, ...)
 # and launch claims ignored (an AGS endpoint off the platform's origins), with the reason, so

@@ -25,11 +25,17 @@ class LedgerRepo(Protocol):
     def save(self, row: LedgerRow, course_id: str) -> None: ...
 
     def save_many(
-        self, rows: Sequence[tuple[LedgerRow, str]], *, release_for: str | None = None
+        self,
+        rows: Sequence[tuple[LedgerRow, str]],
+        *,
+        release_for: str | None = None,
+        bulk: bool | None = None,
     ) -> None:
         """Upsert many (row, course) pairs at once (the engine's hot path).
         `release_for`: also give up the leases that owner holds on these rows, as `release`
-        does, in the same write (settling writes each row once, not twice)."""
+        does, in the same write (settling writes each row once, not twice). `bulk`: the rows
+        were computed by a run (True) or for a live grade (False), which is claimed first;
+        None leaves their priority as it is."""
 
     def course_of(self, key: LedgerKey) -> str | None: ...
 

@@ -127,7 +127,11 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         upsert(self.conn, t.ledger, self._values(row, course_id))
 
     def save_many(
-        self, rows: Sequence[tuple[LedgerRow, str]], *, release_for: str | None = None
+        self,
+        rows: Sequence[tuple[LedgerRow, str]],
+        *,
+        release_for: str | None = None,
+        bulk: bool | None = None,
     ) -> None:
         # one executemany of one cached statement: a multi-VALUES statement would be
         # compiled anew for every batch
@@ -137,6 +141,9 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         if release_for is not None:
             for v in values:
                 v["release_owner"] = release_for
+        if bulk is not None:
+            for v in values:
+                v["priority"] = 1 if bulk else 0
         stmt = _ledger_upsert(self.conn.dialect.name, tuple(values[0]), release_for is not None)
         self.conn.execute(stmt, values)
 
@@ -330,7 +337,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         pending = (
             select(t.ledger)
             .where(c.state == DeliveryState.PENDING.value, *free)
-            .order_by(c.updated_at, c.activity_id, c.person_id)
+            .order_by(c.priority, c.updated_at, c.activity_id, c.person_id)
             .limit(limit)
         )
         retrying = (
@@ -339,7 +346,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             .order_by(c.next_attempt_at, c.activity_id, c.person_id)
             .limit(limit)
         )
-        found: list[tuple[datetime, LedgerRow, str]] = []
+        found: list[tuple[int, datetime, LedgerRow, str]] = []
         for q in (pending, retrying):
             if self.conn.dialect.name == "postgresql":
                 q = q.with_for_update(skip_locked=True)
@@ -348,9 +355,10 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                 since = row.next_attempt_at if row.state is DeliveryState.RETRYING else None
                 stamp = since or row.updated_at
                 assert stamp is not None  # updated_at is NOT NULL
-                found.append((stamp, row, r["course_id"]))
-        found.sort(key=lambda f: f[0])
-        return [(row, course) for _, row, course in found[:limit]]
+                found.append((r["priority"], stamp, row, r["course_id"]))
+        # live grades first, then the oldest
+        found.sort(key=lambda f: (f[0], f[1]))
+        return [(row, course) for _, _, row, course in found[:limit]]
 
     def lease(
         self, rows: Sequence[tuple[LedgerKey, datetime]], owner: str, until: datetime
