@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gradesync.domain.model import Activity, ActivityKind, Role
 from gradesync.lti.claims import CUSTOM_ACTIVITY, CUSTOM_COURSE
+from gradesync.lti.routes import what_to_do
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.testing import seeding
 from tests.lti.conftest import Browser, Gradesync, add_course, connect, unique
@@ -162,6 +163,25 @@ def test_learner_cannot_deep_link(
     )
     assert resp.status_code == 403
     assert resp.json()["error"] == "not_instructor"
+
+
+def test_a_learners_refused_launch_page_says_what_to_do(
+    lms: RunningSandbox, gradesync: Gradesync, browser: Browser
+) -> None:
+    s = connect(lms, gradesync)
+    student = unique("student-")
+    ctx = _course(lms, [student], [])
+    started = lms.admin.start_launch(
+        client_id=s.client_id, user=student, course=ctx, message_type="LtiDeepLinkingRequest"
+    )
+    action, fields = browser.login(started["url"])
+    first = browser.http.post(action, data=fields)  # as a browser: HTML
+    assert first.status_code == 403 and first.headers["content-type"].startswith("text/html")
+    assert "Open the activity from your course page" in first.text, first.text
+    assert "not_instructor" in first.text  # the details, for support
+    # a launch reloaded or kept too long: the learner can get past it alone
+    assert "open the activity again" in what_to_do("nonce_replayed")
+    assert "Tell your instructor" in what_to_do("unknown_deployment")
 
 
 def test_launch_from_another_course_is_reported_not_bound(

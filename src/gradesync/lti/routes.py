@@ -148,9 +148,48 @@ async def _refused(request: Request, refused: LaunchRefused) -> Response:
         )
     return _page(
         "gradesync could not start",
-        f"<p>{html.escape(refused.message)}</p>"
-        f"<p><small>code: {html.escape(refused.code)}</small></p>",
+        f"<p>{html.escape(what_to_do(refused.code))}</p>"
+        f"<p><small>Details for support: {html.escape(refused.message)} "
+        f"(code: {html.escape(refused.code)})</small></p>",
         refused.status,
+    )
+
+
+# Refusals a learner can get past alone: the launch was too old or opened twice (a reload,
+# the back button, a link kept from before).
+_OPEN_AGAIN = frozenset(
+    {
+        "expired",
+        "not_yet_valid",
+        "nonce_replayed",
+        "nonce_mismatch",
+        "state_expired",
+        "state_mismatch",
+        "missing_state",
+        "bad_state",
+        "session_expired",
+        "missing_session",
+        "bad_session",
+    }
+)
+
+
+def what_to_do(code: str) -> str:
+    """The refused launch's page in plain words, for a learner: what to do next."""
+    if code in _OPEN_AGAIN:
+        return (
+            "This link was opened too late or more than once. Go back to your course page in "
+            "the LMS and open the activity again from there."
+        )
+    if code == "not_instructor":
+        return (
+            "Only an instructor can choose gradesync activities for a course. Open the "
+            "activity from your course page instead."
+        )
+    return (
+        "The connection between your course and gradesync is not set up correctly. Your work "
+        "is not lost. Tell your instructor that the gradesync link could not start, and give "
+        "them the details below."
     )
 
 
