@@ -1,0 +1,296 @@
+"""The vocabulary of diagnosis: checks, a diagnosis, the facts they are made from, and
+the remote's answers in words a support engineer can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    Course,
+    CourseLink,
+    Destination,
+    DestinationKind,
+    Enrollment,
+    ItemLink,
+    LedgerRow,
+    Person,
+    PersonLink,
+)
+from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.domain.policy import (
+    ResolvedPolicy,
+)
+from gradesync.domain.reasons import Reason
+
+LTI_KINDS = (DestinationKind.LTI13_AGS, DestinationKind.LTI11_OUTCOMES)
+AGS_SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
+AGS_LINEITEM = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem"
+
+
+class CheckCode(StrEnum):
+    COURSE_SYNC_ON = "course_sync_on"
+    ACTIVITY_PUBLISHED = "activity_published"
+    ACTIVITY_GRADED = "activity_graded"
+    ACTIVITY_SYNC_ENABLED = "activity_sync_enabled"
+    ENROLLED_AS_LEARNER = "enrolled_as_learner"
+    ATTEMPT_RECORDED = "attempt_recorded"
+    INSIDE_COURSE_DATES = "inside_course_dates"
+    COUNTED_ATTEMPT = "counted_attempt"
+    DUPLICATE_ACCOUNTS = "duplicate_accounts"
+    DESTINATION_READY = "destination_ready"
+    GRADE_SCOPE = "grade_scope"
+    LAUNCHED_FROM_COURSE = "launched_from_course"
+    MATCHED_IN_SIS = "matched_in_sis"
+    COURSE_CONNECTED = "course_connected"
+    COLUMN_LINKED = "column_linked"
+    DELIVERY = "delivery"
+    LAST_DELIVERY = "last_delivery"
+    LMS_AGREES = "lms_agrees"
+    # destination checks
+    REGISTRATION = "registration"
+    LAUNCHES_ACCEPTED = "launches_accepted"
+    DELIVERIES_ACCEPTED = "deliveries_accepted"
+    # activity checks
+    LEARNERS_DELIVERED = "learners_delivered"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of a diagnosis."""
+
+    code: str
+    name: str
+    passed: bool
+    evidence: str
+    remedy: str | None = None
+    destination_id: str | None = None
+    # not passed because a person chose so (sync turned off, a practice item): the grade is
+    # not sent, and nothing is broken
+    excluded: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "passed": self.passed,
+            "excluded": self.excluded,
+            "evidence": self.evidence,
+            "remedy": self.remedy,
+            "destination_id": self.destination_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    subject: str  # "learner_activity", "activity", "destination"
+    title: str
+    checks: tuple[Check, ...]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+    @property
+    def first_failure(self) -> Check | None:
+        return next((c for c in self.checks if not c.passed), None)
+
+    def check(self, code: str, destination_id: str | None = None) -> Check | None:
+        for c in self.checks:
+            if c.code == code and (destination_id is None or c.destination_id == destination_id):
+                return c
+        return None
+
+    @property
+    def summary(self) -> str:
+        first = self.first_failure
+        if first is None:
+            return f"All {len(self.checks)} checks passed."
+        more = len(self.failed) - 1
+        tail = f" ({more} more check(s) failed)" if more else ""
+        lead = "Excluded on purpose: " if first.excluded else ""
+        return f"{lead}{first.name}: {first.evidence}{tail}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "title": self.title,
+            "ok": self.ok,
+            "summary": self.summary,
+            "checks": [c.as_json() for c in self.checks],
+            "details": self.details,
+        }
+
+
+# --- what the remote said, in its own words -------------------------------------------------
+
+# failure code (RemoteFailure.code, kept as the ledger's reason_code) -> (cause, remedy)
+REMOTE_CAUSES: dict[str, tuple[str, str]] = {
+    "no_grade_scope": (
+        "The tool is not configured to accept grades in the LMS",
+        "Enable Assignment and Grade Services for gradesync's registration in the LMS (the "
+        "score and line item scopes), then run `gradesync destinations check`.",
+    ),
+    "bad_credentials": (
+        "The LMS refused gradesync's credentials",
+        "Check the client id, the deployment id and that the LMS uses gradesync's JWKS URL; "
+        "then run `gradesync destinations check`.",
+    ),
+    "line_item_foreign": (
+        "The gradebook column is locked or belongs to another tool",
+        "In Canvas Blueprint courses, set the graded item to 'Unlocked' in the Blueprint; "
+        "otherwise rebuild the link with gradesync (Deep Linking) so the column is "
+        "gradesync's own, then resync.",
+    ),
+    "no_resource_link": (
+        "The LMS counts grades only on a column tied to the activity's LTI link, and no "
+        "launch from that link has been received",
+        "Open the activity once from its gradesync link in the LMS course (as a learner or "
+        "as staff): the next sync ties the column to that link and sends the grades.",
+    ),
+    "line_item_gone": (
+        "The gradebook column was deleted in the LMS",
+        "Run Sync now: gradesync creates the column again.",
+    ),
+    "unpublished": (
+        "The assignment is not published in the LMS",
+        "Publish the assignment in the LMS (Canvas: Published; Blackboard: Available), then "
+        "resync.",
+    ),
+    "unknown_user": (
+        "The LMS does not know this learner as a student of the course",
+        "The learner must open gradesync from a link in this LMS course; check their "
+        "enrollment and that their role there is Student/Learner.",
+    ),
+    "never_launched": (
+        "The learner never launched gradesync from the LMS",
+        "The learner must open gradesync by clicking a link in the LMS course where the grade "
+        "should land.",
+    ),
+    "course_not_linked": (
+        "The LMS course is not connected to gradesync",
+        "Add gradesync activities to the LMS course with Deep Linking (or open one of its "
+        "links) so the LMS tells gradesync where the gradebook is.",
+    ),
+    "course_concluded": (
+        "The LMS course has concluded",
+        "Reopen the course in the LMS (or extend its end date), then resync.",
+    ),
+    "attempts_exceeded": (
+        "The LMS limits the attempts on the assignment",
+        "Raise or remove 'Allowed attempts' on the LMS assignment, then resync.",
+    ),
+    "timestamp_older": (
+        "The LMS holds a newer grade (often typed in by an instructor)",
+        "Run a repair resync for this learner and activity: it resends gradesync's grade with "
+        "a timestamp later than the LMS's, so the LMS applies it.",
+    ),
+    OVERRIDDEN: (
+        "An instructor changed the grade in the LMS",
+        "Keep the LMS edit, or run a repair resync to send gradesync's grade again (or set "
+        "the course to 'gradesync wins').",
+    ),
+}
+
+
+def remote_cause(code: str | None) -> tuple[str, str] | None:
+    return REMOTE_CAUSES.get(code or "")
+
+
+# --- facts ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchFact:
+    """One LTI launch by a person (from the `launches` table)."""
+
+    destination_id: str
+    course_id: str  # "" when the LMS context was not bound to a gradesync course
+    launched_at: datetime
+    roles: tuple[str, ...] = ()
+    context_id: str | None = None
+    context_title: str | None = None
+
+    def where(self) -> str:
+        title = self.context_title or self.context_id or "an unknown LMS course"
+        bound = f"gradesync course {self.course_id!r}" if self.course_id else "no gradesync course"
+        return f"{title!r} ({bound}) on {when(self.launched_at)}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFact:
+    """One line of the delivery log, newest first."""
+
+    sent_at: datetime
+    outcome: str
+    remote_status: int | None = None
+    remote_message: str | None = None
+    payload: Mapping[str, Any] | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionFact:
+    """A refused LTI launch (bad deployment, wrong platform, ...)."""
+
+    code: str
+    message: str
+    at: datetime
+    deployment_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OtherAccount:
+    """Another person record that looks like the same human."""
+
+    person: Person
+    matched_on: str  # "email" or "name"
+    attempts_here: int = 0  # attempts on the activity diagnosed (or in the course)
+    enrolled_here: bool = False
+    launched_here: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationFacts:
+    destination: Destination
+    capabilities: Capabilities | Reason  # a Reason when gradesync cannot use it
+    course_link: CourseLink | None = None
+    item_link: ItemLink | None = None
+    person_link: PersonLink | None = None
+    launches: tuple[LaunchFact, ...] = ()  # this person's launches at this destination
+    ledger: LedgerRow | None = None
+    deliveries: tuple[DeliveryFact, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerActivityFacts:
+    now: datetime
+    course: Course
+    activity: Activity
+    person: Person
+    enrollment: Enrollment | None
+    attempts: tuple[Attempt, ...]
+    due_override: datetime | None
+    policy: ResolvedPolicy | Reason
+    duplicates: tuple[OtherAccount, ...] = ()
+    destinations: tuple[DestinationFacts, ...] = ()
+    other_launches: tuple[LaunchFact, ...] = ()  # launches at destinations not diagnosed
+
+
+def when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "never"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"

@@ -1,0 +1,194 @@
+"""One destination: configured, reachable, allowed to send grades."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.diagnosis.checks import (
+    LTI_KINDS,
+    REMOTE_CAUSES,
+    Check,
+    CheckCode,
+    DeliveryFact,
+    Diagnosis,
+    RejectionFact,
+    plural,
+    when,
+)
+from gradesync.domain.diagnosis.destination_checks import (
+    destination_ready_check,
+    grade_scope_check,
+)
+from gradesync.domain.ledger import desired_from_json
+from gradesync.domain.model import (
+    Destination,
+    DestinationKind,
+    LedgerRow,
+)
+from gradesync.domain.reasons import Reason
+
+# --- one destination -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeStep:
+    """One step of the destination's own check (token, scopes, listing, test result)."""
+
+    name: str
+    passed: bool
+    evidence: str
+    remedy: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationDiagnosisFacts:
+    now: datetime
+    destination: Destination
+    capabilities: Capabilities | Reason
+    courses: int  # courses connected to it
+    launches: int  # launches received through it
+    last_launch_at: datetime | None
+    rejections: tuple[RejectionFact, ...]
+    failures: Mapping[str, int]  # ledger rows by failure reason (rejected/retrying)
+    delivered: int
+    last_delivery: DeliveryFact | None
+    probe: tuple[ProbeStep, ...] = ()
+
+
+# Launch refusals that mean the platform or deployment is not the one registered (seed:
+# "deployment scope problems", a Canvas shared between institutions).
+DEPLOYMENT_CODES = {
+    "unknown_deployment",
+    "wrong_issuer",
+    "wrong_audience",
+    "unknown_platform",
+    "unknown_client",
+}
+
+_REQUIRED = {
+    DestinationKind.LTI13_AGS: ("issuer", "client_id", "auth_token_url", "key_set_url"),
+    DestinationKind.LTI11_OUTCOMES: (),
+    DestinationKind.ONEROSTER_REST: ("base_url", "token_url", "client_id"),
+    DestinationKind.ONEROSTER_CSV: (),
+}
+
+
+def diagnose_destination(facts: DestinationDiagnosisFacts) -> Diagnosis:
+    d = facts.destination
+    checks = [destination_ready_check(d, facts.capabilities, facts.now)]
+    missing = [k for k in _REQUIRED.get(d.kind, ()) if not d.config.get(k)]
+    if d.kind is DestinationKind.LTI13_AGS and not d.config.get("deployment_ids"):
+        missing.append("deployment_ids")
+    checks.append(
+        Check(
+            CheckCode.REGISTRATION,
+            "The registration is complete",
+            not missing,
+            "Every required setting is present."
+            if not missing
+            else f"Missing: {', '.join(missing)}.",
+            None if not missing else "Complete the destination's settings.",
+            d.id,
+        )
+    )
+    scope = grade_scope_check(d)
+    if scope is not None:
+        checks.append(scope)
+    if d.kind in LTI_KINDS:
+        deployment = [r for r in facts.rejections if r.code in DEPLOYMENT_CODES]
+        if deployment:
+            latest = max(deployment, key=lambda r: r.at)
+            deps = sorted({r.deployment_id for r in deployment if r.deployment_id})
+            checks.append(
+                Check(
+                    CheckCode.LAUNCHES_ACCEPTED,
+                    "Launches come from the registered platform and deployment",
+                    False,
+                    f"{plural(len(deployment), 'launch')} refused ({latest.code}), the latest on "
+                    f"{when(latest.at)}: {latest.message}"
+                    + (f" Deployments seen: {', '.join(deps)}." if deps else ""),
+                    "Deployment scope problem: the LMS is using a deployment (or an issuer) "
+                    "gradesync does not know — common in a Canvas shared between "
+                    "institutions. Add the deployment id to this platform's registration if "
+                    "it is yours, or install the tool in the right sub-account.",
+                    d.id,
+                )
+            )
+        else:
+            others = [r for r in facts.rejections if r.code not in DEPLOYMENT_CODES]
+            checks.append(
+                Check(
+                    CheckCode.LAUNCHES_ACCEPTED,
+                    "Launches come from the registered platform and deployment",
+                    True,
+                    f"{plural(facts.launches, 'launch')} received, the latest "
+                    f"{when(facts.last_launch_at)}; {plural(len(others), 'other refusal')}.",
+                    None,
+                    d.id,
+                )
+            )
+    for step in facts.probe:
+        checks.append(
+            Check(
+                f"probe_{_slug(step.name)}",
+                step.name,
+                step.passed,
+                step.evidence,
+                step.remedy,
+                d.id,
+            )
+        )
+    config_codes = {k: v for k, v in facts.failures.items() if k in REMOTE_CAUSES}
+    other_codes = {k: v for k, v in facts.failures.items() if k not in REMOTE_CAUSES}
+    if facts.failures:
+        parts = [
+            f"{code}: {n} ({REMOTE_CAUSES[code][0]})" for code, n in sorted(config_codes.items())
+        ] + [f"{code}: {n}" for code, n in sorted(other_codes.items())]
+        worst = max(facts.failures.items(), key=lambda kv: kv[1])[0]
+        checks.append(
+            Check(
+                CheckCode.DELIVERIES_ACCEPTED,
+                "The destination accepts gradesync's results",
+                False,
+                f"{facts.delivered} delivered; failing: " + "; ".join(parts) + ".",
+                REMOTE_CAUSES[worst][1]
+                if worst in REMOTE_CAUSES
+                else "Diagnose an affected learner for the exact message.",
+                d.id,
+            )
+        )
+    else:
+        last = facts.last_delivery
+        checks.append(
+            Check(
+                CheckCode.DELIVERIES_ACCEPTED,
+                "The destination accepts gradesync's results",
+                True,
+                f"{facts.delivered} delivered, none failing"
+                + (f"; last send {when(last.sent_at)} ({last.outcome})" if last else "")
+                + ".",
+                None,
+                d.id,
+            )
+        )
+    return Diagnosis(
+        "destination",
+        d.name,
+        tuple(checks),
+        {"destination_id": d.id, "kind": d.kind.value, "courses": facts.courses},
+    )
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text.lower()).strip("_")
+
+
+def desired_score(row: LedgerRow | None) -> str:
+    """'7/10' for a row's desired result (used in the CLI and the API)."""
+    if row is None or row.desired is None:
+        return "-"
+    d = desired_from_json(row.desired)
+    return f"{d.score_given:g}/{d.score_maximum:g}" if d.score_given is not None else "-"

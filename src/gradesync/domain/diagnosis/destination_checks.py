@@ -1,0 +1,466 @@
+"""Per destination, for one learner's grade: usable and allowed to send grades, the learner
+launched from this course, the course and the column connected, the ledger's state, the
+last delivery and the remote's answer, and whether the LMS still holds what was sent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.diagnosis.checks import (
+    AGS_LINEITEM,
+    AGS_SCORE,
+    LTI_KINDS,
+    REMOTE_CAUSES,
+    Check,
+    CheckCode,
+    DestinationFacts,
+    LearnerActivityFacts,
+    plural,
+    remote_cause,
+    when,
+)
+from gradesync.domain.model import (
+    Activity,
+    Course,
+    DeliveryState,
+    Destination,
+    DestinationKind,
+)
+from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.domain.reasons import Reason
+
+# --- per destination -----------------------------------------------------------------------
+
+
+def destination_ready_check(d: Destination, caps: Capabilities | Reason, now: datetime) -> Check:
+    name = f"Destination {d.name!r} is usable"
+    if not d.enabled:
+        return Check(
+            CheckCode.DESTINATION_READY,
+            name,
+            False,
+            f"Paused: {d.pause_reason or 'by an administrator'}.",
+            "Fix the cause, then resume it (`gradesync destinations resume`).",
+            d.id,
+        )
+    if d.paused_until is not None and d.paused_until > now:
+        return Check(
+            CheckCode.DESTINATION_READY,
+            name,
+            False,
+            f"Paused until {when(d.paused_until)}: {d.pause_reason or 'no reason recorded'}.",
+            "Sending resumes by itself; if the pause names a misconfiguration, fix it and "
+            "resume the destination.",
+            d.id,
+        )
+    if isinstance(caps, Reason):
+        return Check(
+            CheckCode.DESTINATION_READY,
+            name,
+            False,
+            caps.text,
+            "Fix the destination's settings.",
+            d.id,
+        )
+    return Check(
+        CheckCode.DESTINATION_READY,
+        name,
+        True,
+        f"{d.kind.value}, profile {d.profile}, enabled.",
+        None,
+        d.id,
+    )
+
+
+def grade_scope_check(d: Destination) -> Check | None:
+    """AGS only: the registration must ask for the scopes that write grades."""
+    if d.kind is not DestinationKind.LTI13_AGS:
+        return None
+    scopes = d.config.get("scopes")
+    if not scopes:
+        return Check(
+            CheckCode.GRADE_SCOPE,
+            "Configured to send grades",
+            True,
+            "Asks for the default AGS scopes (score, line items, results).",
+            None,
+            d.id,
+        )
+    missing = [s for s in (AGS_SCORE, AGS_LINEITEM) if s not in scopes]
+    if missing:
+        return Check(
+            CheckCode.GRADE_SCOPE,
+            "Configured to send grades",
+            False,
+            f"The registration does not ask for {', '.join(missing)}.",
+            REMOTE_CAUSES["no_grade_scope"][1],
+            d.id,
+        )
+    return Check(
+        CheckCode.GRADE_SCOPE,
+        "Configured to send grades",
+        True,
+        f"Asks for {', '.join(sorted(scopes))}.",
+        None,
+        d.id,
+    )
+
+
+def launch_check(facts: LearnerActivityFacts, df: DestinationFacts) -> Check:
+    d, course = df.destination, facts.course
+    name = "The learner launched gradesync from this course"
+    if d.kind not in LTI_KINDS:
+        linked = df.person_link is not None and bool(df.person_link.remote_id)
+        return Check(
+            CheckCode.MATCHED_IN_SIS,
+            "The learner is matched to a student in the SIS",
+            linked,
+            f"SIS id {df.person_link.remote_id!r}."
+            if df.person_link and linked
+            else f"No SIS student matched to {facts.person.id} (SIS id "
+            f"{facts.person.sis_id or 'unknown'}).",
+            None
+            if linked
+            else "Give the learner their SIS id, check the class roster in the SIS, then resync.",
+            d.id,
+        )
+    here = [x for x in df.launches if x.course_id == course.id]
+    if here:
+        latest = max(here, key=lambda x: x.launched_at)
+        return Check(
+            CheckCode.LAUNCHED_FROM_COURSE,
+            name,
+            True,
+            f"{plural(len(here), 'launch')}; the latest from {latest.where()}.",
+            None,
+            d.id,
+        )
+    roster = _roster_check(df, name)
+    if roster is not None:
+        return roster
+    if df.ledger is not None and df.ledger.state is DeliveryState.DELIVERED:
+        # The LMS knows the learner in this course (it took the grade): launching from
+        # another link of the same LMS is enough there.
+        return Check(
+            CheckCode.LAUNCHED_FROM_COURSE,
+            name,
+            True,
+            "No launch from this course recorded, but the LMS accepted the grade for this "
+            "learner in it.",
+            None,
+            d.id,
+        )
+    elsewhere = [x for x in df.launches if x.course_id != course.id]
+    other_lms = list(facts.other_launches)
+    if elsewhere:
+        latest = max(elsewhere, key=lambda x: x.launched_at)
+        evidence = (
+            f"Never from course {course.id!r}; {plural(len(elsewhere), 'launch')} from another "
+            f"course, the latest from {latest.where()}."
+        )
+    elif other_lms:
+        latest = max(other_lms, key=lambda x: x.launched_at)
+        evidence = (
+            f"Never from {d.name!r}; launched through another LMS connection "
+            f"({latest.destination_id}) from {latest.where()}."
+        )
+    else:
+        evidence = (
+            f"{facts.person.id} has never launched gradesync from {d.name!r}: they entered "
+            "another way (a direct login, or an account the LMS does not know)."
+        )
+    return Check(
+        CheckCode.LAUNCHED_FROM_COURSE,
+        name,
+        False,
+        evidence,
+        "The learner must start by clicking a gradesync link in the LMS course where the "
+        "grade should land; the waiting grade is sent automatically after that launch.",
+        d.id,
+    )
+
+
+_MATCHED_BY = {"sis_id": "SIS id", "email": "email", "lms_user_id": "LMS user id"}
+
+
+def _roster_check(df: DestinationFacts, name: str) -> Check | None:
+    """What the LMS roster (NRPS) says of a learner who never launched: matched to an LMS
+    member (grades go out without a launch), or not in the LMS course at all."""
+    link, course_link = df.person_link, df.course_link
+    if link is not None and link.remote_id and link.data.get("matched_by"):
+        key = _MATCHED_BY.get(str(link.data["matched_by"]), str(link.data["matched_by"]))
+        return Check(
+            CheckCode.LAUNCHED_FROM_COURSE,
+            name,
+            True,
+            f"Enrolled in the LMS, never launched, matched by {key} (LMS user "
+            f"{link.remote_id!r}) through the course roster.",
+            None,
+            df.destination.id,
+        )
+    roster = (course_link.data.get("roster") or {}) if course_link is not None else {}
+    if roster.get("read_at") and (link is None or not link.remote_id):
+        return Check(
+            CheckCode.LAUNCHED_FROM_COURSE,
+            name,
+            False,
+            f"Not in the LMS course: the course roster read at {roster['read_at']} lists no "
+            "member matching this learner, and they never launched.",
+            "Enroll the learner in the LMS course (or give them the SIS id or email the LMS "
+            "knows them by); the next roster read links them and their grades go out.",
+            df.destination.id,
+        )
+    return None
+
+
+def course_link_check(df: DestinationFacts, course: Course) -> Check:
+    d, link = df.destination, df.course_link
+    name = "The course is connected at the destination"
+    if link is None or not link.remote_id:
+        why = (
+            "no launch from the LMS course has been received yet"
+            if link is None
+            else "its launches carry no grade service endpoint (AGS not granted)"
+        )
+        return Check(
+            CheckCode.COURSE_CONNECTED,
+            name,
+            False,
+            f"Course {course.id!r} is not connected to {d.name!r}: {why}.",
+            REMOTE_CAUSES["course_not_linked"][1]
+            if link is None
+            else REMOTE_CAUSES["no_grade_scope"][1],
+            d.id,
+        )
+    ctx = link.data.get("context") if isinstance(link.data.get("context"), dict) else {}
+    title = (ctx or {}).get("title") or (ctx or {}).get("id")
+    dep = link.data.get("deployment_id")
+    extra = "".join(
+        part
+        for part in (
+            f" (LMS course {title!r})" if title else "",
+            f", deployment {dep}" if dep else "",
+        )
+    )
+    return Check(CheckCode.COURSE_CONNECTED, name, True, f"{link.remote_id}{extra}.", None, d.id)
+
+
+def column_check(
+    df: DestinationFacts, activity: Activity, refused: tuple[str, int] | None = None
+) -> Check:
+    """`refused`: (reason code, learners) when the destination refused the column's results
+    (locked, gone, unpublished in the LMS)."""
+    d, link = df.destination, df.item_link
+    name = "The activity is linked to a gradebook column"
+    if refused is None and df.ledger is not None and df.ledger.reason_code in COLUMN_CODES:
+        refused = (df.ledger.reason_code, 1)
+    caps = df.capabilities
+    unlinked = (
+        isinstance(caps, Capabilities)
+        and caps.needs_resource_link
+        and not (link is not None and link.data.get("resourceLinkId"))
+    )
+    if unlinked and (link is None or not link.remote_id):
+        return Check(
+            CheckCode.COLUMN_LINKED,
+            name,
+            False,
+            f"No column for {activity.title!r} at {d.name!r}: it counts grades only on a "
+            "column tied to the activity's LTI link, and no launch from that link has been "
+            "received.",
+            REMOTE_CAUSES["no_resource_link"][1],
+            d.id,
+        )
+    if link is None or not link.remote_id:
+        return Check(
+            CheckCode.COLUMN_LINKED,
+            name,
+            False,
+            f"No column for {activity.title!r} at {d.name!r} yet"
+            + (f" (the LMS refused it: {refused[0]})." if refused else "."),
+            REMOTE_CAUSES[refused[0]][1]
+            if refused
+            else "Post grades: gradesync creates the line item in the SIS class."
+            if d.kind not in LTI_KINDS
+            else "If the LMS link was not created as 'Graded', rebuild it with gradesync's "
+            "Deep Linking; otherwise Sync now creates the column.",
+            d.id,
+        )
+    label = link.data.get("label")
+    shown = f"{link.remote_id}" + (f" ({label!r})" if label else "")
+    if unlinked:
+        return Check(
+            CheckCode.COLUMN_LINKED,
+            name,
+            False,
+            f"Column {shown} is not tied to the activity's LTI link, so {d.name!r} counts no "
+            "grade sent to it.",
+            REMOTE_CAUSES["no_resource_link"][1],
+            d.id,
+        )
+    if refused:
+        code, n = refused
+        return Check(
+            CheckCode.COLUMN_LINKED,
+            name,
+            False,
+            f"Column {shown} refuses grades ({code}, {plural(n, 'learner')}): "
+            f"{REMOTE_CAUSES[code][0]}.",
+            REMOTE_CAUSES[code][1],
+            d.id,
+        )
+    return Check(CheckCode.COLUMN_LINKED, name, True, f"{shown}.", None, d.id)
+
+
+COLUMN_CODES = ("line_item_foreign", "line_item_gone", "unpublished", "no_resource_link")
+
+
+def _score_of(desired: Mapping[str, Any] | None) -> str:
+    if not desired:
+        return "nothing"
+    given = desired.get("score_given")
+    top = desired.get("score_maximum")
+    if given is None:
+        return f"no score ({desired.get('grading_progress')})"
+    return f"{float(given):g}/{float(top or 0):g}"
+
+
+def delivery_check(df: DestinationFacts, now: datetime) -> Check:
+    d, row = df.destination, df.ledger
+    name = "The grade is delivered"
+    if row is None:
+        return Check(
+            CheckCode.DELIVERY,
+            name,
+            False,
+            "Not worked out for this destination yet (no ledger row).",
+            "Run Sync now for the course; if it stays empty, the course is not connected to "
+            "this destination.",
+            d.id,
+        )
+    want = _score_of(row.desired)
+    if row.state is DeliveryState.DELIVERED:
+        return Check(
+            CheckCode.DELIVERY,
+            name,
+            True,
+            f"{want} delivered {when(row.delivered_at)}.",
+            None,
+            d.id,
+        )
+    if row.state is DeliveryState.PENDING:
+        since = f" since {when(row.updated_at)}" if row.updated_at else ""
+        return Check(
+            CheckCode.DELIVERY,
+            name,
+            False,
+            f"{want} is waiting to be sent{since}.",
+            "Nothing to do if this is recent (seconds). If it stays pending, check that a "
+            "gradesync worker is running and the destination is not paused.",
+            d.id,
+        )
+    cause = remote_cause(row.reason_code)
+    remote = (
+        " The destination answered"
+        + (f" HTTP {row.remote_status}" if row.remote_status is not None else "")
+        + (f": {row.remote_message}" if row.remote_message else ".")
+        if row.remote_status is not None or row.remote_message
+        else ""
+    )
+    if row.state is DeliveryState.RETRYING:
+        return Check(
+            CheckCode.DELIVERY,
+            name,
+            False,
+            f"{want} failed {plural(row.tries, 'time')} ({row.reason_code}); next try "
+            f"{when(row.next_attempt_at)}.{remote}",
+            cause[1] if cause else "gradesync retries by itself; see the reason.",
+            d.id,
+        )
+    if row.state is DeliveryState.REJECTED:
+        title = f"{cause[0]}. " if cause else ""
+        return Check(
+            CheckCode.DELIVERY,
+            name,
+            False,
+            f"{title}{want} was refused ({row.reason_code}): {row.reason_text or ''}{remote}",
+            cause[1] if cause else "Fix what the destination's message says, then resync.",
+            d.id,
+        )
+    # SKIPPED
+    return Check(
+        CheckCode.DELIVERY,
+        name,
+        False,
+        f"Nothing is sent ({row.reason_code}): {row.reason_text or ''}",
+        cause[1] if cause else None,
+        d.id,
+    )
+
+
+# delivery log lines that record an event, not a send
+_NOT_SENDS = ("overridden", "repair")
+
+
+def last_delivery_check(df: DestinationFacts) -> Check:
+    d, row = df.destination, df.ledger
+    name = "Last delivery"
+    sends = [x for x in df.deliveries if x.outcome not in _NOT_SENDS]
+    if not sends:
+        delivered = row is not None and row.state is DeliveryState.DELIVERED
+        return Check(
+            CheckCode.LAST_DELIVERY,
+            name,
+            row is None or delivered or row.state in (DeliveryState.SKIPPED, DeliveryState.PENDING),
+            f"Delivered {when(row.delivered_at)}; the delivery log keeps no older send."
+            if delivered and row is not None
+            else "Nothing has been sent for this learner and activity yet.",
+            None,
+            d.id,
+        )
+    last = sends[0]
+    sent = ""
+    if last.payload:
+        given = last.payload.get("scoreGiven", last.payload.get("score_given"))
+        top = last.payload.get("scoreMaximum", last.payload.get("score_maximum"))
+        stamp = last.payload.get("timestamp")
+        if given is not None or top is not None:
+            sent = f" sent {given}/{top}" + (f" with timestamp {stamp}" if stamp else "")
+    answer = (
+        "; the destination answered"
+        + (f" HTTP {last.remote_status}" if last.remote_status is not None else "")
+        + (f": {last.remote_message}" if last.remote_message else "")
+    )
+    run = f" (run {last.run_id})" if last.run_id else " (auto sync)"
+    retry = ""
+    if row is not None and row.state is DeliveryState.RETRYING:
+        retry = f"; next retry {when(row.next_attempt_at)}"
+    ok = last.outcome == "delivered"
+    event = df.deliveries[0]
+    if event is not last:
+        retry += f"; since then: {event.outcome} on {when(event.sent_at)} ({event.remote_message})"
+    return Check(
+        CheckCode.LAST_DELIVERY,
+        name,
+        ok,
+        f"{when(last.sent_at)}{run}: {last.outcome}{sent}{answer}{retry}.",
+        None if ok else "See the delivery check above for what to do.",
+        d.id,
+    )
+
+
+def lms_agrees_check(df: DestinationFacts) -> Check | None:
+    row = df.ledger
+    if row is None or row.reason_code != OVERRIDDEN:
+        return None
+    return Check(
+        CheckCode.LMS_AGREES,
+        "The LMS still holds gradesync's grade",
+        False,
+        f"{row.reason_text or 'Changed in the LMS.'} {row.remote_message or ''}".strip(),
+        REMOTE_CAUSES[OVERRIDDEN][1],
+        df.destination.id,
+    )
