@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import httpx
+
 from gradesync.domain.model import Activity, ActivityKind, Role
 from gradesync.lti.claims import CUSTOM_ACTIVITY, CUSTOM_COURSE
 from gradesync.lti.routes import what_to_do
@@ -179,6 +181,8 @@ def test_a_learners_refused_launch_page_says_what_to_do(
     assert first.status_code == 403 and first.headers["content-type"].startswith("text/html")
     assert "Open the activity from your course page" in first.text, first.text
     assert "not_instructor" in first.text  # the details, for support
+    assert "/console/static/console.css" in first.text  # styled as the console
+    assert httpx.get(f"{gradesync.base_url}/console/static/console.css").status_code == 200
     # a launch reloaded or kept too long: the learner can get past it alone
     assert "open the activity again" in what_to_do("nonce_replayed")
     assert "Tell your instructor" in what_to_do("unknown_deployment")

@@ -134,8 +134,10 @@ def _wants_json(request: Request) -> bool:
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title></head><body><main>"
-        f"<h1>{html.escape(title)}</h1>{body}</main></body></html>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<link rel='stylesheet' href='/console/static/console.css'>"  # styled as the console
+        f"<title>{html.escape(title)}</title></head><body><main><div class='card'>"
+        f"<h1>{html.escape(title)}</h1>{body}</div></main></body></html>",
         status_code=status,
     )
 
