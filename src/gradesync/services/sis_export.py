@@ -49,7 +49,7 @@ from gradesync.domain.passback import result_sourced_id
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.runs import request_run
-from gradesync.services.sis import COLUMN_RULES, _check, _sis
+from gradesync.services.sis import COLUMN_RULES, check_activity, sis_destination
 from gradesync.services.wakeup import Waker
 
 __all__ = ["CsvExport", "ExportMode", "RunFinisher", "export_csv"]
@@ -93,7 +93,7 @@ def _scope(
 ) -> list[str]:
     """The courses to export, after every check of the request."""
     with uow_factory() as uow:
-        dest = _sis(uow, tenant_id, destination_id)
+        dest = sis_destination(uow, tenant_id, destination_id)
         if dest.kind is not DestinationKind.ONEROSTER_CSV:
             raise InvalidInput.one(
                 "destination_id",
@@ -172,7 +172,7 @@ def _write(
     checked: set[str] = set()  # activities the checks already left out
     with uow_factory() as uow:
         now = clock.now()
-        dest = _sis(uow, tenant_id, destination_id)
+        dest = sis_destination(uow, tenant_id, destination_id)
         for course_id in courses:
             link = uow.links.course(tenant_id, destination_id, course_id)
             if link is None:
@@ -183,7 +183,7 @@ def _write(
                 item = items.get(a.id)
                 if item is None or not item.data.get("sync_to_sis"):
                     continue
-                check = _check(uow, dest, a, link)
+                check = check_activity(uow, dest, a, link)
                 refused.extend(f"{a.id}: {p.message}" for p in check.problems)
                 if check.problems:
                     checked.add(a.id)

@@ -1,0 +1,83 @@
+"""SIS grade passback (OneRoster 1.2): connection set-up (`connection`), class and student
+mapping and category alignment (`mapping`), the per-activity "Sync to SIS" selection and
+validation (`selection`), and "Post grades" (`posting`).
+
+Where things are kept (no table of our own, see docs/oneroster.md):
+- the connection is a Destination of kind oneroster_rest (config: URLs, scopes, profile
+  knobs, category_map; secret: client_secret);
+- course -> SIS class is the CourseLink (data: school, term dates, sections, category_map);
+- person -> SIS student is a PersonLink (per course when the learner's section is its own
+  SIS class);
+- "Sync to SIS" is ItemLink.data["sync_to_sis"]: the link of an activity at this destination
+  exists once it was selected, and keeps its stable line item sourcedId when unselected.
+"""
+
+from __future__ import annotations
+
+from gradesync.services.sis.common import (
+    COLUMN_RULES,
+    DEFAULT_SCOPES,
+    PROFILE_KEYS,
+    SCOPE_PREFIX,
+    SIS_KINDS,
+    SisDirectory,
+    sis_destination,
+    touch_items,
+)
+from gradesync.services.sis.connection import (
+    add_connection,
+    has_rest_api,
+    rest_connection,
+)
+from gradesync.services.sis.mapping import (
+    CategoryAlignment,
+    RosterMapping,
+    align_category,
+    check_categories,
+    map_class,
+    map_course_students,
+    map_student,
+)
+from gradesync.services.sis.posting import (
+    PostResult,
+    post_grades,
+)
+from gradesync.services.sis.selection import (
+    ActivityCheck,
+    activities_of,
+    check_activity,
+    check_activity_categories,
+    reopen_rejected,
+    select_activities,
+    validate,
+)
+
+__all__ = [
+    "COLUMN_RULES",
+    "DEFAULT_SCOPES",
+    "PROFILE_KEYS",
+    "SCOPE_PREFIX",
+    "SIS_KINDS",
+    "ActivityCheck",
+    "CategoryAlignment",
+    "PostResult",
+    "RosterMapping",
+    "SisDirectory",
+    "activities_of",
+    "add_connection",
+    "align_category",
+    "check_activity",
+    "check_activity_categories",
+    "check_categories",
+    "has_rest_api",
+    "map_class",
+    "map_course_students",
+    "map_student",
+    "post_grades",
+    "reopen_rejected",
+    "rest_connection",
+    "select_activities",
+    "sis_destination",
+    "touch_items",
+    "validate",
+]

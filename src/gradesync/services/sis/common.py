@@ -1,0 +1,77 @@
+"""What the SIS passback use cases share: the kinds of SIS, OneRoster scopes, the profile
+knobs, and the live SIS as a port (`SisDirectory`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, Protocol
+
+from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.model import (
+    CourseLink,
+    Destination,
+    DestinationKind,
+)
+from gradesync.domain.passback import (
+    PassbackRule,
+)
+from gradesync.services.destination import CheckStep
+from gradesync.services.ports import UnitOfWork
+
+SIS_KINDS = (DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV)
+SCOPE_PREFIX = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
+DEFAULT_SCOPES = (SCOPE_PREFIX + "gradebook.readonly", SCOPE_PREFIX + "gradebook.createput")
+PROFILE_KEYS = (
+    "name_max_length",
+    "due_date_required",
+    "due_date_inside_term",
+    "may_create_categories",
+    "category_match",
+    "default_category",
+    "concurrency",
+)
+# Refusals of a whole column: once the admin fixes the cause, the learners' rows are sent again.
+COLUMN_RULES = frozenset(r.value for r in PassbackRule)
+
+
+class SisDirectory(Protocol):
+    """What the services need from a live SIS (the OneRoster adapter implements it)."""
+
+    async def check(self) -> Sequence[CheckStep]: ...
+
+    async def categories(self, *, refresh: bool = False) -> list[dict[str, Any]]: ...
+
+    async def resolve_category(
+        self, course: CourseLink, group: str | None, *, create: bool = True
+    ) -> str: ...
+
+
+def sis_destination(uow: UnitOfWork, tenant_id: str, destination_id: str) -> Destination:
+    dest = uow.destinations.get(tenant_id, destination_id)
+    if dest is None:
+        raise NotFound("destination", destination_id)
+    if dest.kind not in SIS_KINDS:
+        raise InvalidInput.one(
+            "destination_id",
+            "kind",
+            f"{destination_id!r} is a {dest.kind.value} destination, not a SIS.",
+        )
+    return dest
+
+
+def touch_items(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str | None = None
+) -> None:
+    """SIS-side details changed (alignment, classes): make the engine re-provision the line
+    items of the course (or of every mapped course) before their next result."""
+    courses = (
+        [course_id]
+        if course_id is not None
+        else [c.course_id for c in uow.links.courses_for_destination(tenant_id, destination_id)]
+    )
+    for cid in courses:
+        ids = [a.id for a in uow.activities.for_course(tenant_id, cid)]
+        for item in uow.links.items(tenant_id, destination_id, ids).values():
+            if item.details_hash is not None:
+                uow.links.save_item(replace(item, details_hash=None))

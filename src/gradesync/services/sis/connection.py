@@ -1,0 +1,168 @@
+"""Connecting a SIS: add or update a connection (REST or files), find it, reach its API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.model import (
+    Destination,
+    DestinationKind,
+)
+from gradesync.domain.passback import (
+    profile_from_config,
+)
+from gradesync.services.clock import Clock
+from gradesync.services.outbound import REMEDY, OutboundGuard
+from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.services.sis.common import (
+    DEFAULT_SCOPES,
+    PROFILE_KEYS,
+    SCOPE_PREFIX,
+    SIS_KINDS,
+    sis_destination,
+    touch_items,
+)
+
+
+def _url_problem(name: str, value: str | None, guard: OutboundGuard | None) -> FieldProblem | None:
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return FieldProblem(name, "url", f"{name} must be an absolute http(s) URL.")
+    why = guard.url_problem(value) if guard is not None else None
+    if why is not None:
+        return FieldProblem(name, "address", f"{name}: {value!r} is refused: {why}. {REMEDY}")
+    return None
+
+
+def add_connection(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    name: str | None,
+    base_url: str | None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    token_url: str | None = None,
+    scopes: Sequence[str] | None = None,
+    profile: dict[str, Any] | None = None,
+    file_based: bool | None = None,
+    guard: OutboundGuard | None = None,
+) -> Destination:
+    """Create or update a SIS connection. On update, a value left out (None) keeps what was
+    set (so rotating the secret does not forget the profile, the name or the kind), and
+    nothing changes on bad input. A new connection is named after its id and uses REST
+    unless told otherwise. Every entrypoint passes the runtime's outbound `guard`: the URLs
+    must lead where gradesync may send requests."""
+    with uow_factory() as uow:
+        if uow.tenants.get(tenant_id) is None:
+            raise NotFound("tenant", tenant_id)
+        old = uow.destinations.get(tenant_id, destination_id)
+    if old is not None and old.kind not in SIS_KINDS:
+        raise InvalidInput.one(
+            "destination_id",
+            "kind",
+            f"{destination_id!r} is a {old.kind.value} destination, not a SIS.",
+        )
+    if file_based is None:
+        file_based = old is not None and old.kind is DestinationKind.ONEROSTER_CSV
+    kind = DestinationKind.ONEROSTER_CSV if file_based else DestinationKind.ONEROSTER_REST
+    if name is None:
+        name = old.name if old is not None else destination_id
+    config: dict[str, Any] = dict(old.config) if old else {}
+    secret: dict[str, Any] = dict(old.secret) if old else {}
+    for key, value in (("base_url", base_url), ("token_url", token_url), ("client_id", client_id)):
+        if value is not None:
+            config[key] = value
+    if scopes is not None:
+        config["scopes"] = list(scopes)
+    config.setdefault("scopes", list(DEFAULT_SCOPES))
+    for key, value in (profile or {}).items():
+        if key not in PROFILE_KEYS:
+            raise InvalidInput.one(
+                f"profile.{key}",
+                "unknown_field",
+                f"Known profile settings: {', '.join(PROFILE_KEYS)}.",
+            )
+        config[key] = value
+    if client_secret is not None:
+        secret["client_secret"] = client_secret
+    problems: list[FieldProblem] = []
+    if not name.strip():
+        problems.append(FieldProblem("name", "required", "A SIS connection needs a name."))
+    for key in ("base_url", "token_url"):
+        found = _url_problem(key, config.get(key), None if file_based else guard)
+        if found:
+            problems.append(found)
+    if not file_based:
+        if not config.get("base_url"):
+            problems.append(
+                FieldProblem("base_url", "required", "The SIS's OneRoster base URL is required.")
+            )
+        if not config.get("client_id"):
+            problems.append(
+                FieldProblem("client_id", "required", "The OAuth 2 client id is required.")
+            )
+        if not secret.get("client_secret"):
+            problems.append(
+                FieldProblem("client_secret", "required", "The OAuth 2 client secret is required.")
+            )
+    unknown = [s for s in config["scopes"] if not str(s).startswith(SCOPE_PREFIX)]
+    if unknown:
+        problems.append(
+            FieldProblem(
+                "scopes", "one_of", f"Not OneRoster scopes: {unknown} (they start {SCOPE_PREFIX})."
+            )
+        )
+    try:
+        profile_from_config(config)
+    except InvalidInput as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise InvalidInput(problems)
+    dest = Destination(
+        tenant_id=tenant_id,
+        id=destination_id,
+        kind=kind,
+        name=name,
+        profile="oneroster",
+        config=config,
+        secret=secret,
+        enabled=old.enabled if old else True,
+    )
+    with uow_factory() as uow:
+        uow.destinations.upsert(dest, clock.now())
+        if old is not None and old.kind is not kind:
+            # switched between REST and files: each line item is provisioned again the new
+            # way (a file-based SIS keeps its rows on the link); results already sent stay
+            touch_items(uow, tenant_id, destination_id)
+        uow.commit()
+    return dest
+
+
+def rest_connection(
+    uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str
+) -> Destination:
+    """A SIS connection that has a OneRoster REST API to ask (a file-based one has none)."""
+    with uow_factory() as uow:
+        dest = sis_destination(uow, tenant_id, destination_id)
+    if dest.kind is not DestinationKind.ONEROSTER_REST:
+        raise InvalidInput.one("destination_id", "kind", "A file-based SIS has no REST API to ask.")
+    return dest
+
+
+def has_rest_api(uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str) -> bool:
+    """Whether the SIS connection can be asked (REST), or only receives files."""
+    with uow_factory() as uow:
+        return (
+            sis_destination(uow, tenant_id, destination_id).kind is DestinationKind.ONEROSTER_REST
+        )

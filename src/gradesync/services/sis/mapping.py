@@ -1,0 +1,233 @@
+"""Mapping gradesync to the SIS: course -> class, person -> student, and each activity group
+-> one of the SIS's own categories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date
+
+from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.model import (
+    CourseLink,
+    PersonLink,
+    Role,
+)
+from gradesync.domain.passback import (
+    PassbackRule,
+)
+from gradesync.services.clock import Clock
+from gradesync.services.destination import RemoteFailure
+from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.services.sis.common import SisDirectory, sis_destination, touch_items
+
+
+def _date(field_name: str, value: str | date | None) -> str | None:
+    if value is None or isinstance(value, date):
+        return value.isoformat() if value else None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise InvalidInput.one(
+            field_name, "date", f"{field_name} must be a date like 2025-01-31."
+        ) from None
+
+
+def map_class(
+    uow_factory: UnitOfWorkFactory,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str,
+    class_id: str,
+    school_id: str | None = None,
+    term_start: str | date | None = None,
+    term_end: str | date | None = None,
+    section_id: str | None = None,
+) -> CourseLink:
+    """Map a course (or one of its sections) to a SIS class sourcedId. A section's class gets
+    its own line items; its learners' results go there."""
+    if not class_id.strip():
+        raise InvalidInput.one("class_id", "required", "The SIS class sourcedId is required.")
+    start, end = _date("term_start", term_start), _date("term_end", term_end)
+    if start and end and start > end:
+        raise InvalidInput.one(
+            "term_end", "after_start", "The term ends on or after its first day."
+        )
+    with uow_factory() as uow:
+        sis_destination(uow, tenant_id, destination_id)
+        if uow.courses.get(tenant_id, course_id) is None:
+            raise NotFound("course", course_id)
+        link = uow.links.course(tenant_id, destination_id, course_id)
+        if section_id is not None:
+            if link is None:
+                raise InvalidInput.one(
+                    "section_id",
+                    "course_first",
+                    "Map the course to its SIS class before its sections.",
+                )
+            sections = {**(link.data.get("sections") or {}), section_id: class_id}
+            link = replace(link, data={**link.data, "sections": sections})
+        else:
+            data = dict(link.data) if link else {}
+            for key, value in (("school", school_id), ("term_start", start), ("term_end", end)):
+                if value is not None:
+                    data[key] = value
+            if not data.get("school"):
+                raise InvalidInput.one(
+                    "school_id",
+                    "required",
+                    "The SIS school (org) sourcedId of the class is required.",
+                )
+            link = CourseLink(tenant_id, destination_id, course_id, class_id, data)
+        uow.links.save_course(link)
+        touch_items(uow, tenant_id, destination_id, course_id)
+        uow.commit()
+        return link
+
+
+def map_student(
+    uow_factory: UnitOfWorkFactory,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    person_id: str,
+    student_id: str,
+) -> PersonLink:
+    """Map a person to their SIS student sourcedId (for every course)."""
+    if not student_id.strip():
+        raise InvalidInput.one("student_id", "required", "The SIS student sourcedId is required.")
+    with uow_factory() as uow:
+        sis_destination(uow, tenant_id, destination_id)
+        if uow.people.get(tenant_id, person_id) is None:
+            raise NotFound("person", person_id)
+        link = PersonLink(tenant_id, destination_id, person_id, student_id)
+        uow.links.save_person(link)
+        uow.commit()
+        return link
+
+
+@dataclass(frozen=True, slots=True)
+class RosterMapping:
+    mapped: list[str] = field(default_factory=list)  # person ids
+    unmapped: list[str] = field(default_factory=list)  # learners with no SIS id: say who
+
+
+def map_course_students(
+    uow_factory: UnitOfWorkFactory, *, tenant_id: str, destination_id: str, course_id: str
+) -> RosterMapping:
+    """Link every learner of a course to their SIS student: an explicit mapping wins, else
+    the person's sis_id. Learners in a section mapped to its own class get a per-course link
+    naming that class."""
+    report = RosterMapping()
+    with uow_factory() as uow:
+        sis_destination(uow, tenant_id, destination_id)
+        course = uow.links.course(tenant_id, destination_id, course_id)
+        if course is None:
+            raise InvalidInput.one(
+                "course_id",
+                PassbackRule.CLASS_NOT_MAPPED.value,
+                "Map the course to a SIS class first.",
+            )
+        sections: dict[str, str] = course.data.get("sections") or {}
+        enrollments = [
+            e for e in uow.enrollments.for_course(tenant_id, course_id) if e.role is Role.LEARNER
+        ]
+        people = uow.people.get_many(tenant_id, [e.person_id for e in enrollments])
+        for e in enrollments:
+            general = uow.links.person(tenant_id, destination_id, e.person_id)
+            person = people.get(e.person_id)
+            student = (
+                general.remote_id
+                if general is not None and general.course_id is None
+                else (person.sis_id if person else None)
+            )
+            if not student:
+                report.unmapped.append(e.person_id)
+                continue
+            klass = sections.get(e.section_id or "")
+            data = {"class": klass} if klass else {}
+            uow.links.save_person(
+                PersonLink(tenant_id, destination_id, e.person_id, student, course_id, data)
+            )
+            report.mapped.append(e.person_id)
+        uow.commit()
+    return report
+
+
+def align_category(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    group: str,
+    category_id: str | None,
+    course_id: str | None = None,
+) -> dict[str, str]:
+    """Align an activity group to a SIS category sourcedId, for the whole connection or one
+    course (which wins). `category_id=None` removes the alignment. Returns the map now set."""
+    if not group.strip():
+        raise InvalidInput.one("group", "required", "Name the activity group to align.")
+    with uow_factory() as uow:
+        dest = sis_destination(uow, tenant_id, destination_id)
+        link = uow.links.course(tenant_id, destination_id, course_id) if course_id else None
+        if course_id is not None and link is None:
+            raise InvalidInput.one(
+                "course_id", "class_not_mapped", "Map the course to a SIS class first."
+            )
+        held = link.data if link is not None else dest.config
+        mapping = dict(held.get("category_map") or {})
+        if category_id is None:
+            mapping.pop(group, None)
+        else:
+            mapping[group] = category_id
+        if link is None:
+            config = {**dest.config, "category_map": mapping}
+            uow.destinations.upsert(replace(dest, config=config), clock.now())
+        else:
+            uow.links.save_course(replace(link, data={**link.data, "category_map": mapping}))
+        touch_items(uow, tenant_id, destination_id, course_id)
+        uow.commit()
+    return mapping
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryAlignment:
+    group: str | None
+    activities: list[str]
+    category_id: str | None
+    problem: str | None
+
+
+async def check_categories(
+    uow_factory: UnitOfWorkFactory,
+    directory: SisDirectory,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str,
+) -> list[CategoryAlignment]:
+    """How each activity group of the course's selected activities aligns (nothing created)."""
+    with uow_factory() as uow:
+        sis_destination(uow, tenant_id, destination_id)
+        link = uow.links.course(tenant_id, destination_id, course_id)
+        if link is None:
+            raise InvalidInput.one(
+                "course_id", "class_not_mapped", "Map the course to a SIS class first."
+            )
+        activities = uow.activities.for_course(tenant_id, course_id)
+        items = uow.links.items(tenant_id, destination_id, [a.id for a in activities])
+    groups: dict[str | None, list[str]] = {}
+    for a in activities:
+        item = items.get(a.id)
+        if item is not None and item.data.get("sync_to_sis"):
+            groups.setdefault(a.category, []).append(a.id)
+    out: list[CategoryAlignment] = []
+    for group, ids in sorted(groups.items(), key=lambda kv: kv[0] or ""):
+        try:
+            found = await directory.resolve_category(link, group, create=False)
+        except RemoteFailure as failure:
+            out.append(CategoryAlignment(group, ids, None, failure.message))
+        else:
+            out.append(CategoryAlignment(group, ids, found, None))
+    return out

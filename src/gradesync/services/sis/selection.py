@@ -1,0 +1,257 @@
+"""Which activities go to the SIS ("Sync to SIS"), and whether each meets the SIS's rules
+(validation, before anything is sent)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.model import (
+    Activity,
+    CourseLink,
+    DeliveryState,
+    Destination,
+    DestinationKind,
+    ItemLink,
+)
+from gradesync.domain.passback import (
+    PassbackRule,
+    Term,
+    line_item_sourced_id,
+    passback_problems,
+    profile_from_config,
+)
+from gradesync.domain.policy import resolve_settings
+from gradesync.services.clock import Clock, SystemClock
+from gradesync.services.destination import RemoteFailure
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.sis.common import (
+    COLUMN_RULES,
+    SisDirectory,
+    sis_destination,
+)
+from gradesync.services.wakeup import Waker
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityCheck:
+    activity_id: str
+    title: str
+    selected: bool
+    problems: list[FieldProblem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def check_activity_categories(
+    uow_factory: UnitOfWorkFactory,
+    directory: SisDirectory,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    checks: Sequence[ActivityCheck],
+) -> list[ActivityCheck]:
+    """`checks` with a `category_missing` problem added to each activity whose group aligns
+    to no SIS category (the SIS is asked; nothing is created): every result of such an
+    activity would be refused, so validation says so before anything is sent."""
+    with uow_factory() as uow:
+        acts = uow.activities.get_many(tenant_id, [c.activity_id for c in checks])
+        links = {
+            cid: uow.links.course(tenant_id, destination_id, cid)
+            for cid in {a.course_id for a in acts.values()}
+        }
+    problems: dict[tuple[str, str | None], str | None] = {}
+    out: list[ActivityCheck] = []
+    for c in checks:
+        act = acts.get(c.activity_id)
+        link = links.get(act.course_id) if act is not None else None
+        if act is None or link is None:  # an unmapped class is reported already
+            out.append(c)
+            continue
+        key = (act.course_id, act.category)
+        if key not in problems:
+            try:
+                await directory.resolve_category(link, act.category, create=False)
+                problems[key] = None
+            except RemoteFailure as failure:
+                if failure.code != PassbackRule.CATEGORY_MISSING.value:
+                    raise  # the SIS could not be asked: not a finding about the activity
+                problems[key] = " ".join(x for x in (failure.message, failure.remedy) if x)
+        found = problems[key]
+        if found is not None:
+            rule = PassbackRule.CATEGORY_MISSING.value
+            c = replace(c, problems=[*c.problems, FieldProblem("category", rule, found)])
+        out.append(c)
+    return out
+
+
+def check_activity(
+    uow: UnitOfWork, dest: Destination, activity: Activity, link: CourseLink | None
+) -> ActivityCheck:
+    profile = profile_from_config(dest.config)
+    tenant = uow.tenants.get(dest.tenant_id)
+    course = uow.courses.get(dest.tenant_id, activity.course_id)
+    layers = [x.policy for x in (tenant, course) if x is not None] + [activity.policy]
+    policy = resolve_settings(*layers)
+    problems = passback_problems(
+        activity,
+        profile,
+        term=Term.from_link_data(link.data) if link else Term(),
+        name_rule=policy.name_rule,
+        learner_due_dates=len(uow.overrides.for_activity(dest.tenant_id, activity.id)),
+    )
+    if link is None and dest.kind is DestinationKind.ONEROSTER_REST:
+        problems.append(
+            FieldProblem(
+                "course_id",
+                PassbackRule.CLASS_NOT_MAPPED.value,
+                f"The course {activity.course_id!r} is not mapped to a SIS class "
+                "(gradesync sis map-class).",
+            )
+        )
+    item = uow.links.item(dest.tenant_id, dest.id, activity.id)
+    selected = bool(item is not None and item.data.get("sync_to_sis"))
+    return ActivityCheck(activity.id, activity.title, selected, problems)
+
+
+def activities_of(uow: UnitOfWork, tenant_id: str, ids: Iterable[str]) -> list[Activity]:
+    ids = list(dict.fromkeys(ids))
+    found = uow.activities.get_many(tenant_id, ids)
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise NotFound("activity", ", ".join(missing))
+    return [found[i] for i in ids]
+
+
+def validate(
+    uow_factory: UnitOfWorkFactory,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str | None = None,
+    activity_ids: Sequence[str] = (),
+) -> list[ActivityCheck]:
+    """The passback checks for a course's activities (or the given ones), selected or not."""
+    with uow_factory() as uow:
+        dest = sis_destination(uow, tenant_id, destination_id)
+        if activity_ids:
+            activities = activities_of(uow, tenant_id, activity_ids)
+        elif course_id is not None:
+            activities = uow.activities.for_course(tenant_id, course_id)
+        else:
+            raise InvalidInput.one("course_id", "required", "Name a course or some activities.")
+        return [
+            check_activity(uow, dest, a, uow.links.course(tenant_id, destination_id, a.course_id))
+            for a in activities
+        ]
+
+
+def select_activities(
+    uow_factory: UnitOfWorkFactory,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    activity_ids: Sequence[str],
+    selected: bool = True,
+    clock: Clock | None = None,
+    waker: Waker | None = None,
+) -> list[ActivityCheck]:
+    """Tick (or clear) "Sync to SIS". Ticking validates first, like Canvas refusing to save:
+    any activity with a problem refuses the whole request, naming each problem, and nothing
+    changes. Ticking also brings back the activity's results that were skipped as not
+    selected (they are recomputed, then sent) and reopens those refused for a column-level
+    reason; `waker` (when given) has a worker do it now rather than on its next look."""
+    if not activity_ids:
+        raise InvalidInput.one("activity_ids", "required", "Name at least one activity.")
+    with uow_factory() as uow:
+        dest = sis_destination(uow, tenant_id, destination_id)
+        activities = activities_of(uow, tenant_id, activity_ids)
+        checks = [
+            check_activity(uow, dest, a, uow.links.course(tenant_id, destination_id, a.course_id))
+            for a in activities
+        ]
+        if selected:
+            problems = [
+                replace(p, field=f"activities[{c.activity_id}].{p.field}")
+                for c in checks
+                for p in c.problems
+            ]
+            if problems:
+                raise InvalidInput(problems)
+        resend: list[tuple[str, str, str, str]] = []
+        reopened = 0
+        now = (clock or SystemClock()).now()
+        for activity in activities:
+            item = uow.links.item(tenant_id, destination_id, activity.id)
+            if item is None:
+                link = uow.links.course(tenant_id, destination_id, activity.course_id)
+                remote = (
+                    line_item_sourced_id(tenant_id, destination_id, activity.id, link.remote_id)
+                    if link
+                    else ""
+                )
+                item = ItemLink(tenant_id, destination_id, activity.id, remote)
+            # details_hash cleared: the engine asks the adapter for the column again, which
+            # provisions it (selected) or refuses it (not selected) before any result is sent.
+            data = {**item.data, "sync_to_sis": selected}
+            toggled = bool(item.data.get("sync_to_sis")) != selected
+            if toggled and dest.kind is DestinationKind.ONEROSTER_CSV:
+                data["selected_at"] = now.isoformat()  # a CSV delta lists the change from then
+            uow.links.save_item(replace(item, details_hash=None, data=data))
+            if selected:
+                reopened += reopen_rejected(
+                    uow, tenant_id, destination_id, activity.course_id, activity.id
+                )
+                resend += _not_selected_keys(
+                    uow, tenant_id, destination_id, activity.course_id, activity.id
+                )
+        if resend:
+            uow.dirty.mark_many(resend, now)
+        uow.commit()
+    if waker is not None and (resend or reopened):
+        waker.wake_keys()
+    return [replace(c, selected=selected) for c in checks]
+
+
+def _not_selected_keys(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str, activity_id: str
+) -> list[tuple[str, str, str, str]]:
+    """Dirty keys (tenant, course, activity, person) of the activity's rows skipped because it
+    was not selected. A skipped row keeps no desired result, so it is recomputed rather than
+    reopened: the recompute makes it pending with the learner's current result."""
+    rows = uow.ledger.get_many(tenant_id, destination_id, course_id, [activity_id])
+    return [
+        (tenant_id, course_id, activity_id, person_id)
+        for (_, person_id), r in sorted(rows.items())
+        if r.state is DeliveryState.SKIPPED and r.reason_code == PassbackRule.NOT_SELECTED.value
+    ]
+
+
+def reopen_rejected(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str, activity_id: str
+) -> int:
+    """Rows refused for a column-level reason (not selected, no due date, category missing, ...)
+    go back to pending once the admin fixed the cause: their desired result did not change, so
+    a recompute alone would leave them refused."""
+    rows = uow.ledger.get_many(tenant_id, destination_id, course_id, [activity_id])
+    reopened = [
+        (
+            replace(
+                r,
+                state=DeliveryState.PENDING,
+                tries=0,
+                next_attempt_at=None,
+                reason_code=None,
+                reason_text=None,
+            ),
+            course_id,
+        )
+        for r in rows.values()
+        if r.state is DeliveryState.REJECTED and (r.reason_code or "") in COLUMN_RULES
+    ]
+    if reopened:
+        uow.ledger.save_many(reopened)
+    return len(reopened)
