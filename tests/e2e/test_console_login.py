@@ -15,6 +15,7 @@ from gradesync.runtime import Runtime
 from gradesync.services.accounts import create_user, verify_password
 from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
+from tests.support.console import sign_in
 
 
 @pytest.fixture
@@ -44,15 +45,23 @@ def test_login_required_redirects(client: TestClient) -> None:
     assert r.headers["location"].startswith("/console/login")
 
 
+def test_a_sign_in_form_from_another_site_is_refused(client: TestClient) -> None:
+    """Login CSRF: a page elsewhere posting the right password into this browser must not
+    sign it in. Without the token of this site's own form, the post is refused."""
+    r = client.post("/console/login", data={"username": "ada", "password": "correct horse battery"})
+    assert r.status_code == 403 and "did not come from this site" in r.text
+    assert client.get("/console/", follow_redirects=False).status_code == 303
+
+
 def test_wrong_password_refused(client: TestClient) -> None:
-    r = client.post("/console/login", data={"username": "ada", "password": "wrong password!!"})
+    r = sign_in(client, "ada", "wrong password!!")
     assert r.status_code == 401
     assert "do not match" in r.text
     assert client.get("/console/", follow_redirects=False).status_code == 303
 
 
 def test_sign_in_lists_courses(client: TestClient) -> None:
-    r = client.post("/console/login", data={"username": "ada", "password": "correct horse battery"})
+    r = sign_in(client, "ada", "correct horse battery")
     assert r.status_code == 200
     assert "Biology 101" in r.text and "Chemistry" in r.text
     # signing out is a form of this site's: without its token it is refused
@@ -65,13 +74,11 @@ def test_sign_in_lists_courses(client: TestClient) -> None:
 
 
 def test_open_redirect_refused(client: TestClient) -> None:
-    r = client.post(
-        "/console/login",
-        data={
-            "username": "ada",
-            "password": "correct horse battery",
-            "next": "https://evil.example/",
-        },
+    r = sign_in(
+        client,
+        "ada",
+        "correct horse battery",
+        next_url="https://evil.example/",
         follow_redirects=False,
     )
     assert r.headers["location"] == "/console/"

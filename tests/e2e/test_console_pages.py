@@ -44,6 +44,7 @@ from gradesync.web.console.charts import (
     rate_bars,
 )
 from gradesync.web.console.session import sign_in_from_launch
+from tests.support.console import sign_in
 
 PASSWORD = "correct horse battery"
 
@@ -81,7 +82,7 @@ def app_client(db: Database) -> Iterator[tuple[TestClient, Runtime]]:
 
 def _login(c: TestClient, user: str, form_page: str = "/console/courses/bio") -> str:
     """Sign in; returns the CSRF token a page with forms carries."""
-    assert c.post("/console/login", data={"username": user, "password": PASSWORD}).is_success
+    assert sign_in(c, user, PASSWORD).is_success
     page = c.get(form_page)
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert found, "pages with forms carry a CSRF token"

@@ -15,6 +15,7 @@ from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.accounts import create_user
 from gradesync.testing import unique
 from tests.lti.conftest import Browser
+from tests.support.console import form_token
 from tests.support.served import Served
 
 PASSWORD = "correct horse battery"
@@ -47,6 +48,7 @@ def _confirmation(http: httpx.Client, url: str, admin: str) -> dict[str, str]:
             "username": admin,
             "password": PASSWORD,
             "next": next_url.group(1).replace("&amp;", "&"),
+            "csrf": form_token(login.text),
         },
     )
     assert signed.status_code == 303
@@ -125,6 +127,7 @@ def test_a_bad_or_forbidden_configuration_is_refused(served: Served, where: str,
                 "username": admin,
                 "password": PASSWORD,
                 "next": next_url.group(1).replace("&amp;", "&"),
+                "csrf": form_token(login.text),
             },
         )
         page = http.get(signed.headers["location"])

@@ -19,6 +19,7 @@ from gradesync.services import accounts
 from gradesync.services.tenants import create_tenant
 from gradesync.testing import TEST_SECRET, ManualClock
 from gradesync.web.app import create_app
+from tests.support.console import sign_in
 
 
 def _runtime(db: Database, tmp_path: Path, **settings: Any) -> Runtime:
@@ -72,11 +73,7 @@ def test_session_cookie_is_secure_over_https(
 ) -> None:
     rt = _runtime(db, tmp_path, **settings)
     with TestClient(create_app(rt), base_url="https://testserver") as client:
-        r = client.post(
-            "/console/login",
-            data={"username": "ada", "password": "a-long-password-1"},
-            follow_redirects=False,
-        )
+        r = sign_in(client, "ada", "a-long-password-1", follow_redirects=False)
     assert r.status_code == 303, r.text
     cookie = r.headers["set-cookie"]
     assert "gradesync_session=" in cookie
@@ -88,24 +85,20 @@ def test_sign_in_is_throttled_per_account_with_backoff(db: Database, tmp_path: P
     clock = ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
     rt.clock = clock
 
-    def sign_in(password: str) -> Any:
-        return client.post(
-            "/console/login",
-            data={"username": "ada", "password": password},
-            follow_redirects=False,
-        )
+    def attempt(password: str) -> Any:
+        return sign_in(client, "ada", password, follow_redirects=False)
 
     with TestClient(create_app(rt)) as client:
         for _ in range(5):
-            assert sign_in("wrong-password-99").status_code == 401
-        refused = sign_in("a-long-password-1")  # after five: even the right one waits
+            assert attempt("wrong-password-99").status_code == 401
+        refused = attempt("a-long-password-1")  # after five: even the right one waits
         assert refused.status_code == 429
         assert refused.headers["retry-after"] == "1"
         assert "Too many failed sign-ins: try again in 1 seconds" in refused.text
         clock.advance(timedelta(seconds=1))
-        assert sign_in("wrong-password-99").status_code == 401
-        assert sign_in("a-long-password-1").headers["retry-after"] == "2"  # doubled
+        assert attempt("wrong-password-99").status_code == 401
+        assert attempt("a-long-password-1").headers["retry-after"] == "2"  # doubled
         clock.advance(timedelta(seconds=2))
-        assert sign_in("a-long-password-1").status_code == 303
+        assert attempt("a-long-password-1").status_code == 303
         # a right password clears the account's count
-        assert sign_in("wrong-password-99").status_code == 401
+        assert attempt("wrong-password-99").status_code == 401

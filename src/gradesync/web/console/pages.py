@@ -66,7 +66,8 @@ def login_form(request: Request, next: str = "/console/") -> HTMLResponse:
     return render(request, "console/login.html", None, next_url=_safe_next(next))
 
 
-@router.post("/login", response_model=None)
+# the token proves the form was this site's: no other site can sign a browser in (login CSRF)
+@router.post("/login", response_model=None, dependencies=[Depends(check_csrf)])
 def login(
     request: Request,
     username: str = Form(...),
