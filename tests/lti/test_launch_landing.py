@@ -70,6 +70,35 @@ def test_instructor_lands_signed_in_on_their_course_only(
     assert facts.status_code == 200 and facts.json()["course_id"] == course
 
 
+def test_a_launch_without_the_login_cookie_opens_no_console_session(
+    lms: RunningSandbox, gradesync: Gradesync, browser: Browser
+) -> None:
+    """Login CSRF through LTI: without the cookie set when the login started, nothing proves
+    this browser started it, so no console session is opened (the launch still counts)."""
+    s = connect(lms, gradesync)
+    course = unique("course-")
+    add_course(gradesync.db, s.tenant_id, course, ("hw1", "Homework 1", 10.0))
+    teacher = unique("teacher-")
+    lms.admin.add_user(sub=teacher, name="Grace Hopper", email=f"{teacher}@example.edu")
+    ctx = unique("ctx-")
+    lms.admin.add_course(id=ctx, title="LMS course", learners=[], instructors=[teacher])
+    link = _link(lms, ctx, s.client_id, course, "hw1")
+    started = lms.admin.start_launch(
+        client_id=s.client_id, user=teacher, course=ctx, resource_link_id=link
+    )
+    action, fields = browser.login(started["url"])
+    browser.http.cookies.clear()  # a frame that keeps no third-party cookies
+    resp = browser.http.post(action, data=fields)
+    assert resp.status_code == 200, resp.text
+    assert "Open gradesync in a new window" in resp.text
+    assert "gradesync_session" not in resp.headers.get("set-cookie", "")
+    page = browser.http.get(f"{gradesync.base_url}/console/courses/{course}")
+    assert page.status_code == 303 and "/console/login" in page.headers["location"]
+    with gradesync.db.uow() as uow:  # the launch itself was recorded
+        launches, _ = uow.launches.summary(s.tenant_id, s.platform_id)
+    assert launches == 1
+
+
 def test_learner_keeps_the_launch_page_and_gets_no_console_session(
     lms: RunningSandbox, gradesync: Gradesync, browser: Browser
 ) -> None:

@@ -346,6 +346,18 @@ async def launch(request: Request, sign_in: SignIn) -> Response:
     if _wants_json(request):
         return JSONResponse(facts)
     if bound.role in TEACHING_ROLES and bound.course_id is not None:
+        if request.cookies.get(oidc.STATE_COOKIE) is None:
+            # No proof that this browser started the login (its cookie from the login step
+            # is missing, as in an LMS frame that blocks cookies): a console session opened
+            # now could be an attacker's launch signing the victim in (login CSRF).
+            return _page(
+                "Open gradesync in a new window",
+                "<p>This launch is recorded and grades keep syncing. Your browser did not "
+                "keep gradesync's cookie from the start of the launch (the LMS shows "
+                "gradesync in a frame that blocks it), so the course page is not opened "
+                "here.</p><p>Open the link again with the LMS's <em>Open in new window</em>, "
+                f"or allow cookies for {html.escape(tool.base_url)}.</p>",
+            )
         # A teacher opening a gradesync link lands in that course's console page, signed in
         # by the launch (and allowed that course only, unless already an admin).
         name = claims.get("name")
