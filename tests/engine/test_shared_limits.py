@@ -25,6 +25,7 @@ __all__ = ["mp_url"]  # the fixture, used by name
 CONCURRENCY = 4
 RATE = 10.0
 WORKERS = 3
+JITTER = 0.15  # seconds between a worker taking a token and the gradebook seeing its request
 
 
 def _worker(url: str, log: Path) -> subprocess.Popen[bytes]:
@@ -62,8 +63,13 @@ def test_three_workers_keep_to_the_destination_s_concurrency_and_rate(
             assert gb.max_concurrent <= CONCURRENCY, gb.max_concurrent
             started = sorted(gb.started)
             # requests started within any one second: the rate, plus the one token each
-            # worker may hold saved up
-            busiest = max(bisect.bisect_left(started, t + 1.0) - i for i, t in enumerate(started))
+            # worker may hold saved up. The double sees a request when it arrives, up to
+            # JITTER after the worker took its token (a loaded machine schedules late), so
+            # a second of tokens may arrive within a shorter window: count over 1 s - JITTER.
+            window = 1.0 - JITTER
+            busiest = max(
+                bisect.bisect_left(started, t + window) - i for i, t in enumerate(started)
+            )
             assert busiest <= RATE + WORKERS, busiest
             span = started[-1] - started[0]
             assert len(started) - 1 <= RATE * span + WORKERS, (len(started), span)
