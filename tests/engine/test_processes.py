@@ -20,7 +20,7 @@ from gradesync.services.clock import SystemClock
 from gradesync.services.runs import get_run, get_run_stages, request_run
 from gradesync.testing import TEST_SECRET, wait_for
 from gradesync.testing.http_double import running_gradebook
-from gradesync.testing.processes import start_worker, worker_env
+from gradesync.testing.processes import start_worker, stop_workers, worker_env
 from tests.engine.conftest import COURSE, DEST, T, learner, post, seed, states
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -59,18 +59,6 @@ def mp_url(
 def _wait(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
     """Wait for a condition; at the deadline, fail with the workers' log."""
     wait_for(predicate, what, timeout=timeout, explain=lambda: f"worker log:\n{log.read_text()}")
-
-
-def _stop(*procs: subprocess.Popen[bytes]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def test_worker_killed_mid_run_then_restarted_delivers_exactly_the_final_state(
@@ -116,7 +104,7 @@ def test_worker_killed_mid_run_then_restarted_delivers_exactly_the_final_state(
             stages = [s["stage"] for s in get_run_stages(db.uow, T, run.id)]
             assert stages.count("queued") == 2  # requeued after the first worker died
     finally:
-        _stop(*procs)
+        stop_workers(*procs)
         waker.close()
         db.dispose()
 
@@ -160,6 +148,6 @@ def test_two_workers_share_the_work_without_sending_a_key_twice_at_once(
             finished = get_run(db.uow, T, run.id)
             assert finished is not None and finished.outcome is RunOutcome.SUCCEEDED
     finally:
-        _stop(*procs)
+        stop_workers(*procs)
         waker.close()
         db.dispose()

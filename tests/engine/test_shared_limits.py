@@ -14,9 +14,9 @@ from gradesync.adapters.queue.procrastinate_app import ProcrastinateWaker
 from gradesync.domain.model import DeliveryState
 from gradesync.testing import TEST_SECRET
 from gradesync.testing.http_double import running_gradebook
-from gradesync.testing.processes import start_worker
+from gradesync.testing.processes import start_worker, stop_workers
 from tests.engine.conftest import learner, post, seed, states
-from tests.engine.test_processes import ROOT, _stop, _wait, mp_url
+from tests.engine.test_processes import ROOT, _wait, mp_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -74,6 +74,6 @@ def test_three_workers_keep_to_the_destination_s_concurrency_and_rate(
             span = started[-1] - started[0]
             assert len(started) - 1 <= RATE * span + WORKERS, (len(started), span)
     finally:
-        _stop(*procs)
+        stop_workers(*procs)
         waker.close()
         db.dispose()

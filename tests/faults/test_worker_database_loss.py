@@ -4,7 +4,6 @@ worker, a database gone for good, and jobs that a killed worker left behind."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from gradesync.adapters.queue.procrastinate_app import (
 from gradesync.domain.model import DeliveryState
 from gradesync.testing import TEST_SECRET, wait_for
 from gradesync.testing.http_double import running_gradebook
-from gradesync.testing.processes import GRADESYNC, start_worker, worker_env
+from gradesync.testing.processes import GRADESYNC, start_worker, stop_workers, worker_env
 from gradesync.testing.seeding import add_course, add_destination, add_tenant, post_attempts
 from tests.faults.postgres_server import PostgresServer
 
@@ -77,16 +76,6 @@ def _registered_workers(url: str) -> int:
         return 0
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 class Prepared:
     def __init__(self, server: PostgresServer) -> None:
         self.server = server
@@ -124,7 +113,7 @@ def test_worker_rides_out_a_database_restart(prepared: Prepared, tmp_path: Path)
             assert worker.poll() is None, log.read_text()  # still up, not "Stopped worker"
             assert "lost the database" in log.read_text()
     finally:
-        _stop(worker)
+        stop_workers(worker)
         db.dispose()
 
 
@@ -140,7 +129,7 @@ def test_worker_without_its_database_exits_non_zero_with_one_line(
         prepared.server.stop()
         code = worker.wait(timeout=120)
     finally:
-        _stop(worker)
+        stop_workers(worker)
     lines = log.read_text().strip().splitlines()
     assert code == 1, lines[-20:]
     assert lines[-1].startswith("error: gradesync worker stops: no database for 2 s"), lines[-5:]
@@ -202,4 +191,4 @@ def test_a_new_worker_starts_while_a_dead_worker_left_jobs_behind(
         _wait(lambda: _job_states(url) == {stalled: "aborted"}, 60, "jobs recovered", log)
         assert worker.poll() is None, log.read_text()
     finally:
-        _stop(worker)
+        stop_workers(worker)

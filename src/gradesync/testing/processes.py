@@ -5,6 +5,7 @@ notice a dead worker within seconds."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,16 @@ def start_worker(
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
+
+
+def stop_workers(*procs: subprocess.Popen[bytes]) -> None:
+    """SIGTERM each worker still running, then wait for it (killed if it will not stop)."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
