@@ -26,9 +26,11 @@ from gradesync.domain.model import (
     DueDateOverride,
     Enrollment,
     Person,
+    PolicySettings,
 )
 from gradesync.domain.policy import settings_problems
 from gradesync.services.clock import Clock
+from gradesync.services.lms_edits import resend_overridden, stops_keeping
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
 
@@ -77,6 +79,7 @@ class IngestResult:
     unchanged: dict[str, int] = field(default_factory=dict)  # per list: identical to stored
     attempts: list[AttemptOutcome] = field(default_factory=list)
     dirty_keys: int = 0
+    resent: int = 0  # grades typed into the LMS sent again: the policy now says gradesync wins
 
     @property
     def recorded(self) -> int:
@@ -402,6 +405,8 @@ def ingest(
         uow.commit()
     if result.dirty_keys and waker is not None:
         waker.wake_keys()
+    if result.resent and waker is not None:
+        waker.wake_delivery()
     return result
 
 
@@ -429,6 +434,10 @@ def record_facts(
         bucket = result.changed if changed else result.unchanged
         bucket[name] = bucket.get(name, 0) + 1
 
+    tenant = uow.tenants.get(tenant_id)
+    tenant_layer = tenant.policy if tenant is not None else PolicySettings()
+    overwrite: list[Activity] = []  # activities whose LMS edits gradesync now overwrites
+
     # courses: a grade-relevant change marks every (activity, learner) of the course
     for c in b.courses:
         old_c = uow.courses.get(tenant_id, c.id)
@@ -437,6 +446,10 @@ def record_facts(
             learners = _learners(uow, tenant_id, c.id)
             for act in uow.activities.for_course(tenant_id, c.id):
                 dirty.extend((tenant_id, c.id, act.id, pid) for pid in learners)
+                if stops_keeping(
+                    (tenant_layer, old_c.policy, act.policy), (tenant_layer, c.policy, act.policy)
+                ):
+                    overwrite.append(act)
         if old_c != c:
             uow.courses.upsert(c)
 
@@ -450,6 +463,16 @@ def record_facts(
         if old_a != a:
             uow.activities.upsert(a)
             changed_acts.append(a)
+            course = uow.courses.get(tenant_id, a.course_id)
+            if (
+                old_a is not None
+                and course is not None
+                and stops_keeping(
+                    (tenant_layer, course.policy, old_a.policy),
+                    (tenant_layer, course.policy, a.policy),
+                )
+            ):
+                overwrite.append(a)
     if changed_acts:
         attempted = uow.attempts.for_activities(tenant_id, [a.id for a in changed_acts])
         for a in changed_acts:
@@ -494,6 +517,8 @@ def record_facts(
         if new:
             dirty.append((tenant_id, course_for(at.activity_id), at.activity_id, at.person_id))
 
+    if overwrite:
+        result.resent = resend_overridden(uow, tenant_id, overwrite, now)
     dirty.extend(also_dirty)
     unique = list(dict.fromkeys(dirty))
     uow.dirty.mark_many(unique, now)

@@ -1,0 +1,129 @@
+"""Tenant-wide policy defaults: a change reaches the gradebook without a run, for exactly the
+activities whose effective policy changed; course and activity overrides still win."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.adapters.queue.inprocess import InProcessWaker
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import AttemptSelection, DeliveryState
+from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.services import policies
+from gradesync.services.clock import SystemClock
+from gradesync.services.worker import Engine
+from gradesync.testing import DoubleFactory
+
+from .conftest import FAST, T, ledger, post, seed
+
+ITEM = "https://lms/courses/1/items/{}"
+
+
+async def _settle(engine: Engine) -> None:
+    await engine.process_dirty()
+    await engine.deliver_due()
+
+
+async def test_a_tenant_default_recomputes_and_resends_only_what_it_changes(db: Database) -> None:
+    seed(db, learners=2, activities=("a1", "a2"))
+    clock = SystemClock()
+    factory = DoubleFactory()
+    engine = Engine(db.uow, clock, factory, FAST, waker=InProcessWaker())
+    try:
+        # attempts 9 then 6: "highest" (the built-in default) sends 9
+        post(db, None, [("a1", "p000", 9.0), ("a2", "p000", 9.0)])
+        post(db, None, [("a1", "p000", 6.0), ("a2", "p000", 6.0)])
+        await _settle(engine)
+        remote = factory.remote("lms")
+        assert remote.score_of(ITEM.format("a1"), "sub-p000") == 9.0
+        assert remote.score_of(ITEM.format("a2"), "sub-p000") == 9.0
+
+        # a2 says "highest" itself: an institution-wide "latest" leaves it alone
+        policies.set_activity_policy(db.uow, clock, None, T, "a2", {"attempt_selection": "highest"})
+        await _settle(engine)
+        change = policies.set_tenant_policy(db.uow, clock, None, T, {"attempt_selection": "latest"})
+        assert change.changed == ["attempt_selection"]
+        assert change.recomputed == 2  # a1's two learners; a2 is not affected
+        await _settle(engine)
+        assert remote.score_of(ITEM.format("a1"), "sub-p000") == 6.0
+        assert remote.score_of(ITEM.format("a2"), "sub-p000") == 9.0
+        assert ledger(db)[("a1", "p000")].state is DeliveryState.DELIVERED
+
+        view = policies.policy_view(db.uow, T, "c1")
+        by_act = {a.activity.id: {s.name: s for s in a.settings} for a in view.activities}
+        assert by_act["a1"]["attempt_selection"].source.value == "tenant"
+        assert by_act["a2"]["attempt_selection"].source.value == "activity"
+        assert by_act["a1"]["attempt_selection"].value is AttemptSelection.LATEST
+
+        # clearing the default goes back to the built-in "highest"
+        policies.set_tenant_policy(db.uow, clock, None, T, {"attempt_selection": None})
+        await _settle(engine)
+        assert remote.score_of(ITEM.format("a1"), "sub-p000") == 9.0
+        tenant_view = policies.policy_view(db.uow, T)
+        assert {s.name: s.source.value for s in tenant_view.effective}["attempt_selection"] == (
+            "default"
+        )
+    finally:
+        await engine.aclose()
+
+
+def test_a_bad_default_is_refused_naming_the_field_and_changes_nothing(db: Database) -> None:
+    seed(db, learners=1)
+    clock = SystemClock()
+    with pytest.raises(InvalidInput) as err:
+        policies.set_tenant_policy(
+            db.uow,
+            clock,
+            None,
+            T,
+            {"past_due_zeros": "on", "grace_period_minutes": "-5", "attempt_selection": "best"},
+        )
+    fields = {(p.field, p.rule) for p in err.value.problems}
+    assert fields == {("grace_period_minutes", "not_negative"), ("attempt_selection", "one_of")}
+    with db.uow() as uow:
+        tenant = uow.tenants.get(T)
+    assert tenant is not None and tenant.policy.past_due_zeros is None
+
+
+async def test_gradesync_wins_institution_wide_sends_kept_lms_edits_again(db: Database) -> None:
+    seed(db, learners=1)
+    clock = SystemClock()
+    factory = DoubleFactory()
+    engine = Engine(db.uow, clock, factory, FAST, waker=InProcessWaker())
+    try:
+        post(db, None, [("a1", "p000", 7.0)])
+        await _settle(engine)
+        # an instructor typed 3 into the LMS; under "keep LMS edits" it was recorded and kept
+        remote = factory.remote("lms")
+        remote.results[(ITEM.format("a1"), "sub-p000")] = replace(
+            remote.results[(ITEM.format("a1"), "sub-p000")], score_given=3.0
+        )
+        with db.uow() as uow:
+            row = uow.ledger.get_many(T, "lms", "c1")[("a1", "p000")]
+            uow.ledger.save(replace(row, reason_code=OVERRIDDEN, reason_text="kept"), "c1")
+            uow.commit()
+
+        change = policies.set_tenant_policy(db.uow, clock, None, T, {"keep_lms_edits": "false"})
+        assert change.resent == 1
+        assert ledger(db)[("a1", "p000")].state is DeliveryState.PENDING
+        await _settle(engine)
+        assert remote.score_of(ITEM.format("a1"), "sub-p000") == 7.0
+        # a course that says "keep LMS edits" itself is not touched by the default
+        policies.set_course_policy(db.uow, clock, None, T, "c1", {"keep_lms_edits": "true"})
+        policies.set_tenant_policy(db.uow, clock, None, T, {"keep_lms_edits": "true"})
+        with db.uow() as uow:
+            row = uow.ledger.get_many(T, "lms", "c1")[("a1", "p000")]
+            uow.ledger.save(replace(row, reason_code=OVERRIDDEN, reason_text="kept"), "c1")
+            uow.commit()
+        again = policies.set_tenant_policy(db.uow, clock, None, T, {"keep_lms_edits": False})
+        assert again.resent == 0 and again.recomputed == 0
+        # the course turning to "gradesync wins" (through ingest) does send it
+        course_change = policies.set_course_policy(
+            db.uow, clock, None, T, "c1", {"keep_lms_edits": None}
+        )
+        assert course_change.resent == 1
+    finally:
+        await engine.aclose()
