@@ -9,6 +9,7 @@ platform's registered origins first (see `ags_urls`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -95,6 +96,16 @@ _DEFINITE = re.compile(
 )
 
 
+REFUSED_TWICE = (
+    "(refused again after a retry with a new token signed with the tool's keys read afresh)"
+)
+
+
+def _credentials_refused(failure: RemoteFailure) -> bool:
+    """The token endpoint refused who we are (401 / invalid_client), not a scope."""
+    return failure.failure is FailureClass.MISCONFIGURED and failure.code == "bad_credentials"
+
+
 def _token_failure(failure: RemoteFailure) -> RemoteFailure:
     """A token refusal that says the platform could not fetch our keys for a temporary
     reason is RETRY_LATER (`tool_keys_unreachable`), not a bad-credentials pause."""
@@ -144,6 +155,7 @@ class AgsClient:
         self._keys = context.tool_keys
         self._origins = allowed_origins(self.config)
         self._targets: dict[str, httpx.URL] = {}  # URLs already checked, parsed
+        self._reload_keys = False  # the next token is signed with keys read afresh
         self.scopes: tuple[str, ...] = tuple(self.config.get("scopes") or DEFAULT_SCOPES)
         self.tag = str(self.config.get("tag") or DEFAULT_TAG)
         self.concurrency = int(self.config.get("concurrency") or 8)
@@ -165,7 +177,7 @@ class AgsClient:
     def _token_key(self) -> tuple[str, str, frozenset[str]]:
         return (self.destination.tenant_id, self.destination.id, frozenset(self.scopes))
 
-    def _assertion(self) -> str:
+    def _assertion(self, *, reload: bool = False) -> str:
         if self._keys is None:
             raise _misconfigured(
                 "no_tool_key", "the tool's signing keys are not available to this process"
@@ -181,14 +193,37 @@ class AgsClient:
             "exp": now + ASSERTION_LIFETIME,
             "jti": secrets.token_urlsafe(24),
         }
-        return self._keys.current().sign(claims)
+        key = self._keys.reload() if reload else self._keys.current()
+        return key.sign(claims)
 
     async def _fetch_token(self) -> tuple[str, float, frozenset[str]]:
+        """A token; a refusal of our credentials is tried once more with the tool's keys
+        read afresh before it is reported (and the destination paused): another process
+        may have rotated the key this one signed with, or made the key the platform holds."""
+        try:
+            return await self._request_token(reload=self._reload_keys)
+        except RemoteFailure as first:
+            if not _credentials_refused(first):
+                raise
+        finally:
+            self._reload_keys = False
+        try:
+            return await self._request_token(reload=True)
+        except RemoteFailure as again:
+            if _credentials_refused(again):
+                again.message = f"{again.message} {REFUSED_TWICE}"
+            raise
+
+    async def _request_token(self, *, reload: bool) -> tuple[str, float, frozenset[str]]:
         token_url = self._checked(str(self.config.get("auth_token_url") or ""), "auth_token_url")
+        if reload:  # reading the keys queries the database: off the event loop
+            assertion = await asyncio.to_thread(self._assertion, reload=True)
+        else:
+            assertion = self._assertion()
         form = {
             "grant_type": "client_credentials",
             "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": self._assertion(),
+            "client_assertion": assertion,
             "scope": " ".join(self.scopes),
         }
         try:
@@ -266,8 +301,10 @@ class AgsClient:
             except httpx.HTTPError as exc:
                 raise transport_failure(exc, what) from None
             if attempt == 1 and self._token_refused(resp):
-                # An expired or revoked token: a new one, once.
+                # An expired or revoked token: a new one, once, signed with the tool's keys
+                # read afresh (the platform may hold only a key another process made).
                 self._tokens.invalidate(self._token_key(), token.value)
+                self._reload_keys = True
                 continue
             if resp.is_success:
                 return resp

@@ -36,6 +36,10 @@ class KeyProvider(Protocol):
 
     def current(self) -> Signer: ...
 
+    def reload(self) -> Signer:
+        """The current key read afresh from the store (another process may have rotated)."""
+        ...
+
 
 @dataclass
 class DestinationContext:

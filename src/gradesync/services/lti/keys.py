@@ -128,6 +128,12 @@ class ToolKeyStore:
             self._cached = (key, time.monotonic())
             return key
 
+    def reload(self) -> ToolKey:
+        """The current key read from the store now, not from this process's cache: after a
+        platform refused a signature, the key another process rotated to is the one to use."""
+        self._cached = None
+        return self.current()
+
     def _published_cutoff(self) -> datetime:
         return self.clock.now() - self.overlap
 
