@@ -15,6 +15,7 @@ from gradesync.cli import (
     keys,
     lti11,
     platforms,
+    policy,
     runs,
     sandbox,
     schedules,
@@ -43,6 +44,7 @@ app.add_typer(platforms.app, name="platforms")
 keys.app.registered_commands.extend(platforms.keys_app.registered_commands)
 app.add_typer(keys.app, name="keys")
 app.add_typer(tenants.app, name="tenants")
+app.add_typer(policy.app, name="policy")
 app.command("sync")(sync.sync)
 app.add_typer(runs.app, name="runs")
 app.add_typer(schedules.app, name="schedules")

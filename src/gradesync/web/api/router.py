@@ -6,7 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from gradesync.web.api import courses, descriptions, destinations, errors, ingest, runs, schedules
+from gradesync.web.api import (
+    courses,
+    descriptions,
+    destinations,
+    errors,
+    ingest,
+    policies,
+    runs,
+    schedules,
+)
 from gradesync.web.api import diagnosis as diagnostics
 from gradesync.web.api import platforms as lti_platforms
 from gradesync.web.api import sis as sis_passback
@@ -14,6 +23,7 @@ from gradesync.web.api import sis as sis_passback
 router = APIRouter(prefix="/api/v1")
 router.include_router(ingest.router)
 router.include_router(courses.router)
+router.include_router(policies.router)
 router.include_router(runs.router)
 router.include_router(destinations.router)
 router.include_router(diagnostics.router)

@@ -1,0 +1,186 @@
+"""Grade policies: the tenant's defaults, a course's effective policy with where each setting
+comes from, and changes to each layer (tenant, course, activity).
+
+A PATCH names only the settings it changes: a value sets one, `null` clears it (it inherits
+again); settings left out keep their value. A change recomputes the grades it affects and
+sends those that differ, without a run.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from gradesync.domain.model import AttemptSelection, ExtraCredit, NameRule, PastDueZeros
+from gradesync.domain.policy_layers import SettingSource, settings_as_json
+from gradesync.runtime import Runtime
+from gradesync.services import policies as svc
+from gradesync.web.api.auth import Principal, require_scope
+from gradesync.web.api.deps import runtime
+from gradesync.web.api.schemas import Bool, Number, _In
+
+router = APIRouter(tags=["policies"])
+reader = require_scope("ingest", "sync")
+
+
+class PolicyPatch(_In):
+    """The settings to change; `null` clears a setting so it inherits again."""
+
+    attempt_selection: AttemptSelection | None = Field(
+        None, description="Which attempt counts: highest, latest, first or average."
+    )
+    extra_credit: ExtraCredit | None = Field(
+        None, description="A score above the maximum: cap (sent as the maximum) or pass_through."
+    )
+    past_due_zeros: PastDueZeros | None = Field(
+        None, description="Zeros for work not done once due date plus grace passed."
+    )
+    grace_period_minutes: Annotated[int, Field(ge=0, strict=True)] | None = Field(
+        None, description="Minutes after the due date before a past-due zero is sent."
+    )
+    minimum_points: Annotated[Number, Field(ge=0)] | None = Field(
+        None, description="Activities worth less than this are not sent."
+    )
+    name_rule: NameRule | None = Field(
+        None, description="A name the gradebook refuses: shorten (clean it) or refuse."
+    )
+    keep_lms_edits: Bool | None = Field(
+        None, description="true: a grade typed into the LMS is kept; false: gradesync wins."
+    )
+
+    def changes(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class SettingOut(BaseModel):
+    name: str = Field(description="The setting.")
+    value: Any = Field(description="Its effective value.")
+    source: str = Field(
+        description="Where the value comes from: default, tenant, course or activity."
+    )
+    label: str = Field(description="The setting in words.")
+    value_label: str = Field(description="The value in words.")
+
+
+class ActivityPolicyOut(BaseModel):
+    activity_id: str
+    title: str
+    policy: dict[str, Any] = Field(description="What the activity itself sets.")
+    effective: list[SettingOut] = Field(
+        description="Each setting's value for this activity and its source."
+    )
+
+
+class PolicyOut(BaseModel):
+    tenant: dict[str, Any] = Field(description="The tenant's defaults as set.")
+    course: dict[str, Any] | None = Field(
+        None, description="The course's overrides as set (course requests only)."
+    )
+    effective: list[SettingOut] = Field(
+        description="Each setting's value for the tenant (or the course) and its source."
+    )
+    activities: list[ActivityPolicyOut] = Field(
+        default_factory=list, description="Each activity of the course with its own overrides."
+    )
+
+
+class PolicyChangeOut(BaseModel):
+    policy: dict[str, Any] = Field(description="The layer as saved.")
+    changed: list[str] = Field(description="Settings whose value changed.")
+    recomputed: int = Field(description="Grades marked for recompute.")
+    resent: int = Field(description="Grades typed into the LMS that gradesync sends again.")
+
+
+def _setting(s: SettingSource) -> SettingOut:
+    value = s.value.value if isinstance(s.value, Enum) else s.value
+    return SettingOut(
+        name=s.name,
+        value=value,
+        source=s.source.value,
+        label=svc.SETTING_LABELS[s.name],
+        value_label=svc.value_text(s.name, s.value),
+    )
+
+
+def _view(view: svc.PolicyView) -> PolicyOut:
+    return PolicyOut(
+        tenant=settings_as_json(view.tenant.policy),
+        course=settings_as_json(view.course.policy) if view.course else None,
+        effective=[_setting(s) for s in view.effective],
+        activities=[
+            ActivityPolicyOut(
+                activity_id=a.activity.id,
+                title=a.activity.title,
+                policy=settings_as_json(a.activity.policy),
+                effective=[_setting(s) for s in a.settings],
+            )
+            for a in view.activities
+        ],
+    )
+
+
+def _change(c: svc.PolicyChange) -> PolicyChangeOut:
+    return PolicyChangeOut(
+        policy=settings_as_json(c.layer),
+        changed=c.changed,
+        recomputed=c.recomputed,
+        resent=c.resent,
+    )
+
+
+@router.get("/tenant/policy", response_model=PolicyOut)
+def get_tenant_policy(p: Principal = Depends(reader), rt: Runtime = Depends(runtime)) -> PolicyOut:
+    """The tenant-wide defaults and each setting's value with its source (tenant or the
+    built-in default)."""
+    return _view(svc.policy_view(rt.uow, p.tenant_id))
+
+
+@router.patch("/tenant/policy", response_model=PolicyChangeOut)
+def patch_tenant_policy(
+    body: PolicyPatch,
+    p: Principal = Depends(require_scope("admin")),
+    rt: Runtime = Depends(runtime),
+) -> PolicyChangeOut:
+    """Change the tenant-wide defaults (admin keys). Courses and activities that set a value
+    themselves keep it; the grades of the others are recomputed and sent."""
+    return _change(svc.set_tenant_policy(rt.uow, rt.clock, rt.waker, p.tenant_id, body.changes()))
+
+
+@router.get("/courses/{course_id}/policy", response_model=PolicyOut)
+def get_course_policy(
+    course_id: str, p: Principal = Depends(reader), rt: Runtime = Depends(runtime)
+) -> PolicyOut:
+    """A course's effective policy: each setting's value and where it comes from (default,
+    tenant, course), and each activity's own overrides."""
+    return _view(svc.policy_view(rt.uow, p.tenant_id, course_id))
+
+
+@router.patch("/courses/{course_id}/policy", response_model=PolicyChangeOut)
+def patch_course_policy(
+    course_id: str,
+    body: PolicyPatch,
+    p: Principal = Depends(require_scope("ingest")),
+    rt: Runtime = Depends(runtime),
+) -> PolicyChangeOut:
+    """Change a course's overrides; its grades are recomputed and those that differ sent."""
+    return _change(
+        svc.set_course_policy(rt.uow, rt.clock, rt.waker, p.tenant_id, course_id, body.changes())
+    )
+
+
+@router.patch("/activities/{activity_id}/policy", response_model=PolicyChangeOut)
+def patch_activity_policy(
+    activity_id: str,
+    body: PolicyPatch,
+    p: Principal = Depends(require_scope("ingest")),
+    rt: Runtime = Depends(runtime),
+) -> PolicyChangeOut:
+    """Change an activity's overrides; its grades are recomputed and those that differ sent."""
+    return _change(
+        svc.set_activity_policy(
+            rt.uow, rt.clock, rt.waker, p.tenant_id, activity_id, body.changes()
+        )
+    )

@@ -1,0 +1,92 @@
+"""Grade policies through the API: tenant defaults (admin keys), course and activity
+overrides, the effective policy with each setting's source, and refusals naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.api import ROSTER, ApiEnv, Caller
+
+
+def _effective(body: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    return {s["name"]: (s["value"], s["source"]) for s in body["effective"]}
+
+
+def test_tenant_defaults_course_and_activity_overrides_and_their_sources(api: ApiEnv) -> None:
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    admin.post("/ingest", json=ROSTER)
+    start = admin.get("/courses/c1/policy").json()
+    assert _effective(start)["attempt_selection"] == ("highest", "default")
+
+    r = admin.patch(
+        "/tenant/policy",
+        json={"attempt_selection": "latest", "past_due_zeros": "on", "grace_period_minutes": 60},
+    )
+    assert r.status_code == 200, r.text
+    change = r.json()
+    assert change["policy"] == {
+        "attempt_selection": "latest",
+        "past_due_zeros": "on",
+        "grace_period_minutes": 60,
+    }
+    assert sorted(change["changed"]) == [
+        "attempt_selection",
+        "grace_period_minutes",
+        "past_due_zeros",
+    ]
+    assert change["recomputed"] == 4  # 2 activities x 2 learners
+    assert api.waker.keys_calls >= 1
+
+    # the course turns zeros off and sets a grace of 0 (a value, not "unset")
+    course = Caller(api.client, api.tenant("t1", "ingest"))
+    r = course.patch(
+        "/courses/c1/policy", json={"past_due_zeros": "off", "grace_period_minutes": 0}
+    )
+    assert r.status_code == 200, r.text
+    r = course.patch("/activities/a2/policy", json={"attempt_selection": "highest"})
+    assert r.status_code == 200, r.text
+
+    view = admin.get("/courses/c1/policy").json()
+    eff = _effective(view)
+    assert eff["attempt_selection"] == ("latest", "tenant")
+    assert eff["past_due_zeros"] == ("off", "course")
+    assert eff["grace_period_minutes"] == (0, "course")
+    assert eff["extra_credit"] == ("cap", "default")
+    acts = {a["activity_id"]: a for a in view["activities"]}
+    assert acts["a2"]["policy"] == {"attempt_selection": "highest"}
+    assert _effective(acts["a2"])["attempt_selection"] == ("highest", "activity")
+    assert _effective(acts["a1"])["attempt_selection"] == ("latest", "tenant")
+    # the course's own record says the same
+    assert admin.get("/courses/c1").json()["policy"] == {
+        "past_due_zeros": "off",
+        "grace_period_minutes": 0,
+    }
+
+    # null clears a setting: the course inherits the tenant's zeros again
+    admin.patch("/courses/c1/policy", json={"past_due_zeros": None})
+    assert _effective(admin.get("/courses/c1/policy").json())["past_due_zeros"] == ("on", "tenant")
+    # the tenant's defaults read back, with their sources
+    tenant = admin.get("/tenant/policy").json()
+    assert _effective(tenant)["attempt_selection"] == ("latest", "tenant")
+    assert _effective(tenant)["name_rule"] == ("shorten", "default")
+
+
+def test_bad_values_and_wrong_keys_are_refused_and_change_nothing(api: ApiEnv) -> None:
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    admin.post("/ingest", json=ROSTER)
+    r = admin.patch(
+        "/tenant/policy",
+        json={"attempt_selection": "best", "grace_period_minutes": -1, "colour": "red"},
+    )
+    assert r.status_code == 422, r.text
+    found = {(d["field"], d["rule"]) for d in r.json()["detail"]}
+    assert found == {
+        ("attempt_selection", "one_of"),
+        ("grace_period_minutes", "not_negative"),
+        ("colour", "unknown_field"),
+    }
+    assert admin.get("/tenant/policy").json()["tenant"] == {}
+    # only an admin key sets the institution's defaults
+    sync = Caller(api.client, api.tenant("t1", "ingest"))
+    assert sync.patch("/tenant/policy", json={"past_due_zeros": "on"}).status_code == 403
+    assert admin.patch("/courses/nope/policy", json={}).status_code == 404
