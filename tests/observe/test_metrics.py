@@ -1,5 +1,5 @@
 """`/metrics` after real deliveries to the sandbox LMS over HTTP: what was delivered, retried
-(a 502 once) and rejected (a learner dropped from the LMS course), how long it took, what is
+(a 502 once, its latency from when it became pending) and rejected (a learner dropped from the LMS course), how long it took, what is
 waiting while the destination is paused and why, runs by trigger and outcome, requests served
 by route template and requests sent by destination and status."""
 
@@ -87,20 +87,25 @@ def test_metrics_count_real_deliveries(
     assert labels["reason"] == "unknown_user" and n == 1
     [(labels, n)] = samples(text, "gradesync_results_retried_total", **mine)
     assert (labels["failure_class"], labels["reason"], n) == ("retry_later", "server_error", 1)
-    # the delivered grade waited for its retry, so its latency is not observed; a second one
-    post_attempt(served, "e3", kept, 9)
+    # the retried grade's latency is observed, from when it became pending: it includes the
+    # wait before the retry (at least half the first backoff delay), not only the last send
+    [(_, n)] = samples(text, "gradesync_delivery_latency_seconds_count", **mine)
+    assert n == 1
+    first_wait = served.runtime.settings.retry_base_seconds / 2
+    assert value(text, "gradesync_delivery_latency_seconds_sum", **mine) >= first_wait
+    post_attempt(served, "e3", kept, 9)  # and a grade delivered at the first try
     wait_for(lambda: item.scores[kept].score_given == 9.0, "the better grade")
     text = wait_for(
         lambda: (
             (t := scrape(served))
-            and value(t, "gradesync_delivery_latency_seconds_count", **mine) == 1
+            and value(t, "gradesync_delivery_latency_seconds_count", **mine) == 2
             and t
         ),
         "the latency observed",
     )
     assert value(text, "gradesync_results_delivered_total", **mine) == 2
-    assert value(text, "gradesync_delivery_latency_seconds_bucket", le="+Inf", **mine) == 1
-    assert 0 < value(text, "gradesync_delivery_latency_seconds_sum", **mine) < 10
+    assert value(text, "gradesync_delivery_latency_seconds_bucket", le="+Inf", **mine) == 2
+    assert 0 < value(text, "gradesync_delivery_latency_seconds_sum", **mine) < 60
 
     # requests sent to the LMS: the 502 and the successes, by status
     assert value(text, "gradesync_outbound_requests_total", status="502", **mine) == 1

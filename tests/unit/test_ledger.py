@@ -21,6 +21,7 @@ from gradesync.domain.ledger import (
     next_score_timestamp,
     reconcile,
     result_hash,
+    waiting_since,
 )
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.domain.policy import DesiredResult, NoResult
@@ -490,3 +491,48 @@ def test_next_score_timestamp(last: datetime | None, now: datetime, expected: da
 )
 def test_is_pending(state: DeliveryState, next_at: datetime | None, expected: bool) -> None:
     assert is_pending(LedgerRow(KEY, state, next_attempt_at=next_at), NOW) is expected
+
+
+# --- waiting_since: where the delivery latency starts --------------------------------------
+
+
+def test_a_pending_value_waits_from_when_it_was_computed() -> None:
+    row = must(reconcile(None, KEY, result(), NOW))
+    assert waiting_since(row) == NOW and row.pending_since is None
+
+
+def test_retries_keep_when_the_value_became_pending() -> None:
+    h = result_hash(result())
+    row = must(reconcile(None, KEY, result(), NOW))
+    row = after_delivery(row, h, RetryLater(TRANSIENT, None, 503), later(1))
+    row = after_delivery(row, h, RetryLater(TRANSIENT, timedelta(seconds=5), 429), later(3))
+    assert row.state is S.RETRYING and row.updated_at == later(3)
+    assert row.pending_since == NOW and waiting_since(row) == NOW
+    done = after_delivery(row, h, Delivered(200), later(9))
+    assert done.state is S.DELIVERED and done.pending_since is None
+    assert waiting_since(done) is None
+
+
+def test_a_new_value_while_retrying_waits_from_its_own_moment() -> None:
+    row = must(reconcile(None, KEY, result(score=5), NOW))
+    row = after_delivery(row, result_hash(result(score=5)), RetryLater(TRANSIENT), later(1))
+    row = must(reconcile(row, KEY, result(score=9), later(2)))
+    assert row.state is S.PENDING and waiting_since(row) == later(2)
+    # the newer value fails in turn: it keeps its own moment
+    row = after_delivery(row, result_hash(result(score=9)), RetryLater(TRANSIENT), later(3))
+    assert waiting_since(row) == later(2)
+
+
+def test_a_settled_row_forgets_when_it_waited() -> None:
+    h = result_hash(result())
+    retrying = after_delivery(
+        must(reconcile(None, KEY, result(), NOW)), h, RetryLater(TRANSIENT), later(1)
+    )
+    refused = after_delivery(retrying, h, Rejected(REFUSED, 422), later(2))
+    assert refused.pending_since is None and waiting_since(refused) is None
+    exhausted = after_delivery(
+        retrying, h, RetryLater(TRANSIENT), later(2), backoff=BackoffPolicy(max_tries=2)
+    )
+    assert exhausted.state is S.REJECTED and exhausted.pending_since is None
+    skipped = must(reconcile(retrying, KEY, NoResult(practice_item("Lab 1")), later(2)))
+    assert skipped.pending_since is None and waiting_since(skipped) is None

@@ -75,7 +75,7 @@ RESULTS_RETRIED = _counter(
 DELIVERY_LATENCY = _histogram(
     "gradesync_delivery_latency_seconds",
     "From the result becoming pending (its attempt stored and computed) to the destination "
-    "acknowledging it; results that were retried are counted in gradesync_results_retried.",
+    "acknowledging it; for a retried result, from when it first became pending.",
     _LABELS,
     # sub-second is the target; the tail shows queues and pauses
     (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0),

@@ -28,6 +28,7 @@ __all__ = [
     "Rejected",
     "RetryLater",
     "after_delivery",
+    "waiting_since",
     "desired_from_json",
     "desired_to_json",
     "is_pending",
@@ -145,6 +146,7 @@ def reconcile(
         reason_code=None,
         reason_text=None,
         updated_at=now,
+        pending_since=None,  # a new value: pending from `now` (updated_at)
     )
 
 
@@ -173,6 +175,7 @@ def _skip(row: LedgerRow | None, key: LedgerKey, reason: Reason, now: datetime) 
         reason_code=reason.code,
         reason_text=reason.text,
         updated_at=now,
+        pending_since=None,
     )
 
 
@@ -236,6 +239,17 @@ def _state_after_send(row: LedgerRow, sent_hash: str) -> DeliveryState:
     return DeliveryState.PENDING  # a newer desired state arrived meanwhile: send it next
 
 
+def waiting_since(row: LedgerRow) -> datetime | None:
+    """When the row's current desired value became pending, if it is waiting to be sent:
+    kept in `pending_since` once a send failed, else the PENDING row's `updated_at`. None
+    for a row not waiting, or retrying since before this was recorded."""
+    if row.state not in (DeliveryState.PENDING, DeliveryState.RETRYING):
+        return None
+    if row.pending_since is not None:
+        return row.pending_since
+    return row.updated_at if row.state is DeliveryState.PENDING else None
+
+
 def after_delivery(
     row: LedgerRow,
     sent_hash: str,
@@ -269,6 +283,9 @@ def after_delivery(
         remote_message=outcome.remote_message,
         last_timestamp=last_timestamp,
         updated_at=now,
+        # a row still waiting afterwards keeps when its value became pending (the delivery
+        # latency runs from there, retries included); one that settled forgets it
+        pending_since=waiting_since(row),
     )
     if isinstance(outcome, Delivered):
         state = _state_after_send(row, sent_hash)
@@ -281,9 +298,11 @@ def after_delivery(
             next_attempt_at=None,
             reason_code=row.reason_code if state is DeliveryState.SKIPPED else None,
             reason_text=row.reason_text if state is DeliveryState.SKIPPED else None,
+            pending_since=base.pending_since if state is DeliveryState.PENDING else None,
         )
     if row.state is DeliveryState.SKIPPED:
-        return base  # nothing more to send; keep the skip reason, note the remote's answer
+        # nothing more to send; keep the skip reason, note the remote's answer
+        return replace(base, pending_since=None)
     if isinstance(outcome, RetryLater):
         if outcome.retry_after is not None:
             # "slow down" is about the destination, not this key: it does not count as a
@@ -308,6 +327,7 @@ def after_delivery(
                 next_attempt_at=None,
                 reason_code=gave_up.code,
                 reason_text=gave_up.text,
+                pending_since=None,
             )
         return replace(
             base,
@@ -328,6 +348,7 @@ def after_delivery(
             next_attempt_at=None,
             reason_code=None,
             reason_text=None,
+            pending_since=None if holds_it else base.pending_since,
         )
     return replace(
         base,
@@ -336,6 +357,7 @@ def after_delivery(
         next_attempt_at=None,
         reason_code=outcome.reason.code,
         reason_text=outcome.reason.text,
+        pending_since=None,
     )
 
 

@@ -313,6 +313,10 @@ class LedgerRow:
     remote_status: int | None = None
     remote_message: str | None = None
     updated_at: datetime | None = None
+    # When the value being sent first became pending, kept while its sends fail and are
+    # retried (`updated_at` moves with every failure); None otherwise (a PENDING row that
+    # never failed became pending at `updated_at`). See `domain.ledger.waiting_since`.
+    pending_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from gradesync.domain.ledger import Delivered, DeliveryOutcome, Rejected, RetryLater
+from gradesync.domain.ledger import (
+    Delivered,
+    DeliveryOutcome,
+    Rejected,
+    RetryLater,
+    waiting_since,
+)
 from gradesync.domain.model import DeliveryState, LedgerRow
 
 
@@ -61,19 +67,15 @@ def count_outcome(
     outcome was folded in, `after` the row written.
 
     Latency runs from when the sent value became pending (the ledger row changes in the
-    transaction that computes it from the stored attempt) to the acknowledgement, so a pause
-    or a queue shows in it. A row that failed before has lost that moment (each failure
-    rewrites it): its retries are counted, its latency is not observed.
+    transaction that computes it from the stored attempt) to the acknowledgement, so a pause,
+    a queue or the retries after a failed send show in it (`domain.ledger.waiting_since`).
     """
     k = before.key
     if isinstance(outcome, Delivered):
         latency: float | None = None
-        if (
-            before.state is DeliveryState.PENDING
-            and before.desired_hash == sent_hash
-            and before.updated_at is not None
-        ):
-            latency = max(0.0, (now - before.updated_at).total_seconds())
+        since = waiting_since(before) if before.desired_hash == sent_hash else None
+        if since is not None:
+            latency = max(0.0, (now - since).total_seconds())
         meter.result_delivered(k.tenant_id, k.destination_id, latency)
     elif isinstance(outcome, Rejected):
         meter.result_rejected(k.tenant_id, k.destination_id, outcome.reason.code)

@@ -254,6 +254,8 @@ ledger = Table(
     Column("remote_status", Integer),
     Column("remote_message", Text),
     _ts("updated_at", nullable=False),
+    # when the value being sent became pending, kept through failed sends (delivery latency)
+    _ts("pending_since"),
     # 0: a live grade (auto sync); 1: made pending by a run (Sync now, resync, remaster,
     # a schedule). Live grades are claimed first, so a remaster never delays them.
     Column("priority", SmallInteger, nullable=False, default=0, server_default="0"),
