@@ -1,7 +1,8 @@
 """`/metrics` after real deliveries to the sandbox LMS over HTTP: what was delivered, retried
-(a 502 once, its latency from when it became pending) and rejected (a learner dropped from the LMS course), how long it took, what is
-waiting while the destination is paused and why, runs by trigger and outcome, requests served
-by route template and requests sent by destination and status."""
+(a 502 once, its latency counted from when it became pending) and rejected (a learner dropped
+from the LMS course), how long it took, what is waiting while the destination is paused and
+why, runs by trigger and outcome, requests served by route template and requests sent by
+destination and status."""
 
 from __future__ import annotations
 

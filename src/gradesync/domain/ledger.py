@@ -28,13 +28,13 @@ __all__ = [
     "Rejected",
     "RetryLater",
     "after_delivery",
-    "waiting_since",
     "desired_from_json",
     "desired_to_json",
     "is_pending",
     "next_score_timestamp",
     "reconcile",
     "result_hash",
+    "waiting_since",
 ]
 
 
