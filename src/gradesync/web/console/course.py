@@ -22,6 +22,7 @@ from gradesync.web.console.common import (
     render,
     runtime_of,
 )
+from gradesync.web.console.policy import course_policy
 from gradesync.web.console.runs import OUTCOME_LABELS, STAGE_LABELS, STAGES
 from gradesync.web.console.session import current_user
 
@@ -76,6 +77,7 @@ def course_page(
         stage_labels=STAGE_LABELS,
         outcome_labels=OUTCOME_LABELS,
         all_stages=STAGES,
+        policy=course_policy(request, user, course_id),
     )
 
 

@@ -16,6 +16,7 @@ from gradesync.web.console import (
     dashboard,
     destinations,
     diagnosis,
+    policy,
     registration,
     runs,
     schedules,
@@ -130,5 +131,14 @@ def courses(request: Request, user: ConsoleUser = Depends(current_user)) -> HTML
     return render(request, "console/courses.html", user, courses=rows, nav="courses")
 
 
-for _module in (course, runs, schedules, diagnosis, destinations, dashboard, registration):
+for _module in (
+    course,
+    policy,
+    runs,
+    schedules,
+    diagnosis,
+    destinations,
+    dashboard,
+    registration,
+):
     router.include_router(_module.router)
