@@ -1,6 +1,7 @@
 """SIS grade passback (OneRoster 1.2): connection set-up (`connection`), class and student
 mapping and category alignment (`mapping`), the per-activity "Sync to SIS" selection and
-validation (`selection`), and "Post grades" (`posting`).
+validation (`selection`), "Post grades" (`posting`), and what a course looks like from the
+SIS (`overview`, for the console).
 
 Where things are kept (no table of our own, see docs/oneroster.md):
 - the connection is a Destination of kind oneroster_rest (config: URLs, scopes, profile
@@ -38,6 +39,13 @@ from gradesync.services.sis.mapping import (
     map_course_students,
     map_student,
 )
+from gradesync.services.sis.overview import (
+    CourseOverview,
+    PostedResult,
+    course_overview,
+    posted_results,
+    sis_connections,
+)
 from gradesync.services.sis.posting import (
     PostResult,
     post_grades,
@@ -60,7 +68,9 @@ __all__ = [
     "SIS_KINDS",
     "ActivityCheck",
     "CategoryAlignment",
+    "CourseOverview",
     "PostResult",
+    "PostedResult",
     "RosterMapping",
     "SisDirectory",
     "activities_of",
@@ -69,14 +79,17 @@ __all__ = [
     "check_activity",
     "check_activity_categories",
     "check_categories",
+    "course_overview",
     "has_rest_api",
     "map_class",
     "map_course_students",
     "map_student",
     "post_grades",
+    "posted_results",
     "reopen_rejected",
     "rest_connection",
     "select_activities",
+    "sis_connections",
     "sis_destination",
     "touch_items",
     "validate",

@@ -206,8 +206,11 @@ async def check_categories(
     tenant_id: str,
     destination_id: str,
     course_id: str,
+    every_group: bool = False,
 ) -> list[CategoryAlignment]:
-    """How each activity group of the course's selected activities aligns (nothing created)."""
+    """How each activity group of the course's selected activities (or, with `every_group`,
+    of all its activities, so groups can be aligned before ticking) aligns (nothing
+    created)."""
     with uow_factory() as uow:
         sis_destination(uow, tenant_id, destination_id)
         link = uow.links.course(tenant_id, destination_id, course_id)
@@ -220,7 +223,7 @@ async def check_categories(
     groups: dict[str | None, list[str]] = {}
     for a in activities:
         item = items.get(a.id)
-        if item is not None and item.data.get("sync_to_sis"):
+        if every_group or (item is not None and item.data.get("sync_to_sis")):
             groups.setdefault(a.category, []).append(a.id)
     out: list[CategoryAlignment] = []
     for group, ids in sorted(groups.items(), key=lambda kv: kv[0] or ""):

@@ -158,12 +158,16 @@ def select_activities(
     selected: bool = True,
     clock: Clock | None = None,
     waker: Waker | None = None,
+    hold: bool = False,
 ) -> list[ActivityCheck]:
     """Tick (or clear) "Sync to SIS". Ticking validates first, like Canvas refusing to save:
     any activity with a problem refuses the whole request, naming each problem, and nothing
     changes. Ticking also brings back the activity's results that were skipped as not
     selected (they are recomputed, then sent) and reopens those refused for a column-level
-    reason; `waker` (when given) has a worker do it now rather than on its next look."""
+    reason; `waker` (when given) has a worker do it now rather than on its next look.
+    With `hold`, ticking only records the choice: the results already there wait for "Post
+    grades" (`post_grades` sends the activities it is given), so ticking and posting are
+    two steps the way a SIS admin expects them."""
     if not activity_ids:
         raise InvalidInput.one("activity_ids", "required", "Name at least one activity.")
     with uow_factory() as uow:
@@ -201,7 +205,7 @@ def select_activities(
             if toggled and dest.kind is DestinationKind.ONEROSTER_CSV:
                 data["selected_at"] = now.isoformat()  # a CSV delta lists the change from then
             uow.links.save_item(replace(item, details_hash=None, data=data))
-            if selected:
+            if selected and not hold:
                 reopened += reopen_rejected(
                     uow, tenant_id, destination_id, activity.course_id, activity.id
                 )

@@ -21,6 +21,7 @@ from gradesync.web.console import (
     runs,
     schedules,
     session,
+    sis,
 )
 from gradesync.web.console.common import (
     PageError,
@@ -140,5 +141,6 @@ for _module in (
     destinations,
     dashboard,
     registration,
+    sis,
 ):
     router.include_router(_module.router)

@@ -8,6 +8,8 @@
   var runId = panel.dataset.runId;
   var url = "/console/runs/" + encodeURIComponent(runId) + "/progress";
   var delay = 800;
+  // a page may name the stages in its own words (the SIS's Grade Sync page does)
+  var labels = panel.dataset.labels ? JSON.parse(panel.dataset.labels) : {};
 
   function text(el, value) { if (el) el.textContent = value; }
 
@@ -22,13 +24,14 @@
         strong.textContent = p.outcome_label || "no outcome";
         status.appendChild(strong);
       } else {
-        strong.textContent = p.stage_label;
+        strong.textContent = labels[p.stage] || p.stage_label;
         status.appendChild(strong);
         status.appendChild(document.createTextNode("…"));
       }
     }
     var heading = panel.querySelector("h2");
-    text(heading, p.finished ? "Last sync" : "Sync in progress");
+    text(heading, p.finished ? (panel.dataset.doneTitle || "Last sync")
+                             : (panel.dataset.runningTitle || "Sync in progress"));
     var items = panel.querySelectorAll("li[data-stage]");
     items.forEach(function (li, i) {
       var cls = (p.finished || i < p.stage_index) ? "done" : (i === p.stage_index ? "current" : "todo");
@@ -55,7 +58,7 @@
 
   function refreshTables() {
     var gridUrl = panel.dataset.gridUrl;
-    var target = document.getElementById("course-tables");
+    var target = document.getElementById(panel.dataset.tablesId || "course-tables");
     if (!gridUrl || !target) return Promise.resolve();
     return fetch(gridUrl, { credentials: "same-origin" }).then(function (r) {
       if (!r.ok) throw new Error("HTTP " + r.status);

@@ -1,0 +1,302 @@
+"""SIS passback in the console, driven in headless Chromium against the sandbox SIS the way a
+district's SIS admin works: check the connection, link the learners, align an activity group
+to one of the SIS's categories, tick activities "Sync to SIS", read the validation list, post
+a selection (with its confirmation) and follow the Grade Sync page to its counts. The SIS is
+then asked what it holds: exactly the posted selection. Set GRADESYNC_SCREENSHOT_DIR to save
+the pages' screenshots (docs/images)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    Course,
+    DeliveryState,
+    Enrollment,
+    Person,
+    Tenant,
+    UserRole,
+)
+from gradesync.sandbox.config import SandboxConfig
+from gradesync.sandbox.testing import RunningSandbox, running_sandbox
+from gradesync.services import sis
+from gradesync.services.accounts import create_user
+from gradesync.services.ingest import IngestBatch
+from gradesync.testing import wait_for
+from tests.e2e.conftest import LiveConsole, sign_in
+
+pytestmark = pytest.mark.browser
+
+T, COURSE, DEST = "district", "alg-1", "sis"
+ADMIN = ("sam", "a long sis admin password")
+CLIENT_ID, CLIENT_SECRET = "gradesync", "s3cret-value"
+TODAY = date.today()
+TERM_START, TERM_END = TODAY - timedelta(days=60), TODAY + timedelta(days=120)
+STUDENTS = {"p1": ("Ada Lovelace", "stu-1"), "p2": ("Alan Turing", "stu-2")}
+# one unbroken name: it must wrap on the page (the SIS gets it shortened); its group "Labs"
+# has no category at the SIS, which validation names
+LONG = "Photosynthesis_and_cellular_respiration_review_worksheet_with_extra_practice"
+RUN_TIMEOUT = 30_000
+
+
+def _seed() -> dict[str, Any]:
+    return {
+        "profile": {"max_title_length": 30, "due_date_in_term": True},
+        "clients": [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}],
+        "schools": ["sch-1"],
+        "terms": [
+            {"sourcedId": "term-1", "start": TERM_START.isoformat(), "end": TERM_END.isoformat()}
+        ],
+        "students": [{"sourcedId": s} for _, s in STUDENTS.values()],
+        "classes": [
+            {
+                "sourcedId": "cls-1",
+                "school": "sch-1",
+                "term": "term-1",
+                "students": [s for _, s in STUDENTS.values()],
+            }
+        ],
+        "categories": [
+            {"sourcedId": "cat-hw", "title": "Homework", "classes": ["cls-1"]},
+            {"sourcedId": "cat-quiz", "title": "Quizzes", "classes": ["cls-1"]},
+        ],
+    }
+
+
+@pytest.fixture
+def sis_sandbox() -> Iterator[RunningSandbox]:
+    config = SandboxConfig.model_validate({"seed": {"sis": _seed()}})
+    with running_sandbox(config) as sandbox:
+        yield sandbox
+
+
+def _district(console: LiveConsole, sandbox: RunningSandbox) -> None:
+    """The district as the courseware and the SIS admin's earlier set-up left it: a course
+    mapped to its SIS class, learners with SIS ids (not linked yet), graded work, nothing
+    ticked for the SIS."""
+    rt = console.runtime
+    now = datetime.now(UTC)
+    due = now + timedelta(days=7)
+    with rt.uow() as uow:
+        uow.tenants.upsert(Tenant(T, "District 9"), now)
+        uow.commit()
+    rt.ingest(
+        T,
+        IngestBatch(
+            courses=[Course(T, COURSE, "Algebra I")],
+            activities=[
+                Activity(T, "quiz1", COURSE, "Quiz 1", 10, due_at=due, category="Quizzes"),
+                Activity(T, "hw1", COURSE, "Homework 1", 10, due_at=due, category="Homework"),
+                Activity(T, "hw2", COURSE, "Homework 2", 10, due_at=due, category="Homework"),
+                Activity(T, "long", COURSE, LONG, 10, due_at=due, category="Labs"),
+            ],
+            people=[Person(T, p, name, sis_id=s) for p, (name, s) in STUDENTS.items()],
+            enrollments=[Enrollment(T, COURSE, p) for p in STUDENTS],
+        ),
+    )
+    sis.add_connection(
+        rt.uow,
+        rt.clock,
+        tenant_id=T,
+        destination_id=DEST,
+        name="Springfield SIS",
+        base_url=sandbox.base_url,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        profile={"name_max_length": 30, "due_date_inside_term": True},
+        guard=rt.outbound,
+    )
+    sis.map_class(
+        rt.uow,
+        tenant_id=T,
+        destination_id=DEST,
+        course_id=COURSE,
+        class_id="cls-1",
+        school_id="sch-1",
+        term_start=TERM_START,
+        term_end=TERM_END,
+    )
+    attempts = [
+        Attempt(T, f"ev-{a}-{p}", a, p, score, 10.0, now - timedelta(hours=1))
+        for a, scores in {"quiz1": (8.0, 6.5), "hw1": (9.0, 7.0), "hw2": (5.0, 10.0)}.items()
+        for p, score in zip(STUDENTS, scores, strict=True)
+    ]
+    rt.ingest(T, IngestBatch(attempts=attempts))
+    create_user(
+        rt.uow,
+        rt.clock,
+        tenant_id=T,
+        username=ADMIN[0],
+        password=ADMIN[1],
+        role=UserRole.ADMIN,
+        display_name="Sam SIS-admin",
+    )
+
+    # the worker has looked at every grade: none went to the SIS (nothing is ticked)
+    def rows() -> dict[tuple[str, str], Any]:
+        with rt.uow() as uow:
+            return uow.ledger.get_many(T, DEST, COURSE)
+
+    graded = {(a.activity_id, a.person_id) for a in attempts}
+
+    def skipped() -> bool:
+        held = rows()
+        return all(k in held and held[k].state is DeliveryState.SKIPPED for k in graded)
+
+    wait_for(
+        skipped,
+        "the unticked activities' grades skipped at the SIS",
+        explain=lambda: repr({k: (r.state, r.reason_code) for k, r in rows().items()}),
+    )
+
+
+def _sis_results(sandbox: RunningSandbox) -> dict[tuple[str, str], float]:
+    held = sandbox.admin.inspect()["sis"]
+    return {
+        (r["lineItem"]["sourcedId"], r["student"]["sourcedId"]): r["score"] for r in held["results"]
+    }
+
+
+def _line_item(console: LiveConsole, activity: str) -> str:
+    with console.runtime.uow() as uow:
+        item = uow.links.item(T, DEST, activity)
+    assert item is not None
+    return item.remote_id
+
+
+def _shot(page: Any, name: str) -> None:
+    shots = os.environ.get("GRADESYNC_SCREENSHOT_DIR")
+    if shots:
+        page.screenshot(path=str(Path(shots) / name), full_page=True)
+
+
+def _row(table: Any, header: str) -> Any:
+    """The row of a table whose row header is exactly `header`."""
+    return table.locator("tr").filter(
+        has=table.page.get_by_role("rowheader", name=header, exact=True)
+    )
+
+
+def _no_sideways_scroll(page: Any) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    viewport = page.evaluate("window.innerWidth")
+    assert width <= viewport, f"the page is {width} px wide in a {viewport} px window"
+
+
+def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
+    page: Any, live_console: LiveConsole, sis_sandbox: RunningSandbox
+) -> None:
+    _district(live_console, sis_sandbox)
+    sign_in(page, live_console, *ADMIN)
+
+    # The connection: its check passes step by step.
+    page.get_by_role("link", name="SIS passback").click()
+    expect(page.get_by_role("heading", level=1, name="SIS passback")).to_be_visible()
+    page.get_by_role("button", name="Check Springfield SIS").click()
+    expect(page.locator("#check-result")).to_contain_text("Everything works.")
+
+    # The course: mapped to its class; both learners have SIS ids but are not linked yet.
+    page.get_by_role("link", name="Algebra I").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Algebra I")
+    students = page.locator("table.sis-students")
+    expect(page.get_by_role("heading", name="Students: 0 of 2 mapped")).to_be_visible()
+    page.get_by_role("button", name="Link learners by their SIS ids").click()
+    expect(page.get_by_role("status").filter(has_text="2 learner(s) linked")).to_be_visible()
+    expect(page.get_by_role("heading", name="Students: 2 of 2 mapped")).to_be_visible()
+    expect(students.get_by_role("row", name="Ada Lovelace")).to_contain_text("stu-1")
+
+    # Nothing is ticked yet; the validation list already names what blocks each activity:
+    # no group matches a SIS category by id until aligned.
+    long_row = page.locator("table.sis-activities tr", has_text=LONG)
+    expect(long_row.locator("td.validation")).to_contain_text("category_missing")
+
+    # Category alignment: the groups match no SIS category by id until aligned.
+    align = page.locator("table.sis-align")
+    expect(_row(align, "Homework")).to_contain_text("No category")
+    page.get_by_label("SIS category for Quizzes").select_option("cat-quiz")
+    page.get_by_role("button", name="Align Quizzes").click()
+    said = page.get_by_role("status").filter(has_text="now goes to SIS category cat-quiz")
+    expect(said).to_be_visible()
+    page.get_by_label("SIS category for Homework").select_option("cat-hw")
+    page.get_by_role("button", name="Align Homework").click()
+    expect(_row(align, "Quizzes")).to_contain_text("Aligned")
+    expect(_row(align, "Homework")).to_contain_text("Aligned")
+
+    # Tick three activities "Sync to SIS": ticking only records the choice.
+    for title in ("Quiz 1", "Homework 1", "Homework 2"):
+        page.get_by_role("switch", name=f"Sync to SIS: {title}").click()
+        said = page.get_by_role("status").filter(has_text=f"{title} syncs to the SIS")
+        expect(said).to_be_visible()
+        expect(page.get_by_role("switch", name=f"Sync to SIS: {title}")).to_have_attribute(
+            "aria-checked", "true"
+        )
+    # validation: the three pass, the long name still names its rule
+    acts = page.locator("table.sis-activities")
+    for title in ("Quiz 1", "Homework 1", "Homework 2"):
+        expect(acts.locator("tr", has_text=title).locator("td.validation")).to_have_text("OK")
+    expect(long_row.locator("td.validation")).to_contain_text("category_missing")
+    expect(_row(align, "Labs")).to_contain_text("No category")
+    _no_sideways_scroll(page)
+    _shot(page, "sis-course-page.png")
+    assert _sis_results(sis_sandbox) == {}, "ticking sent nothing"
+
+    # The course page, with the SIS selected: an activity not ticked does not show "On".
+    page.goto(live_console.url(f"/console/courses/{COURSE}?destination={DEST}"))
+    expect(page.get_by_role("switch", name=f"Sync to SIS: {LONG}")).to_have_attribute(
+        "aria-checked", "false"
+    )
+    expect(page.get_by_role("switch", name="Sync to SIS: Quiz 1")).to_have_attribute(
+        "aria-checked", "true"
+    )
+    page.get_by_role("link", name="SIS passback: align, validate and post grades").click()
+
+    # Post a selection: Quiz 1 and Homework 1 only (Homework 2 stays ticked, not posted).
+    page.get_by_label("Post Homework 2").uncheck()
+    page.get_by_label(f"Post {LONG}").check()  # not ticked, no category: left out
+    page.get_by_role("button", name="Post grades…").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Post grades of Algebra I")
+    going = page.get_by_role("list", name="Activities to post")
+    expect(going.get_by_role("listitem")).to_have_text(["Homework 1", "Quiz 1"])
+    left_out = page.get_by_role("list", name="Left out")
+    expect(left_out).to_contain_text("not_selected")
+    expect(left_out).to_contain_text("category_missing")
+    _shot(page, "sis-post-confirm.png")
+    assert _sis_results(sis_sandbox) == {}, "nothing is sent before the confirmation"
+    page.get_by_role("button", name="Yes, post grades").click()
+
+    # The Grade Sync page: its stages to Done, the counts and each result's reason.
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Grade Sync")
+    status = page.locator("#run-progress [data-field='status']")
+    expect(status).to_contain_text("Succeeded", timeout=RUN_TIMEOUT)
+    progress = page.locator("#run-progress")
+    expect(progress.locator("li.stage-done")).to_have_count(7)
+    expect(progress.locator("[data-field='counts']")).to_contain_text("sent")
+    expect(progress.locator("[data-field='counts']")).to_contain_text("4")
+    results = page.locator("table.sis-results")
+    expect(results.locator("tbody tr")).to_have_count(4)
+    expect(results.locator("tbody tr", has_text="Homework 2")).to_have_count(0)
+    ada_quiz = results.locator("tr", has_text="Quiz 1").filter(has_text="Ada Lovelace")
+    expect(ada_quiz).to_contain_text("8 / 10")
+    expect(results.get_by_text("Sent", exact=True)).to_have_count(4)
+    _no_sideways_scroll(page)
+    _shot(page, "sis-grade-sync.png")
+
+    # The SIS holds exactly the posted selection.
+    quiz, hw1 = _line_item(live_console, "quiz1"), _line_item(live_console, "hw1")
+    assert _sis_results(sis_sandbox) == {
+        (quiz, "stu-1"): 8.0,
+        (quiz, "stu-2"): 6.5,
+        (hw1, "stu-1"): 9.0,
+        (hw1, "stu-2"): 7.0,
+    }
+    held_items = {li["sourcedId"] for li in sis_sandbox.admin.inspect()["sis"]["lineItems"]}
+    assert held_items == {quiz, hw1}
