@@ -454,6 +454,9 @@ users = Table(
 ledger.append_column(Column("lease_owner", String(ID)))
 ledger.append_column(Column("lease_until", DateTime(timezone=True)))
 Index("ix_ledger_pending", ledger.c.state, ledger.c.priority, ledger.c.updated_at)
+# Claims share pending rows between courses: the courses with pending rows of a priority,
+# one seek each, and each course's oldest rows.
+Index("ix_ledger_fair", ledger.c.state, ledger.c.priority, ledger.c.course_id, ledger.c.updated_at)
 
 # LTI launches refused (bad signature, wrong audience, replayed nonce, unknown deployment, ...)
 # and launch claims ignored (an AGS endpoint off the platform's origins), with the reason, so

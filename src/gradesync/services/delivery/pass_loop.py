@@ -1,10 +1,10 @@
 """The pass loop: one pass (`Deliverer.deliver`) repeats three steps until nothing in its
 scope is due:
 
-1. **claim** a batch of due rows nobody holds (oldest due first, whatever the course)
-   and lease them to this worker, stamping each with the score timestamp it will carry
-   (strictly increasing per key by at least the destination's `timestamp_step`, even
-   across crashes);
+1. **claim** a batch of due rows nobody holds (live grades before runs' rows; within a
+   priority, courses served in turn, each course's oldest first) and lease them to this
+   worker, stamping each with the score timestamp it will carry (strictly increasing per
+   key by at least the destination's `timestamp_step`, even across crashes);
 2. **prepare** them: the course link and the column (`Provisioner`, the column only when
    its details changed), the person link; rows that cannot be sent are settled at once;
 3. **send** each row's desired state concurrently, bounded per destination by the
@@ -140,6 +140,7 @@ class Deliverer:
         self.governor = Governor(uow_factory, clock, settings, self._background, worker_id)
         self.provisioner = Provisioner(uow_factory, settings, self._background)
         self._help_asked = -1e9
+        self._courses_after = ""  # the course a claim's round-robin starts after
 
     def note_due(self) -> None:
         """Rows may have become due in this process: running passes claim again."""
@@ -180,6 +181,7 @@ class Deliverer:
                     course_id=scope.course_id,
                     activity_ids=scope.activity_ids or None,
                     exclude_destinations=excluded,
+                    courses_after=self._courses_after,
                 )
                 for tenant_id, dest_id in probes:
                     if scope.tenant_id not in (None, tenant_id) or scope.destination_id not in (
@@ -205,11 +207,19 @@ class Deliverer:
                 return stamped, facts
 
         stamped, facts = await asyncio.to_thread(work)
+        self._take_turns({course for _, course, _ in stamped})
         mono = time.monotonic()
         out = [Claimed(row, course_id, ts, mono) for row, course_id, ts in stamped]
         for c in out:
             gov.add_waiting(c.row.key)
         return out, facts, held_back or len(out) >= limit
+
+    def _take_turns(self, courses: set[str]) -> None:
+        """When more courses wait than one claim serves, the next claim starts after the
+        last course served in this one's turn."""
+        if courses:
+            later = [c for c in courses if c > self._courses_after]
+            self._courses_after = max(later or courses)
 
     def _step(self, key: LedgerKey) -> timedelta:
         """The destination's smallest timestamp step (whole seconds for Moodle)."""

@@ -89,12 +89,15 @@ class LedgerRepo(Protocol):
         course_id: str | None = None,
         activity_ids: Sequence[str] | None = None,
         exclude_destinations: Sequence[tuple[str, str]] = (),
+        courses_after: str = "",
     ) -> list[tuple[LedgerRow, str]]:
-        """Due rows nobody holds, oldest due first (pending since, or retry time), with their
-        course: no result waits behind newer changes, so nothing (a course's first grade
-        included) waits until the load stops. A claim costs the same whatever the backlog.
-        Locked so two workers claiming at once get different rows; `lease` them in the same
-        transaction."""
+        """Due rows nobody holds, with their course. Live grades (priority 0) before rows a
+        run made pending; within a priority, due retries, then pending rows shared
+        round-robin between the courses that have some (each course's oldest first), so a
+        remaster of one course never holds back another's grades. More courses than one
+        claim serves take turns: the next claim starts after `courses_after`. A claim costs
+        the same whatever the backlog. Locked so two workers claiming at once get different
+        rows; `lease` them in the same transaction."""
 
     def lease(
         self, rows: Sequence[tuple[LedgerKey, datetime]], owner: str, until: datetime

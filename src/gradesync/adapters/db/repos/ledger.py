@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     and_,
     bindparam,
     case,
@@ -30,6 +31,10 @@ from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.services import ports
 
 _WAITING = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
+# ledger priorities, claimed in this order: live grades (auto sync), then runs' rows
+CLAIM_PRIORITIES = (0, 1)
+# courses whose pending rows one claim shares out; more take turns over claims
+FAIR_COURSES = 16
 
 
 def _ledger_row(r: Any) -> LedgerRow:
@@ -325,40 +330,124 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         course_id: str | None = None,
         activity_ids: Sequence[str] | None = None,
         exclude_destinations: Sequence[tuple[str, str]] = (),
+        courses_after: str = "",
     ) -> list[tuple[LedgerRow, str]]:
-        # Each state is read along its own index (`ix_ledger_pending`, `ix_ledger_due`), so
-        # a claim costs the same whatever the backlog; SKIP LOCKED on PostgreSQL (SQLite's
+        # Each state is read along its own index (`ix_ledger_fair`, `ix_ledger_due`), so a
+        # claim costs the same whatever the backlog; SKIP LOCKED on PostgreSQL (SQLite's
         # write transaction already excludes other claimers).
         c = t.ledger.c
         # the due conditions without the first (the state): each query below names its own
         free = self._due_conditions(
             now, tenant_id, destination_id, course_id, activity_ids, exclude_destinations
         )[1:]
-        pending = (
-            select(t.ledger)
-            .where(c.state == DeliveryState.PENDING.value, *free)
-            .order_by(c.priority, c.updated_at, c.activity_id, c.person_id)
-            .limit(limit)
-        )
         retrying = (
             select(t.ledger)
             .where(c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now), *free)
             .order_by(c.next_attempt_at, c.activity_id, c.person_id)
             .limit(limit)
         )
-        found: list[tuple[int, datetime, LedgerRow, str]] = []
-        for q in (pending, retrying):
-            if self.conn.dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            for r in self.conn.execute(q).mappings():
-                row = _ledger_row(r)
-                since = row.next_attempt_at if row.state is DeliveryState.RETRYING else None
-                stamp = since or row.updated_at
-                assert stamp is not None  # updated_at is NOT NULL
-                found.append((r["priority"], stamp, row, r["course_id"]))
-        # live grades first, then the oldest
+        # (priority, order within it, stamp, row, course): live grades first; within a
+        # priority, due retries, then pending rows shared between courses
+        found: list[tuple[int, int, datetime, LedgerRow, str]] = []
+        for r in self._locked(retrying):
+            row = _ledger_row(r)
+            assert row.next_attempt_at is not None
+            found.append((r["priority"], -1, row.next_attempt_at, row, r["course_id"]))
+        for priority in CLAIM_PRIORITIES:
+            if sum(1 for f in found if f[0] <= priority) >= limit:
+                break  # enough rows claimed ahead of this priority
+            courses = (
+                [course_id]
+                if course_id
+                else self._pending_courses(priority, courses_after, FAIR_COURSES)
+            )
+            for turn, (row, course) in enumerate(
+                self._shared_pending(priority, courses, limit, free)
+            ):
+                assert row.updated_at is not None  # NOT NULL
+                found.append((priority, turn, row.updated_at, row, course))
         found.sort(key=lambda f: (f[0], f[1]))
-        return [(row, course) for _, _, row, course in found[:limit]]
+        chosen = found[:limit]
+        # sent oldest first within the batch
+        chosen.sort(key=lambda f: (f[0], f[2]))
+        return [(row, course) for *_, row, course in chosen]
+
+    def _locked(self, q: Select[Any]) -> Iterator[Any]:
+        if self.conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        return iter(self.conn.execute(q).mappings())
+
+    def _pending_courses(self, priority: int, after: str, most: int) -> list[str]:
+        """Up to `most` courses with pending rows of `priority`, in course order from just
+        after `after` round to it: one index seek each (`ix_ledger_fair`), however many rows
+        each course holds."""
+        c = t.ledger.c
+
+        def next_course(above: str | None) -> str | None:
+            q = select(func.min(c.course_id)).where(
+                c.state == DeliveryState.PENDING.value, c.priority == priority
+            )
+            if above is not None:
+                q = q.where(c.course_id > above)
+            found: str | None = self.conn.execute(q).scalar()
+            return found
+
+        out: list[str] = []
+        cursor: str | None = after or None
+        wrapped = cursor is None
+        while len(out) < most:
+            course = next_course(cursor)
+            if course is None or (wrapped and after and course > after):
+                if wrapped:
+                    break
+                wrapped, cursor = True, None
+                continue
+            if course in out:
+                break
+            out.append(course)
+            cursor = course
+        return out
+
+    def _shared_pending(
+        self, priority: int, courses: list[str], limit: int, free: list[Any]
+    ) -> list[tuple[LedgerRow, str]]:
+        """Pending rows of `priority`, oldest first within each course, dealt round-robin
+        between `courses` (one of each, then the next of each): a remaster of one course
+        cannot hold back another course's rows. Each course is read along `ix_ledger_fair`
+        in bounded steps; a course that runs short leaves its share to the others."""
+        c = t.ledger.c
+        rows: dict[str, list[tuple[LedgerRow, str]]] = {course: [] for course in courses}
+        open_courses = list(courses)
+        room = limit
+        while open_courses and room > 0:
+            share = max(1, -(-room // len(open_courses)))
+            still: list[str] = []
+            for course in open_courses:
+                q = (
+                    select(t.ledger)
+                    .where(
+                        c.state == DeliveryState.PENDING.value,
+                        c.priority == priority,
+                        c.course_id == course,
+                        *free,
+                    )
+                    # index order only: a tie-breaker outside the index would sort every
+                    # row of a remaster that made them pending at one instant
+                    .order_by(c.updated_at)
+                    .offset(len(rows[course]))
+                    .limit(share)
+                )
+                got = [(_ledger_row(r), course) for r in self._locked(q)]
+                rows[course] += got
+                room -= len(got)
+                if len(got) == share:
+                    still.append(course)
+            open_courses = still
+        dealt: list[tuple[LedgerRow, str]] = []
+        depth = max((len(v) for v in rows.values()), default=0)
+        for i in range(depth):
+            dealt += [rows[course][i] for course in courses if i < len(rows[course])]
+        return dealt[:limit]
 
     def lease(
         self, rows: Sequence[tuple[LedgerKey, datetime]], owner: str, until: datetime

@@ -1,0 +1,99 @@
+"""Courses share a destination fairly: within a priority, a claim deals pending rows
+round-robin between the courses that have some, so a big backlog of one course (a
+remaster) never makes another course's grades wait until it is done."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.adapters.db.repos import ledger as ledger_repo
+from gradesync.domain.model import CourseLink, DeliveryState, LedgerKey, LedgerRow
+from gradesync.testing import add_course
+from gradesync.testing.seeding import EPOCH
+from tests.engine.conftest import DEST, FAST, Harness, T, learner, post, seed
+
+
+def _row(activity: str, person: str, minute: float) -> LedgerRow:
+    return LedgerRow(
+        key=LedgerKey(T, DEST, activity, person),
+        state=DeliveryState.PENDING,
+        desired_hash=f"h-{activity}-{person}",
+        desired={"score_given": 1.0, "score_maximum": 10.0},
+        updated_at=EPOCH + timedelta(minutes=minute),
+    )
+
+
+def _queue(db: Database, course: str, activity: str, n: int, start: float, bulk: bool) -> None:
+    with db.uow() as uow:
+        uow.ledger.save_many(
+            [(_row(activity, learner(i), start + i / 100), course) for i in range(n)], bulk=bulk
+        )
+        uow.commit()
+
+
+def _claim(db: Database, limit: int, after: str = "") -> list[tuple[str, str]]:
+    with db.uow() as uow:
+        got = uow.ledger.claimable(EPOCH + timedelta(hours=1), limit, courses_after=after)
+    return [(course, row.key.person_id) for row, course in got]
+
+
+def test_two_courses_queued_share_each_claim(db: Database) -> None:
+    seed(db, learners=0)
+    _queue(db, "big", "a1", 50, start=0, bulk=True)  # a remaster of course "big", first
+    _queue(db, "small", "b1", 6, start=5, bulk=True)  # another course's run, queued after
+    _queue(db, "live", "c1", 2, start=9, bulk=False)  # two live grades, newest of all
+
+    first = _claim(db, 8)
+    # live grades first, then the two courses' runs half and half (each its oldest first)
+    assert first[:2] == [("live", learner(0)), ("live", learner(1))]
+    courses = [course for course, _ in first[2:]]
+    assert courses.count("big") == 3 and courses.count("small") == 3, first
+    assert [p for c, p in first if c == "big"] == [learner(i) for i in range(3)]
+    assert [p for c, p in first if c == "small"] == [learner(i) for i in range(3)]
+
+    # a course that runs short leaves its share to the others
+    with db.uow() as uow:
+        uow.ledger.save_many([(_row("c1", learner(i), 9), "live") for i in range(2)])
+        uow.commit()
+    second = _claim(db, 30)
+    assert sum(1 for c, _ in second if c == "small") == 6
+    assert sum(1 for c, _ in second if c == "big") == 22  # the rest of the batch
+
+
+def test_more_courses_than_one_claim_serves_take_turns(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_repo, "FAIR_COURSES", 2)
+    seed(db, learners=0)
+    for k, course in enumerate(("c-a", "c-b", "c-c")):
+        _queue(db, course, f"x{k}", 4, start=k, bulk=True)
+    assert {c for c, _ in _claim(db, 4)} == {"c-a", "c-b"}
+    assert {c for c, _ in _claim(db, 4, after="c-b")} == {"c-c", "c-a"}  # round to the start
+    assert {c for c, _ in _claim(db, 4, after="c-c")} == {"c-a", "c-b"}
+
+
+async def test_a_course_s_grades_are_not_held_behind_another_course_s_backlog(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=40, config={"concurrency": 1})  # course c1, 40 learners, activity a1
+    add_course(db.uow, T, "c2", ("b1", "Quiz b1", 10.0), learners=[learner(i) for i in range(5)])
+    with db.uow() as uow:
+        uow.links.save_course(CourseLink(T, DEST, "c2", "https://lms/courses/2"))
+        uow.commit()
+    engine = await harness.use(replace(FAST, claim_batch=4))
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(40)])  # c1's backlog
+    await engine.process_dirty()
+    post(db, harness.waker, [("b1", learner(i), 6.0) for i in range(5)])  # then c2's grades
+    await engine.process_dirty()
+
+    await engine.deliver_due()
+
+    order = harness.remote.order
+    assert len(order) == 45
+    c2_at = [i for i, (item, _) in enumerate(order) if item.endswith("/b1")]
+    # oldest first would send c2's five after all forty of c1; shared, they go early
+    assert len(c2_at) == 5 and max(c2_at) < 16, c2_at
