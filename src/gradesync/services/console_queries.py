@@ -2,7 +2,9 @@
 file and the delivery dashboard's numbers. Reads only; every query is per tenant.
 
 The grid speaks the instructor's words: a ledger row DELIVERED is "sent", a rejection that
-diagnostics attributed to an instructor's edit in the gradebook is "overridden".
+diagnostics attributed to an instructor's edit in the gradebook is "overridden", and a grade
+gradesync no longer sends but sent before is "kept in the LMS" (the LMS still holds it:
+gradesync never deletes a grade), not "not sent".
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 OVERRIDE_CODES = frozenset({"overridden", "instructor_override", "lms_override", "kept_lms_edit"})
 
 # The statuses a grid cell can show, in the order legends list them.
-STATUSES = ("sent", "pending", "retrying", "rejected", "overridden", "not_sent", "none")
+STATUSES = ("sent", "pending", "retrying", "rejected", "overridden", "kept", "not_sent", "none")
 STATUS_LABELS = {
     "sent": "Sent",
     "pending": "Pending",
     "retrying": "Retrying",
     "rejected": "Rejected",
     "overridden": "Overridden",
+    "kept": "Kept in LMS",
     "not_sent": "Not sent",
     "none": "No grade yet",
 }
@@ -56,8 +59,20 @@ def cell_status(row: LedgerRow | None) -> str:
         DeliveryState.PENDING: "pending",
         DeliveryState.RETRYING: "retrying",
         DeliveryState.REJECTED: "rejected",
-        DeliveryState.SKIPPED: "not_sent",
+        # skipped now, but a grade sent earlier is still in the LMS
+        DeliveryState.SKIPPED: "kept" if row.delivered_hash is not None else "not_sent",
     }[row.state]
+
+
+def lms_holds(row: LedgerRow | None) -> str:
+    """What the LMS holds of this grade, for the grid: 'ours' (the grade gradesync sent,
+    `delivered_at`), 'edit' (a grade typed into the LMS) or 'nothing' (nothing from
+    gradesync)."""
+    if row is None or row.delivered_hash is None:
+        return "nothing"
+    if row.reason_code in OVERRIDE_CODES:
+        return "edit"
+    return "ours"
 
 
 def _num(x: Any) -> str:
@@ -100,6 +115,8 @@ class GridCell:
     score: str | None
     why: str | None
     row: LedgerRow | None
+    holds: str = "nothing"  # what the LMS holds: ours | edit | nothing (see `lms_holds`)
+    last_try: datetime | None = None  # when gradesync last sent it, whatever the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +193,11 @@ def course_page(
         learners = _learners(uow, tenant_id, course_id)
         ledger: dict[tuple[str, str], LedgerRow] = {}
         columns: dict[str, ItemLink] = {}
+        tries: dict[tuple[str, str], datetime] = {}
         if dest is not None:
             ledger = uow.ledger.get_many(tenant_id, dest.id, course_id)
             columns = uow.links.items(tenant_id, dest.id, [a.id for a in activities])
+            tries = uow.deliveries.last_tries(tenant_id, dest.id, [a.id for a in activities])
         runs = uow.runs.history(tenant_id, course_id=course_id, limit=10)
     active = next((r for r in runs if r.finished_at is None), None)
     grid: list[GridRow] = []
@@ -189,7 +208,17 @@ def course_page(
         for a in activities:
             row = ledger.get((a.id, person.id))
             status = cell_status(row)
-            cells.append(GridCell(a.id, status, score_text(row), why_text(row), row))
+            cells.append(
+                GridCell(
+                    a.id,
+                    status,
+                    score_text(row),
+                    why_text(row),
+                    row,
+                    lms_holds(row),
+                    tries.get((a.id, person.id)),
+                )
+            )
             per_activity[a.id][status] = per_activity[a.id].get(status, 0) + 1
             totals[status] = totals.get(status, 0) + 1
         grid.append(GridRow(person, cells))

@@ -166,3 +166,9 @@ class DeliveryLogRepo(Protocol):
 
     def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
         """Log many sends at once; each entry has the keyword arguments of `add`."""
+
+    def last_tries(
+        self, tenant_id: str, destination_id: str, activity_ids: Sequence[str]
+    ) -> dict[tuple[str, str], datetime]:
+        """When each (activity, person) of these activities was last sent to the destination,
+        whatever the answer (delivered, retrying or rejected)."""

@@ -586,6 +586,10 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         return [(r[0], r[1], bool(r[2]), int(r[3])) for r in rows]
 
 
+# delivery log outcomes that were a send (an override seen or a repair asked for is not)
+SENDS = ("delivered", "retrying", "rejected")
+
+
 class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
     def add(
         self,
@@ -633,6 +637,24 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
             .limit(limit)
         ).mappings()
         return [dict(r) | {"sent_at": utc(r["sent_at"])} for r in rows]
+
+    def last_tries(
+        self, tenant_id: str, destination_id: str, activity_ids: Sequence[str]
+    ) -> dict[tuple[str, str], datetime]:
+        if not activity_ids:
+            return {}
+        c = t.deliveries.c
+        rows = self.conn.execute(
+            select(c.activity_id, c.person_id, func.max(c.sent_at))
+            .where(
+                c.tenant_id == tenant_id,
+                c.destination_id == destination_id,
+                c.activity_id.in_(list(activity_ids)),
+                c.outcome.in_(SENDS),
+            )
+            .group_by(c.activity_id, c.person_id)
+        )
+        return {(a, p): utc(at) for a, p, at in rows}
 
     def since(self, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
         c = t.deliveries.c
