@@ -300,3 +300,74 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     }
     held_items = {li["sourcedId"] for li in sis_sandbox.admin.inspect()["sis"]["lineItems"]}
     assert held_items == {quiz, hw1}
+
+    # On a phone the pages still fit the screen: tables scroll inside their box, names wrap.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in (f"/console/sis/{DEST}/courses/{COURSE}", "/console/sis", page.url):
+        page.goto(live_console.url(path) if path.startswith("/") else path)
+        _no_sideways_scroll(page)
+        _shot(page, "phone-" + path.rstrip("/").rsplit("/", 1)[-1] + ".png")
+    page.goto(live_console.url("/console/sis"))
+    page.set_viewport_size({"width": 1280, "height": 900})
+    _shot(page, "sis-connections.png")
+
+
+def test_every_sis_form_needs_its_token_and_connection_settings_need_an_admin(
+    live_console: LiveConsole, sis_sandbox: RunningSandbox
+) -> None:
+    """Each state-changing SIS route refuses a forged token and changes nothing; an
+    instructor of the course may tick and post, but not change the connection's settings."""
+    import httpx
+
+    from gradesync.web.console import sis as pages
+    from tests.support.console import form_token
+    from tests.support.console import sign_in as sign_in_over_http
+
+    _district(live_console, sis_sandbox)
+    rt = live_console.runtime
+    create_user(
+        rt.uow,
+        rt.clock,
+        tenant_id=T,
+        username="teach",
+        password="an instructor's password",
+        role=UserRole.INSTRUCTOR,
+        course_ids=[COURSE],
+    )
+    ids = {
+        "destination_id": DEST,
+        "course_id": COURSE,
+        "activity_id": "quiz1",
+        "person_id": "p1",
+        "run_id": "none",
+    }
+    posts = [r for r in pages.router.routes if "POST" in getattr(r, "methods", ())]
+    assert len(posts) == 7
+    page = f"/console/sis/{DEST}/courses/{COURSE}"
+    with httpx.Client(base_url=live_console.base_url) as admin:
+        sign_in_over_http(admin, *ADMIN)
+        for route in posts:
+            url = "/console" + route.path.format(**ids)  # type: ignore[attr-defined]
+            forged = {"csrf": "forged", "sync": "on", "class_id": "x", "group": "Quizzes"}
+            refused = admin.post(url, data={**forged, "category_id": "cat-quiz"})
+            assert refused.status_code == 403, url
+        with rt.uow() as uow:
+            item = uow.links.item(T, DEST, "quiz1")
+            dest = uow.destinations.get(T, DEST)
+        assert item is None and dest is not None and "category_map" not in dest.config
+        assert admin.get(page).status_code == 200
+    with httpx.Client(base_url=live_console.base_url) as teacher:
+        sign_in_over_http(teacher, "teach", "an instructor's password")
+        html = teacher.get(page)
+        assert html.status_code == 200 and "Link learners" not in html.text
+        token = form_token(html.text)
+        align = teacher.post(
+            f"{page}/align", data={"csrf": token, "group": "Quizzes", "category_id": "cat-quiz"}
+        )
+        assert align.status_code == 403
+        assert teacher.get("/console/sis").status_code == 403
+        tick = teacher.post(f"{page}/activities/quiz1/switch", data={"csrf": token, "sync": "on"})
+        assert tick.status_code == 303
+    with rt.uow() as uow:
+        item = uow.links.item(T, DEST, "quiz1")
+    assert item is not None and item.data["sync_to_sis"] is True
