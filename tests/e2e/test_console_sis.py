@@ -280,6 +280,10 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     expect(progress.locator("li.stage-done")).to_have_count(7)
     expect(progress.locator("[data-field='counts']")).to_contain_text("sent")
     expect(progress.locator("[data-field='counts']")).to_contain_text("4")
+    # when the run finishes, its results, times and stage history are refreshed in place
+    expect(progress).to_have_attribute("data-tables-fresh", "true")
+    finished = page.locator("#sis-results dl.facts div", has_text="Finished").locator("dd")
+    expect(finished).not_to_have_text("—")
     results = page.locator("table.sis-results")
     expect(results.locator("tbody tr")).to_have_count(4)
     expect(results.locator("tbody tr", has_text="Homework 2")).to_have_count(0)
@@ -299,6 +303,29 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     }
     held_items = {li["sourcedId"] for li in sis_sandbox.admin.inspect()["sis"]["lineItems"]}
     assert held_items == {quiz, hw1}
+
+    # Remaster of one activity: its scores and line item go again, nothing else.
+    page.goto(live_console.url(f"/console/sis/{DEST}/courses/{COURSE}"))
+    for title in ("Homework 1", "Homework 2"):
+        page.get_by_label(f"Post {title}").uncheck()
+    page.get_by_label("Remaster: send every score").check()
+    page.get_by_role("button", name="Post grades…").click()
+    expect(page.locator("main")).to_contain_text("Remaster: every score of 1 activity")
+    page.get_by_role("button", name="Yes, remaster").click()
+    expect(status).to_contain_text("Succeeded", timeout=RUN_TIMEOUT)
+    expect(page.locator("dl.facts").first).to_contain_text("Remaster")
+    expect(progress.locator("[data-field='counts']")).to_contain_text("sent")
+    results = page.locator("table.sis-results")
+    expect(results.locator("tbody tr")).to_have_count(2)
+    assert set(_sis_results(sis_sandbox)) == {
+        (quiz, "stu-1"),
+        (quiz, "stu-2"),
+        (hw1, "stu-1"),
+        (hw1, "stu-2"),
+    }
+    # both posts are in the course's Grade Sync list
+    page.get_by_role("link", name="Algebra I at Springfield SIS").click()
+    expect(page.locator("table[aria-labelledby='runs-h'] tbody tr")).to_have_count(2)
 
     # On a phone the pages still fit the screen: tables scroll inside their box, names wrap.
     page.set_viewport_size({"width": 390, "height": 844})

@@ -424,10 +424,12 @@ async def post_grades(
     course_id: str,
     activity_ids: list[str] = Form(default=[]),
     confirm: str = Form(""),
+    remaster: str = Form(""),
     user: ConsoleUser = Depends(current_user),
 ) -> Response:
     """Post grades of the ticked activities: first a confirmation naming what goes and what
-    is left out (with the rule), then the run, followed on its Grade Sync page."""
+    is left out (with the rule), then the run, followed on its Grade Sync page. `remaster`
+    resends every score and line item detail (Canvas's "Remaster Grade Passback")."""
     rt = runtime_of(request)
     course = await run_in_threadpool(course_for, request, user, course_id)
     base = _base(destination_id, course_id)
@@ -451,6 +453,7 @@ async def post_grades(
             going=[c for c in checks if c.selected and c.ok],
             left_out=[c for c in checks if not (c.selected and c.ok)],
             base=base,
+            remaster=remaster == "yes",
         )
     going = [c.activity_id for c in checks if c.selected and c.ok]
     left_out = [c for c in checks if not (c.selected and c.ok)]
@@ -474,6 +477,7 @@ async def post_grades(
                 course_id=course_id,
                 actor=user.username,
                 activity_ids=going,
+                remaster=remaster == "yes",
             )
         )
     except (InvalidInput, GradesyncError) as exc:
@@ -567,6 +571,15 @@ def grade_sync_results(
     run_id: str,
     user: ConsoleUser = Depends(current_user),
 ) -> HTMLResponse:
-    """The results table alone, for the page's script to refresh when the run finishes."""
+    """The run's results, times and stage history alone, for the page's script to refresh
+    when the run finishes."""
     detail = _sis_run(request, user, destination_id, course_id, run_id)
-    return render(request, "console/_sis_results.html", user, results=_results(request, detail.run))
+    return render(
+        request,
+        "console/_sis_results.html",
+        user,
+        run=detail.run,
+        stages=detail.stages,
+        stage_labels=SIS_STAGE_LABELS,
+        results=_results(request, detail.run),
+    )
