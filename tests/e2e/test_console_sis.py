@@ -393,3 +393,80 @@ def test_every_sis_form_needs_its_token_and_connection_settings_need_an_admin(
     with rt.uow() as uow:
         item = uow.links.item(T, DEST, "quiz1")
     assert item is not None and item.data["sync_to_sis"] is True
+
+
+def test_sis_pages_when_the_sis_cannot_be_asked_or_takes_files(
+    live_console: LiveConsole, sis_sandbox: RunningSandbox
+) -> None:
+    """A SIS that does not answer: the page still opens, says so in the SIS's words and
+    validates what it can. A file-based SIS: no API to ask, categories typed in, posting
+    works the same."""
+    import socket
+
+    import httpx
+
+    from tests.support.console import form_token
+    from tests.support.console import sign_in as sign_in_over_http
+
+    _district(live_console, sis_sandbox)
+    rt = live_console.runtime
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    sis.add_connection(
+        rt.uow,
+        rt.clock,
+        tenant_id=T,
+        destination_id=DEST,
+        name=None,
+        base_url=f"http://127.0.0.1:{closed}",
+        guard=rt.outbound,
+    )
+    sis.add_connection(
+        rt.uow,
+        rt.clock,
+        tenant_id=T,
+        destination_id="files",
+        name="CSV SIS",
+        base_url=None,
+        file_based=True,
+    )
+    sis.map_class(
+        rt.uow,
+        tenant_id=T,
+        destination_id="files",
+        course_id=COURSE,
+        class_id="cls-9",
+        school_id="sch-1",
+        term_start=TERM_START,
+        term_end=TERM_END,
+    )
+    with httpx.Client(base_url=live_console.base_url, timeout=30.0, follow_redirects=True) as admin:
+        sign_in_over_http(admin, *ADMIN)
+        down = admin.get(f"/console/sis/{DEST}/courses/{COURSE}")
+        assert down.status_code == 200
+        assert "Springfield SIS could not be asked" in down.text
+        assert "Quiz 1" in down.text and "Students: 0 of 2 mapped" in down.text
+        checked = admin.post(f"/console/sis/{DEST}/check", data={"csrf": form_token(down.text)})
+        assert checked.status_code == 200 and "Springfield SIS" in checked.text
+        assert "Everything works." not in checked.text
+
+        page = f"/console/sis/files/courses/{COURSE}"
+        files = admin.get(page)
+        assert files.status_code == 200 and "could not be asked" not in files.text
+        assert 'name="category_id" aria-label="SIS category sourcedId for Quizzes"' in files.text
+        token = form_token(files.text)
+        aligned = admin.post(
+            f"{page}/align", data={"csrf": token, "group": "Quizzes", "category_id": "cat-quiz"}
+        )
+        assert aligned.status_code == 200  # followed to the page
+        tick = admin.post(f"{page}/activities/quiz1/switch", data={"csrf": token, "sync": "on"})
+        assert tick.status_code == 200 and "Quiz 1 syncs to the SIS" in tick.text
+        posted = admin.post(
+            f"{page}/post", data={"csrf": token, "activity_ids": ["quiz1"], "confirm": "yes"}
+        )
+        assert posted.status_code == 200 and "Grade Sync" in posted.text
+        assert str(posted.url).startswith(f"{live_console.base_url}{page}/runs/")
+    with rt.uow() as uow:
+        dest = uow.destinations.get(T, "files")
+    assert dest is not None and dest.config["category_map"] == {"Quizzes": "cat-quiz"}
