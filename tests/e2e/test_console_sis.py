@@ -341,7 +341,8 @@ def test_every_sis_form_needs_its_token_and_connection_settings_need_an_admin(
     instructor of the course may tick and post, but not change the connection's settings."""
     import httpx
 
-    from gradesync.web.console import sis as pages
+    from gradesync.web.console import sis as sis_pages
+    from gradesync.web.console import sis_mapping, sis_posting
     from tests.support.console import form_token
     from tests.support.console import sign_in as sign_in_over_http
 
@@ -363,7 +364,8 @@ def test_every_sis_form_needs_its_token_and_connection_settings_need_an_admin(
         "person_id": "p1",
         "run_id": "none",
     }
-    posts = [r for r in pages.router.routes if "POST" in getattr(r, "methods", ())]
+    routes = [*sis_pages.router.routes, *sis_mapping.router.routes, *sis_posting.router.routes]
+    posts = [r for r in routes if "POST" in getattr(r, "methods", ())]
     assert len(posts) == 7
     page = f"/console/sis/{DEST}/courses/{COURSE}"
     with httpx.Client(base_url=live_console.base_url) as admin:

@@ -22,6 +22,8 @@ from gradesync.web.console import (
     schedules,
     session,
     sis,
+    sis_mapping,
+    sis_posting,
 )
 from gradesync.web.console.common import (
     PageError,
@@ -142,5 +144,7 @@ for _module in (
     dashboard,
     registration,
     sis,
+    sis_mapping,
+    sis_posting,
 ):
     router.include_router(_module.router)

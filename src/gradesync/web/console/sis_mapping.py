@@ -1,0 +1,159 @@
+"""SIS passback forms of a course that only admins use: the course's SIS class, its learners'
+SIS students, and each activity group aligned to one of the SIS's categories. Each change is
+said on the course's SIS page (or each problem, naming the field and the rule)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse
+
+from gradesync.domain.errors import GradesyncError, InvalidInput
+from gradesync.domain.model import ConsoleUser
+from gradesync.services import sis as service
+from gradesync.web.console.common import (
+    admin_user,
+    check_csrf,
+    flash,
+    problems_text,
+    runtime_of,
+)
+from gradesync.web.console.sis import page_url
+
+router = APIRouter(prefix="/sis")
+
+
+def _admin_form(
+    request: Request,
+    destination_id: str,
+    course_id: str,
+    user: ConsoleUser,
+    done: str,
+    fn: Any,
+) -> RedirectResponse:
+    """Run an admin's change; say what happened (or each problem) on the course's SIS page."""
+    try:
+        fn(runtime_of(request))
+    except InvalidInput as exc:
+        flash(request, "error", problems_text(exc))
+    except GradesyncError as exc:
+        flash(request, "error", str(exc))
+    else:
+        flash(request, "ok", done)
+    return RedirectResponse(page_url(destination_id, course_id), status_code=303)
+
+
+@router.post("/{destination_id}/courses/{course_id}/class", dependencies=[Depends(check_csrf)])
+def map_class(
+    request: Request,
+    destination_id: str,
+    course_id: str,
+    class_id: str = Form(""),
+    school_id: str = Form(""),
+    term_start: str = Form(""),
+    term_end: str = Form(""),
+    user: ConsoleUser = Depends(admin_user),
+) -> RedirectResponse:
+    return _admin_form(
+        request,
+        destination_id,
+        course_id,
+        user,
+        f"The course now posts to SIS class {class_id.strip()}.",
+        lambda rt: service.map_class(
+            rt.uow,
+            tenant_id=user.tenant_id,
+            destination_id=destination_id,
+            course_id=course_id,
+            class_id=class_id.strip(),
+            school_id=school_id.strip() or None,
+            term_start=term_start.strip() or None,
+            term_end=term_end.strip() or None,
+        ),
+    )
+
+
+@router.post("/{destination_id}/courses/{course_id}/students", dependencies=[Depends(check_csrf)])
+def map_students(
+    request: Request, destination_id: str, course_id: str, user: ConsoleUser = Depends(admin_user)
+) -> RedirectResponse:
+    """Link every learner to their SIS student (an explicit mapping, else their SIS id)."""
+    rt = runtime_of(request)
+    try:
+        report = service.map_course_students(
+            rt.uow, tenant_id=user.tenant_id, destination_id=destination_id, course_id=course_id
+        )
+    except InvalidInput as exc:
+        flash(request, "error", problems_text(exc))
+    else:
+        text = f"{len(report.mapped)} learner(s) linked to their SIS student."
+        if report.unmapped:
+            text += f" No SIS id for {len(report.unmapped)}: give each one below."
+        flash(request, "ok", text)
+    return RedirectResponse(page_url(destination_id, course_id), status_code=303)
+
+
+@router.post(
+    "/{destination_id}/courses/{course_id}/students/{person_id}",
+    dependencies=[Depends(check_csrf)],
+)
+def map_student(
+    request: Request,
+    destination_id: str,
+    course_id: str,
+    person_id: str,
+    student_id: str = Form(""),
+    user: ConsoleUser = Depends(admin_user),
+) -> RedirectResponse:
+    return _admin_form(
+        request,
+        destination_id,
+        course_id,
+        user,
+        f"{person_id} is SIS student {student_id.strip()}.",
+        lambda rt: service.map_student(
+            rt.uow,
+            tenant_id=user.tenant_id,
+            destination_id=destination_id,
+            person_id=person_id,
+            student_id=student_id.strip(),
+        ),
+    )
+
+
+@router.post("/{destination_id}/courses/{course_id}/align", dependencies=[Depends(check_csrf)])
+def align(
+    request: Request,
+    destination_id: str,
+    course_id: str,
+    group: str = Form(""),
+    category_id: str = Form(""),
+    scope: str = Form("connection"),
+    user: ConsoleUser = Depends(admin_user),
+) -> RedirectResponse:
+    """Align an activity group to one of the SIS's categories (empty: remove the alignment),
+    for every course of the connection or this course only."""
+    cat = category_id.strip() or None
+    where = "this course" if scope == "course" else "every course"
+    done = (
+        f"Group {group!r} now goes to SIS category {cat} ({where})."
+        if cat
+        else f"Group {group!r} is no longer aligned ({where})."
+    )
+    return _admin_form(
+        request,
+        destination_id,
+        course_id,
+        user,
+        done,
+        lambda rt: service.align_category(
+            rt.uow,
+            rt.clock,
+            tenant_id=user.tenant_id,
+            destination_id=destination_id,
+            group=group,
+            category_id=cat,
+            course_id=course_id if scope == "course" else None,
+        ),
+    )

@@ -1,0 +1,279 @@
+"""SIS passback of a course, the part an instructor may do too: tick "Sync to SIS" (which only
+records the choice), Post grades for a selection after a confirmation (optionally a
+remaster), and the Grade Sync page of each post with its stages, counts and each result's
+reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from gradesync.domain.errors import GradesyncError, InvalidInput, NotFound
+from gradesync.domain.model import ConsoleUser, SyncRun
+from gradesync.runtime import Runtime
+from gradesync.services import console_queries as cq
+from gradesync.services import queries
+from gradesync.services import sis as service
+from gradesync.services.destination import RemoteFailure
+from gradesync.web.console.common import (
+    PageError,
+    check_csrf,
+    course_for,
+    flash,
+    problems_text,
+    render,
+    runtime_of,
+)
+from gradesync.web.console.runs import OUTCOME_LABELS, STAGES
+from gradesync.web.console.session import current_user
+from gradesync.web.console.sis import SIS_STAGE_LABELS, page_url, sis_of
+
+router = APIRouter(prefix="/sis")
+
+
+async def _checked(
+    rt: Runtime, tenant_id: str, destination_id: str, activity_ids: list[str]
+) -> list[service.ActivityCheck]:
+    """Validation of these activities, categories included when the SIS can be asked."""
+    checks = await run_in_threadpool(
+        lambda: service.validate(
+            rt.uow, tenant_id=tenant_id, destination_id=destination_id, activity_ids=activity_ids
+        )
+    )
+    if not service.has_rest_api(rt.uow, tenant_id, destination_id):
+        return checks
+    try:
+        async with rt.sis_directory(tenant_id, destination_id) as sis:
+            return await service.check_activity_categories(
+                rt.uow, sis, tenant_id=tenant_id, destination_id=destination_id, checks=checks
+            )
+    except RemoteFailure:
+        return checks  # the post itself re-checks; the engine refuses a missing category
+
+
+@router.post(
+    "/{destination_id}/courses/{course_id}/activities/{activity_id}/switch",
+    dependencies=[Depends(check_csrf)],
+)
+def sync_to_sis(
+    request: Request,
+    destination_id: str,
+    course_id: str,
+    activity_id: str,
+    sync: str = Form(...),
+    back: str = "",
+    user: ConsoleUser = Depends(current_user),
+) -> RedirectResponse:
+    """Tick or clear "Sync to SIS". Ticking validates first and refuses with each problem;
+    it only records the choice: the activity's grades go when someone posts them."""
+    course_for(request, user, course_id)
+    rt = runtime_of(request)
+    on = sync == "on"
+    with rt.uow() as uow:
+        activity = uow.activities.get(user.tenant_id, activity_id)
+    if activity is None or activity.course_id != course_id:
+        raise PageError(404, "No such activity in this course.")
+    try:
+        service.select_activities(
+            rt.uow,
+            tenant_id=user.tenant_id,
+            destination_id=destination_id,
+            activity_ids=[activity_id],
+            selected=on,
+            clock=rt.clock,
+            hold=True,
+        )
+    except InvalidInput as exc:
+        words = "; ".join(f"{p.message} [{p.rule}]" for p in exc.problems)
+        flash(request, "error", f"{activity.title} cannot sync to the SIS: {words}")
+    except NotFound as exc:
+        raise PageError(404, str(exc)) from exc
+    else:
+        flash(
+            request,
+            "ok",
+            f"{activity.title} syncs to the SIS: post its grades when you are ready."
+            if on
+            else f"{activity.title} no longer syncs to the SIS.",
+        )
+    to = (
+        f"/console/courses/{course_id}?destination={destination_id}"
+        if back == "course"
+        else page_url(destination_id, course_id)
+    )
+    return RedirectResponse(to, status_code=303)
+
+
+@router.post(
+    "/{destination_id}/courses/{course_id}/post",
+    dependencies=[Depends(check_csrf)],
+    response_model=None,
+)
+async def post_grades(
+    request: Request,
+    destination_id: str,
+    course_id: str,
+    activity_ids: list[str] = Form(default=[]),
+    confirm: str = Form(""),
+    remaster: str = Form(""),
+    user: ConsoleUser = Depends(current_user),
+) -> Response:
+    """Post grades of the ticked activities: first a confirmation naming what goes and what
+    is left out (with the rule), then the run, followed on its Grade Sync page. `remaster`
+    resends every score and line item detail (Canvas's "Remaster Grade Passback")."""
+    rt = runtime_of(request)
+    course = await run_in_threadpool(course_for, request, user, course_id)
+    base = page_url(destination_id, course_id)
+    chosen = list(dict.fromkeys(activity_ids))
+    if not chosen:
+        flash(request, "error", "Tick at least one activity to post its grades.")
+        return RedirectResponse(base, status_code=303)
+    try:
+        checks = await _checked(rt, user.tenant_id, destination_id, chosen)
+    except (NotFound, InvalidInput) as exc:
+        raise PageError(404, str(exc)) from exc
+    if confirm != "yes":
+        dest = await run_in_threadpool(sis_of, rt, user.tenant_id, destination_id)
+        return render(
+            request,
+            "console/sis_confirm.html",
+            user,
+            nav="sis" if user.role.value == "admin" else "courses",
+            course=course,
+            dest=dest,
+            going=[c for c in checks if c.selected and c.ok],
+            left_out=[c for c in checks if not (c.selected and c.ok)],
+            base=base,
+            remaster=remaster == "yes",
+        )
+    going = [c.activity_id for c in checks if c.selected and c.ok]
+    left_out = [c for c in checks if not (c.selected and c.ok)]
+    for c in left_out:
+        why = "; ".join(f"{p.message} [{p.rule}]" for p in c.problems) or (
+            "not ticked Sync to SIS [not_selected]"
+        )
+        flash(request, "error", f"Left out {c.title}: {why}")
+    if not going:
+        flash(request, "error", "Nothing to post: no activity of the selection can go.")
+        return RedirectResponse(base, status_code=303)
+    waker = rt.waker or rt.remote_waker()
+    try:
+        result = await run_in_threadpool(
+            lambda: service.post_grades(
+                rt.uow,
+                waker,
+                rt.clock,
+                tenant_id=user.tenant_id,
+                destination_id=destination_id,
+                course_id=course_id,
+                actor=user.username,
+                activity_ids=going,
+                remaster=remaster == "yes",
+            )
+        )
+    except (InvalidInput, GradesyncError) as exc:
+        text = problems_text(exc) if isinstance(exc, InvalidInput) else str(exc)
+        flash(request, "error", f"Post grades could not start: {text}")
+        return RedirectResponse(base, status_code=303)
+    if result.run is None:
+        flash(request, "error", "Nothing to post: no activity of the selection can go.")
+        return RedirectResponse(base, status_code=303)
+    n = len(result.posted)
+    flash(
+        request,
+        "ok",
+        f"Scheduled: grades of {n} activit{'y' if n == 1 else 'ies'} are on their way."
+        + (" (A post of this course was already going; following it.)" if result.joined else ""),
+    )
+    return RedirectResponse(f"{base}/runs/{result.run.id}", status_code=303)
+
+
+# --- Grade Sync: one Post grades run ----------------------------------------------------------
+
+
+def _sis_run(
+    request: Request, user: ConsoleUser, destination_id: str, course_id: str, run_id: str
+) -> queries.RunDetail:
+    course_for(request, user, course_id)
+    try:
+        detail = queries.run_detail(runtime_of(request).uow, user.tenant_id, run_id)
+    except NotFound as exc:
+        raise PageError(404, "No such run.") from exc
+    scope = detail.run.scope
+    if scope.course_id != course_id or scope.destination_id != destination_id:
+        raise PageError(404, "No such run of this course at this SIS.")
+    return detail
+
+
+def _results(request: Request, run: SyncRun) -> list[dict[str, Any]]:
+    out = []
+    for r in service.posted_results(runtime_of(request).uow, run):
+        status = cq.cell_status(r.row)
+        out.append(
+            {
+                "r": r,
+                "status": status,
+                "label": cq.STATUS_LABELS[status],
+                "score": cq.score_text(r.row),
+                "why": cq.why_text(r.row),
+            }
+        )
+    return out
+
+
+@router.get("/{destination_id}/courses/{course_id}/runs/{run_id}", response_class=HTMLResponse)
+def grade_sync_page(
+    request: Request,
+    destination_id: str,
+    course_id: str,
+    run_id: str,
+    user: ConsoleUser = Depends(current_user),
+) -> HTMLResponse:
+    detail = _sis_run(request, user, destination_id, course_id, run_id)
+    rt = runtime_of(request)
+    overview = service.course_overview(
+        rt.uow, tenant_id=user.tenant_id, destination_id=destination_id, course_id=course_id
+    )
+    titles = {s.activity.id: s.activity.title for s in overview.activities}
+    return render(
+        request,
+        "console/sis_run.html",
+        user,
+        nav="sis" if user.role.value == "admin" else "courses",
+        o=overview,
+        run=detail.run,
+        stages=detail.stages,
+        titles=titles,
+        results=_results(request, detail.run),
+        base=page_url(destination_id, course_id),
+        stage_labels=SIS_STAGE_LABELS,
+        outcome_labels=OUTCOME_LABELS,
+        all_stages=STAGES,
+    )
+
+
+@router.get(
+    "/{destination_id}/courses/{course_id}/runs/{run_id}/results", response_class=HTMLResponse
+)
+def grade_sync_results(
+    request: Request,
+    destination_id: str,
+    course_id: str,
+    run_id: str,
+    user: ConsoleUser = Depends(current_user),
+) -> HTMLResponse:
+    """The run's results, times and stage history alone, for the page's script to refresh
+    when the run finishes."""
+    detail = _sis_run(request, user, destination_id, course_id, run_id)
+    return render(
+        request,
+        "console/_sis_results.html",
+        user,
+        run=detail.run,
+        stages=detail.stages,
+        stage_labels=SIS_STAGE_LABELS,
+        results=_results(request, detail.run),
+    )
