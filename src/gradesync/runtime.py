@@ -24,11 +24,13 @@ from gradesync.config import Settings, load_settings
 from gradesync.domain.model import RunStage, SyncRun
 from gradesync.services import runs
 from gradesync.services.clock import Clock, SystemClock
+from gradesync.services.destination_signals import SIGNALS
 from gradesync.services.wakeup import NullWaker, Waker
 
 if TYPE_CHECKING:
     import httpx
 
+    from gradesync.adapters.db.notifications import DestinationListener
     from gradesync.adapters.destinations.registry import DestinationContext
     from gradesync.adapters.queue.inprocess import EmbeddedWorker
     from gradesync.domain.capabilities import Capabilities
@@ -66,6 +68,7 @@ class Runtime:
     destinations: DestinationContext | None = None
     worker: EmbeddedWorker | None = None
     _server_lock: ServerLock | None = field(default=None, repr=False)
+    _listener: DestinationListener | None = field(default=None, repr=False)
     # Where this process may send requests (docs/security.md); built from the settings.
     outbound: OutboundGuard = field(default=None)  # type: ignore[assignment]
 
@@ -212,6 +215,7 @@ class Runtime:
             waker=waker,
             meter=PrometheusMeter(),
             roster=self.roster_reader,
+            signals=SIGNALS,
         )
 
     def remote_waker(self) -> Waker:
@@ -238,6 +242,7 @@ class Runtime:
         engine_waker: Waker = local
         if distributed_waker:
             engine_waker = self.remote_waker()
+        self._hear_destination_changes()
         engine = self.build_engine(engine_waker)
         worker = EmbeddedWorker(engine, local, sole_worker=self.db.is_sqlite)
         await worker.start()
@@ -246,12 +251,27 @@ class Runtime:
             self.waker = local
         return worker
 
+    def _hear_destination_changes(self) -> None:
+        """Changes to destinations made by other processes reach this one's engines: on
+        PostgreSQL through a listener; on SQLite this is the only server (a CLI command in
+        another process is seen on the engines' fallback poll)."""
+        if self.db.is_sqlite:
+            SIGNALS.other_processes_heard = True
+        elif self._listener is None:
+            from gradesync.adapters.db.notifications import DestinationListener
+
+            self._listener = DestinationListener(self.db.url, SIGNALS)
+            self._listener.start()
+
     async def stop_worker(self) -> None:
         worker, self.worker = self.worker, None
         if worker is not None:
             await worker.stop()
             if self.waker is worker.waker:
                 self.waker = None
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.stop)
+            self._listener = None
         if self.destinations is not None:
             await self.destinations.http.aclose()
             self.destinations = None

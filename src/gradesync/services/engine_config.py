@@ -48,6 +48,10 @@ class EngineSettings:
     # (0: a read that started after the send was ready), so an admin's pause stops sends
     # within the requests in flight and this long
     pause_check: timedelta = timedelta(milliseconds=50)
+    # ... unless changes to destinations are signalled (`destination_signals`, reaching other
+    # processes too): then a send uses a read up to this old, the fallback for a change no
+    # signal reached
+    pause_poll: timedelta = timedelta(seconds=1)
     # many worker processes (PostgreSQL): each destination's limits are shared between the
     # workers alive, counted from heartbeats written every `worker_beat` while sending; a
     # worker not heard from for `worker_alive` is no longer counted

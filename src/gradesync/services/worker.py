@@ -30,6 +30,7 @@ from gradesync.services.clock import Clock
 from gradesync.services.compute import ComputeStats, compute_dirty
 from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, DeliveryStats
 from gradesync.services.destination import DestinationFactory
+from gradesync.services.destination_signals import DestinationSignals
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.roster import ReaderFactory
@@ -56,6 +57,7 @@ class Engine:
         worker_id: str | None = None,
         meter: Meter = NULL_METER,
         roster: ReaderFactory | None = None,
+        signals: DestinationSignals | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         # reads the LMS rosters (NRPS) of a run's scope before the run computes
@@ -76,6 +78,7 @@ class Engine:
             waker=waker,
             on_written=self._written,
             meter=meter,
+            signals=signals,
         )
         self.executor = RunExecutor(
             uow_factory, clock, self.clients, self.deliverer, self.settings, self.worker_id

@@ -265,7 +265,9 @@ ledger = Table(
         ondelete="CASCADE",
     ),
     # The sweep looks for due work by state and time; scope queries go by course.
-    Index("ix_ledger_due", "state", "next_attempt_at"),
+    # in claim order (`LedgerRepo.claimable`), tie-breakers included: a claim reads only
+    # the rows it returns, however many share a time
+    Index("ix_ledger_due", "state", "next_attempt_at", "activity_id", "person_id"),
     Index("ix_ledger_course", "tenant_id", "destination_id", "course_id", "state"),
 )
 

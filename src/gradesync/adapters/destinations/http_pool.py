@@ -1,103 +1,164 @@
 """The HTTP client every destination client of a process shares (one connection pool).
 
-It is httpx's own client with one change underneath: how httpcore asks an idle pooled
-connection whether the server has closed it. httpcore asks that of every idle connection
-each time it hands out or takes back a connection (several times per request), and its
-anyio stream answers by building anyio's whole socket attribute map (a `getpeername()`
-system call and a dozen closures) only to reach the raw socket. Under a steady delivery
-load that was about a tenth of gradesync's CPU. The stream below keeps the raw socket and
-makes the same `poll()` test httpcore makes; everything else goes to httpcore unchanged.
+The adapters speak httpx (requests, responses, errors); underneath, the connections are
+aiohttp's. Chosen by measurement (`benchmarks/http_clients.py`, docs/benchmarks.md): on the
+delivery path, with the same AGS adapter on top, httpx over httpcore's pool spent about
+twice the CPU per delivered result of httpx over aiohttp's pool, most of it in httpcore's
+pool bookkeeping; aiohttp's pool and HTTP/1.1 parser (C) do the same work for less.
+
+The outbound guard: a host name is resolved by the guard (`OutboundGuard.addresses`, once
+per new connection) and aiohttp connects to the very addresses the guard returned, never
+resolving the name itself (no DNS rebinding between the check and the connection). TLS
+still checks the certificate against the URL's host name, and the Host header is the URL's.
+A literal address in a URL is checked here before the request, since aiohttp connects to a
+literal without asking a resolver.
 """
 
 from __future__ import annotations
 
-import select
+import contextvars
 import socket
-import ssl
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
-import httpcore
+import aiohttp
 import httpx
+import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
 
-from gradesync.adapters.outbound_http import guard_transport
-from gradesync.services.outbound import OutboundGuard
+from gradesync.services.outbound import OutboundGuard, OutboundRefused, literal_address
 
-
-def _readable(sock: socket.socket) -> bool:
-    """httpcore's `is_socket_readable`: data (or the server's EOF) waits to be read."""
-    fd = sock.fileno()
-    if fd < 0:  # closed: as readable, so the connection is dropped
-        return True
-    p = select.poll()
-    p.register(fd, select.POLLIN)
-    return bool(p.poll(0))
+# Set around each request: whether it is plain http (the guard allows plain http only to
+# allowed networks). aiohttp resolves a new connection's host inside the request's task.
+_PLAIN_HTTP: contextvars.ContextVar[bool] = contextvars.ContextVar("aiohttp_plain", default=False)
 
 
-class _Stream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._sock: socket.socket | None = inner.get_extra_info("socket")
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver: the guard's checked addresses, nothing else."""
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
+    def __init__(self, guard: OutboundGuard) -> None:
+        self.guard = guard
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = await self.guard.addresses(host, port, plain_http=_PLAIN_HTTP.get())
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._content
+
+
+def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
+    t = request.extensions.get("timeout") or {}
+    connect, read, pool = t.get("connect"), t.get("read"), t.get("pool")
+    waiting = None if connect is None or pool is None else connect + pool
+    return aiohttp.ClientTimeout(total=None, connect=waiting, sock_connect=connect, sock_read=read)
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """httpx requests sent over one aiohttp session (its pool shared by every request)."""
+
+    def __init__(self, guard: OutboundGuard, limits: httpx.Limits) -> None:
+        self.guard = guard
+        self._limits = limits
+        self._session: aiohttp.ClientSession | None = None
+        self._literals_ok: set[tuple[str, int, bool]] = set()  # literal hosts checked
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the event loop that uses it.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=GuardedResolver(self.guard),
+                use_dns_cache=False,  # every new connection's name goes through the guard
+                limit=self._limits.max_connections or 0,
+                limit_per_host=0,
+                keepalive_timeout=self._limits.keepalive_expiry or 5.0,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,  # httpx decodes the body by its Content-Encoding
+                cookie_jar=aiohttp.DummyCookieJar(),  # no cookies kept between platforms
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+                trust_env=False,
+            )
+        return self._session
+
+    async def _check_literal(self, host: str, port: int, plain: bool) -> None:
+        key = (host, port, plain)
+        if key in self._literals_ok or literal_address(host) is None:
+            return
+        await self.guard.addresses(host, port, plain_http=plain)  # raises when refused
+        self._literals_ok.add(key)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise OutboundRefused(str(url), f"{url.scheme} is not http(s)")
+        plain = url.scheme == "http"
+        port = url.port or (80 if plain else 443)
+        await self._check_literal(url.host, port, plain)
+        body = request.content if request.method not in ("GET", "HEAD") else None
+        session = self._open()
+        token = _PLAIN_HTTP.set(plain)
+        try:
+            async with session.request(
+                request.method,
+                yarl.URL(str(url), encoded=True),  # as httpx encoded it, byte for byte
+                headers=list(request.headers.multi_items()),
+                data=body or None,
+                allow_redirects=False,
+                timeout=_timeout(request),
+            ) as resp:
+                content = await resp.read()
+                headers = [(k.decode(), v.decode()) for k, v in resp.raw_headers]
+                reason = resp.reason or ""
+                version = resp.version
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise httpx.ConnectTimeout(str(exc), request=request) from exc
+        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+            raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        except aiohttp.InvalidURL as exc:
+            raise httpx.ConnectError(f"invalid URL: {exc}", request=request) from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise httpx.ReadError(str(exc), request=request) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise httpx.NetworkError(f"{type(exc).__name__}: {exc}", request=request) from exc
+        finally:
+            _PLAIN_HTTP.reset(token)
+        http_version = f"HTTP/{version.major}.{version.minor}" if version else "HTTP/1.1"
+        return httpx.Response(
+            resp.status,
+            headers=headers,
+            stream=_Body(content),
+            extensions={"http_version": http_version.encode(), "reason_phrase": reason.encode()},
+        )
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable" and self._sock is not None:
-            return _readable(self._sock)
-        return self._inner.get_extra_info(info)
-
-
-class _Backend(httpcore.AsyncNetworkBackend):
-    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
-        self._inner = inner
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _Stream(
-            await self._inner.connect_tcp(
-                host,
-                port,
-                timeout=timeout,
-                local_address=local_address,
-                socket_options=socket_options,
-            )
-        )
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _Stream(
-            await self._inner.connect_unix_socket(
-                path, timeout=timeout, socket_options=socket_options
-            )
-        )
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 def shared_client(
@@ -107,15 +168,11 @@ def shared_client(
     guard: OutboundGuard,
     wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
 ) -> httpx.AsyncClient:
-    """An `httpx.AsyncClient` (no redirects followed) that sends only where the outbound
-    `guard` allows and whose pool checks idle connections cheaply. Should httpx or httpcore
-    ever be laid out differently, the cheap check is left out: slower, never wrong. `wrap`
-    puts a transport around the pool (e.g. one that counts)."""
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    pool = getattr(transport, "_pool", None)
-    cheap = hasattr(select, "poll") and isinstance(pool, httpcore.AsyncConnectionPool)
-    guarded = guard_transport(transport, guard, wrap_backend=_Backend if cheap else None)
-    outer: httpx.AsyncBaseTransport = guarded if wrap is None else wrap(guarded)
+    """An `httpx.AsyncClient` (no redirects followed) over aiohttp's pool that sends only
+    where the outbound `guard` allows. `wrap` puts a transport around the pool (e.g. one
+    that counts)."""
+    inner: httpx.AsyncBaseTransport = AiohttpTransport(guard, limits)
+    outer = inner if wrap is None else wrap(inner)
     return httpx.AsyncClient(
         timeout=timeout, limits=limits, follow_redirects=False, transport=outer
     )

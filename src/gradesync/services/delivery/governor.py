@@ -33,6 +33,7 @@ from gradesync.services.clock import Clock
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.records import DeliveryScope, DestKey
 from gradesync.services.delivery.share import Slots, WorkerShare
+from gradesync.services.destination_signals import DestinationSignals
 from gradesync.services.engine_config import BreakerSettings, EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
 
@@ -177,6 +178,9 @@ class DestinationLimits:
         self.pause_checked_at = float("-inf")  # monotonic start of the last finished check
         self.pause_check: asyncio.Task[None] | None = None  # the check in flight
         self.pause_check_started = float("-inf")
+        # monotonic time a signal said the destination changed: sends wait for a read that
+        # started after it
+        self.changed_at = float("-inf")
         self.in_flight = 0
         self.max_in_flight = 0  # observed, for tests and metrics
 
@@ -243,8 +247,13 @@ class Governor:
         settings: EngineSettings,
         background: BackgroundWrites,
         worker_id: str = "",
+        signals: DestinationSignals | None = None,
     ) -> None:
         self.uow_factory = uow_factory
+        # told when a destination changes (`destination_signals`): then the pause is re-read
+        # on that news and on a slow poll, not before every send
+        self.signals = signals
+        self._unsubscribe: Callable[[], None] | None = None
         self.clock = clock
         self.settings = settings
         self._background = background
@@ -281,7 +290,42 @@ class Governor:
             await lim.share(self.workers.live)
         await lim.semaphore.refit()
 
+    def _listen(self) -> None:
+        """Hear destination changes in this event loop (from the first pass on)."""
+        if self.signals is None or self._unsubscribe is not None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def heard(tenant_id: str, destination_id: str) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody to tell
+                loop.call_soon_threadsafe(self._changed, (tenant_id, destination_id))
+
+        self._unsubscribe = self.signals.subscribe(heard)
+
+    def _changed(self, key: DestKey) -> None:
+        """A destination changed: sends wait for a read that starts now."""
+        lim, d = self.limits.get(key), self.destinations.get(key)
+        if lim is None or d is None:
+            self._destinations_at = -1e9  # a new one: the next pass loads it
+            return
+        lim.changed_at = time.monotonic()
+        if lim.pause_check is None or lim.pause_check.done():
+            self._start_pause_check(d, lim)
+
+    def pause_window(self) -> float:
+        """How old (seconds) a read of a destination's pause may be for a send to use it."""
+        if (
+            self._unsubscribe is not None
+            and self.signals is not None
+            and self.signals.other_processes_heard
+        ):
+            return self.settings.pause_poll.total_seconds()
+        return self.settings.pause_check.total_seconds()
+
     async def aclose(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self.workers is not None:
             await self.workers.leave()
 
@@ -307,6 +351,7 @@ class Governor:
         return lim
 
     async def refresh_destinations(self, *, force: bool = False) -> None:
+        self._listen()
         if (
             not force
             and time.monotonic() - self._destinations_at
@@ -344,13 +389,13 @@ class Governor:
     async def check_pause(self, d: Destination, lim: DestinationLimits) -> None:
         """Re-read the destination's pause before a send, so an admin's pause stops sends
         within the requests already in flight. Checks are shared: a send uses a check that
-        started at most `pause_check` before it asked (0: only one that started after),
-        and at most one check per destination is in flight. Once half of that time has
-        passed, the next check starts in the background: under a steady load no send
-        waits for a read."""
+        started at most `pause_window()` before it asked (0: only one that started after)
+        and after the last signal that the destination changed, and at most one check per
+        destination is in flight. Once half of that time has passed, the next check starts
+        in the background: under a steady load no send waits for a read."""
         asked = time.monotonic()
-        window = self.settings.pause_check.total_seconds()
-        fresh_from = asked - window
+        window = self.pause_window()
+        fresh_from = max(asked - window, lim.changed_at)
         while True:
             if lim.pause_checked_at >= fresh_from:
                 if window > 0 and lim.pause_checked_at < asked - window / 2:

@@ -76,6 +76,7 @@ from gradesync.services.destination import (
     ResultTarget,
     timestamp_step_of,
 )
+from gradesync.services.destination_signals import DestinationSignals
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.telemetry import NULL_METER, Meter
@@ -122,6 +123,7 @@ class Deliverer:
         waker: Waker | None = None,
         on_written: Callable[[list[LedgerRow]], None] | None = None,
         meter: Meter = NULL_METER,
+        signals: DestinationSignals | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.clock = clock
@@ -137,7 +139,9 @@ class Deliverer:
         self._due_signal = 0
         self._passes: set[InFlight] = set()
         self._background = BackgroundWrites()
-        self.governor = Governor(uow_factory, clock, settings, self._background, worker_id)
+        self.governor = Governor(
+            uow_factory, clock, settings, self._background, worker_id, signals=signals
+        )
         self.provisioner = Provisioner(uow_factory, settings, self._background)
         self._help_asked = -1e9
         self._courses_after = ""  # the course a claim's round-robin starts after

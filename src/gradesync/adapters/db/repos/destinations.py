@@ -9,6 +9,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
+from gradesync.adapters.db.notifications import notify_destination
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.adapters.secretbox import SecretBox
 from gradesync.domain.model import Destination
@@ -42,6 +43,7 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
         row["created_at"] = utc(now)
         cols = tuple(k for k in row if k not in ("tenant_id", "id", "created_at"))
         upsert(self.conn, t.destinations, row, update=cols)
+        notify_destination(self.conn, dest.tenant_id, dest.id)
 
     def all(self, tenant_id: str | None = None) -> list[Destination]:
         q = select(t.destinations).order_by(t.destinations.c.tenant_id, t.destinations.c.id)
@@ -54,6 +56,7 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
         res = self.conn.execute(
             delete(t.destinations).where(c.tenant_id == tenant_id, c.id == destination_id)
         )
+        notify_destination(self.conn, tenant_id, destination_id)
         return bool(res.rowcount)
 
     def set_pause(
@@ -65,3 +68,4 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
             .where(c.tenant_id == tenant_id, c.id == destination_id)
             .values(paused_until=utc(until), pause_reason=reason)
         )
+        notify_destination(self.conn, tenant_id, destination_id)
