@@ -96,7 +96,8 @@ print(
     "ms per claim min/median/max",
     [round(x * 1000, 1) for x in (ts[0], ts[3], ts[-1])],
 )
-captured[:] = captured[:2]
+seen = set()
+captured[:] = [c for c in captured if not (c[0] in seen or seen.add(c[0]))]
 with db.engine.connect() as conn:
     for stmt, params in captured:
         print("----", stmt.split("WHERE")[1][:200].replace("\n", " "))

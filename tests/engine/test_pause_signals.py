@@ -19,7 +19,7 @@ from gradesync.services.clock import SystemClock
 from gradesync.services.destination_signals import SIGNALS, DestinationSignals
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory, wait_for
-from tests.engine.conftest import DEST, FAST, Harness, T, learner, post, seed, states
+from tests.engine.conftest import DEST, FAST, Harness, T, learner, post, seed
 
 # Without a signal, nothing would be re-read within a test's time.
 SLOW = replace(FAST, pause_check=timedelta(minutes=10), pause_poll=timedelta(minutes=10))
@@ -38,9 +38,12 @@ async def test_an_admins_pause_stops_sends_at_once_without_a_re_read_per_send(
     harness: Harness, db: Database, heard: None
 ) -> None:
     seed(db, learners=12, config={"concurrency": 2})
-    engine = Engine(db.uow, SystemClock(), harness.factory, SLOW, signals=SIGNALS)
+    engine = Engine(
+        db.uow, SystemClock(), harness.factory, SLOW, waker=harness.waker, signals=SIGNALS
+    )
     await harness.engine.aclose()
     harness.engine = engine
+    engine.on_written(harness._notify)
     remote = harness.remote
     remote.hold = asyncio.Event()
     post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(12)])
@@ -56,9 +59,9 @@ async def test_an_admins_pause_stops_sends_at_once_without_a_re_read_per_send(
     assert stats.gated == 10
     # resumed: the signal lifts the pause as quickly
     await asyncio.to_thread(destination_admin.resume, db.uow, SystemClock(), None, T, DEST)
-    assert (await engine.deliver_due()).sent == 10
+    await harness.start()
+    await harness.all_delivered(12)
     assert remote.sends == 12
-    await harness.until(lambda: states(db).get("delivered", 0) == 12)
 
 
 async def test_without_other_processes_heard_sends_re_read_as_before(
