@@ -64,3 +64,34 @@ def test_validate_reports_a_group_with_no_sis_category(
     assert "[category_missing]" in bad.stdout and "Labs" in bad.stdout
     offline = gradesync("sis", "validate", "sis", "quiz1", *T, "--offline")
     assert "[category_missing]" not in offline.stdout
+
+
+def test_validate_checks_categories_for_a_file_based_sis_too(
+    gradesync: Run, cli_db: Database
+) -> None:
+    seed_school(cli_db, ManualClock(NOW))
+    gradesync(
+        "sis", "add", "sis", *T, "--name", "District files", "--file-based",
+        "--category-match", "name",
+    )  # fmt: skip
+    gradesync(
+        "sis", "map-class", "sis", "c1", "cls-1", *T,
+        "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
+    )  # fmt: skip
+    gradesync("sis", "select", "sis", "quiz1", *T)
+    # a file-based SIS cannot be asked by name: the unaligned group is reported, exit 1
+    bad = gradesync("sis", "validate", "sis", "quiz1", *T, ok=False)
+    assert bad.returncode == 1
+    assert "[category_missing]" in bad.stdout and "Quizzes" in bad.stdout
+    # aligned to the SIS's category sourcedId: valid
+    gradesync("sis", "categories", "sis", *T, "--align", "Quizzes=cat-quiz")
+    ok = gradesync("sis", "validate", "sis", "quiz1", *T)
+    assert "[category_missing]" not in ok.stdout
+    # an activity with no group, and no default category
+    with cli_db.uow() as uow:
+        quiz = uow.activities.get("t1", "quiz1")
+        assert quiz is not None
+        uow.activities.upsert(replace(quiz, category=None))
+        uow.commit()
+    none = gradesync("sis", "validate", "sis", "quiz1", *T, ok=False)
+    assert "[category_missing]" in none.stdout and "default_category" in none.stdout

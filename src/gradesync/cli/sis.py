@@ -222,7 +222,9 @@ def categories(
     unalign: list[str] = typer.Option([], help="Remove the alignment of GROUP (repeatable)."),
     offline: bool = typer.Option(False, help="Do not ask the SIS (file-based SIS)."),
 ) -> None:
-    """List the SIS's categories, align activity groups, and check a course's alignment."""
+    """List the SIS's categories, align activity groups, and check a course's alignment.
+    A file-based SIS cannot be asked for its categories: align its groups to the category
+    sourcedIds the SIS uses, and `sis validate` checks them."""
 
     def go(rt: Runtime) -> None:
         for pair in align:
@@ -250,8 +252,10 @@ def categories(
                 category_id=None,
                 course_id=course,
             )
-        if offline:
-            return
+        for pair in align:
+            console.print(f"aligned {pair.replace('=', ' -> ', 1)}")
+        if offline or not service.has_rest_api(rt.uow, tenant, destination_id):
+            return  # a file-based SIS cannot be asked: `sis validate` checks its groups
 
         async def ask() -> tuple[list[dict[str, Any]], list[service.CategoryAlignment]]:
             async with rt.sis_directory(tenant, destination_id) as client:
@@ -309,8 +313,14 @@ def select(
     activity_ids: list[str] = typer.Argument(..., help="Activity ids."),
     tenant: str = TENANT,
     clear: bool = typer.Option(False, "--clear", help="Clear 'Sync to SIS' instead."),
+    hold: bool = typer.Option(
+        False,
+        "--hold",
+        help="Only record the choice: the grades wait for `sis post` (posting a selection).",
+    ),
 ) -> None:
-    """Tick (or clear) "Sync to SIS" for activities; ticking refuses invalid activities."""
+    """Tick (or clear) "Sync to SIS" for activities; ticking refuses invalid activities.
+    Ticking sends the activity's grades at once; with --hold they wait for `sis post`."""
     checks = _run(
         lambda rt: service.select_activities(
             rt.uow,
@@ -320,9 +330,12 @@ def select(
             selected=not clear,
             clock=rt.clock,
             waker=rt.waker or rt.remote_waker(),
+            hold=hold,
         )
     )
     _print_checks(checks)
+    if hold and not clear:
+        console.print("held: the grades wait for `gradesync sis post ... --activity ID`")
 
 
 @app.command("validate")
@@ -336,7 +349,8 @@ def validate(
     ),
 ) -> None:
     """Check activities against the SIS's rules before anything is sent, category
-    alignment included (a REST SIS is asked for its categories)."""
+    alignment included (a REST SIS is asked for its categories; for a file-based SIS each
+    group must be aligned to a category sourcedId, or be one with --category-match id)."""
 
     def go(rt: Runtime) -> list[service.ActivityCheck]:
         checks = service.validate(
@@ -395,6 +409,8 @@ def post(
     for c in result.refused:
         why = "; ".join(p.message for p in c.problems) or "not selected for the SIS"
         console.print(f"[yellow]left out[/yellow] {c.activity_id}: {why}")
+    for activity_id in result.held:
+        console.print(f"held back {activity_id}: ticked, waits for its own post")
     if result.run is None:
         console.print("[red]nothing to post[/red]")
         raise typer.Exit(1)

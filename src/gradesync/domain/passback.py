@@ -25,6 +25,7 @@ __all__ = [
     "Term",
     "capabilities_for",
     "category_sourced_id",
+    "file_category",
     "line_item_sourced_id",
     "passback_problems",
     "profile_from_config",
@@ -44,6 +45,7 @@ class PassbackRule(StrEnum):
     """Codes of the checks an activity must pass before its grades go to the SIS."""
 
     NOT_SELECTED = "not_selected_for_sis"
+    NOT_POSTED = "waiting_for_post"  # ticked with a hold: waits for "Post grades"
     DUE_DATE_REQUIRED = "due_date_required"
     DUE_DATE_OUTSIDE_TERM = "due_date_outside_term"
     TERM_UNKNOWN = "term_unknown"
@@ -166,6 +168,27 @@ class Term:
     @property
     def known(self) -> bool:
         return self.start is not None and self.end is not None
+
+
+def file_category(
+    profile: SisProfile,
+    connection_map: dict[str, Any] | None,
+    course_map: dict[str, Any] | None,
+    group: str | None,
+) -> tuple[str | None, str | None]:
+    """The SIS category sourcedId of an activity group at a file-based SIS (CSV), which
+    cannot be asked for its categories: the group's alignment (the course's, then the
+    connection's), else with `category_match: id` the group itself. Returns (sourcedId, None),
+    or (None, why) when no category can be named (every result would be refused)."""
+    group = group or profile.default_category
+    if group is None:
+        return None, "the activity has no group and no default_category"
+    mapping = {**(connection_map or {}), **(course_map or {})}
+    if group in mapping:
+        return str(mapping[group]), None
+    if profile.category_match is CategoryMatch.ID:
+        return group, None
+    return None, "not aligned, and a file-based SIS cannot be asked for its categories by name"
 
 
 def _problem(rule: PassbackRule, field: str, message: str) -> FieldProblem:

@@ -43,6 +43,7 @@ from gradesync.domain.passback import (
     SisProfile,
     Term,
     capabilities_for,
+    file_category,
     line_item_sourced_id,
     profile_from_config,
     result_sourced_id,
@@ -94,24 +95,17 @@ class OneRosterCsvClient:
     def category_of(self, course: CourseLink, group: str | None) -> str:
         """The SIS category sourcedId of an activity group: its alignment (the course's, then
         the connection's), else with category_match id the group itself."""
-        group = group or self.profile.default_category
-        if group is None:
-            raise _missing_category(
-                self.destination.id, None, "the activity has no group and no default_category"
-            )
-        mapping: dict[str, str] = {
-            **(self.destination.config.get("category_map") or {}),
-            **(course.data.get("category_map") or {}),
-        }
-        if group in mapping:
-            return str(mapping[group])
-        if self.profile.category_match is CategoryMatch.ID:
-            return group
-        raise _missing_category(
-            self.destination.id,
+        category_id, why = file_category(
+            self.profile,
+            self.destination.config.get("category_map"),
+            course.data.get("category_map"),
             group,
-            "not aligned, and a file-based SIS cannot be asked for its categories by name",
         )
+        if category_id is None:
+            raise _missing_category(
+                self.destination.id, group or self.profile.default_category, why or ""
+            )
+        return category_id
 
     async def ensure_column(
         self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False

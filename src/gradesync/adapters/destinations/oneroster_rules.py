@@ -39,15 +39,24 @@ def mapped_class(destination: Destination, course: Course, link: CourseLink | No
 
 
 def selected_item(column: Column, link: ItemLink | None) -> ItemLink:
-    """The activity's link when it is selected for the SIS, else NOT_SYNCED: by design, not
-    a failure; the engine skips the rows with this reason, and ticking the activity
-    (services.sis.select_activities) sends them."""
+    """The activity's link when it is selected for the SIS (and not held for Post grades),
+    else NOT_SYNCED: by design, not a failure; the engine skips the rows with this reason,
+    and ticking the activity (services.sis.select_activities) or posting it
+    (services.sis.post_grades) sends them."""
     if link is None or not link.data.get("sync_to_sis"):
         raise RemoteFailure(
             FailureClass.NOT_SYNCED,
             PassbackRule.NOT_SELECTED.value,
             f"The activity {column.title!r} is not selected for SIS passback.",
             remedy="Tick 'Sync to SIS' for it (gradesync sis select).",
+        )
+    if link.data.get("held"):
+        # ticked, but the admin posts grades deliberately: held back, not refused
+        raise RemoteFailure(
+            FailureClass.NOT_SYNCED,
+            PassbackRule.NOT_POSTED.value,
+            f"The activity {column.title!r} is ticked for the SIS and waits for Post grades.",
+            remedy="Post its grades (gradesync sis post DESTINATION COURSE --activity ID).",
         )
     return link
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
@@ -18,6 +18,7 @@ from gradesync.services.sis.common import sis_destination
 from gradesync.services.sis.selection import (
     ActivityCheck,
     activities_of,
+    release_held,
     reopen_rejected,
     validate,
 )
@@ -30,6 +31,7 @@ class PostResult:
     joined: bool
     posted: list[str]  # activity ids in the run
     refused: list[ActivityCheck]  # selected but failing validation, or not selected
+    held: list[str] = field(default_factory=list)  # ticked with a hold, not posted: wait
 
 
 def post_grades(
@@ -46,6 +48,7 @@ def post_grades(
 ) -> PostResult:
     """ "Post grades": a run over the chosen activities (default: all selected for the SIS) of
     a course. Activities not selected or failing validation are left out and reported; the
+    others' hold (ticked with a hold) is lifted, and those not named stay held. The
     run's stages and counts are the engine's (follow `run.id`). `remaster` resends every
     result and the line item details."""
     with uow_factory() as uow:
@@ -77,11 +80,26 @@ def post_grades(
     if not posted:
         return PostResult(None, False, [], refused)
     with uow_factory() as uow:
+        released: list[tuple[str, str, str, str]] = []
         for activity_id in posted:
+            released += release_held(uow, tenant_id, destination_id, course_id, activity_id)
             reopen_rejected(uow, tenant_id, destination_id, course_id, activity_id)
+        if released:
+            uow.dirty.mark_many(released, clock.now())
         uow.commit()
+    with uow_factory() as uow:
+        course_items = uow.links.items(
+            tenant_id,
+            destination_id,
+            [a.id for a in uow.activities.for_course(tenant_id, course_id)],
+        )
+    held = sorted(
+        aid
+        for aid, item in course_items.items()
+        if item.data.get("held") and item.data.get("sync_to_sis") and aid not in posted
+    )
     scope = RunScope(tenant_id, destination_id, course_id, tuple(sorted(posted)))
     run, joined = request_run(
         uow_factory, waker, clock, scope, Trigger.REMASTER if remaster else Trigger.MANUAL, actor
     )
-    return PostResult(run, joined, posted, refused)
+    return PostResult(run, joined, posted, refused, held)

@@ -18,6 +18,7 @@ from gradesync.domain.model import (
 from gradesync.domain.passback import (
     PassbackRule,
     Term,
+    file_category,
     line_item_sourced_id,
     passback_problems,
     profile_from_config,
@@ -143,10 +144,38 @@ def validate(
             activities = uow.activities.for_course(tenant_id, course_id)
         else:
             raise InvalidInput.one("course_id", "required", "Name a course or some activities.")
-        return [
-            check_activity(uow, dest, a, uow.links.course(tenant_id, destination_id, a.course_id))
-            for a in activities
-        ]
+        checks = []
+        for a in activities:
+            link = uow.links.course(tenant_id, destination_id, a.course_id)
+            check = check_activity(uow, dest, a, link)
+            if dest.kind is DestinationKind.ONEROSTER_CSV and link is not None:
+                check = _file_category_check(dest, link, a, check)
+            checks.append(check)
+        return checks
+
+
+def _file_category_check(
+    dest: Destination, link: CourseLink, activity: Activity, check: ActivityCheck
+) -> ActivityCheck:
+    """A file-based SIS cannot be asked for its categories: the group must be aligned (or be
+    the category's sourcedId, with category_match id), or every result is refused
+    `category_missing`, so validation says so before anything is written."""
+    category_id, why = file_category(
+        profile_from_config(dest.config),
+        dest.config.get("category_map"),
+        link.data.get("category_map"),
+        activity.category,
+    )
+    if category_id is not None:
+        return check
+    group = repr(activity.category) if activity.category is not None else "(none)"
+    problem = FieldProblem(
+        "category",
+        PassbackRule.CATEGORY_MISSING.value,
+        f"Activity group {group}: {why}. Align it: gradesync sis categories {dest.id} "
+        "--align GROUP=CATEGORY_SOURCEDID",
+    )
+    return replace(check, problems=[*check.problems, problem])
 
 
 def select_activities(
@@ -165,9 +194,10 @@ def select_activities(
     changes. Ticking also brings back the activity's results that were skipped as not
     selected (they are recomputed, then sent) and reopens those refused for a column-level
     reason; `waker` (when given) has a worker do it now rather than on its next look.
-    With `hold`, ticking only records the choice: the results already there wait for "Post
-    grades" (`post_grades` sends the activities it is given), so ticking and posting are
-    two steps the way a SIS admin expects them."""
+    With `hold`, ticking only records the choice: the activity's grades (those already there
+    and any that come later) are held back (skipped `waiting_for_post`) until "Post grades"
+    sends the activities it is given (`post_grades`), so ticking and posting are two steps
+    the way a SIS admin expects them. Ticking without `hold` sends at once."""
     if not activity_ids:
         raise InvalidInput.one("activity_ids", "required", "Name at least one activity.")
     with uow_factory() as uow:
@@ -202,6 +232,10 @@ def select_activities(
             # provisions it (selected) or refuses it (not selected) before any result is sent.
             data = {**item.data, "sync_to_sis": selected}
             toggled = bool(item.data.get("sync_to_sis")) != selected
+            if not selected or not hold:
+                data.pop("held", None)  # cleared, or ticked to send at once
+            elif toggled:
+                data["held"] = True  # newly ticked: its grades wait for Post grades
             if toggled and dest.kind is DestinationKind.ONEROSTER_CSV:
                 data["selected_at"] = now.isoformat()  # a CSV delta lists the change from then
             uow.links.save_item(replace(item, details_hash=None, data=data))
@@ -220,18 +254,35 @@ def select_activities(
     return [replace(c, selected=selected) for c in checks]
 
 
+_HELD_BACK = frozenset({PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value})
+
+
 def _not_selected_keys(
     uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str, activity_id: str
 ) -> list[tuple[str, str, str, str]]:
     """Dirty keys (tenant, course, activity, person) of the activity's rows skipped because it
-    was not selected. A skipped row keeps no desired result, so it is recomputed rather than
-    reopened: the recompute makes it pending with the learner's current result."""
+    was not selected (or was held for Post grades). A skipped row keeps no desired result, so
+    it is recomputed rather than reopened: the recompute makes it pending with the learner's
+    current result."""
     rows = uow.ledger.get_many(tenant_id, destination_id, course_id, [activity_id])
     return [
         (tenant_id, course_id, activity_id, person_id)
         for (_, person_id), r in sorted(rows.items())
-        if r.state is DeliveryState.SKIPPED and r.reason_code == PassbackRule.NOT_SELECTED.value
+        if r.state is DeliveryState.SKIPPED and r.reason_code in _HELD_BACK
     ]
+
+
+def release_held(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str, activity_id: str
+) -> list[tuple[str, str, str, str]]:
+    """Post grades of a held activity: its hold is lifted (the column is asked for again)
+    and its held-back rows come back. Inside the caller's transaction; returns the keys to
+    mark for recompute."""
+    item = uow.links.item(tenant_id, destination_id, activity_id)
+    if item is not None and item.data.get("held"):
+        data = {k: v for k, v in item.data.items() if k != "held"}
+        uow.links.save_item(replace(item, details_hash=None, data=data))
+    return _not_selected_keys(uow, tenant_id, destination_id, course_id, activity_id)
 
 
 def reopen_rejected(

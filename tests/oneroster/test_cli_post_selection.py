@@ -1,0 +1,131 @@
+"""`gradesync sis select --hold` then `sis post --activity X`: ticking and posting are two
+steps; only the posted activity reaches the SIS, the other ticked one is held back (its
+grades, even new ones, wait) until it is posted in turn."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from gradesync.adapters.db.database import Database
+from gradesync.config import Settings
+from gradesync.domain.model import DeliveryState, RunOutcome
+from gradesync.runtime import Runtime
+from gradesync.sandbox.testing import RunningSandbox
+from gradesync.testing import TEST_SECRET, ManualClock, post_attempts, wait_for_async
+from tests.support.cli import Run
+
+from .conftest import CLIENT_ID, CLIENT_SECRET
+from .facts import NOW, seed_school
+
+T = ("--tenant", "t1")
+
+
+def _run_id(out: str) -> str:
+    found = re.search(r"run (\S+) queued", out)
+    assert found is not None, out
+    return found.group(1)
+
+
+def _line_items(sis: RunningSandbox) -> dict[str, str]:
+    """SIS line item sourcedId -> title."""
+    return {li["sourcedId"]: li["title"] for li in sis.admin.inspect()["sis"]["lineItems"]}
+
+
+def _results(sis: RunningSandbox) -> dict[tuple[str, str], float]:
+    items = _line_items(sis)
+    return {
+        (items[r["lineItem"]["sourcedId"]], r["student"]["sourcedId"]): r["score"]
+        for r in sis.admin.inspect()["sis"]["results"]
+    }
+
+
+def _rows(db: Database, activity: str) -> dict[str, tuple[DeliveryState, str | None]]:
+    with db.uow() as uow:
+        rows = uow.ledger.get_many("t1", "sis", "c1", [activity])
+    return {p: (r.state, r.reason_code) for (_, p), r in rows.items()}
+
+
+def test_post_with_activity_sends_only_that_one_and_holds_the_other_back(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox, tmp_path: Path
+) -> None:
+    seed_school(cli_db, ManualClock(NOW))
+    gradesync(
+        "sis", "add", "sis", *T, "--base-url", sis.base_url, "--client-id", CLIENT_ID,
+        "--client-secret", CLIENT_SECRET, "--category-match", "name",
+    )  # fmt: skip
+    gradesync(
+        "sis", "map-class", "sis", "c1", "cls-1", *T,
+        "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
+    )  # fmt: skip
+    gradesync("sis", "map-class", "sis", "c1", "cls-2", *T, "--section", "sec-b")
+    gradesync("sis", "map-students", "sis", "c1", *T)
+    # the grades arrive as the courseware posts them (each marks its key for recompute)
+    post_attempts(
+        cli_db.uow, None, "t1", [("quiz1", "p1", 8.0), ("hw1", "p1", 4.0), ("hw1", "p2", 3.0)]
+    )
+    held = gradesync("sis", "select", "sis", "quiz1", "hw1", *T, "--hold")
+    assert "held: the grades wait" in held.stdout
+
+    posted = gradesync("sis", "post", "sis", "c1", *T, "--activity", "quiz1")
+    assert "held back hw1: ticked, waits for its own post" in posted.stdout
+    first = _run_id(posted.stdout)
+
+    async def work(steps: Callable[[Runtime], object]) -> None:
+        settings = Settings(
+            database_url=cli_db.url,
+            secret_key=TEST_SECRET,
+            data_dir=tmp_path / "worker",
+            worker_poll_seconds=0.2,
+            run_retry_patience_seconds=2.0,
+        )
+        runtime = Runtime(settings=settings, db=cli_db)
+        await runtime.start_worker()
+        try:
+            await steps(runtime)  # type: ignore[misc]
+        finally:
+            await runtime.stop_worker()
+
+    async def first_post(runtime: Runtime) -> None:
+        done = await runtime.wait_for_run_async(first, 20.0, tenant_id="t1")
+        assert done.outcome is RunOutcome.SUCCEEDED, (done.message, done.counts)
+        # hw1's grades were computed and reached delivery, which held them back
+        await wait_for_async(
+            lambda: (
+                set(_rows(cli_db, "hw1").values()) == {(DeliveryState.SKIPPED, "waiting_for_post")}
+            ),
+            "hw1 held back",
+            blocking=True,
+        )
+        # a new grade of the held activity waits too
+        post_attempts(cli_db.uow, runtime.waker, "t1", [("hw1", "p3", 5.0)])
+        await wait_for_async(
+            lambda: _rows(cli_db, "hw1").get("p3") == (DeliveryState.SKIPPED, "waiting_for_post"),
+            "the new hw1 grade held back",
+            blocking=True,
+        )
+
+    asyncio.run(work(first_post))
+    assert _results(sis) == {("Quiz 1", "stu-1"): 8.0}
+    assert "Homework 1" not in _line_items(sis).values()
+
+    # posting hw1 in turn sends its grades, the new one included
+    again = gradesync("sis", "post", "sis", "c1", *T, "--activity", "hw1")
+    assert "held back" not in again.stdout
+    second = _run_id(again.stdout)
+
+    async def second_post(runtime: Runtime) -> None:
+        done = await runtime.wait_for_run_async(second, 20.0, tenant_id="t1")
+        assert done.outcome is RunOutcome.SUCCEEDED, (done.message, done.counts)
+
+    asyncio.run(work(second_post))
+    assert _results(sis) == {
+        ("Quiz 1", "stu-1"): 8.0,
+        # scored out of 10 on a 5-point homework
+        ("Homework 1", "stu-1"): 2.0,
+        ("Homework 1", "stu-2"): 1.5,
+        ("Homework 1", "stu-3"): 2.5,
+    }
+    assert {s for s, _ in _rows(cli_db, "hw1").values()} == {DeliveryState.DELIVERED}
