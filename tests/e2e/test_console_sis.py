@@ -380,6 +380,8 @@ def test_every_sis_form_needs_its_token_and_connection_settings_need_an_admin(
             dest = uow.destinations.get(T, DEST)
         assert item is None and dest is not None and "category_map" not in dest.config
         assert admin.get(page).status_code == 200
+        listed = admin.get("/console/destinations").text
+        assert 'aria-label="SIS passback of Springfield SIS"' in listed
     with httpx.Client(base_url=live_console.base_url) as teacher:
         sign_in_over_http(teacher, "teach", "an instructor's password")
         html = teacher.get(page)
