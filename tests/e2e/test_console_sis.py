@@ -42,6 +42,7 @@ CLIENT_ID, CLIENT_SECRET = "gradesync", "s3cret-value"
 TODAY = date.today()
 TERM_START, TERM_END = TODAY - timedelta(days=60), TODAY + timedelta(days=120)
 STUDENTS = {"p1": ("Ada Lovelace", "stu-1"), "p2": ("Alan Turing", "stu-2")}
+NO_SIS_ID = "p3"
 # one unbroken name: it must wrap on the page (the SIS gets it shortened); its group "Labs"
 # has no category at the SIS, which validation names
 LONG = "Photosynthesis_and_cellular_respiration_review_worksheet_with_extra_practice"
@@ -99,8 +100,11 @@ def _district(console: LiveConsole, sandbox: RunningSandbox) -> None:
                 Activity(T, "hw2", COURSE, "Homework 2", 10, due_at=due, category="Homework"),
                 Activity(T, "long", COURSE, LONG, 10, due_at=due, category="Labs"),
             ],
-            people=[Person(T, p, name, sis_id=s) for p, (name, s) in STUDENTS.items()],
-            enrollments=[Enrollment(T, COURSE, p) for p in STUDENTS],
+            people=[
+                *(Person(T, p, name, sis_id=s) for p, (name, s) in STUDENTS.items()),
+                Person(T, NO_SIS_ID, "Grace Hopper"),  # the SIS does not know her
+            ],
+            enrollments=[Enrollment(T, COURSE, p) for p in [*STUDENTS, NO_SIS_ID]],
         ),
     )
     sis.add_connection(
@@ -129,7 +133,7 @@ def _district(console: LiveConsole, sandbox: RunningSandbox) -> None:
         Attempt(T, f"ev-{a}-{p}", a, p, score, 10.0, now - timedelta(hours=1))
         for a, scores in {"quiz1": (8.0, 6.5), "hw1": (9.0, 7.0), "hw2": (5.0, 10.0)}.items()
         for p, score in zip(STUDENTS, scores, strict=True)
-    ]
+    ] + [Attempt(T, "ev-quiz1-p3", "quiz1", NO_SIS_ID, 9.0, 10.0, now - timedelta(hours=1))]
     rt.ingest(T, IngestBatch(attempts=attempts))
     create_user(
         rt.uow,
@@ -208,10 +212,12 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     page.get_by_role("link", name="Algebra I").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Algebra I")
     students = page.locator("table.sis-students")
-    expect(page.get_by_role("heading", name="Students: 0 of 2 mapped")).to_be_visible()
+    expect(page.get_by_role("heading", name="Students: 0 of 3 mapped")).to_be_visible()
     page.get_by_role("button", name="Link learners by their SIS ids").click()
-    expect(page.get_by_role("status").filter(has_text="2 learner(s) linked")).to_be_visible()
-    expect(page.get_by_role("heading", name="Students: 2 of 2 mapped")).to_be_visible()
+    said = page.get_by_role("status").filter(has_text="2 learner(s) linked")
+    expect(said).to_contain_text("No SIS id for 1")
+    expect(page.get_by_role("heading", name="Students: 2 of 3 mapped")).to_be_visible()
+    expect(students.get_by_role("row", name="Grace Hopper")).to_contain_text("Not mapped")
     expect(students.get_by_role("row", name="Ada Lovelace")).to_contain_text("stu-1")
 
     # Nothing is ticked yet; the validation list already names what blocks each activity:
@@ -285,8 +291,12 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     finished = page.locator("#sis-results dl.facts div", has_text="Finished").locator("dd")
     expect(finished).not_to_have_text("—")
     results = page.locator("table.sis-results")
-    expect(results.locator("tbody tr")).to_have_count(4)
+    expect(results.locator("tbody tr")).to_have_count(6)  # Grace has no Homework 1 yet
     expect(results.locator("tbody tr", has_text="Homework 2")).to_have_count(0)
+    # the learner the SIS does not know: not sent, and why
+    grace = results.locator("tr", has_text="Grace Hopper").filter(has_text="Quiz 1")
+    expect(grace).to_contain_text("Not sent")
+    expect(grace.locator("td").last).not_to_be_empty()
     ada_quiz = results.locator("tr", has_text="Quiz 1").filter(has_text="Ada Lovelace")
     expect(ada_quiz).to_contain_text("8 / 10")
     expect(results.get_by_text("Sent", exact=True)).to_have_count(4)
@@ -316,7 +326,7 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     expect(page.locator("dl.facts").first).to_contain_text("Remaster")
     expect(progress.locator("[data-field='counts']")).to_contain_text("sent")
     results = page.locator("table.sis-results")
-    expect(results.locator("tbody tr")).to_have_count(2)
+    expect(results.locator("tbody tr")).to_have_count(3)
     assert set(_sis_results(sis_sandbox)) == {
         (quiz, "stu-1"),
         (quiz, "stu-2"),
