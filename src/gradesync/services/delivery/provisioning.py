@@ -50,8 +50,9 @@ class Provisioner:
         self._background = background
         self._course_links: dict[tuple[str, str, str], tuple[CourseLink, float]] = {}
         self._column_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
-        # columns this process created or updated, until the claim's own read has them
-        self._item_links: dict[tuple[str, str, str], ItemLink] = {}
+        # columns this process created or updated, until the claim's own read has them:
+        # every link this process read or wrote for the column, the last written last
+        self._item_links: dict[tuple[str, str, str], tuple[ItemLink | None, ...]] = {}
         # columns tried ahead of their first grade: once per process (a failure is left to
         # the send, which classifies it and retries)
         self._tried_ahead: set[ColumnKey] = set()
@@ -98,11 +99,17 @@ class Provisioner:
         key = (d.tenant_id, d.id, column.activity_id)
         lock = self._column_locks.setdefault(key, asyncio.Lock())
         async with lock:
-            current = self._item_links.get(key) or link
+            known = self._item_links.get(key)
+            if known is not None and link is not None and link not in known:
+                # the link changed since this process read or wrote it, by a person (an
+                # activity unticked for a SIS, or held for Post grades): ask the destination
+                del self._item_links[key]
+                known = None
+            current = known[-1] if known is not None else link
             if not force and current is not None and current.details_hash == wanted:
                 return current, False
             ensured = await client.ensure_column(course_link, column, current, force=force)
-            self._item_links[key] = ensured
+            self._item_links[key] = (*(known or (link,)), ensured)[-8:]
 
             def save() -> None:
                 with self.uow_factory() as uow:

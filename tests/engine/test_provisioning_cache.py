@@ -1,0 +1,85 @@
+"""The provisioner's column cache spares asking the destination again until the database has
+the link it wrote; a link a person changed since (an activity unticked for the SIS, or ticked
+again with a hold) is not hidden behind the cache: the destination is asked again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from gradesync.domain.model import CourseLink, Destination, DestinationKind, ItemLink
+from gradesync.domain.policy import Column, column_hash
+from gradesync.services.delivery.background import BackgroundWrites
+from gradesync.services.delivery.provisioning import Provisioner
+from gradesync.services.destination import FailureClass, RemoteFailure
+
+from .conftest import FAST
+
+DEST = Destination("t1", "sis", DestinationKind.ONEROSTER_REST, "SIS", {})
+COURSE = CourseLink("t1", "sis", "c1", "cls-1")
+COLUMN = Column("Quiz", 10.0, None, None, "a1")
+
+
+class _Links:
+    def save_item(self, link: ItemLink) -> None:
+        pass
+
+
+class _Uow:
+    links = _Links()
+
+    def commit(self) -> None:
+        pass
+
+
+@contextmanager
+def _uow() -> Iterator[_Uow]:
+    yield _Uow()
+
+
+class _Sis:
+    """Provisions a ticked column; refuses an unticked one, as the OneRoster adapter does."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def ensure_column(
+        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+    ) -> ItemLink:
+        self.asked += 1
+        if link is None or not link.data.get("sync_to_sis"):
+            raise RemoteFailure(FailureClass.NOT_SYNCED, "not_selected_for_sis", "not ticked")
+        return replace(link, details_hash=column_hash(column), data={**link.data, "li": "x"})
+
+
+async def test_a_link_changed_by_a_person_is_not_hidden_by_the_cache() -> None:
+    background = BackgroundWrites()
+    p = Provisioner(_uow, FAST, background)  # type: ignore[arg-type]
+    sis: Any = _Sis()
+    ticked = ItemLink("t1", "sis", "a1", "li-1", None, {"sync_to_sis": True})
+    made, written = await p.ensure_column(sis, DEST, COURSE, COLUMN, ticked)
+    assert written and sis.asked == 1
+    # the claim's read still has the link as it was before the write: the cache answers
+    again, written = await p.ensure_column(sis, DEST, COURSE, COLUMN, ticked)
+    assert again == made and not written and sis.asked == 1
+
+    # the column's details change before the database caught up: one more write, and the
+    # stale read still finds it in the cache (no second column is created)
+    renamed = replace(COLUMN, title="Quiz 1")
+    _, written = await p.ensure_column(sis, DEST, COURSE, renamed, ticked)
+    assert written and sis.asked == 2
+    _, written = await p.ensure_column(sis, DEST, COURSE, renamed, ticked)
+    assert not written and sis.asked == 2
+
+    # a person unticks it: the destination is asked, and refuses
+    unticked = replace(made, details_hash=None, data={**made.data, "sync_to_sis": False})
+    try:
+        await p.ensure_column(sis, DEST, COURSE, COLUMN, unticked)
+    except RemoteFailure as f:
+        assert f.failure is FailureClass.NOT_SYNCED
+    else:
+        raise AssertionError("an unticked column was served from the cache")
+    assert sis.asked == 3
+    await background.wait()
