@@ -117,24 +117,36 @@ def _parse(name: str, raw: object) -> Any:
         raise InvalidInput.one(name, "boolean", f"{name} must be true or false (or inherit).")
     if name == "grace_period_minutes":
         try:
-            minutes = int(text) if isinstance(text, str | int) else None
+            minutes = (
+                int(text) if isinstance(text, str | int) and not isinstance(text, bool) else None
+            )
         except ValueError:
             minutes = None
-        if minutes is None or isinstance(text, bool) or minutes < 0:
+        if minutes is None:
+            raise InvalidInput.one(
+                name, "integer", "The grace period is a whole number of minutes, 0 or more."
+            )
+        if minutes < 0:
             raise InvalidInput.one(
                 name, "not_negative", "The grace period is a whole number of minutes, 0 or more."
             )
         return minutes
     if name == "minimum_points":
         try:
-            points = float(text) if isinstance(text, str | int | float) else math.nan
+            points = (
+                float(text)
+                if isinstance(text, str | int | float) and not isinstance(text, bool)
+                else None
+            )
         except ValueError:
-            points = math.nan
-        if isinstance(text, bool) or not math.isfinite(points) or points < 0:
+            points = None
+        if points is None or not math.isfinite(points):
             raise InvalidInput.one(
-                name,
-                "not_negative",
-                "The minimum points for sync is a finite number, 0 or more.",
+                name, "number", "The minimum points for sync is a finite number, 0 or more."
+            )
+        if points < 0:
+            raise InvalidInput.one(
+                name, "not_negative", "The minimum points for sync is a finite number, 0 or more."
             )
         return points
     allowed = ", ".join(GRADE_SETTINGS)
