@@ -303,6 +303,10 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     _no_sideways_scroll(page)
     _shot(page, "sis-grade-sync.png")
 
+    expect(page.get_by_role("status").filter(has_text="still waiting")).to_contain_text(
+        "Homework 2"
+    )
+
     # The SIS holds exactly the posted selection.
     quiz, hw1 = _line_item(live_console, "quiz1"), _line_item(live_console, "hw1")
     assert _sis_results(sis_sandbox) == {
@@ -316,6 +320,9 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
 
     # Remaster of one activity: its scores and line item go again, nothing else.
     page.goto(live_console.url(f"/console/sis/{DEST}/courses/{COURSE}"))
+    acts = page.locator("table.sis-activities")
+    expect(acts.locator("tr", has_text="Homework 2")).to_contain_text("Waiting for Post grades")
+    expect(acts.locator("tr", has_text="Quiz 1")).not_to_contain_text("Waiting for Post grades")
     for title in ("Homework 1", "Homework 2"):
         page.get_by_label(f"Post {title}").uncheck()
     page.get_by_label("Remaster: send every score").check()

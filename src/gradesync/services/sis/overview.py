@@ -42,6 +42,7 @@ class ActivitySelection:
     activity: Activity
     selected: bool  # ticked "Sync to SIS"
     line_item_id: str | None  # the stable line item sourcedId, once ticked
+    held: bool = False  # ticked with a hold: its grades wait for Post grades
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,8 @@ def course_overview(
     for a in activities:
         item = items.get(a.id)
         selected = bool(item is not None and item.data.get("sync_to_sis"))
-        selection.append(ActivitySelection(a, selected, item.remote_id if item else None))
+        held = bool(selected and item is not None and item.data.get("held"))
+        selection.append(ActivitySelection(a, selected, item.remote_id if item else None, held))
     return CourseOverview(dest, course, link, learners, aligned, selection)
 
 

@@ -181,6 +181,11 @@ async def post_grades(
     if result.run is None:
         flash(request, "error", "Nothing to post: no activity of the selection can go.")
         return RedirectResponse(base, status_code=303)
+    if result.held:
+        with rt.uow() as uow:
+            acts = uow.activities.get_many(user.tenant_id, result.held)
+        names = ", ".join(acts[a].title if a in acts else a for a in result.held)
+        flash(request, "ok", f"Ticked but not posted, still waiting for Post grades: {names}.")
     n = len(result.posted)
     flash(
         request,
