@@ -54,7 +54,7 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
         assert syncer.put("/sis/connections/sis", json=body).status_code == 403
         r = admin.put("/sis/connections/sis", json={**body, "profile": {"category_match": "title"}})
         assert r.status_code == 422
-        assert r.json()["detail"][0]["field"] == "config.category_match"
+        assert r.json()["detail"][0]["field"] == "profile.category_match"
         r = admin.put("/sis/connections/sis", json=body)
         assert (
             r.status_code == 200 and "client_secret" not in r.text and CLIENT_SECRET not in r.text

@@ -326,3 +326,90 @@ async def test_a_name_that_does_not_resolve_is_a_connection_failure() -> None:
     async with guarded_client(guard()) as http:
         with pytest.raises(httpx.ConnectError):
             await http.get("https://nowhere.example.edu/")
+
+
+# --- LTI 1.1 consumers: allowed hosts at registration, outcome URLs at launch ---------------
+
+
+@pytest.mark.parametrize(
+    ("host", "networks", "refused"),
+    [
+        ("lms.example.edu", (), False),
+        ("*.instructure.com", (), False),
+        ("unknown.example", (), False),  # checked again on every connection
+        ("169.254.169.254", (), True),
+        ("2852039166", (), True),  # the same, decimal
+        ("10.0.0.5", (), True),
+        ("127.0.0.1:8080", (), True),
+        ("inside.example.edu", (), True),  # resolves to a private address
+        ("both.example.edu", (), True),
+        ("metadata.google.internal", (), True),
+        ("*.google.internal", (), True),  # covers the metadata name
+        ("*.internal", (), True),
+        ("127.0.0.1:8080", ("127.0.0.0/8",), False),  # the operator allows loopback
+        ("loop.example.edu", ("127.0.0.0/8",), False),
+        ("169.254.169.254", ("127.0.0.0/8",), True),
+    ],
+)
+def test_lti11_allowed_hosts_are_checked_at_registration(
+    db: Database, host: str, networks: tuple[str, ...], refused: bool
+) -> None:
+    from gradesync.domain.errors import InvalidInput
+    from gradesync.services.lti11_consumers import ConsumerSpec, add_consumer
+    from gradesync.testing import add_tenant
+
+    add_tenant(db.uow, "uni")
+    spec = ConsumerSpec("uni", "moodle11", "Moodle", "key-1", "s" * 20, ("lms.example.edu", host))
+    with db.uow() as uow:
+        if not refused:
+            add_consumer(uow, spec, _now(), guard(*networks))
+            return
+        with pytest.raises(InvalidInput) as caught:
+            add_consumer(uow, spec, _now(), guard(*networks))
+    [problem] = caught.value.problems
+    assert (problem.field, problem.rule) == ("allowed_hosts[1]", "address")
+    assert host in problem.message
+
+
+@pytest.mark.parametrize(
+    ("url", "networks", "refused"),
+    [
+        ("https://lms.example.edu/outcomes", (), False),
+        ("http://lms.example.edu/outcomes", (), True),  # plain http
+        ("https://169.254.169.254/outcomes", (), True),
+        ("http://127.0.0.1:8080/outcomes", ("127.0.0.0/8",), False),
+        ("http://169.254.169.254/outcomes", ("127.0.0.0/8",), True),
+    ],
+)
+def test_lti11_outcome_url_is_checked_at_launch(
+    url: str, networks: tuple[str, ...], refused: bool
+) -> None:
+    from gradesync.lti.lti11_launch import read_launch
+    from gradesync.lti.lti11_verify import LaunchRefused
+    from gradesync.services.lti.lti11 import Consumer
+
+    hosts = ("lms.example.edu", "169.254.169.254", "127.0.0.1:8080")
+    consumer = Consumer("uni", "moodle11", "key-1", "s" * 20, hosts)
+    params = {
+        "lti_message_type": "basic-lti-launch-request",
+        "lti_version": "LTI-1p0",
+        "user_id": "u1",
+        "context_id": "c1",
+        "resource_link_id": "r1",
+        "lis_result_sourcedid": "s1",
+        "lis_outcome_service_url": url,
+        "roles": "Learner",
+    }
+    if not refused:
+        assert read_launch(params, consumer, guard(*networks)).outcome_url == url
+        return
+    with pytest.raises(LaunchRefused) as caught:
+        read_launch(params, consumer, guard(*networks))
+    assert "lis_outcome_service_url" in str(caught.value)
+    assert "address_refused" in str(caught.value)
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime(2026, 1, 5, tzinfo=UTC)

@@ -78,6 +78,7 @@ def add_consumer_cmd(
                     comments=comments,
                 ),
                 runtime.clock.now(),
+                runtime.outbound,
             )
             uow.commit()
     except GradesyncError as exc:

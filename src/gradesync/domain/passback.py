@@ -93,7 +93,7 @@ def profile_from_config(config: dict[str, Any]) -> SisProfile:
         )
         length = None
     match = config.get("category_match", CategoryMatch.ID.value)
-    if match not in {m.value for m in CategoryMatch}:
+    if not isinstance(match, str) or match not in {m.value for m in CategoryMatch}:
         problems.append(
             FieldProblem(
                 "config.category_match", "one_of", "category_match must be 'id' or 'name'."

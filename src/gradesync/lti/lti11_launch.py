@@ -35,6 +35,7 @@ from gradesync.services.lti.lti11 import (
     record_lti11_launch,
 )
 from gradesync.services.lti11_consumers import host_allowed
+from gradesync.services.outbound import OutboundGuard
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
 
@@ -104,7 +105,9 @@ def _param(params: Mapping[str, str], name: str, *, required: bool = True) -> st
     return value
 
 
-def read_launch(params: Mapping[str, str], consumer: Consumer) -> Lti11Launch:
+def read_launch(
+    params: Mapping[str, str], consumer: Consumer, guard: OutboundGuard | None = None
+) -> Lti11Launch:
     """What a verified launch form says; refuses a form that is not a basic launch, lacks a
     required field, or names an outcomes service off the consumer's allowed hosts."""
     message_type = _param(params, "lti_message_type")
@@ -134,6 +137,10 @@ def read_launch(params: Mapping[str, str], consumer: Consumer) -> Lti11Launch:
             f"{outcome_url!r} is not on this consumer's allowed hosts "
             f"({', '.join(consumer.allowed_hosts) or 'none'})",
         )
+    refused = guard.static_problem(outcome_url) if guard and outcome_url else None
+    if refused is not None:
+        # no grade would ever reach it: refused now rather than at every send
+        raise LaunchRefused(400, "lis_outcome_service_url", "address_refused", refused)
     link_title = (params.get("resource_link_title") or "").strip()[:1024]
     return Lti11Launch(
         user_id=user_id,
@@ -179,6 +186,7 @@ def handle_launch(
     url: str,
     body: bytes,
     headers: Mapping[str, str],
+    guard: OutboundGuard | None = None,
 ) -> Lti11Recorded:
     """Verify and record one launch; raises LaunchRefused."""
     params = parse_form(body)
@@ -204,7 +212,7 @@ def handle_launch(
         uow,
         waker,
         consumer,
-        read_launch(params, consumer),
+        read_launch(params, consumer, guard),
         oauth_nonce=oauth["oauth_nonce"],
         oauth_timestamp=int(oauth["oauth_timestamp"]),
         window=TIMESTAMP_WINDOW,
@@ -245,6 +253,7 @@ async def lti11_launch(request: Request) -> Response:
             str(request.url),
             body,
             dict(request.headers),
+            runtime.outbound,
         )
     except LaunchRefused as exc:
         # The reason names the field; secrets and signatures are never in it.

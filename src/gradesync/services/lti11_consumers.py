@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import Destination, DestinationKind
+from gradesync.services.outbound import METADATA_NAMES, REMEDY, OutboundGuard
 from gradesync.services.ports import UnitOfWork
 
 _LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
@@ -108,12 +109,43 @@ def _problems(spec: ConsumerSpec) -> list[FieldProblem]:
     return out
 
 
-def add_consumer(uow: UnitOfWork, spec: ConsumerSpec, now: datetime) -> Destination:
-    """Create or update an LTI 1.1 consumer (no commit: the caller commits).
+def _address_problems(spec: ConsumerSpec, guard: OutboundGuard) -> list[FieldProblem]:
+    """Where the allowed hosts lead must be a place gradesync may send outcomes to: no private,
+    loopback, link-local or metadata address (unless the operator allows that network), no
+    metadata name under a `*.` entry. Plain http is checked on each launch's outcome URL."""
+    out: list[FieldProblem] = []
+    for i, pattern in enumerate(spec.allowed_hosts):
+        host = pattern.lower()
+        if host.startswith("*."):
+            covered = [m for m in METADATA_NAMES if m.endswith(host[1:])]
+            why = guard.policy.name_problem(covered[0]) if covered else None
+            if why is not None:
+                out.append(
+                    FieldProblem(f"allowed_hosts[{i}]", "address", f"{pattern!r} covers {why}.")
+                )
+                continue
+            host = host[2:]
+        why = guard.url_problem(f"https://{host}")
+        if why is not None:
+            out.append(
+                FieldProblem(
+                    f"allowed_hosts[{i}]", "address", f"{pattern!r} is refused: {why}. {REMEDY}"
+                )
+            )
+    return out
+
+
+def add_consumer(
+    uow: UnitOfWork, spec: ConsumerSpec, now: datetime, guard: OutboundGuard | None = None
+) -> Destination:
+    """Create or update an LTI 1.1 consumer (no commit: the caller commits). Every entrypoint
+    passes the runtime's outbound `guard`.
 
     A consumer key identifies the consumer on every launch, so it may be registered once in
     the whole installation; updating the same destination (e.g. a new secret) is allowed."""
     problems = _problems(spec)
+    if guard is not None and not problems:
+        problems = _address_problems(spec, guard)
     if problems:
         raise InvalidInput(problems)
     if uow.tenants.get(spec.tenant_id) is None:

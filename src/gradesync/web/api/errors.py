@@ -31,6 +31,12 @@ _RULES = {
     "datetime_from_date_parsing": "datetime",
     "datetime_type": "datetime",
     "datetime_object_invalid": "datetime",
+    "datetime_format": "datetime",
+    "date_format": "date",
+    "date_parsing": "date",
+    "date_type": "date",
+    "date_from_datetime_parsing": "date",
+    "date_from_datetime_inexact": "date",
     "float_type": "number",
     "float_parsing": "number",
     "int_type": "integer",
@@ -50,6 +56,7 @@ _RULES = {
     "json_invalid": "json",
     "too_long": "too_long",
     "too_short": "too_short",
+    "string_pattern_mismatch": "pattern",
 }
 
 _LISTS = {"courses", "activities", "people", "enrollments", "overrides", "attempts"}

@@ -8,17 +8,96 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 
+from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Destination
 from gradesync.lti import registration as reg
+from gradesync.lti.claims import AGS_SCOPES
 from gradesync.runtime import Runtime
 from gradesync.services.lti import platforms
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
+from gradesync.web.api.schemas import Whole
+
+Profile = StrEnum("Profile", {n: n for n in PROFILE_NAMES})  # type: ignore[misc]
+Scope = StrEnum("Scope", {s.rsplit("/", 1)[-1]: s for s in AGS_SCOPES})  # type: ignore[misc]
+Text = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"\S", strict=True)]
+Url = Annotated[str, Field(min_length=1, max_length=2048, strict=True)]
+_URL = (
+    " An absolute https URL (plain http only to an allowed network); refused where the outbound "
+    "guard refuses it (docs/security.md)."
+)
+
+
+class PlatformIn(BaseModel):
+    """An LTI 1.3 registration (docs/lti13.md). Checked further by
+    `gradesync.lti.registration.validate_platform`, as from the console and the CLI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+            strict=True,
+            description="The registration's id in gradesync (a destination id).",
+        ),
+    ]
+    name: Annotated[str, Field(max_length=255, strict=True)] | None = Field(
+        None, description="A name people recognise (default: the id)."
+    )
+    issuer: Url = Field(description="The platform's issuer (`iss`), exactly as it sends it.")
+    client_id: Text = Field(description="The client id the LMS gave gradesync.")
+    deployment_ids: Annotated[list[Text], Field(min_length=1, max_length=1000)] = Field(
+        description="The deployment ids this registration holds."
+    )
+    auth_login_url: Url = Field(description="The LMS's OIDC authorization URL." + _URL)
+    auth_token_url: Url = Field(description="The LMS's OAuth 2 token URL." + _URL)
+    key_set_url: Url = Field(description="The LMS's public key set (JWKS) URL." + _URL)
+    audience: Text | None = Field(
+        None, description="The `aud` of gradesync's client assertion (default: the token URL)."
+    )
+    profile: Profile | None = Field(None, description="The LMS's kind (its AGS quirks).")
+    scopes: Annotated[list[Scope], Field(max_length=len(AGS_SCOPES))] | None = Field(
+        None, description="The AGS scopes to ask for (default: all four)."
+    )
+    allowed_hosts: Annotated[list[Text], Field(max_length=100)] | None = Field(
+        None,
+        description="Hosts (or origins) the platform's AGS URLs may use besides its own; "
+        "checked by the outbound guard.",
+    )
+    concurrency: Annotated[int, Field(ge=1, le=256, strict=True), Whole] = Field(
+        8, description="At most this many requests at once to this platform."
+    )
+    tag: Annotated[str, Field(min_length=1, max_length=64, pattern=r"\S", strict=True)] = Field(
+        "grade", description="The tag on line items gradesync creates."
+    )
+    person_id_from: Literal["sub", "email", "lis_person_sourcedid"] = Field(
+        "sub", description="Which launch claim is gradesync's person id."
+    )
+    enabled: Annotated[bool, Field(strict=True)] = Field(
+        True, description="false: nothing is sent to this platform."
+    )
+
+    def data(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True, mode="json")
+
+
+class PlatformReplaceIn(PlatformIn):
+    id: Annotated[
+        str,
+        Field(
+            pattern=r"^([A-Za-z0-9][A-Za-z0-9._:-]{0,127})?$",
+            strict=True,
+            description="The id in the URL, when given.",
+        ),
+    ] = ""
 
 
 def platform_view(d: Destination, base_url: str) -> dict[str, Any]:
@@ -37,7 +116,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
 
     @router.post("/platforms", status_code=201)
     def register_platform(
-        body: dict[str, Any] = Body(..., description="The registration (see docs/lti13.md)"),
+        body: PlatformIn,
         p: Principal = Depends(admin),
         rt: Runtime = Depends(runtime),
     ) -> dict[str, Any]:
@@ -45,7 +124,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
         key_set_url, profile, allowed_hosts, ... Answers with the values to paste in the LMS."""
         with rt.uow() as uow:
             dest = platforms.save_platform(
-                uow, reg.platform_of(p.tenant_id, body, rt.outbound), rt.clock.now()
+                uow, reg.platform_of(p.tenant_id, body.data(), rt.outbound), rt.clock.now()
             )
             uow.commit()
         return platform_view(dest, rt.settings.base_url)
@@ -72,12 +151,12 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
     @router.put("/platforms/{platform_id}")
     def replace_platform(
         platform_id: str,
-        body: dict[str, Any] = Body(...),
+        body: PlatformReplaceIn,
         p: Principal = Depends(admin),
         rt: Runtime = Depends(runtime),
     ) -> dict[str, Any]:
         """Replace a registration (e.g. add a deployment id). Line items and links are kept."""
-        if body.get("id", platform_id) != platform_id:
+        if body.id not in ("", platform_id):
             raise InvalidInput.one(
                 "id", "matches_path", "id in the body must be the id in the URL."
             )
@@ -85,7 +164,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
             platforms.get_platform(uow, p.tenant_id, platform_id)
             dest = platforms.save_platform(
                 uow,
-                reg.platform_of(p.tenant_id, {**body, "id": platform_id}, rt.outbound),
+                reg.platform_of(p.tenant_id, {**body.data(), "id": platform_id}, rt.outbound),
                 rt.clock.now(),
                 replace_existing=True,
             )

@@ -15,6 +15,7 @@ from gradesync.web.api import (
     policies,
     runs,
     schedules,
+    statuses,
 )
 from gradesync.web.api import diagnosis as diagnostics
 from gradesync.web.api import platforms as lti_platforms
@@ -40,6 +41,6 @@ def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         # the whole app's document (health and LTI endpoints too), with every field,
         # parameter and operation described
-        return descriptions.describe(generate())
+        return statuses.declare(descriptions.describe(generate()))
 
     app.openapi = openapi  # type: ignore[method-assign]

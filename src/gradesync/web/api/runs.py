@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends, Query
 
 from gradesync.domain.model import RunScope, SyncRun, Trigger
@@ -11,7 +9,7 @@ from gradesync.runtime import Runtime
 from gradesync.services import queries
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.schemas import CourseSyncIn, RunOut, StageOut, SyncIn
+from gradesync.web.api.schemas import CourseSyncIn, RunOut, StageOut, SyncIn, ZonedDateTime
 
 router = APIRouter(tags=["sync runs"])
 
@@ -69,8 +67,8 @@ def list_runs(
     course_id: str | None = None,
     destination_id: str | None = None,
     trigger: Trigger | None = None,
-    since: datetime | None = Query(None, description="Created at or after (ISO 8601)."),
-    until: datetime | None = Query(None, description="Created before (ISO 8601)."),
+    since: ZonedDateTime | None = Query(None, description="Created at or after (ISO 8601)."),
+    until: ZonedDateTime | None = Query(None, description="Created before (ISO 8601)."),
     limit: int = Query(50, ge=1, le=500),
     p: Principal = Depends(require_scope("sync")),
     rt: Runtime = Depends(runtime),

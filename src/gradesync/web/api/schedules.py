@@ -18,7 +18,7 @@ from gradesync.services.schedules import HistoryEntry, ScheduleInfo, ScheduleSer
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.runs import run_out
-from gradesync.web.api.schemas import Id, RunOut, _In
+from gradesync.web.api.schemas import Id, LocalDateTime, RunOut, Whole, ZonedDateTime, _In
 
 router = APIRouter(tags=["schedules"])
 
@@ -39,7 +39,7 @@ class ScheduleIn(_In):
     destination_id: Id | None = None
     course_id: Id | None = None
     activity_ids: list[Id] = Field(default_factory=list, max_length=1000)
-    first_run_at: datetime | None = Field(None, description=_FIRST_RUN)
+    first_run_at: LocalDateTime | None = Field(None, description=_FIRST_RUN)
     trigger: Trigger = Field(Trigger.SCHEDULE, description="schedule or remaster")
 
 
@@ -52,7 +52,7 @@ class ScheduleEditIn(_In):
     destination_id: Id | None = None
     course_id: Id | None = None
     activity_ids: list[Id] | None = Field(None, max_length=1000)
-    first_run_at: datetime | None = Field(None, description=_FIRST_RUN)
+    first_run_at: LocalDateTime | None = Field(None, description=_FIRST_RUN)
     trigger: Trigger | None = None
 
 
@@ -60,8 +60,8 @@ class PreviewIn(_In):
     kind: ScheduleKind
     spec: Spec
     time_zone: Zone = "UTC"
-    first_run_at: datetime | None = Field(None, description=_FIRST_RUN)
-    count: int = Field(5, ge=1, le=50, strict=True)
+    first_run_at: LocalDateTime | None = Field(None, description=_FIRST_RUN)
+    count: Annotated[int, Field(ge=1, le=50, strict=True), Whole] = 5
 
 
 class PreviewOut(BaseModel):
@@ -190,8 +190,8 @@ def pause_all(p: Admin, svc: Service) -> list[ScheduleOut]:
 def all_history(
     p: Admin,
     svc: Service,
-    since: datetime | None = Query(None, description="At or after (ISO 8601)."),
-    until: datetime | None = Query(None, description="Before (ISO 8601)."),
+    since: ZonedDateTime | None = Query(None, description="At or after (ISO 8601)."),
+    until: ZonedDateTime | None = Query(None, description="Before (ISO 8601)."),
     limit: int = Query(50, ge=1, le=1000),
 ) -> list[HistoryOut]:
     """The log of every schedule of the tenant, newest first."""
@@ -257,8 +257,8 @@ def schedule_history(
     schedule_id: str,
     p: Admin,
     svc: Service,
-    since: datetime | None = Query(None, description="At or after (ISO 8601)."),
-    until: datetime | None = Query(None, description="Before (ISO 8601)."),
+    since: ZonedDateTime | None = Query(None, description="At or after (ISO 8601)."),
+    until: ZonedDateTime | None = Query(None, description="Before (ISO 8601)."),
     limit: int = Query(50, ge=1, le=1000),
 ) -> list[HistoryOut]:
     """This schedule's log: changes, and each run it started or joined with that run's

@@ -7,10 +7,19 @@ rule is answered 422 naming the field and the rule, and nothing is stored.
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 from gradesync.domain.model import (
     Activity,
@@ -31,11 +40,79 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.model import Attempt as AttemptFact
 from gradesync.services.ingest import MAX_BATCH, MAX_COMMENT, MAX_ID, MAX_TITLE
+from gradesync.services.runs import REQUESTABLE
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, strict=True)]
 Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE, strict=True)]
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Bool = Annotated[bool, Field(strict=True)]
+
+# RFC 3339, as the document's `format: date-time` says: pydantic alone would also take a number
+# of seconds (`1700000000`, `until=0.5`) or a date-time without its `T`
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_LOCAL = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(:\d{2}(\.\d+)?)?", re.ASCII)
+_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and (_LOCAL.fullmatch(value) or _FULL_DATE.fullmatch(value)):
+        raise PydanticCustomError("timezone_aware", "Give a time zone with the date-time.")
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise PydanticCustomError(
+            "datetime_format",
+            "Must be an RFC 3339 date-time with its zone, e.g. 2025-01-31T23:59:00Z or +01:00.",
+        )
+    return value
+
+
+def _iso(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not (_LOCAL.fullmatch(value) or _RFC3339.fullmatch(value)):
+        raise PydanticCustomError(
+            "datetime_format",
+            "Must be an ISO 8601 date-time, with its zone or read in the schedule's zone.",
+        )
+    return value
+
+
+def _whole(value: object) -> object:
+    # JSON Schema's integer is any whole number, 27.0 included; a string or a bool is not one
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _full_date(value: object) -> object:
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _FULL_DATE.fullmatch(value):
+        raise PydanticCustomError("date_format", "Must be a date as YYYY-MM-DD.")
+    return value
+
+
+# the triggers a person or program may ask for (the others are gradesync's own)
+Requestable = Annotated[Trigger, Field(json_schema_extra={"enum": [t.value for t in REQUESTABLE]})]
+# after the constraints, or pydantic leaves them out of the JSON schema
+Whole = BeforeValidator(_whole)
+ZonedDateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+# a wall-clock time read in a zone given elsewhere, or a date-time with its own zone
+LocalDateTime = Annotated[
+    datetime,
+    BeforeValidator(_iso),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+            r"([Zz]|[+-]\d{2}:\d{2})?$",
+        }
+    ),
+]
+FullDate = Annotated[date, BeforeValidator(_full_date)]
 
 
 class _In(BaseModel):
@@ -48,7 +125,7 @@ class PolicyIn(_In):
     attempt_selection: AttemptSelection | None = None
     extra_credit: ExtraCredit | None = None
     past_due_zeros: PastDueZeros | None = None
-    grace_period_minutes: Annotated[int, Field(ge=0, strict=True)] | None = None
+    grace_period_minutes: Annotated[int, Field(ge=0, strict=True), Whole] | None = None
     minimum_points: Annotated[Number, Field(ge=0)] | None = None
     name_rule: NameRule | None = None
     keep_lms_edits: Bool | None = None
@@ -65,8 +142,8 @@ def _policy(p: PolicyIn | None) -> PolicySettings:
 class CourseBody(_In):
     title: Title
     time_zone: Annotated[str, Field(max_length=64, strict=True)] = "UTC"
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: ZonedDateTime | None = None
+    ends_at: ZonedDateTime | None = None
     policy: PolicyIn | None = None
     sync_enabled: Bool = True
 
@@ -92,7 +169,7 @@ class ActivityBody(_In):
     title: Title
     points_possible: Annotated[Number, Field(ge=0)]
     kind: ActivityKind = ActivityKind.GRADED
-    due_at: AwareDatetime | None = None
+    due_at: ZonedDateTime | None = None
     category: Annotated[str, Field(max_length=MAX_ID, strict=True)] | None = None
     published: Bool = True
     sync_enabled: Bool = True
@@ -148,7 +225,7 @@ class EnrollmentIn(EnrollmentBody):
 
 
 class OverrideBody(_In):
-    due_at: AwareDatetime
+    due_at: ZonedDateTime
 
     def to_domain(self, tenant_id: str, activity_id: str, person_id: str) -> DueDateOverride:
         return DueDateOverride(tenant_id, activity_id, person_id, self.due_at)
@@ -168,8 +245,8 @@ class AttemptIn(_In):
     person_id: Id
     score_given: Annotated[Number, Field(ge=0)] | None = None
     score_maximum: Annotated[Number, Field(gt=0)] | None = None
-    completed_at: AwareDatetime
-    started_at: AwareDatetime | None = None
+    completed_at: ZonedDateTime
+    started_at: ZonedDateTime | None = None
     completed: Bool = True
     comment: Annotated[str, Field(max_length=MAX_COMMENT, strict=True)] | None = None
     late: Bool = False
@@ -227,14 +304,14 @@ class SyncIn(_In):
     """What to sync: `manual` recomputes and sends what differs; `resync` is the same on
     request of a person ("Sync now"); `remaster` resends everything, column details included."""
 
-    trigger: Trigger = Trigger.MANUAL
+    trigger: Requestable = Trigger.MANUAL
     course_id: Id | None = None
     destination_id: Id | None = None
     activity_ids: Annotated[list[Id], Field(max_length=MAX_BATCH)] = []
 
 
 class CourseSyncIn(_In):
-    trigger: Trigger = Trigger.MANUAL
+    trigger: Requestable = Trigger.MANUAL
     destination_id: Id | None = None
     activity_ids: Annotated[list[Id], Field(max_length=MAX_BATCH)] = []
 
@@ -297,7 +374,7 @@ class DestinationOut(BaseModel):
 
 class PauseIn(_In):
     reason: Annotated[str, Field(max_length=1000, strict=True)] | None = None
-    until: AwareDatetime | None = None  # pause until then; without it, until resumed
+    until: ZonedDateTime | None = None  # pause until then; without it, until resumed
 
 
 class CourseOut(BaseModel):

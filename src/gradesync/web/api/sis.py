@@ -5,8 +5,7 @@ key with the admin scope and only sees its own tenant."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
@@ -22,7 +21,7 @@ from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import problem_json
 from gradesync.web.api.runs import run_out
-from gradesync.web.api.schemas import RunOut
+from gradesync.web.api.schemas import FullDate, RunOut, Whole, ZonedDateTime
 
 T = TypeVar("T")
 
@@ -34,22 +33,51 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SisProfileIn(_In):
+    """How this SIS behaves where OneRoster leaves it open (docs/sis.md)."""
+
+    name_max_length: Annotated[int, Field(ge=1, strict=True), Whole] | None = Field(
+        None, description="The longest line item title the SIS takes."
+    )
+    due_date_required: Annotated[bool, Field(strict=True)] | None = Field(
+        None, description="The SIS refuses a line item without a due date."
+    )
+    due_date_inside_term: Annotated[bool, Field(strict=True)] | None = Field(
+        None, description="The SIS refuses a due date outside the class's term."
+    )
+    may_create_categories: Annotated[bool, Field(strict=True)] | None = Field(
+        None, description="gradesync may create a missing category."
+    )
+    category_match: Literal["id", "name"] | None = Field(
+        None, description="Activity groups match SIS categories by sourcedId or by title."
+    )
+    default_category: Annotated[str, Field(min_length=1, pattern=r"\S", strict=True)] | None = (
+        Field(None, description="The category of activities without a group.")
+    )
+    concurrency: Annotated[int, Field(ge=1, le=64, strict=True), Whole] | None = Field(
+        None, description="At most this many requests at once to this SIS."
+    )
+
+
 class ConnectionIn(_In):
     name: str = Field(min_length=1)
     base_url: str | None = None
     token_url: str | None = None
     client_id: str | None = None
     client_secret: str | None = Field(None, description="Stored encrypted; never returned.")
-    scopes: list[str] | None = None
-    profile: dict[str, Any] = Field(default_factory=dict)
+    scopes: (
+        list[Annotated[str, Field(pattern=r"^https://purl\.imsglobal\.org/spec/or/v1p2/scope/")]]
+        | None
+    ) = None
+    profile: SisProfileIn | None = None
     file_based: bool = False
 
 
 class ClassIn(_In):
     class_id: str = Field(min_length=1)
     school_id: str | None = None
-    term_start: date | None = None
-    term_end: date | None = None
+    term_start: FullDate | None = None
+    term_end: FullDate | None = None
     section_id: str | None = None
 
 
@@ -74,7 +102,7 @@ class PostIn(_In):
 
 class ExportIn(_In):
     mode: Literal["bulk", "delta"] = "bulk"
-    since: datetime | None = None
+    since: ZonedDateTime | None = None
     course_ids: list[str] = Field(default_factory=list)
 
 
@@ -132,7 +160,9 @@ def put_connection(
         client_secret=body.client_secret,
         token_url=body.token_url,
         scopes=body.scopes,
-        profile=body.profile,
+        profile=body.profile.model_dump(exclude_unset=True, exclude_none=True)
+        if body.profile
+        else {},
         file_based=body.file_based,
         guard=rt.outbound,
     )

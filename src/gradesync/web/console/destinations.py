@@ -157,7 +157,7 @@ def _save_consumer(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destina
         profile=form.get("profile", "generic") or "generic",
     )
     with rt.uow() as uow:
-        dest = add_consumer(uow, spec, rt.clock.now())
+        dest = add_consumer(uow, spec, rt.clock.now(), rt.outbound)
         uow.commit()
     return dest
 
