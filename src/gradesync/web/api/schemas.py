@@ -69,14 +69,24 @@ def _rfc3339(value: object) -> object:
     return value
 
 
+_WALL = (
+    r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?"
+    r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)?"
+)
+
+
 def _iso(value: object) -> object:
     if isinstance(value, datetime):
         return value
-    if not isinstance(value, str) or not (_LOCAL.fullmatch(value) or _RFC3339.fullmatch(value)):
+    if not isinstance(value, str) or not re.fullmatch(_WALL, value, re.ASCII):
         raise PydanticCustomError(
             "datetime_format",
             "Must be an ISO 8601 date-time, with its zone or read in the schedule's zone.",
         )
+    try:
+        datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise PydanticCustomError("calendar", "No such day (e.g. 31 February).") from None
     return value
 
 
@@ -107,8 +117,7 @@ LocalDateTime = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
-            r"([Zz]|[+-]\d{2}:\d{2})?$",
+            "pattern": f"^{_WALL}$",
         }
     ),
 ]

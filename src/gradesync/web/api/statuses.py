@@ -86,6 +86,7 @@ RULES: dict[str, str] = {
     "order": "`started_at` after `completed_at`",
     "required_with_score": "`score_maximum` without `score_given`",
     "after_since": "`until` not later than `since`",
+    "calendar": "a date-time of the right form that names no day (e.g. 31 February)",
     "range": "a date-time outside years 1-9999 once converted to UTC",
     "nul_character": "a NUL character in a text (no database stores one alike)",
     "time_zone": "not an IANA time zone name (e.g. `America/Chicago`)",

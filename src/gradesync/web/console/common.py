@@ -23,7 +23,7 @@ from markupsafe import Markup
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import ConsoleUser, Course, UserRole
 from gradesync.runtime import Runtime
-from gradesync.web.console.session import current_user
+from gradesync.web.console.session import SESSION_COOKIE, current_user
 
 WEB = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(WEB / "templates"))
@@ -81,6 +81,11 @@ def runtime_of(request: Request) -> Runtime:
 
 def csrf_token(request: Request) -> str:
     token = request.session.get("csrf")
+    if not token and request.method != "GET" and SESSION_COOKIE not in request.cookies:
+        # A form posted from another site arrives without the session cookie (SameSite=Lax).
+        # Minting a token here would answer with a new session cookie, replacing the browser's
+        # own: a page elsewhere could sign the browser out. Its refusal page has no form.
+        return ""
     if not token:
         token = secrets.token_urlsafe(24)
         request.session["csrf"] = token

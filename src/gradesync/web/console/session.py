@@ -20,6 +20,7 @@ from gradesync.services.accounts import hash_password
 from gradesync.services.ports import UnitOfWorkFactory
 
 SESSION_KEY = "console_user"
+SESSION_COOKIE = "gradesync_session"
 
 
 def session_secret(secret_key: str) -> str:
@@ -32,7 +33,7 @@ def install(app: FastAPI, secret_key: str, *, https_only: bool = False) -> None:
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(secret_key),
-        session_cookie="gradesync_session",
+        session_cookie=SESSION_COOKIE,
         same_site="lax",
         https_only=https_only,
         max_age=12 * 3600,
