@@ -23,11 +23,11 @@ from gradesync.runtime import Runtime
 from gradesync.services.lti import platforms
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.schemas import Whole
+from gradesync.web.api.schemas import NOT_BLANK, Whole
 
 Profile = StrEnum("Profile", {n: n for n in PROFILE_NAMES})  # type: ignore[misc]
 Scope = StrEnum("Scope", {s.rsplit("/", 1)[-1]: s for s in AGS_SCOPES})  # type: ignore[misc]
-Text = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"\S", strict=True)]
+Text = Annotated[str, Field(min_length=1, max_length=2048, pattern=NOT_BLANK, strict=True)]
 Url = Annotated[str, Field(min_length=1, max_length=2048, strict=True)]
 _URL = (
     " An absolute https URL (plain http only to an allowed network); refused where the outbound "
@@ -75,7 +75,7 @@ class PlatformIn(BaseModel):
     concurrency: Annotated[int, Field(ge=1, le=256, strict=True), Whole] = Field(
         8, description="At most this many requests at once to this platform."
     )
-    tag: Annotated[str, Field(min_length=1, max_length=64, pattern=r"\S", strict=True)] = Field(
+    tag: Annotated[str, Field(min_length=1, max_length=64, pattern=NOT_BLANK, strict=True)] = Field(
         "grade", description="The tag on line items gradesync creates."
     )
     person_id_from: Literal["sub", "email", "lis_person_sourcedid"] = Field(

@@ -46,6 +46,9 @@ Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, strict=True)]
 Title = Annotated[str, Field(min_length=1, max_length=MAX_TITLE, strict=True)]
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Bool = Annotated[bool, Field(strict=True)]
+# a character that is not white space as Python's str.strip() sees it, spelled out so that the
+# document's regex (ECMA), pydantic's (Rust) and the server's strip() agree
+NOT_BLANK = r"[^\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 # RFC 3339, as the document's `format: date-time` says: pydantic alone would also take a number
 # of seconds (`1700000000`, `until=0.5`) or a date-time without its `T`

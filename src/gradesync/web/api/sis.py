@@ -21,7 +21,7 @@ from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import problem_json
 from gradesync.web.api.runs import run_out
-from gradesync.web.api.schemas import FullDate, RunOut, Whole, ZonedDateTime
+from gradesync.web.api.schemas import NOT_BLANK, FullDate, RunOut, Whole, ZonedDateTime
 
 T = TypeVar("T")
 
@@ -51,7 +51,7 @@ class SisProfileIn(_In):
     category_match: Literal["id", "name"] | None = Field(
         None, description="Activity groups match SIS categories by sourcedId or by title."
     )
-    default_category: Annotated[str, Field(min_length=1, pattern=r"\S", strict=True)] | None = (
+    default_category: Annotated[str, Field(min_length=1, pattern=NOT_BLANK, strict=True)] | None = (
         Field(None, description="The category of activities without a group.")
     )
     concurrency: Annotated[int, Field(ge=1, le=64, strict=True), Whole] | None = Field(
