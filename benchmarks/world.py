@@ -113,13 +113,15 @@ def start_world(
     concurrency: int,
     faults: dict[str, Any] | None = None,
     gradesync_env: dict[str, str] | None = None,
+    secret: str | None = None,
 ) -> World:
-    """Sandbox, then gradesync (migrated), then the registration on both sides."""
+    """Sandbox, then gradesync (migrated), then the registration on both sides. `secret`:
+    the one other gradesync processes (workers) of the benchmark use too."""
     import json
 
     workdir.mkdir(parents=True, exist_ok=True)
     database_url = database_url or f"sqlite:///{workdir / 'gradesync.db'}"
-    secret = secrets.token_urlsafe(32)
+    secret = secret or secrets.token_urlsafe(32)
     sandbox = procs.start_sandbox(workdir, json.dumps(faults) if faults else None)
     db = Database(database_url, secret)
     db.upgrade()  # as `gradesync db upgrade` does (SQLite would also do it on start)

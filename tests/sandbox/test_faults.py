@@ -100,6 +100,8 @@ def test_concurrency_cap_queues(sandbox: RunningSandbox) -> None:
     assert statuses == [401, 401, 401]
     counters = sandbox.admin.counters()["lineitems"]
     assert counters["max_inflight"] == 1 and counters["queued"] == 2
+    # what the client had in flight, before the cap held it back: all three at once
+    assert counters["max_open"] == 3
 
 
 @pytest.mark.parametrize(("mode", "status"), [("generic", 429), ("canvas", 403)])

@@ -58,6 +58,7 @@ class _Group:
     tokens: float = 0.0
     refilled_at: float = 0.0
     inflight: int = 0
+    open: int = 0  # requests arrived and not answered yet, waiting for the cap included
     semaphore: asyncio.Semaphore | None = None
     counters: Counter[str] = field(default_factory=Counter)
 
@@ -130,6 +131,19 @@ class FaultInjector:
             await self._rate_limited(name, spec, max(wait, 1), send)
             return
 
+        # what clients have in flight, as this endpoint sees it (`max_open`), before the
+        # cap makes any of it wait: a client that keeps to the cap never gets above it
+        group.open += 1
+        counters["max_open"] = max(counters["max_open"], group.open)
+        try:
+            await self._capped(group, scope, receive, send, app)
+        finally:
+            group.open -= 1
+
+    async def _capped(
+        self, group: _Group, scope: Scope, receive: Receive, send: Send, app: ASGIApp
+    ) -> None:
+        name, spec, counters = group.name, group.spec, group.counters
         semaphore = group.semaphore
         if semaphore is not None:
             if spec.over_capacity == "reject" and semaphore.locked():
