@@ -165,7 +165,8 @@ def start_gradesync(
         argv = [sys.executable, "-m", "benchmarks.profiled", str(profile_to), *serve]
     else:
         argv = [gradesync_command(), *serve]
-    return start("gradesync", argv, port, workdir, env=env, health="/readyz")
+    # generous: on a saturated machine the server can take over a minute to answer
+    return start("gradesync", argv, port, workdir, env=env, health="/readyz", timeout=240.0)
 
 
 def gradesync_command() -> str:

@@ -214,8 +214,14 @@ def run(
         payloads = [
             attempt(f"live-{i}", a, p, scores[(c, a, p)], 10.0) for i, (c, a, p) in enumerate(keys)
         ]
+        # open loop: enough posting threads that slow answers do not lower the offered load
         posted = load.post_steady(
-            str(world.api.base_url), world.token, payloads, live_rate, deadline=timeout
+            str(world.api.base_url),
+            world.token,
+            payloads,
+            live_rate,
+            threads=max(8, int(live_rate)),
+            deadline=timeout,
         )
         accepted = {
             (x.payload["activity_id"], x.payload["person_id"]): x for x in posted if x.status == 202
@@ -240,8 +246,10 @@ def run(
             row = rows.get(k)
             if row is not None and row[4] is not None:
                 lat.append(row[4] - x.accepted_at)
+        sent_at = [x.sent_at for x in posted]
+        posting_s = (max(sent_at) - min(sent_at)) if len(sent_at) > 1 else 0.0
         live_window = max((x.accepted_at for x in accepted.values()), default=0) - min(
-            (x.sent_at for x in accepted.values()), default=0
+            sent_at, default=0
         )
 
         def finished() -> dict[str, Any] | None:
@@ -260,6 +268,10 @@ def run(
             "live_results_stored": len(lat),
             "live_latency": stats.summary_ms(lat),
             "live_window_s": round(live_window, 1),
+            # the load actually offered: attempts posted per second over the posting
+            "live_offered_per_s": round((len(posted) - 1) / posting_s, 1) if posting_s else None,
+            "api_ingest_latency": stats.summary_ms([x.accepted_at - x.sent_at for x in posted]),
+            "remaster_run_stage_after_live": _run_state(world, run_id)["stage"],
             "remaster_results_stored_before_live": before_live,
             "remaster_results_stored_during_live": during_live,
             "remaster_seconds_until_sending": round(waited_for_sending, 1),
