@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -187,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(1.0)  # py-spy attaches before the measured part
                 got = asyncio.run(_run(lms, name, f"h{r}{name[6:9]}", args.results, FULL.cap))
                 if spy is not None:
-                    spy.terminate()
-                    spy.wait(timeout=30)
+                    spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                    spy.wait(timeout=60)
                     got["profile"] = profile.summarize(args.profile / f"{name}-r{r + 1}.txt")
                 runs[name].append(got)
                 print(
