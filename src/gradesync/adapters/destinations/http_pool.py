@@ -12,6 +12,11 @@ resolving the name itself (no DNS rebinding between the check and the connection
 still checks the certificate against the URL's host name, and the Host header is the URL's.
 A literal address in a URL is checked here before the request, since aiohttp connects to a
 literal without asking a resolver.
+
+One behaviour differs from httpcore's: aiohttp sends an idempotent request (GET, PUT,
+DELETE) once more when the kept-alive connection it went out on turns out to be closed
+before any answer (RFC 9112, 9.3.1). A POST is never sent twice; a failure is classified by
+the adapter and retried by the engine's own policy, as before.
 """
 
 from __future__ import annotations
