@@ -49,6 +49,7 @@ from gradesync.domain.model import (
     Trigger,
 )
 from gradesync.domain.policy import NoResult, column_for, resolve_settings
+from gradesync.services.carry import Carry, owed, record
 from gradesync.services.clock import Clock
 from gradesync.services.compute import (
     ComputeStats,
@@ -126,11 +127,18 @@ def summarise(
     return counts
 
 
-def _describe(counts: dict[str, Any]) -> str:
+def _describe(counts: dict[str, Any], paused: Sequence[str] = ()) -> str:
     def by_reason(d: dict[str, int]) -> str:
         return ", ".join(f"{k}: {v}" for k, v in sorted(d.items()))
 
     parts = [f"{counts.get('sent', 0)} sent", f"{counts.get('unchanged', 0)} unchanged"]
+    carried = counts.get("carried")
+    if carried:
+        parts.insert(
+            0,
+            f"carried from remaster {carried['from_run']}: {carried['results']} result(s) and "
+            f"{carried['columns']} column(s) it could not rewrite",
+        )
     skipped, rejected = counts.get("skipped", {}), counts.get("rejected", {})
     if skipped:
         parts.append(f"{sum(skipped.values())} skipped ({by_reason(skipped)})")
@@ -139,7 +147,8 @@ def _describe(counts: dict[str, Any]) -> str:
     if counts.get("retrying"):
         parts.append(f"{counts['retrying']} retrying")
     if counts.get("pending"):
-        parts.append(f"{counts['pending']} still pending")
+        waits = f" (waiting for {', '.join(paused)})" if paused else ""
+        parts.append(f"{counts['pending']} still pending{waits}")
     cols = counts.get("columns", {})
     if cols.get("failed"):
         parts.append(f"{cols['failed']} column(s) could not be provisioned")
@@ -256,17 +265,34 @@ class RunExecutor:
         counts: dict[str, Any] = {}
         try:
             targets = await asyncio.to_thread(self._targets, run.scope)
+            carry = await asyncio.to_thread(owed, self.uow_factory, run)
             counts.update(await self._computing(run, targets, lost))
+            if carry is not None:
+                counts["carried"] = await self._carrying(run, carry)
             run = await self._stage(run, RunStage.PROVISIONING, counts)
-            counts["columns"] = await self._provisioning(run, targets)
+            failed: list[str] = []
+            counts["columns"] = await self._provisioning(run, targets, failed, carry)
+            if failed:
+                counts["columns_failed"] = failed
             run = await self._stage(run, RunStage.SENDING, counts)
             sent = await self._sending(run, counts, lost)
             run = await self._stage(run, RunStage.VERIFYING, counts)
             counts.update(await self._verifying(run, sent, started, targets))
             counts.update(await asyncio.to_thread(summarise, self.uow_factory, run.scope, started))
+            paused = await asyncio.to_thread(self._paused, run.scope)
+            for _ in range(2):
+                # results that became pending while the run verified (new grades) are sent
+                # now: a run ends with results pending only where a destination is paused
+                if not counts["pending"] or paused:
+                    break
+                await self._sending(run, counts, lost)
+                counts.update(
+                    await asyncio.to_thread(summarise, self.uow_factory, run.scope, started)
+                )
+                paused = await asyncio.to_thread(self._paused, run.scope)
             outcome = _outcome(counts)
-            message = _headline(outcome, counts) + _describe(counts)
-            if not targets:
+            message = _headline(outcome, counts) + _describe(counts, paused)
+            if not targets and not paused:
                 message = (
                     "Nothing to sync: no destination is linked to this scope (a course is "
                     "linked by an LTI launch or by mapping it to a SIS class)."
@@ -298,6 +324,42 @@ class RunExecutor:
         except RunTakenOver:
             return run
         return done
+
+    def _paused(self, scope: RunScope) -> list[str]:
+        """The destinations in the run's scope paused now, by an admin or for a while (their
+        results wait), e.g. "lms paused (exam week)"."""
+        now = self.clock.now()
+        with self.uow_factory() as uow:
+            if scope.destination_id:
+                one = uow.destinations.get(scope.tenant_id, scope.destination_id)
+                dests = [one] if one is not None else []
+            else:
+                dests = uow.destinations.all(scope.tenant_id)
+        return [
+            f"{d.name} paused" + (f" ({d.pause_reason})" if d.pause_reason else "")
+            for d in dests
+            if not d.enabled or (d.paused_until is not None and d.paused_until > now)
+        ]
+
+    async def _carrying(self, run: SyncRun, carry: Carry) -> dict[str, Any]:
+        """The results a remaster could not rewrite become pending again, as in a remaster
+        (`services.carry`); the run's history says so."""
+        for (dest, course, activity), people in sorted(carry.results.items()):
+            for chunk in _chunks(sorted(people), self.settings.scope_chunk):
+                await asyncio.to_thread(
+                    compute_activity,
+                    self.uow_factory,
+                    self.clock,
+                    self.clients.capabilities,
+                    tenant_id=run.scope.tenant_id,
+                    destination_id=dest,
+                    course_id=course,
+                    activity_id=activity,
+                    person_ids=chunk,
+                    remaster=True,
+                )
+        await asyncio.to_thread(record, self.uow_factory, run.id, carry)
+        return {"from_run": carry.from_run, "results": carry.result_count, "columns": carry.columns}
 
     def _targets(self, scope: RunScope) -> list[_Target]:
         out: list[_Target] = []
@@ -381,8 +443,13 @@ class RunExecutor:
                 uow.links.items(t, tg.destination.id, tg.activity_ids),
             )
 
-    async def _provisioning(self, run: SyncRun, targets: list[_Target]) -> dict[str, int]:
-        force = run.trigger is Trigger.REMASTER
+    async def _provisioning(
+        self, run: SyncRun, targets: list[_Target], failed: list[str], rewrite: Carry | None
+    ) -> dict[str, int]:
+        """Column counts; the columns that could not be provisioned go into `failed`
+        ("destination/activity"). Details are written even when unchanged in a remaster and
+        for the columns `rewrite` carries from a remaster that could not rewrite them."""
+        remaster = run.trigger is Trigger.REMASTER
         counts = {"written": 0, "unchanged": 0, "not_synced": 0, "failed": 0}
         for tg in targets:
             d = tg.destination
@@ -395,6 +462,7 @@ class RunExecutor:
             except Exception as exc:
                 log.warning("run %s: course %s at %s: %s", run.id, tg.course.id, d.id, exc)
                 counts["failed"] += len(tg.activity_ids)
+                failed.extend(f"{d.id}/{a}" for a in tg.activity_ids)
                 continue
             for activity_id in tg.activity_ids:
                 activity = activities.get(activity_id)
@@ -409,6 +477,7 @@ class RunExecutor:
                 if isinstance(column, NoResult):
                     counts["not_synced"] += 1
                     continue
+                force = remaster or (rewrite is not None and rewrite.owes_column(d.id, activity_id))
                 try:
                     _, written = await self.deliverer.provisioner.ensure_column(
                         client, d, course_link, column, items.get(activity_id), force=force
@@ -423,10 +492,12 @@ class RunExecutor:
                     outcome_of_failure(governor, f, d, governor.limits_for(d))
                     log.warning("run %s: column %s at %s: %s", run.id, activity_id, d.id, f)
                     counts["failed"] += 1
+                    failed.append(f"{d.id}/{activity_id}")
                     continue
                 except Exception:
                     log.exception("run %s: column %s at %s", run.id, activity_id, d.id)
                     counts["failed"] += 1
+                    failed.append(f"{d.id}/{activity_id}")
                     continue
                 counts["written" if written else "unchanged"] += 1
         return counts

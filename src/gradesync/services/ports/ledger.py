@@ -141,6 +141,18 @@ class LedgerRepo(Protocol):
     ) -> list[tuple[str, str | None, bool, int]]:
         """Counts of rows in a scope by (state, reason_code, delivered since `delivered_since`)."""
 
+    def not_delivered_since(
+        self,
+        tenant_id: str,
+        since: datetime,
+        *,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+    ) -> list[tuple[str, str, str, str]]:
+        """(destination, course, activity, person) of the scope's rows that hold a result
+        and were not delivered at or after `since` (what a run from `since` did not write)."""
+
 
 class DeliveryLogRepo(Protocol):
     def add(

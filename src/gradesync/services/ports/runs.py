@@ -28,6 +28,12 @@ class RunRepo(Protocol):
     ) -> None:
         """Write a run's progress; a new stage is appended to its stage history."""
 
+    def note(self, run_id: str, note: str) -> None:
+        """Add `note` to the run's current stage in its history (what happened there)."""
+
+    def set_counts(self, run_id: str, counts: dict[str, Any]) -> None:
+        """Replace a run's counts (a finished run's record of what became of it later)."""
+
     def active_for_scope(self, scope_key: str) -> list[SyncRun]:
         """The scope's runs not finished, oldest first."""
 

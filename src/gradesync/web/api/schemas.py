@@ -331,6 +331,7 @@ class CourseSyncIn(_In):
 class StageOut(BaseModel):
     stage: str
     at: str | None
+    note: str | None = None  # e.g. "worker X stopped (last heard ...); requeued by Y"
 
 
 class RunOut(BaseModel):

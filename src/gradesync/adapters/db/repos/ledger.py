@@ -556,6 +556,33 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         ).scalar()
         return int(due_now or 0), int(leased or 0), utc(next_retry), utc(leases_end)
 
+    def not_delivered_since(
+        self,
+        tenant_id: str,
+        since: datetime,
+        *,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+    ) -> list[tuple[str, str, str, str]]:
+        c = t.ledger.c
+        conds: list[Any] = [
+            c.tenant_id == tenant_id,
+            c.state != DeliveryState.SKIPPED.value,
+            c.desired_hash.is_not(None),
+            c.delivered_at.is_(None) | (c.delivered_at < utc(since)),
+        ]
+        if destination_id:
+            conds.append(c.destination_id == destination_id)
+        if course_id:
+            conds.append(c.course_id == course_id)
+        if activity_ids:
+            conds.append(c.activity_id.in_(list(activity_ids)))
+        rows = self.conn.execute(
+            select(c.destination_id, c.course_id, c.activity_id, c.person_id).where(*conds)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     def scope_summary(
         self,
         tenant_id: str,

@@ -83,6 +83,23 @@ class RunRepo(SqlRepo, ports.RunRepo):
             values["heartbeat_at"] = utc(heartbeat_at)
         self.conn.execute(update(t.sync_runs).where(c.id == run.id).values(**values))
 
+    def note(self, run_id: str, note: str) -> None:
+        stages = self.stages(run_id)
+        if not stages:
+            return
+        last = dict(stages[-1])
+        last["note"] = f"{last['note']}; {note}" if last.get("note") else note
+        self.conn.execute(
+            update(t.sync_runs)
+            .where(t.sync_runs.c.id == run_id)
+            .values(stages=[*stages[:-1], last])
+        )
+
+    def set_counts(self, run_id: str, counts: dict[str, Any]) -> None:
+        self.conn.execute(
+            update(t.sync_runs).where(t.sync_runs.c.id == run_id).values(counts=counts)
+        )
+
     def active_for_scope(self, scope_key: str) -> list[SyncRun]:
         c = t.sync_runs.c
         rows = self.conn.execute(

@@ -1,0 +1,120 @@
+"""A run's outcome tells the truth: 'pending' only where a destination is paused, and what a
+remaster could not rewrite goes with the next run, which says so (`services.carry`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import RunOutcome, RunScope, SyncRun, Trigger
+from gradesync.services import destination_admin
+from gradesync.services.carry import covers
+from gradesync.services.clock import SystemClock
+from gradesync.services.destination import FailureClass, RemoteFailure
+from gradesync.services.runs import get_run, get_run_stages, request_run
+from gradesync.testing.double import server_error
+from tests.engine.conftest import COURSE, DEST, Harness, T, learner, post, seed
+
+SCOPE = RunScope(T, DEST, COURSE)
+REFUSED = RemoteFailure(FailureClass.REJECTED, "invalid_score", "Score refused.", status=400)
+
+
+async def _run(db: Database, harness: Harness, trigger: Trigger) -> SyncRun:
+    run, _ = request_run(db.uow, harness.waker, SystemClock(), SCOPE, trigger, "ada@school")
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None
+    return done
+
+
+def _notes(db: Database, run_id: str) -> str:
+    return " ".join(str(s.get("note")) for s in get_run_stages(db.uow, T, run_id))
+
+
+async def test_a_grade_arriving_while_the_run_verifies_is_sent_not_left_pending(
+    harness: Harness, db: Database, monkeypatch: Any
+) -> None:
+    seed(db, learners=2)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+    executor = harness.engine.executor
+    verifying = executor._verifying
+
+    async def a_grade_arrives(*args: Any, **kw: Any) -> dict[str, int]:
+        post(db, None, [("a1", learner(0), 9.0)])  # a newer, better attempt meanwhile
+        await harness.engine.process_dirty()
+        return await verifying(*args, **kw)
+
+    monkeypatch.setattr(executor, "_verifying", a_grade_arrives)
+    done = await _run(db, harness, Trigger.MANUAL)
+    assert done.counts["pending"] == 0, done.counts
+    assert done.outcome is RunOutcome.SUCCEEDED, done.message
+    assert harness.remote.score_of("https://lms/courses/1/items/a1", "sub-p000") == 9.0
+
+
+async def test_pending_is_reported_for_a_paused_destination(harness: Harness, db: Database) -> None:
+    seed(db, learners=2)
+    destination_admin.pause(db.uow, SystemClock(), T, DEST, actor="admin", reason="exam week")
+    post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+    await harness.engine.process_dirty()
+    done = await _run(db, harness, Trigger.MANUAL)
+    assert done.counts["pending"] == 2 and harness.remote.sends == 0
+    assert done.outcome is not RunOutcome.SUCCEEDED
+    assert done.message is not None and "2 still pending (waiting for " in done.message
+    assert "paused (exam week)" in done.message
+
+
+async def test_what_a_remaster_could_not_rewrite_goes_with_the_next_run(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=3, activities=("a1", "a2"))
+    post(db, None, [(a, learner(i), 5.0) for i in range(3) for a in ("a1", "a2")])
+    assert (await _run(db, harness, Trigger.MANUAL)).outcome is RunOutcome.SUCCEEDED
+
+    # the remaster: the LMS refuses one learner's grade and fails the column's rewrite
+    remote = harness.remote
+    remote.fail_person("sub-p001", REFUSED)
+    remote.column_failures["a1"] = server_error()
+    remaster = await _run(db, harness, Trigger.REMASTER)
+    assert remaster.outcome is RunOutcome.PARTLY_FAILED
+    assert remaster.counts["rejected"] == {"invalid_score": 2}
+    assert remaster.counts["columns"]["failed"] == 1
+    assert remaster.counts["columns_failed"] == ["lms/a1"]
+
+    # fixed in the LMS; a scheduled run would leave a rejection alone, but this one is owed
+    remote.failures.clear()
+    remote.column_failures.clear()
+    sends, writes = remote.sends, remote.column_writes
+    nxt = await _run(db, harness, Trigger.SCHEDULE)
+    assert nxt.outcome is RunOutcome.SUCCEEDED, nxt.message
+    assert nxt.counts["carried"] == {"from_run": remaster.id, "results": 2, "columns": 1}
+    assert nxt.counts["sent"] == 2 and remote.sends == sends + 2
+    # the column it could not rewrite is rewritten though unchanged; the other one is not
+    assert remote.column_writes == writes + 1
+    assert nxt.message is not None
+    assert nxt.message.startswith(f"carried from remaster {remaster.id}: 2 result(s) and 1 column")
+    assert f"remaster {remaster.id} could not rewrite" in _notes(db, nxt.id)
+    stored = get_run(db.uow, T, remaster.id)
+    assert stored is not None and stored.counts["carried_to"] == nxt.id
+
+    # carried once: the run after that owes nothing
+    again = await _run(db, harness, Trigger.SCHEDULE)
+    assert "carried" not in again.counts and again.counts["sent"] == 0
+    assert remote.column_writes == writes + 1
+
+
+async def test_a_remaster_that_did_its_job_leaves_nothing_to_carry(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=2)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+    assert (await _run(db, harness, Trigger.REMASTER)).outcome is RunOutcome.SUCCEEDED
+    nxt = await _run(db, harness, Trigger.SCHEDULE)
+    assert "carried" not in nxt.counts and nxt.counts["sent"] == 0
+
+
+def test_a_run_carries_only_remasters_within_its_scope() -> None:
+    course = RunScope(T, DEST, COURSE)
+    assert covers(RunScope(T), course)
+    assert covers(course, RunScope(T, DEST, COURSE, ("a1",)))
+    assert not covers(RunScope(T, DEST, COURSE, ("a1",)), course)
+    assert not covers(RunScope(T, DEST, "other"), course)
+    assert not covers(RunScope("t2"), course)
