@@ -101,7 +101,7 @@ def start(
     full_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), full_env.get("PYTHONPATH", "")) if p
     )
-    with log.open("wb") as fh:
+    with log.open("ab") as fh:  # a restarted child adds to its log
         proc = subprocess.Popen(
             argv, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=str(workdir)
         )
@@ -144,10 +144,12 @@ def start_gradesync(
     secret: str,
     extra_env: Mapping[str, str] | None = None,
     profile_to: Path | None = None,
+    port: int | None = None,
 ) -> Child:
     """`gradesync serve` (API + in-process worker), as an operator would run it. With
-    `profile_to`, the same server runs under cProfile and writes its stats there on exit."""
-    port = free_port()
+    `profile_to`, the same server runs under cProfile and writes its stats there on exit;
+    `port` starts it again where a previous one listened (the LMS knows that URL)."""
+    port = port or free_port()
     env = {
         "GRADESYNC_DATABASE_URL": database_url,
         "GRADESYNC_SECRET_KEY": secret,

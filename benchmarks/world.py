@@ -53,6 +53,7 @@ class World:
     admin: SandboxAdmin
     api: httpx.Client
     courses: dict[str, CourseSpec] = field(default_factory=dict)
+    secret: str = ""  # GRADESYNC_SECRET_KEY, for more processes on the same database
 
     def close(self) -> None:
         self.api.close()
@@ -136,7 +137,7 @@ def start_world(
     )
     admin = SandboxAdmin(sandbox.base_url)
     admin.http.timeout = httpx.Timeout(120.0)
-    world = World(workdir, sandbox, gradesync, db, token, "lms", admin, api)
+    world = World(workdir, sandbox, gradesync, db, token, "lms", admin, api, secret=secret)
     gs = gradesync.base_url
     admin.register_tool(
         client_id=CLIENT_ID,
