@@ -3,6 +3,7 @@ remaster could not rewrite goes with the next run, which says so (`services.carr
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from gradesync.adapters.db.database import Database
@@ -12,6 +13,7 @@ from gradesync.services.carry import covers
 from gradesync.services.clock import SystemClock
 from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.runs import get_run, get_run_stages, request_run
+from gradesync.testing import DEADLINE
 from gradesync.testing.double import server_error
 from tests.engine.conftest import COURSE, DEST, Harness, T, learner, post, seed
 
@@ -118,3 +120,22 @@ def test_a_run_carries_only_remasters_within_its_scope() -> None:
     assert not covers(RunScope(T, DEST, COURSE, ("a1",)), course)
     assert not covers(RunScope(T, DEST, "other"), course)
     assert not covers(RunScope("t2"), course)
+
+
+async def test_a_column_that_failed_once_is_tried_again_before_the_run_ends(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=2, activities=("a1", "a2"))
+    post(db, None, [(a, learner(i), 5.0) for i in range(2) for a in ("a1", "a2")])
+    assert (await _run(db, harness, Trigger.MANUAL)).outcome is RunOutcome.SUCCEEDED
+    remote = harness.remote
+    remote.column_failures["a1"] = server_error()  # the line item PUT answers 502 once
+    remote.hold, remote.arrived = asyncio.Event(), asyncio.Event()
+    remaster = asyncio.create_task(_run(db, harness, Trigger.REMASTER))
+    await asyncio.wait_for(remote.arrived.wait(), DEADLINE)  # the run is sending
+    remote.column_failures.clear()
+    remote.hold.set()
+    done = await remaster
+    assert done.outcome is RunOutcome.SUCCEEDED, done.message
+    assert done.counts["columns"] == {"written": 2, "unchanged": 0, "not_synced": 0, "failed": 0}
+    assert "columns_failed" not in done.counts

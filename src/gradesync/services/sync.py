@@ -272,10 +272,14 @@ class RunExecutor:
             run = await self._stage(run, RunStage.PROVISIONING, counts)
             failed: list[str] = []
             counts["columns"] = await self._provisioning(run, targets, failed, carry)
-            if failed:
-                counts["columns_failed"] = failed
             run = await self._stage(run, RunStage.SENDING, counts)
             sent = await self._sending(run, counts, lost)
+            if failed:
+                # columns that failed get one more try once the results are sent (a 5xx or
+                # a throttle then has passed); what fails again is carried (services.carry)
+                failed = await self._provision_again(run, targets, failed, carry, counts)
+            if failed:
+                counts["columns_failed"] = failed
             run = await self._stage(run, RunStage.VERIFYING, counts)
             counts.update(await self._verifying(run, sent, started, targets))
             counts.update(await asyncio.to_thread(summarise, self.uow_factory, run.scope, started))
@@ -444,15 +448,25 @@ class RunExecutor:
             )
 
     async def _provisioning(
-        self, run: SyncRun, targets: list[_Target], failed: list[str], rewrite: Carry | None
+        self,
+        run: SyncRun,
+        targets: list[_Target],
+        failed: list[str],
+        rewrite: Carry | None,
+        only: set[str] | None = None,
     ) -> dict[str, int]:
         """Column counts; the columns that could not be provisioned go into `failed`
         ("destination/activity"). Details are written even when unchanged in a remaster and
-        for the columns `rewrite` carries from a remaster that could not rewrite them."""
+        for the columns `rewrite` carries from a remaster that could not rewrite them.
+        `only`: these columns alone (a second try)."""
         remaster = run.trigger is Trigger.REMASTER
         counts = {"written": 0, "unchanged": 0, "not_synced": 0, "failed": 0}
         for tg in targets:
             d = tg.destination
+            if only is not None:
+                tg = replace(tg, activity_ids=[a for a in tg.activity_ids if f"{d.id}/{a}" in only])
+                if not tg.activity_ids:
+                    continue
             link, activities, items = await asyncio.to_thread(self._load_columns, tg)
             try:
                 client = self.clients.get(d)
@@ -501,6 +515,23 @@ class RunExecutor:
                     continue
                 counts["written" if written else "unchanged"] += 1
         return counts
+
+    async def _provision_again(
+        self,
+        run: SyncRun,
+        targets: list[_Target],
+        failed: list[str],
+        carry: Carry | None,
+        counts: dict[str, Any],
+    ) -> list[str]:
+        """Try the failed columns once more; returns those that failed again."""
+        still: list[str] = []
+        again = await self._provisioning(run, targets, still, carry, only=set(failed))
+        columns = counts["columns"]
+        for key in ("written", "unchanged", "not_synced"):
+            columns[key] += again[key]
+        columns["failed"] = columns["failed"] - len(failed) + len(still)
+        return still
 
     async def _sending(
         self, run: SyncRun, counts: dict[str, Any], lost: asyncio.Event
