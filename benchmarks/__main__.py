@@ -5,7 +5,7 @@
     python -m benchmarks --only latency,throughput --db sqlite
     python -m benchmarks --out benchmarks/results/latest.json --profile
 
-Scenarios: latency, throughput, baseline, faults, resync, ingest, remaster.
+Scenarios: latency, throughput, baseline, faults, resync, ingest, remaster, platforms.
 """
 
 from __future__ import annotations
@@ -24,11 +24,20 @@ from benchmarks import machine, postgres, pressure, report
 from benchmarks.sizes import FULL, QUICK, Sizes
 from benchmarks.world import World, set_faults, start_world
 
-ALL = ("latency", "throughput", "baseline", "faults", "resync", "ingest", "remaster")
+ALL = (
+    "latency",
+    "throughput",
+    "baseline",
+    "faults",
+    "resync",
+    "ingest",
+    "remaster",
+    "platforms",
+)
 # On PostgreSQL these run only with --pg-delivery (they measure the engine, not the database).
-DELIVERY = ("latency", "throughput", "baseline", "faults", "remaster")
+DELIVERY = ("latency", "throughput", "baseline", "faults", "remaster", "platforms")
 # Scenarios that start their own processes instead of sharing the LMS world.
-OWN_PROCESSES = ("remaster",)
+OWN_PROCESSES = ("remaster", "platforms")
 
 
 def base_faults(sizes: Sizes) -> dict[str, Any]:
@@ -62,7 +71,22 @@ def run_db(
         out.update(run_world(db, url, only, sizes, workdir, profile_dir))
     if "remaster" in only:
         out["remaster"] = guarded("remaster (SIS passback)", run_remaster, db, url, sizes, workdir)
+    if "platforms" in only:
+        out["platforms"] = guarded("many platforms", run_platforms, url, sizes, workdir / db)
     return out
+
+
+def run_platforms(url: str | None, sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    from benchmarks.scenarios import platforms
+
+    return platforms.run(
+        workdir / "platforms",
+        sizes.pl_counts,
+        sizes.pl_concurrency,
+        sizes.deadline,
+        postgres_url=url,
+        learners=sizes.pl_learners,
+    )
 
 
 def run_remaster(db: str, url: str | None, sizes: Sizes, workdir: Path) -> dict[str, Any]:
@@ -78,11 +102,18 @@ def run_remaster(db: str, url: str | None, sizes: Sizes, workdir: Path) -> dict[
         postgres_url=url,
         trace_memory=DIAG["trace_memory"],
         sqlite_cache_kb=DIAG["sqlite_cache_kb"],
+        results_dir=DIAG["remaster_dir"],
+        resume=DIAG["resume"],
     )
 
 
 # remaster diagnostics from the command line (see --trace-memory, --sqlite-cache-kb)
-DIAG: dict[str, Any] = {"trace_memory": False, "sqlite_cache_kb": None}
+DIAG: dict[str, Any] = {
+    "trace_memory": False,
+    "sqlite_cache_kb": None,
+    "remaster_dir": None,
+    "resume": False,
+}
 
 
 def run_world(
@@ -226,6 +257,25 @@ def main(argv: list[str] | None = None) -> int:
         help="remaster: comma-separated result counts (multiples of 10), e.g. 10000,50000",
     )
     parser.add_argument(
+        "--remaster-dir",
+        type=Path,
+        help="remaster: write each size's figures (and its progress while it runs) there",
+    )
+    parser.add_argument(
+        "--platforms",
+        help="platforms: comma-separated platform counts, e.g. 10,100,1000",
+    )
+    parser.add_argument(
+        "--remaster-timeout",
+        type=float,
+        help="remaster: bound per run in seconds (default 600, and at least N/100)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="remaster: take sizes already passed in --remaster-dir from there, run the rest",
+    )
+    parser.add_argument(
         "--trace-memory",
         action="store_true",
         help="remaster: run gradesync under tracemalloc and record what holds memory (slow)",
@@ -254,11 +304,30 @@ def main(argv: list[str] | None = None) -> int:
         if not rm or any(n <= 0 or n % sizes.rm_activities for n in rm):
             parser.error(f"--remaster-sizes: positive multiples of {sizes.rm_activities}")
         sizes = replace(sizes, rm_sizes=rm)
+    if args.platforms:
+        try:
+            counts = tuple(int(x) for x in args.platforms.split(",") if x.strip())
+        except ValueError:
+            parser.error("--platforms: comma-separated integers, e.g. 10,100,1000")
+        if not counts or any(n <= 0 or n > 10_000 for n in counts):
+            parser.error("--platforms: counts between 1 and 10000")
+        sizes = replace(sizes, pl_counts=counts)
+    if args.remaster_timeout is not None:
+        if args.remaster_timeout <= 0:
+            parser.error("--remaster-timeout: a positive number of seconds")
+        sizes = replace(sizes, rm_timeout=args.remaster_timeout)
     if args.lat_rate is not None:
         if args.lat_rate <= 0:
             parser.error("--lat-rate: a positive number of attempts per second")
         sizes = replace(sizes, lat_rate=args.lat_rate)
-    DIAG.update(trace_memory=args.trace_memory, sqlite_cache_kb=args.sqlite_cache_kb)
+    if args.resume and args.remaster_dir is None:
+        parser.error("--resume: needs --remaster-dir (where the finished sizes are)")
+    DIAG.update(
+        trace_memory=args.trace_memory,
+        sqlite_cache_kb=args.sqlite_cache_kb,
+        remaster_dir=args.remaster_dir,
+        resume=args.resume,
+    )
     dbs = [d.strip() for d in args.db.split(",") if d.strip()]
     workdir = Path(tempfile.mkdtemp(prefix="gradesync-bench-"))
     results: dict[str, Any] = {

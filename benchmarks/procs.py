@@ -93,9 +93,10 @@ def start(
     workdir: Path,
     env: Mapping[str, str] | None = None,
     health: str = "/",
-    timeout: float = 60.0,
+    timeout: float = 300.0,
 ) -> Child:
-    """Start a child process and wait (bounded) until `health` answers below 500."""
+    """Start a child process and wait (bounded) until `health` answers below 500. The bound
+    is generous: on a loaded shared machine importing gradesync alone has taken over 60 s."""
     log = workdir / f"{name}.log"
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(
@@ -122,11 +123,17 @@ def start(
 
 
 def start_sandbox(
-    workdir: Path, faults: str | None = None, rng_seed: int = 1, seed_file: Path | None = None
+    workdir: Path,
+    faults: str | None = None,
+    rng_seed: int = 1,
+    seed_file: Path | None = None,
+    hosts: int = 1,
 ) -> Child:
     port = free_port()
     argv = [sys.executable, "-m", "benchmarks.sandbox_host", "--port", str(port)]
     argv += ["--rng-seed", str(rng_seed)]
+    if hosts > 1:
+        argv += ["--hosts", str(hosts)]
     if faults:
         argv += ["--faults", faults]
     if seed_file is not None:

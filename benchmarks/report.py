@@ -253,12 +253,31 @@ def table(results: dict[str, Any]) -> str:
             )
         rm = r.get("remaster")
         for size in (rm or {}).get("per_size", []):
+            if "error" in size:
+                rows.append(
+                    (
+                        f"[{db}] SIS remaster of {size['results']:,} results",
+                        f"not completed: {size['error']}",
+                    )
+                )
+                continue
             rows.append(
                 (
                     f"[{db}] SIS remaster of {size['results']:,} results",
                     f"{_fmt(size['seconds'])} s, {size['resent']:,} re-sent, "
                     f"peak RSS {_fmt(size['peak_rss_mb'])} MB "
                     f"(idle {_fmt(size['rss_idle_mb'])} MB)",
+                )
+            )
+        for size in (r.get("platforms") or {}).get("per_size", []):
+            rows.append(
+                (
+                    f"[{db}] {size['platforms']:,} platforms x 10 courses",
+                    f"{size['results']:,} results at {_fmt(size['rate_per_s'])}/s, "
+                    f"{_fmt(size['cpu_ms_per_result'])} ms CPU each, RSS "
+                    f"{_fmt(size['rss_before_mb'])} -> {_fmt(size['rss_after_mb'])} MB, "
+                    f"{size['token_requests']} tokens, connections idle "
+                    f"{size['connections_idle']}",
                 )
             )
         summ = (rm or {}).get("summary") or {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,19 @@ class CountSisWrites:
 
 
 def build(
-    port: int, mode: str, faults: str | None, rng_seed: int, seed: dict[str, Any] | None = None
+    port: int,
+    mode: str,
+    faults: str | None,
+    rng_seed: int,
+    seed: dict[str, Any] | None = None,
+    *,
+    per_host: bool = False,
 ) -> SandboxApp:
     config = SandboxConfig.model_validate(
         {
             "mode": mode,
-            "base_url": f"http://127.0.0.1:{port}",
+            # per host: no fixed base URL, so issuer and URLs follow the request's Host
+            "base_url": None if per_host else f"http://127.0.0.1:{port}",
             "rng_seed": rng_seed,
             **({"faults": json.loads(faults)} if faults else {}),
             **({"seed": seed} if seed else {}),
@@ -112,6 +120,14 @@ def build(
     return app
 
 
+def platform_host(k: int) -> str:
+    """The loopback address platform `k` of `--hosts` answers on (127.0.0.1 is platform 0):
+    one origin per platform, so each has its own connections in an HTTP client's pool."""
+    if k == 0:
+        return "127.0.0.1"
+    return f"127.1.{k // 200}.{k % 200 + 10}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sandbox_host")
     parser.add_argument("--port", type=int, required=True)
@@ -119,10 +135,17 @@ def main() -> None:
     parser.add_argument("--faults")
     parser.add_argument("--rng-seed", type=int, default=1)
     parser.add_argument("--seed", type=Path, help="seed data (JSON) loaded at start")
+    parser.add_argument(
+        "--hosts",
+        type=int,
+        default=1,
+        help="answer on this many loopback addresses (see platform_host), each an LMS of its "
+        "own: its issuer and URLs follow the address a request came to",
+    )
     args = parser.parse_args()
     seed = json.loads(args.seed.read_text()) if args.seed else None
-    app = build(args.port, args.mode, args.faults, args.rng_seed, seed)
-    uvicorn.run(
+    app = build(args.port, args.mode, args.faults, args.rng_seed, seed, per_host=args.hosts > 1)
+    config = uvicorn.Config(
         CountSisWrites(app),
         host="127.0.0.1",
         port=args.port,
@@ -131,6 +154,18 @@ def main() -> None:
         timeout_keep_alive=60,
         backlog=4096,
     )
+    server = uvicorn.Server(config)
+    if args.hosts <= 1:
+        server.run()
+        return
+    sockets = []
+    for k in range(args.hosts):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((platform_host(k), args.port))
+        sock.listen(4096)
+        sockets.append(sock)
+    server.run(sockets=sockets)
 
 
 if __name__ == "__main__":

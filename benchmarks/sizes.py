@@ -43,6 +43,11 @@ class Sizes:
     rm_timeout: float = 600.0
     # throughput side by side: every client this many times (min / median / max)
     rounds: int = 3
+    # many platforms: platform counts (fresh processes each; 10 courses per platform), the
+    # learners per course (one activity) and each platform's concurrency
+    pl_counts: tuple[int, ...] = (2,)
+    pl_learners: int = 1
+    pl_concurrency: int = 4
 
 
 QUICK = Sizes(
@@ -93,4 +98,5 @@ FULL = Sizes(
     deadline=900.0,
     rm_sizes=(10_000, 50_000),
     rm_timeout=600.0,
+    pl_counts=(10, 100, 1000),
 )

@@ -200,9 +200,18 @@ _ACTION = re.compile(r"""<form[^>]*action=["']([^"']+)["']""")
 
 def real_launch(world: World, course_id: str, learner: str) -> None:
     """The LMS iframe's walk: login initiation, authorization (form_post), launch."""
-    started = world.admin.start_launch(
-        client_id=CLIENT_ID, user=learner, course=course_id, resource_link_id=f"rl-{course_id}"
-    )
+    real_launch_at(world.sandbox.base_url, CLIENT_ID, course_id, learner)
+
+
+def real_launch_at(sandbox_url: str, client_id: str, course_id: str, learner: str) -> None:
+    """`real_launch` on any sandbox, as the tool registered with `client_id`."""
+    admin = SandboxAdmin(sandbox_url)
+    try:
+        started = admin.start_launch(
+            client_id=client_id, user=learner, course=course_id, resource_link_id=f"rl-{course_id}"
+        )
+    finally:
+        admin.close()
     with httpx.Client(timeout=30.0, follow_redirects=False) as browser:
         login = browser.get(started["url"])
         if login.status_code != 302:

@@ -39,7 +39,7 @@ import httpx
 from sqlalchemy import Engine, create_engine, func, insert, select
 from sqlalchemy.pool import NullPool
 
-from benchmarks import procs
+from benchmarks import pressure, procs
 from gradesync.adapters.db import schema
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import RunScope, RunStage, Trigger
@@ -289,6 +289,50 @@ class RssSampler:
         return [[round(t, 1), round(mb, 1)] for t, mb in self.samples[::step]]
 
 
+class Progress:
+    """One JSON line every `every` s while a phase runs (results the SIS accepted, ledger rows
+    open, the server's RSS and CPU, the machine's CPU pressure), so a run stopped before the
+    end still tells how far it got and at what rate."""
+
+    def __init__(self, path: Path | None, pid: int | None = None, every: float = 15.0) -> None:
+        self.path, self.pid, self.every = path, pid, every
+        self._last = 0.0
+
+    def note(self, phase: str, sandbox: procs.Child, left: int | None = None) -> None:
+        if self.path is None or time.monotonic() - self._last < self.every:
+            return
+        self._last = time.monotonic()
+        try:
+            puts = sis_counts(sandbox)["puts"].get("results", 0)
+        except httpx.HTTPError:
+            puts = None
+        line: dict[str, Any] = {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "phase": phase,
+            "sis_result_puts": puts,
+            "ledger_open": left,
+            "cpu_pressure_avg10": (pressure.read() or {}).get("avg10"),
+        }
+        if self.pid is not None:
+            try:
+                line["rss_mb"] = round(procs.rss_mb(self.pid), 1)
+                line["cpu_s"] = round(procs.cpu_seconds(self.pid), 1)
+            except OSError:
+                pass
+        with self.path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+
+    def event(self, phase: str, **fields: Any) -> None:
+        if self.path is None:
+            return
+        line = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "phase": phase, **fields}
+        with self.path.open("a") as f:
+            f.write(json.dumps(line, default=str) + "\n")
+
+
+NO_PROGRESS = Progress(None)
+
+
 def sis_counts(sandbox: procs.Child) -> dict[str, Any]:
     r = httpx.get(sandbox.base_url + "/_bench/sis", timeout=120.0)
     r.raise_for_status()
@@ -309,7 +353,13 @@ def read_run(engine: Engine, run_id: str) -> dict[str, Any]:
     return dict(row)
 
 
-def run_and_wait(db: Database, trigger: Trigger, timeout: float) -> dict[str, Any]:
+def run_and_wait(
+    db: Database,
+    trigger: Trigger,
+    timeout: float,
+    sandbox: procs.Child | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> dict[str, Any]:
     """Request a run over the whole SIS destination and wait (bounded) until it finishes."""
     clock = SystemClock()
     t0 = time.perf_counter()
@@ -321,6 +371,8 @@ def run_and_wait(db: Database, trigger: Trigger, timeout: float) -> dict[str, An
             got = read_run(poll, run.id)
             if got["stage"] == RunStage.FINISHED.value:
                 break
+            if sandbox is not None:
+                progress.note(f"{trigger.value}:{got['stage']}", sandbox)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{trigger.value} run {run.id} unfinished after {timeout:g} s")
             time.sleep(0.2)  # polling the run's row; the worker owns the run
@@ -380,7 +432,14 @@ def open_rows(engine: Engine) -> int:
         return int(conn.execute(query).scalar_one())
 
 
-def wait_drained(db: Database, sandbox: procs.Child, puts: int, timeout: float) -> dict[str, Any]:
+def wait_drained(
+    db: Database,
+    sandbox: procs.Child,
+    puts: int,
+    timeout: float,
+    progress: Progress = NO_PROGRESS,
+    phase: str = "drain",
+) -> dict[str, Any]:
     """Wait (bounded) until the SIS accepted `puts` result PUTs in all and gradesync's ledger
     holds nothing pending: the work is done, whichever pass of the worker did it."""
     deadline = time.monotonic() + timeout
@@ -391,6 +450,7 @@ def wait_drained(db: Database, sandbox: procs.Child, puts: int, timeout: float) 
             left = open_rows(poll)
             if counts["puts"].get("results", 0) >= puts and left == 0:
                 return counts
+            progress.note(phase, sandbox, left)
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"after {timeout:g} s the SIS accepted {counts['puts'].get('results', 0)} "
@@ -424,6 +484,7 @@ def one_size(
     *,
     trace_memory: bool = False,
     sqlite_cache_kb: int | None = None,
+    progress_file: Path | None = None,
 ) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     seed_file = workdir / "sis-seed.json"
@@ -449,13 +510,16 @@ def one_size(
         if trace_memory:
             gradesync.proc.send_signal(signal.SIGUSR2)  # start tracing now that it is up
         rss_idle = procs.rss_mb(pid)
+        progress = Progress(progress_file, pid)
+        progress.event("seeded", results=n, **seeding)
 
         t0 = time.perf_counter()
-        first = run_and_wait(db, Trigger.MANUAL, timeout)
-        after_first = wait_drained(db, sandbox, n, timeout)
+        first = run_and_wait(db, Trigger.MANUAL, timeout, sandbox, progress)
+        after_first = wait_drained(db, sandbox, n, timeout, progress, "manual:drain")
         first["seconds_until_all_delivered"] = round(time.perf_counter() - t0, 2)
         first["peak_rss_mb"] = round(procs.peak_rss_mb(pid), 1)
         first["results_sent"] = sent_first = after_first["puts"].get("results", 0)
+        progress.event("first_sync_done", **first)
         if trace_memory:
             traces["after_first_sync"] = trace_dump(gradesync, trace_file)
 
@@ -464,8 +528,8 @@ def one_size(
         cpu0, sb_cpu0 = gradesync.cpu(), sandbox.cpu()
         with RssSampler(pid) as sampler:
             t0 = time.perf_counter()
-            remaster = run_and_wait(db, Trigger.REMASTER, timeout)
-            after = wait_drained(db, sandbox, sent_first + n, timeout)
+            remaster = run_and_wait(db, Trigger.REMASTER, timeout, sandbox, progress)
+            after = wait_drained(db, sandbox, sent_first + n, timeout, progress, "remaster:drain")
             seconds = time.perf_counter() - t0
             if trace_memory:
                 traces["after_remaster"] = trace_dump(gradesync, trace_file)
@@ -579,13 +643,34 @@ def run(
     postgres_url: str | None = None,
     trace_memory: bool = False,
     sqlite_cache_kb: int | None = None,
+    results_dir: Path | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    per_size = []
+    """Each size in turn. With `results_dir`, each size's figures are written there as soon as
+    it finishes (`remaster-<db>-<N>.json`) and its progress is appended to
+    `remaster-<db>-<N>.progress.jsonl` while it runs; with `resume`, a size whose figures
+    are already there and passed is taken from the file instead of being run again, so a long
+    series stopped part-way goes on from the first size it did not finish."""
+    db_name = "sqlite" if postgres_url is None else "postgres"
+    per_size: list[dict[str, Any]] = []
     for n in sizes:
         shape = shape_for(n, activities, learners_per_course)
+        done_file = results_dir / f"remaster-{db_name}-{n}.json" if results_dir else None
+        if resume and done_file is not None and done_file.exists():
+            earlier = json.loads(done_file.read_text())
+            if earlier.get("ok"):
+                print(f"    remaster N={n:,}: taken from {done_file}", flush=True)
+                per_size.append({**earlier, "resumed_from": str(done_file)})
+                continue
         print(f"    remaster N={n:,} ...", flush=True)
-        per_size.append(
-            one_size(
+        progress_file = None
+        if results_dir is not None:
+            results_dir.mkdir(parents=True, exist_ok=True)
+            progress_file = results_dir / f"remaster-{db_name}-{n}.progress.jsonl"
+            progress_file.unlink(missing_ok=True)
+        window = pressure.Window.start()
+        try:
+            r = one_size(
                 workdir / f"n{n}",
                 shape,
                 concurrency,
@@ -594,9 +679,20 @@ def run(
                 postgres_url,
                 trace_memory=trace_memory,
                 sqlite_cache_kb=sqlite_cache_kb,
+                progress_file=progress_file,
             )
-        )
-        r = per_size[-1]
+        except (TimeoutError, RuntimeError) as exc:
+            # the size is reported as not completed (its progress file says how far it got)
+            # and the series goes on
+            r = {"results": n, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            r["cpu_pressure"] = window.stop()
+            print(f"    N={n:,}: not completed: {r['error']}", flush=True)
+            per_size.append(r)
+            continue
+        r["cpu_pressure"] = window.stop()
+        per_size.append(r)
+        if done_file is not None:
+            done_file.write_text(json.dumps(r, indent=2, default=str))
         print(
             f"    N={n:,}: first sync {r['first_sync']['seconds_until_all_delivered']} s, "
             f"remaster {r['seconds']} s (run: {r['remaster']['seconds']} s, "

@@ -330,15 +330,18 @@ def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> None:
         activity_ref(f"overrides[{i}].activity_id", o.activity_id)
         person_ref(f"overrides[{i}].person_id", o.person_id)
     in_batch: dict[str, Attempt] = {}
+    stored_events = (
+        uow.attempts.get_by_events(tenant_id, [at.source_event_id for at in b.attempts])
+        if b.attempts
+        else {}
+    )
     for i, at in enumerate(b.attempts):
         f = f"attempts[{i}]"
         activity_ref(f"{f}.activity_id", at.activity_id)
         person_ref(f"{f}.person_id", at.person_id)
         # A retried post is fine; the same event id for a different attempt is a source bug
         # that would silently drop a grade, so it is refused.
-        prior = in_batch.get(at.source_event_id) or uow.attempts.get_by_event(
-            tenant_id, at.source_event_id
-        )
+        prior = in_batch.get(at.source_event_id) or stored_events.get(at.source_event_id)
         if prior is not None and not _same_attempt(prior, at):
             p.add(
                 f"{f}.source_event_id",
@@ -494,14 +497,14 @@ def record_facts(
             for act in uow.activities.for_course(tenant_id, e.course_id):
                 dirty.append((tenant_id, e.course_id, act.id, e.person_id))
 
-    course_of: dict[str, str] = {}
+    # the course of every activity the overrides and attempts name, in one read
+    course_of = {a.id: a.course_id for a in b.activities}
+    named = {o.activity_id for o in b.overrides} | {at.activity_id for at in b.attempts}
+    for act in uow.activities.get_many(tenant_id, named - course_of.keys()).values():
+        course_of[act.id] = act.course_id
 
     def course_for(activity_id: str) -> str:
-        if activity_id not in course_of:
-            act = uow.activities.get(tenant_id, activity_id)
-            assert act is not None  # validated above
-            course_of[activity_id] = act.course_id
-        return course_of[activity_id]
+        return course_of[activity_id]  # every one validated above
 
     for o in b.overrides:
         old_due = uow.overrides.get(tenant_id, o.activity_id, o.person_id)
@@ -510,8 +513,9 @@ def record_facts(
             uow.overrides.upsert(o)
             dirty.append((tenant_id, course_for(o.activity_id), o.activity_id, o.person_id))
 
-    for at in b.attempts:
-        stored, new = uow.attempts.add(at, now)
+    for at, (stored, new) in zip(
+        b.attempts, uow.attempts.add_many(b.attempts, now) if b.attempts else [], strict=True
+    ):
         count("attempts", new)
         result.attempts.append(AttemptOutcome(at.source_event_id, stored.id, not new))
         if new:

@@ -16,7 +16,7 @@ from enum import Enum
 from functools import cache
 from typing import Any, TypeVar, Union, cast, overload
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import JSON, Connection, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.domain.model import PolicySettings
@@ -125,19 +125,60 @@ def upsert(
     *,
     update: tuple[str, ...] | None = None,
 ) -> None:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE, on SQLite and PostgreSQL alike."""
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE, on SQLite and PostgreSQL alike.
+    Many rows go in one statement (a key must not repeat among them)."""
     rows = values if isinstance(values, list) else [values]
     if not rows:
         return
-    dialect = conn.dialect.name
-    ins_mod = postgresql if dialect == "postgresql" else sqlite
-    stmt = ins_mod.insert(table).values(rows)
     keys = [c.name for c in table.primary_key.columns]
     cols = update if update is not None else tuple(k for k in rows[0] if k not in keys)
-    if cols:
+    stmt, params = bulk_insert(conn, table, rows, conflict=keys, update=cols)
+    conn.execute(stmt, params)
+
+
+def bulk_insert(
+    conn: Connection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    *,
+    conflict: list[str],
+    update: tuple[str, ...] = (),
+    returning: tuple[str, ...] = (),
+) -> tuple[Any, list[dict[str, Any]] | dict[str, Any] | None]:
+    """(statement, parameters) for `conn.execute`: INSERT `rows` (all with the same keys)
+    ON CONFLICT (`conflict`) DO UPDATE the `update` columns, or DO NOTHING without them,
+    RETURNING the `returning` columns.
+
+    The rows are parameters, never part of the statement, so it is compiled once and cached.
+    On PostgreSQL many rows go as one array per column through `unnest`: one statement with
+    a handful of parameters whatever the row count (multi-row VALUES would bind every value
+    apart, and psycopg and the server would parse and plan thousands of them each time). On
+    SQLite they go as an executemany that SQLAlchemy sends as multi-row VALUES."""
+    names = list(rows[0])
+    postgres = conn.dialect.name == "postgresql"
+    if postgres and len(rows) > 1 and _unnestable(table, tuple(names)):
+        arrays = [
+            bindparam(f"u_{n}", [r[n] for r in rows], type_=postgresql.ARRAY(table.c[n].type))
+            for n in names
+        ]
+        source = func.unnest(*arrays).table_valued(*names).render_derived()
+        stmt: Any = postgresql.insert(table).from_select(names, select(*source.c))
+        params: list[dict[str, Any]] | dict[str, Any] | None = None
+    else:
+        stmt = (postgresql if postgres else sqlite).insert(table)
+        params = rows if len(rows) > 1 else rows[0]
+    if update:
         stmt = stmt.on_conflict_do_update(
-            index_elements=keys, set_={c: stmt.excluded[c] for c in cols}
+            index_elements=conflict, set_={c: stmt.excluded[c] for c in update}
         )
     else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-    conn.execute(stmt)
+        stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
+    if returning:
+        stmt = stmt.returning(*(table.c[c] for c in returning))
+    return stmt, params
+
+
+@cache
+def _unnestable(table: Table, names: tuple[str, ...]) -> bool:
+    """Columns PostgreSQL can take as arrays of plain values (JSON ones go row by row)."""
+    return all(not isinstance(table.c[n].type, JSON) for n in names)

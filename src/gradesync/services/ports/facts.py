@@ -99,7 +99,14 @@ class AttemptRepo(Protocol):
         """Store an attempt unless its source event id is already stored.
         Returns the stored attempt and whether it is new (a retried post is not counted twice)."""
 
+    def add_many(self, attempts: Sequence[Attempt], now: datetime) -> list[tuple[Attempt, bool]]:
+        """`add` for many attempts of one tenant in a few statements, in the given order: an
+        event id repeated in `attempts` is stored once, its later copies are not new."""
+
     def get_by_event(self, tenant_id: str, source_event_id: str) -> Attempt | None: ...
+
+    def get_by_events(self, tenant_id: str, source_event_ids: Iterable[str]) -> dict[str, Attempt]:
+        """The stored attempts of these event ids (those not stored are left out)."""
 
     def for_key(self, tenant_id: str, activity_id: str, person_id: str) -> list[Attempt]:
         """One person's attempts on one activity, oldest first."""

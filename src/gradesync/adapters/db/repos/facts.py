@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.adapters.db import schema as t
-from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
+from gradesync.adapters.db.mapping import bulk_insert, from_row, to_row, upsert, utc
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import (
     Activity,
@@ -79,6 +79,8 @@ class ActivityRepo(SqlRepo, ports.ActivityRepo):
     def get_many(self, tenant_id: str, activity_ids: Iterable[str]) -> dict[str, Activity]:
         c = t.activities.c
         ids = list(set(activity_ids))
+        if not ids:  # no round trip for nothing
+            return {}
         rows = self.conn.execute(
             select(t.activities).where(c.tenant_id == tenant_id, c.id.in_(ids))
         ).mappings()
@@ -109,8 +111,11 @@ class PersonRepo(SqlRepo, ports.PersonRepo):
 
     def get_many(self, tenant_id: str, person_ids: Iterable[str]) -> dict[str, Person]:
         c = t.people.c
+        ids = list(set(person_ids))
+        if not ids:  # no round trip for nothing
+            return {}
         rows = self.conn.execute(
-            select(t.people).where(c.tenant_id == tenant_id, c.id.in_(list(set(person_ids))))
+            select(t.people).where(c.tenant_id == tenant_id, c.id.in_(ids))
         ).mappings()
         return {r["id"]: from_row(Person, r) for r in rows}
 
@@ -225,6 +230,10 @@ class DueDateOverrideRepo(SqlRepo, ports.DueDateOverrideRepo):
         return out
 
 
+# Event ids per read: bound parameters well under SQLite's limit (32,766).
+_IDS_PER_STATEMENT = 1000
+
+
 class AttemptRepo(SqlRepo, ports.AttemptRepo):
     def add(self, attempt: Attempt, now: datetime) -> tuple[Attempt, bool]:
         row = to_row(attempt, exclude=("id",))
@@ -242,6 +251,64 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
         existing = self.get_by_event(attempt.tenant_id, attempt.source_event_id)
         assert existing is not None
         return existing, False
+
+    def add_many(self, attempts: Sequence[Attempt], now: datetime) -> list[tuple[Attempt, bool]]:
+        # One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING per slice, then one read of
+        # the event ids already stored: a few round trips per batch instead of one or two per
+        # attempt (on PostgreSQL each is a network round trip).
+        first: dict[tuple[str, str], Attempt] = {}
+        for a in attempts:
+            first.setdefault((a.tenant_id, a.source_event_id), a)
+        rows = []
+        for a in first.values():
+            row = to_row(a, exclude=("id",))
+            row["recorded_at"] = utc(now)
+            rows.append(row)
+        new_ids: dict[tuple[str, str], int] = {}
+        if rows:
+            stmt, params = bulk_insert(
+                self.conn,
+                t.attempts,
+                rows,
+                conflict=["tenant_id", "source_event_id"],
+                returning=("id", "tenant_id", "source_event_id"),
+            )
+            for r in self.conn.execute(stmt, params):
+                new_ids[(r.tenant_id, r.source_event_id)] = r.id
+        stored: dict[tuple[str, str], Attempt] = {}
+        for row in rows:
+            key = (row["tenant_id"], row["source_event_id"])
+            if key in new_ids:
+                stored[key] = from_row(Attempt, row, id=new_ids[key])
+        old_by_tenant: dict[str, list[str]] = {}
+        for tenant_id, event_id in first:
+            if (tenant_id, event_id) not in new_ids:
+                old_by_tenant.setdefault(tenant_id, []).append(event_id)
+        for tenant_id, event_ids in old_by_tenant.items():
+            for event_id, old in self.get_by_events(tenant_id, event_ids).items():
+                stored[(tenant_id, event_id)] = old
+        out: list[tuple[Attempt, bool]] = []
+        seen: set[tuple[str, str]] = set()
+        for a in attempts:
+            key = (a.tenant_id, a.source_event_id)
+            out.append((stored[key], key in new_ids and key not in seen))
+            seen.add(key)
+        return out
+
+    def get_by_events(self, tenant_id: str, source_event_ids: Iterable[str]) -> dict[str, Attempt]:
+        c = t.attempts.c
+        wanted = list(dict.fromkeys(source_event_ids))
+        out: dict[str, Attempt] = {}
+        for at in range(0, len(wanted), _IDS_PER_STATEMENT):
+            rows = self.conn.execute(
+                select(t.attempts).where(
+                    c.tenant_id == tenant_id,
+                    c.source_event_id.in_(wanted[at : at + _IDS_PER_STATEMENT]),
+                )
+            ).mappings()
+            for r in rows:
+                out[r["source_event_id"]] = from_row(Attempt, r)
+        return out
 
     def get_by_event(self, tenant_id: str, source_event_id: str) -> Attempt | None:
         c = t.attempts.c

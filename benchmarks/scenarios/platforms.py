@@ -1,0 +1,388 @@
+"""A courseware vendor's shape: many LTI 1.3 platforms, each with a few courses, each platform
+with its own registration (client id, token) and its own origin (so its own connections in
+gradesync's HTTP pool). Memory and throughput as the platforms grow.
+
+For each count P (fresh processes and database each):
+
+1. one sandbox process answers as P LMSs, one per loopback address (`sandbox_host --hosts`):
+   issuer, token endpoint and AGS URLs follow the address a request came to. Its courses
+   (P x courses per platform, learners each) come from a seed file; gradesync is registered
+   as a tool on each platform (client id `tool-<k>`) through the sandbox's admin API;
+2. `gradesync serve` starts; each platform is registered in gradesync (`POST /platforms`,
+   its own issuer, client id and token URL); courses, activities, people and enrollments go
+   in through the API. One real LTI launch (platform 0, its first course) proves the path and
+   gives a course link's shape; every other course's and learner's link is written the way a
+   launch writes it (launching every learner would benchmark the launch, not the sync);
+3. one attempt per (course, learner, activity) is posted (`POST /attempts/batch`) and the
+   time until the sandbox stored every score is measured, with gradesync's CPU and RSS, the
+   token requests the platforms answered, and the TCP connections gradesync holds open to
+   them during the sending and once it has been idle past its keep-alive expiry.
+
+Flat means: RSS after delivering does not grow with P beyond what the data itself needs, a
+token is fetched once per platform, and idle connections are closed (bounded by the pool).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import pressure, procs
+from benchmarks.sandbox_host import platform_host
+from benchmarks.world import attempt, chunks, real_launch_at
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import CourseLink, PersonLink
+from gradesync.sandbox.testing import SandboxAdmin
+from gradesync.services import auth
+from gradesync.services.clock import SystemClock
+from gradesync.services.tenants import create_tenant
+
+TENANT = "bench"
+DEPLOYMENT = "d1"
+MAX_BATCH = 1000
+# gradesync's HTTP pool lets a connection idle this long (httpx's default keep-alive expiry)
+KEEPALIVE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Shape:
+    platforms: int
+    courses: int = 10  # per platform
+    learners: int = 2  # per course
+    activities: int = 1  # per course
+
+    @property
+    def results(self) -> int:
+        return self.platforms * self.courses * self.learners * self.activities
+
+    def course_ids(self, k: int) -> list[str]:
+        return [f"v{k}c{j}" for j in range(self.courses)]
+
+    def learners_of(self, course_id: str) -> list[str]:
+        return [f"{course_id}u{i}" for i in range(self.learners)]
+
+    def activities_of(self, course_id: str) -> list[str]:
+        return [f"{course_id}a{j}" for j in range(self.activities)]
+
+
+def client_id(k: int) -> str:
+    return f"tool-{k}"
+
+
+def dest_id(k: int) -> str:
+    return f"lms{k}"
+
+
+def sandbox_seed(shape: Shape) -> dict[str, Any]:
+    return {
+        "courses": [
+            {
+                "id": cid,
+                "title": f"Course {cid}",
+                "learners": shape.learners_of(cid),
+                "resource_links": [
+                    {"id": f"rl-{cid}", "title": "gradesync", "client_id": client_id(k)}
+                ],
+            }
+            for k in range(shape.platforms)
+            for cid in shape.course_ids(k)
+        ]
+    }
+
+
+def tcp_connections_to(pid: int, port: int) -> int:
+    """ESTABLISHED TCP connections the process holds to `port` (any loopback address)."""
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            target = fd.readlink()
+        except OSError:
+            continue
+        name = str(target)
+        if name.startswith("socket:["):
+            inodes.add(name[8:-1])
+    count = 0
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state, inode = fields[2], fields[3], fields[9]
+        if state == "01" and inode in inodes and int(remote.split(":")[1], 16) == port:
+            count += 1
+    return count
+
+
+class Api:
+    def __init__(self, base_url: str, token: str) -> None:
+        self.http = httpx.Client(
+            base_url=base_url + "/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120.0,
+        )
+
+    def ok(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self.http.request(method, path, **kw)
+        if resp.status_code >= 300:
+            raise RuntimeError(f"{method} {path}: {resp.status_code} {resp.text[:500]}")
+        return resp.json() if resp.content else None
+
+    def batches(self, path: str, kind: str, items: list[dict[str, Any]]) -> None:
+        for batch in chunks(items, MAX_BATCH):
+            self.ok("POST", path, json={kind: list(batch)})
+
+
+def one_size(
+    workdir: Path, shape: Shape, concurrency: int, timeout: float, postgres_url: str | None
+) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    seed_file = workdir / "lms-seed.json"
+    seed_file.write_text(json.dumps(sandbox_seed(shape)))
+    url = postgres_url or f"sqlite:///{workdir / 'gradesync.db'}"
+    secret = secrets.token_urlsafe(32)
+    sandbox = procs.start_sandbox(workdir, seed_file=seed_file, hosts=shape.platforms)
+    port = int(sandbox.base_url.rsplit(":", 1)[1])
+    db = Database(url, secret)
+    gradesync: procs.Child | None = None
+    admin = SandboxAdmin(sandbox.base_url)
+    admin.http.timeout = httpx.Timeout(120.0)
+    try:
+        db.upgrade()
+        gradesync = procs.start_gradesync(workdir, url, secret)
+        clock = SystemClock()
+        create_tenant(db.uow, clock, TENANT, "Benchmark")
+        token = auth.create_key(db.uow, clock, TENANT, "bench", ("admin",)).token
+        api = Api(gradesync.base_url, token)
+        rss_idle = procs.rss_mb(gradesync.pid)
+        t_setup = time.perf_counter()
+        gs = gradesync.base_url
+        cfg = admin.config()
+        here = f"http://127.0.0.1:{port}"
+        for k in range(shape.platforms):
+            admin.register_tool(
+                client_id=client_id(k),
+                deployment_id=DEPLOYMENT,
+                jwks_url=gs + "/lti/jwks.json",
+                oidc_login_url=gs + "/lti/login",
+                redirect_uris=[gs + "/lti/launch"],
+                target_link_uri=gs + "/lti/launch",
+            )
+            there = f"http://{platform_host(k)}:{port}"
+            api.ok(
+                "POST",
+                "/platforms",
+                json={
+                    "id": dest_id(k),
+                    "issuer": there,
+                    "client_id": client_id(k),
+                    "deployment_ids": [DEPLOYMENT],
+                    "auth_login_url": cfg["authorization_url"].replace(here, there),
+                    "auth_token_url": cfg["token_url"].replace(here, there),
+                    "key_set_url": cfg["jwks_url"].replace(here, there),
+                    "concurrency": concurrency,
+                },
+            )
+        all_courses = [(k, cid) for k in range(shape.platforms) for cid in shape.course_ids(k)]
+        api.batches(
+            "/ingest",
+            "courses",
+            [{"id": cid, "title": f"Course {cid}"} for _, cid in all_courses],
+        )
+        api.batches(
+            "/ingest",
+            "activities",
+            [
+                {"id": a, "course_id": cid, "title": f"Activity {a}", "points_possible": 10.0}
+                for _, cid in all_courses
+                for a in shape.activities_of(cid)
+            ],
+        )
+        api.batches(
+            "/ingest",
+            "people",
+            [
+                {"id": p, "name": f"Learner {p}"}
+                for _, cid in all_courses
+                for p in shape.learners_of(cid)
+            ],
+        )
+        api.batches(
+            "/ingest",
+            "enrollments",
+            [
+                {"course_id": cid, "person_id": p}
+                for _, cid in all_courses
+                for p in shape.learners_of(cid)
+            ],
+        )
+        proof = link_all(db, sandbox.base_url, shape, port)
+        setup_seconds = time.perf_counter() - t_setup
+        rss_before = procs.rss_mb(gradesync.pid)
+        procs.reset_peak_rss(gradesync.pid)
+
+        payloads = [
+            attempt(f"{cid}-{a}-{p}", a, p, float(i % 11), 10.0)
+            for _, cid in all_courses
+            for i, p in enumerate(shape.learners_of(cid))
+            for a in shape.activities_of(cid)
+        ]
+        tokens0 = _token_requests(admin)
+        cpu0 = gradesync.cpu()
+        window = pressure.Window.start()
+        t0 = time.perf_counter()
+        api.batches("/attempts/batch", "attempts", payloads)
+        ingested = time.perf_counter() - t0
+        busiest = 0
+        deadline = time.monotonic() + timeout
+        while True:
+            stored = _stored(sandbox.base_url)
+            busiest = max(busiest, tcp_connections_to(gradesync.pid, port))
+            if stored >= shape.results:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{shape.platforms} platforms: {stored} of {shape.results} scores stored "
+                    f"after {timeout:g} s"
+                )
+            time.sleep(0.25)  # polling the sandbox's read-only counter
+        seconds = time.perf_counter() - t0
+        cpu = gradesync.cpu() - cpu0
+        under_load = window.stop()
+        rss_after = procs.rss_mb(gradesync.pid)
+        peak = procs.peak_rss_mb(gradesync.pid)
+        tokens = _token_requests(admin) - tokens0
+        open_after_send = tcp_connections_to(gradesync.pid, port)
+        # idle past the keep-alive expiry (and a margin for the check that closes them)
+        time.sleep(KEEPALIVE_SECONDS * 3)  # the idle period being measured
+        open_when_idle = tcp_connections_to(gradesync.pid, port)
+        checks = {
+            "all_results_stored": True,
+            "one_token_per_platform": tokens == shape.platforms,
+            "line_items_once": _line_items(sandbox.base_url) == len(all_courses) * shape.activities,
+        }
+        return {
+            "platforms": shape.platforms,
+            "courses": len(all_courses),
+            "results": shape.results,
+            "setup_seconds": round(setup_seconds, 1),
+            "link_proof": proof,
+            "ingest_seconds": round(ingested, 2),
+            "seconds": round(seconds, 2),
+            "rate_per_s": round(shape.results / seconds, 1),
+            "gradesync_cpu_s": round(cpu, 2),
+            "cpu_ms_per_result": round(cpu * 1000 / shape.results, 2),
+            "token_requests": tokens,
+            "rss_idle_mb": round(rss_idle, 1),
+            "rss_before_mb": round(rss_before, 1),
+            "rss_after_mb": round(rss_after, 1),
+            "peak_rss_mb": round(peak, 1),
+            "connections_max_while_sending": busiest,
+            "connections_right_after": open_after_send,
+            "connections_idle": open_when_idle,
+            "cpu_pressure": under_load,
+            "checks": checks,
+            "ok": all(checks.values()),
+        }
+    finally:
+        admin.close()
+        if gradesync is not None:
+            gradesync.stop()
+        sandbox.stop()
+        db.dispose()
+
+
+def link_all(db: Database, sandbox_url: str, shape: Shape, port: int) -> dict[str, Any]:
+    """One real launch (platform 0, its first course, first learner) links that course; every
+    other course and learner is linked the way a launch links them, with the launch's course
+    link as the template (its URLs moved to each platform's address and course)."""
+    first = shape.course_ids(0)[0]
+    first_learner = shape.learners_of(first)[0]
+    real_launch_at(sandbox_url, client_id(0), first, first_learner)
+    with db.uow() as uow:
+        template = uow.links.course(TENANT, dest_id(0), first)
+    if template is None or not template.remote_id:
+        raise RuntimeError("the real launch did not bind the course's AGS endpoint")
+    blob = json.dumps({"remote_id": template.remote_id, "data": template.data})
+    here = f"http://127.0.0.1:{port}"
+    with db.uow() as uow:
+        for k in range(shape.platforms):
+            there = f"http://{platform_host(k)}:{port}"
+            for cid in shape.course_ids(k):
+                if (k, cid) != (0, first):
+                    moved = json.loads(blob.replace(f"/{first}/", f"/{cid}/").replace(here, there))
+                    uow.links.save_course(
+                        CourseLink(TENANT, dest_id(k), cid, moved["remote_id"], moved["data"])
+                    )
+                for p in shape.learners_of(cid):
+                    uow.links.save_person(
+                        PersonLink(TENANT, dest_id(k), p, p, data={"name": f"Learner {p}"})
+                    )
+        uow.commit()
+    return {"course_link": template.remote_id, "courses_linked": shape.platforms * shape.courses}
+
+
+def _stored(sandbox_url: str) -> int:
+    r = httpx.get(sandbox_url + "/_bench/arrivals", timeout=120.0)
+    r.raise_for_status()
+    return sum(1 for row in r.json()["rows"] if row[3] is not None)
+
+
+def _line_items(sandbox_url: str) -> int:
+    r = httpx.get(sandbox_url + "/_bench/line_items", timeout=120.0)
+    r.raise_for_status()
+    return sum(len(rows) for rows in r.json().values())
+
+
+def _token_requests(admin: SandboxAdmin) -> int:
+    return int(admin.counters().get("token", {}).get("requests", 0))
+
+
+def run(
+    workdir: Path,
+    counts: tuple[int, ...],
+    concurrency: int,
+    timeout: float,
+    *,
+    postgres_url: str | None = None,
+    learners: int = 2,
+) -> dict[str, Any]:
+    per_size = []
+    for p in counts:
+        print(f"    platforms P={p:,} ...", flush=True)
+        shape = Shape(p, learners=learners)
+        r = one_size(
+            workdir / f"p{p}", shape, concurrency, max(timeout, shape.results / 20), postgres_url
+        )
+        per_size.append(r)
+        print(
+            f"    P={p:,}: {r['results']:,} results in {r['seconds']} s ({r['rate_per_s']}/s), "
+            f"RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB (peak {r['peak_rss_mb']}), "
+            f"tokens {r['token_requests']}, connections max {r['connections_max_while_sending']}"
+            f" / idle {r['connections_idle']} (ok={r['ok']})",
+            flush=True,
+        )
+    return {
+        "per_size": per_size,
+        "summary": summary(per_size),
+        "ok": all(r["ok"] for r in per_size),
+    }
+
+
+def summary(per_size: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(per_size) < 2:
+        return {}
+    small, large = per_size[0], per_size[-1]
+    extra = large["platforms"] - small["platforms"]
+    return {
+        "platforms": [r["platforms"] for r in per_size],
+        "rss_after_mb": [r["rss_after_mb"] for r in per_size],
+        "rate_per_s": [r["rate_per_s"] for r in per_size],
+        "cpu_ms_per_result": [r["cpu_ms_per_result"] for r in per_size],
+        "rss_kb_per_extra_platform": round(
+            (large["rss_after_mb"] - small["rss_after_mb"]) * 1024 / extra, 1
+        ),
+    }

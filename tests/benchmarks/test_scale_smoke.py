@@ -1,0 +1,93 @@
+"""Toy-size runs of the scale benchmarks (ingest on both databases, the SIS remaster with its
+resumable figures, many platforms): they run end to end and their correctness checks hold.
+No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    out = tmp_path / "figures.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return json.loads(out.read_text())  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(900)
+def test_ingest_on_both_databases(tmp_path: Path, postgres_url: str) -> None:
+    # a database of the benchmark's own beside the tests' (the benchmark drops and creates it)
+    url = make_url(postgres_url)
+    bench_url = url.set(database=f"{url.database}_bench").render_as_string(hide_password=False)
+    figures = bench(
+        tmp_path,
+        "--only",
+        "ingest",
+        "--db",
+        "sqlite,postgres",
+        env={"GRADESYNC_BENCH_POSTGRES_URL": bench_url},
+    )
+    sizes = figures["sizes"]
+    for db in ("sqlite", "postgres"):
+        ing = figures[db]["ingest"]  # type: ignore[index]
+        assert ing["ok"] and ing["attempts"] == sizes["ingest_attempts"], db  # type: ignore[index]
+        assert ing["cpu_pressure"]["seconds"] is not None, db
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_remaster_figures_are_written_per_size_and_a_run_resumes_from_them(
+    tmp_path: Path,
+) -> None:
+    where = tmp_path / "remaster"
+    args = ("--only", "remaster", "--db", "sqlite", "--remaster-sizes", "200")
+    first = bench(tmp_path, *args, "--remaster-dir", str(where))
+    (size,) = first["sqlite"]["remaster"]["per_size"]  # type: ignore[index]
+    assert size["ok"] and size["resent"] == 200 and size["checks"]["sis_scores_match"]
+    assert size["peak_rss_mb"] > 0 and size["cpu_pressure"]["seconds"] is not None
+    saved = json.loads((where / "remaster-sqlite-200.json").read_text())
+    assert saved["resent"] == 200
+    progress = [
+        json.loads(line)
+        for line in (where / "remaster-sqlite-200.progress.jsonl").read_text().splitlines()
+    ]
+    assert progress[0]["phase"] == "seeded"
+    assert "first_sync_done" in {p["phase"] for p in progress}
+
+    again = bench(tmp_path, *args, "--remaster-dir", str(where), "--resume")
+    (resumed,) = again["sqlite"]["remaster"]["per_size"]  # type: ignore[index]
+    assert resumed["resumed_from"] == str(where / "remaster-sqlite-200.json")
+    assert resumed["resent"] == 200
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_many_platforms_each_with_its_own_token(tmp_path: Path) -> None:
+    figures = bench(tmp_path, "--only", "platforms", "--db", "sqlite", "--platforms", "1,3")
+    pl = figures["sqlite"]["platforms"]  # type: ignore[index]
+    assert [r["platforms"] for r in pl["per_size"]] == [1, 3]
+    for r in pl["per_size"]:
+        assert r["ok"], r["checks"]
+        assert r["results"] == r["platforms"] * 10  # 10 courses, 1 learner, 1 activity each
+        assert r["token_requests"] == r["platforms"]  # one token per platform, cached
+        assert r["connections_max_while_sending"] >= r["platforms"]  # one origin each
+        assert r["cpu_pressure"]["seconds"] is not None
+    assert pl["summary"]["platforms"] == [1, 3]
