@@ -270,6 +270,9 @@ def table(results: dict[str, Any]) -> str:
                 )
             )
         for size in (r.get("platforms") or {}).get("per_size", []):
+            if "error" in size:
+                rows.append((f"[{db}] {size['platforms']:,} platforms", size["error"]))
+                continue
             rows.append(
                 (
                     f"[{db}] {size['platforms']:,} platforms x 10 courses",

@@ -255,6 +255,9 @@ def one_size(
         rss_after = procs.rss_mb(gradesync.pid)
         peak = procs.peak_rss_mb(gradesync.pid)
         tokens = _token_requests(admin) - tokens0
+        token_answers = {
+            k: v for k, v in admin.counters().get("token", {}).items() if k.startswith("status_")
+        }
         open_after_send = tcp_connections_to(gradesync.pid, port)
         # idle past the keep-alive expiry (and a margin for the check that closes them)
         time.sleep(KEEPALIVE_SECONDS * 3)  # the idle period being measured
@@ -276,6 +279,7 @@ def one_size(
             "gradesync_cpu_s": round(cpu, 2),
             "cpu_ms_per_result": round(cpu * 1000 / shape.results, 2),
             "token_requests": tokens,
+            "token_answers": token_answers,
             "rss_idle_mb": round(rss_idle, 1),
             "rss_before_mb": round(rss_before, 1),
             "rss_after_mb": round(rss_after, 1),
@@ -354,9 +358,19 @@ def run(
     for p in counts:
         print(f"    platforms P={p:,} ...", flush=True)
         shape = Shape(p, learners=learners)
-        r = one_size(
-            workdir / f"p{p}", shape, concurrency, max(timeout, shape.results / 20), postgres_url
-        )
+        try:
+            r = one_size(
+                workdir / f"p{p}",
+                shape,
+                concurrency,
+                max(timeout, shape.results / 20),
+                postgres_url,
+            )
+        except (TimeoutError, RuntimeError) as exc:
+            # reported as not completed; the larger counts still run
+            print(f"    P={p:,}: not completed: {exc}", flush=True)
+            per_size.append({"platforms": p, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            continue
         per_size.append(r)
         print(
             f"    P={p:,}: {r['results']:,} results in {r['seconds']} s ({r['rate_per_s']}/s), "
@@ -373,6 +387,7 @@ def run(
 
 
 def summary(per_size: list[dict[str, Any]]) -> dict[str, Any]:
+    per_size = [r for r in per_size if "error" not in r]
     if len(per_size) < 2:
         return {}
     small, large = per_size[0], per_size[-1]

@@ -13,6 +13,8 @@ from gradesync.adapters.db.mapping import upsert, utc
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.services import ports
 
+_IDS_PER_STATEMENT = 1000  # bound parameters well under SQLite's limit
+
 
 class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
     def mark(
@@ -63,16 +65,23 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
     def clear(
         self, keys: Sequence[tuple[str, str, str]], *, marked_before: datetime | None = None
     ) -> None:
+        # One DELETE per (tenant, activity) with its persons in an IN list (the primary key's
+        # index serves it on both databases), not one per key: computing clears hundreds of
+        # keys at once, and on PostgreSQL each statement is a round trip.
         c = t.dirty_keys.c
+        persons: dict[tuple[str, str], list[str]] = {}
         for tenant_id, activity_id, person_id in keys:
-            conds = [
-                c.tenant_id == tenant_id,
-                c.activity_id == activity_id,
-                c.person_id == person_id,
-            ]
-            if marked_before is not None:
-                conds.append(c.marked_at <= utc(marked_before))
-            self.conn.execute(delete(t.dirty_keys).where(*conds))
+            persons.setdefault((tenant_id, activity_id), []).append(person_id)
+        for (tenant_id, activity_id), ids in persons.items():
+            for at in range(0, len(ids), _IDS_PER_STATEMENT):
+                conds = [
+                    c.tenant_id == tenant_id,
+                    c.activity_id == activity_id,
+                    c.person_id.in_(ids[at : at + _IDS_PER_STATEMENT]),
+                ]
+                if marked_before is not None:
+                    conds.append(c.marked_at <= utc(marked_before))
+                self.conn.execute(delete(t.dirty_keys).where(*conds))
 
     def schedule(self, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None:
         d = self.conn.dialect.name

@@ -253,9 +253,10 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
         return existing, False
 
     def add_many(self, attempts: Sequence[Attempt], now: datetime) -> list[tuple[Attempt, bool]]:
-        # One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING per slice, then one read of
-        # the event ids already stored: a few round trips per batch instead of one or two per
-        # attempt (on PostgreSQL each is a network round trip).
+        # One INSERT ... ON CONFLICT DO NOTHING RETURNING for the whole batch, then one read
+        # of the event ids that were already stored: two round trips per batch instead of one
+        # or two per attempt (on PostgreSQL each is a network round trip). An event id twice
+        # in the batch is inserted once, as one attempt at a time would.
         first: dict[tuple[str, str], Attempt] = {}
         for a in attempts:
             first.setdefault((a.tenant_id, a.source_event_id), a)
