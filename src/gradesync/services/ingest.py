@@ -437,7 +437,9 @@ def record_facts(
         bucket = result.changed if changed else result.unchanged
         bucket[name] = bucket.get(name, 0) + 1
 
-    tenant = uow.tenants.get(tenant_id)
+    # the tenant's policy layer matters only when courses or activities change (an
+    # attempts-only batch, the common one, saves the read)
+    tenant = uow.tenants.get(tenant_id) if b.courses or b.activities else None
     tenant_layer = tenant.policy if tenant is not None else PolicySettings()
     overwrite: list[Activity] = []  # activities whose LMS edits gradesync now overwrites
 
