@@ -125,8 +125,13 @@ def start_world(
     secret = secret or secrets.token_urlsafe(32)
     sandbox = procs.start_sandbox(workdir, json.dumps(faults) if faults else None)
     db = Database(database_url, secret)
-    db.upgrade()  # as `gradesync db upgrade` does (SQLite would also do it on start)
-    gradesync = procs.start_gradesync(workdir, database_url, secret, gradesync_env)
+    try:
+        db.upgrade()  # as `gradesync db upgrade` does (SQLite would also do it on start)
+        gradesync = procs.start_gradesync(workdir, database_url, secret, gradesync_env)
+    except BaseException:
+        sandbox.stop()  # a server that did not start leaves no sandbox behind
+        db.dispose()
+        raise
     clock = SystemClock()
     create_tenant(db.uow, clock, TENANT, "Benchmark")
     token = auth.create_key(db.uow, clock, TENANT, "bench", ("admin",)).token
