@@ -306,6 +306,12 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     expect(page.get_by_role("status").filter(has_text="still waiting")).to_contain_text(
         "Homework 2"
     )
+    # the general run page leads back to the Grade Sync page
+    grade_sync_url = page.url
+    run_id = grade_sync_url.rstrip("/").rsplit("/", 1)[-1]
+    page.goto(live_console.url(f"/console/runs/{run_id}"))
+    page.get_by_role("link", name="Open its Grade Sync page").click()
+    expect(page).to_have_url(grade_sync_url)
 
     # The SIS holds exactly the posted selection.
     quiz, hw1 = _line_item(live_console, "quiz1"), _line_item(live_console, "hw1")

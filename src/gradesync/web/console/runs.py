@@ -11,7 +11,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import ConsoleUser, RunStage, SyncRun, Trigger
+from gradesync.runtime import Runtime
 from gradesync.services import queries
+from gradesync.services.sis import SIS_KINDS
 from gradesync.web.console.common import PageError, admin_user, render, runtime_of, templates
 from gradesync.web.console.session import current_user
 
@@ -131,18 +133,32 @@ def run_history(
     )
 
 
+def _grade_sync_url(rt: Runtime, tenant_id: str, run: SyncRun) -> str | None:
+    """A run posting one course to a SIS also has its Grade Sync page, in the SIS's words."""
+    scope = run.scope
+    if not (scope.destination_id and scope.course_id):
+        return None
+    with rt.uow() as uow:
+        dest = uow.destinations.get(tenant_id, scope.destination_id)
+    if dest is None or dest.kind not in SIS_KINDS:
+        return None
+    return f"/console/sis/{dest.id}/courses/{scope.course_id}/runs/{run.id}"
+
+
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(
     request: Request, run_id: str, user: ConsoleUser = Depends(current_user)
 ) -> HTMLResponse:
     detail = _visible_run(request, user, run_id)
-    names = queries.run_names(runtime_of(request).uow, user.tenant_id, [run_id])
+    rt = runtime_of(request)
+    names = queries.run_names(rt.uow, user.tenant_id, [run_id])
     return render(
         request,
         "console/run.html",
         user,
         nav="runs",
         names=names,
+        grade_sync=_grade_sync_url(rt, user.tenant_id, detail.run),
         run=detail.run,
         stages=detail.stages,
         stage_labels=STAGE_LABELS,
