@@ -90,12 +90,14 @@ def test_concurrency_cap_rejects(sandbox: RunningSandbox) -> None:
 
 
 def test_concurrency_cap_queues(sandbox: RunningSandbox) -> None:
-    sandbox.admin.set_faults({"lineitems": {"max_concurrency": 1, "latency_ms": 400}})
+    # the first request holds the one slot long enough for the other two to arrive behind it
+    # even on a loaded machine (at 400 ms one of them sometimes came after it had finished)
+    sandbox.admin.set_faults({"lineitems": {"max_concurrency": 1, "latency_ms": 1500}})
     url = sandbox.base_url + ITEMS
     with ThreadPoolExecutor(3) as pool:
-        first = pool.submit(httpx.get, url, timeout=10)
+        first = pool.submit(httpx.get, url, timeout=30)
         wait_for(lambda: _inflight(sandbox, "lineitems") == 1, "the first request in flight")
-        rest = [pool.submit(httpx.get, url, timeout=10) for _ in range(2)]
+        rest = [pool.submit(httpx.get, url, timeout=30) for _ in range(2)]
         statuses = [f.result().status_code for f in [first, *rest]]
     assert statuses == [401, 401, 401]
     counters = sandbox.admin.counters()["lineitems"]
