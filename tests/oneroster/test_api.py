@@ -9,6 +9,7 @@ from typing import Any
 
 from gradesync.adapters.db.database import Database
 from gradesync.sandbox.testing import RunningSandbox
+from gradesync.services import sis as sis_service
 from tests.support.api import ApiEnv, Caller
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
@@ -35,6 +36,12 @@ ROSTER: dict[str, Any] = {
     "people": [{"id": "p1", "name": "Ada", "sis_id": "stu-1"}],
     "enrollments": [{"course_id": "c1", "person_id": "p1"}],
 }
+
+
+def _held(db: Database) -> dict[str, bool]:
+    """Which ticked activities of course c1 wait for Post grades, as the console shows them."""
+    view = sis_service.course_overview(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
+    return {s.activity.id: s.held for s in view.activities if s.selected}
 
 
 def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> None:
@@ -80,10 +87,15 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
         assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
             ("activities[e1].due_at", "due_date_required")
         ]
+        # ticked with a hold: the choice is recorded, the grades wait for Post grades
+        r = admin.put("/sis/connections/sis/selection", json={"activity_ids": ["q1"], "hold": True})
+        assert r.status_code == 200
+        assert _held(db) == {"q1": True}
         assert (
             admin.put("/sis/connections/sis/selection", json={"activity_ids": ["q1"]}).status_code
             == 200
         )
+        assert _held(db) == {"q1": False}  # ticked again without a hold: it sends at once
         cats = admin.get("/sis/connections/sis/categories", params={"course_id": "c1"}).json()
         assert {c["title"] for c in cats["categories"]} == {"Homework", "Quizzes"}
         assert cats["alignment"] == [

@@ -93,6 +93,11 @@ class AlignIn(_In):
 class SelectionIn(_In):
     activity_ids: list[str] = Field(min_length=1, max_length=1000)
     selected: bool = True
+    hold: bool = Field(
+        default=False,
+        description="Ticking only records the choice: the activities' grades (and any that "
+        "come later) wait until Post grades names them. Without it, ticking sends at once.",
+    )
 
 
 class PostIn(_In):
@@ -322,7 +327,8 @@ def put_selection(
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:
     """Tick or clear "Sync to SIS"; ticking an activity that fails validation is a 422 naming
-    each problem, and nothing changes."""
+    each problem, and nothing changes. With `hold`, ticking and posting are two steps: the
+    grades wait for a post naming the activity."""
     return _checks(
         service.select_activities(
             rt.uow,
@@ -332,6 +338,7 @@ def put_selection(
             selected=body.selected,
             clock=rt.clock,
             waker=rt.waker,
+            hold=body.hold,
         )
     )
 
