@@ -92,6 +92,17 @@ def build(
                     )
         return JSONResponse({"rows": rows})
 
+    async def stored(request: Request) -> JSONResponse:
+        """How many scores the LMS holds (a count, cheap to poll with thousands of courses)."""
+        count = sum(
+            1
+            for course in app.sandbox.state.courses.values()
+            for item in course.line_items.values()
+            for rec in item.scores.values()
+            if rec.score_given is not None
+        )
+        return JSONResponse({"scores": count})
+
     async def line_items(request: Request) -> JSONResponse:
         """Line items per course (duplicates are a correctness failure)."""
         return JSONResponse(
@@ -116,6 +127,7 @@ def build(
     # Starlette matches routes in order; ours never collide with the sandbox's.
     app.router.routes.insert(0, Route("/_bench/sis", sis))
     app.router.routes.insert(0, Route("/_bench/arrivals", arrivals))
+    app.router.routes.insert(0, Route("/_bench/stored", stored))
     app.router.routes.insert(0, Route("/_bench/line_items", line_items))
     return app
 

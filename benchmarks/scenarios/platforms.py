@@ -330,9 +330,9 @@ def link_all(db: Database, sandbox_url: str, shape: Shape, port: int) -> dict[st
 
 
 def _stored(sandbox_url: str) -> int:
-    r = httpx.get(sandbox_url + "/_bench/arrivals", timeout=120.0)
+    r = httpx.get(sandbox_url + "/_bench/stored", timeout=120.0)
     r.raise_for_status()
-    return sum(1 for row in r.json()["rows"] if row[3] is not None)
+    return int(r.json()["scores"])
 
 
 def _line_items(sandbox_url: str) -> int:
@@ -366,7 +366,7 @@ def run(
                 max(timeout, shape.results / 20),
                 postgres_url,
             )
-        except (TimeoutError, RuntimeError) as exc:
+        except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
             # reported as not completed; the larger counts still run
             print(f"    P={p:,}: not completed: {exc}", flush=True)
             per_size.append({"platforms": p, "ok": False, "error": f"{type(exc).__name__}: {exc}"})

@@ -91,3 +91,27 @@ def test_many_platforms_each_with_its_own_token(tmp_path: Path) -> None:
         assert r["connections_max_while_sending"] >= r["platforms"]  # one origin each
         assert r["cpu_pressure"]["seconds"] is not None
     assert pl["summary"]["platforms"] == [1, 3]
+
+
+@pytest.mark.slow
+def test_ingest_batches_counts_statements(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.ingest_batches",
+            f"sqlite:///{tmp_path / 'ingest.db'}",
+            "--batches",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    figures = json.loads(proc.stdout)
+    assert figures["attempts"] == 2000 and figures["database"] == "sqlite"
+    # a batch is a few statements, not one or two per attempt
+    assert figures["statements_per_batch"] <= 10, figures["statements"]
+    assert figures["cpu_pressure"]["seconds"] is not None

@@ -1,0 +1,110 @@
+"""Ingest of attempts in batches of 1,000 straight through the service (no HTTP), on one
+database: attempts per second committed, this process's CPU per attempt (SQLite's work
+included; PostgreSQL's server work is not) and the SQL statements per batch, which is what
+sets the cost on PostgreSQL, where each statement is a round trip.
+
+    python -m benchmarks.ingest_batches sqlite:////tmp/ingest.db --batches 20
+    python -m benchmarks.ingest_batches postgresql://postgres@127.0.0.1:54329/gs_ingest
+
+A PostgreSQL database named in the URL is dropped and created again. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event
+
+from benchmarks import postgres, pressure
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import Activity, Attempt, Course, Enrollment, Person
+from gradesync.services import ingest as svc
+from gradesync.services.clock import SystemClock
+from gradesync.services.tenants import create_tenant
+
+PER_BATCH = 1000  # 100 learners x 10 activities
+SETUP_BATCH = 500
+
+
+def run(url: str, batches: int) -> dict[str, Any]:
+    if url.startswith("postgresql"):
+        why = postgres.fresh_database(url)
+        if why:
+            raise RuntimeError(why)
+    db = Database(url, secrets.token_urlsafe(32))
+    try:
+        db.upgrade()
+        clock = SystemClock()
+        create_tenant(db.uow, clock, "t", "T")
+        learners = 100 * batches
+        acts = [Activity("t", f"a{j}", "c", f"A{j}", 10.0) for j in range(10)]
+        svc.ingest(
+            db.uow,
+            clock,
+            None,
+            "t",
+            svc.IngestBatch(courses=[Course("t", "c", "C")], activities=acts),
+        )
+        for k in range(0, learners, SETUP_BATCH):
+            ids = [f"p{i}" for i in range(k, min(k + SETUP_BATCH, learners))]
+            svc.ingest(
+                db.uow,
+                clock,
+                None,
+                "t",
+                svc.IngestBatch(
+                    people=[Person("t", p, p) for p in ids],
+                    enrollments=[Enrollment("t", "c", p) for p in ids],
+                ),
+            )
+        statements: Counter[str] = Counter()
+
+        def count(_c: object, _cur: object, statement: str, *_: object) -> None:
+            statements[" ".join(statement.split()[:3])] += 1
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        now = datetime.now(UTC)
+        window = pressure.Window.start()
+        t0, c0 = time.perf_counter(), time.process_time()
+        for b in range(batches):
+            attempts = [
+                Attempt("t", f"e{b}-{i}-{j}", f"a{j}", f"p{b * 100 + i}", float(j), 10.0, now)
+                for i in range(100)
+                for j in range(10)
+            ]
+            result = svc.ingest(db.uow, clock, None, "t", svc.IngestBatch(attempts=attempts))
+            if result.recorded != PER_BATCH:
+                raise RuntimeError(f"batch {b}: {result.recorded} of {PER_BATCH} recorded")
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        n = batches * PER_BATCH
+        return {
+            "database": db.engine.dialect.name,
+            "attempts": n,
+            "attempts_per_s": round(n / seconds, 1),
+            "cpu_ms_per_attempt": round(cpu * 1000 / n, 3),
+            "statements_per_batch": round(sum(statements.values()) / batches, 1),
+            "statements": dict(statements.most_common()),
+            "cpu_pressure": window.stop(),
+        }
+    finally:
+        db.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest_batches")
+    parser.add_argument("url", help="a database URL (a PostgreSQL one is recreated)")
+    parser.add_argument("--batches", type=int, default=20, help="batches of 1,000 attempts")
+    args = parser.parse_args(argv)
+    if args.batches <= 0:
+        parser.error("--batches: a positive number")
+    print(json.dumps(run(args.url, args.batches)))
+
+
+if __name__ == "__main__":
+    main()
