@@ -31,6 +31,7 @@ class _Server:
         self.connections = 0
         self.hosts: list[str] = []
         self.targets: list[str] = []
+        self.cookies: list[str] = []
         self.hang_up = False
         self.stall = False
         self.closed = asyncio.Event()
@@ -48,8 +49,9 @@ class _Server:
                 if self.stall:
                     await asyncio.Event().wait()
                 text = f"{lines[0].split()[0]} {len(body)}".encode()
+                self.cookies.append(fields.get("cookie", ""))
                 writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: s=1; Path=/\r\n"
                     + f"Content-Length: {len(text)}\r\nX-Twice: a\r\nX-Twice: b\r\n\r\n".encode()
                     + text
                 )
@@ -99,6 +101,9 @@ async def test_reuses_connections_and_drops_one_the_server_closed(
         # the URL goes out as httpx encoded it (an escaped slash stays escaped)
         await http.get(url + "items/a%2Fb?tag=x%2By&q=1+2")
         assert s.targets[-1] == "/items/a%2Fb?tag=x%2By&q=1+2"
+        # every answer sets a cookie; none is kept or sent back (one client, every platform)
+        assert s.cookies and set(s.cookies) == {""}
+        assert not http.cookies
 
 
 async def test_a_name_connects_to_the_address_the_guard_checked(
