@@ -334,7 +334,9 @@ class OneRosterClient:
                     PassbackRule.CATEGORY_MISSING,
                     f"Activity group {group!r} matches {len(matches)} SIS categories by name "
                     f"({', '.join(matches)}); align it by id.",
-                    f"gradesync sis categories {self.destination.id} --align {group!r}=CATEGORY_ID",
+                    "Pick its category under Category alignment on the course's SIS page "
+                    f"in the console, or: gradesync sis categories {self.destination.id} "
+                    f"--align {group!r}=CATEGORY_ID",
                 )
         if matches:
             return matches[0]
@@ -361,8 +363,8 @@ class OneRosterClient:
         return rejected(
             PassbackRule.CATEGORY_MISSING,
             f"Activity group {name}: {why}. The SIS has these categories: {listing}.",
-            f"Align the group: gradesync sis categories {self.destination.id} "
-            "--align GROUP=CATEGORY_ID",
+            "Align the group under Category alignment on the course's SIS page in the console, "
+            f"or: gradesync sis categories {self.destination.id} --align GROUP=CATEGORY_ID",
         )
 
     async def line_items_of(self, class_id: str) -> list[dict[str, Any]]:

@@ -68,8 +68,9 @@ def _missing_category(destination_id: str, group: str | None, why: str) -> Remot
         FailureClass.REJECTED,
         PassbackRule.CATEGORY_MISSING.value,
         f"Activity group {name}: {why}.",
-        remedy=f"Align the group to the SIS's category: gradesync sis categories "
-        f"{destination_id} --align GROUP=CATEGORY_SOURCEDID",
+        remedy="Align the group to the SIS's category under Category alignment on the course's "
+        f"SIS page in the console, or: gradesync sis categories {destination_id} "
+        "--align GROUP=CATEGORY_SOURCEDID",
     )
 
 
@@ -193,8 +194,9 @@ class OneRosterCsvClient:
                 if unaligned
                 else "groups name the SIS's category sourcedIds "
                 f"({self.profile.category_match.value} or alignment)",
-                "Align each group: gradesync sis categories "
-                f"{self.destination.id} --align GROUP=CATEGORY_SOURCEDID"
+                "Align each group under Category alignment on a course's SIS page in the "
+                f"console, or: gradesync sis categories {self.destination.id} "
+                "--align GROUP=CATEGORY_SOURCEDID"
                 if unaligned
                 else None,
             )

@@ -172,7 +172,8 @@ def _file_category_check(
     problem = FieldProblem(
         "category",
         PassbackRule.CATEGORY_MISSING.value,
-        f"Activity group {group}: {why}. Align it: gradesync sis categories {dest.id} "
+        f"Activity group {group}: {why}. Align it under Category alignment on the course's SIS "
+        f"page in the console, or: gradesync sis categories {dest.id} "
         "--align GROUP=CATEGORY_SOURCEDID",
     )
     return replace(check, problems=[*check.problems, problem])
