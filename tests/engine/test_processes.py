@@ -124,8 +124,12 @@ def test_two_workers_share_the_work_without_sending_a_key_twice_at_once(
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with running_gradebook() as (base, gb):
-            seed(db, learners=n, config={"concurrency": 4, "base_url": base})
-            # sends wait in the gradebook until both workers have some in flight
+            # sends wait in the gradebook until both workers have some in flight: on a loaded
+            # machine the second may take longer to start than the default 30 s request
+            # timeout, after which the first would rightly send its held keys again
+            seed(
+                db, learners=n, config={"concurrency": 4, "base_url": base, "timeout_seconds": 120}
+            )
             gb.hold = True
             gb.release_when_workers = 2
             procs += [start_worker(mp_url, log, cwd=ROOT), start_worker(mp_url, log, cwd=ROOT)]
