@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import typer
+
+# typer carries its own click; its errors are raised to `main` (standalone_mode=False)
+from typer._click import exceptions as click
+
+if TYPE_CHECKING:
+    from gradesync.cli._common import CliError
 
 from gradesync.cli import (
     db,
@@ -58,31 +65,81 @@ app.add_typer(destinations.app, name="destinations")
 
 
 def main() -> None:
+    """Run the command; every error it ends with is reported the one way
+    (`cli._common.report`): `error: ...` lines on stderr, with --json a JSON object on stdout,
+    and the exit code of its kind."""
+    from gradesync.cli._common import EXIT_FAILED, CliError, _Output, error_of, report
+
     try:
-        app()
+        code = app(standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        code = exc.exit_code
+    except click.UsageError as exc:
+        # refused while parsing: --json may not have been read yet
+        _Output.json = _Output.json or "--json" in sys.argv[1:]
+        code = report(usage_error(exc)).exit_code
+    except typer.Abort:
+        typer.echo("aborted: nothing was changed", err=True)
+        code = EXIT_FAILED
     except Exception as exc:
-        problem = database_problem(exc) or settings_problem(exc)
-        if problem is None:
+        error = error_of(exc)
+        if error is None:
+            problem = database_problem(exc)
+            error = CliError(EXIT_FAILED, problem) if problem else settings_problem(exc)
+        if error is None:
             raise
-        # one line an operator can act on, not a driver's traceback; and the last line: the
+        # one report an operator can act on, not a driver's traceback; and the last lines: the
         # connection pools' threads may still complain about the database while we exit
         logging.disable(logging.CRITICAL)
-        sys.stderr.write(f"error: {problem}\n")
+        code = report(error).exit_code
         sys.stderr.flush()
-        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
-def settings_problem(exc: BaseException) -> str | None:
+def usage_error(exc: click.UsageError) -> CliError:
+    """A refused command line (an unknown option, a missing or malformed value) as a
+    problem naming the option and the rule, plus where to look."""
+    from gradesync.cli._common import EXIT_BAD_INPUT, CliError
+    from gradesync.domain.errors import FieldProblem
+
+    field = "command line"
+    rule = "usage"
+    if isinstance(exc, click.BadParameter):
+        param = exc.param
+        if param is not None:
+            field = param.opts[0] if param.opts else str(param.name)
+        elif isinstance(exc.param_hint, str):
+            field = exc.param_hint
+        rule = "required" if isinstance(exc, click.MissingParameter) else "invalid"
+    elif isinstance(exc, click.NoSuchOption):
+        field, rule = exc.option_name, "unknown_option"
+    where = exc.ctx.command_path if exc.ctx else "gradesync"
+    said = exc.format_message()
+    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+        said = exc.message  # without click's "Invalid value for '--x':", the field says it
+    message = f"{said} (see `{where} --help`)"
+    return CliError(EXIT_BAD_INPUT, message, (FieldProblem(field, rule, message),))
+
+
+def settings_problem(exc: BaseException) -> CliError | None:
     """Every setting that is wrong, one per line, named as it is set (`GRADESYNC_...`)."""
     from pydantic import ValidationError
 
+    from gradesync.cli._common import EXIT_FAILED, CliError
+    from gradesync.domain.errors import FieldProblem
+
     if not isinstance(exc, ValidationError) or exc.title != "Settings":
         return None
-    lines = []
-    for e in exc.errors():
-        name = "GRADESYNC_" + "_".join(str(p) for p in e["loc"]).upper()
-        lines.append(f"{name}: {e['msg']} (given {e.get('input')!r})")
-    return "bad settings:\n  " + "\n  ".join(lines)
+    problems = tuple(
+        FieldProblem(
+            "GRADESYNC_" + "_".join(str(p) for p in e["loc"]).upper(),
+            e["type"],
+            f"{e['msg']} (given {e.get('input')!r})",
+        )
+        for e in exc.errors()
+    )
+    return CliError(EXIT_FAILED, "bad settings", problems)
 
 
 def database_problem(exc: BaseException) -> str | None:

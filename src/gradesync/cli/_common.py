@@ -11,6 +11,7 @@ import getpass
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -19,15 +20,48 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gradesync.domain.errors import Conflict, GradesyncError, InvalidInput, NotFound
+from gradesync.domain.errors import Conflict, FieldProblem, GradesyncError, InvalidInput, NotFound
 from gradesync.runtime import Runtime
 
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
+# Exit codes of every command (docs/operations.md, "The command line"): 0 done, 1 the
+# operation failed (a remote refused, a check failed), 2 bad input (nothing was changed),
+# 3 something named was not found, 4 a conflict with what is stored.
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
+_ERROR_CODES = {
+    EXIT_FAILED: "failed",
+    EXIT_BAD_INPUT: "invalid_input",
+    EXIT_NOT_FOUND: "not_found",
+    EXIT_CONFLICT: "conflict",
+}
+
+
+class _Output:
+    """Whether the command running asked for --json (set while its options are parsed), so
+    an error is reported as JSON too, wherever it is raised."""
+
+    json = False
+
+
+def _json_given(value: bool) -> bool:
+    _Output.json = bool(value)
+    return value
+
+
+def json_option(
+    help: str = "Print JSON instead of text (an error too: see --help of gradesync).",
+) -> Any:
+    return typer.Option(False, "--json", help=help, callback=_json_given)
+
+
 TENANT = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT")
-JSON_OUT = typer.Option(False, "--json", help="Print JSON instead of a table.")
+JSON_OUT = json_option("Print JSON instead of text (errors as a JSON object on stdout too).")
 
 
 def actor() -> str:
@@ -51,30 +85,94 @@ def runtime() -> Iterator[Runtime]:
         rt.close()
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    # soft_wrap: one message stays one line, whatever the terminal's width
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+@dataclass(frozen=True, slots=True)
+class CliError:
+    """What went wrong, as every command reports it."""
+
+    exit_code: int
+    message: str
+    problems: tuple[FieldProblem, ...] = ()
+    remedy: str | None = None
+
+    def lines(self, limit: int = 50) -> list[str]:
+        """One line per problem (field, message, rule; the first `limit`), else the message;
+        then what to do."""
+        if not self.problems:
+            return [self.message + (f" (what to do: {self.remedy})" if self.remedy else "")]
+        out = [f"{p.field}: {p.message} [{p.rule}]" for p in self.problems[:limit]]
+        if len(self.problems) > limit:
+            out.append(f"... and {len(self.problems) - limit} more")
+        if self.remedy:
+            out.append(f"what to do: {self.remedy}")
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "code": _ERROR_CODES.get(self.exit_code, "failed"),
+                "exit_code": self.exit_code,
+                "message": self.message,
+                "problems": [
+                    {"field": p.field, "rule": p.rule, "message": p.message} for p in self.problems
+                ],
+                "remedy": self.remedy,
+            }
+        }
+
+
+def error_of(exc: BaseException) -> CliError | None:
+    """The CliError an exception stands for, or None for one that is not gradesync's."""
+    from gradesync.services.destination import RemoteFailure
+
+    if isinstance(exc, InvalidInput):
+        return CliError(EXIT_BAD_INPUT, str(exc), tuple(exc.problems))
+    if isinstance(exc, NotFound):
+        return CliError(EXIT_NOT_FOUND, str(exc))
+    if isinstance(exc, Conflict):
+        return CliError(EXIT_CONFLICT, str(exc))
+    if isinstance(exc, RemoteFailure):
+        return CliError(EXIT_FAILED, str(exc), remedy=exc.remedy)
+    if isinstance(exc, GradesyncError):
+        return CliError(EXIT_FAILED, str(exc))
+    return None
+
+
+def report(error: CliError) -> typer.Exit:
+    """Print an error the one way every command does, and the Exit to raise: each line on
+    stderr (`error: field: message [rule]`), and with --json the error as a JSON object on
+    stdout (so stdout holds one JSON document, success or not)."""
+    for line in error.lines():
+        # soft_wrap: one message stays one line, whatever the terminal's width
+        err.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+    if _Output.json:
+        print_json(error.as_json())
+    return typer.Exit(error.exit_code)
+
+
+def fail(message: str, code: int = EXIT_FAILED, *, remedy: str | None = None) -> typer.Exit:
+    """An operation that could not be done (or, with its code, something not found)."""
+    return report(CliError(code, message, remedy=remedy))
+
+
+def bad_input(*problems: FieldProblem) -> typer.Exit:
+    """Input the command itself refused, every problem at once (nothing was changed)."""
+    return report(CliError(EXIT_BAD_INPUT, str(InvalidInput(list(problems))), problems))
+
+
+def problem(field: str, rule: str, message: str) -> FieldProblem:
+    return FieldProblem(field, rule, message)
 
 
 def guarded(fn: Callable[[], T]) -> T:
-    """Run `fn`, turning gradesync's errors into a clear message and exit code 2
-    (3 for something not found, 4 for a conflict)."""
+    """Run `fn`, reporting gradesync's errors (and a destination's refusal) with their exit
+    codes: 2 bad input, 3 not found, 4 conflict, 1 failed."""
     try:
         return fn()
-    except InvalidInput as exc:
-        for p in exc.problems:
-            err.print(
-                f"[red]error:[/red] {escape(f'{p.field}: {p.message} [{p.rule}]')}",
-                highlight=False,
-            )
-        raise typer.Exit(2) from exc
-    except NotFound as exc:
-        raise fail(str(exc), 3) from exc
-    except Conflict as exc:
-        raise fail(str(exc), 4) from exc
-    except GradesyncError as exc:
-        raise fail(str(exc)) from exc
+    except Exception as exc:
+        error = error_of(exc)
+        if error is None:
+            raise
+        raise report(error) from exc
 
 
 def _default(o: Any) -> Any:

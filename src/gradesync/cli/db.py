@@ -3,28 +3,39 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
+from gradesync.cli._common import JSON_OUT, console, print_json
 from gradesync.runtime import Runtime
 
 app = typer.Typer(help="Database schema: upgrade, show the current revision.", no_args_is_help=True)
-console = Console()
 
 
 @app.command()
-def upgrade() -> None:
+def upgrade(as_json: bool = JSON_OUT) -> None:
     """Apply every pending migration (safe to run repeatedly)."""
     state = Runtime.upgrade_schema()
-    console.print(f"database at {', '.join(state.revisions)}")
+    if as_json:
+        print_json(
+            {
+                "revisions": list(state.revisions),
+                "up_to_date": state.up_to_date,
+                "queue_schema_installed": state.queue_schema_installed,
+            }
+        )
+        return
+    console.print(f"database at {', '.join(state.revisions)}", highlight=False)
     if state.queue_schema_installed:
         # distributed workers: procrastinate's job tables, in their own schema
         console.print("procrastinate schema installed")
 
 
 @app.command()
-def current() -> None:
+def current(as_json: bool = JSON_OUT) -> None:
     """Show the database's revision and whether it is up to date."""
     state = Runtime.schema_state()
+    if as_json:
+        print_json({"revisions": list(state.revisions), "up_to_date": state.up_to_date})
+        return
     cur = ", ".join(state.revisions) or "empty"
     state_text = "up to date" if state.up_to_date else "behind: run `gradesync db upgrade`"
-    console.print(f"{cur} ({state_text})")
+    console.print(f"{cur} ({state_text})", highlight=False)

@@ -119,10 +119,14 @@ def delete(
     destination_id: str = typer.Argument(...),
     tenant: str = TENANT,
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Delete a destination with its links and delivery ledger."""
     if not yes:
         typer.confirm(f"Delete destination {destination_id} and its ledger?", abort=True)
     with runtime() as rt:
         guarded(lambda: svc.delete(rt.uow, tenant, destination_id))
+    if as_json:
+        print_json({"id": destination_id, "tenant": tenant, "deleted": True})
+        return
     console.print(f"destination {destination_id} deleted")

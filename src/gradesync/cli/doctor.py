@@ -21,7 +21,16 @@ from typing import Any, TypeVar
 import typer
 from rich.markup import escape
 
-from gradesync.cli._common import JSON_OUT, TENANT, actor, console, fail, guarded, print_json
+from gradesync.cli._common import (
+    JSON_OUT,
+    TENANT,
+    actor,
+    bad_input,
+    console,
+    guarded,
+    print_json,
+    problem,
+)
 from gradesync.cli._common import runtime as open_runtime
 from gradesync.domain.diagnosis import Check, Diagnosis, ProbeStep
 from gradesync.domain.triage import CourseTriage, Scope
@@ -113,7 +122,9 @@ def doctor(
                 lambda: rt.diagnose_learner_activity(tenant, learner, activity, destination)
             )
         elif learner:
-            raise fail("--learner needs --activity (which grade?)")
+            raise bad_input(
+                problem("--activity", "required", "--learner needs --activity (which grade?)")
+            )
         elif activity:
             d = guarded(lambda: rt.diagnose_activity(tenant, activity, destination))
         elif course:
@@ -133,9 +144,13 @@ def doctor(
 
             d = guarded(lambda: _async(rt, run))
         else:
-            raise fail(
-                "say what to diagnose: --learner and --activity, --activity, --course or "
-                "--destination"
+            raise bad_input(
+                problem(
+                    "--course",
+                    "required",
+                    "say what to diagnose: --learner and --activity, --activity, --course or "
+                    "--destination",
+                )
             )
     if as_json:
         print_json(d.as_json())

@@ -25,11 +25,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from gradesync.cli._common import TENANT, console, err, runtime
-from gradesync.domain.errors import InvalidInput
+from gradesync.cli._common import (
+    EXIT_BAD_INPUT,
+    EXIT_NOT_FOUND,
+    JSON_OUT,
+    TENANT,
+    CliError,
+    console,
+    fail,
+    print_json,
+    report,
+    runtime,
+)
+from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.model import Activity, Attempt
 from gradesync.services.ingest import IngestBatch
 
@@ -47,33 +57,42 @@ class Row:
 
 
 class FileProblems(Exception):
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[FieldProblem]) -> None:
         self.problems = problems
-        super().__init__("; ".join(problems))
+        super().__init__("; ".join(f"{p.field}: {p.message} [{p.rule}]" for p in problems))
 
 
-def _parse_time(value: str, line: int, col: str, problems: list[str]) -> datetime | None:
+def _at(line: int, column: str | None = None) -> str:
+    """Where in the file: the field a problem names."""
+    return f"line {line}" + (f", {column}" if column else "")
+
+
+def _parse_time(value: str, line: int, col: str, problems: list[FieldProblem]) -> datetime | None:
     try:
         dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        problems.append(f"line {line}, {col}: {value!r} is not an ISO 8601 date-time [datetime]")
+        problems.append(
+            FieldProblem(_at(line, col), "datetime", f"{value!r} is not an ISO 8601 date-time")
+        )
         return None
     if dt.tzinfo is None:
         problems.append(
-            f"line {line}, {col}: {value!r} has no time zone; add Z or +01:00 [timezone_required]"
+            FieldProblem(
+                _at(line, col), "timezone_required", f"{value!r} has no time zone; add Z or +01:00"
+            )
         )
         return None
     return dt
 
 
-def _parse_score(value: str, line: int, col: str, problems: list[str]) -> float | None:
+def _parse_score(value: str, line: int, col: str, problems: list[FieldProblem]) -> float | None:
     try:
         v = float(value.strip())
     except ValueError:
-        problems.append(f"line {line}, {col}: {value!r} is not a number [number]")
+        problems.append(FieldProblem(_at(line, col), "number", f"{value!r} is not a number"))
         return None
     if not math.isfinite(v):
-        problems.append(f"line {line}, {col}: {value!r} is not a finite number [finite]")
+        problems.append(FieldProblem(_at(line, col), "finite", f"{value!r} is not a finite number"))
         return None
     return v
 
@@ -92,7 +111,7 @@ def read_rows(
 ) -> tuple[list[Row], list[str]]:
     """Parse the file into attempts (not yet checked against the people stored).
     Returns (rows, ignored columns); raises FileProblems listing every problem."""
-    problems: list[str] = []
+    problems: list[FieldProblem] = []
     rows: list[Row] = []
     ignored: list[str] = []
     with path.open(newline="", encoding="utf-8-sig") as fh:
@@ -100,16 +119,26 @@ def read_rows(
         header = [h.strip() for h in (reader.fieldnames or [])]
         reader.fieldnames = header
         if not header:
-            raise FileProblems(["the file is empty: expected a header row"])
+            raise FileProblems(
+                [
+                    FieldProblem(
+                        "file", "header_required", "the file is empty: expected a header row"
+                    )
+                ]
+            )
         long = {"person_id", "activity_id", "score_given"} <= set(header)
         columns: dict[str, str] = {}
         if not long:
             if person_column not in header:
                 raise FileProblems(
                     [
-                        f"no {person_column!r} column: a long file needs person_id, "
-                        "activity_id, score_given; a gradebook needs a person id column "
-                        "(see --person-column)"
+                        FieldProblem(
+                            "header",
+                            "columns",
+                            f"no {person_column!r} column: a long file needs person_id, "
+                            "activity_id, score_given; a gradebook needs a person id column "
+                            "(see --person-column)",
+                        )
                     ]
                 )
             for h in header:
@@ -122,7 +151,15 @@ def read_rows(
                 else:
                     ignored.append(h)
             if not columns:
-                raise FileProblems(["no column names a known activity (by id or '(id)')"])
+                raise FileProblems(
+                    [
+                        FieldProblem(
+                            "header",
+                            "columns",
+                            "no column names a known activity (by id or '(id)')",
+                        )
+                    ]
+                )
         for n, rec in enumerate(reader, start=2):
             if long:
                 aid = (rec.get("activity_id") or "").strip()
@@ -131,17 +168,19 @@ def read_rows(
                 cells = [(h, aid, rec.get(h) or "") for h, aid in columns.items()]
             person = (rec.get("person_id" if long else person_column) or "").strip()
             if not person:
-                problems.append(f"line {n}: no person id [required]")
+                problems.append(FieldProblem(_at(n), "required", "no person id"))
                 continue
             for col, aid, cell in cells:
                 if cell.strip() in ("", "-"):
                     if long:
-                        problems.append(f"line {n}, score_given: empty [required]")
+                        problems.append(FieldProblem(_at(n, "score_given"), "required", "empty"))
                     continue
                 act = activities.get(aid)
                 if act is None:
                     problems.append(
-                        f"line {n}, activity_id: no activity {aid!r} [unknown_activity]"
+                        FieldProblem(
+                            _at(n, "activity_id"), "unknown_activity", f"no activity {aid!r}"
+                        )
                     )
                     continue
                 score = _parse_score(cell, n, col, problems)
@@ -177,15 +216,16 @@ def read_rows(
     return rows, ignored
 
 
-def _where(rows: list[Row], offset: int, exc: InvalidInput) -> list[str]:
+def _where(rows: list[Row], offset: int, exc: InvalidInput) -> list[FieldProblem]:
+    """The stored batch's problems, named by line and column of the file."""
     out = []
     for p in exc.problems:
         m = re.match(r"attempts\[(\d+)\]\.?(.*)", p.field)
         if m:
             r = rows[offset + int(m.group(1))]
-            out.append(f"line {r.line}, {r.column} ({m.group(2)}): {p.message} [{p.rule}]")
+            out.append(FieldProblem(f"{_at(r.line, r.column)} ({m.group(2)})", p.rule, p.message))
         else:
-            out.append(f"{p.field}: {p.message} [{p.rule}]")
+            out.append(p)
     return out
 
 
@@ -204,6 +244,7 @@ def attempts(
     ),
     person_column: str = typer.Option("person_id", help="Gradebook column holding person ids."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the file; store nothing."),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Import attempts from a CSV file (long or gradebook layout), with progress."""
     if completed_at is None:
@@ -213,8 +254,7 @@ def attempts(
     with runtime() as rt:
         with rt.uow() as uow:
             if uow.tenants.get(tenant) is None:
-                err.print(f"[red]error:[/red] no tenant {tenant!r}")
-                raise typer.Exit(3)
+                raise fail(f"tenant {tenant!r} not found", EXIT_NOT_FOUND)
             if course is not None:
                 acts = {a.id: a for a in uow.activities.for_course(tenant, course)}
             else:
@@ -228,27 +268,37 @@ def attempts(
             with rt.uow() as uow:
                 people = uow.people.get_many(tenant, {r.attempt.person_id for r in rows})
             unknown = [
-                f"line {r.line}: no person {r.attempt.person_id!r} [unknown_person]"
+                FieldProblem(_at(r.line), "unknown_person", f"no person {r.attempt.person_id!r}")
                 for r in rows
                 if r.attempt.person_id not in people
             ]
             if unknown:
                 raise FileProblems(unknown)
         except FileProblems as exc:
-            for p in exc.problems[:50]:
-                err.print(f"[red]error:[/red] {escape(p)}", highlight=False)
-            if len(exc.problems) > 50:
-                err.print(f"... and {len(exc.problems) - 50} more")
-            err.print("nothing was imported")
-            raise typer.Exit(2) from exc
-        if ignored:
+            raise report(
+                CliError(
+                    EXIT_BAD_INPUT,
+                    "nothing was imported",
+                    tuple(exc.problems),
+                    remedy="fix the file and import it again; nothing was imported",
+                )
+            ) from exc
+        out = {"rows": len(rows), "ignored_columns": ignored, "dry_run": dry_run}
+        if ignored and not as_json:
             console.print(f"ignored columns: {', '.join(ignored)}", highlight=False)
         if dry_run:
-            console.print(f"{len(rows)} attempts would be imported (dry run: nothing stored)")
+            if as_json:
+                print_json(out | {"recorded": 0, "duplicates": 0})
+            else:
+                console.print(f"{len(rows)} attempts would be imported (dry run: nothing stored)")
             return
         recorded = duplicates = 0
         with Progress(
-            TextColumn("importing"), BarColumn(), MofNCompleteColumn(), console=console
+            TextColumn("importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console,
+            disable=as_json,
         ) as progress:
             task = progress.add_task("import", total=len(rows))
             for start in range(0, len(rows), CHUNK):
@@ -258,14 +308,20 @@ def attempts(
                     res = rt.ingest(tenant, batch)
                 except InvalidInput as exc:
                     progress.stop()
-                    for line in _where(rows, start, exc):
-                        err.print(f"[red]error:[/red] {escape(line)}", highlight=False)
-                    err.print(
-                        f"stopped: {recorded} attempts stored before line {chunk[0].line}; "
-                        "fix the file and import it again (stored rows are recognised)"
-                    )
-                    raise typer.Exit(2) from exc
+                    raise report(
+                        CliError(
+                            EXIT_BAD_INPUT,
+                            f"stopped: {recorded} attempts stored before line {chunk[0].line}",
+                            tuple(_where(rows, start, exc)),
+                            remedy=f"{recorded} attempts were stored before line "
+                            f"{chunk[0].line}; fix the file and import it again (stored rows "
+                            "are recognised)",
+                        )
+                    ) from exc
                 recorded += res.recorded
                 duplicates += res.duplicates
                 progress.update(task, advance=len(chunk))
+    if as_json:
+        print_json(out | {"recorded": recorded, "duplicates": duplicates})
+        return
     console.print(f"imported {recorded} attempts ({duplicates} already stored)")

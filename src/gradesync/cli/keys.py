@@ -83,8 +83,12 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
 def revoke(
     key_id: str = typer.Argument(..., help="The key id (the part after 'gs_' in the token)."),
     tenant: str = TENANT,
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Revoke a key: requests with it are refused from now on."""
     with runtime() as rt:
         guarded(lambda: auth.revoke_key(rt.uow, rt.clock, tenant, key_id))
+    if as_json:
+        print_json({"id": key_id, "tenant": tenant, "revoked": True})
+        return
     console.print(f"key {key_id} revoked")

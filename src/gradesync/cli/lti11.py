@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from gradesync.cli._common import JSON_OUT, print_json, print_table
-from gradesync.domain.errors import GradesyncError
+from gradesync.cli._common import (
+    JSON_OUT,
+    TENANT,
+    bad_input,
+    console,
+    guarded,
+    print_json,
+    print_table,
+    problem,
+)
 from gradesync.domain.model import DestinationKind
 from gradesync.lti.lti11_launch import LAUNCH_PATH
 from gradesync.runtime import Runtime
@@ -18,18 +26,11 @@ from gradesync.services.lti11_consumers import PROFILES, ConsumerSpec, add_consu
 app = typer.Typer(
     help="LTI 1.1 consumers: add-consumer (adds or updates one), list.", no_args_is_help=True
 )
-console = Console()
 
 
 @app.command("add-consumer")
 def add_consumer_cmd(
-    tenant: str = typer.Option(
-        ...,
-        "--tenant",
-        "-t",
-        help="Tenant id the consumer's courses belong to.",
-        envvar="GRADESYNC_TENANT",
-    ),
+    tenant: str = TENANT,
     destination_id: str = typer.Option(..., "--id", help="Destination id, e.g. canvas-lti11."),
     key: str = typer.Option(..., "--key", help="The consumer key entered in the LMS."),
     allowed_host: list[str] = typer.Option(
@@ -52,18 +53,26 @@ def add_consumer_cmd(
         help="The shared secret; asked interactively when not given (or GRADESYNC_LTI11_SECRET).",
         show_default=False,
     ),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Register (or update) an LTI 1.1 consumer. The secret is stored encrypted."""
     if generate_secret and secret:
-        console.print("[red]error:[/red] --generate-secret and a given secret exclude each other")
-        raise typer.Exit(2)
+        raise bad_input(
+            problem(
+                "--generate-secret",
+                "exclusive",
+                "--generate-secret and a given secret (--secret, GRADESYNC_LTI11_SECRET) "
+                "exclude each other",
+            )
+        )
     if generate_secret:
         secret = secrets.token_urlsafe(32)
     elif not secret:
         secret = typer.prompt("Consumer secret", hide_input=True, confirmation_prompt=True)
     assert secret is not None
     runtime = Runtime.create()
-    try:
+
+    def save() -> Any:
         with runtime.uow() as uow:
             dest = add_consumer(
                 uow,
@@ -81,12 +90,26 @@ def add_consumer_cmd(
                 runtime.outbound,
             )
             uow.commit()
-    except GradesyncError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        return dest
+
+    try:
+        dest = guarded(save)
     finally:
         runtime.close()
     launch_url = runtime.settings.base_url.rstrip("/") + LAUNCH_PATH
+    if as_json:
+        print_json(
+            {
+                "id": dest.id,
+                "tenant": tenant,
+                "name": dest.name,
+                "launch_url": launch_url,
+                "consumer_key": key,
+                "secret": secret if generate_secret else None,
+                "allowed_hosts": list(dest.config["allowed_hosts"]),
+            }
+        )
+        return
     console.print(f"LTI 1.1 consumer [bold]{dest.id}[/bold] saved in tenant {tenant}")
     console.print(f"  launch URL:    {launch_url}")
     console.print(f"  consumer key:  {key}")
@@ -96,10 +119,7 @@ def add_consumer_cmd(
 
 
 @app.command("list")
-def list_(
-    tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT"),
-    as_json: bool = JSON_OUT,
-) -> None:
+def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """List a tenant's LTI 1.1 consumers and the courses launched from each (no secrets)."""
     runtime = Runtime.create()
     try:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
-from gradesync.cli._common import JSON_OUT, print_json, print_table
-from gradesync.domain.errors import Conflict, InvalidInput, NotFound
+from gradesync.cli._common import JSON_OUT, TENANT, console, guarded, print_json, print_table
 from gradesync.lti import registration as reg
 from gradesync.runtime import Runtime
 from gradesync.services.lti import platforms
@@ -20,16 +18,6 @@ app = typer.Typer(
     help="LTI 1.3 platforms (LMS registrations): add, list, show.", no_args_is_help=True
 )
 keys_app = typer.Typer(help="The LTI tool's signing keys: list, rotate.", no_args_is_help=True)
-console = Console()
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    if isinstance(exc, InvalidInput):
-        for p in exc.problems:
-            console.print(f"[red]error:[/red] {p.field}: {p.message} [{p.rule}]")
-    else:
-        console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(2)
 
 
 def _print_tool_values(base_url: str) -> None:
@@ -48,13 +36,7 @@ def _print_tool_values(base_url: str) -> None:
 
 @app.command("add")
 def add(
-    tenant: str = typer.Option(
-        ...,
-        "--tenant",
-        "-t",
-        help="Tenant id whose courses this LMS serves.",
-        envvar="GRADESYNC_TENANT",
-    ),
+    tenant: str = TENANT,
     platform_id: str = typer.Option(..., "--id", help="Registration id, e.g. canvas-prod."),
     issuer: str = typer.Option(
         ..., help="The platform's issuer (iss), e.g. https://canvas.instructure.com."
@@ -80,6 +62,7 @@ def add(
         "sub", help="Which launch value is the person id: sub, email, lis_person_sourcedid."
     ),
     replace: bool = typer.Option(False, "--replace", help="Update an existing registration."),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Register an LMS (or update it with --replace), then print the values to paste into it."""
     runtime = Runtime.create()
@@ -97,7 +80,8 @@ def add(
         "allowed_hosts": allowed_host,
         "person_id_from": person_id_from,
     }
-    try:
+
+    def save() -> Any:
         with runtime.uow() as uow:
             dest = platforms.save_platform(
                 uow,
@@ -106,19 +90,27 @@ def add(
                 replace_existing=replace,
             )
             uow.commit()
-    except (InvalidInput, NotFound, Conflict) as exc:
-        raise _fail(exc) from None
+        return dest
+
+    try:
+        dest = guarded(save)
     finally:
         runtime.close()
+    if as_json:
+        print_json(
+            {
+                **reg.spec_of(dest),
+                "tenant": tenant,
+                "tool": reg.tool_urls(runtime.settings.base_url),
+            }
+        )
+        return
     console.print(f"registered platform {dest.id!r} ({dest.profile}) in tenant {tenant!r}")
     _print_tool_values(runtime.settings.base_url)
 
 
 @app.command("list")
-def list_(
-    tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT"),
-    as_json: bool = JSON_OUT,
-) -> None:
+def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """The tenant's LTI 1.3 platforms."""
     runtime = Runtime.create()
     try:
@@ -158,22 +150,24 @@ def list_(
 
 @app.command("show")
 def show(
-    tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT"),
+    tenant: str = TENANT,
     platform_id: str = typer.Argument(..., help="Registration id."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """One registration and the values to paste into the LMS."""
     runtime = Runtime.create()
-    try:
+
+    def get() -> Any:
         with runtime.uow() as uow:
-            dest = platforms.get_platform(uow, tenant, platform_id)
-    except NotFound as exc:
-        raise _fail(exc) from None
+            return platforms.get_platform(uow, tenant, platform_id)
+
+    try:
+        dest = guarded(get)
     finally:
         runtime.close()
     view = {**reg.spec_of(dest), "tool": reg.tool_urls(runtime.settings.base_url)}
     if as_json:
-        typer.echo(json.dumps(view, indent=2, sort_keys=True))
+        print_json(view)
         return
     for key, value in reg.spec_of(dest).items():
         console.print(f"{key}: {value}")
@@ -181,7 +175,7 @@ def show(
 
 
 @keys_app.command("rotate-tool-key")
-def rotate_tool_key() -> None:
+def rotate_tool_key(as_json: bool = JSON_OUT) -> None:
     """Make a new LTI signing key. The old one stays in the JWKS for a week (platforms cache
     keys), then `prune-tool-keys` removes it."""
     runtime = Runtime.create()
@@ -191,6 +185,9 @@ def rotate_tool_key() -> None:
         new = store.rotate()
     finally:
         runtime.close()
+    if as_json:
+        print_json({"kid": new.kid, "retired_kid": old.kid})
+        return
     console.print(f"new tool key {new.kid}; {old.kid} retired and still published for overlap")
 
 
@@ -227,11 +224,14 @@ def list_tool_keys(as_json: bool = JSON_OUT) -> None:
 
 
 @keys_app.command("prune-tool-keys")
-def prune_tool_keys() -> None:
+def prune_tool_keys(as_json: bool = JSON_OUT) -> None:
     """Delete tool keys retired longer than the overlap (no longer in the JWKS)."""
     runtime = Runtime.create()
     try:
         count = ToolKeyStore(runtime.uow, runtime.clock).prune()
     finally:
         runtime.close()
+    if as_json:
+        print_json({"removed": count})
+        return
     console.print(f"removed {count} retired tool key(s)")

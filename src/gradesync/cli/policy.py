@@ -8,7 +8,18 @@ from enum import Enum
 import typer
 from rich.table import Table
 
-from gradesync.cli._common import JSON_OUT, TENANT, console, fail, guarded, print_json, runtime
+from gradesync.cli._common import (
+    EXIT_NOT_FOUND,
+    JSON_OUT,
+    TENANT,
+    bad_input,
+    console,
+    fail,
+    guarded,
+    print_json,
+    problem,
+    runtime,
+)
 from gradesync.domain.policy_layers import GRADE_SETTINGS, SettingSource, settings_as_json
 from gradesync.services import policies as svc
 
@@ -50,7 +61,7 @@ def show(
             with rt.uow() as uow:
                 act = uow.activities.get(tenant, activity)
             if act is None:
-                raise fail(f"activity {activity!r} not found", 3)
+                raise fail(f"activity {activity!r} not found", EXIT_NOT_FOUND)
             course = act.course_id
         view = guarded(lambda: svc.policy_view(rt.uow, tenant, course))
     acts = [a for a in view.activities if activity is None or a.activity.id == activity]
@@ -88,17 +99,26 @@ def set_(
     tenant: str = TENANT,
     course: str | None = COURSE,
     activity: str | None = ACTIVITY,
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Change the tenant's defaults (or, with --course / --activity, its overrides). Grades
     the change affects are recomputed and sent by the workers; nothing else is needed."""
+    problems = []
     if course is not None and activity is not None:
-        raise fail("name --course or --activity, not both")
+        problems.append(problem("--activity", "exclusive", "name --course or --activity, not both"))
     changes: dict[str, object] = {}
     for pair in settings:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise fail(f"{pair!r}: write name=value (e.g. past_due_zeros=on)")
+            problems.append(
+                problem(
+                    "settings", "format", f"{pair!r}: write name=value (e.g. past_due_zeros=on)"
+                )
+            )
+            continue
         changes[name.strip()] = value
+    if problems:
+        raise bad_input(*problems)
     with runtime() as rt:
         if activity is not None:
             change = guarded(
@@ -117,6 +137,18 @@ def set_(
                 lambda: svc.set_tenant_policy(rt.uow, rt.clock, rt.waker, tenant, changes)
             )
             where = f"tenant {tenant} (defaults)"
+    if as_json:
+        print_json(
+            {
+                "tenant": tenant,
+                "course_id": course,
+                "activity_id": activity,
+                "changed": list(change.changed),
+                "recomputed": change.recomputed,
+                "resent": change.resent,
+            }
+        )
+        return
     if not change.changed:
         console.print(f"{where}: nothing changed")
         return

@@ -7,6 +7,7 @@ server's worker starts at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +26,9 @@ from gradesync.cli._common import (
     when,
 )
 from gradesync.cli.runs import run_json
-from gradesync.domain.errors import InvalidInput
+from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.model import RunScope
+from gradesync.domain.schedule_rules import parse_rule, parse_time_zone
 from gradesync.runtime import Runtime
 from gradesync.services.schedules import HistoryEntry, ScheduleInfo, ScheduleService
 
@@ -71,6 +73,26 @@ def _parse_time(value: str | None, field: str, *, naive_is_utc: bool) -> datetim
     if naive_is_utc and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     return at
+
+
+def _check_rule(kind: str | None, spec: str | None, tz: str | None, first_run: str | None) -> None:
+    """Every problem of a schedule's rule, time zone and first run at once (the service,
+    which checks them again, stops at the first)."""
+    problems: list[FieldProblem] = []
+    checks: list[Callable[[], object]] = [
+        lambda: _parse_time(first_run, "first_run_at", naive_is_utc=False)
+    ]
+    if kind is not None and spec is not None:
+        checks.append(lambda: parse_rule(kind.lower(), spec))
+    if tz is not None:
+        checks.append(lambda: parse_time_zone(tz))
+    for check in checks:
+        try:
+            check()
+        except InvalidInput as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InvalidInput(problems)
 
 
 def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
@@ -158,6 +180,7 @@ def add(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Add a schedule."""
+    guarded(lambda: _check_rule(kind, spec, tz, first_run))
     with runtime() as rt:
         info = guarded(
             lambda: _service(rt).create(
@@ -211,6 +234,7 @@ def edit(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Change a schedule; options not given stay as they are."""
+    guarded(lambda: _check_rule(kind, spec, tz, first_run))
 
     def work() -> ScheduleInfo:
         svc = _service(rt)
@@ -241,18 +265,28 @@ def edit(
 
 
 @app.command("pause")
-def pause(schedule_id: str, tenant: str = TENANT, by: str | None = BY) -> None:
+def pause(
+    schedule_id: str, tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT
+) -> None:
     """Stop a schedule's runs until it is resumed."""
     with runtime() as rt:
         info = guarded(lambda: _service(rt).pause(tenant, schedule_id, by or actor()))
+    if as_json:
+        print_json(schedule_json(info))
+        return
     console.print(f"{schedule_id} paused at {when(info.schedule.paused_at)}", highlight=False)
 
 
 @app.command("resume")
-def resume(schedule_id: str, tenant: str = TENANT, by: str | None = BY) -> None:
+def resume(
+    schedule_id: str, tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT
+) -> None:
     """Let a paused schedule run again (from its next slot)."""
     with runtime() as rt:
         info = guarded(lambda: _service(rt).resume(tenant, schedule_id, by or actor()))
+    if as_json:
+        print_json(schedule_json(info))
+        return
     s = info.schedule
     console.print(
         f"{schedule_id} resumed; next run {_local(s.next_run_at, s.time_zone)}", highlight=False
@@ -260,18 +294,26 @@ def resume(schedule_id: str, tenant: str = TENANT, by: str | None = BY) -> None:
 
 
 @app.command("pause-all")
-def pause_all(tenant: str = TENANT, by: str | None = BY) -> None:
+def pause_all(tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT) -> None:
     """Pause every schedule of the tenant."""
     with runtime() as rt:
         infos = guarded(lambda: _service(rt).pause_all(tenant, by or actor()))
+    if as_json:
+        print_json([schedule_json(i) for i in infos])
+        return
     console.print(f"paused {len(infos)} schedule(s)", highlight=False)
 
 
 @app.command("delete")
-def delete(schedule_id: str, tenant: str = TENANT, by: str | None = BY) -> None:
+def delete(
+    schedule_id: str, tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT
+) -> None:
     """Delete a schedule (its history stays)."""
     with runtime() as rt:
         guarded(lambda: _service(rt).delete(tenant, schedule_id, by or actor()))
+    if as_json:
+        print_json({"id": schedule_id, "tenant": tenant, "deleted": True})
+        return
     console.print(f"{schedule_id} deleted", highlight=False)
 
 
@@ -358,6 +400,7 @@ def preview(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Show the next runs a rule would make (daylight-saving changes included)."""
+    guarded(lambda: _check_rule(kind, spec, tz, first_run))
     with runtime() as rt:
         runs = guarded(
             lambda: _service(rt).preview(

@@ -25,12 +25,12 @@ def port_free(host: str, port: int, option: str) -> None:
             s.bind((host, port))
         except OSError as exc:
             why = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
-            typer.echo(
-                f"error: cannot listen on {host}:{port}: {why}. Choose another port with "
-                f"{option} (or stop what uses it).",
-                err=True,
-            )
-            raise typer.Exit(1) from exc
+            from gradesync.cli._common import fail
+
+            raise fail(
+                f"cannot listen on {host}:{port}: {why}. Choose another port with {option} (or "
+                "stop what uses it)."
+            ) from exc
 
 
 def serve(
@@ -76,7 +76,7 @@ def serve(
         runtime.claim_database()
     except DatabaseInUse as exc:
         runtime.close()
-        raise fail(str(exc), 1) from None
+        raise fail(str(exc)) from None
     app = create_app(runtime)
     app.state.run_worker = True  # the in-process worker (docs/operations.md)
     # uvicorn's own loggers go through the handler above; the access log is gradesync's

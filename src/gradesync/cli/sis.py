@@ -9,48 +9,62 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from gradesync.adapters.destinations import oneroster_csv
-from gradesync.cli._common import print_table
+from gradesync.cli._common import (
+    EXIT_FAILED,
+    JSON_OUT,
+    TENANT,
+    bad_input,
+    console,
+    fail,
+    guarded,
+    print_json,
+    print_table,
+    problem,
+    runtime,
+)
+from gradesync.cli.runs import run_json
 from gradesync.domain.canonical import parse_iso
-from gradesync.domain.errors import GradesyncError, InvalidInput
+from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.model import DestinationKind
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
-from gradesync.services.destination import CheckStep, RemoteFailure
+from gradesync.services.destination import CheckStep
 
 app = typer.Typer(
     help="SIS grade passback (OneRoster 1.2): connect, map classes and students, align "
     "categories, select and validate activities, post grades, export CSV.",
     no_args_is_help=True,
 )
-console = Console()
 T = TypeVar("T")
-
-TENANT = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT")
 
 
 def _run(fn: Callable[[Runtime], T]) -> T:
-    """Run `fn` with a runtime; a GradesyncError is printed (field and rule) with exit 2."""
-    runtime = Runtime.create()
-    try:
-        return fn(runtime)
-    except InvalidInput as exc:
-        for p in exc.problems:
-            console.print(f"[red]error:[/red] {escape(f'{p.field}: {p.message} [{p.rule}]')}")
-        raise typer.Exit(2) from exc
-    except (GradesyncError, RemoteFailure) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        remedy = getattr(exc, "remedy", None)
-        if remedy:
-            console.print(f"  remedy: {remedy}")
-        raise typer.Exit(2) from exc
-    finally:
-        runtime.close()
+    """Run `fn` with a runtime, reporting errors (and a SIS's refusal) as every command does."""
+    with runtime() as rt:
+        return guarded(lambda: fn(rt))
+
+
+def _step_json(s: CheckStep) -> dict[str, Any]:
+    return {"name": s.name, "passed": s.passed, "evidence": s.evidence, "remedy": s.remedy}
+
+
+def _problems_json(problems: Sequence[FieldProblem]) -> list[dict[str, str]]:
+    return [{"field": p.field, "rule": p.rule, "message": p.message} for p in problems]
+
+
+def _check_json(c: service.ActivityCheck) -> dict[str, Any]:
+    return {
+        "activity_id": c.activity_id,
+        "title": c.title,
+        "selected": c.selected,
+        "ok": c.ok,
+        "problems": _problems_json(c.problems),
+    }
 
 
 async def _check(rt: Runtime, tenant: str, destination_id: str) -> Sequence[CheckStep]:
@@ -99,6 +113,7 @@ def add(
         "as it is, or REST for a new connection).",
     ),
     check: bool = typer.Option(True, "--check/--no-check", help="Get a token and list categories."),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Add or update a SIS connection (values left out keep what was set). Exits 1 when
     the connection check fails."""
@@ -116,7 +131,7 @@ def add(
         if v is not None
     }
 
-    def go(rt: Runtime) -> None:
+    def go(rt: Runtime) -> tuple[Any, Sequence[CheckStep] | None]:
         dest = service.add_connection(
             rt.uow,
             rt.clock,
@@ -132,18 +147,35 @@ def add(
             file_based=file_based,
             guard=rt.outbound,
         )
-        console.print(f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value})")
+        if not as_json:
+            console.print(f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value})")
+        steps = None
         if check and dest.kind is DestinationKind.ONEROSTER_REST:
             steps = asyncio.run(_check(rt, tenant, dest.id))
-            for s in steps:
-                mark = "[green]ok[/green]" if s.passed else "[red]failed[/red]"
-                console.print(
-                    f"  {mark} {s.name}: {s.evidence}" + (f" -> {s.remedy}" if s.remedy else "")
-                )
-            if not all(s.passed for s in steps):
-                raise typer.Exit(1)  # saved, but not working: scripts must not go on
+        return dest, steps
 
-    _run(go)
+    dest, steps = _run(go)
+    ok = steps is None or all(s.passed for s in steps)
+    if as_json:
+        print_json(
+            {
+                "id": dest.id,
+                "tenant": tenant,
+                "name": dest.name,
+                "kind": dest.kind.value,
+                "ok": ok,
+                "checks": None if steps is None else [_step_json(s) for s in steps],
+            }
+        )
+    else:
+        for step in steps or ():
+            mark = "[green]ok[/green]" if step.passed else "[red]failed[/red]"
+            console.print(
+                f"  {mark} {escape(step.name)}: {escape(step.evidence)}"
+                + (f" -> {escape(step.remedy)}" if step.remedy else "")
+            )
+    if not ok:
+        raise typer.Exit(EXIT_FAILED)  # saved, but not working: scripts must not go on
 
 
 @app.command("map-class")
@@ -156,11 +188,12 @@ def map_class(
     term_start: str | None = typer.Option(None, help="First day of the class's term (YYYY-MM-DD)."),
     term_end: str | None = typer.Option(None, help="Last day of the class's term (YYYY-MM-DD)."),
     section: str | None = typer.Option(None, help="Map this section of the course instead."),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Map a course (or one of its sections) to a SIS class."""
 
-    def go(rt: Runtime) -> None:
-        link = service.map_class(
+    def go(rt: Runtime) -> Any:
+        return service.map_class(
             rt.uow,
             tenant_id=tenant,
             destination_id=destination_id,
@@ -171,10 +204,21 @@ def map_class(
             term_end=term_end,
             section_id=section,
         )
-        what = f"section {section} of {course_id}" if section else course_id
-        console.print(f"{what} -> class {class_id} (school {link.data.get('school')})")
 
-    _run(go)
+    link = _run(go)
+    if as_json:
+        print_json(
+            {
+                "destination_id": destination_id,
+                "course_id": course_id,
+                "section_id": section,
+                "class_id": class_id,
+                "school_id": link.data.get("school"),
+            }
+        )
+        return
+    what = f"section {section} of {course_id}" if section else course_id
+    console.print(f"{what} -> class {class_id} (school {link.data.get('school')})")
 
 
 @app.command("map-student")
@@ -183,6 +227,7 @@ def map_student(
     person_id: str,
     student_id: str = typer.Argument(..., help="SIS student sourcedId."),
     tenant: str = TENANT,
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Map a person to their SIS student sourcedId."""
     _run(
@@ -194,17 +239,27 @@ def map_student(
             student_id=student_id,
         )
     )
+    if as_json:
+        print_json(
+            {"destination_id": destination_id, "person_id": person_id, "student_id": student_id}
+        )
+        return
     console.print(f"{person_id} -> student {student_id}")
 
 
 @app.command("map-students")
-def map_students(destination_id: str, course_id: str, tenant: str = TENANT) -> None:
+def map_students(
+    destination_id: str, course_id: str, tenant: str = TENANT, as_json: bool = JSON_OUT
+) -> None:
     """Link every learner of a course to their SIS student (mapping, else the person's SIS id)."""
     report = _run(
         lambda rt: service.map_course_students(
             rt.uow, tenant_id=tenant, destination_id=destination_id, course_id=course_id
         )
     )
+    if as_json:
+        print_json({"mapped": list(report.mapped), "unmapped": list(report.unmapped)})
+        return
     console.print(f"{len(report.mapped)} learner(s) mapped")
     if report.unmapped:
         console.print(
@@ -221,18 +276,24 @@ def categories(
     align: list[str] = typer.Option([], help="GROUP=CATEGORY_SOURCEDID (repeatable)."),
     unalign: list[str] = typer.Option([], help="Remove the alignment of GROUP (repeatable)."),
     offline: bool = typer.Option(False, help="Do not ask the SIS (file-based SIS)."),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """List the SIS's categories, align activity groups, and check a course's alignment.
     A file-based SIS cannot be asked for its categories: align its groups to the category
     sourcedIds the SIS uses, and `sis validate` checks them."""
+    pairs = [pair.partition("=") for pair in align]
+    wrong = [
+        problem("--align", "format", f"{group + sep + cat!r}: write GROUP=CATEGORY_SOURCEDID.")
+        for group, sep, cat in pairs
+        if not sep or not cat or not group
+    ]
+    if wrong:
+        raise bad_input(*wrong)
 
-    def go(rt: Runtime) -> None:
-        for pair in align:
-            group, sep, cat = pair.partition("=")
-            if not sep or not cat:
-                raise InvalidInput.one(
-                    "align", "format", f"{pair!r}: write GROUP=CATEGORY_SOURCEDID."
-                )
+    Found = tuple[list[dict[str, Any]], list[service.CategoryAlignment]] | None
+
+    def go(rt: Runtime) -> Found:
+        for group, _, cat in pairs:
             service.align_category(
                 rt.uow,
                 rt.clock,
@@ -252,10 +313,11 @@ def categories(
                 category_id=None,
                 course_id=course,
             )
-        for pair in align:
-            console.print(f"aligned {pair.replace('=', ' -> ', 1)}")
+        if not as_json:
+            for group, _, cat in pairs:
+                console.print(f"aligned {group} -> {cat}")
         if offline or not service.has_rest_api(rt.uow, tenant, destination_id):
-            return  # a file-based SIS cannot be asked: `sis validate` checks its groups
+            return None  # a file-based SIS cannot be asked: `sis validate` checks its groups
 
         async def ask() -> tuple[list[dict[str, Any]], list[service.CategoryAlignment]]:
             async with rt.sis_directory(tenant, destination_id) as client:
@@ -273,7 +335,30 @@ def categories(
                 )
             return cats, checks
 
-        cats, checks = asyncio.run(ask())
+        return asyncio.run(ask())
+
+    found = _run(go)
+    if found is None:
+        if as_json:
+            print_json({"aligned": [p[0] for p in pairs], "unaligned": list(unalign)})
+        return
+    cats, checks = found
+    if as_json:
+        print_json(
+            {
+                "categories": cats,
+                "alignment": [
+                    {
+                        "group": a.group,
+                        "activities": list(a.activities),
+                        "category_id": a.category_id,
+                        "problem": a.problem,
+                    }
+                    for a in checks
+                ],
+            }
+        )
+    else:
         table = Table("category sourcedId", "title", title="SIS categories")
         for c in cats:
             table.add_row(c["sourcedId"], c.get("title", ""))
@@ -290,13 +375,14 @@ def categories(
                     a.problem or "",
                 )
             print_table(table)
-            if any(a.problem for a in checks):
-                raise typer.Exit(1)
-
-    _run(go)
+    if any(a.problem for a in checks):
+        raise typer.Exit(EXIT_FAILED)
 
 
-def _print_checks(checks: Sequence[service.ActivityCheck]) -> None:
+def _print_checks(checks: Sequence[service.ActivityCheck], as_json: bool) -> None:
+    if as_json:
+        print_json([_check_json(c) for c in checks])
+        return
     table = Table("activity", "title", "sync to SIS", "problems")
     for c in checks:
         problems = (
@@ -318,6 +404,7 @@ def select(
         "--hold",
         help="Only record the choice: the grades wait for `sis post` (posting a selection).",
     ),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Tick (or clear) "Sync to SIS" for activities; ticking refuses invalid activities.
     Ticking sends the activity's grades at once; with --hold they wait for `sis post`."""
@@ -333,8 +420,8 @@ def select(
             hold=hold,
         )
     )
-    _print_checks(checks)
-    if hold and not clear:
+    _print_checks(checks, as_json)
+    if hold and not clear and not as_json:
         console.print("held: the grades wait for `gradesync sis post ... --activity ID`")
 
 
@@ -347,6 +434,7 @@ def validate(
     offline: bool = typer.Option(
         False, help="Do not ask the SIS whether each activity's group has a category."
     ),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Check activities against the SIS's rules before anything is sent, category
     alignment included (a REST SIS is asked for its categories; for a file-based SIS each
@@ -376,9 +464,9 @@ def validate(
         return asyncio.run(ask())
 
     checks = _run(go)
-    _print_checks(checks)
+    _print_checks(checks, as_json)
     if any(c.selected and not c.ok for c in checks):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command("post")
@@ -389,6 +477,7 @@ def post(
     activity: list[str] = typer.Option([], help="Post only these activities (repeatable)."),
     remaster: bool = typer.Option(False, help="Resend every result and the line item details."),
     actor: str = typer.Option("cli", help="Who posts (shown in the run history)."),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Post grades: a run over the course's activities selected for the SIS."""
 
@@ -406,14 +495,29 @@ def post(
         )
 
     result = _run(go)
+    if as_json:
+        print_json(
+            {
+                "run": run_json(result.run) if result.run else None,
+                "joined": result.joined,
+                "posted": list(result.posted),
+                "held": list(result.held),
+                "refused": [_check_json(c) for c in result.refused],
+            }
+        )
+        if result.run is None:
+            raise typer.Exit(EXIT_FAILED)
+        return
     for c in result.refused:
         why = "; ".join(p.message for p in c.problems) or "not selected for the SIS"
         console.print(f"[yellow]left out[/yellow] {c.activity_id}: {why}")
     for activity_id in result.held:
         console.print(f"held back {activity_id}: ticked, waits for its own post")
     if result.run is None:
-        console.print("[red]nothing to post[/red]")
-        raise typer.Exit(1)
+        raise fail(
+            "nothing to post",
+            remedy="tick activities with `gradesync sis select` and fix what `sis validate` shows",
+        )
     verb = "joined" if result.joined else "queued"
     console.print(
         f"run {result.run.id} {verb}: {len(result.posted)} activity(ies), stage "
@@ -433,6 +537,7 @@ def export_csv(
     course: list[str] = typer.Option([], help="Only these courses (repeatable)."),
     as_zip: bool = typer.Option(False, "--zip", help="Write one zip file."),
     actor: str = typer.Option("cli", help="Who exports (shown in the run history)."),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Bring a file-based SIS up to date (a sync run) and write its OneRoster 1.2 CSV set
     (manifest, lineItems, results)."""
@@ -462,6 +567,18 @@ def export_csv(
         return export
 
     export = _run(go)
+    if as_json:
+        print_json(
+            {
+                "mode": export.mode.value,
+                "out": str(out),
+                "exported_at": export.exported_at,
+                "rows": {name: len(rows) for name, rows in export.rows.items()},
+                "runs": [run_json(r) for r in export.runs],
+                "refused": list(export.refused),
+            }
+        )
+        return
     for run in export.runs:
         outcome = run.outcome.value if run.outcome else run.stage.value
         console.print(f"run {run.id} {outcome}: {escape(run.message or '')}")

@@ -8,7 +8,19 @@ import time
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gradesync.cli._common import TENANT, actor, console, err, guarded, print_json, runtime
+from gradesync.cli._common import (
+    TENANT,
+    CliError,
+    _Output,
+    actor,
+    console,
+    fail,
+    guarded,
+    json_option,
+    print_json,
+    report,
+    runtime,
+)
 from gradesync.cli.runs import run_json
 from gradesync.domain.model import RunOutcome, RunScope, RunStage, SyncRun
 from gradesync.runtime import Runtime
@@ -40,7 +52,7 @@ def sync(
     ),
     wait: bool = typer.Option(False, "--wait", help="Follow the run until it finishes."),
     timeout: float = typer.Option(3600.0, "--timeout", help="Give up waiting after N seconds."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run as JSON."),
+    as_json: bool = json_option("Print the run as JSON (an error as a JSON object)."),
 ) -> None:
     """Start a sync run. A run already queued for the same scope is joined, not duplicated.
     A `gradesync serve` or `gradesync worker` process runs it. Exit code with --wait: 0
@@ -57,14 +69,17 @@ def sync(
             print_json(run_json(run, queries.run_detail(rt.uow, tenant, run.id).stages))
     if wait:
         if run.stage is not RunStage.FINISHED:
-            err.print(f"run {run.id} still {run.stage.value} after {timeout:g}s")
+            # the run's JSON is printed above: the error line only goes to stderr
+            for_json, _Output.json = _Output.json, False
+            report(CliError(124, f"run {run.id} still {run.stage.value} after {timeout:g}s"))
+            _Output.json = for_json
             raise typer.Exit(124)
         if run.outcome is not RunOutcome.SUCCEEDED:
-            err.print(
+            _Output.json = False
+            raise fail(
                 f"run {run.id} {run.outcome.value if run.outcome else 'failed'}: "
-                f"{run.message or ''}"
+                f"{run.message or ''}".rstrip(": ")
             )
-            raise typer.Exit(1)
 
 
 def _follow(rt: Runtime, tenant: str, run: SyncRun, timeout: float, *, quiet: bool) -> SyncRun:

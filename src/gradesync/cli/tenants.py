@@ -5,7 +5,16 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from gradesync.cli._common import JSON_OUT, console, guarded, print_json, print_table, runtime, when
+from gradesync.cli._common import (
+    JSON_OUT,
+    TENANT,
+    console,
+    guarded,
+    print_json,
+    print_table,
+    runtime,
+    when,
+)
 from gradesync.services import auth
 from gradesync.services.tenants import create_tenant, list_tenants, set_roster_match
 
@@ -17,17 +26,30 @@ def create(
     tenant_id: str = typer.Argument(..., help="Short lowercase id, e.g. 'northwind-u'."),
     name: str = typer.Option("", "--name", help="Display name."),
     key: bool = typer.Option(True, "--key/--no-key", help="Also issue a first admin API key."),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Create a tenant and print its first admin API key (shown once: store it now)."""
     with runtime() as rt:
         t = guarded(lambda: create_tenant(rt.uow, rt.clock, tenant_id, name))
-        console.print(f"tenant [bold]{t.id}[/bold] ({t.name}) created")
+        issued = None
         if key:
             issued = guarded(
                 lambda: auth.create_key(rt.uow, rt.clock, t.id, "first admin key", ["admin"])
             )
-            console.print(f"admin API key {issued.key.id} (shown once):")
-            typer.echo(issued.token)
+    if as_json:
+        out: dict[str, object] = {"id": t.id, "name": t.name, "created_at": t.created_at}
+        if issued is not None:
+            out["key"] = {
+                "id": issued.key.id,
+                "scopes": list(issued.key.scopes),
+                "token": issued.token,
+            }
+        print_json(out)
+        return
+    console.print(f"tenant [bold]{t.id}[/bold] ({t.name}) created")
+    if issued is not None:
+        console.print(f"admin API key {issued.key.id} (shown once):")
+        typer.echo(issued.token)
 
 
 @app.command("list")
@@ -46,10 +68,14 @@ def list_(as_json: bool = JSON_OUT) -> None:
 
 @app.command("roster-match")
 def roster_match(
-    tenant_id: str = typer.Argument(..., help="The tenant."),
     key: str = typer.Argument(..., help="sis_id (default), email or lms_user_id."),
+    tenant_id: str = TENANT,
+    as_json: bool = JSON_OUT,
 ) -> None:
     """How LMS rosters (NRPS) match courseware learners who never launched."""
     with runtime() as rt:
         guarded(lambda: set_roster_match(rt.uow, rt.clock, tenant_id, key))
+    if as_json:
+        print_json({"id": tenant_id, "roster_match": key})
+        return
     console.print(f"tenant [bold]{tenant_id}[/bold]: roster members are matched by {key}")

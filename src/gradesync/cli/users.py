@@ -6,9 +6,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gradesync.cli._common import JSON_OUT, print_json, print_table
+from gradesync.cli._common import JSON_OUT, TENANT, guarded, print_json, print_table
 from gradesync.cli._common import runtime as open_runtime
-from gradesync.domain.errors import GradesyncError
 from gradesync.domain.model import UserRole
 from gradesync.services.accounts import create_user
 
@@ -18,9 +17,7 @@ console = Console()
 
 @app.command()
 def add(
-    tenant: str = typer.Option(
-        ..., "--tenant", "-t", help="Tenant id the account belongs to.", envvar="GRADESYNC_TENANT"
-    ),
+    tenant: str = TENANT,
     username: str = typer.Argument(..., help="Sign-in name."),
     role: UserRole = typer.Option(UserRole.INSTRUCTOR, help="admin or instructor."),
     course: list[str] = typer.Option([], help="Course id an instructor may see (repeatable)."),
@@ -33,11 +30,12 @@ def add(
         envvar="GRADESYNC_NEW_PASSWORD",
         help="Asked interactively; or from GRADESYNC_NEW_PASSWORD.",
     ),
+    as_json: bool = JSON_OUT,
 ) -> None:
     """Create or update a console account (the password is stored as a scrypt hash)."""
     with open_runtime() as rt:
-        try:
-            create_user(
+        guarded(
+            lambda: create_user(
                 rt.uow,
                 rt.clock,
                 tenant_id=tenant,
@@ -47,15 +45,24 @@ def add(
                 display_name=name,
                 course_ids=course,
             )
-        except GradesyncError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
+        )
+    if as_json:
+        print_json(
+            {
+                "tenant": tenant,
+                "username": username,
+                "name": name,
+                "role": role.value,
+                "course_ids": list(course),
+            }
+        )
+        return
     console.print(f"account [bold]{username}[/bold] ({role.value}) saved in tenant {tenant}")
 
 
 @app.command("list")
 def list_(
-    tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT"),
+    tenant: str = TENANT,
     as_json: bool = JSON_OUT,
 ) -> None:
     """List a tenant's console accounts."""

@@ -9,13 +9,11 @@ from __future__ import annotations
 import asyncio
 
 import typer
-from rich.console import Console
 
 from gradesync import logs
+from gradesync.cli._common import bad_input, problem
 from gradesync.config import load_settings
 from gradesync.runtime import Runtime
-
-console = Console(stderr=True)
 
 
 def worker(
@@ -29,11 +27,14 @@ def worker(
     logs.configure(settings.log_level, settings.log_format)
     runtime = Runtime.create(settings)
     if runtime.on_sqlite:
-        console.print(
-            "[red]gradesync worker needs PostgreSQL[/red] (GRADESYNC_DATABASE_URL=postgresql://"
-            "...). On SQLite the worker runs inside `gradesync serve`."
+        raise bad_input(
+            problem(
+                "GRADESYNC_DATABASE_URL",
+                "postgresql",
+                "gradesync worker needs PostgreSQL (postgresql://...); on SQLite the worker "
+                "runs inside `gradesync serve`",
+            )
         )
-        raise typer.Exit(2)
     runtime.prepare_queue()
 
     async def main() -> None:

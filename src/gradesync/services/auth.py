@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import ApiKey, ApiScope
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWorkFactory
@@ -70,10 +70,17 @@ def create_key(
     scopes: Iterable[str],
 ) -> IssuedKey:
     """Issue a new key for a tenant. The returned token is the only copy."""
-    scope_tuple = parse_scopes(scopes)
+    problems: list[FieldProblem] = []
+    scope_tuple: tuple[str, ...] = ()
+    try:
+        scope_tuple = parse_scopes(scopes)
+    except InvalidInput as exc:  # reported with the name's problem: every one at once
+        problems.extend(exc.problems)
     name = name.strip()
     if not name:
-        raise InvalidInput.one("name", "required", "a key needs a name saying who uses it")
+        problems.append(FieldProblem("name", "required", "a key needs a name saying who uses it"))
+    if problems:
+        raise InvalidInput(problems)
     key_id = secrets.token_hex(8)
     token = f"{TOKEN_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
     key = ApiKey(

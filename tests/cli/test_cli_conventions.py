@@ -1,0 +1,222 @@
+"""The CLI's conventions, checked on every command: `--json` on each command that prints a
+result, the tenant from GRADESYNC_TENANT, and one way to report an error (`error: field:
+message [rule]` lines on stderr, exit 2 bad input / 3 not found / 4 conflict / 1 failed, and
+with --json the error as one JSON object on stdout)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from typer._click import Command
+
+from gradesync.adapters.db.database import Database
+from gradesync.cli import app, main
+from gradesync.domain.model import Tenant
+from tests.support.cli import Run
+
+# Commands that run a server until stopped: they print no result to put in JSON.
+NO_JSON = {
+    "serve": "runs the API and console until stopped",
+    "worker": "runs a delivery worker until stopped",
+    "sandbox": "runs the sandbox LMS/SIS until stopped",
+}
+# Commands whose tenant is not taken from GRADESYNC_TENANT.
+OWN_TENANT = {
+    "tenants create": "names the tenant it creates (an argument, never a default)",
+}
+
+
+def _leaves(group: Command, prefix: str = "") -> Iterator[tuple[str, Command]]:
+    for name, cmd in sorted(group.commands.items()):  # type: ignore[attr-defined]
+        path = f"{prefix}{name}"
+        if hasattr(cmd, "commands"):
+            yield from _leaves(cmd, path + " ")
+        else:
+            yield path, cmd
+
+
+def _is_option(p: object) -> bool:
+    return getattr(p, "param_type_name", None) == "option"
+
+
+LEAVES = dict(_leaves(typer.main.get_group(app)))
+
+
+def test_the_walk_finds_every_group() -> None:
+    groups = {path.split()[0] for path in LEAVES}
+    assert {"sis", "schedules", "keys", "platforms", "db", "import", "users"} <= groups
+    assert len(LEAVES) > 50
+
+
+@pytest.mark.parametrize("path", sorted(LEAVES))
+def test_every_command_that_prints_a_result_takes_json(path: str) -> None:
+    options = {o for p in LEAVES[path].params if _is_option(p) for o in p.opts}
+    if path in NO_JSON:
+        assert "--json" not in options, f"{path} is listed as having no --json"
+        return
+    assert "--json" in options, f"`gradesync {path}` has no --json"
+
+
+@pytest.mark.parametrize("path", sorted(LEAVES))
+def test_every_command_takes_the_tenant_from_gradesync_tenant(path: str) -> None:
+    tenants = [p for p in LEAVES[path].params if p.name in ("tenant", "tenant_id")]
+    if path in OWN_TENANT:
+        assert tenants and all(p.envvar is None for p in tenants)
+        return
+    for p in tenants:
+        assert p.envvar == "GRADESYNC_TENANT", f"`gradesync {path}`: {p.name} ignores it"
+        assert _is_option(p) and "--tenant" in p.opts and "-t" in p.opts, path
+
+
+# What a command needs beyond its required parameters to run without a prompt.
+EXTRA = {
+    "destinations delete": ["--yes"],
+    "lti11 add-consumer": ["--generate-secret"],
+    "sis add": ["--no-check"],
+}
+
+
+def _args(path: str, cmd: Command, tmp_path: Path) -> list[str]:
+    """`path` with a made-up value for each required parameter."""
+    args = path.split()
+    for p in cmd.params:
+        if not p.required or p.name in ("tenant", "tenant_id"):
+            continue
+        value = str(tmp_path / "x.csv") if p.name == "file" else "x"
+        if _is_option(p):
+            args += [p.opts[0], value]
+        else:
+            args.append(value)
+    return [*args, *EXTRA.get(path, []), "--json"]
+
+
+def _main(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(sys, "argv", ["gradesync", *args])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    return int(stop.value.code or 0)
+
+
+def test_with_json_stdout_is_one_json_document_whatever_happens(
+    cli_db: Database,
+    cli_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Every command with --json, run with made-up values against a tenant without data:
+    whether it works or is refused, stdout parses as JSON, an error is an `error` object
+    with its exit code, and the human line is on stderr."""
+    with cli_db.uow() as uow:
+        from datetime import UTC, datetime
+
+        uow.tenants.upsert(Tenant("bare", "Bare"), datetime(2025, 3, 1, tzinfo=UTC))
+        uow.commit()
+    (tmp_path / "x.csv").write_text("person_id,activity_id,score_given\n")
+    for key, value in cli_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("GRADESYNC_TENANT", "bare")
+    monkeypatch.setenv("GRADESYNC_NEW_PASSWORD", "a long enough password")
+    outcomes = {}
+    for path, cmd in sorted(LEAVES.items()):
+        if path in NO_JSON:
+            continue
+        code = _main(_args(path, cmd, tmp_path), monkeypatch)
+        out, err = capsys.readouterr()
+        try:
+            doc = json.loads(out)
+        except ValueError:
+            pytest.fail(f"`gradesync {path}` printed no JSON (exit {code}): {out!r} {err!r}")
+        if isinstance(doc, dict) and "error" in doc:
+            e = doc["error"]
+            assert code == e["exit_code"] and code in (1, 2, 3, 4), (path, doc)
+            assert err.startswith("error: "), (path, err)
+            for p in e["problems"]:
+                assert f"{p['field']}: {p['message']} [{p['rule']}]" in err, (path, err)
+        outcomes[path] = code
+    # the made-up values are refused in every way there is, and some commands just work
+    assert {0, 2, 3} <= set(outcomes.values()), outcomes
+
+
+def test_every_bad_field_is_reported_on_its_own_line(
+    gradesync: Run, cli_db: Database, tmp_path: Path
+) -> None:
+    gradesync("tenants", "create", "northwind")
+    # API keys: a bad scope and an empty name
+    r = gradesync("keys", "create", "-t", "northwind", "--name", "", "-s", "root", ok=False)
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and len(lines) >= 2, r.stderr
+    assert all(line.startswith("error: ") and line.endswith("]") for line in lines), lines
+    # an LTI 1.3 platform with two bad URLs
+    r = gradesync(
+        "platforms",
+        "add",
+        "-t",
+        "northwind",
+        "--id",
+        "canvas",
+        "--issuer",
+        "https://canvas.example",
+        "--client-id",
+        "1",
+        "--deployment-id",
+        "d",
+        "--auth-login-url",
+        "not a url",
+        "--auth-token-url",
+        "ftp://nope",
+        "--key-set-url",
+        "https://canvas.example/jwks",
+        "--json",
+        ok=False,
+    )
+    assert r.returncode == 2
+    problems = json.loads(r.stdout)["error"]["problems"]
+    fields = {p["field"] for p in problems}
+    assert {"auth_login_url", "auth_token_url"} <= fields, problems
+    assert len(r.stderr.splitlines()) == len(problems), r.stderr
+    # a schedule: an unknown kind and a first run that is no date
+    r = gradesync(
+        "schedules",
+        "add",
+        "-t",
+        "northwind",
+        "--kind",
+        "sometimes",
+        "--spec",
+        "2h",
+        "--first-run",
+        "tomorrow",
+        ok=False,
+    )
+    assert r.returncode == 2
+    assert "first_run_at" in r.stderr and "kind" in r.stderr.replace("first_run_at", ""), r.stderr
+    assert len(r.stderr.splitlines()) == 2, r.stderr
+    # grade policy: two malformed settings
+    r = gradesync("policy", "set", "on", "=off", "-t", "northwind", ok=False)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 2, r.stderr
+
+
+def test_errors_are_one_line_each_with_the_documented_exit_codes(
+    gradesync: Run, cli_db: Database
+) -> None:
+    r = gradesync("runs", "show", "run-x", "-t", "nobody", "--json", ok=False)
+    assert r.returncode == 3 and r.stderr == "error: run 'run-x' not found\n"
+    assert json.loads(r.stdout)["error"]["code"] == "not_found"
+    gradesync("tenants", "create", "northwind", "--no-key")
+    r = gradesync("tenants", "create", "northwind", "--json", ok=False)
+    assert r.returncode == 4 and json.loads(r.stdout)["error"]["code"] == "conflict"
+    # the command line itself: the option named, the rule, where to look
+    r = gradesync("runs", "list", "-t", "northwind", "--limit", "0", "--json", ok=False)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("error: --limit: ") and r.stderr.rstrip().endswith("[invalid]")
+    assert "gradesync runs list --help" in r.stderr
+    assert json.loads(r.stdout)["error"]["problems"][0]["field"] == "--limit"
+    r = gradesync("runs", "list", ok=False)
+    assert r.returncode == 2 and r.stderr.startswith("error: --tenant: ")
+    assert "[required]" in r.stderr and "GRADESYNC_TENANT" in r.stderr
