@@ -65,7 +65,7 @@ def test_cli_add_list_show_and_rotate(cli_env: Database) -> None:
     assert "https://grades.example.edu/lti/login" in added.output
     assert "https://grades.example.edu/lti/jwks.json" in added.output
     again = runner.invoke(app, ADD)
-    assert again.exit_code == 2 and "already exists" in again.output
+    assert again.exit_code == 4 and "already exists" in again.output  # a conflict
     listed = runner.invoke(app, ["platforms", "list", "--tenant", "uni"])
     assert "canvas" in listed.output and GOOD["client_id"] in listed.output
     shown = runner.invoke(app, ["platforms", "show", "--tenant", "uni", "canvas", "--json"])

@@ -55,13 +55,13 @@ def _json_given(value: bool) -> bool:
 
 
 def json_option(
-    help: str = "Print JSON instead of text (an error too: see --help of gradesync).",
+    help: str = "Print JSON instead of text (errors as a JSON object on stdout too).",
 ) -> Any:
     return typer.Option(False, "--json", help=help, callback=_json_given)
 
 
 TENANT = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT")
-JSON_OUT = json_option("Print JSON instead of text (errors as a JSON object on stdout too).")
+JSON_OUT = json_option()
 
 
 def actor() -> str:
@@ -137,14 +137,15 @@ def error_of(exc: BaseException) -> CliError | None:
     return None
 
 
-def report(error: CliError) -> typer.Exit:
+def report(error: CliError, *, as_json: bool | None = None) -> typer.Exit:
     """Print an error the one way every command does, and the Exit to raise: each line on
     stderr (`error: field: message [rule]`), and with --json the error as a JSON object on
-    stdout (so stdout holds one JSON document, success or not)."""
+    stdout (so stdout holds one JSON document, success or not; `as_json=False` when the
+    command printed its result already)."""
     for line in error.lines():
         # soft_wrap: one message stays one line, whatever the terminal's width
         err.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
-    if _Output.json:
+    if _Output.json if as_json is None else as_json:
         print_json(error.as_json())
     return typer.Exit(error.exit_code)
 

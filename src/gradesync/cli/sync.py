@@ -9,12 +9,11 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gradesync.cli._common import (
+    EXIT_FAILED,
     TENANT,
     CliError,
-    _Output,
     actor,
     console,
-    fail,
     guarded,
     json_option,
     print_json,
@@ -69,16 +68,19 @@ def sync(
             print_json(run_json(run, queries.run_detail(rt.uow, tenant, run.id).stages))
     if wait:
         if run.stage is not RunStage.FINISHED:
-            # the run's JSON is printed above: the error line only goes to stderr
-            for_json, _Output.json = _Output.json, False
-            report(CliError(124, f"run {run.id} still {run.stage.value} after {timeout:g}s"))
-            _Output.json = for_json
-            raise typer.Exit(124)
+            # the run (its JSON included) is printed above: the error is one more line
+            raise report(
+                CliError(124, f"run {run.id} still {run.stage.value} after {timeout:g}s"),
+                as_json=False,
+            )
         if run.outcome is not RunOutcome.SUCCEEDED:
-            _Output.json = False
-            raise fail(
-                f"run {run.id} {run.outcome.value if run.outcome else 'failed'}: "
-                f"{run.message or ''}".rstrip(": ")
+            outcome = run.outcome.value if run.outcome else "failed"
+            raise report(
+                CliError(
+                    EXIT_FAILED,
+                    f"run {run.id} {outcome}" + (f": {run.message}" if run.message else ""),
+                ),
+                as_json=False,
             )
 
 
