@@ -95,15 +95,13 @@ class CliError:
     remedy: str | None = None
 
     def lines(self, limit: int = 50) -> list[str]:
-        """One line per problem (field, message, rule; the first `limit`), else the message;
-        then what to do."""
+        """One line per problem (field, message, rule; the first `limit`), else the message
+        with what to do."""
         if not self.problems:
             return [self.message + (f" (what to do: {self.remedy})" if self.remedy else "")]
         out = [f"{p.field}: {p.message} [{p.rule}]" for p in self.problems[:limit]]
         if len(self.problems) > limit:
             out.append(f"... and {len(self.problems) - limit} more")
-        if self.remedy:
-            out.append(f"what to do: {self.remedy}")
         return out
 
     def as_json(self) -> dict[str, Any]:
@@ -145,6 +143,8 @@ def report(error: CliError, *, as_json: bool | None = None) -> typer.Exit:
     for line in error.lines():
         # soft_wrap: one message stays one line, whatever the terminal's width
         err.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+    if error.problems and error.remedy:
+        err.print(f"what to do: {escape(error.remedy)}", highlight=False, soft_wrap=True)
     if _Output.json if as_json is None else as_json:
         print_json(error.as_json())
     return typer.Exit(error.exit_code)
