@@ -58,6 +58,7 @@ from gradesync.services.compute import (
     migrated_to,
     people_of_activity,
 )
+from gradesync.services.database_lost import database_lost
 from gradesync.services.delivery import (
     Clients,
     Deliverer,
@@ -202,6 +203,13 @@ def _outcome(counts: dict[str, Any]) -> RunOutcome:
     return RunOutcome.FAILED
 
 
+# what computing counts, kept when a run resumes past it
+_COMPUTED = ("computed", "changed", "retried", "carried")
+_PAST_COMPUTING = frozenset(
+    {RunStage.PROVISIONING.value, RunStage.SENDING.value, RunStage.VERIFYING.value}
+)
+
+
 def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), max(1, size))]
 
@@ -251,8 +259,9 @@ class RunExecutor:
                 if not await asyncio.to_thread(beat):
                     lost.set()
                     return
-            except Exception:
-                log.exception("run %s: heartbeat failed", run_id)
+            except Exception as exc:
+                if not database_lost(exc):
+                    log.exception("run %s: heartbeat failed", run_id)
 
     # -- the stages -----------------------------------------------------------------------
 
@@ -263,12 +272,18 @@ class RunExecutor:
         beat = asyncio.create_task(self._heartbeat(run.id, lost), name=f"heartbeat {run.id}")
         started = run.started_at or self.clock.now()
         counts: dict[str, Any] = {}
+        interrupted: BaseException | None = None
         try:
             targets = await asyncio.to_thread(self._targets, run.scope)
             carry = await asyncio.to_thread(owed, self.uow_factory, run)
-            counts.update(await self._computing(run, targets, lost))
-            if carry is not None:
-                counts["carried"] = await self._carrying(run, carry)
+            if await asyncio.to_thread(self._computed_before, run.id):
+                # resumed after it had computed: what it computed stands, so a remaster does
+                # not make pending again what it already delivered (the ledger knows)
+                counts.update({k: v for k, v in run.counts.items() if k in _COMPUTED})
+            else:
+                counts.update(await self._computing(run, targets, lost))
+                if carry is not None:
+                    counts["carried"] = await self._carrying(run, carry)
             run = await self._stage(run, RunStage.PROVISIONING, counts)
             failed: list[str] = []
             counts["columns"] = await self._provisioning(run, targets, failed, carry)
@@ -309,12 +324,18 @@ class RunExecutor:
             beat.cancel()
             raise
         except Exception as exc:
-            log.exception("run %s failed", run.id)
-            outcome, message = RunOutcome.FAILED, f"The run stopped: {type(exc).__name__}: {exc}"
+            if database_lost(exc):
+                interrupted = exc
+            else:
+                log.exception("run %s failed", run.id)
+                outcome = RunOutcome.FAILED
+                message = f"The run stopped: {type(exc).__name__}: {exc}"
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
+        if interrupted is not None:
+            return await self._interrupted(run, interrupted)
         done = replace(
             run,
             stage=RunStage.FINISHED,
@@ -327,7 +348,51 @@ class RunExecutor:
             await asyncio.to_thread(self._write, done)
         except RunTakenOver:
             return run
+        except Exception as exc:
+            if not database_lost(exc):
+                raise
+            return await self._interrupted(run, exc)
         return done
+
+    def _computed_before(self, run_id: str) -> bool:
+        """Whether an earlier start of this run got past computing (it is resumed)."""
+        with self.uow_factory() as uow:
+            stages = [s["stage"] for s in uow.runs.stages(run_id)]
+        last_start = max((i for i, s in enumerate(stages) if s == "computing"), default=0)
+        return any(s in _PAST_COMPUTING for s in stages[:last_start])
+
+    async def _interrupted(self, run: SyncRun, exc: BaseException) -> SyncRun:
+        """The database was lost mid-run: the run is not failed. Once the database answers
+        the run goes back to the queue (returned with stage queued) and resumes from where
+        it was; the worker that owns it stays its owner meanwhile (a worker that dies in
+        the wait leaves it to the heartbeat takeover). Waits until the database answers or
+        the task is cancelled (the worker stops)."""
+        lost_at = self.clock.now()
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("run %s: the database was lost (%s); it resumes once it answers", run.id, why)
+        note = f"database lost at {lost_at:%H:%M:%S} UTC; requeued by {self.worker_id}"
+
+        def requeue() -> bool:
+            with self.uow_factory() as uow:
+                ok = uow.runs.requeue_own(run.id, self.worker_id, self.clock.now(), note)
+                uow.commit()
+                return ok
+
+        delay = 0.2
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                mine = await asyncio.to_thread(requeue)
+            except Exception as again:
+                if not database_lost(again):
+                    raise
+                delay = min(delay * 2, 5.0)
+                continue
+            if not mine:
+                log.warning("run %s was taken over while the database was away", run.id)
+                return run
+            log.warning("run %s: the database answers again; resuming it", run.id)
+            return replace(run, stage=RunStage.QUEUED)
 
     def _paused(self, scope: RunScope) -> list[str]:
         """The destinations in the run's scope paused now, by an admin or for a while (their

@@ -197,6 +197,17 @@ class Engine:
             try:
                 await self._read_rosters(run)
                 done = await self.executor.execute(run)
+                while done.stage is RunStage.QUEUED:
+                    # it lost the database and gave itself back: resume it here at once
+                    again = await asyncio.to_thread(self._claim, run.id)
+                    if again is None:  # another worker took it first
+                        break
+                    done = await self.executor.execute(again)
+            except Exception:
+                # the executor records a run's failures; this is one it could not record (a
+                # run started by the runs loop has no one awaiting it: said here, once)
+                log.exception("run %s stopped", run.id)
+                return None
             finally:
                 self._runs.pop(run.id, None)
             log.info(
@@ -252,7 +263,9 @@ class Engine:
             return None
         task = asyncio.create_task(self._execute(run), name=f"run {run.id}")
         self._runs[run.id] = task
-        return await task
+        # the job's end (a queue worker stopping) does not end the run: it stays in this
+        # engine, which cancels it only when it stops itself
+        return await asyncio.shield(task)
 
     async def recover(self, *, sole_worker: bool) -> list[str]:
         """Requeue runs a dead worker left. `sole_worker`: this process is the only worker of

@@ -69,9 +69,13 @@ class RunRepo(Protocol):
     def heartbeat(self, run_id: str, worker_id: str, now: datetime) -> bool:
         """Prove the run's worker is alive; False when the run was taken from it."""
 
+    def requeue_own(self, run_id: str, worker_id: str, now: datetime, note: str) -> bool:
+        """`worker_id` gives its running run back to the queue, saying why in the run's
+        history; False when the run is no longer its own (taken over meanwhile)."""
+
     def requeue_stale(
         self, stale_before: datetime, now: datetime, *, keep_worker: str | None = None
     ) -> list[str]:
         """Runs whose worker stopped proving it is alive go back to the queue, to be run again
-        from the start (a run is idempotent: it sends what still differs). `keep_worker`:
+        by a live worker (it resumes past computing when it had got there). `keep_worker`:
         the caller's own runs, which it knows are alive, are left alone. Returns their ids."""

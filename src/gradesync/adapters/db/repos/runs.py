@@ -222,6 +222,24 @@ class RunRepo(SqlRepo, ports.RunRepo):
         )
         return res.rowcount == 1
 
+    def requeue_own(self, run_id: str, worker_id: str, now: datetime, note: str) -> bool:
+        c = t.sync_runs.c
+        stages = self.stages(run_id)
+        res = self.conn.execute(
+            update(t.sync_runs)
+            .where(c.id == run_id, c.worker_id == worker_id, c.stage.in_(self.RUNNING))
+            .values(
+                stage=RunStage.QUEUED.value,
+                worker_id=None,
+                stages=[
+                    *stages,
+                    {"stage": RunStage.QUEUED.value, "at": utc(now).isoformat(), "note": note},
+                ],
+                message=f"requeued: {note}",
+            )
+        )
+        return res.rowcount == 1
+
     def requeue_stale(
         self, stale_before: datetime, now: datetime, *, keep_worker: str | None = None
     ) -> list[str]:

@@ -1,0 +1,103 @@
+"""A sync run whose worker loses PostgreSQL mid-run (a restart): the run is not failed, it
+resumes once the database answers, from where it was (a remaster does not send again what
+it had delivered), and its history says what happened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.adapters.queue.procrastinate_app import ProcrastinateWaker
+from gradesync.domain.model import RunOutcome, RunScope, RunStage, Trigger
+from gradesync.services.clock import SystemClock
+from gradesync.services.runs import request_run
+from gradesync.testing import TEST_SECRET
+from gradesync.testing.http_double import running_gradebook
+from gradesync.testing.processes import start_worker, stop_workers
+from gradesync.testing.seeding import post_attempts
+from tests.faults.test_worker_database_loss import (
+    ROOT,
+    Prepared,
+    _delivered,
+    _learner,
+    _seed,
+    _wait,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+LEARNERS = 200
+CONCURRENCY = 4
+
+
+@pytest.fixture
+def prepared(own_postgres: object) -> Prepared:
+    return Prepared(own_postgres)  # type: ignore[arg-type]
+
+
+def test_a_run_resumes_after_its_database_restarts(prepared: Prepared, tmp_path: Path) -> None:
+    url = prepared.url
+    log = tmp_path / "worker.log"
+    db = Database(url, TEST_SECRET)
+    worker = start_worker(url, log, cwd=ROOT, concurrency=CONCURRENCY)
+    try:
+        with running_gradebook() as (base, gb):
+            _seed(db, LEARNERS, base)
+            waker = ProcrastinateWaker(url)
+            post_attempts(db.uow, waker, "t1", [("a1", _learner(i), 5.0) for i in range(LEARNERS)])
+            _wait(lambda: _delivered(db) == LEARNERS, 60, "first grades", log)
+
+            # a remaster sends every grade again, each answered after 0.1 s: several
+            # seconds of sending, and the database is restarted once a tenth has gone
+            gb.latency = 0.1
+            run, _ = request_run(
+                db.uow,
+                waker,
+                SystemClock(),
+                RunScope("t1", "lms", "c1"),
+                Trigger.REMASTER,
+                "test",
+            )
+            waker.close()
+
+            def remastered() -> int:
+                with gb.lock:
+                    return sum(1 for n in gb.sends.values() if n >= 2)
+
+            _wait(lambda: remastered() >= LEARNERS // 10, 60, "the remaster sending", log)
+            prepared.server.restart()  # every connection of the worker is cut
+            before = remastered()
+            db.engine.dispose()
+
+            def finished() -> bool:
+                with db.uow() as uow:
+                    got = uow.runs.get(run.id)
+                return got is not None and got.stage is RunStage.FINISHED
+
+            _wait(finished, 80, "the run to end", log)
+            with db.uow() as uow:
+                done = uow.runs.get(run.id)
+                stages = uow.runs.stages(run.id)
+            assert done is not None
+            assert done.outcome is RunOutcome.SUCCEEDED, (done.message, stages)
+            with gb.lock:
+                sends = dict(gb.sends)
+                scores = {k: v[0] for k, v in gb.scores.items()}
+            assert len(scores) == LEARNERS and set(scores.values()) == {5.0}
+            # every grade was sent by the remaster; only what was in flight when the
+            # database went away (at most one per connection) is sent a third time, not
+            # the `before` grades the run had delivered
+            assert all(n >= 2 for n in sends.values())
+            resent = [k for k, n in sends.items() if n > 2]
+            assert len(resent) <= 2 * CONCURRENCY < before, (len(resent), before)
+            notes = [s.get("note", "") for s in stages]
+            assert any(n.startswith("database lost at ") for n in notes), stages
+            assert any(n.startswith("resumed by ") for n in notes), stages
+            text = log.read_text()
+            assert "Task exception was never retrieved" not in text, text
+            assert "failed" not in (done.message or "")
+    finally:
+        stop_workers(worker)
+        db.dispose()
