@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ class LoginRedirect:
     state: str
     state_digest: str  # stored in a cookie to bind the launch to this browser when it can
     platform: Destination
+    nonce: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,8 @@ class LoginState:
     nonce: str
     target_link_uri: str
     expires: float
+    # the platform's client-side storage frame the login offered (`lti_storage_target`)
+    storage_target: str | None = None
 
 
 def state_digest(state: str) -> str:
@@ -65,6 +69,7 @@ class LoginRequest:
     client_id: str | None
     deployment_id: str | None
     message_hint: str | None
+    storage_target: str | None = None  # `lti_storage_target`: the platform's storage frame
 
     @property
     def who(self) -> dict[str, Any]:
@@ -88,7 +93,23 @@ def login_request(params: Mapping[str, str]) -> LoginRequest:
         client_id=_param(params, "client_id", required=False),
         deployment_id=_param(params, "lti_deployment_id", required=False),
         message_hint=_param(params, "lti_message_hint", required=False),
+        storage_target=_storage_target(params),
     )
+
+
+_FRAME_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+
+def _storage_target(params: Mapping[str, str]) -> str | None:
+    """The frame name the platform's storage answers in ("_parent": the LMS window itself).
+    It is written into the tool's page script, so only a plain frame name is taken."""
+    target = _param(params, "lti_storage_target", required=False)
+    if target is not None and not _FRAME_NAME.fullmatch(target):
+        raise LaunchRefused(
+            "bad_parameter",
+            "lti_storage_target: must be a frame name (letters, digits, '_.:-', at most 100)",
+        )
+    return target
 
 
 def check_target(request: LoginRequest, platform: Destination, base_url: str) -> None:
@@ -122,6 +143,7 @@ def login_redirect(
                 "n": nonce,
                 "u": request.target_link_uri,
                 "x": expires.timestamp(),
+                **({"s": request.storage_target} if request.storage_target else {}),
             }
         ).encode()
     )
@@ -145,6 +167,7 @@ def login_redirect(
         state=state,
         state_digest=state_digest(state),
         platform=platform,
+        nonce=nonce,
     )
 
 
@@ -159,6 +182,7 @@ def read_state(box: SecretBox, state: str | None, now: datetime) -> LoginState:
             nonce=str(data["n"]),
             target_link_uri=str(data["u"]),
             expires=float(data["x"]),
+            storage_target=str(data["s"]) if data.get("s") else None,
         )
     except (SecretBoxError, ValueError, KeyError, TypeError, UnicodeError):
         raise LaunchRefused("bad_state", "state: not a state gradesync issued") from None

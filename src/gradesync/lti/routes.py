@@ -11,6 +11,7 @@ import asyncio
 import html
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -26,7 +27,7 @@ from gradesync.config import Settings
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.errors import InvalidInput
 from gradesync.lti import claims as c
-from gradesync.lti import deep_linking, oidc
+from gradesync.lti import client_storage, deep_linking, oidc
 from gradesync.lti.claims import AGS_SCOPES
 from gradesync.lti.launch import launch_of, launch_state, verify_launch
 from gradesync.lti.platform_keys import PlatformKeyCache
@@ -268,8 +269,20 @@ async def login(request: Request) -> Response:
         )
     except LaunchRefused as refused:
         return await _refused(request, refused)
-    response = RedirectResponse(redirect.url, status_code=302)
-    secure = (origin_of(tool.base_url) or ("",))[0] == "https"
+    response: Response = RedirectResponse(redirect.url, status_code=302)
+    if wanted.storage_target is not None:
+        # the platform offers its storage: keep the state there too (the cookie may be
+        # blocked in its frame), then go on to the platform
+        response = HTMLResponse(
+            client_storage.login_page(
+                auth_url=str(platform.config["auth_login_url"]),
+                redirect_url=redirect.url,
+                state=redirect.state,
+                nonce=redirect.nonce,
+                target=wanted.storage_target,
+            )
+        )
+    secure = _https(tool.base_url)
     response.set_cookie(
         oidc.STATE_COOKIE,
         redirect.state_digest,
@@ -279,21 +292,56 @@ async def login(request: Request) -> Response:
         secure=secure,
         samesite="none" if secure else "lax",
     )
+    if secure:
+        # kept in the LMS's frame even where third-party cookies are blocked (CHIPS);
+        # Starlette's set_cookie(partitioned=True) needs Python 3.14, so it is appended
+        name, value = response.raw_headers[-1]
+        assert name == b"set-cookie"
+        response.raw_headers[-1] = (name, value + b"; Partitioned")
     return response
+
+
+def _https(base_url: str) -> bool:
+    return (origin_of(base_url) or ("",))[0] == "https"
 
 
 async def launch(request: Request, sign_in: SignIn) -> Response:
     tool = tool_of(request)
     form = await _params(request)
     now = tool.clock.now()
+    cookie = request.cookies.get(oidc.STATE_COOKIE)
     try:
-        state = launch_state(tool.box, form, now, request.cookies.get(oidc.STATE_COOKIE))
+        state = launch_state(tool.box, form, now, cookie)
+        # how this browser proved it started the login: its state cookie, else the
+        # platform's client-side storage; None: nothing proves it (no console session)
+        proof: str | None = "cookie" if cookie is not None else None
+        storage_offered = cookie is None and state.storage_target is not None
+        if (
+            storage_offered
+            and client_storage.is_proof(form)
+            and client_storage.check_proof(
+                form, request.headers.get("origin"), tool.base_url, state
+            )
+        ):
+            proof = "storage"
         platform = await run_in_threadpool(
             launches.launch_platform, tool.uow, state.tenant_id, state.destination_id
         )
+        if storage_offered and not client_storage.is_proof(form) and not _wants_json(request):
+            # read the login's state back from the platform's frame first; nothing is
+            # verified or used up until the page posts the launch again with it
+            return HTMLResponse(
+                client_storage.launch_page(
+                    action=tool.base_url + "/lti/launch",
+                    auth_url=str(platform.config["auth_login_url"]),
+                    form=form,
+                    state=state,
+                )
+            )
         # the platform's keys are fetched (when not cached) before any transaction opens
         claims = await verify_launch(platform, state, tool.platform_keys, form, now=now)
         valid = launch_of(platform, state, claims, tool.runtime.outbound)
+        valid = replace(valid, claims={**valid.claims, "gradesync:login_proof": proof or "none"})
         bound = await run_in_threadpool(
             launches.record_launch,
             tool.uow,
@@ -331,6 +379,7 @@ async def launch(request: Request, sign_in: SignIn) -> Response:
         "course_id": bound.course_id,
         "activity_id": bound.activity_id,
         "notes": bound.notes,
+        "login_proof": proof or "none",
     }
     if session_token is not None:
         facts.update(
@@ -346,7 +395,17 @@ async def launch(request: Request, sign_in: SignIn) -> Response:
     if _wants_json(request):
         return JSONResponse(facts)
     if bound.role in TEACHING_ROLES and bound.course_id is not None:
-        if request.cookies.get(oidc.STATE_COOKIE) is None:
+        framed = proof == "storage"
+        if framed and not _https(tool.base_url):
+            # Proved through the platform's storage, but a session cookie in this
+            # cross-site frame needs SameSite=None; Secure; Partitioned: https only.
+            return _page(
+                "Open gradesync in a new window",
+                "<p>This launch is recorded and grades keep syncing. gradesync runs on plain "
+                "http here, so it cannot keep you signed in inside the LMS's frame.</p>"
+                "<p>Open the link again with the LMS's <em>Open in new window</em>.</p>",
+            )
+        if proof is None:
             # No proof that this browser started the login (its cookie from the login step
             # is missing, as in an LMS frame that blocks cookies): a console session opened
             # now could be an attacker's launch signing the victim in (login CSRF).
@@ -370,6 +429,7 @@ async def launch(request: Request, sign_in: SignIn) -> Response:
                 person_id=bound.person_id,
                 display_name=name.strip() if isinstance(name, str) and name.strip() else valid.sub,
                 course_id=bound.course_id,
+                framed=framed,
             )
         )
         return RedirectResponse(

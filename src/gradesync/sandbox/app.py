@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from . import admin, ags, lti11, lti13, nrps, oneroster, registration
+from . import admin, ags, client_storage, lti11, lti13, nrps, oneroster, registration
 from .config import SandboxConfig
 from .context import Sandbox
 
@@ -43,6 +43,7 @@ def create_app(config: SandboxConfig | None = None) -> SandboxApp:
     app = SandboxApp(
         routes=[
             *lti13.routes,
+            *client_storage.routes,
             *ags.routes,
             *nrps.routes,
             *registration.routes,

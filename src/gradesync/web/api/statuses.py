@@ -115,10 +115,17 @@ EXTRA: dict[str, dict[int, dict[str, Any]]] = {
     "POST /api/v1/sis/connections/{destination_id}/courses/{course_id}/post": {503: NO_WORKER},
 }
 
+_LOGIN: dict[int, dict[str, Any]] = {
+    302: {"description": "To the platform's auth URL."},
+    400: _page("The login initiation is refused (the page says why)."),
+}
+# (a 200 is the page that first stores the login in the platform's frame, when the login
+# names one in `lti_storage_target`: docs/security.md)
+
 # The LTI endpoints: what an LMS and a browser reach. Refusals are pages (see docs/lti13.md).
 LTI: dict[str, dict[int, dict[str, Any]]] = {
-    "GET /lti/login": {400: _page("The login initiation is refused (the page says why).")},
-    "POST /lti/login": {400: _page("The login initiation is refused (the page says why).")},
+    "GET /lti/login": _LOGIN,
+    "POST /lti/login": _LOGIN,
     "POST /lti/launch": {
         302: {"description": "To the LMS's return URL or the console."},
         303: {"description": "To the instructor's console for the launched course."},

@@ -12,7 +12,9 @@ from dataclasses import replace
 from datetime import datetime
 
 from fastapi import FastAPI, HTTPException, Request
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gradesync.domain.model import ConsoleUser, UserRole
 from gradesync.services import log_context
@@ -21,6 +23,10 @@ from gradesync.services.ports import UnitOfWorkFactory
 
 SESSION_KEY = "console_user"
 SESSION_COOKIE = "gradesync_session"
+# A session opened inside an LMS frame (a launch proved through the platform's client-side
+# storage): its cookie is partitioned to that LMS site (CHIPS), the only cookie such a
+# cross-site frame keeps.
+FRAMED_KEY = "framed"
 
 
 def session_secret(secret_key: str) -> str:
@@ -38,6 +44,41 @@ def install(app: FastAPI, secret_key: str, *, https_only: bool = False) -> None:
         https_only=https_only,
         max_age=12 * 3600,
     )
+    app.add_middleware(FramedSessionCookie)  # outside the session middleware: sees its cookie
+
+
+class FramedSessionCookie:
+    """Rewrites a framed session's cookie to `SameSite=None; Secure; Partitioned`
+    (Starlette's session middleware sets one set of attributes for every session)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            session = scope.get("session")
+            if message["type"] == "http.response.start" and session and session.get(FRAMED_KEY):
+                headers = MutableHeaders(scope=message)
+                cookies = headers.getlist("set-cookie")
+                if any(c.startswith(SESSION_COOKIE + "=") for c in cookies):
+                    del headers["set-cookie"]
+                    for cookie in cookies:
+                        ours = cookie.startswith(SESSION_COOKIE + "=")
+                        headers.append("set-cookie", partitioned(cookie) if ours else cookie)
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def partitioned(cookie: str) -> str:
+    """A Set-Cookie value for a cross-site frame: SameSite=None, Secure, Partitioned."""
+    parts = [p for p in cookie.split("; ") if p.lower() not in ("samesite=lax", "secure")]
+    parts = [p for p in parts if not p.lower().startswith("samesite=")]
+    return "; ".join([*parts, "samesite=none", "secure", "partitioned"])
 
 
 def sign_in(request: Request, user: ConsoleUser, *, course_id: str | None = None) -> None:
@@ -57,12 +98,15 @@ def sign_in_from_launch(
     person_id: str,
     display_name: str,
     course_id: str,
+    framed: bool = False,
 ) -> ConsoleUser:
     """After a validated LTI launch by an instructor: open the console in that course.
 
     The launch is the proof of identity, so the account has no usable password (a random
     one nobody knows); the course is added to the courses this instructor may see. An
-    existing admin account of the same name keeps its role."""
+    existing admin account of the same name keeps its role. `framed`: the session lives in the
+    LMS's frame (a partitioned cookie; the launch proved the login through the platform's
+    storage, over https)."""
     username = f"lti:{person_id}"
     with uow_factory() as uow:
         user = uow.users.get(tenant_id, username)
@@ -80,6 +124,8 @@ def sign_in_from_launch(
         uow.users.save(user, now)
         uow.commit()
     sign_in(request, user, course_id=course_id)
+    if framed:
+        request.session[FRAMED_KEY] = True
     return user
 
 
