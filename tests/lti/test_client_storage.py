@@ -216,3 +216,13 @@ def test_over_https_a_teacher_proved_through_storage_gets_a_partitioned_session_
     assert "samesite=lax" not in session
     course_page = client.get(f"/console/courses/{c.course}", follow_redirects=False)
     assert course_page.status_code == 200 and "Homework 1" in course_page.text
+
+    # signing out in the frame ends that partitioned cookie (a Lax one would be ignored there)
+    csrf = re.search(r"name=['\"]csrf['\"] value=['\"]([^'\"]+)", course_page.text)
+    assert csrf is not None
+    out = client.post("/console/logout", data={"csrf": csrf.group(1)}, follow_redirects=False)
+    assert out.status_code in (302, 303), out.text
+    ended = out.headers["set-cookie"].lower()
+    assert ended.startswith("gradesync_session=null") and "partitioned" in ended
+    again = client.get(f"/console/courses/{c.course}", follow_redirects=False)
+    assert again.status_code == 303 and "/console/login" in again.headers["location"]

@@ -27,6 +27,7 @@ SESSION_COOKIE = "gradesync_session"
 # storage): its cookie is partitioned to that LMS site (CHIPS), the only cookie such a
 # cross-site frame keeps.
 FRAMED_KEY = "framed"
+FRAMED_SCOPE = "gradesync.framed_session"  # a framed session was cleared in this request
 
 
 def session_secret(secret_key: str) -> str:
@@ -61,7 +62,8 @@ class FramedSessionCookie:
 
         async def send_wrapper(message: Message) -> None:
             session = scope.get("session")
-            if message["type"] == "http.response.start" and session and session.get(FRAMED_KEY):
+            framed = bool(session and session.get(FRAMED_KEY)) or scope.get(FRAMED_SCOPE)
+            if message["type"] == "http.response.start" and framed:
                 headers = MutableHeaders(scope=message)
                 cookies = headers.getlist("set-cookie")
                 if any(c.startswith(SESSION_COOKIE + "=") for c in cookies):
@@ -83,10 +85,22 @@ def partitioned(cookie: str) -> str:
 
 def sign_in(request: Request, user: ConsoleUser, *, course_id: str | None = None) -> None:
     """Start a console session (after a password check or a validated LTI launch)."""
-    request.session.clear()
+    framed = _clear(request)
     request.session[SESSION_KEY] = {"tenant_id": user.tenant_id, "username": user.username}
     if course_id:
         request.session["home_course"] = course_id
+    if framed:
+        request.session[FRAMED_KEY] = True
+
+
+def _clear(request: Request) -> bool:
+    """Empty the session; a framed one stays framed (its cookie lives in the LMS's partition,
+    so even the cookie that ends it must be partitioned). True when it was framed."""
+    framed = bool(request.session.get(FRAMED_KEY))
+    request.session.clear()
+    if framed:
+        request.scope[FRAMED_SCOPE] = True
+    return framed
 
 
 def sign_in_from_launch(
@@ -130,7 +144,7 @@ def sign_in_from_launch(
 
 
 def sign_out(request: Request) -> None:
-    request.session.clear()
+    _clear(request)
 
 
 class LoginRequired(HTTPException):
