@@ -199,7 +199,13 @@ BY_SCHEMA: dict[str, dict[str, str]] = {
     "PreviewIn": {"kind": _SCHEDULE_KIND},
     "PreviewOut": {"runs": "The next times the schedule would run."},
     "HistoryOut": {"at": "When it happened. " + _ZONED, "run": "The run it started or joined."},
-    "StageOut": {"stage": "The stage's name.", "at": "When it started (ISO 8601)."},
+    "StageOut": {
+        "stage": "The stage's name.",
+        "at": "When it started (ISO 8601).",
+        "note": "What happened at this stage beyond its name, when anything did: for example "
+        "that the worker running it stopped and another resumed it, or that results were "
+        "carried over from an earlier run.",
+    },
     "DestinationOut": {
         "id": "The destination's id.",
         "kind": "The protocol: `lti13_ags`, `lti11_outcomes`, `oneroster_rest` or `oneroster_csv`.",
