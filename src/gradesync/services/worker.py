@@ -23,6 +23,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from gradesync.domain.model import LedgerRow, RunStage, SyncRun, Trigger
 from gradesync.services import log_context, roster
@@ -43,6 +44,13 @@ log = logging.getLogger(__name__)
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _say_failure(task: asyncio.Task[Any]) -> None:
+    """A task no one awaits says how it failed (not "Task exception was never retrieved")."""
+    if task.cancelled() or task.exception() is None:
+        return
+    log.warning("%s failed: %s", task.get_name(), task.exception())
 
 
 class Engine:
@@ -158,6 +166,7 @@ class Engine:
         )
         self._ahead.add(task)
         task.add_done_callback(self._ahead.discard)
+        task.add_done_callback(_say_failure)
 
     async def columns_ahead_done(self) -> None:
         """Returns once the columns computing asked for so far are created (or given up)."""

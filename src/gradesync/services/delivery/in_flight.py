@@ -28,6 +28,10 @@ class InFlight:
         task.add_done_callback(self._ended_one)
 
     def _ended_one(self, task: asyncio.Task[None]) -> None:
+        # said here, not in wait(): a pass that stops (its database lost) waits no more,
+        # and its tasks' errors would end as "Task exception was never retrieved"
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a delivery task failed unexpectedly", exc_info=task.exception())
         self._ended.append(task)
         self._wake.set()
 
@@ -40,8 +44,6 @@ class InFlight:
         ended, self._ended = self._ended, []
         for task in ended:
             self.rows -= self.tasks.pop(task, 0)
-            if not task.cancelled() and task.exception() is not None:
-                log.error("a delivery task failed unexpectedly", exc_info=task.exception())
 
     def cancel(self) -> None:
         for task in self.tasks:
