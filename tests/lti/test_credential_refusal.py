@@ -150,3 +150,26 @@ def test_a_persisting_refusal_pauses_the_destination_with_a_clear_reason(
     assert token["status_401"] == 2 and token.get("status_200", 0) == 0, token
     (item,) = lms.state.courses[ctx].line_items.values()
     assert learner not in item.scores
+
+
+async def test_a_refusal_while_the_lms_will_not_yet_read_the_keys_again_is_waited_out(
+    lms: RunningSandbox, gradesync_lite: Gradesync, context: DestinationContext
+) -> None:
+    """The LMS read gradesync's JWKS a moment ago and reads it again for an unknown key at
+    most every 5 s. A key made meanwhile is refused at first; the retry waits that out
+    instead of pausing the destination for a refusal that was never about its keys."""
+    env = make_env(lms, gradesync_lite, context)
+    client_id = str(env.client.config["client_id"])
+    assert lms.state.tools[client_id].jwks_url  # the LMS reads the keys at gradesync's URL
+    item = await env.client.ensure_column(env.course, column(), None)  # the LMS read them now
+    ToolKeyStore(gradesync_lite.db.uow).rotate()  # another process makes a new key
+    lms.admin.expire_tokens(client_id)
+    lms.admin.reset_counters()
+
+    await env.client.put_result(env.target(item, env.learners[0]), result(7.0), T0)
+
+    token = lms.admin.counters()["token"]
+    # the new key was refused while the LMS would not read the keys again, then accepted
+    assert token["status_401"] == 1 and token["status_200"] == 1, token
+    (stored,) = lms.state.courses[env.ctx].line_items.values()
+    assert stored.scores[env.learners[0]].score_given == 7.0

@@ -96,6 +96,13 @@ _DEFINITE = re.compile(
 )
 
 
+# How long to wait before asking again after a credential refusal. A platform re-reads a
+# tool's JWKS when a token names a key it has not seen, but at most every few seconds (the
+# sandbox every 5 s): a fetch that failed just before (gradesync busy or restarting its
+# database) makes every refusal within that window look definite, and an immediate retry
+# would pause the destination for a refusal that was never about our keys.
+CREDENTIAL_RETRY_WAIT = 6.0
+
 REFUSED_TWICE = (
     "(refused again after a retry with a new token signed with the tool's keys read afresh)"
 )
@@ -207,6 +214,7 @@ class AgsClient:
                 raise
         finally:
             self._reload_keys = False
+        await asyncio.sleep(CREDENTIAL_RETRY_WAIT)
         try:
             return await self._request_token(reload=True)
         except RemoteFailure as again:
