@@ -51,7 +51,7 @@ def mp_url(
         conn.execute("CREATE SCHEMA public")
     for key, value in worker_env(url).items():
         monkeypatch.setenv(key, value)
-    db_cli.upgrade()  # what `gradesync db upgrade` does, without starting a process
+    db_cli.upgrade(as_json=False)  # what `gradesync db upgrade` does, without a process
     assert "procrastinate schema installed" in capsys.readouterr().out
     yield url
 
