@@ -279,7 +279,7 @@ def table(results: dict[str, Any]) -> str:
                     f"{size['results']:,} results at {_fmt(size['rate_per_s'])}/s, "
                     f"{_fmt(size['cpu_ms_per_result'])} ms CPU each, RSS "
                     f"{_fmt(size['rss_before_mb'])} -> {_fmt(size['rss_after_mb'])} MB, "
-                    f"{size['token_requests']} tokens, connections idle "
+                    f"{size['tokens_issued']} tokens, connections idle "
                     f"{size['connections_idle']}",
                 )
             )

@@ -4,10 +4,12 @@ class with the platform's own words."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from gradesync.adapters.destinations.ags import AgsClient
@@ -121,6 +123,66 @@ async def test_find_before_create_update_and_paging(
     )
     assert again.remote_id != renamed.remote_id
     assert sum(1 for i in items.values() if i.resource_id == "quiz1") == 1
+
+
+async def _racing_clients(
+    lms: RunningSandbox, gs: Gradesync, context: DestinationContext, http: httpx.AsyncClient
+) -> tuple[Env, AgsClient]:
+    """Two clients of one platform as two processes hold them (own pool, own tokens), and
+    line item requests slow enough that both look the column up before either creates it."""
+    env = make_env(lms, gs, context)
+    other = build_client(env.client.destination, DestinationContext(http=http, tool_keys=gs.keys))
+    assert isinstance(other, AgsClient)
+    for client in (env.client, other):  # each with its token before the race starts
+        await client.ensure_column(env.course, column("warm-up", "Warm-up"), None)
+    return env, other
+
+
+async def test_two_processes_creating_one_column_leave_one(
+    lms: RunningSandbox, gradesync_lite: Gradesync, context: DestinationContext
+) -> None:
+    async with httpx.AsyncClient() as http:
+        env, other = await _racing_clients(lms, gradesync_lite, context, http)
+        lms.admin.set_faults({"lineitems": {"latency_ms": 300}})
+        try:
+            links = await asyncio.gather(
+                env.client.ensure_column(env.course, column(), None),
+                other.ensure_column(env.course, column(), None),
+            )
+            counters = lms.admin.counters()["lineitems"]
+        finally:
+            lms.admin.clear_faults()
+    items = [i for i in lms.state.courses[env.ctx].line_items.values() if i.resource_id == "quiz1"]
+    assert len(items) == 1, "both looked, both created: one is deleted again"
+    (remote_id,) = {link.remote_id for link in links}
+    assert remote_id.endswith(f"/line_items/{items[0].id}")
+    # the surplus one, deleted by the client that made it
+    assert counters.get("status_204") == 1, counters
+
+
+async def test_a_surplus_column_that_could_not_be_deleted_is_deleted_next_time(
+    lms: RunningSandbox, gradesync_lite: Gradesync, context: DestinationContext
+) -> None:
+    async with httpx.AsyncClient() as http:
+        env, other = await _racing_clients(lms, gradesync_lite, context, http)
+        # two look-ups, two creations, two listings, then the surplus's delete fails
+        lms.admin.set_faults({"lineitems": {"latency_ms": 300, "script": [*["ok"] * 6, "error"]}})
+        try:
+            first = await asyncio.gather(
+                env.client.ensure_column(env.course, column(), None),
+                other.ensure_column(env.course, column(), None),
+                return_exceptions=True,
+            )
+        finally:
+            lms.admin.clear_faults()
+        items = lms.state.courses[env.ctx].line_items
+        assert len(items) == 3  # the warm-up's and two of quiz1
+        (failed,) = [r for r in first if isinstance(r, RemoteFailure)]
+        assert failed.code == "server_error"
+        loser = env.client if first[0] is failed else other
+        again = await loser.ensure_column(env.course, column(), None)
+    (kept,) = [r for r in first if isinstance(r, ItemLink)]
+    assert len(items) == 2 and again.remote_id == kept.remote_id
 
 
 async def test_scores_read_back_zero_kept_one_token(

@@ -32,6 +32,22 @@ def test_valid_assertion_gets_token_with_requested_scopes(
     assert len(body["access_token"]) > 20
 
 
+def test_tokens_issued_are_tallied_per_client_and_scope_set(
+    sandbox: RunningSandbox, http: httpx.Client, tool_key: ToolKey
+) -> None:
+    for scopes in ([AGS_SCORE], [AGS_SCORE], [AGS_SCORE, AGS_LINEITEM]):
+        assert token_request(http, assertion(tool_key, _aud(sandbox)), scopes).status_code == 200
+    refused = token_request(http, assertion(tool_key, "https://elsewhere.example"), [AGS_SCORE])
+    assert refused.status_code == 401  # a refusal issues nothing
+    issued = http.get("/_sandbox/tokens/issued").json()
+    assert issued["oneroster"] == []
+    assert sorted((t["scopes"], t["count"]) for t in issued["lti"]) == [
+        (sorted([AGS_SCORE, AGS_LINEITEM]), 1),
+        ([AGS_SCORE], 2),
+    ]
+    assert {t["client_id"] for t in issued["lti"]} == {CLIENT_ID}
+
+
 def test_issuer_is_accepted_as_audience(
     sandbox: RunningSandbox, http: httpx.Client, tool_key: ToolKey
 ) -> None:

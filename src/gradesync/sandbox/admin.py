@@ -339,6 +339,14 @@ routes = [
     _r("/lti11/launches", lambda sb, req, body: lti11.sign_launch(sb, req, body), "POST"),
     _r("/tokens/expire", _expire, "POST"),
     _r(
+        "/tokens/issued",
+        lambda sb, req, body: {
+            "lti": sb.lti_tokens.issued_list(),
+            "oneroster": sb.sis_tokens.issued_list(),
+        },
+        "GET",
+    ),
+    _r(
         "/sis/clients",
         lambda sb, req, body: sb.state.sis_clients.__setitem__(
             (c := SisClientSeed.model_validate(body)).client_id, c

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,13 +71,23 @@ class TokenStore:
 
     def __init__(self) -> None:
         self._tokens: dict[str, AccessToken] = {}
+        # tokens issued since start, per client and scope set: what a test or benchmark
+        # checks "one token per platform" against (purging expired tokens keeps these)
+        self.issued: Counter[tuple[str, frozenset[str]]] = Counter()
 
     def issue(self, client_id: str, scopes: frozenset[str], ttl: int) -> str:
         if len(self._tokens) > 10_000:
             self._purge()
         token = secrets.token_urlsafe(32)
         self._tokens[token] = AccessToken(client_id, scopes, time.time() + ttl)
+        self.issued[(client_id, scopes)] += 1
         return token
+
+    def issued_list(self) -> list[dict[str, Any]]:
+        return [
+            {"client_id": client, "scopes": sorted(scopes), "count": n}
+            for (client, scopes), n in sorted(self.issued.items(), key=lambda kv: kv[0][0])
+        ]
 
     def _purge(self) -> None:
         cutoff = time.time() - 60

@@ -207,6 +207,10 @@ class SandboxAdmin:
     def reset_counters(self) -> Any:
         return self.call("POST", "/counters/reset")
 
+    def tokens_issued(self) -> dict[str, list[dict[str, Any]]]:
+        """Access tokens issued since the sandbox started, per client and scope set."""
+        return self.call("GET", "/tokens/issued")  # type: ignore[no-any-return]
+
     def inspect(self, course: str | None = None) -> dict[str, Any]:
         params = {"course": course} if course else {}
         return self.call("GET", "/inspect", **params)  # type: ignore[no-any-return]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import re
 import secrets
@@ -53,10 +54,13 @@ from gradesync.services.destination import (
     ResultTarget,
 )
 
+log = logging.getLogger(__name__)
+
 SCOPE_LINEITEM = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem"
 SCOPE_LINEITEM_READONLY = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem.readonly"
 SCOPE_RESULT_READONLY = "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly"
 SCOPE_SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
+
 DEFAULT_SCOPES = (SCOPE_LINEITEM, SCOPE_LINEITEM_READONLY, SCOPE_RESULT_READONLY, SCOPE_SCORE)
 
 LINEITEM_TYPE = "application/vnd.ims.lis.v2.lineitem+json"
@@ -163,6 +167,9 @@ class AgsClient:
         self._origins = allowed_origins(self.config)
         self._targets: dict[str, httpx.URL] = {}  # URLs already checked, parsed
         self._reload_keys = False  # the next token is signed with keys read afresh
+        # line items this client created, per activity, until a listing confirmed each as the
+        # column (or it was deleted as the surplus of a race with another process)
+        self._created: dict[str, set[str]] = {}
         self.scopes: tuple[str, ...] = tuple(self.config.get("scopes") or DEFAULT_SCOPES)
         self.tag = str(self.config.get("tag") or DEFAULT_TAG)
         self.concurrency = int(self.config.get("concurrency") or 8)
@@ -440,6 +447,25 @@ class AgsClient:
         found = tagged or matches
         return found[0] if found else None
 
+    async def _settle_created(self, activity_id: str, column: dict[str, Any]) -> None:
+        """Delete the line items this client created for the activity other than `column`
+        (the oldest, as every racer lists it): each lost a race and was never given out.
+        One that cannot be deleted now is tried again on the next call for the activity."""
+        mine = self._created.get(activity_id)
+        if not mine:
+            return
+        mine.discard(str(column.get("id")))
+        for surplus in sorted(mine):
+            try:
+                await self._send("DELETE", surplus, field="lineitem", what="line item")
+            except RemoteFailure as failure:
+                if failure.code != "line_item_gone":
+                    raise
+            mine.discard(surplus)
+            log.info("deleted line item %s: a duplicate of %s", surplus, column.get("id"))
+        if not mine:
+            del self._created[activity_id]
+
     async def ensure_column(
         self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
     ) -> ItemLink:
@@ -466,6 +492,8 @@ class AgsClient:
         container = self._checked(str(known.get("lineitems") or course.remote_id), "lineitems")
         if item is None:
             item = await self._find(container, column.activity_id)
+            if item is not None:
+                await self._settle_created(column.activity_id, item)
         if item is None:
             resp = await self._send(
                 "POST",
@@ -476,7 +504,13 @@ class AgsClient:
                 content_type=LINEITEM_TYPE,
                 body=desired,
             )
-            item = _json(resp, "line item")
+            created = _json(resp, "line item")
+            if isinstance(created, dict) and created.get("id"):
+                self._created.setdefault(column.activity_id, set()).add(str(created["id"]))
+            # Another process (or deployment) may have looked the column up at the same
+            # moment, found none and created one too: listed again, the oldest is the column.
+            item = await self._find(container, column.activity_id) or created
+            await self._settle_created(column.activity_id, item)
         elif force or _differs(item, desired):
             # Fields the platform holds but left empty come back as null; sending them back
             # is refused by some (Open edX: 400 on every update), so they are left out.

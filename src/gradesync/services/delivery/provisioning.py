@@ -91,7 +91,8 @@ class Provisioner:
         """The activity's column, created or updated when needed. (link, whether written).
         One at a time per column in this process: a pass that waited finds the link the
         other wrote in `_item_links`, so two passes never create the same column twice
-        (another process that races is stopped by the remote lookup by resourceId). The
+        (another process that races is found by the destination client's listing after it
+        creates one, and the newer of the two deleted: see `AgsClient.ensure_column`). The
         link is saved in the background: the scores need only the remote's answer."""
         wanted = column_hash(column)
         if not force and link is not None and link.details_hash == wanted:
