@@ -56,16 +56,19 @@ async def course_page(request: Request) -> Response:
         + "?"
         + urlencode({"tool_origin": _origin(started["url"]), **({"forge": "1"} if forge else {})})
     )
+    # The tool's login starts once the storage frame can answer it: from the frame's own
+    # onload attribute, which is there before the frame loads (a listener added by a later
+    # script can come after the load on a busy machine, and the tool never starts).
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Course</title>"
-        "</head><body><h1>Course</h1>"
-        f"<iframe name='{FRAME_NAME}' src='{html.escape(storage)}' hidden></iframe>"
-        "<iframe id='tool' title='Tool' width='900' height='600'></iframe>"
         f"<script type='application/json' id='launch'>{_data({'login': login})}</script>"
-        # the tool's login starts once the storage frame can answer it
-        "<script>document.getElementsByName('" + FRAME_NAME + "')[0].addEventListener("
-        "'load', () => { document.getElementById('tool').src = "
-        "JSON.parse(document.getElementById('launch').textContent).login; });</script>"
+        "<script>function startTool() { const tool = document.getElementById('tool'); "
+        "if (!tool.src) tool.src = "
+        "JSON.parse(document.getElementById('launch').textContent).login; }</script>"
+        "</head><body><h1>Course</h1>"
+        "<iframe id='tool' title='Tool' width='900' height='600'></iframe>"
+        f"<iframe name='{FRAME_NAME}' src='{html.escape(storage)}' hidden "
+        "onload='startTool()'></iframe>"
         "</body></html>"
     )
     return HTMLResponse(page)
