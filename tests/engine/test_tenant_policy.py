@@ -3,17 +3,23 @@ activities whose effective policy changed; course and activity overrides still w
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.queue.inprocess import InProcessWaker
+from gradesync.adapters.queue.procrastinate_app import conninfo
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import AttemptSelection, DeliveryState
 from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.services import policies
 from gradesync.services.clock import SystemClock
+from gradesync.services.ports import UnitOfWork
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory
 
@@ -127,3 +133,67 @@ async def test_gradesync_wins_institution_wide_sends_kept_lms_edits_again(db: Da
         assert course_change.resent == 1
     finally:
         await engine.aclose()
+
+
+def _another_writer_blocked(db: Database, table: str, row_id: str) -> bool:
+    """Whether another connection is kept from writing the row now (without waiting)."""
+    path = db.sqlite_file
+    if path is not None:  # SQLite: the transaction holds the database's write lock
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError as exc:
+            return "locked" in str(exc)
+        finally:
+            other.close()
+    import psycopg
+
+    with psycopg.connect(conninfo(db.url, queue_schema=False), autocommit=False) as other:
+        try:
+            other.execute(
+                f"SELECT 1 FROM {table} WHERE tenant_id = %s AND id = %s FOR UPDATE NOWAIT",
+                (T, row_id),
+            )
+            return False
+        except psycopg.errors.LockNotAvailable:
+            return True
+
+
+@pytest.mark.parametrize(("layer", "row_id"), [("course", "c1"), ("activity", "a1")])
+def test_a_course_or_activity_policy_is_changed_in_one_transaction_holding_its_row(
+    db: Database, layer: str, row_id: str
+) -> None:
+    """Read, changed and written while no one else can write it: two people changing two
+    settings at once both keep theirs (each reading the other's change first)."""
+    seed(db, learners=1, activities=("a1",))
+    opened: list[list[bool]] = []  # per unit of work, per read: another writer kept out?
+    table = "courses" if layer == "course" else "activities"
+
+    @contextmanager
+    def watched() -> Iterator[UnitOfWork]:
+        with db.uow() as uow:
+            reads: list[bool] = []
+            opened.append(reads)
+            repo = uow.courses if layer == "course" else uow.activities
+            read = repo.get
+
+            def get(*args: Any, **kwargs: Any) -> Any:
+                found = read(*args, **kwargs)
+                reads.append(_another_writer_blocked(db, table, row_id))
+                return found
+
+            repo.get = get  # type: ignore[method-assign]
+            yield uow
+
+    change = policies.set_course_policy if layer == "course" else policies.set_activity_policy
+    clock = SystemClock()
+    change(watched, clock, None, T, row_id, {"attempt_selection": "latest"})
+    change(watched, clock, None, T, row_id, {"minimum_points": 1})
+    # one unit of work each, the row held from its first read
+    assert len(opened) == 2 and all(reads and all(reads) for reads in opened), opened
+    view = policies.policy_view(db.uow, T, "c1")
+    settings = view.effective if layer == "course" else view.activities[0].settings
+    own = {s.name: s.value for s in settings if s.source.value == layer}
+    assert own == {"attempt_selection": AttemptSelection.LATEST, "minimum_points": 1}

@@ -406,11 +406,18 @@ def ingest(
             raise NotFound("tenant", tenant_id)
         result = record_facts(uow, tenant_id, batch, clock.now())
         uow.commit()
-    if result.dirty_keys and waker is not None:
-        waker.wake_keys()
-    if result.resent and waker is not None:
-        waker.wake_delivery()
+    wake_after(waker, result)
     return result
+
+
+def wake_after(waker: Waker | None, result: IngestResult) -> None:
+    """Once `record_facts`'s transaction is committed: the workers, when it gave them work."""
+    if waker is None:
+        return
+    if result.dirty_keys:
+        waker.wake_keys()
+    if result.resent:
+        waker.wake_delivery()
 
 
 def record_facts(

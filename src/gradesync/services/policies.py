@@ -11,8 +11,9 @@ change, so a recompute alone would leave them).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
@@ -63,6 +64,9 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
     "name_rule": {"shorten": "Shorten and clean the name", "refuse": "Do not sync the activity"},
     "keep_lms_edits": {"true": "Keep the LMS edit", "false": "gradesync wins"},
 }
+# what holds a policy layer that people change: a course or an activity
+Holder = TypeVar("Holder", Course, Activity)
+
 SOURCE_LABELS = {
     "default": "built-in default",
     "tenant": "institution default",
@@ -231,18 +235,22 @@ def set_course_policy(
 ) -> PolicyChange:
     """Change a course's overrides (None or "inherit" clears one). Stored through ingest,
     which marks every key of the course for recompute."""
-    with uow_factory() as uow:
-        course = uow.courses.get(tenant_id, course_id)
+
+    def load(uow: UnitOfWork) -> Course:
+        course = uow.courses.get(tenant_id, course_id, for_update=True)
         if course is None:
             raise NotFound("course", course_id)
-    new_layer = with_changes(course.policy, changes)
-    changed = [n for n in changes if getattr(course.policy, n) != getattr(new_layer, n)]
-    if new_layer == course.policy:
-        return PolicyChange(new_layer, [], 0, 0)
-    result = ingest.upsert_courses(
-        uow_factory, clock, waker, tenant_id, [replace(course, policy=new_layer)]
+        return course
+
+    return _change_layer(
+        uow_factory,
+        clock,
+        waker,
+        tenant_id,
+        load,
+        lambda course: ingest.IngestBatch(courses=[course]),
+        changes,
     )
-    return PolicyChange(new_layer, changed, result.dirty_keys, result.resent)
 
 
 def set_activity_policy(
@@ -254,15 +262,45 @@ def set_activity_policy(
     changes: Mapping[str, object],
 ) -> PolicyChange:
     """Change an activity's overrides (None or "inherit" clears one), through ingest."""
-    with uow_factory() as uow:
-        activity = uow.activities.get(tenant_id, activity_id)
+
+    def load(uow: UnitOfWork) -> Activity:
+        activity = uow.activities.get(tenant_id, activity_id, for_update=True)
         if activity is None:
             raise NotFound("activity", activity_id)
-    new_layer = with_changes(activity.policy, changes)
-    changed = [n for n in changes if getattr(activity.policy, n) != getattr(new_layer, n)]
-    if new_layer == activity.policy:
-        return PolicyChange(new_layer, [], 0, 0)
-    result = ingest.upsert_activities(
-        uow_factory, clock, waker, tenant_id, [replace(activity, policy=new_layer)]
+        return activity
+
+    return _change_layer(
+        uow_factory,
+        clock,
+        waker,
+        tenant_id,
+        load,
+        lambda activity: ingest.IngestBatch(activities=[activity]),
+        changes,
     )
+
+
+def _change_layer(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    waker: Waker | None,
+    tenant_id: str,
+    load: Callable[[UnitOfWork], Holder],
+    batch_of: Callable[[Holder], ingest.IngestBatch],
+    changes: Mapping[str, object],
+) -> PolicyChange:
+    """Read the course or activity (its row locked), change its layer and store it through
+    ingest, in one transaction: two people changing two settings at once both keep theirs,
+    and an ingest of the course's other fields in between is not undone."""
+    with uow_factory() as uow:
+        holder = load(uow)
+        new_layer = with_changes(holder.policy, changes)
+        changed = [n for n in changes if getattr(holder.policy, n) != getattr(new_layer, n)]
+        if new_layer == holder.policy:
+            return PolicyChange(new_layer, [], 0, 0)
+        result = ingest.record_facts(
+            uow, tenant_id, batch_of(replace(holder, policy=new_layer)), clock.now()
+        )
+        uow.commit()
+    ingest.wake_after(waker, result)
     return PolicyChange(new_layer, changed, result.dirty_keys, result.resent)

@@ -28,7 +28,9 @@ class TenantRepo(Protocol):
 
 
 class CourseRepo(Protocol):
-    def get(self, tenant_id: str, course_id: str) -> Course | None: ...
+    def get(self, tenant_id: str, course_id: str, *, for_update: bool = False) -> Course | None:
+        """for_update: the row stays locked until the transaction ends (a read-modify-write
+        that another writer must not interleave)."""
 
     def upsert(self, course: Course) -> None: ...
 
@@ -36,7 +38,8 @@ class CourseRepo(Protocol):
 
 
 class ActivityRepo(Protocol):
-    def get(self, tenant_id: str, activity_id: str) -> Activity | None: ...
+    def get(self, tenant_id: str, activity_id: str, *, for_update: bool = False) -> Activity | None:
+        """for_update: as `CourseRepo.get`."""
 
     def get_many(self, tenant_id: str, activity_ids: Iterable[str]) -> dict[str, Activity]: ...
 

@@ -44,13 +44,11 @@ class TenantRepo(SqlRepo, ports.TenantRepo):
 
 
 class CourseRepo(SqlRepo, ports.CourseRepo):
-    def get(self, tenant_id: str, course_id: str) -> Course | None:
+    def get(self, tenant_id: str, course_id: str, *, for_update: bool = False) -> Course | None:
         c = t.courses.c
-        row = (
-            self.conn.execute(select(t.courses).where(c.tenant_id == tenant_id, c.id == course_id))
-            .mappings()
-            .first()
-        )
+        q = select(t.courses).where(c.tenant_id == tenant_id, c.id == course_id)
+        # SQLite has no row locks: its transactions already hold the write lock (BEGIN IMMEDIATE)
+        row = self.conn.execute(q.with_for_update() if for_update else q).mappings().first()
         return from_row(Course, row) if row else None
 
     def upsert(self, course: Course) -> None:
@@ -65,15 +63,10 @@ class CourseRepo(SqlRepo, ports.CourseRepo):
 
 
 class ActivityRepo(SqlRepo, ports.ActivityRepo):
-    def get(self, tenant_id: str, activity_id: str) -> Activity | None:
+    def get(self, tenant_id: str, activity_id: str, *, for_update: bool = False) -> Activity | None:
         c = t.activities.c
-        row = (
-            self.conn.execute(
-                select(t.activities).where(c.tenant_id == tenant_id, c.id == activity_id)
-            )
-            .mappings()
-            .first()
-        )
+        q = select(t.activities).where(c.tenant_id == tenant_id, c.id == activity_id)
+        row = self.conn.execute(q.with_for_update() if for_update else q).mappings().first()
         return from_row(Activity, row) if row else None
 
     def get_many(self, tenant_id: str, activity_ids: Iterable[str]) -> dict[str, Activity]:
