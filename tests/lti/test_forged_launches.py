@@ -69,6 +69,7 @@ class Forger:
             c.CONTEXT: {"id": "ctx-forged", "title": "Forged"},
             c.RESOURCE_LINK: {"id": "rl-1"},
             c.CUSTOM: {c.CUSTOM_COURSE: "course-f"},
+            c.TARGET_LINK_URI: self.gs.base_url + "/lti/launch",
         }
         base.update(over)
         return {k: v for k, v in base.items() if v is not None}
@@ -152,6 +153,14 @@ def test_forgeries_are_refused_and_recorded(forger: Forger) -> None:
     state, nonce = forger.login()
     _refused(forger.post(forger.sign(forger.claims("another-nonce")), state), 401, "nonce_mismatch")
 
+    # a launch that names another site than the login did, or none (the claim is required)
+    for target in ("https://phish.example/lti/launch", None):
+        state, nonce = forger.login()
+        resp = forger.post(forger.sign(forger.claims(nonce, **{c.TARGET_LINK_URI: target})), state)
+        message = _refused(resp, 401, "wrong_target")
+        assert "target_link_uri" in message
+    cases.append(("wrong_target", 401, message))
+
     # replay: the same genuine launch twice
     state, nonce = forger.login()
     token = forger.sign(forger.claims(nonce))
@@ -162,10 +171,9 @@ def test_forgeries_are_refused_and_recorded(forger: Forger) -> None:
 
     _refused(forger.post(token, "not-a-state"), 400, "bad_state")
 
-    recorded = {r.code: r for r in forger.gs.rejections(forger.s.tenant_id)}
+    recorded = {(r.code, r.message): r for r in forger.gs.rejections(forger.s.tenant_id)}
     for code, _status, message in cases:
-        assert recorded[code].message == message
-        assert recorded[code].destination_id == forger.s.platform_id
+        assert recorded[(code, message)].destination_id == forger.s.platform_id
     # nothing was bound by the refused launches: only the two genuine ones were recorded
     with forger.gs.db.uow() as uow:
         assert len(uow.launches.records_for_person(forger.s.tenant_id, "learner-x")) == 1

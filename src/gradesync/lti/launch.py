@@ -21,7 +21,12 @@ from typing import Any
 
 import jwt
 
-from gradesync.adapters.destinations.ags_urls import ForeignUrl, allowed_origins, check_url
+from gradesync.adapters.destinations.ags_urls import (
+    ForeignUrl,
+    allowed_origins,
+    check_url,
+    origin_of,
+)
 from gradesync.adapters.secretbox import SecretBox
 from gradesync.domain.model import Destination, Role
 from gradesync.lti import claims as c
@@ -161,6 +166,16 @@ async def verify_launch(
     if claims["nonce"] != state.nonce:
         raise LaunchRefused(
             "nonce_mismatch", "nonce: not the nonce of this login", status=401, **who
+        )
+    target = claims.get(c.TARGET_LINK_URI)
+    if not isinstance(target, str) or origin_of(target) != origin_of(state.target_link_uri):
+        # the login was checked to point at gradesync; so must the launch it started
+        raise LaunchRefused(
+            "wrong_target",
+            f"target_link_uri: must be a gradesync URL like the login's "
+            f"({state.target_link_uri!r}), got {target!r}",
+            status=401,
+            **who,
         )
     deployment = claims.get(c.DEPLOYMENT_ID)
     registered = [str(d) for d in config.get("deployment_ids") or []]
