@@ -12,6 +12,7 @@ import pytest
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.repos import ledger as ledger_repo
 from gradesync.domain.model import CourseLink, DeliveryState, LedgerKey, LedgerRow
+from gradesync.services.ports.ledger import FAIR_COURSES
 from gradesync.testing import add_course
 from gradesync.testing.seeding import EPOCH
 from tests.engine.conftest import DEST, FAST, Harness, T, learner, post, seed
@@ -97,3 +98,25 @@ async def test_a_course_s_grades_are_not_held_behind_another_course_s_backlog(
     c2_at = [i for i, (item, _) in enumerate(order) if item.endswith("/b1")]
     # oldest first would send c2's five after all forty of c1; shared, they go early
     assert len(c2_at) == 5 and max(c2_at) < 16, c2_at
+
+
+async def test_a_pass_serves_more_courses_than_one_claim_holds(
+    harness: Harness, db: Database
+) -> None:
+    """A grade each in many courses (live grades, a vendor's many platforms): a claim serves
+    FAIR_COURSES of them and the pass claims again at once, not after the next poll."""
+    seed(db, learners=1)
+    courses = [f"k{n:02d}" for n in range(FAIR_COURSES + 8)]
+    for n, course in enumerate(courses):
+        add_course(db.uow, T, course, (f"q{n}", f"Quiz {n}", 10.0), learners=[learner(0)])
+        with db.uow() as uow:
+            uow.links.save_course(CourseLink(T, DEST, course, f"https://lms/courses/{course}"))
+            uow.commit()
+    # no poll within the test: only the claim saying "rows may be left" claims again
+    engine = await harness.use(replace(FAST, poll=timedelta(hours=1)))
+    post(db, harness.waker, [(f"q{n}", learner(0), 7.0) for n in range(len(courses))])
+    await engine.process_dirty()
+
+    stats = await engine.deliver_due()
+
+    assert len(harness.remote.order) == len(courses), stats

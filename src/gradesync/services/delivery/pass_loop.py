@@ -79,6 +79,7 @@ from gradesync.services.destination import (
 from gradesync.services.destination_signals import DestinationSignals
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.ports.ledger import FAIR_COURSES
 from gradesync.services.telemetry import NULL_METER, Meter
 from gradesync.services.wakeup import Waker
 
@@ -211,12 +212,15 @@ class Deliverer:
                 return stamped, facts
 
         stamped, facts = await asyncio.to_thread(work)
-        self._take_turns({course for _, course, _ in stamped})
+        courses = {course for _, course, _ in stamped}
+        self._take_turns(courses)
         mono = time.monotonic()
         out = [Claimed(row, course_id, ts, mono) for row, course_id, ts in stamped]
         for c in out:
             gov.add_waiting(c.row.key)
-        return out, facts, held_back or len(out) >= limit
+        # rows may be left: the batch was full, or as many courses as one claim serves took
+        # their turn (a row each from many courses: live grades, a vendor's many platforms)
+        return out, facts, held_back or len(out) >= limit or len(courses) >= FAIR_COURSES
 
     def _take_turns(self, courses: set[str]) -> None:
         """When more courses wait than one claim serves, the next claim starts after the

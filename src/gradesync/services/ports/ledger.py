@@ -9,6 +9,10 @@ from typing import Any, Protocol
 
 from gradesync.domain.model import LedgerKey, LedgerRow
 
+# Courses whose pending rows one claim shares out (`LedgerRepo.claimable`); more courses
+# take turns over claims, so a claim that served this many may have left rows behind.
+FAIR_COURSES = 16
+
 
 class LedgerRepo(Protocol):
     def get(self, key: LedgerKey) -> LedgerRow | None: ...
@@ -95,7 +99,8 @@ class LedgerRepo(Protocol):
         run made pending; within a priority, due retries, then pending rows shared
         round-robin between the courses that have some (each course's oldest first), so a
         remaster of one course never holds back another's grades. More courses than one
-        claim serves take turns: the next claim starts after `courses_after`. A claim costs
+        claim serves (`FAIR_COURSES`) take turns: the next claim starts after
+        `courses_after`. A claim costs
         the same whatever the backlog. Locked so two workers claiming at once get different
         rows; `lease` them in the same transaction."""
 

@@ -29,12 +29,11 @@ from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.services import ports
+from gradesync.services.ports.ledger import FAIR_COURSES
 
 _WAITING = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
 # ledger priorities, claimed in this order: live grades (auto sync), then runs' rows
 CLAIM_PRIORITIES = (0, 1)
-# courses whose pending rows one claim shares out; more take turns over claims
-FAIR_COURSES = 16
 
 
 def _ledger_row(r: Any) -> LedgerRow:
