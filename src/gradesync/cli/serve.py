@@ -8,6 +8,7 @@ import socket
 import typer
 
 from gradesync import logs
+from gradesync.adapters.open_files import raise_open_files_limit
 from gradesync.config import load_settings
 
 DEFAULT_PORT = 8000
@@ -52,6 +53,7 @@ def serve(
     """Run gradesync (SQLite by default; migrations applied automatically on SQLite)."""
     settings = load_settings()
     logs.configure("WARNING" if demo else settings.log_level, settings.log_format)
+    raise_open_files_limit()  # a pool per platform: see gradesync.adapters.open_files
     port_free(host, port, "--port")
     if demo:
         from gradesync.demo import run_demo  # the demo imports the sandbox: load it only here

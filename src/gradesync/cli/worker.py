@@ -11,6 +11,7 @@ import asyncio
 import typer
 
 from gradesync import logs
+from gradesync.adapters.open_files import raise_open_files_limit
 from gradesync.cli._common import bad_input, problem
 from gradesync.config import load_settings
 from gradesync.runtime import Runtime
@@ -25,6 +26,7 @@ def worker(
     """Deliver grades: compute dirty keys, send due results, run sync runs (PostgreSQL)."""
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
+    raise_open_files_limit()  # a pool per platform: see gradesync.adapters.open_files
     runtime = Runtime.create(settings)
     if runtime.on_sqlite:
         raise bad_input(
