@@ -51,7 +51,7 @@ def test_claims_oldest_due_first_across_courses(db: Database) -> None:
         uow.commit()
     with db.uow() as uow:
         claimed = uow.ledger.claimable(EPOCH + timedelta(hours=1), 5)
-    got = [(course, r.key.activity_id, r.key.person_id) for r, course in claimed]
+    got = [(course, r.key.activity_id, r.key.person_id) for r, course, _ in claimed]
     assert got == [
         ("c1", "a1", learner(0)),
         ("c1", "a1", learner(1)),

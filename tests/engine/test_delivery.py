@@ -524,7 +524,7 @@ async def test_claims_of_a_killed_process_do_not_block_a_restart(
     with db.uow() as uow:
         rows = uow.ledger.claimable(now, 10)
         # the dead process held them with a short lease; its timestamps were stamped
-        uow.ledger.lease([(r.key, now) for r, _ in rows], "dead:1", now + timedelta(seconds=1))
+        uow.ledger.lease([(f.row.key, now) for f in rows], "dead:1", now + timedelta(seconds=1))
         uow.commit()
     assert len(rows) == 2
     await harness.start()

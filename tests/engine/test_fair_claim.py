@@ -39,7 +39,7 @@ def _queue(db: Database, course: str, activity: str, n: int, start: float, bulk:
 def _claim(db: Database, limit: int, after: str = "") -> list[tuple[str, str]]:
     with db.uow() as uow:
         got = uow.ledger.claimable(EPOCH + timedelta(hours=1), limit, courses_after=after)
-    return [(course, row.key.person_id) for row, course in got]
+    return [(course, row.key.person_id) for row, course, _ in got]
 
 
 def test_two_courses_queued_share_each_claim(db: Database) -> None:

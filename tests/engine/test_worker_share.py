@@ -55,3 +55,27 @@ def test_a_shared_rate_saves_up_no_burst() -> None:
     now[0] = 5.0  # idle for long: still one token, not fifty
     assert bucket.try_acquire() == 0.0
     assert bucket.try_acquire() > 0.0
+
+
+async def test_slots_go_to_live_grades_before_a_run_s_rows_waiting_longer() -> None:
+    """Sends wait for one of the destination's slots by priority: a live grade (0) that
+    arrives behind a run's queue of rows (1) takes the next free slot."""
+    slots = Slots(1)
+    order: list[str] = []
+    free = asyncio.Event()
+
+    async def send(name: str, priority: int) -> None:
+        async with slots.slot(priority):
+            order.append(name)
+            await free.wait()
+
+    first = asyncio.create_task(send("run-0", 1))  # holds the one slot
+    await asyncio.wait_for(_until(lambda: slots.used == 1), 5)
+    queued = [asyncio.create_task(send(f"run-{i}", 1)) for i in range(1, 4)]
+    await asyncio.wait_for(_until(lambda: slots._waiting.get(1) == 3), 5)
+    live = asyncio.create_task(send("live", 0))
+    await asyncio.wait_for(_until(lambda: slots._waiting.get(0) == 1), 5)
+    free.set()
+    await asyncio.wait_for(asyncio.gather(first, *queued, live), 5)
+    assert order == ["run-0", "live", "run-1", "run-2", "run-3"]
+    assert slots.used == 0

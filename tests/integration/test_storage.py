@@ -322,12 +322,14 @@ def test_live_grades_are_claimed_before_a_runs_backlog(db: Database) -> None:
         uow.ledger.save_many([(newer, "c1")], bulk=False)
         uow.commit()
     with db.uow() as uow:
-        first = [row.key for row, _ in uow.ledger.claimable(NOW + timedelta(hours=1), 10)]
+        claimed = uow.ledger.claimable(NOW + timedelta(hours=1), 10)
+    first = [f.row.key for f in claimed]
     assert first[0] == live and len(first) == 10
+    assert [f.priority for f in claimed] == [0] + [1] * 9  # what the send queues by
     assert set(first[1:]) <= set(backlog)
     with db.uow() as uow:  # a write that says nothing of priority keeps it
         uow.ledger.save_many([(replace(_pending(backlog[0]), desired_hash="h2"), "c1")])
         uow.commit()
     with db.uow() as uow:
-        again = [row.key for row, _ in uow.ledger.claimable(NOW + timedelta(hours=1), 2)]
+        again = [f.row.key for f in uow.ledger.claimable(NOW + timedelta(hours=1), 2)]
     assert again[0] == live and again[1] != live

@@ -79,7 +79,7 @@ from gradesync.services.destination import (
 from gradesync.services.destination_signals import DestinationSignals
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
-from gradesync.services.ports.ledger import FAIR_COURSES
+from gradesync.services.ports.ledger import FAIR_COURSES, Claimable
 from gradesync.services.telemetry import NULL_METER, Meter
 from gradesync.services.wakeup import Waker
 
@@ -175,7 +175,7 @@ class Deliverer:
         lease_until = now + self.settings.lease
 
         def work() -> tuple[
-            list[tuple[LedgerRow, str, datetime]], dict[tuple[str, str, str], BatchFacts]
+            list[tuple[Claimable, datetime]], dict[tuple[str, str, str], BatchFacts]
         ]:
             with self.uow_factory() as uow:
                 rows = uow.ledger.claimable(
@@ -203,19 +203,25 @@ class Deliverer:
                         activity_ids=scope.activity_ids or None,
                     )
                 stamped = [
-                    (r, c, next_score_timestamp(r.last_timestamp, now, self._step(r.key)))
-                    for r, c in rows
+                    (f, next_score_timestamp(f.row.last_timestamp, now, self._step(f.row.key)))
+                    for f in rows
                 ]
-                uow.ledger.lease([(r.key, ts) for r, _, ts in stamped], self.worker_id, lease_until)
-                facts = self._load_facts(uow, [(r.key, c) for r, c, _ in stamped]) if rows else {}
+                uow.ledger.lease(
+                    [(f.row.key, ts) for f, ts in stamped], self.worker_id, lease_until
+                )
+                facts = (
+                    self._load_facts(uow, [(f.row.key, f.course_id) for f, _ in stamped])
+                    if rows
+                    else {}
+                )
                 uow.commit()
                 return stamped, facts
 
         stamped, facts = await asyncio.to_thread(work)
-        courses = {course for _, course, _ in stamped}
+        courses = {f.course_id for f, _ in stamped}
         self._take_turns(courses)
         mono = time.monotonic()
-        out = [Claimed(row, course_id, ts, mono) for row, course_id, ts in stamped]
+        out = [Claimed(f.row, f.course_id, ts, mono, f.priority) for f, ts in stamped]
         for c in out:
             gov.add_waiting(c.row.key)
         # rows may be left: the batch was full, or as many courses as one claim serves took
@@ -445,7 +451,7 @@ class Deliverer:
     async def send(self, r: Ready, stats: DeliveryStats, run_id: str | None) -> None:
         c, d, lim = r.claimed, r.destination, r.limits
         try:
-            async with lim.semaphore:
+            async with lim.semaphore.slot(c.priority):  # live grades before a run's rows
                 await lim.rate.acquire()
                 await self.governor.ready_to_send(lim)
                 await self.governor.check_pause(d, lim)

@@ -41,6 +41,7 @@ class Claimed:
     course_id: str
     timestamp: datetime  # the score timestamp this send carries
     claimed_at: float  # monotonic, to respect the lease
+    priority: int = 0  # 0: a live grade, 1: a row a run made pending (sent after live ones)
 
 
 @dataclass(slots=True)

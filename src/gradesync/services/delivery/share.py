@@ -34,36 +34,83 @@ log = logging.getLogger(__name__)
 class Slots:
     """A semaphore whose size can change while it is held (a worker's share of a
     destination's concurrency). A holder that finds more held than the size allows, after
-    the size shrank, gives its slot back and queues again (`refit`)."""
+    the size shrank, gives its slot back and queues again (`refit`).
+
+    Waiters are served by priority, then in order: a live grade (priority 0) waiting for a
+    slot goes before the rows a run has claimed (1), however many of those wait already (a
+    remaster's pass holds up to four claim batches waiting here)."""
 
     def __init__(self, size: int) -> None:
         self.size = max(1, size)
         self.used = 0
-        self._cond = asyncio.Condition()
+        self._lock = asyncio.Lock()
+        self._queues: dict[int, asyncio.Condition] = {}  # priority -> its waiters
+        self._waiting: dict[int, int] = {}
+
+    def slot(self, priority: int = 0) -> contextlib.AbstractAsyncContextManager[None]:
+        return _Slot(self, priority)
 
     async def __aenter__(self) -> None:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.used < self.size)
-            self.used += 1
+        await self.acquire(0)
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.release()
+
+    def _queue(self, priority: int) -> asyncio.Condition:
+        queue = self._queues.get(priority)
+        if queue is None:
+            queue = self._queues[priority] = asyncio.Condition(self._lock)
+        return queue
+
+    def _free_for(self, priority: int) -> bool:
+        return self.used < self.size and not any(
+            n for p, n in self._waiting.items() if p < priority
+        )
+
+    def _wake_next(self) -> None:
+        """With the lock held: wake the first waiter of the most urgent priority waiting."""
+        for priority in sorted(p for p, n in self._waiting.items() if n):
+            self._queue(priority).notify()
+            return
+
+    async def acquire(self, priority: int = 0) -> None:
+        async with self._lock:
+            self._waiting[priority] = self._waiting.get(priority, 0) + 1
+            try:
+                await self._queue(priority).wait_for(lambda: self._free_for(priority))
+            finally:
+                self._waiting[priority] -= 1
+            self.used += 1
+            if self.used < self.size:
+                self._wake_next()  # a slot is still free: whoever waits next may take it
+
+    async def release(self) -> None:
         self.used -= 1
-        async with self._cond:
-            self._cond.notify()
+        async with self._lock:
+            self._wake_next()
 
     async def resize(self, size: int) -> None:
         self.size = max(1, size)
-        async with self._cond:
-            self._cond.notify_all()
+        async with self._lock:
+            for queue in self._queues.values():
+                queue.notify_all()
 
     async def refit(self) -> None:
         """Called by a holder: wait until its slot fits in the current size."""
-        async with self._cond:
-            while self.used > self.size:
-                self.used -= 1
-                self._cond.notify()
-                await self._cond.wait_for(lambda: self.used < self.size)
-                self.used += 1
+        while self.used > self.size:
+            await self.release()
+            await self.acquire(0)
+
+
+class _Slot:
+    def __init__(self, slots: Slots, priority: int) -> None:
+        self._slots, self._priority = slots, priority
+
+    async def __aenter__(self) -> None:
+        await self._slots.acquire(self._priority)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._slots.release()
 
 
 class WorkerShare:

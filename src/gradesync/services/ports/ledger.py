@@ -5,13 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from gradesync.domain.model import LedgerKey, LedgerRow
 
 # Courses whose pending rows one claim shares out (`LedgerRepo.claimable`); more courses
 # take turns over claims, so a claim that served this many may have left rows behind.
 FAIR_COURSES = 16
+
+
+class Claimable(NamedTuple):
+    """A due row a claim found, with its course and priority (0: a live grade, 1: a row a
+    run made pending)."""
+
+    row: LedgerRow
+    course_id: str
+    priority: int
 
 
 class LedgerRepo(Protocol):
@@ -94,15 +103,14 @@ class LedgerRepo(Protocol):
         activity_ids: Sequence[str] | None = None,
         exclude_destinations: Sequence[tuple[str, str]] = (),
         courses_after: str = "",
-    ) -> list[tuple[LedgerRow, str]]:
-        """Due rows nobody holds, with their course. Live grades (priority 0) before rows a
-        run made pending; within a priority, due retries, then pending rows shared
-        round-robin between the courses that have some (each course's oldest first), so a
-        remaster of one course never holds back another's grades. More courses than one
+    ) -> list[Claimable]:
+        """Due rows nobody holds, with their course and priority. Live grades (priority 0)
+        before rows a run made pending; within a priority, due retries, then pending rows
+        shared round-robin between the courses that have some (each course's oldest first),
+        so a remaster of one course never holds back another's grades. More courses than one
         claim serves (`FAIR_COURSES`) take turns: the next claim starts after
-        `courses_after`. A claim costs
-        the same whatever the backlog. Locked so two workers claiming at once get different
-        rows; `lease` them in the same transaction."""
+        `courses_after`. A claim costs the same whatever the backlog. Locked so two workers
+        claiming at once get different rows; `lease` them in the same transaction."""
 
     def lease(
         self, rows: Sequence[tuple[LedgerKey, datetime]], owner: str, until: datetime

@@ -29,7 +29,7 @@ from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.services import ports
-from gradesync.services.ports.ledger import FAIR_COURSES
+from gradesync.services.ports.ledger import FAIR_COURSES, Claimable
 
 _WAITING = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
 # ledger priorities, claimed in this order: live grades (auto sync), then runs' rows
@@ -330,7 +330,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         activity_ids: Sequence[str] | None = None,
         exclude_destinations: Sequence[tuple[str, str]] = (),
         courses_after: str = "",
-    ) -> list[tuple[LedgerRow, str]]:
+    ) -> list[Claimable]:
         # Each state is read along its own index (`ix_ledger_fair`, `ix_ledger_due`), so a
         # claim costs the same whatever the backlog; SKIP LOCKED on PostgreSQL (SQLite's
         # write transaction already excludes other claimers).
@@ -369,7 +369,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         chosen = found[:limit]
         # sent oldest first within the batch
         chosen.sort(key=lambda f: (f[0], f[2]))
-        return [(row, course) for *_, row, course in chosen]
+        return [Claimable(row, course, priority) for priority, _, _, row, course in chosen]
 
     def _locked(self, q: Select[Any]) -> Iterator[Any]:
         if self.conn.dialect.name == "postgresql":
