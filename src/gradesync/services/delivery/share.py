@@ -78,8 +78,13 @@ class Slots:
             self._waiting[priority] = self._waiting.get(priority, 0) + 1
             try:
                 await self._queue(priority).wait_for(lambda: self._free_for(priority))
-            finally:
+            except BaseException:
+                # cancelled, perhaps just after being woken for a free slot: pass it on
                 self._waiting[priority] -= 1
+                if self.used < self.size:
+                    self._wake_next()
+                raise
+            self._waiting[priority] -= 1
             self.used += 1
             if self.used < self.size:
                 self._wake_next()  # a slot is still free: whoever waits next may take it
