@@ -37,8 +37,8 @@ class Slots:
     the size shrank, gives its slot back and queues again (`refit`).
 
     Waiters are served by priority, then in order: a live grade (priority 0) waiting for a
-    slot goes before the rows a run has claimed (1), however many of those wait already (a
-    remaster's pass holds up to four claim batches waiting here)."""
+    slot goes before the rows a run has claimed (1), however many of those wait already (up
+    to four times the destination's concurrency are claimed ahead)."""
 
     def __init__(self, size: int) -> None:
         self.size = max(1, size)
