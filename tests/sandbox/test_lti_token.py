@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -12,6 +15,7 @@ from starlette.routing import Route
 
 from gradesync.sandbox.config import AGS_LINEITEM, AGS_SCORE
 from gradesync.sandbox.testing import RunningSandbox, serve_in_thread
+from gradesync.testing import wait_for
 
 from .conftest import CLIENT_ID, ToolKey, assertion, token_request
 
@@ -183,3 +187,43 @@ def test_keys_are_fetched_from_jwks_url_once_and_cached(
     response = token_request(http, unknown_kid, [AGS_SCORE])
     assert response.status_code == 401
     assert response.json()["error_description"].startswith("kid")
+
+
+def test_a_token_request_during_the_key_fetch_waits_for_it(
+    sandbox: RunningSandbox, http: httpx.Client, tool_key: ToolKey
+) -> None:
+    """Two token requests at once signed with a key the platform has not fetched yet (a
+    tool's first grades and its first roster read): the second waits for the first's fetch
+    of the JWKS instead of being refused for a kid it is about to know."""
+    hits: list[int] = []
+    answer = threading.Event()
+
+    async def jwks(request: object) -> JSONResponse:
+        hits.append(1)
+        await asyncio.to_thread(answer.wait, 30)  # the tool's JWKS, slow to answer
+        return JSONResponse({"keys": [tool_key.jwk]})
+
+    with serve_in_thread(Starlette(routes=[Route("/jwks", jwks)])) as handle:
+        sandbox.admin.register_tool(
+            client_id="slow-jwks", jwks_url=handle.base_url + "/jwks", deployment_id="d"
+        )
+        sandbox.admin.reset_counters()
+        aud = _aud(sandbox)
+        with ThreadPoolExecutor(2) as pool:
+            asked = [
+                pool.submit(
+                    token_request,
+                    http,
+                    assertion(tool_key, aud, client_id="slow-jwks"),
+                    [AGS_SCORE],
+                )
+                for _ in range(2)
+            ]
+            wait_for(
+                lambda: hits and sandbox.admin.counters()["token"]["requests"] == 2,
+                "both token requests in, the JWKS fetch under way",
+            )
+            answer.set()
+            answers = [f.result(timeout=30) for f in asked]
+    assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+    assert len(hits) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -45,12 +46,14 @@ class ToolKeys:
 
     A JWKS is re-fetched only when a JWT names a kid we have not seen, and then at most once
     per `refetch_interval` seconds per tool, so a flood of bad tokens cannot make us hammer
-    the tool's JWKS URL.
+    the tool's JWKS URL. A request that arrives while a fetch is on its way waits for it
+    (two token requests at once for a new key both get the key), as a platform's cache does.
     """
 
     def __init__(self, refetch_interval: float = 5.0) -> None:
         self._keys: dict[str, dict[str | None, Any]] = {}
         self._fetched_at: dict[str, float] = {}
+        self._fetching: dict[str, asyncio.Lock] = {}
         self._refetch_interval = refetch_interval
 
     def forget(self, client_id: str) -> None:
@@ -67,19 +70,20 @@ class ToolKeys:
                     raise ToolKeyError(f"registered public_key cannot be loaded: {exc}") from None
                 self._keys[tool.client_id] = cached
             return cached[None]
-        keys = self._keys.get(tool.client_id, {})
-        if kid in keys:
-            return keys[kid]
-        if kid is None and len(keys) == 1:
-            return next(iter(keys.values()))
-        last = self._fetched_at.get(tool.client_id)
-        if last is None or time.monotonic() - last >= self._refetch_interval:
-            keys = await self._fetch(tool)
-        if kid in keys:
-            return keys[kid]
-        if kid is None and len(keys) == 1:
-            return next(iter(keys.values()))
-        raise ToolKeyError(f"no key with kid {kid!r} in the tool's JWKS at {tool.jwks_url}")
+        key = _pick(self._keys.get(tool.client_id, {}), kid)
+        if key is not None:
+            return key
+        async with self._fetching.setdefault(tool.client_id, asyncio.Lock()):
+            keys = self._keys.get(tool.client_id, {})  # what a fetch just now brought
+            last = self._fetched_at.get(tool.client_id)
+            if _pick(keys, kid) is None and (
+                last is None or time.monotonic() - last >= self._refetch_interval
+            ):
+                keys = await self._fetch(tool)
+        key = _pick(keys, kid)
+        if key is None:
+            raise ToolKeyError(f"no key with kid {kid!r} in the tool's JWKS at {tool.jwks_url}")
+        return key
 
     async def _fetch(self, tool: ToolSeed) -> dict[str | None, Any]:
         assert tool.jwks_url
@@ -101,3 +105,12 @@ class ToolKeys:
                 continue  # skip keys we cannot use (other key types) rather than fail all
         self._keys[tool.client_id] = keys
         return keys
+
+
+def _pick(keys: dict[str | None, Any], kid: str | None) -> Any:
+    """The key a JWT's kid names; without a kid, the only key (None: not there)."""
+    if kid in keys:
+        return keys[kid]
+    if kid is None and len(keys) == 1:
+        return next(iter(keys.values()))
+    return None
