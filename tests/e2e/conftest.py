@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,18 @@ class LiveConsole:
 def live_console(tmp_path: Path) -> Iterator[LiveConsole]:
     """gradesync as `gradesync serve` runs it (API, LTI, console and the in-process worker) on
     a free port, on a fresh SQLite database."""
+    with serve_console(tmp_path) as console:
+        yield console
+
+
+@contextmanager
+def serve_console(
+    tmp_path: Path, *, host: str = "127.0.0.1", worker: bool = True
+) -> Iterator[LiveConsole]:
+    """gradesync on a free port of loopback, named by `host` in its base URL (`localhost`
+    is another site than `127.0.0.1` to a browser), on a fresh SQLite database."""
     sock = bind()
-    port = sock.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{host}:{sock.getsockname()[1]}"
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'gradesync.db'}",
         secret_key=TEST_SECRET,
@@ -91,7 +101,7 @@ def live_console(tmp_path: Path) -> Iterator[LiveConsole]:
     )
     runtime = Runtime.create(settings, migrate=True)
     app = create_app(runtime)
-    app.state.run_worker = True  # as `gradesync serve` does
+    app.state.run_worker = worker  # as `gradesync serve` does
     try:
         with serve_in_thread(app, sock=sock):
             yield LiveConsole(base, runtime)

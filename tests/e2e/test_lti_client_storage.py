@@ -16,13 +16,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from gradesync.config import Settings
-from gradesync.runtime import Runtime
 from gradesync.sandbox.config import SandboxConfig
-from gradesync.sandbox.testing import RunningSandbox, bind, running_sandbox, serve_in_thread
-from gradesync.testing import TEST_SECRET
-from gradesync.web.app import create_app
-from tests.e2e.conftest import LiveConsole
+from gradesync.sandbox.testing import RunningSandbox, running_sandbox
+from tests.e2e.conftest import LiveConsole, serve_console
 from tests.e2e.world import TENANT, School, build_school
 
 
@@ -35,20 +31,8 @@ def lms() -> Iterator[RunningSandbox]:
 @pytest.fixture
 def tool(tmp_path: Path) -> Iterator[LiveConsole]:
     """gradesync on http://localhost (another site than the LMS on 127.0.0.1)."""
-    sock = bind()
-    base = f"http://localhost:{sock.getsockname()[1]}"
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'gradesync.db'}",
-        secret_key=TEST_SECRET,
-        data_dir=tmp_path,
-        base_url=base,
-    )
-    runtime = Runtime.create(settings, migrate=True)
-    try:
-        with serve_in_thread(create_app(runtime), sock=sock):
-            yield LiveConsole(base, runtime)
-    finally:
-        runtime.close()
+    with serve_console(tmp_path, host="localhost", worker=False) as console:
+        yield console
 
 
 @pytest.fixture

@@ -36,6 +36,26 @@ _WAITING = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
 CLAIM_PRIORITIES = (0, 1)
 
 
+def _in_scope(
+    tenant_id: str | None = None,
+    destination_id: str | None = None,
+    course_id: str | None = None,
+    activity_ids: Sequence[str] | None = None,
+) -> list[Any]:
+    """The ledger rows of a scope: each part given narrows it, each left out does not."""
+    c = t.ledger.c
+    conds: list[Any] = []
+    if tenant_id:
+        conds.append(c.tenant_id == tenant_id)
+    if destination_id:
+        conds.append(c.destination_id == destination_id)
+    if course_id:
+        conds.append(c.course_id == course_id)
+    if activity_ids:
+        conds.append(c.activity_id.in_(list(activity_ids)))
+    return conds
+
+
 def _ledger_row(r: Any) -> LedgerRow:
     key = LedgerKey(r["tenant_id"], r["destination_id"], r["activity_id"], r["person_id"])
     return from_row(LedgerRow, r, key=key)
@@ -174,14 +194,9 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         c = t.ledger.c
         conds: list[ColumnElement[bool]] = [
             (c.state == DeliveryState.PENDING.value)
-            | and_(c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now))
+            | and_(c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now)),
+            *_in_scope(tenant_id, destination_id, course_id),
         ]
-        if tenant_id:
-            conds.append(c.tenant_id == tenant_id)
-        if destination_id:
-            conds.append(c.destination_id == destination_id)
-        if course_id:
-            conds.append(c.course_id == course_id)
         rows = self.conn.execute(
             select(t.ledger).where(*conds).order_by(c.updated_at).limit(limit)
         ).mappings()
@@ -199,11 +214,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         self, tenant_id: str, *, destination_id: str | None = None, course_id: str | None = None
     ) -> dict[str, int]:
         c = t.ledger.c
-        conds = [c.tenant_id == tenant_id]
-        if destination_id:
-            conds.append(c.destination_id == destination_id)
-        if course_id:
-            conds.append(c.course_id == course_id)
+        conds = [c.tenant_id == tenant_id, *_in_scope(None, destination_id, course_id)]
         rows = self.conn.execute(select(c.state, func.count()).where(*conds).group_by(c.state))
         return {r[0]: r[1] for r in rows}
 
@@ -306,15 +317,8 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             (c.state == DeliveryState.PENDING.value)
             | and_(c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now)),
             c.lease_until.is_(None) | (c.lease_until < utc(now)),
+            *_in_scope(tenant_id, destination_id, course_id, activity_ids),
         ]
-        if tenant_id:
-            conds.append(c.tenant_id == tenant_id)
-        if destination_id:
-            conds.append(c.destination_id == destination_id)
-        if course_id:
-            conds.append(c.course_id == course_id)
-        if activity_ids:
-            conds.append(c.activity_id.in_(list(activity_ids)))
         if exclude_destinations:
             conds.append(tuple_(c.tenant_id, c.destination_id).not_in(list(exclude_destinations)))
         return conds
@@ -570,13 +574,8 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             c.state != DeliveryState.SKIPPED.value,
             c.desired_hash.is_not(None),
             c.delivered_at.is_(None) | (c.delivered_at < utc(since)),
+            *_in_scope(None, destination_id, course_id, activity_ids),
         ]
-        if destination_id:
-            conds.append(c.destination_id == destination_id)
-        if course_id:
-            conds.append(c.course_id == course_id)
-        if activity_ids:
-            conds.append(c.activity_id.in_(list(activity_ids)))
         rows = self.conn.execute(
             select(c.destination_id, c.course_id, c.activity_id, c.person_id).where(*conds)
         )
@@ -592,13 +591,10 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         delivered_since: datetime | None = None,
     ) -> list[tuple[str, str | None, bool, int]]:
         c = t.ledger.c
-        conds: list[Any] = [c.tenant_id == tenant_id]
-        if destination_id:
-            conds.append(c.destination_id == destination_id)
-        if course_id:
-            conds.append(c.course_id == course_id)
-        if activity_ids:
-            conds.append(c.activity_id.in_(list(activity_ids)))
+        conds: list[Any] = [
+            c.tenant_id == tenant_id,
+            *_in_scope(None, destination_id, course_id, activity_ids),
+        ]
         fresh: Any = (
             case((c.delivered_at >= utc(delivered_since), True), else_=False)
             if delivered_since is not None
