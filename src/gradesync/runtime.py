@@ -351,6 +351,11 @@ class Runtime:
         """Units of work as the services' port types them."""
         return self.db.uow
 
+    @property
+    def reads(self) -> UnitOfWorkFactory:
+        """Units of work that only read (on SQLite they wait for no writer)."""
+        return self.db.reads
+
     def ingest(self, tenant_id: str, batch: IngestBatch) -> IngestResult:
         """Record facts (attempts, roster, activities) and mark what they change for sync."""
         from gradesync.services.ingest import ingest

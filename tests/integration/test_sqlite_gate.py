@@ -1,5 +1,6 @@
 """SQLite writers inside one process queue on the write gate: a waiter goes on as soon as the
-holder commits, and no way of leaving a transaction keeps the gate."""
+holder commits, and no way of leaving a transaction keeps the gate. Readers (`Database.reads`)
+do not queue at all."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
+from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.engine import make_engine
 from gradesync.adapters.db.sqlite_gate import WriteGate, gate_of
 
@@ -73,3 +76,25 @@ def test_a_writer_that_waits_too_long_gets_sqlites_own_error() -> None:
     gate.acquire(object())
     with pytest.raises(sqlite3.OperationalError, match="database is locked"):
         gate.acquire(object())
+
+
+def test_a_reader_waits_for_no_writer_sees_the_last_commit_and_cannot_write(
+    tmp_path: Path,
+) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'reads.db'}", "k" * 32)
+    with db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    holder = db.engine.connect()
+    holder.execute(text("INSERT INTO t VALUES (2)"))  # a writer at work, not committed
+    try:
+        with db.reads() as r:  # in this thread: waiting for the writer would never end
+            assert r.conn.execute(text("SELECT n FROM t")).scalars().all() == [1]
+            with pytest.raises(OperationalError, match="readonly"):
+                r.conn.execute(text("INSERT INTO t VALUES (3)"))
+    finally:
+        holder.commit()
+        holder.close()
+    with db.reads() as r:
+        assert r.conn.execute(text("SELECT count(*) FROM t")).scalar() == 2
+    db.dispose()

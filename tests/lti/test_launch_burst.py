@@ -8,6 +8,7 @@ would make the launches behind it end in HTTP 500 "database is locked".
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -68,3 +69,35 @@ def test_a_class_launching_at_once_all_get_in(lms: RunningSandbox, gradesync: Gr
         assert enrolled == set(learners)
     finally:
         keys.close()
+
+
+def test_a_login_writes_nothing_and_the_launch_uses_its_nonce_once(
+    lms: RunningSandbox, gradesync_lite: Gradesync, browser: Browser
+) -> None:
+    """The login initiation needs no write, so a class's logins do not queue behind SQLite's
+    one writer (a held write lock does not hold one up); the nonce sealed in its state is
+    used up by the launch, once."""
+    gs = gradesync_lite
+    s = connect(lms, gs)
+    student, ctx = unique("learner-"), unique("ctx-")
+    lms.admin.add_course(id=ctx, title="LMS bio", learners=[student], instructors=[])
+    lms.admin.add_resource_link(ctx, id="rl-lab", title="Lab", client_id=s.client_id)
+    started = lms.admin.start_launch(
+        client_id=s.client_id, user=student, course=ctx, resource_link_id="rl-lab"
+    )
+    path = gs.db.sqlite_file
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the write lock meanwhile
+        action, fields = browser.login(started["url"])  # answered all the same
+        other.rollback()
+        count = "SELECT count(*) FROM nonces"
+        assert other.execute(count).fetchone() == (0,)  # nothing stored at login
+        first = browser.post(action, fields)
+        assert first.status_code == 200, first.text
+        assert other.execute(count).fetchone() == (1,)  # the launch used the nonce up
+    finally:
+        other.close()
+    again = browser.post(action, fields)
+    assert again.status_code == 401 and again.json()["error"] == "nonce_replayed"

@@ -16,7 +16,7 @@ activity, and the AGS endpoint when all its URLs are on the platform's origins.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -326,6 +326,7 @@ def launch_of(
         platform=platform,
         claims=claims,
         nonce=state.nonce,
+        nonce_expires=datetime.fromtimestamp(state.expires, UTC),
         deep_linking=claims.get(c.MESSAGE_TYPE) == c.DEEP_LINKING_REQUEST,
         deployment_id=str(claims.get(c.DEPLOYMENT_ID)),
         sub=str(claims["sub"]),

@@ -2,9 +2,9 @@
 
 The platform sends the browser to our login URL with iss, login_hint, target_link_uri (and
 usually client_id, lti_deployment_id, lti_message_hint). We find the registration, make a
-one-time nonce (stored: `gradesync.services.lti.login`) and an encrypted state that binds the
-nonce to the registration, and send the browser to the platform's auth URL. The launch then
-proves it answers this login.
+one-time nonce and an encrypted state that binds the nonce to the registration (nothing is
+stored: `gradesync.services.lti.login`), and send the browser to the platform's auth URL.
+The launch then proves it answers this login, and uses the nonce up.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def login_redirect(
     base_url: str,
 ) -> LoginRedirect:
     """The redirect to the platform's auth URL, with an encrypted state that binds the
-    (stored) nonce to the registration."""
+    nonce to the registration (the launch uses the nonce up when it is recorded)."""
     state = box.encrypt(
         json.dumps(
             {

@@ -69,6 +69,9 @@ class Host(Protocol):
     @property
     def uow(self) -> UnitOfWorkFactory: ...
 
+    @property
+    def reads(self) -> UnitOfWorkFactory: ...
+
     async def refresh_roster(
         self, tenant_id: str, course_id: str | None = None, destination_id: str | None = None
     ) -> Any: ...
@@ -91,6 +94,7 @@ class LtiTool:
     def __init__(self, runtime: Host) -> None:
         self.runtime = runtime
         self.uow = runtime.uow
+        self.reads = runtime.reads  # a login and a launch's registration: no write lock
         self.box = runtime.db.box
         self.clock = runtime.clock
         self.base_url = runtime.settings.base_url.rstrip("/")
@@ -260,10 +264,10 @@ async def login(request: Request) -> Response:
     try:
         wanted = oidc.login_request(params)
         platform = await run_in_threadpool(
-            logins.login_platform, tool.uow, wanted.issuer, wanted.client_id, wanted.deployment_id
+            logins.login_platform, tool.reads, wanted.issuer, wanted.client_id, wanted.deployment_id
         )
         oidc.check_target(wanted, platform, tool.base_url)
-        nonce, expires = await run_in_threadpool(logins.issue_nonce, tool.uow, now)
+        nonce, expires = logins.new_nonce(now)
         redirect = oidc.login_redirect(
             wanted, platform, tool.box, nonce=nonce, expires=expires, base_url=tool.base_url
         )
@@ -325,7 +329,7 @@ async def launch(request: Request, sign_in: SignIn) -> Response:
         ):
             proof = "storage"
         platform = await run_in_threadpool(
-            launches.launch_platform, tool.uow, state.tenant_id, state.destination_id
+            launches.launch_platform, tool.reads, state.tenant_id, state.destination_id
         )
         if storage_offered and not client_storage.is_proof(form) and not _wants_json(request):
             # read the login's state back from the platform's frame first; nothing is

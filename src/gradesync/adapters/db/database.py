@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from gradesync.adapters.db import migrate
-from gradesync.adapters.db.engine import is_sqlite, make_engine, normalise_url
+from gradesync.adapters.db.engine import is_sqlite, make_engine, make_read_engine, normalise_url
 from gradesync.adapters.db.uow import SqlUnitOfWork
 from gradesync.adapters.secretbox import SecretBox
 from gradesync.config import Settings
@@ -23,6 +23,8 @@ class Database:
             self.url, sqlite_synchronous=sqlite_synchronous, pool_size=pool_size
         )
         self.box = SecretBox(secret_key)
+        self._pool_size = pool_size
+        self._read_engine: Engine | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -47,6 +49,16 @@ class Database:
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, self.box)
 
+    def reads(self) -> SqlUnitOfWork:
+        """A unit of work that only reads. On SQLite it takes no write lock, so it never
+        waits for a writer (every `uow` does: its transactions begin IMMEDIATE); a write in
+        it fails. On PostgreSQL readers never wait for writers: the same as `uow`."""
+        if not self.is_sqlite:
+            return self.uow()
+        if self._read_engine is None:
+            self._read_engine = make_read_engine(self.url, pool_size=self._pool_size)
+        return SqlUnitOfWork(self._read_engine, self.box)
+
     def upgrade(self) -> None:
         migrate.upgrade(self.engine)
 
@@ -55,3 +67,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()

@@ -49,6 +49,35 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
     return create_engine(url, **kwargs)
 
 
+def make_read_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """SQLite connections for transactions that only read: each begins deferred, takes no
+    write lock and queues behind no writer (in WAL mode a reader sees the last commit while
+    a writer works), and refuses any write (`query_only`)."""
+    url = normalise_url(url)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=pool_size,
+        max_overflow=20,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # transactions begin below, not in the driver
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA query_only=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA temp_store=MEMORY")
+        cur.execute("PRAGMA cache_size=-8000")  # as the writers' (memory bound)
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")  # deferred: one snapshot for the whole transaction
+
+    return engine
+
+
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(

@@ -64,6 +64,7 @@ class Lti13Launch:
     platform: Destination
     claims: dict[str, Any]  # the verified id token, kept with the launch record
     nonce: str
+    nonce_expires: datetime  # when the login it came from expires
     deep_linking: bool
     deployment_id: str
     sub: str
@@ -137,13 +138,16 @@ def record_launch(
     the workers. Never refuses for missing bindings (the notes say what could not be bound
     and why); refuses a replayed launch, and a deep linking request from a learner."""
     with uow() as u:
-        if not u.nonces.consume(nonce_key(launch.nonce), NONCE_PURPOSE, now):
+        # the nonce came sealed in the login's state (only gradesync issues one, and the
+        # state's expiry is checked): used once, remembered until that expiry
+        if not u.nonces.add(nonce_key(launch.nonce), NONCE_PURPOSE, launch.nonce_expires, now):
             raise LaunchRefused(
                 "nonce_replayed",
-                "nonce: already used (a replayed launch) or expired",
+                "nonce: already used (a replayed launch)",
                 status=401,
                 **launch.who(),
             )
+        u.nonces.purge(now)
         bound = _bind(u, launch, now, capabilities_of(launch.platform.profile))
         if launch.deep_linking:
             if bound.role not in TEACHING_ROLES:

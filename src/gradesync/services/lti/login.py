@@ -1,5 +1,12 @@
 """OIDC login initiation, the stored half: which registration a login names, and the one-time
-nonce the launch must carry back (kept in the nonce store until the login expires)."""
+nonce the launch must carry back.
+
+A login writes nothing: its nonce travels sealed in the login's state (encrypted and
+authenticated with gradesync's key, with the login's expiry), so only a nonce gradesync
+issued can come back, and the launch records it as used in its own transaction
+(`launch.record_launch`), where a second use is refused. A class opening a link at once
+then costs the database one write per learner, not two: on SQLite every write waits for
+the one writer."""
 
 from __future__ import annotations
 
@@ -13,11 +20,14 @@ from gradesync.services.lti.platforms import find_platforms
 from gradesync.services.ports import UnitOfWorkFactory
 
 LOGIN_TTL = timedelta(minutes=10)
-NONCE_PURPOSE = "lti_nonce"
+# Used nonces, kept until their login expires. (Before logins stopped writing, the store
+# held issued nonces under "lti_nonce"; a used one has a key of its own so that a login
+# issued just before an upgrade still launches once after it.)
+NONCE_PURPOSE = "lti_nonce_used"
 
 
 def nonce_key(nonce: str) -> str:
-    """How a login's nonce is kept in the nonce store."""
+    """How a used login nonce is kept in the nonce store."""
     return f"{NONCE_PURPOSE}:{nonce}"
 
 
@@ -66,13 +76,7 @@ def login_platform(
     return platform
 
 
-def issue_nonce(uow: UnitOfWorkFactory, now: datetime) -> tuple[str, datetime]:
-    """A new login nonce, stored until the login expires: (nonce, expiry). Expired nonces
-    go as we pass (a small table)."""
-    nonce = secrets.token_urlsafe(32)
-    expires = now + LOGIN_TTL
-    with uow() as u:
-        u.nonces.add(nonce_key(nonce), NONCE_PURPOSE, expires, now)
-        u.nonces.purge(now)
-        u.commit()
-    return nonce, expires
+def new_nonce(now: datetime) -> tuple[str, datetime]:
+    """A new login nonce and when its login expires. Nothing is stored: the nonce is sealed
+    in the login's state."""
+    return secrets.token_urlsafe(32), now + LOGIN_TTL

@@ -64,10 +64,6 @@ class NonceRepo(Protocol):
 
     def seen(self, value: str, now: datetime) -> bool: ...
 
-    def consume(self, value: str, purpose: str, now: datetime) -> bool:
-        """Use a value once: True the first time before it expires, False after."""
-        ...
-
     def purge(self, now: datetime, purpose: str | None = None) -> int: ...
 
 

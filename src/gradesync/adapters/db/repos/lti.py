@@ -71,13 +71,6 @@ class NonceRepo(SqlRepo, ports.NonceRepo):
         ).first()
         return row is not None
 
-    def consume(self, value: str, purpose: str, now: datetime) -> bool:
-        c = t.nonces.c
-        res = self.conn.execute(
-            delete(t.nonces).where(c.value == value, c.purpose == purpose, c.expires_at > utc(now))
-        )
-        return res.rowcount == 1
-
     def purge(self, now: datetime, purpose: str | None = None) -> int:
         c = t.nonces.c
         q = delete(t.nonces).where(c.expires_at <= utc(now))
