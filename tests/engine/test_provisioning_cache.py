@@ -1,6 +1,7 @@
 """The provisioner's column cache spares asking the destination again until the database has
 the link it wrote; a link a person changed since (an activity unticked for the SIS, or ticked
-again with a hold) is not hidden behind the cache: the destination is asked again."""
+again with a hold) is not hidden behind the cache: the destination is asked again. The caches
+hold the recent columns only."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 
 from gradesync.domain.model import CourseLink, Destination, DestinationKind, ItemLink
 from gradesync.domain.policy import Column, column_hash
+from gradesync.services.delivery import provisioning
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.provisioning import Provisioner
+from gradesync.services.delivery.recent import Recent
 from gradesync.services.destination import FailureClass, RemoteFailure
 
 from .conftest import FAST
@@ -83,3 +86,38 @@ async def test_a_link_changed_by_a_person_is_not_hidden_by_the_cache() -> None:
         raise AssertionError("an unticked column was served from the cache")
     assert sis.asked == 3
     await background.wait()
+
+
+async def test_the_caches_keep_the_recent_columns_not_every_one_ever_served(
+    monkeypatch: Any,
+) -> None:
+    """A vendor's thousands of courses: the process keeps the columns it is sending to now.
+    One pushed out is asked of the destination again, never lost or doubled."""
+    monkeypatch.setattr(provisioning, "CACHED", 3)
+    background = BackgroundWrites()
+    p = Provisioner(_uow, FAST, background)  # type: ignore[arg-type]
+    sis: Any = _Sis()
+    links = {
+        a: ItemLink("t1", "sis", a, f"li-{a}", None, {"sync_to_sis": True})
+        for a in ("a1", "a2", "a3", "a4", "a5")
+    }
+    for a, link in links.items():
+        await p.ensure_column(sis, DEST, COURSE, replace(COLUMN, activity_id=a), link)
+    assert sis.asked == 5
+    assert list(p._item_links) == [("t1", "sis", a) for a in ("a3", "a4", "a5")]
+    assert not p._column_locks  # a column's lock goes when no pass holds it
+    # a recent column is served from the cache; one pushed out is asked again
+    await p.ensure_column(sis, DEST, COURSE, replace(COLUMN, activity_id="a5"), links["a5"])
+    assert sis.asked == 5
+    await p.ensure_column(sis, DEST, COURSE, replace(COLUMN, activity_id="a1"), links["a1"])
+    assert sis.asked == 6
+    await background.wait()
+
+
+def test_recent_keeps_the_most_recently_used() -> None:
+    r: Recent[str, int] = Recent(2)
+    r["a"], r["b"] = 1, 2
+    assert r.get("a") == 1  # read: now the most recent
+    r["c"] = 3
+    assert dict(r) == {"a": 1, "c": 3}
+    assert r.get("b") is None and r.get("b", 0) == 0

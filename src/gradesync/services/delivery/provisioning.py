@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from gradesync.domain.model import Activity, Course, CourseLink, Destination, It
 from gradesync.domain.policy import Column, NoResult, column_for, column_hash, resolve_settings
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.clients import Clients
+from gradesync.services.delivery.recent import Recent
 from gradesync.services.destination import DestinationClient
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # (tenant, destination, course, activity)
 ColumnKey = tuple[str, str, str, str]
+# courses and columns kept in memory at once (see `Recent`): more than one pass has in hand
+CACHED = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +52,17 @@ class Provisioner:
         self.uow_factory = uow_factory
         self.settings = settings
         self._background = background
-        self._course_links: dict[tuple[str, str, str], tuple[CourseLink, float]] = {}
-        self._column_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._course_links: Recent[tuple[str, str, str], tuple[CourseLink, float]] = Recent(CACHED)
+        # a column's lock lives while a pass holds or waits for it
+        self._column_locks: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         # columns this process created or updated, until the claim's own read has them:
         # every link this process read or wrote for the column, the last written last
-        self._item_links: dict[tuple[str, str, str], tuple[ItemLink | None, ...]] = {}
-        # columns tried ahead of their first grade: once per process (a failure is left to
-        # the send, which classifies it and retries)
-        self._tried_ahead: set[ColumnKey] = set()
+        self._item_links: Recent[tuple[str, str, str], tuple[ItemLink | None, ...]] = Recent(CACHED)
+        # columns tried ahead of their first grade: once while remembered (a failure is
+        # left to the send, which classifies it and retries)
+        self._tried_ahead: Recent[ColumnKey, bool] = Recent(CACHED)
 
     async def course_link(
         self, client: DestinationClient, d: Destination, course: Course, link: CourseLink | None
@@ -98,7 +105,9 @@ class Provisioner:
         if not force and link is not None and link.details_hash == wanted:
             return link, False
         key = (d.tenant_id, d.id, column.activity_id)
-        lock = self._column_locks.setdefault(key, asyncio.Lock())
+        lock = self._column_locks.get(key)
+        if lock is None:
+            lock = self._column_locks[key] = asyncio.Lock()
         async with lock:
             known = self._item_links.get(key)
             if known is not None and link is not None and link not in known:
@@ -125,8 +134,9 @@ class Provisioner:
         written. Nothing here pauses a destination or records a failure: a column that could
         not be created is created (and its failure classified) by the first send that needs
         it."""
-        todo = sorted(set(columns) - self._tried_ahead)
-        self._tried_ahead.update(todo)
+        todo = sorted(c for c in set(columns) if self._tried_ahead.get(c) is None)
+        for c in todo:
+            self._tried_ahead[c] = True
         by_course: dict[tuple[str, str, str], list[str]] = {}
         for tenant_id, dest_id, course_id, activity_id in todo:
             by_course.setdefault((tenant_id, dest_id, course_id), []).append(activity_id)
