@@ -86,6 +86,7 @@ def run_platforms(url: str | None, sizes: Sizes, workdir: Path) -> dict[str, Any
         sizes.deadline,
         postgres_url=url,
         learners=sizes.pl_learners,
+        trace_memory=DIAG["trace_memory"],
     )
 
 
@@ -278,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--trace-memory",
         action="store_true",
-        help="remaster: run gradesync under tracemalloc and record what holds memory (slow)",
+        help="remaster, platforms: gradesync under tracemalloc, what holds memory (slow)",
     )
     parser.add_argument(
         "--sqlite-cache-kb",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ import httpx
 
 from benchmarks import pressure, procs
 from benchmarks.sandbox_host import platform_host
+from benchmarks.scenarios.remaster import trace_dump
 from benchmarks.world import attempt, chunks, real_launch_at
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import CourseLink, PersonLink
@@ -137,7 +139,13 @@ class Api:
 
 
 def one_size(
-    workdir: Path, shape: Shape, concurrency: int, timeout: float, postgres_url: str | None
+    workdir: Path,
+    shape: Shape,
+    concurrency: int,
+    timeout: float,
+    postgres_url: str | None,
+    *,
+    trace_memory: bool = False,
 ) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     seed_file = workdir / "lms-seed.json"
@@ -152,7 +160,12 @@ def one_size(
     admin.http.timeout = httpx.Timeout(120.0)
     try:
         db.upgrade()
-        gradesync = procs.start_gradesync(workdir, url, secret)
+        trace_file = workdir / "tracemalloc.json"
+        diag = {"GRADESYNC_BENCH_TRACEMALLOC": str(trace_file)} if trace_memory else None
+        gradesync = procs.start_gradesync(workdir, url, secret, diag)
+        traces: dict[str, Any] = {}
+        if trace_memory:
+            gradesync.proc.send_signal(signal.SIGUSR2)  # start tracing now that it is up
         clock = SystemClock()
         create_tenant(db.uow, clock, TENANT, "Benchmark")
         token = auth.create_key(db.uow, clock, TENANT, "bench", ("admin",)).token
@@ -221,6 +234,8 @@ def one_size(
         )
         proof = link_all(db, sandbox.base_url, shape, port)
         setup_seconds = time.perf_counter() - t_setup
+        if trace_memory:
+            traces["after_setup"] = trace_dump(gradesync, trace_file)
         rss_before = procs.rss_mb(gradesync.pid)
         procs.reset_peak_rss(gradesync.pid)
 
@@ -265,6 +280,8 @@ def one_size(
         # idle past the keep-alive expiry (and a margin for the check that closes them)
         time.sleep(KEEPALIVE_SECONDS * 3)  # the idle period being measured
         open_when_idle = tcp_connections_to(gradesync.pid, port)
+        if trace_memory:
+            traces["after_sending"] = trace_dump(gradesync, trace_file)
         checks = {
             "all_results_stored": True,
             "one_token_per_platform_and_scopes": holders
@@ -295,6 +312,7 @@ def one_size(
             "connections_right_after": open_after_send,
             "connections_idle": open_when_idle,
             "cpu_pressure": under_load,
+            **({"tracemalloc": traces} if traces else {}),
             "checks": checks,
             "ok": all(checks.values()),
         }
@@ -360,6 +378,7 @@ def run(
     *,
     postgres_url: str | None = None,
     learners: int = 2,
+    trace_memory: bool = False,
 ) -> dict[str, Any]:
     per_size = []
     for p in counts:
@@ -372,6 +391,7 @@ def run(
                 concurrency,
                 max(timeout, shape.results / 20),
                 postgres_url,
+                trace_memory=trace_memory,
             )
         except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
             # reported as not completed; the larger counts still run
