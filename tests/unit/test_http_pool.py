@@ -1,18 +1,25 @@
 """The shared destination HTTP client (httpx over aiohttp's pool): connections are reused and
 one the server closed is dropped, a name is resolved by the guard and the connection goes to
 the address it checked (Host kept), what the guard refuses never connects, and aiohttp's
-failures reach the adapters as httpx's."""
+failures reach the adapters as httpx's. The fast path sends the very bytes httpx's client
+sends, answers with httpx's responses and errors, and is counted; other calls are httpx's."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 
+from gradesync.adapters import metrics
+from gradesync.adapters.destinations.http_fast import Response
 from gradesync.adapters.destinations.http_pool import shared_client
+from gradesync.adapters.destinations.observed import CountingTransport
 from gradesync.adapters.outbound_http import SystemResolver
+from gradesync.services import log_context
 from gradesync.services.outbound import (
     LOOPBACK_NETWORKS,
     FixedResolver,
@@ -25,7 +32,8 @@ from gradesync.services.outbound import (
 class _Server:
     """HTTP/1.1 on loopback: answers each request with keep-alive (echoing the Host header
     and the body's length), and hangs up after its first response when `hang_up` is set;
-    `stall` makes it never answer."""
+    `stall` makes it never answer, `drop` hang up without answering; `answer` replaces the
+    answer. Each request's head is kept as it came (`heads`)."""
 
     def __init__(self) -> None:
         self.connections = 0
@@ -34,12 +42,16 @@ class _Server:
         self.cookies: list[str] = []
         self.hang_up = False
         self.stall = False
+        self.drop = False
+        self.answer: bytes | None = None
+        self.heads: list[bytes] = []
         self.closed = asyncio.Event()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
             while head := await reader.readuntil(b"\r\n\r\n"):
+                self.heads.append(head)
                 lines = head.decode().split("\r\n")
                 fields = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
                 self.hosts.append(fields.get("host", ""))
@@ -48,6 +60,12 @@ class _Server:
                 body = await reader.readexactly(length) if length else b""
                 if self.stall:
                     await asyncio.Event().wait()
+                if self.drop:
+                    break
+                if self.answer is not None:
+                    writer.write(self.answer)
+                    await writer.drain()
+                    continue
                 text = f"{lines[0].split()[0]} {len(body)}".encode()
                 self.cookies.append(fields.get("cookie", ""))
                 writer.write(
@@ -72,8 +90,8 @@ async def server() -> AsyncIterator[tuple[_Server, int]]:
         yield s, srv.sockets[0].getsockname()[1]
 
 
-def _client(guard: OutboundGuard, timeout: float = 5.0) -> httpx.AsyncClient:
-    return shared_client(timeout=httpx.Timeout(timeout), limits=httpx.Limits(), guard=guard)
+def _client(guard: OutboundGuard, timeout: float = 5.0, **kw: Any) -> httpx.AsyncClient:
+    return shared_client(timeout=httpx.Timeout(timeout), limits=httpx.Limits(), guard=guard, **kw)
 
 
 def _loopback() -> OutboundGuard:
@@ -174,3 +192,158 @@ async def test_failures_are_httpx_errors(server: tuple[_Server, int]) -> None:
         s.stall = True
         with pytest.raises(httpx.ReadTimeout):
             await http.get(f"http://127.0.0.1:{port}/")
+
+
+# --- the fast path: the adapters' plain calls skip httpx's client layer ----------------------
+
+
+def _metric(status: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "gradesync_outbound_requests_total",
+        {"tenant": "t-fast", "destination": "d-fast", "status": status},
+    )
+    return value or 0.0
+
+
+async def test_the_fast_path_sends_the_same_bytes_as_httpx(server: tuple[_Server, int]) -> None:
+    s, port = server
+    base = f"http://127.0.0.1:{port}/"
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        (
+            "POST",
+            base + "items/a%2Fb?tag=x%2By&q=1+2",
+            {
+                "content": b'{"scoreGiven": 1}',
+                "headers": {"Authorization": "Bearer t", "Content-Type": "application/json"},
+                "timeout": 5.0,
+            },
+        ),
+        ("post", base + "x", {"headers": {"ACCEPT": "application/json", "User-Agent": "gs"}}),
+        ("PUT", base + "x", {"content": b""}),
+        ("GET", base + "x?q=%C3%A9", {"headers": {"Accept": "application/json"}}),
+        ("DELETE", httpx.URL(base + "x"), {"timeout": httpx.Timeout(5.0)}),
+    ]
+    for fast in (False, True):
+        async with _client(_loopback(), fast=fast) as http:
+            for method, url, kw in calls:
+                resp = await http.request(method, url, **kw)
+                assert isinstance(resp, Response) is fast  # the path taken
+    n = len(calls)
+    slow, quick = s.heads[:n], s.heads[n:]
+    assert quick == slow  # request line and header lines, byte for byte
+    first = slow[0].decode().split("\r\n")
+    assert first[0] == "POST /items/a%2Fb?tag=x%2By&q=1+2 HTTP/1.1"
+    names = {line.split(":")[0] for line in first[1:] if line}
+    assert {"host", "user-agent", "accept", "accept-encoding", "connection"} <= names
+    assert f"host: 127.0.0.1:{port}" in first and "content-length: 17" in first
+    assert "content-length: 0" in slow[1].decode() and "user-agent: gs" in slow[1].decode()
+
+
+async def test_fast_path_answers_are_httpx_responses(server: tuple[_Server, int]) -> None:
+    s, port = server
+    url = f"http://127.0.0.1:{port}/a"
+    async with _client(_loopback()) as http:
+        resp = await http.post(url, content=b"12345", headers={"Authorization": "Bearer t"})
+        assert isinstance(resp, Response)
+        assert resp.is_success and resp.text == "POST 5"
+        assert resp.headers.get_list("x-twice") == ["a", "b"]
+        assert resp.http_version == "HTTP/1.1" and resp.reason_phrase == "OK"
+        assert resp.elapsed.total_seconds() > 0
+        # the request httpx would have sent, made when asked for
+        assert resp.request.method == "POST" and resp.request.url == url
+        assert resp.request.headers["authorization"] == "Bearer t"
+        assert resp.request.content == b"12345"
+
+        s.answer = (  # the charset is the Content-Type's
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+            + b"Content-Length: 4\r\n\r\n"
+            + "café".encode("latin-1")
+        )
+        assert (await http.get(url)).text == "café"
+        s.answer = (
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+            + b"Content-Length: 13\r\n\r\n"
+            + b'{"word": "a"}'
+        )
+        resp = await http.get(url)
+        assert resp.json() == {"word": "a"} and not resp.is_success
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            resp.raise_for_status()
+        assert refused.value.request.url == url
+
+        packed = gzip.compress(b'{"ok": true}')
+        s.answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+            + b"Content-Length: %d\r\n\r\n" % len(packed)
+            + packed
+        )
+        assert (await http.get(url)).json() == {"ok": True}  # decoded as httpx decodes
+
+
+async def test_other_calls_take_httpx_path(server: tuple[_Server, int]) -> None:
+    s, port = server
+    url = f"http://127.0.0.1:{port}/"
+    async with _client(_loopback()) as http:
+        for resp in (
+            await http.post(url, data={"grant_type": "client_credentials"}),
+            await http.post(url, json={"a": 1}),
+            await http.get(url, params={"q": "1"}),
+            await http.get(url, headers=httpx.Headers({"Accept": "text/plain"})),
+            await http.post(url, content="text"),
+            await http.get(url, follow_redirects=True),
+        ):
+            assert resp.is_success and not isinstance(resp, Response)
+        assert s.targets[2] == "/?q=1"
+        with pytest.raises(UnicodeEncodeError):  # not ASCII: refused by httpx, as before
+            await http.get(url, headers={"X-Name": "café"})
+
+
+async def test_fast_path_failures_are_the_same_httpx_errors(server: tuple[_Server, int]) -> None:
+    s, port = server
+    g = OutboundGuard(OutboundPolicy.allowing(LOOPBACK_NETWORKS), FixedResolver({}))
+    async with _client(g, timeout=30.0) as http:
+        with pytest.raises(httpx.ConnectError) as failed:
+            await http.post("http://127.0.0.1:9/x", content=b"1", headers={"A": "b"})
+        assert failed.value.request.url == "http://127.0.0.1:9/x"  # made for the error
+        assert failed.value.request.headers["a"] == "b"
+        s.drop = True
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post(f"http://127.0.0.1:{port}/", content=b"1")
+        s.drop, s.stall = False, True
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(httpx.ReadTimeout):  # the call's own timeout, not the client's
+            await http.post(f"http://127.0.0.1:{port}/", content=b"1", timeout=0.3)
+        assert asyncio.get_running_loop().time() - started < 5
+
+
+async def test_counted_on_both_paths(server: tuple[_Server, int]) -> None:
+    _, port = server
+    url = f"http://127.0.0.1:{port}/"
+    ok, error = _metric("200"), _metric("error")
+    async with _client(_loopback(), wrap=CountingTransport) as http:
+        with log_context.bound(tenant="t-fast", destination="d-fast"):
+            assert isinstance(await http.post(url, content=b"1"), Response)
+            assert _metric("200") == ok + 1
+            await http.post(url, data={"a": "1"})  # httpx's path, through the transport
+            assert _metric("200") == ok + 2
+            with pytest.raises(httpx.ConnectError):
+                await http.post("http://127.0.0.1:9/", content=b"1")
+            assert _metric("error") == error + 1
+
+
+async def test_any_other_wrapper_sees_every_request(server: tuple[_Server, int]) -> None:
+    _, port = server
+    seen: list[str] = []
+
+    class Recording(httpx.AsyncBaseTransport):
+        def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+            self.inner = inner
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            seen.append(request.method)
+            return await self.inner.handle_async_request(request)
+
+    async with _client(_loopback(), wrap=Recording) as http:
+        resp = await http.post(f"http://127.0.0.1:{port}/", content=b"1")
+        assert resp.text == "POST 1" and not isinstance(resp, Response)
+    assert seen == ["POST"]

@@ -1,7 +1,7 @@
 """Prometheus metrics: one registry per process.
 
 Counted where things happen, through `PrometheusMeter` (the services' `Meter` port), the web
-middleware (requests by route template) and the destinations' HTTP transport (outbound
+middleware (requests by route template) and the destinations' shared HTTP client (outbound
 requests). Read from the database at scrape time, so they are right across processes and
 restarts: the backlog, the age of the oldest waiting result and the paused destinations
 (counters are per process; Prometheus sums them).

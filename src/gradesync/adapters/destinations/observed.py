@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from gradesync.adapters import metrics
+from gradesync.adapters.destinations.http_pool import ObservingTransport
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
 from gradesync.domain.policy import Capabilities, Column, DesiredResult
 from gradesync.services import log_context
@@ -68,23 +67,11 @@ class ObservedClient:
         await self._inner.aclose()
 
 
-class CountingTransport(httpx.AsyncBaseTransport):
+class CountingTransport(ObservingTransport):
     """Counts each request by the destination in the log context and the answer's status
-    (`error` when there is none: a timeout, a refused or reset connection)."""
+    (`error` when there is none: a timeout, a refused or reset connection), whichever path
+    of the shared client sent it."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self._inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def observe(self, status: int | None) -> None:
         ctx = log_context.current()
-        tenant, destination = ctx.get("tenant", ""), ctx.get("destination", "")
-        try:
-            response = await self._inner.handle_async_request(request)
-        except httpx.TransportError:
-            metrics.count_outbound(tenant, destination, None)
-            raise
-        metrics.count_outbound(tenant, destination, response.status_code)
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+        metrics.count_outbound(ctx.get("tenant", ""), ctx.get("destination", ""), status)

@@ -1,0 +1,118 @@
+"""The pieces of the shared client's fast path (`http_pool._Client`): a URL parsed once, the
+header lines httpx's own path would send, and the answer as an `httpx.Response`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import httpx
+import yarl
+
+_MAX_TARGETS = 256
+_BODY_METHODS = ("POST", "PUT", "PATCH")  # httpx sends `Content-Length: 0` when empty
+
+
+class Target(NamedTuple):
+    url: httpx.URL
+    wire: yarl.URL  # as httpx encoded it, byte for byte
+    host: str  # the Host header: the URL's host, and its port when not the default
+
+
+class Targets:
+    """URLs parsed once each: an adapter sends every score of a column to the same URL, and
+    httpx's parser costs about as much as the rest of the fast path."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[str | httpx.URL, Target | None] = {}
+
+    def get(self, url: str | httpx.URL) -> Target | None:
+        """None for a URL the fast path leaves to httpx: not absolute http(s), credentials
+        in it (httpx turns them into Basic auth), or one httpx refuses."""
+        try:
+            return self._parsed[url]
+        except KeyError:
+            pass
+        target = _parse(url)
+        if len(self._parsed) >= _MAX_TARGETS:
+            self._parsed.clear()
+        self._parsed[url] = target
+        return target
+
+
+def _parse(url: str | httpx.URL) -> Target | None:
+    try:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+    except httpx.InvalidURL:
+        return None  # httpx's own path raises it
+    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.userinfo:
+        return None
+    return Target(parsed, yarl.URL(str(parsed), encoded=True), parsed.netloc.decode("ascii"))
+
+
+def wire_headers(
+    defaults: list[tuple[str, str]],
+    given: dict[Any, Any] | None,
+    host: str,
+    method: str,
+    content: bytes | None,
+) -> list[tuple[str, str]] | None:
+    """The header lines httpx would send, in its order and its lower case: Host, its
+    `Content-Length: 0` for an empty POST, PUT or PATCH, the client's `defaults` the call does
+    not override, the call's `given`, the body's length. None when a given name or value is
+    not ASCII text: httpx's own path refuses or encodes those."""
+    lines: list[tuple[str, str]] = []
+    for name, value in (given or {}).items():
+        if not (type(name) is str and type(value) is str and name.isascii() and value.isascii()):
+            return None
+        lines.append((name.lower(), value))
+    names = {name for name, _ in lines}
+    lines[:0] = [line for line in defaults if line[0] not in names]
+    names.update(name for name, _ in defaults)
+    if content and "content-length" not in names:
+        lines.append(("content-length", str(len(content))))
+        names.add("content-length")
+    auto = [] if "host" in names else [("host", host)]
+    if method in _BODY_METHODS and not names & {"content-length", "transfer-encoding"}:
+        auto.append(("content-length", "0"))
+    return auto + lines if auto else lines
+
+
+class Response(httpx.Response):
+    """A fast-path answer. Its `request`, the one httpx's own path would have built, is made
+    on first use (`made`): almost no answer needs one."""
+
+    made: Callable[[], httpx.Request] | None = None
+
+    @classmethod
+    def received(
+        cls,
+        status: int,
+        headers: Sequence[tuple[bytes, bytes]],
+        content: bytes,
+        extensions: dict[str, bytes],
+    ) -> Response:
+        """The answer, read: its body decoded by its Content-Encoding, as httpx's path does."""
+        response = cls(
+            status, headers=headers, stream=httpx.ByteStream(content), extensions=extensions
+        )
+        if "content-encoding" in response.headers:
+            response.read()
+        else:  # the body as it came: what read() gives, without its stream machinery
+            response._content = content  # read() would triple the cost of the answer
+            response.is_stream_consumed = response.is_closed = True
+        return response
+
+    @property
+    def request(self) -> httpx.Request:
+        if self._request is None and self.made is not None:
+            self._request, self.made = self.made(), None
+        return super().request
+
+    @request.setter
+    def request(self, value: httpx.Request) -> None:
+        self._request = value
+
+    def raise_for_status(self) -> httpx.Response:
+        _ = self.request  # httpx's check reads the attribute, not the property
+        return super().raise_for_status()
