@@ -180,11 +180,20 @@ def run(
     cap: int,
     latency_ms: int,
     timeout: float,
+    postgres_url: str | None = None,
 ) -> dict[str, Any]:
     if remaster_results <= 0 or remaster_results % ACTIVITIES:
         raise ValueError(f"remaster_results: a positive multiple of {ACTIVITIES}")
+    if postgres_url is not None:
+        from benchmarks import postgres
+
+        why = postgres.fresh_database(postgres_url)
+        if why:
+            return {"ok": False, "skipped": why}
     group = {"latency_ms": latency_ms, "max_concurrency": cap, "over_capacity": "queue"}
-    world = start_world(workdir, concurrency=cap, faults={"scores": group, "lineitems": group})
+    world = start_world(
+        workdir, postgres_url, concurrency=cap, faults={"scores": group, "lineitems": group}
+    )
     try:
         # live courses, linked by a real launch each; their line items made ahead
         keys_wanted = int(live_rate * live_seconds)
@@ -261,6 +270,7 @@ def run(
         big = _scores_of(world, BIG)
         big_sum = sum(float(r[3] or 0) for r in big)
         return {
+            "database": "postgresql" if postgres_url else "sqlite",
             "remaster_results": remaster_results,
             "live_rate_per_s": live_rate,
             "live_attempts_posted": len(posted),

@@ -44,7 +44,15 @@ def test_three_workers_keep_to_the_sandbox_s_cap(postgres_url: str, tmp_path: Pa
 
 
 @pytest.mark.timeout(600)
-def test_live_grades_during_a_remaster_all_arrive(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_live_grades_during_a_remaster_all_arrive(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = None
+    if backend == "postgres":
+        url = _own_database(request.getfixturevalue("postgres_url"), "bench_live")
     got = live_under_remaster.run(
         tmp_path,
         remaster_results=300,
@@ -53,6 +61,7 @@ def test_live_grades_during_a_remaster_all_arrive(tmp_path: Path) -> None:
         cap=6,
         latency_ms=10,
         timeout=300.0,
+        postgres_url=url,
     )
     assert got["live_results_stored"] == got["live_attempts_accepted"] == 30, got
     assert got["remaster_finished"] and got["remaster_outcome"] == "succeeded", got
@@ -73,6 +82,9 @@ def test_a_launch_burst_gets_everyone_in(
     got = launch_burst.run(tmp_path, url, learners=12, within_seconds=1.0)
     assert got["launched_200"] == got["linked_after"] == 12, got
     assert got["launch_walk"]["n"] == 12 and got["errors"] == {}, got
+    # gradesync's own histogram saw the burst's logins and launches
+    inside = got["gradesync_histogram"]
+    assert inside["login"]["requests"] == inside["launch"]["requests"] == 12, got
     assert got["ok"], got
 
 

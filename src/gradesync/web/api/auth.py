@@ -27,7 +27,8 @@ def current_principal(
 ) -> Principal:
     """The caller's principal, whatever its scopes (401 when there is none)."""
     token = creds.credentials if creds is not None else request.headers.get("x-api-key")
-    principal = verify_token(request.app.state.runtime.uow, token)
+    # a read only: on SQLite it waits for no writer (every API request checks its key)
+    principal = verify_token(request.app.state.runtime.reads, token)
     if principal is None:
         raise HTTPException(
             status_code=401, detail="unauthorized", headers={"WWW-Authenticate": "Bearer"}
