@@ -112,8 +112,8 @@ async def test_a_pass_claims_only_when_something_may_be_due(harness: Harness, db
     claims: list[int] = []
     real = d.claim
 
-    async def counting(scope: DeliveryScope, limit: int) -> Any:
-        out = await real(scope, limit)
+    async def counting(scope: DeliveryScope, limit: int, **kw: Any) -> Any:
+        out = await real(scope, limit, **kw)
         claims.append(len(out[0]))
         return out
 

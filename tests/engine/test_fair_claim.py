@@ -4,6 +4,7 @@ remaster) never makes another course's grades wait until it is done."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
@@ -15,7 +16,7 @@ from gradesync.domain.model import CourseLink, DeliveryState, LedgerKey, LedgerR
 from gradesync.services.ports.ledger import FAIR_COURSES
 from gradesync.testing import add_course
 from gradesync.testing.seeding import EPOCH
-from tests.engine.conftest import DEST, FAST, Harness, T, learner, post, seed
+from tests.engine.conftest import DEST, FAST, Harness, T, learner, ledger, post, seed
 
 
 def _row(activity: str, person: str, minute: float) -> LedgerRow:
@@ -120,3 +121,39 @@ async def test_a_pass_serves_more_courses_than_one_claim_holds(
     stats = await engine.deliver_due()
 
     assert len(harness.remote.order) == len(courses), stats
+
+
+async def test_a_live_grade_is_claimed_at_once_while_a_run_fills_the_pass_s_hands(
+    harness: Harness, db: Database
+) -> None:
+    """A remaster keeps a pass's hands full (it claims more only as rows go out); a live
+    grade computed meanwhile is claimed at once and, first at the slots, sent next."""
+    seed(db, learners=40, activities=("a1", "b1"), config={"concurrency": 1})
+    engine = await harness.use(replace(FAST, claim_batch=4, poll=timedelta(hours=1)))
+    desired = {
+        "score_given": 5.0,
+        "score_maximum": 10.0,
+        "grading_progress": "FullyGraded",
+        "activity_progress": "Completed",
+    }
+    with db.uow() as uow:  # a run's rows: 40 results of a1 made pending by a remaster
+        uow.ledger.save_many(
+            [(replace(_row("a1", learner(i), i / 100), desired=desired), "c1") for i in range(40)],
+            bulk=True,
+        )
+        uow.commit()
+    remote = harness.remote
+    remote.hold = asyncio.Event()  # the LMS answers only when the test lets it
+    passing = asyncio.create_task(engine.deliver_due())
+    await remote.wait_for(lambda: remote.sends == 1, "the run's first send")
+    # the pass now holds 16 of the run's rows (four claims of 4), one of them at the LMS
+    post(db, harness.waker, [("b1", learner(0), 9.0)])
+    await engine.process_dirty()  # computed: the live grade is due
+    claimed = ("b1", learner(0))  # leased: stamped with the timestamp it will carry
+    await harness.until(lambda: ledger(db)[claimed].last_timestamp is not None, "the claim")
+    remote.hold.set()
+    await passing
+
+    sent = [item.rsplit("/", 1)[-1] for item, _ in remote.order]
+    assert len(sent) == 41
+    assert sent.index("b1") == 1, sent  # right after the send already at the LMS

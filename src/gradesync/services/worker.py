@@ -151,7 +151,7 @@ class Engine:
                 )
                 total.add(stats)
                 if stats.pending:
-                    self.deliverer.note_due()
+                    self.deliverer.note_due(live=True)  # computed from new facts
                 if stats.new_columns:
                     self._create_columns_ahead(stats.new_columns)
                 if stats.dirty < self.settings.compute_batch:

@@ -436,13 +436,15 @@ class Governor:
                 self._apply_pause(fresh, lim, self.clock.now(), started)
         lim.pause_checked_at = max(lim.pause_checked_at, started)
 
-    def excluded(self, now: datetime) -> tuple[list[DestKey], list[DestKey]]:
-        """(destinations not to claim for, destinations owed one probe)."""
+    def excluded(self, now: datetime, *, live: bool = False) -> tuple[list[DestKey], list[DestKey]]:
+        """(destinations not to claim for, destinations owed one probe). A destination with
+        enough rows claimed is left out, except for live grades (`live`): they go ahead of
+        those rows at its slots."""
         excluded: list[DestKey] = []
         probes: list[DestKey] = []
         for key, d in self.destinations.items():
             lim = self.limits_for(d)
-            if not d.enabled or lim.gated(now) or lim.saturated():
+            if not d.enabled or lim.gated(now) or (lim.saturated() and not live):
                 excluded.append(key)
                 continue
             b = lim.breaker

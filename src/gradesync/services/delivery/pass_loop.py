@@ -138,6 +138,9 @@ class Deliverer:
         # bumped whenever rows may have become due (computed, or settled still due), so
         # a pass claims when there is something to find, not after every send
         self._due_signal = 0
+        # bumped when live grades were computed: a pass claims them at once, even with
+        # a run's rows filling its hands (the slots then send them first)
+        self._live_signal = 0
         self._passes: set[InFlight] = set()
         self._background = BackgroundWrites()
         self.governor = Governor(
@@ -147,24 +150,28 @@ class Deliverer:
         self._help_asked = -1e9
         self._courses_after = ""  # the course a claim's round-robin starts after
 
-    def note_due(self) -> None:
-        """Rows may have become due in this process: running passes claim again."""
+    def note_due(self, *, live: bool = False) -> None:
+        """Rows may have become due in this process: running passes claim again (`live`:
+        live grades, claimed even by a pass whose hands are full)."""
         self._due_signal += 1
+        if live:
+            self._live_signal += 1
         for flight in self._passes:
             flight.wake()
 
     # -- claiming -------------------------------------------------------------------------
 
     async def claim(
-        self, scope: DeliveryScope, limit: int
+        self, scope: DeliveryScope, limit: int, *, live_only: bool = False
     ) -> tuple[list[Claimed], dict[tuple[str, str, str], BatchFacts], bool]:
-        """Lease up to `limit` due rows, and read what sending them needs, in one
-        transaction. Also says whether due rows may be left behind (the batch was full, or
-        a destination was held back: saturated, paused, its breaker open)."""
+        """Lease up to `limit` due rows (`live_only`: live grades alone), and read what
+        sending them needs, in one transaction. Also says whether due rows may be left
+        behind (the batch was full, or a destination was held back: saturated, paused, its
+        breaker open)."""
         gov = self.governor
         await gov.refresh_destinations()
         now = self.clock.now()
-        excluded, probes = gov.excluded(now)
+        excluded, probes = gov.excluded(now, live=live_only)
         held_back = any(gov.destinations[k].enabled for k in excluded)
         if not probes and gov.all_excluded(scope, excluded):
             # Every destination in scope has enough rows claimed, or is paused. A claim
@@ -187,6 +194,7 @@ class Deliverer:
                     activity_ids=scope.activity_ids or None,
                     exclude_destinations=excluded,
                     courses_after=self._courses_after,
+                    live_only=live_only,
                 )
                 for tenant_id, dest_id in probes:
                     if scope.tenant_id not in (None, tenant_id) or scope.destination_id not in (
@@ -560,6 +568,7 @@ class Deliverer:
         # pass), and at least every `poll` (rows computed by other processes). Not after
         # every send.
         seen = self._due_signal - 1
+        live_seen = self._live_signal
         more = True
         claimed_at = time.monotonic()
         poll = self.settings.poll.total_seconds()
@@ -568,9 +577,18 @@ class Deliverer:
         try:
             while stop is None or not stop():
                 claimed: list[Claimed] = []
+                if live_seen != self._live_signal:
+                    # live grades computed: claimed now, even while a run's rows fill the
+                    # pass's hands or the destination's queue (the slots send them first)
+                    if self._due_signal - seen == self._live_signal - live_seen:
+                        seen = self._due_signal  # nothing else became due meanwhile
+                    live_seen = self._live_signal
+                    claimed, facts, left = await self.claim(scope, batch, live_only=True)
+                    if left and len(claimed) >= batch:
+                        live_seen -= 1  # a full batch: more live grades may be waiting
                 room = flight.rows + batch <= high_water or not flight.tasks
                 due = more or seen != self._due_signal or time.monotonic() - claimed_at >= poll
-                if room and due:
+                if not claimed and room and due:
                     seen, claimed_at = self._due_signal, time.monotonic()
                     claimed, facts, more = await self.claim(scope, batch)
                 if claimed:

@@ -103,14 +103,16 @@ class LedgerRepo(Protocol):
         activity_ids: Sequence[str] | None = None,
         exclude_destinations: Sequence[tuple[str, str]] = (),
         courses_after: str = "",
+        live_only: bool = False,
     ) -> list[Claimable]:
         """Due rows nobody holds, with their course and priority. Live grades (priority 0)
-        before rows a run made pending; within a priority, due retries, then pending rows
-        shared round-robin between the courses that have some (each course's oldest first),
-        so a remaster of one course never holds back another's grades. More courses than one
-        claim serves (`FAIR_COURSES`) take turns: the next claim starts after
-        `courses_after`. A claim costs the same whatever the backlog. Locked so two workers
-        claiming at once get different rows; `lease` them in the same transaction."""
+        before rows a run made pending (`live_only`: live grades alone); within a priority,
+        due retries, then pending rows shared round-robin between the courses that have
+        some (each course's oldest first), so a remaster of one course never holds back
+        another's grades. More courses than one claim serves (`FAIR_COURSES`) take turns:
+        the next claim starts after `courses_after`. A claim costs the same whatever the
+        backlog. Locked so two workers claiming at once get different rows; `lease` them in
+        the same transaction."""
 
     def lease(
         self, rows: Sequence[tuple[LedgerKey, datetime]], owner: str, until: datetime

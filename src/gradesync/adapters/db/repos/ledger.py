@@ -33,7 +33,8 @@ from gradesync.services.ports.ledger import FAIR_COURSES, Claimable
 
 _WAITING = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
 # ledger priorities, claimed in this order: live grades (auto sync), then runs' rows
-CLAIM_PRIORITIES = (0, 1)
+LIVE = 0
+CLAIM_PRIORITIES = (LIVE, 1)
 
 
 def _in_scope(
@@ -167,7 +168,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                 v["release_owner"] = release_for
         if bulk is not None:
             for v in values:
-                v["priority"] = 1 if bulk else 0
+                v["priority"] = 1 if bulk else LIVE
         stmt = _ledger_upsert(self.conn.dialect.name, tuple(values[0]), release_for is not None)
         self.conn.execute(stmt, values)
 
@@ -334,6 +335,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         activity_ids: Sequence[str] | None = None,
         exclude_destinations: Sequence[tuple[str, str]] = (),
         courses_after: str = "",
+        live_only: bool = False,
     ) -> list[Claimable]:
         # Each state is read along its own index (`ix_ledger_fair`, `ix_ledger_due`), so a
         # claim costs the same whatever the backlog; SKIP LOCKED on PostgreSQL (SQLite's
@@ -343,6 +345,8 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         free = self._due_conditions(
             now, tenant_id, destination_id, course_id, activity_ids, exclude_destinations
         )[1:]
+        if live_only:
+            free.append(c.priority == LIVE)
         retrying = (
             select(t.ledger)
             .where(c.state == DeliveryState.RETRYING.value, c.next_attempt_at <= utc(now), *free)
@@ -356,7 +360,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             row = _ledger_row(r)
             assert row.next_attempt_at is not None
             found.append((r["priority"], -1, row.next_attempt_at, row, r["course_id"]))
-        for priority in CLAIM_PRIORITIES:
+        for priority in (LIVE,) if live_only else CLAIM_PRIORITIES:
             if sum(1 for f in found if f[0] <= priority) >= limit:
                 break  # enough rows claimed ahead of this priority
             courses = (
