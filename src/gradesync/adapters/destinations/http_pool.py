@@ -53,7 +53,7 @@ class ObservingTransport(httpx.AsyncBaseTransport):
         self.inner = inner
 
     def observe(self, status: int | None) -> None:
-        raise NotImplementedError
+        """What a subclass does with each outcome (`CountingTransport` counts it)."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
