@@ -25,6 +25,7 @@ from gradesync.domain.model import RunStage, SyncRun
 from gradesync.services import runs
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination_signals import SIGNALS
+from gradesync.services.ingest_group import GroupedIngest
 from gradesync.services.wakeup import NullWaker, Waker
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ class Runtime:
             from gradesync.adapters.outbound_http import guard_from_settings
 
             self.outbound = guard_from_settings(self.settings)
+        # on SQLite ingests that arrive together share a transaction (one writer, one fsync)
+        self._ingests = GroupedIngest(self.db.uow, self.clock) if self.db.is_sqlite else None
 
     @classmethod
     def create(cls, settings: Settings | None = None, *, migrate: bool | None = None) -> Runtime:
@@ -357,7 +360,10 @@ class Runtime:
         return self.db.reads
 
     def ingest(self, tenant_id: str, batch: IngestBatch) -> IngestResult:
-        """Record facts (attempts, roster, activities) and mark what they change for sync."""
+        """Record facts (attempts, roster, activities) and mark what they change for sync.
+        On SQLite, ingests that arrive together share a transaction (its one writer)."""
+        if self._ingests is not None:
+            return self._ingests.ingest(self.waker, tenant_id, batch)
         from gradesync.services.ingest import ingest
 
         return ingest(self.uow, self.clock, self.waker, tenant_id, batch)

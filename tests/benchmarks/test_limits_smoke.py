@@ -4,6 +4,7 @@ are recorded, never asserted."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -43,16 +44,17 @@ def test_three_workers_keep_to_the_sandbox_s_cap(postgres_url: str, tmp_path: Pa
     # here (tests/engine/test_shared_limits.py checks the shared rate on the sending side).
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def bench_db(request: pytest.FixtureRequest) -> str | None:
+    """None for SQLite (the scenario's own file), else a PostgreSQL database of the test's."""
+    if request.param == "sqlite":
+        return None
+    own = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]  # one per test
+    return _own_database(request.getfixturevalue("postgres_url"), f"bench_{own}")
+
+
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def test_live_grades_during_a_remaster_all_arrive(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = None
-    if backend == "postgres":
-        url = _own_database(request.getfixturevalue("postgres_url"), "bench_live")
+def test_live_grades_during_a_remaster_all_arrive(tmp_path: Path, bench_db: str | None) -> None:
     got = live_under_remaster.run(
         tmp_path,
         remaster_results=300,
@@ -61,7 +63,7 @@ def test_live_grades_during_a_remaster_all_arrive(
         cap=6,
         latency_ms=10,
         timeout=300.0,
-        postgres_url=url,
+        postgres_url=bench_db,
     )
     assert got["live_results_stored"] == got["live_attempts_accepted"] == 30, got
     assert got["remaster_finished"] and got["remaster_outcome"] == "succeeded", got
@@ -70,16 +72,8 @@ def test_live_grades_during_a_remaster_all_arrive(
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def test_a_launch_burst_gets_everyone_in(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = None
-    if backend == "postgres":
-        url = _own_database(request.getfixturevalue("postgres_url"), "bench_burst")
-    got = launch_burst.run(tmp_path, url, learners=12, within_seconds=1.0)
+def test_a_launch_burst_gets_everyone_in(tmp_path: Path, bench_db: str | None) -> None:
+    got = launch_burst.run(tmp_path, bench_db, learners=12, within_seconds=1.0)
     assert got["launched_200"] == got["linked_after"] == 12, got
     assert got["launch_walk"]["n"] == 12 and got["errors"] == {}, got
     # gradesync's own histogram saw the burst's logins and launches

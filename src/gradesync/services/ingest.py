@@ -390,6 +390,18 @@ def ingest(
 
     Raises `NotFound` for an unknown tenant and `InvalidInput` (nothing written) for bad input.
     """
+    check_size(batch, max_items)
+    with uow_factory() as uow:
+        if uow.tenants.get(tenant_id) is None:
+            raise NotFound("tenant", tenant_id)
+        result = record_facts(uow, tenant_id, batch, clock.now())
+        uow.commit()
+    wake_after(waker, result)
+    return result
+
+
+def check_size(batch: IngestBatch, max_items: int = MAX_BATCH) -> None:
+    """InvalidInput when a batch holds more items than one request may."""
     if batch.size > max_items:
         largest = max(
             ("courses", "activities", "people", "enrollments", "overrides", "attempts"),
@@ -401,13 +413,6 @@ def ingest(
             f"A request holds at most {max_items} items; this one holds {batch.size}. "
             "Split it into smaller batches.",
         )
-    with uow_factory() as uow:
-        if uow.tenants.get(tenant_id) is None:
-            raise NotFound("tenant", tenant_id)
-        result = record_facts(uow, tenant_id, batch, clock.now())
-        uow.commit()
-    wake_after(waker, result)
-    return result
 
 
 def wake_after(waker: Waker | None, result: IngestResult) -> None:

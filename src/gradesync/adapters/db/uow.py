@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -76,6 +78,11 @@ class SqlUnitOfWork:
 
     def rollback(self) -> None:
         self.conn.rollback()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self.conn.begin_nested():  # SAVEPOINT; rolled back to it when the block raises
+            yield
 
     def __exit__(
         self,

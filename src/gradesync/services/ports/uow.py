@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Protocol
 
@@ -103,6 +104,10 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A part of the transaction undone alone when its block raises (the rest stays)."""
+        ...
 
 
 class UnitOfWorkFactory(Protocol):
