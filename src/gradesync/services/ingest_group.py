@@ -5,8 +5,9 @@ attempts one by one at 50 a second spent a third of the writer's time on them, o
 transaction each, and the grades being computed and sent waited behind. Here the first
 caller to find no write under way writes, in one transaction, every batch queued by then
 (each in a savepoint of its own, so a refused batch changes nothing and takes nothing of the
-others with it), and goes on while more are queued; the others wait for the commit that
-holds theirs. Every caller still returns only once its facts are committed.
+others with it); the others wait for the commit that holds theirs, and the first of those
+still queued then writes the next group. Every caller returns only once its facts are
+committed, and no caller writes for others longer than one group.
 
 On PostgreSQL writers do not wait for each other: each ingest keeps its own transaction
 (`services.ingest.ingest`).
@@ -39,6 +40,7 @@ class _Queued:
     tenant_id: str
     batch: IngestBatch
     done: Future[IngestResult] = field(default_factory=Future)
+    turn: threading.Event = field(default_factory=threading.Event)  # done, or asked to write
 
 
 class GroupedIngest:
@@ -56,29 +58,31 @@ class GroupedIngest:
         item = _Queued(tenant_id, batch)
         with self._lock:
             self._queue.append(item)
-            lead = not self._writing
-            self._writing = lead or self._writing
-        if lead:
-            self._write_while_queued()
+            if not self._writing:
+                self._writing = True
+                item.turn.set()  # nobody writes: this caller does
+        item.turn.wait()
+        if not item.done.done():
+            self._write_group(item)
         result = item.done.result()
         wake_after(waker, result)
         return result
 
-    def _write_while_queued(self) -> None:
+    def _write_group(self, me: _Queued) -> None:
+        """Write the group `me` heads, then hand the writing to the next caller queued."""
+        with self._lock:
+            group, self._queue = self._queue[:GROUP], self._queue[GROUP:]
         try:
-            while True:
-                with self._lock:
-                    group, self._queue = self._queue[:GROUP], self._queue[GROUP:]
-                    if not group:
-                        self._writing = False
-                        return
-                self._write(group)
+            self._write(group)
         except BaseException as exc:  # never leave callers waiting for a writer gone
-            with self._lock:
-                left, self._queue = self._queue, []
-                self._writing = False
-            _fail(left, exc)
+            _fail(group, exc)
             raise
+        finally:
+            with self._lock:
+                if self._queue:
+                    self._queue[0].turn.set()
+                else:
+                    self._writing = False
 
     def _write(self, group: list[_Queued]) -> None:
         results: list[tuple[_Queued, IngestResult]] = []
@@ -92,20 +96,20 @@ class GroupedIngest:
                                 raise NotFound("tenant", item.tenant_id)
                             result = record_facts(uow, item.tenant_id, item.batch, now)
                     except Exception as exc:  # refused (or failed): this batch alone
-                        item.done.set_exception(exc)
+                        _fail([item], exc)
                     else:
                         results.append((item, result))
                 uow.commit()
-        except BaseException as exc:  # the transaction failed: none of it is stored
+        except Exception as exc:  # the transaction failed: none of it is stored
             _fail(group, exc)
-            if not isinstance(exc, Exception):
-                raise
             return
         for item, result in results:
             item.done.set_result(result)
+            item.turn.set()
 
 
 def _fail(items: list[_Queued], exc: BaseException) -> None:
     for item in items:
         if not item.done.done():
             item.done.set_exception(exc)
+        item.turn.set()
