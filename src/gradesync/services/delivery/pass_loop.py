@@ -1,7 +1,8 @@
 """The pass loop: one pass (`Deliverer.deliver`) repeats three steps until nothing in its
 scope is due:
 
-1. **claim** a batch of due rows nobody holds (live grades before runs' rows; within a
+1. **claim** a batch of due rows nobody holds (live grades before runs' rows, and live
+   grades computed meanwhile at once, however many rows the pass already holds; within a
    priority, courses served in turn, each course's oldest first) and lease them to this
    worker, stamping each with the score timestamp it will carry (strictly increasing per
    key by at least the destination's `timestamp_step`, even across crashes);
