@@ -537,15 +537,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         activity_ids: Sequence[str] | None = None,
     ) -> tuple[int, int, datetime | None, datetime | None]:
         c = t.ledger.c
-        scope: list[Any] = []
-        if tenant_id:
-            scope.append(c.tenant_id == tenant_id)
-        if destination_id:
-            scope.append(c.destination_id == destination_id)
-        if course_id:
-            scope.append(c.course_id == course_id)
-        if activity_ids:
-            scope.append(c.activity_id.in_(list(activity_ids)))
+        scope = _in_scope(tenant_id, destination_id, course_id, activity_ids)
         due_now = self.conn.execute(
             select(func.count())
             .select_from(t.ledger)
