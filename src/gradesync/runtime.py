@@ -204,6 +204,9 @@ class Runtime:
             retry_patience=timedelta(seconds=s.run_retry_patience_seconds),
             poll=timedelta(seconds=s.worker_poll_seconds),
             shared_limits=not self.db.is_sqlite,
+            # on SQLite a run's chunk holds the one writer that live grades wait for: 100
+            # learners hold it for tens of milliseconds, 500 for up to half a second
+            scope_chunk=100 if self.db.is_sqlite else 500,
         )
 
     def build_engine(self, waker: Waker | None = None) -> Engine:
@@ -219,6 +222,7 @@ class Runtime:
             meter=PrometheusMeter(),
             roster=self.roster_reader,
             signals=SIGNALS,
+            bulk=self.db.bulk,
         )
 
     def remote_waker(self) -> Waker:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gradesync.adapters.db.database import Database
+from gradesync.config import Settings
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
     DeliveryState,
@@ -17,9 +20,11 @@ from gradesync.domain.model import (
     RunStage,
     Trigger,
 )
+from gradesync.runtime import Runtime
 from gradesync.services.clock import SystemClock
 from gradesync.services.runs import get_run, get_run_stages, request_run
-from gradesync.testing import DEADLINE
+from gradesync.services.worker import Engine
+from gradesync.testing import DEADLINE, TEST_SECRET
 from gradesync.testing.double import not_synced, unknown_user
 from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, ledger, post, seed
 
@@ -303,3 +308,34 @@ async def test_a_run_waits_for_rows_a_stopped_worker_still_holds(
     done = await harness.engine.execute_run(run.id)
     assert done is not None and done.outcome is RunOutcome.SUCCEEDED, done.message
     assert done.counts["sent"] == 4 and done.counts["pending"] == 0
+
+
+async def test_a_run_computes_in_bulk_units_of_work(
+    harness: Harness, db: Database, tmp_path: Path
+) -> None:
+    """A run's computing (its learners, and its chunks) goes through `Database.bulk`, whose
+    transactions let live writes go first on SQLite (tests/integration/test_sqlite_gate.py);
+    the runtime gives its engine that factory."""
+    seed(db, learners=3, activities=("a1", "a2"))
+    post(db, None, [(a, learner(i), 5.0) for i in range(3) for a in ("a1", "a2")])
+    bulk_units: list[str] = []
+
+    def bulk() -> Any:
+        bulk_units.append("bulk")
+        return db.bulk()
+
+    await harness.engine.aclose()
+    harness.engine = Engine(db.uow, SystemClock(), harness.factory, FAST, bulk=bulk)
+    run, _ = _request(db, harness, Trigger.REMASTER)
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.outcome is RunOutcome.SUCCEEDED
+    assert done.counts["sent"] == 6
+    # the course's learners, then per activity its people and one chunk
+    assert len(bulk_units) == 1 + 2 * 2
+    settings = Settings(database_url=db.url, secret_key=TEST_SECRET, data_dir=tmp_path)
+    runtime = Runtime(settings=settings, db=db)
+    engine = runtime.build_engine()
+    try:
+        assert engine.executor.bulk == db.bulk
+    finally:
+        await engine.aclose()

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -16,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.engine import make_engine
 from gradesync.adapters.db.sqlite_gate import WriteGate, gate_of
+from gradesync.testing.waiting import wait_for
 
 
 @pytest.fixture
@@ -97,4 +99,94 @@ def test_a_reader_waits_for_no_writer_sees_the_last_commit_and_cannot_write(
         holder.close()
     with db.reads() as r:
         assert r.conn.execute(text("SELECT count(*) FROM t")).scalar() == 2
+    db.dispose()
+
+
+def _taker(
+    gate: WriteGate, conn: object, order: list[str], name: str, bulk: bool
+) -> threading.Thread:
+    def take() -> None:
+        gate.acquire(conn, bulk=bulk)
+        order.append(name)
+        gate.release(conn)
+
+    t = threading.Thread(target=take)
+    t.start()
+    return t
+
+
+def test_a_bulk_writer_lets_writers_that_came_after_it_go_first() -> None:
+    gate = WriteGate(timeout=10)
+    holder = object()
+    gate.acquire(holder)
+    order: list[str] = []
+    bulk = _taker(gate, object(), order, "bulk", bulk=True)
+    wait_for(lambda: gate.waiting == (1, 0), "the bulk writer waiting")
+    live = _taker(gate, object(), order, "live", bulk=False)
+    wait_for(lambda: gate.waiting == (1, 1), "the live writer queued")
+    gate.release(holder)
+    bulk.join(10)
+    live.join(10)
+    assert order == ["live", "bulk"]
+    assert not gate.held and gate.waiting == (0, 0)
+
+
+def test_a_bulk_writer_waits_for_others_at_most_its_patience_then_queues_like_them() -> None:
+    gate = WriteGate(timeout=10, bulk_patience=0.05)
+    holder = object()
+    gate.acquire(holder)
+    order: list[str] = []
+    live = _taker(gate, object(), order, "live", bulk=False)
+    wait_for(lambda: gate.waiting == (0, 1), "the live writer queued")
+    bulk = _taker(gate, object(), order, "bulk", bulk=True)
+    # past its patience the bulk writer is queued with the others, not yielding any more
+    wait_for(lambda: gate.waiting == (0, 2), "the bulk writer queued after its patience")
+    gate.release(holder)
+    bulk.join(10)
+    live.join(10)
+    assert sorted(order) == ["bulk", "live"]
+    assert not gate.held
+
+
+def test_a_bulk_writer_with_no_one_waiting_goes_at_once_and_its_timeout_still_holds() -> None:
+    gate = WriteGate(timeout=0.1, bulk_patience=0.05)
+    conn = object()
+    gate.acquire(conn, bulk=True)
+    assert gate.held
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        gate.acquire(object(), bulk=True)
+    gate.release(conn)
+    assert not gate.held and gate.waiting == (0, 0)
+
+
+def test_a_bulk_unit_of_work_lets_a_live_write_go_first(tmp_path: Path) -> None:
+    """`Database.bulk` (a run's computing) yields at the gate; `Database.uow` does not."""
+    db = Database(f"sqlite:///{tmp_path / 'bulk.db'}", "k" * 32)
+    with db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (who TEXT)"))
+    gate = gate_of(db.engine)
+    holder = db.engine.connect()
+    holder.execute(text("INSERT INTO t VALUES ('first')"))
+
+    def write(factory: Any, who: str) -> threading.Thread:
+        def run() -> None:
+            with factory() as uow:
+                uow.conn.execute(text("INSERT INTO t VALUES (:w)"), {"w": who})
+                uow.commit()
+
+        t = threading.Thread(target=run)
+        t.start()
+        return t
+
+    bulk = write(db.bulk, "bulk")
+    wait_for(lambda: gate.waiting == (1, 0), "the bulk unit of work waiting")
+    live = write(db.uow, "live")
+    wait_for(lambda: gate.waiting == (1, 1), "the live unit of work queued")
+    holder.commit()
+    holder.close()
+    bulk.join(10)
+    live.join(10)
+    with db.reads() as r:
+        rows = r.conn.execute(text("SELECT who FROM t ORDER BY rowid")).scalars().all()
+    assert rows == ["first", "live", "bulk"]
     db.dispose()

@@ -8,8 +8,8 @@ Two entry points, one core:
 - `compute_activity`: recompute one activity of one course at one destination for a chunk
   of learners (what a sync run does, an activity at a time, so memory stays bounded).
 
-Both run under the compute lock (`DirtyKeyRepo.lock_compute`) and read the ledger rows with
-row locks, so a slower computation from older facts never overwrites a newer one.
+Both lock the activities they compute (`DirtyKeyRepo.lock_activities`) and read the ledger
+rows with row locks, so a slower computation from older facts never overwrites a newer one.
 These are plain blocking functions: async callers run them in a thread.
 """
 
@@ -174,7 +174,7 @@ def compute_activity(
     retrying rows are tried again now (a person pressed "Sync now" after fixing the cause)."""
     stats = ComputeStats()
     with uow_factory() as uow:
-        uow.dirty.lock_compute()
+        uow.dirty.lock_activities([(tenant_id, activity_id)])
         pairs = [(activity_id, p) for p in sorted(set(person_ids))]
         _compute_pairs(
             uow,

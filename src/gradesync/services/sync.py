@@ -223,8 +223,12 @@ class RunExecutor:
         deliverer: Deliverer,
         settings: EngineSettings,
         worker_id: str,
+        bulk: UnitOfWorkFactory | None = None,
     ) -> None:
         self.uow_factory = uow_factory
+        # the units of work of a run's computing, chunk after chunk: they let the live
+        # path's writes go first (on SQLite's one writer)
+        self.bulk = bulk or uow_factory
         self.clock = clock
         self.clients = clients
         self.deliverer = deliverer
@@ -417,7 +421,7 @@ class RunExecutor:
             for chunk in _chunks(sorted(people), self.settings.scope_chunk):
                 await asyncio.to_thread(
                     compute_activity,
-                    self.uow_factory,
+                    self.bulk,
                     self.clock,
                     self.clients.capabilities,
                     tenant_id=run.scope.tenant_id,
@@ -469,14 +473,14 @@ class RunExecutor:
         stats = ComputeStats()
         for tg in targets:
             learners = await asyncio.to_thread(
-                learners_of, self.uow_factory, tg.course.tenant_id, tg.course.id
+                learners_of, self.bulk, tg.course.tenant_id, tg.course.id
             )
             for activity_id in tg.activity_ids:
                 if lost.is_set():
                     raise RunTakenOver(run.id)
                 people = await asyncio.to_thread(
                     people_of_activity,
-                    self.uow_factory,
+                    self.bulk,
                     tg.course.tenant_id,
                     tg.destination.id,
                     tg.course.id,
@@ -487,7 +491,7 @@ class RunExecutor:
                     stats.add(
                         await asyncio.to_thread(
                             compute_activity,
-                            self.uow_factory,
+                            self.bulk,
                             self.clock,
                             self.clients.capabilities,
                             tenant_id=tg.course.tenant_id,

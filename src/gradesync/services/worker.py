@@ -66,6 +66,7 @@ class Engine:
         meter: Meter = NULL_METER,
         roster: ReaderFactory | None = None,
         signals: DestinationSignals | None = None,
+        bulk: UnitOfWorkFactory | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         # reads the LMS rosters (NRPS) of a run's scope before the run computes
@@ -89,7 +90,13 @@ class Engine:
             signals=signals,
         )
         self.executor = RunExecutor(
-            uow_factory, clock, self.clients, self.deliverer, self.settings, self.worker_id
+            uow_factory,
+            clock,
+            self.clients,
+            self.deliverer,
+            self.settings,
+            self.worker_id,
+            bulk=bulk,
         )
         self._runs: dict[str, asyncio.Task[SyncRun | None]] = {}
         self._finished: dict[str, asyncio.Future[SyncRun]] = {}

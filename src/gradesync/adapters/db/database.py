@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from gradesync.adapters.db import migrate
+from gradesync.adapters.db import migrate, sqlite_gate
 from gradesync.adapters.db.engine import is_sqlite, make_engine, make_read_engine, normalise_url
 from gradesync.adapters.db.uow import SqlUnitOfWork
 from gradesync.adapters.secretbox import SecretBox
@@ -25,6 +25,7 @@ class Database:
         self.box = SecretBox(secret_key)
         self._pool_size = pool_size
         self._read_engine: Engine | None = None
+        self._bulk_engine: Engine | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -58,6 +59,18 @@ class Database:
         if self._read_engine is None:
             self._read_engine = make_read_engine(self.url, pool_size=self._pool_size)
         return SqlUnitOfWork(self._read_engine, self.box)
+
+    def bulk(self) -> SqlUnitOfWork:
+        """A unit of work for bulk writes (a run recomputing its scope, chunk after chunk).
+        On SQLite its transaction lets the process's other writers waiting go first (for up
+        to two seconds, `sqlite_gate`): live grades do not queue behind a remaster's
+        chunks. On PostgreSQL, where writers of different rows do not wait for each other,
+        the same as `uow`."""
+        if not self.is_sqlite:
+            return self.uow()
+        if self._bulk_engine is None:
+            self._bulk_engine = self.engine.execution_options(**{sqlite_gate.BULK: True})
+        return SqlUnitOfWork(self._bulk_engine, self.box)
 
     def upgrade(self) -> None:
         migrate.upgrade(self.engine)

@@ -14,37 +14,87 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import weakref
 from typing import Any
 
 from sqlalchemy import Engine, event
 
+# The execution option that marks a bulk writer (`Database.bulk`).
+BULK = "gradesync_bulk"
+
 
 class WriteGate:
     """Held by one connection from its BEGIN to its COMMIT or ROLLBACK (or its return to
-    the pool, should a transaction be left open)."""
+    the pool, should a transaction be left open).
 
-    def __init__(self, timeout: float) -> None:
+    A bulk writer (a run recomputing thousands of results, chunk after chunk) lets every
+    other writer waiting go first, for up to `bulk_patience` seconds; then it queues like
+    them. Live grades arriving during a big remaster so wait for at most the chunk being
+    written, not for the chunks queued after it."""
+
+    def __init__(self, timeout: float, bulk_patience: float = 2.0) -> None:
         self.timeout = timeout
-        self._lock = threading.Lock()
+        self.bulk_patience = bulk_patience
+        self._mutex = threading.Lock()
+        self._others = threading.Condition(self._mutex)  # writers that are not bulk
+        self._bulk = threading.Condition(self._mutex)
+        self._others_waiting = 0
+        self._bulk_waiting = 0
         self._holder: int | None = None
 
-    def acquire(self, dbapi_conn: Any) -> None:
-        if not self._lock.acquire(timeout=self.timeout):
-            # the error SQLite itself gives after its busy timeout: callers treat both alike
-            raise sqlite3.OperationalError(
-                f"database is locked (waited {self.timeout:g} s for this process's writers)"
-            )
-        self._holder = id(dbapi_conn)
+    def acquire(self, dbapi_conn: Any, *, bulk: bool = False) -> None:
+        now = time.monotonic()
+        deadline = now + self.timeout
+        with self._mutex:
+            if bulk:
+                yield_until = min(deadline, now + self.bulk_patience)
+                self._bulk_waiting += 1
+                try:
+                    while self._holder is not None or self._others_waiting:
+                        left = yield_until - time.monotonic()
+                        if left <= 0:
+                            break  # waited long enough: queue like the others
+                        self._bulk.wait(left)
+                finally:
+                    self._bulk_waiting -= 1
+            if self._holder is not None:
+                self._others_waiting += 1
+                try:
+                    while self._holder is not None:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            # the error SQLite itself gives after its busy timeout: callers
+                            # treat both alike
+                            raise sqlite3.OperationalError(
+                                f"database is locked (waited {self.timeout:g} s for this "
+                                "process's writers)"
+                            )
+                        self._others.wait(left)
+                finally:
+                    self._others_waiting -= 1
+                    if not self._others_waiting and self._bulk_waiting:
+                        self._bulk.notify()  # a bulk writer may be yielding to this one
+            self._holder = id(dbapi_conn)
 
     def release(self, dbapi_conn: Any) -> None:
-        if self._holder is not None and self._holder == id(dbapi_conn):
+        with self._mutex:
+            if self._holder is None or self._holder != id(dbapi_conn):
+                return
             self._holder = None
-            self._lock.release()
+            if self._others_waiting:
+                self._others.notify()
+            elif self._bulk_waiting:
+                self._bulk.notify()
 
     @property
     def held(self) -> bool:
         return self._holder is not None
+
+    @property
+    def waiting(self) -> tuple[int, int]:
+        """(bulk writers still letting others go first, writers queued)."""
+        return self._bulk_waiting, self._others_waiting
 
 
 _gates: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
@@ -66,7 +116,7 @@ def install(engine: Engine, timeout: float) -> WriteGate:
         # IMMEDIATE takes the write lock up front: a deferred transaction that later writes can
         # fail with SQLITE_BUSY without waiting, which busy_timeout cannot fix.
         raw = dbapi(conn)
-        gate.acquire(raw)
+        gate.acquire(raw, bulk=bool(conn.get_execution_options().get(BULK)))
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -40,12 +40,14 @@ class DirtyKeyRepo(Protocol):
 
     def count(self) -> int: ...
 
-    def lock_compute(self) -> None:
-        """Serialise computing desired state across processes until the transaction ends, so
-        a slower computation from older facts can never overwrite a newer one."""
+    def lock_activities(self, activities: Iterable[tuple[str, str]]) -> None:
+        """Serialise computing these (tenant, activity) pairs across processes until the
+        transaction ends, so a slower computation from older facts can never overwrite a
+        newer one. Take them all in one call, before reading any fact."""
 
     def claim(self, limit: int) -> list[tuple[str, str, str, str]]:
-        """Take (and delete) up to `limit` dirty keys, oldest mark first, under the compute
-        lock: (tenant_id, course_id, activity_id, person_id). The deletion commits with the
+        """Take (and delete) up to `limit` dirty keys, oldest mark first, skipping keys
+        another process is taking, and lock their activities (`lock_activities`):
+        (tenant_id, course_id, activity_id, person_id). The deletion commits with the
         recomputed ledger rows, so a crash before the commit leaves the keys dirty, and a key
         marked again meanwhile is marked anew (the fact's transaction waits for this one)."""

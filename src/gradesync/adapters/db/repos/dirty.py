@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import case, delete, func, select, tuple_
+from sqlalchemy import case, delete, func, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.adapters.db import schema as t
@@ -14,6 +15,15 @@ from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.services import ports
 
 _IDS_PER_STATEMENT = 1000  # bound parameters well under SQLite's limit
+
+
+def _activity_lock(tenant_id: str, activity_id: str) -> int:
+    """The PostgreSQL advisory lock key of computing one activity (a stable signed 64-bit
+    number)."""
+    digest = hashlib.blake2b(
+        f"gradesync-compute\x1f{tenant_id}\x1f{activity_id}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
@@ -127,22 +137,34 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
     def count(self) -> int:
         return int(self.conn.execute(select(func.count()).select_from(t.dirty_keys)).scalar() or 0)
 
-    # PostgreSQL advisory lock key of "computing desired state" (any stable 64-bit number).
-    COMPUTE_LOCK = 0x67726164_65737963
-
-    def lock_compute(self) -> None:
-        # SQLite's write transaction already serialises computing
-        if self.conn.dialect.name == "postgresql":
-            self.conn.execute(select(func.pg_advisory_xact_lock(self.COMPUTE_LOCK)))
+    def lock_activities(self, activities: Iterable[tuple[str, str]]) -> None:
+        # SQLite's write transaction already serialises computing. On PostgreSQL one
+        # advisory lock per activity, taken in one order by everyone (no deadlock between
+        # computations): a run recomputing one activity holds up only that activity's
+        # live grades, not every course's.
+        if self.conn.dialect.name != "postgresql":
+            return
+        keys = sorted({_activity_lock(tenant, activity) for tenant, activity in activities})
+        if keys:
+            self.conn.execute(
+                text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+                {"keys": keys},
+            )
 
     def claim(self, limit: int) -> list[tuple[str, str, str, str]]:
-        self.lock_compute()
         c = t.dirty_keys.c
         pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
-        oldest = select(c.tenant_id, c.activity_id, c.person_id).order_by(c.marked_at).limit(limit)
+        # another process's claimed keys are skipped, not waited for (PostgreSQL)
+        oldest = (
+            select(c.tenant_id, c.activity_id, c.person_id)
+            .order_by(c.marked_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         rows = self.conn.execute(
             delete(t.dirty_keys)
             .where(pk.in_(oldest))
             .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id)
         ).all()
+        self.lock_activities((r[0], r[2]) for r in rows)
         return [(r[0], r[1], r[2], r[3]) for r in rows]
