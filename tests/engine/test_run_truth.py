@@ -4,13 +4,15 @@ remaster could not rewrite goes with the next run, which says so (`services.carr
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import RunOutcome, RunScope, SyncRun, Trigger
-from gradesync.services import destination_admin
+from gradesync.services import destination_admin, sync
 from gradesync.services.carry import covers
 from gradesync.services.clock import SystemClock
+from gradesync.services.delivery import DeliveryStats
 from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.runs import get_run, get_run_stages, request_run
 from gradesync.testing import DEADLINE
@@ -139,3 +141,51 @@ async def test_a_column_that_failed_once_is_tried_again_before_the_run_ends(
     assert done.outcome is RunOutcome.SUCCEEDED, done.message
     assert done.counts["columns"] == {"written": 2, "unchanged": 0, "not_synced": 0, "failed": 0}
     assert "columns_failed" not in done.counts
+
+
+async def test_a_runs_rows_waiting_behind_other_results_are_waited_for_past_its_patience(
+    harness: Harness, db: Database, monkeypatch: Any
+) -> None:
+    """Live grades go before a run's rows: while the destination takes others' results the
+    run keeps waiting for its own, however long that is, and ends truthfully."""
+    seed(db, learners=3)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(3)])
+    deliverer = harness.engine.deliverer
+    clock = [0.0]
+    monkeypatch.setattr(sync, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    real_deliver = deliverer.deliver
+    starved = 0
+
+    async def busy_with_others(*args: Any, **kw: Any) -> DeliveryStats:
+        # the pass found only other results to send (live grades) for 10 minutes
+        nonlocal starved
+        if starved < 20:
+            starved += 1
+            clock[0] += 30.0  # past the run's patience at every look
+            deliverer.writer.delivered[(T, DEST)] += 1
+            return DeliveryStats()
+        return await real_deliver(*args, **kw)
+
+    monkeypatch.setattr(deliverer, "deliver", busy_with_others)
+    done = await _run(db, harness, Trigger.MANUAL)
+    assert starved == 20
+    assert done.outcome is RunOutcome.SUCCEEDED
+    assert done.counts["sent"] == 3 and done.counts["pending"] == 0
+
+
+async def test_the_destination_taking_nothing_still_ends_the_runs_patience(
+    harness: Harness, db: Database, monkeypatch: Any
+) -> None:
+    seed(db, learners=2)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+    clock = [0.0]
+    monkeypatch.setattr(sync, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    async def nothing_moves(*args: Any, **kw: Any) -> DeliveryStats:
+        clock[0] += 30.0
+        return DeliveryStats()
+
+    monkeypatch.setattr(harness.engine.deliverer, "deliver", nothing_moves)
+    done = await _run(db, harness, Trigger.MANUAL)
+    assert done.outcome is not RunOutcome.SUCCEEDED
+    assert done.counts["sent"] == 0

@@ -43,3 +43,14 @@ def test_rows_under_another_workers_lease_are_waited_for_until_it_ends() -> None
     assert not p.look(131.0, settled=0, open_rows=4)
     p.hold_until(10.0)  # an earlier end never shortens the wait
     assert p.left(131.0) == 0.0
+
+
+def test_rows_due_while_the_destination_takes_other_results_wait_their_turn() -> None:
+    # a big remaster's rows behind live grades: nothing of the run's moves for minutes,
+    # but the destination is working, so the run does not give up on them
+    p = Patience(30.0, now=0.0)
+    for step in range(1, 13):
+        assert p.look(step * 10.0, settled=0, open_rows=500, waiting_turn=True)
+    assert p.left(120.0) == 30.0
+    assert p.look(149.0, settled=0, open_rows=500)  # the destination stopped taking any
+    assert not p.look(151.0, settled=0, open_rows=500)

@@ -199,7 +199,9 @@ def _same_attempt(a: Attempt, b: Attempt) -> bool:
     )
 
 
-def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> None:
+def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> dict[str, Activity]:
+    """Raise `InvalidInput` naming every problem; else the stored activities the batch's
+    overrides and attempts name (read here once, their courses used when recording)."""
     p = _Problems()
 
     # shape and value rules, independent of what is stored
@@ -306,7 +308,8 @@ def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> None:
     known_people = batch_people | set(uow.people.get_many(tenant_id, wanted_people - batch_people))
     batch_acts = {a.id for a in b.activities}
     wanted_acts = {o.activity_id for o in b.overrides} | {a.activity_id for a in b.attempts}
-    known_acts = batch_acts | set(uow.activities.get_many(tenant_id, wanted_acts - batch_acts))
+    stored_named = uow.activities.get_many(tenant_id, wanted_acts - batch_acts)
+    known_acts = batch_acts | set(stored_named)
 
     def person_ref(path: str, person_id: str) -> None:
         if person_id not in known_people:
@@ -352,6 +355,7 @@ def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> None:
         in_batch.setdefault(at.source_event_id, at)
     if p.items:
         raise InvalidInput(p.items)
+    return stored_named
 
 
 # --- the use case --------------------------------------------------------------------------
@@ -443,7 +447,7 @@ def record_facts(
     b = _own(tenant_id, batch)
     result = IngestResult()
     dirty: list[DirtyRow] = []
-    _validate(uow, tenant_id, b)
+    stored_named = _validate(uow, tenant_id, b)
 
     def count(name: str, changed: bool) -> None:
         bucket = result.changed if changed else result.unchanged
@@ -511,11 +515,10 @@ def record_facts(
             for act in uow.activities.for_course(tenant_id, e.course_id):
                 dirty.append((tenant_id, e.course_id, act.id, e.person_id))
 
-    # the course of every activity the overrides and attempts name, in one read
-    course_of = {a.id: a.course_id for a in b.activities}
-    named = {o.activity_id for o in b.overrides} | {at.activity_id for at in b.attempts}
-    for act in uow.activities.get_many(tenant_id, named - course_of.keys()).values():
-        course_of[act.id] = act.course_id
+    # the course of every activity the overrides and attempts name (an activity never
+    # moves to another course)
+    course_of = {act.id: act.course_id for act in stored_named.values()}
+    course_of.update({a.id: a.course_id for a in b.activities})
 
     def course_for(activity_id: str) -> str:
         return course_of[activity_id]  # every one validated above

@@ -2,7 +2,8 @@
 
 A run waits `seconds` for retries, but only while nothing moves: a large backlog being
 worked through, by the run's own pass or by another worker holding some of the rows, keeps
-it waiting; rows stuck behind failures do not. Pure: the caller supplies the time.
+it waiting, and so do rows due while the destination takes other results (live grades go
+before a run's); rows stuck behind failures do not. Pure: the caller supplies the time.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ class Patience:
         self._deadline = now + seconds
         self._open: int | None = None
 
-    def look(self, now: float, settled: int, open_rows: int) -> bool:
+    def look(self, now: float, settled: int, open_rows: int, *, waiting_turn: bool = False) -> bool:
         """Record a look at the run's rows: `settled` by this pass since the last look,
-        `open_rows` still due or held. True while it is worth waiting on."""
-        progressed = settled > 0 or (self._open is not None and open_rows < self._open)
+        `open_rows` still due or held; `waiting_turn`: some are due now and the destination
+        took other results since the last look (they wait their turn, not on a failure).
+        True while it is worth waiting on."""
+        progressed = (
+            settled > 0 or waiting_turn or (self._open is not None and open_rows < self._open)
+        )
         self._open = open_rows
         if progressed:
             self._deadline = now + self.seconds

@@ -609,6 +609,7 @@ class RunExecutor:
         total = DeliveryStats()
         patience = Patience(self.settings.retry_patience.total_seconds(), time.monotonic())
         last_progress = time.monotonic()
+        delivered = self.deliverer.delivered_to(scope)
 
         def due() -> tuple[int, int, datetime | None, datetime | None]:
             with self.uow_factory() as uow:
@@ -635,7 +636,13 @@ class RunExecutor:
                 held_for = (leases_end - self.clock.now()).total_seconds()
                 patience.hold_until(time.monotonic() + max(0.0, held_for))
             settled = stats.delivered + stats.rejected + stats.skipped
-            if not patience.look(time.monotonic(), settled, due_now + leased):
+            # rows due while the destination takes other results (live grades go first)
+            # wait their turn: that is not a destination failing them
+            delivered, before = self.deliverer.delivered_to(scope), delivered
+            waiting_turn = due_now > 0 and delivered > before
+            if not patience.look(
+                time.monotonic(), settled, due_now + leased, waiting_turn=waiting_turn
+            ):
                 break
             remaining = patience.left(time.monotonic())
             if due_now == 0 and leased == 0:

@@ -151,6 +151,15 @@ class Deliverer:
         self._help_asked = -1e9
         self._courses_after = ""  # the course a claim's round-robin starts after
 
+    def delivered_to(self, scope: DeliveryScope) -> int:
+        """Results this process has delivered to the scope's destinations so far, in any
+        course: a run sees its destination taking others' results while its own wait."""
+        return sum(
+            n
+            for (tenant, dest), n in self.writer.delivered.items()
+            if scope.tenant_id in (None, tenant) and scope.destination_id in (None, dest)
+        )
+
     def note_due(self, *, live: bool = False) -> None:
         """Rows may have become due in this process: running passes claim again (`live`:
         live grades, claimed even by a pass whose hands are full)."""

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -59,6 +60,8 @@ class SettleWriter:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._rng = random.Random()
+        # results written as delivered, per (tenant, destination), since this process began
+        self.delivered: Counter[tuple[str, str]] = Counter()
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -122,6 +125,11 @@ class SettleWriter:
                 # a newer desired state arrived during its send, or a row was let go
                 # unsent: it is due again now
                 self._on_due()
+            self.delivered.update(
+                (r.key.tenant_id, r.key.destination_id)
+                for r in rows
+                if r.state is DeliveryState.DELIVERED
+            )
             if self._on_written is not None:
                 self._on_written(rows)
 
