@@ -142,7 +142,7 @@ class Runtime:
         from gradesync.adapters.destinations.registry import DestinationContext
         from gradesync.services.lti.keys import ToolKeyStore
 
-        keys = ToolKeyStore(self.db.uow, self.clock)
+        keys = ToolKeyStore(self.db.uow, self.clock, reads=self.db.reads)
         return DestinationContext(http=http, clock=self.clock, tool_keys=keys)
 
     def destination_client(self, destination: Destination) -> DestinationClient:

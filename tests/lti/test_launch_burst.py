@@ -101,3 +101,25 @@ def test_a_login_writes_nothing_and_the_launch_uses_its_nonce_once(
         other.close()
     again = browser.post(action, fields)
     assert again.status_code == 401 and again.json()["error"] == "nonce_replayed"
+
+
+def test_the_key_set_is_served_while_another_writer_holds_the_write_lock(
+    gradesync_lite: Gradesync,
+) -> None:
+    """A platform fetching the tool's JWKS (each one, when many platforms start at once)
+    never queues behind grades being written: the key set is read without a write lock."""
+    gs = gradesync_lite
+    url = f"{gs.base_url}/lti/jwks.json"
+    first = httpx.get(url, timeout=10)  # the first fetch makes the tool's key
+    assert first.status_code == 200 and len(first.json()["keys"]) == 1
+    path = gs.db.sqlite_file
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the write lock meanwhile
+        again = httpx.get(url, timeout=10)
+        assert again.status_code == 200
+        assert again.json() == first.json()
+    finally:
+        other.rollback()
+        other.close()

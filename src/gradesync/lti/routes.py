@@ -98,7 +98,7 @@ class LtiTool:
         self.box = runtime.db.box
         self.clock = runtime.clock
         self.base_url = runtime.settings.base_url.rstrip("/")
-        self.keys = ToolKeyStore(runtime.uow, runtime.clock)
+        self.keys = ToolKeyStore(runtime.uow, runtime.clock, reads=runtime.reads)
         self.http = guarded_client(runtime.outbound, timeout=10.0)
         self.platform_keys = PlatformKeyCache(self.http)
         self._background: set[asyncio.Task[Any]] = set()
