@@ -72,9 +72,8 @@ class WriteGate:
                             )
                         self._others.wait(left)
                 finally:
+                    # a bulk writer yielding to this one is woken by this one's release
                     self._others_waiting -= 1
-                    if not self._others_waiting and self._bulk_waiting:
-                        self._bulk.notify()  # a bulk writer may be yielding to this one
             self._holder = id(dbapi_conn)
 
     def release(self, dbapi_conn: Any) -> None:
