@@ -49,6 +49,14 @@ def _score(learner: int, activity: int) -> float:
     return float((learner * 7 + activity * 3) % 11)
 
 
+def _by_window(timed: list[tuple[float, float]], width: float) -> list[dict[str, Any]]:
+    """Latency summaries of the grades accepted in each `width`-second window."""
+    windows: dict[int, list[float]] = {}
+    for at, latency in timed:
+        windows.setdefault(int(at // width), []).append(latency)
+    return [{"from_s": i * width, **stats.summary_ms(windows[i])} for i in sorted(windows)]
+
+
 def seed_big_course(world: World, results: int, template_course: str) -> dict[str, Any]:
     """The remastered course on both sides; gradesync's volume through SQL."""
     t0 = time.perf_counter()
@@ -251,10 +259,14 @@ def run(
         rows = stats.wait_until(arrived, timeout=120.0, interval=0.25) or live_rows()
         during_live = len(_scores_of(world, BIG)) - before_live
         lat = []
+        # (seconds into the live window it was accepted, its latency): when the slow ones were
+        timed: list[tuple[float, float]] = []
+        start = min((x.sent_at for x in posted), default=0.0)
         for k, x in accepted.items():
             row = rows.get(k)
             if row is not None and row[4] is not None:
                 lat.append(row[4] - x.accepted_at)
+                timed.append((x.accepted_at - start, row[4] - x.accepted_at))
         sent_at = [x.sent_at for x in posted]
         posting_s = (max(sent_at) - min(sent_at)) if len(sent_at) > 1 else 0.0
         live_window = max((x.accepted_at for x in accepted.values()), default=0) - min(
@@ -277,6 +289,7 @@ def run(
             "live_attempts_accepted": len(accepted),
             "live_results_stored": len(lat),
             "live_latency": stats.summary_ms(lat),
+            "live_latency_by_10s": _by_window(timed, 10.0),
             "live_window_s": round(live_window, 1),
             # the load actually offered: attempts posted per second over the posting
             "live_offered_per_s": round((len(posted) - 1) / posting_s, 1) if posting_s else None,

@@ -15,7 +15,7 @@ These are plain blocking functions: async callers run them in a thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -144,13 +144,14 @@ def compute_dirty(
             return stats
         stats.dirty = len(claimed)
         now = clock.now()
-        groups: dict[tuple[str, str], set[tuple[str, str]]] = {}
-        for tenant_id, course_id, activity_id, person_id in claimed:
-            groups.setdefault((tenant_id, course_id), set()).add((activity_id, person_id))
-        for (tenant_id, course_id), pairs in sorted(groups.items()):
-            _compute_pairs(
-                uow, tenant_id, course_id, sorted(pairs), now, capabilities, stats, bulk=False
-            )
+        # a batch's courses are computed together, a statement of each kind per tenant: on
+        # PostgreSQL every statement is a round trip, and live grades span many courses
+        groups: dict[str, dict[str, list[tuple[str, str]]]] = {}
+        for tenant_id, course_id, activity_id, person_id in sorted(claimed):
+            courses = groups.setdefault(tenant_id, {})
+            courses.setdefault(course_id, []).append((activity_id, person_id))
+        for tenant_id, by_course in groups.items():
+            _compute(uow, tenant_id, by_course, now, capabilities, stats, bulk=False)
         uow.commit()
     return stats
 
@@ -176,11 +177,10 @@ def compute_activity(
     with uow_factory() as uow:
         uow.dirty.lock_activities([(tenant_id, activity_id)])
         pairs = [(activity_id, p) for p in sorted(set(person_ids))]
-        _compute_pairs(
+        _compute(
             uow,
             tenant_id,
-            course_id,
-            pairs,
+            {course_id: pairs},
             clock.now(),
             capabilities,
             stats,
@@ -231,11 +231,10 @@ def _policy(tenant: Tenant, course: Course, activity: Activity) -> ResolvedPolic
         return Reason(INVALID_POLICY, f"The grade policy settings are invalid: {exc}")
 
 
-def _compute_pairs(
+def _compute(
     uow: UnitOfWork,
     tenant_id: str,
-    course_id: str,
-    pairs: Sequence[tuple[str, str]],
+    by_course: Mapping[str, Sequence[tuple[str, str]]],
     now: datetime,
     capabilities: CapabilitiesLookup,
     stats: ComputeStats,
@@ -245,93 +244,111 @@ def _compute_pairs(
     reset_failures: bool = False,
     bulk: bool,
 ) -> None:
-    """`bulk`: computed by a run; its pending rows wait behind live grades (auto sync), so
+    """Compute (activity, person) pairs of one tenant's courses at every destination each
+    course syncs to (or `only_destination`), reading each kind of fact once for them all.
+
+    `bulk`: computed by a run; its pending rows wait behind live grades (auto sync), so
     a remaster of one course never delays another's new grades."""
     tenant = uow.tenants.get(tenant_id)
-    course = uow.courses.get(tenant_id, course_id)
-    if tenant is None or course is None:
+    if tenant is None:
         return
-    links = [
-        link
-        for link in uow.links.destinations_for_course(tenant_id, course_id)
-        if (only_destination is None or link.destination_id == only_destination)
-        and migrated_to(link) is None
-    ]
-    if not links:
-        return
-    activities = uow.activities.get_many(tenant_id, {a for a, _ in pairs})
+    courses = uow.courses.get_many(tenant_id, by_course)
+    links: dict[str, list[CourseLink]] = {}
+    for link in uow.links.destinations_for_courses(tenant_id, courses):
+        if (only_destination is None or link.destination_id == only_destination) and (
+            migrated_to(link) is None
+        ):
+            links.setdefault(link.course_id, []).append(link)
+    activities = uow.activities.get_many(tenant_id, {a for c in links for a, _ in by_course[c]})
     # a key whose activity is gone or moved to another course has nothing to compute here
-    pairs = [(a, p) for a, p in pairs if a in activities and activities[a].course_id == course_id]
-    if not pairs:
+    work: dict[str, list[tuple[str, str]]] = {}
+    for course_id in sorted(links):
+        for a, p in by_course[course_id]:
+            if a in activities and activities[a].course_id == course_id:
+                work.setdefault(course_id, []).append((a, p))
+    if not work:
         return
-    people = {p for _, p in pairs}
-    attempts = uow.attempts.for_pairs(tenant_id, pairs)
-    enrollments = uow.enrollments.for_people(tenant_id, course_id, people)
-    overrides = uow.overrides.for_pairs(tenant_id, pairs)
-    policies = {a: _policy(tenant, course, act) for a, act in activities.items()}
-    timers: dict[tuple[str, str], datetime] = {}
-
-    for link in sorted(links, key=lambda lk: lk.destination_id):
-        destination = uow.destinations.get(tenant_id, link.destination_id)
-        if destination is None:
-            continue
-        caps = capabilities(destination)
-        person_links = uow.links.people_for(tenant_id, destination.id, course_id, people)
-        keys = [LedgerKey(tenant_id, destination.id, a, p) for a, p in pairs]
-        rows = uow.ledger.get_keys(keys, lock=True)
-        writes: list[tuple[LedgerRow, str]] = []
-        for key in keys:
-            outcome = _outcome(
-                destination,
-                caps,
-                course,
-                activities[key.activity_id],
-                policies[key.activity_id],
-                enrollments.get(key.person_id),
-                attempts.get((key.activity_id, key.person_id), []),
-                overrides.get((key.activity_id, key.person_id)),
-                person_links.get(key.person_id),
-                now,
-            )
-            zero_at = _zero_timer(
-                outcome,
-                policies[key.activity_id],
-                activities[key.activity_id],
-                overrides.get((key.activity_id, key.person_id)),
-                now,
-            )
-            if zero_at is not None:
-                timers[(key.activity_id, key.person_id)] = zero_at
-            old = rows.get(key)
-            new = reconcile(old, key, outcome, now, remaster=remaster)
-            if (
-                new is not None
-                and old is not None
-                and old.state is DeliveryState.PENDING
-                and new.state is DeliveryState.PENDING
-            ):
-                # still waiting: keep its place in the delivery queue (oldest first), so a
-                # key that keeps changing is not pushed back for ever
-                new = replace(new, updated_at=old.updated_at)
-            if new is None and reset_failures and old is not None:
-                new = _reset(old, now)
-                if new is not None:
-                    stats.reset += 1
-            stats.keys += 1
-            if new is None:
+    all_pairs = [pair for pairs in work.values() for pair in pairs]
+    attempts = uow.attempts.for_pairs(tenant_id, all_pairs)
+    overrides = uow.overrides.for_pairs(tenant_id, all_pairs)
+    enrollments = uow.enrollments.for_pairs(tenant_id, {(c, p) for c in work for _, p in work[c]})
+    policies = {a: _policy(tenant, courses[c], activities[a]) for c in work for a, _ in work[c]}
+    destinations: dict[str, Destination] = {}
+    for d_id in sorted({link.destination_id for c in work for link in links[c]}):
+        if (destination := uow.destinations.get(tenant_id, d_id)) is not None:
+            destinations[d_id] = destination
+    caps = {d_id: capabilities(d) for d_id, d in destinations.items()}
+    # every (link, key) to compute, and the (course, person) pairs each destination must know
+    todo: list[tuple[CourseLink, LedgerKey]] = []
+    wanted: dict[str, set[tuple[str, str]]] = {d_id: set() for d_id in destinations}
+    for course_id, pairs in work.items():
+        for link in links[course_id]:
+            if link.destination_id not in destinations:
                 continue
-            stats.changed += 1
-            if new.state is DeliveryState.PENDING:
-                stats.pending += 1
-                stats.destinations.add((tenant_id, destination.id))
-            elif new.state is DeliveryState.SKIPPED:
-                stats.skipped += 1
-            writes.append((new, course_id))
-        uow.ledger.save_many(writes, bulk=bulk)
-        if destination.kind is DestinationKind.LTI13_AGS:
-            _note_new_columns(uow, link, links, pairs, writes, stats)
+            for a, p in pairs:
+                todo.append((link, LedgerKey(tenant_id, link.destination_id, a, p)))
+                wanted[link.destination_id].add((course_id, p))
+    person_links = {
+        d_id: uow.links.people_in_courses(tenant_id, d_id, pairs) for d_id, pairs in wanted.items()
+    }
+    rows = uow.ledger.get_keys([key for _, key in todo], lock=True)
+    writes: list[tuple[LedgerRow, str]] = []
+    timers: dict[tuple[str, str, str], datetime] = {}
+    for link, key in todo:
+        destination = destinations[key.destination_id]
+        course_id = link.course_id
+        pair = (key.activity_id, key.person_id)
+        activity = activities[key.activity_id]
+        outcome = _outcome(
+            destination,
+            caps[destination.id],
+            courses[course_id],
+            activity,
+            policies[key.activity_id],
+            enrollments.get((course_id, key.person_id)),
+            attempts.get(pair, []),
+            overrides.get(pair),
+            person_links[destination.id].get((course_id, key.person_id)),
+            now,
+        )
+        zero_at = _zero_timer(
+            outcome, policies[key.activity_id], activity, overrides.get(pair), now
+        )
+        if zero_at is not None:
+            timers[(course_id, *pair)] = zero_at
+        old = rows.get(key)
+        new = reconcile(old, key, outcome, now, remaster=remaster)
+        if (
+            new is not None
+            and old is not None
+            and old.state is DeliveryState.PENDING
+            and new.state is DeliveryState.PENDING
+        ):
+            # still waiting: keep its place in the delivery queue (oldest first), so a
+            # key that keeps changing is not pushed back for ever
+            new = replace(new, updated_at=old.updated_at)
+        if new is None and reset_failures and old is not None:
+            new = _reset(old, now)
+            if new is not None:
+                stats.reset += 1
+        stats.keys += 1
+        if new is None:
+            continue
+        stats.changed += 1
+        if new.state is DeliveryState.PENDING:
+            stats.pending += 1
+            stats.destinations.add((tenant_id, destination.id))
+        elif new.state is DeliveryState.SKIPPED:
+            stats.skipped += 1
+        writes.append((new, course_id))
+    uow.ledger.save_many(writes, bulk=bulk)
+    for course_id, pairs in work.items():
+        for link in links[course_id]:
+            d = destinations.get(link.destination_id)
+            if d is not None and d.kind is DestinationKind.LTI13_AGS:
+                _note_new_columns(uow, link, links[course_id], destinations, pairs, writes, stats)
     # without a timer a past-due zero would wait for the next fact or run
-    uow.dirty.schedule([(tenant_id, course_id, a, p, at) for (a, p), at in sorted(timers.items())])
+    uow.dirty.schedule([(tenant_id, c, a, p, at) for (c, a, p), at in sorted(timers.items())])
 
 
 def _zero_timer(
@@ -354,16 +371,21 @@ def _note_new_columns(
     uow: UnitOfWork,
     link: CourseLink,
     links: Sequence[CourseLink],
+    destinations: Mapping[str, Destination],
     pairs: Sequence[tuple[str, str]],
     writes: Sequence[tuple[LedgerRow, str]],
     stats: ComputeStats,
 ) -> None:
-    sending = {r.key.activity_id for r, _ in writes if r.state is DeliveryState.PENDING}
+    sending = {
+        r.key.activity_id
+        for r, _ in writes
+        if r.state is DeliveryState.PENDING and r.key.destination_id == link.destination_id
+    }
     quiet = {a for a, _ in pairs} - sending
     if not quiet:
         return
     for other in links:
-        d = uow.destinations.get(other.tenant_id, other.destination_id)
+        d = destinations.get(other.destination_id)
         if d is not None and d.kind is DestinationKind.LTI11_OUTCOMES:
             # the LMS may hold these columns already, made through LTI 1.1: the course's
             # migration launch binds them, creating them here would make duplicates

@@ -267,27 +267,41 @@ class Deliverer:
     def _load_facts(
         uow: UnitOfWork, keys: Sequence[tuple[LedgerKey, str]]
     ) -> dict[tuple[str, str, str], BatchFacts]:
-        """Course, columns and people of claimed rows, per (tenant, destination, course)."""
-        groups: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {}
+        """Course, columns and people of claimed rows, per (tenant, destination, course).
+        A statement of each kind per destination, however many courses the claim spans
+        (live grades come from many; on PostgreSQL each statement is a round trip)."""
+        groups: dict[tuple[str, str], dict[str, tuple[set[str], set[str]]]] = {}
         for k, course_id in keys:
-            acts, people = groups.setdefault(
-                (k.tenant_id, k.destination_id, course_id), (set(), set())
-            )
+            by_course = groups.setdefault((k.tenant_id, k.destination_id), {})
+            acts, persons = by_course.setdefault(course_id, (set(), set()))
             acts.add(k.activity_id)
-            people.add(k.person_id)
+            persons.add(k.person_id)
         out: dict[tuple[str, str, str], BatchFacts] = {}
         tenants: dict[str, Tenant | None] = {}
-        for (tenant_id, dest_id, course_id), (activity_ids, person_ids) in groups.items():
+        for (tenant_id, dest_id), by_course in groups.items():
             if tenant_id not in tenants:
                 tenants[tenant_id] = uow.tenants.get(tenant_id)
-            out[(tenant_id, dest_id, course_id)] = BatchFacts(
-                tenant=tenants[tenant_id],
-                course=uow.courses.get(tenant_id, course_id),
-                course_link=uow.links.course(tenant_id, dest_id, course_id),
-                activities=uow.activities.get_many(tenant_id, activity_ids),
-                items=uow.links.items(tenant_id, dest_id, activity_ids),
-                people=uow.links.people_for(tenant_id, dest_id, course_id, person_ids),
+            all_acts = {a for acts, _ in by_course.values() for a in acts}
+            courses = uow.courses.get_many(tenant_id, by_course)
+            course_links = {
+                link.course_id: link
+                for link in uow.links.destinations_for_courses(tenant_id, by_course)
+                if link.destination_id == dest_id
+            }
+            activities = uow.activities.get_many(tenant_id, all_acts)
+            items = uow.links.items(tenant_id, dest_id, all_acts)
+            links = uow.links.people_in_courses(
+                tenant_id, dest_id, {(c, p) for c, (_, ps) in by_course.items() for p in ps}
             )
+            for course_id, (acts, persons) in by_course.items():
+                out[(tenant_id, dest_id, course_id)] = BatchFacts(
+                    tenant=tenants[tenant_id],
+                    course=courses.get(course_id),
+                    course_link=course_links.get(course_id),
+                    activities={a: activities[a] for a in acts if a in activities},
+                    items={a: items[a] for a in acts if a in items},
+                    people={p: links[(course_id, p)] for p in persons if (course_id, p) in links},
+                )
         return out
 
     @staticmethod

@@ -32,6 +32,8 @@ class CourseRepo(Protocol):
         """for_update: the row stays locked until the transaction ends (a read-modify-write
         that another writer must not interleave)."""
 
+    def get_many(self, tenant_id: str, course_ids: Iterable[str]) -> dict[str, Course]: ...
+
     def upsert(self, course: Course) -> None: ...
 
     def all(self, tenant_id: str) -> list[Course]: ...
@@ -77,10 +79,10 @@ class EnrollmentRepo(Protocol):
 
     def for_person(self, tenant_id: str, person_id: str) -> list[Enrollment]: ...
 
-    def for_people(
-        self, tenant_id: str, course_id: str, person_ids: Iterable[str]
-    ) -> dict[str, Enrollment]:
-        """These persons' enrollments in one course, by person id."""
+    def for_pairs(
+        self, tenant_id: str, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], Enrollment]:
+        """Enrollments of these (course, person) pairs, by pair."""
 
 
 class DueDateOverrideRepo(Protocol):

@@ -15,6 +15,11 @@ class LinkRepo(Protocol):
 
     def destinations_for_course(self, tenant_id: str, course_id: str) -> list[CourseLink]: ...
 
+    def destinations_for_courses(
+        self, tenant_id: str, course_ids: Iterable[str]
+    ) -> list[CourseLink]:
+        """The links of several courses at once (a batch of live grades spans courses)."""
+
     def save_course(self, link: CourseLink) -> None: ...
 
     def item(self, tenant_id: str, destination_id: str, activity_id: str) -> ItemLink | None: ...
@@ -44,3 +49,8 @@ class LinkRepo(Protocol):
     ) -> dict[str, PersonLink]:
         """`people` restricted to some persons (a batch, or a whole column), same
         precedence, whatever their number."""
+
+    def people_in_courses(
+        self, tenant_id: str, destination_id: str, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], PersonLink]:
+        """`people_for` for (course, person) pairs of several courses, by pair."""

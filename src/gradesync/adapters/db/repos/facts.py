@@ -51,6 +51,16 @@ class CourseRepo(SqlRepo, ports.CourseRepo):
         row = self.conn.execute(q.with_for_update() if for_update else q).mappings().first()
         return from_row(Course, row) if row else None
 
+    def get_many(self, tenant_id: str, course_ids: Iterable[str]) -> dict[str, Course]:
+        c = t.courses.c
+        ids = sorted(set(course_ids))
+        if not ids:  # no round trip for nothing
+            return {}
+        rows = self.conn.execute(
+            select(t.courses).where(c.tenant_id == tenant_id, c.id.in_(ids))
+        ).mappings()
+        return {r["id"]: from_row(Course, r) for r in rows}
+
     def upsert(self, course: Course) -> None:
         upsert(self.conn, t.courses, to_row(course))
 
@@ -168,18 +178,26 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
         ).mappings()
         return [from_row(Enrollment, r) for r in rows]
 
-    def for_people(
-        self, tenant_id: str, course_id: str, person_ids: Iterable[str]
-    ) -> dict[str, Enrollment]:
+    def for_pairs(
+        self, tenant_id: str, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], Enrollment]:
         c = t.enrollments.c
+        wanted = set(pairs)
+        if not wanted:  # no round trip for nothing
+            return {}
         rows = self.conn.execute(
             select(t.enrollments).where(
                 c.tenant_id == tenant_id,
-                c.course_id == course_id,
-                c.person_id.in_(list(set(person_ids))),
+                c.course_id.in_({course for course, _ in wanted}),
+                c.person_id.in_({p for _, p in wanted}),
             )
         ).mappings()
-        return {r["person_id"]: from_row(Enrollment, r) for r in rows}
+        out: dict[tuple[str, str], Enrollment] = {}
+        for r in rows:
+            k = (r["course_id"], r["person_id"])
+            if k in wanted:
+                out[k] = from_row(Enrollment, r)
+        return out
 
 
 class DueDateOverrideRepo(SqlRepo, ports.DueDateOverrideRepo):

@@ -19,6 +19,8 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
+    true,
     tuple_,
     update,
 )
@@ -81,10 +83,10 @@ def _ledger_upsert(dialect: str, columns: tuple[str, ...], release: bool) -> Any
 
 
 @cache
-def _ledger_by_persons(for_update: bool) -> Any:
-    """Ledger rows of one (tenant, destination, activity) and some persons, in key order."""
+def _ledger_by_persons() -> Any:
+    """Ledger rows of one (tenant, destination, activity) and some persons (SQLite)."""
     c = t.ledger.c
-    q = (
+    return (
         select(t.ledger)
         .where(
             c.tenant_id == bindparam("t"),
@@ -94,7 +96,100 @@ def _ledger_by_persons(for_update: bool) -> Any:
         )
         .order_by(c.person_id)
     )
-    return q.with_for_update() if for_update else q
+
+
+@cache
+def _ledger_by_keys(for_update: bool) -> Any:
+    """PostgreSQL: the rows of any keys in one statement (a live batch spans courses,
+    activities and destinations; a statement per activity was a round trip each), in key
+    order, so its locks are too."""
+    c = t.ledger.c
+    text_array = postgresql.ARRAY(t.ledger.c.person_id.type)
+    k = (
+        func.unnest(*(bindparam(n, type_=text_array) for n in ("t", "d", "a", "p")))
+        .table_valued("t", "d", "a", "p")
+        .render_derived(name="k")
+    )
+    q = (
+        select(t.ledger)
+        .join(
+            k,
+            and_(
+                c.tenant_id == k.c.t,
+                c.destination_id == k.c.d,
+                c.activity_id == k.c.a,
+                c.person_id == k.c.p,
+            ),
+        )
+        .order_by(c.tenant_id, c.destination_id, c.activity_id, c.person_id)
+    )
+    return q.with_for_update(of=t.ledger) if for_update else q
+
+
+@cache
+def _pending_courses_round() -> Any:
+    """PostgreSQL: up to :most courses with rows in :state of :priority, in course order
+    from just above :above round to it (`LedgerRepo._pending_courses`), in one statement:
+    each step is one seek along `ix_ledger_fair`, and the steps after the wrap are taken
+    only when the courses above :above are too few."""
+    next_course = (
+        "SELECT min(course_id) FROM ledger"
+        " WHERE state = :state AND priority = :priority AND course_id > {prev}"
+    )
+    return text(
+        f"""
+        WITH RECURSIVE
+          above(course, n) AS (
+              SELECT ({next_course.format(prev=":above")}), 1
+            UNION ALL
+              SELECT ({next_course.format(prev="above.course")}), n + 1
+              FROM above WHERE above.course IS NOT NULL AND n < :most
+          ),
+          wrapped(course, n) AS (
+              SELECT ({next_course.format(prev="''")}), 1 WHERE :above <> ''
+            UNION ALL
+              SELECT ({next_course.format(prev="wrapped.course")}), n + 1
+              FROM wrapped WHERE wrapped.course < :above AND n < :most
+          )
+        SELECT course FROM (
+            SELECT 0 AS turn, course FROM above WHERE course IS NOT NULL
+          UNION ALL
+            SELECT 1 AS turn, course FROM wrapped WHERE course <= :above
+        ) AS found
+        ORDER BY turn, course LIMIT :most
+        """
+    )
+
+
+def _shares(priority: int, free: list[Any], skip: int, share: int) -> Any:
+    """PostgreSQL: pending rows of `priority` of each course in :courses, oldest first, the
+    `share` after the first `skip` of each (rows other claimers hold skipped)."""
+    c = t.ledger.c
+    k = (
+        func.unnest(bindparam("courses", type_=postgresql.ARRAY(c.course_id.type)))
+        .table_valued("course")
+        .render_derived(name="k")
+    )
+    each = (
+        select(t.ledger)
+        .where(
+            c.state == DeliveryState.PENDING.value,
+            c.priority == priority,
+            c.course_id == k.c.course,
+            *free,
+        )
+        .order_by(c.updated_at)
+        .offset(skip)
+        .limit(share)
+        .with_for_update(skip_locked=True)
+        .lateral("each")
+    )
+    return select(each).select_from(k.join(each, true()))
+
+
+def _oldest_first(found: tuple[LedgerRow, str]) -> datetime:
+    assert found[0].updated_at is not None  # NOT NULL
+    return found[0].updated_at
 
 
 def _key_tuple(k: LedgerKey) -> tuple[str, str, str, str]:
@@ -282,20 +377,24 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
     def get_keys(
         self, keys: Sequence[LedgerKey], *, lock: bool = False
     ) -> dict[LedgerKey, LedgerRow]:
-        # `lock` takes PostgreSQL row locks; SQLite's write transaction already excludes
-        # every other writer.
         if not keys:
             return {}
-        # One query per (tenant, destination, activity), persons in an IN list: SQLite
+        if self.conn.dialect.name == "postgresql":
+            ordered = [_key_tuple(k) for k in sorted(set(keys), key=_key_tuple)]
+            columns = {n: [k[i] for k in ordered] for i, n in enumerate("tdap")}
+            rows = self.conn.execute(_ledger_by_keys(lock), columns).mappings()
+            return {row.key: row for row in map(_ledger_row, rows)}
+        # SQLite: one query per (tenant, destination, activity), persons in an IN list: it
         # reads a row-value IN (`(a, b, c, d) IN (VALUES ...)`) by scanning the whole
         # ledger, so each settle batch cost a pass over every row; this walks the primary
-        # key. Groups and persons go in key order, so PostgreSQL's locks still do too.
+        # key. Each statement is a function call there, not a round trip. No row locks:
+        # its write transaction already excludes every other writer.
         groups: dict[tuple[str, str, str], list[str]] = {}
         for k in sorted(set(keys), key=_key_tuple):
             groups.setdefault((k.tenant_id, k.destination_id, k.activity_id), []).append(
                 k.person_id
             )
-        q = _ledger_by_persons(lock and self.conn.dialect.name == "postgresql")
+        q = _ledger_by_persons()
         out: dict[LedgerKey, LedgerRow] = {}
         for (tenant_id, dest_id, activity_id), persons in groups.items():
             params = {"t": tenant_id, "d": dest_id, "a": activity_id, "ps": persons}
@@ -388,6 +487,8 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         """Up to `most` courses with pending rows of `priority`, in course order from just
         after `after` round to it: one index seek each (`ix_ledger_fair`), however many rows
         each course holds."""
+        if self.conn.dialect.name == "postgresql":
+            return self._pending_courses_pg(priority, after, most)
         c = t.ledger.c
 
         def next_course(above: str | None) -> str | None:
@@ -415,6 +516,11 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             cursor = course
         return out
 
+    def _pending_courses_pg(self, priority: int, after: str, most: int) -> list[str]:
+        args = {"state": DeliveryState.PENDING.value, "priority": priority}
+        found = self.conn.execute(_pending_courses_round(), {**args, "above": after, "most": most})
+        return list(found.scalars())
+
     def _shared_pending(
         self, priority: int, courses: list[str], limit: int, free: list[Any]
     ) -> list[tuple[LedgerRow, str]]:
@@ -426,9 +532,25 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         rows: dict[str, list[tuple[LedgerRow, str]]] = {course: [] for course in courses}
         open_courses = list(courses)
         room = limit
+        taken = 0  # rows each open course gave so far (a course stays open giving its share)
         while open_courses and room > 0:
             share = max(1, -(-room // len(open_courses)))
             still: list[str] = []
+            if self.conn.dialect.name == "postgresql":
+                # every open course's next share in one statement: a round trip each was
+                # most of a claim's time
+                got_pg: dict[str, list[tuple[LedgerRow, str]]] = {k: [] for k in open_courses}
+                q = _shares(priority, free, taken, share)
+                for r in self.conn.execute(q, {"courses": open_courses}).mappings():
+                    got_pg[r["course_id"]].append((_ledger_row(r), r["course_id"]))
+                for course, got in got_pg.items():
+                    got.sort(key=_oldest_first)  # each course's rows in its own order
+                    rows[course] += got
+                    room -= len(got)
+                    if len(got) == share:
+                        still.append(course)
+                open_courses, taken = still, taken + share
+                continue
             for course in open_courses:
                 q = (
                     select(t.ledger)
@@ -441,7 +563,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                     # index order only: a tie-breaker outside the index would sort every
                     # row of a remaster that made them pending at one instant
                     .order_by(c.updated_at)
-                    .offset(len(rows[course]))
+                    .offset(taken)
                     .limit(share)
                 )
                 got = [(_ledger_row(r), course) for r in self._locked(q)]
@@ -449,7 +571,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                 room -= len(got)
                 if len(got) == share:
                     still.append(course)
-            open_courses = still
+            open_courses, taken = still, taken + share
         dealt: list[tuple[LedgerRow, str]] = []
         depth = max((len(v) for v in rows.values()), default=0)
         for i in range(depth):

@@ -43,9 +43,17 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
         return [from_row(CourseLink, r) for r in rows]
 
     def destinations_for_course(self, tenant_id: str, course_id: str) -> list[CourseLink]:
+        return self.destinations_for_courses(tenant_id, [course_id])
+
+    def destinations_for_courses(
+        self, tenant_id: str, course_ids: Iterable[str]
+    ) -> list[CourseLink]:
         c = t.course_links.c
+        ids = sorted(set(course_ids))
+        if not ids:  # no round trip for nothing
+            return []
         rows = self.conn.execute(
-            select(t.course_links).where(c.tenant_id == tenant_id, c.course_id == course_id)
+            select(t.course_links).where(c.tenant_id == tenant_id, c.course_id.in_(ids))
         ).mappings()
         return [from_row(CourseLink, r) for r in rows]
 
@@ -130,23 +138,41 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
     def people_for(
         self, tenant_id: str, destination_id: str, course_id: str, person_ids: Iterable[str]
     ) -> dict[str, PersonLink]:
-        # read in chunks, so a course of any size stays within the database's limit on
-        # bound parameters
+        pairs = [(course_id, p) for p in person_ids]
+        found = self.people_in_courses(tenant_id, destination_id, pairs)
+        return {p: link for (_, p), link in found.items()}
+
+    def people_in_courses(
+        self, tenant_id: str, destination_id: str, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], PersonLink]:
+        # read in chunks of persons, so a course of any size stays within the database's
+        # limit on bound parameters
         c = t.person_links.c
-        ids = sorted(set(person_ids))
-        out: dict[str, PersonLink] = {}
+        wanted = set(pairs)
+        ids = sorted({p for _, p in wanted})
+        courses = sorted({course for course, _ in wanted} | {""})
+        general: dict[str, PersonLink] = {}
+        own: dict[tuple[str, str], PersonLink] = {}
         for i in range(0, len(ids), _IN_CHUNK):
             rows = self.conn.execute(
                 select(t.person_links).where(
                     c.tenant_id == tenant_id,
                     c.destination_id == destination_id,
-                    c.course_id.in_([course_id, ""]),
+                    c.course_id.in_(courses),
                     c.person_id.in_(ids[i : i + _IN_CHUNK]),
                 )
             ).mappings()
             for r in rows:
-                if r["person_id"] not in out or r["course_id"]:
-                    out[r["person_id"]] = self._person(r)
+                if r["course_id"]:
+                    own[(r["course_id"], r["person_id"])] = self._person(r)
+                else:
+                    general[r["person_id"]] = self._person(r)
+        # a course's own link wins over the general one
+        out: dict[tuple[str, str], PersonLink] = {}
+        for course, person in wanted:
+            link = own.get((course, person)) or general.get(person)
+            if link is not None:
+                out[(course, person)] = link
         return out
 
     @staticmethod
