@@ -26,6 +26,12 @@ from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.schema import metadata
 from gradesync.testing import TEST_SECRET
 
+# pytest-xdist's workers start with COLUMNS=80, and rich reads it once, when the CLI's
+# consoles are made at import: every table printed in-process would stay 80 wide whatever a
+# test sets. Without it the consoles read COLUMNS when they print (tests that need a width
+# set it, in-process or in a subprocess's environment).
+os.environ.pop("COLUMNS", None)
+
 pytest_plugins = [
     "tests.support.api",
     "tests.support.cli",
