@@ -44,6 +44,7 @@ def run(
     remaster_results: int,
     pg_url: str,
     live_timeout: float | None = None,
+    trace_steps: bool = False,
 ) -> dict[str, Any]:
     from benchmarks.scenarios import launch_burst, live_under_remaster, shared_cap
 
@@ -74,6 +75,7 @@ def run(
                 latency_ms=20 if quick else 50,
                 timeout=live_timeout or (300.0 if quick else max(1800.0, remaster_results / 50)),
                 postgres_url=None if db == "sqlite" else pg_url,
+                trace_steps=trace_steps,
             )
     if "burst" in only:
         out["burst"] = {}
@@ -109,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--live-timeout", type=float, default=None, help="live: seconds to wait for the remaster"
     )
+    parser.add_argument(
+        "--trace-steps",
+        action="store_true",
+        help="live: split each live grade's latency into steps (a trigger on the ledger: "
+        "for diagnosis, not the headline figures)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/limits.json"))
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     args = parser.parse_args(argv)
@@ -128,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             remaster_results=remaster,
             pg_url=postgres.bench_url(),
             live_timeout=args.live_timeout,
+            trace_steps=args.trace_steps,
         )
     finally:
         if not args.keep:

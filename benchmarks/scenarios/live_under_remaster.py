@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from sqlalchemy import insert
 
-from benchmarks import load, stats
+from benchmarks import live_steps, load, stats
 from benchmarks.world import (
     CLIENT_ID,
     TENANT,
@@ -189,6 +189,7 @@ def run(
     latency_ms: int,
     timeout: float,
     postgres_url: str | None = None,
+    trace_steps: bool = False,
 ) -> dict[str, Any]:
     if remaster_results <= 0 or remaster_results % ACTIVITIES:
         raise ValueError(f"remaster_results: a positive multiple of {ACTIVITIES}")
@@ -213,6 +214,8 @@ def run(
         columns = n_courses * n_activities
         stats.wait_until(lambda: line_items_of(world, live) == columns, timeout=120.0)
         seeded = seed_big_course(world, remaster_results, live[0].id)
+        if trace_steps:
+            live_steps.install(world.db.engine)
 
         t_run = time.perf_counter()
         started = world.ok("POST", f"/courses/{BIG}/sync", json={"trigger": "remaster"})
@@ -273,6 +276,14 @@ def run(
             sent_at, default=0
         )
 
+        steps = None
+        if trace_steps:
+            steps = live_steps.split(
+                world.db.engine,
+                {k: x.accepted_at for k, x in accepted.items()},
+                {k: row[4] for k, row in rows.items() if row[4] is not None},
+            )
+
         def finished() -> dict[str, Any] | None:
             got = _run_state(world, run_id)
             return got if got["stage"] == "finished" else None
@@ -290,6 +301,7 @@ def run(
             "live_results_stored": len(lat),
             "live_latency": stats.summary_ms(lat),
             "live_latency_by_10s": _by_window(timed, 10.0),
+            **({"live_steps": steps} if steps is not None else {}),
             "live_window_s": round(live_window, 1),
             # the load actually offered: attempts posted per second over the posting
             "live_offered_per_s": round((len(posted) - 1) / posting_s, 1) if posting_s else None,

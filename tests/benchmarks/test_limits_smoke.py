@@ -64,8 +64,13 @@ def test_live_grades_during_a_remaster_all_arrive(tmp_path: Path, bench_db: str 
         latency_ms=10,
         timeout=300.0,
         postgres_url=bench_db,
+        trace_steps=True,
     )
     assert got["live_results_stored"] == got["live_attempts_accepted"] == 30, got
+    # every live grade's latency split in two at the moment its ledger row became pending
+    steps = got["live_steps"]
+    assert steps["grades"] == 30, steps
+    assert steps["accepted_to_computed"]["n"] == steps["computed_to_in_lms"]["n"] == 30, steps
     assert got["remaster_finished"] and got["remaster_outcome"] == "succeeded", got
     assert got["remaster_results_in_lms"] == 300, got
     assert got["ok"], got
