@@ -45,6 +45,7 @@ def run(
     pg_url: str,
     live_timeout: float | None = None,
     trace_steps: bool = False,
+    workers: int = 0,
 ) -> dict[str, Any]:
     from benchmarks.scenarios import launch_burst, live_under_remaster, shared_cap
 
@@ -76,6 +77,7 @@ def run(
                 timeout=live_timeout or (300.0 if quick else max(1800.0, remaster_results / 50)),
                 postgres_url=None if db == "sqlite" else pg_url,
                 trace_steps=trace_steps,
+                workers=0 if db == "sqlite" else workers,
             )
     if "burst" in only:
         out["burst"] = {}
@@ -117,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         help="live: split each live grade's latency into steps (a trigger on the ledger: "
         "for diagnosis, not the headline figures)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="live, PostgreSQL: run `serve` in distributed mode (API only) with this many "
+        "`gradesync worker` processes (default 0: one `serve` does everything)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/limits.json"))
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     args = parser.parse_args(argv)
@@ -137,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             pg_url=postgres.bench_url(),
             live_timeout=args.live_timeout,
             trace_steps=args.trace_steps,
+            workers=args.workers,
         )
     finally:
         if not args.keep:

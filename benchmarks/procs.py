@@ -191,3 +191,49 @@ def gradesync_env(workdir: Path, database_url: str, secret: str) -> dict[str, st
         "GRADESYNC_DATA_DIR": str(workdir / "data"),
         "GRADESYNC_OUTBOUND_ALLOWED_NETWORKS": LOOPBACK,
     }
+
+
+def upgrade_database(workdir: Path, url: str, secret: str) -> None:
+    """`gradesync db upgrade`, as an operator runs it (the procrastinate schema too)."""
+    subprocess.run(
+        [gradesync_command(), "db", "upgrade"],
+        env=gradesync_env(workdir, url, secret),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def start_workers(workdir: Path, url: str, secret: str, n: int) -> list[subprocess.Popen[bytes]]:
+    """`n` `gradesync worker` processes in distributed mode, each logging to its own file."""
+    env = {
+        **gradesync_env(workdir, url, secret),
+        "GRADESYNC_WORKER_MODE": "distributed",
+        "GRADESYNC_LOG_LEVEL": "WARNING",
+    }
+    out = []
+    for i in range(n):
+        log = (workdir / f"worker-{i}.log").open("wb")
+        out.append(
+            subprocess.Popen(
+                [gradesync_command(), "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=str(workdir),
+            )
+        )
+    return out
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each, then wait (killed after 30 s)."""
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()

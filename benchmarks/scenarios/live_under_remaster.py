@@ -16,6 +16,8 @@ re-sent all N and the LMS holds N results of the course with the expected sum.""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any
 import httpx
 from sqlalchemy import insert
 
-from benchmarks import live_steps, load, stats
+from benchmarks import live_steps, load, procs, stats
 from benchmarks.world import (
     CLIENT_ID,
     TENANT,
@@ -190,9 +192,12 @@ def run(
     timeout: float,
     postgres_url: str | None = None,
     trace_steps: bool = False,
+    workers: int = 0,
 ) -> dict[str, Any]:
     if remaster_results <= 0 or remaster_results % ACTIVITIES:
         raise ValueError(f"remaster_results: a positive multiple of {ACTIVITIES}")
+    if workers and postgres_url is None:
+        raise ValueError("workers: `gradesync worker` processes need PostgreSQL")
     if postgres_url is not None:
         from benchmarks import postgres
 
@@ -200,10 +205,28 @@ def run(
         if why:
             return {"ok": False, "skipped": why}
     group = {"latency_ms": latency_ms, "max_concurrency": cap, "over_capacity": "queue"}
+    secret = None
+    distributed: dict[str, str] = {}
+    if workers:
+        # the many-machines way: `serve` answers the API alone, workers do the work
+        assert postgres_url is not None
+        secret = "bench-" + os.urandom(16).hex()
+        workdir.mkdir(parents=True, exist_ok=True)
+        procs.upgrade_database(workdir, postgres_url, secret)
+        distributed = {"GRADESYNC_WORKER_MODE": "distributed"}
     world = start_world(
-        workdir, postgres_url, concurrency=cap, faults={"scores": group, "lineitems": group}
+        workdir,
+        postgres_url,
+        concurrency=cap,
+        faults={"scores": group, "lineitems": group},
+        gradesync_env=distributed,
+        secret=secret,
     )
+    started_workers: list[subprocess.Popen[bytes]] = []
     try:
+        if workers:
+            assert postgres_url is not None and secret is not None
+            started_workers = procs.start_workers(workdir, postgres_url, secret, workers)
         # live courses, linked by a real launch each; their line items made ahead
         keys_wanted = int(live_rate * live_seconds)
         n_courses, n_activities = 10, 4
@@ -294,6 +317,9 @@ def run(
         big_sum = sum(float(r[3] or 0) for r in big)
         return {
             "database": "postgresql" if postgres_url else "sqlite",
+            # 0: one `gradesync serve` does everything; N: `serve` (API) and N workers
+            "workers": workers,
+            "workers_alive_at_end": sum(w.poll() is None for w in started_workers),
             "remaster_results": remaster_results,
             "live_rate_per_s": live_rate,
             "live_attempts_posted": len(posted),
@@ -324,4 +350,5 @@ def run(
             ),
         }
     finally:
+        procs.stop_workers(started_workers)
         world.close()

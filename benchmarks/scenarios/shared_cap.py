@@ -48,38 +48,6 @@ def _set_limits(world: World, concurrency: int, rate: float) -> None:
         uow.commit()
 
 
-def _upgrade(workdir: Path, url: str, secret: str) -> None:
-    """`gradesync db upgrade`, as an operator runs it (the procrastinate schema too)."""
-    subprocess.run(
-        [procs.gradesync_command(), "db", "upgrade"],
-        env=procs.gradesync_env(workdir, url, secret),
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-
-
-def _workers(workdir: Path, url: str, secret: str, n: int) -> list[subprocess.Popen[bytes]]:
-    env = {
-        **procs.gradesync_env(workdir, url, secret),
-        "GRADESYNC_WORKER_MODE": "distributed",
-        "GRADESYNC_LOG_LEVEL": "WARNING",
-    }
-    out = []
-    for i in range(n):
-        log = (workdir / f"worker-{i}.log").open("wb")
-        out.append(
-            subprocess.Popen(
-                [procs.gradesync_command(), "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=str(workdir),
-            )
-        )
-    return out
-
-
 def _sending_workers(world: World) -> set[str]:
     """Workers whose heartbeat (written about once a second while they send) is fresh."""
     beats = schema.delivery_workers
@@ -121,7 +89,7 @@ def run(
         return {"ok": False, "skipped": why}
     secret = "bench-" + os.urandom(16).hex()
     workdir.mkdir(parents=True, exist_ok=True)
-    _upgrade(workdir, postgres_url, secret)
+    procs.upgrade_database(workdir, postgres_url, secret)
     group = {"latency_ms": latency_ms, "max_concurrency": cap, "over_capacity": "queue"}
     world = start_world(
         workdir,
@@ -138,7 +106,7 @@ def run(
         courses = make_courses("cap", n_courses, learners, n_activities)
         add_courses(world, courses)
         _set_limits(world, cap, rate)
-        workers = _workers(workdir, postgres_url, secret, WORKERS)
+        workers = procs.start_workers(workdir, postgres_url, secret, WORKERS)
         link_everyone(world, courses)
         columns = n_courses * n_activities
         stats.wait_until(lambda: line_items_of(world, courses) == columns, timeout=120.0)
@@ -205,19 +173,5 @@ def run(
         )
         return out
     finally:
-        procs_stop(workers)
+        procs.stop_workers(workers)
         world.close()
-
-
-def procs_stop(workers: list[subprocess.Popen[bytes]]) -> None:
-    import signal
-
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-    for w in workers:
-        try:
-            w.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            w.kill()
-            w.wait()

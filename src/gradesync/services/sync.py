@@ -210,6 +210,10 @@ _PAST_COMPUTING = frozenset(
 )
 
 
+# ledger rows a run writes before the database's planner is told how the ledger has grown
+STATISTICS_AFTER = 1000
+
+
 def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), max(1, size))]
 
@@ -471,6 +475,7 @@ class RunExecutor:
         remaster = run.trigger in (Trigger.REMASTER, Trigger.REPAIR)
         reset = run.trigger in (Trigger.MANUAL, Trigger.RESYNC)
         stats = ComputeStats()
+        refreshed = 0  # ledger rows written when the planner's statistics were refreshed
         for tg in targets:
             learners = await asyncio.to_thread(
                 learners_of, self.bulk, tg.course.tenant_id, tg.course.id
@@ -503,7 +508,19 @@ class RunExecutor:
                             reset_failures=reset,
                         )
                     )
+                    # as the rows written double, so each read and lease of this run's
+                    # sending (and of live grades meanwhile) is planned for the ledger as it is
+                    if stats.changed - refreshed >= max(STATISTICS_AFTER, refreshed):
+                        await asyncio.to_thread(self._refresh_statistics)
+                        refreshed = stats.changed
+        if stats.changed - refreshed >= STATISTICS_AFTER:
+            await asyncio.to_thread(self._refresh_statistics)
         return {"computed": stats.keys, "changed": stats.changed, "retried": stats.reset}
+
+    def _refresh_statistics(self) -> None:
+        with self.bulk() as uow:
+            uow.ledger.refresh_statistics()
+            uow.commit()
 
     def _load_columns(
         self, tg: _Target

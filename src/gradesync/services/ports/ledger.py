@@ -37,6 +37,10 @@ class LedgerRepo(Protocol):
 
     def save(self, row: LedgerRow, course_id: str) -> None: ...
 
+    def refresh_statistics(self) -> None:
+        """Tell the database's planner how many rows the ledger holds now and what is in
+        them, after a bulk write (a no-op where the planner does not need it)."""
+
     def save_many(
         self,
         rows: Sequence[tuple[LedgerRow, str]],
