@@ -6,13 +6,10 @@ statements whether its keys come from one course or from many."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import DeliveryState, Enrollment, EnrollmentStatus, PersonLink
@@ -23,26 +20,13 @@ from gradesync.services.delivery import DeliveryScope
 from gradesync.services.worker import Clients, Engine
 from gradesync.testing import DoubleFactory, add_course, add_destination, add_tenant
 from tests.engine.conftest import FAST, T, post
+from tests.support.statements import statements
 
 
 def _compute(db: Database) -> int:
     """One batch (all the dirty keys); the number of keys it consumed."""
     stats = compute_dirty(db.uow, SystemClock(), Clients(DoubleFactory()).capabilities)
     return stats.dirty
-
-
-@contextmanager
-def _statements(db: Database) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(*args: object) -> None:
-        seen.append(str(args[2]))
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
 
 
 def test_each_key_of_a_many_course_batch_gets_its_own_courses_facts(db: Database) -> None:
@@ -119,10 +103,10 @@ def test_a_batch_of_many_courses_costs_the_statements_of_one(postgres_db: Databa
     one, many = _world(db)
 
     post(db, None, one)
-    with _statements(db) as for_one:
+    with statements(db) as for_one:
         assert _compute(db) == 4
     post(db, None, many)
-    with _statements(db) as for_many:
+    with statements(db) as for_many:
         assert _compute(db) == 32
 
     assert len(for_many) == len(for_one), (for_one, for_many)
@@ -146,12 +130,12 @@ async def test_a_claim_of_many_courses_costs_the_statements_of_one(
         assert await engine.deliverer.claim(DeliveryScope(), 100) == ([], {}, False)
         post(db, None, one)
         _compute(db)
-        with _statements(db) as for_one:
+        with statements(db) as for_one:
             claimed, facts, _ = await engine.deliverer.claim(DeliveryScope(), 100)
         assert len(claimed) == 2 * 4 and len(facts) == 2  # both destinations, one course
         post(db, None, many)
         _compute(db)
-        with _statements(db) as for_many:
+        with statements(db) as for_many:
             claimed, facts, _ = await engine.deliverer.claim(DeliveryScope(), 100)
         assert len(claimed) == 2 * 32 and len(facts) == 2 * 8
     finally:

@@ -3,16 +3,13 @@ outcome as one attempt at a time: new ones stored once, repeats reported as dupl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-
-from sqlalchemy import event
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import Activity, Attempt, Course, Enrollment, Person, Tenant
 from gradesync.services import ingest as svc
 from gradesync.testing import ManualClock
+from tests.support.statements import statements
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
@@ -27,20 +24,6 @@ def seed(db: Database, learners: int = 120, activities: int = 10) -> None:
             uow.people.upsert(Person("t1", f"p{i}", f"Learner {i}"))
             uow.enrollments.upsert(Enrollment("t1", "c1", f"p{i}"))
         uow.commit()
-
-
-@contextmanager
-def statements(db: Database) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_c: object, _cur: object, statement: str, *_: object) -> None:
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
 
 
 def test_add_many_stores_new_attempts_once_in_order(db: Database) -> None:
