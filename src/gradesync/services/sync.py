@@ -68,6 +68,7 @@ from gradesync.services.delivery import (
 )
 from gradesync.services.destination import NO_RESOURCE_LINK, FailureClass, RemoteFailure
 from gradesync.services.engine_config import EngineSettings
+from gradesync.services.ledger_statistics import LedgerStatistics
 from gradesync.services.overrides import record_overrides
 from gradesync.services.patience import Patience
 from gradesync.services.ports import UnitOfWorkFactory
@@ -210,10 +211,6 @@ _PAST_COMPUTING = frozenset(
 )
 
 
-# ledger rows a run writes before the database's planner is told how the ledger has grown
-STATISTICS_AFTER = 1000
-
-
 def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), max(1, size))]
 
@@ -228,11 +225,13 @@ class RunExecutor:
         settings: EngineSettings,
         worker_id: str,
         bulk: UnitOfWorkFactory | None = None,
+        statistics: LedgerStatistics | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         # the units of work of a run's computing, chunk after chunk: they let the live
         # path's writes go first (on SQLite's one writer)
         self.bulk = bulk or uow_factory
+        self.statistics = statistics or LedgerStatistics(self.bulk)
         self.clock = clock
         self.clients = clients
         self.deliverer = deliverer
@@ -475,7 +474,6 @@ class RunExecutor:
         remaster = run.trigger in (Trigger.REMASTER, Trigger.REPAIR)
         reset = run.trigger in (Trigger.MANUAL, Trigger.RESYNC)
         stats = ComputeStats()
-        refreshed = 0  # ledger rows written when the planner's statistics were refreshed
         for tg in targets:
             learners = await asyncio.to_thread(
                 learners_of, self.bulk, tg.course.tenant_id, tg.course.id
@@ -493,34 +491,26 @@ class RunExecutor:
                     learners,
                 )
                 for chunk in _chunks(people, self.settings.scope_chunk):
-                    stats.add(
-                        await asyncio.to_thread(
-                            compute_activity,
-                            self.bulk,
-                            self.clock,
-                            self.clients.capabilities,
-                            tenant_id=tg.course.tenant_id,
-                            destination_id=tg.destination.id,
-                            course_id=tg.course.id,
-                            activity_id=activity_id,
-                            person_ids=chunk,
-                            remaster=remaster,
-                            reset_failures=reset,
-                        )
+                    computed = await asyncio.to_thread(
+                        compute_activity,
+                        self.bulk,
+                        self.clock,
+                        self.clients.capabilities,
+                        tenant_id=tg.course.tenant_id,
+                        destination_id=tg.destination.id,
+                        course_id=tg.course.id,
+                        activity_id=activity_id,
+                        person_ids=chunk,
+                        remaster=remaster,
+                        reset_failures=reset,
                     )
-                    # as the rows written double, so each read and lease of this run's
-                    # sending (and of live grades meanwhile) is planned for the ledger as it is
-                    if stats.changed - refreshed >= max(STATISTICS_AFTER, refreshed):
-                        await asyncio.to_thread(self._refresh_statistics)
-                        refreshed = stats.changed
-        if stats.changed - refreshed >= STATISTICS_AFTER:
-            await asyncio.to_thread(self._refresh_statistics)
+                    stats.add(computed)
+                    if self.statistics.due_after(computed.changed):
+                        await asyncio.to_thread(self.statistics.refresh)
+        # the run's sending (and live grades meanwhile) read the ledger as it is now
+        if self.statistics.catch_up():
+            await asyncio.to_thread(self.statistics.refresh)
         return {"computed": stats.keys, "changed": stats.changed, "retried": stats.reset}
-
-    def _refresh_statistics(self) -> None:
-        with self.bulk() as uow:
-            uow.ledger.refresh_statistics()
-            uow.commit()
 
     def _load_columns(
         self, tg: _Target

@@ -33,6 +33,7 @@ from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, Deliv
 from gradesync.services.destination import DestinationFactory
 from gradesync.services.destination_signals import DestinationSignals
 from gradesync.services.engine_config import EngineSettings
+from gradesync.services.ledger_statistics import LedgerStatistics
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.roster import ReaderFactory
 from gradesync.services.sync import RunExecutor
@@ -89,6 +90,8 @@ class Engine:
             meter=meter,
             signals=signals,
         )
+        # how many ledger rows this process has written, to keep the planner informed
+        self.statistics = LedgerStatistics(bulk or uow_factory)
         self.executor = RunExecutor(
             uow_factory,
             clock,
@@ -97,11 +100,13 @@ class Engine:
             self.settings,
             self.worker_id,
             bulk=bulk,
+            statistics=self.statistics,
         )
         self._runs: dict[str, asyncio.Task[SyncRun | None]] = {}
         self._finished: dict[str, asyncio.Future[SyncRun]] = {}
         self._dirty_lock = asyncio.Lock()
         self._ahead: set[asyncio.Task[int]] = set()
+        self._refreshing: set[asyncio.Task[None]] = set()
 
     # -- observing (tests, metrics) ---------------------------------------------------------
 
@@ -161,6 +166,8 @@ class Engine:
                     self.deliverer.note_due(live=True)  # computed from new facts
                 if stats.new_columns:
                     self._create_columns_ahead(stats.new_columns)
+                if self.statistics.due_after(stats.changed):
+                    self._refresh_statistics()
                 if stats.dirty < self.settings.compute_batch:
                     return total
 
@@ -174,6 +181,20 @@ class Engine:
         self._ahead.add(task)
         task.add_done_callback(self._ahead.discard)
         task.add_done_callback(_say_failure)
+
+    def _refresh_statistics(self) -> None:
+        """Meanwhile, not awaited: live grades' next batch does not wait for it."""
+        task = asyncio.create_task(
+            asyncio.to_thread(self.statistics.refresh), name="gradesync-ledger-statistics"
+        )
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+        task.add_done_callback(_say_failure)
+
+    async def statistics_refreshed(self) -> None:
+        """Returns once the refreshes computing started so far are done."""
+        while self._refreshing:
+            await asyncio.gather(*list(self._refreshing), return_exceptions=True)
 
     async def columns_ahead_done(self) -> None:
         """Returns once the columns computing asked for so far are created (or given up)."""
@@ -308,7 +329,7 @@ class Engine:
     async def aclose(self) -> None:
         for ahead in list(self._ahead):
             ahead.cancel()
-        await asyncio.gather(*list(self._ahead), return_exceptions=True)
+        await asyncio.gather(*list(self._ahead), *list(self._refreshing), return_exceptions=True)
         for task in list(self._runs.values()):
             task.cancel()
         if self._runs:
