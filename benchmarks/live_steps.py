@@ -68,17 +68,31 @@ def split(
     engine: Engine,
     accepted: Mapping[tuple[str, str], float],
     stored: Mapping[tuple[str, str], float],
+    *,
+    window: float = 10.0,
 ) -> dict[str, Any]:
-    """Latency summaries of each step, over the live grades with a stamp. `accepted` and
-    `stored`: (activity, person) -> seconds since the epoch."""
+    """Latency summaries of each step, over the live grades with a stamp, and for the grades
+    accepted in each `window` seconds of the live minute. `accepted` and `stored`:
+    (activity, person) -> seconds since the epoch."""
     with engine.connect() as conn:
         rows = conn.execute(
             text(f"SELECT activity_id, person_id, min(at) FROM {_TABLE} GROUP BY 1, 2")
         ).all()
     computed = {(a, p): _epoch(at) for a, p, at in rows}
     keys = [k for k in accepted if k in computed and k in stored]
+    start = min((accepted[k] for k in keys), default=0.0)
+    windows: dict[int, list[tuple[str, str]]] = {}
+    for k in keys:
+        windows.setdefault(int((accepted[k] - start) // window), []).append(k)
+
+    def steps(of: list[tuple[str, str]]) -> dict[str, Any]:
+        return {
+            "accepted_to_computed": stats.summary_ms([computed[k] - accepted[k] for k in of]),
+            "computed_to_in_lms": stats.summary_ms([stored[k] - computed[k] for k in of]),
+        }
+
     return {
         "grades": len(keys),
-        "accepted_to_computed": stats.summary_ms([computed[k] - accepted[k] for k in keys]),
-        "computed_to_in_lms": stats.summary_ms([stored[k] - computed[k] for k in keys]),
+        **steps(keys),
+        "by_window": [{"from_s": i * window, **steps(windows[i])} for i in sorted(windows)],
     }

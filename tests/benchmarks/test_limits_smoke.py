@@ -71,6 +71,7 @@ def test_live_grades_during_a_remaster_all_arrive(tmp_path: Path, bench_db: str 
     steps = got["live_steps"]
     assert steps["grades"] == 30, steps
     assert steps["accepted_to_computed"]["n"] == steps["computed_to_in_lms"]["n"] == 30, steps
+    assert sum(w["computed_to_in_lms"]["n"] for w in steps["by_window"]) == 30, steps
     assert got["remaster_finished"] and got["remaster_outcome"] == "succeeded", got
     assert got["remaster_results_in_lms"] == 300, got
     assert got["ok"], got
