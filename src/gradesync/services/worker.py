@@ -34,6 +34,7 @@ from gradesync.services.destination import DestinationFactory
 from gradesync.services.destination_signals import DestinationSignals
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ledger_statistics import LedgerStatistics
+from gradesync.services.live_traffic import LiveTraffic
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.roster import ReaderFactory
 from gradesync.services.sync import RunExecutor
@@ -92,6 +93,7 @@ class Engine:
         )
         # how many ledger rows this process has written, to keep the planner informed
         self.statistics = LedgerStatistics(bulk or uow_factory)
+        self.live = LiveTraffic()  # live grades computed here: runs' computing makes way
         self.executor = RunExecutor(
             uow_factory,
             clock,
@@ -101,6 +103,7 @@ class Engine:
             self.worker_id,
             bulk=bulk,
             statistics=self.statistics,
+            live=self.live,
         )
         self._runs: dict[str, asyncio.Task[SyncRun | None]] = {}
         self._finished: dict[str, asyncio.Future[SyncRun]] = {}
@@ -162,6 +165,8 @@ class Engine:
                     limit=self.settings.compute_batch,
                 )
                 total.add(stats)
+                if stats.dirty:
+                    self.live.computed()
                 if stats.pending:
                     self.deliverer.note_due(live=True)  # computed from new facts
                 if stats.new_columns:

@@ -251,11 +251,8 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         upsert(self.conn, t.ledger, self._values(row, course_id))
 
     def refresh_statistics(self) -> None:
-        # PostgreSQL plans from statistics that autovacuum renews a minute or more after
-        # a bulk write. Until then a ledger that grew from a few rows to 20,000 is read
-        # through the wrong index (tenant and destination only, every row of the LMS), and
-        # each lease and ledger read took 10-170 ms instead of 0.1. SQLite needs nothing:
-        # without statistics its planner takes the primary key for a primary key lookup.
+        # Why and when: services/ledger_statistics.py. SQLite needs nothing: without
+        # statistics its planner takes the primary key for a primary key lookup.
         if self.conn.dialect.name != "postgresql":
             return
         try:
