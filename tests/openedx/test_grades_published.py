@@ -141,6 +141,16 @@ def test_a_registration_without_the_score_scope_pauses_the_platform(
             served.runtime.clock.now(),
         )
         uow.commit()
+
+    def edit_seen() -> bool:
+        # the engine re-reads registrations every `destinations_ttl`: one it loaded before
+        # the edit (to create the column ahead) would otherwise send this grade as before
+        assert served.runtime.worker is not None
+        governor = served.runtime.worker.engine.deliverer.governor
+        seen = governor.destinations.get((served.tenant, lab.platform_id))
+        return seen is None or seen.config.get("scopes") == scopes
+
+    course.wait(edit_seen, "the engine to see the edited registration")
     assert openedx.launch(ann, course.key, lab.usage_key).status_code == 200
     course.attempt("e1", "lab", ann, 6, 10, minute=1)
     state = course.wait(
