@@ -224,16 +224,3 @@ def start_workers(workdir: Path, url: str, secret: str, n: int) -> list[subproce
             )
         )
     return out
-
-
-def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM each, then wait (killed after 30 s)."""
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-    for w in workers:
-        try:
-            w.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            w.kill()
-            w.wait()

@@ -40,6 +40,7 @@ from benchmarks.world import (
 )
 from gradesync.adapters.db import schema
 from gradesync.domain.model import CourseLink
+from gradesync.testing.processes import stop_workers
 
 BIG = "rmbig"
 ACTIVITIES = 10
@@ -358,5 +359,5 @@ def run(
             ),
         }
     finally:
-        procs.stop_workers(started_workers)
+        stop_workers(*started_workers)
         world.close()

@@ -34,6 +34,7 @@ from benchmarks.world import (
     start_world,
 )
 from gradesync.adapters.db import schema
+from gradesync.testing.processes import stop_workers
 
 WORKERS = 3
 
@@ -173,5 +174,5 @@ def run(
         )
         return out
     finally:
-        procs.stop_workers(workers)
+        stop_workers(*workers)
         world.close()

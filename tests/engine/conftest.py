@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -118,11 +119,14 @@ class Harness:
         await self.worker.start()
         return self.worker
 
-    async def use(self, settings: EngineSettings) -> Engine:
-        """Replace the engine (before `start`) by one with other settings."""
+    async def use(self, settings: EngineSettings, **parts: Any) -> Engine:
+        """Replace the engine (before `start`) by one with other settings (and `parts`,
+        Engine's keyword arguments)."""
         assert self.worker is None, "the worker already runs the first engine"
         await self.engine.aclose()
-        self.engine = Engine(self.db.uow, SystemClock(), self.factory, settings, waker=self.waker)
+        self.engine = Engine(
+            self.db.uow, SystemClock(), self.factory, settings, waker=self.waker, **parts
+        )
         self.engine.on_written(self._notify)
         return self.engine
 

@@ -347,18 +347,19 @@ async def test_a_runs_computing_makes_way_while_live_grades_flow(
     from gradesync.services.live_traffic import LiveTraffic
 
     seed(db, learners=6)
-    engine = await harness.use(replace(FAST, scope_chunk=2))  # three chunks of learners
-    # a clock that stands still: live grades computed now stay recent through the run
-    engine.live = engine.executor.live = LiveTraffic(lambda: 100.0)
+    # three chunks of learners, and a clock that stands still: live grades computed now
+    # stay recent through the run
+    live = LiveTraffic(lambda: 100.0)
+    engine = await harness.use(replace(FAST, scope_chunk=2), live=live)
     post(db, harness.waker, [("a1", learner(0), 7.0)])
     assert (await engine.process_dirty()).dirty == 1  # a live grade computed
     run, _ = _request(db, harness, Trigger.REMASTER)
     done = await engine.execute_run(run.id)
     assert done is not None and done.counts["computed"] == 6
-    assert engine.live.pauses == 3  # after each chunk
+    assert live.pauses == 3  # after each chunk
 
     quiet = LiveTraffic(lambda: 100.0)  # no live grade: the next run never pauses
-    engine.live = engine.executor.live = quiet
+    engine = await harness.use(replace(FAST, scope_chunk=2), live=quiet)
     run, _ = _request(db, harness, Trigger.REMASTER)
     assert (await engine.execute_run(run.id)) is not None
     assert quiet.pauses == 0

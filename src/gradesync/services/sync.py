@@ -225,16 +225,17 @@ class RunExecutor:
         deliverer: Deliverer,
         settings: EngineSettings,
         worker_id: str,
+        *,
+        statistics: LedgerStatistics,
+        live: LiveTraffic,
         bulk: UnitOfWorkFactory | None = None,
-        statistics: LedgerStatistics | None = None,
-        live: LiveTraffic | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         # the units of work of a run's computing, chunk after chunk: they let the live
         # path's writes go first (on SQLite's one writer)
         self.bulk = bulk or uow_factory
-        self.statistics = statistics or LedgerStatistics(self.bulk)
-        self.live = live or LiveTraffic()  # computing makes way while live grades flow
+        self.statistics = statistics  # of the ledger rows this process writes
+        self.live = live  # computing makes way while live grades flow
         self.clock = clock
         self.clients = clients
         self.deliverer = deliverer

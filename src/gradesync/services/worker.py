@@ -69,6 +69,7 @@ class Engine:
         roster: ReaderFactory | None = None,
         signals: DestinationSignals | None = None,
         bulk: UnitOfWorkFactory | None = None,
+        live: LiveTraffic | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         # reads the LMS rosters (NRPS) of a run's scope before the run computes
@@ -93,7 +94,8 @@ class Engine:
         )
         # how many ledger rows this process has written, to keep the planner informed
         self.statistics = LedgerStatistics(bulk or uow_factory)
-        self.live = LiveTraffic()  # live grades computed here: runs' computing makes way
+        # live grades computed here: runs' computing makes way
+        self.live = live or LiveTraffic()
         self.executor = RunExecutor(
             uow_factory,
             clock,
