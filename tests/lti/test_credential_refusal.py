@@ -19,9 +19,9 @@ from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.lti.keys import ToolKey, ToolKeyStore, new_key
 from gradesync.testing import wait_for
-from tests.lti.conftest import Browser, Gradesync, unique
+from tests.lti.conftest import Browser, Gradesync
 from tests.lti.test_ags_sandbox import column, make_env, result
-from tests.support.served import Served, deep_link, post_attempt, register_tool
+from tests.support.served import Served, launched_learner, post_attempt, register_tool
 
 T0 = datetime(2025, 3, 1, 12, tzinfo=UTC)
 
@@ -112,26 +112,7 @@ def test_a_persisting_refusal_pauses_the_destination_with_a_clear_reason(
     lms: RunningSandbox, served: Served, browser: Browser
 ) -> None:
     reg = register_tool(lms, served)
-    teacher, learner = unique("teacher-"), unique("learner-")
-    ctx = unique("ctx-")
-    lms.admin.add_course(id=ctx, learners=[learner], instructors=[teacher])
-    served.ok(
-        "POST",
-        "/ingest",
-        json={
-            "courses": [{"id": "c1", "title": "Chemistry"}],
-            "activities": [
-                {"id": "a1", "course_id": "c1", "title": "Lab 1", "points_possible": 10}
-            ],
-            "people": [{"id": learner, "name": "Learner"}],
-            "enrollments": [{"course_id": "c1", "person_id": learner}],
-        },
-    )
-    link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
-    launched = browser.launch(
-        lms, client_id=reg["client_id"], user=learner, course=ctx, resource_link_id=link
-    )
-    assert launched.status_code == 200
+    learner, ctx = launched_learner(lms, served, browser, reg["client_id"])
     _register_foreign_key(lms, reg["client_id"])
     lms.admin.expire_tokens(reg["client_id"])  # the next send needs a new token
     lms.admin.reset_counters()

@@ -121,6 +121,22 @@ def courseware_course(gs: Served, *people: dict[str, Any]) -> None:
     )
 
 
+def launched_learner(
+    lms: RunningSandbox, gs: Served, browser: Browser, client_id: str
+) -> tuple[str, str]:
+    """(learner, LMS course): a new LMS course whose teacher deep links activity a1 of the
+    courseware's course c1, and whose one learner has launched it."""
+    teacher, learner, ctx = unique("teacher-"), unique("learner-"), unique("ctx-")
+    lms.admin.add_course(id=ctx, learners=[learner], instructors=[teacher])
+    courseware_course(gs, {"id": learner})
+    link = deep_link(lms, browser, client_id, teacher, ctx)
+    launched = browser.launch(
+        lms, client_id=client_id, user=learner, course=ctx, resource_link_id=link
+    )
+    assert launched.status_code == 200
+    return learner, ctx
+
+
 def post_attempt(gs: Served, event: str, learner: str, score: float) -> None:
     gs.ok(
         "POST",

@@ -14,7 +14,6 @@ from typing import Any
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import Destination
 from gradesync.services.clock import Clock
-from gradesync.services.destination_signals import SIGNALS
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
 
@@ -75,7 +74,6 @@ def pause(
             uow.destinations.set_pause(tenant_id, destination_id, until, why)
             dest = replace(dest, paused_until=until, pause_reason=why)
         uow.commit()
-    SIGNALS.changed(tenant_id, destination_id)  # this process's engines stop sending now
     return dest
 
 
@@ -98,7 +96,6 @@ def resume(
         uow.destinations.upsert(dest, now)
         uow.ledger.retry_now(tenant_id, destination_id, now)
         uow.commit()
-    SIGNALS.changed(tenant_id, destination_id)
     if waker is not None:  # pending results were waiting for this destination
         waker.wake_keys()
         waker.wake_delivery()
@@ -111,4 +108,3 @@ def delete(uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str) 
         if not uow.destinations.delete(tenant_id, destination_id):
             raise NotFound("destination", destination_id)
         uow.commit()
-    SIGNALS.changed(tenant_id, destination_id)

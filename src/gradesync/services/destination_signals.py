@@ -1,8 +1,9 @@
 """News that a destination changed (paused, resumed, edited, deleted), told to the sync
 engines at once instead of each engine re-reading the destination before every send.
 
-In one process, whoever changes a destination (`destination_admin`) tells `SIGNALS` after
-its commit, and every engine of the process re-reads that destination before its next send.
+In one process, the unit of work tells `SIGNALS` of each destination it wrote (an admin's
+pause, an edited registration, a SIS connection's new mapping, a breaker's pause) after its
+commit, and every engine of the process re-reads that destination before its next send.
 Across processes on PostgreSQL, the write itself sends a notification (NOTIFY, delivered at
 commit) that a listener in each worker process (`adapters.db.notifications`) passes to its
 own `SIGNALS`. Engines still re-read every destination on a slow fallback poll, for a

@@ -29,6 +29,7 @@ from gradesync.adapters.db.repos.schedules import ScheduleRepo
 from gradesync.adapters.db.repos.workers import WorkerRepo
 from gradesync.adapters.secretbox import SecretBox
 from gradesync.services import ports
+from gradesync.services.destination_signals import SIGNALS
 
 
 class SqlUnitOfWork:
@@ -75,9 +76,15 @@ class SqlUnitOfWork:
 
     def commit(self) -> None:
         self.conn.commit()
+        # this process's engines re-read a destination written here before their next send
+        # (an admin's pause or edit takes effect at once, not on their slow poll)
+        changed, self.destinations.changed = self.destinations.changed, set()
+        for tenant_id, destination_id in sorted(changed):
+            SIGNALS.changed(tenant_id, destination_id)
 
     def rollback(self) -> None:
         self.conn.rollback()
+        self.destinations.changed = set()
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

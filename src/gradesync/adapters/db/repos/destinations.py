@@ -22,6 +22,13 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
     def __init__(self, conn: Connection, box: SecretBox) -> None:
         super().__init__(conn)
         self.box = box
+        # destinations written in this transaction: the unit of work tells this process's
+        # engines after its commit (other processes hear the NOTIFY)
+        self.changed: set[tuple[str, str]] = set()
+
+    def _changed(self, tenant_id: str, destination_id: str) -> None:
+        notify_destination(self.conn, tenant_id, destination_id)
+        self.changed.add((tenant_id, destination_id))
 
     def _load(self, row: Any) -> Destination:
         return from_row(Destination, row, secret=self.box.decrypt_json(row["secret_ciphertext"]))
@@ -43,7 +50,7 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
         row["created_at"] = utc(now)
         cols = tuple(k for k in row if k not in ("tenant_id", "id", "created_at"))
         upsert(self.conn, t.destinations, row, update=cols)
-        notify_destination(self.conn, dest.tenant_id, dest.id)
+        self._changed(dest.tenant_id, dest.id)
 
     def all(self, tenant_id: str | None = None) -> list[Destination]:
         q = select(t.destinations).order_by(t.destinations.c.tenant_id, t.destinations.c.id)
@@ -56,7 +63,7 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
         res = self.conn.execute(
             delete(t.destinations).where(c.tenant_id == tenant_id, c.id == destination_id)
         )
-        notify_destination(self.conn, tenant_id, destination_id)
+        self._changed(tenant_id, destination_id)
         return bool(res.rowcount)
 
     def set_pause(
@@ -68,4 +75,4 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
             .where(c.tenant_id == tenant_id, c.id == destination_id)
             .values(paused_until=utc(until), pause_reason=reason)
         )
-        notify_destination(self.conn, tenant_id, destination_id)
+        self._changed(tenant_id, destination_id)
