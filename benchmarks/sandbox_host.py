@@ -33,6 +33,8 @@ from gradesync.sandbox.config import SandboxConfig
 SIS_PREFIX = "/ims/oneroster/"
 # 2xx answers to OneRoster writes, by collection ("results", "lineItems", "categories")
 SIS_PUTS: Counter[str] = Counter()
+# 2xx answers per result path: a result accepted more often than it was sent is a duplicate
+RESULT_PUTS: Counter[str] = Counter()
 
 
 class CountSisWrites:
@@ -51,6 +53,8 @@ class CountSisWrites:
         async def counted(message: Message) -> None:
             if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
                 SIS_PUTS[kind] += 1
+                if kind == "results":
+                    RESULT_PUTS[path] += 1
             await send(message)
 
         await self.app(scope, receive, counted)
@@ -113,11 +117,19 @@ def build(
         )
 
     async def sis(request: Request) -> JSONResponse:
-        """Accepted OneRoster PUTs per collection, and the results the SIS holds."""
+        """Accepted OneRoster PUTs per collection, and the results the SIS holds; how many
+        results were accepted how many times, and the paths of those accepted most."""
         results = app.sandbox.state.sis_results.values()
+        times = Counter(RESULT_PUTS.values())
+        most = max(times, default=0)
         return JSONResponse(
             {
                 "puts": dict(SIS_PUTS),
+                "results_accepted_times": {str(k): v for k, v in sorted(times.items())},
+                # some results accepted more often than others: which (a duplicate send)
+                "most_accepted": [p for p, n in RESULT_PUTS.items() if n == most][:10]
+                if len(times) > 1
+                else [],
                 "results_stored": len(app.sandbox.state.sis_results),
                 "score_sum": sum(float(r.data.get("score") or 0.0) for r in results),
                 "line_items_stored": len(app.sandbox.state.sis_line_items),

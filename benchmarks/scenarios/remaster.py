@@ -519,6 +519,8 @@ def one_size(
         first["seconds_until_all_delivered"] = round(time.perf_counter() - t0, 2)
         first["peak_rss_mb"] = round(procs.peak_rss_mb(pid), 1)
         first["results_sent"] = sent_first = after_first["puts"].get("results", 0)
+        first["results_accepted_times"] = after_first["results_accepted_times"]
+        first["most_accepted"] = after_first["most_accepted"]
         progress.event("first_sync_done", **first)
         if trace_memory:
             traces["after_first_sync"] = trace_dump(gradesync, trace_file)
@@ -555,6 +557,9 @@ def one_size(
             "seconds": round(seconds, 2),
             "resent": resent,
             "line_item_puts": after["puts"].get("lineItems", 0),
+            # {times: results}: after the remaster each result was accepted twice
+            "results_accepted_times": after["results_accepted_times"],
+            "most_accepted": after["most_accepted"],
             "rate_per_s": round(resent / seconds, 1) if seconds else None,
             # the run's own verdict: see docs/benchmarks.md (the sending stage stops waiting
             # after retry_patience even while the backlog is being worked through)
