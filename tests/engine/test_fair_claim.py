@@ -78,6 +78,48 @@ def test_more_courses_than_one_claim_serves_take_turns(
     assert {c for c, _ in _claim(db, 4, after="c-c")} == {"c-a", "c-b"}
 
 
+def test_rows_another_claimer_lets_go_mid_claim_are_claimed_once(
+    postgres_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim reads each course's rows in steps (the next share after those it took).
+    Rows another claimer held at the first step and let go unchanged before the next (rows
+    it read but did not choose) come back into the order ahead of this claim's own: the
+    next step must not hand out this claim's rows a second time (seen as one result sent
+    twice at once in a remaster on PostgreSQL)."""
+    db = postgres_db
+    seed(db, learners=0)
+    _queue(db, "big", "a1", 20, start=0, bulk=True)
+    _queue(db, "small", "b1", 2, start=0, bulk=True)  # runs short: a second step for "big"
+    other = db.engine.connect()
+    other.begin()
+    ledger = ledger_repo.t.ledger
+    held = [learner(i) for i in range(5)]  # the oldest five of "big"
+    other.execute(
+        ledger_repo.select(ledger.c.person_id)
+        .where(ledger.c.activity_id == "a1", ledger.c.person_id.in_(held))
+        .with_for_update()
+    ).all()
+    steps = 0
+    shares = ledger_repo._shares
+
+    def next_step(*args: object) -> object:
+        nonlocal steps
+        steps += 1
+        if steps == 2:
+            other.rollback()  # the other claimer lets its rows go, unchanged
+        return shares(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ledger_repo, "_shares", next_step)
+    try:
+        claimed = _claim(db, 20)
+    finally:
+        other.close()
+    assert steps >= 2
+    assert len(claimed) == len(set(claimed)), sorted(claimed)
+    # the rows let go wait for the next claim; every other row is claimed, once
+    assert sorted(p for c, p in claimed if c == "big") == [learner(i) for i in range(5, 20)]
+
+
 async def test_a_course_s_grades_are_not_held_behind_another_course_s_backlog(
     harness: Harness, db: Database
 ) -> None:

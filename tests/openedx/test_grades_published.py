@@ -60,9 +60,11 @@ def test_fractional_points_are_rescaled_to_whole_points(openedx: OpenEdx, served
 
     # No whole factor up to 100 makes 7.3333 whole: refused with a reason, before any send.
     state = course.wait(
-        lambda: (s := course.state(ann, odd.platform_id, "odd"))["reason_code"]
-        not in (None, "no_attempt_yet")
-        and s,
+        lambda: (
+            (s := course.state(ann, odd.platform_id, "odd"))["reason_code"]
+            not in (None, "no_attempt_yet")
+            and s
+        ),
         "the reason nothing is sent",
     )
     assert state["reason_code"] == "fractional_points", state

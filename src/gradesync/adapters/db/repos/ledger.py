@@ -547,6 +547,18 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         in bounded steps; a course that runs short leaves its share to the others."""
         c = t.ledger.c
         rows: dict[str, list[tuple[LedgerRow, str]]] = {course: [] for course in courses}
+        # A step reads past the rows taken so far by their count (OFFSET). On PostgreSQL
+        # each statement sees the latest commits: rows another claimer held at one step
+        # (skipped) and let go unchanged come back ahead of ours at the next, and the
+        # offset then lands on rows this claim already holds. Those are left out: a key
+        # claimed twice would be sent twice at once.
+        taken_keys: set[tuple[str, str, str, str]] = set()
+
+        def new_rows(got: list[tuple[LedgerRow, str]]) -> list[tuple[LedgerRow, str]]:
+            fresh = [g for g in got if _key_tuple(g[0].key) not in taken_keys]
+            taken_keys.update(_key_tuple(g[0].key) for g in fresh)
+            return fresh
+
         open_courses = list(courses)
         room = limit
         taken = 0  # rows each open course gave so far (a course stays open giving its share)
@@ -562,8 +574,9 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                     got_pg[r["course_id"]].append((_ledger_row(r), r["course_id"]))
                 for course, got in got_pg.items():
                     got.sort(key=_oldest_first)  # each course's rows in its own order
-                    rows[course] += got
-                    room -= len(got)
+                    fresh = new_rows(got)
+                    rows[course] += fresh
+                    room -= len(fresh)
                     if len(got) == share:
                         still.append(course)
                 open_courses, taken = still, taken + share
@@ -584,8 +597,9 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                     .limit(share)
                 )
                 got = [(_ledger_row(r), course) for r in self._locked(q)]
-                rows[course] += got
-                room -= len(got)
+                fresh = new_rows(got)
+                rows[course] += fresh
+                room -= len(fresh)
                 if len(got) == share:
                     still.append(course)
             open_courses, taken = still, taken + share
