@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import (
@@ -31,6 +31,7 @@ from gradesync.domain.model import (
     Tenant,
     Trigger,
 )
+from tests.support.statements import statements
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
@@ -253,6 +254,62 @@ def test_ledger_save_many_gives_back_only_its_own_leases(db: Database) -> None:
     with db.engine.connect() as conn:
         got = {r[0]: (r[1], r[2], r[3] is not None) for r in conn.execute(c)}
     assert got == {"p1": ("h2", None, False), "p2": ("h2", "w2", True)}
+
+
+def test_ledger_batches_are_one_statement_and_keep_what_row_by_row_kept(db: Database) -> None:
+    """A batch of ledger rows, their leases and their delivery log entries: on PostgreSQL
+    one statement each (the rows as arrays); on both databases the values read back are
+    those written one by one would give (a key given twice keeps its last values, JSON
+    null stays JSON null)."""
+    seed(db)
+    _destinations(db, "lms")
+    keys = [LedgerKey("t1", "lms", "a1", f"p{i}") for i in range(30)]
+    rows = [(_pending(k), "c1") for k in keys]
+    rows.append((replace(_pending(keys[0], "h-last"), desired=None), "c1"))  # given twice
+    entries = [
+        {
+            "key": k,
+            "run_id": "r1" if i % 2 else None,
+            "sent_at": NOW,
+            "sent_hash": "h1",
+            "payload": {"scoreGiven": i, "at": NOW} if i % 3 else None,
+            "outcome": "delivered",
+            "remote_status": 200,
+            "remote_message": None,
+            "latency_ms": 1.5,
+        }
+        for i, k in enumerate(keys)
+    ]
+    many: list[bool] = []  # per statement: sent as an executemany (once per row)
+
+    def seen(*args: object) -> None:
+        many.append(bool(args[-1]))
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        with db.uow() as uow, statements(db) as sent:
+            uow.ledger.save_many(rows)
+            uow.ledger.lease([(k, NOW) for k in keys], "w1", NOW + timedelta(minutes=2))
+            uow.deliveries.add_many(entries)
+            uow.commit()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    if db.url.startswith("postgresql"):
+        writes = [s for s in sent if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+        assert len(writes) == 3 and not any(many), (writes, many)
+    with db.uow() as uow:
+        got = uow.ledger.get_keys(keys)
+        log = uow.deliveries.for_key(keys[3]) + uow.deliveries.for_key(keys[4])
+    assert got[keys[0]].desired_hash == "h-last" and got[keys[0]].desired is None
+    assert got[keys[1]].desired == {"score_given": 7.0}
+    assert all(r.last_timestamp == NOW for r in got.values())
+    assert [e["payload"] for e in log] == [None, {"scoreGiven": 4, "at": str(NOW)}]
+    assert [e["run_id"] for e in log] == ["r1", None]
+    with db.engine.connect() as conn:
+        leased = conn.execute(text("SELECT count(*) FROM ledger WHERE lease_owner = 'w1'"))
+        assert leased.scalar_one() == 30
+        nulls = conn.execute(text("SELECT count(*) FROM deliveries WHERE payload IS NULL"))
+        assert nulls.scalar_one() == 0  # JSON null, not SQL NULL, as one insert per row stored
 
 
 def test_unit_of_work_continues_after_commit_and_rollback(db: Database) -> None:

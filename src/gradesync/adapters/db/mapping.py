@@ -8,15 +8,17 @@ UTC by construction, so the zone is re-attached on read).
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
 from typing import Any, TypeVar, Union, cast, overload
 
-from sqlalchemy import JSON, Connection, Table, bindparam, func, select
+from sqlalchemy import JSON, Connection, Select, Table, Text, bindparam, func, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.domain.model import PolicySettings
@@ -141,33 +143,30 @@ def bulk_insert(
     table: Table,
     rows: list[dict[str, Any]],
     *,
-    conflict: list[str],
+    conflict: list[str] | None,
     update: tuple[str, ...] = (),
     returning: tuple[str, ...] = (),
 ) -> tuple[Any, list[dict[str, Any]] | dict[str, Any] | None]:
     """(statement, parameters) for `conn.execute`: INSERT `rows` (all with the same keys)
-    ON CONFLICT (`conflict`) DO UPDATE the `update` columns, or DO NOTHING without them,
-    RETURNING the `returning` columns.
+    ON CONFLICT (`conflict`) DO UPDATE the `update` columns, or DO NOTHING without them (no
+    ON CONFLICT when `conflict` is None), RETURNING the `returning` columns.
 
     The rows are parameters, never part of the statement, so it is compiled once and cached.
     On PostgreSQL many rows go as one array per column through `unnest`: one statement with
     a handful of parameters whatever the row count (multi-row VALUES would bind every value
     apart, and psycopg and the server would parse and plan thousands of them each time). On
     SQLite they go as an executemany that SQLAlchemy sends as multi-row VALUES."""
-    names = list(rows[0])
     postgres = conn.dialect.name == "postgresql"
-    if postgres and len(rows) > 1 and _unnestable(table, tuple(names)):
-        arrays = [
-            bindparam(f"u_{n}", [r[n] for r in rows], type_=postgresql.ARRAY(table.c[n].type))
-            for n in names
-        ]
-        source = func.unnest(*arrays).table_valued(*names).render_derived()
-        stmt: Any = postgresql.insert(table).from_select(names, select(*source.c))
-        params: list[dict[str, Any]] | dict[str, Any] | None = None
+    if postgres and len(rows) > 1:
+        names = tuple(rows[0])
+        stmt: Any = postgresql.insert(table).from_select(names, unnested(table, names))
+        params: list[dict[str, Any]] | dict[str, Any] | None = unnest_params(table, rows)
     else:
         stmt = (postgresql if postgres else sqlite).insert(table)
         params = rows if len(rows) > 1 else rows[0]
-    if update:
+    if conflict is None:
+        pass  # a plain INSERT
+    elif update:
         stmt = stmt.on_conflict_do_update(
             index_elements=conflict, set_={c: stmt.excluded[c] for c in update}
         )
@@ -179,6 +178,36 @@ def bulk_insert(
 
 
 @cache
-def _unnestable(table: Table, names: tuple[str, ...]) -> bool:
-    """Columns PostgreSQL can take as arrays of plain values (JSON ones go row by row)."""
-    return all(not isinstance(table.c[n].type, JSON) for n in names)
+def unnested(table: Table, names: tuple[str, ...]) -> Select[Any]:
+    """PostgreSQL: rows of these columns of `table` as a SELECT from `unnest` of one array
+    per column, bound as parameters `u_<column>` (`unnest_params`). A JSON column goes as
+    an array of its JSON text, cast back per row (psycopg has no array of json values to
+    send)."""
+    arrays = [
+        bindparam(
+            f"u_{n}",
+            type_=postgresql.ARRAY(Text if _is_json(table, n) else table.c[n].type),
+        )
+        for n in names
+    ]
+    source = func.unnest(*arrays).table_valued(*names).render_derived()
+    return select(
+        *(
+            sql_cast(source.c[n], table.c[n].type).label(n) if _is_json(table, n) else source.c[n]
+            for n in names
+        )
+    )
+
+
+def unnest_params(table: Table, rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The arrays `unnested(table, names)` reads, from `rows` (all with those keys). None in
+    a JSON column is JSON null, as SQLAlchemy stores it row by row."""
+    return {
+        f"u_{n}": [json.dumps(r[n]) for r in rows] if _is_json(table, n) else [r[n] for r in rows]
+        for n in rows[0]
+    }
+
+
+@cache
+def _is_json(table: Table, name: str) -> bool:
+    return isinstance(table.c[name].type, JSON)

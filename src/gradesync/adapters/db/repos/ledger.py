@@ -29,7 +29,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db import schema as t
-from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
+from gradesync.adapters.db.mapping import (
+    bulk_insert,
+    from_row,
+    to_row,
+    unnest_params,
+    unnested,
+    upsert,
+    utc,
+)
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.services import ports
@@ -71,9 +79,14 @@ def _ledger_row(r: Any) -> LedgerRow:
 @cache
 def _ledger_upsert(dialect: str, columns: tuple[str, ...], release: bool) -> Any:
     """The ledger's upsert statement, built once per shape: building it (`excluded` in
-    particular) costs more than executing a settle batch's worth of rows from the cache."""
-    ins = postgresql if dialect == "postgresql" else sqlite
-    stmt = ins.insert(t.ledger)
+    particular) costs more than executing a settle batch's worth of rows from the cache.
+    On PostgreSQL the rows come as arrays (`unnested`): one execution for a batch, where an
+    executemany ran the statement once per row on the server."""
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = postgresql.insert(t.ledger).from_select(columns, unnested(t.ledger, columns))
+    else:
+        stmt = sqlite.insert(t.ledger)
     keys = [c.name for c in t.ledger.primary_key.columns]
     set_: dict[str, Any] = {
         k: stmt.excluded[k] for k in columns if k not in keys and k != "release_owner"
@@ -200,6 +213,39 @@ def _key_tuple(k: LedgerKey) -> tuple[str, str, str, str]:
     return (k.tenant_id, k.destination_id, k.activity_id, k.person_id)
 
 
+def _key_of(v: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (v["tenant_id"], v["destination_id"], v["activity_id"], v["person_id"])
+
+
+@cache
+def _lease_by_arrays() -> Any:
+    """PostgreSQL: lease rows given as arrays of their keys and timestamps, one execution."""
+    c = t.ledger.c
+    text_array = postgresql.ARRAY(c.person_id.type)
+    k = (
+        func.unnest(
+            *(bindparam(n, type_=text_array) for n in ("k_t", "k_d", "k_a", "k_p")),
+            bindparam("k_ts", type_=postgresql.ARRAY(c.last_timestamp.type)),
+        )
+        .table_valued("t", "d", "a", "p", "ts")
+        .render_derived(name="k")
+    )
+    return (
+        update(t.ledger)
+        .where(
+            c.tenant_id == k.c.t,
+            c.destination_id == k.c.d,
+            c.activity_id == k.c.a,
+            c.person_id == k.c.p,
+        )
+        .values(
+            lease_owner=bindparam("owner"),
+            lease_until=bindparam("until"),
+            last_timestamp=k.c.ts,
+        )
+    )
+
+
 class LedgerRepo(SqlRepo, ports.LedgerRepo):
     def get(self, key: LedgerKey) -> LedgerRow | None:
         c = t.ledger.c
@@ -270,18 +316,28 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         release_for: str | None = None,
         bulk: bool | None = None,
     ) -> None:
-        # one executemany of one cached statement: a multi-VALUES statement would be
-        # compiled anew for every batch
+        # one cached statement: on PostgreSQL one execution with the rows as arrays, on
+        # SQLite an executemany (a multi-VALUES statement would be compiled anew each time)
         if not rows:
             return
         values = [self._values(r, cid) for r, cid in rows]
-        if release_for is not None:
-            for v in values:
-                v["release_owner"] = release_for
         if bulk is not None:
             for v in values:
                 v["priority"] = 1 if bulk else LIVE
-        stmt = _ledger_upsert(self.conn.dialect.name, tuple(values[0]), release_for is not None)
+        dialect = self.conn.dialect.name
+        stmt = _ledger_upsert(dialect, tuple(values[0]), release_for is not None)
+        if dialect == "postgresql":
+            # one statement may change a row once: a key given twice keeps its last values,
+            # as one execution per row would leave it
+            last = {_key_of(v): v for v in values}
+            params: dict[str, Any] = unnest_params(t.ledger, list(last.values()))
+            if release_for is not None:
+                params["release_owner"] = release_for
+            self.conn.execute(stmt, params)
+            return
+        if release_for is not None:
+            for v in values:
+                v["release_owner"] = release_for
         self.conn.execute(stmt, values)
 
     def course_of(self, key: LedgerKey) -> str | None:
@@ -614,6 +670,20 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
     ) -> None:
         if not rows:
             return
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(
+                _lease_by_arrays(),
+                {
+                    "k_t": [k.tenant_id for k, _ in rows],
+                    "k_d": [k.destination_id for k, _ in rows],
+                    "k_a": [k.activity_id for k, _ in rows],
+                    "k_p": [k.person_id for k, _ in rows],
+                    "k_ts": [utc(ts) for _, ts in rows],
+                    "owner": owner,
+                    "until": utc(until),
+                },
+            )
+            return
         c = t.ledger.c
         stmt = (
             update(t.ledger)
@@ -839,8 +909,9 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
     def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
         if not entries:
             return
-        self.conn.execute(
-            insert(t.deliveries),
+        stmt, params = bulk_insert(
+            self.conn,
+            t.deliveries,
             [
                 {
                     "tenant_id": e["key"].tenant_id,
@@ -860,4 +931,6 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
                 }
                 for e in entries
             ],
+            conflict=None,
         )
+        self.conn.execute(stmt, params)
