@@ -234,6 +234,17 @@ def test_outcomes_look_the_same_in_every_chart_and_axis_labels_stay_inside() -> 
     assert re.search(r'text-anchor="end"[^>]*>12:00<', lines)
 
 
+def test_the_plot_leaves_room_for_its_longest_y_label() -> None:
+    """Sub-millisecond latencies give labels like "0.625 ms": the plot starts far enough
+    right that they are drawn inside the chart (a browser check: test_console_flows)."""
+    fast = line_chart("Latency", "d", ["a", "b"], [Series("p50", [0.2, 2.4])], unit=" ms")
+    slow = line_chart("Latency", "d", ["a", "b"], [Series("p50", [20.0, 90.0])], unit=" ms")
+    for chart, longest in ((fast, "0.625 ms"), (slow, "100 ms")):
+        ends = [float(x) for x in re.findall(r'<text x="([0-9.]+)"[^>]*text-anchor="end"', chart)]
+        assert f">{longest}<" in chart
+        assert min(ends) >= 7.0 * len(longest), (min(ends), longest)
+
+
 def test_dashboard_shows_the_backlog_and_a_paused_destination(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

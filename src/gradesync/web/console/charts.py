@@ -25,6 +25,9 @@ DELIVERED = ("#11661f", "")
 REJECTED = ("#b3261e", "6 4")
 SENT = ("#0b57d0", "2 3")
 
+# the widest a character of an 11 px axis label gets (digits, "m", "%"), to leave room
+LABEL_CHAR_PX = 7.0
+
 
 @dataclass(frozen=True, slots=True)
 class Series:
@@ -65,11 +68,15 @@ def line_chart(
 ) -> Markup:
     """Lines over time slots. `labels` name the slots (first, middle and last are drawn)."""
     slug = _slug(title)
-    left, right, top, bottom = 56, 12, 12, 44
-    pw, ph = width - left - right, height - top - bottom
     n = max(1, len(labels))
     peak = max((float(v) for s in series for v in s.values if v is not None), default=0.0)
     ymax = _nice_max(peak)
+    y_labels = [f"{_fmt(ymax * k / 4)}{unit}" for k in range(5)]
+    # the y labels end 6 px left of the plot: room for the longest ("0.625 ms" needs more
+    # than "100 ms")
+    left = max(56, 6 + 4 + math.ceil(LABEL_CHAR_PX * max(map(len, y_labels))))
+    right, top, bottom = 12, 12, 44
+    pw, ph = width - left - right, height - top - bottom
 
     def x(i: int) -> float:
         return left + (pw * i / (n - 1) if n > 1 else pw / 2)
@@ -83,16 +90,15 @@ def line_chart(
         f'<title id="{slug}-t">{escape(title)}</title>',
         f'<desc id="{slug}-d">{escape(description)}</desc>',
     ]
-    for k in range(5):  # grid lines and y labels
-        v = ymax * k / 4
-        yy = y(v)
+    for k, text in enumerate(y_labels):  # grid lines and y labels
+        yy = y(ymax * k / 4)
         out.append(
             f'<line x1="{left}" x2="{width - right}" y1="{yy:.1f}" y2="{yy:.1f}" '
             'stroke="#d0d0d0" stroke-width="1"/>'
         )
         out.append(
             f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end" font-size="11" '
-            f'fill="#333">{escape(_fmt(v))}{escape(unit)}</text>'
+            f'fill="#333">{escape(text)}</text>'
         )
     for i in sorted({0, (n - 1) // 2, n - 1}):
         if i < len(labels):
