@@ -9,7 +9,9 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
+from gradesync.adapters.db import schema
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.repos import ledger as ledger_repo
 from gradesync.domain.model import CourseLink, DeliveryState, LedgerKey, LedgerRow
@@ -92,10 +94,10 @@ def test_rows_another_claimer_lets_go_mid_claim_are_claimed_once(
     _queue(db, "small", "b1", 2, start=0, bulk=True)  # runs short: a second step for "big"
     other = db.engine.connect()
     other.begin()
-    ledger = ledger_repo.t.ledger
+    ledger = schema.ledger
     held = [learner(i) for i in range(5)]  # the oldest five of "big"
     other.execute(
-        ledger_repo.select(ledger.c.person_id)
+        select(ledger.c.person_id)
         .where(ledger.c.activity_id == "a1", ledger.c.person_id.in_(held))
         .with_for_update()
     ).all()

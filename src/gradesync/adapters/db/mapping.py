@@ -164,13 +164,11 @@ def bulk_insert(
     else:
         stmt = (postgresql if postgres else sqlite).insert(table)
         params = rows if len(rows) > 1 else rows[0]
-    if conflict is None:
-        pass  # a plain INSERT
-    elif update:
+    if conflict is not None and update:
         stmt = stmt.on_conflict_do_update(
             index_elements=conflict, set_={c: stmt.excluded[c] for c in update}
         )
-    else:
+    elif conflict is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
     if returning:
         stmt = stmt.returning(*(table.c[c] for c in returning))

@@ -115,18 +115,26 @@ def _ledger_by_persons() -> Any:
     )
 
 
+def _keys_as_arrays(names: tuple[str, str, str, str], *more: tuple[str, Any]) -> Any:
+    """PostgreSQL: ledger keys bound as four text arrays (`names`: tenant, destination,
+    activity, person) and `more` (name, array type) beside them, unnested into rows `k`."""
+    text_array = postgresql.ARRAY(t.ledger.c.person_id.type)
+    arrays = [bindparam(n, type_=text_array) for n in names]
+    arrays += [bindparam(n, type_=typ) for n, typ in more]
+    return (
+        func.unnest(*arrays)
+        .table_valued("t", "d", "a", "p", *(n for n, _ in more))
+        .render_derived(name="k")
+    )
+
+
 @cache
 def _ledger_by_keys(for_update: bool) -> Any:
     """PostgreSQL: the rows of any keys in one statement (a live batch spans courses,
     activities and destinations; a statement per activity was a round trip each), in key
     order, so its locks are too."""
     c = t.ledger.c
-    text_array = postgresql.ARRAY(t.ledger.c.person_id.type)
-    k = (
-        func.unnest(*(bindparam(n, type_=text_array) for n in ("t", "d", "a", "p")))
-        .table_valued("t", "d", "a", "p")
-        .render_derived(name="k")
-    )
+    k = _keys_as_arrays(("t", "d", "a", "p"))
     q = (
         select(t.ledger)
         .join(
@@ -213,22 +221,12 @@ def _key_tuple(k: LedgerKey) -> tuple[str, str, str, str]:
     return (k.tenant_id, k.destination_id, k.activity_id, k.person_id)
 
 
-def _key_of(v: dict[str, Any]) -> tuple[str, str, str, str]:
-    return (v["tenant_id"], v["destination_id"], v["activity_id"], v["person_id"])
-
-
 @cache
 def _lease_by_arrays() -> Any:
     """PostgreSQL: lease rows given as arrays of their keys and timestamps, one execution."""
     c = t.ledger.c
-    text_array = postgresql.ARRAY(c.person_id.type)
-    k = (
-        func.unnest(
-            *(bindparam(n, type_=text_array) for n in ("k_t", "k_d", "k_a", "k_p")),
-            bindparam("k_ts", type_=postgresql.ARRAY(c.last_timestamp.type)),
-        )
-        .table_valued("t", "d", "a", "p", "ts")
-        .render_derived(name="k")
+    k = _keys_as_arrays(
+        ("k_t", "k_d", "k_a", "k_p"), ("ts", postgresql.ARRAY(c.last_timestamp.type))
     )
     return (
         update(t.ledger)
@@ -329,7 +327,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         if dialect == "postgresql":
             # one statement may change a row once: a key given twice keeps its last values,
             # as one execution per row would leave it
-            last = {_key_of(v): v for v in values}
+            last = {_key_tuple(r.key): v for (r, _), v in zip(rows, values, strict=True)}
             params: dict[str, Any] = unnest_params(t.ledger, list(last.values()))
             if release_for is not None:
                 params["release_owner"] = release_for
@@ -678,7 +676,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                     "k_d": [k.destination_id for k, _ in rows],
                     "k_a": [k.activity_id for k, _ in rows],
                     "k_p": [k.person_id for k, _ in rows],
-                    "k_ts": [utc(ts) for _, ts in rows],
+                    "ts": [utc(ts) for _, ts in rows],
                     "owner": owner,
                     "until": utc(until),
                 },
