@@ -223,6 +223,7 @@ class Runtime:
             roster=self.roster_reader,
             signals=SIGNALS,
             bulk=self.db.bulk,
+            reads=self.db.reads,
         )
 
     def remote_waker(self) -> Waker:

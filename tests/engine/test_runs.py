@@ -341,6 +341,37 @@ async def test_a_run_computes_in_bulk_units_of_work(
         await engine.aclose()
 
 
+async def test_a_runs_summary_and_read_backs_take_no_write_lock(
+    harness: Harness, db: Database, tmp_path: Path
+) -> None:
+    """A run's summary (a count over its whole scope: a second at 1,000,000 results) and
+    its read-backs' ledger reads go through `Database.reads`, which on SQLite waits for no
+    writer and holds no write lock: live grades do not queue behind them. The runtime
+    gives its engine that factory."""
+    seed(db, learners=3)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(3)])
+    read_units: list[str] = []
+
+    def reads() -> Any:
+        read_units.append("reads")
+        return db.reads()
+
+    await harness.engine.aclose()
+    harness.engine = Engine(db.uow, SystemClock(), harness.factory, FAST, reads=reads)
+    run, _ = _request(db, harness, Trigger.REMASTER)
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.outcome is RunOutcome.SUCCEEDED
+    assert done.counts["sent"] == 3 and done.counts["keys"] == 3
+    # the summary, and the one column's facts read back
+    assert len(read_units) == 2
+    settings = Settings(database_url=db.url, secret_key=TEST_SECRET, data_dir=tmp_path)
+    engine = Runtime(settings=settings, db=db).build_engine()
+    try:
+        assert engine.executor.reads == db.reads
+    finally:
+        await engine.aclose()
+
+
 async def test_a_runs_computing_makes_way_while_live_grades_flow(
     harness: Harness, db: Database
 ) -> None:

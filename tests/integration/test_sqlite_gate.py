@@ -190,3 +190,17 @@ def test_a_bulk_unit_of_work_lets_a_live_write_go_first(tmp_path: Path) -> None:
         rows = r.conn.execute(text("SELECT who FROM t ORDER BY rowid")).scalars().all()
     assert rows == ["first", "live", "bulk"]
     db.dispose()
+
+
+def test_sorts_spill_to_a_file_on_writers_and_readers(tmp_path: Path) -> None:
+    """A sort or temporary table larger than the page cache goes to a temporary file, not
+    to RAM without a bound: a run's summary sorts its whole scope (86 MB of RAM for
+    1,000,000 ledger rows when SQLite kept it in memory)."""
+    db = Database(f"sqlite:///{tmp_path / 'spill.db'}", "k" * 32)
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 1  # FILE
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -8000
+    with db.reads() as r:
+        assert r.conn.exec_driver_sql("PRAGMA temp_store").scalar() == 1
+        assert r.conn.exec_driver_sql("PRAGMA cache_size").scalar() == -8000
+    db.dispose()

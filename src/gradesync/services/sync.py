@@ -229,11 +229,15 @@ class RunExecutor:
         statistics: LedgerStatistics,
         live: LiveTraffic,
         bulk: UnitOfWorkFactory | None = None,
+        reads: UnitOfWorkFactory | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         # the units of work of a run's computing, chunk after chunk: they let the live
         # path's writes go first (on SQLite's one writer)
         self.bulk = bulk or uow_factory
+        # units of work that only read: a run's summary of a large scope and its read-backs
+        # hold no write lock on SQLite, so live grades do not wait behind them
+        self.reads = reads or uow_factory
         self.statistics = statistics  # of the ledger rows this process writes
         self.live = live  # computing makes way while live grades flow
         self.clock = clock
@@ -308,7 +312,7 @@ class RunExecutor:
                 counts["columns_failed"] = failed
             run = await self._stage(run, RunStage.VERIFYING, counts)
             counts.update(await self._verifying(run, sent, started, targets))
-            counts.update(await asyncio.to_thread(summarise, self.uow_factory, run.scope, started))
+            counts.update(await asyncio.to_thread(summarise, self.reads, run.scope, started))
             paused = await asyncio.to_thread(self._paused, run.scope)
             for _ in range(2):
                 # results that became pending while the run verified (new grades) are sent
@@ -316,9 +320,7 @@ class RunExecutor:
                 if not counts["pending"] or paused:
                     break
                 await self._sending(run, counts, lost)
-                counts.update(
-                    await asyncio.to_thread(summarise, self.uow_factory, run.scope, started)
-                )
+                counts.update(await asyncio.to_thread(summarise, self.reads, run.scope, started))
                 paused = await asyncio.to_thread(self._paused, run.scope)
             outcome = _outcome(counts)
             message = _headline(outcome, counts) + _describe(counts, paused)
@@ -684,7 +686,7 @@ class RunExecutor:
         dict[str, PersonLink],
         dict[tuple[str, str], LedgerRow],
     ]:
-        with self.uow_factory() as uow:
+        with self.reads() as uow:
             rows = uow.ledger.get_many(tenant_id, dest_id, course_id, [activity_id])
             # the column's learners only: a SIS's student links hold every learner it has
             people = uow.links.people_for(tenant_id, dest_id, course_id, [p for _, p in rows])

@@ -69,6 +69,7 @@ class Engine:
         roster: ReaderFactory | None = None,
         signals: DestinationSignals | None = None,
         bulk: UnitOfWorkFactory | None = None,
+        reads: UnitOfWorkFactory | None = None,
         live: LiveTraffic | None = None,
     ) -> None:
         self.uow_factory = uow_factory
@@ -104,6 +105,7 @@ class Engine:
             self.settings,
             self.worker_id,
             bulk=bulk,
+            reads=reads,
             statistics=self.statistics,
             live=self.live,
         )
