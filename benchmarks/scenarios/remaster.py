@@ -36,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, create_engine, func, insert, select
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.pool import NullPool
 
 from benchmarks import pressure, procs
 from gradesync.adapters.db import schema
 from gradesync.adapters.db.database import Database
+from gradesync.adapters.db.mapping import bulk_insert
 from gradesync.domain.model import RunScope, RunStage, Trigger
 from gradesync.services import sis
 from gradesync.services.clock import SystemClock
@@ -117,7 +118,8 @@ def sis_seed(shape: Shape) -> dict[str, Any]:
 
 
 def _rows(shape: Shape) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
-    """(table, rows) in foreign-key order, the big tables in slices."""
+    """(table, rows) in foreign-key order, the big tables in slices: every person before
+    anything that refers to people."""
     now = datetime.now(UTC)
     courses = list(shape.courses())
     yield (
@@ -155,11 +157,12 @@ def _rows(shape: Shape) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
             for j in range(shape.activities)
         ],
     )
-    for cid, learners in courses:
+    for _, learners in courses:
         yield (
             schema.people,
             [{"tenant_id": TENANT, "id": f"p{i}", "name": f"Learner {i}"} for i in learners],
         )
+    for cid, learners in courses:
         yield (
             schema.enrollments,
             [
@@ -187,6 +190,7 @@ def _rows(shape: Shape) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
                 for i in learners
             ],
         )
+    for cid, learners in courses:
         attempts = [
             {
                 "tenant_id": TENANT,
@@ -225,11 +229,22 @@ def seed_gradesync(db: Database, shape: Shape, sis_url: str, concurrency: int) -
         profile={"concurrency": concurrency, "category_match": "id"},
     )
     inserted = 0
-    with db.engine.begin() as conn:
+    with db.engine.connect() as conn:
+        analyzed = False
         for table, rows in _rows(shape):
+            if table is schema.enrollments and not analyzed:
+                # PostgreSQL checks each row's foreign keys against the people and
+                # activities just written: planned without their statistics, each check
+                # scanned every person (seeding 1,000,000 results took over an hour)
+                conn.commit()
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("ANALYZE activities, people"))
+                analyzed = True
             if rows:
-                conn.execute(insert(table), rows)
+                # on PostgreSQL one statement per slice (its rows as arrays), as ingest writes
+                conn.execute(*bulk_insert(conn, table, rows, conflict=None))
                 inserted += len(rows)
+        conn.commit()
     for cid, _ in shape.courses():
         sis.map_class(
             db.uow,
