@@ -310,6 +310,37 @@ async def test_a_run_waits_for_rows_a_stopped_worker_still_holds(
     assert done.counts["sent"] == 4 and done.counts["pending"] == 0
 
 
+def _counted(make: Any) -> tuple[Any, list[object]]:
+    """`make` (a unit-of-work factory), recording each unit it hands out."""
+    units: list[object] = []
+
+    def counted() -> Any:
+        units.append(make)
+        return make()
+
+    return counted, units
+
+
+async def _runtime_engine_uses(db: Database, tmp_path: Path, attr: str, factory: Any) -> None:
+    """The engine the runtime builds gives its run executor `factory` as `attr`."""
+    settings = Settings(database_url=db.url, secret_key=TEST_SECRET, data_dir=tmp_path)
+    engine = Runtime(settings=settings, db=db).build_engine()
+    try:
+        assert getattr(engine.executor, attr) == factory
+    finally:
+        await engine.aclose()
+
+
+async def _remaster_with(harness: Harness, db: Database, **factories: Any) -> Any:
+    """A remaster of the course by an engine given these unit-of-work `factories`."""
+    await harness.engine.aclose()
+    harness.engine = Engine(db.uow, SystemClock(), harness.factory, FAST, **factories)
+    run, _ = _request(db, harness, Trigger.REMASTER)
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.outcome is RunOutcome.SUCCEEDED, done
+    return done
+
+
 async def test_a_run_computes_in_bulk_units_of_work(
     harness: Harness, db: Database, tmp_path: Path
 ) -> None:
@@ -318,27 +349,12 @@ async def test_a_run_computes_in_bulk_units_of_work(
     the runtime gives its engine that factory."""
     seed(db, learners=3, activities=("a1", "a2"))
     post(db, None, [(a, learner(i), 5.0) for i in range(3) for a in ("a1", "a2")])
-    bulk_units: list[str] = []
-
-    def bulk() -> Any:
-        bulk_units.append("bulk")
-        return db.bulk()
-
-    await harness.engine.aclose()
-    harness.engine = Engine(db.uow, SystemClock(), harness.factory, FAST, bulk=bulk)
-    run, _ = _request(db, harness, Trigger.REMASTER)
-    done = await harness.engine.execute_run(run.id)
-    assert done is not None and done.outcome is RunOutcome.SUCCEEDED
+    bulk, bulk_units = _counted(db.bulk)
+    done = await _remaster_with(harness, db, bulk=bulk)
     assert done.counts["sent"] == 6
     # the course's learners, then per activity its people and one chunk
     assert len(bulk_units) == 1 + 2 * 2
-    settings = Settings(database_url=db.url, secret_key=TEST_SECRET, data_dir=tmp_path)
-    runtime = Runtime(settings=settings, db=db)
-    engine = runtime.build_engine()
-    try:
-        assert engine.executor.bulk == db.bulk
-    finally:
-        await engine.aclose()
+    await _runtime_engine_uses(db, tmp_path, "bulk", db.bulk)
 
 
 async def test_a_runs_summary_and_read_backs_take_no_write_lock(
@@ -350,26 +366,12 @@ async def test_a_runs_summary_and_read_backs_take_no_write_lock(
     gives its engine that factory."""
     seed(db, learners=3)
     post(db, None, [("a1", learner(i), 5.0) for i in range(3)])
-    read_units: list[str] = []
-
-    def reads() -> Any:
-        read_units.append("reads")
-        return db.reads()
-
-    await harness.engine.aclose()
-    harness.engine = Engine(db.uow, SystemClock(), harness.factory, FAST, reads=reads)
-    run, _ = _request(db, harness, Trigger.REMASTER)
-    done = await harness.engine.execute_run(run.id)
-    assert done is not None and done.outcome is RunOutcome.SUCCEEDED
+    reads, read_units = _counted(db.reads)
+    done = await _remaster_with(harness, db, reads=reads)
     assert done.counts["sent"] == 3 and done.counts["keys"] == 3
     # the summary, and the one column's facts read back
     assert len(read_units) == 2
-    settings = Settings(database_url=db.url, secret_key=TEST_SECRET, data_dir=tmp_path)
-    engine = Runtime(settings=settings, db=db).build_engine()
-    try:
-        assert engine.executor.reads == db.reads
-    finally:
-        await engine.aclose()
+    await _runtime_engine_uses(db, tmp_path, "reads", db.reads)
 
 
 async def test_a_runs_computing_makes_way_while_live_grades_flow(
