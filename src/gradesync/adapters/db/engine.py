@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -46,7 +47,18 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
         kwargs = {"poolclass": NullPool}
     # an unreachable server is an error within seconds, not after the kernel gives up on TCP
     kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "connect", _send_arrays_binary)
+    return engine
+
+
+def _send_arrays_binary(dbapi_conn: Any, _record: Any) -> None:
+    """Python lists go to PostgreSQL as binary arrays. A batch's rows go as one array per
+    column (`mapping.unnested`); psycopg's text arrays quote and escape each element in
+    Python (a regular expression per string: 21 us per JSON payload, against 0.3 us in
+    binary), the largest part of a settle's CPU on PostgreSQL. Registered last, the binary
+    dumper is the one `%s` picks for a list."""
+    dbapi_conn.adapters.register_dumper(list, ListBinaryDumper)
 
 
 def _bound_memory(cur: Any) -> None:
