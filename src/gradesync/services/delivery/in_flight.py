@@ -35,6 +35,12 @@ class InFlight:
         self._ended.append(task)
         self._wake.set()
 
+    @property
+    def holding(self) -> int:
+        """Rows held by tasks that have not ended yet (`rows` counts ended tasks until the
+        pass waits again)."""
+        return self.rows - sum(self.tasks.get(t, 0) for t in self._ended)
+
     def wake(self) -> None:
         self._wake.set()
 

@@ -1,7 +1,8 @@
 """The pass loop: one pass (`Deliverer.deliver`) repeats three steps until nothing in its
 scope is due:
 
-1. **claim** a batch of due rows nobody holds (live grades before runs' rows, and live
+1. **claim** a batch of due rows nobody holds (a batch that grows while the sends wait
+   for the claims; live grades before runs' rows, and live
    grades computed meanwhile at once, however many rows the pass already holds; within a
    priority, courses served in turn, each course's oldest first) and lease them to this
    worker, stamping each with the score timestamp it will carry (strictly increasing per
@@ -85,6 +86,19 @@ from gradesync.services.telemetry import NULL_METER, Meter
 from gradesync.services.wakeup import Waker
 
 log = logging.getLogger(__name__)
+
+# How far a pass's claims may grow past `claim_batch` while claiming keeps its sends waiting.
+CLAIM_GROWTH = 8
+
+
+def next_claim_size(size: int, claimed: int, holding: int, most: int) -> int:
+    """The size of a pass's next claim. A claim came back full (`claimed` rows: more are
+    due) while the sends had run almost dry (`holding` rows still in hand): claiming is what
+    the sends wait for, and a claim costs about the same for more rows (on PostgreSQL a
+    round trip per statement, whatever the rows), so claim twice as many, up to `most`."""
+    if claimed >= size and holding < size // 2:
+        return min(size * 2, most)
+    return size
 
 
 @dataclass(slots=True)
@@ -584,8 +598,8 @@ class Deliverer:
         """Deliver due rows in `scope` until none is left to claim; returns once every
         claimed row is settled and written."""
         stats = DeliveryStats()
-        batch = max(1, self.settings.claim_batch)
-        high_water = batch * 4  # claim more only while in-flight tasks hold fewer rows
+        batch = max(1, self.settings.claim_batch)  # grows while claiming is the bottleneck
+        most = batch * CLAIM_GROWTH
         flight = InFlight()
         # Claim when something may be found: at the start, while the last claim may have
         # left due rows behind, when rows became due in this process (note_due wakes the
@@ -601,6 +615,7 @@ class Deliverer:
         try:
             while stop is None or not stop():
                 claimed: list[Claimed] = []
+                grown = batch
                 if live_seen != self._live_signal:
                     # live grades computed: claimed now, even while a run's rows fill the
                     # pass's hands or the destination's queue (the slots send them first)
@@ -610,16 +625,19 @@ class Deliverer:
                     claimed, facts, left = await self.claim(scope, batch, live_only=True)
                     if left and len(claimed) >= batch:
                         live_seen -= 1  # a full batch: more live grades may be waiting
-                room = flight.rows + batch <= high_water or not flight.tasks
+                # claim more only while in-flight tasks hold fewer rows than four batches
+                room = flight.rows + batch <= batch * 4 or not flight.tasks
                 due = more or seen != self._due_signal or time.monotonic() - claimed_at >= poll
                 if not claimed and room and due:
                     seen, claimed_at = self._due_signal, time.monotonic()
                     claimed, facts, more = await self.claim(scope, batch)
+                    grown = next_claim_size(batch, len(claimed), flight.holding, most)
                 if claimed:
                     flushed = False
                     stats.claimed += len(claimed)
                     if len(claimed) >= batch:
                         self._ask_for_help()
+                    batch = grown
                     for group, items in self._by_course(claimed).items():
                         prepare = self._prepare_course(
                             group, items, facts[group], stats, run_id, flight

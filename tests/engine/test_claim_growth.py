@@ -1,0 +1,49 @@
+"""A pass claims more rows at a time while its sends wait for its claims: a claim costs about
+the same for more rows (on PostgreSQL a round trip per statement), so a pass whose claims
+cannot keep up with a fast destination doubles them, up to `CLAIM_GROWTH` times the setting."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from gradesync.adapters.db.database import Database
+from gradesync.services.delivery.pass_loop import CLAIM_GROWTH, next_claim_size
+from tests.engine.conftest import FAST, Harness, learner, post, seed
+
+
+def test_a_full_claim_while_the_sends_ran_dry_doubles_the_next() -> None:
+    assert next_claim_size(100, claimed=100, holding=0, most=800) == 200
+    assert next_claim_size(400, claimed=400, holding=199, most=800) == 800
+    assert next_claim_size(800, claimed=800, holding=0, most=800) == 800  # no further
+
+
+def test_a_claim_stays_its_size_when_the_sends_had_enough_or_nothing_more_was_due() -> None:
+    assert next_claim_size(100, claimed=100, holding=50, most=800) == 100  # sends had rows
+    assert next_claim_size(100, claimed=99, holding=0, most=800) == 100  # all that was due
+
+
+async def test_a_pass_whose_claims_are_slower_than_its_sends_claims_more_each_time(
+    harness: Harness, db: Database
+) -> None:
+    seed(db, learners=200)
+    engine = await harness.use(replace(FAST, claim_batch=4))
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(200)])
+    await engine.process_dirty()
+    sizes: list[int] = []
+    claim = engine.deliverer.claim
+
+    async def slow_claim(scope: Any, limit: int, **kw: Any) -> Any:
+        # a claim slower than the sends: it finishes once all claimed before are sent
+        await harness.all_delivered(sum(sizes))
+        got = await claim(scope, limit, **kw)
+        if got[0]:
+            sizes.append(len(got[0]))
+        return got
+
+    engine.deliverer.claim = slow_claim  # type: ignore[method-assign]
+    stats = await engine.deliver_due()
+
+    assert stats.delivered == 200 and len(harness.remote.order) == 200
+    assert sizes[:4] == [4, 8, 16, 32], sizes
+    assert max(sizes) == 4 * CLAIM_GROWTH  # and no further
