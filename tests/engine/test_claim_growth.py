@@ -26,9 +26,9 @@ def test_a_claim_stays_its_size_when_the_sends_had_enough_or_nothing_more_was_du
 async def test_a_pass_whose_claims_are_slower_than_its_sends_claims_more_each_time(
     harness: Harness, db: Database
 ) -> None:
-    seed(db, learners=200)
+    seed(db, learners=120)
     engine = await harness.use(replace(FAST, claim_batch=4))
-    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(200)])
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(120)])
     await engine.process_dirty()
     sizes: list[int] = []
     claim = engine.deliverer.claim
@@ -44,6 +44,35 @@ async def test_a_pass_whose_claims_are_slower_than_its_sends_claims_more_each_ti
     engine.deliverer.claim = slow_claim  # type: ignore[method-assign]
     stats = await engine.deliver_due()
 
-    assert stats.delivered == 200 and len(harness.remote.order) == 200
+    assert stats.delivered == 120 and len(harness.remote.order) == 120
     assert sizes[:4] == [4, 8, 16, 32], sizes
     assert max(sizes) == 4 * CLAIM_GROWTH  # and no further
+
+
+async def test_claims_stay_short_while_live_grades_arrive(harness: Harness, db: Database) -> None:
+    """A live grade computed meanwhile waits for the claim in progress, so a pass claims
+    its first size again once live grades arrive, and grows no more while they keep
+    arriving."""
+    seed(db, learners=120)
+    engine = await harness.use(replace(FAST, claim_batch=4))
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(120)])
+    await engine.process_dirty()
+    sizes: list[int] = []
+    claim = engine.deliverer.claim
+
+    async def slow_claim(scope: Any, limit: int, **kw: Any) -> Any:
+        await harness.all_delivered(sum(sizes))
+        if len(sizes) >= 3:
+            engine.deliverer.note_due(live=True)  # as computing live grades says
+        got = await claim(scope, limit, **kw)
+        if got[0]:
+            sizes.append(len(got[0]))
+        return got
+
+    engine.deliverer.claim = slow_claim  # type: ignore[method-assign]
+    stats = await engine.deliver_due()
+
+    assert stats.delivered == 120
+    assert sizes[:3] == [4, 8, 16], sizes
+    # from the claim after the first live grade on, the first size again
+    assert set(sizes[4:]) == {4}, sizes

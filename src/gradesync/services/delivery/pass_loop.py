@@ -2,7 +2,7 @@
 scope is due:
 
 1. **claim** a batch of due rows nobody holds (a batch that grows while the sends wait
-   for the claims; live grades before runs' rows, and live
+   for the claims and no live grade arrives; live grades before runs' rows, and live
    grades computed meanwhile at once, however many rows the pass already holds; within a
    priority, courses served in turn, each course's oldest first) and lease them to this
    worker, stamping each with the score timestamp it will carry (strictly increasing per
@@ -80,6 +80,7 @@ from gradesync.services.destination import (
 )
 from gradesync.services.destination_signals import DestinationSignals
 from gradesync.services.engine_config import EngineSettings
+from gradesync.services.live_traffic import RECENT as LIVE_RECENT
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.ports.ledger import FAIR_COURSES, Claimable
 from gradesync.services.telemetry import NULL_METER, Meter
@@ -598,8 +599,10 @@ class Deliverer:
         """Deliver due rows in `scope` until none is left to claim; returns once every
         claimed row is settled and written."""
         stats = DeliveryStats()
-        batch = max(1, self.settings.claim_batch)  # grows while claiming is the bottleneck
-        most = batch * CLAIM_GROWTH
+        base = max(1, self.settings.claim_batch)
+        batch = base  # grows while claiming is the bottleneck and no live grade arrives
+        most = base * CLAIM_GROWTH
+        live_at = float("-inf")  # when live grades last became due for this pass
         flight = InFlight()
         # Claim when something may be found: at the start, while the last claim may have
         # left due rows behind, when rows became due in this process (note_due wakes the
@@ -622,6 +625,8 @@ class Deliverer:
                     if self._due_signal - seen == self._live_signal - live_seen:
                         seen = self._due_signal  # nothing else became due meanwhile
                     live_seen = self._live_signal
+                    # a live grade waits for the claim in progress: keep claims short
+                    live_at, batch = time.monotonic(), base
                     claimed, facts, left = await self.claim(scope, batch, live_only=True)
                     if left and len(claimed) >= batch:
                         live_seen -= 1  # a full batch: more live grades may be waiting
@@ -631,7 +636,8 @@ class Deliverer:
                 if not claimed and room and due:
                     seen, claimed_at = self._due_signal, time.monotonic()
                     claimed, facts, more = await self.claim(scope, batch)
-                    grown = next_claim_size(batch, len(claimed), flight.holding, most)
+                    if time.monotonic() - live_at > LIVE_RECENT:
+                        grown = next_claim_size(batch, len(claimed), flight.holding, most)
                 if claimed:
                     flushed = False
                     stats.claimed += len(claimed)
