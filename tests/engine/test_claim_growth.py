@@ -23,36 +23,12 @@ def test_a_claim_stays_its_size_when_the_sends_had_enough_or_nothing_more_was_du
     assert next_claim_size(100, claimed=99, holding=0, most=800) == 100  # all that was due
 
 
-async def test_a_pass_whose_claims_are_slower_than_its_sends_claims_more_each_time(
-    harness: Harness, db: Database
-) -> None:
-    seed(db, learners=120)
-    engine = await harness.use(replace(FAST, claim_batch=4))
-    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(120)])
-    await engine.process_dirty()
-    sizes: list[int] = []
-    claim = engine.deliverer.claim
-
-    async def slow_claim(scope: Any, limit: int, **kw: Any) -> Any:
-        # a claim slower than the sends: it finishes once all claimed before are sent
-        await harness.all_delivered(sum(sizes))
-        got = await claim(scope, limit, **kw)
-        if got[0]:
-            sizes.append(len(got[0]))
-        return got
-
-    engine.deliverer.claim = slow_claim  # type: ignore[method-assign]
-    stats = await engine.deliver_due()
-
-    assert stats.delivered == 120 and len(harness.remote.order) == 120
-    assert sizes[:4] == [4, 8, 16, 32], sizes
-    assert max(sizes) == 4 * CLAIM_GROWTH  # and no further
-
-
-async def test_claims_stay_short_while_live_grades_arrive(harness: Harness, db: Database) -> None:
-    """A live grade computed meanwhile waits for the claim in progress, so a pass claims
-    its first size again once live grades arrive, and grows no more while they keep
-    arriving."""
+async def _claim_sizes(
+    harness: Harness, db: Database, *, live_from: int | None = None
+) -> list[int]:
+    """The rows of each claim of a pass delivering 120 results, claims of 4 at first, each
+    claim slower than the sends: it finishes once all claimed before are sent. From the
+    claim numbered `live_from` on, live grades arrive before each claim."""
     seed(db, learners=120)
     engine = await harness.use(replace(FAST, claim_batch=4))
     post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(120)])
@@ -62,7 +38,7 @@ async def test_claims_stay_short_while_live_grades_arrive(harness: Harness, db: 
 
     async def slow_claim(scope: Any, limit: int, **kw: Any) -> Any:
         await harness.all_delivered(sum(sizes))
-        if len(sizes) >= 3:
+        if live_from is not None and len(sizes) >= live_from:
             engine.deliverer.note_due(live=True)  # as computing live grades says
         got = await claim(scope, limit, **kw)
         if got[0]:
@@ -71,8 +47,23 @@ async def test_claims_stay_short_while_live_grades_arrive(harness: Harness, db: 
 
     engine.deliverer.claim = slow_claim  # type: ignore[method-assign]
     stats = await engine.deliver_due()
+    assert stats.delivered == 120 and len(harness.remote.order) == 120
+    return sizes
 
-    assert stats.delivered == 120
+
+async def test_a_pass_whose_claims_are_slower_than_its_sends_claims_more_each_time(
+    harness: Harness, db: Database
+) -> None:
+    sizes = await _claim_sizes(harness, db)
+    assert sizes[:4] == [4, 8, 16, 32], sizes
+    assert max(sizes) == 4 * CLAIM_GROWTH  # and no further
+
+
+async def test_claims_stay_short_while_live_grades_arrive(harness: Harness, db: Database) -> None:
+    """A live grade computed meanwhile waits for the claim in progress, so a pass claims
+    its first size again once live grades arrive, and grows no more while they keep
+    arriving."""
+    sizes = await _claim_sizes(harness, db, live_from=3)
     assert sizes[:3] == [4, 8, 16], sizes
     # from the claim after the first live grade on, the first size again
     assert set(sizes[4:]) == {4}, sizes
