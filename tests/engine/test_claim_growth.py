@@ -9,7 +9,7 @@ from typing import Any
 
 from gradesync.adapters.db.database import Database
 from gradesync.services.delivery.pass_loop import CLAIM_GROWTH, next_claim_size
-from tests.engine.conftest import FAST, Harness, learner, post, seed
+from tests.engine.conftest import COURSE, FAST, Harness, learner, ledger, post, seed
 
 
 def test_a_full_claim_while_the_sends_ran_dry_doubles_the_next() -> None:
@@ -26,28 +26,36 @@ def test_a_claim_stays_its_size_when_the_sends_had_enough_or_nothing_more_was_du
 async def _claim_sizes(
     harness: Harness, db: Database, *, live_from: int | None = None
 ) -> list[int]:
-    """The rows of each claim of a pass delivering 120 results, claims of 4 at first, each
-    claim slower than the sends: it finishes once all claimed before are sent. From the
-    claim numbered `live_from` on, live grades arrive before each claim."""
-    seed(db, learners=120)
+    """The rows of each claim of a pass delivering 120 results of a run, claims of 4 at
+    first, each claim slower than the sends: it finishes once all claimed before are sent.
+    After the claim numbered `live_from` and each one after it, a live grade is computed."""
+    seed(db, learners=120, activities=("a1", "b1"))
     engine = await harness.use(replace(FAST, claim_batch=4))
     post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(120)])
     await engine.process_dirty()
+    rows = ledger(db).values()
+    with db.uow() as uow:  # made a run's rows, as a remaster computes them
+        uow.ledger.save_many([(row, COURSE) for row in rows], bulk=True)
+        uow.commit()
     sizes: list[int] = []
+    claimed = 0
     claim = engine.deliverer.claim
 
-    async def slow_claim(scope: Any, limit: int, **kw: Any) -> Any:
-        await harness.all_delivered(sum(sizes))
-        if live_from is not None and len(sizes) >= live_from:
-            engine.deliverer.note_due(live=True)  # as computing live grades says
-        got = await claim(scope, limit, **kw)
-        if got[0]:
+    async def slow_claim(scope: Any, limit: int, *, live_only: bool = False, **kw: Any) -> Any:
+        nonlocal claimed
+        await harness.all_delivered(claimed)
+        got = await claim(scope, limit, live_only=live_only, **kw)
+        claimed += len(got[0])
+        if got[0] and not live_only:
             sizes.append(len(got[0]))
+            if live_from is not None and len(sizes) >= live_from:
+                post(db, harness.waker, [("b1", learner(len(sizes)), 6.0)])
+                await engine.process_dirty()  # a live grade, due now
         return got
 
     engine.deliverer.claim = slow_claim  # type: ignore[method-assign]
     stats = await engine.deliver_due()
-    assert stats.delivered == 120 and len(harness.remote.order) == 120
+    assert stats.delivered == claimed and len(harness.remote.order) == claimed >= 120
     return sizes
 
 

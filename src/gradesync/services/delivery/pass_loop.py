@@ -618,7 +618,6 @@ class Deliverer:
         try:
             while stop is None or not stop():
                 claimed: list[Claimed] = []
-                grown = batch
                 if live_seen != self._live_signal:
                     # live grades computed: claimed now, even while a run's rows fill the
                     # pass's hands or the destination's queue (the slots send them first)
@@ -630,6 +629,7 @@ class Deliverer:
                     claimed, facts, left = await self.claim(scope, batch, live_only=True)
                     if left and len(claimed) >= batch:
                         live_seen -= 1  # a full batch: more live grades may be waiting
+                grown = batch
                 # claim more only while in-flight tasks hold fewer rows than four batches
                 room = flight.rows + batch <= batch * 4 or not flight.tasks
                 due = more or seen != self._due_signal or time.monotonic() - claimed_at >= poll
