@@ -10,6 +10,7 @@ import contextlib
 import importlib
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class Runtime:
     worker: EmbeddedWorker | None = None
     _server_lock: ServerLock | None = field(default=None, repr=False)
     _listener: DestinationListener | None = field(default=None, repr=False)
+    # Computing runs in threads and asks for destination clients too: one context is made.
+    _destinations_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Where this process may send requests (docs/security.md); built from the settings.
     outbound: OutboundGuard = field(default=None)  # type: ignore[assignment]
 
@@ -120,21 +123,23 @@ class Runtime:
         return self.settings.worker_mode == "distributed" and not self.db.is_sqlite
 
     def destination_context(self) -> DestinationContext:
-        """Built on first use, inside the event loop that will use it."""
-        if self.destinations is None:
-            import httpx
+        """Built on first use, once: a second context made beside it by another thread
+        would be dropped with its pool open (its connections never closed)."""
+        with self._destinations_lock:
+            if self.destinations is None:
+                import httpx
 
-            from gradesync.adapters.destinations.http_pool import shared_client
-            from gradesync.adapters.destinations.observed import CountingTransport
+                from gradesync.adapters.destinations.http_pool import shared_client
+                from gradesync.adapters.destinations.observed import CountingTransport
 
-            http = shared_client(
-                timeout=httpx.Timeout(30.0, connect=10.0),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-                guard=self.outbound,
-                wrap=CountingTransport,
-            )
-            self.destinations = self.adapter_context(http)
-        return self.destinations
+                http = shared_client(
+                    timeout=httpx.Timeout(30.0, connect=10.0),
+                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                    guard=self.outbound,
+                    wrap=CountingTransport,
+                )
+                self.destinations = self.adapter_context(http)
+            return self.destinations
 
     def adapter_context(self, http: httpx.AsyncClient) -> DestinationContext:
         """What destination adapters get from this process around `http`: the clock and

@@ -11,10 +11,12 @@ import gzip
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
 from gradesync.adapters import metrics
+from gradesync.adapters.destinations.aiohttp_transport import AiohttpTransport
 from gradesync.adapters.destinations.http_fast import Response
 from gradesync.adapters.destinations.http_pool import shared_client
 from gradesync.adapters.destinations.observed import CountingTransport
@@ -347,3 +349,32 @@ async def test_any_other_wrapper_sees_every_request(server: tuple[_Server, int])
         resp = await http.post(f"http://127.0.0.1:{port}/", content=b"1")
         assert resp.text == "POST 1" and not isinstance(resp, Response)
     assert seen == ["POST"]
+
+
+async def test_a_session_opened_while_the_last_closes_is_kept_and_closed_later(
+    server: tuple[_Server, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request sent while the pool closes opens a new session; it must stay the pool's,
+    to be closed by the next `aclose`, not be dropped with its connections open."""
+    _, port = server
+    inner = AiohttpTransport(_loopback(), httpx.Limits())
+    first = inner._open()
+    closed, resume = asyncio.Event(), asyncio.Event()
+    close = aiohttp.ClientSession.close
+
+    async def slow_close(session: aiohttp.ClientSession) -> None:
+        await close(session)
+        if session is first:  # closed, and the pool's aclose not yet returned
+            closed.set()
+            await resume.wait()
+
+    monkeypatch.setattr(aiohttp.ClientSession, "close", slow_close)
+    closing = asyncio.create_task(inner.aclose())
+    await closed.wait()
+    async with httpx.AsyncClient(transport=inner) as http:
+        assert (await http.get(f"http://127.0.0.1:{port}/")).text == "GET 0"
+        resume.set()
+        await closing
+        second = inner._session
+        assert second is not None and second is not first and not second.closed
+    assert second.closed  # the client's close reached it

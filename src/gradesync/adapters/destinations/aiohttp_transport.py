@@ -220,6 +220,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        # Taken first: a request that opens a new session while this one closes keeps it.
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()

@@ -1,0 +1,50 @@
+"""The process's one destination context (HTTP pool and token cache): computing asks for
+destination clients from its threads while the event loop does too, and both must get the
+same context; a second one would be dropped with its pool's connections left open."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gradesync.adapters.destinations import http_pool
+from gradesync.config import Settings
+from gradesync.runtime import Runtime
+from gradesync.testing import TEST_SECRET
+
+
+def test_threads_asking_at_once_share_one_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = Runtime.create(Settings(data_dir=tmp_path, secret_key=TEST_SECRET), migrate=True)
+    made = http_pool.shared_client
+    entered: list[threading.Event] = [threading.Event(), threading.Event()]
+    release = threading.Event()
+
+    def held_open(**kw: Any) -> Any:
+        # the first caller is held inside the making until the second has had its chance
+        entered[sum(e.is_set() for e in entered)].set()
+        assert release.wait(10)
+        return made(**kw)
+
+    monkeypatch.setattr(http_pool, "shared_client", held_open)
+    got: list[Any] = []
+    first = threading.Thread(target=lambda: got.append(rt.destination_context()))
+    second = threading.Thread(target=lambda: got.append(rt.destination_context()))
+    try:
+        first.start()
+        assert entered[0].wait(10)
+        second.start()
+        # the second must wait for the first's context, never make its own: a bounded wait
+        # for a thing that must not happen
+        assert not entered[1].wait(0.5)
+        release.set()
+        first.join(10)
+        second.join(10)
+        assert len(got) == 2 and got[0] is got[1] is rt.destinations
+    finally:
+        release.set()
+        rt.close()
