@@ -175,20 +175,29 @@ def bulk_insert(
     return stmt, params
 
 
+def rows_of_arrays(alias: str | None, *columns: tuple[str, str, Any]) -> Any:
+    """PostgreSQL: values bound as one array per column, unnested into the rows of a
+    derived table `alias`. Each of `columns` is (column, parameter, element type). Joined
+    to a table it costs one probe (or one hash) per value whatever plan PostgreSQL
+    prepares, where a generic plan for an `IN` list of parameters, or `= ANY`, made while
+    the table was small, can compare every row with every value."""
+    arrays = [bindparam(param, type_=postgresql.ARRAY(typ)) for _, param, typ in columns]
+    return (
+        func.unnest(*arrays)
+        .table_valued(*(name for name, _, _ in columns))
+        .render_derived(name=alias)
+    )
+
+
 @cache
 def unnested(table: Table, names: tuple[str, ...]) -> Select[Any]:
     """PostgreSQL: rows of these columns of `table` as a SELECT from `unnest` of one array
     per column, bound as parameters `u_<column>` (`unnest_params`). A JSON column goes as
     an array of its JSON text, cast back per row (psycopg has no array of json values to
     send)."""
-    arrays = [
-        bindparam(
-            f"u_{n}",
-            type_=postgresql.ARRAY(Text if _is_json(table, n) else table.c[n].type),
-        )
-        for n in names
-    ]
-    source = func.unnest(*arrays).table_valued(*names).render_derived()
+    source = rows_of_arrays(
+        None, *((n, f"u_{n}", Text if _is_json(table, n) else table.c[n].type) for n in names)
+    )
     return select(
         *(
             sql_cast(source.c[n], table.c[n].type).label(n) if _is_json(table, n) else source.c[n]

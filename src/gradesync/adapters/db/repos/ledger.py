@@ -32,6 +32,7 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import (
     bulk_insert,
     from_row,
+    rows_of_arrays,
     to_row,
     unnest_params,
     unnested,
@@ -117,15 +118,11 @@ def _ledger_by_persons() -> Any:
 
 def _keys_as_arrays(names: tuple[str, str, str, str], *more: tuple[str, Any]) -> Any:
     """PostgreSQL: ledger keys bound as four text arrays (`names`: tenant, destination,
-    activity, person) and `more` (name, array type) beside them, unnested into rows `k`."""
-    text_array = postgresql.ARRAY(t.ledger.c.person_id.type)
-    arrays = [bindparam(n, type_=text_array) for n in names]
-    arrays += [bindparam(n, type_=typ) for n, typ in more]
-    return (
-        func.unnest(*arrays)
-        .table_valued("t", "d", "a", "p", *(n for n, _ in more))
-        .render_derived(name="k")
-    )
+    activity, person) and `more` (name, element type) beside them, unnested into rows `k`
+    (columns t, d, a, p and `more`'s names)."""
+    text = t.ledger.c.person_id.type
+    keys = [(col, name, text) for col, name in zip("tdap", names, strict=True)]
+    return rows_of_arrays("k", *keys, *((n, n, typ) for n, typ in more))
 
 
 @cache
@@ -190,11 +187,7 @@ def _shares(priority: int, free: list[Any], skip: int, share: int) -> Any:
     """PostgreSQL: pending rows of `priority` of each course in :courses, oldest first, the
     `share` after the first `skip` of each (rows other claimers hold skipped)."""
     c = t.ledger.c
-    k = (
-        func.unnest(bindparam("courses", type_=postgresql.ARRAY(c.course_id.type)))
-        .table_valued("course")
-        .render_derived(name="k")
-    )
+    k = rows_of_arrays("k", ("course", "courses", c.course_id.type))
     each = (
         select(t.ledger)
         .where(
@@ -225,9 +218,7 @@ def _key_tuple(k: LedgerKey) -> tuple[str, str, str, str]:
 def _lease_by_arrays() -> Any:
     """PostgreSQL: lease rows given as arrays of their keys and timestamps, one execution."""
     c = t.ledger.c
-    k = _keys_as_arrays(
-        ("k_t", "k_d", "k_a", "k_p"), ("ts", postgresql.ARRAY(c.last_timestamp.type))
-    )
+    k = _keys_as_arrays(("k_t", "k_d", "k_a", "k_p"), ("ts", c.last_timestamp.type))
     return (
         update(t.ledger)
         .where(
