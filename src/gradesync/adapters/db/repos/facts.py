@@ -137,8 +137,8 @@ class PersonRepo(SqlRepo, ports.PersonRepo):
         conds = [c.tenant_id == tenant_id]
         if sis_id:
             conds.append(c.sis_id == sis_id)
-        if email:
-            conds.append(func.lower(c.email) == email.lower())
+        if email:  # `email IS NOT NULL`: SQLite uses the (partial) email index only with it
+            conds += [c.email.is_not(None), func.lower(c.email) == email.lower()]
         if name:
             conds.append(func.lower(c.name) == name.lower())
         rows = self.conn.execute(select(t.people).where(*conds).order_by(c.id)).mappings()
