@@ -9,12 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
+from gradesync.adapters.destinations import http_pool
 from gradesync.adapters.destinations.oneroster import OneRosterClient, build
 from gradesync.adapters.destinations.registry import DestinationContext, build_client
+from gradesync.adapters.outbound_http import SystemResolver
 from gradesync.domain.model import Course, CourseLink, ItemLink, PersonLink
 from gradesync.domain.policy import Column, DesiredResult
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.destination import FailureClass, RemoteFailure, ResultTarget
+from gradesync.services.outbound import LOOPBACK_NETWORKS, OutboundGuard, OutboundPolicy
 
 from .conftest import CLIENT_ID, Spec, sis_destination
 
@@ -307,6 +310,36 @@ async def test_results_carry_score_status_date_comment_and_flags(
     assert pending.payload["result"]["scoreStatus"] == "submitted"
     back = await c.read_results(course, link)
     assert [(r.remote_person_id, r.score_given) for r in back] == [("stu-1", None)]
+
+
+async def test_a_results_put_takes_the_shared_clients_fast_path(
+    sis: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The body is encoded as httpx's `json=` would (same bytes), so the PUT goes out on the
+    shared client's fast path rather than through httpx's whole client."""
+    sent: list[tuple[str, bytes | None]] = []
+    fast = http_pool._Client._send
+
+    async def recording(self: Any, route: Any, method: str, *args: Any) -> Any:
+        sent.append((method, args[2]))  # (target, lines, content, ...)
+        return await fast(self, route, method, *args)
+
+    monkeypatch.setattr(http_pool._Client, "_send", recording)
+    guard = OutboundGuard(OutboundPolicy.allowing(LOOPBACK_NETWORKS), SystemResolver())
+    limits = httpx.Limits()
+    async with http_pool.shared_client(
+        timeout=httpx.Timeout(10.0), limits=limits, guard=guard
+    ) as http:
+        c = client(sis, DestinationContext(http=http))
+        course = course_link()
+        link = await c.ensure_column(course, column(), selected())
+        target = ResultTarget(course, link, PersonLink("t1", "sis", "p1", "stu-1"))
+        receipt = await c.put_result(target, desired(7.5, comment="Très bien"), WHEN)
+    assert receipt.status == 201 and sis_results(sis)[0]["comment"] == "Très bien"
+    puts = [body for method, body in sent if method == "PUT"]
+    assert puts, "no PUT took the fast path"
+    as_httpx = httpx.Request("PUT", sis.base_url, json=dict(receipt.payload)).content
+    assert puts[-1] == as_httpx
 
 
 async def test_sections_get_their_own_line_items_and_results(
