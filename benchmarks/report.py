@@ -241,6 +241,14 @@ def table(results: dict[str, Any]) -> str:
                     f"{_fmt(ing['attempts_per_s'])} attempts/s committed",
                 )
             )
+            many = ing.get("concurrent")
+            if many:
+                rows.append(
+                    (
+                        f"[{db}] ingestion, {many['clients']} clients at once",
+                        f"{_fmt(many['attempts_per_s'])} attempts/s committed",
+                    )
+                )
         f = r.get("faults")
         if f:
             rows.append(

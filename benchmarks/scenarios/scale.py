@@ -5,16 +5,28 @@ nothing changed (it must send nothing; we count the score requests the sandbox r
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchmarks import stats
+from benchmarks import pressure, stats
 from benchmarks.sizes import Sizes
 from benchmarks.world import World, add_courses, attempt, chunks, link_everyone, make_courses
+
+INGEST_CLIENTS = 4  # API clients posting at once in the concurrent half
 
 
 def ingest(world: World, sizes: Sizes, prefix: str = "ing") -> dict[str, Any]:
     """Attempts for learners of a course with no destination link (their results wait for a
-    launch), so this measures the API and the database, not delivery."""
+    launch), so this measures the API and the database, not delivery: first one client
+    posting its batches one after another, then `INGEST_CLIENTS` clients posting at once
+    (as courseware with several workers does), each half on a course of its own."""
+    one = _ingest(world, sizes, prefix, 1)
+    many = _ingest(world, sizes, f"{prefix}c", INGEST_CLIENTS)
+    return {**one, "concurrent": many, "ok": True}
+
+
+def _ingest(world: World, sizes: Sizes, prefix: str, clients: int) -> dict[str, Any]:
     learners = max(1, sizes.ingest_attempts // 10)
     courses = make_courses(prefix, 1, learners, 10)
     add_courses(world, courses)
@@ -23,25 +35,31 @@ def ingest(world: World, sizes: Sizes, prefix: str = "ing") -> dict[str, Any]:
         attempt(f"{prefix}-{i}", a, p, float(i % 11), 10.0)
         for i, (a, p) in enumerate((a, p) for p in c.learners for a, _ in c.activities)
     ][: sizes.ingest_attempts]
-    cpu0 = world.gradesync.cpu()
-    t0 = time.perf_counter()
-    per_batch = []
-    for batch in chunks(payloads, sizes.ingest_batch):
+    batches = list(chunks(payloads, sizes.ingest_batch))
+
+    def post(batch: Sequence[dict[str, Any]]) -> float:
         b0 = time.perf_counter()
         out = world.ok("POST", "/attempts/batch", json={"attempts": list(batch)})
-        per_batch.append(time.perf_counter() - b0)
         if out["recorded"] != len(batch):
             raise RuntimeError(f"batch recorded {out['recorded']} of {len(batch)}")
+        return time.perf_counter() - b0
+
+    window = pressure.Window.start()
+    cpu0 = world.gradesync.cpu()
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        per_batch = list(pool.map(post, batches))
     elapsed = time.perf_counter() - t0
     cpu = world.gradesync.cpu() - cpu0
     return {
+        "clients": clients,
         "attempts": len(payloads),
         "batch_size": sizes.ingest_batch,
         "seconds": round(elapsed, 2),
         "attempts_per_s": round(len(payloads) / elapsed, 1),
         "batch_latency": stats.summary_ms(per_batch),
         "gradesync_cpu_s": round(cpu, 2),
-        "ok": True,
+        "cpu_pressure": window.stop(),
     }
 
 

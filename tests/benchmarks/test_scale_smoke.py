@@ -50,6 +50,8 @@ def test_ingest_on_both_databases(tmp_path: Path, postgres_url: str) -> None:
         ing = figures[db]["ingest"]  # type: ignore[index]
         assert ing["ok"] and ing["attempts"] == sizes["ingest_attempts"], db  # type: ignore[index]
         assert ing["cpu_pressure"]["seconds"] is not None, db
+        many = ing["concurrent"]  # type: ignore[index]
+        assert many["clients"] > 1 and many["attempts"] == sizes["ingest_attempts"], db
 
 
 @pytest.mark.slow
