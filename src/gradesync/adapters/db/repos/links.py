@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from gradesync.adapters.db import schema as t
-from gradesync.adapters.db.mapping import from_row, to_row, upsert
+from gradesync.adapters.db.mapping import from_row, rows_of_arrays, to_row, upsert
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import CourseLink, ItemLink, PersonLink
 from gradesync.services import ports
 
 # ids per IN (...) list: far below SQLite's limit on bound parameters (32,766)
 _IN_CHUNK = 500
+
+
+@cache
+def _links_by_persons() -> Any:
+    """PostgreSQL: person links of :ids (one array) in any of :courses (another)."""
+    c = t.person_links.c
+    ids = rows_of_arrays("wanted", ("id", "ids", c.person_id.type))
+    courses = rows_of_arrays("course", ("id", "courses", c.course_id.type))
+    return (
+        select(t.person_links)
+        .join(ids, c.person_id == ids.c.id)
+        .join(courses, c.course_id == courses.c.id)
+        .where(c.tenant_id == bindparam("tenant"), c.destination_id == bindparam("destination"))
+    )
 
 
 class LinkRepo(SqlRepo, ports.LinkRepo):
@@ -145,23 +160,12 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
     def people_in_courses(
         self, tenant_id: str, destination_id: str, pairs: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], PersonLink]:
-        # read in chunks of persons, so a course of any size stays within the database's
-        # limit on bound parameters
-        c = t.person_links.c
         wanted = set(pairs)
         ids = sorted({p for _, p in wanted})
         courses = sorted({course for course, _ in wanted} | {""})
         general: dict[str, PersonLink] = {}
         own: dict[tuple[str, str], PersonLink] = {}
-        for i in range(0, len(ids), _IN_CHUNK):
-            rows = self.conn.execute(
-                select(t.person_links).where(
-                    c.tenant_id == tenant_id,
-                    c.destination_id == destination_id,
-                    c.course_id.in_(courses),
-                    c.person_id.in_(ids[i : i + _IN_CHUNK]),
-                )
-            ).mappings()
+        for rows in self._links_of(tenant_id, destination_id, courses, ids):
             for r in rows:
                 if r["course_id"]:
                     own[(r["course_id"], r["person_id"])] = self._person(r)
@@ -174,6 +178,38 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
             if link is not None:
                 out[(course, person)] = link
         return out
+
+    def _links_of(
+        self, tenant_id: str, destination_id: str, courses: list[str], ids: list[str]
+    ) -> Iterator[Iterable[Any]]:
+        """The links of `ids` in `courses` (or none): on PostgreSQL the ids as one array
+        joined to the table, a statement that neither grows with them nor needs expanding
+        per call; on SQLite in chunks, within its limit on bound parameters."""
+        c = t.person_links.c
+        if self.conn.dialect.name == "postgresql":
+            yield (
+                self.conn.execute(
+                    _links_by_persons(),
+                    {
+                        "tenant": tenant_id,
+                        "destination": destination_id,
+                        "courses": courses,
+                        "ids": ids,
+                    },
+                )
+                .mappings()
+                .all()
+            )
+            return
+        for i in range(0, len(ids), _IN_CHUNK):
+            yield self.conn.execute(
+                select(t.person_links).where(
+                    c.tenant_id == tenant_id,
+                    c.destination_id == destination_id,
+                    c.course_id.in_(courses),
+                    c.person_id.in_(ids[i : i + _IN_CHUNK]),
+                )
+            ).mappings()
 
     @staticmethod
     def _person(row: Any) -> PersonLink:
