@@ -182,9 +182,10 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
     def _links_of(
         self, tenant_id: str, destination_id: str, courses: list[str], ids: list[str]
     ) -> Iterator[Iterable[Any]]:
-        """The links of `ids` in `courses` (or none): on PostgreSQL the ids as one array
-        joined to the table, a statement that neither grows with them nor needs expanding
-        per call; on SQLite in chunks, within its limit on bound parameters."""
+        """The links of `ids` in `courses`, which include "" for the general links of no
+        course. On PostgreSQL the ids go as one array joined to the table, a statement that
+        neither grows with them nor needs expanding per call; on SQLite in chunks, within
+        its limit on bound parameters."""
         c = t.person_links.c
         if self.conn.dialect.name == "postgresql":
             yield (
