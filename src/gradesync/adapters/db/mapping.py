@@ -11,7 +11,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
@@ -96,27 +96,35 @@ def to_row(obj: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     return row
 
 
+@cache
+def _readers(cls: type) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    """Each field of `cls` with what turns its column's value into the field's (None: the
+    value as it is), worked out once per class: rows are read by the thousand."""
+    readers: list[tuple[str, Callable[[Any], Any] | None]] = []
+    for name, tp in _field_types(cls).items():
+        read: Callable[[Any], Any] | None = None
+        if tp is PolicySettings:
+            read = policy_from_json
+        elif tp is datetime:
+            read = utc
+        elif isinstance(tp, type) and issubclass(tp, Enum):
+            read = tp
+        elif typing.get_origin(tp) is tuple:
+            read = tuple
+        readers.append((name, read))
+    return tuple(readers)
+
+
 def from_row(cls: type[T], row: Mapping[Any, Any], **extra: Any) -> T:
+    """A `cls` from `row`'s columns of its fields' names, `extra` taking precedence; a
+    field with no column keeps its default."""
     kwargs: dict[str, Any] = {}
-    for name, tp in _field_types(cast(type, cls)).items():
-        if name in extra:
-            kwargs[name] = extra[name]
-            continue
-        if name not in row:
+    for name, read in _readers(cast(type, cls)):
+        if name in extra or name not in row:
             continue
         v = row[name]
-        if v is None:
-            kwargs[name] = None
-        elif tp is PolicySettings:
-            kwargs[name] = policy_from_json(v)
-        elif tp is datetime:
-            kwargs[name] = utc(v)
-        elif isinstance(tp, type) and issubclass(tp, Enum):
-            kwargs[name] = tp(v)
-        elif typing.get_origin(tp) is tuple:
-            kwargs[name] = tuple(v)
-        else:
-            kwargs[name] = v
+        kwargs[name] = v if read is None or v is None else read(v)
+    kwargs.update(extra)
     return cls(**kwargs)
 
 
