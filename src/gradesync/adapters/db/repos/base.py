@@ -15,6 +15,11 @@ class SqlRepo:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
+    @property
+    def postgres(self) -> bool:
+        """On PostgreSQL: some reads bind their values as arrays where SQLite takes lists."""
+        return self.conn.dialect.name == "postgresql"
+
 
 def scope_of(r: Mapping[Any, Any]) -> RunScope:
     """The run scope stored in a row's tenant, destination, course and activity columns."""

@@ -249,7 +249,7 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
     def add(self, attempt: Attempt, now: datetime) -> tuple[Attempt, bool]:
         row = to_row(attempt, exclude=("id",))
         row["recorded_at"] = utc(now)
-        ins = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+        ins = postgresql if self.postgres else sqlite
         stmt = (
             ins.insert(t.attempts)
             .values(row)
@@ -311,7 +311,7 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
         c = t.attempts.c
         wanted = list(dict.fromkeys(source_event_ids))
         out: dict[str, Attempt] = {}
-        if self.conn.dialect.name == "postgresql":
+        if self.postgres:
             # The ids as one array joined to the table, not `IN ($2, ..., $1001)`: psycopg
             # prepares a statement it runs often, and the generic plan of the list took
             # 45 ms a batch of 1,000 at 20,000 attempts, growing with both.

@@ -441,7 +441,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
     ) -> dict[LedgerKey, LedgerRow]:
         if not keys:
             return {}
-        if self.conn.dialect.name == "postgresql":
+        if self.postgres:
             ordered = [_key_tuple(k) for k in sorted(set(keys), key=_key_tuple)]
             columns = {n: [k[i] for k in ordered] for i, n in enumerate("tdap")}
             rows = self.conn.execute(_ledger_by_keys(lock), columns).mappings()
@@ -541,7 +541,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         return [Claimable(row, course, priority) for priority, _, _, row, course in chosen]
 
     def _locked(self, q: Select[Any]) -> Iterator[Any]:
-        if self.conn.dialect.name == "postgresql":
+        if self.postgres:
             q = q.with_for_update(skip_locked=True)
         return iter(self.conn.execute(q).mappings())
 
@@ -549,7 +549,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         """Up to `most` courses with pending rows of `priority`, in course order from just
         after `after` round to it: one index seek each (`ix_ledger_fair`), however many rows
         each course holds."""
-        if self.conn.dialect.name == "postgresql":
+        if self.postgres:
             return self._pending_courses_pg(priority, after, most)
         c = t.ledger.c
 
@@ -610,7 +610,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         while open_courses and room > 0:
             share = max(1, -(-room // len(open_courses)))
             still: list[str] = []
-            if self.conn.dialect.name == "postgresql":
+            if self.postgres:
                 # every open course's next share in one statement: a round trip each was
                 # most of a claim's time
                 got_pg: dict[str, list[tuple[LedgerRow, str]]] = {k: [] for k in open_courses}
@@ -659,7 +659,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
     ) -> None:
         if not rows:
             return
-        if self.conn.dialect.name == "postgresql":
+        if self.postgres:
             self.conn.execute(
                 _lease_by_arrays(),
                 {

@@ -187,7 +187,7 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
         neither grows with them nor needs expanding per call; on SQLite in chunks, within
         its limit on bound parameters."""
         c = t.person_links.c
-        if self.conn.dialect.name == "postgresql":
+        if self.postgres:
             yield (
                 self.conn.execute(
                     _links_by_persons(),

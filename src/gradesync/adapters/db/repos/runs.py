@@ -154,7 +154,7 @@ class RunRepo(SqlRepo, ports.RunRepo):
     )
 
     def _advisory(self, key: str) -> None:
-        if self.conn.dialect.name == "postgresql":
+        if self.postgres:
             self.conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
 
     def lock_scope(self, scope_key: str) -> None:
