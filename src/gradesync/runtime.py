@@ -141,6 +141,14 @@ class Runtime:
                 self.destinations = self.adapter_context(http)
             return self.destinations
 
+    async def _drop_destination_context(self) -> None:
+        """Taken under the lock, closed after: a caller meanwhile gets a new context, not
+        the one closing."""
+        with self._destinations_lock:
+            context, self.destinations = self.destinations, None
+        if context is not None:
+            await context.http.aclose()
+
     def adapter_context(self, http: httpx.AsyncClient) -> DestinationContext:
         """What destination adapters get from this process around `http`: the clock and
         the tool's signing keys (LTI 1.3 client assertions)."""
@@ -285,9 +293,7 @@ class Runtime:
         if self._listener is not None:
             await asyncio.to_thread(self._listener.stop)
             self._listener = None
-        if self.destinations is not None:
-            await self.destinations.http.aclose()
-            self.destinations = None
+        await self._drop_destination_context()
         if self._server_lock is not None:
             self._server_lock.release()
             self._server_lock = None
@@ -302,9 +308,8 @@ class Runtime:
                 done = await engine.execute_run(run.id)
             finally:
                 await engine.aclose()
-                if not had_context and self.destinations is not None:
-                    await self.destinations.http.aclose()
-                    self.destinations = None
+                if not had_context:
+                    await self._drop_destination_context()
             if done is not None and done.stage is RunStage.FINISHED:
                 return done
         return await self.wait_for_run_async(run.id, timeout, tenant_id=run.scope.tenant_id)

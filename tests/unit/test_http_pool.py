@@ -11,12 +11,10 @@ import gzip
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import httpx
 import pytest
 
 from gradesync.adapters import metrics
-from gradesync.adapters.destinations.aiohttp_transport import AiohttpTransport
 from gradesync.adapters.destinations.http_fast import Response
 from gradesync.adapters.destinations.http_pool import shared_client
 from gradesync.adapters.destinations.observed import CountingTransport
@@ -351,30 +349,27 @@ async def test_any_other_wrapper_sees_every_request(server: tuple[_Server, int])
     assert seen == ["POST"]
 
 
-async def test_a_session_opened_while_the_last_closes_is_kept_and_closed_later(
-    server: tuple[_Server, int], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("fast", [True, False])
+async def test_a_request_in_flight_when_the_pool_closes_fails_and_sends_nothing(
+    server: tuple[_Server, int], fast: bool
 ) -> None:
-    """A request sent while the pool closes opens a new session; it must stay the pool's,
-    to be closed by the next `aclose`, not be dropped with its connections open."""
-    _, port = server
-    inner = AiohttpTransport(_loopback(), httpx.Limits())
-    first = inner._open()
-    closed, resume = asyncio.Event(), asyncio.Event()
-    close = aiohttp.ClientSession.close
+    """A request still checking its host when the process closes the pool (a worker
+    stopping) must not open a new pool of its own, which nothing would ever close."""
+    s, port = server
+    entered, gate = asyncio.Event(), asyncio.Event()
 
-    async def slow_close(session: aiohttp.ClientSession) -> None:
-        await close(session)
-        if session is first:  # closed, and the pool's aclose not yet returned
-            closed.set()
-            await resume.wait()
+    class Gated(OutboundGuard):  # holds the check of the host until the gate opens
+        async def addresses(self, host: str, port: int, *, plain_http: bool) -> list[str]:
+            entered.set()
+            await gate.wait()
+            return await super().addresses(host, port, plain_http=plain_http)
 
-    monkeypatch.setattr(aiohttp.ClientSession, "close", slow_close)
-    closing = asyncio.create_task(inner.aclose())
-    await closed.wait()
-    async with httpx.AsyncClient(transport=inner) as http:
-        assert (await http.get(f"http://127.0.0.1:{port}/")).text == "GET 0"
-        resume.set()
-        await closing
-        second = inner._session
-        assert second is not None and second is not first and not second.closed
-    assert second.closed  # the client's close reached it
+    guard = Gated(OutboundPolicy.allowing(LOOPBACK_NETWORKS), SystemResolver())
+    http = _client(guard, fast=fast)
+    sent = asyncio.create_task(http.get(f"http://127.0.0.1:{port}/"))
+    await entered.wait()
+    await http.aclose()
+    gate.set()
+    with pytest.raises(httpx.ConnectError, match="closed"):
+        await sent
+    assert s.connections == 0

@@ -122,6 +122,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self.guard = guard
         self._limits = limits
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         self._literals_ok: set[tuple[str, int, bool]] = set()  # literal hosts checked
 
     def _open(self) -> aiohttp.ClientSession:
@@ -171,6 +172,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if wire is None:
             wire = yarl.URL(str(url), encoded=True)  # as httpx encoded it, byte for byte
         body = content if method not in ("GET", "HEAD") else None
+        if self._closed:  # closed while this request's host was checked
+            raise httpx.ConnectError("the connection pool is closed", request=request())
         session = self._open()
         token = _PLAIN_HTTP.set(plain)
         try:
@@ -220,7 +223,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        # Taken first: a request that opens a new session while this one closes keeps it.
+        # Closed for good: a request in flight would otherwise open a new session that
+        # nothing closes (the process drops the pool once it is closed).
+        self._closed = True
         session, self._session = self._session, None
         if session is not None:
             await session.close()
