@@ -235,10 +235,11 @@ def table(results: dict[str, Any]) -> str:
             )
         ing = r.get("ingest")
         if ing:
+            one = ing.get("one", ing)  # figures before the halves were apart: one, flat
             rows.append(
                 (
-                    f"[{db}] ingestion (batches of {ing['batch_size']})",
-                    f"{_fmt(ing['attempts_per_s'])} attempts/s committed",
+                    f"[{db}] ingestion (batches of {one['batch_size']})",
+                    f"{_fmt(one['attempts_per_s'])} attempts/s committed",
                 )
             )
             many = ing.get("concurrent")

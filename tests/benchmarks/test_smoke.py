@@ -93,7 +93,7 @@ def test_quick_suite_writes_figures_and_its_checks_hold(tmp_path: Path) -> None:
     rs = sq["resync"]
     assert rs["score_requests_sent"] == 0 and rs["run_outcome"] == "succeeded"
 
-    ing = sq["ingest"]
+    ing = sq["ingest"]["one"]
     assert ing["attempts"] == figures["sizes"]["ingest_attempts"] and ing["attempts_per_s"] > 0
 
     f = sq["faults"]
