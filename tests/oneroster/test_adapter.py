@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from gradesync.adapters.destinations import http_pool
+from gradesync.adapters.destinations.http_fast import json_content
 from gradesync.adapters.destinations.oneroster import OneRosterClient, build
 from gradesync.adapters.destinations.registry import DestinationContext, build_client
 from gradesync.adapters.outbound_http import SystemResolver
@@ -312,34 +313,34 @@ async def test_results_carry_score_status_date_comment_and_flags(
     assert [(r.remote_person_id, r.score_given) for r in back] == [("stu-1", None)]
 
 
-async def test_a_results_put_takes_the_shared_clients_fast_path(
-    sis: RunningSandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The body is encoded as httpx's `json=` would (same bytes), so the PUT goes out on the
-    shared client's fast path rather than through httpx's whole client."""
-    sent: list[tuple[str, bytes | None]] = []
-    fast = http_pool._Client._send
+async def test_a_results_put_takes_the_shared_clients_fast_path(sis: RunningSandbox) -> None:
+    """The body goes as bytes encoded as httpx's `json=` would (the same bytes), so the PUT
+    goes out on the shared client's fast path rather than through httpx's whole client."""
+    through_httpx: list[str] = []
+    outcomes: list[int | None] = []
 
-    async def recording(self: Any, route: Any, method: str, *args: Any) -> Any:
-        sent.append((method, args[2]))  # (target, lines, content, ...)
-        return await fast(self, route, method, *args)
+    class Watching(http_pool.ObservingTransport):
+        def observe(self, status: int | None) -> None:  # every request, on either path
+            outcomes.append(status)
 
-    monkeypatch.setattr(http_pool._Client, "_send", recording)
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            through_httpx.append(request.method)  # only httpx's own path comes here
+            return await super().handle_async_request(request)
+
     guard = OutboundGuard(OutboundPolicy.allowing(LOOPBACK_NETWORKS), SystemResolver())
-    limits = httpx.Limits()
     async with http_pool.shared_client(
-        timeout=httpx.Timeout(10.0), limits=limits, guard=guard
+        timeout=httpx.Timeout(10.0), limits=httpx.Limits(), guard=guard, wrap=Watching
     ) as http:
         c = client(sis, DestinationContext(http=http))
         course = course_link()
         link = await c.ensure_column(course, column(), selected())
         target = ResultTarget(course, link, PersonLink("t1", "sis", "p1", "stu-1"))
+        before = len(outcomes)
         receipt = await c.put_result(target, desired(7.5, comment="Très bien"), WHEN)
     assert receipt.status == 201 and sis_results(sis)[0]["comment"] == "Très bien"
-    puts = [body for method, body in sent if method == "PUT"]
-    assert puts, "no PUT took the fast path"
-    as_httpx = httpx.Request("PUT", sis.base_url, json=dict(receipt.payload)).content
-    assert puts[-1] == as_httpx
+    assert outcomes[before:] == [201] and "PUT" not in through_httpx
+    payload = dict(receipt.payload)
+    assert json_content(payload) == httpx.Request("PUT", sis.base_url, json=payload).content
 
 
 async def test_sections_get_their_own_line_items_and_results(

@@ -10,7 +10,6 @@ platform's registered origins first (see `ags_urls`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import re
@@ -38,6 +37,7 @@ from gradesync.adapters.destinations.http_errors import (
     remote_message,
     transport_failure,
 )
+from gradesync.adapters.destinations.http_fast import json_content
 from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.adapters.destinations.tokens import AccessToken
 from gradesync.domain.canonical import parse_iso
@@ -301,7 +301,7 @@ class AgsClient:
         body: dict[str, Any] | None = None,
     ) -> httpx.Response:
         target = self._target(url, field)
-        content = json.dumps(body).encode() if body is not None else None
+        content = json_content(body) if body is not None else None
         for attempt in (1, 2):
             token = await self._token()
             headers = {"Authorization": f"Bearer {token.value}"}

@@ -1,8 +1,10 @@
 """The pieces of the shared client's fast path (`http_pool._Client`): a URL parsed once, the
-header lines httpx's own path would send, and the answer as an `httpx.Response`."""
+header lines httpx's own path would send, a JSON body as bytes, and the answer as an
+`httpx.Response`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -38,6 +40,12 @@ class Targets:
             self._parsed.clear()
         self._parsed[url] = target
         return target
+
+
+def json_content(body: Any) -> bytes:
+    """A JSON body as sent: compact UTF-8, no NaN (the bytes httpx's `json=` sends). As
+    `content=` a request keeps the fast path, which `json=` would leave."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _parse(url: str | httpx.URL) -> Target | None:

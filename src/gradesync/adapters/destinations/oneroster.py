@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -42,6 +41,7 @@ import httpx
 from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from gradesync.adapters.destinations import oneroster_payloads as payloads
+from gradesync.adapters.destinations.http_fast import json_content
 from gradesync.adapters.destinations.oneroster_errors import classify, imsx_message
 from gradesync.adapters.destinations.oneroster_rules import (
     classes_of,
@@ -453,7 +453,7 @@ class OneRosterClient:
         url = self.base + path
         # Encoded here as httpx's `json=` would, so that a PUT takes the shared client's fast
         # path (`http_pool`), which sends bytes only.
-        content = None if json_body is None else _json_bytes(json_body)
+        content = None if json_body is None else json_content(json_body)
         for attempt in (1, 2):
             token = await self._token()
             if write and SCOPE_CREATEPUT not in token.scopes:
@@ -552,8 +552,3 @@ class OneRosterClient:
 
 def build(destination: Destination, context: DestinationContext) -> OneRosterClient:
     return OneRosterClient(destination, context)
-
-
-def _json_bytes(body: dict[str, Any]) -> bytes:
-    """A body as httpx's `json=` encodes it (compact, UTF-8, no NaN)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
