@@ -109,9 +109,10 @@ people = Table(
     Column("sis_id", String(ID)),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
 )
-# Finding a person by email ignores case. Only people with one are indexed: PostgreSQL's
-# foreign-key check on people (tenant, id) took this index when it led with the tenant
-# alone, and filtered every person of the tenant for each attempt stored.
+# Finding a person by email compares lower(email), so the index holds that. Only people
+# with an email are in it: the foreign-key check on people (tenant, id) does not say
+# `email IS NOT NULL`, so PostgreSQL cannot take this index for it and takes the primary
+# key (an index led by the tenant alone it took, filtering every person of the tenant).
 Index(
     "ix_people_email",
     people.c.tenant_id,

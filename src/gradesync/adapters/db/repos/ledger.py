@@ -120,8 +120,8 @@ def _keys_as_arrays(names: tuple[str, str, str, str], *more: tuple[str, Any]) ->
     """PostgreSQL: ledger keys bound as four text arrays (`names`: tenant, destination,
     activity, person) and `more` (name, element type) beside them, unnested into rows `k`
     (columns t, d, a, p and `more`'s names)."""
-    text = t.ledger.c.person_id.type
-    keys = [(col, name, text) for col, name in zip("tdap", names, strict=True)]
+    id_type = t.ledger.c.person_id.type
+    keys = [(col, name, id_type) for col, name in zip("tdap", names, strict=True)]
     return rows_of_arrays("k", *keys, *((n, n, typ) for n, typ in more))
 
 

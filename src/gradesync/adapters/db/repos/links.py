@@ -187,6 +187,8 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
         neither grows with them nor needs expanding per call; on SQLite in chunks, within
         its limit on bound parameters."""
         c = t.person_links.c
+        if not ids:
+            return
         if self.postgres:
             yield (
                 self.conn.execute(
