@@ -98,6 +98,16 @@ class World:
         r.raise_for_status()
         return r.json()["rows"]  # type: ignore[no-any-return]
 
+    def stored(self, course_prefix: str = "") -> int:
+        """How many scores the LMS holds in courses whose id starts with `course_prefix`."""
+        r = httpx.get(
+            self.sandbox.base_url + "/_bench/stored",
+            params={"course_prefix": course_prefix},
+            timeout=60.0,
+        )
+        r.raise_for_status()
+        return int(r.json()["scores"])
+
     def line_items(self) -> dict[str, list[list[Any]]]:
         r = httpx.get(self.sandbox.base_url + "/_bench/line_items", timeout=60.0)
         r.raise_for_status()
