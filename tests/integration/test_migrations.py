@@ -62,3 +62,11 @@ def test_upgrade_from_each_earlier_revision(fresh_db: Database) -> None:
         assert migrate.current_revisions(fresh_db.engine) == {rev}
         fresh_db.upgrade()
         assert fresh_db.is_up_to_date()
+
+
+def test_the_ledgers_pages_keep_room_on_postgresql(postgres_db: Database) -> None:
+    with postgres_db.engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT reloptions FROM pg_class WHERE relname = 'ledger'")
+        ).scalar()
+    assert found == ["fillfactor=70"]  # migration 0017 (SQLite has no such setting)

@@ -47,7 +47,9 @@ def test_threads_asking_at_once_share_one_context(
 
     monkeypatch.setattr(http_pool, "shared_client", held_open)
     lock = _ArrivalLock()
-    rt._destinations_lock = lock  # type: ignore[assignment]  # the same lock, observed
+    # the runtime's own lock swapped for one that also counts arrivals: no public seam
+    # offers a thread's arrival at a lock, and waiting a while for it would be a guess
+    rt._destinations_lock = lock  # type: ignore[assignment]
     got: list[Any] = []
     first = threading.Thread(target=lambda: got.append(rt.destination_context()))
     second = threading.Thread(target=lambda: got.append(rt.destination_context()))
@@ -55,9 +57,8 @@ def test_threads_asking_at_once_share_one_context(
         first.start()
         assert entered[0].wait(10)
         second.start()
+        # both at the lock: the first holds it while it makes the context, the second waits
         assert lock.arrivals.acquire(timeout=10) and lock.arrivals.acquire(timeout=10)
-        # the second is at the lock the first holds while it makes the context
-        assert not entered[1].is_set()
         release.set()
         first.join(10)
         second.join(10)

@@ -353,8 +353,9 @@ async def test_any_other_wrapper_sees_every_request(server: tuple[_Server, int])
 async def test_a_request_in_flight_when_the_pool_closes_fails_and_sends_nothing(
     server: tuple[_Server, int], fast: bool
 ) -> None:
-    """A request still checking its host when the process closes the pool (a worker
-    stopping) must not open a new pool of its own, which nothing would ever close."""
+    """A request still checking its host when the process closes the pool (another caller's
+    request in flight as the pool is dropped) must not open a new pool of its own, which
+    nothing would ever close."""
     s, port = server
     entered, gate = asyncio.Event(), asyncio.Event()
 

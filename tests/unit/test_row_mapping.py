@@ -6,8 +6,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from gradesync.adapters.db.mapping import from_row
-from gradesync.domain.model import Enrollment, EnrollmentStatus, Role
+from gradesync.domain.model import (
+    ConsoleUser,
+    Enrollment,
+    EnrollmentStatus,
+    ExtraCredit,
+    PolicySettings,
+    Role,
+    Tenant,
+    UserRole,
+)
 
 
 def test_a_row_becomes_the_object_its_fields_describe() -> None:
@@ -33,3 +44,25 @@ def test_a_row_becomes_the_object_its_fields_describe() -> None:
     assert e.section_id is None  # no column: the default
     # the same class again, from the converters kept
     assert from_row(Enrollment, {**row, "role": "learner"}).role is Role.LEARNER
+
+
+def test_json_policies_and_lists_become_their_fields_types() -> None:
+    tenant = from_row(Tenant, {"id": "t1", "name": "T", "policy": {"extra_credit": "cap"}})
+    assert tenant.policy == PolicySettings(extra_credit=ExtraCredit.CAP)
+    user = from_row(
+        ConsoleUser,
+        {
+            "tenant_id": "t1",
+            "username": "u",
+            "display_name": "U",
+            "password_hash": "x",
+            "role": "admin",
+            "course_ids": ["c1", "c2"],
+        },
+    )
+    assert user.course_ids == ("c1", "c2") and user.role is UserRole.ADMIN
+
+
+def test_an_extra_must_name_a_field() -> None:
+    with pytest.raises(TypeError):
+        from_row(Tenant, {"id": "t1", "name": "T"}, no_such_field=1)

@@ -116,8 +116,8 @@ def _readers(cls: type) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
 
 
 def from_row(cls: type[T], row: Mapping[Any, Any], **extra: Any) -> T:
-    """A `cls` from `row`'s columns of its fields' names, `extra` taking precedence; a
-    field with no column keeps its default."""
+    """A `cls` from `row`'s columns of its fields' names, `extra` (fields too) taking
+    precedence; a field with no column keeps its default, a column of no field is left."""
     kwargs: dict[str, Any] = {}
     for name, read in _readers(cast(type, cls)):
         if name in extra or name not in row:

@@ -17,7 +17,7 @@ class SqlRepo:
 
     @property
     def postgres(self) -> bool:
-        """On PostgreSQL: some reads bind their values as arrays where SQLite takes lists."""
+        """True on PostgreSQL, where some statements differ from SQLite's."""
         return self.conn.dialect.name == "postgresql"
 
 

@@ -142,7 +142,7 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
         # advisory lock per activity, taken in one order by everyone (no deadlock between
         # computations): a run recomputing one activity holds up only that activity's
         # live grades, not every course's.
-        if self.conn.dialect.name != "postgresql":
+        if not self.postgres:
             return
         keys = sorted({_activity_lock(tenant, activity) for tenant, activity in activities})
         if keys:

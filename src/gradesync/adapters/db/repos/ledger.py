@@ -288,7 +288,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
     def refresh_statistics(self) -> None:
         # Why and when: services/ledger_statistics.py. SQLite needs nothing: without
         # statistics its planner takes the primary key for a primary key lookup.
-        if self.conn.dialect.name != "postgresql":
+        if not self.postgres:
             return
         try:
             with self.conn.begin_nested():

@@ -5,6 +5,10 @@ left in the row's page PostgreSQL writes the new version there (a HOT update) an
 none of the ledger's five indexes; in a full page it writes it elsewhere and adds an entry
 to every index. SQLite updates rows in place and has no such setting.
 
+The setting shapes pages written from now on: an existing ledger's full pages gain room as
+their rows move to new pages, or at once with `VACUUM FULL ledger` (which locks the table
+while it runs).
+
 Revision ID: 0017_ledger_fillfactor
 Revises: 0016_people_email_index
 """
