@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -127,19 +128,22 @@ class Runtime:
         would be dropped with its pool open (its connections never closed)."""
         with self._destinations_lock:
             if self.destinations is None:
-                import httpx
-
-                from gradesync.adapters.destinations.http_pool import shared_client
-                from gradesync.adapters.destinations.observed import CountingTransport
-
-                http = shared_client(
-                    timeout=httpx.Timeout(30.0, connect=10.0),
-                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-                    guard=self.outbound,
-                    wrap=CountingTransport,
-                )
-                self.destinations = self.adapter_context(http)
+                self.destinations = self._new_destination_context()
             return self.destinations
+
+    def _new_destination_context(self) -> DestinationContext:
+        import httpx
+
+        from gradesync.adapters.destinations.http_pool import shared_client
+        from gradesync.adapters.destinations.observed import CountingTransport
+
+        http = shared_client(
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            guard=self.outbound,
+            wrap=CountingTransport,
+        )
+        return self.adapter_context(http)
 
     async def _drop_destination_context(self) -> None:
         """Taken under the lock, closed after: a caller meanwhile gets a new context, not
@@ -158,9 +162,12 @@ class Runtime:
         keys = ToolKeyStore(self.db.uow, self.clock, reads=self.db.reads)
         return DestinationContext(http=http, clock=self.clock, tool_keys=keys)
 
-    def destination_client(self, destination: Destination) -> DestinationClient:
-        """A client for one destination (the engine's destination factory)."""
-        context = self.destination_context()
+    def destination_client(
+        self, destination: Destination, context: DestinationContext | None = None
+    ) -> DestinationClient:
+        """A client for one destination (the engine's destination factory), over `context`
+        or the process's shared one."""
+        context = context or self.destination_context()
         test_module = os.environ.get(TEST_DESTINATION_MODULE)
         if test_module:
             client: DestinationClient = importlib.import_module(test_module).build(
@@ -172,11 +179,14 @@ class Runtime:
 
         return ObservedClient(build_client(destination, context))
 
-    def roster_reader(self, destination: Destination) -> MembershipReader:
-        """Reads a platform's course rosters (NRPS) over the shared HTTP pool and tokens."""
+    def roster_reader(
+        self, destination: Destination, context: DestinationContext | None = None
+    ) -> MembershipReader:
+        """Reads a platform's course rosters (NRPS) over `context`'s HTTP pool and tokens,
+        or the process's shared ones."""
         from gradesync.adapters.destinations.nrps import NrpsClient
 
-        return NrpsClient(destination, self.destination_context())
+        return NrpsClient(destination, context or self.destination_context())
 
     async def refresh_roster(
         self, tenant_id: str, course_id: str | None = None, destination_id: str | None = None
@@ -222,18 +232,22 @@ class Runtime:
             scope_chunk=100 if self.db.is_sqlite else 500,
         )
 
-    def build_engine(self, waker: Waker | None = None) -> Engine:
+    def build_engine(
+        self, waker: Waker | None = None, *, context: DestinationContext | None = None
+    ) -> Engine:
+        """An engine whose destinations are reached over `context`, or the process's shared
+        context."""
         from gradesync.adapters.metrics import PrometheusMeter
         from gradesync.services.worker import Engine
 
         return Engine(
             self.db.uow,
             self.clock,
-            self.destination_client,
+            functools.partial(self.destination_client, context=context),
             self.engine_settings(),
             waker=waker,
             meter=PrometheusMeter(),
-            roster=self.roster_reader,
+            roster=functools.partial(self.roster_reader, context=context),
             signals=SIGNALS,
             bulk=self.db.bulk,
             reads=self.db.reads,
@@ -302,14 +316,15 @@ class Runtime:
         """Carry a queued run to its end: here, by an engine of this process, unless a worker
         of this process has it or another worker holds its scope (then wait for that one)."""
         if self.worker is None:
-            had_context = self.destinations is not None
-            engine = self.build_engine()
+            # a pool of the run's own, closed at its end: the process's shared one may serve
+            # other requests meanwhile (the API's), and closing it would close it under them
+            context = self._new_destination_context()
+            engine = self.build_engine(context=context)
             try:
                 done = await engine.execute_run(run.id)
             finally:
                 await engine.aclose()
-                if not had_context:
-                    await self._drop_destination_context()
+                await context.http.aclose()
             if done is not None and done.stage is RunStage.FINISHED:
                 return done
         return await self.wait_for_run_async(run.id, timeout, tenant_id=run.scope.tenant_id)
