@@ -132,6 +132,8 @@ class Runtime:
             return self.destinations
 
     def _new_destination_context(self) -> DestinationContext:
+        """An HTTP pool (outbound rules applied, requests counted) and what adapters need
+        around it; the caller closes it."""
         import httpx
 
         from gradesync.adapters.destinations.http_pool import shared_client

@@ -66,16 +66,8 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 
 def policy_from_json(data: Mapping[Any, Any] | None) -> PolicySettings:
-    if not data:
-        return PolicySettings()
-    types_ = _field_types(PolicySettings)
-    kwargs: dict[str, Any] = {}
-    for name, tp in types_.items():
-        if name in data and data[name] is not None:
-            kwargs[name] = (
-                tp(data[name]) if isinstance(tp, type) and issubclass(tp, Enum) else data[name]
-            )
-    return PolicySettings(**kwargs)
+    # a stored policy reads as a row does: its settings' names as keys, enums as values
+    return from_row(PolicySettings, data) if data else PolicySettings()
 
 
 def to_row(obj: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
