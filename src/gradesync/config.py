@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     outbound_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The console's session and CSRF cookies carry `Secure`: by default when base_url is https.
     secure_cookies: bool | None = None
+    # When set, `/metrics` (on `serve`, and on a worker's metrics address) asks for
+    # `Authorization: Bearer <token>`: its labels name tenants and destinations.
+    metrics_token: str | None = None
+    # Where a `gradesync worker` serves `/metrics` ("HOST:PORT"; port 0 picks a free one):
+    # its delivery counters are its own, so Prometheus scrapes every worker. Empty: none.
+    worker_metrics_address: str = ""
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -89,6 +95,13 @@ class Settings(BaseSettings):
                     ) from None
             return [str(n).strip() for n in v]
         return v
+
+    @field_validator("worker_metrics_address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if v.strip():
+            host_and_port(v)
+        return v.strip()
 
     @property
     def cookies_secure(self) -> bool:
@@ -125,6 +138,17 @@ class Settings(BaseSettings):
             path,
         )
         return key
+
+
+def host_and_port(address: str) -> tuple[str, int]:
+    """("host", port) of "HOST:PORT" ("[::1]:9464"; ":9464" is every interface). ValueError
+    naming the setting when it is not one."""
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(
+            f"worker_metrics_address: {address!r} is not HOST:PORT (e.g. 0.0.0.0:9464)"
+        )
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def load_settings() -> Settings:

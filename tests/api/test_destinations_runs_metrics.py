@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from gradesync.adapters import metrics
+from gradesync.config import Settings
 from gradesync.domain.model import (
     DeliveryState,
     LedgerKey,
@@ -17,6 +20,9 @@ from gradesync.domain.model import (
     SyncRun,
     Trigger,
 )
+from gradesync.runtime import Runtime
+from gradesync.testing import TEST_SECRET
+from gradesync.web.app import create_app
 from tests.support.api import ROSTER, ApiEnv, Caller
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -176,10 +182,26 @@ def test_metrics_exposes_counters_and_pending_from_the_ledger(api: ApiEnv) -> No
     )
 
 
-def test_metrics_token(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GRADESYNC_METRICS_TOKEN", "scrape-me")
-    assert api.client.get("/metrics").status_code == 401
-    r = api.client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+@pytest.mark.parametrize("where", ["environment", "config file"])
+def test_metrics_token(
+    api: ApiEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # an operator puts it in the environment or in the file GRADESYNC_CONFIG_FILE names
+    # (every setting may be either); a token set in the file once left /metrics open
+    if where == "environment":
+        monkeypatch.setenv("GRADESYNC_METRICS_TOKEN", "scrape-me")
+        settings = Settings(database_url=api.db.url, secret_key=TEST_SECRET)
+    else:
+        monkeypatch.delenv("GRADESYNC_METRICS_TOKEN", raising=False)
+        (tmp_path / "gradesync.env").write_text("GRADESYNC_METRICS_TOKEN=scrape-me\n")
+        settings = Settings(  # type: ignore[call-arg]  # pydantic-settings' own argument
+            _env_file=tmp_path / "gradesync.env", database_url=api.db.url, secret_key=TEST_SECRET
+        )
+    client = TestClient(create_app(Runtime(settings=settings, db=api.db, waker=api.waker)))
+    assert client.get("/metrics").status_code == 401
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer scrape-you"})
+    assert wrong.status_code == 401
+    r = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
     assert r.status_code == 200 and "gradesync_results_pending" in r.text
 
 

@@ -3,13 +3,16 @@ double: a worker killed with SIGKILL mid-run, and two workers sharing the work."
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from gradesync.adapters.db.database import Database
@@ -132,7 +135,17 @@ def test_two_workers_share_the_work_without_sending_a_key_twice_at_once(
             )
             gb.hold = True
             gb.release_when_workers = 2
-            procs += [start_worker(mp_url, log, cwd=ROOT), start_worker(mp_url, log, cwd=ROOT)]
+            # each worker serves its own /metrics (a free port each, named in the log)
+            procs += [
+                start_worker(
+                    mp_url,
+                    log,
+                    cwd=ROOT,
+                    GRADESYNC_WORKER_METRICS_ADDRESS="127.0.0.1:0",
+                    GRADESYNC_METRICS_TOKEN="scrape-me",
+                )
+                for _ in range(2)
+            ]
             post(db, waker, [("a1", learner(i), 6.0) for i in range(n)])
             run, _ = request_run(db.uow, waker, SystemClock(), SCOPE, Trigger.MANUAL, "ops")
 
@@ -151,7 +164,27 @@ def test_two_workers_share_the_work_without_sending_a_key_twice_at_once(
             assert all(count > 0 for count in gb.senders.values())
             finished = get_run(db.uow, T, run.id)
             assert finished is not None and finished.outcome is RunOutcome.SUCCEEDED
+            # what Prometheus sees: each worker counts what it delivered, and together
+            # they count every result once (serve, running no engine here, counts none)
+            urls = re.findall(r"metrics at (http://\S+)", log.read_text())
+            assert len(urls) == 2, log.read_text()
+            assert all(httpx.get(u).status_code == 401 for u in urls)  # the token is asked
+            counted = [_delivered(u, "scrape-me") for u in urls]
+            assert sum(counted) == n and all(c > 0 for c in counted), counted
     finally:
         stop_workers(*procs)
         waker.close()
         db.dispose()
+
+
+def _delivered(url: str, token: str) -> float:
+    """The results a worker's /metrics says it delivered to the test's destination."""
+    r = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+    r.raise_for_status()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(r.text)
+        if family.name == "gradesync_results_delivered"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels == {"tenant": T, "destination": DEST}
+    )

@@ -7,14 +7,18 @@ same engine as the worker inside `gradesync serve`, woken through procrastinate.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import typer
 
 from gradesync import logs
+from gradesync.adapters.metrics_server import MetricsServer
 from gradesync.adapters.open_files import raise_open_files_limit
 from gradesync.cli._common import bad_input, problem
-from gradesync.config import load_settings
+from gradesync.config import host_and_port, load_settings
 from gradesync.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 def worker(
@@ -22,6 +26,12 @@ def worker(
         0, help="Procrastinate jobs run at once (0: the worker_concurrency setting)."
     ),
     name: str = typer.Option("", help="Worker name in logs and job records."),
+    metrics_address: str = typer.Option(
+        "",
+        help="Serve /metrics at HOST:PORT (port 0: a free one, logged) for Prometheus to "
+        "scrape this worker's delivery counters (default: the worker_metrics_address setting; "
+        "empty: none).",
+    ),
 ) -> None:
     """Deliver grades: compute dirty keys, send due results, run sync runs (PostgreSQL)."""
     settings = load_settings()
@@ -38,6 +48,13 @@ def worker(
             )
         )
     runtime.prepare_queue()
+    scrape = (
+        _serve_metrics(runtime, metrics_address, "--metrics-address")
+        if metrics_address
+        else _serve_metrics(
+            runtime, settings.worker_metrics_address, "GRADESYNC_WORKER_METRICS_ADDRESS"
+        )
+    )
 
     async def main() -> None:
         await runtime.run_queue_worker(
@@ -49,4 +66,26 @@ def worker(
     try:
         asyncio.run(main())
     finally:
+        if scrape is not None:
+            scrape.close()
         runtime.close()
+
+
+def _serve_metrics(runtime: Runtime, address: str, field: str) -> MetricsServer | None:
+    """This worker's `/metrics`: its counters (results delivered, rejected, retried, send
+    latency, outbound requests) are counted here and nowhere else. `field` names where the
+    address came from, for an error."""
+    if not address:
+        return None
+    try:
+        host, port = host_and_port(address)
+    except ValueError as exc:
+        raise bad_input(problem(field, "host_port", str(exc))) from None
+    try:
+        server = MetricsServer(host, port, runtime.metrics_text, runtime.settings.metrics_token)
+    except OSError as exc:
+        raise bad_input(
+            problem(field, "address_free", f"cannot serve /metrics at {address}: {exc}")
+        ) from None
+    log.info("metrics at %s", server.url)
+    return server

@@ -1,13 +1,13 @@
 """`/metrics` for Prometheus.
 
-Open by default, like `/healthz`; set GRADESYNC_METRICS_TOKEN to require
-`Authorization: Bearer <token>` (labels name tenants and destinations).
+Open by default, like `/healthz`; the `metrics_token` setting (GRADESYNC_METRICS_TOKEN, in the
+environment or the config file) requires `Authorization: Bearer <token>` (labels name tenants
+and destinations).
 """
 
 from __future__ import annotations
 
 import hmac
-import os
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -18,7 +18,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/metrics", include_in_schema=False)
 async def scrape(request: Request) -> Response:
-    token = os.environ.get("GRADESYNC_METRICS_TOKEN")
+    token = request.app.state.runtime.settings.metrics_token
     if token:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
