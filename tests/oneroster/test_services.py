@@ -11,6 +11,7 @@ from gradesync.adapters.db.database import Database
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
     DeliveryState,
+    DestinationKind,
     DueDateOverride,
     LedgerKey,
     LedgerRow,
@@ -18,6 +19,9 @@ from gradesync.domain.model import (
     PolicySettings,
 )
 from gradesync.services import sis
+from gradesync.services.delivery.background import BackgroundWrites
+from gradesync.services.delivery.governor import Governor
+from gradesync.services.engine_config import EngineSettings
 from gradesync.testing import ManualClock
 
 from .facts import NOW, seed_school
@@ -329,3 +333,30 @@ def test_selecting_recomputes_rows_skipped_as_not_selected(
     # desired result to reopen); the worker is told at once
     assert marked == {("t1", "c1", "quiz1", "p1")}
     assert waker.keys == 1
+
+
+def test_a_sis_takes_four_requests_at_once_unless_its_connection_says(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """The engine's limit for a SIS is the documented default (4), not an LMS's (8); a
+    connection's own `concurrency` wins."""
+    db, clock = school
+    sis.add_connection(
+        db.uow,
+        clock,
+        tenant_id="t1",
+        destination_id="sis-6",
+        name="SIS six",
+        base_url="http://sis6.example/",
+        client_id="gs",
+        client_secret="secret-1",
+        profile={"concurrency": 6},
+    )
+    governor = Governor(db.uow, clock, EngineSettings(), BackgroundWrites())
+    with db.uow() as uow:
+        plain, six = uow.destinations.get("t1", "sis"), uow.destinations.get("t1", "sis-6")
+    assert plain is not None and six is not None
+    assert governor.limits_for(plain).concurrency == 4
+    assert governor.limits_for(six).concurrency == 6
+    lms = replace(plain, id="lms", kind=DestinationKind.LTI13_AGS, config={})
+    assert governor.limits_for(lms).concurrency == 8

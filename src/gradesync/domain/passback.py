@@ -56,6 +56,11 @@ class PassbackRule(StrEnum):
     CLASS_NOT_MAPPED = "class_not_mapped"
 
 
+# Requests in flight at once to a SIS unless its connection says otherwise: a school's SIS is
+# often one modest server, so fewer than an LMS's default.
+SIS_CONCURRENCY = 4
+
+
 @dataclass(frozen=True, slots=True)
 class SisProfile:
     """What one SIS accepts. Set per destination (config keys of the same names)."""
@@ -66,7 +71,6 @@ class SisProfile:
     may_create_categories: bool = False
     category_match: CategoryMatch = CategoryMatch.ID
     default_category: str | None = None  # for activities with no group
-    concurrency: int = 4
 
 
 def _bool(config: dict[str, Any], key: str, default: bool, problems: list[FieldProblem]) -> bool:
@@ -100,7 +104,9 @@ def profile_from_config(config: dict[str, Any]) -> SisProfile:
             )
         )
         match = CategoryMatch.ID.value
-    concurrency = config.get("concurrency", 4)
+    # checked here with the rest of the connection; the delivery engine reads it (its
+    # default, SIS_CONCURRENCY, when absent)
+    concurrency = config.get("concurrency", SIS_CONCURRENCY)
     if (
         isinstance(concurrency, bool)
         or not isinstance(concurrency, int)
@@ -111,7 +117,6 @@ def profile_from_config(config: dict[str, Any]) -> SisProfile:
                 "config.concurrency", "range", "concurrency must be a whole number from 1 to 64."
             )
         )
-        concurrency = 4
     default_category = config.get("default_category")
     if default_category is not None and (
         not isinstance(default_category, str) or not default_category.strip()
@@ -129,7 +134,6 @@ def profile_from_config(config: dict[str, Any]) -> SisProfile:
         may_create_categories=_bool(config, "may_create_categories", False, problems),
         category_match=CategoryMatch(match),
         default_category=default_category,
-        concurrency=concurrency,
     )
     if problems:
         raise InvalidInput(problems)

@@ -121,10 +121,6 @@ class OneRosterClient:
     def capabilities(self) -> Capabilities:
         return capabilities_for(self.profile)
 
-    @property
-    def concurrency(self) -> int:
-        return self.profile.concurrency
-
     async def ensure_course(self, course: Course, link: CourseLink | None) -> CourseLink:
         return mapped_class(self.destination, course, link)
 

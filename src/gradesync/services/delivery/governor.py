@@ -27,7 +27,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from gradesync.domain.model import Destination, LedgerKey
+from gradesync.domain.model import Destination, DestinationKind, LedgerKey
+from gradesync.domain.passback import SIS_CONCURRENCY
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
 from gradesync.services.delivery.background import BackgroundWrites
@@ -216,15 +217,26 @@ class DestinationLimits:
         return self.waiting >= 4 * self.concurrency
 
 
+def default_concurrency(kind: DestinationKind) -> int:
+    """Requests in flight at once when a destination's config does not say: a SIS takes
+    fewer than an LMS (the profile's default, docs/oneroster.md)."""
+    if kind in (DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV):
+        return SIS_CONCURRENCY
+    return DEFAULT_CONCURRENCY
+
+
 def limits_from_config(
-    config: Mapping[str, Any], breaker: BreakerSettings = BreakerSettings()
+    config: Mapping[str, Any],
+    breaker: BreakerSettings = BreakerSettings(),
+    *,
+    concurrency_default: int = DEFAULT_CONCURRENCY,
 ) -> DestinationLimits:
-    """`concurrency` (default 8) and `rate_per_second` (optional) from a destination's config.
-    Bad values fall back to the defaults rather than stopping delivery."""
+    """`concurrency` (default `concurrency_default`) and `rate_per_second` (optional) from a
+    destination's config. Bad values fall back to the defaults rather than stopping delivery."""
     try:
-        concurrency = int(config.get("concurrency") or DEFAULT_CONCURRENCY)
+        concurrency = int(config.get("concurrency") or concurrency_default)
     except (TypeError, ValueError):
-        concurrency = DEFAULT_CONCURRENCY
+        concurrency = concurrency_default
     raw_rate = config.get("rate_per_second")
     try:
         rate = float(raw_rate) if raw_rate is not None else None
@@ -334,7 +346,9 @@ class Governor:
         sig = limits_signature(d.config)
         lim = self.limits.get(key)
         if lim is None or self._limit_sigs.get(key) != sig:
-            new = limits_from_config(d.config, self.settings.breaker)
+            new = limits_from_config(
+                d.config, self.settings.breaker, concurrency_default=default_concurrency(d.kind)
+            )
             if lim is not None:  # keep what the breaker and gate know
                 new.breaker, new.gate_until, new.gate_reason = (
                     lim.breaker,
