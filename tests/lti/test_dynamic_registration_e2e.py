@@ -84,8 +84,14 @@ def test_one_url_registers_gradesync_and_launches_work(
         assert platform["deployment_ids"] == [tool.deployment_id]
 
         # the console shows the one URL to paste; the manual Canvas JSON asks for the roster too
-        assert served.base_url + "/console/lti/register" in http.get("/console/destinations").text
-        assert NRPS in http.get("/lti/canvas.json").json()["scopes"]
+        page = http.get("/console/destinations").text
+        assert served.base_url + "/console/lti/register" in page
+        # the URL the console gives a Canvas admin serves Canvas's own JSON, not one nested
+        (canvas_url,) = re.findall(
+            r'Canvas: paste this URL\)</dt><dd><input readonly value="([^"]+)"', page
+        )
+        canvas = http.get(canvas_url.removeprefix(served.base_url)).json()
+        assert NRPS in canvas["scopes"] and canvas["target_link_uri"].startswith(served.base_url)
 
         # the token was for one registration only: a second try is refused, by the LMS
         again = http.post("/console/lti/register", data={**form, "platform_id": unique("lms-")})

@@ -67,7 +67,7 @@ def paste_values(base_url: str) -> list[tuple[str, str]]:
         ("LTI 1.3 redirect URI", urls["redirect_uri"]),
         ("LTI 1.3 deep linking URL", urls["deep_linking_url"]),
         ("LTI 1.3 public key set (JWKS) URL", urls["jwks_url"]),
-        ("LTI 1.3 configuration JSON (Canvas: paste this URL)", f"{base}/lti/config"),
+        ("LTI 1.3 configuration JSON (Canvas: paste this URL)", f"{base}/lti/canvas.json"),
         ("Tool domain", urls["domain"]),
         ("LTI 1.1 launch URL", f"{base}/lti11/launch"),
     ]
