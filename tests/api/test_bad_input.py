@@ -169,6 +169,15 @@ def test_bad_roster_items(api: ApiEnv, c: Caller) -> None:
     assert _problems(r) == {("policy.grace_period_minutes", "not_negative")}
     r = c.put("/courses/c1", json={"title": ""})
     assert _problems(r) == {("title", "required")}
+    # a tenant-wide setting given to a course or activity had no effect: it is refused
+    match = {"roster_match": "email"}
+    r = c.put("/courses/c1", json={"title": "Bio", "policy": match})
+    assert _problems(r) == {("policy.roster_match", "tenant_only")}
+    body = {"course_id": "c1", "title": "Q", "points_possible": 1, "policy": match}
+    r = c.put("/activities/a1", json=body)
+    assert _problems(r) == {("policy.roster_match", "tenant_only")}
+    r = c.post("/ingest", json={"courses": [{"id": "c5", "title": "Geo", "policy": match}]})
+    assert _problems(r) == {("courses[0].policy.roster_match", "tenant_only")}
     r = c.put("/activities/a1/overrides/p1", json={"due_at": "2025-04-01"})
     assert _problems(r) == {("due_at", "timezone_required")}
     assert _counts(api) == before

@@ -131,6 +131,16 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def _tenant_only(value: object) -> object:
+    if value is not None:
+        raise PydanticCustomError(
+            "tenant_only",
+            "roster_match is set for the whole tenant (`gradesync tenants roster-match`), not "
+            "per course or activity.",
+        )
+    return value
+
+
 class PolicyIn(_In):
     """Grade policy knobs; omitted ones inherit (tenant, then course, then activity)."""
 
@@ -141,7 +151,8 @@ class PolicyIn(_In):
     minimum_points: Annotated[Number, Field(ge=0)] | None = None
     name_rule: NameRule | None = None
     keep_lms_edits: Bool | None = None
-    roster_match: RosterMatch | None = None
+    # accepted by name so a course or activity that sends it is told why it has no effect
+    roster_match: Annotated[RosterMatch | None, BeforeValidator(_tenant_only)] = None
 
     def to_domain(self) -> PolicySettings:
         return PolicySettings(**self.model_dump())
