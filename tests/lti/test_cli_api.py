@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,6 +81,65 @@ def test_cli_add_list_show_and_rotate(cli_env: Database) -> None:
     assert rotated.exit_code == 0, rotated.output
     kids = {k["kid"] for k in ToolKeyStore(cli_env.uow).jwks()["keys"]}
     assert first in kids and len(kids) == 2
+
+
+def test_cli_replace_keeps_a_pause_and_the_settings_it_has_no_flags_for(
+    cli_env: Database,
+) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ADD).exit_code == 0
+    with cli_env.uow() as uow:  # as the API sets them (the CLI has no flags for them)
+        dest = uow.destinations.get("uni", "canvas")
+        assert dest is not None and dest.config["concurrency"] == 8  # a new one: the defaults
+        config = {**dest.config, "concurrency": 3, "tag": "gradesync"}
+        uow.destinations.upsert(replace(dest, config=config), datetime.now(UTC))
+        uow.commit()
+    paused = runner.invoke(
+        app, ["destinations", "pause", "canvas", "--tenant", "uni", "--reason", "term closed"]
+    )
+    assert paused.exit_code == 0, paused.output
+    # a second deployment: the registration is replaced, the admin's pause and settings stay
+    replaced = runner.invoke(app, [*ADD, "--deployment-id", "2:def", "--replace"])
+    assert replaced.exit_code == 0, replaced.output
+    shown = runner.invoke(app, ["platforms", "show", "--tenant", "uni", "canvas", "--json"])
+    view = json.loads(shown.output)
+    assert view["deployment_ids"] == ["1:abc", "2:def"]
+    assert view["enabled"] is False
+    assert (view["concurrency"], view["tag"]) == (3, "gradesync")
+    listed = runner.invoke(app, ["platforms", "list", "--tenant", "uni", "--json"])
+    [row] = json.loads(listed.output)
+    assert row["enabled"] is False and row["pause_reason"] == "term closed"
+
+
+def test_api_replace_keeps_what_it_leaves_out(db: Database, tmp_path: Path) -> None:
+    api = ApiEnv(db, tmp_path)
+    c = api.client
+    h = {"Authorization": f"Bearer {api.tenant('uni')}"}
+    made = c.post("/api/v1/platforms", json={**GOOD, "concurrency": 3, "tag": "gs"}, headers=h)
+    assert made.status_code == 201, made.text
+    other = {**GOOD, "id": "other", "deployment_ids": ["9:zz"]}
+    fresh = c.post("/api/v1/platforms", json=other, headers=h).json()
+    assert (fresh["enabled"], fresh["concurrency"], fresh["tag"]) == (True, 8, "grade")
+    r = c.post("/api/v1/destinations/canvas/pause", json={"reason": "term closed"}, headers=h)
+    assert r.status_code == 200 and r.json()["enabled"] is False
+    # a replace that does not mention them: the pause holds, the settings stay
+    wider = {**GOOD, "deployment_ids": ["1:abc", "2:x"]}
+    for body in (wider, {**wider, "enabled": None, "concurrency": None, "tag": None}):
+        put = c.put("/api/v1/platforms/canvas", json=body, headers=h)
+        assert put.status_code == 200, put.text
+        shown = c.get("/api/v1/platforms/canvas", headers=h).json()
+        assert shown["deployment_ids"] == ["1:abc", "2:x"]
+        assert (shown["enabled"], shown["pause_reason"]) == (False, "term closed")
+        assert (shown["concurrency"], shown["tag"]) == (3, "gs")
+    # what the body says wins
+    put = c.put(
+        "/api/v1/platforms/canvas",
+        json={**wider, "enabled": True, "concurrency": 2, "tag": "grade"},
+        headers=h,
+    )
+    assert put.status_code == 200, put.text
+    shown = c.get("/api/v1/platforms/canvas", headers=h).json()
+    assert (shown["enabled"], shown["concurrency"], shown["tag"]) == (True, 2, "grade")
 
 
 def test_api_platforms(db: Database, tmp_path: Path) -> None:

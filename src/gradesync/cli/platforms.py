@@ -61,7 +61,11 @@ def add(
     person_id_from: str = typer.Option(
         "sub", help="Which launch value is the person id: sub, email, lis_person_sourcedid."
     ),
-    replace: bool = typer.Option(False, "--replace", help="Update an existing registration."),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="Update an existing registration (its pause, concurrency and tag are kept).",
+    ),
     as_json: bool = JSON_OUT,
 ) -> None:
     """Register an LMS (or update it with --replace), then print the values to paste into it."""
@@ -88,6 +92,7 @@ def add(
                 reg.platform_of(tenant, data, runtime.outbound),
                 runtime.clock.now(),
                 replace_existing=replace,
+                keep=reg.left_out(data),
             )
             uow.commit()
         return dest

@@ -43,6 +43,9 @@ _KNOWN = {
     "person_id_from",
     "enabled",
 }
+# gradesync's own settings for a platform, not the LMS's: a replace that leaves one out
+# (absent or null) keeps the stored value (`save_platform`); a new registration gets the default
+KEPT_ON_REPLACE = ("enabled", "concurrency", "tag")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +133,22 @@ def _strings(data: Mapping[str, Any], field: str, problems: list[FieldProblem]) 
     return [str(v).strip() for v in value]
 
 
+def _or_default(data: Mapping[str, Any], field: str, default: Any) -> Any:
+    value = data.get(field)
+    return default if value is None else value
+
+
+def left_out(data: Mapping[str, Any]) -> frozenset[str]:
+    """The settings of `KEPT_ON_REPLACE` that `data` does not give (absent or null): what
+    `save_platform` keeps from the stored registration when it replaces one."""
+    return frozenset(k for k in KEPT_ON_REPLACE if data.get(k) is None)
+
+
 def validate_platform(data: Mapping[str, Any], guard: OutboundGuard | None = None) -> PlatformSpec:
     """Check a registration; raise InvalidInput naming every bad field and its rule. With
-    `guard`, every URL (and allowed host) must lead where gradesync may send requests."""
+    `guard`, every URL (and allowed host) must lead where gradesync may send requests.
+    Settings left out (absent or null) get their defaults; for a replace, the caller passes
+    `left_out(data)` to `save_platform`, which keeps the stored ones instead."""
     problems: list[FieldProblem] = []
     for extra in sorted(set(data) - _KNOWN):
         problems.append(
@@ -196,7 +212,7 @@ def validate_platform(data: Mapping[str, Any], guard: OutboundGuard | None = Non
         if (p := _address_problem("allowed_hosts", url, guard)) is not None:
             problems.append(p)
             break
-    concurrency = data.get("concurrency", 8)
+    concurrency = _or_default(data, "concurrency", 8)
     if isinstance(concurrency, str) and concurrency.isdigit():
         concurrency = int(concurrency)
     if (
@@ -209,7 +225,7 @@ def validate_platform(data: Mapping[str, Any], guard: OutboundGuard | None = Non
                 "concurrency", "range", "concurrency must be a whole number from 1 to 256."
             )
         )
-    tag = data.get("tag", "grade")
+    tag = _or_default(data, "tag", "grade")
     if not isinstance(tag, str) or not tag.strip() or len(tag) > 64:
         problems.append(
             FieldProblem("tag", "string", "tag must be a non-empty string of up to 64 characters.")
@@ -228,7 +244,7 @@ def validate_platform(data: Mapping[str, Any], guard: OutboundGuard | None = Non
         problems.append(
             FieldProblem("name", "string", "name must be a string of up to 255 characters.")
         )
-    enabled = data.get("enabled", True)
+    enabled = _or_default(data, "enabled", True)
     if not isinstance(enabled, bool):
         problems.append(FieldProblem("enabled", "boolean", "enabled must be true or false."))
     if problems:

@@ -5,6 +5,7 @@ Validating what an admin types is `gradesync.lti.registration`."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime
 
@@ -18,10 +19,18 @@ def is_platform(dest: Destination) -> bool:
 
 
 def save_platform(
-    uow: UnitOfWork, dest: Destination, now: datetime, *, replace_existing: bool = False
+    uow: UnitOfWork,
+    dest: Destination,
+    now: datetime,
+    *,
+    replace_existing: bool = False,
+    keep: Collection[str] = (),
 ) -> Destination:
     """Create (or with `replace_existing`, update) a validated registration. Does not
-    commit."""
+    commit. An update keeps the engine's pause state, and the settings named in `keep`
+    (`enabled`, `concurrency`, `tag`: those the caller left out) as they are stored, so a
+    replace that does not mention them neither lifts a manual pause nor resets them; a new
+    registration has the values `dest` holds (the defaults)."""
     tenant_id = dest.tenant_id
     if uow.tenants.get(tenant_id) is None:
         raise NotFound("tenant", tenant_id)
@@ -51,8 +60,15 @@ def save_platform(
                 f"deployment_ids: issuer {issuer!r}, client id {client_id!r} and "
                 f"deployment(s) {', '.join(sorted(shared))} are already registered as {other.id!r}"
             )
-    if existing is not None:  # keep the engine's pause state
-        dest = replace(dest, paused_until=existing.paused_until, pause_reason=existing.pause_reason)
+    if existing is not None:
+        kept = {k: existing.config[k] for k in keep if k != "enabled" and k in existing.config}
+        dest = replace(
+            dest,
+            enabled=existing.enabled if "enabled" in keep else dest.enabled,
+            config={**dest.config, **kept},
+            paused_until=existing.paused_until,
+            pause_reason=existing.pause_reason,
+        )
     uow.destinations.upsert(dest, now)
     return dest
 

@@ -33,6 +33,7 @@ _URL = (
     " An absolute https URL (plain http only to an allowed network); refused where the outbound "
     "guard refuses it (docs/security.md)."
 )
+_KEPT = " Left out (or null): {} for a new registration; a replace keeps what is set."
 
 
 class PlatformIn(BaseModel):
@@ -72,17 +73,23 @@ class PlatformIn(BaseModel):
         description="Hosts (or origins) the platform's AGS URLs may use besides its own; "
         "checked by the outbound guard.",
     )
-    concurrency: Annotated[int, Field(ge=1, le=256, strict=True), Whole] = Field(
-        8, description="At most this many requests at once to this platform."
+    concurrency: Annotated[int, Field(ge=1, le=256, strict=True), Whole] | None = Field(
+        None,
+        description="At most this many requests at once to this platform." + _KEPT.format("`8`"),
     )
-    tag: Annotated[str, Field(min_length=1, max_length=64, pattern=NOT_BLANK, strict=True)] = Field(
-        "grade", description="The tag on line items gradesync creates."
+    tag: (
+        Annotated[str, Field(min_length=1, max_length=64, pattern=NOT_BLANK, strict=True)] | None
+    ) = Field(
+        None, description="The tag on line items gradesync creates." + _KEPT.format("`grade`")
     )
     person_id_from: Literal["sub", "email", "lis_person_sourcedid"] = Field(
         "sub", description="Which launch claim is gradesync's person id."
     )
-    enabled: Annotated[bool, Field(strict=True)] = Field(
-        True, description="false: nothing is sent to this platform."
+    enabled: Annotated[bool, Field(strict=True)] | None = Field(
+        None,
+        description="false: nothing is sent to this platform (paused until resumed)."
+        + _KEPT.format("`true`")
+        + " A replace that leaves it out does not lift a pause.",
     )
 
     def data(self) -> dict[str, Any]:
@@ -155,18 +162,21 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
         p: Principal = Depends(admin),
         rt: Runtime = Depends(runtime),
     ) -> dict[str, Any]:
-        """Replace a registration (e.g. add a deployment id). Line items and links are kept."""
+        """Replace a registration (e.g. add a deployment id). Line items and links are kept, and
+        so are `enabled` (a pause), `concurrency` and `tag` when the body leaves them out."""
         if body.id not in ("", platform_id):
             raise InvalidInput.one(
                 "id", "matches_path", "id in the body must be the id in the URL."
             )
         with rt.uow() as uow:
             platforms.get_platform(uow, p.tenant_id, platform_id)
+            data = {**body.data(), "id": platform_id}
             dest = platforms.save_platform(
                 uow,
-                reg.platform_of(p.tenant_id, {**body.data(), "id": platform_id}, rt.outbound),
+                reg.platform_of(p.tenant_id, data, rt.outbound),
                 rt.clock.now(),
                 replace_existing=True,
+                keep=reg.left_out(data),
             )
             uow.commit()
         return platform_view(dest, rt.settings.base_url)
