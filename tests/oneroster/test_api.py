@@ -137,3 +137,45 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
             other.get("/sis/connections/sis/validation", params={"course_id": "c1"}).status_code
             == 404
         )
+
+
+def test_updating_a_connection_keeps_its_kind_unless_told(
+    db: Database, tmp_path: Path, sis: RunningSandbox
+) -> None:
+    env = ApiEnv(db, tmp_path)
+    with env.client:
+        admin = Caller(env.client, env.tenant("t1", "admin"))
+        r = admin.put("/sis/connections/files", json={"name": "SIS files", "file_based": True})
+        assert r.status_code == 200 and r.json()["kind"] == "oneroster_csv", r.text
+        # an update that does not repeat `file_based` leaves a file-based SIS file-based
+        for body in ({"profile": {"name_max_length": 40}}, {"file_based": None}):
+            r = admin.put("/sis/connections/files", json={"name": "SIS files", **body})
+            assert r.status_code == 200, r.text
+            assert r.json()["kind"] == "oneroster_csv"
+        assert r.json()["config"]["name_max_length"] == 40
+        # said outright, the kind changes, and then stays
+        rest = {"base_url": sis.base_url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+        r = admin.put("/sis/connections/files", json={"name": "SIS", **rest, "file_based": False})
+        assert r.status_code == 200 and r.json()["kind"] == "oneroster_rest", r.text
+        r = admin.put("/sis/connections/files", json={"name": "SIS"})
+        assert r.status_code == 200 and r.json()["kind"] == "oneroster_rest", r.text
+        # a new connection uses REST unless told otherwise: it needs a client id and secret
+        r = admin.put("/sis/connections/new", json={"name": "New", "base_url": sis.base_url})
+        assert r.status_code == 422
+        assert {d["field"] for d in r.json()["detail"]} == {"client_id", "client_secret"}
+
+
+def test_updating_a_connection_keeps_its_name_when_left_out(db: Database, tmp_path: Path) -> None:
+    env = ApiEnv(db, tmp_path)
+    with env.client:
+        admin = Caller(env.client, env.tenant("t1", "admin"))
+        # a new connection without a name is named after its id
+        r = admin.put("/sis/connections/files", json={"file_based": True})
+        assert r.status_code == 200, r.text
+        assert (r.json()["name"], r.json()["kind"]) == ("files", "oneroster_csv")
+        r = admin.put("/sis/connections/files", json={"name": "SIS files"})
+        assert r.status_code == 200 and r.json()["name"] == "SIS files", r.text
+        for body in ({"profile": {"name_max_length": 40}}, {"name": None}):
+            r = admin.put("/sis/connections/files", json=body)
+            assert r.status_code == 200, r.text
+            assert (r.json()["name"], r.json()["kind"]) == ("SIS files", "oneroster_csv")

@@ -213,7 +213,10 @@ BY_SCHEMA: dict[str, dict[str, str]] = {
         "name": "The destination's display name.",
     },
     "ConnectionIn": {
-        "name": "The connection's display name.",
+        "name": "The connection's display name. Absent: the current name, or the id for a new "
+        "connection.",
+        "file_based": FIELDS["file_based"] + " false: a OneRoster REST API. Absent: the current "
+        "kind, or REST for a new connection.",
         "profile": "The SIS's quirks (e.g. `max_title_length`, `due_date_in_term`).",
     },
     "LearnerGradesOut": {"name": "The learner's name."},

@@ -60,7 +60,10 @@ class SisProfileIn(_In):
 
 
 class ConnectionIn(_In):
-    name: str = Field(min_length=1)
+    """Left out (or null), a value keeps what is set; a new connection is named after its id
+    and uses REST."""
+
+    name: str | None = Field(None, min_length=1)
     base_url: str | None = None
     token_url: str | None = None
     client_id: str | None = None
@@ -70,7 +73,7 @@ class ConnectionIn(_In):
         | None
     ) = None
     profile: SisProfileIn | None = None
-    file_based: bool = False
+    file_based: bool | None = None
 
 
 class ClassIn(_In):
@@ -153,7 +156,9 @@ def put_connection(
     p: Principal = Depends(admin),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    """Add or update a SIS connection (left-out values keep what was set)."""
+    """Add or update a SIS connection. Left-out (or null) values keep what was set, the kind
+    (`file_based`) and the name included; a new connection is named after its id and uses
+    REST unless `file_based` is true."""
     dest = service.add_connection(
         rt.uow,
         rt.clock,
