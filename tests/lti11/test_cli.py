@@ -13,6 +13,8 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.database import Database
 from gradesync.cli import app
 from gradesync.domain.model import DestinationKind
+from gradesync.services.clock import SystemClock
+from gradesync.services.destination_admin import set_limits
 from gradesync.testing import TEST_SECRET, add_tenant
 
 
@@ -73,6 +75,7 @@ def test_secret_from_environment_and_update_keeps_one_consumer(run, db: Database
     args = ["add-consumer", "--tenant", "t1", "--id", "moodle11", "--key", "k-moodle"]
     first = run(*args, "--allowed-host", "moodle.example.edu",
                 env={"GRADESYNC_LTI11_SECRET": "first-secret-0123456789"})  # fmt: skip
+    set_limits(db.uow, SystemClock(), "t1", "moodle11", {"rate_per_second": 3})
     second = run(*args, "--allowed-host", "moodle.example.edu:8443",
                  env={"GRADESYNC_LTI11_SECRET": "second-secret-0123456789"})  # fmt: skip
 
@@ -83,6 +86,7 @@ def test_secret_from_environment_and_update_keeps_one_consumer(run, db: Database
     assert dest is not None
     assert dest.secret["consumer_secret"] == "second-secret-0123456789"
     assert dest.config["allowed_hosts"] == ["moodle.example.edu:8443"]
+    assert dest.config["rate_per_second"] == 3  # limits are set apart and kept
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""`gradesync destinations ...`: list, show, pause, resume, delete (any protocol)."""
+"""`gradesync destinations ...`: list, show, limits, pause, resume, delete (any protocol)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from gradesync.cli._common import (
     JSON_OUT,
     TENANT,
     actor,
+    bad_input,
     console,
     guarded,
     print_json,
     print_table,
+    problem,
     runtime,
     when,
 )
@@ -22,7 +24,7 @@ from gradesync.services import destination_admin as svc
 from gradesync.services import queries
 
 app = typer.Typer(
-    help="Destinations (LMS platforms, SIS): list, show, pause, resume, delete.",
+    help="Destinations (LMS platforms, SIS): list, show, limits, pause, resume, delete.",
     no_args_is_help=True,
 )
 
@@ -66,6 +68,50 @@ def show(
         console.print(f"  {k}: {v}", highlight=False)
     console.print(
         "results: " + (", ".join(f"{s} {n}" for s, n in sorted(counts.items())) or "none yet")
+    )
+
+
+@app.command()
+def limits(
+    destination_id: str = typer.Argument(...),
+    tenant: str = TENANT,
+    concurrency: int | None = typer.Option(
+        None, help="Requests in flight at once, for all workers together."
+    ),
+    rate_per_second: float | None = typer.Option(
+        None, help="Requests per second, for all workers together."
+    ),
+    no_rate_limit: bool = typer.Option(False, "--no-rate-limit", help="Clear the rate limit."),
+    default_concurrency: bool = typer.Option(
+        False, "--default-concurrency", help="Back to the default concurrency (8; a SIS: 4)."
+    ),
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Change how hard gradesync may press a destination; limits not given keep their value."""
+    both = [
+        problem(f"--{name}", "one_of", f"Give --{name} or --{other}, not both.")
+        for name, given, other, clear in (
+            ("concurrency", concurrency, "default-concurrency", default_concurrency),
+            ("rate-per-second", rate_per_second, "no-rate-limit", no_rate_limit),
+        )
+        if given is not None and clear
+    ]
+    if both:
+        raise bad_input(*both)
+    changes: dict[str, object] = {}
+    if concurrency is not None or default_concurrency:
+        changes["concurrency"] = concurrency
+    if rate_per_second is not None or no_rate_limit:
+        changes["rate_per_second"] = rate_per_second
+    with runtime() as rt:
+        d = guarded(lambda: svc.set_limits(rt.uow, rt.clock, tenant, destination_id, changes))
+    if as_json:
+        print_json(svc.public_view(d))
+        return
+    rate = d.config.get("rate_per_second")
+    console.print(
+        f"destination {destination_id}: concurrency {d.config.get('concurrency', 'default')}, "
+        + (f"{rate} requests/s" if rate is not None else "no rate limit")
     )
 
 

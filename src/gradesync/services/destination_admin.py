@@ -1,4 +1,4 @@
-"""Generic destination management: list, show, pause, resume, delete.
+"""Generic destination management: list, show, pause, resume, delete, limits.
 
 Creating a destination is protocol-specific (LTI platforms, SIS connections) and lives with
 each protocol; everything here works on any kind. Secrets never leave this layer through
@@ -7,12 +7,14 @@ these functions' intended callers: `public_view` drops them.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from gradesync.domain.errors import InvalidInput, NotFound
-from gradesync.domain.model import Destination
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.model import Destination, DestinationKind
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
@@ -108,3 +110,76 @@ def delete(uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str) 
         if not uow.destinations.delete(tenant_id, destination_id):
             raise NotFound("destination", destination_id)
         uow.commit()
+
+
+LIMITS = ("concurrency", "rate_per_second")
+MAX_RATE_PER_SECOND = 1000.0
+
+
+def most_concurrency(kind: DestinationKind) -> int:
+    """The most requests at once a destination of this kind may be given (the same bound its
+    own registration or connection checks)."""
+    return 64 if kind in (DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV) else 256
+
+
+def limit_problems(kind: DestinationKind, changes: Mapping[str, object]) -> list[FieldProblem]:
+    """What is wrong with new limits (None clears one: back to the default)."""
+    problems = [
+        FieldProblem(k, "unknown", f"{k!r} is not a limit; give {' or '.join(LIMITS)}.")
+        for k in changes
+        if k not in LIMITS
+    ]
+    most = most_concurrency(kind)
+    c = changes.get("concurrency")
+    if c is not None and (isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= most):
+        problems.append(
+            FieldProblem(
+                "concurrency", "range", f"concurrency must be a whole number from 1 to {most}."
+            )
+        )
+    r = changes.get("rate_per_second")
+    if r is not None and (
+        isinstance(r, bool)
+        or not isinstance(r, int | float)
+        or not math.isfinite(r)
+        or not 0 < r <= MAX_RATE_PER_SECOND
+    ):
+        problems.append(
+            FieldProblem(
+                "rate_per_second",
+                "range",
+                f"rate_per_second must be a number above 0 and at most {MAX_RATE_PER_SECOND:g}.",
+            )
+        )
+    return problems
+
+
+def set_limits(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    tenant_id: str,
+    destination_id: str,
+    changes: Mapping[str, object],
+) -> Destination:
+    """Change how hard gradesync may press a destination, for all workers together:
+    `concurrency` (requests at once) and `rate_per_second` (a token bucket). A value sets a
+    limit, None clears it (concurrency back to its default, no rate limit); limits not named
+    keep their value. The running engine reads them when it next reads the destination (within
+    `destinations_ttl`). Bad values change nothing."""
+    with uow_factory() as uow:
+        dest = uow.destinations.get(tenant_id, destination_id)
+        if dest is None:
+            raise NotFound("destination", destination_id)
+        problems = limit_problems(dest.kind, changes)
+        if problems:
+            raise InvalidInput(problems)
+        config = dict(dest.config)
+        for key, value in changes.items():
+            if value is None:
+                config.pop(key, None)
+            else:
+                config[key] = value
+        dest = replace(dest, config=config)
+        uow.destinations.upsert(dest, clock.now())
+        uow.commit()
+    return dest

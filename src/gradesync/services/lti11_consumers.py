@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import Destination, DestinationKind
+from gradesync.services.destination_admin import LIMITS
 from gradesync.services.outbound import METADATA_NAMES, REMEDY, OutboundGuard
 from gradesync.services.ports import UnitOfWork
 
@@ -177,6 +178,8 @@ def add_consumer(
         name=spec.name.strip(),
         profile=spec.profile,
         config={
+            # limits are set apart (`destination_admin.set_limits`): an update keeps them
+            **{k: v for k, v in (existing.config if existing else {}).items() if k in LIMITS},
             "consumer_key": spec.consumer_key,
             "allowed_hosts": [h.lower() for h in spec.allowed_hosts],
             "comments": spec.comments,

@@ -61,7 +61,13 @@ def save_platform(
                 f"deployment(s) {', '.join(sorted(shared))} are already registered as {other.id!r}"
             )
     if existing is not None:
-        kept = {k: existing.config[k] for k in keep if k != "enabled" and k in existing.config}
+        # what the caller left out, and the rate limit, which no registration carries
+        # (`destination_admin.set_limits`)
+        kept = {
+            k: existing.config[k]
+            for k in (*keep, "rate_per_second")
+            if k != "enabled" and k in existing.config
+        }
         dest = replace(
             dest,
             enabled=existing.enabled if "enabled" in keep else dest.enabled,

@@ -1,4 +1,5 @@
-"""Destinations, whatever their protocol: list, show, pause, resume, delete (admin keys).
+"""Destinations, whatever their protocol: list, show, limits, pause, resume, delete (admin
+keys).
 
 Creation is protocol-specific: `/api/v1/platforms` (LTI) and `/api/v1/sis` (OneRoster).
 """
@@ -13,7 +14,7 @@ from gradesync.services import destination_admin as svc
 from gradesync.services import queries
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.schemas import DestinationOut, PauseIn
+from gradesync.web.api.schemas import DestinationOut, LimitsIn, PauseIn
 
 router = APIRouter(tags=["destinations"])
 admin = require_scope("admin")
@@ -37,6 +38,19 @@ def show_destination(
     """A destination (never its secrets) with its results counted by delivery state."""
     d, counts = queries.destination_summary(rt.uow, p.tenant_id, destination_id)
     return dest_out(d, counts)
+
+
+@router.patch("/destinations/{destination_id}/limits", response_model=DestinationOut)
+def set_destination_limits(
+    destination_id: str,
+    body: LimitsIn,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> DestinationOut:
+    """How hard gradesync may press the destination, for all workers together: `concurrency`
+    (requests at once) and `rate_per_second`. A limit left out keeps its value; `null` clears
+    it (concurrency back to its default, no rate limit). Deliveries take it within a second."""
+    return dest_out(svc.set_limits(rt.uow, rt.clock, p.tenant_id, destination_id, body.changes()))
 
 
 @router.post("/destinations/{destination_id}/pause", response_model=DestinationOut)

@@ -396,6 +396,20 @@ class DestinationOut(BaseModel):
     ledger: dict[str, int] | None = None  # counts by delivery state (show only)
 
 
+class LimitsIn(_In):
+    """New limits; a limit left out keeps its value, `null` clears it."""
+
+    concurrency: Annotated[int, Field(strict=True), Whole] | None = Field(
+        None, description="Requests in flight at once, for all workers together."
+    )
+    rate_per_second: Number | None = Field(
+        None, description="Requests per second, for all workers together; null: no rate limit."
+    )
+
+    def changes(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
 class PauseIn(_In):
     reason: Annotated[str, Field(max_length=1000, strict=True)] | None = None
     until: ZonedDateTime | None = None  # pause until then; without it, until resumed

@@ -1,0 +1,142 @@
+"""A destination's limits (`PATCH /destinations/{id}/limits`, `gradesync destinations limits`):
+set, cleared, refused when wrong, kept when the destination's registration is replaced, and
+read by the engine that enforces them (the enforcement: tests/engine/test_shared_limits.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gradesync.cli import app
+from gradesync.services import sis
+from gradesync.services.delivery.background import BackgroundWrites
+from gradesync.services.delivery.governor import Governor
+from gradesync.services.engine_config import EngineSettings
+from gradesync.testing import TEST_SECRET
+from tests.lti.test_units import GOOD
+from tests.support.api import ApiEnv, Caller
+
+
+def _engine_limits(api: ApiEnv, dest_id: str, tenant: str = "uni") -> tuple[int, float | None]:
+    """What a fresh engine reads for the destination: (requests at once, requests a second)."""
+    governor = Governor(api.db.uow, api.runtime.clock, EngineSettings(), BackgroundWrites())
+    with api.db.uow() as uow:
+        d = uow.destinations.get(tenant, dest_id)
+    assert d is not None
+    lim = governor.limits_for(d)
+    return lim.total_concurrency, lim.total_rate
+
+
+@pytest.fixture
+def admin(api: ApiEnv) -> Caller:
+    caller = Caller(api.client, api.tenant("uni", "admin"))
+    assert caller.post("/platforms", json=GOOD).status_code == 201
+    return caller
+
+
+def test_limits_are_set_kept_and_cleared_and_the_engine_reads_them(
+    api: ApiEnv, admin: Caller
+) -> None:
+    assert _engine_limits(api, "canvas") == (8, None)
+    r = admin.patch("/destinations/canvas/limits", json={"rate_per_second": 2.5})
+    assert r.status_code == 200, r.text
+    assert r.json()["config"]["rate_per_second"] == 2.5
+    assert _engine_limits(api, "canvas") == (8, 2.5)
+    # a limit left out keeps its value
+    assert admin.patch("/destinations/canvas/limits", json={"concurrency": 3}).status_code == 200
+    assert _engine_limits(api, "canvas") == (3, 2.5)
+    # replacing the registration keeps them (no registration carries a rate)
+    assert admin.put("/platforms/canvas", json=GOOD).status_code == 200
+    assert _engine_limits(api, "canvas") == (3, 2.5)
+    # null clears: the default concurrency, no rate limit
+    body = {"rate_per_second": None, "concurrency": None}
+    assert admin.patch("/destinations/canvas/limits", json=body).status_code == 200
+    assert _engine_limits(api, "canvas") == (8, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "rule"),
+    [
+        ({"rate_per_second": 0}, "rate_per_second", "range"),
+        ({"rate_per_second": 5000}, "rate_per_second", "range"),
+        ({"rate_per_second": "fast"}, "rate_per_second", "number"),
+        ({"concurrency": 0}, "concurrency", "range"),
+        ({"concurrency": 300}, "concurrency", "range"),
+        ({"concurrency": 2.5}, "concurrency", "integer"),
+        ({"burst": 4}, "burst", "unknown_field"),
+    ],
+)
+def test_bad_limits_name_the_field_and_change_nothing(
+    api: ApiEnv, admin: Caller, body: dict[str, object], field: str, rule: str
+) -> None:
+    assert admin.patch("/destinations/canvas/limits", json={"concurrency": 4}).status_code == 200
+    r = admin.patch("/destinations/canvas/limits", json=body)
+    assert r.status_code == 422, r.text
+    assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [(field, rule)]
+    assert _engine_limits(api, "canvas") == (4, None)
+
+
+def test_a_sis_takes_at_most_64_at_once_and_its_updates_keep_the_rate(api: ApiEnv) -> None:
+    c = Caller(api.client, api.tenant("uni", "admin"))
+    sis.add_connection(
+        api.db.uow,
+        api.runtime.clock,
+        tenant_id="uni",
+        destination_id="sis",
+        name="SIS",
+        base_url="http://sis.example/",
+        client_id="gs",
+        client_secret="secret-1",
+    )
+    r = c.patch("/destinations/sis/limits", json={"concurrency": 65})
+    assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [("concurrency", "range")]
+    assert c.patch("/destinations/sis/limits", json={"rate_per_second": 10}).status_code == 200
+    sis.add_connection(  # rotating the secret
+        api.db.uow,
+        api.runtime.clock,
+        tenant_id="uni",
+        destination_id="sis",
+        name=None,
+        base_url=None,
+        client_secret="secret-2",
+    )
+    assert _engine_limits(api, "sis") == (4, 10)
+
+
+def test_limits_need_an_admin_key_and_a_destination_of_the_tenant(
+    api: ApiEnv, admin: Caller
+) -> None:
+    ingest = Caller(api.client, api.tenant("uni", "ingest"))
+    assert ingest.patch("/destinations/canvas/limits", json={"concurrency": 2}).status_code == 403
+    assert admin.patch("/destinations/nope/limits", json={"concurrency": 2}).status_code == 404
+    other = Caller(api.client, api.tenant("other", "admin"))
+    assert other.patch("/destinations/canvas/limits", json={"concurrency": 2}).status_code == 404
+    assert _engine_limits(api, "canvas") == (8, None)
+
+
+def test_the_cli_sets_and_clears_limits(
+    api: ApiEnv, admin: Caller, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
+    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+
+    def limits(*args: str) -> tuple[int, str]:
+        r = runner.invoke(app, ["destinations", "limits", "canvas", "-t", "uni", *args])
+        return r.exit_code, r.output
+
+    code, out = limits("--rate-per-second", "4", "--concurrency", "2")
+    assert code == 0, out
+    assert "concurrency 2, 4.0 requests/s" in out
+    assert _engine_limits(api, "canvas") == (2, 4.0)
+    code, out = limits("--concurrency", "3", "--default-concurrency")
+    assert code == 2 and "--concurrency" in out
+    code, out = limits("--rate-per-second", "-1")
+    assert code == 2 and "rate_per_second" in out
+    assert _engine_limits(api, "canvas") == (2, 4.0)
+    code, out = limits("--no-rate-limit", "--default-concurrency")
+    assert code == 0, out
+    assert _engine_limits(api, "canvas") == (8, None)
