@@ -87,7 +87,8 @@ def test_cli_replace_keeps_a_pause_and_the_settings_it_has_no_flags_for(
     cli_env: Database,
 ) -> None:
     runner = CliRunner()
-    assert runner.invoke(app, ADD).exit_code == 0
+    first = [*ADD, "--name", "Canvas prod", "--person-id-from", "email", "--audience", "aud-1"]
+    assert runner.invoke(app, first).exit_code == 0
     with cli_env.uow() as uow:  # as the API sets them (the CLI has no flags for them)
         dest = uow.destinations.get("uni", "canvas")
         assert dest is not None and dest.config["concurrency"] == 8  # a new one: the defaults
@@ -98,14 +99,22 @@ def test_cli_replace_keeps_a_pause_and_the_settings_it_has_no_flags_for(
         app, ["destinations", "pause", "canvas", "--tenant", "uni", "--reason", "term closed"]
     )
     assert paused.exit_code == 0, paused.output
-    # a second deployment: the registration is replaced, the admin's pause and settings stay
-    replaced = runner.invoke(app, [*ADD, "--deployment-id", "2:def", "--replace"])
+    # a second deployment: the registration is replaced, the admin's pause and settings stay,
+    # and so do the options this command leaves out (who a learner is must not change)
+    bare = ADD[: ADD.index("--profile")]  # no profile, no hosts
+    replaced = runner.invoke(app, [*bare, "--deployment-id", "2:def", "--replace"])
     assert replaced.exit_code == 0, replaced.output
     shown = runner.invoke(app, ["platforms", "show", "--tenant", "uni", "canvas", "--json"])
     view = json.loads(shown.output)
     assert view["deployment_ids"] == ["1:abc", "2:def"]
     assert view["enabled"] is False
     assert (view["concurrency"], view["tag"]) == (3, "gradesync")
+    assert (view["profile"], view["person_id_from"], view["audience"]) == (
+        "canvas",
+        "email",
+        "aud-1",
+    )
+    assert (view["name"], view["allowed_hosts"]) == ("Canvas prod", ["school.instructure.com"])
     listed = runner.invoke(app, ["platforms", "list", "--tenant", "uni", "--json"])
     [row] = json.loads(listed.output)
     assert row["enabled"] is False and row["pause_reason"] == "term closed"

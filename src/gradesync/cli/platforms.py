@@ -48,31 +48,41 @@ def add(
     auth_login_url: str = typer.Option(..., help="The platform's OIDC authorization URL."),
     auth_token_url: str = typer.Option(..., help="The platform's OAuth 2 token URL."),
     key_set_url: str = typer.Option(..., help="The platform's public JWKS URL."),
-    profile: str = typer.Option("generic", help="LMS profile: " + ", ".join(PROFILE_NAMES) + "."),
+    profile: str | None = typer.Option(
+        None,
+        help="LMS profile: " + ", ".join(PROFILE_NAMES) + " (default: generic; a --replace "
+        "keeps the stored one).",
+    ),
     audience: str | None = typer.Option(
-        None, help="Token audience when it is not the token URL (Brightspace)."
+        None,
+        help="Token audience when it is not the token URL (Brightspace; a --replace keeps "
+        "the stored one).",
     ),
     allowed_host: list[str] = typer.Option(
         [],
         "--allowed-host",
-        help="Extra host serving AGS (Canvas: the school's domain). Repeatable.",
+        help="Extra host serving AGS (Canvas: the school's domain). Repeatable; a --replace "
+        "without any keeps the stored ones.",
     ),
-    name: str = typer.Option("", help="Display name (default: the id)."),
-    person_id_from: str = typer.Option(
-        "sub", help="Which launch value is the person id: sub, email, lis_person_sourcedid."
+    name: str = typer.Option("", help="Display name (default: the id; a --replace keeps it)."),
+    person_id_from: str | None = typer.Option(
+        None,
+        help="Which launch value is the person id: sub, email, lis_person_sourcedid (default: "
+        "sub; a --replace keeps the stored one).",
     ),
     replace: bool = typer.Option(
         False,
         "--replace",
-        help="Update an existing registration (its pause, concurrency and tag are kept).",
+        help="Update an existing registration: what this command does not give (profile, "
+        "audience, hosts, name, person id, its pause, concurrency and tag) is kept.",
     ),
     as_json: bool = JSON_OUT,
 ) -> None:
     """Register an LMS (or update it with --replace), then print the values to paste into it."""
     runtime = Runtime.create()
-    data = {
+    data: dict[str, Any] = {
         "id": platform_id,
-        "name": name or platform_id,
+        "name": name or None,
         "issuer": issuer,
         "client_id": client_id,
         "deployment_ids": deployment_id,
@@ -81,12 +91,14 @@ def add(
         "key_set_url": key_set_url,
         "profile": profile,
         "audience": audience,
-        "allowed_hosts": allowed_host,
+        "allowed_hosts": allowed_host or None,
         "person_id_from": person_id_from,
     }
 
     def save() -> Any:
         with runtime.uow() as uow:
+            stored = uow.destinations.get(tenant, platform_id) if replace else None
+            _fill_in(data, reg.spec_of(stored) if stored is not None else {})
             dest = platforms.save_platform(
                 uow,
                 reg.platform_of(tenant, data, runtime.outbound),
@@ -240,3 +252,19 @@ def prune_tool_keys(as_json: bool = JSON_OUT) -> None:
         print_json({"removed": count})
         return
     console.print(f"removed {count} retired tool key(s)")
+
+
+# what `add` falls back to for options not given: the stored registration's values on a
+# --replace, else these (the id is the name's default)
+_DEFAULTS: dict[str, Any] = {
+    "profile": "generic",
+    "audience": None,
+    "allowed_hosts": [],
+    "person_id_from": "sub",
+}
+
+
+def _fill_in(data: dict[str, Any], stored: dict[str, Any]) -> None:
+    for key, default in {**_DEFAULTS, "name": data["id"]}.items():
+        if data.get(key) is None:
+            data[key] = stored.get(key, default)
