@@ -324,3 +324,39 @@ def test_run_history_names_destination_schedule_and_who_asked(
     assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}", page)  # no microseconds
     one = c.get("/console/runs/r-sched").text
     assert "Canvas" in one and "weekly mon 07:00" in one and "Asked by" in one
+
+
+def test_adding_a_sis_over_an_existing_id_is_refused_and_changes_nothing(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """The console's SIS form adds a REST connection; given the id of a file-based one it
+    used to turn it into REST and replace its settings."""
+    c, runtime = app_client
+    from gradesync.services.sis import add_connection
+
+    add_connection(
+        runtime.uow,
+        runtime.clock,
+        tenant_id="t1",
+        destination_id="sis",
+        name="District SIS (files)",
+        base_url=None,
+        file_based=True,
+    )
+    token = _login(c, "ada", "/console/destinations")
+    form = {
+        "csrf": token,
+        "kind": "sis",
+        "id": "sis",
+        "name": "Other SIS",
+        "base_url": "https://sis.example.edu/ims/oneroster/v1p2",
+        "client_id": "gs",
+        "client_secret": "a-secret",
+    }
+    r = c.post("/console/destinations", data=form, follow_redirects=False)
+    assert r.status_code == 422 and "already exists" in r.text
+    with runtime.db.uow() as uow:
+        kept = uow.destinations.get("t1", "sis")
+    assert kept is not None
+    assert (kept.kind, kept.name) == (DestinationKind.ONEROSTER_CSV, "District SIS (files)")
+    assert "base_url" not in kept.config

@@ -165,11 +165,18 @@ def _save_consumer(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destina
 def _save_sis(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
     from gradesync.services.sis import add_connection
 
+    dest_id = form.get("id", "").strip()
+    with rt.uow() as uow:
+        taken = dest_id and uow.destinations.get(tenant_id, dest_id) is not None
+    if taken:
+        # this form adds a REST connection; over an existing one it would turn a file-based
+        # SIS into REST and replace its settings (they are changed under SIS passback)
+        raise InvalidInput.one("id", "unique", f"A destination {dest_id!r} already exists.")
     return add_connection(
         rt.uow,
         rt.clock,
         tenant_id=tenant_id,
-        destination_id=form.get("id", "").strip(),
+        destination_id=dest_id,
         name=form.get("name", "").strip(),
         base_url=form.get("base_url", "").strip() or None,
         client_id=form.get("client_id", "").strip() or None,
