@@ -7,6 +7,9 @@ sets the cost on PostgreSQL, where each statement is a round trip.
     python -m benchmarks.ingest_batches postgresql://postgres@127.0.0.1:54329/gs_ingest
 
 A PostgreSQL database named in the URL is dropped and created again. Prints one JSON object.
+`--explain` (PostgreSQL, superuser): the server logs the plan of every statement over 3 ms
+with its actual times, foreign-key triggers, buffers and WAL (`auto_explain`), to see where
+a batch's server time goes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.pool import Pool
 
 from benchmarks import postgres, pressure
 from gradesync.adapters.db.database import Database
@@ -100,10 +104,33 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest_batches")
     parser.add_argument("url", help="a database URL (a PostgreSQL one is recreated)")
     parser.add_argument("--batches", type=int, default=20, help="batches of 1,000 attempts")
+    parser.add_argument(
+        "--explain", action="store_true", help="PostgreSQL: log plans with auto_explain"
+    )
     args = parser.parse_args(argv)
     if args.batches <= 0:
         parser.error("--batches: a positive number")
+    if args.explain:
+        event.listen(Pool, "connect", _auto_explain)
     print(json.dumps(run(args.url, args.batches)))
+
+
+def _auto_explain(dbapi_conn: Any, _record: object) -> None:
+    """Every new PostgreSQL connection logs its slow statements' plans, analysed."""
+    if "psycopg" not in type(dbapi_conn).__module__:
+        return
+    autocommit, dbapi_conn.autocommit = dbapi_conn.autocommit, True
+    with dbapi_conn.cursor() as cur:
+        cur.execute("LOAD 'auto_explain'")
+        for setting, value in (
+            ("log_min_duration", "3"),
+            ("log_analyze", "on"),
+            ("log_triggers", "on"),
+            ("log_buffers", "on"),
+            ("log_wal", "on"),
+        ):
+            cur.execute(f"SET auto_explain.{setting} = {value}")
+    dbapi_conn.autocommit = autocommit
 
 
 if __name__ == "__main__":
