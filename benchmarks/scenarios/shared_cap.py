@@ -15,7 +15,6 @@ import bisect
 import os
 import subprocess
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from sqlalchemy import func, select
 
 from benchmarks import procs, stats
 from benchmarks.world import (
-    TENANT,
     World,
     add_courses,
     attempt,
@@ -40,13 +38,12 @@ WORKERS = 3
 
 
 def _set_limits(world: World, concurrency: int, rate: float) -> None:
-    """The destination's concurrency and rate, as an admin edits its config."""
-    with world.db.uow() as uow:
-        dest = uow.destinations.get(TENANT, world.destination_id)
-        assert dest is not None
-        config = {**dest.config, "concurrency": concurrency, "rate_per_second": rate}
-        uow.destinations.upsert(replace(dest, config=config), datetime.now(UTC))
-        uow.commit()
+    """The destination's concurrency and rate, set as an admin sets them (the API)."""
+    world.ok(
+        "PATCH",
+        f"/destinations/{world.destination_id}/limits",
+        json={"concurrency": concurrency, "rate_per_second": rate},
+    )
 
 
 def _sending_workers(world: World) -> set[str]:
