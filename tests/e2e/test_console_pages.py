@@ -31,6 +31,7 @@ from gradesync.domain.model import (
     UserRole,
 )
 from gradesync.runtime import Runtime
+from gradesync.services import auth
 from gradesync.services.accounts import create_user
 from gradesync.services.console_queries import percentile, summarise_deliveries
 from gradesync.testing import TEST_SECRET
@@ -360,3 +361,30 @@ def test_adding_a_sis_over_an_existing_id_is_refused_and_changes_nothing(
     assert kept is not None
     assert (kept.kind, kept.name) == (DestinationKind.ONEROSTER_CSV, "District SIS (files)")
     assert "base_url" not in kept.config
+
+
+def test_a_timed_pause_that_ran_out_is_not_shown_as_a_pause(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """Nothing clears a throttle's pause when it ends (the engine just sends again): every
+    surface shows the destination as active once its time has passed, and one still in force
+    as paused."""
+    c, runtime = app_client
+    now = runtime.clock.now()
+    with runtime.db.uow() as uow:
+        for dest_id, name in (("lms", "Canvas"), ("sis", "District SIS")):
+            kind = DestinationKind.LTI13_AGS if dest_id == "lms" else DestinationKind.ONEROSTER_REST
+            uow.destinations.upsert(Destination("t1", dest_id, kind, name), now)
+        uow.destinations.set_pause("t1", "lms", now - timedelta(minutes=5), "asked to slow down")
+        uow.destinations.set_pause("t1", "sis", now + timedelta(minutes=5), "breaker open")
+        uow.commit()
+    _login(c, "ada", "/console/destinations")
+    page = c.get("/console/destinations").text
+    assert 'aria-label="Pause Canvas"' in page and "asked to slow down" not in page
+    assert "breaker open" in page and 'aria-label="Resume District SIS"' in page
+    token = auth.create_key(runtime.db.uow, runtime.clock, "t1", "ops", ("admin",)).token
+    api = {"Authorization": f"Bearer {token}"}
+    lms = c.get("/api/v1/destinations/lms", headers=api).json()
+    assert (lms["paused_until"], lms["pause_reason"]) == (None, None)
+    sis = c.get("/api/v1/destinations/sis", headers=api).json()
+    assert sis["pause_reason"] == "breaker open" and sis["paused_until"] is not None

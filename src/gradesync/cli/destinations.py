@@ -41,7 +41,7 @@ def _status(view: dict[str, object]) -> str:
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """List a tenant's destinations."""
     with runtime() as rt:
-        views = [svc.public_view(d) for d in svc.list_destinations(rt.uow, tenant)]
+        views = [svc.public_view(d, rt.clock.now()) for d in svc.list_destinations(rt.uow, tenant)]
     if as_json:
         print_json(views)
         return
@@ -58,12 +58,13 @@ def show(
     """A destination's settings (never its secrets) and its results by delivery state."""
     with runtime() as rt:
         d, counts = guarded(lambda: queries.destination_summary(rt.uow, tenant, destination_id))
-    view = svc.public_view(d)
+    view = svc.public_view(d, rt.clock.now())
     if as_json:
         print_json({**view, "ledger": counts})
         return
     console.print(f"[bold]{d.name}[/bold] ({d.id}, {d.kind.value}, profile {d.profile})")
-    console.print(f"status: {_status(view)}" + (f" - {d.pause_reason}" if d.pause_reason else ""))
+    reason = view["pause_reason"]
+    console.print(f"status: {_status(view)}" + (f" - {reason}" if reason else ""))
     for k, v in sorted(d.config.items()):
         console.print(f"  {k}: {v}", highlight=False)
     console.print(
@@ -106,7 +107,7 @@ def limits(
     with runtime() as rt:
         d = guarded(lambda: svc.set_limits(rt.uow, rt.clock, tenant, destination_id, changes))
     if as_json:
-        print_json(svc.public_view(d))
+        print_json(svc.public_view(d, rt.clock.now()))
         return
     rate = d.config.get("rate_per_second")
     console.print(
@@ -142,7 +143,7 @@ def pause(
             )
         )
     if as_json:
-        print_json(svc.public_view(d))
+        print_json(svc.public_view(d, rt.clock.now()))
         return
     console.print(f"destination {destination_id} paused")
 
@@ -155,7 +156,7 @@ def resume(
     with runtime() as rt:
         d = guarded(lambda: svc.resume(rt.uow, rt.clock, rt.waker, tenant, destination_id))
     if as_json:
-        print_json(svc.public_view(d))
+        print_json(svc.public_view(d, rt.clock.now()))
         return
     console.print(f"destination {destination_id} resumed")
 

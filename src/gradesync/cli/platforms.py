@@ -132,7 +132,8 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     runtime = Runtime.create()
     try:
         with runtime.uow() as uow:
-            rows = platforms.list_platforms(uow, tenant)
+            now = runtime.clock.now()
+            rows = [d.as_of(now) for d in platforms.list_platforms(uow, tenant)]
     finally:
         runtime.close()
     if as_json:

@@ -11,7 +11,7 @@ schedules), never for storage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -247,6 +247,16 @@ class Destination:
     enabled: bool = True
     paused_until: datetime | None = None  # circuit breaker / misconfiguration pause
     pause_reason: str | None = None
+
+    def as_of(self, now: datetime) -> Destination:
+        """This destination as its state reads at `now`: a timed pause that has run out is
+        history (nothing clears it when it ends), so it and its reason are dropped; an admin's
+        pause (`enabled` false) keeps its reason."""
+        if self.paused_until is None or self.paused_until > now:
+            return self
+        return replace(
+            self, paused_until=None, pause_reason=None if self.enabled else self.pause_reason
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,10 @@ from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
 
 
-def public_view(dest: Destination) -> dict[str, Any]:
-    """Everything about a destination that may be shown: no secret material."""
+def public_view(dest: Destination, now: datetime) -> dict[str, Any]:
+    """Everything about a destination that may be shown: no secret material, and its state
+    as of `now` (a timed pause that has run out is not shown as a pause)."""
+    dest = dest.as_of(now)
     return {
         "id": dest.id,
         "kind": dest.kind.value,

@@ -20,15 +20,15 @@ router = APIRouter(tags=["destinations"])
 admin = require_scope("admin")
 
 
-def dest_out(d: Destination, ledger: dict[str, int] | None = None) -> DestinationOut:
-    return DestinationOut.model_validate({**svc.public_view(d), "ledger": ledger})
+def dest_out(rt: Runtime, d: Destination, ledger: dict[str, int] | None = None) -> DestinationOut:
+    return DestinationOut.model_validate({**svc.public_view(d, rt.clock.now()), "ledger": ledger})
 
 
 @router.get("/destinations", response_model=list[DestinationOut])
 def list_destinations(
     p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> list[DestinationOut]:
-    return [dest_out(d) for d in svc.list_destinations(rt.uow, p.tenant_id)]
+    return [dest_out(rt, d) for d in svc.list_destinations(rt.uow, p.tenant_id)]
 
 
 @router.get("/destinations/{destination_id}", response_model=DestinationOut)
@@ -37,7 +37,7 @@ def show_destination(
 ) -> DestinationOut:
     """A destination (never its secrets) with its results counted by delivery state."""
     d, counts = queries.destination_summary(rt.uow, p.tenant_id, destination_id)
-    return dest_out(d, counts)
+    return dest_out(rt, d, counts)
 
 
 @router.patch("/destinations/{destination_id}/limits", response_model=DestinationOut)
@@ -50,7 +50,9 @@ def set_destination_limits(
     """How hard gradesync may press the destination, for all workers together: `concurrency`
     (requests at once) and `rate_per_second`. A limit left out keeps its value; `null` clears
     it (concurrency back to its default, no rate limit). Deliveries take it within a second."""
-    return dest_out(svc.set_limits(rt.uow, rt.clock, p.tenant_id, destination_id, body.changes()))
+    return dest_out(
+        rt, svc.set_limits(rt.uow, rt.clock, p.tenant_id, destination_id, body.changes())
+    )
 
 
 @router.post("/destinations/{destination_id}/pause", response_model=DestinationOut)
@@ -72,14 +74,14 @@ def pause_destination(
         reason=b.reason,
         until=b.until,
     )
-    return dest_out(d)
+    return dest_out(rt, d)
 
 
 @router.post("/destinations/{destination_id}/resume", response_model=DestinationOut)
 def resume_destination(
     destination_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> DestinationOut:
-    return dest_out(svc.resume(rt.uow, rt.clock, rt.waker, p.tenant_id, destination_id))
+    return dest_out(rt, svc.resume(rt.uow, rt.clock, rt.waker, p.tenant_id, destination_id))
 
 
 @router.delete("/destinations/{destination_id}", status_code=204)

@@ -107,7 +107,10 @@ class PlatformReplaceIn(PlatformIn):
     ] = ""
 
 
-def platform_view(d: Destination, base_url: str) -> dict[str, Any]:
+def platform_view(d: Destination, rt: Runtime) -> dict[str, Any]:
+    """A registration as the API shows it; a timed pause that has run out is not shown."""
+    base_url = rt.settings.base_url
+    d = d.as_of(rt.clock.now())
     return {
         **reg.spec_of(d),
         "paused_until": d.paused_until.isoformat() if d.paused_until else None,
@@ -134,26 +137,21 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
                 uow, reg.platform_of(p.tenant_id, body.data(), rt.outbound), rt.clock.now()
             )
             uow.commit()
-        return platform_view(dest, rt.settings.base_url)
+        return platform_view(dest, rt)
 
     @router.get("/platforms")
     def list_platforms(
         p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
     ) -> list[dict[str, Any]]:
         with rt.uow() as uow:
-            return [
-                platform_view(d, rt.settings.base_url)
-                for d in platforms.list_platforms(uow, p.tenant_id)
-            ]
+            return [platform_view(d, rt) for d in platforms.list_platforms(uow, p.tenant_id)]
 
     @router.get("/platforms/{platform_id}")
     def show_platform(
         platform_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
     ) -> dict[str, Any]:
         with rt.uow() as uow:
-            return platform_view(
-                platforms.get_platform(uow, p.tenant_id, platform_id), rt.settings.base_url
-            )
+            return platform_view(platforms.get_platform(uow, p.tenant_id, platform_id), rt)
 
     @router.put("/platforms/{platform_id}")
     def replace_platform(
@@ -179,7 +177,7 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
                 keep=reg.left_out(data),
             )
             uow.commit()
-        return platform_view(dest, rt.settings.base_url)
+        return platform_view(dest, rt)
 
     @router.get("/lti/tool")
     def tool_values(

@@ -75,9 +75,10 @@ def paste_values(base_url: str) -> list[tuple[str, str]]:
 
 def _rows(rt: Runtime, tenant_id: str) -> list[dict[str, Any]]:
     out = []
+    now = rt.clock.now()
     with rt.uow() as uow:
         for d in sorted(uow.destinations.all(tenant_id), key=lambda d: d.name.lower()):
-            view = destination_admin.public_view(d)
+            view = destination_admin.public_view(d, now)
             out.append(
                 {
                     "d": view,

@@ -69,7 +69,8 @@ def sis_words(failure: RemoteFailure) -> str:
 
 def _connections(request: Request, user: ConsoleUser, **extra: Any) -> HTMLResponse:
     rt = runtime_of(request)
-    dests = service.sis_connections(rt.uow, user.tenant_id)
+    now = rt.clock.now()
+    dests = [d.as_of(now) for d in service.sis_connections(rt.uow, user.tenant_id)]
     with rt.uow() as uow:
         courses = sorted(uow.courses.all(user.tenant_id), key=lambda c: c.title.lower())
         classes = {
