@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,7 +18,7 @@ from gradesync.domain.model import (
     NameRule,
     PolicySettings,
 )
-from gradesync.services import sis
+from gradesync.services import destination_admin, sis
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.governor import Governor
 from gradesync.services.engine_config import EngineSettings
@@ -360,3 +360,24 @@ def test_a_sis_takes_four_requests_at_once_unless_its_connection_says(
     assert governor.limits_for(six).concurrency == 6
     lms = replace(plain, id="lms", kind=DestinationKind.LTI13_AGS, config={})
     assert governor.limits_for(lms).concurrency == 8
+
+
+def test_updating_a_connection_keeps_its_pause(school: tuple[Database, ManualClock]) -> None:
+    """Rotating the secret must not lift an admin's timed pause (the engine would read the
+    cleared pause as a resume and send)."""
+    db, clock = school
+    until = NOW + timedelta(hours=2)
+    destination_admin.pause(db.uow, clock, "t1", "sis", actor="ops", reason="exams", until=until)
+    sis.add_connection(
+        db.uow,
+        clock,
+        tenant_id="t1",
+        destination_id="sis",
+        name=None,
+        base_url=None,
+        client_secret="secret-2",
+    )
+    with db.uow() as uow:
+        dest = uow.destinations.get("t1", "sis")
+    assert dest is not None and dest.secret["client_secret"] == "secret-2"
+    assert (dest.paused_until, dest.pause_reason) == (until, "exams")

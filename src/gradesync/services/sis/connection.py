@@ -137,7 +137,10 @@ def add_connection(
         profile="oneroster",
         config=config,
         secret=secret,
+        # an update keeps the engine's and the admin's pause, as a platform's does
         enabled=old.enabled if old else True,
+        paused_until=old.paused_until if old else None,
+        pause_reason=old.pause_reason if old else None,
     )
     with uow_factory() as uow:
         uow.destinations.upsert(dest, clock.now())
