@@ -17,6 +17,7 @@ from gradesync.domain.model import (
     SyncRun,
     Trigger,
 )
+from gradesync.services import destination_admin
 from gradesync.services.schedules import ScheduleService
 from tests.schedules.conftest import T0, Env
 
@@ -353,6 +354,20 @@ def test_a_schedule_whose_zone_vanished_is_paused_with_a_reason(env: Env) -> Non
     after = stored(env, s.id)
     assert after.paused_at is not None and after.next_run_at is None
     assert "Mars/Olympus_Mons" in (env.service.history("t1", s.id)[0].event.message or "")
+
+
+def test_a_schedule_whose_destination_was_deleted_is_paused_with_a_reason(env: Env) -> None:
+    """Its scope can never run again: it stops and says why, instead of failing every tick."""
+    s = daily(env)
+    destination_admin.delete(env.db.uow, "t1", "sis")
+    env.clock.set(utc(2024, 11, 2, 6))
+    assert env.service.tick() == []
+    after = stored(env, s.id)
+    assert after.paused_at is not None and after.next_run_at is None
+    last = env.service.history("t1", s.id)[0]  # newest first
+    assert last.event.action is ScheduleAction.PAUSED
+    assert "unknown_destination" in (last.event.message or "")
+    assert env.service.tick() == []  # and is not tried again
 
 
 def test_preview_shows_the_next_runs_without_saving(env: Env) -> None:

@@ -448,6 +448,14 @@ class ScheduleService:
             return None  # another scheduler fired this slot, or it was paused or edited
         try:
             run, joined = self._request_run(s.scope, s.trigger, s.posted_by, schedule_id=s.id)
+        except InvalidInput as exc:
+            # Its scope names what no longer exists (a destination, course or activity
+            # deleted since): no later tick can run it. Stop, and say why.
+            with self._uow() as uow:
+                uow.schedules.set_paused(s.id, s.tenant_id, paused_at=now, next_run_at=None)
+                self._log(uow, s, ScheduleAction.PAUSED, "scheduler", now, f"paused: {exc}")
+                uow.commit()
+            return None
         except Exception:
             # Give the slot back so the next tick tries again (unless someone changed it).
             with self._uow() as uow:
