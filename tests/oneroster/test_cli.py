@@ -132,6 +132,14 @@ def test_sis_cli_from_connection_to_posted_grades(
     # (line items, results, classes, students and the SIS's own category), nothing new
     gradesync("sis", "categories", "sis", *T, "--align", "Quizzes=cat-quiz")
     gradesync("sis", "add", "sis", *T, "--name", "Sandbox SIS", "--file-based")
+    # a target it cannot write (a directory given as the zip): refused naming it, and the
+    # export's time is not remembered (a delta still has nothing to start from)
+    failed = gradesync("sis", "export-csv", "sis", *T, "--out", str(tmp_path), "--zip", ok=False)
+    assert failed.returncode == 2 and "out: Cannot write the export" in _out(failed), _out(failed)
+    delta = gradesync(
+        "sis", "export-csv", "sis", *T, "--out", str(tmp_path / "d"), "--delta", ok=False
+    )
+    assert delta.returncode == 2 and "No earlier export" in _out(delta), _out(delta)
     zip_path = tmp_path / "passback.zip"
     exported = gradesync("sis", "export-csv", "sis", *T, "--out", str(zip_path), "--zip")
     assert "bulk export written" in exported.stdout, _out(exported)

@@ -561,10 +561,19 @@ def export_csv(
                 mode=sis_export.ExportMode.DELTA if delta else sis_export.ExportMode.BULK,
                 since=moment,
                 course_ids=course,
+                deliver=write,
             )
         )
-        oneroster_csv.write(export.files(), out, as_zip=as_zip)
         return export
+
+    def write(files: dict[str, str]) -> None:
+        try:
+            oneroster_csv.write(files, out, as_zip=as_zip)
+        except OSError as exc:  # nothing is remembered: the next delta still has these rows
+            where = "a zip file" if as_zip else "a directory"
+            raise InvalidInput.one(
+                "out", "writable", f"Cannot write the export to {out} ({where}): {exc}"
+            ) from None
 
     export = _run(go)
     if as_json:

@@ -133,9 +133,12 @@ async def export_csv(
     mode: ExportMode = ExportMode.BULK,
     since: datetime | None = None,
     course_ids: Sequence[str] = (),
+    deliver: Callable[[dict[str, str]], None] | None = None,
 ) -> CsvExport:
     """Bring the ledger up to date for the connection (one run, or one per named course),
-    then write the rows of the export and remember its time on each course's link."""
+    then gather the rows of the export and remember its time on each course's link.
+    `deliver` is given the files (name -> CSV text) before that time is committed: when it
+    raises, nothing is remembered, so the next delta still holds every row."""
     if since is not None and since.tzinfo is None:
         raise InvalidInput.one("since", "timezone_required", "since needs a time zone (e.g. Z).")
     courses = await asyncio.to_thread(
@@ -153,7 +156,7 @@ async def export_csv(
         )
         runs.append(await finish(run))
     rows, refused, exported_at = await asyncio.to_thread(
-        _write, uow_factory, clock, tenant_id, destination_id, courses, mode, since
+        _write, uow_factory, clock, tenant_id, destination_id, courses, mode, since, deliver
     )
     return CsvExport(mode, since, exported_at, rows, refused, runs)
 
@@ -166,6 +169,7 @@ def _write(
     courses: Sequence[str],
     mode: ExportMode,
     since: datetime | None,
+    deliver: Callable[[dict[str, str]], None] | None,
 ) -> tuple[dict[str, list[dict[str, str]]], list[str], datetime]:
     out: dict[str, list[dict[str, str]]] = {f: [] for f in FILES}
     refused: list[str] = []
@@ -207,6 +211,8 @@ def _write(
                     ordered(row.file, row.sourced_id, status, zulu(row.modified), row.values)
                 )
             uow.links.save_course(replace(link, data={**link.data, EXPORTED_AT: now.isoformat()}))
+        if deliver is not None:
+            deliver(render(mode, out))  # written before the export's time is remembered
         uow.commit()
     return out, list(dict.fromkeys(refused)), now
 
