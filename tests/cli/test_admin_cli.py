@@ -241,3 +241,53 @@ def test_import_bad_file_stores_nothing(gradesync: Run, cli_db: Database, tmp_pa
     bad.write_text("person_id,activity_id,score_given\nghost,q1,5\n")
     r = gradesync("import", "attempts", str(bad), "-t", "northwind", ok=False)
     assert r.returncode == 2 and "unknown_person" in r.stderr
+
+
+def test_import_checks_every_rule_before_storing_and_in_a_dry_run(
+    gradesync: Run, cli_db: Database, tmp_path: Path
+) -> None:
+    """A row the ingest refuses (a negative score, a maximum of 0) is found before anything is
+    stored, and a dry run says so too, naming the line: never half a file."""
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    rows = ["p1,q1,8,10,2025-03-02T10:00:00Z"] * 1  # a good row first
+    rows += [f"p2,q1,{i % 7},10,2025-03-0{1 + i % 9}T10:00:{i % 60:02d}Z" for i in range(600)]
+    rows += ["p1,q2,-3,10,2025-03-02T10:00:00Z", "p2,q2,4,0,2025-03-02T10:00:00Z"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "person_id,activity_id,score_given,score_maximum,completed_at\n" + "\n".join(rows)
+    )
+    for dry in ([], ["--dry-run"]):
+        r = gradesync("import", "attempts", str(bad), "-t", "northwind", *dry, ok=False)
+        assert r.returncode == 2, r.stdout
+        assert "line 603, score_given" in r.stderr and "not_negative" in r.stderr, r.stderr
+        assert "line 604, score_given (score_maximum)" in r.stderr and "[positive]" in r.stderr
+        assert "nothing was imported" in r.stderr
+        with cli_db.uow() as uow:
+            assert uow.attempts.for_person("northwind", "p1") == []
+
+
+def test_users_add_on_an_existing_account_keeps_what_it_is_not_given(
+    gradesync: Run, cli_db: Database
+) -> None:
+    """`users add` is also how a password is reset: that must not demote an admin or take an
+    instructor's courses away."""
+    _tenant(cli_db, "northwind")
+    pw = "a long enough password"
+    add = ("users", "add", "-t", "northwind", "--password", pw)
+    gradesync(*add, "ada", "--role", "admin", "--name", "Ada Byron")
+    gradesync(*add, "ins", "--course", "c1", "--course", "c2")
+    gradesync(*add, "new")  # a new account: an instructor of no courses
+    reset = ("users", "add", "-t", "northwind", "--password", "another long password")
+    for username in ("ada", "ins"):  # a password reset
+        gradesync(*reset, username)
+    listed = {
+        u["username"]: u
+        for u in json.loads(gradesync("users", "list", "-t", "northwind", "--json").stdout)
+    }
+    assert (listed["ada"]["role"], listed["ada"]["name"]) == ("admin", "Ada Byron")
+    assert (listed["ins"]["role"], listed["ins"]["course_ids"]) == ("instructor", ["c1", "c2"])
+    assert (listed["new"]["role"], listed["new"]["course_ids"]) == ("instructor", [])
+    table = gradesync("users", "list", "-t", "northwind").stdout
+    new_row = next(line for line in table.splitlines() if "new" in line.split())
+    assert "none" in new_row and "all" not in new_row  # an instructor of no courses sees none

@@ -9,7 +9,8 @@ Two layouts are recognised from the header:
   column per activity, headed by the activity id or "Any title (activity id)". Other columns
   (name, email, section, totals) are ignored and listed.
 
-Every row is checked before anything is written. Event ids not given in the file are derived
+Every row is checked, with every rule an import through the API meets, before anything is
+written (`--dry-run` checks the same). Event ids not given in the file are derived
 from (person, activity, score, completed_at), so importing the same file twice records nothing
 new. Rows are stored in batches of 500, each batch all-or-nothing.
 """
@@ -42,6 +43,7 @@ from gradesync.cli._common import (
 from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.model import Activity, Attempt
 from gradesync.services.ingest import IngestBatch
+from gradesync.services.ingest import check as check_batch
 
 app = typer.Typer(help="Import facts from files.", no_args_is_help=True)
 
@@ -274,6 +276,16 @@ def attempts(
             ]
             if unknown:
                 raise FileProblems(unknown)
+            # every rule the stored rows must meet, before any is stored (a dry run too)
+            found: list[FieldProblem] = []
+            for start in range(0, len(rows), CHUNK):
+                batch = IngestBatch(attempts=[r.attempt for r in rows[start : start + CHUNK]])
+                try:
+                    check_batch(rt.uow, tenant, batch)
+                except InvalidInput as exc:
+                    found += _where(rows, start, exc)
+            if found:
+                raise FileProblems(found)
         except FileProblems as exc:
             raise report(
                 CliError(

@@ -404,6 +404,22 @@ def ingest(
     return result
 
 
+def check(
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: str,
+    batch: IngestBatch,
+    *,
+    max_items: int = MAX_BATCH,
+) -> None:
+    """Every check `ingest` makes, against what is stored now, writing nothing: InvalidInput
+    names each problem (an import checks a whole file this way before storing any of it)."""
+    check_size(batch, max_items)
+    with uow_factory() as uow:
+        if uow.tenants.get(tenant_id) is None:
+            raise NotFound("tenant", tenant_id)
+        _validate(uow, tenant_id, _own(tenant_id, batch))
+
+
 def check_size(batch: IngestBatch, max_items: int = MAX_BATCH) -> None:
     """InvalidInput when a batch holds more items than one request may."""
     if batch.size > max_items:
