@@ -19,9 +19,14 @@ console = Console()
 def add(
     tenant: str = TENANT,
     username: str = typer.Argument(..., help="Sign-in name."),
-    role: UserRole = typer.Option(UserRole.INSTRUCTOR, help="admin or instructor."),
-    course: list[str] = typer.Option([], help="Course id an instructor may see (repeatable)."),
-    name: str = typer.Option("", help="Display name."),
+    role: UserRole | None = typer.Option(
+        None, help="admin or instructor (a new account: instructor; an update keeps it)."
+    ),
+    course: list[str] = typer.Option(
+        [],
+        help="Course id an instructor may see (repeatable; an update given none keeps them).",
+    ),
+    name: str = typer.Option("", help="Display name (an update given none keeps it)."),
     password: str = typer.Option(
         ...,
         prompt=True,
@@ -34,7 +39,7 @@ def add(
 ) -> None:
     """Create or update a console account (the password is stored as a scrypt hash)."""
     with open_runtime() as rt:
-        guarded(
+        user = guarded(
             lambda: create_user(
                 rt.uow,
                 rt.clock,
@@ -43,21 +48,23 @@ def add(
                 password=password,
                 role=role,
                 display_name=name,
-                course_ids=course,
+                course_ids=course or None,
             )
         )
     if as_json:
         print_json(
             {
                 "tenant": tenant,
-                "username": username,
-                "name": name,
-                "role": role.value,
-                "course_ids": list(course),
+                "username": user.username,
+                "name": user.display_name,
+                "role": user.role.value,
+                "course_ids": list(user.course_ids),
             }
         )
         return
-    console.print(f"account [bold]{username}[/bold] ({role.value}) saved in tenant {tenant}")
+    console.print(
+        f"account [bold]{user.username}[/bold] ({user.role.value}) saved in tenant {tenant}"
+    )
 
 
 @app.command("list")
@@ -83,5 +90,7 @@ def list_(
         return
     table = Table("username", "name", "role", "courses")
     for u in users:
-        table.add_row(u.username, u.display_name, u.role.value, ", ".join(u.course_ids) or "all")
+        # an admin sees every course; an instructor only the listed ones
+        courses = "all" if u.role is UserRole.ADMIN else ", ".join(u.course_ids) or "none"
+        table.add_row(u.username, u.display_name, u.role.value, courses)
     print_table(table)

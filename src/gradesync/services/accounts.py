@@ -50,10 +50,13 @@ def create_user(
     tenant_id: str,
     username: str,
     password: str,
-    role: UserRole,
+    role: UserRole | None = None,
     display_name: str = "",
-    course_ids: Sequence[str] = (),
+    course_ids: Sequence[str] | None = None,
 ) -> ConsoleUser:
+    """Create an account, or update one (a new password, say). What an update is not given
+    (role None, no display name, course_ids None) stays as stored; a new account is an
+    instructor of no courses, named by its username."""
     if not username.strip():
         raise InvalidInput.one("username", "required", "A username is required.")
     if len(password) < MIN_PASSWORD:
@@ -63,13 +66,20 @@ def create_user(
     with uow_factory() as uow:
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
+        old = uow.users.get(tenant_id, username.strip())
         user = ConsoleUser(
             tenant_id=tenant_id,
             username=username.strip(),
-            display_name=display_name or username.strip(),
+            display_name=display_name or (old.display_name if old else username.strip()),
             password_hash=hash_password(password),
-            role=role,
-            course_ids=tuple(course_ids),
+            role=role or (old.role if old else UserRole.INSTRUCTOR),
+            course_ids=(
+                tuple(course_ids)
+                if course_ids is not None
+                else old.course_ids
+                if old
+                else ()
+            ),
         )
         uow.users.save(user, clock.now())
         uow.commit()
