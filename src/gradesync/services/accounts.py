@@ -74,11 +74,7 @@ def create_user(
             password_hash=hash_password(password),
             role=role or (old.role if old else UserRole.INSTRUCTOR),
             course_ids=(
-                tuple(course_ids)
-                if course_ids is not None
-                else old.course_ids
-                if old
-                else ()
+                tuple(course_ids) if course_ids is not None else old.course_ids if old else ()
             ),
         )
         uow.users.save(user, clock.now())
