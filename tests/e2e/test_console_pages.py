@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -361,6 +362,27 @@ def test_adding_a_sis_over_an_existing_id_is_refused_and_changes_nothing(
     assert kept is not None
     assert (kept.kind, kept.name) == (DestinationKind.ONEROSTER_CSV, "District SIS (files)")
     assert "base_url" not in kept.config
+    # the LTI 1.1 form too: it replaced the consumer (and its comments) and said "Added"
+    from gradesync.services.lti11_consumers import ConsumerSpec, add_consumer
+
+    spec = ConsumerSpec("t1", "moodle11", "Moodle", "k-1", "x" * 20, ("moodle.example.edu",))
+    with runtime.db.uow() as uow:
+        add_consumer(uow, replace(spec, comments=True), runtime.clock.now())
+        uow.commit()
+    lti11 = {
+        "csrf": token,
+        "kind": "lti11",
+        "id": "moodle11",
+        "name": "Moodle",
+        "consumer_key": "k-moodle",
+        "consumer_secret": "a-long-enough-secret",
+        "allowed_hosts": "moodle.example.edu",
+    }
+    r = c.post("/console/destinations", data=lti11, follow_redirects=False)
+    assert r.status_code == 422 and "already exists" in r.text
+    with runtime.db.uow() as uow:
+        still = uow.destinations.get("t1", "moodle11")
+    assert still is not None and still.config["comments"] is True
 
 
 def test_a_timed_pause_that_ran_out_is_not_shown_as_a_pause(

@@ -73,7 +73,8 @@ def test_add_consumer_with_generated_secret_stores_it_encrypted(run, db: Databas
 
 def test_secret_from_environment_and_update_keeps_one_consumer(run, db: Database) -> None:  # type: ignore[no-untyped-def]
     args = ["add-consumer", "--tenant", "t1", "--id", "moodle11", "--key", "k-moodle"]
-    first = run(*args, "--allowed-host", "moodle.example.edu",
+    first = run(*args, "--allowed-host", "moodle.example.edu", "--name", "Moodle",
+                "--profile", "moodle", "--comments",
                 env={"GRADESYNC_LTI11_SECRET": "first-secret-0123456789"})  # fmt: skip
     set_limits(db.uow, SystemClock(), "t1", "moodle11", {"rate_per_second": 3})
     second = run(*args, "--allowed-host", "moodle.example.edu:8443",
@@ -87,6 +88,8 @@ def test_secret_from_environment_and_update_keeps_one_consumer(run, db: Database
     assert dest.secret["consumer_secret"] == "second-secret-0123456789"
     assert dest.config["allowed_hosts"] == ["moodle.example.edu:8443"]
     assert dest.config["rate_per_second"] == 3  # limits are set apart and kept
+    # what the update was not given is kept, not reset to the defaults
+    assert (dest.name, dest.profile, dest.config["comments"]) == ("Moodle", "moodle", True)
 
 
 @pytest.mark.parametrize(

@@ -39,10 +39,18 @@ def add_consumer_cmd(
         help="Host the LMS's outcome URLs use (repeatable): lms.example.edu, "
         "lms.example.edu:8443 or *.example.edu.",
     ),
-    name: str = typer.Option("", help="Display name (default: the id)."),
-    profile: str = typer.Option("generic", help=f"LMS profile: {', '.join(PROFILES)}."),
-    comments: bool = typer.Option(
-        False, help="Send comments with the resultData/text extension (Canvas, Moodle)."
+    name: str | None = typer.Option(
+        None, help="Display name (default: the id; an update keeps the stored one)."
+    ),
+    profile: str | None = typer.Option(
+        None,
+        help=f"LMS profile: {', '.join(PROFILES)} (default: generic; an update keeps the "
+        "stored one).",
+    ),
+    comments: bool | None = typer.Option(
+        None,
+        help="Send comments with the resultData/text extension (Canvas, Moodle; default: off; "
+        "an update keeps the stored choice).",
     ),
     generate_secret: bool = typer.Option(
         False, help="Generate a strong secret and print it once, to paste into the LMS."
@@ -74,17 +82,30 @@ def add_consumer_cmd(
 
     def save() -> Any:
         with runtime.uow() as uow:
+            # an update (a new secret, say) keeps what this command is not given
+            stored = uow.destinations.get(tenant, destination_id)
+            kept = (
+                stored
+                if stored is not None and stored.kind is DestinationKind.LTI11_OUTCOMES
+                else None
+            )
             dest = add_consumer(
                 uow,
                 ConsumerSpec(
                     tenant_id=tenant,
                     destination_id=destination_id,
-                    name=name or destination_id,
+                    name=name or (kept.name if kept else destination_id),
                     consumer_key=key,
                     consumer_secret=secret,
                     allowed_hosts=tuple(allowed_host),
-                    profile=profile,
-                    comments=comments,
+                    profile=profile or (kept.profile if kept else "generic"),
+                    comments=(
+                        comments
+                        if comments is not None
+                        else bool(kept.config.get("comments"))
+                        if kept
+                        else False
+                    ),
                 ),
                 runtime.clock.now(),
                 runtime.outbound,

@@ -145,9 +145,19 @@ def _save_platform(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destina
     return dest
 
 
+def _refuse_taken(rt: Runtime, tenant_id: str, dest_id: str) -> None:
+    """The Add forms add: an id in use is refused, not silently replaced (the service
+    functions behind them also update)."""
+    with rt.uow() as uow:
+        taken = bool(dest_id) and uow.destinations.get(tenant_id, dest_id) is not None
+    if taken:
+        raise InvalidInput.one("id", "unique", f"A destination {dest_id!r} already exists.")
+
+
 def _save_consumer(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
     from gradesync.services.lti11_consumers import ConsumerSpec, add_consumer
 
+    _refuse_taken(rt, tenant_id, form.get("id", "").strip())
     spec = ConsumerSpec(
         tenant_id=tenant_id,
         destination_id=form.get("id", "").strip(),
@@ -167,12 +177,9 @@ def _save_sis(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
     from gradesync.services.sis import add_connection
 
     dest_id = form.get("id", "").strip()
-    with rt.uow() as uow:
-        taken = dest_id and uow.destinations.get(tenant_id, dest_id) is not None
-    if taken:
-        # this form adds a REST connection; over an existing one it would turn a file-based
-        # SIS into REST and replace its settings (they are changed under SIS passback)
-        raise InvalidInput.one("id", "unique", f"A destination {dest_id!r} already exists.")
+    # this form adds a REST connection; over an existing one it would turn a file-based SIS
+    # into REST and replace its settings (they are changed under SIS passback)
+    _refuse_taken(rt, tenant_id, dest_id)
     return add_connection(
         rt.uow,
         rt.clock,
