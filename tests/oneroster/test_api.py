@@ -103,6 +103,17 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
         ]
         checks = admin.get("/sis/connections/sis/validation", params={"course_id": "c1"}).json()
         assert {c["activity_id"]: c["ok"] for c in checks} == {"q1": True, "e1": False}
+        # Post grades: when nothing can go, a refusal that says why, and no run
+        r = admin.post("/sis/connections/sis/courses/c1/post", json={"activity_ids": ["e1"]})
+        assert r.status_code == 422, r.text
+        assert ("activity_ids", "nothing_to_post") in {
+            (d["field"], d["rule"]) for d in r.json()["detail"]
+        }
+        assert admin.get("/runs").json() == []
+        r = admin.post("/sis/connections/sis/courses/c1/post", json={"activity_ids": ["q1"]})
+        assert r.status_code == 202, r.text
+        assert (r.json()["posted"], r.json()["held"]) == (["q1"], [])
+        assert r.json()["run"]["id"]
         # CSV files come from a file-based connection; this one passes back over REST
         r = admin.post("/sis/connections/sis/exports", json={"mode": "bulk"})
         assert r.status_code == 422

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gradesync.adapters.destinations import oneroster_csv
+from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
@@ -21,7 +22,7 @@ from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import problem_json
 from gradesync.web.api.runs import run_out
-from gradesync.web.api.schemas import NOT_BLANK, FullDate, RunOut, Whole, ZonedDateTime
+from gradesync.web.api.schemas import NOT_BLANK, FullDate, Whole, ZonedDateTime
 
 T = TypeVar("T")
 
@@ -389,10 +390,24 @@ def post_grades(
         activity_ids=body.activity_ids,
         remaster=body.remaster,
     )
-    run: RunOut | None = run_out(result.run, joined=result.joined) if result.run else None
+    if result.run is None:
+        # nothing went: a clear refusal (as the CLI's and the console's), not a 202
+        raise InvalidInput(
+            [
+                FieldProblem(
+                    "activity_ids",
+                    "nothing_to_post",
+                    "No selected activity can be posted: tick activities (PUT .../selection) "
+                    "and fix what .../validation shows.",
+                ),
+                *(p for c in result.refused for p in c.problems),
+            ]
+        )
+    run = run_out(result.run, joined=result.joined)
     return {
-        "run": run.model_dump(mode="json") if run else None,
+        "run": run.model_dump(mode="json"),
         "posted": result.posted,
+        "held": result.held,
         "refused": _checks(result.refused),
     }
 
