@@ -64,6 +64,11 @@ def test_runs_list_fits_80_columns_and_says_none(
     assert "rejected 2 (line_item_gone 1, unknown_user 1)" in summary and "{" not in out
     assert "chemistry-101 -> canvas-production" in summary and "took 42.0 s" in summary
     assert "by api-key:courseware production" in summary
+    # a trigger filter is one of the triggers: a typo is refused, not answered "none"
+    resync = gradesync("runs", "list", "-t", "northwind", "--trigger", "resync").stdout
+    assert "run_0123456789abcdef0123456789abcdef" in resync
+    typo = gradesync("runs", "list", "-t", "northwind", "--trigger", "manaul", ok=False)
+    assert typo.returncode == 2 and "--trigger" in typo.stderr, typo.stderr
     assert gradesync("runs", "list", "-t", "empty").stdout.strip() == "none"
     assert json.loads(gradesync("runs", "list", "-t", "empty", "--json").stdout) == []
     for listing in (("destinations", "list"), ("keys", "list"), ("schedules", "list")):

@@ -19,7 +19,7 @@ from gradesync.cli._common import (
     short_when,
     when,
 )
-from gradesync.domain.model import SyncRun
+from gradesync.domain.model import SyncRun, Trigger
 from gradesync.services import queries
 
 app = typer.Typer(help="Sync runs: list, show.", no_args_is_help=True)
@@ -73,7 +73,7 @@ def list_(
     tenant: str = TENANT,
     course: str | None = typer.Option(None, "--course", help="Only this course."),
     destination: str | None = typer.Option(None, "--destination", help="Only this destination."),
-    trigger: str | None = typer.Option(None, "--trigger", help="manual, resync, remaster, ..."),
+    trigger: Trigger | None = typer.Option(None, "--trigger", help="Only runs of this trigger."),
     limit: int = typer.Option(20, "--limit", min=1, max=500),
     as_json: bool = JSON_OUT,
 ) -> None:
@@ -84,7 +84,7 @@ def list_(
             tenant,
             course_id=course,
             destination_id=destination,
-            trigger=trigger,
+            trigger=trigger.value if trigger is not None else None,
             limit=limit,
         )
     if as_json:
