@@ -117,7 +117,9 @@ async def register(
 
     def store() -> Destination:
         with rt.uow() as uow:
-            dest = platforms.save_platform(uow, platform_of(user.tenant_id, data), rt.clock.now())
+            dest = platforms.save_platform(
+                uow, platform_of(user.tenant_id, data, rt.outbound), rt.clock.now()
+            )
             uow.commit()
         return dest
 
