@@ -587,3 +587,39 @@ async def test_a_stop_does_not_hang_on_a_database_that_does_not_answer(caplog: A
         assert "stopping with 1 delivery outcomes unwritten" in caplog.text
     finally:
         release.set()
+
+
+async def test_outcomes_gather_for_one_transaction_until_a_batch_is_full(db: Database) -> None:
+    """Group commit: outcomes arriving one by one go in one transaction. With a gathering
+    window far longer than the test's deadline, only a full batch can start the write."""
+    from gradesync.services.delivery import Settlement, SettleWriter
+
+    opened: list[int] = []
+
+    def counting() -> Any:
+        opened.append(1)
+        return db.uow()
+
+    settings = replace(FAST, settle_gather=timedelta(seconds=600), settle_batch=5)
+    writer = SettleWriter(counting, SystemClock(), settings, "w:1")
+    for i in range(4):
+        writer.put(Settlement(LedgerKey(T, DEST, "a1", learner(i)), COURSE, None))
+        await asyncio.sleep(0.01)  # the writer runs between the outcomes
+        assert opened == [], "a transaction started before the batch was full"
+    writer.put(Settlement(LedgerKey(T, DEST, "a1", learner(4)), COURSE, None))
+    await asyncio.wait_for(writer.flush(), DEADLINE)
+    assert opened == [1]
+    # a flush (a pass that has sent everything) does not wait for more to gather
+    writer.put(Settlement(LedgerKey(T, DEST, "a1", learner(5)), COURSE, None))
+    await asyncio.sleep(0.01)
+    assert opened == [1]
+    await asyncio.wait_for(writer.flush(), DEADLINE)
+    assert opened == [1, 1]
+    # without a window (0), the first outcome is written at once
+    eager = SettleWriter(
+        counting, SystemClock(), replace(settings, settle_gather=timedelta(0)), "w:1"
+    )
+    eager.put(Settlement(LedgerKey(T, DEST, "a1", learner(9)), COURSE, None))
+    await wait_for_async(lambda: len(opened) == 3, "the outcome written without a flush")
+    await writer.stop()
+    await eager.stop()

@@ -42,6 +42,11 @@ class EngineSettings:
     poll: timedelta = timedelta(seconds=1)
     # a stopping worker waits this long for its outcomes to be written, then lets them go
     stop_grace: timedelta = timedelta(seconds=10)
+    # group commit: the settle writer lets outcomes gather this long before a transaction
+    # (a result's send is over by then; only its ledger row waits), unless `settle_batch`
+    # are waiting already. One transaction then writes several results instead of one or two
+    settle_gather: timedelta = timedelta(milliseconds=20)
+    settle_batch: int = 64
     course_link_ttl: timedelta = timedelta(minutes=5)
     destinations_ttl: timedelta = timedelta(seconds=1)
     # before a send, the destination's pause is re-read unless a read started this recently

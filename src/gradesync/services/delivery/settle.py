@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 
 class SettleWriter:
     """Writes settlements in batches from one task: whatever piled up while the previous
-    transaction ran goes in the next one, so a burst costs a few commits, not one each."""
+    transaction ran, and during a short gathering window before it (`settle_gather`, cut
+    short once `settle_batch` wait), goes in the next one: a steady stream of results costs
+    a commit per several, not one each."""
 
     def __init__(
         self,
@@ -56,6 +58,8 @@ class SettleWriter:
         self._on_due = on_due
         self._queue: list[Settlement] = []
         self._more = asyncio.Event()
+        self._full = asyncio.Event()  # `settle_batch` outcomes wait, or a flush: write now
+        self._flushing = 0  # callers waiting in `flush`: nothing more is coming for them
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
@@ -71,13 +75,20 @@ class SettleWriter:
         self._queue.append(s)
         self._idle.clear()
         self._more.set()
+        if len(self._queue) >= self._settings.settle_batch:
+            self._full.set()
         self.start()
 
     async def flush(self) -> None:
-        """Wait until everything put so far is written."""
-        while self._queue or not self._idle.is_set():
-            self.start()
-            await self._idle.wait()
+        """Wait until everything put so far is written (without gathering more first)."""
+        self._flushing += 1
+        self._full.set()
+        try:
+            while self._queue or not self._idle.is_set():
+                self.start()
+                await self._idle.wait()
+        finally:
+            self._flushing -= 1
 
     async def stop(self) -> None:
         """Write what is queued, but never hang a shutdown on a database that does not
@@ -98,6 +109,16 @@ class SettleWriter:
             )
             self._queue = []
 
+    async def _gather(self) -> None:
+        """Let more outcomes join the next transaction, for `settle_gather` at most."""
+        gather = self._settings.settle_gather.total_seconds()
+        if gather <= 0 or self._flushing or len(self._queue) >= self._settings.settle_batch:
+            return
+        self._full.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(gather):
+                await self._full.wait()
+
     async def _run(self) -> None:
         while True:
             if not self._queue:
@@ -105,6 +126,7 @@ class SettleWriter:
                 self._more.clear()
                 await self._more.wait()
                 continue
+            await self._gather()
             batch, self._queue = self._queue, []
             try:
                 rows, let_go = await asyncio.to_thread(self._write, batch)
