@@ -67,6 +67,12 @@ def test_one_url_registers_gradesync_and_launches_work(
     with httpx.Client(base_url=served.base_url, timeout=10) as http:
         form = _confirmation(http, url, admin)
         assert form["registration_token"] == offer["registration_token"]
+        # a registration gradesync would refuse is refused before the LMS is asked: its
+        # one-time token is still good for the corrected one
+        before = len(lms.sandbox.registrations)
+        bad = http.post("/console/lti/register", data={**form, "platform_id": "not an id!"})
+        assert bad.status_code == 400 and "id" in bad.text
+        assert len(lms.sandbox.registrations) == before
         form["platform_id"] = unique("lms-")
         done = http.post("/console/lti/register", data=form)
         assert done.status_code == 200, done.text

@@ -98,6 +98,18 @@ async def register(
     rt = runtime_of(request)
     config = await _configuration(rt, openid_configuration)  # read again: never from the form
     registration = dr.client_registration(rt.settings.base_url, config)
+    # the LMS's URLs and the id checked before registering: a refusal after it would leave
+    # a tool in the LMS and its one-time token spent (the ids it gives are not known yet)
+    pending = {"client_id": "pending", dr.TOOL_CONFIG: {"deployment_id": "pending"}}
+    try:
+        await run_in_threadpool(
+            platform_of,
+            user.tenant_id,
+            dr.registration_of(config, pending, platform_id.strip()),
+            rt.outbound,
+        )
+    except InvalidInput as exc:
+        raise PageError(400, problems_text(exc)) from None
     async with guarded_client(rt.outbound, timeout=dr.TIMEOUT) as http:
         try:
             answer = await dr.register(http, config, registration, registration_token or None)
