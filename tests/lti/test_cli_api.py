@@ -92,7 +92,8 @@ def test_cli_replace_keeps_a_pause_and_the_settings_it_has_no_flags_for(
     with cli_env.uow() as uow:  # as the API sets them (the CLI has no flags for them)
         dest = uow.destinations.get("uni", "canvas")
         assert dest is not None and dest.config["concurrency"] == 8  # a new one: the defaults
-        config = {**dest.config, "concurrency": 3, "tag": "gradesync"}
+        score_only = ["https://purl.imsglobal.org/spec/lti-ags/scope/score"]
+        config = {**dest.config, "concurrency": 3, "tag": "gradesync", "scopes": score_only}
         uow.destinations.upsert(replace(dest, config=config), datetime.now(UTC))
         uow.commit()
     paused = runner.invoke(
@@ -115,6 +116,7 @@ def test_cli_replace_keeps_a_pause_and_the_settings_it_has_no_flags_for(
         "aud-1",
     )
     assert (view["name"], view["allowed_hosts"]) == ("Canvas prod", ["school.instructure.com"])
+    assert view["scopes"] == score_only  # no more than the LMS granted
     listed = runner.invoke(app, ["platforms", "list", "--tenant", "uni", "--json"])
     [row] = json.loads(listed.output)
     assert row["enabled"] is False and row["pause_reason"] == "term closed"

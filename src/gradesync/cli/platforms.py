@@ -269,3 +269,5 @@ def _fill_in(data: dict[str, Any], stored: dict[str, Any]) -> None:
     for key, default in {**_DEFAULTS, "name": data["id"]}.items():
         if data.get(key) is None:
             data[key] = stored.get(key, default)
+    if stored.get("scopes"):  # no option for them: a replace keeps the scopes granted
+        data["scopes"] = stored["scopes"]
