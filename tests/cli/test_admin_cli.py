@@ -291,3 +291,26 @@ def test_users_add_on_an_existing_account_keeps_what_it_is_not_given(
     table = gradesync("users", "list", "-t", "northwind").stdout
     new_row = next(line for line in table.splitlines() if "new" in line.split())
     assert "none" in new_row and "all" not in new_row  # an instructor of no courses sees none
+
+
+def test_import_refuses_an_event_id_reused_across_batches_before_storing(
+    gradesync: Run, cli_db: Database, tmp_path: Path
+) -> None:
+    """The file goes in batches of 500: an event id given in the first for one attempt and in
+    a later one for another is found before any batch is stored."""
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    rows = ["ev-0,p1,q1,8,2025-03-02T10:00:00Z"]
+    rows += [f"ev-{i},p2,q1,{i % 7},2025-03-02T10:{i % 60:02d}:00Z" for i in range(1, 600)]
+    rows += ["ev-0,p2,q2,4,2025-03-02T10:00:00Z"]  # line 602: ev-0 again, another attempt
+    f = tmp_path / "events.csv"
+    f.write_text(
+        "source_event_id,person_id,activity_id,score_given,completed_at\n" + "\n".join(rows)
+    )
+    r = gradesync("import", "attempts", str(f), "-t", "northwind", "--dry-run", ok=False)
+    assert r.returncode == 2 and "line 602, source_event_id" in r.stderr, r.stderr
+    assert "event_id_reused" in r.stderr
+    r = gradesync("import", "attempts", str(f), "-t", "northwind", ok=False)
+    assert r.returncode == 2 and "nothing was imported" in r.stderr
+    with cli_db.uow() as uow:
+        assert uow.attempts.for_person("northwind", "p1") == []

@@ -218,6 +218,29 @@ def read_rows(
     return rows, ignored
 
 
+def _reused_events(rows: list[Row]) -> list[FieldProblem]:
+    """An event id given again in a later batch of the file for a different attempt (the
+    ingest's own check compares within one batch and with what is stored)."""
+
+    def what(a: Attempt) -> tuple[object, ...]:
+        return (a.activity_id, a.person_id, a.score_given, a.score_maximum, a.completed_at)
+
+    first: dict[str, tuple[Attempt, int]] = {}
+    out = []
+    for i, r in enumerate(rows):
+        a = r.attempt
+        seen, batch = first.setdefault(a.source_event_id, (a, i // CHUNK))
+        if batch != i // CHUNK and what(seen) != what(a):
+            out.append(
+                FieldProblem(
+                    _at(r.line, "source_event_id"),
+                    "event_id_reused",
+                    f"{a.source_event_id!r} is given earlier in the file for another attempt",
+                )
+            )
+    return out
+
+
 def _where(rows: list[Row], offset: int, exc: InvalidInput) -> list[FieldProblem]:
     """The stored batch's problems, named by line and column of the file."""
     out = []
@@ -276,8 +299,9 @@ def attempts(
             ]
             if unknown:
                 raise FileProblems(unknown)
-            # every rule the stored rows must meet, before any is stored (a dry run too)
-            found: list[FieldProblem] = []
+            # every rule the stored rows must meet, before any is stored (a dry run too): the
+            # ingest's own checks batch by batch, and an event id reused across batches
+            found = _reused_events(rows)
             for start in range(0, len(rows), CHUNK):
                 batch = IngestBatch(attempts=[r.attempt for r in rows[start : start + CHUNK]])
                 try:
