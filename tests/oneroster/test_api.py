@@ -106,8 +106,9 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
         # Post grades: when nothing can go, a refusal that says why, and no run
         r = admin.post("/sis/connections/sis/courses/c1/post", json={"activity_ids": ["e1"]})
         assert r.status_code == 422, r.text
-        assert ("activity_ids", "nothing_to_post") in {
-            (d["field"], d["rule"]) for d in r.json()["detail"]
+        assert {(d["field"], d["rule"]) for d in r.json()["detail"]} == {
+            ("activity_ids", "nothing_to_post"),
+            ("activities[e1].due_at", "due_date_required"),  # whose problem, and which
         }
         assert admin.get("/runs").json() == []
         r = admin.post("/sis/connections/sis/courses/c1/post", json={"activity_ids": ["q1"]})

@@ -152,7 +152,11 @@ class PolicyIn(_In):
     name_rule: NameRule | None = None
     keep_lms_edits: Bool | None = None
     # accepted by name so a course or activity that sends it is told why it has no effect
-    roster_match: Annotated[RosterMatch | None, BeforeValidator(_tenant_only)] = None
+    roster_match: Annotated[
+        RosterMatch | None,
+        BeforeValidator(_tenant_only),
+        WithJsonSchema({"type": "null"}),
+    ] = None
 
     def to_domain(self) -> PolicySettings:
         return PolicySettings(**self.model_dump())
@@ -399,11 +403,16 @@ class DestinationOut(BaseModel):
 class LimitsIn(_In):
     """New limits; a limit left out keeps its value, `null` clears it."""
 
+    # the bounds are checked with the destination (a SIS takes fewer): `range`
     concurrency: Annotated[int, Field(strict=True), Whole] | None = Field(
-        None, description="Requests in flight at once, for all workers together."
+        None,
+        description="Requests in flight at once, for all workers together.",
+        json_schema_extra={"minimum": 1, "maximum": 256},
     )
     rate_per_second: Number | None = Field(
-        None, description="Requests per second, for all workers together; null: no rate limit."
+        None,
+        description="Requests per second, for all workers together; null: no rate limit.",
+        json_schema_extra={"exclusiveMinimum": 0, "maximum": 1000},
     )
 
     def changes(self) -> dict[str, object]:

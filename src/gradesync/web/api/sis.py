@@ -400,7 +400,11 @@ def post_grades(
                     "No selected activity can be posted: tick activities (PUT .../selection) "
                     "and fix what .../validation shows.",
                 ),
-                *(p for c in result.refused for p in c.problems),
+                *(
+                    FieldProblem(f"activities[{c.activity_id}].{p.field}", p.rule, p.message)
+                    for c in result.refused
+                    for p in c.problems
+                ),
             ]
         )
     run = run_out(result.run, joined=result.joined)

@@ -89,7 +89,11 @@ RULES: dict[str, str] = {
     "event_id_reused": "a `source_event_id` already recorded for a different attempt",
     "after_since": "`until` not later than `since`",
     "calendar": "a date-time of the right form that names no day (e.g. 31 February)",
-    "range": "a date-time outside years 1-9999 once converted to UTC",
+    "range": "a date-time outside years 1-9999 once converted to UTC; a destination limit "
+    "outside its bounds (a SIS takes at most 64 requests at once)",
+    "tenant_only": "a setting only the tenant holds (`roster_match`), given to a course or "
+    "activity",
+    "nothing_to_post": "Post grades when no named or ticked activity can go",
     "nul_character": "a NUL character in a text (no database stores one alike)",
     "time_zone": "not an IANA time zone name (e.g. `America/Chicago`)",
     "cron_fields": "a `cron` schedule's spec: five valid fields",
