@@ -140,14 +140,12 @@ class Settings(BaseSettings):
         return key
 
 
-def host_and_port(address: str) -> tuple[str, int]:
+def host_and_port(address: str, field: str = "worker_metrics_address") -> tuple[str, int]:
     """("host", port) of "HOST:PORT" ("[::1]:9464"; ":9464" is every interface). ValueError
-    naming the setting when it is not one."""
+    naming `field` when it is not one."""
     host, sep, port = address.strip().rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(
-            f"worker_metrics_address: {address!r} is not HOST:PORT (e.g. 0.0.0.0:9464)"
-        )
+        raise ValueError(f"{field}: {address!r} is not HOST:PORT (e.g. 0.0.0.0:9464)")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 

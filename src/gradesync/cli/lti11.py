@@ -151,7 +151,8 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
                     continue
                 courses = uow.links.courses_for_destination(tenant, dest.id)
                 migrated = sum(1 for c in courses if c.data.get("migrated_to"))
-                rows.append((dest, len(courses), migrated))
+                # a timed pause that has run out is not shown
+                rows.append((dest.as_of(runtime.clock.now()), len(courses), migrated))
     finally:
         runtime.close()
     if as_json:

@@ -48,13 +48,17 @@ def worker(
             )
         )
     runtime.prepare_queue()
-    scrape = (
-        _serve_metrics(runtime, metrics_address, "--metrics-address")
-        if metrics_address
-        else _serve_metrics(
-            runtime, settings.worker_metrics_address, "GRADESYNC_WORKER_METRICS_ADDRESS"
+    try:
+        scrape = (
+            _serve_metrics(runtime, metrics_address, "--metrics-address")
+            if metrics_address
+            else _serve_metrics(
+                runtime, settings.worker_metrics_address, "GRADESYNC_WORKER_METRICS_ADDRESS"
+            )
         )
-    )
+    except BaseException:  # an address refused: the database connections go too
+        runtime.close()
+        raise
 
     async def main() -> None:
         await runtime.run_queue_worker(
@@ -78,7 +82,7 @@ def _serve_metrics(runtime: Runtime, address: str, field: str) -> MetricsServer 
     if not address:
         return None
     try:
-        host, port = host_and_port(address)
+        host, port = host_and_port(address, field)
     except ValueError as exc:
         raise bad_input(problem(field, "host_port", str(exc))) from None
     try:
