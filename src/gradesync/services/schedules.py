@@ -259,8 +259,9 @@ class ScheduleService:
         scope: RunScope | None = None,
         trigger: Trigger | str | None = None,
     ) -> ScheduleInfo:
-        """Change a schedule; only the given fields change. The next run is recomputed (a
-        paused schedule stays paused). Changing the kind needs a spec for the new kind."""
+        """Change a schedule; only the given fields change (an empty time zone: the default
+        one, as on create). The next run is recomputed (a paused schedule stays paused).
+        Changing the kind needs a spec for the new kind."""
         actor = _actor(actor)
         now = self._clock.now()
         with self._uow() as uow:
@@ -276,7 +277,12 @@ class ScheduleService:
                 new_scope = scope_of(
                     uow, tenant_id, scope.destination_id, scope.course_id, scope.activity_ids
                 )
-            zone = parse_time_zone(time_zone if time_zone is not None else s.time_zone)
+            # None keeps the zone; "" is the default one (the course's), as on create
+            zone = parse_time_zone(
+                s.time_zone
+                if time_zone is None
+                else self._zone_name(uow, rule, time_zone, new_scope)
+            )
             anchor = s.first_run_at
             rule_changed = (rule.kind, rule.spec, zone.key) != (s.kind, s.spec, s.time_zone)
             if (

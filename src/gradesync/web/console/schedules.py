@@ -172,15 +172,6 @@ def pause_all(request: Request, user: ConsoleUser = Depends(admin_user)) -> Redi
     return RedirectResponse("/console/schedules", status_code=303)
 
 
-@router.post("/schedules/{schedule_id}/{what}", dependencies=[Depends(check_csrf)])
-def schedule_action(
-    request: Request, schedule_id: str, what: str, user: ConsoleUser = Depends(admin_user)
-) -> RedirectResponse:
-    if what not in ("pause", "resume", "delete", "run"):
-        raise PageError(404, "Unknown schedule action.")
-    return _act(request, user, schedule_id, what)
-
-
 @router.get("/schedules/{schedule_id}/edit", response_class=HTMLResponse)
 def edit_form(
     request: Request, schedule_id: str, user: ConsoleUser = Depends(admin_user)
@@ -221,7 +212,7 @@ def edit_schedule(
     schedule_id: str,
     kind: str = Form(...),
     spec: str = Form(...),
-    time_zone: str = Form(...),
+    time_zone: str = Form(""),
     course_id: str = Form(""),
     destination_id: str = Form(""),
     trigger: str = Form("schedule"),
@@ -277,3 +268,14 @@ def edit_schedule(
         )
     flash(request, "ok", f"Schedule saved: {info.description}.")
     return RedirectResponse("/console/schedules", status_code=303)
+
+
+# Declared after `/schedules/{schedule_id}/edit`: routes match in order, and this one would
+# take the edit form's POST for an action named "edit".
+@router.post("/schedules/{schedule_id}/{what}", dependencies=[Depends(check_csrf)])
+def schedule_action(
+    request: Request, schedule_id: str, what: str, user: ConsoleUser = Depends(admin_user)
+) -> RedirectResponse:
+    if what not in ("pause", "resume", "delete", "run"):
+        raise PageError(404, "Unknown schedule action.")
+    return _act(request, user, schedule_id, what)
