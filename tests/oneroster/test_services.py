@@ -240,6 +240,14 @@ def test_class_sections_and_students_are_mapped(school: tuple[Database, ManualCl
     assert people["p2"].remote_id == "stu-22" and people["p3"].data == {"class": "cls-2"}
     assert course is not None and course.data["sections"] == {"sec-b": "cls-2"}
     assert course.data["school"] == "sch-1" and course.remote_id == "cls-1"
+    # a correction afterwards holds in the course too (its own link won there before), and
+    # the learner keeps the section's class
+    sis.map_student(
+        db.uow, tenant_id="t1", destination_id="sis", person_id="p3", student_id="stu-33"
+    )
+    with db.uow() as uow:
+        corrected = uow.links.people("t1", "sis", "c1")["p3"]
+    assert (corrected.remote_id, corrected.data) == ("stu-33", {"class": "cls-2"})
 
 
 def test_category_alignment_per_connection_and_course(school: tuple[Database, ManualClock]) -> None:

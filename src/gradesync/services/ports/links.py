@@ -44,6 +44,10 @@ class LinkRepo(Protocol):
 
     def save_person(self, link: PersonLink) -> None: ...
 
+    def person_links(self, tenant_id: str, destination_id: str, person_id: str) -> list[PersonLink]:
+        """Every link of one person to the destination: the course-independent one and each
+        course's own."""
+
     def people_for(
         self, tenant_id: str, destination_id: str, course_id: str, person_ids: Iterable[str]
     ) -> dict[str, PersonLink]:

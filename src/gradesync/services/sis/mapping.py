@@ -93,7 +93,8 @@ def map_student(
     person_id: str,
     student_id: str,
 ) -> PersonLink:
-    """Map a person to their SIS student sourcedId (for every course)."""
+    """Map a person to their SIS student sourcedId (for every course: each course's own link,
+    which wins in its course, takes the new id too and keeps its section's class)."""
     if not student_id.strip():
         raise InvalidInput.one("student_id", "required", "The SIS student sourcedId is required.")
     with uow_factory() as uow:
@@ -102,6 +103,9 @@ def map_student(
             raise NotFound("person", person_id)
         link = PersonLink(tenant_id, destination_id, person_id, student_id)
         uow.links.save_person(link)
+        for own in uow.links.person_links(tenant_id, destination_id, person_id):
+            if own.course_id is not None and own.remote_id != student_id:
+                uow.links.save_person(replace(own, remote_id=student_id))
         uow.commit()
         return link
 

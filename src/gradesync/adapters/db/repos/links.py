@@ -218,6 +218,17 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
     def _person(row: Any) -> PersonLink:
         return from_row(PersonLink, row, course_id=row["course_id"] or None)
 
+    def person_links(self, tenant_id: str, destination_id: str, person_id: str) -> list[PersonLink]:
+        c = t.person_links.c
+        rows = self.conn.execute(
+            select(t.person_links).where(
+                c.tenant_id == tenant_id,
+                c.destination_id == destination_id,
+                c.person_id == person_id,
+            )
+        ).mappings()
+        return [self._person(r) for r in rows]
+
     def save_person(self, link: PersonLink) -> None:
         row = to_row(link)
         row["course_id"] = link.course_id or ""
