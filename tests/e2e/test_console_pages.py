@@ -135,6 +135,72 @@ def test_bad_schedule_is_refused_naming_the_field(app_client: tuple[TestClient, 
         assert uow.schedules.all("t1") == []
 
 
+def test_a_schedule_is_edited_through_its_form(app_client: tuple[TestClient, Runtime]) -> None:
+    """The edit form's Save reaches the edit (a route for actions once took it: 404), and an
+    emptied time zone is the course's, as when a schedule is added."""
+    c, runtime = app_client
+    with runtime.db.uow() as uow:
+        uow.courses.upsert(Course("t1", "bio", "Biology", time_zone="America/Chicago"))
+        uow.commit()
+    token = _login(c, "ada", "/console/schedules")
+    made = c.post(
+        "/console/schedules",
+        data={"csrf": token, "kind": "daily", "spec": "07:00", "time_zone": "UTC"},
+        follow_redirects=False,
+    )
+    assert made.status_code == 303, made.text
+    with runtime.db.uow() as uow:
+        [s] = uow.schedules.all("t1")
+    assert c.get(f"/console/schedules/{s.id}/edit").status_code == 200
+    form = {"csrf": token, "kind": "daily", "spec": "06:30", "time_zone": "", "course_id": "bio"}
+    saved = c.post(f"/console/schedules/{s.id}/edit", data=form, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    with runtime.db.uow() as uow:
+        edited = uow.schedules.get(s.id)
+    assert edited is not None
+    assert (edited.spec, edited.time_zone, edited.scope.course_id) == (
+        "06:30",
+        "America/Chicago",
+        "bio",
+    )
+
+
+def test_diagnose_after_choosing_another_course_shows_that_course(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """The Diagnose form sends the course with the last course's activity and learner: a
+    change of course shows the new course's lists, not a 404."""
+    c, runtime = app_client
+    with runtime.db.uow() as uow:
+        uow.activities.upsert(Activity("t1", "lab1", "chem", "Lab 1", 5.0))
+        uow.commit()
+    _login(c, "ada", "/console/diagnosis")
+    r = c.get("/console/diagnosis", params={"course": "chem", "activity": "q1", "person": "p1"})
+    assert r.status_code == 200, r.text
+    assert "Lab 1" in r.text and "Quiz 1" not in r.text
+
+
+def test_with_a_sis_shown_an_activity_that_is_off_says_its_switch_is_for_every_gradebook(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """In the Sync to SIS column, an activity off everywhere shows the switch that turns it
+    on everywhere: it says so, not posing as the SIS tick."""
+    c, runtime = app_client
+    from gradesync.services.sis import add_connection, map_class
+
+    add_connection(
+        runtime.uow, runtime.clock, tenant_id="t1", destination_id="sis", name="SIS",
+        base_url=None, file_based=True,
+    )  # fmt: skip
+    map_class(runtime.uow, tenant_id="t1", destination_id="sis", course_id="bio",
+              class_id="cls-1", school_id="sch-1")  # fmt: skip
+    _login(c, "ada", "/console/courses/bio")
+    page = c.get("/console/courses/bio", params={"destination": "sis"}).text
+    assert "Sync to SIS" in page
+    assert 'aria-label="Sync Quiz 1 to every gradebook"' in page
+    assert "sync is off for every gradebook" in page
+
+
 def test_dashboard_numbers() -> None:
     since = datetime(2025, 1, 1, tzinfo=UTC)
     until = since + timedelta(hours=2)

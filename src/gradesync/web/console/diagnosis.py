@@ -64,9 +64,11 @@ def diagnosis(
                 key=lambda pe: (pe[0].name if pe[0] else pe[1].person_id).lower(),
             )
     evidence = checks = None
+    if activity and activity not in {a.id for a in activities}:
+        # another course chosen in the form, which still sends the last course's activity
+        # and learner: show the new course's lists to choose from
+        activity = person = ""
     if course and activity and person:
-        if activity not in {a.id for a in activities}:
-            raise PageError(404, "No such activity in this course.")
         try:
             evidence = cq.pair_evidence(rt.uow, user.tenant_id, activity, person)
         except NotFound as exc:
