@@ -201,6 +201,28 @@ def test_with_a_sis_shown_an_activity_that_is_off_says_its_switch_is_for_every_g
     assert "sync is off for every gradebook" in page
 
 
+def test_an_instructor_posting_grades_sees_nothing_of_another_course(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """Post grades for their own course, naming another course's activity by hand: refused,
+    and the other activity's title is not shown (the confirmation once listed it)."""
+    c, runtime = app_client
+    from gradesync.services.sis import add_connection, map_class
+
+    add_connection(
+        runtime.uow, runtime.clock, tenant_id="t1", destination_id="sis", name="SIS",
+        base_url=None, file_based=True,
+    )  # fmt: skip
+    map_class(runtime.uow, tenant_id="t1", destination_id="sis", course_id="bio",
+              class_id="cls-1", school_id="sch-1")  # fmt: skip
+    with runtime.db.uow() as uow:
+        uow.activities.upsert(Activity("t1", "lab1", "chem", "Secret Lab", 5.0))
+        uow.commit()
+    token = _login(c, "ins")
+    r = c.post("/console/sis/sis/courses/bio/post", data={"csrf": token, "activity_ids": ["lab1"]})
+    assert r.status_code == 404 and "Secret Lab" not in r.text
+
+
 def test_dashboard_numbers() -> None:
     since = datetime(2025, 1, 1, tzinfo=UTC)
     until = since + timedelta(hours=2)

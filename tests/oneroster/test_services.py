@@ -10,6 +10,8 @@ import pytest
 from gradesync.adapters.db.database import Database
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
+    Activity,
+    Course,
     DeliveryState,
     DestinationKind,
     DueDateOverride,
@@ -126,6 +128,15 @@ def test_each_validation_error_is_named(school: tuple[Database, ManualClock]) ->
     assert [p.rule for p in checks["late"].problems] == ["due_date_outside_term"]
     assert "2025-01-06..2025-06-20" in checks["late"].problems[0].message
     assert [p.rule for p in checks["hw1"].problems] == ["differentiated_due_dates"]
+    # activities named with a course are that course's: another course's are not shown
+    with db.uow() as uow:
+        uow.courses.upsert(Course("t1", "c9", "Other"))
+        uow.activities.upsert(Activity("t1", "other1", "c9", "Someone else's quiz", 10))
+        uow.commit()
+    with pytest.raises(NotFound):
+        sis.validate(
+            db.uow, tenant_id="t1", destination_id="sis", course_id="c1", activity_ids=["other1"]
+        )
 
 
 def test_selecting_refuses_invalid_activities_and_changes_nothing(

@@ -140,6 +140,9 @@ def validate(
         dest = sis_destination(uow, tenant_id, destination_id)
         if activity_ids:
             activities = activities_of(uow, tenant_id, activity_ids)
+            others = [a.id for a in activities if course_id not in (None, a.course_id)]
+            if others:  # named with a course: another course's are not shown (nor said to exist)
+                raise NotFound("activity", ", ".join(others))
         elif course_id is not None:
             activities = uow.activities.for_course(tenant_id, course_id)
         else:

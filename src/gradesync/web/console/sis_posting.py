@@ -35,12 +35,17 @@ router = APIRouter(prefix="/sis")
 
 
 async def _checked(
-    rt: Runtime, tenant_id: str, destination_id: str, activity_ids: list[str]
+    rt: Runtime, tenant_id: str, destination_id: str, course_id: str, activity_ids: list[str]
 ) -> list[service.ActivityCheck]:
-    """Validation of these activities, categories included when the SIS can be asked."""
+    """Validation of these activities of the course, categories included when the SIS can
+    be asked."""
     checks = await run_in_threadpool(
         lambda: service.validate(
-            rt.uow, tenant_id=tenant_id, destination_id=destination_id, activity_ids=activity_ids
+            rt.uow,
+            tenant_id=tenant_id,
+            destination_id=destination_id,
+            course_id=course_id,
+            activity_ids=activity_ids,
         )
     )
     if not service.has_rest_api(rt.uow, tenant_id, destination_id):
@@ -132,7 +137,7 @@ async def post_grades(
         flash(request, "error", "Tick at least one activity to post its grades.")
         return RedirectResponse(base, status_code=303)
     try:
-        checks = await _checked(rt, user.tenant_id, destination_id, chosen)
+        checks = await _checked(rt, user.tenant_id, destination_id, course_id, chosen)
     except (NotFound, InvalidInput) as exc:
         raise PageError(404, str(exc)) from exc
     if confirm != "yes":
