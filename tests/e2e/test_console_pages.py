@@ -180,12 +180,8 @@ def test_diagnose_after_choosing_another_course_shows_that_course(
     assert "Lab 1" in r.text and "Quiz 1" not in r.text
 
 
-def test_with_a_sis_shown_an_activity_that_is_off_says_its_switch_is_for_every_gradebook(
-    app_client: tuple[TestClient, Runtime],
-) -> None:
-    """In the Sync to SIS column, an activity off everywhere shows the switch that turns it
-    on everywhere: it says so, not posing as the SIS tick."""
-    c, runtime = app_client
+def _file_sis_for_bio(runtime: Runtime) -> None:
+    """A file-based SIS, "sis", with Biology mapped to a class."""
     from gradesync.services.sis import add_connection, map_class
 
     add_connection(
@@ -194,6 +190,15 @@ def test_with_a_sis_shown_an_activity_that_is_off_says_its_switch_is_for_every_g
     )  # fmt: skip
     map_class(runtime.uow, tenant_id="t1", destination_id="sis", course_id="bio",
               class_id="cls-1", school_id="sch-1")  # fmt: skip
+
+
+def test_with_a_sis_shown_an_activity_that_is_off_says_its_switch_is_for_every_gradebook(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """In the Sync to SIS column, an activity off everywhere shows the switch that turns it
+    on everywhere: it says so, not posing as the SIS tick."""
+    c, runtime = app_client
+    _file_sis_for_bio(runtime)
     _login(c, "ada", "/console/courses/bio")
     page = c.get("/console/courses/bio", params={"destination": "sis"}).text
     assert "Sync to SIS" in page
@@ -207,14 +212,7 @@ def test_an_instructor_posting_grades_sees_nothing_of_another_course(
     """Post grades for their own course, naming another course's activity by hand: refused,
     and the other activity's title is not shown (the confirmation once listed it)."""
     c, runtime = app_client
-    from gradesync.services.sis import add_connection, map_class
-
-    add_connection(
-        runtime.uow, runtime.clock, tenant_id="t1", destination_id="sis", name="SIS",
-        base_url=None, file_based=True,
-    )  # fmt: skip
-    map_class(runtime.uow, tenant_id="t1", destination_id="sis", course_id="bio",
-              class_id="cls-1", school_id="sch-1")  # fmt: skip
+    _file_sis_for_bio(runtime)
     with runtime.db.uow() as uow:
         uow.activities.upsert(Activity("t1", "lab1", "chem", "Secret Lab", 5.0))
         uow.commit()

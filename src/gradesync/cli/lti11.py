@@ -102,9 +102,7 @@ def add_consumer_cmd(
                     comments=(
                         comments
                         if comments is not None
-                        else bool(kept.config.get("comments"))
-                        if kept
-                        else False
+                        else bool(kept and kept.config.get("comments"))
                     ),
                 ),
                 runtime.clock.now(),

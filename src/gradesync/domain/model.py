@@ -85,6 +85,10 @@ class DestinationKind(StrEnum):
     ONEROSTER_CSV = "oneroster_csv"
 
 
+# The student information systems (OneRoster over REST or as files), against the LMSs.
+SIS_KINDS = (DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV)
+
+
 class Trigger(StrEnum):
     AUTO = "auto"
     MANUAL = "manual"

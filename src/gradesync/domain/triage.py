@@ -35,13 +35,13 @@ from gradesync.domain.diagnosis import (
     when,
 )
 from gradesync.domain.model import (
+    SIS_KINDS,
     Activity,
     ActivityKind,
     Course,
     CourseLink,
     DeliveryState,
     Destination,
-    DestinationKind,
     ItemLink,
 )
 from gradesync.domain.overrides import OVERRIDDEN
@@ -267,7 +267,6 @@ _ACTIVITY_CHECK_CAUSES: dict[str, str] = {
 
 # A SIS has no LTI links: where the LMS remedy speaks of Deep Linking or launches, a SIS
 # admin is told what to do on the SIS side instead.
-SIS_KINDS = (DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV)
 SIS_REMEDIES: dict[str, str] = {
     "not_graded": "Give the activity points (practice items and items under the minimum "
     "points are not passed back), then post grades again.",

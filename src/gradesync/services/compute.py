@@ -22,6 +22,7 @@ from datetime import datetime
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.ledger import reconcile
 from gradesync.domain.model import (
+    SIS_KINDS,
     Activity,
     Attempt,
     Course,
@@ -66,7 +67,7 @@ CapabilitiesLookup = Callable[[Destination], Capabilities | Reason]
 
 def no_person_link(destination: Destination) -> Reason:
     """Seed 001's first cause: the destination does not know this learner yet."""
-    if destination.kind in (DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV):
+    if destination.kind in SIS_KINDS:
         text = (
             f"This learner is not matched to a student of the class in {destination.name!r} "
             "(no SIS id for them there), so the grade has nowhere to go; check the learner's "

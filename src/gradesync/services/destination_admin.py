@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
-from gradesync.domain.model import Destination, DestinationKind
+from gradesync.domain.model import SIS_KINDS, Destination, DestinationKind
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
@@ -121,7 +121,7 @@ MAX_RATE_PER_SECOND = 1000.0
 def most_concurrency(kind: DestinationKind) -> int:
     """The most requests at once a destination of this kind may be given (the same bound its
     own registration or connection checks)."""
-    return 64 if kind in (DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV) else 256
+    return 64 if kind in SIS_KINDS else 256
 
 
 def limit_problems(kind: DestinationKind, changes: Mapping[str, object]) -> list[FieldProblem]:

@@ -27,7 +27,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from gradesync.domain.model import Destination, DestinationKind, LedgerKey
+from gradesync.domain.model import SIS_KINDS, Destination, DestinationKind, LedgerKey
 from gradesync.domain.passback import SIS_CONCURRENCY
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
@@ -220,7 +220,7 @@ class DestinationLimits:
 def default_concurrency(kind: DestinationKind) -> int:
     """Requests in flight at once when a destination's config does not say: a SIS takes
     fewer than an LMS (the profile's default, docs/oneroster.md)."""
-    if kind in (DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV):
+    if kind in SIS_KINDS:
         return SIS_CONCURRENCY
     return DEFAULT_CONCURRENCY
 

@@ -15,12 +15,12 @@ Where things are kept (no table of our own, see docs/oneroster.md):
 
 from __future__ import annotations
 
+from gradesync.domain.model import SIS_KINDS
 from gradesync.services.sis.common import (
     COLUMN_RULES,
     DEFAULT_SCOPES,
     PROFILE_KEYS,
     SCOPE_PREFIX,
-    SIS_KINDS,
     SisDirectory,
     sis_destination,
     touch_items,

@@ -9,9 +9,9 @@ from typing import Any, Protocol
 
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
+    SIS_KINDS,
     CourseLink,
     Destination,
-    DestinationKind,
 )
 from gradesync.domain.passback import (
     PassbackRule,
@@ -19,7 +19,6 @@ from gradesync.domain.passback import (
 from gradesync.services.destination import CheckStep
 from gradesync.services.ports import UnitOfWork
 
-SIS_KINDS = (DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV)
 SCOPE_PREFIX = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
 DEFAULT_SCOPES = (SCOPE_PREFIX + "gradebook.readonly", SCOPE_PREFIX + "gradebook.createput")
 PROFILE_KEYS = (

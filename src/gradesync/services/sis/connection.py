@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import (
+    SIS_KINDS,
     Destination,
     DestinationKind,
 )
@@ -21,7 +22,6 @@ from gradesync.services.sis.common import (
     DEFAULT_SCOPES,
     PROFILE_KEYS,
     SCOPE_PREFIX,
-    SIS_KINDS,
     sis_destination,
     touch_items,
 )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import (
+    SIS_KINDS,
     Activity,
     Course,
     CourseLink,
@@ -19,7 +20,7 @@ from gradesync.domain.model import (
     SyncRun,
 )
 from gradesync.services.ports import UnitOfWorkFactory
-from gradesync.services.sis.common import SIS_KINDS, sis_destination
+from gradesync.services.sis.common import sis_destination
 
 
 @dataclass(frozen=True, slots=True)
