@@ -221,6 +221,25 @@ def test_an_instructor_posting_grades_sees_nothing_of_another_course(
     assert r.status_code == 404 and "Secret Lab" not in r.text
 
 
+def test_an_instructor_diagnosing_sees_only_people_of_their_course(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """Diagnose with a person id typed in: an instructor learns nothing of someone with no
+    enrollment, attempt or grade in their course; an admin sees "not enrolled"."""
+    c, runtime = app_client
+    with runtime.db.uow() as uow:
+        uow.people.upsert(Person("t1", "p9", "Grace Hidden"))
+        uow.commit()
+    pair = {"course": "bio", "activity": "q1", "person": "p9"}
+    _login(c, "ins")
+    r = c.get("/console/diagnosis", params=pair)
+    assert r.status_code == 404 and "Grace Hidden" not in r.text
+    c.cookies.clear()
+    _login(c, "ada")
+    r = c.get("/console/diagnosis", params=pair)
+    assert r.status_code == 200 and "Grace Hidden" in r.text and "not enrolled" in r.text
+
+
 def test_dashboard_numbers() -> None:
     since = datetime(2025, 1, 1, tzinfo=UTC)
     until = since + timedelta(hours=2)

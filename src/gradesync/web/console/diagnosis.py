@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
 from gradesync.domain.errors import NotFound
-from gradesync.domain.model import ConsoleUser, Role
+from gradesync.domain.model import ConsoleUser, Role, UserRole
 from gradesync.services import console_queries as cq
 from gradesync.web.console.common import PageError, course_for, render, runtime_of
 from gradesync.web.console.session import current_user
@@ -27,6 +27,15 @@ router = APIRouter()
 def run_checks(request: Request, tenant_id: str, activity_id: str, person_id: str) -> Any:
     """The diagnostics service's ordered checks for the pair (a `Diagnosis`)."""
     return runtime_of(request).diagnose_learner_activity(tenant_id, person_id, activity_id)
+
+
+def _in_course(evidence: cq.PairEvidence) -> bool:
+    """The person is enrolled in the course, or has an attempt or a grade in the activity."""
+    return bool(
+        evidence.enrollment
+        or evidence.attempts
+        or any(d.row is not None for d in evidence.destinations)
+    )
 
 
 @router.get("/diagnosis", response_class=HTMLResponse)
@@ -73,6 +82,9 @@ def diagnosis(
             evidence = cq.pair_evidence(rt.uow, user.tenant_id, activity, person)
         except NotFound as exc:
             raise PageError(404, str(exc)) from exc
+        if not _in_course(evidence) and user.role is not UserRole.ADMIN:
+            # an instructor sees the people of their courses, not any id typed in
+            raise PageError(404, f"person {person!r} has nothing in this course")
         try:
             checks = run_checks(request, user.tenant_id, activity, person)
         except Exception:  # the records below still answer the question
