@@ -240,6 +240,23 @@ def test_an_instructor_diagnosing_sees_only_people_of_their_course(
     assert r.status_code == 200 and "Grace Hidden" in r.text and "not enrolled" in r.text
 
 
+def test_aligning_for_every_course_says_when_this_course_keeps_its_own(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """A course's own alignment wins over the connection's: aligning a group for every
+    course from that course's page says the course keeps its own, instead of promising a
+    change it will not see."""
+    c, runtime = app_client
+    _file_sis_for_bio(runtime)
+    token = _login(c, "ada")
+    url = "/console/sis/sis/courses/bio/align"
+    own = {"csrf": token, "group": "Quizzes", "category_id": "cat-a", "scope": "course"}
+    assert "now goes to SIS category cat-a (this course)" in c.post(url, data=own).text
+    r = c.post(url, data={**own, "category_id": "cat-b", "scope": "connection"})
+    assert "now goes to SIS category cat-b (every course)" in r.text
+    assert "This course keeps its own alignment, to category cat-a." in r.text
+
+
 def test_dashboard_numbers() -> None:
     since = datetime(2025, 1, 1, tzinfo=UTC)
     until = since + timedelta(hours=2)

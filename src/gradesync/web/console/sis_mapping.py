@@ -4,6 +4,7 @@ said on the course's SIS page (or each problem, naming the field and the rule)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -29,18 +30,19 @@ def _admin_form(
     destination_id: str,
     course_id: str,
     user: ConsoleUser,
-    done: str,
+    done: str | Callable[[Any], str],
     fn: Any,
 ) -> RedirectResponse:
-    """Run an admin's change; say what happened (or each problem) on the course's SIS page."""
+    """Run an admin's change; say what happened (or each problem) on the course's SIS page.
+    `done` is the message, or makes it from what `fn` returned."""
     try:
-        fn(runtime_of(request))
+        result = fn(runtime_of(request))
     except InvalidInput as exc:
         flash(request, "error", problems_text(exc))
     except GradesyncError as exc:
         flash(request, "error", str(exc))
     else:
-        flash(request, "ok", done)
+        flash(request, "ok", done(result) if callable(done) else done)
     return RedirectResponse(page_url(destination_id, course_id), status_code=303)
 
 
@@ -135,25 +137,36 @@ def align(
     """Align an activity group to one of the SIS's categories (empty: remove the alignment),
     for every course of the connection or this course only."""
     cat = category_id.strip() or None
-    where = "this course" if scope == "course" else "every course"
-    done = (
-        f"Group {group!r} now goes to SIS category {cat} ({where})."
-        if cat
-        else f"Group {group!r} is no longer aligned ({where})."
-    )
-    return _admin_form(
-        request,
-        destination_id,
-        course_id,
-        user,
-        done,
-        lambda rt: service.align_category(
+    for_course = scope == "course"
+    where = "this course" if for_course else "every course"
+
+    def change(rt: Any) -> str | None:
+        """Align; for every course, also the category this course keeps by its own
+        alignment (which wins), if any."""
+        service.align_category(
             rt.uow,
             rt.clock,
             tenant_id=user.tenant_id,
             destination_id=destination_id,
             group=group,
             category_id=cat,
-            course_id=course_id if scope == "course" else None,
-        ),
-    )
+            course_id=course_id if for_course else None,
+        )
+        if for_course:
+            return None
+        with rt.uow() as uow:
+            link = uow.links.course(user.tenant_id, destination_id, course_id)
+        own: str | None = ((link.data.get("category_map") or {}) if link else {}).get(group)
+        return own
+
+    def done(own: str | None) -> str:
+        said = (
+            f"Group {group!r} now goes to SIS category {cat} ({where})."
+            if cat
+            else f"Group {group!r} is no longer aligned ({where})."
+        )
+        if own:
+            said += f" This course keeps its own alignment, to category {own}."
+        return said
+
+    return _admin_form(request, destination_id, course_id, user, done, change)
