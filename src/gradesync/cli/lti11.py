@@ -82,28 +82,18 @@ def add_consumer_cmd(
 
     def save() -> Any:
         with runtime.uow() as uow:
-            # an update (a new secret, say) keeps what this command is not given
-            stored = uow.destinations.get(tenant, destination_id)
-            kept = (
-                stored
-                if stored is not None and stored.kind is DestinationKind.LTI11_OUTCOMES
-                else None
-            )
             dest = add_consumer(
                 uow,
+                # an option not given is None: an update keeps the stored value
                 ConsumerSpec(
                     tenant_id=tenant,
                     destination_id=destination_id,
-                    name=name or (kept.name if kept else destination_id),
+                    name=name,
                     consumer_key=key,
                     consumer_secret=secret,
                     allowed_hosts=tuple(allowed_host),
-                    profile=profile or (kept.profile if kept else "generic"),
-                    comments=(
-                        comments
-                        if comments is not None
-                        else bool(kept and kept.config.get("comments"))
-                    ),
+                    profile=profile,
+                    comments=comments,
                 ),
                 runtime.clock.now(),
                 runtime.outbound,

@@ -61,23 +61,26 @@ def host_allowed(url: str, allowed_hosts: Sequence[str]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSpec:
+    """A consumer as the caller gives it. `None` (name, profile, comments) is left out: an
+    update keeps the stored value, a new consumer gets the default (its id as the name)."""
+
     tenant_id: str
     destination_id: str
-    name: str
+    name: str | None
     consumer_key: str
     consumer_secret: str
     allowed_hosts: tuple[str, ...]
-    profile: str = "generic"
-    comments: bool = False
+    profile: str | None = None
+    comments: bool | None = None
 
 
-def _problems(spec: ConsumerSpec) -> list[FieldProblem]:
+def _problems(spec: ConsumerSpec, name: str, profile: str) -> list[FieldProblem]:
     out: list[FieldProblem] = []
     if not _ID.match(spec.destination_id):
         out.append(
             FieldProblem("destination_id", "identifier", "1-255 letters, digits and . _ ~ : @ -")
         )
-    if not spec.name.strip():
+    if not name.strip():
         out.append(FieldProblem("name", "required", "A name people recognise, e.g. the LMS."))
     key = spec.consumer_key
     if not key.strip() or len(key) > 255 or key != key.strip():
@@ -105,7 +108,7 @@ def _problems(spec: ConsumerSpec) -> list[FieldProblem]:
         problem = host_pattern_problem(host)
         if problem:
             out.append(FieldProblem(f"allowed_hosts[{i}]", "host", f"{host!r}: {problem}."))
-    if spec.profile not in PROFILES:
+    if profile not in PROFILES:
         out.append(FieldProblem("profile", "one_of", f"One of {', '.join(PROFILES)}."))
     return out
 
@@ -143,20 +146,27 @@ def add_consumer(
     passes the runtime's outbound `guard`.
 
     A consumer key identifies the consumer on every launch, so it may be registered once in
-    the whole installation; updating the same destination (e.g. a new secret) is allowed."""
-    problems = _problems(spec)
+    the whole installation; updating the same destination (e.g. a new secret) is allowed.
+    An update keeps what `spec` leaves out (None), so a new secret forgets neither the name,
+    the profile nor the comments."""
+    old = uow.destinations.get(spec.tenant_id, spec.destination_id)
+    if old is not None and old.kind is not DestinationKind.LTI11_OUTCOMES:
+        raise Conflict(
+            f"destination {spec.destination_id!r} exists and is a {old.kind.value} "
+            "destination, not an LTI 1.1 consumer"
+        )
+    name = spec.name if spec.name is not None else old.name if old else spec.destination_id
+    profile = spec.profile if spec.profile is not None else old.profile if old else "generic"
+    comments = (
+        spec.comments if spec.comments is not None else bool(old and old.config.get("comments"))
+    )
+    problems = _problems(spec, name, profile)
     if guard is not None and not problems:
         problems = _address_problems(spec, guard)
     if problems:
         raise InvalidInput(problems)
     if uow.tenants.get(spec.tenant_id) is None:
         raise NotFound("tenant", spec.tenant_id)
-    existing = uow.destinations.get(spec.tenant_id, spec.destination_id)
-    if existing is not None and existing.kind is not DestinationKind.LTI11_OUTCOMES:
-        raise Conflict(
-            f"destination {spec.destination_id!r} exists and is a {existing.kind.value} "
-            "destination, not an LTI 1.1 consumer"
-        )
     for other in uow.destinations.all():
         if (
             other.kind is DestinationKind.LTI11_OUTCOMES
@@ -175,19 +185,19 @@ def add_consumer(
         tenant_id=spec.tenant_id,
         id=spec.destination_id,
         kind=DestinationKind.LTI11_OUTCOMES,
-        name=spec.name.strip(),
-        profile=spec.profile,
+        name=name.strip(),
+        profile=profile,
         config={
             # limits are set apart (`destination_admin.set_limits`): an update keeps them
-            **{k: v for k, v in (existing.config if existing else {}).items() if k in LIMITS},
+            **{k: v for k, v in (old.config if old else {}).items() if k in LIMITS},
             "consumer_key": spec.consumer_key,
             "allowed_hosts": [h.lower() for h in spec.allowed_hosts],
-            "comments": spec.comments,
+            "comments": comments,
         },
         secret={"consumer_secret": spec.consumer_secret},
-        enabled=existing.enabled if existing else True,
-        paused_until=existing.paused_until if existing else None,
-        pause_reason=existing.pause_reason if existing else None,
+        enabled=old.enabled if old else True,
+        paused_until=old.paused_until if old else None,
+        pause_reason=old.pause_reason if old else None,
     )
     uow.destinations.upsert(dest, now)
     return dest
