@@ -278,6 +278,45 @@ def test_registration_is_unique_per_issuer_and_client(db: Database) -> None:
     ]
 
 
+def test_an_update_keeps_every_field_it_leaves_out(db: Database) -> None:
+    """The service keeps what a caller does not give (the CLI's --replace relies on it), and
+    a PUT keeps only gradesync's own settings: it gives the LMS's side whole."""
+    now = datetime.now(UTC)
+    first = {**GOOD, "name": "Canvas prod", "audience": "aud-1", "person_id_from": "email"}
+    first |= {"scopes": [reg.AGS_SCOPES[0]], "concurrency": 3, "tag": "gs", "enabled": False}
+    # a second deployment, and nothing else that may be left out
+    given = {**{k: v for k, v in GOOD.items() if k not in reg.OPTIONAL}, "person_id_from": None}
+    given["deployment_ids"] = ["1:abc", "2:def"]
+    assert reg.left_out(given) == set(reg.OPTIONAL)
+    assert reg.left_out(given, reg.KEPT_ON_REPLACE) == {"enabled", "concurrency", "tag"}
+    with db.uow() as uow:
+        uow.tenants.upsert(Tenant("a", "a"), now)
+        platforms.save_platform(uow, reg.platform_of("a", first), now)
+        kept = platforms.save_platform(
+            uow, reg.platform_of("a", given), now, replace_existing=True, keep=reg.left_out(given)
+        )
+        put = platforms.save_platform(
+            uow,
+            reg.platform_of("a", given),
+            now,
+            replace_existing=True,
+            keep=reg.left_out(given, reg.KEPT_ON_REPLACE),
+        )
+    assert kept.config["deployment_ids"] == ["1:abc", "2:def"]
+    assert (kept.name, kept.profile, kept.enabled) == ("Canvas prod", "canvas", False)
+    assert {k: kept.config[k] for k in reg.OPTIONAL if k in kept.config} == {
+        "audience": "aud-1",
+        "scopes": [reg.AGS_SCOPES[0]],
+        "allowed_hosts": ["school.instructure.com"],
+        "person_id_from": "email",
+        "concurrency": 3,
+        "tag": "gs",
+    }
+    assert (put.name, put.profile, put.enabled) == ("canvas", "generic", False)
+    assert (put.config["person_id_from"], put.config["allowed_hosts"]) == ("sub", [])
+    assert (put.config["concurrency"], put.config["tag"]) == (3, "gs")
+
+
 def test_tool_keys_encrypted_rotated_and_pruned(db: Database) -> None:
     clock = ManualClock(datetime(2025, 1, 1, tzinfo=UTC))
     store = ToolKeyStore(db.uow, clock, overlap=timedelta(days=7))  # type: ignore[arg-type]

@@ -97,14 +97,12 @@ def add(
 
     def save() -> Any:
         with runtime.uow() as uow:
-            stored = uow.destinations.get(tenant, platform_id) if replace else None
-            _fill_in(data, reg.spec_of(stored) if stored is not None else {})
             dest = platforms.save_platform(
                 uow,
                 reg.platform_of(tenant, data, runtime.outbound),
                 runtime.clock.now(),
                 replace_existing=replace,
-                keep=reg.left_out(data),
+                keep=reg.left_out(data),  # an option not given keeps the stored value
             )
             uow.commit()
         return dest
@@ -253,21 +251,3 @@ def prune_tool_keys(as_json: bool = JSON_OUT) -> None:
         print_json({"removed": count})
         return
     console.print(f"removed {count} retired tool key(s)")
-
-
-# what `add` falls back to for options not given: the stored registration's values on a
-# --replace, else these (the id is the name's default)
-_DEFAULTS: dict[str, Any] = {
-    "profile": "generic",
-    "audience": None,
-    "allowed_hosts": [],
-    "person_id_from": "sub",
-}
-
-
-def _fill_in(data: dict[str, Any], stored: dict[str, Any]) -> None:
-    for key, default in {**_DEFAULTS, "name": data["id"]}.items():
-        if data.get(key) is None:
-            data[key] = stored.get(key, default)
-    if stored.get("scopes"):  # no option for them: a replace keeps the scopes granted
-        data["scopes"] = stored["scopes"]

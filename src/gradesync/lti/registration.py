@@ -11,7 +11,7 @@ registrations is `gradesync.services.lti.platforms`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +43,20 @@ _KNOWN = {
     "person_id_from",
     "enabled",
 }
-# gradesync's own settings for a platform, not the LMS's: a replace that leaves one out
-# (absent or null) keeps the stored value (`save_platform`); a new registration gets the default
+# gradesync's own settings for a platform, not the LMS's: all that a PUT, which gives the
+# LMS's side of the registration whole (docs/lti13.md), keeps when it leaves them out
 KEPT_ON_REPLACE = ("enabled", "concurrency", "tag")
+# what a registration may leave out (absent or null): a new one gets the default, an update
+# keeps the stored value (`save_platform`)
+OPTIONAL = (
+    *KEPT_ON_REPLACE,
+    "name",
+    "profile",
+    "audience",
+    "scopes",
+    "allowed_hosts",
+    "person_id_from",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,16 +149,16 @@ def _or_default(data: Mapping[str, Any], field: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def left_out(data: Mapping[str, Any]) -> frozenset[str]:
-    """The settings of `KEPT_ON_REPLACE` that `data` does not give (absent or null): what
-    `save_platform` keeps from the stored registration when it replaces one."""
-    return frozenset(k for k in KEPT_ON_REPLACE if data.get(k) is None)
+def left_out(data: Mapping[str, Any], among: Collection[str] = OPTIONAL) -> frozenset[str]:
+    """The fields of `among` that `data` does not give (absent or null): what `save_platform`
+    keeps from the stored registration when it updates one."""
+    return frozenset(k for k in among if data.get(k) is None)
 
 
 def validate_platform(data: Mapping[str, Any], guard: OutboundGuard | None = None) -> PlatformSpec:
     """Check a registration; raise InvalidInput naming every bad field and its rule. With
     `guard`, every URL (and allowed host) must lead where gradesync may send requests.
-    Settings left out (absent or null) get their defaults; for a replace, the caller passes
+    Fields left out (absent or null) get their defaults; for an update, the caller passes
     `left_out(data)` to `save_platform`, which keeps the stored ones instead."""
     problems: list[FieldProblem] = []
     for extra in sorted(set(data) - _KNOWN):
@@ -230,7 +241,7 @@ def validate_platform(data: Mapping[str, Any], guard: OutboundGuard | None = Non
         problems.append(
             FieldProblem("tag", "string", "tag must be a non-empty string of up to 64 characters.")
         )
-    person_from = data.get("person_id_from", "sub")
+    person_from = _or_default(data, "person_id_from", "sub")
     if person_from not in PERSON_ID_SOURCES:
         problems.append(
             FieldProblem(

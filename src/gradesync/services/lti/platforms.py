@@ -27,10 +27,10 @@ def save_platform(
     keep: Collection[str] = (),
 ) -> Destination:
     """Create (or with `replace_existing`, update) a validated registration. Does not
-    commit. An update keeps the engine's pause state, and the settings named in `keep`
-    (`enabled`, `concurrency`, `tag`: those the caller left out) as they are stored, so a
-    replace that does not mention them neither lifts a manual pause nor resets them; a new
-    registration has the values `dest` holds (the defaults)."""
+    commit. An update keeps the engine's pause state, and the fields named in `keep` (those
+    the caller did not give: `name`, `profile`, `enabled` or a config key such as `tag`) as
+    they are stored, so a replace that does not mention them neither lifts a manual pause
+    nor resets them; a new registration has the values `dest` holds (the defaults)."""
     tenant_id = dest.tenant_id
     if uow.tenants.get(tenant_id) is None:
         raise NotFound("tenant", tenant_id)
@@ -63,13 +63,11 @@ def save_platform(
     if existing is not None:
         # what the caller left out, and the rate limit, which no registration carries
         # (`destination_admin.set_limits`)
-        kept = {
-            k: existing.config[k]
-            for k in (*keep, "rate_per_second")
-            if k != "enabled" and k in existing.config
-        }
+        kept = {k: existing.config[k] for k in (*keep, "rate_per_second") if k in existing.config}
         dest = replace(
             dest,
+            name=existing.name if "name" in keep else dest.name,
+            profile=existing.profile if "profile" in keep else dest.profile,
             enabled=existing.enabled if "enabled" in keep else dest.enabled,
             config={**dest.config, **kept},
             paused_until=existing.paused_until,

@@ -174,7 +174,9 @@ def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
                 reg.platform_of(p.tenant_id, data, rt.outbound),
                 rt.clock.now(),
                 replace_existing=True,
-                keep=reg.left_out(data),
+                # the body is the whole registration (docs/lti13.md): of what it leaves out,
+                # only gradesync's own settings are kept
+                keep=reg.left_out(data, reg.KEPT_ON_REPLACE),
             )
             uow.commit()
         return platform_view(dest, rt)
