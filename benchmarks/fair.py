@@ -8,7 +8,10 @@ courses x learners x activities, one result per key).
   created once per activity before the sending starts;
 - `bare-async`: a bare async httpx client, no database: one token fetched (a signed client
   assertion), line items created once, then the scores POSTed with N requests in flight.
-  The practical limit of a Python client: nothing is stored, retried or logged.
+  The practical limit of a Python client: nothing is stored, retried or logged;
+- `bare-aiohttp`: the same with aiohttp's `ClientSession` sending the scores (N
+  connections): the HTTP library gradesync's own pool is built on, so the CPU gradesync
+  spends beyond it is the ledger's, the policy's and the engine's.
 
 As for gradesync, the token and the line items are set up before the measured part, and
 the rate is read from the sandbox's arrival times (`stats.steady_rate`). The client's CPU
@@ -19,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import httpx
 import jwt
 
@@ -33,6 +38,8 @@ from benchmarks.world import CourseSpec, World, make_courses
 
 SCORE_TYPE = "application/vnd.ims.lis.v1.score+json"
 LINEITEM_TYPE = "application/vnd.ims.lis.v2.lineitem+json"
+BARE_HTTPX = "bare-async"
+BARE_AIOHTTP = "bare-aiohttp"
 
 
 def _setup(world: World, sizes: Sizes, prefix: str) -> tuple[str, str, list[CourseSpec]]:
@@ -126,84 +133,124 @@ def pylti1p3_threads(world: World, sizes: Sizes, prefix: str) -> dict[str, Any]:
 # --- a bare async client -----------------------------------------------------------------
 
 
-async def _bare(world: World, sizes: Sizes, prefix: str) -> dict[str, Any]:
-    n = sizes.cap
-    client_id, private, courses = _setup(world, sizes, prefix)
+async def _token_and_columns(
+    http: httpx.AsyncClient, world: World, client_id: str, private: str, courses: list[CourseSpec]
+) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """One access token (a signed client assertion) and every line item, created once:
+    (the Authorization header, each (course, activity)'s scores URL)."""
     cfg = world.admin.config()
     base = world.sandbox.base_url
+    now = int(time.time())
+    assertion = jwt.encode(
+        {
+            "iss": client_id,
+            "sub": client_id,
+            "aud": cfg["token_url"],
+            "iat": now - 5,
+            "exp": now + 60,
+            "jti": uuid.uuid4().hex,
+        },
+        private,
+        algorithm="RS256",
+    )
+    got = await http.post(
+        cfg["token_url"],
+        data={
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+            "scope": " ".join(AGS_SCOPES),
+        },
+    )
+    got.raise_for_status()
+    auth = {"Authorization": f"Bearer {got.json()['access_token']}"}
+    scores_url: dict[tuple[str, str], str] = {}
+    for c in courses:
+        for a, points in c.activities:
+            made = await http.post(
+                f"{base}/api/lti/courses/{c.id}/line_items",
+                json={"label": f"Activity {a}", "scoreMaximum": points, "resourceId": a, "tag": a},
+                headers={**auth, "Content-Type": LINEITEM_TYPE},
+            )
+            made.raise_for_status()
+            scores_url[(c.id, a)] = made.json()["id"] + "/scores"
+    return auth, scores_url
+
+
+# POSTs one score body as JSON to a URL; True when the LMS took it (a 2xx)
+Post = Callable[[str, dict[str, Any]], Awaitable[bool]]
+
+
+async def _send_all(
+    world: World, prefix: str, work: list[tuple[str, str, str, float]], n: int,
+    scores_url: dict[tuple[str, str], str], post: Post, failures: tuple[type[Exception], ...],
+) -> dict[str, Any]:  # fmt: skip
+    """The measured part: every score POSTed by n senders; CPU and time of this alone."""
+    queue: asyncio.Queue[tuple[str, str, str, float]] = asyncio.Queue()
+    for job in work:
+        queue.put_nowait(job)
+    errors = 0
+
+    async def sender() -> None:
+        nonlocal errors
+        while not queue.empty():
+            course, activity, person, score = queue.get_nowait()
+            body = {
+                "userId": person,
+                "scoreGiven": score,
+                "scoreMaximum": 10.0,
+                "activityProgress": "Completed",
+                "gradingProgress": "FullyGraded",
+                "timestamp": datetime.now(UTC).isoformat(),
+            }
+            try:
+                if not await post(scores_url[(course, activity)], body):
+                    errors += 1
+            except failures:
+                errors += 1
+
+    cpu0, t0 = time.process_time(), time.time()
+    await asyncio.gather(*(sender() for _ in range(n)))
+    t_end, cpu = time.time(), time.process_time() - cpu0
+    return _measured(world, prefix, len(work), t0, t_end, cpu, errors, n)
+
+
+async def _bare(world: World, sizes: Sizes, prefix: str, library: str) -> dict[str, Any]:
+    n = sizes.cap
+    client_id, private, courses = _setup(world, sizes, prefix)
+    work = _work(courses)
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
     async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
-        now = int(time.time())
-        assertion = jwt.encode(
-            {
-                "iss": client_id,
-                "sub": client_id,
-                "aud": cfg["token_url"],
-                "iat": now - 5,
-                "exp": now + 60,
-                "jti": uuid.uuid4().hex,
-            },
-            private,
-            algorithm="RS256",
-        )
-        got = await http.post(
-            cfg["token_url"],
-            data={
-                "grant_type": "client_credentials",
-                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                "client_assertion": assertion,
-                "scope": " ".join(AGS_SCOPES),
-            },
-        )
-        got.raise_for_status()
-        auth = {"Authorization": f"Bearer {got.json()['access_token']}"}
-        scores_url: dict[tuple[str, str], str] = {}
-        for c in courses:  # line items created once
-            for a, points in c.activities:
-                made = await http.post(
-                    f"{base}/api/lti/courses/{c.id}/line_items",
-                    json={
-                        "label": f"Activity {a}",
-                        "scoreMaximum": points,
-                        "resourceId": a,
-                        "tag": a,
-                    },
-                    headers={**auth, "Content-Type": LINEITEM_TYPE},
-                )
-                made.raise_for_status()
-                scores_url[(c.id, a)] = made.json()["id"] + "/scores"
+        auth, scores_url = await _token_and_columns(http, world, client_id, private, courses)
         headers = {**auth, "Content-Type": SCORE_TYPE}
-        work = _work(courses)
-        queue: asyncio.Queue[tuple[str, str, str, float]] = asyncio.Queue()
-        for job in work:
-            queue.put_nowait(job)
-        errors = 0
+        if library == "httpx":
 
-        async def sender() -> None:
-            nonlocal errors
-            while not queue.empty():
-                course, activity, person, score = queue.get_nowait()
-                body = {
-                    "userId": person,
-                    "scoreGiven": score,
-                    "scoreMaximum": 10.0,
-                    "activityProgress": "Completed",
-                    "gradingProgress": "FullyGraded",
-                    "timestamp": datetime.now(UTC).isoformat(),
-                }
-                try:
-                    r = await http.post(scores_url[(course, activity)], json=body, headers=headers)
-                    if r.status_code >= 300:
-                        errors += 1
-                except httpx.HTTPError:
-                    errors += 1
+            async def post_httpx(url: str, body: dict[str, Any]) -> bool:
+                r = await http.post(url, json=body, headers=headers)
+                return r.status_code < 300
 
-        cpu0, t0 = time.process_time(), time.time()
-        await asyncio.gather(*(sender() for _ in range(n)))
-        t_end, cpu = time.time(), time.process_time() - cpu0
-    out = _measured(world, prefix, len(work), t0, t_end, cpu, errors, n)
-    return {"client": "bare-async", **out}
+            out = await _send_all(
+                world, prefix, work, n, scores_url, post_httpx, (httpx.HTTPError,)
+            )
+            return {"client": BARE_HTTPX, **out}
+    connector = aiohttp.TCPConnector(limit=n)
+    timeout = aiohttp.ClientTimeout(total=30.0)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def post_aiohttp(url: str, body: dict[str, Any]) -> bool:
+            async with session.post(url, json=body, headers=headers) as r:
+                await r.read()
+                return r.status < 300
+
+        out = await _send_all(
+            world, prefix, work, n, scores_url, post_aiohttp, (aiohttp.ClientError,)
+        )
+    return {"client": BARE_AIOHTTP, **out}
 
 
 def bare_async(world: World, sizes: Sizes, prefix: str) -> dict[str, Any]:
-    return asyncio.run(_bare(world, sizes, prefix))
+    return asyncio.run(_bare(world, sizes, prefix, "httpx"))
+
+
+def bare_aiohttp(world: World, sizes: Sizes, prefix: str) -> dict[str, Any]:
+    return asyncio.run(_bare(world, sizes, prefix, "aiohttp"))

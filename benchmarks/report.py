@@ -74,9 +74,10 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
         "x",
     )
     cpu = _get(sq, "comparison", "cpu_vs_bare_client")
+    leanest = _get(sq, "comparison", "leanest_bare_client")
     out.append(
         {
-            "target": "delivery CPU per result <= the bare client's (medians)",
+            "target": f"delivery CPU per result <= the leanest bare client's ({leanest}, medians)",
             "measured": cpu,
             "limit": TARGETS["cpu_vs_bare_client"],
             "unit": "x",

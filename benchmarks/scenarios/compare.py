@@ -24,10 +24,12 @@ from benchmarks.world import World
 
 GRADESYNC = "gradesync"
 THREADS = "pylti1p3-threads"
-BARE = "bare-async"
+BARE = fair.BARE_HTTPX
+BARE_AIOHTTP = fair.BARE_AIOHTTP
+BARES = (BARE, BARE_AIOHTTP)
 SEQUENTIAL = "pylti1p3-sequential"  # line item found once per activity
 README = "pylti1p3-readme"  # line item looked up before each score, as pylti1p3's README
-HAND_WRITTEN = (THREADS, BARE, SEQUENTIAL, README)
+HAND_WRITTEN = (THREADS, BARE, BARE_AIOHTTP, SEQUENTIAL, README)
 
 
 def _timed(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -61,6 +63,7 @@ def run(world: World, sizes: Sizes, *, with_baselines: bool) -> dict[str, Any]:
         clients += [
             (THREADS, lambda r: fair.pylti1p3_threads(world, sizes, f"ht{r}")),
             (BARE, lambda r: fair.bare_async(world, sizes, f"ha{r}")),
+            (BARE_AIOHTTP, lambda r: fair.bare_aiohttp(world, sizes, f"hb{r}")),
             (
                 SEQUENTIAL,
                 lambda r: baseline.run(
@@ -127,10 +130,20 @@ def summarise(
         out["ratio_vs_best"] = stats.spread(
             [round(a / b, 2) for a, b in zip(gs, theirs, strict=False) if b]
         )
+        # delivery CPU against each bare client, and against the one that spends least
         gs_cpu = per_client[GRADESYNC]["cpu_s_per_1000"]
-        bare_cpu = per_client.get(BARE, {}).get("cpu_s_per_1000", {})
-        if gs_cpu.get("n") and bare_cpu.get("n"):
-            out["cpu_vs_bare_client"] = round(gs_cpu["median"] / bare_cpu["median"], 2)
+        bare_cpu = {
+            n: per_client[n]["cpu_s_per_1000"]["median"]
+            for n in BARES
+            if per_client.get(n, {}).get("cpu_s_per_1000", {}).get("n")
+        }
+        if gs_cpu.get("n") and bare_cpu:
+            out["cpu_vs_each_bare_client"] = {
+                n: round(gs_cpu["median"] / c, 2) for n, c in bare_cpu.items()
+            }
+            leanest = min(bare_cpu, key=lambda n: bare_cpu[n])
+            out["leanest_bare_client"] = leanest
+            out["cpu_vs_bare_client"] = round(gs_cpu["median"] / bare_cpu[leanest], 2)
     if note:
         out["baseline_note"] = note
     out["median_round_seconds"] = (
