@@ -177,15 +177,16 @@ async def _token_and_columns(
     return auth, scores_url
 
 
-# POSTs one score body as JSON to a URL; True when the LMS took it (a 2xx)
-Post = Callable[[str, dict[str, Any]], Awaitable[bool]]
+# sends one job (course, activity, learner, score); True when the LMS took it
+SendOne = Callable[[tuple[str, str, str, float]], Awaitable[bool]]
 
 
-async def _send_all(
+async def send_all(
     world: World, prefix: str, work: list[tuple[str, str, str, float]], n: int,
-    scores_url: dict[tuple[str, str], str], post: Post, failures: tuple[type[Exception], ...],
+    send_one: SendOne, failures: tuple[type[Exception], ...],
 ) -> dict[str, Any]:  # fmt: skip
-    """The measured part: every score POSTed by n senders; CPU and time of this alone."""
+    """The measured part: every job sent by n senders; the CPU and time of this alone, and
+    the rate from the sandbox's arrival times (`_measured`)."""
     queue: asyncio.Queue[tuple[str, str, str, float]] = asyncio.Queue()
     for job in work:
         queue.put_nowait(job)
@@ -194,17 +195,8 @@ async def _send_all(
     async def sender() -> None:
         nonlocal errors
         while not queue.empty():
-            course, activity, person, score = queue.get_nowait()
-            body = {
-                "userId": person,
-                "scoreGiven": score,
-                "scoreMaximum": 10.0,
-                "activityProgress": "Completed",
-                "gradingProgress": "FullyGraded",
-                "timestamp": datetime.now(UTC).isoformat(),
-            }
             try:
-                if not await post(scores_url[(course, activity)], body):
+                if not await send_one(queue.get_nowait()):
                     errors += 1
             except failures:
                 errors += 1
@@ -213,6 +205,18 @@ async def _send_all(
     await asyncio.gather(*(sender() for _ in range(n)))
     t_end, cpu = time.time(), time.process_time() - cpu0
     return _measured(world, prefix, len(work), t0, t_end, cpu, errors, n)
+
+
+def _score(job: tuple[str, str, str, float]) -> dict[str, Any]:
+    _, _, person, score = job
+    return {
+        "userId": person,
+        "scoreGiven": score,
+        "scoreMaximum": 10.0,
+        "activityProgress": "Completed",
+        "gradingProgress": "FullyGraded",
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
 
 
 async def _bare(world: World, sizes: Sizes, prefix: str, library: str) -> dict[str, Any]:
@@ -225,26 +229,23 @@ async def _bare(world: World, sizes: Sizes, prefix: str, library: str) -> dict[s
         headers = {**auth, "Content-Type": SCORE_TYPE}
         if library == "httpx":
 
-            async def post_httpx(url: str, body: dict[str, Any]) -> bool:
-                r = await http.post(url, json=body, headers=headers)
+            async def post_httpx(job: tuple[str, str, str, float]) -> bool:
+                url = scores_url[job[:2]]
+                r = await http.post(url, json=_score(job), headers=headers)
                 return r.status_code < 300
 
-            out = await _send_all(
-                world, prefix, work, n, scores_url, post_httpx, (httpx.HTTPError,)
-            )
+            out = await send_all(world, prefix, work, n, post_httpx, (httpx.HTTPError,))
             return {"client": BARE_HTTPX, **out}
     connector = aiohttp.TCPConnector(limit=n)
     timeout = aiohttp.ClientTimeout(total=30.0)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-        async def post_aiohttp(url: str, body: dict[str, Any]) -> bool:
-            async with session.post(url, json=body, headers=headers) as r:
+        async def post_aiohttp(job: tuple[str, str, str, float]) -> bool:
+            async with session.post(scores_url[job[:2]], json=_score(job), headers=headers) as r:
                 await r.read()
                 return r.status < 300
 
-        out = await _send_all(
-            world, prefix, work, n, scores_url, post_aiohttp, (aiohttp.ClientError,)
-        )
+        out = await send_all(world, prefix, work, n, post_aiohttp, (aiohttp.ClientError,))
     return {"client": BARE_AIOHTTP, **out}
 
 

@@ -119,34 +119,23 @@ async def _run(lms: _Lms, name: str, prefix: str, results: int, cap: int) -> dic
                 )
                 items[(c.id, a)] = made.json()["id"]
         work = fair._work(courses)
-        queue: asyncio.Queue[tuple[str, str, str, float]] = asyncio.Queue()
-        for job in work:
-            queue.put_nowait(job)
-        errors = 0
 
-        async def sender() -> None:
-            nonlocal errors
-            while not queue.empty():
-                course, activity, person, score = queue.get_nowait()
-                target = ResultTarget(
-                    CourseLink("bench", "lms", course, f"{base}/api/lti/courses/{course}"),
-                    ItemLink("bench", "lms", activity, items[(course, activity)]),
-                    PersonLink("bench", "lms", person, person),
-                )
-                result = DesiredResult(
-                    score, 10.0, "FullyGraded", "Completed", None, False, False, False,
-                    None, "", None,
-                )  # fmt: skip
-                try:
-                    await ags.put_result(target, result, datetime.now(UTC))
-                except Exception:
-                    errors += 1
+        async def send_one(job: tuple[str, str, str, float]) -> bool:
+            course, activity, person, score = job
+            target = ResultTarget(
+                CourseLink("bench", "lms", course, f"{base}/api/lti/courses/{course}"),
+                ItemLink("bench", "lms", activity, items[(course, activity)]),
+                PersonLink("bench", "lms", person, person),
+            )
+            result = DesiredResult(
+                score, 10.0, "FullyGraded", "Completed", None, False, False, False,
+                None, "", None,
+            )  # fmt: skip
+            await ags.put_result(target, result, datetime.now(UTC))
+            return True
 
         window = pressure.Window.start()
-        cpu0, t0 = time.process_time(), time.time()
-        await asyncio.gather(*(sender() for _ in range(cap)))
-        t_end, cpu = time.time(), time.process_time() - cpu0
-    out = fair._measured(lms, prefix, len(work), t0, t_end, cpu, errors, cap)  # type: ignore[arg-type]
+        out = await fair.send_all(lms, prefix, work, cap, send_one, (Exception,))  # type: ignore[arg-type]
     return {"client": name, **out, "cpu_pressure": window.stop()}
 
 
