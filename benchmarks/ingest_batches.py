@@ -1,4 +1,5 @@
-"""Ingest of attempts in batches of 1,000 straight through the service (no HTTP), on one
+"""Ingest of attempts in batches of 1,000 straight through the runtime (the path of the API
+and `gradesync import`, without HTTP), on one
 database: attempts per second committed, this process's CPU per attempt (SQLite's work
 included; PostgreSQL's server work is not) and the SQL statements per batch, which is what
 sets the cost on PostgreSQL, where each statement is a round trip.
@@ -27,7 +28,9 @@ from sqlalchemy.pool import Pool
 
 from benchmarks import postgres, pressure
 from gradesync.adapters.db.database import Database
+from gradesync.config import Settings
 from gradesync.domain.model import Activity, Attempt, Course, Enrollment, Person
+from gradesync.runtime import Runtime
 from gradesync.services import ingest as svc
 from gradesync.services.clock import SystemClock
 from gradesync.services.tenants import create_tenant
@@ -41,7 +44,8 @@ def run(url: str, batches: int) -> dict[str, Any]:
         why = postgres.fresh_database(url)
         if why:
             raise RuntimeError(why)
-    db = Database(url, secrets.token_urlsafe(32))
+    secret = secrets.token_urlsafe(32)
+    db = Database(url, secret)
     try:
         db.upgrade()
         clock = SystemClock()
@@ -73,6 +77,7 @@ def run(url: str, batches: int) -> dict[str, Any]:
             statements[" ".join(statement.split()[:3])] += 1
 
         event.listen(db.engine, "before_cursor_execute", count)
+        runtime = Runtime(settings=Settings(database_url=url, secret_key=secret), db=db)
         now = datetime.now(UTC)
         window = pressure.Window.start()
         t0, c0 = time.perf_counter(), time.process_time()
@@ -82,7 +87,7 @@ def run(url: str, batches: int) -> dict[str, Any]:
                 for i in range(100)
                 for j in range(10)
             ]
-            result = svc.ingest(db.uow, clock, None, "t", svc.IngestBatch(attempts=attempts))
+            result = runtime.ingest("t", svc.IngestBatch(attempts=attempts))
             if result.recorded != PER_BATCH:
                 raise RuntimeError(f"batch {b}: {result.recorded} of {PER_BATCH} recorded")
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -28,6 +28,7 @@ from gradesync.services import runs
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination_signals import SIGNALS
 from gradesync.services.ingest_group import GroupedIngest
+from gradesync.services.ledger_statistics import AttemptStatistics
 from gradesync.services.wakeup import NullWaker, Waker
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class Runtime:
             self.outbound = guard_from_settings(self.settings)
         # on SQLite ingests that arrive together share a transaction (one writer, one fsync)
         self._ingests = GroupedIngest(self.db.uow, self.clock) if self.db.is_sqlite else None
+        self._attempt_statistics = AttemptStatistics(self.db.uow)
 
     @classmethod
     def create(cls, settings: Settings | None = None, *, migrate: bool | None = None) -> Runtime:
@@ -398,7 +400,12 @@ class Runtime:
             return self._ingests.ingest(self.waker, tenant_id, batch)
         from gradesync.services.ingest import ingest
 
-        return ingest(self.uow, self.clock, self.waker, tenant_id, batch)
+        result = ingest(self.uow, self.clock, self.waker, tenant_id, batch)
+        # committed: a bulk ingest into growing tables renews the planner's statistics
+        # (services/ledger_statistics.py); a few dozen times in the tables' life
+        if self._attempt_statistics.due_after(result.recorded + len(batch.people)):
+            self._attempt_statistics.refresh()
+        return result
 
     def ask_for_run(
         self, scope: RunScope, trigger: Trigger | str, actor: str

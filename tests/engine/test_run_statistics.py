@@ -101,6 +101,6 @@ def test_a_refresh_that_would_wait_on_the_table_gives_up_and_changes_nothing(
             uow.tenants.upsert(replace(uow.tenants.get(T), name="Still usable"), NOW)
             uow.commit()
         holder.rollback()
-    assert "refreshing the ledger's statistics" in caplog.text
+    assert "refreshing the statistics of ledger" in caplog.text
     with db.uow() as uow:
         assert uow.tenants.get(T).name == "Still usable"

@@ -110,6 +110,10 @@ class AttemptRepo(Protocol):
 
     def get_by_event(self, tenant_id: str, source_event_id: str) -> Attempt | None: ...
 
+    def refresh_statistics(self) -> None:
+        """Tell the database's planner how many attempts and people it holds now, after a
+        bulk ingest (a no-op where the planner does not need it)."""
+
     def get_by_events(self, tenant_id: str, source_event_ids: Iterable[str]) -> dict[str, Attempt]:
         """The stored attempts of these event ids (those not stored are left out)."""
 

@@ -307,6 +307,9 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
             seen.add(key)
         return out
 
+    def refresh_statistics(self) -> None:
+        self._analyze("attempts", "people")
+
     def get_by_events(self, tenant_id: str, source_event_ids: Iterable[str]) -> dict[str, Attempt]:
         c = t.attempts.c
         wanted = list(dict.fromkeys(source_event_ids))

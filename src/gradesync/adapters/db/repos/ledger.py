@@ -26,7 +26,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import (
@@ -286,17 +285,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         upsert(self.conn, t.ledger, self._values(row, course_id))
 
     def refresh_statistics(self) -> None:
-        # Why and when: services/ledger_statistics.py. SQLite needs nothing: without
-        # statistics its planner takes the primary key for a primary key lookup.
-        if not self.postgres:
-            return
-        try:
-            with self.conn.begin_nested():
-                # not worth a long wait: autovacuum holding the table yields within a second
-                self.conn.execute(text("SET LOCAL lock_timeout = '2s'"))
-                self.conn.execute(text("ANALYZE ledger"))
-        except OperationalError as exc:  # autovacuum will do it later
-            log.warning("refreshing the ledger's statistics: %s", exc.orig or exc)
+        self._analyze("ledger")
 
     def save_many(
         self,

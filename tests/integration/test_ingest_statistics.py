@@ -1,0 +1,78 @@
+"""A bulk ingest through the runtime (the API's and `gradesync import`'s path) tells
+PostgreSQL's planner how many attempts and people there are, so each batch's read of the
+stored event ids probes the unique index instead of walking every attempt of the tenant
+until autovacuum comes round (docs/benchmarks.md, "PostgreSQL ingest with one client")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from gradesync.adapters.db.database import Database
+from gradesync.config import Settings
+from gradesync.domain.model import Activity, Attempt, Course, Enrollment, Person, Tenant
+from gradesync.runtime import Runtime
+from gradesync.services.ingest import IngestBatch
+from gradesync.services.ledger_statistics import FIRST_REFRESH
+from gradesync.testing import TEST_SECRET
+
+pytestmark = pytest.mark.postgres  # SQLite needs no statistics: see SqlRepo._analyze
+
+NOW = datetime(2026, 12, 4, tzinfo=UTC)
+TABLES = ("attempts", "people")
+
+
+@pytest.fixture
+def no_autovacuum(postgres_db: Database) -> Iterator[Database]:
+    """Autovacuum would analyze the tables sooner or later: here only the ingest may."""
+    with postgres_db.engine.begin() as conn:
+        for table in TABLES:
+            conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
+    yield postgres_db
+    with postgres_db.engine.begin() as conn:
+        for table in TABLES:
+            conn.execute(text(f"ALTER TABLE {table} RESET (autovacuum_enabled)"))
+
+
+def _planner_rows(db: Database) -> dict[str, float]:
+    """The planner's row count of each table: -1 until it was first analyzed."""
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT relname, reltuples FROM pg_class WHERE relname IN ('attempts', 'people')")
+        )
+        return {name: n for name, n in rows}
+
+
+def _attempts(first: int, n: int) -> IngestBatch:
+    return IngestBatch(
+        attempts=[
+            Attempt("t", f"e{i}", "a1", f"p{i % 100}", 5.0, 10.0, NOW)
+            for i in range(first, first + n)
+        ]
+    )
+
+
+def test_a_bulk_ingest_renews_the_planners_statistics(no_autovacuum: Database) -> None:
+    db = no_autovacuum
+    rt = Runtime(settings=Settings(database_url=db.url, secret_key=TEST_SECRET), db=db)
+    with db.uow() as uow:
+        uow.tenants.upsert(Tenant("t", "School"), NOW)
+        uow.commit()
+    people = [Person("t", f"p{i}", f"P {i}") for i in range(100)]
+    rt.ingest(
+        "t",
+        IngestBatch(
+            courses=[Course("t", "c", "C")],
+            activities=[Activity("t", "a1", "c", "A1", 10.0)],
+            people=people,
+            enrollments=[Enrollment("t", "c", p.id) for p in people],
+        ),
+    )
+    below = FIRST_REFRESH - 100 - 1
+    rt.ingest("t", _attempts(0, below))
+    assert _planner_rows(db) == {"attempts": -1, "people": -1}, "not yet: below the threshold"
+    rt.ingest("t", _attempts(below, 1))  # the threshold: attempts and people together
+    assert _planner_rows(db) == {"attempts": FIRST_REFRESH - 100, "people": 100}
