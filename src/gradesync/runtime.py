@@ -404,7 +404,10 @@ class Runtime:
         # committed: a bulk ingest into growing tables renews the planner's statistics
         # (services/ledger_statistics.py); a few dozen times in the tables' life
         if self._attempt_statistics.due_after(result.recorded + len(batch.people)):
-            self._attempt_statistics.refresh()
+            try:
+                self._attempt_statistics.refresh()
+            except Exception:  # the batch is committed: answer it; autovacuum comes later
+                log.exception("refreshing the planner's statistics after an ingest failed")
         return result
 
     def ask_for_run(

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from html import unescape
 
 import pytest
 from fastapi import Request
@@ -234,6 +235,11 @@ def test_an_instructor_diagnosing_sees_only_people_of_their_course(
     _login(c, "ins")
     r = c.get("/console/diagnosis", params=pair)
     assert r.status_code == 404 and "Grace Hidden" not in r.text
+    # said as for an id that does not exist: nothing tells the instructor it does
+    unknown = c.get("/console/diagnosis", params={**pair, "person": "nobody"})
+    assert unknown.status_code == 404
+    assert "person 'p9' not found" in unescape(r.text)
+    assert "person 'nobody' not found" in unescape(unknown.text)
     c.cookies.clear()
     _login(c, "ada")
     r = c.get("/console/diagnosis", params=pair)

@@ -83,8 +83,9 @@ def diagnosis(
         except NotFound as exc:
             raise PageError(404, str(exc)) from exc
         if not _in_course(evidence) and user.role is not UserRole.ADMIN:
-            # an instructor sees the people of their courses, not any id typed in
-            raise PageError(404, f"person {person!r} has nothing in this course")
+            # an instructor sees the people of their courses, not any id typed in, nor
+            # whether it exists
+            raise PageError(404, str(NotFound("person", person)))
         try:
             checks = run_checks(request, user.tenant_id, activity, person)
         except Exception:  # the records below still answer the question

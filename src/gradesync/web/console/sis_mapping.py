@@ -156,8 +156,7 @@ def align(
             return None
         with rt.uow() as uow:
             link = uow.links.course(user.tenant_id, destination_id, course_id)
-        own: str | None = ((link.data.get("category_map") or {}) if link else {}).get(group)
-        return own
+        return ((link.data.get("category_map") or {}) if link else {}).get(group)
 
     def done(own: str | None) -> str:
         said = (
