@@ -76,3 +76,27 @@ def test_a_bulk_ingest_renews_the_planners_statistics(no_autovacuum: Database) -
     assert _planner_rows(db) == {"attempts": -1, "people": -1}, "not yet: below the threshold"
     rt.ingest("t", _attempts(below, 1))  # the threshold: attempts and people together
     assert _planner_rows(db) == {"attempts": FIRST_REFRESH - 100, "people": 100}
+
+
+def test_a_refresh_that_fails_leaves_the_committed_ingest_answered(
+    postgres_db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is committed before the refresh: a refresh that fails is logged, and the
+    caller still gets the batch's result (an error would have it sent again)."""
+    db = postgres_db
+    rt = Runtime(settings=Settings(database_url=db.url, secret_key=TEST_SECRET), db=db)
+    with db.uow() as uow:
+        uow.tenants.upsert(Tenant("t", "School"), NOW)
+        uow.commit()
+
+    def fails() -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(rt._attempt_statistics, "refresh", fails)
+    monkeypatch.setattr(rt._attempt_statistics, "due_after", lambda _rows: True)
+    people = [Person("t", "p0", "P 0")]
+    got = rt.ingest("t", IngestBatch(people=people))
+    assert got.changed.get("people") == 1
+    assert "refreshing the planner's statistics after an ingest failed" in caplog.text
+    with db.uow() as uow:
+        assert uow.people.get("t", "p0") is not None
