@@ -189,8 +189,11 @@ class Runtime:
         """Reads a platform's course rosters (NRPS) over `context`'s HTTP pool and tokens,
         or the process's shared ones."""
         from gradesync.adapters.destinations.nrps import NrpsClient
+        from gradesync.adapters.destinations.observed import ObservedRosterReader
 
-        return NrpsClient(destination, context or self.destination_context())
+        return ObservedRosterReader(
+            NrpsClient(destination, context or self.destination_context()), destination
+        )
 
     async def refresh_roster(
         self, tenant_id: str, course_id: str | None = None, destination_id: str | None = None

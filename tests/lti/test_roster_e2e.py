@@ -1,6 +1,6 @@
 """The LMS roster (NRPS) end to end over real HTTP: a learner who never launched is matched
 by SIS id after a launch from the course and gets a grade; a learner who leaves the LMS
-course is not sent to any more, and says so."""
+course is not sent to any more, and says so; roster reads are counted under their platform."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.tenants import set_roster_match
 from gradesync.testing import wait_for
 from tests.lti.conftest import Browser, unique
+from tests.support.metrics import scrape, value
 from tests.support.served import (
     Served,
     courseware_course,
@@ -91,3 +92,34 @@ def test_matched_by_email_when_the_tenant_says_so(
     record = wait_for(lambda: item.scores.get(lms_user), "the grade, matched by email")
     assert record.score_given == 5.0
     assert "matched by email" in _launch_evidence(served, learner)
+
+
+def test_roster_reads_are_counted_under_their_platform(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    """`gradesync_outbound_requests_total` by tenant and destination includes the roster
+    reads, after a launch (a background task) and before a run, as it includes the scores:
+    an operator sees which platform's memberships endpoint is failing."""
+    reg = register_tool(lms, served, scopes=[*AGS_SCOPES, NRPS])
+    teacher, ctx = unique("teacher-"), unique("ctx-")
+    lms.admin.add_course(id=ctx, learners=[], instructors=[teacher])
+    courseware_course(served)
+    # every roster read fails with a status no other request of this test gets
+    lms.admin.set_faults({"memberships": {"script": ["error"] * 50, "error_status": 503}})
+    try:
+        refused = {"tenant": served.tenant, "destination": "lms", "status": "503"}
+        link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
+        # the teacher opens the link: the launch reads the roster in the background
+        browser.launch(
+            lms, client_id=reg["client_id"], user=teacher, course=ctx, resource_link_id=link
+        )
+        wait_for(
+            lambda: value(scrape(served), "gradesync_outbound_requests_total", **refused) >= 1,
+            "the launch's roster read counted under its platform",
+        )
+        before = value(scrape(served), "gradesync_outbound_requests_total", **refused)
+        served.run("resync", "c1")  # a course-wide run: no destination in its own scope
+        after = value(scrape(served), "gradesync_outbound_requests_total", **refused)
+        assert after > before
+    finally:
+        lms.admin.clear_faults()

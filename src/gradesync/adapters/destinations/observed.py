@@ -1,7 +1,7 @@
 """What every destination client reports, whatever its protocol: each call runs with its
 tenant and destination in the log context (so the adapter's log lines carry them), and each
 HTTP request it makes is counted by destination and status
-(`gradesync_outbound_requests_total`)."""
+(`gradesync_outbound_requests_total`). A platform's roster reads (NRPS) too."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from gradesync.services.destination import (
     Receipt,
     ResultTarget,
 )
+from gradesync.services.roster import Membership, MembershipReader
 
 
 class ObservedClient:
@@ -62,6 +63,22 @@ class ObservedClient:
     async def check(self) -> Sequence[CheckStep]:
         with log_context.bound(**self._context):
             return await self._inner.check()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class ObservedRosterReader:
+    """A roster reader whose reads (and the token requests they make) run with its platform
+    in the log context: counted by destination, whether a launch, a run or the CLI asked."""
+
+    def __init__(self, inner: MembershipReader, destination: Destination) -> None:
+        self._inner = inner
+        self._context = {"tenant": destination.tenant_id, "destination": destination.id}
+
+    async def read_members(self, url: str, *, differences: bool = False) -> Membership:
+        with log_context.bound(**self._context):
+            return await self._inner.read_members(url, differences=differences)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
