@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # The sync engine (docs/operations.md). "embedded": `gradesync serve` runs the worker
     # in-process; "distributed" (PostgreSQL): `gradesync worker` processes do, woken through
     # procrastinate, and `serve` only wakes them.
-    worker_mode: str = "embedded"
+    worker_mode: Literal["embedded", "distributed"] = "embedded"
     worker_poll_seconds: float = 1.0  # look for work unprompted this often
     worker_lease_seconds: float = 120.0  # a claimed result is held this long at most
     worker_claim_batch: int = 100
@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: object) -> object:
         return v.upper() if isinstance(v, str) else v
+
+    @field_validator("worker_mode", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.lower() if isinstance(v, str) else v
 
     @field_validator("outbound_allowed_networks", mode="before")
     @classmethod

@@ -220,3 +220,18 @@ def test_errors_are_one_line_each_with_the_documented_exit_codes(
     r = gradesync("runs", "list", ok=False)
     assert r.returncode == 2 and r.stderr.startswith("error: --tenant: ")
     assert "[required]" in r.stderr and "GRADESYNC_TENANT" in r.stderr
+
+
+def test_a_setting_outside_its_choices_is_refused_by_name(
+    gradesync: Run, cli_env: dict[str, str]
+) -> None:
+    """A mistyped worker mode would have run the embedded worker beside the distributed
+    ones without a word: refused, naming the variable and its choices."""
+    gradesync("tenants", "create", "northwind", "--no-key")
+    cli_env["GRADESYNC_WORKER_MODE"] = "distribute"
+    r = gradesync("runs", "list", "-t", "northwind", ok=False)
+    assert r.returncode != 0 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("error: GRADESYNC_WORKER_MODE: "), r.stderr
+    assert "'embedded' or 'distributed'" in r.stderr, r.stderr
+    cli_env["GRADESYNC_WORKER_MODE"] = "Distributed"  # the case does not matter
+    gradesync("runs", "list", "-t", "northwind")
