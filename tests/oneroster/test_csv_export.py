@@ -295,6 +295,10 @@ async def test_delta_holds_only_what_changed_and_deletions(school: School, spec:
     # an explicit since reaches back further
     since = await school.export(mode=ExportMode.DELTA, since=school.clock.now() - timedelta(days=1))
     assert len(since.rows["results"]) == 3
+    # a bulk export holds every row: a since with it is refused, not ignored
+    with pytest.raises(InvalidInput) as info:
+        await school.export(since=school.clock.now() - timedelta(days=1))
+    assert [(p.field, p.rule) for p in info.value.problems] == [("since", "delta_only")]
     # and a bulk export holds what the SIS should hold now: hw1 is gone from it
     bulk = await school.export()
     assert {(r["studentSourcedId"], r["score"]) for r in bulk.rows["results"]} == {

@@ -141,6 +141,14 @@ async def export_csv(
     raises, nothing is remembered, so the next delta still holds every row."""
     if since is not None and since.tzinfo is None:
         raise InvalidInput.one("since", "timezone_required", "since needs a time zone (e.g. Z).")
+    if since is not None and mode is ExportMode.BULK:
+        # a bulk file holds every active row whatever changed when: refused, not ignored
+        raise InvalidInput.one(
+            "since",
+            "delta_only",
+            "since chooses where a delta export starts; a bulk export holds every row. "
+            "Ask for a delta (--delta, mode delta) or leave since out.",
+        )
     courses = await asyncio.to_thread(
         _scope, uow_factory, tenant_id, destination_id, mode, since, course_ids
     )

@@ -111,7 +111,11 @@ class PostIn(_In):
 
 class ExportIn(_In):
     mode: Literal["bulk", "delta"] = "bulk"
-    since: ZonedDateTime | None = None
+    since: ZonedDateTime | None = Field(
+        None,
+        description="Where a delta starts (default: each course's last export); refused "
+        "with a bulk export (`delta_only`), which holds every row.",
+    )
     course_ids: list[str] = Field(default_factory=list)
 
 
