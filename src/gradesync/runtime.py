@@ -240,12 +240,16 @@ class Runtime:
         )
 
     def build_engine(
-        self, waker: Waker | None = None, *, context: DestinationContext | None = None
+        self,
+        waker: Waker | None = None,
+        *,
+        context: DestinationContext | None = None,
+        name: str | None = None,
     ) -> Engine:
         """An engine whose destinations are reached over `context`, or the process's shared
-        context."""
+        context; `name` starts its worker id (`gradesync worker --name`)."""
         from gradesync.adapters.metrics import PrometheusMeter
-        from gradesync.services.worker import Engine
+        from gradesync.services.worker import Engine, new_worker_id
 
         return Engine(
             self.db.uow,
@@ -258,6 +262,7 @@ class Runtime:
             signals=SIGNALS,
             bulk=self.db.bulk,
             reads=self.db.reads,
+            worker_id=new_worker_id(name),
         )
 
     def remote_waker(self) -> Waker:
@@ -270,10 +275,12 @@ class Runtime:
             return ProcrastinateWaker(self.db.url)
         return NullWaker()
 
-    async def start_worker(self, *, distributed_waker: bool = False) -> EmbeddedWorker:
+    async def start_worker(
+        self, *, distributed_waker: bool = False, name: str | None = None
+    ) -> EmbeddedWorker:
         """Start the in-process worker (call inside the serving event loop). Pending work is
         swept at once. With `distributed_waker` (inside `gradesync worker`), the worker asks
-        other workers for help through procrastinate."""
+        other workers for help through procrastinate. `name` starts its worker id."""
         from gradesync.adapters.queue.inprocess import EmbeddedWorker, InProcessWaker
 
         if self.worker is not None:
@@ -285,7 +292,7 @@ class Runtime:
         if distributed_waker:
             engine_waker = self.remote_waker()
         self._hear_destination_changes()
-        engine = self.build_engine(engine_waker)
+        engine = self.build_engine(engine_waker, name=name)
         worker = EmbeddedWorker(engine, local, sole_worker=self.db.is_sqlite)
         await worker.start()
         self.worker = worker
@@ -636,7 +643,7 @@ class Runtime:
         try:
             await run_worker(
                 self.db.url,
-                lambda: self.start_worker(distributed_waker=True),
+                lambda: self.start_worker(distributed_waker=True, name=name),
                 concurrency=concurrency,
                 name=name,
                 patience=patience,

@@ -78,7 +78,7 @@ def test_worker_killed_mid_run_then_restarted_delivers_exactly_the_final_state(
             post(db, None, [("a1", learner(i), 5.0) for i in range(n)])
             gb.hold = True  # sends reach the gradebook and wait there
             run, _ = request_run(db.uow, waker, SystemClock(), SCOPE, Trigger.MANUAL, "ops")
-            first = start_worker(mp_url, log, cwd=ROOT)
+            first = start_worker(mp_url, log, cwd=ROOT, name="worker-a")
             procs.append(first)
             _wait(lambda: gb.held >= 4, 60, "sends in flight", log)
             first.send_signal(signal.SIGKILL)  # mid-run, mid-send
@@ -86,7 +86,7 @@ def test_worker_killed_mid_run_then_restarted_delivers_exactly_the_final_state(
             # newer facts arrive while no worker runs
             post(db, waker, [("a1", learner(i), 9.0) for i in range(0, n, 3)])
             gb.release()
-            second = start_worker(mp_url, log, cwd=ROOT)
+            second = start_worker(mp_url, log, cwd=ROOT, name="worker-b")
             procs.append(second)
 
             def done() -> bool:
@@ -106,6 +106,14 @@ def test_worker_killed_mid_run_then_restarted_delivers_exactly_the_final_state(
             assert finished is not None and finished.outcome is RunOutcome.SUCCEEDED
             stages = [s["stage"] for s in get_run_stages(db.uow, T, run.id)]
             assert stages.count("queued") == 2  # requeued after the first worker died
+            # the run's history names each worker by its --name
+            (requeued,) = [
+                s for s in get_run_stages(db.uow, T, run.id)[1:] if s["stage"] == "queued"
+            ]
+            assert re.fullmatch(
+                r"worker worker-a:\d+:\w+ stopped \(last heard .+\); requeued by worker-b:\d+:\w+",
+                requeued["note"],
+            ), requeued
     finally:
         stop_workers(*procs)
         waker.close()

@@ -25,7 +25,11 @@ def worker(
     concurrency: int = typer.Option(
         0, help="Procrastinate jobs run at once (0: the worker_concurrency setting)."
     ),
-    name: str = typer.Option("", help="Worker name in logs and job records."),
+    name: str = typer.Option(
+        "",
+        help="This worker's name in run records (requeued by, resumed by), leases and "
+        "procrastinate's job records (default: the host's name).",
+    ),
     metrics_address: str = typer.Option(
         "",
         help="Serve /metrics at HOST:PORT (port 0: a free one, logged) for Prometheus to "

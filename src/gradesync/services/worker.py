@@ -44,8 +44,11 @@ from gradesync.services.wakeup import Waker
 log = logging.getLogger(__name__)
 
 
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+def new_worker_id(name: str | None = None) -> str:
+    """This worker's id in leases and run records: its `name` (`gradesync worker --name`,
+    else the host's), then what keeps two processes given one name apart (a lease names
+    its holder, and one worker must never settle another's)."""
+    return f"{name or socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def _say_failure(task: asyncio.Task[Any]) -> None:

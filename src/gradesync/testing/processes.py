@@ -37,11 +37,19 @@ def worker_env(url: str, **extra: str) -> dict[str, str]:
 
 
 def start_worker(
-    url: str, log: Path, *, concurrency: int = 4, cwd: Path | None = None, **extra: str
+    url: str,
+    log: Path,
+    *,
+    concurrency: int = 4,
+    cwd: Path | None = None,
+    name: str | None = None,
+    **extra: str,
 ) -> subprocess.Popen[bytes]:
-    """A `gradesync worker` process, its output appended to `log`."""
+    """A `gradesync worker` process (`--name name` when given), its output appended to
+    `log`."""
+    named = ["--name", name] if name else []
     return subprocess.Popen(
-        [GRADESYNC, "worker", "--concurrency", str(concurrency)],
+        [GRADESYNC, "worker", "--concurrency", str(concurrency), *named],
         env=worker_env(url, **extra),
         cwd=cwd,
         stdout=log.open("ab"),
