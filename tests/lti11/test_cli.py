@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import re
 from pathlib import Path
 
@@ -41,7 +43,7 @@ def test_add_consumer_with_generated_secret_stores_it_encrypted(run, db: Databas
         "add-consumer",
         "--tenant", "t1", "--id", "canvas11", "--key", "gradesync-canvas",
         "--allowed-host", "canvas.example.edu", "--allowed-host", "*.instructure.com",
-        "--generate-secret",
+        "--generate-secret", "--profile", "canvas",
     )  # fmt: skip
 
     assert result.exit_code == 0, result.output
@@ -69,6 +71,10 @@ def test_add_consumer_with_generated_secret_stores_it_encrypted(run, db: Databas
     listing = run("list", "--tenant", "t1")
     assert listing.exit_code == 0 and "gradesync-canvas" in listing.output
     assert secret not in listing.output
+    # the LMS family is a label, shown with the consumer
+    listing = run("list", "--tenant", "t1", "--json")
+    assert [(c["id"], c["lms"]) for c in json.loads(listing.output)] == [("canvas11", "canvas")]
+    assert "canvas " in run("list", "--tenant", "t1").output
 
 
 def test_secret_from_environment_and_update_keeps_one_consumer(run, db: Database) -> None:  # type: ignore[no-untyped-def]

@@ -44,8 +44,8 @@ def add_consumer_cmd(
     ),
     profile: str | None = typer.Option(
         None,
-        help=f"LMS profile: {', '.join(PROFILES)} (default: generic; an update keeps the "
-        "stored one).",
+        help=f"The LMS family, a label shown with the consumer: {', '.join(PROFILES)} "
+        "(default: generic; an update keeps the stored one).",
     ),
     comments: bool | None = typer.Option(
         None,
@@ -129,7 +129,8 @@ def add_consumer_cmd(
 
 @app.command("list")
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
-    """List a tenant's LTI 1.1 consumers and the courses launched from each (no secrets)."""
+    """List a tenant's LTI 1.1 consumers, their LMS and the courses launched from each (no
+    secrets)."""
     runtime = Runtime.create()
     try:
         with runtime.uow() as uow:
@@ -150,6 +151,7 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
                     "id": dest.id,
                     "name": dest.name,
                     "consumer_key": dest.config.get("consumer_key"),
+                    "lms": dest.profile,
                     "allowed_hosts": dest.config.get("allowed_hosts") or [],
                     "courses": n,
                     "moved_to_lti13": migrated,
@@ -160,12 +162,15 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
             ]
         )
         return
-    table = Table("id", "name", "consumer key", "allowed hosts", "courses", "moved to 1.3", "state")
+    table = Table(
+        "id", "name", "lms", "consumer key", "allowed hosts", "courses", "moved to 1.3", "state"
+    )
     for dest, n, migrated in rows:
         state = "enabled" if dest.enabled else f"disabled ({dest.pause_reason or 'paused'})"
         table.add_row(
             dest.id,
             dest.name,
+            dest.profile,
             str(dest.config.get("consumer_key", "")),
             ", ".join(dest.config.get("allowed_hosts") or []),
             str(n),
