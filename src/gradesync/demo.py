@@ -9,10 +9,12 @@ API with an API key, and the in-process worker delivers them over AGS and OneRos
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
 from contextlib import ExitStack, closing
@@ -24,6 +26,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from gradesync.adapters.db.single_server import DatabaseInUse, ServerLock
 from gradesync.config import Settings
 from gradesync.domain.model import UserRole
 from gradesync.lti import registration
@@ -78,6 +81,10 @@ class Landed:
 
 class DemoError(Exception):
     pass
+
+
+class DemoRunning(DemoError):
+    """Another demo uses this data directory's demo database."""
 
 
 def demo_settings(base: Settings, host: str, port: int) -> Settings:
@@ -340,7 +347,40 @@ def run_demo(
     attempts: int = 12,
     exit_after: bool = False,
 ) -> int:
-    console = Console()
+    console = Console(soft_wrap=True)  # long lines stay whole, to be copied (also in a log)
+    # held while this demo runs: a second one would wipe the database the first is serving
+    lock = ServerLock(base.data_dir / "demo")
+    base.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock.acquire()
+    except DatabaseInUse as exc:
+        raise DemoRunning(
+            f"another gradesync serve --demo (pid {exc.holder}) is running on "
+            f"{base.data_dir / 'demo'}. Stop it, or give this one its own data directory "
+            "(GRADESYNC_DATA_DIR)."
+        ) from None
+    try:
+        return _run(base, host, port, sandbox_port, console, attempts, exit_after)
+    finally:
+        lock.release()
+
+
+def _command() -> str:
+    """How this gradesync was started (`.venv/bin/gradesync` from `make demo`), for the CLI
+    line to copy."""
+    started = sys.argv[0] if sys.argv else ""
+    return started if os.path.basename(started) == "gradesync" else "gradesync"
+
+
+def _run(
+    base: Settings,
+    host: str,
+    port: int,
+    sandbox_port: int,
+    console: Console,
+    attempts: int,
+    exit_after: bool,
+) -> int:
     settings = demo_settings(base, host, port)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -380,8 +420,10 @@ def run_demo(
             highlight=False,
         )
         console.print(
-            f"CLI          GRADESYNC_DATABASE_URL={settings.database_url} "
-            f"GRADESYNC_TENANT={TENANT} gradesync runs list",
+            f"CLI          export GRADESYNC_DATABASE_URL={settings.database_url} "
+            f"GRADESYNC_TENANT={TENANT} "
+            f"GRADESYNC_OUTBOUND_ALLOWED_NETWORKS={','.join(LOOPBACK_NETWORKS)}\n"
+            f"             {_command()} destinations list",
             highlight=False,
         )
         http = stack.enter_context(

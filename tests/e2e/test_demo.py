@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gradesync.adapters.db.single_server import ServerLock
+
 
 def test_serve_demo_delivers_grades_to_the_sandbox(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRADESYNC_")}
@@ -41,3 +43,35 @@ def test_serve_demo_delivers_grades_to_the_sandbox(tmp_path: Path) -> None:
     # the demo keeps its own database: a real one in the data directory is never touched
     assert (tmp_path / "demo" / "gradesync.db").exists()
     assert not (tmp_path / "gradesync.db").exists()
+
+
+def test_a_second_demo_on_one_data_directory_is_refused_and_wipes_nothing(
+    tmp_path: Path,
+) -> None:
+    """A demo starts from a fresh database: a second one would delete the database the first
+    is serving. It is refused in one line instead, naming the running one."""
+    running = ServerLock(tmp_path / "demo")  # what a running demo holds
+    running.acquire()
+    try:
+        (tmp_path / "demo").mkdir()
+        served = tmp_path / "demo" / "gradesync.db"
+        served.write_bytes(b"the first demo's data")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRADESYNC_")}
+        env.update(GRADESYNC_DATA_DIR=str(tmp_path), COLUMNS="200")
+        gradesync = Path(sys.executable).with_name("gradesync")
+        proc = subprocess.run(
+            [str(gradesync), "serve", "--demo", "--port", "0", "--sandbox-port", "0"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert proc.stderr == (
+            f"error: another gradesync serve --demo (pid {os.getpid()}) is running on "
+            f"{tmp_path / 'demo'}. Stop it, or give this one its own data directory "
+            "(GRADESYNC_DATA_DIR).\n"
+        )
+        assert served.read_bytes() == b"the first demo's data"
+    finally:
+        running.release()

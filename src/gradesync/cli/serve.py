@@ -56,17 +56,20 @@ def serve(
     raise_open_files_limit()  # a pool per platform: see gradesync.adapters.open_files
     port_free(host, port, "--port")
     if demo:
-        from gradesync.demo import run_demo  # the demo imports the sandbox: load it only here
+        from gradesync.cli._common import fail
+        from gradesync.demo import DemoRunning, run_demo  # imports the sandbox: only here
 
         if sandbox_port is None:
             sandbox_port = DEMO_SANDBOX_PORT if port == DEFAULT_PORT else port + 1 if port else 0
         port_free(host, sandbox_port, "--sandbox-port")
 
-        raise typer.Exit(
-            run_demo(
+        try:
+            code = run_demo(
                 settings, host, port, sandbox_port, attempts=demo_attempts, exit_after=demo_exit
             )
-        )
+        except DemoRunning as exc:
+            raise fail(str(exc)) from None
+        raise typer.Exit(code)
     import uvicorn  # the web stack loads only for the commands that serve
 
     from gradesync.cli._common import fail

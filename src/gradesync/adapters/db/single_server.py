@@ -16,7 +16,11 @@ from typing import IO
 
 
 class DatabaseInUse(RuntimeError):
-    """Another process already serves this SQLite database."""
+    """Another process already serves this SQLite database (`holder`: its pid)."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class ServerLock:
@@ -36,7 +40,8 @@ class ServerLock:
             raise DatabaseInUse(
                 f"another gradesync serve (pid {holder}) is using {self.database}."
                 " Stop it, or give this one its own database (GRADESYNC_DATABASE_URL or"
-                " GRADESYNC_DATA_DIR); several processes need PostgreSQL."
+                " GRADESYNC_DATA_DIR); several processes need PostgreSQL.",
+                holder,
             ) from None
         fh.seek(0)
         fh.truncate()
