@@ -205,10 +205,14 @@ def test_every_bad_field_is_reported_on_its_own_line(
 def test_errors_are_one_line_each_with_the_documented_exit_codes(
     gradesync: Run, cli_db: Database
 ) -> None:
-    r = gradesync("runs", "show", "run-x", "-t", "nobody", "--json", ok=False)
-    assert r.returncode == 3 and r.stderr == "error: run 'run-x' not found\n"
+    # a tenant that does not exist, for a list too (not "none", as if all were well)
+    r = gradesync("runs", "list", "-t", "nobody", "--json", ok=False)
+    assert r.returncode == 3 and r.stderr == "error: tenant 'nobody' not found\n"
     assert json.loads(r.stdout)["error"]["code"] == "not_found"
     gradesync("tenants", "create", "northwind", "--no-key")
+    r = gradesync("runs", "show", "run-x", "-t", "northwind", "--json", ok=False)
+    assert r.returncode == 3 and r.stderr == "error: run 'run-x' not found\n"
+    assert json.loads(r.stdout)["error"]["code"] == "not_found"
     r = gradesync("tenants", "create", "northwind", "--json", ok=False)
     assert r.returncode == 4 and json.loads(r.stdout)["error"]["code"] == "conflict"
     # the command line itself: the option named, the rule, where to look

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,7 +61,27 @@ def json_option(
     return typer.Option(False, "--json", help=help, callback=_json_given)
 
 
-TENANT = typer.Option(..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT")
+def _known_tenant(ctx: typer.Context, tenant: str) -> str:
+    """The tenant a command names must exist: refused (exit 3) before the command runs, so
+    that listing an unknown tenant, or the right one in the wrong database, does not print
+    "none" as if all were well."""
+    if ctx.resilient_parsing or not tenant:
+        return tenant
+    rt = Runtime.create()
+    try:
+        with rt.uow() as uow:
+            known = uow.tenants.get(tenant) is not None
+    finally:
+        rt.close()
+    if not known:
+        _Output.json = _Output.json or "--json" in sys.argv[1:]  # maybe not parsed yet
+        raise NotFound("tenant", tenant)
+    return tenant
+
+
+TENANT = typer.Option(
+    ..., "--tenant", "-t", help="Tenant id.", envvar="GRADESYNC_TENANT", callback=_known_tenant
+)
 JSON_OUT = json_option()
 
 
