@@ -69,6 +69,7 @@ def test_runs_list_fits_80_columns_and_says_none(
     assert "run_0123456789abcdef0123456789abcdef" in resync
     typo = gradesync("runs", "list", "-t", "northwind", "--trigger", "manaul", ok=False)
     assert typo.returncode == 2 and "--trigger" in typo.stderr, typo.stderr
+    assert typo.stderr.startswith("error: --trigger: 'manaul' is not one of 'auto', "), typo.stderr
     assert gradesync("runs", "list", "-t", "empty").stdout.strip() == "none"
     assert json.loads(gradesync("runs", "list", "-t", "empty", "--json").stdout) == []
     for listing in (("destinations", "list"), ("keys", "list"), ("schedules", "list")):

@@ -253,3 +253,11 @@ def test_a_sis_gets_sis_advice_not_deep_linking() -> None:
     assert "Deep Linking" in triage(DestinationKind.LTI13_AGS)
     sis = triage(DestinationKind.ONEROSTER_REST)
     assert "Deep Linking" not in sis and "post grades" in sis
+
+
+def test_counts_are_said_in_plain_english() -> None:
+    from gradesync.domain.diagnosis.checks import plural
+
+    assert [plural(n, "launch") for n in (1, 6)] == ["1 launch", "6 launches"]
+    assert [plural(n, "result") for n in (0, 1)] == ["0 results", "1 result"]
+    assert plural(2, "class") == "2 classes"

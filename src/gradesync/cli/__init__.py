@@ -118,6 +118,8 @@ def usage_error(exc: click.UsageError) -> CliError:
     said = exc.format_message()
     if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
         said = exc.message  # without click's "Invalid value for '--x':", the field says it
+        # an option parsed through pydantic (an enum) says so first: not the user's concern
+        said = said.removeprefix("Value error, ")
     message = f"{said} (see `{where} --help`)"
     return CliError(EXIT_BAD_INPUT, message, (FieldProblem(field, rule, message),))
 

@@ -293,4 +293,7 @@ def when(moment: datetime | None) -> str:
 
 
 def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+    """`1 launch`, `2 launches`, `3 results`."""
+    if count == 1:
+        return f"{count} {word}"
+    return f"{count} {word}{'es' if word.endswith(('s', 'sh', 'ch', 'x', 'z')) else 's'}"

@@ -114,7 +114,12 @@ def _pydantic_problem(err: dict[str, Any]) -> dict[str, Any]:
     if etype == "too_long" and len(loc) == 2 and loc[1] in _LISTS:
         rule = "batch_too_large"
     msg = str(err.get("msg", "invalid"))
-    if rule == "timezone_required":
+    if etype == "json_invalid":
+        # FastAPI puts the character offset where a field's name would be ("[1]")
+        at = f" at character {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+        why = (err.get("ctx") or {}).get("error") or msg
+        loc, msg = ["body"], f"The body is not valid JSON{at}: {why}."
+    elif rule == "timezone_required":
         msg = "Give a time zone with the date-time, e.g. 2025-01-31T23:59:00Z or +01:00."
     elif rule == "finite":
         msg = "Must be a finite number (not NaN or infinity)."
