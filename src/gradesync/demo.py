@@ -419,11 +419,14 @@ def _run(
             f"tenant       [bold]{TENANT}[/bold]   API key (scopes ingest, sync): {token}",
             highlight=False,
         )
+        # the loopback networks only for the command that calls the sandbox: exported, they
+        # would relax the outbound guard of whatever the shell runs next
         console.print(
             f"CLI          export GRADESYNC_DATABASE_URL={settings.database_url} "
-            f"GRADESYNC_TENANT={TENANT} "
-            f"GRADESYNC_OUTBOUND_ALLOWED_NETWORKS={','.join(LOOPBACK_NETWORKS)}\n"
-            f"             {_command()} destinations list",
+            f"GRADESYNC_TENANT={TENANT}\n"
+            f"             {_command()} destinations list\n"
+            f"             GRADESYNC_OUTBOUND_ALLOWED_NETWORKS={','.join(LOOPBACK_NETWORKS)} "
+            f"{_command()} destinations check lms",
             highlight=False,
         )
         http = stack.enter_context(

@@ -244,12 +244,12 @@ class Runtime:
         waker: Waker | None = None,
         *,
         context: DestinationContext | None = None,
-        name: str | None = None,
+        worker_id: str | None = None,
     ) -> Engine:
         """An engine whose destinations are reached over `context`, or the process's shared
-        context; `name` starts its worker id (`gradesync worker --name`)."""
+        context; `worker_id` names it in leases and run records (default: a new one)."""
         from gradesync.adapters.metrics import PrometheusMeter
-        from gradesync.services.worker import Engine, new_worker_id
+        from gradesync.services.worker import Engine
 
         return Engine(
             self.db.uow,
@@ -262,7 +262,7 @@ class Runtime:
             signals=SIGNALS,
             bulk=self.db.bulk,
             reads=self.db.reads,
-            worker_id=new_worker_id(name),
+            worker_id=worker_id,
         )
 
     def remote_waker(self) -> Waker:
@@ -276,11 +276,11 @@ class Runtime:
         return NullWaker()
 
     async def start_worker(
-        self, *, distributed_waker: bool = False, name: str | None = None
+        self, *, distributed_waker: bool = False, worker_id: str | None = None
     ) -> EmbeddedWorker:
         """Start the in-process worker (call inside the serving event loop). Pending work is
         swept at once. With `distributed_waker` (inside `gradesync worker`), the worker asks
-        other workers for help through procrastinate. `name` starts its worker id."""
+        other workers for help through procrastinate."""
         from gradesync.adapters.queue.inprocess import EmbeddedWorker, InProcessWaker
 
         if self.worker is not None:
@@ -292,7 +292,7 @@ class Runtime:
         if distributed_waker:
             engine_waker = self.remote_waker()
         self._hear_destination_changes()
-        engine = self.build_engine(engine_waker, name=name)
+        engine = self.build_engine(engine_waker, worker_id=worker_id)
         worker = EmbeddedWorker(engine, local, sole_worker=self.db.is_sqlite)
         await worker.start()
         self.worker = worker
@@ -639,13 +639,15 @@ class Runtime:
         """`gradesync worker`: this process's worker plus procrastinate's, until a signal
         (DatabaseUnavailable after `patience` seconds without the database)."""
         from gradesync.adapters.queue.procrastinate_app import run_worker
+        from gradesync.services.worker import new_worker_id
 
+        worker_id = new_worker_id(name)  # one id in run records, leases and procrastinate's
         try:
             await run_worker(
                 self.db.url,
-                lambda: self.start_worker(distributed_waker=True, name=name),
+                lambda: self.start_worker(distributed_waker=True, worker_id=worker_id),
                 concurrency=concurrency,
-                name=name,
+                name=worker_id,
                 patience=patience,
             )
         finally:

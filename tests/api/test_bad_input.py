@@ -197,4 +197,4 @@ def test_malformed_json(c: Caller) -> None:
     [problem] = r.json()["detail"]
     # the body is named, not the character offset FastAPI puts in the location ("[1]")
     assert (problem["field"], problem["rule"], problem["loc"]) == ("body", "json", ["body"])
-    assert problem["msg"].startswith("The body is not valid JSON at character 1: "), problem
+    assert problem["msg"].startswith("The body is not valid JSON at character 2: "), problem

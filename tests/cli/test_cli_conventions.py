@@ -209,6 +209,8 @@ def test_errors_are_one_line_each_with_the_documented_exit_codes(
     r = gradesync("runs", "list", "-t", "nobody", "--json", ok=False)
     assert r.returncode == 3 and r.stderr == "error: tenant 'nobody' not found\n"
     assert json.loads(r.stdout)["error"]["code"] == "not_found"
+    r = gradesync("runs", "list", "-t", "", ok=False)
+    assert r.returncode == 3 and r.stderr == "error: tenant '' not found\n"
     gradesync("tenants", "create", "northwind", "--no-key")
     r = gradesync("runs", "show", "run-x", "-t", "northwind", "--json", ok=False)
     assert r.returncode == 3 and r.stderr == "error: run 'run-x' not found\n"
@@ -239,3 +241,11 @@ def test_a_setting_outside_its_choices_is_refused_by_name(
     assert "'embedded' or 'distributed'" in r.stderr, r.stderr
     cli_env["GRADESYNC_WORKER_MODE"] = "Distributed"  # the case does not matter
     gradesync("runs", "list", "-t", "northwind")
+
+
+def test_a_worker_name_that_would_not_fit_its_id_is_refused(gradesync: Run) -> None:
+    for name in ("a b", "w" * 101):
+        r = gradesync("worker", "--name", name, ok=False)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith("error: --name: Up to 100 characters"), r.stderr
+        assert r.stderr.rstrip().endswith("[worker_name]"), r.stderr

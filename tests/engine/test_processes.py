@@ -111,7 +111,8 @@ def test_worker_killed_mid_run_then_restarted_delivers_exactly_the_final_state(
                 s for s in get_run_stages(db.uow, T, run.id)[1:] if s["stage"] == "queued"
             ]
             assert re.fullmatch(
-                r"worker worker-a:\d+:\w+ stopped \(last heard .+\); requeued by worker-b:\d+:\w+",
+                r"worker worker-a@[^:]+:\d+:\w+ stopped \(last heard .+\); "
+                r"requeued by worker-b@[^:]+:\d+:\w+",
                 requeued["note"],
             ), requeued
     finally:

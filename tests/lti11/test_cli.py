@@ -72,8 +72,11 @@ def test_add_consumer_with_generated_secret_stores_it_encrypted(run, db: Databas
     assert secret not in listing.output
     # the LMS family is a label, shown with the consumer
     listing = run("list", "--tenant", "t1", "--json")
-    assert [(c["id"], c["lms"]) for c in json.loads(listing.output)] == [("canvas11", "canvas")]
-    assert "canvas " in run("list", "--tenant", "t1").output
+    assert [(c["id"], c["profile"]) for c in json.loads(listing.output)] == [("canvas11", "canvas")]
+    lines = run("list", "--tenant", "t1").output.splitlines()
+    [header] = [[c.strip() for c in x.split("┃")[1:-1]] for x in lines if x.startswith("┃")]
+    [row] = [[c.strip() for c in x.split("│")[1:-1]] for x in lines if x.startswith("│")]
+    assert dict(zip(header, row, strict=True))["lms"] == "canvas"
 
 
 def test_secret_from_environment_and_update_keeps_one_consumer(run, db: Database) -> None:  # type: ignore[no-untyped-def]

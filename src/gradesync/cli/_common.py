@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gradesync.adapters.db.database import Database
+from gradesync.config import load_settings
 from gradesync.domain.errors import Conflict, FieldProblem, GradesyncError, InvalidInput, NotFound
 from gradesync.runtime import Runtime
 
@@ -64,15 +66,20 @@ def json_option(
 def _known_tenant(ctx: typer.Context, tenant: str) -> str:
     """The tenant a command names must exist: refused (exit 3) before the command runs, so
     that listing an unknown tenant, or the right one in the wrong database, does not print
-    "none" as if all were well."""
-    if ctx.resilient_parsing or not tenant:
+    "none" as if all were well. Read without a write lock (a busy `serve` never holds it up);
+    the embedded SQLite default is brought up to date first, as the command's runtime would."""
+    if ctx.resilient_parsing:
         return tenant
-    rt = Runtime.create()
-    try:
-        with rt.uow() as uow:
-            known = uow.tenants.get(tenant) is not None
-    finally:
-        rt.close()
+    known = False
+    if tenant:
+        db = Database.from_settings(load_settings())
+        try:
+            if db.is_sqlite:
+                db.upgrade()
+            with db.reads() as uow:
+                known = uow.tenants.get(tenant) is not None
+        finally:
+            db.dispose()
     if not known:
         _Output.json = _Output.json or "--json" in sys.argv[1:]  # maybe not parsed yet
         raise NotFound("tenant", tenant)

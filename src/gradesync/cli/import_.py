@@ -30,12 +30,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from gradesync.cli._common import (
     EXIT_BAD_INPUT,
-    EXIT_NOT_FOUND,
     JSON_OUT,
     TENANT,
     CliError,
     console,
-    fail,
     print_json,
     report,
     runtime,
@@ -278,8 +276,6 @@ def attempts(
         default_time = completed_at if completed_at.tzinfo else completed_at.replace(tzinfo=UTC)
     with runtime() as rt:
         with rt.uow() as uow:
-            if uow.tenants.get(tenant) is None:
-                raise fail(f"tenant {tenant!r} not found", EXIT_NOT_FOUND)
             if course is not None:
                 acts = {a.id: a for a in uow.activities.for_course(tenant, course)}
             else:

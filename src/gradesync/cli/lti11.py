@@ -151,7 +151,7 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
                     "id": dest.id,
                     "name": dest.name,
                     "consumer_key": dest.config.get("consumer_key"),
-                    "lms": dest.profile,
+                    "profile": dest.profile,
                     "allowed_hosts": dest.config.get("allowed_hosts") or [],
                     "courses": n,
                     "moved_to_lti13": migrated,

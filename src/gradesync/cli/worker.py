@@ -20,6 +20,8 @@ from gradesync.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+MAX_NAME = 100  # the worker id, with the host, pid and random part, fits its 255 columns
+
 
 def worker(
     concurrency: int = typer.Option(
@@ -27,8 +29,9 @@ def worker(
     ),
     name: str = typer.Option(
         "",
-        help="This worker's name in run records (requeued by, resumed by), leases and "
-        "procrastinate's job records (default: the host's name).",
+        help="This worker's name: its id in run records (requeued by, resumed by), leases "
+        "and procrastinate's job records is NAME@host:pid:random (without it, "
+        "host:pid:random). Up to 100 characters, no spaces.",
     ),
     metrics_address: str = typer.Option(
         "",
@@ -38,6 +41,10 @@ def worker(
     ),
 ) -> None:
     """Deliver grades: compute dirty keys, send due results, run sync runs (PostgreSQL)."""
+    if len(name) > MAX_NAME or any(c.isspace() for c in name):
+        raise bad_input(
+            problem("--name", "worker_name", f"Up to {MAX_NAME} characters, without spaces.")
+        )
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
     raise_open_files_limit()  # a pool per platform: see gradesync.adapters.open_files

@@ -45,10 +45,12 @@ log = logging.getLogger(__name__)
 
 
 def new_worker_id(name: str | None = None) -> str:
-    """This worker's id in leases and run records: its `name` (`gradesync worker --name`,
-    else the host's), then what keeps two processes given one name apart (a lease names
-    its holder, and one worker must never settle another's)."""
-    return f"{name or socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """This worker's id in leases and run records: `name@host:pid:random` with a name
+    (`gradesync worker --name`), else `host:pid:random`. The host, pid and random part keep
+    two processes apart even when given one name (containers are often all pid 1): a lease
+    names its holder, and one worker must never settle another's."""
+    where = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    return f"{name}@{where}" if name else where
 
 
 def _say_failure(task: asyncio.Task[Any]) -> None:

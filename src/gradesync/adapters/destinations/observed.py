@@ -70,7 +70,7 @@ class ObservedClient:
 
 class ObservedRosterReader:
     """A roster reader whose reads (and the token requests they make) run with its platform
-    in the log context: counted by destination, whether a launch, a run or the CLI asked."""
+    in the log context: counted by destination, whether a launch or a run asked."""
 
     def __init__(self, inner: MembershipReader, destination: Destination) -> None:
         self._inner = inner

@@ -115,8 +115,8 @@ def _pydantic_problem(err: dict[str, Any]) -> dict[str, Any]:
         rule = "batch_too_large"
     msg = str(err.get("msg", "invalid"))
     if etype == "json_invalid":
-        # FastAPI puts the character offset where a field's name would be ("[1]")
-        at = f" at character {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+        # FastAPI puts the character offset where a field's name would be ("[1]"), from 0
+        at = f" at character {loc[1] + 1}" if len(loc) > 1 and isinstance(loc[1], int) else ""
         why = (err.get("ctx") or {}).get("error") or msg
         loc, msg = ["body"], f"The body is not valid JSON{at}: {why}."
     elif rule == "timezone_required":
