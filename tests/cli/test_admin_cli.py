@@ -235,6 +235,14 @@ def test_import_bad_file_stores_nothing(gradesync: Run, cli_db: Database, tmp_pa
     assert "line 3, score_given: 'abc' is not a number [number]" in r.stderr
     assert "line 4, completed_at" in r.stderr and "timezone_required" in r.stderr
     assert "line 6, activity_id: no activity 'nope' [unknown_activity]" in r.stderr
+    # the unknown person in the same report, every problem at once, in the file's order
+    assert [line[: len("error: line 3")] for line in r.stderr.splitlines()[:4]] == [
+        "error: line 3",
+        "error: line 4",
+        "error: line 5",
+        "error: line 6",
+    ], r.stderr
+    assert "line 5: no person 'ghost' [unknown_person]" in r.stderr
     assert "nothing was imported" in r.stderr
     with cli_db.uow() as uow:
         assert uow.attempts.for_person("northwind", "p1") == []

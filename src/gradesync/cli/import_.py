@@ -108,9 +108,10 @@ def read_rows(
     activities: dict[str, Activity],
     default_time: datetime,
     person_column: str,
-) -> tuple[list[Row], list[str]]:
+) -> tuple[list[Row], list[str], list[FieldProblem]]:
     """Parse the file into attempts (not yet checked against the people stored).
-    Returns (rows, ignored columns); raises FileProblems listing every problem."""
+    Returns (rows, ignored columns, the problems of the rows left out); raises FileProblems
+    when the file cannot be read as attempts at all (no header, no known column)."""
     problems: list[FieldProblem] = []
     rows: list[Row] = []
     ignored: list[str] = []
@@ -211,9 +212,7 @@ def read_rows(
                         ),
                     )
                 )
-    if problems:
-        raise FileProblems(problems)
-    return rows, ignored
+    return rows, ignored, problems
 
 
 def _reused_events(rows: list[Row]) -> list[FieldProblem]:
@@ -240,16 +239,29 @@ def _reused_events(rows: list[Row]) -> list[FieldProblem]:
 
 
 def _where(rows: list[Row], offset: int, exc: InvalidInput) -> list[FieldProblem]:
-    """The stored batch's problems, named by line and column of the file."""
+    """The stored batch's problems, named by line and column of the file (and by the
+    attempt's field, when the column is not named after it: a gradebook's)."""
     out = []
     for p in exc.problems:
         m = re.match(r"attempts\[(\d+)\]\.?(.*)", p.field)
         if m:
             r = rows[offset + int(m.group(1))]
-            out.append(FieldProblem(f"{_at(r.line, r.column)} ({m.group(2)})", p.rule, p.message))
+            field = m.group(2)
+            where = _at(r.line, r.column)
+            out.append(
+                FieldProblem(
+                    where if field in ("", r.column) else f"{where} ({field})", p.rule, p.message
+                )
+            )
         else:
             out.append(p)
     return out
+
+
+def _line_of(p: FieldProblem) -> int:
+    """The line a problem names (`line 12, score_given` -> 12)."""
+    m = re.match(r"line (\d+)", p.field)
+    return int(m.group(1)) if m else 0
 
 
 @app.command()
@@ -285,7 +297,7 @@ def attempts(
                     for a in uow.activities.for_course(tenant, c.id)
                 }
         try:
-            rows, ignored = read_rows(file, tenant, acts, default_time, person_column)
+            rows, ignored, unreadable = read_rows(file, tenant, acts, default_time, person_column)
             with rt.uow() as uow:
                 people = uow.people.get_many(tenant, {r.attempt.person_id for r in rows})
             unknown = [
@@ -293,8 +305,8 @@ def attempts(
                 for r in rows
                 if r.attempt.person_id not in people
             ]
-            if unknown:
-                raise FileProblems(unknown)
+            if unreadable or unknown:  # every one at once, in the file's order
+                raise FileProblems(sorted(unreadable + unknown, key=_line_of))
             # every rule the stored rows must meet, before any is stored (a dry run too): the
             # ingest's own checks batch by batch, and an event id reused across batches
             found = _reused_events(rows)
