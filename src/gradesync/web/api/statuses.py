@@ -88,6 +88,7 @@ RULES: dict[str, str] = {
     "duplicate": "the same object twice in one batch",
     "event_id_reused": "a `source_event_id` already recorded for a different attempt",
     "after_since": "`until` not later than `since`",
+    "delta_only": "`since` with a bulk CSV export (it chooses where a delta starts)",
     "calendar": "a date-time of the right form that names no day (e.g. 31 February)",
     "range": "a date-time outside years 1-9999 once converted to UTC; a destination limit "
     "outside its bounds (a SIS takes at most 64 requests at once)",
