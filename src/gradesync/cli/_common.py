@@ -21,8 +21,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gradesync.adapters.db.database import Database
-from gradesync.config import load_settings
 from gradesync.domain.errors import Conflict, FieldProblem, GradesyncError, InvalidInput, NotFound
 from gradesync.runtime import Runtime
 
@@ -72,14 +70,12 @@ def _known_tenant(ctx: typer.Context, tenant: str) -> str:
         return tenant
     known = False
     if tenant:
-        db = Database.from_settings(load_settings())
+        rt = Runtime.create()
         try:
-            if db.is_sqlite:
-                db.upgrade()
-            with db.reads() as uow:
+            with rt.reads() as uow:
                 known = uow.tenants.get(tenant) is not None
         finally:
-            db.dispose()
+            rt.close()
     if not known:
         _Output.json = _Output.json or "--json" in sys.argv[1:]  # maybe not parsed yet
         raise NotFound("tenant", tenant)
