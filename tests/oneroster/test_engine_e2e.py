@@ -378,3 +378,27 @@ async def test_passback_through_the_engine(passback: Passback) -> None:
     assert p.sis_results()[(essay_li, "stu-1")]["score"] == 7.0
     assert p.sis_line_items()[essay_li]["category"]["sourcedId"] == "cat-hw"
     assert p.puts() - before == Counter({"lineItems": 1, "results": 1})
+
+
+async def test_a_course_alignment_takes_effect_at_the_next_post(passback: Passback) -> None:
+    """A group aligned for this course only (which wins over the connection's) is what the
+    next run's line items carry: the engine does not keep the course's SIS link from before
+    the change (it once did, for five minutes, and the column failed `category_missing`)."""
+    p = passback
+    p.attempt("quiz1", "p1", 8.0)
+    await p.until(p.delivered(("quiz1", "p1")), "the first grade to reach the SIS")
+    quiz = _li(p, "quiz1")
+    assert p.sis_line_items()[quiz]["category"]["sourcedId"] == "cat-quiz"
+    sis.align_category(
+        p.db.uow,
+        p.runtime.clock,
+        tenant_id=T,
+        destination_id=DEST,
+        group="Quizzes",
+        category_id="cat-hw",
+        course_id=COURSE,
+    )
+    run = await p.run(Trigger.RESYNC, ("quiz1",))
+    assert run.outcome is RunOutcome.SUCCEEDED, run.message
+    assert run.counts["columns"]["written"] == 1 and run.counts["columns"]["failed"] == 0
+    assert p.sis_line_items()[quiz]["category"]["sourcedId"] == "cat-hw"

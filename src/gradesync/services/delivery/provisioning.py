@@ -52,7 +52,11 @@ class Provisioner:
         self.uow_factory = uow_factory
         self.settings = settings
         self._background = background
-        self._course_links: Recent[tuple[str, str, str], tuple[CourseLink, float]] = Recent(CACHED)
+        # (the link as stored, the link ensured from it, until when): ensured once a while,
+        # and again as soon as what is stored changes (an alignment, a class, a term)
+        self._course_links: Recent[
+            tuple[str, str, str], tuple[CourseLink | None, CourseLink, float]
+        ] = Recent(CACHED)
         # a column's lock lives while a pass holds or waits for it
         self._column_locks: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -69,12 +73,13 @@ class Provisioner:
     ) -> CourseLink:
         key = (d.tenant_id, d.id, course.id)
         cached = self._course_links.get(key)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
+        if cached is not None and cached[0] == link and cached[2] > time.monotonic():
+            return cached[1]
         ensured = await client.ensure_course(course, link)
         if ensured != link:
             await asyncio.to_thread(self._save_course_link, ensured)
         self._course_links[key] = (
+            link,
             ensured,
             time.monotonic() + self.settings.course_link_ttl.total_seconds(),
         )
