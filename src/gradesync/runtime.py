@@ -13,10 +13,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.single_server import DatabaseInUse, ServerLock
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from gradesync.services.ports import UnitOfWorkFactory
     from gradesync.services.roster import MembershipReader, RosterResult
     from gradesync.services.schedules import ScheduleService
-    from gradesync.services.sis import SisDirectory
+    from gradesync.services.sis import ActivityCheck, SisDirectory
     from gradesync.services.worker import Engine
 
 # Tests only: a module whose `build(destination, context)` serves every destination, so a
@@ -550,6 +550,37 @@ class Runtime:
         dest = rest_connection(self.uow, tenant_id, destination_id)
         async with guarded_client(self.outbound) as http:
             yield OneRosterClient(dest, self.adapter_context(http))
+
+    async def tick_sis_activities(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        activity_ids: Sequence[str],
+        *,
+        selected: bool = True,
+        hold: bool = False,
+        waker: Waker | None = None,
+    ) -> list[ActivityCheck]:
+        """Tick (or clear) "Sync to SIS" as every caller does it: ticking validates, the SIS
+        asked for each group's category when it has a REST API (`services.sis.tick_checked`)."""
+        from gradesync.services import sis
+
+        def asks() -> bool:
+            return selected and sis.has_rest_api(self.uow, tenant_id, destination_id)
+
+        options: dict[str, Any] = dict(
+            tenant_id=tenant_id,
+            destination_id=destination_id,
+            activity_ids=activity_ids,
+            selected=selected,
+            clock=self.clock,
+            waker=waker,
+            hold=hold,
+        )
+        if await asyncio.to_thread(asks):
+            async with self.sis_directory(tenant_id, destination_id) as directory:
+                return await sis.tick_checked(self.uow, directory, **options)
+        return await sis.tick_checked(self.uow, None, **options)
 
     @contextlib.asynccontextmanager
     async def client_for_request(

@@ -405,6 +405,10 @@ def test_every_sis_form_needs_its_token_and_connection_settings_need_an_admin(
         assert admin.get(page).status_code == 200
         listed = admin.get("/console/destinations").text
         assert 'aria-label="SIS passback of Springfield SIS"' in listed
+    # the group aligned (an admin's form): ticking asks the SIS for the category
+    sis.align_category(
+        rt.uow, rt.clock, tenant_id=T, destination_id=DEST, group="Quizzes", category_id="cat-quiz"
+    )
     with httpx.Client(base_url=live_console.base_url) as teacher:
         sign_in_over_http(teacher, "teach", "an instructor's password")
         html = teacher.get(page)

@@ -84,8 +84,10 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
         }
         r = admin.put("/sis/connections/sis/selection", json={"activity_ids": ["q1", "e1"]})
         assert r.status_code == 422
+        # every problem at once, the SIS asked too: it has no category for e1's group
         assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
-            ("activities[e1].due_at", "due_date_required")
+            ("activities[e1].due_at", "due_date_required"),
+            ("activities[e1].category", "category_missing"),
         ]
         # ticked with a hold: the choice is recorded, the grades wait for Post grades
         r = admin.put("/sis/connections/sis/selection", json={"activity_ids": ["q1"], "hold": True})

@@ -78,15 +78,17 @@ def test_validate_checks_categories_for_a_file_based_sis_too(
         "sis", "map-class", "sis", "c1", "cls-1", *T,
         "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
     )  # fmt: skip
-    gradesync("sis", "select", "sis", "quiz1", *T)
-    # a file-based SIS cannot be asked by name: the unaligned group is reported, exit 1
-    bad = gradesync("sis", "validate", "sis", "quiz1", *T, ok=False)
-    assert bad.returncode == 1
+    # a file-based SIS cannot be asked by name: ticking an activity of an unaligned group is
+    # refused with it (nothing is ticked), and validation reports it (exit 1 once ticked)
+    refused = gradesync("sis", "select", "sis", "quiz1", *T, ok=False)
+    assert refused.returncode == 2 and "[category_missing]" in refused.stderr, refused.stderr
+    bad = gradesync("sis", "validate", "sis", "quiz1", *T)
     assert "[category_missing]" in bad.stdout and "Quizzes" in bad.stdout
-    # aligned to the SIS's category sourcedId: valid
+    # aligned to the SIS's category sourcedId: valid, and ticked
     gradesync("sis", "categories", "sis", *T, "--align", "Quizzes=cat-quiz")
     ok = gradesync("sis", "validate", "sis", "quiz1", *T)
     assert "[category_missing]" not in ok.stdout
+    gradesync("sis", "select", "sis", "quiz1", *T)
     # an activity with no group, and no default category
     with cli_db.uow() as uow:
         quiz = uow.activities.get("t1", "quiz1")

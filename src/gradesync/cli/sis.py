@@ -409,15 +409,15 @@ def select(
     """Tick (or clear) "Sync to SIS" for activities; ticking refuses invalid activities.
     Ticking sends the activity's grades at once; with --hold they wait for `sis post`."""
     checks = _run(
-        lambda rt: service.select_activities(
-            rt.uow,
-            tenant_id=tenant,
-            destination_id=destination_id,
-            activity_ids=activity_ids,
-            selected=not clear,
-            clock=rt.clock,
-            waker=rt.waker or rt.remote_waker(),
-            hold=hold,
+        lambda rt: asyncio.run(
+            rt.tick_sis_activities(
+                tenant,
+                destination_id,
+                activity_ids,
+                selected=not clear,
+                hold=hold,
+                waker=rt.waker or rt.remote_waker(),
+            )
         )
     )
     _print_checks(checks, as_json)

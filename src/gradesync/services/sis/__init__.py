@@ -57,6 +57,7 @@ from gradesync.services.sis.selection import (
     check_activity_categories,
     reopen_rejected,
     select_activities,
+    tick_checked,
     validate,
 )
 
@@ -91,6 +92,7 @@ __all__ = [
     "select_activities",
     "sis_connections",
     "sis_destination",
+    "tick_checked",
     "touch_items",
     "validate",
 ]

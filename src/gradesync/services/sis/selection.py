@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -180,6 +182,60 @@ def _file_category_check(
         "--align GROUP=CATEGORY_SOURCEDID",
     )
     return replace(check, problems=[*check.problems, problem])
+
+
+async def tick_checked(
+    uow_factory: UnitOfWorkFactory,
+    directory: SisDirectory | None,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    activity_ids: Sequence[str],
+    selected: bool = True,
+    clock: Clock | None = None,
+    waker: Waker | None = None,
+    hold: bool = False,
+) -> list[ActivityCheck]:
+    """`select_activities`, with every check of `validate` first, the SIS asked through
+    `directory` (a REST connection) whether each group has a category: an activity whose
+    every result the SIS would refuse (`category_missing`) is refused like any other, with
+    each problem of the request named. A SIS that cannot be asked is no reason to refuse:
+    Post grades asks again, and the engine refuses a missing category."""
+    if selected:
+        checks = await asyncio.to_thread(
+            validate,
+            uow_factory,
+            tenant_id=tenant_id,
+            destination_id=destination_id,
+            activity_ids=activity_ids,
+        )
+        if directory is not None:
+            with contextlib.suppress(RemoteFailure):
+                checks = await check_activity_categories(
+                    uow_factory,
+                    directory,
+                    tenant_id=tenant_id,
+                    destination_id=destination_id,
+                    checks=checks,
+                )
+        problems = [
+            replace(p, field=f"activities[{c.activity_id}].{p.field}")
+            for c in checks
+            for p in c.problems
+        ]
+        if problems:
+            raise InvalidInput(problems)
+    return await asyncio.to_thread(
+        select_activities,
+        uow_factory,
+        tenant_id=tenant_id,
+        destination_id=destination_id,
+        activity_ids=activity_ids,
+        selected=selected,
+        clock=clock,
+        waker=waker,
+        hold=hold,
+    )
 
 
 def select_activities(

@@ -330,7 +330,7 @@ async def categories(
 
 
 @router.put("/connections/{destination_id}/selection")
-def put_selection(
+async def put_selection(
     destination_id: str,
     body: SelectionIn,
     p: Principal = Depends(admin),
@@ -340,15 +340,13 @@ def put_selection(
     each problem, and nothing changes. With `hold`, ticking and posting are two steps: the
     grades wait for a post naming the activity."""
     return _checks(
-        service.select_activities(
-            rt.uow,
-            tenant_id=p.tenant_id,
-            destination_id=destination_id,
-            activity_ids=body.activity_ids,
+        await rt.tick_sis_activities(
+            p.tenant_id,
+            destination_id,
+            body.activity_ids,
             selected=body.selected,
-            clock=rt.clock,
-            waker=rt.waker,
             hold=body.hold,
+            waker=rt.waker,
         )
     )
 

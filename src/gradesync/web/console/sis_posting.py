@@ -5,8 +5,10 @@ reason."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from anyio import from_thread
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -82,14 +84,15 @@ def sync_to_sis(
     if activity is None or activity.course_id != course_id:
         raise PageError(404, "No such activity in this course.")
     try:
-        service.select_activities(
-            rt.uow,
-            tenant_id=user.tenant_id,
-            destination_id=destination_id,
-            activity_ids=[activity_id],
-            selected=on,
-            clock=rt.clock,
-            hold=True,
+        from_thread.run(
+            functools.partial(
+                rt.tick_sis_activities,
+                user.tenant_id,
+                destination_id,
+                [activity_id],
+                selected=on,
+                hold=True,
+            )
         )
     except InvalidInput as exc:
         words = "; ".join(f"{p.message} [{p.rule}]" for p in exc.problems)
