@@ -201,7 +201,7 @@ async def tick_checked(
     every result the SIS would refuse (`category_missing`) is refused like any other, with
     each problem of the request named. A SIS that cannot be asked is no reason to refuse:
     Post grades asks again, and the engine refuses a missing category."""
-    if selected:
+    if selected and activity_ids:  # none: `select_activities` says so
         checks = await asyncio.to_thread(
             validate,
             uow_factory,
