@@ -108,6 +108,8 @@ def test_instructor_syncs_and_finds_why_a_grade_was_rejected(
     expect(evidence).to_contain_text("Rejected")
     expect(evidence.locator(".remote")).to_contain_text("HTTP 422")
     expect(evidence.get_by_role("table")).to_contain_text("rejected")
+    # the count says what it counts: the one send, refused (not "tries" of a grade)
+    expect(evidence).to_contain_text("Failed sends in a row1")
 
     shots = os.environ.get("GRADESYNC_SCREENSHOT_DIR")
     if shots:

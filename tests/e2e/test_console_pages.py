@@ -454,6 +454,9 @@ def test_run_history_names_destination_schedule_and_who_asked(
     assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}", page)  # no microseconds
     one = c.get("/console/runs/r-sched").text
     assert "Canvas" in one and "weekly mon 07:00" in one and "Asked by" in one
+    # a filter nothing matches says so, not that no sync has ever run
+    empty = c.get("/console/runs", params={"trigger": "remaster"}).text
+    assert "No sync matches these filters." in empty and "No sync has run yet" not in empty
 
 
 def test_adding_a_sis_over_an_existing_id_is_refused_and_changes_nothing(

@@ -323,6 +323,10 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     }
     held_items = {li["sourcedId"] for li in sis_sandbox.admin.inspect()["sis"]["lineItems"]}
     assert held_items == {quiz, hw1}
+    # the course page's grid, the SIS chosen: a cell says what the SIS holds, not an LMS
+    page.goto(live_console.url(f"/console/courses/{COURSE}?destination={DEST}"))
+    sent = page.locator('td[data-person="p1"][data-activity="quiz1"]')
+    expect(sent.locator(".lms-holds")).to_contain_text("The SIS holds the grade gradesync sent")
 
     # Remaster of one activity: its scores and line item go again, nothing else.
     page.goto(live_console.url(f"/console/sis/{DEST}/courses/{COURSE}"))
