@@ -454,6 +454,7 @@ def test_run_history_names_destination_schedule_and_who_asked(
     assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}", page)  # no microseconds
     one = c.get("/console/runs/r-sched").text
     assert "Canvas" in one and "weekly mon 07:00" in one and "Asked by" in one
+    assert c.get("/favicon.ico").status_code == 204  # asked with every page: not a 404
     # a filter nothing matches says so, not that no sync has ever run
     empty = c.get("/console/runs", params={"trigger": "remaster"}).text
     assert "No sync matches these filters." in empty and "No sync has run yet" not in empty

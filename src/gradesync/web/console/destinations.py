@@ -59,7 +59,7 @@ def paste_values(base_url: str) -> list[tuple[str, str]]:
     base = base_url.rstrip("/")
     return [
         (
-            "LTI 1.3 registration URL (LMSs with Dynamic Registration: paste only this one)",
+            "LTI 1.3 registration URL (an LMS with Dynamic Registration: paste only this one)",
             f"{base}/console/lti/register",
         ),
         ("LTI 1.3 OpenID Connect login (initiation) URL", urls["oidc_login_url"]),
