@@ -542,3 +542,44 @@ def test_a_timed_pause_that_ran_out_is_not_shown_as_a_pause(
     assert (lms["paused_until"], lms["pause_reason"]) == (None, None)
     sis = c.get("/api/v1/destinations/sis", headers=api).json()
     assert sis["pause_reason"] == "breaker open" and sis["paused_until"] is not None
+
+
+def test_the_grid_says_when_its_gradebook_is_paused(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """Grades of a paused gradebook wait as Pending: the grid says why, with the admin's
+    reason, and says nothing once a timed pause has run out."""
+    c, runtime = app_client
+    now = runtime.clock.now()
+    with runtime.db.uow() as uow:
+        uow.destinations.upsert(
+            Destination(
+                "t1",
+                "lms",
+                DestinationKind.LTI13_AGS,
+                "Canvas",
+                enabled=False,
+                pause_reason="LMS upgrade tonight",
+            ),
+            now,
+        )
+        uow.commit()
+    _login(c, "ada", "/console/courses/bio")
+    page = c.get("/console/courses/bio", params={"destination": "lms"}).text
+    assert "Canvas is paused (LMS upgrade tonight): its grades wait here as Pending" in page
+    assert "go once it is resumed" in page
+    with runtime.db.uow() as uow:
+        uow.destinations.upsert(
+            Destination(
+                "t1",
+                "lms",
+                DestinationKind.LTI13_AGS,
+                "Canvas",
+                paused_until=now - timedelta(minutes=1),
+                pause_reason="Retry-After",
+            ),
+            now,
+        )
+        uow.commit()
+    grid = c.get("/console/courses/bio/grid", params={"destination": "lms"}).text
+    assert "is paused" not in grid

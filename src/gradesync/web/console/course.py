@@ -57,6 +57,16 @@ def _page(request: Request, user: ConsoleUser, course_id: str, destination: str 
         raise PageError(404, str(exc)) from exc
 
 
+def _held(request: Request, page: Any) -> Any:
+    """The destination shown, when it is paused now (by an admin, a Retry-After, the
+    breaker): its grades wait, and the grid says why. None when it sends."""
+    if page.destination is None:
+        return None
+    now = runtime_of(request).clock.now()
+    dest = page.destination.as_of(now)
+    return dest if not dest.enabled or dest.paused_until is not None else None
+
+
 @router.get("/courses/{course_id}", response_class=HTMLResponse)
 def course_page(
     request: Request,
@@ -71,6 +81,7 @@ def course_page(
         user,
         nav="courses",
         page=page,
+        held=_held(request, page),
         runs=page.recent_runs,
         statuses=cq.STATUSES,
         labels=cq.STATUS_LABELS,
@@ -95,6 +106,7 @@ def grid_fragment(
         "console/_course_tables.html",
         user,
         page=page,
+        held=_held(request, page),
         statuses=cq.STATUSES,
         labels=cq.STATUS_LABELS,
     )
