@@ -322,3 +322,16 @@ def test_import_refuses_an_event_id_reused_across_batches_before_storing(
     assert r.returncode == 2 and "nothing was imported" in r.stderr
     with cli_db.uow() as uow:
         assert uow.attempts.for_person("northwind", "p1") == []
+
+
+def test_users_add_says_which_courses_are_not_known_yet(gradesync: Run, cli_db: Database) -> None:
+    """An instructor may be given a course the courseware has not sent yet (accounts are
+    often made first); the command says so, instead of nothing, for a typo to be seen."""
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    add = ("users", "add", "-t", "northwind", "--password", "a long enough password")
+    out = gradesync(*add, "ins", "--course", "c1", "--course", "chem-999").stdout
+    assert "note: no course 'chem-999' yet; ins sees it once it is sent to gradesync" in out
+    assert "'c1'" not in out
+    got = json.loads(gradesync(*add, "ins", "--course", "c1", "--json").stdout)
+    assert got["unknown_course_ids"] == [] and got["course_ids"] == ["c1"]

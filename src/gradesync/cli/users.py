@@ -51,6 +51,8 @@ def add(
                 course_ids=course or None,
             )
         )
+        with rt.reads() as uow:  # allowed: courses the courseware sends later, but said
+            unknown = [c for c in course if uow.courses.get(tenant, c) is None]
     if as_json:
         print_json(
             {
@@ -59,12 +61,18 @@ def add(
                 "name": user.display_name,
                 "role": user.role.value,
                 "course_ids": list(user.course_ids),
+                "unknown_course_ids": unknown,
             }
         )
         return
     console.print(
         f"account [bold]{user.username}[/bold] ({user.role.value}) saved in tenant {tenant}"
     )
+    for c in unknown:
+        console.print(
+            f"note: no course {c!r} yet; {user.username} sees it once it is sent to gradesync",
+            highlight=False,
+        )
 
 
 @app.command("list")
