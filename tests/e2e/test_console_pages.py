@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 from html import unescape
 
 import pytest
@@ -164,6 +165,20 @@ def test_a_schedule_is_edited_through_its_form(app_client: tuple[TestClient, Run
         "America/Chicago",
         "bio",
     )
+    # saved again as shown, first run untouched, with a new rule: the first run that has not
+    # come yet moves to the new rule's first slot, as `gradesync schedules edit` does
+    page = c.get(f"/console/schedules/{s.id}/edit").text
+    shown = re.search(r'name="first_run_at" type="datetime-local" value="([^"]*)"', page)
+    assert shown is not None and shown.group(1)
+    form = {**form, "kind": "weekly", "spec": "mon-fri 07:00", "first_run_at": shown.group(1)}
+    saved = c.post(f"/console/schedules/{s.id}/edit", data=form, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    with runtime.db.uow() as uow:
+        weekly = uow.schedules.get(s.id)
+    assert weekly is not None and weekly.first_run_at == weekly.next_run_at
+    assert weekly.first_run_at.astimezone(ZoneInfo("America/Chicago")).strftime("%a %H:%M") in {
+        f"{day} 07:00" for day in ("Mon", "Tue", "Wed", "Thu", "Fri")
+    }
 
 
 def test_diagnose_after_choosing_another_course_shows_that_course(

@@ -221,8 +221,12 @@ def edit_schedule(
 ) -> Response:
     svc = service(runtime_of(request))
     try:
-        before = svc.get(user.tenant_id, schedule_id).schedule.scope
+        stored = svc.get(user.tenant_id, schedule_id)
+        before = stored.schedule.scope
         same_course = (course_id or None) == before.course_id
+        # the form shows the stored first run: sent back as it was, it is not a choice, and
+        # a new rule may move a first run that has not come yet (the service's own rule)
+        first = None if first_run_at.strip() == _local_input(stored) else first_run_at
         info = svc.edit(
             user.tenant_id,
             schedule_id,
@@ -230,7 +234,7 @@ def edit_schedule(
             kind=kind,
             spec=spec,
             time_zone=time_zone,
-            first_run_at=_parse_local(first_run_at),
+            first_run_at=_parse_local(first or ""),
             scope=RunScope(
                 user.tenant_id,
                 destination_id or None,
