@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.single_server import DatabaseInUse, ServerLock
@@ -565,10 +565,9 @@ class Runtime:
         asked for each group's category when it has a REST API (`services.sis.tick_checked`)."""
         from gradesync.services import sis
 
-        def asks() -> bool:
-            return selected and sis.has_rest_api(self.uow, tenant_id, destination_id)
-
-        options: dict[str, Any] = dict(
+        tick = functools.partial(
+            sis.tick_checked,
+            self.uow,
             tenant_id=tenant_id,
             destination_id=destination_id,
             activity_ids=activity_ids,
@@ -577,10 +576,12 @@ class Runtime:
             waker=waker,
             hold=hold,
         )
-        if await asyncio.to_thread(asks):
+        if selected and await asyncio.to_thread(
+            sis.has_rest_api, self.uow, tenant_id, destination_id
+        ):
             async with self.sis_directory(tenant_id, destination_id) as directory:
-                return await sis.tick_checked(self.uow, directory, **options)
-        return await sis.tick_checked(self.uow, None, **options)
+                return await tick(directory)
+        return await tick(None)
 
     @contextlib.asynccontextmanager
     async def client_for_request(

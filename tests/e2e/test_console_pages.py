@@ -566,35 +566,18 @@ def test_the_grid_says_when_its_gradebook_is_paused(
     reason, and says nothing once a timed pause has run out."""
     c, runtime = app_client
     now = runtime.clock.now()
-    with runtime.db.uow() as uow:
-        uow.destinations.upsert(
-            Destination(
-                "t1",
-                "lms",
-                DestinationKind.LTI13_AGS,
-                "Canvas",
-                enabled=False,
-                pause_reason="LMS upgrade tonight",
-            ),
-            now,
-        )
-        uow.commit()
+    canvas = Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas")
+
+    def save(d: Destination) -> None:
+        with runtime.db.uow() as uow:
+            uow.destinations.upsert(d, now)
+            uow.commit()
+
+    save(replace(canvas, enabled=False, pause_reason="LMS upgrade tonight"))
     _login(c, "ada", "/console/courses/bio")
     page = c.get("/console/courses/bio", params={"destination": "lms"}).text
     assert "Canvas is paused (LMS upgrade tonight): its grades wait here as Pending" in page
     assert "go once it is resumed" in page
-    with runtime.db.uow() as uow:
-        uow.destinations.upsert(
-            Destination(
-                "t1",
-                "lms",
-                DestinationKind.LTI13_AGS,
-                "Canvas",
-                paused_until=now - timedelta(minutes=1),
-                pause_reason="Retry-After",
-            ),
-            now,
-        )
-        uow.commit()
+    save(replace(canvas, paused_until=now - timedelta(minutes=1), pause_reason="Retry-After"))
     grid = c.get("/console/courses/bio/grid", params={"destination": "lms"}).text
     assert "is paused" not in grid

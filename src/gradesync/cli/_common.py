@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer._click.globals import get_current_context  # typer carries its own click
 
 from gradesync.domain.errors import Conflict, FieldProblem, GradesyncError, InvalidInput, NotFound
 from gradesync.runtime import Runtime
@@ -61,6 +62,21 @@ def json_option(
     return typer.Option(False, "--json", help=help, callback=_json_given)
 
 
+_SHARED = "gradesync.runtime"  # in the command's context: its runtime, once made
+
+
+def _command_runtime(ctx: typer.Context) -> Runtime:
+    """The runtime of the command `ctx` parses, made on first use and closed when the command
+    ends: the tenant check and the command's own work (`runtime()`) share one database
+    engine and one schema check."""
+    rt: Runtime | None = ctx.meta.get(_SHARED)
+    if rt is None:
+        rt = Runtime.create()
+        ctx.meta[_SHARED] = rt
+        ctx.find_root().call_on_close(rt.close)
+    return rt
+
+
 def _known_tenant(ctx: typer.Context, tenant: str) -> str:
     """The tenant a command names must exist: refused (exit 3) before the command runs, so
     that listing an unknown tenant, or the right one in the wrong database, does not print
@@ -70,12 +86,8 @@ def _known_tenant(ctx: typer.Context, tenant: str) -> str:
         return tenant
     known = False
     if tenant:
-        rt = Runtime.create()
-        try:
-            with rt.reads() as uow:
-                known = uow.tenants.get(tenant) is not None
-        finally:
-            rt.close()
+        with _command_runtime(ctx).reads() as uow:
+            known = uow.tenants.get(tenant) is not None
     if not known:
         _Output.json = _Output.json or "--json" in sys.argv[1:]  # maybe not parsed yet
         raise NotFound("tenant", tenant)
@@ -99,14 +111,18 @@ def actor() -> str:
 def runtime() -> Iterator[Runtime]:
     """The runtime of a CLI command. It runs no worker: its waker reaches the workers of
     `gradesync serve`/`gradesync worker` (procrastinate on PostgreSQL; on SQLite the serve
-    process finds queued work within its poll interval)."""
-    rt = Runtime.create()
+    process finds queued work within its poll interval). The one the tenant check made,
+    when it made one (closed with the command)."""
+    ctx = get_current_context(silent=True)
+    shared: Runtime | None = ctx.meta.get(_SHARED) if ctx is not None else None
+    rt = shared or Runtime.create()
     if rt.waker is None:
         rt.waker = rt.remote_waker()
     try:
         yield rt
     finally:
-        rt.close()
+        if shared is None:
+            rt.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -252,6 +252,10 @@ class Destination:
     paused_until: datetime | None = None  # circuit breaker / misconfiguration pause
     pause_reason: str | None = None
 
+    def paused_at(self, now: datetime) -> bool:
+        """Paused at `now`: by an admin (until resumed), or for a while not yet over."""
+        return not self.enabled or (self.paused_until is not None and self.paused_until > now)
+
     def as_of(self, now: datetime) -> Destination:
         """This destination as its state reads at `now`: a timed pause that has run out is
         history (nothing clears it when it ends), so it and its reason are dropped; an admin's

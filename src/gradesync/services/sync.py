@@ -420,7 +420,7 @@ class RunExecutor:
         return [
             f"{d.name} paused" + (f" ({d.pause_reason})" if d.pause_reason else "")
             for d in dests
-            if not d.enabled or (d.paused_until is not None and d.paused_until > now)
+            if d.paused_at(now)
         ]
 
     async def _carrying(self, run: SyncRun, carry: Carry) -> dict[str, Any]:

@@ -63,8 +63,7 @@ def _held(request: Request, page: Any) -> Any:
     if page.destination is None:
         return None
     now = runtime_of(request).clock.now()
-    dest = page.destination.as_of(now)
-    return dest if not dest.enabled or dest.paused_until is not None else None
+    return page.destination.as_of(now) if page.destination.paused_at(now) else None
 
 
 @router.get("/courses/{course_id}", response_class=HTMLResponse)
