@@ -143,8 +143,10 @@ def test_admin_pauses_a_schedule(page: Any, live_console: LiveConsole, school: S
     row = page.locator("table.schedules tbody tr").first
     expect(row).to_contain_text("Paused")
     expect(row.get_by_role("button", name=re.compile("^Resume schedule"))).to_be_visible()
-    log = page.get_by_role("table").filter(has_text="When (UTC)")
+    log = page.get_by_role("table", name="Schedule log")
     expect(log.locator("tbody tr").first).to_contain_text("paused")
+    # each line names its schedule in words, not by id
+    expect(log.locator("tbody tr").first).to_contain_text("Grade sync daily at 01:30, Biology 101")
     expect(log.locator("tbody tr").first).to_contain_text(ADMIN[0])
 
     # Run it now while paused: a run starts, recorded with the admin's name.
@@ -157,6 +159,10 @@ def test_admin_pauses_a_schedule(page: Any, live_console: LiveConsole, school: S
         "button", name=re.compile("^Resume schedule")
     ).click()
     expect(page.get_by_text(re.compile("^Resumed: "))).to_be_visible()
+    # the time it was paused, in the schedule's own zone, not an ISO stamp
+    expect(log.locator("tbody tr").first).to_contain_text(
+        re.compile(r"paused since \d{4}-\d\d-\d\d \d\d:\d\d C[SD]T")
+    )
     page.get_by_role("button", name="Pause all").click()
     expect(page.get_by_text("Paused 1 schedule(s).")).to_be_visible()
 

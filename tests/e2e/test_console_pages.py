@@ -132,7 +132,12 @@ def test_bad_schedule_is_refused_naming_the_field(app_client: tuple[TestClient, 
         data={"csrf": token, "kind": "daily", "spec": "25:99", "time_zone": "UTC"},
     )
     assert r.status_code == 422
-    assert "spec" in r.text
+    # named by the form's label, not its field's name
+    assert "When: " in r.text and "spec:" not in r.text
+    # a form posted without a field the browser would have required: a page, not JSON
+    r = c.post("/console/schedules", data={"csrf": token, "kind": "daily", "time_zone": "UTC"})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+    assert "The form was not accepted" in r.text and "spec: required." in r.text
     with runtime.db.uow() as uow:
         assert uow.schedules.all("t1") == []
 

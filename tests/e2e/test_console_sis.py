@@ -223,7 +223,7 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     # Nothing is ticked yet; the validation list already names what blocks each activity:
     # no group matches a SIS category by id until aligned.
     long_row = page.locator("table.sis-activities tr", has_text=LONG)
-    expect(long_row.locator("td.validation")).to_contain_text("category_missing")
+    expect(long_row.locator("td.validation")).to_contain_text("No SIS category")
 
     # Category alignment: the groups match no SIS category by id until aligned.
     align = page.locator("table.sis-align")
@@ -249,8 +249,16 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     acts = page.locator("table.sis-activities")
     for title in ("Quiz 1", "Homework 1", "Homework 2"):
         expect(acts.locator("tr", has_text=title).locator("td.validation")).to_have_text("OK")
-    expect(long_row.locator("td.validation")).to_contain_text("category_missing")
+    expect(long_row.locator("td.validation")).to_contain_text("No SIS category")
     expect(_row(align, "Labs")).to_contain_text("No category")
+    # ticking the unaligned one is refused, in words (its code is the badge's tooltip)
+    page.get_by_role("switch", name=f"Sync to SIS: {LONG}").click()
+    refused = page.get_by_role("alert").filter(has_text="cannot sync to the SIS")
+    expect(refused).to_contain_text("No SIS category: ")
+    expect(refused).not_to_contain_text("category_missing")
+    expect(page.get_by_role("switch", name=f"Sync to SIS: {LONG}")).to_have_attribute(
+        "aria-checked", "false"
+    )
     _no_sideways_scroll(page)
     _shot(page, "sis-course-page.png")
     assert _sis_results(sis_sandbox) == {}, "ticking sent nothing"
@@ -273,8 +281,8 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     going = page.get_by_role("list", name="Activities to post")
     expect(going.get_by_role("listitem")).to_have_text(["Homework 1", "Quiz 1"])
     left_out = page.get_by_role("list", name="Left out")
-    expect(left_out).to_contain_text("not_selected")
-    expect(left_out).to_contain_text("category_missing")
+    expect(left_out).to_contain_text("Not ticked")
+    expect(left_out).to_contain_text("No SIS category")
     assert _sis_results(sis_sandbox) == {}, "nothing is sent before the confirmation"
     page.get_by_role("button", name="Yes, post grades").click()
 

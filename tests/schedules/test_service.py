@@ -279,7 +279,10 @@ def test_edit_recomputes_and_logs_what_changed(env: Env) -> None:
     assert edited.schedule.next_run_at == utc(2024, 11, 2, 1, 30)  # 02:30 CET
     assert edited.schedule.posted_by == "alice"  # the creator stays the poster
     msg = env.service.history("t1", s.id)[0].event.message or ""
-    assert "spec: 01:30 -> 02:30" in msg and "time_zone: America/New_York -> Europe/Berlin" in msg
+    assert msg == (
+        "daily at 01:30 -> daily at 02:30; time zone America/New_York -> Europe/Berlin; "
+        "first run 2024-11-02 01:30 EDT -> 2024-11-02 02:30 CET"
+    ), msg
     with pytest.raises(InvalidInput) as err:
         env.service.edit("t1", s.id, "bob", spec="25:00")
     assert err.value.problems[0].rule == "time_format"

@@ -348,7 +348,7 @@ class ScheduleService:
                     ScheduleAction.RESUMED,
                     actor,
                     now,
-                    f"paused since {s.paused_at.isoformat()}",
+                    f"paused since {_local(s.paused_at, s.time_zone)}",
                 )
                 s = replace(s, paused_at=None, next_run_at=nxt)
                 uow.commit()
@@ -608,21 +608,39 @@ def _run_message(run: SyncRun, joined: bool) -> str:
 
 
 def _differences(old: Schedule, new: Schedule) -> str:
-    """ "spec: 15m -> 1h; time_zone: UTC -> Europe/Berlin" for the edit's log line."""
+    """ "daily at 01:30 -> daily at 02:30; time zone America/New_York -> Europe/Berlin" for the
+    edit's log line: the schedule's words, and times in its own zone, as its list shows them."""
+    rules = (describe(parse_rule(s.kind, s.spec)) for s in (old, new))
+    first_runs = (_local(s.first_run_at, s.time_zone) for s in (old, new))
     parts = [
-        f"{name}: {a} -> {b}"
+        f"{name}{a} -> {b}"
         for name, a, b in (
-            ("kind", old.kind.value, new.kind.value),
-            ("spec", old.spec, new.spec),
-            ("time_zone", old.time_zone, new.time_zone),
-            ("first_run_at", _iso(old.first_run_at), _iso(new.first_run_at)),
-            ("trigger", old.trigger.value, new.trigger.value),
-            ("scope", old.scope.key, new.scope.key),
+            ("", *rules),
+            ("time zone ", old.time_zone, new.time_zone),
+            ("first run ", *first_runs),
+            ("type ", _type_words(old.trigger), _type_words(new.trigger)),
+            ("scope ", _scope_words(old.scope), _scope_words(new.scope)),
         )
         if a != b
     ]
     return "; ".join(parts)
 
 
-def _iso(at: datetime | None) -> str:
-    return at.isoformat() if at is not None else "-"
+def _type_words(trigger: Trigger) -> str:
+    return "remaster" if trigger is Trigger.REMASTER else "grade sync"
+
+
+def _scope_words(scope: RunScope) -> str:
+    words = f"course {scope.course_id}" if scope.course_id else "all courses"
+    if scope.activity_ids:
+        words += f", activities {', '.join(sorted(scope.activity_ids))}"
+    if scope.destination_id:
+        words += f" to {scope.destination_id}"
+    return words
+
+
+def _local(at: datetime | None, zone: str) -> str:
+    if at is None:
+        return "-"
+    local = at.astimezone(ZoneInfo(zone))
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname() or zone}"

@@ -129,7 +129,7 @@ def _pydantic_problem(err: dict[str, Any]) -> dict[str, Any]:
     return {"loc": loc, "field": field_name(loc), "rule": rule, "msg": msg, "type": etype}
 
 
-async def _validation(request: Request, exc: Exception) -> JSONResponse:
+async def validation_refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return JSONResponse(
         status_code=422, content={"detail": [_pydantic_problem(e) for e in exc.errors()]}
@@ -153,7 +153,7 @@ async def _conflict(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(RequestValidationError, validation_refused)
     app.add_exception_handler(InvalidInput, _invalid)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Conflict, _conflict)

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -22,6 +23,7 @@ from markupsafe import Markup
 
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import ConsoleUser, Course, UserRole
+from gradesync.domain.passback import PassbackRule
 from gradesync.runtime import Runtime
 from gradesync.web.console.session import SESSION_COOKIE, current_user
 
@@ -66,7 +68,28 @@ def _local_time(value: datetime | None, seconds: bool = False) -> Markup:
     )
 
 
+# the SIS checks' rule codes (docs/oneroster.md) as a badge says them; the code stays in its
+# tooltip, to look up
+RULE_WORDS: dict[str, str] = {
+    PassbackRule.NOT_SELECTED: "Not ticked",
+    PassbackRule.NOT_POSTED: "Waiting for Post grades",
+    PassbackRule.DUE_DATE_REQUIRED: "No due date",
+    PassbackRule.DUE_DATE_OUTSIDE_TERM: "Due outside the term",
+    PassbackRule.TERM_UNKNOWN: "Term unknown",
+    PassbackRule.NAME_TOO_LONG: "Name too long",
+    PassbackRule.NAME_EMPTY: "No name",
+    PassbackRule.LEARNER_DUE_DATES: "Learners' own due dates",
+    PassbackRule.CATEGORY_MISSING: "No SIS category",
+    PassbackRule.CLASS_NOT_MAPPED: "Class not mapped",
+}
+
+
+def rule_words(rule: str) -> str:
+    return RULE_WORDS.get(rule) or rule.replace("_", " ").capitalize()
+
+
 templates.env.filters["when"] = _when
+templates.env.filters["rule_words"] = rule_words
 templates.env.filters["local"] = _local_time
 templates.env.filters["local_iso"] = lambda at: _local_time(
     datetime.fromisoformat(at) if isinstance(at, str) and at else None, seconds=True
@@ -120,8 +143,16 @@ def flash(request: Request, level: str, text: str) -> None:
     request.session.setdefault("flashes", []).append((level, text))
 
 
-def problems_text(exc: InvalidInput) -> str:
-    return " ".join(f"{p.field}: {p.message}" for p in exc.problems)
+def problems_text(exc: InvalidInput, labels: dict[str, str] | None = None) -> str:
+    """The problems as the form names its fields: by their labels where the page gives them,
+    else the field's name in words ("first run at", not "first_run_at")."""
+    return " ".join(f"{field_words(p.field, labels)}: {p.message}" for p in exc.problems)
+
+
+def field_words(field: str, labels: dict[str, str] | None = None) -> str:
+    if labels and field in labels:
+        return labels[field]
+    return field.removeprefix("config.").replace("_", " ").replace(".", " ")
 
 
 class PageError(HTTPException):
@@ -141,6 +172,26 @@ async def page_error_handler(request: Request, exc: Exception) -> HTMLResponse:
         status=exc.status_code,
         title=titles.get(exc.status_code, "Something went wrong"),
         detail=exc.detail,
+    )
+
+
+def form_refused(request: Request, exc: RequestValidationError) -> HTMLResponse:
+    """A form the browser's own checks would have stopped (a script, a browser without them):
+    a page that says which field and why, as every other console refusal does, not the
+    API's JSON."""
+    said = [
+        f"{field_words(str(e['loc'][-1])) if e.get('loc') else 'the form'}: "
+        + ("required" if e.get("type") == "missing" else str(e.get("msg", "invalid")))
+        + "."
+        for e in exc.errors()
+    ]
+    return render(
+        request,
+        "console/error.html",
+        None,
+        status=422,
+        title="The form was not accepted",
+        detail=" ".join(said) + " Nothing was changed; go back and correct it.",
     )
 
 

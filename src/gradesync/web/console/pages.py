@@ -6,11 +6,13 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gradesync.domain.model import ConsoleUser, UserRole
 from gradesync.services.accounts import authenticate
 from gradesync.services.login_throttle import LoginThrottle
+from gradesync.web.api.errors import validation_refused
 from gradesync.web.console import (
     course,
     dashboard,
@@ -29,6 +31,7 @@ from gradesync.web.console.common import (
     PageError,
     check_csrf,
     flash,
+    form_refused,
     page_error_handler,
     render,
     static,
@@ -45,6 +48,14 @@ def install(app: FastAPI, secret_key: str, *, https_only: bool = False) -> None:
     """The console on `app`: its signed session, its error pages, static files and pages."""
     session.install(app, secret_key, https_only=https_only)
     app.add_exception_handler(PageError, page_error_handler)
+
+    # a console form's refusal is a page; everything else keeps the API's JSON refusal
+    async def refused(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/console/") and isinstance(exc, RequestValidationError):
+            return form_refused(request, exc)
+        return await validation_refused(request, exc)
+
+    app.add_exception_handler(RequestValidationError, refused)
     app.mount("/console/static", static, name="console-static")
     app.include_router(router)
 

@@ -32,6 +32,16 @@ KIND_HINTS = {
     "weekly": "days and a local time, e.g. mon-fri 07:00 or sat 22:00",
     "cron": "five cron fields, e.g. 0 7 * * 1-5",
 }
+# the form's labels, for its refusals (the services name the fields as the API does)
+FORM_LABELS = {
+    "kind": "Repeats",
+    "spec": "When",
+    "time_zone": "Time zone",
+    "first_run_at": "First run",
+    "course_id": "Course",
+    "destination_id": "Destination",
+    "trigger": "Type",
+}
 TYPE_LABELS = {"schedule": "Grade sync", "remaster": "Remaster (resend everything)"}
 
 
@@ -84,6 +94,7 @@ def _page(request: Request, user: ConsoleUser, *, status: int = 200, **extra: An
         nav="schedules",
         schedules=schedules,
         log=log,
+        described={i.schedule.id: _described(i, names) for i in schedules},
         kinds=[k.value for k in ScheduleKind],
         kind_hints=KIND_HINTS,
         type_labels=TYPE_LABELS,
@@ -92,6 +103,14 @@ def _page(request: Request, user: ConsoleUser, *, status: int = 200, **extra: An
         **ctx,
         **extra,
     )
+
+
+def _described(info: ScheduleInfo, course_names: dict[str, str]) -> str:
+    """How the log names a schedule: "Grade sync daily at 01:30, all courses"."""
+    scope = info.schedule.scope
+    where = course_names.get(scope.course_id, scope.course_id) if scope.course_id else "all courses"
+    kind = TYPE_LABELS.get(info.schedule.trigger.value, info.schedule.trigger.value)
+    return f"{kind} {info.description}, {where}"
 
 
 @router.get("/schedules", response_class=HTMLResponse)
@@ -133,7 +152,7 @@ def create_schedule(
             first_run_at=_parse_local(first_run_at),
         )
     except InvalidInput as exc:
-        return _page(request, user, status=422, form=form, error=problems_text(exc))
+        return _page(request, user, status=422, form=form, error=problems_text(exc, FORM_LABELS))
     flash(request, "ok", f"Schedule added: {info.description}.")
     return RedirectResponse("/console/schedules", status_code=303)
 
@@ -161,7 +180,7 @@ def _act(request: Request, user: ConsoleUser, schedule_id: str, what: str) -> Re
     except NotFound as exc:
         raise PageError(404, "No such schedule.") from exc
     except InvalidInput as exc:
-        flash(request, "error", problems_text(exc))
+        flash(request, "error", problems_text(exc, FORM_LABELS))
     return RedirectResponse("/console/schedules", status_code=303)
 
 
@@ -264,7 +283,7 @@ def edit_schedule(
             nav="schedules",
             info=current,
             form=form,
-            error=problems_text(exc),
+            error=problems_text(exc, FORM_LABELS),
             kinds=[k.value for k in ScheduleKind],
             kind_hints=KIND_HINTS,
             type_labels=TYPE_LABELS,

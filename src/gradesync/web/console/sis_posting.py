@@ -27,6 +27,7 @@ from gradesync.web.console.common import (
     flash,
     problems_text,
     render,
+    rule_words,
     runtime_of,
 )
 from gradesync.web.console.runs import OUTCOME_LABELS, STAGES
@@ -95,7 +96,7 @@ def sync_to_sis(
             )
         )
     except InvalidInput as exc:
-        words = "; ".join(f"{p.message} [{p.rule}]" for p in exc.problems)
+        words = "; ".join(f"{rule_words(p.rule)}: {p.message}" for p in exc.problems)
         flash(request, "error", f"{activity.title} cannot sync to the SIS: {words}")
     except NotFound as exc:
         raise PageError(404, str(exc)) from exc
@@ -160,8 +161,8 @@ async def post_grades(
     going = [c.activity_id for c in checks if c.selected and c.ok]
     left_out = [c for c in checks if not (c.selected and c.ok)]
     for c in left_out:
-        why = "; ".join(f"{p.message} [{p.rule}]" for p in c.problems) or (
-            "not ticked Sync to SIS [not_selected]"
+        why = "; ".join(f"{rule_words(p.rule)}: {p.message}" for p in c.problems) or (
+            "Sync to SIS is off for it"
         )
         flash(request, "error", f"Left out {c.title}: {why}")
     if not going:
