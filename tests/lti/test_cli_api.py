@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from gradesync.adapters.db.database import Database
 from gradesync.cli import app
 from gradesync.domain.model import Tenant
+from gradesync.runtime import Runtime
 from gradesync.services.lti.keys import ToolKeyStore
 from tests.lti.test_units import GOOD
 from tests.support.api import ApiEnv
@@ -179,3 +181,49 @@ def test_api_platforms(db: Database, tmp_path: Path) -> None:
     assert put.status_code == 200 and put.json()["deployment_ids"] == ["1:abc", "2:x"]
     assert c.get("/api/v1/lti/rejections", headers=h).json() == []
     assert c.get("/api/v1/lti/tool", headers=h).json()["jwks_url"].endswith("/lti/jwks.json")
+
+
+def test_each_platforms_command_makes_one_runtime(
+    cli_env: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tenant check and the command share one runtime: one engine and one schema check
+    per command, and each one closed."""
+    made: list[Runtime] = []
+    create = Runtime.create
+
+    def counted(*args: Any, **kwargs: Any) -> Runtime:
+        rt = create(*args, **kwargs)
+        made.append(rt)
+        return rt
+
+    monkeypatch.setattr(Runtime, "create", staticmethod(counted))
+    closed: list[Runtime] = []
+    close = Runtime.close
+    monkeypatch.setattr(Runtime, "close", lambda self: (closed.append(self), close(self))[1])
+    runner = CliRunner()
+    for argv in (
+        ADD,
+        ["platforms", "list", "--tenant", "uni"],
+        ["platforms", "show", "--tenant", "uni", "canvas"],
+        [
+            "lti11",
+            "add-consumer",
+            "--tenant",
+            "uni",
+            "--id",
+            "moodle",
+            "--name",
+            "Moodle",
+            "--key",
+            "k1",
+            "--generate-secret",
+            "--allowed-host",
+            "moodle.example.edu",
+        ],
+        ["lti11", "list", "--tenant", "uni"],
+    ):
+        made.clear()
+        closed.clear()
+        done = runner.invoke(app, argv)
+        assert done.exit_code == 0, (argv, done.output)
+        assert len(made) == 1 and closed == made, argv

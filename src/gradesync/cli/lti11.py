@@ -17,6 +17,7 @@ from gradesync.cli._common import (
     print_json,
     print_table,
     problem,
+    runtime,
 )
 from gradesync.domain.model import DestinationKind
 from gradesync.lti.lti11_launch import LAUNCH_PATH
@@ -78,10 +79,9 @@ def add_consumer_cmd(
     elif not secret:
         secret = typer.prompt("Consumer secret", hide_input=True, confirmation_prompt=True)
     assert secret is not None
-    runtime = Runtime.create()
 
-    def save() -> Any:
-        with runtime.uow() as uow:
+    def save(rt: Runtime) -> Any:
+        with rt.uow() as uow:
             dest = add_consumer(
                 uow,
                 # an option not given is None: an update keeps the stored value
@@ -95,17 +95,15 @@ def add_consumer_cmd(
                     profile=profile,
                     comments=comments,
                 ),
-                runtime.clock.now(),
-                runtime.outbound,
+                rt.clock.now(),
+                rt.outbound,
             )
             uow.commit()
         return dest
 
-    try:
-        dest = guarded(save)
-    finally:
-        runtime.close()
-    launch_url = runtime.settings.base_url.rstrip("/") + LAUNCH_PATH
+    with runtime() as rt:
+        dest = guarded(lambda: save(rt))
+    launch_url = rt.settings.base_url.rstrip("/") + LAUNCH_PATH
     if as_json:
         print_json(
             {
@@ -131,19 +129,15 @@ def add_consumer_cmd(
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """List a tenant's LTI 1.1 consumers, their LMS and the courses launched from each (no
     secrets)."""
-    runtime = Runtime.create()
-    try:
-        with runtime.uow() as uow:
-            rows = []
-            for dest in uow.destinations.all(tenant):
-                if dest.kind is not DestinationKind.LTI11_OUTCOMES:
-                    continue
-                courses = uow.links.courses_for_destination(tenant, dest.id)
-                migrated = sum(1 for c in courses if c.data.get("migrated_to"))
-                # a timed pause that has run out is not shown
-                rows.append((dest.as_of(runtime.clock.now()), len(courses), migrated))
-    finally:
-        runtime.close()
+    with runtime() as rt, rt.uow() as uow:
+        rows = []
+        for dest in uow.destinations.all(tenant):
+            if dest.kind is not DestinationKind.LTI11_OUTCOMES:
+                continue
+            courses = uow.links.courses_for_destination(tenant, dest.id)
+            migrated = sum(1 for c in courses if c.data.get("migrated_to"))
+            # a timed pause that has run out is not shown
+            rows.append((dest.as_of(rt.clock.now()), len(courses), migrated))
     if as_json:
         print_json(
             [

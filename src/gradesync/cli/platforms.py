@@ -8,7 +8,15 @@ import typer
 from rich.table import Table
 
 from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
-from gradesync.cli._common import JSON_OUT, TENANT, console, guarded, print_json, print_table
+from gradesync.cli._common import (
+    JSON_OUT,
+    TENANT,
+    console,
+    guarded,
+    print_json,
+    print_table,
+    runtime,
+)
 from gradesync.lti import registration as reg
 from gradesync.runtime import Runtime
 from gradesync.services.lti import platforms
@@ -79,7 +87,6 @@ def add(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Register an LMS (or update it with --replace), then print the values to paste into it."""
-    runtime = Runtime.create()
     data: dict[str, Any] = {
         "id": platform_id,
         "name": name or None,
@@ -95,45 +102,39 @@ def add(
         "person_id_from": person_id_from,
     }
 
-    def save() -> Any:
-        with runtime.uow() as uow:
+    def save(rt: Runtime) -> Any:
+        with rt.uow() as uow:
             dest = platforms.save_platform(
                 uow,
-                reg.platform_of(tenant, data, runtime.outbound),
-                runtime.clock.now(),
+                reg.platform_of(tenant, data, rt.outbound),
+                rt.clock.now(),
                 replace_existing=replace,
                 keep=reg.left_out(data),  # an option not given keeps the stored value
             )
             uow.commit()
         return dest
 
-    try:
-        dest = guarded(save)
-    finally:
-        runtime.close()
+    with runtime() as rt:
+        dest = guarded(lambda: save(rt))
     if as_json:
         print_json(
             {
                 **reg.spec_of(dest),
                 "tenant": tenant,
-                "tool": reg.tool_urls(runtime.settings.base_url),
+                "tool": reg.tool_urls(rt.settings.base_url),
             }
         )
         return
     console.print(f"registered platform {dest.id!r} ({dest.profile}) in tenant {tenant!r}")
-    _print_tool_values(runtime.settings.base_url)
+    _print_tool_values(rt.settings.base_url)
 
 
 @app.command("list")
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """The tenant's LTI 1.3 platforms."""
-    runtime = Runtime.create()
-    try:
-        with runtime.uow() as uow:
-            now = runtime.clock.now()
-            rows = [d.as_of(now) for d in platforms.list_platforms(uow, tenant)]
-    finally:
-        runtime.close()
+    with runtime() as rt, rt.uow() as uow:
+        now = rt.clock.now()
+        rows = [d.as_of(now) for d in platforms.list_platforms(uow, tenant)]
     if as_json:
         print_json(
             [
@@ -171,36 +172,30 @@ def show(
     as_json: bool = JSON_OUT,
 ) -> None:
     """One registration and the values to paste into the LMS."""
-    runtime = Runtime.create()
 
-    def get() -> Any:
-        with runtime.uow() as uow:
+    def get(rt: Runtime) -> Any:
+        with rt.uow() as uow:
             return platforms.get_platform(uow, tenant, platform_id)
 
-    try:
-        dest = guarded(get)
-    finally:
-        runtime.close()
-    view = {**reg.spec_of(dest), "tool": reg.tool_urls(runtime.settings.base_url)}
+    with runtime() as rt:
+        dest = guarded(lambda: get(rt))
+    view = {**reg.spec_of(dest), "tool": reg.tool_urls(rt.settings.base_url)}
     if as_json:
         print_json(view)
         return
     for key, value in reg.spec_of(dest).items():
         console.print(f"{key}: {value}")
-    _print_tool_values(runtime.settings.base_url)
+    _print_tool_values(rt.settings.base_url)
 
 
 @keys_app.command("rotate-tool-key")
 def rotate_tool_key(as_json: bool = JSON_OUT) -> None:
     """Make a new LTI signing key. The old one stays in the JWKS for a week (platforms cache
     keys), then `prune-tool-keys` removes it."""
-    runtime = Runtime.create()
-    try:
-        store = ToolKeyStore(runtime.uow, runtime.clock)
+    with runtime() as rt:
+        store = ToolKeyStore(rt.uow, rt.clock)
         old = store.current()
         new = store.rotate()
-    finally:
-        runtime.close()
     if as_json:
         print_json({"kid": new.kid, "retired_kid": old.kid})
         return
@@ -210,11 +205,8 @@ def rotate_tool_key(as_json: bool = JSON_OUT) -> None:
 @keys_app.command("list-tool-keys")
 def list_tool_keys(as_json: bool = JSON_OUT) -> None:
     """The tool's keys: current, retired-but-published, expired."""
-    runtime = Runtime.create()
-    try:
-        infos = ToolKeyStore(runtime.uow, runtime.clock).list()
-    finally:
-        runtime.close()
+    with runtime() as rt:
+        infos = ToolKeyStore(rt.uow, rt.clock).list()
     if as_json:
         print_json(
             [
@@ -242,11 +234,8 @@ def list_tool_keys(as_json: bool = JSON_OUT) -> None:
 @keys_app.command("prune-tool-keys")
 def prune_tool_keys(as_json: bool = JSON_OUT) -> None:
     """Delete tool keys retired longer than the overlap (no longer in the JWKS)."""
-    runtime = Runtime.create()
-    try:
-        count = ToolKeyStore(runtime.uow, runtime.clock).prune()
-    finally:
-        runtime.close()
+    with runtime() as rt:
+        count = ToolKeyStore(rt.uow, rt.clock).prune()
     if as_json:
         print_json({"removed": count})
         return
