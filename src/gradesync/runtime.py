@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from gradesync.adapters.db.database import Database
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from gradesync.adapters.queue.inprocess import EmbeddedWorker
     from gradesync.domain.capabilities import Capabilities
     from gradesync.domain.diagnosis import Diagnosis, ProbeStep
-    from gradesync.domain.model import Destination, RunScope, Trigger
+    from gradesync.domain.model import CourseLink, Destination, RunScope, Trigger
     from gradesync.domain.reasons import Reason
     from gradesync.domain.triage import CourseTriage
     from gradesync.services.destination import DestinationClient
@@ -582,6 +582,39 @@ class Runtime:
             async with self.sis_directory(tenant_id, destination_id) as directory:
                 return await tick(directory)
         return await tick(None)
+
+    async def map_sis_class(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        course_id: str,
+        class_id: str,
+        *,
+        school_id: str | None = None,
+        term_start: str | date | None = None,
+        term_end: str | date | None = None,
+        section_id: str | None = None,
+    ) -> CourseLink:
+        """Map a course (or a section) to a SIS class as every caller does it: a SIS with a
+        REST API is asked whether it has the class (`services.sis.map_class_checked`)."""
+        from gradesync.services import sis
+
+        mapped = functools.partial(
+            sis.map_class_checked,
+            self.uow,
+            tenant_id=tenant_id,
+            destination_id=destination_id,
+            course_id=course_id,
+            class_id=class_id,
+            school_id=school_id,
+            term_start=term_start,
+            term_end=term_end,
+            section_id=section_id,
+        )
+        if await asyncio.to_thread(sis.has_rest_api, self.uow, tenant_id, destination_id):
+            async with self.sis_directory(tenant_id, destination_id) as directory:
+                return await mapped(directory)
+        return await mapped(None)
 
     @contextlib.asynccontextmanager
     async def client_for_request(

@@ -211,6 +211,13 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     # The course: mapped to its class; both learners have SIS ids but are not linked yet.
     page.get_by_role("link", name="Algebra I").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Algebra I")
+    # a class sourcedId the SIS does not have is refused when saved, and the class stays
+    page.get_by_text("Change the SIS class").click()
+    page.get_by_label("SIS class sourcedId").fill("cls-typo")
+    page.get_by_role("button", name="Save class").click()
+    refused = page.get_by_role("alert")
+    expect(refused).to_contain_text("SIS class sourcedId: The SIS has no class 'cls-typo'")
+    expect(page.get_by_label("SIS class sourcedId")).to_have_value("cls-1")
     students = page.locator("table.sis-students")
     expect(page.get_by_role("heading", name="Students: 0 of 3 mapped")).to_be_visible()
     page.get_by_role("button", name="Link learners by their SIS ids").click()

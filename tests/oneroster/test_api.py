@@ -68,6 +68,17 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
         )
         steps = admin.post("/sis/connections/sis/check").json()
         assert [s["passed"] for s in steps] == [True, True, True]
+        # a class the SIS cannot locate is refused before it is saved
+        r = admin.put(
+            "/sis/connections/sis/classes/c1", json={"class_id": "cls-typo", "school_id": "sch-1"}
+        )
+        assert r.status_code == 422, r.text
+        assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
+            ("class_id", "class_unknown")
+        ]
+        assert "'cls-typo'" in r.json()["detail"][0]["msg"]
+        with db.uow() as uow:
+            assert uow.links.course("t1", "sis", "c1") is None
         r = admin.put(
             "/sis/connections/sis/classes/c1",
             json={

@@ -3,6 +3,7 @@ add is an upsert that keeps what was not given, validate asks the SIS for its ca
 
 from __future__ import annotations
 
+import socket
 from dataclasses import replace
 
 from gradesync.adapters.db.database import Database
@@ -97,3 +98,38 @@ def test_validate_checks_categories_for_a_file_based_sis_too(
         uow.commit()
     none = gradesync("sis", "validate", "sis", "quiz1", *T, ok=False)
     assert "[category_missing]" in none.stdout and "default_category" in none.stdout
+
+
+def test_map_class_asks_the_sis_whether_it_has_the_class(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox
+) -> None:
+    """A mistyped class sourcedId is refused when it is mapped (the SIS answers 404 for it),
+    not found by the first post; a SIS that cannot be asked is no reason to refuse."""
+    seed_school(cli_db, ManualClock(NOW))
+    _add(gradesync, sis, "--client-secret", CLIENT_SECRET)
+    typo = gradesync("sis", "map-class", "sis", "c1", "cls-typo", *T, "--school", "sch-1", ok=False)
+    assert typo.returncode == 2 and "[class_unknown]" in typo.stderr, typo.stderr
+    assert "'cls-typo'" in typo.stderr
+    with cli_db.uow() as uow:
+        assert uow.links.course("t1", "sis", "c1") is None  # nothing saved
+    gradesync("sis", "map-class", "sis", "c1", "cls-1", *T, "--school", "sch-1")
+    with cli_db.uow() as uow:
+        link = uow.links.course("t1", "sis", "c1")
+        assert link is not None and link.remote_id == "cls-1"
+        # the SIS down (a port nothing listens on): the mapping is saved, the post finds out
+        dest = uow.destinations.get("t1", "sis")
+        assert dest is not None
+        uow.destinations.upsert(
+            replace(dest, config={**dest.config, "base_url": _closed_url()}), NOW
+        )
+        uow.commit()
+    gradesync("sis", "map-class", "sis", "c1", "cls-2", *T, "--school", "sch-1")
+    with cli_db.uow() as uow:
+        link = uow.links.course("t1", "sis", "c1")
+        assert link is not None and link.remote_id == "cls-2"
+
+
+def _closed_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/ims/oneroster/gradebook/v1p2"

@@ -193,16 +193,17 @@ def map_class(
     """Map a course (or one of its sections) to a SIS class."""
 
     def go(rt: Runtime) -> Any:
-        return service.map_class(
-            rt.uow,
-            tenant_id=tenant,
-            destination_id=destination_id,
-            course_id=course_id,
-            class_id=class_id,
-            school_id=school,
-            term_start=term_start,
-            term_end=term_end,
-            section_id=section,
+        return asyncio.run(
+            rt.map_sis_class(
+                tenant,
+                destination_id,
+                course_id,
+                class_id,
+                school_id=school,
+                term_start=term_start,
+                term_end=term_end,
+                section_id=section,
+            )
         )
 
     link = _run(go)

@@ -287,6 +287,17 @@ class OneRosterClient:
             self._categories = (time.monotonic() + CATEGORY_TTL, found)
             return found
 
+    async def class_known(self, class_id: str) -> bool:
+        """Whether the SIS has the class: one of its line items asked for, which the standard
+        answers 404 for a class it cannot locate (a RemoteFailure when it cannot be asked)."""
+        path = f"/classes/{quote(class_id, safe='')}/lineItems"
+        response = await self._request("GET", path, params={"limit": "1"})
+        if response.status_code == 200:
+            return True
+        if response.status_code == 404:
+            return False
+        raise classify(response, f"GET {path}")
+
     async def resolve_category(
         self, course: CourseLink, group: str | None, *, create: bool = True
     ) -> str:

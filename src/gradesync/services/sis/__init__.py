@@ -36,6 +36,7 @@ from gradesync.services.sis.mapping import (
     align_category,
     check_categories,
     map_class,
+    map_class_checked,
     map_course_students,
     map_student,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "course_overview",
     "has_rest_api",
     "map_class",
+    "map_class_checked",
     "map_course_students",
     "map_student",
     "post_grades",

@@ -197,20 +197,21 @@ async def check_connection(
 
 
 @router.put("/connections/{destination_id}/classes/{course_id}")
-def put_class(
+async def put_class(
     destination_id: str,
     course_id: str,
     body: ClassIn,
     p: Principal = Depends(admin),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    """Map a course (or, with section_id, one of its sections) to a SIS class sourcedId."""
-    link = service.map_class(
-        rt.uow,
-        tenant_id=p.tenant_id,
-        destination_id=destination_id,
-        course_id=course_id,
-        class_id=body.class_id,
+    """Map a course (or, with section_id, one of its sections) to a SIS class sourcedId. A
+    SIS with a REST API is asked first: a class it cannot locate is a 422 `class_unknown`,
+    and nothing changes."""
+    link = await rt.map_sis_class(
+        p.tenant_id,
+        destination_id,
+        course_id,
+        body.class_id,
         school_id=body.school_id,
         term_start=body.term_start,
         term_end=body.term_end,

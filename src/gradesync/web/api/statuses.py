@@ -106,6 +106,7 @@ RULES: dict[str, str] = {
     "address": "a URL the outbound guard refuses (docs/security.md)",
     "host": "an allowed host that is neither a host name nor an origin",
     "matches_path": "an id in the body that is not the id in the URL",
+    "class_unknown": "a SIS class sourcedId the SIS (a REST connection) cannot locate",
 }
 
 # operation -> extra statuses, beyond the rules above

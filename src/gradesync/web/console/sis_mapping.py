@@ -4,9 +4,11 @@ said on the course's SIS page (or each problem, naming the field and the rule)."
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
+from anyio import from_thread
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 
@@ -25,6 +27,16 @@ from gradesync.web.console.sis import page_url
 router = APIRouter(prefix="/sis")
 
 
+# the course page's labels, for its refusals
+FORM_LABELS = {
+    "class_id": "SIS class sourcedId",
+    "school_id": "SIS school sourcedId",
+    "term_start": "Term starts",
+    "term_end": "Term ends",
+    "student_id": "SIS student sourcedId",
+}
+
+
 def _admin_form(
     request: Request,
     destination_id: str,
@@ -38,7 +50,7 @@ def _admin_form(
     try:
         result = fn(runtime_of(request))
     except InvalidInput as exc:
-        flash(request, "error", problems_text(exc))
+        flash(request, "error", problems_text(exc, FORM_LABELS))
     except GradesyncError as exc:
         flash(request, "error", str(exc))
     else:
@@ -63,15 +75,17 @@ def map_class(
         course_id,
         user,
         f"The course now posts to SIS class {class_id.strip()}.",
-        lambda rt: service.map_class(
-            rt.uow,
-            tenant_id=user.tenant_id,
-            destination_id=destination_id,
-            course_id=course_id,
-            class_id=class_id.strip(),
-            school_id=school_id.strip() or None,
-            term_start=term_start.strip() or None,
-            term_end=term_end.strip() or None,
+        lambda rt: from_thread.run(
+            functools.partial(
+                rt.map_sis_class,
+                user.tenant_id,
+                destination_id,
+                course_id,
+                class_id.strip(),
+                school_id=school_id.strip() or None,
+                term_start=term_start.strip() or None,
+                term_end=term_end.strip() or None,
+            )
         ),
     )
 
@@ -87,7 +101,7 @@ def map_students(
             rt.uow, tenant_id=user.tenant_id, destination_id=destination_id, course_id=course_id
         )
     except InvalidInput as exc:
-        flash(request, "error", problems_text(exc))
+        flash(request, "error", problems_text(exc, FORM_LABELS))
     else:
         text = f"{len(report.mapped)} learner(s) linked to their SIS student."
         if report.unmapped:
