@@ -79,3 +79,44 @@ async def test_slots_go_to_live_grades_before_a_run_s_rows_waiting_longer() -> N
     await asyncio.wait_for(asyncio.gather(first, *queued, live), 5)
     assert order == ["run-0", "live", "run-1", "run-2", "run-3"]
     assert slots.used == 0
+
+
+async def test_a_cancelled_waiter_leaves_the_line_and_passes_on_a_slot_it_was_handed() -> None:
+    slots = Slots(1)
+    await slots.acquire()  # held
+    order: list[str] = []
+
+    async def wait_for_slot(name: str) -> None:
+        await slots.acquire()
+        order.append(name)
+
+    a = asyncio.create_task(wait_for_slot("a"))
+    b = asyncio.create_task(wait_for_slot("b"))
+    await asyncio.wait_for(_until(lambda: slots._queued == 2), 5)
+    a.cancel()  # cancelled while it waits: it leaves the line
+    await asyncio.gather(a, return_exceptions=True)
+    assert slots._queued == 1
+    await slots.release()  # handed to b
+    await asyncio.wait_for(b, 5)
+    assert order == ["b"] and slots.used == 1
+
+    c = asyncio.create_task(wait_for_slot("c"))
+    await asyncio.wait_for(_until(lambda: slots._queued == 1), 5)
+    await slots.release()  # handed to c ...
+    c.cancel()  # ... which is cancelled before it runs again: the slot is not lost
+    await asyncio.gather(c, return_exceptions=True)
+    assert order == ["b"] and slots.used == 0
+    await asyncio.wait_for(slots.acquire(), 5)
+
+
+async def test_slots_grown_without_a_release_serve_waiters_at_once() -> None:
+    """A worker's share grows (`set_share` assigns the size): the waiters in line get the
+    new slots when the next sender comes, not after some send ends."""
+    slots = Slots(1)
+    await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire(1))
+    await asyncio.wait_for(_until(lambda: slots._queued == 1), 5)
+    slots.size = 3
+    await asyncio.wait_for(slots.acquire(0), 5)  # its own, and the waiter's
+    await asyncio.wait_for(waiter, 5)
+    assert slots.used == 3 and slots._queued == 0

@@ -34,18 +34,26 @@ class Clients:
         self._lock = threading.Lock()
         self._clients: dict[DestKey, tuple[str, DestinationClient]] = {}
         self._retired: list[DestinationClient] = []
+        # the destination each client was last asked for: the same (frozen) object needs
+        # no fingerprint, and the pass loop asks again for every row it claims
+        self._last: dict[DestKey, tuple[Destination, DestinationClient]] = {}
 
     def get(self, destination: Destination) -> DestinationClient:
         key = (destination.tenant_id, destination.id)
+        last = self._last.get(key)
+        if last is not None and last[0] is destination:
+            return last[1]
         fp = _fingerprint(destination)
         with self._lock:
             cached = self._clients.get(key)
             if cached is not None and cached[0] == fp:
-                return cached[1]
-            client = self._factory(destination)
-            if cached is not None:
-                self._retired.append(cached[1])
-            self._clients[key] = (fp, client)
+                client = cached[1]
+            else:
+                client = self._factory(destination)
+                if cached is not None:
+                    self._retired.append(cached[1])
+                self._clients[key] = (fp, client)
+            self._last[key] = (destination, client)
             return client
 
     def capabilities(self, destination: Destination) -> Capabilities | Reason:
@@ -58,6 +66,7 @@ class Clients:
         with self._lock:
             clients = [c for _, c in self._clients.values()] + self._retired
             self._clients.clear()
+            self._last.clear()
             self._retired = []
         for client in clients:
             try:

@@ -19,6 +19,7 @@ On SQLite there is one process: no heartbeats, each limit is the process's own.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -38,14 +39,18 @@ class Slots:
 
     Waiters are served by priority, then in order: a live grade (priority 0) waiting for a
     slot goes before the rows a run has claimed (1), however many of those wait already (up
-    to four times the destination's concurrency are claimed ahead)."""
+    to four times the destination's concurrency are claimed ahead).
+
+    A freed slot is handed to the next waiter (its future set), not raced for: every send
+    passes through here, so there is no lock to take and a waiter wakes only once its slot
+    is its own."""
 
     def __init__(self, size: int) -> None:
         self.size = max(1, size)
         self.used = 0
-        self._lock = asyncio.Lock()
-        self._queues: dict[int, asyncio.Condition] = {}  # priority -> its waiters
-        self._waiting: dict[int, int] = {}
+        self._queues: dict[int, collections.deque[asyncio.Future[None]]] = {}
+        self._waiting: dict[int, int] = {}  # priority -> waiters
+        self._queued = 0  # waiters of every priority
 
     def slot(self, priority: int = 0) -> contextlib.AbstractAsyncContextManager[None]:
         return _Slot(self, priority)
@@ -56,55 +61,56 @@ class Slots:
     async def __aexit__(self, *exc: object) -> None:
         await self.release()
 
-    def _queue(self, priority: int) -> asyncio.Condition:
-        queue = self._queues.get(priority)
-        if queue is None:
-            queue = self._queues[priority] = asyncio.Condition(self._lock)
-        return queue
-
-    def _free_for(self, priority: int) -> bool:
-        return self.used < self.size and not any(
-            n for p, n in self._waiting.items() if p < priority
-        )
-
-    def _wake_next(self) -> None:
-        """With the lock held: wake the first waiter of the most urgent priority waiting."""
-        for priority in sorted(p for p, n in self._waiting.items() if n):
-            self._queue(priority).notify()
-            return
-
     async def acquire(self, priority: int = 0) -> None:
-        async with self._lock:
-            self._waiting[priority] = self._waiting.get(priority, 0) + 1
-            try:
-                await self._queue(priority).wait_for(lambda: self._free_for(priority))
-            except BaseException:
-                # cancelled, perhaps just after being woken for a free slot: pass it on
-                self._waiting[priority] -= 1
-                if self.used < self.size:
-                    self._wake_next()
-                raise
-            self._waiting[priority] -= 1
+        if self.used < self.size and not self._queued:
             self.used += 1
-            if self.used < self.size:
-                self._wake_next()  # a slot is still free: whoever waits next may take it
+            return
+        got: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(priority, collections.deque()).append(got)
+        self._waiting[priority] = self._waiting.get(priority, 0) + 1
+        self._queued += 1
+        self._hand_out()  # the size may have grown since the last slot was freed
+        try:
+            await got
+        except BaseException:
+            if got.cancelled():
+                self._forget(priority, got)
+            else:  # handed a slot just as it was cancelled: pass it on
+                self.used -= 1
+                self._hand_out()
+            raise
 
     async def release(self) -> None:
         self.used -= 1
-        async with self._lock:
-            self._wake_next()
+        self._hand_out()
 
     async def resize(self, size: int) -> None:
         self.size = max(1, size)
-        async with self._lock:
-            for queue in self._queues.values():
-                queue.notify_all()
+        self._hand_out()
 
     async def refit(self) -> None:
         """Called by a holder: wait until its slot fits in the current size."""
         while self.used > self.size:
             await self.release()
             await self.acquire(0)
+
+    def _hand_out(self) -> None:
+        """Free slots to the waiters first in line: the most urgent priority, the oldest."""
+        while self.used < self.size and self._queued:
+            priority = min(p for p, n in self._waiting.items() if n)
+            got = self._queues[priority].popleft()
+            self._waiting[priority] -= 1
+            self._queued -= 1
+            if not got.done():  # a cancelled waiter is skipped
+                got.set_result(None)
+                self.used += 1
+
+    def _forget(self, priority: int, got: asyncio.Future[None]) -> None:
+        """A cancelled waiter leaves the line (unless `_hand_out` already took it off)."""
+        with contextlib.suppress(ValueError):
+            self._queues[priority].remove(got)
+            self._waiting[priority] -= 1
+            self._queued -= 1
 
 
 class _Slot:
