@@ -167,6 +167,8 @@ def test_bad_roster_items(api: ApiEnv, c: Caller) -> None:
     assert ("course_id", "unknown_course") in _problems(r)
     r = c.put("/courses/c1", json={"title": "Bio", "policy": {"grace_period_minutes": -5}})
     assert _problems(r) == {("policy.grace_period_minutes", "not_negative")}
+    r = c.put("/courses/c1", json={"title": "Bio", "policy": {"grace_period_minutes": 10**20}})
+    assert _problems(r) == {("policy.grace_period_minutes", "maximum")}
     r = c.put("/courses/c1", json={"title": ""})
     assert _problems(r) == {("title", "required")}
     # a tenant-wide setting given to a course or activity had no effect: it is refused

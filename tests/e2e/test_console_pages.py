@@ -586,3 +586,20 @@ def test_the_grid_says_when_its_gradebook_is_paused(
     save(replace(canvas, paused_until=now - timedelta(minutes=1), pause_reason="Retry-After"))
     grid = c.get("/console/courses/bio/grid", params={"destination": "lms"}).text
     assert "is paused" not in grid
+
+
+def test_a_grace_period_past_a_year_is_refused_in_the_form_s_words(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """Twenty digits of grace once saved, then overflowed every computation of the tenant."""
+    c, runtime = app_client
+    token = _login(c, "ada", "/console/policy")
+    assert 'max="527040"' in c.get("/console/policy").text
+    r = c.post("/console/policy", data={"csrf": token, "grace_period_minutes": "9" * 20})
+    assert r.status_code == 200  # the page again, after the redirect
+    assert "Nothing was saved: Grace period (minutes): The grace period is a whole number" in (
+        r.text
+    )
+    with runtime.db.uow() as uow:
+        tenant = uow.tenants.get("t1")
+    assert tenant is not None and tenant.policy.grace_period_minutes is None

@@ -89,6 +89,12 @@ def test_a_bad_default_is_refused_naming_the_field_and_changes_nothing(db: Datab
         )
     fields = {(p.field, p.rule) for p in err.value.problems}
     assert fields == {("grace_period_minutes", "not_negative"), ("attempt_selection", "one_of")}
+    with pytest.raises(InvalidInput) as err:  # a typo of twenty digits is no grace period
+        policies.set_tenant_policy(
+            db.uow, clock, None, T, {"grace_period_minutes": "99999999999999999999"}
+        )
+    assert [(p.field, p.rule) for p in err.value.problems] == [("grace_period_minutes", "range")]
+    assert "366 days" in err.value.problems[0].message
     with db.uow() as uow:
         tenant = uow.tenants.get(T)
     assert tenant is not None and tenant.policy.past_due_zeros is None

@@ -774,6 +774,9 @@ def test_layers_are_per_knob() -> None:
     ("layer", "field_name"),
     [
         (PolicySettings(grace_period_minutes=-1), "layers[1].grace_period_minutes"),
+        # stored before it was refused: a reason on each grade, not a computation that
+        # overflows and stops every other one
+        (PolicySettings(grace_period_minutes=10**20), "layers[1].grace_period_minutes"),
         (PolicySettings(minimum_points=-0.5), "layers[1].minimum_points"),
         (PolicySettings(minimum_points=float("nan")), "layers[1].minimum_points"),
     ],

@@ -65,6 +65,13 @@ INITIALIZED = "Initialized"
 # gradebook's display precision.
 SCORE_DECIMALS = 6
 
+# The longest grace period: a year and a day. Longer is a typo, not a grace period (and
+# far longer overflows a date computed from it, which stopped every computation).
+MAX_GRACE_MINUTES = 366 * 24 * 60
+GRACE_RULE = (
+    f"The grace period is a whole number of minutes, from 0 to {MAX_GRACE_MINUTES:,} (366 days)."
+)
+
 
 # --- settings ------------------------------------------------------------------------------
 
@@ -93,12 +100,12 @@ def settings_problems(settings: PolicySettings, prefix: str = "policy") -> list[
     """What is wrong with one layer of settings (empty when it is valid)."""
     problems: list[FieldProblem] = []
     grace = settings.grace_period_minutes
-    if grace is not None and grace < 0:
+    if grace is not None and not 0 <= grace <= MAX_GRACE_MINUTES:
         problems.append(
             FieldProblem(
                 f"{prefix}.grace_period_minutes",
-                "not_negative",
-                "The grace period is a number of minutes, 0 or more.",
+                "not_negative" if grace < 0 else "range",
+                GRACE_RULE,
             )
         )
     minimum = settings.minimum_points

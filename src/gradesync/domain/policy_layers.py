@@ -23,7 +23,13 @@ from gradesync.domain.model import (
     PastDueZeros,
     PolicySettings,
 )
-from gradesync.domain.policy import DEFAULT_POLICY, ResolvedPolicy, resolve_settings
+from gradesync.domain.policy import (
+    DEFAULT_POLICY,
+    GRACE_RULE,
+    MAX_GRACE_MINUTES,
+    ResolvedPolicy,
+    resolve_settings,
+)
 
 __all__ = [
     "GRADE_SETTINGS",
@@ -123,13 +129,11 @@ def _parse(name: str, raw: object) -> Any:
         except ValueError:
             minutes = None
         if minutes is None:
-            raise InvalidInput.one(
-                name, "integer", "The grace period is a whole number of minutes, 0 or more."
-            )
+            raise InvalidInput.one(name, "integer", GRACE_RULE)
         if minutes < 0:
-            raise InvalidInput.one(
-                name, "not_negative", "The grace period is a whole number of minutes, 0 or more."
-            )
+            raise InvalidInput.one(name, "not_negative", GRACE_RULE)
+        if minutes > MAX_GRACE_MINUTES:
+            raise InvalidInput.one(name, "range", GRACE_RULE)
         return minutes
     if name == "minimum_points":
         try:

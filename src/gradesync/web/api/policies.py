@@ -20,7 +20,7 @@ from gradesync.runtime import Runtime
 from gradesync.services import policies as svc
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.schemas import Bool, Number, Whole, _In
+from gradesync.web.api.schemas import Bool, GraceMinutes, Number, _In
 
 router = APIRouter(tags=["policies"])
 reader = require_scope("ingest", "sync")
@@ -38,7 +38,7 @@ class PolicyPatch(_In):
     past_due_zeros: PastDueZeros | None = Field(
         None, description="Zeros for work not done once due date plus grace passed."
     )
-    grace_period_minutes: Annotated[int, Field(ge=0, strict=True), Whole] | None = Field(
+    grace_period_minutes: GraceMinutes | None = Field(
         None, description="Minutes after the due date before a past-due zero is sent."
     )
     minimum_points: Annotated[Number, Field(ge=0)] | None = Field(

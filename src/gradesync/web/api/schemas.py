@@ -39,6 +39,7 @@ from gradesync.domain.model import (
     Trigger,
 )
 from gradesync.domain.model import Attempt as AttemptFact
+from gradesync.domain.policy import MAX_GRACE_MINUTES
 from gradesync.services.ingest import MAX_BATCH, MAX_COMMENT, MAX_ID, MAX_TITLE
 from gradesync.services.runs import REQUESTABLE
 
@@ -141,13 +142,16 @@ def _tenant_only(value: object) -> object:
     return value
 
 
+GraceMinutes = Annotated[int, Field(ge=0, le=MAX_GRACE_MINUTES, strict=True), Whole]
+
+
 class PolicyIn(_In):
     """Grade policy knobs; omitted ones inherit (tenant, then course, then activity)."""
 
     attempt_selection: AttemptSelection | None = None
     extra_credit: ExtraCredit | None = None
     past_due_zeros: PastDueZeros | None = None
-    grace_period_minutes: Annotated[int, Field(ge=0, strict=True), Whole] | None = None
+    grace_period_minutes: GraceMinutes | None = None
     minimum_points: Annotated[Number, Field(ge=0)] | None = None
     name_rule: NameRule | None = None
     keep_lms_edits: Bool | None = None

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import ConsoleUser, PolicySettings
+from gradesync.domain.policy import MAX_GRACE_MINUTES
 from gradesync.domain.policy_layers import GRADE_SETTINGS, SettingSource, default_value
 from gradesync.services import policies as svc
 from gradesync.web.console.common import (
@@ -27,6 +28,7 @@ from gradesync.web.console.session import current_user
 router = APIRouter()
 
 NUMBERS = {"grace_period_minutes": "1", "minimum_points": "any"}  # setting -> input step
+MAXIMA = {"grace_period_minutes": MAX_GRACE_MINUTES}  # setting -> a number input's max
 
 
 def _raw(value: object) -> str:
@@ -52,6 +54,7 @@ class PolicyRow:
     inherited: str  # what inheriting gives, in words
     choices: list[tuple[str, str]]  # (value, words); empty for a number
     step: str | None  # a number input's step
+    maximum: int | None = None  # and its largest value
 
 
 def policy_rows(
@@ -76,6 +79,7 @@ def policy_rows(
                 if s.name not in NUMBERS
                 else [],
                 step=NUMBERS.get(s.name),
+                maximum=MAXIMA.get(s.name),
             )
         )
     return rows
@@ -119,7 +123,7 @@ async def save_tenant_policy(
         )
         flash(request, "ok", _saved(change))
     except InvalidInput as exc:
-        flash(request, "error", f"Nothing was saved: {problems_text(exc)}")
+        flash(request, "error", f"Nothing was saved: {problems_text(exc, svc.SETTING_LABELS)}")
     return RedirectResponse("/console/policy", status_code=303)
 
 
@@ -151,6 +155,6 @@ async def save_course_policy(
         )
         flash(request, "ok", _saved(change))
     except InvalidInput as exc:
-        flash(request, "error", f"Nothing was saved: {problems_text(exc)}")
+        flash(request, "error", f"Nothing was saved: {problems_text(exc, svc.SETTING_LABELS)}")
     tail = f"?destination={destination}" if destination else ""
     return RedirectResponse(f"/console/courses/{course_id}{tail}#policy-h", status_code=303)
