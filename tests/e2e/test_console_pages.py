@@ -603,3 +603,25 @@ def test_a_grace_period_past_a_year_is_refused_in_the_form_s_words(
     with runtime.db.uow() as uow:
         tenant = uow.tenants.get("t1")
     assert tenant is not None and tenant.policy.grace_period_minutes is None
+
+
+@pytest.mark.parametrize("dest_id", ["", "my sis!", "x" * 300])
+def test_the_sis_add_form_refuses_an_id_the_pages_cannot_link_to(
+    app_client: tuple[TestClient, Runtime], dest_id: str
+) -> None:
+    c, runtime = app_client
+    token = _login(c, "ada", "/console/destinations")
+    form = {
+        "csrf": token,
+        "kind": "sis",
+        "id": dest_id,
+        "name": "District SIS",
+        "base_url": "https://sis.example.edu/ims/oneroster/gradebook/v1p2",
+        "client_id": "c",
+        "client_secret": "s",
+    }
+    r = c.post("/console/destinations", data=form)
+    assert r.status_code == 422
+    assert "Short id: id is required: 1-128 letters" in r.text
+    with runtime.db.uow() as uow:
+        assert [d.id for d in uow.destinations.all("t1")] == [], "nothing saved"

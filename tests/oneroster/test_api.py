@@ -204,3 +204,20 @@ def test_updating_a_connection_keeps_its_name_when_left_out(db: Database, tmp_pa
             r = admin.put("/sis/connections/files", json=body)
             assert r.status_code == 200, r.text
             assert (r.json()["name"], r.json()["kind"]) == ("SIS files", "oneroster_csv")
+
+
+def test_a_new_connection_s_id_and_name_are_checked(db: Database, tmp_path: Path) -> None:
+    """The id is in the console's URLs and in commands: an id with spaces or marks (or a name
+    of thousands of characters) was saved, and broke the pages that link to it."""
+    env = ApiEnv(db, tmp_path)
+    with env.client:
+        admin = Caller(env.client, env.tenant("t1", "admin"))
+        r = admin.put("/sis/connections/my%20sis!", json={"file_based": True})
+        assert r.status_code == 422, r.text
+        assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
+            ("destination_id", "pattern")
+        ]
+        r = admin.put("/sis/connections/files", json={"file_based": True, "name": "x" * 3000})
+        assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [("name", "too_long")]
+        with db.uow() as uow:
+            assert uow.destinations.all("t1") == []

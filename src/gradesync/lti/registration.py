@@ -18,11 +18,16 @@ from typing import Any
 from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
 from gradesync.adapters.destinations.ags_urls import is_loopback, origin_of, parse_allowed_host
 from gradesync.domain.errors import FieldProblem, InvalidInput
-from gradesync.domain.model import Destination, DestinationKind
+from gradesync.domain.model import (
+    DESTINATION_ID_RE,
+    DESTINATION_ID_RULE,
+    DESTINATION_NAME_MAX,
+    Destination,
+    DestinationKind,
+)
 from gradesync.lti.claims import AGS_SCOPES
 from gradesync.services.outbound import REMEDY, OutboundGuard
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 PERSON_ID_SOURCES = ("sub", "email", "lis_person_sourcedid")
 _URL_FIELDS = ("issuer", "auth_login_url", "auth_token_url", "key_set_url")
 _KNOWN = {
@@ -166,13 +171,12 @@ def validate_platform(data: Mapping[str, Any], guard: OutboundGuard | None = Non
             FieldProblem(extra, "unknown_field", f"{extra} is not a registration field.")
         )
     ident = data.get("id")
-    if not isinstance(ident, str) or not ID_RE.match(ident):
+    if not isinstance(ident, str) or not DESTINATION_ID_RE.match(ident):
         problems.append(
             FieldProblem(
                 "id",
                 "pattern",
-                "id is required: 1-128 letters, digits, '.', '_', ':' or '-', starting with a "
-                "letter or digit.",
+                DESTINATION_ID_RULE,
             )
         )
     client_id = data.get("client_id")
@@ -251,9 +255,11 @@ def validate_platform(data: Mapping[str, Any], guard: OutboundGuard | None = Non
             )
         )
     name = data.get("name") or ident
-    if not isinstance(name, str) or len(name) > 255:
+    if not isinstance(name, str) or len(name) > DESTINATION_NAME_MAX:
         problems.append(
-            FieldProblem("name", "string", "name must be a string of up to 255 characters.")
+            FieldProblem(
+                "name", "string", f"name must be a text of up to {DESTINATION_NAME_MAX} characters."
+            )
         )
     enabled = _or_default(data, "enabled", True)
     if not isinstance(enabled, bool):

@@ -8,6 +8,9 @@ from urllib.parse import urlsplit
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import (
+    DESTINATION_ID_RE,
+    DESTINATION_ID_RULE,
+    DESTINATION_NAME_MAX,
     SIS_KINDS,
     Destination,
     DestinationKind,
@@ -97,8 +100,17 @@ def add_connection(
     if client_secret is not None:
         secret["client_secret"] = client_secret
     problems: list[FieldProblem] = []
+    if old is None and not DESTINATION_ID_RE.match(destination_id):
+        # a new one only: one saved before this rule can still be changed or deleted
+        problems.append(FieldProblem("destination_id", "pattern", DESTINATION_ID_RULE))
     if not name.strip():
         problems.append(FieldProblem("name", "required", "A SIS connection needs a name."))
+    elif len(name) > DESTINATION_NAME_MAX:
+        problems.append(
+            FieldProblem(
+                "name", "too_long", f"A name is at most {DESTINATION_NAME_MAX} characters."
+            )
+        )
     for key in ("base_url", "token_url"):
         found = _url_problem(key, config.get(key), None if file_based else guard)
         if found:

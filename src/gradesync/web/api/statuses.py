@@ -106,6 +106,9 @@ RULES: dict[str, str] = {
     "address": "a URL the outbound guard refuses (docs/security.md)",
     "host": "an allowed host that is neither a host name nor an origin",
     "matches_path": "an id in the body that is not the id in the URL",
+    "pattern": "a new SIS connection's id that is not 1-128 letters, digits, `.`, `_`, `:` or `-` "
+    "(it is in the console's URLs)",
+    "too_long": "a SIS connection's name over 255 characters",
     "class_unknown": "a SIS class sourcedId the SIS (a REST connection) cannot locate",
 }
 

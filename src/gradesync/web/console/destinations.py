@@ -195,6 +195,26 @@ def _save_sis(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
     )
 
 
+# the add forms' labels, for their refusals (the services name fields as the API does)
+FORM_LABELS = {
+    "id": "Short id",
+    "destination_id": "Short id",
+    "name": "Name",
+    "issuer": "Issuer (platform id)",
+    "client_id": "Client id",
+    "client_secret": "Client secret",
+    "deployment_ids": "Deployment id(s)",
+    "auth_login_url": "Platform OIDC authorization URL",
+    "auth_token_url": "Platform access token URL",
+    "key_set_url": "Platform public key set (JWKS) URL",
+    "consumer_key": "Consumer key",
+    "consumer_secret": "Shared secret",
+    "allowed_hosts": "LMS host names",
+    "base_url": "OneRoster base URL",
+    "token_url": "OAuth 2 token URL",
+    "profile": "LMS",
+}
+
 SAVERS: dict[str, Callable[[Runtime, str, dict[str, str]], Destination]] = {
     "lti13": _save_platform,
     "lti11": _save_consumer,
@@ -216,7 +236,13 @@ async def add_destination(request: Request, user: ConsoleUser = Depends(admin_us
     except InvalidInput as exc:
         shown = {k: v for k, v in form.items() if "secret" not in k}
         return await run_in_threadpool(
-            _page, request, user, status=422, form=shown, open_form=kind, error=problems_text(exc)
+            _page,
+            request,
+            user,
+            status=422,
+            form=shown,
+            open_form=kind,
+            error=problems_text(exc, FORM_LABELS),
         )
     except (Conflict, NotFound) as exc:
         shown = {k: v for k, v in form.items() if "secret" not in k}
