@@ -421,9 +421,12 @@ def _run(
         )
         # the loopback networks only for the command that calls the sandbox: exported, they
         # would relax the outbound guard of whatever the shell runs next
+        # the data directory holds the key the LMS's secrets are stored with; the base URL
+        # is what the commands print as the tool's URLs
         console.print(
-            f"CLI          export GRADESYNC_DATABASE_URL={settings.database_url} "
-            f"GRADESYNC_TENANT={TENANT}\n"
+            f"CLI          export GRADESYNC_DATA_DIR={settings.data_dir} "
+            f"GRADESYNC_DATABASE_URL={settings.database_url}\n"
+            f"             export GRADESYNC_TENANT={TENANT} GRADESYNC_BASE_URL={gs.base_url}\n"
             f"             {_command()} destinations list\n"
             f"             GRADESYNC_OUTBOUND_ALLOWED_NETWORKS={','.join(LOOPBACK_NETWORKS)} "
             f"{_command()} destinations check lms",

@@ -134,6 +134,27 @@ def test_bad_settings_are_named_every_one(gradesync: Run, cli_env: dict[str, str
     assert "GRADESYNC_WORKER_POLL_SECONDS" in r.stderr and "'often'" in r.stderr
 
 
+def test_another_secret_key_is_one_line_saying_which_key(
+    gradesync: Run, cli_env: dict[str, str]
+) -> None:
+    """A shell set up for another data directory (another secret.key): the LMS's stored
+    secret cannot be decrypted. One line and what to do, not a traceback."""
+    gradesync("tenants", "create", "northwind", "--no-key")
+    gradesync(
+        "sis", "add", "sis", "-t", "northwind", "--base-url", "https://sis.example.edu",
+        "--client-id", "c", "--client-secret", "s", "--no-check",
+    )  # fmt: skip
+    cli_env["GRADESYNC_SECRET_KEY"] = "not-the-key-it-was-stored-with"
+    for argv in (
+        ("destinations", "list", "-t", "northwind"),
+        ("sis", "categories", "sis", "-t", "northwind"),
+    ):
+        r = gradesync(*argv, ok=False)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith("error: a stored secret cannot be decrypted"), r.stderr
+        assert "GRADESYNC_DATA_DIR" in r.stderr
+
+
 def test_previews_and_tool_keys_print_json(gradesync: Run) -> None:
     runs = json.loads(
         gradesync(

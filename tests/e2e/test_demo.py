@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -43,6 +44,28 @@ def test_serve_demo_delivers_grades_to_the_sandbox(tmp_path: Path) -> None:
     # the demo keeps its own database: a real one in the data directory is never touched
     assert (tmp_path / "demo" / "gradesync.db").exists()
     assert not (tmp_path / "gradesync.db").exists()
+
+    # the banner's lines, as printed, are all a shell needs for the CLI: the LMS's secret
+    # decrypts (the data directory holds the key) and the tool's URLs are the demo's
+    exported = {
+        name: value
+        for line in proc.stdout.splitlines()
+        if "export GRADESYNC_" in line
+        for name, _, value in (word.partition("=") for word in line.split("export ", 1)[1].split())
+    }
+    assert {"GRADESYNC_DATA_DIR", "GRADESYNC_DATABASE_URL", "GRADESYNC_TENANT"} <= set(exported)
+    cli = {k: v for k, v in os.environ.items() if not k.startswith("GRADESYNC_")} | exported
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(gradesync), *argv], env=cli, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, (argv, done.stderr)
+        return done
+
+    assert "lms" in run("destinations", "list").stdout
+    shown = json.loads(run("platforms", "show", "lms", "--json").stdout)
+    assert shown["tool"]["oidc_login_url"] == exported["GRADESYNC_BASE_URL"] + "/lti/login"
 
 
 def test_a_second_demo_on_one_data_directory_is_refused_and_wipes_nothing(

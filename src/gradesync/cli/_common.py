@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer._click.globals import get_current_context  # typer carries its own click
 
+from gradesync.adapters.secretbox import SecretBoxError
 from gradesync.domain.errors import Conflict, FieldProblem, GradesyncError, InvalidInput, NotFound
 from gradesync.runtime import Runtime
 
@@ -172,6 +173,13 @@ def error_of(exc: BaseException) -> CliError | None:
         return CliError(EXIT_FAILED, str(exc), remedy=exc.remedy)
     if isinstance(exc, GradesyncError):
         return CliError(EXIT_FAILED, str(exc))
+    if isinstance(exc, SecretBoxError):
+        return CliError(
+            EXIT_FAILED,
+            str(exc),
+            remedy="Run the command with the secret key the server uses: the same "
+            "GRADESYNC_SECRET_KEY, or the same GRADESYNC_DATA_DIR, which holds it.",
+        )
     return None
 
 
