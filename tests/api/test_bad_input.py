@@ -123,6 +123,30 @@ def test_event_id_reused_for_a_different_attempt(api: ApiEnv, c: Caller) -> None
     assert _counts(api) == before
 
 
+def test_an_event_id_twice_in_one_batch_is_not_said_to_be_recorded(c: Caller) -> None:
+    r = c.post("/attempts/batch", json={"attempts": [attempt("e2", 7), attempt("e2", 9)]})
+    assert _problems(r) == {("attempts[1].source_event_id", "event_id_reused")}
+    assert "an earlier attempt of this batch" in r.json()["detail"][0]["msg"]
+
+
+def test_rules_say_what_was_wrong(api: ApiEnv) -> None:
+    """A least value of 1 is a `minimum`, not `not_negative`; a value of the wrong type is
+    refused, not read as true or false; a message holds the value sent, not Python's repr."""
+    admin = Caller(api.client, api.tenant("t2", "admin", "sync"))
+    r = admin.get("/runs", params={"limit": "0"})
+    assert _problems(r) == {("limit", "minimum")}
+    for body in ({"activity_ids": ["q1"], "selected": "no"}, {"activity_ids": ["q1"], "hold": 1}):
+        r = admin.put("/sis/connections/sis/selection", json=body)
+        assert {rule for _, rule in _problems(r)} == {"boolean"}, body
+    r = admin.put("/sis/connections/files", json={"file_based": "yes"})
+    assert _problems(r) == {("file_based", "boolean")}
+    with api.db.uow() as uow:
+        assert uow.destinations.all("t2") == []
+    r = admin.post("/schedules", json={"kind": "daily", "spec": "01:30", "trigger": "manual"})
+    assert _problems(r) == {("trigger", "one_of")}
+    assert "not 'manual'" in r.json()["detail"][0]["msg"], r.text
+
+
 def test_bad_roster_items(api: ApiEnv, c: Caller) -> None:
     before = _counts(api)
     r = c.post(

@@ -344,13 +344,15 @@ def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> dict[str, Acti
         person_ref(f"{f}.person_id", at.person_id)
         # A retried post is fine; the same event id for a different attempt is a source bug
         # that would silently drop a grade, so it is refused.
-        prior = in_batch.get(at.source_event_id) or stored_events.get(at.source_event_id)
+        earlier = in_batch.get(at.source_event_id)
+        prior = earlier or stored_events.get(at.source_event_id)
         if prior is not None and not _same_attempt(prior, at):
+            where = "an earlier attempt of this batch" if earlier else "an attempt recorded before"
             p.add(
                 f"{f}.source_event_id",
                 "event_id_reused",
-                f"Event {at.source_event_id!r} was already recorded for a different attempt "
-                "(learner, activity, score or time differ); event ids must be unique.",
+                f"Event {at.source_event_id!r} is the id of {where}, a different one (learner, "
+                "activity, score or time differ); event ids must be unique.",
             )
         in_batch.setdefault(at.source_event_id, at)
     if p.items:

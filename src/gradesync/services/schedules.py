@@ -531,7 +531,7 @@ class ScheduleService:
                 "trigger",
                 "one_of",
                 f"a schedule's trigger is {' or '.join(x.value for x in SCHEDULE_TRIGGERS)}, "
-                f"not {trigger!r}",
+                f"not {str(trigger)!r}",  # a Trigger's repr is Python's, not the value sent
             )
         assert t is not None
         return t

@@ -22,7 +22,7 @@ from gradesync.services import overrides
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.runs import run_out
-from gradesync.web.api.schemas import RunOut
+from gradesync.web.api.schemas import Bool, RunOut
 
 router = APIRouter(tags=["diagnostics"])
 reader = require_scope("sync")
@@ -81,7 +81,7 @@ class CheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     course_id: str | None = Field(None, description="The course to test (default: the first).")
     learner_id: str | None = Field(None, description="Who gets the test result.")
-    send_test: bool = Field(False, description="Send and read back a test result (AGS).")
+    send_test: Bool = Field(False, description="Send and read back a test result (AGS).")
 
 
 @router.post("/destinations/{destination_id}/check")

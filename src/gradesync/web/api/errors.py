@@ -110,6 +110,9 @@ def _pydantic_problem(err: dict[str, Any]) -> dict[str, Any]:
     loc = list(err.get("loc", ()))
     etype = str(err.get("type", "invalid"))
     rule = _RULES.get(etype, etype)
+    bound = (err.get("ctx") or {}).get("ge", (err.get("ctx") or {}).get("gt"))
+    if rule in ("not_negative", "positive") and bound not in (None, 0):
+        rule = "minimum"  # `limit: 0` where 1 is the least is not a negative number
     # a list over its length limit is a batch that is too large
     if etype == "too_long" and len(loc) == 2 and loc[1] in _LISTS:
         rule = "batch_too_large"

@@ -22,7 +22,7 @@ from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import problem_json
 from gradesync.web.api.runs import run_out
-from gradesync.web.api.schemas import NOT_BLANK, FullDate, Whole, ZonedDateTime
+from gradesync.web.api.schemas import NOT_BLANK, Bool, FullDate, Whole, ZonedDateTime
 
 T = TypeVar("T")
 
@@ -74,7 +74,7 @@ class ConnectionIn(_In):
         | None
     ) = None
     profile: SisProfileIn | None = None
-    file_based: bool | None = None
+    file_based: Bool | None = None
 
 
 class ClassIn(_In):
@@ -96,8 +96,8 @@ class AlignIn(_In):
 
 class SelectionIn(_In):
     activity_ids: list[str] = Field(min_length=1, max_length=1000)
-    selected: bool = True
-    hold: bool = Field(
+    selected: Bool = True
+    hold: Bool = Field(
         default=False,
         description="Ticking only records the choice: the activities' grades (and any that "
         "come later) wait until Post grades names them. Without it, ticking sends at once.",
@@ -106,7 +106,7 @@ class SelectionIn(_In):
 
 class PostIn(_In):
     activity_ids: list[str] = Field(default_factory=list, max_length=1000)
-    remaster: bool = False
+    remaster: Bool = False
 
 
 class ExportIn(_In):
