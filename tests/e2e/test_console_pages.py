@@ -108,6 +108,23 @@ def test_instructor_sees_only_their_course(app_client: tuple[TestClient, Runtime
         assert c.get(admin_page).status_code == 403, admin_page
 
 
+def test_an_instructor_with_no_course_is_told_so_not_that_there_is_none(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    c, runtime = app_client
+    create_user(
+        runtime.uow,
+        runtime.clock,
+        tenant_id="t1",
+        username="new",
+        password=PASSWORD,
+        role=UserRole.INSTRUCTOR,
+    )
+    _login(c, "new", "/console/")
+    page = c.get("/console/").text
+    assert "No course is assigned to you yet" in page and "No course yet." not in page
+
+
 def test_switch_needs_the_forms_token_and_then_changes_the_activity(
     app_client: tuple[TestClient, Runtime],
 ) -> None:
@@ -625,3 +642,26 @@ def test_the_sis_add_form_refuses_an_id_the_pages_cannot_link_to(
     assert "Short id: id is required: 1-128 letters" in r.text
     with runtime.db.uow() as uow:
         assert [d.id for d in uow.destinations.all("t1")] == [], "nothing saved"
+
+
+def test_error_pages_keep_the_menu_and_unknown_addresses_are_pages(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    c, _ = app_client
+    signed_out = c.get("/console/nope")
+    assert signed_out.status_code == 404 and "There is no such page" in signed_out.text
+    assert "Sign out" not in signed_out.text
+    _login(c, "ada", "/console/")
+    for url, status, words in (
+        ("/console/nope", 404, "There is no such page in the console."),
+        ("/console/sis/nope", 404, "There is no such page in the console."),
+        ("/console/courses/nope", 404, "No such course."),
+        # a form's address, reloaded or opened with Back
+        ("/console/destinations/lms/check", 405, "This address is where a form is sent"),
+    ):
+        r = c.get(url)
+        assert r.status_code == status and r.headers["content-type"].startswith("text/html"), url
+        assert words in r.text and "Sign out" in r.text, url
+    # the API's answers stay JSON
+    api = c.get("/api/v1/nope")
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}

@@ -97,7 +97,9 @@ def test_admin_sets_an_institution_default_and_the_zero_reaches_the_lms(
     page.get_by_label("Grace period (minutes)").fill("-5")
     page.get_by_label("Grace period (minutes)").evaluate("e => e.removeAttribute('min')")
     page.get_by_role("button", name="Save defaults").click()
-    expect(page.get_by_role("alert")).to_contain_text("grace_period_minutes")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Grace period (minutes): The grace period is a whole number"
+    )
     expect(page.get_by_label("Grace period (minutes)")).to_have_value("30")
 
 

@@ -54,7 +54,7 @@ def test_sis_cli_from_connection_to_posted_grades(
         "--due-date-inside-term",
         "--category-match", "name",
     )  # fmt: skip
-    assert "ok token" in added.stdout and "ok categories: 2 category(ies)" in added.stdout
+    assert "ok token" in added.stdout and "ok categories: 2 categories" in added.stdout
     assert CLIENT_SECRET not in _out(added)
 
     # map the course, its section, and the learners by their SIS ids

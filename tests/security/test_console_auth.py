@@ -94,7 +94,7 @@ def test_sign_in_is_throttled_per_account_with_backoff(db: Database, tmp_path: P
         refused = attempt("a-long-password-1")  # after five: even the right one waits
         assert refused.status_code == 429
         assert refused.headers["retry-after"] == "1"
-        assert "Too many failed sign-ins: try again in 1 seconds" in refused.text
+        assert "Too many failed sign-ins: try again in 1 second." in refused.text
         clock.advance(timedelta(seconds=1))
         assert attempt("wrong-password-99").status_code == 401
         assert attempt("a-long-password-1").headers["retry-after"] == "2"  # doubled

@@ -243,7 +243,11 @@ class OneRosterClient:
         except RemoteFailure as failure:
             return [CheckStep("token", False, failure.message, failure.remedy)]
         steps.append(
-            CheckStep("token", True, f"token from {self.token_url} ({len(token.scopes)} scope(s))")
+            CheckStep(
+                "token",
+                True,
+                f"token from {self.token_url} ({_count(len(token.scopes), 'scope')})",
+            )
         )
         missing = [s for s in (SCOPE_READONLY, SCOPE_CREATEPUT) if s not in token.scopes]
         steps.append(
@@ -261,7 +265,11 @@ class OneRosterClient:
         else:
             titles = ", ".join(c["title"] for c in categories[:10]) or "none"
             steps.append(
-                CheckStep("categories", True, f"{len(categories)} category(ies): {titles}")
+                CheckStep(
+                    "categories",
+                    True,
+                    f"{_count(len(categories), 'category', 'categories')}: {titles}",
+                )
             )
         return steps
 
@@ -559,3 +567,7 @@ class OneRosterClient:
 
 def build(destination: Destination, context: DestinationContext) -> OneRosterClient:
     return OneRosterClient(destination, context)
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"

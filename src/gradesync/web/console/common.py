@@ -20,12 +20,14 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import ConsoleUser, Course, UserRole
 from gradesync.domain.passback import PassbackRule
 from gradesync.runtime import Runtime
-from gradesync.web.console.session import SESSION_COOKIE, current_user
+from gradesync.web.console.session import SESSION_COOKIE, current_user, signed_in
 
 WEB = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(WEB / "templates"))
@@ -163,16 +165,26 @@ class PageError(HTTPException):
 
 
 async def page_error_handler(request: Request, exc: Exception) -> HTMLResponse:
-    assert isinstance(exc, PageError)
-    titles = {403: "Not allowed", 404: "Not found", 409: "Not possible now"}
+    """A console error as a page, with the signed-in user's menu and Sign out."""
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {403: "Not allowed", 404: "Not found", 405: "Not found", 409: "Not possible now"}
+    detail = exc.detail if isinstance(exc, PageError) else _HTTP_WORDS.get(exc.status_code)
     return render(
         request,
         "console/error.html",
-        None,
+        await run_in_threadpool(signed_in, request),
         status=exc.status_code,
         title=titles.get(exc.status_code, "Something went wrong"),
-        detail=exc.detail,
+        detail=detail or "This request cannot be answered.",
     )
+
+
+# a console URL no page answers: typed, an old bookmark, or a form's address reloaded
+_HTTP_WORDS = {
+    404: "There is no such page in the console.",
+    405: "This address is where a form is sent; it is not a page to open. Go back and use "
+    "the page's button.",
+}
 
 
 def form_refused(request: Request, exc: RequestValidationError) -> HTMLResponse:

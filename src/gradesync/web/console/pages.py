@@ -6,8 +6,10 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gradesync.domain.model import ConsoleUser, UserRole
 from gradesync.services.accounts import authenticate
@@ -50,6 +52,16 @@ def install(app: FastAPI, secret_key: str, *, https_only: bool = False) -> None:
     app.add_exception_handler(PageError, page_error_handler)
 
     # a console form's refusal is a page; everything else keeps the API's JSON refusal
+    async def not_here(request: Request, exc: Exception) -> Response:
+        """A console address no page answers (404, 405) is a page too; the rest (the
+        sign-in redirect, the API's errors) as FastAPI answers them."""
+        assert isinstance(exc, StarletteHTTPException)
+        if request.url.path.startswith("/console/") and exc.status_code in (404, 405):
+            return await page_error_handler(request, exc)
+        return await http_exception_handler(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, not_here)
+
     async def refused(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/console/") and isinstance(exc, RequestValidationError):
             return form_refused(request, exc)
@@ -103,7 +115,8 @@ def login(
             next_url=_safe_next(next),
             username=username,
             tenant=tenant,
-            error=f"Too many failed sign-ins: try again in {wait} seconds.",
+            error=f"Too many failed sign-ins: try again in {wait} "
+            f"second{'' if wait == 1 else 's'}.",
         )
         resp.headers["Retry-After"] = str(wait)
         return resp

@@ -154,12 +154,19 @@ class LoginRequired(HTTPException):
 
 def current_user(request: Request) -> ConsoleUser:
     """FastAPI dependency: the signed-in user, or a redirect to the sign-in page."""
-    data = request.session.get(SESSION_KEY)
-    if data:
-        runtime = request.app.state.runtime
-        with runtime.uow() as uow:
-            user: ConsoleUser | None = uow.users.get(data["tenant_id"], data["username"])
-        if user is not None:
-            log_context.bind(tenant=user.tenant_id)
-            return user
-    raise LoginRequired(request.url.path)
+    user = signed_in(request)
+    if user is None:
+        raise LoginRequired(request.url.path)
+    log_context.bind(tenant=user.tenant_id)
+    return user
+
+
+def signed_in(request: Request) -> ConsoleUser | None:
+    """The signed-in user, if any (an error page keeps its menu and Sign out)."""
+    data = request.session.get(SESSION_KEY) if "session" in request.scope else None
+    if not data:
+        return None
+    runtime = request.app.state.runtime
+    with runtime.uow() as uow:
+        user: ConsoleUser | None = uow.users.get(data["tenant_id"], data["username"])
+    return user
