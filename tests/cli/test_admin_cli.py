@@ -149,12 +149,15 @@ def test_destinations_and_runs(gradesync: Run, cli_db: Database) -> None:
     assert "queued" in shown_run and "finished" in shown_run and "rejected 1" in shown_run
     assert gradesync("runs", "show", "run-1", "-t", "other", ok=False).returncode == 3
 
-    assert (
-        gradesync(
-            "destinations", "delete", "canvas", "-t", "northwind", ok=False, input="n\n"
-        ).returncode
-        == 1
-    )  # declined at the prompt
+    declined = gradesync(
+        "destinations", "delete", "canvas", "-t", "northwind", "--json", ok=False, input="n\n"
+    )
+    assert declined.returncode == 1  # declined at the prompt, which goes to stderr
+    assert "Delete destination canvas" in declined.stderr
+    assert json.loads(declined.stdout)["error"]["message"] == "aborted: nothing was changed"
+    # one that does not exist is said before anything is asked
+    missing = gradesync("destinations", "delete", "nope", "-t", "northwind", ok=False, input="")
+    assert missing.returncode == 3 and "Delete" not in missing.stderr + missing.stdout
     gradesync("destinations", "delete", "canvas", "-t", "northwind", "--yes")
     with cli_db.uow() as uow:
         assert uow.destinations.all("northwind") == []
@@ -286,6 +289,9 @@ def test_users_add_on_an_existing_account_keeps_what_it_is_not_given(
     gradesync(*add, "ada", "--role", "admin", "--name", "Ada Byron")
     gradesync(*add, "ins", "--course", "c1", "--course", "c2")
     gradesync(*add, "new")  # a new account: an instructor of no courses
+    # asked for: the prompts go to stderr, stdout stays one JSON document
+    asked = gradesync("users", "add", "-t", "northwind", "asked", "--json", input=f"{pw}\n{pw}\n")
+    assert json.loads(asked.stdout)["username"] == "asked" and "Password" in asked.stderr
     reset = ("users", "add", "-t", "northwind", "--password", "another long password")
     for username in ("ada", "ins"):  # a password reset
         gradesync(*reset, username)

@@ -80,8 +80,7 @@ def main() -> None:
         _Output.json = _Output.json or "--json" in sys.argv[1:]
         code = report(usage_error(exc)).exit_code
     except typer.Abort:
-        typer.echo("aborted: nothing was changed", err=True)
-        code = EXIT_FAILED
+        code = report(CliError(EXIT_FAILED, "aborted: nothing was changed")).exit_code
     except Exception as exc:
         error = error_of(exc)
         if error is None:

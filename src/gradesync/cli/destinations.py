@@ -20,6 +20,7 @@ from gradesync.cli._common import (
     runtime,
     when,
 )
+from gradesync.domain.errors import NotFound
 from gradesync.services import destination_admin as svc
 from gradesync.services import queries
 
@@ -169,9 +170,15 @@ def delete(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Delete a destination with its links and delivery ledger."""
-    if not yes:
-        typer.confirm(f"Delete destination {destination_id} and its ledger?", abort=True)
     with runtime() as rt:
+        if not yes:
+            with rt.reads() as uow:  # one that does not exist is said before the question
+                if uow.destinations.get(tenant, destination_id) is None:
+                    raise NotFound("destination", destination_id)
+            # on stderr: with --json, stdout is one JSON document
+            typer.confirm(
+                f"Delete destination {destination_id} and its ledger?", abort=True, err=True
+            )
         guarded(lambda: svc.delete(rt.uow, tenant, destination_id))
     if as_json:
         print_json({"id": destination_id, "tenant": tenant, "deleted": True})

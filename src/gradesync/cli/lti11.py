@@ -77,7 +77,10 @@ def add_consumer_cmd(
     if generate_secret:
         secret = secrets.token_urlsafe(32)
     elif not secret:
-        secret = typer.prompt("Consumer secret", hide_input=True, confirmation_prompt=True)
+        # on stderr: with --json, stdout is one JSON document
+        secret = typer.prompt(
+            "Consumer secret", hide_input=True, confirmation_prompt=True, err=True
+        )
     assert secret is not None
 
     def save(rt: Runtime) -> Any:

@@ -27,17 +27,18 @@ def add(
         help="Course id an instructor may see (repeatable; an update given none keeps them).",
     ),
     name: str = typer.Option("", help="Display name (an update given none keeps it)."),
-    password: str = typer.Option(
-        ...,
-        prompt=True,
-        hide_input=True,
-        confirmation_prompt=True,
+    password: str | None = typer.Option(
+        None,
         envvar="GRADESYNC_NEW_PASSWORD",
         help="Asked interactively; or from GRADESYNC_NEW_PASSWORD.",
     ),
     as_json: bool = JSON_OUT,
 ) -> None:
-    """Create or update a console account (the password is stored as a scrypt hash)."""
+    """Create or update a console account (the password is stored as a scrypt hash). The
+    password is asked for (on stderr, so that --json keeps stdout one JSON document), or
+    read from GRADESYNC_NEW_PASSWORD."""
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     with open_runtime() as rt:
         user = guarded(
             lambda: create_user(
