@@ -107,6 +107,10 @@ def test_cli_replace_keeps_a_pause_and_the_settings_it_has_no_flags_for(
     bare = ADD[: ADD.index("--profile")]  # no profile, no hosts
     replaced = runner.invoke(app, [*bare, "--deployment-id", "2:def", "--replace"])
     assert replaced.exit_code == 0, replaced.output
+    # an update of a registration that is not there is refused (as the API's PUT), not made
+    other = [*bare[: bare.index("--id") + 1], "nope", *bare[bare.index("--id") + 2 :]]
+    missing = runner.invoke(app, [*other, "--replace"])
+    assert missing.exit_code == 3, missing.output
     shown = runner.invoke(app, ["platforms", "show", "--tenant", "uni", "canvas", "--json"])
     view = json.loads(shown.output)
     assert view["deployment_ids"] == ["1:abc", "2:def"]

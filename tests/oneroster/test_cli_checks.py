@@ -3,6 +3,7 @@ add is an upsert that keeps what was not given, validate asks the SIS for its ca
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import replace
 
@@ -133,3 +134,23 @@ def _closed_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{s.getsockname()[1]}/ims/oneroster/gradebook/v1p2"
+
+
+def test_aligning_says_it_saved_when_the_sis_then_cannot_be_asked(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox
+) -> None:
+    seed_school(cli_db, ManualClock(NOW))
+    _add(gradesync, sis, "--client-secret", CLIENT_SECRET)
+    with cli_db.uow() as uow:
+        dest = uow.destinations.get("t1", "sis")
+        assert dest is not None
+        down = {**dest.config, "base_url": _closed_url(), "token_url": _closed_url()}
+        uow.destinations.upsert(replace(dest, config=down), NOW)
+        uow.commit()
+    r = gradesync("sis", "categories", "sis", *T, "--align", "Tests=cat-99", "--json", ok=False)
+    assert r.returncode == 1
+    message = json.loads(r.stdout)["error"]["message"]
+    assert message.startswith("saved (Tests -> cat-99), but asking the SIS"), message
+    with cli_db.uow() as uow:
+        dest = uow.destinations.get("t1", "sis")
+        assert dest is not None and dest.config["category_map"] == {"Tests": "cat-99"}

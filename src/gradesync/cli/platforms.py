@@ -104,6 +104,8 @@ def add(
 
     def save(rt: Runtime) -> Any:
         with rt.uow() as uow:
+            if replace:  # an update of one that is not there is refused, as the API's PUT
+                platforms.get_platform(uow, tenant, platform_id)
             dest = platforms.save_platform(
                 uow,
                 reg.platform_of(tenant, data, rt.outbound),

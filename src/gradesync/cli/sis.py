@@ -33,7 +33,7 @@ from gradesync.domain.model import DestinationKind
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
-from gradesync.services.destination import CheckStep
+from gradesync.services.destination import CheckStep, RemoteFailure
 
 app = typer.Typer(
     help="SIS grade passback (OneRoster 1.2): connect, map classes and students, align "
@@ -336,7 +336,18 @@ def categories(
                 )
             return cats, checks
 
-        return asyncio.run(ask())
+        try:
+            return asyncio.run(ask())
+        except RemoteFailure as failure:
+            if not (pairs or unalign):
+                raise
+            # the alignment is stored either way: say so, then why the SIS was not listed
+            changed = [f"{g} -> {c}" for g, _, c in pairs] + [f"{g} unaligned" for g in unalign]
+            raise fail(
+                f"saved ({', '.join(changed)}), but asking the SIS for its categories failed: "
+                f"{failure.message}",
+                remedy=failure.remedy,
+            ) from failure
 
     found = _run(go)
     if found is None:
