@@ -19,6 +19,7 @@ from gradesync.config import Settings
 from gradesync.domain.model import (
     Activity,
     Course,
+    CourseLink,
     DeliveryState,
     Destination,
     DestinationKind,
@@ -603,6 +604,26 @@ def test_the_grid_says_when_its_gradebook_is_paused(
     save(replace(canvas, paused_until=now - timedelta(minutes=1), pause_reason="Retry-After"))
     grid = c.get("/console/courses/bio/grid", params={"destination": "lms"}).text
     assert "is paused" not in grid
+
+
+def test_sync_now_says_at_once_that_a_gradebook_of_the_course_is_paused(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """The run would wait for it and end "partly failed" half a minute later."""
+    c, runtime = app_client
+    now = runtime.clock.now()
+    with runtime.db.uow() as uow:
+        canvas = Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas")
+        uow.destinations.upsert(replace(canvas, enabled=False, pause_reason="term closed"), now)
+        uow.links.save_course(CourseLink("t1", "lms", "bio", "ctx-bio"))
+        uow.commit()
+    token = _login(c, "ada", "/console/courses/bio")
+    page = c.post("/console/courses/bio/sync", data={"csrf": token, "action": "sync"}).text
+    assert "Sync now started" in page or "already going" in page
+    assert "Canvas is paused (term closed): this course&#39;s grades for it wait as Pending" in (
+        page
+    )
+    assert "until it is resumed" in page
 
 
 def test_a_grace_period_past_a_year_is_refused_in_the_form_s_words(

@@ -586,8 +586,8 @@ class Lti11Client:
             CheckStep(
                 "outcome service",
                 True,
-                "LTI 1.1 outcome URLs arrive with each launch; `gradesync destinations check` "
-                "cannot call the LMS before a learner has launched",
+                "nothing to call before a launch: the LMS gives its outcome URL with each "
+                "launch, and a learner's grades go to the URL of their own launch",
             )
         )
         return steps

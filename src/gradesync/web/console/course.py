@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gradesync.domain.errors import Conflict, InvalidInput, NotFound
-from gradesync.domain.model import ConsoleUser, RunScope, Trigger
+from gradesync.domain.model import ConsoleUser, Destination, RunScope, Trigger
+from gradesync.runtime import Runtime
 from gradesync.services import console_queries as cq
 from gradesync.services import ingest
 from gradesync.web.console.common import (
@@ -203,4 +204,22 @@ def start_run(
         flash(request, "ok", f"A sync of this course was already going; following run {run.id}.")
     else:
         flash(request, "ok", f"{label} started (run {run.id}).")
+    for held in _paused_gradebooks(rt, user.tenant_id, course_id):
+        # said now, not after the run has waited for it and ended "partly failed"
+        flash(
+            request,
+            "error",
+            f"{held.name} is paused ({held.pause_reason or 'no reason given'}): this course's "
+            f"grades for it wait as Pending until it "
+            f"{'is resumed' if not held.enabled else 'sends again'}.",
+        )
     return RedirectResponse(_back(course_id, destination), status_code=303)
+
+
+def _paused_gradebooks(rt: Runtime, tenant_id: str, course_id: str) -> list[Destination]:
+    """The course's gradebooks that send nothing now (an admin's pause, or a timed one)."""
+    now = rt.clock.now()
+    with rt.reads() as uow:
+        links = uow.links.destinations_for_courses(tenant_id, [course_id])
+        found = [uow.destinations.get(tenant_id, link.destination_id) for link in links]
+    return [d for d in found if d is not None and d.paused_at(now)]
