@@ -129,6 +129,11 @@ def test_an_event_id_twice_in_one_batch_is_not_said_to_be_recorded(c: Caller) ->
     assert "an earlier attempt of this batch" in r.json()["detail"][0]["msg"]
 
 
+def test_a_day_that_does_not_exist_is_named_calendar(c: Caller) -> None:
+    r = c.post("/attempts", json={**attempt("x", 1), "completed_at": "2025-02-31T10:00:00Z"})
+    assert _problems(r) == {("completed_at", "calendar")}
+
+
 def test_rules_say_what_was_wrong(api: ApiEnv) -> None:
     """A least value of 1 is a `minimum`, not `not_negative`; a value of the wrong type is
     refused, not read as true or false; a message holds the value sent, not Python's repr."""

@@ -114,6 +114,8 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
         assert cats["alignment"] == [
             {"group": "Quizzes", "activities": ["q1"], "category_id": "cat-quiz", "problem": None}
         ]
+        r = admin.get("/sis/connections/sis/validation", params={"course_id": "nope"})
+        assert r.status_code == 404 and "course" in r.json()["detail"]  # not an empty list
         checks = admin.get("/sis/connections/sis/validation", params={"course_id": "c1"}).json()
         assert {c["activity_id"]: c["ok"] for c in checks} == {"q1": True, "e1": False}
         # Post grades: when nothing can go, a refusal that says why, and no run

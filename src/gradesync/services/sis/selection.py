@@ -146,6 +146,8 @@ def validate(
             if others:  # named with a course: another course's are not shown (nor said to exist)
                 raise NotFound("activity", ", ".join(others))
         elif course_id is not None:
+            if uow.courses.get(tenant_id, course_id) is None:
+                raise NotFound("course", course_id)  # not "no activity to check"
             activities = uow.activities.for_course(tenant_id, course_id)
         else:
             raise InvalidInput.one("course_id", "required", "Name a course or some activities.")

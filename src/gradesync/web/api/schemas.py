@@ -70,6 +70,10 @@ def _rfc3339(value: object) -> object:
             "datetime_format",
             "Must be an RFC 3339 date-time with its zone, e.g. 2025-01-31T23:59:00Z or +01:00.",
         )
+    try:
+        date.fromisoformat(value[:10])
+    except ValueError:
+        raise PydanticCustomError("calendar", "No such day (e.g. 31 February).") from None
     return value
 
 
