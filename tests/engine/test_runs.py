@@ -54,7 +54,7 @@ async def test_run_goes_through_its_stages_with_counts(harness: Harness, db: Dat
     assert c["retrying"] == 0 and c["pending"] == 0
     assert c["verified"] == 2 and c["differs"] == 0
     assert c["columns"]["written"] == 1
-    assert done.message is not None and "1 rejected (unknown_user: 1)" in done.message
+    assert done.message is not None and "1 rejected (unknown user: 1)" in done.message
     assert done.message.startswith("Succeeded; 1 learner the LMS does not know: 2 sent")
     stored = get_run(db.uow, T, run.id)
     assert stored is not None and stored.outcome is RunOutcome.SUCCEEDED

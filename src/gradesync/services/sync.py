@@ -132,7 +132,8 @@ def summarise(
 
 def _describe(counts: dict[str, Any], paused: Sequence[str] = ()) -> str:
     def by_reason(d: dict[str, int]) -> str:
-        return ", ".join(f"{k}: {v}" for k, v in sorted(d.items()))
+        # the reasons in words; their codes are in the run's counts (the API, --json)
+        return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(d.items()))
 
     parts = [f"{counts.get('sent', 0)} sent", f"{counts.get('unchanged', 0)} unchanged"]
     carried = counts.get("carried")

@@ -90,7 +90,18 @@ def rule_words(rule: str) -> str:
     return RULE_WORDS.get(rule) or rule.replace("_", " ").capitalize()
 
 
+# what started a run, as the console's buttons and pages name it
+TRIGGER_WORDS = {
+    "auto": "Automatic",
+    "manual": "Sync now",
+    "resync": "Resync",
+    "remaster": "Remaster",
+    "schedule": "Schedule",
+    "repair": "Repair",
+}
+
 templates.env.filters["when"] = _when
+templates.env.filters["trigger_words"] = lambda t: TRIGGER_WORDS.get(str(t), str(t))
 templates.env.filters["rule_words"] = rule_words
 templates.env.filters["local"] = _local_time
 templates.env.filters["local_iso"] = lambda at: _local_time(

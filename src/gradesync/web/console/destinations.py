@@ -39,6 +39,16 @@ KIND_LABELS = {
     "oneroster_rest": "SIS (OneRoster 1.2)",
     "oneroster_csv": "SIS (OneRoster CSV files)",
 }
+# the AGS profiles by their LMS's name (the value sent is the profile's)
+PROFILE_WORDS = {
+    "generic": "Another LMS (standard LTI 1.3)",
+    "canvas": "Canvas",
+    "moodle": "Moodle",
+    "brightspace": "D2L Brightspace",
+    "openedx": "Open edX",
+    "blackboard": "Blackboard Learn",
+    "schoology": "Schoology",
+}
 # Settings worth showing in the list (never anything from `secret`).
 SHOWN_CONFIG = (
     "issuer",
@@ -102,7 +112,8 @@ def _page(request: Request, user: ConsoleUser, *, status: int = 200, **extra: An
         nav="destinations",
         rows=_rows(rt, user.tenant_id),
         paste=paste_values(rt.settings.base_url),
-        profiles=PROFILE_NAMES,
+        profiles=[(p, PROFILE_WORDS.get(p, p)) for p in PROFILE_NAMES],
+        profile_words=PROFILE_WORDS,
         form=extra.pop("form", {}),
         open_form=extra.pop("open_form", ""),
         **extra,

@@ -18,6 +18,7 @@ from gradesync.domain.errors import NotFound
 from gradesync.domain.model import ConsoleUser, Role, UserRole
 from gradesync.services import console_queries as cq
 from gradesync.web.console.common import PageError, course_for, render, runtime_of
+from gradesync.web.console.destinations import KIND_LABELS
 from gradesync.web.console.session import current_user
 
 log = logging.getLogger(__name__)
@@ -104,4 +105,5 @@ def diagnosis(
         evidence=evidence,
         checks=checks,
         labels=cq.STATUS_LABELS,
+        kind_labels=KIND_LABELS,
     )

@@ -36,6 +36,16 @@ OUTCOME_LABELS = {
 
 
 BRIEF = ("sent", "unchanged", "pending", "retrying", "skipped", "rejected", "differs")
+# the counts whose key is not a word a person uses
+COUNT_WORDS = {
+    "keys": "grades in scope",
+    "skipped": "not sent",
+    "verified": "read back as sent",
+    "differs": "read back different",
+    "unverifiable": "could not be read back",
+    "overridden": "changed by hand in the gradebook",
+    "uncounted": "stored but not counted by the LMS",
+}
 
 
 def count_items(counts: dict[str, Any], brief: bool = False) -> list[tuple[str, str]]:
@@ -45,7 +55,7 @@ def count_items(counts: dict[str, Any], brief: bool = False) -> list[tuple[str, 
     for key, value in counts.items():
         if brief and key not in BRIEF:
             continue
-        label = key.replace("_", " ")
+        label = COUNT_WORDS.get(key, key.replace("_", " "))
         if isinstance(value, dict):
             total = sum(v for v in value.values() if isinstance(v, int | float))
             if not value:
