@@ -305,6 +305,8 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     expect(progress).to_have_attribute("data-tables-fresh", "true")
     finished = page.locator("#sis-results dl.facts div", has_text="Finished").locator("dd")
     expect(finished).not_to_have_text("—")
+    # in the browser's zone, as the page's other times (the refreshed part is localized too)
+    expect(finished.locator("time")).to_have_attribute("data-localized", "true")
     results = page.locator("table.sis-results")
     expect(results.locator("tbody tr")).to_have_count(6)  # Grace has no Homework 1 yet
     expect(results.locator("tbody tr", has_text="Homework 2")).to_have_count(0)

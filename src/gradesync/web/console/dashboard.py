@@ -50,7 +50,7 @@ def dashboard(
     latency = line_chart(
         "Delivery latency",
         f"Time the gradebooks took to answer each grade, per {per_minute:g} minutes over the "
-        f"last {window}: median {_ms(data.p50_ms)}, 95th percentile {_ms(data.p95_ms)}, "
+        f"last {window} (times in UTC): median {_ms(data.p50_ms)}, 95th percentile {_ms(data.p95_ms)}, "
         f"99th percentile {_ms(data.p99_ms)}.",
         labels,
         [
@@ -63,7 +63,8 @@ def dashboard(
     busiest = max(data.buckets, key=lambda b: b.sends, default=None)
     throughput = line_chart(
         "Grades sent",
-        f"Grades sent per {per_minute:g} minutes over the last {window}: {data.sends} in all"
+        f"Grades sent per {per_minute:g} minutes over the last {window} (times in UTC): "
+        f"{data.sends} in all"
         + (
             f", most ({busiest.sends}) in the slot starting {busiest.start:%Y-%m-%d %H:%M} UTC."
             if busiest and busiest.sends

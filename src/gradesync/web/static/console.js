@@ -63,7 +63,10 @@
     return fetch(gridUrl, { credentials: "same-origin" }).then(function (r) {
       if (!r.ok) throw new Error("HTTP " + r.status);
       return r.text();
-    }).then(function (html) { target.innerHTML = html; });
+    }).then(function (html) {
+      target.innerHTML = html;
+      if (window.gradesyncLocalize) window.gradesyncLocalize(target);  // its times, too
+    });
   }
 
   function finish() {

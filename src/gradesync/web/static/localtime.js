@@ -1,6 +1,7 @@
 // gradesync console: times in the viewer's own time zone. The server writes each time in UTC
 // inside <time datetime="..." data-local>; this rewrites the text in the browser's zone and
 // keeps the UTC time as the tooltip. Without JavaScript the UTC times stay, zone named.
+// console.js calls `gradesyncLocalize(part)` on a part of the page it replaces.
 (function () {
   "use strict";
   var minutes, seconds;
@@ -13,10 +14,16 @@
     parts.second = "2-digit";
     seconds = new Intl.DateTimeFormat(undefined, parts);
   } catch (e) { return; }
-  document.querySelectorAll("time[datetime][data-local]").forEach(function (el) {
-    var at = new Date(el.getAttribute("datetime"));
-    if (isNaN(at.getTime())) return;
-    el.title = el.textContent;
-    el.textContent = (el.dataset.local === "seconds" ? seconds : minutes).format(at);
-  });
+  function localize(root) {
+    root.querySelectorAll("time[datetime][data-local]").forEach(function (el) {
+      if (el.dataset.localized) return;
+      var at = new Date(el.getAttribute("datetime"));
+      if (isNaN(at.getTime())) return;
+      el.title = el.textContent;
+      el.textContent = (el.dataset.local === "seconds" ? seconds : minutes).format(at);
+      el.dataset.localized = "true";
+    });
+  }
+  window.gradesyncLocalize = localize;
+  localize(document);
 })();
