@@ -50,8 +50,8 @@ def dashboard(
     latency = line_chart(
         "Delivery latency",
         f"Time the gradebooks took to answer each grade, per {per_minute:g} minutes over the "
-        f"last {window} (times in UTC): median {_ms(data.p50_ms)}, 95th percentile {_ms(data.p95_ms)}, "
-        f"99th percentile {_ms(data.p99_ms)}.",
+        f"last {window} (times in UTC): median {_ms(data.p50_ms)}, 95th percentile "
+        f"{_ms(data.p95_ms)}, 99th percentile {_ms(data.p99_ms)}.",
         labels,
         [
             Series("median", [b.p50_ms for b in data.buckets]),
