@@ -70,6 +70,13 @@ def test_runs_list_fits_80_columns_and_says_none(
     typo = gradesync("runs", "list", "-t", "northwind", "--trigger", "manaul", ok=False)
     assert typo.returncode == 2 and "--trigger" in typo.stderr, typo.stderr
     assert typo.stderr.startswith("error: --trigger: 'manaul' is not one of 'auto', "), typo.stderr
+    # by date, as the API's since and until (the run was asked for on 1 March 2025)
+    dated = ("runs", "list", "-t", "northwind", "--json")
+    assert len(json.loads(gradesync(*dated, "--since", "2025-03-01").stdout)) == 1
+    assert json.loads(gradesync(*dated, "--since", "2025-03-02T00:00:00Z").stdout) == []
+    assert json.loads(gradesync(*dated, "--until", "2025-03-01").stdout) == []
+    bad = gradesync("runs", "list", "-t", "northwind", "--since", "yesterday", ok=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --since: 'yesterday'"), bad.stderr
     assert gradesync("runs", "list", "-t", "empty").stdout.strip() == "none"
     assert json.loads(gradesync("runs", "list", "-t", "empty", "--json").stdout) == []
     for listing in (("destinations", "list"), ("keys", "list"), ("schedules", "list")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import typer
@@ -10,15 +11,18 @@ from rich.table import Table
 from gradesync.cli._common import (
     JSON_OUT,
     TENANT,
+    bad_input,
     console,
     flat_counts,
     guarded,
     print_json,
     print_table,
+    problem,
     runtime,
     short_when,
     when,
 )
+from gradesync.domain.canonical import parse_iso
 from gradesync.domain.model import SyncRun, Trigger
 from gradesync.services import queries
 
@@ -74,18 +78,27 @@ def list_(
     course: str | None = typer.Option(None, "--course", help="Only this course."),
     destination: str | None = typer.Option(None, "--destination", help="Only this destination."),
     trigger: Trigger | None = typer.Option(None, "--trigger", help="Only runs of this trigger."),
+    since: str | None = typer.Option(
+        None, "--since", help="Created at or after this ISO 8601 time (UTC without a zone)."
+    ),
+    until: str | None = typer.Option(None, "--until", help="Created before this time."),
     limit: int = typer.Option(20, "--limit", min=1, max=500),
     as_json: bool = JSON_OUT,
 ) -> None:
     """Runs, newest first."""
+    moments = {name: _moment(name, text) for name, text in (("since", since), ("until", until))}
     with runtime() as rt:
-        runs = queries.list_runs(
-            rt.uow,
-            tenant,
-            course_id=course,
-            destination_id=destination,
-            trigger=trigger.value if trigger is not None else None,
-            limit=limit,
+        runs = guarded(
+            lambda: queries.list_runs(
+                rt.uow,
+                tenant,
+                course_id=course,
+                destination_id=destination,
+                trigger=trigger.value if trigger is not None else None,
+                since=moments["since"],
+                until=moments["until"],
+                limit=limit,
+            )
         )
     if as_json:
         print_json([run_json(r) for r in runs])
@@ -95,6 +108,17 @@ def list_(
     for r in runs:
         table.add_row(r.id, _summary(r))
     print_table(table)
+
+
+def _moment(name: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_iso(text)
+    except ValueError:
+        raise bad_input(
+            problem(f"--{name}", "datetime", f"{text!r} is not an ISO 8601 time, e.g. 2025-09-01")
+        ) from None
 
 
 @app.command()
