@@ -458,6 +458,28 @@ def test_dashboard_shows_the_backlog_and_a_paused_destination(
     assert "Canvas is paused" not in page and "Canvas is delivering again." in page
 
 
+def test_the_dashboard_says_when_recorded_attempts_are_not_worked_out(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """A worker that fails on every computation (or none running) left attempts unworked
+    while the dashboard said "Nothing waits": the ledger it counted never saw them."""
+    c, runtime = app_client
+    now = runtime.clock.now()
+    _login(c, "ada", "/console/dashboard")
+    with runtime.db.uow() as uow:
+        uow.dirty.mark_many([("t1", "bio", "q1", "p1")], now)
+        uow.commit()
+    page = c.get("/console/dashboard").text
+    assert re.search(r'data-kpi="to-compute">1<', page)
+    assert "Nothing waits" not in page and "1 is still to be worked out" in page
+    assert "data-stuck" not in page  # just recorded: computing takes a moment
+    with runtime.db.uow() as uow:
+        uow.dirty.mark_many([("t1", "bio", "q1", "p1")], now - timedelta(minutes=10))
+        uow.commit()
+    page = c.get("/console/dashboard").text
+    assert "1 recorded attempt has waited 10.0 min to be worked out" in page, page
+
+
 def test_run_history_names_destination_schedule_and_who_asked(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

@@ -461,6 +461,10 @@ class Backlog:
     destinations: list[DestinationBacklog]  # every destination waiting or paused
     waiting: int
     oldest: OldestWaiting | None
+    # attempts recorded whose grades are not worked out yet (a worker that fails to compute
+    # leaves them here, where the ledger's counts above cannot see them)
+    to_compute: int = 0
+    to_compute_since: datetime | None = None
 
     @property
     def paused(self) -> list[DestinationBacklog]:
@@ -471,6 +475,7 @@ def backlog(uow_factory: UnitOfWorkFactory, tenant_id: str, now: datetime) -> Ba
     """What waits right now, per destination, with the destinations that are paused and why,
     and the grade that has waited longest."""
     with uow_factory() as uow:
+        to_compute, to_compute_since = uow.dirty.waiting(tenant_id)
         waiting = {d: (n, since) for d, n, since in uow.ledger.waiting(tenant_id)}
         dests = {d.id: d for d in uow.destinations.all(tenant_id)}
         found = uow.ledger.oldest_waiting(tenant_id)
@@ -509,4 +514,4 @@ def backlog(uow_factory: UnitOfWorkFactory, tenant_id: str, now: datetime) -> Ba
                     d.paused_until if timed else None,
                 )
             )
-    return Backlog(lines, sum(n for n, _ in waiting.values()), oldest)
+    return Backlog(lines, sum(n for n, _ in waiting.values()), oldest, to_compute, to_compute_since)

@@ -40,6 +40,10 @@ class DirtyKeyRepo(Protocol):
 
     def count(self) -> int: ...
 
+    def waiting(self, tenant_id: str) -> tuple[int, datetime | None]:
+        """The tenant's keys not worked out yet, and when the oldest was marked."""
+        ...
+
     def lock_activities(self, activities: Iterable[tuple[str, str]]) -> None:
         """Serialise computing these (tenant, activity) pairs across processes until the
         transaction ends, so a slower computation from older facts can never overwrite a

@@ -33,6 +33,10 @@ def _ms(v: float | None) -> str:
     return "—" if v is None else f"{v:,.0f} ms"
 
 
+# attempts are worked out into grades within seconds; this long means no worker does it
+STUCK_AFTER = timedelta(minutes=2)
+
+
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(
     request: Request, window: str = "24h", user: ConsoleUser = Depends(admin_user)
@@ -95,6 +99,7 @@ def dashboard(
         nav="dashboard",
         data=data,
         backlog=backlog,
+        stuck=backlog.to_compute_since is not None and now - backlog.to_compute_since > STUCK_AFTER,
         now=now,
         window=window,
         windows=list(WINDOWS),

@@ -137,6 +137,13 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
     def count(self) -> int:
         return int(self.conn.execute(select(func.count()).select_from(t.dirty_keys)).scalar() or 0)
 
+    def waiting(self, tenant_id: str) -> tuple[int, datetime | None]:
+        c = t.dirty_keys.c
+        n, oldest = self.conn.execute(
+            select(func.count(), func.min(c.marked_at)).where(c.tenant_id == tenant_id)
+        ).one()
+        return int(n or 0), utc(oldest) if oldest is not None else None
+
     def lock_activities(self, activities: Iterable[tuple[str, str]]) -> None:
         # SQLite's write transaction already serialises computing. On PostgreSQL one
         # advisory lock per activity, taken in one order by everyone (no deadlock between
