@@ -236,6 +236,18 @@ def test_narrow_screen_and_keyboard(page: Any, live_console: LiveConsole, school
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
 
 
+def test_the_policy_form_fits_a_phone(page: Any, live_console: LiveConsole, school: School) -> None:
+    """The "Set here" choices were cut to "Insti" at 375 px: each setting is a card there."""
+    page.set_viewport_size({"width": 375, "height": 740})
+    sign_in(page, live_console, *ADMIN)
+    page.goto(live_console.url("/console/policy"))
+    choice = page.get_by_label("Attempt that counts")
+    box = choice.bounding_box()
+    assert box is not None and box["width"] >= 300, box
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than the screen"
+
+
 def test_admin_sees_a_paused_lms_on_the_dashboard_and_resumes_it(
     page: Any, live_console: LiveConsole, school: School
 ) -> None:
