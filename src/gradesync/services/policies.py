@@ -12,7 +12,7 @@ change, so a recompute alone would leave them).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from gradesync.domain.errors import InvalidInput, NotFound
@@ -24,6 +24,7 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.policy import ResolvedPolicy, resolve_settings, settings_problems
 from gradesync.domain.policy_layers import (
+    GRADE_SETTINGS,
     SettingSource,
     changed_settings,
     explain_settings,
@@ -111,6 +112,9 @@ class PolicyChange:
     changed: list[str]  # grade settings whose stored value changed at this layer
     recomputed: int  # keys marked for recompute
     resent: int  # grades typed into the LMS that gradesync now sends again
+    # settings whose value at this layer was set or cleared, though what applies is the same
+    # (set here to the value it inherited): the layer is the source now
+    restated: list[str] = field(default_factory=list)
 
 
 def _tenant(uow: UnitOfWork, tenant_id: str) -> Tenant:
@@ -218,7 +222,12 @@ def set_tenant_policy(
         waker.wake_keys()
         if resent:
             waker.wake_delivery()
-    return PolicyChange(new_layer, changed, len(keys), resent)
+    restated = [
+        n
+        for n in GRADE_SETTINGS
+        if n not in changed and getattr(tenant.policy, n) != getattr(new_layer, n)
+    ]
+    return PolicyChange(new_layer, changed, len(keys), resent, restated)
 
 
 def _resolved_layer(layer: PolicySettings) -> ResolvedPolicy:

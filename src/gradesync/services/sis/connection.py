@@ -38,10 +38,11 @@ def _url_problem(name: str, value: str | None, guard: OutboundGuard | None) -> F
     except ValueError:
         parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return FieldProblem(name, "url", f"{name} must be an absolute http(s) URL.")
+        # the field is named beside the message wherever it is shown (its label, in a form)
+        return FieldProblem(name, "url", f"{value!r} is not an absolute http(s) URL.")
     why = guard.url_problem(value) if guard is not None else None
     if why is not None:
-        return FieldProblem(name, "address", f"{name}: {value!r} is refused: {why}. {REMEDY}")
+        return FieldProblem(name, "address", f"{value!r} is refused: {why}. {REMEDY}")
     return None
 
 
