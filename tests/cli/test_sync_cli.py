@@ -83,3 +83,17 @@ def test_a_second_serve_on_the_same_sqlite_file_refuses_to_start(
     assert last.startswith("error: another gradesync serve (pid"), second.stderr
     assert "gradesync.db" in last and "Traceback" not in second.stderr
     assert httpx.get(f"{server}/readyz", timeout=5).status_code == 200  # the first goes on
+
+
+def test_a_second_sync_of_a_scope_joins_the_first_and_says_so(
+    gradesync: Run, cli_db: Database
+) -> None:
+    """No worker runs here: the first run stays queued, and the second request joins it."""
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    first = json.loads(gradesync("sync", "-t", "northwind", "-c", "c1", "--json").stdout)
+    assert first["joined"] is False
+    second = json.loads(gradesync("sync", "-t", "northwind", "-c", "c1", "--json").stdout)
+    assert second["joined"] is True and second["id"] == first["id"]
+    said = gradesync("sync", "-t", "northwind", "-c", "c1").stdout
+    assert f"joined run {first['id']} (manual, queued), already going" in said, said

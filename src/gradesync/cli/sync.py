@@ -60,12 +60,19 @@ def sync(
         scope = RunScope(tenant, destination, course, tuple(activity))
         run, joined = guarded(lambda: rt.ask_for_run(scope, trigger, actor()))
         if not as_json:
-            what = "joined queued run" if joined else "queued run"
-            console.print(f"{what} [bold]{run.id}[/bold] ({trigger})")
+            if joined:  # queued or already sending: say which
+                console.print(
+                    f"joined run [bold]{run.id}[/bold] ({run.trigger.value}, {run.stage.value}), "
+                    "already going for this scope"
+                )
+            else:
+                console.print(f"queued run [bold]{run.id}[/bold] ({trigger})")
         if wait:
             run = _follow(rt, tenant, run, timeout, quiet=as_json)
         if as_json:
-            print_json(run_json(run, queries.run_detail(rt.uow, tenant, run.id).stages))
+            # `joined` as the API's POST /runs says it
+            detail = queries.run_detail(rt.uow, tenant, run.id)
+            print_json({**run_json(run, detail.stages), "joined": joined})
     if wait:
         if run.stage is not RunStage.FINISHED:
             # the run (its JSON included) is printed above: the error is one more line
