@@ -149,8 +149,11 @@ def test_aligning_says_it_saved_when_the_sis_then_cannot_be_asked(
         uow.commit()
     r = gradesync("sis", "categories", "sis", *T, "--align", "Tests=cat-99", "--json", ok=False)
     assert r.returncode == 1
-    message = json.loads(r.stdout)["error"]["message"]
+    error = json.loads(r.stdout)["error"]
+    message = error["message"]
     assert message.startswith("saved (Tests -> cat-99), but asking the SIS"), message
+    # the transport's own words, not Python's repr, and what to do
+    assert "Error(" not in message and "Check the SIS's base and token URLs" in error["remedy"]
     with cli_db.uow() as uow:
         dest = uow.destinations.get("t1", "sis")
         assert dest is not None and dest.config["category_map"] == {"Tests": "cat-99"}

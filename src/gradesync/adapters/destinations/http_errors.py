@@ -65,7 +65,11 @@ REMEDIES: dict[str, str] = {
     "rate_limited": "The LMS asked gradesync to slow down; sending resumes automatically.",
     "server_error": "The LMS had a temporary failure; gradesync retries automatically.",
     "timeout": "The LMS did not answer in time; gradesync retries automatically.",
-    "connection_failed": "The LMS could not be reached; gradesync retries automatically.",
+    "connection_failed": (
+        "The LMS could not be reached: check that its URLs name the right host and port (a "
+        "host name that does not resolve is a typo); once it is up, gradesync retries by "
+        "itself."
+    ),
     "forbidden": "The LMS refused the request; see its message.",
     "foreign_url": (
         "The LMS named a URL outside its registered addresses; add the host to the "

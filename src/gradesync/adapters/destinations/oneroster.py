@@ -496,7 +496,10 @@ class OneRosterClient:
                 ) from exc
             except httpx.TransportError as exc:
                 raise RemoteFailure(
-                    FailureClass.RETRY_LATER, "connection_error", f"{method} {path}: {exc!r}"
+                    FailureClass.RETRY_LATER,
+                    "connection_error",
+                    f"{method} {path}: {_said(exc)}",
+                    remedy=UNREACHABLE,
                 ) from exc
             if response.status_code == 401 and attempt == 1:
                 self._tokens.invalidate(self._token_key, token.value)  # expired: one new token
@@ -533,7 +536,10 @@ class OneRosterClient:
             ) from exc
         except httpx.TransportError as exc:
             raise RemoteFailure(
-                FailureClass.RETRY_LATER, "connection_error", f"token: {exc!r}"
+                FailureClass.RETRY_LATER,
+                "connection_error",
+                f"token: {_said(exc)}",
+                remedy=UNREACHABLE,
             ) from exc
         if response.status_code != 200:
             failure = classify(response, "token")
@@ -571,3 +577,14 @@ def build(destination: Destination, context: DestinationContext) -> OneRosterCli
 
 def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+UNREACHABLE = (
+    "Check the SIS's base and token URLs (the host name and port) and that the SIS is up; "
+    "gradesync retries a send by itself."
+)
+
+
+def _said(exc: Exception) -> str:
+    """What a transport error says, in its own words (its repr is Python's)."""
+    return str(exc) or type(exc).__name__
