@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -424,8 +425,9 @@ def _run(
         # the data directory holds the key the LMS's secrets are stored with; the base URL
         # is what the commands print as the tool's URLs
         console.print(
-            f"CLI          export GRADESYNC_DATA_DIR={settings.data_dir} "
-            f"GRADESYNC_DATABASE_URL={settings.database_url}\n"
+            # quoted: a data directory may hold a space ("Application Support")
+            f"CLI          export GRADESYNC_DATA_DIR={shlex.quote(str(settings.data_dir))} "
+            f"GRADESYNC_DATABASE_URL={shlex.quote(str(settings.database_url))}\n"
             f"             export GRADESYNC_TENANT={TENANT} GRADESYNC_BASE_URL={gs.base_url}\n"
             f"             {_command()} destinations list\n"
             f"             GRADESYNC_OUTBOUND_ALLOWED_NETWORKS={','.join(LOOPBACK_NETWORKS)} "

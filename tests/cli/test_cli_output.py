@@ -77,6 +77,8 @@ def test_runs_list_fits_80_columns_and_says_none(
     assert json.loads(gradesync(*dated, "--until", "2025-03-01").stdout) == []
     bad = gradesync("runs", "list", "-t", "northwind", "--since", "yesterday", ok=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --since: 'yesterday'"), bad.stderr
+    no_day = gradesync("runs", "list", "-t", "northwind", "--until", "2025-02-31", ok=False)
+    assert "[calendar]" in no_day.stderr, no_day.stderr
     assert gradesync("runs", "list", "-t", "empty").stdout.strip() == "none"
     assert json.loads(gradesync("runs", "list", "-t", "empty", "--json").stdout) == []
     for listing in (("destinations", "list"), ("keys", "list"), ("schedules", "list")):

@@ -65,14 +65,19 @@ def test_policy_layers_from_the_command_line(gradesync: Run, cli_db: Database) -
 def test_setting_the_value_that_applied_says_it_is_set_here(
     gradesync: Run, cli_db: Database
 ) -> None:
-    """It was stored (the tenant became the source) while the command said nothing changed."""
+    """It was stored (the tenant became the source) while the command said nothing changed:
+    a layer's change is what it stores, at every layer, whether a grade changes or not."""
     _school(cli_db)
     said = gradesync("policy", "set", "-t", "t1", "keep_lms_edits=true").stdout
-    assert "keep_lms_edits now set here, to the value that applied already" in said, said
+    assert "keep_lms_edits changed; 0 grade(s) to recompute" in said, said
     shown = gradesync("policy", "show", "-t", "t1", "--json").stdout
     assert _sources(shown)["keep_lms_edits"][1] == "tenant"
     again = gradesync("policy", "set", "-t", "t1", "keep_lms_edits=true").stdout
     assert "nothing changed" in again, again
+    cleared = gradesync("policy", "set", "-t", "t1", "keep_lms_edits=inherit").stdout
+    assert "keep_lms_edits changed; 0 grade(s) to recompute" in cleared, cleared
+    shown = gradesync("policy", "show", "-t", "t1", "--json").stdout
+    assert _sources(shown)["keep_lms_edits"][1] == "default"
 
 
 def test_bad_values_are_refused_naming_the_setting(gradesync: Run, cli_db: Database) -> None:

@@ -461,7 +461,7 @@ def test_dashboard_shows_the_backlog_and_a_paused_destination(
 def test_the_dashboard_says_when_recorded_attempts_are_not_worked_out(
     app_client: tuple[TestClient, Runtime],
 ) -> None:
-    """A worker that fails on every computation (or none running) left attempts unworked
+    """A worker that fails on every computation (or none running) left grades unworked
     while the dashboard said "Nothing waits": the ledger it counted never saw them."""
     c, runtime = app_client
     now = runtime.clock.now()
@@ -477,7 +477,7 @@ def test_the_dashboard_says_when_recorded_attempts_are_not_worked_out(
         uow.dirty.mark_many([("t1", "bio", "q1", "p1")], now - timedelta(minutes=10))
         uow.commit()
     page = c.get("/console/dashboard").text
-    assert "1 recorded attempt has waited 10.0 min to be worked out" in page, page
+    assert "1 grade waits to be worked out" in page and "the oldest for 10.0 min" in page, page
 
 
 def test_run_history_names_destination_schedule_and_who_asked(
@@ -682,7 +682,7 @@ def test_the_sis_add_form_refuses_an_id_the_pages_cannot_link_to(
     }
     r = c.post("/console/destinations", data=form)
     assert r.status_code == 422
-    assert "Short id: id is required: 1-128 letters" in r.text
+    assert "Short id: An id is 1-128 letters" in r.text
     with runtime.db.uow() as uow:
         assert [d.id for d in uow.destinations.all("t1")] == [], "nothing saved"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,9 @@ def test_serve_demo_delivers_grades_to_the_sandbox(tmp_path: Path) -> None:
         name: value
         for line in proc.stdout.splitlines()
         if "export GRADESYNC_" in line
-        for name, _, value in (word.partition("=") for word in line.split("export ", 1)[1].split())
+        for name, _, value in (
+            word.partition("=") for word in shlex.split(line.split("export ", 1)[1])
+        )
     }
     assert {"GRADESYNC_DATA_DIR", "GRADESYNC_DATABASE_URL", "GRADESYNC_TENANT"} <= set(exported)
     cli = {k: v for k, v in os.environ.items() if not k.startswith("GRADESYNC_")} | exported

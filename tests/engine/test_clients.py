@@ -5,12 +5,25 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from gradesync.domain.model import Destination, DestinationKind
+from gradesync.services.delivery import clients as clients_module
 from gradesync.services.delivery.clients import Clients
 
 
-def test_a_client_is_kept_while_its_destination_is_unchanged_and_rebuilt_when_it_changes() -> None:
+def test_a_client_is_kept_while_its_destination_is_unchanged_and_rebuilt_when_it_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     built: list[Destination] = []
+    fingerprinted: list[Destination] = []
+    fingerprint = clients_module._fingerprint
+
+    def counted(d: Destination) -> str:
+        fingerprinted.append(d)
+        return fingerprint(d)
+
+    monkeypatch.setattr(clients_module, "_fingerprint", counted)
 
     def factory(d: Destination) -> Any:
         built.append(d)
@@ -19,7 +32,8 @@ def test_a_client_is_kept_while_its_destination_is_unchanged_and_rebuilt_when_it
     clients = Clients(factory)
     d = Destination("t1", "lms", DestinationKind.LTI13_AGS, "LMS", config={"concurrency": 4})
     first = clients.get(d)
-    assert clients.get(d) is first
+    assert clients.get(d) is first and clients.get(d) is first
+    assert len(fingerprinted) == 1  # the same object again: no fingerprint (once per row)
     # read again from the database: another object, the same settings
     assert clients.get(replace(d, config=dict(d.config))) is first
     assert len(built) == 1

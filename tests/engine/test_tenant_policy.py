@@ -93,7 +93,7 @@ def test_a_bad_default_is_refused_naming_the_field_and_changes_nothing(db: Datab
         policies.set_tenant_policy(
             db.uow, clock, None, T, {"grace_period_minutes": "99999999999999999999"}
         )
-    assert [(p.field, p.rule) for p in err.value.problems] == [("grace_period_minutes", "range")]
+    assert [(p.field, p.rule) for p in err.value.problems] == [("grace_period_minutes", "maximum")]
     assert "366 days" in err.value.problems[0].message
     with db.uow() as uow:
         tenant = uow.tenants.get(T)

@@ -109,14 +109,14 @@ async def test_a_cancelled_waiter_leaves_the_line_and_passes_on_a_slot_it_was_ha
     await asyncio.wait_for(slots.acquire(), 5)
 
 
-async def test_slots_grown_without_a_release_serve_waiters_at_once() -> None:
-    """A worker's share grows (`set_share` assigns the size): the waiters in line get the
-    new slots when the next sender comes, not after some send ends."""
-    slots = Slots(1)
-    await slots.acquire()
-    waiter = asyncio.create_task(slots.acquire(1))
-    await asyncio.wait_for(_until(lambda: slots._queued == 1), 5)
-    slots.size = 3
-    await asyncio.wait_for(slots.acquire(0), 5)  # its own, and the waiter's
-    await asyncio.wait_for(waiter, 5)
-    assert slots.used == 3 and slots._queued == 0
+async def test_a_grown_share_serves_the_waiters_at_once() -> None:
+    """A worker's share grows (`DestinationLimits.set_share`): the waiters in line get the new
+    slots then, not when some send ends or the next one starts."""
+    limits = DestinationLimits(concurrency=1)
+    await limits.semaphore.acquire()
+    waiters = [asyncio.create_task(limits.semaphore.acquire(1)) for _ in range(2)]
+    await asyncio.wait_for(_until(lambda: limits.semaphore.used == 1), 5)
+    limits.total_concurrency = 3
+    limits.set_share(1)
+    await asyncio.wait_for(asyncio.gather(*waiters), 5)
+    assert limits.semaphore.used == 3

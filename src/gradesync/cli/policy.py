@@ -150,13 +150,7 @@ def set_(
         )
         return
     if not change.changed:
-        if change.restated:  # stored, with the value it had: no grade changes
-            console.print(
-                f"{where}: {', '.join(change.restated)} now set here, to the value that "
-                "applied already; no grade changes"
-            )
-        else:
-            console.print(f"{where}: nothing changed")
+        console.print(f"{where}: nothing changed")
         return
     console.print(
         f"{where}: {', '.join(change.changed)} changed; {change.recomputed} grade(s) to "

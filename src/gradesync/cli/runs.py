@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -116,9 +117,10 @@ def _moment(name: str, text: str | None) -> datetime | None:
     try:
         return parse_iso(text)
     except ValueError:
-        raise bad_input(
-            problem(f"--{name}", "datetime", f"{text!r} is not an ISO 8601 time, e.g. 2025-09-01")
-        ) from None
+        rule, why = "datetime", "is not an ISO 8601 time, e.g. 2025-09-01"
+        if re.match(r"\d{4}-\d\d-\d\d", text):  # the right form, naming no day (31 February)
+            rule, why = "calendar", "names no day"
+        raise bad_input(problem(f"--{name}", rule, f"{text!r} {why}")) from None
 
 
 @app.command()

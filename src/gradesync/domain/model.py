@@ -22,7 +22,7 @@ JSON = dict[str, Any]
 # A destination's id is in the console's URLs and in commands: letters, digits and . _ : -
 DESTINATION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 DESTINATION_ID_RULE = (
-    "id is required: 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit."
+    "An id is 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit."
 )
 DESTINATION_NAME_MAX = 255
 

@@ -104,7 +104,7 @@ def settings_problems(settings: PolicySettings, prefix: str = "policy") -> list[
         problems.append(
             FieldProblem(
                 f"{prefix}.grace_period_minutes",
-                "not_negative" if grace < 0 else "range",
+                "not_negative" if grace < 0 else "maximum",
                 GRACE_RULE,
             )
         )

@@ -133,7 +133,7 @@ def _parse(name: str, raw: object) -> Any:
         if minutes < 0:
             raise InvalidInput.one(name, "not_negative", GRACE_RULE)
         if minutes > MAX_GRACE_MINUTES:
-            raise InvalidInput.one(name, "range", GRACE_RULE)
+            raise InvalidInput.one(name, "maximum", GRACE_RULE)
         return minutes
     if name == "minimum_points":
         try:

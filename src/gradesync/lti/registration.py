@@ -134,7 +134,8 @@ def _address_problem(field: str, url: str, guard: OutboundGuard | None) -> Field
     why = guard.url_problem(url)
     if why is None:
         return None
-    return FieldProblem(field, "address", f"{field}: {url!r} is refused: {why}. {REMEDY}")
+    # the field is named beside the message wherever it is shown (field: message)
+    return FieldProblem(field, "address", f"{url!r} is refused: {why}. {REMEDY}")
 
 
 def _strings(data: Mapping[str, Any], field: str, problems: list[FieldProblem]) -> list[str]:

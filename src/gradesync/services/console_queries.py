@@ -461,8 +461,8 @@ class Backlog:
     destinations: list[DestinationBacklog]  # every destination waiting or paused
     waiting: int
     oldest: OldestWaiting | None
-    # attempts recorded whose grades are not worked out yet (a worker that fails to compute
-    # leaves them here, where the ledger's counts above cannot see them)
+    # grades marked to be worked out (a new attempt, a policy change, a resync) and not yet:
+    # a worker that fails to compute leaves them here, where the ledger's counts cannot see
     to_compute: int = 0
     to_compute_since: datetime | None = None
 

@@ -12,7 +12,7 @@ change, so a recompute alone would leave them).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from gradesync.domain.errors import InvalidInput, NotFound
@@ -24,9 +24,7 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.policy import ResolvedPolicy, resolve_settings, settings_problems
 from gradesync.domain.policy_layers import (
-    GRADE_SETTINGS,
     SettingSource,
-    changed_settings,
     explain_settings,
     with_changes,
 )
@@ -112,9 +110,6 @@ class PolicyChange:
     changed: list[str]  # grade settings whose stored value changed at this layer
     recomputed: int  # keys marked for recompute
     resent: int  # grades typed into the LMS that gradesync now sends again
-    # settings whose value at this layer was set or cleared, though what applies is the same
-    # (set here to the value it inherited): the layer is the source now
-    restated: list[str] = field(default_factory=list)
 
 
 def _tenant(uow: UnitOfWork, tenant_id: str) -> Tenant:
@@ -194,7 +189,9 @@ def set_tenant_policy(
         problems = settings_problems(new_layer)
         if problems:
             raise InvalidInput(problems)
-        changed = changed_settings(_resolved_layer(tenant.policy), _resolved_layer(new_layer))
+        # what this layer stores, as for a course or an activity: a value set to the one it
+        # inherited is a change here (the source changes), though no grade does
+        changed = [n for n in changes if getattr(tenant.policy, n) != getattr(new_layer, n)]
         if new_layer == tenant.policy:
             return PolicyChange(new_layer, [], 0, 0)
         affected: list[Activity] = []
@@ -222,16 +219,7 @@ def set_tenant_policy(
         waker.wake_keys()
         if resent:
             waker.wake_delivery()
-    restated = [
-        n
-        for n in GRADE_SETTINGS
-        if n not in changed and getattr(tenant.policy, n) != getattr(new_layer, n)
-    ]
-    return PolicyChange(new_layer, changed, len(keys), resent, restated)
-
-
-def _resolved_layer(layer: PolicySettings) -> ResolvedPolicy:
-    return _resolved(layer) or resolve_settings()
+    return PolicyChange(new_layer, changed, len(keys), resent)
 
 
 def set_course_policy(

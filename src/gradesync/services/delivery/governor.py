@@ -208,7 +208,7 @@ class DestinationLimits:
 
     def set_share(self, workers: int) -> None:
         self.concurrency = max(1, self.total_concurrency // workers)
-        self.semaphore.size = self.concurrency
+        self.semaphore.set_size(self.concurrency)
         rate = self.total_rate / workers if self.total_rate else None
         self.rate.set_rate(rate, burst=False)
 

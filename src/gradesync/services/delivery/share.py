@@ -85,6 +85,10 @@ class Slots:
         self._hand_out()
 
     async def resize(self, size: int) -> None:
+        self.set_size(size)
+
+    def set_size(self, size: int) -> None:
+        """A new size, now: slots it adds go to the waiters at once."""
         self.size = max(1, size)
         self._hand_out()
 

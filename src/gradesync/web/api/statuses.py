@@ -86,7 +86,8 @@ RULES: dict[str, str] = {
     "order": "`started_at` after `completed_at`",
     "required_with_score": "`score_given` without `score_maximum` (no activity points to use)",
     "duplicate": "the same object twice in one batch",
-    "event_id_reused": "a `source_event_id` already recorded for a different attempt",
+    "event_id_reused": "a `source_event_id` already recorded, or given earlier in the batch, "
+    "for a different attempt",
     "after_since": "`until` not later than `since`",
     "delta_only": "`since` with a bulk CSV export (it chooses where a delta starts)",
     "calendar": "a date-time of the right form that names no day (e.g. 31 February)",

@@ -198,7 +198,9 @@ _HTTP_WORDS = {
 }
 
 
-def form_refused(request: Request, exc: RequestValidationError) -> HTMLResponse:
+def form_refused(
+    request: Request, exc: RequestValidationError, user: ConsoleUser | None
+) -> HTMLResponse:
     """A form the browser's own checks would have stopped (a script, a browser without them):
     a page that says which field and why, as every other console refusal does, not the
     API's JSON."""
@@ -211,7 +213,7 @@ def form_refused(request: Request, exc: RequestValidationError) -> HTMLResponse:
     return render(
         request,
         "console/error.html",
-        None,
+        user,
         status=422,
         title="The form was not accepted",
         detail=" ".join(said) + " Nothing was changed; go back and correct it.",

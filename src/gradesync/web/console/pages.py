@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gradesync.domain.model import ConsoleUser, UserRole
@@ -39,7 +40,7 @@ from gradesync.web.console.common import (
     static,
     templates,
 )
-from gradesync.web.console.session import current_user, sign_in, sign_out
+from gradesync.web.console.session import current_user, sign_in, sign_out, signed_in
 
 __all__ = ["flash", "install", "render", "router", "static", "templates"]
 
@@ -64,7 +65,7 @@ def install(app: FastAPI, secret_key: str, *, https_only: bool = False) -> None:
 
     async def refused(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/console/") and isinstance(exc, RequestValidationError):
-            return form_refused(request, exc)
+            return form_refused(request, exc, await run_in_threadpool(signed_in, request))
         return await validation_refused(request, exc)
 
     app.add_exception_handler(RequestValidationError, refused)
