@@ -54,6 +54,7 @@ from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.adapters.destinations.tokens import AccessToken
 from gradesync.domain.canonical import digest, parse_iso
 from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.diagnosis.checks import plural
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
 from gradesync.domain.passback import (
@@ -246,7 +247,7 @@ class OneRosterClient:
             CheckStep(
                 "token",
                 True,
-                f"token from {self.token_url} ({_count(len(token.scopes), 'scope')})",
+                f"token from {self.token_url} ({plural(len(token.scopes), 'scope')})",
             )
         )
         missing = [s for s in (SCOPE_READONLY, SCOPE_CREATEPUT) if s not in token.scopes]
@@ -268,7 +269,7 @@ class OneRosterClient:
                 CheckStep(
                     "categories",
                     True,
-                    f"{_count(len(categories), 'category', 'categories')}: {titles}",
+                    f"{plural(len(categories), 'category', 'categories')}: {titles}",
                 )
             )
         return steps
@@ -573,10 +574,6 @@ class OneRosterClient:
 
 def build(destination: Destination, context: DestinationContext) -> OneRosterClient:
     return OneRosterClient(destination, context)
-
-
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 UNREACHABLE = (

@@ -292,8 +292,11 @@ def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "never"
 
 
-def plural(count: int, word: str) -> str:
-    """`1 launch`, `2 launches`, `3 results`."""
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 launch`, `2 launches`, `3 results` (`many` where English does not add -s or -es:
+    "categories")."""
     if count == 1:
         return f"{count} {word}"
+    if many is not None:
+        return f"{count} {many}"
     return f"{count} {word}{'es' if word.endswith(('s', 'sh', 'ch', 'x', 'z')) else 's'}"

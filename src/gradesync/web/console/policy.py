@@ -9,6 +9,7 @@ from enum import Enum
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from gradesync.domain.diagnosis.checks import plural
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import ConsoleUser, PolicySettings
 from gradesync.domain.policy import MAX_GRACE_MINUTES
@@ -94,9 +95,10 @@ def _saved(change: svc.PolicyChange) -> str:
     if not change.changed:
         return "Nothing changed."
     names = ", ".join(svc.SETTING_LABELS.get(n, n) for n in change.changed)
-    text = f"Saved: {names}. {change.recomputed} grade(s) are being recomputed"
+    n = change.recomputed
+    text = f"Saved: {names}. {plural(n, 'grade')} {'is' if n == 1 else 'are'} being recomputed"
     if change.resent:
-        text += f"; {change.resent} grade(s) changed in the LMS will be overwritten"
+        text += f"; {plural(change.resent, 'grade')} changed in the LMS will be overwritten"
     return text + "; the ones that change are sent without a sync."
 
 

@@ -12,6 +12,7 @@ from anyio import from_thread
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 
+from gradesync.domain.diagnosis.checks import plural
 from gradesync.domain.errors import GradesyncError, InvalidInput
 from gradesync.domain.model import ConsoleUser
 from gradesync.services import sis as service
@@ -103,7 +104,7 @@ def map_students(
     except InvalidInput as exc:
         flash(request, "error", problems_text(exc, FORM_LABELS))
     else:
-        text = f"{len(report.mapped)} learner(s) linked to their SIS student."
+        text = f"{plural(len(report.mapped), 'learner')} linked to their SIS student."
         if report.unmapped:
             text += f" No SIS id for {len(report.unmapped)}: give each one below."
         flash(request, "ok", text)
