@@ -13,10 +13,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.single_server import DatabaseInUse, ServerLock
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 TEST_DESTINATION_MODULE = "GRADESYNC_TEST_DESTINATION_MODULE"
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -576,12 +577,7 @@ class Runtime:
             waker=waker,
             hold=hold,
         )
-        if selected and await asyncio.to_thread(
-            sis.has_rest_api, self.uow, tenant_id, destination_id
-        ):
-            async with self.sis_directory(tenant_id, destination_id) as directory:
-                return await tick(directory)
-        return await tick(None)
+        return await self._with_sis_directory(tenant_id, destination_id, tick, ask=selected)
 
     async def map_sis_class(
         self,
@@ -596,11 +592,11 @@ class Runtime:
         section_id: str | None = None,
     ) -> CourseLink:
         """Map a course (or a section) to a SIS class as every caller does it: a SIS with a
-        REST API is asked whether it has the class (`services.sis.map_class_checked`)."""
+        REST API is asked first whether it has the class (`services.sis.refuse_unknown_class`)."""
         from gradesync.services import sis
 
         mapped = functools.partial(
-            sis.map_class_checked,
+            sis.map_class,
             self.uow,
             tenant_id=tenant_id,
             destination_id=destination_id,
@@ -611,10 +607,30 @@ class Runtime:
             term_end=term_end,
             section_id=section_id,
         )
-        if await asyncio.to_thread(sis.has_rest_api, self.uow, tenant_id, destination_id):
+
+        async def checked(directory: SisDirectory | None) -> CourseLink:
+            if directory is not None:
+                await sis.refuse_unknown_class(directory, class_id)
+            return await asyncio.to_thread(mapped)
+
+        return await self._with_sis_directory(tenant_id, destination_id, checked)
+
+    async def _with_sis_directory(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        use: Callable[[SisDirectory | None], Awaitable[T]],
+        *,
+        ask: bool = True,
+    ) -> T:
+        """`use` with the connection's live OneRoster API when it has one (and `ask`), else
+        with None (a file-based SIS cannot be asked)."""
+        from gradesync.services import sis
+
+        if ask and await asyncio.to_thread(sis.has_rest_api, self.uow, tenant_id, destination_id):
             async with self.sis_directory(tenant_id, destination_id) as directory:
-                return await mapped(directory)
-        return await mapped(None)
+                return await use(directory)
+        return await use(None)
 
     @contextlib.asynccontextmanager
     async def client_for_request(

@@ -36,9 +36,9 @@ from gradesync.services.sis.mapping import (
     align_category,
     check_categories,
     map_class,
-    map_class_checked,
     map_course_students,
     map_student,
+    refuse_unknown_class,
 )
 from gradesync.services.sis.overview import (
     CourseOverview,
@@ -84,11 +84,11 @@ __all__ = [
     "course_overview",
     "has_rest_api",
     "map_class",
-    "map_class_checked",
     "map_course_students",
     "map_student",
     "post_grades",
     "posted_results",
+    "refuse_unknown_class",
     "reopen_rejected",
     "rest_connection",
     "select_activities",

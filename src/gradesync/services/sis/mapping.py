@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 from dataclasses import dataclass, field, replace
 from datetime import date
 
@@ -88,48 +86,21 @@ def map_class(
         return link
 
 
-async def map_class_checked(
-    uow_factory: UnitOfWorkFactory,
-    directory: SisDirectory | None,
-    *,
-    tenant_id: str,
-    destination_id: str,
-    course_id: str,
-    class_id: str,
-    school_id: str | None = None,
-    term_start: str | date | None = None,
-    term_end: str | date | None = None,
-    section_id: str | None = None,
-) -> CourseLink:
-    """`map_class`, the SIS asked first (a REST connection) whether it has the class: a
-    sourcedId it cannot locate is refused `class_unknown` and nothing is saved, instead of
-    every post of the course finding it. A SIS that cannot be asked is no reason to refuse:
-    the first post finds out."""
-    if directory is not None and class_id.strip():
-        known = True
-        with contextlib.suppress(RemoteFailure):
-            known = await directory.class_known(class_id.strip())
-        if not known:
+async def refuse_unknown_class(directory: SisDirectory, class_id: str) -> None:
+    """Before a class is mapped, the SIS (a REST connection) is asked whether it has it: a
+    sourcedId it cannot locate is refused `class_unknown`, instead of every post of the
+    course finding it. A SIS that cannot be asked is no reason to refuse: the first post
+    finds out."""
+    if not class_id.strip():
+        return  # `map_class` says it is required
+    with contextlib.suppress(RemoteFailure):
+        if not await directory.class_known(class_id.strip()):
             raise InvalidInput.one(
                 "class_id",
                 "class_unknown",
                 f"The SIS has no class {class_id.strip()!r}: check the class's sourcedId in "
                 "the SIS.",
             )
-    return await asyncio.to_thread(
-        functools.partial(
-            map_class,
-            uow_factory,
-            tenant_id=tenant_id,
-            destination_id=destination_id,
-            course_id=course_id,
-            class_id=class_id,
-            school_id=school_id,
-            term_start=term_start,
-            term_end=term_end,
-            section_id=section_id,
-        )
-    )
 
 
 def map_student(
