@@ -186,10 +186,21 @@ def test_two_workers_share_the_work_without_sending_a_key_twice_at_once(
                 log,
             )
             assert all(_delivered(u, "scrape-me") > 0 for u in urls)
+            # each worker set its startup heap aside from the garbage collector
+            frozen = [_gauge(u, "scrape-me", "gradesync_heap_frozen_objects") for u in urls]
+            assert all(n > 10_000 for n in frozen), frozen
     finally:
         stop_workers(*procs)
         waker.close()
         db.dispose()
+
+
+def _gauge(url: str, token: str, name: str) -> float:
+    r = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+    r.raise_for_status()
+    (family,) = (f for f in text_string_to_metric_families(r.text) if f.name == name)
+    (sample,) = family.samples
+    return sample.value
 
 
 def _delivered(url: str, token: str) -> float:

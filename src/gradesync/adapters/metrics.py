@@ -12,6 +12,7 @@ outcomes, route templates and status codes; never a learner, course or activity 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -23,6 +24,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.gc_collector import GCCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, or_, select
 
@@ -32,6 +34,7 @@ from gradesync.domain.model import DeliveryState
 # `*_created` series double the exposition and tell nothing a scrape's own time does not
 disable_created_metrics()  # type: ignore[no-untyped-call]  # (unannotated upstream)
 REGISTRY = CollectorRegistry(auto_describe=True)
+GCCollector(registry=REGISTRY)  # python_gc_*: the cyclic collector's work, per generation
 
 _LABELS = ("tenant", "destination")
 
@@ -204,6 +207,21 @@ class LedgerCollector(Collector):
         yield pending
         yield oldest
         yield paused
+
+
+class HeapCollector(Collector):
+    """The objects a serving process set aside from the cyclic collector when it started
+    (`adapters.collector`): 0 in a process that did not."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "gradesync_heap_frozen_objects",
+            "Objects set aside from the garbage collector when the process started.",
+            value=gc.get_freeze_count(),
+        )
+
+
+REGISTRY.register(HeapCollector())
 
 
 def exposition(engine: Engine) -> bytes:

@@ -8,6 +8,7 @@ import socket
 import typer
 
 from gradesync import logs
+from gradesync.adapters.collector import settle_for_serving
 from gradesync.adapters.open_files import raise_open_files_limit
 from gradesync.config import load_settings
 
@@ -84,6 +85,7 @@ def serve(
         raise fail(str(exc)) from None
     app = create_app(runtime)
     app.state.run_worker = True  # the in-process worker (docs/operations.md)
+    settle_for_serving()  # built: what the process holds now lives as long as it
     # uvicorn's own loggers go through the handler above; the access log is gradesync's
     uvicorn.run(
         app,

@@ -12,6 +12,7 @@ import logging
 import typer
 
 from gradesync import logs
+from gradesync.adapters.collector import settle_for_serving
 from gradesync.adapters.metrics_server import MetricsServer
 from gradesync.adapters.open_files import raise_open_files_limit
 from gradesync.cli._common import bad_input, problem
@@ -78,6 +79,7 @@ def worker(
             patience=settings.worker_database_patience_seconds,
         )
 
+    settle_for_serving()  # built: what the process holds now lives as long as it
     try:
         asyncio.run(main())
     finally:
