@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import procs
 from gradesync.adapters.db.database import Database
@@ -89,6 +90,18 @@ class World:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run['id']} still {got['stage']} after {timeout:g} s")
             time.sleep(0.05)
+
+    def gc_collections(self) -> dict[str, int]:
+        """The garbage collector's collections so far in `gradesync serve`, per generation
+        (its /metrics); empty for a server that does not export them."""
+        r = httpx.get(self.gradesync.base_url + "/metrics", timeout=30.0)
+        r.raise_for_status()
+        return {
+            s.labels["generation"]: int(s.value)
+            for family in text_string_to_metric_families(r.text)
+            if family.name == "python_gc_collections"
+            for s in family.samples
+        }
 
     # --- sandbox ---------------------------------------------------------------------------
 

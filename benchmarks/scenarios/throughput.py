@@ -79,6 +79,7 @@ def run(world: World, sizes: Sizes, prefix: str = "tp") -> dict[str, Any]:
     cpu_ingest = world.gradesync.cpu() - cpu0
     sends_before = world.score_requests()
     sent_while_paused = sends_before - sends_at_pause
+    gc0 = world.gc_collections()
     cpu0, sb_cpu0 = world.gradesync.cpu(), world.sandbox.cpu()
     t0 = time.time()
     world.ok("POST", dest + "/resume")
@@ -96,6 +97,7 @@ def run(world: World, sizes: Sizes, prefix: str = "tp") -> dict[str, Any]:
     rows = stats.wait_until(done, timeout=sizes.deadline, interval=0.5)
     t_end = time.time()  # delivery only: from resume to the last result stored
     cpu, sb_cpu = world.gradesync.cpu() - cpu0, world.sandbox.cpu() - sb_cpu0
+    gc1 = world.gc_collections()
     if rows is None:
         rows = [r for r in world.arrivals() if r[0].startswith(prefix) and (r[1], r[2]) in backlog]
     stored = sorted(r[4] for r in rows if r[4] is not None)
@@ -123,6 +125,8 @@ def run(world: World, sizes: Sizes, prefix: str = "tp") -> dict[str, Any]:
         "gradesync_cpu_s": round(cpu, 2),
         "gradesync_cpu_s_per_1000": round(cpu / max(n, 1) * 1000, 2),
         "sandbox_cpu_s": round(sb_cpu, 2),
+        # the garbage collector's collections while it delivered, per generation ("2": full)
+        "gc_collections": {g: n - gc0.get(g, 0) for g, n in gc1.items()},
         "wall_s": round(t_end - t0, 2),
         "ok": n == len(backlog),
     }
