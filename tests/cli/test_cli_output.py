@@ -169,7 +169,7 @@ def test_previews_and_tool_keys_print_json(gradesync: Run) -> None:
         gradesync(
             "schedules", "preview", "--kind", "interval", "--spec", "2h", "--count", "2", "--json"
         ).stdout
-    )
+    )["runs"]  # as POST /schedules/preview
     assert len(runs) == 2 and all(datetime.fromisoformat(r).tzinfo for r in runs)
     assert isinstance(json.loads(gradesync("keys", "list-tool-keys", "--json").stdout), list)
 

@@ -33,8 +33,13 @@ def _school(db: Database) -> None:
     )
 
 
-def _sources(out: str) -> dict[str, tuple[object, str]]:
-    return {s["name"]: (s["value"], s["source"]) for s in json.loads(out)["effective"]}
+def _sources(out: str, activity: str | None = None) -> dict[str, tuple[object, str]]:
+    """Each setting's value and source: the tenant's or course's, or one activity's (as in
+    the API's answer)."""
+    doc = json.loads(out)
+    if activity is not None:
+        [doc] = [a for a in doc["activities"] if a["activity_id"] == activity]
+    return {s["name"]: (s["value"], s["source"]) for s in doc["effective"]}
 
 
 def test_policy_layers_from_the_command_line(gradesync: Run, cli_db: Database) -> None:
@@ -48,9 +53,11 @@ def test_policy_layers_from_the_command_line(gradesync: Run, cli_db: Database) -
     assert _sources(course)["attempt_selection"] == ("latest", "tenant")
     assert _sources(course)["past_due_zeros"] == ("off", "course")
     assert _sources(course)["extra_credit"] == ("cap", "default")
-    assert json.loads(course)["activities"]["a2"] == {"attempt_selection": "first"}
+    own = {a["activity_id"]: a["policy"] for a in json.loads(course)["activities"]}
+    assert own == {"a1": {}, "a2": {"attempt_selection": "first"}}
     act = gradesync("policy", "show", "-t", "t1", "--activity", "a2", "--json").stdout
-    assert _sources(act)["attempt_selection"] == ("first", "activity")
+    assert [a["activity_id"] for a in json.loads(act)["activities"]] == ["a2"]
+    assert _sources(act, "a2")["attempt_selection"] == ("first", "activity")
 
     table = gradesync("policy", "show", "-t", "t1", "--course", "c1").stdout
     assert "institution default" in table and "this course" in table

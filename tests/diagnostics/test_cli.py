@@ -67,7 +67,9 @@ def test_repair_and_destination_check_from_the_cli(
     out = json.loads(
         gradesync("repair", "-t", T, "-c", C, "-a", "a1", "-l", "ada", "--json").stdout
     )
-    assert out["marked"] == 1 and out["run_id"] is None
+    # as POST /courses/C/repair answers
+    assert out["marked"] == 1 and out["run"] is None
+    assert out["keys"] == [{"destination_id": D, "activity_id": "a1", "person_id": "ada"}]
     with cli_db.uow() as uow:
         row = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))
     assert row is not None and row.state is DeliveryState.PENDING

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -225,12 +226,16 @@ def guarded(fn: Callable[[], T]) -> T:
 
 
 def _default(o: Any) -> Any:
+    if isinstance(o, BaseModel):  # an API response model: the JSON the API sends for it
+        return o.model_dump(mode="json")
     if isinstance(o, datetime):
         return o.isoformat()
     return str(o)
 
 
 def print_json(data: Any) -> None:
+    """`data` as one JSON document; a command with an API equivalent passes the API's
+    response model (or a list of them), so its JSON is the API's, key for key."""
     typer.echo(json.dumps(data, default=_default, indent=2, sort_keys=True))
 
 

@@ -23,6 +23,7 @@ from gradesync.cli._common import (
 from gradesync.domain.errors import NotFound
 from gradesync.services import destination_admin as svc
 from gradesync.services import queries
+from gradesync.web.api.destinations import dest_out
 
 app = typer.Typer(
     help="Destinations (LMS platforms, SIS): list, show, limits, pause, resume, delete.",
@@ -42,9 +43,10 @@ def _status(view: dict[str, object]) -> str:
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """List a tenant's destinations."""
     with runtime() as rt:
-        views = [svc.public_view(d, rt.clock.now()) for d in svc.list_destinations(rt.uow, tenant)]
+        dests = svc.list_destinations(rt.uow, tenant)
+        views = [svc.public_view(d, rt.clock.now()) for d in dests]
     if as_json:
-        print_json(views)
+        print_json([dest_out(rt, d) for d in dests])  # as GET /destinations
         return
     table = Table("id", "kind", "name", "profile", "status")
     for v in views:
@@ -61,7 +63,7 @@ def show(
         d, counts = guarded(lambda: queries.destination_summary(rt.uow, tenant, destination_id))
     view = svc.public_view(d, rt.clock.now())
     if as_json:
-        print_json({**view, "ledger": counts})
+        print_json(dest_out(rt, d, counts))
         return
     console.print(f"[bold]{d.name}[/bold] ({d.id}, {d.kind.value}, profile {d.profile})")
     reason = view["pause_reason"]
@@ -108,7 +110,7 @@ def limits(
     with runtime() as rt:
         d = guarded(lambda: svc.set_limits(rt.uow, rt.clock, tenant, destination_id, changes))
     if as_json:
-        print_json(svc.public_view(d, rt.clock.now()))
+        print_json(dest_out(rt, d))
         return
     rate = d.config.get("rate_per_second")
     console.print(
@@ -144,7 +146,7 @@ def pause(
             )
         )
     if as_json:
-        print_json(svc.public_view(d, rt.clock.now()))
+        print_json(dest_out(rt, d))
         return
     console.print(f"destination {destination_id} paused")
 
@@ -157,7 +159,7 @@ def resume(
     with runtime() as rt:
         d = guarded(lambda: svc.resume(rt.uow, rt.clock, rt.waker, tenant, destination_id))
     if as_json:
-        print_json(svc.public_view(d, rt.clock.now()))
+        print_json(dest_out(rt, d))
         return
     console.print(f"destination {destination_id} resumed")
 

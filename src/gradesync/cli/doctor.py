@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import typer
 from rich.markup import escape
@@ -36,6 +36,7 @@ from gradesync.domain.diagnosis import Check, Diagnosis, ProbeStep
 from gradesync.domain.triage import CourseTriage, Scope
 from gradesync.runtime import Runtime
 from gradesync.services import overrides as ov
+from gradesync.web.api.diagnosis import repair_out
 
 T = TypeVar("T")
 
@@ -246,14 +247,8 @@ def repair(
     sel = ov.RepairSelection(tenant, course, destination, tuple(activity), tuple(learner))
     with open_runtime() as rt:
         result = guarded(lambda: _async(rt, lambda: rt.repair(sel, actor())))
-    out: dict[str, Any] = {
-        "run_id": result.run.id if result.run else None,
-        "marked": result.marked,
-        "skipped": result.skipped,
-        "keys": [f"{k.destination_id}/{k.activity_id}/{k.person_id}" for k in result.keys],
-    }
     if as_json:
-        print_json(out)
+        print_json(repair_out(result))  # as POST /courses/C/repair
         return
     where = f"run {result.run.id}" if result.run else "the running gradesync worker"
     console.print(

@@ -21,6 +21,7 @@ from gradesync.lti import registration as reg
 from gradesync.runtime import Runtime
 from gradesync.services.lti import platforms
 from gradesync.services.lti.keys import ToolKeyStore
+from gradesync.web.api.platforms import platform_view
 
 app = typer.Typer(
     help="LTI 1.3 platforms (LMS registrations): add, list, show.", no_args_is_help=True
@@ -119,13 +120,7 @@ def add(
     with runtime() as rt:
         dest = guarded(lambda: save(rt))
     if as_json:
-        print_json(
-            {
-                **reg.spec_of(dest),
-                "tenant": tenant,
-                "tool": reg.tool_urls(rt.settings.base_url),
-            }
-        )
+        print_json(platform_view(dest, rt))  # as POST /platforms
         return
     console.print(f"registered platform {dest.id!r} ({dest.profile}) in tenant {tenant!r}")
     _print_tool_values(rt.settings.base_url)
@@ -138,20 +133,7 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
         now = rt.clock.now()
         rows = [d.as_of(now) for d in platforms.list_platforms(uow, tenant)]
     if as_json:
-        print_json(
-            [
-                {
-                    "id": d.id,
-                    "name": d.name,
-                    "profile": d.profile,
-                    "config": d.config,
-                    "enabled": d.enabled,
-                    "paused_until": d.paused_until,
-                    "pause_reason": d.pause_reason,
-                }
-                for d in rows
-            ]
-        )
+        print_json([platform_view(d, rt) for d in rows])  # as GET /platforms
         return
     table = Table("id", "profile", "issuer", "client id", "deployments", "state")
     for d in rows:
@@ -181,9 +163,8 @@ def show(
 
     with runtime() as rt:
         dest = guarded(lambda: get(rt))
-    view = {**reg.spec_of(dest), "tool": reg.tool_urls(rt.settings.base_url)}
     if as_json:
-        print_json(view)
+        print_json(platform_view(dest, rt))  # as GET /platforms/{id}
         return
     for key, value in reg.spec_of(dest).items():
         console.print(f"{key}: {value}")

@@ -3,6 +3,7 @@ comes from, and changes to one layer (tenant defaults, course or activity overri
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 
 import typer
@@ -20,8 +21,9 @@ from gradesync.cli._common import (
     problem,
     runtime,
 )
-from gradesync.domain.policy_layers import GRADE_SETTINGS, SettingSource, settings_as_json
+from gradesync.domain.policy_layers import GRADE_SETTINGS, SettingSource
 from gradesync.services import policies as svc
+from gradesync.web.api.policies import policy_change_out, policy_out
 
 app = typer.Typer(
     help="Grade policies: tenant-wide defaults, course and activity overrides.",
@@ -66,17 +68,8 @@ def show(
         view = guarded(lambda: svc.policy_view(rt.uow, tenant, course))
     acts = [a for a in view.activities if activity is None or a.activity.id == activity]
     if as_json:
-        print_json(
-            {
-                "tenant": settings_as_json(view.tenant.policy),
-                "course": settings_as_json(view.course.policy) if view.course else None,
-                "effective": [
-                    {"name": s.name, "value": _value(s), "source": s.source.value}
-                    for s in (acts[0].settings if activity is not None else view.effective)
-                ],
-                "activities": {a.activity.id: settings_as_json(a.activity.policy) for a in acts},
-            }
-        )
+        # GET /tenant/policy or /courses/C/policy; --activity keeps only that activity
+        print_json(policy_out(replace(view, activities=acts)))
         return
     if activity is not None:
         _table(f"activity {activity}", acts[0].settings)
@@ -138,16 +131,7 @@ def set_(
             )
             where = f"tenant {tenant} (defaults)"
     if as_json:
-        print_json(
-            {
-                "tenant": tenant,
-                "course_id": course,
-                "activity_id": activity,
-                "changed": list(change.changed),
-                "recomputed": change.recomputed,
-                "resent": change.resent,
-            }
-        )
+        print_json(policy_change_out(change))  # as the API's PATCH .../policy
         return
     if not change.changed:
         console.print(f"{where}: nothing changed")

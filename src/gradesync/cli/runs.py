@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
 
 import typer
 from rich.table import Table
@@ -26,29 +25,9 @@ from gradesync.cli._common import (
 from gradesync.domain.canonical import parse_iso
 from gradesync.domain.model import SyncRun, Trigger
 from gradesync.services import queries
+from gradesync.web.api.runs import run_out
 
 app = typer.Typer(help="Sync runs: list, show.", no_args_is_help=True)
-
-
-def run_json(run: SyncRun, stages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": run.id,
-        "trigger": run.trigger.value,
-        "actor": run.actor,
-        "course_id": run.scope.course_id,
-        "destination_id": run.scope.destination_id,
-        "activity_ids": list(run.scope.activity_ids),
-        "stage": run.stage.value,
-        "outcome": run.outcome.value if run.outcome else None,
-        "counts": run.counts,
-        "message": run.message,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-    }
-    if stages is not None:
-        out["stages"] = stages
-    return out
 
 
 def _took(r: SyncRun) -> str:
@@ -102,7 +81,7 @@ def list_(
             )
         )
     if as_json:
-        print_json([run_json(r) for r in runs])
+        print_json([run_out(r) for r in runs])  # as GET /runs
         return
     table = Table("run", "what, when, how it went", show_lines=True)
     table.columns[0].no_wrap = True
@@ -129,7 +108,7 @@ def show(run_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool 
     with runtime() as rt:
         d = guarded(lambda: queries.run_detail(rt.uow, tenant, run_id))
     if as_json:
-        print_json(run_json(d.run, d.stages))
+        print_json(run_out(d.run, d.stages))  # as GET /runs/{id}
         return
     r = d.run
     console.print(f"[bold]run {r.id}[/bold] ({r.trigger.value} by {r.actor})", highlight=False)

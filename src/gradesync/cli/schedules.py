@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import typer
 from rich.table import Table
@@ -25,12 +24,13 @@ from gradesync.cli._common import (
     runtime,
     when,
 )
-from gradesync.cli.runs import run_json
 from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.model import RunScope
 from gradesync.domain.schedule_rules import parse_rule, parse_time_zone
 from gradesync.runtime import Runtime
-from gradesync.services.schedules import HistoryEntry, ScheduleInfo, ScheduleService
+from gradesync.services.schedules import ScheduleInfo, ScheduleService
+from gradesync.web.api.runs import run_out
+from gradesync.web.api.schedules import PreviewOut, history_out, schedule_out
 
 app = typer.Typer(
     help="Scheduled syncs: add, list, edit, pause, resume, pause-all, delete, run-now, history.",
@@ -95,28 +95,6 @@ def _check_rule(kind: str | None, spec: str | None, tz: str | None, first_run: s
         raise InvalidInput(problems)
 
 
-def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
-    s = info.schedule
-    return {
-        "id": s.id,
-        "kind": s.kind.value,
-        "spec": s.spec,
-        "description": info.description,
-        "time_zone": s.time_zone,
-        "destination_id": s.scope.destination_id,
-        "course_id": s.scope.course_id,
-        "activity_ids": list(s.scope.activity_ids),
-        "trigger": s.trigger.value,
-        "posted_by": s.posted_by,
-        "first_run_at": s.first_run_at,
-        "next_run_at": s.next_run_at,
-        "last_run_at": s.last_run_at,
-        "paused_at": s.paused_at,
-        "created_at": s.created_at,
-        "upcoming": info.upcoming,
-    }
-
-
 def _local(at: datetime | None, zone: str) -> str:
     if at is None:
         return "-"
@@ -155,7 +133,7 @@ def _print(infos: list[ScheduleInfo]) -> None:
 
 def _show(info: ScheduleInfo, as_json: bool) -> None:
     if as_json:
-        print_json(schedule_json(info))
+        print_json(schedule_out(info))
         return
     _print([info])
     if info.upcoming:
@@ -205,7 +183,7 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     with runtime() as rt:
         infos = guarded(lambda: _service(rt).all(tenant))
     if as_json:
-        print_json([schedule_json(i) for i in infos])
+        print_json([schedule_out(i) for i in infos])
     else:
         _print(infos)
 
@@ -272,7 +250,7 @@ def pause(
     with runtime() as rt:
         info = guarded(lambda: _service(rt).pause(tenant, schedule_id, by or actor()))
     if as_json:
-        print_json(schedule_json(info))
+        print_json(schedule_out(info))
         return
     console.print(f"{schedule_id} paused at {when(info.schedule.paused_at)}", highlight=False)
 
@@ -285,7 +263,7 @@ def resume(
     with runtime() as rt:
         info = guarded(lambda: _service(rt).resume(tenant, schedule_id, by or actor()))
     if as_json:
-        print_json(schedule_json(info))
+        print_json(schedule_out(info))
         return
     s = info.schedule
     console.print(
@@ -299,7 +277,7 @@ def pause_all(tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OU
     with runtime() as rt:
         infos = guarded(lambda: _service(rt).pause_all(tenant, by or actor()))
     if as_json:
-        print_json([schedule_json(i) for i in infos])
+        print_json([schedule_out(i) for i in infos])
         return
     console.print(f"paused {len(infos)} schedule(s)", highlight=False)
 
@@ -325,26 +303,10 @@ def run_now(
     with runtime() as rt:
         run, joined = guarded(lambda: _service(rt).run_now(tenant, schedule_id, by or actor()))
     if as_json:
-        print_json(run_json(run) | {"joined": joined})
+        print_json(run_out(run, joined=joined))
         return
     verb = "joined the run already going" if joined else "queued run"
     console.print(f"{verb} {run.id} ({run.trigger.value} by {run.actor})", highlight=False)
-
-
-def _history_json(h: HistoryEntry) -> dict[str, Any]:
-    e = h.event
-    return {
-        "schedule_id": e.schedule_id,
-        "at": e.at,
-        "action": e.action.value,
-        "actor": e.actor,
-        "message": e.message,
-        "run_id": e.run_id,
-        "joined": e.joined,
-        "slot_at": e.slot_at,
-        "missed": e.missed,
-        "run": run_json(h.run) if h.run is not None else None,
-    }
 
 
 @app.command("history")
@@ -368,7 +330,7 @@ def history(
             )
         )
     if as_json:
-        print_json([_history_json(h) for h in entries])
+        print_json([history_out(h) for h in entries])
         return
     table = Table("at", "schedule", "action", "by", "run", "outcome", "counts", "note")
     for h in entries:
@@ -412,7 +374,7 @@ def preview(
             )
         )
     if as_json:
-        print_json(list(runs))
+        print_json(PreviewOut(runs=list(runs)))  # as POST /schedules/preview
         return
     for at in runs:
         console.print(f"{_local(at, tz)}   ({when(at)})", highlight=False)

@@ -26,14 +26,15 @@ from gradesync.cli._common import (
     problem,
     runtime,
 )
-from gradesync.cli.runs import run_json
 from gradesync.domain.canonical import parse_iso
-from gradesync.domain.errors import FieldProblem, InvalidInput
+from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import DestinationKind
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
 from gradesync.services.destination import CheckStep, RemoteFailure
+from gradesync.web.api.runs import run_out
+from gradesync.web.api.sis import categories_out, checks_out, class_out, post_out, student_out
 
 app = typer.Typer(
     help="SIS grade passback (OneRoster 1.2): connect, map classes and students, align "
@@ -51,20 +52,6 @@ def _run(fn: Callable[[Runtime], T]) -> T:
 
 def _step_json(s: CheckStep) -> dict[str, Any]:
     return {"name": s.name, "passed": s.passed, "evidence": s.evidence, "remedy": s.remedy}
-
-
-def _problems_json(problems: Sequence[FieldProblem]) -> list[dict[str, str]]:
-    return [{"field": p.field, "rule": p.rule, "message": p.message} for p in problems]
-
-
-def _check_json(c: service.ActivityCheck) -> dict[str, Any]:
-    return {
-        "activity_id": c.activity_id,
-        "title": c.title,
-        "selected": c.selected,
-        "ok": c.ok,
-        "problems": _problems_json(c.problems),
-    }
 
 
 async def _check(rt: Runtime, tenant: str, destination_id: str) -> Sequence[CheckStep]:
@@ -208,15 +195,7 @@ def map_class(
 
     link = _run(go)
     if as_json:
-        print_json(
-            {
-                "destination_id": destination_id,
-                "course_id": course_id,
-                "section_id": section,
-                "class_id": class_id,
-                "school_id": link.data.get("school"),
-            }
-        )
+        print_json(class_out(link))  # as PUT .../classes/{course_id}
         return
     what = f"section {section} of {course_id}" if section else course_id
     console.print(f"{what} -> class {class_id} (school {link.data.get('school')})")
@@ -231,7 +210,7 @@ def map_student(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Map a person to their SIS student sourcedId."""
-    _run(
+    link = _run(
         lambda rt: service.map_student(
             rt.uow,
             tenant_id=tenant,
@@ -241,9 +220,7 @@ def map_student(
         )
     )
     if as_json:
-        print_json(
-            {"destination_id": destination_id, "person_id": person_id, "student_id": student_id}
-        )
+        print_json(student_out(link))  # as PUT .../students/{person_id}
         return
     console.print(f"{person_id} -> student {student_id}")
 
@@ -356,20 +333,7 @@ def categories(
         return
     cats, checks = found
     if as_json:
-        print_json(
-            {
-                "categories": cats,
-                "alignment": [
-                    {
-                        "group": a.group,
-                        "activities": list(a.activities),
-                        "category_id": a.category_id,
-                        "problem": a.problem,
-                    }
-                    for a in checks
-                ],
-            }
-        )
+        print_json(categories_out(cats, checks))  # as GET .../categories
     else:
         table = Table("category sourcedId", "title", title="SIS categories")
         for c in cats:
@@ -393,7 +357,7 @@ def categories(
 
 def _print_checks(checks: Sequence[service.ActivityCheck], as_json: bool) -> None:
     if as_json:
-        print_json([_check_json(c) for c in checks])
+        print_json(checks_out(checks))  # as PUT .../selection and GET .../validation
         return
     table = Table("activity", "title", "sync to SIS", "problems")
     for c in checks:
@@ -508,15 +472,7 @@ def post(
 
     result = _run(go)
     if as_json:
-        print_json(
-            {
-                "run": run_json(result.run) if result.run else None,
-                "joined": result.joined,
-                "posted": list(result.posted),
-                "held": list(result.held),
-                "refused": [_check_json(c) for c in result.refused],
-            }
-        )
+        print_json(post_out(result))  # as POST .../post (`joined` is in the run)
         if result.run is None:
             raise typer.Exit(EXIT_FAILED)
         return
@@ -595,7 +551,7 @@ def export_csv(
                 "out": str(out),
                 "exported_at": export.exported_at,
                 "rows": {name: len(rows) for name, rows in export.rows.items()},
-                "runs": [run_json(r) for r in export.runs],
+                "runs": [run_out(r) for r in export.runs],
                 "refused": list(export.refused),
             }
         )

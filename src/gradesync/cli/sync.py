@@ -20,10 +20,10 @@ from gradesync.cli._common import (
     report,
     runtime,
 )
-from gradesync.cli.runs import run_json
 from gradesync.domain.model import RunOutcome, RunScope, RunStage, SyncRun
 from gradesync.runtime import Runtime
 from gradesync.services import queries
+from gradesync.web.api.runs import run_out
 
 STAGES = [s for s in RunStage]  # queued .. finished, in order
 POLL_SECONDS = 0.25
@@ -70,9 +70,9 @@ def sync(
         if wait:
             run = _follow(rt, tenant, run, timeout, quiet=as_json)
         if as_json:
-            # `joined` as the API's POST /runs says it
+            # as the API's POST /runs (with the stages GET /runs/{id} adds)
             detail = queries.run_detail(rt.uow, tenant, run.id)
-            print_json({**run_json(run, detail.stages), "joined": joined})
+            print_json(run_out(run, detail.stages, joined=joined))
     if wait:
         if run.stage is not RunStage.FINISHED:
             # the run (its JSON included) is printed above: the error is one more line

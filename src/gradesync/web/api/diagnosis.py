@@ -136,6 +136,23 @@ class RepairOut(BaseModel):
     keys: list[dict[str, str]]
 
 
+def repair_out(result: overrides.RepairResult) -> RepairOut:
+    """A repair as the API answers it (also `gradesync repair --json`)."""
+    return RepairOut(
+        run=run_out(result.run, joined=result.joined) if result.run is not None else None,
+        marked=result.marked,
+        skipped=result.skipped,
+        keys=[
+            {
+                "destination_id": k.destination_id,
+                "activity_id": k.activity_id,
+                "person_id": k.person_id,
+            }
+            for k in result.keys
+        ],
+    )
+
+
 @router.post("/courses/{course_id}/repair", status_code=202, response_model=RepairOut)
 async def repair(
     course_id: str,
@@ -152,17 +169,4 @@ async def repair(
         tuple(body.activity_ids),
         tuple(body.person_ids),
     )
-    result = await rt.repair(sel, p.actor)
-    return RepairOut(
-        run=run_out(result.run, joined=result.joined) if result.run is not None else None,
-        marked=result.marked,
-        skipped=result.skipped,
-        keys=[
-            {
-                "destination_id": k.destination_id,
-                "activity_id": k.activity_id,
-                "person_id": k.person_id,
-            }
-            for k in result.keys
-        ],
-    )
+    return repair_out(await rt.repair(sel, p.actor))

@@ -105,7 +105,8 @@ def _setting(s: SettingSource) -> SettingOut:
     )
 
 
-def _view(view: svc.PolicyView) -> PolicyOut:
+def policy_out(view: svc.PolicyView) -> PolicyOut:
+    """A policy view as the API (and `gradesync policy show --json`) shows it."""
     return PolicyOut(
         tenant=settings_as_json(view.tenant.policy),
         course=settings_as_json(view.course.policy) if view.course else None,
@@ -122,7 +123,7 @@ def _view(view: svc.PolicyView) -> PolicyOut:
     )
 
 
-def _change(c: svc.PolicyChange) -> PolicyChangeOut:
+def policy_change_out(c: svc.PolicyChange) -> PolicyChangeOut:
     return PolicyChangeOut(
         policy=settings_as_json(c.layer),
         changed=c.changed,
@@ -135,7 +136,7 @@ def _change(c: svc.PolicyChange) -> PolicyChangeOut:
 def get_tenant_policy(p: Principal = Depends(reader), rt: Runtime = Depends(runtime)) -> PolicyOut:
     """The tenant-wide defaults and each setting's value with its source (tenant or the
     built-in default)."""
-    return _view(svc.policy_view(rt.uow, p.tenant_id))
+    return policy_out(svc.policy_view(rt.uow, p.tenant_id))
 
 
 @router.patch("/tenant/policy", response_model=PolicyChangeOut)
@@ -146,7 +147,9 @@ def patch_tenant_policy(
 ) -> PolicyChangeOut:
     """Change the tenant-wide defaults (admin keys). Courses and activities that set a value
     themselves keep it; the grades of the others are recomputed and sent."""
-    return _change(svc.set_tenant_policy(rt.uow, rt.clock, rt.waker, p.tenant_id, body.changes()))
+    return policy_change_out(
+        svc.set_tenant_policy(rt.uow, rt.clock, rt.waker, p.tenant_id, body.changes())
+    )
 
 
 @router.get("/courses/{course_id}/policy", response_model=PolicyOut)
@@ -155,7 +158,7 @@ def get_course_policy(
 ) -> PolicyOut:
     """A course's effective policy: each setting's value and where it comes from (default,
     tenant, course), and each activity's own overrides."""
-    return _view(svc.policy_view(rt.uow, p.tenant_id, course_id))
+    return policy_out(svc.policy_view(rt.uow, p.tenant_id, course_id))
 
 
 @router.patch("/courses/{course_id}/policy", response_model=PolicyChangeOut)
@@ -166,7 +169,7 @@ def patch_course_policy(
     rt: Runtime = Depends(runtime),
 ) -> PolicyChangeOut:
     """Change a course's overrides; its grades are recomputed and those that differ sent."""
-    return _change(
+    return policy_change_out(
         svc.set_course_policy(rt.uow, rt.clock, rt.waker, p.tenant_id, course_id, body.changes())
     )
 
@@ -179,7 +182,7 @@ def patch_activity_policy(
     rt: Runtime = Depends(runtime),
 ) -> PolicyChangeOut:
     """Change an activity's overrides; its grades are recomputed and those that differ sent."""
-    return _change(
+    return policy_change_out(
         svc.set_activity_policy(
             rt.uow, rt.clock, rt.waker, p.tenant_id, activity_id, body.changes()
         )

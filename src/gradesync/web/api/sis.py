@@ -4,7 +4,7 @@ key with the admin scope and only sees its own tenant."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gradesync.adapters.destinations import oneroster_csv
 from gradesync.domain.errors import FieldProblem, InvalidInput
+from gradesync.domain.model import CourseLink, PersonLink
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
@@ -119,7 +120,8 @@ class ExportIn(_In):
     course_ids: list[str] = Field(default_factory=list)
 
 
-def _checks(checks: list[service.ActivityCheck]) -> list[dict[str, Any]]:
+def checks_out(checks: Sequence[service.ActivityCheck]) -> list[dict[str, Any]]:
+    """Activities checked against the SIS's rules (also `gradesync sis select/validate`)."""
     return [
         {
             "activity_id": c.activity_id,
@@ -130,6 +132,47 @@ def _checks(checks: list[service.ActivityCheck]) -> list[dict[str, Any]]:
         }
         for c in checks
     ]
+
+
+def class_out(link: CourseLink) -> dict[str, Any]:
+    """A course (or section) mapped to a SIS class (also `gradesync sis map-class`)."""
+    return {"course_id": link.course_id, "class_id": link.remote_id, "data": link.data}
+
+
+def student_out(link: PersonLink) -> dict[str, str]:
+    return {"person_id": link.person_id, "student_id": link.remote_id}
+
+
+def categories_out(
+    cats: Sequence[dict[str, Any]], checks: Sequence[service.CategoryAlignment]
+) -> dict[str, Any]:
+    """The SIS's categories and how a course's groups align (also `gradesync sis
+    categories`)."""
+    return {
+        "categories": [{"sourcedId": c["sourcedId"], "title": c.get("title")} for c in cats],
+        "alignment": [
+            {
+                "group": a.group,
+                "activities": a.activities,
+                "category_id": a.category_id,
+                "problem": a.problem,
+            }
+            for a in checks
+        ],
+    }
+
+
+def post_out(result: service.PostResult) -> dict[str, Any]:
+    """What "Post grades" queued (also `gradesync sis post`); `run` is null when nothing
+    could be posted (which the API refuses)."""
+    return {
+        "run": run_out(result.run, joined=result.joined).model_dump(mode="json")
+        if result.run is not None
+        else None,
+        "posted": result.posted,
+        "held": result.held,
+        "refused": checks_out(result.refused),
+    }
 
 
 def _remote(failure: RemoteFailure) -> HTTPException:
@@ -217,7 +260,7 @@ async def put_class(
         term_end=body.term_end,
         section_id=body.section_id,
     )
-    return {"course_id": link.course_id, "class_id": link.remote_id, "data": link.data}
+    return class_out(link)
 
 
 @router.put("/connections/{destination_id}/students/{person_id}")
@@ -235,7 +278,7 @@ def put_student(
         person_id=person_id,
         student_id=body.student_id,
     )
-    return {"person_id": link.person_id, "student_id": link.remote_id}
+    return student_out(link)
 
 
 @router.post("/connections/{destination_id}/courses/{course_id}/students")
@@ -313,18 +356,7 @@ async def categories(
             if course_id
             else []
         )
-        return {
-            "categories": [{"sourcedId": c["sourcedId"], "title": c.get("title")} for c in cats],
-            "alignment": [
-                {
-                    "group": a.group,
-                    "activities": a.activities,
-                    "category_id": a.category_id,
-                    "problem": a.problem,
-                }
-                for a in checks
-            ],
-        }
+        return categories_out(cats, checks)
 
     result: dict[str, Any] = await _ask_sis(rt, p.tenant_id, destination_id, ask)
     return result
@@ -340,7 +372,7 @@ async def put_selection(
     """Tick or clear "Sync to SIS"; ticking an activity that fails validation is a 422 naming
     each problem, and nothing changes. With `hold`, ticking and posting are two steps: the
     grades wait for a post naming the activity."""
-    return _checks(
+    return checks_out(
         await rt.tick_sis_activities(
             p.tenant_id,
             destination_id,
@@ -360,7 +392,7 @@ def get_validation(
     p: Principal = Depends(admin),
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:
-    return _checks(
+    return checks_out(
         service.validate(
             rt.uow,
             tenant_id=p.tenant_id,
@@ -410,13 +442,7 @@ def post_grades(
                 ),
             ]
         )
-    run = run_out(result.run, joined=result.joined)
-    return {
-        "run": run.model_dump(mode="json"),
-        "posted": result.posted,
-        "held": result.held,
-        "refused": _checks(result.refused),
-    }
+    return post_out(result)
 
 
 @router.post("/connections/{destination_id}/exports")
