@@ -34,6 +34,52 @@ CHROMIUM_ARGS = [
 ]
 
 
+# Words of up to 12 letters in table cells that the browser laid out on more than one line
+# (text only for screen readers is laid out in a 1 px box and left out).
+BROKEN_SHORT_WORDS = """() => {
+  const broken = [];
+  for (const cell of document.querySelectorAll('th, td')) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const at = node.parentElement;
+      if (!at.checkVisibility() || at.closest('.visually-hidden')) continue;
+      for (const m of node.data.matchAll(/(?<![A-Za-z])[A-Za-z]{2,12}(?![A-Za-z])/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (tops.size > 1) broken.push(m[0] + ' in ' + cell.textContent.trim().slice(0, 40));
+      }
+    }
+  }
+  return broken;
+}"""
+
+# Captions of tables in a scroll box (.table-wrap) whose text is not all inside that box: a
+# caption is laid out across its table's whole width, so a centred one over a table wider
+# than the phone starts or ends where nobody can see it.
+CUT_CAPTIONS = """() => {
+  const cut = [];
+  for (const wrap of document.querySelectorAll('.table-wrap')) {
+    const cap = wrap.querySelector('caption');
+    if (!cap || !cap.checkVisibility() || cap.closest('.visually-hidden')) continue;
+    const range = document.createRange();
+    range.selectNodeContents(cap);
+    const text = range.getBoundingClientRect(), box = wrap.getBoundingClientRect();
+    if (text.left < box.left - 0.5 || text.right > Math.min(box.right, window.innerWidth) + 0.5)
+      cut.push(`${cap.textContent.trim()}: ${Math.round(text.left)}-${Math.round(text.right)}`
+               + ` in ${Math.round(box.left)}-${Math.round(box.right)}`);
+  }
+  return cut;
+}"""
+
+# Tables that scroll sideways inside their box, as "caption: table width > box width".
+SCROLLING_TABLES = """() => [...document.querySelectorAll('.table-wrap')]
+  .filter(w => w.checkVisibility() && w.scrollWidth > w.clientWidth)
+  .map(w => `${w.querySelector('caption')?.textContent.trim()}: `
+             + `${w.scrollWidth} > ${w.clientWidth}`)"""
+
+
 def _browser_or_skip() -> str:
     if Path(CHROMIUM).exists():
         return CHROMIUM

@@ -22,7 +22,13 @@ from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
 from gradesync.services import ingest
 from gradesync.testing import wait_for
-from tests.e2e.conftest import LiveConsole, sign_in
+from tests.e2e.conftest import (
+    BROKEN_SHORT_WORDS,
+    CUT_CAPTIONS,
+    SCROLLING_TABLES,
+    LiveConsole,
+    sign_in,
+)
 from tests.e2e.world import ADMIN, INSTRUCTOR, TENANT, School, build_school
 
 pytestmark = pytest.mark.browser
@@ -246,6 +252,49 @@ def test_the_policy_form_fits_a_phone(page: Any, live_console: LiveConsole, scho
     assert box is not None and box["width"] >= 300, box
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page is {overflow}px wider than the screen"
+
+
+def test_destinations_and_the_dashboard_read_on_a_phone(
+    page: Any, live_console: LiveConsole, school: School
+) -> None:
+    """At 375 px the destinations table scrolled in its box (its settings, state and buttons
+    off to the right) and the dashboard's centred captions were cut at the box's edge."""
+    page.set_viewport_size({"width": 375, "height": 740})
+    sign_in(page, live_console, *ADMIN)
+    page.get_by_role("link", name="Destinations").click()
+    page.get_by_role("button", name="Pause Sandbox LMS").click()
+    expect(page.get_by_text("Sandbox LMS is paused")).to_be_visible()
+
+    def readable(where: str) -> None:
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{where}: the page is {overflow}px wider than the screen"
+        assert page.evaluate(BROKEN_SHORT_WORDS) == [], where
+        assert page.evaluate(CUT_CAPTIONS) == [], where
+
+    # one card per destination: nothing to scroll sideways, each value says what it is
+    readable("destinations")
+    assert page.evaluate(SCROLLING_TABLES) == []
+    lms = page.get_by_role("row").filter(has_text="Sandbox LMS")
+    expect(lms.get_by_role("cell", name=re.compile(r"^State: Paused"))).to_be_visible()
+    resume = lms.get_by_role("button", name="Resume Sandbox LMS")
+    box = resume.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 375, box
+
+    # the dashboard: a grade waits for the paused LMS, so its table has a row and a button
+    rt = live_console.runtime
+    better = Attempt(TENANT, "ev-9", "genes", "u-ada", 19.0, 20.0, datetime.now(UTC))
+    ingest.ingest(rt.db.uow, rt.clock, rt.waker, TENANT, ingest.IngestBatch(attempts=[better]))
+
+    def computed() -> bool:
+        with rt.db.uow() as uow:
+            return bool(uow.ledger.waiting(TENANT))
+
+    wait_for(computed, "the better grade computed")
+    page.get_by_role("link", name="Dashboard").click()
+    expect(page.locator('[data-destination="lms"]')).to_be_visible()
+    page.get_by_text("The numbers behind the charts").click()
+    expect(page.get_by_role("table", name="Per time slot (UTC)")).to_be_visible()
+    readable("dashboard")
 
 
 def test_admin_sees_a_paused_lms_on_the_dashboard_and_resumes_it(

@@ -14,7 +14,7 @@ from gradesync.domain.model import Activity
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
 from gradesync.services import ingest, policies
-from tests.e2e.conftest import LiveConsole, sign_in
+from tests.e2e.conftest import BROKEN_SHORT_WORDS, LiveConsole, sign_in
 from tests.e2e.world import INSTRUCTOR, TENANT, School, build_school
 
 pytestmark = pytest.mark.browser
@@ -31,28 +31,6 @@ def lms() -> Iterator[RunningSandbox]:
 @pytest.fixture
 def school(lms: RunningSandbox, live_console: LiveConsole) -> School:
     return build_school(lms, live_console)
-
-
-# Words of up to 12 letters in table cells that the browser laid out on more than one line
-# (text only for screen readers is laid out in a 1 px box and left out).
-_BROKEN_SHORT_WORDS = """() => {
-  const broken = [];
-  for (const cell of document.querySelectorAll('th, td')) {
-    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
-    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-      const at = node.parentElement;
-      if (!at.checkVisibility() || at.closest('.visually-hidden')) continue;
-      for (const m of node.data.matchAll(/(?<![A-Za-z])[A-Za-z]{2,12}(?![A-Za-z])/g)) {
-        const range = document.createRange();
-        range.setStart(node, m.index);
-        range.setEnd(node, m.index + m[0].length);
-        const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
-        if (tops.size > 1) broken.push(m[0] + ' in ' + cell.textContent.trim().slice(0, 40));
-      }
-    }
-  }
-  return broken;
-}"""
 
 
 def _cell(page: Any, person: str, activity: str) -> Any:
@@ -119,7 +97,7 @@ def test_a_long_unbroken_activity_name_wraps_inside_the_page(
         )
         assert widths[0] <= widths[2] and widths[1] <= widths[2], (where, widths)
         # wrapping long names must not cost short words: "Points" never becomes "Poi nts"
-        broken = page.evaluate(_BROKEN_SHORT_WORDS)
+        broken = page.evaluate(BROKEN_SHORT_WORDS)
         assert broken == [], (where, broken)
 
     sign_in(page, live_console, *INSTRUCTOR)
