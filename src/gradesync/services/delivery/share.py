@@ -7,7 +7,9 @@ workers are alive, and takes that fraction of each limit: nothing is asked of th
 per send. The count is kept conservative:
 
 - a worker that joins (or comes back after the others may have counted it gone) waits two
-  heartbeats before sending, so every other sender has counted it by then;
+  heartbeats before sending, so every other sender has counted it by then; a worker that
+  counts itself alone sends at once (heartbeats are written one at a time, so of two
+  joining together the second counts the first);
 - a worker sends only while its own count is at most two heartbeats old;
 - a gone worker stays counted until its heartbeat ages out (`alive`), so the others grow
   their share late, never early.
@@ -150,6 +152,7 @@ class WorkerShare:
         self._sends_from = float("inf")  # no sends before the first beat is seen by others
         self._task: asyncio.Task[None] | None = None
         self._wanted = float("-inf")  # monotonic time a send last asked for the count
+        self._beat_waiters: list[asyncio.Future[None]] = []  # told when a beat is written
         # told the new count when it changes (the governor resizes each destination's share)
         self.on_change: Callable[[int], Awaitable[None]] | None = None
 
@@ -163,11 +166,7 @@ class WorkerShare:
                 self._start()
                 return
             if age > 2 * self.beat:
-                self._start()
-                task = self._task
-                assert task is not None
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(task)
+                await self._next_beat()
                 if time.monotonic() - self._beat_started > 2 * self.beat:
                     await asyncio.sleep(self.beat)  # the database is away: try again
             else:
@@ -176,6 +175,20 @@ class WorkerShare:
     def _start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._beating(), name="worker heartbeat")
+
+    async def _next_beat(self) -> None:
+        """Until the heartbeat task has written its next beat, or ended (the database is
+        away). Not until it ends otherwise: it beats on as long as sends keep asking."""
+        self._start()
+        task = self._task
+        assert task is not None
+        written = asyncio.get_running_loop().create_future()
+        self._beat_waiters.append(written)
+        try:
+            await asyncio.wait([written, task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if written in self._beat_waiters:
+                self._beat_waiters.remove(written)
 
     async def _beating(self) -> None:
         """Beat every `beat` while sends keep asking, then stop (an idle worker is
@@ -188,13 +201,21 @@ class WorkerShare:
                 log.exception("writing the worker heartbeat failed")
                 return
             if started - self._beat_started >= self.alive - self.beat:
-                # new, or gone long enough that others may not count it: wait until they do
-                self._sends_from = time.monotonic() + 2 * self.beat
+                # new, or gone long enough that others may not count it: wait until they
+                # do. Counted alone, no other worker sends (a sender's heartbeat is never
+                # older than two beats), and one joining now counts this one (beats are
+                # taken one at a time): nobody to wait for, so a lone worker back from idle
+                # sends its first grade at once
+                self._sends_from = time.monotonic() + (2 * self.beat if live > 1 else 0.0)
             self._beat_started = started
             if live != self.live:
                 self.live = live
                 if self.on_change is not None:
                     await self.on_change(live)
+            waiters, self._beat_waiters = self._beat_waiters, []
+            for written in waiters:
+                if not written.done():
+                    written.set_result(None)
             if time.monotonic() - self._wanted > self.alive / 2:
                 return
             await asyncio.sleep(max(0.0, started + self.beat - time.monotonic()))
