@@ -6,13 +6,23 @@ destination and status."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 
 from gradesync.sandbox.testing import RunningSandbox
+from gradesync.services.lti.keys import new_key
 from gradesync.testing import unique, wait_for
 from tests.support.lti import Browser
 from tests.support.metrics import samples, scrape, value
-from tests.support.served import Served, deep_link, post_attempt, register_tool
+from tests.support.served import (
+    Served,
+    deep_link,
+    launched_learner,
+    post_attempt,
+    register_tool,
+)
 
 
 def _roster(gs: Served, *learners: str) -> None:
@@ -143,3 +153,31 @@ def test_metrics_count_real_deliveries(
         for s in family.samples:
             for v in s.labels.values():
                 assert v not in (kept, dropped, ctx, "c1", "a1"), (s.name, s.labels)
+
+
+def test_a_refusal_of_credentials_is_counted_as_misconfigured_not_slow_down(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    """The pause for bad credentials is gradesync's, not the LMS's Retry-After: the retried
+    send is counted under `misconfigured`, as docs/operations.md classes it."""
+    reg = register_tool(lms, served)
+    learner, _ = launched_learner(lms, served, browser, reg["client_id"])
+    # the LMS admin pasted a public key that is not gradesync's: every token is refused
+    tool = lms.state.tools[reg["client_id"]]
+    foreign = new_key(datetime(2025, 3, 1, tzinfo=UTC)).private_key.public_key()
+    pem = foreign.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    lms.admin.register_tool(**{**tool.model_dump(), "jwks_url": None, "public_key": pem})
+    lms.admin.expire_tokens(reg["client_id"])
+
+    post_attempt(served, "e1", learner, 7)
+
+    mine = {"tenant": served.tenant, "destination": "lms"}
+    text = wait_for(
+        lambda: (t := scrape(served)) and value(t, "gradesync_results_retried_total", **mine) and t,
+        "the refused send counted",
+    )
+    [(labels, n)] = samples(text, "gradesync_results_retried_total", **mine)
+    assert (labels["failure_class"], labels["reason"], n) == ("misconfigured", "bad_credentials", 1)
+    assert served.ok("GET", "/destinations/lms")["pause_reason"].startswith("Misconfigured:")

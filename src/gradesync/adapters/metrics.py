@@ -72,7 +72,8 @@ RESULTS_REJECTED = _counter(
 RESULTS_RETRIED = _counter(
     "gradesync_results_retried",
     "Sends that failed transiently and were scheduled again, by failure class (retry_later: "
-    "backoff; slow_down: the remote's Retry-After) and reason code.",
+    "backoff; slow_down: the remote's Retry-After; misconfigured: the destination paused for "
+    "its settings, e.g. bad credentials) and reason code.",
     (*_LABELS, "failure_class", "reason"),
 )
 DELIVERY_LATENCY = _histogram(

@@ -196,6 +196,9 @@ class RetryLater:
     remote_message: str | None = None
     # A failure of this key alone (the destination works): its own, smaller bound on tries.
     max_tries: int | None = None
+    # The wait is gradesync's pause for the destination's settings (bad credentials, no
+    # scope), not the remote's Retry-After: counted as such in /metrics.
+    misconfigured: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,5 +83,10 @@ def count_outcome(
         if after.state is DeliveryState.REJECTED:  # tries exhausted: given up
             meter.result_rejected(k.tenant_id, k.destination_id, after.reason_code or "unknown")
         else:
-            failure = "slow_down" if outcome.retry_after is not None else "retry_later"
+            if outcome.misconfigured:
+                failure = "misconfigured"
+            elif outcome.retry_after is not None:
+                failure = "slow_down"
+            else:
+                failure = "retry_later"
             meter.result_retried(k.tenant_id, k.destination_id, failure, outcome.reason.code)

@@ -86,7 +86,11 @@ def outcome_of_failure(
                 "of the pause, or when an admin resumes the destination.",
             )
         return RetryLater(
-            reason, retry_after=wait, remote_status=f.status, remote_message=f.message
+            reason,
+            retry_after=wait,
+            remote_status=f.status,
+            remote_message=f.message,
+            misconfigured=True,
         )
     if f.per_key:
         # the adapter saw the destination working: only this key fails, so neither the

@@ -395,7 +395,9 @@ class Deliverer:
             )
             self._settle_all(
                 items,
-                RetryLater(reason, retry_after=self.settings.misconfigured_pause),
+                RetryLater(
+                    reason, retry_after=self.settings.misconfigured_pause, misconfigured=True
+                ),
                 stats,
                 run_id,
             )
