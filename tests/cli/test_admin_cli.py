@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -161,6 +161,34 @@ def test_destinations_and_runs(gradesync: Run, cli_db: Database) -> None:
     gradesync("destinations", "delete", "canvas", "-t", "northwind", "--yes")
     with cli_db.uow() as uow:
         assert uow.destinations.all("northwind") == []
+
+
+def test_runs_show_says_who_stopped_a_run_and_who_took_it_over(
+    gradesync: Run, cli_db: Database
+) -> None:
+    """The stage history's notes, as docs/operations.md promises them, in the text output
+    as in --json."""
+    _tenant(cli_db, "northwind")
+    stopped_at = datetime(2025, 3, 1, 10, 2, 11, tzinfo=UTC)
+    later = stopped_at + timedelta(minutes=5)
+    with cli_db.uow() as uow:
+        scope = RunScope("northwind", None, "c1")
+        uow.runs.add(SyncRun("run-2", scope, Trigger.RESYNC, "cli:ops", created_at=stopped_at))
+        # worker w-dead takes the run and stops heart-beating; w-live requeues and resumes it
+        assert uow.runs.claim_next("w-dead", stopped_at, stopped_at) is not None
+        assert uow.runs.requeue_stale(later, later, keep_worker="w-live") == ["run-2"]
+        assert uow.runs.claim_next("w-live", later, later) is not None
+        uow.commit()
+
+    shown = gradesync("runs", "show", "run-2", "-t", "northwind").stdout
+
+    history = [line.split(None, 2)[1:] for line in shown.splitlines() if line.startswith("  ")]
+    assert history == [
+        ["queued"],
+        ["computing"],
+        ["queued", "worker w-dead stopped (last heard 10:02:11 UTC); requeued by w-live"],
+        ["computing", "resumed by w-live"],
+    ]
 
 
 def _roster(db: Database) -> None:

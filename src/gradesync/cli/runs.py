@@ -119,7 +119,9 @@ def show(run_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool 
         highlight=False,
     )
     for s in d.stages:
-        console.print(f"  {s.get('at') or '-':32} {s['stage']}", highlight=False)
+        # the note says who stopped a run and who took it over (docs/operations.md)
+        note = f"  {s['note']}" if s.get("note") else ""
+        console.print(f"  {s.get('at') or '-':32} {s['stage']:10}{note}", highlight=False)
     console.print(
         f"asked {when(r.created_at)}, finished {when(r.finished_at)} ({_took(r)})",
         highlight=False,
