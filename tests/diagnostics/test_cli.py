@@ -69,6 +69,16 @@ def test_repair_and_destination_check_from_the_cli(
     )
     # as POST /courses/C/repair answers
     assert out["marked"] == 1 and out["run"] is None
+    # the LMS's timestamps could not be read (this destination has no token URL): said, with
+    # the transport's words, and the repair went ahead anyway
+    [unread] = out["unread"]
+    assert (unread["destination_id"], unread["activity_id"]) == (D, "a1")
+    assert "auth_token_url" in unread["error"]
+    assert "gradesync's clock" in out["warning"] and unread["error"] in out["warning"]
+    text = gradesync("repair", "-t", T, "-c", C, "-a", "a1", "-l", "ada").stdout
+    assert "1 grade(s) will be resent" in text
+    assert "warning: Could not read the LMS's timestamps for 1 column(s)" in text
+    assert "auth_token_url" in text and "may ignore them" in text
     assert out["keys"] == [{"destination_id": D, "activity_id": "a1", "person_id": "ada"}]
     with cli_db.uow() as uow:
         row = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))

@@ -308,6 +308,39 @@ def test_grade_typed_into_the_lms_is_found_kept_then_repaired(world: World) -> N
     assert world.diagnose(learner)["ok"]
 
 
+def test_a_repair_that_cannot_read_the_lms_timestamps_says_so(world: World) -> None:
+    """The repair reads the LMS's timestamps first; when that read fails it still resends,
+    and its answer names the column, the LMS's words and what it means."""
+    learner = unique("mo-")
+    ctx, link, _ = _connected(world, [learner])
+    assert world.launch(learner, ctx, link).status_code == 200
+    world.attempt(learner, 7)
+    world.wait_state(learner, "delivered")
+    item = world.item(ctx)
+    world.lms.admin.instructor_grade(ctx, item.id, learner, 2.0, "typed by hand")
+    world.lms.admin.set_faults({"results": {"script": ["error"] * 5, "error_status": 500}})
+
+    out = world.ok(
+        "POST", "/courses/c1/repair", json={"activity_ids": ["a1"], "person_ids": [learner]}
+    )
+    world.lms.admin.clear_faults()
+
+    assert out["marked"] == 1
+    [unread] = out["unread"]
+    assert (unread["destination_id"], unread["activity_id"]) == ("lms", "a1")
+    assert unread["error"] == "retry_later/server_error: injected server error"
+    assert "gradesync's clock" in out["warning"] and "may ignore them" in out["warning"]
+    # the sandbox LMS's clock is gradesync's: the resend lands all the same
+    wait_for(lambda: item.scores[learner].score_given == 7.0, "gradesync's grade back")
+    with world.runtime.db.uow() as uow:
+        from gradesync.domain.model import LedgerKey
+
+        history = uow.deliveries.for_key(LedgerKey(world.tenant, "lms", "a1", learner))
+    line = next(h for h in history if h["outcome"] == "repair")
+    assert line["payload"]["remote_timestamp"] is None
+    assert line["payload"]["remote_timestamp_unread"] == unread["error"]
+
+
 def test_gradesync_wins_overwrites_the_lms_edit(world: World) -> None:
     learner = unique("ne-")
     ctx, link, _ = _connected(world, [learner], policy={"keep_lms_edits": False})

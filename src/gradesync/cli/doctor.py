@@ -258,6 +258,9 @@ def repair(
         ),
         highlight=False,
     )
+    warning = ov.unread_warning(result.unread)
+    if warning:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
 
 
 __all__: Sequence[str] = ("destinations_check", "doctor", "overrides", "repair")

@@ -216,6 +216,29 @@ class RepairSelection:
     person_ids: tuple[str, ...] = ()  # empty: every learner with a result
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadColumn:
+    """A column whose results' timestamps could not be read from the destination before a
+    repair: its resends carry gradesync's clock only."""
+
+    destination_id: str
+    activity_id: str
+    error: str  # the transport's or the remote's words
+
+
+def unread_warning(unread: Sequence[UnreadColumn]) -> str | None:
+    """What unread columns mean for the repair, said the same wherever the repair answers."""
+    if not unread:
+        return None
+    where = "; ".join(f"{u.activity_id} at {u.destination_id}: {u.error}" for u in unread)
+    return (
+        f"Could not read the LMS's timestamps for {len(unread)} column(s) ({where}). Their "
+        "grades are resent with gradesync's clock as the timestamp: an LMS whose clock runs "
+        "ahead of gradesync's may ignore them and keep the grade typed into it. Check the "
+        "grade in the LMS, or fix the cause and repair again."
+    )
+
+
 @dataclass(slots=True)
 class RepairResult:
     run: SyncRun | None  # the repair run (whole activities); None for chosen learners
@@ -223,6 +246,8 @@ class RepairResult:
     marked: int  # results that will be resent
     skipped: int  # selected keys with nothing to send (policy says no grade)
     keys: list[LedgerKey] = field(default_factory=list)
+    # columns whose LMS timestamps could not be read: the repair went ahead without them
+    unread: list[UnreadColumn] = field(default_factory=list)
 
 
 def validate_selection(uow: UnitOfWork, sel: RepairSelection) -> tuple[Course, list[Destination]]:
@@ -270,9 +295,10 @@ ClientFor = Callable[[Destination], DestinationClient]
 
 async def remote_timestamps(
     uow_factory: UnitOfWorkFactory, sel: RepairSelection, client_for: ClientFor
-) -> dict[LedgerKey, datetime]:
+) -> tuple[dict[LedgerKey, datetime], list[UnreadColumn]]:
     """The timestamps the LMS holds for the selected results (read back where the protocol
-    allows), so the repair's timestamps come after them even if the LMS's clock is ahead."""
+    allows), so the repair's timestamps come after them even if the LMS's clock is ahead;
+    and the columns that could not be read, with why."""
     import asyncio
 
     def plan() -> list[tuple[Destination, Any, Any, dict[str, str]]]:
@@ -295,17 +321,22 @@ async def remote_timestamps(
             return out
 
     found: dict[LedgerKey, datetime] = {}
+    unread: list[UnreadColumn] = []
     for d, course_link, item, people in await asyncio.to_thread(plan):
         try:
             backs = await client_for(d).read_results(course_link, item)
-        except Exception as exc:  # the repair still goes ahead with a fresh timestamp
-            log.info("repair: read-back of %s at %s failed: %s", item.activity_id, d.id, exc)
+        except Exception as exc:
+            # the repair still goes ahead with gradesync's clock, and says so: a resend the
+            # LMS ignores for its own later timestamp would otherwise look like a success
+            error = str(exc) or type(exc).__name__
+            log.info("repair: read-back of %s at %s failed: %s", item.activity_id, d.id, error)
+            unread.append(UnreadColumn(d.id, item.activity_id, error))
             continue
         for b in backs:
             pid = people.get(b.remote_person_id)
             if pid is not None and b.timestamp is not None:
                 found[LedgerKey(sel.tenant_id, d.id, item.activity_id, pid)] = b.timestamp
-    return found
+    return found, unread
 
 
 async def repair(
@@ -326,9 +357,9 @@ async def repair(
             validate_selection(uow, selection)
 
     await asyncio.to_thread(check)
-    remote = await remote_timestamps(uow_factory, selection, client_for)
+    remote, unread = await remote_timestamps(uow_factory, selection, client_for)
     return await asyncio.to_thread(
-        request_repair, uow_factory, waker, clock, selection, actor, remote=remote
+        request_repair, uow_factory, waker, clock, selection, actor, remote=remote, unread=unread
     )
 
 
@@ -340,6 +371,7 @@ def request_repair(
     actor: str,
     *,
     remote: RemoteTimestamps | None = None,
+    unread: Sequence[UnreadColumn] = (),
 ) -> RepairResult:
     """Resend the selected results even though unchanged, each with a score timestamp after
     both its last send and `remote` (what the LMS holds), so the LMS applies gradesync's
@@ -353,7 +385,8 @@ def request_repair(
       cannot be narrowed to learners), so other learners' LMS edits are left alone.
 
     Either way each result gets a `repair` line in its delivery history naming `actor` (and
-    the run), followed by the send and the LMS's answer."""
+    the run), followed by the send and the LMS's answer, and why the LMS's timestamp is
+    missing when its column is in `unread`."""
     if not actor or not actor.strip():
         raise InvalidInput.one("actor", "required", "Say who asked for the repair.")
     for name, ids in (
@@ -406,21 +439,26 @@ def request_repair(
     elif waker is not None:
         waker.wake_delivery()
     who = actor.strip()
+    unread_why = {(u.destination_id, u.activity_id): u.error for u in unread}
     with uow_factory() as uow:
         for key in marked:
+            payload = {"requested_by": who, "remote_timestamp": _iso(remote.get(key))}
+            why = unread_why.get((key.destination_id, key.activity_id))
+            if why is not None:
+                payload["remote_timestamp_unread"] = why
             uow.deliveries.add(
                 key=key,
                 run_id=run.id if run is not None else None,
                 sent_at=now,
                 sent_hash=None,
-                payload={"requested_by": who, "remote_timestamp": _iso(remote.get(key))},
+                payload=payload,
                 outcome=REPAIR_OUTCOME,
                 remote_status=None,
                 remote_message=f"Repair resync requested by {who}",
                 latency_ms=None,
             )
         uow.commit()
-    return RepairResult(run, joined, len(marked), skipped, marked)
+    return RepairResult(run, joined, len(marked), skipped, marked, list(unread))
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -129,11 +129,22 @@ class RepairIn(BaseModel):
     person_ids: list[str] = Field(default_factory=list)
 
 
+class UnreadOut(BaseModel):
+    destination_id: str
+    activity_id: str
+    error: str = Field(description="Why the LMS's timestamps could not be read, in its words.")
+
+
 class RepairOut(BaseModel):
     run: RunOut | None
     marked: int
     skipped: int
     keys: list[dict[str, str]]
+    unread: list[UnreadOut] = Field(
+        description="Columns whose LMS timestamps could not be read first: their grades are "
+        "resent with gradesync's clock only."
+    )
+    warning: str | None = Field(description="What `unread` means for the repair, if any.")
 
 
 def repair_out(result: overrides.RepairResult) -> RepairOut:
@@ -150,6 +161,11 @@ def repair_out(result: overrides.RepairResult) -> RepairOut:
             }
             for k in result.keys
         ],
+        unread=[
+            UnreadOut(destination_id=u.destination_id, activity_id=u.activity_id, error=u.error)
+            for u in result.unread
+        ],
+        warning=overrides.unread_warning(result.unread),
     )
 
 
