@@ -77,7 +77,7 @@ def test_repair_and_destination_check_from_the_cli(
     assert "gradesync's clock" in out["warning"] and unread["error"] in out["warning"]
     text = gradesync("repair", "-t", T, "-c", C, "-a", "a1", "-l", "ada").stdout
     assert "1 grade(s) will be resent" in text
-    assert "warning: Could not read the LMS's timestamps for 1 column(s)" in text
+    assert "warning: Could not read the gradebook's timestamps for 1 column(s)" in text
     assert "auth_token_url" in text and "may ignore them" in text
     assert out["keys"] == [{"destination_id": D, "activity_id": "a1", "person_id": "ada"}]
     with cli_db.uow() as uow:

@@ -232,10 +232,10 @@ def unread_warning(unread: Sequence[UnreadColumn]) -> str | None:
         return None
     where = "; ".join(f"{u.activity_id} at {u.destination_id}: {u.error}" for u in unread)
     return (
-        f"Could not read the LMS's timestamps for {len(unread)} column(s) ({where}). Their "
-        "grades are resent with gradesync's clock as the timestamp: an LMS whose clock runs "
-        "ahead of gradesync's may ignore them and keep the grade typed into it. Check the "
-        "grade in the LMS, or fix the cause and repair again."
+        f"Could not read the gradebook's timestamps for {len(unread)} column(s) ({where}). "
+        "Their grades are resent with gradesync's clock as the timestamp: a gradebook whose "
+        "clock runs ahead of gradesync's may ignore them and keep the grade typed into it. "
+        "Check the grade in the gradebook, or fix the cause and repair again."
     )
 
 
