@@ -4,12 +4,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from gradesync.adapters.db.database import Database
-from gradesync.domain.model import DeliveryState, LedgerKey
+from gradesync.domain.model import (
+    Activity,
+    CourseLink,
+    DeliveryState,
+    Destination,
+    DestinationKind,
+    ItemLink,
+    LedgerKey,
+    LedgerRow,
+)
 from gradesync.services.ports.lti import Rejection
-from tests.diagnostics.test_facts import C, D, T, seed
+from tests.diagnostics.test_facts import NOW, C, D, T, _delivered, seed
 from tests.support.cli import Run
 
 
@@ -87,3 +97,58 @@ def test_repair_and_destination_check_from_the_cli(
     assert bad.returncode == 2 and "activity_ids[0]" in bad.stderr
     check = gradesync("destinations", "check", D, "-t", T, ok=False)
     assert check.returncode == 1 and "registration" in check.stdout
+
+
+def test_doctor_course_judges_each_destination_and_spares_what_is_left_out(
+    cli_db: Database,
+    gradesync: Run,
+) -> None:
+    seed(cli_db)  # Biology at the LMS: a1 delivered to ada and bo
+    with cli_db.uow() as uow:
+        uow.activities.upsert(Activity(T, "pol", C, "Policy quiz", 10.0))
+        uow.destinations.upsert(
+            Destination(
+                T,
+                "sis",
+                DestinationKind.ONEROSTER_REST,
+                "District SIS",
+                config={"base_url": "https://sis.example.edu", "client_id": "gradesync"},
+            ),
+            NOW,
+        )
+        uow.links.save_course(CourseLink(T, "sis", C, "cls-1", {"school": "sch-1"}))
+        uow.links.save_item(ItemLink(T, "sis", "a1", "li-1", data={"sync_to_sis": True}))
+        sis_rows = [
+            LedgerRow(
+                LedgerKey(T, "sis", "pol", p),
+                DeliveryState.SKIPPED,
+                reason_code="not_selected_for_sis",
+                reason_text="The activity 'Policy quiz' is not selected for SIS passback.",
+                updated_at=NOW,
+            )
+            for p in ("ada", "bo")
+        ]
+        delivered = [_delivered(p, 7.0) for p in ("ada", "bo")]
+        sis_rows += [replace(r, key=replace(r.key, destination_id="sis")) for r in delivered]
+        uow.ledger.save_many([(r, C) for r in sis_rows])
+        uow.commit()
+
+    # every grade delivered, the SIS spared "pol" on purpose: nothing to fix
+    ok = gradesync("doctor", "-t", T, "--course", C)
+    assert "Grades are syncing" in ok.stdout and "problems 0" in ok.stdout
+    assert "Left out on purpose" in ok.stdout and "not selected for SIS" in ok.stdout
+    assert "no gradebook column" not in ok.stdout
+
+    gradesync("destinations", "pause", D, "-t", T, "--reason", "LMS upgrade")
+    paused = gradesync("doctor", "-t", T, "--course", C, ok=False)
+    assert paused.returncode == 1
+    assert "Grades sync to some destinations, but none reach the others" in paused.stdout
+    assert "No grades are syncing in the course at all" not in paused.stdout
+    assert f"{D}: No grades are syncing to this destination" in paused.stdout
+    assert "sis: Grades are syncing" in paused.stdout
+    assert "The destination is paused" in paused.stdout
+    data = json.loads(gradesync("doctor", "-t", T, "--course", C, "--json", ok=False).stdout)
+    assert data["symptom"] == "some_destinations"
+    assert data["destinations"]["sis"]["symptom"] == "all_syncing"
+    assert [c["code"] for c in data["causes"]["course"]] == ["destination_paused"]
+    assert [c["code"] for c in data["excluded"]] == ["not_selected_for_sis"]

@@ -261,3 +261,100 @@ def test_counts_are_said_in_plain_english() -> None:
     assert [plural(n, "launch") for n in (1, 6)] == ["1 launch", "6 launches"]
     assert [plural(n, "result") for n in (0, 1)] == ["0 results", "1 result"]
     assert plural(2, "class") == "2 classes"
+
+
+def _two_destinations(
+    lms_rows: tuple[KeyState, ...], sis_rows: tuple[KeyState, ...], *, lms_paused: bool
+) -> CourseFacts:
+    """Bio at an LMS and a SIS; a2 ("pol") is on purpose not ticked for the SIS."""
+    course = Course("t", "c1", "Bio")
+    lms = Destination(
+        "t",
+        "lms",
+        DestinationKind.LTI13_AGS,
+        "Canvas",
+        enabled=not lms_paused,
+        pause_reason="paused by an admin" if lms_paused else None,
+    )
+    sis = Destination("t", "sis", DestinationKind.ONEROSTER_REST, "District SIS")
+    return CourseFacts(
+        NOW,
+        course,
+        (Activity("t", "a1", "c1", "Quiz", 10.0), Activity("t", "a2", "c1", "Policy", 10.0)),
+        {"a1": DEFAULT_POLICY, "a2": DEFAULT_POLICY},
+        (
+            CourseDestinationFacts(
+                lms,
+                Capabilities(),
+                CourseLink("t", "lms", "c1", "u"),
+                {a: ItemLink("t", "lms", a, f"u/{a}") for a in ("a1", "a2")},
+            ),
+            CourseDestinationFacts(
+                sis,
+                Capabilities(),
+                CourseLink("t", "sis", "c1", "cls-1"),
+                {"a1": ItemLink("t", "sis", "a1", "li-1", data={"sync_to_sis": True})},
+            ),
+        ),
+        lms_rows + sis_rows,
+    )
+
+
+_NOT_SELECTED = tuple(
+    KeyState("sis", "a2", p, DeliveryState.SKIPPED, "not_selected_for_sis") for p in ("p1", "p2")
+)
+
+
+def test_an_activity_not_ticked_for_the_sis_is_left_out_not_a_problem() -> None:
+    delivered = tuple(
+        KeyState(d, a, p, DeliveryState.DELIVERED)
+        for d, a in (("lms", "a1"), ("lms", "a2"), ("sis", "a1"))
+        for p in ("p1", "p2")
+    )
+    t = triage_course(_two_destinations(delivered, _NOT_SELECTED, lms_paused=False))
+    assert t.symptom is Symptom.ALL_SYNCING
+    assert t.problems == () and t.counts["problems"] == 0
+    assert t.cause("no_column") is None  # the SIS needs no line item for it
+    left_out = t.cause("not_selected_for_sis")
+    assert left_out is not None and left_out.excluded
+    assert (left_out.destination_id, left_out.activities) == ("sis", ("a2",))
+    assert t.as_json()["excluded"][0]["code"] == "not_selected_for_sis"
+    assert all(not causes for causes in t.as_json()["causes"].values())
+
+
+def test_an_activity_excluded_from_sync_is_said_but_is_not_a_problem() -> None:
+    facts = _two_destinations(
+        (KeyState("lms", "a1", "p1", DeliveryState.DELIVERED),),
+        (KeyState("sis", "a1", "p1", DeliveryState.DELIVERED),),
+        lms_paused=False,
+    )
+    opted_out = replace(facts.activities[1], sync_enabled=False)
+    rows = (*facts.rows, KeyState("lms", "a2", "p1", DeliveryState.SKIPPED, "sync_disabled"))
+    t = triage_course(replace(facts, activities=(facts.activities[0], opted_out), rows=rows))
+    assert t.symptom is Symptom.ALL_SYNCING and t.problems == ()
+    assert [(c.code, c.excluded) for c in t.excluded] == [("sync_disabled", True)]
+
+
+def test_a_paused_lms_does_not_say_nothing_syncs_while_the_sis_delivers() -> None:
+    waiting = tuple(KeyState("lms", "a1", p, DeliveryState.PENDING) for p in ("p1", "p2"))
+    sent = tuple(KeyState("sis", "a1", p, DeliveryState.DELIVERED) for p in ("p1", "p2"))
+    t = triage_course(_two_destinations(waiting, sent + _NOT_SELECTED, lms_paused=True))
+    assert t.symptom is Symptom.SOME_DESTINATIONS
+    assert t.destinations == {"lms": Symptom.NOTHING_SYNCING, "sis": Symptom.ALL_SYNCING}
+    assert [(c.code, c.destination_id) for c in t.problems] == [("destination_paused", "lms")]
+    assert t.as_json()["destinations"]["sis"]["symptom"] == "all_syncing"
+    # with nothing delivered at the SIS either, nothing syncs at all
+    nothing = triage_course(_two_destinations(waiting, _NOT_SELECTED, lms_paused=True))
+    assert nothing.symptom is Symptom.NOTHING_SYNCING
+
+
+def test_a_concluded_lms_course_is_judged_at_the_lms_alone() -> None:
+    refused = (
+        KeyState("lms", "a1", "p1", DeliveryState.REJECTED, "course_concluded", "Concluded."),
+    )
+    sent = (KeyState("sis", "a1", "p1", DeliveryState.DELIVERED),)
+    t = triage_course(_two_destinations(refused, sent, lms_paused=False))
+    assert t.symptom is Symptom.SOME_DESTINATIONS
+    assert t.destinations["lms"] is Symptom.NOTHING_SYNCING
+    concluded = t.cause("course_concluded")
+    assert concluded is not None and concluded.destination_id == "lms"

@@ -33,7 +33,7 @@ from gradesync.cli._common import (
 )
 from gradesync.cli._common import runtime as open_runtime
 from gradesync.domain.diagnosis import Check, Diagnosis, ProbeStep
-from gradesync.domain.triage import CourseTriage, Scope
+from gradesync.domain.triage import DESTINATION_SYMPTOM_TEXT, CourseTriage, Scope, Symptom
 from gradesync.runtime import Runtime
 from gradesync.services import overrides as ov
 from gradesync.web.api.diagnosis import repair_out
@@ -84,10 +84,16 @@ def _print_diagnosis(d: Diagnosis) -> None:
 
 def _print_triage(t: CourseTriage) -> None:
     console.print(f"[bold]Course {escape(t.course_id)}: {escape(t.summary)}[/bold]")
+    if len(set(t.destinations.values())) > 1:
+        for dest_id, symptom in t.destinations.items():
+            text = DESTINATION_SYMPTOM_TEXT[symptom]
+            console.print(f"  {escape(dest_id)}: {escape(text)}", highlight=False)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(t.counts.items()))
     console.print(f"  ledger: {counts}", highlight=False)
     headings = {
-        Scope.COURSE: "Nothing syncing at all (configuration, scope, credentials)",
+        Scope.COURSE: "Nothing syncing at a destination (configuration, scope, credentials)"
+        if t.symptom is Symptom.SOME_DESTINATIONS
+        else "Nothing syncing at all (configuration, scope, credentials)",
         Scope.ACTIVITIES: "Only some activities",
         Scope.LEARNERS: "Only some learners",
     }
@@ -101,6 +107,13 @@ def _print_triage(t: CourseTriage) -> None:
             console.print(f"  [red]✗[/red] {escape(c.title)}{where}", highlight=False)
             console.print(f"      {escape(c.evidence)}", highlight=False)
             console.print(f"      [yellow]what to do:[/yellow] {escape(c.remedy)}", highlight=False)
+    if t.excluded:
+        console.print("\n[bold]Left out on purpose (not a problem)[/bold]")
+        for c in t.excluded:
+            where = f" [dim]({escape(c.destination_id)})[/dim]" if c.destination_id else ""
+            console.print(f"  - {escape(c.title)}{where}", highlight=False)
+            console.print(f"      {escape(c.evidence)}", highlight=False)
+            console.print(f"      [dim]to include it:[/dim] {escape(c.remedy)}", highlight=False)
 
 
 def doctor(
@@ -134,7 +147,7 @@ def doctor(
                 print_json(t.as_json())
             else:
                 _print_triage(t)
-            if t.causes:
+            if t.problems:  # what is left out on purpose is no reason to fail
                 raise typer.Exit(1)
             return
         elif destination:

@@ -1,7 +1,9 @@
 """Course triage in the shape of a vendor's troubleshooting page: is nothing syncing at all
-(configuration, scope, credentials, deployment), only some activities (column missing,
-unpublished, not graded), or only some learners (not launched from the course, role, dates,
-duplicate accounts)?
+(configuration, scope, credentials, deployment), nothing at some destinations while others
+deliver, only some activities (column missing, unpublished, not graded), or only some learners
+(not launched from the course, role, dates, duplicate accounts)? Results left out by design
+(`BY_DESIGN`: an activity not ticked for the SIS or excluded from sync) are listed apart, as
+excluded, and are not problems.
 
 Pure: the diagnostics service gathers the course's ledger rows, links, launches and
 rejections; `triage_course` groups the problems into causes, each with its evidence (which
@@ -20,6 +22,7 @@ from typing import Any
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.diagnosis import (
     BENIGN_SKIPS,
+    BY_DESIGN,
     DEPLOYMENT_CODES,
     LTI_KINDS,
     REMOTE_CAUSES,
@@ -45,12 +48,14 @@ from gradesync.domain.model import (
     ItemLink,
 )
 from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason, ReasonCode
 
 
 class Symptom(StrEnum):
     NOTHING_SYNCING = "nothing_syncing"
+    SOME_DESTINATIONS = "some_destinations"  # nothing reaches one destination, another delivers
     SOME_ACTIVITIES = "some_activities"
     SOME_LEARNERS = "some_learners"
     ALL_SYNCING = "all_syncing"
@@ -59,10 +64,16 @@ class Symptom(StrEnum):
 
 SYMPTOM_TEXT = {
     Symptom.NOTHING_SYNCING: "No grades are syncing in the course at all",
+    Symptom.SOME_DESTINATIONS: "Grades sync to some destinations, but none reach the others",
     Symptom.SOME_ACTIVITIES: "Some grades sync, but the problem affects specific activities",
     Symptom.SOME_LEARNERS: "Some grades sync, but the problem affects specific learners",
     Symptom.ALL_SYNCING: "Grades are syncing",
     Symptom.NOTHING_TO_SYNC: "Nothing to sync yet (no graded work has arrived)",
+}
+# a destination's own symptom, said of it alone
+DESTINATION_SYMPTOM_TEXT = {
+    **SYMPTOM_TEXT,
+    Symptom.NOTHING_SYNCING: "No grades are syncing to this destination",
 }
 
 
@@ -82,6 +93,7 @@ class Cause:
     destination_id: str | None = None
     activities: tuple[str, ...] = ()
     learners: tuple[str, ...] = ()
+    excluded: bool = False  # left out by design: said, but not a problem
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +105,7 @@ class Cause:
             "destination_id": self.destination_id,
             "activities": list(self.activities),
             "learners": list(self.learners),
+            "excluded": self.excluded,
         }
 
 
@@ -102,13 +115,23 @@ class CourseTriage:
     symptom: Symptom
     causes: tuple[Cause, ...]
     counts: dict[str, int]
+    # destination id -> its own symptom; they differ when one is paused and another delivers
+    destinations: Mapping[str, Symptom] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
         return SYMPTOM_TEXT[self.symptom]
 
+    @property
+    def problems(self) -> tuple[Cause, ...]:
+        return tuple(c for c in self.causes if not c.excluded)
+
+    @property
+    def excluded(self) -> tuple[Cause, ...]:
+        return tuple(c for c in self.causes if c.excluded)
+
     def by_scope(self, scope: Scope) -> tuple[Cause, ...]:
-        return tuple(c for c in self.causes if c.scope is scope)
+        return tuple(c for c in self.problems if c.scope is scope)
 
     def cause(self, code: str) -> Cause | None:
         return next((c for c in self.causes if c.code == code), None)
@@ -119,7 +142,12 @@ class CourseTriage:
             "symptom": self.symptom.value,
             "summary": self.summary,
             "counts": self.counts,
+            "destinations": {
+                d: {"symptom": s.value, "summary": DESTINATION_SYMPTOM_TEXT[s]}
+                for d, s in self.destinations.items()
+            },
             "causes": {s.value: [c.as_json() for c in self.by_scope(s)] for s in Scope},
+            "excluded": [c.as_json() for c in self.excluded],
         }
 
 
@@ -168,6 +196,8 @@ _ACTIVITY_CODES = {
     ReasonCode.NAME_FORBIDDEN_CHARS.value: "column_name",
     ReasonCode.NAME_EMPTY.value: "column_name",
     "attempts_exceeded": "attempts_limited",
+    PassbackRule.NOT_SELECTED.value: "not_selected_for_sis",
+    PassbackRule.NOT_POSTED.value: "waiting_for_post",
 }
 _LEARNER_CODES = {
     "no_person_link": "not_launched",
@@ -218,6 +248,14 @@ CAUSE_TEXT: dict[str, tuple[str, str]] = {
     "sync_disabled": (
         "The activity is excluded from grade sync",
         "Tick it in the course's grade sync settings.",
+    ),
+    "not_selected_for_sis": (
+        "The activity is not selected for SIS passback",
+        "Tick 'Sync to SIS' for it if its grades belong in the SIS (gradesync sis select).",
+    ),
+    "waiting_for_post": (
+        "The activity is ticked for the SIS and held until its grades are posted",
+        "Post its grades when they are ready (gradesync sis post).",
     ),
     "column_locked": REMOTE_CAUSES["line_item_foreign"],
     "column_gone": REMOTE_CAUSES["line_item_gone"],
@@ -294,13 +332,32 @@ def _cause(code: str, scope: Scope, evidence: str, **kw: Any) -> Cause:
     return Cause(code, scope, title, evidence, remedy, **kw)
 
 
+def _by_design(r: KeyState) -> bool:
+    return r.state is DeliveryState.SKIPPED and r.reason_code in BY_DESIGN
+
+
 def _problem(r: KeyState) -> bool:
     if r.state in (DeliveryState.REJECTED, DeliveryState.RETRYING):
         return True
     if r.state is DeliveryState.SKIPPED:
         # A non-learner has a row only when they did graded work: a real "wrong role" case.
-        return r.reason_code not in BENIGN_SKIPS
+        return r.reason_code not in BENIGN_SKIPS and r.reason_code not in BY_DESIGN
     return r.state is DeliveryState.DELIVERED and r.reason_code == OVERRIDDEN
+
+
+def _symptom(causes: list[Cause], rows: tuple[KeyState, ...] | list[KeyState]) -> Symptom:
+    scopes = {c.scope for c in causes if not c.excluded}
+    if Scope.COURSE in scopes:
+        return Symptom.NOTHING_SYNCING
+    if Scope.ACTIVITIES in scopes:
+        return Symptom.SOME_ACTIVITIES
+    if Scope.LEARNERS in scopes:
+        return Symptom.SOME_LEARNERS
+    if any(r.state is DeliveryState.DELIVERED for r in rows):
+        return Symptom.ALL_SYNCING
+    if any(_problem(r) for r in rows):
+        return Symptom.NOTHING_SYNCING
+    return Symptom.NOTHING_TO_SYNC
 
 
 def triage_course(facts: CourseFacts) -> CourseTriage:
@@ -382,12 +439,22 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
             cause = _ACTIVITY_CHECK_CAUSES.get(check.code)
             if cause is None or (cause == "not_graded" and a.kind is ActivityKind.PRACTICE):
                 continue  # a practice item is meant to stay out of the gradebook
-            causes.append(_cause(cause, Scope.ACTIVITIES, check.evidence, activities=(a.id,)))
+            causes.append(
+                _cause(
+                    cause,
+                    Scope.ACTIVITIES,
+                    check.evidence,
+                    activities=(a.id,),
+                    # unticked on purpose: said, not a problem
+                    excluded=check.code is CheckCode.ACTIVITY_SYNC_ENABLED,
+                )
+            )
     for cd in facts.destinations:
         d = cd.destination
         if cd.course_link is None or not cd.course_link.remote_id:
             continue
-        with_rows = {r.activity_id for r in rows if r.destination_id == d.id}
+        # an activity left out by design (e.g. not ticked for the SIS) needs no column there
+        with_rows = {r.activity_id for r in rows if r.destination_id == d.id and not _by_design(r)}
         delivered_any = any(
             r.state is DeliveryState.DELIVERED for r in rows if r.destination_id == d.id
         )
@@ -410,16 +477,18 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
                     activities=tuple(no_col),
                 )
             )
-    grouped: dict[tuple[str, str | None], list[KeyState]] = {}
+    grouped: dict[tuple[str, str | None, bool], list[KeyState]] = {}
     for r in rows:
-        if r.reason_code in _ACTIVITY_CODES and _problem(r):
+        if r.reason_code in _ACTIVITY_CODES and (_problem(r) or _by_design(r)):
             code = _ACTIVITY_CODES[r.reason_code]
             if code in ("activity_unpublished", "not_graded", "sync_disabled") and any(
                 c.code == code and r.activity_id in c.activities for c in causes
             ):
                 continue  # already said from the activity's own settings
-            grouped.setdefault((code, r.destination_id), []).append(r)
-    for (code, dest), hit in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            grouped.setdefault((code, r.destination_id, _by_design(r)), []).append(r)
+    for (code, dest, excluded), hit in sorted(
+        grouped.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2])
+    ):
         activities = tuple(sorted({r.activity_id for r in hit}))
         sample = hit[0]
         causes.append(
@@ -430,6 +499,7 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
                 f"{sample.reason_text or sample.reason_code}",
                 destination_id=dest,
                 activities=activities,
+                excluded=excluded,
             )
         )
 
@@ -480,21 +550,24 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
             )
         )
 
-    delivered = counts.get(DeliveryState.DELIVERED.value, 0)
     problems = sum(1 for r in rows if _problem(r))
-    scopes = {c.scope for c in causes}
-    if Scope.COURSE in scopes:
-        symptom = Symptom.NOTHING_SYNCING
-    elif Scope.ACTIVITIES in scopes:
-        symptom = Symptom.SOME_ACTIVITIES
-    elif Scope.LEARNERS in scopes:
-        symptom = Symptom.SOME_LEARNERS
-    elif delivered:
-        symptom = Symptom.ALL_SYNCING
-    elif problems:
-        symptom = Symptom.NOTHING_SYNCING
+    # Each destination on its own: a paused LMS does not stop the SIS, so "nothing syncing at
+    # all" is said only when no destination delivers.
+    per_destination: dict[str, Symptom] = {}
+    delivering = False
+    for cd in facts.destinations:
+        d_id = cd.destination.id
+        mine = [r for r in rows if r.destination_id == d_id]
+        s = _symptom([c for c in causes if c.destination_id in (d_id, None)], mine)
+        per_destination[d_id] = s
+        if s is not Symptom.NOTHING_SYNCING and any(
+            r.state is DeliveryState.DELIVERED for r in mine
+        ):
+            delivering = True
+    if Symptom.NOTHING_SYNCING in per_destination.values():
+        symptom = Symptom.SOME_DESTINATIONS if delivering else Symptom.NOTHING_SYNCING
     else:
-        symptom = Symptom.NOTHING_TO_SYNC
+        symptom = _symptom(causes, rows)
     _fit_to_destinations(causes, {cd.destination.id: cd.destination for cd in facts.destinations})
     order = {Scope.COURSE: 0, Scope.ACTIVITIES: 1, Scope.LEARNERS: 2}
     causes.sort(key=lambda c: order[c.scope])
@@ -503,4 +576,5 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
         symptom,
         tuple(causes),
         {**dict(counts), "problems": problems, "activities": len(facts.activities)},
+        per_destination,
     )

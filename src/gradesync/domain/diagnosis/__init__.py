@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from gradesync.domain.diagnosis.activity import (
     BENIGN_SKIPS,
+    BY_DESIGN,
     ActivityDestinationFacts,
     ActivityFacts,
     KeyState,
@@ -76,6 +77,7 @@ __all__ = [
     "AGS_LINEITEM",
     "AGS_SCORE",
     "BENIGN_SKIPS",
+    "BY_DESIGN",
     "COLUMN_CODES",
     "DELIBERATE",
     "DEPLOYMENT_CODES",

@@ -30,6 +30,7 @@ from gradesync.domain.model import (
     Destination,
     ItemLink,
 )
+from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import (
     ResolvedPolicy,
 )
@@ -95,6 +96,19 @@ BENIGN_SKIPS = {
     ReasonCode.ENROLLMENT_INACTIVE.value,
     ReasonCode.LEFT_COURSE.value,
 }
+
+# Skips by design: a person unticked a box to leave these results out (the course's or the
+# activity's sync, the activity's 'Sync to SIS', or held it for Post grades). Practice items and
+# items under the minimum points are not here: course triage still names them, since "the link
+# was not set to Graded" is a common mistake.
+BY_DESIGN = frozenset(
+    {
+        ReasonCode.COURSE_SYNC_DISABLED.value,
+        ReasonCode.SYNC_DISABLED.value,
+        PassbackRule.NOT_SELECTED.value,
+        PassbackRule.NOT_POSTED.value,
+    }
+)
 
 
 def diagnose_activity(facts: ActivityFacts) -> Diagnosis:
