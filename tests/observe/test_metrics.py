@@ -6,11 +6,14 @@ destination and status."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 
+from gradesync.adapters.db.database import Database
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.lti.keys import new_key
 from gradesync.testing import unique, wait_for
@@ -22,6 +25,7 @@ from tests.support.served import (
     launched_learner,
     post_attempt,
     register_tool,
+    serve,
 )
 
 
@@ -181,3 +185,20 @@ def test_a_refusal_of_credentials_is_counted_as_misconfigured_not_slow_down(
     [(labels, n)] = samples(text, "gradesync_results_retried_total", **mine)
     assert (labels["failure_class"], labels["reason"], n) == ("misconfigured", "bad_credentials", 1)
     assert served.ok("GET", "/destinations/lms")["pause_reason"].startswith("Misconfigured:")
+
+
+def test_grades_not_worked_out_show_when_no_worker_runs(
+    postgres_db: Database, tmp_path: Path
+) -> None:
+    # distributed mode: `serve` only wakes `gradesync worker` processes, and none runs, so the
+    # grade is never worked out and never reaches the ledger's backlog
+    with contextmanager(serve)(postgres_db, tmp_path, worker_mode="distributed") as gs:
+        assert gs.runtime.distributed
+        learner = unique("learner-")
+        _roster(gs, learner)
+        post_attempt(gs, "e1", learner, 7)
+        text = scrape(gs)
+        mine = {"tenant": gs.tenant}
+        assert value(text, "gradesync_grades_uncomputed", **mine) == 1
+        assert value(text, "gradesync_grades_oldest_uncomputed_age_seconds", **mine) >= 0
+        assert not samples(text, "gradesync_results_pending", **mine)

@@ -52,12 +52,17 @@ def served(db: Database, tmp_path: Path) -> Iterator[Served]:
     yield from serve(db, tmp_path)
 
 
-def serve(db: Database, tmp_path: Path) -> Iterator[Served]:
-    """gradesync on `db` over loopback HTTP, with a tenant and an admin API key."""
+def serve(db: Database, tmp_path: Path, **settings_kw: Any) -> Iterator[Served]:
+    """gradesync on `db` over loopback HTTP, with a tenant and an admin API key; `settings_kw`
+    overrides settings (e.g. `worker_mode="distributed"`)."""
     sock = bind()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = Settings(
-        database_url=db.url, secret_key=TEST_SECRET, data_dir=tmp_path / "d", base_url=base
+        database_url=db.url,
+        secret_key=TEST_SECRET,
+        data_dir=tmp_path / "d",
+        base_url=base,
+        **settings_kw,
     )
     runtime = Runtime(settings=settings, db=db)
     tenant = unique("tenant")

@@ -43,6 +43,8 @@ LABELS: dict[str, tuple[str, ...]] = {
     "gradesync_results_pending": _LABELS,
     "gradesync_results_oldest_pending_age_seconds": _LABELS,
     "gradesync_destination_paused": (*_LABELS, "kind", "reason"),
+    "gradesync_grades_uncomputed": ("tenant",),
+    "gradesync_grades_oldest_uncomputed_age_seconds": ("tenant",),
 }
 
 
@@ -161,7 +163,11 @@ class LedgerCollector(Collector):
       waiting result last changed (became pending, or last failed);
     - `gradesync_destination_paused{tenant,destination,kind,reason}`: 1 per paused
       destination; kind `manual` (paused by a person, until resumed) or `timed` (the
-      remote's Retry-After, the circuit breaker, a misconfiguration, or a timed pause).
+      remote's Retry-After, the circuit breaker, a misconfiguration, or a timed pause);
+    - `gradesync_grades_uncomputed{tenant}` and
+      `gradesync_grades_oldest_uncomputed_age_seconds{tenant}`: grades whose facts changed and
+      that are not worked out yet (the dirty keys). They are not in the ledger's backlog until
+      worked out, so without these a distributed gradesync with no worker running looks idle.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -183,7 +189,19 @@ class LedgerCollector(Collector):
             "1 for each paused destination, with the kind of pause and its reason.",
             labels=list(LABELS["gradesync_destination_paused"]),
         )
+        uncomputed = GaugeMetricFamily(
+            "gradesync_grades_uncomputed",
+            "Grades whose facts changed and that are not worked out yet (before the ledger).",
+            labels=list(LABELS["gradesync_grades_uncomputed"]),
+        )
+        oldest_uncomputed = GaugeMetricFamily(
+            "gradesync_grades_oldest_uncomputed_age_seconds",
+            "Seconds since the oldest grade not yet worked out was marked.",
+            labels=list(LABELS["gradesync_grades_oldest_uncomputed_age_seconds"]),
+        )
         now = datetime.now(UTC)
+        k = t.dirty_keys.c
+        u = select(k.tenant_id, func.count(), func.min(k.marked_at)).group_by(k.tenant_id)
         c = t.ledger.c
         q = (
             select(c.tenant_id, c.destination_id, func.count(), func.min(c.updated_at))
@@ -205,9 +223,16 @@ class LedgerCollector(Collector):
                     continue  # a timed pause that has ended
                 kind = "manual" if not enabled else "timed"
                 paused.add_metric([tenant, dest, kind, (reason or "")[:_REASON_CHARS]], 1.0)
+            for tenant, n, since in conn.execute(u):
+                uncomputed.add_metric([tenant], float(n))
+                if since is not None:
+                    age = (now - _utc(since)).total_seconds()
+                    oldest_uncomputed.add_metric([tenant], max(0.0, age))
         yield pending
         yield oldest
         yield paused
+        yield uncomputed
+        yield oldest_uncomputed
 
 
 class HeapCollector(Collector):
