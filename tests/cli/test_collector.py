@@ -4,15 +4,12 @@ module, table and route it holds for good. An operator sees it in `/metrics`."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from gradesync.testing import wait_for
-from tests.cli.test_sync_cli import _free_port
-from tests.support.cli import GRADESYNC
+from tests.support.cli import serving
 
 
 def _families(text: str) -> dict[str, list[float]]:
@@ -22,26 +19,8 @@ def _families(text: str) -> dict[str, list[float]]:
 def test_serve_sets_its_startup_heap_aside_and_says_so_in_metrics(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    port = _free_port()
-    log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [GRADESYNC, "serve", "--port", str(port)], env=cli_env, stdout=log, stderr=log
-        )
-        try:
-
-            def ready() -> bool:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).is_success
-                except httpx.TransportError:
-                    return False
-
-            wait_for(ready, "gradesync serve to be ready", explain=log_path.read_text)
-            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=15)
+    with serving(cli_env, tmp_path / "serve.log") as (_, url):
+        metrics = httpx.get(f"{url}/metrics", timeout=10)
     assert metrics.status_code == 200
     families = _families(metrics.text)
     # a built server holds hundreds of thousands of objects; all were set aside

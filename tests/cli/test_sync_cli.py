@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,40 +11,14 @@ import httpx
 import pytest
 
 from gradesync.adapters.db.database import Database
-from gradesync.testing import wait_for
 from tests.cli.test_admin_cli import _roster, _tenant
-from tests.support.cli import GRADESYNC, Run
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.cli import GRADESYNC, Run, free_port, serving
 
 
 @pytest.fixture
 def server(cli_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [GRADESYNC, "serve", "--port", str(port)], env=cli_env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-        try:
-            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(ready, "gradesync serve to be ready", explain=(tmp_path / "serve.log").read_text)
+    with serving(cli_env, tmp_path / "serve.log") as (_, url):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
 
 
 def test_sync_wait_follows_the_run_to_the_end(
@@ -72,7 +45,7 @@ def test_a_second_serve_on_the_same_sqlite_file_refuses_to_start(
     cli_env: dict[str, str], server: str
 ) -> None:
     second = subprocess.run(
-        [GRADESYNC, "serve", "--port", str(_free_port())],
+        [GRADESYNC, "serve", "--port", str(free_port())],
         env=cli_env,
         capture_output=True,
         text=True,

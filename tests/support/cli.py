@@ -7,15 +7,19 @@ command)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from gradesync.adapters.db.database import Database
-from gradesync.testing import TEST_SECRET
+from gradesync.testing import TEST_SECRET, wait_for
 
 # the installed console script, next to the interpreter running the tests
 GRADESYNC = str(Path(sys.executable).with_name("gradesync"))
@@ -63,3 +67,38 @@ def gradesync(cli_env: dict[str, str]) -> Run:
         return proc
 
     return run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(
+    env: dict[str, str], log_path: Path, **popen: Any
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`gradesync serve` in a subprocess on a free port, once its /readyz answers: the process
+    and its base URL (its output in `log_path`; `popen`: more of Popen's arguments). Stopped
+    on leaving."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [GRADESYNC, "serve", "--port", str(port)], env=env, stdout=log, stderr=log, **popen
+        )
+
+        def ready() -> bool:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                return httpx.get(f"{url}/readyz", timeout=1).is_success
+            except httpx.TransportError:
+                return False
+
+        try:
+            wait_for(ready, "gradesync serve to be ready", explain=log_path.read_text)
+            yield proc, url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
