@@ -18,7 +18,7 @@ import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from benchmarks import machine, postgres, pressure, report
 from benchmarks.sizes import FULL, QUICK, Sizes
@@ -63,12 +63,17 @@ def guarded(name: str, fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
 
 
 def run_db(
-    db: str, url: str | None, only: set[str], sizes: Sizes, workdir: Path, profile_dir: Path | None
+    db: str,
+    url: str | None,
+    only: set[str],
+    sizes: Sizes,
+    workdir: Path,
+    profiling: Profiling | None,
 ) -> dict[str, Any]:
     print(f"[{db}]", flush=True)
     out: dict[str, Any] = {"database": db}
     if only - set(OWN_PROCESSES):
-        out.update(run_world(db, url, only, sizes, workdir, profile_dir))
+        out.update(run_world(db, url, only, sizes, workdir, profiling))
     if "remaster" in only:
         out["remaster"] = guarded("remaster (SIS passback)", run_remaster, db, url, sizes, workdir)
     if "platforms" in only:
@@ -118,7 +123,12 @@ DIAG: dict[str, Any] = {
 
 
 def run_world(
-    db: str, url: str | None, only: set[str], sizes: Sizes, workdir: Path, profile_dir: Path | None
+    db: str,
+    url: str | None,
+    only: set[str],
+    sizes: Sizes,
+    workdir: Path,
+    profiling: Profiling | None,
 ) -> dict[str, Any]:
     """The scenarios that share one sandbox LMS and one gradesync."""
     from benchmarks.scenarios import compare, faults, latency, scale
@@ -129,12 +139,12 @@ def run_world(
     out: dict[str, Any] = {}
     try:
         if "latency" in only:
-            spy = start_profile(world, profile_dir, f"latency-{db}") if profile_dir else None
+            spy = start_profile(world, profiling, f"latency-{db}") if profiling else None
             out["latency"] = guarded("latency", latency.run, world, sizes)
             if spy is not None:
                 out["latency"]["profile"] = stop_profile(*spy)
         if "throughput" in only or "baseline" in only:
-            spy = start_profile(world, profile_dir, f"throughput-{db}") if profile_dir else None
+            spy = start_profile(world, profiling, f"throughput-{db}") if profiling else None
             cmp = guarded(
                 "throughput side by side",
                 compare.run,
@@ -189,15 +199,22 @@ def _peak(pid: int) -> float:
         return 0.0
 
 
-def start_profile(world: World, profile_dir: Path, name: str) -> tuple[Any, Path] | None:
+class Profiling(NamedTuple):
+    """Where py-spy writes its profiles, and its samples per second."""
+
+    dir: Path
+    rate: int
+
+
+def start_profile(world: World, profiling: Profiling, name: str) -> tuple[Any, Path] | None:
     import subprocess
 
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         print("    py-spy not installed: no profile")
         return None
-    profile_dir.mkdir(parents=True, exist_ok=True)
-    raw = profile_dir / f"{name}.txt"
+    profiling.dir.mkdir(parents=True, exist_ok=True)
+    raw = profiling.dir / f"{name}.txt"
     proc = subprocess.Popen(
         [
             spy,
@@ -209,7 +226,7 @@ def start_profile(world: World, profile_dir: Path, name: str) -> tuple[Any, Path
             "--output",
             str(raw),
             "--rate",
-            "50",
+            str(profiling.rate),
             "--nonblocking",
             "--gil",  # only samples holding the GIL: where the process's CPU goes, not its waits
             "--duration",
@@ -244,8 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latest.json"))
     parser.add_argument(
         "--profile",
-        action="store_true",
-        help="py-spy profiles of gradesync during latency and throughput",
+        nargs="?",
+        const=50,
+        type=int,
+        metavar="HZ",
+        help="py-spy profiles of gradesync during latency and throughput (HZ samples per "
+        "second, default 50; 250 for a finer split)",
     )
     parser.add_argument(
         "--pg-delivery",
@@ -338,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": sizes.__dict__,
         "scenarios": sorted(only),
     }
-    profile_dir = args.out.parent / "profiles" if args.profile else None
+    profiling = Profiling(args.out.parent / "profiles", args.profile) if args.profile else None
     t0 = time.perf_counter()
     try:
         for db in dbs:
@@ -357,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 parser.error(f"--db: unknown database {db!r}")
             if per_db:
-                results[db] = run_db(db, url, per_db, sizes, workdir, profile_dir)
+                results[db] = run_db(db, url, per_db, sizes, workdir, profiling)
     finally:
         results["total_seconds"] = round(time.perf_counter() - t0, 1)
         results["verdicts"] = report.verdicts(results)
