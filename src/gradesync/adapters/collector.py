@@ -5,7 +5,7 @@ garbage collector"): with the interpreter's defaults the collector took about a 
 process's CPU. Most of it went to full collections, each walking every object the process
 holds, above all the ones it made at start (modules, SQLAlchemy's tables and compiled
 statements, the web app's routes), which live as long as the process. A full collection
-of that heap took 120-130 ms, during which the event loop answers nothing and sends
+of that heap took more than 100 ms, during which the event loop answers nothing and sends
 nothing. And with the young generation collected every 700 allocations, rows and requests
 that live a few hundred milliseconds (a claimed batch, a send in flight) outlive two
 collections, reach the old generation and make full collections come sooner.
