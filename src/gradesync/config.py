@@ -43,25 +43,32 @@ class Settings(BaseSettings):
     access_log: bool = True  # one line per HTTP request served (`gradesync.access`)
     # SQLite durability: FULL fsyncs every commit, so an acknowledged attempt survives a power
     # cut, not only a crash.
-    sqlite_synchronous: str = "FULL"
-    worker_concurrency: int = 32
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    # Counts and durations are checked here, at start, not where they are first used: a zero
+    # poll would spin, a zero lease would hand a result to two workers.
+    worker_concurrency: Annotated[int, Field(ge=1)] = 32
     # The sync engine (docs/operations.md). "embedded": `gradesync serve` runs the worker
     # in-process; "distributed" (PostgreSQL): `gradesync worker` processes do, woken through
     # procrastinate, and `serve` only wakes them.
     worker_mode: Literal["embedded", "distributed"] = "embedded"
-    worker_poll_seconds: float = 1.0  # look for work unprompted this often
-    worker_lease_seconds: float = 120.0  # a claimed result is held this long at most
-    worker_claim_batch: int = 100
-    worker_stale_seconds: float = 60.0  # a run without heartbeat for this long is requeued
-    worker_heartbeat_seconds: float = 5.0
+    worker_poll_seconds: Annotated[float, Field(gt=0)] = 1.0  # look for work unprompted this often
+    # a claimed result is held this long at most
+    worker_lease_seconds: Annotated[float, Field(gt=0)] = 120.0
+    worker_claim_batch: Annotated[int, Field(ge=1)] = 100
+    # a run without heartbeat for this long is requeued
+    worker_stale_seconds: Annotated[float, Field(gt=0)] = 60.0
+    worker_heartbeat_seconds: Annotated[float, Field(gt=0)] = 5.0
     # a `gradesync worker` without its database this long exits non-zero for its supervisor
-    worker_database_patience_seconds: float = 60.0
-    retry_base_seconds: float = 1.0  # backoff: base * 2^(tries-1), with jitter, capped
-    retry_cap_seconds: float = 300.0
-    retry_max_tries: int = 12
-    breaker_threshold: int = 5  # transient failures in a row that pause a destination
-    breaker_cooldown_seconds: float = 30.0
-    run_retry_patience_seconds: float = 30.0  # a run waits this long for retries to settle
+    worker_database_patience_seconds: Annotated[float, Field(ge=0)] = 60.0
+    # backoff: base * 2^(tries-1), with jitter, capped
+    retry_base_seconds: Annotated[float, Field(gt=0)] = 1.0
+    retry_cap_seconds: Annotated[float, Field(gt=0)] = 300.0
+    retry_max_tries: Annotated[int, Field(ge=1)] = 12
+    # transient failures in a row that pause a destination
+    breaker_threshold: Annotated[int, Field(ge=1)] = 5
+    breaker_cooldown_seconds: Annotated[float, Field(ge=0)] = 30.0
+    # a run waits this long for retries to settle
+    run_retry_patience_seconds: Annotated[float, Field(ge=0)] = 30.0
     # Networks gradesync may send requests to although they are not public (loopback,
     # private, link-local, ...), and reach over plain http: "10.1.0.0/16,127.0.0.1/32".
     # Empty: public addresses over https only (docs/security.md).
@@ -75,7 +82,7 @@ class Settings(BaseSettings):
     # its delivery counters are its own, so Prometheus scrapes every worker. Empty: none.
     worker_metrics_address: str = ""
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "sqlite_synchronous", mode="before")
     @classmethod
     def _upper(cls, v: object) -> object:
         return v.upper() if isinstance(v, str) else v
@@ -100,6 +107,16 @@ class Settings(BaseSettings):
                     ) from None
             return [str(n).strip() for n in v]
         return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        # LMSs are handed URLs built on it (LTI launch, JWKS): a bare host would make them all
+        # wrong, silently
+        scheme, sep, rest = v.strip().partition("://")
+        if not sep or scheme.lower() not in {"http", "https"} or not rest.strip("/"):
+            raise ValueError(f"must be an http(s) URL, e.g. https://grades.example.edu, not {v!r}")
+        return v.strip()
 
     @field_validator("worker_metrics_address")
     @classmethod

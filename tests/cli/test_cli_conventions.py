@@ -243,6 +243,32 @@ def test_a_setting_outside_its_choices_is_refused_by_name(
     gradesync("runs", "list", "-t", "northwind")
 
 
+def test_settings_checked_only_where_used_are_refused_at_start_by_name(
+    gradesync: Run, cli_env: dict[str, str]
+) -> None:
+    """A bad SQLite `synchronous` was a traceback from the engine; a zero poll or a base URL
+    without its scheme went through to do harm later. Each is one line naming the variable."""
+    gradesync("tenants", "create", "northwind", "--no-key")
+    cli_env["GRADESYNC_SQLITE_SYNCHRONOUS"] = "banana"
+    cli_env["GRADESYNC_WORKER_POLL_SECONDS"] = "0"
+    cli_env["GRADESYNC_BASE_URL"] = "grades.example.edu"
+    r = gradesync("runs", "list", "-t", "northwind", ok=False)
+    lines = r.stderr.splitlines()
+    assert r.returncode == 1 and len(lines) == 3, r.stderr
+    assert lines[0].startswith("error: GRADESYNC_BASE_URL: "), r.stderr
+    assert "must be an http(s) URL" in lines[0], r.stderr
+    assert lines[1].startswith("error: GRADESYNC_SQLITE_SYNCHRONOUS: "), r.stderr
+    assert "'OFF', 'NORMAL', 'FULL' or 'EXTRA'" in lines[1], r.stderr
+    assert lines[2].startswith("error: GRADESYNC_WORKER_POLL_SECONDS: "), r.stderr
+    assert "greater than 0" in lines[2], r.stderr
+    cli_env.update(
+        GRADESYNC_SQLITE_SYNCHRONOUS="normal",  # the case does not matter
+        GRADESYNC_WORKER_POLL_SECONDS="0.5",
+        GRADESYNC_BASE_URL="https://grades.example.edu",
+    )
+    gradesync("runs", "list", "-t", "northwind")
+
+
 def test_a_worker_name_that_would_not_fit_its_id_is_refused(gradesync: Run) -> None:
     for name in ("a b", "w" * 101):
         r = gradesync("worker", "--name", name, ok=False)
