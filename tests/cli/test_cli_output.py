@@ -8,8 +8,12 @@ import os
 import socket
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
+import yaml
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import (
@@ -22,6 +26,10 @@ from gradesync.domain.model import (
     Tenant,
     Trigger,
 )
+from gradesync.lti.routes import build_router
+from gradesync.sandbox.config import TOOL_SCOPES
+from gradesync.testing import wait_for
+from tests.cli.test_sync_cli import _free_port
 from tests.support.cli import GRADESYNC, Run
 
 
@@ -119,6 +127,67 @@ def test_help_names_the_real_commands() -> None:
 def test_sandbox_refuses_an_unknown_log_level(gradesync: Run, level: str) -> None:
     r = gradesync("sandbox", "--port", "0", "--log-level", level, ok=False)
     assert r.returncode == 2 and "--log-level" in r.stderr
+
+
+def _doc_seed_file() -> str:
+    """The seed file docs/sandbox.md shows, as written."""
+    doc = (Path(__file__).parents[2] / "docs" / "sandbox.md").read_text()
+    start = doc.index("```yaml\n", doc.index("## Seed file")) + len("```yaml\n")
+    return doc[start : doc.index("```", start)]
+
+
+def test_the_documented_seed_file_runs_and_a_bad_one_is_one_line_per_field(
+    gradesync: Run, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    example = _doc_seed_file()
+    bad = tmp_path / "bad.yaml"
+    # a misspelt key, and the doc's old `...` in a list of scopes
+    bad.write_text(
+        example.replace("{sub: u1, name:", "{sub: u1, nmae:").replace(
+            "scope/score\n", "scope/score\n      - ...\n", 1
+        )
+    )
+    r = gradesync("sandbox", "--port", "0", "--seed-file", str(bad), ok=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.splitlines() == [
+        f"error: users[0].nmae: Extra inputs are not permitted (in {bad}) [extra_forbidden]",
+        f"error: tools[0].scopes: unknown LTI scope(s) ['...']; allowed: {list(TOOL_SCOPES)} "
+        f"(in {bad}) [value_error]",
+    ]
+    r = gradesync("sandbox", "--port", "0", "--faults", '{"scorez": {}}', ok=False)
+    assert r.returncode == 2 and r.stderr.startswith("error: --faults: unknown fault group")
+
+    good = tmp_path / "sandbox.yaml"
+    good.write_text(example)
+    port = _free_port()
+    log_path = tmp_path / "sandbox.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [GRADESYNC, "sandbox", "--port", str(port), "--seed-file", str(good)],
+            env=cli_env,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+
+            def inspect() -> dict[str, object] | None:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    url = f"http://127.0.0.1:{port}/_sandbox/inspect"
+                    return httpx.get(url, timeout=1).json()  # type: ignore[no-any-return]
+                except httpx.TransportError:
+                    return None
+
+            seeded = wait_for(inspect, "the sandbox to serve", explain=log_path.read_text)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+    assert "c1" in json.dumps(seeded)
+    # the tool URLs it registers are gradesync's own
+    [tool] = yaml.safe_load(example)["tools"]
+    urls = [tool[k] for k in ("jwks_url", "oidc_login_url", "target_link_uri", "deep_link_url")]
+    paths = {getattr(r, "path", "") for r in build_router(lambda *a: None).routes}
+    assert {urlsplit(u).path for u in urls + tool["redirect_uris"]} <= paths
 
 
 def test_a_port_in_use_is_one_clear_line(gradesync: Run) -> None:

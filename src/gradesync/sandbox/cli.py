@@ -6,6 +6,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -46,7 +47,11 @@ def run(
 ) -> None:
     """Serve the sandbox until interrupted (blocking)."""
     config = build_config(host, port, seed_file, mode, base_url, rng_seed, faults)
-    app = create_app(config)
+    serve_app(create_app(config), config, host, port, log_level)
+
+
+def serve_app(app: Any, config: SandboxConfig, host: str, port: int, log_level: str) -> None:
+    """Serve the app `create_app(config)` made until interrupted (blocking)."""
     print(
         f"gradesync sandbox ({config.mode}) on {config.base_url}, "
         f"inspect at {config.base_url}/_sandbox/"
