@@ -83,7 +83,7 @@ def test_bad_values_and_wrong_keys_are_refused_and_change_nothing(api: ApiEnv) -
     assert found == {
         ("attempt_selection", "one_of"),
         ("grace_period_minutes", "not_negative"),
-        ("colour", "unknown_field"),
+        ("colour", "unknown_setting"),  # as docs/policies.md and the CLI name it
     }
     assert admin.get("/tenant/policy").json()["tenant"] == {}
     # only an admin key sets the institution's defaults

@@ -195,8 +195,44 @@ def test_every_bad_field_is_reported_on_its_own_line(
         ok=False,
     )
     assert r.returncode == 2
-    assert "first_run_at" in r.stderr and "kind" in r.stderr.replace("first_run_at", ""), r.stderr
+    # named by the options typed, not by the service's fields (first_run_at)
+    assert "error: --first-run: " in r.stderr and "error: --kind: " in r.stderr, r.stderr
     assert len(r.stderr.splitlines()) == 2, r.stderr
+    # an LTI 1.1 consumer: named by the options typed, not by its fields (allowed_hosts[0])
+    r = gradesync(
+        "lti11",
+        "add-consumer",
+        "-t",
+        "northwind",
+        "--id",
+        "canvas11",
+        "--key",
+        "k1",
+        "--allowed-host",
+        "bad host!",
+        "--secret",
+        "short",
+        ok=False,
+    )
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 2, r.stderr
+    assert "error: --allowed-host: 'bad host!'" in r.stderr, r.stderr
+    assert "error: --secret: At least 16 characters" in r.stderr, r.stderr
+    r = gradesync(
+        "schedules",
+        "add",
+        "-t",
+        "northwind",
+        "-k",
+        "daily",
+        "-s",
+        "07:00",
+        "--tz",
+        "UTC",
+        "--course",
+        "nope",
+        ok=False,
+    )
+    assert r.returncode == 2 and r.stderr.startswith("error: --course: "), r.stderr
     # grade policy: two malformed settings
     r = gradesync("policy", "set", "on", "=off", "-t", "northwind", ok=False)
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 2, r.stderr

@@ -360,6 +360,12 @@ def test_destinations_check_end_to_end(world: World) -> None:
     learner = unique("ol-")
     ctx, link, _ = _connected(world, [learner])
     assert world.launch(learner, ctx, link).status_code == 200
+    # a learner the course does not have is refused, named as the request names it
+    r = world.call("POST", "/destinations/lms/check", json={"learner_id": "u-nobody"})
+    assert r.status_code == 422, r.text
+    assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
+        ("learner_id", "not_a_learner")
+    ]
     out = world.ok("POST", "/destinations/lms/check", json={"send_test": True})
     assert out["ok"], out
     names = [s["name"] for s in out["steps"]]

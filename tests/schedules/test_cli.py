@@ -92,7 +92,7 @@ def test_admin_runs_schedules_from_the_command_line(
     assert history[0]["run"]["id"] == run["id"]
 
     bad = gs("add", "--kind", "daily", "--spec", "7pm", "--tz", "UTC", code=2)
-    assert "spec:" in bad.stderr and "[time_format]" in bad.stderr
+    assert "--spec:" in bad.stderr and "[time_format]" in bad.stderr
     assert "not found" in gs("pause", "sch_nope", code=3).stderr
 
     assert "paused 1 schedule(s)" in gs("pause-all").stdout

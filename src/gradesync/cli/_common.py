@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -160,12 +161,28 @@ class CliError:
         }
 
 
-def error_of(exc: BaseException) -> CliError | None:
-    """The CliError an exception stands for, or None for one that is not gradesync's."""
+def as_options(problems: list[FieldProblem], options: Mapping[str, str]) -> list[FieldProblem]:
+    """Problems named by the use case's fields (`course_id`, `allowed_hosts[0]`) named by the
+    command's options instead (`--course`, `--allowed-host`): what the user typed."""
+
+    def named(field: str) -> str:
+        for name, option in options.items():
+            m = re.fullmatch(rf"{re.escape(name)}(\[\d+\])?(.*)", field)
+            if m:
+                return option + m.group(2)
+        return field
+
+    return [FieldProblem(named(p.field), p.rule, p.message) for p in problems]
+
+
+def error_of(exc: BaseException, options: Mapping[str, str] | None = None) -> CliError | None:
+    """The CliError an exception stands for, or None for one that is not gradesync's.
+    `options`: the command's option for each field of the use case (see as_options)."""
     from gradesync.services.destination import RemoteFailure
 
     if isinstance(exc, InvalidInput):
-        return CliError(EXIT_BAD_INPUT, str(exc), tuple(exc.problems))
+        problems = as_options(exc.problems, options or {})
+        return CliError(EXIT_BAD_INPUT, str(InvalidInput(problems)), tuple(problems))
     if isinstance(exc, NotFound):
         return CliError(EXIT_NOT_FOUND, str(exc))
     if isinstance(exc, Conflict):
@@ -213,13 +230,14 @@ def problem(field: str, rule: str, message: str) -> FieldProblem:
     return FieldProblem(field, rule, message)
 
 
-def guarded(fn: Callable[[], T]) -> T:
+def guarded(fn: Callable[[], T], options: Mapping[str, str] | None = None) -> T:
     """Run `fn`, reporting gradesync's errors (and a destination's refusal) with their exit
-    codes: 2 bad input, 3 not found, 4 conflict, 1 failed."""
+    codes: 2 bad input, 3 not found, 4 conflict, 1 failed. A bad field is named by its option
+    in `options` ({"course_id": "--course"}), as docs/operations.md promises."""
     try:
         return fn()
     except Exception as exc:
-        error = error_of(exc)
+        error = error_of(exc, options)
         if error is None:
             raise
         raise report(error) from exc

@@ -201,7 +201,9 @@ def destinations_check(
                 tenant, destination_id, course_id=course, learner_id=learner, send_test=send_test
             )
 
-        steps = guarded(lambda: _async(rt, run))
+        steps = guarded(
+            lambda: _async(rt, run), {"course_id": "--course", "learner_id": "--learner"}
+        )
     ok = all(s.passed for s in steps)
     if as_json:
         print_json(

@@ -29,6 +29,17 @@ app = typer.Typer(
 )
 
 
+# ConsumerSpec's fields as add-consumer's options, to name a bad one as it was typed.
+OPTIONS = {
+    "destination_id": "--id",
+    "name": "--name",
+    "consumer_key": "--key",
+    "consumer_secret": "--secret",
+    "allowed_hosts": "--allowed-host",
+    "profile": "--profile",
+}
+
+
 @app.command("add-consumer")
 def add_consumer_cmd(
     tenant: str = TENANT,
@@ -105,7 +116,7 @@ def add_consumer_cmd(
         return dest
 
     with runtime() as rt:
-        dest = guarded(lambda: save(rt))
+        dest = guarded(lambda: save(rt), OPTIONS)
     launch_url = rt.settings.base_url.rstrip("/") + LAUNCH_PATH
     if as_json:
         print_json(

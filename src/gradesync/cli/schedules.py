@@ -55,6 +55,17 @@ FIRST_RUN = typer.Option(
     help="Start no earlier than this ISO date-time (without an offset: local to --tz).",
 )
 BY = typer.Option(None, "--by", help="Who is doing this (default cli:<login name>).")
+# The schedule service's fields as this group's options, to name a bad one as it was typed.
+OPTIONS = {
+    "kind": "--kind",
+    "spec": "--spec",
+    "time_zone": "--tz",
+    "course_id": "--course",
+    "destination_id": "--destination",
+    "activity_ids": "--activity",
+    "first_run_at": "--first-run",
+    "posted_by": "--by",
+}
 
 
 def _service(rt: Runtime) -> ScheduleService:
@@ -158,7 +169,7 @@ def add(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Add a schedule."""
-    guarded(lambda: _check_rule(kind, spec, tz, first_run))
+    guarded(lambda: _check_rule(kind, spec, tz, first_run), OPTIONS)
     with runtime() as rt:
         info = guarded(
             lambda: _service(rt).create(
@@ -172,7 +183,8 @@ def add(
                 activity_ids=activity,
                 first_run_at=_parse_time(first_run, "first_run_at", naive_is_utc=False),
                 trigger="remaster" if remaster else "schedule",
-            )
+            ),
+            OPTIONS,
         )
     _show(info, as_json)
 
@@ -212,7 +224,7 @@ def edit(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Change a schedule; options not given stay as they are."""
-    guarded(lambda: _check_rule(kind, spec, tz, first_run))
+    guarded(lambda: _check_rule(kind, spec, tz, first_run), OPTIONS)
 
     def work() -> ScheduleInfo:
         svc = _service(rt)
@@ -238,7 +250,7 @@ def edit(
         )
 
     with runtime() as rt:
-        info = guarded(work)
+        info = guarded(work, OPTIONS)
     _show(info, as_json)
 
 
@@ -362,7 +374,7 @@ def preview(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Show the next runs a rule would make (daylight-saving changes included)."""
-    guarded(lambda: _check_rule(kind, spec, tz, first_run))
+    guarded(lambda: _check_rule(kind, spec, tz, first_run), OPTIONS)
     with runtime() as rt:
         runs = guarded(
             lambda: _service(rt).preview(
@@ -371,7 +383,8 @@ def preview(
                 tz,
                 first_run_at=_parse_time(first_run, "first_run_at", naive_is_utc=False),
                 count=count,
-            )
+            ),
+            OPTIONS,
         )
     if as_json:
         print_json(PreviewOut(runs=list(runs)))  # as POST /schedules/preview

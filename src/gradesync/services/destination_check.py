@@ -81,14 +81,14 @@ def _plan(
                 enr = uow.enrollments.get(tenant_id, course.id, learner_id)
                 if enr is None or enr.role is not Role.LEARNER:
                     raise InvalidInput.one(
-                        "learner",
+                        "learner_id",  # as the request names it
                         "not_a_learner",
                         f"{learner_id!r} is not a learner of the course.",
                     )
                 learner = uow.links.person(tenant_id, d.id, learner_id, course.id)
                 if learner is None:
                     raise InvalidInput.one(
-                        "learner",
+                        "learner_id",
                         "never_launched",
                         f"{learner_id!r} has never launched gradesync from this LMS.",
                     )

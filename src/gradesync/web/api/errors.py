@@ -106,10 +106,13 @@ def strip_prefix(exc: InvalidInput, prefix: str) -> InvalidInput:
     )
 
 
-def _pydantic_problem(err: dict[str, Any]) -> dict[str, Any]:
+def _pydantic_problem(err: dict[str, Any], policy_body: bool = False) -> dict[str, Any]:
     loc = list(err.get("loc", ()))
     etype = str(err.get("type", "invalid"))
     rule = _RULES.get(etype, etype)
+    if etype == "extra_forbidden" and _names_a_setting(loc, policy_body):
+        # as `gradesync policy set` and docs/policies.md name it
+        rule = "unknown_setting"
     bound = (err.get("ctx") or {}).get("ge", (err.get("ctx") or {}).get("gt"))
     if rule in ("not_negative", "positive") and bound not in (None, 0):
         rule = "minimum"  # `limit: 0` where 1 is the least is not a negative number
@@ -132,10 +135,17 @@ def _pydantic_problem(err: dict[str, Any]) -> dict[str, Any]:
     return {"loc": loc, "field": field_name(loc), "rule": rule, "msg": msg, "type": etype}
 
 
+def _names_a_setting(loc: list[Any], policy_body: bool) -> bool:
+    """A key of a grade policy: the body of a `.../policy` PATCH, or a `policy` object."""
+    return (policy_body and len(loc) == 2) or (len(loc) > 2 and loc[-2] == "policy")
+
+
 async def validation_refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    policy_body = request.url.path.endswith("/policy")
     return JSONResponse(
-        status_code=422, content={"detail": [_pydantic_problem(e) for e in exc.errors()]}
+        status_code=422,
+        content={"detail": [_pydantic_problem(e, policy_body) for e in exc.errors()]},
     )
 
 

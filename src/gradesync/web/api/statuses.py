@@ -93,6 +93,7 @@ RULES: dict[str, str] = {
     "calendar": "a date-time of the right form that names no day (e.g. 31 February)",
     "range": "a date-time outside years 1-9999 once converted to UTC; a destination limit "
     "outside its bounds (a SIS takes at most 64 requests at once)",
+    "unknown_setting": "a grade policy setting that does not exist",
     "tenant_only": "a setting only the tenant holds (`roster_match`), given to a course or "
     "activity",
     "nothing_to_post": "Post grades when no named or ticked activity can go",
