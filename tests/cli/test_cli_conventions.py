@@ -217,6 +217,17 @@ def test_every_bad_field_is_reported_on_its_own_line(
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 2, r.stderr
     assert "error: --allowed-host: 'bad host!'" in r.stderr, r.stderr
     assert "error: --secret: At least 16 characters" in r.stderr, r.stderr
+    # a key another consumer of the tenant has: a conflict with what is stored, exit 4
+    lti11 = ("lti11", "add-consumer", "-t", "northwind", "--allowed-host", "lms.example.edu")
+    gradesync(*lti11, "--id", "canvas11", "--key", "gradesync-canvas", "--secret", "s" * 16)
+    r = gradesync(
+        *lti11, "--id", "canvas12", "--key", "gradesync-canvas", "--secret", "s" * 16, ok=False
+    )
+    assert r.returncode == 4, r.stderr
+    assert r.stderr == (
+        "error: The consumer key 'gradesync-canvas' is already the key of consumer 'canvas11' "
+        "of this tenant; every consumer needs its own key.\n"
+    )
     r = gradesync(
         "schedules",
         "add",

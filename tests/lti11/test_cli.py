@@ -132,7 +132,9 @@ def test_a_consumer_key_is_registered_once(run, db: Database) -> None:  # type: 
                 "--allowed-host", "lms.example.edu", env=env)  # fmt: skip
 
     assert ok.exit_code == 0
-    assert clash.exit_code == 2 and "consumer_key" in clash.output
+    # a conflict with what is stored (docs/operations.md): exit 4
+    assert clash.exit_code == 4 and "consumer key 'shared'" in clash.output
+    assert "another registration" in clash.output
     assert "t1" not in clash.output and "a11" not in clash.output  # another tenant's: unnamed
     with db.uow() as uow:
         assert uow.destinations.get("t2", "b11") is None

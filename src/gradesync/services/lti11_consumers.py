@@ -173,13 +173,14 @@ def add_consumer(
             and other.config.get("consumer_key") == spec.consumer_key
             and (other.tenant_id, other.id) != (spec.tenant_id, spec.destination_id)
         ):
-            # another tenant's consumer is not named: a caller learns nothing of it
-            whose = f" of consumer {other.id!r}" if other.tenant_id == spec.tenant_id else ""
-            raise InvalidInput.one(
-                "consumer_key",
-                "unique",
-                f"{spec.consumer_key!r} is already the key{whose} of another registration; "
-                "every consumer needs its own key.",
+            # a conflict with what is stored (exit 4, HTTP 409), not a malformed key; another
+            # tenant's consumer is not named: a caller learns nothing of it
+            if other.tenant_id == spec.tenant_id:
+                taken = f"is already the key of consumer {other.id!r} of this tenant"
+            else:
+                taken = "is already taken by another registration"
+            raise Conflict(
+                f"The consumer key {spec.consumer_key!r} {taken}; every consumer needs its own key."
             )
     dest = Destination(
         tenant_id=spec.tenant_id,
