@@ -223,9 +223,15 @@ def test_activity_cannot_move_between_courses(api: ApiEnv, c: Caller) -> None:
 
 
 def test_malformed_json(c: Caller) -> None:
+    """400, as docs/security.md and the OpenAPI document say, with the shape of a 422."""
     r = c.post("/attempts", content="{not json", headers={"Content-Type": "application/json"})
-    assert r.status_code == 422
+    assert r.status_code == 400, r.text
     [problem] = r.json()["detail"]
     # the body is named, not the character offset FastAPI puts in the location ("[1]")
     assert (problem["field"], problem["rule"], problem["loc"]) == ("body", "json", ["body"])
     assert problem["msg"].startswith("The body is not valid JSON at character 2: "), problem
+    # not UTF-8 either
+    r = c.post("/attempts", content=b'{"x": "\xff"}', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    [problem] = r.json()["detail"]
+    assert (problem["field"], problem["rule"]) == ("body", "json"), problem

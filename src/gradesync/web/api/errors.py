@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
 
@@ -143,10 +145,11 @@ def _names_a_setting(loc: list[Any], policy_body: bool) -> bool:
 async def validation_refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     policy_body = request.url.path.endswith("/policy")
-    return JSONResponse(
-        status_code=422,
-        content={"detail": [_pydantic_problem(e, policy_body) for e in exc.errors()]},
-    )
+    problems = [_pydantic_problem(e, policy_body) for e in exc.errors()]
+    # a body that is not JSON at all is a bad request (docs/security.md, the OpenAPI
+    # document's 400), told in the 422's shape: the rule is `json`
+    status = 400 if any(p["rule"] == "json" for p in problems) else 422
+    return JSONResponse(status_code=status, content={"detail": problems})
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
@@ -165,7 +168,19 @@ async def _conflict(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=409, content={"detail": str(exc)})
 
 
+async def http_refused(request: Request, exc: Exception) -> Response:
+    """FastAPI's HTTP errors as it answers them, but a JSON body that is not UTF-8 (which
+    FastAPI answers with a bare string) in the shape of any other body that is not JSON."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        why = f"The body is not valid JSON: it is not UTF-8 ({exc.__cause__.reason})."
+        problem = {"loc": ["body"], "field": "body", "rule": "json", "msg": why}
+        return JSONResponse(status_code=400, content={"detail": [{**problem, "type": "json"}]})
+    return await http_exception_handler(request, exc)
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, http_refused)
     app.add_exception_handler(RequestValidationError, validation_refused)
     app.add_exception_handler(InvalidInput, _invalid)
     app.add_exception_handler(NotFound, _not_found)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -15,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gradesync.domain.model import ConsoleUser, UserRole
 from gradesync.services.accounts import authenticate
 from gradesync.services.login_throttle import LoginThrottle
-from gradesync.web.api.errors import validation_refused
+from gradesync.web.api.errors import http_refused, validation_refused
 from gradesync.web.console import (
     course,
     dashboard,
@@ -59,7 +58,7 @@ def install(app: FastAPI, secret_key: str, *, https_only: bool = False) -> None:
         assert isinstance(exc, StarletteHTTPException)
         if request.url.path.startswith("/console/") and exc.status_code in (404, 405):
             return await page_error_handler(request, exc)
-        return await http_exception_handler(request, exc)
+        return await http_refused(request, exc)
 
     app.add_exception_handler(StarletteHTTPException, not_here)
 
