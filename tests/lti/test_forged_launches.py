@@ -108,7 +108,9 @@ def test_a_genuine_launch_passes(forger: Forger) -> None:
     assert resp.json()["course_id"] == "course-f"
 
 
-def test_forgeries_are_refused_and_recorded(forger: Forger) -> None:
+def test_forgeries_are_refused_and_recorded(
+    forger: Forger, caplog: pytest.LogCaptureFixture
+) -> None:
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     platform_kid = forger.lms.sandbox.platform_key.kid
     cases: list[tuple[str, int, str]] = []
@@ -169,9 +171,13 @@ def test_forgeries_are_refused_and_recorded(forger: Forger) -> None:
         ("nonce_replayed", 401, _refused(forger.post(token, state), 401, "nonce_replayed"))
     )
 
-    _refused(forger.post(token, "not-a-state"), 400, "bad_state")
+    # a state gradesync never issued names no tenant: the operator's log has it (docs/security.md)
+    with caplog.at_level("WARNING", logger="gradesync.lti.routes"):
+        _refused(forger.post(token, "not-a-state"), 400, "bad_state")
+    assert "LTI launch refused: bad_state: " in caplog.text
 
     recorded = {(r.code, r.message): r for r in forger.gs.rejections(forger.s.tenant_id)}
+    assert "bad_state" not in {code for code, _ in recorded}
     for code, _status, message in cases:
         assert recorded[(code, message)].destination_id == forger.s.platform_id
     # nothing was bound by the refused launches: only the two genuine ones were recorded
