@@ -93,6 +93,10 @@ class Runtime:
         """Build the runtime. Migrations are applied automatically on the embedded SQLite
         default (nobody else shares that file); on PostgreSQL run `gradesync db upgrade`."""
         settings = settings or load_settings()
+        from gradesync.services.outbound import OutboundPolicy
+
+        for warning in OutboundPolicy.allowing(settings.outbound_allowed_networks).warnings():
+            log.warning("%s", warning)
         db = Database.from_settings(settings)
         if migrate if migrate is not None else db.is_sqlite:
             db.upgrade()

@@ -316,6 +316,22 @@ def test_settings_checked_only_where_used_are_refused_at_start_by_name(
     gradesync("runs", "list", "-t", "northwind")
 
 
+def test_allowing_every_address_is_warned_of_at_start(
+    gradesync: Run, cli_env: dict[str, str]
+) -> None:
+    """docs/security.md: never 0.0.0.0/0. It is accepted (the operator decides) but said."""
+    gradesync("tenants", "create", "northwind", "--no-key")
+    cli_env["GRADESYNC_OUTBOUND_ALLOWED_NETWORKS"] = "10.20.0.0/16,0.0.0.0/0"
+    r = gradesync("runs", "list", "-t", "northwind")
+    assert "GRADESYNC_OUTBOUND_ALLOWED_NETWORKS allows 0.0.0.0/0: every address" in r.stderr
+    assert "10.20.0.0/16" not in r.stderr, r.stderr
+    cli_env["GRADESYNC_OUTBOUND_ALLOWED_NETWORKS"] = "169.254.0.0/16"
+    r = gradesync("runs", "list", "-t", "northwind")
+    assert "allows 169.254.0.0/16, which holds a cloud metadata address" in r.stderr, r.stderr
+    cli_env["GRADESYNC_OUTBOUND_ALLOWED_NETWORKS"] = "10.20.0.0/16,127.0.0.1/32"
+    assert "GRADESYNC_OUTBOUND" not in gradesync("runs", "list", "-t", "northwind").stderr
+
+
 def test_a_worker_name_that_would_not_fit_its_id_is_refused(gradesync: Run) -> None:
     for name in ("a b", "w" * 101):
         r = gradesync("worker", "--name", name, ok=False)

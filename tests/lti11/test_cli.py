@@ -138,3 +138,32 @@ def test_a_consumer_key_is_registered_once(run, db: Database) -> None:  # type: 
     assert "t1" not in clash.output and "a11" not in clash.output  # another tenant's: unnamed
     with db.uow() as uow:
         assert uow.destinations.get("t2", "b11") is None
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        # a sentence, not "covers metadata.google.internal is a cloud metadata host"
+        ("*.google.internal", "'*.google.internal' is refused: it covers "
+         "metadata.google.internal, a cloud metadata host. List the LMS's own host names"),
+        ("169.254.169.254", "169.254.169.254 is a cloud metadata address. That is a cloud's "
+         "instance metadata service, where no LMS or SIS runs: correct the URL or host."),
+        ("10.0.0.5", "10.0.0.5 is a private address. gradesync sends requests only to public "
+         "addresses over https. If this address is genuinely where the service runs"),
+    ],
+)  # fmt: skip
+def test_a_refused_allowed_host_says_why_and_what_to_do(  # type: ignore[no-untyped-def]
+    run, db: Database, host: str, said: str
+) -> None:
+    result = run(
+        "add-consumer", "--tenant", "t1", "--id", "in11", "--key", "k-in", "--allowed-host",
+        host, env={"GRADESYNC_LTI11_SECRET": "long-enough-secret-123"},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    assert line.startswith("error: --allowed-host: ") and line.endswith("[address]"), line
+    assert said in line, line
+    # a metadata service is never to be allowed: the remedy does not suggest it
+    assert ("with GRADESYNC_OUTBOUND_ALLOWED_NETWORKS" in line) == (host == "10.0.0.5"), line
+    with db.uow() as uow:
+        assert uow.destinations.get("t1", "in11") is None

@@ -26,7 +26,7 @@ from gradesync.domain.model import (
     DestinationKind,
 )
 from gradesync.lti.claims import AGS_SCOPES
-from gradesync.services.outbound import REMEDY, OutboundGuard
+from gradesync.services.outbound import OutboundGuard, remedy_for
 
 PERSON_ID_SOURCES = ("sub", "email", "lis_person_sourcedid")
 _URL_FIELDS = ("issuer", "auth_login_url", "auth_token_url", "key_set_url")
@@ -135,7 +135,7 @@ def _address_problem(field: str, url: str, guard: OutboundGuard | None) -> Field
     if why is None:
         return None
     # the field is named beside the message wherever it is shown (field: message)
-    return FieldProblem(field, "address", f"{url!r} is refused: {why}. {REMEDY}")
+    return FieldProblem(field, "address", f"{url!r} is refused: {why}. {remedy_for(why)}")
 
 
 def _strings(data: Mapping[str, Any], field: str, problems: list[FieldProblem]) -> list[str]:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import Destination, DestinationKind
 from gradesync.services.destination_admin import LIMITS
-from gradesync.services.outbound import METADATA_NAMES, REMEDY, OutboundGuard
+from gradesync.services.outbound import METADATA_NAMES, OutboundGuard, remedy_for
 from gradesync.services.ports import UnitOfWork
 
 _LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
@@ -122,10 +122,14 @@ def _address_problems(spec: ConsumerSpec, guard: OutboundGuard) -> list[FieldPro
         host = pattern.lower()
         if host.startswith("*."):
             covered = [m for m in METADATA_NAMES if m.endswith(host[1:])]
-            why = guard.policy.name_problem(covered[0]) if covered else None
-            if why is not None:
+            if covered and guard.policy.name_problem(covered[0]) is not None:
                 out.append(
-                    FieldProblem(f"allowed_hosts[{i}]", "address", f"{pattern!r} covers {why}.")
+                    FieldProblem(
+                        f"allowed_hosts[{i}]",
+                        "address",
+                        f"{pattern!r} is refused: it covers {covered[0]}, a cloud metadata "
+                        "host. List the LMS's own host names instead.",
+                    )
                 )
                 continue
             host = host[2:]
@@ -133,7 +137,9 @@ def _address_problems(spec: ConsumerSpec, guard: OutboundGuard) -> list[FieldPro
         if why is not None:
             out.append(
                 FieldProblem(
-                    f"allowed_hosts[{i}]", "address", f"{pattern!r} is refused: {why}. {REMEDY}"
+                    f"allowed_hosts[{i}]",
+                    "address",
+                    f"{pattern!r} is refused: {why}. {remedy_for(why)}",
                 )
             )
     return out

@@ -48,6 +48,17 @@ REMEDY = (
     "genuinely where the service runs (an on-premises LMS or SIS), an operator can allow its "
     "network with GRADESYNC_OUTBOUND_ALLOWED_NETWORKS (docs/security.md)."
 )
+# No LMS or SIS runs at a metadata service: allowing it is never the fix (docs/security.md).
+METADATA_REMEDY = (
+    "That is a cloud's instance metadata service, where no LMS or SIS runs: correct the URL "
+    "or host. Do not allow its network: every tenant's registration could then reach it "
+    "(docs/security.md)."
+)
+
+
+def remedy_for(why: str) -> str:
+    """What to do about a refusal whose reason is `why`."""
+    return METADATA_REMEDY if "metadata" in why else REMEDY
 
 
 class OutboundRefused(RemoteFailure):
@@ -59,7 +70,7 @@ class OutboundRefused(RemoteFailure):
             FailureClass.MISCONFIGURED,
             "address_refused",
             f"{where}{target!r} is refused: {why}",
-            remedy=REMEDY,
+            remedy=remedy_for(why),
             final=True,
         )
         self.field = field
@@ -153,6 +164,24 @@ class OutboundPolicy:
     @classmethod
     def allowing(cls, networks: Iterable[str]) -> OutboundPolicy:
         return cls(tuple(ipaddress.ip_network(n.strip(), strict=False) for n in networks))
+
+    def warnings(self) -> list[str]:
+        """What an operator should hear at start about networks allowed too widely."""
+        out: list[str] = []
+        for n in self.allowed_networks:
+            if n.prefixlen == 0:
+                out.append(
+                    f"GRADESYNC_OUTBOUND_ALLOWED_NETWORKS allows {n}: every address, internal "
+                    "networks and cloud metadata services included, over plain http too. List "
+                    "only the networks where an LMS or SIS runs (docs/security.md)."
+                )
+            elif any(a.version == n.version and a in n for a in METADATA_ADDRESSES):
+                out.append(
+                    f"GRADESYNC_OUTBOUND_ALLOWED_NETWORKS allows {n}, which holds a cloud "
+                    "metadata address: every tenant's registration can reach it "
+                    "(docs/security.md)."
+                )
+        return out
 
     def allows(self, ip: IPAddress) -> bool:
         return any(ip.version == n.version and ip in n for n in self.allowed_networks)

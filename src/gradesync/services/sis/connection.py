@@ -19,7 +19,7 @@ from gradesync.domain.passback import (
     profile_from_config,
 )
 from gradesync.services.clock import Clock
-from gradesync.services.outbound import REMEDY, OutboundGuard
+from gradesync.services.outbound import OutboundGuard, remedy_for
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.sis.common import (
     DEFAULT_SCOPES,
@@ -42,7 +42,7 @@ def _url_problem(name: str, value: str | None, guard: OutboundGuard | None) -> F
         return FieldProblem(name, "url", f"{value!r} is not an absolute http(s) URL.")
     why = guard.url_problem(value) if guard is not None else None
     if why is not None:
-        return FieldProblem(name, "address", f"{value!r} is refused: {why}. {REMEDY}")
+        return FieldProblem(name, "address", f"{value!r} is refused: {why}. {remedy_for(why)}")
     return None
 
 
