@@ -66,3 +66,9 @@ def configure(level: str, fmt: str) -> None:
         lg = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = True
+    # Below DEBUG, libraries' chatter is left out: alembic's plugin and migration lines at
+    # every start (docs/operations.md promises one line for a failed start), httpx's line per
+    # request (gradesync logs what a request meant: a delivery, a refusal).
+    chatty = logging.NOTSET if level.upper() == "DEBUG" else logging.WARNING
+    for name in ("alembic", "httpx"):
+        logging.getLogger(name).setLevel(chatty)

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -132,3 +133,29 @@ def test_run_lines_carry_the_run_id(served: Served, captured: Captured) -> None:
     mine = [x for x in captured.lines() if x.get("run_id") == run["id"]]
     assert any("started" in x["message"] for x in mine), captured.lines()
     assert all(x["tenant"] == served.tenant for x in mine)
+
+
+@pytest.mark.parametrize(("level", "shown"), [("INFO", False), ("DEBUG", True)])
+def test_httpx_says_each_request_only_at_debug(level: str, shown: bool) -> None:
+    """A worker sends thousands of requests: one `httpx: HTTP Request:` INFO line each was
+    noise beside gradesync's own lines, which say what a request meant."""
+    root = logging.getLogger()
+    saved, saved_level = list(root.handlers), root.level
+    stream = io.StringIO()
+    try:
+        logs.configure(level, "text")
+        [h] = root.handlers
+        assert isinstance(h, logging.StreamHandler)
+        h.setStream(stream)
+        transport = httpx.MockTransport(lambda request: httpx.Response(204))
+        with httpx.Client(transport=transport) as client:
+            client.get("https://lms.example.edu/ping")
+    finally:
+        for name in ("alembic", "httpx"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved:
+            root.addHandler(h)
+        root.setLevel(saved_level)
+    assert ("httpx: HTTP Request: GET https://lms.example.edu/ping" in stream.getvalue()) is shown
