@@ -118,6 +118,19 @@ def _help(*args: str) -> str:
     ).stdout
 
 
+def test_schedules_list_at_80_columns_shows_whole_ids(
+    gradesync: Run, cli_db: Database, cli_env: dict[str, str]
+) -> None:
+    gradesync("tenants", "create", "northwind", "--no-key")
+    add = ("schedules", "add", "-t", "northwind", "--json", "-k", "daily", "-s", "07:00")
+    made = json.loads(gradesync(*add, "--tz", "America/New_York").stdout)
+    cli_env["COLUMNS"] = "80"
+    out = gradesync("schedules", "list", "-t", "northwind").stdout
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    assert made["id"] in out, out  # whole: `schedules show|pause|edit` take it
+    gradesync("schedules", "show", made["id"], "-t", "northwind")
+
+
 def test_help_names_the_real_commands() -> None:
     assert "add-consumer" in _help("lti11")
     assert "--log-level" in _help("sandbox")
