@@ -32,7 +32,13 @@ def test_scopes_are_enforced_and_admin_implies_all(api: ApiEnv) -> None:
     sync = Caller(api.client, api.tenant("t1", "sync"))
     admin = Caller(api.client, api.tenant("t1", "admin"))
     assert sync.post("/ingest", json=ROSTER).status_code == 403
-    assert sync.post("/ingest", json=ROSTER).json() == {"detail": "forbidden"}
+    # the scope that would do is named, so the caller knows which key to use
+    assert sync.post("/ingest", json=ROSTER).json() == {
+        "detail": "forbidden: this needs a key with the ingest scope (admin holds every scope)"
+    }
+    assert sync.post("/schedules", json={}).json() == {
+        "detail": "forbidden: this needs a key with the admin scope"
+    }
     assert ingest.post("/ingest", json=ROSTER).status_code == 202
     assert ingest.get("/runs").status_code == 403
     assert ingest.get("/destinations").status_code == 403

@@ -42,10 +42,15 @@ def require_scope(scope: str | ApiScope, *more: str | ApiScope) -> Callable[...,
     """A dependency that admits keys holding `scope` or any of `more` (`admin` implies every
     scope). Usage: `principal: Principal = Depends(require_scope("ingest"))`."""
     wanted = [ApiScope(s) for s in (scope, *more)]
+    # the caller holds a valid key: naming the scope it lacks tells it nothing about others
+    names = " or ".join(w.value for w in wanted)
+    refused = f"forbidden: this needs a key with the {names} scope"
+    if ApiScope.ADMIN not in wanted:
+        refused += " (admin holds every scope)"
 
     def dependency(principal: Principal = Depends(current_principal)) -> Principal:
         if not any(principal.allows(w) for w in wanted):
-            raise HTTPException(status_code=403, detail="forbidden")
+            raise HTTPException(status_code=403, detail=refused)
         return principal
 
     dependency.__name__ = "require_scope_" + "_or_".join(w.value for w in wanted)
