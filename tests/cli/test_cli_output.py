@@ -29,8 +29,7 @@ from gradesync.domain.model import (
 from gradesync.lti.routes import build_router
 from gradesync.sandbox.config import TOOL_SCOPES
 from gradesync.testing import wait_for
-from tests.cli.test_sync_cli import _free_port
-from tests.support.cli import GRADESYNC, Run
+from tests.support.cli import GRADESYNC, Run, free_port
 
 
 def _seed(db: Database) -> None:
@@ -172,7 +171,7 @@ def test_the_documented_seed_file_runs_and_a_bad_one_is_one_line_per_field(
 
     good = tmp_path / "sandbox.yaml"
     good.write_text(example)
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "sandbox.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
