@@ -99,10 +99,9 @@ def test_repair_and_destination_check_from_the_cli(
     assert check.returncode == 1 and "registration" in check.stdout
 
 
-def test_doctor_course_judges_each_destination_and_spares_what_is_left_out(
-    cli_db: Database,
-    gradesync: Run,
-) -> None:
+def _with_sis_sparing_pol(cli_db: Database) -> None:
+    """Biology at the LMS (a1 delivered to ada and bo) and at a SIS, where a1 is delivered and
+    "Policy quiz" (pol) is not ticked for SIS passback."""
     seed(cli_db)  # Biology at the LMS: a1 delivered to ada and bo
     with cli_db.uow() as uow:
         uow.activities.upsert(Activity(T, "pol", C, "Policy quiz", 10.0))
@@ -133,6 +132,13 @@ def test_doctor_course_judges_each_destination_and_spares_what_is_left_out(
         uow.ledger.save_many([(r, C) for r in sis_rows])
         uow.commit()
 
+
+def test_doctor_course_judges_each_destination_and_spares_what_is_left_out(
+    cli_db: Database,
+    gradesync: Run,
+) -> None:
+    _with_sis_sparing_pol(cli_db)
+
     # every grade delivered, the SIS spared "pol" on purpose: nothing to fix
     ok = gradesync("doctor", "-t", T, "--course", C)
     assert "Grades are syncing" in ok.stdout and "problems 0" in ok.stdout
@@ -152,3 +158,21 @@ def test_doctor_course_judges_each_destination_and_spares_what_is_left_out(
     assert data["destinations"]["sis"]["symptom"] == "all_syncing"
     assert [c["code"] for c in data["causes"]["course"]] == ["destination_paused"]
     assert [c["code"] for c in data["excluded"]] == ["not_selected_for_sis"]
+
+
+def test_doctor_activity_spares_what_is_left_out_on_purpose(
+    cli_db: Database,
+    gradesync: Run,
+) -> None:
+    _with_sis_sparing_pol(cli_db)
+    out = json.loads(gradesync("doctor", "-t", T, "--activity", "pol", "--json", ok=False).stdout)
+    at_sis = {c["code"]: c for c in out["checks"] if c["destination_id"] == "sis"}
+    # not ticked for the SIS: said as left out on purpose, never as a problem to diagnose
+    for code in ("column_linked", "learners_delivered"):
+        assert at_sis[code]["excluded"], at_sis[code]
+    evidence = at_sis["learners_delivered"]["evidence"]
+    assert "Left out on purpose: The activity 'Policy quiz' is not selected" in evidence
+    assert "Problems" not in evidence
+    text = gradesync("doctor", "-t", T, "--activity", "pol", ok=False).stdout
+    assert "not_selected_for_sis: 2" not in text
+    assert "to include it: Tick 'Sync to SIS' for the activity." in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from gradesync.domain.capabilities import Capabilities
@@ -76,7 +76,11 @@ def _state_summary(rows: Sequence[KeyState]) -> tuple[str, list[str], Counter[st
         r.reason_code or r.state.value
         for r in rows
         if r.state in (DeliveryState.REJECTED, DeliveryState.RETRYING)
-        or (r.state is DeliveryState.SKIPPED and r.reason_code not in BENIGN_SKIPS)
+        or (
+            r.state is DeliveryState.SKIPPED
+            and r.reason_code not in BENIGN_SKIPS
+            and r.reason_code not in BY_DESIGN
+        )
     )
     text = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no rows"
     lines = []
@@ -111,6 +115,15 @@ BY_DESIGN = frozenset(
 )
 
 
+# How to include what BY_DESIGN left out (the CLI prints it after "to include it:")
+_TO_INCLUDE = {
+    ReasonCode.COURSE_SYNC_DISABLED.value: "Turn grade sync on for the course.",
+    ReasonCode.SYNC_DISABLED.value: "Tick the activity's sync box.",
+    PassbackRule.NOT_SELECTED.value: "Tick 'Sync to SIS' for the activity.",
+    PassbackRule.NOT_POSTED.value: "Post its grades (Post grades, or `gradesync sis post`).",
+}
+
+
 def diagnose_activity(facts: ActivityFacts) -> Diagnosis:
     checks: list[Check] = []
     checks += course_checks(facts.course)
@@ -126,9 +139,27 @@ def diagnose_activity(facts: ActivityFacts) -> Diagnosis:
         refused = Counter(r.reason_code for r in af.rows if r.reason_code in COLUMN_CODES)
         top = refused.most_common(1)
         col = column_check(dfacts, facts.activity, (str(top[0][0]), top[0][1]) if top else None)
-        checks.append(col)
         text, lines, problems = _state_summary(af.rows)
         delivered = sum(1 for r in af.rows if r.state is DeliveryState.DELIVERED)
+        left_out = [r for r in af.rows if r.reason_code in BY_DESIGN]
+        if left_out and not problems and not delivered:
+            # a person left this activity out at this destination (e.g. not ticked for the
+            # SIS): no column and no grades there is what they asked for, not a fault
+            why = left_out[0].reason_text or str(left_out[0].reason_code)
+            checks.append(replace(col, excluded=True) if not col.passed else col)
+            checks.append(
+                Check(
+                    CheckCode.LEARNERS_DELIVERED,
+                    f"Learners' grades delivered to {d.name!r}",
+                    False,
+                    f"{facts.learners} learner(s); ledger: {text}. Left out on purpose: {why}",
+                    _TO_INCLUDE.get(str(left_out[0].reason_code)),
+                    d.id,
+                    excluded=True,
+                )
+            )
+            continue
+        checks.append(col)
         checks.append(
             Check(
                 CheckCode.LEARNERS_DELIVERED,
