@@ -130,6 +130,26 @@ def test_schedules_list_at_80_columns_shows_whole_ids(
     gradesync("schedules", "show", made["id"], "-t", "northwind")
 
 
+def test_lists_at_80_columns_show_whole_ids(
+    gradesync: Run, cli_db: Database, cli_env: dict[str, str]
+) -> None:
+    """Every list's first column is what the next command takes: never cut to `…`."""
+    tenant = "northwind-regional-school-district-of-the-lakes"
+    gradesync("tenants", "create", tenant, "--name", "Northwind", "--no-key")
+    made = json.loads(
+        gradesync(
+            "keys", "create", "-t", tenant, "--name", "courseware production " * 3,
+            "-s", "ingest", "-s", "sync", "--json",
+        ).stdout
+    )  # fmt: skip
+    cli_env["COLUMNS"] = "80"
+    for args in (("tenants", "list"), ("keys", "list", "-t", tenant)):
+        out = gradesync(*args).stdout
+        assert max(len(line) for line in out.splitlines()) <= 80, out
+        assert "…" not in out, out
+        assert tenant in out if args[0] == "tenants" else made["id"] in out, out
+
+
 def test_help_names_the_real_commands() -> None:
     assert "add-consumer" in _help("lti11")
     assert "--log-level" in _help("sandbox")

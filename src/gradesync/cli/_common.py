@@ -21,7 +21,7 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 from typer._click.globals import get_current_context  # typer carries its own click
 
 from gradesync.adapters.secretbox import SecretBoxError
@@ -264,6 +264,15 @@ def when(dt: datetime | None) -> str:
 def short_when(dt: datetime | None) -> str:
     """A time for a narrow table column (UTC, to the minute)."""
     return dt.strftime("%m-%d %H:%M") if dt else "-"
+
+
+def id_table(key: str, *headers: str, **options: Any) -> Table:
+    """A table whose first column (`key`: an id the next command takes) is never cut or
+    wrapped, however narrow the terminal (rich would shorten it to `sch_9e…`); the other
+    cells wrap, and a word too long for its column folds rather than loses its end."""
+    return Table(
+        Column(key, no_wrap=True), *(Column(h, overflow="fold") for h in headers), **options
+    )
 
 
 def print_table(table: Table) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import typer
-from rich.table import Table
 
 from gradesync.cli._common import (
     JSON_OUT,
@@ -14,6 +13,7 @@ from gradesync.cli._common import (
     bad_input,
     console,
     guarded,
+    id_table,
     print_json,
     print_table,
     problem,
@@ -48,7 +48,7 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     if as_json:
         print_json([dest_out(rt, d) for d in dests])  # as GET /destinations
         return
-    table = Table("id", "kind", "name", "profile", "status")
+    table = id_table("id", "kind", "name", "profile", "status")
     for v in views:
         table.add_row(str(v["id"]), str(v["kind"]), str(v["name"]), str(v["profile"]), _status(v))
     print_table(table)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from gradesync.cli._common import (
     JSON_OUT,
     TENANT,
     console,
     guarded,
+    id_table,
     print_json,
     print_table,
     runtime,
@@ -72,7 +72,7 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
             ]
         )
         return
-    table = Table("id", "name", "scopes", "created", "status")
+    table = id_table("id", "name", "scopes", "created", "status")
     for k in keys:
         status = f"revoked {when(k.revoked_at)}" if k.revoked_at else "active"
         table.add_row(k.id, k.name, ", ".join(k.scopes), when(k.created_at), status)

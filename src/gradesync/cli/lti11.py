@@ -6,7 +6,6 @@ import secrets
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from gradesync.cli._common import (
     JSON_OUT,
@@ -14,6 +13,7 @@ from gradesync.cli._common import (
     bad_input,
     console,
     guarded,
+    id_table,
     print_json,
     print_table,
     problem,
@@ -170,7 +170,7 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
             ]
         )
         return
-    table = Table(
+    table = id_table(
         "id", "name", "lms", "consumer key", "allowed hosts", "courses", "moved to 1.3", "state"
     )
     for dest, n, migrated in rows:

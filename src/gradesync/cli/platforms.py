@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
 from gradesync.cli._common import (
@@ -13,6 +12,7 @@ from gradesync.cli._common import (
     TENANT,
     console,
     guarded,
+    id_table,
     print_json,
     print_table,
     runtime,
@@ -135,7 +135,7 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     if as_json:
         print_json([platform_view(d, rt) for d in rows])  # as GET /platforms
         return
-    table = Table("id", "profile", "issuer", "client id", "deployments", "state")
+    table = id_table("id", "profile", "issuer", "client id", "deployments", "state")
     for d in rows:
         state = "disabled" if not d.enabled else ("paused" if d.paused_until else "active")
         table.add_row(
@@ -203,7 +203,7 @@ def list_tool_keys(as_json: bool = JSON_OUT) -> None:
             ]
         )
         return
-    table = Table("kid", "created", "retired", "in JWKS")
+    table = id_table("kid", "created", "retired", "in JWKS")
     for k in infos:
         table.add_row(
             k.kid,

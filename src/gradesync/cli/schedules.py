@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import typer
-from rich.table import Column, Table
+from rich.table import Table
 
 from gradesync.cli._common import (
     JSON_OUT,
@@ -19,6 +19,7 @@ from gradesync.cli._common import (
     actor,
     console,
     guarded,
+    id_table,
     print_json,
     print_table,
     runtime,
@@ -123,10 +124,9 @@ def _scope_text(scope: RunScope) -> str:
 
 
 def _print(infos: list[ScheduleInfo]) -> None:
-    # the id is what the next command takes: never cut (`sch_9e…`); the other cells wrap,
-    # and a word too long for its column folds rather than loses its end
-    others = ("scope", "interval", "first run", "next run", "time zone", "posted by", "status")
-    table = Table(Column("id", no_wrap=True), *(Column(h, overflow="fold") for h in others))
+    table = id_table(
+        "id", "scope", "interval", "first run", "next run", "time zone", "posted by", "status"
+    )
     for i in infos:
         s = i.schedule
         status = f"paused {when(s.paused_at)}" if s.paused_at else "active"

@@ -21,6 +21,7 @@ from gradesync.cli._common import (
     console,
     fail,
     guarded,
+    id_table,
     print_json,
     print_table,
     problem,
@@ -335,7 +336,7 @@ def categories(
     if as_json:
         print_json(categories_out(cats, checks))  # as GET .../categories
     else:
-        table = Table("category sourcedId", "title", title="SIS categories")
+        table = id_table("category sourcedId", "title", title="SIS categories")
         for c in cats:
             table.add_row(c["sourcedId"], c.get("title", ""))
         print_table(table)
@@ -359,7 +360,7 @@ def _print_checks(checks: Sequence[service.ActivityCheck], as_json: bool) -> Non
     if as_json:
         print_json(checks_out(checks))  # as PUT .../selection and GET .../validation
         return
-    table = Table("activity", "title", "sync to SIS", "problems")
+    table = id_table("activity", "title", "sync to SIS", "problems")
     for c in checks:
         problems = (
             "\n".join(escape(f"{p.field}: {p.message} [{p.rule}]") for p in c.problems)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from gradesync.cli._common import (
     JSON_OUT,
     TENANT,
     console,
     guarded,
+    id_table,
     print_json,
     print_table,
     runtime,
@@ -60,7 +60,7 @@ def list_(as_json: bool = JSON_OUT) -> None:
     if as_json:
         print_json([{"id": t.id, "name": t.name, "created_at": t.created_at} for t in tenants])
         return
-    table = Table("id", "name", "created")
+    table = id_table("id", "name", "created")
     for t in tenants:
         table.add_row(t.id, t.name, when(t.created_at))
     print_table(table)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from gradesync.cli._common import JSON_OUT, TENANT, guarded, print_json, print_table
+from gradesync.cli._common import JSON_OUT, TENANT, guarded, id_table, print_json, print_table
 from gradesync.cli._common import runtime as open_runtime
 from gradesync.domain.model import UserRole
 from gradesync.services.accounts import create_user
@@ -97,7 +96,7 @@ def list_(
             ]
         )
         return
-    table = Table("username", "name", "role", "courses")
+    table = id_table("username", "name", "role", "courses")
     for u in users:
         # an admin sees every course; an instructor only the listed ones
         courses = "all" if u.role is UserRole.ADMIN else ", ".join(u.course_ids) or "none"
