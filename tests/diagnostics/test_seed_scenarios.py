@@ -5,6 +5,7 @@ evidence) and the course triage puts it under its symptom."""
 from __future__ import annotations
 
 from gradesync.lti.claims import AGS_SCOPES
+from gradesync.sandbox.state import LineItem
 from gradesync.testing import unique
 from tests.diagnostics.conftest import World, causes, failed, passed, wait_for
 
@@ -262,11 +263,9 @@ def test_user_without_the_learner_role(world: World) -> None:
     assert causes(t, "learners")["wrong_role"]["learners"] == [ta]
 
 
-def test_grade_typed_into_the_lms_is_found_kept_then_repaired(world: World) -> None:
-    """The open problem of vendors' help pages: an instructor typed a grade in the LMS; a
-    resync does not put gradesync's grade back. gradesync finds the override on verify,
-    keeps it by default, and a repair resync resends its grade with a fresh timestamp,
-    recorded in the history."""
+def _typed_over_in_the_lms(world: World) -> tuple[str, LineItem]:
+    """A learner whose 7/10, delivered, an instructor then typed over in the LMS (2/10):
+    the learner and the LMS's line item."""
     learner = unique("mo-")
     ctx, link, _ = _connected(world, [learner])
     assert world.launch(learner, ctx, link).status_code == 200
@@ -274,6 +273,15 @@ def test_grade_typed_into_the_lms_is_found_kept_then_repaired(world: World) -> N
     world.wait_state(learner, "delivered")
     item = world.item(ctx)
     world.lms.admin.instructor_grade(ctx, item.id, learner, 2.0, "typed by hand")
+    return learner, item
+
+
+def test_grade_typed_into_the_lms_is_found_kept_then_repaired(world: World) -> None:
+    """The open problem of vendors' help pages: an instructor typed a grade in the LMS; a
+    resync does not put gradesync's grade back. gradesync finds the override on verify,
+    keeps it by default, and a repair resync resends its grade with a fresh timestamp,
+    recorded in the history."""
+    learner, item = _typed_over_in_the_lms(world)
     run = world.run("resync")
     assert run["counts"]["overridden"] == 1, run
     assert item.scores[learner].score_given == 2.0  # keep the LMS edit (the default)
@@ -311,13 +319,7 @@ def test_grade_typed_into_the_lms_is_found_kept_then_repaired(world: World) -> N
 def test_a_repair_that_cannot_read_the_lms_timestamps_says_so(world: World) -> None:
     """The repair reads the LMS's timestamps first; when that read fails it still resends,
     and its answer names the column, the LMS's words and what it means."""
-    learner = unique("mo-")
-    ctx, link, _ = _connected(world, [learner])
-    assert world.launch(learner, ctx, link).status_code == 200
-    world.attempt(learner, 7)
-    world.wait_state(learner, "delivered")
-    item = world.item(ctx)
-    world.lms.admin.instructor_grade(ctx, item.id, learner, 2.0, "typed by hand")
+    learner, item = _typed_over_in_the_lms(world)
     world.lms.admin.set_faults({"results": {"script": ["error"] * 5, "error_status": 500}})
 
     out = world.ok(
