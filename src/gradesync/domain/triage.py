@@ -34,6 +34,7 @@ from gradesync.domain.diagnosis import (
     activity_checks,
     destination_ready_check,
     grade_scope_check,
+    left_out_by_design,
     plural,
     when,
 )
@@ -332,10 +333,6 @@ def _cause(code: str, scope: Scope, evidence: str, **kw: Any) -> Cause:
     return Cause(code, scope, title, evidence, remedy, **kw)
 
 
-def _by_design(r: KeyState) -> bool:
-    return r.state is DeliveryState.SKIPPED and r.reason_code in BY_DESIGN
-
-
 def _problem(r: KeyState) -> bool:
     if r.state in (DeliveryState.REJECTED, DeliveryState.RETRYING):
         return True
@@ -454,7 +451,9 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
         if cd.course_link is None or not cd.course_link.remote_id:
             continue
         # an activity left out by design (e.g. not ticked for the SIS) needs no column there
-        with_rows = {r.activity_id for r in rows if r.destination_id == d.id and not _by_design(r)}
+        with_rows = {
+            r.activity_id for r in rows if r.destination_id == d.id and not left_out_by_design(r)
+        }
         delivered_any = any(
             r.state is DeliveryState.DELIVERED for r in rows if r.destination_id == d.id
         )
@@ -479,13 +478,13 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
             )
     grouped: dict[tuple[str, str | None, bool], list[KeyState]] = {}
     for r in rows:
-        if r.reason_code in _ACTIVITY_CODES and (_problem(r) or _by_design(r)):
+        if r.reason_code in _ACTIVITY_CODES and (_problem(r) or left_out_by_design(r)):
             code = _ACTIVITY_CODES[r.reason_code]
             if code in ("activity_unpublished", "not_graded", "sync_disabled") and any(
                 c.code == code and r.activity_id in c.activities for c in causes
             ):
                 continue  # already said from the activity's own settings
-            grouped.setdefault((code, r.destination_id, _by_design(r)), []).append(r)
+            grouped.setdefault((code, r.destination_id, left_out_by_design(r)), []).append(r)
     for (code, dest, excluded), hit in sorted(
         grouped.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2])
     ):

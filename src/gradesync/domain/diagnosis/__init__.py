@@ -29,6 +29,7 @@ from gradesync.domain.diagnosis.activity import (
     ActivityFacts,
     KeyState,
     diagnose_activity,
+    left_out_by_design,
 )
 from gradesync.domain.diagnosis.checks import (
     AGS_LINEITEM,
@@ -110,6 +111,7 @@ __all__ = [
     "grade_scope_check",
     "last_delivery_check",
     "launch_check",
+    "left_out_by_design",
     "lms_agrees_check",
     "plural",
     "remote_cause",

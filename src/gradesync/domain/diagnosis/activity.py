@@ -115,6 +115,11 @@ BY_DESIGN = frozenset(
 )
 
 
+def left_out_by_design(r: KeyState) -> bool:
+    """A result a person left out on purpose: said apart, never a problem."""
+    return r.state is DeliveryState.SKIPPED and r.reason_code in BY_DESIGN
+
+
 # How to include what BY_DESIGN left out (the CLI prints it after "to include it:")
 _TO_INCLUDE = {
     ReasonCode.COURSE_SYNC_DISABLED.value: "Turn grade sync on for the course.",
@@ -141,7 +146,7 @@ def diagnose_activity(facts: ActivityFacts) -> Diagnosis:
         col = column_check(dfacts, facts.activity, (str(top[0][0]), top[0][1]) if top else None)
         text, lines, problems = _state_summary(af.rows)
         delivered = sum(1 for r in af.rows if r.state is DeliveryState.DELIVERED)
-        left_out = [r for r in af.rows if r.reason_code in BY_DESIGN]
+        left_out = [r for r in af.rows if left_out_by_design(r)]
         if left_out and not problems and not delivered:
             # a person left this activity out at this destination (e.g. not ticked for the
             # SIS): no column and no grades there is what they asked for, not a fault
