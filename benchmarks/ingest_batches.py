@@ -2,12 +2,15 @@
 and `gradesync import`, without HTTP), on one
 database: attempts per second committed, this process's CPU per attempt (SQLite's work
 included; PostgreSQL's server work is not) and the SQL statements per batch, which is what
-sets the cost on PostgreSQL, where each statement is a round trip.
+sets the cost on PostgreSQL, where each statement is a round trip. The roster the attempts
+need is ingested first, in batches of 500 people and their 500 enrollments, and timed too
+(`roster_rows_per_s`, `roster_statements_per_batch`): a roster sync's shape.
 
     python -m benchmarks.ingest_batches sqlite:////tmp/ingest.db --batches 20
     python -m benchmarks.ingest_batches postgresql://postgres@127.0.0.1:54329/gs_ingest
 
-A PostgreSQL database named in the URL is dropped and created again. Prints one JSON object.
+A PostgreSQL database named in the URL is dropped and created again; a SQLite file, removed.
+Prints one JSON object.
 `--explain` (PostgreSQL, superuser): the server logs the plan of every statement over 3 ms
 with its actual times, foreign-key triggers, buffers and WAL (`auto_explain`), to see where
 a batch's server time goes.
@@ -21,6 +24,7 @@ import secrets
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -44,6 +48,9 @@ def run(url: str, batches: int) -> dict[str, Any]:
         why = postgres.fresh_database(url)
         if why:
             raise RuntimeError(why)
+    elif url.startswith("sqlite:///"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
     secret = secrets.token_urlsafe(32)
     db = Database(url, secret)
     try:
@@ -59,6 +66,13 @@ def run(url: str, batches: int) -> dict[str, Any]:
             "t",
             svc.IngestBatch(courses=[Course("t", "c", "C")], activities=acts),
         )
+        statements: Counter[str] = Counter()
+
+        def count(_c: object, _cur: object, statement: str, *_: object) -> None:
+            statements[" ".join(statement.split()[:3])] += 1
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        roster_t0 = time.perf_counter()
         for k in range(0, learners, SETUP_BATCH):
             ids = [f"p{i}" for i in range(k, min(k + SETUP_BATCH, learners))]
             svc.ingest(
@@ -71,12 +85,10 @@ def run(url: str, batches: int) -> dict[str, Any]:
                     enrollments=[Enrollment("t", "c", p) for p in ids],
                 ),
             )
-        statements: Counter[str] = Counter()
-
-        def count(_c: object, _cur: object, statement: str, *_: object) -> None:
-            statements[" ".join(statement.split()[:3])] += 1
-
-        event.listen(db.engine, "before_cursor_execute", count)
+        roster_seconds = time.perf_counter() - roster_t0
+        roster_batches = -(-learners // SETUP_BATCH)
+        roster_statements = sum(statements.values()) / roster_batches
+        statements.clear()
         runtime = Runtime(settings=Settings(database_url=url, secret_key=secret), db=db)
         now = datetime.now(UTC)
         window = pressure.Window.start()
@@ -99,6 +111,8 @@ def run(url: str, batches: int) -> dict[str, Any]:
             "cpu_ms_per_attempt": round(cpu * 1000 / n, 3),
             "statements_per_batch": round(sum(statements.values()) / batches, 1),
             "statements": dict(statements.most_common()),
+            "roster_rows_per_s": round(2 * learners / roster_seconds, 1),
+            "roster_statements_per_batch": round(roster_statements, 1),
             "cpu_pressure": window.stop(),
         }
     finally:

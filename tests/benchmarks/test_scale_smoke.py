@@ -123,4 +123,7 @@ def test_ingest_batches_counts_statements(tmp_path: Path) -> None:
     assert figures["attempts"] == 2000 and figures["database"] == "sqlite"
     # a batch is a few statements, not one or two per attempt
     assert figures["statements_per_batch"] <= 10, figures["statements"]
+    # and the roster before them: 500 people and their enrollments in as few
+    assert figures["roster_statements_per_batch"] <= 10
+    assert figures["roster_rows_per_s"] > 0
     assert figures["cpu_pressure"]["seconds"] is not None

@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from gradesync.adapters.db.database import Database
-from gradesync.domain.model import Activity, Attempt, Course, Enrollment, Person, Tenant
+from gradesync.domain.model import (
+    Activity,
+    Attempt,
+    Course,
+    DueDateOverride,
+    Enrollment,
+    EnrollmentStatus,
+    Person,
+    Tenant,
+)
 from gradesync.services import ingest as svc
 from gradesync.testing import ManualClock
 from tests.support.statements import statements
@@ -93,3 +102,76 @@ def test_dirty_marks_in_bulk_refresh_the_time(db: Database) -> None:
     assert marks[("a0", "p0")] == NOW + timedelta(seconds=5)
     assert marks[("a1", "p0")] == NOW + timedelta(seconds=5)
     assert marks[("a0", "p2")] == NOW
+
+
+def test_a_roster_batch_takes_a_few_statements_whatever_its_rows(db: Database) -> None:
+    """A roster sync posts people, enrollments and extensions by the thousand: each kind is
+    read in one statement and its changed rows written in one, not one or three per row."""
+    seed(db, learners=0, activities=3)
+    clock = ManualClock(NOW)
+    due = NOW + timedelta(days=7)
+    people = [Person("t1", f"p{i}", f"Learner {i}", email=f"p{i}@example.edu") for i in range(300)]
+    batch = svc.IngestBatch(
+        courses=[Course("t1", "c2", "Chemistry")],
+        activities=[
+            Activity("t1", "a0", "c1", "Quiz 0, renamed", 10.0),
+            Activity("t1", "lab", "c2", "Lab", 20.0),
+        ],
+        people=people,
+        enrollments=[Enrollment("t1", "c1", p.id, section_id="s1") for p in people],
+        overrides=[DueDateOverride("t1", "a1", f"p{i}", due) for i in range(50)],
+    )
+    with statements(db) as seen:
+        first = svc.ingest(db.uow, clock, None, "t1", batch)
+    # per kind a read and a write; per changed activity or course its learners, activities
+    # and attempts: 21 here, where one statement or three per row made more than 1,200
+    assert len(seen) <= 22, "\n".join(s.split("\n")[0][:90] for s in seen)
+    assert first.changed == {
+        "courses": 1,
+        "activities": 2,
+        "people": 300,
+        "enrollments": 300,
+        "overrides": 50,
+    }
+    # each new learner of c1 for its three activities (the renamed quiz and the extensions
+    # name keys among them); the new lab's course has no learner yet
+    assert first.dirty_keys == 900
+    with db.uow() as uow:
+        assert uow.people.get("t1", "p7") == people[7]
+        assert uow.enrollments.get("t1", "c1", "p7") == Enrollment(
+            "t1", "c1", "p7", section_id="s1"
+        )
+        assert uow.overrides.get("t1", "a1", "p49") == due
+        assert uow.activities.get("t1", "a0") == batch.activities[0]
+        assert uow.courses.get("t1", "c2") == batch.courses[0]
+
+    # the same batch again (a nightly roster that did not change): read, nothing written
+    with statements(db) as seen:
+        again = svc.ingest(db.uow, clock, None, "t1", batch)
+    assert len(seen) <= 12, "\n".join(seen)
+    assert not again.changed and again.dirty_keys == 0
+    assert again.unchanged["people"] == 300 and again.unchanged["enrollments"] == 300
+
+    # one rename (no grade changes), one extension moved, one learner dropped
+    moved = NOW + timedelta(days=9)
+    people[3] = Person("t1", "p3", "Learner Three", email="p3@example.edu")
+    changed = svc.IngestBatch(
+        people=people,
+        enrollments=[
+            Enrollment("t1", "c1", p.id, section_id="s1")
+            if p.id != "p5"
+            else Enrollment("t1", "c1", "p5", section_id="s1", status=EnrollmentStatus.DROPPED)
+            for p in people
+        ],
+        overrides=[
+            DueDateOverride("t1", "a1", f"p{i}", moved if i == 8 else due) for i in range(50)
+        ],
+    )
+    third = svc.ingest(db.uow, clock, None, "t1", changed)
+    assert third.changed == {"people": 1, "enrollments": 1, "overrides": 1}
+    # the dropped learner's three keys and the moved extension's one
+    assert third.dirty_keys == 4
+    with db.uow() as uow:
+        assert uow.people.get("t1", "p3") == people[3]
+        assert uow.enrollments.get("t1", "c1", "p5").status is EnrollmentStatus.DROPPED
+        assert uow.overrides.get("t1", "a1", "p8") == moved

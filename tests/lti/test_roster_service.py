@@ -12,6 +12,7 @@ from gradesync.domain.model import Destination, EnrollmentStatus, Person, Roster
 from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.roster import Member, Membership, RosterResult, refresh_roster
 from gradesync.testing import ManualClock, seeding, unique
+from tests.support.statements import statements
 
 URL = "https://lms.example/api/lti/courses/ctx/memberships"
 
@@ -107,3 +108,25 @@ async def test_a_refusing_platform_changes_nothing_and_says_why(sqlite_db: Datab
     with db.uow() as u:
         assert u.links.person(tenant, "lms", "cw-1") is None
         assert u.enrollments.get(tenant, "c1", "cw-1") is None
+
+
+async def test_a_roster_read_again_costs_the_statements_of_one_member(sqlite_db: Database) -> None:
+    """A nightly read of a course lists every learner again: their enrollments are read and
+    compared in one statement, not one per member."""
+    db = sqlite_db
+    learners = [Person("", f"cw-{i}", f"Learner {i}", sis_id=f"S{i}") for i in range(200)]
+    tenant, _ = _world(db, *learners)
+    clock = ManualClock(datetime(2025, 3, 1, 9, tzinfo=UTC))
+    members = [Member(f"lms-{i}", roles=("Learner",), sis_id=f"S{i}") for i in range(200)]
+    reader = Reader(Membership(members, None), Membership(members, None))
+    assert (await _read(db, tenant, reader, clock)).matched == 200
+    first_seen = clock.now()
+    clock.advance(86400)
+    with statements(db) as seen:
+        again = await _read(db, tenant, reader, clock)
+    assert again.members == 200 and again.left == 0
+    assert len(seen) <= 16, "\n".join(s.split("\n")[0][:90] for s in seen)
+    with db.uow() as u:
+        enrollment = u.enrollments.get(tenant, "c1", "cw-199")
+    # listed again, still active: the time its status was set stays the first read's
+    assert enrollment is not None and enrollment.status_at == first_seen

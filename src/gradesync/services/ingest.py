@@ -275,10 +275,13 @@ def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> dict[str, Acti
     if p.items:  # references below would only repeat the same problems
         raise InvalidInput(p.items)
 
-    # references: to this batch or to what the tenant already has
+    # references: to this batch or to what the tenant already has (one read per kind, not
+    # one per row: a roster's batch names a course a thousand times)
     courses = {c.id for c in b.courses}
+    named_courses = {a.course_id for a in b.activities} | {e.course_id for e in b.enrollments}
+    courses |= set(uow.courses.get_many(tenant_id, named_courses - courses))
     for i, a in enumerate(b.activities):
-        if a.course_id not in courses and uow.courses.get(tenant_id, a.course_id) is None:
+        if a.course_id not in courses:
             p.add(
                 f"activities[{i}].course_id",
                 "unknown_course",
@@ -295,7 +298,7 @@ def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> dict[str, Acti
                 "an activity cannot move to another course.",
             )
     for i, e in enumerate(b.enrollments):
-        if e.course_id not in courses and uow.courses.get(tenant_id, e.course_id) is None:
+        if e.course_id not in courses:
             p.add(
                 f"enrollments[{i}].course_id",
                 "unknown_course",
@@ -477,9 +480,13 @@ def record_facts(
     tenant_layer = tenant.policy if tenant is not None else PolicySettings()
     overwrite: list[Activity] = []  # activities whose LMS edits gradesync now overwrites
 
+    # Each kind of fact is read in one statement and its changed rows written in one: on
+    # PostgreSQL every statement is a round trip, and a roster's batch holds a thousand rows.
+
     # courses: a grade-relevant change marks every (activity, learner) of the course
+    old_courses = uow.courses.get_many(tenant_id, [c.id for c in b.courses])
     for c in b.courses:
-        old_c = uow.courses.get(tenant_id, c.id)
+        old_c = old_courses.get(c.id)
         count("courses", old_c != c)
         if old_c is not None and _grade_facts(old_c) != _grade_facts(c):
             learners = _learners(uow, tenant_id, c.id)
@@ -489,20 +496,19 @@ def record_facts(
                     (tenant_layer, old_c.policy, act.policy), (tenant_layer, c.policy, act.policy)
                 ):
                     overwrite.append(act)
-        if old_c != c:
-            uow.courses.upsert(c)
+    uow.courses.upsert_many([c for c in b.courses if old_courses.get(c.id) != c])
 
     # activities: new or changed marks all its learners (a new one past its due date may
     # mean zeros) and everyone who attempted it
     old_acts = uow.activities.get_many(tenant_id, [a.id for a in b.activities])
-    changed_acts: list[Activity] = []
+    changed_acts = [a for a in b.activities if old_acts.get(a.id) != a]
+    uow.activities.upsert_many(changed_acts)
+    course_by_id = uow.courses.get_many(tenant_id, {a.course_id for a in changed_acts})
     for a in b.activities:
         old_a = old_acts.get(a.id)
         count("activities", old_a != a)
         if old_a != a:
-            uow.activities.upsert(a)
-            changed_acts.append(a)
-            course = uow.courses.get(tenant_id, a.course_id)
+            course = course_by_id.get(a.course_id)
             if (
                 old_a is not None
                 and course is not None
@@ -522,16 +528,24 @@ def record_facts(
     old_people = uow.people.get_many(tenant_id, [x.id for x in b.people])
     for pe in b.people:  # names and emails do not change grades: nothing to mark
         count("people", old_people.get(pe.id) != pe)
-        if old_people.get(pe.id) != pe:
-            uow.people.upsert(pe)
+    uow.people.upsert_many([pe for pe in b.people if old_people.get(pe.id) != pe])
 
+    old_enrolled = uow.enrollments.for_pairs(
+        tenant_id, [(e.course_id, e.person_id) for e in b.enrollments]
+    )
+    activities_of: dict[str, list[Activity]] = {}  # by course, read once each
     for e in b.enrollments:
-        old_e = uow.enrollments.get(tenant_id, e.course_id, e.person_id)
+        old_e = old_enrolled.get((e.course_id, e.person_id))
         count("enrollments", old_e != e)
         if old_e != e:
-            uow.enrollments.upsert(e)
-            for act in uow.activities.for_course(tenant_id, e.course_id):
-                dirty.append((tenant_id, e.course_id, act.id, e.person_id))
+            if e.course_id not in activities_of:
+                activities_of[e.course_id] = uow.activities.for_course(tenant_id, e.course_id)
+            dirty.extend(
+                (tenant_id, e.course_id, act.id, e.person_id) for act in activities_of[e.course_id]
+            )
+    uow.enrollments.upsert_many(
+        [e for e in b.enrollments if old_enrolled.get((e.course_id, e.person_id)) != e]
+    )
 
     # the course of every activity the overrides and attempts name (an activity never
     # moves to another course)
@@ -541,12 +555,17 @@ def record_facts(
     def course_for(activity_id: str) -> str:
         return course_of[activity_id]  # every one validated above
 
+    old_dues = uow.overrides.for_pairs(
+        tenant_id, [(o.activity_id, o.person_id) for o in b.overrides]
+    )
+    changed_dues: list[DueDateOverride] = []
     for o in b.overrides:
-        old_due = uow.overrides.get(tenant_id, o.activity_id, o.person_id)
-        count("overrides", old_due != o.due_at)
-        if old_due != o.due_at:
-            uow.overrides.upsert(o)
+        changed = old_dues.get((o.activity_id, o.person_id)) != o.due_at
+        count("overrides", changed)
+        if changed:
+            changed_dues.append(o)
             dirty.append((tenant_id, course_for(o.activity_id), o.activity_id, o.person_id))
+    uow.overrides.upsert_many(changed_dues)
 
     for at, (stored, new) in zip(
         b.attempts, uow.attempts.add_many(b.attempts, now) if b.attempts else [], strict=True

@@ -248,6 +248,8 @@ def _record(
     links = u.links.people(tenant, dest, course_id)
     by_remote = {link.remote_id: pid for pid, link in links.items() if link.course_id is None}
     key = _match_key(u, tenant)
+    # the course's enrollments in one read, not one per member
+    enrolled = {e.person_id: e for e in u.enrollments.for_course(tenant, course_id)}
     enrollments: list[Enrollment] = []
     unblocked: list[DirtyRow] = []
     listed: set[str] = set()
@@ -277,11 +279,13 @@ def _record(
         listed.add(person_id)
         status = _STATUS.get(m.status.lower(), EnrollmentStatus.ACTIVE)
         enrollments.append(
-            _enrollment(u, tenant, course_id, person_id, _role(m.roles), status, now)
+            _enrollment(
+                enrolled.get(person_id), tenant, course_id, person_id, _role(m.roles), status, now
+            )
         )
     if not membership.partial:
         # a full read that no longer lists a learner it listed before: they left the course
-        for old in u.enrollments.for_course(tenant, course_id):
+        for old in enrolled.values():
             if (
                 old.person_id not in listed
                 and old.status_source == SOURCE
@@ -308,7 +312,7 @@ def _record(
 
 
 def _enrollment(
-    u: UnitOfWork,
+    old: Enrollment | None,
     tenant: str,
     course_id: str,
     person_id: str,
@@ -316,7 +320,7 @@ def _enrollment(
     status: EnrollmentStatus,
     now: datetime,
 ) -> Enrollment:
-    old = u.enrollments.get(tenant, course_id, person_id)
+    """The member's enrollment as the roster read gives it, beside the stored one (`old`)."""
     same = old is not None and old.status is status and old.status_source == SOURCE
     return Enrollment(
         tenant_id=tenant,

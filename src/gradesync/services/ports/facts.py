@@ -36,6 +36,9 @@ class CourseRepo(Protocol):
 
     def upsert(self, course: Course) -> None: ...
 
+    def upsert_many(self, courses: Sequence[Course]) -> None:
+        """`upsert` for many, in one statement (their keys must differ)."""
+
     def all(self, tenant_id: str) -> list[Course]: ...
 
 
@@ -47,6 +50,9 @@ class ActivityRepo(Protocol):
 
     def upsert(self, activity: Activity) -> None: ...
 
+    def upsert_many(self, activities: Sequence[Activity]) -> None:
+        """As `CourseRepo.upsert_many`."""
+
     def for_course(self, tenant_id: str, course_id: str) -> list[Activity]:
         """A course's activities, soonest due first."""
 
@@ -57,6 +63,9 @@ class PersonRepo(Protocol):
     def get_many(self, tenant_id: str, person_ids: Iterable[str]) -> dict[str, Person]: ...
 
     def upsert(self, person: Person) -> None: ...
+
+    def upsert_many(self, people: Sequence[Person]) -> None:
+        """As `CourseRepo.upsert_many`."""
 
     def find(
         self,
@@ -75,6 +84,9 @@ class EnrollmentRepo(Protocol):
 
     def upsert(self, enrollment: Enrollment) -> None: ...
 
+    def upsert_many(self, enrollments: Sequence[Enrollment]) -> None:
+        """As `CourseRepo.upsert_many`."""
+
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]: ...
 
     def for_person(self, tenant_id: str, person_id: str) -> list[Enrollment]: ...
@@ -87,6 +99,9 @@ class EnrollmentRepo(Protocol):
 
 class DueDateOverrideRepo(Protocol):
     def upsert(self, override: DueDateOverride) -> None: ...
+
+    def upsert_many(self, overrides: Sequence[DueDateOverride]) -> None:
+        """As `CourseRepo.upsert_many`."""
 
     def for_activity(self, tenant_id: str, activity_id: str) -> dict[str, datetime]:
         """An activity's overridden due dates, by person id."""

@@ -78,6 +78,9 @@ class CourseRepo(SqlRepo, ports.CourseRepo):
     def upsert(self, course: Course) -> None:
         upsert(self.conn, t.courses, to_row(course))
 
+    def upsert_many(self, courses: Sequence[Course]) -> None:
+        upsert(self.conn, t.courses, [to_row(x) for x in courses])
+
     def all(self, tenant_id: str) -> list[Course]:
         c = t.courses.c
         rows = self.conn.execute(
@@ -98,6 +101,9 @@ class ActivityRepo(SqlRepo, ports.ActivityRepo):
 
     def upsert(self, activity: Activity) -> None:
         upsert(self.conn, t.activities, to_row(activity))
+
+    def upsert_many(self, activities: Sequence[Activity]) -> None:
+        upsert(self.conn, t.activities, [to_row(x) for x in activities])
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Activity]:
         c = t.activities.c
@@ -124,6 +130,9 @@ class PersonRepo(SqlRepo, ports.PersonRepo):
 
     def upsert(self, person: Person) -> None:
         upsert(self.conn, t.people, to_row(person))
+
+    def upsert_many(self, people: Sequence[Person]) -> None:
+        upsert(self.conn, t.people, [to_row(x) for x in people])
 
     def find(
         self,
@@ -161,6 +170,9 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
 
     def upsert(self, enrollment: Enrollment) -> None:
         upsert(self.conn, t.enrollments, to_row(enrollment))
+
+    def upsert_many(self, enrollments: Sequence[Enrollment]) -> None:
+        upsert(self.conn, t.enrollments, [to_row(x) for x in enrollments])
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]:
         c = t.enrollments.c
@@ -204,6 +216,9 @@ class DueDateOverrideRepo(SqlRepo, ports.DueDateOverrideRepo):
     def upsert(self, override: DueDateOverride) -> None:
         upsert(self.conn, t.due_date_overrides, to_row(override))
 
+    def upsert_many(self, overrides: Sequence[DueDateOverride]) -> None:
+        upsert(self.conn, t.due_date_overrides, [to_row(x) for x in overrides])
+
     def for_activity(self, tenant_id: str, activity_id: str) -> dict[str, datetime]:
         c = t.due_date_overrides.c
         rows = self.conn.execute(
@@ -227,6 +242,8 @@ class DueDateOverrideRepo(SqlRepo, ports.DueDateOverrideRepo):
     ) -> dict[tuple[str, str], datetime]:
         c = t.due_date_overrides.c
         wanted = set(pairs)
+        if not wanted:  # no round trip for nothing
+            return {}
         rows = self.conn.execute(
             select(c.activity_id, c.person_id, c.due_at).where(
                 c.tenant_id == tenant_id,
