@@ -85,6 +85,22 @@ def test_bad_values_and_wrong_keys_are_refused_and_change_nothing(api: ApiEnv) -
         ("grace_period_minutes", "not_negative"),
         ("colour", "unknown_setting"),  # as docs/policies.md and the CLI name it
     }
+    unknown = next(d for d in r.json()["detail"] if d["field"] == "colour")
+    assert unknown["msg"].startswith("No setting 'colour'; settings: attempt_selection, ")
+    # a course's or activity's `policy` in an ingest names it the same way, where it is
+    r = admin.post(
+        "/ingest",
+        json={"courses": [{"id": "c9", "title": "C", "policy": {"colour": "red"}}]},
+    )
+    assert r.status_code == 422, r.text
+    assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
+        ("courses[0].policy.colour", "unknown_setting")
+    ]
+    # a key beside the policy is no setting: the usual rule
+    r = admin.post("/ingest", json={"courses": [{"id": "c9", "title": "C", "colour": "red"}]})
+    assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
+        ("courses[0].colour", "unknown_field")
+    ]
     assert admin.get("/tenant/policy").json()["tenant"] == {}
     # only an admin key sets the institution's defaults
     sync = Caller(api.client, api.tenant("t1", "ingest"))

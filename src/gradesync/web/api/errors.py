@@ -108,13 +108,10 @@ def strip_prefix(exc: InvalidInput, prefix: str) -> InvalidInput:
     )
 
 
-def _pydantic_problem(err: dict[str, Any], policy_body: bool = False) -> dict[str, Any]:
+def _pydantic_problem(err: dict[str, Any]) -> dict[str, Any]:
     loc = list(err.get("loc", ()))
     etype = str(err.get("type", "invalid"))
     rule = _RULES.get(etype, etype)
-    if etype == "extra_forbidden" and _names_a_setting(loc, policy_body):
-        # as `gradesync policy set` and docs/policies.md name it
-        rule = "unknown_setting"
     bound = (err.get("ctx") or {}).get("ge", (err.get("ctx") or {}).get("gt"))
     if rule in ("not_negative", "positive") and bound not in (None, 0):
         rule = "minimum"  # `limit: 0` where 1 is the least is not a negative number
@@ -137,15 +134,9 @@ def _pydantic_problem(err: dict[str, Any], policy_body: bool = False) -> dict[st
     return {"loc": loc, "field": field_name(loc), "rule": rule, "msg": msg, "type": etype}
 
 
-def _names_a_setting(loc: list[Any], policy_body: bool) -> bool:
-    """A key of a grade policy: the body of a `.../policy` PATCH, or a `policy` object."""
-    return (policy_body and len(loc) == 2) or (len(loc) > 2 and loc[-2] == "policy")
-
-
 async def validation_refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    policy_body = request.url.path.endswith("/policy")
-    problems = [_pydantic_problem(e, policy_body) for e in exc.errors()]
+    problems = [_pydantic_problem(e) for e in exc.errors()]
     # a body that is not JSON at all is a bad request (docs/security.md, the OpenAPI
     # document's 400), told in the 422's shape: the rule is `json`
     status = 400 if any(p["rule"] == "json" for p in problems) else 422

@@ -20,13 +20,13 @@ from gradesync.runtime import Runtime
 from gradesync.services import policies as svc
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.schemas import Bool, GraceMinutes, Number, _In
+from gradesync.web.api.schemas import Bool, GraceMinutes, Number, _PolicyKeys
 
 router = APIRouter(tags=["policies"])
 reader = require_scope("ingest", "sync")
 
 
-class PolicyPatch(_In):
+class PolicyPatch(_PolicyKeys):
     """The settings to change; `null` clears a setting so it inherits again."""
 
     attempt_selection: AttemptSelection | None = Field(

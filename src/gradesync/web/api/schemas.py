@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from pydantic import (
     AwareDatetime,
@@ -17,9 +17,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
     WithJsonSchema,
+    model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, core_schema
 
 from gradesync.domain.model import (
     Activity,
@@ -136,6 +139,35 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class _PolicyKeys(_In):
+    """A grade policy's body: a key that is no setting is `unknown_setting`, as
+    `gradesync policy set` and docs/policies.md name it, where it is where the key is."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _unknown_setting(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            settings = ", ".join(n for n in cls.model_fields if n != "roster_match")
+            problems: list[Any] = []
+            for e in exc.errors():
+                problem: dict[str, Any] = dict(e)
+                if e["type"] == "extra_forbidden" and len(e["loc"]) == 1:
+                    problem["type"] = PydanticCustomError(
+                        "unknown_setting",
+                        "No setting {key}; settings: {settings}.",
+                        {"key": repr(e["loc"][0]), "settings": settings},
+                    )
+                elif e["type"] not in _PYDANTIC_ERRORS:  # a rule of ours, its message made
+                    problem["type"] = PydanticCustomError(e["type"], e["msg"])
+                problems.append(problem)
+            raise ValidationError.from_exception_data(exc.title, problems) from None
+
+
+_PYDANTIC_ERRORS = frozenset(get_args(core_schema.ErrorType))
+
+
 def _tenant_only(value: object) -> object:
     if value is not None:
         raise PydanticCustomError(
@@ -149,7 +181,7 @@ def _tenant_only(value: object) -> object:
 GraceMinutes = Annotated[int, Field(ge=0, le=MAX_GRACE_MINUTES, strict=True), Whole]
 
 
-class PolicyIn(_In):
+class PolicyIn(_PolicyKeys):
     """Grade policy knobs; omitted ones inherit (tenant, then course, then activity)."""
 
     attempt_selection: AttemptSelection | None = None
