@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
+from gradesync.sandbox.context import LTI11_OUTCOMES_PATH
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.testing import DEADLINE, wait_for
 
@@ -73,6 +75,25 @@ def test_latency(sandbox: RunningSandbox, http: httpx.Client) -> None:
     wait_for(lambda: _inflight(sandbox, "token") == 1, "the request held by the latency")
     sandbox.admin.set_faults({"token": {"latency_ms": 0}})
     assert http.post("/login/oauth2/token", data={}).status_code == 400  # then served
+
+
+def test_a_client_that_gives_up_during_latency_is_counted_not_a_traceback(
+    sandbox: RunningSandbox, http: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gradesync.sandbox.faults")
+    # LTI 1.1's outcomes service reads the body first (its signature covers it)
+    sandbox.admin.set_faults({"lti11": {"latency_ms": 300}})
+    with pytest.raises(httpx.ReadTimeout):  # gone before the latency ends
+        http.post(LTI11_OUTCOMES_PATH, content=b"<xml/>", timeout=0.05)
+    # the held request then reaches the handler, which finds its client gone
+    wait_for(
+        lambda: sandbox.admin.counters()["lti11"].get("client_gone") == 1,
+        "the request whose client left",
+    )
+    assert sandbox.admin.counters()["lti11"]["served"] == 1
+    gone = [r for r in caplog.records if "disconnected before its answer" in r.getMessage()]
+    assert [r.levelname for r in gone] == ["INFO"]
+    assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
 
 
 def test_concurrency_cap_rejects(sandbox: RunningSandbox) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import random
 import socket
@@ -21,9 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
 
 from .config import FAULT_GROUPS, FaultSpec
+
+log = logging.getLogger(__name__)
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -178,7 +182,13 @@ class FaultInjector:
             if delay:
                 await self._hold(delay / 1000)
             counters["served"] += 1
-            await app(scope, receive, _counting(send, counters))
+            try:
+                await app(scope, receive, _counting(send, counters))
+            except ClientDisconnect:
+                # the client gave up first (often while the latency held it): nobody to
+                # answer, and nothing wrong with the sandbox
+                counters["client_gone"] += 1
+                log.info("%s: the client disconnected before its answer", name)
         finally:
             group.inflight -= 1
             if semaphore is not None:
