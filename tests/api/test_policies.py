@@ -56,6 +56,15 @@ def test_tenant_defaults_course_and_activity_overrides_and_their_sources(api: Ap
     assert acts["a2"]["policy"] == {"attempt_selection": "highest"}
     assert _effective(acts["a2"])["attempt_selection"] == ("highest", "activity")
     assert _effective(acts["a1"])["attempt_selection"] == ("latest", "tenant")
+    # one activity asked about: its own effective settings, each with its source
+    one = course.get("/activities/a2/policy").json()
+    assert _effective(one)["attempt_selection"] == ("highest", "activity")
+    assert _effective(one)["past_due_zeros"] == ("off", "course")
+    assert _effective(one)["extra_credit"] == ("cap", "default")
+    assert one["activity"] == {"attempt_selection": "highest"}
+    assert one["course"] == {"past_due_zeros": "off", "grace_period_minutes": 0}
+    assert [a["activity_id"] for a in one["activities"]] == ["a2"]
+    assert course.get("/activities/nope/policy").status_code == 404
     # the course's own record says the same
     assert admin.get("/courses/c1").json()["policy"] == {
         "past_due_zeros": "off",

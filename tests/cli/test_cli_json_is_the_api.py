@@ -74,9 +74,12 @@ def test_policy_show_and_set_print_the_apis_policy(gradesync: Run, api: Api) -> 
         ("a2", {"attempt_selection": "first"}),
     ]
     assert _cli(gradesync, "policy", "show") == api("GET", "/tenant/policy")
-    # one activity: the course's answer, narrowed to that activity
+    # one activity: its own answer, whose effective settings are the activity's
     one = _cli(gradesync, "policy", "show", "--activity", "a2")
-    assert one == {**course, "activities": [course["activities"][1]]}
+    assert one == api("GET", "/activities/a2/policy")
+    assert one["effective"] == course["activities"][1]["effective"] != course["effective"]
+    assert one["activity"] == {"attempt_selection": "first"}
+    assert one["activities"] == [course["activities"][1]]
 
     changed = _cli(gradesync, "policy", "set", "--course", "c1", "past_due_zeros=on")
     assert changed["policy"] == {"past_due_zeros": "on"}

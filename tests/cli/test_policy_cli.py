@@ -58,6 +58,17 @@ def test_policy_layers_from_the_command_line(gradesync: Run, cli_db: Database) -
     act = gradesync("policy", "show", "-t", "t1", "--activity", "a2", "--json").stdout
     assert [a["activity_id"] for a in json.loads(act)["activities"]] == ["a2"]
     assert _sources(act, "a2")["attempt_selection"] == ("first", "activity")
+    # the answer's own `effective` is the activity's, as a script reading it expects
+    assert _sources(act)["attempt_selection"] == ("first", "activity")
+    assert _sources(act)["past_due_zeros"] == ("off", "course")
+    table = gradesync("policy", "show", "-t", "t1", "--activity", "a2").stdout
+    rows = {line.split("│")[1].strip(): line for line in table.splitlines() if "│" in line}
+    assert "this activity" in rows["attempt_selection"]
+    assert "this course" in rows["past_due_zeros"]
+    both = gradesync("policy", "show", "-t", "t1", "--course", "c1", "--activity", "a2", ok=False)
+    assert both.returncode == 2 and "--activity" in both.stderr
+    missing = gradesync("policy", "show", "-t", "t1", "--activity", "nope", ok=False)
+    assert missing.returncode == 3 and "nope" in missing.stderr
 
     table = gradesync("policy", "show", "-t", "t1", "--course", "c1").stdout
     assert "institution default" in table and "this course" in table

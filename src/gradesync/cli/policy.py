@@ -3,19 +3,16 @@ comes from, and changes to one layer (tenant defaults, course or activity overri
 
 from __future__ import annotations
 
-from dataclasses import replace
 from enum import Enum
 
 import typer
 from rich.table import Table
 
 from gradesync.cli._common import (
-    EXIT_NOT_FOUND,
     JSON_OUT,
     TENANT,
     bad_input,
     console,
-    fail,
     guarded,
     print_json,
     problem,
@@ -57,25 +54,23 @@ def show(
     as_json: bool = JSON_OUT,
 ) -> None:
     """The effective policy and where each setting comes from (default, tenant, course,
-    activity): the tenant's defaults, or a course's (with its activities' overrides)."""
+    activity): the tenant's defaults, a course's (with its activities' overrides), or an
+    activity's."""
+    if course is not None and activity is not None:
+        raise bad_input(problem("--activity", "exclusive", "name --course or --activity, not both"))
     with runtime() as rt:
         if activity is not None:
-            with rt.uow() as uow:
-                act = uow.activities.get(tenant, activity)
-            if act is None:
-                raise fail(f"activity {activity!r} not found", EXIT_NOT_FOUND)
-            course = act.course_id
-        view = guarded(lambda: svc.policy_view(rt.uow, tenant, course))
-    acts = [a for a in view.activities if activity is None or a.activity.id == activity]
-    if as_json:
-        # GET /tenant/policy or /courses/C/policy; --activity keeps only that activity
-        print_json(policy_out(replace(view, activities=acts)))
+            view = guarded(lambda: svc.activity_policy_view(rt.uow, tenant, activity))
+        else:
+            view = guarded(lambda: svc.policy_view(rt.uow, tenant, course))
+    if as_json:  # GET /tenant/policy, /courses/C/policy or /activities/A/policy
+        print_json(policy_out(view))
         return
     if activity is not None:
-        _table(f"activity {activity}", acts[0].settings)
+        _table(f"activity {activity}", view.effective)
         return
     _table(f"course {course}" if course else f"tenant {tenant}", view.effective)
-    for a in acts:
+    for a in view.activities:
         if a.own:
             own = ", ".join(f"{s.name}={_value(s)}" for s in a.own)
             console.print(f"activity {a.activity.id} ({a.activity.title}) overrides: {own}")

@@ -100,8 +100,10 @@ class ActivityPolicy:
 class PolicyView:
     tenant: Tenant
     course: Course | None
-    effective: list[SettingSource]  # the tenant's, or the course's when a course is named
+    # the tenant's; the course's when a course is named; the activity's when one is
+    effective: list[SettingSource]
     activities: list[ActivityPolicy]  # the course's activities (empty without a course)
+    activity: Activity | None = None  # when the view is of one activity (its only one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,23 @@ def _tenant(uow: UnitOfWork, tenant_id: str) -> Tenant:
     if tenant is None:
         raise NotFound("tenant", tenant_id)
     return tenant
+
+
+def activity_policy_view(
+    uow_factory: UnitOfWorkFactory, tenant_id: str, activity_id: str
+) -> PolicyView:
+    """One activity's effective policy, each setting with its source, under its course."""
+    with uow_factory() as uow:
+        tenant = _tenant(uow, tenant_id)
+        activity = uow.activities.get(tenant_id, activity_id)
+        if activity is None:
+            raise NotFound("activity", activity_id)
+        course = uow.courses.get(tenant_id, activity.course_id)
+    assert course is not None  # an activity's course is never removed
+    effective = explain_settings(tenant.policy, course.policy, activity.policy)
+    return PolicyView(
+        tenant, course, effective, [ActivityPolicy(activity, effective)], activity=activity
+    )
 
 
 def policy_view(

@@ -79,11 +79,17 @@ class PolicyOut(BaseModel):
     course: dict[str, Any] | None = Field(
         None, description="The course's overrides as set (course requests only)."
     )
+    activity: dict[str, Any] | None = Field(
+        None, description="The activity's overrides as set (activity requests only)."
+    )
     effective: list[SettingOut] = Field(
-        description="Each setting's value for the tenant (or the course) and its source."
+        description="Each setting's value for the tenant, the course or the activity asked "
+        "about, and its source."
     )
     activities: list[ActivityPolicyOut] = Field(
-        default_factory=list, description="Each activity of the course with its own overrides."
+        default_factory=list,
+        description="Each activity of the course with its own overrides (an activity "
+        "request: that one).",
     )
 
 
@@ -110,6 +116,7 @@ def policy_out(view: svc.PolicyView) -> PolicyOut:
     return PolicyOut(
         tenant=settings_as_json(view.tenant.policy),
         course=settings_as_json(view.course.policy) if view.course else None,
+        activity=settings_as_json(view.activity.policy) if view.activity else None,
         effective=[_setting(s) for s in view.effective],
         activities=[
             ActivityPolicyOut(
@@ -172,6 +179,15 @@ def patch_course_policy(
     return policy_change_out(
         svc.set_course_policy(rt.uow, rt.clock, rt.waker, p.tenant_id, course_id, body.changes())
     )
+
+
+@router.get("/activities/{activity_id}/policy", response_model=PolicyOut)
+def get_activity_policy(
+    activity_id: str, p: Principal = Depends(reader), rt: Runtime = Depends(runtime)
+) -> PolicyOut:
+    """An activity's effective policy: each setting's value and where it comes from
+    (default, tenant, course, activity)."""
+    return policy_out(svc.activity_policy_view(rt.uow, p.tenant_id, activity_id))
 
 
 @router.patch("/activities/{activity_id}/policy", response_model=PolicyChangeOut)
