@@ -157,22 +157,44 @@ def bulk_insert(
     apart, and psycopg and the server would parse and plan thousands of them each time). On
     SQLite they go as an executemany that SQLAlchemy sends as multi-row VALUES."""
     postgres = conn.dialect.name == "postgresql"
-    if postgres and len(rows) > 1:
-        names = tuple(rows[0])
-        stmt: Any = postgresql.insert(table).from_select(names, unnested(table, names))
-        params: list[dict[str, Any]] | dict[str, Any] | None = unnest_params(table, rows)
+    unnest = postgres and len(rows) > 1
+    stmt = _insert(
+        postgres,
+        table,
+        tuple(rows[0]) if unnest else None,
+        tuple(conflict) if conflict is not None else None,
+        update,
+        returning,
+    )
+    if unnest:
+        return stmt, unnest_params(table, rows)
+    return stmt, rows if len(rows) > 1 else rows[0]
+
+
+@cache
+def _insert(
+    postgres: bool,
+    table: Table,
+    unnest: tuple[str, ...] | None,
+    conflict: tuple[str, ...] | None,
+    update: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> Any:
+    """`bulk_insert`'s statement, built once per shape: building it took as long as running
+    it for a few rows (the ON CONFLICT's `excluded` copies the table's columns each time)."""
+    if unnest is not None:
+        stmt: Any = postgresql.insert(table).from_select(unnest, unnested(table, unnest))
     else:
         stmt = (postgresql if postgres else sqlite).insert(table)
-        params = rows if len(rows) > 1 else rows[0]
     if conflict is not None and update:
         stmt = stmt.on_conflict_do_update(
-            index_elements=conflict, set_={c: stmt.excluded[c] for c in update}
+            index_elements=list(conflict), set_={c: stmt.excluded[c] for c in update}
         )
     elif conflict is not None:
-        stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
     if returning:
         stmt = stmt.returning(*(table.c[c] for c in returning))
-    return stmt, params
+    return stmt
 
 
 def rows_of_arrays(alias: str | None, *columns: tuple[str, str, Any]) -> Any:
