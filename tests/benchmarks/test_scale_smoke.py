@@ -127,3 +127,21 @@ def test_ingest_batches_counts_statements(tmp_path: Path) -> None:
     assert figures["roster_statements_per_batch"] <= 10
     assert figures["roster_rows_per_s"] > 0
     assert figures["cpu_pressure"]["seconds"] is not None
+
+
+@pytest.mark.slow
+def test_storage_calls_reports_each_call(tmp_path: Path) -> None:
+    out = tmp_path / "calls.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.storage_calls", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    figures = json.loads(out.read_text())
+    assert figures == json.loads(proc.stdout)
+    for name in ("upsert_1_rows_us", "upsert_16_rows_us", "ledger_get_keys_16_us"):
+        assert figures[name] > 0
+    assert figures["cpu_pressure"]["seconds"] is not None

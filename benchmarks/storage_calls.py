@@ -1,0 +1,112 @@
+"""CPU per call of two storage calls that run for every few grades, on SQLite (a file in a
+temporary directory): an `upsert` (`adapters/db/mapping.py`) of 1, 16 and 1,000 rows of
+people, and the settle writer's read of a batch's ledger rows (`LedgerRepo.get_keys`, 16
+keys spread over 20 activities of a 4,000-row ledger). SQLAlchemy's work and SQLite's.
+
+    python -m benchmarks.storage_calls [--out FILE]
+
+Prints one JSON object (and writes it to FILE): microseconds of this process's CPU per call,
+with the CPU pressure over the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import secrets
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import pressure
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.database import Database
+from gradesync.adapters.db.mapping import upsert
+from gradesync.adapters.db.repos.ledger import LedgerRepo
+from gradesync.domain.ledger import LedgerKey
+
+UPSERT_CALLS = {1: 5000, 16: 3000, 1000: 60}
+ACTIVITIES, LEARNERS, KEYS_PER_READ, READS = 20, 200, 16, 1500
+
+
+def _people(n: int, k: int) -> list[dict[str, Any]]:
+    return [
+        {"tenant_id": "t", "id": f"p{i}", "name": f"n{k}", "email": None, "sis_id": None}
+        for i in range(n)
+    ]
+
+
+def _cpu_per_call(calls: int, call: Callable[[int], object]) -> float:
+    call(0)  # warm: the statement compiled, the pages read
+    c0 = time.process_time()
+    for i in range(calls):
+        call(i)
+    return round((time.process_time() - c0) / calls * 1e6, 1)
+
+
+def _ledger(path: Path) -> None:
+    """A ledger of ACTIVITIES x LEARNERS rows, written straight (its facts are not needed)."""
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA foreign_keys=OFF")
+    raw.execute("BEGIN")
+    raw.executemany(
+        "INSERT INTO ledger (tenant_id, destination_id, activity_id, person_id, course_id, "
+        "state, desired_hash, desired, tries, updated_at, priority) "
+        "VALUES ('t', 'd', ?, ?, 'c', 'delivered', 'h', '{}', 0, '2026-12-04 00:00:00', 0)",
+        [(f"a{a}", f"p{p}") for a in range(ACTIVITIES) for p in range(LEARNERS)],
+    )
+    raw.execute("COMMIT")
+    raw.close()
+
+
+def run() -> dict[str, Any]:
+    window = pressure.Window.start()
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "calls.db"
+        db = Database(f"sqlite:///{path}", secrets.token_urlsafe(32))
+        db.upgrade()
+        _ledger(path)
+        rng = random.Random(1)
+        batches = [
+            [
+                LedgerKey("t", "d", f"a{rng.randrange(ACTIVITIES)}", f"p{rng.randrange(LEARNERS)}")
+                for _ in range(KEYS_PER_READ)
+            ]
+            for _ in range(50)
+        ]
+        with db.engine.begin() as conn:
+            conn.execute(
+                t.tenants.insert().values(id="t", name="T", policy={}, created_at=datetime.now(UTC))
+            )
+            for n, calls in UPSERT_CALLS.items():
+                rows = [_people(n, k) for k in range(2)]  # inserted once, then updated
+                out[f"upsert_{n}_rows_us"] = _cpu_per_call(
+                    calls, lambda i, rows=rows: upsert(conn, t.people, rows[i % 2])
+                )
+            ledger = LedgerRepo(conn)
+            out[f"ledger_get_keys_{KEYS_PER_READ}_us"] = _cpu_per_call(
+                READS, lambda i: ledger.get_keys(batches[i % 50], lock=True)
+            )
+        db.dispose()
+    out["cpu_pressure"] = window.stop()
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.storage_calls")
+    parser.add_argument("--out", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    figures = json.dumps(run())
+    if args.out:
+        args.out.write_text(figures + "\n")
+    print(figures)
+
+
+if __name__ == "__main__":
+    main()
