@@ -140,8 +140,8 @@ class _In(BaseModel):
 
 
 class _PolicyKeys(_In):
-    """A grade policy's body: a key that is no setting is `unknown_setting`, as
-    `gradesync policy set` and docs/policies.md name it, where it is where the key is."""
+    """A grade policy's body: a key that is no setting is refused as `unknown_setting` (as
+    `gradesync policy set` and docs/policies.md name it), located at that key."""
 
     @model_validator(mode="wrap")
     @classmethod
