@@ -100,7 +100,6 @@ def _ledger_upsert(dialect: str, columns: tuple[str, ...], release: bool) -> Any
 
 
 @cache
-@cache
 def _ledger_by_json_keys() -> Any:
     """SQLite: the rows of any keys in one statement, the keys bound as one JSON array of
     [tenant, destination, activity, person] (`json_each` walks it; each key is one probe of
