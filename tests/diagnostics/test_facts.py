@@ -36,6 +36,7 @@ from gradesync.services import diagnostics, overrides
 from gradesync.services.destination import ReadBack
 from gradesync.services.ports.lti import LaunchRecord, Rejection
 from gradesync.testing import ManualClock
+from tests.support.statements import statements
 
 T, C, D = "t1", "c1", "lms"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -315,3 +316,42 @@ def test_record_overrides_ignores_rows_not_delivered(db: Database) -> None:
         uow.commit()
     stats = overrides.record_overrides(db.uow, ManualClock(NOW), T, D, C, "a1", _backs(bo=1.0))
     assert stats.found == 0
+
+
+def _class_of(db: Database, learners: int) -> list[str]:
+    """`learners` more learners of c1, each with a delivered a1 grade and a person link."""
+    people = [f"p{i}" for i in range(learners)]
+    with db.uow() as uow:
+        uow.people.upsert_many([Person(T, p, f"Learner {p}") for p in people])
+        uow.enrollments.upsert_many([Enrollment(T, C, p, Role.LEARNER) for p in people])
+        for p in people:
+            uow.links.save_person(PersonLink(T, D, p, f"sub-{p}"))
+        uow.ledger.save_many([(_delivered(p, 5.0), C) for p in people])
+        uow.commit()
+    return people
+
+
+def test_a_class_typed_over_or_repaired_is_logged_in_a_few_statements(db: Database) -> None:
+    """Overrides found in a column and a repair write one delivery-history line per grade:
+    all of them in one statement, not one each (a round trip per learner on PostgreSQL)."""
+    seed(db, keep=False)
+    people = _class_of(db, 60)
+    with statements(db) as seen:
+        stats = overrides.record_overrides(
+            db.uow, ManualClock(NOW), T, D, C, "a1", _backs(**dict.fromkeys(people, 2.0))
+        )
+    assert stats.resent == 60
+    # 9 here (8 on PostgreSQL); a line each made 68
+    assert len(seen) <= 12, "\n".join(s.split("\n")[0][:90] for s in seen)
+
+    # the whole activity (a run; ada and bo too), then every one of the class chosen
+    for chosen, marked in (((), 62), (tuple(people), 60)):
+        sel = overrides.RepairSelection(T, C, D, ("a1",), chosen)
+        with statements(db) as seen:
+            result = overrides.request_repair(db.uow, None, ManualClock(NOW), sel, "cli:support")
+        assert result.marked == marked
+        assert len(seen) <= 24, "\n".join(s.split("\n")[0][:90] for s in seen)
+    with db.uow() as uow:
+        log = uow.deliveries.for_key(LedgerKey(T, D, "a1", "p7"))
+    assert [e["outcome"] for e in log] == ["repair", "repair", "overridden"]
+    assert "cli:support" in log[0]["remote_message"] and log[1]["run_id"] is not None

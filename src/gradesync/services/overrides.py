@@ -127,6 +127,7 @@ def record_overrides(
         keep = keeps_lms_edits(uow, tenant_id, course, activity_id)
         now = clock.now()
         writes: list[tuple[LedgerRow, str]] = []
+        lines: list[dict[str, Any]] = []
         for o in fresh:
             stats.found += 1
             stats.overrides.append(o)
@@ -138,17 +139,21 @@ def record_overrides(
                 stats.kept += 1
             else:
                 stats.resent += 1
-            uow.deliveries.add(
-                key=o.key,
-                run_id=run_id,
-                sent_at=now,
-                sent_hash=None,
-                payload={"read_back": o.as_json(), "keep_lms_edits": keep},
-                outcome=OVERRIDE_SEEN,
-                remote_status=None,
-                remote_message=o.describe(),
-                latency_ms=None,
+            lines.append(
+                {
+                    "key": o.key,
+                    "run_id": run_id,
+                    "sent_at": now,
+                    "sent_hash": None,
+                    "payload": {"read_back": o.as_json(), "keep_lms_edits": keep},
+                    "outcome": OVERRIDE_SEEN,
+                    "remote_status": None,
+                    "remote_message": o.describe(),
+                    "latency_ms": None,
+                }
             )
+        # a column typed over in the LMS (a whole class's grades) is logged in one statement
+        uow.deliveries.add_many(lines)
         uow.ledger.save_many(writes)
         uow.commit()
     if stats.found:
@@ -440,23 +445,29 @@ def request_repair(
         waker.wake_delivery()
     who = actor.strip()
     unread_why = {(u.destination_id, u.activity_id): u.error for u in unread}
+    lines: list[dict[str, Any]] = []
+    for key in marked:
+        payload = {"requested_by": who, "remote_timestamp": _iso(remote.get(key))}
+        why = unread_why.get((key.destination_id, key.activity_id))
+        if why is not None:
+            payload["remote_timestamp_unread"] = why
+        lines.append(
+            {
+                "key": key,
+                "run_id": run.id if run is not None else None,
+                "sent_at": now,
+                "sent_hash": None,
+                "payload": payload,
+                "outcome": REPAIR_OUTCOME,
+                "remote_status": None,
+                "remote_message": f"Repair resync requested by {who}",
+                "latency_ms": None,
+            }
+        )
     with uow_factory() as uow:
-        for key in marked:
-            payload = {"requested_by": who, "remote_timestamp": _iso(remote.get(key))}
-            why = unread_why.get((key.destination_id, key.activity_id))
-            if why is not None:
-                payload["remote_timestamp_unread"] = why
-            uow.deliveries.add(
-                key=key,
-                run_id=run.id if run is not None else None,
-                sent_at=now,
-                sent_hash=None,
-                payload=payload,
-                outcome=REPAIR_OUTCOME,
-                remote_status=None,
-                remote_message=f"Repair resync requested by {who}",
-                latency_ms=None,
-            )
+        # one statement for the whole selection: a course's repair marks every result of
+        # it, and one insert each was a round trip per learner and activity on PostgreSQL
+        uow.deliveries.add_many(lines)
         uow.commit()
     return RepairResult(run, joined, len(marked), skipped, marked, list(unread))
 
