@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -318,15 +319,17 @@ def test_record_overrides_ignores_rows_not_delivered(db: Database) -> None:
     assert stats.found == 0
 
 
-def _class_of(db: Database, learners: int) -> list[str]:
-    """`learners` more learners of c1, each with a delivered a1 grade and a person link."""
+def _class_of(db: Database, learners: int, **row: Any) -> list[str]:
+    """`learners` more learners of c1, each with a delivered a1 grade (its ledger row's
+    fields replaced by `row`) and a person link."""
     people = [f"p{i}" for i in range(learners)]
+    rows = [_delivered(p, 5.0) for p in people]
     with db.uow() as uow:
-        uow.people.upsert_many([Person(T, p, f"Learner {p}") for p in people])
+        uow.people.upsert_many([Person(T, p, f"Learner {p}", f"{p}@x.edu") for p in people])
         uow.enrollments.upsert_many([Enrollment(T, C, p, Role.LEARNER) for p in people])
         for p in people:
             uow.links.save_person(PersonLink(T, D, p, f"sub-{p}"))
-        uow.ledger.save_many([(_delivered(p, 5.0), C) for p in people])
+        uow.ledger.save_many([(replace(r, **row), C) for r in rows])
         uow.commit()
     return people
 
@@ -355,3 +358,19 @@ def test_a_class_typed_over_or_repaired_is_logged_in_a_few_statements(db: Databa
         log = uow.deliveries.for_key(LedgerKey(T, D, "a1", "p7"))
     assert [e["outcome"] for e in log] == ["repair", "repair", "overridden"]
     assert "cli:support" in log[0]["remote_message"] and log[1]["run_id"] is not None
+
+
+def test_a_course_triage_searches_its_learners_for_other_accounts_at_once(db: Database) -> None:
+    """Every learner whose grade is not delivered is searched for another account (same
+    email or full name): all of them in one statement, not one or two each."""
+    seed(db)
+    _class_of(db, 60, state=DeliveryState.REJECTED, reason_code="unknown_user")
+    with db.uow() as uow:  # p7 has a second account, by the same email in another case
+        uow.people.upsert(Person(T, "p7-old", "P Seven", "P7@X.edu"))
+        uow.commit()
+    with statements(db) as seen:
+        t = diagnostics.diagnose_course(db.uow, ManualClock(NOW), T, C)
+    # 17 here (one other account); two searches for each of the 60 made more than 130
+    assert len(seen) <= 25, "\n".join(s.split("\n")[0][:90] for s in seen)
+    cause = t.cause("duplicate_accounts")
+    assert cause is not None and "p7" in cause.learners

@@ -110,21 +110,47 @@ def _destinations(
     return out
 
 
+def _full_name(person: Person) -> bool:
+    return " " in person.name.strip()  # a bare first name matches too many
+
+
+def _others(
+    uow: UnitOfWork, tenant_id: str, people: Sequence[Person]
+) -> dict[str, dict[str, tuple[Person, str]]]:
+    """Per person, the other person records with the same email (or the same full name)
+    and which of them matched, searched in one statement for all of `people`: a course's
+    triage asks for every learner whose grade is not delivered."""
+    by_email, by_name = uow.people.find_many(
+        tenant_id,
+        emails=[p.email for p in people if p.email],
+        names=[p.name for p in people if _full_name(p)],
+    )
+    out: dict[str, dict[str, tuple[Person, str]]] = {}
+    for person in people:
+        found: dict[str, tuple[Person, str]] = {}
+        if person.email:
+            for p in by_email.get(person.email.lower(), ()):
+                found.setdefault(p.id, (p, "email"))
+        if _full_name(person):
+            for p in by_name.get(person.name.lower(), ()):
+                found.setdefault(p.id, (p, "name"))
+        found.pop(person.id, None)
+        if found:
+            out[person.id] = found
+    return out
+
+
 def _duplicates(
     uow: UnitOfWork,
     person: Person,
     course_id: str,
     activity_ids: Sequence[str],
+    found: dict[str, tuple[Person, str]] | None = None,
 ) -> tuple[OtherAccount, ...]:
-    """Other person records with the same email (or the same full name)."""
-    found: dict[str, tuple[Person, str]] = {}
-    if person.email:
-        for p in uow.people.find(person.tenant_id, email=person.email):
-            found.setdefault(p.id, (p, "email"))
-    if person.name and " " in person.name.strip():  # a bare first name matches too many
-        for p in uow.people.find(person.tenant_id, name=person.name):
-            found.setdefault(p.id, (p, "name"))
-    found.pop(person.id, None)
+    """Other person records with the same email (or the same full name); `found` when
+    `_others` searched for them already."""
+    if found is None:
+        found = _others(uow, person.tenant_id, [person]).get(person.id, {})
     out: list[OtherAccount] = []
     for pid, (p, matched) in sorted(found.items()):
         attempts = sum(
@@ -353,13 +379,9 @@ def diagnose_course(
         duplicates: dict[str, tuple[OtherAccount, ...]] = {}
         ids = [a.id for a in activities]
         people = uow.people.get_many(tenant_id, sorted(suspects))
-        for pid in sorted(suspects):
-            person = people.get(pid)
-            if person is None:
-                continue
-            found = _duplicates(uow, person, course_id, ids)
-            if found:
-                duplicates[pid] = found
+        others = _others(uow, tenant_id, [people[pid] for pid in sorted(people)])
+        for pid, found in sorted(others.items()):
+            duplicates[pid] = _duplicates(uow, people[pid], course_id, ids, found)
     return triage_course(
         CourseFacts(
             now=now,

@@ -78,6 +78,13 @@ class PersonRepo(Protocol):
         """People whose email and name (each when given) match, ignoring case, and whose
         SIS id is `sis_id` (when given)."""
 
+    def find_many(
+        self, tenant_id: str, *, emails: Iterable[str] = (), names: Iterable[str] = ()
+    ) -> tuple[dict[str, list[Person]], dict[str, list[Person]]]:
+        """People whose email is one of `emails` or whose name is one of `names`, ignoring
+        case as `find` does, in one statement (none for none): (by email, by name), each
+        keyed by the value asked for, lower-cased."""
+
 
 class EnrollmentRepo(Protocol):
     def get(self, tenant_id: str, course_id: str, person_id: str) -> Enrollment | None: ...

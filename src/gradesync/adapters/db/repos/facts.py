@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.adapters.db import schema as t
@@ -152,6 +152,39 @@ class PersonRepo(SqlRepo, ports.PersonRepo):
             conds.append(func.lower(c.name) == name.lower())
         rows = self.conn.execute(select(t.people).where(*conds).order_by(c.id)).mappings()
         return [from_row(Person, r) for r in rows]
+
+    def find_many(
+        self, tenant_id: str, *, emails: Iterable[str] = (), names: Iterable[str] = ()
+    ) -> tuple[dict[str, list[Person]], dict[str, list[Person]]]:
+        c = t.people.c
+        wanted_emails = {e.lower() for e in emails if e}
+        wanted_names = {n.lower() for n in names if n}
+        either = []
+        if wanted_emails:  # `email IS NOT NULL` as in `find`, for SQLite's partial index
+            either.append(and_(c.email.is_not(None), func.lower(c.email).in_(wanted_emails)))
+        if wanted_names:
+            either.append(func.lower(c.name).in_(wanted_names))
+        by_email: dict[str, list[Person]] = {}
+        by_name: dict[str, list[Person]] = {}
+        if not either:  # no round trip for nothing
+            return by_email, by_name
+        # grouped by the database's own lower() of each, which `find` compares too
+        rows = self.conn.execute(
+            select(
+                t.people,
+                func.lower(c.email).label("low_email"),
+                func.lower(c.name).label("low_name"),
+            )
+            .where(c.tenant_id == tenant_id, or_(*either))
+            .order_by(c.id)
+        ).mappings()
+        for r in rows:
+            person = from_row(Person, r)
+            if r["low_email"] in wanted_emails:
+                by_email.setdefault(r["low_email"], []).append(person)
+            if r["low_name"] in wanted_names:
+                by_name.setdefault(r["low_name"], []).append(person)
+        return by_email, by_name
 
 
 class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
