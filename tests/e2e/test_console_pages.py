@@ -50,6 +50,7 @@ from gradesync.web.console.charts import (
 )
 from gradesync.web.console.session import sign_in_from_launch
 from tests.support.console import sign_in
+from tests.support.statements import statements
 
 PASSWORD = "correct horse battery"
 
@@ -518,6 +519,18 @@ def test_run_history_names_destination_schedule_and_who_asked(
     # a filter nothing matches says so, not that no sync has ever run
     empty = c.get("/console/runs", params={"trigger": "remaster"}).text
     assert "No sync matches these filters." in empty and "No sync has run yet" not in empty
+
+    # the page reads its runs' stages at once: forty more runs, no more statements
+    with statements(runtime.db) as two:
+        c.get("/console/runs")
+    with runtime.db.uow() as uow:
+        for i in range(40):
+            uow.runs.add(SyncRun(f"r-{i}", RunScope("t1"), Trigger.MANUAL, "grace", created_at=now))
+        uow.commit()
+    with statements(runtime.db) as many:
+        page = c.get("/console/runs").text
+    assert all(f"/console/runs/r-{i}" in page for i in range(40))
+    assert len(many) == len(two), [s.split("\n")[0][:80] for s in many]
 
 
 def test_adding_a_sis_over_an_existing_id_is_refused_and_changes_nothing(

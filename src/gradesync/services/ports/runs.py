@@ -23,6 +23,9 @@ class RunRepo(Protocol):
     def stages(self, run_id: str) -> list[dict[str, Any]]:
         """A run's stage history: `{"stage": ..., "at": ISO time}`, oldest first."""
 
+    def stages_many(self, run_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """`stages` of these runs, by run id, in one statement (a page lists up to 200)."""
+
     def update(
         self, run: SyncRun, *, worker_id: str | None = None, heartbeat_at: datetime | None = None
     ) -> None:

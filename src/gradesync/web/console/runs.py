@@ -124,7 +124,7 @@ def run_history(
     )
     with rt.uow() as uow:
         courses = {c.id: c for c in uow.courses.all(user.tenant_id)}
-        stages = {r.id: uow.runs.stages(r.id) for r in runs}
+        stages = uow.runs.stages_many([r.id for r in runs])
     names = queries.run_names(rt.uow, user.tenant_id, [r.id for r in runs])
     return render(
         request,

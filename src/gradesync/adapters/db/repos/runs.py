@@ -60,6 +60,13 @@ class RunRepo(SqlRepo, ports.RunRepo):
         ).scalar()
         return list(v or [])
 
+    def stages_many(self, run_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        c = t.sync_runs.c
+        if not run_ids:  # no round trip for nothing
+            return {}
+        rows = self.conn.execute(select(c.id, c.stages).where(c.id.in_(set(run_ids))))
+        return {r.id: list(r.stages or []) for r in rows}
+
     def update(
         self, run: SyncRun, *, worker_id: str | None = None, heartbeat_at: datetime | None = None
     ) -> None:
