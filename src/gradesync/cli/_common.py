@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -24,9 +24,14 @@ from rich.markup import escape
 from rich.table import Column, Table
 from typer._click.globals import get_current_context  # typer carries its own click
 
-from gradesync.adapters.secretbox import SecretBoxError
 from gradesync.domain.errors import Conflict, FieldProblem, GradesyncError, InvalidInput, NotFound
-from gradesync.runtime import Runtime
+
+if TYPE_CHECKING:
+    from gradesync.runtime import Runtime
+
+# The runtime (the database layer) and the web API's response models are imported by the
+# commands that use them, when they run: `gradesync --help`, a group's help and a command
+# refused while parsing load neither (tests/cli/test_cli_startup.py).
 
 console = Console()
 err = Console(stderr=True)
@@ -74,6 +79,8 @@ def _command_runtime(ctx: typer.Context) -> Runtime:
     engine and one schema check."""
     rt: Runtime | None = ctx.meta.get(_SHARED)
     if rt is None:
+        from gradesync.runtime import Runtime
+
         rt = Runtime.create()
         ctx.meta[_SHARED] = rt
         ctx.find_root().call_on_close(rt.close)
@@ -116,6 +123,8 @@ def runtime() -> Iterator[Runtime]:
     `gradesync serve`/`gradesync worker` (procrastinate on PostgreSQL; on SQLite the serve
     process finds queued work within its poll interval). The one the tenant check made,
     when it made one (closed with the command)."""
+    from gradesync.runtime import Runtime
+
     ctx = get_current_context(silent=True)
     shared: Runtime | None = ctx.meta.get(_SHARED) if ctx is not None else None
     rt = shared or Runtime.create()
@@ -178,6 +187,7 @@ def as_options(problems: list[FieldProblem], options: Mapping[str, str]) -> list
 def error_of(exc: BaseException, options: Mapping[str, str] | None = None) -> CliError | None:
     """The CliError an exception stands for, or None for one that is not gradesync's.
     `options`: the command's option for each field of the use case (see as_options)."""
+    from gradesync.adapters.secretbox import SecretBoxError
     from gradesync.services.destination import RemoteFailure
 
     if isinstance(exc, InvalidInput):

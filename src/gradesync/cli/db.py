@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from gradesync.cli._common import JSON_OUT, console, print_json
-from gradesync.runtime import Runtime
 
 app = typer.Typer(help="Database schema: upgrade, show the current revision.", no_args_is_help=True)
 
@@ -13,6 +12,8 @@ app = typer.Typer(help="Database schema: upgrade, show the current revision.", n
 @app.command()
 def upgrade(as_json: bool = JSON_OUT) -> None:
     """Apply every pending migration (safe to run repeatedly)."""
+    from gradesync.runtime import Runtime
+
     state = Runtime.upgrade_schema()
     if as_json:
         print_json(
@@ -32,6 +33,8 @@ def upgrade(as_json: bool = JSON_OUT) -> None:
 @app.command()
 def current(as_json: bool = JSON_OUT) -> None:
     """Show the database's revision and whether it is up to date."""
+    from gradesync.runtime import Runtime
+
     state = Runtime.schema_state()
     if as_json:
         print_json({"revisions": list(state.revisions), "up_to_date": state.up_to_date})

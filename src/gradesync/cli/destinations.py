@@ -23,7 +23,6 @@ from gradesync.cli._common import (
 from gradesync.domain.errors import NotFound
 from gradesync.services import destination_admin as svc
 from gradesync.services import queries
-from gradesync.web.api.destinations import dest_out
 
 app = typer.Typer(
     help="Destinations (LMS platforms, SIS): list, show, limits, pause, resume, delete.",
@@ -42,6 +41,8 @@ def _status(view: dict[str, object]) -> str:
 @app.command("list")
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """List a tenant's destinations."""
+    from gradesync.web.api.destinations import dest_out
+
     with runtime() as rt:
         dests = svc.list_destinations(rt.uow, tenant)
         views = [svc.public_view(d, rt.clock.now()) for d in dests]
@@ -59,6 +60,8 @@ def show(
     destination_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool = JSON_OUT
 ) -> None:
     """A destination's settings (never its secrets) and its results by delivery state."""
+    from gradesync.web.api.destinations import dest_out
+
     with runtime() as rt:
         d, counts = guarded(lambda: queries.destination_summary(rt.uow, tenant, destination_id))
     view = svc.public_view(d, rt.clock.now())
@@ -92,6 +95,8 @@ def limits(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Change how hard gradesync may press a destination; limits not given keep their value."""
+    from gradesync.web.api.destinations import dest_out
+
     both = [
         problem(f"--{name}", "one_of", f"Give --{name} or --{other}, not both.")
         for name, given, other, clear in (
@@ -132,6 +137,8 @@ def pause(
     """Hold deliveries to a destination; results wait as pending, nothing is lost."""
     from datetime import UTC
 
+    from gradesync.web.api.destinations import dest_out
+
     until_utc = until.replace(tzinfo=UTC) if until and until.tzinfo is None else until
     with runtime() as rt:
         d = guarded(
@@ -156,6 +163,8 @@ def resume(
     destination_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool = JSON_OUT
 ) -> None:
     """Deliver again (also clears a timed or misconfiguration pause)."""
+    from gradesync.web.api.destinations import dest_out
+
     with runtime() as rt:
         d = guarded(lambda: svc.resume(rt.uow, rt.clock, rt.waker, tenant, destination_id))
     if as_json:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.markup import escape
@@ -34,9 +34,10 @@ from gradesync.cli._common import (
 from gradesync.cli._common import runtime as open_runtime
 from gradesync.domain.diagnosis import Check, Diagnosis, ProbeStep
 from gradesync.domain.triage import DESTINATION_SYMPTOM_TEXT, CourseTriage, Scope, Symptom
-from gradesync.runtime import Runtime
 from gradesync.services import overrides as ov
-from gradesync.web.api.diagnosis import repair_out
+
+if TYPE_CHECKING:
+    from gradesync.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -259,6 +260,8 @@ def repair(
 ) -> None:
     """Resend the selected grades with a fresh timestamp, so the LMS applies them over grades
     typed in by hand (which block an ordinary resync). Recorded in each grade's history."""
+    from gradesync.web.api.diagnosis import repair_out
+
     sel = ov.RepairSelection(tenant, course, destination, tuple(activity), tuple(learner))
     with open_runtime() as rt:
         result = guarded(lambda: _async(rt, lambda: rt.repair(sel, actor())))

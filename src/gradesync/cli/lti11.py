@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -20,9 +20,10 @@ from gradesync.cli._common import (
     runtime,
 )
 from gradesync.domain.model import DestinationKind
-from gradesync.lti.lti11_launch import LAUNCH_PATH
-from gradesync.runtime import Runtime
 from gradesync.services.lti11_consumers import PROFILES, ConsumerSpec, add_consumer
+
+if TYPE_CHECKING:
+    from gradesync.runtime import Runtime
 
 app = typer.Typer(
     help="LTI 1.1 consumers: add-consumer (adds or updates one), list.", no_args_is_help=True
@@ -76,6 +77,8 @@ def add_consumer_cmd(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Register (or update) an LTI 1.1 consumer. The secret is stored encrypted."""
+    from gradesync.lti.lti11_launch import LAUNCH_PATH
+
     if generate_secret and secret:
         raise bad_input(
             problem(

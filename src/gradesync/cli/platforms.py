@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -18,10 +18,10 @@ from gradesync.cli._common import (
     runtime,
 )
 from gradesync.lti import registration as reg
-from gradesync.runtime import Runtime
 from gradesync.services.lti import platforms
-from gradesync.services.lti.keys import ToolKeyStore
-from gradesync.web.api.platforms import platform_view
+
+if TYPE_CHECKING:
+    from gradesync.runtime import Runtime
 
 app = typer.Typer(
     help="LTI 1.3 platforms (LMS registrations): add, list, show.", no_args_is_help=True
@@ -88,6 +88,8 @@ def add(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Register an LMS (or update it with --replace), then print the values to paste into it."""
+    from gradesync.web.api.platforms import platform_view
+
     data: dict[str, Any] = {
         "id": platform_id,
         "name": name or None,
@@ -129,6 +131,8 @@ def add(
 @app.command("list")
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """The tenant's LTI 1.3 platforms."""
+    from gradesync.web.api.platforms import platform_view
+
     with runtime() as rt, rt.uow() as uow:
         now = rt.clock.now()
         rows = [d.as_of(now) for d in platforms.list_platforms(uow, tenant)]
@@ -156,6 +160,7 @@ def show(
     as_json: bool = JSON_OUT,
 ) -> None:
     """One registration and the values to paste into the LMS."""
+    from gradesync.web.api.platforms import platform_view
 
     def get(rt: Runtime) -> Any:
         with rt.uow() as uow:
@@ -175,6 +180,8 @@ def show(
 def rotate_tool_key(as_json: bool = JSON_OUT) -> None:
     """Make a new LTI signing key. The old one stays in the JWKS for a week (platforms cache
     keys), then `prune-tool-keys` removes it."""
+    from gradesync.services.lti.keys import ToolKeyStore
+
     with runtime() as rt:
         store = ToolKeyStore(rt.uow, rt.clock)
         old = store.current()
@@ -188,6 +195,8 @@ def rotate_tool_key(as_json: bool = JSON_OUT) -> None:
 @keys_app.command("list-tool-keys")
 def list_tool_keys(as_json: bool = JSON_OUT) -> None:
     """The tool's keys: current, retired-but-published, expired."""
+    from gradesync.services.lti.keys import ToolKeyStore
+
     with runtime() as rt:
         infos = ToolKeyStore(rt.uow, rt.clock).list()
     if as_json:
@@ -217,6 +226,8 @@ def list_tool_keys(as_json: bool = JSON_OUT) -> None:
 @keys_app.command("prune-tool-keys")
 def prune_tool_keys(as_json: bool = JSON_OUT) -> None:
     """Delete tool keys retired longer than the overlap (no longer in the JWKS)."""
+    from gradesync.services.lti.keys import ToolKeyStore
+
     with runtime() as rt:
         count = ToolKeyStore(rt.uow, rt.clock).prune()
     if as_json:

@@ -20,7 +20,6 @@ from gradesync.cli._common import (
 )
 from gradesync.domain.policy_layers import GRADE_SETTINGS, SettingSource
 from gradesync.services import policies as svc
-from gradesync.web.api.policies import policy_change_out, policy_out
 
 app = typer.Typer(
     help="Grade policies: tenant-wide defaults, course and activity overrides.",
@@ -56,6 +55,8 @@ def show(
     """The effective policy and where each setting comes from (default, tenant, course,
     activity): the tenant's defaults, a course's (with its activities' overrides), or an
     activity's."""
+    from gradesync.web.api.policies import policy_out
+
     if course is not None and activity is not None:
         raise bad_input(problem("--activity", "exclusive", "name --course or --activity, not both"))
     with runtime() as rt:
@@ -91,6 +92,8 @@ def set_(
 ) -> None:
     """Change the tenant's defaults (or, with --course / --activity, its overrides). Grades
     the change affects are recomputed and sent by the workers; nothing else is needed."""
+    from gradesync.web.api.policies import policy_change_out
+
     problems = []
     if course is not None and activity is not None:
         problems.append(problem("--activity", "exclusive", "name --course or --activity, not both"))

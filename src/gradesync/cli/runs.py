@@ -25,7 +25,6 @@ from gradesync.cli._common import (
 from gradesync.domain.canonical import parse_iso
 from gradesync.domain.model import SyncRun, Trigger
 from gradesync.services import queries
-from gradesync.web.api.runs import run_out
 
 app = typer.Typer(help="Sync runs: list, show.", no_args_is_help=True)
 
@@ -66,6 +65,8 @@ def list_(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Runs, newest first."""
+    from gradesync.web.api.runs import run_out
+
     moments = {name: _moment(name, text) for name, text in (("since", since), ("until", until))}
     with runtime() as rt:
         runs = guarded(
@@ -105,6 +106,8 @@ def _moment(name: str, text: str | None) -> datetime | None:
 @app.command()
 def show(run_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """One run: scope, stage history, counts and outcome."""
+    from gradesync.web.api.runs import run_out
+
     with runtime() as rt:
         d = guarded(lambda: queries.run_detail(rt.uow, tenant, run_id))
     if as_json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -28,10 +29,10 @@ from gradesync.cli._common import (
 from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.model import RunScope
 from gradesync.domain.schedule_rules import parse_rule, parse_time_zone
-from gradesync.runtime import Runtime
 from gradesync.services.schedules import ScheduleInfo, ScheduleService
-from gradesync.web.api.runs import run_out
-from gradesync.web.api.schedules import PreviewOut, history_out, schedule_out
+
+if TYPE_CHECKING:
+    from gradesync.runtime import Runtime
 
 app = typer.Typer(
     help="Scheduled syncs: add, list, edit, pause, resume, pause-all, delete, run-now, history.",
@@ -145,6 +146,8 @@ def _print(infos: list[ScheduleInfo]) -> None:
 
 def _show(info: ScheduleInfo, as_json: bool) -> None:
     if as_json:
+        from gradesync.web.api.schedules import schedule_out
+
         print_json(schedule_out(info))
         return
     _print([info])
@@ -193,6 +196,8 @@ def add(
 @app.command("list")
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """The tenant's schedules: interval, first and next run (local time), posted by."""
+    from gradesync.web.api.schedules import schedule_out
+
     with runtime() as rt:
         infos = guarded(lambda: _service(rt).all(tenant))
     if as_json:
@@ -260,6 +265,8 @@ def pause(
     schedule_id: str, tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT
 ) -> None:
     """Stop a schedule's runs until it is resumed."""
+    from gradesync.web.api.schedules import schedule_out
+
     with runtime() as rt:
         info = guarded(lambda: _service(rt).pause(tenant, schedule_id, by or actor()))
     if as_json:
@@ -273,6 +280,8 @@ def resume(
     schedule_id: str, tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT
 ) -> None:
     """Let a paused schedule run again (from its next slot)."""
+    from gradesync.web.api.schedules import schedule_out
+
     with runtime() as rt:
         info = guarded(lambda: _service(rt).resume(tenant, schedule_id, by or actor()))
     if as_json:
@@ -287,6 +296,8 @@ def resume(
 @app.command("pause-all")
 def pause_all(tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT) -> None:
     """Pause every schedule of the tenant."""
+    from gradesync.web.api.schedules import schedule_out
+
     with runtime() as rt:
         infos = guarded(lambda: _service(rt).pause_all(tenant, by or actor()))
     if as_json:
@@ -313,6 +324,8 @@ def run_now(
     schedule_id: str, tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT
 ) -> None:
     """Run a schedule's sync now, in your name (joins a run already going for its scope)."""
+    from gradesync.web.api.runs import run_out
+
     with runtime() as rt:
         run, joined = guarded(lambda: _service(rt).run_now(tenant, schedule_id, by or actor()))
     if as_json:
@@ -332,6 +345,8 @@ def history(
     as_json: bool = JSON_OUT,
 ) -> None:
     """The schedule log: who changed what, and every run fired or pressed with its outcome."""
+    from gradesync.web.api.schedules import history_out
+
     with runtime() as rt:
         entries = guarded(
             lambda: _service(rt).history(
@@ -375,6 +390,8 @@ def preview(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Show the next runs a rule would make (daylight-saving changes included)."""
+    from gradesync.web.api.schedules import PreviewOut
+
     guarded(lambda: _check_rule(kind, spec, tz, first_run), OPTIONS)
     with runtime() as rt:
         runs = guarded(

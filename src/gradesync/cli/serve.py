@@ -7,11 +7,6 @@ import socket
 
 import typer
 
-from gradesync import logs
-from gradesync.adapters.collector import settle_for_serving
-from gradesync.adapters.open_files import raise_open_files_limit
-from gradesync.config import load_settings
-
 DEFAULT_PORT = 8000
 DEMO_SANDBOX_PORT = 8765
 
@@ -52,6 +47,11 @@ def serve(
     ),
 ) -> None:
     """Run gradesync (SQLite by default; migrations applied automatically on SQLite)."""
+    from gradesync import logs
+    from gradesync.adapters.collector import settle_for_serving
+    from gradesync.adapters.open_files import raise_open_files_limit
+    from gradesync.config import load_settings
+
     settings = load_settings()
     logs.configure("WARNING" if demo else settings.log_level, settings.log_format)
     raise_open_files_limit()  # a pool per platform: see gradesync.adapters.open_files

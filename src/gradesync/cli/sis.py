@@ -6,13 +6,12 @@ import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gradesync.adapters.destinations import oneroster_csv
 from gradesync.cli._common import (
     EXIT_FAILED,
     JSON_OUT,
@@ -30,12 +29,12 @@ from gradesync.cli._common import (
 from gradesync.domain.canonical import parse_iso
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import DestinationKind
-from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
 from gradesync.services.destination import CheckStep, RemoteFailure
-from gradesync.web.api.runs import run_out
-from gradesync.web.api.sis import categories_out, checks_out, class_out, post_out, student_out
+
+if TYPE_CHECKING:
+    from gradesync.runtime import Runtime
 
 app = typer.Typer(
     help="SIS grade passback (OneRoster 1.2): connect, map classes and students, align "
@@ -179,6 +178,7 @@ def map_class(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Map a course (or one of its sections) to a SIS class."""
+    from gradesync.web.api.sis import class_out
 
     def go(rt: Runtime) -> Any:
         return asyncio.run(
@@ -211,6 +211,8 @@ def map_student(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Map a person to their SIS student sourcedId."""
+    from gradesync.web.api.sis import student_out
+
     link = _run(
         lambda rt: service.map_student(
             rt.uow,
@@ -260,6 +262,8 @@ def categories(
     """List the SIS's categories, align activity groups, and check a course's alignment.
     A file-based SIS cannot be asked for its categories: align its groups to the category
     sourcedIds the SIS uses, and `sis validate` checks them."""
+    from gradesync.web.api.sis import categories_out
+
     pairs = [pair.partition("=") for pair in align]
     wrong = [
         problem("--align", "format", f"{group + sep + cat!r}: write GROUP=CATEGORY_SOURCEDID.")
@@ -358,6 +362,8 @@ def categories(
 
 def _print_checks(checks: Sequence[service.ActivityCheck], as_json: bool) -> None:
     if as_json:
+        from gradesync.web.api.sis import checks_out
+
         print_json(checks_out(checks))  # as PUT .../selection and GET .../validation
         return
     table = id_table("activity", "title", "sync to SIS", "problems")
@@ -457,6 +463,7 @@ def post(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Post grades: a run over the course's activities selected for the SIS."""
+    from gradesync.web.api.sis import post_out
 
     def go(rt: Runtime) -> service.PostResult:
         return service.post_grades(
@@ -510,6 +517,8 @@ def export_csv(
 ) -> None:
     """Bring a file-based SIS up to date (a sync run) and write its OneRoster 1.2 CSV set
     (manifest, lineItems, results)."""
+    from gradesync.adapters.destinations import oneroster_csv
+    from gradesync.web.api.runs import run_out
 
     def go(rt: Runtime) -> sis_export.CsvExport:
         moment: datetime | None = None

@@ -4,6 +4,7 @@ through its stages with a progress bar."""
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,9 +22,10 @@ from gradesync.cli._common import (
     runtime,
 )
 from gradesync.domain.model import RunOutcome, RunScope, RunStage, SyncRun
-from gradesync.runtime import Runtime
 from gradesync.services import queries
-from gradesync.web.api.runs import run_out
+
+if TYPE_CHECKING:
+    from gradesync.runtime import Runtime
 
 STAGES = [s for s in RunStage]  # queued .. finished, in order
 POLL_SECONDS = 0.25
@@ -56,6 +58,8 @@ def sync(
     """Start a sync run. A run already queued for the same scope is joined, not duplicated.
     A `gradesync serve` or `gradesync worker` process runs it. Exit code with --wait: 0
     succeeded, 1 failed or partly failed, 124 timed out."""
+    from gradesync.web.api.runs import run_out
+
     with runtime() as rt:
         scope = RunScope(tenant, destination, course, tuple(activity))
         run, joined = guarded(lambda: rt.ask_for_run(scope, trigger, actor()))

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import typer
 
-from gradesync import logs
-from gradesync.adapters.collector import settle_for_serving
-from gradesync.adapters.metrics_server import MetricsServer
-from gradesync.adapters.open_files import raise_open_files_limit
 from gradesync.cli._common import bad_input, problem
-from gradesync.config import host_and_port, load_settings
-from gradesync.runtime import Runtime
+
+if TYPE_CHECKING:
+    from gradesync.adapters.metrics_server import MetricsServer
+    from gradesync.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +41,12 @@ def worker(
     ),
 ) -> None:
     """Deliver grades: compute dirty keys, send due results, run sync runs (PostgreSQL)."""
+    from gradesync import logs
+    from gradesync.adapters.collector import settle_for_serving
+    from gradesync.adapters.open_files import raise_open_files_limit
+    from gradesync.config import load_settings
+    from gradesync.runtime import Runtime
+
     if len(name) > MAX_NAME or any(c.isspace() for c in name):
         raise bad_input(
             problem("--name", "worker_name", f"Up to {MAX_NAME} characters, without spaces.")
@@ -92,6 +97,9 @@ def _serve_metrics(runtime: Runtime, address: str, field: str) -> MetricsServer 
     """This worker's `/metrics`: its counters (results delivered, rejected, retried, send
     latency, outbound requests) are counted here and nowhere else. `field` names where the
     address came from, for an error."""
+    from gradesync.adapters.metrics_server import MetricsServer
+    from gradesync.config import host_and_port
+
     if not address:
         return None
     try:
