@@ -145,3 +145,32 @@ def test_storage_calls_reports_each_call(tmp_path: Path) -> None:
     for name in ("upsert_1_rows_us", "upsert_16_rows_us", "ledger_get_keys_16_us"):
         assert figures[name] > 0
     assert figures["cpu_pressure"]["seconds"] is not None
+
+
+@pytest.mark.slow
+def test_cli_startup_reports_each_command_of_each_checkout(tmp_path: Path) -> None:
+    out = tmp_path / "startup.json"
+    src = str(ROOT / "src")
+    args = ["--runs", "1", "--src", f"a={src}", "--src", f"b={src}", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cli_startup", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    figures = json.loads(out.read_text())
+    assert figures == json.loads(proc.stdout)
+    assert [(r["label"], r["gradesync"]) for r in figures["rounds"]] == [
+        ("a", f"{src}/gradesync/__init__.py"),
+        ("b", f"{src}/gradesync/__init__.py"),
+    ]
+    for label in ("a", "b"):
+        commands = figures["median_of_rounds"][label]
+        assert set(commands) == {
+            "gradesync --help",
+            "gradesync runs --help",
+            "gradesync policy show --help",
+        }
+        assert all(c["wall_ms"] > 0 and c["cpu_ms"] > 0 for c in commands.values())
