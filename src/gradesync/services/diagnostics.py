@@ -142,33 +142,30 @@ def _others(
 
 def _duplicates(
     uow: UnitOfWork,
-    person: Person,
+    tenant_id: str,
     course_id: str,
     activity_ids: Sequence[str],
-    found: dict[str, tuple[Person, str]] | None = None,
-) -> tuple[OtherAccount, ...]:
-    """Other person records with the same email (or the same full name); `found` when
-    `_others` searched for them already."""
-    if found is None:
-        found = _others(uow, person.tenant_id, [person]).get(person.id, {})
-    out: list[OtherAccount] = []
-    for pid, (p, matched) in sorted(found.items()):
-        attempts = sum(
-            len(uow.attempts.for_key(person.tenant_id, aid, pid)) for aid in activity_ids
-        )
-        launched = any(
-            x.course_id == course_id for x in uow.launches.for_person(person.tenant_id, pid)
-        )
-        out.append(
+    others: dict[str, dict[str, tuple[Person, str]]],
+) -> dict[str, tuple[OtherAccount, ...]]:
+    """Per person, their other accounts (`_others`) with what each did in the course: its
+    attempts, enrollment and launches read for all of them at once, not per account."""
+    ids = sorted({pid for found in others.values() for pid in found})
+    attempts = uow.attempts.for_pairs(tenant_id, [(a, pid) for a in activity_ids for pid in ids])
+    enrolled = uow.enrollments.for_pairs(tenant_id, [(course_id, pid) for pid in ids])
+    launched = uow.launches.launched_in(tenant_id, course_id, ids) if ids else set()
+    return {
+        person_id: tuple(
             OtherAccount(
                 person=p,
                 matched_on=matched,
-                attempts_here=attempts,
-                enrolled_here=uow.enrollments.get(person.tenant_id, course_id, pid) is not None,
-                launched_here=launched,
+                attempts_here=sum(len(attempts.get((a, pid), ())) for a in activity_ids),
+                enrolled_here=(course_id, pid) in enrolled,
+                launched_here=pid in launched,
             )
+            for pid, (p, matched) in sorted(found.items())
         )
-    return tuple(out)
+        for person_id, found in others.items()
+    }
 
 
 def _deliveries(uow: UnitOfWork, key: LedgerKey, limit: int = 10) -> tuple[DeliveryFact, ...]:
@@ -233,7 +230,9 @@ def learner_activity_facts(
             attempts=tuple(uow.attempts.for_key(tenant_id, activity_id, person_id)),
             due_override=uow.overrides.get(tenant_id, activity_id, person_id),
             policy=_policy(tenant, course, activity),
-            duplicates=_duplicates(uow, person, course.id, [activity_id]),
+            duplicates=_duplicates(
+                uow, tenant_id, course.id, [activity_id], _others(uow, tenant_id, [person])
+            ).get(person.id, ()),
             destinations=tuple(facts),
             other_launches=tuple(x for x in launches if x.destination_id not in shown),
         )
@@ -376,12 +375,9 @@ def diagnose_course(
                 other = tuple(x for x in facts if x.course_id != course_id)
                 if other and not any(x.course_id == course_id for x in facts):
                     elsewhere[(d.id, pid)] = other
-        duplicates: dict[str, tuple[OtherAccount, ...]] = {}
-        ids = [a.id for a in activities]
         people = uow.people.get_many(tenant_id, sorted(suspects))
         others = _others(uow, tenant_id, [people[pid] for pid in sorted(people)])
-        for pid, found in sorted(others.items()):
-            duplicates[pid] = _duplicates(uow, people[pid], course_id, ids, found)
+        duplicates = _duplicates(uow, tenant_id, course_id, [a.id for a in activities], others)
     return triage_course(
         CourseFacts(
             now=now,

@@ -130,6 +130,9 @@ class LaunchRepo(Protocol):
     ) -> dict[str, list[LaunchFact]]:
         """Launches of these people at one destination, newest first, by person."""
 
+    def launched_in(self, tenant_id: str, course_id: str, person_ids: Iterable[str]) -> set[str]:
+        """Which of these people launched into the course through any destination."""
+
     def summary(self, tenant_id: str, destination_id: str) -> tuple[int, datetime | None]:
         """How many launches came through a destination, and the latest one's time."""
 

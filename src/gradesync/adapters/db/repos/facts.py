@@ -438,6 +438,8 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
         c = t.attempts.c
         wanted = set(pairs)
         out: dict[tuple[str, str], list[Attempt]] = {}
+        if not wanted:  # no round trip for nothing
+            return out
         rows = self.conn.execute(
             select(t.attempts)
             .where(

@@ -330,6 +330,24 @@ class LaunchRepo(SqlRepo, ports.LaunchRepo):
                 out.setdefault(r["person_id"], []).append(_fact(r))
         return out
 
+    def launched_in(self, tenant_id: str, course_id: str, person_ids: Iterable[str]) -> set[str]:
+        ids = sorted(set(person_ids))
+        c = t.launches.c
+        out: set[str] = set()
+        for i in range(0, len(ids), 500):
+            out.update(
+                self.conn.execute(
+                    select(c.person_id)
+                    .where(
+                        c.tenant_id == tenant_id,
+                        c.person_id.in_(ids[i : i + 500]),
+                        c.course_id == course_id,
+                    )
+                    .distinct()
+                ).scalars()
+            )
+        return out
+
     def summary(self, tenant_id: str, destination_id: str) -> tuple[int, datetime | None]:
         c = t.launches.c
         n, last = self.conn.execute(
