@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -129,19 +130,26 @@ def test_ingest_batches_counts_statements(tmp_path: Path) -> None:
     assert figures["cpu_pressure"]["seconds"] is not None
 
 
-@pytest.mark.slow
-def test_storage_calls_reports_each_call(tmp_path: Path) -> None:
-    out = tmp_path / "calls.json"
+def module_figures(tmp_path: Path, module: str, *args: str) -> dict[str, Any]:
+    """Run `python -m benchmarks.<module> ARGS --out FILE`: its figures, which it also
+    printed (the two must agree)."""
+    out = tmp_path / f"{module}.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.storage_calls", "--out", str(out)],
+        [sys.executable, "-m", f"benchmarks.{module}", *args, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    figures = json.loads(out.read_text())
+    figures: dict[str, Any] = json.loads(out.read_text())
     assert figures == json.loads(proc.stdout)
+    return figures
+
+
+@pytest.mark.slow
+def test_storage_calls_reports_each_call(tmp_path: Path) -> None:
+    figures = module_figures(tmp_path, "storage_calls")
     for name in ("upsert_1_rows_us", "upsert_16_rows_us", "ledger_get_keys_16_us"):
         assert figures[name] > 0
     assert figures["cpu_pressure"]["seconds"] is not None
@@ -149,19 +157,10 @@ def test_storage_calls_reports_each_call(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_startup_reports_each_command_of_each_checkout(tmp_path: Path) -> None:
-    out = tmp_path / "startup.json"
     src = str(ROOT / "src")
-    args = ["--runs", "1", "--src", f"a={src}", "--src", f"b={src}", "--out", str(out)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cli_startup", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    figures = module_figures(
+        tmp_path, "cli_startup", "--runs", "1", "--src", f"a={src}", "--src", f"b={src}"
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    figures = json.loads(out.read_text())
-    assert figures == json.loads(proc.stdout)
     assert [(r["label"], r["gradesync"]) for r in figures["rounds"]] == [
         ("a", f"{src}/gradesync/__init__.py"),
         ("b", f"{src}/gradesync/__init__.py"),
