@@ -1,7 +1,9 @@
-"""CPU per call of two storage calls that run for every few grades, on SQLite (a file in a
+"""CPU per call of the storage calls that run for every few grades, on SQLite (a file in a
 temporary directory): an `upsert` (`adapters/db/mapping.py`) of 1, 16 and 1,000 rows of
-people, and the settle writer's read of a batch's ledger rows (`LedgerRepo.get_keys`, 16
-keys spread over 20 activities of a 4,000-row ledger). SQLAlchemy's work and SQLite's.
+people; the settle writer's read of a batch's ledger rows (`LedgerRepo.get_keys`, 16
+keys spread over 20 activities of a 4,000-row ledger) and its write of them
+(`LedgerRepo.save_many` of 6 and 16 delivered rows, and of 1,000 as computing writes them).
+SQLAlchemy's work and SQLite's.
 
     python -m benchmarks.storage_calls [--out FILE]
 
@@ -29,8 +31,10 @@ from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.mapping import upsert
 from gradesync.adapters.db.repos.ledger import LedgerRepo
 from gradesync.domain.ledger import LedgerKey
+from gradesync.domain.model import DeliveryState, LedgerRow
 
 UPSERT_CALLS = {1: 5000, 16: 3000, 1000: 60}
+SAVE_CALLS = {6: 3000, 16: 2000, 1000: 40}  # a settle batch at 20 ms, a larger one, compute's
 ACTIVITIES, LEARNERS, KEYS_PER_READ, READS = 20, 200, 16, 1500
 
 
@@ -64,6 +68,28 @@ def _ledger(path: Path) -> None:
     raw.close()
 
 
+def _settled(n: int, k: int) -> list[tuple[LedgerRow, str]]:
+    """`n` ledger rows as the settle writer saves them (delivered, every column set)."""
+    now = datetime(2026, 12, 5, 1, 2, 3, k, tzinfo=UTC)
+    return [
+        (
+            LedgerRow(
+                LedgerKey("t", "d", f"a{i % ACTIVITIES}", f"p{i // ACTIVITIES}"),
+                DeliveryState.DELIVERED,
+                desired_hash=f"h{k}",
+                desired={"score": 0.5 + k, "max": 1.0, "comment": None, "progress": "done"},
+                delivered_hash=f"h{k}",
+                delivered_at=now,
+                last_timestamp=now,
+                remote_status=200,
+                updated_at=now,
+            ),
+            "c",
+        )
+        for i in range(n)
+    ]
+
+
 def run() -> dict[str, Any]:
     window = pressure.Window.start()
     out: dict[str, Any] = {}
@@ -93,6 +119,11 @@ def run() -> dict[str, Any]:
             out[f"ledger_get_keys_{KEYS_PER_READ}_us"] = _cpu_per_call(
                 READS, lambda i: ledger.get_keys(batches[i % 50], lock=True)
             )
+            for n, calls in SAVE_CALLS.items():
+                saved = [_settled(n, k) for k in range(2)]
+                out[f"ledger_save_many_{n}_rows_us"] = _cpu_per_call(
+                    calls, lambda i, saved=saved: ledger.save_many(saved[i % 2], release_for="w")
+                )
         db.dispose()
     out["cpu_pressure"] = window.stop()
     return out

@@ -21,6 +21,7 @@ from sqlalchemy import JSON, Connection, Select, Table, Text, bindparam, func, s
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 
+from gradesync.adapters.db.sqlite_rows import execute_rows
 from gradesync.domain.model import PolicySettings
 
 T = TypeVar("T")
@@ -134,7 +135,26 @@ def upsert(
         return
     keys = [c.name for c in table.primary_key.columns]
     cols = update if update is not None else tuple(k for k in rows[0] if k not in keys)
-    stmt, params = bulk_insert(conn, table, rows, conflict=keys, update=cols)
+    insert_many(conn, table, rows, conflict=keys, update=cols)
+
+
+def insert_many(
+    conn: Connection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    *,
+    conflict: list[str] | None = None,
+    update: tuple[str, ...] = (),
+) -> None:
+    """`bulk_insert`'s statement run for `rows`, when nothing is returned: on SQLite
+    through the driver's executemany (`sqlite_rows`), cheaper than SQLAlchemy's."""
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        conflicting = tuple(conflict) if conflict is not None else None
+        execute_rows(conn, _insert(False, table, None, conflicting, update, ()), rows)
+        return
+    stmt, params = bulk_insert(conn, table, rows, conflict=conflict, update=update)
     conn.execute(stmt, params)
 
 

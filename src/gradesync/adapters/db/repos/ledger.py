@@ -29,8 +29,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import (
-    bulk_insert,
     from_row,
+    insert_many,
     rows_of_arrays,
     to_row,
     unnest_params,
@@ -39,6 +39,7 @@ from gradesync.adapters.db.mapping import (
     utc,
 )
 from gradesync.adapters.db.repos.base import SqlRepo
+from gradesync.adapters.db.sqlite_rows import execute_rows
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.services import ports
 from gradesync.services.ports.ledger import FAIR_COURSES, Claimable
@@ -301,7 +302,8 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         bulk: bool | None = None,
     ) -> None:
         # one cached statement: on PostgreSQL one execution with the rows as arrays, on
-        # SQLite an executemany (a multi-VALUES statement would be compiled anew each time)
+        # SQLite the driver's executemany (a multi-VALUES statement would be compiled anew
+        # each time)
         if not rows:
             return
         values = [self._values(r, cid) for r, cid in rows]
@@ -319,10 +321,8 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                 params["release_owner"] = release_for
             self.conn.execute(stmt, params)
             return
-        if release_for is not None:
-            for v in values:
-                v["release_owner"] = release_for
-        self.conn.execute(stmt, values)
+        shared = {"release_owner": release_for} if release_for is not None else None
+        execute_rows(self.conn, stmt, values, shared)
 
     def course_of(self, key: LedgerKey) -> str | None:
         c = t.ledger.c
@@ -883,7 +883,7 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
     def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
         if not entries:
             return
-        stmt, params = bulk_insert(
+        insert_many(
             self.conn,
             t.deliveries,
             [
@@ -905,6 +905,4 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
                 }
                 for e in entries
             ],
-            conflict=None,
         )
-        self.conn.execute(stmt, params)

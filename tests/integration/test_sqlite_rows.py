@@ -1,0 +1,171 @@
+"""`sqlite_rows.execute_rows` binds values itself, through the driver's executemany: what it
+stores must be, byte for byte and type for type, what SQLAlchemy stores for the same rows
+(a time compared as text with another must have the same form, a JSON value the same
+text). Two tables with times, JSON, defaults and the settle writer's lease release."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, insert
+
+from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.mapping import insert_many
+from gradesync.adapters.db.repos.ledger import _ledger_upsert
+from gradesync.adapters.db.sqlite_rows import execute_rows
+
+AT = datetime(2026, 12, 5, 1, 2, 3, 456789, tzinfo=UTC)
+PARIS = timezone(timedelta(hours=1))
+
+
+def _ledger_rows(owner_note: str) -> list[dict[str, Any]]:
+    base = {
+        "tenant_id": "t",
+        "destination_id": "d",
+        "course_id": "c",
+        "desired_hash": "h1",
+        "delivered_hash": None,
+        "delivered_at": None,
+        "tries": 2,
+        "next_attempt_at": None,
+        "reason_code": None,
+        "reason_text": "naïve café ✓",
+        "remote_status": None,
+        "remote_message": owner_note,
+        "pending_since": None,
+    }
+    return [
+        base
+        | {
+            "activity_id": "a1",
+            "person_id": "p1",
+            "state": "delivered",
+            "desired": {"score": 0.5, "max": 1, "comment": "très bien", "nested": [1, None]},
+            "last_timestamp": AT,
+            "updated_at": AT.replace(microsecond=0),  # no fraction: still six digits
+        },
+        base
+        | {
+            "activity_id": "a1",
+            "person_id": "p2",
+            "state": "pending",
+            "desired": None,  # JSON null, not SQL NULL
+            "last_timestamp": None,
+            # the zone is not stored, either way: the repositories hand over UTC (`utc`)
+            "updated_at": datetime(2026, 12, 5, 2, 0, tzinfo=PARIS),
+        },
+    ]
+
+
+def _stored(path: Path, table: str) -> list[dict[str, tuple[Any, str]]]:
+    """Each row as it is on disk: per column, its value and SQLite's type of it."""
+    raw = sqlite3.connect(path)
+    try:
+        names = [r[1] for r in raw.execute(f"PRAGMA table_info({table})") if r[1] != "id"]
+        typed = ", ".join(f"{n}, typeof({n})" for n in names)
+        keys = ", ".join(str(2 * i + 1) for i in range(min(4, len(names))))
+        rows = raw.execute(f"SELECT {typed} FROM {table} ORDER BY {keys}").fetchall()
+        return [{n: (r[2 * i], r[2 * i + 1]) for i, n in enumerate(names)} for r in rows]
+    finally:
+        raw.close()
+
+
+def _database(tmp_path: Path, name: str) -> tuple[Any, Path]:
+    path = tmp_path / f"{name}.db"
+    engine = create_engine(f"sqlite:///{path}")
+    t.metadata.create_all(engine)
+    return engine, path
+
+
+def test_the_ledger_upsert_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    by_sqlalchemy, a = _database(tmp_path, "a")
+    by_driver, b = _database(tmp_path, "b")
+    columns = tuple(_ledger_rows("")[0])
+    stmt = _ledger_upsert("sqlite", columns, True)
+    leased = {"lease_owner": "w1", "lease_until": AT}
+    for engine in (by_sqlalchemy, by_driver):
+        with engine.begin() as conn:  # two rows leased, one to another worker
+            conn.execute(
+                insert(t.ledger),
+                [
+                    r | leased | {"lease_owner": owner}
+                    for r, owner in zip(_ledger_rows("first"), ("w1", "w2"), strict=True)
+                ],
+            )
+    with by_sqlalchemy.begin() as conn:
+        conn.execute(stmt, [r | {"release_owner": "w1"} for r in _ledger_rows("second")])
+    with by_driver.begin() as conn:
+        execute_rows(conn, stmt, _ledger_rows("second"), {"release_owner": "w1"})
+
+    stored = _stored(b, "ledger")
+    assert stored == _stored(a, "ledger")
+    first, second = stored
+    assert first["last_timestamp"] == ("2026-12-05 01:02:03.456789", "text")
+    assert first["updated_at"] == ("2026-12-05 01:02:03.000000", "text")
+    assert second["updated_at"] == ("2026-12-05 02:00:00.000000", "text")
+    assert second["desired"] == ("null", "text")
+    assert first["remote_message"] == ("second", "text")  # the upsert's update was applied
+    # the release: w1's lease let go, w2's kept (the CASE's parameter bound from `shared`)
+    assert (first["lease_owner"], second["lease_owner"]) == ((None, "null"), ("w2", "text"))
+
+
+def test_a_log_insert_and_an_upsert_store_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    by_sqlalchemy, a = _database(tmp_path, "a")
+    by_driver, b = _database(tmp_path, "b")
+    entries = [
+        {
+            "tenant_id": "t",
+            "destination_id": "d",
+            "activity_id": "a1",
+            "person_id": f"p{i}",
+            "run_id": None,
+            "sent_at": AT + timedelta(seconds=i),
+            "sent_hash": "h",
+            "payload": payload,
+            "outcome": "delivered",
+            "remote_status": 200,
+            "remote_message": None,
+            "latency_ms": 12.5,
+        }
+        for i, payload in enumerate([{"scoreGiven": 1.0, "userId": "ü"}, None])
+    ]
+    people = [{"tenant_id": "t", "id": "p1", "name": "Zoë", "email": None, "sis_id": "s1"}]
+    with by_sqlalchemy.begin() as conn:
+        conn.execute(insert(t.deliveries), entries)
+        conn.execute(insert(t.people), people)
+        conn.execute(
+            t.people.update().where(t.people.c.id == "p1").values(name="Zoë B.", sis_id=None)
+        )
+    with by_driver.begin() as conn:
+        insert_many(conn, t.deliveries, entries)
+        insert_many(conn, t.people, people)
+        insert_many(  # the same key again: the upsert's update
+            conn,
+            t.people,
+            [people[0] | {"name": "Zoë B.", "sis_id": None}],
+            conflict=["tenant_id", "id"],
+            update=("name", "sis_id"),
+        )
+    assert _stored(b, "deliveries") == _stored(a, "deliveries")
+    assert _stored(b, "people") == _stored(a, "people")
+
+
+def test_a_column_left_out_takes_its_default(tmp_path: Path) -> None:
+    by_sqlalchemy, a = _database(tmp_path, "a")
+    by_driver, b = _database(tmp_path, "b")
+    ledger = _ledger_rows("")[:1]  # no priority: its default, 0
+    # no policy: its default is `dict`, a new one per row, so this goes SQLAlchemy's way
+    tenants = [{"id": "t", "name": "T", "created_at": AT}]
+    with by_sqlalchemy.begin() as conn:
+        conn.execute(insert(t.ledger), ledger)
+        conn.execute(insert(t.tenants), tenants)
+    with by_driver.begin() as conn:
+        execute_rows(conn, insert(t.ledger), ledger)
+        execute_rows(conn, insert(t.tenants), tenants)
+    assert _stored(b, "ledger") == _stored(a, "ledger")
+    assert _stored(b, "ledger")[0]["priority"] == (0, "integer")
+    assert _stored(b, "tenants") == _stored(a, "tenants")
+    assert _stored(b, "tenants")[0]["policy"] == ("{}", "text")
