@@ -113,9 +113,12 @@ def from_row(cls: type[T], row: Mapping[Any, Any], **extra: Any) -> T:
     precedence; a field with no column keeps its default, a column of no field is left."""
     kwargs: dict[str, Any] = {}
     for name, read in _readers(cast(type, cls)):
-        if name in extra or name not in row:
+        if name in extra:
             continue
-        v = row[name]
+        try:  # a result row's `in` costs as much as reading the value: one lookup
+            v = row[name]
+        except KeyError:
+            continue
         kwargs[name] = v if read is None or v is None else read(v)
     kwargs.update(extra)
     return cls(**kwargs)
