@@ -374,3 +374,22 @@ async def test_a_request_in_flight_when_the_pool_closes_fails_and_sends_nothing(
     with pytest.raises(httpx.ConnectError, match="closed"):
         await sent
     assert s.connections == 0
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        'text/plain; CHARSET="ISO-8859-1"',
+        "text/plain;charset=windows-1252; format=flowed",
+        "text/plain; charset*=us-ascii''latin-1",
+        "",
+    ],
+)
+def test_the_charset_is_the_one_httpx_reads(content_type: str) -> None:
+    # read once per distinct Content-Type, and as httpx's own answer reads it
+    headers = {"Content-Type": content_type}
+    ours = Response(200, headers=headers, content=b"x").charset_encoding
+    assert ours == httpx.Response(200, headers=headers, content=b"x").charset_encoding
+    assert Response(200, headers=headers).charset_encoding == ours

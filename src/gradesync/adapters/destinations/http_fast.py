@@ -4,8 +4,10 @@ header lines httpx's own path would send, a JSON body as bytes, and the answer a
 
 from __future__ import annotations
 
+import email.message
 import json
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import httpx
@@ -121,6 +123,21 @@ class Response(httpx.Response):
     def request(self, value: httpx.Request) -> None:
         self._request = value
 
+    @property
+    def charset_encoding(self) -> str | None:
+        content_type = self.headers.get("Content-Type")
+        return None if content_type is None else _charset(content_type)
+
     def raise_for_status(self) -> httpx.Response:
         _ = self.request  # httpx's check reads the attribute, not the property
         return super().raise_for_status()
+
+
+@lru_cache(maxsize=64)
+def _charset(content_type: str) -> str | None:
+    """The charset of a Content-Type, parsed as httpx parses it (through `email.message`,
+    which cost about as much as the rest of reading an answer's text) once per distinct
+    value: a destination answers with the same one every time."""
+    message = email.message.Message()
+    message["content-type"] = content_type
+    return message.get_content_charset(failobj=None)
