@@ -3,6 +3,7 @@ PostgreSQL): what the diagnostics read, and what overrides and repairs write."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -358,6 +359,38 @@ def test_a_class_typed_over_or_repaired_is_logged_in_a_few_statements(db: Databa
         log = uow.deliveries.for_key(LedgerKey(T, D, "a1", "p7"))
     assert [e["outcome"] for e in log] == ["repair", "repair", "overridden"]
     assert "cli:support" in log[0]["remote_message"] and log[1]["run_id"] is not None
+
+
+class _Gradebook:
+    """Each column's read-back: ada's grade, with the LMS's timestamp."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    async def read_results(self, course: CourseLink, item: ItemLink) -> list[ReadBack]:
+        self.read.append(item.activity_id)
+        return [ReadBack("sub-ada", 7.0, 10.0, None, NOW + timedelta(minutes=5))]
+
+
+def test_a_course_repair_reads_its_columns_in_one_statement(db: Database) -> None:
+    """The repair reads the LMS's timestamps column by column: the columns' links are read
+    in one statement for the whole course, not one per activity."""
+    seed(db)
+    quizzes = [f"q{i}" for i in range(10)]
+    with db.uow() as uow:
+        for q in quizzes:
+            uow.activities.upsert(Activity(T, q, C, f"Quiz {q}", 10.0))
+            uow.links.save_item(ItemLink(T, D, q, f"https://lms/api/c1/line_items/{q}"))
+        uow.ledger.save_many([(_delivered("ada", 7.0, q), C) for q in quizzes])
+        uow.commit()
+    lms = _Gradebook()
+    sel = overrides.RepairSelection(T, C, D)
+    with statements(db) as seen:
+        found, unread = asyncio.run(overrides.remote_timestamps(db.uow, sel, lambda d: lms))
+    assert lms.read == ["a1", *quizzes] and unread == []
+    assert found == {LedgerKey(T, D, a, "ada"): NOW + timedelta(minutes=5) for a in lms.read}
+    # 11 here (10 on PostgreSQL); a statement per activity (11 of them) made 21
+    assert len(seen) <= 12, "\n".join(s.split("\n")[0][:90] for s in seen)
 
 
 def test_a_course_triage_searches_its_learners_for_other_accounts_at_once(db: Database) -> None:

@@ -314,13 +314,15 @@ async def remote_timestamps(
                 course_link = uow.links.course(sel.tenant_id, d.id, sel.course_id)
                 if course_link is None:
                     continue
-                acts = {r.key.activity_id for r in _selected_rows(uow, sel, d)}
+                acts = sorted({r.key.activity_id for r in _selected_rows(uow, sel, d)})
                 people = {
                     link.remote_id: pid
                     for pid, link in uow.links.people(sel.tenant_id, d.id, sel.course_id).items()
                 }
-                for aid in sorted(acts):
-                    item = uow.links.item(sel.tenant_id, d.id, aid)
+                # the columns of all of them in one statement: a course's repair names each
+                items = uow.links.items(sel.tenant_id, d.id, acts)
+                for aid in acts:
+                    item = items.get(aid)
                     if item is not None and item.remote_id:
                         out.append((d, course_link, item, people))
             return out

@@ -27,7 +27,7 @@ class LinkRepo(Protocol):
     def items(
         self, tenant_id: str, destination_id: str, activity_ids: Iterable[str]
     ) -> dict[str, ItemLink]:
-        """Item links of these activities, by activity id."""
+        """Item links of these activities, by activity id, in one statement (none for none)."""
 
     def save_item(self, link: ItemLink) -> None: ...
 

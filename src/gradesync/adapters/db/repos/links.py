@@ -94,11 +94,14 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
         self, tenant_id: str, destination_id: str, activity_ids: Iterable[str]
     ) -> dict[str, ItemLink]:
         c = t.item_links.c
+        ids = sorted(set(activity_ids))
+        if not ids:  # no round trip for nothing
+            return {}
         rows = self.conn.execute(
             select(t.item_links).where(
                 c.tenant_id == tenant_id,
                 c.destination_id == destination_id,
-                c.activity_id.in_(list(set(activity_ids))),
+                c.activity_id.in_(ids),
             )
         ).mappings()
         return {r["activity_id"]: from_row(ItemLink, r) for r in rows}
