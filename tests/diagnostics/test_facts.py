@@ -393,6 +393,30 @@ def test_a_course_repair_reads_its_columns_in_one_statement(db: Database) -> Non
     assert len(seen) <= 12, "\n".join(s.split("\n")[0][:90] for s in seen)
 
 
+def test_a_course_synced_to_several_destinations_reads_them_in_one_statement(
+    db: Database,
+) -> None:
+    """A diagnosis covers each destination the course syncs to: they are read in one
+    statement, not one each."""
+    seed(db)
+    others = [f"lms{i}" for i in range(2, 7)]
+    with db.uow() as uow:
+        for d in others:
+            uow.destinations.upsert(Destination(T, d, DestinationKind.LTI13_AGS, d), NOW)
+            uow.links.save_course(CourseLink(T, d, C, f"https://{d}/api/c1/line_items"))
+        uow.commit()
+    with statements(db) as seen:
+        learner = diagnostics.learner_activity_facts(db.uow, ManualClock(NOW), T, "ada", "a1")
+        activity = diagnostics.diagnose_activity(db.uow, ManualClock(NOW), T, "a1")
+        course = diagnostics.diagnose_course(db.uow, ManualClock(NOW), T, C)
+    assert [f.destination.id for f in learner.destinations] == [D, *others]
+    assert activity.subject == "activity" and set(course.destinations) == {D, *others}
+    # one read of the destinations per diagnosis (83 statements in all here); one per
+    # destination made 18 (98 in all)
+    reads = [s for s in seen if "FROM destinations" in s]
+    assert len(reads) == 3, "\n".join(s.split("\n")[0][:90] for s in seen)
+
+
 def test_a_course_triage_searches_its_learners_for_other_accounts_at_once(db: Database) -> None:
     """Every learner whose grade is not delivered is searched for another account (same
     email or full name): all of them in one statement, not one or two each."""

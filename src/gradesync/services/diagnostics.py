@@ -99,12 +99,14 @@ def _destinations(
         if d is None:
             raise NotFound("destination", destination_id)
         return [(d, uow.links.course(tenant_id, d.id, course_id))]
-    links = uow.links.destinations_for_course(tenant_id, course_id)
-    out: list[tuple[Destination, CourseLink | None]] = []
-    for link in sorted(links, key=lambda lk: lk.destination_id):
-        d = uow.destinations.get(tenant_id, link.destination_id)
-        if d is not None:
-            out.append((d, link))
+    links = sorted(
+        uow.links.destinations_for_course(tenant_id, course_id), key=lambda lk: lk.destination_id
+    )
+    # the linked destinations in one statement, not one each
+    found = uow.destinations.get_many(tenant_id, [lk.destination_id for lk in links])
+    out: list[tuple[Destination, CourseLink | None]] = [
+        (found[lk.destination_id], lk) for lk in links if lk.destination_id in found
+    ]
     if not out:
         out = [(d, None) for d in uow.destinations.all(tenant_id)]
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -12,6 +13,9 @@ class DestinationRepo(Protocol):
     """Destinations with their secret; the store keeps the secret encrypted at rest."""
 
     def get(self, tenant_id: str, destination_id: str) -> Destination | None: ...
+
+    def get_many(self, tenant_id: str, destination_ids: Iterable[str]) -> dict[str, Destination]:
+        """The tenant's destinations with these ids, by id, in one statement (none for none)."""
 
     def upsert(self, dest: Destination, now: datetime) -> None: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,16 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
             .first()
         )
         return self._load(row) if row else None
+
+    def get_many(self, tenant_id: str, destination_ids: Iterable[str]) -> dict[str, Destination]:
+        c = t.destinations.c
+        ids = sorted(set(destination_ids))
+        if not ids:  # no round trip for nothing
+            return {}
+        rows = self.conn.execute(
+            select(t.destinations).where(c.tenant_id == tenant_id, c.id.in_(ids))
+        ).mappings()
+        return {r["id"]: self._load(r) for r in rows}
 
     def upsert(self, dest: Destination, now: datetime) -> None:
         row = to_row(dest, exclude=("secret",))
