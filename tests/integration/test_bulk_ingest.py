@@ -17,6 +17,7 @@ from gradesync.domain.model import (
     Tenant,
 )
 from gradesync.services import ingest as svc
+from gradesync.services.ingest_group import GroupedIngest
 from gradesync.testing import ManualClock
 from tests.support.statements import statements
 
@@ -85,6 +86,30 @@ def test_a_batch_of_a_thousand_attempts_takes_a_few_statements(db: Database) -> 
     again = svc.ingest(db.uow, ManualClock(NOW), None, "t1", svc.IngestBatch(attempts=attempts))
     assert again.recorded == 0 and again.duplicates == 1000 and again.dirty_keys == 0
     assert [a.attempt_id for a in again.attempts] == [a.attempt_id for a in result.attempts]
+
+
+def test_a_batch_of_courses_and_activities_reads_the_tenant_once(db: Database) -> None:
+    """The tenant is read to refuse an unknown one; a course's or an activity's change needs
+    its policy layer, taken from that same read, whether the ingest writes alone or shares a
+    transaction with others."""
+    seed(db, learners=3, activities=2)
+    batch = svc.IngestBatch(
+        courses=[Course("t1", "c1", "Biology, renamed")],
+        activities=[Activity("t1", "a0", "c1", "Quiz 0, renamed", 10.0)],
+    )
+    group = GroupedIngest(db.uow, ManualClock(NOW))
+    for ingest in (
+        lambda: svc.ingest(db.uow, ManualClock(NOW), None, "t1", batch),
+        lambda: group.ingest(None, "t1", batch),
+    ):
+        with statements(db) as seen:
+            ingest()
+        # one read of the tenant (11 statements in all the first time, 7 the second): it was
+        # read twice (12 and 8)
+        tenants = [s for s in seen if "FROM tenants" in s]
+        assert len(tenants) == 1, "\n".join(s.split("\n")[0][:90] for s in seen)
+    with db.uow() as uow:
+        assert uow.courses.get("t1", "c1") == batch.courses[0]
 
 
 def test_dirty_marks_in_bulk_refresh_the_time(db: Database) -> None:

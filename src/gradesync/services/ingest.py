@@ -27,6 +27,7 @@ from gradesync.domain.model import (
     Enrollment,
     Person,
     PolicySettings,
+    Tenant,
 )
 from gradesync.domain.policy import settings_problems
 from gradesync.services.clock import Clock
@@ -401,9 +402,10 @@ def ingest(
     """
     check_size(batch, max_items)
     with uow_factory() as uow:
-        if uow.tenants.get(tenant_id) is None:
+        tenant = uow.tenants.get(tenant_id)
+        if tenant is None:
             raise NotFound("tenant", tenant_id)
-        result = record_facts(uow, tenant_id, batch, clock.now())
+        result = record_facts(uow, tenant_id, batch, clock.now(), tenant=tenant)
         uow.commit()
     wake_after(waker, result)
     return result
@@ -457,11 +459,13 @@ def record_facts(
     now: datetime,
     *,
     also_dirty: Iterable[DirtyRow] = (),
+    tenant: Tenant | None = None,
 ) -> IngestResult:
     """The ingest core, inside the caller's transaction (not committed): validate the batch,
     write what changed, and mark for recompute every key whose facts changed, together with
     `also_dirty` (keys the caller's own writes unblock, such as the results a learner's first
     LTI launch gives a place to go). Raises `InvalidInput` before writing anything.
+    `tenant`: the tenant, when the caller has read it already (it is not read again).
 
     The caller commits, then wakes the workers when `dirty_keys` is not 0.
     """
@@ -476,7 +480,8 @@ def record_facts(
 
     # the tenant's policy layer matters only when courses or activities change (an
     # attempts-only batch, the common one, saves the read)
-    tenant = uow.tenants.get(tenant_id) if b.courses or b.activities else None
+    if tenant is None and (b.courses or b.activities):
+        tenant = uow.tenants.get(tenant_id)
     tenant_layer = tenant.policy if tenant is not None else PolicySettings()
     overwrite: list[Activity] = []  # activities whose LMS edits gradesync now overwrites
 

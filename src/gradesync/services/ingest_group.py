@@ -92,9 +92,12 @@ class GroupedIngest:
                 for item in group:
                     try:
                         with uow.savepoint():
-                            if uow.tenants.get(item.tenant_id) is None:
+                            tenant = uow.tenants.get(item.tenant_id)
+                            if tenant is None:
                                 raise NotFound("tenant", item.tenant_id)
-                            result = record_facts(uow, item.tenant_id, item.batch, now)
+                            result = record_facts(
+                                uow, item.tenant_id, item.batch, now, tenant=tenant
+                            )
                     except Exception as exc:  # refused (or failed): this batch alone
                         _fail([item], exc)
                     else:
