@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from gradesync.adapters.db.database import Database
+from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import (
     Activity,
     Attempt,
@@ -110,6 +113,33 @@ def test_a_batch_of_courses_and_activities_reads_the_tenant_once(db: Database) -
         assert len(tenants) == 1, "\n".join(s.split("\n")[0][:90] for s in seen)
     with db.uow() as uow:
         assert uow.courses.get("t1", "c1") == batch.courses[0]
+
+
+def test_a_batch_checks_its_activities_in_one_read(db: Database) -> None:
+    """The activities a batch holds (may they move?) and those its attempts and extensions
+    name (do they exist?) are read together: one statement, not one for each purpose."""
+    seed(db, learners=3, activities=3)
+    batch = svc.IngestBatch(
+        activities=[
+            Activity("t1", "a0", "c1", "Quiz 0, renamed", 10.0),
+            Activity("t1", "lab", "c1", "Lab", 20.0),
+        ],
+        overrides=[DueDateOverride("t1", "a1", "p0", NOW + timedelta(days=7))],
+        attempts=[
+            Attempt("t1", "e1", "a2", "p1", 7.0, 10.0, NOW),
+            Attempt("t1", "e2", "lab", "p2", 7.0, 10.0, NOW),
+            Attempt("t1", "e3", "nope", "p2", 7.0, 10.0, NOW),
+        ],
+    )
+    with statements(db) as seen, pytest.raises(InvalidInput) as refused:
+        svc.check(db.uow, "t1", batch)
+    assert [(p.field, p.rule) for p in refused.value.problems] == [
+        ("attempts[2].activity_id", "unknown_activity")
+    ]
+    # 6 here (the tenant, the courses, the activities, the people, the event ids and
+    # SQLite's BEGIN); 7 when the activities were read in two statements
+    acts = [s for s in seen if "FROM activities" in s]
+    assert len(acts) == 1, "\n".join(s.split("\n")[0][:90] for s in seen)
 
 
 def test_dirty_marks_in_bulk_refresh_the_time(db: Database) -> None:
