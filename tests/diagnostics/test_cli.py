@@ -66,6 +66,11 @@ def test_doctor_explains_a_grade_a_course_and_a_destination(
     assert "Learners' grades delivered" in act.stdout
     missing = gradesync("doctor", "-t", T, "--learner", "ghost", "--activity", "a1", ok=False)
     assert missing.returncode == 3 and "ghost" in missing.stderr
+    # a course beside an activity could only contradict the activity's own: refused
+    for more in (["--activity", "a1"], ["--learner", "ada2", "--activity", "a1"]):
+        both = gradesync("doctor", "-t", T, "--course", "other", *more, ok=False)
+        assert both.returncode == 2 and "--course" in both.stderr
+        assert "exclusive" in both.stderr and not both.stdout
 
 
 def test_repair_and_destination_check_from_the_cli(

@@ -131,6 +131,15 @@ def doctor(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Why a grade did or did not sync: ordered checks with evidence and what to do."""
+    if course and (learner or activity):
+        # the activity says its course: a second one could only contradict it, unnoticed
+        raise bad_input(
+            problem(
+                "--course",
+                "exclusive",
+                "--course diagnoses a whole course: name --course or --activity, not both",
+            )
+        )
     with open_runtime() as rt:
         if learner and activity:
             d = guarded(
