@@ -127,7 +127,10 @@ def test_schedules_list_at_80_columns_shows_whole_ids(
     out = gradesync("schedules", "list", "-t", "northwind").stdout
     assert max(len(line) for line in out.splitlines()) <= 80, out
     assert made["id"] in out, out  # whole: `schedules show|pause|edit` take it
-    gradesync("schedules", "show", made["id"], "-t", "northwind")
+    for word in ("interval", "posted", "status"):  # headers fold between words only
+        assert word in out, out
+    shown = gradesync("schedules", "show", made["id"], "-t", "northwind").stdout
+    assert "first run: " in shown and "time zone: America/New_York" in shown, shown
 
 
 def test_lists_at_80_columns_show_whole_ids(
@@ -299,3 +302,19 @@ def test_keys_and_pauses_print_json(gradesync: Run, cli_db: Database) -> None:
         gradesync("destinations", "resume", "canvas", "-t", "northwind", "--json").stdout
     )
     assert resumed["enabled"] is True and resumed["pause_reason"] is None
+
+
+def test_a_runs_nested_counts_read_as_words_not_as_python() -> None:
+    from gradesync.cli.sync import _describe
+    from gradesync.domain.model import RunScope, RunStage, SyncRun, Trigger
+
+    run = SyncRun(
+        "run_1",
+        RunScope("t"),
+        Trigger.MANUAL,
+        "admin",
+        stage=RunStage.SENDING,
+        counts={"columns": {"written": 0, "unchanged": 6}, "sent": 3},
+    )
+    assert _describe(run) == "sending (columns 6 (unchanged 6, written 0), sent 3)"
+    assert _describe(SyncRun("run_2", RunScope("t"), Trigger.MANUAL, "admin")) == "queued"

@@ -19,6 +19,7 @@ from gradesync.cli._common import (
     TENANT,
     actor,
     console,
+    flat_counts,
     guarded,
     id_table,
     print_json,
@@ -125,9 +126,9 @@ def _scope_text(scope: RunScope) -> str:
 
 
 def _print(infos: list[ScheduleInfo]) -> None:
-    table = id_table(
-        "id", "scope", "interval", "first run", "next run", "time zone", "posted by", "status"
-    )
+    # six columns, so that each header fits its column at 80 (the next run's time names its
+    # zone; the first run and the zone's name are in `schedules show`)
+    table = id_table("id", "scope", "interval", "next run", "posted by", "status")
     for i in infos:
         s = i.schedule
         status = f"paused {when(s.paused_at)}" if s.paused_at else "active"
@@ -135,9 +136,7 @@ def _print(infos: list[ScheduleInfo]) -> None:
             s.id,
             _scope_text(s.scope) + (" (remaster)" if s.trigger.value == "remaster" else ""),
             i.description,
-            _local(s.first_run_at, s.time_zone),
             _local(s.next_run_at, s.time_zone),
-            s.time_zone,
             s.posted_by,
             status,
         )
@@ -151,8 +150,12 @@ def _show(info: ScheduleInfo, as_json: bool) -> None:
         print_json(schedule_out(info))
         return
     _print([info])
+    zone = info.schedule.time_zone
+    console.print(
+        f"first run: {_local(info.schedule.first_run_at, zone)}; time zone: {zone}",
+        highlight=False,
+    )
     if info.upcoming:
-        zone = info.schedule.time_zone
         console.print(
             "next runs: " + "; ".join(_local(u, zone) for u in info.upcoming), highlight=False
         )
@@ -366,7 +369,7 @@ def history(
         outcome = "-"
         if r is not None:
             outcome = r.outcome.value if r.outcome else r.stage.value
-        counts = ", ".join(f"{k} {v}" for k, v in sorted((r.counts if r else {}).items()))
+        counts = flat_counts(r.counts) if r else "-"
         table.add_row(
             when(e.at),
             e.schedule_id,

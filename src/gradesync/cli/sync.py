@@ -15,6 +15,7 @@ from gradesync.cli._common import (
     CliError,
     actor,
     console,
+    flat_counts,
     guarded,
     json_option,
     print_json,
@@ -32,8 +33,8 @@ POLL_SECONDS = 0.25
 
 
 def _describe(run: SyncRun) -> str:
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items()))
-    return f"{run.stage.value}" + (f" ({counts})" if counts else "")
+    counts = flat_counts(run.counts)  # nested counts in words, not as Python's dicts
+    return f"{run.stage.value}" + (f" ({counts})" if counts != "-" else "")
 
 
 def sync(
