@@ -393,6 +393,26 @@ def test_a_course_repair_reads_its_columns_in_one_statement(db: Database) -> Non
     assert len(seen) <= 12, "\n".join(s.split("\n")[0][:90] for s in seen)
 
 
+def test_a_repair_reads_the_destinations_of_its_course_in_one_statement(db: Database) -> None:
+    """A repair of a course covers each destination it syncs to: they are read in one
+    statement, not one each."""
+    seed(db)
+    others = [f"lms{i}" for i in range(2, 7)]
+    with db.uow() as uow:
+        for d in others:
+            uow.destinations.upsert(Destination(T, d, DestinationKind.LTI13_AGS, d), NOW)
+            uow.links.save_course(CourseLink(T, d, C, f"https://{d}/api/c1/line_items"))
+        uow.commit()
+    sel = overrides.RepairSelection(T, C)
+    with statements(db) as seen:
+        result = overrides.request_repair(db.uow, None, ManualClock(NOW), sel, "cli:support")
+    assert result.run is not None and result.run.scope.destination_id is None
+    assert result.marked == 2  # ada's and bo's a1 grades at lms; the others hold none
+    # one read of the destinations; one per destination made 6
+    reads = [s for s in seen if "FROM destinations" in s]
+    assert len(reads) == 1, "\n".join(s.split("\n")[0][:90] for s in seen)
+
+
 def test_a_course_synced_to_several_destinations_reads_them_in_one_statement(
     db: Database,
 ) -> None:

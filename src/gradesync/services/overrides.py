@@ -268,13 +268,14 @@ def validate_selection(uow: UnitOfWork, sel: RepairSelection) -> tuple[Course, l
             if pid not in people:
                 raise InvalidInput.one(f"person_ids[{i}]", "unknown", f"No person {pid!r}.")
     links = uow.links.destinations_for_course(sel.tenant_id, sel.course_id)
-    dests: list[Destination] = []
-    for link in sorted(links, key=lambda lk: lk.destination_id):
-        if sel.destination_id is not None and link.destination_id != sel.destination_id:
-            continue
-        d = uow.destinations.get(sel.tenant_id, link.destination_id)
-        if d is not None:
-            dests.append(d)
+    wanted = [
+        lk.destination_id
+        for lk in links
+        if sel.destination_id is None or lk.destination_id == sel.destination_id
+    ]
+    # all of them in one statement: a course may sync to several (an LMS, a SIS)
+    found = uow.destinations.get_many(sel.tenant_id, wanted)
+    dests = [found[d] for d in sorted(found)]
     if sel.destination_id is not None and not dests:
         raise InvalidInput.one(
             "destination_id",
