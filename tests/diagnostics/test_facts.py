@@ -393,6 +393,22 @@ def test_a_course_repair_reads_its_columns_in_one_statement(db: Database) -> Non
     assert len(seen) <= 12, "\n".join(s.split("\n")[0][:90] for s in seen)
 
 
+def test_a_repair_reads_its_course_and_destination_once(db: Database) -> None:
+    """Checking a repair's selection reads the course and the destination it names as a
+    run's scope (do they exist?) and again as what is repaired: once is enough."""
+    seed(db)
+    lms = _Gradebook()
+    sel = overrides.RepairSelection(T, C, D, ("a1",))
+    with statements(db) as seen:
+        found, unread = asyncio.run(overrides.remote_timestamps(db.uow, sel, lambda d: lms))
+    assert lms.read == ["a1"] and unread == []
+    assert found == {LedgerKey(T, D, "a1", "ada"): NOW + timedelta(minutes=5)}
+    # one read of each; the scope's check and the selection's each reading them made two
+    courses = [s for s in seen if "FROM courses" in s]
+    dests = [s for s in seen if "FROM destinations" in s]
+    assert (len(courses), len(dests)) == (1, 1), "\n".join(s.split("\n")[0][:90] for s in seen)
+
+
 def test_a_repair_reads_the_destinations_of_its_course_in_one_statement(db: Database) -> None:
     """A repair of a course covers each destination it syncs to: they are read in one
     statement, not one each."""

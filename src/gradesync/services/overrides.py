@@ -255,27 +255,34 @@ class RepairResult:
     unread: list[UnreadColumn] = field(default_factory=list)
 
 
+def _linked_destinations(
+    uow: UnitOfWork, sel: RepairSelection, chosen: Destination | None
+) -> list[Destination]:
+    """The selected destinations the course syncs to, in id order. `chosen`: the one the
+    selection names, as its scope's check read it (not read again)."""
+    links = uow.links.destinations_for_course(sel.tenant_id, sel.course_id)
+    linked = sorted(lk.destination_id for lk in links)
+    if sel.destination_id is not None:
+        return [chosen] if chosen is not None and sel.destination_id in linked else []
+    # all of them in one statement: a course may sync to several (an LMS, a SIS)
+    found = uow.destinations.get_many(sel.tenant_id, linked)
+    return [found[d] for d in linked if d in found]
+
+
 def validate_selection(uow: UnitOfWork, sel: RepairSelection) -> tuple[Course, list[Destination]]:
     if uow.tenants.get(sel.tenant_id) is None:
         raise NotFound("tenant", sel.tenant_id)
     # the course, destination and activities are a run's scope, checked as every run's is
-    check_scope(uow, RunScope(sel.tenant_id, sel.destination_id, sel.course_id, sel.activity_ids))
-    course = uow.courses.get(sel.tenant_id, sel.course_id)
+    # (what the check read is used here, not read again)
+    scope = RunScope(sel.tenant_id, sel.destination_id, sel.course_id, sel.activity_ids)
+    course, chosen = check_scope(uow, scope)
     assert course is not None  # check_scope refused an unknown course
     if sel.person_ids:
         people = uow.people.get_many(sel.tenant_id, sel.person_ids)
         for i, pid in enumerate(sel.person_ids):
             if pid not in people:
                 raise InvalidInput.one(f"person_ids[{i}]", "unknown", f"No person {pid!r}.")
-    links = uow.links.destinations_for_course(sel.tenant_id, sel.course_id)
-    wanted = [
-        lk.destination_id
-        for lk in links
-        if sel.destination_id is None or lk.destination_id == sel.destination_id
-    ]
-    # all of them in one statement: a course may sync to several (an LMS, a SIS)
-    found = uow.destinations.get_many(sel.tenant_id, wanted)
-    dests = [found[d] for d in sorted(found)]
+    dests = _linked_destinations(uow, sel, chosen)
     if sel.destination_id is not None and not dests:
         raise InvalidInput.one(
             "destination_id",

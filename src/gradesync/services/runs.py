@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
-from gradesync.domain.model import RunScope, RunStage, SyncRun, Trigger
+from gradesync.domain.model import Course, Destination, RunScope, RunStage, SyncRun, Trigger
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
@@ -65,24 +65,28 @@ def requestable(trigger: Trigger | str) -> Trigger:
     return t
 
 
-def check_scope(uow: UnitOfWork, scope: RunScope) -> None:
-    """Refuse a scope naming things the tenant does not have, every problem at once."""
+def check_scope(uow: UnitOfWork, scope: RunScope) -> tuple[Course | None, Destination | None]:
+    """Refuse a scope naming things the tenant does not have, every problem at once; else the
+    course and the destination it names (None for none), for a caller that needs them too."""
     problems: list[FieldProblem] = []
-    if scope.course_id is not None and uow.courses.get(scope.tenant_id, scope.course_id) is None:
-        problems.append(
-            FieldProblem("course_id", "unknown_course", f"No course {scope.course_id!r}.")
-        )
-    if (
-        scope.destination_id is not None
-        and uow.destinations.get(scope.tenant_id, scope.destination_id) is None
-    ):
-        problems.append(
-            FieldProblem(
-                "destination_id",
-                "unknown_destination",
-                f"No destination {scope.destination_id!r}.",
+    course: Course | None = None
+    if scope.course_id is not None:
+        course = uow.courses.get(scope.tenant_id, scope.course_id)
+        if course is None:
+            problems.append(
+                FieldProblem("course_id", "unknown_course", f"No course {scope.course_id!r}.")
             )
-        )
+    dest: Destination | None = None
+    if scope.destination_id is not None:
+        dest = uow.destinations.get(scope.tenant_id, scope.destination_id)
+        if dest is None:
+            problems.append(
+                FieldProblem(
+                    "destination_id",
+                    "unknown_destination",
+                    f"No destination {scope.destination_id!r}.",
+                )
+            )
     if len(set(scope.activity_ids)) != len(scope.activity_ids):
         problems.append(FieldProblem("activity_ids", "unique", "Select each activity once."))
     if scope.activity_ids and scope.course_id is None:
@@ -110,6 +114,7 @@ def check_scope(uow: UnitOfWork, scope: RunScope) -> None:
             )
     if problems:
         raise InvalidInput(problems)
+    return course, dest
 
 
 def scope_of(
