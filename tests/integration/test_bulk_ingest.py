@@ -142,6 +142,40 @@ def test_a_batch_checks_its_activities_in_one_read(db: Database) -> None:
     assert len(acts) == 1, "\n".join(s.split("\n")[0][:90] for s in seen)
 
 
+def test_a_batch_reads_its_activities_once(db: Database) -> None:
+    """The stored activities a batch holds, read to check it, are what it compares its own
+    with when recording it (nothing writes them in between): one read, not a second."""
+    seed(db, learners=3, activities=3)
+    batch = svc.IngestBatch(
+        activities=[
+            Activity("t1", "a0", "c1", "Quiz 0, renamed", 10.0),
+            Activity("t1", "a1", "c1", "Quiz 1", 10.0),  # as stored
+            Activity("t1", "lab", "c1", "Lab", 20.0),
+        ],
+        attempts=[
+            Attempt("t1", "e1", "a2", "p1", 7.0, 10.0, NOW),
+            Attempt("t1", "e2", "lab", "p2", 7.0, 10.0, NOW),
+        ],
+    )
+    group = GroupedIngest(db.uow, ManualClock(NOW))
+    with statements(db) as seen:
+        first = svc.ingest(db.uow, ManualClock(NOW), None, "t1", batch)
+    with statements(db) as seen_again:  # the same activities again, as stored now
+        again = group.ingest(None, "t1", svc.IngestBatch(activities=batch.activities))
+    assert (first.changed, first.unchanged) == ({"activities": 2, "attempts": 2}, {"activities": 1})
+    assert first.dirty_keys == 7  # a0's and the lab's learners, and p1's a2
+    assert (again.changed, again.unchanged, again.dirty_keys) == ({}, {"activities": 3}, 0)
+    for each in (seen, seen_again):
+        # one read of the activities; validation's and recording's made two
+        acts = [s for s in each if "FROM activities" in s]
+        assert len(acts) == 1, "\n".join(s.split("\n")[0][:90] for s in each)
+    with db.uow() as uow:
+        assert uow.activities.get_many("t1", ["a0", "lab"]) == {
+            "a0": batch.activities[0],
+            "lab": batch.activities[2],
+        }
+
+
 def test_dirty_marks_in_bulk_refresh_the_time(db: Database) -> None:
     seed(db, learners=3, activities=2)
     rows = [("t1", "c1", f"a{j}", f"p{i}") for i in range(3) for j in range(2)]

@@ -201,8 +201,9 @@ def _same_attempt(a: Attempt, b: Attempt) -> bool:
 
 
 def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> dict[str, Activity]:
-    """Raise `InvalidInput` naming every problem; else the stored activities the batch's
-    overrides and attempts name (read here once, their courses used when recording)."""
+    """Raise `InvalidInput` naming every problem; else the stored activities the batch holds
+    or its overrides and attempts name (read here once: recording compares the batch's with
+    them and takes the others' courses)."""
     p = _Problems()
 
     # shape and value rules, independent of what is stored
@@ -363,7 +364,7 @@ def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> dict[str, Acti
         in_batch.setdefault(at.source_event_id, at)
     if p.items:
         raise InvalidInput(p.items)
-    return stored_named
+    return stored_acts
 
 
 # --- the use case --------------------------------------------------------------------------
@@ -474,7 +475,7 @@ def record_facts(
     b = _own(tenant_id, batch)
     result = IngestResult()
     dirty: list[DirtyRow] = []
-    stored_named = _validate(uow, tenant_id, b)
+    stored_acts = _validate(uow, tenant_id, b)
 
     def count(name: str, changed: bool) -> None:
         bucket = result.changed if changed else result.unchanged
@@ -506,13 +507,13 @@ def record_facts(
     uow.courses.upsert_many([c for c in b.courses if old_courses.get(c.id) != c])
 
     # activities: new or changed marks all its learners (a new one past its due date may
-    # mean zeros) and everyone who attempted it
-    old_acts = uow.activities.get_many(tenant_id, [a.id for a in b.activities])
-    changed_acts = [a for a in b.activities if old_acts.get(a.id) != a]
+    # mean zeros) and everyone who attempted it. The stored ones as validation read them:
+    # nothing here writes an activity before this
+    changed_acts = [a for a in b.activities if stored_acts.get(a.id) != a]
     uow.activities.upsert_many(changed_acts)
     course_by_id = uow.courses.get_many(tenant_id, {a.course_id for a in changed_acts})
     for a in b.activities:
-        old_a = old_acts.get(a.id)
+        old_a = stored_acts.get(a.id)
         count("activities", old_a != a)
         if old_a != a:
             course = course_by_id.get(a.course_id)
@@ -556,7 +557,7 @@ def record_facts(
 
     # the course of every activity the overrides and attempts name (an activity never
     # moves to another course)
-    course_of = {act.id: act.course_id for act in stored_named.values()}
+    course_of = {act.id: act.course_id for act in stored_acts.values()}
     course_of.update({a.id: a.course_id for a in b.activities})
 
     def course_for(activity_id: str) -> str:
