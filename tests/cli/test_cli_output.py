@@ -318,3 +318,19 @@ def test_a_runs_nested_counts_read_as_words_not_as_python() -> None:
     )
     assert _describe(run) == "sending (columns 6 (unchanged 6, written 0), sent 3)"
     assert _describe(SyncRun("run_2", RunScope("t"), Trigger.MANUAL, "admin")) == "queued"
+
+
+def test_roster_match_shows_the_tenants_setting_when_given_none(
+    gradesync: Run, cli_db: Database
+) -> None:
+    gradesync("tenants", "create", "northwind", "--no-key")
+    shown = ("tenants", "roster-match", "-t", "northwind", "--json")
+    assert json.loads(gradesync(*shown).stdout) == {"id": "northwind", "roster_match": "sis_id"}
+    gradesync("tenants", "roster-match", "email", "-t", "northwind")
+    assert json.loads(gradesync(*shown).stdout)["roster_match"] == "email"
+    assert "matched by email" in gradesync("tenants", "roster-match", "-t", "northwind").stdout
+    bad = gradesync("tenants", "roster-match", "name", "-t", "northwind", ok=False)
+    assert bad.returncode == 2 and "roster_match" in bad.stderr
+    assert json.loads(gradesync(*shown).stdout)["roster_match"] == "email"  # unchanged
+    missing = gradesync("tenants", "roster-match", "-t", "ghost", ok=False)
+    assert missing.returncode == 3 and "ghost" in missing.stderr

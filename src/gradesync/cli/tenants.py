@@ -17,6 +17,7 @@ from gradesync.cli._common import (
 )
 from gradesync.services import auth
 from gradesync.services.tenants import create_tenant, list_tenants, set_roster_match
+from gradesync.services.tenants import roster_match as current_roster_match
 
 app = typer.Typer(help="Tenants: create, list, roster matching.", no_args_is_help=True)
 
@@ -68,13 +69,19 @@ def list_(as_json: bool = JSON_OUT) -> None:
 
 @app.command("roster-match")
 def roster_match(
-    key: str = typer.Argument(..., help="sis_id (default), email or lms_user_id."),
+    key: str | None = typer.Argument(
+        None, help="sis_id, email or lms_user_id; left out: show the current one."
+    ),
     tenant_id: str = TENANT,
     as_json: bool = JSON_OUT,
 ) -> None:
-    """How LMS rosters (NRPS) match courseware learners who never launched."""
+    """How LMS rosters (NRPS) match courseware learners who never launched (by SIS id
+    unless set)."""
     with runtime() as rt:
-        guarded(lambda: set_roster_match(rt.uow, rt.clock, tenant_id, key))
+        if key is None:
+            key = guarded(lambda: current_roster_match(rt.uow, tenant_id)).value
+        else:
+            guarded(lambda: set_roster_match(rt.uow, rt.clock, tenant_id, key))
     if as_json:
         print_json({"id": tenant_id, "roster_match": key})
         return

@@ -39,6 +39,15 @@ def list_tenants(uow_factory: UnitOfWorkFactory) -> list[Tenant]:
         return uow.tenants.all()
 
 
+def roster_match(uow_factory: UnitOfWorkFactory, tenant_id: str) -> RosterMatch:
+    """How the tenant's LMS rosters match learners who never launched (SIS id unless set)."""
+    with uow_factory() as uow:
+        tenant = uow.tenants.get(tenant_id)
+    if tenant is None:
+        raise NotFound("tenant", tenant_id)
+    return tenant.policy.roster_match or RosterMatch.SIS_ID
+
+
 def set_roster_match(
     uow_factory: UnitOfWorkFactory, clock: Clock, tenant_id: str, key: str
 ) -> Tenant:
