@@ -289,7 +289,7 @@ def test_repair_of_an_activity_starts_a_repair_run(db: Database) -> None:
             "activity_ids[1]",
             "unknown_activity",
         ),
-        (overrides.RepairSelection(T, C, None, (), ("ghost",)), "person_ids[0]", "unknown"),
+        (overrides.RepairSelection(T, C, None, (), ("ghost",)), "person_ids[0]", "unknown_person"),
         (overrides.RepairSelection(T, C, "other"), "destination_id", "unknown_destination"),
         (overrides.RepairSelection(T, C, None, ("a2",)), "selection", "nothing_to_repair"),
         (overrides.RepairSelection(T, C, None, ("a1", "a1")), "activity_ids", "unique"),

@@ -127,7 +127,7 @@ def most_concurrency(kind: DestinationKind) -> int:
 def limit_problems(kind: DestinationKind, changes: Mapping[str, object]) -> list[FieldProblem]:
     """What is wrong with new limits (None clears one: back to the default)."""
     problems = [
-        FieldProblem(k, "unknown", f"{k!r} is not a limit; give {' or '.join(LIMITS)}.")
+        FieldProblem(k, "unknown_field", f"{k!r} is not a limit; give {' or '.join(LIMITS)}.")
         for k in changes
         if k not in LIMITS
     ]

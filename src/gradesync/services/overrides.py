@@ -281,7 +281,7 @@ def validate_selection(uow: UnitOfWork, sel: RepairSelection) -> tuple[Course, l
         people = uow.people.get_many(sel.tenant_id, sel.person_ids)
         for i, pid in enumerate(sel.person_ids):
             if pid not in people:
-                raise InvalidInput.one(f"person_ids[{i}]", "unknown", f"No person {pid!r}.")
+                raise InvalidInput.one(f"person_ids[{i}]", "unknown_person", f"No person {pid!r}.")
     dests = _linked_destinations(uow, sel, chosen)
     if sel.destination_id is not None and not dests:
         raise InvalidInput.one(

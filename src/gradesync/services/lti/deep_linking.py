@@ -58,7 +58,9 @@ def choose(
         raise InvalidInput.one("course_id", "required", "Choose the gradesync course to connect.")
     course = u.courses.get(tenant, course_id)
     if course is None:
-        raise InvalidInput.one("course_id", "unknown", f"Course {course_id!r} does not exist.")
+        raise InvalidInput.one(
+            "course_id", "unknown_course", f"Course {course_id!r} does not exist."
+        )
     if bound_course_id and bound_course_id != course_id:
         raise InvalidInput.one(
             "course_id",
@@ -76,7 +78,7 @@ def choose(
         if act is None or act.course_id != course_id:
             raise InvalidInput.one(
                 f"activity_ids[{index}]",
-                "unknown",
+                "unknown_activity" if act is None else "other_course",
                 f"Activity {aid!r} is not in course {course_id!r}.",
             )
         layers = [tenant_row.policy] if tenant_row else []
