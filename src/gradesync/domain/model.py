@@ -12,10 +12,11 @@ schedules), never for storage.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 JSON = dict[str, Any]
 
@@ -194,6 +195,20 @@ class Person:
     name: str = ""
     email: str | None = None
     sis_id: str | None = None
+
+
+# a course, activity or person as a source sends it
+Sent = TypeVar("Sent", Course, Activity, Person)
+
+
+def keep_unsent(stored: Sent | None, sent: Sent, fields: Collection[str] | None) -> Sent:
+    """What an update that names the fields it sends leaves stored: `sent`'s value of each of
+    `fields` and `stored`'s of every other one (a field left out keeps its value). `sent`
+    itself for a new object (`stored` None: the defaults fill what was left out) and for one
+    sent whole (`fields` None)."""
+    if stored is None or fields is None:
+        return sent
+    return replace(stored, **{name: getattr(sent, name) for name in fields})
 
 
 @dataclass(frozen=True, slots=True)

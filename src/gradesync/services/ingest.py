@@ -6,6 +6,8 @@ courses, activities, people, enrollments, due-date overrides and attempts are wr
 order in ONE transaction together with the `dirty_keys` rows of each (activity, person) whose
 facts changed, and the waker is told only after the commit, so a worker never looks for keys
 that are not there yet and a crash before the commit loses nothing that was acknowledged.
+A course, activity or person already stored keeps its value of each field its item did not
+send (`IngestBatch.sent`), merged with the row read to compare it: no read more.
 
 Field names in problems follow the batch layout: `attempts[3].score_given`.
 """
@@ -13,7 +15,7 @@ Field names in problems follow the batch layout: `attempts[3].score_given`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,7 +29,9 @@ from gradesync.domain.model import (
     Enrollment,
     Person,
     PolicySettings,
+    Sent,
     Tenant,
+    keep_unsent,
 )
 from gradesync.domain.policy import settings_problems
 from gradesync.services.clock import Clock
@@ -46,7 +50,13 @@ DirtyRow = tuple[str, str, str, str]
 
 @dataclass(frozen=True, slots=True)
 class IngestBatch:
-    """Facts for one tenant. Objects' `tenant_id` is replaced by the caller's tenant."""
+    """Facts for one tenant. Objects' `tenant_id` is replaced by the caller's tenant.
+
+    `sent`: by ("courses" | "activities" | "people", id), the fields the source sent of that
+    item. One stored already keeps its value of every field left out (a course re-sent with
+    its title keeps the time zone, sync switch and policy an instructor set); a new one gets
+    the defaults. An item not named here is sent whole: every field is written.
+    """
 
     courses: Sequence[Course] = ()
     activities: Sequence[Activity] = ()
@@ -54,6 +64,7 @@ class IngestBatch:
     enrollments: Sequence[Enrollment] = ()
     overrides: Sequence[DueDateOverride] = ()
     attempts: Sequence[Attempt] = ()
+    sent: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -378,7 +389,27 @@ def _own(tenant_id: str, b: IngestBatch) -> IngestBatch:
         enrollments=[replace(x, tenant_id=tenant_id) for x in b.enrollments],
         overrides=[replace(x, tenant_id=tenant_id) for x in b.overrides],
         attempts=[replace(x, tenant_id=tenant_id) for x in b.attempts],
+        sent=b.sent,
     )
+
+
+def _as_stored(
+    b: IngestBatch, kind: str, items: Sequence[Sent], old: Mapping[str, Sent]
+) -> list[Sent]:
+    """The items as they will be stored: a field an item left out keeps its stored value."""
+    return [keep_unsent(old.get(x.id), x, b.sent.get((kind, x.id))) for x in items]
+
+
+def _course_dates(courses: Sequence[Course]) -> None:
+    """InvalidInput when a course ends before it starts once the dates it left out are the
+    stored ones (the dates it sent were checked with the batch)."""
+    p = _Problems()
+    for i, c in enumerate(courses):
+        p.order(
+            f"courses[{i}].ends_at", c.starts_at, c.ends_at, "The course ends before it starts."
+        )
+    if p.items:
+        raise InvalidInput(p.items)
 
 
 def _grade_facts(c: Course) -> tuple[object, ...]:
@@ -493,7 +524,9 @@ def record_facts(
 
     # courses: a grade-relevant change marks every (activity, learner) of the course
     old_courses = uow.courses.get_many(tenant_id, [c.id for c in b.courses])
-    for c in b.courses:
+    courses = _as_stored(b, "courses", b.courses, old_courses)
+    _course_dates(courses)  # before anything is written
+    for c in courses:
         old_c = old_courses.get(c.id)
         count("courses", old_c != c)
         if old_c is not None and _grade_facts(old_c) != _grade_facts(c):
@@ -504,15 +537,16 @@ def record_facts(
                     (tenant_layer, old_c.policy, act.policy), (tenant_layer, c.policy, act.policy)
                 ):
                     overwrite.append(act)
-    uow.courses.upsert_many([c for c in b.courses if old_courses.get(c.id) != c])
+    uow.courses.upsert_many([c for c in courses if old_courses.get(c.id) != c])
 
     # activities: new or changed marks all its learners (a new one past its due date may
     # mean zeros) and everyone who attempted it. The stored ones as validation read them:
     # nothing here writes an activity before this
-    changed_acts = [a for a in b.activities if stored_acts.get(a.id) != a]
+    activities = _as_stored(b, "activities", b.activities, stored_acts)
+    changed_acts = [a for a in activities if stored_acts.get(a.id) != a]
     uow.activities.upsert_many(changed_acts)
     course_by_id = uow.courses.get_many(tenant_id, {a.course_id for a in changed_acts})
-    for a in b.activities:
+    for a in activities:
         old_a = stored_acts.get(a.id)
         count("activities", old_a != a)
         if old_a != a:
@@ -534,9 +568,10 @@ def record_facts(
             dirty.extend((tenant_id, a.course_id, a.id, pid) for pid in sorted(people))
 
     old_people = uow.people.get_many(tenant_id, [x.id for x in b.people])
-    for pe in b.people:  # names and emails do not change grades: nothing to mark
+    persons = _as_stored(b, "people", b.people, old_people)
+    for pe in persons:  # names and emails do not change grades: nothing to mark
         count("people", old_people.get(pe.id) != pe)
-    uow.people.upsert_many([pe for pe in b.people if old_people.get(pe.id) != pe])
+    uow.people.upsert_many([pe for pe in persons if old_people.get(pe.id) != pe])
 
     old_enrolled = uow.enrollments.for_pairs(
         tenant_id, [(e.course_id, e.person_id) for e in b.enrollments]

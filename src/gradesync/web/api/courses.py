@@ -1,6 +1,7 @@
 """Courses, activities, people, enrollments and due-date overrides, one at a time.
 
-PUT is an upsert by the source's own ids; sending the same body twice changes nothing.
+PUT is an upsert by the source's own ids; sending the same body twice changes nothing. A
+course, activity or person that exists keeps its value of every field the body leaves out.
 """
 
 from __future__ import annotations
@@ -84,9 +85,10 @@ def put_course(
     rt: Runtime = Depends(runtime),
 ) -> IngestOut:
     """Create or update a course. A change to its dates, time zone, policy or sync switch
-    recomputes every grade in it."""
+    recomputes every grade in it. A field left out keeps its stored value."""
     course = body.to_domain(p.tenant_id, course_id)
-    return _one(rt, p.tenant_id, svc.IngestBatch(courses=[course]), "courses[0].")
+    batch = svc.IngestBatch(courses=[course], sent={("courses", course_id): body.sent()})
+    return _one(rt, p.tenant_id, batch, "courses[0].")
 
 
 @router.get("/courses", response_model=list[CourseOut])
@@ -123,9 +125,11 @@ def put_activity(
     p: Principal = Depends(require_scope("ingest")),
     rt: Runtime = Depends(runtime),
 ) -> IngestOut:
-    """Create or update an activity (a gradebook column). A change recomputes its grades."""
+    """Create or update an activity (a gradebook column). A change recomputes its grades. A
+    field left out keeps its stored value."""
     act = body.to_domain(p.tenant_id, activity_id)
-    return _one(rt, p.tenant_id, svc.IngestBatch(activities=[act]), "activities[0].")
+    batch = svc.IngestBatch(activities=[act], sent={("activities", activity_id): body.sent()})
+    return _one(rt, p.tenant_id, batch, "activities[0].")
 
 
 @router.get("/activities/{activity_id}", response_model=ActivityOut)
@@ -147,7 +151,8 @@ def put_person(
     rt: Runtime = Depends(runtime),
 ) -> IngestOut:
     person = body.to_domain(p.tenant_id, person_id)
-    return _one(rt, p.tenant_id, svc.IngestBatch(people=[person]), "people[0].")
+    batch = svc.IngestBatch(people=[person], sent={("people", person_id): body.sent()})
+    return _one(rt, p.tenant_id, batch, "people[0].")
 
 
 @router.put("/courses/{course_id}/enrollments/{person_id}", response_model=IngestOut)

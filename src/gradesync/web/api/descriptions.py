@@ -44,7 +44,8 @@ FIELDS: dict[str, str] = {
     "ends_at": "When the course ends; no grade is sent for it after that. " + _ZONED,
     "sync_enabled": "false: nothing of this is sent to any destination.",
     "policy": "Grade policy for this level; omitted knobs inherit (tenant, then course, then "
-    "activity).",
+    "activity). Sent, it replaces the whole layer (`PATCH .../policy` changes one knob); left "
+    "out, the stored layer is kept.",
     "points_possible": "The most points the activity gives (the column's maximum).",
     "due_at": "When the work is due; with `past_due_zeros`, missing work counts 0 after it. "
     + _ZONED,
@@ -265,7 +266,8 @@ OPERATIONS: dict[str, str] = {
     "GET /api/v1/courses": "The tenant's courses.",
     "GET /api/v1/courses/{course_id}/activities": "The course's activities.",
     "GET /api/v1/activities/{activity_id}": "One activity with its policy.",
-    "PUT /api/v1/people/{person_id}": "Store or update one person.",
+    "PUT /api/v1/people/{person_id}": "Store or update one person; a field left out keeps its "
+    "stored value.",
     "GET /api/v1/destinations": "The tenant's destinations, whether paused and why.",
     "DELETE /api/v1/destinations/{destination_id}": "Remove a destination and everything "
     "gradesync knows about it (grades already sent stay in the destination).",

@@ -79,7 +79,9 @@ def ingest_batch(
     rt: Runtime = Depends(runtime),
 ) -> IngestOut:
     """Courses, activities, people, enrollments, due-date overrides and attempts together,
-    in one transaction (up to 1000 items in all). References may point into the same batch."""
+    in one transaction (up to 1000 items in all). References may point into the same batch.
+    A course, activity or person already stored keeps its value of every field its item
+    leaves out."""
     t = p.tenant_id
     batch = svc.IngestBatch(
         courses=[c.to_domain(t, c.id) for c in body.courses],
@@ -88,5 +90,10 @@ def ingest_batch(
         enrollments=[e.to_domain(t, e.course_id, e.person_id) for e in body.enrollments],
         overrides=[o.to_domain(t, o.activity_id, o.person_id) for o in body.overrides],
         attempts=[a.to_domain(t) for a in body.attempts],
+        sent={
+            **{("courses", c.id): c.sent() for c in body.courses},
+            **{("activities", a.id): a.sent() for a in body.activities},
+            **{("people", x.id): x.sent() for x in body.people},
+        },
     )
     return out(run(rt, t, batch))

@@ -139,6 +139,15 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class _Upsert(_In):
+    """A course, activity or person: a field left out of the body keeps its stored value (the
+    default is only for a new one); a field sent, `null` included, sets it."""
+
+    def sent(self) -> frozenset[str]:
+        """The fields the body gave (as `IngestBatch.sent` takes them)."""
+        return frozenset(self.model_fields_set)
+
+
 class _PolicyKeys(_In):
     """A grade policy's body: a key that is no setting is refused as `unknown_setting` (as
     `gradesync policy set` and docs/policies.md name it), located at that key."""
@@ -206,7 +215,7 @@ def _policy(p: PolicyIn | None) -> PolicySettings:
     return p.to_domain() if p is not None else PolicySettings()
 
 
-class CourseBody(_In):
+class CourseBody(_Upsert):
     title: Title
     time_zone: Annotated[str, Field(max_length=64, strict=True)] = "UTC"
     starts_at: ZonedDateTime | None = None
@@ -231,7 +240,7 @@ class CourseIn(CourseBody):
     id: Id
 
 
-class ActivityBody(_In):
+class ActivityBody(_Upsert):
     course_id: Id
     title: Title
     points_possible: Annotated[Number, Field(ge=0)]
@@ -264,7 +273,7 @@ class ActivityIn(ActivityBody):
     id: Id
 
 
-class PersonBody(_In):
+class PersonBody(_Upsert):
     name: Annotated[str, Field(max_length=MAX_TITLE, strict=True)] = ""
     email: Annotated[str, Field(max_length=MAX_ID, strict=True)] | None = None
     sis_id: Annotated[str, Field(max_length=MAX_ID, strict=True)] | None = None

@@ -1,0 +1,52 @@
+"""`keep_unsent`: an update keeps the stored value of every field it did not send."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from gradesync.domain.model import (
+    Activity,
+    AttemptSelection,
+    Course,
+    Person,
+    PolicySettings,
+    keep_unsent,
+)
+
+STORED = Activity(
+    "t1",
+    "a1",
+    "c1",
+    "Quiz",
+    10,
+    sync_enabled=False,
+    policy=PolicySettings(attempt_selection=AttemptSelection.LATEST),
+)
+
+
+def test_fields_left_out_keep_their_stored_values() -> None:
+    sent = Activity("t1", "a1", "c1", "Quiz renamed", 10)  # sync and policy: the defaults
+    kept = keep_unsent(STORED, sent, {"id", "course_id", "title", "points_possible"})
+    assert kept == replace(STORED, title="Quiz renamed")
+
+
+def test_fields_sent_set_even_to_their_defaults() -> None:
+    sent = Activity("t1", "a1", "c1", "Quiz", 10, sync_enabled=True)
+    kept = keep_unsent(STORED, sent, {"title", "sync_enabled", "policy"})
+    assert kept.sync_enabled is True and kept.policy == PolicySettings()
+
+
+def test_a_new_object_or_one_sent_whole_is_as_sent() -> None:
+    sent = Course("t1", "c1", "Bio")
+    assert keep_unsent(None, sent, {"title"}) is sent
+    stored = Person("t1", "p1", "Ada", "ada@example.edu")
+    whole = Person("t1", "p1")
+    assert keep_unsent(stored, whole, None) is whole
+    assert keep_unsent(stored, whole, set()) == stored
+
+
+def test_a_field_that_is_none_of_the_objects_is_refused() -> None:
+    with pytest.raises(AttributeError):
+        keep_unsent(Person("t1", "p1"), Person("t1", "p1"), {"title"})
