@@ -70,11 +70,15 @@ def activity_out(a: Activity) -> ActivityOut:
     )
 
 
-def _one(rt: Runtime, tenant_id: str, batch: svc.IngestBatch, prefix: str) -> IngestOut:
+def _one(
+    rt: Runtime, tenant_id: str, batch: svc.IngestBatch, prefix: str, **path: str
+) -> IngestOut:
+    """One object through the ingest; `path`: which of its fields the URL gave, and as
+    which parameter (a problem with one is the URL's, not the body's)."""
     try:
         return out(run(rt, tenant_id, batch))
     except InvalidInput as exc:
-        raise strip_prefix(exc, prefix) from exc
+        raise strip_prefix(exc, prefix, path) from exc
 
 
 @router.put("/courses/{course_id}", response_model=IngestOut)
@@ -88,7 +92,7 @@ def put_course(
     recomputes every grade in it. A field left out keeps its stored value."""
     course = body.to_domain(p.tenant_id, course_id)
     batch = svc.IngestBatch(courses=[course], sent={("courses", course_id): body.sent()})
-    return _one(rt, p.tenant_id, batch, "courses[0].")
+    return _one(rt, p.tenant_id, batch, "courses[0].", id="course_id")
 
 
 @router.get("/courses", response_model=list[CourseOut])
@@ -129,7 +133,7 @@ def put_activity(
     field left out keeps its stored value."""
     act = body.to_domain(p.tenant_id, activity_id)
     batch = svc.IngestBatch(activities=[act], sent={("activities", activity_id): body.sent()})
-    return _one(rt, p.tenant_id, batch, "activities[0].")
+    return _one(rt, p.tenant_id, batch, "activities[0].", id="activity_id")
 
 
 @router.get("/activities/{activity_id}", response_model=ActivityOut)
@@ -152,7 +156,7 @@ def put_person(
 ) -> IngestOut:
     person = body.to_domain(p.tenant_id, person_id)
     batch = svc.IngestBatch(people=[person], sent={("people", person_id): body.sent()})
-    return _one(rt, p.tenant_id, batch, "people[0].")
+    return _one(rt, p.tenant_id, batch, "people[0].", id="person_id")
 
 
 @router.put("/courses/{course_id}/enrollments/{person_id}", response_model=IngestOut)
@@ -165,7 +169,10 @@ def put_enrollment(
 ) -> IngestOut:
     """Enrol a person (or change role or status). Recomputes their grades in the course."""
     e = body.to_domain(p.tenant_id, course_id, person_id)
-    return _one(rt, p.tenant_id, svc.IngestBatch(enrollments=[e]), "enrollments[0].")
+    batch = svc.IngestBatch(enrollments=[e])
+    return _one(
+        rt, p.tenant_id, batch, "enrollments[0].", course_id="course_id", person_id="person_id"
+    )
 
 
 @router.put("/activities/{activity_id}/overrides/{person_id}", response_model=IngestOut)
@@ -178,7 +185,10 @@ def put_override(
 ) -> IngestOut:
     """A per-learner due date (an extension): moves when a past-due zero applies."""
     o = body.to_domain(p.tenant_id, activity_id, person_id)
-    return _one(rt, p.tenant_id, svc.IngestBatch(overrides=[o]), "overrides[0].")
+    batch = svc.IngestBatch(overrides=[o])
+    return _one(
+        rt, p.tenant_id, batch, "overrides[0].", activity_id="activity_id", person_id="person_id"
+    )
 
 
 @router.get("/people/{person_id}/grades", response_model=LearnerGradesOut)

@@ -9,7 +9,8 @@ stable part to program against.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -84,9 +85,14 @@ def _loc(field: str, where: str = "body") -> list[str | int]:
     return loc
 
 
+@dataclass(frozen=True, slots=True)
+class PathProblem(FieldProblem):
+    """A problem with a value the URL gave, not the body: named as its path parameter."""
+
+
 def problem_json(p: FieldProblem, where: str = "body") -> dict[str, Any]:
     return {
-        "loc": _loc(p.field, where),
+        "loc": _loc(p.field, "path" if isinstance(p, PathProblem) else where),
         "field": p.field,
         "rule": p.rule,
         "msg": p.message,
@@ -94,18 +100,20 @@ def problem_json(p: FieldProblem, where: str = "body") -> dict[str, Any]:
     }
 
 
-def strip_prefix(exc: InvalidInput, prefix: str) -> InvalidInput:
-    """Problems of a one-object endpoint named as in its body: "courses[0].title" -> "title"."""
-    return InvalidInput(
-        [
-            FieldProblem(
-                p.field[len(prefix) :] if p.field.startswith(prefix) else p.field,
-                p.rule,
-                p.message,
-            )
-            for p in exc.problems
-        ]
-    )
+def strip_prefix(
+    exc: InvalidInput, prefix: str, path: Mapping[str, str] | None = None
+) -> InvalidInput:
+    """Problems of a one-object endpoint named as in its body: "courses[0].title" ->
+    "title"; a field the URL gave (`path`: field -> path parameter) as that parameter:
+    "courses[0].id" -> "course_id", located in the path (the body has no such field)."""
+    problems: list[FieldProblem] = []
+    for p in exc.problems:
+        name = p.field[len(prefix) :] if p.field.startswith(prefix) else p.field
+        if path and name in path:
+            problems.append(PathProblem(path[name], p.rule, p.message))
+        else:
+            problems.append(FieldProblem(name, p.rule, p.message))
+    return InvalidInput(problems)
 
 
 def _pydantic_problem(err: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,46 @@
+"""A problem with an id the URL gave is the URL's: located in the path and named as its
+parameter, not as a body field (the body has no such field: sending it is `unknown_field`)."""
+
+from __future__ import annotations
+
+from tests.support.api import ApiEnv, Caller
+
+
+def _caller(api: ApiEnv) -> Caller:
+    c = Caller(api.client, api.tenant("t1", "ingest"))
+    assert c.put("/courses/c1", json={"title": "C1"}).status_code == 200
+    r = c.put("/activities/a1", json={"course_id": "c1", "title": "A1", "points_possible": 1})
+    assert r.status_code == 200, r.text
+    return c
+
+
+def _problems(r: object) -> list[tuple[list[object], str, str]]:
+    assert getattr(r, "status_code") == 422, getattr(r, "text")
+    return [(p["loc"], p["field"], p["rule"]) for p in getattr(r, "json")()["detail"]]
+
+
+def test_an_id_too_long_in_the_url_is_the_paths(api: ApiEnv) -> None:
+    c = _caller(api)
+    long_id = "x" * 300
+    assert _problems(c.put(f"/courses/{long_id}", json={"title": "C"})) == [
+        (["path", "course_id"], "course_id", "too_long")
+    ]
+    assert _problems(c.put(f"/people/{long_id}", json={"name": "P"})) == [
+        (["path", "person_id"], "person_id", "too_long")
+    ]
+    # a body field keeps its place in the body
+    assert _problems(c.put("/courses/c2", json={"title": "C", "time_zone": "Mars/Base"})) == [
+        (["body", "time_zone"], "time_zone", "time_zone")
+    ]
+
+
+def test_an_unknown_person_in_the_url_is_the_paths(api: ApiEnv) -> None:
+    c = _caller(api)
+    at = {"due_at": "2030-01-01T00:00:00Z"}
+    assert _problems(c.put("/activities/a1/overrides/ghost", json=at)) == [
+        (["path", "person_id"], "person_id", "unknown_person")
+    ]
+    assert _problems(c.put("/courses/c1/enrollments/ghost", json={})) == [
+        (["path", "person_id"], "person_id", "unknown_person")
+    ]
+    assert c.get("/activities/a1").status_code == 200  # nothing else changed
