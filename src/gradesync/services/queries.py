@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gradesync.domain.errors import NotFound
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import Destination, LedgerRow, SyncRun
 from gradesync.services.ports import UnitOfWorkFactory
 
@@ -71,11 +71,26 @@ def learner_grades(
     destination_id: str | None = None,
     course_id: str | None = None,
 ) -> LearnerGrades:
-    """A learner's grade state at each destination, from the ledger. Raises NotFound."""
+    """A learner's grade state at each destination, from the ledger. Raises NotFound, and
+    InvalidInput for a filter naming no destination or course (a typo would read as a
+    learner with no grades there)."""
     with uow_factory() as uow:
         person = uow.people.get(tenant_id, person_id)
         if person is None:
             raise NotFound("person", person_id)
+        problems: list[FieldProblem] = []
+        if destination_id is not None and uow.destinations.get(tenant_id, destination_id) is None:
+            problems.append(
+                FieldProblem(
+                    "destination_id", "unknown_destination", f"No destination {destination_id!r}."
+                )
+            )
+        if course_id is not None and uow.courses.get(tenant_id, course_id) is None:
+            problems.append(
+                FieldProblem("course_id", "unknown_course", f"No course {course_id!r}.")
+            )
+        if problems:
+            raise InvalidInput(problems)
         rows = uow.ledger.for_person(tenant_id, person_id)
         if course_id is not None:
             acts = {a.id for a in uow.activities.for_course(tenant_id, course_id)}

@@ -86,13 +86,21 @@ def _loc(field: str, where: str = "body") -> list[str | int]:
 
 
 @dataclass(frozen=True, slots=True)
-class PathProblem(FieldProblem):
-    """A problem with a value the URL gave, not the body: named as its path parameter."""
+class UrlProblem(FieldProblem):
+    """A problem with a value the URL gave, not the body: named as its path or query
+    parameter."""
+
+    where: str = "path"  # or "query"
+
+
+def url_problems(exc: InvalidInput, where: str) -> InvalidInput:
+    """The service's problems as the URL's (its fields are the parameters' names)."""
+    return InvalidInput([UrlProblem(p.field, p.rule, p.message, where) for p in exc.problems])
 
 
 def problem_json(p: FieldProblem, where: str = "body") -> dict[str, Any]:
     return {
-        "loc": _loc(p.field, "path" if isinstance(p, PathProblem) else where),
+        "loc": _loc(p.field, p.where if isinstance(p, UrlProblem) else where),
         "field": p.field,
         "rule": p.rule,
         "msg": p.message,
@@ -110,7 +118,7 @@ def strip_prefix(
     for p in exc.problems:
         name = p.field[len(prefix) :] if p.field.startswith(prefix) else p.field
         if path and name in path:
-            problems.append(PathProblem(path[name], p.rule, p.message))
+            problems.append(UrlProblem(path[name], p.rule, p.message))
         else:
             problems.append(FieldProblem(name, p.rule, p.message))
     return InvalidInput(problems)

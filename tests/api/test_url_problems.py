@@ -1,5 +1,6 @@
-"""A problem with an id the URL gave is the URL's: located in the path and named as its
-parameter, not as a body field (the body has no such field: sending it is `unknown_field`)."""
+"""A problem with an id the URL gave is the URL's: located in the path (or the query) and
+named as its parameter, not as a body field (the body has no such field: sending it is
+`unknown_field`)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,16 @@ def test_an_unknown_person_in_the_url_is_the_paths(api: ApiEnv) -> None:
         (["path", "person_id"], "person_id", "unknown_person")
     ]
     assert c.get("/activities/a1").status_code == 200  # nothing else changed
+
+
+def test_a_filter_naming_nothing_stored_is_refused_not_an_empty_answer(api: ApiEnv) -> None:
+    c = _caller(api)
+    assert c.put("/people/p1", json={"name": "P"}).status_code == 200
+    reader = Caller(api.client, api.tenant("t1", "sync"))
+    assert reader.get("/people/p1/grades").status_code == 200
+    assert reader.get("/people/p1/grades?course_id=c1").status_code == 200
+    r = reader.get("/people/p1/grades?destination_id=ghost&course_id=nope")
+    assert _problems(r) == [
+        (["query", "destination_id"], "destination_id", "unknown_destination"),
+        (["query", "course_id"], "course_id", "unknown_course"),
+    ]
