@@ -21,6 +21,7 @@ import csv
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,8 +53,10 @@ _PAREN_ID = re.compile(r"\(([^()]+)\)\s*$")
 @dataclass(frozen=True, slots=True)
 class Row:
     line: int
-    column: str
+    column: str  # the score's
     attempt: Attempt
+    person_column: str = "person_id"
+    long: bool = True  # a long file names its columns after the attempt's fields
 
 
 class FileProblems(Exception):
@@ -110,8 +113,11 @@ def read_rows(
     person_column: str,
 ) -> tuple[list[Row], list[str], list[FieldProblem]]:
     """Parse the file into attempts (not yet checked against the people stored).
-    Returns (rows, ignored columns, the problems of the rows left out); raises FileProblems
-    when the file cannot be read as attempts at all (no header, no known column)."""
+    Returns (rows, ignored columns, the problems found reading them); raises FileProblems
+    when the file cannot be read as attempts at all (no header, no known column).
+    A row with a problem is kept with what could be read (an unreadable score as none, a
+    date as the default), for the ingest's rules to find its other problems in the same
+    pass: any problem stops the import, so such a row is never stored."""
     problems: list[FieldProblem] = []
     rows: list[Row] = []
     ignored: list[str] = []
@@ -167,9 +173,10 @@ def read_rows(
                 cells = [("score_given", aid, rec.get("score_given") or "")]
             else:
                 cells = [(h, aid, rec.get(h) or "") for h, aid in columns.items()]
-            person = (rec.get("person_id" if long else person_column) or "").strip()
+            person_col = "person_id" if long else person_column
+            person = (rec.get(person_col) or "").strip()
             if not person:
-                problems.append(FieldProblem(_at(n), "required", "no person id"))
+                problems.append(FieldProblem(_at(n, person_col), "required", "no person id"))
                 continue
             for col, aid, cell in cells:
                 if cell.strip() in ("", "-"):
@@ -183,17 +190,16 @@ def read_rows(
                             _at(n, "activity_id"), "unknown_activity", f"no activity {aid!r}"
                         )
                     )
-                    continue
                 score = _parse_score(cell, n, col, problems)
-                maximum: float | None = act.points_possible
+                maximum = act.points_possible if act is not None else None
                 if long and (rec.get("score_maximum") or "").strip():
                     maximum = _parse_score(rec["score_maximum"], n, "score_maximum", problems)
                 at = default_time
                 if long and (rec.get("completed_at") or "").strip():
                     parsed = _parse_time(rec["completed_at"], n, "completed_at", problems)
                     at = parsed or default_time
-                if score is None:
-                    continue
+                if score is not None and maximum is None:
+                    continue  # its maximum is unreadable or its activity unknown: reported
                 event = (rec.get("source_event_id") or "").strip() if long else ""
                 comment = (rec.get("comment") or "").strip() or None if long else None
                 rows.append(
@@ -210,6 +216,8 @@ def read_rows(
                             completed_at=at,
                             comment=comment,
                         ),
+                        person_col,
+                        long,
                     )
                 )
     return rows, ignored, problems
@@ -238,22 +246,58 @@ def _reused_events(rows: list[Row]) -> list[FieldProblem]:
     return out
 
 
-def _where(rows: list[Row], offset: int, exc: InvalidInput) -> list[FieldProblem]:
-    """The stored batch's problems, named by line and column of the file (and by the
-    attempt's field, when the column is not named after it: a gradebook's)."""
+def _column(r: Row, field: str) -> str:
+    """Where in the file an attempt's field was read: its own column in a long file; in a
+    gradebook the score's or the person's, else the score's with the field (a maximum is the
+    activity's points, a time the option's)."""
+    if field in ("", "score_given"):
+        return _at(r.line, r.column)
+    if field == "person_id":
+        return _at(r.line, r.person_column)
+    return _at(r.line, field) if r.long else f"{_at(r.line, r.column)} ({field})"
+
+
+def _where(batch: list[Row], exc: InvalidInput) -> list[FieldProblem]:
+    """The batch's problems, named by line and column of the file."""
     out = []
     for p in exc.problems:
         m = re.match(r"attempts\[(\d+)\]\.?(.*)", p.field)
         if m:
-            r = rows[offset + int(m.group(1))]
-            field = m.group(2)
-            where = _at(r.line, r.column)
-            out.append(
-                FieldProblem(
-                    where if field in ("", r.column) else f"{where} ({field})", p.rule, p.message
-                )
-            )
-        else:
+            p = FieldProblem(_column(batch[int(m.group(1))], m.group(2)), p.rule, p.message)
+        out.append(p)
+    return out
+
+
+def _check_batches(check: Callable[[list[Row]], None], rows: list[Row]) -> list[FieldProblem]:
+    """The ingest's own rules, batch by batch, and an event id reused across batches. The
+    ingest checks what is stored (people, event ids) only once a batch's shape is right: the
+    rows of a batch with no problem of their own are checked again, for one pass to find
+    every problem of the file."""
+    found = _reused_events(rows)
+    for start in range(0, len(rows), CHUNK):
+        batch = rows[start : start + CHUNK]
+        try:
+            check(batch)
+        except InvalidInput as exc:
+            found += _where(batch, exc)
+            bad = {_line_of(p) for p in found}
+            rest = [r for r in batch if r.line not in bad]
+            if rest and len(rest) < len(batch):
+                try:
+                    check(rest)
+                except InvalidInput as again:
+                    found += _where(rest, again)
+    return found
+
+
+def _once(problems: list[FieldProblem]) -> list[FieldProblem]:
+    """Each problem once (the ingest finds an unknown person or activity the file's reading
+    found too; a gradebook row names its person for each score), in the file's order."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for p in sorted(problems, key=_line_of):
+        if (p.field, p.rule) not in seen:
+            seen.add((p.field, p.rule))
             out.append(p)
     return out
 
@@ -301,23 +345,23 @@ def attempts(
             with rt.uow() as uow:
                 people = uow.people.get_many(tenant, {r.attempt.person_id for r in rows})
             unknown = [
-                FieldProblem(_at(r.line), "unknown_person", f"no person {r.attempt.person_id!r}")
+                FieldProblem(
+                    _column(r, "person_id"),
+                    "unknown_person",
+                    f"no person {r.attempt.person_id!r}",
+                )
                 for r in rows
                 if r.attempt.person_id not in people
             ]
-            if unreadable or unknown:  # every one at once, in the file's order
-                raise FileProblems(sorted(unreadable + unknown, key=_line_of))
-            # every rule the stored rows must meet, before any is stored (a dry run too): the
-            # ingest's own checks batch by batch, and an event id reused across batches
-            found = _reused_events(rows)
-            for start in range(0, len(rows), CHUNK):
-                batch = IngestBatch(attempts=[r.attempt for r in rows[start : start + CHUNK]])
-                try:
-                    check_batch(rt.uow, tenant, batch)
-                except InvalidInput as exc:
-                    found += _where(rows, start, exc)
-            if found:
-                raise FileProblems(found)
+
+            def check(batch: list[Row]) -> None:
+                check_batch(rt.uow, tenant, IngestBatch(attempts=[r.attempt for r in batch]))
+
+            # every rule the stored rows must meet, before any is stored (a dry run too), and
+            # every problem at once: those of reading the file with the ingest's own
+            found = _check_batches(check, rows)
+            if unreadable or unknown or found:
+                raise FileProblems(_once(unreadable + unknown + found))
         except FileProblems as exc:
             raise report(
                 CliError(
@@ -356,7 +400,7 @@ def attempts(
                         CliError(
                             EXIT_BAD_INPUT,
                             f"stopped: {recorded} attempts stored before line {chunk[0].line}",
-                            tuple(_where(rows, start, exc)),
+                            tuple(_where(chunk, exc)),
                             remedy=f"{recorded} attempts were stored before line "
                             f"{chunk[0].line}; fix the file and import it again (stored rows "
                             "are recognised)",
