@@ -54,6 +54,19 @@ def test_destination_management(api: ApiEnv) -> None:
     assert admin.delete("/destinations/lms").status_code == 404
 
 
+def test_destination_check_names_an_unknown_course_and_learner(api: ApiEnv) -> None:
+    """Each under the body's field, with the rules of an ingest (docs/api.md), both at once."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    api.destination("t1", "lms")
+    body = {"course_id": "ghost", "learner_id": "nobody", "send_test": True}
+    r = admin.post("/destinations/lms/check", json=body)
+    assert r.status_code == 422, r.text
+    assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
+        ("course_id", "unknown_course"),
+        ("learner_id", "unknown_person"),
+    ]
+
+
 def _seed_ledger(api: ApiEnv) -> None:
     api.destination("t1", "lms")
     rows = [

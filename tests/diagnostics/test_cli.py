@@ -104,6 +104,29 @@ def test_repair_and_destination_check_from_the_cli(
     assert check.returncode == 1 and "registration" in check.stdout
 
 
+def test_destination_check_and_sync_name_an_unknown_course_not_found(
+    cli_db: Database,
+    gradesync: Run,
+) -> None:
+    """Exit 3, as `doctor` and `overrides` for an unknown course; a learner without the
+    course it is a learner of is refused, not ignored."""
+    seed(cli_db)
+    check = ("destinations", "check", D, "-t", T)
+    r = gradesync(*check, "--course", "ghost", "--learner", "nobody", "--json", ok=False)
+    assert r.returncode == 3, r.stderr
+    error = json.loads(r.stdout)["error"]
+    assert error["code"] == "not_found"
+    assert [(p["field"], p["rule"]) for p in error["problems"]] == [
+        ("--course", "unknown_course"),
+        ("--learner", "unknown_person"),
+    ]
+    assert gradesync("overrides", "-t", T, "--course", "ghost", ok=False).returncode == 3
+    r = gradesync("sync", "-t", T, "-c", "ghost", ok=False)
+    assert r.returncode == 3 and "--course: No course 'ghost'. [unknown_course]" in r.stderr
+    r = gradesync(*check, "--learner", "ada", ok=False)
+    assert r.returncode == 2 and "--course: --learner needs --course" in r.stderr, r.stderr
+
+
 def _with_sis_sparing_pol(cli_db: Database) -> None:
     """Biology at the LMS (a1 delivered to ada and bo) and at a SIS, where a1 is delivered and
     "Policy quiz" (pol) is not ticked for SIS passback."""

@@ -366,7 +366,7 @@ def test_destinations_check_end_to_end(world: World) -> None:
     r = world.call("POST", "/destinations/lms/check", json={"learner_id": "u-nobody"})
     assert r.status_code == 422, r.text
     assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
-        ("learner_id", "not_a_learner")
+        ("learner_id", "unknown_person")
     ]
     out = world.ok("POST", "/destinations/lms/check", json={"send_test": True})
     assert out["ok"], out

@@ -11,7 +11,7 @@ import getpass
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -184,15 +184,28 @@ def as_options(problems: list[FieldProblem], options: Mapping[str, str]) -> list
     return [FieldProblem(named(p.field), p.rule, p.message) for p in problems]
 
 
-def error_of(exc: BaseException, options: Mapping[str, str] | None = None) -> CliError | None:
+def _only_missing(problems: list[FieldProblem], named: Collection[str]) -> bool:
+    """Whether every problem is an unknown course, person, ... given in one of the fields
+    `named` (a thing the command names by its id, as a tenant or a destination)."""
+    return all(p.rule.startswith("unknown_") and p.field in named for p in problems)
+
+
+def error_of(
+    exc: BaseException,
+    options: Mapping[str, str] | None = None,
+    named: Collection[str] = (),
+) -> CliError | None:
     """The CliError an exception stands for, or None for one that is not gradesync's.
-    `options`: the command's option for each field of the use case (see as_options)."""
+    `options`: the command's option for each field of the use case (see as_options);
+    `named`: the use case's fields naming something by id, not found when unknown (exit 3,
+    as a tenant or a destination the command names; the API refuses them as bad input)."""
     from gradesync.adapters.secretbox import SecretBoxError
     from gradesync.services.destination import RemoteFailure
 
     if isinstance(exc, InvalidInput):
+        code = EXIT_NOT_FOUND if _only_missing(exc.problems, named) else EXIT_BAD_INPUT
         problems = as_options(exc.problems, options or {})
-        return CliError(EXIT_BAD_INPUT, str(InvalidInput(problems)), tuple(problems))
+        return CliError(code, str(InvalidInput(problems)), tuple(problems))
     if isinstance(exc, NotFound):
         return CliError(EXIT_NOT_FOUND, str(exc))
     if isinstance(exc, Conflict):
@@ -240,14 +253,17 @@ def problem(field: str, rule: str, message: str) -> FieldProblem:
     return FieldProblem(field, rule, message)
 
 
-def guarded(fn: Callable[[], T], options: Mapping[str, str] | None = None) -> T:
+def guarded(
+    fn: Callable[[], T], options: Mapping[str, str] | None = None, named: Collection[str] = ()
+) -> T:
     """Run `fn`, reporting gradesync's errors (and a destination's refusal) with their exit
     codes: 2 bad input, 3 not found, 4 conflict, 1 failed. A bad field is named by its option
-    in `options` ({"course_id": "--course"}), as docs/operations.md promises."""
+    in `options` ({"course_id": "--course"}), as docs/operations.md promises; an unknown id
+    in one of the fields `named` is not found (see error_of)."""
     try:
         return fn()
     except Exception as exc:
-        error = error_of(exc, options)
+        error = error_of(exc, options, named)
         if error is None:
             raise
         raise report(error) from exc

@@ -9,7 +9,8 @@
     gradesync overrides -t T --course C
     gradesync repair -t T --course C [--activity A ...] [--learner P ...] [--destination D]
 
-`doctor` and `destinations check` exit 0 when every check passes and 1 otherwise.
+`doctor` and `destinations check` exit 0 when every check passes, 1 otherwise and 3 when
+the course (or learner, or destination) named does not exist.
 """
 
 from __future__ import annotations
@@ -204,6 +205,11 @@ def destinations_check(
 ) -> None:
     """Prove a destination end to end before a course goes live: token, scopes, the
     course's gradebook, and (--send-test) a test result sent and read back."""
+    if learner and not course:
+        # without a course the learner could be used with any, or with none: say which
+        raise bad_input(
+            problem("--course", "required", "--learner needs --course (a learner of which?)")
+        )
     with open_runtime() as rt:
 
         def run() -> Awaitable[list[ProbeStep]]:
@@ -211,9 +217,8 @@ def destinations_check(
                 tenant, destination_id, course_id=course, learner_id=learner, send_test=send_test
             )
 
-        steps = guarded(
-            lambda: _async(rt, run), {"course_id": "--course", "learner_id": "--learner"}
-        )
+        options = {"course_id": "--course", "learner_id": "--learner"}
+        steps = guarded(lambda: _async(rt, run), options, named=options)
     ok = all(s.passed for s in steps)
     if as_json:
         print_json(

@@ -63,7 +63,15 @@ def sync(
 
     with runtime() as rt:
         scope = RunScope(tenant, destination, course, tuple(activity))
-        run, joined = guarded(lambda: rt.ask_for_run(scope, trigger, actor()))
+        run, joined = guarded(
+            lambda: rt.ask_for_run(scope, trigger, actor()),
+            {
+                "course_id": "--course",
+                "destination_id": "--destination",
+                "activity_ids": "--activity",
+            },
+            named=("course_id", "destination_id"),
+        )
         if not as_json:
             if joined:  # queued or already sending: say which
                 console.print(

@@ -18,7 +18,7 @@ import asyncio
 from dataclasses import dataclass
 
 from gradesync.domain.diagnosis import ProbeStep
-from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import (
     Course,
     CourseLink,
@@ -61,9 +61,17 @@ def _plan(
         if d is None:
             raise NotFound("destination", destination_id)
         links = uow.links.courses_for_destination(tenant_id, destination_id)
+        # named as the request names them, with the rules of an ingest; both at once
+        unknown: list[FieldProblem] = []
+        if course_id is not None and uow.courses.get(tenant_id, course_id) is None:
+            unknown.append(FieldProblem("course_id", "unknown_course", f"No course {course_id!r}."))
+        if learner_id is not None and uow.people.get(tenant_id, learner_id) is None:
+            unknown.append(
+                FieldProblem("learner_id", "unknown_person", f"No person {learner_id!r}.")
+            )
+        if unknown:
+            raise InvalidInput(unknown)
         if course_id is not None:
-            if uow.courses.get(tenant_id, course_id) is None:
-                raise InvalidInput.one("course", "unknown", f"No course {course_id!r}.")
             links = [lk for lk in links if lk.course_id == course_id]
         link = links[0] if links else None
         cid = course_id or (link.course_id if link else None)
