@@ -150,11 +150,17 @@ def test_destinations_and_runs(gradesync: Run, cli_db: Database) -> None:
     assert gradesync("runs", "show", "run-1", "-t", "other", ok=False).returncode == 3
 
     declined = gradesync(
-        "destinations", "delete", "canvas", "-t", "northwind", "--json", ok=False, input="n\n"
+        "destinations", "delete", "canvas", "-t", "northwind", ok=False, input="n\n"
     )
     assert declined.returncode == 1  # declined at the prompt, which goes to stderr
-    assert "Delete destination canvas" in declined.stderr
-    assert json.loads(declined.stdout)["error"]["message"] == "aborted: nothing was changed"
+    assert "Delete destination canvas" in declined.stderr and "aborted" in declined.stderr
+    # --json asks no question (docs/operations.md): without --yes it is refused, unasked
+    refused = gradesync(
+        "destinations", "delete", "canvas", "-t", "northwind", "--json", ok=False, input=""
+    )
+    assert refused.returncode == 2 and "[y/N]" not in refused.stderr, refused.stderr
+    error = json.loads(refused.stdout)["error"]
+    assert [(p["field"], p["rule"]) for p in error["problems"]] == [("--yes", "required")]
     # one that does not exist is said before anything is asked
     missing = gradesync("destinations", "delete", "nope", "-t", "northwind", ok=False, input="")
     assert missing.returncode == 3 and "Delete" not in missing.stderr + missing.stdout

@@ -96,7 +96,14 @@ def test_admin_runs_schedules_from_the_command_line(
     assert "not found" in gs("pause", "sch_nope", code=3).stderr
 
     assert "paused 1 schedule(s)" in gs("pause-all").stdout
-    assert "deleted" in gs("delete", sid).stdout
+    # deleting asks first, as `destinations delete` does; --json asks nothing: --yes needed
+    assert "not found" in gs("delete", "sch_nope", "--yes", code=3).stderr
+    refused = json.loads(gs("delete", sid, "--json", code=2).stdout)["error"]
+    assert [p["field"] for p in refused["problems"]] == ["--yes"]
+    declined = runner.invoke(app, ["schedules", "delete", sid], input="n\n")
+    assert declined.exit_code == 1 and f"Delete schedule {sid}?" in declined.stderr
+    assert sid in gs("list").stdout
+    assert "deleted" in gs("delete", sid, "--yes").stdout
     assert sid not in gs("list").stdout
     preview = gs(
         "preview",

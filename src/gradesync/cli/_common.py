@@ -253,6 +253,22 @@ def problem(field: str, rule: str, message: str) -> FieldProblem:
     return FieldProblem(field, rule, message)
 
 
+YES = typer.Option(False, "--yes", help="Do not ask for confirmation (needed with --json).")
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before a change that cannot be undone, unless --yes said so. With --json no
+    question is asked (docs/operations.md: a script reads the answer, it does not type one):
+    refused as bad input, nothing changed. A question declined ends the command (exit 1)."""
+    if yes:
+        return
+    if _Output.json:
+        answer = f"--json asks no question: add --yes to answer {question!r}"
+        raise bad_input(problem("--yes", "required", answer))
+    # on stderr: stdout holds the result only
+    typer.confirm(question, abort=True, err=True)
+
+
 def guarded(
     fn: Callable[[], T], options: Mapping[str, str] | None = None, named: Collection[str] = ()
 ) -> T:

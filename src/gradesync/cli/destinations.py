@@ -9,8 +9,10 @@ import typer
 from gradesync.cli._common import (
     JSON_OUT,
     TENANT,
+    YES,
     actor,
     bad_input,
+    confirm,
     console,
     guarded,
     id_table,
@@ -177,19 +179,16 @@ def resume(
 def delete(
     destination_id: str = typer.Argument(...),
     tenant: str = TENANT,
-    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    yes: bool = YES,
     as_json: bool = JSON_OUT,
 ) -> None:
-    """Delete a destination with its links and delivery ledger."""
+    """Delete a destination with its links and delivery ledger (asks first, unless --yes)."""
     with runtime() as rt:
         if not yes:
             with rt.reads() as uow:  # one that does not exist is said before the question
                 if uow.destinations.get(tenant, destination_id) is None:
                     raise NotFound("destination", destination_id)
-            # on stderr: with --json, stdout is one JSON document
-            typer.confirm(
-                f"Delete destination {destination_id} and its ledger?", abort=True, err=True
-            )
+            confirm(f"Delete destination {destination_id} and its ledger?", yes)
         guarded(lambda: svc.delete(rt.uow, tenant, destination_id))
     if as_json:
         print_json({"id": destination_id, "tenant": tenant, "deleted": True})

@@ -17,7 +17,9 @@ from rich.table import Table
 from gradesync.cli._common import (
     JSON_OUT,
     TENANT,
+    YES,
     actor,
+    confirm,
     console,
     flat_counts,
     guarded,
@@ -311,10 +313,17 @@ def pause_all(tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OU
 
 @app.command("delete")
 def delete(
-    schedule_id: str, tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT
+    schedule_id: str,
+    tenant: str = TENANT,
+    by: str | None = BY,
+    yes: bool = YES,
+    as_json: bool = JSON_OUT,
 ) -> None:
-    """Delete a schedule (its history stays)."""
+    """Delete a schedule (its history stays; asks first, unless --yes)."""
     with runtime() as rt:
+        if not yes:  # one that does not exist is said before the question
+            guarded(lambda: _service(rt).get(tenant, schedule_id))
+            confirm(f"Delete schedule {schedule_id}?", yes)
         guarded(lambda: _service(rt).delete(tenant, schedule_id, by or actor()))
     if as_json:
         print_json({"id": schedule_id, "tenant": tenant, "deleted": True})
