@@ -107,6 +107,20 @@ def test_bad_values_are_refused_naming_the_setting(gradesync: Run, cli_db: Datab
     assert unknown.returncode == 2 and "unknown_setting" in unknown.stderr
     shape = gradesync("policy", "set", "-t", "t1", "latest", ok=False)
     assert shape.returncode == 2 and "name=value" in shape.stderr
+    # a setting given twice is refused, not the last one taken
+    twice = ("attempt_selection=latest", "attempt_selection=first")
+    r = gradesync("policy", "set", "-t", "t1", "--course", "c1", *twice, "--json", ok=False)
+    assert r.returncode == 2
+    assert [(p["field"], p["rule"]) for p in json.loads(r.stdout)["error"]["problems"]] == [
+        ("attempt_selection", "duplicate")
+    ]
+    # a malformed argument hides none of the others
+    r = gradesync(
+        "policy", "set", "-t", "t1", "novalue", "colour=red", "grace_period_minutes=-3", ok=False
+    )
+    assert r.returncode == 2
+    for said in ("settings: 'novalue'", "colour:", "[unknown_setting]", "[not_negative]"):
+        assert said in r.stderr, r.stderr
     missing = gradesync("policy", "set", "-t", "t1", "--course", "zz", "name_rule=refuse", ok=False)
     assert missing.returncode == 3
     tenant = gradesync("policy", "show", "-t", "t1", "--json").stdout

@@ -18,7 +18,9 @@ from gradesync.cli._common import (
     problem,
     runtime,
 )
-from gradesync.domain.policy_layers import GRADE_SETTINGS, SettingSource
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import PolicySettings
+from gradesync.domain.policy_layers import GRADE_SETTINGS, SettingSource, with_changes
 from gradesync.services import policies as svc
 
 app = typer.Typer(
@@ -100,15 +102,28 @@ def set_(
     changes: dict[str, object] = {}
     for pair in settings:
         name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
+        name = name.strip()
+        if not sep or not name:
             problems.append(
                 problem(
                     "settings", "format", f"{pair!r}: write name=value (e.g. past_due_zeros=on)"
                 )
             )
-            continue
-        changes[name.strip()] = value
+        elif name in changes:  # the last would win unseen: which one was meant is not ours
+            problems.append(
+                problem(
+                    name,
+                    "duplicate",
+                    f"{name} is given twice ({changes[name]!r}, then {value!r}): give it once",
+                )
+            )
+        else:
+            changes[name] = value
     if problems:
+        try:  # the values' own problems with these, every one at once
+            with_changes(PolicySettings(), changes)
+        except InvalidInput as exc:
+            problems += exc.problems
         raise bad_input(*problems)
     with runtime() as rt:
         if activity is not None:
