@@ -4,6 +4,8 @@ named as its parameter, not as a body field (the body has no such field: sending
 
 from __future__ import annotations
 
+import httpx
+
 from tests.support.api import ApiEnv, Caller
 
 
@@ -15,9 +17,9 @@ def _caller(api: ApiEnv) -> Caller:
     return c
 
 
-def _problems(r: object) -> list[tuple[list[object], str, str]]:
-    assert getattr(r, "status_code") == 422, getattr(r, "text")
-    return [(p["loc"], p["field"], p["rule"]) for p in getattr(r, "json")()["detail"]]
+def _problems(r: httpx.Response) -> list[tuple[list[object], str, str]]:
+    assert r.status_code == 422, r.text
+    return [(p["loc"], p["field"], p["rule"]) for p in r.json()["detail"]]
 
 
 def test_an_id_too_long_in_the_url_is_the_paths(api: ApiEnv) -> None:
