@@ -341,6 +341,31 @@ def test_dashboard_numbers() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0 and percentile([], 50) is None
 
 
+def test_dashboard_counts_only_sends_not_override_or_repair_lines(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """The delivery log also records an override seen and a repair asked for: events, not
+    sends. Counted as sends they made every destination's success rate look lower."""
+    c, runtime = app_client
+    now = runtime.clock.now()
+    key = LedgerKey("t1", "lms", "q1", "p1")
+    with runtime.db.uow() as uow:
+        uow.destinations.upsert(Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas"), now)
+        line = {"key": key, "sent_at": now - timedelta(minutes=5), "payload": None}
+        uow.deliveries.add_many(
+            [line | {"outcome": "delivered", "latency_ms": 20.0}] * 3
+            + [line | {"outcome": "overridden"}]
+            + [line | {"outcome": "repair"}] * 2
+        )
+        uow.commit()
+    _login(c, "ada", "/console/dashboard")
+    page = c.get("/console/dashboard").text
+    assert "<dt>Grades sent</dt><dd>3</dd>" in page
+    row = re.search(r'<th scope="row">Canvas</th>((?:<td>[^<]*</td>)+)', page)
+    assert row is not None
+    assert re.findall(r"<td>([^<]*)</td>", row.group(1)) == ["3", "3", "0", "0", "100%", "0%"]
+
+
 def test_charts_are_labelled_images() -> None:
     svg = line_chart(
         "Delivery latency",

@@ -193,7 +193,8 @@ class DeliveryLogRepo(Protocol):
         """A key's sends, newest first."""
 
     def since(self, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
-        """A tenant's sends since a time (destination, time, outcome, latency), oldest first."""
+        """A tenant's sends since a time (destination, time, outcome, latency), oldest first;
+        the log's other lines (an override seen, a repair asked for) are no send."""
 
     def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
         """Log many sends at once; each entry has the keyword arguments of `add`."""

@@ -875,7 +875,7 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
         c = t.deliveries.c
         rows = self.conn.execute(
             select(c.destination_id, c.sent_at, c.outcome, c.latency_ms)
-            .where(c.tenant_id == tenant_id, c.sent_at >= utc(since))
+            .where(c.tenant_id == tenant_id, c.sent_at >= utc(since), c.outcome.in_(SENDS))
             .order_by(c.sent_at)
         ).mappings()
         return [dict(r) | {"sent_at": utc(r["sent_at"])} for r in rows]
