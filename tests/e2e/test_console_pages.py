@@ -143,6 +143,53 @@ def test_switch_needs_the_forms_token_and_then_changes_the_activity(
         assert uow.activities.get("t1", "q1").sync_enabled is True  # type: ignore[union-attr]
 
 
+def test_a_value_the_forms_never_send_is_refused_and_changes_nothing(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """`sync=maybe` switched the course off (anything but "on" read as off), `scope=maybe`
+    aligned for every course, `remaster=maybe` posted without remastering: each form takes
+    its own values only and says which field was wrong."""
+    c, runtime = app_client
+    with runtime.db.uow() as uow:
+        uow.courses.upsert(Course("t1", "bio", "Biology", sync_enabled=True))
+        uow.commit()
+    _file_sis_for_bio(runtime)
+    token = _login(c, "ada")
+    posts = [
+        ("/console/courses/bio/switch", {"sync": "maybe"}, "sync: Input should be"),
+        ("/console/courses/bio/activities/q1/switch", {"sync": "yes"}, "sync: Input should be"),
+        ("/console/sis/sis/courses/bio/activities/q1/switch", {"sync": "1"}, "sync: Input"),
+        (
+            "/console/sis/sis/courses/bio/align",
+            {"group": "Quizzes", "category_id": "cat-a", "scope": "maybe"},
+            "scope: Input should be",
+        ),
+        ("/console/courses/bio/sync", {"action": "resync", "confirm": "ok"}, "confirm: Input"),
+        (
+            "/console/sis/sis/courses/bio/post",
+            {"activity_ids": ["q1"], "confirm": "yes", "remaster": "maybe"},
+            "remaster: Input should be",
+        ),
+    ]
+    for url, data, said in posts:
+        r = c.post(url, data={"csrf": token, **data}, follow_redirects=False)
+        assert r.status_code == 422, (url, r.status_code)
+        assert said in unescape(r.text) and "Nothing was changed" in r.text, url
+    with runtime.db.uow() as uow:
+        assert uow.courses.get("t1", "bio").sync_enabled is True  # type: ignore[union-attr]
+        assert uow.activities.get("t1", "q1").sync_enabled is False  # type: ignore[union-attr]
+        link = uow.links.course("t1", "sis", "bio")
+        assert not (link.data.get("category_map") if link else None)
+        assert uow.runs.history("t1", course_id="bio", limit=5) == []
+    # the forms' own values still work
+    ok = c.post(
+        "/console/courses/bio/switch", data={"csrf": token, "sync": "off"}, follow_redirects=False
+    )
+    assert ok.status_code == 303
+    with runtime.db.uow() as uow:
+        assert uow.courses.get("t1", "bio").sync_enabled is False  # type: ignore[union-attr]
+
+
 def test_bad_schedule_is_refused_naming_the_field(app_client: tuple[TestClient, Runtime]) -> None:
     c, runtime = app_client
     token = _login(c, "ada", "/console/schedules")

@@ -11,7 +11,7 @@ import hmac
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Form, HTTPException, Request
@@ -166,6 +166,11 @@ def field_words(field: str, labels: dict[str, str] | None = None) -> str:
     if labels and field in labels:
         return labels[field]
     return field.removeprefix("config.").replace("_", " ").replace(".", " ")
+
+
+# What a switch form sends (the state it turns to). Another value, a script's "maybe", is
+# refused as the form's other checks are (`form_refused`), not read as off.
+Switch = Literal["on", "off"]
 
 
 class PageError(HTTPException):

@@ -4,7 +4,7 @@ progress of the course's run and the per-learner grade grid."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -16,6 +16,7 @@ from gradesync.services import console_queries as cq
 from gradesync.services import ingest
 from gradesync.web.console.common import (
     PageError,
+    Switch,
     check_csrf,
     course_for,
     flash,
@@ -121,7 +122,7 @@ def _back(course_id: str, destination: str) -> str:
 def course_switch(
     request: Request,
     course_id: str,
-    sync: str = Form(...),
+    sync: Switch = Form(...),
     destination: str = Form(""),
     user: ConsoleUser = Depends(current_user),
 ) -> RedirectResponse:
@@ -143,7 +144,7 @@ def activity_switch(
     request: Request,
     course_id: str,
     activity_id: str,
-    sync: str = Form(...),
+    sync: Switch = Form(...),
     destination: str = Form(""),
     user: ConsoleUser = Depends(current_user),
 ) -> RedirectResponse:
@@ -168,7 +169,7 @@ def start_run(
     request: Request,
     course_id: str,
     action: str = Form("sync"),
-    confirm: str = Form(""),
+    confirm: Literal["yes"] | None = Form(None),
     destination: str = Form(""),
     activity_ids: list[str] = Form(default=[]),
     user: ConsoleUser = Depends(current_user),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from anyio import from_thread
 from fastapi import APIRouter, Depends, Form, Request
@@ -146,7 +146,7 @@ def align(
     course_id: str,
     group: str = Form(""),
     category_id: str = Form(""),
-    scope: str = Form("connection"),
+    scope: Literal["connection", "course"] = Form("connection"),
     user: ConsoleUser = Depends(admin_user),
 ) -> RedirectResponse:
     """Align an activity group to one of the SIS's categories (empty: remove the alignment),

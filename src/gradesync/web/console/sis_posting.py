@@ -6,7 +6,7 @@ reason."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Literal
 
 from anyio import from_thread
 from fastapi import APIRouter, Depends, Form, Request
@@ -22,6 +22,7 @@ from gradesync.services import sis as service
 from gradesync.services.destination import RemoteFailure
 from gradesync.web.console.common import (
     PageError,
+    Switch,
     check_csrf,
     course_for,
     flash,
@@ -71,7 +72,7 @@ def sync_to_sis(
     destination_id: str,
     course_id: str,
     activity_id: str,
-    sync: str = Form(...),
+    sync: Switch = Form(...),
     back: str = "",
     user: ConsoleUser = Depends(current_user),
 ) -> RedirectResponse:
@@ -126,8 +127,8 @@ async def post_grades(
     destination_id: str,
     course_id: str,
     activity_ids: list[str] = Form(default=[]),
-    confirm: str = Form(""),
-    remaster: str = Form(""),
+    confirm: Literal["yes"] | None = Form(None),
+    remaster: Literal["yes"] | None = Form(None),
     user: ConsoleUser = Depends(current_user),
 ) -> Response:
     """Post grades of the ticked activities: first a confirmation naming what goes and what
