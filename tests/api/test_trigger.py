@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.support.api import ROSTER, ApiEnv, Caller
+from tests.support.statements import statements
+
+# how the API writes every time: UTC, with `Z`
+ZULU = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 
 def test_sync_now_queues_a_run_and_a_second_request_joins_it(api: ApiEnv) -> None:
@@ -30,6 +36,36 @@ def test_sync_now_queues_a_run_and_a_second_request_joins_it(api: ApiEnv) -> Non
     ).json()
     assert sel["id"] != run["id"] and sel["activity_ids"] == ["a2"]
     assert {r["id"] for r in c.get("/runs").json()} == {run["id"], sel["id"]}
+
+
+def test_runs_are_answered_and_listed_with_their_stages_in_one_time_format(
+    api: ApiEnv,
+) -> None:
+    """`POST /runs`, `POST /courses/{id}/sync` and `GET /runs` answered `"stages": null`
+    (only `GET /runs/{id}` and the CLI had them), and a stage's time ended in `+00:00` where
+    every other time of the API ends in `Z`."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    api.destination("t1", "lms")
+    asked = [
+        c.post("/runs", json={"course_id": "c1"}).json(),
+        c.post("/courses/c1/sync", json={"destination_id": "lms"}).json(),
+        c.post("/courses/c1/sync", json={"destination_id": "lms"}).json(),  # joined
+    ]
+    for run in asked:
+        assert [s["stage"] for s in run["stages"]] == ["queued"], run
+        assert run["stages"][0]["at"] == run["created_at"] and ZULU.fullmatch(run["created_at"])
+    listed = c.get("/runs").json()
+    assert {r["id"]: r["stages"] for r in listed} == {r["id"]: r["stages"] for r in asked}
+    assert c.get(f"/runs/{asked[0]['id']}").json()["stages"] == asked[0]["stages"]
+    # a page's stages are read in one statement, however many runs it lists
+    for ids in (["a1"], ["a2"], ["a1", "a2"]):
+        assert c.post("/runs", json={"course_id": "c1", "activity_ids": ids}).status_code == 202
+    with statements(api.db) as seen:
+        assert len(c.get("/runs", params={"limit": 1}).json()) == 1
+    with statements(api.db) as seen_many:
+        assert len(c.get("/runs").json()) > 3
+    assert len(seen_many) == len(seen)
 
 
 def test_bad_scopes_and_triggers(api: ApiEnv) -> None:

@@ -70,7 +70,7 @@ def list_(
     moments = {name: _moment(name, text) for name, text in (("since", since), ("until", until))}
     with runtime() as rt:
         runs = guarded(
-            lambda: queries.list_runs(
+            lambda: queries.runs_with_stages(
                 rt.uow,
                 tenant,
                 course_id=course,
@@ -82,12 +82,12 @@ def list_(
             )
         )
     if as_json:
-        print_json([run_out(r) for r in runs])  # as GET /runs
+        print_json([run_out(d.run, d.stages) for d in runs])  # as GET /runs
         return
     table = Table("run", "what, when, how it went", show_lines=True)
     table.columns[0].no_wrap = True
-    for r in runs:
-        table.add_row(r.id, _summary(r))
+    for d in runs:
+        table.add_row(d.run.id, _summary(d.run))
     print_table(table)
 
 

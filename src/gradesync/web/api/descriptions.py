@@ -203,7 +203,7 @@ BY_SCHEMA: dict[str, dict[str, str]] = {
     "HistoryOut": {"at": "When it happened. " + _ZONED, "run": "The run it started or joined."},
     "StageOut": {
         "stage": "The stage's name.",
-        "at": "When it started (ISO 8601).",
+        "at": "When it started. " + _ZONED,
         "note": "What happened at this stage beyond its name, when anything did: for example "
         "that the worker running it stopped and another resumed it, or that results were "
         "carried over from an earlier run.",

@@ -36,6 +36,13 @@ def run_out(
     )
 
 
+def asked_out(rt: Runtime, tenant_id: str, run: SyncRun, joined: bool) -> RunOut:
+    """A run just asked for (or joined) as `GET /runs/{id}` shows it: with its stages, read
+    with the run so both say the same moment (a worker may have taken it already)."""
+    d = queries.run_detail(rt.uow, tenant_id, run.id)
+    return run_out(d.run, d.stages, joined=joined)
+
+
 @router.post("/runs", status_code=202, response_model=RunOut)
 def request_run(
     body: SyncIn,
@@ -46,7 +53,7 @@ def request_run(
     activities. A run already queued for the same scope is joined, not duplicated."""
     scope = RunScope(p.tenant_id, body.destination_id, body.course_id, tuple(body.activity_ids))
     run, joined = rt.ask_for_run(scope, body.trigger, p.actor)
-    return run_out(run, joined=joined)
+    return asked_out(rt, p.tenant_id, run, joined)
 
 
 @router.post("/courses/{course_id}/sync", status_code=202, response_model=RunOut)
@@ -59,7 +66,7 @@ def sync_course(
     """ "Sync now" for a course (optionally one destination and some of its activities)."""
     scope = RunScope(p.tenant_id, body.destination_id, course_id, tuple(body.activity_ids))
     run, joined = rt.ask_for_run(scope, body.trigger, p.actor)
-    return run_out(run, joined=joined)
+    return asked_out(rt, p.tenant_id, run, joined)
 
 
 @router.get("/runs", response_model=list[RunOut])
@@ -73,8 +80,8 @@ def list_runs(
     p: Principal = Depends(require_scope("sync")),
     rt: Runtime = Depends(runtime),
 ) -> list[RunOut]:
-    """Runs, newest first, with their stage and counts."""
-    runs = queries.list_runs(
+    """Runs, newest first, with their stage, stages and counts."""
+    runs = queries.runs_with_stages(
         rt.uow,
         p.tenant_id,
         course_id=course_id,
@@ -84,7 +91,7 @@ def list_runs(
         until=until,
         limit=limit,
     )
-    return [run_out(r) for r in runs]
+    return [run_out(d.run, d.stages) for d in runs]
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)

@@ -17,7 +17,7 @@ from gradesync.runtime import Runtime
 from gradesync.services.schedules import HistoryEntry, ScheduleInfo, ScheduleService
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.runs import run_out
+from gradesync.web.api.runs import asked_out, run_out
 from gradesync.web.api.schemas import Id, LocalDateTime, RunOut, Whole, ZonedDateTime, _In
 
 router = APIRouter(tags=["schedules"])
@@ -246,10 +246,12 @@ def resume_schedule(schedule_id: str, p: Admin, svc: Service) -> ScheduleOut:
 
 
 @router.post("/schedules/{schedule_id}/run-now", status_code=202, response_model=RunOut)
-def run_schedule_now(schedule_id: str, p: Admin, svc: Service) -> RunOut:
+def run_schedule_now(
+    schedule_id: str, p: Admin, svc: Service, rt: Runtime = Depends(runtime)
+) -> RunOut:
     """Run the schedule's scope now in the caller's name; joins a run already going."""
     run, joined = svc.run_now(p.tenant_id, schedule_id, p.actor)
-    return run_out(run, joined=joined)
+    return asked_out(rt, p.tenant_id, run, joined)
 
 
 @router.get("/schedules/{schedule_id}/history", response_model=list[HistoryOut])

@@ -394,7 +394,7 @@ class CourseSyncIn(_In):
 
 class StageOut(BaseModel):
     stage: str
-    at: str | None
+    at: datetime | None  # stored as ISO text; a datetime, so written with `Z` as every time
     note: str | None = None  # e.g. "worker X stopped (last heard ...); requeued by Y"
 
 
