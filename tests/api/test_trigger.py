@@ -99,6 +99,47 @@ def test_bad_scopes_and_triggers(api: ApiEnv) -> None:
     assert c.get("/runs").json() == []
 
 
+def test_a_run_is_asked_for_as_manual_resync_or_remaster_with_one_message(api: ApiEnv) -> None:
+    """The model said six triggers could be asked for, the service then refused two of
+    them in other words, and the OpenAPI schema held both lists."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    said = "Input should be 'manual', 'resync' or 'remaster'"
+    for trigger in ("bogus", "auto", "schedule", "repair"):
+        for path in ("/runs", "/courses/c1/sync"):
+            r = c.post(
+                path,
+                json={"course_id": "c1", "trigger": trigger}
+                if path == "/runs"
+                else {"trigger": trigger},
+            )
+            assert r.status_code == 422, (path, trigger)
+            assert [(d["field"], d["rule"], d["msg"]) for d in r.json()["detail"]] == [
+                ("trigger", "one_of", said)
+            ]
+    assert api.waker.runs == []
+    schemas = api.client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("SyncIn", "CourseSyncIn"):
+        trigger = schemas[name]["properties"]["trigger"]
+        assert "$ref" not in str(trigger) and trigger["enum"] == ["manual", "resync", "remaster"]
+
+
+def test_a_typo_in_the_runs_query_is_refused_not_ignored(api: ApiEnv) -> None:
+    """`?course=c1` (for `course_id`) listed every run, as if unfiltered."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    c.post("/runs", json={})
+    r = c.get("/runs", params={"course": "c1", "trigger": "manual"})
+    assert r.status_code == 422
+    assert [(d["loc"], d["field"], d["rule"]) for d in r.json()["detail"]] == [
+        (["query", "course"], "course", "unknown_field")
+    ]
+    bad = c.get("/runs", params={"trigger": "bogus", "limit": "0"}).json()["detail"]
+    assert {(d["field"], d["rule"]) for d in bad} == {("trigger", "one_of"), ("limit", "minimum")}
+    assert len(c.get("/runs", params={"course_id": "c1"}).json()) == 0
+    assert len(c.get("/runs", params={"trigger": "manual", "limit": 5}).json()) == 1
+
+
 def test_one_scope_mistake_gets_one_answer_wherever_a_run_is_asked_for(api: ApiEnv) -> None:
     """A run, a schedule and a repair name their scope the same way; the same mistake in it
     is refused with the same field and rule by each, and nothing is queued."""

@@ -591,6 +591,9 @@ def test_run_history_names_destination_schedule_and_who_asked(
     # a filter nothing matches says so, not that no sync has ever run
     empty = c.get("/console/runs", params={"trigger": "remaster"}).text
     assert "No sync matches these filters." in empty and "No sync has run yet" not in empty
+    # a type no run has (a hand-edited address) is said, not quietly dropped from the filter
+    bogus = c.get("/console/runs", params={"trigger": "bogus"}).text
+    assert "flash-error" in bogus and "No sync type &#39;bogus&#39;" in bogus
 
     # the page reads its runs' stages at once: forty more runs, no more statements
     with statements(runtime.db) as two:

@@ -169,6 +169,11 @@ FIELDS: dict[str, str] = {
 
 _SCHEDULE_KIND = "`interval`, `daily`, `weekly` or `cron`."
 _SCHEDULE_TRIGGER = "`schedule` (send what differs) or `remaster` (resend everything)."
+# what may be asked for; `schedule`, `auto` and `repair` runs are gradesync's own
+_REQUESTED_TRIGGER = (
+    "`manual` (recompute and send what differs), `resync` (the same, on a person's "
+    '"Sync now") or `remaster` (resend everything, column details included).'
+)
 
 # Names whose meaning depends on the schema.
 BY_SCHEMA: dict[str, dict[str, str]] = {
@@ -191,6 +196,8 @@ BY_SCHEMA: dict[str, dict[str, str]] = {
         "trigger": _SCHEDULE_TRIGGER,
         "created_at": "When the schedule was created. " + _ZONED,
     },
+    "SyncIn": {"trigger": _REQUESTED_TRIGGER},
+    "CourseSyncIn": {"trigger": _REQUESTED_TRIGGER},
     "ScheduleIn": {"kind": _SCHEDULE_KIND},
     "ScheduleEditIn": {
         "kind": _SCHEDULE_KIND,

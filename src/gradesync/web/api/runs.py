@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Query
+from pydantic import Field
 
 from gradesync.domain.model import RunScope, SyncRun, Trigger
 from gradesync.runtime import Runtime
 from gradesync.services import queries
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.schemas import CourseSyncIn, RunOut, StageOut, SyncIn, ZonedDateTime
+from gradesync.web.api.schemas import (
+    CourseSyncIn,
+    RunOut,
+    StageOut,
+    SyncIn,
+    ZonedDateTime,
+    _In,
+)
 
 router = APIRouter(tags=["sync runs"])
 
@@ -69,14 +79,21 @@ def sync_course(
     return asked_out(rt, p.tenant_id, run, joined)
 
 
+class RunsQuery(_In):
+    """GET /runs's filters. A parameter it does not know (`course` for `course_id`) is
+    refused as `unknown_field`, as in a body: ignored, it listed every run."""
+
+    course_id: str | None = None
+    destination_id: str | None = None
+    trigger: Trigger | None = None
+    since: ZonedDateTime | None = Field(None, description="Created at or after (ISO 8601).")
+    until: ZonedDateTime | None = Field(None, description="Created before (ISO 8601).")
+    limit: int = Field(50, ge=1, le=500)
+
+
 @router.get("/runs", response_model=list[RunOut])
 def list_runs(
-    course_id: str | None = None,
-    destination_id: str | None = None,
-    trigger: Trigger | None = None,
-    since: ZonedDateTime | None = Query(None, description="Created at or after (ISO 8601)."),
-    until: ZonedDateTime | None = Query(None, description="Created before (ISO 8601)."),
-    limit: int = Query(50, ge=1, le=500),
+    q: Annotated[RunsQuery, Query()],
     p: Principal = Depends(require_scope("sync")),
     rt: Runtime = Depends(runtime),
 ) -> list[RunOut]:
@@ -84,12 +101,12 @@ def list_runs(
     runs = queries.runs_with_stages(
         rt.uow,
         p.tenant_id,
-        course_id=course_id,
-        destination_id=destination_id,
-        trigger=trigger.value if trigger else None,
-        since=since,
-        until=until,
-        limit=limit,
+        course_id=q.course_id,
+        destination_id=q.destination_id,
+        trigger=q.trigger.value if q.trigger else None,
+        since=q.since,
+        until=q.until,
+        limit=q.limit,
     )
     return [run_out(d.run, d.stages) for d in runs]
 

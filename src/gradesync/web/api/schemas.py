@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AwareDatetime,
@@ -39,7 +39,6 @@ from gradesync.domain.model import (
     PolicySettings,
     Role,
     RosterMatch,
-    Trigger,
 )
 from gradesync.domain.model import Attempt as AttemptFact
 from gradesync.domain.policy import MAX_GRACE_MINUTES
@@ -116,8 +115,12 @@ def _full_date(value: object) -> object:
     return value
 
 
-# the triggers a person or program may ask for (the others are gradesync's own)
-Requestable = Annotated[Trigger, Field(json_schema_extra={"enum": [t.value for t in REQUESTABLE]})]
+# The triggers a person or program may ask for (the others are gradesync's own), those of
+# `REQUESTABLE`: a Literal, so validation refuses the others with the one message naming
+# these three, and OpenAPI lists them alone (a Trigger field listed all six, then the
+# service refused two in other words).
+Requestable = Literal["manual", "resync", "remaster"]
+assert set(get_args(Requestable)) == {t.value for t in REQUESTABLE}
 # after the constraints, or pydantic leaves them out of the JSON schema
 Whole = BeforeValidator(_whole)
 ZonedDateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
@@ -380,14 +383,14 @@ class SyncIn(_In):
     """What to sync: `manual` recomputes and sends what differs; `resync` is the same on
     request of a person ("Sync now"); `remaster` resends everything, column details included."""
 
-    trigger: Requestable = Trigger.MANUAL
+    trigger: Requestable = "manual"
     course_id: Id | None = None
     destination_id: Id | None = None
     activity_ids: Annotated[list[Id], Field(max_length=MAX_BATCH)] = []
 
 
 class CourseSyncIn(_In):
-    trigger: Requestable = Trigger.MANUAL
+    trigger: Requestable = "manual"
     destination_id: Id | None = None
     activity_ids: Annotated[list[Id], Field(max_length=MAX_BATCH)] = []
 

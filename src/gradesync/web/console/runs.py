@@ -14,7 +14,14 @@ from gradesync.domain.model import ConsoleUser, RunStage, SyncRun, Trigger
 from gradesync.runtime import Runtime
 from gradesync.services import queries
 from gradesync.services.sis import SIS_KINDS
-from gradesync.web.console.common import PageError, admin_user, render, runtime_of, templates
+from gradesync.web.console.common import (
+    PageError,
+    admin_user,
+    flash,
+    render,
+    runtime_of,
+    templates,
+)
 from gradesync.web.console.session import current_user
 
 router = APIRouter()
@@ -119,6 +126,9 @@ def run_history(
 ) -> HTMLResponse:
     rt = runtime_of(request)
     valid_trigger = trigger if trigger in {t.value for t in Trigger} else None
+    if trigger and valid_trigger is None:
+        # a hand-edited address: said, or the page passes every run off as the filtered ones
+        flash(request, "error", f"No sync type {trigger!r}: showing every type.")
     runs = queries.list_runs(
         rt.uow, user.tenant_id, course_id=course or None, trigger=valid_trigger, limit=200
     )
