@@ -76,6 +76,9 @@ def test_admin_manages_a_schedule_end_to_end(api: ApiEnv) -> None:
         "created",
     ]
     assert history[0]["joined"] and history[0]["run"]["id"] == run.json()["id"]
+    # each line's run as GET /runs/{id} shows it, its stages included
+    shown = c.get(f"/runs/{run.json()['id']}").json()
+    assert history[0]["run"]["stages"] == shown["stages"] and shown["stages"]
     assert c.get("/schedules/history", params={"limit": 2}).status_code == 200
 
     all_paused = c.post("/schedules/pause-all").json()

@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from gradesync.domain.errors import InvalidInput, NotFound
@@ -101,6 +101,7 @@ class HistoryEntry:
 
     event: ScheduleEvent
     run: SyncRun | None
+    stages: list[dict[str, Any]] | None = None  # the run's stage history
 
 
 def _new_id() -> str:
@@ -171,11 +172,16 @@ class ScheduleService:
                 and uow.schedules.get(schedule_id, tenant_id) is None
             ):
                 raise NotFound("schedule", schedule_id)
-            runs: dict[str, SyncRun | None] = {}
-            for e in events:
-                if e.run_id is not None and e.run_id not in runs:
-                    runs[e.run_id] = uow.runs.get(e.run_id, tenant_id)
-        return [HistoryEntry(e, runs.get(e.run_id) if e.run_id else None) for e in events]
+            # the runs and their stages in two statements, not one per line
+            ids = list({e.run_id for e in events if e.run_id is not None})
+            runs = uow.runs.get_many(ids, tenant_id)
+            stages = uow.runs.stages_many(list(runs))
+        return [
+            HistoryEntry(e, runs.get(e.run_id), stages.get(e.run_id))
+            if e.run_id
+            else HistoryEntry(e, None)
+            for e in events
+        ]
 
     def next_due_at(self) -> datetime | None:
         """When the soonest unpaused schedule of any tenant is due."""

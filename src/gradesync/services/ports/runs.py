@@ -20,6 +20,9 @@ class RunRepo(Protocol):
     def get(self, run_id: str, tenant_id: str | None = None) -> SyncRun | None:
         """A run, of one tenant when `tenant_id` is given."""
 
+    def get_many(self, run_ids: Sequence[str], tenant_id: str) -> dict[str, SyncRun]:
+        """The tenant's runs of these ids, by id, in one statement (none for none)."""
+
     def stages(self, run_id: str) -> list[dict[str, Any]]:
         """A run's stage history: `{"stage": ..., "at": ISO time}`, oldest first."""
 

@@ -136,7 +136,7 @@ def history_out(h: HistoryEntry) -> HistoryOut:
         joined=e.joined,
         slot_at=e.slot_at,
         missed=e.missed,
-        run=run_out(h.run) if h.run is not None else None,
+        run=run_out(h.run, h.stages or []) if h.run is not None else None,
     )
 
 

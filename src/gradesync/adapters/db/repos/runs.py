@@ -54,6 +54,15 @@ class RunRepo(SqlRepo, ports.RunRepo):
         row = self.conn.execute(q).mappings().first()
         return _run(row) if row else None
 
+    def get_many(self, run_ids: Sequence[str], tenant_id: str) -> dict[str, SyncRun]:
+        c = t.sync_runs.c
+        if not run_ids:  # no round trip for nothing
+            return {}
+        rows = self.conn.execute(
+            select(t.sync_runs).where(c.id.in_(set(run_ids)), c.tenant_id == tenant_id)
+        ).mappings()
+        return {r["id"]: _run(r) for r in rows}
+
     def stages(self, run_id: str) -> list[dict[str, Any]]:
         v = self.conn.execute(
             select(t.sync_runs.c.stages).where(t.sync_runs.c.id == run_id)
