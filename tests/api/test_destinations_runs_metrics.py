@@ -115,9 +115,9 @@ def test_learner_grades_per_destination(api: ApiEnv) -> None:
     assert cells["a1"]["state"] == "delivered" and cells["a1"]["in_sync"] is True
     assert cells["a2"]["state"] == "rejected" and cells["a2"]["in_sync"] is False
     assert cells["a2"]["remote_message"] == "User not found in course"
-    assert (
-        c.get("/people/p1/grades", params={"destination_id": "other"}).json()["destinations"] == {}
-    )
+    # a filter naming no destination of the tenant is refused, not answered with nothing
+    other = c.get("/people/p1/grades", params={"destination_id": "other"})
+    assert other.status_code == 422 and other.json()["detail"][0]["rule"] == "unknown_destination"
     assert c.get("/people/ghost/grades").status_code == 404
 
 
