@@ -134,8 +134,10 @@ def test_the_cli_sets_and_clears_limits(
     assert _engine_limits(api, "canvas") == (2, 4.0)
     code, out = limits("--concurrency", "3", "--default-concurrency")
     assert code == 2 and "--concurrency" in out
-    code, out = limits("--rate-per-second", "-1")
-    assert code == 2 and "rate_per_second" in out
+    code, out = limits("--rate-per-second", "-1")  # named by its option, not the API's field
+    assert code == 2 and out.startswith("error: --rate-per-second:"), out
+    code, out = limits("--concurrency", "0")
+    assert code == 2 and "error: --concurrency" in out
     assert _engine_limits(api, "canvas") == (2, 4.0)
     code, out = limits("--no-rate-limit", "--default-concurrency")
     assert code == 0, out

@@ -115,7 +115,10 @@ def limits(
     if rate_per_second is not None or no_rate_limit:
         changes["rate_per_second"] = rate_per_second
     with runtime() as rt:
-        d = guarded(lambda: svc.set_limits(rt.uow, rt.clock, tenant, destination_id, changes))
+        d = guarded(
+            lambda: svc.set_limits(rt.uow, rt.clock, tenant, destination_id, changes),
+            {"concurrency": "--concurrency", "rate_per_second": "--rate-per-second"},
+        )
     if as_json:
         print_json(dest_out(rt, d))
         return
