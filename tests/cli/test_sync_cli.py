@@ -39,6 +39,7 @@ def test_sync_wait_follows_the_run_to_the_end(
     assert bad.returncode == 2 and "unknown_activity" in bad.stderr
     bad = gradesync("sync", "-t", "northwind", "--trigger", "auto", ok=False)
     assert bad.returncode == 2 and "one_of" in bad.stderr
+    assert bad.stderr.startswith("error: --trigger:"), bad.stderr  # the option, not `trigger`
 
 
 def test_a_second_serve_on_the_same_sqlite_file_refuses_to_start(

@@ -69,6 +69,7 @@ def sync(
                 "course_id": "--course",
                 "destination_id": "--destination",
                 "activity_ids": "--activity",
+                "trigger": "--trigger",
             },
             named=("course_id", "destination_id"),
         )
