@@ -102,29 +102,6 @@ def learner_grades(
     return LearnerGrades(person_id=person.id, name=person.name, destinations=out)
 
 
-def list_runs(
-    uow_factory: UnitOfWorkFactory,
-    tenant_id: str,
-    *,
-    course_id: str | None = None,
-    destination_id: str | None = None,
-    trigger: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 50,
-) -> list[SyncRun]:
-    with uow_factory() as uow:
-        return uow.runs.history(
-            tenant_id,
-            course_id=course_id,
-            destination_id=destination_id,
-            trigger=trigger,
-            since=since,
-            until=until,
-            limit=limit,
-        )
-
-
 def runs_with_stages(
     uow_factory: UnitOfWorkFactory,
     tenant_id: str,
@@ -136,8 +113,8 @@ def runs_with_stages(
     until: datetime | None = None,
     limit: int = 50,
 ) -> list[RunDetail]:
-    """`list_runs` with each run's stage history: the page's stages in one statement, not
-    one per run."""
+    """A tenant's runs, newest first, each with its stage history: the page's stages in one
+    statement, not one per run."""
     with uow_factory() as uow:
         runs = uow.runs.history(
             tenant_id,

@@ -129,12 +129,13 @@ def run_history(
     if trigger and valid_trigger is None:
         # a hand-edited address: said, or the page passes every run off as the filtered ones
         flash(request, "error", f"No sync type {trigger!r}: showing every type.")
-    runs = queries.list_runs(
+    details = queries.runs_with_stages(
         rt.uow, user.tenant_id, course_id=course or None, trigger=valid_trigger, limit=200
     )
+    runs = [d.run for d in details]
+    stages = {d.run.id: d.stages for d in details}
     with rt.uow() as uow:
         courses = {c.id: c for c in uow.courses.all(user.tenant_id)}
-        stages = uow.runs.stages_many([r.id for r in runs])
     names = queries.run_names(rt.uow, user.tenant_id, [r.id for r in runs])
     return render(
         request,
