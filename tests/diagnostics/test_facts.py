@@ -409,9 +409,8 @@ def test_a_repair_reads_its_course_and_destination_once(db: Database) -> None:
     assert (len(courses), len(dests)) == (1, 1), "\n".join(s.split("\n")[0][:90] for s in seen)
 
 
-def test_a_repair_reads_the_destinations_of_its_course_in_one_statement(db: Database) -> None:
-    """A repair of a course covers each destination it syncs to: they are read in one
-    statement, not one each."""
+def _seed_six_destinations(db: Database) -> list[str]:
+    """The scenario, its course synced to five more LMS destinations (their ids)."""
     seed(db)
     others = [f"lms{i}" for i in range(2, 7)]
     with db.uow() as uow:
@@ -419,6 +418,13 @@ def test_a_repair_reads_the_destinations_of_its_course_in_one_statement(db: Data
             uow.destinations.upsert(Destination(T, d, DestinationKind.LTI13_AGS, d), NOW)
             uow.links.save_course(CourseLink(T, d, C, f"https://{d}/api/c1/line_items"))
         uow.commit()
+    return others
+
+
+def test_a_repair_reads_the_destinations_of_its_course_in_one_statement(db: Database) -> None:
+    """A repair of a course covers each destination it syncs to: they are read in one
+    statement, not one each."""
+    _seed_six_destinations(db)
     sel = overrides.RepairSelection(T, C)
     with statements(db) as seen:
         result = overrides.request_repair(db.uow, None, ManualClock(NOW), sel, "cli:support")
@@ -434,13 +440,7 @@ def test_a_course_synced_to_several_destinations_reads_them_in_one_statement(
 ) -> None:
     """A diagnosis covers each destination the course syncs to: they are read in one
     statement, not one each."""
-    seed(db)
-    others = [f"lms{i}" for i in range(2, 7)]
-    with db.uow() as uow:
-        for d in others:
-            uow.destinations.upsert(Destination(T, d, DestinationKind.LTI13_AGS, d), NOW)
-            uow.links.save_course(CourseLink(T, d, C, f"https://{d}/api/c1/line_items"))
-        uow.commit()
+    others = _seed_six_destinations(db)
     with statements(db) as seen:
         learner = diagnostics.learner_activity_facts(db.uow, ManualClock(NOW), T, "ada", "a1")
         activity = diagnostics.diagnose_activity(db.uow, ManualClock(NOW), T, "a1")
