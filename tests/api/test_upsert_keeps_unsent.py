@@ -34,11 +34,12 @@ def _activity(c: Caller, activity_id: str = "nc-a1") -> dict[str, Any]:
     return body
 
 
-def test_put_activity_keeps_the_policy_and_sync_switch_it_leaves_out(api: ApiEnv) -> None:
+def _instructor_settings(api: ApiEnv) -> Caller:
+    """The set-up, then an instructor's policy for nc-a1 and its sync switched off, the latter
+    by a PUT that leaves the policy out."""
     c = _setup(api)
     r = c.patch("/activities/nc-a1/policy", json={"attempt_selection": "latest"})
     assert r.status_code == 200, r.text
-
     r = c.put(
         "/activities/nc-a1",
         json={
@@ -49,6 +50,11 @@ def test_put_activity_keeps_the_policy_and_sync_switch_it_leaves_out(api: ApiEnv
         },
     )
     assert r.status_code == 200, r.text
+    return c
+
+
+def test_put_activity_keeps_the_policy_and_sync_switch_it_leaves_out(api: ApiEnv) -> None:
+    c = _instructor_settings(api)
     a = _activity(c)
     assert a["sync_enabled"] is False
     assert a["policy"] == {"attempt_selection": "latest"}
@@ -159,19 +165,7 @@ def test_put_person_with_an_empty_body_keeps_the_name(api: ApiEnv) -> None:
 def test_ingest_resending_an_activity_keeps_the_instructors_switch_and_policy(
     api: ApiEnv,
 ) -> None:
-    c = _setup(api)
-    r = c.patch("/activities/nc-a1/policy", json={"attempt_selection": "latest"})
-    assert r.status_code == 200, r.text
-    r = c.put(
-        "/activities/nc-a1",
-        json={
-            "course_id": "nc-course",
-            "title": "A1",
-            "points_possible": 3,
-            "sync_enabled": False,
-        },
-    )
-    assert r.status_code == 200, r.text
+    c = _instructor_settings(api)
 
     # the courseware re-sends its course, activities and people, as it always does
     r = c.post(
