@@ -12,7 +12,6 @@ outcomes, route templates and status codes; never a learner, course or activity 
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -28,6 +27,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, or_, select
 
+from gradesync.adapters.collector import frozen_objects
 from gradesync.adapters.db import schema as t
 from gradesync.domain.model import DeliveryState
 
@@ -243,7 +243,7 @@ class HeapCollector(Collector):
         yield GaugeMetricFamily(
             "gradesync_heap_frozen_objects",
             "Objects set aside from the garbage collector when the process started.",
-            value=gc.get_freeze_count(),
+            value=frozen_objects(),
         )
 
 
