@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,8 @@ import gradesync.sandbox
 from gradesync.sandbox.cli import build_config
 from gradesync.sandbox.config import config_from_file
 from gradesync.sandbox.testing import AdminError, RunningSandbox, running_sandbox
+from gradesync.testing import wait_for
+from tests.support.cli import GRADESYNC, free_port
 
 SEED = """
 users:
@@ -94,6 +97,46 @@ def test_cli_config_from_flags(tmp_path: Path) -> None:
     path = tmp_path / "seed.yaml"
     path.write_text(SEED)
     assert build_config(seed_file=path).seed.courses[0].id == "bio"
+
+
+def _issuer_served(env: dict[str, str], log_path: Path, *args: str) -> str:
+    """The issuer `gradesync sandbox ARGS` says it is, once it serves."""
+    port = free_port()
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [GRADESYNC, "sandbox", "--port", str(port), *args], env=env, stdout=log, stderr=log
+        )
+
+        def inspect() -> dict[str, object] | None:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                url = f"http://127.0.0.1:{port}/_sandbox/inspect"
+                return httpx.get(url, timeout=1).json()  # type: ignore[no-any-return]
+            except httpx.TransportError:
+                return None
+
+        try:
+            snapshot = wait_for(inspect, "the sandbox to serve", explain=log_path.read_text)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+    return str(snapshot["issuer"])
+
+
+def test_a_seed_files_base_url_is_the_issuer_unless_the_flag_says_otherwise(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """docs/sandbox.md: a full config file may set `base_url`; `--base-url` wins over it, and
+    only without either is the issuer the bound address."""
+    path = tmp_path / "sandbox.yaml"
+    path.write_text("base_url: https://lms.example.test/\nseed: {}\n")
+    log = tmp_path / "sandbox.log"
+    assert _issuer_served(cli_env, log, "--seed-file", str(path)) == "https://lms.example.test"
+    flag = "https://other.example.test"
+    assert _issuer_served(cli_env, log, "--seed-file", str(path), "--base-url", flag) == flag
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("seed: {}\n")
+    assert _issuer_served(cli_env, log, "--seed-file", str(plain)).startswith("http://127.0.0.1:")
 
 
 def test_sandbox_imports_nothing_else_from_gradesync() -> None:

@@ -23,16 +23,22 @@ def build_config(
     rng_seed: int | None = None,
     faults: str | None = None,
 ) -> SandboxConfig:
-    """Config from a seed file and flags (flags win). `faults` is JSON: {group: settings}."""
+    """Config from a seed file and flags (flags win). `faults` is JSON: {group: settings}.
+    The base URL is `--base-url`, else the file's, else the bound address."""
     overrides = {
         "mode": mode,
-        "base_url": base_url or f"http://{host}:{port}",
+        "base_url": base_url,
         "rng_seed": rng_seed,
         "faults": json.loads(faults) if faults else None,
     }
     if seed_file is not None:
-        return config_from_file(seed_file, **overrides)
-    return SandboxConfig.model_validate({k: v for k, v in overrides.items() if v is not None})
+        config = config_from_file(seed_file, **overrides)
+    else:
+        config = SandboxConfig.model_validate({k: v for k, v in overrides.items() if v is not None})
+    if config.base_url is None:
+        # the default only fills a gap: a file's `base_url` is not overwritten by it
+        config = config.model_copy(update={"base_url": f"http://{host}:{port}"})
+    return config
 
 
 def run(
