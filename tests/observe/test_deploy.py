@@ -18,6 +18,7 @@ from gradesync.adapters.db.database import Database
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "gradesync-alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "gradesync-dashboard.json"
+OPERATIONS = DEPLOY.parent / "docs" / "operations.md"
 
 _NAME = re.compile(r"\bgradesync_[a-z0-9_]+")
 _SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
@@ -125,3 +126,29 @@ def test_dashboard_uses_exported_metrics_in_consistent_colours(sqlite_db: Databa
                         prop["value"]["fixedColor"]
                     )
     assert colours["delivered"] == {"green"} and colours["rejected"] == {"red"}
+
+
+def test_the_metrics_table_in_the_docs_gives_each_family_its_labels(sqlite_db: Database) -> None:
+    """docs/operations.md's table of metrics is what queries are written from: each family it
+    names is exported, with exactly the labels it lists."""
+    text = metrics.exposition(sqlite_db.engine).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    doc = OPERATIONS.read_text()
+    table = doc[doc.index("| metric | labels | what |") :].split("\n\n", 1)[0]
+    problems = []
+    for row in table.splitlines()[2:]:
+        names, listed = row.split("|")[1:3]
+        documented = {x.strip() for x in listed.split(",") if x.strip()}
+        for name in re.findall(r"\b(?:gradesync|python_gc)_[a-z0-9_]+", names):
+            family = family_of(name, set(families))
+            if family is None:
+                problems.append(f"{name} is not exported")
+                continue
+            # gradesync's families declare their labels; the others show them in samples
+            given = set(metrics.LABELS.get(family, ())) or {
+                k for s in families[family].samples for k in s.labels
+            }
+            if documented != given:
+                problems.append(f"{name}: documented {sorted(documented)}, has {sorted(given)}")
+    assert "gradesync_http_request_duration_seconds" in table
+    assert not problems, problems
