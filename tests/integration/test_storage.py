@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import event, text
 
 from gradesync.adapters.db.database import Database
+from gradesync.domain.ledger import is_pending
 from gradesync.domain.model import (
     Activity,
     ActivityKind,
@@ -391,3 +392,33 @@ def test_live_grades_are_claimed_before_a_runs_backlog(db: Database) -> None:
     with db.uow() as uow:
         again = [f.row.key for f in uow.ledger.claimable(NOW + timedelta(hours=1), 2)]
     assert again[0] == live and again[1] != live
+
+
+def test_a_claim_takes_exactly_the_rows_the_ledger_calls_due(db: Database) -> None:
+    """The claim's SQL and the domain's rule (`ledger.is_pending`) agree, state by state: a
+    pending row and a retry whose time has come are claimed; a retry not yet due, a
+    delivered, a rejected and a skipped row are not."""
+    seed(db)
+    _destinations(db, "lms")
+    now = NOW + timedelta(hours=1)
+    variants = [
+        (DeliveryState.PENDING, None),
+        (DeliveryState.RETRYING, now - timedelta(seconds=1)),
+        (DeliveryState.RETRYING, now),
+        (DeliveryState.RETRYING, now + timedelta(seconds=1)),
+        (DeliveryState.DELIVERED, None),
+        (DeliveryState.REJECTED, None),
+        (DeliveryState.SKIPPED, None),
+    ]
+    rows = [
+        replace(_pending(LedgerKey("t1", "lms", "a1", f"p{i}")), state=state, next_attempt_at=due)
+        for i, (state, due) in enumerate(variants)
+    ]
+    with db.uow() as uow:
+        uow.ledger.save_many([(r, "c1") for r in rows], bulk=True)
+        uow.commit()
+    with db.uow() as uow:
+        claimed = {c.row.key for c in uow.ledger.claimable(now, 100)}
+    due = {r.key for r in rows if is_pending(r, now)}
+    assert claimed == due
+    assert len(due) == 3  # pending, and the retries due a second ago and now
