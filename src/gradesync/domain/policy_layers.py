@@ -35,7 +35,6 @@ __all__ = [
     "GRADE_SETTINGS",
     "Layer",
     "SettingSource",
-    "changed_settings",
     "default_value",
     "explain_settings",
     "settings_as_json",
@@ -171,11 +170,6 @@ def with_changes(layer: PolicySettings, changes: Mapping[str, object]) -> Policy
     if problems:
         raise InvalidInput(problems)
     return replace(layer, **values)
-
-
-def changed_settings(old: ResolvedPolicy, new: ResolvedPolicy) -> list[str]:
-    """The names of the grade settings whose effective value differs."""
-    return [n for n in GRADE_SETTINGS if getattr(old, n) != getattr(new, n)]
 
 
 def settings_as_json(layer: PolicySettings) -> dict[str, Any]:

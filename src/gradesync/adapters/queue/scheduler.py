@@ -108,7 +108,6 @@ class SchedulerLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0  # completed ticks, for health pages and tests
-        self.last_error: str | None = None
 
     def start(self) -> asyncio.Task[None]:
         self._loop = asyncio.get_running_loop()
@@ -146,12 +145,10 @@ class SchedulerLoop:
                 if delay == 0 and not fired:
                     # still due but nothing fired (the run request failed): do not spin
                     delay = min(self._retry_delay, self._max_sleep)
-                self.last_error = None
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the database is away: keep the loop, retry soon
+            except Exception:  # the database is away: keep the loop, retry soon
                 log.exception("scheduler tick failed")
-                self.last_error = f"{type(exc).__name__}: {exc}"
                 delay = self._retry_delay
             self.ticks += 1
             with contextlib.suppress(TimeoutError):

@@ -53,7 +53,6 @@ from gradesync.domain.diagnosis.destination import (
     DEPLOYMENT_CODES,
     DestinationDiagnosisFacts,
     ProbeStep,
-    desired_score,
     diagnose_destination,
 )
 from gradesync.domain.diagnosis.destination_checks import (
@@ -103,7 +102,6 @@ __all__ = [
     "course_checks",
     "course_link_check",
     "delivery_check",
-    "desired_score",
     "destination_ready_check",
     "diagnose_activity",
     "diagnose_destination",

@@ -22,11 +22,9 @@ from gradesync.domain.diagnosis.destination_checks import (
     destination_ready_check,
     grade_scope_check,
 )
-from gradesync.domain.ledger import desired_from_json
 from gradesync.domain.model import (
     Destination,
     DestinationKind,
-    LedgerRow,
 )
 from gradesync.domain.reasons import Reason
 
@@ -184,11 +182,3 @@ def diagnose_destination(facts: DestinationDiagnosisFacts) -> Diagnosis:
 
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in text.lower()).strip("_")
-
-
-def desired_score(row: LedgerRow | None) -> str:
-    """'7/10' for a row's desired result (used in the CLI and the API)."""
-    if row is None or row.desired is None:
-        return "-"
-    d = desired_from_json(row.desired)
-    return f"{d.score_given:g}/{d.score_maximum:g}" if d.score_given is not None else "-"
