@@ -4,8 +4,14 @@ a field sent (`null` included, where allowed) sets it, a new object gets the def
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import Course
+from gradesync.services.ingest import IngestBatch, check, ingest
 from tests.support.api import ApiEnv, Caller
 
 COURSE = {"title": "North Campus", "time_zone": "America/Chicago"}
@@ -142,6 +148,23 @@ def test_put_course_end_before_its_stored_start_is_refused(api: ApiEnv) -> None:
     assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [("ends_at", "order")]
     course = c.get("/courses/nc-course").json()
     assert course["ends_at"] is None and course["starts_at"] is not None
+
+
+def test_check_refuses_an_end_before_the_stored_start_as_ingest_does(api: ApiEnv) -> None:
+    # the dry run an import makes: it must not pass what the ingest then refuses
+    c = _setup(api)
+    r = c.put("/courses/nc-course", json={"title": "NC", "starts_at": "2025-09-01T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    batch = IngestBatch(
+        courses=[Course("t1", "nc-course", "NC", ends_at=datetime(2025, 6, 1, tzinfo=UTC))],
+        sent={("courses", "nc-course"): frozenset({"title", "ends_at"})},
+    )
+    with pytest.raises(InvalidInput) as err:
+        check(api.db.uow, "t1", batch)
+    assert [(p.field, p.rule) for p in err.value.problems] == [("courses[0].ends_at", "order")]
+    with pytest.raises(InvalidInput):  # the real ingest, for the same batch
+        ingest(api.db.uow, api.runtime.clock, None, "t1", batch)
+    assert c.get("/courses/nc-course").json()["ends_at"] is None
 
 
 def test_put_person_with_an_empty_body_keeps_the_name(api: ApiEnv) -> None:

@@ -412,6 +412,17 @@ def _course_dates(courses: Sequence[Course]) -> None:
         raise InvalidInput(p.items)
 
 
+def _merged_courses(
+    uow: UnitOfWork, tenant_id: str, b: IngestBatch
+) -> tuple[dict[str, Course], list[Course]]:
+    """The batch's stored courses (one read) and its courses as they will be stored, once
+    `_course_dates` accepts them: `ingest` writes these, `check` stops here."""
+    old = uow.courses.get_many(tenant_id, [c.id for c in b.courses])
+    courses = _as_stored(b, "courses", b.courses, old)
+    _course_dates(courses)
+    return old, courses
+
+
 def _grade_facts(c: Course) -> tuple[object, ...]:
     # the course fields that change desired results (the title does not)
     return (c.time_zone, c.starts_at, c.ends_at, c.policy, c.sync_enabled)
@@ -458,7 +469,9 @@ def check(
     with uow_factory() as uow:
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
-        _validate(uow, tenant_id, _own(tenant_id, batch))
+        b = _own(tenant_id, batch)
+        _validate(uow, tenant_id, b)
+        _merged_courses(uow, tenant_id, b)  # a course's dates merged with its stored ones
 
 
 def check_size(batch: IngestBatch, max_items: int = MAX_BATCH) -> None:
@@ -523,9 +536,7 @@ def record_facts(
     # PostgreSQL every statement is a round trip, and a roster's batch holds a thousand rows.
 
     # courses: a grade-relevant change marks every (activity, learner) of the course
-    old_courses = uow.courses.get_many(tenant_id, [c.id for c in b.courses])
-    courses = _as_stored(b, "courses", b.courses, old_courses)
-    _course_dates(courses)  # before anything is written
+    old_courses, courses = _merged_courses(uow, tenant_id, b)  # before anything is written
     for c in courses:
         old_c = old_courses.get(c.id)
         count("courses", old_c != c)
