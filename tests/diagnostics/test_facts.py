@@ -38,7 +38,7 @@ from gradesync.services import diagnostics, overrides
 from gradesync.services.destination import ReadBack
 from gradesync.services.ports.lti import LaunchRecord, Rejection
 from gradesync.testing import ManualClock
-from tests.support.statements import statements
+from tests.support.statements import statements, transactions
 
 T, C, D = "t1", "c1", "lms"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -304,6 +304,14 @@ def test_bad_repair_selection_names_the_field_and_changes_nothing(
     with pytest.raises(InvalidInput) as exc:
         overrides.request_repair(db.uow, None, ManualClock(NOW), sel, "cli:support")
     assert [(p.field, p.rule) for p in exc.value.problems] == [(field, rule)]
+    # the full repair (the API's, the CLI's) answers the same
+    with pytest.raises(InvalidInput) as exc:
+        asyncio.run(
+            overrides.repair(
+                db.uow, None, ManualClock(NOW), lambda d: _Gradebook(), sel, "cli:support"
+            )
+        )
+    assert [(p.field, p.rule) for p in exc.value.problems] == [(field, rule)]
     with db.uow() as uow:
         assert uow.ledger.get_many(T, D, C) == before
         assert uow.runs.history(T) == []
@@ -407,6 +415,37 @@ def test_a_repair_reads_its_course_and_destination_once(db: Database) -> None:
     courses = [s for s in seen if "FROM courses" in s]
     dests = [s for s in seen if "FROM destinations" in s]
     assert (len(courses), len(dests)) == (1, 1), "\n".join(s.split("\n")[0][:90] for s in seen)
+
+
+def test_a_full_repair_checks_its_selection_once(db: Database) -> None:
+    """`repair` (the API's and the CLI's) checked its selection in a transaction of its own,
+    again before reading the LMS's timestamps and again as it marked the results: the check
+    before the read-back is enough, and the marking uses what it found."""
+    seed(db)
+    lms = _Gradebook()
+    sel = overrides.RepairSelection(T, C, D, ("a1",))
+    with statements(db) as seen, transactions(db) as begun:
+        result = asyncio.run(
+            overrides.repair(db.uow, None, ManualClock(NOW), lambda d: lms, sel, "cli:support")
+        )
+    assert lms.read == ["a1"] and result.marked == 2 and result.unread == []
+    assert result.run is not None and result.run.trigger is Trigger.REPAIR
+    with db.uow() as uow:
+        ada = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))
+    assert ada is not None and ada.last_timestamp == NOW + timedelta(minutes=5)
+    # the selection's check, and the repair run's request (every run's scope is checked);
+    # checking it in a transaction of its own, again before the read-back and again while
+    # marking made 4 reads of the course, 5 transactions and 34 statements (23 here now)
+    courses = [s for s in seen if "FROM courses" in s]
+    assert len(courses) == 2, "\n".join(s.split("\n")[0][:90] for s in seen)
+    assert len(begun) == 4  # check and plan the read-back, mark, queue the run, log it
+
+    # nobody named as asking: refused before the LMS is asked anything, as before marking
+    unasked = _Gradebook()
+    with pytest.raises(InvalidInput) as exc:
+        asyncio.run(overrides.repair(db.uow, None, ManualClock(NOW), lambda d: unasked, sel, " "))
+    assert [(p.field, p.rule) for p in exc.value.problems] == [("actor", "required")]
+    assert unasked.read == []
 
 
 def _seed_six_destinations(db: Database) -> list[str]:

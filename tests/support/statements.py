@@ -24,3 +24,18 @@ def statements(db: Database) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
+
+
+@contextmanager
+def transactions(db: Database) -> Iterator[list[object]]:
+    """The transactions begun through `db`'s engine inside the block (their connections)."""
+    begun: list[object] = []
+
+    def count(conn: object) -> None:
+        begun.append(conn)
+
+    event.listen(db.engine, "begin", count)
+    try:
+        yield begun
+    finally:
+        event.remove(db.engine, "begin", count)

@@ -25,7 +25,9 @@ from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.ledger import desired_from_json
 from gradesync.domain.model import (
     Course,
+    CourseLink,
     Destination,
+    ItemLink,
     LedgerKey,
     LedgerRow,
     RunScope,
@@ -306,38 +308,37 @@ RemoteTimestamps = Mapping[LedgerKey, datetime]
 ClientFor = Callable[[Destination], DestinationClient]
 
 
-async def remote_timestamps(
-    uow_factory: UnitOfWorkFactory, sel: RepairSelection, client_for: ClientFor
+ReadPlan = list[tuple[Destination, CourseLink, ItemLink, dict[str, str]]]
+
+
+def _read_plan(uow: UnitOfWork, sel: RepairSelection, dests: Sequence[Destination]) -> ReadPlan:
+    """The columns to read back for a checked selection: (destination, course link, column,
+    LMS user id -> person id)."""
+    out: ReadPlan = []
+    for d in dests:
+        course_link = uow.links.course(sel.tenant_id, d.id, sel.course_id)
+        if course_link is None:
+            continue
+        acts = sorted({r.key.activity_id for r in _selected_rows(uow, sel, d)})
+        people = {
+            link.remote_id: pid
+            for pid, link in uow.links.people(sel.tenant_id, d.id, sel.course_id).items()
+        }
+        # the columns of all of them in one statement: a course's repair names each
+        items = uow.links.items(sel.tenant_id, d.id, acts)
+        for aid in acts:
+            item = items.get(aid)
+            if item is not None and item.remote_id:
+                out.append((d, course_link, item, people))
+    return out
+
+
+async def _read_back(
+    plan: ReadPlan, sel: RepairSelection, client_for: ClientFor
 ) -> tuple[dict[LedgerKey, datetime], list[UnreadColumn]]:
-    """The timestamps the LMS holds for the selected results (read back where the protocol
-    allows), so the repair's timestamps come after them even if the LMS's clock is ahead;
-    and the columns that could not be read, with why."""
-    import asyncio
-
-    def plan() -> list[tuple[Destination, Any, Any, dict[str, str]]]:
-        with uow_factory() as uow:
-            _, dests = validate_selection(uow, sel)
-            out = []
-            for d in dests:
-                course_link = uow.links.course(sel.tenant_id, d.id, sel.course_id)
-                if course_link is None:
-                    continue
-                acts = sorted({r.key.activity_id for r in _selected_rows(uow, sel, d)})
-                people = {
-                    link.remote_id: pid
-                    for pid, link in uow.links.people(sel.tenant_id, d.id, sel.course_id).items()
-                }
-                # the columns of all of them in one statement: a course's repair names each
-                items = uow.links.items(sel.tenant_id, d.id, acts)
-                for aid in acts:
-                    item = items.get(aid)
-                    if item is not None and item.remote_id:
-                        out.append((d, course_link, item, people))
-            return out
-
     found: dict[LedgerKey, datetime] = {}
     unread: list[UnreadColumn] = []
-    for d, course_link, item, people in await asyncio.to_thread(plan):
+    for d, course_link, item, people in plan:
         try:
             backs = await client_for(d).read_results(course_link, item)
         except Exception as exc:
@@ -354,6 +355,22 @@ async def remote_timestamps(
     return found, unread
 
 
+async def remote_timestamps(
+    uow_factory: UnitOfWorkFactory, sel: RepairSelection, client_for: ClientFor
+) -> tuple[dict[LedgerKey, datetime], list[UnreadColumn]]:
+    """The timestamps the LMS holds for the selected results (read back where the protocol
+    allows), so the repair's timestamps come after them even if the LMS's clock is ahead;
+    and the columns that could not be read, with why."""
+    import asyncio
+
+    def plan() -> ReadPlan:
+        with uow_factory() as uow:
+            _, dests = validate_selection(uow, sel)
+            return _read_plan(uow, sel, dests)
+
+    return await _read_back(await asyncio.to_thread(plan), sel, client_for)
+
+
 async def repair(
     uow_factory: UnitOfWorkFactory,
     waker: Waker | None,
@@ -362,20 +379,35 @@ async def repair(
     selection: RepairSelection,
     actor: str,
 ) -> RepairResult:
-    """The repair as every entrypoint asks for it: the selection is checked before anything
-    is read back (bad input changes nothing and costs nothing), the LMS's timestamps are
-    read, then `request_repair`."""
+    """The repair as every entrypoint asks for it: the selection is checked, in the
+    transaction that reads what the read-back needs, before anything is read back (bad input
+    changes nothing and costs nothing); the LMS's timestamps are read; then the results are
+    marked as `request_repair` marks them, with the destinations that check found."""
     import asyncio
 
-    def check() -> None:
+    def check() -> tuple[list[Destination], ReadPlan]:
         with uow_factory() as uow:
-            validate_selection(uow, selection)
+            _, dests = validate_selection(uow, selection)
+            _check_request(selection, actor)  # after the selection's: the same first error
+            return dests, _read_plan(uow, selection, dests)
 
-    await asyncio.to_thread(check)
-    remote, unread = await remote_timestamps(uow_factory, selection, client_for)
+    dests, plan = await asyncio.to_thread(check)
+    remote, unread = await _read_back(plan, selection, client_for)
     return await asyncio.to_thread(
-        request_repair, uow_factory, waker, clock, selection, actor, remote=remote, unread=unread
+        _mark, uow_factory, waker, clock, selection, actor, remote, unread, dests
     )
+
+
+def _check_request(selection: RepairSelection, actor: str) -> None:
+    """InvalidInput for a repair nobody asked for, or one naming an activity or learner twice."""
+    if not actor or not actor.strip():
+        raise InvalidInput.one("actor", "required", "Say who asked for the repair.")
+    for name, ids in (
+        ("activity_ids", selection.activity_ids),
+        ("person_ids", selection.person_ids),
+    ):
+        if len(set(ids)) != len(ids):
+            raise InvalidInput.one(name, "unique", "Select each one once.")
 
 
 def request_repair(
@@ -402,21 +434,30 @@ def request_repair(
     Either way each result gets a `repair` line in its delivery history naming `actor` (and
     the run), followed by the send and the LMS's answer, and why the LMS's timestamp is
     missing when its column is in `unread`."""
-    if not actor or not actor.strip():
-        raise InvalidInput.one("actor", "required", "Say who asked for the repair.")
-    for name, ids in (
-        ("activity_ids", selection.activity_ids),
-        ("person_ids", selection.person_ids),
-    ):
-        if len(set(ids)) != len(ids):
-            raise InvalidInput.one(name, "unique", "Select each one once.")
-    remote = remote or {}
+    _check_request(selection, actor)
+    return _mark(uow_factory, waker, clock, selection, actor, remote or {}, unread)
+
+
+def _mark(
+    uow_factory: UnitOfWorkFactory,
+    waker: Waker | None,
+    clock: Clock,
+    selection: RepairSelection,
+    actor: str,
+    remote: RemoteTimestamps,
+    unread: Sequence[UnreadColumn],
+    dests: Sequence[Destination] | None = None,
+) -> RepairResult:
+    """`request_repair` once `_check_request` passed. `dests`: the selection's destinations,
+    when the caller checked it already (else it is checked here, in the writing transaction);
+    a result removed since has no row left to lock, so nothing is marked for it."""
     whole = not selection.person_ids
     now = clock.now()
     marked: list[LedgerKey] = []
     skipped = 0
     with uow_factory() as uow:
-        _, dests = validate_selection(uow, selection)
+        if dests is None:
+            _, dests = validate_selection(uow, selection)
         for d in dests:
             rows = _selected_rows(uow, selection, d)
             locked = uow.ledger.get_keys([r.key for r in rows], lock=True)
