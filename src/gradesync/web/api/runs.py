@@ -14,11 +14,11 @@ from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.schemas import (
     CourseSyncIn,
+    InputModel,
     RunOut,
     StageOut,
     SyncIn,
     ZonedDateTime,
-    _In,
 )
 
 router = APIRouter(tags=["sync runs"])
@@ -79,7 +79,7 @@ def sync_course(
     return asked_out(rt, p.tenant_id, run, joined)
 
 
-class RunsQuery(_In):
+class RunsQuery(InputModel):
     """GET /runs's filters. A parameter it does not know (`course` for `course_id`) is
     refused as `unknown_field`, as in a body: ignored, it listed every run."""
 

@@ -18,7 +18,7 @@ from gradesync.services.schedules import HistoryEntry, ScheduleInfo, ScheduleSer
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.runs import asked_out, run_out
-from gradesync.web.api.schemas import Id, LocalDateTime, RunOut, Whole, ZonedDateTime, _In
+from gradesync.web.api.schemas import Id, InputModel, LocalDateTime, RunOut, Whole, ZonedDateTime
 
 router = APIRouter(tags=["schedules"])
 
@@ -30,7 +30,7 @@ _FIRST_RUN = (
 )
 
 
-class ScheduleIn(_In):
+class ScheduleIn(InputModel):
     kind: ScheduleKind
     spec: Spec = Field(description='"15m", "2h"; "01:30"; "mon,wed 07:00"; "0 7 * * 1-5"')
     time_zone: Zone | None = Field(
@@ -43,7 +43,7 @@ class ScheduleIn(_In):
     trigger: Trigger = Field(Trigger.SCHEDULE, description="schedule or remaster")
 
 
-class ScheduleEditIn(_In):
+class ScheduleEditIn(InputModel):
     """Only the fields present change; `destination_id: null` widens to every destination."""
 
     kind: ScheduleKind | None = None
@@ -56,7 +56,7 @@ class ScheduleEditIn(_In):
     trigger: Trigger | None = None
 
 
-class PreviewIn(_In):
+class PreviewIn(InputModel):
     kind: ScheduleKind
     spec: Spec
     time_zone: Zone = "UTC"

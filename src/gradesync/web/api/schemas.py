@@ -138,11 +138,14 @@ LocalDateTime = Annotated[
 FullDate = Annotated[date, BeforeValidator(_full_date)]
 
 
-class _In(BaseModel):
+class InputModel(BaseModel):
+    """The base of the API's request bodies and query models: a field it does not know, and
+    a NaN or infinite number, are refused rather than ignored."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class _Upsert(_In):
+class _Upsert(InputModel):
     """A course, activity or person: a field left out of the body keeps its stored value (the
     default is only for a new one); a field sent, `null` included, sets it."""
 
@@ -151,7 +154,7 @@ class _Upsert(_In):
         return frozenset(self.model_fields_set)
 
 
-class _PolicyKeys(_In):
+class _PolicyKeys(InputModel):
     """A grade policy's body: a key that is no setting is refused as `unknown_setting` (as
     `gradesync policy set` and docs/policies.md name it), located at that key."""
 
@@ -289,7 +292,7 @@ class PersonIn(PersonBody):
     id: Id
 
 
-class EnrollmentBody(_In):
+class EnrollmentBody(InputModel):
     role: Role = Role.LEARNER
     status: EnrollmentStatus = EnrollmentStatus.ACTIVE
     section_id: Id | None = None
@@ -303,7 +306,7 @@ class EnrollmentIn(EnrollmentBody):
     person_id: Id
 
 
-class OverrideBody(_In):
+class OverrideBody(InputModel):
     due_at: ZonedDateTime
 
     def to_domain(self, tenant_id: str, activity_id: str, person_id: str) -> DueDateOverride:
@@ -315,7 +318,7 @@ class OverrideIn(OverrideBody):
     person_id: Id
 
 
-class AttemptIn(_In):
+class AttemptIn(InputModel):
     """One attempt. `source_event_id` is your own id for it: posting the same event again is
     harmless (answered as a duplicate), so retry freely."""
 
@@ -348,11 +351,11 @@ class AttemptIn(_In):
         )
 
 
-class AttemptBatchIn(_In):
+class AttemptBatchIn(InputModel):
     attempts: Annotated[list[AttemptIn], Field(min_length=1, max_length=MAX_BATCH)]
 
 
-class IngestIn(_In):
+class IngestIn(InputModel):
     """Any mix of facts, stored together or not at all (at most MAX_BATCH items in all)."""
 
     courses: Annotated[list[CourseIn], Field(max_length=MAX_BATCH)] = []
@@ -379,7 +382,7 @@ class IngestOut(BaseModel):
     attempts: list[AttemptOutcomeOut]
 
 
-class SyncIn(_In):
+class SyncIn(InputModel):
     """What to sync: `manual` recomputes and sends what differs; `resync` is the same on
     request of a person ("Sync now"); `remaster` resends everything, column details included."""
 
@@ -389,7 +392,7 @@ class SyncIn(_In):
     activity_ids: Annotated[list[Id], Field(max_length=MAX_BATCH)] = []
 
 
-class CourseSyncIn(_In):
+class CourseSyncIn(InputModel):
     trigger: Requestable = "manual"
     destination_id: Id | None = None
     activity_ids: Annotated[list[Id], Field(max_length=MAX_BATCH)] = []
@@ -452,7 +455,7 @@ class DestinationOut(BaseModel):
     ledger: dict[str, int] | None = None  # counts by delivery state (show only)
 
 
-class LimitsIn(_In):
+class LimitsIn(InputModel):
     """New limits; a limit left out keeps its value, `null` clears it."""
 
     # the bounds are checked with the destination (a SIS takes fewer): `range`
@@ -471,7 +474,7 @@ class LimitsIn(_In):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
 
-class PauseIn(_In):
+class PauseIn(InputModel):
     reason: Annotated[str, Field(max_length=1000, strict=True)] | None = None
     until: ZonedDateTime | None = None  # pause until then; without it, until resumed
 
