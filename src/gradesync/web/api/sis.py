@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gradesync.adapters.destinations import oneroster_csv
 from gradesync.domain.errors import FieldProblem, InvalidInput
@@ -23,7 +23,14 @@ from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import problem_json
 from gradesync.web.api.runs import run_out
-from gradesync.web.api.schemas import NOT_BLANK, Bool, FullDate, Whole, ZonedDateTime
+from gradesync.web.api.schemas import (
+    NOT_BLANK,
+    Bool,
+    FullDate,
+    InputModel,
+    Whole,
+    ZonedDateTime,
+)
 
 T = TypeVar("T")
 
@@ -31,11 +38,7 @@ router = APIRouter(prefix="/sis", tags=["SIS passback (OneRoster)"])
 admin = require_scope("admin")
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SisProfileIn(_In):
+class SisProfileIn(InputModel):
     """How this SIS behaves where OneRoster leaves it open (docs/sis.md)."""
 
     name_max_length: Annotated[int, Field(ge=1, strict=True), Whole] | None = Field(
@@ -61,7 +64,7 @@ class SisProfileIn(_In):
     )
 
 
-class ConnectionIn(_In):
+class ConnectionIn(InputModel):
     """Left out (or null), a value keeps what is set; a new connection is named after its id
     and uses REST."""
 
@@ -78,7 +81,7 @@ class ConnectionIn(_In):
     file_based: Bool | None = None
 
 
-class ClassIn(_In):
+class ClassIn(InputModel):
     class_id: str = Field(min_length=1)
     school_id: str | None = None
     term_start: FullDate | None = None
@@ -86,16 +89,16 @@ class ClassIn(_In):
     section_id: str | None = None
 
 
-class StudentIn(_In):
+class StudentIn(InputModel):
     student_id: str = Field(min_length=1)
 
 
-class AlignIn(_In):
+class AlignIn(InputModel):
     category_id: str = Field(min_length=1)
     course_id: str | None = None
 
 
-class SelectionIn(_In):
+class SelectionIn(InputModel):
     activity_ids: list[str] = Field(min_length=1, max_length=1000)
     selected: Bool = True
     hold: Bool = Field(
@@ -105,12 +108,12 @@ class SelectionIn(_In):
     )
 
 
-class PostIn(_In):
+class PostIn(InputModel):
     activity_ids: list[str] = Field(default_factory=list, max_length=1000)
     remaster: Bool = False
 
 
-class ExportIn(_In):
+class ExportIn(InputModel):
     mode: Literal["bulk", "delta"] = "bulk"
     since: ZonedDateTime | None = Field(
         None,
