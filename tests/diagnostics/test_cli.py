@@ -99,7 +99,12 @@ def test_repair_and_destination_check_from_the_cli(
         row = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))
     assert row is not None and row.state is DeliveryState.PENDING
     bad = gradesync("repair", "-t", T, "-c", C, "-a", "nope", ok=False)
-    assert bad.returncode == 2 and "activity_ids[0]" in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --activity: "), bad.stderr
+    # a course or destination it names that does not exist is not found, as for `sync`
+    ghost = gradesync("repair", "-t", T, "-c", "ghost", ok=False)
+    assert ghost.returncode == 3 and ghost.stderr.startswith("error: --course: "), ghost.stderr
+    ghost = gradesync("repair", "-t", T, "-c", C, "-d", "ghost", ok=False)
+    assert ghost.returncode == 3 and "error: --destination: " in ghost.stderr, ghost.stderr
     check = gradesync("destinations", "check", D, "-t", T, ok=False)
     assert check.returncode == 1 and "registration" in check.stdout
 

@@ -278,7 +278,17 @@ def repair(
 
     sel = ov.RepairSelection(tenant, course, destination, tuple(activity), tuple(learner))
     with open_runtime() as rt:
-        result = guarded(lambda: _async(rt, lambda: rt.repair(sel, actor())))
+        options = {
+            "course_id": "--course",
+            "destination_id": "--destination",
+            "activity_ids": "--activity",
+            "person_ids": "--learner",
+        }
+        result = guarded(
+            lambda: _async(rt, lambda: rt.repair(sel, actor())),
+            options,
+            named=("course_id", "destination_id"),  # as `sync` names them
+        )
     if as_json:
         print_json(repair_out(result))  # as POST /courses/C/repair
         return
