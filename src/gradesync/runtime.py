@@ -594,6 +594,7 @@ class Runtime:
         term_start: str | date | None = None,
         term_end: str | date | None = None,
         section_id: str | None = None,
+        waker: Waker | None = None,
     ) -> CourseLink:
         """Map a course (or a section) to a SIS class as every caller does it: a SIS with a
         REST API is asked first whether it has the class (`services.sis.refuse_unknown_class`)."""
@@ -610,6 +611,8 @@ class Runtime:
             term_start=term_start,
             term_end=term_end,
             section_id=section_id,
+            clock=self.clock,
+            waker=waker,
         )
 
         async def checked(directory: SisDirectory | None) -> CourseLink:

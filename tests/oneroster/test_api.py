@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import zipfile
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from gradesync.adapters.db.database import Database
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services import sis as sis_service
-from tests.support.api import ApiEnv, Caller
+from tests.support.api import ApiEnv, Caller, attempt
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
 
@@ -164,6 +165,39 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
             other.get("/sis/connections/sis/validation", params={"course_id": "c1"}).status_code
             == 404
         )
+
+
+def test_mapping_and_ticking_send_the_grades_already_there(
+    db: Database, tmp_path: Path, sis: RunningSandbox
+) -> None:
+    """Grades computed before the course was mapped have no row at the SIS: mapping the class
+    and ticking the activity have them computed and sent, the worker woken, no sync needed."""
+    env = ApiEnv(db, tmp_path)
+    engine = env.runtime.build_engine()
+    with env.client:
+        admin = Caller(env.client, env.tenant("t1", "admin"))
+        assert admin.post("/ingest", json=ROSTER).status_code == 202
+        graded = attempt("ev1", 8, activity_id="q1")
+        assert admin.post("/attempts", json=graded).status_code == 202
+        asyncio.run(engine.process_dirty())  # the worker computed them (no SIS yet)
+        body = {"name": "SIS", "base_url": sis.base_url, "client_id": CLIENT_ID}
+        body |= {"client_secret": CLIENT_SECRET, "profile": {"category_match": "name"}}
+        assert admin.put("/sis/connections/sis", json=body).status_code == 200
+        klass = {"class_id": "cls-1", "school_id": "sch-1", "term_start": "2025-01-06"}
+        assert admin.put("/sis/connections/sis/classes/c1", json=klass).status_code == 200
+        assert admin.post("/sis/connections/sis/courses/c1/students").status_code == 200
+        wakes = env.waker.keys_calls
+        r = admin.put("/sis/connections/sis/selection", json={"activity_ids": ["q1"]})
+        assert r.status_code == 200, r.text
+        assert env.waker.keys_calls == wakes + 1 and env.waker.dirty_seen_at_wake[-1] == 1
+
+        async def work() -> None:
+            await engine.process_dirty()
+            await engine.deliver_due()
+
+        asyncio.run(work())
+    [result] = sis.admin.inspect()["sis"]["results"]
+    assert (result["student"]["sourcedId"], result["score"]) == ("stu-1", 8.0)
 
 
 def test_updating_a_connection_keeps_its_kind_unless_told(

@@ -348,9 +348,10 @@ def test_selecting_recomputes_rows_skipped_as_not_selected(
     )
     with db.uow() as uow:
         marked = {k[:4] for k in uow.dirty.peek(1000)} - before
-    # only the row skipped for not being selected is recomputed (a skipped row keeps no
-    # desired result to reopen); the worker is told at once
-    assert marked == {("t1", "c1", "quiz1", "p1")}
+    # the activity's every learner is recomputed: the row skipped for not being selected (a
+    # skipped row keeps no desired result to reopen) and those with no row for the SIS yet;
+    # the worker is told at once
+    assert marked == {("t1", "c1", "quiz1", p) for p in ("p1", "p2", "p3")}
     assert waker.keys == 1
 
 

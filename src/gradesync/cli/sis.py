@@ -191,6 +191,7 @@ def map_class(
                 term_start=term_start,
                 term_end=term_end,
                 section_id=section,
+                waker=rt.waker or rt.remote_waker(),
             )
         )
 
@@ -235,7 +236,12 @@ def map_students(
     """Link every learner of a course to their SIS student (mapping, else the person's SIS id)."""
     report = _run(
         lambda rt: service.map_course_students(
-            rt.uow, tenant_id=tenant, destination_id=destination_id, course_id=course_id
+            rt.uow,
+            tenant_id=tenant,
+            destination_id=destination_id,
+            course_id=course_id,
+            clock=rt.clock,
+            waker=rt.waker or rt.remote_waker(),
         )
     )
     if as_json:

@@ -11,7 +11,9 @@ from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
     SIS_KINDS,
     CourseLink,
+    DeliveryState,
     Destination,
+    Role,
 )
 from gradesync.domain.passback import (
     PassbackRule,
@@ -30,6 +32,8 @@ PROFILE_KEYS = (
     "default_category",
     "concurrency",
 )
+# Rows skipped while an activity was not selected (or held for Post grades).
+HELD_BACK = frozenset({PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value})
 # Refusals of a whole column: once the admin fixes the cause, the learners' rows are sent again.
 COLUMN_RULES = frozenset(r.value for r in PassbackRule)
 
@@ -76,3 +80,29 @@ def touch_items(
         for item in uow.links.items(tenant_id, destination_id, ids).values():
             if item.details_hash is not None:
                 uow.links.save_item(replace(item, details_hash=None))
+
+
+DirtyKey = tuple[str, str, str, str]  # (tenant, course, activity, person), as mark_many takes
+
+
+def release_keys(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str, activity_id: str
+) -> list[DirtyKey]:
+    """Dirty keys of an activity whose grades may now go to the SIS (ticked, posted, its
+    class mapped): its learners, everyone who attempted it, and its rows held back. Results
+    that have no row here yet (computed before the course was mapped or the activity ticked)
+    are computed for the first time; a held-back row keeps no desired result, so it is
+    recomputed rather than reopened."""
+    people = {
+        e.person_id
+        for e in uow.enrollments.for_course(tenant_id, course_id)
+        if e.role is Role.LEARNER
+    }
+    people |= {p for _, p in uow.attempts.for_activities(tenant_id, [activity_id])}
+    rows = uow.ledger.get_many(tenant_id, destination_id, course_id, [activity_id])
+    people |= {
+        p
+        for (_, p), r in rows.items()
+        if r.state is DeliveryState.SKIPPED and r.reason_code in HELD_BACK
+    }
+    return [(tenant_id, course_id, activity_id, p) for p in sorted(people)]

@@ -16,10 +16,17 @@ from gradesync.domain.model import (
 from gradesync.domain.passback import (
     PassbackRule,
 )
-from gradesync.services.clock import Clock
+from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination import RemoteFailure
-from gradesync.services.ports import UnitOfWorkFactory
-from gradesync.services.sis.common import SisDirectory, sis_destination, touch_items
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.sis.common import (
+    DirtyKey,
+    SisDirectory,
+    release_keys,
+    sis_destination,
+    touch_items,
+)
+from gradesync.services.wakeup import Waker
 
 
 def _date(field_name: str, value: str | date | None) -> str | None:
@@ -44,9 +51,13 @@ def map_class(
     term_start: str | date | None = None,
     term_end: str | date | None = None,
     section_id: str | None = None,
+    clock: Clock | None = None,
+    waker: Waker | None = None,
 ) -> CourseLink:
     """Map a course (or one of its sections) to a SIS class sourcedId. A section's class gets
-    its own line items; its learners' results go there."""
+    its own line items; its learners' results go there. The results of the course's ticked
+    activities are computed for the (new) class and sent; `waker` (when given) has a worker
+    do it now."""
     if not class_id.strip():
         raise InvalidInput.one("class_id", "required", "The SIS class sourcedId is required.")
     start, end = _date("term_start", term_start), _date("term_end", term_end)
@@ -82,8 +93,28 @@ def map_class(
             link = CourseLink(tenant_id, destination_id, course_id, class_id, data)
         uow.links.save_course(link)
         touch_items(uow, tenant_id, destination_id, course_id)
+        keys = _ticked_keys(uow, tenant_id, destination_id, course_id)
+        if keys:
+            uow.dirty.mark_many(keys, (clock or SystemClock()).now())
         uow.commit()
-        return link
+    if waker is not None and keys:
+        waker.wake_keys()
+    return link
+
+
+def _ticked_keys(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str
+) -> list[DirtyKey]:
+    """Dirty keys of the course's activities ticked to send at once (not held for Post
+    grades): their results are computed for the SIS as it is now mapped."""
+    ids = [a.id for a in uow.activities.for_course(tenant_id, course_id)]
+    items = uow.links.items(tenant_id, destination_id, ids)
+    keys: list[DirtyKey] = []
+    for aid in ids:
+        item = items.get(aid)
+        if item is not None and item.data.get("sync_to_sis") and not item.data.get("held"):
+            keys += release_keys(uow, tenant_id, destination_id, course_id, aid)
+    return keys
 
 
 async def refuse_unknown_class(directory: SisDirectory, class_id: str) -> None:
@@ -135,11 +166,18 @@ class RosterMapping:
 
 
 def map_course_students(
-    uow_factory: UnitOfWorkFactory, *, tenant_id: str, destination_id: str, course_id: str
+    uow_factory: UnitOfWorkFactory,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str,
+    clock: Clock | None = None,
+    waker: Waker | None = None,
 ) -> RosterMapping:
     """Link every learner of a course to their SIS student: an explicit mapping wins, else
     the person's sis_id. Learners in a section mapped to its own class get a per-course link
-    naming that class."""
+    naming that class. The results of the course's ticked activities are computed again for
+    the students now linked, and sent; `waker` (when given) has a worker do it now."""
     report = RosterMapping()
     with uow_factory() as uow:
         sis_destination(uow, tenant_id, destination_id)
@@ -172,7 +210,12 @@ def map_course_students(
                 PersonLink(tenant_id, destination_id, e.person_id, student, course_id, data)
             )
             report.mapped.append(e.person_id)
+        keys = _ticked_keys(uow, tenant_id, destination_id, course_id) if report.mapped else []
+        if keys:
+            uow.dirty.mark_many(keys, (clock or SystemClock()).now())
         uow.commit()
+    if waker is not None and keys:
+        waker.wake_keys()
     return report
 
 

@@ -31,7 +31,9 @@ from gradesync.services.destination import RemoteFailure
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.sis.common import (
     COLUMN_RULES,
+    DirtyKey,
     SisDirectory,
+    release_keys,
     sis_destination,
 )
 from gradesync.services.wakeup import Waker
@@ -253,9 +255,10 @@ def select_activities(
 ) -> list[ActivityCheck]:
     """Tick (or clear) "Sync to SIS". Ticking validates first, like Canvas refusing to save:
     any activity with a problem refuses the whole request, naming each problem, and nothing
-    changes. Ticking also brings back the activity's results that were skipped as not
-    selected (they are recomputed, then sent) and reopens those refused for a column-level
-    reason; `waker` (when given) has a worker do it now rather than on its next look.
+    changes. Ticking also has the activity's results computed for the SIS (those that have
+    no row there yet and those skipped as not selected), then sent, and reopens those
+    refused for a column-level reason; `waker` (when given) has a worker do it now rather
+    than on its next look.
     With `hold`, ticking only records the choice: the activity's grades (those already there
     and any that come later) are held back (skipped `waiting_for_post`) until "Post grades"
     sends the activities it is given (`post_grades`), so ticking and posting are two steps
@@ -277,7 +280,7 @@ def select_activities(
             ]
             if problems:
                 raise InvalidInput(problems)
-        resend: list[tuple[str, str, str, str]] = []
+        resend: list[DirtyKey] = []
         reopened = 0
         now = (clock or SystemClock()).now()
         for activity in activities:
@@ -305,7 +308,7 @@ def select_activities(
                 reopened += reopen_rejected(
                     uow, tenant_id, destination_id, activity.course_id, activity.id
                 )
-                resend += _not_selected_keys(
+                resend += release_keys(
                     uow, tenant_id, destination_id, activity.course_id, activity.id
                 )
         if resend:
@@ -316,27 +319,9 @@ def select_activities(
     return [replace(c, selected=selected) for c in checks]
 
 
-_HELD_BACK = frozenset({PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value})
-
-
-def _not_selected_keys(
-    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str, activity_id: str
-) -> list[tuple[str, str, str, str]]:
-    """Dirty keys (tenant, course, activity, person) of the activity's rows skipped because it
-    was not selected (or was held for Post grades). A skipped row keeps no desired result, so
-    it is recomputed rather than reopened: the recompute makes it pending with the learner's
-    current result."""
-    rows = uow.ledger.get_many(tenant_id, destination_id, course_id, [activity_id])
-    return [
-        (tenant_id, course_id, activity_id, person_id)
-        for (_, person_id), r in sorted(rows.items())
-        if r.state is DeliveryState.SKIPPED and r.reason_code in _HELD_BACK
-    ]
-
-
 def release_held(
     uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str, activity_id: str
-) -> list[tuple[str, str, str, str]]:
+) -> list[DirtyKey]:
     """Post grades of a held activity: its hold is lifted (the column is asked for again)
     and its held-back rows come back. Inside the caller's transaction; returns the keys to
     mark for recompute."""
@@ -344,7 +329,7 @@ def release_held(
     if item is not None and item.data.get("held"):
         data = {k: v for k, v in item.data.items() if k != "held"}
         uow.links.save_item(replace(item, details_hash=None, data=data))
-    return _not_selected_keys(uow, tenant_id, destination_id, course_id, activity_id)
+    return release_keys(uow, tenant_id, destination_id, course_id, activity_id)
 
 
 def reopen_rejected(

@@ -262,6 +262,7 @@ async def put_class(
         term_start=body.term_start,
         term_end=body.term_end,
         section_id=body.section_id,
+        waker=rt.waker,
     )
     return class_out(link)
 
@@ -293,7 +294,12 @@ def map_course_students(
 ) -> dict[str, list[str]]:
     """Link every learner of the course to their SIS student (mapping, else sis_id)."""
     report = service.map_course_students(
-        rt.uow, tenant_id=p.tenant_id, destination_id=destination_id, course_id=course_id
+        rt.uow,
+        tenant_id=p.tenant_id,
+        destination_id=destination_id,
+        course_id=course_id,
+        clock=rt.clock,
+        waker=rt.waker,
     )
     return {"mapped": report.mapped, "unmapped": report.unmapped}
 

@@ -86,6 +86,7 @@ def map_class(
                 school_id=school_id.strip() or None,
                 term_start=term_start.strip() or None,
                 term_end=term_end.strip() or None,
+                waker=rt.waker or rt.remote_waker(),
             )
         ),
     )
@@ -99,7 +100,12 @@ def map_students(
     rt = runtime_of(request)
     try:
         report = service.map_course_students(
-            rt.uow, tenant_id=user.tenant_id, destination_id=destination_id, course_id=course_id
+            rt.uow,
+            tenant_id=user.tenant_id,
+            destination_id=destination_id,
+            course_id=course_id,
+            clock=rt.clock,
+            waker=rt.waker or rt.remote_waker(),
         )
     except InvalidInput as exc:
         flash(request, "error", problems_text(exc, FORM_LABELS))
