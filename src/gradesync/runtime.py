@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, TypeVar
@@ -621,6 +621,43 @@ class Runtime:
             return await asyncio.to_thread(mapped)
 
         return await self._with_sis_directory(tenant_id, destination_id, checked)
+
+    async def align_sis_categories(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        changes: Mapping[str, str | None],
+        *,
+        course_id: str | None = None,
+    ) -> dict[str, str]:
+        """Align activity groups to SIS categories ({group: category sourcedId, or None to
+        remove}) as every caller does it: a SIS with a REST API is asked first whether it
+        has each category (`services.sis.refuse_unknown_categories`), and one it does not
+        have refuses the whole change. Returns the alignment now set."""
+        from gradesync.services import sis
+
+        def align() -> dict[str, str]:
+            mapping: dict[str, str] = {}
+            for group, category_id in changes.items():
+                mapping = sis.align_category(
+                    self.uow,
+                    self.clock,
+                    tenant_id=tenant_id,
+                    destination_id=destination_id,
+                    group=group,
+                    category_id=category_id,
+                    course_id=course_id,
+                )
+            return mapping
+
+        async def checked(directory: SisDirectory | None) -> dict[str, str]:
+            if directory is not None:
+                wanted = [c for c in changes.values() if c is not None]
+                await sis.refuse_unknown_categories(directory, wanted)
+            return await asyncio.to_thread(align)
+
+        added = any(c is not None for c in changes.values())
+        return await self._with_sis_directory(tenant_id, destination_id, checked, ask=added)
 
     async def _with_sis_directory(
         self,

@@ -445,6 +445,18 @@ def test_every_sis_form_needs_its_token_and_connection_settings_need_an_admin(
     with rt.uow() as uow:
         item = uow.links.item(T, DEST, "quiz1")
     assert item is not None and item.data["sync_to_sis"] is True
+    # a category the SIS does not have: refused in words, the alignment kept as it was
+    with httpx.Client(base_url=live_console.base_url, follow_redirects=True) as admin:
+        sign_in_over_http(admin, *ADMIN)
+        token = form_token(admin.get(page).text)
+        bogus = admin.post(
+            f"{page}/align", data={"csrf": token, "group": "Quizzes", "category_id": "cat-bogus"}
+        )
+        assert bogus.status_code == 200 and "now goes to" not in bogus.text
+        assert "SIS category: The SIS has no category" in bogus.text, bogus.text
+    with rt.uow() as uow:
+        dest = uow.destinations.get(T, DEST)
+    assert dest is not None and dest.config["category_map"] == {"Quizzes": "cat-quiz"}
 
 
 def test_sis_pages_when_the_sis_cannot_be_asked_or_takes_files(

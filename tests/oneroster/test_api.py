@@ -94,6 +94,19 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
             "mapped": ["p1"],
             "unmapped": [],
         }
+        # a category the SIS does not have is refused, nothing saved
+        r = admin.put(
+            "/sis/connections/sis/alignments/Labs",
+            json={"category_id": "cat-zzz", "course_id": "c1"},
+        )
+        assert r.status_code == 422, r.text
+        assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
+            ("category_id", "category_unknown")
+        ]
+        assert "'cat-zzz'" in r.json()["detail"][0]["msg"]
+        with db.uow() as uow:
+            klass = uow.links.course("t1", "sis", "c1")
+        assert klass is not None and "category_map" not in klass.data
         r = admin.put("/sis/connections/sis/selection", json={"activity_ids": ["q1", "e1"]})
         assert r.status_code == 422
         # every problem at once, the SIS asked too: it has no category for e1's group

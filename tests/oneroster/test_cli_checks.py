@@ -136,6 +136,25 @@ def _closed_url() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}/ims/oneroster/gradebook/v1p2"
 
 
+def test_an_alignment_to_a_category_the_sis_has_not_is_refused(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox
+) -> None:
+    seed_school(cli_db, ManualClock(NOW))
+    _add(gradesync, sis, "--client-secret", CLIENT_SECRET)
+    gradesync("sis", "map-class", "sis", "c1", "cls-1", *T, "--school", "sch-1")
+    r = gradesync(
+        "sis", "categories", "sis", *T, "--course", "c1",
+        "--align", "Homework=cat-hw", "--align", "Quizzes=cat-nope", ok=False,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "aligned" not in r.stdout
+    assert "--align: The SIS has no category 'cat-nope'" in r.stderr, r.stderr
+    assert "[category_unknown]" in r.stderr
+    with cli_db.uow() as uow:  # neither saved
+        link = uow.links.course("t1", "sis", "c1")
+    assert link is not None and "category_map" not in link.data
+
+
 def test_aligning_says_it_saved_when_the_sis_then_cannot_be_asked(
     gradesync: Run, cli_db: Database, sis: RunningSandbox
 ) -> None:

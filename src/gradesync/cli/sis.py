@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,10 +44,16 @@ app = typer.Typer(
 T = TypeVar("T")
 
 
-def _run(fn: Callable[[Runtime], T]) -> T:
-    """Run `fn` with a runtime, reporting errors (and a SIS's refusal) as every command does."""
+def _run(
+    fn: Callable[[Runtime], T],
+    options: Mapping[str, str] | None = None,
+    named: Collection[str] = (),
+) -> T:
+    """Run `fn` with a runtime, reporting errors (and a SIS's refusal) as every command does:
+    a problem named by the option typed (`options`, see `guarded`), an unknown id in a field
+    of `named` not found."""
     with runtime() as rt:
-        return guarded(lambda: fn(rt))
+        return guarded(lambda: fn(rt), options, named)
 
 
 def _step_json(s: CheckStep) -> dict[str, Any]:
@@ -282,26 +288,10 @@ def categories(
     Found = tuple[list[dict[str, Any]], list[service.CategoryAlignment]] | None
 
     def go(rt: Runtime) -> Found:
-        for group, _, cat in pairs:
-            service.align_category(
-                rt.uow,
-                rt.clock,
-                tenant_id=tenant,
-                destination_id=destination_id,
-                group=group,
-                category_id=cat,
-                course_id=course,
-            )
-        for group in unalign:
-            service.align_category(
-                rt.uow,
-                rt.clock,
-                tenant_id=tenant,
-                destination_id=destination_id,
-                group=group,
-                category_id=None,
-                course_id=course,
-            )
+        changes: dict[str, str | None] = {group: cat for group, _, cat in pairs}
+        changes |= dict.fromkeys(unalign)
+        if changes:  # a category the SIS does not have refuses them all, nothing saved
+            asyncio.run(rt.align_sis_categories(tenant, destination_id, changes, course_id=course))
         if not as_json:
             for group, _, cat in pairs:
                 console.print(f"aligned {group} -> {cat}")
@@ -337,7 +327,7 @@ def categories(
                 remedy=failure.remedy,
             ) from failure
 
-    found = _run(go)
+    found = _run(go, {"category_id": "--align", "course_id": "--course"})
     if found is None:
         if as_json:
             print_json({"aligned": [p[0] for p in pairs], "unaligned": list(unalign)})

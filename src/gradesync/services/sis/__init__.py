@@ -38,6 +38,7 @@ from gradesync.services.sis.mapping import (
     map_class,
     map_course_students,
     map_student,
+    refuse_unknown_categories,
     refuse_unknown_class,
 )
 from gradesync.services.sis.overview import (
@@ -88,6 +89,7 @@ __all__ = [
     "map_student",
     "post_grades",
     "posted_results",
+    "refuse_unknown_categories",
     "refuse_unknown_class",
     "reopen_rejected",
     "rest_connection",

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date
 
-from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import (
     CourseLink,
     PersonLink,
@@ -131,6 +132,32 @@ async def refuse_unknown_class(directory: SisDirectory, class_id: str) -> None:
                 "class_unknown",
                 f"The SIS has no class {class_id.strip()!r}: check the class's sourcedId in "
                 "the SIS.",
+            )
+
+
+async def refuse_unknown_categories(directory: SisDirectory, category_ids: Iterable[str]) -> None:
+    """Before groups are aligned, the SIS (a REST connection) is asked for its categories: a
+    sourcedId it does not have is refused `category_unknown` (every result of the group would
+    be refused `category_missing`). A SIS that cannot be asked is no reason to refuse, as for
+    a class (`refuse_unknown_class`): the first post finds out."""
+    wanted = list(dict.fromkeys(c.strip() for c in category_ids if c.strip()))
+    if not wanted:
+        return  # a removal, or `align_category` says the id is required
+    with contextlib.suppress(RemoteFailure):
+        have = [c["sourcedId"] for c in await directory.categories(refresh=True)]
+        listed = ", ".join(have[:10]) + (", ..." if len(have) > 10 else "") or "none"
+        unknown = [c for c in wanted if c not in have]
+        if unknown:
+            raise InvalidInput(
+                [
+                    FieldProblem(
+                        "category_id",
+                        "category_unknown",
+                        f"The SIS has no category {c!r} (it has: {listed}): check the "
+                        "category's sourcedId in the SIS.",
+                    )
+                    for c in unknown
+                ]
             )
 
 

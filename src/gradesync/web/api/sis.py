@@ -305,22 +305,18 @@ def map_course_students(
 
 
 @router.put("/connections/{destination_id}/alignments/{group}")
-def put_alignment(
+async def put_alignment(
     destination_id: str,
     group: str,
     body: AlignIn,
     p: Principal = Depends(admin),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, str]:
-    """Align an activity group to a SIS category (for the connection, or one course)."""
-    return service.align_category(
-        rt.uow,
-        rt.clock,
-        tenant_id=p.tenant_id,
-        destination_id=destination_id,
-        group=group,
-        category_id=body.category_id,
-        course_id=body.course_id,
+    """Align an activity group to a SIS category (for the connection, or one course). A SIS
+    with a REST API is asked first: a category it does not have is a 422
+    `category_unknown`, and nothing changes."""
+    return await rt.align_sis_categories(
+        p.tenant_id, destination_id, {group: body.category_id}, course_id=body.course_id
     )
 
 

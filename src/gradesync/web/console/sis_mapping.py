@@ -35,6 +35,7 @@ FORM_LABELS = {
     "term_start": "Term starts",
     "term_end": "Term ends",
     "student_id": "SIS student sourcedId",
+    "category_id": "SIS category",
 }
 
 
@@ -164,14 +165,14 @@ def align(
     def change(rt: Any) -> str | None:
         """Align; for every course, also the category this course keeps by its own
         alignment (which wins), if any."""
-        service.align_category(
-            rt.uow,
-            rt.clock,
-            tenant_id=user.tenant_id,
-            destination_id=destination_id,
-            group=group,
-            category_id=cat,
-            course_id=course_id if for_course else None,
+        from_thread.run(
+            functools.partial(
+                rt.align_sis_categories,
+                user.tenant_id,
+                destination_id,
+                {group: cat},
+                course_id=course_id if for_course else None,
+            )
         )
         if for_course:
             return None
