@@ -143,7 +143,9 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
         r = admin.post("/sis/connections/sis/courses/c1/post", json={"activity_ids": ["q1"]})
         assert r.status_code == 202, r.text
         assert (r.json()["posted"], r.json()["held"]) == (["q1"], [])
-        assert r.json()["run"]["id"]
+        # the run as GET /runs/{id} shows it, stages included
+        shown = admin.get(f"/runs/{r.json()['run']['id']}").json()
+        assert r.json()["run"]["stages"] == shown["stages"] and shown["stages"]
         # CSV files come from a file-based connection; this one passes back over REST
         r = admin.post("/sis/connections/sis/exports", json={"mode": "bulk"})
         assert r.status_code == 422

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import re
 import zipfile
 from dataclasses import replace
@@ -94,6 +95,11 @@ def test_sis_cli_from_connection_to_posted_grades(
         run = uow.runs.get(run_id, "t1")
     assert run is not None and run.stage is RunStage.QUEUED
     assert run.scope.activity_ids == ("quiz1",)
+    # posted again: the queued run is joined, shown as `runs show` shows it, stages included
+    again = json.loads(gradesync("sis", "post", "sis", "c1", *T, "--json").stdout)["run"]
+    shown = json.loads(gradesync("runs", "show", run_id, *T, "--json").stdout)
+    assert again["joined"] is True and again["id"] == run_id
+    assert again["stages"] == shown["stages"] and again["stages"][0]["stage"] == "queued"
 
     # the workers of `gradesync serve` carry it out
     async def work() -> None:

@@ -35,6 +35,7 @@ from gradesync.services.destination import CheckStep, RemoteFailure
 
 if TYPE_CHECKING:
     from gradesync.runtime import Runtime
+    from gradesync.web.api.schemas import RunOut
 
 app = typer.Typer(
     help="SIS grade passback (OneRoster 1.2): connect, map classes and students, align "
@@ -461,8 +462,8 @@ def post(
     """Post grades: a run over the course's activities selected for the SIS."""
     from gradesync.web.api.sis import post_out
 
-    def go(rt: Runtime) -> service.PostResult:
-        return service.post_grades(
+    def go(rt: Runtime) -> tuple[service.PostResult, dict[str, Any]]:
+        result = service.post_grades(
             rt.uow,
             rt.waker or rt.remote_waker(),
             rt.clock,
@@ -473,10 +474,11 @@ def post(
             activity_ids=activity,
             remaster=remaster,
         )
+        return result, post_out(rt, tenant, result)
 
-    result = _run(go)
+    result, out = _run(go)
     if as_json:
-        print_json(post_out(result))  # as POST .../post (`joined` is in the run)
+        print_json(out)  # as POST .../post (`joined` is in the run)
         if result.run is None:
             raise typer.Exit(EXIT_FAILED)
         return
@@ -514,9 +516,10 @@ def export_csv(
     """Bring a file-based SIS up to date (a sync run) and write its OneRoster 1.2 CSV set
     (manifest, lineItems, results)."""
     from gradesync.adapters.destinations import oneroster_csv
+    from gradesync.services import queries
     from gradesync.web.api.runs import run_out
 
-    def go(rt: Runtime) -> sis_export.CsvExport:
+    def go(rt: Runtime) -> tuple[sis_export.CsvExport, list[RunOut]]:
         moment: datetime | None = None
         if since:
             try:
@@ -538,7 +541,9 @@ def export_csv(
                 deliver=write,
             )
         )
-        return export
+        # each run as `GET /runs/{id}` shows it, stages included
+        shown = [queries.run_detail(rt.uow, tenant, r.id) for r in export.runs]
+        return export, [run_out(d.run, d.stages) for d in shown]
 
     def write(files: dict[str, str]) -> None:
         try:
@@ -549,7 +554,7 @@ def export_csv(
                 "out", "writable", f"Cannot write the export to {out} ({where}): {exc}"
             ) from None
 
-    export = _run(go)
+    export, runs = _run(go)
     if as_json:
         print_json(
             {
@@ -557,7 +562,7 @@ def export_csv(
                 "out": str(out),
                 "exported_at": export.exported_at,
                 "rows": {name: len(rows) for name, rows in export.rows.items()},
-                "runs": [run_out(r) for r in export.runs],
+                "runs": runs,
                 "refused": list(export.refused),
             }
         )

@@ -22,7 +22,7 @@ from gradesync.services.sis import SisDirectory
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import problem_json
-from gradesync.web.api.runs import run_out
+from gradesync.web.api.runs import asked_out
 from gradesync.web.api.schemas import (
     NOT_BLANK,
     Bool,
@@ -165,11 +165,12 @@ def categories_out(
     }
 
 
-def post_out(result: service.PostResult) -> dict[str, Any]:
-    """What "Post grades" queued (also `gradesync sis post`); `run` is null when nothing
-    could be posted (which the API refuses)."""
+def post_out(rt: Runtime, tenant_id: str, result: service.PostResult) -> dict[str, Any]:
+    """What "Post grades" queued (also `gradesync sis post`), its run as `GET /runs/{id}`
+    shows it (stages included); `run` is null when nothing could be posted (which the API
+    refuses)."""
     return {
-        "run": run_out(result.run, joined=result.joined).model_dump(mode="json")
+        "run": asked_out(rt, tenant_id, result.run, result.joined).model_dump(mode="json")
         if result.run is not None
         else None,
         "posted": result.posted,
@@ -447,7 +448,7 @@ def post_grades(
                 ),
             ]
         )
-    return post_out(result)
+    return post_out(rt, p.tenant_id, result)
 
 
 @router.post("/connections/{destination_id}/exports")
