@@ -5,6 +5,7 @@ grades, even new ones, wait) until it is posted in turn."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -129,3 +130,22 @@ def test_post_with_activity_sends_only_that_one_and_holds_the_other_back(
         ("Homework 1", "stu-3"): 2.5,
     }
     assert {s for s, _ in _rows(cli_db, "hw1").values()} == {DeliveryState.DELIVERED}
+
+
+def test_a_post_with_nothing_to_post_is_refused_as_bad_input(
+    gradesync: Run, cli_db: Database
+) -> None:
+    """As the API's 422: exit 2, the error object on stdout with --json, no run."""
+    seed_school(cli_db, ManualClock(NOW))
+    gradesync("sis", "add", "sis", *T, "--file-based")
+    gradesync("sis", "map-class", "sis", "c1", "cls-1", *T, "--school", "sch-1")
+    r = gradesync("sis", "post", "sis", "c1", *T, "--activity", "nodue", "--json", ok=False)
+    assert r.returncode == 2, r.stdout + r.stderr
+    error = json.loads(r.stdout)["error"]
+    assert [(p["field"], p["rule"]) for p in error["problems"]] == [
+        ("--activity", "nothing_to_post"),
+        ("activities[nodue].due_at", "due_date_required"),
+    ], error
+    assert "--activity: No selected activity can be posted" in r.stderr
+    with cli_db.uow() as uow:
+        assert uow.runs.history("t1") == []

@@ -28,7 +28,7 @@ from gradesync.cli._common import (
 )
 from gradesync.domain.canonical import parse_iso
 from gradesync.domain.errors import InvalidInput
-from gradesync.domain.model import DestinationKind
+from gradesync.domain.model import DestinationKind, SyncRun
 from gradesync.services import sis as service
 from gradesync.services import sis_export
 from gradesync.services.destination import CheckStep, RemoteFailure
@@ -462,7 +462,7 @@ def post(
     """Post grades: a run over the course's activities selected for the SIS."""
     from gradesync.web.api.sis import post_out
 
-    def go(rt: Runtime) -> tuple[service.PostResult, dict[str, Any]]:
+    def go(rt: Runtime) -> tuple[service.PostResult, SyncRun, dict[str, Any]]:
         result = service.post_grades(
             rt.uow,
             rt.waker or rt.remote_waker(),
@@ -474,28 +474,27 @@ def post(
             activity_ids=activity,
             remaster=remaster,
         )
-        return result, post_out(rt, tenant, result)
+        if result.run is None:  # refused as the API refuses it: bad input, exit 2
+            raise service.nothing_to_post(
+                result,
+                "tick activities with `gradesync sis select` and fix what "
+                "`gradesync sis validate` shows.",
+            )
+        return result, result.run, post_out(rt, tenant, result)
 
-    result, out = _run(go)
+    result, run, out = _run(go, {"activity_ids": "--activity"})
     if as_json:
         print_json(out)  # as POST .../post (`joined` is in the run)
-        if result.run is None:
-            raise typer.Exit(EXIT_FAILED)
         return
     for c in result.refused:
         why = "; ".join(p.message for p in c.problems) or "not selected for the SIS"
         console.print(f"[yellow]left out[/yellow] {c.activity_id}: {why}")
     for activity_id in result.held:
         console.print(f"held back {activity_id}: ticked, waits for its own post")
-    if result.run is None:
-        raise fail(
-            "nothing to post",
-            remedy="tick activities with `gradesync sis select` and fix what `sis validate` shows",
-        )
     verb = "joined" if result.joined else "queued"
     console.print(
-        f"run {result.run.id} {verb}: {len(result.posted)} activity(ies), stage "
-        f"{result.run.stage.value} (follow it with `gradesync runs show {result.run.id}`)"
+        f"run {run.id} {verb}: {len(result.posted)} activity(ies), stage "
+        f"{run.stage.value} (follow it with `gradesync runs show {run.id}`)"
     )
 
 

@@ -50,6 +50,7 @@ from gradesync.services.sis.overview import (
 )
 from gradesync.services.sis.posting import (
     PostResult,
+    nothing_to_post,
     post_grades,
 )
 from gradesync.services.sis.selection import (
@@ -87,6 +88,7 @@ __all__ = [
     "map_class",
     "map_course_students",
     "map_student",
+    "nothing_to_post",
     "post_grades",
     "posted_results",
     "refuse_unknown_categories",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import (
     RunScope,
     SyncRun,
@@ -32,6 +32,23 @@ class PostResult:
     posted: list[str]  # activity ids in the run
     refused: list[ActivityCheck]  # selected but failing validation, or not selected
     held: list[str] = field(default_factory=list)  # ticked with a hold, not posted: wait
+
+
+def nothing_to_post(result: PostResult, remedy: str) -> InvalidInput:
+    """The refusal of a post that queued no run (every caller's, `remedy` in its words):
+    `nothing_to_post`, then each refused activity's problems."""
+    return InvalidInput(
+        [
+            FieldProblem(
+                "activity_ids", "nothing_to_post", f"No selected activity can be posted: {remedy}"
+            ),
+            *(
+                FieldProblem(f"activities[{c.activity_id}].{p.field}", p.rule, p.message)
+                for c in result.refused
+                for p in c.problems
+            ),
+        ]
+    )
 
 
 def post_grades(

@@ -12,7 +12,6 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from gradesync.adapters.destinations import oneroster_csv
-from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.model import CourseLink, PersonLink
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
@@ -433,20 +432,9 @@ def post_grades(
     )
     if result.run is None:
         # nothing went: a clear refusal (as the CLI's and the console's), not a 202
-        raise InvalidInput(
-            [
-                FieldProblem(
-                    "activity_ids",
-                    "nothing_to_post",
-                    "No selected activity can be posted: tick activities (PUT .../selection) "
-                    "and fix what .../validation shows.",
-                ),
-                *(
-                    FieldProblem(f"activities[{c.activity_id}].{p.field}", p.rule, p.message)
-                    for c in result.refused
-                    for p in c.problems
-                ),
-            ]
+        raise service.nothing_to_post(
+            result,
+            "tick activities (PUT .../selection) and fix what .../validation shows.",
         )
     return post_out(rt, p.tenant_id, result)
 
