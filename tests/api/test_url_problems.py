@@ -60,3 +60,21 @@ def test_a_filter_naming_nothing_stored_is_refused_not_an_empty_answer(api: ApiE
         (["query", "destination_id"], "destination_id", "unknown_destination"),
         (["query", "course_id"], "course_id", "unknown_course"),
     ]
+
+
+def test_a_sis_connection_in_the_url_that_is_no_sis_is_the_paths(api: ApiEnv) -> None:
+    _caller(api)
+    api.destination("t1", "lms")
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    where = [(["path", "destination_id"], "destination_id", "kind")]
+    assert _problems(admin.post("/sis/connections/lms/check")) == where
+    assert _problems(admin.get("/sis/connections/lms/validation?course_id=c1")) == where
+    r = admin.put("/sis/connections/lms/alignments/Labs", json={"category_id": "x"})
+    assert _problems(r) == where
+    # a field of the body stays the body's
+    files = {"name": "Files", "file_based": True}
+    assert admin.put("/sis/connections/files", json=files).status_code == 200
+    r = admin.put(
+        "/sis/connections/files/alignments/Labs", json={"category_id": "x", "course_id": "c1"}
+    )
+    assert _problems(r) == [(["body", "course_id"], "course_id", "class_not_mapped")]

@@ -9,7 +9,7 @@ stable part to program against.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
@@ -122,6 +123,34 @@ def strip_prefix(
         else:
             problems.append(FieldProblem(name, p.rule, p.message))
     return InvalidInput(problems)
+
+
+class UrlIdsRoute(APIRoute):
+    """A route whose service problems naming one of its path parameters (`destination_id`
+    for `/connections/{destination_id}/check`) are the URL's, located in the path, as docs/api.md
+    says; other problems stay the body's. For routers whose use cases name their fields as the
+    path does (`APIRouter(route_class=UrlIdsRoute)`)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        in_path = set(self.param_convertors)
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except InvalidInput as exc:
+                if not any(p.field in in_path for p in exc.problems):
+                    raise
+                raise InvalidInput(
+                    [
+                        UrlProblem(p.field, p.rule, p.message)
+                        if p.field in in_path and not isinstance(p, UrlProblem)
+                        else p
+                        for p in exc.problems
+                    ]
+                ) from exc
+
+        return route
 
 
 def _pydantic_problem(err: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from gradesync.services.destination import RemoteFailure
 from gradesync.services.sis import SisDirectory
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.errors import problem_json
+from gradesync.web.api.errors import UrlIdsRoute, problem_json
 from gradesync.web.api.runs import asked_out
 from gradesync.web.api.schemas import (
     NOT_BLANK,
@@ -33,7 +33,8 @@ from gradesync.web.api.schemas import (
 
 T = TypeVar("T")
 
-router = APIRouter(prefix="/sis", tags=["SIS passback (OneRoster)"])
+# a problem with an id the URL gave (destination_id, course_id, ...) is located in the path
+router = APIRouter(prefix="/sis", tags=["SIS passback (OneRoster)"], route_class=UrlIdsRoute)
 admin = require_scope("admin")
 
 
