@@ -42,7 +42,7 @@ def test_sis_cli_from_connection_to_posted_grades(
     # add: bad input names the field and the rule and saves nothing
     bad = gradesync("sis", "add", "sis", *T, "--base-url", "ftp://nope", ok=False)
     assert bad.returncode == 2
-    assert "base_url" in _out(bad) and "[url]" in _out(bad)
+    assert "--base-url:" in _out(bad) and "[url]" in _out(bad)
     with cli_db.uow() as uow:
         assert uow.destinations.get("t1", "sis") is None
     added = gradesync(

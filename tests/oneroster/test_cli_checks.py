@@ -176,3 +176,35 @@ def test_aligning_says_it_saved_when_the_sis_then_cannot_be_asked(
     with cli_db.uow() as uow:
         dest = uow.destinations.get("t1", "sis")
         assert dest is not None and dest.config["category_map"] == {"Tests": "cat-99"}
+
+
+def test_problems_are_named_by_the_options_typed(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox, tmp_path: object
+) -> None:
+    """Not by the API's fields (`config.concurrency`, `course_ids`): by what the user typed."""
+    seed_school(cli_db, ManualClock(NOW))
+
+    def refused(*args: str, code: int = 2) -> str:
+        r = gradesync("sis", *args, *T, ok=False)
+        assert r.returncode == code, r.stdout + r.stderr
+        return r.stderr
+
+    assert "error: DESTINATION_ID: " in refused("add", "bad id!", "--file-based")
+    bad = refused("add", "files", "--file-based", "--name-max-length", "0", "--concurrency", "99")
+    assert "error: --name-max-length: " in bad and "error: --concurrency: " in bad, bad
+    with cli_db.uow() as uow:
+        assert uow.destinations.get("t1", "files") is None
+    gradesync("sis", "add", "files", *T, "--file-based")
+    assert "error: --term-start: " in refused(
+        "map-class", "files", "c1", "cls-1", "--school", "sch-1", "--term-start", "soon"
+    )
+    out = str(tmp_path)
+    assert "error: --since: " in refused("export-csv", "files", "--out", out, "--since", "then")
+    _add(gradesync, sis, "--client-secret", CLIENT_SECRET, "--no-check")
+    assert "error: DESTINATION_ID: " in refused("export-csv", "sis", "--out", out)
+    # a course the tenant does not have is not found, named by --course; one not mapped is
+    # bad input
+    assert "error: --course: No course 'nope'" in refused(
+        "export-csv", "files", "--out", out, "--course", "nope", code=3
+    )
+    assert "[class_not_mapped]" in refused("export-csv", "files", "--out", out, "--course", "c1")

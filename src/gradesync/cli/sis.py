@@ -66,6 +66,35 @@ async def _check(rt: Runtime, tenant: str, destination_id: str) -> Sequence[Chec
         return await client.check()
 
 
+# the use cases' fields as the options (or arguments) typed, to name a bad one as typed
+ADD_OPTIONS = {
+    "destination_id": "DESTINATION_ID",
+    "name": "--name",
+    "base_url": "--base-url",
+    "token_url": "--token-url",
+    "client_id": "--client-id",
+    "client_secret": "--client-secret",
+    "scopes": "--scope",
+    **{f"config.{k}": "--" + k.replace("_", "-") for k in service.PROFILE_KEYS},
+}
+MAP_CLASS_OPTIONS = {
+    "course_id": "COURSE_ID",
+    "class_id": "CLASS_ID",
+    "school_id": "--school",
+    "term_start": "--term-start",
+    "term_end": "--term-end",
+    "section_id": "--section",
+    "destination_id": "DESTINATION_ID",
+}
+EXPORT_OPTIONS = {
+    "destination_id": "DESTINATION_ID",
+    "course_ids": "--course",
+    "since": "--since",
+    "out": "--out",
+    "mode": "--delta",
+}
+
+
 @app.command("add")
 def add(
     destination_id: str = typer.Argument(..., help="Id of the SIS connection, e.g. 'sis'."),
@@ -148,7 +177,7 @@ def add(
             steps = asyncio.run(_check(rt, tenant, dest.id))
         return dest, steps
 
-    dest, steps = _run(go)
+    dest, steps = _run(go, ADD_OPTIONS)
     ok = steps is None or all(s.passed for s in steps)
     if as_json:
         print_json(
@@ -202,7 +231,7 @@ def map_class(
             )
         )
 
-    link = _run(go)
+    link = _run(go, MAP_CLASS_OPTIONS)
     if as_json:
         print_json(class_out(link))  # as PUT .../classes/{course_id}
         return
@@ -553,7 +582,7 @@ def export_csv(
                 "out", "writable", f"Cannot write the export to {out} ({where}): {exc}"
             ) from None
 
-    export, runs = _run(go)
+    export, runs = _run(go, EXPORT_OPTIONS, named=("course_ids",))
     if as_json:
         print_json(
             {

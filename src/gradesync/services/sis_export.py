@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from gradesync.domain.canonical import parse_iso
-from gradesync.domain.errors import InvalidInput
+from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.ledger import desired_from_json
 from gradesync.domain.model import (
     CourseLink,
@@ -103,6 +103,17 @@ def _scope(
             )
         links = uow.links.courses_for_destination(tenant_id, destination_id)
         if course_ids:
+            # a course the tenant does not have is unknown, not merely unmapped
+            missing = [
+                c for c in dict.fromkeys(course_ids) if uow.courses.get(tenant_id, c) is None
+            ]
+            if missing:
+                raise InvalidInput(
+                    [
+                        FieldProblem("course_ids", "unknown_course", f"No course {c!r}.")
+                        for c in missing
+                    ]
+                )
             unknown = sorted(set(course_ids) - {link.course_id for link in links})
             if unknown:
                 raise InvalidInput.one(
