@@ -19,17 +19,49 @@ from tests.support.served import Served, post_attempt
 SECRET = "lti11-shared-secret-0123456789"
 
 
-def _lti11_launch(lms: RunningSandbox, gs: Served, key: str, ctx: str, user: str) -> None:
+def _lti11_launch(
+    lms: RunningSandbox, gs: Served, key: str, ctx: str, user: str, link: str = "a1"
+) -> None:
     form = lms.admin.lti11_launch(
         consumer_key=key,
         launch_url=gs.base_url + LAUNCH_PATH,
         course=ctx,
         user=user,
-        resource_link_id="a1",
-        title="Lab 1",
+        resource_link_id=link,
+        title=f"Lab {link}",
         score_maximum=10,
     )
     assert httpx.post(form["url"], data=form["params"], timeout=10.0).status_code == 200
+
+
+def _lti13_platform(lms: RunningSandbox, gs: Served) -> str:
+    """The LMS upgrades the tool to LTI 1.3 (gradesync identifies people by email there):
+    the platform `lms13` in gradesync; its client id."""
+    client_id = unique("client-")
+    lms.admin.register_tool(
+        client_id=client_id,
+        deployment_id="d1",
+        jwks_url=gs.base_url + "/lti/jwks.json",
+        oidc_login_url=gs.base_url + "/lti/login",
+        redirect_uris=[gs.base_url + "/lti/launch"],
+        target_link_uri=gs.base_url + "/lti/launch",
+    )
+    cfg = lms.admin.config()
+    gs.ok(
+        "POST",
+        "/platforms",
+        json={
+            "id": "lms13",
+            "issuer": cfg["issuer"],
+            "client_id": client_id,
+            "deployment_ids": ["d1"],
+            "auth_login_url": cfg["authorization_url"],
+            "auth_token_url": cfg["token_url"],
+            "key_set_url": cfg["jwks_url"],
+            "person_id_from": "email",
+        },
+    )
+    return client_id
 
 
 def test_lti11_course_moves_to_lti13_and_resync_sends_nothing(
@@ -87,31 +119,7 @@ def test_lti11_course_moves_to_lti13_and_resync_sends_nothing(
     }
     history = {p: item.scores[p].history for p in (learner, other)}
 
-    # The LMS upgrades the tool to LTI 1.3 (gradesync identifies people by email there).
-    client_id = unique("client-")
-    lms.admin.register_tool(
-        client_id=client_id,
-        deployment_id="d1",
-        jwks_url=served.base_url + "/lti/jwks.json",
-        oidc_login_url=served.base_url + "/lti/login",
-        redirect_uris=[served.base_url + "/lti/launch"],
-        target_link_uri=served.base_url + "/lti/launch",
-    )
-    cfg = lms.admin.config()
-    served.ok(
-        "POST",
-        "/platforms",
-        json={
-            "id": "lms13",
-            "issuer": cfg["issuer"],
-            "client_id": client_id,
-            "deployment_ids": ["d1"],
-            "auth_login_url": cfg["authorization_url"],
-            "auth_token_url": cfg["token_url"],
-            "key_set_url": cfg["jwks_url"],
-            "person_id_from": "email",
-        },
-    )
+    client_id = _lti13_platform(lms, served)
 
     # A forged claim (signed with another secret) moves nothing.
     lms.admin.add_lti11_consumer(key, "not-the-secret")
@@ -168,3 +176,78 @@ def test_lti11_course_moves_to_lti13_and_resync_sends_nothing(
     )
     assert record.source == "tool" and record.history == history[learner] + 1
     assert item.scores[other].history == history[other]
+
+
+def test_a_link_not_yet_launched_over_lti13_keeps_its_lti11_column(
+    lms: RunningSandbox,
+    served: Served,
+    browser: Browser,
+) -> None:
+    """Two LTI 1.1 links, one launched over LTI 1.3: the other's grade stays in the column the
+    LMS made for its link (found by its resource link id), not in a new, empty one."""
+    key = unique("consumer-")
+    lms.admin.add_lti11_consumer(key, SECRET)
+    with served.runtime.db.uow() as uow:
+        add_consumer(
+            uow,
+            ConsumerSpec(
+                tenant_id=served.tenant,
+                destination_id="lms11",
+                name="LMS (LTI 1.1)",
+                consumer_key=key,
+                consumer_secret=SECRET,
+                allowed_hosts=("127.0.0.1",),
+            ),
+            datetime.now(UTC),
+        )
+        uow.commit()
+    learner = unique("learner-")
+    lms.admin.add_user(sub=learner, name=learner.title(), email=f"{learner}@example.edu")
+    ctx = unique("ctx-")
+    lms.admin.add_course(id=ctx, title="Physics", learners=[learner], instructors=[])
+    served.ok(
+        "POST",
+        "/ingest",
+        json={
+            "courses": [{"id": ctx, "title": "Physics"}],
+            "activities": [
+                {"id": a, "course_id": ctx, "title": f"Lab {a}", "points_possible": 10}
+                for a in ("a1", "a2")
+            ],
+            "people": [{"id": learner, "name": learner.title()}],
+            "enrollments": [{"course_id": ctx, "person_id": learner}],
+        },
+    )
+    for n, activity in enumerate(("a1", "a2")):
+        _lti11_launch(lms, served, key, ctx, learner, activity)
+        post_attempt(served, f"e{n}", learner, 7, activity_id=activity)
+    course = lms.state.courses[ctx]
+    columns = {i.resource_link_id: i for i in course.line_items.values()}
+    wait_for(lambda: all(learner in i.scores for i in columns.values()), "the LTI 1.1 grades")
+    history = {link: i.scores[learner].history for link, i in columns.items()}
+
+    client_id = _lti13_platform(lms, served)
+    resp = browser.launch(
+        lms,
+        client_id=client_id,
+        user=learner,
+        course=ctx,
+        resource_link_id="a1",
+        lti1p1={"consumer_key": key},
+    )
+    assert resp.status_code == 200, resp.text
+    migration = resp.json()["migration"]
+    assert (migration["migrated"], migration["carried_over"]) == (True, 2), migration
+
+    run = served.run("resync", ctx)
+    assert run["outcome"] == "succeeded", run
+    assert sorted(i.resource_link_id or "" for i in course.line_items.values()) == ["a1", "a2"]
+    assert {link: i.scores[learner].history for link, i in columns.items()} == history
+    with served.runtime.db.uow() as uow:
+        a2 = uow.links.item(served.tenant, "lms13", "a2")
+    assert a2 is not None and a2.remote_id.endswith(f"/line_items/{columns['a2'].id}")
+
+    # A changed grade of the link not launched over LTI 1.3 goes into its LTI 1.1 column.
+    post_attempt(served, "e9", learner, 9, activity_id="a2")
+    wait_for(lambda: columns["a2"].scores[learner].score_given == 9.0, "the new grade")
+    assert len(course.line_items) == 2

@@ -28,6 +28,7 @@ from gradesync.domain.model import (
     Destination,
     DestinationKind,
     Enrollment,
+    ItemLink,
     LedgerKey,
     Person,
     ScoreForm,
@@ -146,6 +147,8 @@ def course(db: Database) -> Database:
         uow.links.save_course(
             CourseLink("t1", "lms11", "c1", "c1", {"outcome_service_url": "http://127.0.0.1/o"})
         )
+        for a in ("act-1", "act-2"):  # the LTI 1.1 links the activities were launched from
+            uow.links.save_item(ItemLink("t1", "lms11", a, f"rl-{a}"))
         uow.destinations.upsert(
             Destination("t1", "lms13", DestinationKind.LTI13_AGS, "LMS (LTI 1.3)", config={"x": 1}),
             NOW,
@@ -236,6 +239,26 @@ def test_unchanged_grades_carry_over_and_are_not_resent(course: Database) -> Non
         # the LTI 1.1 history stays
         old = uow.ledger.get(LedgerKey("t1", "lms11", "act-1", "u1"))
         assert old is not None and old.state is DeliveryState.DELIVERED
+        # each LTI 1.3 column is looked up by its LTI 1.1 link: the LMS's column for it
+        columns = uow.links.items("t1", "lms13", ["act-1", "act-2"])
+    assert {a: i.data.get("resourceLinkId") for a, i in columns.items()} == {
+        "act-1": "rl-act-1",
+        "act-2": "rl-act-2",
+    }
+
+
+def test_a_grade_whose_lti11_link_is_unknown_is_not_carried_over(course: Database) -> None:
+    """Without its LTI 1.1 link, where the LMS shows the grade is unknown: it is sent again
+    rather than marked as held by a column that may not hold it."""
+    with course.uow() as uow:
+        uow.links.delete_item("t1", "lms11", "act-2")
+        uow.commit()
+
+    result = _migrate(course, id_token())
+
+    assert (result.carried_over, result.to_send) == (1, 3)
+    with course.uow() as uow:
+        assert uow.ledger.get(LedgerKey("t1", "lms13", "act-2", "u1")) is None
 
 
 def test_a_second_launch_changes_nothing(course: Database) -> None:
@@ -302,7 +325,7 @@ async def test_lti11_stops_sending_for_a_migrated_course(course: Database) -> No
     assert dest is not None and link is not None
     async with httpx.AsyncClient() as http:
         client = build(dest, DestinationContext(http=http))
-        from gradesync.domain.model import ItemLink, PersonLink
+        from gradesync.domain.model import PersonLink
 
         target = ResultTarget(
             link,

@@ -142,13 +142,15 @@ def launched_learner(
     return learner, ctx
 
 
-def post_attempt(gs: Served, event: str, learner: str, score: float) -> None:
+def post_attempt(
+    gs: Served, event: str, learner: str, score: float, *, activity_id: str = "a1"
+) -> None:
     gs.ok(
         "POST",
         "/attempts",
         json={
             "source_event_id": event,
-            "activity_id": "a1",
+            "activity_id": activity_id,
             "person_id": learner,
             "score_given": score,
             "score_maximum": 10,

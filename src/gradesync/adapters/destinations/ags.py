@@ -447,6 +447,29 @@ class AgsClient:
         found = tagged or matches
         return found[0] if found else None
 
+    async def _find_by_link(
+        self, container: str, activity_id: str, link: str
+    ) -> dict[str, Any] | None:
+        """The line item the LMS made for the activity's resource link (a graded link's
+        column, such as the one an LTI 1.1 link had before the move to LTI 1.3): it holds the
+        link's grades already, so it is the column rather than a second one beside it. One
+        that names another activity is that activity's."""
+        url = with_query(
+            container, {"resource_link_id": link, "limit": str(self.profile.page_limit)}
+        )
+        items = await self._get_pages(
+            url, field="lineitems", what="line items", accept=CONTAINER_TYPE
+        )
+        matches = [
+            i
+            for i in items
+            if isinstance(i, dict)
+            and i.get("id")
+            and i.get("resourceLinkId") == link
+            and i.get("resourceId") in (None, "", activity_id)
+        ]
+        return matches[0] if matches else None
+
     async def _settle_created(self, activity_id: str, column: dict[str, Any]) -> None:
         """Delete the line items this client created for the activity other than `column`
         (the oldest, as every racer lists it): each lost a race and was never given out.
@@ -494,6 +517,8 @@ class AgsClient:
             item = await self._find(container, column.activity_id)
             if item is not None:
                 await self._settle_created(column.activity_id, item)
+        if item is None and resource_link is not None:
+            item = await self._find_by_link(container, column.activity_id, resource_link)
         if item is None:
             resp = await self._send(
                 "POST",

@@ -42,6 +42,7 @@ from gradesync.domain.model import (
     DeliveryState,
     Destination,
     DestinationKind,
+    ItemLink,
     LedgerKey,
     LedgerRow,
     Tenant,
@@ -232,8 +233,9 @@ def migrate_course_from_lti11(
         )
 
     caps = capabilities or Capabilities()
+    linked = _keep_lti11_links(uow, tenant_id, source.id, lti13_destination_id, course_id)
     carried, to_send, present = _carry_over(
-        uow, tenant_id, source.id, lti13_destination_id, course_id, caps, now
+        uow, tenant_id, source.id, lti13_destination_id, course_id, caps, now, linked
     )
     data = dict(link.data)
     data[MIGRATED_KEY] = lti13_destination_id
@@ -288,6 +290,39 @@ def _desired(
     return outcome if isinstance(outcome, DesiredResult) else None
 
 
+def _keep_lti11_links(
+    uow: UnitOfWork, tenant_id: str, source_id: str, target_id: str, course_id: str
+) -> set[str]:
+    """Tie each LTI 1.1-linked activity's LTI 1.3 column to its LTI 1.1 resource link (the
+    LMS keeps resource link ids across the migration), so the column looked up is the one
+    the LMS already shows the LTI 1.1 grades in, even before the link is launched over LTI
+    1.3. An activity whose LTI 1.3 column already has a link keeps it. Returns the
+    activities tied so (their grades are in that column)."""
+    activities = [a.id for a in uow.activities.for_course(tenant_id, course_id)]
+    if not activities:
+        return set()
+    old = uow.links.items(tenant_id, source_id, activities)
+    new = uow.links.items(tenant_id, target_id, activities)
+    tied: set[str] = set()
+    for activity_id, link in old.items():
+        if not link.remote_id:
+            continue
+        mine = new.get(activity_id)
+        if mine is not None and mine.data.get("resourceLinkId"):
+            if mine.data["resourceLinkId"] == link.remote_id:
+                tied.add(activity_id)
+            continue
+        data = dict(mine.data) if mine is not None else {}
+        data["resourceLinkId"] = link.remote_id
+        uow.links.save_item(
+            replace(mine, details_hash=None, data=data)
+            if mine is not None
+            else ItemLink(tenant_id, target_id, activity_id, "", None, data)
+        )
+        tied.add(activity_id)
+    return tied
+
+
 def _carry_over(
     uow: UnitOfWork,
     tenant_id: str,
@@ -296,6 +331,7 @@ def _carry_over(
     course_id: str,
     caps: Capabilities,
     now: datetime,
+    linked: set[str],
 ) -> tuple[int, int, int]:
     course = uow.courses.get(tenant_id, course_id)
     tenant = uow.tenants.get(tenant_id)
@@ -326,7 +362,9 @@ def _carry_over(
                 and row.desired is not None
             )
             activity = activities.get(key.activity_id)
-            if not held or activity is None:
+            # only into the column of the grade's own LTI 1.1 link: any other column would
+            # be marked as holding a grade the LMS does not show there
+            if not held or activity is None or key.activity_id not in linked:
                 to_send += int(row.state is not DeliveryState.SKIPPED)
                 continue
             outcome = _desired(uow, tenant, course, activity, key, attempts, caps, now)
