@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from oauthlib.oauth1 import SIGNATURE_TYPE_BODY, Client
 from sqlalchemy import func, select, text
@@ -24,6 +25,7 @@ from gradesync.domain.model import (
 )
 from gradesync.lti.lti11_launch import read_launch, role_from_lti11
 from gradesync.sandbox.testing import RunningSandbox
+from gradesync.services import auth
 from gradesync.services.lti.lti11 import find_consumer, record_launch
 from gradesync.testing import wait_for
 from tests.lti11.conftest import (
@@ -179,6 +181,39 @@ def test_replayed_launch_is_refused(lms: RunningSandbox, gradesync: Gradesync) -
     assert replay.status_code == 401
     assert "oauth_nonce" in replay.text and "[replayed]" in replay.text
     assert _counts(gradesync) == before
+
+
+def test_refused_launches_are_counted_by_the_destination_diagnosis(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    """`doctor --destination` (here its API) counts refused LTI 1.1 launches as it does LTI
+    1.3 ones; the record keeps the rule and the field, not the form's learner or secrets."""
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    form = signed_launch(lms, c, c.learners[0], "rl-1", gradesync.launch_url)
+    assert post_launch(form).status_code == 200
+    assert post_launch(form).status_code == 401  # replayed
+    forged = _sign(form["params"], gradesync.launch_url, c.consumer_key, "a-guessed-secret-00")
+    assert post_launch({"url": gradesync.launch_url, "params": forged}).status_code == 401
+
+    rt = gradesync.runtime
+    key = auth.create_key(rt.db.uow, rt.clock, "t1", "doctor", ("admin",)).token
+    diagnosis = httpx.get(
+        gradesync.base_url + "/api/v1/destinations/lms11/diagnosis",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10.0,
+    )
+
+    assert diagnosis.status_code == 200, diagnosis.text
+    (check,) = [k for k in diagnosis.json()["checks"] if k["code"] == "launches_accepted"]
+    assert "1 launch received" in check["evidence"] and "2 other refusals" in check["evidence"]
+    with gradesync.db.uow() as uow:
+        kept = uow.launches.refusals(tenant_id="t1")
+    assert sorted(r.code for r in kept) == ["mismatch", "replayed"]
+    assert {r.destination_id for r in kept} == {"lms11"}
+    stored = repr(kept)
+    assert c.learners[0] not in stored and SECRET not in stored
+    assert form["params"]["oauth_signature"] not in stored
 
 
 def test_stale_timestamp_and_unknown_key_are_refused(

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gradesync.domain.model import Role
 from gradesync.lti.lti11_verify import TIMESTAMP_WINDOW, LaunchRefused, verify_signed_request
+from gradesync.services.lti.errors import record_lti11_refusal
 from gradesync.services.lti.lti11 import (
     Consumer,
     Lti11Launch,
@@ -188,11 +189,39 @@ def handle_launch(
     headers: Mapping[str, str],
     guard: OutboundGuard | None = None,
 ) -> Lti11Recorded:
-    """Verify and record one launch; raises LaunchRefused."""
-    params = parse_form(body)
-    key = params.get("oauth_consumer_key", "")
+    """Verify and record one launch; raises LaunchRefused, after keeping the refusal (for
+    the consumer it names, when that consumer is known)."""
     moment = now()
-    consumer = consumer_of(uow, key) if key else None
+    consumer: Consumer | None = None
+    key = ""
+    try:
+        params = parse_form(body)
+        key = params.get("oauth_consumer_key", "")
+        consumer = consumer_of(uow, key) if key else None
+        return _verify_and_record(uow, waker, moment, url, body, headers, guard, params, consumer)
+    except LaunchRefused as refused:
+        record_lti11_refusal(
+            uow,
+            refused,
+            moment,
+            consumer_key=key,
+            tenant_id=consumer.tenant_id if consumer else None,
+            destination_id=consumer.destination_id if consumer else None,
+        )
+        raise
+
+
+def _verify_and_record(
+    uow: UnitOfWorkFactory,
+    waker: Waker | None,
+    moment: datetime,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    guard: OutboundGuard | None,
+    params: Mapping[str, str],
+    consumer: Consumer | None,
+) -> Lti11Recorded:
     if consumer is not None and not consumer.consumer_secret:
         raise LaunchRefused(
             403, "oauth_consumer_key", "no_secret", "this consumer has no secret set"

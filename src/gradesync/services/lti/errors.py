@@ -62,3 +62,31 @@ def record_refusal(uow: UnitOfWorkFactory, refused: LaunchRefused, at: datetime)
             )
         )
         u.commit()
+
+
+def record_lti11_refusal(
+    uow: UnitOfWorkFactory,
+    refused: Lti11Refused,
+    at: datetime,
+    *,
+    consumer_key: str,
+    tenant_id: str | None = None,
+    destination_id: str | None = None,
+) -> None:
+    """Keep a refused LTI 1.1 launch beside the LTI 1.3 ones, so `doctor --destination`
+    and `GET /lti/rejections` count it: the rule as its code, the sentence naming the
+    field, and the consumer key (an identifier, like an LTI 1.3 client id). Nothing of the
+    form's learner or signature is kept. Its own transaction: the launch changed nothing."""
+    record_refusal(
+        uow,
+        LaunchRefused(
+            code=refused.rule[:64],
+            message=str(refused),
+            tenant_id=tenant_id,
+            destination_id=destination_id,
+            detail={"lti": "1.1", "consumer_key": consumer_key[:255]}
+            if consumer_key
+            else {"lti": "1.1"},
+        ),
+        at,
+    )
