@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import (
+    Activity,
     Course,
     DeliveryState,
     EnrollmentStatus,
@@ -141,6 +142,33 @@ def test_custom_activity_id_maps_the_link_to_an_activity(
         assert uow.links.item("t1", "lms11", "rl-77") is None
         plink = uow.links.person("t1", "lms11", c.learners[0], c.course)
         assert plink is not None and "chapter-3-quiz" in plink.data["sourcedids"]
+
+
+def test_a_link_naming_another_courses_activity_is_refused(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    """Grades of a link bound to another course's activity could never reach this course's
+    gradebook: the learner is told so, and nothing is recorded."""
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    with gradesync.db.uow() as uow:
+        uow.courses.upsert(Course("t1", "bio-101", "Biology 101"))
+        uow.activities.upsert(Activity("t1", "cells", "bio-101", "Cells", 10.0))
+        uow.commit()
+    form = signed_launch(lms, c, c.learners[0], "rl-78", gradesync.launch_url)
+    params = dict(form["params"], custom_activity_id="cells")
+    params = _sign(params, gradesync.launch_url, c.consumer_key, SECRET)
+    before = _counts(gradesync)
+
+    response = post_launch({"url": gradesync.launch_url, "params": params})
+
+    assert response.status_code == 400, response.text
+    assert "custom_activity_id" in response.text and "[other_course]" in response.text
+    assert "bio-101" in response.text and "will be sent" not in response.text
+    assert _counts(gradesync) == before
+    # the same link without the custom parameter is its own activity in this course
+    plain = signed_launch(lms, c, c.learners[0], "rl-78", gradesync.launch_url)
+    assert post_launch(plain).status_code == 200
 
 
 def test_wrong_secret_is_refused_and_changes_nothing(

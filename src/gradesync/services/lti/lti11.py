@@ -228,6 +228,18 @@ def record_launch(
     link_id, activity_id = launch.resource_link_id, launch.activity_id
     sourcedid, outcome_url = launch.sourcedid, launch.outcome_url
 
+    bound = u.activities.get(tenant, activity_id)
+    if bound is not None and bound.course_id != context_id:
+        # its grades would go to the other course's column, never to this course's gradebook
+        named_by = "custom_activity_id" if launch.activity_id != link_id else "resource_link_id"
+        raise Lti11Refused(
+            400,
+            named_by,
+            "other_course",
+            f"{activity_id!r} is an activity of course {bound.course_id!r}, not of this "
+            f"course {context_id!r}: in the LMS, set the link's activity_id custom parameter "
+            "to an activity of this course",
+        )
     course, batch = _facts(u, tenant, launch)
     first_of_course = u.links.course(tenant, dest, context_id) is None
     unblocked = _reopen(
