@@ -297,6 +297,39 @@ def test_missing_resource_link_is_refused_naming_the_field(
     assert _counts(gradesync) == before
 
 
+def test_every_problem_of_the_form_is_named_by_its_field(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    form = signed_launch(lms, c, c.learners[0], "rl-1", gradesync.launch_url)
+    both_missing = {
+        k: v for k, v in form["params"].items() if k not in ("context_id", "resource_link_id")
+    }
+    nul_user = dict(form["params"], user_id="ada\x00x")
+    nul_name = dict(form["params"], lis_person_name_full="Ada\x00Lovelace")
+    before = _counts(gradesync)
+
+    missing, user, name = (
+        post_launch(
+            {
+                "url": gradesync.launch_url,
+                "params": _sign(params, gradesync.launch_url, c.consumer_key, SECRET),
+            }
+        )
+        for params in (both_missing, nul_user, nul_name)
+    )
+
+    assert missing.status_code == 400
+    assert "context_id: is required" in missing.text
+    assert "resource_link_id: is required" in missing.text
+    assert user.status_code == 400 and "user_id: must not contain a NUL" in user.text
+    assert "[nul_character]" in user.text and "people[" not in user.text
+    assert name.status_code == 400 and "lis_person_name_full:" in name.text
+    assert "[nul_character]" in name.text and "people[" not in name.text
+    assert _counts(gradesync) == before
+
+
 def test_json_body_is_not_a_launch(gradesync: Gradesync) -> None:
     import httpx
 

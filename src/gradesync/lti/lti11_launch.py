@@ -90,20 +90,32 @@ def role_from_lti11(roles: str, *, graded: bool) -> Role:
 # --- reading the launch --------------------------------------------------------------------
 
 
+_IDS = ("user_id", "context_id", "resource_link_id", "custom_activity_id")
+_REQUIRED_IDS = _IDS[:3]
+
+
 def _param(params: Mapping[str, str], name: str, *, required: bool = True) -> str | None:
     value = (params.get(name) or "").strip()
     if not value:
         if required:
             raise LaunchRefused(400, name, "required", "is required in an LTI 1.1 launch")
         return None
-    if len(value) > ID_MAX and name in (
-        "user_id",
-        "context_id",
-        "resource_link_id",
-        "custom_activity_id",
-    ):
-        raise LaunchRefused(400, name, "too_long", f"is longer than {ID_MAX} characters")
     return value
+
+
+def _id_problems(params: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """Every problem of the form's identifiers, each named by its form field, told at once."""
+    problems: list[tuple[str, str, str]] = []
+    for name in _IDS:
+        value = (params.get(name) or "").strip()
+        if not value:
+            if name in _REQUIRED_IDS:
+                problems.append((name, "required", "is required in an LTI 1.1 launch"))
+        elif len(value) > ID_MAX:
+            problems.append((name, "too_long", f"is longer than {ID_MAX} characters"))
+        elif "\x00" in value:  # no database stores it alike: refused as ingest refuses it
+            problems.append((name, "nul_character", "must not contain a NUL character"))
+    return problems
 
 
 def read_launch(
@@ -116,6 +128,9 @@ def read_launch(
         raise LaunchRefused(
             400, "lti_message_type", "unsupported", "must be basic-lti-launch-request"
         )
+    problems = _id_problems(params)
+    if problems:
+        raise LaunchRefused.of(400, problems)
     user_id = _param(params, "user_id")
     context_id = _param(params, "context_id")
     link_id = _param(params, "resource_link_id")

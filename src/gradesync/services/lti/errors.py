@@ -8,6 +8,7 @@ sentence.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,12 +37,28 @@ class Lti11Refused(Exception):
     """Why an LTI 1.1 launch was refused: HTTP status, the field at fault, a rule and a
     sentence."""
 
-    def __init__(self, status: int, field: str, rule: str, message: str) -> None:
-        super().__init__(f"{field}: {message} [{rule}]")
+    def __init__(
+        self,
+        status: int,
+        field: str,
+        rule: str,
+        message: str,
+        *,
+        more: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        # `more`: the form's other problems (field, rule, message), told at once
+        every = [(field, rule, message), *more]
+        super().__init__("; ".join(f"{f}: {m} [{r}]" for f, r, m in every))
         self.status = status
         self.field = field
         self.rule = rule
         self.message = message
+        self.problems = tuple(every)
+
+    @classmethod
+    def of(cls, status: int, problems: Sequence[tuple[str, str, str]]) -> Lti11Refused:
+        first, *rest = problems
+        return cls(status, *first, more=rest)
 
 
 def record_refusal(uow: UnitOfWorkFactory, refused: LaunchRefused, at: datetime) -> None:

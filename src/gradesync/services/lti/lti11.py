@@ -14,6 +14,7 @@ signed form is `gradesync.lti.lti11_launch`.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -219,6 +220,26 @@ def _facts(u: UnitOfWork, tenant: str, launch: Lti11Launch) -> tuple[Course, Ing
     return course, IngestBatch(courses=courses, people=people, enrollments=enrollments)
 
 
+# The launch's facts are checked as ingest checks them; a problem is told by the form field
+# the value came from, not by the ingest batch's path.
+_FORM_FIELDS = {
+    "people.id": "user_id",
+    "people.name": "lis_person_name_full",
+    "people.email": "lis_person_contact_email_primary",
+    "people.sis_id": "lis_person_sourcedid",
+    "courses.id": "context_id",
+    "courses.title": "context_title",
+    "enrollments.person_id": "user_id",
+    "enrollments.course_id": "context_id",
+}
+
+
+def _form_field(path: str) -> str:
+    """`people[0].name` -> `lis_person_name_full`; a path of no known field stays as is."""
+    plain = re.sub(r"\[\d+\]", "", path)
+    return _FORM_FIELDS.get(plain, path)
+
+
 def record_launch(
     u: UnitOfWork, consumer: Consumer, launch: Lti11Launch, now: datetime
 ) -> Lti11Recorded:
@@ -255,8 +276,9 @@ def record_launch(
     try:
         record_facts(u, tenant, batch, now, also_dirty=unblocked)
     except InvalidInput as exc:
-        problem = exc.problems[0]
-        raise Lti11Refused(400, problem.field, problem.rule, problem.message) from None
+        raise Lti11Refused.of(
+            400, [(_form_field(p.field), p.rule, p.message) for p in exc.problems]
+        ) from None
 
     # Course link: where this consumer's outcomes service is.
     u.lti_links.hold_course(tenant, dest, context_id)
