@@ -1,8 +1,10 @@
-"""Settings from environment variables (`GRADESYNC_*`) and an optional TOML/env file.
+"""Settings from environment variables (`GRADESYNC_*`) and an optional dotenv-style file.
 
-Precedence: environment, then the file named by `GRADESYNC_CONFIG_FILE` (a dotenv-style file),
-then defaults. The default database is a SQLite file in the user's data directory, so
-`gradesync serve` works with no setup at all.
+Precedence: environment, then the file named by `GRADESYNC_CONFIG_FILE`, then defaults. A named
+file that cannot be read, or a line in it that is no setting, is refused: either would start
+the service on defaults (a fresh database, a new secret key) without a word. The default
+database is a SQLite file in the user's data directory, so `gradesync serve` works with no
+setup at all.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
+from dotenv import dotenv_values
 from platformdirs import user_data_dir
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -29,8 +33,10 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GRADESYNC_",
-        env_file=os.environ.get("GRADESYNC_CONFIG_FILE"),
-        extra="ignore",
+        env_file=os.environ.get("GRADESYNC_CONFIG_FILE") or None,
+        # the environment holds other programs' variables; the file holds only ours, so an
+        # unknown key in it is a mistyped setting
+        extra="forbid",
     )
 
     data_dir: Path = Field(default_factory=default_data_dir)
@@ -172,4 +178,37 @@ def host_and_port(address: str, field: str = "worker_metrics_address") -> tuple[
 
 
 def load_settings() -> Settings:
-    return Settings()
+    named = os.environ.get("GRADESYNC_CONFIG_FILE") or None
+    if named:
+        _check_config_file(named)
+    return Settings(_env_file=named)  # type: ignore[call-arg]  # pydantic-settings' own argument
+
+
+def _check_config_file(named: str) -> None:
+    """pydantic-settings skips a file that is not there and a line without the prefix
+    (`DATABASE_URL=`): both refused here, as bad settings, before anything starts."""
+    try:
+        Path(named).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror or str(exc)
+        raise _refused([("config_file", "unreadable", f"cannot read it: {why}", named)]) from None
+    known = {f"GRADESYNC_{name}".upper() for name in Settings.model_fields}
+    unknown = [k for k in dotenv_values(named, encoding="utf-8") if k.upper() not in known]
+    if unknown:
+        raise _refused([(k, "unknown_setting", _unknown(k, known), None) for k in unknown])
+
+
+def _unknown(key: str, known: set[str]) -> str:
+    hint = f"GRADESYNC_{key.upper()}"
+    said = "not a gradesync setting, in the file GRADESYNC_CONFIG_FILE names"
+    return f"{said}; did you mean {hint}?" if hint in known else said
+
+
+def _refused(problems: list[tuple[str, str, str, str | None]]) -> ValidationError:
+    return ValidationError.from_exception_data(
+        "Settings",
+        [
+            InitErrorDetails(type=PydanticCustomError(rule, said), loc=(where,), input=given)
+            for where, rule, said, given in problems
+        ],
+    )

@@ -316,6 +316,40 @@ def test_settings_checked_only_where_used_are_refused_at_start_by_name(
     gradesync("runs", "list", "-t", "northwind")
 
 
+def test_a_config_file_that_cannot_be_read_or_holds_no_setting_is_refused_by_name(
+    gradesync: Run, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A mistyped GRADESYNC_CONFIG_FILE was skipped: the command went on with a fresh
+    database and a new secret key. A mistyped key in it was ignored the same way."""
+    data = Path(cli_env["GRADESYNC_DATA_DIR"])
+    del cli_env["GRADESYNC_DATABASE_URL"], cli_env["GRADESYNC_SECRET_KEY"]
+    cli_env["GRADESYNC_CONFIG_FILE"] = str(tmp_path / "nonexist.env")
+    r = gradesync("tenants", "list", ok=False)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("error: GRADESYNC_CONFIG_FILE: cannot read it: "), r.stderr
+    assert "nonexist.env" in r.stderr
+    assert not data.exists()  # no database, no key: nothing was started
+    r = gradesync("serve", "--port", "0", ok=False)
+    assert r.returncode == 1 and r.stderr.startswith("error: GRADESYNC_CONFIG_FILE: "), r.stderr
+    # every key that is no setting, one line each, without its value (it may be a secret)
+    named = tmp_path / "gradesync.env"
+    named.write_text(
+        "GRADESYNC_SECRETKEY=s3cr3t\nDATABASE_URL=sqlite:///x.db\nGRADESYNC_LOG_LEVEL=info\n"
+    )
+    cli_env["GRADESYNC_CONFIG_FILE"] = str(named)
+    r = gradesync("tenants", "list", "--json", ok=False)
+    lines = r.stderr.splitlines()
+    assert r.returncode == 1 and len(lines) == 2 and "s3cr3t" not in r.stderr, r.stderr
+    assert lines[0].startswith("error: GRADESYNC_SECRETKEY: not a gradesync setting"), lines
+    assert lines[1].startswith("error: DATABASE_URL: not a gradesync setting"), lines
+    assert "did you mean GRADESYNC_DATABASE_URL?" in lines[1]
+    problems = json.loads(r.stdout)["error"]["problems"]
+    assert [p["rule"] for p in problems] == ["unknown_setting"] * 2
+    assert not data.exists()
+    named.write_text(f"GRADESYNC_SECRET_KEY=k\nGRADESYNC_DATA_DIR={data}\n")
+    assert gradesync("tenants", "list").stdout.strip() == "none"
+
+
 def test_allowing_every_address_is_warned_of_at_start(
     gradesync: Run, cli_env: dict[str, str]
 ) -> None:

@@ -132,15 +132,19 @@ def settings_problem(exc: BaseException) -> CliError | None:
 
     if not isinstance(exc, ValidationError) or exc.title != "Settings":
         return None
-    problems = tuple(
-        FieldProblem(
-            "GRADESYNC_" + "_".join(str(p) for p in e["loc"]).upper(),
-            e["type"],
-            f"{e['msg']} (given {e.get('input')!r})",
+    problems = []
+    for e in exc.errors():
+        name = "_".join(str(p) for p in e["loc"])
+        if e["type"] == "unknown_setting":
+            # a line of the file GRADESYNC_CONFIG_FILE names, as written; its value is not
+            # echoed: it may be a secret
+            problems.append(FieldProblem(name, e["type"], e["msg"]))
+            continue
+        name = name.upper()
+        problems.append(
+            FieldProblem("GRADESYNC_" + name, e["type"], f"{e['msg']} (given {e.get('input')!r})")
         )
-        for e in exc.errors()
-    )
-    return CliError(EXIT_FAILED, "bad settings", problems)
+    return CliError(EXIT_FAILED, "bad settings", tuple(problems))
 
 
 def database_problem(exc: BaseException) -> str | None:
