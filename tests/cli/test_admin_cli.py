@@ -334,6 +334,35 @@ def test_import_reports_every_problem_of_a_file_in_one_pass(
     ], r.stderr
 
 
+def test_import_refuses_a_file_not_in_utf8_or_with_a_column_named_twice(
+    gradesync: Run, cli_db: Database, tmp_path: Path
+) -> None:
+    """A file in another encoding was a traceback (and nothing on stdout with --json); a
+    column named twice was read once, the last winning. Both: exit 2, named, nothing stored."""
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes(b"person_id,activity_id,score_given\np1,q1,8\np2,q1,\xe9\n")
+    for dry in ([], ["--dry-run"]):
+        r = gradesync("import", "attempts", str(latin), "-t", "northwind", "--json", *dry, ok=False)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith("error: line 3: byte 0xe9 at column 7 is not UTF-8"), r.stderr
+        assert json.loads(r.stdout)["error"]["problems"][0]["rule"] == "utf8"
+    twice = tmp_path / "twice.csv"
+    twice.write_text("person_id,activity_id,score_given,score_given\np1,q1,2,9\n")
+    gradebook = tmp_path / "gradebook.csv"
+    gradebook.write_text("person_id,q1,Quiz 2 (q2),q1\np1,2,3,9\n")
+    for f, column, where in [(twice, "score_given", "3 and 4"), (gradebook, "q1", "2 and 4")]:
+        r = gradesync("import", "attempts", str(f), "-t", "northwind", ok=False)
+        assert r.returncode == 2 and r.stderr.startswith(
+            f"error: line 1, {column}: {column!r} heads columns {where}"
+        ), r.stderr
+        assert "[duplicate_column]" in r.stderr
+    with cli_db.uow() as uow:
+        assert uow.attempts.for_person("northwind", "p1") == []
+        assert uow.attempts.for_person("northwind", "p2") == []
+
+
 def test_import_checks_every_rule_before_storing_and_in_a_dry_run(
     gradesync: Run, cli_db: Database, tmp_path: Path
 ) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import math
 import re
 from collections.abc import Callable
@@ -105,6 +106,45 @@ def _event_id(person: str, activity: str, score: float | None, at: datetime) -> 
     return "csv:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
+def _text(path: Path) -> str:
+    """The file's text: UTF-8 (a byte order mark allowed), else the line and column (1-based,
+    in bytes) of the first byte that is not."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise FileProblems(
+            [
+                FieldProblem(
+                    _at(line),
+                    "utf8",
+                    f"byte {data[exc.start]:#04x} at column {column} is not UTF-8: save the "
+                    "file as UTF-8 (CSV UTF-8 in a spreadsheet)",
+                )
+            ]
+        ) from None
+
+
+def _no_repeated_columns(header: list[str]) -> None:
+    """A column named twice would be read once, the last one winning: refused, by name."""
+    seen: dict[str, int] = {}
+    problems = []
+    for i, h in enumerate(header, start=1):
+        if h and h in seen:
+            problems.append(
+                FieldProblem(
+                    _at(1, h),
+                    "duplicate_column",
+                    f"{h!r} heads columns {seen[h]} and {i}: name each column once",
+                )
+            )
+        seen.setdefault(h, i)
+    if problems:
+        raise FileProblems(problems)
+
+
 def read_rows(
     path: Path,
     tenant: str,
@@ -114,14 +154,15 @@ def read_rows(
 ) -> tuple[list[Row], list[str], list[FieldProblem]]:
     """Parse the file into attempts (not yet checked against the people stored).
     Returns (rows, ignored columns, the problems found reading them); raises FileProblems
-    when the file cannot be read as attempts at all (no header, no known column).
+    when the file cannot be read as attempts at all (not UTF-8, no header, a column named
+    twice, no known column).
     A row with a problem is kept with what could be read (an unreadable score as none, a
     date as the default), for the ingest's rules to find its other problems in the same
     pass: any problem stops the import, so such a row is never stored."""
     problems: list[FieldProblem] = []
     rows: list[Row] = []
     ignored: list[str] = []
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    with io.StringIO(_text(path), newline="") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
         reader.fieldnames = header
@@ -133,6 +174,7 @@ def read_rows(
                     )
                 ]
             )
+        _no_repeated_columns(header)
         long = {"person_id", "activity_id", "score_given"} <= set(header)
         columns: dict[str, str] = {}
         if not long:
