@@ -363,6 +363,22 @@ def test_import_refuses_a_file_not_in_utf8_or_with_a_column_named_twice(
         assert uow.attempts.for_person("northwind", "p2") == []
 
 
+def test_import_of_a_course_not_there_is_not_found(
+    gradesync: Run, cli_db: Database, tmp_path: Path
+) -> None:
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    wide = tmp_path / "gradebook.csv"
+    wide.write_text("person_id,q1\np1,8\n")
+    r = gradesync(
+        "import", "attempts", str(wide), "-t", "northwind", "--course", "nope", "--json", ok=False
+    )
+    assert r.returncode == 3, r.stderr
+    assert r.stderr == "error: --course: No course 'nope'. [unknown_course]\n"
+    error = json.loads(r.stdout)["error"]
+    assert error["code"] == "not_found" and error["problems"][0]["field"] == "--course"
+
+
 def test_import_checks_every_rule_before_storing_and_in_a_dry_run(
     gradesync: Run, cli_db: Database, tmp_path: Path
 ) -> None:

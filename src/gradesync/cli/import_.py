@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from gradesync.cli._common import (
     EXIT_BAD_INPUT,
+    EXIT_NOT_FOUND,
     JSON_OUT,
     TENANT,
     CliError,
@@ -375,6 +376,12 @@ def attempts(
     with runtime() as rt:
         with rt.uow() as uow:
             if course is not None:
+                if uow.courses.get(tenant, course) is None:
+                    # as `sync --course`: a course named and not there is not found, not a
+                    # file with no known activity
+                    said = f"No course {course!r}."
+                    problem = FieldProblem("--course", "unknown_course", said)
+                    raise report(CliError(EXIT_NOT_FOUND, said, (problem,)))
                 acts = {a.id: a for a in uow.activities.for_course(tenant, course)}
             else:
                 acts = {
