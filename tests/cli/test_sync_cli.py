@@ -72,3 +72,16 @@ def test_a_second_sync_of_a_scope_joins_the_first_and_says_so(
     assert second["joined"] is True and second["id"] == first["id"]
     said = gradesync("sync", "-t", "northwind", "-c", "c1").stdout
     assert f"joined run {first['id']} (manual, queued), already going" in said, said
+
+
+@pytest.mark.parametrize("timeout", ["-5", "0", "nan"])
+def test_a_wait_of_no_time_is_refused_before_a_run_is_queued(
+    gradesync: Run, cli_db: Database, timeout: str
+) -> None:
+    """`--timeout -5` queued the run, then gave up on it at once (exit 124)."""
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    r = gradesync("sync", "-t", "northwind", "-c", "c1", "--wait", "--timeout", timeout, ok=False)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"error: --timeout: must be above 0 seconds, not {timeout}")
+    assert json.loads(gradesync("runs", "list", "-t", "northwind", "--json").stdout) == []

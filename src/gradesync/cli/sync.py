@@ -37,6 +37,14 @@ def _describe(run: SyncRun) -> str:
     return f"{run.stage.value}" + (f" ({counts})" if counts != "-" else "")
 
 
+def _positive_seconds(value: float) -> float:
+    """Checked while parsing, before a run is queued: no run finishes in 0 seconds or fewer,
+    so such a wait would always give up (exit 124) on a run it had just queued."""
+    if not value > 0:  # NaN too: it would wait forever
+        raise typer.BadParameter(f"must be above 0 seconds, not {value:g}", param_hint="--timeout")
+    return value
+
+
 def sync(
     tenant: str = TENANT,
     course: str | None = typer.Option(None, "--course", "-c", help="Course id (default: all)."),
@@ -53,7 +61,12 @@ def sync(
         "remaster: resend everything, columns included.",
     ),
     wait: bool = typer.Option(False, "--wait", help="Follow the run until it finishes."),
-    timeout: float = typer.Option(3600.0, "--timeout", help="Give up waiting after N seconds."),
+    timeout: float = typer.Option(
+        3600.0,
+        "--timeout",
+        help="Give up waiting after N seconds (above 0).",
+        callback=_positive_seconds,
+    ),
     as_json: bool = json_option("Print the run as JSON (an error as a JSON object)."),
 ) -> None:
     """Start a sync run. A run already queued for the same scope is joined, not duplicated.
