@@ -136,6 +136,9 @@ def test_destinations_and_runs(gradesync: Run, cli_db: Database) -> None:
     assert view["enabled"] is False and view["pause_reason"] == "term rollover"
     assert "secret" not in view
     gradesync("destinations", "resume", "canvas", "-t", "northwind")
+    past = ("destinations", "pause", "canvas", "-t", "northwind", "--until", "2020-01-01T00:00")
+    r = gradesync(*past, ok=False)
+    assert r.returncode == 2 and r.stderr.startswith("error: --until: "), r.stderr  # not `until`
     # another tenant cannot see or touch it
     assert gradesync("destinations", "show", "canvas", "-t", "other", ok=False).returncode == 3
     assert (

@@ -152,6 +152,8 @@ def test_every_bad_field_is_reported_on_its_own_line(
     lines = r.stderr.splitlines()
     assert r.returncode == 2 and len(lines) >= 2, r.stderr
     assert all(line.startswith("error: ") and line.endswith("]") for line in lines), lines
+    # named by the options typed, not the API's fields (`scopes`, `name`)
+    assert {line.split(":")[1].strip() for line in lines} == {"--scope", "--name"}, lines
     # an LTI 1.3 platform with two bad URLs
     r = gradesync(
         "platforms",

@@ -155,7 +155,8 @@ def pause(
                 actor=actor(),
                 reason=reason,
                 until=until_utc,
-            )
+            ),
+            {"until": "--until", "reason": "--reason"},
         )
     if as_json:
         print_json(dest_out(rt, d))

@@ -33,7 +33,10 @@ def create(
 ) -> None:
     """Issue an API key. The token is printed once on stdout; store it now."""
     with runtime() as rt:
-        issued = guarded(lambda: auth.create_key(rt.uow, rt.clock, tenant, name, scope))
+        issued = guarded(
+            lambda: auth.create_key(rt.uow, rt.clock, tenant, name, scope),
+            {"name": "--name", "scopes": "--scope"},
+        )
     if as_json:
         k = issued.key
         print_json(
