@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi.testclient import TestClient
 
 from gradesync.adapters.db.database import Database
+from gradesync.config import Settings
 from gradesync.domain.model import (
     Activity,
     CourseLink,
@@ -18,7 +22,13 @@ from gradesync.domain.model import (
     LedgerKey,
     LedgerRow,
 )
+from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.runtime import Runtime
+from gradesync.services import auth
+from gradesync.services.clock import SystemClock
 from gradesync.services.ports.lti import Rejection
+from gradesync.testing import TEST_SECRET
+from gradesync.web.app import create_app
 from tests.diagnostics.test_facts import NOW, C, D, T, _delivered, seed
 from tests.support.cli import Run
 
@@ -209,3 +219,28 @@ def test_doctor_activity_spares_what_is_left_out_on_purpose(
     text = gradesync("doctor", "-t", T, "--activity", "pol", ok=False).stdout
     assert "not_selected_for_sis: 2" not in text
     assert "to include it: Tick 'Sync to SIS' for the activity." in text
+
+
+def test_overrides_json_is_what_the_api_answers(
+    cli_db: Database, gradesync: Run, tmp_path: Path
+) -> None:
+    """Its times were Python's (`+00:00`); the API's are `Z` (docs/operations.md: a command's
+    --json prints the API's keys, nesting and value formats)."""
+    seed(cli_db)
+    with cli_db.uow() as uow:
+        row = uow.ledger.get_many(T, D, C)[("a1", "ada")]
+        at = datetime(2026, 3, 10, 11, 0, 0, 144376, tzinfo=UTC)
+        uow.ledger.save(
+            replace(row, reason_code=OVERRIDDEN, reason_text="kept", delivered_at=at), C
+        )
+        uow.commit()
+    token = auth.create_key(cli_db.uow, SystemClock(), T, "reader", ["sync"]).token
+    settings = Settings(database_url=cli_db.url, secret_key=TEST_SECRET, data_dir=tmp_path / "d")
+    with TestClient(create_app(Runtime(settings=settings, db=cli_db))) as client:
+        r = client.get(
+            f"/api/v1/courses/{C}/overrides", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert r.status_code == 200, r.text
+    shown = json.loads(gradesync("overrides", "-t", T, "--course", C, "--json").stdout)
+    assert shown == r.json() and len(shown) == 1
+    assert shown[0]["delivered_at"] == "2026-03-10T11:00:00.144376Z"

@@ -250,7 +250,9 @@ def overrides(
     with open_runtime() as rt:
         rows = guarded(lambda: ov.list_overrides(rt.uow, tenant, course, destination))
     if as_json:
-        print_json(rows)
+        from gradesync.web.api.diagnosis import overrides_out
+
+        print_json(overrides_out(rows))  # as GET /courses/C/overrides
         return
     if not rows:
         console.print("no overridden grades found (a sync run compares the gradebook)")

@@ -12,7 +12,8 @@ repair resyncs and the end-to-end destination check.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -111,15 +112,33 @@ async def check(
     }
 
 
-@router.get("/courses/{course_id}/overrides")
+class OverrideOut(BaseModel):
+    destination_id: str
+    activity_id: str
+    person_id: str
+    state: str
+    sent_given: float | None = Field(description="The score gradesync sent.")
+    sent_maximum: float | None
+    delivered_at: datetime | None
+    lms: str | None = Field(description="What the LMS holds, in its words.")
+    explanation: str | None
+    policy: Literal["keep_lms_edit", "gradesync_wins"]
+
+
+def overrides_out(rows: list[dict[str, Any]]) -> list[OverrideOut]:
+    """Overridden grades as the API answers them (also `gradesync overrides --json`)."""
+    return [OverrideOut(**r) for r in rows]
+
+
+@router.get("/courses/{course_id}/overrides", response_model=list[OverrideOut])
 def course_overrides(
     course_id: str,
     destination_id: str | None = Query(None),
     p: Principal = Depends(reader),
     rt: Runtime = Depends(runtime),
-) -> list[dict[str, Any]]:
+) -> list[OverrideOut]:
     """Grades changed by hand in the LMS after gradesync sent them, and the course's policy."""
-    return overrides.list_overrides(rt.uow, p.tenant_id, course_id, destination_id)
+    return overrides_out(overrides.list_overrides(rt.uow, p.tenant_id, course_id, destination_id))
 
 
 class RepairIn(BaseModel):
