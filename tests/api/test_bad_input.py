@@ -140,6 +140,10 @@ def test_rules_say_what_was_wrong(api: ApiEnv) -> None:
     admin = Caller(api.client, api.tenant("t2", "admin", "sync"))
     r = admin.get("/runs", params={"limit": "0"})
     assert _problems(r) == {("limit", "minimum")}
+    # a window that ends before it starts matches nothing: refused as a schedule's history is
+    for until in ("2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z"):
+        r = admin.get("/runs", params={"since": "2025-02-01T00:00:00Z", "until": until})
+        assert _problems(r) == {("until", "after_since")}
     for body in ({"activity_ids": ["q1"], "selected": "no"}, {"activity_ids": ["q1"], "hold": 1}):
         r = admin.put("/sis/connections/sis/selection", json=body)
         assert {rule for _, rule in _problems(r)} == {"boolean"}, body

@@ -272,6 +272,10 @@ def test_errors_are_one_line_each_with_the_documented_exit_codes(
     assert r.stderr.startswith("error: --limit: ") and r.stderr.rstrip().endswith("[invalid]")
     assert "gradesync runs list --help" in r.stderr
     assert json.loads(r.stdout)["error"]["problems"][0]["field"] == "--limit"
+    window = ("--since", "2025-02-01", "--until", "2025-01-01")
+    r = gradesync("runs", "list", "-t", "northwind", *window, ok=False)
+    assert r.returncode == 2 and r.stderr.startswith("error: --until: "), r.stderr
+    assert r.stderr.rstrip().endswith("[after_since]"), r.stderr
     r = gradesync("runs", "list", ok=False)
     assert r.returncode == 2 and r.stderr.startswith("error: --tenant: ")
     assert "[required]" in r.stderr and "GRADESYNC_TENANT" in r.stderr

@@ -79,7 +79,8 @@ def list_(
                 since=moments["since"],
                 until=moments["until"],
                 limit=limit,
-            )
+            ),
+            {"until": "--until", "since": "--since"},
         )
     if as_json:
         print_json([run_out(d.run, d.stages) for d in runs])  # as GET /runs

@@ -114,7 +114,10 @@ def runs_with_stages(
     limit: int = 50,
 ) -> list[RunDetail]:
     """A tenant's runs, newest first, each with its stage history: the page's stages in one
-    statement, not one per run."""
+    statement, not one per run. `until` (exclusive) must be later than `since`, as for a
+    schedule's history: otherwise nothing could match, and an empty list would hide the slip."""
+    if since is not None and until is not None and until <= since:
+        raise InvalidInput.one("until", "after_since", "until must be later than since")
     with uow_factory() as uow:
         runs = uow.runs.history(
             tenant_id,
