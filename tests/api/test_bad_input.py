@@ -151,7 +151,10 @@ def test_rules_say_what_was_wrong(api: ApiEnv) -> None:
     assert _problems(r) == {("file_based", "boolean")}
     with api.db.uow() as uow:
         assert uow.destinations.all("t2") == []
-    r = admin.post("/schedules", json={"kind": "daily", "spec": "01:30", "trigger": "manual"})
+    r = admin.post(
+        "/schedules",
+        json={"kind": "daily", "spec": "01:30", "time_zone": "UTC", "trigger": "manual"},
+    )
     assert _problems(r) == {("trigger", "one_of")}
     assert "not 'manual'" in r.json()["detail"][0]["msg"], r.text
 

@@ -252,6 +252,25 @@ def test_a_schedule_is_edited_through_its_form(app_client: tuple[TestClient, Run
     }
 
 
+def test_a_schedule_edit_names_every_problem(app_client: tuple[TestClient, Runtime]) -> None:
+    c, runtime = app_client
+    token = _login(c, "ada", "/console/schedules")
+    made = c.post(
+        "/console/schedules",
+        data={"csrf": token, "kind": "daily", "spec": "07:00", "time_zone": "UTC"},
+        follow_redirects=False,
+    )
+    assert made.status_code == 303, made.text
+    with runtime.db.uow() as uow:
+        [s] = uow.schedules.all("t1")
+    form = {"csrf": token, "kind": "daily", "spec": "25:00", "time_zone": "Mars/Base"}
+    r = c.post(f"/console/schedules/{s.id}/edit", data=form, follow_redirects=False)
+    assert r.status_code == 422
+    assert "When: " in r.text and "Time zone: " in r.text
+    with runtime.db.uow() as uow:
+        assert uow.schedules.get(s.id) == s
+
+
 def test_diagnose_after_choosing_another_course_shows_that_course(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

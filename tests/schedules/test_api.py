@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gradesync.adapters.db.database import Database
@@ -128,6 +129,39 @@ def test_bad_input_is_a_422_naming_field_and_rule(
     assert r.status_code == 422, r.text
     assert (r.json()["detail"][0]["field"], r.json()["detail"][0]["rule"]) == (field, rule)
     assert c.get("/schedules").json() == []
+
+
+def test_every_problem_is_listed_not_only_the_first(api: ApiEnv) -> None:
+    """docs/api.md: a body with several problems is refused with all of them, on create and
+    on edit alike, and nothing changes."""
+    c = admin(api)
+
+    def problems(r: httpx.Response) -> list[tuple[str, str]]:
+        assert r.status_code == 422, r.text
+        return sorted((p["field"], p["rule"]) for p in r.json()["detail"])
+
+    bad_zone = {"kind": "daily", "spec": "01:00", "time_zone": "Mars/Base", "trigger": "manual"}
+    assert problems(c.post("/schedules", json=bad_zone)) == [
+        ("time_zone", "iana_time_zone"),
+        ("trigger", "one_of"),
+    ]
+    bad_spec = {"kind": "daily", "spec": "25:00", "time_zone": "UTC", "trigger": "manual"}
+    assert problems(c.post("/schedules", json=bad_spec)) == [
+        ("spec", "time_format"),
+        ("trigger", "one_of"),
+    ]
+    assert c.get("/schedules").json() == []
+
+    made = c.post("/schedules", json={"kind": "daily", "spec": "01:00", "time_zone": "UTC"})
+    sid = made.json()["id"]
+    edit = {"spec": "99:99", "time_zone": "Mars/Base", "trigger": "manual", "course_id": "ghost"}
+    assert problems(c.patch(f"/schedules/{sid}", json=edit)) == [
+        ("course_id", "unknown_course"),
+        ("spec", "time_format"),
+        ("time_zone", "iana_time_zone"),
+        ("trigger", "one_of"),
+    ]
+    assert c.get(f"/schedules/{sid}").json() == made.json()
 
 
 def test_needs_an_admin_key_and_stays_in_its_tenant(api: ApiEnv) -> None:

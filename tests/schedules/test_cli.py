@@ -5,6 +5,7 @@ cost seconds each)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +25,12 @@ class Proc:
     stderr: str
 
 
-def test_admin_runs_schedules_from_the_command_line(
+@pytest.fixture
+def gs(
     tmp_path: Path, _sqlite_template: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Callable[..., Proc]:
+    """`gradesync schedules ARGS` on a tenant t1 with a course c1; `code` is the exit code
+    expected."""
     path = tmp_path / "gradesync.db"
     path.write_bytes(_sqlite_template.read_bytes())
     db = Database(f"sqlite:///{path}", TEST_SECRET)
@@ -49,6 +53,11 @@ def test_admin_runs_schedules_from_the_command_line(
         assert proc.returncode == code, (args, proc.stdout, proc.stderr)
         return proc
 
+    return gs
+
+
+def test_admin_runs_schedules_from_the_command_line(gs: Callable[..., Proc]) -> None:
+    runner = CliRunner()
     added = json.loads(
         gs(
             "add",
@@ -119,3 +128,16 @@ def test_admin_runs_schedules_from_the_command_line(
         "2",
     ).stdout
     assert "2031-03-09 03:00 EDT" in preview and "2031-03-10 02:30 EDT" in preview
+
+
+def test_every_problem_of_an_edit_is_named_by_its_option(gs: Callable[..., Proc]) -> None:
+    """A new spec alone is checked against the stored kind, with the zone: both reported,
+    as `schedules add` reports them, and nothing changes."""
+    sid = json.loads(
+        gs("add", "--kind", "daily", "--spec", "01:00", "--tz", "UTC", "--json").stdout
+    )["id"]
+    bad = gs("edit", sid, "--tz", "Mars/Base", "--spec", "99:99", code=2)
+    assert "--tz:" in bad.stderr and "[iana_time_zone]" in bad.stderr
+    assert "--spec:" in bad.stderr and "[time_format]" in bad.stderr
+    shown = json.loads(gs("show", sid, "--json").stdout)
+    assert (shown["spec"], shown["time_zone"]) == ("01:00", "UTC")

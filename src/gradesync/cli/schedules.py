@@ -235,13 +235,15 @@ def edit(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Change a schedule; options not given stay as they are."""
-    guarded(lambda: _check_rule(kind, spec, tz, first_run), OPTIONS)
 
     def work() -> ScheduleInfo:
         svc = _service(rt)
+        current = svc.get(tenant, schedule_id).schedule
+        # a new spec alone is checked against the stored kind
+        _check_rule(kind or current.kind.value, spec, tz, first_run)
         scope = None
         if course or destination or all_courses or all_destinations:
-            cur = svc.get(tenant, schedule_id).schedule.scope
+            cur = current.scope
             new_course = None if all_courses else (course or cur.course_id)
             scope = RunScope(
                 tenant,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class GradesyncError(Exception):
@@ -26,6 +30,29 @@ class InvalidInput(GradesyncError):
     @classmethod
     def one(cls, field: str, rule: str, message: str) -> InvalidInput:
         return cls([FieldProblem(field, rule, message)])
+
+
+class Problems:
+    """Runs several checks and keeps every problem they find, so that input is refused with
+    all of them at once rather than one per attempt."""
+
+    def __init__(self) -> None:
+        self.items: list[FieldProblem] = []
+
+    def check(self, fn: Callable[[], T]) -> T | None:
+        """`fn()`, or None when it raised InvalidInput (its problems are kept)."""
+        try:
+            return fn()
+        except InvalidInput as exc:
+            self.items.extend(exc.problems)
+            return None
+
+    def add(self, field: str, rule: str, message: str) -> None:
+        self.items.append(FieldProblem(field, rule, message))
+
+    def raise_any(self) -> None:
+        if self.items:
+            raise InvalidInput(self.items)
 
 
 class NotFound(GradesyncError):

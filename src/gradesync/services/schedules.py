@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.errors import InvalidInput, NotFound, Problems
 from gradesync.domain.model import (
     RunScope,
     Schedule,
@@ -222,16 +222,23 @@ class ScheduleService:
     ) -> ScheduleInfo:
         """Add a schedule. A naive `first_run_at` is a local time in the schedule's zone.
         Without a time zone, a course-scoped schedule uses the course's zone."""
-        actor = _actor(actor)
-        rule = parse_rule(kind, spec)
-        trig = self._trigger(trigger)
+        checks = Problems()
+        who = checks.check(lambda: _actor(actor))
+        rule = checks.check(lambda: parse_rule(kind, spec))
+        trig = checks.check(lambda: self._trigger(trigger))
         now = self._clock.now()
         with self._uow() as uow:
             if uow.tenants.get(tenant_id) is None:
                 raise NotFound("tenant", tenant_id)
-            scope = scope_of(uow, tenant_id, destination_id, course_id, activity_ids)
-            zone_name = self._zone_name(uow, rule, time_zone, scope)
-            zone = parse_time_zone(zone_name)
+            scope = checks.check(
+                lambda: scope_of(uow, tenant_id, destination_id, course_id, activity_ids)
+            )
+            zone = self._checked_zone(checks, uow, rule, time_zone, scope)
+            checks.raise_any()
+            # raise_any raised unless every check passed
+            assert who is not None and rule is not None and trig is not None
+            assert scope is not None and zone is not None
+            actor = who
             anchor = self._anchor(rule, zone, first_run_at, now)
             s = Schedule(
                 id=_new_id(),
@@ -268,27 +275,36 @@ class ScheduleService:
         """Change a schedule; only the given fields change (an empty time zone: the default
         one, as on create). The next run is recomputed (a paused schedule stays paused).
         Changing the kind needs a spec for the new kind."""
-        actor = _actor(actor)
+        checks = Problems()
+        who = checks.check(lambda: _actor(actor))
+        trig = None if trigger is None else checks.check(lambda: self._trigger(trigger))
         now = self._clock.now()
         with self._uow() as uow:
             s = self._load(uow, tenant_id, schedule_id)
-            new_kind = s.kind if kind is None else parse_kind(kind)
-            if new_kind is not s.kind and spec is None:
-                raise InvalidInput.one(
-                    "spec", "required", "changing the kind needs a spec for the new kind"
-                )
-            rule = parse_rule(new_kind, s.spec if spec is None else spec)
-            new_scope = s.scope
+            new_kind = s.kind if kind is None else checks.check(lambda: parse_kind(kind))
+            rule: ScheduleRule | None = None
+            if new_kind is not None and new_kind is not s.kind and spec is None:
+                checks.add("spec", "required", "changing the kind needs a spec for the new kind")
+            elif new_kind is not None:
+                rule = checks.check(lambda: parse_rule(new_kind, s.spec if spec is None else spec))
+            new_scope: RunScope | None = s.scope
             if scope is not None:
-                new_scope = scope_of(
-                    uow, tenant_id, scope.destination_id, scope.course_id, scope.activity_ids
+                new_scope = checks.check(
+                    lambda: scope_of(
+                        uow, tenant_id, scope.destination_id, scope.course_id, scope.activity_ids
+                    )
                 )
             # None keeps the zone; "" is the default one (the course's), as on create
-            zone = parse_time_zone(
-                s.time_zone
+            zone = (
+                parse_time_zone(s.time_zone)
                 if time_zone is None
-                else self._zone_name(uow, rule, time_zone, new_scope)
+                else self._checked_zone(checks, uow, rule, time_zone, new_scope)
             )
+            checks.raise_any()
+            # raise_any raised unless every check passed
+            assert who is not None and rule is not None
+            assert new_scope is not None and zone is not None
+            actor = who
             anchor = s.first_run_at
             rule_changed = (rule.kind, rule.spec, zone.key) != (s.kind, s.spec, s.time_zone)
             if (
@@ -305,7 +321,7 @@ class ScheduleService:
                 spec=rule.spec,
                 time_zone=zone.key,
                 scope=new_scope,
-                trigger=self._trigger(trigger) if trigger is not None else s.trigger,
+                trigger=trig or s.trigger,
                 first_run_at=anchor,
                 next_run_at=(
                     None
@@ -541,6 +557,22 @@ class ScheduleService:
             )
         assert t is not None
         return t
+
+    def _checked_zone(
+        self,
+        checks: Problems,
+        uow: UnitOfWork,
+        rule: ScheduleRule | None,
+        time_zone: str | None,
+        scope: RunScope | None,
+    ) -> ZoneInfo | None:
+        """The zone given, else the default one (which needs a valid rule and scope to find);
+        a problem goes to `checks`."""
+        if time_zone:
+            return checks.check(lambda: parse_time_zone(time_zone))
+        if rule is None or scope is None:
+            return None
+        return checks.check(lambda: parse_time_zone(self._zone_name(uow, rule, None, scope)))
 
     @staticmethod
     def _zone_name(
