@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from tests.diagnostics.test_facts import C, T, seed
 from tests.support.api import ROSTER, ApiEnv, Caller
 from tests.support.statements import statements
 
@@ -138,6 +139,17 @@ def test_a_typo_in_the_runs_query_is_refused_not_ignored(api: ApiEnv) -> None:
     assert {(d["field"], d["rule"]) for d in bad} == {("trigger", "one_of"), ("limit", "minimum")}
     assert len(c.get("/runs", params={"course_id": "c1"}).json()) == 0
     assert len(c.get("/runs", params={"trigger": "manual", "limit": 5}).json()) == 1
+
+
+def test_a_repair_answers_its_run_as_get_runs_shows_it(api: ApiEnv) -> None:
+    """A whole-activity repair's run came with `"stages": null`."""
+    seed(api.db)  # a course connected to an LMS, with grades to resend
+    c = Caller(api.client, api.tenant(T, "admin"))
+    r = c.post(f"/courses/{C}/repair", json={"activity_ids": ["a1"]})
+    assert r.status_code == 202, r.text
+    run = r.json()["run"]
+    assert [s["stage"] for s in run["stages"]] == ["queued"], run
+    assert run["stages"] == c.get(f"/runs/{run['id']}").json()["stages"]
 
 
 def test_one_scope_mistake_gets_one_answer_wherever_a_run_is_asked_for(api: ApiEnv) -> None:

@@ -103,7 +103,10 @@ def test_schedules_print_the_apis_schedules(gradesync: Run, api: Api) -> None:
     paused = _cli(gradesync, "schedules", "pause", sid)
     assert paused["paused"] is True and paused == api("GET", f"/schedules/{sid}")
     run = _cli(gradesync, "schedules", "run-now", sid)
-    assert run.keys() == api("GET", f"/runs/{run['id']}").keys() and run["joined"] is False
+    # as the API's run-now answers: the run as GET /runs/{id} shows it, stages included
+    shown = api("GET", f"/runs/{run['id']}")
+    assert run.keys() == shown.keys() and run["joined"] is False
+    assert run["stages"] and run["stages"] == shown["stages"]
     assert _cli(gradesync, "schedules", "history", sid) == api("GET", f"/schedules/{sid}/history")
 
 

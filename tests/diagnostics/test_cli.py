@@ -108,6 +108,10 @@ def test_repair_and_destination_check_from_the_cli(
     with cli_db.uow() as uow:
         row = uow.ledger.get(LedgerKey(T, D, "a1", "ada"))
     assert row is not None and row.state is DeliveryState.PENDING
+    # a whole activity goes through a run, shown as `runs show` shows it, stages included
+    whole = json.loads(gradesync("repair", "-t", T, "-c", C, "-a", "a1", "--json").stdout)
+    shown = json.loads(gradesync("runs", "show", whole["run"]["id"], "-t", T, "--json").stdout)
+    assert whole["run"]["stages"] and whole["run"]["stages"] == shown["stages"]
     bad = gradesync("repair", "-t", T, "-c", C, "-a", "nope", ok=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --activity: "), bad.stderr
     # a course or destination it names that does not exist is not found, as for `sync`

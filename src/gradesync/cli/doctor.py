@@ -291,9 +291,9 @@ def repair(
             options,
             named=("course_id", "destination_id"),  # as `sync` names them
         )
-    if as_json:
-        print_json(repair_out(result))  # as POST /courses/C/repair
-        return
+        if as_json:
+            print_json(repair_out(rt, tenant, result))  # as POST /courses/C/repair
+            return
     where = f"run {result.run.id}" if result.run else "the running gradesync worker"
     console.print(
         f"{result.marked} grade(s) will be resent with a fresh timestamp by {where}"

@@ -338,13 +338,13 @@ def run_now(
     schedule_id: str, tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT
 ) -> None:
     """Run a schedule's sync now, in your name (joins a run already going for its scope)."""
-    from gradesync.web.api.runs import run_out
+    from gradesync.web.api.runs import asked_out
 
     with runtime() as rt:
         run, joined = guarded(lambda: _service(rt).run_now(tenant, schedule_id, by or actor()))
-    if as_json:
-        print_json(run_out(run, joined=joined))
-        return
+        if as_json:  # as the API's run-now: the run as GET /runs/{id} shows it
+            print_json(asked_out(rt, tenant, run, joined))
+            return
     verb = "joined the run already going" if joined else "queued run"
     console.print(f"{verb} {run.id} ({run.trigger.value} by {run.actor})", highlight=False)
 

@@ -22,7 +22,7 @@ from gradesync.runtime import Runtime
 from gradesync.services import overrides
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.runs import run_out
+from gradesync.web.api.runs import asked_out
 from gradesync.web.api.schemas import Bool, RunOut
 
 router = APIRouter(tags=["diagnostics"])
@@ -166,10 +166,13 @@ class RepairOut(BaseModel):
     warning: str | None = Field(description="What `unread` means for the repair, if any.")
 
 
-def repair_out(result: overrides.RepairResult) -> RepairOut:
-    """A repair as the API answers it (also `gradesync repair --json`)."""
+def repair_out(rt: Runtime, tenant_id: str, result: overrides.RepairResult) -> RepairOut:
+    """A repair as the API answers it (also `gradesync repair --json`); its run as
+    `GET /runs/{id}` shows it, stages included."""
     return RepairOut(
-        run=run_out(result.run, joined=result.joined) if result.run is not None else None,
+        run=(
+            asked_out(rt, tenant_id, result.run, result.joined) if result.run is not None else None
+        ),
         marked=result.marked,
         skipped=result.skipped,
         keys=[
@@ -204,4 +207,4 @@ async def repair(
         tuple(body.activity_ids),
         tuple(body.person_ids),
     )
-    return repair_out(await rt.repair(sel, p.actor))
+    return repair_out(rt, p.tenant_id, await rt.repair(sel, p.actor))
