@@ -18,9 +18,12 @@ from gradesync.domain.model import (
     DeliveryState,
     Destination,
     DestinationKind,
+    Enrollment,
     ItemLink,
     LedgerKey,
     LedgerRow,
+    Person,
+    Role,
 )
 from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.runtime import Runtime
@@ -81,6 +84,37 @@ def test_doctor_explains_a_grade_a_course_and_a_destination(
         both = gradesync("doctor", "-t", T, "--course", "other", *more, ok=False)
         assert both.returncode == 2 and "--course" in both.stderr
         assert "exclusive" in both.stderr and not both.stdout
+
+
+def test_course_triage_does_not_count_the_courses_teacher(
+    cli_db: Database,
+    gradesync: Run,
+) -> None:
+    """Every course has a teacher, whose results are skipped as `not_a_learner`: triage
+    counted them as problems ("Give them the Student/Learner role"), once per destination.
+    They are said apart, as not a problem."""
+    seed(cli_db)
+    before = json.loads(gradesync("doctor", "-t", T, "-c", C, "--json", ok=False).stdout)
+    with cli_db.uow() as uow:
+        uow.people.upsert(Person(T, "t-prof", "Prof", "prof@x.edu"))
+        uow.enrollments.upsert(Enrollment(T, C, "t-prof", Role.INSTRUCTOR))
+        skipped = LedgerRow(
+            LedgerKey(T, D, "a1", "t-prof"),
+            DeliveryState.SKIPPED,
+            reason_code="not_a_learner",
+            reason_text="This person's role in the course is 'instructor'.",
+            updated_at=NOW,
+        )
+        uow.ledger.save_many([(skipped, C)])
+        uow.commit()
+    after = json.loads(gradesync("doctor", "-t", T, "-c", C, "--json", ok=False).stdout)
+    assert after["counts"]["problems"] == before["counts"]["problems"]
+    assert (after["symptom"], after["causes"]) == (before["symptom"], before["causes"])
+    [said] = [c for c in after["excluded"] if c["code"] == "wrong_role"]
+    assert said["learners"] == ["t-prof"]
+    text = gradesync("doctor", "-t", T, "-c", C, ok=False).stdout
+    problems, _, apart = text.partition("Left out on purpose")
+    assert "t-prof" not in problems and "t-prof" in apart
 
 
 def test_repair_and_destination_check_from_the_cli(

@@ -285,8 +285,9 @@ CAUSE_TEXT: dict[str, tuple[str, str]] = {
         "Enroll them as a student; their first launch from the LMS course does it.",
     ),
     "wrong_role": (
-        "The user does not have the Student or Learner role in the course",
-        "Give them the Student/Learner role in the LMS course, then have them launch again.",
+        "Not learners in the course (teachers and other staff get no grades)",
+        "Nothing to do for staff. A student listed here needs the Student/Learner role in the "
+        "LMS course, then a new launch.",
     ),
     "outside_course_dates": (
         "The work was completed outside the start/end dates of the course",
@@ -337,9 +338,12 @@ def _problem(r: KeyState) -> bool:
     if r.state in (DeliveryState.REJECTED, DeliveryState.RETRYING):
         return True
     if r.state is DeliveryState.SKIPPED:
-        # A non-learner has a row only when they did graded work: a real "wrong role" case.
         return r.reason_code not in BENIGN_SKIPS and r.reason_code not in BY_DESIGN
     return r.state is DeliveryState.DELIVERED and r.reason_code == OVERRIDDEN
+
+
+def _not_a_learner(r: KeyState) -> bool:
+    return r.state is DeliveryState.SKIPPED and r.reason_code == ReasonCode.NOT_A_LEARNER.value
 
 
 def _symptom(causes: list[Cause], rows: tuple[KeyState, ...] | list[KeyState]) -> Symptom:
@@ -505,7 +509,8 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
     # -- specific learners --
     lgroups: dict[tuple[str, str | None], list[KeyState]] = {}
     for r in rows:
-        if not _problem(r):
+        # a non-learner (a course's teacher, say) is said apart, never a problem
+        if not _problem(r) and not _not_a_learner(r):
             continue
         found = _LEARNER_CODES.get(r.reason_code or "")
         if found is None:
@@ -521,7 +526,8 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
     for (code, dest), hit in sorted(lgroups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         people = tuple(sorted({r.person_id for r in hit}))
         activities = tuple(sorted({r.activity_id for r in hit}))
-        evidence = f"{plural(len(people), 'learner')}: {', '.join(people[:10])}" + (
+        noun = "user" if code == "wrong_role" else "learner"
+        evidence = f"{plural(len(people), noun)}: {', '.join(people[:10])}" + (
             f" and {len(people) - 10} more" if len(people) > 10 else ""
         )
         if code == "launched_elsewhere":
@@ -546,6 +552,7 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
                 destination_id=dest,
                 activities=activities,
                 learners=people,
+                excluded=code == "wrong_role",
             )
         )
 

@@ -91,8 +91,10 @@ def _state_summary(rows: Sequence[KeyState]) -> tuple[str, list[str], Counter[st
     return text, lines, problems
 
 
-# Skips that are not a fault: the learner simply has nothing to send yet.
+# Skips that are not a fault: the learner simply has nothing to send yet, or the person is
+# not a learner (every course has a teacher; staff get no grades).
 BENIGN_SKIPS = {
+    ReasonCode.NOT_A_LEARNER.value,
     ReasonCode.NO_ATTEMPT_YET.value,
     ReasonCode.NOT_COMPLETED_YET.value,
     ReasonCode.NOT_GRADED_YET.value,
