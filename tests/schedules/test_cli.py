@@ -141,3 +141,16 @@ def test_every_problem_of_an_edit_is_named_by_its_option(gs: Callable[..., Proc]
     assert "--spec:" in bad.stderr and "[time_format]" in bad.stderr
     shown = json.loads(gs("show", sid, "--json").stdout)
     assert (shown["spec"], shown["time_zone"]) == ("01:00", "UTC")
+
+
+def test_an_edit_that_both_narrows_and_widens_is_refused(gs: Callable[..., Proc]) -> None:
+    """`--destination lms --all-destinations` was taken, `--all-destinations` winning."""
+    sid = json.loads(gs("add", "--kind", "interval", "--spec", "1h", "--json").stdout)["id"]
+    bad = gs("edit", sid, "--destination", "sis", "--all-destinations", code=2)
+    assert "--destination" in bad.stderr and "--all-destinations" in bad.stderr
+    assert "[exclusive]" in bad.stderr
+    bad = gs("edit", sid, "--course", "c1", "--all-courses", "--json", code=2)
+    [refused] = json.loads(bad.stdout)["error"]["problems"]
+    assert refused["field"] == "--course" and "--all-courses" in refused["message"]
+    shown = json.loads(gs("show", sid, "--json").stdout)
+    assert (shown["destination_id"], shown["course_id"]) == (None, None)

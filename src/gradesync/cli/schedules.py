@@ -19,6 +19,7 @@ from gradesync.cli._common import (
     TENANT,
     YES,
     actor,
+    bad_input,
     confirm,
     console,
     flat_counts,
@@ -26,6 +27,7 @@ from gradesync.cli._common import (
     id_table,
     print_json,
     print_table,
+    problem,
     runtime,
     when,
 )
@@ -235,6 +237,16 @@ def edit(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Change a schedule; options not given stay as they are."""
+    both = [
+        problem(one, "exclusive", f"{one} narrows to one, {every} widens to every: give one")
+        for one, every, given in (
+            ("--course", "--all-courses", course and all_courses),
+            ("--destination", "--all-destinations", destination and all_destinations),
+        )
+        if given
+    ]
+    if both:
+        raise bad_input(*both)
 
     def work() -> ScheduleInfo:
         svc = _service(rt)
