@@ -154,3 +154,10 @@ def test_an_edit_that_both_narrows_and_widens_is_refused(gs: Callable[..., Proc]
     assert refused["field"] == "--course" and "--all-courses" in refused["message"]
     shown = json.loads(gs("show", sid, "--json").stdout)
     assert (shown["destination_id"], shown["course_id"]) == (None, None)
+
+
+def test_history_names_a_bad_time_by_its_option(gs: Callable[..., Proc]) -> None:
+    bad = gs("history", "--until", "yesterday", code=2)
+    assert bad.stderr.startswith("error: --until: ") and "[datetime]" in bad.stderr
+    bad = gs("history", "--since", "2025-09-02", "--until", "2025-09-01", code=2)
+    assert bad.stderr.startswith("error: --until: ") and "[after_since]" in bad.stderr

@@ -381,7 +381,8 @@ def history(
                 since=_parse_time(since, "since", naive_is_utc=True),
                 until=_parse_time(until, "until", naive_is_utc=True),
                 limit=limit,
-            )
+            ),
+            {"since": "--since", "until": "--until", "limit": "--limit"},
         )
     if as_json:
         print_json([history_out(h) for h in entries])
