@@ -396,3 +396,14 @@ async def test_a_runs_computing_makes_way_while_live_grades_flow(
     run, _ = _request(db, harness, Trigger.REMASTER)
     assert (await engine.execute_run(run.id)) is not None
     assert quiet.pauses == 0
+
+
+def test_the_outcomes_docs_name_the_rejections_a_run_accepts() -> None:
+    """docs/operations.md said any rejection makes a run partly failed, while a learner the
+    LMS does not know is accepted (the test above): each accepted code is documented there."""
+    from gradesync.services.sync import ACCEPTED_REJECTIONS
+
+    doc = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    outcomes = doc.split("### Outcomes and counts", 1)[1].split("`counts` holds", 1)[0]
+    succeeded = outcomes.split("- **partly failed**", 1)[0]
+    assert ACCEPTED_REJECTIONS and all(f"`{code}`" in succeeded for code in ACCEPTED_REJECTIONS)
