@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from gradesync.adapters import metrics
 from gradesync.config import Settings
@@ -193,6 +194,33 @@ def test_metrics_exposes_counters_and_pending_from_the_ledger(api: ApiEnv) -> No
     assert (
         'gradesync_delivery_latency_seconds_bucket{destination="lms",le="0.25",tenant="t1"}' in text
     )
+
+
+def test_a_pause_is_labelled_by_its_cause_not_its_words(api: ApiEnv) -> None:
+    """The label was the pause's text cut at 120 characters: a OneRoster throttle put a
+    learner's result id in it, and every new fault's words restarted the alert grouped by it.
+    The label is the cause; the words stay on the destination."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    api.destination("t1", "lms")
+    api.destination("t1", "sis")
+    words = (
+        "The destination asked gradesync to slow down (PUT result gs-r-73861aba: too many "
+        "requests); sending resumes by itself."
+    )
+    with api.db.uow() as uow:
+        uow.destinations.set_pause("t1", "sis", datetime.now(UTC) + timedelta(hours=1), words)
+        uow.commit()
+    admin.post("/destinations/lms/pause", json={"reason": "LMS upgrade for Ada Lovelace"})
+    text = api.client.get("/metrics").text
+    paused = {
+        s.labels["destination"]: (s.labels["kind"], s.labels["reason"])
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "gradesync_destination_paused" and s.labels["tenant"] == "t1"
+    }
+    assert paused == {"sis": ("timed", "slow_down"), "lms": ("manual", "admin")}
+    assert "gs-r-73861aba" not in text and "Ada" not in text
+    assert admin.get("/destinations/sis").json()["pause_reason"] == words
 
 
 @pytest.mark.parametrize("where", ["environment", "config file"])

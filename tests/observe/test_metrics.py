@@ -142,7 +142,8 @@ def test_metrics_count_real_deliveries(
         "the waiting grade counted",
     )
     [(labels, n)] = samples(text, "gradesync_destination_paused", **mine)
-    assert (labels["kind"], labels["reason"], n) == ("manual", "LMS upgrade tonight", 1.0)
+    # labelled by its cause (a person's words may name anyone), the words on the destination
+    assert (labels["kind"], labels["reason"], n) == ("manual", "admin", 1.0)
     assert value(text, "gradesync_results_oldest_pending_age_seconds", **mine) >= 0
     served.ok("POST", "/destinations/lms/resume")
     wait_for(lambda: item.scores[kept].score_given == 10.0, "the grade after the resume")
@@ -185,6 +186,8 @@ def test_a_refusal_of_credentials_is_counted_as_misconfigured_not_slow_down(
     [(labels, n)] = samples(text, "gradesync_results_retried_total", **mine)
     assert (labels["failure_class"], labels["reason"], n) == ("misconfigured", "bad_credentials", 1)
     assert served.ok("GET", "/destinations/lms")["pause_reason"].startswith("Misconfigured:")
+    [(labels, _)] = samples(scrape(served), "gradesync_destination_paused", **mine)
+    assert (labels["kind"], labels["reason"]) == ("timed", "misconfigured")
 
 
 def test_grades_not_worked_out_show_when_no_worker_runs(

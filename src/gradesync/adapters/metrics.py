@@ -30,6 +30,7 @@ from sqlalchemy import Engine, func, or_, select
 from gradesync.adapters.collector import frozen_objects
 from gradesync.adapters.db import schema as t
 from gradesync.domain.model import DeliveryState
+from gradesync.domain.pauses import pause_cause
 
 # `*_created` series double the exposition and tell nothing a scrape's own time does not
 disable_created_metrics()  # type: ignore[no-untyped-call]  # (unannotated upstream)
@@ -147,8 +148,6 @@ def count_outbound(tenant: str, destination: str, status: int | None) -> None:
 
 
 _WAITING = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
-# a paused destination's reason is a label: keep it a readable line, not a page
-_REASON_CHARS = 120
 
 
 def _utc(at: datetime) -> datetime:
@@ -164,6 +163,8 @@ class LedgerCollector(Collector):
     - `gradesync_destination_paused{tenant,destination,kind,reason}`: 1 per paused
       destination; kind `manual` (paused by a person, until resumed) or `timed` (the
       remote's Retry-After, the circuit breaker, a misconfiguration, or a timed pause);
+      reason the pause's cause (`domain.pauses.PauseCause`: admin, slow_down,
+      misconfigured, circuit_open), its text being read where operators read details;
     - `gradesync_grades_uncomputed{tenant}` and
       `gradesync_grades_oldest_uncomputed_age_seconds{tenant}`: grades whose facts changed and
       that are not worked out yet (the dirty keys). They are not in the ledger's backlog until
@@ -186,7 +187,7 @@ class LedgerCollector(Collector):
         )
         paused = GaugeMetricFamily(
             "gradesync_destination_paused",
-            "1 for each paused destination, with the kind of pause and its reason.",
+            "1 for each paused destination, with the kind of pause and its cause.",
             labels=list(LABELS["gradesync_destination_paused"]),
         )
         uncomputed = GaugeMetricFamily(
@@ -222,7 +223,8 @@ class LedgerCollector(Collector):
                 if enabled and (until is None or _utc(until) <= now):
                     continue  # a timed pause that has ended
                 kind = "manual" if not enabled else "timed"
-                paused.add_metric([tenant, dest, kind, (reason or "")[:_REASON_CHARS]], 1.0)
+                # the cause, not the text: bounded, and never a learner's or result's id
+                paused.add_metric([tenant, dest, kind, pause_cause(reason).value], 1.0)
             for tenant, n, since in conn.execute(u):
                 uncomputed.add_metric([tenant], float(n))
                 if since is not None:

@@ -42,6 +42,7 @@ from gradesync.domain.model import (
     LedgerRow,
     Tenant,
 )
+from gradesync.domain.pauses import PauseCause, pause_text
 from gradesync.domain.policy import DesiredResult, NoResult, column_for, resolve_settings
 from gradesync.domain.reasons import Reason
 from gradesync.services.clock import Clock
@@ -391,7 +392,10 @@ class Deliverer:
         except Exception as exc:
             reason = destination_unavailable(d, f"{type(exc).__name__}: {exc}")
             self.governor.gate(
-                d, lim, self.clock.now() + self.settings.misconfigured_pause, reason.text
+                d,
+                lim,
+                self.clock.now() + self.settings.misconfigured_pause,
+                pause_text(PauseCause.MISCONFIGURED, reason.text),
             )
             self._settle_all(
                 items,
