@@ -31,6 +31,7 @@ from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
 from tests.support.api import ROSTER
 from tests.support.cli import Run
+from tests.support.console import sign_in
 
 
 def _token(out: str) -> str:
@@ -433,6 +434,52 @@ def test_users_add_on_an_existing_account_keeps_what_it_is_not_given(
     table = gradesync("users", "list", "-t", "northwind").stdout
     new_row = next(line for line in table.splitlines() if "new" in line.split())
     assert "none" in new_row and "all" not in new_row  # an instructor of no courses sees none
+
+
+def test_a_password_reset_or_a_deleted_account_ends_its_console_sessions(
+    gradesync: Run, cli_db: Database, tmp_path: Path
+) -> None:
+    """`users add` on an existing name resets its password: a session opened with the old one
+    is over (another account's stays). `users delete` asks first, as `destinations delete`
+    does, and a deleted account's session is over too."""
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    add = ("users", "add", "-t", "northwind", "--course", "c1")
+    gradesync(*add, "ins", "--password", "the first password")
+    gradesync(*add, "other", "--password", "the other password")
+    settings = Settings(database_url=cli_db.url, secret_key=TEST_SECRET, data_dir=tmp_path / "d")
+    app = create_app(Runtime(settings=settings, db=cli_db))
+    with TestClient(app) as ins, TestClient(app) as other:
+        assert sign_in(ins, "ins", "the first password").status_code == 200
+        assert sign_in(other, "other", "the other password").status_code == 200
+
+        def status(client: TestClient) -> int:
+            return client.get("/console/courses/c1", follow_redirects=False).status_code
+
+        assert status(ins) == 200
+        gradesync(*add, "ins", "--password", "a brand new password")
+        assert status(ins) == 303 and status(other) == 200
+        assert sign_in(ins, "ins", "the first password").status_code == 401
+        assert sign_in(ins, "ins", "a brand new password").status_code == 200
+        assert status(ins) == 200
+
+        delete = ("users", "delete", "ins", "-t", "northwind")
+        declined = gradesync(*delete, ok=False, input="n\n")
+        assert declined.returncode == 1 and "Delete account ins" in declined.stderr
+        refused = gradesync(*delete, "--json", ok=False, input="")
+        assert refused.returncode == 2 and "[y/N]" not in refused.stderr, refused.stderr
+        error = json.loads(refused.stdout)["error"]
+        assert [(p["field"], p["rule"]) for p in error["problems"]] == [("--yes", "required")]
+        assert status(ins) == 200  # nothing changed
+        done = json.loads(gradesync(*delete, "--yes", "--json").stdout)
+        assert done == {"tenant": "northwind", "username": "ins", "deleted": True}
+        assert status(ins) == 303 and status(other) == 200
+        assert sign_in(ins, "ins", "a brand new password").status_code == 401
+        missing = gradesync(*delete, ok=False, input="")
+        assert missing.returncode == 3 and "account 'ins' not found" in missing.stderr
+        assert "Delete" not in missing.stderr + missing.stdout
+    listed = json.loads(gradesync("users", "list", "-t", "northwind", "--json").stdout)
+    assert [u["username"] for u in listed] == ["other"]
 
 
 def test_import_refuses_an_event_id_reused_across_batches_before_storing(

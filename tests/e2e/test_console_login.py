@@ -90,3 +90,21 @@ def test_password_hash_is_salted_and_verifies() -> None:
     a, b = hash_password("same password"), hash_password("same password")
     assert a != b
     assert verify_password("same password", a) and not verify_password("other password", a)
+
+
+def test_a_new_password_or_a_deletion_ends_the_session(client: TestClient) -> None:
+    """The session is checked against the account on every request: a password set since
+    (even the same one again) or the account's deletion sends the browser to sign in."""
+    from gradesync.services.accounts import delete_user
+
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert sign_in(client, "ada", "correct horse battery").status_code == 200
+    assert client.get("/console/courses/bio", follow_redirects=False).status_code == 200
+    create_user(runtime.uow, runtime.clock, tenant_id="t1", username="ada",
+                password="correct horse battery")  # fmt: skip
+    r = client.get("/console/courses/bio", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/login")
+    assert sign_in(client, "ada", "correct horse battery").status_code == 200
+    delete_user(runtime.uow, "t1", "ada")
+    assert client.get("/console/", follow_redirects=False).status_code == 303
+    assert sign_in(client, "ada", "correct horse battery").status_code == 401

@@ -5,12 +5,22 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from gradesync.cli._common import JSON_OUT, TENANT, guarded, id_table, print_json, print_table
+from gradesync.cli._common import (
+    JSON_OUT,
+    TENANT,
+    YES,
+    confirm,
+    guarded,
+    id_table,
+    print_json,
+    print_table,
+)
 from gradesync.cli._common import runtime as open_runtime
+from gradesync.domain.errors import NotFound
 from gradesync.domain.model import UserRole
-from gradesync.services.accounts import create_user
+from gradesync.services.accounts import create_user, delete_user
 
-app = typer.Typer(help="Console accounts: add, list.", no_args_is_help=True)
+app = typer.Typer(help="Console accounts: add, list, delete.", no_args_is_help=True)
 console = Console()
 
 
@@ -35,7 +45,7 @@ def add(
 ) -> None:
     """Create or update a console account (the password is stored as a scrypt hash). The
     password is asked for (on stderr, so that --json keeps stdout one JSON document), or
-    read from GRADESYNC_NEW_PASSWORD."""
+    read from GRADESYNC_NEW_PASSWORD. A new password ends the account's console sessions."""
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     with open_runtime() as rt:
@@ -102,3 +112,24 @@ def list_(
         courses = "all" if u.role is UserRole.ADMIN else ", ".join(u.course_ids) or "none"
         table.add_row(u.username, u.display_name, u.role.value, courses)
     print_table(table)
+
+
+@app.command()
+def delete(
+    username: str = typer.Argument(..., help="Sign-in name."),
+    tenant: str = TENANT,
+    yes: bool = YES,
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Delete a console account; its console sessions end with it (asks first, unless --yes)."""
+    with open_runtime() as rt:
+        if not yes:
+            with rt.reads() as uow:  # one that does not exist is said before the question
+                if uow.users.get(tenant, username) is None:
+                    raise NotFound("account", username)
+            confirm(f"Delete account {username} of tenant {tenant}?", yes)
+        guarded(lambda: delete_user(rt.uow, tenant, username))
+    if as_json:
+        print_json({"tenant": tenant, "username": username, "deleted": True})
+        return
+    console.print(f"account {username} deleted from tenant {tenant}", highlight=False)

@@ -1,4 +1,4 @@
-"""Local console accounts: create, change password, authenticate.
+"""Local console accounts: create, change password, delete, authenticate.
 
 Passwords are hashed with scrypt (memory-hard, in the standard library) and a random salt;
 comparison is constant-time. A username may exist in several tenants: sign-in names the tenant
@@ -80,6 +80,14 @@ def create_user(
         uow.users.save(user, clock.now())
         uow.commit()
     return user
+
+
+def delete_user(uow_factory: UnitOfWorkFactory, tenant_id: str, username: str) -> None:
+    """Remove an account; its console sessions end with it (each request re-reads it)."""
+    with uow_factory() as uow:
+        if not uow.users.delete(tenant_id, username):
+            raise NotFound("account", username)
+        uow.commit()
 
 
 @functools.cache

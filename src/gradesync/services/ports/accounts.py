@@ -19,6 +19,9 @@ class UserRepo(Protocol):
 
     def all(self, tenant_id: str) -> list[ConsoleUser]: ...
 
+    def delete(self, tenant_id: str, username: str) -> bool:
+        """False when there is no such user."""
+
 
 class ApiKeyRepo(Protocol):
     """A key is stored as the SHA-256 of its token, never the token itself."""

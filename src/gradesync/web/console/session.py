@@ -2,11 +2,14 @@
 
 The cookie is signed (Starlette's SessionMiddleware, keyed from the secret key), carries no
 secret, and is re-checked against the database on every request, so a deleted user is out.
+It also holds the account's session stamp (a digest of its password hash, which a new password
+changes): a password change or reset ends the sessions opened before it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import replace
 from datetime import datetime
@@ -22,6 +25,7 @@ from gradesync.services.accounts import hash_password
 from gradesync.services.ports import UnitOfWorkFactory
 
 SESSION_KEY = "console_user"
+STAMP_KEY = "stamp"
 SESSION_COOKIE = "gradesync_session"
 # A session opened inside an LMS frame (a launch proved through the platform's client-side
 # storage): its cookie is partitioned to that LMS site (CHIPS), the only cookie such a
@@ -83,10 +87,22 @@ def partitioned(cookie: str) -> str:
     return "; ".join([*parts, "samesite=none", "secure", "partitioned"])
 
 
+def session_stamp(user: ConsoleUser) -> str:
+    """The account's session generation: every new password (a fresh random salt, even for
+    the same password) gives a new one. The hash's salt makes it unguessable from the cookie,
+    which anyone holding it can read."""
+    digest = hashlib.sha256(b"gradesync-session-stamp|" + user.password_hash.encode())
+    return digest.hexdigest()[:32]
+
+
 def sign_in(request: Request, user: ConsoleUser, *, course_id: str | None = None) -> None:
     """Start a console session (after a password check or a validated LTI launch)."""
     framed = _clear(request)
-    request.session[SESSION_KEY] = {"tenant_id": user.tenant_id, "username": user.username}
+    request.session[SESSION_KEY] = {
+        "tenant_id": user.tenant_id,
+        "username": user.username,
+        STAMP_KEY: session_stamp(user),
+    }
     if course_id:
         request.session["home_course"] = course_id
     if framed:
@@ -162,11 +178,16 @@ def current_user(request: Request) -> ConsoleUser:
 
 
 def signed_in(request: Request) -> ConsoleUser | None:
-    """The signed-in user, if any (an error page keeps its menu and Sign out)."""
+    """The signed-in user, if any (an error page keeps its menu and Sign out). A session of an
+    account since deleted, or opened before its password last changed, is ended."""
     data = request.session.get(SESSION_KEY) if "session" in request.scope else None
     if not data:
         return None
     runtime = request.app.state.runtime
     with runtime.uow() as uow:
         user: ConsoleUser | None = uow.users.get(data["tenant_id"], data["username"])
+    stamp = str(data.get(STAMP_KEY, ""))
+    if user is None or not hmac.compare_digest(stamp, session_stamp(user)):
+        _clear(request)
+        return None
     return user

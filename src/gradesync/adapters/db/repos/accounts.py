@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
@@ -42,6 +42,13 @@ class UserRepo(SqlRepo, ports.UserRepo):
             select(t.users).where(c.tenant_id == tenant_id).order_by(c.username)
         ).mappings()
         return [from_row(ConsoleUser, r) for r in rows]
+
+    def delete(self, tenant_id: str, username: str) -> bool:
+        c = t.users.c
+        res = self.conn.execute(
+            delete(t.users).where(c.tenant_id == tenant_id, c.username == username)
+        )
+        return bool(res.rowcount)
 
 
 class ApiKeyRepo(SqlRepo, ports.ApiKeyRepo):
