@@ -482,6 +482,30 @@ def test_a_password_reset_or_a_deleted_account_ends_its_console_sessions(
     assert [u["username"] for u in listed] == ["other"]
 
 
+def test_users_add_says_when_the_name_is_an_account_in_another_tenant(
+    gradesync: Run, cli_db: Database
+) -> None:
+    """A name in two tenants signs in by its password; with the same password in both, the
+    school must be named at sign-in, and `users add` says which it is."""
+    _tenant(cli_db, "northwind")
+    _tenant(cli_db, "demo")
+    gradesync("users", "add", "-t", "demo", "admin", "--password", "gradesync-demo")
+    add = ("users", "add", "-t", "northwind", "admin", "--role", "admin")
+    other = gradesync(*add, "--password", "northwind-admin").stdout
+    assert "note: admin is also an account in tenant demo (another password): signing in " in other
+    assert "without the school finds it by its password" in other
+    same = gradesync(*add, "--password", "gradesync-demo").stdout
+    assert (
+        "note: admin is also an account in tenant demo; the password is the same in demo, " in same
+    )
+    assert "so signing in must name the school (tenant id)" in same
+    got = json.loads(gradesync(*add, "--password", "gradesync-demo", "--json").stdout)
+    assert (got["also_in_tenants"], got["school_needed"]) == (["demo"], True)
+    alone = json.loads(gradesync(*add[:-3], "ada", "--password", "x" * 10, "--json").stdout)
+    assert (alone["also_in_tenants"], alone["school_needed"]) == ([], False)
+    assert "note:" not in gradesync(*add[:-3], "ada", "--password", "x" * 10).stdout
+
+
 def test_import_refuses_an_event_id_reused_across_batches_before_storing(
     gradesync: Run, cli_db: Database, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
-from gradesync.domain.model import UserRole
+from gradesync.domain.model import Course, UserRole
 from gradesync.runtime import Runtime
 from gradesync.services import accounts
 from gradesync.services.tenants import create_tenant
@@ -102,3 +102,76 @@ def test_sign_in_is_throttled_per_account_with_backoff(db: Database, tmp_path: P
         assert attempt("a-long-password-1").status_code == 303
         # a right password clears the account's count
         assert attempt("wrong-password-99").status_code == 401
+
+
+def test_a_username_in_two_schools_signs_in_by_its_password(db: Database, tmp_path: Path) -> None:
+    """Adding `ada` to a second school must not lock the first one's `ada` out: without a
+    school id the password picks the account. Only a password valid in both asks for the
+    school; a wrong one gets the answer an unknown user gets, naming no school."""
+    rt = _runtime(db, tmp_path)
+    create_tenant(rt.uow, rt.clock, "northwind", "Northwind")
+    accounts.create_user(rt.uow, rt.clock, tenant_id="northwind", username="ada",
+                         password="northwind-password", role=UserRole.ADMIN)  # fmt: skip
+    with rt.uow() as uow:
+        uow.courses.upsert(Course("uni", "bio", "Uni Biology"))
+        uow.courses.upsert(Course("northwind", "chem", "Northwind Chemistry"))
+        uow.commit()
+    app = create_app(rt)
+
+    def who(client: TestClient) -> str:
+        page = client.get("/console/")
+        assert page.status_code == 200, page.text
+        return "northwind" if "Northwind Chemistry" in page.text else "uni"
+
+    with TestClient(app) as uni, TestClient(app) as north:
+        assert sign_in(uni, "ada", "a-long-password-1", follow_redirects=False).status_code == 303
+        assert who(uni) == "uni"
+        assert (
+            sign_in(north, "ada", "northwind-password", follow_redirects=False).status_code == 303
+        )
+        assert who(north) == "northwind"
+    with TestClient(app) as client:
+        wrong = sign_in(client, "ada", "wrong-password-99")
+        nobody = sign_in(client, "nobody", "wrong-password-99")
+        assert wrong.status_code == nobody.status_code == 401
+        assert "That username and password do not match." in wrong.text
+        assert wrong.text.replace('value="ada"', 'value="nobody"') == nobody.text
+        # the same password in both schools: the school must be named
+        accounts.create_user(rt.uow, rt.clock, tenant_id="northwind", username="ada",
+                             password="a-long-password-1")  # fmt: skip
+        asked = sign_in(client, "ada", "a-long-password-1")
+        assert asked.status_code == 400
+        assert "valid in several schools: enter the school id" in asked.text
+        assert "<details open>" in asked.text and "northwind" not in asked.text.lower()
+        named = sign_in(client, "ada", "a-long-password-1", tenant="northwind")
+        assert named.status_code == 200 and who(client) == "northwind"
+
+
+def test_a_username_in_two_schools_is_throttled_and_hashed_alike(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a school id, failures on a name held in two schools count as for one account,
+    and each try hashes once per account whether the password is right or not."""
+    rt = _runtime(db, tmp_path)
+    create_tenant(rt.uow, rt.clock, "northwind", "Northwind")
+    accounts.create_user(rt.uow, rt.clock, tenant_id="northwind", username="ada",
+                         password="northwind-password")  # fmt: skip
+    calls: list[int] = []
+    real = hashlib.scrypt
+
+    def counting(*args: Any, **kw: Any) -> bytes:
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(accounts.hashlib, "scrypt", counting)
+    for password in ("wrong-password-99", "northwind-password"):
+        calls.clear()
+        accounts.authenticate(rt.uow, "ada", password)
+        assert len(calls) == 2
+    monkeypatch.undo()
+    rt.clock = ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    with TestClient(create_app(rt)) as client:
+        for _ in range(5):
+            assert sign_in(client, "ada", "wrong-password-99").status_code == 401
+        refused = sign_in(client, "ada", "northwind-password")
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"

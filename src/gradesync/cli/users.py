@@ -18,7 +18,7 @@ from gradesync.cli._common import (
 from gradesync.cli._common import runtime as open_runtime
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import UserRole
-from gradesync.services.accounts import create_user, delete_user
+from gradesync.services.accounts import create_user, delete_user, namesakes
 
 app = typer.Typer(help="Console accounts: add, list, delete.", no_args_is_help=True)
 console = Console()
@@ -63,6 +63,8 @@ def add(
         )
         with rt.reads() as uow:  # allowed: courses the courseware sends later, but said
             unknown = [c for c in course if uow.courses.get(tenant, c) is None]
+        # the same name elsewhere: a sign-in naming no school finds the account by password
+        others = namesakes(rt.uow, tenant, user.username, password)
     if as_json:
         print_json(
             {
@@ -72,6 +74,8 @@ def add(
                 "role": user.role.value,
                 "course_ids": list(user.course_ids),
                 "unknown_course_ids": unknown,
+                "also_in_tenants": sorted(others),
+                "school_needed": any(others.values()),
             }
         )
         return
@@ -83,6 +87,17 @@ def add(
             f"note: no course {c!r} yet; {user.username} sees it once it is sent to gradesync",
             highlight=False,
         )
+    if others:
+        also = f"tenant{'s' if len(others) > 1 else ''} {', '.join(sorted(others))}"
+        same = sorted(t for t, matches in others.items() if matches)
+        if same:
+            how = (
+                f"; the password is the same in {', '.join(same)}, so signing in must name the "
+                "school (tenant id) under 'Several schools on this server?'"
+            )
+        else:
+            how = " (another password): signing in without the school finds it by its password"
+        console.print(f"note: {user.username} is also an account in {also}{how}", highlight=False)
 
 
 @app.command("list")

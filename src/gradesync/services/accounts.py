@@ -1,8 +1,9 @@
 """Local console accounts: create, change password, delete, authenticate.
 
 Passwords are hashed with scrypt (memory-hard, in the standard library) and a random salt;
-comparison is constant-time. A username may exist in several tenants: sign-in names the tenant
-when it is ambiguous.
+comparison is constant-time. A username may exist in several tenants: a sign-in that names no
+tenant opens the one account of that name whose password matches, and must name the tenant
+only when the password matches in several.
 """
 
 from __future__ import annotations
@@ -99,17 +100,38 @@ def _unknown_user_hash() -> str:
 def authenticate(
     uow_factory: UnitOfWorkFactory, username: str, password: str, tenant_id: str | None = None
 ) -> ConsoleUser | None:
-    """The user when the password matches, else None (the same answer for an unknown user)."""
+    """The user when the password matches, else None (the same answer for an unknown user).
+
+    Without a tenant, the password is checked against the account of that name in every
+    tenant: one match signs in there. Matches in several raise InvalidInput on `tenant`: only
+    someone holding a valid password learns that the school must be named, and never which
+    schools there are."""
     with uow_factory() as uow:
         if tenant_id:
             found = uow.users.get(tenant_id, username)
             candidates = [found] if found else []
         else:
             candidates = uow.users.find_by_username(username)
-    if len(candidates) != 1:
+    if not candidates:
         # still spend one hashing's time (as for a known user) so timing does not reveal
         # which usernames exist
         verify_password(password, _unknown_user_hash())
         return None
-    user = candidates[0]
-    return user if verify_password(password, user.password_hash) else None
+    matches = [u for u in candidates if verify_password(password, u.password_hash)]
+    if len(matches) > 1:
+        raise InvalidInput.one(
+            "tenant",
+            "required",
+            "This username and password are valid in several schools: enter the school id.",
+        )
+    return matches[0] if matches else None
+
+
+def namesakes(
+    uow_factory: UnitOfWorkFactory, tenant_id: str, username: str, password: str
+) -> dict[str, bool]:
+    """The other tenants with an account of this username, each with whether `password` opens
+    it too (then signing in to either must name the school)."""
+    with uow_factory() as uow:
+        others = [u for u in uow.users.find_by_username(username) if u.tenant_id != tenant_id]
+    return {u.tenant_id: verify_password(password, u.password_hash) for u in others}

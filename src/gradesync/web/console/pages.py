@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import ConsoleUser, UserRole
 from gradesync.services.accounts import authenticate
 from gradesync.services.login_throttle import LoginThrottle
@@ -120,7 +121,20 @@ def login(
         )
         resp.headers["Retry-After"] = str(wait)
         return resp
-    user = authenticate(runtime.uow, username, password, tenant.strip() or None)
+    try:
+        user = authenticate(runtime.uow, username, password, tenant.strip() or None)
+    except InvalidInput as exc:  # a right password in several schools: name the school
+        return render(
+            request,
+            "console/login.html",
+            None,
+            status=400,
+            next_url=_safe_next(next),
+            username=username,
+            tenant=tenant,
+            tenant_needed=True,
+            error=exc.problems[0].message,
+        )
     if user is None:
         throttle.failed(keys)
         return render(
