@@ -55,20 +55,29 @@ def handler(fmt: str) -> logging.Handler:
     return h
 
 
+# The libraries whose INFO lines `DEBUG` adds (docs/operations.md): alembic's plugin and
+# migration lines at every start (at INFO, a failed start is one line), and httpx's line per
+# request (gradesync logs what a request meant: a delivery, a refusal).
+DEBUG_ONLY = ("alembic", "httpx")
+
+
 def configure(level: str, fmt: str) -> None:
-    """Route every logger (uvicorn's included) through one handler on the root logger."""
+    """Route every logger (uvicorn's included) through one handler on the root logger.
+
+    No library logs below INFO, even at DEBUG: their debug lines print requests' parameters
+    and bodies (oauthlib logs an LTI 1.1 launch's signature base string, with the learner's
+    name, email and result sourcedid). `DEBUG` lowers gradesync's own loggers only."""
+    level = level.upper()
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler(fmt))
-    root.setLevel(level.upper())
+    debug = level == "DEBUG"
+    root.setLevel(logging.INFO if debug else level)
+    logging.getLogger("gradesync").setLevel(logging.DEBUG if debug else logging.NOTSET)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         lg = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = True
-    # Below DEBUG, libraries' chatter is left out: alembic's plugin and migration lines at
-    # every start (docs/operations.md promises one line for a failed start), httpx's line per
-    # request (gradesync logs what a request meant: a delivery, a refusal).
-    chatty = logging.NOTSET if level.upper() == "DEBUG" else logging.WARNING
-    for name in ("alembic", "httpx"):
-        logging.getLogger(name).setLevel(chatty)
+    for name in DEBUG_ONLY:
+        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)

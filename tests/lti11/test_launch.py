@@ -3,10 +3,12 @@ over real HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -24,7 +26,7 @@ from gradesync.domain.model import (
     LedgerRow,
     Role,
 )
-from gradesync.lti.lti11_launch import read_launch, role_from_lti11
+from gradesync.lti.lti11_launch import LAUNCH_PATH, read_launch, role_from_lti11
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services import auth
 from gradesync.services.lti.lti11 import find_consumer, record_launch
@@ -37,6 +39,7 @@ from tests.lti11.conftest import (
     register_consumer,
     signed_launch,
 )
+from tests.support.logs import configured
 
 
 def _counts(g: Gradesync) -> dict[str, int]:
@@ -472,3 +475,36 @@ def test_a_launch_reopens_results_that_were_waiting_for_it(
     assert course_wide is not None and course_wide.state is DeliveryState.PENDING
     assert ("t1", c.course, "rl-wait", first) in [d[:4] for d in dirty]
     assert gradesync.waker.keys == wakes + 1
+
+
+def test_a_launch_logged_at_debug_holds_no_learner_data(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    """`GRADESYNC_LOG_LEVEL=DEBUG` adds a few libraries' lines, never a launch's parameters:
+    oauthlib's debug lines print the whole signature base string (name, email, sourcedids)
+    when it signs a launch (the sandbox LMS, in this process) and when one fails to verify."""
+    good, bad = lms_course(lms), lms_course(lms)
+    register_consumer(gradesync.db, good.consumer_key)
+    secret = "not-the-lms-secret-at-all"
+    register_consumer(gradesync.db, bad.consumer_key, secret=secret, destination_id="lms11-b")
+    with configured("DEBUG") as stream:
+        forms = [
+            signed_launch(lms, c, c.learners[0], "rl-quiz1", gradesync.launch_url)
+            for c in (good, bad)
+        ]
+        assert [post_launch(f).status_code for f in forms] == [200, 401]
+        logging.getLogger("gradesync.test").debug("gradesync's own debug lines are kept")
+    logged = stream.getvalue()
+    assert "gradesync's own debug lines are kept" in logged
+    assert f'"POST {LAUNCH_PATH}" 401' in logged, logged
+    fields = (
+        "lis_person_name_full",
+        "lis_person_contact_email_primary",
+        "lis_person_sourcedid",
+        "lis_result_sourcedid",
+    )
+    for form in forms:
+        learner = {k: v for k in fields if (v := form["params"].get(k))}
+        assert len(learner) >= 3, form["params"]  # the sandbox sends no lis_person_sourcedid
+        for key, value in learner.items():
+            assert value not in logged and quote(value, safe="") not in logged, key

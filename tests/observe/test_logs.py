@@ -20,6 +20,7 @@ from gradesync.domain.model import Destination, DestinationKind
 from gradesync.services import log_context
 from gradesync.web.app import create_app
 from tests.support.api import ApiEnv
+from tests.support.logs import configured
 from tests.support.served import Served
 
 
@@ -139,23 +140,8 @@ def test_run_lines_carry_the_run_id(served: Served, captured: Captured) -> None:
 def test_httpx_says_each_request_only_at_debug(level: str, shown: bool) -> None:
     """A worker sends thousands of requests: one `httpx: HTTP Request:` INFO line each was
     noise beside gradesync's own lines, which say what a request meant."""
-    root = logging.getLogger()
-    saved, saved_level = list(root.handlers), root.level
-    stream = io.StringIO()
-    try:
-        logs.configure(level, "text")
-        [h] = root.handlers
-        assert isinstance(h, logging.StreamHandler)
-        h.setStream(stream)
+    with configured(level) as stream:
         transport = httpx.MockTransport(lambda request: httpx.Response(204))
         with httpx.Client(transport=transport) as client:
             client.get("https://lms.example.edu/ping")
-    finally:
-        for name in ("alembic", "httpx"):
-            logging.getLogger(name).setLevel(logging.NOTSET)
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in saved:
-            root.addHandler(h)
-        root.setLevel(saved_level)
     assert ("httpx: HTTP Request: GET https://lms.example.edu/ping" in stream.getvalue()) is shown
