@@ -118,10 +118,10 @@ class OverrideOut(BaseModel):
     person_id: str
     state: str
     sent_given: float | None = Field(description="The score gradesync sent.")
-    sent_maximum: float | None
+    sent_maximum: float | None = Field(description="The maximum gradesync sent with it.")
     delivered_at: datetime | None
     lms: str | None = Field(description="What the LMS holds, in its words.")
-    explanation: str | None
+    explanation: str | None = Field(description="What happened, and what the policy does.")
     policy: Literal["keep_lms_edit", "gradesync_wins"]
 
 
