@@ -156,7 +156,7 @@ def test_rules_say_what_was_wrong(api: ApiEnv) -> None:
         json={"kind": "daily", "spec": "01:30", "time_zone": "UTC", "trigger": "manual"},
     )
     assert _problems(r) == {("trigger", "one_of")}
-    assert "not 'manual'" in r.json()["detail"][0]["msg"], r.text
+    assert "'schedule' or 'remaster'" in r.json()["detail"][0]["msg"], r.text
 
 
 def test_bad_roster_items(api: ApiEnv, c: Caller) -> None:

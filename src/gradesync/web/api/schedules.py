@@ -7,12 +7,12 @@ in the caller's name.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
-from gradesync.domain.model import RunScope, ScheduleKind, Trigger
+from gradesync.domain.model import RunScope, ScheduleKind
 from gradesync.runtime import Runtime
 from gradesync.services.schedules import HistoryEntry, ScheduleInfo, ScheduleService
 from gradesync.web.api.auth import Principal, require_scope
@@ -30,6 +30,11 @@ _FIRST_RUN = (
 )
 
 
+# The triggers a schedule may start (the others are a person's or the system's): said by the
+# schema, so a client learns them from the document rather than from a refusal.
+Scheduled = Literal["schedule", "remaster"]
+
+
 class ScheduleIn(InputModel):
     kind: ScheduleKind
     spec: Spec = Field(description='"15m", "2h"; "01:30"; "mon,wed 07:00"; "0 7 * * 1-5"')
@@ -40,7 +45,7 @@ class ScheduleIn(InputModel):
     course_id: Id | None = None
     activity_ids: list[Id] = Field(default_factory=list, max_length=1000)
     first_run_at: LocalDateTime | None = Field(None, description=_FIRST_RUN)
-    trigger: Trigger = Field(Trigger.SCHEDULE, description="schedule or remaster")
+    trigger: Scheduled = Field("schedule", description="schedule or remaster")
 
 
 class ScheduleEditIn(InputModel):
@@ -53,7 +58,7 @@ class ScheduleEditIn(InputModel):
     course_id: Id | None = None
     activity_ids: list[Id] | None = Field(None, max_length=1000)
     first_run_at: LocalDateTime | None = Field(None, description=_FIRST_RUN)
-    trigger: Trigger | None = None
+    trigger: Scheduled | None = None
 
 
 class PreviewIn(InputModel):
