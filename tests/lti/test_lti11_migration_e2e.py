@@ -64,11 +64,8 @@ def _lti13_platform(lms: RunningSandbox, gs: Served) -> str:
     return client_id
 
 
-def test_lti11_course_moves_to_lti13_and_resync_sends_nothing(
-    lms: RunningSandbox,
-    served: Served,
-    browser: Browser,
-) -> None:
+def _lti11_consumer(lms: RunningSandbox, served: Served) -> str:
+    """A consumer known to the LMS and to gradesync as destination `lms11`: its key."""
     key = unique("consumer-")
     lms.admin.add_lti11_consumer(key, SECRET)
     with served.runtime.db.uow() as uow:
@@ -85,6 +82,15 @@ def test_lti11_course_moves_to_lti13_and_resync_sends_nothing(
             datetime.now(UTC),
         )
         uow.commit()
+    return key
+
+
+def test_lti11_course_moves_to_lti13_and_resync_sends_nothing(
+    lms: RunningSandbox,
+    served: Served,
+    browser: Browser,
+) -> None:
+    key = _lti11_consumer(lms, served)
     learner, other, teacher = unique("learner-"), unique("learner-"), unique("teacher-")
     for sub in (learner, other, teacher):
         lms.admin.add_user(sub=sub, name=sub.title(), email=f"{sub}@example.edu")
@@ -185,22 +191,7 @@ def test_a_link_not_yet_launched_over_lti13_keeps_its_lti11_column(
 ) -> None:
     """Two LTI 1.1 links, one launched over LTI 1.3: the other's grade stays in the column the
     LMS made for its link (found by its resource link id), not in a new, empty one."""
-    key = unique("consumer-")
-    lms.admin.add_lti11_consumer(key, SECRET)
-    with served.runtime.db.uow() as uow:
-        add_consumer(
-            uow,
-            ConsumerSpec(
-                tenant_id=served.tenant,
-                destination_id="lms11",
-                name="LMS (LTI 1.1)",
-                consumer_key=key,
-                consumer_secret=SECRET,
-                allowed_hosts=("127.0.0.1",),
-            ),
-            datetime.now(UTC),
-        )
-        uow.commit()
+    key = _lti11_consumer(lms, served)
     learner = unique("learner-")
     lms.admin.add_user(sub=learner, name=learner.title(), email=f"{learner}@example.edu")
     ctx = unique("ctx-")
