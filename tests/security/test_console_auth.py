@@ -175,3 +175,42 @@ def test_a_username_in_two_schools_is_throttled_and_hashed_alike(
             assert sign_in(client, "ada", "wrong-password-99").status_code == 401
         refused = sign_in(client, "ada", "northwind-password")
         assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+
+
+def test_varying_the_school_field_gives_no_more_tries(db: Database, tmp_path: Path) -> None:
+    """Five failures on `ada` lock her account whatever is typed in the school field: empty,
+    her school's id, or it padded with spaces."""
+    rt = _runtime(db, tmp_path)
+    rt.clock = ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    with TestClient(create_app(rt)) as client:
+        for school in ("", "uni", "", " uni ", ""):
+            assert sign_in(client, "ada", "wrong-password-99", tenant=school).status_code == 401
+        for school in ("", "uni", " uni"):
+            refused = sign_in(client, "ada", "a-long-password-1", tenant=school)
+            assert refused.status_code == 429, (school, refused.text)
+    with TestClient(create_app(rt)) as client:
+        for _ in range(5):
+            assert sign_in(client, "ada", "wrong-password-99").status_code == 401
+        assert sign_in(client, "ada", "a-long-password-1", tenant="uni").status_code == 429
+
+
+def test_one_schools_failures_leave_a_namesake_in_another_school_open(
+    db: Database, tmp_path: Path
+) -> None:
+    """Failures aimed at Northwind's `ada` lock that account, not Uni's: Uni's `ada` still signs
+    in by naming her school. Without a school id the try waits, as it would test both."""
+    rt = _runtime(db, tmp_path)
+    create_tenant(rt.uow, rt.clock, "northwind", "Northwind")
+    accounts.create_user(rt.uow, rt.clock, tenant_id="northwind", username="ada",
+                         password="northwind-password")  # fmt: skip
+    rt.clock = ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    app = create_app(rt)
+    with TestClient(app) as attacker:
+        for _ in range(5):
+            r = sign_in(attacker, "ada", "wrong-password-99", tenant="northwind")
+            assert r.status_code == 401
+        assert sign_in(attacker, "ada", "northwind-password", tenant="northwind").status_code == 429
+    with TestClient(app) as ada:
+        waits = sign_in(ada, "ada", "a-long-password-1")
+        assert waits.status_code == 429 and "enter your school id" in waits.text
+        assert sign_in(ada, "ada", "a-long-password-1", tenant="uni").status_code == 200

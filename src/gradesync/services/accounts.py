@@ -127,6 +127,17 @@ def authenticate(
     return matches[0] if matches else None
 
 
+def schools_tried(
+    uow_factory: UnitOfWorkFactory, username: str, tenant_id: str | None = None
+) -> list[str]:
+    """The schools whose account of `username` `authenticate` checks a password against: the
+    named one, else each school holding the name (none for an unknown name)."""
+    if tenant_id:
+        return [tenant_id]
+    with uow_factory() as uow:
+        return sorted(u.tenant_id for u in uow.users.find_by_username(username))
+
+
 def namesakes(
     uow_factory: UnitOfWorkFactory, tenant_id: str, username: str, password: str
 ) -> dict[str, bool]:

@@ -1,6 +1,10 @@
 """Sign-in throttling: after a few failed sign-ins, an account (and, more leniently, an address)
 must wait before the next try, the wait doubling with every further failure up to a cap.
 
+An account is a school and a username: a try counts against every account its password was
+checked against (one when the school is named, each school holding the name when it is not),
+whatever was typed in the school field, and waits while any of them waits.
+
 Kept in the process's memory: a restart forgets it, and each `gradesync serve` process counts
 on its own (with N processes an attacker gets at most N times the tries).
 """
@@ -8,6 +12,7 @@ on its own (with N processes an attacker gets at most N times the tries).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -46,8 +51,11 @@ class LoginThrottle:
         self._records: dict[tuple[str, str], _Record] = {}
 
     @staticmethod
-    def keys(username: str, tenant: str | None, address: str | None) -> list[tuple[str, str]]:
-        out = [("account", f"{(tenant or '').strip()}\x1f{username.strip().lower()}")]
+    def keys(username: str, tenants: Sequence[str], address: str | None) -> list[tuple[str, str]]:
+        """The counts a try touches: the account of `username` in each of `tenants` (the
+        schools whose account the password is checked against), and the address."""
+        name = username.strip().lower()
+        out = [("account", f"{tenant}\x1f{name}") for tenant in tenants]
         if address:
             out.append(("address", address))
         return out

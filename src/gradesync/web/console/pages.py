@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import ConsoleUser, UserRole
-from gradesync.services.accounts import authenticate
+from gradesync.services.accounts import authenticate, schools_tried
 from gradesync.services.login_throttle import LoginThrottle
 from gradesync.web.api.errors import http_refused, validation_refused
 from gradesync.web.console import (
@@ -105,7 +105,12 @@ def login(
 ) -> Response:
     runtime = request.app.state.runtime
     throttle = _throttle(request)
-    keys = throttle.keys(username, tenant, request.client.host if request.client else None)
+    address = request.client.host if request.client else None
+    tenant_id = tenant.strip() or None
+    # every account the password is checked against counts the failure, whatever the school
+    # field held; an unknown name counts under the name alone, as a known one would
+    tried = schools_tried(runtime.uow, username, tenant_id) or [""]
+    keys = throttle.keys(username, tried, address)
     wait = throttle.wait_seconds(keys)
     if wait:
         resp = render(
@@ -117,12 +122,13 @@ def login(
             username=username,
             tenant=tenant,
             error=f"Too many failed sign-ins: try again in {wait} "
-            f"second{'' if wait == 1 else 's'}.",
+            f"second{'' if wait == 1 else 's'}."
+            + ("" if tenant_id else " Or enter your school id: only its account is then tried."),
         )
         resp.headers["Retry-After"] = str(wait)
         return resp
     try:
-        user = authenticate(runtime.uow, username, password, tenant.strip() or None)
+        user = authenticate(runtime.uow, username, password, tenant_id)
     except InvalidInput as exc:  # a right password in several schools: name the school
         return render(
             request,
@@ -147,7 +153,8 @@ def login(
             tenant=tenant,
             error="That username and password do not match.",
         )
-    throttle.succeeded(keys)
+    # only the account opened is cleared: a namesake's failures in another school stand
+    throttle.succeeded(throttle.keys(username, [user.tenant_id], None))
     sign_in(request, user)
     return RedirectResponse(_safe_next(next), status_code=303)
 
