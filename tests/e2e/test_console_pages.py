@@ -271,6 +271,39 @@ def test_a_schedule_edit_names_every_problem(app_client: tuple[TestClient, Runti
         assert uow.schedules.get(s.id) == s
 
 
+@pytest.mark.parametrize("form_of", ["add", "edit"])
+def test_a_bad_first_run_is_named_beside_every_other_problem(
+    app_client: tuple[TestClient, Runtime], form_of: str
+) -> None:
+    """A first run that is no date is one problem among the others, not the only one named."""
+    c, runtime = app_client
+    token = _login(c, "ada", "/console/schedules")
+    made = c.post(
+        "/console/schedules",
+        data={"csrf": token, "kind": "daily", "spec": "07:00", "time_zone": "UTC"},
+        follow_redirects=False,
+    )
+    assert made.status_code == 303, made.text
+    with runtime.db.uow() as uow:
+        [s] = uow.schedules.all("t1")
+    bad = {
+        "csrf": token,
+        "kind": "daily",
+        "spec": "25:00",
+        "time_zone": "Mars/Base",
+        "course_id": "no-such-course",
+        "first_run_at": "next tuesday",
+    }
+    url = "/console/schedules" if form_of == "add" else f"/console/schedules/{s.id}/edit"
+    r = c.post(url, data=bad, follow_redirects=False)
+    assert r.status_code == 422, r.text
+    [said] = re.findall(r'<p class="flash flash-error" role="alert">([^<]*)</p>', r.text)
+    for label in ("First run: ", "When: ", "Time zone: ", "Course: "):
+        assert label in unescape(said), (label, said)
+    with runtime.db.uow() as uow:
+        assert uow.schedules.all("t1") == [s]
+
+
 def test_diagnose_after_choosing_another_course_shows_that_course(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

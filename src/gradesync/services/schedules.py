@@ -115,6 +115,23 @@ def _actor(actor: str) -> str:
     return actor
 
 
+def _first_run(value: datetime | str | None) -> datetime | None:
+    """A first run as given, or read from a form's text (ISO date and time; empty: none)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)  # naive: a local time in the schedule's zone
+    except ValueError:
+        raise InvalidInput.one(
+            "first_run_at",
+            "datetime",
+            f"the first run is a date and time, e.g. 2025-09-01 07:00, not {text!r}",
+        ) from None
+
+
 class ScheduleService:
     """Schedules of every tenant. `on_change` is called after a change that can move the
     soonest due time (the in-process scheduler loop uses it to re-plan its sleep)."""
@@ -217,13 +234,15 @@ class ScheduleService:
         destination_id: str | None = None,
         course_id: str | None = None,
         activity_ids: Sequence[str] = (),
-        first_run_at: datetime | None = None,
+        first_run_at: datetime | str | None = None,
         trigger: Trigger | str = Trigger.SCHEDULE,
     ) -> ScheduleInfo:
-        """Add a schedule. A naive `first_run_at` is a local time in the schedule's zone.
-        Without a time zone, a course-scoped schedule uses the course's zone."""
+        """Add a schedule. A naive `first_run_at` is a local time in the schedule's zone (text,
+        as a form sends it, is read as an ISO date and time, its problem named with the
+        others). Without a time zone, a course-scoped schedule uses the course's zone."""
         checks = Problems()
         who = checks.check(lambda: _actor(actor))
+        first = checks.check(lambda: _first_run(first_run_at))
         rule = checks.check(lambda: parse_rule(kind, spec))
         trig = checks.check(lambda: self._trigger(trigger))
         now = self._clock.now()
@@ -239,7 +258,7 @@ class ScheduleService:
             assert who is not None and rule is not None and trig is not None
             assert scope is not None and zone is not None
             actor = who
-            anchor = self._anchor(rule, zone, first_run_at, now)
+            anchor = self._anchor(rule, zone, first, now)
             s = Schedule(
                 id=_new_id(),
                 tenant_id=tenant_id,
@@ -268,15 +287,16 @@ class ScheduleService:
         kind: ScheduleKind | str | None = None,
         spec: str | None = None,
         time_zone: str | None = None,
-        first_run_at: datetime | None = None,
+        first_run_at: datetime | str | None = None,
         scope: RunScope | None = None,
         trigger: Trigger | str | None = None,
     ) -> ScheduleInfo:
         """Change a schedule; only the given fields change (an empty time zone: the default
-        one, as on create). The next run is recomputed (a paused schedule stays paused).
-        Changing the kind needs a spec for the new kind."""
+        one, as on create; a first run as on create). The next run is recomputed (a paused
+        schedule stays paused). Changing the kind needs a spec for the new kind."""
         checks = Problems()
         who = checks.check(lambda: _actor(actor))
+        first = checks.check(lambda: _first_run(first_run_at))
         trig = None if trigger is None else checks.check(lambda: self._trigger(trigger))
         now = self._clock.now()
         with self._uow() as uow:
@@ -308,13 +328,13 @@ class ScheduleService:
             anchor = s.first_run_at
             rule_changed = (rule.kind, rule.spec, zone.key) != (s.kind, s.spec, s.time_zone)
             if (
-                first_run_at is not None
+                first is not None
                 or anchor is None
                 # a wall-clock schedule that has not started yet starts at the new rule's
                 # first slot; an interval keeps its grid
                 or (rule_changed and rule.interval is None and anchor > now)
             ):
-                anchor = self._anchor(rule, zone, first_run_at, now)
+                anchor = self._anchor(rule, zone, first, now)
             changed = replace(
                 s,
                 kind=rule.kind,

@@ -4,7 +4,6 @@ log of who did what."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -65,18 +64,6 @@ def _local_input(info: ScheduleInfo) -> str:
     if at is None:
         return ""
     return at.astimezone(ZoneInfo(info.schedule.time_zone)).strftime("%Y-%m-%dT%H:%M")
-
-
-def _parse_local(value: str) -> datetime | None:
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)  # naive: a local time in the schedule's zone
-    except ValueError as exc:
-        raise InvalidInput.one(
-            "first_run_at", "datetime", "The first run is a date and time, e.g. 2025-09-01 07:00."
-        ) from exc
 
 
 def _page(request: Request, user: ConsoleUser, *, status: int = 200, **extra: Any) -> HTMLResponse:
@@ -149,7 +136,7 @@ def create_schedule(
             course_id=course_id or None,
             destination_id=destination_id or None,
             trigger=trigger,
-            first_run_at=_parse_local(first_run_at),
+            first_run_at=first_run_at,  # read by the service, its problem named with the rest
         )
     except InvalidInput as exc:
         return _page(request, user, status=422, form=form, error=problems_text(exc, FORM_LABELS))
@@ -245,7 +232,7 @@ def edit_schedule(
         same_course = (course_id or None) == before.course_id
         # the form shows the stored first run: sent back as it was, it is not a choice, and
         # a new rule may move a first run that has not come yet (the service's own rule)
-        first = None if first_run_at.strip() == _local_input(stored) else first_run_at
+        first = "" if first_run_at.strip() == _local_input(stored) else first_run_at
         info = svc.edit(
             user.tenant_id,
             schedule_id,
@@ -253,7 +240,7 @@ def edit_schedule(
             kind=kind,
             spec=spec,
             time_zone=time_zone,
-            first_run_at=_parse_local(first or ""),
+            first_run_at=first,  # read by the service, its problem named with the rest
             scope=RunScope(
                 user.tenant_id,
                 destination_id or None,
