@@ -28,6 +28,7 @@ from gradesync.domain.errors import Conflict, FieldProblem, GradesyncError, Inva
 
 if TYPE_CHECKING:
     from gradesync.runtime import Runtime
+    from gradesync.services.ports import UnitOfWork
 
 # The runtime (the database layer) and the web API's response models are imported by the
 # commands that use them, when they run: `gradesync --help`, a group's help and a command
@@ -267,6 +268,25 @@ def confirm(question: str, yes: bool) -> None:
         raise bad_input(problem("--yes", "required", answer))
     # on stderr: stdout holds the result only
     typer.confirm(question, abort=True, err=True)
+
+
+def confirm_delete(
+    rt: Runtime,
+    yes: bool,
+    question: str,
+    *,
+    what: str,
+    ident: str,
+    find: Callable[[UnitOfWork], object | None],
+) -> None:
+    """Before a delete: unless --yes, look `ident` up with `find` (None: not there) and say a
+    missing one as not found before anything is asked (exit 3), then ask `question`."""
+    if yes:
+        return
+    with rt.reads() as uow:
+        if find(uow) is None:
+            raise NotFound(what, ident)
+    confirm(question, yes)
 
 
 def guarded(

@@ -12,7 +12,7 @@ from gradesync.cli._common import (
     YES,
     actor,
     bad_input,
-    confirm,
+    confirm_delete,
     console,
     guarded,
     id_table,
@@ -22,7 +22,6 @@ from gradesync.cli._common import (
     runtime,
     when,
 )
-from gradesync.domain.errors import NotFound
 from gradesync.services import destination_admin as svc
 from gradesync.services import queries
 
@@ -188,11 +187,14 @@ def delete(
 ) -> None:
     """Delete a destination with its links and delivery ledger (asks first, unless --yes)."""
     with runtime() as rt:
-        if not yes:
-            with rt.reads() as uow:  # one that does not exist is said before the question
-                if uow.destinations.get(tenant, destination_id) is None:
-                    raise NotFound("destination", destination_id)
-            confirm(f"Delete destination {destination_id} and its ledger?", yes)
+        confirm_delete(
+            rt,
+            yes,
+            f"Delete destination {destination_id} and its ledger?",
+            what="destination",
+            ident=destination_id,
+            find=lambda uow: uow.destinations.get(tenant, destination_id),
+        )
         guarded(lambda: svc.delete(rt.uow, tenant, destination_id))
     if as_json:
         print_json({"id": destination_id, "tenant": tenant, "deleted": True})

@@ -9,14 +9,13 @@ from gradesync.cli._common import (
     JSON_OUT,
     TENANT,
     YES,
-    confirm,
+    confirm_delete,
     guarded,
     id_table,
     print_json,
     print_table,
 )
 from gradesync.cli._common import runtime as open_runtime
-from gradesync.domain.errors import NotFound
 from gradesync.domain.model import UserRole
 from gradesync.services.accounts import create_user, delete_user, namesakes
 
@@ -138,11 +137,14 @@ def delete(
 ) -> None:
     """Delete a console account; its console sessions end with it (asks first, unless --yes)."""
     with open_runtime() as rt:
-        if not yes:
-            with rt.reads() as uow:  # one that does not exist is said before the question
-                if uow.users.get(tenant, username) is None:
-                    raise NotFound("account", username)
-            confirm(f"Delete account {username} of tenant {tenant}?", yes)
+        confirm_delete(
+            rt,
+            yes,
+            f"Delete account {username} of tenant {tenant}?",
+            what="account",
+            ident=username,
+            find=lambda uow: uow.users.get(tenant, username),
+        )
         guarded(lambda: delete_user(rt.uow, tenant, username))
     if as_json:
         print_json({"tenant": tenant, "username": username, "deleted": True})
