@@ -14,7 +14,7 @@ from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.lti11_consumers import ConsumerSpec, add_consumer
 from gradesync.testing import unique, wait_for
 from tests.support.lti import Browser
-from tests.support.served import Served, post_attempt
+from tests.support.served import Served, post_attempt, register_tool
 
 SECRET = "lti11-shared-secret-0123456789"
 
@@ -37,31 +37,8 @@ def _lti11_launch(
 def _lti13_platform(lms: RunningSandbox, gs: Served) -> str:
     """The LMS upgrades the tool to LTI 1.3 (gradesync identifies people by email there):
     the platform `lms13` in gradesync; its client id."""
-    client_id = unique("client-")
-    lms.admin.register_tool(
-        client_id=client_id,
-        deployment_id="d1",
-        jwks_url=gs.base_url + "/lti/jwks.json",
-        oidc_login_url=gs.base_url + "/lti/login",
-        redirect_uris=[gs.base_url + "/lti/launch"],
-        target_link_uri=gs.base_url + "/lti/launch",
-    )
-    cfg = lms.admin.config()
-    gs.ok(
-        "POST",
-        "/platforms",
-        json={
-            "id": "lms13",
-            "issuer": cfg["issuer"],
-            "client_id": client_id,
-            "deployment_ids": ["d1"],
-            "auth_login_url": cfg["authorization_url"],
-            "auth_token_url": cfg["token_url"],
-            "key_set_url": cfg["jwks_url"],
-            "person_id_from": "email",
-        },
-    )
-    return client_id
+    reg = register_tool(lms, gs, platform_id="lms13", person_id_from="email")
+    return str(reg["client_id"])
 
 
 def _lti11_consumer(lms: RunningSandbox, served: Served) -> str:

@@ -77,10 +77,16 @@ def serve(db: Database, tmp_path: Path, **settings_kw: Any) -> Iterator[Served]:
 
 
 def register_tool(
-    lms: RunningSandbox, gs: Served, scopes: list[str] | None = None
+    lms: RunningSandbox,
+    gs: Served,
+    scopes: list[str] | None = None,
+    *,
+    platform_id: str = "lms",
+    person_id_from: str | None = None,
 ) -> dict[str, Any]:
     """gradesync registered in the LMS as a tool (granted `scopes`, else the LMS's
-    default), and the LMS in gradesync as a platform."""
+    default), and the LMS in gradesync as the platform `platform_id` (identifying people by
+    `person_id_from` when given, else gradesync's default)."""
     client_id = unique("client-")
     lms.admin.register_tool(
         client_id=client_id,
@@ -96,13 +102,14 @@ def register_tool(
         "POST",
         "/platforms",
         json={
-            "id": "lms",
+            "id": platform_id,
             "issuer": cfg["issuer"],
             "client_id": client_id,
             "deployment_ids": ["d1"],
             "auth_login_url": cfg["authorization_url"],
             "auth_token_url": cfg["token_url"],
             "key_set_url": cfg["jwks_url"],
+            **({"person_id_from": person_id_from} if person_id_from is not None else {}),
         },
     )
     assert platform["tool"]["jwks_url"] == gs.base_url + "/lti/jwks.json"
