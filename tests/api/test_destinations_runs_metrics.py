@@ -21,6 +21,7 @@ from gradesync.domain.model import (
     SyncRun,
     Trigger,
 )
+from gradesync.domain.pauses import PauseCause
 from gradesync.runtime import Runtime
 from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
@@ -208,7 +209,8 @@ def test_a_pause_is_labelled_by_its_cause_not_its_words(api: ApiEnv) -> None:
         "requests); sending resumes by itself."
     )
     with api.db.uow() as uow:
-        uow.destinations.set_pause("t1", "sis", datetime.now(UTC) + timedelta(hours=1), words)
+        until = datetime.now(UTC) + timedelta(hours=1)
+        uow.destinations.set_pause("t1", "sis", until, words, PauseCause.SLOW_DOWN)
         uow.commit()
     admin.post("/destinations/lms/pause", json={"reason": "LMS upgrade for Ada Lovelace"})
     text = api.client.get("/metrics").text
@@ -221,6 +223,39 @@ def test_a_pause_is_labelled_by_its_cause_not_its_words(api: ApiEnv) -> None:
     assert paused == {"sis": ("timed", "slow_down"), "lms": ("manual", "admin")}
     assert "gs-r-73861aba" not in text and "Ada" not in text
     assert admin.get("/destinations/sis").json()["pause_reason"] == words
+
+
+@pytest.mark.parametrize("timed", [True, False], ids=["until", "indefinite"])
+def test_an_admins_pause_is_labelled_admin_whatever_its_words(api: ApiEnv, timed: bool) -> None:
+    """The cause was read back from the pause's words: an admin who wrote a reason opening
+    like one of gradesync's own pauses had it labelled as that cause (an alert on
+    `misconfigured` fired for a planned pause). A person's pause is `admin`, in their words."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    api.destination("t1", "lms")
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat() if timed else None
+    for words in (
+        "Misconfigured: the LMS moves to its new address tonight",
+        "Circuit breaker open on the district's side; we wait for their call",
+        "The destination asked gradesync to slow down during exams, so we hold",
+    ):
+        got = admin.post("/destinations/lms/pause", json={"reason": words, "until": until})
+        assert got.status_code == 200, got.text
+        assert got.json()["pause_reason"] == words  # the words people read, as written
+        paused = [
+            (s.labels["kind"], s.labels["reason"])
+            for family in text_string_to_metric_families(api.client.get("/metrics").text)
+            for s in family.samples
+            if s.name == "gradesync_destination_paused" and s.labels["tenant"] == "t1"
+        ]
+        assert paused == [("timed" if timed else "manual", "admin")], words
+    with api.db.uow() as uow:
+        stored = uow.destinations.get("t1", "lms")
+    assert stored is not None and stored.pause_cause is PauseCause.ADMIN
+    assert admin.post("/destinations/lms/resume").status_code == 200
+    with api.db.uow() as uow:
+        stored = uow.destinations.get("t1", "lms")
+    assert stored is not None and stored.pause_reason is None and stored.pause_cause is None
+    assert "gradesync_destination_paused{" not in api.client.get("/metrics").text
 
 
 @pytest.mark.parametrize("where", ["environment", "config file"])

@@ -34,6 +34,7 @@ from gradesync.domain.model import (
     Trigger,
     UserRole,
 )
+from gradesync.domain.pauses import PauseCause
 from gradesync.runtime import Runtime
 from gradesync.services import auth
 from gradesync.services.accounts import create_user
@@ -729,8 +730,12 @@ def test_a_timed_pause_that_ran_out_is_not_shown_as_a_pause(
         for dest_id, name in (("lms", "Canvas"), ("sis", "District SIS")):
             kind = DestinationKind.LTI13_AGS if dest_id == "lms" else DestinationKind.ONEROSTER_REST
             uow.destinations.upsert(Destination("t1", dest_id, kind, name), now)
-        uow.destinations.set_pause("t1", "lms", now - timedelta(minutes=5), "asked to slow down")
-        uow.destinations.set_pause("t1", "sis", now + timedelta(minutes=5), "breaker open")
+        uow.destinations.set_pause(
+            "t1", "lms", now - timedelta(minutes=5), "asked to slow down", PauseCause.SLOW_DOWN
+        )
+        uow.destinations.set_pause(
+            "t1", "sis", now + timedelta(minutes=5), "breaker open", PauseCause.CIRCUIT_OPEN
+        )
         uow.commit()
     _login(c, "ada", "/console/destinations")
     page = c.get("/console/destinations").text

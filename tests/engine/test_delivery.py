@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from gradesync.adapters.db.database import Database
+from gradesync.adapters.metrics import LedgerCollector
 from gradesync.domain.model import DeliveryState, LedgerKey
+from gradesync.domain.pauses import PauseCause
 from gradesync.domain.reasons import Reason
 from gradesync.services.clock import SystemClock
 from gradesync.services.delivery import DeliveryScope, outcome_of_failure
@@ -171,6 +173,7 @@ async def test_retry_after_is_honoured_for_the_whole_destination(
             dest = uow.destinations.get(T, DEST)
         assert dest is not None and dest.paused_until == clock.now() + timedelta(seconds=30)
         assert dest.pause_reason is not None and "slow down" in dest.pause_reason
+        assert dest.pause_cause is PauseCause.SLOW_DOWN
         clock.advance(timedelta(seconds=29))
         assert (await engine.deliver_due()).sent == 0  # nothing goes out before Retry-After
         clock.advance(timedelta(seconds=1))
@@ -304,6 +307,7 @@ async def test_circuit_breaker_pauses_and_resumes_by_itself(harness: Harness, db
             dest = uow.destinations.get(T, DEST)
         assert dest is not None and dest.paused_until is not None
         assert dest.pause_reason is not None and "Circuit breaker" in dest.pause_reason
+        assert dest.pause_cause is PauseCause.CIRCUIT_OPEN
         assert (await engine.deliver_due()).sent == 0  # still cooling down
         clock.advance(FAST.breaker.cooldown)
         await engine.deliver_due()  # one probe, it succeeds, the rest follow
@@ -417,14 +421,27 @@ async def test_rate_limit_per_destination(
     assert states(db) == {"delivered": 8}
 
 
+def _paused_labels(db: Database) -> list[tuple[str, str]]:
+    """(kind, reason) of the `gradesync_destination_paused` samples /metrics would serve."""
+    return [
+        (s.labels["kind"], s.labels["reason"])
+        for family in LedgerCollector(db.engine).collect()
+        if family.name == "gradesync_destination_paused"
+        for s in family.samples
+    ]
+
+
 async def test_misconfigured_destination_is_paused(harness: Harness, db: Database) -> None:
     """Flaky before: with a real 0.4 s pause, a slow pass (full suite, SQLite fsyncs) outlived
-    the pause and sent again before the assertions. A manual clock ends it on cue."""
+    the pause and sent again before the assertions. A manual clock ends it on cue. The pause
+    is stored with its cause, which labels it on /metrics (not read back from its words)."""
     from gradesync.services.destination import FailureClass, RemoteFailure
 
     seed(db, learners=2, config={"concurrency": 1})
     clock = ManualClock()
-    engine = Engine(db.uow, clock, harness.factory, FAST)
+    # an hour's pause: /metrics reads it against the real time, which must not pass its end
+    settings = replace(FAST, misconfigured_pause=timedelta(hours=1))
+    engine = Engine(db.uow, clock, harness.factory, settings)
     try:
         harness.remote.fail_next(
             1,
@@ -440,10 +457,12 @@ async def test_misconfigured_destination_is_paused(harness: Harness, db: Databas
             dest = uow.destinations.get(T, DEST)
         assert dest is not None and dest.pause_reason is not None
         assert dest.pause_reason.startswith("Misconfigured")
+        assert dest.pause_cause is PauseCause.MISCONFIGURED
+        assert _paused_labels(db) == [("timed", "misconfigured")]
         row = ledger(db)[("a1", learner(0))]
         assert row.state is DeliveryState.RETRYING and row.reason_code == "no_grade_scope"
         assert (await engine.deliver_due()).sent == 0  # paused
-        clock.advance(FAST.misconfigured_pause)  # the pause ends by itself; the probe works
+        clock.advance(settings.misconfigured_pause)  # the pause ends by itself; the probe works
         await engine.deliver_due()
         assert states(db) == {"delivered": 2}
     finally:
@@ -479,6 +498,7 @@ async def test_resuming_a_misconfigured_destination_sends_what_it_held_at_once(
         with db.uow() as uow:
             dest = uow.destinations.get(T, DEST)
         assert dest is not None and dest.paused_until is None and dest.pause_reason is None
+        assert dest.pause_cause is None
     finally:
         await engine.aclose()
 

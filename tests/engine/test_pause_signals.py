@@ -100,7 +100,7 @@ def test_postgres_notifies_other_processes_of_a_pause(postgres_db: Database) -> 
         assert signals.other_processes_heard
         # a write that is rolled back announces nothing
         with postgres_db.uow() as uow:
-            uow.destinations.set_pause(T, DEST, None, "never committed")
+            uow.destinations.set_pause(T, DEST, None, "never committed", None)
         destination_admin.pause(postgres_db.uow, SystemClock(), T, DEST, actor="admin")
         wait_for(lambda: got, "the pause's notification")
         assert got == [(T, DEST)]

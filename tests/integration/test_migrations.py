@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
 
-from gradesync.adapters.db import migrate
+from gradesync.adapters.db import migrate, schema
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.schema import metadata
 from gradesync.testing import TEST_SECRET
@@ -70,3 +72,44 @@ def test_the_ledgers_pages_keep_room_on_postgresql(postgres_db: Database) -> Non
             text("SELECT reloptions FROM pg_class WHERE relname = 'ledger'")
         ).scalar()
     assert found == ["fillfactor=70"]  # migration 0017 (SQLite has no such setting)
+
+
+def test_paused_destinations_get_their_cause_from_their_text_once(fresh_db: Database) -> None:
+    """0018 stores each pause's cause beside its text: pauses made before it get the cause
+    their text gave until then (gradesync's own openings, case and all; anything else is a
+    person's), and a destination with no pause gets none."""
+    migrate.upgrade(fresh_db.engine, "0017_ledger_fillfactor")
+    now = datetime.now(UTC)
+    later = now + timedelta(hours=1)
+    rows = {  # id: (enabled, paused_until, pause_reason), cause expected
+        "slow": ((True, later, "The destination asked gradesync to slow down (429)."), "slow_down"),
+        "breaker": ((True, later, "Circuit breaker open after repeated failures."), "circuit_open"),
+        "misconf": ((True, later, "Misconfigured: the key was refused."), "misconfigured"),
+        "by-hand": ((False, None, "LMS upgrade tonight"), "admin"),
+        "no-words": ((False, None, None), "admin"),
+        "timed-by-hand": ((True, later, "misconfigured: lower case is a person's"), "admin"),
+        "ended": ((True, now - timedelta(hours=1), "Circuit breaker open again."), "circuit_open"),
+        "active": ((True, None, None), None),
+    }
+    with fresh_db.engine.begin() as conn:
+        conn.execute(insert(schema.tenants).values(id="t1", name="School", created_at=now))
+        for dest_id, ((enabled, until, reason), _) in rows.items():
+            conn.execute(
+                insert(schema.destinations).values(
+                    tenant_id="t1",
+                    id=dest_id,
+                    kind="lti13_ags",
+                    name=dest_id,
+                    enabled=enabled,
+                    paused_until=until,
+                    pause_reason=reason,
+                    created_at=now,
+                )
+            )
+    fresh_db.upgrade()
+    d = schema.destinations.c
+    with fresh_db.engine.connect() as conn:
+        found = dict(conn.execute(select(d.id, d.pause_cause)).all())
+        reasons = dict(conn.execute(select(d.id, d.pause_reason)).all())
+    assert found == {dest_id: cause for dest_id, (_, cause) in rows.items()}
+    assert reasons == {dest_id: reason for dest_id, ((_, _, reason), _) in rows.items()}

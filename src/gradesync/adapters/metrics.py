@@ -30,7 +30,7 @@ from sqlalchemy import Engine, func, or_, select
 from gradesync.adapters.collector import frozen_objects
 from gradesync.adapters.db import schema as t
 from gradesync.domain.model import DeliveryState
-from gradesync.domain.pauses import pause_cause
+from gradesync.domain.pauses import PauseCause
 
 # `*_created` series double the exposition and tell nothing a scrape's own time does not
 disable_created_metrics()  # type: ignore[no-untyped-call]  # (unannotated upstream)
@@ -210,7 +210,7 @@ class LedgerCollector(Collector):
             .group_by(c.tenant_id, c.destination_id)
         )
         d = t.destinations.c
-        p = select(d.tenant_id, d.id, d.enabled, d.paused_until, d.pause_reason).where(
+        p = select(d.tenant_id, d.id, d.enabled, d.paused_until, d.pause_cause).where(
             or_(d.enabled.is_(False), d.paused_until.is_not(None))
         )
         with self.engine.connect() as conn:
@@ -219,12 +219,14 @@ class LedgerCollector(Collector):
                 if since is not None:
                     age = (now - _utc(since)).total_seconds()
                     oldest.add_metric([tenant, dest], max(0.0, age))
-            for tenant, dest, enabled, until, reason in conn.execute(p):
+            for tenant, dest, enabled, until, cause in conn.execute(p):
                 if enabled and (until is None or _utc(until) <= now):
                     continue  # a timed pause that has ended
                 kind = "manual" if not enabled else "timed"
-                # the cause, not the text: bounded, and never a learner's or result's id
-                paused.add_metric([tenant, dest, kind, pause_cause(reason).value], 1.0)
+                # the cause stored with the pause, not its text: bounded, never a learner's
+                # or result's id, whatever words a person chose. None: a platform registered
+                # with `enabled` false, a person's pause with no words.
+                paused.add_metric([tenant, dest, kind, cause or PauseCause.ADMIN.value], 1.0)
             for tenant, n, since in conn.execute(u):
                 uncomputed.add_metric([tenant], float(n))
                 if since is not None:

@@ -18,6 +18,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from gradesync.domain.pauses import PauseCause
+
 JSON = dict[str, Any]
 
 # A destination's id is in the console's URLs and in commands: letters, digits and . _ : -
@@ -274,6 +276,9 @@ class Destination:
     enabled: bool = True
     paused_until: datetime | None = None  # circuit breaker / misconfiguration pause
     pause_reason: str | None = None
+    # what made the pause, written with its reason (the metrics' label; never read back from
+    # the reason, which a person may word as they like)
+    pause_cause: PauseCause | None = None
 
     def paused_at(self, now: datetime) -> bool:
         """Paused at `now`: by an admin (until resumed), or for a while not yet over."""
@@ -281,13 +286,13 @@ class Destination:
 
     def as_of(self, now: datetime) -> Destination:
         """This destination as its state reads at `now`: a timed pause that has run out is
-        history (nothing clears it when it ends), so it and its reason are dropped; an admin's
-        pause (`enabled` false) keeps its reason."""
+        history (nothing clears it when it ends), so it and its reason and cause are dropped;
+        an admin's pause (`enabled` false) keeps its reason and cause."""
         if self.paused_until is None or self.paused_until > now:
             return self
-        return replace(
-            self, paused_until=None, pause_reason=None if self.enabled else self.pause_reason
-        )
+        if not self.enabled:
+            return replace(self, paused_until=None)
+        return replace(self, paused_until=None, pause_reason=None, pause_cause=None)
 
 
 @dataclass(frozen=True, slots=True)

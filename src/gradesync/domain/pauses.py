@@ -4,16 +4,16 @@ The text (stored as the destination's `pause_reason`, shown by the API, the cons
 CLI) says what happened in the remote's words, which may name a result, and differs with
 every fault. Metrics and alerts need a label that is bounded and never names a learner
 (docs/operations.md), and that stays the same while the pause lasts (an alert grouped by it
-would restart otherwise): the cause. gradesync writes its own pauses' texts with a fixed
-opening per cause, so the cause is read back from the text; anything else was written by a
-person.
+would restart otherwise): the cause. Whoever makes a pause stores its cause beside its text
+(the destination's `pause_cause`), never to be read back from the text: a person may write
+anything, including words that open like gradesync's own.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["PauseCause", "pause_cause", "pause_text"]
+__all__ = ["PauseCause", "pause_text"]
 
 
 class PauseCause(StrEnum):
@@ -33,11 +33,3 @@ _OPENINGS = {
 def pause_text(cause: PauseCause, rest: str) -> str:
     """The text of a pause gradesync makes itself: the cause's opening, then `rest`."""
     return _OPENINGS[cause] + rest
-
-
-def pause_cause(text: str | None) -> PauseCause:
-    """The cause of a pause from its stored text (a person's own words: ADMIN)."""
-    for cause, opening in _OPENINGS.items():
-        if text and text.startswith(opening):
-            return cause
-    return PauseCause.ADMIN

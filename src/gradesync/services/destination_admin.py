@@ -15,6 +15,7 @@ from typing import Any
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import SIS_KINDS, Destination, DestinationKind
+from gradesync.domain.pauses import PauseCause
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
@@ -71,12 +72,14 @@ def pause(
         dest = uow.destinations.get(tenant_id, destination_id)
         if dest is None:
             raise NotFound("destination", destination_id)
+        # a person's pause whatever its words say (they may open like gradesync's own)
+        cause = PauseCause.ADMIN
         if until is None:
-            dest = replace(dest, enabled=False, pause_reason=why)
+            dest = replace(dest, enabled=False, pause_reason=why, pause_cause=cause)
             uow.destinations.upsert(dest, now)
         else:
-            uow.destinations.set_pause(tenant_id, destination_id, until, why)
-            dest = replace(dest, paused_until=until, pause_reason=why)
+            uow.destinations.set_pause(tenant_id, destination_id, until, why, cause)
+            dest = replace(dest, paused_until=until, pause_reason=why, pause_cause=cause)
         uow.commit()
     return dest
 
@@ -96,7 +99,7 @@ def resume(
         dest = uow.destinations.get(tenant_id, destination_id)
         if dest is None:
             raise NotFound("destination", destination_id)
-        dest = replace(dest, enabled=True, paused_until=None, pause_reason=None)
+        dest = replace(dest, enabled=True, paused_until=None, pause_reason=None, pause_cause=None)
         uow.destinations.upsert(dest, now)
         uow.ledger.retry_now(tenant_id, destination_id, now)
         uow.commit()

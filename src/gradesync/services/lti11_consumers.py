@@ -205,6 +205,7 @@ def add_consumer(
         enabled=old.enabled if old else True,
         paused_until=old.paused_until if old else None,
         pause_reason=old.pause_reason if old else None,
+        pause_cause=old.pause_cause if old else None,
     )
     uow.destinations.upsert(dest, now)
     return dest

@@ -192,6 +192,8 @@ destinations = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     _ts("paused_until"),
     Column("pause_reason", Text),
+    # `domain.pauses.PauseCause` of the pause the row holds (NULL when it holds none)
+    Column("pause_cause", String(32)),
     _ts("created_at", nullable=False),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
 )

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from gradesync.domain.ledger import DeliveryOutcome, Rejected, RetryLater
 from gradesync.domain.model import Destination
-from gradesync.domain.pauses import PauseCause, pause_text
+from gradesync.domain.pauses import PauseCause
 from gradesync.domain.reasons import Reason
 from gradesync.services import log_context
 from gradesync.services.delivery.governor import DestinationLimits, Governor
@@ -65,10 +65,8 @@ def outcome_of_failure(
             d,
             lim,
             now + wait,
-            pause_text(
-                PauseCause.SLOW_DOWN,
-                f" ({f.message.strip() or f.code}); sending resumes by itself.",
-            ),
+            PauseCause.SLOW_DOWN,
+            f" ({f.message.strip() or f.code}); sending resumes by itself.",
         )
         return RetryLater(
             reason, retry_after=wait, remote_status=f.status, remote_message=f.message
@@ -78,18 +76,16 @@ def outcome_of_failure(
         if f.final:
             # the same request would be refused again: the row is refused now, and the
             # destination paused until an admin fixes its settings
-            gov.gate(d, lim, now + wait, pause_text(PauseCause.MISCONFIGURED, reason.text))
+            gov.gate(d, lim, now + wait, PauseCause.MISCONFIGURED, reason.text)
             return Rejected(reason, remote_status=f.status, remote_message=f.message)
         if not course_wide:
             gov.gate(
                 d,
                 lim,
                 now + wait,
-                pause_text(
-                    PauseCause.MISCONFIGURED,
-                    f"{reason.text} gradesync tries again by itself at the end of the pause, "
-                    "or when an admin resumes the destination.",
-                ),
+                PauseCause.MISCONFIGURED,
+                f"{reason.text} gradesync tries again by itself at the end of the pause, "
+                "or when an admin resumes the destination.",
             )
         return RetryLater(
             reason,
@@ -114,11 +110,9 @@ def outcome_of_failure(
             d,
             lim,
             opened,
-            pause_text(
-                PauseCause.CIRCUIT_OPEN,
-                f" after repeated failures (last: {reason.text}); gradesync probes the "
-                "destination again by itself.",
-            ),
+            PauseCause.CIRCUIT_OPEN,
+            f" after repeated failures (last: {reason.text}); gradesync probes the "
+            "destination again by itself.",
         )
     return RetryLater(reason, remote_status=f.status, remote_message=f.message)
 

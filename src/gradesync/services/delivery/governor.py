@@ -29,6 +29,7 @@ from typing import Any
 
 from gradesync.domain.model import SIS_KINDS, Destination, DestinationKind, LedgerKey
 from gradesync.domain.passback import SIS_CONCURRENCY
+from gradesync.domain.pauses import PauseCause, pause_text
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
 from gradesync.services.delivery.background import BackgroundWrites
@@ -484,25 +485,32 @@ class Governor:
         d: Destination,
         until: datetime | None,
         reason: str | None,
+        cause: PauseCause | None,
         lim: DestinationLimits | None = None,
     ) -> None:
         def write() -> None:
             with self.uow_factory() as uow:
-                uow.destinations.set_pause(d.tenant_id, d.id, until, reason)
+                uow.destinations.set_pause(d.tenant_id, d.id, until, reason, cause)
                 uow.commit()
             if lim is not None and lim.gate_until == until:
                 lim.gate_saved_at = time.monotonic()
 
         self._background.start(write, f"saving the pause of {d.tenant_id}/{d.id}")
 
-    def gate(self, d: Destination, lim: DestinationLimits, until: datetime, reason: str) -> None:
+    def gate(
+        self, d: Destination, lim: DestinationLimits, until: datetime, cause: PauseCause, rest: str
+    ) -> None:
+        """Pause sending to `d` until `until` for `cause`, in this process at once and in the
+        database for every other; the text people read is the cause's opening, then `rest`
+        (`domain.pauses.pause_text`), and the cause is stored beside it."""
+        reason = pause_text(cause, rest)
         if lim.close_gate(until, reason):
             log.warning(
                 "destination %s/%s paused until %s: %s",
                 *(d.tenant_id, d.id, until, reason),
                 extra=log_context.fields(tenant=d.tenant_id, destination=d.id),
             )
-            self.persist_pause(d, until, reason, lim)
+            self.persist_pause(d, until, reason, cause, lim)
 
     def add_waiting(self, key: LedgerKey) -> None:
         """A row of the destination was claimed."""

@@ -42,7 +42,7 @@ from gradesync.domain.model import (
     LedgerRow,
     Tenant,
 )
-from gradesync.domain.pauses import PauseCause, pause_text
+from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import DesiredResult, NoResult, column_for, resolve_settings
 from gradesync.domain.reasons import Reason
 from gradesync.services.clock import Clock
@@ -395,7 +395,8 @@ class Deliverer:
                 d,
                 lim,
                 self.clock.now() + self.settings.misconfigured_pause,
-                pause_text(PauseCause.MISCONFIGURED, reason.text),
+                PauseCause.MISCONFIGURED,
+                reason.text,
             )
             self._settle_all(
                 items,
@@ -539,7 +540,7 @@ class Deliverer:
                     outcome = Delivered(receipt.status, receipt.message)
                     if lim.breaker.record_success() and lim.gate_until is not None:
                         lim.gate_until = None
-                        self.governor.persist_pause(d, None, None)
+                        self.governor.persist_pause(d, None, None, None)
                     stats.delivered_items.add(
                         (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
                     )

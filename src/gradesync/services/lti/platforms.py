@@ -72,6 +72,7 @@ def save_platform(
             config={**dest.config, **kept},
             paused_until=existing.paused_until,
             pause_reason=existing.pause_reason,
+            pause_cause=existing.pause_cause,
         )
     uow.destinations.upsert(dest, now)
     return dest

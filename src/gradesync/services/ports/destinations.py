@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from gradesync.domain.model import Destination
+from gradesync.domain.pauses import PauseCause
 
 
 class DestinationRepo(Protocol):
@@ -26,6 +27,12 @@ class DestinationRepo(Protocol):
         """False when there was no such destination."""
 
     def set_pause(
-        self, tenant_id: str, destination_id: str, until: datetime | None, reason: str | None
+        self,
+        tenant_id: str,
+        destination_id: str,
+        until: datetime | None,
+        reason: str | None,
+        cause: PauseCause | None,
     ) -> None:
-        """Pause sending to a destination until a time (None lifts the pause)."""
+        """Pause sending to a destination until a time, with the text people read and the
+        cause beside it (None for all three lifts the pause)."""

@@ -154,6 +154,7 @@ def add_connection(
         enabled=old.enabled if old else True,
         paused_until=old.paused_until if old else None,
         pause_reason=old.pause_reason if old else None,
+        pause_cause=old.pause_cause if old else None,
     )
     with uow_factory() as uow:
         uow.destinations.upsert(dest, clock.now())

@@ -14,6 +14,7 @@ from gradesync.adapters.db.notifications import notify_destination
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.adapters.secretbox import SecretBox
 from gradesync.domain.model import Destination
+from gradesync.domain.pauses import PauseCause
 from gradesync.services import ports
 
 
@@ -78,12 +79,21 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
         return bool(res.rowcount)
 
     def set_pause(
-        self, tenant_id: str, destination_id: str, until: datetime | None, reason: str | None
+        self,
+        tenant_id: str,
+        destination_id: str,
+        until: datetime | None,
+        reason: str | None,
+        cause: PauseCause | None,
     ) -> None:
         c = t.destinations.c
         self.conn.execute(
             update(t.destinations)
             .where(c.tenant_id == tenant_id, c.id == destination_id)
-            .values(paused_until=utc(until), pause_reason=reason)
+            .values(
+                paused_until=utc(until),
+                pause_reason=reason,
+                pause_cause=cause.value if cause is not None else None,
+            )
         )
         self._changed(tenant_id, destination_id)
