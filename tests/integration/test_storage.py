@@ -32,6 +32,7 @@ from gradesync.domain.model import (
     Tenant,
     Trigger,
 )
+from gradesync.domain.pauses import PauseCause
 from tests.support.statements import statements
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -112,6 +113,44 @@ def test_rollback_without_commit_changes_nothing(db: Database) -> None:
         uow.attempts.add(Attempt("t1", "evt-2", "a1", "p1", 1.0, 10.0, NOW), NOW)
     with db.uow() as uow:
         assert uow.attempts.get_by_event("t1", "evt-2") is None
+
+
+def test_engine_pause_keeps_the_reason_of_a_destination_turned_off(db: Database) -> None:
+    """A send in flight when a person turned a destination off may still lift or set the
+    engine's pause: that touches the time only, never the person's reason."""
+    words = "LMS upgrade tonight"
+    seed(db)
+    with db.uow() as uow:
+        for dest_id, enabled in (("off", False), ("on", True)):
+            uow.destinations.upsert(
+                Destination(
+                    "t1",
+                    dest_id,
+                    DestinationKind.LTI13_AGS,
+                    dest_id,
+                    enabled=enabled,
+                    pause_reason=None if enabled else words,
+                    pause_cause=None if enabled else PauseCause.ADMIN,
+                ),
+                NOW,
+            )
+        uow.commit()
+    until = NOW + timedelta(minutes=5)
+    for cause, reason in ((PauseCause.CIRCUIT_OPEN, "Circuit breaker open"), (None, None)):
+        with db.uow() as uow:
+            for dest_id in ("off", "on"):
+                uow.destinations.set_pause("t1", dest_id, until if cause else None, reason, cause)
+            uow.commit()
+        with db.uow() as uow:
+            off, on = uow.destinations.get("t1", "off"), uow.destinations.get("t1", "on")
+        assert off is not None and on is not None
+        assert (off.enabled, off.pause_reason, off.pause_cause) == (
+            False,
+            words,
+            PauseCause.ADMIN,
+        )
+        assert (on.pause_reason, on.pause_cause) == (reason, cause)
+        assert off.paused_until == on.paused_until == (until if cause else None)
 
 
 def test_destination_secret_encrypted_at_rest(db: Database) -> None:

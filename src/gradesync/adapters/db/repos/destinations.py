@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, case, delete, select, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
@@ -87,13 +87,18 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
         cause: PauseCause | None,
     ) -> None:
         c = t.destinations.c
+        # A destination a person turned off keeps their reason: the engine's own pauses and
+        # their lifting (a send in flight when it was turned off) touch only the time.
         self.conn.execute(
             update(t.destinations)
             .where(c.tenant_id == tenant_id, c.id == destination_id)
             .values(
                 paused_until=utc(until),
-                pause_reason=reason,
-                pause_cause=cause.value if cause is not None else None,
+                pause_reason=case((c.enabled, reason), else_=c.pause_reason),
+                pause_cause=case(
+                    (c.enabled, cause.value if cause is not None else None),
+                    else_=c.pause_cause,
+                ),
             )
         )
         self._changed(tenant_id, destination_id)
