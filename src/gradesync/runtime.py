@@ -631,32 +631,27 @@ class Runtime:
         course_id: str | None = None,
     ) -> dict[str, str]:
         """Align activity groups to SIS categories ({group: category sourcedId, or None to
-        remove}) as every caller does it: a SIS with a REST API is asked first whether it
-        has each category (`services.sis.refuse_unknown_categories`), and one it does not
-        have refuses the whole change. Returns the alignment now set."""
+        remove}) as every caller does it, in one unit of work: a SIS with a REST API is asked
+        first for its categories, and one it does not have, like any change breaking a rule
+        (`services.sis.align_categories`), refuses the whole change, every problem named at
+        once. Returns the alignment now set."""
         from gradesync.services import sis
 
-        def align() -> dict[str, str]:
-            mapping: dict[str, str] = {}
-            for group, category_id in changes.items():
-                mapping = sis.align_category(
-                    self.uow,
-                    self.clock,
-                    tenant_id=tenant_id,
-                    destination_id=destination_id,
-                    group=group,
-                    category_id=category_id,
-                    course_id=course_id,
-                )
-            return mapping
-
         async def checked(directory: SisDirectory | None) -> dict[str, str]:
-            if directory is not None:
-                wanted = [c for c in changes.values() if c is not None]
-                await sis.refuse_unknown_categories(directory, wanted)
+            known = await sis.sis_category_ids(directory) if directory is not None else None
+            align = functools.partial(
+                sis.align_categories,
+                self.uow,
+                self.clock,
+                tenant_id=tenant_id,
+                destination_id=destination_id,
+                changes=changes,
+                course_id=course_id,
+                sis_categories=known,
+            )
             return await asyncio.to_thread(align)
 
-        added = any(c is not None for c in changes.values())
+        added = any(c is not None and c.strip() for c in changes.values())
         return await self._with_sis_directory(tenant_id, destination_id, checked, ask=added)
 
     async def _with_sis_directory(

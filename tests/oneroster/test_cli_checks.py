@@ -155,6 +155,70 @@ def test_an_alignment_to_a_category_the_sis_has_not_is_refused(
     assert link is not None and "category_map" not in link.data
 
 
+def test_aligning_several_groups_saves_all_or_nothing_and_names_every_problem(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox
+) -> None:
+    """`--align` given several times is one change: a value the service refuses (here the
+    third, its group blank) left the first two saved, and only the first problem was named.
+    Now nothing is saved and every problem is listed, each naming its value."""
+    seed_school(cli_db, ManualClock(NOW))
+    _add(gradesync, sis, "--client-secret", CLIENT_SECRET)
+    gradesync("sis", "map-class", "sis", "c1", "cls-1", *T, "--school", "sch-1")
+
+    def alignment() -> dict[str, str] | None:
+        with cli_db.uow() as uow:
+            link = uow.links.course("t1", "sis", "c1")
+        assert link is not None
+        return link.data.get("category_map")
+
+    r = gradesync(
+        "sis", "categories", "sis", *T, "--course", "c1",
+        "--align", "Homework=cat-hw", "--align", "Quizzes=cat-quiz", "--align", " =cat-hw",
+        ok=False,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "aligned" not in r.stdout
+    assert alignment() is None  # neither Homework nor Quizzes saved
+    assert "error: --align: Name the activity group to align to category 'cat-hw'. [required]" in (
+        r.stderr
+    ), r.stderr
+
+    # every problem at once, the SIS's own refusal among them
+    r = gradesync(
+        "sis", "categories", "sis", *T, "--course", "c1", "--json",
+        "--align", "Homework= ", "--align", " =cat-quiz", "--align", "Labs=cat-nope",
+        "--align", "Quizzes=cat-quiz", ok=False,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    problems = json.loads(r.stdout)["error"]["problems"]
+    assert [(p["field"], p["rule"]) for p in problems] == [
+        ("--align", "required"),
+        ("--align", "required"),
+        ("--align", "category_unknown"),
+    ], problems
+    assert "group 'Homework'" in problems[0]["message"]
+    assert "'cat-quiz'" in problems[1]["message"]
+    assert "'cat-nope'" in problems[2]["message"]
+    assert alignment() is None
+
+    # the command's own checks: the same group twice, or aligned and unaligned at once
+    r = gradesync(
+        "sis", "categories", "sis", *T, "--course", "c1", "--align", "Quizzes=cat-quiz",
+        "--align", "Quizzes=cat-hw", "--align", "Homework=cat-hw", "--unalign", "Homework",
+        ok=False,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "error: --align: Group 'Quizzes' is aligned twice" in r.stderr, r.stderr
+    assert "error: --unalign: Group 'Homework' is given to --align too" in r.stderr, r.stderr
+    assert alignment() is None
+
+    gradesync(
+        "sis", "categories", "sis", *T, "--course", "c1",
+        "--align", "Homework=cat-hw", "--align", "Quizzes= cat-quiz",
+    )  # fmt: skip
+    assert alignment() == {"Homework": "cat-hw", "Quizzes": "cat-quiz"}
+
+
 def test_aligning_says_it_saved_when_the_sis_then_cannot_be_asked(
     gradesync: Run, cli_db: Database, sis: RunningSandbox
 ) -> None:

@@ -286,6 +286,52 @@ def test_category_alignment_per_connection_and_course(school: tuple[Database, Ma
     assert link is not None and link.data["category_map"] == {"Quizzes": "cat-hw"}
 
 
+def test_several_alignments_are_one_change_refused_whole_with_every_problem(
+    school: tuple[Database, ManualClock],
+) -> None:
+    db, clock = school
+    sis.align_category(
+        db.uow, clock, tenant_id="t1", destination_id="sis", group="Quizzes", category_id="cat-q"
+    )
+    with pytest.raises(InvalidInput) as info:
+        sis.align_categories(
+            db.uow,
+            clock,
+            tenant_id="t1",
+            destination_id="sis",
+            changes={"Homework": "cat-hw", "Quizzes": None, " ": "cat-hw", "Labs": "cat-nope"},
+            sis_categories=["cat-hw", "cat-q"],
+        )
+    assert [(p.field, p.rule) for p in info.value.problems] == [
+        ("group", "required"),
+        ("category_id", "category_unknown"),
+    ]
+    with pytest.raises(InvalidInput) as info:
+        sis.align_categories(
+            db.uow,
+            clock,
+            tenant_id="t1",
+            destination_id="sis",
+            changes={"Homework": "cat-hw", "Labs": "  "},
+            course_id="nope",
+        )
+    assert [(p.field, p.rule) for p in info.value.problems] == [
+        ("category_id", "required"),
+        ("course_id", "class_not_mapped"),
+    ]
+    with db.uow() as uow:  # nothing changed: Quizzes kept, Homework not aligned
+        dest = uow.destinations.get("t1", "sis")
+    assert dest is not None and dest.config["category_map"] == {"Quizzes": "cat-q"}
+    assert sis.align_categories(
+        db.uow,
+        clock,
+        tenant_id="t1",
+        destination_id="sis",
+        changes={"Homework": " cat-hw ", "Quizzes": None},
+        sis_categories=["cat-hw"],
+    ) == {"Homework": "cat-hw"}
+
+
 class _Waker:
     def __init__(self) -> None:
         self.keys = 0

@@ -312,6 +312,28 @@ def categories(
         for group, sep, cat in pairs
         if not sep or not cat or not group
     ]
+    given: dict[str, str] = {}
+    for group, sep, cat in pairs:
+        if sep and cat and group and given.setdefault(group, cat) != cat:
+            wrong.append(
+                problem(
+                    "--align",
+                    "duplicate",
+                    f"Group {group!r} is aligned twice ({given[group]!r}, {cat!r}): give one.",
+                )
+            )
+    for group in unalign:
+        if not group.strip():
+            wrong.append(problem("--unalign", "required", "Name the group whose alignment goes."))
+        elif group in given:
+            wrong.append(
+                problem(
+                    "--unalign",
+                    "exclusive",
+                    f"Group {group!r} is given to --align too: align it or remove its "
+                    "alignment, not both.",
+                )
+            )
     if wrong:
         raise bad_input(*wrong)
 
@@ -320,7 +342,8 @@ def categories(
     def go(rt: Runtime) -> Found:
         changes: dict[str, str | None] = {group: cat for group, _, cat in pairs}
         changes |= dict.fromkeys(unalign)
-        if changes:  # a category the SIS does not have refuses them all, nothing saved
+        if changes:  # any change refused (say, a category the SIS does not have) refuses
+            # them all, every problem named, nothing saved
             asyncio.run(rt.align_sis_categories(tenant, destination_id, changes, course_id=course))
         if not as_json:
             for group, _, cat in pairs:
@@ -357,7 +380,7 @@ def categories(
                 remedy=failure.remedy,
             ) from failure
 
-    found = _run(go, {"category_id": "--align", "course_id": "--course"})
+    found = _run(go, {"category_id": "--align", "group": "--align", "course_id": "--course"})
     if found is None:
         if as_json:
             print_json({"aligned": [p[0] for p in pairs], "unaligned": list(unalign)})

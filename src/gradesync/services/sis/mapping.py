@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 
-from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.errors import InvalidInput, NotFound, Problems
 from gradesync.domain.model import (
     CourseLink,
     PersonLink,
@@ -135,30 +135,15 @@ async def refuse_unknown_class(directory: SisDirectory, class_id: str) -> None:
             )
 
 
-async def refuse_unknown_categories(directory: SisDirectory, category_ids: Iterable[str]) -> None:
-    """Before groups are aligned, the SIS (a REST connection) is asked for its categories: a
-    sourcedId it does not have is refused `category_unknown` (every result of the group would
-    be refused `category_missing`). A SIS that cannot be asked is no reason to refuse, as for
-    a class (`refuse_unknown_class`): the first post finds out."""
-    wanted = list(dict.fromkeys(c.strip() for c in category_ids if c.strip()))
-    if not wanted:
-        return  # a removal, or `align_category` says the id is required
-    with contextlib.suppress(RemoteFailure):
-        have = [c["sourcedId"] for c in await directory.categories(refresh=True)]
-        listed = ", ".join(have[:10]) + (", ..." if len(have) > 10 else "") or "none"
-        unknown = [c for c in wanted if c not in have]
-        if unknown:
-            raise InvalidInput(
-                [
-                    FieldProblem(
-                        "category_id",
-                        "category_unknown",
-                        f"The SIS has no category {c!r} (it has: {listed}): check the "
-                        "category's sourcedId in the SIS.",
-                    )
-                    for c in unknown
-                ]
-            )
+async def sis_category_ids(directory: SisDirectory) -> list[str] | None:
+    """The sourcedIds of the SIS's categories (a REST connection, asked afresh), for
+    `align_categories` to refuse one it does not have; None when the SIS cannot be asked,
+    which is no reason to refuse, as for a class (`refuse_unknown_class`): the first post
+    finds out."""
+    try:
+        return [str(c["sourcedId"]) for c in await directory.categories(refresh=True)]
+    except RemoteFailure:
+        return None
 
 
 def map_student(
@@ -256,23 +241,74 @@ def align_category(
     category_id: str | None,
     course_id: str | None = None,
 ) -> dict[str, str]:
-    """Align an activity group to a SIS category sourcedId, for the whole connection or one
-    course (which wins). `category_id=None` removes the alignment. Returns the map now set."""
-    if not group.strip():
-        raise InvalidInput.one("group", "required", "Name the activity group to align.")
+    """Align one activity group (`align_categories` with one change)."""
+    return align_categories(
+        uow_factory,
+        clock,
+        tenant_id=tenant_id,
+        destination_id=destination_id,
+        changes={group: category_id},
+        course_id=course_id,
+    )
+
+
+def align_categories(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    changes: Mapping[str, str | None],
+    course_id: str | None = None,
+    sis_categories: Collection[str] | None = None,
+) -> dict[str, str]:
+    """Align activity groups to SIS category sourcedIds ({group: category, or None to remove
+    the alignment}), for the whole connection or one course (which wins), in one unit of
+    work: any change that breaks a rule refuses them all, every problem named at once (each
+    message names its group or category), and nothing changes. `sis_categories`: the
+    sourcedIds the SIS has (`sis_category_ids`), when it was asked; a category it does not
+    have is refused `category_unknown` (every result of the group would be refused
+    `category_missing`). Returns the map now set."""
+    problems = Problems()
+    wanted: dict[str, str | None] = {}
+    for group, category_id in changes.items():
+        category = category_id.strip() if category_id is not None else None
+        if not group.strip():
+            to = f" to category {category!r}" if category else ""
+            problems.add("group", "required", f"Name the activity group to align{to}.")
+        if category is not None and not category:
+            problems.add(
+                "category_id",
+                "required",
+                f"Give the SIS category sourcedId to align group {group!r} to (or remove "
+                "its alignment).",
+            )
+        wanted[group] = category
+    if sis_categories is not None:
+        have = list(sis_categories)
+        listed = ", ".join(have[:10]) + (", ..." if len(have) > 10 else "") or "none"
+        unknown = {c for c in wanted.values() if c and c not in have}
+        for c in sorted(unknown):
+            problems.add(
+                "category_id",
+                "category_unknown",
+                f"The SIS has no category {c!r} (it has: {listed}): check the category's "
+                "sourcedId in the SIS.",
+            )
     with uow_factory() as uow:
-        dest = sis_destination(uow, tenant_id, destination_id)
+        dest = problems.check(lambda: sis_destination(uow, tenant_id, destination_id))
         link = uow.links.course(tenant_id, destination_id, course_id) if course_id else None
         if course_id is not None and link is None:
-            raise InvalidInput.one(
-                "course_id", "class_not_mapped", "Map the course to a SIS class first."
-            )
+            problems.add("course_id", "class_not_mapped", "Map the course to a SIS class first.")
+        problems.raise_any()
+        assert dest is not None  # else refused above
         held = link.data if link is not None else dest.config
         mapping = dict(held.get("category_map") or {})
-        if category_id is None:
-            mapping.pop(group, None)
-        else:
-            mapping[group] = category_id
+        for group, category in wanted.items():
+            if category is None:
+                mapping.pop(group, None)
+            else:
+                mapping[group] = category
         if link is None:
             config = {**dest.config, "category_map": mapping}
             uow.destinations.upsert(replace(dest, config=config), clock.now())
