@@ -16,10 +16,10 @@ from pathlib import Path
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
-from gradesync.domain.model import RunOutcome, RunStage
+from gradesync.domain.model import DeliveryState, Person, RunOutcome, RunStage
 from gradesync.runtime import Runtime
 from gradesync.sandbox.testing import RunningSandbox
-from gradesync.testing import TEST_SECRET, ManualClock
+from gradesync.testing import TEST_SECRET, ManualClock, post_attempts, wait_for_async
 from tests.support.cli import Run
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
@@ -172,3 +172,66 @@ def test_sis_cli_from_connection_to_posted_grades(
         (r["sourcedId"], r["lineItem"]["sourcedId"], r["student"]["sourcedId"], r["score"])
         for r in held["results"]
     }
+
+
+def test_map_student_sends_the_grades_the_learner_already_has(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox, tmp_path: Path
+) -> None:
+    """A learner graded in a ticked activity before they had a SIS student: mapping them
+    with `map-student` (one person) has their grade computed and sent by the running worker,
+    as `map-students` does for a course. It stayed `no_person_link` until a manual sync."""
+    seed_school(cli_db, ManualClock(NOW))
+    with cli_db.uow() as uow:  # p2 has no SIS id: map-students cannot link them
+        uow.people.upsert(Person("t1", "p2", "P2"))
+        uow.commit()
+    gradesync(
+        "sis", "add", "sis", *T, "--base-url", sis.base_url, "--client-id", CLIENT_ID,
+        "--client-secret", CLIENT_SECRET, "--category-match", "name",
+    )  # fmt: skip
+    gradesync(
+        "sis", "map-class", "sis", "c1", "cls-1", *T,
+        "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
+    )  # fmt: skip
+    mapped = gradesync("sis", "map-students", "sis", "c1", *T)
+    assert "no SIS id for: p2" in mapped.stdout, mapped.stdout
+    gradesync("sis", "select", "sis", "quiz1", *T)
+
+    def row() -> tuple[DeliveryState, str | None] | None:
+        with cli_db.uow() as uow:
+            rows = uow.ledger.get_many("t1", "sis", "c1", ["quiz1"])
+        found = rows.get(("quiz1", "p2"))
+        return (found.state, found.reason_code) if found else None
+
+    def sent() -> float | None:
+        results = sis.admin.inspect()["sis"]["results"]
+        return next((r["score"] for r in results if r["student"]["sourcedId"] == "stu-2"), None)
+
+    async def work() -> None:
+        settings = Settings(
+            database_url=cli_db.url,
+            secret_key=TEST_SECRET,
+            data_dir=tmp_path / "worker",
+            worker_poll_seconds=0.2,
+        )
+        runtime = Runtime(settings=settings, db=cli_db)
+        await runtime.start_worker()
+        try:
+            post_attempts(cli_db.uow, runtime.waker, "t1", [("quiz1", "p2", 7.0)])
+            await wait_for_async(
+                lambda: row() == (DeliveryState.SKIPPED, "no_person_link"),
+                "p2's grade computed with no SIS student",
+                blocking=True,
+                explain=lambda: str(row()),
+            )
+            await asyncio.to_thread(gradesync, "sis", "map-student", "sis", "p2", "stu-2", *T)
+            await wait_for_async(
+                lambda: sent() == 7.0,
+                "p2's grade in the SIS",
+                blocking=True,
+                explain=lambda: str(row()),
+            )
+        finally:
+            await runtime.stop_worker()
+
+    asyncio.run(work())
+    assert row() == (DeliveryState.DELIVERED, None)

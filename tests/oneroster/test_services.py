@@ -447,3 +447,35 @@ def test_updating_a_connection_keeps_its_pause(school: tuple[Database, ManualClo
         dest = uow.destinations.get("t1", "sis")
     assert dest is not None and dest.secret["client_secret"] == "secret-2"
     assert (dest.paused_until, dest.pause_reason) == (until, "exams")
+
+
+def test_mapping_one_student_recomputes_their_results_in_ticked_activities(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """As map-students does for a course: the person's results in the activities ticked to
+    send at once are computed again for the student now linked, and the workers told."""
+    db, clock = school
+    sis.select_activities(
+        db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], clock=clock
+    )
+    sis.select_activities(
+        db.uow, tenant_id="t1", destination_id="sis", activity_ids=["hw1"], hold=True, clock=clock
+    )
+    with db.uow() as uow:  # as if the worker had computed what ticking marked
+        uow.dirty.clear([(t, a, p) for t, _, a, p, _ in uow.dirty.peek(1000)])
+        uow.commit()
+    waker = _Waker()
+    sis.map_student(
+        db.uow,
+        tenant_id="t1",
+        destination_id="sis",
+        person_id="p2",
+        student_id="stu-22",
+        clock=clock,
+        waker=waker,
+    )
+    with db.uow() as uow:
+        marked = {k[:4] for k in uow.dirty.peek(1000)}
+    # not hw1 (held for Post grades) nor the activities not ticked, nor other learners
+    assert marked == {("t1", "c1", "quiz1", "p2")}
+    assert waker.keys == 1

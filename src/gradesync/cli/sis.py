@@ -257,6 +257,8 @@ def map_student(
             destination_id=destination_id,
             person_id=person_id,
             student_id=student_id,
+            clock=rt.clock,
+            waker=rt.waker or rt.remote_waker(),
         )
     )
     if as_json:

@@ -153,9 +153,14 @@ def map_student(
     destination_id: str,
     person_id: str,
     student_id: str,
+    clock: Clock | None = None,
+    waker: Waker | None = None,
 ) -> PersonLink:
     """Map a person to their SIS student sourcedId (for every course: each course's own link,
-    which wins in its course, takes the new id too and keeps its section's class)."""
+    which wins in its course, takes the new id too and keeps its section's class). Their
+    results in the ticked activities of their courses mapped to a class are computed again
+    for the student now linked, and sent, as `map_course_students` does for a course;
+    `waker` (when given) has a worker do it now."""
     if not student_id.strip():
         raise InvalidInput.one("student_id", "required", "The SIS student sourcedId is required.")
     with uow_factory() as uow:
@@ -167,8 +172,42 @@ def map_student(
         for own in uow.links.person_links(tenant_id, destination_id, person_id):
             if own.course_id is not None and own.remote_id != student_id:
                 uow.links.save_person(replace(own, remote_id=student_id))
+        keys = _person_ticked_keys(uow, tenant_id, destination_id, person_id)
+        if keys:
+            uow.dirty.mark_many(keys, (clock or SystemClock()).now())
         uow.commit()
-        return link
+    if waker is not None and keys:
+        waker.wake_keys()
+    return link
+
+
+def _person_ticked_keys(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, person_id: str
+) -> list[DirtyKey]:
+    """Dirty keys of one person in the activities ticked to send at once (not held for Post
+    grades) of each course they are a learner of, or attempted an activity of, that is
+    mapped to a SIS class."""
+    courses = {
+        e.course_id
+        for e in uow.enrollments.for_person(tenant_id, person_id)
+        if e.role is Role.LEARNER
+    }
+    attempted = {a.activity_id for a in uow.attempts.for_person(tenant_id, person_id)}
+    courses |= {a.course_id for a in uow.activities.get_many(tenant_id, attempted).values()}
+    keys: list[DirtyKey] = []
+    for course_id in sorted(courses):
+        if uow.links.course(tenant_id, destination_id, course_id) is None:
+            continue  # nothing goes to the SIS for it until its class is mapped
+        ids = [a.id for a in uow.activities.for_course(tenant_id, course_id)]
+        items = uow.links.items(tenant_id, destination_id, ids)
+        keys += [
+            (tenant_id, course_id, aid, person_id)
+            for aid in ids
+            if (item := items.get(aid)) is not None
+            and item.data.get("sync_to_sis")
+            and not item.data.get("held")
+        ]
+    return keys
 
 
 @dataclass(frozen=True, slots=True)

@@ -282,6 +282,8 @@ def put_student(
         destination_id=destination_id,
         person_id=person_id,
         student_id=body.student_id,
+        clock=rt.clock,
+        waker=rt.waker,
     )
     return student_out(link)
 

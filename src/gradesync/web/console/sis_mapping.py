@@ -142,6 +142,8 @@ def map_student(
             destination_id=destination_id,
             person_id=person_id,
             student_id=student_id.strip(),
+            clock=rt.clock,
+            waker=rt.waker or rt.remote_waker(),
         ),
     )
 
