@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,23 @@ def _row(gs: Served, person: str) -> tuple[DeliveryState, str | None] | None:
 
 def test_mapping_one_student_sends_their_grade_at_once(gs: Served, sis: RunningSandbox) -> None:
     gs.ok("PUT", f"{SIS}/students/p2", json={"student_id": "stu-2"})
+    wait_for(
+        lambda: _sent(sis).get("stu-2") == 7.0,
+        "p2's grade in the SIS",
+        explain=lambda: f"p2's row: {_row(gs, 'p2')}",
+    )
+
+
+def test_mapping_a_course_s_students_sends_their_grades_at_once(
+    gs: Served, sis: RunningSandbox
+) -> None:
+    with gs.runtime.uow() as uow:  # p2's SIS id arrives (nothing else is woken by it)
+        person = uow.people.get(gs.tenant, "p2")
+        assert person is not None
+        uow.people.upsert(replace(person, sis_id="stu-2"))
+        uow.commit()
+    mapped = gs.ok("POST", f"{SIS}/courses/c1/students")
+    assert mapped == {"mapped": ["p1", "p2"], "unmapped": []}
     wait_for(
         lambda: _sent(sis).get("stu-2") == 7.0,
         "p2's grade in the SIS",
