@@ -241,6 +241,34 @@ def test_doctor_course_judges_each_destination_and_spares_what_is_left_out(
     assert [c["code"] for c in data["excluded"]] == ["not_selected_for_sis"]
 
 
+def test_doctor_course_says_a_course_mapped_to_no_sis_class_reaches_no_sis(
+    cli_db: Database,
+    gradesync: Run,
+) -> None:
+    """Chemistry (c2) is linked nowhere and one of its activities is unpublished: the SIS was
+    said to have "Some grades sync, but the problem affects specific activities", with no
+    cause at the SIS. Nothing can reach the SIS until the course is mapped to a class."""
+    _with_sis_sparing_pol(cli_db)
+    with cli_db.uow() as uow:
+        uow.activities.upsert(Activity(T, "c2-a", "c2", "Titration", 10.0))
+        uow.activities.upsert(Activity(T, "c2-b", "c2", "Safety", 10.0, published=False))
+        uow.commit()
+    data = json.loads(gradesync("doctor", "-t", T, "--course", "c2", "--json", ok=False).stdout)
+    assert data["symptom"] == "nothing_syncing"
+    assert data["destinations"]["sis"]["symptom"] == "nothing_syncing"
+    wide = {c["destination_id"]: c for c in data["causes"]["course"]}
+    assert wide["sis"]["code"] == wide[D]["code"] == "course_not_connected"
+    out = gradesync("doctor", "-t", T, "--course", "c2", ok=False)
+    assert out.returncode == 1
+    assert "Some grades sync" not in out.stdout
+    assert "The course is not mapped to a class in the SIS (sis)" in out.stdout
+    assert (
+        f"gradesync sis map-class sis c2 CLASS_SOURCEDID --school SCHOOL_SOURCEDID --tenant {T}"
+        in out.stdout
+    )
+    assert f"The LMS course is not connected to gradesync ({D})" in out.stdout
+
+
 def test_doctor_activity_spares_what_is_left_out_on_purpose(
     cli_db: Database,
     gradesync: Run,

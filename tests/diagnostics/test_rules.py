@@ -255,6 +255,29 @@ def test_a_sis_gets_sis_advice_not_deep_linking() -> None:
     assert "Deep Linking" not in sis and "post grades" in sis
 
 
+def test_a_sis_course_is_connected_by_its_class_not_by_a_launch() -> None:
+    base = _facts()
+    sis = Destination("t", "sis", DestinationKind.ONEROSTER_CSV, "District SIS")
+    at_sis = replace(base.destinations[0], destination=sis, launches=())
+
+    def connected(link: CourseLink | None) -> tuple[bool, str, str | None]:
+        facts = replace(base, destinations=(replace(at_sis, course_link=link),))
+        check = diagnose_learner_activity(facts).check("course_connected", "sis")
+        assert check is not None
+        return check.passed, check.evidence, check.remedy
+
+    mapped = CourseLink("t", "sis", "c1", "cls-1", {"school": "sch-1"})
+    assert connected(mapped) == (
+        True,
+        "Mapped to the SIS class 'cls-1' (school 'sch-1').",
+        None,
+    )
+    passed, evidence, remedy = connected(None)
+    assert not passed and "not mapped to a class of 'District SIS'" in evidence
+    assert remedy is not None and "gradesync sis map-class sis c1 CLASS_SOURCEDID" in remedy
+    assert "launch" not in evidence + remedy
+
+
 def test_counts_are_said_in_plain_english() -> None:
     from gradesync.domain.diagnosis.checks import plural
 

@@ -36,6 +36,7 @@ from gradesync.domain.diagnosis import (
     grade_scope_check,
     left_out_by_design,
     plural,
+    sis_class_remedy,
     when,
 )
 from gradesync.domain.model import (
@@ -181,6 +182,7 @@ _COURSE_CODES = {
     "no_grade_scope": "not_configured_for_grades",
     "bad_credentials": "bad_credentials",
     "course_not_linked": "course_not_connected",
+    PassbackRule.CLASS_NOT_MAPPED.value: "course_not_connected",
     "course_concluded": "course_concluded",
     "destination_unavailable": "destination_unavailable",
     ReasonCode.COURSE_SYNC_DISABLED.value: "course_sync_off",
@@ -315,18 +317,31 @@ SIS_REMEDIES: dict[str, str] = {
     "column_gone": "Post grades again: gradesync creates the line item in the SIS again.",
     "column_locked": "The SIS refused to let gradesync change the line item; check with the "
     "SIS admin that gradesync's client may write it, then post grades again.",
+    # said with the destination and the course where known (sis_class_remedy)
     "course_not_connected": "Map the course to its SIS class (gradesync sis map-class).",
+}
+# ... and is told so in its own words: a SIS course is mapped to a class, not launched
+SIS_TITLES: dict[str, str] = {
+    "course_not_connected": "The course is not mapped to a class in the SIS",
 }
 
 
-def _fit_to_destinations(causes: list[Cause], destinations: Mapping[str, Destination]) -> None:
-    """Give causes at a SIS (or at a course that syncs only to SISs) the SIS remedy."""
+def _fit_to_destinations(
+    causes: list[Cause], course: Course, destinations: Mapping[str, Destination]
+) -> None:
+    """Give causes at a SIS (or at a course that syncs only to SISs) the SIS title and
+    remedy."""
     all_sis = bool(destinations) and all(d.kind in SIS_KINDS for d in destinations.values())
     for i, c in enumerate(causes):
         d = destinations.get(c.destination_id) if c.destination_id else None
         sis = d.kind in SIS_KINDS if d is not None else all_sis
-        if sis and c.code in SIS_REMEDIES:
-            causes[i] = replace(c, remedy=SIS_REMEDIES[c.code])
+        if not sis:
+            continue
+        if c.code == "course_not_connected" and d is not None:
+            remedy = sis_class_remedy(d.id, course)
+        else:
+            remedy = SIS_REMEDIES.get(c.code, c.remedy)
+        causes[i] = replace(c, title=SIS_TITLES.get(c.code, c.title), remedy=remedy)
 
 
 def _cause(code: str, scope: Scope, evidence: str, **kw: Any) -> Cause:
@@ -408,6 +423,18 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
                         if cd.course_link is None
                         else "(its launches carry no grade service endpoint)."
                     ),
+                    destination_id=d.id,
+                )
+            )
+        if d.kind in SIS_KINDS and (cd.course_link is None or not cd.course_link.remote_id):
+            # a SIS is connected by mapping the course to a class: until then no grade of the
+            # course can reach it, whatever its activities
+            causes.append(
+                _cause(
+                    "course_not_connected",
+                    Scope.COURSE,
+                    f"Course {course.id!r} is not mapped to a class of {d.name!r}, so none of "
+                    "its grades can be passed back there.",
                     destination_id=d.id,
                 )
             )
@@ -574,7 +601,9 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
         symptom = Symptom.SOME_DESTINATIONS if delivering else Symptom.NOTHING_SYNCING
     else:
         symptom = _symptom(causes, rows)
-    _fit_to_destinations(causes, {cd.destination.id: cd.destination for cd in facts.destinations})
+    _fit_to_destinations(
+        causes, course, {cd.destination.id: cd.destination for cd in facts.destinations}
+    )
     order = {Scope.COURSE: 0, Scope.ACTIVITIES: 1, Scope.LEARNERS: 2}
     causes.sort(key=lambda c: order[c.scope])
     return CourseTriage(

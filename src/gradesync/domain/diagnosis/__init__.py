@@ -47,6 +47,7 @@ from gradesync.domain.diagnosis.checks import (
     RejectionFact,
     plural,
     remote_cause,
+    sis_class_remedy,
     when,
 )
 from gradesync.domain.diagnosis.destination import (
@@ -113,5 +114,6 @@ __all__ = [
     "lms_agrees_check",
     "plural",
     "remote_cause",
+    "sis_class_remedy",
     "when",
 ]

@@ -208,6 +208,18 @@ def remote_cause(code: str | None) -> tuple[str, str] | None:
     return REMOTE_CAUSES.get(code or "")
 
 
+def sis_class_remedy(destination_id: str, course: Course) -> str:
+    """What connects a course to a SIS: mapping it to one of the SIS's classes (no launch
+    does; a SIS has no LTI links), as docs/oneroster.md says."""
+    return (
+        f"Map the course to its class in the SIS: gradesync sis map-class {destination_id} "
+        f"{course.id} CLASS_SOURCEDID --school SCHOOL_SOURCEDID --tenant {course.tenant_id} "
+        f"(or in the console: SIS passback, the course's page "
+        f"/console/sis/{destination_id}/courses/{course.id}, Class and students). Then tick "
+        "'Sync to SIS' on the activities whose grades belong in the SIS (gradesync sis select)."
+    )
+
+
 # --- facts ---------------------------------------------------------------------------------
 
 

@@ -20,9 +20,11 @@ from gradesync.domain.diagnosis.checks import (
     LearnerActivityFacts,
     plural,
     remote_cause,
+    sis_class_remedy,
     when,
 )
 from gradesync.domain.model import (
+    SIS_KINDS,
     Activity,
     Course,
     DeliveryState,
@@ -219,6 +221,8 @@ def _roster_check(df: DestinationFacts, name: str) -> Check | None:
 def course_link_check(df: DestinationFacts, course: Course) -> Check:
     d, link = df.destination, df.course_link
     name = "The course is connected at the destination"
+    if d.kind in SIS_KINDS:
+        return _sis_class_check(df, course, name)
     if link is None or not link.remote_id:
         why = (
             "no launch from the LMS course has been received yet"
@@ -246,6 +250,31 @@ def course_link_check(df: DestinationFacts, course: Course) -> Check:
         )
     )
     return Check(CheckCode.COURSE_CONNECTED, name, True, f"{link.remote_id}{extra}.", None, d.id)
+
+
+def _sis_class_check(df: DestinationFacts, course: Course, name: str) -> Check:
+    """At a SIS the course is connected by being mapped to one of its classes."""
+    d, link = df.destination, df.course_link
+    if link is None or not link.remote_id:
+        return Check(
+            CheckCode.COURSE_CONNECTED,
+            name,
+            False,
+            f"Course {course.id!r} is not mapped to a class of {d.name!r}, so none of its "
+            "grades can be passed back there.",
+            sis_class_remedy(d.id, course),
+            d.id,
+        )
+    school = link.data.get("school")
+    return Check(
+        CheckCode.COURSE_CONNECTED,
+        name,
+        True,
+        f"Mapped to the SIS class {link.remote_id!r}"
+        + (f" (school {school!r})." if school else "."),
+        None,
+        d.id,
+    )
 
 
 def column_check(

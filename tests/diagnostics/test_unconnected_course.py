@@ -1,0 +1,112 @@
+"""A course connected nowhere yet, diagnosed over the API: an LMS course is connected by a
+launch (or Deep Linking) from it, a SIS by mapping the course to one of its classes. The
+course triage and the learner's diagnosis say which, at each destination, and what to do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gradesync.testing import unique
+from tests.diagnostics.conftest import World, causes, failed
+
+
+def _unconnected_course(w: World) -> tuple[str, str]:
+    """An LMS and a SIS, and course `cd` linked to neither: a learner enrolled, attempts on a
+    graded activity and one on an unpublished one (a problem of a single activity)."""
+    w.register()
+    w.ok(
+        "PUT",
+        "/sis/connections/sis",
+        json={
+            "name": "District SIS",
+            "base_url": "https://sis.example.org/ims/oneroster/gradebook/v1p2",
+            "client_id": "gradesync",
+            "client_secret": "s3cret",
+        },
+    )
+    learner = unique("ada-")
+    w.ok(
+        "POST",
+        "/ingest",
+        json={
+            "courses": [{"id": "cd", "title": "Course D"}],
+            "activities": [
+                {"id": "cd-a", "course_id": "cd", "title": "A", "points_possible": 10},
+                {
+                    "id": "cd-b",
+                    "course_id": "cd",
+                    "title": "B",
+                    "points_possible": 10,
+                    "published": False,
+                },
+            ],
+            "people": [{"id": learner, "name": "Ada"}],
+            "enrollments": [{"course_id": "cd", "person_id": learner}],
+            "attempts": [
+                {
+                    "source_event_id": unique("ev-"),
+                    "activity_id": activity,
+                    "person_id": learner,
+                    "score_given": 7,
+                    "score_maximum": 10,
+                    "completed_at": "2026-03-01T10:00:00Z",
+                }
+                for activity in ("cd-a", "cd-b")
+            ],
+        },
+    )
+    return "cd", learner
+
+
+def _course_connected(diagnosis: dict[str, Any], destination: str) -> dict[str, Any]:
+    [check] = [
+        c
+        for c in diagnosis["checks"]
+        if c["code"] == "course_connected" and c["destination_id"] == destination
+    ]
+    return check
+
+
+def test_a_course_mapped_to_no_sis_class_is_said_not_connected_to_the_sis(world: World) -> None:
+    course, learner = _unconnected_course(world)
+
+    triage = world.triage(course)
+    # no grade of the course can reach either destination: not "some activities"
+    assert triage["symptom"] == "nothing_syncing"
+    assert {d: s["symptom"] for d, s in triage["destinations"].items()} == {
+        "lms": "nothing_syncing",
+        "sis": "nothing_syncing",
+    }
+    wide = {c["destination_id"]: c for c in triage["causes"]["course"]}
+    assert {c["code"] for c in wide.values()} == {"course_not_connected"}
+    lms, sis = wide["lms"], wide["sis"]
+    assert "no launch from the LMS course" in lms["evidence"]
+    assert "Deep Linking" in lms["remedy"]
+    assert "class" in sis["title"] and "LMS" not in sis["title"]
+    assert "not mapped to a class" in sis["evidence"]
+    assert "gradesync sis map-class sis cd" in sis["remedy"]
+    assert "launch" not in sis["evidence"] + sis["remedy"]
+    assert "Deep Linking" not in sis["remedy"]
+    # the unpublished activity is still named, beneath the course-wide cause
+    assert causes(triage, "activities")["activity_unpublished"]["activities"] == ["cd-b"]
+
+    diagnosis = world.diagnose(learner, "cd-a")
+    assert "course_connected" in failed(diagnosis)
+    at_lms = _course_connected(diagnosis, "lms")
+    assert not at_lms["passed"] and "no launch from the LMS course" in at_lms["evidence"]
+    assert "Deep Linking" in at_lms["remedy"]
+    at_sis = _course_connected(diagnosis, "sis")
+    assert not at_sis["passed"]
+    assert "not mapped to a class of 'District SIS'" in at_sis["evidence"]
+    assert "launch" not in at_sis["evidence"] + at_sis["remedy"]
+    assert "gradesync sis map-class sis cd CLASS_SOURCEDID" in at_sis["remedy"]
+    assert "/console/sis/sis/courses/cd" in at_sis["remedy"]
+
+    # asked about the SIS alone, the same
+    one = world.ok(
+        "GET", f"/activities/cd-a/learners/{learner}/diagnosis", params={"destination_id": "sis"}
+    )
+    assert _course_connected(one, "sis") == at_sis
+    alone = world.ok("GET", f"/courses/{course}/diagnosis", params={"destination_id": "sis"})
+    assert alone["symptom"] == "nothing_syncing"
+    assert [c["code"] for c in alone["causes"]["course"]] == ["course_not_connected"]
