@@ -17,6 +17,7 @@ from gradesync.domain.diagnosis import (
 from gradesync.domain.ledger import desired_to_json, next_score_timestamp, result_hash
 from gradesync.domain.model import (
     Activity,
+    ActivityKind,
     Attempt,
     Course,
     CourseLink,
@@ -276,6 +277,17 @@ def test_a_sis_course_is_connected_by_its_class_not_by_a_launch() -> None:
     assert not passed and "not mapped to a class of 'District SIS'" in evidence
     assert remedy is not None and "gradesync sis map-class sis c1 CLASS_SOURCEDID" in remedy
     assert "launch" not in evidence + remedy
+
+
+def test_a_practice_item_with_points_is_not_said_to_be_worth_0_points() -> None:
+    base = _facts()
+    practice = replace(base.activity, title="D", kind=ActivityKind.PRACTICE)
+    diag = diagnose_learner_activity(replace(base, activity=practice))
+    graded, counted = diag.check("activity_graded"), diag.check("counted_attempt")
+    assert graded is not None and "(practice, 10 points)" in graded.evidence
+    assert counted is not None and counted.excluded
+    assert "0 points" not in counted.evidence
+    assert "'D' is a practice item (its kind is 'practice')" in counted.evidence
 
 
 def test_counts_are_said_in_plain_english() -> None:

@@ -256,7 +256,7 @@ def test_unchanged_while_retrying_keeps_the_schedule() -> None:
 
 
 def test_no_result_is_skipped_with_its_reason() -> None:
-    row = reconcile(None, KEY, NoResult(practice_item("Warm-up")), NOW)
+    row = reconcile(None, KEY, NoResult(practice_item("Warm-up", 10.0, marked_practice=True)), NOW)
     assert row is not None
     assert row.state is S.SKIPPED and row.reason_code == "practice_item"
     assert row.reason_text is not None and "Warm-up" in row.reason_text
@@ -265,10 +265,24 @@ def test_no_result_is_skipped_with_its_reason() -> None:
 
 
 def test_same_skip_is_not_rewritten_but_a_new_reason_is() -> None:
-    row = reconcile(None, KEY, NoResult(practice_item("Warm-up")), NOW)
+    row = reconcile(None, KEY, NoResult(practice_item("Warm-up", 10.0, marked_practice=True)), NOW)
     assert row is not None
-    assert reconcile(row, KEY, NoResult(practice_item("Warm-up")), later(1)) is None
-    assert reconcile(row, KEY, NoResult(practice_item("Warm-up")), later(1), remaster=True) is None
+    assert (
+        reconcile(
+            row, KEY, NoResult(practice_item("Warm-up", 10.0, marked_practice=True)), later(1)
+        )
+        is None
+    )
+    assert (
+        reconcile(
+            row,
+            KEY,
+            NoResult(practice_item("Warm-up", 10.0, marked_practice=True)),
+            later(1),
+            remaster=True,
+        )
+        is None
+    )
     other = reconcile(row, KEY, NoResult(not_a_learner("instructor")), later(2))
     assert other is not None and other.reason_code == "not_a_learner"
 
@@ -289,7 +303,7 @@ def test_skipped_then_same_as_delivered_needs_no_send() -> None:
 
 
 def test_skipped_then_a_result_is_pending() -> None:
-    row = reconcile(None, KEY, NoResult(practice_item("Q")), NOW)
+    row = reconcile(None, KEY, NoResult(practice_item("Q", 10.0, marked_practice=True)), NOW)
     assert row is not None
     new = reconcile(row, KEY, result(), later(1))
     assert new is not None and new.state is S.PENDING and new.reason_code is None
@@ -534,5 +548,9 @@ def test_a_settled_row_forgets_when_it_waited() -> None:
         retrying, h, RetryLater(TRANSIENT), later(2), backoff=BackoffPolicy(max_tries=2)
     )
     assert exhausted.state is S.REJECTED and exhausted.pending_since is None
-    skipped = must(reconcile(retrying, KEY, NoResult(practice_item("Lab 1")), later(2)))
+    skipped = must(
+        reconcile(
+            retrying, KEY, NoResult(practice_item("Lab 1", 10.0, marked_practice=True)), later(2)
+        )
+    )
     assert skipped.pending_since is None and waiting_since(skipped) is None

@@ -677,6 +677,24 @@ def test_rules_checked_in_order_course_before_activity_before_person() -> None:
     assert isinstance(out, NoResult) and out.reason.code == "not_enrolled"
 
 
+def test_the_practice_item_reason_says_why_the_activity_is_one() -> None:
+    """A practice item is one by its kind, whatever its points, or by being worth 0 points:
+    a 10-point practice item was said to be "worth 0 points"."""
+    practice = Case("", THREE, activity=replace(ACTIVITY, kind=ActivityKind.PRACTICE)).run()
+    assert isinstance(practice, NoResult) and practice.reason.code == "practice_item"
+    assert "0 points" not in practice.reason.text
+    assert "'Quiz 1' is a practice item (its kind is 'practice')" in practice.reason.text
+    assert "whatever their points" in practice.reason.text
+    free = Case("", THREE, activity=replace(ACTIVITY, points_possible=0)).run()
+    assert isinstance(free, NoResult) and free.reason.code == "practice_item"
+    assert "'Quiz 1' is worth 0 points, so it is a practice item" in free.reason.text
+    assert "give it points" in free.reason.text
+    both = Case(
+        "", THREE, activity=replace(ACTIVITY, kind=ActivityKind.PRACTICE, points_possible=0)
+    ).run()
+    assert isinstance(both, NoResult) and "(its kind is 'practice')" in both.reason.text
+
+
 def test_no_attempt_reason_says_when_the_zero_comes() -> None:
     out = Case("", [], policy=ZEROS_ON, now=DUE - timedelta(days=1)).run()
     assert isinstance(out, NoResult)

@@ -321,7 +321,11 @@ def _activity_skip(activity: Activity, policy: ResolvedPolicy) -> Reason | None:
     if not activity.published:
         return reasons.not_published(activity.title)
     if activity.kind is ActivityKind.PRACTICE or activity.points_possible <= 0:
-        return reasons.practice_item(activity.title)
+        return reasons.practice_item(
+            activity.title,
+            activity.points_possible,
+            marked_practice=activity.kind is ActivityKind.PRACTICE,
+        )
     if activity.points_possible < policy.minimum_points:
         return reasons.below_minimum_points(
             activity.title, activity.points_possible, policy.minimum_points

@@ -73,11 +73,20 @@ def not_published(activity_title: str) -> Reason:
     )
 
 
-def practice_item(activity_title: str) -> Reason:
+def practice_item(activity_title: str, points_possible: float, *, marked_practice: bool) -> Reason:
+    """An activity is a practice item by its kind (`marked_practice`), whatever its points,
+    or by being worth no points; the text says which."""
+    if marked_practice:
+        return Reason(
+            ReasonCode.PRACTICE_ITEM,
+            f"The activity {activity_title!r} is a practice item (its kind is 'practice'), and "
+            "practice items are never sent to a gradebook, whatever their points.",
+        )
     return Reason(
         ReasonCode.PRACTICE_ITEM,
-        f"The activity {activity_title!r} is a practice item (worth 0 points), and practice "
-        "items are never sent to a gradebook.",
+        f"The activity {activity_title!r} is worth {points_possible:g} points, so it is a "
+        "practice item, and practice items are never sent to a gradebook; give it points to "
+        "send its grades.",
     )
 
 
