@@ -4,6 +4,8 @@ named as its parameter, not as a body field (the body has no such field: sending
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tests.support.api import ApiEnv, Caller
@@ -78,3 +80,47 @@ def test_a_sis_connection_in_the_url_that_is_no_sis_is_the_paths(api: ApiEnv) ->
         "/sis/connections/files/alignments/Labs", json={"category_id": "x", "course_id": "c1"}
     )
     assert _problems(r) == [(["body", "course_id"], "course_id", "class_not_mapped")]
+
+
+def test_an_unknown_course_in_the_url_of_sync_and_repair_is_the_paths(api: ApiEnv) -> None:
+    """`POST /courses/nope/sync` named the unknown course as a body field `course_id`, which
+    the body does not have (sending one is `unknown_field`)."""
+    _caller(api)
+    c = Caller(api.client, api.tenant("t1", "sync"))
+    for action in ("sync", "repair"):
+        assert _problems(c.post(f"/courses/nope/{action}", json={})) == [
+            (["path", "course_id"], "course_id", "unknown_course")
+        ], action
+        # beside it, a body field stays the body's
+        r = c.post(f"/courses/nope/{action}", json={"destination_id": "ghost"})
+        assert _problems(r) == [
+            (["path", "course_id"], "course_id", "unknown_course"),
+            (["body", "destination_id"], "destination_id", "unknown_destination"),
+        ], action
+    assert c.get("/runs").json() == []
+
+
+def _properties(spec: dict[str, Any], schema: dict[str, Any]) -> set[str]:
+    """The top-level fields a request body schema names (through `$ref` and `anyOf`)."""
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    names = set(schema.get("properties") or {})
+    for alt in schema.get("anyOf", []) + schema.get("allOf", []):
+        names |= _properties(spec, alt)
+    return names
+
+
+def test_no_body_field_is_named_as_a_parameter_of_its_url(api: ApiEnv) -> None:
+    """Every API route locates a problem named as one of its URL's parameters in the URL
+    (`UrlIdsRoute`): that holds only while no body field of the route has the same name."""
+    spec = api.client.get("/openapi.json").json()
+    clashes = []
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            params = {p["name"] for p in op.get("parameters", []) if p["in"] in ("path", "query")}
+            content = (op.get("requestBody") or {}).get("content", {})
+            for media in content.values():
+                both = params & _properties(spec, media.get("schema", {}))
+                if both:
+                    clashes.append(f"{method.upper()} {path}: {sorted(both)}")
+    assert not clashes, clashes

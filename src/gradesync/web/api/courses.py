@@ -18,7 +18,7 @@ from gradesync.services import ingest as svc
 from gradesync.services import queries
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.errors import strip_prefix, url_problems
+from gradesync.web.api.errors import UrlIdsRoute, strip_prefix, url_problems
 from gradesync.web.api.ingest import out, run
 from gradesync.web.api.schemas import (
     ActivityBody,
@@ -32,7 +32,7 @@ from gradesync.web.api.schemas import (
     PersonBody,
 )
 
-router = APIRouter(tags=["courses and roster"])
+router = APIRouter(tags=["courses and roster"], route_class=UrlIdsRoute)
 reader = require_scope("ingest", "sync")
 
 

@@ -14,9 +14,10 @@ from gradesync.services import destination_admin as svc
 from gradesync.services import queries
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
+from gradesync.web.api.errors import UrlIdsRoute
 from gradesync.web.api.schemas import DestinationOut, LimitsIn, PauseIn
 
-router = APIRouter(tags=["destinations"])
+router = APIRouter(tags=["destinations"], route_class=UrlIdsRoute)
 admin = require_scope("admin")
 
 

@@ -22,10 +22,11 @@ from gradesync.runtime import Runtime
 from gradesync.services import overrides
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
+from gradesync.web.api.errors import UrlIdsRoute
 from gradesync.web.api.runs import asked_out
 from gradesync.web.api.schemas import Bool, RunOut
 
-router = APIRouter(tags=["diagnostics"])
+router = APIRouter(tags=["diagnostics"], route_class=UrlIdsRoute)
 reader = require_scope("sync")
 admin = require_scope("admin")
 

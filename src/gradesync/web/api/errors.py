@@ -127,9 +127,11 @@ def strip_prefix(
 
 class UrlIdsRoute(APIRoute):
     """A route whose service problems naming one of its path parameters (`destination_id`
-    for `/connections/{destination_id}/check`) are the URL's, located in the path, as docs/api.md
-    says; other problems stay the body's. For routers whose use cases name their fields as the
-    path does (`APIRouter(route_class=UrlIdsRoute)`)."""
+    for `/connections/{destination_id}/check`, `course_id` for `/courses/{course_id}/sync`) are
+    the URL's, located in the path, as docs/api.md says; other problems stay the body's. Every
+    API router uses it (`APIRouter(route_class=UrlIdsRoute)`): its use cases name their fields
+    as the path does, and no route has a body field named as one of its path parameters (the
+    test of URL problems checks that)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

@@ -9,7 +9,7 @@ from gradesync.runtime import Runtime
 from gradesync.services import ingest as svc
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.errors import strip_prefix
+from gradesync.web.api.errors import UrlIdsRoute, strip_prefix
 from gradesync.web.api.schemas import (
     AttemptBatchIn,
     AttemptIn,
@@ -18,7 +18,7 @@ from gradesync.web.api.schemas import (
     IngestOut,
 )
 
-router = APIRouter(tags=["ingest"])
+router = APIRouter(tags=["ingest"], route_class=UrlIdsRoute)
 
 
 def out(r: svc.IngestResult) -> IngestOut:

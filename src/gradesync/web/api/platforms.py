@@ -23,6 +23,7 @@ from gradesync.runtime import Runtime
 from gradesync.services.lti import platforms
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
+from gradesync.web.api.errors import UrlIdsRoute
 from gradesync.web.api.schemas import NOT_BLANK, Whole
 
 Profile = StrEnum("Profile", {n: n for n in PROFILE_NAMES})  # type: ignore[misc]
@@ -122,7 +123,7 @@ def platform_view(d: Destination, rt: Runtime) -> dict[str, Any]:
 def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:
     """The router; `auth` is the dependency that yields the caller (admin scope by default)."""
     admin = auth or require_scope("admin")
-    router = APIRouter(tags=["lti platforms"])
+    router = APIRouter(tags=["lti platforms"], route_class=UrlIdsRoute)
 
     @router.post("/platforms", status_code=201)
     def register_platform(

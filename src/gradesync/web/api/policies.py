@@ -20,9 +20,10 @@ from gradesync.runtime import Runtime
 from gradesync.services import policies as svc
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
+from gradesync.web.api.errors import UrlIdsRoute
 from gradesync.web.api.schemas import Bool, GraceMinutes, Number, _PolicyKeys
 
-router = APIRouter(tags=["policies"])
+router = APIRouter(tags=["policies"], route_class=UrlIdsRoute)
 reader = require_scope("ingest", "sync")
 
 

@@ -12,6 +12,7 @@ from gradesync.runtime import Runtime
 from gradesync.services import queries
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
+from gradesync.web.api.errors import UrlIdsRoute
 from gradesync.web.api.schemas import (
     CourseSyncIn,
     InputModel,
@@ -21,7 +22,7 @@ from gradesync.web.api.schemas import (
     ZonedDateTime,
 )
 
-router = APIRouter(tags=["sync runs"])
+router = APIRouter(tags=["sync runs"], route_class=UrlIdsRoute)
 
 
 def run_out(

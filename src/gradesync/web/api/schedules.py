@@ -17,10 +17,11 @@ from gradesync.runtime import Runtime
 from gradesync.services.schedules import HistoryEntry, ScheduleInfo, ScheduleService
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
+from gradesync.web.api.errors import UrlIdsRoute
 from gradesync.web.api.runs import asked_out, run_out
 from gradesync.web.api.schemas import Id, InputModel, LocalDateTime, RunOut, Whole, ZonedDateTime
 
-router = APIRouter(tags=["schedules"])
+router = APIRouter(tags=["schedules"], route_class=UrlIdsRoute)
 
 Spec = Annotated[str, Field(min_length=1, max_length=255, strict=True)]
 Zone = Annotated[str, Field(min_length=1, max_length=64, strict=True)]
