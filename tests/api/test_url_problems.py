@@ -124,3 +124,17 @@ def test_no_body_field_is_named_as_a_parameter_of_its_url(api: ApiEnv) -> None:
                 if both:
                     clashes.append(f"{method.upper()} {path}: {sorted(both)}")
     assert not clashes, clashes
+
+
+def test_a_problem_with_a_query_parameter_is_the_querys(api: ApiEnv) -> None:
+    """`GET /runs?since=...&until=...` with `until` before `since` located `until` in the
+    body, which a GET does not have."""
+    _caller(api)
+    admin = Caller(api.client, api.tenant("t1", "admin", "sync"))
+    window = {"since": "2026-12-05T07:00:00Z", "until": "2026-12-05T06:00:00Z"}
+    where = [(["query", "until"], "until", "after_since")]
+    assert _problems(admin.get("/runs", params=window)) == where
+    assert _problems(admin.get("/schedules/history", params=window)) == where
+    r = admin.post("/schedules", json={"kind": "interval", "spec": "15m", "course_id": "c1"})
+    assert r.status_code == 201, r.text
+    assert _problems(admin.get(f"/schedules/{r.json()['id']}/history", params=window)) == where

@@ -18,7 +18,7 @@ from gradesync.services import ingest as svc
 from gradesync.services import queries
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.errors import UrlIdsRoute, strip_prefix, url_problems
+from gradesync.web.api.errors import UrlIdsRoute, strip_prefix
 from gradesync.web.api.ingest import out, run
 from gradesync.web.api.schemas import (
     ActivityBody,
@@ -201,12 +201,10 @@ def learner_grades(
 ) -> LearnerGradesOut:
     """A learner's grade state per destination: what we want there, whether it arrived, and
     if not, why and what happens next."""
-    try:
-        g = queries.learner_grades(
-            rt.uow, p.tenant_id, person_id, destination_id=destination_id, course_id=course_id
-        )
-    except InvalidInput as exc:  # a filter naming nothing stored
-        raise url_problems(exc, "query") from exc
+    # a filter naming nothing stored is refused, located in the query (UrlIdsRoute)
+    g = queries.learner_grades(
+        rt.uow, p.tenant_id, person_id, destination_id=destination_id, course_id=course_id
+    )
     return LearnerGradesOut.model_validate(
         {
             "person_id": g.person_id,

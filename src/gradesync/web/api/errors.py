@@ -18,6 +18,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
@@ -94,11 +95,6 @@ class UrlProblem(FieldProblem):
     where: str = "path"  # or "query"
 
 
-def url_problems(exc: InvalidInput, where: str) -> InvalidInput:
-    """The service's problems as the URL's (its fields are the parameters' names)."""
-    return InvalidInput([UrlProblem(p.field, p.rule, p.message, where) for p in exc.problems])
-
-
 def problem_json(p: FieldProblem, where: str = "body") -> dict[str, Any]:
     return {
         "loc": _loc(p.field, p.where if isinstance(p, UrlProblem) else where),
@@ -125,28 +121,42 @@ def strip_prefix(
     return InvalidInput(problems)
 
 
+def _query_names(route: APIRoute) -> set[str]:
+    """The route's query parameters, those of a query model (`GET /runs`) one by one."""
+    names: set[str] = set()
+    for param in route.dependant.query_params:
+        kind = param.field_info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            names |= {f.alias or n for n, f in kind.model_fields.items()}
+        else:
+            names.add(param.alias)
+    return names
+
+
 class UrlIdsRoute(APIRoute):
-    """A route whose service problems naming one of its path parameters (`destination_id`
-    for `/connections/{destination_id}/check`, `course_id` for `/courses/{course_id}/sync`) are
-    the URL's, located in the path, as docs/api.md says; other problems stay the body's. Every
-    API router uses it (`APIRouter(route_class=UrlIdsRoute)`): its use cases name their fields
-    as the path does, and no route has a body field named as one of its path parameters (the
-    test of URL problems checks that)."""
+    """A route whose service problems naming one of its URL's parameters are the URL's, as
+    docs/api.md says: a path parameter's (`destination_id` for
+    `/connections/{destination_id}/check`, `course_id` for `/courses/{course_id}/sync`) located
+    in the path, a query parameter's (`until` of `GET /runs?since=...&until=...`) in the query;
+    other problems stay the body's. Every API router uses it (`APIRouter(route_class=
+    UrlIdsRoute)`): its use cases name their fields as the URL does, and no route has a body
+    field named as one of its URL's parameters (the test of URL problems checks that)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        in_path = set(self.param_convertors)
+        where = {name: "query" for name in _query_names(self)}
+        where.update({name: "path" for name in self.param_convertors})
 
         async def route(request: Request) -> Response:
             try:
                 return await handler(request)
             except InvalidInput as exc:
-                if not any(p.field in in_path for p in exc.problems):
+                if not any(p.field in where for p in exc.problems):
                     raise
                 raise InvalidInput(
                     [
-                        UrlProblem(p.field, p.rule, p.message)
-                        if p.field in in_path and not isinstance(p, UrlProblem)
+                        UrlProblem(p.field, p.rule, p.message, where[p.field])
+                        if p.field in where and not isinstance(p, UrlProblem)
                         else p
                         for p in exc.problems
                     ]
