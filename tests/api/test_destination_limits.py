@@ -78,6 +78,35 @@ def test_bad_limits_name_the_field_and_change_nothing(
     assert _engine_limits(api, "canvas") == (4, None)
 
 
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"concurrency": 2.5, "rate_per_second": -3},
+            [("concurrency", "integer"), ("rate_per_second", "range")],
+        ),
+        (
+            {"concurrency": -1, "rate_per_second": "x"},
+            [("concurrency", "range"), ("rate_per_second", "number")],
+        ),
+        (
+            {"concurrency": 0, "rate_per_second": 0, "burst": 1},
+            [("concurrency", "range"), ("rate_per_second", "range"), ("burst", "unknown_field")],
+        ),
+    ],
+)
+def test_every_problem_of_the_limits_is_listed_at_once(
+    api: ApiEnv, admin: Caller, body: dict[str, object], expected: list[tuple[str, str]]
+) -> None:
+    """A wrong type of one limit hid the other's value out of range until the first was
+    fixed: the ranges were checked only once the types were right."""
+    r = admin.patch("/destinations/canvas/limits", json=body)
+    assert r.status_code == 422, r.text
+    assert sorted((d["field"], d["rule"]) for d in r.json()["detail"]) == sorted(expected)
+    assert all(d["loc"] == ["body", d["field"]] for d in r.json()["detail"])
+    assert _engine_limits(api, "canvas") == (8, None)
+
+
 def test_a_sis_takes_at_most_64_at_once_and_its_updates_keep_the_rate(api: ApiEnv) -> None:
     c = Caller(api.client, api.tenant("uni", "admin"))
     sis.add_connection(

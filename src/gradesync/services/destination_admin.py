@@ -121,10 +121,34 @@ LIMITS = ("concurrency", "rate_per_second")
 MAX_RATE_PER_SECOND = 1000.0
 
 
+MOST_CONCURRENCY = 256  # the most for any kind; a SIS takes fewer (`most_concurrency`)
+
+
 def most_concurrency(kind: DestinationKind) -> int:
     """The most requests at once a destination of this kind may be given (the same bound its
     own registration or connection checks)."""
-    return 64 if kind in SIS_KINDS else 256
+    return 64 if kind in SIS_KINDS else MOST_CONCURRENCY
+
+
+def concurrency_wrong(value: object, most: int = MOST_CONCURRENCY) -> str | None:
+    """Why `value` is no concurrency of at most `most` (None: it is one). The API's body
+    checks it with the largest bound, beside the fields' types, and the service with the
+    destination's."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        return f"concurrency must be a whole number from 1 to {most}."
+    return None
+
+
+def rate_wrong(value: object) -> str | None:
+    """Why `value` is no rate_per_second (None: it is one)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_RATE_PER_SECOND
+    ):
+        return f"rate_per_second must be a number above 0 and at most {MAX_RATE_PER_SECOND:g}."
+    return None
 
 
 def limit_problems(kind: DestinationKind, changes: Mapping[str, object]) -> list[FieldProblem]:
@@ -134,28 +158,14 @@ def limit_problems(kind: DestinationKind, changes: Mapping[str, object]) -> list
         for k in changes
         if k not in LIMITS
     ]
-    most = most_concurrency(kind)
     c = changes.get("concurrency")
-    if c is not None and (isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= most):
-        problems.append(
-            FieldProblem(
-                "concurrency", "range", f"concurrency must be a whole number from 1 to {most}."
-            )
-        )
+    why = None if c is None else concurrency_wrong(c, most_concurrency(kind))
+    if why:
+        problems.append(FieldProblem("concurrency", "range", why))
     r = changes.get("rate_per_second")
-    if r is not None and (
-        isinstance(r, bool)
-        or not isinstance(r, int | float)
-        or not math.isfinite(r)
-        or not 0 < r <= MAX_RATE_PER_SECOND
-    ):
-        problems.append(
-            FieldProblem(
-                "rate_per_second",
-                "range",
-                f"rate_per_second must be a number above 0 and at most {MAX_RATE_PER_SECOND:g}.",
-            )
-        )
+    why = None if r is None else rate_wrong(r)
+    if why:
+        problems.append(FieldProblem("rate_per_second", "range", why))
     return problems
 
 

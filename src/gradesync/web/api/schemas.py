@@ -8,10 +8,12 @@ rule is answered 422 naming the field and the rule, and nothing is stored.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -42,6 +44,12 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.model import Attempt as AttemptFact
 from gradesync.domain.policy import MAX_GRACE_MINUTES
+from gradesync.services.destination_admin import (
+    MAX_RATE_PER_SECOND,
+    MOST_CONCURRENCY,
+    concurrency_wrong,
+    rate_wrong,
+)
 from gradesync.services.ingest import MAX_BATCH, MAX_COMMENT, MAX_ID, MAX_TITLE
 from gradesync.services.runs import REQUESTABLE
 
@@ -455,19 +463,35 @@ class DestinationOut(BaseModel):
     ledger: dict[str, int] | None = None  # counts by delivery state (show only)
 
 
+def _in_range(wrong: Callable[[object], str | None]) -> AfterValidator:
+    """A bound checked beside the types (every problem of a body at once), with the rule
+    `range` the service gives when it checks the destination's own bound."""
+
+    def check(value: object) -> object:
+        why = wrong(value)
+        if why:
+            raise PydanticCustomError("range", why)
+        return value
+
+    return AfterValidator(check)
+
+
 class LimitsIn(InputModel):
     """New limits; a limit left out keeps its value, `null` clears it."""
 
-    # the bounds are checked with the destination (a SIS takes fewer): `range`
-    concurrency: Annotated[int, Field(strict=True), Whole] | None = Field(
-        None,
-        description="Requests in flight at once, for all workers together.",
-        json_schema_extra={"minimum": 1, "maximum": 256},
+    # the largest bounds here, beside the types; a SIS's lower concurrency bound is checked
+    # with the stored destination (also `range`)
+    concurrency: Annotated[int, Field(strict=True), Whole, _in_range(concurrency_wrong)] | None = (
+        Field(
+            None,
+            description="Requests in flight at once, for all workers together.",
+            json_schema_extra={"minimum": 1, "maximum": MOST_CONCURRENCY},
+        )
     )
-    rate_per_second: Number | None = Field(
+    rate_per_second: Annotated[Number, _in_range(rate_wrong)] | None = Field(
         None,
         description="Requests per second, for all workers together; null: no rate limit.",
-        json_schema_extra={"exclusiveMinimum": 0, "maximum": 1000},
+        json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_RATE_PER_SECOND},
     )
 
     def changes(self) -> dict[str, object]:
