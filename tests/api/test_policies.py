@@ -115,3 +115,30 @@ def test_bad_values_and_wrong_keys_are_refused_and_change_nothing(api: ApiEnv) -
     sync = Caller(api.client, api.tenant("t1", "ingest"))
     assert sync.patch("/tenant/policy", json={"past_due_zeros": "on"}).status_code == 403
     assert admin.patch("/courses/nope/policy", json={}).status_code == 404
+
+
+def test_roster_match_given_to_a_course_or_activity_is_tenant_only(api: ApiEnv) -> None:
+    """PATCH .../policy named `roster_match` as a setting that does not exist
+    (`unknown_setting`) while `PUT /courses/{id}` named it `tenant_only`: both now say it is
+    the tenant's and where it is set."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    admin.post("/ingest", json=ROSTER)
+    for path in ("/courses/c1/policy", "/activities/a1/policy"):
+        body = {"roster_match": "email", "attempt_selection": "best"}
+        r = admin.patch(path, json=body)
+        assert r.status_code == 422, r.text
+        found = {(tuple(d["loc"]), d["rule"]) for d in r.json()["detail"]}
+        assert found == {
+            (("body", "roster_match"), "tenant_only"),
+            (("body", "attempt_selection"), "one_of"),
+        }, path
+        tenant_only = next(d for d in r.json()["detail"] if d["rule"] == "tenant_only")
+        assert "gradesync tenants roster-match" in tenant_only["msg"]
+        # the same answer as a course's body gives
+        r = admin.put("/courses/c1", json={"title": "C", "policy": {"roster_match": "email"}})
+        assert [d["rule"] for d in r.json()["detail"]] == [tenant_only["rule"]]
+        assert r.json()["detail"][0]["msg"] == tenant_only["msg"]
+        # `null` holds nothing to clear: the other settings change as asked
+        r = admin.patch(path, json={"roster_match": None, "past_due_zeros": "on"})
+        assert r.status_code == 200, r.text
+        assert r.json()["policy"] == {"past_due_zeros": "on"}

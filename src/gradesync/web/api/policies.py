@@ -21,7 +21,7 @@ from gradesync.services import policies as svc
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import UrlIdsRoute
-from gradesync.web.api.schemas import Bool, GraceMinutes, Number, _PolicyKeys
+from gradesync.web.api.schemas import Bool, GraceMinutes, Number, TenantOnly, _PolicyKeys
 
 router = APIRouter(tags=["policies"], route_class=UrlIdsRoute)
 reader = require_scope("ingest", "sync")
@@ -54,6 +54,17 @@ class PolicyPatch(_PolicyKeys):
 
     def changes(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class LayerPolicyPatch(PolicyPatch):
+    """A course's or activity's settings to change. `roster_match`, which only the tenant
+    holds, is refused as `tenant_only`, as in `PUT /courses/{id}`'s policy."""
+
+    roster_match: TenantOnly = None
+
+    def changes(self) -> dict[str, object]:
+        # only `null` gets here: a course or activity never holds it, so nothing to clear
+        return {k: v for k, v in super().changes().items() if k != "roster_match"}
 
 
 class SettingOut(BaseModel):
@@ -172,7 +183,7 @@ def get_course_policy(
 @router.patch("/courses/{course_id}/policy", response_model=PolicyChangeOut)
 def patch_course_policy(
     course_id: str,
-    body: PolicyPatch,
+    body: LayerPolicyPatch,
     p: Principal = Depends(require_scope("ingest")),
     rt: Runtime = Depends(runtime),
 ) -> PolicyChangeOut:
@@ -194,7 +205,7 @@ def get_activity_policy(
 @router.patch("/activities/{activity_id}/policy", response_model=PolicyChangeOut)
 def patch_activity_policy(
     activity_id: str,
-    body: PolicyPatch,
+    body: LayerPolicyPatch,
     p: Principal = Depends(require_scope("ingest")),
     rt: Runtime = Depends(runtime),
 ) -> PolicyChangeOut:

@@ -201,6 +201,14 @@ def _tenant_only(value: object) -> object:
     return value
 
 
+# a setting only the tenant holds, accepted by name in a course's or activity's policy (its
+# body, or a PATCH of it) so that one that sends it is told why and where it is set
+TenantOnly = Annotated[
+    RosterMatch | None,
+    BeforeValidator(_tenant_only),
+    WithJsonSchema({"type": "null"}),
+]
+
 GraceMinutes = Annotated[int, Field(ge=0, le=MAX_GRACE_MINUTES, strict=True), Whole]
 
 
@@ -214,12 +222,7 @@ class PolicyIn(_PolicyKeys):
     minimum_points: Annotated[Number, Field(ge=0)] | None = None
     name_rule: NameRule | None = None
     keep_lms_edits: Bool | None = None
-    # accepted by name so a course or activity that sends it is told why it has no effect
-    roster_match: Annotated[
-        RosterMatch | None,
-        BeforeValidator(_tenant_only),
-        WithJsonSchema({"type": "null"}),
-    ] = None
+    roster_match: TenantOnly = None
 
     def to_domain(self) -> PolicySettings:
         return PolicySettings(**self.model_dump())
