@@ -4,9 +4,15 @@ common calls have examples."""
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime, timedelta
 
-from tests.support.api import ApiEnv
+from pydantic import BaseModel
+
+from gradesync.testing import ManualClock
+from gradesync.web.api import diagnosis, platforms, policies, schedules, schemas, sis
+from tests.support.api import ApiEnv, Caller
 
 _ASSET = re.compile(r"""(?:src|href)=["']([^"']+)["']""")
 
@@ -58,3 +64,40 @@ def test_common_calls_have_examples_that_the_api_accepts(api: ApiEnv) -> None:
     assert api.client.post("/api/v1/ingest", json=ingest_people, headers=headers).status_code == 202
     r = api.client.post("/api/v1/attempts/batch", json=batch, headers=headers)
     assert r.status_code in (200, 202), r.text
+
+
+def _request_models() -> dict[str, type[BaseModel]]:
+    """The API's request models by the name the document gives their schema."""
+    found: dict[str, type[BaseModel]] = {}
+    for module in (diagnosis, platforms, policies, schedules, schemas, sis):
+        for name, value in vars(module).items():
+            if isinstance(value, type) and issubclass(value, BaseModel):
+                found[name] = value
+    return found
+
+
+def test_every_example_is_valid_for_its_own_model(api: ApiEnv) -> None:
+    spec = api.client.get("/openapi.json").json()
+    models = _request_models()
+    examples = {
+        n: s["examples"] for n, s in spec["components"]["schemas"].items() if "examples" in s
+    }
+    assert "PauseIn" in examples
+    for name, given in examples.items():
+        for example in given:
+            models[name].model_validate_json(json.dumps(example))
+
+
+def test_the_pause_example_works_as_written_whenever_it_is_read(api: ApiEnv) -> None:
+    """`PauseIn`'s example, which Swagger UI's "Try it out" fills in, held a fixed date that
+    had passed: as written it was refused (`until`, `future`)."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    api.destination("t1", "lms")
+    for clock in (api.runtime.clock, ManualClock(datetime.now(UTC) + timedelta(days=400))):
+        api.runtime.clock = clock
+        spec = api.client.get("/openapi.json").json()
+        [example] = spec["components"]["schemas"]["PauseIn"]["examples"]
+        assert datetime.fromisoformat(example["until"]) > clock.now() + timedelta(hours=6)
+        r = admin.post("/destinations/lms/pause", json=example)
+        assert r.status_code == 200, r.text
+        assert admin.post("/destinations/lms/resume").status_code == 200

@@ -9,6 +9,7 @@ docstring wins over these. `tests/api` checks that nothing is left undescribed.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _ZONED = "An ISO 8601 date-time with its zone (e.g. `2025-03-01T10:00:00Z`)."
@@ -366,7 +367,6 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
         {"trigger": "resync"},
         {"trigger": "remaster", "destination_id": "lms", "activity_ids": ["quiz1"]},
     ],
-    "PauseIn": [{"reason": "LMS upgrade tonight", "until": "2025-03-02T06:00:00Z"}],
     "ScheduleIn": [
         {"kind": "weekly", "spec": "mon,wed 07:00", "course_id": "bio-101"},
         {"kind": "interval", "spec": "2h"},
@@ -379,14 +379,27 @@ def _fill(target: dict[str, Any], text: str | None) -> None:
         target["description"] = text
 
 
-def describe(spec: dict[str, Any]) -> dict[str, Any]:
-    """Add the words above where the generated document has none; return it."""
+def pause_example(now: datetime) -> dict[str, Any]:
+    """`PauseIn`'s example: until 06:00 UTC the next day, so 6 to 30 hours after `now`. A pause
+    must end in the future (rule `future`): a fixed date would be refused once it passed, and
+    one far ahead would read as "until resumed"."""
+    next_day = (now.astimezone(UTC) + timedelta(days=1)).date()
+    until = datetime(next_day.year, next_day.month, next_day.day, 6, tzinfo=UTC)
+    return {"reason": "LMS upgrade tonight", "until": until.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def describe(spec: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Add the words above where the generated document has none; return it. `now`: when the
+    document is asked for (an example that must be in the future is made from it, each time:
+    the generated document is kept from one request to the next)."""
     for name, schema in spec.get("components", {}).get("schemas", {}).items():
         own = BY_SCHEMA.get(name, {})
         for field, prop in (schema.get("properties") or {}).items():
             _fill(prop, own.get(field) or FIELDS.get(field))
         if name in EXAMPLES and "examples" not in schema:
             schema["examples"] = EXAMPLES[name]
+        if name == "PauseIn":
+            schema["examples"] = [pause_example(now)]
     for path, item in spec.get("paths", {}).items():
         for method, op in item.items():
             if not isinstance(op, dict):

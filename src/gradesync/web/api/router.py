@@ -41,6 +41,7 @@ def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         # the whole app's document (health and LTI endpoints too), with every field,
         # parameter and operation described
-        return statuses.declare(descriptions.describe(generate()))
+        now = app.state.runtime.clock.now()
+        return statuses.declare(descriptions.describe(generate(), now))
 
     app.openapi = openapi  # type: ignore[method-assign]
