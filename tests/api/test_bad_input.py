@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +11,8 @@ from sqlalchemy import func, select
 
 from gradesync.adapters.db import schema as t
 from tests.support.api import ROSTER, ApiEnv, Caller, attempt
+
+DOC = Path(__file__).parents[2] / "docs" / "api.md"
 
 
 def _counts(api: ApiEnv) -> dict[str, int]:
@@ -131,6 +135,16 @@ def test_an_event_id_twice_in_one_batch_is_not_said_to_be_recorded(c: Caller) ->
 
 def test_a_day_that_does_not_exist_is_named_calendar(c: Caller) -> None:
     r = c.post("/attempts", json={**attempt("x", 1), "completed_at": "2025-02-31T10:00:00Z"})
+    assert _problems(r) == {("completed_at", "calendar")}
+
+
+def test_the_documented_calendar_example_is_named_calendar(c: Caller) -> None:
+    """docs/api.md illustrates `calendar` with an example: sent, it gets that rule (not
+    another one, such as `timezone_required`, that a client would then look up instead)."""
+    row = next(line for line in DOC.read_text().splitlines() if line.startswith("| `calendar` |"))
+    example = re.search(r"\(`([^`]+)`\)", row)
+    assert example is not None, row
+    r = c.post("/attempts", json={**attempt("x", 1), "completed_at": example.group(1)})
     assert _problems(r) == {("completed_at", "calendar")}
 
 
