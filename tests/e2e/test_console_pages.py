@@ -305,6 +305,41 @@ def test_a_bad_first_run_is_named_beside_every_other_problem(
         assert uow.schedules.all("t1") == [s]
 
 
+def test_the_schedules_page_lists_schedules_an_earlier_version_stored(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """One at the end of year 9999 and one whose rule no longer parses: listed beside the
+    others (the page once answered 500 with an OverflowError)."""
+    c, runtime = app_client
+    end = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    with runtime.db.uow() as uow:
+        for old_id, kind, spec in (
+            ("sch_lastrun", ScheduleKind.INTERVAL, "744h"),
+            ("sch_oldrule", ScheduleKind.DAILY, "7pm"),
+        ):
+            uow.schedules.save(
+                Schedule(
+                    old_id,
+                    "t1",
+                    RunScope("t1"),
+                    kind,
+                    spec,
+                    "UTC",
+                    "api-key:old",
+                    first_run_at=end,
+                    next_run_at=end,
+                    created_at=end - timedelta(days=1),
+                )
+            )
+        uow.commit()
+    _login(c, "ada", "/console/schedules")
+    page = c.get("/console/schedules")
+    assert page.status_code == 200, page.text
+    for shown in ("every 744 hours", "daily 7pm", "9999-12-31"):
+        assert shown in unescape(page.text), shown
+    assert c.get("/console/schedules/sch_lastrun/edit").status_code == 200
+
+
 def test_diagnose_after_choosing_another_course_shows_that_course(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gradesync.adapters.db.database import Database
-from gradesync.domain.model import Course
+from gradesync.domain.model import Course, RunScope, Schedule, ScheduleKind
 from gradesync.testing import ManualClock
 from tests.support.api import ApiEnv, Caller
 
@@ -178,3 +178,133 @@ def test_needs_an_admin_key_and_stays_in_its_tenant(api: ApiEnv) -> None:
     ]:
         assert getattr(other, method)(path).status_code == 404, path
     assert c.get(f"/schedules/{sid}").json()["paused"] is False
+
+
+def _problems(r: httpx.Response) -> list[tuple[str, str]]:
+    assert r.status_code == 422, r.text
+    return sorted((p["field"], p["rule"]) for p in r.json()["detail"])
+
+
+def _stored(api: ApiEnv) -> list[Schedule]:
+    with api.db.uow() as uow:
+        return uow.schedules.all("t1")
+
+
+def test_a_first_run_at_the_end_of_year_9999_makes_a_schedule_with_one_run(api: ApiEnv) -> None:
+    """Its runs end with the calendar. Such a schedule was answered 500 yet stored, and from
+    then on every list of the tenant's schedules failed."""
+    c = admin(api)
+    daily = {
+        "kind": "daily",
+        "spec": "23:30",
+        "time_zone": "Pacific/Kiritimati",
+        "first_run_at": "9999-12-31T00:00:00Z",
+    }
+    monthly = {"kind": "interval", "spec": "744h", "first_run_at": "9999-12-31T23:00:00Z"}
+    made = []
+    for body, last in ((daily, "9999-12-31T09:30:00Z"), (monthly, "9999-12-31T23:00:00Z")):
+        r = c.post("/schedules", json=body)
+        assert r.status_code == 201, r.text
+        assert (r.json()["next_run_at"], r.json()["upcoming"]) == (last, [last])
+        made.append(r.json())
+    listed = c.get("/schedules")
+    assert listed.status_code == 200, listed.text
+    assert sorted(listed.json(), key=lambda s: s["id"]) == sorted(made, key=lambda s: s["id"])
+    for s in made:
+        assert c.get(f"/schedules/{s['id']}").json() == s
+        assert c.post(f"/schedules/{s['id']}/pause").status_code == 200
+        resumed = c.post(f"/schedules/{s['id']}/resume")
+        assert resumed.status_code == 200 and resumed.json()["upcoming"] == s["upcoming"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # the rule's last slot (23:30 on 31 December 9999) is before the first run
+        {"kind": "daily", "spec": "23:30", "time_zone": "UTC", "first_run_at": "9999-12-31T23:45"},
+        # local times that are in year 10000 or year 0 in UTC
+        {
+            "kind": "daily",
+            "spec": "07:00",
+            "time_zone": "America/Chicago",
+            "first_run_at": "9999-12-31T23:00",
+        },
+        {
+            "kind": "daily",
+            "spec": "07:00",
+            "time_zone": "Asia/Tokyo",
+            "first_run_at": "0001-01-01T00:00",
+        },
+        {"kind": "interval", "spec": "1h", "first_run_at": "0001-01-01T00:00:00+05:00"},
+    ],
+)
+def test_a_first_run_with_no_run_before_year_10000_is_refused(
+    api: ApiEnv, body: dict[str, str]
+) -> None:
+    c = admin(api)
+    assert _problems(c.post("/schedules", json=body)) == [("first_run_at", "range")]
+    assert _stored(api) == []
+    made = c.post("/schedules", json={"kind": "daily", "spec": "23:30", "time_zone": "UTC"})
+    sid = made.json()["id"]
+    edit = {k: v for k, v in body.items() if k != "kind" or v != "daily"}
+    if body["kind"] != "daily":
+        edit["spec"] = body["spec"]
+    assert _problems(c.patch(f"/schedules/{sid}", json=edit)) == [("first_run_at", "range")]
+    # a paused schedule too: resuming it would find no run
+    paused = c.post(f"/schedules/{sid}/pause").json()
+    assert _problems(c.patch(f"/schedules/{sid}", json=edit)) == [("first_run_at", "range")]
+    assert c.get(f"/schedules/{sid}").json() == paused
+    assert made.json()["upcoming"]
+
+
+def test_one_schedule_that_cannot_be_worked_out_does_not_hide_the_others(api: ApiEnv) -> None:
+    """Schedules stored by an earlier version: one whose rule no longer parses is listed as
+    stored with no runs to come, and can be deleted; one at the end of year 9999 is listed
+    with its last run. Either once made every list of the tenant's schedules fail."""
+    c = admin(api)
+    good = c.post("/schedules", json={"kind": "interval", "spec": "1h"}).json()
+    end = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    old = [
+        Schedule(
+            "sch_oldrule",
+            "t1",
+            RunScope("t1"),
+            ScheduleKind.DAILY,
+            "7pm",
+            "UTC",
+            "api-key:old",
+            first_run_at=datetime(2025, 3, 8, 19, 0, tzinfo=UTC),
+            next_run_at=datetime(2025, 3, 8, 19, 0, tzinfo=UTC),
+            created_at=datetime(2025, 3, 1, tzinfo=UTC),
+        ),
+        Schedule(
+            "sch_lastrun",
+            "t1",
+            RunScope("t1"),
+            ScheduleKind.INTERVAL,
+            "744h",
+            "UTC",
+            "api-key:old",
+            first_run_at=end,
+            next_run_at=end,
+            created_at=end - timedelta(days=1),
+        ),
+    ]
+    with api.db.uow() as uow:
+        for s in old:
+            uow.schedules.save(s)
+        uow.commit()
+    listed = c.get("/schedules")
+    assert listed.status_code == 200, listed.text
+    by_id = {s["id"]: s for s in listed.json()}
+    assert by_id[good["id"]] == good
+    assert (by_id["sch_oldrule"]["description"], by_id["sch_oldrule"]["upcoming"]) == (
+        "daily 7pm",
+        [],
+    )
+    assert by_id["sch_lastrun"]["upcoming"] == ["9999-12-31T23:00:00Z"]
+    assert c.get("/schedules/sch_oldrule").json() == by_id["sch_oldrule"]
+    assert c.delete("/schedules/sch_oldrule").status_code == 204
+    assert sorted(s["id"] for s in c.get("/schedules").json()) == sorted(
+        [good["id"], "sch_lastrun"]
+    )

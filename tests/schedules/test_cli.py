@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from gradesync.adapters.db.database import Database
 from gradesync.cli import app
+from gradesync.domain.model import RunScope, Schedule, ScheduleKind
 from gradesync.testing import TEST_SECRET
 from tests.schedules.conftest import seed_tenant
 
@@ -161,3 +163,41 @@ def test_history_names_a_bad_time_by_its_option(gs: Callable[..., Proc]) -> None
     assert bad.stderr.startswith("error: --until: ") and "[datetime]" in bad.stderr
     bad = gs("history", "--since", "2025-09-02", "--until", "2025-09-01", code=2)
     assert bad.stderr.startswith("error: --until: ") and "[after_since]" in bad.stderr
+
+
+def test_list_shows_schedules_an_earlier_version_stored(
+    gs: Callable[..., Proc], tmp_path: Path
+) -> None:
+    """One at the end of year 9999 and one whose rule no longer parses: listed beside the
+    others (`schedules list` once stopped with an OverflowError traceback)."""
+    sid = json.loads(gs("add", "--kind", "interval", "--spec", "1h", "--json").stdout)["id"]
+    end = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    db = Database(f"sqlite:///{tmp_path / 'gradesync.db'}", TEST_SECRET)
+    with db.uow() as uow:
+        for old_id, kind, spec in (
+            ("sch_lastrun", ScheduleKind.INTERVAL, "744h"),
+            ("sch_oldrule", ScheduleKind.DAILY, "7pm"),
+        ):
+            uow.schedules.save(
+                Schedule(
+                    old_id,
+                    "t1",
+                    RunScope("t1"),
+                    kind,
+                    spec,
+                    "UTC",
+                    "cli:old",
+                    first_run_at=end,
+                    next_run_at=end,
+                    created_at=end - timedelta(days=1),
+                )
+            )
+        uow.commit()
+    db.dispose()
+    table = gs("list").stdout
+    for shown in (sid, "sch_lastrun", "every 744 hours", "9999-12-31 23:00 UTC", "daily 7pm"):
+        assert shown in table, table
+    listed = {s["id"]: s for s in json.loads(gs("list", "--json").stdout)}
+    assert listed["sch_lastrun"]["upcoming"] == ["9999-12-31T23:00:00Z"]
+    assert listed["sch_oldrule"]["upcoming"] == []
+    assert "every 744 hours" in gs("show", "sch_lastrun").stdout

@@ -209,3 +209,41 @@ def test_count_slots_counts_a_closed_window() -> None:
 def test_naive_instants_are_a_programming_error() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         next_run(parse_rule("daily", "01:00"), NY, datetime(2024, 1, 1))
+
+
+END = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "zone", "last"),
+    [
+        ("interval", "744h", "UTC", datetime(9999, 12, 31, 23, 0, tzinfo=UTC)),
+        # 23:30 on 31 December 9999 in Kiritimati (+14) is 09:30 UTC: there is no later day
+        ("daily", "23:30", "Pacific/Kiritimati", datetime(9999, 12, 31, 9, 30, tzinfo=UTC)),
+        # 20:00 in Chicago (-6) on 31 December 9999 is 02:00 UTC in year 10000
+        ("daily", "20:00", "America/Chicago", datetime(9999, 12, 31, 2, 0, tzinfo=UTC)),
+        ("weekly", "fri 07:00", "UTC", datetime(9999, 12, 31, 7, 0, tzinfo=UTC)),
+        ("cron", "0 7 * * *", "UTC", datetime(9999, 12, 31, 7, 0, tzinfo=UTC)),
+    ],
+)
+def test_a_slot_after_year_9999_is_no_next_run(
+    kind: str, spec: str, zone: str, last: datetime
+) -> None:
+    """The calendar ends with year 9999: a schedule whose next slot would lie beyond has no
+    next run (the schedule list once failed for the whole tenant with OverflowError)."""
+    rule, tz = parse_rule(kind, spec), ZoneInfo(zone)
+    anchor = last if kind == "interval" else None
+    before = last - timedelta(hours=12)
+    assert next_run(rule, tz, before, anchor=anchor) == last
+    assert next_run(rule, tz, last, anchor=anchor) is None
+    assert next_run(rule, tz, END, anchor=anchor) is None
+    assert upcoming(rule, tz, before, 3, anchor=anchor) == [last]
+    assert count_slots(rule, tz, before, END, anchor=anchor) == 1
+
+
+def test_a_first_run_in_year_1_still_finds_its_slots() -> None:
+    """The first instant of year 1 in UTC is still in year 0 west of UTC: the first slot is
+    the first local time of the rule, not an error."""
+    rule, minus9 = parse_rule("daily", "07:00"), ZoneInfo("Etc/GMT+9")
+    first = datetime(1, 1, 1, tzinfo=UTC)
+    assert next_run(rule, minus9, first, anchor=first) == datetime(1, 1, 1, 16, 0, tzinfo=UTC)

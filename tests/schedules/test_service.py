@@ -17,7 +17,7 @@ from gradesync.domain.model import (
     SyncRun,
     Trigger,
 )
-from gradesync.services import destination_admin
+from gradesync.services import destination_admin, schedules
 from gradesync.services.schedules import ScheduleService
 from tests.schedules.conftest import T0, Env
 
@@ -386,3 +386,24 @@ def test_next_due_at_is_the_soonest_unpaused(env: Env) -> None:
     assert env.service.next_due_at() == stored(env, b.id).next_run_at
     env.service.pause("t1", b.id, "bob")
     assert env.service.next_due_at() == stored(env, a.id).next_run_at
+
+
+def test_a_schedule_whose_answer_cannot_be_worked_out_is_not_stored(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer to an add or an edit (the next runs) is worked out before anything is
+    stored, so a failure there leaves no schedule behind and the stored one as it was (an
+    overflow there once answered 500 after saving the schedule, and a retry saved another)."""
+    made = env.service.create("t1", "ada", kind="daily", spec="01:30", time_zone="UTC")
+
+    def fail(*args: object, **kwargs: object) -> list[datetime]:
+        raise RuntimeError("the next runs cannot be worked out")
+
+    monkeypatch.setattr(schedules, "upcoming", fail)
+    with pytest.raises(RuntimeError):
+        env.service.create("t1", "ada", kind="daily", spec="02:30", time_zone="UTC")
+    with pytest.raises(RuntimeError):
+        env.service.edit("t1", made.schedule.id, "ada", spec="03:30")
+    with env.db.uow() as uow:
+        assert uow.schedules.all("t1") == [made.schedule]
+        assert [e.action for e in uow.schedules.events("t1", limit=10)] == [ScheduleAction.CREATED]

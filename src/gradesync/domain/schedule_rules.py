@@ -11,6 +11,9 @@ which keep "daily at 01:30" meaning *once per local day* on both daylight-saving
 - interval schedules ("every 15 minutes") ignore the wall clock: slots are anchored at the
   first run in absolute time, so they neither drift nor bunch up across a change.
 
+A slot after the last instant a date-time can hold (the end of year 9999, in UTC or in the
+schedule's zone) does not exist: a schedule whose next slot would be there has no next run.
+
 Spec syntax per kind (canonical form after parsing in brackets):
 
 - INTERVAL: "15m", "2h", "1h30m", "90 minutes", "every 2 hours"; a bare number means minutes
@@ -28,7 +31,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from itertools import islice
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
@@ -65,6 +67,7 @@ _FULL_DAYS = {
 # Candidates skipped because they fall in a repeated hour are at most a few hours of minutes;
 # this bound only guards against a bug turning into an endless loop.
 _MAX_CANDIDATES = 10_000
+_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,11 +275,17 @@ def resolve_local(wall: datetime, zone: ZoneInfo) -> datetime:
 
 
 def _wall_candidates(rule: ScheduleRule, start: datetime) -> Iterator[datetime]:
-    """Naive local times matching the rule, strictly after naive `start`, increasing."""
+    """Naive local times matching the rule, strictly after naive `start`, increasing; they
+    end with the calendar (year 9999)."""
     if rule.cron is not None:
         it = croniter(rule.cron, start)
         while True:
-            yield it.get_next(datetime)
+            try:
+                yield it.get_next(datetime)
+            except (OverflowError, ValueError, CroniterError):
+                # croniter's ways of saying the next match is after year 9999 (the
+                # expression itself was checked when it was parsed)
+                return
     assert rule.at is not None
     day: date = start.date()
     while True:
@@ -284,6 +293,8 @@ def _wall_candidates(rule: ScheduleRule, start: datetime) -> Iterator[datetime]:
             wall = datetime.combine(day, rule.at)
             if wall > start:
                 yield wall
+        if day == date.max:
+            return
         day += timedelta(days=1)
 
 
@@ -294,8 +305,9 @@ def _require_aware(name: str, value: datetime) -> None:
 
 def next_run(
     rule: ScheduleRule, zone: ZoneInfo, after: datetime, *, anchor: datetime | None = None
-) -> datetime:
-    """The first slot strictly after `after` and not before `anchor` (the first run).
+) -> datetime | None:
+    """The first slot strictly after `after` and not before `anchor` (the first run); None
+    when that slot would fall after the end of year 9999 (there is no next run).
 
     Interval slots are `anchor + k * interval` (with no anchor, `after + interval`); the other
     kinds are local wall times in `zone` resolved by `resolve_local`."""
@@ -305,21 +317,38 @@ def next_run(
         _require_aware("anchor", anchor)
         anchor = anchor.astimezone(UTC)
     if rule.interval is not None:
-        if anchor is None:
-            return after + rule.interval
-        if after < anchor:
-            return anchor
-        return anchor + ((after - anchor) // rule.interval + 1) * rule.interval
-    if anchor is not None and after < anchor:
+        try:
+            if anchor is None:
+                return after + rule.interval
+            if after < anchor:
+                return anchor
+            return anchor + ((after - anchor) // rule.interval + 1) * rule.interval
+        except OverflowError:
+            return None  # the slot is after year 9999
+    if anchor is not None and after < anchor and anchor > _FIRST_INSTANT:
         after = anchor - timedelta(microseconds=1)
-    local_after = after.astimezone(zone).replace(tzinfo=None)
+    try:
+        local_after = after.astimezone(zone).replace(tzinfo=None)
+    except OverflowError:
+        if after.year > 1:
+            return None  # already past year 9999 in the zone: no wall time follows
+        local_after = datetime.min  # still before year 1 in the zone: every wall time follows
     # resolve_local is non-decreasing in wall time, and every wall time up to `local_after`
     # resolves to `after` or earlier, so the answer is among the candidates after it.
-    for wall in islice(_wall_candidates(rule, local_after), _MAX_CANDIDATES):
-        at = resolve_local(wall, zone)
+    tried = 0
+    for wall in _wall_candidates(rule, local_after):
+        tried += 1
+        if tried > _MAX_CANDIDATES:
+            raise RuntimeError(f"no run found for {rule.spec!r} after {after.isoformat()}")
+        try:
+            at = resolve_local(wall, zone)
+        except OverflowError:
+            if wall.year == 1:
+                continue  # before year 1 in UTC: earlier than `after`
+            return None  # after year 9999 in UTC, and so is every later wall time
         if at > after:
             return at
-    raise RuntimeError(f"no run found for {rule.spec!r} after {after.isoformat()}")
+    return None  # the calendar ends (year 9999) before the next slot
 
 
 def upcoming(
@@ -330,12 +359,16 @@ def upcoming(
     *,
     anchor: datetime | None = None,
 ) -> list[datetime]:
-    """The next `count` slots after `after` (for previews: "next runs")."""
+    """The next `count` slots after `after` (for previews: "next runs"); fewer when the
+    rest would fall after year 9999."""
     out: list[datetime] = []
     at = after
     for _ in range(count):
-        at = next_run(rule, zone, at, anchor=anchor)
-        out.append(at)
+        nxt = next_run(rule, zone, at, anchor=anchor)
+        if nxt is None:
+            break  # no slot after year 9999: fewer than `count`
+        out.append(nxt)
+        at = nxt
     return out
 
 
@@ -353,8 +386,9 @@ def count_slots(
     n = 0
     at = start - timedelta(microseconds=1)
     while n < cap:
-        at = next_run(rule, zone, at, anchor=anchor)
-        if at > end:
+        nxt = next_run(rule, zone, at, anchor=anchor)
+        if nxt is None or nxt > end:
             break
         n += 1
+        at = nxt
     return n

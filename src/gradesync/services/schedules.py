@@ -22,7 +22,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -269,14 +269,17 @@ class ScheduleService:
                 posted_by=actor,
                 trigger=trig,
                 first_run_at=anchor,
-                next_run_at=next_run(rule, zone, now - timedelta(microseconds=1), anchor=anchor),
+                next_run_at=self._first_slot(rule, zone, anchor, now),
                 created_at=now,
             )
+            # what the answer shows, worked out before anything is stored: a schedule that
+            # cannot be shown is not saved
+            info = self._info(s, now)
             uow.schedules.save(s)
             self._log(uow, s, ScheduleAction.CREATED, actor, now, describe(rule))
             uow.commit()
         self._changed()
-        return self._info(s, now)
+        return info
 
     def edit(
         self,
@@ -335,6 +338,8 @@ class ScheduleService:
                 or (rule_changed and rule.interval is None and anchor > now)
             ):
                 anchor = self._anchor(rule, zone, first, now)
+            # checked while paused too, so that resuming finds a next run
+            nxt = self._first_slot(rule, zone, anchor, now)
             changed = replace(
                 s,
                 kind=rule.kind,
@@ -343,20 +348,17 @@ class ScheduleService:
                 scope=new_scope,
                 trigger=trig or s.trigger,
                 first_run_at=anchor,
-                next_run_at=(
-                    None
-                    if s.paused_at is not None
-                    else next_run(rule, zone, now - timedelta(microseconds=1), anchor=anchor)
-                ),
+                next_run_at=None if s.paused_at is not None else nxt,
             )
             what = _differences(s, changed)
+            info = self._info(changed, now)  # before storing, as on create
             uow.schedules.save(changed)
             self._log(
                 uow, changed, ScheduleAction.EDITED, actor, now, what or "saved without changes"
             )
             uow.commit()
         self._changed()
-        return self._info(changed, now)
+        return info
 
     def pause(self, tenant_id: str, schedule_id: str, actor: str) -> ScheduleInfo:
         """Stop future runs; a paused schedule shows when it was paused and has no next run.
@@ -420,7 +422,7 @@ class ScheduleService:
         with self._uow() as uow:
             s = self._load(uow, tenant_id, schedule_id)
             uow.schedules.delete(schedule_id, tenant_id)
-            self._log(uow, s, ScheduleAction.DELETED, actor, now, describe(self._rule(s)[0]))
+            self._log(uow, s, ScheduleAction.DELETED, actor, now, _words(s))
             uow.commit()
         self._changed()
 
@@ -481,6 +483,7 @@ class ScheduleService:
                     self._log(uow, s, ScheduleAction.PAUSED, "scheduler", now, f"paused: {exc}")
                 uow.commit()
             return None
+        # None once no slot is left before year 10000: the schedule then has no next run
         nxt = next_run(rule, zone, now, anchor=s.first_run_at)
         # Slots strictly after the one being fired and not later than now: runs the service
         # missed while it was down. They collapse into this one run.
@@ -553,7 +556,13 @@ class ScheduleService:
         return parse_rule(s.kind, s.spec), parse_time_zone(s.time_zone)
 
     def _info(self, s: Schedule, now: datetime) -> ScheduleInfo:
-        rule, zone = self._rule(s)
+        try:
+            rule, zone = self._rule(s)
+        except InvalidInput:
+            # Stored before a rule changed (or tzdata dropped its zone): listed as stored,
+            # with no runs to come (the scheduler pauses it, saying why, at its next run),
+            # so that one such schedule does not hide the others.
+            return ScheduleInfo(s, _words(s), [])
         nexts: list[datetime] = []
         if s.next_run_at is not None and self._upcoming_count > 0:
             later = upcoming(
@@ -619,12 +628,36 @@ class ScheduleService:
     ) -> datetime:
         """The first run: as given (naive = local time in the zone), else the first slot."""
         if first_run_at is not None:
-            if first_run_at.tzinfo is None or first_run_at.utcoffset() is None:
-                return resolve_local(first_run_at, zone)
-            return first_run_at
+            try:
+                if first_run_at.tzinfo is None or first_run_at.utcoffset() is None:
+                    return resolve_local(first_run_at, zone)
+                first_run_at.astimezone(UTC)
+                return first_run_at
+            except OverflowError:
+                raise InvalidInput.one(
+                    "first_run_at",
+                    "range",
+                    "the first run must lie between years 1 and 9999 once converted to UTC",
+                ) from None
         if rule.interval is not None:
             return now + rule.interval
-        return next_run(rule, zone, now - timedelta(microseconds=1))
+        return ScheduleService._first_slot(rule, zone, None, now)
+
+    @staticmethod
+    def _first_slot(
+        rule: ScheduleRule, zone: ZoneInfo, anchor: datetime | None, now: datetime
+    ) -> datetime:
+        """The next run of a schedule being saved; refused when it has none (its rule has no
+        slot from its first run to the end of year 9999), as it would never run."""
+        nxt = next_run(rule, zone, now - timedelta(microseconds=1), anchor=anchor)
+        if nxt is None:
+            raise InvalidInput.one(
+                "first_run_at",
+                "range",
+                f"the rule {describe(rule)!r} has no run from the first run to the end of "
+                "year 9999: give an earlier first run",
+            )
+        return nxt
 
     @staticmethod
     def _log(
@@ -665,10 +698,18 @@ def _run_message(run: SyncRun, joined: bool) -> str:
     return f"started run {run.id}"
 
 
+def _words(s: Schedule) -> str:
+    """The schedule's rule in words; as stored ("cron 0 7 * * *") when it no longer parses."""
+    try:
+        return describe(parse_rule(s.kind, s.spec))
+    except InvalidInput:
+        return f"{s.kind.value} {s.spec}"
+
+
 def _differences(old: Schedule, new: Schedule) -> str:
     """ "daily at 01:30 -> daily at 02:30; time zone America/New_York -> Europe/Berlin" for the
     edit's log line: the schedule's words, and times in its own zone, as its list shows them."""
-    rules = (describe(parse_rule(s.kind, s.spec)) for s in (old, new))
+    rules = (_words(s) for s in (old, new))
     first_runs = (_local(s.first_run_at, s.time_zone) for s in (old, new))
     parts = [
         f"{name}{a} -> {b}"

@@ -28,12 +28,13 @@ class ScheduleRepo(Protocol):
         self,
         schedule_id: str,
         *,
-        expected_next_run_at: datetime,
-        next_run_at: datetime,
+        expected_next_run_at: datetime | None,
+        next_run_at: datetime | None,
         last_run_at: datetime | None,
     ) -> bool:
         """Compare-and-set: move an unpaused schedule off the slot it was read at. False when
-        another scheduler fired that slot first, or the schedule was paused or edited."""
+        another scheduler fired that slot first, or the schedule was paused or edited. A
+        `next_run_at` of None: the schedule has no slot left (none before year 10000)."""
 
     def set_paused(
         self,

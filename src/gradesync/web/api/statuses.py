@@ -91,8 +91,9 @@ RULES: dict[str, str] = {
     "after_since": "`until` not later than `since`",
     "delta_only": "`since` with a bulk CSV export (it chooses where a delta starts)",
     "calendar": "a date-time of the right form that names no day (e.g. 31 February)",
-    "range": "a date-time outside years 1-9999 once converted to UTC; a destination limit "
-    "outside its bounds (a SIS takes at most 64 requests at once)",
+    "range": "a date-time outside years 1-9999 once converted to UTC (a schedule's "
+    "`first_run_at`: also one after which its rule has no run before year 10000); a "
+    "destination limit outside its bounds (a SIS takes at most 64 requests at once)",
     "unknown_setting": "a grade policy setting that does not exist",
     "tenant_only": "a setting only the tenant holds (`roster_match`), given to a course or "
     "activity",

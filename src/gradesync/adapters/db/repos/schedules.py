@@ -61,8 +61,8 @@ class ScheduleRepo(SqlRepo, ports.ScheduleRepo):
         self,
         schedule_id: str,
         *,
-        expected_next_run_at: datetime,
-        next_run_at: datetime,
+        expected_next_run_at: datetime | None,
+        next_run_at: datetime | None,
         last_run_at: datetime | None,
     ) -> bool:
         c = t.schedules.c
