@@ -340,6 +340,62 @@ def test_the_schedules_page_lists_schedules_an_earlier_version_stored(
     assert c.get("/console/schedules/sch_lastrun/edit").status_code == 200
 
 
+def test_a_time_the_courses_zone_cannot_show_is_shown_in_utc(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """0001-01-01T01:00Z is still year 0 in Chicago, 9999-12-31T23:00Z already year 10000 in
+    Kiritimati: both valid in UTC, so shown in UTC, as is a time in a zone no longer known
+    (the course page, the SIS course page and the schedules page once answered 500)."""
+    c, runtime = app_client
+    _file_sis_for_bio(runtime)
+    early = datetime(1, 1, 1, 1, 0, tzinfo=UTC)
+    late = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+    with runtime.db.uow() as uow:
+        uow.courses.upsert(
+            Course("t1", "bio", "Biology", "America/Chicago", starts_at=early, ends_at=late)
+        )
+        uow.activities.upsert(Activity("t1", "old-a", "bio", "Old A", 10.0, due_at=early))
+        uow.commit()
+    runtime.schedules().create(
+        "t1",
+        "ada",
+        kind="interval",
+        spec="744h",
+        time_zone="Pacific/Kiritimati",
+        first_run_at=late,
+    )
+    with runtime.db.uow() as uow:  # stored under a zone name tzdata no longer has
+        uow.schedules.save(
+            Schedule(
+                "sch_gone",
+                "t1",
+                RunScope("t1"),
+                ScheduleKind.DAILY,
+                "07:00",
+                "Mars/Olympus_Mons",
+                "api-key:old",
+                first_run_at=datetime(2030, 1, 1, 7, 0, tzinfo=UTC),
+                next_run_at=datetime(2030, 1, 1, 7, 0, tzinfo=UTC),
+                created_at=datetime(2025, 1, 1, tzinfo=UTC),
+            )
+        )
+        uow.commit()
+    _login(c, "ada")
+    for url in ("/console/courses/bio", "/console/sis/sis/courses/bio"):
+        page = c.get(url)
+        assert page.status_code == 200, (url, page.text)
+        assert "0001-01-01 01:00 UTC" in page.text, url
+    page = c.get("/console/schedules")
+    assert page.status_code == 200, page.text
+    assert "9999-12-31 23:00 UTC" in page.text and "2030-01-01 07:00 UTC" in page.text
+    with runtime.db.uow() as uow:
+        [s] = [s for s in uow.schedules.all("t1") if s.id != "sch_gone"]
+    edit = c.get(f"/console/schedules/{s.id}/edit")
+    assert edit.status_code == 200, edit.text
+    # a local field cannot hold it: left empty, which keeps the first run as it is
+    assert 'name="first_run_at" type="datetime-local" value=""' in edit.text
+
+
 def test_diagnose_after_choosing_another_course_shows_that_course(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

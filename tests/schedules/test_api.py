@@ -308,3 +308,20 @@ def test_one_schedule_that_cannot_be_worked_out_does_not_hide_the_others(api: Ap
     assert sorted(s["id"] for s in c.get("/schedules").json()) == sorted(
         [good["id"], "sch_lastrun"]
     )
+
+
+def test_a_first_run_the_schedules_zone_cannot_show_is_said_in_utc(api: ApiEnv) -> None:
+    """9999-12-31T23:00Z is already year 10000 in Kiritimati (+14): an edit's log line says
+    the first run in UTC (an edit of such a schedule once answered 500)."""
+    c = admin(api)
+    body = {
+        "kind": "interval",
+        "spec": "744h",
+        "time_zone": "Pacific/Kiritimati",
+        "first_run_at": "9999-12-31T23:00:00Z",
+    }
+    sid = c.post("/schedules", json=body).json()["id"]
+    edited = c.patch(f"/schedules/{sid}", json={"first_run_at": "9999-12-31T22:00:00Z"})
+    assert edited.status_code == 200, edited.text
+    [line, _] = c.get(f"/schedules/{sid}/history").json()
+    assert line["message"] == "first run 9999-12-31 23:00 UTC -> 9999-12-31 22:00 UTC"

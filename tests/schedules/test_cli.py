@@ -201,3 +201,12 @@ def test_list_shows_schedules_an_earlier_version_stored(
     assert listed["sch_lastrun"]["upcoming"] == ["9999-12-31T23:00:00Z"]
     assert listed["sch_oldrule"]["upcoming"] == []
     assert "every 744 hours" in gs("show", "sch_lastrun").stdout
+
+
+def test_a_time_the_schedules_zone_cannot_show_is_printed_in_utc(gs: Callable[..., Proc]) -> None:
+    """9999-12-31T23:00Z is already year 10000 in Kiritimati (+14): printed in UTC (the
+    command once stopped with an OverflowError traceback)."""
+    args = ("--kind", "interval", "--spec", "744h", "--tz", "Pacific/Kiritimati")
+    added = gs("add", *args, "--first-run", "9999-12-31T23:00:00Z")
+    assert "first run: 9999-12-31 23:00 UTC" in added.stdout, added.stdout
+    assert "9999-12-31 23:00 UTC" in gs("list").stdout

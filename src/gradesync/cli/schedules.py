@@ -32,6 +32,7 @@ from gradesync.cli._common import (
     when,
 )
 from gradesync.domain.errors import FieldProblem, InvalidInput
+from gradesync.domain.local_time import in_zone, strftime
 from gradesync.domain.model import RunScope
 from gradesync.domain.schedule_rules import parse_rule, parse_time_zone
 from gradesync.services.schedules import ScheduleInfo, ScheduleService
@@ -116,9 +117,8 @@ def _check_rule(kind: str | None, spec: str | None, tz: str | None, first_run: s
 def _local(at: datetime | None, zone: str) -> str:
     if at is None:
         return "-"
-    from zoneinfo import ZoneInfo
-
-    return at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+    # in UTC when the zone's clock cannot show it
+    return strftime(in_zone(at, zone), "%Y-%m-%d %H:%M %Z")
 
 
 def _scope_text(scope: RunScope) -> str:

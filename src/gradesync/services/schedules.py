@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from gradesync.domain.errors import InvalidInput, NotFound, Problems
+from gradesync.domain.local_time import in_zone, strftime
 from gradesync.domain.model import (
     RunScope,
     Schedule,
@@ -741,5 +742,5 @@ def _scope_words(scope: RunScope) -> str:
 def _local(at: datetime | None, zone: str) -> str:
     if at is None:
         return "-"
-    local = at.astimezone(ZoneInfo(zone))
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname() or zone}"
+    local = in_zone(at, zone)  # in UTC when the zone's clock cannot show it
+    return f"{strftime(local, '%Y-%m-%d %H:%M')} {local.tzname() or zone}"

@@ -12,7 +12,6 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Form, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gradesync.domain.errors import InvalidInput
+from gradesync.domain.local_time import in_zone, strftime
 from gradesync.domain.model import ConsoleUser, Course, UserRole
 from gradesync.domain.passback import PassbackRule
 from gradesync.runtime import Runtime
@@ -40,9 +40,8 @@ def _when(value: datetime | None, zone: str | None = None, fmt: str = "%Y-%m-%d 
         return "—"
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    tz = ZoneInfo(zone) if zone else UTC
-    local = value.astimezone(tz)
-    return f"{local.strftime(fmt)} {local.tzname() or ''}".strip()
+    local = in_zone(value, zone)  # in UTC when the zone's clock cannot show it
+    return f"{strftime(local, fmt)} {local.tzname() or ''}".strip()
 
 
 def _duration(start: datetime | None, end: datetime | None) -> str:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.local_time import on_clock, strftime
 from gradesync.domain.model import ConsoleUser, RunScope, ScheduleKind
 from gradesync.runtime import Runtime
 from gradesync.services.schedules import ScheduleInfo, ScheduleService
@@ -57,13 +58,13 @@ def _choices(rt: Runtime, tenant_id: str) -> dict[str, Any]:
 
 
 def _local_input(info: ScheduleInfo) -> str:
-    """The first run as a datetime-local value in the schedule's zone."""
-    from zoneinfo import ZoneInfo
-
+    """The first run as a datetime-local value in the schedule's zone; empty (the first run
+    stays as it is) when that zone's clock cannot show it, as the field is read in the zone."""
     at = info.schedule.first_run_at
     if at is None:
         return ""
-    return at.astimezone(ZoneInfo(info.schedule.time_zone)).strftime("%Y-%m-%dT%H:%M")
+    local = on_clock(at, info.schedule.time_zone)
+    return "" if local is None else strftime(local, "%Y-%m-%dT%H:%M")
 
 
 def _page(request: Request, user: ConsoleUser, *, status: int = 200, **extra: Any) -> HTMLResponse:
