@@ -127,6 +127,30 @@ def test_instructor_syncs_and_finds_why_a_grade_was_rejected(
         page.screenshot(path=str(Path(shots) / "course-page.png"), full_page=True)
 
 
+def test_recent_syncs_shows_the_run_finished_without_a_reload(
+    page: Any, live_console: LiveConsole, lms: RunningSandbox, school: School
+) -> None:
+    sign_in(page, live_console, *INSTRUCTOR)
+    expect(page.get_by_role("heading", level=1, name="Biology 101")).to_be_visible()
+    # the LMS answers slowly, so the page is shown while the run is still going
+    lms.admin.set_faults({"scores": {"latency_ms": 1500}})
+    page.get_by_role("button", name="Sync now").click()
+    expect(page.get_by_text(re.compile(r"Sync now started \(run "))).to_be_visible()
+    progress = page.locator("#run-progress")
+    run_id = progress.get_attribute("data-run-id")
+    history = page.get_by_role("table", name="Recent syncs")
+    row = history.locator("tbody tr").filter(has=page.locator(f'a[href="/console/runs/{run_id}"]'))
+    expect(row).to_have_count(1)
+    expect(row.locator("td").nth(4)).to_have_text("—")  # no outcome while it runs
+
+    expect(progress).to_have_attribute("data-finished", "true", timeout=RUN_TIMEOUT)
+    expect(progress).to_have_attribute("data-tables-fresh", "true")
+    # the same page, not reloaded: the row says what the Last sync panel says
+    expect(row.locator("td").nth(3)).to_have_text("Finished")
+    expect(row.locator("td").nth(4)).to_have_text("Succeeded")
+    expect(row.locator("td").nth(5)).to_contain_text(re.compile(r"\bsent [1-9]"))
+
+
 def test_admin_pauses_a_schedule(page: Any, live_console: LiveConsole, school: School) -> None:
     sign_in(page, live_console, *ADMIN)
     page.get_by_role("link", name="Schedules").click()

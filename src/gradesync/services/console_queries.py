@@ -172,6 +172,15 @@ def _learners(uow: UnitOfWork, tenant_id: str, course_id: str) -> list[Person]:
     return sorted(found, key=lambda p: ((p.name or p.id).lower(), p.id))
 
 
+RECENT_RUNS = 10  # runs the course page lists under "Recent syncs"
+
+
+def recent_runs(uow_factory: UnitOfWorkFactory, tenant_id: str, course_id: str) -> list[SyncRun]:
+    """The course's latest runs, newest first, as the course page lists them."""
+    with uow_factory() as uow:
+        return uow.runs.history(tenant_id, course_id=course_id, limit=RECENT_RUNS)
+
+
 def course_page(
     uow_factory: UnitOfWorkFactory,
     tenant_id: str,
@@ -198,7 +207,7 @@ def course_page(
             ledger = uow.ledger.get_many(tenant_id, dest.id, course_id)
             columns = uow.links.items(tenant_id, dest.id, [a.id for a in activities])
             tries = uow.deliveries.last_tries(tenant_id, dest.id, [a.id for a in activities])
-        runs = uow.runs.history(tenant_id, course_id=course_id, limit=10)
+        runs = uow.runs.history(tenant_id, course_id=course_id, limit=RECENT_RUNS)
     active = next((r for r in runs if r.finished_at is None), None)
     grid: list[GridRow] = []
     per_activity: dict[str, dict[str, int]] = {a.id: {} for a in activities}

@@ -113,6 +113,25 @@ def grid_fragment(
     )
 
 
+@router.get("/courses/{course_id}/history", response_class=HTMLResponse)
+def history_fragment(
+    request: Request,
+    course_id: str,
+    user: ConsoleUser = Depends(current_user),
+) -> HTMLResponse:
+    """The Recent syncs table alone, for the page's script to refresh when a run finishes."""
+    course = course_for(request, user, course_id)
+    return render(
+        request,
+        "console/_course_history.html",
+        user,
+        course=course,
+        runs=cq.recent_runs(runtime_of(request).uow, user.tenant_id, course_id),
+        stage_labels=STAGE_LABELS,
+        outcome_labels=OUTCOME_LABELS,
+    )
+
+
 def _back(course_id: str, destination: str) -> str:
     tail = f"?destination={destination}" if destination else ""
     return f"/console/courses/{course_id}{tail}"

@@ -1,6 +1,7 @@
 // gradesync console: follows a running sync live. Polls the run's progress JSON about once a
 // second and updates the progress panel; when the run finishes it reloads the course's tables
-// in place. Without JavaScript the page still works: reload it to see the latest state.
+// and its list of runs in place. Without JavaScript the page still works: reload it to see the
+// latest state.
 (function () {
   "use strict";
   var panel = document.getElementById("run-progress");
@@ -56,17 +57,27 @@
     panel.dataset.stage = p.stage;
   }
 
-  function refreshTables() {
-    var gridUrl = panel.dataset.gridUrl;
-    var target = document.getElementById(panel.dataset.tablesId || "course-tables");
-    if (!gridUrl || !target) return Promise.resolve();
-    return fetch(gridUrl, { credentials: "same-origin" }).then(function (r) {
+  function load(url, target) {
+    return fetch(url, { credentials: "same-origin" }).then(function (r) {
       if (!r.ok) throw new Error("HTTP " + r.status);
       return r.text();
     }).then(function (html) {
       target.innerHTML = html;
       if (window.gradesyncLocalize) window.gradesyncLocalize(target);  // its times, too
     });
+  }
+
+  // The panel's tables, and every other part of the page that lists the run (marked
+  // data-refresh-url, e.g. the course page's Recent syncs): all say it finished.
+  function refreshTables() {
+    var loads = [];
+    var gridUrl = panel.dataset.gridUrl;
+    var target = document.getElementById(panel.dataset.tablesId || "course-tables");
+    if (gridUrl && target) loads.push(load(gridUrl, target));
+    document.querySelectorAll("[data-refresh-url]").forEach(function (el) {
+      loads.push(load(el.dataset.refreshUrl, el));
+    });
+    return Promise.all(loads);
   }
 
   function finish() {
