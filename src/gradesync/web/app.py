@@ -12,7 +12,7 @@ from gradesync import __version__
 from gradesync.lti import lti11_launch
 from gradesync.lti import routes as lti13_routes
 from gradesync.runtime import Runtime
-from gradesync.web import health
+from gradesync.web import api_reference, health
 from gradesync.web import metrics as metrics_route
 from gradesync.web.api import router as api
 from gradesync.web.console import pages as console_pages
@@ -28,6 +28,8 @@ Authenticate with a tenant API key: `Authorization: Bearer gs_...` (create one w
 happened (`/api/v1/runs`, `/api/v1/courses/{course_id}/learners/{person_id}/grades`). Bad input
 is answered 422 naming every field and rule at fault, and nothing is stored.
 """
+
+DOCS_STATIC = "/docs/static"  # where fastapi-offline serves the API reference's assets
 
 
 @asynccontextmanager
@@ -58,13 +60,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(runtime: Runtime) -> FastAPI:
     # Swagger UI (/docs) and ReDoc (/redoc) from assets shipped in a package, not a CDN,
-    # so the API reference works offline
+    # so the API reference works offline; ReDoc's own page leaves out its CDN logo
     app = FastAPIOffline(
         title="gradesync",
         version=__version__,
         description=API_DESCRIPTION,
         lifespan=_lifespan,
-        static_url="/docs/static",
+        static_url=DOCS_STATIC,
+        redoc_url=None,
+    )
+    app.include_router(
+        api_reference.build_router(app.title, app.openapi_url or "", f"{DOCS_STATIC}/favicon.png")
     )
     app.state.runtime = runtime
     app.include_router(health.router)
