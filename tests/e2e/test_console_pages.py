@@ -18,11 +18,13 @@ from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
 from gradesync.domain.model import (
     Activity,
+    Attempt,
     Course,
     CourseLink,
     DeliveryState,
     Destination,
     DestinationKind,
+    Enrollment,
     LedgerKey,
     LedgerRow,
     Person,
@@ -862,6 +864,68 @@ def test_the_grid_says_when_its_gradebook_is_paused(
     save(replace(canvas, paused_until=now - timedelta(minutes=1), pause_reason="Retry-After"))
     grid = c.get("/console/courses/bio/grid", params={"destination": "lms"}).text
     assert "is paused" not in grid
+
+
+def test_a_course_not_connected_to_the_gradebook_shown_says_so_in_every_cell(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """A learner graded 8.5/10 in a course no launch has connected to the LMS yet (and no
+    class is mapped to it at the SIS): nothing is sent, so each cell says *Not sent* and
+    opens on why, as the page does above the grid; never a bare "No grade yet"."""
+    c, runtime = app_client
+    now = runtime.clock.now()
+    with runtime.db.uow() as uow:
+        uow.destinations.upsert(
+            Destination("t1", "lms", DestinationKind.LTI13_AGS, "Sandbox LMS"), now
+        )
+        uow.activities.upsert(Activity("t1", "q3", "bio", "Quiz 3", 10.0))
+        uow.people.upsert(Person("t1", "ada", "Ada L"))
+        uow.enrollments.upsert(Enrollment("t1", "bio", "ada"))
+        uow.attempts.add(Attempt("t1", "evt-81723", "q3", "ada", 8.5, 10.0, now), now)
+        uow.commit()
+    _login(c, "ada", "/console/courses/bio")
+    reason = (
+        "Biology is not connected to Sandbox LMS: no launch from the LMS course has been "
+        "received yet, so no grade of it is sent there."
+    )
+    for url in ("/console/courses/bio", "/console/courses/bio/grid"):
+        page = unescape(c.get(url, params={"destination": "lms"}).text)
+        cell = re.search(r'<td class="cell-([a-z_]+)" data-person="ada" data-activity="q3">'
+                         r"(.*?)</td>", page, re.S)  # fmt: skip
+        assert cell is not None, page
+        assert cell.group(1) == "not_sent"
+        assert "<details>" in cell.group(2) and "Not sent" in cell.group(2)
+        assert reason in cell.group(2)
+        assert "Diagnose this grade" in cell.group(2)
+        assert reason in page.split('<table aria-labelledby="grid-h"')[0]  # said above the grid
+        assert "No grade yet" not in page and 'Not worked out yet</span> <span class="small">0' in (
+            page
+        )
+    # the diagnosis page gives the same reason for that gradebook
+    diag = unescape(
+        c.get(
+            "/console/diagnosis", params={"course": "bio", "activity": "q3", "person": "ada"}
+        ).text
+    )
+    assert reason in diag and "Nothing computed for this pair" not in diag
+
+    # at a SIS, what connects the course is a class mapped to it
+    from gradesync.services.sis import add_connection
+
+    add_connection(
+        runtime.uow, runtime.clock, tenant_id="t1", destination_id="sis", name="District SIS",
+        base_url=None, file_based=True,
+    )  # fmt: skip
+    page = unescape(c.get("/console/courses/bio", params={"destination": "sis"}).text)
+    assert "Biology is not connected to District SIS: it is not mapped to a SIS class" in page
+
+    # once connected, a pair not worked out yet says so, and opens on it too
+    with runtime.db.uow() as uow:
+        uow.links.save_course(CourseLink("t1", "lms", "bio", "ctx-bio"))
+        uow.commit()
+    page = unescape(c.get("/console/courses/bio/grid", params={"destination": "lms"}).text)
+    assert "is not connected" not in page
+    assert "Not worked out yet" in page and "Sync now works it out" in page
 
 
 def test_sync_now_says_at_once_that_a_gradebook_of_the_course_is_paused(

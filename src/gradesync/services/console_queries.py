@@ -17,6 +17,7 @@ from typing import Any
 
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import (
+    SIS_KINDS,
     Activity,
     Attempt,
     Course,
@@ -45,7 +46,7 @@ STATUS_LABELS = {
     "overridden": "Overridden",
     "kept": "Kept in LMS",
     "not_sent": "Not sent",
-    "none": "No grade yet",
+    "none": "Not worked out yet",
 }
 
 
@@ -77,6 +78,41 @@ def lms_holds(row: LedgerRow | None) -> str:
 
 def _num(x: Any) -> str:
     return f"{x:g}" if isinstance(x, int | float) else "?"
+
+
+def not_connected_text(course: Course, destination: Destination) -> str:
+    """Why nothing of the course reaches a gradebook it is not connected to, and what
+    connects it: a launch from the LMS course, or a SIS class mapped to it."""
+    if destination.kind in SIS_KINDS:
+        why, remedy = (
+            "it is not mapped to a SIS class",
+            "an administrator maps it on the SIS passback page",
+        )
+    else:
+        why, remedy = (
+            "no launch from the LMS course has been received yet",
+            "open a gradesync link in the LMS course (or add one with Deep Linking)",
+        )
+    return (
+        f"{course.title} is not connected to {destination.name}: {why}, so no grade of it is "
+        f"sent there. To connect it, {remedy}."
+    )
+
+
+def not_worked_out_text(destination: Destination) -> str:
+    return (
+        f"gradesync has not worked out this grade for {destination.name} yet, so nothing is "
+        "sent. Sync now works it out."
+    )
+
+
+def unrecorded(destination: Destination, not_connected: str | None) -> tuple[str, str]:
+    """Status and reason of a grade with no ledger row at the destination: nothing is
+    computed for a gradebook the course is not connected to (`not_connected`, its reason:
+    "Not sent"); else the pair is not worked out yet."""
+    if not_connected:
+        return "not_sent", not_connected
+    return "none", not_worked_out_text(destination)
 
 
 def score_text(row: LedgerRow | None) -> str | None:
@@ -143,6 +179,8 @@ class CoursePage:
     latest_run: SyncRun | None
     active_run: SyncRun | None
     recent_runs: list[SyncRun]
+    # why the course sends nothing to the destination shown (not connected to it), or None
+    not_connected: str | None = None
 
 
 def course_destinations(uow: UnitOfWork, tenant_id: str, course_id: str) -> list[Destination]:
@@ -203,7 +241,10 @@ def course_page(
         ledger: dict[tuple[str, str], LedgerRow] = {}
         columns: dict[str, ItemLink] = {}
         tries: dict[tuple[str, str], datetime] = {}
+        not_connected: str | None = None
         if dest is not None:
+            if uow.links.course(tenant_id, dest.id, course_id) is None:
+                not_connected = not_connected_text(course, dest)
             ledger = uow.ledger.get_many(tenant_id, dest.id, course_id)
             columns = uow.links.items(tenant_id, dest.id, [a.id for a in activities])
             tries = uow.deliveries.last_tries(tenant_id, dest.id, [a.id for a in activities])
@@ -216,13 +257,15 @@ def course_page(
         cells = []
         for a in activities:
             row = ledger.get((a.id, person.id))
-            status = cell_status(row)
+            status, why = cell_status(row), why_text(row)
+            if row is None and dest is not None:
+                status, why = unrecorded(dest, not_connected)
             cells.append(
                 GridCell(
                     a.id,
                     status,
                     score_text(row),
-                    why_text(row),
+                    why,
                     row,
                     lms_holds(row),
                     tries.get((a.id, person.id)),
@@ -242,6 +285,7 @@ def course_page(
         latest_run=runs[0] if runs else None,
         active_run=active,
         recent_runs=runs,
+        not_connected=not_connected,
     )
 
 
@@ -290,12 +334,18 @@ def pair_evidence(
         for dest in course_destinations(uow, tenant_id, course.id):
             key = LedgerKey(tenant_id, dest.id, activity_id, person_id)
             row = uow.ledger.get(key)
+            status, why = cell_status(row), why_text(row)
+            if row is None:
+                connected = uow.links.course(tenant_id, dest.id, course.id) is not None
+                status, why = unrecorded(
+                    dest, None if connected else not_connected_text(course, dest)
+                )
             out.append(
                 DestinationEvidence(
                     destination=dest,
                     row=row,
-                    status=cell_status(row),
-                    why=why_text(row),
+                    status=status,
+                    why=why,
                     column=uow.links.item(tenant_id, dest.id, activity_id),
                     deliveries=uow.deliveries.for_key(key, limit=20),
                 )
