@@ -5,15 +5,18 @@ never labelled "Last sent", and a long unbroken activity name wraps inside the p
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
 from gradesync.domain.model import Activity
+from gradesync.domain.reasons import ReasonCode
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
 from gradesync.services import ingest, policies
+from gradesync.testing import wait_for
 from tests.e2e.conftest import BROKEN_SHORT_WORDS, LiveConsole, sign_in
 from tests.e2e.world import INSTRUCTOR, TENANT, School, build_school
 
@@ -69,6 +72,45 @@ def test_the_grid_says_what_the_lms_holds_and_when_a_grade_was_last_tried(
     expect(kept.locator(".why")).to_contain_text("sync box")
     items = {i.resource_id: i for i in lms.state.courses[school.course_id].line_items.values()}
     assert items["cells"].scores["u-ada"].score_given == 8.0
+
+
+def test_with_course_sync_off_the_grid_shows_what_the_docs_say(
+    page: Any, live_console: LiveConsole, lms: RunningSandbox, school: School
+) -> None:
+    """docs/console.md said a course with sync off shows every grade as *Not sent*; the grid
+    shows a grade sent before as *Kept in LMS* (the LMS keeps it), the others *Not sent*,
+    each with the reason. The page is right; the docs say what it shows."""
+    sign_in(page, live_console, *INSTRUCTOR)
+    page.get_by_role("button", name="Sync now").click()
+    expect(page.locator("#run-progress")).to_have_attribute(
+        "data-finished", "true", timeout=RUN_TIMEOUT
+    )
+    expect(_cell(page, "u-ada", "genes")).to_contain_text("Sent")
+
+    page.get_by_role("switch", name="Grade sync for Biology 101").click()
+    expect(page.get_by_role("status").filter(has_text="Grade sync is off for")).to_be_visible()
+    rt = live_console.runtime
+
+    def worked_out_again() -> bool:
+        with rt.db.uow() as uow:
+            rows = uow.ledger.get_many(TENANT, school.platform_id, school.course_id, ["genes"])
+        row = rows.get(("genes", "u-ada"))
+        return row is not None and row.reason_code == ReasonCode.COURSE_SYNC_DISABLED.value
+
+    # the worker works the course's grades out again just after the switch
+    wait_for(worked_out_again, "Ada's genetics grade worked out with the course off")
+    page.reload()
+    kept, never = _cell(page, "u-ada", "genes"), _cell(page, "u-alan", "genes")
+    expect(kept).to_contain_text("Kept in LMS")
+    expect(never).to_contain_text("Not sent")
+    kept.locator("summary").click()
+    expect(kept.locator(".why")).to_contain_text("Grade sync is turned off for the course")
+    expect(kept.locator(".lms-holds")).to_contain_text("The LMS holds the grade gradesync sent")
+
+    doc = (Path(__file__).parents[2] / "docs" / "console.md").read_text()
+    switch = doc.split("- **Grade sync for this course**", 1)[1].split("\n- ", 1)[0]
+    switch = " ".join(switch.split())  # as the page reads, not as the file is wrapped
+    assert "*Kept in LMS*" in switch and "*Not sent*" in switch, switch
 
 
 @pytest.mark.parametrize("width", [1280, 375])
