@@ -93,6 +93,12 @@ RUNS_FINISHED = _counter(
     "outcome.",
     ("tenant", "trigger", "outcome"),
 )
+GRADES_NOT_COMPUTED = _counter(
+    "gradesync_grades_not_computed",
+    "Grades that could not be worked out from their facts (computing them raised): set aside "
+    "with the reason compute_failed, the error logged with their ids, until their facts change.",
+    ("tenant",),
+)
 HTTP_REQUESTS = _counter(
     "gradesync_http_requests",
     "HTTP requests served, by method, route template and status code.",
@@ -134,6 +140,9 @@ class PrometheusMeter:
 
     def run_finished(self, tenant: str, trigger: str, outcome: str) -> None:
         RUNS_FINISHED.labels(tenant=tenant, trigger=trigger, outcome=outcome).inc()
+
+    def grades_not_computed(self, tenant: str, count: int) -> None:
+        GRADES_NOT_COMPUTED.labels(tenant=tenant).inc(count)
 
 
 def count_http(method: str, route: str, status: int, seconds: float) -> None:

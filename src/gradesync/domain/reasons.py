@@ -44,6 +44,8 @@ class ReasonCode(StrEnum):
     FRACTIONAL_POINTS = "fractional_points"
     # delivery gave up
     RETRIES_EXHAUSTED = "retries_exhausted"
+    # gradesync itself could not work the grade out from the facts
+    COMPUTE_FAILED = "compute_failed"
 
 
 def _when(moment: datetime) -> str:
@@ -225,4 +227,16 @@ def retries_exhausted(tries: int, last_problem: str) -> Reason:
         ReasonCode.RETRIES_EXHAUSTED,
         f"Gave up after {tries} failed attempts to deliver ({last_problem}); it is sent again "
         "when the grade changes or on a remaster.",
+    )
+
+
+def compute_failed(error_kind: str) -> Reason:
+    """The grade could not be worked out: computing it raised `error_kind` (the error's class,
+    never its message, which may quote the learner's data)."""
+    return Reason(
+        ReasonCode.COMPUTE_FAILED,
+        f"gradesync could not work out this grade: computing it failed ({error_kind}), so "
+        "nothing is sent for it and the error, with this grade's ids, is in gradesync's log "
+        "for the operator. Other grades are not affected. It is worked out again when the "
+        "learner's attempts, the activity, its due dates or its policy change, or on a resync.",
     )

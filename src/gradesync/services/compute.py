@@ -11,10 +11,15 @@ Two entry points, one core:
 Both lock the activities they compute (`DirtyKeyRepo.lock_activities`) and read the ledger
 rows with row locks, so a slower computation from older facts never overwrites a newer one.
 These are plain blocking functions: async callers run them in a thread.
+
+A grade that cannot be worked out (computing it raises) never holds up the others: it is
+set aside as SKIPPED with the reason `compute_failed` (what Diagnose and the grades show),
+logged once at ERROR with its ids, and worked out again when its facts are marked again.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -48,8 +53,9 @@ from gradesync.domain.policy import (
     resolve_settings,
     zero_point,
 )
-from gradesync.domain.reasons import Reason, ReasonCode
+from gradesync.domain.reasons import Reason, ReasonCode, compute_failed
 from gradesync.services.clock import Clock
+from gradesync.services.database_lost import database_trouble
 from gradesync.services.lti.migration import MIGRATED_KEY
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -57,6 +63,11 @@ NO_PERSON_LINK = "no_person_link"
 DESTINATION_UNAVAILABLE = "destination_unavailable"
 INVALID_POLICY = "invalid_policy"
 COURSE_MIGRATED = "course_migrated"
+
+log = logging.getLogger(__name__)
+
+# a dirty key as claimed: (tenant_id, course_id, activity_id, person_id)
+Claimed = tuple[str, str, str, str]
 
 # Results that change with time alone: once the past-due zero point passes, a zero is due.
 WAITING_FOR_ZERO = frozenset({ReasonCode.NO_ATTEMPT_YET, ReasonCode.NOT_COMPLETED_YET})
@@ -118,6 +129,9 @@ class ComputeStats:
     # of activities computed at an LTI 1.3 destination that has no line item for them yet
     # and no result to send (a pending row creates its column as it is sent)
     new_columns: set[tuple[str, str, str, str]] = field(default_factory=set)
+    # grades that could not be worked out (set aside as compute_failed): (tenant, activity,
+    # person)
+    failed: set[tuple[str, str, str]] = field(default_factory=set)
 
     def add(self, other: ComputeStats) -> None:
         self.dirty += other.dirty
@@ -128,6 +142,7 @@ class ComputeStats:
         self.reset += other.reset
         self.destinations |= other.destinations
         self.new_columns |= other.new_columns
+        self.failed |= other.failed
 
 
 def compute_dirty(
@@ -137,24 +152,120 @@ def compute_dirty(
     *,
     limit: int = 500,
 ) -> ComputeStats:
-    """Recompute one batch of dirty keys. `stats.dirty < limit` means none are left."""
+    """Recompute one batch of dirty keys. `stats.dirty < limit` means none are left.
+
+    A batch that fails for any reason but the database's is worked out again a key at a
+    time, so one key that cannot be computed is set aside and the others are not held up."""
+    claimed: list[Claimed] = []
+    try:
+        return _compute_batch(uow_factory, clock, capabilities, limit, claimed)
+    except Exception as exc:
+        if not claimed or database_trouble(exc):
+            raise
+        log.warning(
+            "computing a batch of %d grades failed (%s); working them out one at a time",
+            len(claimed),
+            type(exc).__name__,
+        )
+    stats = ComputeStats(dirty=len(claimed))
+    for key in claimed:
+        stats.add(_compute_alone(uow_factory, clock, capabilities, key))
+    return stats
+
+
+def _compute_batch(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    capabilities: CapabilitiesLookup,
+    limit: int,
+    claimed: list[Claimed],
+) -> ComputeStats:
+    """`compute_dirty`'s one transaction; `claimed` receives the keys it took."""
     stats = ComputeStats()
     with uow_factory() as uow:
-        claimed = uow.dirty.claim(limit)
+        claimed += uow.dirty.claim(limit)
         if not claimed:
             return stats
         stats.dirty = len(claimed)
-        now = clock.now()
-        # a batch's courses are computed together, a statement of each kind per tenant: on
-        # PostgreSQL every statement is a round trip, and live grades span many courses
-        groups: dict[str, dict[str, list[tuple[str, str]]]] = {}
-        for tenant_id, course_id, activity_id, person_id in sorted(claimed):
-            courses = groups.setdefault(tenant_id, {})
-            courses.setdefault(course_id, []).append((activity_id, person_id))
-        for tenant_id, by_course in groups.items():
-            _compute(uow, tenant_id, by_course, now, capabilities, stats, bulk=False)
+        _compute_claimed(uow, claimed, clock.now(), capabilities, stats)
         uow.commit()
     return stats
+
+
+def _compute_claimed(
+    uow: UnitOfWork,
+    claimed: Sequence[Claimed],
+    now: datetime,
+    capabilities: CapabilitiesLookup,
+    stats: ComputeStats,
+    *,
+    failure: Reason | None = None,
+) -> None:
+    # a batch's courses are computed together, a statement of each kind per tenant: on
+    # PostgreSQL every statement is a round trip, and live grades span many courses
+    groups: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    for tenant_id, course_id, activity_id, person_id in sorted(claimed):
+        courses = groups.setdefault(tenant_id, {})
+        courses.setdefault(course_id, []).append((activity_id, person_id))
+    for tenant_id, by_course in groups.items():
+        _compute(uow, tenant_id, by_course, now, capabilities, stats, bulk=False, failure=failure)
+
+
+def _compute_alone(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    capabilities: CapabilitiesLookup,
+    key: Claimed,
+) -> ComputeStats:
+    """One key of a batch that failed, in its own transaction. If it fails alone it is the
+    key's own fault: set aside (its rows say compute_failed; its mark is gone, so only a
+    new fact brings it back), logged once."""
+    tenant_id, _, activity_id, person_id = key
+    stats = ComputeStats()
+    try:
+        with uow_factory() as uow:
+            taken = uow.dirty.take([(tenant_id, activity_id, person_id)])
+            if taken:  # else another worker took it meanwhile
+                _compute_claimed(uow, taken, clock.now(), capabilities, stats)
+                uow.commit()
+        return stats
+    except Exception as exc:
+        if database_trouble(exc):
+            raise
+        error = exc
+    _log_failed(key, error)
+    stats = ComputeStats(failed={(tenant_id, activity_id, person_id)})
+    reason = compute_failed(type(error).__name__)
+    try:
+        with uow_factory() as uow:
+            taken = uow.dirty.take([(tenant_id, activity_id, person_id)])
+            _compute_claimed(uow, taken, clock.now(), capabilities, stats, failure=reason)
+            uow.commit()
+    except Exception as exc:
+        if database_trouble(exc):
+            raise
+        # not even the reason can be written: drop the mark all the same, so the other
+        # grades go on; the log line above names the key
+        with uow_factory() as uow:
+            uow.dirty.take([(tenant_id, activity_id, person_id)])
+            uow.commit()
+    return stats
+
+
+def _log_failed(key: Claimed, error: BaseException, destination_id: str | None = None) -> None:
+    tenant_id, course_id, activity_id, person_id = key
+    at = f" at destination {destination_id}" if destination_id is not None else ""
+    log.error(
+        "grade of tenant %s, course %s, activity %s, person %s%s could not be worked out "
+        "(%s); it is set aside as compute_failed until its facts change",
+        tenant_id,
+        course_id,
+        activity_id,
+        person_id,
+        at,
+        type(error).__name__,
+        exc_info=error,
+    )
 
 
 def compute_activity(
@@ -244,12 +355,16 @@ def _compute(
     remaster: bool = False,
     reset_failures: bool = False,
     bulk: bool,
+    failure: Reason | None = None,
 ) -> None:
     """Compute (activity, person) pairs of one tenant's courses at every destination each
     course syncs to (or `only_destination`), reading each kind of fact once for them all.
 
     `bulk`: computed by a run; its pending rows wait behind live grades (auto sync), so
-    a remaster of one course never delays another's new grades."""
+    a remaster of one course never delays another's new grades. `failure`: the keys could
+    not be worked out; each row is set aside with this reason instead.
+
+    A key whose outcome raises is set aside (`compute_failed`) and the others go on."""
     tenant = uow.tenants.get(tenant_id)
     if tenant is None:
         return
@@ -300,25 +415,35 @@ def _compute(
         course_id = link.course_id
         pair = (key.activity_id, key.person_id)
         activity = activities[key.activity_id]
-        outcome = _outcome(
-            destination,
-            caps[destination.id],
-            courses[course_id],
-            activity,
-            policies[key.activity_id],
-            enrollments.get((course_id, key.person_id)),
-            attempts.get(pair, []),
-            overrides.get(pair),
-            person_links[destination.id].get((course_id, key.person_id)),
-            now,
-        )
-        zero_at = _zero_timer(
-            outcome, policies[key.activity_id], activity, overrides.get(pair), now
-        )
+        old = rows.get(key)
+        zero_at: datetime | None = None
+        reason = failure
+        if reason is None:
+            try:
+                outcome = _outcome(
+                    destination,
+                    caps[destination.id],
+                    courses[course_id],
+                    activity,
+                    policies[key.activity_id],
+                    enrollments.get((course_id, key.person_id)),
+                    attempts.get(pair, []),
+                    overrides.get(pair),
+                    person_links[destination.id].get((course_id, key.person_id)),
+                    now,
+                )
+                zero_at = _zero_timer(
+                    outcome, policies[key.activity_id], activity, overrides.get(pair), now
+                )
+                new = reconcile(old, key, outcome, now, remaster=remaster)
+            except Exception as exc:  # this key's own failure: the others go on
+                _log_failed((tenant_id, course_id, *pair), exc, destination.id)
+                reason, zero_at = compute_failed(type(exc).__name__), None
+        if reason is not None:
+            stats.failed.add((tenant_id, *pair))
+            new = reconcile(old, key, NoResult(reason), now)
         if zero_at is not None:
             timers[(course_id, *pair)] = zero_at
-        old = rows.get(key)
-        new = reconcile(old, key, outcome, now, remaster=remaster)
         if (
             new is not None
             and old is not None

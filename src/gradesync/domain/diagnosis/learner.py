@@ -46,7 +46,7 @@ from gradesync.domain.policy import (
     ResolvedPolicy,
     desired_result,
 )
-from gradesync.domain.reasons import Reason, ReasonCode
+from gradesync.domain.reasons import Reason, ReasonCode, compute_failed
 
 # --- course and activity -------------------------------------------------------------------
 
@@ -321,6 +321,10 @@ def _reason_remedy(reason: Reason) -> str | None:
         ReasonCode.NAME_TOO_LONG: "Shorten the activity name (or let the policy shorten it).",
         ReasonCode.NAME_FORBIDDEN_CHARS: "Rename the activity (or let the policy clean it).",
         ReasonCode.NAME_EMPTY: "Rename the activity.",
+        ReasonCode.COMPUTE_FAILED: (
+            "Ask the operator for the error logged with this grade's ids; correct the attempt "
+            "or setting it points at (a new attempt or policy change works the grade out again)."
+        ),
     }
     return remedies.get(reason.code)
 
@@ -375,18 +379,20 @@ def _outcome(facts: LearnerActivityFacts) -> DesiredResult | NoResult | None:
         (df.capabilities for df in facts.destinations if isinstance(df.capabilities, Capabilities)),
         Capabilities(),
     )
-    return desired_result(
-        PolicyInput(
-            policy=facts.policy,
-            course=facts.course,
-            activity=facts.activity,
-            enrollment=facts.enrollment,
-            attempts=facts.attempts,
-            due_override=facts.due_override,
-            capabilities=caps,
-            now=facts.now,
-        )
+    inp = PolicyInput(
+        policy=facts.policy,
+        course=facts.course,
+        activity=facts.activity,
+        enrollment=facts.enrollment,
+        attempts=facts.attempts,
+        due_override=facts.due_override,
+        capabilities=caps,
+        now=facts.now,
     )
+    try:
+        return desired_result(inp)
+    except Exception as exc:  # as the worker does: say so, rather than fail the diagnosis
+        return NoResult(compute_failed(type(exc).__name__))
 
 
 def diagnose_learner_activity(facts: LearnerActivityFacts) -> Diagnosis:

@@ -55,3 +55,8 @@ class DirtyKeyRepo(Protocol):
         (tenant_id, course_id, activity_id, person_id). The deletion commits with the
         recomputed ledger rows, so a crash before the commit leaves the keys dirty, and a key
         marked again meanwhile is marked anew (the fact's transaction waits for this one)."""
+
+    def take(self, keys: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str, str]]:
+        """`claim` these (tenant_id, activity_id, person_id) keys only: those still dirty
+        and not being taken by another process, their activities locked. Returns them as
+        `claim` does."""

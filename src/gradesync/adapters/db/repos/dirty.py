@@ -175,3 +175,23 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
         ).all()
         self.lock_activities((r[0], r[2]) for r in rows)
         return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def take(self, keys: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str, str]]:
+        c = t.dirty_keys.c
+        pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
+        taken: list[tuple[str, str, str, str]] = []
+        wanted = list(dict.fromkeys(keys))
+        for at in range(0, len(wanted), _IDS_PER_STATEMENT // 3):
+            chosen = (
+                select(c.tenant_id, c.activity_id, c.person_id)
+                .where(pk.in_(wanted[at : at + _IDS_PER_STATEMENT // 3]))
+                .with_for_update(skip_locked=True)
+            )
+            rows = self.conn.execute(
+                delete(t.dirty_keys)
+                .where(pk.in_(chosen))
+                .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id)
+            ).all()
+            taken += [(r[0], r[1], r[2], r[3]) for r in rows]
+        self.lock_activities((r[0], r[2]) for r in taken)
+        return taken
