@@ -212,6 +212,43 @@ CASES = [
         maximum=5,
     ),
     Case(
+        "extra credit rescaled past the largest number is not sent",
+        [attempt(1, 1e10, 1, maximum=1e-300)],
+        policy=ResolvedPolicy(extra_credit=ExtraCredit.PASS_THROUGH),
+        caps=Capabilities(extra_credit=True),
+        reason="score_out_of_range",
+    ),
+    Case(
+        "extra credit that overflows once rescaled is not sent",
+        [attempt(1, 1e308, 1, maximum=1)],
+        policy=ResolvedPolicy(
+            extra_credit=ExtraCredit.PASS_THROUGH, attempt_selection=AttemptSelection.AVERAGE
+        ),
+        caps=Capabilities(extra_credit=True),
+        reason="score_out_of_range",
+    ),
+    Case(
+        "extra credit that overflows in percent form is not sent",
+        [attempt(1, 1e308, 1, maximum=None)],
+        policy=ResolvedPolicy(extra_credit=ExtraCredit.PASS_THROUGH),
+        caps=Capabilities(score_form=ScoreForm.PERCENT, extra_credit=True),
+        reason="score_out_of_range",
+    ),
+    Case(
+        "a score rescaled past the largest number is capped under cap",
+        [attempt(1, 1e10, 1, maximum=1e-300)],
+        caps=Capabilities(extra_credit=True),
+        score=10,
+        maximum=10,
+    ),
+    Case(
+        "the average of scores whose sum overflows is still their mean",
+        [attempt(1, 1.5e308, 1, maximum=None), attempt(2, 1.5e308, 2, maximum=None)],
+        policy=ResolvedPolicy(attempt_selection=AttemptSelection.AVERAGE),
+        score=10,
+        maximum=10,
+    ),
+    Case(
         "pass-through is capped where the destination refuses extra credit",
         [attempt(1, 10, 1, maximum=None)],
         activity=replace(ACTIVITY, points_possible=5),

@@ -413,7 +413,10 @@ def _select(graded: list[Attempt], inp: PolicyInput) -> tuple[float, Attempt, st
     n = len(scored)
     selection = inp.policy.attempt_selection
     if selection is AttemptSelection.AVERAGE:
-        mean = math.fsum(p for _, p in scored) / n
+        try:
+            mean = math.fsum(p for _, p in scored) / n
+        except OverflowError:  # the sum passes the largest float; the mean may not
+            mean = math.fsum(p / n for _, p in scored)
         newest = scored[-1][0]
         return (
             mean,
@@ -525,6 +528,17 @@ def desired_result(inp: PolicyInput) -> DesiredResult | NoResult:
     if graded:
         points, counted, basis = _select(graded, inp)
         given, maximum, note = _shape(points, inp)
+        if not math.isfinite(given):
+            # extra credit passed through, rescaled past the largest number: no gradebook
+            # holds it, and it is no grade anyone meant
+            return NoResult(
+                reasons.score_out_of_range(
+                    counted.source_event_id,
+                    counted.score_given or 0.0,
+                    counted.score_maximum,
+                    activity.points_possible,
+                )
+            )
         return _result(
             inp,
             score_given=given,

@@ -42,6 +42,7 @@ class ReasonCode(StrEnum):
     NAME_FORBIDDEN_CHARS = "name_forbidden_chars"
     NAME_EMPTY = "name_empty"
     FRACTIONAL_POINTS = "fractional_points"
+    SCORE_OUT_OF_RANGE = "score_out_of_range"
     # delivery gave up
     RETRIES_EXHAUSTED = "retries_exhausted"
     # gradesync itself could not work the grade out from the facts
@@ -106,6 +107,19 @@ def fractional_points(activity_title: str, points: float, limit: int) -> Reason:
         f"The activity {activity_title!r} is worth {points:g} points, and this destination "
         f"takes whole points only; no factor up to {limit} makes {points:g} whole, so nothing "
         "is sent. Give the activity whole points (or a simpler fraction such as 7.5).",
+    )
+
+
+def score_out_of_range(
+    event_id: str, score_given: float, score_maximum: float | None, points: float
+) -> Reason:
+    scale = f" of {score_maximum:g}" if score_maximum is not None else ""
+    return Reason(
+        ReasonCode.SCORE_OUT_OF_RANGE,
+        f"The counted attempt {event_id} scored {score_given:g}{scale}; rescaled to this "
+        f"activity's {points:g} points and passed through as extra credit, that is beyond the "
+        "largest number a gradebook can hold, so nothing is sent. Correct the attempt's score "
+        "in the courseware (or cap extra credit, which sends full points).",
     )
 
 

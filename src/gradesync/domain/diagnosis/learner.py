@@ -321,6 +321,7 @@ def _reason_remedy(reason: Reason) -> str | None:
         ReasonCode.NAME_TOO_LONG: "Shorten the activity name (or let the policy shorten it).",
         ReasonCode.NAME_FORBIDDEN_CHARS: "Rename the activity (or let the policy clean it).",
         ReasonCode.NAME_EMPTY: "Rename the activity.",
+        ReasonCode.SCORE_OUT_OF_RANGE: "Correct the attempt's score in the courseware.",
         ReasonCode.COMPUTE_FAILED: (
             "Ask the operator for the error logged with this grade's ids; correct the attempt "
             "or setting it points at (a new attempt or policy change works the grade out again)."

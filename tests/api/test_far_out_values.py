@@ -1,0 +1,77 @@
+"""Values the API accepts at the edge of what numbers and dates can hold are worked out into
+something a person can read, never into a grade of "inf" or a computation that fails: each
+test posts the exact values a courseware sent, then works the grades out and delivers them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gradesync.domain.capabilities import Capabilities
+from gradesync.services.worker import Engine
+from gradesync.testing import DoubleFactory, add_destination
+from tests.support.api import ROSTER, ApiEnv, Caller, attempt
+
+ITEM = "https://lms/courses/1/items/{}"
+
+
+def _connected(api: ApiEnv, tenant: str) -> tuple[Caller, DoubleFactory, Engine]:
+    """The tenant with the roster, an LMS that takes extra credit linked to its course (both
+    learners launched), and an engine delivering to it."""
+    admin = Caller(api.client, api.tenant(tenant, "admin"))
+    assert admin.post("/ingest", json=ROSTER).status_code == 202
+    add_destination(
+        api.db.uow,
+        tenant,
+        "lms",
+        links={"c1": "https://lms/courses/1"},
+        people={"p1": "sub-p1", "p2": "sub-p2"},
+    )
+    factory = DoubleFactory()
+    factory.remote("lms").capabilities = Capabilities(extra_credit=True)
+    return admin, factory, Engine(api.db.uow, api.runtime.clock, factory)
+
+
+def _settle(engine: Engine) -> None:
+    async def work() -> None:
+        try:
+            await engine.process_dirty()
+            await engine.deliver_due()
+        finally:
+            await engine.aclose()
+
+    asyncio.run(work())
+
+
+def test_a_score_rescaled_past_the_largest_number_is_not_sent_and_says_why(
+    api: ApiEnv,
+) -> None:
+    admin, factory, engine = _connected(api, "school")
+    policy = {"extra_credit": "pass_through", "attempt_selection": "average"}
+    assert admin.patch("/activities/a1/policy", json=policy).status_code == 200
+    # 1e10 of 1e-300 rescaled to 10 points is infinite: finite, >= 0 and > 0 each, accepted
+    big = attempt("big-1", 1e10, score_maximum=1e-300, completed_at="2026-12-05T06:39:00Z")
+    assert admin.post("/attempts", json=big).status_code == 202
+    assert admin.post("/attempts", json=attempt("norm-1", 7, person_id="p2")).status_code == 202
+    _settle(engine)
+
+    remote = factory.remote("lms")
+    assert remote.score_of(ITEM.format("a1"), "sub-p2") == 7.0
+    assert remote.score_of(ITEM.format("a1"), "sub-p1") is None
+    cells = admin.get("/people/p1/grades").json()["destinations"]["lms"]
+    [cell] = [c for c in cells if c["activity_id"] == "a1"]
+    assert cell["state"] == "skipped" and cell["reason_code"] == "score_out_of_range"
+    assert "big-1" in cell["reason_text"]
+    r = admin.get("/activities/a1/learners/p1/diagnosis")
+    assert r.status_code == 200
+    counted = next(c for c in r.json()["checks"] if c["code"] == "counted_attempt")
+    assert counted["passed"] is False and "largest number" in counted["evidence"]
+    assert "inf" not in counted["evidence"] and "Sent:" not in counted["evidence"]
+    assert counted["remedy"]
+
+
+def test_a_huge_score_is_capped_under_the_default_policy(api: ApiEnv) -> None:
+    admin, factory, engine = _connected(api, "capped")
+    huge = attempt("big-3", 1e308, score_maximum=1)
+    assert admin.post("/attempts", json=huge).status_code == 202
+    _settle(engine)
+    assert factory.remote("lms").score_of(ITEM.format("a1"), "sub-p1") == 10.0
