@@ -5,6 +5,7 @@ test posts the exact values a courseware sent, then works the grades out and del
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from gradesync.domain.capabilities import Capabilities
 from gradesync.services.worker import Engine
@@ -31,15 +32,25 @@ def _connected(api: ApiEnv, tenant: str) -> tuple[Caller, DoubleFactory, Engine]
     return admin, factory, Engine(api.db.uow, api.runtime.clock, factory)
 
 
-def _settle(engine: Engine) -> None:
-    async def work() -> None:
+def _settle(engine: Engine) -> float | None:
+    """Work every grade out and deliver it; returns the seconds to the next timed key (a
+    past-due zero to come), None when there is none."""
+
+    async def work() -> float | None:
         try:
             await engine.process_dirty()
             await engine.deliver_due()
+            return await engine.next_timer_in()
         finally:
             await engine.aclose()
 
-    asyncio.run(work())
+    return asyncio.run(work())
+
+
+def _cell(admin: Caller, person: str, activity: str) -> dict[str, Any]:
+    cells = admin.get(f"/people/{person}/grades").json()["destinations"]["lms"]
+    [cell] = [c for c in cells if c["activity_id"] == activity]
+    return cell  # type: ignore[no-any-return]
 
 
 def test_a_score_rescaled_past_the_largest_number_is_not_sent_and_says_why(
@@ -57,8 +68,7 @@ def test_a_score_rescaled_past_the_largest_number_is_not_sent_and_says_why(
     remote = factory.remote("lms")
     assert remote.score_of(ITEM.format("a1"), "sub-p2") == 7.0
     assert remote.score_of(ITEM.format("a1"), "sub-p1") is None
-    cells = admin.get("/people/p1/grades").json()["destinations"]["lms"]
-    [cell] = [c for c in cells if c["activity_id"] == "a1"]
+    cell = _cell(admin, "p1", "a1")
     assert cell["state"] == "skipped" and cell["reason_code"] == "score_out_of_range"
     assert "big-1" in cell["reason_text"]
     r = admin.get("/activities/a1/learners/p1/diagnosis")
@@ -75,3 +85,49 @@ def test_a_huge_score_is_capped_under_the_default_policy(api: ApiEnv) -> None:
     assert admin.post("/attempts", json=huge).status_code == 202
     _settle(engine)
     assert factory.remote("lms").score_of(ITEM.format("a1"), "sub-p1") == 10.0
+
+
+def test_an_activity_due_at_the_end_of_year_9999_with_grace_is_never_past_due(
+    api: ApiEnv,
+) -> None:
+    admin, factory, engine = _connected(api, "far-school")
+    far = {
+        "course_id": "c1",
+        "title": "Far",
+        "points_possible": 10,
+        "due_at": "9999-12-31T00:00:00Z",
+        "policy": {"past_due_zeros": "on", "grace_period_minutes": 527040},
+    }
+    assert admin.put("/activities/far", json=far).status_code == 200
+    late = attempt("far-1", 8, activity_id="far", person_id="p2")
+    assert admin.post("/attempts", json=late).status_code == 202
+    assert admin.post("/attempts", json=attempt("norm-1", 7, person_id="p2")).status_code == 202
+    # nothing to wake up for: due + grace is after the last moment a date can hold
+    assert _settle(engine) is None
+
+    remote = factory.remote("lms")
+    assert remote.score_of(ITEM.format("a1"), "sub-p2") == 7.0
+    assert remote.score_of(ITEM.format("far"), "sub-p2") == 8.0
+    assert remote.score_of(ITEM.format("far"), "sub-p1") is None  # never a past-due zero
+    cell = _cell(admin, "p1", "far")
+    assert cell["state"] == "skipped" and cell["reason_code"] == "no_attempt_yet"
+    r = admin.get("/activities/far/learners/p1/diagnosis")
+    assert r.status_code == 200
+    assert {c["code"] for c in r.json()["checks"]} >= {"counted_attempt", "delivery"}
+
+
+def test_an_extension_to_the_end_of_year_9999_within_the_grace_period_is_never_past_due(
+    api: ApiEnv,
+) -> None:
+    admin, factory, engine = _connected(api, "ext-school")
+    zeros = {"past_due_zeros": "on", "grace_period_minutes": 60}
+    assert admin.patch("/tenant/policy", json=zeros).status_code == 200
+    extension = {"due_at": "9999-12-31T23:30:00Z"}
+    assert admin.put("/activities/a1/overrides/p1", json=extension).status_code == 200
+    normal = attempt("norm-1", 17, activity_id="a2", person_id="p2", score_maximum=20)
+    assert admin.post("/attempts", json=normal).status_code == 202
+    assert _settle(engine) is None
+
+    assert factory.remote("lms").score_of(ITEM.format("a2"), "sub-p2") == 17.0
+    cell = _cell(admin, "p1", "a1")
+    assert cell["state"] == "skipped" and cell["reason_code"] == "no_attempt_yet"

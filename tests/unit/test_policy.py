@@ -36,6 +36,7 @@ from gradesync.domain.policy import (
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 DUE = T0 + timedelta(days=7)
+LAST_DAY = datetime(9999, 12, 31, tzinfo=UTC)  # courseware's "no due date"
 
 
 def at(hours: float) -> datetime:
@@ -853,6 +854,10 @@ def test_invalid_settings_are_refused_naming_the_field(
         (PastDueZeros.ON, True, DUE + timedelta(days=1), 90, DUE + timedelta(days=1, minutes=90)),
         (PastDueZeros.ASSIGNED_ONLY, False, None, 0, None),
         (PastDueZeros.ASSIGNED_ONLY, True, None, 0, DUE),
+        # due + grace past the end of year 9999 never comes: no zero, ever
+        (PastDueZeros.ON, True, LAST_DAY, 527040, None),
+        (PastDueZeros.ON, True, LAST_DAY + timedelta(hours=23, minutes=30), 60, None),
+        (PastDueZeros.ON, True, LAST_DAY, 60, LAST_DAY + timedelta(hours=1)),
     ],
 )
 def test_zero_point(
@@ -864,6 +869,23 @@ def test_zero_point(
 ) -> None:
     policy = ResolvedPolicy(past_due_zeros=zeros, grace_period_minutes=grace)
     assert zero_point(policy, replace(ACTIVITY, assigned=assigned), override) == expected
+
+
+def test_a_due_date_whose_grace_ends_past_year_9999_is_never_past_due() -> None:
+    far = replace(ACTIVITY, due_at=LAST_DAY)
+    policy = ResolvedPolicy(past_due_zeros=PastDueZeros.ON, grace_period_minutes=527040)
+    waiting = Case("", [], policy=policy, activity=far, now=LAST_DAY).run()
+    assert isinstance(waiting, NoResult) and waiting.reason.code == "no_attempt_yet"
+    done = Case("", [attempt(1, 7, 1)], policy=policy, activity=far, caps=STATUSES).run()
+    assert isinstance(done, DesiredResult) and done.score_given == 7 and not done.late
+    extended = Case(
+        "",
+        [attempt(1, 7, 1)],
+        policy=ResolvedPolicy(past_due_zeros=PastDueZeros.ON, grace_period_minutes=60),
+        due_override=LAST_DAY + timedelta(hours=23, minutes=30),
+        caps=STATUSES,
+    ).run()
+    assert isinstance(extended, DesiredResult) and not extended.late
 
 
 def test_past_due_zero_counts_no_attempt() -> None:

@@ -233,7 +233,17 @@ def zero_point(
     due = due_override if due_override is not None else activity.due_at
     if due is None:
         return None
-    return due + policy.grace
+    return _plus_grace(due, policy.grace)
+
+
+def _plus_grace(due: datetime, grace: timedelta) -> datetime | None:
+    """The due date plus the grace period, or None when that falls after the last moment a
+    date can hold (the end of year 9999): a moment that never comes. Courseware writes
+    9999-12-31 for "no due date"."""
+    try:
+        return due + grace
+    except OverflowError:
+        return None
 
 
 def _is_late(attempt: Attempt, inp: PolicyInput) -> bool:
@@ -242,7 +252,8 @@ def _is_late(attempt: Attempt, inp: PolicyInput) -> bool:
     if attempt.late:
         return True
     due = inp.due_override if inp.due_override is not None else inp.activity.due_at
-    return due is not None and attempt.completed_at > due + inp.policy.grace
+    end = _plus_grace(due, inp.policy.grace) if due is not None else None
+    return end is not None and attempt.completed_at > end
 
 
 def _shape(points: float, inp: PolicyInput) -> tuple[float, float, str]:
