@@ -44,6 +44,11 @@ CASES: list[tuple[str, dict[str, Any], tuple[str, str]]] = [
     ),
     ("zero maximum", attempt("x", 0, score_maximum=0), ("attempts[1].score_maximum", "positive")),
     (
+        "a maximum too small for the score to be a grade",
+        attempt("x", 1e10, score_maximum=1e-300),
+        ("attempts[1].score_maximum", "score_ratio"),
+    ),
+    (
         "unknown activity",
         attempt("x", 5, activity_id="nope"),
         ("attempts[1].activity_id", "unknown_activity"),

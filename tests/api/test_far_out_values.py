@@ -59,8 +59,15 @@ def test_a_score_rescaled_past_the_largest_number_is_not_sent_and_says_why(
     admin, factory, engine = _connected(api, "school")
     policy = {"extra_credit": "pass_through", "attempt_selection": "average"}
     assert admin.patch("/activities/a1/policy", json=policy).status_code == 200
-    # 1e10 of 1e-300 rescaled to 10 points is infinite: finite, >= 0 and > 0 each, accepted
-    big = attempt("big-1", 1e10, score_maximum=1e-300, completed_at="2026-12-05T06:39:00Z")
+    # 1e10 of 1e-300 is no grade at all: refused, naming the field and the rule
+    absurd = attempt("big-1", 1e10, score_maximum=1e-300, completed_at="2026-12-05T06:39:00Z")
+    r = admin.post("/attempts", json=absurd)
+    assert r.status_code == 422
+    assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
+        ("score_maximum", "score_ratio")
+    ]
+    # 1e308 of 1 is a score, but rescaled to 10 points it passes the largest number
+    big = attempt("big-1", 1e308, score_maximum=1, completed_at="2026-12-05T06:39:00Z")
     assert admin.post("/attempts", json=big).status_code == 202
     assert admin.post("/attempts", json=attempt("norm-1", 7, person_id="p2")).status_code == 202
     _settle(engine)

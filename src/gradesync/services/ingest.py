@@ -263,12 +263,28 @@ def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> dict[str, Acti
         p.ident(f"{f}.activity_id", at.activity_id, "The activity id")
         p.ident(f"{f}.person_id", at.person_id, "The person id")
         given_ok = p.number(f"{f}.score_given", at.score_given, what="score given")
-        p.number(f"{f}.score_maximum", at.score_maximum, positive=True, what="score maximum")
+        top_ok = p.number(
+            f"{f}.score_maximum", at.score_maximum, positive=True, what="score maximum"
+        )
         if given_ok and at.score_given is not None and at.score_maximum is None:
             p.add(
                 f"{f}.score_maximum",
                 "required_with_score",
                 "A score needs its maximum: send score_maximum with score_given.",
+            )
+        elif (
+            given_ok
+            and top_ok
+            and at.score_given is not None
+            and at.score_maximum is not None
+            and not math.isfinite(at.score_given / at.score_maximum)
+        ):
+            # no grade: rescaled to the activity's points it would be infinite
+            p.add(
+                f"{f}.score_maximum",
+                "score_ratio",
+                "score_given divided by score_maximum must be a finite number; a maximum "
+                "this small for this score is no grade (e.g. 1e10 of 1e-300).",
             )
         p.aware(f"{f}.completed_at", at.completed_at)
         p.aware(f"{f}.started_at", at.started_at)

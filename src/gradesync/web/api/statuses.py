@@ -85,6 +85,8 @@ RULES: dict[str, str] = {
     "after_start": "a term that ends before it starts",
     "order": "`started_at` after `completed_at`",
     "required_with_score": "`score_given` without `score_maximum` (no activity points to use)",
+    "score_ratio": "`score_given` divided by `score_maximum` is not a finite number (a maximum "
+    "far too small for the score, e.g. 1e10 of 1e-300)",
     "duplicate": "the same object twice in one batch",
     "event_id_reused": "a `source_event_id` already recorded, or given earlier in the batch, "
     "for a different attempt",
