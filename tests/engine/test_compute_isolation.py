@@ -21,10 +21,11 @@ from gradesync.adapters.db.repos.ledger import LedgerRepo
 from gradesync.adapters.queue.inprocess import InProcessWaker
 from gradesync.domain import policy
 from gradesync.domain.diagnosis import learner as diagnosis
-from gradesync.domain.model import DeliveryState, LedgerRow
+from gradesync.domain.model import DeliveryState, LedgerRow, RunScope, RunStage, Trigger
 from gradesync.domain.reasons import ReasonCode
 from gradesync.services import compute
 from gradesync.services.clock import SystemClock
+from gradesync.services.runs import request_run
 from gradesync.services.worker import Engine
 from gradesync.testing import (
     DoubleFactory,
@@ -35,7 +36,7 @@ from gradesync.testing import (
 )
 from tests.support.api import ApiEnv, Caller
 
-from .conftest import FAST, T, ledger, post, seed
+from .conftest import COURSE, DEST, FAST, Harness, T, learner, ledger, post, seed
 
 ITEM = "https://lms/courses/1/items/a1"
 OTHER, OTHER_DEST = "t2", "lms2"
@@ -204,3 +205,43 @@ async def test_a_batch_the_database_interrupts_is_not_set_aside(
         assert ledger(db) == {}
     finally:
         await engine.aclose()
+
+
+async def test_the_running_worker_goes_on_past_a_grade_it_cannot_compute(
+    harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(db, learners=2)
+    _other_tenant(db)
+    _raise_for(BAD, monkeypatch)
+    await harness.start()
+    post(db, harness.waker, [("a1", BAD, 8.0)])
+    post(db, harness.waker, [("a1", "p000", 7.0)])
+    post_attempts(db.uow, harness.waker, OTHER, [("a1", "q1", 6.0)])
+    other = harness.factory.remote(OTHER_DEST)
+    await harness.until(
+        lambda: other.score_of("https://lms2/courses/1/items/a1", "sub-q1") == 6.0,
+        "the other tenant's grade sent",
+    )
+    await harness.until(
+        lambda: harness.remote.score_of(ITEM, "sub-p000") == 7.0, "this tenant's grade sent"
+    )
+    await harness.until(lambda: _dirty(db) == 0, "every key worked out")
+    assert ledger(db)[("a1", BAD)].reason_code == ReasonCode.COMPUTE_FAILED
+
+
+async def test_a_run_finishes_past_a_grade_it_cannot_compute(
+    harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(db, learners=3)
+    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(3)])
+    _raise_for(BAD, monkeypatch)
+    run, _ = request_run(
+        db.uow, harness.waker, SystemClock(), RunScope(T, DEST, COURSE), Trigger.MANUAL, "ada"
+    )
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.stage is RunStage.FINISHED
+    assert done.counts["sent"] == 2
+    assert done.counts["skipped"] == {"compute_failed": 1}
+    assert harness.remote.score_of(ITEM, "sub-p000") == 5.0
+    assert harness.remote.score_of(ITEM, "sub-p002") == 7.0
+    assert ledger(db)[("a1", BAD)].reason_code == ReasonCode.COMPUTE_FAILED
