@@ -26,6 +26,7 @@ from gradesync.domain.reasons import ReasonCode
 from gradesync.services import compute
 from gradesync.services.clock import SystemClock
 from gradesync.services.runs import request_run
+from gradesync.services.telemetry import NullMeter
 from gradesync.services.worker import Engine
 from gradesync.testing import (
     DoubleFactory,
@@ -155,6 +156,14 @@ def _refuse_writes_of(
     monkeypatch.setattr(LedgerRepo, "save_many", save_many)
 
 
+class CountingMeter(NullMeter):
+    def __init__(self) -> None:
+        self.not_computed: dict[str, int] = {}
+
+    def grades_not_computed(self, tenant: str, count: int) -> None:
+        self.not_computed[tenant] = self.not_computed.get(tenant, 0) + count
+
+
 async def test_a_batch_that_fails_is_worked_out_key_by_key(
     db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -162,7 +171,8 @@ async def test_a_batch_that_fails_is_worked_out_key_by_key(
     _other_tenant(db)
     _refuse_writes_of(BAD, monkeypatch)
     factory = DoubleFactory()
-    engine = Engine(db.uow, SystemClock(), factory, FAST, waker=InProcessWaker())
+    meter = CountingMeter()
+    engine = Engine(db.uow, SystemClock(), factory, FAST, waker=InProcessWaker(), meter=meter)
     try:
         post(db, None, [("a1", "p000", 7.0), ("a1", BAD, 8.0), ("a1", "p002", 9.0)])
         post_attempts(db.uow, None, OTHER, [("a1", "q1", 6.0)])
@@ -171,6 +181,7 @@ async def test_a_batch_that_fails_is_worked_out_key_by_key(
             await engine.deliver_due()
             assert (await engine.process_dirty()).dirty == 0
         assert stats.failed == {(T, "a1", BAD)}
+        assert meter.not_computed == {T: 1}  # counted for the operator, once
         assert _dirty(db) == 0
         remote = factory.remote("lms")
         assert remote.score_of(ITEM, "sub-p000") == 7.0
