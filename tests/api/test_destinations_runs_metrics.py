@@ -126,6 +126,9 @@ def test_learner_grades_per_destination(api: ApiEnv) -> None:
 def test_run_history_with_stages(api: ApiEnv) -> None:
     c = Caller(api.client, api.tenant("t1", "sync"))
     other = Caller(api.client, api.tenant("t2", "sync"))
+    ingest = Caller(api.client, api.tenant("t1", "ingest"))
+    for course in ("c1", "c2"):  # a filter names a course the tenant has
+        assert ingest.put(f"/courses/{course}", json={"title": course}).status_code == 200
     run = SyncRun("r1", RunScope("t1", None, "c1"), Trigger.MANUAL, "cli:ops", created_at=T0)
     with api.db.uow() as uow:
         uow.runs.add(run)

@@ -129,7 +129,10 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
             {"group": "Quizzes", "activities": ["q1"], "category_id": "cat-quiz", "problem": None}
         ]
         r = admin.get("/sis/connections/sis/validation", params={"course_id": "nope"})
-        assert r.status_code == 404 and "course" in r.json()["detail"]  # not an empty list
+        assert r.status_code == 422, r.text  # not an empty list
+        assert [(p["loc"], p["rule"]) for p in r.json()["detail"]] == [
+            (["query", "course_id"], "unknown_course")
+        ]
         checks = admin.get("/sis/connections/sis/validation", params={"course_id": "c1"}).json()
         assert {c["activity_id"]: c["ok"] for c in checks} == {"q1": True, "e1": False}
         # Post grades: when nothing can go, a refusal that says why, and no run
@@ -175,11 +178,10 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
             assert "lineItems.csv" in archive.namelist()
             assert "Quiz 1" in archive.read("lineItems.csv").decode()
             assert "cat-quiz" in archive.read("lineItems.csv").decode()
-        # another tenant sees nothing of it
-        assert (
-            other.get("/sis/connections/sis/validation", params={"course_id": "c1"}).status_code
-            == 404
-        )
+        # another tenant sees nothing of it: its course c1 is as unknown as any other
+        assert other.get("/sis/connections/sis/validation").status_code == 404
+        r = other.get("/sis/connections/sis/validation", params={"course_id": "c1"})
+        assert r.status_code == 422 and r.json()["detail"][0]["rule"] == "unknown_course"
 
 
 def test_mapping_and_ticking_send_the_grades_already_there(

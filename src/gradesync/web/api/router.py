@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from gradesync.web.api import (
     courses,
@@ -13,6 +13,7 @@ from gradesync.web.api import (
     errors,
     ingest,
     policies,
+    query,
     runs,
     schedules,
     statuses,
@@ -21,7 +22,9 @@ from gradesync.web.api import diagnosis as diagnostics
 from gradesync.web.api import platforms as lti_platforms
 from gradesync.web.api import sis as sis_passback
 
-router = APIRouter(prefix="/api/v1")
+# every operation: an unknown query parameter, or a filter naming nothing stored, is refused
+PREFIX = "/api/v1"
+router = APIRouter(prefix=PREFIX, dependencies=[Depends(query.query_rules(PREFIX))])
 router.include_router(ingest.router)
 router.include_router(courses.router)
 router.include_router(policies.router)

@@ -6,7 +6,8 @@ built, so they are added here by rule rather than repeated on every route:
 - every `/api/v1` operation needs an API key: 401 without a known key, 403 without the scope;
 - an operation with a path parameter answers 404 for an id the tenant does not have (another
   tenant's id too: it never learns that the id exists);
-- an operation with parameters or a body answers 422 naming the field and the rule;
+- every operation answers 422 naming the field and the rule (one without parameters or a
+  body too: it refuses a query parameter it does not take, `web/api/query.py`);
 - a few answer 409 (the request contradicts stored state), 502 (the SIS or LMS answered with an
   error) or 503 (no worker runs), listed below by operation;
 - the LTI endpoints answer the browser (or the LMS) with an HTML page, or JSON when asked.
@@ -163,10 +164,6 @@ LTI: dict[str, dict[int, dict[str, Any]]] = {
 }
 
 
-def _has_inputs(op: dict[str, Any]) -> bool:
-    return bool(op.get("parameters") or op.get("requestBody"))
-
-
 def declare(spec: dict[str, Any]) -> dict[str, Any]:
     """Add the status codes above to the generated document; return it."""
     for path, item in spec.get("paths", {}).items():
@@ -184,8 +181,8 @@ def declare(spec: dict[str, Any]) -> dict[str, Any]:
             extra.update(LTI.get(key, {}))
             for status, response in extra.items():
                 responses.setdefault(str(status), response)
-            if not path.startswith("/api/v1/") or not _has_inputs(op):
-                continue
+            if not path.startswith("/api/v1/"):
+                continue  # every operation refuses a query parameter it does not take
             if "requestBody" in op:
                 responses.setdefault("400", BAD_BODY)
             invalid = responses.setdefault(

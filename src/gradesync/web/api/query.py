@@ -1,0 +1,97 @@
+"""The rules every operation's query string follows, checked once for all of `/api/v1`.
+
+- A parameter the operation does not list in the OpenAPI document is refused as
+  `unknown_field`, located `["query", name]`: ignored, a typo (`?course=` for `?course_id=`)
+  answered as if unfiltered.
+- A filter naming a course, destination or activity the tenant does not have is refused as
+  `unknown_course`, `unknown_destination` or `unknown_activity`, located in the query: answered,
+  it read as "nothing to report" (an empty list, or a 404 as if the URL named it).
+
+A router dependency (`router.py`), after the key is known (no key is still a 401) and before
+the operation's own parameters are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+from gradesync.domain.errors import FieldProblem, InvalidInput
+from gradesync.services.ports.uow import UnitOfWork
+from gradesync.web.api.auth import Principal, current_principal
+from gradesync.web.api.errors import UrlProblem
+
+# filter parameter -> (rule, what it names, how to find it in the tenant)
+_FILTERS: dict[str, tuple[str, str, Callable[[UnitOfWork, str, str], object]]] = {
+    "course_id": ("unknown_course", "course", lambda uow, t, i: uow.courses.get(t, i)),
+    "destination_id": (
+        "unknown_destination",
+        "destination",
+        lambda uow, t, i: uow.destinations.get(t, i),
+    ),
+    "activity_id": ("unknown_activity", "activity", lambda uow, t, i: uow.activities.get(t, i)),
+}
+
+
+def _listed(request: Request) -> dict[tuple[str, str], frozenset[str]]:
+    """Each operation's query parameters, as the document lists them (read once per app)."""
+    state = request.app.state
+    listed: dict[tuple[str, str], frozenset[str]] | None = getattr(state, "query_params", None)
+    if listed is None:
+        listed = {}
+        for path, item in request.app.openapi().get("paths", {}).items():
+            for method, op in item.items():
+                if isinstance(op, dict):
+                    params: list[dict[str, Any]] = op.get("parameters", [])
+                    names = {p["name"] for p in params if p.get("in") == "query"}
+                    listed[(method.upper(), path)] = frozenset(names)
+        state.query_params = listed
+    return listed
+
+
+def query_rules(prefix: str) -> Callable[..., None]:
+    """The dependency for a router mounted at `prefix` (its routes know their paths without
+    it)."""
+
+    def dependency(request: Request, principal: Principal = Depends(current_principal)) -> None:
+        route = request.scope.get("route")
+        if isinstance(route, APIRoute):
+            _check(request, principal, (request.method, prefix + route.path_format))
+
+    return dependency
+
+
+def _check(request: Request, principal: Principal, operation: tuple[str, str]) -> None:
+    known = _listed(request).get(operation)
+    if known is None:  # an operation the document does not show
+        return
+    given = request.query_params
+    unknown = [name for name in dict.fromkeys(given.keys()) if name not in known]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": f"Unknown query parameter {name!r}: this operation takes "
+                    + (", ".join(sorted(known)) if known else "none"),
+                    "input": given[name],
+                }
+                for name in unknown
+            ]
+        )
+    filters = [(name, value) for name, value in given.multi_items() if name in _FILTERS]
+    if not filters:
+        return
+    problems: list[FieldProblem] = []
+    with request.app.state.runtime.reads() as uow:
+        for name, value in filters:
+            rule, what, find = _FILTERS[name]
+            if find(uow, principal.tenant_id, value) is None:
+                problems.append(UrlProblem(name, rule, f"No {what} {value!r}.", "query"))
+    if problems:
+        raise InvalidInput(problems)

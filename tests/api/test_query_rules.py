@@ -1,0 +1,116 @@
+"""Every operation's query string, walked from the OpenAPI document: a parameter the
+operation does not take is refused (a typo was ignored: `/people/p1/grades?course=c1` answered
+every course's grades), and a filter naming nothing the tenant has is refused (it answered `[]`,
+or a 404 as if the URL named it, so a typo read as "nothing to report")."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+from tests.support.api import ApiEnv, Caller
+
+PREFIX = "/api/v1"
+FILTERS = {
+    "course_id": "unknown_course",
+    "destination_id": "unknown_destination",
+    "activity_id": "unknown_activity",
+}
+
+
+def _operations(api: ApiEnv) -> list[tuple[str, str, dict[str, Any]]]:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    return [
+        (method.upper(), path[len(PREFIX) :], op)
+        for path, item in paths.items()
+        if path.startswith(PREFIX + "/")
+        for method, op in item.items()
+    ]
+
+
+def _fill(path: str, values: dict[str, str]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "x"), path)
+
+
+def _send(c: Caller, method: str, path: str, **kw: Any) -> httpx.Response:
+    return c.client.request(method, PREFIX + path, headers=c.headers, **kw)
+
+
+def _problems(r: httpx.Response) -> list[tuple[list[object], str, str]]:
+    assert r.status_code == 422, (r.request.method, r.request.url, r.status_code, r.text)
+    return [(p["loc"], p["field"], p["rule"]) for p in r.json()["detail"]]
+
+
+def _seeded(api: ApiEnv) -> Caller:
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    assert c.put("/courses/c1", json={"title": "C1"}).status_code == 200
+    r = c.put("/activities/a1", json={"course_id": "c1", "title": "A1", "points_possible": 1})
+    assert r.status_code == 200, r.text
+    assert c.put("/people/p1", json={"name": "P"}).status_code == 200
+    api.destination("t1", "lms")
+    files = {"name": "Files", "file_based": True}
+    assert c.put("/sis/connections/files", json=files).status_code == 200
+    return c
+
+
+def test_every_operation_refuses_a_query_parameter_it_does_not_take(api: ApiEnv) -> None:
+    c = _seeded(api)
+    operations = _operations(api)
+    assert len(operations) > 40
+    for method, path, _ in operations:
+        url = _fill(path, {})
+        r = _send(c, method, url, params={"no_such_param": "1"}, json={})
+        assert _problems(r) == [(["query", "no_such_param"], "no_such_param", "unknown_field")]
+    # the newcomer's typo, beside a parameter the operation does take
+    r = c.get("/people/p1/grades", params={"course": "c1", "destination_id": "lms"})
+    assert _problems(r) == [(["query", "course"], "course", "unknown_field")]
+    assert "course_id" in r.json()["detail"][0]["msg"]  # it says what the operation takes
+    # the key is checked first: without one it is a 401, whatever the query says
+    assert api.client.get(f"{PREFIX}/runs?course=c1").status_code == 401
+    # what the document lists is taken
+    assert c.get("/people/p1/grades", params={"course_id": "c1"}).status_code == 200
+    assert c.get("/lti/rejections", params={"limit": 5}).status_code == 200
+
+
+def test_a_filter_naming_nothing_stored_is_refused_wherever_it_is_taken(api: ApiEnv) -> None:
+    c = _seeded(api)
+    ids = {"course_id": "c1", "activity_id": "a1", "person_id": "p1", "destination_id": "files"}
+    walked = set()
+    for method, path, op in _operations(api):
+        for param in op.get("parameters", []):
+            name = param["name"]
+            if param["in"] != "query" or name not in FILTERS:
+                continue
+            walked.add(f"{method} {path} {name}")
+            r = _send(c, method, _fill(path, ids), params={name: "nope"})
+            assert _problems(r) == [(["query", name], name, FILTERS[name])]
+    assert {
+        "GET /runs course_id",
+        "GET /runs destination_id",
+        "GET /courses/{course_id}/overrides destination_id",
+        "GET /people/{person_id}/grades course_id",
+        "GET /people/{person_id}/grades destination_id",
+        "GET /courses/{course_id}/diagnosis destination_id",
+        "GET /activities/{activity_id}/diagnosis destination_id",
+        "GET /activities/{activity_id}/learners/{person_id}/diagnosis destination_id",
+        "GET /sis/connections/{destination_id}/categories course_id",
+        "GET /sis/connections/{destination_id}/validation course_id",
+        "GET /sis/connections/{destination_id}/validation activity_id",
+    } <= walked
+    # every filter at fault is named at once
+    r = c.get("/runs", params={"course_id": "nope", "destination_id": "gone"})
+    assert _problems(r) == [
+        (["query", "course_id"], "course_id", "unknown_course"),
+        (["query", "destination_id"], "destination_id", "unknown_destination"),
+    ]
+    # an id the tenant has still filters
+    assert c.get("/runs", params={"course_id": "c1", "destination_id": "lms"}).json() == []
+    assert c.get("/courses/c1/overrides", params={"destination_id": "lms"}).json() == []
+    assert c.get("/courses/c1/diagnosis", params={"destination_id": "lms"}).status_code == 200
+    # another tenant's ids are not this tenant's
+    other = Caller(api.client, api.tenant("t2", "admin"))
+    assert _problems(other.get("/runs", params={"course_id": "c1"})) == [
+        (["query", "course_id"], "course_id", "unknown_course")
+    ]
