@@ -276,6 +276,13 @@ def test_errors_are_one_line_each_with_the_documented_exit_codes(
     r = gradesync("runs", "list", "-t", "northwind", *window, ok=False)
     assert r.returncode == 2 and r.stderr.startswith("error: --until: "), r.stderr
     assert r.stderr.rstrip().endswith("[after_since]"), r.stderr
+    # a filter naming nothing of the tenant is not found (it listed no runs, as if none had run)
+    r = gradesync("runs", "list", "-t", "northwind", "--course", "nope", "--json", ok=False)
+    assert r.returncode == 3 and r.stderr.startswith("error: --course: "), r.stderr
+    assert r.stderr.rstrip().endswith("[unknown_course]"), r.stderr
+    assert json.loads(r.stdout)["error"]["problems"][0]["field"] == "--course"
+    r = gradesync("runs", "list", "-t", "northwind", "--destination", "gone", ok=False)
+    assert r.returncode == 3 and r.stderr.startswith("error: --destination: "), r.stderr
     r = gradesync("runs", "list", ok=False)
     assert r.returncode == 2 and r.stderr.startswith("error: --tenant: ")
     assert "[required]" in r.stderr and "GRADESYNC_TENANT" in r.stderr

@@ -174,6 +174,10 @@ def test_destination_check_and_sync_name_an_unknown_course_not_found(
         ("--learner", "unknown_person"),
     ]
     assert gradesync("overrides", "-t", T, "--course", "ghost", ok=False).returncode == 3
+    # a destination filter naming none: said, not "no overridden grades found"
+    r = gradesync("overrides", "-t", T, "--course", C, "--destination", "gone", ok=False)
+    assert r.returncode == 3, r.stderr
+    assert "--destination: No destination 'gone'. [unknown_destination]" in r.stderr, r.stderr
     r = gradesync("sync", "-t", T, "-c", "ghost", ok=False)
     assert r.returncode == 3 and "--course: No course 'ghost'. [unknown_course]" in r.stderr
     r = gradesync(*check, "--learner", "ada", ok=False)

@@ -740,6 +740,10 @@ def test_run_history_names_destination_schedule_and_who_asked(
     # a type no run has (a hand-edited address) is said, not quietly dropped from the filter
     bogus = c.get("/console/runs", params={"trigger": "bogus"}).text
     assert "flash-error" in bogus and "No sync type &#39;bogus&#39;" in bogus
+    # so is a course the school does not have: every run, not an empty history
+    nope = c.get("/console/runs", params={"course": "nope"})
+    assert nope.status_code == 200 and "No course &#39;nope&#39;" in nope.text
+    assert "r-hand" in nope.text and "r-sched" in nope.text
 
     # the page reads its runs' stages at once: forty more runs, no more statements
     with statements(runtime.db) as two:

@@ -248,7 +248,11 @@ def overrides(
     """Grades an instructor changed in the LMS after gradesync sent them (found when a sync
     run reads the gradebook back), and whether the course keeps the LMS edit."""
     with open_runtime() as rt:
-        rows = guarded(lambda: ov.list_overrides(rt.uow, tenant, course, destination))
+        rows = guarded(
+            lambda: ov.list_overrides(rt.uow, tenant, course, destination),
+            {"destination_id": "--destination"},
+            named=("destination_id",),
+        )
     if as_json:
         from gradesync.web.api.diagnosis import overrides_out
 

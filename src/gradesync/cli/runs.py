@@ -80,7 +80,13 @@ def list_(
                 until=moments["until"],
                 limit=limit,
             ),
-            {"until": "--until", "since": "--since"},
+            {
+                "until": "--until",
+                "since": "--since",
+                "course_id": "--course",
+                "destination_id": "--destination",
+            },
+            named=("course_id", "destination_id"),
         )
     if as_json:
         print_json([run_out(d.run, d.stages) for d in runs])  # as GET /runs

@@ -44,6 +44,7 @@ from gradesync.domain.overrides import (
     repaired,
 )
 from gradesync.domain.policy import resolve_settings
+from gradesync.services import queries
 from gradesync.services.clock import Clock
 from gradesync.services.destination import DestinationClient, ReadBack
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -183,6 +184,11 @@ def list_overrides(
         course = uow.courses.get(tenant_id, course_id)
         if course is None:
             raise NotFound("course", course_id)
+        problems = queries.filter_problems(
+            uow, tenant_id, queries.given(destination_id=destination_id)
+        )
+        if problems:  # answered, a typo would read as "no overridden grades"
+            raise InvalidInput(problems)
         links = uow.links.destinations_for_course(tenant_id, course_id)
         for link in sorted(links, key=lambda lk: lk.destination_id):
             if destination_id is not None and link.destination_id != destination_id:

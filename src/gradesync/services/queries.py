@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import Destination, LedgerRow, SyncRun
-from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,38 @@ def _cell(row: LedgerRow) -> GradeState:
     )
 
 
+# a filter -> (its rule, what it names, how the tenant's one is found)
+_FILTERS: dict[str, tuple[str, str, Callable[[UnitOfWork, str, str], object]]] = {
+    "course_id": ("unknown_course", "course", lambda uow, t, i: uow.courses.get(t, i)),
+    "destination_id": (
+        "unknown_destination",
+        "destination",
+        lambda uow, t, i: uow.destinations.get(t, i),
+    ),
+    "activity_id": ("unknown_activity", "activity", lambda uow, t, i: uow.activities.get(t, i)),
+}
+FILTERS = frozenset(_FILTERS)
+
+
+def given(**filters: str | None) -> list[tuple[str, str]]:
+    """The filters given (a None is no filter)."""
+    return [(name, value) for name, value in filters.items() if value is not None]
+
+
+def filter_problems(
+    uow: UnitOfWork, tenant_id: str, filters: Iterable[tuple[str, str]]
+) -> list[FieldProblem]:
+    """Each filter (`course_id`, `destination_id`, `activity_id`: one of FILTERS) naming
+    nothing of the tenant: answered, a typo would read as "nothing to report" (docs/api.md,
+    "Query parameters"; the CLI's filters alike)."""
+    problems: list[FieldProblem] = []
+    for name, value in filters:
+        rule, what, find = _FILTERS[name]
+        if find(uow, tenant_id, value) is None:
+            problems.append(FieldProblem(name, rule, f"No {what} {value!r}."))
+    return problems
+
+
 def learner_grades(
     uow_factory: UnitOfWorkFactory,
     tenant_id: str,
@@ -78,17 +110,9 @@ def learner_grades(
         person = uow.people.get(tenant_id, person_id)
         if person is None:
             raise NotFound("person", person_id)
-        problems: list[FieldProblem] = []
-        if destination_id is not None and uow.destinations.get(tenant_id, destination_id) is None:
-            problems.append(
-                FieldProblem(
-                    "destination_id", "unknown_destination", f"No destination {destination_id!r}."
-                )
-            )
-        if course_id is not None and uow.courses.get(tenant_id, course_id) is None:
-            problems.append(
-                FieldProblem("course_id", "unknown_course", f"No course {course_id!r}.")
-            )
+        problems = filter_problems(
+            uow, tenant_id, given(destination_id=destination_id, course_id=course_id)
+        )
         if problems:
             raise InvalidInput(problems)
         rows = uow.ledger.for_person(tenant_id, person_id)
@@ -119,6 +143,12 @@ def runs_with_stages(
     if since is not None and until is not None and until <= since:
         raise InvalidInput.one("until", "after_since", "until must be later than since")
     with uow_factory() as uow:
+        # a course or destination of none of the tenant's: the same slip as above
+        problems = filter_problems(
+            uow, tenant_id, given(course_id=course_id, destination_id=destination_id)
+        )
+        if problems:
+            raise InvalidInput(problems)
         runs = uow.runs.history(
             tenant_id,
             course_id=course_id,

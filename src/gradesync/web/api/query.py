@@ -20,21 +20,10 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from gradesync.domain.errors import FieldProblem, InvalidInput
-from gradesync.services.ports.uow import UnitOfWork
+from gradesync.domain.errors import InvalidInput
+from gradesync.services import queries
 from gradesync.web.api.auth import Principal, current_principal
 from gradesync.web.api.errors import UrlProblem
-
-# filter parameter -> (rule, what it names, how to find it in the tenant)
-_FILTERS: dict[str, tuple[str, str, Callable[[UnitOfWork, str, str], object]]] = {
-    "course_id": ("unknown_course", "course", lambda uow, t, i: uow.courses.get(t, i)),
-    "destination_id": (
-        "unknown_destination",
-        "destination",
-        lambda uow, t, i: uow.destinations.get(t, i),
-    ),
-    "activity_id": ("unknown_activity", "activity", lambda uow, t, i: uow.activities.get(t, i)),
-}
 
 
 def _listed(request: Request) -> dict[tuple[str, str], frozenset[str]]:
@@ -84,14 +73,10 @@ def _check(request: Request, principal: Principal, operation: tuple[str, str]) -
                 for name in unknown
             ]
         )
-    filters = [(name, value) for name, value in given.multi_items() if name in _FILTERS]
+    filters = [(name, value) for name, value in given.multi_items() if name in queries.FILTERS]
     if not filters:
         return
-    problems: list[FieldProblem] = []
     with request.app.state.runtime.reads() as uow:
-        for name, value in filters:
-            rule, what, find = _FILTERS[name]
-            if find(uow, principal.tenant_id, value) is None:
-                problems.append(UrlProblem(name, rule, f"No {what} {value!r}.", "query"))
+        problems = queries.filter_problems(uow, principal.tenant_id, filters)
     if problems:
-        raise InvalidInput(problems)
+        raise InvalidInput([UrlProblem(p.field, p.rule, p.message, "query") for p in problems])

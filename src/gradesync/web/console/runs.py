@@ -129,13 +129,17 @@ def run_history(
     if trigger and valid_trigger is None:
         # a hand-edited address: said, or the page passes every run off as the filtered ones
         flash(request, "error", f"No sync type {trigger!r}: showing every type.")
+    with rt.uow() as uow:
+        courses = {c.id: c for c in uow.courses.all(user.tenant_id)}
+    if course and course not in courses:
+        # a hand-edited address: said, as a sync type is (the history refuses the filter)
+        flash(request, "error", f"No course {course!r}: showing every course.")
+        course = ""
     details = queries.runs_with_stages(
         rt.uow, user.tenant_id, course_id=course or None, trigger=valid_trigger, limit=200
     )
     runs = [d.run for d in details]
     stages = {d.run.id: d.stages for d in details}
-    with rt.uow() as uow:
-        courses = {c.id: c for c in uow.courses.all(user.tenant_id)}
     names = queries.run_names(rt.uow, user.tenant_id, [r.id for r in runs])
     return render(
         request,
