@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from gradesync.domain.model import RunScope, SyncRun, Trigger
 from tests.support.api import ApiEnv, Caller
 
 PREFIX = "/api/v1"
@@ -113,4 +114,28 @@ def test_a_filter_naming_nothing_stored_is_refused_wherever_it_is_taken(api: Api
     other = Caller(api.client, api.tenant("t2", "admin"))
     assert _problems(other.get("/runs", params={"course_id": "c1"})) == [
         (["query", "course_id"], "course_id", "unknown_course")
+    ]
+
+
+def test_the_runs_of_a_deleted_destination_can_still_be_filtered(api: ApiEnv) -> None:
+    """Runs outlive their destination: its id names their history, not nothing."""
+    c = _seeded(api)
+    with api.runtime.db.uow() as uow:
+        uow.runs.add(
+            SyncRun(
+                "r-old",
+                RunScope("t1", "lms", "c1"),
+                Trigger.MANUAL,
+                "cli:ops",
+                created_at=api.runtime.clock.now(),
+            )
+        )
+        uow.commit()
+    assert c.delete("/destinations/lms").status_code == 204
+    r = c.get("/runs", params={"destination_id": "lms"})
+    assert r.status_code == 200, r.text
+    assert [run["id"] for run in r.json()] == ["r-old"]
+    # a destination that never was is still refused
+    assert _problems(c.get("/runs", params={"destination_id": "never"})) == [
+        (["query", "destination_id"], "destination_id", "unknown_destination")
     ]

@@ -63,14 +63,18 @@ def _cell(row: LedgerRow) -> GradeState:
     )
 
 
+def _destination_known(uow: UnitOfWork, tenant_id: str, destination_id: str) -> bool:
+    """A destination of the tenant, or one deleted whose runs are still kept: its history
+    can still be asked for."""
+    return uow.destinations.get(tenant_id, destination_id) is not None or bool(
+        uow.runs.history(tenant_id, destination_id=destination_id, limit=1)
+    )
+
+
 # a filter -> (its rule, what it names, how the tenant's one is found)
 _FILTERS: dict[str, tuple[str, str, Callable[[UnitOfWork, str, str], object]]] = {
     "course_id": ("unknown_course", "course", lambda uow, t, i: uow.courses.get(t, i)),
-    "destination_id": (
-        "unknown_destination",
-        "destination",
-        lambda uow, t, i: uow.destinations.get(t, i),
-    ),
+    "destination_id": ("unknown_destination", "destination", _destination_known),
     "activity_id": ("unknown_activity", "activity", lambda uow, t, i: uow.activities.get(t, i)),
 }
 FILTERS = frozenset(_FILTERS)
@@ -90,7 +94,7 @@ def filter_problems(
     problems: list[FieldProblem] = []
     for name, value in filters:
         rule, what, find = _FILTERS[name]
-        if find(uow, tenant_id, value) is None:
+        if not find(uow, tenant_id, value):
             problems.append(FieldProblem(name, rule, f"No {what} {value!r}."))
     return problems
 
