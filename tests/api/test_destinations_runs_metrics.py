@@ -25,7 +25,7 @@ from gradesync.domain.pauses import PauseCause
 from gradesync.runtime import Runtime
 from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
-from tests.support.api import ROSTER, ApiEnv, Caller
+from tests.support.api import ROSTER, ApiEnv, Caller, attempt
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -121,6 +121,26 @@ def test_learner_grades_per_destination(api: ApiEnv) -> None:
     other = c.get("/people/p1/grades", params={"destination_id": "other"})
     assert other.status_code == 422 and other.json()["detail"][0]["rule"] == "unknown_destination"
     assert c.get("/people/ghost/grades").status_code == 404
+
+
+def test_learner_grades_say_why_nothing_is_sent_without_a_destination(api: ApiEnv) -> None:
+    """A graded learner of a tenant with no destination was answered `destinations: {}` and
+    nothing else; `note` says no grade is sent anywhere. With a destination the course is not
+    connected to, each activity is listed there as not sent."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    assert c.post("/ingest", json={"attempts": [attempt("e1")]}).status_code == 202
+    g = c.get("/people/p1/grades", params={"course_id": "c1"}).json()
+    assert g["destinations"] == {}
+    assert "has no destination" in g["note"] and "sent anywhere" in g["note"]
+    api.destination("t1", "lms")
+    g = c.get("/people/p1/grades", params={"course_id": "c1"}).json()
+    assert g["note"] is None
+    assert [(x["activity_id"], x["state"]) for x in g["destinations"]["lms"]] == [
+        ("a1", "not_sent"),
+        ("a2", "not_sent"),
+    ]
+    assert "Biology 101 is not connected to LMS lms" in g["destinations"]["lms"][0]["reason_text"]
 
 
 def test_run_history_with_stages(api: ApiEnv) -> None:

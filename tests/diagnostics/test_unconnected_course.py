@@ -110,3 +110,29 @@ def test_a_course_mapped_to_no_sis_class_is_said_not_connected_to_the_sis(world:
     alone = world.ok("GET", f"/courses/{course}/diagnosis", params={"destination_id": "sis"})
     assert alone["symptom"] == "nothing_syncing"
     assert [c["code"] for c in alone["causes"]["course"]] == ["course_not_connected"]
+
+
+def test_a_learners_grades_say_not_sent_where_the_course_is_not_connected(world: World) -> None:
+    """GET /people/{id}/grades answered no rows for a graded learner of a course connected
+    nowhere; it says, per destination, what the console grid and the diagnosis say."""
+    course, learner = _unconnected_course(world)
+    grades = world.ok("GET", f"/people/{learner}/grades", params={"course_id": course})
+    assert grades["note"] is None
+    assert sorted(grades["destinations"]) == ["lms", "sis"]
+    diagnosis = world.diagnose(learner, "cd-a")
+    for dest, cells in grades["destinations"].items():
+        assert [c["activity_id"] for c in cells] == ["cd-a", "cd-b"]
+        assert {(c["state"], c["reason_code"], c["in_sync"]) for c in cells} == {
+            ("not_sent", "course_not_connected", False)
+        }
+        assert not _course_connected(diagnosis, dest)["passed"]
+    [lms] = {c["reason_text"] for c in grades["destinations"]["lms"]}
+    assert lms.startswith("Course D is not connected to ")
+    assert "no launch from the LMS course has been received yet" in lms
+    [sis] = {c["reason_text"] for c in grades["destinations"]["sis"]}
+    assert "not connected to District SIS: it is not mapped to a SIS class" in sis
+    # one destination asked for: only its rows
+    one = world.ok(
+        "GET", f"/people/{learner}/grades", params={"course_id": course, "destination_id": "sis"}
+    )
+    assert list(one["destinations"]) == ["sis"]

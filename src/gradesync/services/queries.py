@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
-from gradesync.domain.model import Destination, LedgerRow, SyncRun
+from gradesync.domain.model import Destination, LedgerRow, Role, SyncRun
+from gradesync.services.console_queries import not_connected_text
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
 
@@ -37,6 +38,16 @@ class LearnerGrades:
     name: str
     # destination id -> cells, ordered by activity id
     destinations: dict[str, list[GradeState]] = field(default_factory=dict)
+    # why no destination is listed when the tenant has none (nothing is sent anywhere)
+    note: str | None = None
+
+
+NOT_SENT = "not_sent"  # a cell's state when nothing is computed for a gradebook
+COURSE_NOT_CONNECTED = "course_not_connected"  # its reason (the diagnosis's course_connected)
+NO_DESTINATION = (
+    "The tenant has no destination (LMS platform or SIS connection), so no grade of this "
+    "learner is sent anywhere. An administrator adds one (docs/api.md, Destinations)."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +134,68 @@ def learner_grades(
         if course_id is not None:
             acts = {a.id for a in uow.activities.for_course(tenant_id, course_id)}
             rows = [r for r in rows if r.key.activity_id in acts]
+        cells = [
+            _cell(r)
+            for r in rows
+            if destination_id is None or r.key.destination_id == destination_id
+        ]
+        dests = [
+            d
+            for d in uow.destinations.all(tenant_id)
+            if destination_id is None or d.id == destination_id
+        ]
+        cells += _not_connected_cells(uow, tenant_id, person_id, course_id, dests, rows)
+        note = None if dests or destination_id is not None else NO_DESTINATION
     out: dict[str, list[GradeState]] = {}
-    for r in sorted(rows, key=lambda r: (r.key.destination_id, r.key.activity_id)):
-        if destination_id is None or r.key.destination_id == destination_id:
-            out.setdefault(r.key.destination_id, []).append(_cell(r))
-    return LearnerGrades(person_id=person.id, name=person.name, destinations=out)
+    for c in sorted(cells, key=lambda c: (c.destination_id, c.activity_id)):
+        out.setdefault(c.destination_id, []).append(c)
+    return LearnerGrades(person_id=person.id, name=person.name, destinations=out, note=note)
+
+
+def _not_connected_cells(
+    uow: UnitOfWork,
+    tenant_id: str,
+    person_id: str,
+    course_id: str | None,
+    dests: Sequence[Destination],
+    rows: Sequence[LedgerRow],
+) -> list[GradeState]:
+    """A `not_sent` cell for each activity of the learner's courses with no ledger row at a
+    destination the course is not connected to: nothing is computed for that gradebook, as
+    the console's course grid says (Not sent, with the same reason)."""
+    have = {(r.key.destination_id, r.key.activity_id) for r in rows}
+    out: list[GradeState] = []
+    for e in uow.enrollments.for_person(tenant_id, person_id):
+        if e.role is not Role.LEARNER or course_id not in (None, e.course_id):
+            continue
+        course = uow.courses.get(tenant_id, e.course_id)
+        if course is None:
+            continue
+        activities = uow.activities.for_course(tenant_id, course.id)
+        for d in dests:
+            if uow.links.course(tenant_id, d.id, course.id) is not None:
+                continue
+            why = not_connected_text(course, d)
+            out += [
+                GradeState(
+                    destination_id=d.id,
+                    activity_id=a.id,
+                    state=NOT_SENT,
+                    desired=None,
+                    in_sync=False,
+                    delivered_at=None,
+                    tries=0,
+                    next_attempt_at=None,
+                    reason_code=COURSE_NOT_CONNECTED,
+                    reason_text=why,
+                    remote_status=None,
+                    remote_message=None,
+                    updated_at=None,
+                )
+                for a in activities
+                if (d.id, a.id) not in have
+            ]
+    return out
 
 
 def runs_with_stages(

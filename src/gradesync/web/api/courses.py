@@ -200,7 +200,9 @@ def learner_grades(
     rt: Runtime = Depends(runtime),
 ) -> LearnerGradesOut:
     """A learner's grade state per destination: what we want there, whether it arrived, and
-    if not, why and what happens next."""
+    if not, why and what happens next. A course not connected to a destination (no launch
+    from the LMS course, no SIS class mapped) lists its activities there as `not_sent`, with
+    the reason; `note` says when the tenant has no destination at all."""
     # a filter naming nothing stored is refused, located in the query (UrlIdsRoute)
     g = queries.learner_grades(
         rt.uow, p.tenant_id, person_id, destination_id=destination_id, course_id=course_id
@@ -210,5 +212,6 @@ def learner_grades(
             "person_id": g.person_id,
             "name": g.name,
             "destinations": {d: [asdict(c) for c in cells] for d, cells in g.destinations.items()},
+            "note": g.note,
         }
     )

@@ -228,7 +228,19 @@ BY_SCHEMA: dict[str, dict[str, str]] = {
         "kind, or REST for a new connection.",
         "profile": "The SIS's quirks (e.g. `max_title_length`, `due_date_in_term`).",
     },
-    "LearnerGradesOut": {"name": "The learner's name."},
+    "LearnerGradesOut": {
+        "name": "The learner's name.",
+        "note": "Set only when the tenant has no destination (LMS platform or SIS connection), "
+        "so no grade of the learner is sent anywhere: says so; null otherwise.",
+    },
+    "GradeCellOut": {
+        "state": "Where the result stands: `pending`, `delivered`, `retrying`, `rejected` or "
+        "`skipped`; or `not_sent` when the course is not connected to this destination (no "
+        "launch from the LMS course, no SIS class mapped), so nothing is worked out for it "
+        "(`reason_code` `course_not_connected`, `reason_text` says how to connect it).",
+        "reason_code": "Why it is rejected, retrying, skipped or not sent, as a code (e.g. "
+        "`unknown_user`; `course_not_connected` for `not_sent`).",
+    },
     "AlignIn": {"course_id": "Only for this course; absent: for the whole connection."},
     # the 422 answer: every problem at once
     "HTTPValidationError": {"detail": "Every problem found in the request, one entry each."},

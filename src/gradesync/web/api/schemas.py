@@ -452,6 +452,7 @@ class LearnerGradesOut(BaseModel):
     person_id: str
     name: str
     destinations: dict[str, list[GradeCellOut]]
+    note: str | None = None  # set when the tenant has no destination at all
 
 
 class DestinationOut(BaseModel):
