@@ -142,3 +142,28 @@ def test_roster_match_given_to_a_course_or_activity_is_tenant_only(api: ApiEnv) 
         r = admin.patch(path, json={"roster_match": None, "past_due_zeros": "on"})
         assert r.status_code == 200, r.text
         assert r.json()["policy"] == {"past_due_zeros": "on"}
+
+
+def test_roster_match_given_to_the_tenant_policy_says_where_it_is_set(api: ApiEnv) -> None:
+    """PATCH /tenant/policy answered `{"roster_match": "email"}` as `unknown_setting` ("No
+    setting 'roster_match'"), though it is a tenant setting: it now names the rule and the
+    command that sets it, with the other problems, and changes nothing."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    body = {"roster_match": "email", "attempt_selection": "best"}
+    r = admin.patch("/tenant/policy", json=body)
+    assert r.status_code == 422, r.text
+    found = {(tuple(d["loc"]), d["rule"]) for d in r.json()["detail"]}
+    assert found == {
+        (("body", "roster_match"), "not_in_policy"),
+        (("body", "attempt_selection"), "one_of"),
+    }
+    [msg] = [d["msg"] for d in r.json()["detail"] if d["rule"] == "not_in_policy"]
+    assert "gradesync tenants roster-match" in msg and "grade policy" in msg
+    assert admin.get("/tenant/policy").json()["tenant"] == {}
+    # the rule is a documented one of the operation's 422
+    op = api.client.get("/openapi.json").json()["paths"]["/api/v1/tenant/policy"]["patch"]
+    assert "not_in_policy" in op["responses"]["422"]["x-rules"]
+    # `null` holds nothing to clear: the other settings change as asked
+    r = admin.patch("/tenant/policy", json={"roster_match": None, "past_due_zeros": "on"})
+    assert r.status_code == 200, r.text
+    assert admin.get("/tenant/policy").json()["tenant"] == {"past_due_zeros": "on"}

@@ -21,7 +21,14 @@ from gradesync.services import policies as svc
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import UrlIdsRoute
-from gradesync.web.api.schemas import Bool, GraceMinutes, Number, TenantOnly, _PolicyKeys
+from gradesync.web.api.schemas import (
+    Bool,
+    GraceMinutes,
+    NotInPolicy,
+    Number,
+    TenantOnly,
+    _PolicyKeys,
+)
 
 router = APIRouter(tags=["policies"], route_class=UrlIdsRoute)
 reader = require_scope("ingest", "sync")
@@ -53,7 +60,9 @@ class PolicyPatch(_PolicyKeys):
     )
 
     def changes(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.model_fields_set}
+        # a `roster_match` that gets here is `null` (the subclasses refuse any other value):
+        # no grade policy holds it, so there is nothing to clear
+        return {n: getattr(self, n) for n in self.model_fields_set if n != "roster_match"}
 
 
 class LayerPolicyPatch(PolicyPatch):
@@ -62,9 +71,12 @@ class LayerPolicyPatch(PolicyPatch):
 
     roster_match: TenantOnly = None
 
-    def changes(self) -> dict[str, object]:
-        # only `null` gets here: a course or activity never holds it, so nothing to clear
-        return {k: v for k, v in super().changes().items() if k != "roster_match"}
+
+class TenantPolicyPatch(PolicyPatch):
+    """The tenant's defaults to change. `roster_match`, the tenant's but set by `gradesync
+    tenants roster-match`, is refused as `not_in_policy`, with the same check as a course's."""
+
+    roster_match: NotInPolicy = None
 
 
 class SettingOut(BaseModel):
@@ -160,7 +172,7 @@ def get_tenant_policy(p: Principal = Depends(reader), rt: Runtime = Depends(runt
 
 @router.patch("/tenant/policy", response_model=PolicyChangeOut)
 def patch_tenant_policy(
-    body: PolicyPatch,
+    body: TenantPolicyPatch,
     p: Principal = Depends(require_scope("admin")),
     rt: Runtime = Depends(runtime),
 ) -> PolicyChangeOut:

@@ -191,21 +191,41 @@ class _PolicyKeys(InputModel):
 _PYDANTIC_ERRORS = frozenset(get_args(core_schema.ErrorType))
 
 
-def _tenant_only(value: object) -> object:
-    if value is not None:
-        raise PydanticCustomError(
+def _roster_match_not_here(rule: str, message: str) -> Callable[[object], object]:
+    """The check of `roster_match` accepted by name where it is not set, so that a body that
+    sends it is told why and where it is set (`null`, which holds nothing, is let through)."""
+
+    def check(value: object) -> object:
+        if value is not None:
+            raise PydanticCustomError(rule, message)
+        return value
+
+    return check
+
+
+# a setting only the tenant holds, given in a course's or activity's policy (its body, or a
+# PATCH of it)
+TenantOnly = Annotated[
+    RosterMatch | None,
+    BeforeValidator(
+        _roster_match_not_here(
             "tenant_only",
             "roster_match is set for the whole tenant (`gradesync tenants roster-match`), not "
             "per course or activity.",
         )
-    return value
-
-
-# a setting only the tenant holds, accepted by name in a course's or activity's policy (its
-# body, or a PATCH of it) so that one that sends it is told why and where it is set
-TenantOnly = Annotated[
+    ),
+    WithJsonSchema({"type": "null"}),
+]
+# the tenant's, but no grade policy setting: given to PATCH /tenant/policy
+NotInPolicy = Annotated[
     RosterMatch | None,
-    BeforeValidator(_tenant_only),
+    BeforeValidator(
+        _roster_match_not_here(
+            "not_in_policy",
+            "roster_match is not part of the grade policy: it is set for the whole tenant "
+            "with `gradesync tenants roster-match`.",
+        )
+    ),
     WithJsonSchema({"type": "null"}),
 ]
 
