@@ -105,6 +105,10 @@ def test_bad_values_are_refused_naming_the_setting(gradesync: Run, cli_db: Datab
     assert "grace_period_minutes" in bad.stderr and "not_negative" in bad.stderr
     unknown = gradesync("policy", "set", "-t", "t1", "colour=red", ok=False)
     assert unknown.returncode == 2 and "unknown_setting" in unknown.stderr
+    # the tenant's roster matching is no grade setting: the answer says where it is set
+    roster = gradesync("policy", "set", "-t", "t1", "roster_match=email", ok=False)
+    assert roster.returncode == 2 and "[not_in_policy]" in roster.stderr
+    assert "gradesync tenants roster-match" in roster.stderr
     shape = gradesync("policy", "set", "-t", "t1", "latest", ok=False)
     assert shape.returncode == 2 and "name=value" in shape.stderr
     # a setting given twice is refused, not the last one taken

@@ -152,6 +152,13 @@ def _parse(name: str, raw: object) -> Any:
                 name, "not_negative", "The minimum points for sync is a finite number, 0 or more."
             )
         return points
+    if name == "roster_match":  # the tenant's, but no grade setting: say where it is set
+        raise InvalidInput.one(
+            name,
+            "not_in_policy",
+            "roster_match is not part of the grade policy: it is set for the whole tenant "
+            "with `gradesync tenants roster-match`.",
+        )
     allowed = ", ".join(GRADE_SETTINGS)
     raise InvalidInput.one(name, "unknown_setting", f"No setting {name!r}; settings: {allowed}.")
 
