@@ -139,3 +139,13 @@ def test_the_runs_of_a_deleted_destination_can_still_be_filtered(api: ApiEnv) ->
     assert _problems(c.get("/runs", params={"destination_id": "never"})) == [
         (["query", "destination_id"], "destination_id", "unknown_destination")
     ]
+    # only a run history names it: elsewhere a deleted destination has nothing to show
+    gone = [(["query", "destination_id"], "destination_id", "unknown_destination")]
+    for path in (
+        "/people/p1/grades",
+        "/courses/c1/overrides",
+        "/courses/c1/diagnosis",
+        "/activities/a1/diagnosis",
+        "/activities/a1/learners/p1/diagnosis",
+    ):
+        assert _problems(c.get(path, params={"destination_id": "lms"})) == gone, path

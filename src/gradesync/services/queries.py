@@ -74,18 +74,19 @@ def _cell(row: LedgerRow) -> GradeState:
     )
 
 
-def _destination_known(uow: UnitOfWork, tenant_id: str, destination_id: str) -> bool:
-    """A destination of the tenant, or one deleted whose runs are still kept: its history
-    can still be asked for."""
-    return uow.destinations.get(tenant_id, destination_id) is not None or bool(
-        uow.runs.history(tenant_id, destination_id=destination_id, limit=1)
-    )
+def _has_runs(uow: UnitOfWork, tenant_id: str, destination_id: str) -> bool:
+    """A destination deleted whose runs are still kept (a run history's filter names it)."""
+    return bool(uow.runs.history(tenant_id, destination_id=destination_id, limit=1))
 
 
 # a filter -> (its rule, what it names, how the tenant's one is found)
 _FILTERS: dict[str, tuple[str, str, Callable[[UnitOfWork, str, str], object]]] = {
     "course_id": ("unknown_course", "course", lambda uow, t, i: uow.courses.get(t, i)),
-    "destination_id": ("unknown_destination", "destination", _destination_known),
+    "destination_id": (
+        "unknown_destination",
+        "destination",
+        lambda uow, t, i: uow.destinations.get(t, i),
+    ),
     "activity_id": ("unknown_activity", "activity", lambda uow, t, i: uow.activities.get(t, i)),
 }
 FILTERS = frozenset(_FILTERS)
@@ -97,7 +98,7 @@ def given(**filters: str | None) -> list[tuple[str, str]]:
 
 
 def filter_problems(
-    uow: UnitOfWork, tenant_id: str, filters: Iterable[tuple[str, str]]
+    uow: UnitOfWork, tenant_id: str, filters: Iterable[tuple[str, str]], *, history: bool = False
 ) -> list[FieldProblem]:
     """Each filter (`course_id`, `destination_id`, `activity_id`: one of FILTERS) naming
     nothing of the tenant: answered, a typo would read as "nothing to report" (docs/api.md,
@@ -105,7 +106,10 @@ def filter_problems(
     problems: list[FieldProblem] = []
     for name, value in filters:
         rule, what, find = _FILTERS[name]
-        if not find(uow, tenant_id, value):
+        if find(uow, tenant_id, value) is not None:
+            continue
+        # a run history still names a destination deleted since (only there)
+        if not (history and name == "destination_id" and _has_runs(uow, tenant_id, value)):
             problems.append(FieldProblem(name, rule, f"No {what} {value!r}."))
     return problems
 
@@ -217,7 +221,10 @@ def runs_with_stages(
     with uow_factory() as uow:
         # a course or destination of none of the tenant's: the same slip as above
         problems = filter_problems(
-            uow, tenant_id, given(course_id=course_id, destination_id=destination_id)
+            uow,
+            tenant_id,
+            given(course_id=course_id, destination_id=destination_id),
+            history=True,
         )
         if problems:
             raise InvalidInput(problems)

@@ -25,6 +25,9 @@ from gradesync.services import queries
 from gradesync.web.api.auth import Principal, current_principal
 from gradesync.web.api.errors import UrlProblem
 
+# the operations that read run history (`queries.runs_with_stages`)
+_HISTORIES = frozenset({("GET", "/api/v1/runs")})
+
 
 def _listed(request: Request) -> dict[tuple[str, str], frozenset[str]]:
     """Each operation's query parameters, as the document lists them (read once per app)."""
@@ -77,6 +80,8 @@ def _check(request: Request, principal: Principal, operation: tuple[str, str]) -
     if not filters:
         return
     with request.app.state.runtime.reads() as uow:
-        problems = queries.filter_problems(uow, principal.tenant_id, filters)
+        # a run history's filter may name a destination deleted since: its runs are kept
+        history = operation in _HISTORIES
+        problems = queries.filter_problems(uow, principal.tenant_id, filters, history=history)
     if problems:
         raise InvalidInput([UrlProblem(p.field, p.rule, p.message, "query") for p in problems])
