@@ -281,6 +281,21 @@ def test_an_admins_pause_is_labelled_admin_whatever_its_words(api: ApiEnv, timed
     assert "gradesync_destination_paused{" not in api.client.get("/metrics").text
 
 
+def test_a_timed_pause_of_a_destination_turned_off_answers_what_is_stored(api: ApiEnv) -> None:
+    """A destination turned off keeps the reason it was turned off for when a timed pause is
+    given too; the answer said the new words, which were never stored."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    api.destination("t1", "lms")
+    off = admin.post("/destinations/lms/pause", json={"reason": "LMS retired"})
+    assert off.status_code == 200, off.text
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    got = admin.post("/destinations/lms/pause", json={"reason": "exams", "until": until})
+    assert got.status_code == 200, got.text
+    stored = admin.get("/destinations/lms").json()
+    assert got.json()["pause_reason"] == stored["pause_reason"] == "LMS retired"
+    assert got.json()["enabled"] is stored["enabled"] is False
+
+
 @pytest.mark.parametrize("where", ["environment", "config file"])
 def test_metrics_token(
     api: ApiEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str

@@ -79,7 +79,9 @@ def pause(
             uow.destinations.upsert(dest, now)
         else:
             uow.destinations.set_pause(tenant_id, destination_id, until, why, cause)
-            dest = replace(dest, paused_until=until, pause_reason=why, pause_cause=cause)
+            # read back: a destination already turned off keeps the reason it was turned off
+            # for (`set_pause`), and the answer says what is stored
+            dest = uow.destinations.get(tenant_id, destination_id) or dest
         uow.commit()
     return dest
 
