@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.ledger import is_pending
@@ -461,3 +462,21 @@ def test_a_claim_takes_exactly_the_rows_the_ledger_calls_due(db: Database) -> No
     due = {r.key for r in rows if is_pending(r, now)}
     assert claimed == due
     assert len(due) == 3  # pending, and the retries due a second ago and now
+
+
+def test_a_database_error_does_not_carry_the_values_it_was_sent(db: Database) -> None:
+    """A statement the database refuses is logged with its traceback (a grade set aside,
+    a failed request): its text names the statement, never the learner's score or comment."""
+    seed(db)
+    secret = "Comment-7f3a9 only the learner may read"
+    row = replace(_pending(LedgerKey("t1", "nowhere", "a1", "p1")), desired={"comment": secret})
+    with pytest.raises(IntegrityError) as refused, db.uow() as uow:
+        uow.ledger.save_many([(row, "c1")])  # no destination "nowhere": a foreign key refuses
+        uow.commit()
+    assert "INSERT" in str(refused.value)
+    assert secret not in str(refused.value) and "7f3a9" not in repr(refused.value)
+    # nor do the readers' connections (their own engine on SQLite, refusing any write)
+    insert = text("INSERT INTO tenants (id, name, policy, created_at) VALUES (:id, :n, '{}', :at)")
+    with pytest.raises(DBAPIError) as read, db.reads() as uow:  # t1 exists on PostgreSQL
+        uow.conn.execute(insert, {"id": "t1", "n": "Tenant-7f3a9", "at": NOW})
+    assert "INSERT" in str(read.value) and "7f3a9" not in str(read.value)

@@ -14,6 +14,11 @@ from gradesync.adapters.db import sqlite_gate
 
 CONNECT_TIMEOUT = 5  # seconds, for PostgreSQL
 
+# A refused statement's error (logged with its traceback: a grade set aside, a failed
+# request) names the statement but not the values sent with it: learners' scores, comments
+# and names stay out of the logs.
+_QUIET = {"hide_parameters": True}
+
 
 def normalise_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here (the only PostgreSQL driver we install)."""
@@ -39,12 +44,14 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
             max_overflow=20,
+            **_QUIET,
         )
         _configure_sqlite(engine, sqlite_synchronous)
         return engine
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": pool_size, "max_overflow": 20}
     if pool_size == 0:
         kwargs = {"poolclass": NullPool}
+    kwargs.update(_QUIET)
     # an unreachable server is an error within seconds, not after the kernel gives up on TCP
     kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     engine = create_engine(url, **kwargs)
@@ -83,6 +90,7 @@ def make_read_engine(url: str, *, pool_size: int = 10) -> Engine:
         connect_args={"check_same_thread": False, "timeout": 30},
         pool_size=pool_size,
         max_overflow=20,
+        **_QUIET,
     )
 
     @event.listens_for(engine, "connect")
