@@ -3,8 +3,8 @@
 Counted where things happen, through `PrometheusMeter` (the services' `Meter` port), the web
 middleware (requests by route template) and the destinations' shared HTTP client (outbound
 requests). Read from the database at scrape time, so they are right across processes and
-restarts: the backlog, the age of the oldest waiting result and the paused destinations
-(counters are per process; Prometheus sums them).
+restarts: the backlog, the age of the oldest waiting result, the paused destinations and the
+grades set aside as compute_failed (counters are per process; Prometheus sums them).
 
 Labels stay bounded: tenant and destination ids, reason codes, failure classes, triggers,
 outcomes, route templates and status codes; never a learner, course or activity id.
@@ -31,6 +31,7 @@ from gradesync.adapters.collector import frozen_objects
 from gradesync.adapters.db import schema as t
 from gradesync.domain.model import DeliveryState
 from gradesync.domain.pauses import PauseCause
+from gradesync.domain.reasons import ReasonCode
 
 # `*_created` series double the exposition and tell nothing a scrape's own time does not
 disable_created_metrics()  # type: ignore[no-untyped-call]  # (unannotated upstream)
@@ -46,6 +47,7 @@ LABELS: dict[str, tuple[str, ...]] = {
     "gradesync_destination_paused": (*_LABELS, "kind", "reason"),
     "gradesync_grades_uncomputed": ("tenant",),
     "gradesync_grades_oldest_uncomputed_age_seconds": ("tenant",),
+    "gradesync_grades_not_computed": _LABELS,
 }
 
 
@@ -93,12 +95,6 @@ RUNS_FINISHED = _counter(
     "outcome.",
     ("tenant", "trigger", "outcome"),
 )
-GRADES_NOT_COMPUTED = _counter(
-    "gradesync_grades_not_computed",
-    "Grades that could not be worked out from their facts (computing them raised): set aside "
-    "with the reason compute_failed, the error logged with their ids, until their facts change.",
-    ("tenant",),
-)
 HTTP_REQUESTS = _counter(
     "gradesync_http_requests",
     "HTTP requests served, by method, route template and status code.",
@@ -141,9 +137,6 @@ class PrometheusMeter:
     def run_finished(self, tenant: str, trigger: str, outcome: str) -> None:
         RUNS_FINISHED.labels(tenant=tenant, trigger=trigger, outcome=outcome).inc()
 
-    def grades_not_computed(self, tenant: str, count: int) -> None:
-        GRADES_NOT_COMPUTED.labels(tenant=tenant).inc(count)
-
 
 def count_http(method: str, route: str, status: int, seconds: float) -> None:
     HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
@@ -177,7 +170,11 @@ class LedgerCollector(Collector):
     - `gradesync_grades_uncomputed{tenant}` and
       `gradesync_grades_oldest_uncomputed_age_seconds{tenant}`: grades whose facts changed and
       that are not worked out yet (the dirty keys). They are not in the ledger's backlog until
-      worked out, so without these a distributed gradesync with no worker running looks idle.
+      worked out, so without these a distributed gradesync with no worker running looks idle;
+    - `gradesync_grades_not_computed{tenant,destination}`: grades set aside because they could
+      not be worked out from their facts (ledger rows with the reason `compute_failed`), 0 for
+      every other destination: whichever process set them aside (the live worker or a run),
+      since when, and right from the first one.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -209,6 +206,12 @@ class LedgerCollector(Collector):
             "Seconds since the oldest grade not yet worked out was marked.",
             labels=list(LABELS["gradesync_grades_oldest_uncomputed_age_seconds"]),
         )
+        not_computed = GaugeMetricFamily(
+            "gradesync_grades_not_computed",
+            "Grades set aside because they could not be worked out from their facts (reason "
+            "compute_failed), until their facts change or a resync.",
+            labels=list(LABELS["gradesync_grades_not_computed"]),
+        )
         now = datetime.now(UTC)
         k = t.dirty_keys.c
         u = select(k.tenant_id, func.count(), func.min(k.marked_at)).group_by(k.tenant_id)
@@ -222,7 +225,20 @@ class LedgerCollector(Collector):
         p = select(d.tenant_id, d.id, d.enabled, d.paused_until, d.pause_cause).where(
             or_(d.enabled.is_(False), d.paused_until.is_not(None))
         )
+        f = (
+            select(c.tenant_id, c.destination_id, func.count())
+            .where(
+                c.state == DeliveryState.SKIPPED.value,
+                c.reason_code == ReasonCode.COMPUTE_FAILED.value,
+            )
+            .group_by(c.tenant_id, c.destination_id)
+        )
         with self.engine.connect() as conn:
+            failed = {(tenant, dest): 0 for tenant, dest in conn.execute(select(d.tenant_id, d.id))}
+            for tenant, dest, n in conn.execute(f):
+                failed[(tenant, dest)] = n
+            for (tenant, dest), n in sorted(failed.items()):
+                not_computed.add_metric([tenant, dest], float(n))
             for tenant, dest, n, since in conn.execute(q):
                 pending.add_metric([tenant, dest], float(n))
                 if since is not None:
@@ -246,6 +262,7 @@ class LedgerCollector(Collector):
         yield paused
         yield uncomputed
         yield oldest_uncomputed
+        yield not_computed
 
 
 class HeapCollector(Collector):

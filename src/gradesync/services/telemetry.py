@@ -33,9 +33,6 @@ class Meter(Protocol):
 
     def run_finished(self, tenant: str, trigger: str, outcome: str) -> None: ...
 
-    def grades_not_computed(self, tenant: str, count: int) -> None:
-        """`count` grades of the tenant could not be worked out (set aside)."""
-
 
 class NullMeter:
     def result_delivered(
@@ -52,9 +49,6 @@ class NullMeter:
         pass
 
     def run_finished(self, tenant: str, trigger: str, outcome: str) -> None:
-        pass
-
-    def grades_not_computed(self, tenant: str, count: int) -> None:
         pass
 
 

@@ -174,7 +174,6 @@ class Engine:
                     limit=self.settings.compute_batch,
                 )
                 total.add(stats)
-                self._count_failed(stats)
                 if stats.dirty:
                     self.live.computed()
                 if stats.pending:
@@ -185,13 +184,6 @@ class Engine:
                     self._refresh_statistics()
                 if stats.dirty < self.settings.compute_batch:
                     return total
-
-    def _count_failed(self, stats: ComputeStats) -> None:
-        tenants: dict[str, int] = {}
-        for tenant, _, _ in stats.failed:
-            tenants[tenant] = tenants.get(tenant, 0) + 1
-        for tenant, n in sorted(tenants.items()):
-            self.meter.grades_not_computed(tenant, n)
 
     def _create_columns_ahead(self, columns: set[tuple[str, str, str, str]]) -> None:
         """Columns known before their first grade are created meanwhile, not awaited: the
