@@ -8,16 +8,25 @@ real causes, an overflowing score or due date, are fixed in the domain and teste
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import (
+    IntegrityError,
+    OperationalError,
+    PendingRollbackError,
+    ProgrammingError,
+)
 
 from gradesync.adapters.db.database import Database
+from gradesync.adapters.db.repos.facts import EnrollmentRepo
 from gradesync.adapters.db.repos.ledger import LedgerRepo
 from gradesync.adapters.queue.inprocess import InProcessWaker
 from gradesync.domain import policy
@@ -287,3 +296,189 @@ async def test_a_run_finishes_past_a_grade_it_cannot_compute(
         assert done is not None and done.stage is RunStage.FINISHED
         assert harness.remote.score_of(ITEM, f"sub-{BAD}") == 6.0
         assert _not_computed(env) == {(T, DEST): 0}
+
+
+def _fail_reads_of(person_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading this learner's enrollments fails (a step the whole computation shares, not
+    the one key's outcome): computing them fails every time, alone too."""
+    real = EnrollmentRepo.for_pairs
+
+    def for_pairs(self: EnrollmentRepo, tenant_id: str, pairs: Any) -> Any:
+        pairs = list(pairs)
+        if any(p == person_id for _, p in pairs):
+            raise ValueError("this learner's enrollment cannot be read")
+        return real(self, tenant_id, pairs)
+
+    monkeypatch.setattr(EnrollmentRepo, "for_pairs", for_pairs)
+
+
+async def test_a_grade_set_aside_never_leaves_its_old_value_to_be_sent(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(db, learners=2)
+    factory = DoubleFactory()
+    engine = Engine(db.uow, SystemClock(), factory, FAST, waker=InProcessWaker())
+    try:
+        post(db, None, [("a1", BAD, 7.0)])
+        await engine.process_dirty()  # 7.0 computed, waiting to be sent
+        assert ledger(db)[("a1", BAD)].state is DeliveryState.PENDING
+        _fail_reads_of(BAD, monkeypatch)
+        post(db, None, [("a1", BAD, 9.0), ("a1", "p000", 5.0)])
+        stats = await engine.process_dirty()
+        assert stats.failed == {(T, "a1", BAD)}
+        row = ledger(db)[("a1", BAD)]
+        # set aside from its row alone, not computed again (which fails again): the 7.0
+        # computed before the 9.0 is not sent as if it were the grade
+        assert row.state is DeliveryState.SKIPPED
+        assert row.reason_code == ReasonCode.COMPUTE_FAILED and "ValueError" in (
+            row.reason_text or ""
+        )
+        assert _dirty(db) == 0
+        await engine.deliver_due()
+        remote = factory.remote("lms")
+        assert remote.score_of(ITEM, f"sub-{BAD}") is None
+        assert remote.score_of(ITEM, "sub-p000") == 5.0
+    finally:
+        await engine.aclose()
+
+
+def _refuse_every_write_of(person_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger refuses any row of this learner, the compute_failed reason too."""
+    real = LedgerRepo.save_many
+
+    def save_many(self: LedgerRepo, rows: Sequence[tuple[LedgerRow, str]], **kw: Any) -> Any:
+        if any(row.key.person_id == person_id for row, _ in rows):
+            raise ValueError("this row cannot be stored")
+        return real(self, rows, **kw)
+
+    monkeypatch.setattr(LedgerRepo, "save_many", save_many)
+
+
+async def test_a_grade_that_cannot_even_be_set_aside_stays_marked_behind_the_others(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(db, learners=3)
+    factory = DoubleFactory()
+    # a batch of one key: a key kept marked must not be taken again and again
+    settings = replace(FAST, compute_batch=1)
+    engine = Engine(db.uow, SystemClock(), factory, settings, waker=InProcessWaker())
+    try:
+        _refuse_every_write_of(BAD, monkeypatch)
+        post(db, None, [("a1", BAD, 9.0)])
+        post(db, None, [("a1", "p000", 5.0)])
+        post(db, None, [("a1", "p002", 6.0)])
+        with caplog.at_level(logging.ERROR, logger="gradesync.services.compute"):
+            # the worker's pass ends at the key it cannot set aside (no spinning on it)
+            stats = await asyncio.wait_for(engine.process_dirty(), 60)
+            # the key is not lost: still marked, behind the others, which go on
+            assert _dirty(db) == 3
+            assert stats.kept == 1 and stats.failed == set()
+            await asyncio.wait_for(engine.process_dirty(), 60)
+        assert _dirty(db) == 1
+        assert ("a1", BAD) not in ledger(db)
+        await engine.deliver_due()
+        remote = factory.remote("lms")
+        assert remote.score_of(ITEM, "sub-p000") == 5.0
+        assert remote.score_of(ITEM, "sub-p002") == 6.0
+        assert remote.score_of(ITEM, f"sub-{BAD}") is None
+        assert any("cannot even be set aside" in r.getMessage() for r in caplog.records)
+
+        # once the ledger takes it again, the kept key is worked out from its facts
+        monkeypatch.undo()
+        await engine.process_dirty()
+        await engine.deliver_due()
+        assert _dirty(db) == 0
+        assert remote.score_of(ITEM, f"sub-{BAD}") == 9.0
+    finally:
+        await engine.aclose()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ProgrammingError("SELECT destinations", {}, Exception("permission denied")),
+        IntegrityError("INSERT INTO ledger", {}, Exception("duplicate key")),
+        PendingRollbackError("this transaction is inactive"),
+        # a driver's error, or a SQLAlchemy one, anywhere in the chain of causes
+        RuntimeError("while saving"),
+    ],
+)
+async def test_a_database_error_is_never_a_grade_set_aside(
+    db: Database, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    if isinstance(error, RuntimeError):
+        error.__cause__ = sqlite3.DatabaseError("database disk image is malformed")
+    seed(db, learners=3)
+    _refuse_writes_of(BAD, monkeypatch, error)
+    engine = Engine(db.uow, SystemClock(), DoubleFactory(), FAST, waker=InProcessWaker())
+    try:
+        post(db, None, [("a1", "p000", 7.0), ("a1", BAD, 8.0), ("a1", "p002", 9.0)])
+        with pytest.raises(type(error)):
+            await engine.process_dirty()
+        # the batch waits as it is, every mark kept, nothing set aside nor dropped
+        assert _dirty(db) == 3
+        assert ledger(db) == {}
+    finally:
+        await engine.aclose()
+
+
+async def test_a_fact_arriving_while_a_grade_is_set_aside_is_computed(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(db, learners=2)
+    _raise_for(BAD, monkeypatch)
+    _refuse_writes_of("p000", monkeypatch)  # so the batch fails and BAD is tried alone
+    real_log = compute._log_failed
+
+    def log_failed(key: Any, error: BaseException) -> None:
+        real_log(key, error)
+        if key[3] == BAD:
+            # the fixed attempt lands between BAD's failed try and its set-aside
+            monkeypatch.setattr(compute, "desired_result", policy.desired_result)
+            post(db, None, [("a1", BAD, 6.0)])
+
+    monkeypatch.setattr(compute, "_log_failed", log_failed)
+    factory = DoubleFactory()
+    engine = Engine(db.uow, SystemClock(), factory, FAST, waker=InProcessWaker())
+    try:
+        post(db, None, [("a1", BAD, 8.0), ("a1", "p000", 7.0)])
+        await engine.process_dirty()
+        # the new fact is not swallowed by the set-aside: still marked, then computed
+        assert _dirty(db) == 1
+        await _settle(engine)
+        assert ledger(db)[("a1", BAD)].state is DeliveryState.DELIVERED
+        assert factory.remote("lms").score_of(ITEM, f"sub-{BAD}") == 8.0
+    finally:
+        await engine.aclose()
+
+
+async def test_a_grade_that_cannot_be_computed_is_logged_once(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(db, learners=3)
+    # the course syncs to a second destination too
+    add_destination(
+        db.uow,
+        T,
+        "lms-b",
+        links={COURSE: "https://lmsb/courses/1"},
+        people={learner(i): f"sub-{learner(i)}" for i in range(3)},
+    )
+    _raise_for(BAD, monkeypatch)
+    # and another key makes the batch fail, so it is worked out again key by key
+    _refuse_writes_of("p002", monkeypatch)
+    engine = Engine(db.uow, SystemClock(), DoubleFactory(), FAST, waker=InProcessWaker())
+    try:
+        post(db, None, [("a1", "p000", 7.0), ("a1", BAD, 8.0), ("a1", "p002", 9.0)])
+        with caplog.at_level(logging.ERROR, logger="gradesync.services.compute"):
+            stats = await engine.process_dirty()
+        assert stats.failed == {(T, "a1", BAD), (T, "a1", "p002")}
+        logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(logged) == 2, logged
+        assert sum(BAD in m for m in logged) == 1 and sum("p002" in m for m in logged) == 1
+        with db.uow() as uow:
+            for d in (DEST, "lms-b"):
+                rows = uow.ledger.get_many(T, d, COURSE)
+                assert rows[("a1", BAD)].reason_code == ReasonCode.COMPUTE_FAILED
+    finally:
+        await engine.aclose()

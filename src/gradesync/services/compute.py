@@ -14,7 +14,20 @@ These are plain blocking functions: async callers run them in a thread.
 
 A grade that cannot be worked out (computing it raises) never holds up the others: it is
 set aside as SKIPPED with the reason `compute_failed` (what Diagnose and the grades show),
-logged once at ERROR with its ids, and worked out again when its facts are marked again.
+logged at ERROR with its ids once per failed computation (not per destination), and worked
+out again when its facts are marked again. A batch that fails as a whole is worked out a
+key at a time; a key failing alone is set aside by writing the reason straight over its
+ledger rows, without computing it again. Its mark is deleted only if no newer than the
+failed try: a fact marked meanwhile is computed, not swallowed.
+
+Errors of the database or its driver (any SQLAlchemy or DB-API error, see
+`database_trouble`) are never the key's: the batch is rolled back, every mark kept, and the
+error raised, so the worker waits and tries again instead of setting grades aside.
+
+If even the reason cannot be written, the key keeps its mark (so it is never lost, and no
+stale pending row is sent as if it were current), moved behind every other dirty key; a
+batch made only of such keys ends the worker's pass until its next wake, so it never spins
+on them nor holds the others up.
 """
 
 from __future__ import annotations
@@ -132,6 +145,10 @@ class ComputeStats:
     # grades that could not be worked out (set aside as compute_failed): (tenant, activity,
     # person)
     failed: set[tuple[str, str, str]] = field(default_factory=set)
+    # keys that could not even be set aside: left marked, behind every other dirty key
+    kept: int = 0
+    # why each of them failed, by claimed key, until logged (once, when stored)
+    errors: dict[Claimed, BaseException] = field(default_factory=dict)
 
     def add(self, other: ComputeStats) -> None:
         self.dirty += other.dirty
@@ -143,6 +160,8 @@ class ComputeStats:
         self.destinations |= other.destinations
         self.new_columns |= other.new_columns
         self.failed |= other.failed
+        self.kept += other.kept
+        self.errors.update(other.errors)
 
 
 def compute_dirty(
@@ -152,13 +171,15 @@ def compute_dirty(
     *,
     limit: int = 500,
 ) -> ComputeStats:
-    """Recompute one batch of dirty keys. `stats.dirty < limit` means none are left.
+    """Recompute one batch of dirty keys. `stats.dirty < limit` means none are left, and
+    `stats.kept == stats.dirty` that none of this batch could be worked out nor set aside
+    (the caller stops there until woken again rather than take them again at once).
 
     A batch that fails for any reason but the database's is worked out again a key at a
     time, so one key that cannot be computed is set aside and the others are not held up."""
     claimed: list[Claimed] = []
     try:
-        return _compute_batch(uow_factory, clock, capabilities, limit, claimed)
+        stats = _compute_batch(uow_factory, clock, capabilities, limit, claimed)
     except Exception as exc:
         if not claimed or database_trouble(exc):
             raise
@@ -167,6 +188,9 @@ def compute_dirty(
             len(claimed),
             type(exc).__name__,
         )
+    else:
+        _log_failures(stats)
+        return stats
     stats = ComputeStats(dirty=len(claimed))
     for key in claimed:
         stats.add(_compute_alone(uow_factory, clock, capabilities, key))
@@ -198,8 +222,6 @@ def _compute_claimed(
     now: datetime,
     capabilities: CapabilitiesLookup,
     stats: ComputeStats,
-    *,
-    failure: Reason | None = None,
 ) -> None:
     # a batch's courses are computed together, a statement of each kind per tenant: on
     # PostgreSQL every statement is a round trip, and live grades span many courses
@@ -208,7 +230,7 @@ def _compute_claimed(
         courses = groups.setdefault(tenant_id, {})
         courses.setdefault(course_id, []).append((activity_id, person_id))
     for tenant_id, by_course in groups.items():
-        _compute(uow, tenant_id, by_course, now, capabilities, stats, bulk=False, failure=failure)
+        _compute(uow, tenant_id, by_course, now, capabilities, stats, bulk=False)
 
 
 def _compute_alone(
@@ -217,52 +239,124 @@ def _compute_alone(
     capabilities: CapabilitiesLookup,
     key: Claimed,
 ) -> ComputeStats:
-    """One key of a batch that failed, in its own transaction. If it fails alone it is the
-    key's own fault: set aside (its rows say compute_failed; its mark is gone, so only a
-    new fact brings it back), logged once."""
+    """One key of a batch that failed, in its own transaction. If it fails alone, for a
+    reason that is not the database's, it is the key's own fault: logged once, and set
+    aside (see `_set_aside`)."""
     tenant_id, _, activity_id, person_id = key
     stats = ComputeStats()
+    tried_at = clock.now()  # a mark newer than this is a fact this try has not seen
     try:
         with uow_factory() as uow:
             taken = uow.dirty.take([(tenant_id, activity_id, person_id)])
             if taken:  # else another worker took it meanwhile
                 _compute_claimed(uow, taken, clock.now(), capabilities, stats)
                 uow.commit()
+    except Exception as exc:
+        if database_trouble(exc):
+            raise
+        _log_failed(key, exc)
+        return _set_aside(uow_factory, clock, key, exc, tried_at)
+    _log_failures(stats)
+    return stats
+
+
+def _set_aside(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    key: Claimed,
+    error: BaseException,
+    tried_at: datetime,
+) -> ComputeStats:
+    """Write `key`'s compute_failed rows straight over its ledger rows, at every destination
+    its course syncs to, and delete its mark, without computing it again (what failed would
+    fail again, or worse succeed half way). Its mark is deleted only when no newer than
+    `tried_at`: a fact marked since is computed by the next batch, not set aside unseen.
+
+    If even that cannot be written, the key keeps its mark, moved to the back of the queue:
+    no stale pending row is left to be sent as if current, the key is tried again after
+    every other dirty key (so it never holds the queue up), and the next wake tries it."""
+    tenant_id, course_id, activity_id, person_id = key
+    reason = compute_failed(type(error).__name__)
+    stats = ComputeStats()
+    try:
+        with uow_factory() as uow:
+            taken = uow.dirty.take([(tenant_id, activity_id, person_id)], marked_before=tried_at)
+            if not taken:  # marked again since (a new fact), or another worker took it
+                return stats
+            now = clock.now()
+            _write_failed(uow, taken[0], NoResult(reason), now, stats)
+            uow.commit()
         return stats
     except Exception as exc:
         if database_trouble(exc):
             raise
-        error = exc
-    _log_failed(key, error)
-    stats = ComputeStats(failed={(tenant_id, activity_id, person_id)})
-    reason = compute_failed(type(error).__name__)
-    try:
-        with uow_factory() as uow:
-            taken = uow.dirty.take([(tenant_id, activity_id, person_id)])
-            _compute_claimed(uow, taken, clock.now(), capabilities, stats, failure=reason)
-            uow.commit()
-    except Exception as exc:
-        if database_trouble(exc):
-            raise
-        # not even the reason can be written: drop the mark all the same, so the other
-        # grades go on; the log line above names the key
-        with uow_factory() as uow:
-            uow.dirty.take([(tenant_id, activity_id, person_id)])
-            uow.commit()
-    return stats
+        log.error(
+            "grade of tenant %s, course %s, activity %s, person %s cannot even be set aside "
+            "as compute_failed (%s); it stays marked, to be tried again after the others",
+            tenant_id,
+            course_id,
+            activity_id,
+            person_id,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+    with uow_factory() as uow:
+        uow.dirty.mark(tenant_id, course_id, activity_id, person_id, clock.now())
+        uow.commit()
+    return ComputeStats(kept=1)
 
 
-def _log_failed(key: Claimed, error: BaseException, destination_id: str | None = None) -> None:
+def _write_failed(
+    uow: UnitOfWork, key: Claimed, failure: NoResult, now: datetime, stats: ComputeStats
+) -> None:
+    """`key`'s rows at every destination its course syncs to, set aside with `failure`
+    (what `_compute` would write for it, from the rows alone: no fact nor policy read)."""
     tenant_id, course_id, activity_id, person_id = key
-    at = f" at destination {destination_id}" if destination_id is not None else ""
+    activity = uow.activities.get_many(tenant_id, [activity_id]).get(activity_id)
+    if activity is None or activity.course_id != course_id:
+        return  # gone or moved: nothing is computed for it here
+    links = [
+        link
+        for link in uow.links.destinations_for_courses(tenant_id, [course_id])
+        if link.course_id == course_id and migrated_to(link) is None
+    ]
+    destinations = uow.destinations.get_many(tenant_id, [link.destination_id for link in links])
+    keys = [
+        LedgerKey(tenant_id, d_id, activity_id, person_id)
+        for d_id in sorted({link.destination_id for link in links})
+        if d_id in destinations
+    ]
+    rows = uow.ledger.get_keys(keys, lock=True)
+    writes: list[tuple[LedgerRow, str]] = []
+    for ledger_key in keys:
+        stats.keys += 1
+        new = reconcile(rows.get(ledger_key), ledger_key, failure, now)
+        if new is None:
+            continue
+        stats.changed += 1
+        if new.state is DeliveryState.SKIPPED:
+            stats.skipped += 1
+        writes.append((new, course_id))
+    uow.ledger.save_many(writes, bulk=False)
+    stats.failed.add((tenant_id, activity_id, person_id))
+
+
+def _log_failures(stats: ComputeStats) -> None:
+    """Log the keys `_compute` set aside, once each, once their rows are stored."""
+    for key, error in sorted(stats.errors.items(), key=lambda item: item[0]):
+        _log_failed(key, error)
+    stats.errors.clear()
+
+
+def _log_failed(key: Claimed, error: BaseException) -> None:
+    tenant_id, course_id, activity_id, person_id = key
     log.error(
-        "grade of tenant %s, course %s, activity %s, person %s%s could not be worked out "
+        "grade of tenant %s, course %s, activity %s, person %s could not be worked out "
         "(%s); it is set aside as compute_failed until its facts change",
         tenant_id,
         course_id,
         activity_id,
         person_id,
-        at,
         type(error).__name__,
         exc_info=error,
     )
@@ -302,6 +396,7 @@ def compute_activity(
             bulk=True,
         )
         uow.commit()
+    _log_failures(stats)
     return stats
 
 
@@ -355,16 +450,15 @@ def _compute(
     remaster: bool = False,
     reset_failures: bool = False,
     bulk: bool,
-    failure: Reason | None = None,
 ) -> None:
     """Compute (activity, person) pairs of one tenant's courses at every destination each
     course syncs to (or `only_destination`), reading each kind of fact once for them all.
 
     `bulk`: computed by a run; its pending rows wait behind live grades (auto sync), so
-    a remaster of one course never delays another's new grades. `failure`: the keys could
-    not be worked out; each row is set aside with this reason instead.
+    a remaster of one course never delays another's new grades.
 
-    A key whose outcome raises is set aside (`compute_failed`) and the others go on."""
+    A key whose outcome raises is set aside (`compute_failed`) and the others go on; why
+    is kept in `stats.errors` for the caller to log once the rows are stored."""
     tenant = uow.tenants.get(tenant_id)
     if tenant is None:
         return
@@ -417,28 +511,27 @@ def _compute(
         activity = activities[key.activity_id]
         old = rows.get(key)
         zero_at: datetime | None = None
-        reason = failure
-        if reason is None:
-            try:
-                outcome = _outcome(
-                    destination,
-                    caps[destination.id],
-                    courses[course_id],
-                    activity,
-                    policies[key.activity_id],
-                    enrollments.get((course_id, key.person_id)),
-                    attempts.get(pair, []),
-                    overrides.get(pair),
-                    person_links[destination.id].get((course_id, key.person_id)),
-                    now,
-                )
-                zero_at = _zero_timer(
-                    outcome, policies[key.activity_id], activity, overrides.get(pair), now
-                )
-                new = reconcile(old, key, outcome, now, remaster=remaster)
-            except Exception as exc:  # this key's own failure: the others go on
-                _log_failed((tenant_id, course_id, *pair), exc, destination.id)
-                reason, zero_at = compute_failed(type(exc).__name__), None
+        reason: Reason | None = None
+        try:
+            outcome = _outcome(
+                destination,
+                caps[destination.id],
+                courses[course_id],
+                activity,
+                policies[key.activity_id],
+                enrollments.get((course_id, key.person_id)),
+                attempts.get(pair, []),
+                overrides.get(pair),
+                person_links[destination.id].get((course_id, key.person_id)),
+                now,
+            )
+            zero_at = _zero_timer(
+                outcome, policies[key.activity_id], activity, overrides.get(pair), now
+            )
+            new = reconcile(old, key, outcome, now, remaster=remaster)
+        except Exception as exc:  # this key's own failure: the others go on
+            stats.errors.setdefault((tenant_id, course_id, *pair), exc)
+            reason, zero_at = compute_failed(type(exc).__name__), None
         if reason is not None:
             stats.failed.add((tenant_id, *pair))
             new = reconcile(old, key, NoResult(reason), now)

@@ -3,9 +3,10 @@ network cut): the work is interrupted, not failed, and goes on once the database
 
 from __future__ import annotations
 
+import sqlite3
+
 import psycopg
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as SqlTimeoutError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 
 def database_lost(exc: BaseException) -> bool:
@@ -24,10 +25,15 @@ def database_lost(exc: BaseException) -> bool:
 
 
 def database_trouble(exc: BaseException) -> bool:
-    """True when an error comes from the database rather than from the work: the connection
-    lost, the database busy or locked, a transaction given up on a conflict (serialization,
-    deadlock), no connection free in the pool. Work that hit it is tried again as it is;
-    any other error is the work's own (a grade that cannot be worked out)."""
-    if database_lost(exc):
-        return True
-    return isinstance(exc, OperationalError | InterfaceError | SqlTimeoutError)
+    """True when an error comes from the database or its driver rather than from the work:
+    any SQLAlchemy error (the connection lost, the database busy or locked, a transaction
+    given up on a conflict, no connection free in the pool, a statement refused: a missing
+    column or grant, a constraint, a value the column cannot hold) and any DB-API driver
+    error, anywhere in the chain of causes. Work that hit it is tried again as it is; any
+    other error is the work's own (a grade that cannot be worked out)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, SQLAlchemyError | psycopg.Error | sqlite3.Error):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

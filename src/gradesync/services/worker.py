@@ -182,7 +182,9 @@ class Engine:
                     self._create_columns_ahead(stats.new_columns)
                 if self.statistics.due_after(stats.changed):
                     self._refresh_statistics()
-                if stats.dirty < self.settings.compute_batch:
+                if stats.dirty < self.settings.compute_batch or stats.kept >= stats.dirty:
+                    # none left, or only keys that cannot even be set aside: not taken
+                    # again at once (they would be again and again), but on the next wake
                     return total
 
     def _create_columns_ahead(self, columns: set[tuple[str, str, str, str]]) -> None:

@@ -56,7 +56,10 @@ class DirtyKeyRepo(Protocol):
         recomputed ledger rows, so a crash before the commit leaves the keys dirty, and a key
         marked again meanwhile is marked anew (the fact's transaction waits for this one)."""
 
-    def take(self, keys: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str, str]]:
+    def take(
+        self, keys: Sequence[tuple[str, str, str]], *, marked_before: datetime | None = None
+    ) -> list[tuple[str, str, str, str]]:
         """`claim` these (tenant_id, activity_id, person_id) keys only: those still dirty
         and not being taken by another process, their activities locked. Returns them as
-        `claim` does."""
+        `claim` does. `marked_before`: only marks no newer than this (a key marked again
+        since stays dirty and is not returned)."""

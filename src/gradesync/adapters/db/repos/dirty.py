@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import case, delete, func, select, text, tuple_
+from sqlalchemy import ColumnElement, case, delete, func, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.adapters.db import schema as t
@@ -176,15 +176,20 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
         self.lock_activities((r[0], r[2]) for r in rows)
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
-    def take(self, keys: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str, str]]:
+    def take(
+        self, keys: Sequence[tuple[str, str, str]], *, marked_before: datetime | None = None
+    ) -> list[tuple[str, str, str, str]]:
         c = t.dirty_keys.c
         pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
         taken: list[tuple[str, str, str, str]] = []
         wanted = list(dict.fromkeys(keys))
         for at in range(0, len(wanted), _IDS_PER_STATEMENT // 3):
+            conds: list[ColumnElement[bool]] = [pk.in_(wanted[at : at + _IDS_PER_STATEMENT // 3])]
+            if marked_before is not None:
+                conds.append(c.marked_at <= utc(marked_before))
             chosen = (
                 select(c.tenant_id, c.activity_id, c.person_id)
-                .where(pk.in_(wanted[at : at + _IDS_PER_STATEMENT // 3]))
+                .where(*conds)
                 .with_for_update(skip_locked=True)
             )
             rows = self.conn.execute(
