@@ -20,9 +20,12 @@ key at a time; a key failing alone is set aside by writing the reason straight o
 ledger rows, without computing it again. Its mark is deleted only if no newer than the
 failed try: a fact marked meanwhile is computed, not swallowed.
 
-Errors of the database or its driver (any SQLAlchemy or DB-API error, see
-`database_trouble`) are never the key's: the batch is rolled back, every mark kept, and the
-error raised, so the worker waits and tries again instead of setting grades aside.
+A database that cannot do the work for now (the connection lost, busy or locked, a conflict:
+`database_unavailable`) is never the key's fault: the batch is rolled back, every mark kept,
+and the error raised, so the worker waits and tries again instead of setting grades aside.
+A statement the database refused (a constraint, a value it cannot hold, a missing grant) is
+worked out key by key like any other failure: tried again as it is, one key's refusal would
+hold up every grade behind it for ever; refused for every key, each stays marked (below).
 
 If even the reason cannot be written, the key keeps its mark (so it is never lost, and no
 stale pending row is sent as if it were current), moved behind every other dirty key; a
@@ -68,7 +71,7 @@ from gradesync.domain.policy import (
 )
 from gradesync.domain.reasons import Reason, ReasonCode, compute_failed
 from gradesync.services.clock import Clock
-from gradesync.services.database_lost import database_trouble
+from gradesync.services.database_lost import database_unavailable
 from gradesync.services.lti.migration import MIGRATED_KEY
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -181,7 +184,7 @@ def compute_dirty(
     try:
         stats = _compute_batch(uow_factory, clock, capabilities, limit, claimed)
     except Exception as exc:
-        if not claimed or database_trouble(exc):
+        if not claimed or database_unavailable(exc):
             raise
         log.warning(
             "computing a batch of %d grades failed (%s); working them out one at a time",
@@ -252,7 +255,7 @@ def _compute_alone(
                 _compute_claimed(uow, taken, clock.now(), capabilities, stats)
                 uow.commit()
     except Exception as exc:
-        if database_trouble(exc):
+        if database_unavailable(exc):
             raise
         _log_failed(key, exc)
         return _set_aside(uow_factory, clock, key, exc, tried_at)
@@ -288,7 +291,7 @@ def _set_aside(
             uow.commit()
         return stats
     except Exception as exc:
-        if database_trouble(exc):
+        if database_unavailable(exc):
             raise
         log.error(
             "grade of tenant %s, course %s, activity %s, person %s cannot even be set aside "

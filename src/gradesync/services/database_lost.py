@@ -6,7 +6,8 @@ from __future__ import annotations
 import sqlite3
 
 import psycopg
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeout
 
 
 def database_lost(exc: BaseException) -> bool:
@@ -24,16 +25,26 @@ def database_lost(exc: BaseException) -> bool:
     return False
 
 
-def database_trouble(exc: BaseException) -> bool:
-    """True when an error comes from the database or its driver rather than from the work:
-    any SQLAlchemy error (the connection lost, the database busy or locked, a transaction
-    given up on a conflict, no connection free in the pool, a statement refused: a missing
-    column or grant, a constraint, a value the column cannot hold) and any DB-API driver
-    error, anywhere in the chain of causes. Work that hit it is tried again as it is; any
-    other error is the work's own (a grade that cannot be worked out)."""
+def database_unavailable(exc: BaseException) -> bool:
+    """True when the database could not do the work at all, for now: the connection lost or
+    refused, the database busy or locked, a transaction given up on a conflict or a deadlock,
+    no connection free in the pool (SQLAlchemy's OperationalError, InterfaceError and pool
+    TimeoutError, and the drivers' own), anywhere in the chain of causes. Work that hit it
+    is tried again as it is. A statement the database refused (a constraint, a value the
+    column cannot hold, a missing column or grant) is not this: it may be the work's own,
+    and tried again as it is it would fail for ever."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, SQLAlchemyError | psycopg.Error | sqlite3.Error):
+        if isinstance(
+            seen,
+            OperationalError
+            | InterfaceError
+            | SqlAlchemyTimeout
+            | psycopg.OperationalError
+            | psycopg.InterfaceError
+            | sqlite3.OperationalError
+            | sqlite3.InterfaceError,
+        ):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
