@@ -79,10 +79,14 @@ def serve(
 
     runtime = Runtime.create(settings)
     try:
+        runtime.db.check_secret_key()  # another key than the stored secrets': refuse now
         runtime.claim_database()
     except DatabaseInUse as exc:
         runtime.close()
         raise fail(str(exc)) from None
+    except BaseException:
+        runtime.close()
+        raise
     app = create_app(runtime)
     app.state.run_worker = True  # the in-process worker (docs/operations.md)
     settle_for_serving()  # built: what the process holds now lives as long as it

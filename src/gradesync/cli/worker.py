@@ -64,6 +64,13 @@ def worker(
                 "runs inside `gradesync serve`",
             )
         )
+    try:
+        # another key than the stored secrets' (a new machine without GRADESYNC_SECRET_KEY
+        # generates one) would fail every grade and send one by one: refuse to start
+        runtime.db.check_secret_key()
+    except BaseException:
+        runtime.close()
+        raise
     runtime.prepare_queue()
     try:
         scrape = (

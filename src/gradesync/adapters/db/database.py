@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 
 from gradesync.adapters.db import migrate, sqlite_gate
+from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.engine import is_sqlite, make_engine, make_read_engine, normalise_url
 from gradesync.adapters.db.uow import SqlUnitOfWork
 from gradesync.adapters.secretbox import SecretBox
@@ -71,6 +72,16 @@ class Database:
         if self._bulk_engine is None:
             self._bulk_engine = self.engine.execution_options(**{sqlite_gate.BULK: True})
         return SqlUnitOfWork(self._bulk_engine, self.box)
+
+    def check_secret_key(self) -> None:
+        """Raise SecretBoxError unless this process's secret key decrypts every secret stored
+        (the destinations' and the tool keys'): a process started with another key (a new
+        machine without GRADESYNC_SECRET_KEY, which generates one) would fail each grade it
+        works out and each send, one by one, instead of refusing to start."""
+        with self.engine.connect() as conn:
+            for column in (t.destinations.c.secret_ciphertext, t.tool_keys.c.private_ciphertext):
+                for (token,) in conn.execute(select(column).where(column.is_not(None))):
+                    self.box.decrypt(token)
 
     def upgrade(self) -> None:
         migrate.upgrade(self.engine)
