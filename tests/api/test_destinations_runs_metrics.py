@@ -281,19 +281,25 @@ def test_an_admins_pause_is_labelled_admin_whatever_its_words(api: ApiEnv, timed
     assert "gradesync_destination_paused{" not in api.client.get("/metrics").text
 
 
-def test_a_timed_pause_of_a_destination_turned_off_answers_what_is_stored(api: ApiEnv) -> None:
-    """A destination turned off keeps the reason it was turned off for when a timed pause is
-    given too; the answer said the new words, which were never stored."""
+def test_a_timed_pause_of_a_destination_turned_off_pauses_it_until_then(api: ApiEnv) -> None:
+    """Pausing a destination turned off, with an end time and words, answered those but
+    stored neither: it stayed off past the time given, with the old words."""
     admin = Caller(api.client, api.tenant("t1", "admin"))
     api.destination("t1", "lms")
     off = admin.post("/destinations/lms/pause", json={"reason": "LMS retired"})
     assert off.status_code == 200, off.text
-    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    got = admin.post("/destinations/lms/pause", json={"reason": "exams", "until": until})
+    until = datetime.now(UTC) + timedelta(hours=1)
+    got = admin.post(
+        "/destinations/lms/pause", json={"reason": "exams", "until": until.isoformat()}
+    )
     assert got.status_code == 200, got.text
     stored = admin.get("/destinations/lms").json()
-    assert got.json()["pause_reason"] == stored["pause_reason"] == "LMS retired"
-    assert got.json()["enabled"] is stored["enabled"] is False
+    for answer in (got.json(), stored):
+        assert answer["pause_reason"] == "exams" and answer["enabled"] is True
+        assert datetime.fromisoformat(answer["paused_until"]) == until
+    with api.db.uow() as uow:
+        dest = uow.destinations.get("t1", "lms")
+    assert dest is not None and dest.pause_cause is PauseCause.ADMIN
 
 
 @pytest.mark.parametrize("where", ["environment", "config file"])

@@ -78,10 +78,12 @@ def pause(
             dest = replace(dest, enabled=False, pause_reason=why, pause_cause=cause)
             uow.destinations.upsert(dest, now)
         else:
-            uow.destinations.set_pause(tenant_id, destination_id, until, why, cause)
-            # read back: a destination already turned off keeps the reason it was turned off
-            # for (`set_pause`), and the answer says what is stored
-            dest = uow.destinations.get(tenant_id, destination_id) or dest
+            # the person's latest word wins: a destination they had turned off is paused until
+            # then instead (its words too), not left off past the time they gave
+            dest = replace(
+                dest, enabled=True, paused_until=until, pause_reason=why, pause_cause=cause
+            )
+            uow.destinations.upsert(dest, now)
         uow.commit()
     return dest
 
