@@ -352,3 +352,18 @@ class Engine:
             await asyncio.gather(*self._runs.values(), return_exceptions=True)
         await self.deliverer.aclose()
         await self.clients.aclose()
+        # rows claimed and not settled (sends the stop cancelled) go back now, not when their
+        # lease runs out: a restart, or another worker, sends them at once
+        try:
+            released = await asyncio.to_thread(self._release_leases)
+        except Exception:  # the database gone: the leases run out as before
+            log.warning("could not give back this worker's leases; they run out", exc_info=True)
+        else:
+            if released:
+                log.info("gave back %d unsent results on stopping", released)
+
+    def _release_leases(self) -> int:
+        with self.uow_factory() as uow:
+            released = uow.ledger.clear_leases(self.worker_id)
+            uow.commit()
+        return released

@@ -1,0 +1,50 @@
+"""A worker asked to stop (SIGTERM: a deploy, `systemctl restart`) cancels the sends it has
+in flight; their rows were claimed under its lease. Before, the lease was kept, so after a
+restart those grades waited for it to run out (two minutes by default); now the stopping
+engine gives back what it claimed and did not settle, and they go at once."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
+
+from gradesync.adapters.db.database import Database
+from gradesync.adapters.queue.inprocess import InProcessWaker
+from gradesync.services.clock import SystemClock
+from gradesync.services.worker import Engine
+from gradesync.testing import DoubleFactory
+
+from .conftest import DEST, FAST, post, seed
+
+
+def _owners(db: Database) -> set[str | None]:
+    with db.engine.connect() as conn:
+        return {owner for (owner,) in conn.exec_driver_sql("SELECT lease_owner FROM ledger")}
+
+
+async def test_a_stopped_engine_gives_back_the_rows_it_had_not_sent(db: Database) -> None:
+    seed(db, learners=2)
+    factory = DoubleFactory()
+    remote = factory.remote(DEST)
+    remote.hold = asyncio.Event()  # the LMS does not answer: the sends stay in flight
+    settings = replace(FAST, lease=timedelta(minutes=10), stop_grace=timedelta(seconds=1))
+    engine = Engine(db.uow, SystemClock(), factory, settings, waker=InProcessWaker())
+    post(db, None, [("a1", "p000", 7.0), ("a1", "p001", 8.0)])
+    await engine.process_dirty()
+    sending = asyncio.create_task(engine.deliver_due())
+    await asyncio.wait_for(remote.arrived.wait(), 30)
+    assert engine.worker_id in _owners(db)
+    sending.cancel()  # the stop cancels the worker's loops
+    await asyncio.gather(sending, return_exceptions=True)
+    await engine.aclose()
+    assert _owners(db) == {None}
+
+    # a new engine (the restarted worker) sends them at once, not ten minutes later
+    remote.hold = None
+    again = Engine(db.uow, SystemClock(), factory, settings, waker=InProcessWaker())
+    try:
+        await again.deliver_due()
+        assert remote.score_of("https://lms/courses/1/items/a1", "sub-p000") == 7.0
+    finally:
+        await again.aclose()
