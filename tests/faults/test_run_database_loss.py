@@ -93,12 +93,13 @@ def test_a_run_resumes_after_its_database_restarts(prepared: Prepared, tmp_path:
                 scores = {k: v[0] for k, v in gb.scores.items()}
             assert len(scores) == LEARNERS and set(scores.values()) == {5.0}
             # every grade was sent by the remaster; only what was claimed when the database
-            # went away is sent a third time (its outcomes could not be written: at most a
-            # claim batch of the run's pass and one of the worker's own delivery loop), not
-            # the `before` grades the run had delivered
+            # went away is sent a third time (its outcomes could not be written), not the
+            # `before` grades the run had delivered. Claimed then: for the run's pass and for
+            # the worker's own delivery loop, each the batch in flight and the one before it,
+            # whose outcomes may still wait in the settle writer's gathering window
             assert all(n >= 2 for n in sends.values())
             resent = [k for k, n in sends.items() if n > 2]
-            assert len(resent) <= 2 * CLAIM_BATCH < before, (len(resent), before, stages)
+            assert len(resent) <= 4 * CLAIM_BATCH < before, (len(resent), before, stages)
             notes = [s.get("note", "") for s in stages]
             assert any(n.startswith("database lost at ") for n in notes), stages
             assert any(n.startswith("resumed by ") for n in notes), stages
