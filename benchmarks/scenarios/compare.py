@@ -26,10 +26,11 @@ GRADESYNC = "gradesync"
 THREADS = "pylti1p3-threads"
 BARE = fair.BARE_HTTPX
 BARE_AIOHTTP = fair.BARE_AIOHTTP
-BARES = (BARE, BARE_AIOHTTP)
+BARE_UVLOOP = fair.BARE_AIOHTTP_UVLOOP
+BARES = (BARE, BARE_AIOHTTP, BARE_UVLOOP)
 SEQUENTIAL = "pylti1p3-sequential"  # line item found once per activity
 README = "pylti1p3-readme"  # line item looked up before each score, as pylti1p3's README
-HAND_WRITTEN = (THREADS, BARE, BARE_AIOHTTP, SEQUENTIAL, README)
+HAND_WRITTEN = (THREADS, BARE, BARE_AIOHTTP, BARE_UVLOOP, SEQUENTIAL, README)
 
 
 def _timed(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -64,6 +65,7 @@ def run(world: World, sizes: Sizes, *, with_baselines: bool) -> dict[str, Any]:
             (THREADS, lambda r: fair.pylti1p3_threads(world, sizes, f"ht{r}")),
             (BARE, lambda r: fair.bare_async(world, sizes, f"ha{r}")),
             (BARE_AIOHTTP, lambda r: fair.bare_aiohttp(world, sizes, f"hb{r}")),
+            (BARE_UVLOOP, lambda r: fair.bare_aiohttp_uvloop(world, sizes, f"hu{r}")),
             (
                 SEQUENTIAL,
                 lambda r: baseline.run(

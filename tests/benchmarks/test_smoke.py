@@ -60,6 +60,7 @@ def test_quick_suite_writes_figures_and_its_checks_hold(tmp_path: Path) -> None:
         "pylti1p3-threads",
         "bare-async",
         "bare-aiohttp",
+        "bare-aiohttp-uvloop",
         "pylti1p3-sequential",
         "pylti1p3-readme",
     }
@@ -67,10 +68,15 @@ def test_quick_suite_writes_figures_and_its_checks_hold(tmp_path: Path) -> None:
         assert len(c["runs"]) == rounds, name
         assert c["steady_rate_per_s"]["n"] == rounds, name
         assert all(_pressure_recorded(r["cpu_pressure"]) for r in c["runs"]), name
-    for name in ("pylti1p3-threads", "bare-async", "bare-aiohttp"):
+    for name in ("pylti1p3-threads", "bare-async", "bare-aiohttp", "bare-aiohttp-uvloop"):
         for r in clients[name]["runs"]:
             assert r["ok"] and r["errors"] == 0 and r["results_stored"] == r["results"] > 0
             assert r["concurrency"] == figures["sizes"]["cap"]
+    # the uvloop client runs on the loop `serve` runs on, the others on asyncio's own
+    assert {r["event_loop"] for r in clients["bare-aiohttp-uvloop"]["runs"]} == {"uvloop.Loop"}
+    assert {r["event_loop"] for r in clients["bare-aiohttp"]["runs"]} == {
+        "asyncio.unix_events._UnixSelectorEventLoop"
+    }
     for r in clients["gradesync"]["runs"]:
         assert r["results_stored"] == r["results"] > 0
         assert r["score_requests"] + r["sent_while_paused"] >= r["results"]
@@ -86,7 +92,7 @@ def test_quick_suite_writes_figures_and_its_checks_hold(tmp_path: Path) -> None:
     assert cmp["ratio_vs_best"]["n"] == rounds and cmp["cpu_vs_bare_client"] > 0
     # the CPU is taken against the bare client that spends least, and each is on record
     each = cmp["cpu_vs_each_bare_client"]
-    assert set(each) == {"bare-async", "bare-aiohttp"}
+    assert set(each) == {"bare-async", "bare-aiohttp", "bare-aiohttp-uvloop"}
     assert cmp["cpu_vs_bare_client"] == max(each.values())
     assert cmp["leanest_bare_client"] in each
     tp = sq["throughput"]
