@@ -174,14 +174,11 @@ def test_sis_cli_from_connection_to_posted_grades(
     }
 
 
-def test_map_student_sends_the_grades_the_learner_already_has(
-    gradesync: Run, cli_db: Database, sis: RunningSandbox, tmp_path: Path
-) -> None:
-    """A learner graded in a ticked activity before they had a SIS student: mapping them
-    with `map-student` (one person) has their grade computed and sent by the running worker,
-    as `map-students` does for a course. It stayed `no_person_link` until a manual sync."""
+def _p2_without_student(gradesync: Run, cli_db: Database, sis: RunningSandbox) -> None:
+    """The school with a SIS connection, c1 mapped to cls-1 and quiz1 ticked; learner p2 has
+    no SIS id, so `map-students` leaves them unlinked."""
     seed_school(cli_db, ManualClock(NOW))
-    with cli_db.uow() as uow:  # p2 has no SIS id: map-students cannot link them
+    with cli_db.uow() as uow:
         uow.people.upsert(Person("t1", "p2", "P2"))
         uow.commit()
     gradesync(
@@ -196,42 +193,94 @@ def test_map_student_sends_the_grades_the_learner_already_has(
     assert "no SIS id for: p2" in mapped.stdout, mapped.stdout
     gradesync("sis", "select", "sis", "quiz1", *T)
 
-    def row() -> tuple[DeliveryState, str | None] | None:
-        with cli_db.uow() as uow:
-            rows = uow.ledger.get_many("t1", "sis", "c1", ["quiz1"])
-        found = rows.get(("quiz1", "p2"))
-        return (found.state, found.reason_code) if found else None
 
-    def sent() -> float | None:
-        results = sis.admin.inspect()["sis"]["results"]
-        return next((r["score"] for r in results if r["student"]["sourcedId"] == "stu-2"), None)
+def _p2_quiz1(cli_db: Database) -> tuple[DeliveryState, str | None] | None:
+    with cli_db.uow() as uow:
+        rows = uow.ledger.get_many("t1", "sis", "c1", ["quiz1"])
+    found = rows.get(("quiz1", "p2"))
+    return (found.state, found.reason_code) if found else None
+
+
+def _held_for(sis: RunningSandbox, student: str) -> float | None:
+    results = sis.admin.inspect()["sis"]["results"]
+    return next((r["score"] for r in results if r["student"]["sourcedId"] == student), None)
+
+
+def _worker(cli_db: Database, tmp_path: Path) -> Runtime:
+    settings = Settings(
+        database_url=cli_db.url,
+        secret_key=TEST_SECRET,
+        data_dir=tmp_path / "worker",
+        worker_poll_seconds=0.2,
+    )
+    return Runtime(settings=settings, db=cli_db)
+
+
+def test_map_student_sends_the_grades_the_learner_already_has(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox, tmp_path: Path
+) -> None:
+    """A learner graded in a ticked activity before they had a SIS student: mapping them
+    with `map-student` (one person) has their grade computed and sent by the running worker,
+    as `map-students` does for a course. It stayed `no_person_link` until a manual sync."""
+    _p2_without_student(gradesync, cli_db, sis)
 
     async def work() -> None:
-        settings = Settings(
-            database_url=cli_db.url,
-            secret_key=TEST_SECRET,
-            data_dir=tmp_path / "worker",
-            worker_poll_seconds=0.2,
-        )
-        runtime = Runtime(settings=settings, db=cli_db)
+        runtime = _worker(cli_db, tmp_path)
         await runtime.start_worker()
         try:
             post_attempts(cli_db.uow, runtime.waker, "t1", [("quiz1", "p2", 7.0)])
             await wait_for_async(
-                lambda: row() == (DeliveryState.SKIPPED, "no_person_link"),
+                lambda: _p2_quiz1(cli_db) == (DeliveryState.SKIPPED, "no_person_link"),
                 "p2's grade computed with no SIS student",
                 blocking=True,
-                explain=lambda: str(row()),
+                explain=lambda: str(_p2_quiz1(cli_db)),
             )
             await asyncio.to_thread(gradesync, "sis", "map-student", "sis", "p2", "stu-2", *T)
             await wait_for_async(
-                lambda: sent() == 7.0,
+                lambda: _held_for(sis, "stu-2") == 7.0,
                 "p2's grade in the SIS",
                 blocking=True,
-                explain=lambda: str(row()),
+                explain=lambda: str(_p2_quiz1(cli_db)),
             )
         finally:
             await runtime.stop_worker()
 
     asyncio.run(work())
-    assert row() == (DeliveryState.DELIVERED, None)
+    assert _p2_quiz1(cli_db) == (DeliveryState.DELIVERED, None)
+
+
+def test_map_student_to_another_student_sends_what_the_sis_refused(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox, tmp_path: Path
+) -> None:
+    """A learner mapped to a student the SIS does not have: their grade is refused. Mapped
+    again to the right student, the grade goes to the SIS at once, with no sync to start. It
+    stayed refused for the old student (its desired result had not changed)."""
+    _p2_without_student(gradesync, cli_db, sis)
+    gradesync("sis", "map-student", "sis", "p2", "stu-ghost", *T)
+
+    async def work() -> None:
+        runtime = _worker(cli_db, tmp_path)
+        await runtime.start_worker()
+        try:
+            post_attempts(cli_db.uow, runtime.waker, "t1", [("quiz1", "p2", 7.0)])
+            await wait_for_async(
+                lambda: (_p2_quiz1(cli_db) or (None,))[0] is DeliveryState.REJECTED,
+                "p2's grade refused for a student the SIS does not have",
+                blocking=True,
+                explain=lambda: str(_p2_quiz1(cli_db)),
+            )
+            # the same student again changes nothing: the refusal stands
+            await asyncio.to_thread(gradesync, "sis", "map-student", "sis", "p2", "stu-ghost", *T)
+            assert (_p2_quiz1(cli_db) or (None,))[0] is DeliveryState.REJECTED
+            await asyncio.to_thread(gradesync, "sis", "map-student", "sis", "p2", "stu-2", *T)
+            await wait_for_async(
+                lambda: _held_for(sis, "stu-2") == 7.0,
+                "p2's grade in the SIS for the new student",
+                blocking=True,
+                explain=lambda: str(_p2_quiz1(cli_db)),
+            )
+        finally:
+            await runtime.stop_worker()
+
+    asyncio.run(work())
+    assert _p2_quiz1(cli_db) == (DeliveryState.DELIVERED, None)

@@ -479,3 +479,34 @@ def test_mapping_one_student_recomputes_their_results_in_ticked_activities(
     # not hw1 (held for Post grades) nor the activities not ticked, nor other learners
     assert marked == {("t1", "c1", "quiz1", "p2")}
     assert waker.keys == 1
+
+
+def test_mapping_learners_to_other_students_reopens_what_the_sis_refused(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """`map-students` again after a learner's SIS id was corrected: what the SIS refused for
+    the old student is sent again for the new one; a learner whose student did not change
+    keeps the SIS's refusal."""
+    db, clock = school
+    sis.map_class(db.uow, tenant_id="t1", destination_id="sis", course_id="c1", class_id="cls-1")
+    sis.select_activities(db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"])
+    sis.map_course_students(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
+    moved, stayed = LedgerKey("t1", "sis", "quiz1", "p1"), LedgerKey("t1", "sis", "quiz1", "p2")
+    with db.uow() as uow:
+        for key in (moved, stayed):
+            refused = LedgerRow(
+                key, DeliveryState.REJECTED, "h", {"score_given": 7.0}, tries=1,
+                reason_code="invalid_data", updated_at=clock.now(),
+            )  # fmt: skip
+            uow.ledger.save(refused, "c1")
+        p1 = uow.people.get("t1", "p1")
+        assert p1 is not None and p1.sis_id
+        uow.people.upsert(replace(p1, sis_id=p1.sis_id + "-corrected"))
+        uow.commit()
+    sis.map_course_students(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
+    with db.uow() as uow:
+        again, kept = uow.ledger.get(moved), uow.ledger.get(stayed)
+    assert again is not None and (again.state, again.tries, again.reason_code) == (
+        DeliveryState.PENDING, 0, None,
+    )  # fmt: skip
+    assert kept is not None and kept.state is DeliveryState.REJECTED

@@ -11,6 +11,7 @@ from datetime import date
 from gradesync.domain.errors import InvalidInput, NotFound, Problems
 from gradesync.domain.model import (
     CourseLink,
+    DeliveryState,
     PersonLink,
     Role,
 )
@@ -21,6 +22,7 @@ from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination import RemoteFailure
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.sis.common import (
+    COLUMN_RULES,
     DirtyKey,
     SisDirectory,
     release_keys,
@@ -167,18 +169,55 @@ def map_student(
         sis_destination(uow, tenant_id, destination_id)
         if uow.people.get(tenant_id, person_id) is None:
             raise NotFound("person", person_id)
+        before = uow.links.person_links(tenant_id, destination_id, person_id)
         link = PersonLink(tenant_id, destination_id, person_id, student_id)
         uow.links.save_person(link)
-        for own in uow.links.person_links(tenant_id, destination_id, person_id):
+        for own in before:
             if own.course_id is not None and own.remote_id != student_id:
                 uow.links.save_person(replace(own, remote_id=student_id))
         keys = _person_ticked_keys(uow, tenant_id, destination_id, person_id)
         if keys:
+            if any(own.remote_id != student_id for own in before):
+                _reopen_refused(uow, destination_id, keys)
             uow.dirty.mark_many(keys, (clock or SystemClock()).now())
         uow.commit()
     if waker is not None and keys:
         waker.wake_keys()
     return link
+
+
+def _reopen_refused(uow: UnitOfWork, destination_id: str, keys: list[DirtyKey]) -> None:
+    """A learner now linked to another SIS student: what the SIS refused, or kept failing,
+    for the student they were linked to is tried again at once for the new one. Their
+    desired results did not change, so a recompute alone would leave them refused. A
+    refusal of the column's own (COLUMN_RULES: not the student's) stays."""
+    by_course: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for tenant_id, course_id, activity_id, person_id in keys:
+        by_course.setdefault((tenant_id, course_id), set()).add((activity_id, person_id))
+    reopened = []
+    for (tenant_id, course_id), pairs in by_course.items():
+        activities = sorted({a for a, _ in pairs})
+        rows = uow.ledger.get_many(tenant_id, destination_id, course_id, activities)
+        reopened += [
+            (
+                replace(
+                    r,
+                    state=DeliveryState.PENDING,
+                    tries=0,
+                    next_attempt_at=None,
+                    reason_code=None,
+                    reason_text=None,
+                ),
+                course_id,
+            )
+            for pair, r in rows.items()
+            if pair in pairs
+            and r.state in (DeliveryState.REJECTED, DeliveryState.RETRYING)
+            and r.desired_hash is not None
+            and (r.reason_code or "") not in COLUMN_RULES
+        ]
+    if reopened:
+        uow.ledger.save_many(reopened)
 
 
 def _person_ticked_keys(
@@ -240,6 +279,7 @@ def map_course_students(
                 "Map the course to a SIS class first.",
             )
         sections: dict[str, str] = course.data.get("sections") or {}
+        moved: set[str] = set()  # learners linked to another student than before
         enrollments = [
             e for e in uow.enrollments.for_course(tenant_id, course_id) if e.role is Role.LEARNER
         ]
@@ -257,12 +297,16 @@ def map_course_students(
                 continue
             klass = sections.get(e.section_id or "")
             data = {"class": klass} if klass else {}
+            own = uow.links.person(tenant_id, destination_id, e.person_id, course_id)
+            if own is not None and own.remote_id != student:
+                moved.add(e.person_id)
             uow.links.save_person(
                 PersonLink(tenant_id, destination_id, e.person_id, student, course_id, data)
             )
             report.mapped.append(e.person_id)
         keys = _ticked_keys(uow, tenant_id, destination_id, course_id) if report.mapped else []
         if keys:
+            _reopen_refused(uow, destination_id, [k for k in keys if k[3] in moved])
             uow.dirty.mark_many(keys, (clock or SystemClock()).now())
         uow.commit()
     if waker is not None and keys:
