@@ -7,7 +7,8 @@ A server in a child process on 127.0.0.1 answers each request at once (a small J
 keep-alive). This process sends it the AGS score shape (`request("POST", url, content=...,
 headers={Authorization, Content-Type}, timeout=30.0)`, then `is_success`), 16 in flight,
 through the shared client with the fast path off (every call through httpx's client: what
-gradesync did before) and on, alternating, every round. Per run: this process's CPU per
+gradesync did before) and on, and straight through an aiohttp session (no guard, no httpx
+types: the floor under both), alternating, every round. Per run: this process's CPU per
 request (it does nothing else meanwhile; the server's CPU is its own process's) and the
 machine's CPU pressure (`/proc/pressure/cpu`). Also: the client layer alone on each path (the
 pool answering at once, no connection), and the cost of making the `httpx.Request` objects
@@ -37,7 +38,7 @@ from gradesync.adapters.outbound_http import SystemResolver
 from gradesync.services.outbound import LOOPBACK_NETWORKS, OutboundGuard, OutboundPolicy
 
 IN_FLIGHT = 16
-PATHS = ("httpx", "fast")
+PATHS = ("httpx", "fast", "aiohttp")
 BODY = json.dumps(
     {
         "userId": "learner-0001",
@@ -87,6 +88,8 @@ async def _serve() -> None:
 
 
 async def _run(path: str, url: httpx.URL, requests: int) -> dict[str, Any]:
+    if path == "aiohttp":
+        return await _run_bare(url, requests)
     guard = OutboundGuard(OutboundPolicy.allowing(LOOPBACK_NETWORKS), SystemResolver())
     timeout, limits = httpx.Timeout(30.0, connect=10.0), httpx.Limits(max_connections=200)
     async with shared_client(
@@ -110,6 +113,36 @@ async def _run(path: str, url: httpx.URL, requests: int) -> dict[str, Any]:
     sent = requests // IN_FLIGHT * IN_FLIGHT
     return {
         "path": path,
+        "requests": sent,
+        "failed": failed,
+        "cpu_us_per_request": round(cpu / sent * 1e6, 1),
+        "requests_per_s": round(sent / wall, 1),
+        "cpu_pressure": window.stop(),
+    }
+
+
+async def _run_bare(url: httpx.URL, requests: int) -> dict[str, Any]:
+    """The same requests straight through an aiohttp session: no guard, no httpx types, the
+    floor under both paths above."""
+    connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        failed = 0
+
+        async def sender(n: int) -> None:
+            nonlocal failed
+            for _ in range(n):
+                async with session.post(str(url), data=BODY, headers=HEADERS) as resp:
+                    await resp.read()
+                    failed += resp.status >= 300
+
+        await asyncio.gather(*(sender(20) for _ in range(IN_FLIGHT)))
+        window = pressure.Window.start()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(sender(requests // IN_FLIGHT) for _ in range(IN_FLIGHT)))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    sent = requests // IN_FLIGHT * IN_FLIGHT
+    return {
+        "path": "aiohttp",
         "requests": sent,
         "failed": failed,
         "cpu_us_per_request": round(cpu / sent * 1e6, 1),
@@ -157,9 +190,9 @@ def _pieces(url: httpx.URL, n: int = 20000) -> dict[str, Any]:
             make()
         return round((time.process_time() - cpu0) / n * 1e6, 1)
 
-    alone: dict[str, list[float]] = {p: [] for p in PATHS}
+    alone: dict[str, list[float]] = {p: [] for p in PATHS[:2]}
     for _ in range(3):  # alternating
-        for p in PATHS:
+        for p in PATHS[:2]:
             alone[p].append(asyncio.run(_layer_alone(p, url)))
     return {
         "httpx_request_method_url_us": each(lambda: httpx.Request("POST", url)),
