@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.database import Database
 from gradesync.cli import app
 from gradesync.domain.model import DestinationKind
+from gradesync.domain.pauses import PauseCause
 from gradesync.services.clock import SystemClock
 from gradesync.services.destination_admin import set_limits
 from gradesync.testing import TEST_SECRET, add_tenant
@@ -167,3 +169,25 @@ def test_a_refused_allowed_host_says_why_and_what_to_do(  # type: ignore[no-unty
     assert ("with GRADESYNC_OUTBOUND_ALLOWED_NETWORKS" in line) == (host == "10.0.0.5"), line
     with db.uow() as uow:
         assert uow.destinations.get("t1", "in11") is None
+
+
+def test_list_shows_a_consumer_the_engine_paused(run, db: Database) -> None:  # type: ignore[no-untyped-def]
+    """A consumer paused after the LMS refused its signature is shown paused until the time
+    `destinations list` shows, with the reason; it was listed `enabled`."""
+    added = run("add-consumer", "--tenant", "t1", "--id", "lms11", "--key", "k-lms",
+                "--allowed-host", "lms.example.edu",
+                env={"GRADESYNC_LTI11_SECRET": "long-enough-secret-123"})  # fmt: skip
+    assert added.exit_code == 0, added.output
+    until = datetime.now(UTC) + timedelta(hours=1)
+    with db.uow() as uow:
+        uow.destinations.set_pause(
+            "t1", "lms11", until, "the LMS refused the signature", PauseCause.MISCONFIGURED
+        )
+        uow.commit()
+    listed = run("list", "--tenant", "t1")
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.output.splitlines() if "lms11" in line)
+    assert f"paused until {until:%Y-%m-%d %H:%M:%S} UTC" in row, listed.output
+    assert "refused the signature" in row and "enabled" not in row
+    data = json.loads(run("list", "--tenant", "t1", "--json").output)
+    assert data[0]["enabled"] is True and data[0]["paused_until"].startswith(f"{until:%Y-%m-%d}")

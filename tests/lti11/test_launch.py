@@ -336,7 +336,7 @@ def test_every_problem_of_the_form_is_named_by_its_field(
 def test_json_body_is_not_a_launch(gradesync: Gradesync) -> None:
     import httpx
 
-    response = httpx.post(gradesync.launch_url, json={"user_id": "x"})
+    response = httpx.post(gradesync.launch_url, json={"user_id": "x"}, timeout=30.0)
     assert response.status_code == 415
 
 

@@ -323,6 +323,16 @@ def when(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
 
 
+def destination_status(enabled: bool, paused_until: datetime | None) -> str:
+    """A destination's state in a table: paused (until resumed), paused until a time, or
+    active (pass it as of now: a timed pause that has run out is active)."""
+    if not enabled:
+        return "paused"
+    if paused_until:
+        return f"paused until {when(paused_until)}"
+    return "active"
+
+
 def short_when(dt: datetime | None) -> str:
     """A time for a narrow table column (UTC, to the minute)."""
     return dt.strftime("%m-%d %H:%M") if dt else "-"

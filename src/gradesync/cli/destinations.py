@@ -14,13 +14,13 @@ from gradesync.cli._common import (
     bad_input,
     confirm_delete,
     console,
+    destination_status,
     guarded,
     id_table,
     print_json,
     print_table,
     problem,
     runtime,
-    when,
 )
 from gradesync.services import destination_admin as svc
 from gradesync.services import queries
@@ -29,14 +29,6 @@ app = typer.Typer(
     help="Destinations (LMS platforms, SIS): list, show, limits, pause, resume, delete.",
     no_args_is_help=True,
 )
-
-
-def _status(view: dict[str, object]) -> str:
-    if not view["enabled"]:
-        return "paused"
-    if view["paused_until"]:
-        return f"paused until {when(view['paused_until'])}"  # type: ignore[arg-type]
-    return "active"
 
 
 @app.command("list")
@@ -52,7 +44,13 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
         return
     table = id_table("id", "kind", "name", "profile", "status")
     for v in views:
-        table.add_row(str(v["id"]), str(v["kind"]), str(v["name"]), str(v["profile"]), _status(v))
+        table.add_row(
+            str(v["id"]),
+            str(v["kind"]),
+            str(v["name"]),
+            str(v["profile"]),
+            destination_status(bool(v["enabled"]), v["paused_until"]),
+        )
     print_table(table)
 
 
@@ -71,7 +69,8 @@ def show(
         return
     console.print(f"[bold]{d.name}[/bold] ({d.id}, {d.kind.value}, profile {d.profile})")
     reason = view["pause_reason"]
-    console.print(f"status: {_status(view)}" + (f" - {reason}" if reason else ""))
+    status = destination_status(bool(view["enabled"]), view["paused_until"])
+    console.print(f"status: {status}" + (f" - {reason}" if reason else ""))
     for k, v in sorted(d.config.items()):
         console.print(f"  {k}: {v}", highlight=False)
     console.print(

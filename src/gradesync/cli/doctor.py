@@ -199,7 +199,7 @@ def destinations_check(
         False,
         "--send-test",
         help="Create a 'gradesync connection check' column (1 point) and send and read back a "
-        "test result for one learner (LTI 1.3).",
+        "test result for one learner (LTI 1.3 only; refused for other destinations).",
     ),
     as_json: bool = JSON_OUT,
 ) -> None:
@@ -217,7 +217,7 @@ def destinations_check(
                 tenant, destination_id, course_id=course, learner_id=learner, send_test=send_test
             )
 
-        options = {"course_id": "--course", "learner_id": "--learner"}
+        options = {"course_id": "--course", "learner_id": "--learner", "send_test": "--send-test"}
         steps = guarded(lambda: _async(rt, run), options, named=options)
     ok = all(s.passed for s in steps)
     if as_json:

@@ -12,6 +12,7 @@ from gradesync.cli._common import (
     TENANT,
     bad_input,
     console,
+    destination_status,
     guarded,
     id_table,
     print_json,
@@ -167,6 +168,7 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
                     "courses": n,
                     "moved_to_lti13": migrated,
                     "enabled": dest.enabled,
+                    "paused_until": dest.paused_until,
                     "pause_reason": dest.pause_reason,
                 }
                 for dest, n, migrated in rows
@@ -177,7 +179,9 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
         "id", "name", "lms", "consumer key", "allowed hosts", "courses", "moved to 1.3", "state"
     )
     for dest, n, migrated in rows:
-        state = "enabled" if dest.enabled else f"disabled ({dest.pause_reason or 'paused'})"
+        state = destination_status(dest.enabled, dest.paused_until)
+        if state != "active" and dest.pause_reason:
+            state += f" ({dest.pause_reason})"
         table.add_row(
             dest.id,
             dest.name,

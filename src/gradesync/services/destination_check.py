@@ -7,7 +7,10 @@ least one item". This does it on purpose, step by step, each step with its evide
 2. for a connected course: the course's gradebook is reachable, line items can be listed;
 3. with `send_test` (LTI 1.3 AGS, where the protocol allows it): a test column
    ("gradesync connection check", 1 point) is found or created, a test result is sent for one
-   learner who has launched from the course, and read back to compare.
+   learner who has launched from the course, and read back to compare;
+4. LTI 1.1 (no token, nothing to call before a launch): a learner's grade is read back
+   (readResult, signed like every send), so a wrong secret or a refused host shows here, not
+   at the first grade.
 
 Nothing is written to the ledger: the test result is not a grade of any activity.
 """
@@ -45,7 +48,7 @@ class _Plan:
     destination: Destination
     course: Course | None
     course_link: CourseLink | None
-    items: list[tuple[str, str]]  # (activity id, line item URL) of the course's columns
+    items: list[ItemLink]  # the course's columns gradesync knows, by activity id
     learner: PersonLink | None
 
 
@@ -76,15 +79,12 @@ def _plan(
         link = links[0] if links else None
         cid = course_id or (link.course_id if link else None)
         course = uow.courses.get(tenant_id, cid) if cid else None
-        items: list[tuple[str, str]] = []
+        items: list[ItemLink] = []
         learner: PersonLink | None = None
         if course is not None:
             acts = [a.id for a in uow.activities.for_course(tenant_id, course.id)]
-            items = sorted(
-                (aid, il.remote_id)
-                for aid, il in uow.links.items(tenant_id, d.id, acts).items()
-                if il.remote_id
-            )
+            known = uow.links.items(tenant_id, d.id, acts)
+            items = [known[aid] for aid in sorted(known) if known[aid].remote_id]
             if learner_id is not None:
                 enr = uow.enrollments.get(tenant_id, course.id, learner_id)
                 if enr is None or enr.role is not Role.LEARNER:
@@ -113,7 +113,68 @@ def _plan(
                     if here and pl is not None and pl.remote_id:
                         learner = pl
                         break
+            if d.kind is DestinationKind.LTI11_OUTCOMES and learner is not None:
+                # an LTI 1.1 link launched before the tool named an activity for it has a
+                # column of the resource link's own id: the learner's launches name them
+                launched = {
+                    r.resource_link_id
+                    for r in uow.launches.records_for_person(tenant_id, learner.person_id, d.id)
+                    if r.course_id == course.id and r.resource_link_id
+                }
+                more = uow.links.items(
+                    tenant_id, d.id, sorted(launched - {i.activity_id for i in items})
+                )
+                items += [more[aid] for aid in sorted(more)]
     return _Plan(d, course, link, items, learner)
+
+
+def _refuse_test_result(
+    uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str
+) -> None:
+    """A test result needs a column of its own, which only AGS can create: anywhere else it
+    would overwrite a learner's grade (LTI 1.1) or post one to the SIS."""
+    with uow_factory() as uow:
+        d = uow.destinations.get(tenant_id, destination_id)
+    if d is None:
+        raise NotFound("destination", destination_id)
+    if d.kind is not DestinationKind.LTI13_AGS:
+        raise InvalidInput.one(
+            "send_test",
+            "not_supported",
+            f"A test result can be sent only to an LTI 1.3 (AGS) destination; {d.name!r} cannot "
+            "make a column for it, so a test result would land on a real grade. Check it "
+            "without the test result: it reads a learner's grade back instead.",
+        )
+
+
+async def _lti11_read_back(
+    client: DestinationClient, link: CourseLink, items: list[ItemLink]
+) -> ProbeStep:
+    """readResult for the learners who launched one of the course's activities: signed as a
+    grade is, so the consumer's key, secret and allowed hosts are proven without changing any
+    grade. The first activity somebody launched is enough."""
+    name = "A learner's grade reads back"
+    for item in items:
+        try:
+            backs = await client.read_results(link, item)
+        except Exception as exc:
+            return _fail(name, exc)
+        if backs:
+            graded = sum(b.score_given is not None for b in backs)
+            return ProbeStep(
+                name,
+                True,
+                f"readResult answered for {len(backs)} learner(s) of activity "
+                f"{item.activity_id!r} ({graded} with a grade).",
+            )
+    return ProbeStep(
+        name,
+        False,
+        "No learner has opened an activity of this course from the LMS yet, so the LMS has "
+        "not said where any grade goes and nothing can be read back.",
+        "Have one learner (a test student) open a graded gradesync link in the course, then "
+        "check again.",
+    )
 
 
 def _fail(name: str, f: BaseException) -> ProbeStep:
@@ -135,6 +196,8 @@ async def check_destination(
     send_test: bool = False,
 ) -> list[ProbeStep]:
     """Every step, in order; a failed step stops the steps that depend on it."""
+    if send_test:
+        await asyncio.to_thread(_refuse_test_result, uow_factory, tenant_id, destination_id)
     plan = await asyncio.to_thread(
         _plan, uow_factory, tenant_id, destination_id, course_id, learner_id
     )
@@ -159,6 +222,14 @@ async def check_destination(
     except Exception as exc:
         steps.append(_fail("The course's gradebook is reachable", exc))
         return steps
+    if d.kind is DestinationKind.LTI11_OUTCOMES:
+        steps.append(
+            ProbeStep(
+                "The course was launched from the LMS", True, f"{course.id}: {link.remote_id}"
+            )
+        )
+        steps.append(await _lti11_read_back(client, link, plan.items))
+        return steps
     steps.append(
         ProbeStep("The course's gradebook is reachable", True, f"{course.id}: {link.remote_id}")
     )
@@ -173,14 +244,18 @@ async def check_destination(
                     f"{len(plan.items)} column(s) linked to gradesync activities in this course.",
                 )
             )
-            for aid, url in plan.items[:1]:
+            for item in plan.items[:1]:
                 try:
-                    backs = await client.read_results(link, ItemLink(tenant_id, d.id, aid, url))
+                    backs = await client.read_results(link, item)
                 except Exception as exc:
                     steps.append(_fail("Results can be read back", exc))
                     return steps
                 steps.append(
-                    ProbeStep("Results can be read back", True, f"{len(backs)} result(s) in {url}.")
+                    ProbeStep(
+                        "Results can be read back",
+                        True,
+                        f"{len(backs)} result(s) in {item.remote_id}.",
+                    )
                 )
             return steps
         try:

@@ -83,7 +83,11 @@ class CheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     course_id: str | None = Field(None, description="The course to test (default: the first).")
     learner_id: str | None = Field(None, description="Who gets the test result.")
-    send_test: Bool = Field(False, description="Send and read back a test result (AGS).")
+    send_test: Bool = Field(
+        False,
+        description="Send and read back a test result (LTI 1.3 AGS only; 422 `not_supported` "
+        "for other destinations).",
+    )
 
 
 @router.post("/destinations/{destination_id}/check")

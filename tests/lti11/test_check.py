@@ -1,0 +1,74 @@
+"""`destinations check` of an LTI 1.1 consumer: a learner's grade read back from the LMS
+(readResult, signed like a grade), so a wrong secret shows before the first grade; and no
+test result, which LTI 1.1 could only write over a learner's grade."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import Destination
+from gradesync.sandbox.testing import RunningSandbox
+from tests.lti11.conftest import (
+    Gradesync,
+    lms_course,
+    lti11_requests,
+    post_launch,
+    register_consumer,
+    signed_launch,
+)
+
+
+async def _check(g: Gradesync, **options: object) -> list[tuple[str, bool, str]]:
+    steps = await g.runtime.check_destination("t1", "lms11", **options)  # type: ignore[arg-type]
+    return [(s.name, s.passed, s.evidence) for s in steps]
+
+
+def _set_secret(g: Gradesync, secret: str) -> None:
+    with g.db.uow() as uow:
+        d = uow.destinations.get("t1", "lms11")
+        assert isinstance(d, Destination)
+        uow.destinations.upsert(
+            replace(d, secret={**d.secret, "consumer_secret": secret}), datetime.now(UTC)
+        )
+        uow.commit()
+
+
+async def test_check_reads_a_grade_back_and_a_wrong_secret_fails_it(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    # before any learner opened an activity there is nothing to read: said, not passed
+    form = signed_launch(lms, c, c.instructor, "rl-quiz1", gradesync.launch_url)
+    assert post_launch(form).status_code == 200
+    before = await _check(gradesync)
+    assert before[-1][:2] == ("A learner's grade reads back", False), before
+
+    form = signed_launch(lms, c, c.learners[0], "rl-quiz1", gradesync.launch_url)
+    assert post_launch(form).status_code == 200
+    asked = lti11_requests(lms)
+    steps = await _check(gradesync)
+    assert all(passed for _, passed, _ in steps), steps
+    assert steps[-1][0] == "A learner's grade reads back" and "1 learner(s)" in steps[-1][2]
+    assert lti11_requests(lms) > asked  # the LMS was asked, signed
+
+    _set_secret(gradesync, "not-the-consumer-secret")
+    failed = await _check(gradesync)
+    assert failed[-1][:2] == ("A learner's grade reads back", False), failed
+    assert "signature" in failed[-1][2].lower() or "credential" in failed[-1][2].lower()
+
+
+async def test_a_test_result_is_refused_for_lti11_naming_the_option(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    asked = lti11_requests(lms)
+    with pytest.raises(InvalidInput) as refused:
+        await _check(gradesync, send_test=True)
+    assert [(p.field, p.rule) for p in refused.value.problems] == [("send_test", "not_supported")]
+    assert lti11_requests(lms) == asked
