@@ -145,3 +145,37 @@ def test_httpx_says_each_request_only_at_debug(level: str, shown: bool) -> None:
         with httpx.Client(transport=transport) as client:
             client.get("https://lms.example.edu/ping")
     assert ("httpx: HTTP Request: GET https://lms.example.edu/ping" in stream.getvalue()) is shown
+
+
+async def test_a_settle_failure_names_no_run_though_a_run_started_the_writer(
+    captured: Captured,
+) -> None:
+    """The settle writer is one per process, started by the first outcome put, often a run's:
+    what it logs later (a write failed in a database outage) is about no run, not about the
+    one that happened to start it minutes before."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from gradesync.domain.model import LedgerKey
+    from gradesync.services.clock import SystemClock
+    from gradesync.services.delivery import Settlement, SettleWriter
+    from gradesync.services.engine_config import EngineSettings
+    from gradesync.testing import wait_for_async
+
+    def gone() -> Any:
+        raise ConnectionError("database gone")
+
+    settings = replace(EngineSettings(), settle_gather=timedelta(0), stop_grace=timedelta(0))
+    writer = SettleWriter(gone, SystemClock(), settings, "w:1")
+    try:
+        with log_context.bound(run_id="run-long-finished", tenant="t1"):
+            writer.put(Settlement(LedgerKey("t1", "lms", "a1", "p1"), "c1", None))
+
+        def failed() -> list[dict[str, Any]]:
+            return [x for x in captured.lines() if "delivery outcomes failed" in x["message"]]
+
+        await wait_for_async(lambda: bool(failed()), "the write to fail")
+        line = failed()[0]
+        assert "run_id" not in line and "tenant" not in line, line
+    finally:
+        await writer.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, copy_context
 
 FIELDS = ("request_id", "tenant", "run_id", "destination")
 PREFIX = "gradesync_"  # of the same fields given with one line (`fields`)
@@ -38,6 +38,16 @@ def fields(**given: str | None) -> dict[str, str]:
     """For a line about something other than the current context (a logging call's `extra`):
     `log.warning(..., extra=log_context.fields(destination=d.id))`."""
     return {f"{PREFIX}{k}": v for k, v in given.items() if v is not None}
+
+
+def detached() -> Context:
+    """The current context without log fields, for a task that outlives the block starting it
+    and serves every run and request after it (`asyncio.create_task(..., context=detached())`):
+    started lazily from inside a run, such a task would otherwise name that run on each line
+    it logs for as long as the process lives."""
+    ctx = copy_context()
+    ctx.run(_current.set, None)
+    return ctx
 
 
 @contextmanager

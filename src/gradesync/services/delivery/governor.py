@@ -429,7 +429,10 @@ class Governor:
     def _start_pause_check(self, d: Destination, lim: DestinationLimits) -> None:
         if lim.pause_check is None or lim.pause_check.done():
             lim.pause_check_started = time.monotonic()
-            lim.pause_check = asyncio.create_task(self._read_pause(d, lim))
+            # shared by every pass that waits on it: its lines name none of their runs
+            lim.pause_check = asyncio.create_task(
+                self._read_pause(d, lim), context=log_context.detached()
+            )
 
     async def _read_pause(self, d: Destination, lim: DestinationLimits) -> None:
         started = lim.pause_check_started

@@ -24,6 +24,7 @@ from gradesync.domain.ledger import (
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.domain.policy import NoResult
 from gradesync.domain.reasons import Reason
+from gradesync.services import log_context
 from gradesync.services.clock import Clock
 from gradesync.services.delivery.records import Settlement
 from gradesync.services.engine_config import EngineSettings
@@ -69,7 +70,10 @@ class SettleWriter:
 
     def start(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="gradesync-settle")
+            # one writer for every run and pass of the process: its lines name none of them
+            self._task = asyncio.create_task(
+                self._run(), name="gradesync-settle", context=log_context.detached()
+            )
 
     def put(self, s: Settlement) -> None:
         self._queue.append(s)

@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from gradesync.services import log_context
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWorkFactory
 
@@ -174,7 +175,10 @@ class WorkerShare:
 
     def _start(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._beating(), name="worker heartbeat")
+            # the worker's, not the run's or pass's whose send started it
+            self._task = asyncio.create_task(
+                self._beating(), name="worker heartbeat", context=log_context.detached()
+            )
 
     async def _next_beat(self) -> None:
         """Until the heartbeat task has written its next beat, or ended (the database is
