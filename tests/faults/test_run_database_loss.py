@@ -4,12 +4,21 @@ it had delivered), and its history says what happened."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import procrastinate
+import psycopg
 import pytest
 
 from gradesync.adapters.db.database import Database
-from gradesync.adapters.queue.procrastinate_app import ProcrastinateWaker
+from gradesync.adapters.queue.procrastinate_app import (
+    QUEUE,
+    TASK_DELIVER,
+    TASK_RUN,
+    ProcrastinateWaker,
+    conninfo,
+)
 from gradesync.domain.model import RunOutcome, RunScope, RunStage, Trigger
 from gradesync.services.clock import SystemClock
 from gradesync.services.runs import request_run
@@ -21,6 +30,7 @@ from tests.faults.test_worker_database_loss import (
     ROOT,
     Prepared,
     _delivered,
+    _job_states,
     _learner,
     _seed,
     _wait,
@@ -106,6 +116,88 @@ def test_a_run_resumes_after_its_database_restarts(prepared: Prepared, tmp_path:
             text = log.read_text()
             assert "Task exception was never retrieved" not in text, text
             assert "failed" not in (done.message or "")
+    finally:
+        stop_workers(worker)
+        db.dispose()
+
+
+def _defer_wakeup(url: str) -> int:
+    """A `gradesync.deliver` wake-up, as a worker with more than it can do defers one; its
+    job id."""
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
+    task = app.task(name=TASK_DELIVER, queue=QUEUE)(lambda: None)
+
+    async def go() -> int:
+        async with app.open_async():
+            return await task.defer_async()
+
+    return asyncio.run(go())
+
+
+def _run_job_doing(url: str) -> bool:
+    with psycopg.connect(conninfo(url)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = %s AND status = 'doing'",
+            (TASK_RUN,),
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def test_the_job_queue_serves_wakeups_while_a_run_outlives_a_database_restart(
+    prepared: Prepared, tmp_path: Path
+) -> None:
+    """procrastinate's worker stops whenever it loses the database; it must not then wait
+    for a run's job (as long as the run) before it reconnects and serves the queue again."""
+    url = prepared.url
+    log = tmp_path / "worker.log"
+    db = Database(url, TEST_SECRET)
+    # the worker's own look for queued runs seldom: the run is started by its job
+    worker = start_worker(
+        url, log, cwd=ROOT, concurrency=CONCURRENCY, GRADESYNC_WORKER_POLL_SECONDS="60"
+    )
+    try:
+        with running_gradebook() as (base, gb):
+            _seed(db, 4, base)
+            waker = ProcrastinateWaker(url)
+            post_attempts(db.uow, waker, "t1", [("a1", _learner(i), 5.0) for i in range(4)])
+            _wait(lambda: _delivered(db) == 4, 60, "first grades", log)
+
+            # the remaster's sends are held by the gradebook until the test lets them go:
+            # the run, and its `run_sync` job, stay in flight across the restart
+            gb.hold = True
+            run, _ = request_run(
+                db.uow,
+                waker,
+                SystemClock(),
+                RunScope("t1", "lms", "c1"),
+                Trigger.REMASTER,
+                "test",
+            )
+            _wait(lambda: gb.held > 0 and _run_job_doing(url), 60, "the run sending", log)
+            waker.close()
+
+            prepared.server.restart()  # every connection of the worker is cut
+            db.engine.dispose()
+            job = _defer_wakeup(url)
+            _wait(lambda: job not in _job_states(url), 30, "the wake-up served", log)
+            with db.uow() as uow:
+                during = uow.runs.get(run.id)
+            assert during is not None and during.stage is not RunStage.FINISHED, during
+            assert gb.hold, "the gradebook let the run's sends go before the test did"
+
+            gb.release()
+
+            def finished() -> bool:
+                with db.uow() as uow:
+                    got = uow.runs.get(run.id)
+                return got is not None and got.stage is RunStage.FINISHED
+
+            _wait(finished, 60, "the run to end", log)
+            with db.uow() as uow:
+                done = uow.runs.get(run.id)
+            assert done is not None and done.outcome is RunOutcome.SUCCEEDED, done
+            assert worker.poll() is None, log.read_text()
+            assert "Task exception was never retrieved" not in log.read_text()
     finally:
         stop_workers(worker)
         db.dispose()

@@ -47,6 +47,13 @@ TASK_DELIVER = "gradesync.deliver"
 TASK_RUN = "gradesync.run_sync"
 QUEUE = "gradesync"
 
+# How long procrastinate's worker, once it stops, waits for its jobs before it aborts them. It
+# stops on its own whenever it loses the database, and a `run_sync` job lasts as long as its
+# run: without a bound the queue would stay stopped (no wake-up served, no schedule ticked,
+# no reconnection) until the run ended. The jobs are only wake-ups, so nothing is lost by
+# aborting them: a run goes on in the engine (`Engine.execute_run` shields it from its job).
+JOB_GRACE = 2.0  # seconds
+
 
 # procrastinate's tables, types and functions live in their own schema, beside gradesync's
 # tables in `public`, so neither set of migrations ever sees the other's objects.
@@ -213,7 +220,13 @@ def worker_app(url: str, worker: Callable[[], EmbeddedWorker]) -> procrastinate.
 
     @app.task(name=TASK_RUN, queue=QUEUE)
     async def run_sync(run_id: str) -> None:
-        await worker().engine.execute_run(run_id)
+        try:
+            await worker().engine.execute_run(run_id)
+        except asyncio.CancelledError:
+            # the job queue stops (the database lost, or the worker asked to stop) and lets
+            # go of its jobs after JOB_GRACE: the run itself goes on in this worker's engine
+            log.info("run %s goes on in this worker; its job is let go", run_id)
+            raise
 
     # scheduled syncs: a once-a-minute tick any worker may take (the tick's compare-and-set
     # fires each due slot once, however many workers tick)
@@ -267,8 +280,9 @@ async def run_worker(
     caller gives none). The engine worker is started by `start()` once the queue is open and
     what dead workers left behind is recovered, so a worker that cannot start holds nothing.
 
-    Losing the database ends procrastinate's worker (its listener's connection drops): it is
-    opened again as soon as the database answers, with backoff. After `patience` seconds
+    Losing the database ends procrastinate's worker (its listener's connection drops), which
+    aborts its jobs still running after JOB_GRACE (a run goes on in the engine): it is opened
+    again as soon as the database answers, with backoff. After `patience` seconds
     without the database, DatabaseUnavailable is raised: the process must exit non-zero so a
     supervisor restarts it, never end as if asked to. The caller stops the engine worker."""
     stop = stop if stop is not None else _stop_on_signals()
@@ -337,6 +351,7 @@ async def _serve(
             concurrency=concurrency,
             name=name or engine.engine.worker_id,
             delete_jobs="successful",
+            shutdown_graceful_timeout=JOB_GRACE,
             install_signal_handlers=False,
         )
     )
