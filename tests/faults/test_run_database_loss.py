@@ -184,6 +184,11 @@ def test_the_job_queue_serves_wakeups_while_a_run_outlives_a_database_restart(
                 during = uow.runs.get(run.id)
             assert during is not None and during.stage is not RunStage.FINISHED, during
             assert gb.hold, "the gradebook let the run's sends go before the test did"
+            # the loss is said when the queue finds the database gone, not only once
+            # procrastinate's worker has let go of its jobs and ended
+            text = log.read_text()
+            lost, let_go = text.find("lost the database"), text.find("goes on in this worker")
+            assert 0 <= lost < let_go, text
 
             gb.release()
 

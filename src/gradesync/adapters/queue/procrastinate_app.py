@@ -25,12 +25,13 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, LiteralString
 
 import procrastinate
 import psycopg
 from procrastinate import exceptions as pexc
+from procrastinate.connector import Notify
 from procrastinate.jobs import Status
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -38,6 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from gradesync.adapters.queue.inprocess import EmbeddedWorker
 from gradesync.adapters.queue.scheduler import build_schedule_service, register_periodic_tick
 from gradesync.domain.model import RunScope
+from gradesync.services.database_lost import database_lost
 from gradesync.services.schedules import ScheduleService
 
 log = logging.getLogger(__name__)
@@ -199,12 +201,61 @@ class DatabaseUnavailable(RuntimeError):
     """The database stayed out of reach for longer than the worker's patience."""
 
 
-def worker_app(url: str, worker: Callable[[], EmbeddedWorker]) -> procrastinate.App:
+class _WatchedConnector(procrastinate.PsycopgConnector):
+    """procrastinate's connector, which also tells `on_lost` the moment one of its queries
+    (or its listener) finds the database gone. procrastinate's worker stops then too, but
+    ends only once its jobs are let go (JOB_GRACE) and its own last queries have waited out
+    their timeouts: the worker says it lost the database when it does, not that much later."""
+
+    def __init__(self, on_lost: Callable[[BaseException], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_lost = on_lost
+
+    @contextlib.contextmanager
+    def _watching(self) -> Iterator[None]:
+        try:
+            yield
+        except pexc.ConnectorException as exc:
+            if database_lost(exc):
+                self._on_lost(exc)
+            raise
+
+    async def execute_query_async(self, query: LiteralString, **arguments: Any) -> None:
+        with self._watching():
+            await super().execute_query_async(query, **arguments)
+
+    async def execute_query_one_async(
+        self, query: LiteralString, **arguments: Any
+    ) -> dict[str, Any]:
+        with self._watching():
+            row: dict[str, Any] = await super().execute_query_one_async(query, **arguments)
+        return row
+
+    async def execute_query_all_async(
+        self, query: LiteralString, **arguments: Any
+    ) -> list[dict[str, Any]]:
+        with self._watching():
+            rows: list[dict[str, Any]] = await super().execute_query_all_async(query, **arguments)
+        return rows
+
+    async def listen_notify(self, on_notification: Notify, channels: Iterable[str]) -> None:
+        with self._watching():
+            await super().listen_notify(on_notification, channels)
+
+
+def worker_app(
+    url: str,
+    worker: Callable[[], EmbeddedWorker],
+    on_lost: Callable[[BaseException], None] | None = None,
+) -> procrastinate.App:
     """The procrastinate app a `gradesync worker` runs, its tasks bound to the engine worker
-    that `worker()` returns (started before any job runs)."""
+    that `worker()` returns (started before any job runs); `on_lost` is told at once when a
+    query of the queue finds the database gone."""
     # a connection waited for at most 10 s (not psycopg's 30): when the database is gone, the
     # worker's own shutdown steps each wait that long before it can reconnect or give up
-    connector = procrastinate.PsycopgConnector(conninfo=conninfo(url), timeout=10)
+    connector = _WatchedConnector(
+        on_lost if on_lost is not None else _ignore, conninfo=conninfo(url), timeout=10
+    )
     app = procrastinate.App(connector=connector)
 
     @app.task(name=TASK_DIRTY, queue=QUEUE)
@@ -236,6 +287,10 @@ def worker_app(url: str, worker: Callable[[], EmbeddedWorker]) -> procrastinate.
 
     register_periodic_tick(app, schedules, queue=QUEUE)
     return app
+
+
+def _ignore(exc: BaseException) -> None:
+    pass
 
 
 async def retry_stalled_jobs(app: procrastinate.App, seconds_since_heartbeat: float = 30) -> int:
@@ -280,10 +335,11 @@ async def run_worker(
     caller gives none). The engine worker is started by `start()` once the queue is open and
     what dead workers left behind is recovered, so a worker that cannot start holds nothing.
 
-    Losing the database ends procrastinate's worker (its listener's connection drops), which
-    aborts its jobs still running after JOB_GRACE (a run goes on in the engine): it is opened
-    again as soon as the database answers, with backoff. After `patience` seconds
-    without the database, DatabaseUnavailable is raised: the process must exit non-zero so a
+    Losing the database is said at once, when a query of the queue (or its listener) finds
+    it gone, and ends procrastinate's worker, which aborts its jobs still running after
+    JOB_GRACE (a run goes on in the engine): it is opened again as soon as the database
+    answers, with backoff. After `patience` seconds without the database (counted from the
+    loss), DatabaseUnavailable is raised: the process must exit non-zero so a
     supervisor restarts it, never end as if asked to. The caller stops the engine worker."""
     stop = stop if stop is not None else _stop_on_signals()
     engine: EmbeddedWorker | None = None
@@ -294,12 +350,24 @@ async def run_worker(
 
     down_since: float | None = None
     delay = 0.5
+    lost = asyncio.Event()
+
+    def on_lost(exc: BaseException) -> None:
+        # said here, as a query finds it: procrastinate's worker takes a while to end
+        nonlocal down_since
+        if down_since is None:
+            down_since = time.monotonic()
+            log.warning("lost the database (%s); reconnecting", _first_line(exc))
+        lost.set()
+
     while not stop.is_set():
         problem: BaseException | None = None
+        served = False
+        lost.clear()
         try:
             # a quick look first: opening procrastinate's pool waits 30 s for a database
             await _reachable(url)
-            app = worker_app(url, current)
+            app = worker_app(url, current, on_lost)
             async with app.open_async():
                 await retry_stalled_jobs(app)
                 if engine is None:
@@ -307,17 +375,19 @@ async def run_worker(
                 if down_since is not None:
                     log.warning("the database answers again; the worker goes on")
                 down_since, delay = None, 0.5
-                await _serve(app, engine, concurrency=concurrency, name=name, stop=stop)
+                served = True
+                await _serve(app, engine, concurrency=concurrency, name=name, stop=stop, lost=lost)
         except (pexc.ConnectorException, OSError, psycopg.Error, DBAPIError) as exc:
             problem = exc
         if stop.is_set():
             return
         now = time.monotonic()
         why = _first_line(problem) if problem else "its connection was lost"
-        if down_since is None:
+        if down_since is None:  # no query said so: the worker ended by itself
             down_since = now
             log.warning("lost the database (%s); reconnecting", why)
-        elif now - down_since >= patience:
+        elif not served and now - down_since >= patience:
+            # counted from the loss, but given up only once a reconnection failed
             raise DatabaseUnavailable(f"no database for {patience:g} s ({why})")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
@@ -332,9 +402,11 @@ async def _serve(
     concurrency: int,
     name: str | None,
     stop: asyncio.Event,
+    lost: asyncio.Event,
 ) -> None:
-    """procrastinate's worker and the stalled-job keeper, until `stop` or until the worker
-    ends by itself (which means its database connection was lost)."""
+    """procrastinate's worker and the stalled-job keeper, until `stop`, until a query finds
+    the database gone (`lost`) or until the worker ends by itself (which means its database
+    connection was lost)."""
 
     async def keep() -> None:
         while True:
@@ -356,12 +428,13 @@ async def _serve(
         )
     )
     stopped = asyncio.create_task(stop.wait())
+    gone = asyncio.create_task(lost.wait())
     try:
-        await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({run, stopped, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for t in (keeper, run, stopped):
+        for t in (keeper, run, stopped, gone):
             t.cancel()
-        results = await asyncio.gather(keeper, run, stopped, return_exceptions=True)
+        results = await asyncio.gather(keeper, run, stopped, gone, return_exceptions=True)
     failure = results[1]
     if isinstance(failure, Exception) and not stop.is_set():
         raise failure
