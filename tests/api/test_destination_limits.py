@@ -171,3 +171,69 @@ def test_the_cli_sets_and_clears_limits(
     code, out = limits("--no-rate-limit", "--default-concurrency")
     assert code == 0, out
     assert _engine_limits(api, "canvas") == (8, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"concurrency": 100, "rate_per_second": 0},
+            [("concurrency", "range"), ("rate_per_second", "range")],
+        ),
+        (
+            {"concurrency": 100, "burst": 1},
+            [("burst", "unknown_field"), ("concurrency", "range")],
+        ),
+        (
+            {"concurrency": 65.0, "rate_per_second": "x"},
+            [("concurrency", "range"), ("rate_per_second", "number")],
+        ),
+    ],
+)
+def test_a_sis_concurrency_over_its_bound_is_listed_with_the_other_problems(
+    api: ApiEnv, body: dict[str, object], expected: list[tuple[str, str]]
+) -> None:
+    """A SIS's bound (64, not 256) needs the stored destination: it was checked only once the
+    rest of the body was right, so the body's other problems hid it (one fix, another 422)."""
+    c = Caller(api.client, api.tenant("uni", "admin"))
+    sis.add_connection(
+        api.db.uow,
+        api.runtime.clock,
+        tenant_id="uni",
+        destination_id="sis",
+        name="SIS",
+        base_url="http://sis.example/",
+        client_id="gs",
+        client_secret="secret-1",
+    )
+    r = c.patch("/destinations/sis/limits", json=body)
+    assert r.status_code == 422, r.text
+    assert sorted((d["field"], d["rule"]) for d in r.json()["detail"]) == expected
+    assert all(d["loc"] == ["body", d["field"]] for d in r.json()["detail"])
+    concurrency = next(d for d in r.json()["detail"] if d["field"] == "concurrency")
+    assert "from 1 to 64" in concurrency["msg"]
+    assert _engine_limits(api, "sis") == (4, None)
+    # an LMS takes 100 at once: only the other problem
+    assert c.post("/platforms", json=GOOD).status_code == 201
+    r = c.patch("/destinations/canvas/limits", json=body)
+    assert [d["field"] for d in r.json()["detail"]] == [
+        f for f, _ in expected if f != "concurrency"
+    ]
+
+
+def test_a_sis_connection_lists_its_concurrency_with_the_other_problems(api: ApiEnv) -> None:
+    """Creating or updating a SIS connection checks its 64 beside the body's other fields."""
+    c = Caller(api.client, api.tenant("uni", "admin"))
+    body = {"name": "", "profile": {"concurrency": 100}, "file_based": True}
+    r = c.put("/sis/connections/files", json=body)
+    assert r.status_code == 422, r.text
+    assert sorted((d["field"], d["rule"]) for d in r.json()["detail"]) == [
+        ("name", "required"),
+        ("profile.concurrency", "maximum"),
+    ]
+    assert c.get("/destinations/files").status_code == 404
+    assert c.put("/sis/connections/files", json={"file_based": True}).status_code == 200
+    r = c.put("/sis/connections/files", json=body)
+    assert r.status_code == 422, r.text
+    assert len(r.json()["detail"]) == 2
+    assert c.get("/destinations/files").json()["name"] == "files"
