@@ -149,3 +149,31 @@ def test_the_runs_of_a_deleted_destination_can_still_be_filtered(api: ApiEnv) ->
         "/activities/a1/learners/p1/diagnosis",
     ):
         assert _problems(c.get(path, params={"destination_id": "lms"})) == gone, path
+
+
+def test_a_key_that_may_not_call_the_operation_is_refused_whatever_the_query(
+    api: ApiEnv,
+) -> None:
+    """A key without the operation's scope learned its query parameters (a 422 naming what
+    the operation takes, or which filters name nothing) before its 403."""
+    _seeded(api)
+    ingest = Caller(api.client, api.tenant("t1", "ingest"))
+    refused = set()
+    for method, path, _ in _operations(api):
+        r = _send(ingest, method, _fill(path, {}), params={"no_such_param": "1"}, json={})
+        if r.status_code == 403:
+            refused.add(f"{method} {path}")
+            assert "no_such_param" not in r.text
+        else:  # an operation the key may call
+            assert _problems(r) == [(["query", "no_such_param"], "no_such_param", "unknown_field")]
+    assert {
+        "GET /destinations",
+        "PATCH /destinations/{destination_id}/limits",
+        "GET /runs",
+        "GET /sis/connections/{destination_id}/validation",
+    } <= refused
+    assert "POST /attempts" not in refused
+    for params in ({"course": "c1"}, {"course_id": "nope", "limit": "0"}, {"destination_id": "x"}):
+        r = ingest.get("/runs", params=params)
+        assert r.status_code == 403, r.text
+        assert r.json()["detail"].startswith("forbidden: this needs a key with the sync scope")

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gradesync.domain.model import ApiScope
 from gradesync.services import log_context
 from gradesync.services.auth import Principal, verify_token
 
-__all__ = ["Principal", "current_principal", "require_scope"]
+__all__ = ["Principal", "current_principal", "require_scope", "scope_checks"]
 
 _bearer = HTTPBearer(auto_error=False, description="A tenant API key: `Bearer gs_...`")
 
@@ -54,4 +55,21 @@ def require_scope(scope: str | ApiScope, *more: str | ApiScope) -> Callable[...,
         return principal
 
     dependency.__name__ = "require_scope_" + "_or_".join(w.value for w in wanted)
+    # how `scope_checks` finds an operation's authorization
+    setattr(dependency, _SCOPE_CHECK, tuple(wanted))
     return dependency
+
+
+_SCOPE_CHECK = "gradesync_scopes"
+
+
+def scope_checks(dependant: Dependant) -> list[Callable[[Principal], Principal]]:
+    """The scope checks (`require_scope`) an operation's dependencies hold, so that the rules
+    every operation shares can authorize the caller before anything else of the request: a
+    key that may not call the operation learns nothing of its parameters."""
+    found: list[Callable[[Principal], Principal]] = []
+    for sub in dependant.dependencies:
+        if sub.call is not None and hasattr(sub.call, _SCOPE_CHECK):
+            found.append(sub.call)
+        found += scope_checks(sub)
+    return found

@@ -7,8 +7,9 @@
   `unknown_course`, `unknown_destination` or `unknown_activity`, located in the query: answered,
   it read as "nothing to report" (an empty list, or a 404 as if the URL named it).
 
-A router dependency (`router.py`), after the key is known (no key is still a 401) and before
-the operation's own parameters are read.
+A router dependency (`router.py`), after the key is known (no key is still a 401) and the
+operation's own scope check has admitted it (a key that may not call the operation gets its
+403 whatever the query holds), before the operation's own parameters are read.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fastapi.routing import APIRoute
 
 from gradesync.domain.errors import InvalidInput
 from gradesync.services import queries
-from gradesync.web.api.auth import Principal, current_principal
+from gradesync.web.api.auth import Principal, current_principal, scope_checks
 from gradesync.web.api.errors import UrlProblem
 
 # the operations that read run history (`queries.runs_with_stages`)
@@ -52,15 +53,21 @@ def query_rules(prefix: str) -> Callable[..., None]:
     def dependency(request: Request, principal: Principal = Depends(current_principal)) -> None:
         route = request.scope.get("route")
         if isinstance(route, APIRoute):
-            _check(request, principal, (request.method, prefix + route.path_format))
+            _check(request, principal, route, (request.method, prefix + route.path_format))
 
     return dependency
 
 
-def _check(request: Request, principal: Principal, operation: tuple[str, str]) -> None:
+def _check(
+    request: Request, principal: Principal, route: APIRoute, operation: tuple[str, str]
+) -> None:
     known = _listed(request).get(operation)
     if known is None:  # an operation the document does not show
         return
+    # the operation's own authorization first: a key that may not call it gets its 403,
+    # whatever the query holds (not which parameters the operation takes)
+    for admits in scope_checks(route.dependant):
+        admits(principal)
     given = request.query_params
     unknown = [name for name in dict.fromkeys(given.keys()) if name not in known]
     if unknown:
