@@ -177,3 +177,32 @@ def test_a_key_that_may_not_call_the_operation_is_refused_whatever_the_query(
         r = ingest.get("/runs", params=params)
         assert r.status_code == 403, r.text
         assert r.json()["detail"].startswith("forbidden: this needs a key with the sync scope")
+
+
+def test_every_problem_of_the_query_is_listed_at_once(api: ApiEnv) -> None:
+    """The query-string rules answered alone: `?course=nope&limit=0` named `course`, and
+    `limit` only once that was fixed (the operation's own parameters were read later)."""
+    c = _seeded(api)
+    r = c.get("/runs", params={"course": "nope", "limit": "0"})
+    assert sorted(_problems(r)) == [
+        (["query", "course"], "course", "unknown_field"),
+        (["query", "limit"], "limit", "minimum"),
+    ]
+    r = c.get("/runs", params={"course_id": "nope", "limit": "x", "since": "yesterday"})
+    assert sorted(_problems(r)) == [
+        (["query", "course_id"], "course_id", "unknown_course"),
+        (["query", "limit"], "limit", "integer"),
+        (["query", "since"], "since", "datetime"),
+    ]
+    r = c.get("/lti/rejections", params={"limit": "0", "courses": "c1"})
+    assert sorted(_problems(r)) == [
+        (["query", "courses"], "courses", "unknown_field"),
+        (["query", "limit"], "limit", "minimum"),
+    ]
+    r = c.get("/people/p1/grades", params={"course": "c1", "destination_id": "gone"})
+    assert sorted(_problems(r)) == [
+        (["query", "course"], "course", "unknown_field"),
+        (["query", "destination_id"], "destination_id", "unknown_destination"),
+    ]
+    # each problem once, in the usual shape
+    assert all(p["field"] == p["loc"][1] for p in r.json()["detail"])

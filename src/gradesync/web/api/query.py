@@ -9,7 +9,9 @@
 
 A router dependency (`router.py`), after the key is known (no key is still a 401) and the
 operation's own scope check has admitted it (a key that may not call the operation gets its
-403 whatever the query holds), before the operation's own parameters are read.
+403 whatever the query holds), before the operation's own parameters are read. Its 422 lists
+every problem of the URL at once: these rules' and the operation's own checks of its path
+and query parameters (`?course=nope&limit=0`: both).
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from gradesync.domain.errors import InvalidInput
 from gradesync.services import queries
 from gradesync.web.api.auth import Principal, current_principal, scope_checks
-from gradesync.web.api.errors import UrlProblem
 
 # the operations that read run history (`queries.runs_with_stages`)
 _HISTORIES = frozenset({("GET", "/api/v1/runs")})
@@ -69,26 +71,52 @@ def _check(
     for admits in scope_checks(route.dependant):
         admits(principal)
     given = request.query_params
-    unknown = [name for name in dict.fromkeys(given.keys()) if name not in known]
-    if unknown:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "extra_forbidden",
-                    "loc": ("query", name),
-                    "msg": f"Unknown query parameter {name!r}: this operation takes "
-                    + (", ".join(sorted(known)) if known else "none"),
-                    "input": given[name],
-                }
-                for name in unknown
-            ]
-        )
-    filters = [(name, value) for name, value in given.multi_items() if name in queries.FILTERS]
-    if not filters:
-        return
-    with request.app.state.runtime.reads() as uow:
-        # a run history's filter may name a destination deleted since: its runs are kept
-        history = operation in _HISTORIES
-        problems = queries.filter_problems(uow, principal.tenant_id, filters, history=history)
-    if problems:
-        raise InvalidInput([UrlProblem(p.field, p.rule, p.message, "query") for p in problems])
+    found: list[dict[str, Any]] = [
+        {
+            "type": "extra_forbidden",
+            "loc": ("query", name),
+            "msg": f"Unknown query parameter {name!r}: this operation takes "
+            + (", ".join(sorted(known)) if known else "none"),
+            "input": given[name],
+        }
+        for name in dict.fromkeys(given.keys())
+        if name not in known
+    ]
+    filters = [
+        (name, value)
+        for name, value in given.multi_items()
+        if name in queries.FILTERS and name in known
+    ]
+    if filters:
+        with request.app.state.runtime.reads() as uow:
+            # a run history's filter may name a destination deleted since: its runs are kept
+            history = operation in _HISTORIES
+            problems = queries.filter_problems(uow, principal.tenant_id, filters, history=history)
+        found += [{"type": p.rule, "loc": ("query", p.field), "msg": p.message} for p in problems]
+    if found:
+        # with the operation's own problems with the URL's values (`limit=0`), all at once
+        raise RequestValidationError(_once(found + _own_problems(request, route.dependant)))
+
+
+def _own_problems(request: Request, dependant: Dependant) -> list[dict[str, Any]]:
+    """What the operation's own checks of its path and query parameters find (FastAPI's, as it
+    reads them after this), its dependencies' included."""
+    _, in_path = request_params_to_args(dependant.path_params, request.path_params)
+    _, in_query = request_params_to_args(dependant.query_params, request.query_params)
+    found = [dict(e) for e in [*in_path, *in_query]]
+    for sub in dependant.dependencies:
+        found += _own_problems(request, sub)
+    return found
+
+
+def _once(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each problem once (a parameter several dependencies read, a query model that forbids
+    names it does not take)."""
+    seen: set[tuple[object, ...]] = set()
+    out = []
+    for e in errors:
+        key = (tuple(e["loc"]), e["type"])
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out
