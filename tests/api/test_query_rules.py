@@ -9,8 +9,11 @@ import re
 from typing import Any
 
 import httpx
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.testclient import TestClient
 
 from gradesync.domain.model import RunScope, SyncRun, Trigger
+from gradesync.web.api import diagnosis, errors, query, runs
 from tests.support.api import ApiEnv, Caller
 
 PREFIX = "/api/v1"
@@ -206,3 +209,37 @@ def test_every_problem_of_the_query_is_listed_at_once(api: ApiEnv) -> None:
     ]
     # each problem once, in the usual shape
     assert all(p["field"] == p["loc"][1] for p in r.json()["detail"])
+
+
+def test_the_run_history_names_a_deleted_destination_wherever_it_is_mounted(
+    api: ApiEnv,
+) -> None:
+    """Which operation reads run history was named by its literal path (`GET /api/v1/runs`):
+    mounted elsewhere (a moved route), its deleted destinations' runs could no longer be
+    filtered. The mark is on the operation itself."""
+    c = _seeded(api)
+    with api.runtime.db.uow() as uow:
+        scope = RunScope("t1", "lms", "c1")
+        now = api.runtime.clock.now()
+        uow.runs.add(SyncRun("r-old", scope, Trigger.MANUAL, "cli:ops", created_at=now))
+        uow.commit()
+    assert c.delete("/destinations/lms").status_code == 204
+    app = FastAPI()
+    app.state.runtime = api.runtime
+    errors.install(app)
+    moved = APIRouter(prefix="/api/v2", dependencies=[Depends(query.query_rules("/api/v2"))])
+    moved.include_router(runs.router)
+    moved.include_router(diagnosis.router)
+    app.include_router(moved)
+    client = TestClient(app)
+    r = client.get("/api/v2/runs", params={"destination_id": "lms"}, headers=c.headers)
+    assert r.status_code == 200, r.text
+    assert [run["id"] for run in r.json()] == ["r-old"]
+    # other operations still refuse it, as does the history a destination that never was
+    gone = [(["query", "destination_id"], "destination_id", "unknown_destination")]
+    r = client.get(
+        "/api/v2/courses/c1/overrides", params={"destination_id": "lms"}, headers=c.headers
+    )
+    assert _problems(r) == gone
+    r = client.get("/api/v2/runs", params={"destination_id": "never"}, headers=c.headers)
+    assert _problems(r) == gone

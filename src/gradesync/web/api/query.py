@@ -17,7 +17,7 @@ and query parameters (`?course=nope&limit=0`: both).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
@@ -28,8 +28,17 @@ from fastapi.routing import APIRoute
 from gradesync.services import queries
 from gradesync.web.api.auth import Principal, current_principal, scope_checks
 
-# the operations that read run history (`queries.runs_with_stages`)
-_HISTORIES = frozenset({("GET", "/api/v1/runs")})
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HISTORY = "gradesync_run_history"
+
+
+def run_history(endpoint: F) -> F:
+    """Mark an operation that reads run history (`queries.runs_with_stages`): its
+    `destination_id` filter may name a destination deleted since, whose runs are kept. On the
+    operation itself, so that moving or renaming its route keeps it."""
+    setattr(endpoint, _HISTORY, True)
+    return endpoint
 
 
 def _listed(request: Request) -> dict[tuple[str, str], frozenset[str]]:
@@ -90,7 +99,7 @@ def _check(
     if filters:
         with request.app.state.runtime.reads() as uow:
             # a run history's filter may name a destination deleted since: its runs are kept
-            history = operation in _HISTORIES
+            history = getattr(route.endpoint, _HISTORY, False) is True
             problems = queries.filter_problems(uow, principal.tenant_id, filters, history=history)
         found += [{"type": p.rule, "loc": ("query", p.field), "msg": p.message} for p in problems]
     if found:

@@ -10,6 +10,7 @@ from pydantic import Field
 from gradesync.domain.model import RunScope, SyncRun, Trigger
 from gradesync.runtime import Runtime
 from gradesync.services import queries
+from gradesync.web.api import query
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import UrlIdsRoute
@@ -93,6 +94,7 @@ class RunsQuery(InputModel):
 
 
 @router.get("/runs", response_model=list[RunOut])
+@query.run_history  # a deleted destination's id names its runs
 def list_runs(
     q: Annotated[RunsQuery, Query()],
     p: Principal = Depends(require_scope("sync")),
