@@ -274,7 +274,8 @@ def test_a_sis_course_is_connected_by_its_class_not_by_a_launch() -> None:
         None,
     )
     passed, evidence, remedy = connected(None)
-    assert not passed and "not mapped to a class of 'District SIS'" in evidence
+    assert not passed
+    assert "not connected to District SIS: it is not mapped to a SIS class" in evidence
     assert remedy is not None and "gradesync sis map-class sis c1 CLASS_SOURCEDID" in remedy
     assert "launch" not in evidence + remedy
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradesync.services.console_queries import course_page
 from gradesync.testing import unique
 from tests.diagnostics.conftest import World, causes, failed
 
@@ -83,7 +84,7 @@ def test_a_course_mapped_to_no_sis_class_is_said_not_connected_to_the_sis(world:
     assert "no launch from the LMS course" in lms["evidence"]
     assert "Deep Linking" in lms["remedy"]
     assert "class" in sis["title"] and "LMS" not in sis["title"]
-    assert "not mapped to a class" in sis["evidence"]
+    assert "it is not mapped to a SIS class" in sis["evidence"]
     assert "gradesync sis map-class sis cd" in sis["remedy"]
     assert "launch" not in sis["evidence"] + sis["remedy"]
     assert "Deep Linking" not in sis["remedy"]
@@ -97,7 +98,7 @@ def test_a_course_mapped_to_no_sis_class_is_said_not_connected_to_the_sis(world:
     assert "Deep Linking" in at_lms["remedy"]
     at_sis = _course_connected(diagnosis, "sis")
     assert not at_sis["passed"]
-    assert "not mapped to a class of 'District SIS'" in at_sis["evidence"]
+    assert "not connected to District SIS: it is not mapped to a SIS class" in at_sis["evidence"]
     assert "launch" not in at_sis["evidence"] + at_sis["remedy"]
     assert "gradesync sis map-class sis cd CLASS_SOURCEDID" in at_sis["remedy"]
     assert "/console/sis/sis/courses/cd" in at_sis["remedy"]
@@ -130,9 +131,35 @@ def test_a_learners_grades_say_not_sent_where_the_course_is_not_connected(world:
     assert lms.startswith("Course D is not connected to ")
     assert "no launch from the LMS course has been received yet" in lms
     [sis] = {c["reason_text"] for c in grades["destinations"]["sis"]}
-    assert "not connected to District SIS: it is not mapped to a SIS class" in sis
+    assert "Course D is not connected to District SIS: it is not mapped to a SIS class" in sis
     # one destination asked for: only its rows
     one = world.ok(
         "GET", f"/people/{learner}/grades", params={"course_id": course, "destination_id": "sis"}
     )
     assert list(one["destinations"]) == ["sis"]
+
+
+def test_the_grid_the_grades_and_the_diagnosis_say_the_same_of_an_unconnected_course(
+    world: World,
+) -> None:
+    """The console's grid, GET /people/{id}/grades and the diagnosis (the learner's
+    `course_connected` check and the course's `course_not_connected` cause) each said it in
+    their own words; they say one thing: what is missing, then what connects the course."""
+    course, learner = _unconnected_course(world)
+    grades = world.ok("GET", f"/people/{learner}/grades", params={"course_id": course})
+    diagnosis = world.diagnose(learner, "cd-a")
+    course_causes = {c["destination_id"]: c for c in world.triage(course)["causes"]["course"]}
+    for dest, missing, remedy in (
+        ("lms", "no launch from the LMS course has been received yet", "Deep Linking"),
+        ("sis", "it is not mapped to a SIS class", "gradesync sis map-class sis cd"),
+    ):
+        check = _course_connected(diagnosis, dest)
+        said = f"{check['evidence']} {check['remedy']}"
+        assert check["evidence"].startswith("Course D is not connected to ")
+        assert check["evidence"].endswith(f": {missing}, so no grade of it is sent there.")
+        assert remedy in check["remedy"]
+        grid = course_page(world.runtime.uow, world.tenant, course, destination_id=dest)
+        assert grid.not_connected == said
+        assert {c["reason_text"] for c in grades["destinations"][dest]} == {said}
+        cause = course_causes[dest]
+        assert (cause["evidence"], cause["remedy"]) == (check["evidence"], check["remedy"])

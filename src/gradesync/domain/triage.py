@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.course_connection import not_connected, sis_class_remedy
 from gradesync.domain.diagnosis import (
     BENIGN_SKIPS,
     BY_DESIGN,
@@ -36,7 +37,6 @@ from gradesync.domain.diagnosis import (
     grade_scope_check,
     left_out_by_design,
     plural,
-    sis_class_remedy,
     when,
 )
 from gradesync.domain.model import (
@@ -412,30 +412,18 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
                     destination_id=d.id,
                 )
             )
-        if d.kind in LTI_KINDS and (cd.course_link is None or not cd.course_link.remote_id):
+        if d.kind in LTI_KINDS + SIS_KINDS and (
+            cd.course_link is None or not cd.course_link.remote_id
+        ):
+            # until then no grade of the course can reach it, whatever its activities; said as
+            # the course_connected check, the console and the grades API say it
+            missing = not_connected(course, d, cd.course_link)
             causes.append(
-                _cause(
-                    "course_not_connected",
-                    Scope.COURSE,
-                    f"Course {course.id!r} has no gradebook URL at {d.name!r} "
-                    + (
-                        "(no launch from the LMS course yet)."
-                        if cd.course_link is None
-                        else "(its launches carry no grade service endpoint)."
+                replace(
+                    _cause(
+                        "course_not_connected", Scope.COURSE, missing.evidence, destination_id=d.id
                     ),
-                    destination_id=d.id,
-                )
-            )
-        if d.kind in SIS_KINDS and (cd.course_link is None or not cd.course_link.remote_id):
-            # a SIS is connected by mapping the course to a class: until then no grade of the
-            # course can reach it, whatever its activities
-            causes.append(
-                _cause(
-                    "course_not_connected",
-                    Scope.COURSE,
-                    f"Course {course.id!r} is not mapped to a class of {d.name!r}, so none of "
-                    "its grades can be passed back there.",
-                    destination_id=d.id,
+                    remedy=missing.remedy,
                 )
             )
         mine = [r for r in rows if r.destination_id == d.id]

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from gradesync.domain import course_connection
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import (
-    SIS_KINDS,
     Activity,
     Attempt,
     Course,
@@ -78,25 +78,6 @@ def lms_holds(row: LedgerRow | None) -> str:
 
 def _num(x: Any) -> str:
     return f"{x:g}" if isinstance(x, int | float) else "?"
-
-
-def not_connected_text(course: Course, destination: Destination) -> str:
-    """Why nothing of the course reaches a gradebook it is not connected to, and what
-    connects it: a launch from the LMS course, or a SIS class mapped to it."""
-    if destination.kind in SIS_KINDS:
-        why, remedy = (
-            "it is not mapped to a SIS class",
-            "an administrator maps it on the SIS passback page",
-        )
-    else:
-        why, remedy = (
-            "no launch from the LMS course has been received yet",
-            "open a gradesync link in the LMS course (or add one with Deep Linking)",
-        )
-    return (
-        f"{course.title} is not connected to {destination.name}: {why}, so no grade of it is "
-        f"sent there. To connect it, {remedy}."
-    )
 
 
 def not_worked_out_text(destination: Destination) -> str:
@@ -244,7 +225,7 @@ def course_page(
         not_connected: str | None = None
         if dest is not None:
             if uow.links.course(tenant_id, dest.id, course_id) is None:
-                not_connected = not_connected_text(course, dest)
+                not_connected = course_connection.not_connected(course, dest).text
             ledger = uow.ledger.get_many(tenant_id, dest.id, course_id)
             columns = uow.links.items(tenant_id, dest.id, [a.id for a in activities])
             tries = uow.deliveries.last_tries(tenant_id, dest.id, [a.id for a in activities])
@@ -338,7 +319,7 @@ def pair_evidence(
             if row is None:
                 connected = uow.links.course(tenant_id, dest.id, course.id) is not None
                 status, why = unrecorded(
-                    dest, None if connected else not_connected_text(course, dest)
+                    dest, None if connected else course_connection.not_connected(course, dest).text
                 )
             out.append(
                 DestinationEvidence(

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gradesync.domain.course_connection import not_connected
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import Destination, LedgerRow, Role, SyncRun
-from gradesync.services.console_queries import not_connected_text
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
 
@@ -179,7 +179,7 @@ def _not_connected_cells(
         for d in dests:
             if uow.links.course(tenant_id, d.id, course.id) is not None:
                 continue
-            why = not_connected_text(course, d)
+            why = not_connected(course, d).text
             out += [
                 GradeState(
                     destination_id=d.id,

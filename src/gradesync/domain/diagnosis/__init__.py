@@ -22,6 +22,7 @@ three symptoms: nothing syncing at all, only some activities, only some learners
 
 from __future__ import annotations
 
+from gradesync.domain.course_connection import sis_class_remedy
 from gradesync.domain.diagnosis.activity import (
     BENIGN_SKIPS,
     BY_DESIGN,
@@ -47,7 +48,6 @@ from gradesync.domain.diagnosis.checks import (
     RejectionFact,
     plural,
     remote_cause,
-    sis_class_remedy,
     when,
 )
 from gradesync.domain.diagnosis.destination import (

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.course_connection import GRADE_SCOPE_REMEDY, LAUNCH_REMEDY
 from gradesync.domain.model import (
     Activity,
     Attempt,
@@ -139,8 +140,7 @@ class Diagnosis:
 REMOTE_CAUSES: dict[str, tuple[str, str]] = {
     "no_grade_scope": (
         "The tool is not configured to accept grades in the LMS",
-        "Enable Assignment and Grade Services for gradesync's registration in the LMS (the "
-        "score and line item scopes), then run `gradesync destinations check`.",
+        GRADE_SCOPE_REMEDY,
     ),
     "bad_credentials": (
         "The LMS refused gradesync's credentials",
@@ -180,8 +180,7 @@ REMOTE_CAUSES: dict[str, tuple[str, str]] = {
     ),
     "course_not_linked": (
         "The LMS course is not connected to gradesync",
-        "Add gradesync activities to the LMS course with Deep Linking (or open one of its "
-        "links) so the LMS tells gradesync where the gradebook is.",
+        LAUNCH_REMEDY,
     ),
     "course_concluded": (
         "The LMS course has concluded",
@@ -206,18 +205,6 @@ REMOTE_CAUSES: dict[str, tuple[str, str]] = {
 
 def remote_cause(code: str | None) -> tuple[str, str] | None:
     return REMOTE_CAUSES.get(code or "")
-
-
-def sis_class_remedy(destination_id: str, course: Course) -> str:
-    """What connects a course to a SIS: mapping it to one of the SIS's classes (no launch
-    does; a SIS has no LTI links), as docs/oneroster.md says."""
-    return (
-        f"Map the course to its class in the SIS: gradesync sis map-class {destination_id} "
-        f"{course.id} CLASS_SOURCEDID --school SCHOOL_SOURCEDID --tenant {course.tenant_id} "
-        f"(or in the console: SIS passback, the course's page "
-        f"/console/sis/{destination_id}/courses/{course.id}, Class and students). Then tick "
-        "'Sync to SIS' on the activities whose grades belong in the SIS (gradesync sis select)."
-    )
 
 
 # --- facts ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.course_connection import not_connected
 from gradesync.domain.diagnosis.checks import (
     AGS_LINEITEM,
     AGS_SCORE,
@@ -20,13 +21,13 @@ from gradesync.domain.diagnosis.checks import (
     LearnerActivityFacts,
     plural,
     remote_cause,
-    sis_class_remedy,
     when,
 )
 from gradesync.domain.model import (
     SIS_KINDS,
     Activity,
     Course,
+    CourseLink,
     DeliveryState,
     Destination,
     DestinationKind,
@@ -221,24 +222,13 @@ def _roster_check(df: DestinationFacts, name: str) -> Check | None:
 def course_link_check(df: DestinationFacts, course: Course) -> Check:
     d, link = df.destination, df.course_link
     name = "The course is connected at the destination"
-    if d.kind in SIS_KINDS:
-        return _sis_class_check(df, course, name)
     if link is None or not link.remote_id:
-        why = (
-            "no launch from the LMS course has been received yet"
-            if link is None
-            else "its launches carry no grade service endpoint (AGS not granted)"
-        )
+        missing = not_connected(course, d, link)
         return Check(
-            CheckCode.COURSE_CONNECTED,
-            name,
-            False,
-            f"Course {course.id!r} is not connected to {d.name!r}: {why}.",
-            REMOTE_CAUSES["course_not_linked"][1]
-            if link is None
-            else REMOTE_CAUSES["no_grade_scope"][1],
-            d.id,
+            CheckCode.COURSE_CONNECTED, name, False, missing.evidence, missing.remedy, d.id
         )
+    if d.kind in SIS_KINDS:
+        return _sis_class_check(link, name, d.id)
     ctx = link.data.get("context") if isinstance(link.data.get("context"), dict) else {}
     title = (ctx or {}).get("title") or (ctx or {}).get("id")
     dep = link.data.get("deployment_id")
@@ -252,19 +242,8 @@ def course_link_check(df: DestinationFacts, course: Course) -> Check:
     return Check(CheckCode.COURSE_CONNECTED, name, True, f"{link.remote_id}{extra}.", None, d.id)
 
 
-def _sis_class_check(df: DestinationFacts, course: Course, name: str) -> Check:
+def _sis_class_check(link: CourseLink, name: str, destination_id: str) -> Check:
     """At a SIS the course is connected by being mapped to one of its classes."""
-    d, link = df.destination, df.course_link
-    if link is None or not link.remote_id:
-        return Check(
-            CheckCode.COURSE_CONNECTED,
-            name,
-            False,
-            f"Course {course.id!r} is not mapped to a class of {d.name!r}, so none of its "
-            "grades can be passed back there.",
-            sis_class_remedy(d.id, course),
-            d.id,
-        )
     school = link.data.get("school")
     return Check(
         CheckCode.COURSE_CONNECTED,
@@ -273,7 +252,7 @@ def _sis_class_check(df: DestinationFacts, course: Course, name: str) -> Check:
         f"Mapped to the SIS class {link.remote_id!r}"
         + (f" (school {school!r})." if school else "."),
         None,
-        d.id,
+        destination_id,
     )
 
 

@@ -1,0 +1,70 @@
+"""Why a course is not connected to a destination, and what connects it, in one wording: the
+console's grid, the learner's grades over the API and the diagnosis (the `course_connected`
+check, the course triage's `course_not_connected`) all say this.
+
+An LMS course is connected by a launch from it (or Deep Linking), which tells gradesync where
+its gradebook is; a SIS has no launches: a course is connected to it by being mapped to one of
+its classes (docs/oneroster.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gradesync.domain.model import SIS_KINDS, Course, CourseLink, Destination
+
+# what connects an LMS course (also the remedy of the LMS's own `course_not_linked` answer)
+LAUNCH_REMEDY = (
+    "Add gradesync activities to the LMS course with Deep Linking (or open one of its "
+    "links) so the LMS tells gradesync where the gradebook is."
+)
+# what gives its launches a gradebook (also the remedy of the LMS's `no_grade_scope` answer)
+GRADE_SCOPE_REMEDY = (
+    "Enable Assignment and Grade Services for gradesync's registration in the LMS (the "
+    "score and line item scopes), then run `gradesync destinations check`."
+)
+
+
+def sis_class_remedy(destination_id: str, course: Course) -> str:
+    """What connects a course to a SIS: mapping it to one of the SIS's classes (no launch
+    does; a SIS has no LTI links), as docs/oneroster.md says."""
+    return (
+        f"Map the course to its class in the SIS: gradesync sis map-class {destination_id} "
+        f"{course.id} CLASS_SOURCEDID --school SCHOOL_SOURCEDID --tenant {course.tenant_id} "
+        f"(or in the console: SIS passback, the course's page "
+        f"/console/sis/{destination_id}/courses/{course.id}, Class and students). Then tick "
+        "'Sync to SIS' on the activities whose grades belong in the SIS (gradesync sis select)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NotConnected:
+    """`evidence`: what is missing; `remedy`: what connects the course."""
+
+    evidence: str
+    remedy: str
+
+    @property
+    def text(self) -> str:
+        """Both in one line, as the console and `reason_text` say it."""
+        return f"{self.evidence} {self.remedy}"
+
+
+def not_connected(
+    course: Course, destination: Destination, link: CourseLink | None = None
+) -> NotConnected:
+    """Why no grade of `course` is sent to `destination`, given the course's link there
+    (None: none yet; one without a remote id: launches without a gradebook)."""
+    if destination.kind in SIS_KINDS:
+        why, remedy = "it is not mapped to a SIS class", sis_class_remedy(destination.id, course)
+    elif link is None:
+        why, remedy = "no launch from the LMS course has been received yet", LAUNCH_REMEDY
+    else:
+        why, remedy = (
+            "its launches carry no grade service endpoint (AGS not granted)",
+            GRADE_SCOPE_REMEDY,
+        )
+    return NotConnected(
+        f"{course.title} is not connected to {destination.name}: {why}, so no grade of it is "
+        "sent there.",
+        remedy,
+    )
