@@ -53,6 +53,7 @@ from gradesync.web.console.charts import (
 )
 from gradesync.web.console.session import sign_in_from_launch
 from tests.support.console import sign_in
+from tests.support.schedules import save_old_schedules
 from tests.support.statements import statements
 
 PASSWORD = "correct horse battery"
@@ -313,27 +314,7 @@ def test_the_schedules_page_lists_schedules_an_earlier_version_stored(
     """One at the end of year 9999 and one whose rule no longer parses: listed beside the
     others (the page once answered 500 with an OverflowError)."""
     c, runtime = app_client
-    end = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
-    with runtime.db.uow() as uow:
-        for old_id, kind, spec in (
-            ("sch_lastrun", ScheduleKind.INTERVAL, "744h"),
-            ("sch_oldrule", ScheduleKind.DAILY, "7pm"),
-        ):
-            uow.schedules.save(
-                Schedule(
-                    old_id,
-                    "t1",
-                    RunScope("t1"),
-                    kind,
-                    spec,
-                    "UTC",
-                    "api-key:old",
-                    first_run_at=end,
-                    next_run_at=end,
-                    created_at=end - timedelta(days=1),
-                )
-            )
-        uow.commit()
+    save_old_schedules(runtime.db, "t1", "api-key:old")
     _login(c, "ada", "/console/schedules")
     page = c.get("/console/schedules")
     assert page.status_code == 200, page.text

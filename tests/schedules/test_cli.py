@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,9 @@ from typer.testing import CliRunner
 
 from gradesync.adapters.db.database import Database
 from gradesync.cli import app
-from gradesync.domain.model import RunScope, Schedule, ScheduleKind
 from gradesync.testing import TEST_SECRET
 from tests.schedules.conftest import seed_tenant
+from tests.support.schedules import save_old_schedules
 
 
 @dataclass
@@ -171,28 +170,8 @@ def test_list_shows_schedules_an_earlier_version_stored(
     """One at the end of year 9999 and one whose rule no longer parses: listed beside the
     others (`schedules list` once stopped with an OverflowError traceback)."""
     sid = json.loads(gs("add", "--kind", "interval", "--spec", "1h", "--json").stdout)["id"]
-    end = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
     db = Database(f"sqlite:///{tmp_path / 'gradesync.db'}", TEST_SECRET)
-    with db.uow() as uow:
-        for old_id, kind, spec in (
-            ("sch_lastrun", ScheduleKind.INTERVAL, "744h"),
-            ("sch_oldrule", ScheduleKind.DAILY, "7pm"),
-        ):
-            uow.schedules.save(
-                Schedule(
-                    old_id,
-                    "t1",
-                    RunScope("t1"),
-                    kind,
-                    spec,
-                    "UTC",
-                    "cli:old",
-                    first_run_at=end,
-                    next_run_at=end,
-                    created_at=end - timedelta(days=1),
-                )
-            )
-        uow.commit()
+    save_old_schedules(db, "t1", "cli:old")
     db.dispose()
     table = gs("list").stdout
     for shown in (sid, "sch_lastrun", "every 744 hours", "9999-12-31 23:00 UTC", "daily 7pm"):
