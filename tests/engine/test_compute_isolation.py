@@ -13,6 +13,7 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,12 @@ from gradesync.services.runs import request_run
 from gradesync.services.worker import Engine
 from gradesync.testing import (
     DoubleFactory,
+    ManualClock,
     add_course,
     add_destination,
     add_tenant,
     post_attempts,
+    wait_for_async,
 )
 from tests.support.api import ApiEnv, Caller
 
@@ -373,6 +376,10 @@ async def test_a_grade_that_cannot_even_be_set_aside_stays_marked_behind_the_oth
             # the key is not lost: still marked, behind the others, which go on
             assert _dirty(db) == 3
             assert stats.kept == 1 and stats.failed == set()
+            # and timed to be tried again, however quiet the system
+            timer_in = await engine.next_timer_in()
+            assert timer_in is not None
+            assert 0 < timer_in <= settings.set_aside_retry.total_seconds()
             await asyncio.wait_for(engine.process_dirty(), 60)
         assert _dirty(db) == 1
         assert ("a1", BAD) not in ledger(db)
@@ -391,6 +398,33 @@ async def test_a_grade_that_cannot_even_be_set_aside_stays_marked_behind_the_oth
         assert remote.score_of(ITEM, f"sub-{BAD}") == 9.0
     finally:
         await engine.aclose()
+
+
+async def test_a_grade_that_cannot_even_be_set_aside_is_tried_again_on_its_own_timer(
+    harness: Harness,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Kept marked, the key was tried again only when something woke the worker: on a quiet
+    system (no new fact, no poll for an hour) never. Its own timer tries it again."""
+    seed(db, learners=2)
+    retry = timedelta(milliseconds=50)
+    await harness.use(replace(FAST, poll=timedelta(hours=1), set_aside_retry=retry))
+    _refuse_every_write_of(BAD, monkeypatch)
+    await harness.start()
+    with caplog.at_level(logging.ERROR, logger="gradesync.services.compute"):
+        post(db, harness.waker, [("a1", BAD, 9.0)])  # the one wake-up
+        await wait_for_async(
+            lambda: any("cannot even be set aside" in r.getMessage() for r in caplog.records),
+            "the compute_failed reason refused",
+        )
+    # the ledger takes it again; nothing wakes the worker
+    monkeypatch.undo()
+    await harness.until(
+        lambda: harness.remote.score_of(ITEM, f"sub-{BAD}") == 9.0, "the kept grade sent"
+    )
+    assert _dirty(db) == 0
 
 
 @pytest.mark.parametrize(
@@ -448,6 +482,39 @@ async def test_a_fact_arriving_while_a_grade_is_set_aside_is_computed(
         post(db, None, [("a1", BAD, 8.0), ("a1", "p000", 7.0)])
         await engine.process_dirty()
         # the new fact is not swallowed by the set-aside: still marked, then computed
+        assert _dirty(db) == 1
+        await _settle(engine)
+        assert ledger(db)[("a1", BAD)].state is DeliveryState.DELIVERED
+        assert factory.remote("lms").score_of(ITEM, f"sub-{BAD}") == 8.0
+    finally:
+        await engine.aclose()
+
+
+async def test_a_fact_marked_by_a_clock_behind_the_workers_is_not_set_aside_unseen(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process that takes a fact (the API, on another host) may run behind the worker's
+    clock: a fact arriving between a grade's failed try and its set-aside is then marked at
+    a time before the try. It is still a fact the try has not seen: kept, and computed."""
+    seed(db, learners=2)
+    real_reads, real_log = EnrollmentRepo.for_pairs, compute._log_failed
+    _fail_reads_of(BAD, monkeypatch)  # so the key fails alone too, and is set aside
+    api_clock = ManualClock(SystemClock().now() - timedelta(minutes=5))
+
+    def log_failed(key: Any, error: BaseException) -> None:
+        real_log(key, error)
+        if key[3] == BAD:
+            # the cause gone, a new attempt lands before the set-aside, marked 5 min "ago"
+            monkeypatch.setattr(EnrollmentRepo, "for_pairs", real_reads)
+            post_attempts(db.uow, None, T, [("a1", BAD, 6.0)], clock=api_clock)
+
+    monkeypatch.setattr(compute, "_log_failed", log_failed)
+    factory = DoubleFactory()
+    engine = Engine(db.uow, SystemClock(), factory, FAST, waker=InProcessWaker())
+    try:
+        post(db, None, [("a1", BAD, 8.0)])
+        stats = await engine.process_dirty()
+        assert stats.failed == set()  # not set aside: its mark is not the one tried
         assert _dirty(db) == 1
         await _settle(engine)
         assert ledger(db)[("a1", BAD)].state is DeliveryState.DELIVERED

@@ -17,8 +17,8 @@ set aside as SKIPPED with the reason `compute_failed` (what Diagnose and the gra
 logged at ERROR with its ids once per failed computation (not per destination), and worked
 out again when its facts are marked again. A batch that fails as a whole is worked out a
 key at a time; a key failing alone is set aside by writing the reason straight over its
-ledger rows, without computing it again. Its mark is deleted only if no newer than the
-failed try: a fact marked meanwhile is computed, not swallowed.
+ledger rows, without computing it again. Its mark is deleted only if it is still the mark
+that was tried (the same `marked_at`): a fact marked meanwhile is computed, not swallowed.
 
 A database that cannot do the work for now (the connection lost, busy or locked, a conflict:
 `database_unavailable`) is never the key's fault: the batch is rolled back, every mark kept,
@@ -28,9 +28,10 @@ worked out key by key like any other failure: tried again as it is, one key's re
 hold up every grade behind it for ever; refused for every key, each stays marked (below).
 
 If even the reason cannot be written, the key keeps its mark (so it is never lost, and no
-stale pending row is sent as if it were current), moved behind every other dirty key; a
-batch made only of such keys ends the worker's pass until its next wake, so it never spins
-on them nor holds the others up.
+stale pending row is sent as if it were current), moved behind every other dirty key, and a
+timer (`DirtyKeyRepo.schedule`) to try it again `retry` later; a batch made only of such keys
+ends the worker's pass, so it never spins on them nor holds the others up, and the timer
+wakes the worker for them even when nothing else does.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.ledger import reconcile
@@ -72,6 +73,7 @@ from gradesync.domain.policy import (
 from gradesync.domain.reasons import Reason, ReasonCode, compute_failed
 from gradesync.services.clock import Clock
 from gradesync.services.database_lost import database_unavailable
+from gradesync.services.engine_config import EngineSettings
 from gradesync.services.lti.migration import MIGRATED_KEY
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -173,10 +175,12 @@ def compute_dirty(
     capabilities: CapabilitiesLookup,
     *,
     limit: int = 500,
+    retry: timedelta = EngineSettings().set_aside_retry,
 ) -> ComputeStats:
     """Recompute one batch of dirty keys. `stats.dirty < limit` means none are left, and
     `stats.kept == stats.dirty` that none of this batch could be worked out nor set aside
-    (the caller stops there until woken again rather than take them again at once).
+    (the caller stops there rather than take them again at once: each is timed to be tried
+    again `retry` later, see `_set_aside`).
 
     A batch that fails for any reason but the database's is worked out again a key at a
     time, so one key that cannot be computed is set aside and the others are not held up."""
@@ -196,7 +200,7 @@ def compute_dirty(
         return stats
     stats = ComputeStats(dirty=len(claimed))
     for key in claimed:
-        stats.add(_compute_alone(uow_factory, clock, capabilities, key))
+        stats.add(_compute_alone(uow_factory, clock, capabilities, key, retry))
     return stats
 
 
@@ -241,15 +245,17 @@ def _compute_alone(
     clock: Clock,
     capabilities: CapabilitiesLookup,
     key: Claimed,
+    retry: timedelta,
 ) -> ComputeStats:
     """One key of a batch that failed, in its own transaction. If it fails alone, for a
     reason that is not the database's, it is the key's own fault: logged once, and set
     aside (see `_set_aside`)."""
     tenant_id, _, activity_id, person_id = key
     stats = ComputeStats()
-    tried_at = clock.now()  # a mark newer than this is a fact this try has not seen
+    seen: datetime | None = None  # the mark tried: marked again since, a fact it has not seen
     try:
         with uow_factory() as uow:
+            seen = uow.dirty.marked_at(tenant_id, activity_id, person_id)
             taken = uow.dirty.take([(tenant_id, activity_id, person_id)])
             if taken:  # else another worker took it meanwhile
                 _compute_claimed(uow, taken, clock.now(), capabilities, stats)
@@ -258,7 +264,9 @@ def _compute_alone(
         if database_unavailable(exc):
             raise
         _log_failed(key, exc)
-        return _set_aside(uow_factory, clock, key, exc, tried_at)
+        if seen is None:  # not marked when tried: nothing of it was computed
+            return stats
+        return _set_aside(uow_factory, clock, key, exc, seen, retry)
     _log_failures(stats)
     return stats
 
@@ -268,22 +276,26 @@ def _set_aside(
     clock: Clock,
     key: Claimed,
     error: BaseException,
-    tried_at: datetime,
+    seen: datetime,
+    retry: timedelta,
 ) -> ComputeStats:
     """Write `key`'s compute_failed rows straight over its ledger rows, at every destination
     its course syncs to, and delete its mark, without computing it again (what failed would
-    fail again, or worse succeed half way). Its mark is deleted only when no newer than
-    `tried_at`: a fact marked since is computed by the next batch, not set aside unseen.
+    fail again, or worse succeed half way). Its mark is deleted only if it is still the one
+    tried (marked at `seen`, the row's own time): a fact marked since is computed by the next
+    batch, not set aside unseen. The mark's time is compared with itself, never with this
+    process's clock: the process that marked it (the API, elsewhere) may run behind.
 
     If even that cannot be written, the key keeps its mark, moved to the back of the queue:
-    no stale pending row is left to be sent as if current, the key is tried again after
-    every other dirty key (so it never holds the queue up), and the next wake tries it."""
+    no stale pending row is left to be sent as if current, and the key is tried again after
+    every other dirty key (so it never holds the queue up). A timer `retry` from now tries it
+    again however quiet the system is: nothing else may wake the worker for it."""
     tenant_id, course_id, activity_id, person_id = key
     reason = compute_failed(type(error).__name__)
     stats = ComputeStats()
     try:
         with uow_factory() as uow:
-            taken = uow.dirty.take([(tenant_id, activity_id, person_id)], marked_before=tried_at)
+            taken = uow.dirty.take([(tenant_id, activity_id, person_id)], marked_at=seen)
             if not taken:  # marked again since (a new fact), or another worker took it
                 return stats
             now = clock.now()
@@ -295,16 +307,20 @@ def _set_aside(
             raise
         log.error(
             "grade of tenant %s, course %s, activity %s, person %s cannot even be set aside "
-            "as compute_failed (%s); it stays marked, to be tried again after the others",
+            "as compute_failed (%s); it stays marked, to be tried again after the others and "
+            "in %g s at the latest",
             tenant_id,
             course_id,
             activity_id,
             person_id,
             type(exc).__name__,
+            retry.total_seconds(),
             exc_info=exc,
         )
     with uow_factory() as uow:
-        uow.dirty.mark(tenant_id, course_id, activity_id, person_id, clock.now())
+        now = clock.now()
+        uow.dirty.mark(tenant_id, course_id, activity_id, person_id, now)
+        uow.dirty.schedule([(tenant_id, course_id, activity_id, person_id, now + retry)])
         uow.commit()
     return ComputeStats(kept=1)
 

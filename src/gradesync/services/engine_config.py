@@ -40,6 +40,9 @@ class EngineSettings:
     verify_max_items: int = 20  # columns read back per run
     # looking for work without being woken (retries due, other processes' requests)
     poll: timedelta = timedelta(seconds=1)
+    # a grade whose compute_failed reason cannot even be stored stays marked and is tried
+    # again this long after (a timer of its own: not only when something wakes the worker)
+    set_aside_retry: timedelta = timedelta(minutes=1)
     # a stopping worker waits this long for its outcomes to be written, then lets them go
     stop_grace: timedelta = timedelta(seconds=10)
     # group commit: the settle writer lets outcomes gather this long before a transaction

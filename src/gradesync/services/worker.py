@@ -172,6 +172,7 @@ class Engine:
                     self.clock,
                     self.clients.capabilities,
                     limit=self.settings.compute_batch,
+                    retry=self.settings.set_aside_retry,
                 )
                 total.add(stats)
                 if stats.dirty:
@@ -184,7 +185,8 @@ class Engine:
                     self._refresh_statistics()
                 if stats.dirty < self.settings.compute_batch or stats.kept >= stats.dirty:
                     # none left, or only keys that cannot even be set aside: not taken
-                    # again at once (they would be again and again), but on the next wake
+                    # again at once (they would be again and again), but when their timer
+                    # falls due (`next_timer_in`) or something wakes the worker before
                     return total
 
     def _create_columns_ahead(self, columns: set[tuple[str, str, str, str]]) -> None:

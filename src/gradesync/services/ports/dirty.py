@@ -19,6 +19,10 @@ class DirtyKeyRepo(Protocol):
     def mark_many(self, rows: Sequence[tuple[str, str, str, str]], now: datetime) -> None:
         """`mark` each of rows: (tenant_id, course_id, activity_id, person_id)."""
 
+    def marked_at(self, tenant_id: str, activity_id: str, person_id: str) -> datetime | None:
+        """When the key was last marked (as the marking process's clock said), or None when
+        it is not dirty."""
+
     def peek(self, limit: int) -> list[tuple[str, str, str, str, datetime]]:
         """The oldest marks, without taking them: (tenant, course, activity, person, marked at)."""
 
@@ -57,9 +61,10 @@ class DirtyKeyRepo(Protocol):
         marked again meanwhile is marked anew (the fact's transaction waits for this one)."""
 
     def take(
-        self, keys: Sequence[tuple[str, str, str]], *, marked_before: datetime | None = None
+        self, keys: Sequence[tuple[str, str, str]], *, marked_at: datetime | None = None
     ) -> list[tuple[str, str, str, str]]:
         """`claim` these (tenant_id, activity_id, person_id) keys only: those still dirty
         and not being taken by another process, their activities locked. Returns them as
-        `claim` does. `marked_before`: only marks no newer than this (a key marked again
-        since stays dirty and is not returned)."""
+        `claim` does. `marked_at`: only a mark made at exactly this time (`marked_at()` read
+        it): a key marked again since stays dirty and is not returned, whatever the clock of
+        the process that marked it says."""

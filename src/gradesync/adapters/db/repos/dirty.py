@@ -63,6 +63,15 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                 update=("marked_at", "course_id"),
             )
 
+    def marked_at(self, tenant_id: str, activity_id: str, person_id: str) -> datetime | None:
+        c = t.dirty_keys.c
+        at = self.conn.execute(
+            select(c.marked_at).where(
+                c.tenant_id == tenant_id, c.activity_id == activity_id, c.person_id == person_id
+            )
+        ).scalar()
+        return utc(at) if at is not None else None
+
     def peek(self, limit: int) -> list[tuple[str, str, str, str, datetime]]:
         c = t.dirty_keys.c
         rows = self.conn.execute(
@@ -177,7 +186,7 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     def take(
-        self, keys: Sequence[tuple[str, str, str]], *, marked_before: datetime | None = None
+        self, keys: Sequence[tuple[str, str, str]], *, marked_at: datetime | None = None
     ) -> list[tuple[str, str, str, str]]:
         c = t.dirty_keys.c
         pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
@@ -185,8 +194,8 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
         wanted = list(dict.fromkeys(keys))
         for at in range(0, len(wanted), _IDS_PER_STATEMENT // 3):
             conds: list[ColumnElement[bool]] = [pk.in_(wanted[at : at + _IDS_PER_STATEMENT // 3])]
-            if marked_before is not None:
-                conds.append(c.marked_at <= utc(marked_before))
+            if marked_at is not None:
+                conds.append(c.marked_at == utc(marked_at))
             chosen = (
                 select(c.tenant_id, c.activity_id, c.person_id)
                 .where(*conds)
