@@ -104,14 +104,17 @@ def test_sign_in_is_throttled_per_account_with_backoff(db: Database, tmp_path: P
         assert attempt("wrong-password-99").status_code == 401
 
 
-def test_a_username_in_two_schools_signs_in_by_its_password(db: Database, tmp_path: Path) -> None:
-    """Adding `ada` to a second school must not lock the first one's `ada` out: without a
-    school id the password picks the account. Only a password valid in both asks for the
-    school; a wrong one gets the answer an unknown user gets, naming no school."""
+def test_a_username_in_two_schools_must_name_the_school(db: Database, tmp_path: Path) -> None:
+    """Adding `ada` to a second school must not lock the first one's `ada` out: naming the
+    school opens either. Without a school id no account of a name held in several schools is
+    tried: even the right password fails, asking for the school in the words an unknown name
+    or a wrong password gets, naming no school. A name held in one school needs no school."""
     rt = _runtime(db, tmp_path)
     create_tenant(rt.uow, rt.clock, "northwind", "Northwind")
     accounts.create_user(rt.uow, rt.clock, tenant_id="northwind", username="ada",
                          password="northwind-password", role=UserRole.ADMIN)  # fmt: skip
+    accounts.create_user(rt.uow, rt.clock, tenant_id="northwind", username="grace",
+                         password="grace-password-1", role=UserRole.ADMIN)  # fmt: skip
     with rt.uow() as uow:
         uow.courses.upsert(Course("uni", "bio", "Uni Biology"))
         uow.courses.upsert(Course("northwind", "chem", "Northwind Chemistry"))
@@ -123,52 +126,93 @@ def test_a_username_in_two_schools_signs_in_by_its_password(db: Database, tmp_pa
         assert page.status_code == 200, page.text
         return "northwind" if "Northwind Chemistry" in page.text else "uni"
 
-    with TestClient(app) as uni, TestClient(app) as north:
-        assert sign_in(uni, "ada", "a-long-password-1", follow_redirects=False).status_code == 303
+    with TestClient(app) as uni, TestClient(app) as north, TestClient(app) as grace:
+        r = sign_in(uni, "ada", "a-long-password-1", tenant="uni", follow_redirects=False)
+        assert r.status_code == 303
         assert who(uni) == "uni"
-        assert (
-            sign_in(north, "ada", "northwind-password", follow_redirects=False).status_code == 303
-        )
+        r = sign_in(north, "ada", "northwind-password", tenant="northwind", follow_redirects=False)
+        assert r.status_code == 303
         assert who(north) == "northwind"
+        assert (
+            sign_in(grace, "grace", "grace-password-1", follow_redirects=False).status_code == 303
+        )
+        assert who(grace) == "northwind"
     with TestClient(app) as client:
-        wrong = sign_in(client, "ada", "wrong-password-99")
         nobody = sign_in(client, "nobody", "wrong-password-99")
-        assert wrong.status_code == nobody.status_code == 401
+        assert nobody.status_code == 401
+        assert (
+            "That username and password do not match. If your username is an account in "
+            "several schools on this server, enter your school id below." in nobody.text
+        )
+        assert "<details open>" in nobody.text
+        for username, password in [
+            ("ada", "a-long-password-1"),
+            ("ada", "northwind-password"),
+            ("ada", "wrong-password-99"),
+            ("grace", "wrong-password-99"),
+        ]:
+            failed = sign_in(client, username, password)
+            assert failed.status_code == 401, (username, password)
+            same = failed.text.replace(f'value="{username}"', 'value="nobody"')
+            assert same == nobody.text, (username, password)
+            assert "northwind" not in failed.text.lower()
+        named = sign_in(client, "ada", "a-long-password-1", tenant="uni")
+        assert named.status_code == 200 and who(client) == "uni"
+        wrong = sign_in(client, "ada", "wrong-password-99", tenant="uni")
+        assert wrong.status_code == 401
         assert "That username and password do not match." in wrong.text
-        assert wrong.text.replace('value="ada"', 'value="nobody"') == nobody.text
-        # the same password in both schools: the school must be named
-        accounts.create_user(rt.uow, rt.clock, tenant_id="northwind", username="ada",
-                             password="a-long-password-1")  # fmt: skip
-        asked = sign_in(client, "ada", "a-long-password-1")
-        assert asked.status_code == 400
-        assert "valid in several schools: enter the school id" in asked.text
-        assert "<details open>" in asked.text and "northwind" not in asked.text.lower()
-        named = sign_in(client, "ada", "a-long-password-1", tenant="northwind")
-        assert named.status_code == 200 and who(client) == "northwind"
+        assert "enter your school id" not in wrong.text
 
 
-def test_a_username_in_two_schools_is_throttled_and_hashed_alike(
-    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("password", ["wrong-password-99", "a-long-password-1", "school-4-pass"])
+@pytest.mark.parametrize("username", ["ada", "nobody"])
+def test_a_sign_in_hashes_once_however_many_schools_hold_the_name(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, username: str, password: str
 ) -> None:
-    """Without a school id, failures on a name held in two schools count as for one account,
-    and each try hashes once per account whether the password is right or not."""
+    """A name held in five schools, signed in without a school id, costs one password hash,
+    as an unknown name does, whether the password is right in one school, in none, or in
+    several: choosing a common name does not multiply the work of a try."""
+    rt = _runtime(db, tmp_path)
+    for n in range(1, 5):
+        create_tenant(rt.uow, rt.clock, f"school{n}", f"School {n}")
+        own = "a-long-password-1" if n < 3 else f"school-{n}-pass"
+        accounts.create_user(rt.uow, rt.clock, tenant_id=f"school{n}", username="ada", password=own)
+    accounts._unknown_user_hash()  # made once per process, before any attempt
+    verified: list[str] = []
+    real = accounts.verify_password
+
+    def counting(password: str, stored: str) -> bool:
+        verified.append(stored)
+        return real(password, stored)
+
+    monkeypatch.setattr(accounts, "verify_password", counting)
+    calls: list[int] = []
+    real_scrypt = hashlib.scrypt
+
+    def scrypt(*args: Any, **kw: Any) -> bytes:
+        calls.append(1)
+        return real_scrypt(*args, **kw)
+
+    monkeypatch.setattr(accounts.hashlib, "scrypt", scrypt)
+    assert accounts.authenticate(rt.uow, username, password) is None
+    assert (len(verified), len(calls)) == (1, 1)
+    assert verified == [accounts._unknown_user_hash()]
+    verified.clear()
+    calls.clear()
+    named = accounts.authenticate(rt.uow, username, password, "school4")
+    assert (named is not None) == (username == "ada" and password == "school-4-pass")
+    assert (len(verified), len(calls)) == (1, 1)
+
+
+def test_a_username_in_two_schools_is_throttled_without_the_school(
+    db: Database, tmp_path: Path
+) -> None:
+    """Without a school id, failures on a name held in two schools count under the name, as
+    for an unknown name: after five the sixth try waits, whatever its password."""
     rt = _runtime(db, tmp_path)
     create_tenant(rt.uow, rt.clock, "northwind", "Northwind")
     accounts.create_user(rt.uow, rt.clock, tenant_id="northwind", username="ada",
                          password="northwind-password")  # fmt: skip
-    calls: list[int] = []
-    real = hashlib.scrypt
-
-    def counting(*args: Any, **kw: Any) -> bytes:
-        calls.append(1)
-        return real(*args, **kw)
-
-    monkeypatch.setattr(accounts.hashlib, "scrypt", counting)
-    for password in ("wrong-password-99", "northwind-password"):
-        calls.clear()
-        accounts.authenticate(rt.uow, "ada", password)
-        assert len(calls) == 2
-    monkeypatch.undo()
     rt.clock = ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
     with TestClient(create_app(rt)) as client:
         for _ in range(5):
@@ -198,7 +242,7 @@ def test_one_schools_failures_leave_a_namesake_in_another_school_open(
     db: Database, tmp_path: Path
 ) -> None:
     """Failures aimed at Northwind's `ada` lock that account, not Uni's: Uni's `ada` still signs
-    in by naming her school. Without a school id the try waits, as it would test both."""
+    in by naming her school. Without a school id no account is tried: she is asked for it."""
     rt = _runtime(db, tmp_path)
     create_tenant(rt.uow, rt.clock, "northwind", "Northwind")
     accounts.create_user(rt.uow, rt.clock, tenant_id="northwind", username="ada",
@@ -211,6 +255,6 @@ def test_one_schools_failures_leave_a_namesake_in_another_school_open(
             assert r.status_code == 401
         assert sign_in(attacker, "ada", "northwind-password", tenant="northwind").status_code == 429
     with TestClient(app) as ada:
-        waits = sign_in(ada, "ada", "a-long-password-1")
-        assert waits.status_code == 429 and "enter your school id" in waits.text
+        asked = sign_in(ada, "ada", "a-long-password-1")
+        assert asked.status_code == 401 and "enter your school id below" in asked.text
         assert sign_in(ada, "ada", "a-long-password-1", tenant="uni").status_code == 200

@@ -62,8 +62,8 @@ def add(
         )
         with rt.reads() as uow:  # allowed: courses the courseware sends later, but said
             unknown = [c for c in course if uow.courses.get(tenant, c) is None]
-        # the same name elsewhere: a sign-in naming no school finds the account by password
-        others = namesakes(rt.uow, tenant, user.username, password)
+        # the same name elsewhere: a sign-in must then name the school
+        others = namesakes(rt.uow, tenant, user.username)
     if as_json:
         print_json(
             {
@@ -73,8 +73,8 @@ def add(
                 "role": user.role.value,
                 "course_ids": list(user.course_ids),
                 "unknown_course_ids": unknown,
-                "also_in_tenants": sorted(others),
-                "school_needed": any(others.values()),
+                "also_in_tenants": others,
+                "school_needed": bool(others),
             }
         )
         return
@@ -87,16 +87,12 @@ def add(
             highlight=False,
         )
     if others:
-        also = f"tenant{'s' if len(others) > 1 else ''} {', '.join(sorted(others))}"
-        same = sorted(t for t, matches in others.items() if matches)
-        if same:
-            how = (
-                f"; the password is the same in {', '.join(same)}, so signing in must name the "
-                "school (tenant id) under 'Several schools on this server?'"
-            )
-        else:
-            how = " (another password): signing in without the school finds it by its password"
-        console.print(f"note: {user.username} is also an account in {also}{how}", highlight=False)
+        also = f"tenant{'s' if len(others) > 1 else ''} {', '.join(others)}"
+        console.print(
+            f"note: {user.username} is also an account in {also}, so signing in must name the "
+            "school (tenant id) under 'Several schools on this server?'",
+            highlight=False,
+        )
 
 
 @app.command("list")

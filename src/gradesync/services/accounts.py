@@ -2,8 +2,9 @@
 
 Passwords are hashed with scrypt (memory-hard, in the standard library) and a random salt;
 comparison is constant-time. A username may exist in several tenants: a sign-in that names no
-tenant opens the one account of that name whose password matches, and must name the tenant
-only when the password matches in several.
+tenant opens the account of that name when only one tenant holds it; when several do, it must
+name the tenant (no account is tried, so a sign-in costs one scrypt however many tenants hold
+the name, and fails as for an unknown name).
 """
 
 from __future__ import annotations
@@ -102,47 +103,47 @@ def authenticate(
 ) -> ConsoleUser | None:
     """The user when the password matches, else None (the same answer for an unknown user).
 
-    Without a tenant, the password is checked against the account of that name in every
-    tenant: one match signs in there. Matches in several raise InvalidInput on `tenant`: only
-    someone holding a valid password learns that the school must be named, and never which
-    schools there are."""
+    Without a tenant, the account of that name is tried when one tenant only holds it. A name
+    held in several tenants tries none of them: the answer is None, as for an unknown name,
+    so a try costs one password hash (scrypt) whatever the number of tenants holding the name,
+    and says nothing of how many there are; the sign-in must name the school."""
     with uow_factory() as uow:
-        if tenant_id:
-            found = uow.users.get(tenant_id, username)
-            candidates = [found] if found else []
-        else:
-            candidates = uow.users.find_by_username(username)
-    if not candidates:
+        found = (
+            uow.users.get(tenant_id, username)
+            if tenant_id
+            else _account_tried(uow.users.find_by_username(username))
+        )
+    if found is None:
         # still spend one hashing's time (as for a known user) so timing does not reveal
-        # which usernames exist
+        # which usernames exist, nor in how many schools
         verify_password(password, _unknown_user_hash())
         return None
-    matches = [u for u in candidates if verify_password(password, u.password_hash)]
-    if len(matches) > 1:
-        raise InvalidInput.one(
-            "tenant",
-            "required",
-            "This username and password are valid in several schools: enter the school id.",
-        )
-    return matches[0] if matches else None
+    return found if verify_password(password, found.password_hash) else None
+
+
+def _account_tried(holders: Sequence[ConsoleUser]) -> ConsoleUser | None:
+    """Of the accounts holding a name (no school named), the one a password is tried against:
+    the only one, or none when several schools hold the name."""
+    return holders[0] if len(holders) == 1 else None
 
 
 def schools_tried(
     uow_factory: UnitOfWorkFactory, username: str, tenant_id: str | None = None
 ) -> list[str]:
     """The schools whose account of `username` `authenticate` checks a password against: the
-    named one, else each school holding the name (none for an unknown name)."""
+    named one, else the one school holding the name (none for an unknown name or a name held
+    in several schools: no account is tried)."""
     if tenant_id:
         return [tenant_id]
     with uow_factory() as uow:
-        return sorted(u.tenant_id for u in uow.users.find_by_username(username))
+        found = _account_tried(uow.users.find_by_username(username))
+    return [found.tenant_id] if found is not None else []
 
 
-def namesakes(
-    uow_factory: UnitOfWorkFactory, tenant_id: str, username: str, password: str
-) -> dict[str, bool]:
-    """The other tenants with an account of this username, each with whether `password` opens
-    it too (then signing in to either must name the school)."""
+def namesakes(uow_factory: UnitOfWorkFactory, tenant_id: str, username: str) -> list[str]:
+    """The other tenants with an account of this username (then signing in to any of them
+    must name the school)."""
     with uow_factory() as uow:
-        others = [u for u in uow.users.find_by_username(username) if u.tenant_id != tenant_id]
-    return {u.tenant_id: verify_password(password, u.password_hash) for u in others}
+        return sorted(
+            u.tenant_id for u in uow.users.find_by_username(username) if u.tenant_id != tenant_id
+        )

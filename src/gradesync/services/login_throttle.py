@@ -1,9 +1,11 @@
 """Sign-in throttling: after a few failed sign-ins, an account (and, more leniently, an address)
 must wait before the next try, the wait doubling with every further failure up to a cap.
 
-An account is a school and a username: a try counts against every account its password was
-checked against (one when the school is named, each school holding the name when it is not),
-whatever was typed in the school field, and waits while any of them waits.
+An account is a school and a username: a try counts against the account its password was
+checked against (the school named, or the one school holding the name when none is named),
+whatever was typed in the school field, and waits while it waits. A try that checks no
+account (an unknown name, or one held in several schools with no school named) counts under
+the name alone.
 
 Kept in the process's memory: a restart forgets it, and each `gradesync serve` process counts
 on its own (with N processes an attacker gets at most N times the tries).

@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import ConsoleUser, UserRole
 from gradesync.services.accounts import authenticate, schools_tried
 from gradesync.services.login_throttle import LoginThrottle
@@ -73,6 +72,11 @@ def install(app: FastAPI, secret_key: str, *, https_only: bool = False) -> None:
     app.include_router(router)
 
 
+SCHOOL_HINT = (
+    "If your username is an account in several schools on this server, enter your school id below."
+)
+
+
 def _safe_next(url: str | None) -> str:
     """Only same-site paths: a sign-in link must not bounce people to another site."""
     if not url or urlparse(url).netloc or not url.startswith("/console"):
@@ -107,8 +111,9 @@ def login(
     throttle = _throttle(request)
     address = request.client.host if request.client else None
     tenant_id = tenant.strip() or None
-    # every account the password is checked against counts the failure, whatever the school
-    # field held; an unknown name counts under the name alone, as a known one would
+    # the account the password is checked against counts the failure, whatever the school
+    # field held; a try that checks none (an unknown name, or one held in several schools
+    # with no school named) counts under the name alone, as a known one would
     tried = schools_tried(runtime.uow, username, tenant_id) or [""]
     keys = throttle.keys(username, tried, address)
     wait = throttle.wait_seconds(keys)
@@ -127,22 +132,11 @@ def login(
         )
         resp.headers["Retry-After"] = str(wait)
         return resp
-    try:
-        user = authenticate(runtime.uow, username, password, tenant_id)
-    except InvalidInput as exc:  # a right password in several schools: name the school
-        return render(
-            request,
-            "console/login.html",
-            None,
-            status=400,
-            next_url=_safe_next(next),
-            username=username,
-            tenant=tenant,
-            tenant_needed=True,
-            error=exc.problems[0].message,
-        )
+    user = authenticate(runtime.uow, username, password, tenant_id)
     if user is None:
         throttle.failed(keys)
+        # without a school, a name held in several schools is tried in none: every failure
+        # asks for the school in the same words, so none says whether the name exists
         return render(
             request,
             "console/login.html",
@@ -151,7 +145,9 @@ def login(
             next_url=_safe_next(next),
             username=username,
             tenant=tenant,
-            error="That username and password do not match.",
+            school_asked=not tenant_id,
+            error="That username and password do not match."
+            + ("" if tenant_id else f" {SCHOOL_HINT}"),
         )
     # only the account opened is cleared: a namesake's failures in another school stand
     throttle.succeeded(throttle.keys(username, [user.tenant_id], None))
