@@ -103,9 +103,11 @@ def test_dashboard_uses_exported_metrics_in_consistent_colours(sqlite_db: Databa
     for p in dashboard["panels"]:
         g = p["gridPos"]
         assert g["x"] + g["w"] <= 24, p["title"]
-    # every exported result counter and gauge has a panel
+    # every exported result counter and gauge has a panel: the grades not worked out yet
+    # and those set aside too (their alerts fire; without them a distributed gradesync with
+    # no worker running showed an empty backlog, an idle dashboard)
     shown = {family_of(n, families) for e in _exprs(dashboard) for n in _NAME.findall(e)}
-    assert {
+    wanted = {
         "gradesync_results_delivered",
         "gradesync_results_rejected",
         "gradesync_results_retried",
@@ -116,7 +118,29 @@ def test_dashboard_uses_exported_metrics_in_consistent_colours(sqlite_db: Databa
         "gradesync_runs",
         "gradesync_http_requests",
         "gradesync_outbound_requests",
-    } <= shown
+        "gradesync_grades_uncomputed",
+        "gradesync_grades_oldest_uncomputed_age_seconds",
+        "gradesync_grades_not_computed",
+    }
+    assert wanted - shown == set()
+    # the pickers list a tenant whose grades are not worked out yet (no results yet), and a
+    # destination whose grades are set aside
+    pickers = {v["name"]: v["query"]["query"] for v in dashboard["templating"]["list"][1:]}
+    for name, family in (
+        ("tenant", "gradesync_grades_uncomputed"),
+        ("destination", "gradesync_grades_not_computed"),
+    ):
+        pattern = re.search(r'__name__=~"([^"]+)"', pickers[name])
+        assert pattern and re.fullmatch(pattern.group(1), family), (name, pickers[name])
+    # no panel overlaps another
+    cells = set()
+    for p in dashboard["panels"]:
+        g = p["gridPos"]
+        mine = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
+        assert not cells & mine, p["title"]
+        cells |= mine
     colours: dict[str, set[str]] = {}
     for p in dashboard["panels"]:
         for o in p["fieldConfig"]["overrides"]:
