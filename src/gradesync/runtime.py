@@ -547,14 +547,18 @@ class Runtime:
     async def sis_directory(
         self, tenant_id: str, destination_id: str
     ) -> AsyncIterator[SisDirectory]:
-        """A SIS connection's live OneRoster API, for one request (check, categories)."""
+        """A SIS connection's live OneRoster API, for one request (check, categories). Its
+        requests are counted, and logged, under the connection, like the engine's."""
+        from gradesync.adapters.destinations.observed import CountingTransport
         from gradesync.adapters.destinations.oneroster import OneRosterClient
         from gradesync.adapters.outbound_http import guarded_client
+        from gradesync.services import log_context
         from gradesync.services.sis import rest_connection
 
         dest = rest_connection(self.uow, tenant_id, destination_id)
-        async with guarded_client(self.outbound) as http:
-            yield OneRosterClient(dest, self.adapter_context(http))
+        async with guarded_client(self.outbound, wrap=CountingTransport) as http:
+            with log_context.bound(tenant=tenant_id, destination=destination_id):
+                yield OneRosterClient(dest, self.adapter_context(http))
 
     async def tick_sis_activities(
         self,
@@ -677,7 +681,8 @@ class Runtime:
     ) -> AsyncIterator[DestinationClient]:
         """A destination client for one request (a page's check): this process's own, with
         its shared pool and token cache, when its worker serves this event loop; else one on
-        a fresh pool, closed afterwards."""
+        a fresh pool, closed afterwards. Either way its requests are counted, and logged,
+        under the destination."""
         if self.worker is not None:
             client = self.destination_client(destination)
             try:
@@ -685,11 +690,12 @@ class Runtime:
             finally:
                 await client.aclose()
             return
+        from gradesync.adapters.destinations.observed import CountingTransport, ObservedClient
         from gradesync.adapters.destinations.registry import build_client
         from gradesync.adapters.outbound_http import guarded_client
 
-        async with guarded_client(self.outbound) as http:
-            client = build_client(destination, self.adapter_context(http))
+        async with guarded_client(self.outbound, wrap=CountingTransport) as http:
+            client = ObservedClient(build_client(destination, self.adapter_context(http)))
             try:
                 yield client
             finally:

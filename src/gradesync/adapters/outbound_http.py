@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpcore
@@ -132,10 +132,16 @@ def guarded_client(
     *,
     timeout: float | httpx.Timeout = 15.0,
     limits: httpx.Limits | None = None,
+    wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
 ) -> httpx.AsyncClient:
-    """A one-off client (no redirects followed) that sends only where the guard allows."""
+    """A one-off client (no redirects followed) that sends only where the guard allows.
+    `wrap` puts a transport around the guarded one (e.g. one that counts the requests)."""
     limits = limits or httpx.Limits()
-    transport = guard_transport(httpx.AsyncHTTPTransport(limits=limits), guard)
+    transport: httpx.AsyncBaseTransport = guard_transport(
+        httpx.AsyncHTTPTransport(limits=limits), guard
+    )
+    if wrap is not None:
+        transport = wrap(transport)
     return httpx.AsyncClient(
         timeout=timeout, limits=limits, follow_redirects=False, transport=transport
     )
