@@ -32,12 +32,19 @@ from gradesync.adapters.db.repos.ledger import LedgerRepo
 from gradesync.adapters.queue.inprocess import InProcessWaker
 from gradesync.domain import policy
 from gradesync.domain.diagnosis import learner as diagnosis
-from gradesync.domain.model import DeliveryState, LedgerRow, RunScope, RunStage, Trigger
+from gradesync.domain.model import (
+    DeliveryState,
+    LedgerKey,
+    LedgerRow,
+    RunScope,
+    RunStage,
+    Trigger,
+)
 from gradesync.domain.reasons import ReasonCode
 from gradesync.services import compute
 from gradesync.services.clock import SystemClock
 from gradesync.services.runs import request_run
-from gradesync.services.worker import Engine
+from gradesync.services.worker import Clients, Engine
 from gradesync.testing import (
     DoubleFactory,
     ManualClock,
@@ -553,3 +560,42 @@ async def test_a_grade_that_cannot_be_computed_is_logged_once(
                 assert rows[("a1", BAD)].reason_code == ReasonCode.COMPUTE_FAILED
     finally:
         await engine.aclose()
+
+
+def test_a_grade_marked_for_one_destination_is_set_aside_there_and_kept_for_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key marked for one destination alone (a change at that SIS, say) that cannot be
+    computed is set aside at that destination only: the other's row, which nothing changed,
+    keeps its value. While even the set-aside cannot be stored, the key stays marked for that
+    one destination, not widened to every destination nor narrowed to none."""
+    seed(db, learners=2)
+    add_destination(
+        db.uow, T, "lms2", links={COURSE: "https://lms2/courses/1"}, people={BAD: f"sub-{BAD}"}
+    )
+    capabilities = Clients(DoubleFactory()).capabilities
+    clock = SystemClock()
+    post(db, None, [("a1", BAD, 7.0)])
+    compute.compute_dirty(db.uow, clock, capabilities)  # 7.0 pending at both
+    key = (T, COURSE, "a1", BAD)
+    with db.uow() as uow:
+        uow.dirty.mark_many([key], clock.now(), destination_id=DEST)
+        uow.commit()
+
+    _fail_reads_of(BAD, monkeypatch)  # fails in its batch and alone
+    _refuse_every_write_of(BAD, monkeypatch)  # the compute_failed reason too
+    assert compute.compute_dirty(db.uow, clock, capabilities).kept == 1
+    with db.uow() as uow:  # looked at, not taken: no commit
+        assert uow.dirty.claim(10) == [(*key, DEST)]
+
+    monkeypatch.undo()
+    _fail_reads_of(BAD, monkeypatch)  # the reason can be stored now
+    stats = compute.compute_dirty(db.uow, clock, capabilities)
+    assert stats.failed == {(T, "a1", BAD)} and stats.keys == 1
+    with db.uow() as uow:
+        here = uow.ledger.get(LedgerKey(T, DEST, "a1", BAD))
+        there = uow.ledger.get(LedgerKey(T, "lms2", "a1", BAD))
+        assert uow.dirty.count() == 0
+    assert here is not None and here.reason_code == ReasonCode.COMPUTE_FAILED
+    assert there is not None and there.state is DeliveryState.PENDING
+    assert there.desired is not None and there.desired["score_given"] == 7.0

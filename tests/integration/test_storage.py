@@ -408,6 +408,43 @@ def test_dirty_keys_collapse(db: Database, n: int) -> None:
         assert uow.dirty.count() == 0
 
 
+def test_a_dirty_key_marked_for_one_destination_stays_so_until_marked_for_another(
+    db: Database,
+) -> None:
+    """A key marked for one destination is claimed for it alone; marked again for it, it
+    still is. Marked also for another destination, or for every one (a fact changed), in
+    either order, it is claimed for every destination of its course."""
+    seed(db)
+    marks: dict[str, list[str | None]] = {
+        "p1": ["sis"],
+        "p2": ["sis", "sis"],
+        "p3": ["sis", "lms"],
+        "p4": ["sis", None],
+        "p5": [None, "sis"],
+        "p6": [None],
+    }
+    with db.uow() as uow:
+        for person, destinations in marks.items():
+            for i, destination in enumerate(destinations):
+                row = ("t1", "c1", "a1", person)
+                uow.dirty.mark_many([row], NOW + timedelta(seconds=i), destination_id=destination)
+        uow.dirty.mark_many([("t1", "c1", "a2", "p1")], NOW, destination_id="sis")
+        uow.dirty.mark("t1", "c1", "a2", "p1", NOW)  # `mark` is for every destination
+        uow.commit()
+    with db.uow() as uow:
+        claimed = {(k[2], k[3]): k[4] for k in uow.dirty.claim(100)}
+        uow.commit()
+    assert claimed == {
+        ("a1", "p1"): "sis",
+        ("a1", "p2"): "sis",
+        ("a1", "p3"): None,
+        ("a1", "p4"): None,
+        ("a1", "p5"): None,
+        ("a1", "p6"): None,
+        ("a2", "p1"): None,
+    }
+
+
 def test_live_grades_are_claimed_before_a_runs_backlog(db: Database) -> None:
     """A remaster made 40 results of one activity pending; a newer live grade (auto sync) of
     another goes in the next claim, and the settle writer leaves the priority alone."""

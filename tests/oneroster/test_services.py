@@ -21,12 +21,14 @@ from gradesync.domain.model import (
     PolicySettings,
 )
 from gradesync.services import destination_admin, sis
+from gradesync.services.compute import compute_dirty
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.governor import Governor
 from gradesync.services.engine_config import EngineSettings
-from gradesync.testing import ManualClock
+from gradesync.services.worker import Clients
+from gradesync.testing import DoubleFactory, ManualClock
 
-from .facts import NOW, seed_school
+from .facts import NOW, attempt, seed_school
 
 
 @pytest.fixture
@@ -509,4 +511,111 @@ def test_mapping_learners_to_other_students_reopens_what_the_sis_refused(
     assert again is not None and (again.state, again.tries, again.reason_code) == (
         DeliveryState.PENDING, 0, None,
     )  # fmt: skip
+    assert kept is not None and kept.state is DeliveryState.REJECTED
+
+
+def _computed(db: Database, clock: ManualClock) -> tuple[set[tuple[str, ...]], int]:
+    """The keys marked for recompute, then how many (destination, activity, learner)
+    results computing them worked out."""
+    with db.uow() as uow:
+        marked = {k[:4] for k in uow.dirty.peek(1000)}
+    stats = compute_dirty(db.uow, clock, Clients(DoubleFactory()).capabilities, limit=1000)
+    return marked, stats.keys
+
+
+def test_a_sis_change_computes_its_learners_at_that_sis_only(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """A course of three learners posts to two SISes. What is done at one SIS (an activity
+    ticked, one learner mapped to their student, the roster mapped again after one learner's
+    SIS id changed) recomputes the results it can change, at that SIS only: not every
+    learner, not the other SIS's results, which come out the same."""
+    db, clock = school
+    sis.add_connection(
+        db.uow, clock, tenant_id="t1", destination_id="sis2", name="Other SIS",
+        base_url="http://sis2.example/", client_id="gs", client_secret="secret-2",
+    )  # fmt: skip
+    sis.map_class(
+        db.uow, tenant_id="t1", destination_id="sis2", course_id="c1", class_id="cls-9",
+        school_id="sch-9", term_start="2025-01-06", term_end="2025-06-20",
+    )  # fmt: skip
+    for dest in ("sis", "sis2"):
+        sis.map_course_students(db.uow, tenant_id="t1", destination_id=dest, course_id="c1")
+    _computed(db, clock)  # what set-up marked
+
+    sis.select_activities(
+        db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], clock=clock
+    )
+    marked, computed = _computed(db, clock)
+    assert marked == {("t1", "c1", "quiz1", p) for p in ("p1", "p2", "p3")}
+    assert computed == 3  # each learner at `sis`, none at `sis2`
+
+    sis.map_student(
+        db.uow, tenant_id="t1", destination_id="sis", person_id="p2", student_id="stu-22",
+        clock=clock,
+    )  # fmt: skip
+    assert _computed(db, clock) == ({("t1", "c1", "quiz1", "p2")}, 1)
+
+    with db.uow() as uow:
+        person = uow.people.get("t1", "p3")
+        assert person is not None
+        uow.people.upsert(replace(person, sis_id="stu-33"))
+        uow.commit()
+    report = sis.map_course_students(
+        db.uow, tenant_id="t1", destination_id="sis", course_id="c1", clock=clock
+    )
+    assert sorted(report.mapped) == ["p1", "p2", "p3"]
+    # only p3's student changed (p2's explicit mapping wins, p1's is as it was)
+    assert _computed(db, clock) == ({("t1", "c1", "quiz1", "p3")}, 1)
+    assert _computed(db, clock) == (set(), 0)
+
+
+def test_a_learner_relinked_at_one_sis_gets_what_that_sis_refused_sent_again_there_only(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """`map-students` at one SIS after a learner's SIS id was corrected recomputes that
+    learner alone, at that SIS alone, and what that SIS refused for their old student goes
+    back to pending for the new one; the other SIS's refusal and another learner's stay."""
+    db, clock = school
+    sis.add_connection(
+        db.uow, clock, tenant_id="t1", destination_id="sis2", name="Other SIS",
+        base_url="http://sis2.example/", client_id="gs", client_secret="secret-2",
+    )  # fmt: skip
+    sis.map_class(
+        db.uow, tenant_id="t1", destination_id="sis2", course_id="c1", class_id="cls-9",
+        school_id="sch-9", term_start="2025-01-06", term_end="2025-06-20",
+    )  # fmt: skip
+    for person in ("p1", "p3"):
+        attempt(db, f"e-{person}", "quiz1", person, 7.0)
+    for dest in ("sis", "sis2"):
+        sis.select_activities(
+            db.uow, tenant_id="t1", destination_id=dest, activity_ids=["quiz1"], clock=clock
+        )
+        sis.map_course_students(db.uow, tenant_id="t1", destination_id=dest, course_id="c1")
+    _computed(db, clock)  # what set-up marked
+    refused = [LedgerKey("t1", d, "quiz1", p) for d, p in (("sis", "p3"), ("sis2", "p3"))]
+    stayed = LedgerKey("t1", "sis", "quiz1", "p1")
+    with db.uow() as uow:
+        for key in (*refused, stayed):  # the 7 sent and refused: the student is unknown
+            row = uow.ledger.get(key)
+            assert row is not None and row.state is DeliveryState.PENDING
+            uow.ledger.save(
+                replace(row, state=DeliveryState.REJECTED, tries=1, reason_code="invalid_data"),
+                "c1",
+            )
+        p3 = uow.people.get("t1", "p3")
+        assert p3 is not None
+        uow.people.upsert(replace(p3, sis_id="stu-33"))
+        uow.commit()
+
+    sis.map_course_students(
+        db.uow, tenant_id="t1", destination_id="sis", course_id="c1", clock=clock
+    )
+    assert _computed(db, clock) == ({("t1", "c1", "quiz1", "p3")}, 1)
+    with db.uow() as uow:
+        again, other, kept = (uow.ledger.get(k) for k in (*refused, stayed))
+    assert again is not None and (again.state, again.tries, again.reason_code) == (
+        DeliveryState.PENDING, 0, None,
+    )  # fmt: skip
+    assert other is not None and other.state is DeliveryState.REJECTED
     assert kept is not None and kept.state is DeliveryState.REJECTED

@@ -3,7 +3,8 @@
 Two entry points, one core:
 
 - `compute_dirty`: take a batch of dirty keys (marked by ingest in the fact's transaction),
-  recompute each key for every destination its course syncs to, write the ledger rows and
+  recompute each key for every destination its course syncs to (or the one destination its
+  mark names: a change that concerns no other, such as a SIS tick), write the ledger rows and
   delete the marks, all in one transaction.
 - `compute_activity`: recompute one activity of one course at one destination for a chunk
   of learners (what a sync run does, an activity at a time, so memory stays bounded).
@@ -84,8 +85,11 @@ COURSE_MIGRATED = "course_migrated"
 
 log = logging.getLogger(__name__)
 
-# a dirty key as claimed: (tenant_id, course_id, activity_id, person_id)
-Claimed = tuple[str, str, str, str]
+# a dirty key as claimed: (tenant_id, course_id, activity_id, person_id, destination_id), the
+# destination None for every destination of the course
+Claimed = tuple[str, str, str, str, str | None]
+# a grade's key, whatever its destinations: (tenant_id, course_id, activity_id, person_id)
+GradeKey = tuple[str, str, str, str]
 
 # Results that change with time alone: once the past-due zero point passes, a zero is due.
 WAITING_FOR_ZERO = frozenset({ReasonCode.NO_ATTEMPT_YET, ReasonCode.NOT_COMPLETED_YET})
@@ -153,7 +157,7 @@ class ComputeStats:
     # keys that could not even be set aside: left marked, behind every other dirty key
     kept: int = 0
     # why each of them failed, by claimed key, until logged (once, when stored)
-    errors: dict[Claimed, BaseException] = field(default_factory=dict)
+    errors: dict[GradeKey, BaseException] = field(default_factory=dict)
 
     def add(self, other: ComputeStats) -> None:
         self.dirty += other.dirty
@@ -230,14 +234,26 @@ def _compute_claimed(
     capabilities: CapabilitiesLookup,
     stats: ComputeStats,
 ) -> None:
-    # a batch's courses are computed together, a statement of each kind per tenant: on
-    # PostgreSQL every statement is a round trip, and live grades span many courses
-    groups: dict[str, dict[str, list[tuple[str, str]]]] = {}
-    for tenant_id, course_id, activity_id, person_id in sorted(claimed):
-        courses = groups.setdefault(tenant_id, {})
+    # a batch's courses are computed together, a statement of each kind per tenant (and
+    # destination a mark names): on PostgreSQL every statement is a round trip, and live
+    # grades span many courses
+    groups: dict[tuple[str, str], dict[str, list[tuple[str, str]]]] = {}
+    for tenant_id, course_id, activity_id, person_id, destination_id in sorted(
+        claimed, key=lambda k: (*k[:4], k[4] or "")
+    ):
+        courses = groups.setdefault((tenant_id, destination_id or ""), {})
         courses.setdefault(course_id, []).append((activity_id, person_id))
-    for tenant_id, by_course in groups.items():
-        _compute(uow, tenant_id, by_course, now, capabilities, stats, bulk=False)
+    for (tenant_id, destination_id), by_course in groups.items():
+        _compute(
+            uow,
+            tenant_id,
+            by_course,
+            now,
+            capabilities,
+            stats,
+            only_destination=destination_id or None,
+            bulk=False,
+        )
 
 
 def _compute_alone(
@@ -250,7 +266,7 @@ def _compute_alone(
     """One key of a batch that failed, in its own transaction. If it fails alone, for a
     reason that is not the database's, it is the key's own fault: logged once, and set
     aside (see `_set_aside`)."""
-    tenant_id, _, activity_id, person_id = key
+    tenant_id, _, activity_id, person_id, _ = key
     stats = ComputeStats()
     seen: datetime | None = None  # the mark tried: marked again since, a fact it has not seen
     try:
@@ -263,7 +279,7 @@ def _compute_alone(
     except Exception as exc:
         if database_unavailable(exc):
             raise
-        _log_failed(key, exc)
+        _log_failed(key[:4], exc)
         if seen is None:  # not marked when tried: nothing of it was computed
             return stats
         return _set_aside(uow_factory, clock, key, exc, seen, retry)
@@ -280,17 +296,18 @@ def _set_aside(
     retry: timedelta,
 ) -> ComputeStats:
     """Write `key`'s compute_failed rows straight over its ledger rows, at every destination
-    its course syncs to, and delete its mark, without computing it again (what failed would
-    fail again, or worse succeed half way). Its mark is deleted only if it is still the one
-    tried (marked at `seen`, the row's own time): a fact marked since is computed by the next
-    batch, not set aside unseen. The mark's time is compared with itself, never with this
-    process's clock: the process that marked it (the API, elsewhere) may run behind.
+    its course syncs to (or the one the mark taken names), and delete its mark, without
+    computing it again (what failed would fail again, or worse succeed half way). Its mark is
+    deleted only if it is still the one tried (marked at `seen`, the row's own time): a fact
+    marked since is computed by the next batch, not set aside unseen. The mark's time is
+    compared with itself, never with this process's clock: the process that marked it (the
+    API, elsewhere) may run behind.
 
     If even that cannot be written, the key keeps its mark, moved to the back of the queue:
     no stale pending row is left to be sent as if current, and the key is tried again after
     every other dirty key (so it never holds the queue up). A timer `retry` from now tries it
     again however quiet the system is: nothing else may wake the worker for it."""
-    tenant_id, course_id, activity_id, person_id = key
+    tenant_id, course_id, activity_id, person_id, destination_id = key
     reason = compute_failed(type(error).__name__)
     stats = ComputeStats()
     try:
@@ -319,7 +336,10 @@ def _set_aside(
         )
     with uow_factory() as uow:
         now = clock.now()
-        uow.dirty.mark(tenant_id, course_id, activity_id, person_id, now)
+        # marked as it was claimed: for the one destination its mark named, if it did
+        uow.dirty.mark_many(
+            [(tenant_id, course_id, activity_id, person_id)], now, destination_id=destination_id
+        )
         uow.dirty.schedule([(tenant_id, course_id, activity_id, person_id, now + retry)])
         uow.commit()
     return ComputeStats(kept=1)
@@ -328,16 +348,19 @@ def _set_aside(
 def _write_failed(
     uow: UnitOfWork, key: Claimed, failure: NoResult, now: datetime, stats: ComputeStats
 ) -> None:
-    """`key`'s rows at every destination its course syncs to, set aside with `failure`
-    (what `_compute` would write for it, from the rows alone: no fact nor policy read)."""
-    tenant_id, course_id, activity_id, person_id = key
+    """`key`'s rows at every destination its course syncs to (or the one its mark names),
+    set aside with `failure` (what `_compute` would write for it, from the rows alone: no
+    fact nor policy read)."""
+    tenant_id, course_id, activity_id, person_id, only = key
     activity = uow.activities.get_many(tenant_id, [activity_id]).get(activity_id)
     if activity is None or activity.course_id != course_id:
         return  # gone or moved: nothing is computed for it here
     links = [
         link
         for link in uow.links.destinations_for_courses(tenant_id, [course_id])
-        if link.course_id == course_id and migrated_to(link) is None
+        if link.course_id == course_id
+        and migrated_to(link) is None
+        and only in (None, link.destination_id)
     ]
     destinations = uow.destinations.get_many(tenant_id, [link.destination_id for link in links])
     keys = [
@@ -367,7 +390,7 @@ def _log_failures(stats: ComputeStats) -> None:
     stats.errors.clear()
 
 
-def _log_failed(key: Claimed, error: BaseException) -> None:
+def _log_failed(key: GradeKey, error: BaseException) -> None:
     tenant_id, course_id, activity_id, person_id = key
     log.error(
         "grade of tenant %s, course %s, activity %s, person %s could not be worked out "

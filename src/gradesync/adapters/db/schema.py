@@ -297,6 +297,9 @@ dirty_keys = Table(
     Column("person_id", String(ID), primary_key=True),
     Column("course_id", String(ID), nullable=False),
     _ts("marked_at", nullable=False),
+    # the one destination the key is recomputed for (a change that concerns it alone), or
+    # NULL: every destination of the course
+    Column("destination_id", String(ID), nullable=True),
 )
 
 # When time alone changes a key's result (a past-due zero falls due), the key is marked

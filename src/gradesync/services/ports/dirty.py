@@ -16,8 +16,17 @@ class DirtyKeyRepo(Protocol):
         """Mark a key dirty; marking it again refreshes the time, so a `clear` with an older
         `marked_before` leaves it dirty."""
 
-    def mark_many(self, rows: Sequence[tuple[str, str, str, str]], now: datetime) -> None:
-        """`mark` each of rows: (tenant_id, course_id, activity_id, person_id)."""
+    def mark_many(
+        self,
+        rows: Sequence[tuple[str, str, str, str]],
+        now: datetime,
+        *,
+        destination_id: str | None = None,
+    ) -> None:
+        """`mark` each of rows: (tenant_id, course_id, activity_id, person_id). With
+        `destination_id`, a key is recomputed for that destination only (the change concerns
+        no other); a key also marked for another destination, or for every one, is
+        recomputed for every destination of its course."""
 
     def marked_at(self, tenant_id: str, activity_id: str, person_id: str) -> datetime | None:
         """When the key was last marked (as the marking process's clock said), or None when
@@ -53,16 +62,17 @@ class DirtyKeyRepo(Protocol):
         transaction ends, so a slower computation from older facts can never overwrite a
         newer one. Take them all in one call, before reading any fact."""
 
-    def claim(self, limit: int) -> list[tuple[str, str, str, str]]:
+    def claim(self, limit: int) -> list[tuple[str, str, str, str, str | None]]:
         """Take (and delete) up to `limit` dirty keys, oldest mark first, skipping keys
         another process is taking, and lock their activities (`lock_activities`):
-        (tenant_id, course_id, activity_id, person_id). The deletion commits with the
+        (tenant_id, course_id, activity_id, person_id, destination_id), the destination None
+        for every destination of the course (see `mark_many`). The deletion commits with the
         recomputed ledger rows, so a crash before the commit leaves the keys dirty, and a key
         marked again meanwhile is marked anew (the fact's transaction waits for this one)."""
 
     def take(
         self, keys: Sequence[tuple[str, str, str]], *, marked_at: datetime | None = None
-    ) -> list[tuple[str, str, str, str]]:
+    ) -> list[tuple[str, str, str, str, str | None]]:
         """`claim` these (tenant_id, activity_id, person_id) keys only: those still dirty
         and not being taken by another process, their activities locked. Returns them as
         `claim` does. `marked_at`: only a mark made at exactly this time (`marked_at()` read

@@ -98,7 +98,7 @@ def map_class(
         touch_items(uow, tenant_id, destination_id, course_id)
         keys = _ticked_keys(uow, tenant_id, destination_id, course_id)
         if keys:
-            uow.dirty.mark_many(keys, (clock or SystemClock()).now())
+            uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
         uow.commit()
     if waker is not None and keys:
         waker.wake_keys()
@@ -179,7 +179,7 @@ def map_student(
         if keys:
             if any(own.remote_id != student_id for own in before):
                 _reopen_refused(uow, destination_id, keys)
-            uow.dirty.mark_many(keys, (clock or SystemClock()).now())
+            uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
         uow.commit()
     if waker is not None and keys:
         waker.wake_keys()
@@ -266,8 +266,10 @@ def map_course_students(
 ) -> RosterMapping:
     """Link every learner of a course to their SIS student: an explicit mapping wins, else
     the person's sis_id. Learners in a section mapped to its own class get a per-course link
-    naming that class. The results of the course's ticked activities are computed again for
-    the students now linked, and sent; `waker` (when given) has a worker do it now."""
+    naming that class. The results of the course's ticked activities are computed again, for
+    this destination only, for the learners whose student (or section's class) is new or
+    changed, and sent; what the SIS refused for a learner's former student goes back to
+    pending for the new one (as `map_student`). `waker` (when given) has a worker do it now."""
     report = RosterMapping()
     with uow_factory() as uow:
         sis_destination(uow, tenant_id, destination_id)
@@ -279,11 +281,13 @@ def map_course_students(
                 "Map the course to a SIS class first.",
             )
         sections: dict[str, str] = course.data.get("sections") or {}
-        moved: set[str] = set()  # learners linked to another student than before
         enrollments = [
             e for e in uow.enrollments.for_course(tenant_id, course_id) if e.role is Role.LEARNER
         ]
         people = uow.people.get_many(tenant_id, [e.person_id for e in enrollments])
+        before = uow.links.people(tenant_id, destination_id, course_id)
+        relinked: set[str] = set()  # learners whose student or class in the SIS changed
+        moved: set[str] = set()  # of them, learners linked to another student than before
         for e in enrollments:
             general = uow.links.person(tenant_id, destination_id, e.person_id)
             person = people.get(e.person_id)
@@ -297,17 +301,24 @@ def map_course_students(
                 continue
             klass = sections.get(e.section_id or "")
             data = {"class": klass} if klass else {}
-            own = uow.links.person(tenant_id, destination_id, e.person_id, course_id)
-            if own is not None and own.remote_id != student:
-                moved.add(e.person_id)
             uow.links.save_person(
                 PersonLink(tenant_id, destination_id, e.person_id, student, course_id, data)
             )
             report.mapped.append(e.person_id)
-        keys = _ticked_keys(uow, tenant_id, destination_id, course_id) if report.mapped else []
+            was = before.get(e.person_id)  # its course's own link, else the general one
+            if was is None or (was.remote_id, was.data) != (student, data):
+                relinked.add(e.person_id)
+            if was is not None and was.remote_id != student:
+                moved.add(e.person_id)
+        # only the learners linked anew: the others' results would come out the same
+        keys = (
+            [k for k in _ticked_keys(uow, tenant_id, destination_id, course_id) if k[3] in relinked]
+            if relinked
+            else []
+        )
         if keys:
             _reopen_refused(uow, destination_id, [k for k in keys if k[3] in moved])
-            uow.dirty.mark_many(keys, (clock or SystemClock()).now())
+            uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
         uow.commit()
     if waker is not None and keys:
         waker.wake_keys()

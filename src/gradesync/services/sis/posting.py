@@ -102,7 +102,7 @@ def post_grades(
             released += release_held(uow, tenant_id, destination_id, course_id, activity_id)
             reopen_rejected(uow, tenant_id, destination_id, course_id, activity_id)
         if released:
-            uow.dirty.mark_many(released, clock.now())
+            uow.dirty.mark_many(released, clock.now(), destination_id=destination_id)
         uow.commit()
     with uow_factory() as uow:
         course_items = uow.links.items(

@@ -312,7 +312,7 @@ def select_activities(
                     uow, tenant_id, destination_id, activity.course_id, activity.id
                 )
         if resend:
-            uow.dirty.mark_many(resend, now)
+            uow.dirty.mark_many(resend, now, destination_id=destination_id)
         uow.commit()
     if waker is not None and (resend or reopened):
         waker.wake_keys()

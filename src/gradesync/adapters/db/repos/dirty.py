@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, case, delete, func, select, text, tuple_
+from sqlalchemy import ColumnElement, case, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.adapters.db import schema as t
@@ -39,29 +39,61 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                 "person_id": person_id,
                 "course_id": course_id,
                 "marked_at": utc(now),
+                "destination_id": None,
             },
             # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty
-            update=("marked_at", "course_id"),
+            update=("marked_at", "course_id", "destination_id"),
         )
 
-    def mark_many(self, rows: Sequence[tuple[str, str, str, str]], now: datetime) -> None:
-        if rows:
-            upsert(
-                self.conn,
-                t.dirty_keys,
-                [
-                    {
-                        "tenant_id": a,
-                        "course_id": b,
-                        "activity_id": c,
-                        "person_id": d,
-                        "marked_at": utc(now),
-                    }
-                    for a, b, c, d in dict.fromkeys(rows)
-                ],
-                # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty
-                update=("marked_at", "course_id"),
-            )
+    def mark_many(
+        self,
+        rows: Sequence[tuple[str, str, str, str]],
+        now: datetime,
+        *,
+        destination_id: str | None = None,
+    ) -> None:
+        if not rows:
+            return
+        unique = list(dict.fromkeys(rows))
+        upsert(
+            self.conn,
+            t.dirty_keys,
+            [
+                {
+                    "tenant_id": a,
+                    "course_id": b,
+                    "activity_id": c,
+                    "person_id": d,
+                    "marked_at": utc(now),
+                    "destination_id": destination_id,
+                }
+                for a, b, c, d in unique
+            ],
+            # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty; a
+            # mark for every destination overrides one for a single destination, and one for
+            # a single destination leaves a stored mark's destination(s) as they are...
+            update=("marked_at", "course_id")
+            + (("destination_id",) if destination_id is None else ()),
+        )
+        if destination_id is None:
+            return
+        # ...unless it named another destination: then both, so every one
+        c = t.dirty_keys.c
+        persons: dict[tuple[str, str], list[str]] = {}
+        for tenant_id, _, activity_id, person_id in unique:
+            persons.setdefault((tenant_id, activity_id), []).append(person_id)
+        for (tenant_id, activity_id), ids in persons.items():
+            for at in range(0, len(ids), _IDS_PER_STATEMENT):
+                self.conn.execute(
+                    update(t.dirty_keys)
+                    .where(
+                        c.tenant_id == tenant_id,
+                        c.activity_id == activity_id,
+                        c.person_id.in_(ids[at : at + _IDS_PER_STATEMENT]),
+                        c.destination_id != destination_id,
+                    )
+                    .values(destination_id=None)
+                )
 
     def marked_at(self, tenant_id: str, activity_id: str, person_id: str) -> datetime | None:
         c = t.dirty_keys.c
@@ -167,7 +199,7 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                 {"keys": keys},
             )
 
-    def claim(self, limit: int) -> list[tuple[str, str, str, str]]:
+    def claim(self, limit: int) -> list[tuple[str, str, str, str, str | None]]:
         c = t.dirty_keys.c
         pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
         # another process's claimed keys are skipped, not waited for (PostgreSQL)
@@ -180,17 +212,17 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
         rows = self.conn.execute(
             delete(t.dirty_keys)
             .where(pk.in_(oldest))
-            .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id)
+            .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id, c.destination_id)
         ).all()
         self.lock_activities((r[0], r[2]) for r in rows)
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     def take(
         self, keys: Sequence[tuple[str, str, str]], *, marked_at: datetime | None = None
-    ) -> list[tuple[str, str, str, str]]:
+    ) -> list[tuple[str, str, str, str, str | None]]:
         c = t.dirty_keys.c
         pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
-        taken: list[tuple[str, str, str, str]] = []
+        taken: list[tuple[str, str, str, str, str | None]] = []
         wanted = list(dict.fromkeys(keys))
         for at in range(0, len(wanted), _IDS_PER_STATEMENT // 3):
             conds: list[ColumnElement[bool]] = [pk.in_(wanted[at : at + _IDS_PER_STATEMENT // 3])]
@@ -204,8 +236,8 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
             rows = self.conn.execute(
                 delete(t.dirty_keys)
                 .where(pk.in_(chosen))
-                .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id)
+                .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id, c.destination_id)
             ).all()
-            taken += [(r[0], r[1], r[2], r[3]) for r in rows]
+            taken += [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
         self.lock_activities((r[0], r[2]) for r in taken)
         return taken
