@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -407,3 +408,33 @@ def test_the_outcomes_docs_name_the_rejections_a_run_accepts() -> None:
     outcomes = doc.split("### Outcomes and counts", 1)[1].split("`counts` holds", 1)[0]
     succeeded = outcomes.split("- **partly failed**", 1)[0]
     assert ACCEPTED_REJECTIONS and all(f"`{code}`" in succeeded for code in ACCEPTED_REJECTIONS)
+
+
+async def test_a_job_ended_while_its_run_is_being_claimed_leaves_the_run_running(
+    harness: Harness, db: Database
+) -> None:
+    """The queue's job for a run ends (procrastinate aborts jobs a stopping worker still
+    runs) while the engine's claim of the run is in flight: the claim commits, and the run
+    must still run here. It was left claimed and run by nobody."""
+    seed(db, learners=2)
+    post(db, None, [("a1", learner(i), 6.0) for i in range(2)])
+    run, _ = _request(db, harness, Trigger.MANUAL)
+    engine = harness.engine
+    claim, entered, release = engine._claim, threading.Event(), threading.Event()
+
+    def held_claim(run_id: str | None):  # type: ignore[no-untyped-def]
+        entered.set()
+        assert release.wait(DEADLINE)
+        return claim(run_id)
+
+    engine._claim = held_claim  # type: ignore[method-assign]
+    job = asyncio.create_task(engine.execute_run(run.id))
+    assert await asyncio.to_thread(entered.wait, DEADLINE)
+    job.cancel()  # the job ends, its claim still in the database's hands
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    finished = engine.run_finished(run.id)
+    release.set()
+    await asyncio.wait_for(finished, DEADLINE)
+    done = get_run(db.uow, T, run.id)
+    assert done.stage is RunStage.FINISHED and done.outcome is RunOutcome.SUCCEEDED, done

@@ -313,11 +313,18 @@ class Engine:
     async def execute_run(self, run_id: str) -> SyncRun | None:
         """Claim this run and run it to the end here; None when it is not startable (already
         taken, finished, or its scope is busy: then it stays queued for a later look)."""
-        run = await asyncio.to_thread(self._claim, run_id)
-        if run is None:
-            return None
-        task = asyncio.create_task(self._execute(run), name=f"run {run.id}")
-        self._runs[run.id] = task
+
+        async def claim_and_execute() -> SyncRun | None:
+            run = await asyncio.to_thread(self._claim, run_id)
+            if run is None:
+                self._runs.pop(run_id, None)
+                return None
+            return await self._execute(run)
+
+        # the claim is inside the shielded task: a job ended while its claim is in flight
+        # must not leave the run claimed and run by nobody
+        task = asyncio.create_task(claim_and_execute(), name=f"run {run_id}")
+        self._runs[run_id] = task
         # the job's end (a queue worker stopping) does not end the run: it stays in this
         # engine, which cancels it only when it stops itself
         return await asyncio.shield(task)
