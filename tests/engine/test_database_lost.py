@@ -5,9 +5,13 @@ from __future__ import annotations
 import sqlite3
 
 import psycopg
+import psycopg.errors
+import pytest
+from procrastinate import exceptions as pexc
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from gradesync.services.database_lost import database_lost
+from gradesync.adapters.queue.procrastinate_app import _WatchedConnector
+from gradesync.services.database_lost import connection_lost, database_lost
 
 
 def test_a_dropped_postgresql_connection_is_a_lost_database() -> None:
@@ -28,3 +32,33 @@ def test_other_database_errors_are_not() -> None:
     assert not database_lost(locked)
     assert not database_lost(IntegrityError("INSERT ...", {}, psycopg.IntegrityError("dup")))
     assert not database_lost(ValueError("bad input"))
+
+
+def test_only_a_connection_gone_is_a_lost_connection() -> None:
+    """The job queue's watch on its queries stops the queue and says "lost the database"
+    only for a connection gone: a deadlock or a timeout leaves the database answering."""
+    for gone in (
+        psycopg.OperationalError("server closed the connection unexpectedly"),
+        psycopg.errors.AdminShutdown(),  # the server restarting
+        psycopg.errors.ConnectionFailure(),
+        OperationalError("SELECT 1", {}, psycopg.OperationalError("connection refused")),
+    ):
+        assert connection_lost(gone), gone
+        assert database_lost(gone), gone
+    for answering in (
+        psycopg.errors.DeadlockDetected(),
+        psycopg.errors.SerializationFailure(),
+        psycopg.errors.LockNotAvailable(),
+        psycopg.errors.QueryCanceled(),
+    ):
+        assert not connection_lost(answering), answering
+        assert database_lost(answering), answering  # a run still resumes after one
+
+
+async def test_the_job_queue_hears_of_a_lost_connection_only() -> None:
+    heard: list[BaseException] = []
+    connector = _WatchedConnector(heard.append, conninfo="postgresql://nowhere/none")
+    for cause in (psycopg.errors.DeadlockDetected(), psycopg.errors.AdminShutdown()):
+        with pytest.raises(pexc.ConnectorException), connector._watching():
+            raise pexc.ConnectorException("query failed") from cause
+    assert [type(e.__cause__) for e in heard] == [psycopg.errors.AdminShutdown]

@@ -11,8 +11,11 @@ from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeout
 
 
 def database_lost(exc: BaseException) -> bool:
-    """True for a dropped or refused PostgreSQL connection; False for every other error
-    (SQLite's "database is locked" included: that one has its own wait)."""
+    """True for a dropped or refused PostgreSQL connection, and for the other errors
+    PostgreSQL reports as operational (a deadlock, a serialization conflict, a lock or
+    statement timeout): a run that meets one is interrupted and resumes, never failed for
+    it. False for every other error (SQLite's "database is locked" included: that one has
+    its own wait). `connection_lost` is the narrow question."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, DBAPIError) and (
@@ -46,5 +49,30 @@ def database_unavailable(exc: BaseException) -> bool:
             | sqlite3.InterfaceError,
         ):
             return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+# SQLSTATEs of a connection gone: class 08 (connection exception) and the server shutting
+# down or starting (57P01-57P03); a client-side failure to connect or a dropped socket has
+# none at all
+_SHUTDOWN = frozenset({"57P01", "57P02", "57P03"})
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True only when the connection itself was lost or refused (a restart, a failover, a
+    network cut, no connection to be had): not a deadlock, a conflict, a lock timeout or a
+    cancelled statement, which PostgreSQL also reports as operational errors but which leave
+    the database answering."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DBAPIError):
+            if seen.connection_invalidated:
+                return True
+            seen = seen.orig  # the driver's own error says which
+            continue
+        if isinstance(seen, psycopg.OperationalError):
+            state = seen.sqlstate
+            return state is None or state.startswith("08") or state in _SHUTDOWN
         seen = seen.__cause__ or seen.__context__
     return False

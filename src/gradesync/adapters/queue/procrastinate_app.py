@@ -39,7 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from gradesync.adapters.queue.inprocess import EmbeddedWorker
 from gradesync.adapters.queue.scheduler import build_schedule_service, register_periodic_tick
 from gradesync.domain.model import RunScope
-from gradesync.services.database_lost import database_lost
+from gradesync.services.database_lost import connection_lost
 from gradesync.services.schedules import ScheduleService
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class _WatchedConnector(procrastinate.PsycopgConnector):
         try:
             yield
         except pexc.ConnectorException as exc:
-            if database_lost(exc):
+            if connection_lost(exc):  # a deadlock or a timeout leaves the database there
                 self._on_lost(exc)
             raise
 
