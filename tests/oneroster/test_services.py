@@ -483,35 +483,45 @@ def test_mapping_one_student_recomputes_their_results_in_ticked_activities(
     assert waker.keys == 1
 
 
-def test_mapping_learners_to_other_students_reopens_what_the_sis_refused(
+def test_mapping_learners_to_other_students_sends_their_results_to_the_new_one(
     school: tuple[Database, ManualClock],
 ) -> None:
     """`map-students` again after a learner's SIS id was corrected: what the SIS refused for
-    the old student is sent again for the new one; a learner whose student did not change
-    keeps the SIS's refusal."""
+    the old student, and what it took for them (another student's record), goes to the new
+    one; a learner whose student did not change keeps the SIS's refusal and record."""
     db, clock = school
     sis.map_class(db.uow, tenant_id="t1", destination_id="sis", course_id="c1", class_id="cls-1")
-    sis.select_activities(db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"])
+    sis.select_activities(
+        db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1", "hw1"]
+    )
     sis.map_course_students(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
-    moved, stayed = LedgerKey("t1", "sis", "quiz1", "p1"), LedgerKey("t1", "sis", "quiz1", "p2")
+    refused = {p: LedgerKey("t1", "sis", "quiz1", p) for p in ("p1", "p2")}
+    took = {p: LedgerKey("t1", "sis", "hw1", p) for p in ("p1", "p2")}
     with db.uow() as uow:
-        for key in (moved, stayed):
-            refused = LedgerRow(
+        for key in refused.values():
+            row = LedgerRow(
                 key, DeliveryState.REJECTED, "h", {"score_given": 7.0}, tries=1,
                 reason_code="invalid_data", updated_at=clock.now(),
             )  # fmt: skip
-            uow.ledger.save(refused, "c1")
+            uow.ledger.save(row, "c1")
+        for key in took.values():
+            row = LedgerRow(
+                key, DeliveryState.DELIVERED, "h2", {"score_given": 4.0},
+                delivered_hash="h2", delivered_at=clock.now(), updated_at=clock.now(),
+            )  # fmt: skip
+            uow.ledger.save(row, "c1")
         p1 = uow.people.get("t1", "p1")
         assert p1 is not None and p1.sis_id
         uow.people.upsert(replace(p1, sis_id=p1.sis_id + "-corrected"))
         uow.commit()
     sis.map_course_students(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
     with db.uow() as uow:
-        again, kept = uow.ledger.get(moved), uow.ledger.get(stayed)
-    assert again is not None and (again.state, again.tries, again.reason_code) == (
-        DeliveryState.PENDING, 0, None,
-    )  # fmt: skip
-    assert kept is not None and kept.state is DeliveryState.REJECTED
+        rows = {k: uow.ledger.get(k) for k in (*refused.values(), *took.values())}
+    state = {k: (r.state, r.tries, r.reason_code, r.delivered_hash) for k, r in rows.items() if r}
+    assert state[refused["p1"]] == (DeliveryState.PENDING, 0, None, None)
+    assert state[took["p1"]] == (DeliveryState.PENDING, 0, None, None)  # sent to the new one
+    assert state[refused["p2"]][0] is DeliveryState.REJECTED
+    assert state[took["p2"]] == (DeliveryState.DELIVERED, 0, None, "h2")
 
 
 def _computed(db: Database, clock: ManualClock) -> tuple[set[tuple[str, ...]], int]:

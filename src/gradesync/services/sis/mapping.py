@@ -178,7 +178,7 @@ def map_student(
         keys = _person_ticked_keys(uow, tenant_id, destination_id, person_id)
         if keys:
             if any(own.remote_id != student_id for own in before):
-                _reopen_refused(uow, destination_id, keys)
+                _send_to_new_student(uow, destination_id, keys)
             uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
         uow.commit()
     if waker is not None and keys:
@@ -186,11 +186,13 @@ def map_student(
     return link
 
 
-def _reopen_refused(uow: UnitOfWork, destination_id: str, keys: list[DirtyKey]) -> None:
-    """A learner now linked to another SIS student: what the SIS refused, or kept failing,
-    for the student they were linked to is tried again at once for the new one. Their
-    desired results did not change, so a recompute alone would leave them refused. A
-    refusal of the column's own (COLUMN_RULES: not the student's) stays."""
+def _send_to_new_student(uow: UnitOfWork, destination_id: str, keys: list[DirtyKey]) -> None:
+    """A learner now linked to another SIS student: their results go to the new student at
+    once. What the SIS refused, or kept failing, for the old one is tried again; what it
+    took for the old one (another student's record) is sent again, the new student holding
+    none of it yet. Their desired results did not change, so a recompute alone would leave
+    every row as it was. A refusal of the column's own (COLUMN_RULES: not the student's)
+    stays. What the old student's record holds is left there: it may be a real student's."""
     by_course: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for tenant_id, course_id, activity_id, person_id in keys:
         by_course.setdefault((tenant_id, course_id), set()).add((activity_id, person_id))
@@ -207,14 +209,20 @@ def _reopen_refused(uow: UnitOfWork, destination_id: str, keys: list[DirtyKey]) 
                     next_attempt_at=None,
                     reason_code=None,
                     reason_text=None,
+                    delivered_hash=None,  # the new student's record holds nothing of ours
                 ),
                 course_id,
             )
             for pair, r in rows.items()
             if pair in pairs
-            and r.state in (DeliveryState.REJECTED, DeliveryState.RETRYING)
             and r.desired_hash is not None
-            and (r.reason_code or "") not in COLUMN_RULES
+            and (
+                r.state is DeliveryState.DELIVERED
+                or (
+                    r.state in (DeliveryState.REJECTED, DeliveryState.RETRYING)
+                    and (r.reason_code or "") not in COLUMN_RULES
+                )
+            )
         ]
     if reopened:
         uow.ledger.save_many(reopened)
@@ -317,7 +325,7 @@ def map_course_students(
             else []
         )
         if keys:
-            _reopen_refused(uow, destination_id, [k for k in keys if k[3] in moved])
+            _send_to_new_student(uow, destination_id, [k for k in keys if k[3] in moved])
             uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
         uow.commit()
     if waker is not None and keys:
