@@ -26,7 +26,7 @@ from gradesync.domain.model import (
     DestinationKind,
 )
 from gradesync.lti.claims import AGS_SCOPES
-from gradesync.services.outbound import OutboundGuard, remedy_for
+from gradesync.services.outbound import OutboundGuard, remedy_for, url_field_problem
 
 PERSON_ID_SOURCES = ("sub", "email", "lis_person_sourcedid")
 _URL_FIELDS = ("issuer", "auth_login_url", "auth_token_url", "key_set_url")
@@ -116,11 +116,10 @@ class PlatformSpec:
 def _url_problem(field: str, value: Any, guard: OutboundGuard | None) -> FieldProblem | None:
     if not isinstance(value, str) or not value.strip():
         return FieldProblem(field, "required", f"{field} is required: an absolute https URL.")
-    origin = origin_of(value.strip())
-    if origin is None:
-        return FieldProblem(
-            field, "url", f"{field} must be an absolute http(s) URL without credentials."
-        )
+    # the shape (and NUL, credentials) as every destination URL is checked
+    shape = url_field_problem(field, value.strip(), None)
+    if shape is not None:
+        return shape
     return _address_problem(field, value.strip(), guard)
 
 

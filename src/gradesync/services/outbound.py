@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from gradesync.domain.errors import FieldProblem
 from gradesync.services.destination import FailureClass, RemoteFailure
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -309,6 +310,48 @@ class OutboundGuard:
         except OutboundRefused as exc:
             return exc.why
         return None
+
+
+def url_field_problem(field: str, value: str, guard: OutboundGuard | None) -> FieldProblem | None:
+    """The one check of a URL an admin configures for a destination (a SIS's base and token
+    URLs, an LMS registration's URLs), from every entrypoint: no NUL character, an absolute
+    http(s) URL without credentials, and, with `guard`, a place gradesync may send requests
+    to. Credentials (`user:password@`) are refused because such a URL is stored and shown in
+    plain text to every reader; the message never repeats the value when it may hold them."""
+    if "\x00" in value:
+        return FieldProblem(
+            field, "nul_character", f"{field} must not contain a NUL character (\\u0000)."
+        )
+    try:
+        parts = urlsplit(value.strip())
+        _ = parts.port
+    except ValueError:
+        parts = None
+    credentials = parts is not None and "@" in parts.netloc
+    if (
+        parts is None
+        or parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or credentials
+    ):
+        shown = "" if "@" in value else f" (not {value!r})"
+        why = (
+            " A URL is stored and shown in plain text: credentials go in their own fields."
+            if credentials
+            else ""
+        )
+        return FieldProblem(
+            field,
+            "url",
+            f"{field} must be an absolute http(s) URL without credentials{shown}.{why}",
+        )
+    why_refused = guard.url_problem(value) if guard is not None else None
+    if why_refused is not None:
+        # the field is named beside the message wherever it is shown (field: message)
+        return FieldProblem(
+            field, "address", f"{value!r} is refused: {why_refused}. {remedy_for(why_refused)}"
+        )
+    return None
 
 
 class FixedResolver:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import (
@@ -19,7 +18,7 @@ from gradesync.domain.passback import (
     profile_from_config,
 )
 from gradesync.services.clock import Clock
-from gradesync.services.outbound import OutboundGuard, remedy_for
+from gradesync.services.outbound import OutboundGuard, url_field_problem
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.sis.common import (
     DEFAULT_SCOPES,
@@ -28,22 +27,6 @@ from gradesync.services.sis.common import (
     sis_destination,
     touch_items,
 )
-
-
-def _url_problem(name: str, value: str | None, guard: OutboundGuard | None) -> FieldProblem | None:
-    if value is None:
-        return None
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        parts = urlsplit("")
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        # the field is named beside the message wherever it is shown (its label, in a form)
-        return FieldProblem(name, "url", f"{value!r} is not an absolute http(s) URL.")
-    why = guard.url_problem(value) if guard is not None else None
-    if why is not None:
-        return FieldProblem(name, "address", f"{value!r} is refused: {why}. {remedy_for(why)}")
-    return None
 
 
 def add_connection(
@@ -112,12 +95,32 @@ def add_connection(
                 "name", "too_long", f"A name is at most {DESTINATION_NAME_MAX} characters."
             )
         )
+    texts = {
+        "name": name,
+        "base_url": base_url,
+        "token_url": token_url,
+        "client_id": client_id,
+        "client_secret": client_secret,
+        **{f"scopes[{i}]": s for i, s in enumerate(scopes or ())},
+        **{f"profile.{k}": v for k, v in (profile or {}).items() if isinstance(v, str)},
+    }
+    for key, value in texts.items():
+        if isinstance(value, str) and "\x00" in value:
+            # no database stores one alike, and a secret cut at it would silently break
+            problems.append(
+                FieldProblem(key, "nul_character", f"{key} must not contain a NUL character.")
+            )
     for key in ("base_url", "token_url"):
-        found = _url_problem(key, config.get(key), None if file_based else guard)
+        value = config.get(key)
+        if value is None or any(p.field == key for p in problems):
+            continue
+        if key == "base_url" and not str(value).strip():
+            continue  # blank: `required` below says it once (a file-based SIS needs none)
+        found = url_field_problem(key, str(value), None if file_based else guard)
         if found:
             problems.append(found)
     if not file_based:
-        if not config.get("base_url"):
+        if not str(config.get("base_url") or "").strip():
             problems.append(
                 FieldProblem("base_url", "required", "The SIS's OneRoster base URL is required.")
             )

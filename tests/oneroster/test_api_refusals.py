@@ -1,0 +1,73 @@
+"""Bad input to the SIS admin API: every problem named with its field and rule, at once, and
+nothing changed (docs/api.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from gradesync.sandbox.testing import RunningSandbox
+from tests.lti.test_units import GOOD
+from tests.support.api import ApiEnv, Caller
+
+from .conftest import CLIENT_ID, CLIENT_SECRET
+
+
+def _problems(r: httpx.Response) -> list[tuple[str, str]]:
+    assert r.status_code == 422, r.text
+    return [(p["field"], p["rule"]) for p in r.json()["detail"]]
+
+
+def _connected(api: ApiEnv, sis: RunningSandbox) -> Caller:
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    body = {"base_url": sis.base_url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    r = admin.put("/sis/connections/sis", json=body)
+    assert r.status_code == 200, r.text
+    return admin
+
+
+def _stored(api: ApiEnv) -> tuple[dict[str, Any], dict[str, Any]]:
+    with api.db.uow() as uow:
+        dest = uow.destinations.get("t1", "sis")
+    assert dest is not None
+    return dict(dest.config), dict(dest.secret)
+
+
+def test_a_url_with_credentials_or_a_nul_is_refused_and_not_echoed(
+    api: ApiEnv, sis: RunningSandbox
+) -> None:
+    """A token URL with `user:pw@` was stored in the plain config and shown to every reader;
+    a NUL in the client secret replaced the working one."""
+    admin = _connected(api, sis)
+    before = _stored(api)
+    for url in (
+        "https://user:pw@sis.example.org/t",
+        "http://user:pw@127.0.0.1:9/t",
+        "ftp://user:pw@sis.example.org/t",
+    ):
+        r = admin.put("/sis/connections/sis", json={"token_url": url})
+        assert _problems(r) == [("token_url", "url")], url
+        assert "pw" not in r.text, url
+        r = admin.put("/sis/connections/sis", json={"base_url": url})
+        assert _problems(r) == [("base_url", "url")], url
+        assert "pw" not in r.text, url
+    nul = {"client_secret": "a\u0000b", "client_id": "x\u0000"}
+    r = admin.put("/sis/connections/sis", json=nul)
+    assert _problems(r) == [("client_id", "nul_character"), ("client_secret", "nul_character")]
+    # a blank base URL is one problem, not two
+    assert _problems(admin.put("/sis/connections/sis", json={"base_url": ""})) == [
+        ("base_url", "required")
+    ]
+    assert _stored(api) == before
+    assert "pw" not in admin.get("/destinations/sis").text
+
+
+def test_an_lms_registration_url_is_checked_alike(api: ApiEnv) -> None:
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    body = {**GOOD, "auth_token_url": "https://lms.example.edu/tok\u0000en"}
+    assert _problems(admin.post("/platforms", json=body)) == [("auth_token_url", "nul_character")]
+    body = {**GOOD, "key_set_url": "https://user:pw@lms.example.edu/jwks"}
+    r = admin.post("/platforms", json=body)
+    assert _problems(r) == [("key_set_url", "url")] and "pw" not in r.text
+    assert admin.get("/platforms").json() == []
