@@ -71,3 +71,60 @@ def test_an_lms_registration_url_is_checked_alike(api: ApiEnv) -> None:
     r = admin.post("/platforms", json=body)
     assert _problems(r) == [("key_set_url", "url")] and "pw" not in r.text
     assert admin.get("/platforms").json() == []
+
+
+ROSTER: dict[str, Any] = {
+    "courses": [{"id": "c1", "title": "Algebra"}],
+    "activities": [
+        {
+            "id": "q1",
+            "course_id": "c1",
+            "title": "Quiz 1",
+            "points_possible": 10,
+            "due_at": "2025-03-14T23:59:00Z",
+            "category": "Quizzes",
+        }
+    ],
+    "people": [{"id": "p1", "name": "Ada", "sis_id": "stu-1"}],
+    "enrollments": [{"course_id": "c1", "person_id": "p1"}],
+}
+
+
+def _files(api: ApiEnv) -> Caller:
+    """A file-based SIS with course c1 mapped to its class."""
+    admin = Caller(api.client, api.tenant("t1", "admin", "ingest"))
+    assert admin.post("/ingest", json=ROSTER).status_code == 202
+    assert admin.put("/sis/connections/sis", json={"file_based": True}).status_code == 200
+    r = admin.put("/sis/connections/sis/classes/c1", json={"class_id": "cls-1", "school_id": "s"})
+    assert r.status_code == 200, r.text
+    return admin
+
+
+def test_unknown_blank_and_repeated_activity_ids_are_each_named(api: ApiEnv) -> None:
+    """They answered a bare `404 activity not found`: no field, one problem, the blank and
+    the repeated id called "not found"."""
+    admin = _files(api)
+    for selected in (True, False):
+        body = {"activity_ids": ["q1", "zzz", "yyy"], "selected": selected}
+        r = admin.put("/sis/connections/sis/selection", json=body)
+        assert _problems(r) == [
+            ("activity_ids[1]", "unknown_activity"),
+            ("activity_ids[2]", "unknown_activity"),
+        ]
+        assert "'zzz'" in r.text and "'yyy'" in r.text
+        body = {"activity_ids": ["q1", "q1", " "], "selected": selected}
+        r = admin.put("/sis/connections/sis/selection", json=body)
+        assert _problems(r) == [("activity_ids[1]", "unique"), ("activity_ids[2]", "required")]
+    r = admin.post("/sis/connections/sis/courses/c1/post", json={"activity_ids": ["q1", "zzz"]})
+    assert _problems(r) == [("activity_ids[1]", "unknown_activity")]
+    with api.db.uow() as uow:
+        assert uow.links.items("t1", "sis", ["q1"]) == {}
+        assert uow.runs.history("t1") == []
+
+
+def test_aligning_for_a_course_the_tenant_does_not_have_is_unknown_course(api: ApiEnv) -> None:
+    admin = _files(api)
+    r = admin.put(
+        "/sis/connections/sis/alignments/Quizzes", json={"category_id": "cat", "course_id": "nope"}
+    )
+    assert _problems(r) == [("course_id", "unknown_course")]

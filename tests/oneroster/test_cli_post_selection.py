@@ -149,3 +149,20 @@ def test_a_post_with_nothing_to_post_is_refused_as_bad_input(
     assert "--activity: No selected activity can be posted" in r.stderr
     with cli_db.uow() as uow:
         assert uow.runs.history("t1") == []
+
+
+def test_select_names_each_unknown_or_repeated_activity(gradesync: Run, cli_db: Database) -> None:
+    """`sis select sis quiz1 nope` said `error: activity 'nope' not found`: no field, no rule,
+    one problem at a time."""
+    seed_school(cli_db, ManualClock(NOW))
+    gradesync("sis", "add", "sis", *T, "--file-based")
+    gradesync("sis", "map-class", "sis", "c1", "cls-1", *T, "--school", "sch-1")
+    r = gradesync("sis", "select", "sis", "quiz1", "nope", "gone", *T, ok=False)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "error: ACTIVITY_IDS: No activity 'nope'. [unknown_activity]" in r.stderr
+    assert "error: ACTIVITY_IDS: No activity 'gone'. [unknown_activity]" in r.stderr
+    r = gradesync("sis", "select", "sis", "quiz1", "quiz1", "nope", *T, ok=False)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "[unique]" in r.stderr and "[unknown_activity]" in r.stderr
+    with cli_db.uow() as uow:
+        assert uow.links.items("t1", "sis", ["quiz1"]) == {}

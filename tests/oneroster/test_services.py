@@ -175,8 +175,11 @@ def test_selecting_refuses_invalid_activities_and_changes_nothing(
         and again.data["sync_to_sis"] is False
         and again.remote_id == item.remote_id
     )
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidInput) as info:
         sis.select_activities(db.uow, tenant_id="t1", destination_id="sis", activity_ids=["ghost"])
+    assert [(p.field, p.rule) for p in info.value.problems] == [
+        ("activity_ids[0]", "unknown_activity")
+    ]
 
 
 def test_selecting_reopens_rows_refused_for_a_column_reason(
@@ -319,7 +322,7 @@ def test_several_alignments_are_one_change_refused_whole_with_every_problem(
         )
     assert [(p.field, p.rule) for p in info.value.problems] == [
         ("category_id", "required"),
-        ("course_id", "class_not_mapped"),
+        ("course_id", "unknown_course"),
     ]
     with db.uow() as uow:  # nothing changed: Quizzes kept, Homework not aligned
         dest = uow.destinations.get("t1", "sis")

@@ -188,7 +188,10 @@ def as_options(problems: list[FieldProblem], options: Mapping[str, str]) -> list
 def _only_missing(problems: list[FieldProblem], named: Collection[str]) -> bool:
     """Whether every problem is an unknown course, person, ... given in one of the fields
     `named` (a thing the command names by its id, as a tenant or a destination)."""
-    return all(p.rule.startswith("unknown_") and p.field in named for p in problems)
+    return all(
+        p.rule.startswith("unknown_") and re.sub(r"\[\d+\]$", "", p.field) in named
+        for p in problems
+    )
 
 
 def error_of(

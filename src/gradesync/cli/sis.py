@@ -452,7 +452,9 @@ def select(
                 hold=hold,
                 waker=rt.waker or rt.remote_waker(),
             )
-        )
+        ),
+        {"activity_ids": "ACTIVITY_IDS", "destination_id": "DESTINATION_ID"},
+        named={"activity_ids"},
     )
     _print_checks(checks, as_json)
     if hold and not clear and not as_json:
@@ -497,7 +499,7 @@ def validate(
 
         return asyncio.run(ask())
 
-    checks = _run(go)
+    checks = _run(go, {"activity_ids": "ACTIVITY_IDS", "course_id": "--course"}, {"activity_ids"})
     _print_checks(checks, as_json)
     if any(c.selected and not c.ok for c in checks):
         raise typer.Exit(EXIT_FAILED)
@@ -536,7 +538,7 @@ def post(
             )
         return result, result.run, post_out(rt, tenant, result)
 
-    result, run, out = _run(go, {"activity_ids": "--activity"})
+    result, run, out = _run(go, {"activity_ids": "--activity"}, {"activity_ids"})
     if as_json:
         print_json(out)  # as POST .../post (`joined` is in the run)
         return

@@ -400,7 +400,10 @@ def align_categories(
     with uow_factory() as uow:
         dest = problems.check(lambda: sis_destination(uow, tenant_id, destination_id))
         link = uow.links.course(tenant_id, destination_id, course_id) if course_id else None
-        if course_id is not None and link is None:
+        if course_id is not None and uow.courses.get(tenant_id, course_id) is None:
+            # a typo, not a course waiting for its class
+            problems.add("course_id", "unknown_course", f"No course {course_id!r}.")
+        elif course_id is not None and link is None:
             problems.add("course_id", "class_not_mapped", "Map the course to a SIS class first.")
         problems.raise_any()
         assert dest is not None  # else refused above

@@ -122,12 +122,29 @@ def check_activity(
     return ActivityCheck(activity.id, activity.title, selected, problems)
 
 
-def activities_of(uow: UnitOfWork, tenant_id: str, ids: Iterable[str]) -> list[Activity]:
-    ids = list(dict.fromkeys(ids))
-    found = uow.activities.get_many(tenant_id, ids)
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise NotFound("activity", ", ".join(missing))
+def activities_of(
+    uow: UnitOfWork, tenant_id: str, ids: Iterable[str], field: str = "activity_ids"
+) -> list[Activity]:
+    """The activities a request names in its list `field`; InvalidInput naming every bad
+    entry at once, located by its index: a blank id (`required`), one listed twice
+    (`unique`), one the tenant does not have (`unknown_activity`)."""
+    ids = list(ids)
+    found = uow.activities.get_many(tenant_id, [i for i in ids if i.strip()])
+    problems: list[FieldProblem] = []
+    first: dict[str, int] = {}
+    for n, i in enumerate(ids):
+        at = f"{field}[{n}]"
+        if not i.strip():
+            problems.append(FieldProblem(at, "required", "An activity id is required (blank)."))
+        elif i in first:
+            problems.append(
+                FieldProblem(at, "unique", f"{i!r} is listed already at {field}[{first[i]}].")
+            )
+        elif i not in found:
+            problems.append(FieldProblem(at, "unknown_activity", f"No activity {i!r}."))
+        first.setdefault(i, n)
+    if problems:
+        raise InvalidInput(problems)
     return [found[i] for i in ids]
 
 
