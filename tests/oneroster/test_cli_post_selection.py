@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gradesync.adapters.db.database import Database
@@ -166,3 +166,62 @@ def test_select_names_each_unknown_or_repeated_activity(gradesync: Run, cli_db: 
     assert "[unique]" in r.stderr and "[unknown_activity]" in r.stderr
     with cli_db.uow() as uow:
         assert uow.links.items("t1", "sis", ["quiz1"]) == {}
+
+
+def test_holding_grades_already_there_says_waiting_for_post_and_doctor_spares_them(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox, tmp_path: Path
+) -> None:
+    """After `sis select --hold`, grades computed before kept `not_selected_for_sis` ("Tick
+    'Sync to SIS'"), though the activity was ticked; and `doctor` for a held grade (left out
+    on purpose) failed the delivery check and exited 1."""
+    seed_school(cli_db, ManualClock(NOW))
+    gradesync(
+        "sis", "add", "sis", *T, "--base-url", sis.base_url, "--client-id", CLIENT_ID,
+        "--client-secret", CLIENT_SECRET, "--category-match", "name",
+    )  # fmt: skip
+    gradesync(
+        "sis", "map-class", "sis", "c1", "cls-1", *T,
+        "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
+    )  # fmt: skip
+    gradesync("sis", "map-students", "sis", "c1", *T)
+    settings = Settings(
+        database_url=cli_db.url,
+        secret_key=TEST_SECRET,
+        data_dir=tmp_path / "worker",
+        worker_poll_seconds=0.2,
+    )
+
+    async def work(steps: Callable[[Runtime], Awaitable[None]]) -> None:
+        runtime = Runtime(settings=settings, db=cli_db)
+        await runtime.start_worker()
+        try:
+            await steps(runtime)
+        finally:
+            await runtime.stop_worker()
+
+    async def computed(runtime: Runtime) -> None:
+        post_attempts(cli_db.uow, runtime.waker, "t1", [("hw1", "p1", 4.0)])
+        await wait_for_async(
+            lambda: (
+                _rows(cli_db, "hw1").get("p1") == (DeliveryState.SKIPPED, "not_selected_for_sis")
+            ),
+            "hw1 left out, not ticked",
+            blocking=True,
+        )
+
+    asyncio.run(work(computed))
+    gradesync("sis", "select", "sis", "hw1", *T, "--hold")
+
+    async def held(runtime: Runtime) -> None:
+        await wait_for_async(
+            lambda: _rows(cli_db, "hw1").get("p1") == (DeliveryState.SKIPPED, "waiting_for_post"),
+            "the grade already there held for Post grades",
+            blocking=True,
+        )
+
+    asyncio.run(work(held))
+    assert "Homework 1" not in _line_items(sis).values()
+    doctor = gradesync("doctor", *T, "-l", "p1", "-a", "hw1", "-d", "sis")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "excluded on purpose" in doctor.stdout
+    assert "Post its grades" in doctor.stdout and "Tick 'Sync to SIS'" not in doctor.stdout

@@ -25,7 +25,6 @@ from __future__ import annotations
 from gradesync.domain.course_connection import sis_class_remedy
 from gradesync.domain.diagnosis.activity import (
     BENIGN_SKIPS,
-    BY_DESIGN,
     ActivityDestinationFacts,
     ActivityFacts,
     KeyState,
@@ -35,6 +34,7 @@ from gradesync.domain.diagnosis.activity import (
 from gradesync.domain.diagnosis.checks import (
     AGS_LINEITEM,
     AGS_SCORE,
+    BY_DESIGN,
     LTI_KINDS,
     REMOTE_CAUSES,
     Check,

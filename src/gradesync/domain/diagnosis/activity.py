@@ -9,6 +9,8 @@ from datetime import datetime
 
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.diagnosis.checks import (
+    BY_DESIGN,
+    TO_INCLUDE,
     Check,
     CheckCode,
     DestinationFacts,
@@ -30,7 +32,6 @@ from gradesync.domain.model import (
     Destination,
     ItemLink,
 )
-from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import (
     ResolvedPolicy,
 )
@@ -103,32 +104,10 @@ BENIGN_SKIPS = {
     ReasonCode.LEFT_COURSE.value,
 }
 
-# Skips by design: a person unticked a box to leave these results out (the course's or the
-# activity's sync, the activity's 'Sync to SIS', or held it for Post grades). Practice items and
-# items under the minimum points are not here: course triage still names them, since "the link
-# was not set to Graded" is a common mistake.
-BY_DESIGN = frozenset(
-    {
-        ReasonCode.COURSE_SYNC_DISABLED.value,
-        ReasonCode.SYNC_DISABLED.value,
-        PassbackRule.NOT_SELECTED.value,
-        PassbackRule.NOT_POSTED.value,
-    }
-)
-
 
 def left_out_by_design(r: KeyState) -> bool:
     """A result a person left out on purpose: said apart, never a problem."""
     return r.state is DeliveryState.SKIPPED and r.reason_code in BY_DESIGN
-
-
-# How to include what BY_DESIGN left out (the CLI prints it after "to include it:")
-_TO_INCLUDE = {
-    ReasonCode.COURSE_SYNC_DISABLED.value: "Turn grade sync on for the course.",
-    ReasonCode.SYNC_DISABLED.value: "Tick the activity's sync box.",
-    PassbackRule.NOT_SELECTED.value: "Tick 'Sync to SIS' for the activity.",
-    PassbackRule.NOT_POSTED.value: "Post its grades (Post grades, or `gradesync sis post`).",
-}
 
 
 def diagnose_activity(facts: ActivityFacts) -> Diagnosis:
@@ -160,7 +139,7 @@ def diagnose_activity(facts: ActivityFacts) -> Diagnosis:
                     f"Learners' grades delivered to {d.name!r}",
                     False,
                     f"{facts.learners} learner(s); ledger: {text}. Left out on purpose: {why}",
-                    _TO_INCLUDE.get(str(left_out[0].reason_code)),
+                    TO_INCLUDE.get(str(left_out[0].reason_code)),
                     d.id,
                     excluded=True,
                 )

@@ -25,14 +25,36 @@ from gradesync.domain.model import (
     PersonLink,
 )
 from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import (
     ResolvedPolicy,
 )
-from gradesync.domain.reasons import Reason
+from gradesync.domain.reasons import Reason, ReasonCode
 
 LTI_KINDS = (DestinationKind.LTI13_AGS, DestinationKind.LTI11_OUTCOMES)
 AGS_SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
 AGS_LINEITEM = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem"
+
+# Skips by design: a person unticked a box to leave these results out (the course's or the
+# activity's sync, the activity's 'Sync to SIS', or held it for Post grades). Practice items and
+# items under the minimum points are not here: course triage still names them, since "the link
+# was not set to Graded" is a common mistake.
+BY_DESIGN = frozenset(
+    {
+        ReasonCode.COURSE_SYNC_DISABLED.value,
+        ReasonCode.SYNC_DISABLED.value,
+        PassbackRule.NOT_SELECTED.value,
+        PassbackRule.NOT_POSTED.value,
+    }
+)
+
+# How to include what BY_DESIGN left out (the CLI prints it after "to include it:")
+TO_INCLUDE = {
+    ReasonCode.COURSE_SYNC_DISABLED.value: "Turn grade sync on for the course.",
+    ReasonCode.SYNC_DISABLED.value: "Tick the activity's sync box.",
+    PassbackRule.NOT_SELECTED.value: "Tick 'Sync to SIS' for the activity.",
+    PassbackRule.NOT_POSTED.value: "Post its grades (Post grades, or `gradesync sis post`).",
+}
 
 
 class CheckCode(StrEnum):
@@ -97,7 +119,9 @@ class Diagnosis:
 
     @property
     def ok(self) -> bool:
-        return all(c.passed for c in self.checks)
+        """Nothing is broken: every check passed, or was left out on purpose (`excluded`),
+        which `doctor` does not count as a failure (docs/troubleshooting.md)."""
+        return all(c.passed or c.excluded for c in self.checks)
 
     @property
     def failed(self) -> tuple[Check, ...]:

@@ -13,8 +13,10 @@ from gradesync.domain.course_connection import not_connected
 from gradesync.domain.diagnosis.checks import (
     AGS_LINEITEM,
     AGS_SCORE,
+    BY_DESIGN,
     LTI_KINDS,
     REMOTE_CAUSES,
+    TO_INCLUDE,
     Check,
     CheckCode,
     DestinationFacts,
@@ -399,6 +401,18 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             d.id,
         )
     # SKIPPED
+    if row.reason_code in BY_DESIGN:
+        # left out on purpose (not ticked for the SIS, held for Post grades): said with how
+        # to include it, never a failure
+        return Check(
+            CheckCode.DELIVERY,
+            name,
+            False,
+            f"Left out on purpose ({row.reason_code}): {row.reason_text or ''}",
+            TO_INCLUDE.get(row.reason_code or ""),
+            d.id,
+            excluded=True,
+        )
     return Check(
         CheckCode.DELIVERY,
         name,

@@ -328,6 +328,18 @@ def select_activities(
                 resend += release_keys(
                     uow, tenant_id, destination_id, activity.course_id, activity.id
                 )
+            elif selected:
+                # held: the grades already skipped as not selected are worked out again, and
+                # wait `waiting_for_post` like those that come later
+                rows = uow.ledger.get_many(
+                    tenant_id, destination_id, activity.course_id, [activity.id]
+                )
+                resend += [
+                    (tenant_id, activity.course_id, activity.id, person)
+                    for (_, person), r in sorted(rows.items())
+                    if r.state is DeliveryState.SKIPPED
+                    and r.reason_code == PassbackRule.NOT_SELECTED.value
+                ]
         if resend:
             uow.dirty.mark_many(resend, now, destination_id=destination_id)
         uow.commit()
