@@ -85,8 +85,11 @@ ROSTER: dict[str, Any] = {
             "category": "Quizzes",
         }
     ],
-    "people": [{"id": "p1", "name": "Ada", "sis_id": "stu-1"}],
-    "enrollments": [{"course_id": "c1", "person_id": "p1"}],
+    "people": [{"id": "p1", "name": "Ada", "sis_id": "stu-1"}, {"id": "p2", "name": "Bo"}],
+    "enrollments": [
+        {"course_id": "c1", "person_id": "p1"},
+        {"course_id": "c1", "person_id": "p2", "section_id": "sec-b"},
+    ],
 }
 
 
@@ -128,3 +131,17 @@ def test_aligning_for_a_course_the_tenant_does_not_have_is_unknown_course(api: A
         "/sis/connections/sis/alignments/Quizzes", json={"category_id": "cat", "course_id": "nope"}
     )
     assert _problems(r) == [("course_id", "unknown_course")]
+
+
+def test_a_section_the_course_does_not_have_is_refused(api: ApiEnv) -> None:
+    """`PUT .../classes/c1` with an unknown `section_id` was stored on the course's link."""
+    admin = _files(api)
+    body = {"class_id": "cls-2", "section_id": "nosec"}
+    r = admin.put("/sis/connections/sis/classes/c1", json=body)
+    assert _problems(r) == [("section_id", "unknown_section")]
+    assert "'sec-b'" in r.text
+    with api.db.uow() as uow:
+        link = uow.links.course("t1", "sis", "c1")
+    assert link is not None and "sections" not in link.data
+    body = {"class_id": "cls-2", "section_id": "sec-b"}
+    assert admin.put("/sis/connections/sis/classes/c1", json=body).status_code == 200

@@ -80,6 +80,21 @@ def map_class(
                     "course_first",
                     "Map the course to its SIS class before its sections.",
                 )
+            known = sorted(
+                {
+                    e.section_id
+                    for e in uow.enrollments.for_course(tenant_id, course_id)
+                    if e.section_id
+                }
+            )
+            if section_id not in known:
+                listed = ", ".join(repr(x) for x in known) or "none (no enrollment names one)"
+                raise InvalidInput.one(
+                    "section_id",
+                    "unknown_section",
+                    f"The course {course_id!r} has no section {section_id!r}; its sections "
+                    f"(from its enrollments): {listed}.",
+                )
             sections = {**(link.data.get("sections") or {}), section_id: class_id}
             link = replace(link, data={**link.data, "sections": sections})
         else:
