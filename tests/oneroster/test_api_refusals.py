@@ -145,3 +145,12 @@ def test_a_section_the_course_does_not_have_is_refused(api: ApiEnv) -> None:
     assert link is not None and "sections" not in link.data
     body = {"class_id": "cls-2", "section_id": "sec-b"}
     assert admin.put("/sis/connections/sis/classes/c1", json=body).status_code == 200
+
+
+def test_an_export_names_each_unknown_or_blank_course_at_its_place(api: ApiEnv) -> None:
+    """`"course_ids": ["nope", ""]` named `course_ids` without the index and called the blank
+    id `unknown_course` ("No course ''.")."""
+    admin = _files(api)
+    r = admin.post("/sis/connections/sis/exports", json={"course_ids": ["nope", ""]})
+    assert _problems(r) == [("course_ids[0]", "unknown_course"), ("course_ids[1]", "required")]
+    assert admin.get("/runs").json() == []

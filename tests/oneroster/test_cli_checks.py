@@ -264,6 +264,9 @@ def test_problems_are_named_by_the_options_typed(
     )
     out = str(tmp_path)
     assert "error: --since: " in refused("export-csv", "files", "--out", out, "--since", "then")
+    # a moment without its zone is refused as the API refuses it, not read as UTC
+    no_zone = refused("export-csv", "files", "--out", out, "--delta", "--since", "2026-11-01")
+    assert "error: --since: " in no_zone and "[timezone_required]" in no_zone, no_zone
     _add(gradesync, sis, "--client-secret", CLIENT_SECRET, "--no-check")
     assert "error: DESTINATION_ID: " in refused("export-csv", "sis", "--out", out)
     # a course the tenant does not have is not found, named by --course; one not mapped is

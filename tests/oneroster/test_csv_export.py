@@ -353,9 +353,13 @@ async def test_only_a_file_based_connection_exports(school: School) -> None:
         )
     assert [(p.field, p.rule) for p in info.value.problems] == [("destination_id", "file_based")]
     with pytest.raises(InvalidInput) as info:
-        await school.export(course_ids=["nope"])
-    # a course the tenant does not have is unknown, not merely unmapped
-    assert [(p.field, p.rule) for p in info.value.problems] == [("course_ids", "unknown_course")]
+        await school.export(course_ids=["nope", " "])
+    # a course the tenant does not have is unknown, not merely unmapped; a blank id is
+    # required; each named at its place
+    assert [(p.field, p.rule) for p in info.value.problems] == [
+        ("course_ids[0]", "unknown_course"),
+        ("course_ids[1]", "required"),
+    ]
     assert school.runs == []  # nothing was run for a refused request
 
 

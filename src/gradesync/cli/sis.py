@@ -26,7 +26,6 @@ from gradesync.cli._common import (
     problem,
     runtime,
 )
-from gradesync.domain.canonical import parse_iso
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import DestinationKind, SyncRun
 from gradesync.services import sis as service
@@ -578,7 +577,9 @@ def export_csv(
         moment: datetime | None = None
         if since:
             try:
-                moment = parse_iso(since)
+                # no zone is refused by the use case (timezone_required), as the API refuses
+                # it: which zone was meant cannot be guessed
+                moment = datetime.fromisoformat(since)
             except ValueError:
                 raise InvalidInput.one("since", "datetime", "since must be ISO 8601.") from None
         export = asyncio.run(

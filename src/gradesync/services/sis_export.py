@@ -103,17 +103,17 @@ def _scope(
             )
         links = uow.links.courses_for_destination(tenant_id, destination_id)
         if course_ids:
-            # a course the tenant does not have is unknown, not merely unmapped
-            missing = [
-                c for c in dict.fromkeys(course_ids) if uow.courses.get(tenant_id, c) is None
+            # a course the tenant does not have is unknown, not merely unmapped; each named
+            # at its place in the list
+            problems = [
+                FieldProblem(f"course_ids[{n}]", "required", "A course id is required (blank).")
+                if not c.strip()
+                else FieldProblem(f"course_ids[{n}]", "unknown_course", f"No course {c!r}.")
+                for n, c in enumerate(course_ids)
+                if not c.strip() or uow.courses.get(tenant_id, c) is None
             ]
-            if missing:
-                raise InvalidInput(
-                    [
-                        FieldProblem("course_ids", "unknown_course", f"No course {c!r}.")
-                        for c in missing
-                    ]
-                )
+            if problems:
+                raise InvalidInput(problems)
             unknown = sorted(set(course_ids) - {link.course_id for link in links})
             if unknown:
                 raise InvalidInput.one(
