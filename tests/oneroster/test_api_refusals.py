@@ -154,3 +154,12 @@ def test_an_export_names_each_unknown_or_blank_course_at_its_place(api: ApiEnv) 
     r = admin.post("/sis/connections/sis/exports", json={"course_ids": ["nope", ""]})
     assert _problems(r) == [("course_ids[0]", "unknown_course"), ("course_ids[1]", "required")]
     assert admin.get("/runs").json() == []
+
+
+def test_an_allowed_host_with_credentials_is_not_repeated(api: ApiEnv) -> None:
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    body = {**GOOD, "allowed_hosts": ["https://user:pw@school.instructure.com", "bad host"]}
+    r = admin.post("/platforms", json=body)
+    assert _problems(r) == [("allowed_hosts", "host")]
+    assert "pw" not in r.text and "bad host" in r.text
+    assert admin.get("/platforms").json() == []

@@ -213,13 +213,15 @@ def validate_platform(data: Mapping[str, Any], guard: OutboundGuard | None = Non
         )
     hosts = _strings(data, "allowed_hosts", problems)
     bad_hosts = [h for h in hosts if parse_allowed_host(h) is None]
+    # an entry with `user:password@` is not repeated: the refusal is shown and logged
+    shown = [h if "@" not in h else "(an entry with credentials)" for h in bad_hosts]
     if bad_hosts:
         problems.append(
             FieldProblem(
                 "allowed_hosts",
                 "host",
                 "allowed_hosts entries are host names (school.instructure.com) or origins "
-                f"(https://host:port); not: {', '.join(bad_hosts)}.",
+                f"(https://host:port), without credentials; not: {', '.join(shown)}.",
             )
         )
     for host in hosts if not bad_hosts else ():
