@@ -252,6 +252,37 @@ async def test_our_own_sourced_id_is_found_not_recreated(
     assert len(sis_items(sis)) == 1
 
 
+async def test_another_courses_line_item_in_the_same_class_is_not_adopted(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    # two schools' tenants map their courses to one district class, with the same activity
+    # id, title and due date: each gets its own line item, and neither overwrites the other
+    first = await client(sis, context).ensure_column(course_link(), column(), selected())
+    other = replace(sis_destination(sis.base_url), tenant_id="t2")
+    second_client = build(other, context)
+    theirs = await second_client.ensure_column(
+        replace(course_link(), tenant_id="t2", course_id="c9"),
+        column(),
+        replace(selected(), tenant_id="t2"),
+    )
+    assert theirs.remote_id != first.remote_id
+    assert theirs.data["matched"] == {"cls-1": "created"}
+    assert sorted(i["sourcedId"] for i in sis_items(sis)) == sorted(
+        [first.remote_id, theirs.remote_id]
+    )
+    for tenant, link, score in (("t1", first, 10.0), ("t2", theirs, 8.0)):
+        target = ResultTarget(
+            replace(course_link(), tenant_id=tenant),
+            link,
+            PersonLink(tenant, "sis", "p1", "stu-1"),
+        )
+        await (second_client if tenant == "t2" else client(sis, context)).put_result(
+            target, desired(score), WHEN
+        )
+    scores = {r["lineItem"]["sourcedId"]: r["score"] for r in sis_results(sis)}
+    assert scores == {first.remote_id: 10.0, theirs.remote_id: 8.0}
+
+
 async def test_details_are_updated_only_when_they_change_or_on_remaster(
     sis: RunningSandbox, context: DestinationContext
 ) -> None:

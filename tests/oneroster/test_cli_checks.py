@@ -8,7 +8,7 @@ import socket
 from dataclasses import replace
 
 from gradesync.adapters.db.database import Database
-from gradesync.domain.model import DestinationKind
+from gradesync.domain.model import Course, DestinationKind
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.testing import ManualClock
 from tests.support.cli import Run
@@ -275,3 +275,24 @@ def test_problems_are_named_by_the_options_typed(
         "export-csv", "files", "--out", out, "--course", "nope", code=3
     )
     assert "[class_not_mapped]" in refused("export-csv", "files", "--out", out, "--course", "c1")
+
+
+def test_map_class_says_which_other_course_passes_back_to_the_class(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox
+) -> None:
+    seed_school(cli_db, ManualClock(NOW))
+    with cli_db.uow() as uow:
+        uow.courses.upsert(Course("t1", "c2", "Algebra, evening"))
+        uow.commit()
+    _add(gradesync, sis, "--client-secret", CLIENT_SECRET)
+    first = gradesync("sis", "map-class", "sis", "c1", "cls-1", *T, "--school", "sch-1")
+    assert "warning" not in first.stderr
+    second = gradesync(
+        "sis", "map-class", "sis", "c2", "cls-1", *T, "--school", "sch-1", "--json"
+    )  # fmt: skip
+    # mapped all the same (a class may be taught as several courses), with a word on stderr
+    assert json.loads(second.stdout)["class_id"] == "cls-1"
+    assert "warning:" in second.stderr and "'c1'" in second.stderr
+    with cli_db.uow() as uow:
+        link = uow.links.course("t1", "sis", "c2")
+    assert link is not None and link.remote_id == "cls-1"

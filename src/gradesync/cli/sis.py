@@ -18,6 +18,7 @@ from gradesync.cli._common import (
     TENANT,
     bad_input,
     console,
+    err,
     fail,
     guarded,
     id_table,
@@ -213,10 +214,11 @@ def map_class(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Map a course (or one of its sections) to a SIS class."""
+    from gradesync.services.sis.shared_class import courses_sharing_class, shared_class_warning
     from gradesync.web.api.sis import class_out
 
     def go(rt: Runtime) -> Any:
-        return asyncio.run(
+        link = asyncio.run(
             rt.map_sis_class(
                 tenant,
                 destination_id,
@@ -229,8 +231,12 @@ def map_class(
                 waker=rt.waker or rt.remote_waker(),
             )
         )
+        sharing = courses_sharing_class(rt.uow, tenant, destination_id, course_id, class_id)
+        return link, shared_class_warning(class_id, sharing)
 
-    link = _run(go, MAP_CLASS_OPTIONS)
+    link, warning = _run(go, MAP_CLASS_OPTIONS)
+    if warning:  # on stderr: stdout holds the result only
+        err.print(f"warning: {escape(warning)}")
     if as_json:
         print_json(class_out(link))  # as PUT .../classes/{course_id}
         return

@@ -19,6 +19,7 @@ from gradesync.domain.model import Activity, NameRule, ScoreForm
 from gradesync.domain.policy import DesiredResult
 
 __all__ = [
+    "LINE_ITEM_PREFIX",
     "CategoryMatch",
     "PassbackRule",
     "SisProfile",
@@ -318,10 +319,15 @@ def _sid(prefix: str, *parts: str) -> str:
     return f"{prefix}-{hashlib.sha256(raw).hexdigest()[:32]}"
 
 
+LINE_ITEM_PREFIX = "gs-li"
+
+
 def line_item_sourced_id(
     tenant_id: str, destination_id: str, activity_id: str, class_id: str
 ) -> str:
-    return _sid("gs-li", tenant_id, destination_id, activity_id, class_id)
+    # Per tenant, connection, activity and class: an activity id names one course of one
+    # tenant, so two courses never share one (docs/oneroster.md, "Several courses, one class").
+    return _sid(LINE_ITEM_PREFIX, tenant_id, destination_id, activity_id, class_id)
 
 
 def result_sourced_id(line_item_id: str, student_id: str) -> str:

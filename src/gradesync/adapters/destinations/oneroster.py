@@ -58,6 +58,7 @@ from gradesync.domain.diagnosis.checks import plural
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
 from gradesync.domain.passback import (
+    LINE_ITEM_PREFIX,
     CategoryMatch,
     PassbackRule,
     SisProfile,
@@ -396,7 +397,12 @@ class OneRosterClient:
         self, class_id: str, ours: str, title: str, due: datetime
     ) -> tuple[str, str]:
         """Match before create: our sourcedId, then the class's item with the same title and
-        due date. Returns (sourcedId, how)."""
+        due date. Returns (sourcedId, how).
+
+        An item under gradesync's own prefix that is not ours belongs to another course (of
+        another tenant, connection or installation) passing back to the same class with the
+        same activity id: adopting it would have the two overwrite each other's results, so
+        only items the SIS (or a person) made are adopted."""
         response = await self._request("GET", f"/lineItems/{quote(ours, safe='')}")
         if response.status_code == 200:
             return ours, "ours"
@@ -410,6 +416,8 @@ class OneRosterClient:
         )
         for item in candidates:
             if item.get("status") == "tobedeleted" or item.get("title") != title:
+                continue
+            if str(item.get("sourcedId", "")).startswith(LINE_ITEM_PREFIX + "-"):
                 continue
             try:
                 theirs = parse_iso(str(item.get("dueDate", "")).replace("Z", "+00:00"))
