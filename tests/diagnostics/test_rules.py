@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.diagnosis import (
+    Check,
     DestinationFacts,
     KeyState,
     LaunchFact,
@@ -29,6 +30,7 @@ from gradesync.domain.model import (
     LedgerKey,
     LedgerRow,
     Person,
+    PersonLink,
     Role,
 )
 from gradesync.domain.overrides import (
@@ -394,3 +396,48 @@ def test_a_concluded_lms_course_is_judged_at_the_lms_alone() -> None:
     assert t.destinations["lms"] is Symptom.NOTHING_SYNCING
     concluded = t.cause("course_concluded")
     assert concluded is not None and concluded.destination_id == "lms"
+
+
+def test_a_student_the_sis_does_not_have_fails_the_matching_check_once() -> None:
+    base = _facts()
+    sis = Destination("t", "sis", DestinationKind.ONEROSTER_REST, "District SIS")
+    said = "PUT result gs-r-1: result.student.sourcedId: student 'w5-ghost' does not exist"
+    refused = replace(
+        _row(),
+        state=DeliveryState.REJECTED,
+        reason_code="invalid_data",
+        reason_text=said,
+        remote_status=422,
+        remote_message=said,
+    )
+
+    def diagnose(student: str) -> tuple[Check, Check, str]:
+        at_sis = DestinationFacts(
+            sis,
+            Capabilities(),
+            CourseLink("t", "sis", "c1", "cls-1", {"school": "sch-1"}),
+            ItemLink("t", "sis", "a1", "li-1", data={"sync_to_sis": True}),
+            PersonLink("t", "sis", "p1", student),
+            (),
+            refused,
+        )
+        diag = diagnose_learner_activity(replace(base, destinations=(at_sis,)))
+        matched, delivered = diag.check("matched_in_sis"), diag.check("delivery")
+        assert matched is not None and delivered is not None
+        return matched, delivered, diag.summary
+
+    matched, delivered, summary = diagnose("w5-ghost")
+    assert not matched.passed and "w5-ghost" in matched.evidence
+    assert matched.evidence.count("does not exist") == 1
+    assert matched.remedy == (
+        "Link the learner to the student sourcedId the SIS has: "
+        "`gradesync sis map-student sis p1 SOURCEDID`."
+    )
+    assert not delivered.passed and "does not exist" not in delivered.evidence
+    assert "no student 'w5-ghost'" in delivered.evidence
+    assert delivered.remedy == matched.remedy
+    assert summary.count("does not exist") == 1
+    # once linked to another student, the old refusal is no longer this learner's matching
+    matched, delivered, _ = diagnose("w5-s3")
+    assert matched.passed and "w5-s3" in matched.evidence
+    assert delivered.evidence.count("does not exist") == 1  # said once, not twice

@@ -114,11 +114,51 @@ def grade_scope_check(d: Destination) -> Check | None:
     )
 
 
+# how SISs say they have no such object (the sandbox and OneRoster's `unknownobject`)
+_NO_SUCH = ("does not exist", "doesn't exist", "not found", "unknown", "no such", "not exist")
+
+
+def unknown_student(df: DestinationFacts) -> str | None:
+    """The SIS's words when its last refusal of this grade says it has no student under the
+    learner's current SIS id (a refusal naming an earlier id is not this learner's problem
+    any more); None otherwise. The standard gives no code for it, so the message is read."""
+    row, link = df.ledger, df.person_link
+    if df.destination.kind not in SIS_KINDS or row is None or link is None or not link.remote_id:
+        return None
+    if row.state not in (DeliveryState.REJECTED, DeliveryState.RETRYING):
+        return None
+    said = row.remote_message or row.reason_text or ""
+    lowered = said.lower()
+    if link.remote_id.lower() not in lowered or not any(p in lowered for p in _NO_SUCH):
+        return None
+    return said
+
+
+def map_student_remedy(d: Destination, person_id: str) -> str:
+    return (
+        "Link the learner to the student sourcedId the SIS has: "
+        f"`gradesync sis map-student {d.id} {person_id} SOURCEDID`."
+    )
+
+
 def launch_check(facts: LearnerActivityFacts, df: DestinationFacts) -> Check:
     d, course = df.destination, facts.course
     name = "The learner launched gradesync from this course"
     if d.kind not in LTI_KINDS:
         linked = df.person_link is not None and bool(df.person_link.remote_id)
+        refused = unknown_student(df)
+        if df.person_link is not None and refused is not None:
+            status = df.ledger.remote_status if df.ledger else None
+            answered = f" (HTTP {status})" if status is not None else ""
+            return Check(
+                CheckCode.MATCHED_IN_SIS,
+                "The learner is matched to a student in the SIS",
+                False,
+                f"SIS id {df.person_link.remote_id!r}, but the SIS has no such student: it "
+                f"answered{answered}: {refused}",
+                map_student_remedy(d, facts.person.id),
+                d.id,
+            )
         return Check(
             CheckCode.MATCHED_IN_SIS,
             "The learner is matched to a student in the SIS",
@@ -373,13 +413,25 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             d.id,
         )
     cause = remote_cause(row.reason_code)
-    remote = (
-        " The destination answered"
-        + (f" HTTP {row.remote_status}" if row.remote_status is not None else "")
-        + (f": {row.remote_message}" if row.remote_message else ".")
-        if row.remote_status is not None or row.remote_message
-        else ""
-    )
+
+    def answered(said: str | None) -> str:
+        if row.remote_status is None and not said:
+            return ""
+        status = f" HTTP {row.remote_status}" if row.remote_status is not None else ""
+        return f" The destination answered{status}" + (f": {said}" if said else ".")
+
+    remote = answered(row.remote_message)
+    if unknown_student(df) is not None and df.person_link is not None:
+        # the matching check above quotes the SIS; this one says what follows from it
+        return Check(
+            CheckCode.DELIVERY,
+            name,
+            False,
+            f"{want} was refused ({row.reason_code}): the SIS has no student "
+            f"{df.person_link.remote_id!r}.",
+            map_student_remedy(d, df.person_link.person_id),
+            d.id,
+        )
     if row.state is DeliveryState.RETRYING:
         return Check(
             CheckCode.DELIVERY,
@@ -392,11 +444,16 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
         )
     if row.state is DeliveryState.REJECTED:
         title = f"{cause[0]}. " if cause else ""
+        # the reason is usually the remote's own words: say them once
+        said = row.remote_message
+        if said and said in (row.reason_text or ""):
+            said = None
         return Check(
             CheckCode.DELIVERY,
             name,
             False,
-            f"{title}{want} was refused ({row.reason_code}): {row.reason_text or ''}{remote}",
+            f"{title}{want} was refused ({row.reason_code}): {row.reason_text or ''}"
+            f"{answered(said)}",
             cause[1] if cause else "Fix what the destination's message says, then resync.",
             d.id,
         )
