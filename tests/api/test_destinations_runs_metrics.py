@@ -123,6 +123,29 @@ def test_learner_grades_per_destination(api: ApiEnv) -> None:
     assert c.get("/people/ghost/grades").status_code == 404
 
 
+def test_a_grade_held_by_a_paused_destination_says_so(api: ApiEnv) -> None:
+    """A pending grade at a paused destination read `pending` with no reason at all, while
+    the diagnosis said "Paused: ..."; it now names the pause, and only while it lasts."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    _seed_ledger(api)
+
+    def cells(person: str = "p2") -> dict[str, dict[str, object]]:
+        g = c.get(f"/people/{person}/grades", params={"destination_id": "lms"}).json()
+        return {x["activity_id"]: x for x in g["destinations"]["lms"]}
+
+    assert cells()["a2"]["reason_code"] is None  # not paused: merely waiting
+    assert c.post("/destinations/lms/pause", json={"reason": "term close"}).status_code == 200
+    held = cells()["a2"]
+    assert held["state"] == "pending" and held["reason_code"] == "destination_paused"
+    assert str(held["reason_text"]).startswith("Paused: term close.")
+    assert "resume" in str(held["reason_text"])
+    rejected = cells("p1")["a2"]  # a refusal keeps its own reason
+    assert rejected["reason_code"] == "unknown_user"
+    c.post("/destinations/lms/resume")
+    assert cells()["a2"]["reason_code"] is None
+
+
 def test_learner_grades_say_why_nothing_is_sent_without_a_destination(api: ApiEnv) -> None:
     """A graded learner of a tenant with no destination was answered `destinations: {}` and
     nothing else; `note` says no grade is sent anywhere. With a destination the course is not

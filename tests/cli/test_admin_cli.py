@@ -140,6 +140,31 @@ def test_destinations_and_runs(gradesync: Run, cli_db: Database) -> None:
     past = ("destinations", "pause", "canvas", "-t", "northwind", "--until", "2020-01-01T00:00")
     r = gradesync(*past, ok=False)
     assert r.returncode == 2 and r.stderr.startswith("error: --until: "), r.stderr  # not `until`
+    # a word is no moment: refused with the documented rule (docs/api.md), nothing paused
+    r = gradesync(
+        "destinations", "pause", "canvas", "-t", "northwind", "--until", "tomorrow", ok=False
+    )
+    assert r.returncode == 2 and r.stderr.startswith("error: --until: "), r.stderr
+    assert r.stderr.rstrip().endswith("[datetime]") and "'tomorrow'" in r.stderr, r.stderr
+    view = json.loads(
+        gradesync("destinations", "show", "canvas", "-t", "northwind", "--json").stdout
+    )
+    assert view["enabled"] is True and view["paused_until"] is None
+    timed = (
+        "destinations",
+        "pause",
+        "canvas",
+        "-t",
+        "northwind",
+        "--until",
+        "2999-01-01T08:00+02:00",
+    )
+    gradesync(*timed)
+    view = json.loads(
+        gradesync("destinations", "show", "canvas", "-t", "northwind", "--json").stdout
+    )
+    assert view["paused_until"].startswith("2999-01-01T06:00")
+    gradesync("destinations", "resume", "canvas", "-t", "northwind")
     # another tenant cannot see or touch it
     assert gradesync("destinations", "show", "canvas", "-t", "other", ok=False).returncode == 3
     assert (

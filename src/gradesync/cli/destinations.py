@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -22,8 +23,13 @@ from gradesync.cli._common import (
     problem,
     runtime,
 )
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import Destination
 from gradesync.services import destination_admin as svc
 from gradesync.services import queries
+
+if TYPE_CHECKING:
+    from gradesync.runtime import Runtime
 
 app = typer.Typer(
     help="Destinations (LMS platforms, SIS): list, show, limits, pause, resume, delete.",
@@ -127,35 +133,50 @@ def limits(
     )
 
 
+def _moment(field: str, value: str | None) -> datetime | None:
+    """An ISO 8601 moment as typed (a date alone is its midnight; no zone is UTC), refused
+    with the API's rule for a date-time that is none."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput.one(
+            field,
+            "datetime",
+            f"{value!r} is not a date-time: write it as ISO 8601, e.g. 2026-12-06T08:00:00Z.",
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 @app.command()
 def pause(
     destination_id: str = typer.Argument(...),
     tenant: str = TENANT,
     reason: str | None = typer.Option(None, help="Why (shown to admins and support)."),
-    until: datetime | None = typer.Option(
-        None, help="Pause until this UTC time (ISO 8601); without it, until resumed."
+    until: str | None = typer.Option(
+        None,
+        help="Pause until this time (ISO 8601, e.g. 2026-12-06T08:00:00Z; without a zone, "
+        "UTC); without it, until resumed.",
     ),
     as_json: bool = JSON_OUT,
 ) -> None:
     """Hold deliveries to a destination; results wait as pending, nothing is lost."""
-    from datetime import UTC
-
     from gradesync.web.api.destinations import dest_out
 
-    until_utc = until.replace(tzinfo=UTC) if until and until.tzinfo is None else until
-    with runtime() as rt:
-        d = guarded(
-            lambda: svc.pause(
-                rt.uow,
-                rt.clock,
-                tenant,
-                destination_id,
-                actor=actor(),
-                reason=reason,
-                until=until_utc,
-            ),
-            {"until": "--until", "reason": "--reason"},
+    def go(rt: Runtime) -> Destination:
+        return svc.pause(
+            rt.uow,
+            rt.clock,
+            tenant,
+            destination_id,
+            actor=actor(),
+            reason=reason,
+            until=_moment("until", until),
         )
+
+    with runtime() as rt:
+        d = guarded(lambda: go(rt), {"until": "--until", "reason": "--reason"})
     if as_json:
         print_json(dest_out(rt, d))
         return

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
+from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.course_connection import not_connected
+from gradesync.domain.diagnosis import destination_ready_check
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
-from gradesync.domain.model import Destination, LedgerRow, Role, SyncRun
+from gradesync.domain.model import DeliveryState, Destination, LedgerRow, Role, SyncRun
+from gradesync.domain.reasons import Reason
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
 
@@ -56,7 +59,19 @@ class RunDetail:
     stages: list[dict[str, Any]]
 
 
-def _cell(row: LedgerRow) -> GradeState:
+# a grade waiting at a paused destination: the pause is why it is not sent (the row itself
+# records no reason, it is merely pending)
+DESTINATION_PAUSED = "destination_paused"
+
+
+def _held_by_pause(d: Destination, now: datetime) -> Reason:
+    ready = destination_ready_check(d, Capabilities(), now)
+    return Reason(DESTINATION_PAUSED, f"{ready.evidence} — {ready.remedy}")
+
+
+def _cell(row: LedgerRow, paused: Reason | None = None) -> GradeState:
+    if paused is not None and row.state is DeliveryState.PENDING:
+        row = replace(row, reason_code=paused.code, reason_text=paused.text)
     return GradeState(
         destination_id=row.key.destination_id,
         activity_id=row.key.activity_id,
@@ -121,10 +136,13 @@ def learner_grades(
     *,
     destination_id: str | None = None,
     course_id: str | None = None,
+    now: datetime | None = None,
 ) -> LearnerGrades:
     """A learner's grade state at each destination, from the ledger. Raises NotFound, and
     InvalidInput for a filter naming no destination or course (a typo would read as a
-    learner with no grades there)."""
+    learner with no grades there). A grade waiting at a destination paused at `now` says
+    so, as the diagnosis does."""
+    now = now or datetime.now(UTC)
     with uow_factory() as uow:
         person = uow.people.get(tenant_id, person_id)
         if person is None:
@@ -138,15 +156,16 @@ def learner_grades(
         if course_id is not None:
             acts = {a.id for a in uow.activities.for_course(tenant_id, course_id)}
             rows = [r for r in rows if r.key.activity_id in acts]
-        cells = [
-            _cell(r)
-            for r in rows
-            if destination_id is None or r.key.destination_id == destination_id
-        ]
         dests = [
             d
             for d in uow.destinations.all(tenant_id)
             if destination_id is None or d.id == destination_id
+        ]
+        paused = {d.id: _held_by_pause(d, now) for d in dests if d.paused_at(now)}
+        cells = [
+            _cell(r, paused.get(r.key.destination_id))
+            for r in rows
+            if destination_id is None or r.key.destination_id == destination_id
         ]
         cells += _not_connected_cells(uow, tenant_id, person_id, course_id, dests, rows)
         note = None if dests or destination_id is not None else NO_DESTINATION

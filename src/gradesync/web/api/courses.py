@@ -205,7 +205,12 @@ def learner_grades(
     the reason; `note` says when the tenant has no destination at all."""
     # a filter naming nothing stored is refused, located in the query (UrlIdsRoute)
     g = queries.learner_grades(
-        rt.uow, p.tenant_id, person_id, destination_id=destination_id, course_id=course_id
+        rt.uow,
+        p.tenant_id,
+        person_id,
+        destination_id=destination_id,
+        course_id=course_id,
+        now=rt.clock.now(),
     )
     return LearnerGradesOut.model_validate(
         {
