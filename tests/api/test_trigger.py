@@ -16,6 +16,7 @@ def test_sync_now_queues_a_run_and_a_second_request_joins_it(api: ApiEnv) -> Non
     c = Caller(api.client, api.tenant("t1", "admin"))
     c.post("/ingest", json=ROSTER)
     api.destination("t1", "lms")
+    api.link("t1", "lms", "c1")
     r = c.post("/courses/c1/sync", json={})
     assert r.status_code == 202, r.text
     run = r.json()
@@ -48,6 +49,7 @@ def test_runs_are_answered_and_listed_with_their_stages_in_one_time_format(
     c = Caller(api.client, api.tenant("t1", "admin"))
     c.post("/ingest", json=ROSTER)
     api.destination("t1", "lms")
+    api.link("t1", "lms", "c1")
     asked = [
         c.post("/runs", json={"course_id": "c1"}).json(),
         c.post("/courses/c1/sync", json={"destination_id": "lms"}).json(),
@@ -180,3 +182,26 @@ def test_one_scope_mistake_gets_one_answer_wherever_a_run_is_asked_for(api: ApiE
         assert problems(c.post(f"/courses/{course}/repair", json=rest)) == expected
     assert api.waker.runs == []
     assert c.get("/runs").json() == [] and c.get("/schedules").json() == []
+
+
+def test_a_run_into_a_destination_the_course_is_not_linked_to_is_refused(api: ApiEnv) -> None:
+    """It was queued (202) and ended `succeeded` with every count 0, a green run that did
+    nothing; now 422 `destination_id` `not_linked` says what connects the course, and nothing
+    is queued."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    api.destination("t1", "lms")
+    api.destination("t1", "other")
+    api.link("t1", "lms", "c1")
+    for asked in (
+        c.post("/runs", json={"course_id": "c1", "destination_id": "other", "trigger": "remaster"}),
+        c.post("/courses/c1/sync", json={"destination_id": "other"}),
+    ):
+        assert asked.status_code == 422, asked.text
+        [problem] = asked.json()["detail"]
+        assert (problem["field"], problem["rule"]) == ("destination_id", "not_linked")
+        assert "not connected to LMS other" in problem["msg"] and "launch" in problem["msg"]
+    assert c.get("/runs").json() == [] and api.waker.runs == []
+    # the destination it is linked to, and the whole course, are still asked for
+    assert c.post("/runs", json={"course_id": "c1", "destination_id": "lms"}).status_code == 202
+    assert c.post("/runs", json={"course_id": "c1"}).status_code == 202

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gradesync.adapters.db.database import Database
+from gradesync.domain.model import Destination, DestinationKind
 from tests.cli.test_admin_cli import _roster, _tenant
 from tests.support.cli import GRADESYNC, Run, free_port, serving
 
@@ -84,4 +86,22 @@ def test_a_wait_of_no_time_is_refused_before_a_run_is_queued(
     r = gradesync("sync", "-t", "northwind", "-c", "c1", "--wait", "--timeout", timeout, ok=False)
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith(f"error: --timeout: must be above 0 seconds, not {timeout}")
+    assert json.loads(gradesync("runs", "list", "-t", "northwind", "--json").stdout) == []
+
+
+def test_a_sync_into_a_destination_the_course_is_not_linked_to_is_refused(
+    gradesync: Run, cli_db: Database
+) -> None:
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    with cli_db.uow() as uow:
+        uow.destinations.upsert(
+            Destination("northwind", "sis", DestinationKind.ONEROSTER_CSV, "District SIS"),
+            datetime.now(UTC),
+        )
+        uow.commit()
+    bad = gradesync("sync", "-t", "northwind", "-c", "c1", "-d", "sis", ok=False)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.startswith("error: --destination: "), bad.stderr
+    assert "[not_linked]" in bad.stderr and "gradesync sis map-class sis c1" in bad.stderr
     assert json.loads(gradesync("runs", "list", "-t", "northwind", "--json").stdout) == []

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
-from gradesync.domain.model import Destination, DestinationKind, RunScope
+from gradesync.domain.model import CourseLink, Destination, DestinationKind, RunScope
 from gradesync.runtime import Runtime
 from gradesync.services import auth
 from gradesync.services.tenants import create_tenant
@@ -93,6 +93,14 @@ class ApiEnv:
             uow.destinations.upsert(d, self.runtime.clock.now())
             uow.commit()
         return d
+
+    def link(self, tenant_id: str, dest_id: str, course_id: str) -> None:
+        """Connect a course to a destination, as a launch from the LMS course does."""
+        with self.db.uow() as uow:
+            uow.links.save_course(
+                CourseLink(tenant_id, dest_id, course_id, f"https://lms.example/{course_id}")
+            )
+            uow.commit()
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from gradesync.domain.course_connection import not_connected
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import Course, Destination, RunScope, RunStage, SyncRun, Trigger
 from gradesync.services.clock import Clock
@@ -132,6 +133,21 @@ def scope_of(
     return scope
 
 
+def _check_linked(uow: UnitOfWork, scope: RunScope) -> None:
+    """A run asked for a course at a destination the course is not connected to would send
+    nothing and read as a success: refuse it, saying what connects the course (a launch from
+    the LMS course, a SIS class mapping). A course's run at all its destinations is not
+    refused here: with none yet, it ends saying so."""
+    if scope.course_id is None or scope.destination_id is None:
+        return
+    course = uow.courses.get(scope.tenant_id, scope.course_id)
+    dest = uow.destinations.get(scope.tenant_id, scope.destination_id)
+    if course is None or dest is None:  # refused by check_scope already
+        return
+    if uow.links.course(scope.tenant_id, dest.id, course.id) is None:
+        raise InvalidInput.one("destination_id", "not_linked", not_connected(course, dest).text)
+
+
 def _check_request(uow: UnitOfWork, scope: RunScope, trigger: Trigger, actor: str) -> None:
     problems: list[FieldProblem] = []
     if trigger not in _STRENGTH:
@@ -161,14 +177,19 @@ def request_run(
     actor: str,
     *,
     schedule_id: str | None = None,
+    linked_only: bool = False,
 ) -> tuple[SyncRun, bool]:
     """Queue a run, or join the active run of the same scope. Returns (run, joined).
+    `linked_only`: refuse a course's run at a destination it is not connected to
+    (`not_linked`), as a person's or program's request is.
 
     Joins a queued or running run whose trigger does at least as much (remaster > repair >
     manual = resync > schedule); a queued run with a weaker trigger is upgraded and joined.
     Otherwise a new run is queued (behind a running one of the same scope, if any)."""
     with uow_factory() as uow:
         _check_request(uow, scope, trigger, actor)
+        if linked_only:
+            _check_linked(uow, scope)
         uow.runs.lock_scope(scope.key)
         active = uow.runs.active_for_scope(scope.key)
         for run in active:
@@ -205,8 +226,11 @@ def ask_for_run(
     actor: str,
 ) -> tuple[SyncRun, bool]:
     """A run a person or a program asks for ("Sync now", resync, remaster): only the
-    requestable triggers; otherwise `request_run`."""
-    return request_run(uow_factory, waker, clock, scope, requestable(trigger), actor)
+    requestable triggers, and for a course only at a destination it is connected to (a
+    typo'd scope must not read as a run that succeeded); otherwise `request_run`."""
+    return request_run(
+        uow_factory, waker, clock, scope, requestable(trigger), actor, linked_only=True
+    )
 
 
 def get_run(uow_factory: UnitOfWorkFactory, tenant_id: str, run_id: str) -> SyncRun | None:
