@@ -274,3 +274,22 @@ def test_a_new_connection_s_id_and_name_are_checked(db: Database, tmp_path: Path
         assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [("name", "too_long")]
         with db.uow() as uow:
             assert uow.destinations.all("t1") == []
+
+
+def test_mapping_a_class_another_course_uses_says_so(db: Database, tmp_path: Path) -> None:
+    """Two courses mapped to one SIS class is allowed (each gets its own line items), and
+    the answer names the other course in `warnings`, as `sis map-class` does."""
+    env = ApiEnv(db, tmp_path)
+    with env.client:
+        admin = Caller(env.client, env.tenant("t1", "admin"))
+        roster = {**ROSTER, "courses": [*ROSTER["courses"], {"id": "c2", "title": "Geometry"}]}
+        assert admin.post("/ingest", json=roster).status_code == 202
+        files = {"name": "SIS files", "file_based": True}
+        assert admin.put("/sis/connections/files", json=files).status_code == 200
+        klass = {"class_id": "cls-1", "school_id": "sch-1"}
+        first = admin.put("/sis/connections/files/classes/c1", json=klass)
+        assert first.status_code == 200 and first.json()["warnings"] == []
+        second = admin.put("/sis/connections/files/classes/c2", json=klass)
+        assert second.status_code == 200, second.text
+        [warning] = second.json()["warnings"]
+        assert "'cls-1'" in warning and "'c1'" in warning

@@ -238,7 +238,7 @@ def map_class(
     if warning:  # on stderr: stdout holds the result only
         err.print(f"warning: {escape(warning)}")
     if as_json:
-        print_json(class_out(link))  # as PUT .../classes/{course_id}
+        print_json(class_out(link, warning))  # as PUT .../classes/{course_id}
         return
     what = f"section {section} of {course_id}" if section else course_id
     console.print(f"{what} -> class {class_id} (school {link.data.get('school')})")

@@ -4,6 +4,7 @@ key with the admin scope and only sees its own tenant."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -18,6 +19,7 @@ from gradesync.services import sis as service
 from gradesync.services import sis_export
 from gradesync.services.destination import RemoteFailure
 from gradesync.services.sis import SisDirectory
+from gradesync.services.sis.shared_class import courses_sharing_class, shared_class_warning
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import UrlIdsRoute, problem_json
@@ -137,9 +139,15 @@ def checks_out(checks: Sequence[service.ActivityCheck]) -> list[dict[str, Any]]:
     ]
 
 
-def class_out(link: CourseLink) -> dict[str, Any]:
-    """A course (or section) mapped to a SIS class (also `gradesync sis map-class`)."""
-    return {"course_id": link.course_id, "class_id": link.remote_id, "data": link.data}
+def class_out(link: CourseLink, warning: str | None = None) -> dict[str, Any]:
+    """A course (or section) mapped to a SIS class (also `gradesync sis map-class`), with
+    what is worth a word (`warnings`: other courses passing back to the same class)."""
+    return {
+        "course_id": link.course_id,
+        "class_id": link.remote_id,
+        "data": link.data,
+        "warnings": [warning] if warning else [],
+    }
 
 
 def student_out(link: PersonLink) -> dict[str, str]:
@@ -253,7 +261,8 @@ async def put_class(
 ) -> dict[str, Any]:
     """Map a course (or, with section_id, one of its sections) to a SIS class sourcedId. A
     SIS with a REST API is asked first: a class it cannot locate is a 422 `class_unknown`,
-    and nothing changes."""
+    and nothing changes. Other courses of the tenant already mapped to the class are named
+    in `warnings` (allowed: each course gets line items of its own)."""
     link = await rt.map_sis_class(
         p.tenant_id,
         destination_id,
@@ -265,7 +274,10 @@ async def put_class(
         section_id=body.section_id,
         waker=rt.waker,
     )
-    return class_out(link)
+    sharing = await asyncio.to_thread(
+        courses_sharing_class, rt.uow, p.tenant_id, destination_id, course_id, body.class_id
+    )
+    return class_out(link, shared_class_warning(body.class_id, sharing))
 
 
 @router.put("/connections/{destination_id}/students/{person_id}")
