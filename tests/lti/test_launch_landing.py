@@ -160,3 +160,24 @@ def test_launch_without_name_or_email_keeps_the_known_ones(
         person = uow.people.get(s.tenant_id, learner)
     assert person is not None
     assert (person.name, person.email) == ("Grace Brewster", f"{learner}@example.edu")
+
+
+def test_launch_with_a_name_over_the_limit_is_refused_not_cut(
+    lms: RunningSandbox, gradesync: Gradesync, browser: Browser
+) -> None:
+    s = connect(lms, gradesync)
+    add_course(gradesync.db, s.tenant_id, "geo", ("map", "Map", 5.0))
+    learner = unique("learner-")
+    lms.admin.add_user(sub=learner, name="N" * 1100)
+    ctx = unique("ctx-")
+    lms.admin.add_course(id=ctx, title="LMS geo", learners=[learner], instructors=[])
+    link = _link(lms, ctx, s.client_id, "geo", "map")
+
+    resp = browser.launch(
+        lms, client_id=s.client_id, user=learner, course=ctx, resource_link_id=link
+    )
+
+    assert resp.status_code == 400, resp.text
+    assert "at most 1024 characters" in resp.text
+    with gradesync.db.uow() as uow:
+        assert uow.people.get(s.tenant_id, learner) is None

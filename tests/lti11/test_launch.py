@@ -333,6 +333,55 @@ def test_every_problem_of_the_form_is_named_by_its_field(
     assert _counts(gradesync) == before
 
 
+def test_over_long_name_and_titles_are_refused_all_at_once_never_cut(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    form = signed_launch(lms, c, c.learners[0], "rl-1", gradesync.launch_url)
+    params = dict(
+        form["params"],
+        lis_person_name_full="N" * 1025,
+        context_title="T" * 2000,
+        resource_link_title="L" * 1100,
+        lis_person_contact_email_primary="e" * 300 + "@example.edu",
+    )
+    before = _counts(gradesync)
+
+    response = post_launch(
+        {
+            "url": gradesync.launch_url,
+            "params": _sign(params, gradesync.launch_url, c.consumer_key, SECRET),
+        }
+    )
+
+    assert response.status_code == 400
+    for field in (
+        "lis_person_name_full",
+        "context_title",
+        "resource_link_title",
+        "lis_person_contact_email_primary",
+    ):
+        assert f"{field}: is " in response.text, field
+    assert response.text.count("[too_long]") == 4
+    assert _counts(gradesync) == before
+
+    # at the limit, the launch is taken and the name stored whole
+    at_limit = dict(form["params"], lis_person_name_full="N" * 1024, context_title="T" * 1024)
+    response = post_launch(
+        {
+            "url": gradesync.launch_url,
+            "params": _sign(at_limit, gradesync.launch_url, c.consumer_key, SECRET),
+        }
+    )
+    assert response.status_code == 200, response.text
+    with gradesync.db.uow() as uow:
+        person = uow.people.get("t1", c.learners[0])
+        course = uow.courses.get("t1", form["params"]["context_id"])
+    assert person is not None and person.name == "N" * 1024
+    assert course is not None and course.title == "T" * 1024
+
+
 def test_json_body_is_not_a_launch(gradesync: Gradesync) -> None:
     import httpx
 

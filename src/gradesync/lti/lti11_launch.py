@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gradesync.domain.model import Role
 from gradesync.lti.lti11_verify import TIMESTAMP_WINDOW, LaunchRefused, verify_signed_request
+from gradesync.services.ingest import MAX_ID, MAX_TITLE
 from gradesync.services.lti.errors import record_lti11_refusal
 from gradesync.services.lti.lti11 import (
     Consumer,
@@ -46,7 +47,7 @@ router = APIRouter(tags=["lti11"])
 
 LAUNCH_PATH = "/lti11/launch"
 MAX_FORM_BYTES = 64 * 1024
-ID_MAX = 255
+ID_MAX = MAX_ID
 
 # --- roles ---------------------------------------------------------------------------------
 
@@ -103,16 +104,33 @@ def _param(params: Mapping[str, str], name: str, *, required: bool = True) -> st
     return value
 
 
+# The other values the launch keeps, with the limits the API puts on the same facts (a
+# person's name, a course's title: 1024; an email or SIS id: 255). Over the limit the launch
+# is refused, never cut: a name or title cut short would be stored and shown as if sent so.
+_TEXTS: tuple[tuple[str, int], ...] = (
+    ("lis_person_name_full", MAX_TITLE),
+    ("context_title", MAX_TITLE),
+    ("context_label", MAX_TITLE),
+    ("resource_link_title", MAX_TITLE),
+    ("lis_person_contact_email_primary", MAX_ID),
+    ("lis_person_sourcedid", MAX_ID),
+)
+
+
 def _id_problems(params: Mapping[str, str]) -> list[tuple[str, str, str]]:
-    """Every problem of the form's identifiers, each named by its form field, told at once."""
+    """Every problem of the form's identifiers and the texts it keeps, each named by its form
+    field, told at once."""
     problems: list[tuple[str, str, str]] = []
-    for name in _IDS:
+    limits = [(name, ID_MAX) for name in _IDS] + list(_TEXTS)
+    for name, limit in limits:
         value = (params.get(name) or "").strip()
         if not value:
             if name in _REQUIRED_IDS:
                 problems.append((name, "required", "is required in an LTI 1.1 launch"))
-        elif len(value) > ID_MAX:
-            problems.append((name, "too_long", f"is longer than {ID_MAX} characters"))
+        elif len(value) > limit:
+            problems.append(
+                (name, "too_long", f"is {len(value)} characters long; at most {limit} are kept")
+            )
         elif "\x00" in value:  # no database stores it alike: refused as ingest refuses it
             problems.append((name, "nul_character", "must not contain a NUL character"))
     return problems
@@ -157,7 +175,7 @@ def read_launch(
     if refused is not None:
         # no grade would ever reach it: refused now rather than at every send
         raise LaunchRefused(400, "lis_outcome_service_url", "address_refused", refused)
-    link_title = (params.get("resource_link_title") or "").strip()[:1024]
+    link_title = (params.get("resource_link_title") or "").strip()
     return Lti11Launch(
         user_id=user_id,
         context_id=context_id,

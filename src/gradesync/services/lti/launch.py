@@ -39,7 +39,7 @@ from gradesync.domain.model import (
     Role,
 )
 from gradesync.services.destination import NO_RESOURCE_LINK
-from gradesync.services.ingest import MAX_ID, MAX_TITLE, DirtyRow, IngestBatch, record_facts
+from gradesync.services.ingest import MAX_ID, DirtyRow, IngestBatch, record_facts
 from gradesync.services.lti.errors import LaunchRefused
 from gradesync.services.lti.login import NONCE_PURPOSE, nonce_key
 from gradesync.services.lti.migration import (
@@ -332,7 +332,7 @@ def _person(u: UnitOfWork, launch: Lti13Launch, person_id: str) -> Person | None
     """The person as the launch says, changing only what it says: a launch without a name or
     email (privacy settings) keeps the ones already known. None when nothing changes."""
     tenant = launch.platform.tenant_id
-    name = (launch.name or "")[:MAX_TITLE]
+    name = launch.name or ""  # over MAX_TITLE, ingest refuses the launch: never cut
     email = launch.email if launch.email and len(launch.email) <= MAX_ID else None
     sis_id = launch.sis_id if launch.sis_id and len(launch.sis_id) <= MAX_ID else None
     old = u.people.get(tenant, person_id)

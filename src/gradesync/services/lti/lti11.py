@@ -31,7 +31,7 @@ from gradesync.domain.model import (
     PersonLink,
     Role,
 )
-from gradesync.services.ingest import MAX_ID, MAX_TITLE, DirtyRow, IngestBatch, record_facts
+from gradesync.services.ingest import MAX_ID, DirtyRow, IngestBatch, record_facts
 from gradesync.services.lti.errors import Lti11Refused
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.ports.lti import LaunchRecord
@@ -189,11 +189,11 @@ def _facts(u: UnitOfWork, tenant: str, launch: Lti11Launch) -> tuple[Course, Ing
     courses: list[Course] = []
     course = u.courses.get(tenant, context_id)
     if course is None:
-        course = Course(tenant_id=tenant, id=context_id, title=launch.course_title[:MAX_TITLE])
+        course = Course(tenant_id=tenant, id=context_id, title=launch.course_title)
         courses.append(course)
 
     people: list[Person] = []
-    name = launch.name[:MAX_TITLE]
+    name = launch.name
     email = launch.email if launch.email and len(launch.email) <= MAX_ID else None
     sis_id = launch.sis_id if launch.sis_id and len(launch.sis_id) <= MAX_ID else None
     person = u.people.get(tenant, user_id)
