@@ -227,8 +227,8 @@ def test_every_bad_field_is_reported_on_its_own_line(
     )
     assert r.returncode == 4, r.stderr
     assert r.stderr == (
-        "error: The consumer key 'gradesync-canvas' is already the key of consumer 'canvas11' "
-        "of this tenant; every consumer needs its own key.\n"
+        "error: --key: The consumer key 'gradesync-canvas' is already the key of consumer "
+        "'canvas11' of this tenant; every consumer needs its own key. [taken]\n"
     )
     r = gradesync(
         "schedules",

@@ -136,10 +136,62 @@ def test_a_consumer_key_is_registered_once(run, db: Database) -> None:  # type: 
     assert ok.exit_code == 0
     # a conflict with what is stored (docs/operations.md): exit 4
     assert clash.exit_code == 4 and "consumer key 'shared'" in clash.output
+    # named by its option and rule, as every refusal is
+    assert "error: --key: The consumer key 'shared'" in clash.output
+    assert "[taken]" in clash.output
     assert "another registration" in clash.output
     assert "t1" not in clash.output and "a11" not in clash.output  # another tenant's: unnamed
     with db.uow() as uow:
         assert uow.destinations.get("t2", "b11") is None
+
+
+def test_an_update_without_a_secret_keeps_the_stored_one_and_asks_nothing(  # type: ignore[no-untyped-def]
+    run, db: Database
+) -> None:
+    args = ["add-consumer", "--tenant", "t1", "--id", "gen11", "--key", "k-gen"]
+    first = run(*args, "--allowed-host", "lms.example.edu",
+                env={"GRADESYNC_LTI11_SECRET": "first-secret-0123456789"})  # fmt: skip
+    # no secret, and no terminal to type one on (stdin is not a tty under the runner)
+    hosts = run(*args, "--allowed-host", "lms.example.edu", "--allowed-host", "lms2.example.edu")
+
+    assert first.exit_code == 0, first.output
+    assert hosts.exit_code == 0, hosts.output
+    assert "Consumer secret" not in hosts.output and "Warning" not in hosts.output
+    with db.uow() as uow:
+        dest = uow.destinations.get("t1", "gen11")
+    assert dest is not None
+    assert dest.secret["consumer_secret"] == "first-secret-0123456789"
+    assert dest.config["allowed_hosts"] == ["lms.example.edu", "lms2.example.edu"]
+
+
+def test_a_new_consumer_without_a_secret_and_no_terminal_is_refused_in_one_line(  # type: ignore[no-untyped-def]
+    run, db: Database
+) -> None:
+    result = run("add-consumer", "--tenant", "t1", "--id", "new11", "--key", "k-new",
+                 "--allowed-host", "lms.example.edu")  # fmt: skip
+
+    assert result.exit_code == 2, result.output
+    assert "Consumer secret" not in result.output
+    [line] = [x for x in result.output.splitlines() if x.strip()]
+    assert line.startswith("error: --secret: ") and line.endswith("[required]")
+    with db.uow() as uow:
+        assert uow.destinations.get("t1", "new11") is None
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [("k" * 301, "[too_long]"), (" k-spaced", "[pattern]"), ("", "[required]")],
+)
+def test_a_bad_key_says_which_rule_it_breaks(run, db: Database, key: str, said: str) -> None:  # type: ignore[no-untyped-def]
+    result = run("add-consumer", "--tenant", "t1", "--id", "key11", "--key", key,
+                 "--allowed-host", "lms.example.edu",
+                 env={"GRADESYNC_LTI11_SECRET": "long-enough-secret-123"})  # fmt: skip
+
+    assert result.exit_code == 2, result.output
+    [line] = [x for x in result.output.splitlines() if "--key" in x]
+    assert line.startswith("error: --key: ") and line.endswith(said)
+    with db.uow() as uow:
+        assert uow.destinations.get("t1", "key11") is None
 
 
 @pytest.mark.parametrize(

@@ -213,7 +213,10 @@ def error_of(
     if isinstance(exc, NotFound):
         return CliError(EXIT_NOT_FOUND, str(exc))
     if isinstance(exc, Conflict):
-        return CliError(EXIT_CONFLICT, str(exc))
+        if exc.field is None:
+            return CliError(EXIT_CONFLICT, str(exc))
+        at_fault = as_options([FieldProblem(exc.field, exc.rule, str(exc))], options or {})
+        return CliError(EXIT_CONFLICT, str(InvalidInput(at_fault)), tuple(at_fault))
     if isinstance(exc, RemoteFailure):
         return CliError(EXIT_FAILED, str(exc), remedy=exc.remedy)
     if isinstance(exc, GradesyncError):

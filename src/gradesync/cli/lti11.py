@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -72,7 +73,8 @@ def add_consumer_cmd(
     secret: str | None = typer.Option(
         None,
         envvar="GRADESYNC_LTI11_SECRET",
-        help="The shared secret; asked interactively when not given (or GRADESYNC_LTI11_SECRET).",
+        help="The shared secret (or GRADESYNC_LTI11_SECRET); a new consumer's is asked on a "
+        "terminal when not given; an update keeps the stored one.",
         show_default=False,
     ),
     as_json: bool = JSON_OUT,
@@ -91,12 +93,13 @@ def add_consumer_cmd(
         )
     if generate_secret:
         secret = secrets.token_urlsafe(32)
-    elif not secret:
-        # on stderr: with --json, stdout is one JSON document
+    elif not secret and not _exists(tenant, destination_id) and sys.stdin.isatty():
+        # a new consumer needs one; on stderr: with --json, stdout is one JSON document. An
+        # update keeps the stored secret, and with no terminal to type it on (a script) the
+        # service refuses a new consumer without one: `--secret: ... [required]`
         secret = typer.prompt(
             "Consumer secret", hide_input=True, confirmation_prompt=True, err=True
         )
-    assert secret is not None
 
     def save(rt: Runtime) -> Any:
         with rt.uow() as uow:
@@ -108,7 +111,7 @@ def add_consumer_cmd(
                     destination_id=destination_id,
                     name=name,
                     consumer_key=key,
-                    consumer_secret=secret,
+                    consumer_secret=secret or None,
                     allowed_hosts=tuple(allowed_host),
                     profile=profile,
                     comments=comments,
@@ -141,6 +144,12 @@ def add_consumer_cmd(
     if generate_secret:
         console.print(f"  secret:        {secret}   (shown once: paste it into the LMS now)")
     console.print(f"  allowed hosts: {', '.join(dest.config['allowed_hosts'])}")
+
+
+def _exists(tenant: str, destination_id: str) -> bool:
+    """Whether the consumer is there already (its update keeps the stored secret)."""
+    with runtime() as rt, rt.reads() as uow:
+        return uow.destinations.get(tenant, destination_id) is not None
 
 
 @app.command("list")

@@ -63,4 +63,11 @@ class NotFound(GradesyncError):
 
 
 class Conflict(GradesyncError):
-    """The request contradicts stored state (e.g. a run already finished)."""
+    """The request contradicts stored state (e.g. a run already finished). `field` and
+    `rule`, when given, name the value at fault as a FieldProblem does (a key already taken:
+    `consumer_key`, `taken`)."""
+
+    def __init__(self, message: str, *, field: str | None = None, rule: str = "conflict") -> None:
+        super().__init__(message)
+        self.field = field
+        self.rule = rule

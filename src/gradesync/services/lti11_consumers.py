@@ -61,20 +61,23 @@ def host_allowed(url: str, allowed_hosts: Sequence[str]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSpec:
-    """A consumer as the caller gives it. `None` (name, profile, comments) is left out: an
-    update keeps the stored value, a new consumer gets the default (its id as the name)."""
+    """A consumer as the caller gives it. `None` (name, secret, profile, comments) is left
+    out: an update keeps the stored value, a new consumer gets the default (its id as the
+    name; a secret it must be given)."""
 
     tenant_id: str
     destination_id: str
     name: str | None
     consumer_key: str
-    consumer_secret: str
+    consumer_secret: str | None  # None: an update keeps the stored secret
     allowed_hosts: tuple[str, ...]
     profile: str | None = None
     comments: bool | None = None
 
 
-def _problems(spec: ConsumerSpec, name: str, profile: str) -> list[FieldProblem]:
+def _problems(
+    spec: ConsumerSpec, name: str, profile: str, secret: str | None
+) -> list[FieldProblem]:
     out: list[FieldProblem] = []
     if not _ID.match(spec.destination_id):
         out.append(
@@ -83,11 +86,30 @@ def _problems(spec: ConsumerSpec, name: str, profile: str) -> list[FieldProblem]
     if not name.strip():
         out.append(FieldProblem("name", "required", "A name people recognise, e.g. the LMS."))
     key = spec.consumer_key
-    if not key.strip() or len(key) > 255 or key != key.strip():
+    if not key.strip():
+        out.append(FieldProblem("consumer_key", "required", "The consumer key is required."))
+    elif len(key) > 255:
         out.append(
-            FieldProblem("consumer_key", "required", "1-255 characters without surrounding spaces.")
+            FieldProblem("consumer_key", "too_long", f"At most 255 characters (not {len(key)}).")
         )
-    if len(spec.consumer_secret) < MIN_SECRET_LENGTH:
+    elif key != key.strip():
+        out.append(
+            FieldProblem("consumer_key", "pattern", "No spaces before or after the consumer key.")
+        )
+    elif "\x00" in key:
+        out.append(
+            FieldProblem("consumer_key", "nul_character", "Must not contain a NUL character.")
+        )
+    if secret is None:
+        out.append(
+            FieldProblem(
+                "consumer_secret",
+                "required",
+                "A new consumer needs the secret shared with the LMS "
+                f"(at least {MIN_SECRET_LENGTH} characters).",
+            )
+        )
+    elif len(secret) < MIN_SECRET_LENGTH:
         out.append(
             FieldProblem(
                 "consumer_secret",
@@ -166,7 +188,10 @@ def add_consumer(
     comments = (
         spec.comments if spec.comments is not None else bool(old and old.config.get("comments"))
     )
-    problems = _problems(spec, name, profile)
+    secret = spec.consumer_secret
+    if secret is None and old is not None:
+        secret = old.secret.get("consumer_secret")
+    problems = _problems(spec, name, profile, secret)
     if guard is not None and not problems:
         problems = _address_problems(spec, guard)
     if problems:
@@ -186,7 +211,10 @@ def add_consumer(
             else:
                 taken = "is already taken by another registration"
             raise Conflict(
-                f"The consumer key {spec.consumer_key!r} {taken}; every consumer needs its own key."
+                f"The consumer key {spec.consumer_key!r} {taken}; every consumer needs its "
+                "own key.",
+                field="consumer_key",
+                rule="taken",
             )
     dest = Destination(
         tenant_id=spec.tenant_id,
@@ -201,7 +229,7 @@ def add_consumer(
             "allowed_hosts": [h.lower() for h in spec.allowed_hosts],
             "comments": comments,
         },
-        secret={"consumer_secret": spec.consumer_secret},
+        secret={"consumer_secret": secret},
         enabled=old.enabled if old else True,
         paused_until=old.paused_until if old else None,
         pause_reason=old.pause_reason if old else None,
