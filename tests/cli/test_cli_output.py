@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -237,6 +238,37 @@ def test_a_port_in_use_is_one_clear_line(gradesync: Run) -> None:
         # the demo's sandbox port is checked as well, before anything starts
         r = gradesync("serve", "--demo", "--port", "0", "--sandbox-port", port, ok=False)
         assert r.returncode == 1 and "--sandbox-port" in r.stderr and "Traceback" not in r.stderr
+
+
+def _python_m_sandbox(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m gradesync.sandbox`, the standalone way docs/sandbox.md shows."""
+    return subprocess.run(
+        [sys.executable, "-m", "gradesync.sandbox", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_sandbox_on_a_port_in_use_says_so_in_one_line_from_either_entry_point(
+    gradesync: Run, cli_env: dict[str, str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        said = [
+            f"error: cannot listen on 127.0.0.1:{port}: in use. Choose another port with "
+            "--port (or stop what uses it)."
+        ]
+        r = gradesync("sandbox", "--port", port, ok=False)
+        # as `gradesync serve` refuses it: exit 1, one line, no banner, no uvicorn log
+        assert r.returncode == 1 and r.stderr.splitlines() == said, r.stderr
+        assert r.stdout == ""
+        m = _python_m_sandbox(cli_env, "--port", port)
+        assert m.returncode == 1 and m.stderr.splitlines() == said, m.stderr
+        assert m.stdout == ""
 
 
 def test_bad_settings_are_named_every_one(gradesync: Run, cli_env: dict[str, str]) -> None:

@@ -37,7 +37,11 @@ def sandbox(
         if error is None:
             raise
         raise report(error) from exc
-    sandbox_cli.serve_app(app, config, host, port, log_level.lower())
+    try:
+        sandbox_cli.serve_app(app, config, host, port, log_level.lower())
+    except sandbox_cli.StartRefused as refused:
+        # the same line `python -m gradesync.sandbox` prints, as `gradesync serve` says it
+        raise report(CliError(refused.exit_code, refused.message)) from None
 
 
 def _seed_problem(exc: BaseException, seed_file: Path | None) -> CliError | None:

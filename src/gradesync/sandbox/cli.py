@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,46 @@ def build_config(
     return config
 
 
+class StartRefused(Exception):
+    """Why the sandbox does not start, told the same way by `gradesync sandbox` and
+    `python -m gradesync.sandbox`: one line per problem (its path in the seed file or the
+    option, the rule, the sentence), or one sentence; and the exit code (2 bad input, 1 the
+    port cannot be listened on, as `gradesync serve` says it)."""
+
+    def __init__(
+        self, message: str, problems: Sequence[tuple[str, str, str]] = (), exit_code: int = 2
+    ) -> None:
+        self.message = message
+        self.problems = tuple(problems)
+        self.exit_code = exit_code
+        super().__init__("; ".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        if not self.problems:
+            return [self.message]
+        return [f"{path}: {message} [{rule}]" for path, rule, message in self.problems]
+
+
+def listening(host: str, port: int) -> socket.socket:
+    """The socket the sandbox serves on, bound and listening (connections wait in its
+    backlog until uvicorn accepts them); a port in use is one sentence saying which, as
+    `gradesync serve` says it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        why = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise StartRefused(
+            f"cannot listen on {host}:{port}: {why}. Choose another port with --port (or "
+            "stop what uses it).",
+            exit_code=1,
+        ) from exc
+    return sock
+
+
 def run(
     host: str = "127.0.0.1",
     port: int = 8765,
@@ -51,18 +94,25 @@ def run(
     faults: str | None = None,
     log_level: str = "info",
 ) -> None:
-    """Serve the sandbox until interrupted (blocking)."""
+    """Serve the sandbox until interrupted (blocking). Raises StartRefused."""
     config = build_config(host, port, seed_file, mode, base_url, rng_seed, faults)
     serve_app(create_app(config), config, host, port, log_level)
 
 
 def serve_app(app: Any, config: SandboxConfig, host: str, port: int, log_level: str) -> None:
-    """Serve the app `create_app(config)` made until interrupted (blocking)."""
+    """Serve the app `create_app(config)` made until interrupted (blocking). The banner is
+    printed once the port listens; a port that cannot be listened on raises StartRefused
+    before anything is printed."""
+    sock = listening(host, port)
     print(
         f"gradesync sandbox ({config.mode}) on {config.base_url}, "
-        f"inspect at {config.base_url}/_sandbox/"
+        f"inspect at {config.base_url}/_sandbox/",
+        flush=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+    )
+    server.run(sockets=[sock])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -76,13 +126,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--faults", help='JSON, e.g. \'{"scores": {"error_rate": 0.1}}\'')
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    run(
-        host=args.host,
-        port=args.port,
-        seed_file=args.seed_file,
-        mode=args.mode,
-        base_url=args.base_url,
-        rng_seed=args.rng_seed,
-        faults=args.faults,
-        log_level=args.log_level,
-    )
+    try:
+        run(
+            host=args.host,
+            port=args.port,
+            seed_file=args.seed_file,
+            mode=args.mode,
+            base_url=args.base_url,
+            rng_seed=args.rng_seed,
+            faults=args.faults,
+            log_level=args.log_level,
+        )
+    except StartRefused as refused:
+        for line in refused.lines():
+            print(f"error: {line}", file=sys.stderr)
+        raise SystemExit(refused.exit_code) from None
