@@ -271,6 +271,35 @@ def test_the_sandbox_on_a_port_in_use_says_so_in_one_line_from_either_entry_poin
         assert m.stdout == ""
 
 
+def test_a_bad_seed_file_is_told_alike_by_both_entry_points_every_reference_with_its_path(
+    gradesync: Run, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(_doc_seed_file().replace("{sub: u1, name:", "{sub: u1, nmae:"))
+    said = [f"error: users[0].nmae: Extra inputs are not permitted (in {bad}) [extra_forbidden]"]
+    r = gradesync("sandbox", "--port", "0", "--seed-file", str(bad), ok=False)
+    m = _python_m_sandbox(cli_env, "--port", "0", "--seed-file", str(bad))
+    assert (r.returncode, r.stderr.splitlines()) == (2, said), r.stderr
+    assert (m.returncode, m.stderr.splitlines()) == (2, said), m.stderr
+
+    refs = tmp_path / "refs.yaml"
+    refs.write_text(
+        _doc_seed_file()
+        .replace("school: sch1, term: t2024,", "school: sch1, term: nope,")
+        .replace("classes: [cls1]}]", "classes: [cls1, cls-nope]}]")
+    )
+    said = [
+        f"error: sis.classes[0].term: SIS term 'nope' is not one of sis.terms (in {refs}) "
+        "[unknown_term]",
+        f"error: sis.categories[0].classes[1]: SIS class 'cls-nope' is not one of sis.classes "
+        f"(in {refs}) [unknown_class]",
+    ]
+    r = gradesync("sandbox", "--port", "0", "--seed-file", str(refs), ok=False)
+    m = _python_m_sandbox(cli_env, "--port", "0", "--seed-file", str(refs))
+    assert (r.returncode, r.stderr.splitlines()) == (2, said), r.stderr
+    assert (m.returncode, m.stderr.splitlines()) == (2, said), m.stderr
+
+
 def test_bad_settings_are_named_every_one(gradesync: Run, cli_env: dict[str, str]) -> None:
     cli_env.update(GRADESYNC_LOG_FORMAT="xml", GRADESYNC_WORKER_POLL_SECONDS="often")
     r = gradesync("runs", "list", "-t", "northwind", ok=False)

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+import yaml
+from pydantic import ValidationError
 
 from .app import create_app
-from .config import SandboxConfig, config_from_file
+from .config import SandboxConfig, config_from_file, load_seed_file
+from .state import SeedProblems
 
 
 def build_config(
@@ -64,6 +67,84 @@ class StartRefused(Exception):
         return [f"{path}: {message} [{rule}]" for path, rule, message in self.problems]
 
 
+def prepare(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    seed_file: str | Path | None = None,
+    mode: str | None = None,
+    base_url: str | None = None,
+    rng_seed: int | None = None,
+    faults: str | None = None,
+) -> tuple[Any, SandboxConfig]:
+    """The app and its config; a seed file or --faults it refuses raise StartRefused."""
+    try:
+        config = build_config(host, port, seed_file, mode, base_url, rng_seed, faults)
+        return create_app(config), config  # the seed's references are checked here
+    except Exception as exc:
+        refused = refusal(exc, Path(seed_file) if seed_file is not None else None)
+        if refused is None:
+            raise
+        raise refused from exc
+
+
+def refusal(exc: BaseException, seed_file: Path | None) -> StartRefused | None:
+    """A seed file or --faults the sandbox refuses, one problem per field named by its path
+    in the file (`tools[0].scopes`) and the rule, not a traceback; None for another error."""
+    where = f" (in {seed_file})" if seed_file else ""
+    refused = "the sandbox's seed or faults are refused"
+    if isinstance(exc, ValidationError):
+        return StartRefused(
+            refused,
+            [
+                (
+                    _path(e["loc"], seed_file),
+                    e["type"],
+                    str(e["msg"]).removeprefix("Value error, ") + where,
+                )
+                for e in exc.errors()
+            ],
+        )
+    if isinstance(exc, SeedProblems):
+        return StartRefused(
+            refused,
+            [
+                (_path(("seed", *loc), seed_file), rule, msg + where)
+                for loc, rule, msg in exc.problems
+            ],
+        )
+    if isinstance(exc, json.JSONDecodeError):
+        return StartRefused(str(exc), [("--faults", "json", str(exc))])
+    if isinstance(exc, OSError):
+        message = f"cannot read {exc.filename or seed_file}: {exc.strerror or exc}"
+        return StartRefused(message, [("--seed-file", "unreadable", message)])
+    if isinstance(exc, yaml.YAMLError | ValueError):
+        # an unreadable or unparsable file, or a seed naming what is not there ("field: ...")
+        text = " ".join(str(exc).split())
+        field, sep, message = text.partition(": ")
+        if not sep or " " in field:
+            field, message = "--seed-file", text
+        return StartRefused(text, [(field, "invalid", message + where)])
+    return None
+
+
+def _path(loc: Sequence[Any], seed_file: Path | None) -> str:
+    """("seed", "tools", 0, "scopes") as `tools[0].scopes`: how it reads in the file, which
+    holds the seed at its top level unless it has a `seed:` key."""
+    parts = list(loc)
+    if parts[:1] == ["seed"] and seed_file is not None and not _has_seed_key(seed_file):
+        parts = parts[1:]
+    if parts[:1] == ["faults"] and seed_file is None:
+        return "--faults" + "".join(f".{p}" for p in parts[1:])
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "--seed-file"
+
+
+def _has_seed_key(seed_file: Path) -> bool:
+    return "seed" in load_seed_file(seed_file)
+
+
 def listening(host: str, port: int) -> socket.socket:
     """The socket the sandbox serves on, bound and listening (connections wait in its
     backlog until uvicorn accepts them); a port in use is one sentence saying which, as
@@ -95,8 +176,8 @@ def run(
     log_level: str = "info",
 ) -> None:
     """Serve the sandbox until interrupted (blocking). Raises StartRefused."""
-    config = build_config(host, port, seed_file, mode, base_url, rng_seed, faults)
-    serve_app(create_app(config), config, host, port, log_level)
+    app, config = prepare(host, port, seed_file, mode, base_url, rng_seed, faults)
+    serve_app(app, config, host, port, log_level)
 
 
 def serve_app(app: Any, config: SandboxConfig, host: str, port: int, log_level: str) -> None:

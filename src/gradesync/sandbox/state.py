@@ -32,6 +32,22 @@ class SeedError(ValueError):
     """A seed or admin request refers to something that does not exist."""
 
 
+class SeedProblems(SeedError):
+    """Every reference in a seed to what the seed (or the sandbox) does not have, each with
+    its path in the seed (`("sis", "classes", 0, "term")`), a rule and a sentence."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{_dotted(loc)}: {m} [{r}]" for loc, r, m in problems))
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out
+
+
 @dataclass
 class User:
     sub: str
@@ -147,7 +163,38 @@ class SandboxState:
 
     # ---- seeding (also used by the admin endpoints) ----
 
+    def _reference_problems(self, seed: SeedData) -> list[tuple[tuple[str | int, ...], str, str]]:
+        """What the seed's SIS part names and nobody has, all at once. (A class's school and
+        students are made bare when not listed, as a course's learners are.)"""
+        sis = seed.sis
+        terms = set(self.sis_terms) | {t.sourcedId for t in sis.terms}
+        classes = set(self.sis_classes) | {c.sourcedId for c in sis.classes}
+        problems: list[tuple[tuple[str | int, ...], str, str]] = []
+        for i, klass in enumerate(sis.classes):
+            if klass.term is not None and klass.term not in terms:
+                problems.append(
+                    (
+                        ("sis", "classes", i, "term"),
+                        "unknown_term",
+                        f"SIS term {klass.term!r} is not one of sis.terms",
+                    )
+                )
+        for i, category in enumerate(sis.categories):
+            for j, class_id in enumerate(category.classes):
+                if class_id not in classes:
+                    problems.append(
+                        (
+                            ("sis", "categories", i, "classes", j),
+                            "unknown_class",
+                            f"SIS class {class_id!r} is not one of sis.classes",
+                        )
+                    )
+        return problems
+
     def apply_seed(self, seed: SeedData) -> None:
+        problems = self._reference_problems(seed)
+        if problems:
+            raise SeedProblems(problems)
         for user in seed.users:
             self.add_user(user)
         for tool in seed.tools:
