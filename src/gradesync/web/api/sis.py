@@ -41,7 +41,7 @@ admin = require_scope("admin")
 
 
 class SisProfileIn(InputModel):
-    """How this SIS behaves where OneRoster leaves it open (docs/sis.md)."""
+    """How this SIS behaves where OneRoster leaves it open (docs/oneroster.md)."""
 
     name_max_length: Annotated[int, Field(ge=1, strict=True), Whole] | None = Field(
         None, description="The longest line item title the SIS takes."
