@@ -256,13 +256,14 @@ def test_errors_are_one_line_each_with_the_documented_exit_codes(
 ) -> None:
     # a tenant that does not exist, for a list too (not "none", as if all were well)
     r = gradesync("runs", "list", "-t", "nobody", "--json", ok=False)
-    assert r.returncode == 3 and r.stderr == "error: tenant 'nobody' not found\n"
+    assert r.returncode == 3
+    assert r.stderr == "error: --tenant: tenant 'nobody' not found [not_found]\n"
     assert json.loads(r.stdout)["error"]["code"] == "not_found"
     r = gradesync("runs", "list", "-t", "", ok=False)
-    assert r.returncode == 3 and r.stderr == "error: tenant '' not found\n"
+    assert r.returncode == 3 and r.stderr == "error: --tenant: tenant '' not found [not_found]\n"
     gradesync("tenants", "create", "northwind", "--no-key")
     r = gradesync("runs", "show", "run-x", "-t", "northwind", "--json", ok=False)
-    assert r.returncode == 3 and r.stderr == "error: run 'run-x' not found\n"
+    assert r.returncode == 3 and r.stderr == "error: RUN_ID: run 'run-x' not found [not_found]\n"
     assert json.loads(r.stdout)["error"]["code"] == "not_found"
     r = gradesync("tenants", "create", "northwind", "--json", ok=False)
     assert r.returncode == 4 and json.loads(r.stdout)["error"]["code"] == "conflict"
@@ -286,6 +287,35 @@ def test_errors_are_one_line_each_with_the_documented_exit_codes(
     r = gradesync("runs", "list", ok=False)
     assert r.returncode == 2 and r.stderr.startswith("error: --tenant: ")
     assert "[required]" in r.stderr and "GRADESYNC_TENANT" in r.stderr
+
+
+def test_not_found_names_what_was_typed_and_the_rule_and_exits_3_everywhere(
+    gradesync: Run, cli_db: Database
+) -> None:
+    from tests.cli.test_admin_cli import _roster, _tenant
+
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    T = ("-t", "northwind")
+    gradesync("sis", "add", "files", *T, "--file-based")
+    # an activity the tenant does not have: the same mistake, the same answer, whichever
+    # command it is typed in (sync said it as bad input, exit 2; sis select gave no field)
+    for args, said in [
+        (("sync", *T, "-c", "c1", "-a", "nope"), "error: --activity: No activity 'nope'. "),
+        (("sis", "select", "files", "q1", "nope", *T), "error: ACTIVITY_IDS: activity 'nope' "),
+        (("sis", "post", "files", "c1", "--activity", "nope", *T), "error: --activity: "),
+    ]:
+        r = gradesync(*args, ok=False)
+        assert r.returncode == 3, r.stderr
+        [line] = r.stderr.splitlines()
+        assert line.startswith(said) and line.endswith("[unknown_activity]"), line
+    r = gradesync("sis", "select", "nosis", "q1", *T, "--json", ok=False)
+    assert r.returncode == 3
+    assert r.stderr == (
+        "error: DESTINATION_ID: destination 'nosis' not found [unknown_destination]\n"
+    )
+    [problem] = json.loads(r.stdout)["error"]["problems"]
+    assert problem["field"] == "DESTINATION_ID" and problem["rule"] == "unknown_destination"
 
 
 def test_a_setting_outside_its_choices_is_refused_by_name(

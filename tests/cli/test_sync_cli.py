@@ -38,7 +38,7 @@ def test_sync_wait_follows_the_run_to_the_end(
     assert runs[0]["trigger"] == "resync" and runs[0]["actor"].startswith("cli")
 
     bad = gradesync("sync", "-t", "northwind", "-c", "c1", "-a", "nope", ok=False)
-    assert bad.returncode == 2 and "unknown_activity" in bad.stderr
+    assert bad.returncode == 3 and "unknown_activity" in bad.stderr  # not found
     bad = gradesync("sync", "-t", "northwind", "--trigger", "auto", ok=False)
     assert bad.returncode == 2 and "one_of" in bad.stderr
     assert bad.stderr.startswith("error: --trigger:"), bad.stderr  # the option, not `trigger`

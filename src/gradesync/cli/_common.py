@@ -187,11 +187,44 @@ def as_options(problems: list[FieldProblem], options: Mapping[str, str]) -> list
 
 def _only_missing(problems: list[FieldProblem], named: Collection[str]) -> bool:
     """Whether every problem is an unknown course, person, ... given in one of the fields
-    `named` (a thing the command names by its id, as a tenant or a destination)."""
+    `named` (a thing the command names by its id, as a tenant or a destination; a list's
+    item, `activity_ids[1]`, by its list)."""
     return all(
         p.rule.startswith("unknown_") and re.sub(r"\[\d+\]$", "", p.field) in named
         for p in problems
     )
+
+
+# Something named that is not there, told as the API tells an unknown id in a body (its rule,
+# e.g. `unknown_activity`), else `not_found`; named by the option (or argument) it was given in.
+_NOT_FOUND_RULES = {w: f"unknown_{w}" for w in ("course", "activity", "person", "destination")}
+
+
+def _typed_as(names: Collection[str]) -> str | None:
+    """How the running command's parameter of one of `names` is typed: its long option
+    (`--tenant`), or an argument's metavar (`DESTINATION_ID`); None outside a command."""
+    # typer carries its own click
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    for param in ctx.command.params if ctx is not None else ():
+        if param.name in names:
+            if param.param_type_name == "option":
+                return max(param.opts, key=len)
+            return param.metavar or param.name.upper()  # an argument, as --help shows it
+    return None
+
+
+def _not_found(exc: NotFound, options: Mapping[str, str]) -> CliError:
+    key = exc.what.replace(" ", "_")
+    names = (f"{key}_id", f"{key}_ids", key)
+    field = (
+        next((options[k] for k in names if k in options), None)
+        or _typed_as(names)
+        or {"tenant": "--tenant"}.get(key, key)  # refused while parsing: no command yet
+    )
+    rule = _NOT_FOUND_RULES.get(key, "not_found")
+    return CliError(EXIT_NOT_FOUND, str(exc), (FieldProblem(field, rule, str(exc)),))
 
 
 def error_of(
@@ -211,7 +244,7 @@ def error_of(
         problems = as_options(exc.problems, options or {})
         return CliError(code, str(InvalidInput(problems)), tuple(problems))
     if isinstance(exc, NotFound):
-        return CliError(EXIT_NOT_FOUND, str(exc))
+        return _not_found(exc, options or {})
     if isinstance(exc, Conflict):
         if exc.field is None:
             return CliError(EXIT_CONFLICT, str(exc))

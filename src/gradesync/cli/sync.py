@@ -84,7 +84,7 @@ def sync(
                 "activity_ids": "--activity",
                 "trigger": "--trigger",
             },
-            named=("course_id", "destination_id"),
+            named=("course_id", "destination_id", "activity_ids"),
         )
         if not as_json:
             if joined:  # queued or already sending: say which
