@@ -302,7 +302,7 @@ def test_not_found_names_what_was_typed_and_the_rule_and_exits_3_everywhere(
     # command it is typed in (sync said it as bad input, exit 2; sis select gave no field)
     for args, said in [
         (("sync", *T, "-c", "c1", "-a", "nope"), "error: --activity: No activity 'nope'. "),
-        (("sis", "select", "files", "q1", "nope", *T), "error: ACTIVITY_IDS: activity 'nope' "),
+        (("sis", "select", "files", "q1", "nope", *T), "error: ACTIVITY_IDS: No activity 'nope'."),
         (("sis", "post", "files", "c1", "--activity", "nope", *T), "error: --activity: "),
     ]:
         r = gradesync(*args, ok=False)

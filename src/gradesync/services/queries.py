@@ -70,7 +70,8 @@ def _held_by_pause(d: Destination, now: datetime) -> Reason:
 
 
 def _cell(row: LedgerRow, paused: Reason | None = None) -> GradeState:
-    if paused is not None and row.state is DeliveryState.PENDING:
+    if paused is not None and row.state is DeliveryState.PENDING and row.reason_code is None:
+        # a row naming its own reason (the send that paused the destination said why) keeps it
         row = replace(row, reason_code=paused.code, reason_text=paused.text)
     return GradeState(
         destination_id=row.key.destination_id,
