@@ -163,3 +163,29 @@ def test_an_allowed_host_with_credentials_is_not_repeated(api: ApiEnv) -> None:
     assert _problems(r) == [("allowed_hosts", "host")]
     assert "pw" not in r.text and "bad host" in r.text
     assert admin.get("/platforms").json() == []
+
+
+def test_a_url_stored_with_credentials_is_hidden_and_named_as_stored(
+    api: ApiEnv, sis: RunningSandbox
+) -> None:
+    """A token URL saved with `user:pw@` before such URLs were refused: readers no longer see
+    the credentials, and a change that does not replace it names the stored value as what to
+    mend (it blocked even rotating the secret, saying only `[url]`)."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    admin = _connected(api, sis)
+    with api.db.uow() as uow:
+        dest = uow.destinations.get("t1", "sis")
+        assert dest is not None
+        leaky = {**dest.config, "token_url": "https://user:s3cr3t@sis.example.org/token"}
+        uow.destinations.upsert(replace(dest, config=leaky), datetime.now(UTC))
+        uow.commit()
+    shown = admin.get("/destinations/sis")
+    assert shown.status_code == 200 and "s3cr3t" not in shown.text, shown.text
+    assert shown.json()["config"]["token_url"] == "https://***@sis.example.org/token"
+    r = admin.put("/sis/connections/sis", json={"client_secret": "rotated-secret-0123"})
+    assert _problems(r) == [("token_url", "url")]
+    assert "stored" in r.text and "s3cr3t" not in r.text
+    fixed = {"client_secret": "rotated-secret-0123", "token_url": sis.base_url + "/token"}
+    assert admin.put("/sis/connections/sis", json=fixed).status_code == 200

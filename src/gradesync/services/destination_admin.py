@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import SIS_KINDS, Destination, DestinationKind
@@ -19,6 +20,19 @@ from gradesync.domain.pauses import PauseCause
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
+
+
+def _without_credentials(value: Any) -> Any:
+    """A URL saved with `user:password@` in it (before such URLs were refused) is shown
+    without them: they are secrets kept outside the encrypted field."""
+    if isinstance(value, str) and "@" in value and "://" in value:
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            return value
+        if "@" in parts.netloc:
+            return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    return value
 
 
 def public_view(dest: Destination, now: datetime) -> dict[str, Any]:
@@ -30,7 +44,7 @@ def public_view(dest: Destination, now: datetime) -> dict[str, Any]:
         "kind": dest.kind.value,
         "name": dest.name,
         "profile": dest.profile,
-        "config": dict(dest.config),
+        "config": {k: _without_credentials(v) for k, v in dest.config.items()},
         "enabled": dest.enabled,
         "paused_until": dest.paused_until,
         "pause_reason": dest.pause_reason,

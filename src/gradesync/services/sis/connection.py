@@ -117,6 +117,14 @@ def add_connection(
         if key == "base_url" and not str(value).strip():
             continue  # blank: `required` below says it once (a file-based SIS needs none)
         found = url_field_problem(key, str(value), None if file_based else guard)
+        if found and (base_url if key == "base_url" else token_url) is None:
+            # the stored value, saved before this rule: say so, and what mends it
+            found = FieldProblem(
+                key,
+                found.rule,
+                f"The {key} stored for this connection is refused now: {found.message} Give "
+                f"{key} again in this change.",
+            )
         if found:
             problems.append(found)
     if not file_based:
