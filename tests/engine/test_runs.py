@@ -438,3 +438,24 @@ async def test_a_job_ended_while_its_run_is_being_claimed_leaves_the_run_running
     await asyncio.wait_for(finished, DEADLINE)
     done = get_run(db.uow, T, run.id)
     assert done.stage is RunStage.FINISHED and done.outcome is RunOutcome.SUCCEEDED, done
+
+
+async def test_a_job_for_a_run_this_engine_runs_leaves_the_run_to_it(
+    harness: Harness, db: Database
+) -> None:
+    """The runs loop started a run; the queue's job for it arrives meanwhile: the job does
+    nothing, and the engine still holds the running task (the job's failed claim dropped it,
+    so a stopping engine neither cancelled nor awaited the run)."""
+    seed(db, learners=1)
+    post(db, None, [("a1", learner(0), 6.0)])
+    harness.remote.hold = asyncio.Event()  # the run stays in its sending stage until released
+    run, _ = _request(db, harness, Trigger.MANUAL)
+    engine = harness.engine
+    assert await engine.start_queued_runs() == [run.id]
+    live = engine._runs[run.id]
+    await asyncio.wait_for(harness.remote.arrived.wait(), DEADLINE)  # sending, held
+    assert await engine.execute_run(run.id) is None
+    assert engine._runs.get(run.id) is live
+    finished = engine.run_finished(run.id)
+    harness.remote.hold.set()
+    await asyncio.wait_for(finished, DEADLINE)

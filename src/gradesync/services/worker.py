@@ -314,10 +314,14 @@ class Engine:
         """Claim this run and run it to the end here; None when it is not startable (already
         taken, finished, or its scope is busy: then it stays queued for a later look)."""
 
+        if run_id in self._runs:
+            return None  # this engine runs it already (its runs loop started it)
+
         async def claim_and_execute() -> SyncRun | None:
             run = await asyncio.to_thread(self._claim, run_id)
             if run is None:
-                self._runs.pop(run_id, None)
+                if self._runs.get(run_id) is task:  # never another task's entry
+                    del self._runs[run_id]
                 return None
             return await self._execute(run)
 
