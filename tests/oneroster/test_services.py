@@ -500,6 +500,7 @@ def test_mapping_learners_to_other_students_sends_their_results_to_the_new_one(
     sis.map_course_students(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
     refused = {p: LedgerKey("t1", "sis", "quiz1", p) for p in ("p1", "p2")}
     took = {p: LedgerKey("t1", "sis", "hw1", p) for p in ("p1", "p2")}
+    skipped = {p: LedgerKey("t1", "sis", "nodue", p) for p in ("p1", "p2")}
     with db.uow() as uow:
         for key in refused.values():
             row = LedgerRow(
@@ -513,6 +514,13 @@ def test_mapping_learners_to_other_students_sends_their_results_to_the_new_one(
                 delivered_hash="h2", delivered_at=clock.now(), updated_at=clock.now(),
             )  # fmt: skip
             uow.ledger.save(row, "c1")
+        for key in skipped.values():  # sent once, then left out (not ticked any more)
+            row = LedgerRow(
+                key, DeliveryState.SKIPPED, None, {}, delivered_hash="h3",
+                delivered_at=clock.now(), reason_code="not_selected_for_sis",
+                updated_at=clock.now(),
+            )  # fmt: skip
+            uow.ledger.save(row, "c1")
         p1 = uow.people.get("t1", "p1")
         assert p1 is not None and p1.sis_id
         uow.people.upsert(replace(p1, sis_id=p1.sis_id + "-corrected"))
@@ -520,11 +528,17 @@ def test_mapping_learners_to_other_students_sends_their_results_to_the_new_one(
     sis.map_course_students(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
     with db.uow() as uow:
         rows = {k: uow.ledger.get(k) for k in (*refused.values(), *took.values())}
+        left = {p: uow.ledger.get(k) for p, k in skipped.items()}
     state = {k: (r.state, r.tries, r.reason_code, r.delivered_hash) for k, r in rows.items() if r}
     assert state[refused["p1"]] == (DeliveryState.PENDING, 0, None, None)
     assert state[took["p1"]] == (DeliveryState.PENDING, 0, None, None)  # sent to the new one
     assert state[refused["p2"]][0] is DeliveryState.REJECTED
     assert state[took["p2"]] == (DeliveryState.DELIVERED, 0, None, "h2")
+    # a row not sent now forgets what went to the old student: when it is sent again it goes
+    assert {p: (r.state, r.delivered_hash) for p, r in left.items() if r} == {
+        "p1": (DeliveryState.SKIPPED, None),
+        "p2": (DeliveryState.SKIPPED, "h3"),
+    }
 
 
 def _computed(db: Database, clock: ManualClock) -> tuple[set[tuple[str, ...]], int]:

@@ -191,9 +191,10 @@ def map_student(
             if own.course_id is not None and own.remote_id != student_id:
                 uow.links.save_person(replace(own, remote_id=student_id))
         keys = _person_ticked_keys(uow, tenant_id, destination_id, person_id)
+        if any(own.remote_id != student_id for own in before):
+            courses = _person_sis_courses(uow, tenant_id, destination_id, person_id)
+            _send_to_new_student(uow, tenant_id, destination_id, courses, {person_id}, keys)
         if keys:
-            if any(own.remote_id != student_id for own in before):
-                _send_to_new_student(uow, destination_id, keys)
             uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
         uow.commit()
     if waker is not None and keys:
@@ -201,23 +202,41 @@ def map_student(
     return link
 
 
-def _send_to_new_student(uow: UnitOfWork, destination_id: str, keys: list[DirtyKey]) -> None:
-    """A learner now linked to another SIS student: their results go to the new student at
-    once. What the SIS refused, or kept failing, for the old one is tried again; what it
-    took for the old one (another student's record) is sent again, the new student holding
-    none of it yet. Their desired results did not change, so a recompute alone would leave
+def _send_to_new_student(
+    uow: UnitOfWork,
+    tenant_id: str,
+    destination_id: str,
+    courses: Collection[str],
+    people: Collection[str],
+    keys: list[DirtyKey],
+) -> None:
+    """Learners now linked to another SIS student: their results go to the new student.
+    In the ticked activities (`keys`), what the SIS refused, or kept failing, for the old
+    one is tried again at once, and what it took for the old one (another student's record)
+    is sent again. Their desired results did not change, so a recompute alone would leave
     every row as it was. A refusal of the column's own (COLUMN_RULES: not the student's)
-    stays. What the old student's record holds is left there: it may be a real student's."""
-    by_course: dict[tuple[str, str], set[tuple[str, str]]] = {}
-    for tenant_id, course_id, activity_id, person_id in keys:
-        by_course.setdefault((tenant_id, course_id), set()).add((activity_id, person_id))
-    reopened = []
-    for (tenant_id, course_id), pairs in by_course.items():
-        activities = sorted({a for a, _ in pairs})
-        rows = uow.ledger.get_many(tenant_id, destination_id, course_id, activities)
-        reopened += [
-            (
-                replace(
+    stays. Every other row of theirs at this SIS in `courses` (held for Post grades, skipped)
+    forgets what it delivered, so it is sent when it goes, never taken as already there.
+    What the old student's record holds is left there: it may be a real student's."""
+    if not people:
+        return
+    wanted = {(k[1], k[2], k[3]) for k in keys}
+    writes = []
+    for course_id in sorted(courses):
+        for (activity_id, person_id), r in uow.ledger.get_many(
+            tenant_id, destination_id, course_id
+        ).items():
+            if person_id not in people:
+                continue
+            sendable = r.desired_hash is not None and (
+                r.state is DeliveryState.DELIVERED
+                or (
+                    r.state in (DeliveryState.REJECTED, DeliveryState.RETRYING)
+                    and (r.reason_code or "") not in COLUMN_RULES
+                )
+            )
+            if (course_id, activity_id, person_id) in wanted and sendable:
+                r = replace(
                     r,
                     state=DeliveryState.PENDING,
                     tries=0,
@@ -225,30 +244,21 @@ def _send_to_new_student(uow: UnitOfWork, destination_id: str, keys: list[DirtyK
                     reason_code=None,
                     reason_text=None,
                     delivered_hash=None,  # the new student's record holds nothing of ours
-                ),
-                course_id,
-            )
-            for pair, r in rows.items()
-            if pair in pairs
-            and r.desired_hash is not None
-            and (
-                r.state is DeliveryState.DELIVERED
-                or (
-                    r.state in (DeliveryState.REJECTED, DeliveryState.RETRYING)
-                    and (r.reason_code or "") not in COLUMN_RULES
                 )
-            )
-        ]
-    if reopened:
-        uow.ledger.save_many(reopened)
+            elif r.delivered_hash is not None:
+                r = replace(r, delivered_hash=None)
+            else:
+                continue
+            writes.append((r, course_id))
+    if writes:
+        uow.ledger.save_many(writes)
 
 
-def _person_ticked_keys(
+def _person_sis_courses(
     uow: UnitOfWork, tenant_id: str, destination_id: str, person_id: str
-) -> list[DirtyKey]:
-    """Dirty keys of one person in the activities ticked to send at once (not held for Post
-    grades) of each course they are a learner of, or attempted an activity of, that is
-    mapped to a SIS class."""
+) -> list[str]:
+    """The courses one person is a learner of, or attempted an activity of, that are mapped
+    to a class of this SIS."""
     courses = {
         e.course_id
         for e in uow.enrollments.for_person(tenant_id, person_id)
@@ -256,10 +266,17 @@ def _person_ticked_keys(
     }
     attempted = {a.activity_id for a in uow.attempts.for_person(tenant_id, person_id)}
     courses |= {a.course_id for a in uow.activities.get_many(tenant_id, attempted).values()}
+    # nothing goes to the SIS for a course until its class is mapped
+    return [c for c in sorted(courses) if uow.links.course(tenant_id, destination_id, c)]
+
+
+def _person_ticked_keys(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, person_id: str
+) -> list[DirtyKey]:
+    """Dirty keys of one person in the activities ticked to send at once (not held for Post
+    grades) of their courses mapped to a SIS class."""
     keys: list[DirtyKey] = []
-    for course_id in sorted(courses):
-        if uow.links.course(tenant_id, destination_id, course_id) is None:
-            continue  # nothing goes to the SIS for it until its class is mapped
+    for course_id in _person_sis_courses(uow, tenant_id, destination_id, person_id):
         ids = [a.id for a in uow.activities.for_course(tenant_id, course_id)]
         items = uow.links.items(tenant_id, destination_id, ids)
         keys += [
@@ -339,8 +356,8 @@ def map_course_students(
             if relinked
             else []
         )
+        _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys)
         if keys:
-            _send_to_new_student(uow, destination_id, [k for k in keys if k[3] in moved])
             uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
         uow.commit()
     if waker is not None and keys:
