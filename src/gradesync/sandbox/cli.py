@@ -149,17 +149,28 @@ def listening(host: str, port: int) -> socket.socket:
     """The socket the sandbox serves on, bound and listening (connections wait in its
     backlog until uvicorn accepts them); a port in use is one sentence saying which, as
     `gradesync serve` says it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock: socket.socket | None = None
     try:
-        sock.bind((host, port))
+        # the host's own family: an IPv6 address (`::1`) or a name resolving to one
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
         sock.listen(2048)
     except OSError as exc:
-        sock.close()
-        why = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        if sock is not None:
+            sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartRefused(
+                f"cannot listen on {host}:{port}: in use. Choose another port with --port (or "
+                "stop what uses it).",
+                exit_code=1,
+            ) from exc
+        why = exc.strerror or str(exc)
         raise StartRefused(
-            f"cannot listen on {host}:{port}: {why}. Choose another port with --port (or "
-            "stop what uses it).",
+            f"cannot listen on {host}:{port}: {why}. Check --host (an address of this machine).",
             exit_code=1,
         ) from exc
     return sock
