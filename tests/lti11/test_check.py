@@ -72,3 +72,16 @@ async def test_a_test_result_is_refused_for_lti11_naming_the_option(
         await _check(gradesync, send_test=True)
     assert [(p.field, p.rule) for p in refused.value.problems] == [("send_test", "not_supported")]
     assert lti11_requests(lms) == asked
+
+
+async def test_a_test_result_and_an_unknown_course_are_named_together(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    with pytest.raises(InvalidInput) as refused:
+        await _check(gradesync, send_test=True, course_id="nope")
+    assert [(p.field, p.rule) for p in refused.value.problems] == [
+        ("send_test", "not_supported"),
+        ("course_id", "unknown_course"),
+    ]

@@ -58,14 +58,18 @@ def _plan(
     destination_id: str,
     course_id: str | None,
     learner_id: str | None,
+    send_test: bool = False,
 ) -> _Plan:
     with uow_factory() as uow:
         d = uow.destinations.get(tenant_id, destination_id)
         if d is None:
             raise NotFound("destination", destination_id)
         links = uow.links.courses_for_destination(tenant_id, destination_id)
-        # named as the request names them, with the rules of an ingest; both at once
+        # named as the request names them, with the rules of an ingest; all at once
         unknown: list[FieldProblem] = []
+        refused = _test_result_problem(d) if send_test else None
+        if refused is not None:
+            unknown.append(refused)
         if course_id is not None and uow.courses.get(tenant_id, course_id) is None:
             unknown.append(FieldProblem("course_id", "unknown_course", f"No course {course_id!r}."))
         if learner_id is not None and uow.people.get(tenant_id, learner_id) is None:
@@ -128,23 +132,18 @@ def _plan(
     return _Plan(d, course, link, items, learner)
 
 
-def _refuse_test_result(
-    uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str
-) -> None:
+def _test_result_problem(d: Destination) -> FieldProblem | None:
     """A test result needs a column of its own, which only AGS can create: anywhere else it
     would overwrite a learner's grade (LTI 1.1) or post one to the SIS."""
-    with uow_factory() as uow:
-        d = uow.destinations.get(tenant_id, destination_id)
-    if d is None:
-        raise NotFound("destination", destination_id)
-    if d.kind is not DestinationKind.LTI13_AGS:
-        raise InvalidInput.one(
-            "send_test",
-            "not_supported",
-            f"A test result can be sent only to an LTI 1.3 (AGS) destination; {d.name!r} cannot "
-            "make a column for it, so a test result would land on a real grade. Check it "
-            "without the test result: it reads a learner's grade back instead.",
-        )
+    if d.kind is DestinationKind.LTI13_AGS:
+        return None
+    return FieldProblem(
+        "send_test",
+        "not_supported",
+        f"A test result can be sent only to an LTI 1.3 (AGS) destination; {d.name!r} cannot "
+        "make a column for it, so a test result would land on a real grade. Check it without "
+        "the test result: it reads a learner's grade back instead.",
+    )
 
 
 async def _lti11_read_back(
@@ -196,10 +195,8 @@ async def check_destination(
     send_test: bool = False,
 ) -> list[ProbeStep]:
     """Every step, in order; a failed step stops the steps that depend on it."""
-    if send_test:
-        await asyncio.to_thread(_refuse_test_result, uow_factory, tenant_id, destination_id)
     plan = await asyncio.to_thread(
-        _plan, uow_factory, tenant_id, destination_id, course_id, learner_id
+        _plan, uow_factory, tenant_id, destination_id, course_id, learner_id, send_test
     )
     steps = await probe(client)
     if not all(s.passed for s in steps):
