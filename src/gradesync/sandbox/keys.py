@@ -89,7 +89,9 @@ class ToolKeys:
         assert tool.jwks_url
         self._fetched_at[tool.client_id] = time.monotonic()
         try:
-            async with httpx.AsyncClient(timeout=5.0) as client:
+            # a tool on a loaded machine may take seconds to answer: a key read failed for
+            # time alone refuses a token the tool signed right (the tool asks again 6 s later)
+            async with httpx.AsyncClient(timeout=15.0) as client:
                 response = await client.get(tool.jwks_url)
             response.raise_for_status()
             document = response.json()
