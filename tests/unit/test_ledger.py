@@ -20,6 +20,7 @@ from gradesync.domain.ledger import (
     is_pending,
     next_score_timestamp,
     reconcile,
+    reopened,
     result_hash,
     waiting_since,
 )
@@ -466,6 +467,34 @@ def test_a_failure_of_one_key_has_its_own_smaller_bound() -> None:
 
 def test_huge_tries_do_not_overflow() -> None:
     assert BackoffPolicy(factor=10.0).delay(10_000, 0.0) == timedelta(seconds=150)
+
+
+def test_reopened_is_pending_at_once_with_what_it_delivered_and_wants() -> None:
+    row = delivered_row(result(score=5))
+    row = must(reconcile(row, KEY, result(score=7), later(10)))
+    h = row.desired_hash
+    row = after_delivery(row, h or "", RetryLater(TRANSIENT, None, 503, "down"), later(11))
+    row = after_delivery(row, h or "", Rejected(REFUSED, 422, "no user"), later(12))
+    assert row.state is S.REJECTED and row.tries == 2
+
+    again = reopened(row, later(20))
+
+    assert again.state is S.PENDING and again.tries == 0 and again.next_attempt_at is None
+    assert again.reason_code is None and again.reason_text is None
+    assert again.updated_at == later(20)
+    assert is_pending(again, later(20))
+    # what is wanted, what is there and what the remote last said stay as they were
+    kept = ("desired_hash", "desired", "delivered_hash", "delivered_at", "last_timestamp")
+    for name in (*kept, "remote_status", "remote_message", "pending_since"):
+        assert getattr(again, name) == getattr(row, name), name
+
+
+def test_reopened_without_a_time_keeps_when_the_row_last_changed() -> None:
+    row = reconcile(None, KEY, result(), NOW)
+    assert row is not None
+    row = after_delivery(row, result_hash(result()), Rejected(REFUSED, 422), later(1))
+    assert reopened(row).updated_at == later(1)
+    assert reopened(row).state is S.PENDING
 
 
 def test_last_timestamp_never_goes_back() -> None:

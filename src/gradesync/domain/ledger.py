@@ -33,6 +33,7 @@ __all__ = [
     "is_pending",
     "next_score_timestamp",
     "reconcile",
+    "reopened",
     "result_hash",
     "waiting_since",
 ]
@@ -176,6 +177,24 @@ def _skip(row: LedgerRow | None, key: LedgerKey, reason: Reason, now: datetime) 
         reason_text=reason.text,
         updated_at=now,
         pending_since=None,
+    )
+
+
+# --- reopened: tried again at once ----------------------------------------------------------
+
+
+def reopened(row: LedgerRow, now: datetime | None = None) -> LedgerRow:
+    """`row` PENDING again with a fresh count of tries and no reason: its desired result did
+    not change, but what held it back (a refusal, failing sends) is taken as cured. `now`,
+    when given, is recorded as the row's change; without it the row keeps `updated_at`."""
+    return replace(
+        row,
+        state=DeliveryState.PENDING,
+        tries=0,
+        next_attempt_at=None,
+        reason_code=None,
+        reason_text=None,
+        updated_at=row.updated_at if now is None else now,
     )
 
 

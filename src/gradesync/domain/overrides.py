@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from gradesync.domain.canonical import iso
+from gradesync.domain.ledger import reopened
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 
 OVERRIDDEN = "overridden"  # ledger reason_code of a row whose LMS grade was edited
@@ -211,13 +212,4 @@ def repaired(row: LedgerRow, remote_timestamp: datetime | None, now: datetime) -
     # An LMS clock ahead of ours must not make the repair look older than the grade it fixes:
     # the next timestamp is strictly after this one, whatever our clock says.
     stamp = later_timestamp(row.last_timestamp, remote_timestamp)
-    return replace(
-        row,
-        state=DeliveryState.PENDING,
-        tries=0,
-        next_attempt_at=None,
-        reason_code=None,
-        reason_text=None,
-        last_timestamp=stamp,
-        updated_at=now,
-    )
+    return replace(reopened(row, now), last_timestamp=stamp)

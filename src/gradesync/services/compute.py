@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from gradesync.domain.errors import InvalidInput
-from gradesync.domain.ledger import reconcile
+from gradesync.domain.ledger import reconcile, reopened
 from gradesync.domain.model import (
     SIS_KINDS,
     Activity,
@@ -663,15 +663,7 @@ def _reset(row: LedgerRow, now: datetime) -> LedgerRow | None:
         return None
     if row.desired_hash is None:
         return None
-    return replace(
-        row,
-        state=DeliveryState.PENDING,
-        tries=0,
-        next_attempt_at=None,
-        reason_code=None,
-        reason_text=None,
-        updated_at=now,
-    )
+    return reopened(row, now)
 
 
 def _outcome(

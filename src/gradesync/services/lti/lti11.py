@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gradesync.domain.errors import InvalidInput
+from gradesync.domain.ledger import reopened
 from gradesync.domain.model import (
     Course,
     CourseLink,
@@ -160,15 +161,7 @@ def _reopen(
     rows = u.ledger.get_many(tenant, dest, course_id, None if whole_course else [activity_id])
     again = [
         (
-            replace(
-                row,
-                state=DeliveryState.PENDING,
-                tries=0,
-                next_attempt_at=None,
-                reason_code=None,
-                reason_text=None,
-                updated_at=now,
-            ),
+            reopened(row, now),
             course_id,
         )
         for (_, person), row in rows.items()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 
 from gradesync.domain.errors import InvalidInput, NotFound, Problems
+from gradesync.domain.ledger import reopened
 from gradesync.domain.model import (
     CourseLink,
     DeliveryState,
@@ -236,15 +237,8 @@ def _send_to_new_student(
                 )
             )
             if (course_id, activity_id, person_id) in wanted and sendable:
-                r = replace(
-                    r,
-                    state=DeliveryState.PENDING,
-                    tries=0,
-                    next_attempt_at=None,
-                    reason_code=None,
-                    reason_text=None,
-                    delivered_hash=None,  # the new student's record holds nothing of ours
-                )
+                # the new student's record holds nothing of ours
+                r = replace(reopened(r), delivered_hash=None)
             elif r.delivered_hash is not None:
                 r = replace(r, delivered_hash=None)
             else:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.ledger import reopened
 from gradesync.domain.model import (
     Activity,
     CourseLink,
@@ -368,21 +369,11 @@ def reopen_rejected(
     go back to pending once the admin fixed the cause: their desired result did not change, so
     a recompute alone would leave them refused."""
     rows = uow.ledger.get_many(tenant_id, destination_id, course_id, [activity_id])
-    reopened = [
-        (
-            replace(
-                r,
-                state=DeliveryState.PENDING,
-                tries=0,
-                next_attempt_at=None,
-                reason_code=None,
-                reason_text=None,
-            ),
-            course_id,
-        )
+    again = [
+        (reopened(r), course_id)
         for r in rows.values()
         if r.state is DeliveryState.REJECTED and (r.reason_code or "") in COLUMN_RULES
     ]
-    if reopened:
-        uow.ledger.save_many(reopened)
-    return len(reopened)
+    if again:
+        uow.ledger.save_many(again)
+    return len(again)
