@@ -29,6 +29,8 @@ from gradesync.services.outbound import (
     OutboundPolicy,
     OutboundRefused,
     literal_address,
+    url_field_problem,
+    url_without_credentials,
 )
 from gradesync.services.tenants import create_tenant
 from gradesync.testing import TEST_SECRET
@@ -413,3 +415,21 @@ def _now() -> Any:
     from datetime import UTC, datetime
 
     return datetime(2026, 1, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://u:p@sis.example.edu/token", "https://***@sis.example.edu/token"),
+        ("https://u:p@a@sis.example.edu:8443/x?q=1", "https://***@sis.example.edu:8443/x?q=1"),
+        ("https://sis.example.edu/token?mail=a@b", None),  # an @ after the host is no login
+        ("https://sis.example.edu/token", None),
+        ("mailto:a@b", None),
+        ("https://[::1@x/", None),  # not a URL urllib splits
+    ],
+)
+def test_credentials_in_a_url_are_found_and_hidden_by_one_rule(url: str, shown: str | None) -> None:
+    assert url_without_credentials(url) == shown
+    problem = url_field_problem("token_url", url, None)
+    refused_for_credentials = problem is not None and "credentials go in" in problem.message
+    assert refused_for_credentials is (shown is not None)

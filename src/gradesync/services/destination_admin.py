@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import SIS_KINDS, Destination, DestinationKind
 from gradesync.domain.pauses import PauseCause
 from gradesync.services.clock import Clock
+from gradesync.services.outbound import url_without_credentials
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
 
@@ -25,13 +25,8 @@ from gradesync.services.wakeup import Waker
 def _without_credentials(value: Any) -> Any:
     """A URL saved with `user:password@` in it (before such URLs were refused) is shown
     without them: they are secrets kept outside the encrypted field."""
-    if isinstance(value, str) and "@" in value and "://" in value:
-        try:
-            parts = urlsplit(value)
-        except ValueError:
-            return value
-        if "@" in parts.netloc:
-            return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    if isinstance(value, str):
+        return url_without_credentials(value) or value
     return value
 
 

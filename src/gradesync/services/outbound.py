@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from gradesync.domain.errors import FieldProblem
 from gradesync.services.destination import FailureClass, RemoteFailure
@@ -312,6 +312,19 @@ class OutboundGuard:
         return None
 
 
+def url_without_credentials(url: str) -> str | None:
+    """`url` with its `user:password@` shown as `***@`, or None when it holds none (or is
+    not a URL urllib can split). The host is what follows the last `@`, as urllib reads it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    _, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return None
+    return urlunsplit(parts._replace(netloc="***@" + host))
+
+
 def url_field_problem(field: str, value: str, guard: OutboundGuard | None) -> FieldProblem | None:
     """The one check of a URL an admin configures for a destination (a SIS's base and token
     URLs, an LMS registration's URLs), from every entrypoint: no NUL character, an absolute
@@ -327,7 +340,7 @@ def url_field_problem(field: str, value: str, guard: OutboundGuard | None) -> Fi
         _ = parts.port
     except ValueError:
         parts = None
-    credentials = parts is not None and "@" in parts.netloc
+    credentials = parts is not None and url_without_credentials(value.strip()) is not None
     if (
         parts is None
         or parts.scheme.lower() not in ("http", "https")
