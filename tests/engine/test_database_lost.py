@@ -11,7 +11,11 @@ from procrastinate import exceptions as pexc
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from gradesync.adapters.queue.procrastinate_app import _WatchedConnector
-from gradesync.services.database_lost import connection_lost, database_lost
+from gradesync.services.database_lost import (
+    connection_lost,
+    database_lost,
+    database_unavailable,
+)
 
 
 def test_a_dropped_postgresql_connection_is_a_lost_database() -> None:
@@ -53,6 +57,23 @@ def test_only_a_connection_gone_is_a_lost_connection() -> None:
     ):
         assert not connection_lost(answering), answering
         assert database_lost(answering), answering  # a run still resumes after one
+
+
+def test_a_database_unable_to_work_is_found_anywhere_in_the_chain() -> None:
+    locked = OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+    assert database_unavailable(locked)
+    try:
+        try:
+            raise sqlite3.OperationalError("database is locked")
+        except sqlite3.OperationalError:
+            raise RuntimeError("saving the result") from None  # the context is kept
+    except RuntimeError as handled:
+        assert database_unavailable(handled)
+    try:
+        raise RuntimeError("computing") from ValueError("bad value")
+    except RuntimeError as other:
+        assert not database_unavailable(other)
+    assert not database_unavailable(IntegrityError("INSERT ...", {}, psycopg.IntegrityError("x")))
 
 
 async def test_the_job_queue_hears_of_a_lost_connection_only() -> None:

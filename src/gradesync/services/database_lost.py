@@ -4,10 +4,31 @@ network cut): the work is interrupted, not failed, and goes on once the database
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
 
 import psycopg
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeout
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    return exc.__cause__ or exc.__context__
+
+
+def _driver_first(exc: BaseException) -> BaseException | None:
+    """SQLAlchemy's wrapper leads to the driver's own error, which says what happened."""
+    return exc.orig if isinstance(exc, DBAPIError) else _cause(exc)
+
+
+def _chain(
+    exc: BaseException, step: Callable[[BaseException], BaseException | None] = _cause
+) -> Iterator[BaseException]:
+    """`exc` and the errors that led to it: each one's explicit cause, or else the error it
+    was raised while handling (a wrapper of ours or procrastinate's may hide the driver's)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        seen = step(seen)
 
 
 def database_lost(exc: BaseException) -> bool:
@@ -16,16 +37,25 @@ def database_lost(exc: BaseException) -> bool:
     statement timeout): a run that meets one is interrupted and resumes, never failed for
     it. False for every other error (SQLite's "database is locked" included: that one has
     its own wait). `connection_lost` is the narrow question."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, DBAPIError) and (
-            seen.connection_invalidated or isinstance(seen.orig, psycopg.OperationalError)
-        ):
-            return True
-        if isinstance(seen, psycopg.OperationalError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(
+        isinstance(seen, psycopg.OperationalError)
+        or (
+            isinstance(seen, DBAPIError)
+            and (seen.connection_invalidated or isinstance(seen.orig, psycopg.OperationalError))
+        )
+        for seen in _chain(exc)
+    )
+
+
+_UNAVAILABLE = (
+    OperationalError
+    | InterfaceError
+    | SqlAlchemyTimeout
+    | psycopg.OperationalError
+    | psycopg.InterfaceError
+    | sqlite3.OperationalError
+    | sqlite3.InterfaceError
+)
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -36,21 +66,7 @@ def database_unavailable(exc: BaseException) -> bool:
     is tried again as it is. A statement the database refused (a constraint, a value the
     column cannot hold, a missing column or grant) is not this: it may be the work's own,
     and tried again as it is it would fail for ever."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(
-            seen,
-            OperationalError
-            | InterfaceError
-            | SqlAlchemyTimeout
-            | psycopg.OperationalError
-            | psycopg.InterfaceError
-            | sqlite3.OperationalError
-            | sqlite3.InterfaceError,
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(isinstance(seen, _UNAVAILABLE) for seen in _chain(exc))
 
 
 # SQLSTATEs of a connection gone: class 08 (connection exception) and the server shutting
@@ -64,15 +80,10 @@ def connection_lost(exc: BaseException) -> bool:
     network cut, no connection to be had): not a deadlock, a conflict, a lock timeout or a
     cancelled statement, which PostgreSQL also reports as operational errors but which leave
     the database answering."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, DBAPIError):
-            if seen.connection_invalidated:
-                return True
-            seen = seen.orig  # the driver's own error says which
-            continue
+    for seen in _chain(exc, _driver_first):
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
         if isinstance(seen, psycopg.OperationalError):
             state = seen.sqlstate
             return state is None or state.startswith("08") or state in _SHUTDOWN
-        seen = seen.__cause__ or seen.__context__
     return False
