@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import gradesync.sandbox
-from gradesync.sandbox.cli import build_config
+from gradesync.sandbox.cli import StartOptions, build_config
 from gradesync.sandbox.config import config_from_file
 from gradesync.sandbox.testing import AdminError, RunningSandbox, running_sandbox
 from gradesync.testing import wait_for
@@ -90,13 +90,15 @@ def test_admin_endpoints_validate(sandbox: RunningSandbox) -> None:
 
 def test_cli_config_from_flags(tmp_path: Path) -> None:
     config = build_config(
-        host="127.0.0.1", port=9999, mode="canvas", faults='{"token": {"latency_ms": 5}}'
+        StartOptions(
+            host="127.0.0.1", port=9999, mode="canvas", faults='{"token": {"latency_ms": 5}}'
+        )
     )
     assert config.base_url == "http://127.0.0.1:9999"
     assert config.faults["token"].latency_ms == 5
     path = tmp_path / "seed.yaml"
     path.write_text(SEED)
-    assert build_config(seed_file=path).seed.courses[0].id == "bio"
+    assert build_config(StartOptions(seed_file=path)).seed.courses[0].id == "bio"
 
 
 def _issuer_served(env: dict[str, str], log_path: Path, *args: str) -> str:

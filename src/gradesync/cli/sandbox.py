@@ -28,7 +28,8 @@ def sandbox(
     if log_level.lower() not in levels:
         raise typer.BadParameter(f"one of {', '.join(levels)}", param_hint="--log-level")
     try:
-        app, config = sandbox_cli.prepare(host, port, seed_file, mode, base_url, rng_seed, faults)
+        options = sandbox_cli.StartOptions(host, port, seed_file, mode, base_url, rng_seed, faults)
+        app, config = sandbox_cli.prepare(options)
         sandbox_cli.serve_app(app, config, host, port, log_level.lower())
     except sandbox_cli.StartRefused as refused:
         # the same lines `python -m gradesync.sandbox` prints, with this command's exit codes

@@ -8,6 +8,7 @@ import json
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,30 +21,36 @@ from .config import SandboxConfig, config_from_file, load_seed_file
 from .state import SeedProblems
 
 
-def build_config(
-    host: str = "127.0.0.1",
-    port: int = 8765,
-    seed_file: str | Path | None = None,
-    mode: str | None = None,
-    base_url: str | None = None,
-    rng_seed: int | None = None,
-    faults: str | None = None,
-) -> SandboxConfig:
-    """Config from a seed file and flags (flags win). `faults` is JSON: {group: settings}.
+@dataclass(frozen=True, slots=True)
+class StartOptions:
+    """What the sandbox is started with (its flags, `--log-level` aside): where it listens,
+    the seed file, and what overrides the file's settings."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    seed_file: str | Path | None = None
+    mode: str | None = None
+    base_url: str | None = None
+    rng_seed: int | None = None
+    faults: str | None = None  # JSON: {group: settings}
+
+
+def build_config(options: StartOptions) -> SandboxConfig:
+    """Config from a seed file and flags (flags win).
     The base URL is `--base-url`, else the file's, else the bound address."""
     overrides = {
-        "mode": mode,
-        "base_url": base_url,
-        "rng_seed": rng_seed,
-        "faults": json.loads(faults) if faults else None,
+        "mode": options.mode,
+        "base_url": options.base_url,
+        "rng_seed": options.rng_seed,
+        "faults": json.loads(options.faults) if options.faults else None,
     }
-    if seed_file is not None:
-        config = config_from_file(seed_file, **overrides)
+    if options.seed_file is not None:
+        config = config_from_file(options.seed_file, **overrides)
     else:
         config = SandboxConfig.model_validate({k: v for k, v in overrides.items() if v is not None})
     if config.base_url is None:
         # the default only fills a gap: a file's `base_url` is not overwritten by it
-        config = config.model_copy(update={"base_url": f"http://{host}:{port}"})
+        config = config.model_copy(update={"base_url": f"http://{options.host}:{options.port}"})
     return config
 
 
@@ -67,21 +74,14 @@ class StartRefused(Exception):
         return [f"{path}: {message} [{rule}]" for path, rule, message in self.problems]
 
 
-def prepare(
-    host: str = "127.0.0.1",
-    port: int = 8765,
-    seed_file: str | Path | None = None,
-    mode: str | None = None,
-    base_url: str | None = None,
-    rng_seed: int | None = None,
-    faults: str | None = None,
-) -> tuple[Any, SandboxConfig]:
+def prepare(options: StartOptions) -> tuple[Any, SandboxConfig]:
     """The app and its config; a seed file or --faults it refuses raise StartRefused."""
     try:
-        config = build_config(host, port, seed_file, mode, base_url, rng_seed, faults)
+        config = build_config(options)
         return create_app(config), config  # the seed's references are checked here
     except Exception as exc:
-        refused = refusal(exc, Path(seed_file) if seed_file is not None else None)
+        seed_file = Path(options.seed_file) if options.seed_file is not None else None
+        refused = refusal(exc, seed_file)
         if refused is None:
             raise
         raise refused from exc
@@ -187,7 +187,7 @@ def run(
     log_level: str = "info",
 ) -> None:
     """Serve the sandbox until interrupted (blocking). Raises StartRefused."""
-    app, config = prepare(host, port, seed_file, mode, base_url, rng_seed, faults)
+    app, config = prepare(StartOptions(host, port, seed_file, mode, base_url, rng_seed, faults))
     serve_app(app, config, host, port, log_level)
 
 
