@@ -10,17 +10,18 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from gradesync.adapters.db.database import Database
-from gradesync.config import Settings
 from gradesync.domain.model import DeliveryState, Person, RunOutcome, RunStage
 from gradesync.runtime import Runtime
 from gradesync.sandbox.testing import RunningSandbox
-from gradesync.testing import TEST_SECRET, ManualClock, post_attempts, wait_for_async
+from gradesync.testing import ManualClock, post_attempts, wait_for_async
 from tests.support.cli import Run
+from tests.support.worker import with_worker
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
 from .facts import NOW, attempt, seed_school
@@ -102,24 +103,12 @@ def test_sis_cli_from_connection_to_posted_grades(
     assert again["stages"] == shown["stages"] and again["stages"][0]["stage"] == "queued"
 
     # the workers of `gradesync serve` carry it out
-    async def work() -> None:
-        settings = Settings(
-            database_url=cli_db.url,
-            secret_key=TEST_SECRET,
-            data_dir=tmp_path / "worker",
-            worker_poll_seconds=0.2,
-            run_retry_patience_seconds=2.0,
-        )
-        runtime = Runtime(settings=settings, db=cli_db)
-        await runtime.start_worker()
-        try:
-            done = await runtime.wait_for_run_async(run_id, 20.0, tenant_id="t1")
-        finally:
-            await runtime.stop_worker()
+    async def carried_out(runtime: Runtime) -> None:
+        done = await runtime.wait_for_run_async(run_id, 20.0, tenant_id="t1")
         assert done.outcome is RunOutcome.SUCCEEDED, (done.message, done.counts)
         assert done.counts["sent"] >= 2
 
-    asyncio.run(work())
+    with_worker(cli_db, tmp_path / "worker", carried_out, run_retry_patience_seconds=2.0)
     results = {
         (r["student"]["sourcedId"], r["lineItem"]["sourcedId"]): r
         for r in sis.admin.inspect()["sis"]["results"]
@@ -201,19 +190,13 @@ def _p2_quiz1(cli_db: Database) -> tuple[DeliveryState, str | None] | None:
     return (found.state, found.reason_code) if found else None
 
 
+async def _p2_until(cli_db: Database, done: Callable[[], bool], what: str) -> None:
+    await wait_for_async(done, what, blocking=True, explain=lambda: str(_p2_quiz1(cli_db)))
+
+
 def _held_for(sis: RunningSandbox, student: str) -> float | None:
     results = sis.admin.inspect()["sis"]["results"]
     return next((r["score"] for r in results if r["student"]["sourcedId"] == student), None)
-
-
-def _worker(cli_db: Database, tmp_path: Path) -> Runtime:
-    settings = Settings(
-        database_url=cli_db.url,
-        secret_key=TEST_SECRET,
-        data_dir=tmp_path / "worker",
-        worker_poll_seconds=0.2,
-    )
-    return Runtime(settings=settings, db=cli_db)
 
 
 def test_map_student_sends_the_grades_the_learner_already_has(
@@ -224,28 +207,17 @@ def test_map_student_sends_the_grades_the_learner_already_has(
     as `map-students` does for a course. It stayed `no_person_link` until a manual sync."""
     _p2_without_student(gradesync, cli_db, sis)
 
-    async def work() -> None:
-        runtime = _worker(cli_db, tmp_path)
-        await runtime.start_worker()
-        try:
-            post_attempts(cli_db.uow, runtime.waker, "t1", [("quiz1", "p2", 7.0)])
-            await wait_for_async(
-                lambda: _p2_quiz1(cli_db) == (DeliveryState.SKIPPED, "no_person_link"),
-                "p2's grade computed with no SIS student",
-                blocking=True,
-                explain=lambda: str(_p2_quiz1(cli_db)),
-            )
-            await asyncio.to_thread(gradesync, "sis", "map-student", "sis", "p2", "stu-2", *T)
-            await wait_for_async(
-                lambda: _held_for(sis, "stu-2") == 7.0,
-                "p2's grade in the SIS",
-                blocking=True,
-                explain=lambda: str(_p2_quiz1(cli_db)),
-            )
-        finally:
-            await runtime.stop_worker()
+    async def steps(runtime: Runtime) -> None:
+        post_attempts(cli_db.uow, runtime.waker, "t1", [("quiz1", "p2", 7.0)])
+        await _p2_until(
+            cli_db,
+            lambda: _p2_quiz1(cli_db) == (DeliveryState.SKIPPED, "no_person_link"),
+            "p2's grade computed with no SIS student",
+        )
+        await asyncio.to_thread(gradesync, "sis", "map-student", "sis", "p2", "stu-2", *T)
+        await _p2_until(cli_db, lambda: _held_for(sis, "stu-2") == 7.0, "p2's grade in the SIS")
 
-    asyncio.run(work())
+    with_worker(cli_db, tmp_path / "worker", steps)
     assert _p2_quiz1(cli_db) == (DeliveryState.DELIVERED, None)
 
 
@@ -258,29 +230,22 @@ def test_map_student_to_another_student_sends_what_the_sis_refused(
     _p2_without_student(gradesync, cli_db, sis)
     gradesync("sis", "map-student", "sis", "p2", "stu-ghost", *T)
 
-    async def work() -> None:
-        runtime = _worker(cli_db, tmp_path)
-        await runtime.start_worker()
-        try:
-            post_attempts(cli_db.uow, runtime.waker, "t1", [("quiz1", "p2", 7.0)])
-            await wait_for_async(
-                lambda: (_p2_quiz1(cli_db) or (None,))[0] is DeliveryState.REJECTED,
-                "p2's grade refused for a student the SIS does not have",
-                blocking=True,
-                explain=lambda: str(_p2_quiz1(cli_db)),
-            )
-            # the same student again changes nothing: the refusal stands
-            await asyncio.to_thread(gradesync, "sis", "map-student", "sis", "p2", "stu-ghost", *T)
-            assert (_p2_quiz1(cli_db) or (None,))[0] is DeliveryState.REJECTED
-            await asyncio.to_thread(gradesync, "sis", "map-student", "sis", "p2", "stu-2", *T)
-            await wait_for_async(
-                lambda: _held_for(sis, "stu-2") == 7.0,
-                "p2's grade in the SIS for the new student",
-                blocking=True,
-                explain=lambda: str(_p2_quiz1(cli_db)),
-            )
-        finally:
-            await runtime.stop_worker()
+    async def steps(runtime: Runtime) -> None:
+        post_attempts(cli_db.uow, runtime.waker, "t1", [("quiz1", "p2", 7.0)])
+        await _p2_until(
+            cli_db,
+            lambda: (_p2_quiz1(cli_db) or (None,))[0] is DeliveryState.REJECTED,
+            "p2's grade refused for a student the SIS does not have",
+        )
+        # the same student again changes nothing: the refusal stands
+        await asyncio.to_thread(gradesync, "sis", "map-student", "sis", "p2", "stu-ghost", *T)
+        assert (_p2_quiz1(cli_db) or (None,))[0] is DeliveryState.REJECTED
+        await asyncio.to_thread(gradesync, "sis", "map-student", "sis", "p2", "stu-2", *T)
+        await _p2_until(
+            cli_db,
+            lambda: _held_for(sis, "stu-2") == 7.0,
+            "p2's grade in the SIS for the new student",
+        )
 
-    asyncio.run(work())
+    with_worker(cli_db, tmp_path / "worker", steps)
     assert _p2_quiz1(cli_db) == (DeliveryState.DELIVERED, None)

@@ -4,19 +4,17 @@ grades, even new ones, wait) until it is posted in turn."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gradesync.adapters.db.database import Database
-from gradesync.config import Settings
 from gradesync.domain.model import DeliveryState, RunOutcome
 from gradesync.runtime import Runtime
 from gradesync.sandbox.testing import RunningSandbox
-from gradesync.testing import TEST_SECRET, ManualClock, post_attempts, wait_for_async
+from gradesync.testing import ManualClock, post_attempts, wait_for_async
 from tests.support.cli import Run
+from tests.support.worker import with_worker
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
 from .facts import NOW, seed_school
@@ -74,21 +72,6 @@ def test_post_with_activity_sends_only_that_one_and_holds_the_other_back(
     assert "held back hw1: ticked, waits for its own post" in posted.stdout
     first = _run_id(posted.stdout)
 
-    async def work(steps: Callable[[Runtime], object]) -> None:
-        settings = Settings(
-            database_url=cli_db.url,
-            secret_key=TEST_SECRET,
-            data_dir=tmp_path / "worker",
-            worker_poll_seconds=0.2,
-            run_retry_patience_seconds=2.0,
-        )
-        runtime = Runtime(settings=settings, db=cli_db)
-        await runtime.start_worker()
-        try:
-            await steps(runtime)  # type: ignore[misc]
-        finally:
-            await runtime.stop_worker()
-
     async def first_post(runtime: Runtime) -> None:
         done = await runtime.wait_for_run_async(first, 20.0, tenant_id="t1")
         assert done.outcome is RunOutcome.SUCCEEDED, (done.message, done.counts)
@@ -108,7 +91,7 @@ def test_post_with_activity_sends_only_that_one_and_holds_the_other_back(
             blocking=True,
         )
 
-    asyncio.run(work(first_post))
+    with_worker(cli_db, tmp_path / "worker", first_post, run_retry_patience_seconds=2.0)
     assert _results(sis) == {("Quiz 1", "stu-1"): 8.0}
     assert "Homework 1" not in _line_items(sis).values()
 
@@ -121,7 +104,7 @@ def test_post_with_activity_sends_only_that_one_and_holds_the_other_back(
         done = await runtime.wait_for_run_async(second, 20.0, tenant_id="t1")
         assert done.outcome is RunOutcome.SUCCEEDED, (done.message, done.counts)
 
-    asyncio.run(work(second_post))
+    with_worker(cli_db, tmp_path / "worker", second_post, run_retry_patience_seconds=2.0)
     assert _results(sis) == {
         ("Quiz 1", "stu-1"): 8.0,
         # scored out of 10 on a 5-point homework
@@ -184,20 +167,6 @@ def test_holding_grades_already_there_says_waiting_for_post_and_doctor_spares_th
         "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
     )  # fmt: skip
     gradesync("sis", "map-students", "sis", "c1", *T)
-    settings = Settings(
-        database_url=cli_db.url,
-        secret_key=TEST_SECRET,
-        data_dir=tmp_path / "worker",
-        worker_poll_seconds=0.2,
-    )
-
-    async def work(steps: Callable[[Runtime], Awaitable[None]]) -> None:
-        runtime = Runtime(settings=settings, db=cli_db)
-        await runtime.start_worker()
-        try:
-            await steps(runtime)
-        finally:
-            await runtime.stop_worker()
 
     async def computed(runtime: Runtime) -> None:
         post_attempts(cli_db.uow, runtime.waker, "t1", [("hw1", "p1", 4.0)])
@@ -209,7 +178,7 @@ def test_holding_grades_already_there_says_waiting_for_post_and_doctor_spares_th
             blocking=True,
         )
 
-    asyncio.run(work(computed))
+    with_worker(cli_db, tmp_path / "worker", computed)
     gradesync("sis", "select", "sis", "hw1", *T, "--hold")
 
     async def held(runtime: Runtime) -> None:
@@ -219,7 +188,7 @@ def test_holding_grades_already_there_says_waiting_for_post_and_doctor_spares_th
             blocking=True,
         )
 
-    asyncio.run(work(held))
+    with_worker(cli_db, tmp_path / "worker", held)
     assert "Homework 1" not in _line_items(sis).values()
     doctor = gradesync("doctor", *T, "-l", "p1", "-a", "hw1", "-d", "sis")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
