@@ -11,16 +11,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
 from gradesync.runtime import Runtime
-from gradesync.sandbox.testing import bind, serve_in_thread
+from gradesync.sandbox.config import SandboxConfig
+from gradesync.sandbox.testing import RunningSandbox, bind, running_sandbox, serve_in_thread
 from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
+
+if TYPE_CHECKING:
+    from tests.e2e.world import School
 
 CHROMIUM = os.environ.get("GRADESYNC_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -155,6 +159,26 @@ def serve_console(
         runtime.close()
 
 
+@pytest.fixture
+def lms() -> Iterator[RunningSandbox]:
+    """The sandbox LMS with Canvas's rules, for a school built in it (`school`)."""
+    with running_sandbox(SandboxConfig(mode="canvas")) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def school(lms: RunningSandbox, live_console: LiveConsole) -> School:
+    """tests/e2e/world.py's school: registered in `lms`, its roster in the console."""
+    from tests.e2e.world import build_school  # world.py imports this module
+
+    return build_school(lms, live_console)
+
+
+def grid_cell(page: Any, person: str, activity: str) -> Any:
+    """The course grid's cell of one learner's grade for one activity."""
+    return page.locator(f'td[data-person="{person}"][data-activity="{activity}"]')
+
+
 def sign_in(page: Any, console: LiveConsole, username: str, password: str) -> None:
     """Sign in the way a person does: open the console, fill the form, press the button."""
     from playwright.sync_api import expect
@@ -166,4 +190,4 @@ def sign_in(page: Any, console: LiveConsole, username: str, password: str) -> No
     page.get_by_role("button", name="Sign in").click()
 
 
-__all__ = ["Database", "LiveConsole", "sign_in"]
+__all__ = ["Database", "LiveConsole", "grid_cell", "sign_in"]

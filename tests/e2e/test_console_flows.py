@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from gradesync.domain.model import Attempt
-from gradesync.sandbox.config import SandboxConfig
-from gradesync.sandbox.testing import RunningSandbox, running_sandbox
+from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services import ingest
 from gradesync.testing import wait_for
 from tests.e2e.conftest import (
@@ -27,28 +25,14 @@ from tests.e2e.conftest import (
     CUT_CAPTIONS,
     SCROLLING_TABLES,
     LiveConsole,
+    grid_cell,
     sign_in,
 )
-from tests.e2e.world import ADMIN, INSTRUCTOR, TENANT, School, build_school
+from tests.e2e.world import ADMIN, INSTRUCTOR, TENANT, School
 
 pytestmark = pytest.mark.browser
 
 RUN_TIMEOUT = 30_000  # ms: a run against loopback takes well under a second
-
-
-@pytest.fixture
-def lms() -> Iterator[RunningSandbox]:
-    with running_sandbox(SandboxConfig(mode="canvas")) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def school(lms: RunningSandbox, live_console: LiveConsole) -> School:
-    return build_school(lms, live_console)
-
-
-def _cell(page: Any, person: str, activity: str) -> Any:
-    return page.locator(f'td[data-person="{person}"][data-activity="{activity}"]')
 
 
 def test_instructor_syncs_and_finds_why_a_grade_was_rejected(
@@ -85,10 +69,10 @@ def test_instructor_syncs_and_finds_why_a_grade_was_rejected(
     expect(progress).to_have_attribute("data-tables-fresh", "true")
 
     # The grid, refreshed in place: Ada's grades are in the gradebook, Alan's were refused.
-    expect(_cell(page, "u-ada", "cells")).to_contain_text("Sent")
-    expect(_cell(page, "u-ada", "cells")).to_contain_text("8 / 10")
-    expect(_cell(page, "u-ada", "genes")).to_contain_text("Sent")
-    rejected = _cell(page, school.dropped, "cells")
+    expect(grid_cell(page, "u-ada", "cells")).to_contain_text("Sent")
+    expect(grid_cell(page, "u-ada", "cells")).to_contain_text("8 / 10")
+    expect(grid_cell(page, "u-ada", "genes")).to_contain_text("Sent")
+    rejected = grid_cell(page, school.dropped, "cells")
     expect(rejected).to_contain_text("Rejected")
     # Why: open the cell (a click, or Enter on the keyboard).
     rejected.locator("summary").focus()
@@ -120,7 +104,7 @@ def test_instructor_syncs_and_finds_why_a_grade_was_rejected(
     shots = os.environ.get("GRADESYNC_SCREENSHOT_DIR")
     if shots:
         page.goto(live_console.url(f"/console/courses/{school.course_id}"))
-        cell = _cell(page, school.dropped, "cells")
+        cell = grid_cell(page, school.dropped, "cells")
         cell.locator("summary").click()
         expect(cell.locator(".why")).to_be_visible()
         page.set_viewport_size({"width": 1200, "height": 900})

@@ -4,7 +4,6 @@ never labelled "Last sent", and a long unbroken activity name wraps inside the p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,31 +12,15 @@ from playwright.sync_api import expect
 
 from gradesync.domain.model import Activity
 from gradesync.domain.reasons import ReasonCode
-from gradesync.sandbox.config import SandboxConfig
-from gradesync.sandbox.testing import RunningSandbox, running_sandbox
+from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services import ingest, policies
 from gradesync.testing import wait_for
-from tests.e2e.conftest import BROKEN_SHORT_WORDS, LiveConsole, sign_in
-from tests.e2e.world import INSTRUCTOR, TENANT, School, build_school
+from tests.e2e.conftest import BROKEN_SHORT_WORDS, LiveConsole, grid_cell, sign_in
+from tests.e2e.world import INSTRUCTOR, TENANT, School
 
 pytestmark = pytest.mark.browser
 
 RUN_TIMEOUT = 30_000
-
-
-@pytest.fixture
-def lms() -> Iterator[RunningSandbox]:
-    with running_sandbox(SandboxConfig(mode="canvas")) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def school(lms: RunningSandbox, live_console: LiveConsole) -> School:
-    return build_school(lms, live_console)
-
-
-def _cell(page: Any, person: str, activity: str) -> Any:
-    return page.locator(f'td[data-person="{person}"][data-activity="{activity}"]')
 
 
 def test_the_grid_says_what_the_lms_holds_and_when_a_grade_was_last_tried(
@@ -48,10 +31,10 @@ def test_the_grid_says_what_the_lms_holds_and_when_a_grade_was_last_tried(
     page.get_by_role("button", name="Sync now").click()
     progress = page.locator("#run-progress")
     expect(progress).to_have_attribute("data-finished", "true", timeout=RUN_TIMEOUT)
-    expect(_cell(page, "u-ada", "cells")).to_contain_text("Sent")
+    expect(grid_cell(page, "u-ada", "cells")).to_contain_text("Sent")
 
     # a refusal: when it was last tried, what the LMS holds; never "Last sent"
-    rejected = _cell(page, school.dropped, "cells")
+    rejected = grid_cell(page, school.dropped, "cells")
     expect(rejected).to_contain_text("Rejected")
     rejected.locator("summary").click()
     why = rejected.locator(".why")
@@ -63,7 +46,7 @@ def test_the_grid_says_what_the_lms_holds_and_when_a_grade_was_last_tried(
     # the instructor stops syncing the quiz: Ada's 8 stays in the LMS, and the grid says so
     page.get_by_role("switch", name="Sync Cells quiz").click()
     expect(page.get_by_role("status").filter(has_text="Sync is off for Cells quiz")).to_be_visible()
-    kept = _cell(page, "u-ada", "cells")
+    kept = grid_cell(page, "u-ada", "cells")
     expect(kept).to_contain_text("Kept in LMS", timeout=RUN_TIMEOUT)
     expect(kept).not_to_contain_text("Not sent")
     kept.locator("summary").click()
@@ -85,7 +68,7 @@ def test_with_course_sync_off_the_grid_shows_what_the_docs_say(
     expect(page.locator("#run-progress")).to_have_attribute(
         "data-finished", "true", timeout=RUN_TIMEOUT
     )
-    expect(_cell(page, "u-ada", "genes")).to_contain_text("Sent")
+    expect(grid_cell(page, "u-ada", "genes")).to_contain_text("Sent")
 
     page.get_by_role("switch", name="Grade sync for Biology 101").click()
     expect(page.get_by_role("status").filter(has_text="Grade sync is off for")).to_be_visible()
@@ -100,7 +83,7 @@ def test_with_course_sync_off_the_grid_shows_what_the_docs_say(
     # the worker works the course's grades out again just after the switch
     wait_for(worked_out_again, "Ada's genetics grade worked out with the course off")
     page.reload()
-    kept, never = _cell(page, "u-ada", "genes"), _cell(page, "u-alan", "genes")
+    kept, never = grid_cell(page, "u-ada", "genes"), grid_cell(page, "u-alan", "genes")
     expect(kept).to_contain_text("Kept in LMS")
     expect(never).to_contain_text("Not sent")
     kept.locator("summary").click()

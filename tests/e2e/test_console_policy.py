@@ -6,7 +6,6 @@ instructor sees where each setting of the course comes from and overrides one fo
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,25 +14,13 @@ import pytest
 from playwright.sync_api import expect
 
 from gradesync.domain.model import Activity, Attempt
-from gradesync.sandbox.config import SandboxConfig
-from gradesync.sandbox.testing import RunningSandbox, running_sandbox
+from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services import ingest, policies
 from gradesync.testing import wait_for
 from tests.e2e.conftest import LiveConsole, sign_in
-from tests.e2e.world import ADMIN, INSTRUCTOR, TENANT, School, build_school
+from tests.e2e.world import ADMIN, INSTRUCTOR, TENANT, School
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def lms() -> Iterator[RunningSandbox]:
-    with running_sandbox(SandboxConfig(mode="canvas")) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def school(lms: RunningSandbox, live_console: LiveConsole) -> School:
-    return build_school(lms, live_console)
 
 
 def _lms_score(lms: RunningSandbox, course: str, activity: str, user: str) -> float | None:
