@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import (
@@ -13,10 +14,25 @@ from gradesync.domain.model import (
     Person,
     Tenant,
 )
+from gradesync.services import sis
 from gradesync.services.clock import Clock
 
 NOW = datetime(2025, 3, 20, 12, 0, tzinfo=UTC)
 DUE = datetime(2025, 3, 14, 23, 59, tzinfo=UTC)
+
+
+# The same school as the API's /ingest takes it: course c1, its quiz, learners by name.
+ALGEBRA: dict[str, Any] = {"id": "c1", "title": "Algebra"}
+QUIZ_1: dict[str, Any] = {
+    "id": "q1",
+    "course_id": "c1",
+    "title": "Quiz 1",
+    "points_possible": 10,
+    "due_at": "2025-03-14T23:59:00Z",
+    "category": "Quizzes",
+}
+ADA: dict[str, Any] = {"id": "p1", "name": "Ada", "sis_id": "stu-1"}
+BO: dict[str, Any] = {"id": "p2", "name": "Bo"}  # no SIS id: `map-students` cannot link them
 
 
 def seed_school(db: Database, clock: Clock) -> None:
@@ -49,6 +65,21 @@ def seed_school(db: Database, clock: Clock) -> None:
             )
         )
         uow.commit()
+
+
+def map_to_class(db: Database, destination_id: str) -> None:
+    """Course c1 mapped at `destination_id` to the SIS class cls-1 of school sch-1, for the
+    spring term (NOW and DUE fall in it)."""
+    sis.map_class(
+        db.uow,
+        tenant_id="t1",
+        destination_id=destination_id,
+        course_id="c1",
+        class_id="cls-1",
+        school_id="sch-1",
+        term_start="2025-01-06",
+        term_end="2025-06-20",
+    )
 
 
 def attempt(

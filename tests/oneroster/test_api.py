@@ -14,18 +14,12 @@ from gradesync.services import sis as sis_service
 from tests.support.api import ApiEnv, Caller, attempt
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
+from .facts import ADA, ALGEBRA, QUIZ_1
 
 ROSTER: dict[str, Any] = {
-    "courses": [{"id": "c1", "title": "Algebra"}],
+    "courses": [ALGEBRA],
     "activities": [
-        {
-            "id": "q1",
-            "course_id": "c1",
-            "title": "Quiz 1",
-            "points_possible": 10,
-            "due_at": "2025-03-14T23:59:00Z",
-            "category": "Quizzes",
-        },
+        QUIZ_1,
         {
             "id": "e1",
             "course_id": "c1",
@@ -34,7 +28,7 @@ ROSTER: dict[str, Any] = {
             "category": "Labs",
         },
     ],
-    "people": [{"id": "p1", "name": "Ada", "sis_id": "stu-1"}],
+    "people": [ADA],
     "enrollments": [{"course_id": "c1", "person_id": "p1"}],
 }
 

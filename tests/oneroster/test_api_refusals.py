@@ -12,6 +12,7 @@ from tests.lti.test_units import GOOD
 from tests.support.api import ApiEnv, Caller
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
+from .facts import ADA, ALGEBRA, BO, QUIZ_1
 
 
 def _problems(r: httpx.Response) -> list[tuple[str, str]]:
@@ -74,18 +75,9 @@ def test_an_lms_registration_url_is_checked_alike(api: ApiEnv) -> None:
 
 
 ROSTER: dict[str, Any] = {
-    "courses": [{"id": "c1", "title": "Algebra"}],
-    "activities": [
-        {
-            "id": "q1",
-            "course_id": "c1",
-            "title": "Quiz 1",
-            "points_possible": 10,
-            "due_at": "2025-03-14T23:59:00Z",
-            "category": "Quizzes",
-        }
-    ],
-    "people": [{"id": "p1", "name": "Ada", "sis_id": "stu-1"}, {"id": "p2", "name": "Bo"}],
+    "courses": [ALGEBRA],
+    "activities": [QUIZ_1],
+    "people": [ADA, BO],
     "enrollments": [
         {"course_id": "c1", "person_id": "p1"},
         {"course_id": "c1", "person_id": "p2", "section_id": "sec-b"},

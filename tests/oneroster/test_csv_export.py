@@ -39,7 +39,7 @@ from gradesync.services.worker import Engine
 from gradesync.testing import ManualClock
 
 from .conftest import Spec
-from .facts import NOW, attempt, seed_school
+from .facts import NOW, attempt, map_to_class, seed_school
 
 BASE = "https://sis.example/ims/oneroster/gradebook/v1p2"
 
@@ -94,16 +94,7 @@ async def school(db: Database) -> AsyncIterator[School]:
         file_based=True,
         profile={"category_match": "name"},
     )
-    sis.map_class(
-        db.uow,
-        tenant_id="t1",
-        destination_id="files",
-        course_id="c1",
-        class_id="cls-1",
-        school_id="sch-1",
-        term_start="2025-01-06",
-        term_end="2025-06-20",
-    )
+    map_to_class(db, "files")
     sis.map_class(
         db.uow,
         tenant_id="t1",

@@ -22,21 +22,12 @@ from tests.support.api import attempt
 from tests.support.served import Served, serve
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
+from .facts import ADA, ALGEBRA, BO, QUIZ_1
 
 ROSTER: dict[str, Any] = {
-    "courses": [{"id": "c1", "title": "Algebra"}],
-    "activities": [
-        {
-            "id": "q1",
-            "course_id": "c1",
-            "title": "Quiz 1",
-            "points_possible": 10,
-            "due_at": "2025-03-14T23:59:00Z",
-            "category": "Quizzes",
-        }
-    ],
-    # p2 has no SIS id: `map-students` cannot link them
-    "people": [{"id": "p1", "name": "Ada", "sis_id": "stu-1"}, {"id": "p2", "name": "Bo"}],
+    "courses": [ALGEBRA],
+    "activities": [QUIZ_1],
+    "people": [ADA, BO],  # Bo has no SIS id: `map-students` cannot link them
     "enrollments": [{"course_id": "c1", "person_id": p} for p in ("p1", "p2")],
 }
 SIS = "/sis/connections/sis"

@@ -28,7 +28,7 @@ from gradesync.services.engine_config import EngineSettings
 from gradesync.services.worker import Clients
 from gradesync.testing import DoubleFactory, ManualClock
 
-from .facts import NOW, attempt, seed_school
+from .facts import NOW, attempt, map_to_class, seed_school
 
 
 @pytest.fixture
@@ -46,16 +46,7 @@ def school(db: Database) -> tuple[Database, ManualClock]:
         client_secret="secret-1",
         profile={"name_max_length": 30, "due_date_inside_term": True},
     )
-    sis.map_class(
-        db.uow,
-        tenant_id="t1",
-        destination_id="sis",
-        course_id="c1",
-        class_id="cls-1",
-        school_id="sch-1",
-        term_start="2025-01-06",
-        term_end="2025-06-20",
-    )
+    map_to_class(db, "sis")
     return db, clock
 
 
