@@ -99,6 +99,19 @@ def _login(c: TestClient, user: str, form_page: str = "/console/courses/bio") ->
     return found.group(1)
 
 
+def _daily_schedule(c: TestClient, runtime: Runtime, token: str) -> Schedule:
+    """The tenant's one schedule, added through the console's form: daily at 07:00 UTC."""
+    made = c.post(
+        "/console/schedules",
+        data={"csrf": token, "kind": "daily", "spec": "07:00", "time_zone": "UTC"},
+        follow_redirects=False,
+    )
+    assert made.status_code == 303, made.text
+    with runtime.db.uow() as uow:
+        [s] = uow.schedules.all("t1")
+    return s
+
+
 def test_instructor_sees_only_their_course(app_client: tuple[TestClient, Runtime]) -> None:
     c, _ = app_client
     _login(c, "ins")
@@ -220,14 +233,7 @@ def test_a_schedule_is_edited_through_its_form(app_client: tuple[TestClient, Run
         uow.courses.upsert(Course("t1", "bio", "Biology", time_zone="America/Chicago"))
         uow.commit()
     token = _login(c, "ada", "/console/schedules")
-    made = c.post(
-        "/console/schedules",
-        data={"csrf": token, "kind": "daily", "spec": "07:00", "time_zone": "UTC"},
-        follow_redirects=False,
-    )
-    assert made.status_code == 303, made.text
-    with runtime.db.uow() as uow:
-        [s] = uow.schedules.all("t1")
+    s = _daily_schedule(c, runtime, token)
     assert c.get(f"/console/schedules/{s.id}/edit").status_code == 200
     form = {"csrf": token, "kind": "daily", "spec": "06:30", "time_zone": "", "course_id": "bio"}
     saved = c.post(f"/console/schedules/{s.id}/edit", data=form, follow_redirects=False)
@@ -259,14 +265,7 @@ def test_a_schedule_is_edited_through_its_form(app_client: tuple[TestClient, Run
 def test_a_schedule_edit_names_every_problem(app_client: tuple[TestClient, Runtime]) -> None:
     c, runtime = app_client
     token = _login(c, "ada", "/console/schedules")
-    made = c.post(
-        "/console/schedules",
-        data={"csrf": token, "kind": "daily", "spec": "07:00", "time_zone": "UTC"},
-        follow_redirects=False,
-    )
-    assert made.status_code == 303, made.text
-    with runtime.db.uow() as uow:
-        [s] = uow.schedules.all("t1")
+    s = _daily_schedule(c, runtime, token)
     form = {"csrf": token, "kind": "daily", "spec": "25:00", "time_zone": "Mars/Base"}
     r = c.post(f"/console/schedules/{s.id}/edit", data=form, follow_redirects=False)
     assert r.status_code == 422
@@ -282,14 +281,7 @@ def test_a_bad_first_run_is_named_beside_every_other_problem(
     """A first run that is no date is one problem among the others, not the only one named."""
     c, runtime = app_client
     token = _login(c, "ada", "/console/schedules")
-    made = c.post(
-        "/console/schedules",
-        data={"csrf": token, "kind": "daily", "spec": "07:00", "time_zone": "UTC"},
-        follow_redirects=False,
-    )
-    assert made.status_code == 303, made.text
-    with runtime.db.uow() as uow:
-        [s] = uow.schedules.all("t1")
+    s = _daily_schedule(c, runtime, token)
     bad = {
         "csrf": token,
         "kind": "daily",
