@@ -4,15 +4,21 @@ through the real ingest service, and an engine with short timings."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.queue.inprocess import EmbeddedWorker, InProcessWaker
+from gradesync.adapters.queue.procrastinate_app import ProcrastinateWaker
+from gradesync.cli import db as db_cli
 from gradesync.domain.ledger import BackoffPolicy
 from gradesync.domain.model import DeliveryState, LedgerRow
 from gradesync.services.clock import SystemClock
@@ -20,13 +26,16 @@ from gradesync.services.engine_config import BreakerSettings, EngineSettings
 from gradesync.services.wakeup import Waker
 from gradesync.services.worker import Engine
 from gradesync.testing import (
+    TEST_SECRET,
     DoubleFactory,
     add_course,
     add_destination,
     add_tenant,
     post_attempts,
+    wait_for,
     wait_for_async,
 )
+from gradesync.testing.processes import stop_workers, worker_env
 
 T, COURSE, DEST = "t1", "c1", "lms"
 
@@ -160,3 +169,67 @@ async def harness(db: Database) -> AsyncIterator[Harness]:
         await h.worker.stop()
     else:
         await h.engine.aclose()
+
+
+# --- `gradesync worker` processes on PostgreSQL ---------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def mp_url(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[str]:
+    """A database of its own (workers share it with the test, not with other tests),
+    emptied, then set up the way an operator does: `gradesync db upgrade`."""
+    u = make_url(postgres_url)
+    name = f"{u.database}_engine_mp"
+    admin = u.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    url = u.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS procrastinate CASCADE")
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    for key, value in worker_env(url).items():
+        monkeypatch.setenv(key, value)
+    db_cli.upgrade(as_json=False)  # what `gradesync db upgrade` does, without a process
+    assert "procrastinate schema installed" in capsys.readouterr().out
+    yield url
+
+
+@dataclass
+class Processes:
+    """The test's own handles on `mp_url`'s database, and the worker processes it starts
+    there (`procs`), which write to `log`."""
+
+    url: str
+    db: Database
+    waker: ProcrastinateWaker
+    log: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait for a condition; at the deadline, fail with the workers' log."""
+        wait_for(
+            predicate, what, timeout=timeout, explain=lambda: f"worker log:\n{self.log.read_text()}"
+        )
+
+
+@pytest.fixture
+def processes(mp_url: str, tmp_path: Path) -> Iterator[Processes]:
+    """The workers a test starts are stopped after it, whatever happened."""
+    p = Processes(
+        mp_url, Database(mp_url, TEST_SECRET), ProcrastinateWaker(mp_url), tmp_path / "workers.log"
+    )
+    try:
+        yield p
+    finally:
+        stop_workers(*p.procs)
+        p.waker.close()
+        p.db.dispose()
