@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.errors import InvalidInput
@@ -264,3 +265,73 @@ def test_a_roster_batch_takes_a_few_statements_whatever_its_rows(db: Database) -
         assert uow.people.get("t1", "p3") == people[3]
         assert uow.enrollments.get("t1", "c1", "p5").status is EnrollmentStatus.DROPPED
         assert uow.overrides.get("t1", "a1", "p8") == moved
+
+
+def test_a_batch_marks_its_new_attempts_and_its_rosters_keys_once(db: Database) -> None:
+    """The keys a batch marks are those of its new attempts (not a retried one, a repeat
+    once) and those its other facts change, each once, at the batch's time and for every
+    destination, whether the attempts' marks are written with their insert or apart."""
+    seed(db, learners=3, activities=2)
+    with db.uow() as uow:
+        old, _ = uow.attempts.add(Attempt("t1", "e-old", "a0", "p0", 1.0, 10.0, NOW), NOW)
+        # marked an hour ago, for one destination only: the new attempt's mark takes its place
+        uow.dirty.mark_many(
+            [("t1", "c1", "a1", "p1")], NOW - timedelta(hours=1), destination_id="sis"
+        )
+        uow.commit()
+    later = NOW + timedelta(minutes=5)
+    batch = svc.IngestBatch(
+        people=[Person("t1", "p9", "New learner")],
+        enrollments=[Enrollment("t1", "c1", "p9")],
+        attempts=[
+            Attempt("t1", "e-old", "a0", "p0", 1.0, 10.0, NOW),  # retried: stored before
+            Attempt("t1", "e1", "a1", "p1", 5.0, 10.0, NOW),
+            Attempt("t1", "e2", "a0", "p2", 6.0, 10.0, NOW),
+            Attempt("t1", "e2", "a0", "p2", 6.0, 10.0, NOW),  # repeated in the batch
+            Attempt("t1", "e3", "a0", "p9", 7.0, 10.0, NOW),  # the enrollment marks it too
+        ],
+    )
+    result = svc.ingest(db.uow, ManualClock(later), None, "t1", batch)
+    assert (result.recorded, result.duplicates) == (3, 2)
+    ids = [a.attempt_id for a in result.attempts]
+    assert ids[0] == old.id and ids[2] == ids[3] and len(set(ids)) == 4
+    assert result.dirty_keys == 4
+    with db.uow() as uow:
+        rows = uow.dirty.conn.execute(
+            text("SELECT course_id, activity_id, person_id, destination_id FROM dirty_keys")
+        ).all()
+        stored = uow.attempts.get_by_events("t1", ["e1", "e2", "e3"])
+        times = {r[4] for r in uow.dirty.peek(10)}
+    assert sorted((r[0], r[1], r[2], r[3]) for r in rows) == [
+        ("c1", "a0", "p2", None),
+        ("c1", "a0", "p9", None),
+        ("c1", "a1", "p1", None),
+        ("c1", "a1", "p9", None),
+    ]
+    assert times == {later}
+    assert {a.id for a in stored.values()} == set(ids[1:])
+    assert stored["e3"].recorded_at == later
+
+
+def test_postgresql_writes_a_batchs_attempts_and_marks_in_one_statement(
+    postgres_db: Database,
+) -> None:
+    """On PostgreSQL each statement is a wait for the server: a batch of attempts is the reads
+    its checks need (the tenant, the activities, the people, the event ids) and one write,
+    the attempts with the marks of the new ones (they were two writes, one after the other)."""
+    db = postgres_db
+    seed(db, learners=100)
+    attempts = [
+        Attempt("t1", f"e-{i}-{j}", f"a{j}", f"p{i}", float(j), 10.0, NOW)
+        for i in range(100)
+        for j in range(10)
+    ]
+    with statements(db) as seen:
+        result = svc.ingest(
+            db.uow, ManualClock(NOW), None, "t1", svc.IngestBatch(attempts=attempts)
+        )
+    assert result.recorded == 1000 and result.dirty_keys == 1000
+    writes = [s.split("\n")[0][:60] for s in seen if not s.lstrip().startswith("SELECT")]
+    assert len(writes) == 1 and len(seen) == 5, "\n".join(s.split("\n")[0][:90] for s in seen)
+    with db.uow() as uow:
+        assert uow.dirty.count() == 1000

@@ -637,20 +637,24 @@ def record_facts(
             dirty.append((tenant_id, course_for(o.activity_id), o.activity_id, o.person_id))
     uow.overrides.upsert_many(changed_dues)
 
-    for at, (stored, new) in zip(
-        b.attempts, uow.attempts.add_many(b.attempts, now) if b.attempts else [], strict=True
-    ):
-        count("attempts", new)
-        result.attempts.append(AttemptOutcome(at.source_event_id, stored.id, not new))
-        if new:
-            dirty.append((tenant_id, course_for(at.activity_id), at.activity_id, at.person_id))
-
     if overwrite:
         result.resent = resend_overridden(uow, tenant_id, overwrite, now)
     dirty.extend(also_dirty)
-    unique = list(dict.fromkeys(dirty))
-    uow.dirty.mark_many(unique, now)
-    result.dirty_keys = len(unique)
+    if not b.attempts:
+        unique = list(dict.fromkeys(dirty))
+        uow.dirty.mark_many(unique, now)
+        result.dirty_keys = len(unique)
+        return result
+
+    # the attempts, and the keys of the new ones marked with the others in the same write
+    # (on PostgreSQL one statement: which attempts are new is the server's to say)
+    stored = uow.attempts.add_many_marking(b.attempts, now, course_of, list(dict.fromkeys(dirty)))
+    for at, (attempt_id, new) in zip(b.attempts, stored, strict=True):
+        count("attempts", new)
+        result.attempts.append(AttemptOutcome(at.source_event_id, attempt_id, not new))
+        if new:
+            dirty.append((tenant_id, course_for(at.activity_id), at.activity_id, at.person_id))
+    result.dirty_keys = len(dict.fromkeys(dirty))
     return result
 
 

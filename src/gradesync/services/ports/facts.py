@@ -3,7 +3,7 @@ due-date overrides and attempts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -129,6 +129,19 @@ class AttemptRepo(Protocol):
     def add_many(self, attempts: Sequence[Attempt], now: datetime) -> list[tuple[Attempt, bool]]:
         """`add` for many attempts of one tenant in a few statements, in the given order: an
         event id repeated in `attempts` is stored once, its later copies are not new."""
+
+    def add_many_marking(
+        self,
+        attempts: Sequence[Attempt],
+        now: datetime,
+        course_of: Mapping[str, str],
+        also: Sequence[tuple[str, str, str, str]] = (),
+    ) -> list[tuple[int, bool]]:
+        """`add_many`, and in the same write the (activity, person) key of each new attempt
+        (its course from `course_of`, by activity) and the keys `also` (tenant, course,
+        activity, person) marked dirty at `now` for every destination, as
+        `DirtyKeyRepo.mark_many` marks them. Returns each attempt's stored id and whether it
+        is new. On PostgreSQL one statement: the server works out which attempts are new."""
 
     def get_by_event(self, tenant_id: str, source_event_id: str) -> Attempt | None: ...
 

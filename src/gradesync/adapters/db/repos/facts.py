@@ -3,11 +3,12 @@ due-date overrides and attempts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TypeVar
+from functools import cache
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Table, and_, func, or_, select
+from sqlalchemy import Connection, Table, and_, bindparam, func, null, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.adapters.db import schema as t
@@ -20,6 +21,7 @@ from gradesync.adapters.db.mapping import (
     utc,
 )
 from gradesync.adapters.db.repos.base import SqlRepo
+from gradesync.adapters.db.repos.dirty import DirtyKeyRepo
 from gradesync.domain.model import (
     Activity,
     Attempt,
@@ -294,6 +296,64 @@ class DueDateOverrideRepo(SqlRepo, ports.DueDateOverrideRepo):
 # Event ids per read: bound parameters well under SQLite's limit (32,766).
 _IDS_PER_STATEMENT = 1000
 
+# an attempt's columns sent as they are (the times go through `utc`; the id and the time
+# recorded are the server's and the statement's)
+_PLAIN = (
+    "tenant_id",
+    "source_event_id",
+    "activity_id",
+    "person_id",
+    "score_given",
+    "score_maximum",
+    "completed",
+    "comment",
+    "late",
+    "excused",
+)
+_SENT = (*_PLAIN, "completed_at", "started_at")
+
+
+@cache
+def _insert_and_mark() -> Any:
+    """PostgreSQL: the attempts (one array per column) inserted unless their event id is
+    stored, and in the same statement the key of each one inserted, with the keys `also_*`,
+    marked dirty as `DirtyKeyRepo.mark_many` marks them (the time refreshed, for every
+    destination); returns the new attempts' ids. Built once."""
+    a, d = t.attempts, t.dirty_keys
+    now = bindparam("now", type_=a.c.recorded_at.type)
+    src = rows_of_arrays("rows", *((n, f"u_{n}", a.c[n].type) for n in _SENT))
+    new = (
+        postgresql.insert(a)
+        .from_select([*_SENT, "recorded_at"], select(*(src.c[n] for n in _SENT), now))
+        .on_conflict_do_nothing(index_elements=["tenant_id", "source_event_id"])
+        .returning(a.c.id, a.c.tenant_id, a.c.source_event_id, a.c.activity_id, a.c.person_id)
+        .cte("new")
+    )
+    courses = rows_of_arrays(
+        "course_of",
+        ("activity_id", "course_activity_ids", d.c.activity_id.type),
+        ("course_id", "course_ids", d.c.course_id.type),
+    )
+    key_names = ("tenant_id", "course_id", "activity_id", "person_id")
+    also = rows_of_arrays("also", *((n, f"also_{n}", d.c[n].type) for n in key_names))
+    keys = union_all(
+        select(new.c.tenant_id, courses.c.course_id, new.c.activity_id, new.c.person_id).join_from(
+            new, courses, courses.c.activity_id == new.c.activity_id
+        ),
+        select(*(also.c[n] for n in key_names)),
+    ).subquery("keys")
+    marks = postgresql.insert(d).from_select(
+        [*key_names, "marked_at", "destination_id"],
+        select(*(keys.c[n] for n in key_names), now, null()).ext(
+            postgresql.distinct_on(keys.c.tenant_id, keys.c.activity_id, keys.c.person_id)
+        ),
+    )
+    marks = marks.on_conflict_do_update(
+        index_elements=["tenant_id", "activity_id", "person_id"],
+        set_={n: marks.excluded[n] for n in ("marked_at", "course_id", "destination_id")},
+    )
+    return select(new.c.id, new.c.tenant_id, new.c.source_event_id).add_cte(marks.cte("marked"))
+
 
 class AttemptRepo(SqlRepo, ports.AttemptRepo):
     def add(self, attempt: Attempt, now: datetime) -> tuple[Attempt, bool]:
@@ -354,6 +414,59 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
         for a in attempts:
             key = (a.tenant_id, a.source_event_id)
             out.append((stored[key], key in new_ids and key not in seen))
+            seen.add(key)
+        return out
+
+    def add_many_marking(
+        self,
+        attempts: Sequence[Attempt],
+        now: datetime,
+        course_of: Mapping[str, str],
+        also: Sequence[tuple[str, str, str, str]] = (),
+    ) -> list[tuple[int, bool]]:
+        if not self.postgres:  # in-process statements: the two writes as they are
+            added = self.add_many(attempts, now)
+            new_keys = [
+                (a.tenant_id, course_of[a.activity_id], a.activity_id, a.person_id)
+                for a, (_, new) in zip(attempts, added, strict=True)
+                if new
+            ]
+            DirtyKeyRepo(self.conn).mark_many(list(dict.fromkeys([*also, *new_keys])), now)
+            return [(cast(int, stored.id), new) for stored, new in added]
+        # PostgreSQL: the insert and the marks in one statement, so the batch waits for the
+        # server once, not twice. The rows go as arrays straight from the attempts (no row
+        # dict and no domain object per attempt: a batch is a thousand of them).
+        first: dict[tuple[str, str], Attempt] = {}
+        for a in attempts:
+            first.setdefault((a.tenant_id, a.source_event_id), a)
+        rows = list(first.values())
+        acts = sorted({a.activity_id for a in rows})
+        params: dict[str, Any] = {f"u_{n}": [getattr(a, n) for a in rows] for n in _PLAIN}
+        for n in ("completed_at", "started_at"):
+            params[f"u_{n}"] = [utc(getattr(a, n)) for a in rows]
+        params["now"] = utc(now)
+        params["course_activity_ids"] = acts
+        params["course_ids"] = [course_of[x] for x in acts]  # KeyError: a course unknown
+        for i, n in enumerate(("tenant_id", "course_id", "activity_id", "person_id")):
+            params[f"also_{n}"] = [k[i] for k in also]
+        new_ids = {
+            (r.tenant_id, r.source_event_id): r.id
+            for r in self.conn.execute(_insert_and_mark(), params)
+        }
+        ids = dict(new_ids)
+        old_by_tenant: dict[str, list[str]] = {}
+        for tenant_id, event_id in first:
+            if (tenant_id, event_id) not in new_ids:
+                old_by_tenant.setdefault(tenant_id, []).append(event_id)
+        for tenant_id, event_ids in old_by_tenant.items():
+            for event_id, old in self.get_by_events(tenant_id, event_ids).items():
+                assert old.id is not None
+                ids[(tenant_id, event_id)] = old.id
+        out: list[tuple[int, bool]] = []
+        seen: set[tuple[str, str]] = set()
+        for a in attempts:
+            key = (a.tenant_id, a.source_event_id)
+            out.append((ids[key], key in new_ids and key not in seen))
             seen.add(key)
         return out
 
