@@ -11,6 +11,9 @@ need is ingested first, in batches of 500 people and their 500 enrollments, and 
 
 A PostgreSQL database named in the URL is dropped and created again; a SQLite file, removed.
 Prints one JSON object.
+`--against URL`: a second database, the same batches ingested into each in turn (one batch
+here, one there), so on a shared machine both meet the same load; each side's rate is its
+batches' own time, and `first_over_second` their ratio.
 `--explain` (PostgreSQL, superuser): the server logs the plan of every statement over 3 ms
 with its actual times, foreign-key triggers, buffers and WAL (`auto_explain`), to see where
 a batch's server time goes.
@@ -43,17 +46,20 @@ PER_BATCH = 1000  # 100 learners x 10 activities
 SETUP_BATCH = 500
 
 
-def run(url: str, batches: int) -> dict[str, Any]:
-    if url.startswith("postgresql"):
-        why = postgres.fresh_database(url)
-        if why:
-            raise RuntimeError(why)
-    elif url.startswith("sqlite:///"):
-        for suffix in ("", "-wal", "-shm"):
-            Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
-    secret = secrets.token_urlsafe(32)
-    db = Database(url, secret)
-    try:
+class _Side:
+    """One database made ready for the timed batches: the tenant, its course and activities,
+    and the roster the attempts name (timed, with its statements)."""
+
+    def __init__(self, url: str, batches: int) -> None:
+        if url.startswith("postgresql"):
+            why = postgres.fresh_database(url)
+            if why:
+                raise RuntimeError(why)
+        elif url.startswith("sqlite:///"):
+            for suffix in ("", "-wal", "-shm"):
+                Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
+        secret = secrets.token_urlsafe(32)
+        self.db = db = Database(url, secret)
         db.upgrade()
         clock = SystemClock()
         create_tenant(db.uow, clock, "t", "T")
@@ -66,10 +72,10 @@ def run(url: str, batches: int) -> dict[str, Any]:
             "t",
             svc.IngestBatch(courses=[Course("t", "c", "C")], activities=acts),
         )
-        statements: Counter[str] = Counter()
+        self.statements: Counter[str] = Counter()
 
         def count(_c: object, _cur: object, statement: str, *_: object) -> None:
-            statements[" ".join(statement.split()[:3])] += 1
+            self.statements[" ".join(statement.split()[:3])] += 1
 
         event.listen(db.engine, "before_cursor_execute", count)
         roster_t0 = time.perf_counter()
@@ -87,42 +93,90 @@ def run(url: str, batches: int) -> dict[str, Any]:
             )
         roster_seconds = time.perf_counter() - roster_t0
         roster_batches = -(-learners // SETUP_BATCH)
-        roster_statements = sum(statements.values()) / roster_batches
-        statements.clear()
-        runtime = Runtime(settings=Settings(database_url=url, secret_key=secret), db=db)
-        now = datetime.now(UTC)
+        self.roster = {
+            "roster_rows_per_s": round(2 * learners / roster_seconds, 1),
+            "roster_statements_per_batch": round(sum(self.statements.values()) / roster_batches, 1),
+        }
+        self.statements.clear()
+        self.runtime = Runtime(settings=Settings(database_url=url, secret_key=secret), db=db)
+        self.now = datetime.now(UTC)
+        self.seconds = self.cpu = 0.0
+
+    def batch(self, b: int) -> None:
+        """Ingest timed batch `b` (its wall and CPU time added to this side's)."""
+        attempts = [
+            Attempt("t", f"e{b}-{i}-{j}", f"a{j}", f"p{b * 100 + i}", float(j), 10.0, self.now)
+            for i in range(100)
+            for j in range(10)
+        ]
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = self.runtime.ingest("t", svc.IngestBatch(attempts=attempts))
+        self.seconds += time.perf_counter() - t0
+        self.cpu += time.process_time() - c0
+        if result.recorded != PER_BATCH:
+            raise RuntimeError(f"batch {b}: {result.recorded} of {PER_BATCH} recorded")
+
+    def figures(self, batches: int) -> dict[str, Any]:
+        n = batches * PER_BATCH
+        return {
+            "database": self.db.engine.dialect.name,
+            "attempts": n,
+            "attempts_per_s": round(n / self.seconds, 1),
+            "cpu_ms_per_attempt": round(self.cpu * 1000 / n, 3),
+            "statements_per_batch": round(sum(self.statements.values()) / batches, 1),
+            "statements": dict(self.statements.most_common()),
+            **self.roster,
+        }
+
+
+def run(url: str, batches: int) -> dict[str, Any]:
+    side = _Side(url, batches)
+    try:
         window = pressure.Window.start()
         t0, c0 = time.perf_counter(), time.process_time()
         for b in range(batches):
-            attempts = [
-                Attempt("t", f"e{b}-{i}-{j}", f"a{j}", f"p{b * 100 + i}", float(j), 10.0, now)
-                for i in range(100)
-                for j in range(10)
-            ]
-            result = runtime.ingest("t", svc.IngestBatch(attempts=attempts))
-            if result.recorded != PER_BATCH:
-                raise RuntimeError(f"batch {b}: {result.recorded} of {PER_BATCH} recorded")
+            side.batch(b)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        n = batches * PER_BATCH
+        out = side.figures(batches)
+        # the loop's whole time, the attempts' building included, as always measured here
+        out["attempts_per_s"] = round(batches * PER_BATCH / seconds, 1)
+        out["cpu_ms_per_attempt"] = round(cpu * 1000 / (batches * PER_BATCH), 3)
+        out["cpu_pressure"] = window.stop()
+        return out
+    finally:
+        side.db.dispose()
+
+
+def run_in_turn(url: str, against: str, batches: int) -> dict[str, Any]:
+    """The same batches into two databases, one batch into each in turn, so both share
+    whatever load the machine has meanwhile; each side's rate is its batches' own time."""
+    sides = [_Side(url, batches), _Side(against, batches)]
+    try:
+        window = pressure.Window.start()
+        for b in range(batches):
+            for side in sides if b % 2 == 0 else sides[::-1]:
+                side.batch(b)
+        first, second = (s.figures(batches) for s in sides)
         return {
-            "database": db.engine.dialect.name,
-            "attempts": n,
-            "attempts_per_s": round(n / seconds, 1),
-            "cpu_ms_per_attempt": round(cpu * 1000 / n, 3),
-            "statements_per_batch": round(sum(statements.values()) / batches, 1),
-            "statements": dict(statements.most_common()),
-            "roster_rows_per_s": round(2 * learners / roster_seconds, 1),
-            "roster_statements_per_batch": round(roster_statements, 1),
+            "first": first,
+            "second": second,
+            "first_over_second": round(first["attempts_per_s"] / second["attempts_per_s"], 3),
             "cpu_pressure": window.stop(),
         }
     finally:
-        db.dispose()
+        for side in sides:
+            side.db.dispose()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest_batches")
     parser.add_argument("url", help="a database URL (a PostgreSQL one is recreated)")
     parser.add_argument("--batches", type=int, default=20, help="batches of 1,000 attempts")
+    parser.add_argument(
+        "--against",
+        metavar="URL",
+        help="a second database, ingested batch by batch in turn with the first (its ratio)",
+    )
     parser.add_argument(
         "--explain", action="store_true", help="PostgreSQL: log plans with auto_explain"
     )
@@ -131,7 +185,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--batches: a positive number")
     if args.explain:
         event.listen(Pool, "connect", _auto_explain)
-    print(json.dumps(run(args.url, args.batches)))
+    if args.against:
+        print(json.dumps(run_in_turn(args.url, args.against, args.batches)))
+    else:
+        print(json.dumps(run(args.url, args.batches)))
 
 
 def _auto_explain(dbapi_conn: Any, _record: object) -> None:
