@@ -130,6 +130,36 @@ def test_ingest_batches_counts_statements(tmp_path: Path) -> None:
     assert figures["cpu_pressure"]["seconds"] is not None
 
 
+@pytest.mark.slow
+def test_ingest_batches_in_turn_into_two_databases(tmp_path: Path) -> None:
+    """`--against`: the same batches into two databases, one batch each in turn, with each
+    side's figures and their ratio."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.ingest_batches",
+            f"sqlite:///{tmp_path / 'one.db'}",
+            "--against",
+            f"sqlite:///{tmp_path / 'two.db'}",
+            "--batches",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    figures = json.loads(proc.stdout)
+    first, second = figures["first"], figures["second"]
+    assert first["attempts"] == second["attempts"] == 2000
+    assert first["statements_per_batch"] == second["statements_per_batch"] <= 10
+    ratio = first["attempts_per_s"] / second["attempts_per_s"]
+    assert figures["first_over_second"] == pytest.approx(ratio, abs=0.001)
+    assert figures["cpu_pressure"]["seconds"] is not None
+
+
 def module_figures(tmp_path: Path, module: str, *args: str) -> dict[str, Any]:
     """Run `python -m benchmarks.<module> ARGS --out FILE`: its figures, which it also
     printed (the two must agree)."""
