@@ -24,9 +24,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from gradesync.domain.identifiers import MAX_ID
 from gradesync.domain.model import Role
 from gradesync.lti.lti11_verify import TIMESTAMP_WINDOW, LaunchRefused, verify_signed_request
-from gradesync.services.ingest import MAX_ID, MAX_TITLE
+from gradesync.services.ingest import MAX_TITLE
 from gradesync.services.lti.errors import record_lti11_refusal
 from gradesync.services.lti.lti11 import (
     Consumer,

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.identifiers import MAX_ID, id_problems, sis_id_problems
 from gradesync.domain.model import (
     Activity,
     Attempt,
@@ -40,7 +41,6 @@ from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
 
 MAX_BATCH = 1000  # items per request, all lists together: bounded transactions and memory
-MAX_ID = 255
 MAX_TITLE = 1024
 MAX_COMMENT = 10_000
 
@@ -113,12 +113,7 @@ class _Problems:
         self.items.append(FieldProblem(path, rule, message))
 
     def ident(self, path: str, value: str, what: str) -> None:
-        if not value or not value.strip():
-            self.add(path, "required", f"{what} is required and must not be blank.")
-        elif len(value) > MAX_ID:
-            self.add(path, "too_long", f"{what} is at most {MAX_ID} characters.")
-        else:
-            self.no_nul(path, value, what)
+        self.items += id_problems(path, value, what)
 
     def text(self, path: str, value: str | None, what: str, limit: int, required: bool) -> None:
         if value is None or not value.strip():
@@ -247,11 +242,15 @@ def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> dict[str, Acti
         p.ident(f"{f}.id", pe.id, "The person id")
         p.text(f"{f}.name", pe.name, "The name", MAX_TITLE, False)
         p.text(f"{f}.email", pe.email, "The email", MAX_ID, False)
-        p.text(f"{f}.sis_id", pe.sis_id, "The SIS id", MAX_ID, False)
+        p.items += sis_id_problems(f"{f}.sis_id", pe.sis_id, "The SIS id", required=False)
     for i, e in enumerate(b.enrollments):
         f = f"enrollments[{i}]"
         p.ident(f"{f}.course_id", e.course_id, "The course id")
         p.ident(f"{f}.person_id", e.person_id, "The person id")
+        # a section is mapped to its own SIS class by this id (`sis map-class --section`)
+        p.items += sis_id_problems(
+            f"{f}.section_id", e.section_id, "The section id", required=False
+        )
     for i, o in enumerate(b.overrides):
         f = f"overrides[{i}]"
         p.ident(f"{f}.activity_id", o.activity_id, "The activity id")

@@ -25,6 +25,7 @@ from typing import Any
 from gradesync.domain import ledger
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.errors import InvalidInput
+from gradesync.domain.identifiers import MAX_ID, is_sis_id
 from gradesync.domain.model import (
     ActivityKind,
     CourseLink,
@@ -39,7 +40,7 @@ from gradesync.domain.model import (
     Role,
 )
 from gradesync.services.destination import NO_RESOURCE_LINK
-from gradesync.services.ingest import MAX_ID, DirtyRow, IngestBatch, record_facts
+from gradesync.services.ingest import DirtyRow, IngestBatch, record_facts
 from gradesync.services.lti.errors import LaunchRefused
 from gradesync.services.lti.login import NONCE_PURPOSE, nonce_key
 from gradesync.services.lti.migration import (
@@ -334,7 +335,7 @@ def _person(u: UnitOfWork, launch: Lti13Launch, person_id: str) -> Person | None
     tenant = launch.platform.tenant_id
     name = launch.name or ""  # over MAX_TITLE, ingest refuses the launch: never cut
     email = launch.email if launch.email and len(launch.email) <= MAX_ID else None
-    sis_id = launch.sis_id if launch.sis_id and len(launch.sis_id) <= MAX_ID else None
+    sis_id = launch.sis_id if is_sis_id(launch.sis_id) else None
     old = u.people.get(tenant, person_id)
     person = Person(
         tenant_id=tenant,

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gradesync.domain.errors import InvalidInput
+from gradesync.domain.identifiers import MAX_ID, is_sis_id
 from gradesync.domain.ledger import reopened
 from gradesync.domain.model import (
     Course,
@@ -32,7 +33,7 @@ from gradesync.domain.model import (
     PersonLink,
     Role,
 )
-from gradesync.services.ingest import MAX_ID, DirtyRow, IngestBatch, record_facts
+from gradesync.services.ingest import DirtyRow, IngestBatch, record_facts
 from gradesync.services.lti.errors import Lti11Refused
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.ports.lti import LaunchRecord
@@ -188,7 +189,7 @@ def _facts(u: UnitOfWork, tenant: str, launch: Lti11Launch) -> tuple[Course, Ing
     people: list[Person] = []
     name = launch.name
     email = launch.email if launch.email and len(launch.email) <= MAX_ID else None
-    sis_id = launch.sis_id if launch.sis_id and len(launch.sis_id) <= MAX_ID else None
+    sis_id = launch.sis_id if is_sis_id(launch.sis_id) else None
     person = u.people.get(tenant, user_id)
     if person is None:
         people.append(Person(tenant, user_id, name, email, sis_id))

@@ -8,7 +8,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 
-from gradesync.domain.errors import InvalidInput, NotFound, Problems
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound, Problems
+from gradesync.domain.identifiers import id_problems, sis_id_problems
 from gradesync.domain.ledger import reopened
 from gradesync.domain.model import (
     CourseLink,
@@ -62,13 +63,18 @@ def map_class(
     its own line items; its learners' results go there. The results of the course's ticked
     activities are computed for the (new) class and sent; `waker` (when given) has a worker
     do it now."""
-    if not class_id.strip():
-        raise InvalidInput.one("class_id", "required", "The SIS class sourcedId is required.")
-    start, end = _date("term_start", term_start), _date("term_end", term_end)
+    problems = Problems()
+    problems.items += class_id_problems(class_id)
+    problems.items += sis_id_problems(
+        "school_id", school_id, "The SIS school sourcedId", required=False
+    )
+    if section_id is not None:
+        problems.items += sis_id_problems("section_id", section_id, "The section id")
+    start = problems.check(lambda: _date("term_start", term_start))
+    end = problems.check(lambda: _date("term_end", term_end))
     if start and end and start > end:
-        raise InvalidInput.one(
-            "term_end", "after_start", "The term ends on or after its first day."
-        )
+        problems.add("term_end", "after_start", "The term ends on or after its first day.")
+    problems.raise_any()
     with uow_factory() as uow:
         sis_destination(uow, tenant_id, destination_id)
         if uow.courses.get(tenant_id, course_id) is None:
@@ -136,13 +142,17 @@ def _ticked_keys(
     return keys
 
 
+def class_id_problems(class_id: str) -> list[FieldProblem]:
+    return sis_id_problems("class_id", class_id, "The SIS class sourcedId")
+
+
 async def refuse_unknown_class(directory: SisDirectory, class_id: str) -> None:
     """Before a class is mapped, the SIS (a REST connection) is asked whether it has it: a
     sourcedId it cannot locate is refused `class_unknown`, instead of every post of the
     course finding it. A SIS that cannot be asked is no reason to refuse: the first post
     finds out."""
-    if not class_id.strip():
-        return  # `map_class` says it is required
+    if class_id_problems(class_id):
+        return  # `map_class` refuses it, the SIS unasked
     with contextlib.suppress(RemoteFailure):
         if not await directory.class_known(class_id.strip()):
             raise InvalidInput.one(
@@ -179,8 +189,9 @@ def map_student(
     results in the ticked activities of their courses mapped to a class are computed again
     for the student now linked, and sent, as `map_course_students` does for a course;
     `waker` (when given) has a worker do it now."""
-    if not student_id.strip():
-        raise InvalidInput.one("student_id", "required", "The SIS student sourcedId is required.")
+    problems = Problems()
+    problems.items += sis_id_problems("student_id", student_id, "The SIS student sourcedId")
+    problems.raise_any()
     with uow_factory() as uow:
         sis_destination(uow, tenant_id, destination_id)
         if uow.people.get(tenant_id, person_id) is None:
@@ -399,11 +410,14 @@ def align_categories(
     `category_missing`). Returns the map now set."""
     problems = Problems()
     wanted: dict[str, str | None] = {}
+    ignored: set[str] = set()
     for group, category_id in changes.items():
         category = category_id.strip() if category_id is not None else None
         if not group.strip():
             to = f" to category {category!r}" if category else ""
             problems.add("group", "required", f"Name the activity group to align{to}.")
+        else:  # an activity's category, as ingest takes it
+            problems.items += id_problems("group", group, f"The activity group {group[:40]!r}")
         if category is not None and not category:
             problems.add(
                 "category_id",
@@ -411,11 +425,17 @@ def align_categories(
                 f"Give the SIS category sourcedId to align group {group!r} to (or remove "
                 "its alignment).",
             )
+        elif category is not None:
+            what = f"The SIS category sourcedId for group {group[:40]!r}"
+            broken = sis_id_problems("category_id", category, what)
+            problems.items += broken
+            if broken:  # said once: the SIS is not said not to have it too
+                ignored.add(category)
         wanted[group] = category
     if sis_categories is not None:
         have = list(sis_categories)
         listed = ", ".join(have[:10]) + (", ..." if len(have) > 10 else "") or "none"
-        unknown = {c for c in wanted.values() if c and c not in have}
+        unknown = {c for c in wanted.values() if c and c not in have and c not in ignored}
         for c in sorted(unknown):
             problems.add(
                 "category_id",

@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, core_schema
 
+from gradesync.domain.identifiers import MAX_ID
 from gradesync.domain.model import (
     Activity,
     ActivityKind,
@@ -50,7 +51,7 @@ from gradesync.services.destination_admin import (
     concurrency_wrong,
     rate_wrong,
 )
-from gradesync.services.ingest import MAX_BATCH, MAX_COMMENT, MAX_ID, MAX_TITLE
+from gradesync.services.ingest import MAX_BATCH, MAX_COMMENT, MAX_TITLE
 from gradesync.services.runs import REQUESTABLE
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, strict=True)]

@@ -104,6 +104,8 @@ RULES: dict[str, str] = {
     "set by `gradesync tenants roster-match`), given to `PATCH /tenant/policy`",
     "nothing_to_post": "Post grades when no named or ticked activity can go",
     "nul_character": "a NUL character in a text (no database stores one alike)",
+    "control_character": "a control character in a SIS sourcedId (students, classes, "
+    "schools, sections, categories) or a person's SIS id",
     "time_zone": "not an IANA time zone name (e.g. `America/Chicago`)",
     "cron_fields": "a `cron` schedule's spec: five valid fields",
     "interval_format": "an `interval` schedule's spec: a number and `m`, `h` or `d`",
@@ -116,7 +118,8 @@ RULES: dict[str, str] = {
     "matches_path": "an id in the body that is not the id in the URL",
     "pattern": "a new SIS connection's id that is not 1-128 letters, digits, `.`, `_`, `:` or `-` "
     "(it is in the console's URLs)",
-    "too_long": "a SIS connection's name over 255 characters",
+    "too_long": "an id over 255 characters (SIS sourcedIds included); a SIS connection's name "
+    "over 255 characters",
     "class_unknown": "a SIS class sourcedId the SIS (a REST connection) cannot locate",
 }
 
