@@ -116,7 +116,9 @@ def add(
     scope: list[str] = typer.Option(
         [], help="Scope to ask for (repeatable; default readonly+createput)."
     ),
-    name_max_length: int | None = typer.Option(None, help="Longest line item title the SIS takes."),
+    name_max_length: int | None = typer.Option(
+        None, help="Longest line item title the SIS takes (1-1024)."
+    ),
     due_date_required: bool | None = typer.Option(None, "--due-date-required/--due-date-optional"),
     due_date_inside_term: bool | None = typer.Option(
         None, "--due-date-inside-term/--due-date-anywhere"

@@ -20,6 +20,7 @@ from gradesync.domain.policy import DesiredResult
 
 __all__ = [
     "LINE_ITEM_PREFIX",
+    "NAME_MAX_LENGTH_MOST",
     "CategoryMatch",
     "PassbackRule",
     "SisProfile",
@@ -28,6 +29,7 @@ __all__ = [
     "category_sourced_id",
     "file_category",
     "line_item_sourced_id",
+    "name_max_length_problem",
     "passback_problems",
     "profile_from_config",
     "result_flags",
@@ -60,6 +62,10 @@ class PassbackRule(StrEnum):
 # Requests in flight at once to a SIS unless its connection says otherwise: a school's SIS is
 # often one modest server, so fewer than an LMS's default.
 SIS_CONCURRENCY = 4
+# The largest `name_max_length` a connection takes: the longest activity title gradesync
+# stores (`services.ingest.MAX_TITLE`). A limit above it never cuts a name, so one is a typo
+# (30000 for 30), not a SIS.
+NAME_MAX_LENGTH_MOST = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,19 @@ def _bool(config: dict[str, Any], key: str, default: bool, problems: list[FieldP
         return value
     problems.append(FieldProblem(f"config.{key}", "boolean", f"{key} must be true or false."))
     return default
+
+
+def name_max_length_problem(value: object) -> FieldProblem | None:
+    """A `name_max_length` given to a connection above NAME_MAX_LENGTH_MOST (one stored
+    before this bound is read as it is: it cuts no name)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > NAME_MAX_LENGTH_MOST:
+        return FieldProblem(
+            "config.name_max_length",
+            "maximum",
+            f"name_max_length is at most {NAME_MAX_LENGTH_MOST} characters, the longest "
+            f"activity title gradesync takes (got {value}); leave it empty for no limit.",
+        )
+    return None
 
 
 def profile_from_config(config: dict[str, Any]) -> SisProfile:

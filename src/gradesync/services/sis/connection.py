@@ -15,6 +15,7 @@ from gradesync.domain.model import (
     DestinationKind,
 )
 from gradesync.domain.passback import (
+    name_max_length_problem,
     profile_from_config,
 )
 from gradesync.services.clock import Clock
@@ -151,6 +152,8 @@ def add_connection(
         profile_from_config(config)
     except InvalidInput as exc:
         problems.extend(exc.problems)
+    if (too_long := name_max_length_problem((profile or {}).get("name_max_length"))) is not None:
+        problems.append(too_long)
     if problems:
         raise InvalidInput(problems)
     dest = Destination(

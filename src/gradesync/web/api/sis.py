@@ -14,6 +14,7 @@ from pydantic import Field
 
 from gradesync.adapters.destinations import oneroster_csv
 from gradesync.domain.model import CourseLink, PersonLink
+from gradesync.domain.passback import NAME_MAX_LENGTH_MOST
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
@@ -43,8 +44,12 @@ admin = require_scope("admin")
 class SisProfileIn(InputModel):
     """How this SIS behaves where OneRoster leaves it open (docs/oneroster.md)."""
 
-    name_max_length: Annotated[int, Field(ge=1, strict=True), Whole] | None = Field(
-        None, description="The longest line item title the SIS takes."
+    name_max_length: (
+        Annotated[int, Field(ge=1, le=NAME_MAX_LENGTH_MOST, strict=True), Whole] | None
+    ) = Field(
+        None,
+        description="The longest line item title the SIS takes (at most "
+        f"{NAME_MAX_LENGTH_MOST}, the longest activity title).",
     )
     due_date_required: Annotated[bool, Field(strict=True)] | None = Field(
         None, description="The SIS refuses a line item without a due date."

@@ -1,0 +1,76 @@
+"""A SIS profile's `name_max_length` is at most 1024, the longest activity title gradesync
+takes: it was unbounded, so a typo (30000 for 30) was stored as a limit that never applies."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gradesync.cli import app
+from gradesync.domain.passback import NAME_MAX_LENGTH_MOST, profile_from_config
+from gradesync.services.ingest import MAX_TITLE
+from gradesync.testing import TEST_SECRET
+from tests.support.api import ApiEnv, Caller
+
+from .test_api_refusals import _problems
+
+
+def _config(api: ApiEnv) -> dict[str, object]:
+    with api.db.uow() as uow:
+        dest = uow.destinations.get("t1", "sis")
+    assert dest is not None
+    return dict(dest.config)
+
+
+def test_the_bound_is_the_longest_title() -> None:
+    assert NAME_MAX_LENGTH_MOST == MAX_TITLE
+
+
+def test_the_api_refuses_a_limit_over_the_bound(api: ApiEnv) -> None:
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    body = {"file_based": True, "profile": {"name_max_length": 30}}
+    assert admin.put("/sis/connections/sis", json=body).status_code == 200
+    for wrong, rule in ((NAME_MAX_LENGTH_MOST + 1, "maximum"), (30000, "maximum"), (0, "minimum")):
+        r = admin.put("/sis/connections/sis", json={"profile": {"name_max_length": wrong}})
+        assert _problems(r) == [("profile.name_max_length", rule)], wrong
+        assert _config(api)["name_max_length"] == 30
+    body = {"profile": {"name_max_length": NAME_MAX_LENGTH_MOST}}
+    assert admin.put("/sis/connections/sis", json=body).status_code == 200
+    assert _config(api)["name_max_length"] == NAME_MAX_LENGTH_MOST
+
+
+def test_a_limit_stored_before_the_bound_keeps_working(api: ApiEnv) -> None:
+    """Read as it is (it cuts no name): the connection is not broken by the new bound, and a
+    change that does not give the setting is taken."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    assert admin.put("/sis/connections/sis", json={"file_based": True}).status_code == 200
+    with api.db.uow() as uow:
+        dest = uow.destinations.get("t1", "sis")
+        assert dest is not None
+        uow.destinations.upsert(
+            replace(dest, config={**dest.config, "name_max_length": 5000}),
+            api.runtime.clock.now(),
+        )
+        uow.commit()
+    assert profile_from_config(_config(api)).name_max_length == 5000
+    assert admin.put("/sis/connections/sis", json={"name": "District SIS"}).status_code == 200
+
+
+def test_the_cli_refuses_it_by_its_option(
+    api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    api.tenant("t1", "admin")
+    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
+    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
+    add = ["sis", "add", "sis", "-t", "t1", "--file-based", "--name-max-length"]
+    r = CliRunner().invoke(app, [*add, "30000"])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error: --name-max-length:") and "[maximum]" in r.output
+    with api.db.uow() as uow:
+        assert uow.destinations.get("t1", "sis") is None
+    r = CliRunner().invoke(app, [*add, "1024"])
+    assert r.exit_code == 0, r.output
