@@ -3,6 +3,7 @@ over real HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -380,6 +381,46 @@ def test_over_long_name_and_titles_are_refused_all_at_once_never_cut(
         course = uow.courses.get("t1", form["params"]["context_id"])
     assert person is not None and person.name == "N" * 1024
     assert course is not None and course.title == "T" * 1024
+
+
+def test_a_long_result_id_is_kept_whole_and_an_email_to_the_rfc_limit(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    """`lis_result_sourcedid` has no length limit: LMSs send long ones (Moodle's is a JSON
+    object with a SHA-256 signature; Blackboard's and Sakai's are long encoded blobs), and a
+    result id cut or refused would lose the learner's grade. An email is at most 254
+    characters (RFC 5321), so a launch with a longer one is refused as docs/lti11.md says."""
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    learner = c.learners[0]
+    form = signed_launch(lms, c, learner, "rl-long", gradesync.launch_url)
+    moodle = json.dumps(
+        {
+            "data": {"instanceid": "1234", "userid": "56789", "typeid": "7", "launchid": 1},
+            "hash": "ab" * 32,
+        }
+    )
+    sourcedid = moodle + "|" + "x" * 2000
+    email = "e" * 242 + "@example.edu"  # 254 characters
+    params = dict(form["params"], lis_result_sourcedid=sourcedid)
+    params["lis_person_contact_email_primary"] = email
+    signed = _sign(params, gradesync.launch_url, c.consumer_key, SECRET)
+    response = post_launch({"url": gradesync.launch_url, "params": signed})
+    assert response.status_code == 200, response.text
+    with gradesync.db.uow() as uow:
+        item = uow.links.item("t1", "lms11", "rl-long")
+        person = uow.people.get("t1", learner)
+    assert item is not None and item.data["sourcedids"] == {learner: sourcedid}
+    assert person is not None and person.email == email
+
+    before = _counts(gradesync)
+    params["lis_person_contact_email_primary"] = "e" * 244 + "@example.edu"  # 256
+    signed = _sign(params, gradesync.launch_url, c.consumer_key, SECRET)
+    response = post_launch({"url": gradesync.launch_url, "params": signed})
+    assert response.status_code == 400
+    assert "lis_person_contact_email_primary: is 256 characters long" in response.text
+    assert "[too_long]" in response.text and "lis_result_sourcedid" not in response.text
+    assert _counts(gradesync) == before
 
 
 def test_json_body_is_not_a_launch(gradesync: Gradesync) -> None:
