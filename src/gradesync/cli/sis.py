@@ -106,6 +106,9 @@ def add(
     token_url: str | None = typer.Option(
         None, help="OAuth 2 token URL (default: next to the API)."
     ),
+    default_token_url: bool = typer.Option(
+        False, "--default-token-url", help="Back to the default token URL, next to the API."
+    ),
     client_id: str | None = typer.Option(None, help="OAuth 2 client id."),
     client_secret: str | None = typer.Option(
         None,
@@ -142,6 +145,12 @@ def add(
 ) -> None:
     """Add or update a SIS connection (values left out keep what was set). Exits 1 when
     the connection check fails."""
+    if token_url is not None and default_token_url:
+        raise bad_input(
+            problem("--token-url", "one_of", "Give --token-url or --default-token-url, not both.")
+        )
+    if default_token_url:
+        token_url = ""  # the use case's word for the default
     profile: dict[str, Any] = {
         k: v
         for k, v in {

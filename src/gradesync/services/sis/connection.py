@@ -48,7 +48,8 @@ def add_connection(
 ) -> Destination:
     """Create or update a SIS connection. On update, a value left out (None) keeps what was
     set (so rotating the secret does not forget the profile, the name or the kind), and
-    nothing changes on bad input. A new connection is named after its id and uses REST
+    nothing changes on bad input. An empty `token_url` goes back to the default (next to
+    the API). A new connection is named after its id and uses REST
     unless told otherwise. Every entrypoint passes the runtime's outbound `guard`: the URLs
     must lead where gradesync may send requests."""
     with uow_factory() as uow:
@@ -69,7 +70,10 @@ def add_connection(
     config: dict[str, Any] = dict(old.config) if old else {}
     secret: dict[str, Any] = dict(old.secret) if old else {}
     for key, value in (("base_url", base_url), ("token_url", token_url), ("client_id", client_id)):
-        if value is not None:
+        if key == "token_url" and value is not None and not value.strip():
+            # empty: back to the default next to the API (None keeps, as for every value)
+            config.pop(key, None)
+        elif value is not None:
             config[key] = value
     if scopes is not None:
         config["scopes"] = list(scopes)

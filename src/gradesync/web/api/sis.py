@@ -77,7 +77,11 @@ class ConnectionIn(InputModel):
 
     name: str | None = Field(None, min_length=1)
     base_url: str | None = None
-    token_url: str | None = None
+    token_url: str | None = Field(
+        None,
+        description="The SIS's OAuth 2 token URL; an empty string goes back to the default, "
+        "`/ims/oneroster/oauth2/token` on the API's server.",
+    )
     client_id: str | None = None
     client_secret: str | None = Field(None, description="Stored encrypted; never returned.")
     scopes: (
@@ -223,7 +227,7 @@ def put_connection(
 ) -> dict[str, Any]:
     """Add or update a SIS connection. Left-out (or null) values keep what was set, the kind
     (`file_based`) and the name included; a new connection is named after its id and uses
-    REST unless `file_based` is true."""
+    REST unless `file_based` is true. `"token_url": ""` goes back to the default token URL."""
     dest = service.add_connection(
         rt.uow,
         rt.clock,
