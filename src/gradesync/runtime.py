@@ -633,6 +633,7 @@ class Runtime:
         changes: Mapping[str, str | None],
         *,
         course_id: str | None = None,
+        removals_must_exist: bool = False,
     ) -> dict[str, str]:
         """Align activity groups to SIS categories ({group: category sourcedId, or None to
         remove}) as every caller does it, in one unit of work: a SIS with a REST API is asked
@@ -652,6 +653,7 @@ class Runtime:
                 changes=changes,
                 course_id=course_id,
                 sis_categories=known,
+                removals_must_exist=removals_must_exist,
             )
             return await asyncio.to_thread(align)
 

@@ -362,7 +362,11 @@ def categories(
         changes |= dict.fromkeys(unalign)
         if changes:  # any change refused (say, a category the SIS does not have) refuses
             # them all, every problem named, nothing saved
-            asyncio.run(rt.align_sis_categories(tenant, destination_id, changes, course_id=course))
+            asyncio.run(
+                rt.align_sis_categories(
+                    tenant, destination_id, changes, course_id=course, removals_must_exist=True
+                )
+            )
         if not as_json:
             for group, _, cat in pairs:
                 console.print(f"aligned {group} -> {cat}")
@@ -398,7 +402,8 @@ def categories(
                 remedy=failure.remedy,
             ) from failure
 
-    found = _run(go, {"category_id": "--align", "group": "--align", "course_id": "--course"})
+    options = {"category_id": "--align", "group": "--align", "course_id": "--course"}
+    found = _run(go, options | {"alignment": "--unalign"})
     if found is None:
         if as_json:
             print_json({"aligned": [p[0] for p in pairs], "unaligned": list(unalign)})

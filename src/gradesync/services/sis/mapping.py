@@ -379,6 +379,7 @@ def align_category(
     group: str,
     category_id: str | None,
     course_id: str | None = None,
+    removal_must_exist: bool = False,
 ) -> dict[str, str]:
     """Align one activity group (`align_categories` with one change)."""
     return align_categories(
@@ -388,6 +389,7 @@ def align_category(
         destination_id=destination_id,
         changes={group: category_id},
         course_id=course_id,
+        removals_must_exist=removal_must_exist,
     )
 
 
@@ -400,6 +402,7 @@ def align_categories(
     changes: Mapping[str, str | None],
     course_id: str | None = None,
     sis_categories: Collection[str] | None = None,
+    removals_must_exist: bool = False,
 ) -> dict[str, str]:
     """Align activity groups to SIS category sourcedIds ({group: category, or None to remove
     the alignment}), for the whole connection or one course (which wins), in one unit of
@@ -407,7 +410,9 @@ def align_categories(
     message names its group or category), and nothing changes. `sis_categories`: the
     sourcedIds the SIS has (`sis_category_ids`), when it was asked; a category it does not
     have is refused `category_unknown` (every result of the group would be refused
-    `category_missing`). Returns the map now set."""
+    `category_missing`). With `removals_must_exist` (the API's DELETE, `--unalign`), removing
+    an alignment the group does not have there (connection-wide, or the course's own) is
+    NotFound, and nothing changes. Returns the map now set."""
     problems = Problems()
     wanted: dict[str, str | None] = {}
     ignored: set[str] = set()
@@ -455,6 +460,9 @@ def align_categories(
         assert dest is not None  # else refused above
         held = link.data if link is not None else dest.config
         mapping = dict(held.get("category_map") or {})
+        missing = [g for g, c in wanted.items() if c is None and g not in mapping]
+        if removals_must_exist and missing:
+            raise NotFound("alignment", missing[0])
         for group, category in wanted.items():
             if category is None:
                 mapping.pop(group, None)

@@ -352,6 +352,8 @@ def delete_alignment(
     p: Principal = Depends(admin),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, str]:
+    """Remove a group's alignment (the course's own, with `course_id`); answers the map now
+    set. A group with no alignment there is a 404 `alignment not found`."""
     return service.align_category(
         rt.uow,
         rt.clock,
@@ -360,6 +362,7 @@ def delete_alignment(
         group=group,
         category_id=None,
         course_id=course_id,
+        removal_must_exist=True,
     )
 
 
