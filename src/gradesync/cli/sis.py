@@ -255,6 +255,35 @@ def map_class(
     console.print(f"{what} -> class {class_id} (school {link.data.get('school')})")
 
 
+@app.command("unmap-section")
+def unmap_section(
+    destination_id: str,
+    course_id: str,
+    section_id: str = typer.Argument(..., help="The section whose own class goes."),
+    tenant: str = TENANT,
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Remove a section's own SIS class: its learners' results go to the course's class."""
+    from gradesync.web.api.sis import class_out
+
+    link = _run(
+        lambda rt: service.unmap_section(
+            rt.uow,
+            tenant_id=tenant,
+            destination_id=destination_id,
+            course_id=course_id,
+            section_id=section_id,
+            clock=rt.clock,
+            waker=rt.waker or rt.remote_waker(),
+        ),
+        {"section_id": "SECTION_ID", "section_mapping": "SECTION_ID"},
+    )
+    if as_json:
+        print_json(class_out(link))  # as DELETE .../classes/{course_id}/sections/{section_id}
+        return
+    console.print(f"section {section_id} of {course_id} -> class {link.remote_id} (the course's)")
+
+
 @app.command("map-student")
 def map_student(
     destination_id: str,

@@ -41,6 +41,7 @@ from gradesync.services.sis.mapping import (
     map_student,
     refuse_unknown_class,
     sis_category_ids,
+    unmap_section,
 )
 from gradesync.services.sis.overview import (
     CourseOverview,
@@ -102,5 +103,6 @@ __all__ = [
     "sis_destination",
     "tick_checked",
     "touch_items",
+    "unmap_section",
     "validate",
 ]

@@ -127,6 +127,65 @@ def map_class(
     return link
 
 
+def unmap_section(
+    uow_factory: UnitOfWorkFactory,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str,
+    section_id: str,
+    clock: Clock | None = None,
+    waker: Waker | None = None,
+) -> CourseLink:
+    """Remove a section's own SIS class: its learners' results go to the course's class
+    again. Their rows in the ticked activities are sent there at once (what the section's
+    class took stays there: gradesync deletes no grade it sent), and the course's line items
+    are provisioned again (none more in the section's class). A section with no class of its
+    own is NotFound ("section mapping"). Returns the course's mapping now; `waker` (when
+    given) has a worker send at once."""
+    problems = Problems()
+    problems.items += sis_id_problems("section_id", section_id, "The section id")
+    problems.raise_any()
+    with uow_factory() as uow:
+        sis_destination(uow, tenant_id, destination_id)
+        if uow.courses.get(tenant_id, course_id) is None:
+            raise NotFound("course", course_id)
+        link = uow.links.course(tenant_id, destination_id, course_id)
+        sections: dict[str, str] = dict((link.data.get("sections") or {}) if link else {})
+        if link is None or section_id not in sections:
+            raise NotFound("section mapping", section_id)
+        klass = sections.pop(section_id)
+        data = {k: v for k, v in link.data.items() if k != "sections"}
+        link = replace(link, data={**data, "sections": sections} if sections else data)
+        uow.links.save_course(link)
+        members = {
+            e.person_id
+            for e in uow.enrollments.for_course(tenant_id, course_id)
+            if e.section_id == section_id and e.role is Role.LEARNER
+        }
+        moved: set[str] = set()
+        for person_id, own in uow.links.people(tenant_id, destination_id, course_id).items():
+            # a learner of the section, linked in this course to its class
+            if (
+                person_id in members
+                and own.course_id == course_id
+                and own.data.get("class") == klass
+            ):
+                rest = {k: v for k, v in own.data.items() if k != "class"}
+                uow.links.save_person(replace(own, data=rest))
+                moved.add(person_id)
+        touch_items(uow, tenant_id, destination_id, course_id)
+        keys = [k for k in _ticked_keys(uow, tenant_id, destination_id, course_id) if k[3] in moved]
+        # the same results, for another class: a recompute alone would find nothing changed
+        _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys)
+        if keys:
+            uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
+        uow.commit()
+    if waker is not None and keys:
+        waker.wake_keys()
+    return link
+
+
 def _ticked_keys(
     uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str
 ) -> list[DirtyKey]:
@@ -222,7 +281,8 @@ def _send_to_new_student(
     people: Collection[str],
     keys: list[DirtyKey],
 ) -> None:
-    """Learners now linked to another SIS student: their results go to the new student.
+    """Learners now linked to another SIS student (or, their section unmapped, another
+    class): their results go to the new student.
     In the ticked activities (`keys`), what the SIS refused, or kept failing, for the old
     one is tried again at once, and what it took for the old one (another student's record)
     is sent again. Their desired results did not change, so a recompute alone would leave

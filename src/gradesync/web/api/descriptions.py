@@ -275,6 +275,7 @@ PARAMETERS: dict[str, str] = {
     "run_id": "The sync run's id.",
     "schedule_id": "The schedule's id.",
     "group": "The activity group (an activity's `category`) to align.",
+    "section_id": "The course's section (as its enrollments name it) mapped to its own class.",
     "limit": "At most this many, newest first.",
     "trigger": "Only runs with this trigger.",
 }

@@ -289,6 +289,29 @@ async def put_class(
     return class_out(link, shared_class_warning(body.class_id, sharing))
 
 
+@router.delete("/connections/{destination_id}/classes/{course_id}/sections/{section_id}")
+def delete_section(
+    destination_id: str,
+    course_id: str,
+    section_id: str,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    """Remove a section's own SIS class: its learners' results go to the course's class
+    again, and are sent there at once. Answers the course's mapping now. A section with no
+    class of its own is a 404 `section mapping not found`."""
+    link = service.unmap_section(
+        rt.uow,
+        tenant_id=p.tenant_id,
+        destination_id=destination_id,
+        course_id=course_id,
+        section_id=section_id,
+        clock=rt.clock,
+        waker=rt.waker,
+    )
+    return class_out(link)
+
+
 @router.put("/connections/{destination_id}/students/{person_id}")
 def put_student(
     destination_id: str,

@@ -1,0 +1,92 @@
+"""A section mapped to its own SIS class can be unmapped (`DELETE
+/sis/connections/{id}/classes/{course_id}/sections/{section_id}`, `gradesync sis
+unmap-section`): there was no way to remove one. Its learners' results go to the course's
+class again, sent at once; a section with no class of its own is not found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gradesync.cli import app
+from gradesync.domain.oneroster_csv import ExportMode
+from gradesync.services import sis
+from gradesync.testing import TEST_SECRET
+from tests.support.api import ApiEnv
+
+from .test_api_refusals import _files, _problems
+from .test_csv_export import School, school  # noqa: F401  (the fixture)
+
+SECTION = "/sis/connections/sis/classes/c1/sections/sec-b"
+
+
+async def test_the_section_s_learners_go_back_to_the_course_s_class(school: School) -> None:  # noqa: F811
+    first = await school.export()
+    items = {r["sourcedId"]: r["classSourcedId"] for r in first.rows["lineItems"]}
+    stu3 = {r["studentSourcedId"]: r for r in first.rows["results"]}["stu-3"]
+    assert items[stu3["lineItemSourcedId"]] == "cls-2"
+
+    link = sis.unmap_section(
+        school.db.uow,
+        tenant_id="t1",
+        destination_id="files",
+        course_id="c1",
+        section_id="sec-b",
+        clock=school.clock,
+    )
+    assert "sections" not in link.data and link.remote_id == "cls-1"
+    with school.db.uow() as uow:
+        p3 = uow.links.people("t1", "files", "c1")["p3"]
+    assert p3.remote_id == "stu-3" and "class" not in p3.data
+
+    school.clock.advance(60)
+    delta = await school.export(mode=ExportMode.DELTA)
+    items = {r["sourcedId"]: r["classSourcedId"] for r in delta.rows["lineItems"]}
+    results = {r["studentSourcedId"]: r for r in delta.rows["results"]}
+    # sent again, now to the course's class: a delta would have left it in the old one
+    assert set(results) == {"stu-3"}, results
+    assert results["stu-3"]["classSourcedId"] == "cls-1"
+    assert set(items.values()) <= {"cls-1"}
+
+
+def test_the_api_removes_it_and_names_one_not_there(api: ApiEnv) -> None:
+    admin = _files(api)
+    r = admin.delete(SECTION)
+    assert r.status_code == 404 and r.json() == {"detail": "section mapping not found"}
+    body = {"class_id": "cls-2", "section_id": "sec-b"}
+    assert admin.put("/sis/connections/sis/classes/c1", json=body).status_code == 200
+    r = admin.delete(SECTION)
+    assert r.status_code == 200, r.text
+    assert r.json()["class_id"] == "cls-1" and "sections" not in r.json()["data"]
+    with api.db.uow() as uow:
+        link = uow.links.course("t1", "sis", "c1")
+    assert link is not None and "sections" not in link.data
+    assert admin.delete(SECTION).status_code == 404
+    assert admin.delete("/sis/connections/sis/classes/nope/sections/sec-b").status_code == 404
+    r = admin.delete("/sis/connections/sis/classes/c1/sections/sec%00b")
+    assert _problems(r) == [("section_id", "nul_character")]
+
+
+def test_the_cli_unmaps_a_section(
+    api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _files(api)
+    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
+    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    unmap = ["sis", "unmap-section", "sis", "c1", "sec-b", "-t", "t1"]
+    r = runner.invoke(app, unmap)
+    assert r.exit_code == 3, r.output
+    assert r.output.startswith("error: SECTION_ID: section mapping 'sec-b' not found"), r.output
+    r = runner.invoke(
+        app, ["sis", "map-class", "sis", "c1", "cls-2", "--section", "sec-b", "-t", "t1"]
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, unmap)
+    assert r.exit_code == 0 and "the course's" in r.output, r.output
+    with api.db.uow() as uow:
+        link = uow.links.course("t1", "sis", "c1")
+    assert link is not None and "sections" not in link.data
