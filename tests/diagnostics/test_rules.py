@@ -441,3 +441,41 @@ def test_a_student_the_sis_does_not_have_fails_the_matching_check_once() -> None
     matched, delivered, _ = diagnose("w5-s3")
     assert matched.passed and "w5-s3" in matched.evidence
     assert delivered.evidence.count("does not exist") == 1  # said once, not twice
+
+
+def test_a_refusal_of_another_student_whose_id_contains_the_learners_is_not_theirs() -> None:
+    base = _facts()
+    sis = Destination("t", "sis", DestinationKind.ONEROSTER_REST, "District SIS")
+
+    def matched(student: str, said: str) -> Check:
+        refused = replace(
+            _row(),
+            state=DeliveryState.REJECTED,
+            reason_code="invalid_data",
+            reason_text=said,
+            remote_status=422,
+            remote_message=said,
+        )
+        at_sis = DestinationFacts(
+            sis,
+            Capabilities(),
+            CourseLink("t", "sis", "c1", "cls-1", {"school": "sch-1"}),
+            ItemLink("t", "sis", "a1", "li-1", data={"sync_to_sis": True}),
+            PersonLink("t", "sis", "p1", student),
+            (),
+            refused,
+        )
+        check = diagnose_learner_activity(replace(base, destinations=(at_sis,))).check(
+            "matched_in_sis"
+        )
+        assert check is not None
+        return check
+
+    said = "result.student.sourcedId: student 'w5-s12' does not exist"
+    for student in ("w5-s1", "s12", "W5-S12", "w5-s12.b"):
+        assert matched(student, said).passed, student  # another student's refusal
+    assert not matched("w5-s12", said).passed
+    # an id is whole up to a full stop, a colon or a quote, and may hold them inside
+    assert not matched("w5-s12", "no such student w5-s12.").passed
+    assert not matched("urn:sis:7", "student urn:sis:7: unknown").passed
+    assert matched("urn:sis:7", "student urn:sis:77: unknown").passed

@@ -4,6 +4,7 @@ last delivery and the remote's answer, and whether the LMS still holds what was 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -128,10 +129,18 @@ def unknown_student(df: DestinationFacts) -> str | None:
     if row.state not in (DeliveryState.REJECTED, DeliveryState.RETRYING):
         return None
     said = row.remote_message or row.reason_text or ""
-    lowered = said.lower()
-    if link.remote_id.lower() not in lowered or not any(p in lowered for p in _NO_SUCH):
+    if not names_id(said, link.remote_id) or not any(p in said.lower() for p in _NO_SUCH):
         return None
     return said
+
+
+def names_id(said: str, sourced_id: str) -> bool:
+    """Whether a message names this id whole and exactly: a refusal of student 's12' does
+    not name 's1' (nor 'S1'). The id ends where a character that cannot continue it does;
+    '.', ':' and '/' continue it only when more of the id follows (a sentence's full stop)."""
+    before = r"(?<![\w-])(?<![\w-][.:/])"
+    after = r"(?![\w-])(?![.:/][\w-])"
+    return re.search(before + re.escape(sourced_id) + after, said) is not None
 
 
 def map_student_remedy(d: Destination, person_id: str) -> str:
