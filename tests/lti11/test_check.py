@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 import pytest
 
 from gradesync.domain.errors import InvalidInput
-from gradesync.domain.model import Destination
+from gradesync.domain.model import Destination, PersonLink
 from gradesync.sandbox.testing import RunningSandbox
 from tests.lti11.conftest import (
     Gradesync,
+    LmsCourse,
     lms_course,
     lti11_requests,
     post_launch,
@@ -53,8 +54,9 @@ async def test_check_reads_a_grade_back_and_a_wrong_secret_fails_it(
     asked = lti11_requests(lms)
     steps = await _check(gradesync)
     assert all(passed for _, passed, _ in steps), steps
-    assert steps[-1][0] == "A learner's grade reads back" and "1 learner(s)" in steps[-1][2]
-    assert lti11_requests(lms) > asked  # the LMS was asked, signed
+    assert steps[-1][0] == "A learner's grade reads back"
+    assert f"learner {c.learners[0]!r} in activity" in steps[-1][2], steps
+    assert lti11_requests(lms) == asked + 1  # the LMS was asked once, signed
 
     _set_secret(gradesync, "not-the-consumer-secret")
     failed = await _check(gradesync)
@@ -85,3 +87,69 @@ async def test_a_test_result_and_an_unknown_course_are_named_together(
         ("send_test", "not_supported"),
         ("course_id", "unknown_course"),
     ]
+
+
+async def _launch_all(lms: RunningSandbox, g: Gradesync, c: LmsCourse, link: str) -> None:
+    for learner in c.learners:
+        assert post_launch(signed_launch(lms, c, learner, link, g.launch_url)).status_code == 200
+
+
+async def test_the_check_reads_back_one_learner_however_many_launched(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms, learners=5)
+    register_consumer(gradesync.db, c.consumer_key)
+    await _launch_all(lms, gradesync, c, "rl-quiz1")
+    await _launch_all(lms, gradesync, c, "rl-quiz2")
+    asked = lti11_requests(lms)
+    steps = await _check(gradesync)
+    assert all(passed for _, passed, _ in steps), steps
+    assert lti11_requests(lms) == asked + 1  # one readResult, not one per learner
+    # a learner named is the one read back, still with one request
+    named = c.learners[3]
+    steps = await _check(gradesync, course_id=c.course, learner_id=named)
+    assert steps[-1][1] and f"learner {named!r}" in steps[-1][2], steps
+    assert lti11_requests(lms) == asked + 2
+
+
+def _stale_result_id(g: Gradesync, c: LmsCourse, learner: str) -> str:
+    """Make gradesync hold a result id for `learner` that the LMS does not know (as after
+    the LMS reset the course): the one gradesync sends and reads with."""
+    with g.db.uow() as uow:
+        link = uow.links.person("t1", "lms11", learner, c.course)
+        assert isinstance(link, PersonLink)
+        stale = {aid: f"stale-{aid}" for aid in link.data["sourcedids"]}
+        uow.links.save_person(replace(link, data={**link.data, "sourcedids": stale}))
+        uow.commit()
+    return next(iter(stale.values()))
+
+
+async def test_a_result_id_the_lms_does_not_know_is_named_not_read_as_nobody_launched(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms, learners=2)
+    register_consumer(gradesync.db, c.consumer_key)
+    await _launch_all(lms, gradesync, c, "rl-quiz1")
+    who = c.learners[1]
+    stale = _stale_result_id(gradesync, c, who)
+    asked = lti11_requests(lms)
+    name, passed, evidence = (await _check(gradesync, course_id=c.course, learner_id=who))[-1]
+    assert (name, passed) == ("A learner's grade reads back", False)
+    assert f"The LMS does not know learner {who!r}'s result id" in evidence, evidence
+    assert f"sourcedId {stale!r}" in evidence and "not recognised" in evidence, evidence
+    assert "No learner has opened" not in evidence
+    assert lti11_requests(lms) == asked + 1
+
+
+async def test_a_learner_the_lms_no_longer_counts_a_student_is_named(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    c = lms_course(lms, learners=2)
+    register_consumer(gradesync.db, c.consumer_key)
+    await _launch_all(lms, gradesync, c, "rl-quiz1")
+    who = c.learners[0]
+    lms.admin.unenroll(c.course, who)
+    name, passed, evidence = (await _check(gradesync, course_id=c.course, learner_id=who))[-1]
+    assert (name, passed) == ("A learner's grade reads back", False)
+    assert f"The LMS does not count learner {who!r} as a student" in evidence, evidence
+    assert "No learner has opened" not in evidence

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink, PersonLink
 from gradesync.domain.policy import Capabilities, Column, DesiredResult
@@ -159,6 +159,15 @@ class DestinationClient(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class OneResultReader(Protocol):
+    """A client that reads back one learner's result, addressed as a send is (LTI 1.1:
+    readResult by the learner's sourcedId), so a check costs one request, not one per
+    learner. Every refusal is raised, with the id asked for in its message."""
+
+    async def read_one(self, target: ResultTarget) -> ReadBack: ...
 
 
 DEFAULT_TIMESTAMP_STEP = timedelta(milliseconds=1)

@@ -8,9 +8,9 @@ least one item". This does it on purpose, step by step, each step with its evide
 3. with `send_test` (LTI 1.3 AGS, where the protocol allows it): a test column
    ("gradesync connection check", 1 point) is found or created, a test result is sent for one
    learner who has launched from the course, and read back to compare;
-4. LTI 1.1 (no token, nothing to call before a launch): a learner's grade is read back
-   (readResult, signed like every send), so a wrong secret or a refused host shows here, not
-   at the first grade.
+4. LTI 1.1 (no token, nothing to call before a launch): one learner's grade is read back
+   (one readResult, signed like every send), so a wrong secret or a refused host shows here,
+   not at the first grade.
 
 Nothing is written to the ledger: the test result is not a grade of any activity.
 """
@@ -35,7 +35,12 @@ from gradesync.domain.model import (
 from gradesync.domain.overrides import same_grade
 from gradesync.domain.policy import Column, DesiredResult
 from gradesync.services.clock import Clock
-from gradesync.services.destination import DestinationClient, RemoteFailure, ResultTarget
+from gradesync.services.destination import (
+    DestinationClient,
+    OneResultReader,
+    RemoteFailure,
+    ResultTarget,
+)
 from gradesync.services.diagnostics import probe
 from gradesync.services.ports import UnitOfWorkFactory
 
@@ -146,34 +151,79 @@ def _test_result_problem(d: Destination) -> FieldProblem | None:
     )
 
 
+# how an LMS refuses a result it does not know (adapters/destinations/lti11.py)
+_UNKNOWN_RESULT = {"unknown_sourcedid", "unknown_user"}
+
+
 async def _lti11_read_back(
-    client: DestinationClient, link: CourseLink, items: list[ItemLink]
+    client: DestinationClient,
+    link: CourseLink,
+    items: list[ItemLink],
+    learner: PersonLink | None,
 ) -> ProbeStep:
-    """readResult for the learners who launched one of the course's activities: signed as a
-    grade is, so the consumer's key, secret and allowed hosts are proven without changing any
-    grade. The first activity somebody launched is enough."""
+    """readResult for one learner's grade (the learner named, else the first who launched
+    from the course), signed as a grade is: the consumer's key, secret and allowed hosts are
+    proven with one request and without changing any grade."""
     name = "A learner's grade reads back"
+    if learner is None:
+        return ProbeStep(
+            name,
+            False,
+            "No learner has opened an activity of this course from the LMS yet, so the LMS "
+            "has not said where any grade goes and nothing can be read back.",
+            "Have one learner (a test student) open a graded gradesync link in the course, "
+            "then check again.",
+        )
+    who = learner.person_id
+    if not isinstance(client, OneResultReader):
+        return ProbeStep(name, False, f"{client.destination.kind.value} cannot read back.", None)
     for item in items:
         try:
-            backs = await client.read_results(link, item)
+            back = await client.read_one(ResultTarget(link, item, learner))
+        except RemoteFailure as exc:
+            if exc.code == "no_sourcedid":
+                continue  # not launched from this activity: nothing was asked of the LMS
+            if exc.code in _UNKNOWN_RESULT:
+                return _unknown_result(name, exc, who, item.activity_id, link.course_id)
+            return _fail(name, exc)
         except Exception as exc:
             return _fail(name, exc)
-        if backs:
-            graded = sum(b.score_given is not None for b in backs)
-            return ProbeStep(
-                name,
-                True,
-                f"readResult answered for {len(backs)} learner(s) of activity "
-                f"{item.activity_id!r} ({graded} with a grade).",
-            )
+        held = "no grade yet" if back.score_given is None else f"a grade of {back.score_given:g}"
+        return ProbeStep(
+            name,
+            True,
+            f"readResult answered for learner {who!r} in activity {item.activity_id!r}: {held}.",
+        )
     return ProbeStep(
         name,
         False,
-        "No learner has opened an activity of this course from the LMS yet, so the LMS has "
-        "not said where any grade goes and nothing can be read back.",
-        "Have one learner (a test student) open a graded gradesync link in the course, then "
-        "check again.",
+        f"Learner {who!r} never opened a graded activity of this course that gradesync knows, "
+        "so the LMS has not said where their grade goes and nothing can be read back.",
+        "Have the learner (or one named with --learner) open a graded gradesync link in the "
+        "course, then check again.",
     )
+
+
+def _unknown_result(
+    name: str, exc: RemoteFailure, who: str, activity_id: str, course_id: str
+) -> ProbeStep:
+    """The LMS verified the signature but does not know the result asked for: the learner
+    did launch, so the LMS has forgotten the result id or no longer counts them a student."""
+    status = f" (HTTP {exc.status})" if exc.status is not None else ""
+    if exc.code == "unknown_user":
+        what = f"The LMS does not count learner {who!r} as a student of the course"
+        remedy = (
+            f"Check that {who!r} is still a student of the course in the LMS, or check with "
+            f"another learner: --course {course_id} --learner PERSON_ID."
+        )
+    else:
+        what = f"The LMS does not know learner {who!r}'s result id for activity {activity_id!r}"
+        remedy = (
+            f"Have {who!r} open activity {activity_id!r} from the LMS once more (the launch "
+            f"gives the current result id), or check with another learner: --course "
+            f"{course_id} --learner PERSON_ID."
+        )
+    return ProbeStep(name, False, f"{what}: it answered{status}: {exc.message}", remedy)
 
 
 def _fail(name: str, f: BaseException) -> ProbeStep:
@@ -225,7 +275,7 @@ async def check_destination(
                 "The course was launched from the LMS", True, f"{course.id}: {link.remote_id}"
             )
         )
-        steps.append(await _lti11_read_back(client, link, plan.items))
+        steps.append(await _lti11_read_back(client, link, plan.items, plan.learner))
         return steps
     steps.append(
         ProbeStep("The course's gradebook is reachable", True, f"{course.id}: {link.remote_id}")

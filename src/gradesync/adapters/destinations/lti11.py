@@ -538,6 +538,29 @@ class Lti11Client:
             )
         return value
 
+    async def read_one(self, target: ResultTarget) -> ReadBack:
+        """readResult for one learner's result, addressed as `put_result` addresses it. A
+        refusal is raised with the sourcedId asked for in its message: the LMS's own words
+        seldom name it."""
+        cfg = self._config()
+        url, sourcedid = self._address(target, cfg)
+        try:
+            value = await self.read_result(url, sourcedid)
+        except RemoteFailure as exc:
+            raise RemoteFailure(
+                exc.failure,
+                exc.code,
+                f"readResult of sourcedId {sourcedid!r}: {exc.message}",
+                status=exc.status,
+                retry_after=exc.retry_after,
+                remedy=exc.remedy,
+            ) from exc
+        return ReadBack(
+            remote_person_id=target.person.remote_id,
+            score_given=value,
+            score_maximum=1.0 if value is not None else None,
+        )
+
     async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
         """readResult for each learner who launched this activity (the launch records their
         sourcedIds on the item link). remote_person_id is the LTI user_id. A learner whose

@@ -17,8 +17,11 @@ from gradesync.services import log_context
 from gradesync.services.destination import (
     CheckStep,
     DestinationClient,
+    FailureClass,
+    OneResultReader,
     ReadBack,
     Receipt,
+    RemoteFailure,
     ResultTarget,
 )
 from gradesync.services.roster import Membership, MembershipReader
@@ -59,6 +62,17 @@ class ObservedClient:
     async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
         with log_context.bound(**self._context):
             return await self._inner.read_results(course, item)
+
+    async def read_one(self, target: ResultTarget) -> ReadBack:
+        """One learner's result, where the protocol reads one alone (`OneResultReader`)."""
+        if not isinstance(self._inner, OneResultReader):
+            raise RemoteFailure(
+                FailureClass.REJECTED,
+                "unsupported_operation",
+                f"{self.destination.kind.value} does not read back one result alone",
+            )
+        with log_context.bound(**self._context):
+            return await self._inner.read_one(target)
 
     async def check(self) -> Sequence[CheckStep]:
         with log_context.bound(**self._context):
