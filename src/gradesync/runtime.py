@@ -598,6 +598,7 @@ class Runtime:
         term_start: str | date | None = None,
         term_end: str | date | None = None,
         section_id: str | None = None,
+        new_section: bool = False,
         waker: Waker | None = None,
     ) -> CourseLink:
         """Map a course (or a section) to a SIS class as every caller does it: a SIS with a
@@ -615,6 +616,7 @@ class Runtime:
             term_start=term_start,
             term_end=term_end,
             section_id=section_id,
+            new_section=new_section,
             clock=self.clock,
             waker=waker,
         )

@@ -181,3 +181,23 @@ def test_a_url_stored_with_credentials_is_hidden_and_named_as_stored(
     assert "stored" in r.text and "s3cr3t" not in r.text
     fixed = {"client_secret": "rotated-secret-0123", "token_url": sis.base_url + "/token"}
     assert admin.put("/sis/connections/sis", json=fixed).status_code == 200
+
+
+def test_a_section_no_enrollment_names_yet_is_mapped_when_said_to_be_new(api: ApiEnv) -> None:
+    """A section whose learners are not enrolled yet (a district maps its classes before the
+    roster arrives) could not be mapped at all; now it can, said to be new, and a typo that
+    is not said to be new is still refused."""
+    admin = _files(api)
+    body = {"class_id": "cls-3", "section_id": "sec-c"}
+    assert _problems(admin.put("/sis/connections/sis/classes/c1", json=body)) == [
+        ("section_id", "unknown_section")
+    ]
+    r = admin.put("/sis/connections/sis/classes/c1", json={**body, "new_section": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["sections"] == {"sec-c": "cls-3"}
+    with api.db.uow() as uow:
+        link = uow.links.course("t1", "sis", "c1")
+    assert link is not None and link.data["sections"] == {"sec-c": "cls-3"}
+    # a flag that is not a boolean is bad input, named
+    r = admin.put("/sis/connections/sis/classes/c1", json={**body, "new_section": "yes"})
+    assert _problems(r) == [("new_section", "boolean")]

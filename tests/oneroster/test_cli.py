@@ -65,6 +65,13 @@ def test_sis_cli_from_connection_to_posted_grades(
         "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
     )  # fmt: skip
     gradesync("sis", "map-class", "sis", "c1", "cls-2", *T, "--section", "sec-b")
+    # a section no learner is enrolled in yet: refused as a likely typo unless said new
+    typo = gradesync("sis", "map-class", "sis", "c1", "cls-2", *T, "--section", "sec-z", ok=False)
+    assert typo.returncode == 2 and "--section:" in _out(typo) and "[unknown_section]" in _out(typo)
+    new = gradesync(
+        "sis", "map-class", "sis", "c1", "cls-2", *T, "--section", "sec-z", "--new-section"
+    )  # a section of its own later, taught with sec-b's class for now
+    assert "section sec-z of c1 -> class cls-2" in new.stdout, new.stdout
     mapped = gradesync("sis", "map-students", "sis", "c1", *T)
     assert "3" in mapped.stdout, mapped.stdout
 

@@ -15,9 +15,11 @@ from gradesync.domain.model import (
     DeliveryState,
     DestinationKind,
     DueDateOverride,
+    Enrollment,
     LedgerKey,
     LedgerRow,
     NameRule,
+    Person,
     PolicySettings,
 )
 from gradesync.services import destination_admin, sis
@@ -255,6 +257,42 @@ def test_class_sections_and_students_are_mapped(school: tuple[Database, ManualCl
     with db.uow() as uow:
         corrected = uow.links.people("t1", "sis", "c1")["p3"]
     assert (corrected.remote_id, corrected.data) == ("stu-33", {"class": "cls-2"})
+
+
+def test_a_section_mapped_before_its_learners_enrol_gets_them_once_they_do(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """A section with no learner enrolled yet could not be mapped: the first learners of an
+    empty section went to the course's class unless someone came back to map it."""
+    db, _ = school
+
+    def map_sec_c(**flag: bool) -> None:
+        sis.map_class(
+            db.uow,
+            tenant_id="t1",
+            destination_id="sis",
+            course_id="c1",
+            class_id="cls-3",
+            section_id="sec-c",
+            **flag,
+        )
+
+    with pytest.raises(InvalidInput) as refused:
+        map_sec_c()  # a section nobody names may be a typo: refused unless said new
+    assert [(p.field, p.rule) for p in refused.value.problems] == [
+        ("section_id", "unknown_section")
+    ]
+    assert "map it as a new section" in refused.value.problems[0].message
+    map_sec_c(new_section=True)
+    with db.uow() as uow:
+        uow.people.upsert(Person("t1", "p4", "P4", sis_id="stu-4"))
+        uow.enrollments.upsert(Enrollment("t1", "c1", "p4", section_id="sec-c"))
+        uow.commit()
+    sis.map_course_students(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
+    with db.uow() as uow:
+        people = uow.links.people("t1", "sis", "c1")
+    assert people["p4"].data == {"class": "cls-3"}
+    assert people["p1"].data == {}  # the course's class
 
 
 def test_category_alignment_per_connection_and_course(school: tuple[Database, ManualClock]) -> None:

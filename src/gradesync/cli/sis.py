@@ -84,6 +84,7 @@ MAP_CLASS_OPTIONS = {
     "term_start": "--term-start",
     "term_end": "--term-end",
     "section_id": "--section",
+    "new_section": "--new-section",
     "destination_id": "DESTINATION_ID",
 }
 EXPORT_OPTIONS = {
@@ -222,6 +223,12 @@ def map_class(
     term_start: str | None = typer.Option(None, help="First day of the class's term (YYYY-MM-DD)."),
     term_end: str | None = typer.Option(None, help="Last day of the class's term (YYYY-MM-DD)."),
     section: str | None = typer.Option(None, help="Map this section of the course instead."),
+    new_section: bool = typer.Option(
+        False,
+        "--new-section",
+        help="With --section: a section none of the course's enrollments names yet (its "
+        "learners are to come); without it such a section is refused as a likely typo.",
+    ),
     as_json: bool = JSON_OUT,
 ) -> None:
     """Map a course (or one of its sections) to a SIS class."""
@@ -239,6 +246,7 @@ def map_class(
                 term_start=term_start,
                 term_end=term_end,
                 section_id=section,
+                new_section=new_section,
                 waker=rt.waker or rt.remote_waker(),
             )
         )

@@ -56,11 +56,14 @@ def map_class(
     term_start: str | date | None = None,
     term_end: str | date | None = None,
     section_id: str | None = None,
+    new_section: bool = False,
     clock: Clock | None = None,
     waker: Waker | None = None,
 ) -> CourseLink:
     """Map a course (or one of its sections) to a SIS class sourcedId. A section's class gets
-    its own line items; its learners' results go there. The results of the course's ticked
+    its own line items; its learners' results go there. A section no enrollment names yet is
+    refused as a likely typo (its class would get line items of every ticked activity) unless
+    `new_section` says it is one the course will have. The results of the course's ticked
     activities are computed for the (new) class and sent; `waker` (when given) has a worker
     do it now."""
     problems = Problems()
@@ -94,13 +97,14 @@ def map_class(
                     if e.section_id
                 }
             )
-            if section_id not in known:
+            if section_id not in known and not new_section:
                 listed = ", ".join(repr(x) for x in known) or "none (no enrollment names one)"
                 raise InvalidInput.one(
                     "section_id",
                     "unknown_section",
                     f"The course {course_id!r} has no section {section_id!r}; its sections "
-                    f"(from its enrollments): {listed}.",
+                    f"(from its enrollments): {listed}. To map a section before any of its "
+                    "learners is enrolled, map it as a new section.",
                 )
             sections = {**(link.data.get("sections") or {}), section_id: class_id}
             link = replace(link, data={**link.data, "sections": sections})

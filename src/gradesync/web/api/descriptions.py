@@ -32,6 +32,9 @@ FIELDS: dict[str, str] = {
     "run_id": "The sync run's id (`GET /api/v1/runs/{run_id}`).",
     "schedule_id": "The schedule's id.",
     "section_id": "The course section the learner is in, when the course has sections.",
+    "new_section": "true: the `section_id` is a section none of the course's enrollments names "
+    "yet (its learners are to come). false (the default): such a section is refused "
+    "`unknown_section`, as a likely typo.",
     "sis_id": "The learner's id in the student information system (OneRoster sourcedId).",
     "class_id": "The class's sourcedId in the SIS.",
     "school_id": "The school's sourcedId in the SIS.",

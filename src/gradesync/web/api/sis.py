@@ -98,6 +98,7 @@ class ClassIn(InputModel):
     term_start: FullDate | None = None
     term_end: FullDate | None = None
     section_id: str | None = None
+    new_section: Bool = False  # a section no enrollment names yet, mapped on purpose
 
 
 class StudentIn(InputModel):
@@ -281,6 +282,7 @@ async def put_class(
         term_start=body.term_start,
         term_end=body.term_end,
         section_id=body.section_id,
+        new_section=body.new_section,
         waker=rt.waker,
     )
     sharing = await asyncio.to_thread(
