@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gradesync.domain import remedies
 from gradesync.domain.model import SIS_KINDS, Course, CourseLink, Destination
+from gradesync.domain.passback import PassbackRule
 
 # what connects an LMS course (also the remedy of the LMS's own `course_not_linked` answer)
 LAUNCH_REMEDY = (
@@ -38,15 +40,22 @@ def sis_class_remedy(destination_id: str, course: Course) -> str:
 
 @dataclass(frozen=True, slots=True)
 class NotConnected:
-    """`evidence`: what is missing; `remedy`: what connects the course."""
+    """`evidence`: what is missing; `remedy`: what connects the course; `code`: the cause,
+    as a refusal of the same cause names it."""
 
     evidence: str
     remedy: str
+    code: str
 
     @property
     def text(self) -> str:
         """Both in one line, as the console and `reason_text` say it."""
         return f"{self.evidence} {self.remedy}"
+
+    @property
+    def for_instructor(self) -> str:
+        """As `text`, with a remedy an instructor can act on (`remedies.for_instructor`)."""
+        return f"{self.evidence} {remedies.for_instructor(self.code, self.remedy)}"
 
 
 def not_connected(
@@ -56,15 +65,19 @@ def not_connected(
     (None: none yet; one without a remote id: launches without a gradebook)."""
     if destination.kind in SIS_KINDS:
         why, remedy = "it is not mapped to a SIS class", sis_class_remedy(destination.id, course)
+        code = PassbackRule.CLASS_NOT_MAPPED.value
     elif link is None:
         why, remedy = "no launch from the LMS course has been received yet", LAUNCH_REMEDY
+        code = "course_not_linked"
     else:
         why, remedy = (
             "its launches carry no grade service endpoint (AGS not granted)",
             GRADE_SCOPE_REMEDY,
         )
+        code = "no_grade_scope"
     return NotConnected(
         f"{course.title} is not connected to {destination.name}: {why}, so no grade of it is "
         "sent there.",
         remedy,
+        code,
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from gradesync.domain import course_connection
+from gradesync.domain import course_connection, remedies
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import (
     Activity,
@@ -106,13 +106,16 @@ def score_text(row: LedgerRow | None) -> str | None:
     return f"{_num(given)} / {_num(maximum)}"
 
 
-def why_text(row: LedgerRow | None) -> str | None:
-    """One paragraph a person can act on: our reason, then the destination's own words."""
+def why_text(row: LedgerRow | None, *, instructor: bool = False) -> str | None:
+    """One paragraph a person can act on: our reason, then the destination's own words. An
+    `instructor` (a console viewer who is not an admin) reads who can do what a command in
+    the remedy would (`domain.remedies`): they cannot run it."""
     if row is None:
         return None
     parts: list[str] = []
     if row.reason_text:
-        parts.append(row.reason_text)
+        said = row.reason_text
+        parts.append(remedies.for_instructor(row.reason_code, said) if instructor else said)
     if row.remote_status is not None or row.remote_message:
         said = row.remote_message or ""
         status = f"HTTP {row.remote_status}" if row.remote_status is not None else ""
@@ -206,8 +209,10 @@ def course_page(
     course_id: str,
     *,
     destination_id: str | None = None,
+    instructor: bool = False,
 ) -> CoursePage:
-    """Everything the course page shows. Raises NotFound for an unknown course."""
+    """Everything the course page shows, its reasons in words for an `instructor` when the
+    viewer is one (`why_text`). Raises NotFound for an unknown course."""
     with uow_factory() as uow:
         course = uow.courses.get(tenant_id, course_id)
         if course is None:
@@ -225,7 +230,8 @@ def course_page(
         not_connected: str | None = None
         if dest is not None:
             if uow.links.course(tenant_id, dest.id, course_id) is None:
-                not_connected = course_connection.not_connected(course, dest).text
+                missing = course_connection.not_connected(course, dest)
+                not_connected = missing.for_instructor if instructor else missing.text
             ledger = uow.ledger.get_many(tenant_id, dest.id, course_id)
             columns = uow.links.items(tenant_id, dest.id, [a.id for a in activities])
             tries = uow.deliveries.last_tries(tenant_id, dest.id, [a.id for a in activities])
@@ -238,7 +244,7 @@ def course_page(
         cells = []
         for a in activities:
             row = ledger.get((a.id, person.id))
-            status, why = cell_status(row), why_text(row)
+            status, why = cell_status(row), why_text(row, instructor=instructor)
             if row is None and dest is not None:
                 status, why = unrecorded(dest, not_connected)
             cells.append(
@@ -296,9 +302,15 @@ class PairEvidence:
 
 
 def pair_evidence(
-    uow_factory: UnitOfWorkFactory, tenant_id: str, activity_id: str, person_id: str
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: str,
+    activity_id: str,
+    person_id: str,
+    *,
+    instructor: bool = False,
 ) -> PairEvidence:
-    """Ledger rows, delivery log and attempts of one (activity, learner). Raises NotFound."""
+    """Ledger rows, delivery log and attempts of one (activity, learner), its reasons in
+    words for an `instructor` when the viewer is one. Raises NotFound."""
     with uow_factory() as uow:
         activity = uow.activities.get(tenant_id, activity_id)
         if activity is None:
@@ -315,11 +327,13 @@ def pair_evidence(
         for dest in course_destinations(uow, tenant_id, course.id):
             key = LedgerKey(tenant_id, dest.id, activity_id, person_id)
             row = uow.ledger.get(key)
-            status, why = cell_status(row), why_text(row)
+            status, why = cell_status(row), why_text(row, instructor=instructor)
             if row is None:
                 connected = uow.links.course(tenant_id, dest.id, course.id) is not None
+                missing = course_connection.not_connected(course, dest)
                 status, why = unrecorded(
-                    dest, None if connected else course_connection.not_connected(course, dest).text
+                    dest,
+                    None if connected else (missing.for_instructor if instructor else missing.text),
                 )
             out.append(
                 DestinationEvidence(

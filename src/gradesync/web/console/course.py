@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gradesync.domain.errors import Conflict, InvalidInput, NotFound
-from gradesync.domain.model import ConsoleUser, Destination, RunScope, Trigger
+from gradesync.domain.model import ConsoleUser, Destination, RunScope, Trigger, UserRole
 from gradesync.runtime import Runtime
 from gradesync.services import console_queries as cq
 from gradesync.services import ingest
@@ -53,7 +53,11 @@ def _page(request: Request, user: ConsoleUser, course_id: str, destination: str 
     course_for(request, user, course_id)
     try:
         return cq.course_page(
-            runtime_of(request).uow, user.tenant_id, course_id, destination_id=destination
+            runtime_of(request).uow,
+            user.tenant_id,
+            course_id,
+            destination_id=destination,
+            instructor=user.role is not UserRole.ADMIN,  # the remedies they can act on
         )
     except NotFound as exc:
         raise PageError(404, str(exc)) from exc

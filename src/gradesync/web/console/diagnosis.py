@@ -9,11 +9,13 @@ destination's own answer and the delivery log.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from gradesync.domain import remedies
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import ConsoleUser, Role, UserRole
 from gradesync.services import console_queries as cq
@@ -25,9 +27,19 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-def run_checks(request: Request, tenant_id: str, activity_id: str, person_id: str) -> Any:
-    """The diagnostics service's ordered checks for the pair (a `Diagnosis`)."""
-    return runtime_of(request).diagnose_learner_activity(tenant_id, person_id, activity_id)
+def run_checks(
+    request: Request, tenant_id: str, activity_id: str, person_id: str, *, instructor: bool
+) -> Any:
+    """The diagnostics service's ordered checks for the pair (a `Diagnosis`); for an
+    `instructor`, a remedy naming a command they cannot run says who can."""
+    d = runtime_of(request).diagnose_learner_activity(tenant_id, person_id, activity_id)
+    if not instructor:
+        return d
+    fit = [
+        replace(c, remedy=remedies.for_instructor(None, c.remedy)) if c.remedy else c
+        for c in d.checks
+    ]
+    return replace(d, checks=tuple(fit))
 
 
 def _in_course(evidence: cq.PairEvidence) -> bool:
@@ -78,17 +90,20 @@ def diagnosis(
         # another course chosen in the form, which still sends the last course's activity
         # and learner: show the new course's lists to choose from
         activity = person = ""
+    instructor = user.role is not UserRole.ADMIN  # reads the remedies they can act on
     if course and activity and person:
         try:
-            evidence = cq.pair_evidence(rt.uow, user.tenant_id, activity, person)
+            evidence = cq.pair_evidence(
+                rt.uow, user.tenant_id, activity, person, instructor=instructor
+            )
         except NotFound as exc:
             raise PageError(404, str(exc)) from exc
-        if not _in_course(evidence) and user.role is not UserRole.ADMIN:
+        if not _in_course(evidence) and instructor:
             # an instructor sees the people of their courses, not any id typed in, nor
             # whether it exists
             raise PageError(404, str(NotFound("person", person)))
         try:
-            checks = run_checks(request, user.tenant_id, activity, person)
+            checks = run_checks(request, user.tenant_id, activity, person, instructor=instructor)
         except Exception:  # the records below still answer the question
             log.exception("diagnostics failed for %s/%s", activity, person)
     return render(

@@ -1,0 +1,73 @@
+"""A reason's remedy in words the reader can act on.
+
+Adapters write a refusal's remedy for whoever runs gradesync: often a command
+(`gradesync sis map-class ...`, `gradesync lti11 add-consumer`). An instructor reading the
+course grid in the console can run none of them, so they read instead what an administrator
+does and that they can ask for it. A reason's text is "what happened — remedy" (the delivery
+code joins them so); only a remedy naming a command is replaced.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gradesync.domain.passback import PassbackRule
+
+# the command line's commands (gradesync.cli), as a remedy names them
+CLI_COMMANDS = (
+    "db",
+    "destinations",
+    "doctor",
+    "import",
+    "keys",
+    "lti11",
+    "overrides",
+    "platforms",
+    "policy",
+    "repair",
+    "runs",
+    "sandbox",
+    "schedules",
+    "serve",
+    "sis",
+    "sync",
+    "tenants",
+    "users",
+    "worker",
+)
+_COMMAND = re.compile(r"\bgradesync (?:" + "|".join(CLI_COMMANDS) + r")\b")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+SEPARATOR = " — "  # between what happened and the remedy (delivery.failures.reason_of)
+
+ASK = "Ask a gradesync administrator to"
+# per reason code, what an administrator does, as an instructor asks for it
+FOR_INSTRUCTORS: dict[str, str] = {
+    PassbackRule.CLASS_NOT_MAPPED.value: f"{ASK} map this course to its SIS class.",
+    PassbackRule.NOT_SELECTED.value: f"{ASK} tick 'Sync to SIS' for this activity.",
+    PassbackRule.NOT_POSTED.value: f"{ASK} post this activity's grades to the SIS.",
+    "no_grade_scope": f"{ASK} enable Assignment and Grade Services (the score and line item "
+    "scopes) for gradesync's registration in the LMS.",
+    "bad_credentials": f"{ASK} check this gradebook connection's key and secret.",
+    "bad_configuration": f"{ASK} check this gradebook connection's settings.",
+}
+GENERAL = (
+    f"{ASK} fix this (it needs their tools); tell them the learner, the activity and this message."
+)
+
+
+def names_command(text: str) -> bool:
+    """Whether the text names a gradesync command a person would type."""
+    return _COMMAND.search(text) is not None
+
+
+def for_instructor(code: str | None, text: str) -> str:
+    """The reason as an instructor can act on it: the remedy's sentences that name a command
+    give way to who can do it (by the reason's code); any other text is kept as it is."""
+    if not names_command(text):
+        return text
+    said, sep, remedy = text.rpartition(SEPARATOR)
+    if not sep:
+        said, remedy = "", text
+    kept = [s for s in _SENTENCE_END.split(remedy) if s and not names_command(s)]
+    instead = " ".join([*kept, FOR_INSTRUCTORS.get(code or "", GENERAL)])
+    return f"{said}{SEPARATOR}{instead}" if said else instead

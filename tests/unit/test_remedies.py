@@ -1,0 +1,64 @@
+"""A reason's remedy as a console instructor can act on it (domain.remedies): a command they
+cannot run gives way to who can do it; other words stay."""
+
+from __future__ import annotations
+
+from gradesync.cli import app
+from gradesync.domain import remedies
+
+
+def test_every_command_of_the_command_line_is_recognised() -> None:
+    names = {c.name for c in app.registered_commands} | {
+        g.name for g in app.registered_groups if g.name
+    }
+    assert names == set(remedies.CLI_COMMANDS)
+
+
+def test_a_remedy_naming_a_command_says_who_can_do_it() -> None:
+    said = (
+        "The course 'Algebra' is not mapped to a SIS class. — gradesync sis map-class sis c1 "
+        "CLASS_SOURCEDID --school SCHOOL_SOURCEDID"
+    )
+    assert remedies.for_instructor("class_not_mapped", said) == (
+        "The course 'Algebra' is not mapped to a SIS class. — Ask a gradesync administrator "
+        "to map this course to its SIS class."
+    )
+    ticked = (
+        "The activity 'Quiz' is not selected for SIS passback. — Tick 'Sync to SIS' for it "
+        "(gradesync sis select)."
+    )
+    assert remedies.for_instructor("not_selected_for_sis", ticked).endswith(
+        "— Ask a gradesync administrator to tick 'Sync to SIS' for this activity."
+    )
+    # the sentences of a remedy that name no command stay; a code without words of its own
+    # gets the general ones
+    mixed = "401 Unauthorized — The SIS refused us. Run `gradesync sis add sis --client-secret`."
+    assert remedies.for_instructor("token_refused", mixed) == (
+        f"401 Unauthorized — The SIS refused us. {remedies.GENERAL}"
+    )
+    # a remedy alone (a diagnosis's), with a command
+    alone = "Link the learner: `gradesync sis map-student sis p1 SOURCEDID`."
+    assert remedies.for_instructor(None, alone) == remedies.GENERAL
+
+
+def test_words_without_a_command_are_kept_as_they_are() -> None:
+    for text in (
+        "The LMS refused the score. — Open the activity in the LMS once more.",
+        "the grade is sent automatically once they open any gradesync link in the course",
+        "Retried automatically.",
+    ):
+        assert remedies.for_instructor("anything", text) == text
+
+
+def test_a_course_not_mapped_to_a_sis_class_is_said_to_an_instructor_without_commands() -> None:
+    from gradesync.domain.course_connection import not_connected
+    from gradesync.domain.model import Course, Destination, DestinationKind
+
+    course = Course("t", "c1", "Algebra")
+    sis = Destination("t", "sis", DestinationKind.ONEROSTER_CSV, "District SIS")
+    missing = not_connected(course, sis)
+    assert "gradesync sis map-class" in missing.text  # an admin's words
+    assert missing.for_instructor == (
+        "Algebra is not connected to District SIS: it is not mapped to a SIS class, so no grade "
+        "of it is sent there. Ask a gradesync administrator to map this course to its SIS class."
+    )
