@@ -1,6 +1,7 @@
 """The course grid in headless Chromium says what the LMS holds: a grade no longer sent but
-sent before is "Kept in LMS" (not "Not sent"), a refusal says when it was last tried and is
-never labelled "Last sent", and a long unbroken activity name wraps inside the page."""
+sent before is "Kept in LMS" (not "Not sent") with the score the LMS holds, a refusal says
+when it was last tried and is never labelled "Last sent", and a long unbroken activity name
+wraps inside the page."""
 
 from __future__ import annotations
 
@@ -49,8 +50,10 @@ def test_the_grid_says_what_the_lms_holds_and_when_a_grade_was_last_tried(
     kept = grid_cell(page, "u-ada", "cells")
     expect(kept).to_contain_text("Kept in LMS", timeout=RUN_TIMEOUT)
     expect(kept).not_to_contain_text("Not sent")
+    expect(kept.locator("summary .score")).to_have_text("8 / 10")  # the score the LMS holds
     kept.locator("summary").click()
     expect(kept.locator(".lms-holds")).to_contain_text("The LMS holds the grade gradesync sent")
+    expect(kept.locator(".lms-holds")).to_contain_text(": 8 / 10; it stays there")
     expect(kept.locator(".lms-holds")).to_contain_text("stays there until a new grade is sent")
     expect(kept.locator(".why")).to_contain_text("sync box")
     items = {i.resource_id: i for i in lms.state.courses[school.course_id].line_items.values()}

@@ -131,3 +131,46 @@ def test_a_launch_that_links_a_course_creates_its_line_items_before_any_grade(
     )
     assert sorted(i.resource_id or "" for i in items) == activities
     assert not any(i.scores for i in items)  # created ahead of any grade
+
+
+def test_a_grade_kept_in_the_lms_says_the_score_the_lms_holds(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    """A grade gradesync stopped sending (`skipped`, the console's *Kept in LMS*) listed no
+    score: the LMS still holds one, the one gradesync sent or, after a readback found it
+    changed there, that one."""
+    reg = register_tool(lms, served)
+    teacher, learner = unique("teacher-"), unique("learner-")
+    ctx = unique("ctx-")
+    lms.admin.add_course(id=ctx, learners=[learner], instructors=[teacher])
+    _roster(served, learner)
+    link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
+    launched = browser.launch(
+        lms, client_id=reg["client_id"], user=learner, course=ctx, resource_link_id=link
+    )
+    assert launched.status_code == 200
+    (item,) = lms.state.courses[ctx].line_items.values()
+    post_attempt(served, "e1", learner, 7)
+    wait_for(lambda: item.scores.get(learner), "the grade in the LMS")
+
+    def sync(on: bool) -> dict[str, object]:
+        activity = {"id": "a1", "course_id": "c1", "title": "Lab 1", "points_possible": 10}
+        served.ok("POST", "/ingest", json={"activities": [{**activity, "sync_enabled": on}]})
+
+        def cell() -> dict[str, object] | None:
+            got = served.ok("GET", f"/people/{learner}/grades")["destinations"]["lms"]
+            one = next(g for g in got if g["activity_id"] == "a1")
+            return one if (one["state"] == "skipped") != on else None
+
+        return wait_for(cell, f"the grade {'sent' if on else 'kept'}")
+
+    kept = sync(False)
+    assert kept["held"] == {"score_given": 7.0, "score_maximum": 10.0, "read_back": False}
+    assert sync(True)["held"] is None  # sent again: what is desired says it
+
+    # changed by hand in the LMS, found by a run's readback; the course keeps LMS edits
+    lms.admin.instructor_grade(ctx, item.id, learner, 9.0)
+    run = served.run("manual", "c1")
+    assert run["counts"].get("overridden") == 1, run
+    kept = sync(False)
+    assert kept["held"] == {"score_given": 9.0, "score_maximum": 10.0, "read_back": True}

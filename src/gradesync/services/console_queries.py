@@ -17,6 +17,7 @@ from typing import Any
 
 from gradesync.domain import course_connection, remedies
 from gradesync.domain.errors import NotFound
+from gradesync.domain.held import Held, held_score
 from gradesync.domain.model import (
     Activity,
     Attempt,
@@ -106,6 +107,10 @@ def score_text(row: LedgerRow | None) -> str | None:
     return f"{_num(given)} / {_num(maximum)}"
 
 
+def _held(line: dict[str, Any] | None) -> Held | None:
+    return held_score(line) if line is not None else None
+
+
 def why_text(row: LedgerRow | None, *, instructor: bool = False) -> str | None:
     """One paragraph a person can act on: our reason, then the destination's own words. An
     `instructor` (a console viewer who is not an admin) reads who can do what a command in
@@ -137,6 +142,7 @@ class GridCell:
     row: LedgerRow | None
     holds: str = "nothing"  # what the LMS holds: ours | edit | nothing (see `lms_holds`)
     last_try: datetime | None = None  # when gradesync last sent it, whatever the answer
+    held: Held | None = None  # a kept grade's score as the LMS holds it, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +233,7 @@ def course_page(
         ledger: dict[tuple[str, str], LedgerRow] = {}
         columns: dict[str, ItemLink] = {}
         tries: dict[tuple[str, str], datetime] = {}
+        holding: dict[tuple[str, str], dict[str, Any]] = {}
         not_connected: str | None = None
         if dest is not None:
             if uow.links.course(tenant_id, dest.id, course_id) is None:
@@ -235,6 +242,8 @@ def course_page(
             ledger = uow.ledger.get_many(tenant_id, dest.id, course_id)
             columns = uow.links.items(tenant_id, dest.id, [a.id for a in activities])
             tries = uow.deliveries.last_tries(tenant_id, dest.id, [a.id for a in activities])
+            kept = [k for k, r in ledger.items() if cell_status(r) == "kept"]
+            holding = uow.deliveries.last_holding(tenant_id, dest.id, kept)
         runs = uow.runs.history(tenant_id, course_id=course_id, limit=RECENT_RUNS)
     active = next((r for r in runs if r.finished_at is None), None)
     grid: list[GridRow] = []
@@ -256,6 +265,7 @@ def course_page(
                     row,
                     lms_holds(row),
                     tries.get((a.id, person.id)),
+                    _held(holding.get((a.id, person.id))),
                 )
             )
             per_activity[a.id][status] = per_activity[a.id].get(status, 0) + 1

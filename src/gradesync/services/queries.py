@@ -11,7 +11,15 @@ from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.course_connection import not_connected
 from gradesync.domain.diagnosis import destination_ready_check
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
-from gradesync.domain.model import DeliveryState, Destination, LedgerRow, Role, SyncRun
+from gradesync.domain.held import Held, held_score
+from gradesync.domain.model import (
+    DeliveryState,
+    Destination,
+    LedgerKey,
+    LedgerRow,
+    Role,
+    SyncRun,
+)
 from gradesync.domain.reasons import Reason
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -33,6 +41,8 @@ class GradeState:
     remote_status: int | None
     remote_message: str | None
     updated_at: datetime | None
+    # a grade no longer sent but sent before: the score the gradebook still holds, if known
+    held: Held | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +79,15 @@ def _held_by_pause(d: Destination, now: datetime) -> Reason:
     return Reason(DESTINATION_PAUSED, f"{ready.evidence} — {ready.remedy}")
 
 
-def _cell(row: LedgerRow, paused: Reason | None = None) -> GradeState:
+def kept(row: LedgerRow) -> bool:
+    """gradesync sends nothing for it now, but sent a grade the gradebook still holds (the
+    console's *Kept in LMS*)."""
+    return row.state is DeliveryState.SKIPPED and row.delivered_hash is not None
+
+
+def _cell(
+    row: LedgerRow, paused: Reason | None = None, holding: dict[str, Any] | None = None
+) -> GradeState:
     if paused is not None and row.state is DeliveryState.PENDING and row.reason_code is None:
         # a row naming its own reason (the send that paused the destination said why) keeps it
         row = replace(row, reason_code=paused.code, reason_text=paused.text)
@@ -87,6 +105,7 @@ def _cell(row: LedgerRow, paused: Reason | None = None) -> GradeState:
         remote_status=row.remote_status,
         remote_message=row.remote_message,
         updated_at=row.updated_at,
+        held=held_score(holding) if holding is not None and kept(row) else None,
     )
 
 
@@ -163,17 +182,31 @@ def learner_grades(
             if destination_id is None or d.id == destination_id
         ]
         paused = {d.id: _held_by_pause(d, now) for d in dests if d.paused_at(now)}
-        cells = [
-            _cell(r, paused.get(r.key.destination_id))
-            for r in rows
-            if destination_id is None or r.key.destination_id == destination_id
-        ]
+        rows = [r for r in rows if destination_id is None or r.key.destination_id == destination_id]
+        holding = _holding(uow, tenant_id, [r for r in rows if kept(r)])
+        cells = [_cell(r, paused.get(r.key.destination_id), holding.get(r.key)) for r in rows]
         cells += _not_connected_cells(uow, tenant_id, person_id, course_id, dests, rows)
         note = None if dests or destination_id is not None else NO_DESTINATION
     out: dict[str, list[GradeState]] = {}
     for c in sorted(cells, key=lambda c: (c.destination_id, c.activity_id)):
         out.setdefault(c.destination_id, []).append(c)
     return LearnerGrades(person_id=person.id, name=person.name, destinations=out, note=note)
+
+
+def _holding(
+    uow: UnitOfWork, tenant_id: str, rows: Sequence[LedgerRow]
+) -> dict[LedgerKey, dict[str, Any]]:
+    """The delivery log line saying what the gradebook holds, per kept row's key."""
+    by_destination: dict[str, list[tuple[str, str]]] = {}
+    for r in rows:
+        by_destination.setdefault(r.key.destination_id, []).append(
+            (r.key.activity_id, r.key.person_id)
+        )
+    out: dict[LedgerKey, dict[str, Any]] = {}
+    for dest, keys in by_destination.items():
+        for (aid, pid), line in uow.deliveries.last_holding(tenant_id, dest, keys).items():
+            out[LedgerKey(tenant_id, dest, aid, pid)] = line
+    return out
 
 
 def _not_connected_cells(

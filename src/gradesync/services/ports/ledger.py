@@ -199,6 +199,13 @@ class DeliveryLogRepo(Protocol):
     def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
         """Log many sends at once; each entry has the keyword arguments of `add`."""
 
+    def last_holding(
+        self, tenant_id: str, destination_id: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Per (activity, person) of `keys`, the newest log line that says what the
+        gradebook holds (`domain.held.HOLDING_OUTCOMES`: a delivered send, or a readback that
+        found an edit); keys with none are left out."""
+
     def last_tries(
         self, tenant_id: str, destination_id: str, activity_ids: Sequence[str]
     ) -> dict[tuple[str, str], datetime]:

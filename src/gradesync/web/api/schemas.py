@@ -454,6 +454,20 @@ class RunOut(BaseModel):
     joined: bool | None = None  # on trigger: joined a run already queued for the same scope
 
 
+class HeldOut(BaseModel):
+    score_given: float | None = Field(
+        description="The score the gradebook holds; null: it holds no score (removed)."
+    )
+    score_maximum: float | None = Field(
+        description="Its maximum: the points sent (LTI 1.3), 1 for LTI 1.1 (a fraction of the "
+        "column), null where the gradebook's column gives it (a SIS line item)."
+    )
+    read_back: bool = Field(
+        description="true: found by reading the gradebook back (a grade changed there); false: "
+        "the grade gradesync last delivered."
+    )
+
+
 class GradeCellOut(BaseModel):
     activity_id: str
     state: str
@@ -467,6 +481,12 @@ class GradeCellOut(BaseModel):
     remote_status: int | None
     remote_message: str | None
     updated_at: datetime | None
+    held: HeldOut | None = Field(
+        None,
+        description="A grade gradesync no longer sends but sent before (`skipped`, the "
+        "console's *Kept in LMS*): the score the gradebook still holds, when the delivery log "
+        "says it; null otherwise.",
+    )
 
 
 class LearnerGradesOut(BaseModel):

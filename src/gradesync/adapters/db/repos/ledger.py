@@ -40,6 +40,7 @@ from gradesync.adapters.db.mapping import (
 )
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.adapters.db.sqlite_rows import execute_rows
+from gradesync.domain.held import HOLDING_OUTCOMES
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.services import ports
 from gradesync.services.ports.ledger import FAIR_COURSES, Claimable
@@ -852,6 +853,36 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
             .limit(limit)
         ).mappings()
         return [dict(r) | {"sent_at": utc(r["sent_at"])} for r in rows]
+
+    def last_holding(
+        self, tenant_id: str, destination_id: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        if not keys:
+            return {}
+        c = t.deliveries.c
+        wanted = set(keys)
+        activities = sorted({a for a, _ in wanted})
+        newest = (
+            select(func.max(c.id))
+            .where(
+                c.tenant_id == tenant_id,
+                c.destination_id == destination_id,
+                c.activity_id.in_(activities),
+                c.person_id.in_(sorted({p for _, p in wanted})),
+                c.outcome.in_(HOLDING_OUTCOMES),
+            )
+            .group_by(c.activity_id, c.person_id)
+        )
+        rows = self.conn.execute(
+            select(c.activity_id, c.person_id, c.outcome, c.payload, c.sent_at).where(
+                c.id.in_(newest.scalar_subquery())
+            )
+        ).mappings()
+        return {
+            (r["activity_id"], r["person_id"]): dict(r) | {"sent_at": utc(r["sent_at"])}
+            for r in rows
+            if (r["activity_id"], r["person_id"]) in wanted
+        }
 
     def last_tries(
         self, tenant_id: str, destination_id: str, activity_ids: Sequence[str]

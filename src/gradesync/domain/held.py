@@ -1,0 +1,83 @@
+"""What a gradebook holds of a grade gradesync sent, read from the grade's delivery log.
+
+A grade "Kept in LMS" (gradesync sends nothing now, but sent a grade before) is still in the
+gradebook: the one gradesync last delivered, unless a later readback found it changed there
+(the override line keeps what the readback found). The ledger forgets the value when it stops
+sending (its desired result is gone); the delivery log keeps both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gradesync.domain.overrides import OVERRIDE_SEEN
+
+DELIVERED = "delivered"  # the delivery log's outcome of a send the gradebook took
+# the log lines that say what the gradebook holds, newest wins
+HOLDING_OUTCOMES = (DELIVERED, OVERRIDE_SEEN)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A score as the gradebook holds it. `score_maximum` is None when the gradebook's own
+    column gives it (a SIS line item); LTI 1.1 holds a fraction of its column (maximum 1)."""
+
+    score_given: float | None  # None: it holds no score (removed, or excused)
+    score_maximum: float | None
+    read_back: bool  # found by reading the gradebook back, not only sent
+
+    def text(self) -> str:
+        if self.score_given is None:
+            return "no score"
+        given = f"{self.score_given:g}"
+        return given if self.score_maximum is None else f"{given} / {self.score_maximum:g}"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _sent(payload: Mapping[str, Any]) -> Held | None:
+    """The score a delivered send carried, in each adapter's own body."""
+    if "scoreMaximum" in payload or "scoreGiven" in payload:  # LTI 1.3 AGS score
+        return Held(_number(payload.get("scoreGiven")), _number(payload.get("scoreMaximum")), False)
+    if "operation" in payload:  # LTI 1.1 Outcomes: a fraction, or the grade removed
+        if payload["operation"] != "replaceResult":
+            return Held(None, None, False)
+        return Held(_number(payload.get("score")), 1.0, False)
+    result = payload.get("result")
+    if isinstance(result, Mapping):  # OneRoster REST result
+        return Held(_number(result.get("score")), None, False)
+    if "score" in payload:  # OneRoster CSV row
+        return Held(_number(payload.get("score")), None, False)
+    return None
+
+
+def held_score(line: Mapping[str, Any]) -> Held | None:
+    """What the gradebook holds after this delivery log line (one of HOLDING_OUTCOMES), or
+    None when the line does not say."""
+    payload = line.get("payload") or {}
+    if line.get("outcome") == OVERRIDE_SEEN:
+        found = payload.get("read_back")
+        if not isinstance(found, Mapping):
+            return None
+        return Held(_number(found.get("remote_given")), _number(found.get("remote_maximum")), True)
+    if line.get("outcome") == DELIVERED:
+        return _sent(payload)
+    return None
+
+
+def newest_held(lines: Iterable[Mapping[str, Any]]) -> Held | None:
+    """What the gradebook holds, from a grade's log lines newest first: the first line that
+    says it (a send, or a readback that found an edit)."""
+    for line in lines:
+        if line.get("outcome") in HOLDING_OUTCOMES:
+            return held_score(line)
+    return None

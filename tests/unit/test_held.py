@@ -1,0 +1,42 @@
+"""What a gradebook holds of a grade, from the delivery log line each adapter writes."""
+
+from __future__ import annotations
+
+from gradesync.domain.held import Held, held_score, newest_held
+
+
+def test_each_adapters_delivered_send_says_its_score() -> None:
+    ags = {"scoreGiven": 8.0, "scoreMaximum": 10.0, "activityProgress": "Completed"}
+    lti11 = {"operation": "replaceResult", "score": "0.8", "sourcedid": "s"}
+    removed = {"operation": "deleteResult", "sourcedid": "s"}
+    rest = {"result": {"sourcedId": "r", "score": 8, "scoreStatus": "fully graded"}}
+    csv = {"sourcedId": "r", "score": "8", "scoreStatus": "fully graded"}
+    said = {
+        "ags": Held(8.0, 10.0, False),
+        "lti11": Held(0.8, 1.0, False),
+        "removed": Held(None, None, False),
+        "rest": Held(8.0, None, False),
+        "csv": Held(8.0, None, False),
+    }
+    for name, payload in (
+        ("ags", ags),
+        ("lti11", lti11),
+        ("removed", removed),
+        ("rest", rest),
+        ("csv", csv),
+    ):
+        assert held_score({"outcome": "delivered", "payload": payload}) == said[name], name
+    assert [h.text() for h in said.values()] == ["8 / 10", "0.8 / 1", "no score", "8", "8"]
+
+
+def test_the_newest_of_a_send_and_a_readback_that_found_an_edit_wins() -> None:
+    sent = {"outcome": "delivered", "payload": {"scoreGiven": 7, "scoreMaximum": 10}}
+    found = {
+        "outcome": "overridden",
+        "payload": {"read_back": {"remote_given": 9.0, "remote_maximum": 10.0}},
+    }
+    refused = {"outcome": "rejected", "payload": {"scoreGiven": 5, "scoreMaximum": 10}}
+    repair = {"outcome": "repair", "payload": {}}
+    assert newest_held([refused, repair, found, sent]) == Held(9.0, 10.0, True)
+    assert newest_held([refused, sent, found]) == Held(7.0, 10.0, False)
+    assert newest_held([refused, repair]) is None  # a refusal changed nothing there
