@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import (
     IntegrityError,
@@ -61,6 +63,8 @@ from .conftest import COURSE, DEST, FAST, Harness, T, learner, ledger, post, see
 ITEM = "https://lms/courses/1/items/a1"
 OTHER, OTHER_DEST = "t2", "lms2"
 BAD = "p001"  # the learner of t1 whose grade cannot be worked out
+ALERT = "GradesyncGradesNotWorkedOut"
+ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "gradesync-alerts.yml"
 
 
 def _other_tenant(db: Database) -> None:
@@ -432,6 +436,57 @@ async def test_a_grade_that_cannot_even_be_set_aside_is_tried_again_on_its_own_t
         lambda: harness.remote.score_of(ITEM, f"sub-{BAD}") == 9.0, "the kept grade sent"
     )
     assert _dirty(db) == 0
+
+
+def _uncomputed_age(env: ApiEnv) -> dict[str, float]:
+    """`gradesync_grades_oldest_uncomputed_age_seconds` as a scraper reads it from /metrics."""
+    r = env.client.get("/metrics")
+    assert r.status_code == 200
+    return {
+        s.labels["tenant"]: s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+        if s.name == "gradesync_grades_oldest_uncomputed_age_seconds"
+    }
+
+
+def _not_worked_out_threshold() -> float:
+    """The age over which `GradesyncGradesNotWorkedOut` fires, as deploy/ ships it."""
+    rules = yaml.safe_load(ALERTS.read_text())
+    [rule] = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == ALERT]
+    match = re.search(r"gradesync_grades_oldest_uncomputed_age_seconds\)\s*>\s*(\d+)", rule["expr"])
+    assert match, rule["expr"]
+    return float(match[1])
+
+
+async def test_a_grade_that_cannot_even_be_set_aside_ages_until_the_alert_fires(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Marked again at each retry, the key's wait was counted from its last retry: it never
+    looked older than the retry's interval, and the alert on grades not worked out never
+    fired for it. Its wait counts from when it was first marked, and only grows."""
+    seed(db, learners=2)
+    retry = timedelta(minutes=10)
+    # the worker's clock starts half an hour ago and catches up, a retry at a time, with the
+    # clock /metrics measures the age by
+    clock = ManualClock(SystemClock().now() - 3 * retry)
+    settings = replace(FAST, set_aside_retry=retry)
+    engine = Engine(db.uow, clock, DoubleFactory(), settings, waker=InProcessWaker())
+    env = ApiEnv(db, tmp_path)
+    ages: list[float] = []
+    try:
+        _refuse_every_write_of(BAD, monkeypatch)
+        post_attempts(db.uow, None, T, [("a1", BAD, 9.0)], clock=clock)
+        with env.client:
+            for _ in range(4):
+                assert (await engine.process_dirty()).kept == 1  # tried, still not worked out
+                ages.append(_uncomputed_age(env)[T])
+                clock.advance(retry)  # its timer falls due: tried again
+        assert _dirty(db) == 1
+        assert ages == sorted(ages), ages  # never younger for being tried again
+        assert ages[-1] >= (3 * retry).total_seconds() > _not_worked_out_threshold()
+    finally:
+        await engine.aclose()
 
 
 @pytest.mark.parametrize(

@@ -113,3 +113,19 @@ def test_paused_destinations_get_their_cause_from_their_text_once(fresh_db: Data
         reasons = dict(conn.execute(select(d.id, d.pause_reason)).all())
     assert found == {dest_id: cause for dest_id, (_, cause) in rows.items()}
     assert reasons == {dest_id: reason for dest_id, ((_, _, reason), _) in rows.items()}
+
+
+def test_dirty_keys_marked_before_0022_have_waited_since_their_mark(fresh_db: Database) -> None:
+    migrate.upgrade(fresh_db.engine, "0021_dirty_keys_fillfactor")
+    marked = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with fresh_db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO dirty_keys (tenant_id, activity_id, person_id, course_id, marked_at)"
+                " VALUES ('t1', 'a1', 'p1', 'c1', :at)"
+            ),
+            {"at": marked},
+        )
+    fresh_db.upgrade()
+    with fresh_db.uow() as uow:
+        assert uow.dirty.waiting("t1") == (1, marked)

@@ -402,6 +402,8 @@ def test_dirty_keys_collapse(db: Database, n: int) -> None:
         uow.commit()
     with db.uow() as uow:
         assert uow.dirty.count() == 1
+        # marked again, it has still waited since its first mark
+        assert uow.dirty.waiting("t1") == (1, NOW)
         (row,) = uow.dirty.peek(10)
         uow.dirty.clear([("t1", "a1", "p1")], marked_before=row[4])
         uow.commit()

@@ -168,8 +168,11 @@ class LedgerCollector(Collector):
       misconfigured, circuit_open), its text being read where operators read details;
     - `gradesync_grades_uncomputed{tenant}` and
       `gradesync_grades_oldest_uncomputed_age_seconds{tenant}`: grades whose facts changed and
-      that are not worked out yet (the dirty keys). They are not in the ledger's backlog until
-      worked out, so without these a distributed gradesync with no worker running looks idle;
+      that are not worked out yet (the dirty keys), and since the oldest was first marked (a
+      key marked again while it waits, a new fact or a retry of one that cannot even be set
+      aside, keeps its first time: else it would never look old). They are not in the
+      ledger's backlog until worked out, so without these a distributed gradesync with no
+      worker running looks idle;
     - `gradesync_grades_not_computed{tenant,destination}`: grades set aside because they could
       not be worked out from their facts (ledger rows with the reason `compute_failed`), 0 for
       every other destination: whichever process set them aside (the live worker or a run),
@@ -202,7 +205,7 @@ class LedgerCollector(Collector):
         )
         oldest_uncomputed = GaugeMetricFamily(
             "gradesync_grades_oldest_uncomputed_age_seconds",
-            "Seconds since the oldest grade not yet worked out was marked.",
+            "Seconds since the oldest grade not yet worked out was first marked.",
             labels=list(LABELS["gradesync_grades_oldest_uncomputed_age_seconds"]),
         )
         not_computed = GaugeMetricFamily(
@@ -213,7 +216,8 @@ class LedgerCollector(Collector):
         )
         now = datetime.now(UTC)
         k = t.dirty_keys.c
-        u = select(k.tenant_id, func.count(), func.min(k.marked_at)).group_by(k.tenant_id)
+        # since the first mark: a key marked again while it waits has not been worked out
+        u = select(k.tenant_id, func.count(), func.min(k.waiting_since)).group_by(k.tenant_id)
         c = t.ledger.c
         q = (
             select(c.tenant_id, c.destination_id, func.count(), func.min(c.updated_at))

@@ -29,7 +29,8 @@ worked out key by key like any other failure: tried again as it is, one key's re
 hold up every grade behind it for ever; refused for every key, each stays marked (below).
 
 If even the reason cannot be written, the key keeps its mark (so it is never lost, and no
-stale pending row is sent as if it were current), moved behind every other dirty key, and a
+stale pending row is sent as if it were current), moved behind every other dirty key (its
+wait still counted from its first mark, so the alert on grades not worked out sees it), and a
 timer (`DirtyKeyRepo.schedule`) to try it again `retry` later; a batch made only of such keys
 ends the worker's pass, so it never spins on them nor holds the others up, and the timer
 wakes the worker for them even when nothing else does.

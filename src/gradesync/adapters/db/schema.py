@@ -297,7 +297,11 @@ dirty_keys = Table(
     Column("activity_id", String(ID), primary_key=True),
     Column("person_id", String(ID), primary_key=True),
     Column("course_id", String(ID), nullable=False),
+    # when the key was last marked (a new mark moves it behind the others)...
     _ts("marked_at", nullable=False),
+    # ...and first marked: how long its grade has waited to be worked out, which marking it
+    # again (a new fact, a retry of a key that cannot be set aside) does not reset
+    _ts("waiting_since", nullable=False),
     # the one destination the key is recomputed for (a change that concerns it alone), or
     # NULL: every destination of the course
     Column("destination_id", String(ID), nullable=True),

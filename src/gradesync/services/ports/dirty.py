@@ -14,7 +14,7 @@ class DirtyKeyRepo(Protocol):
         self, tenant_id: str, course_id: str, activity_id: str, person_id: str, now: datetime
     ) -> None:
         """Mark a key dirty; marking it again refreshes the time, so a `clear` with an older
-        `marked_before` leaves it dirty."""
+        `marked_before` leaves it dirty, but not when it began to wait (`waiting`)."""
 
     def mark_many(
         self,
@@ -54,7 +54,9 @@ class DirtyKeyRepo(Protocol):
     def count(self) -> int: ...
 
     def waiting(self, tenant_id: str) -> tuple[int, datetime | None]:
-        """The tenant's keys not worked out yet, and when the oldest was marked."""
+        """The tenant's keys not worked out yet, and when the oldest was first marked: a
+        key marked again while it waits (a new fact, or a retry of one that cannot even be
+        set aside) has waited since its first mark."""
         ...
 
     def lock_activities(self, activities: Iterable[tuple[str, str]]) -> None:

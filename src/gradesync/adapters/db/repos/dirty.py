@@ -39,9 +39,11 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                 "person_id": person_id,
                 "course_id": course_id,
                 "marked_at": utc(now),
+                "waiting_since": utc(now),
                 "destination_id": None,
             },
-            # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty
+            # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty; the
+            # key has waited since its first mark all the same
             update=("marked_at", "course_id", "destination_id"),
         )
 
@@ -65,11 +67,13 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                     "activity_id": c,
                     "person_id": d,
                     "marked_at": utc(now),
+                    "waiting_since": utc(now),
                     "destination_id": destination_id,
                 }
                 for a, b, c, d in unique
             ],
-            # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty; a
+            # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty (the
+            # key has waited since its first mark all the same: `waiting_since` is kept); a
             # mark for every destination overrides one for a single destination, and one for
             # a single destination leaves a stored mark's destination(s) as they are...
             update=("marked_at", "course_id")
@@ -181,7 +185,7 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
     def waiting(self, tenant_id: str) -> tuple[int, datetime | None]:
         c = t.dirty_keys.c
         n, oldest = self.conn.execute(
-            select(func.count(), func.min(c.marked_at)).where(c.tenant_id == tenant_id)
+            select(func.count(), func.min(c.waiting_since)).where(c.tenant_id == tenant_id)
         ).one()
         return int(n or 0), utc(oldest) if oldest is not None else None
 
