@@ -654,3 +654,46 @@ def test_a_grade_marked_for_one_destination_is_set_aside_there_and_kept_for_it(
     assert here is not None and here.reason_code == ReasonCode.COMPUTE_FAILED
     assert there is not None and there.state is DeliveryState.PENDING
     assert there.desired is not None and there.desired["score_given"] == 7.0
+
+
+async def test_the_retry_of_a_grade_marked_for_one_destination_is_for_that_one_alone(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The timer that tries again a key that could not even be set aside marked it, when it
+    fell due, for every destination of its course: the other destination's row, which
+    nothing had changed, was computed again, and set aside there too. It marks the key for
+    the destination its mark named."""
+    seed(db, learners=2)
+    add_destination(
+        db.uow, T, "lms2", links={COURSE: "https://lms2/courses/1"}, people={BAD: f"sub-{BAD}"}
+    )
+    clock = ManualClock(SystemClock().now())
+    retry = timedelta(minutes=1)
+    settings = replace(FAST, set_aside_retry=retry)
+    engine = Engine(db.uow, clock, DoubleFactory(), settings, waker=InProcessWaker())
+    try:
+        post_attempts(db.uow, None, T, [("a1", BAD, 7.0)], clock=clock)
+        await engine.process_dirty()  # 7.0 pending at both
+        key = (T, COURSE, "a1", BAD)
+        with db.uow() as uow:  # a change at DEST alone (a SIS tick, say)
+            uow.dirty.mark_many([key], clock.now(), destination_id=DEST)
+            uow.commit()
+        _fail_reads_of(BAD, monkeypatch)
+        _refuse_every_write_of(BAD, monkeypatch)  # the compute_failed reason too
+        assert (await engine.process_dirty()).kept == 1
+
+        monkeypatch.undo()
+        _fail_reads_of(BAD, monkeypatch)  # the reason can be stored now
+        clock.advance(retry)  # the timer falls due: the key is tried again by it
+        stats = await engine.process_dirty()
+        assert await engine.next_timer_in() is None
+        assert stats.failed == {(T, "a1", BAD)} and stats.keys == 1
+        with db.uow() as uow:
+            here = uow.ledger.get(LedgerKey(T, DEST, "a1", BAD))
+            there = uow.ledger.get(LedgerKey(T, "lms2", "a1", BAD))
+            assert uow.dirty.count() == 0
+        assert here is not None and here.reason_code == ReasonCode.COMPUTE_FAILED
+        assert there is not None and there.state is DeliveryState.PENDING
+        assert there.desired is not None and there.desired["score_given"] == 7.0
+    finally:
+        await engine.aclose()

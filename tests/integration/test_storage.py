@@ -447,6 +447,46 @@ def test_a_dirty_key_marked_for_one_destination_stays_so_until_marked_for_anothe
     }
 
 
+def test_a_timer_set_for_one_destination_marks_its_key_for_it_alone(db: Database) -> None:
+    """A timer set for one destination marks its key for that destination when it fires;
+    timed for another destination too, or for every one, in either order, for every one (at
+    the earlier time). A key already marked for another destination is then marked for
+    every one, as `mark_many` does."""
+    seed(db)
+    timers: dict[str, list[str | None]] = {
+        "p1": ["sis"],
+        "p2": ["sis", "sis"],
+        "p3": ["sis", "lms"],
+        "p4": ["sis", None],
+        "p5": [None, "sis"],
+        "p6": [None],
+        "p7": ["sis"],
+    }
+    with db.uow() as uow:
+        for person, destinations in timers.items():
+            for i, destination in enumerate(destinations):
+                at = NOW + timedelta(minutes=1 - i)  # the later one set is the earlier
+                uow.dirty.schedule([("t1", "c1", "a1", person, at)], destination_id=destination)
+        uow.dirty.mark_many([("t1", "c1", "a1", "p7")], NOW, destination_id="lms")
+        uow.commit()
+    with db.uow() as uow:
+        assert uow.dirty.next_due_at() == NOW
+        assert uow.dirty.fire_due(NOW + timedelta(minutes=1)) == len(timers)
+        uow.commit()
+    with db.uow() as uow:
+        claimed = {k[3]: k[4] for k in uow.dirty.claim(100)}
+        uow.commit()
+    assert claimed == {
+        "p1": "sis",
+        "p2": "sis",
+        "p3": None,
+        "p4": None,
+        "p5": None,
+        "p6": None,
+        "p7": None,
+    }
+
+
 def test_live_grades_are_claimed_before_a_runs_backlog(db: Database) -> None:
     """A remaster made 40 results of one activity pending; a newer live grade (auto sync) of
     another goes in the next claim, and the settle writer leaves the priority alone."""

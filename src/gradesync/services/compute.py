@@ -341,7 +341,11 @@ def _set_aside(
         uow.dirty.mark_many(
             [(tenant_id, course_id, activity_id, person_id)], now, destination_id=destination_id
         )
-        uow.dirty.schedule([(tenant_id, course_id, activity_id, person_id, now + retry)])
+        # and its timer marks it so again, not for every destination
+        uow.dirty.schedule(
+            [(tenant_id, course_id, activity_id, person_id, now + retry)],
+            destination_id=destination_id,
+        )
         uow.commit()
     return ComputeStats(kept=1)
 
@@ -609,8 +613,12 @@ def _compute(
             d = destinations.get(link.destination_id)
             if d is not None and d.kind is DestinationKind.LTI13_AGS:
                 _note_new_columns(uow, link, links[course_id], destinations, pairs, writes, stats)
-    # without a timer a past-due zero would wait for the next fact or run
-    uow.dirty.schedule([(tenant_id, c, a, p, at) for (c, a, p), at in sorted(timers.items())])
+    # without a timer a past-due zero would wait for the next fact or run; it falls due for
+    # the destinations computed here, not the others (computed, they have timers of their own)
+    uow.dirty.schedule(
+        [(tenant_id, c, a, p, at) for (c, a, p), at in sorted(timers.items())],
+        destination_id=only_destination,
+    )
 
 
 def _zero_timer(

@@ -317,6 +317,9 @@ due_timers = Table(
     Column("person_id", String(ID), primary_key=True),
     Column("course_id", String(ID), nullable=False),
     _ts("due_at", nullable=False),
+    # the one destination the key is recomputed for when the timer fires, as in dirty_keys
+    # (NULL: every destination of the course)
+    Column("destination_id", String(ID), nullable=True),
     Index("ix_due_timers_due", "due_at"),
 )
 

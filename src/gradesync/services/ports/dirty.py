@@ -41,12 +41,21 @@ class DirtyKeyRepo(Protocol):
         """Remove (tenant, activity, person) keys; with marked_before, only marks not newer
         than it, so a key marked again while it was being computed stays dirty."""
 
-    def schedule(self, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None:
+    def schedule(
+        self,
+        rows: Sequence[tuple[str, str, str, str, datetime]],
+        *,
+        destination_id: str | None = None,
+    ) -> None:
         """Mark keys dirty again at a later time, durably: (tenant, course, activity,
-        person, at). A key already timed keeps the earlier of its two times."""
+        person, at). A key already timed keeps the earlier of its two times. With
+        `destination_id`, the key is marked for that destination only when the timer fires
+        (as `mark_many`); timed also for another destination, or for every one, it is marked
+        for every destination of its course."""
 
     def fire_due(self, now: datetime) -> int:
-        """Mark dirty (and forget) every timer whose time has come; how many fired."""
+        """Mark dirty (and forget) every timer whose time has come, each for the
+        destination(s) it was set for; how many fired."""
 
     def next_due_at(self) -> datetime | None:
         """The earliest timer, or None when there is none."""

@@ -138,7 +138,12 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                     conds.append(c.marked_at <= utc(marked_before))
                 self.conn.execute(delete(t.dirty_keys).where(*conds))
 
-    def schedule(self, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None:
+    def schedule(
+        self,
+        rows: Sequence[tuple[str, str, str, str, datetime]],
+        *,
+        destination_id: str | None = None,
+    ) -> None:
         d = self.conn.dialect.name
         table = t.due_timers
         values = [
@@ -148,6 +153,7 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                 "activity_id": c,
                 "person_id": p,
                 "due_at": utc(at),
+                "destination_id": destination_id,
             }
             for a, b, c, p, at in rows
         ]
@@ -158,10 +164,20 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
         earlier = case(
             (table.c.due_at <= ins.excluded.due_at, table.c.due_at), else_=ins.excluded.due_at
         )
+        # timed for one destination twice, it stays so; for another too, or for every one
+        # (NULL, never equal), for every one: whichever time wins, neither is left out
+        same = case(
+            (table.c.destination_id == ins.excluded.destination_id, table.c.destination_id),
+            else_=None,
+        )
         self.conn.execute(
             ins.on_conflict_do_update(
                 index_elements=["tenant_id", "activity_id", "person_id"],
-                set_={"due_at": earlier, "course_id": ins.excluded.course_id},
+                set_={
+                    "due_at": earlier,
+                    "course_id": ins.excluded.course_id,
+                    "destination_id": same,
+                },
             )
         )
 
@@ -170,9 +186,14 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
         due = self.conn.execute(
             delete(t.due_timers)
             .where(c.due_at <= utc(now))
-            .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id)
+            .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id, c.destination_id)
         ).all()
-        self.mark_many([(r[0], r[1], r[2], r[3]) for r in due], now)
+        # each marked for what its timer was set for: one destination, or every one
+        by_destination: dict[str | None, list[tuple[str, str, str, str]]] = {}
+        for r in due:
+            by_destination.setdefault(r[4], []).append((r[0], r[1], r[2], r[3]))
+        for destination_id, keys in by_destination.items():
+            self.mark_many(keys, now, destination_id=destination_id)
         return len(due)
 
     def next_due_at(self) -> datetime | None:
