@@ -23,7 +23,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from gradesync.domain.model import LedgerRow, RunStage, SyncRun, Trigger
 from gradesync.services import log_context, roster
@@ -43,6 +43,8 @@ from gradesync.services.wakeup import Waker
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 def new_worker_id(name: str | None = None) -> str:
     """This worker's id in leases and run records: `name@host:pid:random` with a name
@@ -51,6 +53,33 @@ def new_worker_id(name: str | None = None) -> str:
     names its holder, and one worker must never settle another's."""
     where = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     return f"{name}@{where}" if name else where
+
+
+async def _to_thread_to_its_end(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """`asyncio.to_thread`, except that cancelled meanwhile it returns only once the thread
+    has ended (a thread cannot be stopped), then raises the cancellation: a lock held around
+    it is let go when the work is really done, not while it still runs."""
+    work = asyncio.ensure_future(asyncio.to_thread(func, *args, **kwargs))
+    cancelled = False
+    while not work.done():
+        try:
+            await asyncio.wait([work])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not work.cancelled():
+            work.exception()  # retrieved: this caller reports its cancellation instead
+        raise asyncio.CancelledError
+    return work.result()
+
+
+def _say_pass_failure(task: asyncio.Task[ComputeStats]) -> None:
+    """A computing pass whose caller was let go says how it failed, in one line (a lost
+    database's error runs over many)."""
+    if task.cancelled() or (exc := task.exception()) is None:
+        return
+    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    log.warning("computing stopped: %s; the dirty keys stay marked for the next pass", why)
 
 
 def _say_failure(task: asyncio.Task[Any]) -> None:
@@ -117,6 +146,7 @@ class Engine:
         self._runs: dict[str, asyncio.Task[SyncRun | None]] = {}
         self._finished: dict[str, asyncio.Future[SyncRun]] = {}
         self._dirty_lock = asyncio.Lock()
+        self._passes: set[asyncio.Task[ComputeStats]] = set()
         self._ahead: set[asyncio.Task[int]] = set()
         self._refreshing: set[asyncio.Task[None]] = set()
 
@@ -162,11 +192,28 @@ class Engine:
         return max(0.0, (at - self.clock.now()).total_seconds())
 
     async def process_dirty(self) -> ComputeStats:
+        """Recompute every dirty key, batch after batch, in a pass of its own task, shielded
+        from the caller: a caller cancelled meanwhile (a job the queue lets go of when it
+        loses the database, a loop that stops) returns at once, and the pass goes on to its
+        real end, the compute lock held until then, so no second pass starts beside a batch
+        still computing in its thread. An aborted pass (the database gone) ends, and lets go
+        of the lock, once its batch's thread has; `aclose` ends a pass still running."""
+        task = asyncio.create_task(self._process_dirty(), name="gradesync-compute-pass")
+        self._passes.add(task)
+        task.add_done_callback(self._passes.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():  # no one else hears how the pass ends
+                task.add_done_callback(_say_pass_failure)
+            raise
+
+    async def _process_dirty(self) -> ComputeStats:
         total = ComputeStats()
         async with self._dirty_lock:  # one computing pass per process is enough
-            await asyncio.to_thread(self._fire_timers)
+            await _to_thread_to_its_end(self._fire_timers)
             while True:
-                stats = await asyncio.to_thread(
+                stats = await _to_thread_to_its_end(
                     compute_dirty,
                     self.uow_factory,
                     self.clock,
@@ -356,6 +403,11 @@ class Engine:
         return requeued
 
     async def aclose(self) -> None:
+        # a computing pass ends after its batch (its thread is waited for, not abandoned
+        # with the database it uses)
+        for computing in list(self._passes):
+            computing.cancel()
+        await asyncio.gather(*list(self._passes), return_exceptions=True)
         for ahead in list(self._ahead):
             ahead.cancel()
         await asyncio.gather(*list(self._ahead), *list(self._refreshing), return_exceptions=True)
