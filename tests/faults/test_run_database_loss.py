@@ -143,6 +143,14 @@ def _run_job_doing(url: str) -> bool:
     return bool(row and row[0])
 
 
+def _run_job_states(url: str) -> list[str]:
+    with psycopg.connect(conninfo(url)) as conn:
+        rows = conn.execute(
+            "SELECT status FROM procrastinate_jobs WHERE task_name = %s", (TASK_RUN,)
+        ).fetchall()
+    return [str(status) for (status,) in rows]
+
+
 def test_the_job_queue_serves_wakeups_while_a_run_outlives_a_database_restart(
     prepared: Prepared, tmp_path: Path
 ) -> None:
@@ -203,6 +211,10 @@ def test_the_job_queue_serves_wakeups_while_a_run_outlives_a_database_restart(
             assert done is not None and done.outcome is RunOutcome.SUCCEEDED, done
             assert worker.poll() is None, log.read_text()
             assert "Task exception was never retrieved" not in log.read_text()
+            # the run's job was let go, and, the database back within the 10 s procrastinate
+            # waits to write it, is stored as it is logged: aborted (docs/operations.md)
+            assert "ended with status: Aborted" in log.read_text()
+            assert _run_job_states(url) == ["aborted"]
     finally:
         stop_workers(worker)
         db.dispose()
