@@ -404,8 +404,8 @@ def test_dirty_keys_collapse(db: Database, n: int) -> None:
         assert uow.dirty.count() == 1
         # marked again, it has still waited since its first mark
         assert uow.dirty.waiting("t1") == (1, NOW)
-        (row,) = uow.dirty.peek(10)
-        uow.dirty.clear([("t1", "a1", "p1")], marked_before=row[4])
+        assert uow.dirty.marked_at("t1", "a1", "p1") == NOW + timedelta(seconds=n - 1)
+        assert uow.dirty.claim(10) == [("t1", "c1", "a1", "p1", None)]
         uow.commit()
         assert uow.dirty.count() == 0
 

@@ -496,7 +496,7 @@ def test_mapping_one_student_recomputes_their_results_in_ticked_activities(
         db.uow, tenant_id="t1", destination_id="sis", activity_ids=["hw1"], hold=True, clock=clock
     )
     with db.uow() as uow:  # as if the worker had computed what ticking marked
-        uow.dirty.clear([(t, a, p) for t, _, a, p, _ in uow.dirty.peek(1000)])
+        uow.dirty.claim(1000)
         uow.commit()
     waker = _Waker()
     sis.map_student(

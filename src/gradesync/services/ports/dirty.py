@@ -13,8 +13,8 @@ class DirtyKeyRepo(Protocol):
     def mark(
         self, tenant_id: str, course_id: str, activity_id: str, person_id: str, now: datetime
     ) -> None:
-        """Mark a key dirty; marking it again refreshes the time, so a `clear` with an older
-        `marked_before` leaves it dirty, but not when it began to wait (`waiting`)."""
+        """Mark a key dirty; marking it again refreshes the time (so `take` with the time read
+        before leaves it dirty), but not when it began to wait (`waiting`)."""
 
     def mark_many(
         self,
@@ -34,12 +34,6 @@ class DirtyKeyRepo(Protocol):
 
     def peek(self, limit: int) -> list[tuple[str, str, str, str, datetime]]:
         """The oldest marks, without taking them: (tenant, course, activity, person, marked at)."""
-
-    def clear(
-        self, keys: Sequence[tuple[str, str, str]], *, marked_before: datetime | None = None
-    ) -> None:
-        """Remove (tenant, activity, person) keys; with marked_before, only marks not newer
-        than it, so a key marked again while it was being computed stays dirty."""
 
     def schedule(
         self,

@@ -42,8 +42,8 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                 "waiting_since": utc(now),
                 "destination_id": None,
             },
-            # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty; the
-            # key has waited since its first mark all the same
+            # a new mark refreshes the time, so take(marked_at=...) keeps it dirty; the key
+            # has waited since its first mark all the same
             update=("marked_at", "course_id", "destination_id"),
         )
 
@@ -72,8 +72,8 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                 }
                 for a, b, c, d in unique
             ],
-            # a new mark refreshes the time, so clear(marked_before=...) keeps it dirty (the
-            # key has waited since its first mark all the same: `waiting_since` is kept); a
+            # a new mark refreshes the time, so take(marked_at=...) keeps it dirty (the key
+            # has waited since its first mark all the same: `waiting_since` is kept); a
             # mark for every destination overrides one for a single destination, and one for
             # a single destination leaves a stored mark's destination(s) as they are...
             update=("marked_at", "course_id")
@@ -116,27 +116,6 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
             .limit(limit)
         )
         return [(r[0], r[1], r[2], r[3], utc(r[4])) for r in rows]
-
-    def clear(
-        self, keys: Sequence[tuple[str, str, str]], *, marked_before: datetime | None = None
-    ) -> None:
-        # One DELETE per (tenant, activity) with its persons in an IN list (the primary key's
-        # index serves it on both databases), not one per key: computing clears hundreds of
-        # keys at once, and on PostgreSQL each statement is a round trip.
-        c = t.dirty_keys.c
-        persons: dict[tuple[str, str], list[str]] = {}
-        for tenant_id, activity_id, person_id in keys:
-            persons.setdefault((tenant_id, activity_id), []).append(person_id)
-        for (tenant_id, activity_id), ids in persons.items():
-            for at in range(0, len(ids), _IDS_PER_STATEMENT):
-                conds = [
-                    c.tenant_id == tenant_id,
-                    c.activity_id == activity_id,
-                    c.person_id.in_(ids[at : at + _IDS_PER_STATEMENT]),
-                ]
-                if marked_before is not None:
-                    conds.append(c.marked_at <= utc(marked_before))
-                self.conn.execute(delete(t.dirty_keys).where(*conds))
 
     def schedule(
         self,
