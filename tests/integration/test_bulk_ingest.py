@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from gradesync.adapters.db import schema
 from gradesync.adapters.db.database import Database
+from gradesync.adapters.db.mapping import utc
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import (
     Activity,
@@ -270,7 +272,8 @@ def test_a_roster_batch_takes_a_few_statements_whatever_its_rows(db: Database) -
 def test_a_batch_marks_its_new_attempts_and_its_rosters_keys_once(db: Database) -> None:
     """The keys a batch marks are those of its new attempts (not a retried one, a repeat
     once) and those its other facts change, each once, at the batch's time and for every
-    destination, whether the attempts' marks are written with their insert or apart."""
+    destination (a key marked before keeping when it was first marked), whether the
+    attempts' marks are written with their insert or apart."""
     seed(db, learners=3, activities=2)
     with db.uow() as uow:
         old, _ = uow.attempts.add(Attempt("t1", "e-old", "a0", "p0", 1.0, 10.0, NOW), NOW)
@@ -300,6 +303,8 @@ def test_a_batch_marks_its_new_attempts_and_its_rosters_keys_once(db: Database) 
         rows = uow.dirty.conn.execute(
             text("SELECT course_id, activity_id, person_id, destination_id FROM dirty_keys")
         ).all()
+        k = schema.dirty_keys.c
+        waited = uow.dirty.conn.execute(select(k.person_id, k.activity_id, k.waiting_since)).all()
         stored = uow.attempts.get_by_events("t1", ["e1", "e2", "e3"])
         times = {r[4] for r in uow.dirty.peek(10)}
     assert sorted((r[0], r[1], r[2], r[3]) for r in rows) == [
@@ -309,6 +314,10 @@ def test_a_batch_marks_its_new_attempts_and_its_rosters_keys_once(db: Database) 
         ("c1", "a1", "p9", None),
     ]
     assert times == {later}
+    # marked again, the key has waited since its first mark; the others since the batch
+    since = {(p, a): utc(w) for p, a, w in waited}
+    assert since.pop(("p1", "a1")) == NOW - timedelta(hours=1)
+    assert set(since.values()) == {later}
     assert {a.id for a in stored.values()} == set(ids[1:])
     assert stored["e3"].recorded_at == later
 

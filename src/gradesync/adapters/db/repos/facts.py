@@ -318,7 +318,8 @@ def _insert_and_mark() -> Any:
     """PostgreSQL: the attempts (one array per column) inserted unless their event id is
     stored, and in the same statement the key of each one inserted, with the keys `also_*`,
     marked dirty as `DirtyKeyRepo.mark_many` marks them (the time refreshed, for every
-    destination); returns the new attempts' ids. Built once."""
+    destination; `waiting_since` kept from the first mark); returns the new attempts' ids.
+    Built once."""
     a, d = t.attempts, t.dirty_keys
     now = bindparam("now", type_=a.c.recorded_at.type)
     src = rows_of_arrays("rows", *((n, f"u_{n}", a.c[n].type) for n in _SENT))
@@ -343,8 +344,8 @@ def _insert_and_mark() -> Any:
         select(*(also.c[n] for n in key_names)),
     ).subquery("keys")
     marks = postgresql.insert(d).from_select(
-        [*key_names, "marked_at", "destination_id"],
-        select(*(keys.c[n] for n in key_names), now, null()).ext(
+        [*key_names, "marked_at", "waiting_since", "destination_id"],
+        select(*(keys.c[n] for n in key_names), now, now, null()).ext(
             postgresql.distinct_on(keys.c.tenant_id, keys.c.activity_id, keys.c.person_id)
         ),
     )
