@@ -2,7 +2,8 @@
 temporary directory): an `upsert` (`adapters/db/mapping.py`) of 1, 16 and 1,000 rows of
 people; the settle writer's read of a batch's ledger rows (`LedgerRepo.get_keys`, 16
 keys spread over 20 activities of a 4,000-row ledger) and its write of them
-(`LedgerRepo.save_many` of 6 and 16 delivered rows, and of 1,000 as computing writes them).
+(`LedgerRepo.settle` of 6 and 16 delivered rows, `LedgerRepo.save_many` of the same, as the
+writer wrote them before, and of 1,000 as computing writes them).
 SQLAlchemy's work and SQLite's.
 
     python -m benchmarks.storage_calls [--out FILE]
@@ -124,6 +125,10 @@ def run() -> dict[str, Any]:
                 out[f"ledger_save_many_{n}_rows_us"] = _cpu_per_call(
                     calls, lambda i, saved=saved: ledger.save_many(saved[i % 2], release_for="w")
                 )
+                if n < 1000:  # the settle writer's own write of the same rows
+                    out[f"ledger_settle_{n}_rows_us"] = _cpu_per_call(
+                        calls, lambda i, saved=saved: ledger.settle(saved[i % 2], "w")
+                    )
         db.dispose()
     out["cpu_pressure"] = window.stop()
     return out

@@ -298,6 +298,58 @@ def test_ledger_save_many_gives_back_only_its_own_leases(db: Database) -> None:
     assert got == {"p1": ("h2", None, False), "p2": ("h2", "w2", True)}
 
 
+def test_ledger_settle_writes_what_a_send_changed_and_gives_back_only_its_own_leases(
+    db: Database,
+) -> None:
+    """The settle writer's write: the delivery columns as folded, read back as written; the
+    desired state, course and priority stay as stored; only the owner's lease is given back.
+    On SQLite the desired result is not bound again (one UPDATE of the delivery columns)."""
+    seed(db)
+    _destinations(db, "lms")
+    mine, theirs = LedgerKey("t1", "lms", "a1", "p1"), LedgerKey("t1", "lms", "a1", "p2")
+    with db.uow() as uow:
+        uow.ledger.save_many([(_pending(mine), "c1"), (_pending(theirs), "c1")], bulk=True)
+        uow.ledger.lease([(mine, NOW)], "w1", NOW + timedelta(minutes=2))
+        uow.ledger.lease([(theirs, NOW)], "w2", NOW + timedelta(minutes=2))
+        uow.commit()
+    later = NOW + timedelta(seconds=3, microseconds=7)
+    with db.uow() as uow:
+        read = uow.ledger.get_keys([mine, theirs], lock=True)
+        settled = {
+            mine: replace(
+                read[mine],
+                state=DeliveryState.DELIVERED,
+                delivered_hash="h1",
+                delivered_at=later,
+                remote_status=200,
+                updated_at=later,
+            ),
+            theirs: replace(
+                read[theirs],
+                state=DeliveryState.RETRYING,
+                tries=1,
+                next_attempt_at=later + timedelta(seconds=1),
+                reason_code="remote_5xx",
+                reason_text="the platform answered 503",
+                remote_status=503,
+                remote_message="busy",
+                updated_at=later,
+                pending_since=NOW,
+            ),
+        }
+        with statements(db) as seen:
+            uow.ledger.settle([(r, "c1") for r in settled.values()], "w1")
+        uow.commit()
+    if db.engine.dialect.name == "sqlite":
+        assert len(seen) == 1 and "desired" not in seen[0], seen
+    with db.uow() as uow:
+        assert uow.ledger.get_keys([mine, theirs]) == settled
+    c = text("SELECT person_id, course_id, priority, lease_owner, lease_until FROM ledger")
+    with db.engine.connect() as conn:
+        got = {r[0]: (r[1], r[2], r[3], r[4] is not None) for r in conn.execute(c)}
+    assert got == {"p1": ("c1", 1, None, False), "p2": ("c1", 1, "w2", True)}
+
+
 def test_ledger_batches_are_one_statement_and_keep_what_row_by_row_kept(db: Database) -> None:
     """A batch of ledger rows, their leases and their delivery log entries: on PostgreSQL
     one statement each (the rows as arrays); on both databases the values read back are

@@ -165,6 +165,7 @@ class SettleWriter:
             now = self._clock.now()
             keys = sorted({s.key for s in batch}, key=_sort_key)
             rows = uow.ledger.get_keys(keys, lock=True)
+            read = dict(rows)
             writes: dict[LedgerKey, tuple[LedgerRow, str]] = {}
             logs: list[dict[str, Any]] = []
             counted: list[tuple[DeliveryOutcome, LedgerRow, LedgerRow, str | None]] = []
@@ -195,7 +196,16 @@ class SettleWriter:
             # rows written give their lease back in the same upsert; only the others need
             # a release of their own
             let_go = [k for k in keys if k not in writes]
-            uow.ledger.save_many(list(writes.values()), release_for=self._worker_id)
+            # a row keeping the desired state it was read with (every send's outcome) has
+            # only its delivery columns written; a skip (its desired state dropped) all
+            settled: list[tuple[LedgerRow, str]] = []
+            rewritten: list[tuple[LedgerRow, str]] = []
+            for after, course_id in writes.values():
+                was = read[after.key]
+                kept = after.desired is was.desired and after.desired_hash == was.desired_hash
+                (settled if kept else rewritten).append((after, course_id))
+            uow.ledger.settle(settled, self._worker_id)
+            uow.ledger.save_many(rewritten, release_for=self._worker_id)
             uow.ledger.release(let_go, self._worker_id)
             uow.deliveries.add_many(logs)
             uow.commit()

@@ -90,6 +90,13 @@ class LedgerRepo(Protocol):
 
     # the sync engine: row locks, leases, scope summaries
 
+    def settle(self, rows: Sequence[tuple[LedgerRow, str]], owner: str) -> None:
+        """Write settled (row, course) pairs, each read in this transaction under its lock
+        (`get_keys`) and folded with its outcome: only what a settle changes (the state,
+        what was delivered, tries, retry time, reason, the remote's answer, times), not
+        the key, course, desired state or priority as read; and give up the leases `owner`
+        holds on them, as `release` does, in the same write."""
+
     def get_keys(
         self, keys: Sequence[LedgerKey], *, lock: bool = False
     ) -> dict[LedgerKey, LedgerRow]:

@@ -101,6 +101,48 @@ def _ledger_upsert(dialect: str, columns: tuple[str, ...], release: bool) -> Any
     return stmt.on_conflict_do_update(index_elements=keys, set_=set_)
 
 
+# What settling a send changes in a row (`domain.ledger.after_delivery`, `reconcile` with
+# no result): never its key, course, desired state or priority
+_SETTLED = (
+    "state",
+    "delivered_hash",
+    "delivered_at",
+    "last_timestamp",
+    "tries",
+    "next_attempt_at",
+    "reason_code",
+    "reason_text",
+    "remote_status",
+    "remote_message",
+    "updated_at",
+    "pending_since",
+)
+_KEY_PARAMS = ("k_t", "k_d", "k_a", "k_p")
+
+
+@cache
+def _by_key() -> Any:
+    """SQLite: an UPDATE of one row by its key (`_KEY_PARAMS`); the columns it sets are
+    those the rows name (`sqlite_rows.execute_rows`)."""
+    c = t.ledger.c
+    key = (c.tenant_id, c.destination_id, c.activity_id, c.person_id)
+    return update(t.ledger).where(
+        *(col == bindparam(k) for col, k in zip(key, _KEY_PARAMS, strict=True))
+    )
+
+
+@cache
+def _settle_update() -> Any:
+    """SQLite: a settled row's delivery columns (`_SETTLED`, bound by their names) written
+    by its key (`_KEY_PARAMS`), and :release_owner's lease on it given back."""
+    c = t.ledger.c
+    held = c.lease_owner == bindparam("release_owner")
+    return _by_key().values(
+        lease_owner=case((held, None), else_=c.lease_owner),
+        lease_until=case((held, None), else_=c.lease_until),
+    )
+
+
 @cache
 def _ledger_by_json_keys() -> Any:
     """SQLite: the rows of any keys in one statement, the keys bound as one JSON array of
@@ -324,6 +366,39 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             return
         shared = {"release_owner": release_for} if release_for is not None else None
         execute_rows(self.conn, stmt, values, shared)
+
+    def settle(self, rows: Sequence[tuple[LedgerRow, str]], owner: str) -> None:
+        if self.postgres:
+            self.save_many(rows, release_for=owner)  # one statement already (arrays)
+            return
+        # SQLite: only the delivery columns, by key. An upsert of the whole row cost twice
+        # as much per row: every column bound again, the desired result re-encoded as JSON
+        execute_rows(
+            self.conn,
+            _settle_update(),
+            [
+                {
+                    "state": r.state.value,
+                    "delivered_hash": r.delivered_hash,
+                    "delivered_at": utc(r.delivered_at),
+                    "last_timestamp": utc(r.last_timestamp),
+                    "tries": r.tries,
+                    "next_attempt_at": utc(r.next_attempt_at),
+                    "reason_code": r.reason_code,
+                    "reason_text": r.reason_text,
+                    "remote_status": r.remote_status,
+                    "remote_message": r.remote_message,
+                    "updated_at": utc(r.updated_at),
+                    "pending_since": utc(r.pending_since),
+                    "k_t": r.key.tenant_id,
+                    "k_d": r.key.destination_id,
+                    "k_a": r.key.activity_id,
+                    "k_p": r.key.person_id,
+                }
+                for r, _ in rows
+            ],
+            {"release_owner": owner},
+        )
 
     def course_of(self, key: LedgerKey) -> str | None:
         c = t.ledger.c
@@ -659,26 +734,21 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                 },
             )
             return
-        c = t.ledger.c
-        stmt = (
-            update(t.ledger)
-            .where(
-                c.tenant_id == bindparam("k_t"),
-                c.destination_id == bindparam("k_d"),
-                c.activity_id == bindparam("k_a"),
-                c.person_id == bindparam("k_p"),
-            )
-            .values(lease_owner=owner, lease_until=utc(until), last_timestamp=bindparam("k_ts"))
-        )
-        self.conn.execute(
-            stmt,
+        # SQLite: through the driver's executemany, each column bound by its name (SQLAlchemy's
+        # executemany processed every parameter of every row in Python)
+        until = utc(until)
+        execute_rows(
+            self.conn,
+            _by_key(),
             [
                 {
+                    "lease_owner": owner,
+                    "lease_until": until,
+                    "last_timestamp": utc(ts),
                     "k_t": k.tenant_id,
                     "k_d": k.destination_id,
                     "k_a": k.activity_id,
                     "k_p": k.person_id,
-                    "k_ts": utc(ts),
                 }
                 for k, ts in rows
             ],
