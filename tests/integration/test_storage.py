@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gradesync.adapters.db.database import Database
+from gradesync.adapters.db.mapping import from_row
+from gradesync.adapters.db.schema import ledger as ledger_table
 from gradesync.domain.ledger import is_pending
 from gradesync.domain.model import (
     Activity,
@@ -296,6 +298,40 @@ def test_ledger_save_many_gives_back_only_its_own_leases(db: Database) -> None:
     with db.engine.connect() as conn:
         got = {r[0]: (r[1], r[2], r[3] is not None) for r in conn.execute(c)}
     assert got == {"p1": ("h2", None, False), "p2": ("h2", "w2", True)}
+
+
+def test_a_ledger_row_reads_back_every_field_it_was_written_with(db: Database) -> None:
+    """The ledger's reads build rows field by field: every field (each set here, so a new
+    one must be too) comes back as written, and as the generic mapping reads it."""
+    seed(db)
+    _destinations(db, "lms")
+    key = LedgerKey("t1", "lms", "a1", "p1")
+    row = LedgerRow(
+        key,
+        DeliveryState.RETRYING,
+        desired_hash="h2",
+        desired={"score_given": 7.0, "comment": "très bien"},
+        delivered_hash="h1",
+        delivered_at=NOW,
+        last_timestamp=NOW + timedelta(microseconds=5),
+        tries=2,
+        next_attempt_at=NOW + timedelta(minutes=1),
+        reason_code="remote_5xx",
+        reason_text="the platform answered 503",
+        remote_status=503,
+        remote_message="busy",
+        updated_at=NOW + timedelta(seconds=1),
+        pending_since=NOW - timedelta(seconds=9),
+    )
+    unset = [f.name for f in fields(LedgerRow) if getattr(row, f.name) in (None, 0)]
+    assert not unset, unset
+    with db.uow() as uow:
+        uow.ledger.save_many([(row, "c1")])
+        uow.commit()
+    with db.uow() as uow:
+        assert uow.ledger.get_keys([key]) == {key: row}
+        raw = uow.conn.execute(select(ledger_table)).mappings().one()
+    assert from_row(LedgerRow, raw, key=key) == row
 
 
 def test_ledger_settle_writes_what_a_send_changed_and_gives_back_only_its_own_leases(

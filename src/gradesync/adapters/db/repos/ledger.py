@@ -29,7 +29,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import (
-    from_row,
     insert_many,
     rows_of_arrays,
     to_row,
@@ -74,8 +73,26 @@ def _in_scope(
 
 
 def _ledger_row(r: Any) -> LedgerRow:
-    key = LedgerKey(r["tenant_id"], r["destination_id"], r["activity_id"], r["person_id"])
-    return from_row(LedgerRow, r, key=key)
+    """A ledger row from its result row, field by field: claims and settles read hundreds a
+    second, and `from_row`'s walk over the fields cost about a third of a settle's read.
+    `tests/integration/test_storage.py` checks it reads what `from_row` reads."""
+    return LedgerRow(
+        LedgerKey(r["tenant_id"], r["destination_id"], r["activity_id"], r["person_id"]),
+        DeliveryState(r["state"]),
+        desired_hash=r["desired_hash"],
+        desired=r["desired"],
+        delivered_hash=r["delivered_hash"],
+        delivered_at=utc(r["delivered_at"]),
+        last_timestamp=utc(r["last_timestamp"]),
+        tries=r["tries"],
+        next_attempt_at=utc(r["next_attempt_at"]),
+        reason_code=r["reason_code"],
+        reason_text=r["reason_text"],
+        remote_status=r["remote_status"],
+        remote_message=r["remote_message"],
+        updated_at=utc(r["updated_at"]),
+        pending_since=utc(r["pending_since"]),
+    )
 
 
 @cache
