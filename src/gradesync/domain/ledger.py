@@ -299,6 +299,26 @@ def after_delivery(
     last_timestamp = row.last_timestamp
     if sent_timestamp is not None and (last_timestamp is None or sent_timestamp > last_timestamp):
         last_timestamp = sent_timestamp
+    if isinstance(outcome, Delivered):
+        # one copy of the row, not two: the path of every result delivered
+        state = _state_after_send(row, sent_hash)
+        skipped = state is DeliveryState.SKIPPED
+        return replace(
+            row,
+            state=state,
+            delivered_hash=sent_hash,
+            delivered_at=now,
+            tries=0,
+            next_attempt_at=None,
+            reason_code=row.reason_code if skipped else None,
+            reason_text=row.reason_text if skipped else None,
+            remote_status=outcome.remote_status,
+            remote_message=outcome.remote_message,
+            last_timestamp=last_timestamp,
+            updated_at=now,
+            # still waiting (a newer value arrived meanwhile): when its value became pending
+            pending_since=waiting_since(row) if state is DeliveryState.PENDING else None,
+        )
     base = replace(
         row,
         remote_status=outcome.remote_status,
@@ -309,19 +329,6 @@ def after_delivery(
         # latency runs from there, retries included); one that settled forgets it
         pending_since=waiting_since(row),
     )
-    if isinstance(outcome, Delivered):
-        state = _state_after_send(row, sent_hash)
-        return replace(
-            base,
-            state=state,
-            delivered_hash=sent_hash,
-            delivered_at=now,
-            tries=0,
-            next_attempt_at=None,
-            reason_code=row.reason_code if state is DeliveryState.SKIPPED else None,
-            reason_text=row.reason_text if state is DeliveryState.SKIPPED else None,
-            pending_since=base.pending_since if state is DeliveryState.PENDING else None,
-        )
     if row.state is DeliveryState.SKIPPED:
         # nothing more to send; keep the skip reason, note the remote's answer
         return replace(base, pending_since=None)
