@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import event, select, text
@@ -384,6 +386,27 @@ def test_ledger_settle_writes_what_a_send_changed_and_gives_back_only_its_own_le
     with db.engine.connect() as conn:
         got = {r[0]: (r[1], r[2], r[3], r[4] is not None) for r in conn.execute(c)}
     assert got == {"p1": ("c1", 1, None, False), "p2": ("c1", 1, "w2", True)}
+
+
+def test_the_delivery_log_stores_a_payload_as_json_would(db: Database) -> None:
+    """A score body (JSON already) is stored as it is; anything else as a trip through JSON
+    gives it (a tuple as a list, a number key as text, a time or a decimal as its text)."""
+    seed(db)
+    _destinations(db, "lms")
+    body = {"userId": "u1", "scoreGiven": 7.5, "ok": True, "n": 3, "sub": {"at": None}}
+    odd = {"pair": (1, 2), 3: "three", "at": NOW, "price": Decimal("1.50")}
+    keys = [LedgerKey("t1", "lms", "a1", p) for p in ("p1", "p2")]
+    entries = [
+        {"key": k, "sent_at": NOW, "sent_hash": "h1", "payload": p, "outcome": "delivered"}
+        for k, p in zip(keys, (body, odd), strict=True)
+    ]
+    with db.uow() as uow:
+        uow.deliveries.add_many(entries)
+        uow.commit()
+    with db.uow() as uow:
+        got = [uow.deliveries.for_key(k)[0]["payload"] for k in keys]
+    assert got == [body, json.loads(json.dumps(odd, default=str))]
+    assert got[1] == {"pair": [1, 2], "3": "three", "at": str(NOW), "price": "1.50"}
 
 
 def test_ledger_batches_are_one_statement_and_keep_what_row_by_row_kept(db: Database) -> None:
