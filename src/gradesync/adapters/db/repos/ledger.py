@@ -215,6 +215,18 @@ def _ledger_by_keys(for_update: bool) -> Any:
 
 
 @cache
+def _next_pending_course() -> Any:
+    """SQLite: the first course above :above ('' for the first of all) with rows pending
+    of :priority, one seek along `ix_ledger_fair`."""
+    c = t.ledger.c
+    return select(func.min(c.course_id)).where(
+        c.state == DeliveryState.PENDING.value,
+        c.priority == bindparam("priority"),
+        c.course_id > bindparam("above"),
+    )
+
+
+@cache
 def _pending_courses_round() -> Any:
     """PostgreSQL: up to :most courses with rows in :state of :priority, in course order
     from just above :above round to it (`LedgerRepo._pending_courses`), in one statement:
@@ -629,15 +641,10 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         each course holds."""
         if self.postgres:
             return self._pending_courses_pg(priority, after, most)
-        c = t.ledger.c
 
         def next_course(above: str | None) -> str | None:
-            q = select(func.min(c.course_id)).where(
-                c.state == DeliveryState.PENDING.value, c.priority == priority
-            )
-            if above is not None:
-                q = q.where(c.course_id > above)
-            found: str | None = self.conn.execute(q).scalar()
+            params = {"priority": priority, "above": above or ""}
+            found: str | None = self.conn.execute(_next_pending_course(), params).scalar()
             return found
 
         out: list[str] = []
@@ -682,6 +689,24 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             taken_keys.update(_key_tuple(g[0].key) for g in fresh)
             return fresh
 
+        # SQLite: one statement for every course and step, built once per claim (building
+        # it again for each cost more than running it)
+        step = (
+            None
+            if self.postgres
+            else select(t.ledger)
+            .where(
+                c.state == DeliveryState.PENDING.value,
+                c.priority == bindparam("priority"),
+                c.course_id == bindparam("course"),
+                *free,
+            )
+            # index order only: a tie-breaker outside the index would sort every row of a
+            # remaster that made them pending at one instant
+            .order_by(c.updated_at)
+            .offset(bindparam("skip"))
+            .limit(bindparam("share"))
+        )
         open_courses = list(courses)
         room = limit
         taken = 0  # rows each open course gave so far (a course stays open giving its share)
@@ -704,22 +729,10 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                         still.append(course)
                 open_courses, taken = still, taken + share
                 continue
+            assert step is not None
             for course in open_courses:
-                q = (
-                    select(t.ledger)
-                    .where(
-                        c.state == DeliveryState.PENDING.value,
-                        c.priority == priority,
-                        c.course_id == course,
-                        *free,
-                    )
-                    # index order only: a tie-breaker outside the index would sort every
-                    # row of a remaster that made them pending at one instant
-                    .order_by(c.updated_at)
-                    .offset(taken)
-                    .limit(share)
-                )
-                got = [(_ledger_row(r), course) for r in self._locked(q)]
+                params = {"priority": priority, "course": course, "skip": taken, "share": share}
+                got = [(_ledger_row(r), course) for r in self.conn.execute(step, params).mappings()]
                 fresh = new_rows(got)
                 rows[course] += fresh
                 room -= len(fresh)
