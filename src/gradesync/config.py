@@ -150,13 +150,25 @@ class Settings(BaseSettings):
 
     def resolved_secret_key(self) -> str:
         """The key that encrypts secrets at rest. Generated and stored once when absent."""
+        key, unsaved = self.secret_key_or_new()
+        if unsaved is not None:
+            self.keep_secret_key(key, unsaved)
+        return key
+
+    def secret_key_or_new(self) -> tuple[str, Path | None]:
+        """(the key, None) when it is set or stored; (a new key, the file to keep it in) when
+        neither. The caller keeps it (`keep_secret_key`) only once it has checked that the
+        database holds no secret another key encrypted: a stray key file would be taken for
+        the deployment's key."""
         if self.secret_key:
-            return self.secret_key
+            return self.secret_key, None
         path = self.data_dir / "secret.key"
         if path.exists():
-            return path.read_text().strip()
+            return path.read_text().strip(), None
+        return secrets.token_urlsafe(32), path
+
+    def keep_secret_key(self, key: str, path: Path) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(key)
@@ -165,7 +177,6 @@ class Settings(BaseSettings):
             "Back it up; without it stored secrets cannot be decrypted.",
             path,
         )
-        return key
 
 
 def host_and_port(address: str, field: str = "worker_metrics_address") -> tuple[str, int]:

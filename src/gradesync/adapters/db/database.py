@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, inspect, select
 from sqlalchemy.engine import make_url
 
 from gradesync.adapters.db import migrate, sqlite_gate
@@ -30,11 +30,20 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        return cls(
-            settings.resolved_database_url,
-            settings.resolved_secret_key(),
-            sqlite_synchronous=settings.sqlite_synchronous,
+        key, unsaved = settings.secret_key_or_new()
+        db = cls(
+            settings.resolved_database_url, key, sqlite_synchronous=settings.sqlite_synchronous
         )
+        if unsaved is not None:
+            # a new key is kept only for a database without secrets: beside stored secrets
+            # it decrypts nothing, and a stray key file would pass for the deployment's
+            try:
+                db.check_secret_key()
+            except BaseException:
+                db.dispose()
+                raise
+            settings.keep_secret_key(key, unsaved)
+        return db
 
     @property
     def is_sqlite(self) -> bool:
@@ -79,7 +88,10 @@ class Database:
         machine without GRADESYNC_SECRET_KEY, which generates one) would fail each grade it
         works out and each send, one by one, instead of refusing to start."""
         with self.engine.connect() as conn:
+            present = set(inspect(conn).get_table_names())  # a database not yet migrated
             for column in (t.destinations.c.secret_ciphertext, t.tool_keys.c.private_ciphertext):
+                if column.table.name not in present:
+                    continue
                 for (token,) in conn.execute(select(column).where(column.is_not(None))):
                     self.box.decrypt(token)
 
