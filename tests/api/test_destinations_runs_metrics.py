@@ -243,6 +243,24 @@ def test_metrics_exposes_counters_and_pending_from_the_ledger(api: ApiEnv) -> No
     )
 
 
+def test_backlog_gauges_read_zero_for_a_destination_with_nothing(api: ApiEnv) -> None:
+    """They had no series until something was pending or paused: a dashboard showed "no
+    data" in the normal case. A known destination (and tenant) with nothing reads 0."""
+    api.tenant("t1", "admin")
+    api.destination("t1", "lms")
+    text = api.client.get("/metrics").text
+    mine = 'destination="lms",tenant="t1"'
+    for line in (
+        f"gradesync_results_pending{{{mine}}} 0.0",
+        f"gradesync_results_oldest_pending_age_seconds{{{mine}}} 0.0",
+        f"gradesync_grades_not_computed{{{mine}}} 0.0",
+        'gradesync_destination_paused{destination="lms",kind="",reason="",tenant="t1"} 0.0',
+        'gradesync_grades_uncomputed{tenant="t1"} 0.0',
+        'gradesync_grades_oldest_uncomputed_age_seconds{tenant="t1"} 0.0',
+    ):
+        assert line in text, line
+
+
 def test_a_pause_is_labelled_by_its_cause_not_its_words(api: ApiEnv) -> None:
     """The label was the pause's text cut at 120 characters: a OneRoster throttle put a
     learner's result id in it, and every new fault's words restarted the alert grouped by it.
@@ -264,7 +282,7 @@ def test_a_pause_is_labelled_by_its_cause_not_its_words(api: ApiEnv) -> None:
         s.labels["destination"]: (s.labels["kind"], s.labels["reason"])
         for family in text_string_to_metric_families(text)
         for s in family.samples
-        if s.name == "gradesync_destination_paused" and s.labels["tenant"] == "t1"
+        if s.name == "gradesync_destination_paused" and s.labels["tenant"] == "t1" and s.value
     }
     assert paused == {"sis": ("timed", "slow_down"), "lms": ("manual", "admin")}
     assert "gs-r-73861aba" not in text and "Ada" not in text
@@ -291,7 +309,7 @@ def test_an_admins_pause_is_labelled_admin_whatever_its_words(api: ApiEnv, timed
             (s.labels["kind"], s.labels["reason"])
             for family in text_string_to_metric_families(api.client.get("/metrics").text)
             for s in family.samples
-            if s.name == "gradesync_destination_paused" and s.labels["tenant"] == "t1"
+            if s.name == "gradesync_destination_paused" and s.labels["tenant"] == "t1" and s.value
         ]
         assert paused == [("timed" if timed else "manual", "admin")], words
     with api.db.uow() as uow:
@@ -301,7 +319,9 @@ def test_an_admins_pause_is_labelled_admin_whatever_its_words(api: ApiEnv, timed
     with api.db.uow() as uow:
         stored = uow.destinations.get("t1", "lms")
     assert stored is not None and stored.pause_reason is None and stored.pause_cause is None
-    assert "gradesync_destination_paused{" not in api.client.get("/metrics").text
+    assert 'gradesync_destination_paused{destination="lms",kind="",reason="",tenant="t1"} 0.0' in (
+        api.client.get("/metrics").text
+    )
 
 
 def test_a_timed_pause_of_a_destination_turned_off_pauses_it_until_then(api: ApiEnv) -> None:

@@ -428,6 +428,7 @@ def _paused_labels(db: Database) -> list[tuple[str, str]]:
         for family in LedgerCollector(db.engine).collect()
         if family.name == "gradesync_destination_paused"
         for s in family.samples
+        if s.value  # not the 0 of a destination not paused
     ]
 
 

@@ -149,10 +149,15 @@ def test_metrics_count_real_deliveries(
     wait_for(lambda: item.scores[kept].score_given == 10.0, "the grade after the resume")
     # the LMS holds the grade a moment before gradesync has written down its answer
     text = wait_for(
-        lambda: (t := scrape(served)) and not samples(t, "gradesync_results_pending", **mine) and t,
+        lambda: (t := scrape(served)) and not value(t, "gradesync_results_pending", **mine) and t,
         "the backlog emptied",
     )
-    assert not samples(text, "gradesync_destination_paused", **mine)
+    # at zero, not gone: a dashboard reads 0, not "no data"
+    assert samples(text, "gradesync_results_pending", **mine) == [(mine, 0.0)]
+    assert samples(text, "gradesync_results_oldest_pending_age_seconds", **mine) == [(mine, 0.0)]
+    assert samples(text, "gradesync_destination_paused", **mine) == [
+        ({**mine, "kind": "", "reason": ""}, 0.0)
+    ]
     # no learner, course or activity id in any label
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -204,4 +209,4 @@ def test_grades_not_worked_out_show_when_no_worker_runs(
         mine = {"tenant": gs.tenant}
         assert value(text, "gradesync_grades_uncomputed", **mine) == 1
         assert value(text, "gradesync_grades_oldest_uncomputed_age_seconds", **mine) >= 0
-        assert not samples(text, "gradesync_results_pending", **mine)
+        assert value(text, "gradesync_results_pending", **mine) == 0

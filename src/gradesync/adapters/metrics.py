@@ -158,12 +158,15 @@ def _utc(at: datetime) -> datetime:
 class LedgerCollector(Collector):
     """Gauges read from the database when scraped:
 
+    Each known destination (tenant for the per-tenant ones) has a series, 0 when it has none.
+
     - `gradesync_results_pending{tenant,destination}`: the backlog (pending or retrying);
     - `gradesync_results_oldest_pending_age_seconds{tenant,destination}`: since the oldest
-      waiting result last changed (became pending, or last failed);
+      waiting result last changed (became pending, or last failed), 0 with none waiting;
     - `gradesync_destination_paused{tenant,destination,kind,reason}`: 1 per paused
-      destination; kind `manual` (paused by a person, until resumed) or `timed` (the
-      remote's Retry-After, the circuit breaker, a misconfiguration, or a timed pause);
+      destination, 0 with empty kind and reason for one not paused; kind `manual` (paused
+      by a person, until resumed) or `timed` (the remote's Retry-After, the circuit
+      breaker, a misconfiguration, or a timed pause);
       reason the pause's cause (`domain.pauses.PauseCause`: admin, slow_down,
       misconfigured, circuit_open), its text being read where operators read details;
     - `gradesync_grades_uncomputed{tenant}` and
@@ -174,8 +177,8 @@ class LedgerCollector(Collector):
       ledger's backlog until worked out, so without these a distributed gradesync with no
       worker running looks idle;
     - `gradesync_grades_not_computed{tenant,destination}`: grades set aside because they could
-      not be worked out from their facts (ledger rows with the reason `compute_failed`), 0 for
-      every other destination: whichever process set them aside (the live worker or a run),
+      not be worked out from their facts (ledger rows with the reason `compute_failed`):
+      whichever process set them aside (the live worker or a run),
       since when, and right from the first one.
     """
 
@@ -237,16 +240,23 @@ class LedgerCollector(Collector):
             .group_by(c.tenant_id, c.destination_id)
         )
         with self.engine.connect() as conn:
-            failed = {(tenant, dest): 0 for tenant, dest in conn.execute(select(d.tenant_id, d.id))}
+            # every known destination (and tenant) has a series, 0 when it has nothing:
+            # a dashboard reads 0, not "no data", and an alert sees the drop to 0
+            known = list(conn.execute(select(d.tenant_id, d.id).order_by(d.tenant_id, d.id)))
+            tenants = conn.execute(select(t.tenants.c.id)).scalars().all()
+            failed = {(tenant, dest): 0 for tenant, dest in known}
             for tenant, dest, n in conn.execute(f):
                 failed[(tenant, dest)] = n
             for (tenant, dest), n in sorted(failed.items()):
                 not_computed.add_metric([tenant, dest], float(n))
+            waiting = {(tenant, dest): (0, None) for tenant, dest in known}
             for tenant, dest, n, since in conn.execute(q):
+                waiting[(tenant, dest)] = (n, since)
+            for (tenant, dest), (n, since) in sorted(waiting.items()):
                 pending.add_metric([tenant, dest], float(n))
-                if since is not None:
-                    age = (now - _utc(since)).total_seconds()
-                    oldest.add_metric([tenant, dest], max(0.0, age))
+                age = 0.0 if since is None else (now - _utc(since)).total_seconds()
+                oldest.add_metric([tenant, dest], max(0.0, age))
+            causes: dict[tuple[str, str], tuple[str, str]] = {}
             for tenant, dest, enabled, until, cause in conn.execute(p):
                 if enabled and (until is None or _utc(until) <= now):
                     continue  # a timed pause that has ended
@@ -254,12 +264,18 @@ class LedgerCollector(Collector):
                 # the cause stored with the pause, not its text: bounded, never a learner's
                 # or result's id, whatever words a person chose. None: a platform registered
                 # with `enabled` false, a person's pause with no words.
-                paused.add_metric([tenant, dest, kind, cause or PauseCause.ADMIN.value], 1.0)
+                causes[(tenant, dest)] = (kind, cause or PauseCause.ADMIN.value)
+            for tenant, dest in known:
+                # not paused: 0 with empty kind and reason, which Prometheus reads as absent
+                kind, reason = causes.get((tenant, dest), ("", ""))
+                paused.add_metric([tenant, dest, kind, reason], 1.0 if kind else 0.0)
+            dirty = {tenant: (0, None) for tenant in tenants}
             for tenant, n, since in conn.execute(u):
+                dirty[tenant] = (n, since)
+            for tenant, (n, since) in sorted(dirty.items()):
                 uncomputed.add_metric([tenant], float(n))
-                if since is not None:
-                    age = (now - _utc(since)).total_seconds()
-                    oldest_uncomputed.add_metric([tenant], max(0.0, age))
+                age = 0.0 if since is None else (now - _utc(since)).total_seconds()
+                oldest_uncomputed.add_metric([tenant], max(0.0, age))
         yield pending
         yield oldest
         yield paused
