@@ -273,6 +273,29 @@ async def test_a_run_whose_worker_died_is_requeued_and_finished(
     assert finished.started_at is not None and finished.started_at <= long_ago  # its first start
 
 
+def test_a_resumed_runs_message_says_it_resumed(harness: Harness, db: Database) -> None:
+    """A run requeued (its database lost, or its worker stopped) kept the message
+    "requeued: ..." while another pass had it back at work: it now says it resumed."""
+    seed(db, learners=1)
+    run, _ = _request(db, harness, Trigger.MANUAL)
+    now = datetime.now(UTC)
+    with db.uow() as uow:
+        uow.runs.claim_next("w1", now, now - timedelta(minutes=1), run_id=run.id)
+        assert uow.runs.requeue_own(run.id, "w1", now, "database lost at 10:00:00 UTC")
+        requeued = uow.runs.get(run.id)
+        assert requeued is not None and requeued.message == (
+            "requeued: database lost at 10:00:00 UTC"
+        )
+        later = now + timedelta(seconds=15)
+        resumed = uow.runs.claim_next("w1", later, later - timedelta(minutes=1), run_id=run.id)
+        uow.commit()
+    assert resumed is not None and resumed.stage is RunStage.COMPUTING
+    assert resumed.message == f"resumed by w1 at {later:%H:%M:%S} UTC"
+    # why it was requeued stays in its history
+    notes = [s.get("note") for s in get_run_stages(db.uow, T, run.id)]
+    assert "database lost at 10:00:00 UTC" in notes and "resumed by w1" in notes
+
+
 async def test_a_destination_without_this_course_finishes_with_a_message(
     harness: Harness, db: Database
 ) -> None:

@@ -211,12 +211,17 @@ class RunRepo(SqlRepo, ports.RunRepo):
                 "at": utc(now).isoformat(),
                 "worker": worker_id,
             }
+            message = r["message"]
             if r["started_at"] is not None:  # taken over from a worker that stopped
                 stage["note"] = f"resumed by {worker_id}"
+                # not "requeued: ..." any more while the run is back at work; why it was
+                # requeued stays in its stage history
+                message = f"resumed by {worker_id} at {utc(now):%H:%M:%S} UTC"
             res = self.conn.execute(
                 update(t.sync_runs)
                 .where(c.id == r["id"], c.stage == RunStage.QUEUED.value)
                 .values(
+                    message=message,
                     stage=RunStage.COMPUTING.value,
                     worker_id=worker_id,
                     heartbeat_at=utc(now),
