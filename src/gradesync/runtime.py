@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from gradesync.adapters.db.database import Database
+from gradesync.adapters.db.database import Database, SchemaNewer
 from gradesync.adapters.db.single_server import DatabaseInUse, ServerLock
 
-__all__ = ["DatabaseInUse", "Runtime"]
+__all__ = ["DatabaseInUse", "Runtime", "SchemaNewer"]
 from gradesync.config import Settings, load_settings
 from gradesync.domain.model import RunStage, SyncRun
 from gradesync.services import runs
@@ -100,6 +100,8 @@ class Runtime:
         db = Database.from_settings(settings)
         if migrate if migrate is not None else db.is_sqlite:
             db.upgrade()
+        elif newer := db.newer_revisions():
+            log.warning("the database schema is newer than this release: %s", ", ".join(newer))
         elif not db.is_up_to_date():
             log.warning("the database schema is behind: run `gradesync db upgrade`")
         return cls(settings=settings, db=db)
@@ -729,7 +731,7 @@ class Runtime:
         """The database's revisions and whether they are the code's, without migrating."""
         db = Database.from_settings(settings or load_settings())
         try:
-            return SchemaState(_revisions(db), db.is_up_to_date())
+            return SchemaState(_revisions(db), db.is_up_to_date(), newer=bool(db.newer_revisions()))
         finally:
             db.dispose()
 
@@ -743,6 +745,9 @@ class Runtime:
         except Exception as exc:  # readiness reports, it does not raise
             return False, {"status": "database unavailable", "detail": type(exc).__name__}
         if not self.db.is_up_to_date():
+            if newer := self.db.newer_revisions():
+                status = f"schema newer than this release ({', '.join(newer)})"
+                return False, {"status": status}
             return False, {"status": "schema behind: run `gradesync db upgrade`"}
         return True, {"status": "ready"}
 
@@ -792,6 +797,7 @@ class SchemaState:
     revisions: list[str]  # sorted; empty before the first migration
     up_to_date: bool
     queue_schema_installed: bool = False  # procrastinate's schema was installed just now
+    newer: bool = False  # at a revision of a newer release, which this one does not know
 
 
 def _revisions(db: Database) -> list[str]:

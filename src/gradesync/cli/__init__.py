@@ -152,9 +152,12 @@ def database_problem(exc: BaseException) -> str | None:
     from sqlalchemy import exc as sa
 
     from gradesync.adapters.queue.procrastinate_app import DatabaseUnavailable
+    from gradesync.runtime import SchemaNewer
 
     if isinstance(exc, DatabaseUnavailable):
         return f"gradesync worker stops: {exc}"
+    if isinstance(exc, SchemaNewer):  # every command: an older release on a newer schema
+        return str(exc)
     if isinstance(exc, sa.ArgumentError | sa.NoSuchModuleError):
         return f"GRADESYNC_DATABASE_URL is not a database URL gradesync can use ({exc})"
     if isinstance(exc, sa.OperationalError | sa.InterfaceError):

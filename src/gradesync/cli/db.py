@@ -37,8 +37,20 @@ def current(as_json: bool = JSON_OUT) -> None:
 
     state = Runtime.schema_state()
     if as_json:
-        print_json({"revisions": list(state.revisions), "up_to_date": state.up_to_date})
+        print_json(
+            {
+                "revisions": list(state.revisions),
+                "up_to_date": state.up_to_date,
+                "newer": state.newer,
+            }
+        )
         return
     cur = ", ".join(state.revisions) or "empty"
-    state_text = "up to date" if state.up_to_date else "behind: run `gradesync db upgrade`"
+    state_text = (
+        "up to date"
+        if state.up_to_date
+        else "newer than this release: run the release that upgraded it"
+        if state.newer
+        else "behind: run `gradesync db upgrade`"
+    )
     console.print(f"{cur} ({state_text})", highlight=False)

@@ -15,6 +15,18 @@ from gradesync.adapters.secretbox import SecretBox
 from gradesync.config import Settings
 
 
+class SchemaNewer(Exception):
+    """The database is at a revision a newer release applied: this release must not run on
+    it, nor migrate it."""
+
+    def __init__(self, revisions: list[str]) -> None:
+        self.revisions = revisions
+        super().__init__(
+            f"the database is at {', '.join(revisions)}, newer than this release's "
+            "migrations: run the release that upgraded it (or restore a backup taken before)"
+        )
+
+
 class Database:
     def __init__(
         self, url: str, secret_key: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10
@@ -96,10 +108,16 @@ class Database:
                     self.box.decrypt(token)
 
     def upgrade(self) -> None:
+        if newer := self.newer_revisions():
+            raise SchemaNewer(newer)
         migrate.upgrade(self.engine)
 
     def is_up_to_date(self) -> bool:
         return migrate.is_up_to_date(self.engine)
+
+    def newer_revisions(self) -> list[str]:
+        """The revisions a newer release applied, which this code does not know."""
+        return sorted(migrate.newer_revisions(self.engine))
 
     def dispose(self) -> None:
         self.engine.dispose()

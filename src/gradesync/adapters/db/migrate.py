@@ -50,5 +50,14 @@ def head_revisions(engine: Engine) -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config(engine)).get_heads())
 
 
+def newer_revisions(engine: Engine) -> set[str]:
+    """The database's revisions this code has no migration for: a newer release upgraded it."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    known = {rev.revision for rev in script.walk_revisions()}
+    return current_revisions(engine) - known
+
+
 def is_up_to_date(engine: Engine) -> bool:
     return current_revisions(engine) == head_revisions(engine)

@@ -1,0 +1,60 @@
+"""An older release on a database a newer release upgraded: `db current` said "behind: run
+`gradesync db upgrade`", /readyz said "schema behind", and that release's `db upgrade`
+failed with Alembic's traceback. Each now says the schema is newer than the release, and a
+command refuses in one line."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from gradesync.config import Settings
+from gradesync.runtime import Runtime
+from gradesync.testing import TEST_SECRET
+from tests.support.cli import GRADESYNC
+
+NEWER = "0999_a_newer_release"
+
+
+def _gradesync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GRADESYNC, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _upgraded_by_a_newer_release(env: dict[str, str]) -> Path:
+    path = Path(env["GRADESYNC_DATABASE_URL"].removeprefix("sqlite:///"))
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = ?", (NEWER,))
+    return path
+
+
+def test_an_older_release_says_the_schema_is_newer(cli_env: dict[str, str]) -> None:
+    _upgraded_by_a_newer_release(cli_env)
+
+    r = _gradesync(cli_env, "db", "current")
+    assert r.returncode == 0, r.stderr
+    assert f"{NEWER} (newer than this release" in r.stdout, r.stdout
+
+    r = _gradesync(cli_env, "db", "upgrade")
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith(f"error: the database is at {NEWER}, newer than"), r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) <= 2, r.stderr
+
+    # serve on SQLite migrates as it starts: it refuses the same way, without a traceback
+    r = _gradesync(cli_env, "serve", "--port", "0")
+    assert r.returncode == 1 and "newer than this release" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_readiness_names_a_newer_schema(cli_env: dict[str, str]) -> None:
+    url = cli_env["GRADESYNC_DATABASE_URL"]
+    runtime = Runtime.create(Settings(database_url=url, secret_key=TEST_SECRET), migrate=False)
+    try:
+        assert runtime.readiness() == (True, {"status": "ready"})
+        _upgraded_by_a_newer_release(cli_env)
+        ready, said = runtime.readiness()
+        assert not ready and said == {"status": f"schema newer than this release ({NEWER})"}
+    finally:
+        runtime.close()
