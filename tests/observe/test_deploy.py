@@ -24,6 +24,8 @@ _NAME = re.compile(r"\bgradesync_[a-z0-9_]+")
 _SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
 _BY = re.compile(r"\bby\s*\(([^)]*)\)")
 _MATCHER = re.compile(r"\{([^}]*)\}")
+# the target labels Prometheus adds to every series it scrapes, `up` included
+_TARGET = {"job", "instance"}
 
 
 def exported(db: Database) -> set[str]:
@@ -53,7 +55,7 @@ def check_expr(expr: str, families: set[str], labels: dict[str, set[str]]) -> li
             problems.append(f"{name} is not exported")
         else:
             used.add(family)
-    known = set().union(*(labels.get(f, set()) for f in used)) | {"le"}
+    known = set().union(*(labels.get(f, set()) for f in used)) | {"le"} | _TARGET
     for group in _BY.findall(expr):
         for label in filter(None, (x.strip() for x in group.split(","))):
             if label not in known:
@@ -75,6 +77,8 @@ def test_alert_rules_load_and_use_exported_metrics(sqlite_db: Database) -> None:
         "GradesyncBacklogGrowing",
         "GradesyncDestinationPaused",
         "GradesyncRejectionRateHigh",
+        "GradesyncDatabaseUnavailable",
+        "GradesyncTargetDown",
     ):
         assert wanted in names
     problems = []

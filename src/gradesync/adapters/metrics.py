@@ -12,6 +12,7 @@ outcomes, route templates and status codes; never a learner, course or activity 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -31,6 +32,9 @@ from gradesync.adapters.collector import frozen_objects
 from gradesync.adapters.db import schema as t
 from gradesync.domain.model import DeliveryState
 from gradesync.domain.pauses import PauseCause
+from gradesync.services.database_lost import database_unavailable, first_line
+
+log = logging.getLogger(__name__)
 
 # `*_created` series double the exposition and tell nothing a scrape's own time does not
 disable_created_metrics()  # type: ignore[no-untyped-call]  # (unannotated upstream)
@@ -47,6 +51,7 @@ LABELS: dict[str, tuple[str, ...]] = {
     "gradesync_grades_uncomputed": ("tenant",),
     "gradesync_grades_oldest_uncomputed_age_seconds": ("tenant",),
     "gradesync_grades_not_computed": _LABELS,
+    "gradesync_database_up": (),
 }
 
 
@@ -179,7 +184,10 @@ class LedgerCollector(Collector):
     - `gradesync_grades_not_computed{tenant,destination}`: grades set aside because they could
       not be worked out from their facts (ledger rows with the reason `compute_failed`):
       whichever process set them aside (the live worker or a run),
-      since when, and right from the first one.
+      since when, and right from the first one;
+    - `gradesync_database_up`: 1 when they were read, 0 when the database could not be read
+      (an outage): that scrape then leaves the gauges above out rather than failing, so the
+      process's own counters are still served and the outage itself is a series.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -217,6 +225,39 @@ class LedgerCollector(Collector):
             "compute_failed), until their facts change or a resync.",
             labels=list(LABELS["gradesync_grades_not_computed"]),
         )
+        up = GaugeMetricFamily(
+            "gradesync_database_up",
+            "1 when this scrape read the gauges from the database, 0 when the database could "
+            "not be read (they are left out of that scrape).",
+        )
+        try:
+            self._read(pending, oldest, paused, uncomputed, oldest_uncomputed, not_computed)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            # one line per scrape, no traceback: an outage is not a bug of the scrape
+            log.warning("metrics: database unavailable (%s); gauges left out", first_line(exc))
+            up.add_metric([], 0.0)
+            yield up
+            return
+        up.add_metric([], 1.0)
+        yield up
+        yield pending
+        yield oldest
+        yield paused
+        yield uncomputed
+        yield oldest_uncomputed
+        yield not_computed
+
+    def _read(
+        self,
+        pending: GaugeMetricFamily,
+        oldest: GaugeMetricFamily,
+        paused: GaugeMetricFamily,
+        uncomputed: GaugeMetricFamily,
+        oldest_uncomputed: GaugeMetricFamily,
+        not_computed: GaugeMetricFamily,
+    ) -> None:
         now = datetime.now(UTC)
         k = t.dirty_keys.c
         # since the first mark: a key marked again while it waits has not been worked out
@@ -276,12 +317,6 @@ class LedgerCollector(Collector):
                 uncomputed.add_metric([tenant], float(n))
                 age = 0.0 if since is None else (now - _utc(since)).total_seconds()
                 oldest_uncomputed.add_metric([tenant], max(0.0, age))
-        yield pending
-        yield oldest
-        yield paused
-        yield uncomputed
-        yield oldest_uncomputed
-        yield not_computed
 
 
 class HeapCollector(Collector):

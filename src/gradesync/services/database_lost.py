@@ -87,3 +87,14 @@ def connection_lost(exc: BaseException) -> bool:
             state = seen.sqlstate
             return state is None or state.startswith("08") or state in _SHUTDOWN
     return False
+
+
+def first_line(exc: BaseException) -> str:
+    """What went wrong in a few words, for a log line without a traceback: the first line of
+    the first error in the chain that says something (a wrapper's may be empty or generic;
+    SQLAlchemy's later lines quote the statement)."""
+    for seen in _chain(exc):
+        text = str(seen).strip()
+        if text and text != "Database error.":
+            return f"{type(seen).__name__}: {text.splitlines()[0]}"
+    return type(exc).__name__
