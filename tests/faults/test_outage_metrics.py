@@ -4,7 +4,6 @@ and on a worker's metrics address alike)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,23 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from gradesync.adapters import metrics
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.metrics_server import MetricsServer
-from gradesync.testing import TEST_SECRET
 from tests.faults.postgres_server import PostgresServer
 from tests.support.api import ApiEnv
 
 pytestmark = [pytest.mark.postgres]
-
-
-@pytest.fixture
-def outage_db(own_postgres: PostgresServer) -> Iterator[Database]:
-    db = Database(own_postgres.new_database(), TEST_SECRET)
-    db.upgrade()
-    try:
-        yield db
-    finally:
-        if not own_postgres.running:
-            own_postgres.start()
-        db.dispose()
 
 
 def _samples(text: str) -> dict[str, float]:

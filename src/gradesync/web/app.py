@@ -18,6 +18,7 @@ from gradesync.web.api import router as api
 from gradesync.web.console import pages as console_pages
 from gradesync.web.console.session import sign_in_from_launch
 from gradesync.web.observe import RequestObserver
+from gradesync.web.unavailable import DatabaseUnavailableAnswer
 
 API_DESCRIPTION = """Grades from where learners earn them into the gradebooks that count (LTI 1.3
 AGS, LTI 1.1 Outcomes, OneRoster 1.2).
@@ -26,7 +27,9 @@ Authenticate with a tenant API key: `Authorization: Bearer gs_...` (create one w
 `gradesync keys create --tenant TENANT --name NAME --scope admin`). Post facts (`/api/v1/ingest`,
 `/api/v1/attempts`); gradesync computes each learner's grade, sends it and records what
 happened (`/api/v1/runs`, `/api/v1/courses/{course_id}/learners/{person_id}/grades`). Bad input
-is answered 422 naming every field and rule at fault, and nothing is stored.
+is answered 422 naming every field and rule at fault, and nothing is stored. While gradesync's
+database cannot be reached, every route answers 503 with `Retry-After`: send the same request
+again (an attempt with the same `source_event_id` is stored once).
 """
 
 DOCS_STATIC = "/docs/static"  # where fastapi-offline serves the API reference's assets
@@ -81,5 +84,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     console_pages.install(
         app, runtime.settings.resolved_secret_key(), https_only=runtime.settings.cookies_secure
     )
+    # added before the observer, so inside it: a 503 is counted and logged like any answer
+    app.add_middleware(DatabaseUnavailableAnswer)
     app.add_middleware(RequestObserver, access_log=runtime.settings.access_log)
     return app

@@ -1,0 +1,77 @@
+"""A request the database cannot serve for now (an outage, a restart, no connection free)
+is answered 503 with `Retry-After`, not a 500: the client should send it again as it was (an
+attempt with the same `source_event_id`), and the log gets one line, not a traceback per
+request. Any other error still reaches the server's handler as a bug.
+
+A plain ASGI middleware inside `RequestObserver`, so the 503 is counted and logged with its
+request id like any answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gradesync.services.database_lost import database_unavailable, first_line
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5  # PostgreSQL restarts in seconds; a failover takes a few more
+
+_DETAIL = (
+    "The database is unavailable for now. Send the same request again after "
+    f"{RETRY_AFTER_SECONDS} s: an attempt with the same source_event_id is stored once."
+)
+
+
+class DatabaseUnavailableAnswer:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started or not database_unavailable(exc):
+                raise
+            log.warning(
+                'database unavailable (%s); answered 503 to "%s %s"',
+                first_line(exc),
+                scope.get("method", ""),
+                scope.get("path", ""),
+            )
+            await _answer_503(scope, send)
+
+
+async def _answer_503(scope: Scope, send: Send) -> None:
+    if str(scope.get("path", "")).startswith("/api/"):
+        body = json.dumps({"detail": _DETAIL}).encode()
+        kind = b"application/json"
+    else:  # the console, LTI launches: a person reads it
+        body = _DETAIL.encode()
+        kind = b"text/plain; charset=utf-8"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", kind),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
