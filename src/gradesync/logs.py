@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gradesync.services import log_context
+from gradesync.services.database_lost import connection_lost
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(context)s"
 
@@ -48,8 +49,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+class LostConnectionFilter(logging.Filter):
+    """Drops procrastinate's lines whose traceback is a lost database connection (its
+    listener's error, its worker stopping on it, a poll failing): `gradesync worker` says the
+    loss in one line of its own (`lost the database (...); reconnecting`) and reconnects, so
+    a traceback there is noise, not news. Its other errors pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("procrastinate") or not record.exc_info:
+            return True
+        exc = record.exc_info[1]
+        return exc is None or not connection_lost(exc)
+
+
 def handler(fmt: str) -> logging.Handler:
     h = logging.StreamHandler()
+    h.addFilter(LostConnectionFilter())
     h.addFilter(ContextFilter())
     h.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     return h

@@ -112,6 +112,8 @@ def test_worker_rides_out_a_database_restart(prepared: Prepared, tmp_path: Path)
             waker.close()
             assert worker.poll() is None, log.read_text()  # still up, not "Stopped worker"
             assert "lost the database" in log.read_text()
+            # said in the worker's lines, not in procrastinate's or the heartbeat's tracebacks
+            assert "Traceback" not in log.read_text(), log.read_text()
     finally:
         stop_workers(worker)
         db.dispose()

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from procrastinate import exceptions as pexc
 
 from gradesync import logs
 from gradesync.adapters.destinations.observed import ObservedClient
@@ -179,3 +181,39 @@ async def test_a_settle_failure_names_no_run_though_a_run_started_the_writer(
         assert "run_id" not in line and "tenant" not in line, line
     finally:
         await writer.stop()
+
+
+def _lost_connection() -> pexc.ConnectorException:
+    try:
+        try:
+            raise psycopg.OperationalError("connection failed: Connection refused")
+        except psycopg.OperationalError as exc:
+            raise pexc.ConnectorException() from exc
+    except pexc.ConnectorException as wrapped:
+        return wrapped
+
+
+def test_procrastinate_s_tracebacks_of_a_lost_connection_are_left_out() -> None:
+    """`gradesync worker` says the loss in one line of its own; procrastinate's listener and
+    worker would each add a traceback of it. Its other errors, and ours, keep theirs."""
+    out = io.StringIO()
+    h = logs.handler("text")
+    assert isinstance(h, logging.StreamHandler)
+    h.setStream(out)
+    worker = logging.getLogger("procrastinate.worker.w1@host")
+    mine = logging.getLogger("gradesync.test")
+    for lg in (worker, mine):
+        lg.addHandler(h)
+        lg.propagate = False
+    try:
+        worker.error("Side task listener failed, stopping worker", exc_info=_lost_connection())
+        worker.error("job failed", exc_info=ValueError("a bug in a task"))
+        mine.error("ours", exc_info=_lost_connection())
+    finally:
+        for lg in (worker, mine):
+            lg.removeHandler(h)
+            lg.propagate = True
+    text = out.getvalue()
+    assert "Side task listener" not in text
+    assert "job failed" in text and "ValueError: a bug in a task" in text
+    assert "ours" in text and text.count("Traceback") == 2

@@ -17,6 +17,7 @@ import psycopg
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
+from gradesync.services.database_lost import database_unavailable, first_line
 from gradesync.services.destination_signals import DestinationSignals
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,15 @@ class DestinationListener:
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             self._pass_on(note.payload)
-            except Exception:
+            except Exception as exc:
                 if self._stop.is_set():
                     break
+                away = database_unavailable(exc)  # one line: the worker says it is lost
                 log.warning(
-                    "listening for destination changes failed; retrying in %g s",
+                    "listening for destination changes failed%s; retrying in %g s",
+                    f": database unavailable ({first_line(exc)})" if away else "",
                     self._retry,
-                    exc_info=True,
+                    exc_info=not away,
                 )
             finally:
                 self.signals.other_processes_heard = False

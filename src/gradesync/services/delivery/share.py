@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
+from gradesync.services.database_lost import database_unavailable, first_line
 from gradesync.services.ports import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -201,8 +202,8 @@ class WorkerShare:
             started = time.monotonic()
             try:
                 live = await asyncio.to_thread(self._write, self.clock.now())
-            except Exception:
-                log.exception("writing the worker heartbeat failed")
+            except Exception as exc:
+                _failed("writing the worker heartbeat", exc)
                 return
             if started - self._beat_started >= self.alive - self.beat:
                 # new, or gone long enough that others may not count it: wait until they
@@ -245,5 +246,14 @@ class WorkerShare:
 
         try:
             await asyncio.to_thread(write)
-        except Exception:
-            log.exception("removing the worker heartbeat failed")
+        except Exception as exc:
+            _failed("removing the worker heartbeat", exc)
+
+
+def _failed(what: str, exc: Exception) -> None:
+    """A database away for now is one line (the worker's own lines say it is lost and when it
+    answers again); anything else is a bug, with its traceback."""
+    if database_unavailable(exc):
+        log.warning("%s: database unavailable (%s)", what, first_line(exc))
+    else:
+        log.error("%s failed", what, exc_info=exc)
