@@ -26,6 +26,7 @@ from gradesync.domain.policy import NoResult
 from gradesync.domain.reasons import Reason
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
+from gradesync.services.database_lost import database_unavailable, first_line
 from gradesync.services.delivery.records import Settlement
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
@@ -63,6 +64,10 @@ class SettleWriter:
         self._flushing = 0  # callers waiting in `flush`: nothing more is coming for them
         self._idle = asyncio.Event()
         self._idle.set()
+        # the last write's error while the database is away (cleared by a write that works),
+        # and an event set whenever the writer goes idle or stumbles on it
+        self._away: Exception | None = None
+        self._news = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._rng = random.Random()
         # results written as delivered, per (tenant, destination), since this process began
@@ -84,13 +89,24 @@ class SettleWriter:
         self.start()
 
     async def flush(self) -> None:
-        """Wait until everything put so far is written (without gathering more first)."""
+        """Wait until everything put so far is written (without gathering more first). While
+        the database is away, raise its error instead of waiting for it: the caller (a
+        delivery pass) stops as on any of its own queries; what is put stays queued and is
+        written once the database answers."""
+        await self._written(raise_away=True)
+
+    async def _written(self, *, raise_away: bool) -> None:
         self._flushing += 1
         self._full.set()
         try:
             while self._queue or not self._idle.is_set():
                 self.start()
-                await self._idle.wait()
+                self._news.clear()
+                await self._news.wait()
+                if raise_away and self._away is not None:
+                    # the write's own error, so callers know it as any lost database (its
+                    # traceback dropped: raised again at each flush, it would only grow)
+                    raise self._away.with_traceback(None)
         finally:
             self._flushing -= 1
 
@@ -100,7 +116,7 @@ class SettleWriter:
         claimed and sent again, so nothing is lost)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._settings.stop_grace.total_seconds()):
-                await self.flush()
+                await self._written(raise_away=False)
         if self._task is not None:
             self._task.cancel()  # a write in flight goes back to the queue
             with contextlib.suppress(asyncio.CancelledError):
@@ -127,6 +143,7 @@ class SettleWriter:
         while True:
             if not self._queue:
                 self._idle.set()
+                self._news.set()
                 self._more.clear()
                 await self._more.wait()
                 continue
@@ -137,14 +154,32 @@ class SettleWriter:
             except asyncio.CancelledError:
                 self._queue = batch + self._queue
                 raise
-            except Exception:
-                # The leases run out and the rows are claimed again: nothing is lost, but
-                # do not spin on a database that is down.
-                log.exception(
-                    "writing %d delivery outcomes failed; they will be retried", len(batch)
-                )
-                await asyncio.sleep(1.0)
+            except Exception as exc:
+                if database_unavailable(exc):
+                    # kept, and written once the database answers: their rows' leases end
+                    # then, and what is still due goes at once, not when the leases run out.
+                    # Redone as is: each outcome is folded into its row re-read under lock,
+                    # so one whose commit did reach the database folds to the same row.
+                    # One line: the worker's own lines say the database is lost.
+                    self._queue = batch + self._queue
+                    self._away = exc
+                    self._news.set()
+                    log.warning(
+                        "writing %d delivery outcomes: database unavailable (%s); retrying",
+                        len(batch),
+                        first_line(exc),
+                    )
+                else:
+                    # let go: the leases run out and the rows are claimed again, so nothing
+                    # is lost, and a write that fails for good cannot hold up the others
+                    log.exception(
+                        "writing %d delivery outcomes failed; their rows are sent again once "
+                        "their leases end",
+                        len(batch),
+                    )
+                await asyncio.sleep(1.0)  # do not spin on a database that is down
                 continue
+            self._away = None
             if self._on_due is not None and (
                 let_go or any(r.state is DeliveryState.PENDING for r in rows)
             ):
