@@ -83,3 +83,16 @@ async def test_the_job_queue_hears_of_a_lost_connection_only() -> None:
         with pytest.raises(pexc.ConnectorException), connector._watching():
             raise pexc.ConnectorException("query failed") from cause
     assert [type(e.__cause__) for e in heard] == [psycopg.errors.AdminShutdown]
+
+
+def test_errors_whose_causes_loop_are_answered_not_walked_for_ever() -> None:
+    # causes set by hand can form a loop; the walk meets each error once and answers
+    first, second = RuntimeError("first"), ValueError("second")
+    first.__cause__, second.__cause__ = second, first
+    assert not database_lost(first)
+    assert not database_unavailable(first)
+    assert not connection_lost(first)
+    second.__context__ = psycopg.OperationalError("connection refused")
+    second.__cause__ = None
+    first.__cause__, second.__context__.__context__ = second, first
+    assert database_unavailable(first)

@@ -24,9 +24,12 @@ def _chain(
     exc: BaseException, step: Callable[[BaseException], BaseException | None] = _cause
 ) -> Iterator[BaseException]:
     """`exc` and the errors that led to it: each one's explicit cause, or else the error it
-    was raised while handling (a wrapper of ours or procrastinate's may hide the driver's)."""
+    was raised while handling (a wrapper of ours or procrastinate's may hide the driver's).
+    Each error once: causes set by hand can loop, and a loop must not hang the worker."""
+    met: set[int] = set()
     seen: BaseException | None = exc
-    while seen is not None:
+    while seen is not None and id(seen) not in met:
+        met.add(id(seen))
         yield seen
         seen = step(seen)
 
