@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -15,7 +15,9 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db.database import Database
-from gradesync.domain.model import LedgerKey
+from gradesync.domain.ledger import Delivered, Rejected
+from gradesync.domain.model import DeliveryState, LedgerKey
+from gradesync.domain.reasons import Reason
 from gradesync.services.clock import SystemClock
 from gradesync.services.delivery import Settlement, SettleWriter
 from gradesync.services.delivery.share import WorkerShare
@@ -98,7 +100,9 @@ async def test_outcomes_the_database_could_not_take_are_written_once_it_answers(
     settings = replace(EngineSettings(), settle_gather=timedelta(0))
     writer = SettleWriter(flaky, SystemClock(), settings, "w:1")
     try:
-        writer.put(Settlement(key, COURSE, None))  # give the lease back
+        writer.put(
+            Settlement(key, COURSE, None, now + timedelta(minutes=10))
+        )  # give the lease back
         with pytest.raises(OperationalError):  # a pass stops as on its own queries
             await writer.flush()
         assert _lease_owners(sqlite_db) == ["w:1"]
@@ -111,3 +115,90 @@ async def test_outcomes_the_database_could_not_take_are_written_once_it_answers(
         "writing 1 delivery outcomes: database unavailable"
     ]
     assert said[0].levelno == logging.WARNING and said[0].exc_info is None
+
+
+class _Away:
+    """A unit-of-work factory that fails while `away` is set, as a database gone for this
+    worker alone (another worker still reaches it)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.away = True
+
+    def __call__(self) -> Any:
+        if self.away:
+            raise _refused()
+        return self.db.uow()
+
+
+def _lease(db: Database, key: LedgerKey) -> tuple[str | None, datetime | None]:
+    with db.uow() as uow:
+        owner = uow.conn.exec_driver_sql("SELECT lease_owner FROM ledger").scalar()
+        until = uow.ledger.get_claimed([key], owner)[key][1] if owner else None
+    return owner, until
+
+
+@pytest.mark.parametrize("next_owner", ["w:2", "w:1"])
+async def test_an_outcome_held_past_its_lease_leaves_the_rows_next_claim_alone(
+    db: Database, next_owner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database is away for longer than the lease: the row is claimed again, by another
+    worker (which sends and settles it delivered) or by this same worker (its new claim
+    still in flight). The outcome held since (a refusal) is then written: it must change
+    neither the row nor the new claim's lease, and that claim settles as its own."""
+    caplog.set_level(logging.INFO, "gradesync.services.delivery.settle")
+    seed(db, learners=1)
+    post(db, None, [("a1", learner(0), 7.0)])
+    engine = Engine(db.uow, SystemClock(), DoubleFactory(), FAST)
+    await engine.process_dirty()
+    await engine.aclose()
+    key = LedgerKey(T, DEST, "a1", learner(0))
+    now = SystemClock().now()
+    first = now - timedelta(seconds=1)  # w:1's claim, its lease run out during the outage
+    with db.uow() as uow:
+        uow.ledger.lease([(key, now)], "w:1", first)
+        uow.commit()
+        sent = uow.ledger.get_keys([key])[key].desired_hash
+
+    settings = replace(EngineSettings(), settle_gather=timedelta(0))
+    away = _Away(db)
+    mine = SettleWriter(away, SystemClock(), settings, "w:1")
+    refused = Rejected(Reason("remote_4xx", "refused"), 422)
+    second = now + timedelta(minutes=2)  # the row's next claim
+    try:
+        mine.put(Settlement(key, COURSE, refused, first, sent_hash=sent, logged=True))
+        with pytest.raises(OperationalError):
+            await mine.flush()
+        with db.uow() as uow:
+            uow.ledger.lease([(key, now)], next_owner, second)
+            uow.commit()
+        if next_owner == "w:2":
+            theirs = SettleWriter(db.uow, SystemClock(), settings, "w:2")
+            theirs.put(Settlement(key, COURSE, Delivered(200), second, sent_hash=sent, logged=True))
+            await theirs.flush()
+            await theirs.stop()
+        with db.uow() as uow:
+            before = uow.ledger.get_keys([key])[key]
+        lease_before = _lease(db, key)
+
+        away.away = False
+        await mine.flush()  # the held refusal, written now: its claim has ended
+        with db.uow() as uow:
+            assert uow.ledger.get_keys([key])[key] == before
+            logged = [e["outcome"] for e in uow.deliveries.for_key(key)]
+        assert logged == ([] if next_owner == "w:1" else ["delivered"])
+        assert _lease(db, key) == lease_before
+        assert mine.claims_ended == 1
+        if next_owner == "w:2":
+            assert before.state is DeliveryState.DELIVERED and lease_before == (None, None)
+        else:
+            assert lease_before == ("w:1", second)
+            # the new claim's own outcome is written, and gives its lease back
+            mine.put(Settlement(key, COURSE, Delivered(200), second, sent_hash=sent))
+            await mine.flush()
+            with db.uow() as uow:
+                assert uow.ledger.get_keys([key])[key].state is DeliveryState.DELIVERED
+            assert _lease(db, key) == (None, None)
+    finally:
+        await mine.stop()
+    assert "1 delivery outcomes not written: their claims ended" in caplog.text

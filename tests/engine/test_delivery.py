@@ -601,7 +601,7 @@ async def test_a_stop_does_not_hang_on_a_database_that_does_not_answer(caplog: A
 
     grace = replace(FAST, stop_grace=timedelta(seconds=0.2))
     writer = SettleWriter(hung, SystemClock(), grace, "w:1")
-    writer.put(Settlement(LedgerKey(T, DEST, "a1", learner(0)), COURSE, None))
+    writer.put(Settlement(LedgerKey(T, DEST, "a1", learner(0)), COURSE, None, SystemClock().now()))
     try:
         await asyncio.wait_for(writer.stop(), DEADLINE)  # a hang fails the test, not the run
         assert entered.is_set()
@@ -624,14 +624,16 @@ async def test_outcomes_gather_for_one_transaction_until_a_batch_is_full(db: Dat
     settings = replace(FAST, settle_gather=timedelta(seconds=600), settle_batch=5)
     writer = SettleWriter(counting, SystemClock(), settings, "w:1")
     for i in range(4):
-        writer.put(Settlement(LedgerKey(T, DEST, "a1", learner(i)), COURSE, None))
+        writer.put(
+            Settlement(LedgerKey(T, DEST, "a1", learner(i)), COURSE, None, SystemClock().now())
+        )
         await asyncio.sleep(0.01)  # the writer runs between the outcomes
         assert opened == [], "a transaction started before the batch was full"
-    writer.put(Settlement(LedgerKey(T, DEST, "a1", learner(4)), COURSE, None))
+    writer.put(Settlement(LedgerKey(T, DEST, "a1", learner(4)), COURSE, None, SystemClock().now()))
     await asyncio.wait_for(writer.flush(), DEADLINE)
     assert opened == [1]
     # a flush (a pass that has sent everything) does not wait for more to gather
-    writer.put(Settlement(LedgerKey(T, DEST, "a1", learner(5)), COURSE, None))
+    writer.put(Settlement(LedgerKey(T, DEST, "a1", learner(5)), COURSE, None, SystemClock().now()))
     await asyncio.sleep(0.01)
     assert opened == [1]
     await asyncio.wait_for(writer.flush(), DEADLINE)
@@ -640,7 +642,7 @@ async def test_outcomes_gather_for_one_transaction_until_a_batch_is_full(db: Dat
     eager = SettleWriter(
         counting, SystemClock(), replace(settings, settle_gather=timedelta(0)), "w:1"
     )
-    eager.put(Settlement(LedgerKey(T, DEST, "a1", learner(9)), COURSE, None))
+    eager.put(Settlement(LedgerKey(T, DEST, "a1", learner(9)), COURSE, None, SystemClock().now()))
     await wait_for_async(lambda: len(opened) == 3, "the outcome written without a flush")
     await writer.stop()
     await eager.stop()

@@ -336,23 +336,30 @@ def test_a_ledger_row_reads_back_every_field_it_was_written_with(db: Database) -
     assert from_row(LedgerRow, raw, key=key) == row
 
 
-def test_ledger_settle_writes_what_a_send_changed_and_gives_back_only_its_own_leases(
+def test_ledger_settle_writes_what_a_send_changed_only_while_its_claim_holds(
     db: Database,
 ) -> None:
     """The settle writer's write: the delivery columns as folded, read back as written; the
-    desired state, course and priority stay as stored; only the owner's lease is given back.
+    desired state, course and priority stay as stored; the claim's lease is given back. A
+    row held by another claim (another worker's, or a later one of the same worker) is left
+    as it is, lease and all, by the settle and by a release.
     On SQLite the desired result is not bound again (one UPDATE of the delivery columns)."""
     seed(db)
     _destinations(db, "lms")
-    mine, theirs = LedgerKey("t1", "lms", "a1", "p1"), LedgerKey("t1", "lms", "a1", "p2")
+    mine, theirs, again = (LedgerKey("t1", "lms", "a1", p) for p in ("p1", "p2", "p3"))
+    until, later_claim = NOW + timedelta(minutes=2), NOW + timedelta(minutes=5, microseconds=3)
     with db.uow() as uow:
-        uow.ledger.save_many([(_pending(mine), "c1"), (_pending(theirs), "c1")], bulk=True)
-        uow.ledger.lease([(mine, NOW)], "w1", NOW + timedelta(minutes=2))
-        uow.ledger.lease([(theirs, NOW)], "w2", NOW + timedelta(minutes=2))
+        uow.ledger.save_many([(_pending(k), "c1") for k in (mine, theirs, again)], bulk=True)
+        uow.ledger.lease([(mine, NOW)], "w1", until)
+        uow.ledger.lease([(theirs, NOW)], "w2", until)
+        uow.ledger.lease([(again, NOW)], "w1", later_claim)
         uow.commit()
+    with db.uow() as uow:
+        held = uow.ledger.get_claimed([mine, theirs, again], "w1")
+    assert {k: u for k, (_, u) in held.items()} == {mine: until, theirs: None, again: later_claim}
     later = NOW + timedelta(seconds=3, microseconds=7)
     with db.uow() as uow:
-        read = uow.ledger.get_keys([mine, theirs], lock=True)
+        read = uow.ledger.get_keys([mine, theirs, again], lock=True)
         settled = {
             mine: replace(
                 read[mine],
@@ -374,18 +381,33 @@ def test_ledger_settle_writes_what_a_send_changed_and_gives_back_only_its_own_le
                 updated_at=later,
                 pending_since=NOW,
             ),
+            again: replace(read[again], state=DeliveryState.REJECTED, updated_at=later),
         }
         with statements(db) as seen:
-            uow.ledger.settle([(r, "c1") for r in settled.values()], "w1")
+            uow.ledger.settle([(r, "c1", until) for r in settled.values()], "w1")
+        uow.ledger.release([(theirs, until), (again, until)], "w1")
         uow.commit()
     if db.engine.dialect.name == "sqlite":
         assert len(seen) == 1 and "desired" not in seen[0], seen
     with db.uow() as uow:
-        assert uow.ledger.get_keys([mine, theirs]) == settled
+        assert uow.ledger.get_keys([mine, theirs, again]) == {
+            mine: settled[mine],
+            theirs: read[theirs],
+            again: read[again],
+        }
     c = text("SELECT person_id, course_id, priority, lease_owner, lease_until FROM ledger")
     with db.engine.connect() as conn:
         got = {r[0]: (r[1], r[2], r[3], r[4] is not None) for r in conn.execute(c)}
-    assert got == {"p1": ("c1", 1, None, False), "p2": ("c1", 1, "w2", True)}
+    assert got == {
+        "p1": ("c1", 1, None, False),
+        "p2": ("c1", 1, "w2", True),
+        "p3": ("c1", 1, "w1", True),
+    }
+    with db.uow() as uow:  # the claim's own release does give its lease back
+        uow.ledger.release([(again, later_claim)], "w1")
+        uow.commit()
+    with db.uow() as uow:
+        assert uow.ledger.get_claimed([again], "w1")[again][1] is None
 
 
 def test_the_delivery_log_stores_a_payload_as_json_would(db: Database) -> None:

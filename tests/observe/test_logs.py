@@ -171,7 +171,9 @@ async def test_a_settle_failure_names_no_run_though_a_run_started_the_writer(
     writer = SettleWriter(gone, SystemClock(), settings, "w:1")
     try:
         with log_context.bound(run_id="run-long-finished", tenant="t1"):
-            writer.put(Settlement(LedgerKey("t1", "lms", "a1", "p1"), "c1", None))
+            writer.put(
+                Settlement(LedgerKey("t1", "lms", "a1", "p1"), "c1", None, SystemClock().now())
+            )
 
         def failed() -> list[dict[str, Any]]:
             return [x for x in captured.lines() if "delivery outcomes failed" in x["message"]]

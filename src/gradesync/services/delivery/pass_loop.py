@@ -255,7 +255,7 @@ class Deliverer:
         courses = {f.course_id for f, _ in stamped}
         self._take_turns(courses)
         mono = time.monotonic()
-        out = [Claimed(f.row, f.course_id, ts, mono, f.priority) for f, ts in stamped]
+        out = [Claimed(f.row, f.course_id, ts, mono, lease_until, f.priority) for f, ts in stamped]
         for c in out:
             gov.add_waiting(c.row.key)
         # rows may be left: the batch was full, or as many courses as one claim serves took
@@ -345,6 +345,7 @@ class Deliverer:
                     c.row.key,
                     c.course_id,
                     outcome,
+                    c.lease_until,
                     sent_hash=c.row.desired_hash,
                     timestamp=c.timestamp,
                     run_id=run_id,
@@ -574,6 +575,7 @@ class Deliverer:
                 c.row.key,
                 c.course_id,
                 outcome,
+                c.lease_until,
                 sent_hash=c.row.desired_hash,
                 timestamp=c.timestamp,
                 payload=payload,

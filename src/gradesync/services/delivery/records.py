@@ -41,6 +41,7 @@ class Claimed:
     course_id: str
     timestamp: datetime  # the score timestamp this send carries
     claimed_at: float  # monotonic, to respect the lease
+    lease_until: datetime  # the claim's lease as written: its settle is fenced to it
     priority: int = 0  # 0: a live grade, 1: a row a run made pending (sent after live ones)
 
 
@@ -50,6 +51,9 @@ class Settlement:
     course_id: str
     # None: only give the lease back; Reason: policy-like skip; else the remote's outcome
     outcome: DeliveryOutcome | Reason | None
+    # the claim's lease as written: the outcome is written only while the row still holds
+    # this lease of this worker (a later claim of the row, by anyone, writes another)
+    lease_until: datetime
     sent_hash: str | None = None
     timestamp: datetime | None = None
     payload: dict[str, Any] | None = None

@@ -72,6 +72,8 @@ class SettleWriter:
         self._rng = random.Random()
         # results written as delivered, per (tenant, destination), since this process began
         self.delivered: Counter[tuple[str, str]] = Counter()
+        # outcomes not written because their claim had ended (`_write`)
+        self.claims_ended = 0
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -199,14 +201,28 @@ class SettleWriter:
         with self._uow_factory() as uow:
             now = self._clock.now()
             keys = sorted({s.key for s in batch}, key=_sort_key)
-            rows = uow.ledger.get_keys(keys, lock=True)
+            claimed = uow.ledger.get_claimed(keys, self._worker_id)
+            rows = {k: row for k, (row, _) in claimed.items()}
             read = dict(rows)
-            writes: dict[LedgerKey, tuple[LedgerRow, str]] = {}
+            writes: dict[LedgerKey, tuple[LedgerRow, str, datetime]] = {}
+            ours: dict[LedgerKey, datetime] = {}  # the claims still held, by key
+            ended = 0
             logs: list[dict[str, Any]] = []
             counted: list[tuple[DeliveryOutcome, LedgerRow, LedgerRow, str | None]] = []
             for s in batch:
-                row = rows.get(s.key)
-                if row is None or s.outcome is None:
+                got = claimed.get(s.key)
+                if got is None:
+                    continue
+                if got[1] != s.lease_until:
+                    # Its claim ended: the lease ran out while the outcome waited (the
+                    # database away) and the row was claimed again, by another worker
+                    # or by this one (a later claim writes a later lease_until): what
+                    # the row holds now is that claim's, not to be overwritten.
+                    ended += 1
+                    continue
+                ours[s.key] = s.lease_until
+                row = rows[s.key]
+                if s.outcome is None:
                     continue
                 new: LedgerRow | None
                 if isinstance(s.outcome, Reason):
@@ -224,29 +240,40 @@ class SettleWriter:
                 if new is None:
                     continue
                 rows[s.key] = new
-                writes[s.key] = (new, s.course_id)
+                writes[s.key] = (new, s.course_id, s.lease_until)
                 if s.logged and not isinstance(s.outcome, Reason):
                     logs.append(_log_entry(s, now))
                     counted.append((s.outcome, row, new, s.sent_hash))
-            # rows written give their lease back in the same upsert; only the others need
-            # a release of their own
-            let_go = [k for k in keys if k not in writes]
+            # rows written give their lease back in the same write; only the others still
+            # held need a release of their own
+            let_go = [(k, until) for k, until in ours.items() if k not in writes]
             # a row keeping the desired state it was read with (every send's outcome) has
-            # only its delivery columns written; a skip (its desired state dropped) all
-            settled: list[tuple[LedgerRow, str]] = []
+            # only its delivery columns written; a skip (its desired state dropped) all.
+            # Each holds this claim's lease, checked above under its lock, so a release
+            # by owner alone (`save_many`) gives back that claim's lease and no other.
+            settled: list[tuple[LedgerRow, str, datetime]] = []
             rewritten: list[tuple[LedgerRow, str]] = []
-            for after, course_id in writes.values():
+            for after, course_id, until in writes.values():
                 was = read[after.key]
-                kept = after.desired is was.desired and after.desired_hash == was.desired_hash
-                (settled if kept else rewritten).append((after, course_id))
+                if after.desired is was.desired and after.desired_hash == was.desired_hash:
+                    settled.append((after, course_id, until))
+                else:
+                    rewritten.append((after, course_id))
             uow.ledger.settle(settled, self._worker_id)
             uow.ledger.save_many(rewritten, release_for=self._worker_id)
             uow.ledger.release(let_go, self._worker_id)
             uow.deliveries.add_many(logs)
             uow.commit()
+        if ended:
+            self.claims_ended += ended
+            log.info(
+                "%d delivery outcomes not written: their claims ended before they could be "
+                "(the rows go, or went, again)",
+                ended,
+            )
         for outcome, before, after, sent in counted:  # once written (a failed write is redone)
             count_outcome(self._meter, outcome, before, after, sent, now)
-        return [r for r, _ in writes.values()], bool(let_go)
+        return [r for r, _, _ in writes.values()], bool(let_go)
 
 
 def _sort_key(k: LedgerKey) -> tuple[str, str, str, str]:

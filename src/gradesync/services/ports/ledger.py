@@ -90,12 +90,19 @@ class LedgerRepo(Protocol):
 
     # the sync engine: row locks, leases, scope summaries
 
-    def settle(self, rows: Sequence[tuple[LedgerRow, str]], owner: str) -> None:
-        """Write settled (row, course) pairs, each read in this transaction under its lock
-        (`get_keys`) and folded with its outcome: only what a settle changes (the state,
-        what was delivered, tries, retry time, reason, the remote's answer, times), not
-        the key, course, desired state or priority as read; and give up the leases `owner`
-        holds on them, as `release` does, in the same write."""
+    def settle(self, rows: Sequence[tuple[LedgerRow, str, datetime]], owner: str) -> None:
+        """Write settled (row, course, the claim's lease_until), each read in this
+        transaction under its lock (`get_keys`) and folded with its outcome: only what a
+        settle changes (the state, what was delivered, tries, retry time, reason, the
+        remote's answer, times), not the key, course, desired state or priority as read;
+        and give back its claim's lease in the same write. A row no longer holding that
+        lease (`owner`, lease_until) is another claim's: it is left as it is."""
+
+    def get_claimed(
+        self, keys: Sequence[LedgerKey], owner: str
+    ) -> dict[LedgerKey, tuple[LedgerRow, datetime | None]]:
+        """Rows of these keys locked as `get_keys(lock=True)` locks them, each with the
+        lease_until of `owner`'s lease on it (run out or not), None when it holds none."""
 
     def get_keys(
         self, keys: Sequence[LedgerKey], *, lock: bool = False
@@ -132,9 +139,10 @@ class LedgerRepo(Protocol):
         timestamp about to be sent, so a send the remote applied before a crash is never
         followed by an older timestamp."""
 
-    def release(self, keys: Sequence[LedgerKey], owner: str) -> None:
-        """Give up the leases `owner` holds on these rows (a lease taken over after expiry
-        belongs to its new holder and is left alone)."""
+    def release(self, claims: Sequence[tuple[LedgerKey, datetime]], owner: str) -> None:
+        """Give up the claims (key, lease_until) `owner` holds: a lease taken over after
+        expiry, by another worker or by `owner` again, is another claim's and is left
+        alone."""
 
     def clear_leases(self, owner: str | None = None) -> int:
         """Drop leases (all, or one holder's): used when the only worker restarts. Returns

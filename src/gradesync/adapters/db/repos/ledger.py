@@ -110,8 +110,15 @@ def _ledger_upsert(dialect: str, columns: tuple[str, ...], release: bool) -> Any
     set_: dict[str, Any] = {
         k: stmt.excluded[k] for k in columns if k not in keys and k != "release_owner"
     }
+    c = t.ledger.c
+    if "lease_until" in columns:
+        # a settle (PostgreSQL): the rows carry their claim's lease; a row is written only
+        # while it still holds that lease, which it gives back
+        x = stmt.excluded
+        set_["lease_owner"] = set_["lease_until"] = None
+        still = (c.lease_owner == x.lease_owner) & (c.lease_until == x.lease_until)
+        return stmt.on_conflict_do_update(index_elements=keys, set_=set_, where=still)
     if release:
-        c = t.ledger.c
         held = c.lease_owner == bindparam("release_owner")  # the existing row's lease
         set_["lease_owner"] = case((held, None), else_=c.lease_owner)
         set_["lease_until"] = case((held, None), else_=c.lease_until)
@@ -151,12 +158,16 @@ def _by_key() -> Any:
 @cache
 def _settle_update() -> Any:
     """SQLite: a settled row's delivery columns (`_SETTLED`, bound by their names) written
-    by its key (`_KEY_PARAMS`), and :release_owner's lease on it given back."""
+    by its key (`_KEY_PARAMS`) while it still holds its claim's lease (:release_owner,
+    :claim_until), which it gives back."""
     c = t.ledger.c
-    held = c.lease_owner == bindparam("release_owner")
-    return _by_key().values(
-        lease_owner=case((held, None), else_=c.lease_owner),
-        lease_until=case((held, None), else_=c.lease_until),
+    return (
+        _by_key()
+        .where(
+            c.lease_owner == bindparam("release_owner"),
+            c.lease_until == bindparam("claim_until"),
+        )
+        .values(lease_owner=None, lease_until=None)
     )
 
 
@@ -396,12 +407,27 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         shared = {"release_owner": release_for} if release_for is not None else None
         execute_rows(self.conn, stmt, values, shared)
 
-    def settle(self, rows: Sequence[tuple[LedgerRow, str]], owner: str) -> None:
+    def settle(self, rows: Sequence[tuple[LedgerRow, str, datetime]], owner: str) -> None:
+        if not rows:
+            return
         if self.postgres:
-            self.save_many(rows, release_for=owner)  # one statement already (arrays)
+            # one statement (arrays), each row with its claim's lease to match
+            values = [
+                {**self._values(r, cid), "lease_owner": owner, "lease_until": utc(until)}
+                for r, cid, until in rows
+            ]
+            last = {_key_tuple(r.key): v for (r, _, _), v in zip(rows, values, strict=True)}
+            stmt = _ledger_upsert("postgresql", tuple(values[0]), False)
+            self.conn.execute(stmt, unnest_params(t.ledger, list(last.values())))
             return
         # SQLite: only the delivery columns, by key. An upsert of the whole row cost twice
-        # as much per row: every column bound again, the desired result re-encoded as JSON
+        # as much per row: every column bound again, the desired result re-encoded as JSON.
+        # The claim's lease is matched as the column stores it (a parameter of the
+        # statement's own is bound as given).
+        stored = t.ledger.c.lease_until.type.dialect_impl(self.conn.dialect).bind_processor(
+            self.conn.dialect
+        )
+        assert stored is not None
         execute_rows(
             self.conn,
             _settle_update(),
@@ -423,8 +449,9 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                     "k_d": r.key.destination_id,
                     "k_a": r.key.activity_id,
                     "k_p": r.key.person_id,
+                    "claim_until": stored(utc(until)),
                 }
-                for r, _ in rows
+                for r, _, until in rows
             ],
             {"release_owner": owner},
         )
@@ -539,21 +566,31 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
     def get_keys(
         self, keys: Sequence[LedgerKey], *, lock: bool = False
     ) -> dict[LedgerKey, LedgerRow]:
+        return {row.key: row for row in map(_ledger_row, self._of_keys(keys, lock))}
+
+    def get_claimed(
+        self, keys: Sequence[LedgerKey], owner: str
+    ) -> dict[LedgerKey, tuple[LedgerRow, datetime | None]]:
+        out: dict[LedgerKey, tuple[LedgerRow, datetime | None]] = {}
+        for r in self._of_keys(keys, True):
+            row = _ledger_row(r)
+            out[row.key] = (row, utc(r["lease_until"]) if r["lease_owner"] == owner else None)
+        return out
+
+    def _of_keys(self, keys: Sequence[LedgerKey], lock: bool) -> Any:
         if not keys:
-            return {}
+            return []
         if self.postgres:
             ordered = [_key_tuple(k) for k in sorted(set(keys), key=_key_tuple)]
             columns = {n: [k[i] for k in ordered] for i, n in enumerate("tdap")}
-            rows = self.conn.execute(_ledger_by_keys(lock), columns).mappings()
-            return {row.key: row for row in map(_ledger_row, rows)}
+            return self.conn.execute(_ledger_by_keys(lock), columns).mappings()
         # SQLite: the keys as one JSON array, one statement whatever they span (a row-value
         # IN, `(a, b, c, d) IN (VALUES ...)`, scans the whole ledger; a statement per
         # activity with its persons in an IN list cost 2.4x the CPU of this for a settle
         # batch spanning activities). No row locks: its write transaction already excludes
         # every other writer.
         wanted = json.dumps([list(_key_tuple(k)) for k in set(keys)])
-        rows = self.conn.execute(_ledger_by_json_keys(), {"keys": wanted}).mappings()
-        return {row.key: row for row in map(_ledger_row, rows)}
+        return self.conn.execute(_ledger_by_json_keys(), {"keys": wanted}).mappings()
 
     def _due_conditions(
         self,
@@ -784,8 +821,8 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             ],
         )
 
-    def release(self, keys: Sequence[LedgerKey], owner: str) -> None:
-        if not keys:
+    def release(self, claims: Sequence[tuple[LedgerKey, datetime]], owner: str) -> None:
+        if not claims:
             return
         c = t.ledger.c
         stmt = (
@@ -796,12 +833,19 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                 c.activity_id == bindparam("k_a"),
                 c.person_id == bindparam("k_p"),
                 c.lease_owner == owner,
+                c.lease_until == bindparam("k_u"),
             )
             .values(lease_owner=None, lease_until=None)
         )
         self.conn.execute(
             stmt,
-            [dict(zip(("k_t", "k_d", "k_a", "k_p"), _key_tuple(k), strict=True)) for k in keys],
+            [
+                {
+                    **dict(zip(("k_t", "k_d", "k_a", "k_p"), _key_tuple(k), strict=True)),
+                    "k_u": utc(u),
+                }
+                for k, u in claims
+            ],
         )
 
     def clear_leases(self, owner: str | None = None) -> int:
