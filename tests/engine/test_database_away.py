@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db.database import Database
-from gradesync.domain.ledger import Delivered, Rejected
+from gradesync.domain.ledger import Delivered, Rejected, RetryLater
 from gradesync.domain.model import DeliveryState, LedgerKey
 from gradesync.domain.reasons import Reason
 from gradesync.services.clock import SystemClock
@@ -201,4 +201,62 @@ async def test_an_outcome_held_past_its_lease_leaves_the_rows_next_claim_alone(
             assert _lease(db, key) == (None, None)
     finally:
         await mine.stop()
-    assert "1 delivery outcomes not written: their claims ended" in caplog.text
+    assert "1 delivery outcomes not written: their claims had ended" in caplog.text
+
+
+class _AnswerLost:
+    """A unit-of-work factory whose first commit reaches the database and then fails, as
+    a connection lost before the server's answer came back."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.lost = 1
+
+    def __call__(self) -> Any:
+        uow = self.db.uow()
+        commit = uow.commit
+
+        def lost_answer() -> None:
+            commit()
+            if self.lost:
+                self.lost -= 1
+                raise _refused()
+
+        uow.commit = lost_answer  # type: ignore[method-assign]
+        return uow
+
+
+async def test_a_write_redone_after_its_commit_did_reach_the_database_adds_nothing(
+    db: Database,
+) -> None:
+    """A commit whose answer was lost is redone as is: it finds its claims ended (their
+    leases given back by that commit) and writes nothing twice: one try, one log line."""
+    seed(db, learners=1)
+    post(db, None, [("a1", learner(0), 7.0)])
+    engine = Engine(db.uow, SystemClock(), DoubleFactory(), FAST)
+    await engine.process_dirty()
+    await engine.aclose()
+    key = LedgerKey(T, DEST, "a1", learner(0))
+    now = SystemClock().now()
+    until = now + timedelta(minutes=2)
+    with db.uow() as uow:
+        uow.ledger.lease([(key, now)], "w:1", until)
+        uow.commit()
+        sent = uow.ledger.get_keys([key])[key].desired_hash
+
+    settings = replace(EngineSettings(), settle_gather=timedelta(0))
+    writer = SettleWriter(_AnswerLost(db), SystemClock(), settings, "w:1")
+    busy = RetryLater(Reason("remote_5xx", "the platform answered 503"))
+    try:
+        writer.put(Settlement(key, COURSE, busy, until, sent_hash=sent, logged=True))
+        with pytest.raises(OperationalError):
+            await writer.flush()
+        await writer.flush()  # redone
+    finally:
+        await writer.stop()
+    with db.uow() as uow:
+        row = uow.ledger.get_keys([key])[key]
+        logged = [e["outcome"] for e in uow.deliveries.for_key(key)]
+    assert (row.state, row.tries, logged) == (DeliveryState.RETRYING, 1, ["retrying"])
+    assert writer.claims_ended == 1
+    assert _lease(db, key) == (None, None)

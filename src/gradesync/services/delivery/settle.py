@@ -160,8 +160,9 @@ class SettleWriter:
                 if database_unavailable(exc):
                     # kept, and written once the database answers: their rows' leases end
                     # then, and what is still due goes at once, not when the leases run out.
-                    # Redone as is: each outcome is folded into its row re-read under lock,
-                    # so one whose commit did reach the database folds to the same row.
+                    # Redone as is: a commit that did reach the database (its answer lost)
+                    # gave its claims' leases back, so the redo finds them ended and writes
+                    # nothing twice (no second log line, no second try counted).
                     # One line: the worker's own lines say the database is lost.
                     self._queue = batch + self._queue
                     self._away = exc
@@ -217,7 +218,8 @@ class SettleWriter:
                     # Its claim ended: the lease ran out while the outcome waited (the
                     # database away) and the row was claimed again, by another worker
                     # or by this one (a later claim writes a later lease_until): what
-                    # the row holds now is that claim's, not to be overwritten.
+                    # the row holds now is that claim's, not to be overwritten. Or this
+                    # is a redo of a write whose commit did reach the database: written.
                     ended += 1
                     continue
                 ours[s.key] = s.lease_until
@@ -267,8 +269,8 @@ class SettleWriter:
         if ended:
             self.claims_ended += ended
             log.info(
-                "%d delivery outcomes not written: their claims ended before they could be "
-                "(the rows go, or went, again)",
+                "%d delivery outcomes not written: their claims had ended (written already, "
+                "or their rows claimed again)",
                 ended,
             )
         for outcome, before, after, sent in counted:  # once written (a failed write is redone)
