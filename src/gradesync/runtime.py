@@ -89,21 +89,34 @@ class Runtime:
         self._attempt_statistics = AttemptStatistics(self.db.uow)
 
     @classmethod
-    def create(cls, settings: Settings | None = None, *, migrate: bool | None = None) -> Runtime:
+    def create(
+        cls, settings: Settings | None = None, *, migrate: bool | None = None, serving: bool = False
+    ) -> Runtime:
         """Build the runtime. Migrations are applied automatically on the embedded SQLite
-        default (nobody else shares that file); on PostgreSQL run `gradesync db upgrade`."""
+        default (nobody else shares that file); on PostgreSQL run `gradesync db upgrade`.
+
+        A process that delivers grades (`serving`: `serve`, `worker`) refuses a schema a
+        newer release upgraded (SchemaNewer): it would compute, claim and settle on tables
+        whose columns it does not know. Other commands only warn, so that `db current` and
+        the like still say what is there."""
         settings = settings or load_settings()
         from gradesync.services.outbound import OutboundPolicy
 
         for warning in OutboundPolicy.allowing(settings.outbound_allowed_networks).warnings():
             log.warning("%s", warning)
         db = Database.from_settings(settings)
-        if migrate if migrate is not None else db.is_sqlite:
-            db.upgrade()
-        elif newer := db.newer_revisions():
-            log.warning("the database schema is newer than this release: %s", ", ".join(newer))
-        elif not db.is_up_to_date():
-            log.warning("the database schema is behind: run `gradesync db upgrade`")
+        try:
+            if migrate if migrate is not None else db.is_sqlite:
+                db.upgrade()
+            elif newer := db.newer_revisions():
+                if serving:
+                    raise SchemaNewer(newer)
+                log.warning("the database schema is newer than this release: %s", ", ".join(newer))
+            elif not db.is_up_to_date():
+                log.warning("the database schema is behind: run `gradesync db upgrade`")
+        except BaseException:
+            db.dispose()
+            raise
         return cls(settings=settings, db=db)
 
     def close(self) -> None:

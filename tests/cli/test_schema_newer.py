@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+from sqlalchemy import text
+
+from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
 from gradesync.runtime import Runtime
 from gradesync.testing import TEST_SECRET
@@ -46,6 +51,43 @@ def test_an_older_release_says_the_schema_is_newer(cli_env: dict[str, str]) -> N
     r = _gradesync(cli_env, "serve", "--port", "0")
     assert r.returncode == 1 and "newer than this release" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.fixture
+def newer_postgres(cli_env: dict[str, str], postgres_db: Database) -> Iterator[dict[str, str]]:
+    """The environment of an older release on a PostgreSQL schema a newer one upgraded; the
+    shared test database gets its own revision back afterwards."""
+    with postgres_db.engine.begin() as conn:
+        (ours,) = conn.execute(text("SELECT version_num FROM alembic_version")).one()
+        conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": NEWER})
+    try:
+        yield {**cli_env, "GRADESYNC_DATABASE_URL": postgres_db.url}
+    finally:
+        with postgres_db.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": ours})
+
+
+@pytest.mark.parametrize("command", [["worker"], ["serve", "--port", "0"]])
+def test_an_older_release_does_not_deliver_on_a_newer_postgres_schema(
+    newer_postgres: dict[str, str], command: list[str]
+) -> None:
+    # before, it warned and went on: computing, claiming and settling on unknown columns
+    r = _gradesync(newer_postgres, *command)
+    assert r.returncode == 1, r.stderr
+    error = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert error == [
+        f"error: the database is at {NEWER}, newer than this release's migrations: "
+        "run the release that upgraded it (or restore a backup taken before)"
+    ], r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_an_older_release_still_reads_a_newer_postgres_schema(
+    newer_postgres: dict[str, str],
+) -> None:
+    r = _gradesync(newer_postgres, "db", "current")
+    assert r.returncode == 0, r.stderr
+    assert f"{NEWER} (newer than this release" in r.stdout, r.stdout
 
 
 def test_readiness_names_a_newer_schema(cli_env: dict[str, str]) -> None:

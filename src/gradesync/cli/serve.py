@@ -77,7 +77,7 @@ def serve(
     from gradesync.runtime import DatabaseInUse, Runtime
     from gradesync.web.app import create_app
 
-    runtime = Runtime.create(settings)
+    runtime = Runtime.create(settings, serving=True)
     try:
         runtime.db.check_secret_key()  # another key than the stored secrets': refuse now
         runtime.claim_database()

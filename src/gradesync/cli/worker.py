@@ -54,7 +54,7 @@ def worker(
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
     raise_open_files_limit()  # a pool per platform: see gradesync.adapters.open_files
-    runtime = Runtime.create(settings)
+    runtime = Runtime.create(settings, serving=True)
     if runtime.on_sqlite:
         raise bad_input(
             problem(
