@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from enum import Enum
 from functools import cache
 from typing import Any
 
@@ -126,7 +127,8 @@ def _ledger_upsert(dialect: str, columns: tuple[str, ...], release: bool) -> Any
 
 
 # What settling a send changes in a row (`domain.ledger.after_delivery`, `reconcile` with
-# no result): never its key, course, desired state or priority
+# no result): never its key, course, desired state or priority. SQLite's settle writes
+# these and no others (`_settled`)
 _SETTLED = (
     "state",
     "delivered_hash",
@@ -142,6 +144,22 @@ _SETTLED = (
     "pending_since",
 )
 _KEY_PARAMS = ("k_t", "k_d", "k_a", "k_p")
+
+
+def _settled(r: LedgerRow) -> dict[str, Any]:
+    """The `_SETTLED` columns of `r` as bound parameters (an enum as its value, a time in
+    UTC, as `mapping.to_row` stores them) and its key as `_KEY_PARAMS`."""
+    values: dict[str, Any] = {}
+    for name in _SETTLED:
+        v = getattr(r, name)
+        if isinstance(v, Enum):
+            v = v.value
+        elif isinstance(v, datetime):
+            v = utc(v)
+        values[name] = v
+    k = r.key
+    values.update(k_t=k.tenant_id, k_d=k.destination_id, k_a=k.activity_id, k_p=k.person_id)
+    return values
 
 
 @cache
@@ -431,28 +449,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         execute_rows(
             self.conn,
             _settle_update(),
-            [
-                {
-                    "state": r.state.value,
-                    "delivered_hash": r.delivered_hash,
-                    "delivered_at": utc(r.delivered_at),
-                    "last_timestamp": utc(r.last_timestamp),
-                    "tries": r.tries,
-                    "next_attempt_at": utc(r.next_attempt_at),
-                    "reason_code": r.reason_code,
-                    "reason_text": r.reason_text,
-                    "remote_status": r.remote_status,
-                    "remote_message": r.remote_message,
-                    "updated_at": utc(r.updated_at),
-                    "pending_since": utc(r.pending_since),
-                    "k_t": r.key.tenant_id,
-                    "k_d": r.key.destination_id,
-                    "k_a": r.key.activity_id,
-                    "k_p": r.key.person_id,
-                    "claim_until": stored(utc(until)),
-                }
-                for r, _, until in rows
-            ],
+            [_settled(r) | {"claim_until": stored(utc(until))} for r, _, until in rows],
             {"release_owner": owner},
         )
 
