@@ -152,7 +152,7 @@ class Settings(BaseSettings):
         """The key that encrypts secrets at rest. Generated and stored once when absent."""
         key, unsaved = self.secret_key_or_new()
         if unsaved is not None:
-            self.keep_secret_key(key, unsaved)
+            key = self.keep_secret_key(key, unsaved)
         return key
 
     def secret_key_or_new(self) -> tuple[str, Path | None]:
@@ -167,16 +167,28 @@ class Settings(BaseSettings):
             return path.read_text().strip(), None
         return secrets.token_urlsafe(32), path
 
-    def keep_secret_key(self, key: str, path: Path) -> None:
+    def keep_secret_key(self, key: str, path: Path) -> str:
+        """Store `key` in `path` and return it; or, when another process started at the same
+        time kept its own first, return that one (`key` is dropped): both must use one key."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key)
+        # written whole under a name of its own, then linked in place: the link fails when
+        # the file is there already, and nobody reads a key file half written
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(key)
+            os.link(draft, path)
+        except FileExistsError:
+            return path.read_text().strip()
+        finally:
+            draft.unlink(missing_ok=True)
         log.warning(
             "GRADESYNC_SECRET_KEY is not set: generated one and stored it in %s. "
             "Back it up; without it stored secrets cannot be decrypted.",
             path,
         )
+        return key
 
 
 def host_and_port(address: str, field: str = "worker_metrics_address") -> tuple[str, int]:

@@ -51,10 +51,13 @@ class Database:
             # it decrypts nothing, and a stray key file would pass for the deployment's
             try:
                 db.check_secret_key()
+                kept = settings.keep_secret_key(key, unsaved)
+                if kept != key:  # another process starting at the same time kept its key
+                    db.box = SecretBox(kept)
+                    db.check_secret_key()
             except BaseException:
                 db.dispose()
                 raise
-            settings.keep_secret_key(key, unsaved)
         return db
 
     @property
