@@ -156,6 +156,18 @@ def test_dashboard_uses_exported_metrics_in_consistent_colours(sqlite_db: Databa
     assert colours["delivered"] == {"green"} and colours["rejected"] == {"red"}
 
 
+def test_what_lists_paused_destinations_keeps_only_the_paused() -> None:
+    """`gradesync_destination_paused` has a 0 series for every destination not paused: an
+    alert or panel on it that does not keep the 1s (`== 1`) lists every destination."""
+    rules = yaml.safe_load(ALERTS.read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    exprs += _exprs(json.loads(DASHBOARD.read_text()))
+    on_paused = [e for e in exprs if "gradesync_destination_paused" in e]
+    assert len(on_paused) >= 2, on_paused  # the alert and the dashboard's table
+    for expr in on_paused:
+        assert re.search(r"(==\s*1|>\s*0)\s*$", expr.strip()), expr
+
+
 def test_the_metrics_table_in_the_docs_gives_each_family_its_labels(sqlite_db: Database) -> None:
     """docs/operations.md's table of metrics is what queries are written from: each family it
     names is exported, with exactly the labels it lists."""
