@@ -479,3 +479,12 @@ def test_a_refusal_of_another_student_whose_id_contains_the_learners_is_not_thei
     assert not matched("w5-s12", "no such student w5-s12.").passed
     assert not matched("urn:sis:7", "student urn:sis:7: unknown").passed
     assert matched("urn:sis:7", "student urn:sis:77: unknown").passed
+    # a SIS that names the student only by the request's URL: whole path segments
+    url = "404 Not Found: /ims/oneroster/rostering/v1p2/students/s1"
+    assert not matched("s1", url).passed
+    assert not matched("s1", f"GET https://sis.example{url[15:]}?fields=x: unknown").passed
+    assert not matched("x/s1", "not found: https://sis.example/students/x%2Fs1.").passed
+    for student in ("s12", "S1", "v1p2/s1", "x/s1"):
+        assert matched(student, url).passed, student
+    assert matched("s1", "404 Not Found: /students/x%2Fs1").passed
+    assert matched("s1", "student_s1 unknown").passed  # not the id whole

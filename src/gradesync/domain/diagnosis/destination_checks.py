@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.course_connection import not_connected
@@ -137,10 +138,31 @@ def unknown_student(df: DestinationFacts) -> str | None:
 def names_id(said: str, sourced_id: str) -> bool:
     """Whether a message names this id whole and exactly: a refusal of student 's12' does
     not name 's1' (nor 'S1'). The id ends where a character that cannot continue it does;
-    '.', ':' and '/' continue it only when more of the id follows (a sentence's full stop)."""
+    '.', ':' and '/' continue it only when more of the id follows (a sentence's full stop).
+    A SIS may name the student only by the request's URL: there the id is whole segments of
+    the path ('.../students/s1'), percent-encoded or not."""
     before = r"(?<![\w-])(?<![\w-][.:/])"
     after = r"(?![\w-])(?![.:/][\w-])"
-    return re.search(before + re.escape(sourced_id) + after, said) is not None
+    if re.search(before + re.escape(sourced_id) + after, said) is not None:
+        return True
+    return any(_in_path(m.group(1), sourced_id) for m in _URL_PATH.finditer(said))
+
+
+# a URL's path, or a path standing alone ('/students/s1' after a space, a quote or a bracket);
+# it ends at its query, its fragment, a space or a closing quote or bracket
+_URL_PATH = re.compile(r"(?:[A-Za-z][\w+.-]*://[^/\s?#]*|(?<![^\s\"'(<\[]))(/[^\s?#\"'<>()\[\]]+)")
+
+
+def _in_path(path: str, sourced_id: str) -> bool:
+    """Whether the id is one or more whole segments of the path (an id may hold '/')."""
+    parts = sourced_id.split("/")
+    for p in {path, path.rstrip(".,;:!")}:  # a sentence's stop after the URL is not the id's
+        segments = [unquote(s) for s in p.split("/")]
+        if sourced_id in segments:
+            return True
+        if any(segments[i : i + len(parts)] == parts for i in range(len(segments))):
+            return True
+    return False
 
 
 def map_student_remedy(d: Destination, person_id: str) -> str:
