@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from gradesync.domain import remedies
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.diagnosis import (
     Check,
@@ -437,6 +438,12 @@ def test_a_student_the_sis_does_not_have_fails_the_matching_check_once() -> None
     assert "no student 'w5-ghost'" in delivered.evidence
     assert delivered.remedy == matched.remedy
     assert summary.count("does not exist") == 1
+    # an instructor, who cannot run the command, reads what to ask for, on both checks
+    for check in (matched, delivered):
+        assert check.remedy is not None
+        assert remedies.for_instructor(check.remedy_code, check.remedy) == (
+            "Ask a gradesync administrator to link the learner to their student in the SIS."
+        )
     # once linked to another student, the old refusal is no longer this learner's matching
     matched, delivered, _ = diagnose("w5-s3")
     assert matched.passed and "w5-s3" in matched.evidence

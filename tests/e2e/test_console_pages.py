@@ -907,6 +907,34 @@ def test_a_course_not_connected_to_the_gradebook_shown_says_so_in_every_cell(
     assert "Not worked out yet" in page and "Sync now works it out" in page
 
 
+def test_the_diagnosis_page_tells_an_instructor_who_does_what_each_check_needs(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """An instructor cannot run the commands the checks' remedies name: the diagnosis page
+    says what to ask an administrator for, by the check (as the grid's cell does), not the
+    general words for every check."""
+    c, runtime = app_client
+    now = runtime.clock.now()
+    with runtime.db.uow() as uow:
+        sis = Destination("t1", "sis", DestinationKind.ONEROSTER_CSV, "District SIS")
+        uow.destinations.upsert(replace(sis, enabled=False, pause_reason="term closed"), now)
+        uow.activities.upsert(Activity("t1", "q3", "bio", "Quiz 3", 10.0))
+        uow.people.upsert(Person("t1", "ada", "Ada L"))
+        uow.enrollments.upsert(Enrollment("t1", "bio", "ada"))
+        uow.attempts.add(Attempt("t1", "evt-3", "q3", "ada", 8.5, 10.0, now), now)
+        uow.commit()
+    pair = {"course": "bio", "activity": "q3", "person": "ada"}
+    _login(c, "ins", "/console/courses/bio")
+    page = unescape(c.get("/console/diagnosis", params=pair).text)
+    assert "Ask a gradesync administrator to map this course to its SIS class." in page
+    assert "Ask a gradesync administrator to fix what paused this destination" in page
+    assert "gradesync sis map-class" not in page and "destinations resume" not in page
+    # an administrator reads the commands themselves
+    _login(c, "ada", "/console/courses/bio")
+    page = unescape(c.get("/console/diagnosis", params=pair).text)
+    assert "gradesync sis map-class sis bio" in page and "gradesync destinations resume" in page
+
+
 def test_sync_now_says_at_once_that_a_gradebook_of_the_course_is_paused(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

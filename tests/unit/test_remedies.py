@@ -3,8 +3,12 @@ cannot run gives way to who can do it; other words stay."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from gradesync.cli import app
 from gradesync.domain import remedies
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.diagnosis.checks import Check
 
 
 def test_every_command_of_the_command_line_is_recognised() -> None:
@@ -62,3 +66,40 @@ def test_a_course_not_mapped_to_a_sis_class_is_said_to_an_instructor_without_com
         "Algebra is not connected to District SIS: it is not mapped to a SIS class, so no grade "
         "of it is sent there. Ask a gradesync administrator to map this course to its SIS class."
     )
+
+
+def test_a_diagnosis_remedy_naming_a_command_is_said_by_its_check_to_an_instructor() -> None:
+    """Each diagnosis check whose remedy names a command has words of its own, by the check's
+    code, or by the reason behind it when the check has several causes."""
+    from datetime import UTC, datetime
+
+    from gradesync.domain.diagnosis.checks import CheckCode, DestinationFacts
+    from gradesync.domain.diagnosis.destination_checks import (
+        course_link_check,
+        destination_ready_check,
+    )
+    from gradesync.domain.model import Course, CourseLink, Destination, DestinationKind
+
+    course = Course("t", "c1", "Algebra")
+    sis = Destination("t", "sis", DestinationKind.ONEROSTER_CSV, "District SIS")
+    lms = Destination("t", "lms", DestinationKind.LTI13_AGS, "Canvas")
+
+    def said(check: Check) -> str:
+        assert check.remedy is not None and remedies.names_command(check.remedy)
+        return remedies.for_instructor(check.remedy_code, check.remedy)
+
+    def facts(d: Destination, link: CourseLink | None = None) -> DestinationFacts:
+        return DestinationFacts(d, Capabilities(), link, None, None, (), None)
+
+    at_sis = course_link_check(facts(sis), course)
+    assert said(at_sis) == f"{remedies.ASK} map this course to its SIS class."
+    no_scope = course_link_check(facts(lms, CourseLink("t", "lms", "c1", "")), course)
+    assert said(no_scope) == remedies.FOR_INSTRUCTORS["no_grade_scope"]
+    paused = destination_ready_check(
+        replace(sis, enabled=False), Capabilities(), datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    assert said(paused) == f"{remedies.ASK} fix what paused this destination, then resume it."
+    # the words kept by a check's code are for codes that exist
+    codes = {c.value for c in CheckCode}
+    named = set(remedies.FOR_INSTRUCTORS) & codes
+    assert named == {"destination_ready", "grade_scope", "matched_in_sis"}

@@ -40,15 +40,23 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 SEPARATOR = " — "  # between what happened and the remedy (delivery.failures.reason_of)
 
 ASK = "Ask a gradesync administrator to"
+_GRADE_SCOPE = (
+    f"{ASK} enable Assignment and Grade Services (the score and line item scopes) for "
+    "gradesync's registration in the LMS."
+)
 # per reason code, what an administrator does, as an instructor asks for it
 FOR_INSTRUCTORS: dict[str, str] = {
     PassbackRule.CLASS_NOT_MAPPED.value: f"{ASK} map this course to its SIS class.",
     PassbackRule.NOT_SELECTED.value: f"{ASK} tick 'Sync to SIS' for this activity.",
     PassbackRule.NOT_POSTED.value: f"{ASK} post this activity's grades to the SIS.",
-    "no_grade_scope": f"{ASK} enable Assignment and Grade Services (the score and line item "
-    "scopes) for gradesync's registration in the LMS.",
+    "no_grade_scope": _GRADE_SCOPE,
     "bad_credentials": f"{ASK} check this gradebook connection's key and secret.",
     "bad_configuration": f"{ASK} check this gradebook connection's settings.",
+    # the diagnosis's checks (CheckCode, named here as text: the diagnosis imports this module)
+    # whose remedies name a command; a check with several causes names its reason instead
+    "destination_ready": f"{ASK} fix what paused this destination, then resume it.",
+    "grade_scope": _GRADE_SCOPE,
+    "matched_in_sis": f"{ASK} link the learner to their student in the SIS.",
 }
 GENERAL = (
     f"{ASK} fix this (it needs their tools); tell them the learner, the activity and this message."

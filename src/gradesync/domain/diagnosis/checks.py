@@ -97,6 +97,13 @@ class Check:
     # not passed because a person chose so (sync turned off, a practice item): the grade is
     # not sent, and nothing is broken
     excluded: bool = False
+    # the reason code behind the remedy when the check's code does not tell it (one check,
+    # several causes): what `remedies.for_instructor` says to an instructor goes by it
+    reason: str | None = None
+
+    @property
+    def remedy_code(self) -> str:
+        return self.reason or self.code
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -298,7 +298,13 @@ def course_link_check(df: DestinationFacts, course: Course) -> Check:
     if link is None or not link.remote_id:
         missing = not_connected(course, d, link)
         return Check(
-            CheckCode.COURSE_CONNECTED, name, False, missing.evidence, missing.remedy, d.id
+            CheckCode.COURSE_CONNECTED,
+            name,
+            False,
+            missing.evidence,
+            missing.remedy,
+            d.id,
+            reason=missing.code,
         )
     if d.kind in SIS_KINDS:
         return _sis_class_check(link, name, d.id)
@@ -462,6 +468,7 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             f"{df.person_link.remote_id!r}.",
             map_student_remedy(d, df.person_link.person_id),
             d.id,
+            reason=CheckCode.MATCHED_IN_SIS,
         )
     if row.state is DeliveryState.RETRYING:
         return Check(
@@ -472,6 +479,7 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             f"{when(row.next_attempt_at)}.{remote}",
             cause[1] if cause else "gradesync retries by itself; see the reason.",
             d.id,
+            reason=row.reason_code,
         )
     if row.state is DeliveryState.REJECTED:
         title = f"{cause[0]}. " if cause else ""
@@ -487,6 +495,7 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             f"{answered(said)}",
             cause[1] if cause else "Fix what the destination's message says, then resync.",
             d.id,
+            reason=row.reason_code,
         )
     # SKIPPED
     if row.reason_code in BY_DESIGN:
@@ -499,6 +508,7 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             f"Left out on purpose ({row.reason_code}): {row.reason_text or ''}",
             TO_INCLUDE.get(row.reason_code or ""),
             d.id,
+            reason=row.reason_code,
             excluded=True,
         )
     return Check(
@@ -508,6 +518,7 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
         f"Nothing is sent ({row.reason_code}): {row.reason_text or ''}",
         cause[1] if cause else None,
         d.id,
+        reason=row.reason_code,
     )
 
 

@@ -36,7 +36,7 @@ def run_checks(
     if not instructor:
         return d
     fit = [
-        replace(c, remedy=remedies.for_instructor(None, c.remedy)) if c.remedy else c
+        replace(c, remedy=remedies.for_instructor(c.remedy_code, c.remedy)) if c.remedy else c
         for c in d.checks
     ]
     return replace(d, checks=tuple(fit))
