@@ -69,6 +69,21 @@ def test_the_api_removes_it_and_names_one_not_there(api: ApiEnv) -> None:
     assert _problems(r) == [("section_id", "nul_character")]
 
 
+def test_a_section_id_holding_a_slash_is_unmapped_through_the_api(api: ApiEnv) -> None:
+    """A section id may hold '/' (a sourcedId rule allows it), and one can be mapped from
+    the body: the URL gives it percent-encoded, or as it is."""
+    admin = _files(api)
+    classes = "/sis/connections/sis/classes/c1"
+    for given in ("sec%2Fb", "sec/b"):
+        body = {"class_id": "cls-2", "section_id": "sec/b", "new_section": True}
+        assert admin.put(classes, json=body).status_code == 200
+        r = admin.delete(f"{classes}/sections/{given}")
+        assert r.status_code == 200, (given, r.text)
+        assert "sections" not in r.json()["data"]
+        r = admin.delete(f"{classes}/sections/{given}")
+        assert r.status_code == 404 and r.json() == {"detail": "section mapping not found"}
+
+
 def test_the_cli_unmaps_a_section(
     api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

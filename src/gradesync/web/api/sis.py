@@ -291,7 +291,8 @@ async def put_class(
     return class_out(link, shared_class_warning(body.class_id, sharing))
 
 
-@router.delete("/connections/{destination_id}/classes/{course_id}/sections/{section_id}")
+# `:path`: a section id may hold '/' (`sec%2Fb`); no other route lies under `.../sections/`
+@router.delete("/connections/{destination_id}/classes/{course_id}/sections/{section_id:path}")
 def delete_section(
     destination_id: str,
     course_id: str,
