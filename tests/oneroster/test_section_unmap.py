@@ -84,6 +84,24 @@ def test_a_section_id_holding_a_slash_is_unmapped_through_the_api(api: ApiEnv) -
         assert r.status_code == 404 and r.json() == {"detail": "section mapping not found"}
 
 
+def test_a_path_course_id_is_checked_by_the_rule_of_ids_and_changes_nothing(
+    api: ApiEnv,
+) -> None:
+    """A NUL in the URL's course id reached PostgreSQL (a 500 there, a 404 elsewhere)."""
+    admin = _files(api)
+    with api.db.uow() as uow:
+        before = uow.links.course("t1", "sis", "c1")
+    r = admin.delete("/sis/connections/sis/classes/c%001/sections/sec-b")
+    assert _problems(r) == [("course_id", "nul_character")]
+    assert r.json()["detail"][0]["loc"][0] == "path"
+    r = admin.put("/sis/connections/sis/classes/c%001", json={"class_id": "cls-9"})
+    assert _problems(r) == [("course_id", "nul_character")]
+    r = admin.put("/sis/connections/sis/classes/" + "c" * 256, json={"class_id": "cls-9"})
+    assert _problems(r) == [("course_id", "too_long")]
+    with api.db.uow() as uow:
+        assert uow.links.course("t1", "sis", "c1") == before
+
+
 def test_the_cli_unmaps_a_section(
     api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

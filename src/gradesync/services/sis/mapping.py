@@ -67,6 +67,7 @@ def map_class(
     activities are computed for the (new) class and sent; `waker` (when given) has a worker
     do it now."""
     problems = Problems()
+    problems.items += id_problems("course_id", course_id, "The course id")
     problems.items += class_id_problems(class_id)
     problems.items += sis_id_problems(
         "school_id", school_id, "The SIS school sourcedId", required=False
@@ -148,6 +149,7 @@ def unmap_section(
     own is NotFound ("section mapping"). Returns the course's mapping now; `waker` (when
     given) has a worker send at once."""
     problems = Problems()
+    problems.items += id_problems("course_id", course_id, "The course id")
     problems.items += sis_id_problems("section_id", section_id, "The section id")
     problems.raise_any()
     with uow_factory() as uow:
