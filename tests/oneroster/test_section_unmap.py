@@ -102,6 +102,20 @@ def test_a_path_course_id_is_checked_by_the_rule_of_ids_and_changes_nothing(
         assert uow.links.course("t1", "sis", "c1") == before
 
 
+def test_a_new_section_without_its_section_is_refused(api: ApiEnv) -> None:
+    """`new_section: true` (`--new-section`) with no section_id was ignored: the course's
+    own class was mapped again instead."""
+    admin = _files(api)
+    with api.db.uow() as uow:
+        before = uow.links.course("t1", "sis", "c1")
+    body = {"class_id": "cls-2", "new_section": True}
+    r = admin.put("/sis/connections/sis/classes/c1", json=body)
+    assert _problems(r) == [("new_section", "requires_section")]
+    assert "section_id" in r.json()["detail"][0]["msg"]
+    with api.db.uow() as uow:
+        assert uow.links.course("t1", "sis", "c1") == before
+
+
 def test_the_cli_unmaps_a_section(
     api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -74,6 +74,12 @@ def map_class(
     )
     if section_id is not None:
         problems.items += sis_id_problems("section_id", section_id, "The section id")
+    elif new_section:
+        problems.add(
+            "new_section",
+            "requires_section",
+            "A new section is mapped with its section_id (--section); none was given.",
+        )
     start = problems.check(lambda: _date("term_start", term_start))
     end = problems.check(lambda: _date("term_end", term_end))
     if start and end and start > end:
