@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,33 @@ def test_instructor_syncs_and_finds_why_a_grade_was_rejected(
         expect(cell.locator(".why")).to_be_visible()
         page.set_viewport_size({"width": 1200, "height": 900})
         page.screenshot(path=str(Path(shots) / "course-page.png"), full_page=True)
+
+
+def test_an_instructor_reads_on_the_diagnosis_page_what_to_ask_an_administrator(
+    page: Any, live_console: LiveConsole, school: School
+) -> None:
+    """A paused gradebook's remedy is a command (`gradesync destinations resume`) an
+    instructor cannot run: they read what to ask an administrator for, by the check."""
+    rt = live_console.runtime
+    with rt.db.uow() as uow:
+        lms = uow.destinations.get(TENANT, "lms")
+        assert lms is not None
+        uow.destinations.upsert(
+            replace(lms, enabled=False, pause_reason="term closed"), datetime.now(UTC)
+        )
+        uow.commit()
+    sign_in(page, live_console, *INSTRUCTOR)
+    page.goto(
+        live_console.url(
+            f"/console/diagnosis?course={school.course_id}&activity=cells&person=u-ada"
+        )
+    )
+    ready = page.locator("ol.checks > li.check-bad").filter(has_text="Sandbox LMS")
+    expect(ready.first).to_contain_text("Paused: term closed")
+    expect(ready.first).to_contain_text(
+        "Ask a gradesync administrator to fix what paused this destination, then resume it."
+    )
+    expect(page.locator("ol.checks")).not_to_contain_text("gradesync destinations resume")
 
 
 def test_recent_syncs_shows_the_run_finished_without_a_reload(
