@@ -188,13 +188,15 @@ def unmap_section(
                 moved.add(person_id)
         touch_items(uow, tenant_id, destination_id, course_id)
         keys = [k for k in _ticked_keys(uow, tenant_id, destination_id, course_id) if k[3] in moved]
-        # the same results, for another class: a recompute alone would find nothing changed
-        _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys)
         if keys:
             uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
+        # the same results, for another class: a recompute alone would find nothing changed
+        resent = _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys)
         uow.commit()
     if waker is not None and keys:
         waker.wake_keys()
+    if waker is not None and resent:
+        waker.wake_delivery()  # rows reopened as they were: no recompute sends them
     return link
 
 
@@ -274,14 +276,19 @@ def map_student(
             if own.course_id is not None and own.remote_id != student_id:
                 uow.links.save_person(replace(own, remote_id=student_id))
         keys = _person_ticked_keys(uow, tenant_id, destination_id, person_id)
-        if any(own.remote_id != student_id for own in before):
-            courses = _person_sis_courses(uow, tenant_id, destination_id, person_id)
-            _send_to_new_student(uow, tenant_id, destination_id, courses, {person_id}, keys)
         if keys:
             uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
+        resent = 0
+        if any(own.remote_id != student_id for own in before):
+            courses = _person_sis_courses(uow, tenant_id, destination_id, person_id)
+            resent = _send_to_new_student(
+                uow, tenant_id, destination_id, courses, {person_id}, keys
+            )
         uow.commit()
     if waker is not None and keys:
         waker.wake_keys()
+    if waker is not None and resent:
+        waker.wake_delivery()  # rows reopened as they were: no recompute sends them
     return link
 
 
@@ -292,20 +299,24 @@ def _send_to_new_student(
     courses: Collection[str],
     people: Collection[str],
     keys: list[DirtyKey],
-) -> None:
-    """Learners now linked to another SIS student (or, their section unmapped, another
-    class): their results go to the new student.
+) -> int:
+    """Learners now linked to another SIS student (or, their section unmapped or changed,
+    another class): their results go to the new student (or class).
     In the ticked activities (`keys`), what the SIS refused, or kept failing, for the old
     one is tried again at once, and what it took for the old one (another student's record)
     is sent again. Their desired results did not change, so a recompute alone would leave
     every row as it was. A refusal of the column's own (COLUMN_RULES: not the student's)
     stays. Every other row of theirs at this SIS in `courses` (held for Post grades, skipped)
     forgets what it delivered, so it is sent when it goes, never taken as already there.
-    What the old student's record holds is left there: it may be a real student's."""
+    What the old student's record holds is left there: it may be a real student's.
+    Returns how many rows it reopened: a recompute leaves them as they are, so only a wake of
+    the delivery sends them at once. Call it once `keys` are marked: a worker computing them
+    locks their dirty rows before their ledger rows, and the same order deadlocks with none."""
     if not people:
-        return
+        return 0
     wanted = {(k[1], k[2], k[3]) for k in keys}
     writes = []
+    reopened_rows = 0
     for course_id in sorted(courses):
         for (activity_id, person_id), r in uow.ledger.get_many(
             tenant_id, destination_id, course_id
@@ -322,6 +333,7 @@ def _send_to_new_student(
             if (course_id, activity_id, person_id) in wanted and sendable:
                 # the new student's record holds nothing of ours
                 r = replace(reopened(r), delivered_hash=None)
+                reopened_rows += 1
             elif r.delivered_hash is not None:
                 r = replace(r, delivered_hash=None)
             else:
@@ -329,6 +341,7 @@ def _send_to_new_student(
             writes.append((r, course_id))
     if writes:
         uow.ledger.save_many(writes)
+    return reopened_rows
 
 
 def _person_sis_courses(
@@ -386,7 +399,9 @@ def map_course_students(
     naming that class. The results of the course's ticked activities are computed again, for
     this destination only, for the learners whose student (or section's class) is new or
     changed, and sent; what the SIS refused for a learner's former student goes back to
-    pending for the new one (as `map_student`). `waker` (when given) has a worker do it now."""
+    pending for the new one (as `map_student`), and a learner now in another class (a change
+    of section) has what was sent to the old one sent to the new one at once (as
+    `unmap_section`). `waker` (when given) has a worker do it now."""
     report = RosterMapping()
     with uow_factory() as uow:
         sis_destination(uow, tenant_id, destination_id)
@@ -404,7 +419,7 @@ def map_course_students(
         people = uow.people.get_many(tenant_id, [e.person_id for e in enrollments])
         before = uow.links.people(tenant_id, destination_id, course_id)
         relinked: set[str] = set()  # learners whose student or class in the SIS changed
-        moved: set[str] = set()  # of them, learners linked to another student than before
+        moved: set[str] = set()  # of them, learners linked to another student or class
         for e in enrollments:
             general = uow.links.person(tenant_id, destination_id, e.person_id)
             person = people.get(e.person_id)
@@ -425,7 +440,11 @@ def map_course_students(
             was = before.get(e.person_id)  # its course's own link, else the general one
             if was is None or (was.remote_id, was.data) != (student, data):
                 relinked.add(e.person_id)
-            if was is not None and was.remote_id != student:
+            # a new class (their section's, or the course's) holds nothing of theirs yet
+            if was is not None and (
+                was.remote_id != student
+                or (was.data.get("class") or course.remote_id) != (klass or course.remote_id)
+            ):
                 moved.add(e.person_id)
         # only the learners linked anew: the others' results would come out the same
         keys = (
@@ -433,12 +452,14 @@ def map_course_students(
             if relinked
             else []
         )
-        _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys)
         if keys:
             uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
+        resent = _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys)
         uow.commit()
     if waker is not None and keys:
         waker.wake_keys()
+    if waker is not None and resent:
+        waker.wake_delivery()  # rows reopened as they were: no recompute sends them
     return report
 
 
