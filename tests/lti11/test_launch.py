@@ -598,3 +598,49 @@ def test_a_launch_logged_at_debug_holds_no_learner_data(
         assert len(learner) >= 3, form["params"]  # the sandbox sends no lis_person_sourcedid
         for key, value in learner.items():
             assert value not in logged and quote(value, safe="") not in logged, key
+
+
+@pytest.mark.parametrize("bad", ["res\x00ult-7", "res\x0bult-7", "result-7\x1b[0m"])
+def test_a_result_id_with_a_control_character_is_not_kept_and_the_learner_is_told(
+    lms: RunningSandbox, gradesync: Gradesync, bad: str
+) -> None:
+    """A `lis_result_sourcedid` with a NUL (PostgreSQL stores none) or another control
+    character (no XML request can carry it) was kept as the learner's result id: a NUL made
+    the launch fail, another made every grade request for the learner invalid. The launch
+    goes on as one with no result id, and says why no grade can be returned."""
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    learner = c.learners[0]
+    form = signed_launch(lms, c, learner, "rl-bad", gradesync.launch_url)
+    params = dict(form["params"], lis_result_sourcedid=bad, roles="")
+    signed = _sign(params, gradesync.launch_url, c.consumer_key, SECRET)
+
+    response = post_launch({"url": gradesync.launch_url, "params": signed})
+
+    assert response.status_code == 200, response.text
+    assert "lis_result_sourcedid" in response.text and "control character" in response.text
+    assert "no grade can be returned" in response.text
+    with gradesync.db.uow() as uow:
+        item = uow.links.item("t1", "lms11", "rl-bad")
+        enrollment = uow.enrollments.get("t1", c.course, learner)
+        plink = uow.links.person("t1", "lms11", learner, c.course)
+        [launch] = uow.launches.records_for_person("t1", learner)
+    assert item is not None and "sourcedids" not in item.data
+    assert plink is None or "sourcedids" not in plink.data
+    # no role given: a launch the LMS expects a grade for is still a learner's
+    assert enrollment is not None and enrollment.role is Role.LEARNER
+    assert "lis_result_sourcedid" not in launch.claims
+
+    # a result id an earlier launch gave stays in use
+    assert post_launch(form).status_code == 200
+    again = post_launch(
+        {
+            "url": gradesync.launch_url,
+            "params": _sign(params, gradesync.launch_url, c.consumer_key, SECRET),
+        }
+    )
+    assert again.status_code == 200 and "no grade can be returned" in again.text
+    with gradesync.db.uow() as uow:
+        item = uow.links.item("t1", "lms11", "rl-bad")
+    assert item is not None
+    assert item.data["sourcedids"] == {learner: form["params"]["lis_result_sourcedid"]}

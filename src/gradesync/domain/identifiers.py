@@ -50,6 +50,16 @@ def sis_id_problems(
     return problems
 
 
+def control_character(value: str) -> str | None:
+    """The first control character of `value` (NUL, C0, DEL or C1), as U+XXXX; None when it
+    has none. An LTI 1.1 result id holding one cannot go back in a grade request (XML 1.0
+    carries no NUL nor most of C0) and a NUL cannot be stored on PostgreSQL."""
+    if "\x00" in value:
+        return "U+0000"
+    found = _CONTROL.search(value)
+    return f"U+{ord(found[0]):04X}" if found else None
+
+
 def is_sis_id(value: str | None) -> bool:
     """Whether `value` may stand as a SIS sourcedId (a launch's `lis_person_sourcedid` that
     may not is left out, not refused: the launch goes on)."""

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from gradesync.domain.identifiers import MAX_ID
+from gradesync.domain.identifiers import MAX_ID, control_character
 from gradesync.domain.model import Role
 from gradesync.lti.lti11_verify import TIMESTAMP_WINDOW, LaunchRefused, verify_signed_request
 from gradesync.services.ingest import MAX_TITLE
@@ -155,7 +155,11 @@ def read_launch(
     link_id = _param(params, "resource_link_id")
     assert user_id and context_id and link_id
     activity_id = _param(params, "custom_activity_id", required=False) or link_id
-    sourcedid = _param(params, "lis_result_sourcedid", required=False)
+    sent_sourcedid = _param(params, "lis_result_sourcedid", required=False)
+    # a result id no grade request can carry is not kept: the launch goes on as one without
+    # any and says so (refusing it would keep the learner out of the activity)
+    bad = control_character(sent_sourcedid) if sent_sourcedid else None
+    sourcedid = None if bad else sent_sourcedid
     outcome_url = _param(params, "lis_outcome_service_url", required=False)
     if sourcedid and not outcome_url:
         raise LaunchRefused(
@@ -184,7 +188,8 @@ def read_launch(
         activity_id=activity_id,
         sourcedid=sourcedid,
         outcome_url=outcome_url,
-        role=role_from_lti11(params.get("roles", ""), graded=bool(sourcedid)),
+        # the LMS expects a grade all the same: with no role given, a learner's launch
+        role=role_from_lti11(params.get("roles", ""), graded=bool(sent_sourcedid)),
         roles=[r.strip() for r in params.get("roles", "").split(",") if r.strip()],
         course_title=(
             params.get("context_title") or params.get("context_label") or context_id
@@ -196,8 +201,14 @@ def read_launch(
         claims={
             k: v
             for k, v in params.items()
-            if not k.startswith("oauth_") or k == "oauth_consumer_key"
+            if (not k.startswith("oauth_") or k == "oauth_consumer_key")
+            and not (bad and k == "lis_result_sourcedid")
         },
+        sourcedid_problem=(
+            f"lis_result_sourcedid: holds a control character ({bad}) [control_character]"
+            if bad
+            else None
+        ),
     )
 
 
@@ -322,7 +333,12 @@ async def lti11_launch(request: Request) -> Response:
         # The reason names the field; secrets and signatures are never in it.
         log.info("LTI 1.1 launch refused: %s", exc)
         return _page(exc.status, "Launch refused", str(exc))
-    if record.role is Role.LEARNER and not record.graded:
+    if record.role is Role.LEARNER and record.sourcedid_problem:
+        text = (
+            f"The LMS sent a result id gradesync cannot use ({record.sourcedid_problem}), so "
+            "no grade can be returned for this launch: report it to the LMS's administrator."
+        )
+    elif record.role is Role.LEARNER and not record.graded:
         text = (
             "The LMS did not send a result id with this launch, so it does not expect a grade: "
             "make the link a graded assignment in the LMS for grades to sync."

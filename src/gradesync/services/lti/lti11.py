@@ -123,6 +123,8 @@ class Lti11Launch:
     sis_id: str | None
     resource_link_title: str | None
     claims: dict[str, Any]  # the form without its signature, kept with the launch record
+    # why the result id the LMS sent is not kept (`sourcedid` is then None), for the learner
+    sourcedid_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,7 @@ class Lti11Recorded:
     resource_link_id: str
     role: Role
     graded: bool  # the LMS sent a result id: grades for this learner can be sent
+    sourcedid_problem: str | None = None  # the one it sent cannot be used (`Lti11Launch`)
 
 
 # Rejections a launch cures: the LMS has now said where this activity's (or learner's) grade
@@ -338,6 +341,7 @@ def record_launch(
         resource_link_id=link_id,
         role=launch.role,
         graded=bool(sourcedid),
+        sourcedid_problem=launch.sourcedid_problem,
     )
 
 
