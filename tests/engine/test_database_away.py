@@ -260,3 +260,47 @@ async def test_a_write_redone_after_its_commit_did_reach_the_database_adds_nothi
     assert (row.state, row.tries, logged) == (DeliveryState.RETRYING, 1, ["retrying"])
     assert writer.claims_ended == 1
     assert _lease(db, key) == (None, None)
+
+
+def _no_such_table(db: Database) -> OperationalError:
+    """SQLite's own error for a table missing (a schema behind the code): not an outage."""
+    try:
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT * FROM nowhere")
+    except OperationalError as exc:
+        return exc
+    raise AssertionError("a table that does not exist was read")
+
+
+async def test_outcomes_failing_for_another_database_error_are_let_go(
+    sqlite_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kept, they would fail at every try and stop every pass at its flush: let go, their
+    rows' leases run out and they are sent again."""
+    seed(sqlite_db, learners=1)
+    post(sqlite_db, None, [("a1", learner(0), 7.0)])
+    engine = Engine(sqlite_db.uow, SystemClock(), DoubleFactory(), FAST)
+    await engine.process_dirty()
+    await engine.aclose()
+    key = LedgerKey(T, DEST, "a1", learner(0))
+    now = SystemClock().now()
+    with sqlite_db.uow() as uow:
+        uow.ledger.lease([(key, now)], "w:1", now + timedelta(minutes=10))
+        uow.commit()
+
+    flaky = _Flaky(sqlite_db, _no_such_table(sqlite_db))
+    settings = replace(EngineSettings(), settle_gather=timedelta(0))
+    writer = SettleWriter(flaky, SystemClock(), settings, "w:1")
+    try:
+        writer.put(Settlement(key, COURSE, None, now + timedelta(minutes=10)))
+        await writer.flush()  # not raised: let go, not kept
+        assert not flaky.errors
+        await writer.flush()  # nothing kept to write again
+    finally:
+        await writer.stop()
+    assert _lease_owners(sqlite_db) == ["w:1"]  # its lease runs out, as before
+    said = [r for r in caplog.records if r.name == "gradesync.services.delivery.settle"]
+    assert [r.getMessage() for r in said] == [
+        "writing 1 delivery outcomes failed; their rows are sent again once their leases end"
+    ]
+    assert said[0].levelno == logging.ERROR and said[0].exc_info is not None

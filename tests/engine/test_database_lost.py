@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import psycopg
 import psycopg.errors
+import psycopg_pool
 import pytest
 from procrastinate import exceptions as pexc
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as QueuePoolTimeout
 
 from gradesync.adapters.queue.procrastinate_app import _WatchedConnector
 from gradesync.services.database_lost import (
     connection_lost,
     database_lost,
+    database_outage,
     database_unavailable,
 )
 
@@ -96,3 +100,79 @@ def test_errors_whose_causes_loop_are_answered_not_walked_for_ever() -> None:
     second.__cause__ = None
     first.__cause__, second.__context__.__context__ = second, first
     assert database_unavailable(first)
+
+
+def _sqlite_error(path: Path, *statements: str) -> sqlite3.OperationalError:
+    """SQLite's own error (with its result code) for the last of `statements`, run on a
+    second connection while a first one holds the write lock."""
+    holder = sqlite3.connect(path, timeout=0, isolation_level=None)
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        holder.execute("CREATE TABLE IF NOT EXISTS t (x)")
+        holder.execute("BEGIN IMMEDIATE")
+        for sql in statements:
+            other.execute(sql)
+    except sqlite3.OperationalError as exc:
+        return exc
+    finally:
+        holder.close()
+        other.close()
+    raise AssertionError(f"{statements} did not fail")
+
+
+def test_an_outage_is_a_database_out_of_reach_not_an_error_about_the_work(
+    tmp_path: Path,
+) -> None:
+    """A 503, `gradesync_database_up 0` and outcomes kept for later are for an outage only: a
+    schema behind, a full disk or a cancelled statement fails the same way when retried."""
+    busy = _sqlite_error(tmp_path / "db", "BEGIN IMMEDIATE")
+    assert busy.sqlite_errorcode == sqlite3.SQLITE_BUSY
+    for out in (
+        psycopg.OperationalError("connection refused"),
+        psycopg.errors.AdminShutdown(),
+        psycopg_pool.PoolTimeout("couldn't get a connection after 30.00 sec"),
+        OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed")),
+        QueuePoolTimeout("QueuePool limit of size 5 overflow 10 reached"),
+        OperationalError("BEGIN IMMEDIATE", {}, busy),
+        # our write gate's, built by hand without a result code
+        OperationalError("BEGIN", {}, sqlite3.OperationalError("database is locked (waited)")),
+    ):
+        assert database_outage(out), out
+    missing = _sqlite_error(tmp_path / "db", "SELECT * FROM nowhere")
+    for error_about_the_work in (
+        OperationalError("SELECT ...", {}, missing),
+        OperationalError("INSERT ...", {}, sqlite3.OperationalError("database or disk is full")),
+        OperationalError("UPDATE ...", {}, psycopg.errors.QueryCanceled()),
+        psycopg.errors.DeadlockDetected(),
+        psycopg.errors.LockNotAvailable(),
+        IntegrityError("INSERT ...", {}, psycopg.IntegrityError("dup")),
+        ValueError("bad input"),
+    ):
+        assert not database_outage(error_about_the_work), error_about_the_work
+    # SQLite's schema error still holds a compute batch back (it is no grade's fault)
+    assert database_unavailable(OperationalError("SELECT ...", {}, missing))
+
+
+def test_an_outage_is_one_an_error_was_raised_from_not_one_it_was_handling() -> None:
+    refused = OperationalError("SELECT 1", {}, psycopg.OperationalError("refused"))
+    try:
+        try:
+            raise refused
+        except OperationalError as exc:
+            raise RuntimeError("reading the ledger") from exc
+    except RuntimeError as wrapped:
+        assert database_outage(wrapped)
+    try:
+        try:
+            raise refused
+        except OperationalError:
+            raise KeyError("a bug while handling it")  # noqa: B904
+    except KeyError as bug:
+        assert not database_outage(bug)
+        assert database_unavailable(bug)  # the broad question walks it
+
+
+def test_causes_that_loop_end_the_outage_walk() -> None:
+    first, second = RuntimeError("first"), ValueError("second")
+    first.__cause__, second.__cause__ = second, first
+    assert not database_outage(first)

@@ -32,7 +32,7 @@ from gradesync.adapters.collector import frozen_objects
 from gradesync.adapters.db import schema as t
 from gradesync.domain.model import DeliveryState
 from gradesync.domain.pauses import PauseCause
-from gradesync.services.database_lost import database_unavailable, first_line
+from gradesync.services.database_lost import database_outage, first_line
 
 log = logging.getLogger(__name__)
 
@@ -228,13 +228,13 @@ class LedgerCollector(Collector):
         up = GaugeMetricFamily(
             "gradesync_database_up",
             "1 when this scrape read the gauges from the database, 0 when the database could "
-            "not be read (they are left out of that scrape).",
+            "not be reached (they are left out of that scrape).",
         )
         try:
             self._read(pending, oldest, paused, uncomputed, oldest_uncomputed, not_computed)
         except Exception as exc:
-            if not database_unavailable(exc):
-                raise
+            if not database_outage(exc):
+                raise  # a schema behind, a full disk: a bug's 500 with its traceback
             # one line per scrape, no traceback: an outage is not a bug of the scrape
             log.warning("metrics: database unavailable (%s); gauges left out", first_line(exc))
             up.add_metric([], 0.0)

@@ -66,9 +66,12 @@ def database_unavailable(exc: BaseException) -> bool:
     refused, the database busy or locked, a transaction given up on a conflict or a deadlock,
     no connection free in the pool (SQLAlchemy's OperationalError, InterfaceError and pool
     TimeoutError, and the drivers' own), anywhere in the chain of causes. Work that hit it
-    is tried again as it is. A statement the database refused (a constraint, a value the
-    column cannot hold, a missing column or grant) is not this: it may be the work's own,
-    and tried again as it is it would fail for ever."""
+    is rolled back and tried again later as it is. A statement the database refused (a
+    constraint, a value the column cannot hold, a missing grant) is not this: it may be the
+    work's own, and tried again as it is it would fail for ever. SQLite also reports a table
+    or column missing, a read-only or full disk and a damaged file as operational errors:
+    those count here (they are not one grade's fault) but are no outage, so nothing answers
+    "retry" for them: `database_outage` is that question."""
     return any(isinstance(seen, _UNAVAILABLE) for seen in _chain(exc))
 
 
@@ -87,9 +90,62 @@ def connection_lost(exc: BaseException) -> bool:
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:
             return True
         if isinstance(seen, psycopg.OperationalError):
-            state = seen.sqlstate
-            return state is None or state.startswith("08") or state in _SHUTDOWN
+            return _gone(seen)
     return False
+
+
+def _gone(exc: psycopg.OperationalError) -> bool:
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _SHUTDOWN
+
+
+def _explicit(exc: BaseException) -> BaseException | None:
+    """The error `exc` was raised from on purpose: SQLAlchemy's wrapper's driver error, or
+    else `raise ... from`'s cause. Never the error it was merely raised while handling: a bug
+    in an `except` block for an outage is a bug, not an outage."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return exc.orig
+    return exc.__cause__
+
+
+# SQLite's primary result codes for a file another connection holds (sqlite_errorcode may be
+# an extended code: its low byte is the primary one)
+_SQLITE_HELD = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_SQLITE_HELD_SAYS = ("database is locked", "database table is locked")
+
+
+def _held(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_HELD
+    # an error built by hand, like our write gate's, has no code, only SQLite's words
+    return str(exc).startswith(_SQLITE_HELD_SAYS)
+
+
+def _out_itself(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, SqlAlchemyTimeout):  # no connection free in the pool
+        return True
+    if isinstance(exc, psycopg.OperationalError):  # psycopg_pool's PoolTimeout included
+        return _gone(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        return _held(exc)
+    return False
+
+
+def database_outage(exc: BaseException) -> bool:
+    """True only when the database cannot take any work for now, whatever the work: its
+    connection lost or refused (a restart, a failover, a network cut), no connection free in
+    the pool, or SQLite's file held by another writer past the busy timeout. The request or
+    write met it would go through as it is once the database answers: a 503 to retry, a
+    `gradesync_database_up` of 0, outcomes kept to be written later.
+
+    Not an error the database gave about this work: SQLite's "no such table" (a schema
+    behind), a read-only or full disk, a malformed file; PostgreSQL's cancelled statement,
+    deadlock or lock timeout. `database_unavailable` counts those too, for work that is rolled
+    back and tried again later anyway. Only explicit causes are followed (see `_explicit`)."""
+    return any(_out_itself(seen) for seen in _chain(exc, _explicit))
 
 
 def first_line(exc: BaseException) -> str:

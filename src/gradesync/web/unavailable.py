@@ -1,7 +1,9 @@
-"""A request the database cannot serve for now (an outage, a restart, no connection free)
-is answered 503 with `Retry-After`, not a 500: the client should send it again as it was (an
-attempt with the same `source_event_id`), and the log gets one line, not a traceback per
-request. Any other error still reaches the server's handler as a bug.
+"""A request the database cannot serve for now (an outage, a restart, no connection free,
+SQLite's file held by another writer) is answered 503 with `Retry-After`, not a 500: the
+client should send it again as it was (an attempt with the same `source_event_id`), and the
+log gets one line, not a traceback per request. Any other error still reaches the server's
+handler as a bug, the database's own about this request included (a missing table, a full
+disk, a cancelled statement): sent again, it would fail again.
 
 A plain ASGI middleware inside `RequestObserver`, so the 503 is counted and logged with its
 request id like any answer.
@@ -14,7 +16,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gradesync.services.database_lost import database_unavailable, first_line
+from gradesync.services.database_lost import database_outage, first_line
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class DatabaseUnavailableAnswer:
         try:
             await self.app(scope, receive, watch)
         except Exception as exc:
-            if started or not database_unavailable(exc):
+            if started or not database_outage(exc):
                 raise
             log.warning(
                 'database unavailable (%s); answered 503 to "%s %s"',

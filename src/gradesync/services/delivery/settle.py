@@ -26,7 +26,7 @@ from gradesync.domain.policy import NoResult
 from gradesync.domain.reasons import Reason
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
-from gradesync.services.database_lost import database_unavailable, first_line
+from gradesync.services.database_lost import database_outage, first_line
 from gradesync.services.delivery.records import Settlement
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
@@ -157,9 +157,11 @@ class SettleWriter:
                 self._queue = batch + self._queue
                 raise
             except Exception as exc:
-                if database_unavailable(exc):
-                    # kept, and written once the database answers: their rows' leases end
-                    # then, and what is still due goes at once, not when the leases run out.
+                if database_outage(exc):
+                    # the database out of reach: kept, and written once it answers (their
+                    # rows' leases end then, and what is still due goes at once, not when the
+                    # leases run out). Only an outage: an error about this write (a schema
+                    # behind, a full disk) would fail for ever and stop every pass's flush.
                     # Redone as is: a commit that did reach the database (its answer lost)
                     # gave its claims' leases back, so the redo finds them ended and writes
                     # nothing twice (no second log line, no second try counted).
@@ -175,6 +177,7 @@ class SettleWriter:
                 else:
                     # let go: the leases run out and the rows are claimed again, so nothing
                     # is lost, and a write that fails for good cannot hold up the others
+                    self._away = None  # the database answered, with an error of this write
                     log.exception(
                         "writing %d delivery outcomes failed; their rows are sent again once "
                         "their leases end",
