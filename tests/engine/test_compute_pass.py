@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy.exc import OperationalError
 
@@ -28,12 +30,28 @@ from gradesync.testing import DEADLINE, DoubleFactory
 from .conftest import FAST, ledger, post, seed
 
 
+def _dropped() -> OperationalError:
+    return OperationalError(
+        "INSERT INTO ledger", {}, psycopg.OperationalError("server closed the connection")
+    )
+
+
+def _no_table() -> OperationalError:
+    """SQLite's error for a schema behind the code: the batch is rolled back too, but it is
+    not an outage."""
+    return OperationalError("INSERT INTO ledger", {}, sqlite3.OperationalError("no such table"))
+
+
 class LostMidBatch:
     """The database goes away while the first batch writes its rows: that write waits until
-    `lose()`, then fails as a dropped connection does. Later batches write as usual. Counts
-    the batches writing at once."""
+    `lose()`, then fails as a dropped connection does (or with `error`). Later batches write
+    as usual. Counts the batches writing at once."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        error: Callable[[], OperationalError] = _dropped,
+    ) -> None:
         self.writing = threading.Event()
         self._lost = threading.Event()
         self._guard = threading.Lock()
@@ -50,9 +68,7 @@ class LostMidBatch:
                 if first:
                     self.writing.set()
                     self._lost.wait(DEADLINE)
-                    raise OperationalError(
-                        "INSERT INTO ledger", {}, Exception("server closed the connection")
-                    )
+                    raise error()
                 return real(repo, rows, **kw)
             finally:
                 with self._guard:
@@ -92,8 +108,36 @@ async def test_a_pass_whose_caller_is_cancelled_holds_the_lock_until_its_batch_e
         # the aborted pass, whose caller was gone, says how it ended
         said = [r.getMessage() for r in caplog.records]
         assert [m for m in said if m.startswith("computing stopped")] == [
-            "computing stopped: (builtins.Exception) server closed the connection; the dirty "
-            "keys stay marked for the next pass"
+            "computing stopped: OperationalError: (psycopg.OperationalError) server closed "
+            "the connection; the dirty keys stay marked for the next pass"
         ]
+        [stopped] = [r for r in caplog.records if r.getMessage().startswith("computing")]
+        assert stopped.levelno == logging.WARNING and stopped.exc_info is None
+    finally:
+        await engine.aclose()
+
+
+async def test_a_pass_whose_caller_is_cancelled_says_another_error_with_its_traceback(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(sqlite_db, learners=1)
+    fault = LostMidBatch(monkeypatch, _no_table)
+    engine = Engine(sqlite_db.uow, SystemClock(), DoubleFactory(), FAST, waker=InProcessWaker())
+    try:
+        post(sqlite_db, None, [("a1", "p000", 7.0)])
+        first = asyncio.create_task(engine.process_dirty())
+        assert await asyncio.to_thread(fault.writing.wait, DEADLINE)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        with caplog.at_level(logging.WARNING, logger="gradesync.services.worker"):
+            fault.lose()
+            await asyncio.wait_for(engine.process_dirty(), DEADLINE)
+        [stopped] = [r for r in caplog.records if r.getMessage().startswith("computing")]
+        assert stopped.getMessage() == (
+            "computing stopped; the dirty keys stay marked for the next pass"
+        )
+        assert stopped.levelno == logging.ERROR and stopped.exc_info is not None
+        assert "no such table" in str(stopped.exc_info[1])
     finally:
         await engine.aclose()

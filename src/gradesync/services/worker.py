@@ -29,6 +29,7 @@ from gradesync.domain.model import LedgerRow, RunStage, SyncRun, Trigger
 from gradesync.services import log_context, roster
 from gradesync.services.clock import Clock
 from gradesync.services.compute import ComputeStats, compute_dirty
+from gradesync.services.database_lost import database_outage, first_line
 from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, DeliveryStats
 from gradesync.services.destination import DestinationFactory
 from gradesync.services.destination_signals import DestinationSignals
@@ -74,12 +75,18 @@ async def _to_thread_to_its_end(func: Callable[..., T], /, *args: Any, **kwargs:
 
 
 def _say_pass_failure(task: asyncio.Task[ComputeStats]) -> None:
-    """A computing pass whose caller was let go says how it failed, in one line (a lost
-    database's error runs over many)."""
+    """A computing pass whose caller was let go says how it failed: a database outage in
+    one line (its error runs over many, and the worker's own lines say the database is
+    lost), anything else as the bug it is, with its traceback."""
     if task.cancelled() or (exc := task.exception()) is None:
         return
-    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    log.warning("computing stopped: %s; the dirty keys stay marked for the next pass", why)
+    if database_outage(exc):
+        log.warning(
+            "computing stopped: %s; the dirty keys stay marked for the next pass",
+            first_line(exc),
+        )
+    else:
+        log.error("computing stopped; the dirty keys stay marked for the next pass", exc_info=exc)
 
 
 def _say_failure(task: asyncio.Task[Any]) -> None:
