@@ -74,7 +74,13 @@ class PostgresServer:
         self._run("pg_ctl", "-D", str(self.data), "-w", "-t", "60", action, *extra)
 
     def start(self) -> None:
-        options = f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off"
+        # authentication_timeout: a fast shutdown waits for every connection still in its
+        # start-up (a dead-end child waiting for a start-up packet) until that timeout, 60 s by
+        # default, which is as long as `pg_ctl -t 60` and a worker's patience wait
+        options = (
+            f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off"
+            " -c authentication_timeout=5s"
+        )
         self._ctl("start", "-l", str(self.data / "server.log"), "-o", options)
         self.running = True
 
