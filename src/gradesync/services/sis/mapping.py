@@ -130,11 +130,9 @@ def map_class(
         uow.links.save_course(link)
         touch_items(uow, tenant_id, destination_id, course_id)
         keys = _ticked_keys(uow, tenant_id, destination_id, course_id)
-        if keys:
-            uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
+        _mark(uow, keys, clock, destination_id)
         uow.commit()
-    if waker is not None and keys:
-        waker.wake_keys()
+    _wake(waker, keys)
     return link
 
 
@@ -188,15 +186,11 @@ def unmap_section(
                 moved.add(person_id)
         touch_items(uow, tenant_id, destination_id, course_id)
         keys = [k for k in _ticked_keys(uow, tenant_id, destination_id, course_id) if k[3] in moved]
-        if keys:
-            uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
+        _mark(uow, keys, clock, destination_id)
         # the same results, for another class: a recompute alone would find nothing changed
         resent = _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys)
         uow.commit()
-    if waker is not None and keys:
-        waker.wake_keys()
-    if waker is not None and resent:
-        waker.wake_delivery()  # rows reopened as they were: no recompute sends them
+    _wake(waker, keys, resent)
     return link
 
 
@@ -276,8 +270,7 @@ def map_student(
             if own.course_id is not None and own.remote_id != student_id:
                 uow.links.save_person(replace(own, remote_id=student_id))
         keys = _person_ticked_keys(uow, tenant_id, destination_id, person_id)
-        if keys:
-            uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
+        _mark(uow, keys, clock, destination_id)
         resent = 0
         if any(own.remote_id != student_id for own in before):
             courses = _person_sis_courses(uow, tenant_id, destination_id, person_id)
@@ -285,11 +278,23 @@ def map_student(
                 uow, tenant_id, destination_id, courses, {person_id}, keys
             )
         uow.commit()
+    _wake(waker, keys, resent)
+    return link
+
+
+def _mark(uow: UnitOfWork, keys: list[DirtyKey], clock: Clock | None, destination_id: str) -> None:
+    """The ticked keys a mapping changed, marked for this SIS alone."""
+    if keys:
+        uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
+
+
+def _wake(waker: Waker | None, keys: list[DirtyKey], resent: int = 0) -> None:
+    """After the commit: compute what was marked, and send what was reopened as it was (a
+    recompute finds it unchanged, so only the delivery's wake sends it at once)."""
     if waker is not None and keys:
         waker.wake_keys()
     if waker is not None and resent:
-        waker.wake_delivery()  # rows reopened as they were: no recompute sends them
-    return link
+        waker.wake_delivery()
 
 
 def _send_to_new_student(
@@ -452,14 +457,10 @@ def map_course_students(
             if relinked
             else []
         )
-        if keys:
-            uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
+        _mark(uow, keys, clock, destination_id)
         resent = _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys)
         uow.commit()
-    if waker is not None and keys:
-        waker.wake_keys()
-    if waker is not None and resent:
-        waker.wake_delivery()  # rows reopened as they were: no recompute sends them
+    _wake(waker, keys, resent)
     return report
 
 
