@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, inspect, select, text
 
 from gradesync.adapters.db import migrate, schema
 from gradesync.adapters.db.database import Database
@@ -129,3 +129,50 @@ def test_dirty_keys_marked_before_0022_have_waited_since_their_mark(fresh_db: Da
     fresh_db.upgrade()
     with fresh_db.uow() as uow:
         assert uow.dirty.waiting("t1") == (1, marked)
+
+
+def test_attempts_keep_their_rows_and_lose_their_row_checks_in_0024(fresh_db: Database) -> None:
+    """Ingest checks an attempt's activity and person; the table's per-row foreign keys
+    (a trigger per row on PostgreSQL) are gone, its rows and other constraints kept."""
+    migrate.upgrade(fresh_db.engine, "0023_due_timer_destination")
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with fresh_db.engine.begin() as conn:
+        conn.execute(insert(schema.tenants).values(id="t1", name="T", created_at=at))
+        conn.execute(insert(schema.courses).values(tenant_id="t1", id="c1", title="C"))
+        conn.execute(
+            insert(schema.activities).values(
+                tenant_id="t1",
+                id="a1",
+                course_id="c1",
+                title="A",
+                points_possible=10.0,
+                kind="quiz",
+            )
+        )
+        conn.execute(insert(schema.people).values(tenant_id="t1", id="p1"))
+        conn.execute(
+            insert(schema.attempts).values(
+                tenant_id="t1",
+                source_event_id="e1",
+                activity_id="a1",
+                person_id="p1",
+                score_given=8.0,
+                score_maximum=10.0,
+                completed=True,
+                completed_at=at,
+                late=False,
+                excused=False,
+                recorded_at=at,
+            )
+        )
+    assert inspect(fresh_db.engine).get_foreign_keys("attempts")
+    fresh_db.upgrade()
+    found = inspect(fresh_db.engine)
+    assert found.get_foreign_keys("attempts") == []
+    assert {u["name"] for u in found.get_unique_constraints("attempts")} == {"uq_attempts_event"}
+    assert {i["name"] for i in found.get_indexes("attempts")} >= {"ix_attempts_key"}
+    with fresh_db.engine.connect() as conn:
+        kept = conn.execute(
+            select(schema.attempts.c.source_event_id, schema.attempts.c.score_given)
+        )
+        assert list(kept) == [("e1", 8.0)]
