@@ -203,3 +203,26 @@ def test_cli_startup_reports_each_command_of_each_checkout(tmp_path: Path) -> No
             "gradesync policy show --help",
         }
         assert all(c["wall_ms"] > 0 and c["cpu_ms"] > 0 for c in commands.values())
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(900)
+def test_ingest_api_posts_the_same_batches_to_both_databases_in_turn(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    url = make_url(postgres_url)
+    bench_url = url.set(database=f"{url.database}_inturn").render_as_string(hide_password=False)
+    figures = module_figures(
+        tmp_path, "ingest_api", bench_url, "--rounds", "1", "--batches", "1", "--clients", "2"
+    )
+    (only,) = figures["rounds"]
+    for half, batches in (("one", 1), ("concurrent", 2)):
+        sides = only[half]
+        for db in ("postgres", "sqlite"):
+            assert sides[db]["attempts"] == batches * 1000
+            assert sides[db]["serve_cpu_ms_per_batch"] > 0
+        ratio = sides["sqlite"]["seconds"] / sides["postgres"]["seconds"]
+        assert sides["pg_over_sqlite"] == pytest.approx(ratio, rel=0.01)
+        assert sides["cpu_pressure"]["seconds"] is not None
+        assert figures[f"{half}_pg_over_sqlite"]["median"] == sides["pg_over_sqlite"]
