@@ -98,7 +98,8 @@ class Runtime:
         A process that delivers grades (`serving`: `serve`, `worker`) refuses a schema a
         newer release upgraded (SchemaNewer): it would compute, claim and settle on tables
         whose columns it does not know. Other commands only warn, so that `db current` and
-        the like still say what is there."""
+        the like still say what is there, and refuse to write (`Database.refuse_writes`):
+        a command that would change something exits with SchemaNewerWrite, nothing kept."""
         settings = settings or load_settings()
         from gradesync.services.outbound import OutboundPolicy
 
@@ -111,6 +112,8 @@ class Runtime:
             elif newer := db.newer_revisions():
                 if serving:
                     raise SchemaNewer(newer)
+                # reads (`db current`, lists) still say what is there; a write is refused
+                db.refuse_writes(newer)
                 log.warning("the database schema is newer than this release: %s", ", ".join(newer))
             elif not db.is_up_to_date():
                 log.warning("the database schema is behind: run `gradesync db upgrade`")

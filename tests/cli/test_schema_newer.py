@@ -5,9 +5,11 @@ command refuses in one line."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from sqlalchemy import text
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
+from gradesync.domain.model import Tenant
 from gradesync.runtime import Runtime
 from gradesync.testing import TEST_SECRET
 from tests.support.cli import GRADESYNC
@@ -100,3 +103,36 @@ def test_readiness_names_a_newer_schema(cli_env: dict[str, str]) -> None:
         assert not ready and said == {"status": f"schema newer than this release ({NEWER})"}
     finally:
         runtime.close()
+
+
+def _write_refused(r: subprocess.CompletedProcess[str]) -> None:
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    error = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert error == [
+        f"error: this release does not write to a database a newer release upgraded (it is "
+        f"at {NEWER}): nothing was changed; run the release that upgraded it"
+    ], r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_an_older_release_refuses_to_write_to_a_newer_postgres_schema(
+    newer_postgres: dict[str, str], postgres_db: Database
+) -> None:
+    # before, a write command warned and wrote rows in tables whose columns it did not know
+    with postgres_db.uow() as uow:
+        uow.tenants.upsert(Tenant("uni", "Uni"), datetime.now(UTC))
+        uow.commit()
+
+    _write_refused(_gradesync(newer_postgres, "tenants", "create", "other", "--no-key"))
+    add = ["sis", "add", "sis", "-t", "uni", "--file-based", "--no-check"]
+    _write_refused(_gradesync(newer_postgres, *add))
+    r = _gradesync(newer_postgres, *add, "--json")
+    assert json.loads(r.stdout)["error"]["message"].startswith("this release does not write")
+
+    with postgres_db.uow() as uow:
+        assert [t.id for t in uow.tenants.all()] == ["uni"]
+        assert uow.destinations.all("uni") == []
+    # reads go on, warning
+    r = _gradesync(newer_postgres, "destinations", "list", "-t", "uni", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stderr
+    assert "newer than this release" in r.stderr, r.stderr

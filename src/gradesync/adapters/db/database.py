@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Engine, inspect, select
@@ -27,6 +28,19 @@ class SchemaNewer(Exception):
         )
 
 
+class SchemaNewerWrite(SchemaNewer):
+    """A command that writes, on a schema a newer release upgraded: what it would write (in
+    tables whose columns this release does not know) is refused, and nothing is kept."""
+
+    def __init__(self, revisions: list[str]) -> None:
+        self.revisions = revisions
+        Exception.__init__(
+            self,
+            "this release does not write to a database a newer release upgraded (it is at "
+            f"{', '.join(revisions)}): nothing was changed; run the release that upgraded it",
+        )
+
+
 class Database:
     def __init__(
         self, url: str, secret_key: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10
@@ -39,6 +53,7 @@ class Database:
         self._pool_size = pool_size
         self._read_engine: Engine | None = None
         self._bulk_engine: Engine | None = None
+        self._newer: list[str] = []  # set by `refuse_writes`
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -72,8 +87,17 @@ class Database:
         name = make_url(self.url).database
         return Path(name) if name and name != ":memory:" else None
 
+    def refuse_writes(self, newer: list[str]) -> None:
+        """Every unit of work's commit refuses from now on (SchemaNewerWrite): the schema is
+        at `newer`, revisions of a newer release. Reads go on."""
+        self._newer = list(newer)
+
+    def _refusal(self) -> Callable[[], Exception] | None:
+        newer = self._newer
+        return (lambda: SchemaNewerWrite(newer)) if newer else None
+
     def uow(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self.box)
+        return SqlUnitOfWork(self.engine, self.box, self._refusal())
 
     def reads(self) -> SqlUnitOfWork:
         """A unit of work that only reads. On SQLite it takes no write lock, so it never
@@ -83,7 +107,7 @@ class Database:
             return self.uow()
         if self._read_engine is None:
             self._read_engine = make_read_engine(self.url, pool_size=self._pool_size)
-        return SqlUnitOfWork(self._read_engine, self.box)
+        return SqlUnitOfWork(self._read_engine, self.box, self._refusal())
 
     def bulk(self) -> SqlUnitOfWork:
         """A unit of work for bulk writes (a run recomputing its scope, chunk after chunk).
@@ -95,7 +119,7 @@ class Database:
             return self.uow()
         if self._bulk_engine is None:
             self._bulk_engine = self.engine.execution_options(**{sqlite_gate.BULK: True})
-        return SqlUnitOfWork(self._bulk_engine, self.box)
+        return SqlUnitOfWork(self._bulk_engine, self.box, self._refusal())
 
     def check_secret_key(self) -> None:
         """Raise SecretBoxError unless this process's secret key decrypts every secret stored

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -38,9 +38,14 @@ class SqlUnitOfWork:
 
     conn: Connection
 
-    def __init__(self, engine: Engine, box: SecretBox) -> None:
+    def __init__(
+        self, engine: Engine, box: SecretBox, refuse: Callable[[], Exception] | None = None
+    ) -> None:
         self._engine = engine
         self._box = box
+        # why this process may not write (a schema a newer release upgraded): raised at
+        # commit, so the transaction rolls back and nothing it did is kept
+        self._refuse = refuse
 
     def __enter__(self) -> SqlUnitOfWork:
         self.conn = self._engine.connect()
@@ -75,6 +80,8 @@ class SqlUnitOfWork:
     # only rolled back at exit, and make every other writer wait for it.
 
     def commit(self) -> None:
+        if self._refuse is not None:
+            raise self._refuse()
         self.conn.commit()
         # this process's engines re-read a destination written here before their next send
         # (an admin's pause or edit takes effect at once, not on their slow poll)
