@@ -76,6 +76,7 @@ ADD_OPTIONS = {
     "client_secret": "--client-secret",
     "scopes": "--scope",
     **{f"config.{k}": "--" + k.replace("_", "-") for k in service.PROFILE_KEYS},
+    "clear": "--clear",
 }
 MAP_CLASS_OPTIONS = {
     "course_id": "COURSE_ID",
@@ -141,11 +142,19 @@ def add(
         help="A SIS that imports CSV files only, or one with a OneRoster REST API (default: "
         "as it is, or REST for a new connection).",
     ),
+    clear: list[str] = typer.Option(
+        [],
+        "--clear",
+        metavar="SETTING",
+        help="Take an optional setting back to its default (repeatable): "
+        + ", ".join(s.replace("_", "-") for s in service.CLEARABLE)
+        + ".",
+    ),
     check: bool = typer.Option(True, "--check/--no-check", help="Get a token and list categories."),
     as_json: bool = JSON_OUT,
 ) -> None:
-    """Add or update a SIS connection (values left out keep what was set). Exits 1 when
-    the connection check fails."""
+    """Add or update a SIS connection (values left out keep what was set; --clear takes an
+    optional one back to its default). Exits 1 when the connection check fails."""
     if token_url is not None and default_token_url:
         raise bad_input(
             problem("--token-url", "one_of", "Give --token-url or --default-token-url, not both.")
@@ -181,6 +190,7 @@ def add(
             profile=profile,
             file_based=file_based,
             guard=rt.outbound,
+            clear=[c.strip().replace("-", "_") for c in clear],  # as typed, or as the API
         )
         if not as_json:
             console.print(f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value})")

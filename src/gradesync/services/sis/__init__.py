@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from gradesync.domain.model import SIS_KINDS
 from gradesync.services.sis.common import (
+    CLEARABLE,
     COLUMN_RULES,
     DEFAULT_SCOPES,
     PROFILE_KEYS,
@@ -67,6 +68,7 @@ from gradesync.services.sis.selection import (
 )
 
 __all__ = [
+    "CLEARABLE",
     "COLUMN_RULES",
     "DEFAULT_SCOPES",
     "PROFILE_KEYS",

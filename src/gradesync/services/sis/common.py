@@ -32,6 +32,10 @@ PROFILE_KEYS = (
     "default_category",
     "concurrency",
 )
+# The settings a connection may go without, each back to its default when cleared
+# (`add_connection`'s `clear`): the token URL next to the API, the default scopes, and the
+# profile's knobs (docs/oneroster.md).
+CLEARABLE = ("token_url", "scopes", *PROFILE_KEYS)
 # Rows skipped while an activity was not selected (or held for Post grades).
 HELD_BACK = frozenset({PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value})
 # Refusals of a whole column: once the admin fixes the cause, the learners' rows are sent again.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
@@ -22,6 +22,7 @@ from gradesync.services.clock import Clock
 from gradesync.services.outbound import OutboundGuard, url_field_problem
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.sis.common import (
+    CLEARABLE,
     DEFAULT_SCOPES,
     PROFILE_KEYS,
     SCOPE_PREFIX,
@@ -45,11 +46,13 @@ def add_connection(
     profile: dict[str, Any] | None = None,
     file_based: bool | None = None,
     guard: OutboundGuard | None = None,
+    clear: Collection[str] = (),
 ) -> Destination:
     """Create or update a SIS connection. On update, a value left out (None) keeps what was
     set (so rotating the secret does not forget the profile, the name or the kind), and
     nothing changes on bad input. An empty `token_url` goes back to the default (next to
-    the API). A new connection is named after its id and uses REST
+    the API). `clear` names optional settings (CLEARABLE) that go back to their default; one
+    also given a value is refused. A new connection is named after its id and uses REST
     unless told otherwise. Every entrypoint passes the runtime's outbound `guard`: the URLs
     must lead where gradesync may send requests."""
     with uow_factory() as uow:
@@ -62,6 +65,7 @@ def add_connection(
             "kind",
             f"{destination_id!r} is a {old.kind.value} destination, not a SIS.",
         )
+    _refuse_bad_clear(clear, token_url, scopes, profile or {})
     if file_based is None:
         file_based = old is not None and old.kind is DestinationKind.ONEROSTER_CSV
     kind = DestinationKind.ONEROSTER_CSV if file_based else DestinationKind.ONEROSTER_REST
@@ -86,6 +90,9 @@ def add_connection(
                 f"Known profile settings: {', '.join(PROFILE_KEYS)}.",
             )
         config[key] = value
+    for key in clear:
+        config.pop(key, None)
+    config.setdefault("scopes", list(DEFAULT_SCOPES))
     if client_secret is not None:
         secret["client_secret"] = client_secret
     problems: list[FieldProblem] = []
@@ -201,3 +208,34 @@ def has_rest_api(uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id:
         return (
             sis_destination(uow, tenant_id, destination_id).kind is DestinationKind.ONEROSTER_REST
         )
+
+
+def _refuse_bad_clear(
+    clear: Collection[str],
+    token_url: str | None,
+    scopes: Sequence[str] | None,
+    profile: dict[str, Any],
+) -> None:
+    """Each name in `clear` is an optional setting, not also given a value here."""
+    given = {"token_url": token_url, "scopes": scopes, **profile}
+    problems: list[FieldProblem] = []
+    for i, key in enumerate(clear):
+        if key not in CLEARABLE:
+            problems.append(
+                FieldProblem(
+                    f"clear[{i}]",
+                    "one_of",
+                    f"{key!r} is no optional setting; settings that can be cleared: "
+                    f"{', '.join(CLEARABLE)}.",
+                )
+            )
+        elif given.get(key) not in (None, ""):  # "" is the token URL's own clear
+            problems.append(
+                FieldProblem(
+                    f"clear[{i}]",
+                    "exclusive",
+                    f"{key} is given a value and cleared: give one or the other.",
+                )
+            )
+    if problems:
+        raise InvalidInput(problems)

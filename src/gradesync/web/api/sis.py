@@ -90,6 +90,13 @@ class ConnectionIn(InputModel):
     ) = None
     profile: SisProfileIn | None = None
     file_based: Bool | None = None
+    clear: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Optional settings to take back to their default: "
+        f"{', '.join(service.CLEARABLE)} (a profile setting by its name). One also given "
+        "a value is refused (`exclusive`).",
+    )
 
 
 class ClassIn(InputModel):
@@ -227,8 +234,9 @@ def put_connection(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """Add or update a SIS connection. Left-out (or null) values keep what was set, the kind
-    (`file_based`) and the name included; a new connection is named after its id and uses
-    REST unless `file_based` is true. `"token_url": ""` goes back to the default token URL."""
+        (`file_based`) and the name included; a new connection is named after its id and uses
+        REST unless `file_based` is true. `clear` takes optional settings back to their default
+    (`"token_url": ""` does too, for the token URL)."""
     dest = service.add_connection(
         rt.uow,
         rt.clock,
@@ -245,6 +253,7 @@ def put_connection(
         else {},
         file_based=body.file_based,
         guard=rt.outbound,
+        clear=body.clear,
     )
     return {"id": dest.id, "kind": dest.kind.value, "name": dest.name, "config": dest.config}
 
