@@ -410,7 +410,7 @@ def test_every_sis_form_needs_its_token_and_connection_settings_need_an_admin(
     }
     routes = [*sis_pages.router.routes, *sis_mapping.router.routes, *sis_posting.router.routes]
     posts = [r for r in routes if "POST" in getattr(r, "methods", ())]
-    assert len(posts) == 7
+    assert len(posts) == 9
     page = f"/console/sis/{DEST}/courses/{COURSE}"
     with httpx.Client(base_url=live_console.base_url) as admin:
         sign_in_over_http(admin, *ADMIN)

@@ -150,6 +150,34 @@ def render(
     return resp
 
 
+def confirm_page(
+    request: Request,
+    user: ConsoleUser,
+    *,
+    nav: str,
+    title: str,
+    said: list[str],
+    action: str,
+    yes: str,
+    cancel: str,
+    fields: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """The page that asks before a change that cannot be taken back with one click: it posts
+    the same form again with `confirm=yes` (and `fields`), or goes back to `cancel`."""
+    return render(
+        request,
+        "console/confirm_action.html",
+        user,
+        nav=nav,
+        title=title,
+        said=said,
+        action=action,
+        yes=yes,
+        cancel=cancel,
+        fields=fields or {},
+    )
+
+
 def flash(request: Request, level: str, text: str) -> None:
     """A one-time message shown on the next page ("ok" or "error")."""
     request.session.setdefault("flashes", []).append((level, text))

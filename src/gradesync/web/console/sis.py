@@ -11,10 +11,10 @@ whoever may see a course may tick its activities, validate and post them."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gradesync.domain.errors import InvalidInput, NotFound
@@ -26,8 +26,10 @@ from gradesync.web.console.common import (
     PageError,
     admin_user,
     check_csrf,
+    confirm_page,
     course_for,
     flash,
+    problems_text,
     render,
     runtime_of,
 )
@@ -117,6 +119,59 @@ async def check_connection(
     return await run_in_threadpool(
         _connections, request, user, checked=dest.name, checked_id=dest.id, steps=steps
     )
+
+
+@router.post(
+    "/{destination_id}/token-url/default",
+    dependencies=[Depends(check_csrf)],
+    response_model=None,
+)
+def default_token_url(
+    request: Request,
+    destination_id: str,
+    confirm: Literal["yes"] | None = Form(None),
+    user: ConsoleUser = Depends(admin_user),
+) -> Response:
+    """Set a connection's token URL back to its default next to the API (as `gradesync sis
+    add --default-token-url`): asked first, since the URL it had is not kept."""
+    rt = runtime_of(request)
+    dest = sis_of(rt, user.tenant_id, destination_id)
+    custom = dest.config.get("token_url")
+    if not custom:
+        flash(request, "ok", f"{dest.name} already gets its tokens at the default token URL.")
+        return RedirectResponse("/console/sis", status_code=303)
+    if confirm != "yes":
+        return confirm_page(
+            request,
+            user,
+            nav="sis",
+            title=f"Use the default token URL for {dest.name}?",
+            said=[
+                f"{dest.name} then gets its OAuth 2 tokens at /ims/oneroster/oauth2/token on "
+                f"the server of its base URL, instead of {custom}.",
+                "The token URL it has now is not kept: to go back to it, give it again with "
+                "gradesync sis add --token-url.",
+            ],
+            action=f"/console/sis/{destination_id}/token-url/default",
+            yes="Yes, use the default token URL",
+            cancel="/console/sis",
+        )
+    try:
+        service.add_connection(
+            rt.uow,
+            rt.clock,
+            tenant_id=user.tenant_id,
+            destination_id=destination_id,
+            name=None,
+            base_url=None,
+            token_url="",  # the use case's word for the default
+            guard=rt.outbound,
+        )
+    except InvalidInput as exc:
+        flash(request, "error", f"{dest.name} was not changed: {problems_text(exc)}")
+    else:
+        flash(request, "ok", f"{dest.name} now gets its tokens at the default token URL.")
+    return RedirectResponse("/console/sis", status_code=303)
 
 
 # --- one course at one SIS ------------------------------------------------------------------

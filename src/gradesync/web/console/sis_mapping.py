@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from anyio import from_thread
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gradesync.domain.diagnosis.checks import plural
 from gradesync.domain.errors import GradesyncError, InvalidInput
@@ -19,11 +19,12 @@ from gradesync.services import sis as service
 from gradesync.web.console.common import (
     admin_user,
     check_csrf,
+    confirm_page,
     flash,
     problems_text,
     runtime_of,
 )
-from gradesync.web.console.sis import page_url
+from gradesync.web.console.sis import page_url, sis_of
 
 router = APIRouter(prefix="/sis")
 
@@ -36,6 +37,7 @@ FORM_LABELS = {
     "term_end": "Term ends",
     "student_id": "SIS student sourcedId",
     "category_id": "SIS category",
+    "section_id": "Section",
 }
 
 
@@ -90,6 +92,78 @@ def map_class(
                 waker=rt.waker or rt.remote_waker(),
             )
         ),
+    )
+
+
+@router.post(
+    "/{destination_id}/courses/{course_id}/sections/unmap",
+    dependencies=[Depends(check_csrf)],
+    response_model=None,
+)
+def unmap_section(
+    request: Request,
+    destination_id: str,
+    course_id: str,
+    section_id: str = Form(""),
+    confirm: Literal["yes"] | None = Form(None),
+    user: ConsoleUser = Depends(admin_user),
+) -> Response:
+    """Remove a section's own SIS class (as `gradesync sis unmap-section`): asked first, since
+    its learners' results then go to the course's class, and the section's class gets no more
+    of them."""
+    if confirm != "yes":
+        rt = runtime_of(request)
+        dest = sis_of(rt, user.tenant_id, destination_id)
+        with rt.uow() as uow:
+            link = uow.links.course(user.tenant_id, destination_id, course_id)
+        own = ((link.data.get("sections") or {}) if link else {}).get(section_id)
+        if link is None or own is None:
+            flash(request, "error", f"Section {section_id!r} has no SIS class of its own.")
+            return RedirectResponse(page_url(destination_id, course_id), status_code=303)
+        base = page_url(destination_id, course_id)
+        return _confirm_unmap(request, user, base, dest.name, link.remote_id, section_id, own)
+    return _admin_form(
+        request,
+        destination_id,
+        course_id,
+        user,
+        lambda link: f"Section {section_id} now posts to the course's SIS class {link.remote_id}.",
+        lambda rt: service.unmap_section(
+            rt.uow,
+            tenant_id=user.tenant_id,
+            destination_id=destination_id,
+            course_id=course_id,
+            section_id=section_id,
+            clock=rt.clock,
+            waker=rt.waker or rt.remote_waker(),
+        ),
+    )
+
+
+def _confirm_unmap(
+    request: Request,
+    user: ConsoleUser,
+    base: str,
+    sis: str,
+    course_class: str,
+    section: str,
+    own: str,
+) -> HTMLResponse:
+    return confirm_page(
+        request,
+        user,
+        nav="sis",
+        title=f"Unmap section {section} from SIS class {own}?",
+        said=[
+            f"The learners of section {section} then post to the course's SIS class "
+            f"{course_class} at {sis}, and their grades in the activities ticked for the SIS "
+            "are sent there at once.",
+            f"What class {own} already holds stays there: gradesync deletes no grade it sent.",
+        ],
+        action=f"{base}/sections/unmap",
+        yes="Yes, unmap the section",
+        cancel=base,
+        fields={"section_id": section},
     )
 
 
