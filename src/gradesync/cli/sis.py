@@ -273,6 +273,35 @@ def map_class(
     console.print(f"{what} -> class {class_id} (school {link.data.get('school')})")
 
 
+def _change_mapping(
+    fn: Callable[..., T],
+    tenant: str,
+    destination_id: str,
+    as_json: bool,
+    out: Callable[[T], Mapping[str, Any]],
+    said: Callable[[T], str],
+    options: Mapping[str, str] | None = None,
+    **ids: str,
+) -> None:
+    """A mapping use case (`fn`) called as every command calls it (workers woken to send
+    what it changed), printed as its API route answers (`out`) or in words (`said`)."""
+    link = _run(
+        lambda rt: fn(
+            rt.uow,
+            tenant_id=tenant,
+            destination_id=destination_id,
+            clock=rt.clock,
+            waker=rt.waker or rt.remote_waker(),
+            **ids,
+        ),
+        options,
+    )
+    if as_json:
+        print_json(out(link))
+        return
+    console.print(said(link))
+
+
 @app.command("unmap-section")
 def unmap_section(
     destination_id: str,
@@ -284,22 +313,19 @@ def unmap_section(
     """Remove a section's own SIS class: its learners' results go to the course's class."""
     from gradesync.web.api.sis import class_out
 
-    link = _run(
-        lambda rt: service.unmap_section(
-            rt.uow,
-            tenant_id=tenant,
-            destination_id=destination_id,
-            course_id=course_id,
-            section_id=section_id,
-            clock=rt.clock,
-            waker=rt.waker or rt.remote_waker(),
+    _change_mapping(
+        service.unmap_section,
+        tenant,
+        destination_id,
+        as_json,
+        class_out,  # as DELETE .../classes/{course_id}/sections/{section_id}
+        lambda link: (
+            f"section {section_id} of {course_id} -> class {link.remote_id} (the course's)"
         ),
         {"section_id": "SECTION_ID", "section_mapping": "SECTION_ID"},
+        course_id=course_id,
+        section_id=section_id,
     )
-    if as_json:
-        print_json(class_out(link))  # as DELETE .../classes/{course_id}/sections/{section_id}
-        return
-    console.print(f"section {section_id} of {course_id} -> class {link.remote_id} (the course's)")
 
 
 @app.command("map-student")
@@ -313,21 +339,16 @@ def map_student(
     """Map a person to their SIS student sourcedId."""
     from gradesync.web.api.sis import student_out
 
-    link = _run(
-        lambda rt: service.map_student(
-            rt.uow,
-            tenant_id=tenant,
-            destination_id=destination_id,
-            person_id=person_id,
-            student_id=student_id,
-            clock=rt.clock,
-            waker=rt.waker or rt.remote_waker(),
-        )
+    _change_mapping(
+        service.map_student,
+        tenant,
+        destination_id,
+        as_json,
+        student_out,  # as PUT .../students/{person_id}
+        lambda _: f"{person_id} -> student {student_id}",
+        person_id=person_id,
+        student_id=student_id,
     )
-    if as_json:
-        print_json(student_out(link))  # as PUT .../students/{person_id}
-        return
-    console.print(f"{person_id} -> student {student_id}")
 
 
 @app.command("map-students")

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
+from typing import Literal
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound, Problems
 from gradesync.domain.identifiers import id_problems, sis_id_problems
@@ -43,6 +45,31 @@ def _date(field_name: str, value: str | date | None) -> str | None:
         raise InvalidInput.one(
             field_name, "date", f"{field_name} must be a date like 2025-01-31."
         ) from None
+
+
+@contextmanager
+def _changing(
+    uow_factory: UnitOfWorkFactory,
+    problems: Problems,
+    tenant_id: str,
+    destination_id: str,
+    what: Literal["course", "person"],
+    ident: str,
+) -> Iterator[UnitOfWork]:
+    """What a mapping change does first: refuse its bad input (every problem at once), then,
+    in the unit of work it yields, find the SIS connection and the course or person it maps
+    (NotFound: nothing changes)."""
+    problems.raise_any()
+    with uow_factory() as uow:
+        sis_destination(uow, tenant_id, destination_id)
+        found = (
+            uow.courses.get(tenant_id, ident)
+            if what == "course"
+            else uow.people.get(tenant_id, ident)
+        )
+        if found is None:
+            raise NotFound(what, ident)
+        yield uow
 
 
 def map_class(
@@ -84,11 +111,7 @@ def map_class(
     end = problems.check(lambda: _date("term_end", term_end))
     if start and end and start > end:
         problems.add("term_end", "after_start", "The term ends on or after its first day.")
-    problems.raise_any()
-    with uow_factory() as uow:
-        sis_destination(uow, tenant_id, destination_id)
-        if uow.courses.get(tenant_id, course_id) is None:
-            raise NotFound("course", course_id)
+    with _changing(uow_factory, problems, tenant_id, destination_id, "course", course_id) as uow:
         link = uow.links.course(tenant_id, destination_id, course_id)
         if section_id is not None:
             if link is None:
@@ -155,11 +178,7 @@ def unmap_section(
     problems = Problems()
     problems.items += id_problems("course_id", course_id, "The course id")
     problems.items += sis_id_problems("section_id", section_id, "The section id")
-    problems.raise_any()
-    with uow_factory() as uow:
-        sis_destination(uow, tenant_id, destination_id)
-        if uow.courses.get(tenant_id, course_id) is None:
-            raise NotFound("course", course_id)
+    with _changing(uow_factory, problems, tenant_id, destination_id, "course", course_id) as uow:
         link = uow.links.course(tenant_id, destination_id, course_id)
         sections: dict[str, str] = dict((link.data.get("sections") or {}) if link else {})
         if link is None or section_id not in sections:
@@ -258,11 +277,7 @@ def map_student(
     `waker` (when given) has a worker do it now."""
     problems = Problems()
     problems.items += sis_id_problems("student_id", student_id, "The SIS student sourcedId")
-    problems.raise_any()
-    with uow_factory() as uow:
-        sis_destination(uow, tenant_id, destination_id)
-        if uow.people.get(tenant_id, person_id) is None:
-            raise NotFound("person", person_id)
+    with _changing(uow_factory, problems, tenant_id, destination_id, "person", person_id) as uow:
         before = uow.links.person_links(tenant_id, destination_id, person_id)
         link = PersonLink(tenant_id, destination_id, person_id, student_id)
         uow.links.save_person(link)

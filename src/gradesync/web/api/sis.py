@@ -226,6 +226,21 @@ async def _ask_sis(
             raise _remote(failure) from failure
 
 
+def _change_mapping(
+    fn: Callable[..., T], rt: Runtime, p: Principal, destination_id: str, **ids: str
+) -> T:
+    """A mapping use case called for the key's tenant, the running workers woken to send what
+    it changed."""
+    return fn(
+        rt.uow,
+        tenant_id=p.tenant_id,
+        destination_id=destination_id,
+        clock=rt.clock,
+        waker=rt.waker,
+        **ids,
+    )
+
+
 @router.put("/connections/{destination_id}")
 def put_connection(
     destination_id: str,
@@ -312,16 +327,11 @@ def delete_section(
     """Remove a section's own SIS class: its learners' results go to the course's class
     again, and are sent there at once. Answers the course's mapping now. A section with no
     class of its own is a 404 `section mapping not found`."""
-    link = service.unmap_section(
-        rt.uow,
-        tenant_id=p.tenant_id,
-        destination_id=destination_id,
-        course_id=course_id,
-        section_id=section_id,
-        clock=rt.clock,
-        waker=rt.waker,
+    return class_out(
+        _change_mapping(
+            service.unmap_section, rt, p, destination_id, course_id=course_id, section_id=section_id
+        )
     )
-    return class_out(link)
 
 
 @router.put("/connections/{destination_id}/students/{person_id}")
@@ -332,16 +342,16 @@ def put_student(
     p: Principal = Depends(admin),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, str]:
-    link = service.map_student(
-        rt.uow,
-        tenant_id=p.tenant_id,
-        destination_id=destination_id,
-        person_id=person_id,
-        student_id=body.student_id,
-        clock=rt.clock,
-        waker=rt.waker,
+    return student_out(
+        _change_mapping(
+            service.map_student,
+            rt,
+            p,
+            destination_id,
+            person_id=person_id,
+            student_id=body.student_id,
+        )
     )
-    return student_out(link)
 
 
 @router.post("/connections/{destination_id}/courses/{course_id}/students")
@@ -352,13 +362,8 @@ def map_course_students(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, list[str]]:
     """Link every learner of the course to their SIS student (mapping, else sis_id)."""
-    report = service.map_course_students(
-        rt.uow,
-        tenant_id=p.tenant_id,
-        destination_id=destination_id,
-        course_id=course_id,
-        clock=rt.clock,
-        waker=rt.waker,
+    report = _change_mapping(
+        service.map_course_students, rt, p, destination_id, course_id=course_id
     )
     return {"mapped": report.mapped, "unmapped": report.unmapped}
 
