@@ -71,12 +71,15 @@ def test_a_bad_clear_is_refused_naming_it_and_changes_nothing(
         json={
             "clear": ["base_url", "concurrency", "nope"],
             "profile": {"concurrency": 3},
+            "token_url": "https://user:pw@sis.example.org/token",
         },
     )
+    # every problem at once, the clear's with the others
     assert _problems(r) == [
         ("clear[0]", "one_of"),
         ("clear[1]", "exclusive"),
         ("clear[2]", "one_of"),
+        ("token_url", "url"),
     ]
     said = [p["msg"] for p in r.json()["detail"]]
     assert "'base_url' is no optional setting" in said[0] and "default_category" in said[0]

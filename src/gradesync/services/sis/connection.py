@@ -65,7 +65,6 @@ def add_connection(
             "kind",
             f"{destination_id!r} is a {old.kind.value} destination, not a SIS.",
         )
-    _refuse_bad_clear(clear, token_url, scopes, profile or {})
     if file_based is None:
         file_based = old is not None and old.kind is DestinationKind.ONEROSTER_CSV
     kind = DestinationKind.ONEROSTER_CSV if file_based else DestinationKind.ONEROSTER_REST
@@ -90,12 +89,12 @@ def add_connection(
                 f"Known profile settings: {', '.join(PROFILE_KEYS)}.",
             )
         config[key] = value
-    for key in clear:
+    for key in set(clear) & set(CLEARABLE):  # another name is refused below
         config.pop(key, None)
     config.setdefault("scopes", list(DEFAULT_SCOPES))
     if client_secret is not None:
         secret["client_secret"] = client_secret
-    problems: list[FieldProblem] = []
+    problems = _clear_problems(clear, token_url, scopes, profile or {})
     if old is None and not DESTINATION_ID_RE.match(destination_id):
         # a new one only: one saved before this rule can still be changed or deleted
         problems.append(FieldProblem("destination_id", "pattern", DESTINATION_ID_RULE))
@@ -210,13 +209,13 @@ def has_rest_api(uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id:
         )
 
 
-def _refuse_bad_clear(
+def _clear_problems(
     clear: Collection[str],
     token_url: str | None,
     scopes: Sequence[str] | None,
     profile: dict[str, Any],
-) -> None:
-    """Each name in `clear` is an optional setting, not also given a value here."""
+) -> list[FieldProblem]:
+    """Each name in `clear` must be an optional setting, not also given a value here."""
     given = {"token_url": token_url, "scopes": scopes, **profile}
     problems: list[FieldProblem] = []
     for i, key in enumerate(clear):
@@ -237,5 +236,4 @@ def _refuse_bad_clear(
                     f"{key} is given a value and cleared: give one or the other.",
                 )
             )
-    if problems:
-        raise InvalidInput(problems)
+    return problems
