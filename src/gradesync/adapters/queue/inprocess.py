@@ -80,6 +80,9 @@ class EmbeddedWorker:
     async def start(self) -> None:
         self._stopping = False
         self.waker.bind(asyncio.get_running_loop())
+        # rows due again with no delivery pass running (outcomes written late, a run's
+        # rows reopened): the delivery loop starts one
+        self.engine.deliverer.on_idle_due = self.waker.wake_delivery
         await self.engine.recover(sole_worker=self.sole_worker)
         # whatever was pending when the last process stopped is picked up at once
         self.waker.dirty.set()

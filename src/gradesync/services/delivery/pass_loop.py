@@ -159,6 +159,10 @@ class Deliverer:
         # a run's rows filling its hands (the slots then send them first)
         self._live_signal = 0
         self._passes: set[InFlight] = set()
+        # passes over every due row (a worker's delivery loop), and whom to tell when rows
+        # become due while none runs (that loop, to start one: no wake waits for its poll)
+        self._sweeps = 0
+        self.on_idle_due: Callable[[], None] | None = None
         self._background = BackgroundWrites()
         self.governor = Governor(
             uow_factory, clock, settings, self._background, worker_id, signals=signals
@@ -184,6 +188,8 @@ class Deliverer:
             self._live_signal += 1
         for flight in self._passes:
             flight.wake()
+        if not self._sweeps and self.on_idle_due is not None:
+            self.on_idle_due()
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -623,7 +629,9 @@ class Deliverer:
         claimed_at = time.monotonic()
         poll = self.settings.poll.total_seconds()
         flushed = False
+        sweep = stop is None and scope == DeliveryScope()
         self._passes.add(flight)
+        self._sweeps += sweep
         try:
             while stop is None or not stop():
                 claimed: list[Claimed] = []
@@ -661,7 +669,11 @@ class Deliverer:
                     continue
                 if not flight.tasks:
                     if flushed:
-                        break
+                        if seen == self._due_signal and live_seen == self._live_signal:
+                            break
+                        # rows became due while the last claim read the ledger (too early
+                        # to see them): claim again rather than end with them unclaimed
+                        continue
                     # write what is settled (releasing leases); a row still due after that
                     # (a newer desired state arrived during its send) is claimed next
                     await self.writer.flush()
@@ -675,6 +687,7 @@ class Deliverer:
             raise
         finally:
             self._passes.discard(flight)
+            self._sweeps -= sweep
         await self.writer.flush()
         await self._background.wait()  # pauses and links written, so callers see them
         return stats
