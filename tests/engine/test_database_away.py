@@ -5,6 +5,7 @@ their rows' leases end then rather than when they run out."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from gradesync.services.engine_config import EngineSettings
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory
 
-from .conftest import COURSE, DEST, FAST, T, learner, post, seed
+from .conftest import COURSE, DEST, FAST, T, learner, ledger, post, seed
 
 
 class _Flaky:
@@ -304,3 +305,46 @@ async def test_outcomes_failing_for_another_database_error_are_let_go(
         "writing 1 delivery outcomes failed; their rows are sent again once their leases end"
     ]
     assert said[0].levelno == logging.ERROR and said[0].exc_info is not None
+
+
+async def test_rows_a_pass_lost_with_the_database_go_again_once_it_answers(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pass stops when the database goes away, its sends cancelled in flight: once the
+    database answers, the rows it claimed are given back and go on the next pass, not two
+    minutes later when their leases run out. Sent again with a newer timestamp."""
+    seed(db, learners=3)
+    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(3)])
+    away = _Away(db)
+    away.away = False
+    factory = DoubleFactory()
+    engine = Engine(away, SystemClock(), factory, FAST)
+    try:
+        await engine.process_dirty()
+        remote = factory.remote(DEST)
+        remote.hold = asyncio.Event()
+        passing = asyncio.create_task(engine.deliver_due())
+        await remote.wait_for(lambda: remote.in_flight == 3, "three sends in flight")
+        stamped = {k: r.last_timestamp for k, r in ledger(db).items()}
+        assert _lease_owners(db) == [engine.worker_id] * 3
+
+        away.away = True
+        engine.deliverer.note_due()  # the pass claims again, and meets the database gone
+        with pytest.raises(OperationalError):
+            await passing
+        remote.hold.set()  # the cancelled sends are gone; the next ones go through
+        assert remote.results == {}
+
+        away.away = False
+        stats = await engine.deliver_due()  # well within the 120 s lease
+        assert stats.delivered == 3
+        rows = ledger(db)
+        assert {r.state for r in rows.values()} == {DeliveryState.DELIVERED}
+        for k, r in rows.items():
+            before = stamped[k]
+            assert r.last_timestamp is not None and before is not None
+            assert r.last_timestamp > before
+        assert _lease_owners(db) == [None, None, None]
+    finally:
+        await engine.aclose()
+    assert "its 3 claimed results go again once the database answers" in caplog.text

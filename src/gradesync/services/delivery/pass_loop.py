@@ -53,6 +53,7 @@ from gradesync.services.compute import (
     migrated_to,
     no_person_link,
 )
+from gradesync.services.database_lost import database_unavailable
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.clients import Clients
 from gradesync.services.delivery.failures import (
@@ -163,6 +164,9 @@ class Deliverer:
         # become due while none runs (that loop, to start one: no wake waits for its poll)
         self._sweeps = 0
         self.on_idle_due: Callable[[], None] | None = None
+        # rows claimed and not settled yet, with the pass that claimed them: a pass stopped
+        # by a lost database gives its own back (`_give_back`)
+        self._held: dict[LedgerKey, tuple[Claimed, InFlight]] = {}
         self._background = BackgroundWrites()
         self.governor = Governor(
             uow_factory, clock, settings, self._background, worker_id, signals=signals
@@ -345,6 +349,7 @@ class Deliverer:
     ) -> None:
         for c in items:
             self.governor.done_waiting(c.row.key)
+            self._settled(c)
             self._count(stats, outcome)
             self.writer.put(
                 Settlement(
@@ -358,6 +363,23 @@ class Deliverer:
                     logged=logged,
                 )
             )
+
+    def _settled(self, c: Claimed) -> None:
+        held = self._held.get(c.row.key)
+        if held is not None and held[0] is c:
+            del self._held[c.row.key]
+
+    def _give_back(self, flight: InFlight) -> int:
+        """The rows `flight`'s pass claimed and did not settle, let go fenced to their claims
+        (written once the database answers, as any outcome kept meanwhile): they go on the
+        next pass, not when their lease runs out. A send cancelled in flight may have reached
+        the destination: sent again, with a newer timestamp, it changes nothing there (as
+        when a stopping worker gives its leases back)."""
+        mine = [c for c, owner in self._held.values() if owner is flight]
+        for c in mine:
+            del self._held[c.row.key]
+            self.writer.put(Settlement(c.row.key, c.course_id, None, c.lease_until))
+        return len(mine)
 
     @staticmethod
     def _count(stats: DeliveryStats, outcome: DeliveryOutcome | Reason | None) -> None:
@@ -574,6 +596,7 @@ class Deliverer:
         latency: float | None = None,
     ) -> None:
         self.governor.done_waiting(c.row.key)
+        self._settled(c)
         if logged:
             self._count(stats, outcome)
         self.writer.put(
@@ -657,6 +680,7 @@ class Deliverer:
                         grown = next_claim_size(batch, len(claimed), flight.holding, most)
                 if claimed:
                     flushed = False
+                    self._held.update((c.row.key, (c, flight)) for c in claimed)
                     stats.claimed += len(claimed)
                     if len(claimed) >= batch:
                         self._ask_for_help()
@@ -682,12 +706,22 @@ class Deliverer:
                 await flight.wait()
             while flight.tasks:  # stopped: finish what was claimed
                 await flight.wait()
-        except BaseException:
+        except BaseException as exc:
             flight.cancel()
+            if isinstance(exc, Exception) and database_unavailable(exc):
+                given = self._give_back(flight)
+                if given:
+                    log.warning(
+                        "a delivery pass stopped, the database unavailable; its %d claimed "
+                        "results go again once the database answers",
+                        given,
+                    )
             raise
         finally:
             self._passes.discard(flight)
             self._sweeps -= sweep
+            for key in [k for k, (_, owner) in self._held.items() if owner is flight]:
+                del self._held[key]  # a pass cancelled: a stopping worker clears its leases
         await self.writer.flush()
         await self._background.wait()  # pauses and links written, so callers see them
         return stats
