@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks import machine, postgres, pressure
+from benchmarks import machine, postgres, pressure, stats
 from benchmarks.world import World, add_courses, attempt, chunks, make_courses, start_world
 
 
@@ -50,11 +50,20 @@ def _post(world: World, batch: Sequence[dict[str, Any]]) -> None:
         raise RuntimeError(f"batch recorded {out['recorded']} of {len(batch)}")
 
 
-def _side(world: World, batches: list[Sequence[dict[str, Any]]], pool: ThreadPoolExecutor) -> float:
-    """Post `batches` at once through `pool`; the seconds until the last is committed."""
+def _side(
+    world: World, batches: list[Sequence[dict[str, Any]]], pool: ThreadPoolExecutor
+) -> tuple[float, list[float]]:
+    """Post `batches` at once through `pool`: the seconds until the last is committed, and
+    each batch's own."""
+
+    def post(batch: Sequence[dict[str, Any]]) -> float:
+        b0 = time.perf_counter()
+        _post(world, batch)
+        return time.perf_counter() - b0
+
     t0 = time.perf_counter()
-    list(pool.map(lambda b: _post(world, b), batches))
-    return time.perf_counter() - t0
+    each = list(pool.map(post, batches))
+    return time.perf_counter() - t0, each
 
 
 def _round(worlds: dict[str, World], n: int, clients: int, tag: str) -> dict[str, Any]:
@@ -63,17 +72,21 @@ def _round(worlds: dict[str, World], n: int, clients: int, tag: str) -> dict[str
         count = n * width
         work = {name: _batches(w, f"{tag}{half[0]}{name[0]}", count) for name, w in worlds.items()}
         spent = dict.fromkeys(worlds, 0.0)
+        each: dict[str, list[float]] = {name: [] for name in worlds}
         cpu0 = {name: w.gradesync.cpu() for name, w in worlds.items()}
         window = pressure.Window.start()
         with ThreadPoolExecutor(width) as pool:
             for i in range(0, count, width):  # `width` batches at once, to one and then the other
                 for name, w in worlds.items():
-                    spent[name] += _side(w, work[name][i : i + width], pool)
+                    took, per_batch = _side(w, work[name][i : i + width], pool)
+                    spent[name] += took
+                    each[name] += per_batch
         out[half] = {
             name: {
                 "attempts": count * 1000,
                 "seconds": round(spent[name], 3),
                 "attempts_per_s": round(count * 1000 / spent[name], 1),
+                "batch_latency": stats.summary_ms(each[name]),
                 "serve_cpu_ms_per_batch": round(
                     (worlds[name].gradesync.cpu() - cpu0[name]) * 1000 / count, 1
                 ),
@@ -123,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  postgres {p['attempts_per_s']:>9,.0f}/s ({p['serve_cpu_ms_per_batch']} ms"
                 f" serve CPU a batch)  sqlite {s['attempts_per_s']:>9,.0f}/s"
                 f" ({s['serve_cpu_ms_per_batch']} ms)"
+                f"  slowest batch {p['batch_latency']['max_ms']}"
+                f" / {s['batch_latency']['max_ms']} ms"
                 f"  CPU pressure {r[half]['cpu_pressure'].get('some_share')}"
             )
     print(json.dumps(figures))
