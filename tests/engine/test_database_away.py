@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db.database import Database
+from gradesync.adapters.queue.inprocess import EmbeddedWorker, InProcessWaker
 from gradesync.domain.ledger import Delivered, Rejected, RetryLater
 from gradesync.domain.model import DeliveryState, LedgerKey
 from gradesync.domain.reasons import Reason
@@ -24,7 +26,7 @@ from gradesync.services.delivery import Settlement, SettleWriter
 from gradesync.services.delivery.share import WorkerShare
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.worker import Engine
-from gradesync.testing import DoubleFactory
+from gradesync.testing import DoubleFactory, wait_for_async
 
 from .conftest import COURSE, DEST, FAST, T, learner, ledger, post, seed
 
@@ -348,3 +350,75 @@ async def test_rows_a_pass_lost_with_the_database_go_again_once_it_answers(
     finally:
         await engine.aclose()
     assert "its 3 claimed results go again once the database answers" in caplog.text
+
+
+class _Switch:
+    """A unit-of-work factory that raises `error()` while one is set, and counts them."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.error: Callable[[], Exception] | None = None
+        self.raised = 0
+
+    def __call__(self) -> Any:
+        if self.error is not None:
+            self.raised += 1
+            raise self.error()
+        return self.db.uow()
+
+
+def _loop_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "gradesync.adapters.queue.inprocess"]
+
+
+async def _started(db: Database) -> tuple[EmbeddedWorker, _Switch]:
+    switch = _Switch(db)
+    engine = Engine(switch, SystemClock(), DoubleFactory(), FAST)
+    worker = EmbeddedWorker(engine, InProcessWaker(), sole_worker=True)
+    worker.retry_pause = 0.01  # many retries while the error lasts
+    await worker.start()
+    return worker, switch
+
+
+async def test_the_worker_loops_say_an_outage_once_and_its_end_once(
+    sqlite_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker, switch = await _started(sqlite_db)
+    try:
+        switch.error = _refused
+        await wait_for_async(lambda: switch.raised >= 20, "the loops to retry")
+        switch.error = None
+        await wait_for_async(
+            lambda: any("answers again" in r.getMessage() for r in _loop_lines(caplog)),
+            "the loops to go on",
+        )
+    finally:
+        await worker.stop()
+    said = _loop_lines(caplog)
+    assert [r.getMessage() for r in said] == [
+        "worker loops: database unavailable: OperationalError: (psycopg.OperationalError) refused,"
+        " retrying",
+        "worker loops: the database answers again",
+    ]
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in said)
+
+
+@pytest.mark.parametrize("error", ["no such table", "a bug"])
+async def test_another_error_of_the_worker_loops_keeps_its_traceback(
+    sqlite_db: Database, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite's "no such table" is an OperationalError too, but no outage: a schema behind
+    the code is a bug to see, at every retry."""
+    worker, switch = await _started(sqlite_db)
+    try:
+        switch.error = (
+            (lambda: _no_such_table(sqlite_db))
+            if error == "no such table"
+            else (lambda: RuntimeError("a bug"))
+        )
+        await wait_for_async(lambda: len(_loop_lines(caplog)) >= 3, "the loops to retry")
+    finally:
+        await worker.stop()
+    said = _loop_lines(caplog)
+    assert all(r.getMessage().startswith("worker loop ") for r in said)
+    assert all(r.levelno == logging.ERROR and r.exc_info is not None for r in said)

@@ -19,9 +19,8 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.exc import OperationalError
-
 from gradesync.domain.model import RunScope
+from gradesync.services.database_lost import database_outage, first_line
 from gradesync.services.worker import Engine
 
 log = logging.getLogger(__name__)
@@ -76,6 +75,11 @@ class EmbeddedWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.poll = engine.settings.poll.total_seconds()
+        self.retry_pause = max(self.poll, 1.0)  # after a loop's step failed
+        # an outage is said once for the four loops, and its end once, by a step begun after
+        # the loss was found (`_losses` counts them): one begun before may end well after it
+        self._down = False
+        self._losses = 0
 
     async def start(self) -> None:
         self._stopping = False
@@ -105,18 +109,22 @@ class EmbeddedWorker:
 
     async def _loop(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
         while not self._stopping:
+            losses = self._losses
             try:
                 await step()
             except asyncio.CancelledError:
                 raise
-            except OperationalError as exc:
-                # the database is restarting or gone: one line, not a traceback a second
-                why = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else exc
-                log.warning("worker loop %s: database unavailable (%s); retrying", name, why)
-                await asyncio.sleep(max(self.poll, 1.0))
-            except Exception:
-                log.exception("worker loop %s failed; retrying", name)
-                await asyncio.sleep(max(self.poll, 1.0))
+            except Exception as exc:
+                if not database_outage(exc):  # a bug, or an error about this work: say it all
+                    log.exception("worker loop %s failed; retrying", name)
+                elif not self._down:  # a restart or a cut: one line, no traceback
+                    self._down, self._losses = True, self._losses + 1
+                    log.warning("worker loops: database unavailable: %s, retrying", first_line(exc))
+                await asyncio.sleep(self.retry_pause)
+            else:
+                if self._down and losses == self._losses:
+                    self._down = False
+                    log.warning("worker loops: the database answers again")
 
     async def _compute(self) -> None:
         timer_in = await self.engine.next_timer_in()
