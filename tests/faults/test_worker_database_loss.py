@@ -4,6 +4,7 @@ worker, a database gone for good, and jobs that a killed worker left behind."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from gradesync.adapters.queue.procrastinate_app import (
     TASK_DIRTY,
     ProcrastinateWaker,
     conninfo,
+    look_for_stalled_jobs,
     retry_stalled_jobs,
 )
 from gradesync.domain.model import DeliveryState
@@ -194,3 +196,84 @@ def test_a_new_worker_starts_while_a_dead_worker_left_jobs_behind(
         assert worker.poll() is None, log.read_text()
     finally:
         stop_workers(worker)
+
+
+def _queue_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "gradesync.adapters.queue.procrastinate_app"]
+
+
+def test_waking_workers_without_the_database_is_one_line_and_its_end_one(
+    prepared: Prepared, caplog: pytest.LogCaptureFixture
+) -> None:
+    waker = ProcrastinateWaker(prepared.url, timeout=1)
+    try:
+        waker.wake_keys()
+        wait_for(lambda: _job_states(prepared.url) != {}, "the first wake-up")
+        prepared.server.stop()
+        waker.wake_keys()
+        wait_for(lambda: _queue_lines(caplog), "the wake-up to fail")
+        prepared.server.start()
+
+        def woken() -> bool:  # a wake-up each look, till one goes through the pool's backoff
+            waker.wake_delivery()
+            return len(_queue_lines(caplog)) == 2
+
+        wait_for(woken, "a wake-up to go through", timeout=60)
+    finally:
+        waker.close()
+    said = _queue_lines(caplog)
+    assert [r.getMessage().split(": ")[:2] for r in said] == [
+        ["waking workers", "database unavailable"],
+        ["waking workers", "the database answers again"],
+    ], [r.getMessage() for r in said]
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in said)
+
+
+def test_a_wake_up_failing_for_another_reason_keeps_its_traceback(
+    own_postgres: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    waker = ProcrastinateWaker(own_postgres.new_database())  # no queue's schema in it
+    try:
+        waker.wake_keys()
+        wait_for(lambda: _queue_lines(caplog), "the wake-up to fail")
+    finally:
+        waker.close()
+    [said] = _queue_lines(caplog)
+    assert said.getMessage() == "could not defer a procrastinate job"
+    assert said.levelno == logging.ERROR and said.exc_info is not None
+
+
+def test_looking_for_stalled_jobs_without_the_database_is_one_line(
+    prepared: Prepared, caplog: pytest.LogCaptureFixture
+) -> None:
+    connector = procrastinate.PsycopgConnector(conninfo=conninfo(prepared.url), timeout=1)
+    app = procrastinate.App(connector=connector)
+
+    async def look() -> None:
+        async with app.open_async():
+            prepared.server.stop()
+            try:
+                await look_for_stalled_jobs(app)
+            finally:
+                prepared.server.start()
+
+    asyncio.run(look())
+    [said] = _queue_lines(caplog)
+    assert said.getMessage().startswith("looking for stalled jobs: database unavailable: ")
+    assert said.levelno == logging.WARNING and said.exc_info is None
+
+
+def test_looking_for_stalled_jobs_failing_for_another_reason_keeps_its_traceback(
+    own_postgres: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = own_postgres.new_database()  # no queue's schema in it
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
+
+    async def look() -> None:
+        async with app.open_async():
+            await look_for_stalled_jobs(app)
+
+    asyncio.run(look())
+    [said] = _queue_lines(caplog)
+    assert said.getMessage() == "looking for stalled jobs failed"
+    assert said.levelno == logging.ERROR and said.exc_info is not None

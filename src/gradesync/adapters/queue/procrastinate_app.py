@@ -39,7 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from gradesync.adapters.queue.inprocess import EmbeddedWorker
 from gradesync.adapters.queue.scheduler import build_schedule_service, register_periodic_tick
 from gradesync.domain.model import RunScope
-from gradesync.services.database_lost import connection_lost
+from gradesync.services.database_lost import connection_lost, database_outage, first_line
 from gradesync.services.schedules import ScheduleService
 
 log = logging.getLogger(__name__)
@@ -112,10 +112,11 @@ class ProcrastinateWaker:
     engine) never wait on the database, and a burst of wake-ups becomes one job, because a
     queueing lock refuses a second waiting job of the same kind."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        # `timeout`: how long a wake-up waits for a connection (psycopg's default is 30 s)
         self._app = procrastinate.App(
             connector=procrastinate.SyncPsycopgConnector(
-                conninfo=conninfo(url), min_size=1, max_size=2
+                conninfo=conninfo(url), min_size=1, max_size=2, timeout=timeout
             )
         )
         self._cond = threading.Condition()
@@ -170,7 +171,7 @@ class ProcrastinateWaker:
             ).defer(**kwargs)
 
     def _run(self) -> None:
-        opened = False
+        opened = down = False
         while True:
             with self._cond:
                 while not (self._stopping or self._dirty or self._deliver or self._runs):
@@ -189,9 +190,20 @@ class ProcrastinateWaker:
                     self._defer(TASK_DELIVER, None, TASK_DELIVER)
                 for run_id, scope in runs.items():
                     self._defer(TASK_RUN, run_lock(scope), run_lock(scope), run_id=run_id)
-            except Exception:
+            except Exception as exc:
                 # workers look for work on their own every few seconds: late, not lost
-                log.exception("could not defer a procrastinate job")
+                if not database_outage(exc):
+                    log.exception("could not defer a procrastinate job")
+                elif not down:  # said once an outage: every wake-up meets it meanwhile
+                    down = True
+                    log.warning(
+                        "waking workers: database unavailable: %s, retrying at the next wake-up",
+                        first_line(exc),
+                    )
+            else:
+                if down:
+                    down = False
+                    log.warning("waking workers: the database answers again")
 
 
 # --- the worker side -----------------------------------------------------------------------
@@ -322,6 +334,20 @@ async def retry_stalled_jobs(app: procrastinate.App, seconds_since_heartbeat: fl
     return len(stalled)
 
 
+async def look_for_stalled_jobs(app: procrastinate.App) -> None:
+    """`retry_stalled_jobs`, every 30 s while the queue is open: its failure is said, and the
+    next look tries again."""
+    try:
+        await retry_stalled_jobs(app)
+    except Exception as exc:
+        if not database_outage(exc):
+            log.exception("looking for stalled jobs failed")
+        else:  # the loss ends the queue at once (then it reconnects): one line, no traceback
+            log.warning(
+                "looking for stalled jobs: database unavailable: %s, retrying", first_line(exc)
+            )
+
+
 async def run_worker(
     url: str,
     start: Callable[[], Awaitable[EmbeddedWorker]],
@@ -411,10 +437,7 @@ async def _serve(
     async def keep() -> None:
         while True:
             await asyncio.sleep(30)
-            try:
-                await retry_stalled_jobs(app)
-            except Exception:
-                log.exception("looking for stalled jobs failed")
+            await look_for_stalled_jobs(app)
 
     keeper = asyncio.create_task(keep())
     run = asyncio.create_task(
