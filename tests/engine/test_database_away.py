@@ -21,6 +21,7 @@ from gradesync.adapters.queue.inprocess import EmbeddedWorker, InProcessWaker
 from gradesync.domain.ledger import Delivered, Rejected, RetryLater
 from gradesync.domain.model import DeliveryState, LedgerKey
 from gradesync.domain.reasons import Reason
+from gradesync.services import destination_admin
 from gradesync.services.clock import SystemClock
 from gradesync.services.delivery import Settlement, SettleWriter
 from gradesync.services.delivery.share import WorkerShare
@@ -422,3 +423,52 @@ async def test_another_error_of_the_worker_loops_keeps_its_traceback(
     said = _loop_lines(caplog)
     assert all(r.getMessage().startswith("worker loop ") for r in said)
     assert all(r.levelno == logging.ERROR and r.exc_info is not None for r in said)
+
+
+def _governor_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "gradesync.services.delivery.governor"]
+
+
+async def test_re_reading_pauses_without_the_database_is_one_line_and_its_end_one(
+    sqlite_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(sqlite_db, learners=0)
+    switch = _Switch(sqlite_db)
+    engine = Engine(switch, SystemClock(), DoubleFactory(), FAST)  # every send re-reads
+    try:
+        governor = engine.deliverer.governor
+        d = destination_admin.get_destination(sqlite_db.uow, T, DEST)
+        lim = governor.limits_for(d)
+        switch.error = _refused
+        for _ in range(3):
+            await governor.check_pause(d, lim)
+        assert switch.raised == 3
+        switch.error = None
+        await governor.check_pause(d, lim)
+        await governor.check_pause(d, lim)
+    finally:
+        await engine.aclose()
+    said = _governor_lines(caplog)
+    assert [r.getMessage().split(": ")[:2] for r in said] == [
+        ["re-reading destinations' pauses", "database unavailable"],
+        ["re-reading destinations' pauses", "the database answers again"],
+    ], [r.getMessage() for r in said]
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in said)
+
+
+async def test_re_reading_a_pause_failing_for_another_reason_keeps_its_traceback(
+    sqlite_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(sqlite_db, learners=0)
+    switch = _Switch(sqlite_db)
+    engine = Engine(switch, SystemClock(), DoubleFactory(), FAST)
+    try:
+        governor = engine.deliverer.governor
+        d = destination_admin.get_destination(sqlite_db.uow, T, DEST)
+        switch.error = lambda: _no_such_table(sqlite_db)
+        await governor.check_pause(d, governor.limits_for(d))
+    finally:
+        await engine.aclose()
+    [said] = _governor_lines(caplog)
+    assert said.getMessage() == f"re-reading the pause of {T}/{DEST} failed"
+    assert said.levelno == logging.ERROR and said.exc_info is not None
