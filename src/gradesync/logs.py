@@ -4,10 +4,13 @@ and destination it is about, where they apply."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+
+from procrastinate import exceptions as pexc
 
 from gradesync.services import log_context
 from gradesync.services.database_lost import connection_lost
@@ -62,9 +65,33 @@ class LostConnectionFilter(logging.Filter):
         return exc is None or not connection_lost(exc)
 
 
+# procrastinate's `action` for the line that ends a job it aborted
+_ABORTED = frozenset({"job_aborted", "job_aborted_retry"})
+
+
+class AbortedJobFilter(logging.Filter):
+    """Keeps procrastinate's line for a job it aborted (`ended with status: Aborted`), without
+    the traceback of the cancellation that aborted it: its worker aborts the jobs still
+    running whenever it stops (it loses the database, or the worker is asked to stop), and
+    a run goes on in the engine (`run ... goes on in this worker; its job is let go`). A job
+    that failed keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.name.startswith("procrastinate")
+            and getattr(record, "action", None) in _ABORTED
+            and record.exc_info
+            and isinstance(record.exc_info[1], asyncio.CancelledError | pexc.JobAborted)
+        ):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def handler(fmt: str) -> logging.Handler:
     h = logging.StreamHandler()
     h.addFilter(LostConnectionFilter())
+    h.addFilter(AbortedJobFilter())
     h.addFilter(ContextFilter())
     h.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     return h

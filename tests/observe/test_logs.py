@@ -3,6 +3,8 @@ the request id, tenant, run id and destination it is about; the access log can b
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -10,16 +12,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import procrastinate
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from procrastinate import exceptions as pexc
+from procrastinate.testing import InMemoryConnector
 
 from gradesync import logs
 from gradesync.adapters.destinations.observed import ObservedClient
 from gradesync.config import Settings
 from gradesync.domain.model import Destination, DestinationKind
 from gradesync.services import log_context
+from gradesync.testing import wait_for_async
 from gradesync.web.app import create_app
 from tests.support.api import ApiEnv
 from tests.support.logs import configured
@@ -219,3 +224,52 @@ def test_procrastinate_s_tracebacks_of_a_lost_connection_are_left_out() -> None:
     assert "Side task listener" not in text
     assert "job failed" in text and "ValueError: a bug in a task" in text
     assert "ours" in text and text.count("Traceback") == 2
+
+
+async def test_an_aborted_job_keeps_its_line_not_its_cancellation_s_traceback() -> None:
+    """procrastinate's worker aborts the jobs still running whenever it stops (the database
+    lost, the worker asked to stop): its line says so, and a traceback of the cancellation
+    would say nothing more. A job that fails keeps its traceback."""
+    out = io.StringIO()
+    h = logs.handler("text")
+    assert isinstance(h, logging.StreamHandler)
+    h.setStream(out)
+    lg = logging.getLogger("procrastinate")
+    level = lg.level
+    lg.addHandler(h)
+    lg.setLevel(logging.INFO)
+    lg.propagate = False
+    app = procrastinate.App(connector=InMemoryConnector())
+    started = asyncio.Event()
+
+    @app.task(name="hangs")
+    async def hangs() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    @app.task(name="fails")
+    async def fails() -> None:
+        raise ValueError("a bug in a task")
+
+    try:
+        async with app.open_async():
+            await fails.defer_async()
+            await hangs.defer_async()
+            worker = asyncio.create_task(
+                app.run_worker_async(
+                    concurrency=2, shutdown_graceful_timeout=0.01, install_signal_handlers=False
+                )
+            )
+            await started.wait()
+            await wait_for_async(lambda: "a bug in a task" in out.getvalue(), "the failed job")
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+    finally:
+        lg.removeHandler(h)
+        lg.setLevel(level)
+        lg.propagate = True
+    text = out.getvalue()
+    assert "Job hangs[2]() ended with status: Aborted" in text, text
+    assert "CancelledError" not in text, text
+    assert "ValueError: a bug in a task" in text and text.count("Traceback") == 1, text
