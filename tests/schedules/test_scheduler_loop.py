@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import procrastinate
+import psycopg
 import pytest
 from procrastinate.testing import InMemoryConnector
+from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.queue import scheduler
@@ -116,6 +119,46 @@ async def test_the_loop_survives_a_failing_tick(parts: Parts) -> None:
     finally:
         await loop.stop()
     assert failures["left"] == 0 and loop.ticks >= 2  # two failed ticks, then it fired
+
+
+def _refused() -> OperationalError:
+    return OperationalError("SELECT ... FROM schedules", {}, psycopg.OperationalError("refused"))
+
+
+@pytest.mark.parametrize("error", ["outage", "bug"])
+async def test_a_failing_tick_says_an_outage_once_and_a_bug_with_its_traceback(
+    parts: Parts, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    parts.service.create("t1", "alice", kind="interval", spec="15m")
+    parts.clock.advance(timedelta(minutes=15))
+    failures = {"left": 3}
+    real_tick = parts.service.tick
+
+    def flaky_tick():  # type: ignore[no-untyped-def]
+        if failures["left"]:
+            failures["left"] -= 1
+            raise _refused() if error == "outage" else RuntimeError("a bug")
+        return real_tick()
+
+    parts.service.tick = flaky_tick  # type: ignore[method-assign]
+    loop = SchedulerLoop(parts.service, parts.clock, max_sleep=3600, retry_delay=0.01)
+    loop.start()
+    try:
+        await parts.wait_for_run()
+        await wait_for_async(lambda: loop.ticks >= 4, "the tick that fired to end")
+    finally:
+        await loop.stop()
+    said = [r for r in caplog.records if r.name == "gradesync.adapters.queue.scheduler"]
+    if error == "outage":
+        assert [r.getMessage() for r in said] == [
+            "scheduler: database unavailable: OperationalError: (psycopg.OperationalError)"
+            " refused, retrying",
+            "scheduler: the database answers again",
+        ]
+        assert all(r.levelno == logging.WARNING and r.exc_info is None for r in said)
+    else:
+        assert [r.getMessage() for r in said] == ["scheduler tick failed"] * 3
+        assert all(r.levelno == logging.ERROR and r.exc_info is not None for r in said)
 
 
 def test_procrastinate_periodic_task_ticks_the_same_service(sqlite_db: Database) -> None:
