@@ -472,3 +472,23 @@ async def test_re_reading_a_pause_failing_for_another_reason_keeps_its_traceback
     [said] = _governor_lines(caplog)
     assert said.getMessage() == f"re-reading the pause of {T}/{DEST} failed"
     assert said.levelno == logging.ERROR and said.exc_info is not None
+
+
+@pytest.mark.parametrize("error", ["outage", "no such table"])
+async def test_a_worker_stopping_without_its_database_says_its_leases_run_out(
+    sqlite_db: Database, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    switch = _Switch(sqlite_db)
+    engine = Engine(switch, SystemClock(), DoubleFactory(), FAST)
+    switch.error = _refused if error == "outage" else (lambda: _no_such_table(sqlite_db))
+    await engine.aclose()
+    [said] = [r for r in caplog.records if "leases" in r.getMessage()]
+    if error == "outage":
+        assert said.getMessage() == (
+            "could not give back this worker's leases: database unavailable: OperationalError:"
+            " (psycopg.OperationalError) refused; they run out"
+        )
+        assert said.levelno == logging.WARNING and said.exc_info is None
+    else:
+        assert said.getMessage() == "could not give back this worker's leases; they run out"
+        assert said.levelno == logging.ERROR and said.exc_info is not None

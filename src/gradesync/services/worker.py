@@ -428,8 +428,15 @@ class Engine:
         # lease runs out: a restart, or another worker, sends them at once
         try:
             released = await asyncio.to_thread(self._release_leases)
-        except Exception:  # the database gone: the leases run out as before
-            log.warning("could not give back this worker's leases; they run out", exc_info=True)
+        except Exception as exc:  # the leases run out as before
+            if database_outage(exc):  # a worker that gave up on the database: one line
+                log.warning(
+                    "could not give back this worker's leases: database unavailable: %s; "
+                    "they run out",
+                    first_line(exc),
+                )
+            else:
+                log.error("could not give back this worker's leases; they run out", exc_info=exc)
         else:
             if released:
                 log.info("gave back %d unsent results on stopping", released)
