@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from gradesync.adapters.db.database import Database
+from gradesync.adapters.db.notifications import DestinationListener
 from gradesync.adapters.queue.procrastinate_app import (
     QUEUE,
     TASK_DIRTY,
@@ -23,6 +24,7 @@ from gradesync.adapters.queue.procrastinate_app import (
     retry_stalled_jobs,
 )
 from gradesync.domain.model import DeliveryState
+from gradesync.services.destination_signals import DestinationSignals
 from gradesync.testing import TEST_SECRET, wait_for
 from gradesync.testing.http_double import running_gradebook
 from gradesync.testing.processes import GRADESYNC, start_worker, stop_workers, worker_env
@@ -277,3 +279,24 @@ def test_looking_for_stalled_jobs_failing_for_another_reason_keeps_its_traceback
     [said] = _queue_lines(caplog)
     assert said.getMessage() == "looking for stalled jobs failed"
     assert said.levelno == logging.ERROR and said.exc_info is not None
+
+
+def test_the_destination_listener_says_an_outage_once_and_its_end_once(
+    outage_db: Database, own_postgres: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener = DestinationListener(outage_db.url, DestinationSignals(), retry_seconds=0.05)
+    listener.start()
+    try:
+        wait_for(listener.listening.is_set, "the listener to LISTEN")
+        own_postgres.stop()
+        wait_for(lambda: not listener.listening.is_set(), "the listener to lose it")
+        own_postgres.start()
+        wait_for(listener.listening.is_set, "the listener to LISTEN again")
+    finally:
+        listener.stop()
+    said = [r for r in caplog.records if r.name == "gradesync.adapters.db.notifications"]
+    assert [r.getMessage().split(": ")[:2] for r in said] == [
+        ["listening for destination changes", "database unavailable"],
+        ["listening for destination changes", "the database answers again"],
+    ], [r.getMessage() for r in said]
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in said)
