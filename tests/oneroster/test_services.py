@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gradesync.adapters.db.database import Database
+from gradesync.adapters.metrics import LedgerCollector
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
     Activity,
@@ -22,7 +23,7 @@ from gradesync.domain.model import (
     Person,
     PolicySettings,
 )
-from gradesync.services import destination_admin, sis
+from gradesync.services import console_queries, destination_admin, sis
 from gradesync.services.compute import compute_dirty
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.governor import Governor
@@ -210,6 +211,82 @@ def test_selecting_reopens_rows_refused_for_a_column_reason(
         row, kept = uow.ledger.get(key), uow.ledger.get(other)
     assert row is not None and row.state is DeliveryState.PENDING and row.reason_code is None
     assert kept is not None and kept.state is DeliveryState.REJECTED  # the SIS's own refusal stays
+
+
+class _AnyWaker:
+    """Takes every wake-up: post grades starts a run."""
+
+    def wake_keys(self) -> None: ...
+
+    def wake_run(self, run_id: str, scope: object) -> None: ...
+
+    def wake_delivery(self) -> None: ...
+
+
+def _reported_wait(db: Database, at: datetime) -> tuple[object, object, float]:
+    """Since when the console says the SIS's results wait (the oldest one, and the SIS's
+    line), and the age /metrics gives the oldest (read now, against the real time)."""
+    backlog = console_queries.backlog(db.uow, "t1", at)
+    line = next(d for d in backlog.destinations if d.destination_id == "sis")
+    assert backlog.oldest is not None
+    ages = [
+        s.value
+        for family in LedgerCollector(db.engine).collect()
+        if family.name == "gradesync_results_oldest_pending_age_seconds"
+        for s in family.samples
+        if s.labels["destination"] == "sis"
+    ]
+    return backlog.oldest.since, line.oldest_since, ages[0]
+
+
+@pytest.mark.parametrize("how", ["select", "post", "map"])
+def test_a_reopened_row_waits_from_its_reopening(
+    school: tuple[Database, ManualClock], how: str
+) -> None:
+    """A result refused a day ago and reopened by a SIS change (ticking its activity, posting
+    it, mapping its learner to another student) waits from that change: the console and
+    /metrics say so, and it does not go ahead of the grades that came meanwhile."""
+    db, _ = school
+    clock = ManualClock(datetime.now(UTC))  # /metrics reads ages against the real time
+    held = how == "post"
+    sis.select_activities(
+        db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], hold=held
+    )
+    sis.map_course_students(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
+    cause = "invalid_data" if how == "map" else "not_selected_for_sis"
+    day_ago = clock.now() - timedelta(days=1)
+    key = LedgerKey("t1", "sis", "quiz1", "p1")
+    with db.uow() as uow:
+        row = LedgerRow(
+            key, DeliveryState.REJECTED, "h", {"score_given": 7.0}, tries=3,
+            reason_code=cause, updated_at=day_ago, pending_since=day_ago,
+        )  # fmt: skip
+        uow.ledger.save(row, "c1")
+        p1 = uow.people.get("t1", "p1")
+        assert p1 is not None and p1.sis_id
+        uow.people.upsert(replace(p1, sis_id=p1.sis_id + "-corrected"))
+        uow.commit()
+
+    if how == "select":
+        sis.select_activities(
+            db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], clock=clock
+        )
+    elif how == "post":
+        sis.post_grades(
+            db.uow, _AnyWaker(), clock, tenant_id="t1", destination_id="sis", course_id="c1",
+            actor="admin", activity_ids=["quiz1"],
+        )  # fmt: skip
+    else:
+        sis.map_course_students(
+            db.uow, tenant_id="t1", destination_id="sis", course_id="c1", clock=clock
+        )
+
+    with db.uow() as uow:
+        again = uow.ledger.get(key)
+    assert again is not None and (again.state, again.tries) == (DeliveryState.PENDING, 0)
+    oldest, line, age = _reported_wait(db, clock.now())
+    assert (oldest, line) == (clock.now(), clock.now())
+    assert 0 <= age < 3600  # not the day it was held back
 
 
 def test_class_sections_and_students_are_mapped(school: tuple[Database, ManualClock]) -> None:

@@ -485,16 +485,21 @@ def test_reopened_is_pending_at_once_with_what_it_delivered_and_wants() -> None:
     assert is_pending(again, later(20))
     # what is wanted, what is there and what the remote last said stay as they were
     kept = ("desired_hash", "desired", "delivered_hash", "delivered_at", "last_timestamp")
-    for name in (*kept, "remote_status", "remote_message", "pending_since"):
+    for name in (*kept, "remote_status", "remote_message"):
         assert getattr(again, name) == getattr(row, name), name
 
 
-def test_reopened_without_a_time_keeps_when_the_row_last_changed() -> None:
-    row = reconcile(None, KEY, result(), NOW)
-    assert row is not None
-    row = after_delivery(row, result_hash(result()), Rejected(REFUSED, 422), later(1))
-    assert reopened(row).updated_at == later(1)
-    assert reopened(row).state is S.PENDING
+def test_a_reopened_row_waits_from_its_reopening() -> None:
+    """A row whose sends kept failing since NOW, reopened a day later, waits from then: the
+    delivery latency, the backlog's age and its place in the claim start at the reopening,
+    not at the value's first pending (which would put it first and read as a day late)."""
+    row = must(reconcile(None, KEY, result(), NOW))
+    row = after_delivery(row, result_hash(result()), RetryLater(TRANSIENT), later(1))
+    assert row.state is S.RETRYING and waiting_since(row) == NOW
+
+    again = reopened(row, later(86_400))
+
+    assert again.updated_at == later(86_400) and waiting_since(again) == later(86_400)
 
 
 def test_last_timestamp_never_goes_back() -> None:

@@ -183,10 +183,11 @@ def _skip(row: LedgerRow | None, key: LedgerKey, reason: Reason, now: datetime) 
 # --- reopened: tried again at once ----------------------------------------------------------
 
 
-def reopened(row: LedgerRow, now: datetime | None = None) -> LedgerRow:
+def reopened(row: LedgerRow, now: datetime) -> LedgerRow:
     """`row` PENDING again with a fresh count of tries and no reason: its desired result did
-    not change, but what held it back (a refusal, failing sends) is taken as cured. `now`,
-    when given, is recorded as the row's change; without it the row keeps `updated_at`."""
+    not change, but what held it back (a refusal, failing sends) is taken as cured. It waits
+    from `now`, its reopening, not from when its value first became pending: a row held back
+    for a day neither goes ahead of the grades that came meanwhile nor reads as a day late."""
     return replace(
         row,
         state=DeliveryState.PENDING,
@@ -194,7 +195,8 @@ def reopened(row: LedgerRow, now: datetime | None = None) -> LedgerRow:
         next_attempt_at=None,
         reason_code=None,
         reason_text=None,
-        updated_at=row.updated_at if now is None else now,
+        updated_at=now,
+        pending_since=None,  # pending from `now` (updated_at), see `waiting_since`
     )
 
 

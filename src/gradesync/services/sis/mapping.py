@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound, Problems
@@ -153,7 +153,8 @@ def map_class(
         uow.links.save_course(link)
         touch_items(uow, tenant_id, destination_id, course_id)
         keys = _ticked_keys(uow, tenant_id, destination_id, course_id)
-        _mark(uow, keys, clock, destination_id)
+        now = (clock or SystemClock()).now()
+        _mark(uow, keys, now, destination_id)
         uow.commit()
     _wake(waker, keys)
     return link
@@ -205,9 +206,10 @@ def unmap_section(
                 moved.add(person_id)
         touch_items(uow, tenant_id, destination_id, course_id)
         keys = [k for k in _ticked_keys(uow, tenant_id, destination_id, course_id) if k[3] in moved]
-        _mark(uow, keys, clock, destination_id)
+        now = (clock or SystemClock()).now()
+        _mark(uow, keys, now, destination_id)
         # the same results, for another class: a recompute alone would find nothing changed
-        resent = _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys)
+        resent = _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys, now)
         uow.commit()
     _wake(waker, keys, resent)
     return link
@@ -285,22 +287,23 @@ def map_student(
             if own.course_id is not None and own.remote_id != student_id:
                 uow.links.save_person(replace(own, remote_id=student_id))
         keys = _person_ticked_keys(uow, tenant_id, destination_id, person_id)
-        _mark(uow, keys, clock, destination_id)
+        now = (clock or SystemClock()).now()
+        _mark(uow, keys, now, destination_id)
         resent = 0
         if any(own.remote_id != student_id for own in before):
             courses = _person_sis_courses(uow, tenant_id, destination_id, person_id)
             resent = _send_to_new_student(
-                uow, tenant_id, destination_id, courses, {person_id}, keys
+                uow, tenant_id, destination_id, courses, {person_id}, keys, now
             )
         uow.commit()
     _wake(waker, keys, resent)
     return link
 
 
-def _mark(uow: UnitOfWork, keys: list[DirtyKey], clock: Clock | None, destination_id: str) -> None:
+def _mark(uow: UnitOfWork, keys: list[DirtyKey], now: datetime, destination_id: str) -> None:
     """The ticked keys a mapping changed, marked for this SIS alone."""
     if keys:
-        uow.dirty.mark_many(keys, (clock or SystemClock()).now(), destination_id=destination_id)
+        uow.dirty.mark_many(keys, now, destination_id=destination_id)
 
 
 def _wake(waker: Waker | None, keys: list[DirtyKey], resent: int = 0) -> None:
@@ -319,15 +322,17 @@ def _send_to_new_student(
     courses: Collection[str],
     people: Collection[str],
     keys: list[DirtyKey],
+    now: datetime,
 ) -> int:
     """Learners now linked to another SIS student (or, their section unmapped or changed,
     another class): their results go to the new student (or class).
     In the ticked activities (`keys`), what the SIS refused, or kept failing, for the old
     one is tried again at once, and what it took for the old one (another student's record)
-    is sent again. Their desired results did not change, so a recompute alone would leave
-    every row as it was. A refusal of the column's own (COLUMN_RULES: not the student's)
-    stays. Every other row of theirs at this SIS in `courses` (held for Post grades, skipped)
-    forgets what it delivered, so it is sent when it goes, never taken as already there.
+    is sent again, waiting from `now`. Their desired results did not change, so a recompute
+    alone would leave every row as it was. A refusal of the column's own (COLUMN_RULES: not
+    the student's) stays. Every other row of theirs at this SIS in `courses` (held for Post
+    grades, skipped) forgets what it delivered, so it is sent when it goes, never taken as
+    already there.
     What the old student's record holds is left there: it may be a real student's.
     Returns how many rows it reopened: a recompute leaves them as they are, so only a wake of
     the delivery sends them at once. Call it once `keys` are marked: a worker computing them
@@ -352,7 +357,7 @@ def _send_to_new_student(
             )
             if (course_id, activity_id, person_id) in wanted and sendable:
                 # the new student's record holds nothing of ours
-                r = replace(reopened(r), delivered_hash=None)
+                r = replace(reopened(r, now), delivered_hash=None)
                 reopened_rows += 1
             elif r.delivered_hash is not None:
                 r = replace(r, delivered_hash=None)
@@ -472,8 +477,9 @@ def map_course_students(
             if relinked
             else []
         )
-        _mark(uow, keys, clock, destination_id)
-        resent = _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys)
+        now = (clock or SystemClock()).now()
+        _mark(uow, keys, now, destination_id)
+        resent = _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys, now)
         uow.commit()
     _wake(waker, keys, resent)
     return report

@@ -96,13 +96,14 @@ def post_grades(
     refused = [c for c in checks if not (c.selected and c.ok) and (activity_ids or c.selected)]
     if not posted:
         return PostResult(None, False, [], refused)
+    now = clock.now()
     with uow_factory() as uow:
         released: list[tuple[str, str, str, str]] = []
         for activity_id in posted:
             released += release_held(uow, tenant_id, destination_id, course_id, activity_id)
-            reopen_rejected(uow, tenant_id, destination_id, course_id, activity_id)
+            reopen_rejected(uow, tenant_id, destination_id, course_id, activity_id, now)
         if released:
-            uow.dirty.mark_many(released, clock.now(), destination_id=destination_id)
+            uow.dirty.mark_many(released, now, destination_id=destination_id)
         uow.commit()
     with uow_factory() as uow:
         course_items = uow.links.items(

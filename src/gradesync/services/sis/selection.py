@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.ledger import reopened
@@ -324,7 +325,7 @@ def select_activities(
             uow.links.save_item(replace(item, details_hash=None, data=data))
             if selected and not hold:
                 reopened += reopen_rejected(
-                    uow, tenant_id, destination_id, activity.course_id, activity.id
+                    uow, tenant_id, destination_id, activity.course_id, activity.id, now
                 )
                 resend += release_keys(
                     uow, tenant_id, destination_id, activity.course_id, activity.id
@@ -363,14 +364,19 @@ def release_held(
 
 
 def reopen_rejected(
-    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str, activity_id: str
+    uow: UnitOfWork,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str,
+    activity_id: str,
+    now: datetime,
 ) -> int:
     """Rows refused for a column-level reason (not selected, no due date, category missing, ...)
-    go back to pending once the admin fixed the cause: their desired result did not change, so
-    a recompute alone would leave them refused."""
+    go back to pending, from `now`, once the admin fixed the cause: their desired result did
+    not change, so a recompute alone would leave them refused."""
     rows = uow.ledger.get_many(tenant_id, destination_id, course_id, [activity_id])
     again = [
-        (reopened(r), course_id)
+        (reopened(r, now), course_id)
         for r in rows.values()
         if r.state is DeliveryState.REJECTED and (r.reason_code or "") in COLUMN_RULES
     ]
