@@ -502,6 +502,17 @@ def test_a_reopened_row_waits_from_its_reopening() -> None:
     assert again.updated_at == later(86_400) and waiting_since(again) == later(86_400)
 
 
+def test_a_row_reopened_with_a_reason_says_it_while_it_waits() -> None:
+    row = delivered_row(result())
+    again = reopened(row, later(5), reason_code="overridden", reason_text="Typed in the LMS.")
+    assert (again.state, again.reason_code, again.reason_text) == (
+        S.PENDING,
+        "overridden",
+        "Typed in the LMS.",
+    )
+    assert waiting_since(again) == later(5)
+
+
 def test_last_timestamp_never_goes_back() -> None:
     row = reconcile(None, KEY, result(), NOW)
     assert row is not None

@@ -183,18 +183,26 @@ def _skip(row: LedgerRow | None, key: LedgerKey, reason: Reason, now: datetime) 
 # --- reopened: tried again at once ----------------------------------------------------------
 
 
-def reopened(row: LedgerRow, now: datetime) -> LedgerRow:
-    """`row` PENDING again with a fresh count of tries and no reason: its desired result did
-    not change, but what held it back (a refusal, failing sends) is taken as cured. It waits
-    from `now`, its reopening, not from when its value first became pending: a row held back
-    for a day neither goes ahead of the grades that came meanwhile nor reads as a day late."""
+def reopened(
+    row: LedgerRow,
+    now: datetime,
+    *,
+    reason_code: str | None = None,
+    reason_text: str | None = None,
+) -> LedgerRow:
+    """`row` PENDING again with a fresh count of tries: its desired result did not change,
+    but what held it back (a refusal, failing sends, a grade typed into the LMS) is taken as
+    cured. It waits from `now`, its reopening, not from when its value first became pending:
+    a row held back for a day neither goes ahead of the grades that came meanwhile nor reads
+    as a day late. The reason is what the row says while it waits: none by default,
+    `overridden` for a grade sent again over an LMS edit."""
     return replace(
         row,
         state=DeliveryState.PENDING,
         tries=0,
         next_attempt_at=None,
-        reason_code=None,
-        reason_text=None,
+        reason_code=reason_code,
+        reason_text=reason_text,
         updated_at=now,
         pending_since=None,  # pending from `now` (updated_at), see `waiting_since`
     )

@@ -177,15 +177,9 @@ def apply_override(
             row, reason_code=OVERRIDDEN, reason_text=text, remote_message=remote, updated_at=now
         )
     return replace(
-        row,
-        state=DeliveryState.PENDING,
-        tries=0,
-        next_attempt_at=None,
-        reason_code=OVERRIDDEN,
-        reason_text=text,
+        reopened(row, now, reason_code=OVERRIDDEN, reason_text=text),
         remote_message=remote,
         last_timestamp=later_timestamp(row.last_timestamp, override.remote_timestamp),
-        updated_at=now,
     )
 
 

@@ -10,10 +10,10 @@ after the edit: every send is dated `max(now, last + 1 ms)`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime
 
 from gradesync.domain.errors import InvalidInput
+from gradesync.domain.ledger import reopened
 from gradesync.domain.model import Activity, DeliveryState, LedgerRow, PolicySettings
 from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.domain.policy import resolve_settings
@@ -63,17 +63,9 @@ def resend_overridden(
             continue
         for link in uow.links.destinations_for_course(tenant_id, course_id):
             rows = uow.ledger.get_many(tenant_id, link.destination_id, course_id, wins)
+            # the reason stays: the row is sent again over a grade typed into the LMS
             writes: list[tuple[LedgerRow, str]] = [
-                (
-                    replace(
-                        r,
-                        state=DeliveryState.PENDING,
-                        tries=0,
-                        next_attempt_at=None,
-                        updated_at=now,
-                    ),
-                    course_id,
-                )
+                (reopened(r, now, reason_code=r.reason_code, reason_text=r.reason_text), course_id)
                 for r in rows.values()
                 if r.state is DeliveryState.DELIVERED and r.reason_code == OVERRIDDEN
             ]
