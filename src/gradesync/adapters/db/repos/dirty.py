@@ -26,6 +26,17 @@ def _activity_lock(tenant_id: str, activity_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def remarked(destination_id: str | None) -> tuple[str, ...]:
+    """What marking a key again writes over its stored mark (the rest of the new mark is
+    dropped): the time, so take(marked_at=...) keeps it dirty, and its course; not
+    `waiting_since`, since the key has waited since its first mark all the same. A mark for
+    every destination (`destination_id` None) overrides one for a single destination; one
+    for a single destination leaves a stored mark's destination(s) as they are (`mark_many`
+    then widens one that named another). The one rule of every mark, in `upsert` here and
+    in the PostgreSQL ingest's statement (`facts._insert_and_mark`)."""
+    return ("marked_at", "course_id") + (("destination_id",) if destination_id is None else ())
+
+
 class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
     def mark(
         self, tenant_id: str, course_id: str, activity_id: str, person_id: str, now: datetime
@@ -42,9 +53,7 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                 "waiting_since": utc(now),
                 "destination_id": None,
             },
-            # a new mark refreshes the time, so take(marked_at=...) keeps it dirty; the key
-            # has waited since its first mark all the same
-            update=("marked_at", "course_id", "destination_id"),
+            update=remarked(None),
         )
 
     def mark_many(
@@ -72,16 +81,11 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                 }
                 for a, b, c, d in unique
             ],
-            # a new mark refreshes the time, so take(marked_at=...) keeps it dirty (the key
-            # has waited since its first mark all the same: `waiting_since` is kept); a
-            # mark for every destination overrides one for a single destination, and one for
-            # a single destination leaves a stored mark's destination(s) as they are...
-            update=("marked_at", "course_id")
-            + (("destination_id",) if destination_id is None else ()),
+            update=remarked(destination_id),
         )
         if destination_id is None:
             return
-        # ...unless it named another destination: then both, so every one
+        # a stored mark for another destination: now for both, so every one
         c = t.dirty_keys.c
         persons: dict[tuple[str, str], list[str]] = {}
         for tenant_id, _, activity_id, person_id in unique:

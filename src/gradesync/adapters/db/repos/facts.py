@@ -3,7 +3,7 @@ due-date overrides and attempts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar, cast
@@ -21,7 +21,7 @@ from gradesync.adapters.db.mapping import (
     utc,
 )
 from gradesync.adapters.db.repos.base import SqlRepo
-from gradesync.adapters.db.repos.dirty import DirtyKeyRepo
+from gradesync.adapters.db.repos.dirty import DirtyKeyRepo, remarked
 from gradesync.domain.model import (
     Activity,
     Attempt,
@@ -317,9 +317,8 @@ _SENT = (*_PLAIN, "completed_at", "started_at")
 def _insert_and_mark() -> Any:
     """PostgreSQL: the attempts (one array per column) inserted unless their event id is
     stored, and in the same statement the key of each one inserted, with the keys `also_*`,
-    marked dirty as `DirtyKeyRepo.mark_many` marks them (the time refreshed, for every
-    destination; `waiting_since` kept from the first mark); returns the new attempts' ids.
-    Built once."""
+    marked dirty for every destination as `DirtyKeyRepo.mark_many` marks them (a key marked
+    already: `dirty.remarked`); returns the new attempts' ids. Built once."""
     a, d = t.attempts, t.dirty_keys
     now = bindparam("now", type_=a.c.recorded_at.type)
     src = rows_of_arrays("rows", *((n, f"u_{n}", a.c[n].type) for n in _SENT))
@@ -350,10 +349,38 @@ def _insert_and_mark() -> Any:
         ),
     )
     marks = marks.on_conflict_do_update(
-        index_elements=["tenant_id", "activity_id", "person_id"],
-        set_={n: marks.excluded[n] for n in ("marked_at", "course_id", "destination_id")},
+        index_elements=[c.name for c in d.primary_key.columns],
+        set_={n: marks.excluded[n] for n in remarked(None)},
     )
     return select(new.c.id, new.c.tenant_id, new.c.source_event_id).add_cte(marks.cte("marked"))
+
+
+def _first_of_each(attempts: Sequence[Attempt]) -> dict[tuple[str, str], Attempt]:
+    """A batch's attempts by (tenant, event id), the first of each: an event id twice in the
+    batch is inserted once, as one attempt at a time would."""
+    first: dict[tuple[str, str], Attempt] = {}
+    for a in attempts:
+        first.setdefault((a.tenant_id, a.source_event_id), a)
+    return first
+
+
+_Stored = TypeVar("_Stored")
+
+
+def _in_batch_order(
+    attempts: Sequence[Attempt],
+    stored: Mapping[tuple[str, str], _Stored],
+    new: Collection[tuple[str, str]],
+) -> list[tuple[_Stored, bool]]:
+    """Per attempt of the batch, in its order: what is stored for its event id, and whether
+    this attempt added it (the first of an event id the insert added; not its repeats)."""
+    out: list[tuple[_Stored, bool]] = []
+    seen: set[tuple[str, str]] = set()
+    for a in attempts:
+        key = (a.tenant_id, a.source_event_id)
+        out.append((stored[key], key in new and key not in seen))
+        seen.add(key)
+    return out
 
 
 class AttemptRepo(SqlRepo, ports.AttemptRepo):
@@ -377,11 +404,8 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
     def add_many(self, attempts: Sequence[Attempt], now: datetime) -> list[tuple[Attempt, bool]]:
         # One INSERT ... ON CONFLICT DO NOTHING RETURNING for the whole batch, then one read
         # of the event ids that were already stored: two round trips per batch instead of one
-        # or two per attempt (on PostgreSQL each is a network round trip). An event id twice
-        # in the batch is inserted once, as one attempt at a time would.
-        first: dict[tuple[str, str], Attempt] = {}
-        for a in attempts:
-            first.setdefault((a.tenant_id, a.source_event_id), a)
+        # or two per attempt (on PostgreSQL each is a network round trip).
+        first = _first_of_each(attempts)
         rows = []
         for a in first.values():
             row = to_row(a, exclude=("id",))
@@ -403,20 +427,8 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
             key = (row["tenant_id"], row["source_event_id"])
             if key in new_ids:
                 stored[key] = from_row(Attempt, row, id=new_ids[key])
-        old_by_tenant: dict[str, list[str]] = {}
-        for tenant_id, event_id in first:
-            if (tenant_id, event_id) not in new_ids:
-                old_by_tenant.setdefault(tenant_id, []).append(event_id)
-        for tenant_id, event_ids in old_by_tenant.items():
-            for event_id, old in self.get_by_events(tenant_id, event_ids).items():
-                stored[(tenant_id, event_id)] = old
-        out: list[tuple[Attempt, bool]] = []
-        seen: set[tuple[str, str]] = set()
-        for a in attempts:
-            key = (a.tenant_id, a.source_event_id)
-            out.append((stored[key], key in new_ids and key not in seen))
-            seen.add(key)
-        return out
+        stored |= self._stored_before(first, new_ids)
+        return _in_batch_order(attempts, stored, new_ids)
 
     def add_many_marking(
         self,
@@ -437,9 +449,7 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
         # PostgreSQL: the insert and the marks in one statement, so the batch waits for the
         # server once, not twice. The rows go as arrays straight from the attempts (no row
         # dict and no domain object per attempt: a batch is a thousand of them).
-        first: dict[tuple[str, str], Attempt] = {}
-        for a in attempts:
-            first.setdefault((a.tenant_id, a.source_event_id), a)
+        first = _first_of_each(attempts)
         rows = list(first.values())
         acts = sorted({a.activity_id for a in rows})
         params: dict[str, Any] = {f"u_{n}": [getattr(a, n) for a in rows] for n in _PLAIN}
@@ -455,21 +465,25 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
             for r in self.conn.execute(_insert_and_mark(), params)
         }
         ids = dict(new_ids)
+        for key, old in self._stored_before(first, new_ids).items():
+            assert old.id is not None
+            ids[key] = old.id
+        return _in_batch_order(attempts, ids, new_ids)
+
+    def _stored_before(
+        self, first: Iterable[tuple[str, str]], new: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], Attempt]:
+        """The attempts stored before for the batch's (tenant, event id)s the insert did not
+        add: one read per tenant."""
         old_by_tenant: dict[str, list[str]] = {}
         for tenant_id, event_id in first:
-            if (tenant_id, event_id) not in new_ids:
+            if (tenant_id, event_id) not in new:
                 old_by_tenant.setdefault(tenant_id, []).append(event_id)
-        for tenant_id, event_ids in old_by_tenant.items():
-            for event_id, old in self.get_by_events(tenant_id, event_ids).items():
-                assert old.id is not None
-                ids[(tenant_id, event_id)] = old.id
-        out: list[tuple[int, bool]] = []
-        seen: set[tuple[str, str]] = set()
-        for a in attempts:
-            key = (a.tenant_id, a.source_event_id)
-            out.append((ids[key], key in new_ids and key not in seen))
-            seen.add(key)
-        return out
+        return {
+            (tenant_id, event_id): old
+            for tenant_id, event_ids in old_by_tenant.items()
+            for event_id, old in self.get_by_events(tenant_id, event_ids).items()
+        }
 
     def refresh_statistics(self) -> None:
         self._analyze("attempts", "people")
