@@ -2,8 +2,9 @@
 temporary directory): an `upsert` (`adapters/db/mapping.py`) of 1, 16 and 1,000 rows of
 people; the settle writer's read of a batch's ledger rows (`LedgerRepo.get_keys`, 16
 keys spread over 20 activities of a 4,000-row ledger) and its write of them
-(`LedgerRepo.settle` of 6 and 16 delivered rows, `LedgerRepo.save_many` of the same, as the
-writer wrote them before, and of 1,000 as computing writes them).
+(`LedgerRepo.settle` of 6 and 16 delivered rows, each call's rows leased to it first and
+untimed, `LedgerRepo.save_many` of the same, as the writer wrote them before, and of 1,000
+as computing writes them).
 SQLAlchemy's work and SQLite's.
 
     python -m benchmarks.storage_calls [--out FILE]
@@ -25,6 +26,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Connection, select, tuple_
 
 from benchmarks import pressure
 from gradesync.adapters.db import schema as t
@@ -54,6 +57,41 @@ def _cpu_per_call(calls: int, call: Callable[[int], object]) -> float:
     return round((time.process_time() - c0) / calls * 1e6, 1)
 
 
+def _cpu_per_settle(
+    calls: int, conn: Connection, ledger: LedgerRepo, claims: list[list[Claim]]
+) -> float:
+    """`_cpu_per_call` of `LedgerRepo.settle`, each call's rows leased to it first as a claim
+    leases them (untimed): a settle writes a row only while it holds its claim's lease, so
+    rows not leased would time a probe that writes nothing. Each call is checked to have
+    written its rows (and given their leases back)."""
+    spent = 0.0
+    for i in range(calls + 1):  # the first one warms
+        # the batches alternate, so each call finds the other's values and writes its own
+        batch = claims[i % len(claims)]
+        ledger.lease([(r.key, r.last_timestamp or UNTIL) for r, _, _ in batch], "w", UNTIL)
+        c0 = time.process_time()
+        ledger.settle(batch, "w")
+        if i:
+            spent += time.process_time() - c0
+        _check_settled(conn, batch)
+    return round(spent / calls * 1e6, 1)
+
+
+def _check_settled(conn: Connection, batch: list[Claim]) -> None:
+    """Every row of `batch` holds what the settle wrote and no lease: else the figure timed
+    a write that changed nothing."""
+    c = t.ledger.c
+    keys = [(r.key.activity_id, r.key.person_id) for r, _, _ in batch]
+    found = conn.execute(
+        select(c.activity_id, c.person_id, c.delivered_hash, c.lease_owner).where(
+            tuple_(c.activity_id, c.person_id).in_(keys)
+        )
+    ).all()
+    sent = batch[0][0].delivered_hash
+    written = sum(1 for _, _, h, owner in found if h == sent and owner is None)
+    assert written == len(keys), f"the settle wrote {written} of {len(keys)} rows"
+
+
 def _ledger(path: Path) -> None:
     """A ledger of ACTIVITIES x LEARNERS rows, written straight (its facts are not needed)."""
     raw = sqlite3.connect(path, isolation_level=None)
@@ -70,6 +108,7 @@ def _ledger(path: Path) -> None:
 
 
 UNTIL = datetime(2026, 12, 5, 1, 4, 3, tzinfo=UTC)  # a claim's lease_until
+Claim = tuple[LedgerRow, str, datetime]  # a row to settle, its course, its claim's lease
 
 
 def _settled(n: int, k: int) -> list[tuple[LedgerRow, str]]:
@@ -128,12 +167,9 @@ def run() -> dict[str, Any]:
                 out[f"ledger_save_many_{n}_rows_us"] = _cpu_per_call(
                     calls, lambda i, saved=saved: ledger.save_many(saved[i % 2], release_for="w")
                 )
-                if n < 1000:  # the settle writer's own write of the same rows (not
-                    # leased here: each is bound and probed by its key and claim, and left)
+                if n < 1000:  # the settle writer's own write of the same rows, leased
                     claims = [[(r, c, UNTIL) for r, c in rows] for rows in saved]
-                    out[f"ledger_settle_{n}_rows_us"] = _cpu_per_call(
-                        calls, lambda i, claims=claims: ledger.settle(claims[i % 2], "w")
-                    )
+                    out[f"ledger_settle_{n}_rows_us"] = _cpu_per_settle(calls, conn, ledger, claims)
         db.dispose()
     out["cpu_pressure"] = window.stop()
     return out

@@ -180,7 +180,8 @@ def module_figures(tmp_path: Path, module: str, *args: str) -> dict[str, Any]:
 @pytest.mark.slow
 def test_storage_calls_reports_each_call(tmp_path: Path) -> None:
     figures = module_figures(tmp_path, "storage_calls")
-    for name in ("upsert_1_rows_us", "ledger_get_keys_16_us", "ledger_save_many_6_rows_us"):
+    names = ("upsert_1_rows_us", "ledger_get_keys_16_us", "ledger_save_many_6_rows_us")
+    for name in (*names, "ledger_settle_6_rows_us", "ledger_settle_16_rows_us"):
         assert figures[name] > 0
     assert figures["cpu_pressure"]["seconds"] is not None
 
