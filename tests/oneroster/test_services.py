@@ -53,6 +53,48 @@ def school(db: Database) -> tuple[Database, ManualClock]:
     return db, clock
 
 
+@pytest.fixture
+def two_sis(school: tuple[Database, ManualClock]) -> tuple[Database, ManualClock]:
+    """The school's course also posting to a second SIS, `sis2`, its class mapped."""
+    db, clock = school
+    sis.add_connection(
+        db.uow, clock, tenant_id="t1", destination_id="sis2", name="Other SIS",
+        base_url="http://sis2.example/", client_id="gs", client_secret="secret-2",
+    )  # fmt: skip
+    sis.map_class(
+        db.uow, tenant_id="t1", destination_id="sis2", course_id="c1", class_id="cls-9",
+        school_id="sch-9", term_start="2025-01-06", term_end="2025-06-20",
+    )  # fmt: skip
+    return db, clock
+
+
+def _refused(
+    key: LedgerKey, reason: str, at: datetime, tries: int = 0, pending_since: datetime | None = None
+) -> LedgerRow:
+    """A result of 7 refused (by the SIS, or for a column's reason) with `reason`."""
+    return LedgerRow(
+        key, DeliveryState.REJECTED, "h", {"score_given": 7.0}, tries=tries, reason_code=reason,
+        updated_at=at, pending_since=pending_since,
+    )  # fmt: skip
+
+
+def _save(db: Database, *rows: LedgerRow) -> None:
+    """Ledger rows of course c1, as delivery or computing would have left them."""
+    with db.uow() as uow:
+        for row in rows:
+            uow.ledger.save(row, "c1")
+        uow.commit()
+
+
+def _new_sis_id(db: Database, person_id: str, sis_id: str | None = None) -> None:
+    """The person's SIS id changed (by default corrected: the old one with a suffix)."""
+    with db.uow() as uow:
+        person = uow.people.get("t1", person_id)
+        assert person is not None and person.sis_id
+        uow.people.upsert(replace(person, sis_id=sis_id or person.sis_id + "-corrected"))
+        uow.commit()
+
+
 def test_connection_is_validated_and_its_secret_kept_encrypted(
     school: tuple[Database, ManualClock],
 ) -> None:
@@ -182,30 +224,11 @@ def test_selecting_reopens_rows_refused_for_a_column_reason(
     db, clock = school
     key = LedgerKey("t1", "sis", "quiz1", "p1")
     other = LedgerKey("t1", "sis", "quiz1", "p2")
-    with db.uow() as uow:
-        uow.ledger.save(
-            LedgerRow(
-                key,
-                DeliveryState.REJECTED,
-                "h",
-                {},
-                reason_code="not_selected_for_sis",
-                updated_at=clock.now(),
-            ),
-            "c1",
-        )
-        uow.ledger.save(
-            LedgerRow(
-                other,
-                DeliveryState.REJECTED,
-                "h",
-                {},
-                reason_code="invalid_data",
-                updated_at=clock.now(),
-            ),
-            "c1",
-        )
-        uow.commit()
+    _save(
+        db,
+        _refused(key, "not_selected_for_sis", clock.now()),
+        _refused(other, "invalid_data", clock.now()),
+    )
     sis.select_activities(db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"])
     with db.uow() as uow:
         row, kept = uow.ledger.get(key), uow.ledger.get(other)
@@ -256,16 +279,8 @@ def test_a_reopened_row_waits_from_its_reopening(
     cause = "invalid_data" if how == "map" else "not_selected_for_sis"
     day_ago = clock.now() - timedelta(days=1)
     key = LedgerKey("t1", "sis", "quiz1", "p1")
-    with db.uow() as uow:
-        row = LedgerRow(
-            key, DeliveryState.REJECTED, "h", {"score_given": 7.0}, tries=3,
-            reason_code=cause, updated_at=day_ago, pending_since=day_ago,
-        )  # fmt: skip
-        uow.ledger.save(row, "c1")
-        p1 = uow.people.get("t1", "p1")
-        assert p1 is not None and p1.sis_id
-        uow.people.upsert(replace(p1, sis_id=p1.sis_id + "-corrected"))
-        uow.commit()
+    _save(db, _refused(key, cause, day_ago, tries=3, pending_since=day_ago))
+    _new_sis_id(db, "p1")
 
     if how == "select":
         sis.select_activities(
@@ -609,11 +624,7 @@ def test_mapping_learners_to_other_students_sends_their_results_to_the_new_one(
     skipped = {p: LedgerKey("t1", "sis", "nodue", p) for p in ("p1", "p2")}
     with db.uow() as uow:
         for key in refused.values():
-            row = LedgerRow(
-                key, DeliveryState.REJECTED, "h", {"score_given": 7.0}, tries=1,
-                reason_code="invalid_data", updated_at=clock.now(),
-            )  # fmt: skip
-            uow.ledger.save(row, "c1")
+            uow.ledger.save(_refused(key, "invalid_data", clock.now(), tries=1), "c1")
         for key in took.values():
             row = LedgerRow(
                 key, DeliveryState.DELIVERED, "h2", {"score_given": 4.0},
@@ -627,10 +638,8 @@ def test_mapping_learners_to_other_students_sends_their_results_to_the_new_one(
                 updated_at=clock.now(),
             )  # fmt: skip
             uow.ledger.save(row, "c1")
-        p1 = uow.people.get("t1", "p1")
-        assert p1 is not None and p1.sis_id
-        uow.people.upsert(replace(p1, sis_id=p1.sis_id + "-corrected"))
         uow.commit()
+    _new_sis_id(db, "p1")
     sis.map_course_students(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
     with db.uow() as uow:
         rows = {k: uow.ledger.get(k) for k in (*refused.values(), *took.values())}
@@ -657,21 +666,13 @@ def _computed(db: Database, clock: ManualClock) -> tuple[set[tuple[str, ...]], i
 
 
 def test_a_sis_change_computes_its_learners_at_that_sis_only(
-    school: tuple[Database, ManualClock],
+    two_sis: tuple[Database, ManualClock],
 ) -> None:
     """A course of three learners posts to two SISes. What is done at one SIS (an activity
     ticked, one learner mapped to their student, the roster mapped again after one learner's
     SIS id changed) recomputes the results it can change, at that SIS only: not every
     learner, not the other SIS's results, which come out the same."""
-    db, clock = school
-    sis.add_connection(
-        db.uow, clock, tenant_id="t1", destination_id="sis2", name="Other SIS",
-        base_url="http://sis2.example/", client_id="gs", client_secret="secret-2",
-    )  # fmt: skip
-    sis.map_class(
-        db.uow, tenant_id="t1", destination_id="sis2", course_id="c1", class_id="cls-9",
-        school_id="sch-9", term_start="2025-01-06", term_end="2025-06-20",
-    )  # fmt: skip
+    db, clock = two_sis
     for dest in ("sis", "sis2"):
         sis.map_course_students(db.uow, tenant_id="t1", destination_id=dest, course_id="c1")
     _computed(db, clock)  # what set-up marked
@@ -689,11 +690,7 @@ def test_a_sis_change_computes_its_learners_at_that_sis_only(
     )  # fmt: skip
     assert _computed(db, clock) == ({("t1", "c1", "quiz1", "p2")}, 1)
 
-    with db.uow() as uow:
-        person = uow.people.get("t1", "p3")
-        assert person is not None
-        uow.people.upsert(replace(person, sis_id="stu-33"))
-        uow.commit()
+    _new_sis_id(db, "p3", "stu-33")
     report = sis.map_course_students(
         db.uow, tenant_id="t1", destination_id="sis", course_id="c1", clock=clock
     )
@@ -704,20 +701,12 @@ def test_a_sis_change_computes_its_learners_at_that_sis_only(
 
 
 def test_a_learner_relinked_at_one_sis_gets_what_that_sis_refused_sent_again_there_only(
-    school: tuple[Database, ManualClock],
+    two_sis: tuple[Database, ManualClock],
 ) -> None:
     """`map-students` at one SIS after a learner's SIS id was corrected recomputes that
     learner alone, at that SIS alone, and what that SIS refused for their old student goes
     back to pending for the new one; the other SIS's refusal and another learner's stay."""
-    db, clock = school
-    sis.add_connection(
-        db.uow, clock, tenant_id="t1", destination_id="sis2", name="Other SIS",
-        base_url="http://sis2.example/", client_id="gs", client_secret="secret-2",
-    )  # fmt: skip
-    sis.map_class(
-        db.uow, tenant_id="t1", destination_id="sis2", course_id="c1", class_id="cls-9",
-        school_id="sch-9", term_start="2025-01-06", term_end="2025-06-20",
-    )  # fmt: skip
+    db, clock = two_sis
     for person in ("p1", "p3"):
         attempt(db, f"e-{person}", "quiz1", person, 7.0)
     for dest in ("sis", "sis2"):
@@ -736,10 +725,8 @@ def test_a_learner_relinked_at_one_sis_gets_what_that_sis_refused_sent_again_the
                 replace(row, state=DeliveryState.REJECTED, tries=1, reason_code="invalid_data"),
                 "c1",
             )
-        p3 = uow.people.get("t1", "p3")
-        assert p3 is not None
-        uow.people.upsert(replace(p3, sis_id="stu-33"))
         uow.commit()
+    _new_sis_id(db, "p3", "stu-33")
 
     sis.map_course_students(
         db.uow, tenant_id="t1", destination_id="sis", course_id="c1", clock=clock
