@@ -399,10 +399,9 @@ def test_a_concluded_lms_course_is_judged_at_the_lms_alone() -> None:
     assert concluded is not None and concluded.destination_id == "lms"
 
 
-def test_a_student_the_sis_does_not_have_fails_the_matching_check_once() -> None:
-    base = _facts()
-    sis = Destination("t", "sis", DestinationKind.ONEROSTER_REST, "District SIS")
-    said = "PUT result gs-r-1: result.student.sourcedId: student 'w5-ghost' does not exist"
+def _refused_at_sis(student: str, said: str) -> DestinationFacts:
+    """The learner's result at a OneRoster SIS, linked to `student` and refused with the
+    SIS's words `said`."""
     refused = replace(
         _row(),
         state=DeliveryState.REJECTED,
@@ -411,17 +410,23 @@ def test_a_student_the_sis_does_not_have_fails_the_matching_check_once() -> None
         remote_status=422,
         remote_message=said,
     )
+    return DestinationFacts(
+        Destination("t", "sis", DestinationKind.ONEROSTER_REST, "District SIS"),
+        Capabilities(),
+        CourseLink("t", "sis", "c1", "cls-1", {"school": "sch-1"}),
+        ItemLink("t", "sis", "a1", "li-1", data={"sync_to_sis": True}),
+        PersonLink("t", "sis", "p1", student),
+        (),
+        refused,
+    )
+
+
+def test_a_student_the_sis_does_not_have_fails_the_matching_check_once() -> None:
+    base = _facts()
+    said = "PUT result gs-r-1: result.student.sourcedId: student 'w5-ghost' does not exist"
 
     def diagnose(student: str) -> tuple[Check, Check, str]:
-        at_sis = DestinationFacts(
-            sis,
-            Capabilities(),
-            CourseLink("t", "sis", "c1", "cls-1", {"school": "sch-1"}),
-            ItemLink("t", "sis", "a1", "li-1", data={"sync_to_sis": True}),
-            PersonLink("t", "sis", "p1", student),
-            (),
-            refused,
-        )
+        at_sis = _refused_at_sis(student, said)
         diag = diagnose_learner_activity(replace(base, destinations=(at_sis,)))
         matched, delivered = diag.check("matched_in_sis"), diag.check("delivery")
         assert matched is not None and delivered is not None
@@ -452,26 +457,9 @@ def test_a_student_the_sis_does_not_have_fails_the_matching_check_once() -> None
 
 def test_a_refusal_of_another_student_whose_id_contains_the_learners_is_not_theirs() -> None:
     base = _facts()
-    sis = Destination("t", "sis", DestinationKind.ONEROSTER_REST, "District SIS")
 
     def matched(student: str, said: str) -> Check:
-        refused = replace(
-            _row(),
-            state=DeliveryState.REJECTED,
-            reason_code="invalid_data",
-            reason_text=said,
-            remote_status=422,
-            remote_message=said,
-        )
-        at_sis = DestinationFacts(
-            sis,
-            Capabilities(),
-            CourseLink("t", "sis", "c1", "cls-1", {"school": "sch-1"}),
-            ItemLink("t", "sis", "a1", "li-1", data={"sync_to_sis": True}),
-            PersonLink("t", "sis", "p1", student),
-            (),
-            refused,
-        )
+        at_sis = _refused_at_sis(student, said)
         check = diagnose_learner_activity(replace(base, destinations=(at_sis,))).check(
             "matched_in_sis"
         )
