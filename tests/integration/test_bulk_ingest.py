@@ -69,7 +69,9 @@ def test_add_many_stores_new_attempts_once_in_order(db: Database) -> None:
         assert len(uow.attempts.for_key("t1", "a1", "p1")) == 1
 
 
-def test_a_batch_of_a_thousand_attempts_takes_a_few_statements(db: Database) -> None:
+def _a_thousand_attempts(db: Database) -> tuple[list[Attempt], svc.IngestResult, list[str]]:
+    """A batch of 1,000 new attempts (100 learners, 10 activities) ingested: the attempts,
+    the result (checked: all recorded and marked) and the statements it ran."""
     seed(db, learners=100)
     attempts = [
         Attempt("t1", f"e-{i}-{j}", f"a{j}", f"p{i}", float(j), 10.0, NOW)
@@ -81,6 +83,11 @@ def test_a_batch_of_a_thousand_attempts_takes_a_few_statements(db: Database) -> 
             db.uow, ManualClock(NOW), None, "t1", svc.IngestBatch(attempts=attempts)
         )
     assert result.recorded == 1000 and result.dirty_keys == 1000
+    return attempts, result, seen
+
+
+def test_a_batch_of_a_thousand_attempts_takes_a_few_statements(db: Database) -> None:
+    attempts, result, seen = _a_thousand_attempts(db)
     # the tenant, people, activities, stored event ids, the attempts, the dirty keys (and
     # SQLite's BEGIN): not one or two statements per attempt
     assert len(seen) <= 8, seen
@@ -329,17 +336,7 @@ def test_postgresql_writes_a_batchs_attempts_and_marks_in_one_statement(
     its checks need (the tenant, the activities, the people, the event ids) and one write,
     the attempts with the marks of the new ones (they were two writes, one after the other)."""
     db = postgres_db
-    seed(db, learners=100)
-    attempts = [
-        Attempt("t1", f"e-{i}-{j}", f"a{j}", f"p{i}", float(j), 10.0, NOW)
-        for i in range(100)
-        for j in range(10)
-    ]
-    with statements(db) as seen:
-        result = svc.ingest(
-            db.uow, ManualClock(NOW), None, "t1", svc.IngestBatch(attempts=attempts)
-        )
-    assert result.recorded == 1000 and result.dirty_keys == 1000
+    _, _, seen = _a_thousand_attempts(db)
     writes = [s.split("\n")[0][:60] for s in seen if not s.lstrip().startswith("SELECT")]
     assert len(writes) == 1 and len(seen) == 5, "\n".join(s.split("\n")[0][:90] for s in seen)
     with db.uow() as uow:
