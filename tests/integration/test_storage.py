@@ -543,6 +543,26 @@ def test_dirty_keys_collapse(db: Database, n: int) -> None:
         assert uow.dirty.count() == 0
 
 
+# Per learner, the destinations one key of theirs is marked (or timed) for, in this order
+# (None: every destination), and the destination it is then claimed for (None: every one).
+_MARKED_FOR: dict[str, list[str | None]] = {
+    "p1": ["sis"],
+    "p2": ["sis", "sis"],
+    "p3": ["sis", "lms"],
+    "p4": ["sis", None],
+    "p5": [None, "sis"],
+    "p6": [None],
+}
+_CLAIMED_FOR = {"p1": "sis", "p2": "sis", "p3": None, "p4": None, "p5": None, "p6": None}
+
+
+def _claim_all(db: Database) -> list[tuple[str, str, str, str, str | None]]:
+    with db.uow() as uow:
+        claimed = uow.dirty.claim(100)
+        uow.commit()
+    return claimed
+
+
 def test_a_dirty_key_marked_for_one_destination_stays_so_until_marked_for_another(
     db: Database,
 ) -> None:
@@ -550,34 +570,16 @@ def test_a_dirty_key_marked_for_one_destination_stays_so_until_marked_for_anothe
     still is. Marked also for another destination, or for every one (a fact changed), in
     either order, it is claimed for every destination of its course."""
     seed(db)
-    marks: dict[str, list[str | None]] = {
-        "p1": ["sis"],
-        "p2": ["sis", "sis"],
-        "p3": ["sis", "lms"],
-        "p4": ["sis", None],
-        "p5": [None, "sis"],
-        "p6": [None],
-    }
     with db.uow() as uow:
-        for person, destinations in marks.items():
+        for person, destinations in _MARKED_FOR.items():
             for i, destination in enumerate(destinations):
                 row = ("t1", "c1", "a1", person)
                 uow.dirty.mark_many([row], NOW + timedelta(seconds=i), destination_id=destination)
         uow.dirty.mark_many([("t1", "c1", "a2", "p1")], NOW, destination_id="sis")
         uow.dirty.mark("t1", "c1", "a2", "p1", NOW)  # `mark` is for every destination
         uow.commit()
-    with db.uow() as uow:
-        claimed = {(k[2], k[3]): k[4] for k in uow.dirty.claim(100)}
-        uow.commit()
-    assert claimed == {
-        ("a1", "p1"): "sis",
-        ("a1", "p2"): "sis",
-        ("a1", "p3"): None,
-        ("a1", "p4"): None,
-        ("a1", "p5"): None,
-        ("a1", "p6"): None,
-        ("a2", "p1"): None,
-    }
+    claimed = {(k[2], k[3]): k[4] for k in _claim_all(db)}
+    assert claimed == {("a1", p): d for p, d in _CLAIMED_FOR.items()} | {("a2", "p1"): None}
 
 
 def test_a_timer_set_for_one_destination_marks_its_key_for_it_alone(db: Database) -> None:
@@ -586,15 +588,7 @@ def test_a_timer_set_for_one_destination_marks_its_key_for_it_alone(db: Database
     the earlier time). A key already marked for another destination is then marked for
     every one, as `mark_many` does."""
     seed(db)
-    timers: dict[str, list[str | None]] = {
-        "p1": ["sis"],
-        "p2": ["sis", "sis"],
-        "p3": ["sis", "lms"],
-        "p4": ["sis", None],
-        "p5": [None, "sis"],
-        "p6": [None],
-        "p7": ["sis"],
-    }
+    timers = {**_MARKED_FOR, "p7": ["sis"]}
     with db.uow() as uow:
         for person, destinations in timers.items():
             for i, destination in enumerate(destinations):
@@ -606,18 +600,7 @@ def test_a_timer_set_for_one_destination_marks_its_key_for_it_alone(db: Database
         assert uow.dirty.next_due_at() == NOW
         assert uow.dirty.fire_due(NOW + timedelta(minutes=1)) == len(timers)
         uow.commit()
-    with db.uow() as uow:
-        claimed = {k[3]: k[4] for k in uow.dirty.claim(100)}
-        uow.commit()
-    assert claimed == {
-        "p1": "sis",
-        "p2": "sis",
-        "p3": None,
-        "p4": None,
-        "p5": None,
-        "p6": None,
-        "p7": None,
-    }
+    assert {k[3]: k[4] for k in _claim_all(db)} == {**_CLAIMED_FOR, "p7": None}
 
 
 def test_live_grades_are_claimed_before_a_runs_backlog(db: Database) -> None:
