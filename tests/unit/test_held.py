@@ -40,3 +40,14 @@ def test_the_newest_of_a_send_and_a_readback_that_found_an_edit_wins() -> None:
     assert newest_held([refused, repair, found, sent]) == Held(9.0, 10.0, True)
     assert newest_held([refused, sent, found]) == Held(7.0, 10.0, False)
     assert newest_held([refused, repair]) is None  # a refusal changed nothing there
+
+
+def test_a_held_score_reads_on_the_activitys_scale_where_the_gradebook_gives_none() -> None:
+    fraction, sis, ags = Held(0.8, 1.0, True), Held(8.0, None, False), Held(7.0, 10.0, False)
+    assert fraction.on_scale("lti11_outcomes", 10).text() == "8 / 10"
+    assert fraction.on_scale("lti11_outcomes", 10) == Held(8.0, 10.0, True)
+    assert sis.on_scale("oneroster_rest", 10).text() == "8 / 10"
+    assert sis.on_scale("oneroster_csv", 10).text() == "8 / 10"
+    assert ags.on_scale("lti13_ags", 20) == ags  # the LMS's own maximum stands
+    assert fraction.on_scale("lti11_outcomes", None) == fraction  # no points known: as held
+    assert Held(None, None, False).on_scale("lti11_outcomes", 10).text() == "no score"

@@ -9,9 +9,10 @@ sending (its desired result is gone); the delivery log keeps both.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from gradesync.domain.model import SIS_KINDS, DestinationKind
 from gradesync.domain.overrides import OVERRIDE_SEEN
 
 DELIVERED = "delivered"  # the delivery log's outcome of a send the gradebook took
@@ -22,7 +23,8 @@ HOLDING_OUTCOMES = (DELIVERED, OVERRIDE_SEEN)
 @dataclass(frozen=True, slots=True)
 class Held:
     """A score as the gradebook holds it. `score_maximum` is None when the gradebook's own
-    column gives it (a SIS line item); LTI 1.1 holds a fraction of its column (maximum 1)."""
+    column gives it (a SIS line item); LTI 1.1 holds a fraction of its column (maximum 1):
+    `on_scale` says either on the activity's scale."""
 
     score_given: float | None  # None: it holds no score (removed, or excused)
     score_maximum: float | None
@@ -33,6 +35,22 @@ class Held:
             return "no score"
         given = f"{self.score_given:g}"
         return given if self.score_maximum is None else f"{given} / {self.score_maximum:g}"
+
+    def on_scale(self, kind: DestinationKind | str, points: float | None) -> Held:
+        """The score on the activity's scale, as an AGS gradebook's holds it: LTI 1.1 holds a
+        fraction of 1 ("0.8 / 1" is "8 / 10" of a 10-point activity), a SIS result no maximum
+        of its own (its line item's is the activity's points, `resultValueMax`). `points`:
+        the activity's points, None when unknown (the score is kept as held)."""
+        if points is None or points <= 0 or self.score_given is None:
+            return self
+        if kind == DestinationKind.LTI11_OUTCOMES and self.score_maximum == 1.0:
+            # a fraction, rounded off its float noise (0.8 * 10 is 8.000000000000002)
+            return replace(
+                self, score_given=round(self.score_given * points, 9), score_maximum=points
+            )
+        if kind in SIS_KINDS and self.score_maximum is None:
+            return replace(self, score_maximum=points)
+        return self
 
 
 def _number(value: Any) -> float | None:

@@ -107,8 +107,10 @@ def score_text(row: LedgerRow | None) -> str | None:
     return f"{_num(given)} / {_num(maximum)}"
 
 
-def _held(line: dict[str, Any] | None) -> Held | None:
-    return held_score(line) if line is not None else None
+def _held(line: dict[str, Any] | None, destination: Destination, activity: Activity) -> Held | None:
+    """What the gradebook holds, on the activity's scale (`Held.on_scale`)."""
+    held = held_score(line) if line is not None else None
+    return held.on_scale(destination.kind, activity.points_possible) if held else None
 
 
 def why_text(row: LedgerRow | None, *, instructor: bool = False) -> str | None:
@@ -265,7 +267,7 @@ def course_page(
                     row,
                     lms_holds(row),
                     tries.get((a.id, person.id)),
-                    _held(holding.get((a.id, person.id))),
+                    _held(holding.get((a.id, person.id)), dest, a) if dest else None,
                 )
             )
             per_activity[a.id][status] = per_activity[a.id].get(status, 0) + 1

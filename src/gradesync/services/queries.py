@@ -86,8 +86,13 @@ def kept(row: LedgerRow) -> bool:
 
 
 def _cell(
-    row: LedgerRow, paused: Reason | None = None, holding: dict[str, Any] | None = None
+    row: LedgerRow,
+    paused: Reason | None = None,
+    holding: dict[str, Any] | None = None,
+    scale: tuple[str, float | None] | None = None,
 ) -> GradeState:
+    """`scale`: the destination's kind and the activity's points, to say a held score on the
+    activity's scale (`Held.on_scale`)."""
     if paused is not None and row.state is DeliveryState.PENDING and row.reason_code is None:
         # a row naming its own reason (the send that paused the destination said why) keeps it
         row = replace(row, reason_code=paused.code, reason_text=paused.text)
@@ -105,8 +110,13 @@ def _cell(
         remote_status=row.remote_status,
         remote_message=row.remote_message,
         updated_at=row.updated_at,
-        held=held_score(holding) if holding is not None and kept(row) else None,
+        held=_held(holding, scale) if holding is not None and kept(row) else None,
     )
+
+
+def _held(line: dict[str, Any], scale: tuple[str, float | None] | None) -> Held | None:
+    held = held_score(line)
+    return held.on_scale(*scale) if held is not None and scale is not None else held
 
 
 def _has_runs(uow: UnitOfWork, tenant_id: str, destination_id: str) -> bool:
@@ -183,8 +193,24 @@ def learner_grades(
         ]
         paused = {d.id: _held_by_pause(d, now) for d in dests if d.paused_at(now)}
         rows = [r for r in rows if destination_id is None or r.key.destination_id == destination_id]
-        holding = _holding(uow, tenant_id, [r for r in rows if kept(r)])
-        cells = [_cell(r, paused.get(r.key.destination_id), holding.get(r.key)) for r in rows]
+        held_rows = [r for r in rows if kept(r)]
+        holding = _holding(uow, tenant_id, held_rows)
+        kinds = {d.id: d.kind.value for d in dests}
+        points = {
+            a.id: a.points_possible
+            for a in uow.activities.get_many(
+                tenant_id, sorted({r.key.activity_id for r in held_rows})
+            ).values()
+        }
+        cells = [
+            _cell(
+                r,
+                paused.get(r.key.destination_id),
+                holding.get(r.key),
+                (kinds.get(r.key.destination_id, ""), points.get(r.key.activity_id)),
+            )
+            for r in rows
+        ]
         cells += _not_connected_cells(uow, tenant_id, person_id, course_id, dests, rows)
         note = None if dests or destination_id is not None else NO_DESTINATION
     out: dict[str, list[GradeState]] = {}

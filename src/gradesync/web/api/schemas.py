@@ -459,8 +459,9 @@ class HeldOut(BaseModel):
         description="The score the gradebook holds; null: it holds no score (removed)."
     )
     score_maximum: float | None = Field(
-        description="Its maximum: the points sent (LTI 1.3), 1 for LTI 1.1 (a fraction of the "
-        "column), null where the gradebook's column gives it (a SIS line item)."
+        description="Its maximum, on the activity's scale: the points sent (LTI 1.3); the "
+        "activity's points for LTI 1.1 (which holds a fraction of the column, shown rescaled) "
+        "and at a SIS (its line item's maximum); null when the activity's points are unknown."
     )
     read_back: bool = Field(
         description="true: found by reading the gradebook back (a grade changed there); false: "

@@ -1,0 +1,96 @@
+"""A grade kept in the gradebook says the score it holds on the activity's scale, wherever it
+is held: LTI 1.1 Outcomes holds a fraction of 1 and a SIS result no maximum of its own, and
+both read as "8 / 10" of a 10-point activity, as an LTI 1.3 gradebook's does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from gradesync.domain.model import (
+    CourseLink,
+    DeliveryState,
+    Destination,
+    DestinationKind,
+    LedgerKey,
+    LedgerRow,
+    UserRole,
+)
+from gradesync.services.accounts import create_user
+from tests.support.api import ROSTER, ApiEnv, Caller
+from tests.support.console import sign_in
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SENT = {
+    "lms11": {"operation": "replaceResult", "score": "0.8", "sourcedid": "s-p1"},
+    "sis": {"result": {"sourcedId": "r-p1", "score": 8, "scoreStatus": "fully graded"}},
+}
+KINDS = {"lms11": DestinationKind.LTI11_OUTCOMES, "sis": DestinationKind.ONEROSTER_REST}
+
+
+def _kept_at_both(api: ApiEnv) -> Caller:
+    """Ada's 8 of 10 on Quiz 1 was delivered to an LTI 1.1 LMS and a SIS; gradesync sends
+    nothing for it now (its sync box cleared), so both gradebooks keep what they hold."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    assert admin.post("/ingest", json=ROSTER).status_code == 202
+    with api.db.uow() as uow:
+        for dest, kind in KINDS.items():
+            uow.destinations.upsert(Destination("t1", dest, kind, f"Gradebook {dest}"), T0)
+            uow.links.save_course(CourseLink("t1", dest, "c1", f"remote-{dest}"))
+            key = LedgerKey("t1", dest, "a1", "p1")
+            uow.ledger.save(
+                LedgerRow(
+                    key,
+                    DeliveryState.SKIPPED,
+                    delivered_hash="h1",
+                    delivered_at=T0,
+                    reason_code="sync_disabled",
+                    reason_text="The activity 'Quiz 1' is excluded from grade sync.",
+                    updated_at=T0,
+                ),
+                "c1",
+            )
+            uow.deliveries.add(
+                key=key,
+                run_id=None,
+                sent_at=T0,
+                sent_hash="h1",
+                payload=SENT[dest],
+                outcome="delivered",
+                remote_status=200,
+                remote_message=None,
+                latency_ms=5.0,
+            )
+        uow.commit()
+    return admin
+
+
+def _held(admin: Caller) -> dict[str, Any]:
+    grades = admin.get("/people/p1/grades").json()["destinations"]
+    return {
+        d: next(c for c in cells if c["activity_id"] == "a1")["held"] for d, cells in grades.items()
+    }
+
+
+def test_the_api_says_a_held_score_on_the_activitys_scale(api: ApiEnv) -> None:
+    admin = _kept_at_both(api)
+    assert _held(admin) == {
+        "lms11": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False},
+        "sis": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False},
+    }
+
+
+def test_the_course_grid_says_a_held_score_on_the_activitys_scale(api: ApiEnv) -> None:
+    _kept_at_both(api)
+    create_user(
+        api.db.uow, api.runtime.clock, tenant_id="t1", username="ops",
+        password="a-long-password-1", role=UserRole.ADMIN,
+    )  # fmt: skip
+    assert sign_in(api.client, "ops", "a-long-password-1").status_code == 200
+    for dest in KINDS:
+        page = api.client.get("/console/courses/c1", params={"destination": dest})
+        assert page.status_code == 200
+        assert '<span class="score held" title="as the gradebook holds it">8 / 10</span>' in (
+            page.text
+        ), dest
+        assert "0.8 / 1" not in page.text
