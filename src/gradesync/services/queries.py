@@ -21,6 +21,7 @@ from gradesync.domain.model import (
     SyncRun,
 )
 from gradesync.domain.reasons import Reason
+from gradesync.domain.run_history import shown_stages
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
 
@@ -66,7 +67,7 @@ NO_DESTINATION = (
 @dataclass(frozen=True, slots=True)
 class RunDetail:
     run: SyncRun
-    stages: list[dict[str, Any]]
+    stages: list[dict[str, Any]]  # as people read them (`domain.run_history.shown_stages`)
 
 
 # a grade waiting at a paused destination: the pause is why it is not sent (the row itself
@@ -317,7 +318,7 @@ def runs_with_stages(
             limit=limit,
         )
         stages = uow.runs.stages_many([r.id for r in runs])
-    return [RunDetail(r, stages.get(r.id, [])) for r in runs]
+    return [RunDetail(r, shown_stages(stages.get(r.id, []))) for r in runs]
 
 
 def run_detail(uow_factory: UnitOfWorkFactory, tenant_id: str, run_id: str) -> RunDetail:
@@ -326,7 +327,7 @@ def run_detail(uow_factory: UnitOfWorkFactory, tenant_id: str, run_id: str) -> R
         run = uow.runs.get(run_id, tenant_id)
         if run is None:
             raise NotFound("run", run_id)
-        return RunDetail(run, uow.runs.stages(run_id))
+        return RunDetail(run, shown_stages(uow.runs.stages(run_id)))
 
 
 def destination_summary(

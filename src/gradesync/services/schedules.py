@@ -37,6 +37,7 @@ from gradesync.domain.model import (
     SyncRun,
     Trigger,
 )
+from gradesync.domain.run_history import shown_stages
 from gradesync.domain.schedule_rules import (
     ScheduleRule,
     count_slots,
@@ -195,7 +196,11 @@ class ScheduleService:
             runs = uow.runs.get_many(ids, tenant_id)
             stages = uow.runs.stages_many(list(runs))
         return [
-            HistoryEntry(e, runs.get(e.run_id), stages.get(e.run_id))
+            HistoryEntry(
+                e,
+                runs.get(e.run_id),
+                shown_stages(stages[e.run_id]) if e.run_id in stages else None,
+            )
             if e.run_id
             else HistoryEntry(e, None)
             for e in events

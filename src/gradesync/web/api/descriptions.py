@@ -109,7 +109,8 @@ FIELDS: dict[str, str] = {
     "counts": "What the run did, by kind (computed, sent, delivered, rejected, skipped...).",
     "created_at": "When it was created. " + _ZONED,
     "finished_at": "When the run finished. " + _ZONED,
-    "stages": "Each stage the run went through and when it started.",
+    "stages": "Each stage the run went through and when it started, each once per attempt: a "
+    "run stopped and resumed says so once (`resumed`), then its next attempt's stages.",
     "joined": "true: a run for the same scope was already queued or going, and was joined "
     "instead of starting another.",
     "runs": "Runs, newest first.",
@@ -214,11 +215,16 @@ BY_SCHEMA: dict[str, dict[str, str]] = {
     "PreviewOut": {"runs": "The next times the schedule would run."},
     "HistoryOut": {"at": "When it happened. " + _ZONED, "run": "The run it started or joined."},
     "StageOut": {
-        "stage": "The stage's name.",
+        "stage": "The stage's name, or `resumed`: the run was stopped (its worker stopped, "
+        "or its database was lost) and taken up again at `at`; its note says why and by whom. "
+        "The stages after it are the run's next attempt; a run that had computed its grades "
+        "does not compute them again, so no `computing` follows its `resumed`.",
         "at": "When it started. " + _ZONED,
         "note": "What happened at this stage beyond its name, when anything did: for example "
         "that the worker running it stopped and another resumed it, or that results were "
         "carried over from an earlier run.",
+        "attempt": "Which attempt of the run the stage belongs to: 1, then 2 from its first "
+        "`resumed` on, and so on.",
     },
     "DestinationOut": {
         "id": "The destination's id.",

@@ -433,7 +433,9 @@ class CourseSyncIn(InputModel):
 class StageOut(BaseModel):
     stage: str
     at: datetime | None  # stored as ISO text; a datetime, so written with `Z` as every time
-    note: str | None = None  # e.g. "worker X stopped (last heard ...); requeued by Y"
+    # e.g. "worker X stopped (last heard ...); requeued by Y; resumed by Y"
+    note: str | None = None
+    attempt: int = 1  # 2 from the first resume on (`domain.run_history`)
 
 
 class RunOut(BaseModel):

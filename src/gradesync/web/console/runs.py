@@ -34,6 +34,8 @@ STAGE_LABELS = {
     "sending": "Sending grades",
     "verifying": "Checking what arrived",
     "finished": "Finished",
+    # not a stage a run is in: a stopped run taken up again (domain.run_history)
+    "resumed": "Resumed",
 }
 OUTCOME_LABELS = {
     "succeeded": "Succeeded",

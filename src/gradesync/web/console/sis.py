@@ -47,6 +47,8 @@ SIS_STAGE_LABELS = {
     "sending": "Sending scores",
     "verifying": "Checking what the SIS holds",
     "finished": "Done",
+    # not a stage a run is in: a stopped run taken up again (domain.run_history)
+    "resumed": "Resumed",
 }
 
 
