@@ -57,6 +57,11 @@ FOR_INSTRUCTORS: dict[str, str] = {
     "destination_ready": f"{ASK} fix what paused this destination, then resume it.",
     "grade_scope": _GRADE_SCOPE,
     "matched_in_sis": f"{ASK} link the learner to their student in the SIS.",
+    # a grade pending far longer than a send takes (diagnosis.destination_checks)
+    "pending_stalled": f"{ASK} check that gradesync is sending grades: this one should have "
+    "reached the gradebook within seconds. Tell them the learner, the activity and this message.",
+    PassbackRule.CATEGORY_MISSING.value: f"{ASK} align this activity's group with a category "
+    "of the SIS.",
 }
 GENERAL = (
     f"{ASK} fix this (it needs their tools); tell them the learner, the activity and this message."

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -27,6 +27,7 @@ from gradesync.domain.diagnosis.checks import (
     remote_cause,
     when,
 )
+from gradesync.domain.ledger import waiting_since
 from gradesync.domain.model import (
     SIS_KINDS,
     Activity,
@@ -415,6 +416,62 @@ def _score_of(desired: Mapping[str, Any] | None) -> str:
     return f"{float(given):g}/{float(top or 0):g}"
 
 
+# A grade leaves within seconds of becoming pending; one that waited longer with nothing
+# holding it back (no pause, no send due later) is not being sent.
+STALLED_AFTER = timedelta(minutes=5)
+PENDING_STALLED = "pending_stalled"  # the reason behind that remedy (domain.remedies)
+
+
+def _pending_check(df: DestinationFacts, want: str, now: datetime) -> Check:
+    """A grade waiting to be sent: what holds it and when it is expected to go, from what
+    the records say (a paused destination and until when, a send due later, how long it has
+    waited), in words an instructor can read too."""
+    d, row = df.destination, df.ledger
+    assert row is not None
+    started = waiting_since(row)
+    since = f" since {when(started)}" if started else ""
+    why = f" ({d.pause_reason})" if d.pause_reason else ""
+
+    def pending(evidence: str, remedy: str, reason: str | None = None) -> Check:
+        return Check(
+            CheckCode.DELIVERY, "The grade is delivered", False, evidence, remedy, d.id,
+            reason=reason,
+        )  # fmt: skip
+
+    if not d.enabled:
+        return pending(
+            f"{want} waits to be sent{since}: {d.name!r} is paused{why}, so gradesync sends it "
+            "nothing until it is resumed.",
+            f"It is sent as soon as an administrator resumes {d.name!r}, with every grade "
+            "that waited; nothing is lost meanwhile.",
+        )
+    if d.paused_until is not None and d.paused_until > now:
+        return pending(
+            f"{want} waits to be sent{since}: {d.name!r} is paused until "
+            f"{when(d.paused_until)}{why}.",
+            f"Nothing to do: it is sent by itself once the pause ends, at {when(d.paused_until)}.",
+        )
+    if row.next_attempt_at is not None and row.next_attempt_at > now:
+        return pending(
+            f"{want} waits to be sent{since}; its send is due at {when(row.next_attempt_at)}.",
+            f"Nothing to do: it is sent by itself at {when(row.next_attempt_at)}.",
+        )
+    if started is None or now - started < STALLED_AFTER:
+        return pending(
+            f"{want} is waiting to be sent{since}.",
+            "Nothing to do: a grade is normally in the gradebook within seconds (a sync run "
+            "of many grades sends this one with the others). Reload this page in a minute to "
+            "see it sent.",
+        )
+    return pending(
+        f"{want} has waited to be sent{since}, far longer than the seconds a grade takes, and "
+        f"nothing holds it back ({d.name!r} is not paused): gradesync is not sending it.",
+        "Check that a gradesync worker is running and what its log says (`gradesync doctor` "
+        "checks the rest); the grade goes once one sends again.",
+        PENDING_STALLED,
+    )
+
+
 def delivery_check(df: DestinationFacts, now: datetime) -> Check:
     d, row = df.destination, df.ledger
     name = "The grade is delivered"
@@ -439,16 +496,7 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             d.id,
         )
     if row.state is DeliveryState.PENDING:
-        since = f" since {when(row.updated_at)}" if row.updated_at else ""
-        return Check(
-            CheckCode.DELIVERY,
-            name,
-            False,
-            f"{want} is waiting to be sent{since}.",
-            "Nothing to do if this is recent (seconds). If it stays pending, check that a "
-            "gradesync worker is running and the destination is not paused.",
-            d.id,
-        )
+        return _pending_check(df, want, now)
     cause = remote_cause(row.reason_code)
 
     def answered(said: str | None) -> str:

@@ -11,14 +11,17 @@ whoever may see a course may tick its activities, validate and post them."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from gradesync.domain.errors import InvalidInput, NotFound
-from gradesync.domain.model import ConsoleUser, Destination, DestinationKind, SyncRun
+from gradesync.domain import remedies
+from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.model import ConsoleUser, Destination, DestinationKind, SyncRun, UserRole
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services.destination import RemoteFailure
@@ -50,6 +53,21 @@ SIS_STAGE_LABELS = {
     # not a stage a run is in: a stopped run taken up again (domain.run_history)
     "resumed": "Resumed",
 }
+
+
+def problems_for(user: ConsoleUser, problems: Sequence[FieldProblem]) -> list[FieldProblem]:
+    """A check's problems as the viewer can act on them: an instructor reads who can do
+    what a command in the message would (`domain.remedies`), an admin the command."""
+    if user.role is UserRole.ADMIN:
+        return list(problems)
+    return [replace(p, message=remedies.for_instructor(p.rule, p.message)) for p in problems]
+
+
+def checks_for(
+    user: ConsoleUser, checks: Sequence[service.ActivityCheck]
+) -> list[service.ActivityCheck]:
+    """Activity checks with their problems as the viewer can act on them (`problems_for`)."""
+    return [replace(c, problems=problems_for(user, c.problems)) for c in checks]
 
 
 def page_url(destination_id: str, course_id: str) -> str:
@@ -253,7 +271,7 @@ async def course_page(
             user,
             nav="sis" if user.role.value == "admin" else "courses",
             o=overview,
-            checks={c.activity_id: c for c in checks},
+            checks={c.activity_id: c for c in checks_for(user, checks)},
             categories=cats,
             aligned=aligned,
             sis_problem=sis_problem,

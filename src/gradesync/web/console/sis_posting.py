@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gradesync.domain.errors import GradesyncError, InvalidInput, NotFound
-from gradesync.domain.model import ConsoleUser, SyncRun
+from gradesync.domain.model import ConsoleUser, SyncRun, UserRole
 from gradesync.runtime import Runtime
 from gradesync.services import console_queries as cq
 from gradesync.services import queries
@@ -33,7 +33,13 @@ from gradesync.web.console.common import (
 )
 from gradesync.web.console.runs import OUTCOME_LABELS, STAGES
 from gradesync.web.console.session import current_user
-from gradesync.web.console.sis import SIS_STAGE_LABELS, page_url, sis_of
+from gradesync.web.console.sis import (
+    SIS_STAGE_LABELS,
+    checks_for,
+    page_url,
+    problems_for,
+    sis_of,
+)
 
 router = APIRouter(prefix="/sis")
 
@@ -97,7 +103,9 @@ def sync_to_sis(
             )
         )
     except InvalidInput as exc:
-        words = "; ".join(f"{rule_words(p.rule)}: {p.message}" for p in exc.problems)
+        words = "; ".join(
+            f"{rule_words(p.rule)}: {p.message}" for p in problems_for(user, exc.problems)
+        )
         flash(request, "error", f"{activity.title} cannot sync to the SIS: {words}")
     except NotFound as exc:
         raise PageError(404, str(exc)) from exc
@@ -155,16 +163,16 @@ async def post_grades(
             course=course,
             dest=dest,
             going=[c for c in checks if c.selected and c.ok],
-            left_out=[c for c in checks if not (c.selected and c.ok)],
+            left_out=checks_for(user, [c for c in checks if not (c.selected and c.ok)]),
             base=base,
             remaster=remaster == "yes",
         )
     going = [c.activity_id for c in checks if c.selected and c.ok]
     left_out = [c for c in checks if not (c.selected and c.ok)]
     for c in left_out:
-        why = "; ".join(f"{rule_words(p.rule)}: {p.message}" for p in c.problems) or (
-            "Sync to SIS is off for it"
-        )
+        why = "; ".join(
+            f"{rule_words(p.rule)}: {p.message}" for p in problems_for(user, c.problems)
+        ) or ("Sync to SIS is off for it")
         flash(request, "error", f"Left out {c.title}: {why}")
     if not going:
         flash(request, "error", "Nothing to post: no activity of the selection can go.")
@@ -185,7 +193,10 @@ async def post_grades(
             )
         )
     except (InvalidInput, GradesyncError) as exc:
-        text = problems_text(exc) if isinstance(exc, InvalidInput) else str(exc)
+        if isinstance(exc, InvalidInput):
+            text = problems_text(InvalidInput(problems_for(user, exc.problems)))
+        else:
+            text = str(exc)
         flash(request, "error", f"Post grades could not start: {text}")
         return RedirectResponse(base, status_code=303)
     if result.run is None:
@@ -223,7 +234,9 @@ def _sis_run(
     return detail
 
 
-def _results(request: Request, run: SyncRun) -> list[dict[str, Any]]:
+def _results(request: Request, user: ConsoleUser, run: SyncRun) -> list[dict[str, Any]]:
+    """The run's results with their reasons, an instructor's in words they can act on."""
+    instructor = user.role is not UserRole.ADMIN
     out = []
     for r in service.posted_results(runtime_of(request).uow, run):
         status = cq.cell_status(r.row)
@@ -233,7 +246,7 @@ def _results(request: Request, run: SyncRun) -> list[dict[str, Any]]:
                 "status": status,
                 "label": cq.STATUS_LABELS[status],
                 "score": cq.score_text(r.row),
-                "why": cq.why_text(r.row),
+                "why": cq.why_text(r.row, instructor=instructor),
             }
         )
     return out
@@ -262,7 +275,7 @@ def grade_sync_page(
         run=detail.run,
         stages=detail.stages,
         titles=titles,
-        results=_results(request, detail.run),
+        results=_results(request, user, detail.run),
         base=page_url(destination_id, course_id),
         stage_labels=SIS_STAGE_LABELS,
         outcome_labels=OUTCOME_LABELS,
@@ -290,5 +303,5 @@ def grade_sync_results(
         run=detail.run,
         stages=detail.stages,
         stage_labels=SIS_STAGE_LABELS,
-        results=_results(request, detail.run),
+        results=_results(request, user, detail.run),
     )

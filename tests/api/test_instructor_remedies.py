@@ -1,0 +1,204 @@
+"""What an instructor reads about a grade and a run is what they can act on: never a gradesync
+command (they have no command line) but who does it, while an admin still reads the command;
+and a grade waiting to be sent says what holds it and when it goes, not generic words."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from typing import Any
+
+import pytest
+
+from gradesync.domain.model import (
+    DeliveryState,
+    LedgerKey,
+    LedgerRow,
+    RunScope,
+    SyncRun,
+    Trigger,
+    UserRole,
+)
+from gradesync.services import sis
+from gradesync.services.accounts import create_user
+from tests.support.api import ROSTER, ApiEnv, Caller
+from tests.support.console import sign_in
+
+ASK = "Ask a gradesync administrator to"
+PASSWORD = "a-long-password-1"
+
+
+def _school(api: ApiEnv) -> Caller:
+    """Biology 101 (Ada, Quiz 1) at an LTI 1.3 LMS, an admin `ops` and an instructor `ines`
+    of the course."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    assert admin.post("/ingest", json=ROSTER).status_code == 202
+    api.destination("t1", "lms")
+    api.link("t1", "lms", "c1")
+    for username, role, courses in (
+        ("ops", UserRole.ADMIN, None),
+        ("ines", UserRole.INSTRUCTOR, ["c1"]),
+    ):
+        create_user(
+            api.db.uow, api.runtime.clock, tenant_id="t1", username=username,
+            password=PASSWORD, role=role, course_ids=courses,
+        )  # fmt: skip
+    return admin
+
+
+def _pending(api: ApiEnv, **row: Any) -> None:
+    """Ada's 7 of 10 on Quiz 1 waits to be sent to the LMS."""
+    with api.db.uow() as uow:
+        uow.ledger.save(
+            LedgerRow(
+                LedgerKey("t1", "lms", "a1", "p1"),
+                DeliveryState.PENDING,
+                desired_hash="h1",
+                desired={"score_given": 7.0, "score_maximum": 10.0},
+                **row,
+            ),
+            "c1",
+        )
+        uow.commit()
+
+
+def _delivery(api: ApiEnv, who: str) -> str:
+    """The diagnosis page's words on whether the grade is delivered, as `who` reads them."""
+    api.client.cookies.clear()
+    assert sign_in(api.client, who, PASSWORD).status_code == 200
+    page = api.client.get(
+        "/console/diagnosis", params={"course": "c1", "activity": "a1", "person": "p1"}
+    )
+    assert page.status_code == 200, page.text
+    text = unescape(re.sub(r"<[^>]+>", " ", page.text))
+    text = " ".join(text.split())
+    start = text.index("The grade is delivered")
+    return text[start : start + 600]
+
+
+def _api_delivery(admin: Caller) -> dict[str, Any]:
+    diagnosis = admin.get("/activities/a1/learners/p1/diagnosis").json()
+    [check] = [c for c in diagnosis["checks"] if c["code"] == "delivery"]
+    return check
+
+
+def test_a_grade_waiting_far_too_long_says_so_and_who_can_help(api: ApiEnv) -> None:
+    admin = _school(api)
+    _pending(api, updated_at=datetime.now(UTC) - timedelta(hours=2))
+    instructor = _delivery(api, "ines")
+    assert "has waited to be sent since" in instructor
+    assert "gradesync is not sending it" in instructor
+    assert f"{ASK} check that gradesync is sending grades" in instructor
+    assert "gradesync doctor" not in instructor and "worker" not in instructor
+    # the generic words are gone
+    assert "Nothing to do if this is recent" not in instructor
+    # an admin reads what to check, with the command
+    check = _api_delivery(admin)
+    assert "gradesync doctor" in check["remedy"] and "worker is running" in check["remedy"]
+    assert "gradesync doctor" in _delivery(api, "ops")
+
+
+def test_a_grade_just_computed_says_it_goes_within_seconds(api: ApiEnv) -> None:
+    _school(api)
+    _pending(api, updated_at=datetime.now(UTC) - timedelta(seconds=5))
+    said = _delivery(api, "ines")
+    assert "is waiting to be sent since" in said
+    assert "normally in the gradebook within seconds" in said
+
+
+@pytest.mark.parametrize("admin_pause", [True, False])
+def test_a_grade_held_by_a_pause_says_when_it_goes(api: ApiEnv, admin_pause: bool) -> None:
+    admin = _school(api)
+    _pending(api, updated_at=datetime.now(UTC) - timedelta(hours=2))
+    until = (datetime.now(UTC) + timedelta(days=1)).replace(second=0, microsecond=0)
+    body: dict[str, Any] = {"reason": "exam week"}
+    if not admin_pause:
+        body["until"] = until.isoformat().replace("+00:00", "Z")
+    assert admin.post("/destinations/lms/pause", json=body).status_code == 200
+    said = _delivery(api, "ines")
+    if admin_pause:
+        assert "'LMS lms' is paused (exam week)" in said
+        assert "It is sent as soon as an administrator resumes 'LMS lms'" in said
+    else:
+        assert f"'LMS lms' is paused until {until:%Y-%m-%d %H:%M} UTC (exam week)" in said
+        assert f"sent by itself once the pause ends, at {until:%Y-%m-%d %H:%M} UTC" in said
+    # not "gradesync is not sending it": the pause is why, and it is said
+    assert "not sending it" not in said and "Check that" not in said
+
+
+def test_a_grade_whose_send_is_due_later_says_when(api: ApiEnv) -> None:
+    _school(api)
+    due = (datetime.now(UTC) + timedelta(minutes=30)).replace(second=0, microsecond=0)
+    _pending(api, updated_at=datetime.now(UTC) - timedelta(hours=1), next_attempt_at=due)
+    said = _delivery(api, "ines")
+    assert f"its send is due at {due:%Y-%m-%d %H:%M} UTC" in said
+    assert f"it is sent by itself at {due:%Y-%m-%d %H:%M} UTC" in said
+
+
+def test_a_sis_runs_results_tell_an_instructor_who_ticks_not_a_command(api: ApiEnv) -> None:
+    """The Grade Sync page of a Post grades run lists each result's reason: an instructor
+    of the course opens it from the course page, and read the admin's command there."""
+    _school(api)
+    rt = api.runtime
+    sis.add_connection(
+        rt.db.uow, rt.clock, tenant_id="t1", destination_id="sis", name="District SIS",
+        base_url=None, file_based=True,
+    )  # fmt: skip
+    sis.map_class(
+        rt.db.uow, tenant_id="t1", destination_id="sis", course_id="c1", class_id="cls-1",
+        school_id="sch-1", waker=rt.waker,
+    )  # fmt: skip
+    said = (
+        "The activity 'Quiz 1' is not selected for SIS passback. — Tick 'Sync to SIS' for it "
+        "(gradesync sis select)."
+    )
+    with api.db.uow() as uow:
+        row = LedgerRow(
+            LedgerKey("t1", "sis", "a1", "p1"),
+            DeliveryState.SKIPPED,
+            reason_code="not_selected_for_sis",
+            reason_text=said,
+            updated_at=datetime.now(UTC),
+        )
+        uow.ledger.save(row, "c1")
+        uow.ledger.save(replace(row, key=replace(row.key, activity_id="a2")), "c1")
+        run = SyncRun("run-1", RunScope("t1", "sis", "c1"), Trigger.MANUAL, "ines")
+        uow.runs.add(replace(run, created_at=datetime.now(UTC)))
+        uow.commit()
+    url = "/console/sis/sis/courses/c1/runs/run-1"
+    for who, reads, never in (
+        ("ines", f"{ASK} tick &#39;Sync to SIS&#39; for this activity.", "gradesync sis"),
+        ("ops", "(gradesync sis select)", ASK),
+    ):
+        api.client.cookies.clear()
+        assert sign_in(api.client, who, PASSWORD).status_code == 200
+        for page in (url, f"{url}/results"):
+            got = api.client.get(page)
+            assert got.status_code == 200, (who, page, got.text)
+            assert reads in got.text, (who, page)
+            assert never not in got.text, (who, page)
+
+
+def test_a_sis_course_pages_checks_tell_an_instructor_who_maps_the_class(api: ApiEnv) -> None:
+    """A course not mapped to a class of a SIS over REST: its activities' checks say so, with
+    the command to an admin and who does it to an instructor."""
+    _school(api)
+    rt = api.runtime
+    sis.add_connection(
+        rt.db.uow, rt.clock, tenant_id="t1", destination_id="sis", name="District SIS",
+        base_url="https://sis.example.org/ims/oneroster/gradebook/v1p2",
+        client_id="gradesync", client_secret="s3cret",
+    )  # fmt: skip
+    url = "/console/sis/sis/courses/c1"
+    for who, reads, never in (
+        ("ines", f"{ASK} map this course to its SIS class.", "gradesync sis"),
+        ("ops", "(gradesync sis map-class)", ASK),
+    ):
+        api.client.cookies.clear()
+        assert sign_in(api.client, who, PASSWORD).status_code == 200
+        got = api.client.get(url)
+        assert got.status_code == 200, (who, got.text)
+        assert reads in got.text, who
+        assert never not in got.text, who
