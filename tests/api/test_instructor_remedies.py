@@ -202,3 +202,34 @@ def test_a_sis_course_pages_checks_tell_an_instructor_who_maps_the_class(api: Ap
         assert got.status_code == 200, (who, got.text)
         assert reads in got.text, who
         assert never not in got.text, who
+
+
+def _cell_why(api: ApiEnv, who: str) -> str:
+    """What the course grid's cell of Ada's Quiz 1 says, as `who` reads it."""
+    api.client.cookies.clear()
+    assert sign_in(api.client, who, PASSWORD).status_code == 200
+    page = api.client.get("/console/courses/c1", params={"destination": "lms"}).text
+    cell = page.split('data-person="p1" data-activity="a1"', 1)[1].split("</td>", 1)[0]
+    found = re.search(r'<div class="why">\s*<p>(.*?)</p>', cell, re.S)
+    assert found, cell
+    return unescape(found.group(1))
+
+
+def test_the_course_grid_says_what_holds_a_pending_grade(api: ApiEnv) -> None:
+    """A grade waiting to be sent said nothing in its cell but "Pending"."""
+    admin = _school(api)
+    _pending(api, updated_at=datetime.now(UTC) - timedelta(hours=2))
+    said = _cell_why(api, "ines")
+    assert said.startswith("This grade has waited to be sent since")
+    assert "gradesync is not sending it" in said
+    assert said.endswith(f"— {ASK} check that gradesync is sending grades: this one should "
+                         "have reached the gradebook within seconds. Tell them the learner, "
+                         "the activity and this message.")  # fmt: skip
+    assert "gradesync doctor" in _cell_why(api, "ops")
+    until = (datetime.now(UTC) + timedelta(hours=3)).replace(second=0, microsecond=0)
+    body = {"reason": "term close", "until": until.isoformat().replace("+00:00", "Z")}
+    assert admin.post("/destinations/lms/pause", json=body).status_code == 200
+    assert _cell_why(api, "ines").endswith(
+        f"is paused until {until:%Y-%m-%d %H:%M} UTC (term close). — Nothing to do: it is "
+        f"sent by itself once the pause ends, at {until:%Y-%m-%d %H:%M} UTC."
+    )

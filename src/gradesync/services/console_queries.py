@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gradesync.domain import course_connection, remedies
+from gradesync.domain.diagnosis import pending_said
 from gradesync.domain.errors import NotFound
 from gradesync.domain.held import Held, held_score
 from gradesync.domain.model import (
@@ -135,6 +136,16 @@ def why_text(row: LedgerRow | None, *, instructor: bool = False) -> str | None:
     return " ".join(parts) or None
 
 
+def waiting_text(
+    destination: Destination, row: LedgerRow, now: datetime, *, instructor: bool = False
+) -> str:
+    """A grade waiting to be sent, with nothing said of it: what holds it and when it goes
+    (the diagnosis's words, `pending_said`), an `instructor`'s remedy without a command."""
+    said, remedy, code = pending_said(destination, row, "This grade", now)
+    text = f"{said}{remedies.SEPARATOR}{remedy}"
+    return remedies.for_instructor(code, text) if instructor else text
+
+
 @dataclass(frozen=True, slots=True)
 class GridCell:
     activity_id: str
@@ -218,9 +229,12 @@ def course_page(
     *,
     destination_id: str | None = None,
     instructor: bool = False,
+    now: datetime | None = None,
 ) -> CoursePage:
     """Everything the course page shows, its reasons in words for an `instructor` when the
-    viewer is one (`why_text`). Raises NotFound for an unknown course."""
+    viewer is one (`why_text`); a grade waiting to be sent says what holds it at `now`
+    (`waiting_text`). Raises NotFound for an unknown course."""
+    now = now or datetime.now(UTC)
     with uow_factory() as uow:
         course = uow.courses.get(tenant_id, course_id)
         if course is None:
@@ -258,6 +272,8 @@ def course_page(
             status, why = cell_status(row), why_text(row, instructor=instructor)
             if row is None and dest is not None:
                 status, why = unrecorded(dest, not_connected)
+            elif why is None and row is not None and dest is not None and status == "pending":
+                why = waiting_text(dest, row, now, instructor=instructor)
             cells.append(
                 GridCell(
                     a.id,

@@ -66,6 +66,7 @@ from gradesync.domain.diagnosis.destination_checks import (
     last_delivery_check,
     launch_check,
     lms_agrees_check,
+    pending_said,
 )
 from gradesync.domain.diagnosis.learner import (
     DELIBERATE,
@@ -112,6 +113,7 @@ __all__ = [
     "launch_check",
     "left_out_by_design",
     "lms_agrees_check",
+    "pending_said",
     "plural",
     "remote_cause",
     "sis_class_remedy",

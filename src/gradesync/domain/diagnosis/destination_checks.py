@@ -36,6 +36,7 @@ from gradesync.domain.model import (
     DeliveryState,
     Destination,
     DestinationKind,
+    LedgerRow,
 )
 from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.domain.reasons import Reason
@@ -422,48 +423,46 @@ STALLED_AFTER = timedelta(minutes=5)
 PENDING_STALLED = "pending_stalled"  # the reason behind that remedy (domain.remedies)
 
 
-def _pending_check(df: DestinationFacts, want: str, now: datetime) -> Check:
-    """A grade waiting to be sent: what holds it and when it is expected to go, from what
-    the records say (a paused destination and until when, a send due later, how long it has
-    waited), in words an instructor can read too."""
-    d, row = df.destination, df.ledger
-    assert row is not None
+def pending_said(
+    d: Destination, row: LedgerRow, want: str, now: datetime
+) -> tuple[str, str, str | None]:
+    """A grade waiting to be sent: (what holds it, when it is expected to go, the reason
+    code behind that remedy when it names a command), from what the records say (a paused
+    destination and until when, a send due later, how long it has waited). `want` names the
+    grade ("7/10", "This grade")."""
     started = waiting_since(row)
     since = f" since {when(started)}" if started else ""
     why = f" ({d.pause_reason})" if d.pause_reason else ""
-
-    def pending(evidence: str, remedy: str, reason: str | None = None) -> Check:
-        return Check(
-            CheckCode.DELIVERY, "The grade is delivered", False, evidence, remedy, d.id,
-            reason=reason,
-        )  # fmt: skip
-
     if not d.enabled:
-        return pending(
+        return (
             f"{want} waits to be sent{since}: {d.name!r} is paused{why}, so gradesync sends it "
             "nothing until it is resumed.",
             f"It is sent as soon as an administrator resumes {d.name!r}, with every grade "
             "that waited; nothing is lost meanwhile.",
+            None,
         )
     if d.paused_until is not None and d.paused_until > now:
-        return pending(
+        return (
             f"{want} waits to be sent{since}: {d.name!r} is paused until "
             f"{when(d.paused_until)}{why}.",
             f"Nothing to do: it is sent by itself once the pause ends, at {when(d.paused_until)}.",
+            None,
         )
     if row.next_attempt_at is not None and row.next_attempt_at > now:
-        return pending(
+        return (
             f"{want} waits to be sent{since}; its send is due at {when(row.next_attempt_at)}.",
             f"Nothing to do: it is sent by itself at {when(row.next_attempt_at)}.",
+            None,
         )
     if started is None or now - started < STALLED_AFTER:
-        return pending(
+        return (
             f"{want} is waiting to be sent{since}.",
             "Nothing to do: a grade is normally in the gradebook within seconds (a sync run "
             "of many grades sends this one with the others). Reload this page in a minute to "
             "see it sent.",
+            None,
         )
-    return pending(
+    return (
         f"{want} has waited to be sent{since}, far longer than the seconds a grade takes, and "
         f"nothing holds it back ({d.name!r} is not paused): gradesync is not sending it.",
         "Check that a gradesync worker is running and what its log says (`gradesync doctor` "
@@ -496,7 +495,8 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             d.id,
         )
     if row.state is DeliveryState.PENDING:
-        return _pending_check(df, want, now)
+        evidence, remedy, reason = pending_said(d, row, want, now)
+        return Check(CheckCode.DELIVERY, name, False, evidence, remedy, d.id, reason=reason)
     cause = remote_cause(row.reason_code)
 
     def answered(said: str | None) -> str:
