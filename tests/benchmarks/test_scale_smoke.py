@@ -144,6 +144,8 @@ def test_ingest_batches_in_turn_into_two_databases(tmp_path: Path) -> None:
             f"sqlite:///{tmp_path / 'two.db'}",
             "--batches",
             "2",
+            "--roster-batches",
+            "3",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -153,6 +155,12 @@ def test_ingest_batches_in_turn_into_two_databases(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
     figures = json.loads(proc.stdout)
     first, second = figures["first"], figures["second"]
+    # the roster too, batch by batch in turn: three batches of 500 people and enrollments
+    assert first["roster_statements_per_batch"] == second["roster_statements_per_batch"] <= 10
+    roster = first["roster_rows_per_s"] / second["roster_rows_per_s"]
+    assert figures["roster_first_over_second"] == pytest.approx(roster, abs=0.001)
+    assert first["roster_cpu_ms_per_batch"] > 0 and second["roster_cpu_ms_per_batch"] > 0
+    assert figures["roster_cpu_pressure"]["seconds"] is not None
     assert first["attempts"] == second["attempts"] == 2000
     assert first["statements_per_batch"] == second["statements_per_batch"] <= 10
     ratio = first["attempts_per_s"] / second["attempts_per_s"]
