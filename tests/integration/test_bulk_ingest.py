@@ -341,3 +341,75 @@ def test_postgresql_writes_a_batchs_attempts_and_marks_in_one_statement(
     assert len(writes) == 1 and len(seen) == 5, "\n".join(s.split("\n")[0][:90] for s in seen)
     with db.uow() as uow:
         assert uow.dirty.count() == 1000
+
+
+def test_a_roster_batch_marks_its_enrollments_keys_as_before(db: Database) -> None:
+    """A roster batch marks each key of a new or changed enrollment (its course's activities,
+    an activity of the same batch among them) with the batch's other keys, each once, at the
+    batch's time and for every destination, a key marked before keeping when it was first
+    marked; an unchanged enrollment marks nothing. On PostgreSQL the enrollments and the
+    marks are one statement, the keys listed by the server."""
+    seed(db, learners=2, activities=2)
+    with db.uow() as uow:
+        # marked an hour ago, for one destination only: the new enrollment's mark takes over
+        uow.dirty.mark_many(
+            [("t1", "c1", "a1", "p7")], NOW - timedelta(hours=1), destination_id="sis"
+        )
+        uow.commit()
+    later = NOW + timedelta(minutes=5)
+    due = NOW + timedelta(days=7)
+    batch = svc.IngestBatch(
+        activities=[Activity("t1", "a2", "c1", "Quiz 2", 10.0)],  # new: marks p0 and p1
+        people=[Person("t1", "p7", "New learner")],
+        enrollments=[Enrollment("t1", "c1", "p0"), Enrollment("t1", "c1", "p7")],
+        overrides=[DueDateOverride("t1", "a0", "p7", due)],  # a key p7's enrollment marks too
+    )
+    result = svc.ingest(db.uow, ManualClock(later), None, "t1", batch)
+    assert result.changed == {"activities": 1, "people": 1, "enrollments": 1, "overrides": 1}
+    assert result.unchanged == {"enrollments": 1}
+    assert result.dirty_keys == 5
+    with db.uow() as uow:
+        k = schema.dirty_keys.c
+        rows = uow.dirty.conn.execute(
+            select(k.course_id, k.activity_id, k.person_id, k.destination_id, k.waiting_since)
+        ).all()
+        times = {r[4] for r in uow.dirty.peek(10)}
+    assert sorted((r[0], r[1], r[2], r[3]) for r in rows) == [
+        ("c1", "a0", "p7", None),
+        ("c1", "a1", "p7", None),
+        ("c1", "a2", "p0", None),
+        ("c1", "a2", "p1", None),
+        ("c1", "a2", "p7", None),
+    ]
+    assert times == {later}
+    since = {(r[1], r[2]): utc(r[4]) for r in rows}
+    assert since.pop(("a1", "p7")) == NOW - timedelta(hours=1)
+    assert set(since.values()) == {later}
+
+    # the same batch again: nothing changed, nothing marked
+    again = svc.ingest(db.uow, ManualClock(later), None, "t1", batch)
+    assert not again.changed and again.dirty_keys == 0
+
+
+def test_postgresql_writes_a_roster_batchs_enrollments_and_marks_in_one_statement(
+    postgres_db: Database,
+) -> None:
+    """A roster batch of 500 learners on PostgreSQL: the reads its checks need (the tenant,
+    the course, the people, the enrollments) and two writes, the people, then the
+    enrollments with the marks of their keys (they were the activities' read and two
+    writes, the 5,000 keys built and sent by the client)."""
+    db = postgres_db
+    seed(db, learners=0)
+    ids = [f"p{i}" for i in range(500)]
+    batch = svc.IngestBatch(
+        people=[Person("t1", p, p) for p in ids],
+        enrollments=[Enrollment("t1", "c1", p) for p in ids],
+    )
+    with statements(db) as seen:
+        result = svc.ingest(db.uow, ManualClock(NOW), None, "t1", batch)
+    assert result.dirty_keys == 5000
+    writes = [s.split("\n")[0][:60] for s in seen if not s.lstrip().startswith("SELECT")]
+    assert len(writes) == 2 and len(seen) == 6, "\n".join(s.split("\n")[0][:90] for s in seen)
+    with db.uow() as uow:
+        assert uow.dirty.count() == 5000
+        assert len(uow.enrollments.for_course("t1", "c1")) == 500

@@ -602,19 +602,21 @@ def record_facts(
     old_enrolled = uow.enrollments.for_pairs(
         tenant_id, [(e.course_id, e.person_id) for e in b.enrollments]
     )
-    activities_of: dict[str, list[Activity]] = {}  # by course, read once each
+    enrolled: list[Enrollment] = []  # new or changed: each marks its course's activities
     for e in b.enrollments:
-        old_e = old_enrolled.get((e.course_id, e.person_id))
-        count("enrollments", old_e != e)
-        if old_e != e:
+        changed = old_enrolled.get((e.course_id, e.person_id)) != e
+        count("enrollments", changed)
+        if changed:
+            enrolled.append(e)
+    if b.attempts:  # the attempts' write marks the keys: these go with them
+        activities_of: dict[str, list[Activity]] = {}  # by course, read once each
+        for e in enrolled:
             if e.course_id not in activities_of:
                 activities_of[e.course_id] = uow.activities.for_course(tenant_id, e.course_id)
             dirty.extend(
                 (tenant_id, e.course_id, act.id, e.person_id) for act in activities_of[e.course_id]
             )
-    uow.enrollments.upsert_many(
-        [e for e in b.enrollments if old_enrolled.get((e.course_id, e.person_id)) != e]
-    )
+        uow.enrollments.upsert_many(enrolled)
 
     # the course of every activity the overrides and attempts name (an activity never
     # moves to another course)
@@ -640,9 +642,11 @@ def record_facts(
         result.resent = resend_overridden(uow, tenant_id, overwrite, now)
     dirty.extend(also_dirty)
     if not b.attempts:
-        unique = list(dict.fromkeys(dirty))
-        uow.dirty.mark_many(unique, now)
-        result.dirty_keys = len(unique)
+        # the enrollments (nothing before reads them) and every key marked in one write: on
+        # PostgreSQL one statement, the keys of the enrollments listed by the server
+        result.dirty_keys = uow.enrollments.upsert_many_marking(
+            enrolled, now, list(dict.fromkeys(dirty))
+        )
         return result
 
     # the attempts, and the keys of the new ones marked with the others in the same write

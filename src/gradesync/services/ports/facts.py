@@ -94,6 +94,17 @@ class EnrollmentRepo(Protocol):
     def upsert_many(self, enrollments: Sequence[Enrollment]) -> None:
         """As `CourseRepo.upsert_many`."""
 
+    def upsert_many_marking(
+        self,
+        enrollments: Sequence[Enrollment],
+        now: datetime,
+        also: Sequence[tuple[str, str, str, str]] = (),
+    ) -> int:
+        """`upsert_many`, and in the same write every key of an enrollment written (its
+        course's activities, as stored now, with its person) marked dirty with the keys
+        `also` (tenant, course, activity, person), as `DirtyKeyRepo.mark_many` marks them:
+        the number of keys marked, each counted once."""
+
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]: ...
 
     def for_person(self, tenant_id: str, person_id: str) -> list[Enrollment]: ...

@@ -33,7 +33,7 @@ def remarked(destination_id: str | None) -> tuple[str, ...]:
     every destination (`destination_id` None) overrides one for a single destination; one
     for a single destination leaves a stored mark's destination(s) as they are (`mark_many`
     then widens one that named another). The one rule of every mark, in `upsert` here and
-    in the PostgreSQL ingest's statement (`facts._insert_and_mark`)."""
+    in the PostgreSQL ingest's statements (`facts._marks`)."""
     return ("marked_at", "course_id") + (("destination_id",) if destination_id is None else ())
 
 

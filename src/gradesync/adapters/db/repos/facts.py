@@ -29,6 +29,8 @@ from gradesync.adapters.db.mapping import (
     from_row,
     rows_of_arrays,
     to_row,
+    unnest_params,
+    unnested,
     upsert,
     utc,
 )
@@ -108,6 +110,58 @@ def _pair_params(tenant_id: str, wanted: Iterable[tuple[str, str]]) -> dict[str,
         "firsts": [a for a, _ in pairs],
         "persons": [p for _, p in pairs],
     }
+
+
+_KEY_NAMES = ("tenant_id", "course_id", "activity_id", "person_id")
+
+
+def _marks(keys: Any, now: Any) -> Any:
+    """PostgreSQL: the dirty keys `keys` (a subquery of `_KEY_NAMES`) marked as
+    `DirtyKeyRepo.mark_many` marks them: the time refreshed, for every destination,
+    `waiting_since` kept from the first mark; a key listed twice is marked once."""
+    d = t.dirty_keys
+    marks = postgresql.insert(d).from_select(
+        [*_KEY_NAMES, "marked_at", "waiting_since", "destination_id"],
+        select(*(keys.c[n] for n in _KEY_NAMES), now, now, null()).ext(
+            postgresql.distinct_on(keys.c.tenant_id, keys.c.activity_id, keys.c.person_id)
+        ),
+    )
+    return marks.on_conflict_do_update(
+        index_elements=[c.name for c in d.primary_key.columns],
+        set_={n: marks.excluded[n] for n in remarked(None)},
+    )
+
+
+@cache
+def _enroll_and_mark() -> Any:
+    """PostgreSQL: the enrollments (one array per column) upserted and, in the same
+    statement, the key of each one written for every activity of its course marked dirty
+    with the keys `also_*`; returns how many keys were marked. Built once."""
+    e, a, d = t.enrollments, t.activities, t.dirty_keys
+    names = tuple(c.name for c in e.columns)
+    enrolled = postgresql.insert(e).from_select(names, unnested(e, names))
+    enrolled = enrolled.on_conflict_do_update(
+        index_elements=[c.name for c in e.primary_key.columns],
+        set_={n: enrolled.excluded[n] for n in names if not e.c[n].primary_key},
+    )
+    written = enrolled.returning(e.c.tenant_id, e.c.course_id, e.c.person_id).cte("enrolled")
+    also = rows_of_arrays("also", *((n, f"also_{n}", d.c[n].type) for n in _KEY_NAMES))
+    keys = union_all(
+        select(
+            written.c.tenant_id,
+            written.c.course_id,
+            a.c.id.label("activity_id"),
+            written.c.person_id,
+        ).join_from(
+            written,
+            a,
+            and_(a.c.tenant_id == written.c.tenant_id, a.c.course_id == written.c.course_id),
+        ),
+        select(*(also.c[n] for n in _KEY_NAMES)),
+    ).subquery("keys")
+    now = bindparam("now", type_=d.c.marked_at.type)
+    marked = _marks(keys, now).returning(d.c.person_id).cte("marked")
+    return select(func.count()).select_from(marked)
 
 
 class TenantRepo(SqlRepo, ports.TenantRepo):
@@ -272,6 +326,33 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
     def upsert_many(self, enrollments: Sequence[Enrollment]) -> None:
         upsert(self.conn, t.enrollments, [to_row(x) for x in enrollments])
 
+    def upsert_many_marking(
+        self,
+        enrollments: Sequence[Enrollment],
+        now: datetime,
+        also: Sequence[tuple[str, str, str, str]] = (),
+    ) -> int:
+        if not self.postgres or not enrollments:  # in-process statements: as they are
+            self.upsert_many(enrollments)
+            activities: dict[tuple[str, str], list[str]] = {}  # by course, read once each
+            keys = list(also)
+            for e in enrollments:
+                course = (e.tenant_id, e.course_id)
+                if course not in activities:
+                    activities[course] = [a.id for a in ActivityRepo(self.conn).for_course(*course)]
+                keys += ((*course, aid, e.person_id) for aid in activities[course])
+            unique = list(dict.fromkeys(keys))
+            DirtyKeyRepo(self.conn).mark_many(unique, now)
+            return len(unique)
+        # PostgreSQL: one statement. The enrollments go as one array per column and the
+        # server lists their keys from the activities (a roster batch of 500 learners in a
+        # course of 10 activities: 5,000 keys the client no longer builds and sends).
+        params: dict[str, Any] = unnest_params(t.enrollments, [to_row(x) for x in enrollments])
+        params["now"] = utc(now)
+        for i, n in enumerate(_KEY_NAMES):
+            params[f"also_{n}"] = [k[i] for k in also]
+        return int(self.conn.execute(_enroll_and_mark(), params).scalar_one())
+
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]:
         c = t.enrollments.c
         rows = self.conn.execute(
@@ -408,24 +489,14 @@ def _insert_and_mark() -> Any:
         ("activity_id", "course_activity_ids", d.c.activity_id.type),
         ("course_id", "course_ids", d.c.course_id.type),
     )
-    key_names = ("tenant_id", "course_id", "activity_id", "person_id")
-    also = rows_of_arrays("also", *((n, f"also_{n}", d.c[n].type) for n in key_names))
+    also = rows_of_arrays("also", *((n, f"also_{n}", d.c[n].type) for n in _KEY_NAMES))
     keys = union_all(
         select(new.c.tenant_id, courses.c.course_id, new.c.activity_id, new.c.person_id).join_from(
             new, courses, courses.c.activity_id == new.c.activity_id
         ),
-        select(*(also.c[n] for n in key_names)),
+        select(*(also.c[n] for n in _KEY_NAMES)),
     ).subquery("keys")
-    marks = postgresql.insert(d).from_select(
-        [*key_names, "marked_at", "waiting_since", "destination_id"],
-        select(*(keys.c[n] for n in key_names), now, now, null()).ext(
-            postgresql.distinct_on(keys.c.tenant_id, keys.c.activity_id, keys.c.person_id)
-        ),
-    )
-    marks = marks.on_conflict_do_update(
-        index_elements=[c.name for c in d.primary_key.columns],
-        set_={n: marks.excluded[n] for n in remarked(None)},
-    )
+    marks = _marks(keys, now)
     return select(new.c.id, new.c.tenant_id, new.c.source_event_id).add_cte(marks.cte("marked"))
 
 
@@ -532,7 +603,7 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
         params["now"] = utc(now)
         params["course_activity_ids"] = acts
         params["course_ids"] = [course_of[x] for x in acts]  # KeyError: a course unknown
-        for i, n in enumerate(("tenant_id", "course_id", "activity_id", "person_id")):
+        for i, n in enumerate(_KEY_NAMES):
             params[f"also_{n}"] = [k[i] for k in also]
         new_ids = {
             (r.tenant_id, r.source_event_id): r.id
