@@ -115,16 +115,19 @@ def _pair_params(tenant_id: str, wanted: Iterable[tuple[str, str]]) -> dict[str,
 _KEY_NAMES = ("tenant_id", "course_id", "activity_id", "person_id")
 
 
-def _marks(keys: Any, now: Any) -> Any:
+def _marks(keys: Any, now: Any, *, unique: bool = False) -> Any:
     """PostgreSQL: the dirty keys `keys` (a subquery of `_KEY_NAMES`) marked as
     `DirtyKeyRepo.mark_many` marks them: the time refreshed, for every destination,
-    `waiting_since` kept from the first mark; a key listed twice is marked once."""
+    `waiting_since` kept from the first mark; a key listed twice is marked once (`unique`:
+    `keys` lists none twice, and no sort is needed to find them)."""
     d = t.dirty_keys
-    marks = postgresql.insert(d).from_select(
-        [*_KEY_NAMES, "marked_at", "waiting_since", "destination_id"],
-        select(*(keys.c[n] for n in _KEY_NAMES), now, now, null()).ext(
+    rows = select(*(keys.c[n] for n in _KEY_NAMES), now, now, null())
+    if not unique:
+        rows = rows.ext(
             postgresql.distinct_on(keys.c.tenant_id, keys.c.activity_id, keys.c.person_id)
-        ),
+        )
+    marks = postgresql.insert(d).from_select(
+        [*_KEY_NAMES, "marked_at", "waiting_since", "destination_id"], rows
     )
     return marks.on_conflict_do_update(
         index_elements=[c.name for c in d.primary_key.columns],
@@ -145,22 +148,33 @@ def _enroll_and_mark() -> Any:
         set_={n: enrolled.excluded[n] for n in names if not e.c[n].primary_key},
     )
     written = enrolled.returning(e.c.tenant_id, e.c.course_id, e.c.person_id).cte("enrolled")
-    also = rows_of_arrays("also", *((n, f"also_{n}", d.c[n].type) for n in _KEY_NAMES))
-    keys = union_all(
+    # each enrollment's keys, each once: an enrollment is one (course, person) and an
+    # activity belongs to one course
+    own = (
         select(
             written.c.tenant_id,
             written.c.course_id,
             a.c.id.label("activity_id"),
             written.c.person_id,
-        ).join_from(
+        )
+        .join_from(
             written,
             a,
             and_(a.c.tenant_id == written.c.tenant_id, a.c.course_id == written.c.course_id),
+        )
+        .cte("own")
+    )
+    # and the other keys (each once already) that are not among them
+    also = rows_of_arrays("also", *((n, f"also_{n}", d.c[n].type) for n in _KEY_NAMES))
+    same = and_(*(own.c[n] == also.c[n] for n in ("tenant_id", "activity_id", "person_id")))
+    keys = union_all(
+        select(*(own.c[n] for n in _KEY_NAMES)),
+        select(*(also.c[n] for n in _KEY_NAMES)).where(
+            ~select(own.c.person_id).where(same).exists()
         ),
-        select(*(also.c[n] for n in _KEY_NAMES)),
     ).subquery("keys")
     now = bindparam("now", type_=d.c.marked_at.type)
-    marked = _marks(keys, now).returning(d.c.person_id).cte("marked")
+    marked = _marks(keys, now, unique=True).returning(d.c.person_id).cte("marked")
     return select(func.count()).select_from(marked)
 
 
@@ -349,8 +363,9 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
         # course of 10 activities: 5,000 keys the client no longer builds and sends).
         params: dict[str, Any] = unnest_params(t.enrollments, [to_row(x) for x in enrollments])
         params["now"] = utc(now)
+        others = list(dict.fromkeys(also))  # each once, as the statement takes them
         for i, n in enumerate(_KEY_NAMES):
-            params[f"also_{n}"] = [k[i] for k in also]
+            params[f"also_{n}"] = [k[i] for k in others]
         return int(self.conn.execute(_enroll_and_mark(), params).scalar_one())
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]:
