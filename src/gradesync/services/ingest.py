@@ -597,7 +597,9 @@ def record_facts(
     persons = _as_stored(b, "people", b.people, old_people)
     for pe in persons:  # names and emails do not change grades: nothing to mark
         count("people", old_people.get(pe.id) != pe)
-    uow.people.upsert_many([pe for pe in persons if old_people.get(pe.id) != pe])
+    changed_people = [pe for pe in persons if old_people.get(pe.id) != pe]
+    if b.attempts:  # written before them (without attempts: with the enrollments, last)
+        uow.people.upsert_many(changed_people)
 
     old_enrolled = uow.enrollments.for_pairs(
         tenant_id, [(e.course_id, e.person_id) for e in b.enrollments]
@@ -642,10 +644,10 @@ def record_facts(
         result.resent = resend_overridden(uow, tenant_id, overwrite, now)
     dirty.extend(also_dirty)
     if not b.attempts:
-        # the enrollments (nothing before reads them) and every key marked in one write: on
-        # PostgreSQL one statement, the keys of the enrollments listed by the server
+        # the people, the enrollments (nothing before reads them) and every key marked in
+        # one write: on PostgreSQL one statement, the enrollments' keys listed by the server
         result.dirty_keys = uow.enrollments.upsert_many_marking(
-            enrolled, now, list(dict.fromkeys(dirty))
+            enrolled, now, list(dict.fromkeys(dirty)), people=changed_people
         )
         return result
 

@@ -99,11 +99,14 @@ class EnrollmentRepo(Protocol):
         enrollments: Sequence[Enrollment],
         now: datetime,
         also: Sequence[tuple[str, str, str, str]] = (),
+        *,
+        people: Sequence[Person] = (),
     ) -> int:
         """`upsert_many`, and in the same write every key of an enrollment written (its
         course's activities, as stored now, with its person) marked dirty with the keys
         `also` (tenant, course, activity, person), as `DirtyKeyRepo.mark_many` marks them:
-        the number of keys marked, each counted once."""
+        the number of keys marked, each counted once. `people` are upserted first, in the
+        same write (`PersonRepo.upsert_many`)."""
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]: ...
 

@@ -135,12 +135,25 @@ def _marks(keys: Any, now: Any, *, unique: bool = False) -> Any:
     )
 
 
+_PERSON_COLUMNS = tuple(c.name for c in t.people.columns)
+
+
 @cache
 def _enroll_and_mark() -> Any:
-    """PostgreSQL: the enrollments (one array per column) upserted and, in the same
-    statement, the key of each one written for every activity of its course marked dirty
-    with the keys `also_*`; returns how many keys were marked. Built once."""
-    e, a, d = t.enrollments, t.activities, t.dirty_keys
+    """PostgreSQL: the people (arrays `p_*`) and the enrollments (one array per column)
+    upserted and, in the same statement, the key of each enrollment written for every
+    activity of its course marked dirty with the keys `also_*`; returns how many keys were
+    marked. Built once. (A new person's enrollment is checked against it at the statement's
+    end, when the people are written.)"""
+    e, a, d, pe = t.enrollments, t.activities, t.dirty_keys, t.people
+    sent = rows_of_arrays("sent", *((n, f"p_{n}", pe.c[n].type) for n in _PERSON_COLUMNS))
+    persons = postgresql.insert(pe).from_select(
+        _PERSON_COLUMNS, select(*(sent.c[n] for n in _PERSON_COLUMNS))
+    )
+    persons = persons.on_conflict_do_update(
+        index_elements=[c.name for c in pe.primary_key.columns],
+        set_={n: persons.excluded[n] for n in _PERSON_COLUMNS if not pe.c[n].primary_key},
+    )
     names = tuple(c.name for c in e.columns)
     enrolled = postgresql.insert(e).from_select(names, unnested(e, names))
     enrolled = enrolled.on_conflict_do_update(
@@ -175,7 +188,7 @@ def _enroll_and_mark() -> Any:
     ).subquery("keys")
     now = bindparam("now", type_=d.c.marked_at.type)
     marked = _marks(keys, now, unique=True).returning(d.c.person_id).cte("marked")
-    return select(func.count()).select_from(marked)
+    return select(func.count()).select_from(marked).add_cte(persons.cte("persons"))
 
 
 class TenantRepo(SqlRepo, ports.TenantRepo):
@@ -345,8 +358,11 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
         enrollments: Sequence[Enrollment],
         now: datetime,
         also: Sequence[tuple[str, str, str, str]] = (),
+        *,
+        people: Sequence[Person] = (),
     ) -> int:
         if not self.postgres or not enrollments:  # in-process statements: as they are
+            PersonRepo(self.conn).upsert_many(people)
             self.upsert_many(enrollments)
             activities: dict[tuple[str, str], list[str]] = {}  # by course, read once each
             keys = list(also)
@@ -366,6 +382,9 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
         others = list(dict.fromkeys(also))  # each once, as the statement takes them
         for i, n in enumerate(_KEY_NAMES):
             params[f"also_{n}"] = [k[i] for k in others]
+        person_rows = [to_row(x) for x in people]
+        for n in _PERSON_COLUMNS:
+            params[f"p_{n}"] = [r[n] for r in person_rows]
         return int(self.conn.execute(_enroll_and_mark(), params).scalar_one())
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]:
