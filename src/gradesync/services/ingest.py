@@ -4,8 +4,10 @@ Every call validates the whole batch first against the rules below and the store
 problem raises `InvalidInput` listing every problem found and nothing is written. Otherwise
 courses, activities, people, enrollments, due-date overrides and attempts are written in that
 order in ONE transaction together with the `dirty_keys` rows of each (activity, person) whose
-facts changed, and the waker is told only after the commit, so a worker never looks for keys
-that are not there yet and a crash before the commit loses nothing that was acknowledged.
+facts changed (a batch without attempts writes its people and enrollments last, with the
+marks: nothing before reads them, and on PostgreSQL the three are one statement), and the
+waker is told only after the commit, so a worker never looks for keys that are not there yet
+and a crash before the commit loses nothing that was acknowledged.
 A course, activity or person already stored keeps its value of each field its item did not
 send (`IngestBatch.sent`), merged with the row read to compare it: no read more.
 
