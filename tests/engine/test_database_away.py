@@ -475,3 +475,39 @@ async def test_a_worker_stopping_without_its_database_says_its_leases_run_out(
     else:
         assert said.getMessage() == "could not give back this worker's leases; they run out"
         assert said.levelno == logging.ERROR and said.exc_info is not None
+
+
+async def test_a_pass_lost_with_the_database_while_linking_a_course_counts_no_rows(
+    db: Database,
+) -> None:
+    """The database goes away while a pass sets up a course's link at the LMS: the rows it
+    claimed for that course are given back and count no more in the destination's rows in
+    hand; otherwise each such stop would leave it looking busier, until regular claims
+    skipped it."""
+    seed(db, learners=3)
+    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(3)])
+    away = _Away(db)
+    away.away = False
+    factory = DoubleFactory()
+    engine = Engine(away, SystemClock(), factory, FAST)
+    try:
+        await engine.process_dirty()
+        remote = factory.remote(DEST)
+        remote.course_hold = asyncio.Event()  # the LMS is slow to answer for the course
+        passing = asyncio.create_task(engine.deliver_due())
+        await wait_for_async(lambda: remote.course_calls == 1, "the course's link asked for")
+        lim = engine.deliverer.governor.limits[(T, DEST)]
+        assert lim.waiting == 3
+
+        away.away = True
+        engine.deliverer.note_due()  # the pass claims again, and meets the database gone
+        with pytest.raises(OperationalError):
+            await passing
+        assert lim.waiting == 0
+
+        away.away = False
+        remote.course_hold.set()
+        assert (await engine.deliver_due()).delivered == 3
+        assert lim.waiting == 0
+    finally:
+        await engine.aclose()

@@ -12,10 +12,11 @@ from datetime import timedelta
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.queue.inprocess import InProcessWaker
 from gradesync.services.clock import SystemClock
+from gradesync.services.delivery import DeliveryScope
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory
 
-from .conftest import DEST, FAST, post, seed
+from .conftest import DEST, FAST, T, learner, post, seed
 
 
 def _owners(db: Database) -> set[str | None]:
@@ -48,3 +49,40 @@ async def test_a_stopped_engine_gives_back_the_rows_it_had_not_sent(db: Database
         assert remote.score_of("https://lms/courses/1/items/a1", "sub-p000") == 7.0
     finally:
         await again.aclose()
+
+
+async def test_a_cancelled_pass_leaves_its_destination_counting_only_the_rows_still_held(
+    db: Database,
+) -> None:
+    """A pass is cancelled with rows at every step: a1's waiting for their column to be
+    created, a2's being sent. Each row counts once in its destination's rows in hand (what
+    keeps a destination that looks busy out of regular claims): the cancelled pass's
+    count is given back, once, and another pass's rows still count until they settle."""
+    seed(db, learners=2, activities=("a1", "a2", "a3"))
+    factory = DoubleFactory()
+    remote = factory.remote(DEST)
+    remote.column_hold["a1"] = asyncio.Event()  # the line item POST does not answer
+    remote.hold = asyncio.Event()  # nor do the scores
+    engine = Engine(db.uow, SystemClock(), factory, FAST, waker=InProcessWaker())
+    try:
+        post(db, None, [(a, learner(i), 7.0) for a in ("a1", "a2", "a3") for i in range(2)])
+        await engine.process_dirty()
+        deliverer = engine.deliverer
+        stopped = asyncio.create_task(deliverer.deliver(DeliveryScope(activity_ids=("a1", "a2"))))
+        other = asyncio.create_task(deliverer.deliver(DeliveryScope(activity_ids=("a3",))))
+        await remote.wait_for(lambda: remote.in_flight == 4, "a2's and a3's sends in flight")
+        lim = deliverer.governor.limits[(T, DEST)]
+        assert lim.waiting == 6 and not stopped.done()
+
+        stopped.cancel()
+        await asyncio.gather(stopped, return_exceptions=True)
+        # a2's cancelled sends have left the remote (and the engine's hands)
+        await remote.wait_for(lambda: remote.in_flight == 2, "a2's sends cancelled")
+        assert lim.waiting == 2  # a3's, still in flight
+
+        remote.hold.set()
+        assert (await asyncio.wait_for(other, 30)).delivered == 2
+        assert lim.waiting == 0
+    finally:
+        remote.column_hold["a1"].set()
+        await engine.aclose()

@@ -63,6 +63,9 @@ class Remote:
     capabilities: Capabilities = field(default_factory=Capabilities)
     readable: bool = True
     course_failure: RemoteFailure | None = None
+    course_calls: int = 0
+    # when set to an unset event, ensuring a course's link waits for it (a slow LMS)
+    course_hold: asyncio.Event | None = None
     # activity id -> what ensure_column raises for it (e.g. a column not synced by design)
     column_failures: dict[str, RemoteFailure] = field(default_factory=dict)
     column_calls: int = 0
@@ -168,6 +171,9 @@ class DoubleClient:
         return self.remote.timestamp_step
 
     async def ensure_course(self, course: Course, link: CourseLink | None) -> CourseLink:
+        self.remote.course_calls += 1
+        if self.remote.course_hold is not None:
+            await self.remote.course_hold.wait()
         if self.remote.course_failure is not None:
             raise self.remote.course_failure
         if link is None:

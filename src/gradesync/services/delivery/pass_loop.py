@@ -164,9 +164,12 @@ class Deliverer:
         # become due while none runs (that loop, to start one: no wake waits for its poll)
         self._sweeps = 0
         self.on_idle_due: Callable[[], None] | None = None
-        # rows claimed and not settled yet, with the pass that claimed them: a pass stopped
-        # by a lost database gives its own back (`_give_back`)
-        self._held: dict[LedgerKey, tuple[Claimed, InFlight]] = {}
+        # rows claimed and not settled yet, with the pass that claimed them, by claim (a row
+        # whose lease ran out may be claimed again while its first claim is still in hand).
+        # Each counts in its destination's `waiting` from its claim until it leaves here,
+        # once however its pass ends (`_hold`, `_settled`); a pass stopped by a lost
+        # database gives its own back to the ledger (`_give_back`)
+        self._held: dict[int, tuple[Claimed, InFlight]] = {}
         self._background = BackgroundWrites()
         self.governor = Governor(
             uow_factory, clock, settings, self._background, worker_id, signals=signals
@@ -266,8 +269,6 @@ class Deliverer:
         self._take_turns(courses)
         mono = time.monotonic()
         out = [Claimed(f.row, f.course_id, ts, mono, lease_until, f.priority) for f, ts in stamped]
-        for c in out:
-            gov.add_waiting(c.row.key)
         # rows may be left: the batch was full, or as many courses as one claim serves took
         # their turn (a row each from many courses: live grades, a vendor's many platforms)
         return out, facts, held_back or len(out) >= limit or len(courses) >= FAIR_COURSES
@@ -348,7 +349,6 @@ class Deliverer:
         logged: bool = False,
     ) -> None:
         for c in items:
-            self.governor.done_waiting(c.row.key)
             self._settled(c)
             self._count(stats, outcome)
             self.writer.put(
@@ -364,10 +364,25 @@ class Deliverer:
                 )
             )
 
+    def _hold(self, claimed: Sequence[Claimed], flight: InFlight) -> None:
+        """`flight`'s pass has the rows in hand: their destinations count them until each
+        is settled or the pass ends."""
+        for c in claimed:
+            self._held[id(c)] = (c, flight)
+            self.governor.add_waiting(c.row.key)
+
     def _settled(self, c: Claimed) -> None:
-        held = self._held.get(c.row.key)
-        if held is not None and held[0] is c:
-            del self._held[c.row.key]
+        """`c` leaves this process's hands: its destination counts it no more. Once per
+        claim, whichever comes first: its settlement or the end of its pass."""
+        if self._held.pop(id(c), None) is not None:
+            self.governor.done_waiting(c.row.key)
+
+    def _let_go(self, flight: InFlight) -> list[Claimed]:
+        """The rows `flight`'s pass claimed and did not settle, out of its hands."""
+        mine = [c for c, owner in self._held.values() if owner is flight]
+        for c in mine:
+            self._settled(c)
+        return mine
 
     def _give_back(self, flight: InFlight) -> int:
         """The rows `flight`'s pass claimed and did not settle, let go fenced to their claims
@@ -375,9 +390,8 @@ class Deliverer:
         next pass, not when their lease runs out. A send cancelled in flight may have reached
         the destination: sent again, with a newer timestamp, it changes nothing there (as
         when a stopping worker gives its leases back)."""
-        mine = [c for c, owner in self._held.values() if owner is flight]
+        mine = self._let_go(flight)
         for c in mine:
-            del self._held[c.row.key]
             self.writer.put(Settlement(c.row.key, c.course_id, None, c.lease_until))
         return len(mine)
 
@@ -533,56 +547,52 @@ class Deliverer:
 
     async def send(self, r: Ready, stats: DeliveryStats, run_id: str | None) -> None:
         c, d, lim = r.claimed, r.destination, r.limits
-        try:
-            async with lim.semaphore.slot(c.priority):  # live grades before a run's rows
-                await lim.rate.acquire()
-                await self.governor.ready_to_send(lim)
-                await self.governor.check_pause(d, lim)
-                now = self.clock.now()
-                if lim.disabled or lim.gated(now) or not lim.breaker.allow(now):
-                    # paused (by an admin, the remote's Retry-After, the breaker): the row
-                    # waits as it is, due again the moment the pause ends or is lifted
-                    stats.gated += 1
-                    self._settle_one(c, None, stats, run_id, logged=False)
-                    return
-                left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
-                if left < self.settings.min_lease_left.total_seconds():
-                    # held too long behind others: let the lease go rather than risk two
-                    # workers sending one key at once
-                    lim.breaker.release_probe()
-                    self._settle_one(c, None, stats, run_id, logged=False)
-                    return
-                lim.in_flight += 1
-                lim.max_in_flight = max(lim.max_in_flight, lim.in_flight)
-                started = time.perf_counter()
-                payload: dict[str, Any] | None = None
-                try:
-                    receipt = await r.client.put_result(r.target, r.result, c.timestamp)
-                except RemoteFailure as f:
-                    outcome = outcome_of_failure(self.governor, f, d, lim)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    outcome = unexpected_failure(self.governor, exc, d, lim)
-                else:
-                    payload = dict(receipt.payload)
-                    outcome = Delivered(receipt.status, receipt.message)
-                    if lim.breaker.record_success() and lim.gate_until is not None:
-                        lim.gate_until = None
-                        self.governor.persist_pause(d, None, None, None)
-                    stats.delivered_items.add(
-                        (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
-                    )
-                finally:
-                    lim.in_flight -= 1
-                stats.sent += 1
-                latency = (time.perf_counter() - started) * 1000.0
-                self._settle_one(
-                    c, outcome, stats, run_id, logged=True, payload=payload, latency=latency
+        async with lim.semaphore.slot(c.priority):  # live grades before a run's rows
+            await lim.rate.acquire()
+            await self.governor.ready_to_send(lim)
+            await self.governor.check_pause(d, lim)
+            now = self.clock.now()
+            if lim.disabled or lim.gated(now) or not lim.breaker.allow(now):
+                # paused (by an admin, the remote's Retry-After, the breaker): the row
+                # waits as it is, due again the moment the pause ends or is lifted
+                stats.gated += 1
+                self._settle_one(c, None, stats, run_id, logged=False)
+                return
+            left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
+            if left < self.settings.min_lease_left.total_seconds():
+                # held too long behind others: let the lease go rather than risk two
+                # workers sending one key at once
+                lim.breaker.release_probe()
+                self._settle_one(c, None, stats, run_id, logged=False)
+                return
+            lim.in_flight += 1
+            lim.max_in_flight = max(lim.max_in_flight, lim.in_flight)
+            started = time.perf_counter()
+            payload: dict[str, Any] | None = None
+            try:
+                receipt = await r.client.put_result(r.target, r.result, c.timestamp)
+            except RemoteFailure as f:
+                outcome = outcome_of_failure(self.governor, f, d, lim)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                outcome = unexpected_failure(self.governor, exc, d, lim)
+            else:
+                payload = dict(receipt.payload)
+                outcome = Delivered(receipt.status, receipt.message)
+                if lim.breaker.record_success() and lim.gate_until is not None:
+                    lim.gate_until = None
+                    self.governor.persist_pause(d, None, None, None)
+                stats.delivered_items.add(
+                    (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
                 )
-        except asyncio.CancelledError:
-            self.governor.done_waiting(c.row.key)
-            raise
+            finally:
+                lim.in_flight -= 1
+            stats.sent += 1
+            latency = (time.perf_counter() - started) * 1000.0
+            self._settle_one(
+                c, outcome, stats, run_id, logged=True, payload=payload, latency=latency
+            )
 
     def _settle_one(
         self,
@@ -595,7 +605,6 @@ class Deliverer:
         payload: dict[str, Any] | None = None,
         latency: float | None = None,
     ) -> None:
-        self.governor.done_waiting(c.row.key)
         self._settled(c)
         if logged:
             self._count(stats, outcome)
@@ -680,7 +689,7 @@ class Deliverer:
                         grown = next_claim_size(batch, len(claimed), flight.holding, most)
                 if claimed:
                     flushed = False
-                    self._held.update((c.row.key, (c, flight)) for c in claimed)
+                    self._hold(claimed, flight)
                     stats.claimed += len(claimed)
                     if len(claimed) >= batch:
                         self._ask_for_help()
@@ -720,8 +729,10 @@ class Deliverer:
         finally:
             self._passes.discard(flight)
             self._sweeps -= sweep
-            for key in [k for k, (_, owner) in self._held.items() if owner is flight]:
-                del self._held[key]  # a pass cancelled: a stopping worker clears its leases
+            # every row claimed and not settled (its task cancelled before or while sending,
+            # or failed) counts no more: a pass that stopped must not leave its destination
+            # looking busy (a stopping worker clears the leases themselves)
+            self._let_go(flight)
         await self.writer.flush()
         await self._background.wait()  # pauses and links written, so callers see them
         return stats
