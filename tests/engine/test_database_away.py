@@ -6,8 +6,9 @@ their rows' leases end then rather than when they run out."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,15 +50,42 @@ def _refused() -> OperationalError:
     return OperationalError("UPDATE worker_heartbeats ...", {}, psycopg.OperationalError("refused"))
 
 
+class _LeaveRefused:
+    """A unit-of-work factory whose units meet the database gone when they remove the
+    worker's heartbeat, and only then. Heartbeats go on every 10 ms, each written in a
+    thread: one still running as the worker leaves may open its unit after a failure is
+    injected for "the next unit opened", and take it in place of the leave's write."""
+
+    def __init__(self, inner: Callable[[], Any]) -> None:
+        self.inner = inner
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[Any]:
+        with self.inner() as uow:
+            uow.workers = _NoLeave(uow.workers)
+            yield uow
+
+
+class _NoLeave:
+    def __init__(self, workers: Any) -> None:
+        self.beat = workers.beat
+
+    def leave(self, worker_id: str) -> None:
+        raise _refused()
+
+
 async def test_a_heartbeat_without_the_database_is_one_line(
     sqlite_db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    flaky = _Flaky(sqlite_db, _refused())
+    flaky = _Flaky(sqlite_db, _refused())  # the first beat: nothing else opens a unit first
     share = WorkerShare(
-        flaky, SystemClock(), "w1", beat=timedelta(milliseconds=10), alive=timedelta(seconds=1)
+        _LeaveRefused(flaky),
+        SystemClock(),
+        "w1",
+        beat=timedelta(milliseconds=10),
+        alive=timedelta(seconds=1),
     )
     await share.ready()  # the first beat fails, the next is written
-    flaky.errors = [_refused()]
     await share.leave()
     said = [r for r in caplog.records if r.name == "gradesync.services.delivery.share"]
     assert [r.getMessage().split(" (")[0] for r in said] == [
