@@ -110,6 +110,19 @@ def test_the_cli_clears_with_clear(
     assert r.exit_code == 2, r.output
     assert r.output.startswith("error: --clear: concurrency is given a value and cleared"), r.output
     assert "[exclusive]" in r.output
-    r = runner.invoke(app, [*add, "--clear", "client-id"])
-    assert r.exit_code == 2 and "error: --clear: 'client_id' is no optional" in r.output
+    r = runner.invoke(app, [*add, "--clear", "due-date-required", "--due-date-required"])
+    assert r.exit_code == 2, r.output
+    assert "error: --clear: due-date-required is given a value and cleared" in r.output
+    # named as the CLI takes them, with dashes (the API's message has underscores, above)
+    for typed in ("client-id", "client_id"):
+        r = runner.invoke(app, [*add, "--clear", typed])
+        assert r.exit_code == 2, r.output
+        [line] = r.output.splitlines()
+        assert line == (
+            "error: --clear: 'client-id' is no optional setting; settings that can be cleared: "
+            + ", ".join(k.replace("_", "-") for k in CLEARABLE)
+            + ". [one_of]"
+        ), line
+        assert "token-url, scopes, name-max-length" in line
+        assert "_" not in line.removesuffix(" [one_of]")
     assert _stored(api) == before

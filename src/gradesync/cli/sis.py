@@ -191,6 +191,7 @@ def add(
             file_based=file_based,
             guard=rt.outbound,
             clear=[c.strip().replace("-", "_") for c in clear],  # as typed, or as the API
+            spelled=lambda setting: setting.replace("_", "-"),  # named as --clear takes them
         )
         if not as_json:
             console.print(f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value})")

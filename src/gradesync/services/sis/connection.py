@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
@@ -47,14 +47,16 @@ def add_connection(
     file_based: bool | None = None,
     guard: OutboundGuard | None = None,
     clear: Collection[str] = (),
+    spelled: Callable[[str], str] = str,
 ) -> Destination:
     """Create or update a SIS connection. On update, a value left out (None) keeps what was
     set (so rotating the secret does not forget the profile, the name or the kind), and
     nothing changes on bad input. An empty `token_url` goes back to the default (next to
     the API). `clear` names optional settings (CLEARABLE) that go back to their default; one
-    also given a value is refused. A new connection is named after its id and uses REST
-    unless told otherwise. Every entrypoint passes the runtime's outbound `guard`: the URLs
-    must lead where gradesync may send requests."""
+    also given a value is refused, and a problem of `clear` names settings as `spelled` (as
+    the caller spells them: the CLI with dashes). A new connection is named after its id and
+    uses REST unless told otherwise. Every entrypoint passes the runtime's outbound `guard`:
+    the URLs must lead where gradesync may send requests."""
     with uow_factory() as uow:
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
@@ -94,7 +96,7 @@ def add_connection(
     config.setdefault("scopes", list(DEFAULT_SCOPES))
     if client_secret is not None:
         secret["client_secret"] = client_secret
-    problems = _clear_problems(clear, token_url, scopes, profile or {})
+    problems = _clear_problems(clear, token_url, scopes, profile or {}, spelled)
     if old is None and not DESTINATION_ID_RE.match(destination_id):
         # a new one only: one saved before this rule can still be changed or deleted
         problems.append(FieldProblem("destination_id", "pattern", DESTINATION_ID_RULE))
@@ -214,6 +216,7 @@ def _clear_problems(
     token_url: str | None,
     scopes: Sequence[str] | None,
     profile: dict[str, Any],
+    spelled: Callable[[str], str],
 ) -> list[FieldProblem]:
     """Each name in `clear` must be an optional setting, not also given a value here."""
     given = {"token_url": token_url, "scopes": scopes, **profile}
@@ -224,8 +227,8 @@ def _clear_problems(
                 FieldProblem(
                     f"clear[{i}]",
                     "one_of",
-                    f"{key!r} is no optional setting; settings that can be cleared: "
-                    f"{', '.join(CLEARABLE)}.",
+                    f"{spelled(key)!r} is no optional setting; settings that can be cleared: "
+                    f"{', '.join(spelled(k) for k in CLEARABLE)}.",
                 )
             )
         elif given.get(key) not in (None, ""):  # "" is the token URL's own clear
@@ -233,7 +236,7 @@ def _clear_problems(
                 FieldProblem(
                     f"clear[{i}]",
                     "exclusive",
-                    f"{key} is given a value and cleared: give one or the other.",
+                    f"{spelled(key)} is given a value and cleared: give one or the other.",
                 )
             )
     return problems
