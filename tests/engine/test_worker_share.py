@@ -1,12 +1,22 @@
 """The pieces that share a destination's limits between worker processes: a semaphore that
-shrinks while held, and a rate share that saves up no burst."""
+shrinks while held, a rate share that saves up no burst, and the heartbeats that count
+the workers alive."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.services.clock import SystemClock
 from gradesync.services.delivery.governor import DestinationLimits, RateLimiter
-from gradesync.services.delivery.share import Slots
+from gradesync.services.delivery.share import Slots, WorkerShare
 
 
 async def test_slots_shrunk_while_held_let_only_the_new_size_go_on() -> None:
@@ -120,3 +130,67 @@ async def test_a_grown_share_serves_the_waiters_at_once() -> None:
     limits.set_share(1)
     await asyncio.wait_for(asyncio.gather(*waiters), 5)
     assert limits.semaphore.used == 3
+
+
+class _BeatHeld:
+    """A unit-of-work factory whose `nth` heartbeat, once its unit is open, waits until the
+    worker's leave has committed its delete (for a second at most: a leave that waits for
+    the beat would wait for it in vain)."""
+
+    def __init__(self, db: Database, nth: int) -> None:
+        self.db, self.nth = db, nth
+        self.beats = 0
+        self.held = threading.Event()  # the beat is in its unit, waiting
+        self.deleted = threading.Event()  # the leave's unit has committed
+        self.done = threading.Event()  # the held beat's unit has ended
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[Any]:
+        with self.db.uow() as uow:
+            workers, share = uow.workers, self
+            left: list[bool] = []
+
+            class Workers:
+                def beat(self, *args: Any) -> int:
+                    share.beats += 1
+                    if share.beats == share.nth:
+                        share.held.set()
+                        share.deleted.wait(1)
+                    return workers.beat(*args)
+
+                def leave(self, worker_id: str) -> None:
+                    left.append(True)
+                    workers.leave(worker_id)
+
+            uow.workers = Workers()
+            try:
+                yield uow
+            finally:
+                if left:
+                    self.deleted.set()
+        if self.beats == self.nth:
+            self.done.set()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("held", [1, 2], ids=["first beat", "a later beat"])
+async def test_no_heartbeat_is_written_after_the_worker_left(
+    postgres_db: Database, held: int
+) -> None:
+    """A beat's thread runs on when the worker leaves and cancels its heartbeat task: were
+    its beat written after the leave's delete, the others would count the gone worker alive
+    and take a smaller share of each destination until that beat aged out."""
+    units = _BeatHeld(postgres_db, held)
+    alive = timedelta(seconds=30)
+    share = WorkerShare(units, SystemClock(), "w1", beat=timedelta(milliseconds=10), alive=alive)
+    sending = asyncio.create_task(share.ready())  # the first beat; the next one 10 ms after
+    assert await asyncio.to_thread(units.held.wait, 5)
+    sending.cancel()  # the worker stops (held at a later beat, the send went on already)
+    with contextlib.suppress(asyncio.CancelledError):
+        await sending
+    await share.leave()
+    assert await asyncio.to_thread(units.done.wait, 5)
+    now = SystemClock().now()
+    with postgres_db.uow() as uow:
+        assert uow.workers.beat("w2", now, now - alive) == 1  # w2 counts itself alone
+        uow.commit()

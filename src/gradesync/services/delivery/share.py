@@ -24,6 +24,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -155,6 +156,11 @@ class WorkerShare:
         self._task: asyncio.Task[None] | None = None
         self._wanted = float("-inf")  # monotonic time a send last asked for the count
         self._beat_waiters: list[asyncio.Future[None]] = []  # told when a beat is written
+        # a beat's thread runs on after its task is cancelled: leave's delete and the beats
+        # take turns under this lock, and no beat is written once the worker has left
+        self._writing = threading.Lock()
+        self._left = False
+        self._written = False  # a beat was committed: leave has a row to delete
         # told the new count when it changes (the governor resizes each destination's share)
         self.on_change: Callable[[int], Awaitable[None]] | None = None
 
@@ -226,23 +232,31 @@ class WorkerShare:
             await asyncio.sleep(max(0.0, started + self.beat - time.monotonic()))
 
     def _write(self, now: datetime) -> int:
-        with self.uow_factory() as uow:
-            n = uow.workers.beat(self.worker_id, now, now - timedelta(seconds=self.alive))
-            uow.commit()
+        with self._writing:
+            if self._left:
+                raise RuntimeError(f"worker {self.worker_id} has left: it writes no heartbeat")
+            with self.uow_factory() as uow:
+                n = uow.workers.beat(self.worker_id, now, now - timedelta(seconds=self.alive))
+                uow.commit()
+            self._written = True
             return n
 
     async def leave(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
-        if self._beat_started == float("-inf"):
-            return
+        if self._task is None:
+            return  # never beat
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
 
         def write() -> None:
-            with self.uow_factory() as uow:
-                uow.workers.leave(self.worker_id)
-                uow.commit()
+            # after a beat still being written (its task is cancelled, its thread is not)
+            with self._writing:
+                self._left = True
+                if not self._written:
+                    return
+                with self.uow_factory() as uow:
+                    uow.workers.leave(self.worker_id)
+                    uow.commit()
 
         try:
             await asyncio.to_thread(write)
