@@ -10,6 +10,7 @@ from typing import Any
 
 from gradesync.domain.model import RunOutcome, RunScope, RunStage, SyncRun, Trigger, UserRole
 from gradesync.services.accounts import create_user
+from gradesync.services.carry import Carry
 from tests.support.api import ROSTER, ApiEnv, Caller
 from tests.support.console import sign_in
 
@@ -17,9 +18,9 @@ T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 STOPPED = "worker w-dead stopped (last heard 10:00:06 UTC); requeued by w-live"
 
 
-def _stopped_and_resumed(api: ApiEnv, *, stopped_in: RunStage) -> Caller:
+def _stopped_and_resumed(api: ApiEnv, *, stopped_in: RunStage, noted: str | None = None) -> Caller:
     """Run run-1 goes as far as `stopped_in` on w-dead, which then stops; w-live requeues
-    it, resumes it and finishes it."""
+    it, resumes it (noting `noted` in its current stage) and finishes it."""
     admin = Caller(api.client, api.tenant("t1", "admin"))
     assert admin.post("/ingest", json=ROSTER).status_code == 202
     at = [T0 + timedelta(seconds=s) for s in range(20)]
@@ -38,6 +39,8 @@ def _stopped_and_resumed(api: ApiEnv, *, stopped_in: RunStage) -> Caller:
         assert uow.runs.requeue_stale(at[10], at[10], keep_worker="w-live") == ["run-1"]
         resumed = uow.runs.claim_next("w-live", at[11], at[10])
         assert resumed is not None
+        if noted is not None:
+            uow.runs.note("run-1", noted)
         for n, stage in enumerate(
             (RunStage.PROVISIONING, RunStage.SENDING, RunStage.VERIFYING), 12
         ):
@@ -85,6 +88,18 @@ def test_a_run_stopped_while_computing_says_it_computes_again(api: ApiEnv) -> No
         (2, "computing", "10:00:11", None),
     ]
     assert [s[1] for s in said[4:]] == ["provisioning", "sending", "verifying", "finished"]
+
+
+def test_what_a_resume_computing_again_notes_is_said_on_its_computing_line(api: ApiEnv) -> None:
+    """A run stopped while computing computes again once resumed; the results it carries
+    from a remaster are noted then, and said on that computing line, not on the resume's."""
+    carries = Carry("run-0", results={("d1", "c1", "a1"): ["p1", "p2"]}).describe()
+    admin = _stopped_and_resumed(api, stopped_in=RunStage.COMPUTING, noted=carries)
+    said = _said(admin.get("/runs/run-1").json()["stages"])
+    assert said[2:4] == [
+        (2, "resumed", "10:00:11", f"{STOPPED}; resumed by w-live"),
+        (2, "computing", "10:00:11", carries),
+    ]
 
 
 def test_a_run_waiting_to_resume_says_why_it_waits(api: ApiEnv) -> None:

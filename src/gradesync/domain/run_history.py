@@ -9,7 +9,8 @@ stopped and who took it up), and every line says which `attempt` of the run it b
 the stages after it read as the second attempt they are. A resumed run that had got past
 computing does not compute again (what it computed stands), so its claim's "computing" line
 is not shown as a stage it went through; one stopped while computing computes again, and
-says so.
+says so (with what was noted while it did, e.g. the results it carries from a remaster: the
+claim's line stored those after its own note).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from typing import Any
 RESUMED = "resumed"  # the line a resume is shown as (not a stage a run is ever in)
 _QUEUED, _COMPUTING = "queued", "computing"
 _PAST_COMPUTING = frozenset({"provisioning", "sending", "verifying"})  # as services.sync says
+
+
+def resumed_by(worker: str) -> str:
+    """The note of the claim that took a stopped run up again (its stored "computing" line)."""
+    return f"resumed by {worker}"
 
 
 def shown_stages(stored: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -39,13 +45,15 @@ def shown_stages(stored: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             attempt += 1
             if stage == _COMPUTING:
                 why = waiting.get("note")
-                how = line.get("note")
+                # what was noted after the claim's note is its computing's, when it computes
+                # again (it does not if what the first attempt computed stands)
+                how, noted = (line.get("note"), None) if computed else _claim_note(line)
                 note = "; ".join(str(n) for n in (why, how) if n) or None
                 out.append({**line, "stage": RESUMED, "note": note, "attempt": attempt})
                 waiting = None
-                if computed:
-                    continue  # what the first attempt computed stands: no computing again
-                out.append({"stage": _COMPUTING, "at": line.get("at"), "attempt": attempt})
+                if not computed:
+                    again = {"stage": _COMPUTING, "at": line.get("at"), "attempt": attempt}
+                    out.append({**again, "note": noted} if noted else again)
                 continue
             out.append({**waiting, "attempt": attempt})
             waiting = None
@@ -57,3 +65,15 @@ def shown_stages(stored: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     if waiting is not None:
         out.append({**waiting, "attempt": attempt + 1})
     return out
+
+
+def _claim_note(line: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """A resume's stored "computing" line's note: the claim's own (who resumed the run), and
+    what was noted after it while the run computed again."""
+    note, worker = line.get("note"), line.get("worker")
+    if not note or not worker:
+        return note, None
+    own = resumed_by(str(worker))
+    if note.startswith(f"{own}; "):
+        return own, note[len(own) + 2 :]
+    return note, None

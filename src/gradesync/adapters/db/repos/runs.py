@@ -12,6 +12,7 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, to_row, utc
 from gradesync.adapters.db.repos.base import SqlRepo, scope_of
 from gradesync.domain.model import RunStage, SyncRun
+from gradesync.domain.run_history import resumed_by
 from gradesync.services import ports
 
 
@@ -213,7 +214,7 @@ class RunRepo(SqlRepo, ports.RunRepo):
             }
             message = r["message"]
             if r["started_at"] is not None:  # taken over from a worker that stopped
-                stage["note"] = f"resumed by {worker_id}"
+                stage["note"] = resumed_by(worker_id)
                 # not "requeued: ..." any more while the run is back at work; why it was
                 # requeued stays in its stage history
                 message = f"resumed by {worker_id} at {utc(now):%H:%M:%S} UTC"
