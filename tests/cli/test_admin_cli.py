@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -217,18 +218,20 @@ def test_runs_show_says_who_stopped_a_run_and_who_took_it_over(
 
     shown = gradesync("runs", "show", "run-2", "-t", "northwind").stdout
 
-    history = [line.split(None, 2)[1:] for line in shown.splitlines() if line.startswith("  ")]
+    lines = [line for line in shown.splitlines() if line.startswith("  ")]
+    # after the time, the stage and its note, in columns two spaces or more apart
+    history = [re.split(r"\s{2,}", line.split(None, 1)[1].strip()) for line in lines]
     assert history == [
         ["queued"],
         ["computing"],
         # the requeue and the claim that took it up: one line; stopped while computing, it
-        # computes again
+        # computes again, its second attempt
         [
-            "resumed",
+            "resumed (attempt 2)",
             "worker w-dead stopped (last heard 10:02:11 UTC); requeued by w-live; "
             "resumed by w-live",
         ],
-        ["computing"],
+        ["computing (attempt 2)"],
     ]
 
 

@@ -128,10 +128,17 @@ def show(run_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool 
         + (f", activities {', '.join(scope.activity_ids)}" if scope.activity_ids else ""),
         highlight=False,
     )
-    for s in d.stages:
+    # a resumed run's stages say which attempt they belong to, as --json's `attempt` does
+    said = [
+        (s, s["stage"] + (f" (attempt {s['attempt']})" if s.get("attempt", 1) > 1 else ""))
+        for s in d.stages
+    ]
+    width = max([10, *(len(stage) for _, stage in said)])
+    for s, stage in said:
         # the note says who stopped a run and who took it over (docs/operations.md)
         note = f"  {s['note']}" if s.get("note") else ""
-        console.print(f"  {s.get('at') or '-':32} {s['stage']:10}{note}", highlight=False)
+        line = f"  {s.get('at') or '-':32} {stage:{width}}{note}"
+        console.print(line.rstrip(), highlight=False)
     console.print(
         f"asked {when(r.created_at)}, finished {when(r.finished_at)} ({_took(r)})",
         highlight=False,
