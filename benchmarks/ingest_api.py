@@ -7,7 +7,7 @@ other, and on a busy machine their figures cannot be compared).
         --rounds 3 --out benchmarks/results/ingest-api-in-turn.json
 
 The first database is the PostgreSQL one named (dropped and created again); the second, a
-SQLite file in the working directory. Each round posts `--batches` batches of 1,000
+SQLite file in a temporary directory. Each round posts `--batches` batches of 1,000
 attempts from one client, then `--clients` clients posting `--batches` batches each at once
 (in turn too: all clients' batches to one server, then to the other). A side's rate is its
 own batches' time; `pg_over_sqlite` their ratio. Each round records the machine's CPU

@@ -1,13 +1,14 @@
 """attempts carry no foreign keys: ingest checks their activity and person
 
 Each attempt inserted checked its activity and its person through two foreign keys: on
-PostgreSQL a trigger per row and key, which took more than half of an ingest batch's
-insert on the server (1,000 attempts: about 30 ms with the checks, 12 ms without). Ingest
-already reads a batch's activities and people, in the transaction that inserts the
-attempts, and refuses an attempt whose activity or person is unknown
-(`unknown_activity`, `unknown_person`); activities and people are never deleted, so what
-ingest checked still holds when its transaction commits. The checks added nothing but
-their cost. On SQLite the table is rebuilt without them (once, a copy of its rows).
+PostgreSQL a trigger per row and key, which took more than half of an ingest batch's insert
+on the server (1,000 attempts: 29-38 ms with the checks, 10-18 ms without; see
+docs/benchmarks.md, "Attempts without per-row foreign keys"). Ingest already reads a batch's
+activities and people, in the transaction that inserts the attempts, and refuses an attempt
+whose activity or person is unknown (`unknown_activity`, `unknown_person`); nothing deletes
+an activity or a person (tests/unit/test_no_fact_deletes.py), so what ingest checked still
+holds when it commits. The checks added nothing but their cost. On SQLite the table is
+rebuilt without them (once, a copy of its rows).
 
 Revision ID: 0024_attempts_checked_by_ingest
 Revises: 0023_due_timer_destination
