@@ -17,6 +17,7 @@ from gradesync.domain.model import (
     LedgerKey,
     LedgerRow,
     RunScope,
+    RunStage,
     SyncRun,
     Trigger,
     UserRole,
@@ -94,10 +95,12 @@ def test_a_grade_waiting_far_too_long_says_so_and_who_can_help(api: ApiEnv) -> N
     assert "gradesync doctor" not in instructor and "worker" not in instructor
     # the generic words are gone
     assert "Nothing to do if this is recent" not in instructor
-    # an admin reads what to check, with the command
+    # an admin reads what to check, with the command, but not to run the diagnosis they read
+    # (`gradesync doctor` shows these words too)
     check = _api_delivery(admin)
-    assert "gradesync doctor" in check["remedy"] and "worker is running" in check["remedy"]
-    assert "gradesync doctor" in _delivery(api, "ops")
+    assert "gradesync worker" in check["remedy"] and "worker is running" in check["remedy"]
+    assert "gradesync doctor" not in check["remedy"]
+    assert "gradesync worker" in _delivery(api, "ops")
 
 
 def test_a_grade_just_computed_says_it_goes_within_seconds(api: ApiEnv) -> None:
@@ -106,6 +109,8 @@ def test_a_grade_just_computed_says_it_goes_within_seconds(api: ApiEnv) -> None:
     said = _delivery(api, "ines")
     assert "is waiting to be sent since" in said
     assert "normally in the gradebook within seconds" in said
+    # said without a medium: `gradesync doctor` and the API show it too, with no page to reload
+    assert "Check again in a minute" in said and "Reload" not in said
 
 
 @pytest.mark.parametrize("admin_pause", [True, False])
@@ -225,7 +230,7 @@ def test_the_course_grid_says_what_holds_a_pending_grade(api: ApiEnv) -> None:
     assert said.endswith(f"— {ASK} check that gradesync is sending grades: this one should "
                          "have reached the gradebook within seconds. Tell them the learner, "
                          "the activity and this message.")  # fmt: skip
-    assert "gradesync doctor" in _cell_why(api, "ops")
+    assert "gradesync worker" in _cell_why(api, "ops")
     until = (datetime.now(UTC) + timedelta(hours=3)).replace(second=0, microsecond=0)
     body = {"reason": "term close", "until": until.isoformat().replace("+00:00", "Z")}
     assert admin.post("/destinations/lms/pause", json=body).status_code == 200
@@ -233,3 +238,82 @@ def test_the_course_grid_says_what_holds_a_pending_grade(api: ApiEnv) -> None:
         f"is paused until {until:%Y-%m-%d %H:%M} UTC (term close). — Nothing to do: it is "
         f"sent by itself once the pause ends, at {until:%Y-%m-%d %H:%M} UTC."
     )
+
+
+def _backlog(api: ApiEnv, rows: int, *, sent_ago: timedelta | None, run: bool) -> None:
+    """`rows` more grades of Quiz 1 wait for the LMS behind Ada's (an hour old); the LMS
+    took its last send `sent_ago` (never, for None), and a run of the course is under way
+    (`run`: its worker beat a moment ago) or not."""
+    now = datetime.now(UTC)
+    _pending(api, updated_at=now - timedelta(hours=1))
+    with api.db.uow() as uow:
+        uow.ledger.save_many(
+            [
+                (
+                    LedgerRow(
+                        LedgerKey("t1", "lms", "a1", f"other-{i}"),
+                        DeliveryState.PENDING,
+                        desired_hash="h",
+                        desired={"score_given": 1.0, "score_maximum": 10.0},
+                        updated_at=now - timedelta(hours=1),
+                    ),
+                    "c1",
+                )
+                for i in range(rows)
+            ],
+            bulk=True,
+        )
+        if sent_ago is not None:
+            uow.deliveries.add(
+                key=LedgerKey("t1", "lms", "a1", "other-x"), run_id=None,
+                sent_at=now - sent_ago, sent_hash="h", payload=None, outcome="delivered",
+                remote_status=200, remote_message=None, latency_ms=40.0,
+            )  # fmt: skip
+        if run:
+            started = SyncRun(
+                "run-big", RunScope("t1", None, None), Trigger.MANUAL, "ops",
+                created_at=now - timedelta(hours=1),
+            )  # fmt: skip
+            uow.runs.add(started)
+            uow.runs.update(
+                replace(started, stage=RunStage.SENDING, started_at=now - timedelta(hours=1)),
+                worker_id="w1",
+                heartbeat_at=now - timedelta(seconds=3),
+            )
+        uow.commit()
+
+
+@pytest.mark.parametrize(
+    ("sent_ago", "run"),
+    [(timedelta(seconds=20), False), (None, True)],
+    ids=["sent-lately", "run-under-way"],
+)
+def test_a_grade_behind_a_backlog_being_sent_goes_in_turn(
+    api: ApiEnv, sent_ago: timedelta | None, run: bool
+) -> None:
+    """A big run (or an LMS that takes grades slowly) leaves grades pending for minutes while
+    gradesync sends them: that is a queue, not gradesync failing to send."""
+    admin = _school(api)
+    _backlog(api, 1000, sent_ago=sent_ago, run=run)
+    check = _api_delivery(admin)
+    said = f"{check['evidence']} {check['remedy']}"
+    page, cell = _delivery(api, "ines"), _cell_why(api, "ines")
+    for text in (said, page, cell):
+        assert "not sending" not in text and "Check that" not in text, text
+        assert "1000 other grades waiting to be sent to 'LMS lms'" in text, text
+        assert "it goes in its turn" in text, text
+        assert ASK not in text, text
+    reason = "a sync run is under way" if run else "it last sent one at"
+    assert reason in check["evidence"]
+    assert check["remedy"].startswith("Nothing to do: a backlog")
+
+
+def test_a_backlog_nothing_sends_is_said_not_to_be_sent(api: ApiEnv) -> None:
+    """The same backlog with no send for a quarter of an hour and no run: nothing moves."""
+    admin = _school(api)
+    _backlog(api, 1000, sent_ago=timedelta(minutes=15), run=False)
+    check = _api_delivery(admin)
+    assert "1000 other grades waiting to be sent to 'LMS lms'" in check["evidence"]
+    assert "no sync run is under way: gradesync is not sending it" in check["evidence"]
+    assert "worker is running" in check["remedy"]
+    assert "gradesync is not sending it" in _cell_why(api, "ines")

@@ -40,6 +40,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 SEPARATOR = " — "  # between what happened and the remedy (delivery.failures.reason_of)
 
 ASK = "Ask a gradesync administrator to"
+# the reason code of a grade waiting with nothing sending it (diagnosis.destination_checks,
+# which imports this module: the code is defined here, once)
+PENDING_STALLED = "pending_stalled"
 _GRADE_SCOPE = (
     f"{ASK} enable Assignment and Grade Services (the score and line item scopes) for "
     "gradesync's registration in the LMS."
@@ -58,7 +61,7 @@ FOR_INSTRUCTORS: dict[str, str] = {
     "grade_scope": _GRADE_SCOPE,
     "matched_in_sis": f"{ASK} link the learner to their student in the SIS.",
     # a grade pending far longer than a send takes (diagnosis.destination_checks)
-    "pending_stalled": f"{ASK} check that gradesync is sending grades: this one should have "
+    PENDING_STALLED: f"{ASK} check that gradesync is sending grades: this one should have "
     "reached the gradebook within seconds. Tell them the learner, the activity and this message.",
     PassbackRule.CATEGORY_MISSING.value: f"{ASK} align this activity's group with a category "
     "of the SIS.",

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gradesync.domain import course_connection, remedies
-from gradesync.domain.diagnosis import pending_said
+from gradesync.domain.diagnosis import DestinationQueue, pending_said
 from gradesync.domain.errors import NotFound
 from gradesync.domain.held import Held, held_score
 from gradesync.domain.model import (
@@ -34,6 +34,7 @@ from gradesync.domain.model import (
     SyncRun,
 )
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.queue_facts import destination_queue
 
 # Reason codes diagnostics use for a grade someone typed into the gradebook (kept there).
 OVERRIDE_CODES = frozenset({"overridden", "instructor_override", "lms_override", "kept_lms_edit"})
@@ -137,11 +138,17 @@ def why_text(row: LedgerRow | None, *, instructor: bool = False) -> str | None:
 
 
 def waiting_text(
-    destination: Destination, row: LedgerRow, now: datetime, *, instructor: bool = False
+    destination: Destination,
+    row: LedgerRow,
+    now: datetime,
+    queue: DestinationQueue,
+    *,
+    instructor: bool = False,
 ) -> str:
     """A grade waiting to be sent, with nothing said of it: what holds it and when it goes
-    (the diagnosis's words, `pending_said`), an `instructor`'s remedy without a command."""
-    said, remedy, code = pending_said(destination, row, "This grade", now)
+    (the diagnosis's words, `pending_said`, from what moves at its destination: `queue`), an
+    `instructor`'s remedy without a command."""
+    said, remedy, code = pending_said(destination, row, "This grade", now, queue)
     text = f"{said}{remedies.SEPARATOR}{remedy}"
     return remedies.for_instructor(code, text) if instructor else text
 
@@ -251,6 +258,7 @@ def course_page(
         tries: dict[tuple[str, str], datetime] = {}
         holding: dict[tuple[str, str], dict[str, Any]] = {}
         not_connected: str | None = None
+        queue = DestinationQueue()
         if dest is not None:
             if uow.links.course(tenant_id, dest.id, course_id) is None:
                 missing = course_connection.not_connected(course, dest)
@@ -260,6 +268,8 @@ def course_page(
             tries = uow.deliveries.last_tries(tenant_id, dest.id, [a.id for a in activities])
             kept = [k for k, r in ledger.items() if cell_status(r) == "kept"]
             holding = uow.deliveries.last_holding(tenant_id, dest.id, kept)
+            if any(r.state is DeliveryState.PENDING for r in ledger.values()):
+                queue = destination_queue(uow, tenant_id, dest.id, course_id, now)
         runs = uow.runs.history(tenant_id, course_id=course_id, limit=RECENT_RUNS)
     active = next((r for r in runs if r.finished_at is None), None)
     grid: list[GridRow] = []
@@ -273,7 +283,7 @@ def course_page(
             if row is None and dest is not None:
                 status, why = unrecorded(dest, not_connected)
             elif why is None and row is not None and dest is not None and status == "pending":
-                why = waiting_text(dest, row, now, instructor=instructor)
+                why = waiting_text(dest, row, now, queue, instructor=instructor)
             cells.append(
                 GridCell(
                     a.id,

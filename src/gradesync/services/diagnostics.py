@@ -23,6 +23,7 @@ from gradesync.domain.diagnosis import (
     DeliveryFact,
     DestinationDiagnosisFacts,
     DestinationFacts,
+    DestinationQueue,
     Diagnosis,
     KeyState,
     LaunchFact,
@@ -57,6 +58,7 @@ from gradesync.domain.triage import CourseDestinationFacts, CourseFacts, CourseT
 from gradesync.services.clock import Clock
 from gradesync.services.destination import DestinationClient, RemoteFailure
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+from gradesync.services.queue_facts import destination_queue
 
 # What a destination can take (the engine's client capabilities), or why it is unusable.
 CapabilitiesLookup = Callable[[Destination], Capabilities | Reason]
@@ -208,8 +210,11 @@ def learner_activity_facts(
         dests = _destinations(uow, tenant_id, course.id, destination_id)
         launches = uow.launches.for_person(tenant_id, person_id, limit=200)
         facts: list[DestinationFacts] = []
+        now = clock.now()
         for d, course_link in dests:
             key = LedgerKey(tenant_id, d.id, activity_id, person_id)
+            ledger = uow.ledger.get(key)
+            waits = ledger is not None and ledger.state is DeliveryState.PENDING
             facts.append(
                 DestinationFacts(
                     destination=d,
@@ -218,13 +223,16 @@ def learner_activity_facts(
                     item_link=uow.links.item(tenant_id, d.id, activity_id),
                     person_link=uow.links.person(tenant_id, d.id, person_id, course.id),
                     launches=tuple(x for x in launches if x.destination_id == d.id),
-                    ledger=uow.ledger.get(key),
+                    ledger=ledger,
                     deliveries=_deliveries(uow, key),
+                    queue=destination_queue(uow, tenant_id, d.id, course.id, now)
+                    if waits
+                    else DestinationQueue(),
                 )
             )
         shown = {d.id for d, _ in dests}
         return LearnerActivityFacts(
-            now=clock.now(),
+            now=now,
             course=course,
             activity=activity,
             person=person,

@@ -41,6 +41,7 @@ from gradesync.domain.diagnosis.checks import (
     CheckCode,
     DeliveryFact,
     DestinationFacts,
+    DestinationQueue,
     Diagnosis,
     LaunchFact,
     LearnerActivityFacts,
@@ -58,6 +59,7 @@ from gradesync.domain.diagnosis.destination import (
 )
 from gradesync.domain.diagnosis.destination_checks import (
     COLUMN_CODES,
+    STALLED_AFTER,
     column_check,
     course_link_check,
     delivery_check,
@@ -85,6 +87,7 @@ __all__ = [
     "DEPLOYMENT_CODES",
     "LTI_KINDS",
     "REMOTE_CAUSES",
+    "STALLED_AFTER",
     "ActivityDestinationFacts",
     "ActivityFacts",
     "Check",
@@ -92,6 +95,7 @@ __all__ = [
     "DeliveryFact",
     "DestinationDiagnosisFacts",
     "DestinationFacts",
+    "DestinationQueue",
     "Diagnosis",
     "KeyState",
     "LaunchFact",

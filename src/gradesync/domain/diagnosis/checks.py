@@ -292,6 +292,16 @@ class OtherAccount:
 
 
 @dataclass(frozen=True, slots=True)
+class DestinationQueue:
+    """What moves at a destination, read for a grade waiting there: a grade that waits long
+    behind a backlog gradesync is sending is not a grade gradesync has stopped sending."""
+
+    waiting: int = 0  # grades waiting to be sent to it (pending or retrying), this one included
+    last_send: datetime | None = None  # gradesync's latest send to it, whatever the answer
+    run_beat: datetime | None = None  # latest heartbeat of an unfinished run covering the grade
+
+
+@dataclass(frozen=True, slots=True)
 class DestinationFacts:
     destination: Destination
     capabilities: Capabilities | Reason  # a Reason when gradesync cannot use it
@@ -301,6 +311,7 @@ class DestinationFacts:
     launches: tuple[LaunchFact, ...] = ()  # this person's launches at this destination
     ledger: LedgerRow | None = None
     deliveries: tuple[DeliveryFact, ...] = ()
+    queue: DestinationQueue = DestinationQueue()  # read when the grade waits to be sent
 
 
 @dataclass(frozen=True, slots=True)

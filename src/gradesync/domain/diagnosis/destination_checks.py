@@ -22,6 +22,7 @@ from gradesync.domain.diagnosis.checks import (
     Check,
     CheckCode,
     DestinationFacts,
+    DestinationQueue,
     LearnerActivityFacts,
     plural,
     remote_cause,
@@ -40,6 +41,7 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.domain.reasons import Reason
+from gradesync.domain.remedies import PENDING_STALLED
 
 # --- per destination -----------------------------------------------------------------------
 
@@ -417,19 +419,29 @@ def _score_of(desired: Mapping[str, Any] | None) -> str:
     return f"{float(given):g}/{float(top or 0):g}"
 
 
-# A grade leaves within seconds of becoming pending; one that waited longer with nothing
-# holding it back (no pause, no send due later) is not being sent.
+# A grade leaves within seconds of becoming pending. One that waited longer with nothing
+# holding it back (no pause, no send due later) and nothing moving at its destination (no
+# send there, no run under way, for as long) is not being sent.
 STALLED_AFTER = timedelta(minutes=5)
-PENDING_STALLED = "pending_stalled"  # the reason behind that remedy (domain.remedies)
+
+
+def _moving(queue: DestinationQueue, now: datetime) -> str | None:
+    """What shows gradesync sending the destination's grades lately, or None."""
+    if queue.run_beat is not None and now - queue.run_beat < STALLED_AFTER:
+        return "a sync run is under way"
+    if queue.last_send is not None and now - queue.last_send < STALLED_AFTER:
+        return f"it last sent one at {when(queue.last_send)}"
+    return None
 
 
 def pending_said(
-    d: Destination, row: LedgerRow, want: str, now: datetime
+    d: Destination, row: LedgerRow, want: str, now: datetime, queue: DestinationQueue
 ) -> tuple[str, str, str | None]:
     """A grade waiting to be sent: (what holds it, when it is expected to go, the reason
     code behind that remedy when it names a command), from what the records say (a paused
-    destination and until when, a send due later, how long it has waited). `want` names the
-    grade ("7/10", "This grade")."""
+    destination and until when, a send due later, how long it has waited, and what moves at
+    the destination: the grades waiting there, its latest send, a run under way). `want`
+    names the grade ("7/10", "This grade")."""
     started = waiting_since(row)
     since = f" since {when(started)}" if started else ""
     why = f" ({d.pause_reason})" if d.pause_reason else ""
@@ -454,19 +466,46 @@ def pending_said(
             f"Nothing to do: it is sent by itself at {when(row.next_attempt_at)}.",
             None,
         )
+    others = max(queue.waiting - 1, 0)
+    with_others = (
+        f", with {plural(others, 'other grade')} waiting to be sent to {d.name!r}" if others else ""
+    )
     if started is None or now - started < STALLED_AFTER:
+        if others:
+            return (
+                f"{want} is waiting to be sent{since}{with_others}: gradesync sends them in turn.",
+                "Nothing to do: it goes in its turn (many grades waiting, as a sync run makes, "
+                "take minutes to send). Check again in a few minutes to see it sent.",
+                None,
+            )
         return (
             f"{want} is waiting to be sent{since}.",
             "Nothing to do: a grade is normally in the gradebook within seconds (a sync run "
-            "of many grades sends this one with the others). Reload this page in a minute to "
-            "see it sent.",
+            "of many grades sends this one with the others). Check again in a minute to see "
+            "it sent.",
             None,
         )
+    moving = _moving(queue, now)
+    if moving is not None:
+        return (
+            f"{want} has waited to be sent{since}{with_others}; gradesync is sending "
+            f"{'them' if others else repr(d.name) + ' its grades'} ({moving}), and it goes in "
+            "its turn.",
+            "Nothing to do: a backlog (a sync run of many grades, a gradebook that takes "
+            "grades slowly) is sent in turn. Check again in a few minutes to see it sent.",
+            None,
+        )
+    last = (
+        f"since {when(queue.last_send)}"
+        if queue.last_send is not None
+        else f"for {STALLED_AFTER.seconds // 60} minutes"
+    )
     return (
         f"{want} has waited to be sent{since}, far longer than the seconds a grade takes, and "
-        f"nothing holds it back ({d.name!r} is not paused): gradesync is not sending it.",
-        "Check that a gradesync worker is running and what its log says (`gradesync doctor` "
-        "checks the rest); the grade goes once one sends again.",
+        f"nothing holds it back ({d.name!r} is not paused){with_others}; gradesync has sent "
+        f"{d.name!r} nothing {last}, and no sync run is under way: gradesync is not sending it.",
+        "Check that a gradesync worker is running (in `gradesync serve`, or `gradesync worker`) "
+        "and what its log says; the grade goes once one sends again.",
         PENDING_STALLED,
     )
 
@@ -495,7 +534,7 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             d.id,
         )
     if row.state is DeliveryState.PENDING:
-        evidence, remedy, reason = pending_said(d, row, want, now)
+        evidence, remedy, reason = pending_said(d, row, want, now, df.queue)
         return Check(CheckCode.DELIVERY, name, False, evidence, remedy, d.id, reason=reason)
     cause = remote_cause(row.reason_code)
 

@@ -214,6 +214,10 @@ class DeliveryLogRepo(Protocol):
     def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
         """Log many sends at once; each entry has the keyword arguments of `add`."""
 
+    def last_send(self, tenant_id: str, destination_id: str, since: datetime) -> datetime | None:
+        """When gradesync last sent the destination a grade, whatever the answer, if it did
+        at or after `since` (only the log since then is read); None otherwise."""
+
     def last_holding(
         self, tenant_id: str, destination_id: str, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, Any]]:

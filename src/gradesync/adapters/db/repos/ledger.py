@@ -1052,6 +1052,19 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
         ).mappings()
         return [dict(r) | {"sent_at": utc(r["sent_at"])} for r in rows]
 
+    def last_send(self, tenant_id: str, destination_id: str, since: datetime) -> datetime | None:
+        c = t.deliveries.c
+        return utc(
+            self.conn.execute(
+                select(func.max(c.sent_at)).where(
+                    c.tenant_id == tenant_id,
+                    c.sent_at >= utc(since),  # ix_deliveries_time: the recent log alone
+                    c.destination_id == destination_id,
+                    c.outcome.in_(SENDS),
+                )
+            ).scalar()
+        )
+
     def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
         if not entries:
             return
