@@ -4,6 +4,7 @@ both read as "8 / 10" of a 10-point activity, as an LTI 1.3 gradebook's does."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,6 +79,24 @@ def test_the_api_says_a_held_score_on_the_activitys_scale(api: ApiEnv) -> None:
         "lms11": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False},
         "sis": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False},
     }
+
+
+def test_an_activity_without_points_leaves_the_held_score_as_held(api: ApiEnv) -> None:
+    """A 0-point activity has no scale to put a fraction on: LTI 1.1 reads 0.8 of 1, a SIS 8
+    of no maximum, as the schema's description says."""
+    admin = _kept_at_both(api)
+    with api.db.uow() as uow:
+        quiz = uow.activities.get("t1", "a1")
+        assert quiz is not None
+        uow.activities.upsert(replace(quiz, points_possible=0))
+        uow.commit()
+    assert _held(admin) == {
+        "lms11": {"score_given": 0.8, "score_maximum": 1.0, "read_back": False},
+        "sis": {"score_given": 8.0, "score_maximum": None, "read_back": False},
+    }
+    spec = api.client.get("/openapi.json").json()
+    said = spec["components"]["schemas"]["HeldOut"]["properties"]["score_maximum"]["description"]
+    assert "1 for LTI 1.1" in said and "null at a SIS" in said
 
 
 def test_the_course_grid_says_a_held_score_on_the_activitys_scale(api: ApiEnv) -> None:
