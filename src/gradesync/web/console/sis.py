@@ -169,8 +169,10 @@ def default_token_url(
             said=[
                 f"{dest.name} then gets its OAuth 2 tokens at /ims/oneroster/oauth2/token on "
                 f"the server of its base URL, instead of {custom}.",
-                "The token URL it has now is not kept: to go back to it, give it again with "
-                "gradesync sis add --token-url.",
+                "The token URL it has now is not kept. The console sets a token URL only "
+                "when it adds a connection (Destinations), so to go back to this one, give it "
+                f"again with gradesync sis add {destination_id} -t {user.tenant_id} --token-url "
+                f"URL, or with PUT /api/v1/sis/connections/{destination_id} and its token_url.",
             ],
             action=f"/console/sis/{destination_id}/token-url/default",
             yes="Yes, use the default token URL",
