@@ -47,6 +47,20 @@ def test_every_operation_field_and_parameter_is_described(api: ApiEnv) -> None:
     assert not missing, missing
 
 
+def test_no_operation_description_is_indented_by_accident(api: ApiEnv) -> None:
+    """A description is its route's docstring, dedented: a continuation line indented more
+    than the others shows at /docs as it is in the code, a line out of place."""
+    spec = api.client.get("/openapi.json").json()
+    indented = [
+        f"{method.upper()} {path}: {line!r}"
+        for path, item in spec["paths"].items()
+        for method, op in item.items()
+        for line in op.get("description", "").splitlines()
+        if line[:1].isspace()
+    ]
+    assert not indented, indented
+
+
 def test_common_calls_have_examples_that_the_api_accepts(api: ApiEnv) -> None:
     spec = api.client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]

@@ -249,8 +249,8 @@ def put_connection(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """Add or update a SIS connection. Left-out (or null) values keep what was set, the kind
-        (`file_based`) and the name included; a new connection is named after its id and uses
-        REST unless `file_based` is true. `clear` takes optional settings back to their default
+    (`file_based`) and the name included; a new connection is named after its id and uses
+    REST unless `file_based` is true. `clear` takes optional settings back to their default
     (`"token_url": ""` does too, for the token URL)."""
     dest = service.add_connection(
         rt.uow,
