@@ -1,0 +1,65 @@
+"""A pending grade's words follow what moves at its destination: a backlog gradesync is
+sending goes in turn; only with nothing moving for 5 minutes is it said not to be sent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gradesync.domain.diagnosis import DestinationQueue, pending_said
+from gradesync.domain.model import (
+    DeliveryState,
+    Destination,
+    DestinationKind,
+    LedgerKey,
+    LedgerRow,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LMS = Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas")
+
+
+def _said(waited: timedelta, queue: DestinationQueue) -> str:
+    row = LedgerRow(
+        LedgerKey("t1", "lms", "a1", "p1"), DeliveryState.PENDING, updated_at=NOW - waited
+    )
+    evidence, remedy, _ = pending_said(LMS, row, "7/10", NOW, queue)
+    return f"{evidence} {remedy}"
+
+
+@pytest.mark.parametrize(
+    "queue",
+    [
+        DestinationQueue(waiting=400, last_send=NOW - timedelta(seconds=30)),
+        DestinationQueue(waiting=400, run_beat=NOW - timedelta(seconds=5)),
+    ],
+    ids=["sent-lately", "run-beating"],
+)
+def test_a_backlog_that_moves_goes_in_turn(queue: DestinationQueue) -> None:
+    said = _said(timedelta(minutes=40), queue)
+    assert "399 other grades waiting to be sent to 'Canvas'" in said
+    assert "it goes in its turn" in said and "not sending" not in said
+
+
+@pytest.mark.parametrize(
+    "queue",
+    [
+        DestinationQueue(waiting=400),
+        # a run whose worker stopped beating moves nothing
+        DestinationQueue(waiting=400, run_beat=NOW - timedelta(minutes=10)),
+        DestinationQueue(waiting=400, last_send=NOW - timedelta(minutes=6)),
+    ],
+    ids=["nothing", "run-stopped", "sent-long-ago"],
+)
+def test_a_backlog_nothing_moves_is_not_being_sent(queue: DestinationQueue) -> None:
+    said = _said(timedelta(minutes=40), queue)
+    assert "gradesync is not sending it" in said and "worker is running" in said
+
+
+def test_a_recent_grade_behind_others_says_they_go_in_turn() -> None:
+    said = _said(timedelta(seconds=20), DestinationQueue(waiting=3))
+    assert "with 2 other grades waiting to be sent to 'Canvas': gradesync sends them in turn" in (
+        said
+    )
+    assert "Check again in a few minutes" in said and "Reload" not in said
