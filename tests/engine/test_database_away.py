@@ -88,7 +88,7 @@ async def test_a_heartbeat_without_the_database_is_one_line(
     await share.ready()  # the first beat fails, the next is written
     await share.leave()
     said = [r for r in caplog.records if r.name == "gradesync.services.delivery.share"]
-    assert [r.getMessage().split(" (")[0] for r in said] == [
+    assert [r.getMessage().split(": OperationalError")[0] for r in said] == [
         "writing the worker heartbeat: database unavailable",
         "removing the worker heartbeat: database unavailable",
     ]
@@ -287,6 +287,14 @@ async def test_a_write_redone_after_its_commit_did_reach_the_database_adds_nothi
     assert _lease(db, key) == (None, None)
 
 
+def _deadlock() -> OperationalError:
+    """PostgreSQL's deadlock, as SQLAlchemy raises it: the database answers, the work is
+    rolled back and tried again."""
+    return OperationalError(
+        "UPDATE ledger ...", {}, psycopg.errors.DeadlockDetected("deadlock detected")
+    )
+
+
 def _no_such_table(db: Database) -> OperationalError:
     """SQLite's own error for a table missing (a schema behind the code): not an outage."""
     try:
@@ -436,6 +444,26 @@ async def test_another_error_of_the_worker_loops_keeps_its_traceback(
     assert all(r.levelno == logging.ERROR and r.exc_info is not None for r in said)
 
 
+async def test_a_deadlock_of_the_worker_loops_is_one_line_a_retry_without_traceback(
+    sqlite_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deadlock or a serialization conflict is no outage (the database answers) and no
+    bug: each retry says it in one line, and nothing says the database answers again."""
+    worker, switch = await _started(sqlite_db)
+    try:
+        switch.error = _deadlock
+        await wait_for_async(lambda: len(_loop_lines(caplog)) >= 3, "the loops to retry")
+    finally:
+        await worker.stop()
+    said = _loop_lines(caplog)
+    assert {r.getMessage() for r in said} <= {
+        f"worker loop {name}: the database gave up on it for now: OperationalError:"
+        " (psycopg.errors.DeadlockDetected) deadlock detected, retrying"
+        for name in ("compute", "deliver", "runs", "recover")
+    }
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in said)
+
+
 def _governor_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "gradesync.services.delivery.governor"]
 
@@ -481,7 +509,9 @@ async def test_re_reading_a_pause_failing_for_another_reason_keeps_its_traceback
     finally:
         await engine.aclose()
     [said] = _governor_lines(caplog)
-    assert said.getMessage() == f"re-reading the pause of {T}/{DEST} failed"
+    assert said.getMessage() == (
+        f"re-reading the pause of {T}/{DEST} failed, retrying (the pauses last read hold meanwhile)"
+    )
     assert said.levelno == logging.ERROR and said.exc_info is not None
 
 
@@ -496,12 +526,12 @@ async def test_a_worker_stopping_without_its_database_says_its_leases_run_out(
     [said] = [r for r in caplog.records if "leases" in r.getMessage()]
     if error == "outage":
         assert said.getMessage() == (
-            "could not give back this worker's leases: database unavailable: OperationalError:"
-            " (psycopg.OperationalError) refused; they run out"
+            "giving back this worker's leases: database unavailable: OperationalError:"
+            " (psycopg.OperationalError) refused, they run out"
         )
         assert said.levelno == logging.WARNING and said.exc_info is None
     else:
-        assert said.getMessage() == "could not give back this worker's leases; they run out"
+        assert said.getMessage() == "giving back this worker's leases failed, they run out"
         assert said.levelno == logging.ERROR and said.exc_info is not None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from sqlalchemy.exc import TimeoutError as QueuePoolTimeout
 
 from gradesync.adapters.queue.procrastinate_app import _WatchedConnector
 from gradesync.services.database_lost import (
+    OutageNotice,
     connection_lost,
+    database_conflict,
     database_lost,
     database_outage,
     database_unavailable,
@@ -151,6 +154,66 @@ def test_an_outage_is_a_database_out_of_reach_not_an_error_about_the_work(
         assert not database_outage(error_about_the_work), error_about_the_work
     # SQLite's schema error still holds a compute batch back (it is no grade's fault)
     assert database_unavailable(OperationalError("SELECT ...", {}, missing))
+
+
+def test_a_conflict_is_postgresqls_giving_up_on_the_work_while_it_answers(
+    tmp_path: Path,
+) -> None:
+    for conflict in (
+        OperationalError("UPDATE ...", {}, psycopg.errors.DeadlockDetected("deadlock")),
+        OperationalError("UPDATE ...", {}, psycopg.errors.SerializationFailure()),
+        psycopg.errors.LockNotAvailable(),
+        psycopg.errors.QueryCanceled(),
+    ):
+        assert database_conflict(conflict) and not database_outage(conflict), conflict
+    missing = _sqlite_error(tmp_path / "db", "SELECT * FROM nowhere")
+    for other in (
+        OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed")),
+        psycopg.errors.AdminShutdown(),
+        OperationalError("SELECT ...", {}, missing),  # a schema behind: a bug to see
+        IntegrityError("INSERT ...", {}, psycopg.IntegrityError("dup")),
+        ValueError("bad input"),
+    ):
+        assert not database_conflict(other), other
+
+
+def test_an_outage_notice_says_an_outage_once_its_end_once_and_the_rest_every_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "notice")
+    notice = OutageNotice(logging.getLogger("notice"), "a loop")
+    refused = OperationalError("SELECT 1", {}, psycopg.OperationalError("refused"))
+    deadlock = psycopg.errors.DeadlockDetected("deadlock detected")
+    begun = notice.outages
+    for _ in range(3):
+        notice.failed(refused)
+    notice.answered(since=begun)  # work begun before the outage was found says nothing
+    notice.answered()
+    notice.answered()
+    notice.failed(deadlock, "a step")
+    notice.failed(deadlock, "a step")
+    notice.answered()  # no outage to end
+    notice.failed(ValueError("a bug"), "a step")
+    assert [(r.levelno, r.getMessage(), r.exc_info is not None) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            "a loop: database unavailable: OperationalError: (psycopg.OperationalError) refused,"
+            " retrying",
+            False,
+        ),
+        (logging.WARNING, "a loop: the database answers again", False),
+        *[
+            (
+                logging.WARNING,
+                "a step: the database gave up on it for now: DeadlockDetected: deadlock"
+                " detected, retrying",
+                False,
+            )
+        ]
+        * 2,
+        (logging.ERROR, "a step failed, retrying", True),
+    ]
+    assert {r.filename for r in caplog.records} == {"test_database_lost.py"}
 
 
 def test_an_outage_is_one_an_error_was_raised_from_not_one_it_was_handling() -> None:

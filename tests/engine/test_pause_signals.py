@@ -5,11 +5,14 @@ PostgreSQL's notifications; the slow poll stays as the fallback."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
+import psycopg
 import pytest
 
 from gradesync.adapters.db.database import Database
@@ -107,3 +110,32 @@ def test_postgres_notifies_other_processes_of_a_pause(postgres_db: Database) -> 
     finally:
         listener.stop()
     assert not signals.other_processes_heard
+
+
+def test_a_listener_meeting_a_deadlock_says_it_in_one_line_a_try(
+    postgres_db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deadlock (or a serialization conflict, a lock timeout) is no outage and no bug: one
+    line each time, no traceback, and no end of an outage to say."""
+    left = [3]
+    connect = psycopg.connect
+
+    def deadlocked(*args: Any, **kwargs: Any) -> psycopg.Connection[Any]:
+        if threading.current_thread().name == "gradesync-destination-listener" and left[0]:
+            left[0] -= 1
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg, "connect", deadlocked)
+    listener = DestinationListener(postgres_db.url, DestinationSignals(), retry_seconds=0.01)
+    listener.start()
+    try:
+        wait_for(listener.listening.is_set, "the listener to LISTEN")
+    finally:
+        listener.stop()
+    said = [r for r in caplog.records if r.name == "gradesync.adapters.db.notifications"]
+    assert [r.getMessage() for r in said] == [
+        "listening for destination changes: the database gave up on it for now:"
+        " DeadlockDetected: deadlock detected, retrying"
+    ] * 3
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in said)

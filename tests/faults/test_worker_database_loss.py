@@ -243,7 +243,9 @@ def test_a_wake_up_failing_for_another_reason_keeps_its_traceback(
     finally:
         waker.close()
     [said] = _queue_lines(caplog)
-    assert said.getMessage() == "could not defer a procrastinate job"
+    assert said.getMessage() == (
+        "deferring a procrastinate job failed, retrying at the next wake-up"
+    )
     assert said.levelno == logging.ERROR and said.exc_info is not None
 
 
@@ -279,7 +281,7 @@ def test_looking_for_stalled_jobs_failing_for_another_reason_keeps_its_traceback
 
     asyncio.run(look())
     [said] = _queue_lines(caplog)
-    assert said.getMessage() == "looking for stalled jobs failed"
+    assert said.getMessage() == "looking for stalled jobs failed, retrying"
     assert said.levelno == logging.ERROR and said.exc_info is not None
 
 

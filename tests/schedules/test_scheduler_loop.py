@@ -121,11 +121,21 @@ async def test_the_loop_survives_a_failing_tick(parts: Parts) -> None:
     assert failures["left"] == 0 and loop.ticks >= 2  # two failed ticks, then it fired
 
 
+def _bug() -> RuntimeError:
+    return RuntimeError("a bug")
+
+
 def _refused() -> OperationalError:
     return OperationalError("SELECT ... FROM schedules", {}, psycopg.OperationalError("refused"))
 
 
-@pytest.mark.parametrize("error", ["outage", "bug"])
+def _deadlock() -> OperationalError:
+    return OperationalError(
+        "UPDATE schedules ...", {}, psycopg.errors.DeadlockDetected("deadlock detected")
+    )
+
+
+@pytest.mark.parametrize("error", ["outage", "deadlock", "bug"])
 async def test_a_failing_tick_says_an_outage_once_and_a_bug_with_its_traceback(
     parts: Parts, error: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -137,7 +147,7 @@ async def test_a_failing_tick_says_an_outage_once_and_a_bug_with_its_traceback(
     def flaky_tick():  # type: ignore[no-untyped-def]
         if failures["left"]:
             failures["left"] -= 1
-            raise _refused() if error == "outage" else RuntimeError("a bug")
+            raise {"outage": _refused, "deadlock": _deadlock}.get(error, _bug)()
         return real_tick()
 
     parts.service.tick = flaky_tick  # type: ignore[method-assign]
@@ -156,8 +166,14 @@ async def test_a_failing_tick_says_an_outage_once_and_a_bug_with_its_traceback(
             "scheduler: the database answers again",
         ]
         assert all(r.levelno == logging.WARNING and r.exc_info is None for r in said)
+    elif error == "deadlock":  # the database answers: no outage, and no bug either
+        assert [r.getMessage() for r in said] == [
+            "scheduler tick: the database gave up on it for now: OperationalError:"
+            " (psycopg.errors.DeadlockDetected) deadlock detected, retrying"
+        ] * 3
+        assert all(r.levelno == logging.WARNING and r.exc_info is None for r in said)
     else:
-        assert [r.getMessage() for r in said] == ["scheduler tick failed"] * 3
+        assert [r.getMessage() for r in said] == ["scheduler tick failed, retrying"] * 3
         assert all(r.levelno == logging.ERROR and r.exc_info is not None for r in said)
 
 

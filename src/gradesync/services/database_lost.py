@@ -3,6 +3,7 @@ network cut): the work is interrupted, not failed, and goes on once the database
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 
@@ -157,3 +158,69 @@ def first_line(exc: BaseException) -> str:
         if text and text != "Database error.":
             return f"{type(seen).__name__}: {text.splitlines()[0]}"
     return type(exc).__name__
+
+
+def database_conflict(exc: BaseException) -> bool:
+    """True when PostgreSQL gave up on this work for now while still answering: a deadlock,
+    a serialization conflict, a lock or statement timeout, a cancelled statement. The work is
+    rolled back and tried again as it is; it is neither an outage nor a bug. False for an
+    outage (`database_outage`) and for SQLite's own operational errors other than its lock (a
+    table missing, a disk full: those stay until someone acts). Explicit causes only."""
+    return any(
+        isinstance(seen, psycopg.OperationalError) and not _gone(seen)
+        for seen in _chain(exc, _explicit)
+    )
+
+
+def say_failed(
+    logger: logging.Logger,
+    what: str,
+    exc: BaseException,
+    then: str | None = "retrying",
+    *,
+    stacklevel: int = 2,
+) -> None:
+    """Say, in the one format every place shares, that `what` failed: an outage or a conflict
+    (see `database_conflict`) in one WARNING line, `then` saying what happens next; anything
+    else at ERROR with its traceback, as the bug it may be. The line names the caller's
+    place (`stacklevel`), not this one. `OutageNotice` says an outage once."""
+    rest = f", {then}" if then else ""
+    if database_outage(exc):
+        line = "%s: database unavailable: %s%s"
+        logger.warning(line, what, first_line(exc), rest, stacklevel=stacklevel)
+    elif database_conflict(exc):
+        line = "%s: the database gave up on it for now: %s%s"
+        logger.warning(line, what, first_line(exc), rest, stacklevel=stacklevel)
+    else:
+        logger.error("%s failed%s", what, rest, exc_info=exc, stacklevel=stacklevel)
+
+
+class OutageNotice:
+    """Says an outage once, however often a loop meets it until the database answers, and its
+    end once (`answered`). A conflict is one line each time and a bug a traceback each time:
+    neither is an outage, and neither starts or ends one."""
+
+    def __init__(self, logger: logging.Logger, what: str, then: str | None = "retrying") -> None:
+        self._log = logger
+        self.what = what
+        self.then = then
+        self.down = False
+        self.outages = 0  # outages said so far: see `answered`'s `since`
+
+    def failed(self, exc: BaseException, what: str | None = None) -> None:
+        """`exc` stopped the work; `what`, if given, names it in the lines of a conflict or a
+        bug (an outage is said under the notice's own name, whoever met it first)."""
+        if database_outage(exc):
+            if not self.down:
+                self.down, self.outages = True, self.outages + 1
+                say_failed(self._log, self.what, exc, self.then, stacklevel=3)
+        else:
+            say_failed(self._log, what or self.what, exc, self.then, stacklevel=3)
+
+    def answered(self, since: int | None = None) -> None:
+        """The work went through: the outage, if one was said, has ended. `since` is
+        `outages` when the work began: work begun before the last outage was found may end
+        well after it (several loops sharing one notice), and says nothing."""
+        if self.down and (since is None or since == self.outages):
+            self.down = False
+            self._log.warning("%s: the database answers again", self.what, stacklevel=2)

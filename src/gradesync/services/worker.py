@@ -29,7 +29,7 @@ from gradesync.domain.model import LedgerRow, RunStage, SyncRun, Trigger
 from gradesync.services import log_context, roster
 from gradesync.services.clock import Clock
 from gradesync.services.compute import ComputeStats, compute_dirty
-from gradesync.services.database_lost import database_outage, first_line
+from gradesync.services.database_lost import database_outage, first_line, say_failed
 from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, DeliveryStats
 from gradesync.services.destination import DestinationFactory
 from gradesync.services.destination_signals import DestinationSignals
@@ -429,14 +429,8 @@ class Engine:
         try:
             released = await asyncio.to_thread(self._release_leases)
         except Exception as exc:  # the leases run out as before
-            if database_outage(exc):  # a worker that gave up on the database: one line
-                log.warning(
-                    "could not give back this worker's leases: database unavailable: %s; "
-                    "they run out",
-                    first_line(exc),
-                )
-            else:
-                log.error("could not give back this worker's leases; they run out", exc_info=exc)
+            # a worker that gave up on the database: one line
+            say_failed(log, "giving back this worker's leases", exc, "they run out")
         else:
             if released:
                 log.info("gave back %d unsent results on stopping", released)

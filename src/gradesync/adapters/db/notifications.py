@@ -17,7 +17,7 @@ import psycopg
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
-from gradesync.services.database_lost import database_outage, first_line
+from gradesync.services.database_lost import OutageNotice
 from gradesync.services.destination_signals import DestinationSignals
 
 log = logging.getLogger(__name__)
@@ -61,32 +61,21 @@ class DestinationListener:
             self._thread = None
 
     def _run(self) -> None:
-        down = False  # an outage said, its end not yet
+        outage = OutageNotice(log, "listening for destination changes")
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._dsn, autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.signals.other_processes_heard = True
                     self.listening.set()
-                    if down:
-                        down = False
-                        log.warning("listening for destination changes: the database answers again")
+                    outage.answered()
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             self._pass_on(note.payload)
             except Exception as exc:
                 if self._stop.is_set():
                     break
-                if not database_outage(exc):
-                    log.exception(
-                        "listening for destination changes failed; retrying in %g s", self._retry
-                    )
-                elif not down:  # one line an outage, not one a retry
-                    down = True
-                    log.warning(
-                        "listening for destination changes: database unavailable: %s, retrying",
-                        first_line(exc),
-                    )
+                outage.failed(exc)  # one line an outage, not one a retry
             finally:
                 self.signals.other_processes_heard = False
                 self.listening.clear()

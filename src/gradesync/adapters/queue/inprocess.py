@@ -20,7 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable
 
 from gradesync.domain.model import RunScope
-from gradesync.services.database_lost import database_outage, first_line
+from gradesync.services.database_lost import OutageNotice
 from gradesync.services.worker import Engine
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,8 @@ class EmbeddedWorker:
         self.poll = engine.settings.poll.total_seconds()
         self.retry_pause = max(self.poll, 1.0)  # after a loop's step failed
         # an outage is said once for the four loops, and its end once, by a step begun after
-        # the loss was found (`_losses` counts them): one begun before may end well after it
-        self._down = False
-        self._losses = 0
+        # the loss was found: one begun before may end well after it
+        self._outage = OutageNotice(log, "worker loops")
 
     async def start(self) -> None:
         self._stopping = False
@@ -109,22 +108,16 @@ class EmbeddedWorker:
 
     async def _loop(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
         while not self._stopping:
-            losses = self._losses
+            outages = self._outage.outages
             try:
                 await step()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not database_outage(exc):  # a bug, or an error about this work: say it all
-                    log.exception("worker loop %s failed; retrying", name)
-                elif not self._down:  # a restart or a cut: one line, no traceback
-                    self._down, self._losses = True, self._losses + 1
-                    log.warning("worker loops: database unavailable: %s, retrying", first_line(exc))
+                self._outage.failed(exc, f"worker loop {name}")
                 await asyncio.sleep(self.retry_pause)
             else:
-                if self._down and losses == self._losses:
-                    self._down = False
-                    log.warning("worker loops: the database answers again")
+                self._outage.answered(since=outages)
 
     async def _compute(self) -> None:
         timer_in = await self.engine.next_timer_in()

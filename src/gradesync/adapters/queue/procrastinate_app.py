@@ -39,7 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from gradesync.adapters.queue.inprocess import EmbeddedWorker
 from gradesync.adapters.queue.scheduler import build_schedule_service, register_periodic_tick
 from gradesync.domain.model import RunScope
-from gradesync.services.database_lost import connection_lost, database_outage, first_line
+from gradesync.services.database_lost import OutageNotice, connection_lost, say_failed
 from gradesync.services.schedules import ScheduleService
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,9 @@ class ProcrastinateWaker:
             ).defer(**kwargs)
 
     def _run(self) -> None:
-        opened = down = False
+        opened = False
+        # said once an outage: every wake-up meets it meanwhile
+        outage = OutageNotice(log, "waking workers", "retrying at the next wake-up")
         while True:
             with self._cond:
                 while not (self._stopping or self._dirty or self._deliver or self._runs):
@@ -192,18 +194,9 @@ class ProcrastinateWaker:
                     self._defer(TASK_RUN, run_lock(scope), run_lock(scope), run_id=run_id)
             except Exception as exc:
                 # workers look for work on their own every few seconds: late, not lost
-                if not database_outage(exc):
-                    log.exception("could not defer a procrastinate job")
-                elif not down:  # said once an outage: every wake-up meets it meanwhile
-                    down = True
-                    log.warning(
-                        "waking workers: database unavailable: %s, retrying at the next wake-up",
-                        first_line(exc),
-                    )
+                outage.failed(exc, "deferring a procrastinate job")
             else:
-                if down:
-                    down = False
-                    log.warning("waking workers: the database answers again")
+                outage.answered()
 
 
 # --- the worker side -----------------------------------------------------------------------
@@ -340,12 +333,8 @@ async def look_for_stalled_jobs(app: procrastinate.App) -> None:
     try:
         await retry_stalled_jobs(app)
     except Exception as exc:
-        if not database_outage(exc):
-            log.exception("looking for stalled jobs failed")
-        else:  # the loss ends the queue at once (then it reconnects): one line, no traceback
-            log.warning(
-                "looking for stalled jobs: database unavailable: %s, retrying", first_line(exc)
-            )
+        # the loss ends the queue at once (then it reconnects): one line, no traceback
+        say_failed(log, "looking for stalled jobs", exc)
 
 
 async def run_worker(

@@ -23,7 +23,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from gradesync.services.clock import Clock
-from gradesync.services.database_lost import database_outage, first_line
+from gradesync.services.database_lost import OutageNotice
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.runs import request_run
 from gradesync.services.schedules import ScheduleService
@@ -109,7 +109,7 @@ class SchedulerLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0  # completed ticks, for health pages and tests
-        self._down = False  # a tick met an outage, said once
+        self._outage = OutageNotice(log, "scheduler")  # said once, not once a tick
 
     def start(self) -> asyncio.Task[None]:
         self._loop = asyncio.get_running_loop()
@@ -150,16 +150,10 @@ class SchedulerLoop:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep the loop, retry soon
-                if not database_outage(exc):
-                    log.exception("scheduler tick failed")
-                elif not self._down:  # one line an outage, not one a retry
-                    self._down = True
-                    log.warning("scheduler: database unavailable: %s, retrying", first_line(exc))
+                self._outage.failed(exc, "scheduler tick")
                 delay = self._retry_delay
             else:
-                if self._down:
-                    self._down = False
-                    log.warning("scheduler: the database answers again")
+                self._outage.answered()
             self.ticks += 1
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):  # not wait_for: it can lose a cancel

@@ -32,7 +32,7 @@ from gradesync.domain.passback import SIS_CONCURRENCY
 from gradesync.domain.pauses import PauseCause, pause_text
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
-from gradesync.services.database_lost import database_outage, first_line
+from gradesync.services.database_lost import OutageNotice
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.records import DeliveryScope, DestKey
 from gradesync.services.delivery.share import Slots, WorkerShare
@@ -275,7 +275,10 @@ class Governor:
         self._limit_sigs: dict[DestKey, tuple[Any, Any]] = {}
         self.destinations: dict[DestKey, Destination] = {}
         self._destinations_at = -1e9
-        self._pause_reads_down = False  # an outage met re-reading pauses, said once
+        # every send re-reads pauses: an outage met meanwhile is said once
+        self._pause_reads = OutageNotice(
+            log, "re-reading destinations' pauses", "retrying (the pauses last read hold meanwhile)"
+        )
         # many processes send to one destination: each takes its share of the limits
         self.workers: WorkerShare | None = None
         if settings.shared_limits:
@@ -446,20 +449,10 @@ class Governor:
         try:
             fresh = await asyncio.to_thread(read)
         except Exception as exc:
-            if not database_outage(exc):
-                log.exception("re-reading the pause of %s/%s failed", d.tenant_id, d.id)
-            elif not self._pause_reads_down:  # every send re-reads meanwhile: one line
-                self._pause_reads_down = True
-                log.warning(
-                    "re-reading destinations' pauses: database unavailable: %s, retrying "
-                    "(the pauses last read hold meanwhile)",
-                    first_line(exc),
-                )
+            self._pause_reads.failed(exc, f"re-reading the pause of {d.tenant_id}/{d.id}")
             fresh = None
         else:
-            if self._pause_reads_down:
-                self._pause_reads_down = False
-                log.warning("re-reading destinations' pauses: the database answers again")
+            self._pause_reads.answered()
             if fresh is None:  # deleted: send nothing more
                 lim.disabled = True
             else:

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
-from gradesync.services.database_lost import database_outage, first_line
+from gradesync.services.database_lost import say_failed
 from gradesync.services.ports import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
@@ -267,7 +267,4 @@ class WorkerShare:
 def _failed(what: str, exc: Exception) -> None:
     """A database away for now is one line (the worker's own lines say it is lost and when it
     answers again); anything else is a bug, with its traceback."""
-    if database_outage(exc):
-        log.warning("%s: database unavailable (%s)", what, first_line(exc))
-    else:
-        log.error("%s failed", what, exc_info=exc)
+    say_failed(log, what, exc, None)
