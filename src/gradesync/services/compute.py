@@ -148,6 +148,9 @@ class ComputeStats:
     skipped: int = 0  # rows now skipped (policy says send nothing)
     reset: int = 0  # failed rows a person asked to try again (manual runs)
     destinations: set[tuple[str, str]] = field(default_factory=set)  # with pending rows
+    # where rows became pending: (tenant, destination, course, activity), so that only the
+    # delivery passes whose scope holds them are woken
+    due_at: set[tuple[str, str, str, str]] = field(default_factory=set)
     # LMS columns known before their first grade: (tenant, destination, course, activity)
     # of activities computed at an LTI 1.3 destination that has no line item for them yet
     # and no result to send (a pending row creates its column as it is sent)
@@ -168,6 +171,7 @@ class ComputeStats:
         self.skipped += other.skipped
         self.reset += other.reset
         self.destinations |= other.destinations
+        self.due_at |= other.due_at
         self.new_columns |= other.new_columns
         self.failed |= other.failed
         self.kept += other.kept
@@ -604,6 +608,7 @@ def _compute(
         if new.state is DeliveryState.PENDING:
             stats.pending += 1
             stats.destinations.add((tenant_id, destination.id))
+            stats.due_at.add((tenant_id, destination.id, course_id, key.activity_id))
         elif new.state is DeliveryState.SKIPPED:
             stats.skipped += 1
         writes.append((new, course_id))

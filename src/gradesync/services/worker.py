@@ -232,7 +232,8 @@ class Engine:
                 if stats.dirty:
                     self.live.computed()
                 if stats.pending:
-                    self.deliverer.note_due(live=True)  # computed from new facts
+                    # computed from new facts
+                    self.deliverer.note_due(live=True, where=stats.due_at)
                 if stats.new_columns:
                     self._create_columns_ahead(stats.new_columns)
                 if self.statistics.due_after(stats.changed):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,6 +69,7 @@ from gradesync.services.delivery.records import (
     Claimed,
     DeliveryScope,
     DeliveryStats,
+    DueAt,
     Settlement,
 )
 from gradesync.services.delivery.settle import SettleWriter
@@ -116,6 +117,17 @@ class Ready:
     result: DesiredResult
 
 
+@dataclass(eq=False, slots=True)
+class _Listening:
+    """A running pass and the wakes meant for it: how often rows of its scope may have
+    become due in this process (`due`), live grades among them (`live`)."""
+
+    scope: DeliveryScope
+    flight: InFlight
+    due: int = 0
+    live: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class _CourseInHand:
     """What every column of one course being prepared shares (its tenant and course known
@@ -151,15 +163,19 @@ class Deliverer:
         self.worker_id = worker_id
         self.waker = waker
         self.writer = SettleWriter(
-            uow_factory, clock, settings, worker_id, on_written, on_due=self.note_due, meter=meter
+            uow_factory,
+            clock,
+            settings,
+            worker_id,
+            on_written,
+            on_due=lambda where: self.note_due(where=where),
+            meter=meter,
         )
-        # bumped whenever rows may have become due (computed, or settled still due), so
-        # a pass claims when there is something to find, not after every send
-        self._due_signal = 0
-        # bumped when live grades were computed: a pass claims them at once, even with
-        # a run's rows filling its hands (the slots then send them first)
-        self._live_signal = 0
-        self._passes: set[InFlight] = set()
+        # the running passes, each told when rows of its scope may have become due
+        # (computed, or settled still due), so that it claims when there is something to
+        # find, not after every send; live grades at once, even with a run's rows filling
+        # its hands (the slots then send them first)
+        self._passes: set[_Listening] = set()
         # passes over every due row (a worker's delivery loop), and whom to tell when rows
         # become due while none runs (that loop, to start one: no wake waits for its poll)
         self._sweeps = 0
@@ -187,14 +203,15 @@ class Deliverer:
             if scope.tenant_id in (None, tenant) and scope.destination_id in (None, dest)
         )
 
-    def note_due(self, *, live: bool = False) -> None:
-        """Rows may have become due in this process: running passes claim again (`live`:
+    def note_due(self, *, live: bool = False, where: Collection[DueAt] | None = None) -> None:
+        """Rows may have become due in this process (`where`: in these columns; None: it
+        is not known where): running passes whose scope may hold them claim again (`live`:
         live grades, claimed even by a pass whose hands are full)."""
-        self._due_signal += 1
-        if live:
-            self._live_signal += 1
-        for flight in self._passes:
-            flight.wake()
+        for p in self._passes:
+            if where is None or any(p.scope.covers(at) for at in where):
+                p.due += 1
+                p.live += live
+                p.flight.wake()
         if not self._sweeps and self.on_idle_due is not None:
             self.on_idle_due()
 
@@ -651,28 +668,29 @@ class Deliverer:
         most = base * CLAIM_GROWTH
         live_at = float("-inf")  # when live grades last became due for this pass
         flight = InFlight()
+        me = _Listening(scope, flight)
         # Claim when something may be found: at the start, while the last claim may have
         # left due rows behind, when rows became due in this process (note_due wakes the
         # pass), and at least every `poll` (rows computed by other processes). Not after
         # every send.
-        seen = self._due_signal - 1
-        live_seen = self._live_signal
+        seen = me.due - 1
+        live_seen = me.live
         more = True
         claimed_at = time.monotonic()
         poll = self.settings.poll.total_seconds()
         flushed = False
         sweep = stop is None and scope == DeliveryScope()
-        self._passes.add(flight)
+        self._passes.add(me)
         self._sweeps += sweep
         try:
             while stop is None or not stop():
                 claimed: list[Claimed] = []
-                if live_seen != self._live_signal:
+                if live_seen != me.live:
                     # live grades computed: claimed now, even while a run's rows fill the
                     # pass's hands or the destination's queue (the slots send them first)
-                    if self._due_signal - seen == self._live_signal - live_seen:
-                        seen = self._due_signal  # nothing else became due meanwhile
-                    live_seen = self._live_signal
+                    if me.due - seen == me.live - live_seen:
+                        seen = me.due  # nothing else became due meanwhile
+                    live_seen = me.live
                     # a live grade waits for the claim in progress: keep claims short
                     live_at, batch = time.monotonic(), base
                     claimed, facts, left = await self.claim(scope, batch, live_only=True)
@@ -681,9 +699,9 @@ class Deliverer:
                 grown = batch
                 # claim more only while in-flight tasks hold fewer rows than four batches
                 room = flight.rows + batch <= batch * 4 or not flight.tasks
-                due = more or seen != self._due_signal or time.monotonic() - claimed_at >= poll
+                due = more or seen != me.due or time.monotonic() - claimed_at >= poll
                 if not claimed and room and due:
-                    seen, claimed_at = self._due_signal, time.monotonic()
+                    seen, claimed_at = me.due, time.monotonic()
                     claimed, facts, more = await self.claim(scope, batch)
                     if time.monotonic() - live_at > LIVE_RECENT:
                         grown = next_claim_size(batch, len(claimed), flight.holding, most)
@@ -702,10 +720,14 @@ class Deliverer:
                     continue
                 if not flight.tasks:
                     if flushed:
-                        if seen == self._due_signal and live_seen == self._live_signal:
+                        if seen == me.due and live_seen == me.live:
                             break
-                        # rows became due while the last claim read the ledger (too early
-                        # to see them): claim again rather than end with them unclaimed
+                        # rows of this scope became due while the last claim read the
+                        # ledger (too early to see them): claim again rather than end with
+                        # them unclaimed. Only wakes for this scope count (`note_due`'s
+                        # `where`), so a run's pass ends though other courses' grades keep
+                        # arriving; a cap on claims again instead would still end a pass
+                        # with a row of its own that became due during its last claim
                         continue
                     # write what is settled (releasing leases); a row still due after that
                     # (a newer desired state arrived during its send) is claimed next
@@ -727,7 +749,7 @@ class Deliverer:
                     )
             raise
         finally:
-            self._passes.discard(flight)
+            self._passes.discard(me)
             self._sweeps -= sweep
             # every row claimed and not settled (its task cancelled before or while sending,
             # or failed) counts no more: a pass that stopped must not leave its destination

@@ -21,6 +21,8 @@ from gradesync.domain.model import (
 from gradesync.domain.reasons import Reason
 
 DestKey = tuple[str, str]  # (tenant_id, destination_id)
+# where rows became due: (tenant_id, destination_id, course_id, activity_id)
+DueAt = tuple[str, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,16 @@ class DeliveryScope:
     @classmethod
     def of_run(cls, scope: RunScope) -> DeliveryScope:
         return cls(scope.tenant_id, scope.destination_id, scope.course_id, scope.activity_ids)
+
+    def covers(self, at: DueAt) -> bool:
+        """Whether rows of this column of a course at a destination are in the scope."""
+        tenant_id, destination_id, course_id, activity_id = at
+        return (
+            self.tenant_id in (None, tenant_id)
+            and self.destination_id in (None, destination_id)
+            and self.course_id in (None, course_id)
+            and (not self.activity_ids or activity_id in self.activity_ids)
+        )
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ from gradesync.domain.reasons import Reason
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
 from gradesync.services.database_lost import database_outage, first_line
-from gradesync.services.delivery.records import Settlement
+from gradesync.services.delivery.records import DueAt, Settlement
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.telemetry import NULL_METER, Meter, count_outcome
@@ -48,7 +48,7 @@ class SettleWriter:
         settings: EngineSettings,
         worker_id: str,
         on_written: Callable[[list[LedgerRow]], None] | None = None,
-        on_due: Callable[[], None] | None = None,
+        on_due: Callable[[set[DueAt]], None] | None = None,
         meter: Meter = NULL_METER,
     ) -> None:
         self._meter = meter
@@ -186,12 +186,14 @@ class SettleWriter:
                 await asyncio.sleep(1.0)  # do not spin on a database that is down
                 continue
             self._away = None
-            if self._on_due is not None and (
-                let_go or any(r.state is DeliveryState.PENDING for r in rows)
-            ):
+            due = {r.key for r in rows if r.state is DeliveryState.PENDING} | let_go
+            if self._on_due is not None and due:
                 # a newer desired state arrived during its send, or a row was let go
                 # unsent: it is due again now
-                self._on_due()
+                course = {s.key: s.course_id for s in batch}
+                self._on_due(
+                    {(k.tenant_id, k.destination_id, course[k], k.activity_id) for k in due}
+                )
             self.delivered.update(
                 (r.key.tenant_id, r.key.destination_id)
                 for r in rows
@@ -200,8 +202,8 @@ class SettleWriter:
             if self._on_written is not None:
                 self._on_written(rows)
 
-    def _write(self, batch: list[Settlement]) -> tuple[list[LedgerRow], bool]:
-        """Write the outcomes; (rows written, whether any row was let go unwritten)."""
+    def _write(self, batch: list[Settlement]) -> tuple[list[LedgerRow], set[LedgerKey]]:
+        """Write the outcomes; (rows written, the rows let go unwritten)."""
         with self._uow_factory() as uow:
             now = self._clock.now()
             keys = sorted({s.key for s in batch}, key=_sort_key)
@@ -278,7 +280,7 @@ class SettleWriter:
             )
         for outcome, before, after, sent in counted:  # once written (a failed write is redone)
             count_outcome(self._meter, outcome, before, after, sent, now)
-        return [r for r, _, _ in writes.values()], bool(let_go)
+        return [r for r, _, _ in writes.values()], {k for k, _ in let_go}
 
 
 def _sort_key(k: LedgerKey) -> tuple[str, str, str, str]:
