@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import pytest
 from sqlalchemy import event, text
 
 from gradesync.adapters.db.database import Database
@@ -112,29 +113,23 @@ def _grow(conn: Any) -> None:
 _PEOPLE = [f"g{i}" for i in range(1, ASKED // 2 + 1)] + [f"new{i}" for i in range(ASKED // 2)]
 
 
-def test_people_by_id_each_looked_up(postgres_db: Database) -> None:
+@pytest.mark.parametrize(
+    "read",
+    [
+        pytest.param(lambda u: u.people.get_many(T, _PEOPLE), id="people-by-id"),
+        pytest.param(
+            lambda u: u.enrollments.for_pairs(T, [("c1", p) for p in _PEOPLE]),
+            id="enrollments-by-pair",
+        ),
+        pytest.param(
+            lambda u: u.overrides.for_pairs(T, [("a1", p) for p in _PEOPLE]),
+            id="overrides-by-pair",
+        ),
+    ],
+)
+def test_each_key_looked_up(postgres_db: Database, read: Callable[[UnitOfWork], object]) -> None:
     _seed(postgres_db)
-    statement, params = _statement(postgres_db, lambda u: u.people.get_many(T, _PEOPLE))
-    plan = _generic_plan_once_grown(postgres_db, statement, params, _grow)
-    assert plan["Actual Rows"] == ASKED // 2
-    assert _rows_examined(plan) == 0, plan
-
-
-def test_enrollments_by_pair_each_looked_up(postgres_db: Database) -> None:
-    _seed(postgres_db)
-    statement, params = _statement(
-        postgres_db, lambda u: u.enrollments.for_pairs(T, [("c1", p) for p in _PEOPLE])
-    )
-    plan = _generic_plan_once_grown(postgres_db, statement, params, _grow)
-    assert plan["Actual Rows"] == ASKED // 2
-    assert _rows_examined(plan) == 0, plan
-
-
-def test_overrides_by_pair_each_looked_up(postgres_db: Database) -> None:
-    _seed(postgres_db)
-    statement, params = _statement(
-        postgres_db, lambda u: u.overrides.for_pairs(T, [("a1", p) for p in _PEOPLE])
-    )
+    statement, params = _statement(postgres_db, read)
     plan = _generic_plan_once_grown(postgres_db, statement, params, _grow)
     assert plan["Actual Rows"] == ASKED // 2
     assert _rows_examined(plan) == 0, plan
