@@ -329,18 +329,24 @@ async def test_outcomes_failing_for_another_database_error_are_let_go(
     assert said[0].levelno == logging.ERROR and said[0].exc_info is not None
 
 
+def _three_results(db: Database) -> tuple[_Away, DoubleFactory, Engine]:
+    """Three learners' results of a1 posted, and an engine on a database that can go away
+    (here for now), sending to a double of the LMS."""
+    seed(db, learners=3)
+    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(3)])
+    away = _Away(db)
+    away.away = False
+    factory = DoubleFactory()
+    return away, factory, Engine(away, SystemClock(), factory, FAST)
+
+
 async def test_rows_a_pass_lost_with_the_database_go_again_once_it_answers(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A pass stops when the database goes away, its sends cancelled in flight: once the
     database answers, the rows it claimed are given back and go on the next pass, not two
     minutes later when their leases run out. Sent again with a newer timestamp."""
-    seed(db, learners=3)
-    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(3)])
-    away = _Away(db)
-    away.away = False
-    factory = DoubleFactory()
-    engine = Engine(away, SystemClock(), factory, FAST)
+    away, factory, engine = _three_results(db)
     try:
         await engine.process_dirty()
         remote = factory.remote(DEST)
@@ -542,12 +548,7 @@ async def test_a_pass_lost_with_the_database_while_linking_a_course_counts_no_ro
     claimed for that course are given back and count no more in the destination's rows in
     hand; otherwise each such stop would leave it looking busier, until regular claims
     skipped it."""
-    seed(db, learners=3)
-    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(3)])
-    away = _Away(db)
-    away.away = False
-    factory = DoubleFactory()
-    engine = Engine(away, SystemClock(), factory, FAST)
+    away, factory, engine = _three_results(db)
     try:
         await engine.process_dirty()
         remote = factory.remote(DEST)
