@@ -9,10 +9,12 @@ other, and on a busy machine their figures cannot be compared).
 The first database is the PostgreSQL one named (dropped and created again); the second, a
 SQLite file in a temporary directory. Each round posts `--batches` batches of 1,000
 attempts from one client, then `--clients` clients posting `--batches` batches each at once
-(in turn too: all clients' batches to one server, then to the other). A side's rate is its
-own batches' time; `pg_over_sqlite` their ratio. Each round records the machine's CPU
-pressure. Prints the figures as JSON (a summary on standard error), and writes them to
-`--out` when given.
+(in turn too: all clients' batches to one server, then to the other). Which server takes a
+step's batches first alternates from step to step, and from round to round, so neither
+always meets the machine just after the other's batch (each half records its order,
+`first`: the database that went first at each step). A side's rate is its own batches'
+time; `pg_over_sqlite` their ratio. Each round records the machine's CPU pressure. Prints
+the figures as JSON (a summary on standard error), and writes them to `--out` when given.
 """
 
 from __future__ import annotations
@@ -66,19 +68,33 @@ def _side(
     return time.perf_counter() - t0, each
 
 
-def _round(worlds: dict[str, World], n: int, clients: int, tag: str) -> dict[str, Any]:
+def step_order(names: Sequence[str], step: int) -> list[str]:
+    """The databases in the order they take step `step`'s batches: as given on even steps,
+    reversed on odd ones, so each goes first as often as the other."""
+    return list(names) if step % 2 == 0 else list(reversed(names))
+
+
+def _round(
+    worlds: dict[str, World], n: int, clients: int, tag: str, index: int = 0
+) -> dict[str, Any]:
+    """Round `index`: its steps alternate which database goes first, starting from the
+    other one than the round before (with an odd number of steps each round would otherwise
+    start the same way)."""
     out: dict[str, Any] = {}
     for half, width in (("one", 1), ("concurrent", clients)):
         count = n * width
         work = {name: _batches(w, f"{tag}{half[0]}{name[0]}", count) for name, w in worlds.items()}
         spent = dict.fromkeys(worlds, 0.0)
         each: dict[str, list[float]] = {name: [] for name in worlds}
+        first: list[str] = []
         cpu0 = {name: w.gradesync.cpu() for name, w in worlds.items()}
         window = pressure.Window.start()
         with ThreadPoolExecutor(width) as pool:
-            for i in range(0, count, width):  # `width` batches at once, to one and then the other
-                for name, w in worlds.items():
-                    took, per_batch = _side(w, work[name][i : i + width], pool)
+            for step, i in enumerate(range(0, count, width)):  # `width` batches at once
+                order = step_order(list(worlds), step + index)
+                first.append(order[0])
+                for name in order:
+                    took, per_batch = _side(worlds[name], work[name][i : i + width], pool)
                     spent[name] += took
                     each[name] += per_batch
         out[half] = {
@@ -94,6 +110,7 @@ def _round(worlds: dict[str, World], n: int, clients: int, tag: str) -> dict[str
             for name in worlds
         }
         out[half]["pg_over_sqlite"] = round(spent["sqlite"] / spent["postgres"], 3)
+        out[half]["first"] = first
         out[half]["cpu_pressure"] = window.stop()
     return out
 
@@ -116,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             worlds["postgres"] = start_world(Path(tmp) / "pg", args.url, concurrency=16)
             worlds["sqlite"] = start_world(Path(tmp) / "sqlite", None, concurrency=16)
             rounds = [
-                _round(worlds, args.batches, args.clients, f"r{r}") for r in range(args.rounds)
+                _round(worlds, args.batches, args.clients, f"r{r}", r) for r in range(args.rounds)
             ]
         finally:
             for w in worlds.values():
