@@ -5,7 +5,7 @@ tenant may still have had few rows, and kept as the tables grow.
 
 Before, `id IN ($2, ..., $501)` in that plan read every row of the tenant and compared it
 with every id: a roster batch's read of 500 people took 75 ms at 10,000 people, and grew
-with them (docs/benchmarks.md, "A roster batch on PostgreSQL: reads by key, one write")."""
+with them (docs/benchmarks-journal.md, "A roster batch on PostgreSQL: reads by key, one write")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """PostgreSQL: the dirty keys' pages keep room (fillfactor 50), so a key marked again while
 it still waits (an import's attempts after its roster marked their keys) is rewritten beside
 the row it replaces (a HOT update) and adds nothing to the primary key's index. In full
-pages few could be (docs/benchmarks.md, "PostgreSQL ingest with one client: one write")."""
+pages few could be (docs/benchmarks-journal.md, "PostgreSQL ingest with one client: one
+write")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A bulk ingest through the runtime (the API's and `gradesync import`'s path) tells
 PostgreSQL's planner how many attempts and people there are, so each batch's read of the
 stored event ids probes the unique index instead of walking every attempt of the tenant
-until autovacuum comes round (docs/benchmarks.md, "PostgreSQL ingest with one client")."""
+until autovacuum comes round (docs/benchmarks-journal.md, "PostgreSQL ingest with one client")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """PostgreSQL: the ledger's pages keep room (fillfactor 70), so a claim's lease, which
 changes no indexed column, can be written beside the row it replaces (a HOT update) and add
 nothing to the ledger's five indexes. In full pages every lease went elsewhere and added an
-entry to each index (docs/benchmarks.md, "PostgreSQL against SQLite, late evening")."""
+entry to each index (docs/benchmarks-journal.md, "PostgreSQL against SQLite, late
+evening")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Python's cyclic garbage collector, set for a process that serves for a long time.
 
-Measured on `gradesync serve` under the throughput benchmark (docs/benchmarks.md, "The
-garbage collector"): with the interpreter's defaults the collector took about a tenth of the
+Measured on `gradesync serve` under the throughput benchmark (docs/benchmarks-journal.md,
+"The garbage collector"): with the interpreter's defaults the collector took about a tenth of the
 process's CPU. Most of it went to full collections, each walking every object the process
 holds, above all the ones it made at start (modules, SQLAlchemy's tables and compiled
 statements, the web app's routes), which live as long as the process. A full collection

@@ -48,8 +48,9 @@ class EngineSettings:
     # group commit: the settle writer lets outcomes gather this long before a transaction
     # (a result's send is over by then; only its ledger row waits), unless `settle_batch`
     # are waiting already. One transaction then writes several results instead of one or two.
-    # Longer windows, measured side by side (docs/benchmarks.md): 50 ms spends 10 % less CPU
-    # per result but sends about 1 % slower, below 95 % of a saturated LMS's capacity
+    # Longer windows, measured side by side (docs/benchmarks-journal.md, "The settle writer's
+    # gathering window"): 50 ms spends 10 % less CPU per result but sends about 1 % slower,
+    # below 95 % of a saturated LMS's capacity
     settle_gather: timedelta = timedelta(milliseconds=20)
     settle_batch: int = 64
     course_link_ttl: timedelta = timedelta(minutes=5)

@@ -11,7 +11,7 @@ times in its life and a steady one almost never.
 Ingest does the same for the attempts and people it writes (`AttemptStatistics`): made
 before the statistics, the plan of the batch's read of stored event ids walked every attempt
 of the tenant, 29,000 rows at 30,000 attempts, where the unique index takes one probe per id
-(docs/benchmarks.md, "PostgreSQL ingest with one client")."""
+(docs/benchmarks-journal.md, "PostgreSQL ingest with one client")."""
 
 from __future__ import annotations
 

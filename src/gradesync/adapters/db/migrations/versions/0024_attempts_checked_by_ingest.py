@@ -3,7 +3,7 @@
 Each attempt inserted checked its activity and its person through two foreign keys: on
 PostgreSQL a trigger per row and key, which took more than half of an ingest batch's insert
 on the server (1,000 attempts: 29-38 ms with the checks, 10-18 ms without; see
-docs/benchmarks.md, "Attempts without per-row foreign keys"). Ingest already reads a batch's
+docs/benchmarks-journal.md, "Attempts without per-row foreign keys"). Ingest already reads a batch's
 activities and people, in the transaction that inserts the attempts, and refuses an attempt
 whose activity or person is unknown (`unknown_activity`, `unknown_person`); nothing deletes
 an activity or a person (tests/unit/test_no_fact_deletes.py), so what ingest checked still
