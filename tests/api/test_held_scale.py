@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.model import (
     CourseLink,
     DeliveryState,
@@ -15,10 +16,18 @@ from gradesync.domain.model import (
     DestinationKind,
     LedgerKey,
     LedgerRow,
+    ScoreForm,
     UserRole,
 )
+from gradesync.domain.policy import DesiredResult
 from gradesync.services.accounts import create_user
-from tests.support.api import ROSTER, ApiEnv, Caller
+from gradesync.services.clock import SystemClock
+from gradesync.services.destination import Receipt, ResultTarget
+from gradesync.services.engine_config import EngineSettings
+from gradesync.services.worker import Engine
+from gradesync.testing import DoubleFactory, add_destination
+from gradesync.testing.double import DoubleClient
+from tests.support.api import ROSTER, ApiEnv, Caller, attempt
 from tests.support.console import sign_in
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -113,3 +122,52 @@ def test_the_course_grid_says_a_held_score_on_the_activitys_scale(api: ApiEnv) -
             page.text
         ), dest
         assert "0.8 / 1" not in page.text
+
+
+class _Shaped(DoubleClient):
+    """The strict double, logging each send as the kind's adapter does: LTI 1.1 Outcomes a
+    fraction of 1 (replaceResult), OneRoster a result's score without its maximum."""
+
+    async def put_result(
+        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+    ) -> Receipt:
+        said = await super().put_result(target, result, timestamp)
+        body: dict[str, Any]
+        if self.destination.kind is DestinationKind.LTI11_OUTCOMES:
+            body = {"operation": "replaceResult", "score": f"{result.score_given:g}"}
+        else:
+            body = {"result": {"sourcedId": "r-p1", "score": result.score_given}}
+        return Receipt(body, said.status, said.message)
+
+
+async def test_a_held_score_keeps_the_points_it_was_sent_on(api: ApiEnv) -> None:
+    """Ada's 8 of 10 is sent to an LTI 1.1 LMS (as 0.8) and a SIS (as 8); then the quiz
+    stops syncing and is made worth 20 points. The gradebooks still hold what they took on
+    10 points: 8 / 10, not 16 / 20 (LTI 1.1) or 8 / 20 (SIS)."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    assert admin.post("/ingest", json=ROSTER).status_code == 202
+    factory = DoubleFactory()
+    # the LTI 1.1 adapter's: a fraction of 1
+    factory.remote("lms11").capabilities = Capabilities(
+        score_form=ScoreForm.PERCENT, percent_scale=1.0, extra_credit=False
+    )
+    for dest, kind in KINDS.items():
+        add_destination(api.db.uow, "t1", dest, kind, links={"c1": f"remote-{dest}"},
+                        people={"p1": f"sub-{dest}"})  # fmt: skip
+    assert admin.post("/attempts", json=attempt("e1", 8)).status_code == 202
+    engine = Engine(
+        api.db.uow, SystemClock(), lambda d: _Shaped(d, factory.remote(d.id)), EngineSettings()
+    )
+    try:
+        await engine.process_dirty()
+        assert (await engine.deliver_due()).delivered == 2
+        assert [r.score_given for r in factory.remote("lms11").results.values()] == [0.8]
+        quiz = {**ROSTER["activities"][0], "points_possible": 20, "sync_enabled": False}
+        assert admin.post("/ingest", json={"activities": [quiz]}).status_code == 202
+        await engine.process_dirty()
+    finally:
+        await engine.aclose()
+    assert _held(admin) == {
+        "lms11": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False},
+        "sis": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False},
+    }

@@ -176,3 +176,22 @@ def test_attempts_keep_their_rows_and_lose_their_row_checks_in_0024(fresh_db: Da
             select(schema.attempts.c.source_event_id, schema.attempts.c.score_given)
         )
         assert list(kept) == [("e1", 8.0)]
+
+
+def test_delivery_lines_logged_before_0025_keep_no_scale(fresh_db: Database) -> None:
+    """A send logged before the delivery log kept the points it was sent on has none
+    (NULL): its held score reads on the activity's points now, as before."""
+    migrate.upgrade(fresh_db.engine, "0024_attempts_checked_by_ingest")
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with fresh_db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO deliveries (tenant_id, destination_id, activity_id, person_id,"
+                " sent_at, outcome) VALUES ('t1', 'sis', 'a1', 'p1', :at, 'delivered')"
+            ),
+            {"at": at},
+        )
+    fresh_db.upgrade()
+    with fresh_db.uow() as uow:
+        line = uow.deliveries.last_holding("t1", "sis", [("a1", "p1")])[("a1", "p1")]
+    assert line["score_scale"] is None

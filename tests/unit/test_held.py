@@ -51,3 +51,15 @@ def test_a_held_score_reads_on_the_activitys_scale_where_the_gradebook_gives_non
     assert ags.on_scale("lti13_ags", 20) == ags  # the LMS's own maximum stands
     assert fraction.on_scale("lti11_outcomes", None) == fraction  # no points known: as held
     assert Held(None, None, False).on_scale("lti11_outcomes", 10).text() == "no score"
+
+
+def test_a_held_score_reads_on_the_points_it_was_sent_on_when_the_log_kept_them() -> None:
+    fraction = {"operation": "replaceResult", "score": "0.8", "sourcedid": "s"}
+    rest = {"result": {"sourcedId": "r", "score": 8, "scoreStatus": "fully graded"}}
+    for kind, payload in (("lti11_outcomes", fraction), ("oneroster_rest", rest)):
+        sent = held_score({"outcome": "delivered", "payload": payload, "score_scale": 10.0})
+        assert sent is not None
+        assert sent.on_scale(kind, 20).text() == "8 / 10", kind  # the points now are 20
+        # a line logged before the points were kept reads on the points now
+        old = held_score({"outcome": "delivered", "payload": payload, "score_scale": None})
+        assert old is not None and old.on_scale(kind, 20).score_maximum == 20, kind

@@ -20,6 +20,13 @@ DELIVERED = "delivered"  # the delivery log's outcome of a send the gradebook to
 HOLDING_OUTCOMES = (DELIVERED, OVERRIDE_SEEN)
 
 
+def takes_no_maximum(kind: DestinationKind | str) -> bool:
+    """A gradebook that takes a score without its maximum: LTI 1.1 a fraction of 1, a SIS
+    a score on its line item's maximum. What it holds reads on the activity's points at the
+    time of the send, so the delivery log keeps them (`score_scale`)."""
+    return kind == DestinationKind.LTI11_OUTCOMES or kind in SIS_KINDS
+
+
 @dataclass(frozen=True, slots=True)
 class Held:
     """A score as the gradebook holds it. `score_maximum` is None when the gradebook's own
@@ -29,6 +36,9 @@ class Held:
     score_given: float | None  # None: it holds no score (removed, or excused)
     score_maximum: float | None
     read_back: bool  # found by reading the gradebook back, not only sent
+    # the activity's points the score was sent on (logged with the send since migration
+    # 0025); None: not known, the activity's points now stand in
+    scale: float | None = None
 
     def text(self) -> str:
         if self.score_given is None:
@@ -39,8 +49,11 @@ class Held:
     def on_scale(self, kind: DestinationKind | str, points: float | None) -> Held:
         """The score on the activity's scale, as an AGS gradebook's holds it: LTI 1.1 holds a
         fraction of 1 ("0.8 / 1" is "8 / 10" of a 10-point activity), a SIS result no maximum
-        of its own (its line item's is the activity's points, `resultValueMax`). `points`:
-        the activity's points, None when unknown (the score is kept as held)."""
+        of its own (its line item's is the activity's points, `resultValueMax`). The scale is
+        the points the score was sent on (`scale`), else `points`: the activity's points
+        now, None when unknown (the score is kept as held)."""
+        if self.scale is not None:
+            points = self.scale  # what the gradebook took it on, whatever the points are now
         if points is None or points <= 0 or self.score_given is None:
             return self
         if kind == DestinationKind.LTI11_OUTCOMES and self.score_maximum == 1.0:
@@ -88,7 +101,9 @@ def held_score(line: Mapping[str, Any]) -> Held | None:
             return None
         return Held(_number(found.get("remote_given")), _number(found.get("remote_maximum")), True)
     if line.get("outcome") == DELIVERED:
-        return _sent(payload)
+        sent = _sent(payload)
+        scale = _number(line.get("score_scale"))
+        return replace(sent, scale=scale) if sent is not None and scale is not None else sent
     return None
 
 

@@ -336,6 +336,10 @@ deliveries = Table(
     Column("remote_status", Integer),
     Column("remote_message", Text),
     Column("latency_ms", Float),
+    # the activity's points a score was sent on, where the gradebook takes a score without
+    # its maximum (LTI 1.1 a fraction, a SIS a score; `domain.held`); NULL for other sends
+    # and for lines logged before 0025
+    Column("score_scale", Float),
     Index("ix_deliveries_key", "tenant_id", "destination_id", "activity_id", "person_id"),
     Index("ix_deliveries_time", "tenant_id", "sent_at"),
 )

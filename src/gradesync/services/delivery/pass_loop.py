@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from gradesync.domain.held import takes_no_maximum
 from gradesync.domain.ledger import (
     Delivered,
     DeliveryOutcome,
@@ -115,6 +116,9 @@ class Ready:
     limits: DestinationLimits
     target: ResultTarget
     result: DesiredResult
+    # the activity's points the score is sent on, logged where the gradebook takes no
+    # maximum (`domain.held.takes_no_maximum`); None elsewhere
+    scale: float | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -557,6 +561,7 @@ class Deliverer:
                 t.limits,
                 ResultTarget(t.course_link, item_link, person),
                 desired_from_json(c.row.desired),
+                column.score_maximum if takes_no_maximum(d.kind) else None,
             )
             flight.start(self.send(ready, stats, run_id), 1)
 
@@ -608,7 +613,14 @@ class Deliverer:
             stats.sent += 1
             latency = (time.perf_counter() - started) * 1000.0
             self._settle_one(
-                c, outcome, stats, run_id, logged=True, payload=payload, latency=latency
+                c,
+                outcome,
+                stats,
+                run_id,
+                logged=True,
+                payload=payload,
+                latency=latency,
+                scale=r.scale,
             )
 
     def _settle_one(
@@ -621,6 +633,7 @@ class Deliverer:
         logged: bool,
         payload: dict[str, Any] | None = None,
         latency: float | None = None,
+        scale: float | None = None,
     ) -> None:
         self._settled(c)
         if logged:
@@ -637,6 +650,7 @@ class Deliverer:
                 latency_ms=latency,
                 run_id=run_id,
                 logged=logged,
+                score_scale=scale,
             )
         )
 

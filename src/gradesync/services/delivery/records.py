@@ -72,6 +72,7 @@ class Settlement:
     latency_ms: float | None = None
     run_id: str | None = None
     logged: bool = False  # write a line to the delivery log
+    score_scale: float | None = None  # logged with the send (`Ready.scale`)
 
 
 @dataclass(slots=True)

@@ -307,4 +307,5 @@ def _log_entry(s: Settlement, now: datetime) -> dict[str, Any]:
         "remote_status": o.remote_status,
         "remote_message": o.remote_message,
         "latency_ms": s.latency_ms,
+        "score_scale": s.score_scale,
     }

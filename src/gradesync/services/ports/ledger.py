@@ -201,8 +201,10 @@ class DeliveryLogRepo(Protocol):
         remote_status: int | None,
         remote_message: str | None,
         latency_ms: float | None,
+        score_scale: float | None = None,
     ) -> None:
-        """Log one send and what the remote answered."""
+        """Log one send and what the remote answered. `score_scale`: the activity's points
+        the score was sent on, where the gradebook takes no maximum (`domain.held`)."""
 
     def for_key(self, key: LedgerKey, limit: int = 20) -> list[dict[str, Any]]:
         """A key's sends, newest first."""

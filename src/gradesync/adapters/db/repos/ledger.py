@@ -960,6 +960,7 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
         remote_status: int | None,
         remote_message: str | None,
         latency_ms: float | None,
+        score_scale: float | None = None,
     ) -> None:
         self.conn.execute(
             insert(t.deliveries).values(
@@ -977,6 +978,7 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
                 remote_status=remote_status,
                 remote_message=remote_message,
                 latency_ms=latency_ms,
+                score_scale=score_scale,
             )
         )
 
@@ -1015,9 +1017,9 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
             .group_by(c.activity_id, c.person_id)
         )
         rows = self.conn.execute(
-            select(c.activity_id, c.person_id, c.outcome, c.payload, c.sent_at).where(
-                c.id.in_(newest.scalar_subquery())
-            )
+            select(
+                c.activity_id, c.person_id, c.outcome, c.payload, c.sent_at, c.score_scale
+            ).where(c.id.in_(newest.scalar_subquery()))
         ).mappings()
         return {
             (r["activity_id"], r["person_id"]): dict(r) | {"sent_at": utc(r["sent_at"])}
@@ -1085,6 +1087,7 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
                     "remote_status": e.get("remote_status"),
                     "remote_message": e.get("remote_message"),
                     "latency_ms": e.get("latency_ms"),
+                    "score_scale": e.get("score_scale"),
                 }
                 for e in entries
             ],
