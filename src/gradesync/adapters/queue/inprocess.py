@@ -131,7 +131,11 @@ class EmbeddedWorker:
         retry_in = await self.engine.next_retry_in()
         timeout = self.poll if retry_in is None else min(self.poll, retry_in)
         await _wait(self.waker.deliver, timeout)
-        await self.engine.deliver_due()
+        stats = await self.engine.deliver_due()
+        if stats.failed:
+            # rows a failed task gave back (a bug) are due again at once: a fault that stays
+            # is met once a poll, not in a loop of passes
+            await asyncio.sleep(self.poll)
 
     async def _runs(self) -> None:
         await _wait(self.waker.runs, self.poll)

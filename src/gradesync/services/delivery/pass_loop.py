@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +46,7 @@ from gradesync.domain.model import (
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import DesiredResult, NoResult, column_for, resolve_settings
 from gradesync.domain.reasons import Reason
+from gradesync.services import log_context
 from gradesync.services.clock import Clock
 from gradesync.services.compute import (
     INVALID_POLICY,
@@ -54,7 +55,7 @@ from gradesync.services.compute import (
     migrated_to,
     no_person_link,
 )
-from gradesync.services.database_lost import database_unavailable
+from gradesync.services.database_lost import database_unavailable, first_line
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.clients import Clients
 from gradesync.services.delivery.failures import (
@@ -416,6 +417,51 @@ class Deliverer:
             self.writer.put(Settlement(c.row.key, c.course_id, None, c.lease_until))
         return len(mine)
 
+    async def _fenced(
+        self,
+        work: Coroutine[Any, Any, None],
+        rows: Sequence[Claimed],
+        stats: DeliveryStats,
+        *,
+        sending: bool = False,
+    ) -> None:
+        """Run one task's work on `rows`. Should it fail (a bug: a destination's errors are
+        settled where they arise), the rows it still holds go back to the ledger at once,
+        fenced to their claims, rather than when their leases run out: the rows a
+        preparing task has not handed to a send task yet, or (`sending`) a send task's own
+        row (a send that reached the destination is sent again, with a newer timestamp). Their
+        settlement wakes no pass (`Settlement.wake`), so the pass that failed them does
+        not claim them straight back (only at its next poll): they go on the next pass,
+        and a fault that stays is met once a poll, not in a loop."""
+        try:
+            await work
+        except Exception as exc:
+            mine = [c for c in rows if c.sending == sending and id(c) in self._held]
+            for c in mine:
+                self._settled(c)
+                self.writer.put(Settlement(c.row.key, c.course_id, None, c.lease_until, wake=False))
+            stats.failed += len(mine)
+            if database_unavailable(exc):
+                # the pass stops at its next query and says so: one line here
+                log.warning(
+                    "a delivery task stopped, the database unavailable (%s); its %d claimed "
+                    "results go again once the database answers",
+                    first_line(exc),
+                    len(mine),
+                )
+            else:
+                k, course = rows[0].row.key, rows[0].course_id  # one destination and course
+                log.error(
+                    "a delivery task for %s/%s, course %s, failed unexpectedly; its %d claimed "
+                    "results go again on the next pass",
+                    k.tenant_id,
+                    k.destination_id,
+                    course,
+                    len(mine),
+                    exc_info=exc,
+                    extra=log_context.fields(tenant=k.tenant_id, destination=k.destination_id),
+                )
+
     @staticmethod
     def _count(stats: DeliveryStats, outcome: DeliveryOutcome | Reason | None) -> None:
         if isinstance(outcome, Reason):
@@ -491,7 +537,11 @@ class Deliverer:
         target = _CourseInHand(d, client, lim, facts.tenant, facts.course, course_link, facts)
         await asyncio.gather(
             *(
-                self._prepare_column(target, activity_id, rows, stats, run_id, flight)
+                self._fenced(
+                    self._prepare_column(target, activity_id, rows, stats, run_id, flight),
+                    rows,
+                    stats,
+                )
                 for activity_id, rows in by_activity.items()
             )
         )
@@ -563,7 +613,8 @@ class Deliverer:
                 desired_from_json(c.row.desired),
                 column.score_maximum if takes_no_maximum(d.kind) else None,
             )
-            flight.start(self.send(ready, stats, run_id), 1)
+            c.sending = True  # its send task holds it from here
+            flight.start(self._fenced(self.send(ready, stats, run_id), [c], stats, sending=True), 1)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -730,7 +781,7 @@ class Deliverer:
                         prepare = self._prepare_course(
                             group, items, facts[group], stats, run_id, flight
                         )
-                        flight.start(prepare, len(items))
+                        flight.start(self._fenced(prepare, items, stats), len(items))
                     continue
                 if not flight.tasks:
                     if flushed:

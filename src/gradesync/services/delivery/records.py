@@ -55,6 +55,7 @@ class Claimed:
     claimed_at: float  # monotonic, to respect the lease
     lease_until: datetime  # the claim's lease as written: its settle is fenced to it
     priority: int = 0  # 0: a live grade, 1: a row a run made pending (sent after live ones)
+    sending: bool = False  # handed to its send task (no longer its preparing task's)
 
 
 @dataclass(slots=True)
@@ -73,6 +74,9 @@ class Settlement:
     run_id: str | None = None
     logged: bool = False  # write a line to the delivery log
     score_scale: float | None = None  # logged with the send (`Ready.scale`)
+    # a row let go unsent is due again at once: wake the passes that may claim it. False
+    # for the rows of a task that failed (`Deliverer._fenced`): they wait for the next pass
+    wake: bool = True
 
 
 @dataclass(slots=True)
@@ -84,6 +88,7 @@ class DeliveryStats:
     rejected: int = 0
     skipped: int = 0
     gated: int = 0  # not sent: the destination was paused or asked to slow down
+    failed: int = 0  # given back unsent: the task holding them failed (a bug)
     # (tenant, destination, course, activity) where something was delivered
     delivered_items: set[tuple[str, str, str, str]] = field(default_factory=set)
 
@@ -95,6 +100,7 @@ class DeliveryStats:
         self.rejected += other.rejected
         self.skipped += other.skipped
         self.gated += other.gated
+        self.failed += other.failed
         self.delivered_items |= other.delivered_items
 
 

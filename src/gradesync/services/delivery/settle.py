@@ -186,7 +186,8 @@ class SettleWriter:
                 await asyncio.sleep(1.0)  # do not spin on a database that is down
                 continue
             self._away = None
-            due = {r.key for r in rows if r.state is DeliveryState.PENDING} | let_go
+            quiet = {s.key for s in batch if not s.wake}  # let go to wait for the next pass
+            due = {r.key for r in rows if r.state is DeliveryState.PENDING} | (let_go - quiet)
             if self._on_due is not None and due:
                 # a newer desired state arrived during its send, or a row was let go
                 # unsent: it is due again now
