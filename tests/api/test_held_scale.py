@@ -171,3 +171,13 @@ async def test_a_held_score_keeps_the_points_it_was_sent_on(api: ApiEnv) -> None
         "lms11": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False},
         "sis": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False},
     }
+    create_user(
+        api.db.uow, api.runtime.clock, tenant_id="t1", username="ops",
+        password="a-long-password-1", role=UserRole.ADMIN,
+    )  # fmt: skip
+    assert sign_in(api.client, "ops", "a-long-password-1").status_code == 200
+    for dest in KINDS:  # the course grid says the same
+        page = api.client.get("/console/courses/c1", params={"destination": dest}).text
+        assert '<span class="score held" title="as the gradebook holds it">8 / 10</span>' in (
+            page
+        ), dest
