@@ -6,6 +6,7 @@ here). A wake for rows outside a pass's scope does not keep it claiming."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,35 @@ from gradesync.testing import DEADLINE, add_course
 from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, post, seed
 
 
+async def _after_each_claim_once_flushed(
+    harness: Harness, db: Database, then: Callable[[Any], Awaitable[None]]
+) -> None:
+    """A pass that claims once more once its sends are settled and written (poll 0: its
+    last claim, unless a wake keeps it claiming), with learner 0's grade of a1 due; `then`
+    runs with each claim's result that the pass gets after that write, before the claim
+    returns to it."""
+    await harness.use(replace(FAST, poll=timedelta(0)))
+    post(db, None, [("a1", learner(0), 5.0)])
+    await harness.engine.process_dirty()
+    d = harness.engine.deliverer
+    real_claim, real_flush = d.claim, d.writer.flush
+    flushed = False
+
+    async def flush() -> None:
+        nonlocal flushed
+        await real_flush()
+        flushed = True
+
+    async def claim(scope: DeliveryScope, limit: int, **kw: Any) -> Any:
+        out = await real_claim(scope, limit, **kw)
+        if flushed:
+            await then(out)
+        return out
+
+    d.claim = claim  # type: ignore[method-assign]
+    d.writer.flush = flush  # type: ignore[method-assign]
+
+
 @pytest.mark.parametrize(
     "scope",
     [DeliveryScope(), DeliveryScope(T, DEST, COURSE), DeliveryScope(T, DEST, COURSE, ("a1",))],
@@ -30,32 +60,18 @@ async def test_a_row_due_during_the_last_claim_of_a_pass_is_sent_by_it(
     harness: Harness, db: Database, scope: DeliveryScope
 ) -> None:
     seed(db, learners=2)
-    # poll 0: once its sends are settled and written, the pass claims once more (its last)
-    await harness.use(replace(FAST, poll=timedelta(0)))
-    post(db, None, [("a1", learner(0), 5.0)])
-    await harness.engine.process_dirty()
-    d = harness.engine.deliverer
-    real_claim, real_flush = d.claim, d.writer.flush
-    flushed = woken = False
+    woken = False
 
-    async def flush() -> None:
-        nonlocal flushed
-        await real_flush()
-        flushed = True
-
-    async def last_claim_then_a_new_row(scope: DeliveryScope, limit: int, **kw: Any) -> Any:
+    async def a_new_row_at_the_last_claim(claimed: Any) -> None:
         nonlocal woken
-        out = await real_claim(scope, limit, **kw)
-        if flushed and not out[0] and not woken:
+        if not claimed[0] and not woken:
             # the claim read the ledger before this row was computed; the wake (note_due)
             # comes before the claim returns
             woken = True
             post(db, None, [("a1", learner(1), 6.0)])
             await harness.engine.process_dirty()
-        return out
 
-    d.claim = last_claim_then_a_new_row  # type: ignore[method-assign]
-    d.writer.flush = flush  # type: ignore[method-assign]
+    await _after_each_claim_once_flushed(harness, db, a_new_row_at_the_last_claim)
     stats = await harness.engine.deliver_due(scope)
     assert woken
     assert stats.delivered == 2
@@ -107,33 +123,18 @@ async def test_a_scoped_pass_ends_while_another_course_keeps_computing(
     with db.uow() as uow:
         uow.links.save_course(CourseLink(T, DEST, "c2", "https://lms/courses/2"))
         uow.commit()
-    # poll 0: once its sends are settled and written, the pass claims once more (its last)
-    await harness.use(replace(FAST, poll=timedelta(0)))
-    post(db, None, [("a1", learner(0), 5.0)])
-    await harness.engine.process_dirty()
-    d = harness.engine.deliverer
-    real_claim, real_flush = d.claim, d.writer.flush
-    flushed = False
     elsewhere = 0  # the other course's grades computed during the pass's claims
     most = 200  # the other course's traffic is bounded; the pass ends long before
 
-    async def flush() -> None:
-        nonlocal flushed
-        await real_flush()
-        flushed = True
-
-    async def claim_while_c2_computes(scope: DeliveryScope, limit: int, **kw: Any) -> Any:
+    async def c2_computes(claimed: Any) -> None:
         nonlocal elsewhere
-        out = await real_claim(scope, limit, **kw)
-        if flushed and elsewhere < most:
+        if elsewhere < most:
             # a grade of c2 becomes due (and wakes) while this claim is in progress
             elsewhere += 1
             post(db, None, [("b1", learner(0), 10.0 * elsewhere / most)])  # a new grade
             await harness.engine.process_dirty()
-        return out
 
-    d.claim = claim_while_c2_computes  # type: ignore[method-assign]
-    d.writer.flush = flush  # type: ignore[method-assign]
+    await _after_each_claim_once_flushed(harness, db, c2_computes)
     stats = await asyncio.wait_for(
         harness.engine.deliver_due(DeliveryScope(T, DEST, COURSE)), DEADLINE
     )
