@@ -751,14 +751,23 @@ class Runtime:
         finally:
             db.dispose()
 
-    def readiness(self) -> tuple[bool, dict[str, str]]:
-        """Whether this process can serve: the database answers and its schema is current."""
+    def database_error(self) -> Exception | None:
+        """What keeps the database from answering a `SELECT 1` now; None when it answers."""
         from sqlalchemy import text
 
         try:
             with self.db.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-        except Exception as exc:  # readiness reports, it does not raise
+        except Exception as exc:  # reported, not raised
+            return exc
+        return None
+
+    def database_answers(self) -> bool:
+        return self.database_error() is None
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        """Whether this process can serve: the database answers and its schema is current."""
+        if (exc := self.database_error()) is not None:
             return False, {"status": "database unavailable", "detail": type(exc).__name__}
         if not self.db.is_up_to_date():
             if newer := self.db.newer_revisions():

@@ -13,6 +13,8 @@ outcomes, route templates and status codes; never a learner, course or activity 
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -32,7 +34,7 @@ from gradesync.adapters.collector import frozen_objects
 from gradesync.adapters.db import schema as t
 from gradesync.domain.model import DeliveryState
 from gradesync.domain.pauses import PauseCause
-from gradesync.services.database_lost import database_outage, first_line
+from gradesync.services.database_lost import OutageNotice, database_outage
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +162,19 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
+# a collector is made for each scrape: the outage each database's scrapes met is kept here
+_notices: weakref.WeakKeyDictionary[Engine, OutageNotice] = weakref.WeakKeyDictionary()
+_notices_lock = threading.Lock()
+
+
+def _notice(engine: Engine) -> OutageNotice:
+    with _notices_lock:
+        notice = _notices.get(engine)
+        if notice is None:
+            notice = _notices[engine] = OutageNotice(log, "metrics", "gauges left out")
+        return notice
+
+
 class LedgerCollector(Collector):
     """Gauges read from the database when scraped:
 
@@ -192,6 +207,7 @@ class LedgerCollector(Collector):
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._outage = _notice(engine)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         pending = GaugeMetricFamily(
@@ -235,11 +251,12 @@ class LedgerCollector(Collector):
         except Exception as exc:
             if not database_outage(exc):
                 raise  # a schema behind, a full disk: a bug's 500 with its traceback
-            # one line per scrape, no traceback: an outage is not a bug of the scrape
-            log.warning("metrics: database unavailable (%s); gauges left out", first_line(exc))
+            # no traceback, and one line for the outage, not one a scrape: it is no bug
+            self._outage.failed(exc)
             up.add_metric([], 0.0)
             yield up
             return
+        self._outage.answered()
         up.add_metric([], 1.0)
         yield up
         yield pending

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -198,7 +199,8 @@ def say_failed(
 class OutageNotice:
     """Says an outage once, however often a loop meets it until the database answers, and its
     end once (`answered`). A conflict is one line each time and a bug a traceback each time:
-    neither is an outage, and neither starts or ends one."""
+    neither is an outage, and neither starts or ends one. Threads may share one (the
+    scrapes of `/metrics`): each start and end is still said once."""
 
     def __init__(self, logger: logging.Logger, what: str, then: str | None = "retrying") -> None:
         self._log = logger
@@ -206,14 +208,16 @@ class OutageNotice:
         self.then = then
         self.down = False
         self.outages = 0  # outages said so far: see `answered`'s `since`
+        self._lock = threading.Lock()
 
     def failed(self, exc: BaseException, what: str | None = None) -> None:
         """`exc` stopped the work; `what`, if given, names it in the lines of a conflict or a
         bug (an outage is said under the notice's own name, whoever met it first)."""
         if database_outage(exc):
-            if not self.down:
-                self.down, self.outages = True, self.outages + 1
-                say_failed(self._log, self.what, exc, self.then, stacklevel=3)
+            with self._lock:  # said under it: an end is never said before its start
+                if not self.down:
+                    self.down, self.outages = True, self.outages + 1
+                    say_failed(self._log, self.what, exc, self.then, stacklevel=3)
         else:
             say_failed(self._log, what or self.what, exc, self.then, stacklevel=3)
 
@@ -221,6 +225,7 @@ class OutageNotice:
         """The work went through: the outage, if one was said, has ended. `since` is
         `outages` when the work began: work begun before the last outage was found may end
         well after it (several loops sharing one notice), and says nothing."""
-        if self.down and (since is None or since == self.outages):
-            self.down = False
-            self._log.warning("%s: the database answers again", self.what, stacklevel=2)
+        with self._lock:
+            if self.down and (since is None or since == self.outages):
+                self.down = False
+                self._log.warning("%s: the database answers again", self.what, stacklevel=2)

@@ -29,7 +29,7 @@ from gradesync.domain.model import LedgerRow, RunStage, SyncRun, Trigger
 from gradesync.services import log_context, roster
 from gradesync.services.clock import Clock
 from gradesync.services.compute import ComputeStats, compute_dirty
-from gradesync.services.database_lost import database_outage, first_line, say_failed
+from gradesync.services.database_lost import OutageNotice, say_failed
 from gradesync.services.delivery import Clients, Deliverer, DeliveryScope, DeliveryStats
 from gradesync.services.destination import DestinationFactory
 from gradesync.services.destination_signals import DestinationSignals
@@ -72,21 +72,6 @@ async def _to_thread_to_its_end(func: Callable[..., T], /, *args: Any, **kwargs:
             work.exception()  # retrieved: this caller reports its cancellation instead
         raise asyncio.CancelledError
     return work.result()
-
-
-def _say_pass_failure(task: asyncio.Task[ComputeStats]) -> None:
-    """A computing pass whose caller was let go says how it failed: a database outage in
-    one line (its error runs over many, and the worker's own lines say the database is
-    lost), anything else as the bug it is, with its traceback."""
-    if task.cancelled() or (exc := task.exception()) is None:
-        return
-    if database_outage(exc):
-        log.warning(
-            "computing stopped: %s; the dirty keys stay marked for the next pass",
-            first_line(exc),
-        )
-    else:
-        log.error("computing stopped; the dirty keys stay marked for the next pass", exc_info=exc)
 
 
 def _say_failure(task: asyncio.Task[Any]) -> None:
@@ -153,6 +138,10 @@ class Engine:
         self._runs: dict[str, asyncio.Task[SyncRun | None]] = {}
         self._finished: dict[str, asyncio.Future[SyncRun]] = {}
         self._dirty_lock = asyncio.Lock()
+        # how a pass whose caller was let go failed: no one else hears it
+        self._computing = OutageNotice(
+            log, "computing", "the dirty keys stay marked for the next pass"
+        )
         self._passes: set[asyncio.Task[ComputeStats]] = set()
         self._ahead: set[asyncio.Task[int]] = set()
         self._refreshing: set[asyncio.Task[None]] = set()
@@ -212,8 +201,13 @@ class Engine:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             if not task.done():  # no one else hears how the pass ends
-                task.add_done_callback(_say_pass_failure)
+                task.add_done_callback(self._say_pass_failure)
             raise
+
+    def _say_pass_failure(self, task: asyncio.Task[ComputeStats]) -> None:
+        """An outage once (its end once, when a pass goes through), a bug with its traceback."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._computing.failed(exc)
 
     async def _process_dirty(self) -> ComputeStats:
         total = ComputeStats()
@@ -242,6 +236,7 @@ class Engine:
                     # none left, or only keys that cannot even be set aside: not taken
                     # again at once (they would be again and again), but when their timer
                     # falls due (`next_timer_in`) or something wakes the worker before
+                    self._computing.answered()
                     return total
 
     def _create_columns_ahead(self, columns: set[tuple[str, str, str, str]]) -> None:

@@ -85,6 +85,6 @@ def create_app(runtime: Runtime) -> FastAPI:
         app, runtime.settings.resolved_secret_key(), https_only=runtime.settings.cookies_secure
     )
     # added before the observer, so inside it: a 503 is counted and logged like any answer
-    app.add_middleware(DatabaseUnavailableAnswer)
+    app.add_middleware(DatabaseUnavailableAnswer, answers=runtime.database_answers)
     app.add_middleware(RequestObserver, access_log=runtime.settings.access_log)
     return app

@@ -1,9 +1,10 @@
 """A request the database cannot serve for now (an outage, a restart, no connection free,
 SQLite's file held by another writer) is answered 503 with `Retry-After`, not a 500: the
 client should send it again as it was (an attempt with the same `source_event_id`), and the
-log gets one line, not a traceback per request. Any other error still reaches the server's
-handler as a bug, the database's own about this request included (a missing table, a full
-disk, a cancelled statement): sent again, it would fail again.
+log gets one line when the outage starts and one when it ends (`OutageNotice`), not a
+traceback per request. Any other error still reaches the server's handler as a bug, the
+database's own about this request included (a missing table, a full disk, a cancelled
+statement): sent again, it would fail again.
 
 A plain ASGI middleware inside `RequestObserver`, so the 503 is counted and logged with its
 request id like any answer.
@@ -11,12 +12,14 @@ request id like any answer.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gradesync.services.database_lost import database_outage, first_line
+from gradesync.services.database_lost import OutageNotice, database_outage
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +32,17 @@ _DETAIL = (
 
 
 class DatabaseUnavailableAnswer:
-    def __init__(self, app: ASGIApp) -> None:
+    """`answers` tells whether the database answers now (a `SELECT 1`): during an outage a
+    request that goes through may not have needed the database (`/healthz`), so it alone
+    does not say the outage ended; after it, `answers` is asked, one request at a time."""
+
+    def __init__(self, app: ASGIApp, *, answers: Callable[[], bool]) -> None:
         self.app = app
+        self._answers = answers
+        self._outage = OutageNotice(
+            log, "serving requests", f"answering 503 with Retry-After: {RETRY_AFTER_SECONDS}"
+        )
+        self._asking = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,13 +61,22 @@ class DatabaseUnavailableAnswer:
         except Exception as exc:
             if started or not database_outage(exc):
                 raise
-            log.warning(
-                'database unavailable (%s); answered 503 to "%s %s"',
-                first_line(exc),
-                scope.get("method", ""),
-                scope.get("path", ""),
-            )
+            self._outage.failed(exc)
             await _answer_503(scope, send)
+        else:
+            await self._ask_if_down()
+
+    async def _ask_if_down(self) -> None:
+        """Once the response is sent: while an outage was said, whether it has ended."""
+        if not self._outage.down or self._asking:
+            return
+        self._asking = True
+        since = self._outage.outages
+        try:
+            if await asyncio.to_thread(self._answers):
+                self._outage.answered(since)
+        finally:
+            self._asking = False
 
 
 async def _answer_503(scope: Scope, send: Send) -> None:

@@ -26,7 +26,7 @@ from gradesync.domain.policy import NoResult
 from gradesync.domain.reasons import Reason
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
-from gradesync.services.database_lost import database_outage, first_line
+from gradesync.services.database_lost import OutageNotice, database_outage, say_failed
 from gradesync.services.delivery.records import DueAt, Settlement
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
@@ -68,6 +68,8 @@ class SettleWriter:
         # and an event set whenever the writer goes idle or stumbles on it
         self._away: Exception | None = None
         self._news = asyncio.Event()
+        # an outage said once, not once a try (a second), and its end once
+        self._outage = OutageNotice(log, "writing delivery outcomes")
         self._task: asyncio.Task[None] | None = None
         self._rng = random.Random()
         # results written as delivered, per (tenant, destination), since this process began
@@ -165,27 +167,24 @@ class SettleWriter:
                     # Redone as is: a commit that did reach the database (its answer lost)
                     # gave its claims' leases back, so the redo finds them ended and writes
                     # nothing twice (no second log line, no second try counted).
-                    # One line: the worker's own lines say the database is lost.
                     self._queue = batch + self._queue
                     self._away = exc
                     self._news.set()
-                    log.warning(
-                        "writing %d delivery outcomes: database unavailable (%s); retrying",
-                        len(batch),
-                        first_line(exc),
-                    )
+                    self._outage.failed(exc)
                 else:
                     # let go: the leases run out and the rows are claimed again, so nothing
                     # is lost, and a write that fails for good cannot hold up the others
                     self._away = None  # the database answered, with an error of this write
-                    log.exception(
-                        "writing %d delivery outcomes failed; their rows are sent again once "
-                        "their leases end",
-                        len(batch),
+                    say_failed(
+                        log,
+                        f"writing {len(batch)} delivery outcomes",
+                        exc,
+                        "their rows are sent again once their leases end",
                     )
                 await asyncio.sleep(1.0)  # do not spin on a database that is down
                 continue
             self._away = None
+            self._outage.answered()
             quiet = {s.key for s in batch if not s.wake}  # let go to wait for the next pass
             due = {r.key for r in rows if r.state is DeliveryState.PENDING} | (let_go - quiet)
             if self._on_due is not None and due:
