@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ from gradesync.adapters.queue.inprocess import EmbeddedWorker, InProcessWaker
 from gradesync.adapters.queue.procrastinate_app import ProcrastinateWaker
 from gradesync.cli import db as db_cli
 from gradesync.domain.ledger import BackoffPolicy
-from gradesync.domain.model import DeliveryState, LedgerRow
+from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.services.clock import SystemClock
+from gradesync.services.delivery import SettleWriter
 from gradesync.services.engine_config import BreakerSettings, EngineSettings
 from gradesync.services.wakeup import Waker
 from gradesync.services.worker import Engine
@@ -96,6 +97,29 @@ def post(
 ) -> None:
     """Post attempts (activity, person, score) through the ingest service."""
     post_attempts(db.uow, waker, T, scores)
+
+
+async def claimed(db: Database, lease: timedelta) -> tuple[LedgerKey, datetime, str | None]:
+    """One learner's grade computed into the ledger, then claimed by worker w:1 with a lease
+    ending `lease` from now: its key, now, and the hash a send of it carries."""
+    seed(db, learners=1)
+    post(db, None, [("a1", learner(0), 7.0)])
+    engine = Engine(db.uow, SystemClock(), DoubleFactory(), FAST)
+    await engine.process_dirty()
+    await engine.aclose()
+    key = LedgerKey(T, DEST, "a1", learner(0))
+    now = SystemClock().now()
+    with db.uow() as uow:
+        uow.ledger.lease([(key, now)], "w:1", now + lease)
+        uow.commit()
+        sent = uow.ledger.get_keys([key])[key].desired_hash
+    return key, now, sent
+
+
+def settle_writer(uow_factory: Any, owner: str = "w:1") -> SettleWriter:
+    """A settle writer that writes at each flush (no gathering window)."""
+    settings = replace(EngineSettings(), settle_gather=timedelta(0))
+    return SettleWriter(uow_factory, SystemClock(), settings, owner)
 
 
 def ledger(db: Database) -> dict[tuple[str, str], LedgerRow]:

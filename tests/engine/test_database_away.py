@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,13 +23,23 @@ from gradesync.domain.model import DeliveryState, LedgerKey
 from gradesync.domain.reasons import Reason
 from gradesync.services import destination_admin
 from gradesync.services.clock import SystemClock
-from gradesync.services.delivery import Settlement, SettleWriter
+from gradesync.services.delivery import Settlement
 from gradesync.services.delivery.share import WorkerShare
-from gradesync.services.engine_config import EngineSettings
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory, wait_for_async
 
-from .conftest import COURSE, DEST, FAST, T, learner, ledger, post, seed
+from .conftest import (
+    COURSE,
+    DEST,
+    FAST,
+    T,
+    claimed,
+    learner,
+    ledger,
+    post,
+    seed,
+    settle_writer,
+)
 
 
 class _Flaky:
@@ -108,29 +117,6 @@ async def test_another_heartbeat_error_keeps_its_traceback(
     assert said.levelno == logging.ERROR and said.exc_info is not None
 
 
-async def _claimed(db: Database, lease: timedelta) -> tuple[LedgerKey, datetime, str | None]:
-    """One learner's grade computed into the ledger, then claimed by worker w:1 with a lease
-    ending `lease` from now: its key, now, and the hash a send of it carries."""
-    seed(db, learners=1)
-    post(db, None, [("a1", learner(0), 7.0)])
-    engine = Engine(db.uow, SystemClock(), DoubleFactory(), FAST)
-    await engine.process_dirty()
-    await engine.aclose()
-    key = LedgerKey(T, DEST, "a1", learner(0))
-    now = SystemClock().now()
-    with db.uow() as uow:
-        uow.ledger.lease([(key, now)], "w:1", now + lease)
-        uow.commit()
-        sent = uow.ledger.get_keys([key])[key].desired_hash
-    return key, now, sent
-
-
-def _writer(uow_factory: Any, owner: str = "w:1") -> SettleWriter:
-    """A settle writer that writes at each flush (no gathering window)."""
-    settings = replace(EngineSettings(), settle_gather=timedelta(0))
-    return SettleWriter(uow_factory, SystemClock(), settings, owner)
-
-
 def _lease_owners(db: Database) -> list[str | None]:
     with db.engine.connect() as conn:
         return [owner for (owner,) in conn.exec_driver_sql("SELECT lease_owner FROM ledger")]
@@ -140,11 +126,11 @@ async def test_outcomes_the_database_could_not_take_are_written_once_it_answers(
     sqlite_db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     # claimed by this worker for ten minutes, then not sent
-    key, now, _ = await _claimed(sqlite_db, timedelta(minutes=10))
+    key, now, _ = await claimed(sqlite_db, timedelta(minutes=10))
     assert _lease_owners(sqlite_db) == ["w:1"]
 
     flaky = _Flaky(sqlite_db, _refused(), _refused())
-    writer = _writer(flaky)
+    writer = settle_writer(flaky)
     try:
         writer.put(
             Settlement(key, COURSE, None, now + timedelta(minutes=10))
@@ -198,11 +184,11 @@ async def test_an_outcome_held_past_its_lease_leaves_the_rows_next_claim_alone(
     neither the row nor the new claim's lease, and that claim settles as its own."""
     caplog.set_level(logging.INFO, "gradesync.services.delivery.settle")
     # w:1's claim, its lease run out during the outage
-    key, now, sent = await _claimed(db, -timedelta(seconds=1))
+    key, now, sent = await claimed(db, -timedelta(seconds=1))
     first = now - timedelta(seconds=1)
 
     away = _Away(db)
-    mine = _writer(away)
+    mine = settle_writer(away)
     refused = Rejected(Reason("remote_4xx", "refused"), 422)
     second = now + timedelta(minutes=2)  # the row's next claim
     try:
@@ -213,7 +199,7 @@ async def test_an_outcome_held_past_its_lease_leaves_the_rows_next_claim_alone(
             uow.ledger.lease([(key, now)], next_owner, second)
             uow.commit()
         if next_owner == "w:2":
-            theirs = _writer(db.uow, "w:2")
+            theirs = settle_writer(db.uow, "w:2")
             theirs.put(Settlement(key, COURSE, Delivered(200), second, sent_hash=sent, logged=True))
             await theirs.flush()
             await theirs.stop()
@@ -271,10 +257,10 @@ async def test_a_write_redone_after_its_commit_did_reach_the_database_adds_nothi
 ) -> None:
     """A commit whose answer was lost is redone as is: it finds its claims ended (their
     leases given back by that commit) and writes nothing twice: one try, one log line."""
-    key, now, sent = await _claimed(db, timedelta(minutes=2))
+    key, now, sent = await claimed(db, timedelta(minutes=2))
     until = now + timedelta(minutes=2)
 
-    writer = _writer(_AnswerLost(db))
+    writer = settle_writer(_AnswerLost(db))
     busy = RetryLater(Reason("remote_5xx", "the platform answered 503"))
     try:
         writer.put(Settlement(key, COURSE, busy, until, sent_hash=sent, logged=True))
@@ -314,10 +300,10 @@ async def test_outcomes_failing_for_another_database_error_are_let_go(
 ) -> None:
     """Kept, they would fail at every try and stop every pass at its flush: let go, their
     rows' leases run out and they are sent again."""
-    key, now, _ = await _claimed(sqlite_db, timedelta(minutes=10))
+    key, now, _ = await claimed(sqlite_db, timedelta(minutes=10))
 
     flaky = _Flaky(sqlite_db, _no_such_table(sqlite_db))
-    writer = _writer(flaky)
+    writer = settle_writer(flaky)
     try:
         writer.put(Settlement(key, COURSE, None, now + timedelta(minutes=10)))
         await writer.flush()  # not raised: let go, not kept

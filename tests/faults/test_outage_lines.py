@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -16,14 +15,12 @@ from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.queue.inprocess import InProcessWaker
-from gradesync.domain.model import LedgerKey
 from gradesync.services.clock import SystemClock
 from gradesync.services.compute import ComputeStats
-from gradesync.services.delivery import Settlement, SettleWriter
-from gradesync.services.engine_config import EngineSettings
+from gradesync.services.delivery import Settlement
 from gradesync.services.worker import Engine
 from gradesync.testing import DEADLINE, DoubleFactory
-from tests.engine.conftest import COURSE, DEST, FAST, T, learner, post, seed
+from tests.engine.conftest import COURSE, FAST, claimed, learner, post, seed, settle_writer
 from tests.engine.test_compute_pass import LostMidBatch
 from tests.faults.postgres_server import PostgresServer
 
@@ -57,22 +54,12 @@ async def _until_it_answers(work: Callable[[], Awaitable[object]]) -> None:
 async def test_the_settle_writer_says_an_outage_once_and_its_end_once(
     outage_db: Database, own_postgres: PostgresServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    seed(outage_db, learners=1)
-    post(outage_db, None, [("a1", learner(0), 7.0)])
-    engine = Engine(outage_db.uow, SystemClock(), DoubleFactory(), FAST)
-    await engine.process_dirty()
-    await engine.aclose()
-    key = LedgerKey(T, DEST, "a1", learner(0))
-    now = SystemClock().now()
-    lease = now + timedelta(minutes=10)
-    with outage_db.uow() as uow:
-        uow.ledger.lease([(key, now)], "w:1", lease)
-        uow.commit()
-    settings = replace(EngineSettings(), settle_gather=timedelta(0))
-    writer = SettleWriter(outage_db.uow, SystemClock(), settings, "w:1")
+    key, now, _ = await claimed(outage_db, timedelta(minutes=10))
+    writer = settle_writer(outage_db.uow)
     try:
         own_postgres.stop()
-        writer.put(Settlement(key, COURSE, None, lease))  # gives the lease back
+        # gives the lease back
+        writer.put(Settlement(key, COURSE, None, now + timedelta(minutes=10)))
         for _ in range(3):  # three tries, a second apart, meet the outage
             with pytest.raises(OperationalError):
                 await writer.flush()
