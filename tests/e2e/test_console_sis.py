@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,12 @@ from gradesync.services.accounts import create_user
 from gradesync.services.ingest import IngestBatch
 from gradesync.testing import wait_for
 from tests.e2e.conftest import LiveConsole, sign_in
+from tests.support.sis import connect, map_to_class, sis_seed
 
 pytestmark = pytest.mark.browser
 
 T, COURSE, DEST = "district", "alg-1", "sis"
 ADMIN = ("sam", "a long sis admin password")
-CLIENT_ID, CLIENT_SECRET = "gradesync", "s3cret-value"
-TODAY = date.today()
-TERM_START, TERM_END = TODAY - timedelta(days=60), TODAY + timedelta(days=120)
 STUDENTS = {"p1": ("Ada Lovelace", "stu-1"), "p2": ("Alan Turing", "stu-2")}
 NO_SIS_ID = "p3"
 # one unbroken name: it must wrap on the page (the SIS gets it shortened); its group "Labs"
@@ -49,33 +47,11 @@ LONG = "Photosynthesis_and_cellular_respiration_review_worksheet_with_extra_prac
 RUN_TIMEOUT = 30_000
 
 
-def _seed() -> dict[str, Any]:
-    return {
-        "profile": {"max_title_length": 30, "due_date_in_term": True},
-        "clients": [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}],
-        "schools": ["sch-1"],
-        "terms": [
-            {"sourcedId": "term-1", "start": TERM_START.isoformat(), "end": TERM_END.isoformat()}
-        ],
-        "students": [{"sourcedId": s} for _, s in STUDENTS.values()],
-        "classes": [
-            {
-                "sourcedId": "cls-1",
-                "school": "sch-1",
-                "term": "term-1",
-                "students": [s for _, s in STUDENTS.values()],
-            }
-        ],
-        "categories": [
-            {"sourcedId": "cat-hw", "title": "Homework", "classes": ["cls-1"]},
-            {"sourcedId": "cat-quiz", "title": "Quizzes", "classes": ["cls-1"]},
-        ],
-    }
-
-
 @pytest.fixture
 def sis_sandbox() -> Iterator[RunningSandbox]:
-    config = SandboxConfig.model_validate({"seed": {"sis": _seed()}})
+    config = SandboxConfig.model_validate(
+        {"seed": {"sis": sis_seed(s for _, s in STUDENTS.values())}}
+    )
     with running_sandbox(config) as sandbox:
         yield sandbox
 
@@ -107,28 +83,17 @@ def _district(console: LiveConsole, sandbox: RunningSandbox) -> None:
             enrollments=[Enrollment(T, COURSE, p) for p in [*STUDENTS, NO_SIS_ID]],
         ),
     )
-    sis.add_connection(
+    connect(
         rt.uow,
         rt.clock,
         tenant_id=T,
         destination_id=DEST,
         name="Springfield SIS",
         base_url=sandbox.base_url,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
         profile={"name_max_length": 30, "due_date_inside_term": True},
         guard=rt.outbound,
     )
-    sis.map_class(
-        rt.uow,
-        tenant_id=T,
-        destination_id=DEST,
-        course_id=COURSE,
-        class_id="cls-1",
-        school_id="sch-1",
-        term_start=TERM_START,
-        term_end=TERM_END,
-    )
+    map_to_class(rt.uow, tenant_id=T, destination_id=DEST, course_id=COURSE)
     attempts = [
         Attempt(T, f"ev-{a}-{p}", a, p, score, 10.0, now - timedelta(hours=1))
         for a, scores in {"quiz1": (8.0, 6.5), "hw1": (9.0, 7.0), "hw2": (5.0, 10.0)}.items()
@@ -495,16 +460,7 @@ def test_sis_pages_when_the_sis_cannot_be_asked_or_takes_files(
         base_url=None,
         file_based=True,
     )
-    sis.map_class(
-        rt.uow,
-        tenant_id=T,
-        destination_id="files",
-        course_id=COURSE,
-        class_id="cls-9",
-        school_id="sch-1",
-        term_start=TERM_START,
-        term_end=TERM_END,
-    )
+    map_to_class(rt.uow, tenant_id=T, destination_id="files", course_id=COURSE, class_id="cls-9")
     with httpx.Client(base_url=live_console.base_url, timeout=30.0, follow_redirects=True) as admin:
         sign_in_over_http(admin, *ADMIN)
         down = admin.get(f"/console/sis/{DEST}/courses/{COURSE}")

@@ -12,7 +12,7 @@ import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,39 +45,12 @@ from gradesync.services.clock import SystemClock
 from gradesync.services.ingest import IngestBatch, ingest
 from gradesync.services.runs import request_run
 from gradesync.testing import TEST_SECRET
-
-from .conftest import CLIENT_ID, CLIENT_SECRET
+from tests.support.sis import TODAY, connect, map_to_class, sis_seed
 
 T, COURSE, DEST = "t1", "alg", "sis"
-TODAY = date.today()
-TERM_START, TERM_END = TODAY - timedelta(days=60), TODAY + timedelta(days=120)
 DUE = datetime.combine(TODAY + timedelta(days=7), datetime.min.time(), tzinfo=UTC)
 STUDENTS = {"p1": "stu-1", "p2": "stu-2", "p3": "stu-3"}
 DEADLINE = 20.0
-
-
-def sis_seed() -> dict[str, Any]:
-    return {
-        "profile": {"max_title_length": 30, "due_date_in_term": True},
-        "clients": [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}],
-        "schools": ["sch-1"],
-        "terms": [
-            {"sourcedId": "term-1", "start": TERM_START.isoformat(), "end": TERM_END.isoformat()}
-        ],
-        "students": [{"sourcedId": s} for s in STUDENTS.values()],
-        "classes": [
-            {
-                "sourcedId": "cls-1",
-                "school": "sch-1",
-                "term": "term-1",
-                "students": list(STUDENTS.values()),
-            }
-        ],
-        "categories": [
-            {"sourcedId": "cat-hw", "title": "Homework", "classes": ["cls-1"]},
-            {"sourcedId": "cat-quiz", "title": "Quizzes", "classes": ["cls-1"]},
-        ],
-    }
 
 
 @dataclass
@@ -181,28 +154,16 @@ def _set_up(db: Database, base_url: str) -> None:
             enrollments=[Enrollment(T, COURSE, p) for p in STUDENTS],
         ),
     )
-    clock = SystemClock()
-    sis.add_connection(
+    connect(
         db.uow,
-        clock,
+        SystemClock(),
         tenant_id=T,
         destination_id=DEST,
         name="Sandbox SIS",
         base_url=base_url,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
         profile={"name_max_length": 30, "due_date_inside_term": True, "category_match": "name"},
     )
-    sis.map_class(
-        db.uow,
-        tenant_id=T,
-        destination_id=DEST,
-        course_id=COURSE,
-        class_id="cls-1",
-        school_id="sch-1",
-        term_start=TERM_START,
-        term_end=TERM_END,
-    )
+    map_to_class(db.uow, tenant_id=T, destination_id=DEST, course_id=COURSE)
     mapped = sis.map_course_students(db.uow, tenant_id=T, destination_id=DEST, course_id=COURSE)
     assert not mapped.unmapped and len(mapped.mapped) == 3
     # "essay" stays unticked: it must never reach the SIS
@@ -211,7 +172,7 @@ def _set_up(db: Database, base_url: str) -> None:
 
 @pytest.fixture
 async def passback(db: Database, tmp_path: Path) -> AsyncIterator[Passback]:
-    config = SandboxConfig.model_validate({"seed": {"sis": sis_seed()}})
+    config = SandboxConfig.model_validate({"seed": {"sis": sis_seed(STUDENTS.values())}})
     with running_sandbox(config) as sandbox:
         _set_up(db, sandbox.base_url)
         settings = Settings(
