@@ -351,7 +351,7 @@ def test_every_sis_form_needs_its_token_and_connection_settings_need_an_admin(
     import httpx
 
     from gradesync.web.console import sis as sis_pages
-    from gradesync.web.console import sis_mapping, sis_posting
+    from gradesync.web.console import sis_mapping, sis_posting, sis_settings
     from tests.support.console import form_token
     from tests.support.console import sign_in as sign_in_over_http
 
@@ -373,9 +373,14 @@ def test_every_sis_form_needs_its_token_and_connection_settings_need_an_admin(
         "person_id": "p1",
         "run_id": "none",
     }
-    routes = [*sis_pages.router.routes, *sis_mapping.router.routes, *sis_posting.router.routes]
+    routes = [
+        *sis_pages.router.routes,
+        *sis_mapping.router.routes,
+        *sis_posting.router.routes,
+        *sis_settings.router.routes,
+    ]
     posts = [r for r in routes if "POST" in getattr(r, "methods", ())]
-    assert len(posts) == 9
+    assert len(posts) == 10
     page = f"/console/sis/{DEST}/courses/{COURSE}"
     with httpx.Client(base_url=live_console.base_url) as admin:
         sign_in_over_http(admin, *ADMIN)

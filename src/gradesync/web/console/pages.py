@@ -28,6 +28,7 @@ from gradesync.web.console import (
     sis,
     sis_mapping,
     sis_posting,
+    sis_settings,
 )
 from gradesync.web.console.common import (
     PageError,
@@ -187,5 +188,6 @@ for _module in (
     sis,
     sis_mapping,
     sis_posting,
+    sis_settings,
 ):
     router.include_router(_module.router)

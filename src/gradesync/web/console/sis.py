@@ -14,9 +14,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from gradesync.domain import remedies
@@ -169,10 +171,10 @@ def default_token_url(
             said=[
                 f"{dest.name} then gets its OAuth 2 tokens at /ims/oneroster/oauth2/token on "
                 f"the server of its base URL, instead of {custom}.",
-                "The token URL it has now is not kept. The console sets a token URL only "
-                "when it adds a connection (Destinations), so to go back to this one, give it "
-                f"again with gradesync sis add {destination_id} -t {user.tenant_id} --token-url "
-                f"URL, or with PUT /api/v1/sis/connections/{destination_id} and its token_url.",
+                Markup(
+                    "The token URL it has now is not kept: to go back to it, give it again "
+                    'in <a href="{}">the settings of {}</a>.'
+                ).format(f"/console/sis/{quote(destination_id, safe='')}/edit", dest.name),
             ],
             action=f"/console/sis/{destination_id}/token-url/default",
             yes="Yes, use the default token URL",

@@ -1,0 +1,204 @@
+"""The settings of an existing SIS connection (OneRoster 1.2), as `PUT /api/v1/sis/connections/
+{id}` and `gradesync sis add` change them: name, kind, base and token URLs, client id and
+secret, scopes and the profile. It calls the same use case (services.sis.add_connection),
+which checks every value: a refusal shows the form again, as typed, with each field named,
+and changes nothing.
+
+The secret is write-only: never shown back, and left empty it keeps the stored one. An
+optional setting left empty (a profile choice on "Default") goes back to its default, as the
+API's `clear` takes it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import ConsoleUser, Destination, DestinationKind
+from gradesync.domain.passback import SIS_CONCURRENCY, profile_from_config
+from gradesync.services import sis as service
+from gradesync.web.console.common import (
+    admin_user,
+    check_csrf,
+    flash,
+    problems_text,
+    render,
+    runtime_of,
+)
+from gradesync.web.console.sis import sis_of
+
+router = APIRouter(prefix="/sis")
+
+# The form's labels, for its refusals (the use case names fields as the API does: a profile
+# setting as config.NAME).
+LABELS = {
+    "name": "Name",
+    "base_url": "OneRoster base URL",
+    "token_url": "OAuth 2 token URL",
+    "client_id": "Client id",
+    "client_secret": "Client secret",
+    "scopes": "Scopes",
+    "name_max_length": "Longest line item title",
+    "due_date_required": "Due date required",
+    "due_date_inside_term": "Due date inside the term",
+    "may_create_categories": "May create categories",
+    "category_match": "Match categories by",
+    "default_category": "Default category",
+    "concurrency": "Requests at once",
+}
+LABELS |= {f"config.{k}": v for k, v in LABELS.items()}
+NUMBERS = ("name_max_length", "concurrency")
+CHOICES = ("due_date_required", "due_date_inside_term", "may_create_categories")
+YesNo = Literal["", "yes", "no"]
+
+
+def _form_of(dest: Destination) -> dict[str, str]:
+    """The connection's settings as the form's fields hold them (no secret)."""
+    config = dest.config
+    form = {
+        "name": dest.name,
+        "kind": "files" if dest.kind is DestinationKind.ONEROSTER_CSV else "rest",
+        "base_url": str(config.get("base_url") or ""),
+        "token_url": str(config.get("token_url") or ""),
+        "client_id": str(config.get("client_id") or ""),
+        "scopes": "\n".join(str(s) for s in config.get("scopes") or ()),
+        "category_match": str(config.get("category_match") or ""),
+        "default_category": str(config.get("default_category") or ""),
+    }
+    for key in NUMBERS:
+        form[key] = "" if config.get(key) is None else str(config[key])
+    for key in CHOICES:
+        value = config.get(key)
+        form[key] = "" if value is None else ("yes" if value else "no")
+    return form
+
+
+def _defaults() -> dict[str, str]:
+    """What each optional setting is when left to its default, in the form's words."""
+    p = profile_from_config({})
+    words = {True: "yes", False: "no"}
+    return {
+        "due_date_required": words[p.due_date_required],
+        "due_date_inside_term": words[p.due_date_inside_term],
+        "may_create_categories": words[p.may_create_categories],
+        "category_match": p.category_match.value,
+        "concurrency": str(SIS_CONCURRENCY),
+        "scopes": ", ".join(service.DEFAULT_SCOPES),
+    }
+
+
+def _page(
+    request: Request,
+    user: ConsoleUser,
+    dest: Destination,
+    form: dict[str, str],
+    *,
+    status: int = 200,
+    error: str = "",
+) -> HTMLResponse:
+    return render(
+        request,
+        "console/sis_edit.html",
+        user,
+        status=status,
+        nav="sis",
+        d=dest,
+        form=form,
+        defaults=_defaults(),
+        has_secret=bool(dest.secret.get("client_secret")),
+        labels=LABELS,
+        error=error,
+    )
+
+
+@router.get("/{destination_id}/edit", response_class=HTMLResponse)
+def edit_page(
+    request: Request, destination_id: str, user: ConsoleUser = Depends(admin_user)
+) -> HTMLResponse:
+    dest = sis_of(runtime_of(request), user.tenant_id, destination_id)
+    return _page(request, user, dest, _form_of(dest))
+
+
+def _whole(text: str) -> int | str:
+    """A whole number as typed; anything else as it is, for the use case to refuse by its
+    rule (the same refusal the API's stored values get)."""
+    return int(text) if re.fullmatch(r"[+-]?\d{1,100}", text) else text
+
+
+@router.post("/{destination_id}/edit", dependencies=[Depends(check_csrf)], response_model=None)
+def save_settings(
+    request: Request,
+    destination_id: str,
+    name: str = Form(""),
+    kind: Literal["rest", "files"] | None = Form(None),
+    base_url: str = Form(""),
+    token_url: str = Form(""),
+    client_id: str = Form(""),
+    client_secret: str = Form(""),
+    scopes: str = Form(""),
+    name_max_length: str = Form(""),
+    due_date_required: YesNo = Form(""),
+    due_date_inside_term: YesNo = Form(""),
+    may_create_categories: YesNo = Form(""),
+    category_match: Literal["", "id", "name"] = Form(""),
+    default_category: str = Form(""),
+    concurrency: str = Form(""),
+    user: ConsoleUser = Depends(admin_user),
+) -> Response:
+    rt = runtime_of(request)
+    dest = sis_of(rt, user.tenant_id, destination_id)
+    typed: dict[str, str] = {
+        "name": name,
+        "kind": kind or _form_of(dest)["kind"],  # not sent: the kind stays
+        "base_url": base_url,
+        "token_url": token_url,
+        "client_id": client_id,
+        "scopes": scopes,
+        "name_max_length": name_max_length,
+        "due_date_required": due_date_required,
+        "due_date_inside_term": due_date_inside_term,
+        "may_create_categories": may_create_categories,
+        "category_match": category_match,
+        "default_category": default_category,
+        "concurrency": concurrency,
+    }
+    optional = {k: typed[k].strip() for k in service.CLEARABLE}
+    profile: dict[str, Any] = {}
+    for key in service.PROFILE_KEYS:
+        value = optional[key]
+        if not value:
+            continue
+        if key in NUMBERS:
+            profile[key] = _whole(value)
+        elif key in CHOICES:
+            profile[key] = value == "yes"
+        else:
+            profile[key] = value
+    scope_list = [s for s in re.split(r"[,\s]+", optional["scopes"]) if s]
+    try:
+        saved = service.add_connection(
+            rt.uow,
+            rt.clock,
+            tenant_id=user.tenant_id,
+            destination_id=destination_id,
+            name=name.strip(),
+            base_url=base_url.strip(),
+            client_id=client_id.strip(),
+            client_secret=client_secret or None,  # empty keeps the stored secret
+            token_url=optional["token_url"] or None,
+            scopes=scope_list or None,
+            profile=profile,
+            file_based=typed["kind"] == "files",
+            guard=rt.outbound,
+            # an optional setting left empty goes back to its default
+            clear=[k for k, v in optional.items() if not v],
+        )
+    except InvalidInput as exc:
+        error = f"Nothing was changed. {problems_text(exc, LABELS)}"
+        return _page(request, user, dest, typed, status=422, error=error)
+    saved_words = f"Saved the settings of {saved.name}. Press Check connection to prove they work."
+    flash(request, "ok", saved_words)
+    return RedirectResponse("/console/sis", status_code=303)
