@@ -142,6 +142,20 @@ def _line_item(console: LiveConsole, activity: str) -> str:
     return item.remote_id
 
 
+def change_connection(console: LiveConsole, **settings: Any) -> None:
+    """The district's connection with `settings` changed and the others kept, as `gradesync
+    sis add sis --OPTION` changes them."""
+    rt = console.runtime
+    sis.add_connection(
+        rt.uow,
+        rt.clock,
+        tenant_id=T,
+        destination_id=DEST,
+        guard=rt.outbound,
+        **{"name": None, "base_url": None, **settings},
+    )
+
+
 def _shot(page: Any, name: str) -> None:
     shots = os.environ.get("GRADESYNC_SCREENSHOT_DIR")
     if shots:
@@ -447,15 +461,7 @@ def test_sis_pages_when_the_sis_cannot_be_asked_or_takes_files(
     with socket.socket() as s:  # a loopback port nothing listens on
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    sis.add_connection(
-        rt.uow,
-        rt.clock,
-        tenant_id=T,
-        destination_id=DEST,
-        name=None,
-        base_url=f"http://127.0.0.1:{closed}",
-        guard=rt.outbound,
-    )
+    change_connection(live_console, base_url=f"http://127.0.0.1:{closed}")
     sis.add_connection(
         rt.uow,
         rt.clock,

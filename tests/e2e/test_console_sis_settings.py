@@ -19,11 +19,19 @@ from playwright.sync_api import expect
 
 from gradesync.domain.model import Destination, DestinationKind, UserRole
 from gradesync.sandbox.testing import RunningSandbox
-from gradesync.services import auth, sis
+from gradesync.services import auth
 from gradesync.services.accounts import create_user
 from gradesync.testing import TEST_SECRET
 from tests.e2e.conftest import LiveConsole, sign_in
-from tests.e2e.test_console_sis import ADMIN, COURSE, DEST, T, _district, sis_sandbox
+from tests.e2e.test_console_sis import (
+    ADMIN,
+    COURSE,
+    DEST,
+    T,
+    _district,
+    change_connection,
+    sis_sandbox,
+)
 from tests.support.cli import GRADESYNC
 from tests.support.console import form_fields, form_token
 from tests.support.console import sign_in as sign_in_over_http
@@ -84,16 +92,7 @@ def _with_section_and_token_url(console: LiveConsole, sandbox: RunningSandbox) -
         section_id="sec-b",
     )
     wrong = sandbox.base_url + "/no-token-here"
-    sis.add_connection(
-        rt.uow,
-        rt.clock,
-        tenant_id=T,
-        destination_id=DEST,
-        name=None,
-        base_url=None,
-        token_url=wrong,
-        guard=rt.outbound,
-    )
+    change_connection(console, token_url=wrong)
     return wrong
 
 
