@@ -2,7 +2,7 @@
 connections and their check, and one course's page at one SIS (class and students, category
 alignment, "Sync to SIS" with the validation list, Post grades, its Grade Sync history). The
 forms that map and align are in `sis_mapping`; ticking, posting and the Grade Sync page of a
-run in `sis_posting`.
+run in `sis_posting`; a connection's settings in `sis_settings`.
 
 Every page calls the use cases the API and CLI call (services.sis, the SIS reached through
 the runtime). Connection-wide settings (check, class, students, alignment) are for admins;
