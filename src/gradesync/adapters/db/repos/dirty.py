@@ -5,9 +5,25 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, case, delete, func, select, text, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import ReturningDelete
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import upsert, utc
@@ -35,6 +51,48 @@ def remarked(destination_id: str | None) -> tuple[str, ...]:
     then widens one that named another). The one rule of every mark, in `upsert` here and
     in the PostgreSQL ingest's statements (`facts._marks`)."""
     return ("marked_at", "course_id") + (("destination_id",) if destination_id is None else ())
+
+
+_CLAIMED = (
+    t.dirty_keys.c.tenant_id,
+    t.dirty_keys.c.course_id,
+    t.dirty_keys.c.activity_id,
+    t.dirty_keys.c.person_id,
+    t.dirty_keys.c.destination_id,
+)
+
+
+def _oldest(column: ColumnElement[Any]) -> Select[Any]:
+    """`column` of the `limit` keys marked longest ago, read in order from the marks' index;
+    another process's claimed keys are skipped, not waited for (PostgreSQL)."""
+    return (
+        select(column)
+        .select_from(t.dirty_keys)
+        .order_by(t.dirty_keys.c.marked_at)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+@cache
+def _claim_postgres() -> ReturningDelete[Any]:
+    """The oldest keys deleted by their place in the table (`ctid`): matched by key, the
+    planner joined the few claimed to a scan of every waiting key. A row locked by the claim
+    stays where it is until the transaction ends."""
+    ctid: ColumnElement[Any] = literal_column("ctid")
+    return (
+        delete(t.dirty_keys)
+        .where(ctid == any_(func.array(_oldest(ctid).scalar_subquery())))
+        .returning(*_CLAIMED)
+    )
+
+
+@cache
+def _claim_sqlite() -> ReturningDelete[Any]:
+    c = t.dirty_keys.c
+    pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
+    keys = _oldest(c.tenant_id).with_only_columns(c.tenant_id, c.activity_id, c.person_id)
+    return delete(t.dirty_keys).where(pk.in_(keys)).returning(*_CLAIMED)
 
 
 class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
@@ -208,20 +266,8 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
             )
 
     def claim(self, limit: int) -> list[tuple[str, str, str, str, str | None]]:
-        c = t.dirty_keys.c
-        pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
-        # another process's claimed keys are skipped, not waited for (PostgreSQL)
-        oldest = (
-            select(c.tenant_id, c.activity_id, c.person_id)
-            .order_by(c.marked_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = self.conn.execute(
-            delete(t.dirty_keys)
-            .where(pk.in_(oldest))
-            .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id, c.destination_id)
-        ).all()
+        statement = _claim_postgres() if self.postgres else _claim_sqlite()
+        rows = self.conn.execute(statement, {"limit": limit}).all()
         self.lock_activities((r[0], r[2]) for r in rows)
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 

@@ -665,7 +665,8 @@ class AttemptRepo(SqlRepo, ports.AttemptRepo):
         }
 
     def refresh_statistics(self) -> None:
-        self._analyze("attempts", "people")
+        # and the keys ingest marks: planned while few waited, a claim would sort them all
+        self._analyze("attempts", "people", "dirty_keys")
 
     def get_by_events(self, tenant_id: str, source_event_ids: Iterable[str]) -> dict[str, Attempt]:
         c = t.attempts.c
