@@ -38,6 +38,7 @@ from gradesync.domain.model import (
     Trigger,
 )
 from gradesync.domain.pauses import PauseCause
+from gradesync.services.ports import UnitOfWork
 from tests.support.statements import statements
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -675,3 +676,73 @@ def test_a_database_error_does_not_carry_the_values_it_was_sent(db: Database) ->
     with pytest.raises(DBAPIError) as read, db.reads() as uow:  # t1 exists on PostgreSQL
         uow.conn.execute(insert, {"id": "t1", "n": "Tenant-7f3a9", "at": NOW})
     assert "INSERT" in str(read.value) and "7f3a9" not in str(read.value)
+
+
+def _old_waiting_at(uow: UnitOfWork, tenant: str, dest: str) -> int:
+    """What the queue facts read before: every destination's count, then one kept."""
+    return next((n for d, n, _ in uow.ledger.waiting(tenant) if d == dest), 0)
+
+
+def _old_beat(uow: UnitOfWork, tenant: str, dest: str, course: str) -> datetime | None:
+    """What the queue facts read before: every tenant's unfinished runs, then filtered."""
+    beats = [
+        beat
+        for run, beat in uow.runs.unfinished()
+        if beat is not None
+        and run.scope.tenant_id == tenant
+        and run.scope.destination_id in (None, dest)
+        and run.scope.course_id in (None, course)
+    ]
+    return max(beats, default=None)
+
+
+def test_a_destinations_queue_is_read_narrowly_and_as_the_wide_reads_said(db: Database) -> None:
+    seed(db)
+    seed(db, "t2")
+    _destinations(db, "lms", "sis")
+    with db.uow() as uow:
+        uow.destinations.upsert(Destination("t2", "lms", DestinationKind.LTI13_AGS, "lms"), NOW)
+        retrying = replace(
+            _pending(LedgerKey("t1", "lms", "a2", "p1")), state=DeliveryState.RETRYING
+        )
+        sent = replace(_pending(LedgerKey("t1", "lms", "a2", "p2")), state=DeliveryState.DELIVERED)
+        uow.ledger.save_many(
+            [(_pending(LedgerKey("t1", "lms", "a1", p)), "c1") for p in ("p1", "p2", "p3")]
+            + [(retrying, "c1"), (sent, "c1"), (_pending(LedgerKey("t1", "sis", "a1", "p1")), "c1")]
+            + [(_pending(LedgerKey("t2", "lms", "a1", p)), "c1") for p in ("p1", "p2")]
+        )
+        # (tenant, destination, course, stage, heartbeat minutes before NOW); the newest
+        # beats belong to runs that must not count: finished, another tenant's, elsewhere
+        runs = [
+            ("t1", None, None, RunStage.SENDING, 30),
+            ("t1", "lms", None, RunStage.SENDING, 20),
+            ("t1", None, "c1", RunStage.COMPUTING, 10),
+            ("t1", "lms", "c1", RunStage.QUEUED, None),
+            ("t1", "sis", "c1", RunStage.SENDING, 5),
+            ("t1", "lms", "c2", RunStage.SENDING, 4),
+            ("t1", "lms", "c1", RunStage.FINISHED, 3),
+            ("t2", "lms", "c1", RunStage.SENDING, 1),
+            ("t2", None, None, RunStage.SENDING, 2),
+        ]
+        for i, (tenant, dest, course, stage, ago) in enumerate(runs):
+            run = SyncRun(f"r{i}", RunScope(tenant, dest, course), Trigger.MANUAL, "ada")
+            uow.runs.add(replace(run, created_at=NOW))
+            beat = None if ago is None else NOW - timedelta(minutes=ago)
+            uow.runs.update(replace(run, stage=stage), worker_id="w", heartbeat_at=beat)
+        uow.commit()
+    cases = [
+        ("t1", "lms", "c1", 3 + 1, NOW - timedelta(minutes=10)),
+        ("t1", "sis", "c1", 1, NOW - timedelta(minutes=5)),
+        ("t1", "lms", "c2", 4, NOW - timedelta(minutes=4)),
+        ("t1", "sis", "c9", 1, NOW - timedelta(minutes=30)),  # the tenant-wide run alone
+        ("t1", "nowhere", "c9", 0, NOW - timedelta(minutes=30)),
+        ("t2", "lms", "c1", 2, NOW - timedelta(minutes=1)),
+        ("t2", "sis", "c2", 0, NOW - timedelta(minutes=2)),
+        ("t3", "lms", "c1", 0, None),
+    ]
+    with db.uow() as uow:
+        for tenant, dest, course, waiting, beat in cases:
+            assert uow.ledger.waiting_at(tenant, dest) == waiting
+            assert uow.ledger.waiting_at(tenant, dest) == _old_waiting_at(uow, tenant, dest)
+            assert uow.runs.latest_beat_covering(tenant, dest, course) == beat
+            assert beat == _old_beat(uow, tenant, dest, course), (tenant, dest, course)

@@ -78,6 +78,10 @@ class LedgerRepo(Protocol):
         """Per destination with results waiting (pending or retrying): (destination id, how
         many, when the one waiting longest last changed)."""
 
+    def waiting_at(self, tenant_id: str, destination_id: str) -> int:
+        """How many of the tenant's results wait (pending or retrying) for this one
+        destination: `waiting` narrowed to it, read without counting the others."""
+
     def oldest_waiting(self, tenant_id: str) -> tuple[LedgerRow, str] | None:
         """The waiting result that has waited longest, with its course."""
 

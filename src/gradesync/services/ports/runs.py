@@ -46,6 +46,13 @@ class RunRepo(Protocol):
     def unfinished(self) -> list[tuple[SyncRun, datetime | None]]:
         """Runs not finished, with their last heartbeat (to find ones a dead worker left)."""
 
+    def latest_beat_covering(
+        self, tenant_id: str, destination_id: str, course_id: str
+    ) -> datetime | None:
+        """The latest heartbeat of the tenant's unfinished runs whose scope covers the
+        destination's course (a scope naming no destination or no course covers them all);
+        None when no such run has beaten. Other tenants' runs are not read."""
+
     def history(
         self,
         tenant_id: str,

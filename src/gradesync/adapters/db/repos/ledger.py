@@ -510,6 +510,18 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         )
         return [(r[0], int(r[1]), utc(r[2])) for r in rows]
 
+    def waiting_at(self, tenant_id: str, destination_id: str) -> int:
+        c = t.ledger.c
+        return int(
+            self.conn.execute(
+                select(func.count()).where(
+                    c.tenant_id == tenant_id,
+                    c.destination_id == destination_id,
+                    c.state.in_(_WAITING),
+                )
+            ).scalar_one()
+        )
+
     def oldest_waiting(self, tenant_id: str) -> tuple[LedgerRow, str] | None:
         c = t.ledger.c
         r = (

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, to_row, utc
@@ -132,6 +132,21 @@ class RunRepo(SqlRepo, ports.RunRepo):
             select(t.sync_runs).where(c.stage != RunStage.FINISHED.value).order_by(c.created_at)
         ).mappings()
         return [(_run(r), utc(r["heartbeat_at"])) for r in rows]
+
+    def latest_beat_covering(
+        self, tenant_id: str, destination_id: str, course_id: str
+    ) -> datetime | None:
+        c = t.sync_runs.c
+        return utc(
+            self.conn.execute(
+                select(func.max(c.heartbeat_at)).where(
+                    c.tenant_id == tenant_id,
+                    c.stage != RunStage.FINISHED.value,
+                    or_(c.destination_id.is_(None), c.destination_id == destination_id),
+                    or_(c.course_id.is_(None), c.course_id == course_id),
+                )
+            ).scalar()
+        )
 
     def history(
         self,
