@@ -22,6 +22,7 @@ from gradesync.domain.model import (
     Trigger,
 )
 from gradesync.domain.pauses import PauseCause
+from gradesync.domain.remedies import names_command
 from gradesync.runtime import Runtime
 from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
@@ -144,6 +145,26 @@ def test_a_grade_held_by_a_paused_destination_says_so(api: ApiEnv) -> None:
     assert rejected["reason_code"] == "unknown_user"
     c.post("/destinations/lms/resume")
     assert cells()["a2"]["reason_code"] is None
+
+
+def test_a_paused_destinations_remedy_over_the_api_names_the_apis_route(api: ApiEnv) -> None:
+    """A paused destination's remedy named the command `gradesync destinations resume` to
+    readers of the HTTP API (an admin's tools, a program), who may have no command line: it
+    names the API's route instead, in a learner's grades and in the diagnosis alike."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    _seed_ledger(api)
+    assert c.post("/destinations/lms/pause", json={"reason": "term close"}).status_code == 200
+    remedy = "Fix the cause, then resume it (`POST /api/v1/destinations/lms/resume`)."
+    g = c.get("/people/p2/grades", params={"destination_id": "lms"}).json()
+    [held] = [x for x in g["destinations"]["lms"] if x["activity_id"] == "a2"]
+    assert held["reason_text"] == f"Paused: term close. — {remedy}"
+    for path in ("/activities/a2/learners/p2/diagnosis", "/destinations/lms/diagnosis"):
+        checks = c.get(path).json()["checks"]
+        assert [x["remedy"] for x in checks if x["code"] == "destination_ready"] == [remedy]
+        assert not any(names_command(x["remedy"] or "") for x in checks), checks
+    # the route named does what it says
+    assert c.post("/destinations/lms/resume").json()["enabled"] is True
 
 
 def test_learner_grades_say_why_nothing_is_sent_without_a_destination(api: ApiEnv) -> None:

@@ -929,10 +929,13 @@ def test_the_diagnosis_page_tells_an_instructor_who_does_what_each_check_needs(
     assert "Ask a gradesync administrator to map this course to its SIS class." in page
     assert "Ask a gradesync administrator to fix what paused this destination" in page
     assert "gradesync sis map-class" not in page and "destinations resume" not in page
-    # an administrator reads the commands themselves
+    # an administrator reads the commands themselves, or the console's action where one does
+    # the same (resuming a destination)
     _login(c, "ada", "/console/courses/bio")
     page = unescape(c.get("/console/diagnosis", params=pair).text)
-    assert "gradesync sis map-class sis bio" in page and "gradesync destinations resume" in page
+    assert "gradesync sis map-class sis bio" in page
+    assert "then resume it (its Resume button on the Destinations page)" in page
+    assert "destinations resume" not in page
 
 
 def test_sync_now_says_at_once_that_a_gradebook_of_the_course_is_paused(

@@ -99,6 +99,15 @@ def test_a_diagnosis_remedy_naming_a_command_is_said_by_its_check_to_an_instruct
         replace(sis, enabled=False), Capabilities(), datetime(2026, 1, 1, tzinfo=UTC)
     )
     assert said(paused) == f"{remedies.ASK} fix what paused this destination, then resume it."
+    # an administrator reads the command at the command line, the route over the API and
+    # the button in the console
+    assert paused.remedy is not None
+    code, remedy, sis_id = paused.remedy_code, paused.remedy, paused.destination_id
+    assert remedies.for_reader(code, remedy, remedies.Reader.CLI, sis_id) == remedy
+    assert remedies.for_reader(code, remedy, remedies.Reader.API, "a b") == (
+        "Fix the cause, then resume it (`POST /api/v1/destinations/a%20b/resume`)."
+    )
+    assert "Resume button" in remedies.for_reader(code, remedy, remedies.Reader.CONSOLE, sis_id)
     # the words kept by a check's code are for codes that exist
     codes = {c.value for c in CheckCode}
     named = set(remedies.FOR_INSTRUCTORS) & codes

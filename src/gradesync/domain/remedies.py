@@ -3,13 +3,17 @@
 Adapters write a refusal's remedy for whoever runs gradesync: often a command
 (`gradesync sis map-class ...`, `gradesync lti11 add-consumer`). An instructor reading the
 course grid in the console can run none of them, so they read instead what an administrator
-does and that they can ask for it. A reason's text is "what happened — remedy" (the delivery
-code joins them so); only a remedy naming a command is replaced.
+does and that they can ask for it. An administrator reading over the HTTP API or in the
+console reads, where there is one, the API's route or the console's action that does it
+(`for_reader`). A reason's text is "what happened — remedy" (the delivery code joins them
+so); only a remedy naming a command is replaced.
 """
 
 from __future__ import annotations
 
 import re
+from enum import StrEnum
+from urllib.parse import quote
 
 from gradesync.domain.passback import PassbackRule
 
@@ -76,14 +80,55 @@ def names_command(text: str) -> bool:
     return _COMMAND.search(text) is not None
 
 
+def _commands_replaced(text: str, instead: str) -> str:
+    """The remedy's sentences that name a command give way to `instead`; what happened (the
+    text before the SEPARATOR) and the other sentences are kept."""
+    said, sep, remedy = text.rpartition(SEPARATOR)
+    if not sep:
+        said, remedy = "", text
+    kept = [s for s in _SENTENCE_END.split(remedy) if s and not names_command(s)]
+    joined = " ".join([*kept, instead])
+    return f"{said}{SEPARATOR}{joined}" if said else joined
+
+
 def for_instructor(code: str | None, text: str) -> str:
     """The reason as an instructor can act on it: the remedy's sentences that name a command
     give way to who can do it (by the reason's code); any other text is kept as it is."""
     if not names_command(text):
         return text
-    said, sep, remedy = text.rpartition(SEPARATOR)
-    if not sep:
-        said, remedy = "", text
-    kept = [s for s in _SENTENCE_END.split(remedy) if s and not names_command(s)]
-    instead = " ".join([*kept, FOR_INSTRUCTORS.get(code or "", GENERAL)])
-    return f"{said}{SEPARATOR}{instead}" if said else instead
+    return _commands_replaced(text, FOR_INSTRUCTORS.get(code or "", GENERAL))
+
+
+class Reader(StrEnum):
+    """Where an administrator reads a remedy, and so how they act on it."""
+
+    CLI = "cli"  # the command line: the commands as they are
+    API = "api"  # the HTTP API (a person or a program): its routes
+    CONSOLE = "console"  # the web console: its pages and buttons
+
+
+# per reader and reason code, what a remedy's command is where that reader is ({destination}:
+# the destination's id as a URL's path holds it); a code missing keeps its command
+FOR_READERS: dict[Reader, dict[str, str]] = {
+    Reader.API: {
+        "destination_ready": "Fix the cause, then resume it "
+        "(`POST /api/v1/destinations/{destination}/resume`).",
+    },
+    Reader.CONSOLE: {
+        "destination_ready": "Fix the cause, then resume it (its Resume button on the "
+        "Destinations page).",
+    },
+}
+
+
+def for_reader(code: str | None, text: str, reader: Reader, destination_id: str | None) -> str:
+    """The reason as an administrator reading it over `reader` acts on it: the remedy's
+    sentences that name a command give way to the API's route or the console's action that
+    does the same (by the reason's code, about `destination_id`); the command line keeps the
+    command, and so does a code with nothing in its place."""
+    instead = FOR_READERS.get(reader, {}).get(code or "")
+    if instead is None or not names_command(text):
+        return text
+    return _commands_replaced(
+        text, instead.format(destination=quote(destination_id or "", safe=""))
+    )

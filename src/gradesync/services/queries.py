@@ -21,6 +21,7 @@ from gradesync.domain.model import (
     SyncRun,
 )
 from gradesync.domain.reasons import Reason
+from gradesync.domain.remedies import SEPARATOR, Reader, for_reader
 from gradesync.domain.run_history import shown_stages
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -75,9 +76,10 @@ class RunDetail:
 DESTINATION_PAUSED = "destination_paused"
 
 
-def _held_by_pause(d: Destination, now: datetime) -> Reason:
+def _held_by_pause(d: Destination, now: datetime, reader: Reader) -> Reason:
     ready = destination_ready_check(d, Capabilities(), now)
-    return Reason(DESTINATION_PAUSED, f"{ready.evidence} — {ready.remedy}")
+    remedy = for_reader(ready.remedy_code, ready.remedy or "", reader, d.id)
+    return Reason(DESTINATION_PAUSED, f"{ready.evidence}{SEPARATOR}{remedy}")
 
 
 def kept(row: LedgerRow) -> bool:
@@ -168,11 +170,12 @@ def learner_grades(
     destination_id: str | None = None,
     course_id: str | None = None,
     now: datetime | None = None,
+    reader: Reader,
 ) -> LearnerGrades:
     """A learner's grade state at each destination, from the ledger. Raises NotFound, and
     InvalidInput for a filter naming no destination or course (a typo would read as a
     learner with no grades there). A grade waiting at a destination paused at `now` says
-    so, as the diagnosis does."""
+    so, as the diagnosis does to an administrator reading over `reader`."""
     now = now or datetime.now(UTC)
     with uow_factory() as uow:
         person = uow.people.get(tenant_id, person_id)
@@ -192,7 +195,7 @@ def learner_grades(
             for d in uow.destinations.all(tenant_id)
             if destination_id is None or d.id == destination_id
         ]
-        paused = {d.id: _held_by_pause(d, now) for d in dests if d.paused_at(now)}
+        paused = {d.id: _held_by_pause(d, now, reader) for d in dests if d.paused_at(now)}
         rows = [r for r in rows if destination_id is None or r.key.destination_id == destination_id]
         held_rows = [r for r in rows if kept(r)]
         holding = _holding(uow, tenant_id, held_rows)

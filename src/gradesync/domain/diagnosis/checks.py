@@ -4,7 +4,7 @@ the remote's answers in words a support engineer can act on."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -30,6 +30,7 @@ from gradesync.domain.policy import (
     ResolvedPolicy,
 )
 from gradesync.domain.reasons import Reason, ReasonCode
+from gradesync.domain.remedies import Reader, for_reader
 
 LTI_KINDS = (DestinationKind.LTI13_AGS, DestinationKind.LTI11_OUTCOMES)
 AGS_SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
@@ -153,6 +154,18 @@ class Diagnosis:
         tail = f" ({more} more check(s) failed)" if more else ""
         lead = "Excluded on purpose: " if first.excluded else ""
         return f"{lead}{first.name}: {first.evidence}{tail}"
+
+    def read_over(self, reader: Reader) -> Diagnosis:
+        """The diagnosis as an administrator reads it over `reader`: a remedy naming a command
+        names the API's route or the console's action instead, where one does the same
+        (`remedies.for_reader`)."""
+        checks = (
+            replace(c, remedy=for_reader(c.remedy_code, c.remedy, reader, c.destination_id))
+            if c.remedy
+            else c
+            for c in self.checks
+        )
+        return replace(self, checks=tuple(checks))
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query
 
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import Activity, Course, PolicySettings
+from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
 from gradesync.services import ingest as svc
 from gradesync.services import queries
@@ -211,6 +212,7 @@ def learner_grades(
         destination_id=destination_id,
         course_id=course_id,
         now=rt.clock.now(),
+        reader=Reader.API,
     )
     return LearnerGradesOut.model_validate(
         {

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
 from gradesync.services import overrides
 from gradesync.web.api.auth import Principal, require_scope
@@ -41,7 +42,7 @@ def learner_activity(
 ) -> dict[str, Any]:
     """Ordered checks for one learner and one activity: passed or failed, evidence, remedy."""
     d = rt.diagnose_learner_activity(p.tenant_id, person_id, activity_id, destination_id)
-    return d.as_json()
+    return d.read_over(Reader.API).as_json()
 
 
 @router.get("/activities/{activity_id}/diagnosis")
@@ -53,7 +54,7 @@ def activity(
 ) -> dict[str, Any]:
     """The activity's own checks and its learners' delivery states per destination."""
     d = rt.diagnose_activity(p.tenant_id, activity_id, destination_id)
-    return d.as_json()
+    return d.read_over(Reader.API).as_json()
 
 
 @router.get("/courses/{course_id}/diagnosis")
@@ -76,7 +77,7 @@ async def destination(
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     d = await rt.diagnose_destination(p.tenant_id, destination_id, live=live)
-    return d.as_json()
+    return d.read_over(Reader.API).as_json()
 
 
 class CheckIn(BaseModel):

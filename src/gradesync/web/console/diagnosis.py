@@ -30,11 +30,12 @@ router = APIRouter()
 def run_checks(
     request: Request, tenant_id: str, activity_id: str, person_id: str, *, instructor: bool
 ) -> Any:
-    """The diagnostics service's ordered checks for the pair (a `Diagnosis`); for an
-    `instructor`, a remedy naming a command they cannot run says who can."""
+    """The diagnostics service's ordered checks for the pair (a `Diagnosis`). A remedy naming
+    a command says, for an `instructor`, who can run it; for an administrator, the console's
+    action that does the same where there is one."""
     d = runtime_of(request).diagnose_learner_activity(tenant_id, person_id, activity_id)
     if not instructor:
-        return d
+        return d.read_over(remedies.Reader.CONSOLE)
     fit = [
         replace(c, remedy=remedies.for_instructor(c.remedy_code, c.remedy)) if c.remedy else c
         for c in d.checks
