@@ -16,6 +16,7 @@ from typer._click import Command
 
 from gradesync.adapters.db.database import Database
 from gradesync.cli import app, main
+from gradesync.cli._common import WRITES
 from gradesync.domain.model import Tenant
 from tests.support.cli import Run
 
@@ -45,6 +46,47 @@ def _is_option(p: object) -> bool:
 
 
 LEAVES = dict(_leaves(typer.main.get_group(app)))
+
+
+# Commands that do not always change what is stored: each reads, runs until stopped, checks
+# a remote or writes only when an option says so (calling `will_write` then). Every other
+# command is in WRITES, refused before it reads on a schema a newer release upgraded.
+NOT_ALWAYS_WRITING = {
+    "serve": "runs until stopped; refuses a newer schema as it starts",
+    "worker": "runs until stopped; refuses a newer schema as it starts",
+    "sandbox": "runs the sandbox, no database",
+    "db upgrade": "says itself that the schema is newer than the release",
+    "db current": "reads",
+    "doctor": "reads, and asks the destination with its check",
+    "overrides": "reads",
+    "users list": "reads",
+    "lti11 list": "reads",
+    "sis categories": "reads; --align/--unalign write",
+    "sis validate": "reads, and asks the SIS",
+    "platforms list": "reads",
+    "platforms show": "reads",
+    "keys list": "reads",
+    "keys list-tool-keys": "reads",
+    "tenants list": "reads",
+    "tenants roster-match": "reads; a KEY given writes",
+    "policy show": "reads",
+    "runs list": "reads",
+    "runs show": "reads",
+    "schedules list": "reads",
+    "schedules show": "reads",
+    "schedules history": "reads",
+    "schedules preview": "reads",
+    "destinations list": "reads",
+    "destinations show": "reads",
+    "destinations check": "reads, and asks the destination",
+}
+
+
+def test_every_command_says_whether_it_writes() -> None:
+    """A command left out of both would read, and ask remotes, before a newer schema
+    refused its commit."""
+    assert set(LEAVES) - WRITES == set(NOT_ALWAYS_WRITING)
+    assert set(LEAVES) >= WRITES  # no name there but a command's
 
 
 def test_the_walk_finds_every_group() -> None:

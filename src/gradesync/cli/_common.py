@@ -22,7 +22,8 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
-from typer._click.globals import get_current_context  # typer carries its own click
+from typer._click.core import Context  # typer carries its own click
+from typer._click.globals import get_current_context
 
 from gradesync.domain.errors import Conflict, FieldProblem, GradesyncError, InvalidInput, NotFound
 
@@ -73,11 +74,63 @@ def json_option(
 
 _SHARED = "gradesync.runtime"  # in the command's context: its runtime, once made
 
+# The commands that always change what is stored. On a schema a newer release upgraded, each
+# is refused as its runtime is made, before it reads anything or asks a remote (a `sis
+# map-class` asked the SIS about the class, then had only its commit refused); a command
+# that writes only when told to calls `will_write` then. Any other write is still refused at
+# its commit (`Database.refuse_writes`); reads go on, warning.
+WRITES = frozenset(
+    {
+        "sync",
+        "repair",
+        "users add",
+        "users delete",
+        "lti11 add-consumer",
+        "sis add",
+        "sis map-class",
+        "sis unmap-section",
+        "sis map-student",
+        "sis map-students",
+        "sis select",
+        "sis post",
+        "sis export-csv",
+        "platforms add",
+        "keys create",
+        "keys revoke",
+        "keys rotate-tool-key",
+        "keys prune-tool-keys",
+        "tenants create",
+        "policy set",
+        "schedules add",
+        "schedules edit",
+        "schedules pause",
+        "schedules resume",
+        "schedules pause-all",
+        "schedules delete",
+        "schedules run-now",
+        "import attempts",
+        "destinations limits",
+        "destinations pause",
+        "destinations resume",
+        "destinations delete",
+    }
+)
 
-def _command_runtime(ctx: typer.Context) -> Runtime:
+
+def command_path(ctx: Context) -> str:
+    """The command `ctx` runs, as WRITES names it (`sis map-class`)."""
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names))
+
+
+def _command_runtime(ctx: Context) -> Runtime:
     """The runtime of the command `ctx` parses, made on first use and closed when the command
     ends: the tenant check and the command's own work (`runtime()`) share one database
-    engine and one schema check."""
+    engine and one schema check. A command of WRITES on a schema it may not write is refused
+    here (SchemaNewerWrite), before the tenant check reads anything."""
     rt: Runtime | None = ctx.meta.get(_SHARED)
     if rt is None:
         from gradesync.runtime import Runtime
@@ -85,7 +138,18 @@ def _command_runtime(ctx: typer.Context) -> Runtime:
         rt = Runtime.create()
         ctx.meta[_SHARED] = rt
         ctx.find_root().call_on_close(rt.close)
+        if command_path(ctx) in WRITES:
+            _Output.json = _Output.json or "--json" in sys.argv[1:]  # maybe not parsed yet
+            rt.db.check_writable()
     return rt
+
+
+def will_write() -> None:
+    """The running command is going to change what is stored (one that writes only when told
+    to: `tenants roster-match KEY`): on a schema it may not write, refused now
+    (SchemaNewerWrite), before it reads or asks a remote anything more."""
+    ctx = get_current_context()
+    _command_runtime(ctx).db.check_writable()
 
 
 def _known_tenant(ctx: typer.Context, tenant: str) -> str:
@@ -129,9 +193,11 @@ def runtime() -> Iterator[Runtime]:
     ctx = get_current_context(silent=True)
     shared: Runtime | None = ctx.meta.get(_SHARED) if ctx is not None else None
     rt = shared or Runtime.create()
-    if rt.waker is None:
-        rt.waker = rt.remote_waker()
     try:
+        if shared is None and ctx is not None and command_path(ctx) in WRITES:
+            rt.db.check_writable()  # as `_command_runtime` does: before anything is read
+        if rt.waker is None:
+            rt.waker = rt.remote_waker()
         yield rt
     finally:
         if shared is None:

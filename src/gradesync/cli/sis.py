@@ -26,6 +26,7 @@ from gradesync.cli._common import (
     print_table,
     problem,
     runtime,
+    will_write,
 )
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import DestinationKind, SyncRun
@@ -423,6 +424,8 @@ def categories(
             )
     if wrong:
         raise bad_input(*wrong)
+    if pairs or unalign:
+        will_write()  # before the SIS is asked whether it has the categories
 
     Found = tuple[list[dict[str, Any]], list[service.CategoryAlignment]] | None
 

@@ -14,6 +14,7 @@ from gradesync.cli._common import (
     print_table,
     runtime,
     when,
+    will_write,
 )
 from gradesync.services import auth
 from gradesync.services.tenants import create_tenant, list_tenants, set_roster_match
@@ -77,6 +78,8 @@ def roster_match(
 ) -> None:
     """How LMS rosters (NRPS) match courseware learners who never launched (by SIS id
     unless set)."""
+    if key is not None:
+        will_write()
     with runtime() as rt:
         if key is None:
             key = guarded(lambda: current_roster_match(rt.uow, tenant_id)).value

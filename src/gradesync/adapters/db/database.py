@@ -92,6 +92,12 @@ class Database:
         at `newer`, revisions of a newer release. Reads go on."""
         self._newer = list(newer)
 
+    def check_writable(self) -> None:
+        """Raise SchemaNewerWrite when writes are refused (`refuse_writes`): a command that
+        is going to write asks first, before it reads or calls anything."""
+        if self._newer:
+            raise SchemaNewerWrite(self._newer)
+
     def _refusal(self) -> Callable[[], Exception] | None:
         newer = self._newer
         return (lambda: SchemaNewerWrite(newer)) if newer else None
