@@ -273,11 +273,18 @@ class Engine:
         return await self.deliverer.deliver(scope or DeliveryScope())
 
     async def next_retry_in(self) -> float | None:
-        """Seconds until the next retry falls due (None: nothing is retrying)."""
+        """Seconds until a retry a delivery pass could claim falls due (None: none is
+        retrying). Rows a claim would not take now, of a paused destination or leased, are
+        not due: counted, they would make the delivery loop pass again and again at once."""
+        gov = self.deliverer.governor
+        await gov.refresh_destinations()
+        now = self.clock.now()
+        excluded, probes = gov.excluded(now)  # as a claim leaves them out
+        skip = [k for k in excluded if k not in probes]
 
         def query() -> datetime | None:
             with self.uow_factory() as uow:
-                return uow.ledger.next_retry_at()
+                return uow.ledger.next_retry_at(now, skip)
 
         at = await asyncio.to_thread(query)
         if at is None:

@@ -79,6 +79,10 @@ class EmbeddedWorker:
         # an outage is said once for the four loops, and its end once, by a step begun after
         # the loss was found: one begun before may end well after it
         self._outage = OutageNotice(log, "worker loops")
+        # how the loops wait (for an event or a timeout, or a time): a test's clock may
+        # drive them in place of the event loop's
+        self.wait: Callable[[asyncio.Event, float | None], Awaitable[None]] = _wait
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def start(self) -> None:
         self._stopping = False
@@ -115,14 +119,14 @@ class EmbeddedWorker:
                 raise
             except Exception as exc:
                 self._outage.failed(exc, f"worker loop {name}")
-                await asyncio.sleep(self.retry_pause)
+                await self.sleep(self.retry_pause)
             else:
                 self._outage.answered(since=outages)
 
     async def _compute(self) -> None:
         timer_in = await self.engine.next_timer_in()
         timeout = self.poll if timer_in is None else min(self.poll, timer_in)
-        await _wait(self.waker.dirty, timeout)
+        await self.wait(self.waker.dirty, timeout)
         stats = await self.engine.process_dirty()
         if stats.pending:
             self.waker.deliver.set()
@@ -130,18 +134,18 @@ class EmbeddedWorker:
     async def _deliver(self) -> None:
         retry_in = await self.engine.next_retry_in()
         timeout = self.poll if retry_in is None else min(self.poll, retry_in)
-        await _wait(self.waker.deliver, timeout)
+        await self.wait(self.waker.deliver, timeout)
         stats = await self.engine.deliver_due()
         if stats.failed:
             # rows a failed task gave back (a bug) are due again at once: a fault that stays
             # is met once a poll, not in a loop of passes
-            await asyncio.sleep(self.poll)
+            await self.sleep(self.poll)
 
     async def _runs(self) -> None:
-        await _wait(self.waker.runs, self.poll)
+        await self.wait(self.waker.runs, self.poll)
         await self.engine.start_queued_runs()
 
     async def _recover(self) -> None:
-        await asyncio.sleep(self.engine.settings.stale_after.total_seconds() / 2)
+        await self.sleep(self.engine.settings.stale_after.total_seconds() / 2)
         if await self.engine.recover(sole_worker=False):
             self.waker.runs.set()

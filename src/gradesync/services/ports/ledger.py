@@ -67,8 +67,12 @@ class LedgerRepo(Protocol):
     ) -> list[LedgerRow]:
         """Keys to send now: pending, or retrying whose time has come. Oldest first."""
 
-    def next_retry_at(self) -> datetime | None:
-        """When the soonest retrying row (any tenant) falls due."""
+    def next_retry_at(
+        self, now: datetime, exclude_destinations: Sequence[tuple[str, str]] = ()
+    ) -> datetime | None:
+        """When the soonest retrying row (any tenant) a claim at that time could take is
+        due: its retry time, or the end of its lease if another claim holds it; rows of
+        `exclude_destinations` (paused, as for `claimable`) are left out."""
 
     def counts_by_state(
         self, tenant_id: str, *, destination_id: str | None = None, course_id: str | None = None

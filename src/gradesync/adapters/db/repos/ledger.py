@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from functools import cache
 from typing import Any
@@ -484,13 +484,34 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         ).mappings()
         return [_ledger_row(r) for r in rows]
 
-    def next_retry_at(self) -> datetime | None:
+    def next_retry_at(
+        self, now: datetime, exclude_destinations: Sequence[tuple[str, str]] = ()
+    ) -> datetime | None:
+        # the rows `claimable` takes (the same conditions): a leased row is claimable once
+        # its lease has ended, a row of an excluded destination not at all
         c = t.ledger.c
-        return utc(
-            self.conn.execute(
-                select(func.min(c.next_attempt_at)).where(c.state == DeliveryState.RETRYING.value)
-            ).scalar()
-        )
+        retrying: list[Any] = [c.state == DeliveryState.RETRYING.value]
+        if exclude_destinations:
+            retrying.append(
+                tuple_(c.tenant_id, c.destination_id).not_in(list(exclude_destinations))
+            )
+        free: datetime | None = self.conn.execute(
+            select(c.next_attempt_at)
+            .where(*retrying, c.lease_until.is_(None) | (c.lease_until < utc(now)))
+            .order_by(c.next_attempt_at)
+            .limit(1)
+        ).scalar()
+        # leased rows due before the first free one (along `ix_ledger_due`)
+        ends = case((c.lease_until > c.next_attempt_at, c.lease_until), else_=c.next_attempt_at)
+        held_q = select(func.min(ends)).where(*retrying, c.lease_until >= utc(now))
+        if free is not None:
+            held_q = held_q.where(c.next_attempt_at < free)
+        held = utc(self.conn.execute(held_q).scalar())
+        if held is not None:
+            held += timedelta(microseconds=1)  # claimable once `now` is past its lease
+        if free is None or (held is not None and held < utc(free)):
+            return held
+        return utc(free)
 
     def counts_by_state(
         self, tenant_id: str, *, destination_id: str | None = None, course_id: str | None = None
