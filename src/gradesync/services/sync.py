@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -246,6 +246,9 @@ class RunExecutor:
         self.deliverer = deliverer
         self.settings = settings
         self.worker_id = worker_id
+        # the sending stage's time and waits: a test's clock may drive them
+        self.monotonic: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     # -- bookkeeping ----------------------------------------------------------------------
 
@@ -625,8 +628,8 @@ class RunExecutor:
     ) -> DeliveryStats:
         scope = DeliveryScope.of_run(run.scope)
         total = DeliveryStats()
-        patience = Patience(self.settings.retry_patience.total_seconds(), time.monotonic())
-        last_progress = time.monotonic()
+        patience = Patience(self.settings.retry_patience.total_seconds(), self.monotonic())
+        last_progress = self.monotonic()
         delivered = self.deliverer.delivered_to(scope)
 
         def due() -> tuple[int, int, datetime | None, datetime | None]:
@@ -644,42 +647,42 @@ class RunExecutor:
             if lost.is_set():
                 raise RunTakenOver(run.id)
             total.add(stats)
-            if time.monotonic() - last_progress > self.settings.heartbeat.total_seconds():
+            if self.monotonic() - last_progress > self.settings.heartbeat.total_seconds():
                 counts["sent_so_far"] = total.delivered
                 await self._stage(run, RunStage.SENDING, counts)
-                last_progress = time.monotonic()
+                last_progress = self.monotonic()
             due_now, leased, next_retry, leases_end = await asyncio.to_thread(due)
             if leases_end is not None:
                 # rows another worker holds (it may have died): they go once its lease ends
                 held_for = (leases_end - self.clock.now()).total_seconds()
-                patience.hold_until(time.monotonic() + max(0.0, held_for))
+                patience.hold_until(self.monotonic() + max(0.0, held_for))
             settled = stats.delivered + stats.rejected + stats.skipped
             # rows due while the destination takes other results (live grades go first)
             # wait their turn: that is not a destination failing them
             delivered, before = self.deliverer.delivered_to(scope), delivered
             waiting_turn = due_now > 0 and delivered > before
             if not patience.look(
-                time.monotonic(), settled, due_now + leased, waiting_turn=waiting_turn
+                self.monotonic(), settled, due_now + leased, waiting_turn=waiting_turn
             ):
                 break
-            remaining = patience.left(time.monotonic())
+            remaining = patience.left(self.monotonic())
             if due_now == 0 and leased == 0:
                 if next_retry is None:
                     break
                 until_retry = (next_retry - self.clock.now()).total_seconds()
                 if until_retry > remaining:
                     break
-                await asyncio.sleep(max(0.01, until_retry))
+                await self.sleep(max(0.01, until_retry))
                 continue
             if stats.failed:
                 # rows a failed task gave back (a bug): tried again after a poll, so a fault
                 # that stays is not met in a loop of passes
-                await asyncio.sleep(min(remaining, self.settings.poll.total_seconds()))
+                await self.sleep(min(remaining, self.settings.poll.total_seconds()))
                 continue
             if due_now > 0 and stats.claimed > 0:
                 continue  # new work appeared while the last pass ended
             # rows held by another pass (or a paused destination): look again shortly
-            await asyncio.sleep(min(remaining, 0.1))
+            await self.sleep(min(remaining, 0.1))
         counts.pop("sent_so_far", None)
         return total
 
