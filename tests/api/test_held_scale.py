@@ -4,6 +4,7 @@ both read as "8 / 10" of a 10-point activity, as an LTI 1.3 gradebook's does."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -14,16 +15,20 @@ from gradesync.domain.model import (
     DeliveryState,
     Destination,
     DestinationKind,
+    ItemLink,
     LedgerKey,
     LedgerRow,
+    RunScope,
     ScoreForm,
+    Trigger,
     UserRole,
 )
 from gradesync.domain.policy import DesiredResult
 from gradesync.services.accounts import create_user
 from gradesync.services.clock import SystemClock
-from gradesync.services.destination import Receipt, ResultTarget
+from gradesync.services.destination import ReadBack, Receipt, ResultTarget
 from gradesync.services.engine_config import EngineSettings
+from gradesync.services.runs import request_run
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory, add_destination
 from gradesync.testing.double import DoubleClient
@@ -181,3 +186,55 @@ async def test_a_held_score_keeps_the_points_it_was_sent_on(api: ApiEnv) -> None
         assert '<span class="score held" title="as the gradebook holds it">8 / 10</span>' in (
             page
         ), dest
+
+
+class _ReadShaped(_Shaped):
+    """Also reads the gradebook back as the kind's adapter does: LTI 1.1 a fraction of 1
+    (readResult), OneRoster a result's score without its maximum."""
+
+    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
+        backs = await super().read_results(course, item)
+        if self.destination.kind is DestinationKind.LTI11_OUTCOMES:
+            return backs
+        return [replace(b, score_maximum=None) for b in backs]
+
+
+async def test_a_grade_read_back_keeps_the_points_it_was_read_on(api: ApiEnv) -> None:
+    """Ada's 8 of 10 is sent to an LTI 1.1 LMS and a SIS, an instructor types 9 of 10 over
+    it in each (0.9 in the LMS, 9 at the SIS), and a run reads it back and keeps the edit.
+    Then the quiz stops syncing and is made worth 20 points: the gradebooks hold what was
+    typed on 10 points, 9 / 10, not 18 / 20 (LTI 1.1) or 9 / 20 (SIS)."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    assert admin.post("/ingest", json=ROSTER).status_code == 202
+    factory = DoubleFactory()
+    factory.remote("lms11").capabilities = Capabilities(
+        score_form=ScoreForm.PERCENT, percent_scale=1.0, extra_credit=False
+    )
+    for dest, kind in KINDS.items():
+        add_destination(api.db.uow, "t1", dest, kind, links={"c1": f"remote-{dest}"},
+                        people={"p1": f"sub-{dest}"})  # fmt: skip
+    assert admin.post("/attempts", json=attempt("e1", 8)).status_code == 202
+    clock = SystemClock()
+    engine = Engine(
+        api.db.uow, clock, lambda d: _ReadShaped(d, factory.remote(d.id)), EngineSettings()
+    )
+    try:
+        await engine.process_dirty()
+        assert (await engine.deliver_due()).delivered == 2
+        for dest, typed in (("lms11", 0.9), ("sis", 9.0)):  # the instructor's edits
+            results = factory.remote(dest).results
+            results.update({k: replace(s, score_given=typed) for k, s in results.items()})
+            run, _ = request_run(
+                api.db.uow, None, clock, RunScope("t1", dest, "c1"), Trigger.MANUAL, "ada"
+            )
+            done = await engine.execute_run(run.id)
+            assert done is not None and done.counts["overridden"] == 1, done
+        quiz = {**ROSTER["activities"][0], "points_possible": 20, "sync_enabled": False}
+        assert admin.post("/ingest", json={"activities": [quiz]}).status_code == 202
+        await engine.process_dirty()
+    finally:
+        await engine.aclose()
+    assert _held(admin) == {
+        "lms11": {"score_given": 9.0, "score_maximum": 10.0, "read_back": True},
+        "sis": {"score_given": 9.0, "score_maximum": 10.0, "read_back": True},
+    }

@@ -63,3 +63,14 @@ def test_a_held_score_reads_on_the_points_it_was_sent_on_when_the_log_kept_them(
         # a line logged before the points were kept reads on the points now
         old = held_score({"outcome": "delivered", "payload": payload, "score_scale": None})
         assert old is not None and old.on_scale(kind, 20).score_maximum == 20, kind
+
+
+def test_a_grade_read_back_reads_on_the_points_the_readback_logged() -> None:
+    for kind, given, maximum in (("lti11_outcomes", 0.9, 1.0), ("oneroster_rest", 9, None)):
+        found = {"remote_given": given, "remote_maximum": maximum}
+        line = {"outcome": "overridden", "payload": {"read_back": found}, "score_scale": 10.0}
+        read = held_score(line)
+        assert read is not None and read.read_back
+        assert read.on_scale(kind, 20).text() == "9 / 10", kind  # the points now are 20
+        old = held_score(line | {"score_scale": None})  # logged before the points were kept
+        assert old is not None and old.on_scale(kind, 20).score_maximum == 20, kind

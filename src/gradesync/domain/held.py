@@ -36,8 +36,8 @@ class Held:
     score_given: float | None  # None: it holds no score (removed, or excused)
     score_maximum: float | None
     read_back: bool  # found by reading the gradebook back, not only sent
-    # the activity's points the score was sent on (logged with the send since migration
-    # 0025); None: not known, the activity's points now stand in
+    # the activity's points the score was sent on, or read back on (logged with the line
+    # since migration 0025); None: not known, the activity's points now stand in
     scale: float | None = None
 
     def text(self) -> str:
@@ -99,7 +99,8 @@ def held_score(line: Mapping[str, Any]) -> Held | None:
         found = payload.get("read_back")
         if not isinstance(found, Mapping):
             return None
-        return Held(_number(found.get("remote_given")), _number(found.get("remote_maximum")), True)
+        given, maximum = _number(found.get("remote_given")), _number(found.get("remote_maximum"))
+        return Held(given, maximum, True, _number(line.get("score_scale")))
     if line.get("outcome") == DELIVERED:
         sent = _sent(payload)
         scale = _number(line.get("score_scale"))

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.held import takes_no_maximum
 from gradesync.domain.ledger import desired_from_json
 from gradesync.domain.model import (
     Course,
@@ -43,7 +44,7 @@ from gradesync.domain.overrides import (
     detect_overrides,
     repaired,
 )
-from gradesync.domain.policy import resolve_settings
+from gradesync.domain.policy import NoResult, column_for, resolve_settings
 from gradesync.services import queries
 from gradesync.services.clock import Clock
 from gradesync.services.destination import DestinationClient, ReadBack
@@ -80,6 +81,26 @@ def keeps_lms_edits(uow: UnitOfWork, tenant_id: str, course: Course, activity_id
         return True  # an invalid policy never overwrites a person's edit
 
 
+def _column_scale(
+    uow: UnitOfWork, client: DestinationClient, course: Course, activity_id: str
+) -> float | None:
+    """The points a score read back from `client`'s column reads on, where its gradebook
+    holds scores without their maximum (`domain.held.takes_no_maximum`): the column's, as a
+    send now would write it. None elsewhere, or when the activity has no column there."""
+    if not takes_no_maximum(client.destination.kind):
+        return None
+    tenant = uow.tenants.get(course.tenant_id)
+    activity = uow.activities.get(course.tenant_id, activity_id)
+    if activity is None:
+        return None
+    layers = [x.policy for x in (tenant, course, activity) if x is not None]
+    try:
+        column = column_for(activity, resolve_settings(*layers), client.capabilities)
+    except InvalidInput:
+        return None
+    return None if isinstance(column, NoResult) else column.score_maximum
+
+
 def _remote_by_person(
     uow: UnitOfWork,
     tenant_id: str,
@@ -109,9 +130,12 @@ def record_overrides(
     backs: Sequence[ReadBack],
     *,
     run_id: str | None = None,
+    client: DestinationClient | None = None,
 ) -> OverrideStats:
     """Compare a column read back from the destination with the ledger; record what differs.
-    One transaction; rows are re-read under lock so a send settling meanwhile is not lost."""
+    One transaction; rows are re-read under lock so a send settling meanwhile is not lost.
+    `client`: the destination's, which says the column's points each line keeps where the
+    gradebook holds scores without their maximum (as a send's line does)."""
     stats = OverrideStats()
     with uow_factory() as uow:
         course = uow.courses.get(tenant_id, course_id)
@@ -128,6 +152,7 @@ def record_overrides(
         locked = uow.ledger.get_keys([o.key for o in found], lock=True)
         fresh = detect_overrides(remote, locked.values())  # still true under the lock
         keep = keeps_lms_edits(uow, tenant_id, course, activity_id)
+        scale = None if client is None else _column_scale(uow, client, course, activity_id)
         now = clock.now()
         writes: list[tuple[LedgerRow, str]] = []
         lines: list[dict[str, Any]] = []
@@ -153,6 +178,7 @@ def record_overrides(
                     "remote_status": None,
                     "remote_message": o.describe(),
                     "latency_ms": None,
+                    "score_scale": scale,
                 }
             )
         # a column typed over in the LMS (a whole class's grades) is logged in one statement

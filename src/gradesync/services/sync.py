@@ -791,6 +791,7 @@ class RunExecutor:
                 activity_id,
                 backs,
                 run_id=run.id,
+                client=client,
             )
             counts["overridden"] += found.found
             overwrite += found.resent

@@ -462,10 +462,10 @@ class HeldOut(BaseModel):
     )
     score_maximum: float | None = Field(
         description="Its maximum, on the activity's scale: the points sent (LTI 1.3); the "
-        "activity's points when gradesync sent the grade for LTI 1.1 (which holds a fraction "
-        "of the column, shown rescaled) and at a SIS (its line item's maximum), so a later "
-        "change of the activity's points does not rescale it (a grade sent before gradesync "
-        "kept those points reads on the activity's points now). An activity without "
+        "activity's points when gradesync sent the grade, or read it back, for LTI 1.1 (which "
+        "holds a fraction of the column, shown rescaled) and at a SIS (its line item's "
+        "maximum), so a later change of the activity's points does not rescale it (a grade "
+        "logged without those points reads on the activity's points now). An activity without "
         "points (unknown, or 0) leaves the score as held: 1 for LTI 1.1 (the fraction), null "
         "at a SIS."
     )
