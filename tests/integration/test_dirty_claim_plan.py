@@ -1,9 +1,9 @@
-"""A computing pass's claim of the oldest dirty keys reads them in order from the marks'
+"""A computing pass's claim of the first dirty keys of the queue reads them in order from its
 index, however many keys wait, on both databases. Before, each claim sorted every waiting key:
 on PostgreSQL the sort could not stop at the keys it takes (the claim locks its rows, which
 rules out a top-n sort), and the claimed keys were matched back to a scan of the whole table.
 At 120,000 keys waiting, a roster import's marks, a claim of 500 took 233 ms
-(docs/benchmarks.md, "Dirty keys claimed from an index")."""
+(docs/benchmarks-journal.md, "Dirty keys claimed from an index")."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_a_claim_reads_only_the_keys_it_takes_on_postgres(postgres_db: Database)
     assert read <= 2 * CLAIM, plan  # the keys taken, found once in order and once to delete
 
 
-def test_a_claim_reads_the_marks_index_in_order_on_sqlite(sqlite_db: Database) -> None:
+def test_a_claim_reads_the_queue_s_index_in_order_on_sqlite(sqlite_db: Database) -> None:
     db = sqlite_db
     add_tenant(db.uow, "t1")
     _mark(db, WAITING)
@@ -103,18 +103,19 @@ def test_a_claim_reads_the_marks_index_in_order_on_sqlite(sqlite_db: Database) -
         plan = " ".join(
             str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
         )
-    assert "ix_dirty_keys_marked" in plan, plan
+    assert "ix_dirty_keys_queue" in plan, plan
     assert "TEMP B-TREE" not in plan, plan  # no sort of every waiting key
 
 
-def test_claims_take_the_oldest_marks_first(db: Database) -> None:
-    """The order the index serves is the claim's: marked longest ago first, a key marked
-    again behind the others."""
+def test_claims_take_keys_in_the_order_first_marked(db: Database) -> None:
+    """The order the index serves is the claim's: first marked first; a key marked again
+    keeps its place, one sent `behind` (it could not even be set aside) goes to the back."""
     add_tenant(db.uow, "t1")
     with db.uow() as uow:
         for i in range(6):
             uow.dirty.mark("t1", "c1", "a1", f"p{i}", EPOCH + timedelta(seconds=i))
-        uow.dirty.mark("t1", "c1", "a1", "p0", EPOCH + timedelta(seconds=10))  # again
+        uow.dirty.mark("t1", "c1", "a1", "p1", EPOCH + timedelta(seconds=10))  # again
+        uow.dirty.mark_many([("t1", "c1", "a1", "p0")], EPOCH + timedelta(seconds=11), behind=True)
         uow.commit()
     with db.uow() as uow:
         first = {k[3] for k in uow.dirty.claim(3)}

@@ -343,7 +343,10 @@ def _set_aside(
         now = clock.now()
         # marked as it was claimed: for the one destination its mark named, if it did
         uow.dirty.mark_many(
-            [(tenant_id, course_id, activity_id, person_id)], now, destination_id=destination_id
+            [(tenant_id, course_id, activity_id, person_id)],
+            now,
+            destination_id=destination_id,
+            behind=True,
         )
         # and its timer marks it so again, not for every destination
         uow.dirty.schedule(

@@ -286,8 +286,8 @@ ledger = Table(
 # Keys whose facts changed and whose desired state must be recomputed. Written in the same
 # transaction as the fact, so a crash between ingest and compute loses nothing; many changes
 # to one key collapse into one row (the first step of coalescing). On PostgreSQL its pages
-# keep half their room for a key marked again (fillfactor: migration 0021), though since the
-# marks' index (0026) a new mark is no longer a HOT update.
+# keep half their room for a key marked again (fillfactor: migration 0021): no index holds
+# what a new mark changes, so the row is rewritten in its page (a HOT update).
 dirty_keys = Table(
     "dirty_keys",
     metadata,
@@ -295,7 +295,7 @@ dirty_keys = Table(
     Column("activity_id", String(ID), primary_key=True),
     Column("person_id", String(ID), primary_key=True),
     Column("course_id", String(ID), nullable=False),
-    # when the key was last marked (a new mark moves it behind the others)...
+    # when the key was last marked (what `take(marked_at=...)` compares)...
     _ts("marked_at", nullable=False),
     # ...and first marked: how long its grade has waited to be worked out, which marking it
     # again (a new fact, a retry of a key that cannot be set aside) does not reset
@@ -303,9 +303,11 @@ dirty_keys = Table(
     # the one destination the key is recomputed for (a change that concerns it alone), or
     # NULL: every destination of the course
     Column("destination_id", String(ID), nullable=True),
-    # a claim takes the oldest marks: read in order from here, not sorted whole (migration
-    # 0026)
-    Index("ix_dirty_keys_marked", "marked_at"),
+    # its place in the claims' queue: its first mark, which a new mark leaves; only a key
+    # that cannot even be set aside goes to the back (`mark_many(behind=True)`). Claims read
+    # the queue in order from its index, not sorted whole (migration 0026)
+    _ts("queued_at", nullable=False),
+    Index("ix_dirty_keys_queue", "queued_at"),
 )
 
 # When time alone changes a key's result (a past-due zero falls due), the key is marked

@@ -14,7 +14,8 @@ class DirtyKeyRepo(Protocol):
         self, tenant_id: str, course_id: str, activity_id: str, person_id: str, now: datetime
     ) -> None:
         """Mark a key dirty; marking it again refreshes the time (so `take` with the time read
-        before leaves it dirty), but not when it began to wait (`waiting`)."""
+        before leaves it dirty), but not when it began to wait (`waiting`) nor its place in
+        the claims' queue."""
 
     def mark_many(
         self,
@@ -22,18 +23,21 @@ class DirtyKeyRepo(Protocol):
         now: datetime,
         *,
         destination_id: str | None = None,
+        behind: bool = False,
     ) -> None:
         """`mark` each of rows: (tenant_id, course_id, activity_id, person_id). With
         `destination_id`, a key is recomputed for that destination only (the change concerns
         no other); a key also marked for another destination, or for every one, is
-        recomputed for every destination of its course."""
+        recomputed for every destination of its course. A key marked again keeps its place
+        in the claims' queue, unless `behind`: then it goes to the back."""
 
     def marked_at(self, tenant_id: str, activity_id: str, person_id: str) -> datetime | None:
         """When the key was last marked (as the marking process's clock said), or None when
         it is not dirty."""
 
     def peek(self, limit: int) -> list[tuple[str, str, str, str, datetime]]:
-        """The oldest marks, without taking them: (tenant, course, activity, person, marked at)."""
+        """The keys `claim` would take first, without taking them: (tenant, course,
+        activity, person, last marked at)."""
 
     def schedule(
         self,
@@ -68,7 +72,8 @@ class DirtyKeyRepo(Protocol):
         newer one. Take them all in one call, before reading any fact."""
 
     def claim(self, limit: int) -> list[tuple[str, str, str, str, str | None]]:
-        """Take (and delete) up to `limit` dirty keys, oldest mark first, skipping keys
+        """Take (and delete) up to `limit` dirty keys, first marked first (a key marked
+        `behind` after those marked before it), skipping keys
         another process is taking, and lock their activities (`lock_activities`):
         (tenant_id, course_id, activity_id, person_id, destination_id), the destination None
         for every destination of the course (see `mark_many`). The deletion commits with the

@@ -45,7 +45,9 @@ def _activity_lock(tenant_id: str, activity_id: str) -> int:
 def remarked(destination_id: str | None) -> tuple[str, ...]:
     """What marking a key again writes over its stored mark (the rest of the new mark is
     dropped): the time, so take(marked_at=...) keeps it dirty, and its course; not
-    `waiting_since`, since the key has waited since its first mark all the same. A mark for
+    `waiting_since`, since the key has waited since its first mark all the same, nor its
+    place in the queue (`queued_at`), so PostgreSQL rewrites the row in its page without
+    touching an index (no index holds these columns). A mark for
     every destination (`destination_id` None) overrides one for a single destination; one
     for a single destination leaves a stored mark's destination(s) as they are (`mark_many`
     then widens one that named another). The one rule of every mark, in `upsert` here and
@@ -63,12 +65,12 @@ _CLAIMED = (
 
 
 def _oldest(column: ColumnElement[Any]) -> Select[Any]:
-    """`column` of the `limit` keys marked longest ago, read in order from the marks' index;
+    """`column` of the first `limit` keys of the queue, read in order from its index;
     another process's claimed keys are skipped, not waited for (PostgreSQL)."""
     return (
         select(column)
         .select_from(t.dirty_keys)
-        .order_by(t.dirty_keys.c.marked_at)
+        .order_by(t.dirty_keys.c.queued_at)
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
     )
@@ -109,6 +111,7 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                 "course_id": course_id,
                 "marked_at": utc(now),
                 "waiting_since": utc(now),
+                "queued_at": utc(now),
                 "destination_id": None,
             },
             update=remarked(None),
@@ -120,6 +123,7 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
         now: datetime,
         *,
         destination_id: str | None = None,
+        behind: bool = False,
     ) -> None:
         if not rows:
             return
@@ -135,11 +139,12 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                     "person_id": d,
                     "marked_at": utc(now),
                     "waiting_since": utc(now),
+                    "queued_at": utc(now),
                     "destination_id": destination_id,
                 }
                 for a, b, c, d in unique
             ],
-            update=remarked(destination_id),
+            update=remarked(destination_id) + (("queued_at",) if behind else ()),
         )
         if destination_id is None:
             return
@@ -174,7 +179,7 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
         c = t.dirty_keys.c
         rows = self.conn.execute(
             select(c.tenant_id, c.course_id, c.activity_id, c.person_id, c.marked_at)
-            .order_by(c.marked_at)
+            .order_by(c.queued_at)
             .limit(limit)
         )
         return [(r[0], r[1], r[2], r[3], utc(r[4])) for r in rows]

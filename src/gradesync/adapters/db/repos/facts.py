@@ -121,13 +121,13 @@ def _marks(keys: Any, now: Any, *, unique: bool = False) -> Any:
     `waiting_since` kept from the first mark; a key listed twice is marked once (`unique`:
     `keys` lists none twice, and no sort is needed to find them)."""
     d = t.dirty_keys
-    rows = select(*(keys.c[n] for n in _KEY_NAMES), now, now, null())
+    rows = select(*(keys.c[n] for n in _KEY_NAMES), now, now, now, null())
     if not unique:
         rows = rows.ext(
             postgresql.distinct_on(keys.c.tenant_id, keys.c.activity_id, keys.c.person_id)
         )
     marks = postgresql.insert(d).from_select(
-        [*_KEY_NAMES, "marked_at", "waiting_since", "destination_id"], rows
+        [*_KEY_NAMES, "marked_at", "waiting_since", "queued_at", "destination_id"], rows
     )
     return marks.on_conflict_do_update(
         index_elements=[c.name for c in d.primary_key.columns],
