@@ -131,6 +131,28 @@ def test_dirty_keys_marked_before_0022_have_waited_since_their_mark(fresh_db: Da
         assert uow.dirty.waiting("t1") == (1, marked)
 
 
+def test_dirty_keys_waiting_at_0026_queue_in_the_order_they_were_last_marked(
+    fresh_db: Database,
+) -> None:
+    """Keys waiting when 0026 runs keep the order claims took before it (the last mark)."""
+    migrate.upgrade(fresh_db.engine, "0025_deliveries_score_scale")
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with fresh_db.engine.begin() as conn:
+        for person, minutes in (("p1", 2), ("p2", 1), ("p3", 3)):
+            conn.execute(
+                text(
+                    "INSERT INTO dirty_keys (tenant_id, activity_id, person_id, course_id,"
+                    " marked_at, waiting_since) VALUES ('t1', 'a1', :p, 'c1', :at, :first)"
+                ),
+                {"p": person, "at": at + timedelta(minutes=minutes), "first": at},
+            )
+    fresh_db.upgrade()
+    with fresh_db.uow() as uow:
+        assert [k[3] for k in uow.dirty.peek(10)] == ["p2", "p1", "p3"]
+        assert {k[3] for k in uow.dirty.claim(2)} == {"p2", "p1"}
+        uow.commit()
+
+
 def test_attempts_keep_their_rows_and_lose_their_row_checks_in_0024(fresh_db: Database) -> None:
     """Ingest checks an attempt's activity and person; the table's per-row foreign keys
     (a trigger per row on PostgreSQL) are gone, its rows and other constraints kept."""

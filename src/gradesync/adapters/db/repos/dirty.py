@@ -10,13 +10,12 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
-    any_,
     bindparam,
     case,
     delete,
     func,
-    literal_column,
     select,
     text,
     tuple_,
@@ -71,20 +70,34 @@ def _oldest(column: ColumnElement[Any]) -> Select[Any]:
         select(column)
         .select_from(t.dirty_keys)
         .order_by(t.dirty_keys.c.queued_at)
-        .limit(bindparam("limit"))
+        # written into the statement: planned for an unknown limit, PostgreSQL joined the
+        # claimed keys to a scan of every waiting key
+        .limit(bindparam("limit", type_=Integer(), literal_execute=True))
         .with_for_update(skip_locked=True)
     )
 
 
 @cache
 def _claim_postgres() -> ReturningDelete[Any]:
-    """The oldest keys deleted by their place in the table (`ctid`): matched by key, the
-    planner joined the few claimed to a scan of every waiting key. A row locked by the claim
-    stays where it is until the transaction ends."""
-    ctid: ColumnElement[Any] = literal_column("ctid")
+    """The first keys of the queue locked, then deleted by key: the few locked are joined to
+    the table's primary key (a CTE of their own, which the planner sizes by the claim), not
+    matched with `IN`, for which it scanned every waiting key. Not by `ctid`: a key marked
+    again and committed after this statement began is locked in its new version, which the
+    statement's snapshot does not see by place; by key it is found and deleted."""
+    c = t.dirty_keys.c
+    locked = (
+        _oldest(c.tenant_id)
+        .with_only_columns(c.tenant_id, c.activity_id, c.person_id)
+        .cte("locked")
+        .prefix_with("MATERIALIZED")
+    )
     return (
         delete(t.dirty_keys)
-        .where(ctid == any_(func.array(_oldest(ctid).scalar_subquery())))
+        .where(
+            c.tenant_id == locked.c.tenant_id,
+            c.activity_id == locked.c.activity_id,
+            c.person_id == locked.c.person_id,
+        )
         .returning(*_CLAIMED)
     )
 
