@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import fastapi.dependencies.models
 import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
@@ -43,6 +44,25 @@ pytest_plugins = [
 # process and the servers it starts may send requests to loopback, and nowhere else that is
 # not public. The outbound guard's own tests set their policy explicitly.
 os.environ.setdefault("GRADESYNC_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+
+
+# FastAPI remembers what kind of function each endpoint is, in caches keyed by the function
+# (up to 4096 entries each). An app's own closures (its API reference pages, the LTI launch
+# route) are new functions per app and keep the app alive, with its Runtime and database: a
+# process serves one app, but the tests build hundreds, about 3 MB each.
+_ENDPOINT_CACHES = (
+    fastapi.dependencies.models._is_gen_callable_cached,
+    fastapi.dependencies.models._is_async_gen_callable_cached,
+    fastapi.dependencies.models._is_coroutine_callable_cached,
+)
+
+
+@pytest.fixture(autouse=True)
+def _apps_not_kept() -> Iterator[None]:
+    """The apps a test built are freed when it ends."""
+    yield
+    for cache in _ENDPOINT_CACHES:
+        cache.cache_clear()
 
 
 def _postgres_url_or_skip() -> str:
