@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -489,24 +489,31 @@ async def test_a_grade_that_cannot_even_be_set_aside_ages_until_the_alert_fires(
         await engine.aclose()
 
 
+def _driver_error() -> RuntimeError:
+    error = RuntimeError("while saving")
+    error.__cause__ = sqlite3.IntegrityError("CHECK constraint failed")
+    return error
+
+
+# Made per test: an error raised keeps its traceback, and one made once by the parameters
+# would keep every frame it was raised through (a test's database, engine, loop) all run.
 @pytest.mark.parametrize(
-    "error",
+    "make_error",
     [
-        ProgrammingError("INSERT INTO ledger", {}, Exception("value too long")),
-        IntegrityError("INSERT INTO ledger", {}, Exception("duplicate key")),
-        PendingRollbackError("this transaction is inactive"),
-        # a driver's error, anywhere in the chain of causes
-        RuntimeError("while saving"),
+        lambda: ProgrammingError("INSERT INTO ledger", {}, Exception("value too long")),
+        lambda: IntegrityError("INSERT INTO ledger", {}, Exception("duplicate key")),
+        lambda: PendingRollbackError("this transaction is inactive"),
+        _driver_error,  # a driver's error, anywhere in the chain of causes
     ],
+    ids=["programming", "integrity", "pending-rollback", "driver"],
 )
 async def test_a_statement_the_database_refuses_for_one_grade_holds_up_no_other(
-    db: Database, monkeypatch: pytest.MonkeyPatch, error: Exception
+    db: Database, monkeypatch: pytest.MonkeyPatch, make_error: Callable[[], Exception]
 ) -> None:
     """Retried as a whole, a batch the database refuses for one key's value would never
     pass: every grade behind it, in every tenant, would wait for ever. It is worked out key
     by key, and the key refused alone is set aside, the others computed."""
-    if isinstance(error, RuntimeError):
-        error.__cause__ = sqlite3.IntegrityError("CHECK constraint failed")
+    error = make_error()
     seed(db, learners=3)
     _refuse_writes_of(BAD, monkeypatch, error)
     engine = Engine(db.uow, SystemClock(), DoubleFactory(), FAST, waker=InProcessWaker())
