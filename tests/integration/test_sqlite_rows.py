@@ -5,7 +5,9 @@ text). Two tables with times, JSON, defaults and the settle writer's lease relea
 
 from __future__ import annotations
 
+import gc
 import sqlite3
+import weakref
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -169,3 +171,18 @@ def test_a_column_left_out_takes_its_default(tmp_path: Path) -> None:
     assert _stored(b, "ledger")[0]["priority"] == (0, "integer")
     assert _stored(b, "tenants") == _stored(a, "tenants")
     assert _stored(b, "tenants")[0]["policy"] == ("{}", "text")
+
+
+def test_the_statements_compiled_for_an_engine_go_with_it(tmp_path: Path) -> None:
+    """A process that makes engines one after another (the tests make one each) does not
+    keep every one's dialect and statements."""
+    engine, path = _database(tmp_path, "gone")
+    stmt = _ledger_upsert("sqlite", tuple(_ledger_rows("")[0]), False)
+    with engine.begin() as conn:
+        execute_rows(conn, stmt, _ledger_rows(""))
+    assert len(_stored(path, "ledger")) == len(_ledger_rows(""))
+    dialect = weakref.ref(engine.dialect)
+    engine.dispose()
+    del engine, conn
+    gc.collect()
+    assert dialect() is None, "the dialect outlived its engine"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Dialect
@@ -31,7 +30,7 @@ def execute_rows(
     A table column no row names takes its default, as SQLAlchemy would give it."""
     if not rows:
         return
-    compiled = _compiled(conn.dialect, stmt, tuple(rows[0]))
+    compiled = _compiled_for(conn.dialect, stmt, tuple(rows[0]))
     if compiled is None:  # a default made per row (`dict`, `list`): SQLAlchemy's way
         conn.execute(stmt, [{**row, **(shared or {})} for row in rows])
         return
@@ -44,10 +43,22 @@ class _PerRowDefault(Exception):
     """A column left out has a default that is not a constant."""
 
 
-@cache
-def _compiled(
-    dialect: Dialect, stmt: Insert | Update, columns: tuple[str, ...]
-) -> tuple[str, tuple[_Reader, ...]] | None:
+_Compiled = tuple[str, tuple[_Reader, ...]] | None
+# kept on the dialect, so they go with its engine: a cache of the module's, keyed by the
+# dialect, would keep every engine's dialect a process ever made (each test makes one)
+_CACHE = "_gradesync_sqlite_rows"
+
+
+def _compiled_for(dialect: Dialect, stmt: Insert | Update, columns: tuple[str, ...]) -> _Compiled:
+    cache: dict[tuple[Insert | Update, tuple[str, ...]], _Compiled]
+    cache = dialect.__dict__.setdefault(_CACHE, {})
+    key = (stmt, columns)
+    if key not in cache:
+        cache[key] = _compiled(dialect, stmt, columns)
+    return cache[key]
+
+
+def _compiled(dialect: Dialect, stmt: Insert | Update, columns: tuple[str, ...]) -> _Compiled:
     compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
     table = stmt.table
     try:
