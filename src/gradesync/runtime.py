@@ -763,6 +763,14 @@ class Runtime:
         return None
 
     def database_answers(self) -> bool:
+        """Whether the database takes work again after an outage: on PostgreSQL a `SELECT 1`
+        answered; on SQLite, whose outage is its file held by another writer while reads go
+        through, its write lock taken and given back at once (waiting a second at most)."""
+        if self.db.is_sqlite:
+            try:
+                return self.db.write_lock_free(wait=1.0)
+            except Exception:  # the file unreadable, say: reported as no answer, not raised
+                return False
         return self.database_error() is None
 
     def readiness(self) -> tuple[bool, dict[str, str]]:

@@ -32,9 +32,11 @@ _DETAIL = (
 
 
 class DatabaseUnavailableAnswer:
-    """`answers` tells whether the database answers now (a `SELECT 1`): during an outage a
-    request that goes through may not have needed the database (`/healthz`), so it alone
-    does not say the outage ended; after it, `answers` is asked, one request at a time."""
+    """`answers` tells whether the database takes work again (`Runtime.database_answers`:
+    on SQLite its write lock, which a read does not need). During an outage a request that
+    goes through may not have needed the database (`/healthz`) or only read it, so it alone
+    does not say the outage ended: after it, `answers` is asked in a task of its own (the
+    request is neither held nor timed by it), one at a time."""
 
     def __init__(self, app: ASGIApp, *, answers: Callable[[], bool]) -> None:
         self.app = app
@@ -42,7 +44,7 @@ class DatabaseUnavailableAnswer:
         self._outage = OutageNotice(
             log, "serving requests", f"answering 503 with Retry-After: {RETRY_AFTER_SECONDS}"
         )
-        self._asking = False
+        self._asking: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,19 +66,18 @@ class DatabaseUnavailableAnswer:
             self._outage.failed(exc)
             await _answer_503(scope, send)
         else:
-            await self._ask_if_down()
+            self._ask_if_down()
 
-    async def _ask_if_down(self) -> None:
+    def _ask_if_down(self) -> None:
         """Once the response is sent: while an outage was said, whether it has ended."""
-        if not self._outage.down or self._asking:
+        if not self._outage.down or (self._asking is not None and not self._asking.done()):
             return
-        self._asking = True
-        since = self._outage.outages
-        try:
-            if await asyncio.to_thread(self._answers):
-                self._outage.answered(since)
-        finally:
-            self._asking = False
+        # kept: the loop holds its tasks only weakly
+        self._asking = asyncio.create_task(self._ask(self._outage.outages))
+
+    async def _ask(self, since: int) -> None:
+        if await asyncio.to_thread(self._answers):
+            self._outage.answered(since)
 
 
 async def _answer_503(scope: Scope, send: Send) -> None:

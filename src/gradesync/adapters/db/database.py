@@ -127,6 +127,10 @@ class Database:
             self._bulk_engine = self.engine.execution_options(**{sqlite_gate.BULK: True})
         return SqlUnitOfWork(self._bulk_engine, self.box, self._refusal())
 
+    def write_lock_free(self, wait: float) -> bool:
+        """SQLite only: whether its write lock can be taken now (`sqlite_gate`)."""
+        return sqlite_gate.write_lock_free(self.engine, wait)
+
     def check_secret_key(self) -> None:
         """Raise SecretBoxError unless this process's secret key decrypts every secret stored
         (the destinations' and the tool keys'): a process started with another key (a new
