@@ -85,9 +85,16 @@ async def test_a_computing_pass_let_go_says_an_outage_once_and_its_end_once(
 
     async def let_go() -> None:
         """A pass whose caller is cancelled as soon as it waits for it."""
+        started = asyncio.Event()
+        real = engine._process_dirty
+
+        async def watched() -> ComputeStats:
+            started.set()
+            return await real()
+
+        monkeypatch.setattr(engine, "_process_dirty", watched)
         caller = asyncio.create_task(engine.process_dirty())
-        while not engine._passes:  # the pass is started by the caller's first step
-            await asyncio.sleep(0)
+        await asyncio.wait_for(started.wait(), DEADLINE)  # the pass runs in a task of its own
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
             await caller
