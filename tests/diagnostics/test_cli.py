@@ -243,6 +243,11 @@ def test_doctor_course_judges_each_destination_and_spares_what_is_left_out(
     assert data["destinations"]["sis"]["symptom"] == "all_syncing"
     assert [c["code"] for c in data["causes"]["course"]] == ["destination_paused"]
     assert [c["code"] for c in data["excluded"]] == ["not_selected_for_sis"]
+    # read on the command line, a remedy keeps its command (the API and the console name
+    # their route and button instead)
+    dest = gradesync("doctor", "-t", T, "--destination", D, "--offline", "--json", ok=False)
+    [ready] = [c for c in json.loads(dest.stdout)["checks"] if c["code"] == "destination_ready"]
+    assert ready["remedy"] == "Fix the cause, then resume it (`gradesync destinations resume`)."
 
 
 def test_doctor_course_says_a_course_mapped_to_no_sis_class_reaches_no_sis(

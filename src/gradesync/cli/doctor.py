@@ -34,6 +34,7 @@ from gradesync.cli._common import (
 )
 from gradesync.cli._common import runtime as open_runtime
 from gradesync.domain.diagnosis import Check, Diagnosis, ProbeStep
+from gradesync.domain.remedies import Reader
 from gradesync.domain.triage import DESTINATION_SYMPTOM_TEXT, CourseTriage, Scope, Symptom
 from gradesync.services import overrides as ov
 
@@ -177,6 +178,7 @@ def doctor(
                     "--destination",
                 )
             )
+    d = d.read_over(Reader.CLI)  # a remedy's command as it is: this reader can type it
     if as_json:
         print_json(d.as_json())
     else:
