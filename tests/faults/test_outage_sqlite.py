@@ -98,3 +98,21 @@ def test_a_held_sqlite_file_says_its_outage_once_however_reads_and_writes_altern
         "serving requests: database unavailable",
         "serving requests: the database answers again",
     ]
+
+
+def test_the_write_lock_check_leaves_its_connection_waiting_as_long_as_before(
+    short_busy: Database,
+) -> None:
+    """The check waits a moment for the lock, on a pooled connection: given back, that
+    connection waits for a writer as long as every other does."""
+    holder = sqlite3.connect(str(short_busy.sqlite_file), isolation_level=None)
+    with contextlib.closing(holder):
+        holder.execute("BEGIN IMMEDIATE")
+        assert not short_busy.write_lock_free(wait=0.01)
+        holder.execute("ROLLBACK")
+        assert short_busy.write_lock_free(wait=0.01)
+    raw = short_busy.engine.raw_connection()  # the pool's one connection, the check's
+    try:
+        assert raw.cursor().execute("PRAGMA busy_timeout").fetchone() == (200,)
+    finally:
+        raw.close()
