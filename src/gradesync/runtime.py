@@ -752,12 +752,13 @@ class Runtime:
             db.dispose()
 
     def database_error(self) -> Exception | None:
-        """What keeps the database from answering a `SELECT 1` now; None when it answers."""
+        """What keeps the database from answering a `SELECT 1` now; None when it answers. A
+        read: on SQLite it does not wait for another process's write lock (30 s at most)."""
         from sqlalchemy import text
 
         try:
-            with self.db.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            with self.db.reads() as uow:
+                uow.conn.execute(text("SELECT 1"))
         except Exception as exc:  # reported, not raised
             return exc
         return None

@@ -111,9 +111,15 @@ class Database:
         it fails. On PostgreSQL readers never wait for writers: the same as `uow`."""
         if not self.is_sqlite:
             return self.uow()
+        return SqlUnitOfWork(self._reading_engine(), self.box, self._refusal())
+
+    def _reading_engine(self) -> Engine:
+        """On SQLite the engine of `reads` (no write lock taken); else the one engine."""
+        if not self.is_sqlite:
+            return self.engine
         if self._read_engine is None:
             self._read_engine = make_read_engine(self.url, pool_size=self._pool_size)
-        return SqlUnitOfWork(self._read_engine, self.box, self._refusal())
+        return self._read_engine
 
     def bulk(self) -> SqlUnitOfWork:
         """A unit of work for bulk writes (a run recomputing its scope, chunk after chunk).
@@ -150,11 +156,12 @@ class Database:
         migrate.upgrade(self.engine)
 
     def is_up_to_date(self) -> bool:
-        return migrate.is_up_to_date(self.engine)
+        # a read: on SQLite it does not wait for another process's write lock
+        return migrate.is_up_to_date(self._reading_engine())
 
     def newer_revisions(self) -> list[str]:
         """The revisions a newer release applied, which this code does not know."""
-        return sorted(migrate.newer_revisions(self.engine))
+        return sorted(migrate.newer_revisions(self._reading_engine()))
 
     def dispose(self) -> None:
         self.engine.dispose()
