@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gradesync.adapters import metrics
 from gradesync.config import Settings
+from gradesync.domain import remedies
 from gradesync.domain.model import (
     DeliveryState,
     LedgerKey,
@@ -165,6 +167,61 @@ def test_a_paused_destinations_remedy_over_the_api_names_the_apis_route(api: Api
         assert not any(names_command(x["remedy"] or "") for x in checks), checks
     # the route named does what it says
     assert c.post("/destinations/lms/resume").json()["enabled"] is True
+
+
+def test_a_sis_course_not_mapped_names_the_apis_mapping_route_over_the_api(api: ApiEnv) -> None:
+    """A course not mapped to a class of a SIS read `gradesync sis map-class ...` in a learner's
+    grades and in the diagnosis, to readers of the HTTP API who may have no command line,
+    though the API maps a class itself: its route is named instead, and does what it says."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    sis = {"name": "District SIS", "file_based": True}
+    assert c.put("/sis/connections/sis", json=sis).status_code == 200
+    remedy = (
+        "Map the course to its SIS class (`PUT /api/v1/sis/connections/sis/classes/c1` with its "
+        "`class_id` and `school_id`). Then tick 'Sync to SIS' for the activities whose grades "
+        "belong in the SIS (`PUT /api/v1/sis/connections/sis/selection`)."
+    )
+    g = c.get("/people/p1/grades", params={"destination_id": "sis"}).json()
+    cells = g["destinations"]["sis"]
+    assert [x["reason_code"] for x in cells] == ["course_not_connected"] * 2
+    for x in cells:
+        assert x["reason_text"].endswith(f"it is not mapped to a SIS class, so no grade of it "
+                                         f"is sent there. {remedy}")  # fmt: skip
+    for path in ("/activities/a1/learners/p1/diagnosis", "/activities/a1/diagnosis"):
+        checks = c.get(path, params={"destination_id": "sis"}).json()["checks"]
+        assert not any(names_command(x["remedy"] or "") for x in checks), checks
+        if "learners" in path:
+            [check] = [x for x in checks if x["code"] == "course_connected"]
+            assert check["remedy"] == remedy
+    triage = c.get("/courses/c1/diagnosis", params={"destination_id": "sis"}).json()
+    causes = [x for x in triage["causes"]["course"] if x["code"] == "course_not_connected"]
+    assert [x["remedy"] for x in causes] == [remedy]
+    # the route named does what it says
+    mapped = {"class_id": "cls-1", "school_id": "sch-1"}
+    assert c.put("/sis/connections/sis/classes/c1", json=mapped).status_code == 200
+    checks = c.get("/activities/a1/learners/p1/diagnosis").json()["checks"]
+    [check] = [x for x in checks if x["code"] == "course_connected"]
+    assert check["passed"] is True, check
+
+
+def test_every_route_a_remedy_names_is_one_the_app_serves(api: ApiEnv) -> None:
+    """A remedy read over the API or in the console names a route or a page: each exists, so
+    following it is never a 404 (`remedies.FOR_READERS`)."""
+    from starlette.routing import Match
+
+    named = re.compile(r"(?:`(GET|PUT|POST|DELETE|PATCH) |\()(/[^\s`,)]+)")
+    seen = 0
+    for reader, texts in remedies.FOR_READERS.items():
+        for code, template in texts.items():
+            text = template.format(destination="sis", course="c1", activity="a1")
+            for method, path in named.findall(text):
+                method = method or "GET"
+                scope = {"type": "http", "path": path, "method": method}
+                found = [r for r in api.client.app.routes if r.matches(scope)[0] is Match.FULL]
+                assert found, (reader, code, method, path)
+                seen += 1
+    assert seen >= 7
 
 
 def test_learner_grades_say_why_nothing_is_sent_without_a_destination(api: ApiEnv) -> None:

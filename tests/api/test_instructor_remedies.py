@@ -22,6 +22,7 @@ from gradesync.domain.model import (
     Trigger,
     UserRole,
 )
+from gradesync.domain.remedies import names_command
 from gradesync.services import sis
 from gradesync.services.accounts import create_user
 from tests.support.api import ROSTER, ApiEnv, Caller
@@ -95,12 +96,19 @@ def test_a_grade_waiting_far_too_long_says_so_and_who_can_help(api: ApiEnv) -> N
     assert "gradesync doctor" not in instructor and "worker" not in instructor
     # the generic words are gone
     assert "Nothing to do if this is recent" not in instructor
-    # an admin reads what to check, with the command, but not to run the diagnosis they read
-    # (`gradesync doctor` shows these words too)
+    # an admin reads what to check, but not to run the diagnosis they read (`gradesync doctor`
+    # shows these words too), nor a command they may have no command line to run: over the
+    # API what the API shows of the workers, in the console its Dashboard
     check = _api_delivery(admin)
-    assert "gradesync worker" in check["remedy"] and "worker is running" in check["remedy"]
-    assert "gradesync doctor" not in check["remedy"]
-    assert "gradesync worker" in _delivery(api, "ops")
+    assert check["remedy"].startswith(
+        "Ask whoever runs gradesync to check that its workers are running and what their logs "
+        "say: `GET /readyz` answers 503"
+    )
+    assert "`GET /metrics`" in check["remedy"]
+    assert not names_command(check["remedy"]), check["remedy"]
+    ops = _delivery(api, "ops")
+    assert "check that its workers are running" in ops and "the Dashboard shows" in ops
+    assert not names_command(ops), ops
 
 
 def test_a_grade_just_computed_says_it_goes_within_seconds(api: ApiEnv) -> None:
@@ -230,7 +238,8 @@ def test_the_course_grid_says_what_holds_a_pending_grade(api: ApiEnv) -> None:
     assert said.endswith(f"— {ASK} check that gradesync is sending grades: this one should "
                          "have reached the gradebook within seconds. Tell them the learner, "
                          "the activity and this message.")  # fmt: skip
-    assert "gradesync worker" in _cell_why(api, "ops")
+    ops = _cell_why(api, "ops")
+    assert "check that its workers are running" in ops and not names_command(ops), ops
     until = (datetime.now(UTC) + timedelta(hours=3)).replace(second=0, microsecond=0)
     body = {"reason": "term close", "until": until.isoformat().replace("+00:00", "Z")}
     assert admin.post("/destinations/lms/pause", json=body).status_code == 200
@@ -315,5 +324,5 @@ def test_a_backlog_nothing_sends_is_said_not_to_be_sent(api: ApiEnv) -> None:
     check = _api_delivery(admin)
     assert "1000 other grades waiting to be sent to 'LMS lms'" in check["evidence"]
     assert "no sync run is under way: gradesync is not sending it" in check["evidence"]
-    assert "worker is running" in check["remedy"]
+    assert "check that its workers are running" in check["remedy"]
     assert "gradesync is not sending it" in _cell_why(api, "ines")

@@ -85,7 +85,10 @@ def test_a_course_mapped_to_no_sis_class_is_said_not_connected_to_the_sis(world:
     assert "Deep Linking" in lms["remedy"]
     assert "class" in sis["title"] and "LMS" not in sis["title"]
     assert "it is not mapped to a SIS class" in sis["evidence"]
-    assert "gradesync sis map-class sis cd" in sis["remedy"]
+    # read over the API, what maps the class is the API's route (the command line's doctor
+    # names the command)
+    assert "`PUT /api/v1/sis/connections/sis/classes/cd`" in sis["remedy"]
+    assert "gradesync sis" not in sis["remedy"]
     assert "launch" not in sis["evidence"] + sis["remedy"]
     assert "Deep Linking" not in sis["remedy"]
     # the unpublished activity is still named, beneath the course-wide cause
@@ -100,8 +103,7 @@ def test_a_course_mapped_to_no_sis_class_is_said_not_connected_to_the_sis(world:
     assert not at_sis["passed"]
     assert "not connected to District SIS: it is not mapped to a SIS class" in at_sis["evidence"]
     assert "launch" not in at_sis["evidence"] + at_sis["remedy"]
-    assert "gradesync sis map-class sis cd CLASS_SOURCEDID" in at_sis["remedy"]
-    assert "/console/sis/sis/courses/cd" in at_sis["remedy"]
+    assert "`PUT /api/v1/sis/connections/sis/classes/cd` with its `class_id`" in at_sis["remedy"]
 
     # asked about the SIS alone, the same
     one = world.ok(
@@ -144,14 +146,15 @@ def test_the_grid_the_grades_and_the_diagnosis_say_the_same_of_an_unconnected_co
 ) -> None:
     """The console's grid, GET /people/{id}/grades and the diagnosis (the learner's
     `course_connected` check and the course's `course_not_connected` cause) each said it in
-    their own words; they say one thing: what is missing, then what connects the course."""
+    their own words; they say one thing: what is missing, then what connects the course (the
+    grid in the console's words for it, the others in the API's)."""
     course, learner = _unconnected_course(world)
     grades = world.ok("GET", f"/people/{learner}/grades", params={"course_id": course})
     diagnosis = world.diagnose(learner, "cd-a")
     course_causes = {c["destination_id"]: c for c in world.triage(course)["causes"]["course"]}
     for dest, missing, remedy in (
         ("lms", "no launch from the LMS course has been received yet", "Deep Linking"),
-        ("sis", "it is not mapped to a SIS class", "gradesync sis map-class sis cd"),
+        ("sis", "it is not mapped to a SIS class", "`PUT /api/v1/sis/connections/sis/classes/cd`"),
     ):
         check = _course_connected(diagnosis, dest)
         said = f"{check['evidence']} {check['remedy']}"
@@ -159,7 +162,15 @@ def test_the_grid_the_grades_and_the_diagnosis_say_the_same_of_an_unconnected_co
         assert check["evidence"].endswith(f": {missing}, so no grade of it is sent there.")
         assert remedy in check["remedy"]
         grid = course_page(world.runtime.uow, world.tenant, course, destination_id=dest)
-        assert grid.not_connected == said
+        assert grid.not_connected is not None
+        if dest == "lms":
+            assert grid.not_connected == said
+        else:
+            assert grid.not_connected == (
+                f"{check['evidence']} Map the course to its SIS class on the course's SIS "
+                "passback page (/console/sis/sis/courses/cd, Class and students), then tick "
+                "'Sync to SIS' there for the activities whose grades belong in the SIS."
+            )
         assert {c["reason_text"] for c in grades["destinations"][dest]} == {said}
         cause = course_causes[dest]
         assert (cause["evidence"], cause["remedy"]) == (check["evidence"], check["remedy"])

@@ -929,13 +929,22 @@ def test_the_diagnosis_page_tells_an_instructor_who_does_what_each_check_needs(
     assert "Ask a gradesync administrator to map this course to its SIS class." in page
     assert "Ask a gradesync administrator to fix what paused this destination" in page
     assert "gradesync sis map-class" not in page and "destinations resume" not in page
-    # an administrator reads the commands themselves, or the console's action where one does
-    # the same (resuming a destination)
+    # an administrator reads the console's action that does it, not a command they may have
+    # no command line to run: the course's SIS page maps the class, the Destinations page
+    # resumes (in the checks, the gradebook's reason and the course grid alike)
     _login(c, "ada", "/console/courses/bio")
     page = unescape(c.get("/console/diagnosis", params=pair).text)
-    assert "gradesync sis map-class sis bio" in page
+    mapping = (
+        "Map the course to its SIS class on the course's SIS passback page "
+        "(/console/sis/sis/courses/bio, Class and students), then tick 'Sync to SIS' there"
+    )
+    assert mapping in page
     assert "then resume it (its Resume button on the Destinations page)" in page
-    assert "destinations resume" not in page
+    assert "gradesync sis" not in page and "destinations resume" not in page
+    grid = unescape(c.get("/console/courses/bio", params={"destination": "sis"}).text)
+    assert mapping in grid and "gradesync sis" not in grid
+    sis_page = c.get("/console/sis/sis/courses/bio").text
+    assert "Map to a SIS class" in sis_page and "Save class" in sis_page
 
 
 def test_sync_now_says_at_once_that_a_gradebook_of_the_course_is_paused(

@@ -66,6 +66,54 @@ def test_a_course_not_mapped_to_a_sis_class_is_said_to_an_instructor_without_com
         "Algebra is not connected to District SIS: it is not mapped to a SIS class, so no grade "
         "of it is sent there. Ask a gradesync administrator to map this course to its SIS class."
     )
+    # an administrator reads the command at the command line, the API's route over the API
+    # and the course's SIS page in the console
+    assert missing.read_over(remedies.Reader.CLI) == missing.text
+    over_api = missing.read_over(remedies.Reader.API)
+    assert "`PUT /api/v1/sis/connections/sis/classes/c1` with its `class_id`" in over_api
+    assert "`PUT /api/v1/sis/connections/sis/selection`" in over_api
+    in_console = missing.in_console(instructor=False)
+    assert "SIS passback page (/console/sis/sis/courses/c1, Class and students)" in in_console
+    assert missing.in_console(instructor=True) == missing.for_instructor
+    for said in (over_api, in_console):
+        assert said.startswith("Algebra is not connected to District SIS: it is not mapped")
+        assert not remedies.names_command(said), said
+
+
+def test_a_stalled_grades_remedy_names_no_command_to_an_api_or_console_reader() -> None:
+    """A grade nothing sends told every reader to check `gradesync serve` or `gradesync
+    worker`: over the API and in the console, it says who runs them and what there shows it."""
+    from datetime import UTC, datetime, timedelta
+
+    from gradesync.domain.diagnosis.checks import DestinationQueue
+    from gradesync.domain.diagnosis.destination_checks import pending_said
+    from gradesync.domain.model import (
+        DeliveryState,
+        Destination,
+        DestinationKind,
+        LedgerKey,
+        LedgerRow,
+    )
+
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    row = LedgerRow(
+        LedgerKey("t", "lms", "a1", "p1"),
+        DeliveryState.PENDING,
+        updated_at=now - timedelta(hours=1),
+    )
+    lms = Destination("t", "lms", DestinationKind.LTI13_AGS, "Canvas")
+    _, remedy, code = pending_said(lms, row, "The grade", now, DestinationQueue())
+    assert code == remedies.PENDING_STALLED and remedy is not None
+    assert "gradesync worker" in remedy  # an operator's words at the command line
+    assert remedies.for_reader(code, remedy, remedies.Reader.CLI, "lms") == remedy
+    api = remedies.for_reader(code, remedy, remedies.Reader.API, "lms")
+    console = remedies.for_reader(code, remedy, remedies.Reader.CONSOLE, "lms")
+    for said in (api, console):
+        assert said.startswith("Ask whoever runs gradesync to check that its workers are running")
+        assert said.endswith("The grade goes once one sends again.")
+        assert not remedies.names_command(said), said
+    assert "`GET /readyz`" in api and "`GET /metrics`" in api
+    assert "the Dashboard shows how many grades wait and since when" in console
 
 
 def test_a_diagnosis_remedy_naming_a_command_is_said_by_its_check_to_an_instructor() -> None:

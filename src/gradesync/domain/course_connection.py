@@ -46,6 +46,8 @@ class NotConnected:
     evidence: str
     remedy: str
     code: str
+    destination_id: str
+    course_id: str
 
     @property
     def text(self) -> str:
@@ -56,6 +58,18 @@ class NotConnected:
     def for_instructor(self) -> str:
         """As `text`, with a remedy an instructor can act on (`remedies.for_instructor`)."""
         return f"{self.evidence} {remedies.for_instructor(self.code, self.remedy)}"
+
+    def read_over(self, reader: remedies.Reader) -> str:
+        """As `text`, with the remedy of an administrator reading over `reader`
+        (`remedies.for_reader`)."""
+        remedy = remedies.for_reader(
+            self.code, self.remedy, reader, self.destination_id, course_id=self.course_id
+        )
+        return f"{self.evidence} {remedy}"
+
+    def in_console(self, *, instructor: bool) -> str:
+        """As `text`, for an instructor or an administrator in the console."""
+        return self.for_instructor if instructor else self.read_over(remedies.Reader.CONSOLE)
 
 
 def not_connected(
@@ -80,4 +94,6 @@ def not_connected(
         "sent there.",
         remedy,
         code,
+        destination.id,
+        course.id,
     )

@@ -107,28 +107,71 @@ class Reader(StrEnum):
     CONSOLE = "console"  # the web console: its pages and buttons
 
 
-# per reader and reason code, what a remedy's command is where that reader is ({destination}:
-# the destination's id as a URL's path holds it); a code missing keeps its command
+# per reader and reason code, what a remedy's command is where that reader is ({destination},
+# {course}, {activity}: their ids as a URL's path holds them); a code missing keeps its command
+_SIS_CLASS = PassbackRule.CLASS_NOT_MAPPED.value
 FOR_READERS: dict[Reader, dict[str, str]] = {
     Reader.API: {
         "destination_ready": "Fix the cause, then resume it "
         "(`POST /api/v1/destinations/{destination}/resume`).",
+        _SIS_CLASS: "Map the course to its SIS class "
+        "(`PUT /api/v1/sis/connections/{destination}/classes/{course}` with its `class_id` and "
+        "`school_id`). Then tick 'Sync to SIS' for the activities whose grades belong in the "
+        "SIS (`PUT /api/v1/sis/connections/{destination}/selection`).",
+        PENDING_STALLED: "Ask whoever runs gradesync to check that its workers are running and "
+        "what their logs say: `GET /readyz` answers 503 while the database cannot be reached "
+        "or its schema is not current, which stops them too, and "
+        "`gradesync_results_oldest_pending_age_seconds` in `GET /metrics` grows while nothing "
+        "is sent. The grade goes once one sends again.",
+        "learners_delivered": "Diagnose one of the learners listed for the exact cause "
+        "(`GET /api/v1/activities/{activity}/learners/PERSON_ID/diagnosis`).",
     },
     Reader.CONSOLE: {
         "destination_ready": "Fix the cause, then resume it (its Resume button on the "
         "Destinations page).",
+        _SIS_CLASS: "Map the course to its SIS class on the course's SIS passback page "
+        "(/console/sis/{destination}/courses/{course}, Class and students), then tick "
+        "'Sync to SIS' there for the activities whose grades belong in the SIS.",
+        PENDING_STALLED: "Ask whoever runs gradesync to check that its workers are running and "
+        "what their logs say (the Dashboard shows how many grades wait and since when). The "
+        "grade goes once one sends again.",
     },
 }
+# what a template names that was not given: the reader fills it in
+_UNKNOWN = {"destination": "DESTINATION_ID", "course": "COURSE_ID", "activity": "ACTIVITY_ID"}
 
 
-def for_reader(code: str | None, text: str, reader: Reader, destination_id: str | None) -> str:
+def for_reader(
+    code: str | None,
+    text: str,
+    reader: Reader,
+    destination_id: str | None,
+    *,
+    course_id: str | None = None,
+    activity_id: str | None = None,
+) -> str:
     """The reason as an administrator reading it over `reader` acts on it: the remedy's
     sentences that name a command give way to the API's route or the console's action that
-    does the same (by the reason's code, about `destination_id`); the command line keeps the
+    does the same (by the reason's code, about the ids given); the command line keeps the
     command, and so does a code with nothing in its place."""
     instead = FOR_READERS.get(reader, {}).get(code or "")
     if instead is None or not names_command(text):
         return text
-    return _commands_replaced(
-        text, instead.format(destination=quote(destination_id or "", safe=""))
-    )
+    given = {"destination": destination_id, "course": course_id, "activity": activity_id}
+    ids = {k: quote(v, safe="") if v else _UNKNOWN[k] for k, v in given.items()}
+    return _commands_replaced(text, instead.format(**ids))
+
+
+def in_console(
+    code: str | None,
+    text: str,
+    *,
+    instructor: bool,
+    destination_id: str | None,
+    course_id: str | None = None,
+) -> str:
+    """The reason as a console user acts on it: an `instructor` reads who can do it
+    (`for_instructor`), an administrator the console's action (`for_reader`)."""
+    if instructor:
+        return for_instructor(code, text)
+    return for_reader(code, text, Reader.CONSOLE, destination_id, course_id=course_id)

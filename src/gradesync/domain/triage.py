@@ -53,6 +53,7 @@ from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason, ReasonCode
+from gradesync.domain.remedies import Reader, for_reader
 
 
 class Symptom(StrEnum):
@@ -111,6 +112,11 @@ class Cause:
         }
 
 
+# a cause whose remedy is a reason's of another code (`remedies.FOR_READERS`): a course not
+# connected names a command only at a SIS, where it is mapped to a class
+_REMEDY_CODES = {"course_not_connected": PassbackRule.CLASS_NOT_MAPPED.value}
+
+
 @dataclass(frozen=True, slots=True)
 class CourseTriage:
     course_id: str
@@ -137,6 +143,25 @@ class CourseTriage:
 
     def cause(self, code: str) -> Cause | None:
         return next((c for c in self.causes if c.code == code), None)
+
+    def read_over(self, reader: Reader) -> CourseTriage:
+        """The triage as an administrator reads it over `reader`: a remedy naming a command
+        names the API's route or the console's action instead, where one does the same
+        (`remedies.for_reader`, as `Diagnosis.read_over`)."""
+        causes = tuple(
+            replace(
+                c,
+                remedy=for_reader(
+                    _REMEDY_CODES.get(c.code, c.code),
+                    c.remedy,
+                    reader,
+                    c.destination_id,
+                    course_id=self.course_id,
+                ),
+            )
+            for c in self.causes
+        )
+        return replace(self, causes=causes)
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -115,16 +115,26 @@ def _held(line: dict[str, Any] | None, destination: Destination, activity: Activ
     return held.on_scale(destination.kind, activity.points_possible) if held else None
 
 
-def why_text(row: LedgerRow | None, *, instructor: bool = False) -> str | None:
-    """One paragraph a person can act on: our reason, then the destination's own words. An
-    `instructor` (a console viewer who is not an admin) reads who can do what a command in
-    the remedy would (`domain.remedies`): they cannot run it."""
+def why_text(
+    row: LedgerRow | None, *, instructor: bool = False, course_id: str | None = None
+) -> str | None:
+    """One paragraph a person can act on: our reason, then the destination's own words. A
+    command in the remedy reads, to an `instructor` (a console viewer who is not an admin),
+    as who can do it, to an admin as the console's action where one does it
+    (`remedies.in_console`, about the row's destination and `course_id`)."""
     if row is None:
         return None
     parts: list[str] = []
     if row.reason_text:
-        said = row.reason_text
-        parts.append(remedies.for_instructor(row.reason_code, said) if instructor else said)
+        parts.append(
+            remedies.in_console(
+                row.reason_code,
+                row.reason_text,
+                instructor=instructor,
+                destination_id=row.key.destination_id,
+                course_id=course_id,
+            )
+        )
     if row.remote_status is not None or row.remote_message:
         said = row.remote_message or ""
         status = f"HTTP {row.remote_status}" if row.remote_status is not None else ""
@@ -147,10 +157,10 @@ def waiting_text(
 ) -> str:
     """A grade waiting to be sent, with nothing said of it: what holds it and when it goes
     (the diagnosis's words, `pending_said`, from what moves at its destination: `queue`), an
-    `instructor`'s remedy without a command."""
+    `instructor`'s remedy without a command, an admin's with the console's action."""
     said, remedy, code = pending_said(destination, row, "This grade", now, queue)
     text = f"{said}{remedies.SEPARATOR}{remedy}"
-    return remedies.for_instructor(code, text) if instructor else text
+    return remedies.in_console(code, text, instructor=instructor, destination_id=destination.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +272,7 @@ def course_page(
         if dest is not None:
             if uow.links.course(tenant_id, dest.id, course_id) is None:
                 missing = course_connection.not_connected(course, dest)
-                not_connected = missing.for_instructor if instructor else missing.text
+                not_connected = missing.in_console(instructor=instructor)
             ledger = uow.ledger.get_many(tenant_id, dest.id, course_id)
             columns = uow.links.items(tenant_id, dest.id, [a.id for a in activities])
             tries = uow.deliveries.last_tries(tenant_id, dest.id, [a.id for a in activities])
@@ -279,7 +289,8 @@ def course_page(
         cells = []
         for a in activities:
             row = ledger.get((a.id, person.id))
-            status, why = cell_status(row), why_text(row, instructor=instructor)
+            status = cell_status(row)
+            why = why_text(row, instructor=instructor, course_id=course_id)
             if row is None and dest is not None:
                 status, why = unrecorded(dest, not_connected)
             elif why is None and row is not None and dest is not None and status == "pending":
@@ -365,13 +376,14 @@ def pair_evidence(
         for dest in course_destinations(uow, tenant_id, course.id):
             key = LedgerKey(tenant_id, dest.id, activity_id, person_id)
             row = uow.ledger.get(key)
-            status, why = cell_status(row), why_text(row, instructor=instructor)
+            status = cell_status(row)
+            why = why_text(row, instructor=instructor, course_id=course.id)
             if row is None:
                 connected = uow.links.course(tenant_id, dest.id, course.id) is not None
                 missing = course_connection.not_connected(course, dest)
                 status, why = unrecorded(
                     dest,
-                    None if connected else (missing.for_instructor if instructor else missing.text),
+                    None if connected else missing.in_console(instructor=instructor),
                 )
             out.append(
                 DestinationEvidence(

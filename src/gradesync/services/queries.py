@@ -21,7 +21,7 @@ from gradesync.domain.model import (
     SyncRun,
 )
 from gradesync.domain.reasons import Reason
-from gradesync.domain.remedies import SEPARATOR, Reader, for_reader
+from gradesync.domain.remedies import SEPARATOR, Reader, for_reader, names_command
 from gradesync.domain.run_history import shown_stages
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -93,12 +93,15 @@ def _cell(
     paused: Reason | None = None,
     holding: dict[str, Any] | None = None,
     scale: tuple[str, float | None] | None = None,
+    read: Callable[[LedgerRow], str | None] = lambda row: row.reason_text,
 ) -> GradeState:
     """`scale`: the destination's kind and the activity's points, to say a held score on the
-    activity's scale (`Held.on_scale`)."""
+    activity's scale (`Held.on_scale`); `read`: the row's reason as its reader reads it."""
     if paused is not None and row.state is DeliveryState.PENDING and row.reason_code is None:
         # a row naming its own reason (the send that paused the destination said why) keeps it
         row = replace(row, reason_code=paused.code, reason_text=paused.text)
+    else:
+        row = replace(row, reason_text=read(row))
     return GradeState(
         destination_id=row.key.destination_id,
         activity_id=row.key.activity_id,
@@ -206,21 +209,47 @@ def learner_grades(
                 tenant_id, sorted({r.key.activity_id for r in held_rows})
             ).values()
         }
+        course_of = _courses_of_commands(uow, tenant_id, rows)
+
+        def read(r: LedgerRow) -> str | None:
+            if not r.reason_text:
+                return r.reason_text
+            return for_reader(
+                r.reason_code,
+                r.reason_text,
+                reader,
+                r.key.destination_id,
+                course_id=course_of.get(r.key.activity_id),
+                activity_id=r.key.activity_id,
+            )
+
         cells = [
             _cell(
                 r,
                 paused.get(r.key.destination_id),
                 holding.get(r.key),
                 (kinds.get(r.key.destination_id, ""), points.get(r.key.activity_id)),
+                read,
             )
             for r in rows
         ]
-        cells += _not_connected_cells(uow, tenant_id, person_id, course_id, dests, rows)
+        cells += _not_connected_cells(uow, tenant_id, person_id, course_id, dests, rows, reader)
         note = None if dests or destination_id is not None else NO_DESTINATION
     out: dict[str, list[GradeState]] = {}
     for c in sorted(cells, key=lambda c: (c.destination_id, c.activity_id)):
         out.setdefault(c.destination_id, []).append(c)
     return LearnerGrades(person_id=person.id, name=person.name, destinations=out, note=note)
+
+
+def _courses_of_commands(
+    uow: UnitOfWork, tenant_id: str, rows: Sequence[LedgerRow]
+) -> dict[str, str]:
+    """The course of each activity whose row's reason names a command (its reader's words
+    for it may name the course)."""
+    ids = sorted({r.key.activity_id for r in rows if names_command(r.reason_text or "")})
+    return (
+        {a.id: a.course_id for a in uow.activities.get_many(tenant_id, ids).values()} if ids else {}
+    )
 
 
 def _holding(
@@ -246,10 +275,11 @@ def _not_connected_cells(
     course_id: str | None,
     dests: Sequence[Destination],
     rows: Sequence[LedgerRow],
+    reader: Reader,
 ) -> list[GradeState]:
     """A `not_sent` cell for each activity of the learner's courses with no ledger row at a
     destination the course is not connected to: nothing is computed for that gradebook, as
-    the console's course grid says (Not sent, with the same reason)."""
+    the console's course grid says (Not sent, with the same reason, as `reader` reads it)."""
     have = {(r.key.destination_id, r.key.activity_id) for r in rows}
     out: list[GradeState] = []
     for e in uow.enrollments.for_person(tenant_id, person_id):
@@ -262,7 +292,7 @@ def _not_connected_cells(
         for d in dests:
             if uow.links.course(tenant_id, d.id, course.id) is not None:
                 continue
-            why = not_connected(course, d).text
+            why = not_connected(course, d).read_over(reader)
             out += [
                 GradeState(
                     destination_id=d.id,

@@ -158,9 +158,13 @@ class Diagnosis:
     def read_over(self, reader: Reader) -> Diagnosis:
         """The diagnosis as an administrator reads it over `reader`: a remedy naming a command
         names the API's route or the console's action instead, where one does the same
-        (`remedies.for_reader`)."""
+        (`remedies.for_reader`), about the course and activity of its `details`."""
+        ids = {
+            "course_id": self.details.get("course_id"),
+            "activity_id": self.details.get("activity_id"),
+        }
         checks = (
-            replace(c, remedy=for_reader(c.remedy_code, c.remedy, reader, c.destination_id))
+            replace(c, remedy=for_reader(c.remedy_code, c.remedy, reader, c.destination_id, **ids))
             if c.remedy
             else c
             for c in self.checks

@@ -66,7 +66,7 @@ def course(
 ) -> dict[str, Any]:
     """The course sorted by symptom: nothing syncing, some activities, some learners."""
     t = rt.diagnose_course(p.tenant_id, course_id, destination_id)
-    return t.as_json()
+    return t.read_over(Reader.API).as_json()
 
 
 @router.get("/destinations/{destination_id}/diagnosis")

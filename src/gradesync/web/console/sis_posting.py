@@ -246,7 +246,7 @@ def _results(request: Request, user: ConsoleUser, run: SyncRun) -> list[dict[str
                 "status": status,
                 "label": cq.STATUS_LABELS[status],
                 "score": cq.score_text(r.row),
-                "why": cq.why_text(r.row, instructor=instructor),
+                "why": cq.why_text(r.row, instructor=instructor, course_id=run.scope.course_id),
             }
         )
     return out
