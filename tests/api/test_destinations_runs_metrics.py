@@ -205,6 +205,43 @@ def test_a_sis_course_not_mapped_names_the_apis_mapping_route_over_the_api(api: 
     assert check["passed"] is True, check
 
 
+def test_a_sis_activity_left_out_names_the_apis_routes_over_the_api(api: ApiEnv) -> None:
+    """An activity not ticked for the SIS, or ticked and waiting for Post grades, read
+    `gradesync sis select` / `gradesync sis post` in a learner's grades and the course's
+    triage over the API: each names the API's route that does it."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    assert c.put("/sis/connections/sis", json={"file_based": True}).status_code == 200
+    mapped = {"class_id": "cls-1", "school_id": "sch-1"}
+    assert c.put("/sis/connections/sis/classes/c1", json=mapped).status_code == 200
+    rows = [
+        ("a1", "not_selected_for_sis", "Tick 'Sync to SIS' for it (gradesync sis select)."),
+        ("a2", "waiting_for_post", "Post its grades (gradesync sis post sis c1 --activity a2)."),
+    ]
+    with api.db.uow() as uow:
+        for activity, code, remedy in rows:
+            row = LedgerRow(
+                LedgerKey("t1", "sis", activity, "p1"),
+                DeliveryState.SKIPPED,
+                reason_code=code,
+                reason_text=f"Left out. — {remedy}",
+                updated_at=T0,
+            )
+            uow.ledger.save(row, "c1")
+        uow.commit()
+    g = c.get("/people/p1/grades", params={"destination_id": "sis"}).json()
+    said = {x["activity_id"]: x["reason_text"] for x in g["destinations"]["sis"]}
+    assert said == {
+        "a1": "Left out. — Tick 'Sync to SIS' for it (`PUT /api/v1/sis/connections/sis/selection` "
+        "with its id in `activity_ids`).",
+        "a2": "Left out. — Post its grades (`POST /api/v1/sis/connections/sis/courses/c1/post` "
+        "with its id in `activity_ids`).",
+    }
+    triage = c.get("/courses/c1/diagnosis", params={"destination_id": "sis"}).json()
+    causes = triage["excluded"] + [x for xs in triage["causes"].values() for x in xs]
+    assert causes and not any(names_command(x["remedy"]) for x in causes), causes
+
+
 def test_every_route_a_remedy_names_is_one_the_app_serves(api: ApiEnv) -> None:
     """A remedy read over the API or in the console names a route or a page: each exists, so
     following it is never a 404 (`remedies.FOR_READERS`)."""

@@ -152,7 +152,8 @@ def test_a_grade_whose_send_is_due_later_says_when(api: ApiEnv) -> None:
 
 def test_a_sis_runs_results_tell_an_instructor_who_ticks_not_a_command(api: ApiEnv) -> None:
     """The Grade Sync page of a Post grades run lists each result's reason: an instructor
-    of the course opens it from the course page, and read the admin's command there."""
+    of the course opens it from the course page, and read the admin's command there; an
+    admin reads where the console ticks it (the command is for the command line)."""
     _school(api)
     rt = api.runtime
     sis.add_connection(
@@ -183,7 +184,8 @@ def test_a_sis_runs_results_tell_an_instructor_who_ticks_not_a_command(api: ApiE
     url = "/console/sis/sis/courses/c1/runs/run-1"
     for who, reads, never in (
         ("ines", f"{ASK} tick &#39;Sync to SIS&#39; for this activity.", "gradesync sis"),
-        ("ops", "(gradesync sis select)", ASK),
+        ("ops", "on the course&#39;s SIS passback page (/console/sis/sis/courses/c1,", ASK),
+        ("ops", "Sync to SIS and validation)", "gradesync sis"),
     ):
         api.client.cookies.clear()
         assert sign_in(api.client, who, PASSWORD).status_code == 200

@@ -104,12 +104,16 @@ def test_an_instructor_reads_who_ticks_the_activity_not_a_command(
     assert "gradesync sis" not in (summary.get_attribute("title") or "")
 
 
-def test_an_admin_still_reads_the_command(
+def test_an_admin_reads_where_the_console_ticks_it_not_a_command(
     page: Any, live_console: LiveConsole, school: School
 ) -> None:
     sign_in(page, live_console, *ADMIN)
     page.goto(live_console.url(f"/console/courses/{school.course_id}"))
     _synced(page, live_console, school)
     why = _why(page, "u-ada", "genes")
-    expect(why).to_contain_text("(gradesync sis select)")
+    expect(why).to_contain_text(
+        f"Tick 'Sync to SIS' for it on the course's SIS passback page "
+        f"(/console/sis/sis/courses/{school.course_id}, Sync to SIS and validation)."
+    )
     expect(why).not_to_contain_text(ASK)
+    expect(page.locator("table.grid")).not_to_contain_text("gradesync sis")

@@ -110,6 +110,7 @@ class Reader(StrEnum):
 # per reader and reason code, what a remedy's command is where that reader is ({destination},
 # {course}, {activity}: their ids as a URL's path holds them); a code missing keeps its command
 _SIS_CLASS = PassbackRule.CLASS_NOT_MAPPED.value
+_SELECT, _POST = PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value
 FOR_READERS: dict[Reader, dict[str, str]] = {
     Reader.API: {
         "destination_ready": "Fix the cause, then resume it "
@@ -125,6 +126,11 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "is sent. The grade goes once one sends again.",
         "learners_delivered": "Diagnose one of the learners listed for the exact cause "
         "(`GET /api/v1/activities/{activity}/learners/PERSON_ID/diagnosis`).",
+        _SELECT: "Tick 'Sync to SIS' for it "
+        "(`PUT /api/v1/sis/connections/{destination}/selection` with its id in `activity_ids`).",
+        _POST: "Post its grades "
+        "(`POST /api/v1/sis/connections/{destination}/courses/{course}/post` with its id in "
+        "`activity_ids`).",
     },
     Reader.CONSOLE: {
         "destination_ready": "Fix the cause, then resume it (its Resume button on the "
@@ -135,6 +141,10 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         PENDING_STALLED: "Ask whoever runs gradesync to check that its workers are running and "
         "what their logs say (the Dashboard shows how many grades wait and since when). The "
         "grade goes once one sends again.",
+        _SELECT: "Tick 'Sync to SIS' for it on the course's SIS passback page "
+        "(/console/sis/{destination}/courses/{course}, Sync to SIS and validation).",
+        _POST: "Post its grades (Post grades on the course's SIS passback page, "
+        "/console/sis/{destination}/courses/{course}).",
     },
 }
 # what a template names that was not given: the reader fills it in
