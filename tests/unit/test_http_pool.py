@@ -393,3 +393,55 @@ def test_the_charset_is_the_one_httpx_reads(content_type: str) -> None:
     ours = Response(200, headers=headers, content=b"x").charset_encoding
     assert ours == httpx.Response(200, headers=headers, content=b"x").charset_encoding
     assert Response(200, headers=headers).charset_encoding == ours
+
+
+class _Counting:
+    """Keep-alive HTTP/1.1 server that counts the connections open to it now."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.open = 0
+        self.target: int | None = None
+        self.down_to = asyncio.Event()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.opened += 1
+        self.open += 1
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        self.open -= 1
+        if self.target is not None and self.open <= self.target:
+            self.down_to.set()
+        writer.close()
+
+
+async def test_idle_connections_are_bounded_over_all_platforms_and_reused() -> None:
+    """Sixty platforms (each its own origin) sent to once leave at most the pool's
+    `max_keepalive_connections` open while idle, not one each until the keep-alive expiry;
+    the most recently used stay open and are reused."""
+    s = _Counting()
+    srv = await asyncio.start_server(s.handle, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    names = [f"lms{k}.test" for k in range(60)]
+    guard = OutboundGuard(
+        OutboundPolicy.allowing(LOOPBACK_NETWORKS),
+        FixedResolver({n: ["127.0.0.1"] for n in names}),
+    )
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=10, keepalive_expiry=60)
+    async with srv, shared_client(timeout=httpx.Timeout(5.0), limits=limits, guard=guard) as http:
+        for name in names:
+            assert (await http.get(f"http://{name}:{port}/")).text == "ok"
+        assert s.opened == 60
+        s.target = 10
+        if s.open > 10:
+            await asyncio.wait_for(s.down_to.wait(), 5.0)  # the server saw them closed
+        assert s.open == 10
+        for name in names[-10:]:  # the ten most recent: reused, no new connection
+            assert (await http.get(f"http://{name}:{port}/")).text == "ok"
+        assert s.opened == 60
+        assert (await http.get(f"http://{names[0]}:{port}/")).text == "ok"  # a new one
+        assert s.opened == 61

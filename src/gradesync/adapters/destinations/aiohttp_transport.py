@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import contextvars
 import socket
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
 import httpx
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
+
+if TYPE_CHECKING:
+    from aiohttp.client_proto import ResponseHandler
+    from aiohttp.client_reqrep import ConnectionKey
 
 from gradesync.services.outbound import OutboundGuard, OutboundRefused, literal_address
 
@@ -60,6 +65,56 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         return None
+
+
+class IdleBoundConnector(aiohttp.TCPConnector):
+    """aiohttp's connector with at most `max_idle` connections kept alive while idle, over
+    every origin together (httpx's `max_keepalive_connections`); the least recently used
+    goes first. aiohttp bounds only the connections in use and closes an idle one after its
+    keep-alive expiry: with every platform at its own origin, each kept its own idle
+    connections for that long, so a vendor's thousand platforms held thousands of sockets
+    (and their buffers) open at once."""
+
+    def __init__(self, *, max_idle: int | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._max_idle = max_idle
+        # every connection released to the pool, the most recent last; one taken again,
+        # closed or expired meanwhile is skipped when it comes up
+        self._released: OrderedDict[ResponseHandler, ConnectionKey] = OrderedDict()
+
+    def _release(
+        self, key: ConnectionKey, protocol: ResponseHandler, *, should_close: bool = False
+    ) -> None:
+        super()._release(key, protocol, should_close=should_close)
+        if self._max_idle is None:
+            return
+        released = self._released
+        idle = self._conns.get(key)
+        if not idle or idle[-1][0] is not protocol:
+            return  # closed, not kept
+        released[protocol] = key
+        released.move_to_end(protocol)
+        while len(released) > self._max_idle:
+            oldest, where = released.popitem(last=False)
+            conns = self._conns.get(where)
+            if not conns:
+                continue
+            for entry in conns:
+                if entry[0] is oldest:  # still idle in the pool: closed now
+                    conns.remove(entry)
+                    if not conns:
+                        del self._conns[where]
+                    oldest.close()
+                    break
+
+    def _cleanup(self) -> None:
+        super()._cleanup()
+        if not self._conns:
+            self._released.clear()
+
+    async def close(self, *, abort_ssl: bool = False) -> None:
+        self._released.clear()
+        await super().close(abort_ssl=abort_ssl)
 
 
 class Answer(NamedTuple):
@@ -128,7 +183,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def _open(self) -> aiohttp.ClientSession:
         # Made on first use, inside the event loop that uses it.
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
+            connector = IdleBoundConnector(
+                max_idle=self._limits.max_keepalive_connections,
                 resolver=GuardedResolver(self.guard),
                 use_dns_cache=False,  # every new connection's name goes through the guard
                 limit=self._limits.max_connections or 0,
