@@ -24,6 +24,7 @@ import httpx
 from gradesync.adapters.destinations.ags_profiles import AgsProfile, profile_for
 from gradesync.adapters.destinations.ags_urls import (
     ForeignUrl,
+    Origin,
     allowed_origins,
     check_url,
     next_link,
@@ -72,7 +73,12 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEFAULT_TAG = "grade"
 ASSERTION_LIFETIME = 300  # seconds
 MAX_PAGES = 10_000
-_MAX_TARGETS = 10_000  # URLs kept parsed per client (one per column, plus pages)
+# URLs checked against a platform's origins and parsed, for every client of the process
+# together: a process sends to each column's URL many times, and a vendor's thousands of
+# platforms would otherwise each keep their own for good. Keyed by the origins a URL was
+# checked against, so one accepted for one platform is never taken unchecked for another.
+_MAX_TARGETS = 4096
+_TARGETS: dict[tuple[frozenset[Origin], str], httpx.URL] = {}
 
 
 def _misconfigured(code: str, message: str) -> RemoteFailure:
@@ -165,7 +171,6 @@ class AgsClient:
         self._tokens = context.tokens
         self._keys = context.tool_keys
         self._origins = allowed_origins(self.config)
-        self._targets: dict[str, httpx.URL] = {}  # URLs already checked, parsed
         self._reload_keys = False  # the next token is signed with keys read afresh
         # line items this client created, per activity, until a listing confirmed each as the
         # column (or it was deleted as the surplus of a race with another process)
@@ -281,12 +286,13 @@ class AgsClient:
     def _target(self, url: str, field: str) -> httpx.URL:
         """`url` checked against the platform's origins and parsed, once per URL rather
         than once per request: every score of a column goes to the same URL."""
-        target = self._targets.get(url)
+        key = (self._origins, url)
+        target = _TARGETS.get(key)
         if target is None:
             self._checked(url, field)
-            if len(self._targets) >= _MAX_TARGETS:
-                self._targets.clear()
-            target = self._targets[url] = httpx.URL(url)
+            if len(_TARGETS) >= _MAX_TARGETS:
+                _TARGETS.clear()
+            target = _TARGETS[key] = httpx.URL(url)
         return target
 
     async def _send(
