@@ -105,6 +105,29 @@ async def test_pause_checks_are_shared_between_concurrent_sends(db: Database) ->
         await engine.aclose()
 
 
+async def test_a_destination_read_again_unchanged_is_held_once(db: Database) -> None:
+    """The governor reads each destination again (its pause, the list of destinations): one
+    found unchanged stays the object already held, so a vendor's thousands of registrations
+    are not each held once more per read; one that changed is taken as read."""
+    seed(db, learners=0)
+    engine = Engine(db.uow, SystemClock(), DoubleFactory(), FAST)
+    try:
+        governor = engine.deliverer.governor
+        await governor.refresh_destinations(force=True)
+        held = governor.destinations[(T, DEST)]
+        await governor.refresh_destinations(force=True)
+        assert governor.destinations[(T, DEST)] is held
+        lim = governor.limits_for(held)
+        await governor.check_pause(held, lim)  # a strict check: read again, unchanged
+        assert governor.destinations[(T, DEST)] is held
+        destination_admin.pause(db.uow, SystemClock(), T, DEST, actor="admin")
+        await governor.check_pause(held, lim)
+        changed = governor.destinations[(T, DEST)]
+        assert changed is not held and not changed.enabled
+    finally:
+        await engine.aclose()
+
+
 # --- timestamps ----------------------------------------------------------------------------
 
 

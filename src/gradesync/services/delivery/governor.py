@@ -386,10 +386,19 @@ class Governor:
         started = time.monotonic()
         found = await asyncio.to_thread(load)
         self._destinations_at = time.monotonic()
-        self.destinations = {(d.tenant_id, d.id): d for d in found}
+        held = self.destinations
+        self.destinations = {(d.tenant_id, d.id): self._kept(held, d) for d in found}
         now = self.clock.now()
-        for d in found:
+        for d in self.destinations.values():
             self._apply_pause(d, self.limits_for(d), now, started)
+
+    @staticmethod
+    def _kept(held: Mapping[DestKey, Destination], fresh: Destination) -> Destination:
+        """The destination already held when `fresh` (read again) is equal to it: one copy
+        of each registration's settings stays in memory, not one per read, and the clients
+        keyed on it know it at once (`Clients.get`)."""
+        old = held.get((fresh.tenant_id, fresh.id))
+        return old if old is not None and old == fresh else fresh
 
     def _apply_pause(
         self, d: Destination, lim: DestinationLimits, now: datetime, read_at: float
@@ -456,6 +465,7 @@ class Governor:
             if fresh is None:  # deleted: send nothing more
                 lim.disabled = True
             else:
+                fresh = self._kept(self.destinations, fresh)
                 self.destinations[(d.tenant_id, d.id)] = fresh
                 self._apply_pause(fresh, lim, self.clock.now(), started)
         lim.pause_checked_at = max(lim.pause_checked_at, started)
