@@ -1,11 +1,13 @@
 """The worker's delivery loop waits for work it can do: a retrying row it cannot claim (its
 destination paused, or another worker holding it) does not make it pass again at once, and
-a task that keeps failing is met once a poll, there and in a run's sending stage. Their
-waits run on the test's clock."""
+a task that keeps failing is tried again on the backoff of a failed send, then given up,
+there and in a run's sending stage. Their waits run on the test's clock."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +17,8 @@ import pytest
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.queue.inprocess import EmbeddedWorker, InProcessWaker
 from gradesync.domain.capabilities import Capabilities
-from gradesync.domain.model import DeliveryState, RunOutcome, RunScope, Trigger
+from gradesync.domain.ledger import BackoffPolicy
+from gradesync.domain.model import DeliveryState, Destination, RunOutcome, RunScope, Trigger
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import DesiredResult
 from gradesync.services.delivery.records import DeliveryStats
@@ -23,7 +26,7 @@ from gradesync.services.destination import Receipt, ResultTarget
 from gradesync.services.runs import request_run
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory, ManualClock
-from gradesync.testing.double import DoubleClient, server_error
+from gradesync.testing.double import DoubleClient, Remote, server_error
 
 from .conftest import COURSE, DEST, FAST, T, learner, ledger, post, seed
 
@@ -136,64 +139,100 @@ async def test_a_retry_another_worker_holds_wakes_the_loop_when_its_lease_ends(
         await paced.worker.stop()
 
 
+# a bug's backoff, long enough to tell from the loop's poll: 1 s, 2 s, 4 s, 4 s (each
+# between half of it and all of it), then the row gives up
+BACKOFF = BackoffPolicy(base_seconds=1.0, cap_seconds=4.0, max_tries=5)
+
+
+def _on_backoff(times: list[float]) -> None:
+    """Each try after the first came once the backoff of the failures before it ran out:
+    no sooner than half its nominal delay (the jitter), no later than all of it."""
+    for tries, (before, after) in enumerate(itertools.pairwise(times), start=1):
+        nominal = min(BACKOFF.cap_seconds, BACKOFF.base_seconds * BACKOFF.factor ** (tries - 1))
+        assert nominal / 2 - 1e-6 <= after - before <= nominal + 1e-6, times
+
+
 class _Broken(DoubleClient):
     """An adapter with a bug that stays: reading its capabilities (as a course's rows are
-    prepared) always raises."""
+    prepared) always raises. `tried` gets the test clock's time of each."""
+
+    def __init__(self, d: Destination, remote: Remote, clock: ManualClock, tried: list[float]):
+        super().__init__(d, remote)
+        self._clock, self._tried = clock, tried
 
     @property
     def capabilities(self) -> Capabilities:
+        self._tried.append(self._clock.monotonic())
         raise RuntimeError("a bug in the adapter")
 
 
-async def test_a_task_that_always_fails_is_tried_once_a_poll_by_the_loop(
+async def test_a_task_that_always_fails_backs_off_then_gives_up_in_the_loop(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = ManualClock()
-    engine, factory = await _retrying(db, clock)
-    await engine.aclose()
+    seed(db, learners=1)
+    post(db, None, [("a1", learner(0), 8.0)])
+    clock, factory, tried = ManualClock(), DoubleFactory(), []
+    computing = Engine(db.uow, clock, factory, FAST)
+    await computing.process_dirty()
+    await computing.aclose()
     broken = Engine(
         db.uow,
         clock,
-        lambda d: _Broken(d, factory.remote(d.id)),
-        replace(FAST, destinations_ttl=timedelta(0)),
+        lambda d: _Broken(d, factory.remote(d.id), clock, tried),
+        replace(FAST, destinations_ttl=timedelta(0), backoff=BACKOFF),
         waker=InProcessWaker(),
     )
     paced = _Paced(broken, clock, InProcessWaker())
     try:
-        passes = await paced.run(span=2.0)
-        # each pass gives the row back (due at once), and the loop waits a poll before
-        # the next: about one pass a poll, not one after another
-        assert 2.0 / POLL - 2 <= passes <= 2.0 / POLL + 2
-        [row] = ledger(db).values()
-        assert row.state is DeliveryState.RETRYING
-        with db.engine.connect() as conn:  # given back: no lease left on it
-            assert conn.exec_driver_sql("SELECT lease_owner FROM ledger").all() == [(None,)]
+        with caplog.at_level(logging.ERROR):
+            await paced.run(span=30.0)
     finally:
         await paced.worker.stop()
-    assert "failed unexpectedly" in caplog.text
+    # tried when each retry fell due, not at each pass (a pass a poll), then given up
+    assert len(tried) == BACKOFF.max_tries
+    _on_backoff(tried)
+    [row] = ledger(db).values()
+    assert (row.state, row.reason_code, row.tries) == (
+        DeliveryState.REJECTED,
+        "retries_exhausted",
+        BACKOFF.max_tries,
+    )
+    assert row.reason_text is not None and "(RuntimeError)" in row.reason_text
+    with db.engine.connect() as conn:  # settled: no lease left on it
+        assert conn.exec_driver_sql("SELECT lease_owner FROM ledger").all() == [(None,)]
+    said = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+    assert len(said) == len(tried) and all(r.exc_info is not None for r in said)
 
 
 class _NoReceipt(DoubleClient):
     """An adapter with a bug that stays: each send reaches the gradebook, then answers with
-    a receipt that is no receipt (its payload no mapping), and its task fails."""
+    a receipt that is no receipt (its payload no mapping), and its task fails. `sent` gets
+    the test clock's time of each send."""
+
+    def __init__(self, d: Destination, remote: Remote, clock: ManualClock, sent: list[float]):
+        super().__init__(d, remote)
+        self._clock, self._sent = clock, sent
 
     async def put_result(
         self, target: ResultTarget, result: DesiredResult, timestamp: datetime
     ) -> Receipt:
         said = await super().put_result(target, result, timestamp)
+        self._sent.append(self._clock.monotonic())
         return Receipt(None, said.status, said.message)  # type: ignore[arg-type]
 
 
-async def test_a_task_that_always_fails_is_tried_once_a_poll_by_a_run(db: Database) -> None:
+async def test_a_send_that_always_fails_backs_off_then_gives_up_in_a_run(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     seed(db, learners=1)
     post(db, None, [("a1", learner(0), 8.0)])
-    clock, factory = ManualClock(), DoubleFactory()
-    patience = 2.0  # a run gives up on rows that do not move after this long
+    clock, factory, sent = ManualClock(), DoubleFactory(), []
     engine = Engine(
         db.uow,
         clock,
-        lambda d: _NoReceipt(d, factory.remote(d.id)),
-        replace(FAST, retry_patience=timedelta(seconds=patience)),
+        lambda d: _NoReceipt(d, factory.remote(d.id), clock, sent),
+        # patient enough to wait for each retry
+        replace(FAST, retry_patience=timedelta(seconds=30), backoff=BACKOFF),
         waker=InProcessWaker(),
     )
     passes: list[float] = []  # the clock at each pass
@@ -216,12 +255,16 @@ async def test_a_task_that_always_fails_is_tried_once_a_poll_by_a_run(db: Databa
         db.uow, None, clock, RunScope(T, DEST, COURSE), Trigger.MANUAL, "ada@school"
     )
     try:
-        done = await engine.execute_run(run.id)
+        with caplog.at_level(logging.ERROR):
+            done = await engine.execute_run(run.id)
     finally:
         await engine.aclose()
-    # one pass a poll until its patience ran out, not one after another
-    assert len(passes) <= (passes[-1] - passes[0]) / POLL + 4
-    assert len(passes) >= patience / POLL
-    assert factory.remote(DEST).sends == len(passes)
+    # sent when each retry fell due (a pass each), not once a poll, until it gave up
+    assert len(sent) == BACKOFF.max_tries == factory.remote(DEST).sends
+    _on_backoff(sent)
+    assert len(passes) == len(sent)
+    [row] = ledger(db).values()
+    assert (row.state, row.reason_code) == (DeliveryState.REJECTED, "retries_exhausted")
     assert done is not None and done.outcome is not RunOutcome.SUCCEEDED
-    assert done.counts["pending"] == 1, done.message  # given back each time, never sent
+    said = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+    assert len(said) == len(sent) and all(r.exc_info is not None for r in said)

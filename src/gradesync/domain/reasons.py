@@ -47,6 +47,8 @@ class ReasonCode(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"
     # gradesync itself could not work the grade out from the facts
     COMPUTE_FAILED = "compute_failed"
+    # gradesync itself failed while preparing or sending the grade (a bug)
+    INTERNAL_ERROR = "internal_error"
 
 
 def _when(moment: datetime) -> str:
@@ -253,4 +255,16 @@ def compute_failed(error_kind: str) -> Reason:
         "nothing is sent for it and the error, with this grade's ids, is in gradesync's log "
         "for the operator. Other grades are not affected. It is worked out again when the "
         "learner's attempts, the activity, its due dates or its policy change, or on a resync.",
+    )
+
+
+def internal_error(error_kind: str) -> Reason:
+    """Preparing or sending the grade failed inside gradesync (a bug), not at the
+    destination: `error_kind` is the error's class, never its message, which may quote the
+    learner's data. Tried again with the backoff of any failed send."""
+    return Reason(
+        ReasonCode.INTERNAL_ERROR,
+        f"gradesync failed while preparing or sending this grade ({error_kind}): an error in "
+        "gradesync itself, not the destination's answer. The error, with its destination and "
+        "course, is in gradesync's log for the operator to report.",
     )

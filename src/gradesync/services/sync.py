@@ -674,11 +674,6 @@ class RunExecutor:
                     break
                 await self.sleep(max(0.01, until_retry))
                 continue
-            if stats.failed:
-                # rows a failed task gave back (a bug): tried again after a poll, so a fault
-                # that stays is not met in a loop of passes
-                await self.sleep(min(remaining, self.settings.poll.total_seconds()))
-                continue
             if due_now > 0 and stats.claimed > 0:
                 continue  # new work appeared while the last pass ended
             # rows held by another pass (or a paused destination): look again shortly

@@ -135,11 +135,7 @@ class EmbeddedWorker:
         retry_in = await self.engine.next_retry_in()
         timeout = self.poll if retry_in is None else min(self.poll, retry_in)
         await self.wait(self.waker.deliver, timeout)
-        stats = await self.engine.deliver_due()
-        if stats.failed:
-            # rows a failed task gave back (a bug) are due again at once: a fault that stays
-            # is met once a poll, not in a loop of passes
-            await self.sleep(self.poll)
+        await self.engine.deliver_due()
 
     async def _runs(self) -> None:
         await self.wait(self.waker.runs, self.poll)

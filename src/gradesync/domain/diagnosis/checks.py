@@ -243,6 +243,13 @@ REMOTE_CAUSES: dict[str, tuple[str, str]] = {
         "Run a repair resync for this learner and activity: it resends gradesync's grade with "
         "a timestamp later than the LMS's, so the LMS applies it.",
     ),
+    # not the remote's: gradesync's own error while preparing or sending the grade
+    ReasonCode.INTERNAL_ERROR: (
+        "gradesync itself failed while preparing or sending the grade (a bug)",
+        "Nothing to change in the LMS: gradesync tries again by itself, waiting longer each "
+        "time. If it keeps failing, give the operator the error logged for this destination "
+        "and course (`a delivery task ... failed unexpectedly`, with its traceback) to report.",
+    ),
     OVERRIDDEN: (
         "An instructor changed the grade in the LMS",
         "Keep the LMS edit, or run a repair resync to send gradesync's grade again (or set "

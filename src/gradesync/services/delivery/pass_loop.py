@@ -45,7 +45,7 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import DesiredResult, NoResult, column_for, resolve_settings
-from gradesync.domain.reasons import Reason
+from gradesync.domain.reasons import Reason, internal_error
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
 from gradesync.services.compute import (
@@ -422,26 +422,28 @@ class Deliverer:
         work: Coroutine[Any, Any, None],
         rows: Sequence[Claimed],
         stats: DeliveryStats,
+        run_id: str | None,
         *,
         sending: bool = False,
     ) -> None:
-        """Run one task's work on `rows`. Should it fail (a bug: a destination's errors are
-        settled where they arise), the rows it still holds go back to the ledger at once,
-        fenced to their claims, rather than when their leases run out: the rows a
-        preparing task has not handed to a send task yet, or (`sending`) a send task's own
-        row (a send that reached the destination is sent again, with a newer timestamp). Their
-        settlement wakes no pass (`Settlement.wake`), so the pass that failed them does
-        not claim them straight back (only at its next poll): they go on the next pass,
-        and a fault that stays is met once a poll, not in a loop."""
+        """Run one task's work on `rows`. Should it fail, the rows it still holds are settled
+        at once, fenced to their claims, rather than left leased until their leases run
+        out: the rows a preparing task has not handed to a send task yet, or (`sending`) a
+        send task's own row. An error nothing classified (a bug: a destination's errors are
+        settled where they arise) leaves them retrying (`internal_error`) on the backoff of
+        a failed send, so a fault that stays is met once a row per backoff step, however
+        often passes claim, until the row gives up (`retries_exhausted`); a send that
+        reached the destination goes again with a newer timestamp. A lost database only
+        gives them back, no try counted: the pass stops at its next query, and they go
+        once the database answers."""
         try:
             await work
         except Exception as exc:
             mine = [c for c in rows if c.sending == sending and id(c) in self._held]
-            for c in mine:
-                self._settled(c)
-                self.writer.put(Settlement(c.row.key, c.course_id, None, c.lease_until, wake=False))
-            stats.failed += len(mine)
             if database_unavailable(exc):
+                for c in mine:
+                    self._settled(c)
+                    self.writer.put(Settlement(c.row.key, c.course_id, None, c.lease_until))
                 # the pass stops at its next query and says so: one line here
                 log.warning(
                     "a delivery task stopped, the database unavailable (%s); its %d claimed "
@@ -449,18 +451,22 @@ class Deliverer:
                     first_line(exc),
                     len(mine),
                 )
-            else:
-                k, course = rows[0].row.key, rows[0].course_id  # one destination and course
-                log.error(
-                    "a delivery task for %s/%s, course %s, failed unexpectedly; its %d claimed "
-                    "results go again on the next pass",
-                    k.tenant_id,
-                    k.destination_id,
-                    course,
-                    len(mine),
-                    exc_info=exc,
-                    extra=log_context.fields(tenant=k.tenant_id, destination=k.destination_id),
-                )
+                return
+            failed = RetryLater(internal_error(type(exc).__name__))
+            self._settle_all(mine, failed, stats, run_id, logged=True)
+            stats.failed += len(mine)
+            k, course = rows[0].row.key, rows[0].course_id  # one destination and course
+            log.error(
+                "a delivery task for %s/%s, course %s, failed unexpectedly; its %d claimed "
+                "results are tried again later (retrying, %s)",
+                k.tenant_id,
+                k.destination_id,
+                course,
+                len(mine),
+                failed.reason.code,
+                exc_info=exc,
+                extra=log_context.fields(tenant=k.tenant_id, destination=k.destination_id),
+            )
 
     @staticmethod
     def _count(stats: DeliveryStats, outcome: DeliveryOutcome | Reason | None) -> None:
@@ -541,6 +547,7 @@ class Deliverer:
                     self._prepare_column(target, activity_id, rows, stats, run_id, flight),
                     rows,
                     stats,
+                    run_id,
                 )
                 for activity_id, rows in by_activity.items()
             )
@@ -614,7 +621,8 @@ class Deliverer:
                 column.score_maximum if takes_no_maximum(d.kind) else None,
             )
             c.sending = True  # its send task holds it from here
-            flight.start(self._fenced(self.send(ready, stats, run_id), [c], stats, sending=True), 1)
+            sent = self.send(ready, stats, run_id)
+            flight.start(self._fenced(sent, [c], stats, run_id, sending=True), 1)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -781,7 +789,7 @@ class Deliverer:
                         prepare = self._prepare_course(
                             group, items, facts[group], stats, run_id, flight
                         )
-                        flight.start(self._fenced(prepare, items, stats), len(items))
+                        flight.start(self._fenced(prepare, items, stats, run_id), len(items))
                     continue
                 if not flight.tasks:
                     if flushed:

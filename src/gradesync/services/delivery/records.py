@@ -74,9 +74,6 @@ class Settlement:
     run_id: str | None = None
     logged: bool = False  # write a line to the delivery log
     score_scale: float | None = None  # logged with the send (`Ready.scale`)
-    # a row let go unsent is due again at once: wake the passes that may claim it. False
-    # for the rows of a task that failed (`Deliverer._fenced`): they wait for the next pass
-    wake: bool = True
 
 
 @dataclass(slots=True)
@@ -88,7 +85,7 @@ class DeliveryStats:
     rejected: int = 0
     skipped: int = 0
     gated: int = 0  # not sent: the destination was paused or asked to slow down
-    failed: int = 0  # given back unsent: the task holding them failed (a bug)
+    failed: int = 0  # left retrying (`internal_error`): the task holding them failed (a bug)
     # (tenant, destination, course, activity) where something was delivered
     delivered_items: set[tuple[str, str, str, str]] = field(default_factory=set)
 

@@ -185,8 +185,7 @@ class SettleWriter:
                 continue
             self._away = None
             self._outage.answered()
-            quiet = {s.key for s in batch if not s.wake}  # let go to wait for the next pass
-            due = {r.key for r in rows if r.state is DeliveryState.PENDING} | (let_go - quiet)
+            due = {r.key for r in rows if r.state is DeliveryState.PENDING} | let_go
             if self._on_due is not None and due:
                 # a newer desired state arrived during its send, or a row was let go
                 # unsent: it is due again now
