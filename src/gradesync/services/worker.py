@@ -280,11 +280,12 @@ class Engine:
         await gov.refresh_destinations()
         now = self.clock.now()
         excluded, probes = gov.excluded(now)  # as a claim leaves them out
-        skip = [k for k in excluded if k not in probes]
+        skip = set(excluded) - set(probes)
+        asked = [k for k in gov.destinations if k not in skip]
 
         def query() -> datetime | None:
             with self.uow_factory() as uow:
-                return uow.ledger.next_retry_at(now, skip)
+                return uow.ledger.next_retry_at(now, asked)
 
         at = await asyncio.to_thread(query)
         if at is None:

@@ -492,6 +492,18 @@ Index("ix_ledger_pending", ledger.c.state, ledger.c.priority, ledger.c.updated_a
 # Claims share pending rows between courses: the courses with pending rows of a priority,
 # one seek each, and each course's oldest rows.
 Index("ix_ledger_fair", ledger.c.state, ledger.c.priority, ledger.c.course_id, ledger.c.updated_at)
+# Each destination's soonest retry, one probe each (the delivery loop's wait asks every
+# destination it does not leave out, so a paused one's many retrying rows are not read):
+# retrying rows alone, few beside the ledger; the query says the same literal.
+RETRYING = text("state = 'retrying'")
+Index(
+    "ix_ledger_retrying",
+    ledger.c.tenant_id,
+    ledger.c.destination_id,
+    ledger.c.next_attempt_at,
+    postgresql_where=RETRYING,
+    sqlite_where=RETRYING,
+)
 # The grades set aside as compute_failed, counted at every /metrics scrape: few, so held
 # apart (the query says the same literal, or the index cannot be proved to serve it).
 COMPUTE_FAILED = text("reason_code = 'compute_failed'")

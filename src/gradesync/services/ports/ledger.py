@@ -68,11 +68,11 @@ class LedgerRepo(Protocol):
         """Keys to send now: pending, or retrying whose time has come. Oldest first."""
 
     def next_retry_at(
-        self, now: datetime, exclude_destinations: Sequence[tuple[str, str]] = ()
+        self, now: datetime, destinations: Sequence[tuple[str, str]]
     ) -> datetime | None:
-        """When the soonest retrying row (any tenant) a claim at that time could take is
-        due: its retry time, or the end of its lease if another claim holds it; rows of
-        `exclude_destinations` (paused, as for `claimable`) are left out."""
+        """When the soonest retrying row of `destinations` ((tenant, destination): those a
+        claim does not leave out) a claim at that time could take is due: its retry time,
+        or the end of its lease if another claim holds it."""
 
     def counts_by_state(
         self, tenant_id: str, *, destination_id: str | None = None, course_id: str | None = None

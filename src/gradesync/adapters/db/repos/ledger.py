@@ -485,33 +485,47 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         return [_ledger_row(r) for r in rows]
 
     def next_retry_at(
-        self, now: datetime, exclude_destinations: Sequence[tuple[str, str]] = ()
+        self, now: datetime, destinations: Sequence[tuple[str, str]]
     ) -> datetime | None:
-        # the rows `claimable` takes (the same conditions): a leased row is claimable once
-        # its lease has ended, a row of an excluded destination not at all
+        # per destination, the first retrying row `claimable` could take (its conditions):
+        # one probe each along `ix_ledger_retrying`, a statement per 100 destinations. Then
+        # the rows before it, leased, are claimable once their leases end: few, they are
+        # what claims hold.
         c = t.ledger.c
-        retrying: list[Any] = [c.state == DeliveryState.RETRYING.value]
-        if exclude_destinations:
-            retrying.append(
-                tuple_(c.tenant_id, c.destination_id).not_in(list(exclude_destinations))
-            )
-        free: datetime | None = self.conn.execute(
-            select(c.next_attempt_at)
-            .where(*retrying, c.lease_until.is_(None) | (c.lease_until < utc(now)))
-            .order_by(c.next_attempt_at)
-            .limit(1)
-        ).scalar()
-        # leased rows due before the first free one (along `ix_ledger_due`)
         ends = case((c.lease_until > c.next_attempt_at, c.lease_until), else_=c.next_attempt_at)
-        held_q = select(func.min(ends)).where(*retrying, c.lease_until >= utc(now))
-        if free is not None:
-            held_q = held_q.where(c.next_attempt_at < free)
-        held = utc(self.conn.execute(held_q).scalar())
-        if held is not None:
-            held += timedelta(microseconds=1)  # claimable once `now` is past its lease
-        if free is None or (held is not None and held < utc(free)):
-            return held
-        return utc(free)
+        soonest: datetime | None = None
+        keys = list(destinations)
+        for i in range(0, len(keys), 100):
+            chunk = keys[i : i + 100]
+            frees = self.conn.execute(
+                select(
+                    *(
+                        select(c.next_attempt_at)
+                        .where(t.RETRYING, *self._due_conditions(now, tn, dest, None, None, ())[1:])
+                        .order_by(c.next_attempt_at)
+                        .limit(1)
+                        .scalar_subquery()
+                        for tn, dest in chunk
+                    )
+                )
+            ).one()
+            held_q = []
+            for (tn, dest), free in zip(chunk, frees, strict=True):
+                q = select(func.min(ends)).where(
+                    t.RETRYING, *_in_scope(tn, dest), c.lease_until >= utc(now)
+                )
+                if free is not None:
+                    q = q.where(c.next_attempt_at < free)
+                held_q.append(q.scalar_subquery())
+            helds = self.conn.execute(select(*held_q)).one()
+            for free, held in zip(frees, helds, strict=True):
+                if held is not None:
+                    # claimable once `now` is past its lease
+                    held = utc(held) + timedelta(microseconds=1)
+                for at in (utc(free), held):
+                    if at is not None and (soonest is None or at < soonest):
+                        soonest = at
+        return soonest
 
     def counts_by_state(
         self, tenant_id: str, *, destination_id: str | None = None, course_id: str | None = None
