@@ -238,3 +238,35 @@ async def test_a_grade_read_back_keeps_the_points_it_was_read_on(api: ApiEnv) ->
         "lms11": {"score_given": 9.0, "score_maximum": 10.0, "read_back": True},
         "sis": {"score_given": 9.0, "score_maximum": 10.0, "read_back": True},
     }
+
+
+async def test_an_lti11_fraction_keeps_the_points_it_was_computed_on(api: ApiEnv) -> None:
+    """Ada's 0.8 is computed on the 10-point quiz; before it is sent the quiz is made worth
+    20, and after it, the quiz stops syncing. The LMS took 0.8, a fraction of the 10 points
+    it was computed on: it reads 8 / 10, not 16 / 20 of the points the quiz had at the send."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    assert admin.post("/ingest", json=ROSTER).status_code == 202
+    factory = DoubleFactory()
+    factory.remote("lms11").capabilities = Capabilities(
+        score_form=ScoreForm.PERCENT, percent_scale=1.0, extra_credit=False
+    )
+    add_destination(api.db.uow, "t1", "lms11", KINDS["lms11"], links={"c1": "remote-lms11"},
+                    people={"p1": "sub-lms11"})  # fmt: skip
+    assert admin.post("/attempts", json=attempt("e1", 8)).status_code == 202
+    engine = Engine(
+        api.db.uow, SystemClock(), lambda d: _Shaped(d, factory.remote(d.id)), EngineSettings()
+    )
+    try:
+        await engine.process_dirty()  # 0.8 of 10 points
+        quiz = {**ROSTER["activities"][0], "points_possible": 20}
+        assert admin.post("/ingest", json={"activities": [quiz]}).status_code == 202
+        assert (await engine.deliver_due()).delivered == 1  # sent before the recompute
+        assert [r.score_given for r in factory.remote("lms11").results.values()] == [0.8]
+        stopped = {**quiz, "sync_enabled": False}
+        assert admin.post("/ingest", json={"activities": [stopped]}).status_code == 202
+        await engine.process_dirty()  # no longer synced: kept in the LMS
+    finally:
+        await engine.aclose()
+    assert _held(admin) == {
+        "lms11": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False}
+    }

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from gradesync.adapters.db.database import Database
+from gradesync.adapters.destinations.oneroster import DEFAULT_SCOPES
 from gradesync.config import Settings
 from gradesync.domain.model import (
     Activity,
@@ -28,6 +29,7 @@ from gradesync.domain.model import (
     Course,
     DeliveryState,
     Enrollment,
+    EnrollmentStatus,
     LedgerRow,
     Person,
     PolicySettings,
@@ -37,15 +39,16 @@ from gradesync.domain.model import (
     Tenant,
     Trigger,
 )
+from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
-from gradesync.services import sis
+from gradesync.services import console_queries, queries, sis
 from gradesync.services.clock import SystemClock
 from gradesync.services.ingest import IngestBatch, ingest
 from gradesync.services.runs import request_run
 from gradesync.testing import TEST_SECRET
-from tests.support.sis import TODAY, connect, map_to_class, sis_seed
+from tests.support.sis import CLIENT_ID, CLIENT_SECRET, TODAY, connect, map_to_class, sis_seed
 
 T, COURSE, DEST = "t1", "alg", "sis"
 DUE = datetime.combine(TODAY + timedelta(days=7), datetime.min.time(), tzinfo=UTC)
@@ -363,3 +366,68 @@ async def test_a_course_alignment_takes_effect_at_the_next_post(passback: Passba
     assert run.outcome is RunOutcome.SUCCEEDED, run.message
     assert run.counts["columns"]["written"] == 1 and run.counts["columns"]["failed"] == 0
     assert p.sis_line_items()[quiz]["category"]["sourcedId"] == "cat-hw"
+
+
+def _instructor_edit(p: Passback, line_item: str, student: str, score: float) -> None:
+    """An instructor types `score` over a result in the SIS (its own API, a newer edit)."""
+    root = p.sandbox.base_url.rstrip("/")
+    base = f"{root}/ims/oneroster/gradebook/v1p2"
+    with httpx.Client(timeout=10.0) as http:
+        token = http.post(
+            f"{root}/ims/oneroster/oauth2/token",
+            auth=(CLIENT_ID, CLIENT_SECRET),
+            data={"grant_type": "client_credentials", "scope": " ".join(DEFAULT_SCOPES)},
+        )
+        token.raise_for_status()
+        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        found = p.sis_results()[(line_item, student)]
+        edited = {
+            **found,
+            "score": score,
+            "dateLastModified": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        put = http.put(
+            f"{base}/results/{found['sourcedId']}", json={"result": edited}, headers=auth
+        )
+        assert put.is_success, put.text
+
+
+async def test_a_kept_sis_grade_reads_on_its_line_items_maximum_now(passback: Passback) -> None:
+    """An 8 is sent on the 10-point quiz; the instructor types 9 over it in the SIS, and the
+    run keeps the edit. P1 leaves the course (gradesync sends nothing more for them: *Kept
+    in LMS*); the quiz is made worth 20 and the other learner's result sent again, which
+    writes the line item with resultValueMax 20. The SIS holds 9 of 20, and the API's `held`
+    and the console say so (not 9 / 10, the points when the grade was read)."""
+    p = passback
+    p.attempt("quiz1", "p1", 8.0)
+    p.attempt("quiz1", "p2", 7.0)
+    await p.until(p.delivered(("quiz1", "p1"), ("quiz1", "p2")), "the quiz in the SIS")
+    quiz = _li(p, "quiz1")
+    assert p.sis_line_items()[quiz]["resultValueMax"] == 10.0
+    _instructor_edit(p, quiz, "stu-1", 9.0)
+    run = await p.run(Trigger.MANUAL, ("quiz1",))
+    assert run.counts.get("overridden") == 1, run.counts  # kept: keep_lms_edits by default
+    left = Enrollment(T, COURSE, "p1", status=EnrollmentStatus.DROPPED)
+    ingest(p.db.uow, p.runtime.clock, p.runtime.waker, T, IngestBatch(enrollments=[left]))
+    await p.until(lambda: p.ledger()[("quiz1", "p1")].state is DeliveryState.SKIPPED, "p1 kept")
+    worth_20 = Activity(T, "quiz1", COURSE, "Quiz 1", 20, due_at=DUE, category="Quizzes")
+    ingest(p.db.uow, p.runtime.clock, p.runtime.waker, T, IngestBatch(activities=[worth_20]))
+    await p.until(
+        lambda: (
+            (r := p.ledger()[("quiz1", "p2")]).state is DeliveryState.DELIVERED
+            and r.delivered_hash is not None
+            and (r.desired or {}).get("score_maximum") == 20.0
+        ),
+        "p2's 14 of 20 in the SIS",
+    )
+    assert p.sis_line_items()[quiz]["resultValueMax"] == 20.0
+    results = p.sis_results()
+    assert (results[(quiz, "stu-1")]["score"], results[(quiz, "stu-2")]["score"]) == (9.0, 14.0)
+
+    grades = queries.learner_grades(p.db.uow, T, "p1", destination_id=DEST, reader=Reader.API)
+    (cell,) = [c for c in grades.destinations[DEST] if c.activity_id == "quiz1"]
+    assert cell.held is not None and cell.held.text() == "9 / 20", cell.held
+    page = console_queries.course_page(p.db.uow, T, COURSE, destination_id=DEST)
+    (row,) = [r for r in page.grid if r.person.id == "p1"]
+    (kept,) = [c for c in row.cells if c.activity_id == "quiz1"]
+    assert kept.status == "kept" and kept.held is not None and kept.held.text() == "9 / 20"

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from gradesync.domain.held import Held, held_score, newest_held
+from gradesync.domain.held import (
+    Held,
+    held_score,
+    line_item_maximum,
+    newest_held,
+    provisioned,
+)
+from gradesync.domain.model import ItemLink
 
 
 def test_each_adapters_delivered_send_says_its_score() -> None:
@@ -53,24 +60,41 @@ def test_a_held_score_reads_on_the_activitys_scale_where_the_gradebook_gives_non
     assert Held(None, None, False).on_scale("lti11_outcomes", 10).text() == "no score"
 
 
-def test_a_held_score_reads_on_the_points_it_was_sent_on_when_the_log_kept_them() -> None:
+def test_an_lti11_fraction_reads_on_the_points_its_line_logged() -> None:
     fraction = {"operation": "replaceResult", "score": "0.8", "sourcedid": "s"}
+    sent = held_score({"outcome": "delivered", "payload": fraction, "score_scale": 10.0})
+    assert sent is not None
+    assert sent.on_scale("lti11_outcomes", 20).text() == "8 / 10"  # the points now are 20
+    # a line logged before the points were kept reads on the points now
+    old = held_score({"outcome": "delivered", "payload": fraction, "score_scale": None})
+    assert old is not None and old.on_scale("lti11_outcomes", 20).text() == "16 / 20"
+    found = {"remote_given": 0.9, "remote_maximum": 1.0}
+    line = {"outcome": "overridden", "payload": {"read_back": found}, "score_scale": 10.0}
+    read = held_score(line)
+    assert read is not None and read.read_back
+    assert read.on_scale("lti11_outcomes", 20).text() == "9 / 10"
+
+
+def test_a_sis_score_reads_on_its_line_items_maximum_as_it_is_now() -> None:
+    """The SIS puts the score on its line item's resultValueMax, which gradesync rewrites
+    when the activity's points change: a points' scale logged with the line does not count."""
     rest = {"result": {"sourcedId": "r", "score": 8, "scoreStatus": "fully graded"}}
-    for kind, payload in (("lti11_outcomes", fraction), ("oneroster_rest", rest)):
-        sent = held_score({"outcome": "delivered", "payload": payload, "score_scale": 10.0})
-        assert sent is not None
-        assert sent.on_scale(kind, 20).text() == "8 / 10", kind  # the points now are 20
-        # a line logged before the points were kept reads on the points now
-        old = held_score({"outcome": "delivered", "payload": payload, "score_scale": None})
-        assert old is not None and old.on_scale(kind, 20).score_maximum == 20, kind
+    sent = {"outcome": "delivered", "payload": rest, "score_scale": 10.0}
+    found = {"outcome": "overridden", "payload": {"read_back": {"remote_given": 9}}}
+    for kind in ("oneroster_rest", "oneroster_csv"):
+        held, read = held_score(sent), held_score(found | {"score_scale": 10.0})
+        assert held is not None and read is not None
+        assert held.on_scale(kind, 10, line_item=20).text() == "8 / 20", kind
+        assert read.on_scale(kind, 10, line_item=20).text() == "9 / 20", kind
+        # a line item written before gradesync kept its maximum: the points now stand in
+        assert read.on_scale(kind, 20).text() == "9 / 20", kind
 
 
-def test_a_grade_read_back_reads_on_the_points_the_readback_logged() -> None:
-    for kind, given, maximum in (("lti11_outcomes", 0.9, 1.0), ("oneroster_rest", 9, None)):
-        found = {"remote_given": given, "remote_maximum": maximum}
-        line = {"outcome": "overridden", "payload": {"read_back": found}, "score_scale": 10.0}
-        read = held_score(line)
-        assert read is not None and read.read_back
-        assert read.on_scale(kind, 20).text() == "9 / 10", kind  # the points now are 20
-        old = held_score(line | {"score_scale": None})  # logged before the points were kept
-        assert old is not None and old.on_scale(kind, 20).score_maximum == 20, kind
+def test_a_sis_link_keeps_the_maximum_its_line_item_was_written_with() -> None:
+    link = ItemLink("t", "sis", "a1", "li-1", "h", {"sync_to_sis": True})
+    written = provisioned(link, "oneroster_rest", 20.0)
+    assert line_item_maximum(written) == 20.0 and written.data["sync_to_sis"] is True
+    assert provisioned(written, "oneroster_rest", 20.0) is written  # unchanged
+    assert line_item_maximum(provisioned(link, "oneroster_csv", 15.0)) == 15.0
+    assert provisioned(link, "lti13_ags", 20.0) is link  # the LMS gives its own maximum
+    assert line_item_maximum(link) is None and line_item_maximum(None) is None

@@ -120,6 +120,7 @@ def test_every_sent_field_is_hashed(change: dict[str, object]) -> None:
     [
         {"basis": "something else"},
         {"attempt_event_id": "ev-9"},
+        {"points_possible": 20.0},  # what an LTI 1.1 fraction was computed on: logged only
         {"score_given": 7.5},  # int/float spelling
         {"scored_at": datetime(2025, 3, 1, 12, 0, tzinfo=UTC) - timedelta(hours=1)},
     ],
@@ -145,6 +146,7 @@ def test_zero_and_negative_zero_hash_alike() -> None:
         result(),
         result(score=None, grading_progress="Pending", comment="x", scored_at=None),
         result(late=True, missing=True, excused=True, attempt_event_id=None),
+        replace(result(), points_possible=10.0),
     ],
 )
 def test_json_round_trip(r: DesiredResult) -> None:

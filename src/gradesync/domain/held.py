@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gradesync.domain.model import SIS_KINDS, DestinationKind
+from gradesync.domain.model import SIS_KINDS, DestinationKind, ItemLink
 from gradesync.domain.overrides import OVERRIDE_SEEN
 
 DELIVERED = "delivered"  # the delivery log's outcome of a send the gradebook took
@@ -20,11 +20,30 @@ DELIVERED = "delivered"  # the delivery log's outcome of a send the gradebook to
 HOLDING_OUTCOMES = (DELIVERED, OVERRIDE_SEEN)
 
 
-def takes_no_maximum(kind: DestinationKind | str) -> bool:
-    """A gradebook that takes a score without its maximum: LTI 1.1 a fraction of 1, a SIS
-    a score on its line item's maximum. What it holds reads on the activity's points at the
-    time of the send, so the delivery log keeps them (`score_scale`)."""
-    return kind == DestinationKind.LTI11_OUTCOMES or kind in SIS_KINDS
+# ItemLink.data: the maximum a SIS line item was last written with (its resultValueMax)
+LINE_ITEM_MAXIMUM = "line_item_maximum"
+
+
+def logs_scale(kind: DestinationKind | str) -> bool:
+    """LTI 1.1 takes a fraction of 1, on a column gradesync never writes: what it holds
+    reads on the activity's points the fraction was computed on, so the delivery log keeps
+    them with each line (`score_scale`). A SIS reads on its line item instead
+    (`LINE_ITEM_MAXIMUM`), which gradesync rewrites when the points change."""
+    return kind == DestinationKind.LTI11_OUTCOMES
+
+
+def provisioned(link: ItemLink, kind: DestinationKind | str, maximum: float) -> ItemLink:
+    """`link` as a column was just written through it with `maximum`: a SIS line item's
+    `resultValueMax`, the scale of every score the SIS holds in it, whenever it was sent."""
+    if kind not in SIS_KINDS or link.data.get(LINE_ITEM_MAXIMUM) == maximum:
+        return link
+    return replace(link, data={**link.data, LINE_ITEM_MAXIMUM: maximum})
+
+
+def line_item_maximum(link: ItemLink | None) -> float | None:
+    """The maximum a SIS line item was last written with, None when not known (a link
+    written before gradesync kept it)."""
+    return None if link is None else _number(link.data.get(LINE_ITEM_MAXIMUM))
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +55,8 @@ class Held:
     score_given: float | None  # None: it holds no score (removed, or excused)
     score_maximum: float | None
     read_back: bool  # found by reading the gradebook back, not only sent
-    # the activity's points the score was sent on, or read back on (logged with the line
-    # since migration 0025); None: not known, the activity's points now stand in
+    # LTI 1.1: the activity's points the fraction was sent on, or read back on (logged with
+    # the line since migration 0025); None: not known, the activity's points now stand in
     scale: float | None = None
 
     def text(self) -> str:
@@ -46,13 +65,18 @@ class Held:
         given = f"{self.score_given:g}"
         return given if self.score_maximum is None else f"{given} / {self.score_maximum:g}"
 
-    def on_scale(self, kind: DestinationKind | str, points: float | None) -> Held:
+    def on_scale(
+        self, kind: DestinationKind | str, points: float | None, line_item: float | None = None
+    ) -> Held:
         """The score on the activity's scale, as an AGS gradebook's holds it: LTI 1.1 holds a
-        fraction of 1 ("0.8 / 1" is "8 / 10" of a 10-point activity), a SIS result no maximum
-        of its own (its line item's is the activity's points, `resultValueMax`). The scale is
-        the points the score was sent on (`scale`), else `points`: the activity's points
-        now, None when unknown (the score is kept as held)."""
-        if self.scale is not None:
+        fraction of 1 ("0.8 / 1" is "8 / 10" of a 10-point activity), on the points it was
+        sent on (`scale`); a SIS result no maximum of its own, its line item's as it is now
+        (`line_item`, `line_item_maximum`): made worth 20, the line item holds 9 / 20 of a
+        9 typed on 10 points. `points`: the activity's points now, which stand in when the
+        line or the link did not keep them; None when unknown (the score is kept as held)."""
+        if kind in SIS_KINDS:
+            points = line_item if line_item is not None else points
+        elif self.scale is not None:
             points = self.scale  # what the gradebook took it on, whatever the points are now
         if points is None or points <= 0 or self.score_given is None:
             return self

@@ -43,8 +43,9 @@ __all__ = [
 
 
 def result_hash(result: DesiredResult) -> str:
-    """sha256 of the canonical JSON of exactly what is sent. `basis` and `attempt_event_id`
-    explain the result but are not sent, so they do not make a key pending."""
+    """sha256 of the canonical JSON of exactly what is sent. `basis`, `attempt_event_id` and
+    `points_possible` explain the result but are not sent, so they do not make a key
+    pending."""
     return digest(
         {
             "score_given": number(result.score_given) if result.score_given is not None else None,
@@ -74,6 +75,7 @@ def desired_to_json(result: DesiredResult) -> dict[str, Any]:
         "scored_at": iso(result.scored_at) if result.scored_at is not None else None,
         "basis": result.basis,
         "attempt_event_id": result.attempt_event_id,
+        "points_possible": result.points_possible,
     }
 
 
@@ -93,6 +95,7 @@ def desired_from_json(d: dict[str, Any]) -> DesiredResult:
         scored_at=parse_iso(scored_at) if scored_at is not None else None,
         basis=str(d.get("basis", "")),
         attempt_event_id=d.get("attempt_event_id"),
+        points_possible=float(points) if (points := d.get("points_possible")) is not None else None,
     )
 
 

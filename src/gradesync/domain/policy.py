@@ -171,6 +171,9 @@ class DesiredResult:
     scored_at: datetime | None  # when the counted attempt was completed (scoreDate)
     basis: str  # which attempt counts and why (not hashed: it is not sent)
     attempt_event_id: str | None  # the counted attempt's source_event_id (not hashed)
+    # the activity's points the score was shaped on: what a percent form's fraction is a
+    # fraction of (not hashed: it is not sent); None in results computed before it was kept
+    points_possible: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +325,7 @@ def _result(
         scored_at=scored_at,
         basis=basis.strip(),
         attempt_event_id=attempt.source_event_id if attempt is not None else None,
+        points_possible=number(inp.activity.points_possible),
     )
 
 

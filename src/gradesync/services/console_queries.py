@@ -18,7 +18,7 @@ from typing import Any
 from gradesync.domain import course_connection, remedies
 from gradesync.domain.diagnosis import DestinationQueue, pending_said
 from gradesync.domain.errors import NotFound
-from gradesync.domain.held import Held, held_score
+from gradesync.domain.held import Held, held_score, line_item_maximum
 from gradesync.domain.model import (
     Activity,
     Attempt,
@@ -109,10 +109,18 @@ def score_text(row: LedgerRow | None) -> str | None:
     return f"{_num(given)} / {_num(maximum)}"
 
 
-def _held(line: dict[str, Any] | None, destination: Destination, activity: Activity) -> Held | None:
-    """What the gradebook holds, on the activity's scale (`Held.on_scale`)."""
+def _held(
+    line: dict[str, Any] | None,
+    destination: Destination,
+    activity: Activity,
+    column: ItemLink | None,
+) -> Held | None:
+    """What the gradebook holds, on the activity's scale (`Held.on_scale`; a SIS's on its
+    line item's maximum, kept on the activity's link `column`)."""
     held = held_score(line) if line is not None else None
-    return held.on_scale(destination.kind, activity.points_possible) if held else None
+    if held is None:
+        return None
+    return held.on_scale(destination.kind, activity.points_possible, line_item_maximum(column))
 
 
 def why_text(
@@ -304,7 +312,9 @@ def course_page(
                     row,
                     lms_holds(row),
                     tries.get((a.id, person.id)),
-                    _held(holding.get((a.id, person.id)), dest, a) if dest else None,
+                    _held(holding.get((a.id, person.id)), dest, a, columns.get(a.id))
+                    if dest
+                    else None,
                 )
             )
             per_activity[a.id][status] = per_activity[a.id].get(status, 0) + 1

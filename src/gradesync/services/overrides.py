@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from gradesync.domain.errors import InvalidInput, NotFound
-from gradesync.domain.held import takes_no_maximum
+from gradesync.domain.held import logs_scale
 from gradesync.domain.ledger import desired_from_json
 from gradesync.domain.model import (
     Course,
@@ -44,7 +44,7 @@ from gradesync.domain.overrides import (
     detect_overrides,
     repaired,
 )
-from gradesync.domain.policy import NoResult, column_for, resolve_settings
+from gradesync.domain.policy import resolve_settings
 from gradesync.services import queries
 from gradesync.services.clock import Clock
 from gradesync.services.destination import DestinationClient, ReadBack
@@ -81,24 +81,18 @@ def keeps_lms_edits(uow: UnitOfWork, tenant_id: str, course: Course, activity_id
         return True  # an invalid policy never overwrites a person's edit
 
 
-def _column_scale(
-    uow: UnitOfWork, client: DestinationClient, course: Course, activity_id: str
+def _read_back_scale(
+    uow: UnitOfWork, client: DestinationClient | None, tenant_id: str, activity_id: str
 ) -> float | None:
-    """The points a score read back from `client`'s column reads on, where its gradebook
-    holds scores without their maximum (`domain.held.takes_no_maximum`): the column's, as a
-    send now would write it. None elsewhere, or when the activity has no column there."""
-    if not takes_no_maximum(client.destination.kind):
+    """The points a fraction read back from an LTI 1.1 column is a fraction of, logged with
+    its line as a send's are (`domain.held.logs_scale`): the activity's points now, which a
+    send now would compute the fraction on. None elsewhere: a SIS's score reads on its line
+    item's maximum, kept on the item's link."""
+    if client is None or not logs_scale(client.destination.kind):
         return None
-    tenant = uow.tenants.get(course.tenant_id)
-    activity = uow.activities.get(course.tenant_id, activity_id)
-    if activity is None:
-        return None
-    layers = [x.policy for x in (tenant, course, activity) if x is not None]
-    try:
-        column = column_for(activity, resolve_settings(*layers), client.capabilities)
-    except InvalidInput:
-        return None
-    return None if isinstance(column, NoResult) else column.score_maximum
+    activity = uow.activities.get(tenant_id, activity_id)
+    points = activity.points_possible if activity is not None else None
+    return points if points is not None and points > 0 else None
 
 
 def _remote_by_person(
@@ -134,8 +128,8 @@ def record_overrides(
 ) -> OverrideStats:
     """Compare a column read back from the destination with the ledger; record what differs.
     One transaction; rows are re-read under lock so a send settling meanwhile is not lost.
-    `client`: the destination's, which says the column's points each line keeps where the
-    gradebook holds scores without their maximum (as a send's line does)."""
+    `client`: the destination's, which says whether each line keeps the activity's points
+    (an LTI 1.1 fraction's, as a send's line does)."""
     stats = OverrideStats()
     with uow_factory() as uow:
         course = uow.courses.get(tenant_id, course_id)
@@ -152,7 +146,7 @@ def record_overrides(
         locked = uow.ledger.get_keys([o.key for o in found], lock=True)
         fresh = detect_overrides(remote, locked.values())  # still true under the lock
         keep = keeps_lms_edits(uow, tenant_id, course, activity_id)
-        scale = None if client is None else _column_scale(uow, client, course, activity_id)
+        scale = _read_back_scale(uow, client, tenant_id, activity_id)
         now = clock.now()
         writes: list[tuple[LedgerRow, str]] = []
         lines: list[dict[str, Any]] = []

@@ -11,8 +11,9 @@ from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.course_connection import not_connected
 from gradesync.domain.diagnosis import destination_ready_check
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
-from gradesync.domain.held import Held, held_score
+from gradesync.domain.held import Held, held_score, line_item_maximum
 from gradesync.domain.model import (
+    SIS_KINDS,
     DeliveryState,
     Destination,
     LedgerKey,
@@ -92,11 +93,12 @@ def _cell(
     row: LedgerRow,
     paused: Reason | None = None,
     holding: dict[str, Any] | None = None,
-    scale: tuple[str, float | None] | None = None,
+    scale: tuple[str, float | None, float | None] | None = None,
     read: Callable[[LedgerRow], str | None] = lambda row: row.reason_text,
 ) -> GradeState:
-    """`scale`: the destination's kind and the activity's points, to say a held score on the
-    activity's scale (`Held.on_scale`); `read`: the row's reason as its reader reads it."""
+    """`scale`: the destination's kind, the activity's points and a SIS line item's maximum,
+    to say a held score on the activity's scale (`Held.on_scale`); `read`: the row's reason
+    as its reader reads it."""
     if paused is not None and row.state is DeliveryState.PENDING and row.reason_code is None:
         # a row naming its own reason (the send that paused the destination said why) keeps it
         row = replace(row, reason_code=paused.code, reason_text=paused.text)
@@ -120,7 +122,9 @@ def _cell(
     )
 
 
-def _held(line: dict[str, Any], scale: tuple[str, float | None] | None) -> Held | None:
+def _held(
+    line: dict[str, Any], scale: tuple[str, float | None, float | None] | None
+) -> Held | None:
     held = held_score(line)
     return held.on_scale(*scale) if held is not None and scale is not None else held
 
@@ -210,6 +214,7 @@ def learner_grades(
             ).values()
         }
         course_of = _courses_of_commands(uow, tenant_id, rows)
+        line_items = _line_items(uow, tenant_id, held_rows, dests)
 
         def read(r: LedgerRow) -> str | None:
             if not r.reason_text:
@@ -228,7 +233,11 @@ def learner_grades(
                 r,
                 paused.get(r.key.destination_id),
                 holding.get(r.key),
-                (kinds.get(r.key.destination_id, ""), points.get(r.key.activity_id)),
+                (
+                    kinds.get(r.key.destination_id, ""),
+                    points.get(r.key.activity_id),
+                    line_items.get((r.key.destination_id, r.key.activity_id)),
+                ),
                 read,
             )
             for r in rows
@@ -266,6 +275,23 @@ def _holding(
         for (aid, pid), line in uow.deliveries.last_holding(tenant_id, dest, keys).items():
             out[LedgerKey(tenant_id, dest, aid, pid)] = line
     return out
+
+
+def _line_items(
+    uow: UnitOfWork, tenant_id: str, rows: Sequence[LedgerRow], dests: Sequence[Destination]
+) -> dict[tuple[str, str], float | None]:
+    """(destination, activity) -> the maximum its SIS line item was last written with, for
+    the kept rows at a SIS (a SIS's held score reads on it)."""
+    sis = {d.id for d in dests if d.kind in SIS_KINDS}
+    by_destination: dict[str, set[str]] = {}
+    for r in rows:
+        if r.key.destination_id in sis:
+            by_destination.setdefault(r.key.destination_id, set()).add(r.key.activity_id)
+    return {
+        (dest, aid): line_item_maximum(link)
+        for dest, ids in by_destination.items()
+        for aid, link in uow.links.items(tenant_id, dest, ids).items()
+    }
 
 
 def _not_connected_cells(

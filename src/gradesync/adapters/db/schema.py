@@ -342,9 +342,9 @@ deliveries = Table(
     Column("remote_status", Integer),
     Column("remote_message", Text),
     Column("latency_ms", Float),
-    # the activity's points a score was sent on, where the gradebook takes a score without
-    # its maximum (LTI 1.1 a fraction, a SIS a score; `domain.held`); NULL for other sends
-    # and for lines logged before 0025
+    # LTI 1.1: the activity's points a fraction was computed on, or read back on
+    # (`domain.held.logs_scale`); NULL for other lines (a SIS's held score reads on its line
+    # item's maximum, on the item link) and for lines logged before 0025
     Column("score_scale", Float),
     Index("ix_deliveries_key", "tenant_id", "destination_id", "activity_id", "person_id"),
     Index("ix_deliveries_time", "tenant_id", "sent_at"),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from gradesync.domain.held import takes_no_maximum
+from gradesync.domain.held import logs_scale
 from gradesync.domain.ledger import (
     Delivered,
     DeliveryOutcome,
@@ -44,7 +44,13 @@ from gradesync.domain.model import (
     Tenant,
 )
 from gradesync.domain.pauses import PauseCause
-from gradesync.domain.policy import DesiredResult, NoResult, column_for, resolve_settings
+from gradesync.domain.policy import (
+    Column,
+    DesiredResult,
+    NoResult,
+    column_for,
+    resolve_settings,
+)
 from gradesync.domain.reasons import Reason, internal_error
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
@@ -117,9 +123,19 @@ class Ready:
     limits: DestinationLimits
     target: ResultTarget
     result: DesiredResult
-    # the activity's points the score is sent on, logged where the gradebook takes no
-    # maximum (`domain.held.takes_no_maximum`); None elsewhere
+    # the activity's points the score was computed on, logged where the gradebook takes a
+    # fraction of them (`domain.held.logs_scale`); None elsewhere
     scale: float | None = None
+
+
+def _scale(d: Destination, result: DesiredResult, column: Column) -> float | None:
+    """The points `result`'s fraction was computed on, to log with its send at LTI 1.1: the
+    activity's when the result was computed, not the column's now (they differ when the
+    points change between the two). A result computed before it kept them has the
+    column's."""
+    if not logs_scale(d.kind):
+        return None
+    return result.points_possible if result.points_possible is not None else column.score_maximum
 
 
 @dataclass(eq=False, slots=True)
@@ -611,14 +627,15 @@ class Deliverer:
             if c.row.desired is None or c.row.state is DeliveryState.SKIPPED:
                 self._settle_all([c], None, stats, run_id)
                 continue
+            result = desired_from_json(c.row.desired)
             ready = Ready(
                 c,
                 d,
                 t.client,
                 t.limits,
                 ResultTarget(t.course_link, item_link, person),
-                desired_from_json(c.row.desired),
-                column.score_maximum if takes_no_maximum(d.kind) else None,
+                result,
+                _scale(d, result, column),
             )
             c.sending = True  # its send task holds it from here
             sent = self.send(ready, stats, run_id)

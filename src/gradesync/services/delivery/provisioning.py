@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gradesync.domain.held import provisioned
 from gradesync.domain.model import Activity, Course, CourseLink, Destination, ItemLink, Tenant
 from gradesync.domain.policy import Column, NoResult, column_for, column_hash, resolve_settings
 from gradesync.services.delivery.background import BackgroundWrites
@@ -124,6 +125,8 @@ class Provisioner:
             if not force and current is not None and current.details_hash == wanted:
                 return current, False
             ensured = await client.ensure_column(course_link, column, current, force=force)
+            # a SIS's scores read on the line item's maximum as written now (`domain.held`)
+            ensured = provisioned(ensured, d.kind, column.score_maximum)
             self._item_links[key] = (*(known or (link,)), ensured)[-8:]
 
             def save() -> None:

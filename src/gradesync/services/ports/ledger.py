@@ -212,7 +212,7 @@ class DeliveryLogRepo(Protocol):
         score_scale: float | None = None,
     ) -> None:
         """Log one send and what the remote answered. `score_scale`: the activity's points
-        the score was sent on, where the gradebook takes no maximum (`domain.held`)."""
+        an LTI 1.1 fraction was computed on (`domain.held.logs_scale`)."""
 
     def for_key(self, key: LedgerKey, limit: int = 20) -> list[dict[str, Any]]:
         """A key's sends, newest first."""

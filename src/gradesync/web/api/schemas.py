@@ -461,13 +461,15 @@ class HeldOut(BaseModel):
         description="The score the gradebook holds; null: it holds no score (removed)."
     )
     score_maximum: float | None = Field(
-        description="Its maximum, on the activity's scale: the points sent (LTI 1.3); the "
-        "activity's points when gradesync sent the grade, or read it back, for LTI 1.1 (which "
-        "holds a fraction of the column, shown rescaled) and at a SIS (its line item's "
-        "maximum), so a later change of the activity's points does not rescale it (a grade "
-        "logged without those points reads on the activity's points now). An activity without "
-        "points (unknown, or 0) leaves the score as held: 1 for LTI 1.1 (the fraction), null "
-        "at a SIS."
+        description="Its maximum, on the activity's scale: the points sent (LTI 1.3); for LTI "
+        "1.1 (which holds a fraction of the column, shown rescaled) the activity's points the "
+        "fraction was computed on, or when a readback found it, so a later change of the "
+        "activity's points does not rescale it (a grade logged without those points reads on "
+        "the activity's points now); at a SIS, its line item's maximum (resultValueMax) as "
+        "gradesync last wrote it, which the SIS reads every result of the item on (a line item "
+        "not written since gradesync kept it reads on the activity's points now). An activity "
+        "without points (unknown, or 0) leaves the score as held: 1 for LTI 1.1 (the "
+        "fraction), null at a SIS."
     )
     read_back: bool = Field(
         description="true: found by reading the gradebook back (a grade changed there); false: "
