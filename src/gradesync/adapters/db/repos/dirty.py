@@ -63,12 +63,12 @@ _CLAIMED = (
 )
 
 
-def _oldest(column: ColumnElement[Any]) -> Select[Any]:
-    """`column` of the first `limit` keys of the queue, read in order from its index;
+def _first_keys() -> Select[Any]:
+    """The keys of the first `limit` rows of the queue, read in order from its index;
     another process's claimed keys are skipped, not waited for (PostgreSQL)."""
+    c = t.dirty_keys.c
     return (
-        select(column)
-        .select_from(t.dirty_keys)
+        select(c.tenant_id, c.activity_id, c.person_id)
         .order_by(t.dirty_keys.c.queued_at)
         # written into the statement: planned for an unknown limit, PostgreSQL joined the
         # claimed keys to a scan of every waiting key
@@ -85,12 +85,7 @@ def _claim_postgres() -> ReturningDelete[Any]:
     again and committed after this statement began is locked in its new version, which the
     statement's snapshot does not see by place; by key it is found and deleted."""
     c = t.dirty_keys.c
-    locked = (
-        _oldest(c.tenant_id)
-        .with_only_columns(c.tenant_id, c.activity_id, c.person_id)
-        .cte("locked")
-        .prefix_with("MATERIALIZED")
-    )
+    locked = _first_keys().cte("locked").prefix_with("MATERIALIZED")
     return (
         delete(t.dirty_keys)
         .where(
@@ -106,8 +101,7 @@ def _claim_postgres() -> ReturningDelete[Any]:
 def _claim_sqlite() -> ReturningDelete[Any]:
     c = t.dirty_keys.c
     pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
-    keys = _oldest(c.tenant_id).with_only_columns(c.tenant_id, c.activity_id, c.person_id)
-    return delete(t.dirty_keys).where(pk.in_(keys)).returning(*_CLAIMED)
+    return delete(t.dirty_keys).where(pk.in_(_first_keys())).returning(*_CLAIMED)
 
 
 class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
