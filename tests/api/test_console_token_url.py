@@ -11,7 +11,7 @@ from gradesync.services.accounts import create_user
 from tests.support.api import ApiEnv
 from tests.support.console import form_fields, form_token, sign_in
 
-CUSTOM = "https://auth.example.org/oauth2/token"
+CUSTOM = "https://sis.example.org/oauth2/token"  # the server of the base URL: the same secret
 
 
 def test_the_reset_links_to_the_settings_that_give_the_token_url_again(api: ApiEnv) -> None:

@@ -30,6 +30,7 @@ from gradesync.services.sis.connection import (
     add_connection,
     has_rest_api,
     rest_connection,
+    token_origin,
 )
 from gradesync.services.sis.mapping import (
     CategoryAlignment,
@@ -104,6 +105,7 @@ __all__ = [
     "sis_connections",
     "sis_destination",
     "tick_checked",
+    "token_origin",
     "touch_items",
     "unmap_section",
     "validate",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import (
@@ -140,6 +141,14 @@ def add_connection(
             )
         if found:
             problems.append(found)
+    urls_refused = any(p.field in ("base_url", "token_url") for p in problems)
+    if (
+        old is not None
+        and not client_secret
+        and old.secret.get("client_secret")
+        and not urls_refused
+    ):
+        problems.extend(_moved_secret_problems(old.config, config))
     if not file_based:
         if not str(config.get("base_url") or "").strip():
             problems.append(
@@ -209,6 +218,45 @@ def has_rest_api(uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id:
         return (
             sis_destination(uow, tenant_id, destination_id).kind is DestinationKind.ONEROSTER_REST
         )
+
+
+def token_origin(config: dict[str, Any]) -> tuple[str, str, int | None] | None:
+    """Where a connection's client secret goes: the scheme, host and port of its token URL,
+    or of its base URL when the token URL is the default (next to the API, on its server).
+    None when it has neither."""
+    url = str(config.get("token_url") or config.get("base_url") or "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:  # not a port: unlike every other URL (the URL rule refuses it too)
+        return (scheme, url, None)
+    return (scheme, (parts.hostname or "").lower(), port)
+
+
+def _moved_secret_problems(before: dict[str, Any], after: dict[str, Any]) -> list[FieldProblem]:
+    """The stored secret is sent only to the server it was given for: a change that sends
+    the token request elsewhere must give the secret again, or whoever may edit the settings
+    could have it posted to a server of their choosing."""
+    moved = token_origin(after)
+    if moved is None or moved == token_origin(before):
+        return []
+    how = (
+        "The token URL now leads to another server"
+        if after.get("token_url")
+        else "With the default token URL (next to the API), the new base URL leads the token "
+        "request to another server"
+    )
+    return [
+        FieldProblem(
+            "client_secret",
+            "required",
+            f"A new token URL needs the client secret again. {how}; the stored secret goes "
+            "only to the server it was given for.",
+        )
+    ]
 
 
 def _clear_problems(

@@ -162,6 +162,21 @@ def default_token_url(
     if not custom:
         flash(request, "ok", f"{dest.name} already gets its tokens at the default token URL.")
         return RedirectResponse("/console/sis", status_code=303)
+    default = service.token_origin({"base_url": dest.config.get("base_url")})
+    if (
+        dest.secret.get("client_secret")
+        and default is not None
+        and default != service.token_origin(dest.config)
+    ):
+        # the use case would refuse it after the question: the secret would go elsewhere
+        flash(
+            request,
+            "error",
+            f"{dest.name} was not changed: its default token URL is on another server than "
+            f"{custom}, and the stored client secret goes only to the server it was given "
+            "for. Give the client secret again in its settings, with the token URL left empty.",
+        )
+        return RedirectResponse("/console/sis", status_code=303)
     if confirm != "yes":
         return confirm_page(
             request,
