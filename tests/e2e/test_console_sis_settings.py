@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -342,7 +343,19 @@ def test_only_an_admin_with_the_forms_token_edits_a_connection(
             admin.post(EDIT, data={k: v for k, v in form.items() if k != "csrf"}).status_code == 403
         )
         # a value no field of the form offers is refused, not read as another
-        assert admin.post(EDIT, data={**form, "due_date_required": "maybe"}).status_code == 422
+        # (the form again with the field named: it was FastAPI's JSON 422)
+        for field, label in (
+            ("due_date_required", "Due date required"),
+            ("due_date_inside_term", "Due date inside the term"),
+            ("may_create_categories", "May create categories"),
+            ("category_match", "Match categories by"),
+            ("kind", "Kind"),
+        ):
+            tampered = admin.post(EDIT, data={**form, field: "maybe"})
+            assert tampered.status_code == 422, field
+            assert tampered.headers["content-type"].startswith("text/html"), field
+            said = " ".join(unescape(tampered.text).split())
+            assert f"Nothing was changed. {label}: Not a choice the form offers" in said, said
         assert admin.get("/console/sis/nope/edit").status_code == 404
     assert _stored(live_console) == before
 

@@ -11,12 +11,12 @@ API's `clear` takes it."""
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from gradesync.domain.errors import InvalidInput
+from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.model import ConsoleUser, Destination, DestinationKind
 from gradesync.domain.passback import SIS_CONCURRENCY, profile_from_config
 from gradesync.services import sis as service
@@ -36,6 +36,7 @@ router = APIRouter(prefix="/sis")
 # setting as config.NAME).
 LABELS = {
     "name": "Name",
+    "kind": "Kind",
     "base_url": "OneRoster base URL",
     "token_url": "OAuth 2 token URL",
     "client_id": "Client id",
@@ -52,7 +53,27 @@ LABELS = {
 LABELS |= {f"config.{k}": v for k, v in LABELS.items()}
 NUMBERS = ("name_max_length", "concurrency")
 CHOICES = ("due_date_required", "due_date_inside_term", "may_create_categories")
-YesNo = Literal["", "yes", "no"]
+# what each choice of the form may send ("" is Default); anything else was not offered
+OFFERED = {
+    "kind": ("rest", "files"),
+    **{key: ("", "yes", "no") for key in CHOICES},
+    "category_match": ("", "id", "name"),
+}
+
+
+def _choice_problems(typed: dict[str, str]) -> list[FieldProblem]:
+    """A choice the form never offered (an edited page): named, as any other refusal."""
+    return [
+        FieldProblem(
+            key,
+            "one_of",
+            "Not a choice the form offers: "
+            + " or ".join(repr(o) if o else "Default" for o in offered)
+            + ".",
+        )
+        for key, offered in OFFERED.items()
+        if typed[key] not in offered
+    ]
 
 
 def _form_of(dest: Destination) -> dict[str, str]:
@@ -133,17 +154,18 @@ def save_settings(
     request: Request,
     destination_id: str,
     name: str = Form(""),
-    kind: Literal["rest", "files"] | None = Form(None),
+    kind: str | None = Form(None),
     base_url: str = Form(""),
     token_url: str = Form(""),
     client_id: str = Form(""),
     client_secret: str = Form(""),
     scopes: str = Form(""),
     name_max_length: str = Form(""),
-    due_date_required: YesNo = Form(""),
-    due_date_inside_term: YesNo = Form(""),
-    may_create_categories: YesNo = Form(""),
-    category_match: Literal["", "id", "name"] = Form(""),
+    # the choices as str: a value never offered is named on the form, not a JSON 422
+    due_date_required: str = Form(""),
+    due_date_inside_term: str = Form(""),
+    may_create_categories: str = Form(""),
+    category_match: str = Form(""),
     default_category: str = Form(""),
     concurrency: str = Form(""),
     user: ConsoleUser = Depends(admin_user),
@@ -179,6 +201,8 @@ def save_settings(
             profile[key] = value
     scope_list = [s for s in re.split(r"[,\s]+", optional["scopes"]) if s]
     try:
+        if choices := _choice_problems(typed):
+            raise InvalidInput(choices)
         saved = service.add_connection(
             rt.uow,
             rt.clock,
