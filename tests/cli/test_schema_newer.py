@@ -128,6 +128,15 @@ def test_an_older_release_refuses_to_write_to_a_newer_postgres_schema(
     _write_refused(_gradesync(newer_postgres, *add))
     r = _gradesync(newer_postgres, *add, "--json")
     assert json.loads(r.stdout)["error"]["message"].startswith("this release does not write")
+    # --json is read as parsed: as the value of --name it asks no JSON (the command line was
+    # scanned for it), and before -t it is read all the same
+    r = _gradesync(newer_postgres, *add, "--name", "--json")
+    _write_refused(r)
+    assert r.stdout == "", r.stdout
+    r = _gradesync(newer_postgres, "sis", "add", "sis", "--json", "-t", "uni", "--no-check")
+    assert json.loads(r.stdout)["error"]["message"].startswith("this release does not write")
+    r = _gradesync(newer_postgres, "sis", "add", "sis", "-t", "nope", "--no-check", "--json")
+    assert json.loads(r.stdout)["error"]["message"].startswith("this release does not write")
 
     with postgres_db.uow() as uow:
         assert [t.id for t in uow.tenants.all()] == ["uni"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import getpass
 import json
 import re
-import sys
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,7 +68,9 @@ def _json_given(value: bool) -> bool:
 def json_option(
     help: str = "Print JSON instead of text (errors as a JSON object on stdout too).",
 ) -> Any:
-    return typer.Option(False, "--json", help=help, callback=_json_given)
+    # eager: read before the other options' callbacks (the tenant check, the write refusal),
+    # so that a refusal there is reported as JSON wherever --json stands on the command line
+    return typer.Option(False, "--json", help=help, callback=_json_given, is_eager=True)
 
 
 _SHARED = "gradesync.runtime"  # in the command's context: its runtime, once made
@@ -139,7 +140,6 @@ def _command_runtime(ctx: Context) -> Runtime:
         ctx.meta[_SHARED] = rt
         ctx.find_root().call_on_close(rt.close)
         if command_path(ctx) in WRITES:
-            _Output.json = _Output.json or "--json" in sys.argv[1:]  # maybe not parsed yet
             rt.db.check_writable()
     return rt
 
@@ -164,7 +164,6 @@ def _known_tenant(ctx: typer.Context, tenant: str) -> str:
         with _command_runtime(ctx).reads() as uow:
             known = uow.tenants.get(tenant) is not None
     if not known:
-        _Output.json = _Output.json or "--json" in sys.argv[1:]  # maybe not parsed yet
         raise NotFound("tenant", tenant)
     return tenant
 
