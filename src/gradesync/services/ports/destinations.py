@@ -13,7 +13,11 @@ from gradesync.domain.pauses import PauseCause
 class DestinationRepo(Protocol):
     """Destinations with their secret; the store keeps the secret encrypted at rest."""
 
-    def get(self, tenant_id: str, destination_id: str) -> Destination | None: ...
+    def get(
+        self, tenant_id: str, destination_id: str, *, for_update: bool = False
+    ) -> Destination | None:
+        """for_update: the row stays locked until the transaction ends (a read-modify-write
+        that must not lose a change written meanwhile)."""
 
     def get_many(self, tenant_id: str, destination_ids: Iterable[str]) -> dict[str, Destination]:
         """The tenant's destinations with these ids, by id, in one statement (none for none)."""

@@ -30,6 +30,7 @@ from gradesync.services.sis.connection import (
     add_connection,
     has_rest_api,
     rest_connection,
+    settings_version,
     token_origin,
 )
 from gradesync.services.sis.mapping import (
@@ -101,6 +102,7 @@ __all__ = [
     "reopen_rejected",
     "rest_connection",
     "select_activities",
+    "settings_version",
     "sis_category_ids",
     "sis_connections",
     "sis_destination",

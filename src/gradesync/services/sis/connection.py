@@ -6,7 +6,8 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.canonical import digest
+from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import (
     DESTINATION_ID_RE,
     DESTINATION_ID_RULE,
@@ -49,6 +50,7 @@ def add_connection(
     guard: OutboundGuard | None = None,
     clear: Collection[str] = (),
     spelled: Callable[[str], str] = str,
+    version: str | None = None,
 ) -> Destination:
     """Create or update a SIS connection. On update, a value left out (None) keeps what was
     set (so rotating the secret does not forget the profile, the name or the kind), and
@@ -57,7 +59,9 @@ def add_connection(
     also given a value is refused, and a problem of `clear` names settings as `spelled` (as
     the caller spells them: the CLI with dashes). A new connection is named after its id and
     uses REST unless told otherwise. Every entrypoint passes the runtime's outbound `guard`:
-    the URLs must lead where gradesync may send requests."""
+    the URLs must lead where gradesync may send requests. `version`, when given, is the
+    `settings_version` the change was made from (a form's): settings changed since are
+    refused (Conflict, rule `changed`), not silently written over."""
     with uow_factory() as uow:
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
@@ -192,6 +196,15 @@ def add_connection(
         pause_cause=old.pause_cause if old else None,
     )
     with uow_factory() as uow:
+        # checked where it is written, the row locked: two forms saved at once, the later
+        # one sees the earlier's change
+        current = uow.destinations.get(tenant_id, destination_id, for_update=True)
+        if version is not None and (current is None or settings_version(current) != version):
+            raise Conflict(
+                "These settings were changed since you opened them.",
+                field="version",
+                rule="changed",
+            )
         uow.destinations.upsert(dest, clock.now())
         if old is not None and old.kind is not kind:
             # switched between REST and files: each line item is provisioned again the new
@@ -218,6 +231,13 @@ def has_rest_api(uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id:
         return (
             sis_destination(uow, tenant_id, destination_id).kind is DestinationKind.ONEROSTER_REST
         )
+
+
+def settings_version(dest: Destination) -> str:
+    """What a form of the connection's settings was made from (its name, kind and config; not
+    the secret, which a form never shows): another version means another change came
+    between."""
+    return digest({"name": dest.name, "kind": dest.kind.value, "config": dest.config})
 
 
 def token_origin(config: dict[str, Any]) -> tuple[str, str, int | None] | None:

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from gradesync.domain.errors import FieldProblem, InvalidInput
+from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput
 from gradesync.domain.model import ConsoleUser, Destination, DestinationKind
 from gradesync.domain.passback import SIS_CONCURRENCY, profile_from_config
 from gradesync.services import sis as service
@@ -132,6 +132,7 @@ def _page(
         has_secret=bool(dest.secret.get("client_secret")),
         labels=LABELS,
         error=error,
+        version=service.settings_version(dest),  # what this form is made from
     )
 
 
@@ -168,6 +169,7 @@ def save_settings(
     category_match: str = Form(""),
     default_category: str = Form(""),
     concurrency: str = Form(""),
+    version: str = Form(""),
     user: ConsoleUser = Depends(admin_user),
 ) -> Response:
     rt = runtime_of(request)
@@ -219,10 +221,21 @@ def save_settings(
             guard=rt.outbound,
             # an optional setting left empty goes back to its default
             clear=[k for k, v in optional.items() if not v],
+            version=version,
         )
     except InvalidInput as exc:
         error = f"Nothing was changed. {problems_text(exc, LABELS)}"
         return _page(request, user, dest, typed, status=422, error=error)
+    except Conflict as exc:
+        if exc.rule != "changed":
+            raise
+        # another admin saved meanwhile: the form again as it is now, to make the change anew
+        now = sis_of(rt, user.tenant_id, destination_id)
+        error = (
+            "Nothing was changed: these settings were changed since you opened them. The form "
+            "now shows them as they are; make your change again."
+        )
+        return _page(request, user, now, _form_of(now), status=409, error=error)
     saved_words = f"Saved the settings of {saved.name}. Press Check connection to prove they work."
     flash(request, "ok", saved_words)
     return RedirectResponse("/console/sis", status_code=303)

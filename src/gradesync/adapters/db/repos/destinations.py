@@ -35,15 +35,13 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
     def _load(self, row: Any) -> Destination:
         return from_row(Destination, row, secret=self.box.decrypt_json(row["secret_ciphertext"]))
 
-    def get(self, tenant_id: str, destination_id: str) -> Destination | None:
+    def get(
+        self, tenant_id: str, destination_id: str, *, for_update: bool = False
+    ) -> Destination | None:
         c = t.destinations.c
-        row = (
-            self.conn.execute(
-                select(t.destinations).where(c.tenant_id == tenant_id, c.id == destination_id)
-            )
-            .mappings()
-            .first()
-        )
+        q = select(t.destinations).where(c.tenant_id == tenant_id, c.id == destination_id)
+        # SQLite has no row locks: its transactions already hold the write lock
+        row = self.conn.execute(q.with_for_update() if for_update else q).mappings().first()
         return self._load(row) if row else None
 
     def get_many(self, tenant_id: str, destination_ids: Iterable[str]) -> dict[str, Destination]:
