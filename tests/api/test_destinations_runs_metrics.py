@@ -169,6 +169,43 @@ def test_a_paused_destinations_remedy_over_the_api_names_the_apis_route(api: Api
     assert c.post("/destinations/lms/resume").json()["enabled"] is True
 
 
+def test_refused_credentials_name_the_apis_check_route_over_the_api(api: ApiEnv) -> None:
+    """An LMS refusing gradesync's credentials read "then run `gradesync destinations check`"
+    in the diagnosis, to readers of the HTTP API who may have no command line, though the API
+    checks a destination itself: its route is named instead, and does what it says."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    _seed_ledger(api)
+    refused = LedgerRow(
+        LedgerKey("t1", "lms", "a1", "p2"),
+        DeliveryState.REJECTED,
+        "h4",
+        {"score_given": 5.0, "score_maximum": 10.0},
+        None,
+        tries=1,
+        reason_code="bad_credentials",
+        reason_text="The LMS refused the token.",
+        remote_status=401,
+        updated_at=T0,
+    )
+    with api.db.uow() as uow:
+        uow.ledger.save_many([(refused, "c1")])
+        uow.commit()
+    route = "(`POST /api/v1/destinations/lms/check`)"
+    for path, code in (
+        ("/activities/a1/learners/p2/diagnosis", "delivery"),
+        ("/destinations/lms/diagnosis", "deliveries_accepted"),
+    ):
+        checks = c.get(path).json()["checks"]
+        [check] = [x for x in checks if x["code"] == code]
+        said = "Check the credentials gradesync uses there: at an LMS the client id"
+        assert check["remedy"].startswith(said), check
+        assert check["remedy"].endswith(f"Then check the destination {route}."), check
+        assert not any(names_command(x["remedy"] or "") for x in checks), checks
+    # the route named does what it says
+    assert c.post("/destinations/lms/check").status_code == 200
+
+
 def test_a_sis_course_not_mapped_names_the_apis_mapping_route_over_the_api(api: ApiEnv) -> None:
     """A course not mapped to a class of a SIS read `gradesync sis map-class ...` in a learner's
     grades and in the diagnosis, to readers of the HTTP API who may have no command line,
@@ -258,7 +295,7 @@ def test_every_route_a_remedy_names_is_one_the_app_serves(api: ApiEnv) -> None:
                 found = [r for r in api.client.app.routes if r.matches(scope)[0] is Match.FULL]
                 assert found, (reader, code, method, path)
                 seen += 1
-    assert seen >= 7
+    assert seen >= 12
 
 
 def test_learner_grades_say_why_nothing_is_sent_without_a_destination(api: ApiEnv) -> None:

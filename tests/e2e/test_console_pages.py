@@ -947,6 +947,44 @@ def test_the_diagnosis_page_tells_an_instructor_who_does_what_each_check_needs(
     assert "Map to a SIS class" in sis_page and "Save class" in sis_page
 
 
+def test_the_diagnosis_page_names_the_check_button_for_refused_credentials(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """An LMS refusing gradesync's credentials read "then run `gradesync destinations check`"
+    to an administrator in the console, which checks a destination itself: its Check button
+    on the Destinations page is named instead."""
+    c, runtime = app_client
+    now = runtime.clock.now()
+    with runtime.db.uow() as uow:
+        lms = Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas")
+        uow.destinations.upsert(lms, now)
+        uow.activities.upsert(Activity("t1", "q3", "bio", "Quiz 3", 10.0))
+        uow.people.upsert(Person("t1", "ada", "Ada L"))
+        uow.enrollments.upsert(Enrollment("t1", "bio", "ada"))
+        uow.attempts.add(Attempt("t1", "evt-3", "q3", "ada", 8.5, 10.0, now), now)
+        uow.ledger.save(
+            LedgerRow(
+                LedgerKey("t1", "lms", "q3", "ada"),
+                DeliveryState.REJECTED,
+                "h",
+                {"score_given": 8.5, "score_maximum": 10.0},
+                tries=1,
+                reason_code="bad_credentials",
+                reason_text="The LMS refused the token.",
+                remote_status=401,
+                updated_at=now,
+            ),
+            "bio",
+        )
+        uow.commit()
+    _login(c, "ada", "/console/courses/bio")
+    pair = {"course": "bio", "activity": "q3", "person": "ada"}
+    page = unescape(c.get("/console/diagnosis", params=pair).text)
+    assert "Then check the destination (its Check button on the Destinations page)." in page
+    assert "destinations check" not in page
+    assert 'aria-label="Check Canvas">Check</button>' in c.get("/console/destinations").text
+
+
 def test_sync_now_says_at_once_that_a_gradebook_of_the_course_is_paused(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

@@ -160,3 +160,37 @@ def test_a_diagnosis_remedy_naming_a_command_is_said_by_its_check_to_an_instruct
     codes = {c.value for c in CheckCode}
     named = set(remedies.FOR_INSTRUCTORS) & codes
     assert named == {"destination_ready", "grade_scope", "matched_in_sis"}
+
+
+def test_missing_grade_scopes_and_refused_credentials_name_the_check_where_it_is_read() -> None:
+    """The LMS's missing grade scopes and a refusal of gradesync's credentials said "then run
+    `gradesync destinations check`" to every reader: over the API they name the check's route,
+    in the console its Check button; the command line keeps the command."""
+    from gradesync.domain.diagnosis.checks import REMOTE_CAUSES
+    from gradesync.domain.diagnosis.destination_checks import grade_scope_check
+    from gradesync.domain.model import Destination, DestinationKind
+
+    lms = Destination(
+        "t", "lms", DestinationKind.LTI13_AGS, "Canvas", config={"scopes": ["openid"]}
+    )
+    scope = grade_scope_check(lms)
+    assert scope is not None and scope.remedy is not None
+    sis_refusal = "Check the SIS client id and secret (gradesync sis add ... --client-secret)."
+    for code, remedy in (
+        (scope.remedy_code, scope.remedy),
+        ("no_grade_scope", REMOTE_CAUSES["no_grade_scope"][1]),
+        ("bad_credentials", REMOTE_CAUSES["bad_credentials"][1]),
+        ("bad_credentials", sis_refusal),
+    ):
+        assert remedies.names_command(remedy)
+        assert remedies.for_reader(code, remedy, remedies.Reader.CLI, "lms") == remedy
+        api = remedies.for_reader(code, remedy, remedies.Reader.API, "lms")
+        console = remedies.for_reader(code, remedy, remedies.Reader.CONSOLE, "lms")
+        assert api.endswith("(`POST /api/v1/destinations/lms/check`)."), api
+        assert console.endswith("(its Check button on the Destinations page)."), console
+        for said in (api, console):
+            assert not remedies.names_command(said), said
+    bad = remedies.for_reader("bad_credentials", sis_refusal, remedies.Reader.API, "sis")
+    assert "`PUT /api/v1/sis/connections/sis` with `client_id` and `client_secret`" in bad
+    bad = remedies.for_reader("bad_credentials", sis_refusal, remedies.Reader.CONSOLE, "sis")
+    assert "(/console/sis/sis/edit, its settings page)" in bad

@@ -111,6 +111,17 @@ class Reader(StrEnum):
 # {course}, {activity}: their ids as a URL's path holds them); a code missing keeps its command
 _SIS_CLASS = PassbackRule.CLASS_NOT_MAPPED.value
 _SELECT, _POST = PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value
+# the LMS's missing grade scopes, as the diagnosis's check and as the LMS's refusal name them
+_SCOPE_API = (
+    "Enable Assignment and Grade Services for gradesync's registration in the LMS (the score "
+    "and line item scopes), then check the destination "
+    "(`POST /api/v1/destinations/{destination}/check`)."
+)
+_SCOPE_CONSOLE = (
+    "Enable Assignment and Grade Services for gradesync's registration in the LMS (the score "
+    "and line item scopes), then check the destination (its Check button on the Destinations "
+    "page)."
+)
 FOR_READERS: dict[Reader, dict[str, str]] = {
     Reader.API: {
         "destination_ready": "Fix the cause, then resume it "
@@ -131,6 +142,14 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         _POST: "Post its grades "
         "(`POST /api/v1/sis/connections/{destination}/courses/{course}/post` with its id in "
         "`activity_ids`).",
+        "grade_scope": _SCOPE_API,
+        "no_grade_scope": _SCOPE_API,
+        # an LMS's refusal (diagnosis.REMOTE_CAUSES) or a SIS's (its adapters): one wording
+        "bad_credentials": "Check the credentials gradesync uses there: at an LMS the client "
+        "id, the deployment id and that the LMS uses gradesync's JWKS URL; at a SIS its client "
+        "id and secret (`PUT /api/v1/sis/connections/{destination}` with `client_id` and "
+        "`client_secret`). Then check the destination "
+        "(`POST /api/v1/destinations/{destination}/check`).",
     },
     Reader.CONSOLE: {
         "destination_ready": "Fix the cause, then resume it (its Resume button on the "
@@ -145,6 +164,12 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "(/console/sis/{destination}/courses/{course}, Sync to SIS and validation).",
         _POST: "Post its grades (Post grades on the course's SIS passback page, "
         "/console/sis/{destination}/courses/{course}).",
+        "grade_scope": _SCOPE_CONSOLE,
+        "no_grade_scope": _SCOPE_CONSOLE,
+        "bad_credentials": "Check the credentials gradesync uses there: at an LMS the client "
+        "id, the deployment id and that the LMS uses gradesync's JWKS URL; at a SIS its client "
+        "id and secret (/console/sis/{destination}/edit, its settings page). Then check the "
+        "destination (its Check button on the Destinations page).",
     },
 }
 # what a template names that was not given: the reader fills it in

@@ -156,6 +156,7 @@ def diagnose_destination(facts: DestinationDiagnosisFacts) -> Diagnosis:
                 if worst in REMOTE_CAUSES
                 else "Diagnose an affected learner for the exact message.",
                 d.id,
+                reason=worst,
             )
         )
     else:
