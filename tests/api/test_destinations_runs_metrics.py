@@ -206,6 +206,47 @@ def test_refused_credentials_name_the_apis_check_route_over_the_api(api: ApiEnv)
     assert c.post("/destinations/lms/check").status_code == 200
 
 
+def test_a_student_the_sis_does_not_know_names_the_apis_student_route(api: ApiEnv) -> None:
+    """A SIS refusing a grade for a student it does not have read `gradesync sis map-student
+    sis p1 SOURCEDID` in the diagnosis, to readers of the HTTP API who may have no command
+    line, though the API links a student itself: its route, for this learner, is named
+    instead, and does what it says."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    sis = {"name": "District SIS", "file_based": True}
+    assert c.put("/sis/connections/sis", json=sis).status_code == 200
+    route = "/sis/connections/sis/students/p1"
+    assert c.put(route, json={"student_id": "S-1"}).status_code == 200
+    refused = LedgerRow(
+        LedgerKey("t1", "sis", "a1", "p1"),
+        DeliveryState.REJECTED,
+        "h5",
+        {"score_given": 5.0, "score_maximum": 10.0},
+        None,
+        tries=1,
+        reason_code="unknown_student",
+        reason_text="The SIS refused the result.",
+        remote_status=404,
+        remote_message="Student S-1 does not exist.",
+        updated_at=T0,
+    )
+    with api.db.uow() as uow:
+        uow.ledger.save_many([(refused, "c1")])
+        uow.commit()
+    remedy = (
+        "Link the learner to the student sourcedId the SIS has "
+        f"(`PUT /api/v1{route}` with its `student_id`)."
+    )
+    checks = c.get("/activities/a1/learners/p1/diagnosis").json()["checks"]
+    matched = [x for x in checks if x["code"] == "matched_in_sis"]
+    assert [x["remedy"] for x in matched] == [remedy], checks
+    [delivery] = [x for x in checks if x["code"] == "delivery" and x["destination_id"] == "sis"]
+    assert delivery["remedy"] == remedy
+    assert not any(names_command(x["remedy"] or "") for x in checks), checks
+    # the route named does what it says
+    assert c.put(route, json={"student_id": "S-2"}).json()["student_id"] == "S-2"
+
+
 def test_a_sis_course_not_mapped_names_the_apis_mapping_route_over_the_api(api: ApiEnv) -> None:
     """A course not mapped to a class of a SIS read `gradesync sis map-class ...` in a learner's
     grades and in the diagnosis, to readers of the HTTP API who may have no command line,
@@ -288,14 +329,14 @@ def test_every_route_a_remedy_names_is_one_the_app_serves(api: ApiEnv) -> None:
     seen = 0
     for reader, texts in remedies.FOR_READERS.items():
         for code, template in texts.items():
-            text = template.format(destination="sis", course="c1", activity="a1")
+            text = template.format(destination="sis", course="c1", activity="a1", person="p1")
             for method, path in named.findall(text):
                 method = method or "GET"
                 scope = {"type": "http", "path": path, "method": method}
                 found = [r for r in api.client.app.routes if r.matches(scope)[0] is Match.FULL]
                 assert found, (reader, code, method, path)
                 seen += 1
-    assert seen >= 12
+    assert seen >= 14
 
 
 def test_learner_grades_say_why_nothing_is_sent_without_a_destination(api: ApiEnv) -> None:

@@ -194,3 +194,31 @@ def test_missing_grade_scopes_and_refused_credentials_name_the_check_where_it_is
     assert "`PUT /api/v1/sis/connections/sis` with `client_id` and `client_secret`" in bad
     bad = remedies.for_reader("bad_credentials", sis_refusal, remedies.Reader.CONSOLE, "sis")
     assert "(/console/sis/sis/edit, its settings page)" in bad
+
+
+def test_a_learner_to_link_in_the_sis_is_named_by_the_route_or_page_with_their_id() -> None:
+    """Linking a learner to their SIS student read `gradesync sis map-student ...` to every
+    reader: over the API it names the student route for this learner, in the console the
+    course's SIS passback page; the diagnosis fills in the learner and course it is about."""
+    from gradesync.domain.diagnosis.checks import CheckCode, Diagnosis
+    from gradesync.domain.diagnosis.destination_checks import map_student_remedy
+    from gradesync.domain.model import Destination, DestinationKind
+
+    sis = Destination("t", "sis", DestinationKind.ONEROSTER_CSV, "District SIS")
+    remedy = map_student_remedy(sis, "p 1")
+    check = Check(CheckCode.MATCHED_IN_SIS, "Matched", False, "No such student.", remedy, "sis")
+    details = {"course_id": "c1", "activity_id": "a1", "person_id": "p 1"}
+    diagnosis = Diagnosis("learner_activity", "p 1 · Quiz", (check,), details)
+    assert diagnosis.read_over(remedies.Reader.CLI).checks[0].remedy == remedy
+    api = diagnosis.read_over(remedies.Reader.API).checks[0].remedy
+    assert api == (
+        "Link the learner to the student sourcedId the SIS has "
+        "(`PUT /api/v1/sis/connections/sis/students/p%201` with its `student_id`)."
+    )
+    console = diagnosis.read_over(remedies.Reader.CONSOLE).checks[0].remedy
+    assert console is not None and "(/console/sis/sis/courses/c1, Class and students" in console
+    for said in (api, console):
+        assert not remedies.names_command(said or ""), said
+    # without the learner's id, its place says what goes there
+    alone = remedies.for_reader("matched_in_sis", remedy, remedies.Reader.API, "sis")
+    assert "/students/PERSON_ID`" in alone

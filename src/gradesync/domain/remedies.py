@@ -108,7 +108,8 @@ class Reader(StrEnum):
 
 
 # per reader and reason code, what a remedy's command is where that reader is ({destination},
-# {course}, {activity}: their ids as a URL's path holds them); a code missing keeps its command
+# {course}, {activity}, {person}: their ids as a URL's path holds them); a code missing keeps
+# its command
 _SIS_CLASS = PassbackRule.CLASS_NOT_MAPPED.value
 _SELECT, _POST = PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value
 # the LMS's missing grade scopes, as the diagnosis's check and as the LMS's refusal name them
@@ -144,6 +145,9 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "`activity_ids`).",
         "grade_scope": _SCOPE_API,
         "no_grade_scope": _SCOPE_API,
+        "matched_in_sis": "Link the learner to the student sourcedId the SIS has "
+        "(`PUT /api/v1/sis/connections/{destination}/students/{person}` with its "
+        "`student_id`).",
         # an LMS's refusal (diagnosis.REMOTE_CAUSES) or a SIS's (its adapters): one wording
         "bad_credentials": "Check the credentials gradesync uses there: at an LMS the client "
         "id, the deployment id and that the LMS uses gradesync's JWKS URL; at a SIS its client "
@@ -166,6 +170,9 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "/console/sis/{destination}/courses/{course}).",
         "grade_scope": _SCOPE_CONSOLE,
         "no_grade_scope": _SCOPE_CONSOLE,
+        "matched_in_sis": "Link the learner to the student sourcedId the SIS has on the "
+        "course's SIS passback page (/console/sis/{destination}/courses/{course}, Class and "
+        "students: the learner's row under Students).",
         "bad_credentials": "Check the credentials gradesync uses there: at an LMS the client "
         "id, the deployment id and that the LMS uses gradesync's JWKS URL; at a SIS its client "
         "id and secret (/console/sis/{destination}/edit, its settings page). Then check the "
@@ -173,7 +180,12 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
     },
 }
 # what a template names that was not given: the reader fills it in
-_UNKNOWN = {"destination": "DESTINATION_ID", "course": "COURSE_ID", "activity": "ACTIVITY_ID"}
+_UNKNOWN = {
+    "destination": "DESTINATION_ID",
+    "course": "COURSE_ID",
+    "activity": "ACTIVITY_ID",
+    "person": "PERSON_ID",
+}
 
 
 def for_reader(
@@ -184,6 +196,7 @@ def for_reader(
     *,
     course_id: str | None = None,
     activity_id: str | None = None,
+    person_id: str | None = None,
 ) -> str:
     """The reason as an administrator reading it over `reader` acts on it: the remedy's
     sentences that name a command give way to the API's route or the console's action that
@@ -192,7 +205,12 @@ def for_reader(
     instead = FOR_READERS.get(reader, {}).get(code or "")
     if instead is None or not names_command(text):
         return text
-    given = {"destination": destination_id, "course": course_id, "activity": activity_id}
+    given = {
+        "destination": destination_id,
+        "course": course_id,
+        "activity": activity_id,
+        "person": person_id,
+    }
     ids = {k: quote(v, safe="") if v else _UNKNOWN[k] for k, v in given.items()}
     return _commands_replaced(text, instead.format(**ids))
 
@@ -204,9 +222,12 @@ def in_console(
     instructor: bool,
     destination_id: str | None,
     course_id: str | None = None,
+    person_id: str | None = None,
 ) -> str:
     """The reason as a console user acts on it: an `instructor` reads who can do it
     (`for_instructor`), an administrator the console's action (`for_reader`)."""
     if instructor:
         return for_instructor(code, text)
-    return for_reader(code, text, Reader.CONSOLE, destination_id, course_id=course_id)
+    return for_reader(
+        code, text, Reader.CONSOLE, destination_id, course_id=course_id, person_id=person_id
+    )

@@ -141,6 +141,7 @@ def why_text(
                 instructor=instructor,
                 destination_id=row.key.destination_id,
                 course_id=course_id,
+                person_id=row.key.person_id,
             )
         )
     if row.remote_status is not None or row.remote_message:

@@ -226,6 +226,7 @@ def learner_grades(
                 r.key.destination_id,
                 course_id=course_of.get(r.key.activity_id),
                 activity_id=r.key.activity_id,
+                person_id=r.key.person_id,
             )
 
         cells = [

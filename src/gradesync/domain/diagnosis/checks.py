@@ -158,10 +158,11 @@ class Diagnosis:
     def read_over(self, reader: Reader) -> Diagnosis:
         """The diagnosis as an administrator reads it over `reader`: a remedy naming a command
         names the API's route or the console's action instead, where one does the same
-        (`remedies.for_reader`), about the course and activity of its `details`."""
+        (`remedies.for_reader`), about the course, activity and learner of its `details`."""
         ids = {
             "course_id": self.details.get("course_id"),
             "activity_id": self.details.get("activity_id"),
+            "person_id": self.details.get("person_id"),
         }
         checks = (
             replace(c, remedy=for_reader(c.remedy_code, c.remedy, reader, c.destination_id, **ids))
