@@ -24,6 +24,7 @@ from gradesync.adapters.db.single_server import DatabaseInUse, ServerLock
 __all__ = ["DatabaseInUse", "Runtime", "SchemaNewer"]
 from gradesync.config import Settings, load_settings
 from gradesync.domain.model import RunStage, SyncRun
+from gradesync.domain.remedies import Reader
 from gradesync.services import runs
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination_signals import SIGNALS
@@ -444,10 +445,11 @@ class Runtime:
         return result
 
     def ask_for_run(
-        self, scope: RunScope, trigger: Trigger | str, actor: str
+        self, scope: RunScope, trigger: Trigger | str, actor: str, reader: Reader = Reader.CLI
     ) -> tuple[SyncRun, bool]:
-        """A run a person or a program asks for ("Sync now", resync, remaster): (run, joined)."""
-        return runs.ask_for_run(self.uow, self.waker, self.clock, scope, trigger, actor)
+        """A run a person or a program asks for ("Sync now", resync, remaster): (run, joined).
+        A refusal's remedy is in the words of its `reader`."""
+        return runs.ask_for_run(self.uow, self.waker, self.clock, scope, trigger, actor, reader)
 
     def schedules(self) -> ScheduleService:
         """The schedule service, its runs requested like every other run."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from gradesync.domain.remedies import names_command
 from tests.diagnostics.test_facts import C, T, seed
 from tests.support.api import ROSTER, ApiEnv, Caller
 from tests.support.statements import statements
@@ -205,3 +206,23 @@ def test_a_run_into_a_destination_the_course_is_not_linked_to_is_refused(api: Ap
     # the destination it is linked to, and the whole course, are still asked for
     assert c.post("/runs", json={"course_id": "c1", "destination_id": "lms"}).status_code == 202
     assert c.post("/runs", json={"course_id": "c1"}).status_code == 202
+
+
+def test_a_run_into_a_sis_the_course_is_not_mapped_in_names_the_apis_route(api: ApiEnv) -> None:
+    """Refused for a SIS the course is not mapped to a class of, the request read `gradesync
+    sis map-class ...` to a reader of the HTTP API, which maps a class itself: its route is
+    named instead, as the diagnosis names it (the command line keeps the command)."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    sis = {"name": "District SIS", "file_based": True}
+    assert c.put("/sis/connections/sis", json=sis).status_code == 200
+    for asked in (
+        c.post("/runs", json={"course_id": "c1", "destination_id": "sis"}),
+        c.post("/courses/c1/sync", json={"destination_id": "sis"}),
+    ):
+        assert asked.status_code == 422, asked.text
+        [problem] = asked.json()["detail"]
+        assert (problem["field"], problem["rule"]) == ("destination_id", "not_linked")
+        assert "(`PUT /api/v1/sis/connections/sis/classes/c1` with its `class_id`" in problem["msg"]
+        assert not names_command(problem["msg"]), problem["msg"]
+    assert c.get("/runs").json() == [] and api.waker.runs == []

@@ -16,6 +16,7 @@ from typing import Any
 from gradesync.domain.course_connection import not_connected
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import Course, Destination, RunScope, RunStage, SyncRun, Trigger
+from gradesync.domain.remedies import Reader
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.wakeup import Waker
@@ -133,11 +134,12 @@ def scope_of(
     return scope
 
 
-def _check_linked(uow: UnitOfWork, scope: RunScope) -> None:
+def _check_linked(uow: UnitOfWork, scope: RunScope, reader: Reader) -> None:
     """A run asked for a course at a destination the course is not connected to would send
     nothing and read as a success: refuse it, saying what connects the course (a launch from
-    the LMS course, a SIS class mapping). A course's run at all its destinations is not
-    refused here: with none yet, it ends saying so."""
+    the LMS course, a SIS class mapping) where the asker reads it (`reader`: a SIS mapping's
+    command at the command line, the API's route over the API). A course's run at all its
+    destinations is not refused here: with none yet, it ends saying so."""
     if scope.course_id is None or scope.destination_id is None:
         return
     course = uow.courses.get(scope.tenant_id, scope.course_id)
@@ -145,7 +147,8 @@ def _check_linked(uow: UnitOfWork, scope: RunScope) -> None:
     if course is None or dest is None:  # refused by check_scope already
         return
     if uow.links.course(scope.tenant_id, dest.id, course.id) is None:
-        raise InvalidInput.one("destination_id", "not_linked", not_connected(course, dest).text)
+        said = not_connected(course, dest).read_over(reader)
+        raise InvalidInput.one("destination_id", "not_linked", said)
 
 
 def _check_request(uow: UnitOfWork, scope: RunScope, trigger: Trigger, actor: str) -> None:
@@ -178,10 +181,11 @@ def request_run(
     *,
     schedule_id: str | None = None,
     linked_only: bool = False,
+    reader: Reader = Reader.CLI,
 ) -> tuple[SyncRun, bool]:
     """Queue a run, or join the active run of the same scope. Returns (run, joined).
     `linked_only`: refuse a course's run at a destination it is not connected to
-    (`not_linked`), as a person's or program's request is.
+    (`not_linked`), as a person's or program's request is, in the words of its `reader`.
 
     Joins a queued or running run whose trigger does at least as much (remaster > repair >
     manual = resync > schedule); a queued run with a weaker trigger is upgraded and joined.
@@ -189,7 +193,7 @@ def request_run(
     with uow_factory() as uow:
         _check_request(uow, scope, trigger, actor)
         if linked_only:
-            _check_linked(uow, scope)
+            _check_linked(uow, scope, reader)
         uow.runs.lock_scope(scope.key)
         active = uow.runs.active_for_scope(scope.key)
         for run in active:
@@ -224,12 +228,20 @@ def ask_for_run(
     scope: RunScope,
     trigger: Trigger | str,
     actor: str,
+    reader: Reader = Reader.CLI,
 ) -> tuple[SyncRun, bool]:
     """A run a person or a program asks for ("Sync now", resync, remaster): only the
     requestable triggers, and for a course only at a destination it is connected to (a
     typo'd scope must not read as a run that succeeded); otherwise `request_run`."""
     return request_run(
-        uow_factory, waker, clock, scope, requestable(trigger), actor, linked_only=True
+        uow_factory,
+        waker,
+        clock,
+        scope,
+        requestable(trigger),
+        actor,
+        linked_only=True,
+        reader=reader,
     )
 
 

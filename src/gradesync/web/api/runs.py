@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
 from gradesync.domain.model import RunScope, SyncRun, Trigger
+from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
 from gradesync.services import queries
 from gradesync.web.api import query
@@ -64,7 +65,7 @@ def request_run(
     """Start a run over a selection: the whole tenant, a course, a destination and/or some
     activities. A run already queued for the same scope is joined, not duplicated."""
     scope = RunScope(p.tenant_id, body.destination_id, body.course_id, tuple(body.activity_ids))
-    run, joined = rt.ask_for_run(scope, body.trigger, p.actor)
+    run, joined = rt.ask_for_run(scope, body.trigger, p.actor, Reader.API)
     return asked_out(rt, p.tenant_id, run, joined)
 
 
@@ -77,7 +78,7 @@ def sync_course(
 ) -> RunOut:
     """ "Sync now" for a course (optionally one destination and some of its activities)."""
     scope = RunScope(p.tenant_id, body.destination_id, course_id, tuple(body.activity_ids))
-    run, joined = rt.ask_for_run(scope, body.trigger, p.actor)
+    run, joined = rt.ask_for_run(scope, body.trigger, p.actor, Reader.API)
     return asked_out(rt, p.tenant_id, run, joined)
 
 
