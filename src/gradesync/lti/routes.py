@@ -208,9 +208,10 @@ async def _params(request: Request) -> dict[str, str]:
     return params
 
 
-def jwks(request: Request) -> JSONResponse:
+async def jwks(request: Request) -> JSONResponse:
+    """On the event loop, from memory: every platform fetches it, often all at once."""
     tool = tool_of(request)
-    return JSONResponse(tool.keys.jwks(), headers={"Cache-Control": "max-age=300"})
+    return JSONResponse(await tool.keys.key_set(), headers={"Cache-Control": "max-age=300"})
 
 
 def canvas_config(base_url: str) -> dict[str, Any]:

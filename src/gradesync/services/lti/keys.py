@@ -13,10 +13,12 @@ on an empty database sign with one key.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -93,6 +95,12 @@ def load_key(kid: str, private_pem: bytes, jwk: dict[str, Any], created_at: date
 
 _CACHE_SECONDS = 30.0  # other processes see a rotation within this; the old key still verifies
 
+# `serve` answers the key set from memory for this long: every platform fetches it, and a
+# read per fetch took a worker thread each. A key another process adds shows within it; it
+# must stay below the credential retry's wait (6 s, adapters/destinations/ags.py), so a
+# platform that refused an assertion signed with a key made meanwhile finds it on the retry.
+KEY_SET_SECONDS = 3.0
+
 
 def _tool_key(stored: StoredToolKey) -> ToolKey:
     return load_key(stored.kid, stored.private_pem, stored.public_jwk, stored.created_at)
@@ -117,6 +125,18 @@ class ToolKeyStore:
         self.overlap = overlap
         self._lock = threading.Lock()
         self._cached: tuple[ToolKey, float] | None = None
+        # the key set as served: (document, read at, changes when read); a rotation or prune
+        # made here counts, so the next request reads the store again (a first key needs
+        # no count: no key set was served without one)
+        self._changes = 0
+        self._key_set: tuple[dict[str, Any], datetime, int] | None = None
+        self._flight: Future[dict[str, Any]] | None = None
+        self._flight_lock = threading.Lock()
+
+    def _changed(self) -> None:
+        with self._flight_lock:  # a read on its way may predate the change: not joined
+            self._changes += 1
+            self._key_set, self._flight = None, None
 
     # --- reading ---
 
@@ -147,6 +167,38 @@ class ToolKeyStore:
         self.current()  # a platform fetching the JWKS before any launch still gets a key
         with self._reads() as uow:
             return {"keys": uow.tool_keys.published(self._published_cutoff())}
+
+    async def key_set(self) -> dict[str, Any]:
+        """The JWKS as `jwks()`, from memory for `KEY_SET_SECONDS`, on the event loop. When
+        it is due, one read of the store runs in a thread and every request meanwhile waits
+        for that read (any event loop: the flight is a thread-safe future)."""
+        held = self._key_set
+        if held is not None and held[2] == self._changes:
+            age = (self.clock.now() - held[1]).total_seconds()
+            if 0 <= age < KEY_SET_SECONDS:  # a clock set back reads again
+                return held[0]
+        with self._flight_lock:
+            flight, lead = self._flight, self._flight is None
+            if flight is None:
+                flight = self._flight = Future()
+                flight.set_running_or_notify_cancel()  # a waiter cancelled cannot cancel it
+        if lead:  # not awaited: a cancelled request must not cancel the read others wait for
+            asyncio.get_running_loop().run_in_executor(None, self._read_key_set, flight)
+        return await asyncio.wrap_future(flight)
+
+    def _read_key_set(self, flight: Future[dict[str, Any]]) -> None:
+        try:
+            changes, at = self._changes, self.clock.now()
+            document = self.jwks()
+        except BaseException as exc:  # every waiter gets the failure, the next request retries
+            flight.set_exception(exc)
+        else:
+            self._key_set = (document, at, changes)
+            flight.set_result(document)
+        finally:
+            with self._flight_lock:
+                if self._flight is flight:
+                    self._flight = None
 
     def list(self) -> list[ToolKeyInfo]:
         cutoff = self._published_cutoff()
@@ -187,11 +239,13 @@ class ToolKeyStore:
                 latest = uow.tool_keys.latest_generation()
             key = self._make(latest, retire=True)
             self._cached = (key, time.monotonic())
-            return key
+        self._changed()
+        return key
 
     def prune(self) -> int:
         """Delete keys retired longer than `overlap` ago (no longer published)."""
         with self._uow() as uow:
             count = uow.tool_keys.prune(self._published_cutoff())
             uow.commit()
+        self._changed()
         return count
