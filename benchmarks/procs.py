@@ -46,6 +46,14 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def threads(pid: int) -> int:
+    """The process's threads now (each with its own stack, and often its own malloc arena)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Reset VmHWM (write 5 to clear_refs); False where the kernel does not allow it."""
     try:

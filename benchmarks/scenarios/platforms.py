@@ -237,6 +237,7 @@ def one_size(
         if trace_memory:
             traces["after_setup"] = trace_dump(gradesync, trace_file)
         rss_before = procs.rss_mb(gradesync.pid)
+        threads_before = procs.threads(gradesync.pid)
         procs.reset_peak_rss(gradesync.pid)
 
         payloads = [
@@ -250,11 +251,12 @@ def one_size(
         t0 = time.perf_counter()
         api.batches("/attempts/batch", "attempts", payloads)
         ingested = time.perf_counter() - t0
-        busiest = 0
+        busiest = threads_most = 0
         deadline = time.monotonic() + timeout
         while True:
             stored = _stored(sandbox.base_url)
             busiest = max(busiest, tcp_connections_to(gradesync.pid, port))
+            threads_most = max(threads_most, procs.threads(gradesync.pid))
             if stored >= shape.results:
                 break
             if time.monotonic() > deadline:
@@ -268,6 +270,7 @@ def one_size(
         under_load = window.stop()
         rss_after = procs.rss_mb(gradesync.pid)
         peak = procs.peak_rss_mb(gradesync.pid)
+        threads_after = procs.threads(gradesync.pid)
         # over the whole run (a course's columns are made when it is linked, before the
         # attempts arrive): a token per platform and scope set, never fetched twice
         issued = admin.tokens_issued()["lti"]
@@ -280,6 +283,7 @@ def one_size(
         # idle past the keep-alive expiry (and a margin for the check that closes them)
         time.sleep(KEEPALIVE_SECONDS * 3)  # the idle period being measured
         open_when_idle = tcp_connections_to(gradesync.pid, port)
+        threads_idle = procs.threads(gradesync.pid)
         if trace_memory:
             traces["after_sending"] = trace_dump(gradesync, trace_file)
         checks = {
@@ -308,6 +312,8 @@ def one_size(
             "rss_before_mb": round(rss_before, 1),
             "rss_after_mb": round(rss_after, 1),
             "peak_rss_mb": round(peak, 1),
+            # before sending / most while sending / right after / after the idle period
+            "threads": [threads_before, threads_most, threads_after, threads_idle],
             "connections_max_while_sending": busiest,
             "connections_right_after": open_after_send,
             "connections_idle": open_when_idle,
@@ -403,7 +409,7 @@ def run(
             f"    P={p:,}: {r['results']:,} results in {r['seconds']} s ({r['rate_per_s']}/s), "
             f"RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB (peak {r['peak_rss_mb']}), "
             f"tokens {r['tokens_issued']}, connections max {r['connections_max_while_sending']}"
-            f" / idle {r['connections_idle']} (ok={r['ok']})",
+            f" / idle {r['connections_idle']}, threads {r['threads']} (ok={r['ok']})",
             flush=True,
         )
     return {
