@@ -33,7 +33,7 @@ from gradesync.services.accounts import create_user
 from gradesync.services.ingest import IngestBatch
 from gradesync.testing import wait_for
 from tests.e2e.conftest import LiveConsole, sign_in
-from tests.support.sis import connect, map_to_class, sis_seed
+from tests.support.sis import CLIENT_SECRET, connect, map_to_class, sis_seed
 
 pytestmark = pytest.mark.browser
 
@@ -461,7 +461,10 @@ def test_sis_pages_when_the_sis_cannot_be_asked_or_takes_files(
     with socket.socket() as s:  # a loopback port nothing listens on
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    change_connection(live_console, base_url=f"http://127.0.0.1:{closed}")
+    # another server: the secret is given again, as it must be for the token request to go
+    change_connection(
+        live_console, base_url=f"http://127.0.0.1:{closed}", client_secret=CLIENT_SECRET
+    )
     sis.add_connection(
         rt.uow,
         rt.clock,
