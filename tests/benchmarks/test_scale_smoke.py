@@ -231,7 +231,9 @@ def test_ingest_api_posts_the_same_batches_to_both_databases_in_turn(
         for db in ("postgres", "sqlite"):
             assert sides[db]["attempts"] == batches * 1000
             assert sides[db]["serve_cpu_ms_per_batch"] > 0
-        ratio = sides["sqlite"]["seconds"] / sides["postgres"]["seconds"]
-        assert sides["pg_over_sqlite"] == pytest.approx(ratio, rel=0.01)
+        # each side's seconds and the ratio are rounded to three decimals: with a batch or
+        # two, a few milliseconds, the rounding alone moves the ratio by more than 1 %
+        s, p, r = sides["sqlite"]["seconds"], sides["postgres"]["seconds"], 0.0005
+        assert (s - r) / (p + r) - r <= sides["pg_over_sqlite"] <= (s + r) / (p - r) + r
         assert sides["cpu_pressure"]["seconds"] is not None
         assert figures[f"{half}_pg_over_sqlite"]["median"] == sides["pg_over_sqlite"]
