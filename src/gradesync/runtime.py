@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from gradesync.services.destination import DestinationClient
     from gradesync.services.engine_config import EngineSettings
     from gradesync.services.ingest import IngestBatch, IngestResult
+    from gradesync.services.lti.keys import ToolKeyStore
     from gradesync.services.outbound import OutboundGuard
     from gradesync.services.overrides import RepairResult, RepairSelection
     from gradesync.services.ports import UnitOfWorkFactory
@@ -79,6 +80,8 @@ class Runtime:
     _destinations_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Where this process may send requests (docs/security.md); built from the settings.
     outbound: OutboundGuard = field(default=None)  # type: ignore[assignment]
+    _tool_keys: ToolKeyStore | None = field(default=None, repr=False)
+    _tool_keys_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if self.outbound is None:
@@ -181,14 +184,24 @@ class Runtime:
         if context is not None:
             await context.http.aclose()
 
+    @property
+    def tool_keys(self) -> ToolKeyStore:
+        """The LTI tool's signing keys, one store for the process: what the LTI endpoints
+        serve and sign with and what the destination adapters sign with, one cache between
+        them (a rotation made here is seen by both at once)."""
+        with self._tool_keys_lock:
+            if self._tool_keys is None:
+                from gradesync.services.lti.keys import ToolKeyStore
+
+                self._tool_keys = ToolKeyStore(self.db.uow, self.clock, reads=self.db.reads)
+            return self._tool_keys
+
     def adapter_context(self, http: httpx.AsyncClient) -> DestinationContext:
         """What destination adapters get from this process around `http`: the clock and
         the tool's signing keys (LTI 1.3 client assertions)."""
         from gradesync.adapters.destinations.registry import DestinationContext
-        from gradesync.services.lti.keys import ToolKeyStore
 
-        keys = ToolKeyStore(self.db.uow, self.clock, reads=self.db.reads)
-        return DestinationContext(http=http, clock=self.clock, tool_keys=keys)
+        return DestinationContext(http=http, clock=self.clock, tool_keys=self.tool_keys)
 
     def destination_client(
         self, destination: Destination, context: DestinationContext | None = None

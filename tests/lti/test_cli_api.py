@@ -85,6 +85,36 @@ def test_cli_add_list_show_and_rotate(cli_env: Database) -> None:
     assert first in kids and len(kids) == 2
 
 
+def test_cli_rotation_publishes_first_and_now_signs_at_once(cli_env: Database) -> None:
+    runner = CliRunner()
+    first = ToolKeyStore(cli_env.uow).current().kid
+    rotated = runner.invoke(app, ["keys", "rotate-tool-key", "--json"])
+    assert rotated.exit_code == 0, rotated.output
+    made = json.loads(rotated.output)
+    assert made["retired_kid"] == first
+    assert ToolKeyStore(cli_env.uow).current().kid == first  # published, not signing yet
+    listed = json.loads(runner.invoke(app, ["keys", "list-tool-keys", "--json"]).output)
+    assert [(k["kid"], k["state"]) for k in listed] == [
+        (made["kid"], "next"),
+        (first, "current"),
+    ]
+    assert listed[0]["signs_from"] == made["signs_from"]
+    assert listed[1]["retired_at"] == made["signs_from"]  # stops when the next one starts
+    text = runner.invoke(app, ["keys", "list-tool-keys"]).output
+    assert "starts signing at" in text and made["kid"] in text
+
+    forced = runner.invoke(app, ["keys", "rotate-tool-key", "--now"])
+    assert forced.exit_code == 0, forced.output
+    assert "warning: platforms that cached the key set" in forced.output
+    now = ToolKeyStore(cli_env.uow).current().kid
+    assert now not in (first, made["kid"]) and now in forced.output
+    states = {
+        k["kid"]: k["state"]
+        for k in json.loads(runner.invoke(app, ["keys", "list-tool-keys", "--json"]).output)
+    }
+    assert states == {now: "current", made["kid"]: "retiring", first: "retiring"}
+
+
 def test_cli_replace_keeps_a_pause_and_the_settings_it_has_no_flags_for(
     cli_env: Database,
 ) -> None:

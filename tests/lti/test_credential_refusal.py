@@ -3,10 +3,10 @@ tool's keys read afresh, before the destination is paused as misconfigured.
 
 The sandbox LMS checks client assertions for real. Here its registration holds a pasted
 public key (as Moodle and Canvas allow instead of a JWKS URL): an admin rotates the tool key
-and pastes the new public key into the LMS at once, while this process still signs with the
-key it cached (401 invalid_client). The retry signs with the key the store holds now and gets
-in. A refusal that persists (a key that is not gradesync's) pauses the destination, and the
-pause says it was retried."""
+to sign at once (`--now`) and pastes the new public key into the LMS, while this process still
+signs with the key it cached (401 invalid_client). The retry signs with the key the store
+holds now and gets in. A refusal that persists (a key that is not gradesync's) pauses the
+destination, and the pause says it was retried."""
 
 from __future__ import annotations
 
@@ -40,8 +40,9 @@ def _paste_key(lms: RunningSandbox, client_id: str, key: ToolKey) -> None:
 
 
 def _rotate_and_paste(lms: RunningSandbox, gs: Gradesync, client_id: str) -> ToolKey:
-    """Another process rotates the tool key, and the LMS admin pastes the new public key."""
-    key = ToolKeyStore(gs.db.uow).rotate()
+    """Another process rotates the tool key to sign at once (`--now`: an LMS holding one
+    pasted key has no room for the next), and the LMS admin pastes the new public key."""
+    key = ToolKeyStore(gs.db.uow).rotate(immediately=True)
     _paste_key(lms, client_id, key)
     return key
 
@@ -143,7 +144,8 @@ async def test_a_refusal_while_the_lms_will_not_yet_read_the_keys_again_is_waite
     client_id = str(env.client.config["client_id"])
     assert lms.state.tools[client_id].jwks_url  # the LMS reads the keys at gradesync's URL
     item = await env.client.ensure_column(env.course, column(), None)  # the LMS read them now
-    ToolKeyStore(gradesync_lite.db.uow).rotate()  # another process makes a new key
+    # another process makes a new key that signs at once (`--now`)
+    ToolKeyStore(gradesync_lite.db.uow).rotate(immediately=True)
     lms.admin.expire_tokens(client_id)
     lms.admin.reset_counters()
 

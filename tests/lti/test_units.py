@@ -29,7 +29,7 @@ from gradesync.lti import registration as reg
 from gradesync.lti.launch import role_from
 from gradesync.services.destination import FailureClass
 from gradesync.services.lti import platforms
-from gradesync.services.lti.keys import ToolKeyStore
+from gradesync.services.lti.keys import PUBLISH_LEAD, ToolKeyStore
 from gradesync.testing import TEST_SECRET, ManualClock
 
 M = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
@@ -331,6 +331,9 @@ def test_tool_keys_encrypted_rotated_and_pruned(db: Database) -> None:
 
     clock.advance(timedelta(days=1))
     second = store.rotate()
+    assert {k["kid"] for k in store.jwks()["keys"]} == {first.kid, second.kid}  # published
+    assert ToolKeyStore(db.uow, clock).current().kid == first.kid  # signs once caches hold it
+    clock.advance(PUBLISH_LEAD)
     assert ToolKeyStore(db.uow, clock).current().kid == second.kid  # another process sees it
     assert {k["kid"] for k in store.jwks()["keys"]} == {first.kid, second.kid}  # overlap
     clock.advance(timedelta(days=8))

@@ -16,12 +16,14 @@ from gradesync.cli._common import (
     print_json,
     print_table,
     runtime,
+    when,
 )
 from gradesync.lti import registration as reg
 from gradesync.services.lti import platforms
 
 if TYPE_CHECKING:
     from gradesync.runtime import Runtime
+    from gradesync.services.lti.keys import ToolKeyInfo
 
 app = typer.Typer(
     help="LTI 1.3 platforms (LMS registrations): add, list, show.", no_args_is_help=True
@@ -177,59 +179,85 @@ def show(
 
 
 @keys_app.command("rotate-tool-key")
-def rotate_tool_key(as_json: bool = JSON_OUT) -> None:
-    """Make a new LTI signing key. The old one stays in the JWKS for a week (platforms cache
-    keys), then `prune-tool-keys` removes it."""
-    from gradesync.services.lti.keys import ToolKeyStore
-
+def rotate_tool_key(
+    now: bool = typer.Option(
+        False,
+        "--now",
+        help="Sign with the new key at once (a compromised key). Platforms that cached the "
+        "key set refuse gradesync's signatures until they read it again (up to 5 minutes).",
+    ),
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Make a new LTI signing key. It is published at once and signs about 5 minutes later,
+    once platforms' cached key sets hold it; the current key signs until then and stays
+    published for a week after (then `prune-tool-keys` removes it)."""
     with runtime() as rt:
-        store = ToolKeyStore(rt.uow, rt.clock)
-        old = store.current()
-        new = store.rotate()
+        old = rt.tool_keys.current()
+        new = rt.tool_keys.rotate(immediately=now)
     if as_json:
-        print_json({"kid": new.kid, "retired_kid": old.kid})
+        print_json({"kid": new.kid, "retired_kid": old.kid, "signs_from": new.signs_from})
         return
-    console.print(f"new tool key {new.kid}; {old.kid} retired and still published for overlap")
+    if now:
+        console.print(
+            f"new tool key {new.kid} signs now; {old.kid} retired and still published for "
+            "the overlap.\nwarning: platforms that cached the key set before now refuse "
+            "gradesync's signatures until they read it again (up to 5 minutes)"
+        )
+        return
+    console.print(
+        f"new tool key {new.kid} published now, signs from {when(new.signs_from)}; "
+        f"{old.kid} signs until then and stays published for the overlap after"
+    )
 
 
 @keys_app.command("list-tool-keys")
 def list_tool_keys(as_json: bool = JSON_OUT) -> None:
-    """The tool's keys: current, retired-but-published, expired."""
-    from gradesync.services.lti.keys import ToolKeyStore
+    """The tool's keys and their state: next (published, signs from a set time), current
+    (signs now), retiring (published for the overlap), expired (to prune)."""
+    from gradesync.domain.tool_keys import KeyState
 
     with runtime() as rt:
-        infos = ToolKeyStore(rt.uow, rt.clock).list()
+        infos = rt.tool_keys.list()
     if as_json:
         print_json(
             [
                 {
                     "kid": k.kid,
+                    "state": k.state.value,
                     "created_at": k.created_at,
+                    "signs_from": k.signs_from,
                     "retired_at": k.retired_at,
                     "published": k.published,
+                    "published_until": k.published_until,
                 }
                 for k in infos
             ]
         )
         return
-    table = id_table("kid", "created", "retired", "in JWKS")
+    table = id_table("kid", "state", "signs from", "stops signing", "in JWKS until")
     for k in infos:
         table.add_row(
             k.kid,
-            k.created_at.isoformat(timespec="seconds"),
-            k.retired_at.isoformat(timespec="seconds") if k.retired_at else "current",
-            "yes" if k.published else "no",
+            k.state.value,
+            "never" if k.retired_at and k.retired_at <= k.signs_from else when(k.signs_from),
+            when(k.retired_at),
+            when(k.published_until) if k.published_until and k.published else _in_jwks(k),
         )
     print_table(table)
+    for k in infos:
+        if k.state is KeyState.NEXT:
+            console.print(f"{k.kid} starts signing at {when(k.signs_from)}")
+
+
+def _in_jwks(key: ToolKeyInfo) -> str:
+    return "yes" if key.published else "no (prune it)"
 
 
 @keys_app.command("prune-tool-keys")
 def prune_tool_keys(as_json: bool = JSON_OUT) -> None:
     """Delete tool keys retired longer than the overlap (no longer in the JWKS)."""
-    from gradesync.services.lti.keys import ToolKeyStore
-
     with runtime() as rt:
-        count = ToolKeyStore(rt.uow, rt.clock).prune()
+        count = rt.tool_keys.prune()
     if as_json:
         print_json({"removed": count})
         return

@@ -37,7 +37,7 @@ from gradesync.services.lti import launch as launches
 from gradesync.services.lti import login as logins
 from gradesync.services.lti.deep_linking import DeepLinkRequest, connect_course
 from gradesync.services.lti.errors import LaunchRefused, record_refusal
-from gradesync.services.lti.keys import ToolKeyStore
+from gradesync.services.lti.keys import KEY_SET_MAX_AGE, ToolKeyStore
 from gradesync.services.lti.launch import TEACHING_ROLES
 from gradesync.services.outbound import OutboundGuard
 from gradesync.services.ports import UnitOfWorkFactory
@@ -79,6 +79,9 @@ class Host(Protocol):
     @property
     def outbound(self) -> OutboundGuard: ...
 
+    @property
+    def tool_keys(self) -> ToolKeyStore: ...
+
 
 # Opens the console for a teacher a launch has just proved (the web console's business).
 SignIn = Callable[..., Any]
@@ -98,7 +101,7 @@ class LtiTool:
         self.box = runtime.db.box
         self.clock = runtime.clock
         self.base_url = runtime.settings.base_url.rstrip("/")
-        self.keys = ToolKeyStore(runtime.uow, runtime.clock, reads=runtime.reads)
+        self.keys = runtime.tool_keys  # the store the process's AGS clients sign with
         self.http = guarded_client(runtime.outbound, timeout=10.0)
         self.platform_keys = PlatformKeyCache(self.http)
         self._background: set[asyncio.Task[Any]] = set()
@@ -211,7 +214,9 @@ async def _params(request: Request) -> dict[str, str]:
 async def jwks(request: Request) -> JSONResponse:
     """On the event loop, from memory: every platform fetches it, often all at once."""
     tool = tool_of(request)
-    return JSONResponse(await tool.keys.key_set(), headers={"Cache-Control": "max-age=300"})
+    return JSONResponse(
+        await tool.keys.key_set(), headers={"Cache-Control": f"max-age={KEY_SET_MAX_AGE}"}
+    )
 
 
 def canvas_config(base_url: str) -> dict[str, Any]:

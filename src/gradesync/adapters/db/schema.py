@@ -429,7 +429,8 @@ schedule_events = Table(
 
 # LTI 1.3 tool keys: the private key is encrypted; retired keys stay in the JWKS for overlap.
 # Each key has its own generation: a process that makes a key names the generation it
-# follows, so processes making the first key at once make one.
+# follows, so processes making the first key at once make one. A key is published when it is
+# made and signs from `signs_from` (after the key set's caches hold it).
 tool_keys = Table(
     "tool_keys",
     metadata,
@@ -439,6 +440,7 @@ tool_keys = Table(
     Column("public_jwk", JSON, nullable=False),
     _ts("created_at", nullable=False),
     _ts("retired_at"),
+    _ts("signs_from", nullable=False),
     Index("uq_tool_keys_generation", "generation", unique=True),
 )
 

@@ -1,9 +1,12 @@
 """The tool's signing keys: created on first use, rotated on demand, published as JWKS.
 
 Private keys are stored encrypted (the repository's business); the plaintext only ever exists
-in memory. Rotation makes a new current key and retires the old one, which stays in the JWKS
-for `overlap` so platforms that cached the old key (or tokens signed just before the rotation)
-keep verifying.
+in memory. A key is published before it signs: rotation adds a key to the JWKS at once, and
+it starts signing `PUBLISH_LEAD` later, once every copy of the key set cached before the
+rotation (serve's, then a platform's) has been read again. The old key signs until then and
+stays in the JWKS for `overlap` after, so what it signed keeps verifying. A forced rotation
+(a key that must not sign any more) signs at once, and platforms holding an older copy of the
+key set refuse its signatures until they read it again.
 
 Every key has a generation, unique in the store. A process that finds no key (or rotates)
 stores the generation after the one it read; when another process got there first, the insert
@@ -19,7 +22,7 @@ import secrets
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from gradesync.domain.tool_keys import KeyState, key_state
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.ports.lti import StoredToolKey
@@ -43,6 +47,7 @@ class ToolKey:
     public_jwk: dict[str, Any]
     created_at: datetime
     retired_at: datetime | None = None
+    signs_from: datetime | None = None  # None: from `created_at`
 
     def sign(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str:
         """An RS256 JWT with this key's `kid` in the header."""
@@ -67,8 +72,14 @@ class ToolKeyInfo:
 
     kid: str
     created_at: datetime
+    signs_from: datetime
     retired_at: datetime | None
-    published: bool
+    state: KeyState
+    published_until: datetime | None  # None: while it signs or is due to
+
+    @property
+    def published(self) -> bool:
+        return self.state is not KeyState.EXPIRED
 
 
 def public_jwk(private_key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
@@ -86,14 +97,24 @@ def new_key(now: datetime) -> ToolKey:
     )
 
 
-def load_key(kid: str, private_pem: bytes, jwk: dict[str, Any], created_at: datetime) -> ToolKey:
+def load_key(
+    kid: str,
+    private_pem: bytes,
+    jwk: dict[str, Any],
+    created_at: datetime,
+    signs_from: datetime | None = None,
+) -> ToolKey:
     private = serialization.load_pem_private_key(private_pem, password=None)
     if not isinstance(private, rsa.RSAPrivateKey):
         raise ValueError(f"tool key {kid!r} is not an RSA key")
-    return ToolKey(kid=kid, private_key=private, public_jwk=jwk, created_at=created_at)
+    return ToolKey(
+        kid=kid, private_key=private, public_jwk=jwk, created_at=created_at, signs_from=signs_from
+    )
 
 
-_CACHE_SECONDS = 30.0  # other processes see a rotation within this; the old key still verifies
+# A process reads the key that signs at most this often, and at once when the next key is due
+# to start; a forced rotation elsewhere reaches it within this (the old key still verifies).
+_CACHE_SECONDS = 30.0
 
 # `serve` answers the key set from memory for this long: every platform fetches it, and a
 # read per fetch took a worker thread each. A key another process adds shows within it; it
@@ -101,13 +122,31 @@ _CACHE_SECONDS = 30.0  # other processes see a rotation within this; the old key
 # platform that refused an assertion signed with a key made meanwhile finds it on the retry.
 KEY_SET_SECONDS = 3.0
 
+# How long platforms may keep the key set (`Cache-Control: max-age` of `/lti/jwks.json`).
+KEY_SET_MAX_AGE = 300
+
+# Hosts' clocks differ a little: the time a key starts signing is written by one process and
+# read against the clock of another.
+CLOCK_MARGIN = 15.0
+
+# A rotated key signs this long after it is published: serve's copy of the key set, then a
+# platform's copy read just before serve's was renewed, have both been read again by then.
+PUBLISH_LEAD = timedelta(seconds=KEY_SET_SECONDS + KEY_SET_MAX_AGE + CLOCK_MARGIN)
+
 
 def _tool_key(stored: StoredToolKey) -> ToolKey:
-    return load_key(stored.kid, stored.private_pem, stored.public_jwk, stored.created_at)
+    return load_key(
+        stored.kid,
+        stored.private_pem,
+        stored.public_jwk,
+        stored.created_at,
+        stored.signs_from or stored.created_at,
+    )
 
 
 class ToolKeyStore:
-    """Thread-safe; caches the current key briefly."""
+    """Thread-safe; caches the current key briefly (never past the next key's start). One
+    per process (`Runtime.tool_keys`): a rotation here is seen by all that sign here."""
 
     def __init__(
         self,
@@ -124,7 +163,11 @@ class ToolKeyStore:
         self.clock = clock or SystemClock()
         self.overlap = overlap
         self._lock = threading.Lock()
-        self._cached: tuple[ToolKey, float] | None = None
+        # (key, read at (monotonic), when the next key starts signing)
+        self._cached: tuple[ToolKey, float, datetime | None] | None = None
+        # keys decrypted and parsed, by kid (a stored key never changes): parsing one takes
+        # milliseconds, and every read of the current key would otherwise do it again
+        self._loaded: dict[str, ToolKey] = {}
         # the key set as served: (document, read at, changes when read); a rotation or prune
         # made here counts, so the next request reads the store again (a first key needs
         # no count: no key set was served without one)
@@ -143,15 +186,42 @@ class ToolKeyStore:
     def current(self) -> ToolKey:
         """The key that signs now; the first call on an empty store creates it."""
         cached = self._cached
-        if cached is not None and time.monotonic() - cached[1] < _CACHE_SECONDS:
+        if cached is not None and self._fresh(cached):
             return cached[0]
         with self._lock:
+            now = self.clock.now()
             with self._reads() as uow:
-                stored = uow.tool_keys.current()
+                stored = uow.tool_keys.current(now)
+                switch = uow.tool_keys.next_start(now)
                 latest = uow.tool_keys.latest_generation()
-            key = _tool_key(stored) if stored is not None else self._make(latest, retire=False)
-            self._cached = (key, time.monotonic())
+            # an empty store: the first key signs at once (no key set was served without it)
+            key = self._load(stored) if stored is not None else self._first(latest)
+            self._cached = (key, time.monotonic(), switch)
             return key
+
+    def _load(self, stored: StoredToolKey) -> ToolKey:
+        key = self._loaded.get(stored.kid)
+        if key is None:
+            if len(self._loaded) >= 8:  # a handful are ever in use: the ones kept are old
+                self._loaded.clear()
+            key = self._loaded[stored.kid] = _tool_key(stored)
+        return key
+
+    def _fresh(self, cached: tuple[ToolKey, float, datetime | None]) -> bool:
+        _, read_at, switch = cached
+        if time.monotonic() - read_at >= _CACHE_SECONDS:
+            return False
+        return switch is None or self.clock.now() < switch
+
+    def _first(self, latest: int) -> ToolKey:
+        made = self._make(latest, signs_from=None)
+        if made is not None:
+            return made
+        with self._uow() as uow:  # another process made it first
+            stored = uow.tool_keys.current(self.clock.now())
+        if stored is None:  # the winner's key was retired and pruned meanwhile: try again
+            return self._first(latest + 1)
+        return self._load(stored)
 
     def reload(self) -> ToolKey:
         """The current key read from the store now, not from this process's cache: after a
@@ -201,46 +271,63 @@ class ToolKeyStore:
                     self._flight = None
 
     def list(self) -> list[ToolKeyInfo]:
-        cutoff = self._published_cutoff()
+        """Every key, newest first, with its state now."""
+        now = self.clock.now()
         with self._uow() as uow:
             rows = uow.tool_keys.listing()
         return [
-            ToolKeyInfo(kid, created, retired, retired is None or retired > cutoff)
-            for kid, created, retired in rows
+            ToolKeyInfo(
+                kid=r.kid,
+                created_at=r.created_at,
+                signs_from=r.signs_from,
+                retired_at=r.retired_at,
+                state=key_state(r.signs_from, r.retired_at, now, self.overlap),
+                published_until=r.retired_at + self.overlap if r.retired_at else None,
+            )
+            for r in rows
         ]
 
     # --- changing ---
 
-    def _make(self, after: int, *, retire: bool) -> ToolKey:
-        """Store a new key of generation `after + 1` (retiring older ones when `retire`), or
-        when another process stored that generation first, return the current key."""
-        key = new_key(self.clock.now())
+    def _make(self, after: int, *, signs_from: datetime | None) -> ToolKey | None:
+        """Store a new key of generation `after + 1`, signing from `signs_from` (None: now),
+        the older keys retiring then. None when another process stored that generation
+        first."""
+        now = self.clock.now()
+        key = new_key(now)
+        starts = signs_from or now
         with self._uow() as uow:
             made = uow.tool_keys.add(
-                after + 1, key.kid, key.private_pem(), key.public_jwk, key.created_at
+                after + 1, key.kid, key.private_pem(), key.public_jwk, key.created_at, starts
             )
-            if made and retire:
-                uow.tool_keys.retire_before(after + 1, self.clock.now())
+            if made:
+                uow.tool_keys.retire_before(after + 1, starts)
             uow.commit()
-        if made:
-            return key
-        with self._uow() as uow:
-            stored = uow.tool_keys.current()
-        if stored is None:  # the winner's key was retired and pruned meanwhile: try again
-            return self._make(after + 1, retire=retire)
-        return _tool_key(stored)
+        return replace(key, signs_from=starts) if made else None
 
-    def rotate(self) -> ToolKey:
-        """Make a new current key; the previous ones are retired now and stay published for
-        `overlap`. Returns the new key."""
+    def rotate(self, *, immediately: bool = False) -> ToolKey:
+        """Make a new key, published at once. It signs from `PUBLISH_LEAD` from now, when
+        every cached copy of the key set holds it; the key signing now signs until then. With
+        `immediately` (a key that must stop signing) it signs at once, and platforms holding
+        an older copy of the key set refuse it until they read the set again. The keys it
+        replaces stay published for `overlap` after they stop signing. Returns the new key."""
         with self._lock:
             self._cached = None
-            with self._uow() as uow:
-                latest = uow.tool_keys.latest_generation()
-            key = self._make(latest, retire=True)
-            self._cached = (key, time.monotonic())
+            while True:  # a rotation elsewhere at the same moment: this one follows it
+                with self._uow() as uow:
+                    latest = uow.tool_keys.latest_generation()
+                starts = self.clock.now() + (timedelta(0) if immediately else PUBLISH_LEAD)
+                key = self._make(latest, signs_from=starts)
+                if key is not None:
+                    break
         self._changed()
         return key
+
+    def next_start(self) -> datetime | None:
+        """When the next key starts signing, if one is due."""
+        now = self.clock.now()
+        with self._uow() as uow:
+            return uow.tool_keys.next_start(now)
 
     def prune(self) -> int:
         """Delete keys retired longer than `overlap` ago (no longer published)."""

@@ -53,6 +53,17 @@ class StoredToolKey:
     created_at: datetime
     generation: int
     retired_at: datetime | None = None
+    signs_from: datetime | None = None  # None: from `created_at`
+
+
+@dataclass(frozen=True, slots=True)
+class ToolKeyRow:
+    """A tool key as listed: never the private half."""
+
+    kid: str
+    created_at: datetime
+    signs_from: datetime
+    retired_at: datetime | None
 
 
 class NonceRepo(Protocol):
@@ -69,10 +80,17 @@ class NonceRepo(Protocol):
 
 class ToolKeyRepo(Protocol):
     """The tool's signing keys. Each key has a generation, unique in the store: making a key
-    names the generation it follows, so two processes making one at once make one."""
+    names the generation it follows, so two processes making one at once make one. A key is
+    published from when it is made, signs from its `signs_from`, and stops signing at its
+    `retired_at` (when a newer key starts)."""
 
-    def current(self) -> StoredToolKey | None:
-        """The newest key not retired."""
+    def current(self, now: datetime) -> StoredToolKey | None:
+        """The key that signs at `now`: the newest started and not retired; None for an
+        empty store."""
+        ...
+
+    def next_start(self, now: datetime) -> datetime | None:
+        """When the next key starts signing, if one is due after `now`."""
         ...
 
     def latest_generation(self) -> int:
@@ -86,20 +104,22 @@ class ToolKeyRepo(Protocol):
         private_pem: bytes,
         public_jwk: dict[str, Any],
         created_at: datetime,
+        signs_from: datetime,
     ) -> bool:
         """Store a key of `generation`; False (nothing stored) when that generation exists."""
         ...
 
-    def retire_before(self, generation: int, now: datetime) -> None:
-        """Retire the keys older than `generation` that are not retired yet."""
+    def retire_before(self, generation: int, at: datetime) -> None:
+        """Retire the keys older than `generation` at `at` (one retiring sooner keeps its
+        time)."""
         ...
 
     def published(self, retired_after: datetime) -> list[dict[str, Any]]:
         """Public JWKs of the keys not retired or retired after the cut-off, newest first."""
         ...
 
-    def listing(self) -> list[tuple[str, datetime, datetime | None]]:
-        """(kid, created, retired) of every key, newest first."""
+    def listing(self) -> list[ToolKeyRow]:
+        """Every key, newest first."""
         ...
 
     def prune(self, retired_before: datetime) -> int: ...

@@ -23,7 +23,7 @@ from gradesync.adapters.secretbox import SecretBox
 from gradesync.domain.diagnosis import LaunchFact, RejectionFact
 from gradesync.domain.model import DestinationKind
 from gradesync.services import ports
-from gradesync.services.ports.lti import LaunchRecord, Rejection, StoredToolKey
+from gradesync.services.ports.lti import LaunchRecord, Rejection, StoredToolKey, ToolKeyRow
 
 _CONTEXT = "https://purl.imsglobal.org/spec/lti/claim/context"
 
@@ -86,27 +86,39 @@ class ToolKeyRepo(ports.ToolKeyRepo):
         self.conn = conn
         self.box = box
 
-    def current(self) -> StoredToolKey | None:
-        c = t.tool_keys.c
-        row = (
-            self.conn.execute(
-                select(t.tool_keys)
-                .where(c.retired_at.is_(None))
-                .order_by(c.generation.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-        if row is None:
+    def _stored(self, where: Any, order: Any) -> StoredToolKey | None:
+        row = self.conn.execute(select(t.tool_keys).where(where).order_by(order).limit(1))
+        found = row.mappings().first()
+        if found is None:
             return None
         return StoredToolKey(
-            kid=row["kid"],
-            private_pem=self.box.decrypt(row["private_ciphertext"]),
-            public_jwk=dict(row["public_jwk"]),
-            created_at=utc(row["created_at"]),
-            generation=int(row["generation"]),
+            kid=found["kid"],
+            private_pem=self.box.decrypt(found["private_ciphertext"]),
+            public_jwk=dict(found["public_jwk"]),
+            created_at=utc(found["created_at"]),
+            generation=int(found["generation"]),
+            retired_at=utc(found["retired_at"]),
+            signs_from=utc(found["signs_from"]),
         )
+
+    def current(self, now: datetime) -> StoredToolKey | None:
+        c = t.tool_keys.c
+        at = utc(now)
+        live = c.retired_at.is_(None) | (c.retired_at > at)
+        found = self._stored((c.signs_from <= at) & live, c.generation.desc())
+        if found is None:  # none started yet (a clock set back): the one that starts first
+            found = self._stored(live, c.signs_from.asc())
+        return found
+
+    def next_start(self, now: datetime) -> datetime | None:
+        c = t.tool_keys.c
+        at = utc(now)
+        due = self.conn.execute(
+            select(func.min(c.signs_from)).where(
+                c.signs_from > at, c.retired_at.is_(None) | (c.retired_at > c.signs_from)
+            )
+        ).scalar()
+        return utc(due)
 
     def latest_generation(self) -> int:
         return int(self.conn.execute(select(func.max(t.tool_keys.c.generation))).scalar() or 0)
@@ -118,6 +130,7 @@ class ToolKeyRepo(ports.ToolKeyRepo):
         private_pem: bytes,
         public_jwk: dict[str, Any],
         created_at: datetime,
+        signs_from: datetime,
     ) -> bool:
         stmt = (
             _insert(self.conn, t.tool_keys)
@@ -128,18 +141,19 @@ class ToolKeyRepo(ports.ToolKeyRepo):
                 public_jwk=public_jwk,
                 created_at=utc(created_at),
                 retired_at=None,
+                signs_from=utc(signs_from),
             )
             .on_conflict_do_nothing(index_elements=["generation"])
             .returning(t.tool_keys.c.kid)
         )
         return self.conn.execute(stmt).first() is not None
 
-    def retire_before(self, generation: int, now: datetime) -> None:
+    def retire_before(self, generation: int, at: datetime) -> None:
         c = t.tool_keys.c
         self.conn.execute(
             update(t.tool_keys)
-            .where(c.retired_at.is_(None), c.generation < generation)
-            .values(retired_at=utc(now))
+            .where(c.generation < generation, c.retired_at.is_(None) | (c.retired_at > utc(at)))
+            .values(retired_at=utc(at))
         )
 
     def published(self, retired_after: datetime) -> list[dict[str, Any]]:
@@ -151,12 +165,15 @@ class ToolKeyRepo(ports.ToolKeyRepo):
         ).all()
         return [dict(r[0]) for r in rows]
 
-    def listing(self) -> list[tuple[str, datetime, datetime | None]]:
+    def listing(self) -> list[ToolKeyRow]:
         c = t.tool_keys.c
         rows = self.conn.execute(
-            select(c.kid, c.created_at, c.retired_at).order_by(c.generation.desc())
+            select(c.kid, c.created_at, c.signs_from, c.retired_at).order_by(c.generation.desc())
         ).all()
-        return [(kid, utc(created), utc(retired)) for kid, created, retired in rows]
+        return [
+            ToolKeyRow(kid, utc(created), utc(signs), utc(retired))
+            for kid, created, signs, retired in rows
+        ]
 
     def prune(self, retired_before: datetime) -> int:
         c = t.tool_keys.c

@@ -1,0 +1,31 @@
+"""Where an LTI tool key is in its life, from its times alone.
+
+A key is published the moment it is made, and signs only from `signs_from`: platforms cache
+the tool's key set, and a signature with a key missing from their copy is refused. A key stops
+signing (`retired_at`) when the next one starts, and stays published for the overlap after
+that, so whatever it signed keeps verifying until it expires.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+__all__ = ["KeyState", "key_state"]
+
+
+class KeyState(StrEnum):
+    NEXT = "next"  # published, signs from `signs_from`
+    CURRENT = "current"  # signs now
+    RETIRING = "retiring"  # signs no more, still published until the overlap has passed
+    EXPIRED = "expired"  # no longer published; `prune-tool-keys` deletes it
+
+
+def key_state(
+    signs_from: datetime, retired_at: datetime | None, now: datetime, overlap: timedelta
+) -> KeyState:
+    if retired_at is not None and retired_at <= now:
+        return KeyState.RETIRING if retired_at > now - overlap else KeyState.EXPIRED
+    if signs_from > now:
+        return KeyState.NEXT
+    return KeyState.CURRENT
