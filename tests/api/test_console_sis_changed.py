@@ -6,28 +6,16 @@ from __future__ import annotations
 
 from html import unescape
 
-from gradesync.domain.model import UserRole
 from gradesync.services import sis
-from gradesync.services.accounts import create_user
 from tests.support.api import ApiEnv
-from tests.support.console import form_fields, sign_in
+from tests.support.console import form_fields
 
-BASE = "https://sis.example.org/ims/oneroster/gradebook/v1p2"
 READONLY = sis.SCOPE_PREFIX + "gradebook.readonly"
 
 
 def test_a_form_opened_before_another_change_is_refused(api: ApiEnv) -> None:
-    api.tenant("t1", "admin")
-    rt = api.runtime
-    sis.add_connection(
-        rt.db.uow, rt.clock, tenant_id="t1", destination_id="sis", name="District SIS",
-        base_url=BASE, client_id="gradesync", client_secret="s3cret", guard=rt.outbound,
-    )  # fmt: skip
-    create_user(
-        api.db.uow, rt.clock, tenant_id="t1", username="ops",
-        password="a-long-password-1", role=UserRole.ADMIN,
-    )  # fmt: skip
-    assert sign_in(api.client, "ops", "a-long-password-1").status_code == 200
+    api.district_sis()
+    api.console_admin("t1")
     opened = form_fields(api.client.get("/console/sis/sis/edit").text)
     assert opened["version"]
     # another admin saves new scopes meanwhile

@@ -5,28 +5,15 @@ from __future__ import annotations
 
 from html import unescape
 
-from gradesync.domain.model import UserRole
-from gradesync.services import sis
-from gradesync.services.accounts import create_user
 from tests.support.api import ApiEnv
-from tests.support.console import form_fields, form_token, sign_in
+from tests.support.console import form_fields, form_token
 
 CUSTOM = "https://sis.example.org/oauth2/token"  # the server of the base URL: the same secret
 
 
 def test_the_reset_links_to_the_settings_that_give_the_token_url_again(api: ApiEnv) -> None:
-    api.tenant("t1", "admin")
-    rt = api.runtime
-    sis.add_connection(
-        rt.db.uow, rt.clock, tenant_id="t1", destination_id="sis", name="District SIS",
-        base_url="https://sis.example.org/ims/oneroster/gradebook/v1p2", token_url=CUSTOM,
-        client_id="gradesync", client_secret="s3cret",
-    )  # fmt: skip
-    create_user(
-        api.db.uow, rt.clock, tenant_id="t1", username="ops",
-        password="a-long-password-1", role=UserRole.ADMIN,
-    )  # fmt: skip
-    assert sign_in(api.client, "ops", "a-long-password-1").status_code == 200
+    api.district_sis(token_url=CUSTOM)
+    api.console_admin("t1")
     token = form_token(api.client.get("/console/sis").text)
     asked = api.client.post("/console/sis/sis/token-url/default", data={"csrf": token})
     assert asked.status_code == 200

@@ -8,11 +8,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gradesync.domain.model import RunOutcome, RunScope, RunStage, SyncRun, Trigger, UserRole
-from gradesync.services.accounts import create_user
+from gradesync.domain.model import RunOutcome, RunScope, RunStage, SyncRun, Trigger
 from gradesync.services.carry import Carry
 from tests.support.api import ROSTER, ApiEnv, Caller
-from tests.support.console import sign_in
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 STOPPED = "worker w-dead stopped (last heard 10:00:06 UTC); requeued by w-live"
@@ -123,11 +121,7 @@ def test_a_run_waiting_to_resume_says_why_it_waits(api: ApiEnv) -> None:
 
 def test_the_run_page_shows_the_resume_once_and_the_second_attempt(api: ApiEnv) -> None:
     _stopped_and_resumed(api, stopped_in=RunStage.SENDING)
-    create_user(
-        api.db.uow, api.runtime.clock, tenant_id="t1", username="ops",
-        password="a-long-password-1", role=UserRole.ADMIN,
-    )  # fmt: skip
-    assert sign_in(api.client, "ops", "a-long-password-1").status_code == 200
+    api.console_admin("t1")
     page = api.client.get("/console/runs/run-1").text
     history = page.split('id="stages-h"', 1)[1]
     assert history.count("Working out grades") == 1

@@ -13,27 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from gradesync.cli import app
-from gradesync.domain.model import UserRole
-from gradesync.services import sis
-from gradesync.services.accounts import create_user
 from gradesync.testing import TEST_SECRET
 from tests.support.api import ApiEnv, Caller
-from tests.support.console import form_fields, form_token, sign_in
+from tests.support.console import form_fields, form_token
 
-BASE = "https://sis.example.org/ims/oneroster/gradebook/v1p2"
 ELSEWHERE = "https://other.example.net/oauth2/token"
 NEEDS_SECRET = "A new token URL needs the client secret again."
-
-
-def _connected(api: ApiEnv, **config: str) -> str:
-    key = api.tenant("t1", "admin")
-    rt = api.runtime
-    sis.add_connection(
-        rt.db.uow, rt.clock, tenant_id="t1", destination_id="sis", name="District SIS",
-        base_url=BASE, client_id="gradesync", client_secret="s3cret", guard=rt.outbound,
-        **config,  # type: ignore[arg-type]
-    )  # fmt: skip
-    return key
 
 
 def _config(api: ApiEnv) -> dict[str, object]:
@@ -44,7 +29,7 @@ def _config(api: ApiEnv) -> dict[str, object]:
 
 
 def test_the_api_asks_the_secret_again_for_another_token_server(api: ApiEnv) -> None:
-    admin = Caller(api.client, _connected(api))
+    admin = Caller(api.client, api.district_sis())
     before = _config(api)
     for body in (
         {"token_url": ELSEWHERE},
@@ -80,7 +65,7 @@ def _stored_secret(api: ApiEnv) -> str:
 def test_the_cli_asks_the_secret_again_for_another_token_server(
     api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _connected(api)
+    api.district_sis()
     before = _config(api)
     monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
     monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
@@ -99,14 +84,9 @@ def test_the_cli_asks_the_secret_again_for_another_token_server(
 
 
 def test_the_console_asks_the_secret_again_for_another_token_server(api: ApiEnv) -> None:
-    _connected(api, token_url=ELSEWHERE.replace("other.example.net", "auth.example.org"))
+    api.district_sis(token_url=ELSEWHERE.replace("other.example.net", "auth.example.org"))
     before = _config(api)
-    rt = api.runtime
-    create_user(
-        api.db.uow, rt.clock, tenant_id="t1", username="ops",
-        password="a-long-password-1", role=UserRole.ADMIN,
-    )  # fmt: skip
-    assert sign_in(api.client, "ops", "a-long-password-1").status_code == 200
+    api.console_admin("t1")
     form = form_fields(api.client.get("/console/sis/sis/edit").text)
     assert form["client_secret"] == ""
     refused = api.client.post("/console/sis/sis/edit", data={**form, "token_url": ELSEWHERE})

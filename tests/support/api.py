@@ -19,12 +19,16 @@ from fastapi.testclient import TestClient
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
-from gradesync.domain.model import CourseLink, Destination, DestinationKind, RunScope
+from gradesync.domain.model import CourseLink, Destination, DestinationKind, RunScope, UserRole
 from gradesync.runtime import Runtime
-from gradesync.services import auth
+from gradesync.services import auth, sis
+from gradesync.services.accounts import create_user
 from gradesync.services.tenants import create_tenant
 from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
+from tests.support.console import sign_in
+
+SIS_BASE = "https://sis.example.org/ims/oneroster/gradebook/v1p2"
 
 
 @dataclass
@@ -79,6 +83,26 @@ class ApiEnv:
             scopes or ("admin",),
         )
         return issued.token
+
+    def console_admin(self, tenant_id: str) -> None:
+        """Sign the client in to the console as `ops`, an admin of `tenant_id` (a new user)."""
+        create_user(
+            self.db.uow, self.runtime.clock, tenant_id=tenant_id, username="ops",
+            password="a-long-password-1", role=UserRole.ADMIN,
+        )  # fmt: skip
+        assert sign_in(self.client, "ops", "a-long-password-1").status_code == 200
+
+    def district_sis(self, **settings: Any) -> str:
+        """Tenant t1 with the OneRoster connection `sis`, District SIS, at SIS_BASE, with the
+        client gradesync and its secret s3cret, and `settings` besides. Returns an admin key."""
+        key = self.tenant("t1", "admin")
+        rt = self.runtime
+        sis.add_connection(
+            rt.db.uow, rt.clock, tenant_id="t1", destination_id="sis", name="District SIS",
+            base_url=SIS_BASE, client_id="gradesync", client_secret="s3cret", guard=rt.outbound,
+            **settings,
+        )  # fmt: skip
+        return key
 
     def destination(self, tenant_id: str, dest_id: str, **config: Any) -> Destination:
         d = Destination(
