@@ -21,11 +21,9 @@ from gradesync.domain.model import (
     RunScope,
     ScoreForm,
     Trigger,
-    UserRole,
 )
 from gradesync.domain.policy import DesiredResult
-from gradesync.services.accounts import create_user
-from gradesync.services.clock import SystemClock
+from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination import ReadBack, Receipt, ResultTarget
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.runs import request_run
@@ -33,7 +31,6 @@ from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory, add_destination
 from gradesync.testing.double import DoubleClient
 from tests.support.api import ROSTER, ApiEnv, Caller, attempt
-from tests.support.console import sign_in
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SENT = {
@@ -41,6 +38,7 @@ SENT = {
     "sis": {"result": {"sourcedId": "r-p1", "score": 8, "scoreStatus": "fully graded"}},
 }
 KINDS = {"lms11": DestinationKind.LTI11_OUTCOMES, "sis": DestinationKind.ONEROSTER_REST}
+HELD_8_OF_10 = '<span class="score held" title="as the gradebook holds it">8 / 10</span>'
 
 
 def _kept_at_both(api: ApiEnv) -> Caller:
@@ -87,12 +85,54 @@ def _held(admin: Caller) -> dict[str, Any]:
     }
 
 
+def _at_both(score: float, *, read_back: bool) -> dict[str, Any]:
+    """What the API says both gradebooks hold: `score` of the quiz's 10 points."""
+    held = {"score_given": score, "score_maximum": 10.0, "read_back": read_back}
+    return {"lms11": held, "sis": held}
+
+
+async def _stop_syncing_at_20_points(admin: Caller, engine: Engine) -> None:
+    """The quiz stops syncing and is made worth 20 points; the engine computes again."""
+    quiz = {**ROSTER["activities"][0], "points_possible": 20, "sync_enabled": False}
+    assert admin.post("/ingest", json={"activities": [quiz]}).status_code == 202
+    await engine.process_dirty()
+
+
+def _waiting(api: ApiEnv, kinds: dict[str, DestinationKind]) -> tuple[Caller, DoubleFactory]:
+    """Ada's 8 of 10 on Quiz 1, computed for the destinations of `kinds`, not yet sent; the
+    LTI 1.1 gradebook takes a fraction of 1, as its adapter's does."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    assert admin.post("/ingest", json=ROSTER).status_code == 202
+    factory = DoubleFactory()
+    factory.remote("lms11").capabilities = Capabilities(
+        score_form=ScoreForm.PERCENT, percent_scale=1.0, extra_credit=False
+    )
+    for dest, kind in kinds.items():
+        add_destination(api.db.uow, "t1", dest, kind, links={"c1": f"remote-{dest}"},
+                        people={"p1": f"sub-{dest}"})  # fmt: skip
+    assert admin.post("/attempts", json=attempt("e1", 8)).status_code == 202
+    return admin, factory
+
+
+def _engine(
+    api: ApiEnv, factory: DoubleFactory, client: type[DoubleClient], clock: Clock
+) -> Engine:
+    """An engine sending through `client`, a strict double over each destination's remote."""
+    return Engine(api.db.uow, clock, lambda d: client(d, factory.remote(d.id)), EngineSettings())
+
+
+def _grids(api: ApiEnv) -> dict[str, str]:
+    """The course grid of c1 at each destination, as an admin signed in to the console sees it."""
+    api.console_admin("t1")
+    pages = {d: api.client.get("/console/courses/c1", params={"destination": d}) for d in KINDS}
+    for dest, page in pages.items():
+        assert page.status_code == 200, dest
+    return {dest: page.text for dest, page in pages.items()}
+
+
 def test_the_api_says_a_held_score_on_the_activitys_scale(api: ApiEnv) -> None:
     admin = _kept_at_both(api)
-    assert _held(admin) == {
-        "lms11": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False},
-        "sis": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False},
-    }
+    assert _held(admin) == _at_both(8.0, read_back=False)
 
 
 def test_an_activity_without_points_leaves_the_held_score_as_held(api: ApiEnv) -> None:
@@ -115,18 +155,9 @@ def test_an_activity_without_points_leaves_the_held_score_as_held(api: ApiEnv) -
 
 def test_the_course_grid_says_a_held_score_on_the_activitys_scale(api: ApiEnv) -> None:
     _kept_at_both(api)
-    create_user(
-        api.db.uow, api.runtime.clock, tenant_id="t1", username="ops",
-        password="a-long-password-1", role=UserRole.ADMIN,
-    )  # fmt: skip
-    assert sign_in(api.client, "ops", "a-long-password-1").status_code == 200
-    for dest in KINDS:
-        page = api.client.get("/console/courses/c1", params={"destination": dest})
-        assert page.status_code == 200
-        assert '<span class="score held" title="as the gradebook holds it">8 / 10</span>' in (
-            page.text
-        ), dest
-        assert "0.8 / 1" not in page.text
+    for dest, page in _grids(api).items():
+        assert HELD_8_OF_10 in page, dest
+        assert "0.8 / 1" not in page
 
 
 class _Shaped(DoubleClient):
@@ -149,43 +180,18 @@ async def test_a_held_score_keeps_the_points_it_was_sent_on(api: ApiEnv) -> None
     """Ada's 8 of 10 is sent to an LTI 1.1 LMS (as 0.8) and a SIS (as 8); then the quiz
     stops syncing and is made worth 20 points. The gradebooks still hold what they took on
     10 points: 8 / 10, not 16 / 20 (LTI 1.1) or 8 / 20 (SIS)."""
-    admin = Caller(api.client, api.tenant("t1", "admin"))
-    assert admin.post("/ingest", json=ROSTER).status_code == 202
-    factory = DoubleFactory()
-    # the LTI 1.1 adapter's: a fraction of 1
-    factory.remote("lms11").capabilities = Capabilities(
-        score_form=ScoreForm.PERCENT, percent_scale=1.0, extra_credit=False
-    )
-    for dest, kind in KINDS.items():
-        add_destination(api.db.uow, "t1", dest, kind, links={"c1": f"remote-{dest}"},
-                        people={"p1": f"sub-{dest}"})  # fmt: skip
-    assert admin.post("/attempts", json=attempt("e1", 8)).status_code == 202
-    engine = Engine(
-        api.db.uow, SystemClock(), lambda d: _Shaped(d, factory.remote(d.id)), EngineSettings()
-    )
+    admin, factory = _waiting(api, KINDS)
+    engine = _engine(api, factory, _Shaped, SystemClock())
     try:
         await engine.process_dirty()
         assert (await engine.deliver_due()).delivered == 2
         assert [r.score_given for r in factory.remote("lms11").results.values()] == [0.8]
-        quiz = {**ROSTER["activities"][0], "points_possible": 20, "sync_enabled": False}
-        assert admin.post("/ingest", json={"activities": [quiz]}).status_code == 202
-        await engine.process_dirty()
+        await _stop_syncing_at_20_points(admin, engine)
     finally:
         await engine.aclose()
-    assert _held(admin) == {
-        "lms11": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False},
-        "sis": {"score_given": 8.0, "score_maximum": 10.0, "read_back": False},
-    }
-    create_user(
-        api.db.uow, api.runtime.clock, tenant_id="t1", username="ops",
-        password="a-long-password-1", role=UserRole.ADMIN,
-    )  # fmt: skip
-    assert sign_in(api.client, "ops", "a-long-password-1").status_code == 200
-    for dest in KINDS:  # the course grid says the same
-        page = api.client.get("/console/courses/c1", params={"destination": dest}).text
-        assert '<span class="score held" title="as the gradebook holds it">8 / 10</span>' in (
-            page
-        ), dest
+    assert _held(admin) == _at_both(8.0, read_back=False)
+    for dest, page in _grids(api).items():  # the course grid says the same
+        assert HELD_8_OF_10 in page, dest
 
 
 class _ReadShaped(_Shaped):
@@ -204,20 +210,9 @@ async def test_a_grade_read_back_keeps_the_points_it_was_read_on(api: ApiEnv) ->
     it in each (0.9 in the LMS, 9 at the SIS), and a run reads it back and keeps the edit.
     Then the quiz stops syncing and is made worth 20 points: the gradebooks hold what was
     typed on 10 points, 9 / 10, not 18 / 20 (LTI 1.1) or 9 / 20 (SIS)."""
-    admin = Caller(api.client, api.tenant("t1", "admin"))
-    assert admin.post("/ingest", json=ROSTER).status_code == 202
-    factory = DoubleFactory()
-    factory.remote("lms11").capabilities = Capabilities(
-        score_form=ScoreForm.PERCENT, percent_scale=1.0, extra_credit=False
-    )
-    for dest, kind in KINDS.items():
-        add_destination(api.db.uow, "t1", dest, kind, links={"c1": f"remote-{dest}"},
-                        people={"p1": f"sub-{dest}"})  # fmt: skip
-    assert admin.post("/attempts", json=attempt("e1", 8)).status_code == 202
+    admin, factory = _waiting(api, KINDS)
     clock = SystemClock()
-    engine = Engine(
-        api.db.uow, clock, lambda d: _ReadShaped(d, factory.remote(d.id)), EngineSettings()
-    )
+    engine = _engine(api, factory, _ReadShaped, clock)
     try:
         await engine.process_dirty()
         assert (await engine.deliver_due()).delivered == 2
@@ -229,33 +224,18 @@ async def test_a_grade_read_back_keeps_the_points_it_was_read_on(api: ApiEnv) ->
             )
             done = await engine.execute_run(run.id)
             assert done is not None and done.counts["overridden"] == 1, done
-        quiz = {**ROSTER["activities"][0], "points_possible": 20, "sync_enabled": False}
-        assert admin.post("/ingest", json={"activities": [quiz]}).status_code == 202
-        await engine.process_dirty()
+        await _stop_syncing_at_20_points(admin, engine)
     finally:
         await engine.aclose()
-    assert _held(admin) == {
-        "lms11": {"score_given": 9.0, "score_maximum": 10.0, "read_back": True},
-        "sis": {"score_given": 9.0, "score_maximum": 10.0, "read_back": True},
-    }
+    assert _held(admin) == _at_both(9.0, read_back=True)
 
 
 async def test_an_lti11_fraction_keeps_the_points_it_was_computed_on(api: ApiEnv) -> None:
     """Ada's 0.8 is computed on the 10-point quiz; before it is sent the quiz is made worth
     20, and after it, the quiz stops syncing. The LMS took 0.8, a fraction of the 10 points
     it was computed on: it reads 8 / 10, not 16 / 20 of the points the quiz had at the send."""
-    admin = Caller(api.client, api.tenant("t1", "admin"))
-    assert admin.post("/ingest", json=ROSTER).status_code == 202
-    factory = DoubleFactory()
-    factory.remote("lms11").capabilities = Capabilities(
-        score_form=ScoreForm.PERCENT, percent_scale=1.0, extra_credit=False
-    )
-    add_destination(api.db.uow, "t1", "lms11", KINDS["lms11"], links={"c1": "remote-lms11"},
-                    people={"p1": "sub-lms11"})  # fmt: skip
-    assert admin.post("/attempts", json=attempt("e1", 8)).status_code == 202
-    engine = Engine(
-        api.db.uow, SystemClock(), lambda d: _Shaped(d, factory.remote(d.id)), EngineSettings()
-    )
+    admin, factory = _waiting(api, {"lms11": KINDS["lms11"]})
+    engine = _engine(api, factory, _Shaped, SystemClock())
     try:
         await engine.process_dirty()  # 0.8 of 10 points
         quiz = {**ROSTER["activities"][0], "points_possible": 20}
