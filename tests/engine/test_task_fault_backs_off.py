@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,6 +70,25 @@ class _FaultyClient(DoubleClient):
         return said
 
 
+@asynccontextmanager
+async def _three_due(
+    db: Database,
+) -> AsyncIterator[tuple[Engine, DoubleFactory, _Faults, ManualClock]]:
+    """Three learners' results on a1, computed and due, sent through the faulty double by an
+    engine closed on leaving; its clock is moved by the test alone (no lease, 120 s, runs out)."""
+    seed(db, learners=3)
+    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(3)])
+    factory, faults, clock = DoubleFactory(), _Faults(), ManualClock()
+    engine = Engine(
+        db.uow, clock, lambda d: _FaultyClient(d, factory.remote(d.id), faults), SLOW_POLL
+    )
+    try:
+        await engine.process_dirty()
+        yield engine, factory, faults, clock
+    finally:
+        await engine.aclose()
+
+
 def _lease_owners(db: Database) -> list[str | None]:
     with db.engine.connect() as conn:
         return [owner for (owner,) in conn.exec_driver_sql("SELECT lease_owner FROM ledger")]
@@ -80,15 +101,7 @@ def _said(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 async def test_rows_of_a_task_that_failed_retry_after_a_backoff(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    seed(db, learners=3)
-    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(3)])
-    factory, faults = DoubleFactory(), _Faults()
-    clock = ManualClock()  # moved by the test alone: no lease (120 s) runs out
-    engine = Engine(
-        db.uow, clock, lambda d: _FaultyClient(d, factory.remote(d.id), faults), SLOW_POLL
-    )
-    try:
-        await engine.process_dirty()
+    async with _three_due(db) as (engine, factory, faults, clock):
         faults.armed.append(RuntimeError("a bug in the adapter, quoting learner data"))
         with caplog.at_level(logging.ERROR):
             first = await engine.deliver_due()
@@ -114,8 +127,6 @@ async def test_rows_of_a_task_that_failed_retry_after_a_backoff(
         assert second.delivered == 3
         assert {r.state for r in ledger(db).values()} == {DeliveryState.DELIVERED}
         assert _lease_owners(db) == [None, None, None]
-    finally:
-        await engine.aclose()
     said = _said(caplog)
     assert [r.getMessage() for r in said] == [
         "a delivery task for t1/lms, course c1, failed unexpectedly; its 3 claimed results are "
@@ -129,15 +140,7 @@ async def test_a_send_task_that_failed_retries_its_row(
 ) -> None:
     """The send reached the gradebook, then its task failed: the row retries after a
     backoff, with a newer timestamp, which changes nothing there. The other rows are sent."""
-    seed(db, learners=3)
-    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(3)])
-    factory, faults = DoubleFactory(), _Faults()
-    clock = ManualClock()
-    engine = Engine(
-        db.uow, clock, lambda d: _FaultyClient(d, factory.remote(d.id), faults), SLOW_POLL
-    )
-    try:
-        await engine.process_dirty()
+    async with _three_due(db) as (engine, factory, faults, clock):
         faults.bad_receipts = 1
         with caplog.at_level(logging.ERROR):
             first = await engine.deliver_due()
@@ -158,8 +161,6 @@ async def test_a_send_task_that_failed_retries_its_row(
         assert {r.state for r in rows.values()} == {DeliveryState.DELIVERED}
         newer, older = rows[again].last_timestamp, stamped[again]
         assert newer is not None and older is not None and newer > older
-    finally:
-        await engine.aclose()
     assert "its 1 claimed results are tried again later" in caplog.text
 
 
@@ -209,15 +210,7 @@ async def test_a_task_stopped_by_a_lost_database_gives_its_rows_back_uncounted(
     """A task that met the database gone counts no try and no failure: its rows are given
     back as they were, due at once (here the database answers again at once, and the pass
     sends them)."""
-    seed(db, learners=3)
-    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(3)])
-    factory, faults = DoubleFactory(), _Faults()
-    clock = ManualClock()
-    engine = Engine(
-        db.uow, clock, lambda d: _FaultyClient(d, factory.remote(d.id), faults), SLOW_POLL
-    )
-    try:
-        await engine.process_dirty()
+    async with _three_due(db) as (engine, _, faults, _):
         lost = OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
         faults.armed.append(lost)
         with caplog.at_level(logging.WARNING):
@@ -225,7 +218,5 @@ async def test_a_task_stopped_by_a_lost_database_gives_its_rows_back_uncounted(
         assert (stats.failed, stats.retrying, stats.delivered) == (0, 0, 3)
         assert stats.claimed == 6  # given back, and claimed again
         assert {(r.state, r.tries) for r in ledger(db).values()} == {(DeliveryState.DELIVERED, 0)}
-    finally:
-        await engine.aclose()
     assert "a delivery task stopped, the database unavailable" in caplog.text
     assert not _said(caplog)
