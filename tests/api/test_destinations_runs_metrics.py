@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -72,9 +73,36 @@ def test_destination_check_names_an_unknown_course_and_learner(api: ApiEnv) -> N
     ]
 
 
+def _rostered(api: ApiEnv) -> Caller:
+    """An admin of t1, whose course c1 (activities a1, a2; learners p1, p2) is ingested."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    return c
+
+
+def _refused(key: LedgerKey, hashed: str, score: float, maximum: float, **why: Any) -> LedgerRow:
+    """A row the destination refused once; `why` says why, and what the destination said."""
+    result = {"score_given": score, "score_maximum": maximum}
+    return LedgerRow(
+        key, DeliveryState.REJECTED, hashed, result, None, tries=1, updated_at=T0, **why
+    )
+
+
+def _file_based_sis(c: Caller) -> None:
+    sis = {"name": "District SIS", "file_based": True}
+    assert c.put("/sis/connections/sis", json=sis).status_code == 200
+
+
+def _save(api: ApiEnv, *rows: LedgerRow) -> None:
+    with api.db.uow() as uow:
+        uow.ledger.save_many([(r, "c1") for r in rows])
+        uow.commit()
+
+
 def _seed_ledger(api: ApiEnv) -> None:
     api.destination("t1", "lms")
-    rows = [
+    _save(
+        api,
         LedgerRow(
             LedgerKey("t1", "lms", "a1", "p1"),
             DeliveryState.DELIVERED,
@@ -84,18 +112,15 @@ def _seed_ledger(api: ApiEnv) -> None:
             T0,
             updated_at=T0,
         ),
-        LedgerRow(
+        _refused(
             LedgerKey("t1", "lms", "a2", "p1"),
-            DeliveryState.REJECTED,
             "h2",
-            {"score_given": 3.0, "score_maximum": 20.0},
-            None,
-            tries=1,
+            3.0,
+            20.0,
             reason_code="unknown_user",
             reason_text="The LMS does not know this learner.",
             remote_status=422,
             remote_message="User not found in course",
-            updated_at=T0,
         ),
         LedgerRow(
             LedgerKey("t1", "lms", "a2", "p2"),
@@ -105,15 +130,11 @@ def _seed_ledger(api: ApiEnv) -> None:
             None,
             updated_at=T0,
         ),
-    ]
-    with api.db.uow() as uow:
-        uow.ledger.save_many([(r, "c1") for r in rows])
-        uow.commit()
+    )
 
 
 def test_learner_grades_per_destination(api: ApiEnv) -> None:
-    c = Caller(api.client, api.tenant("t1", "admin"))
-    c.post("/ingest", json=ROSTER)
+    c = _rostered(api)
     _seed_ledger(api)
     g = c.get("/people/p1/grades").json()
     cells = {x["activity_id"]: x for x in g["destinations"]["lms"]}
@@ -129,8 +150,7 @@ def test_learner_grades_per_destination(api: ApiEnv) -> None:
 def test_a_grade_held_by_a_paused_destination_says_so(api: ApiEnv) -> None:
     """A pending grade at a paused destination read `pending` with no reason at all, while
     the diagnosis said "Paused: ..."; it now names the pause, and only while it lasts."""
-    c = Caller(api.client, api.tenant("t1", "admin"))
-    c.post("/ingest", json=ROSTER)
+    c = _rostered(api)
     _seed_ledger(api)
 
     def cells(person: str = "p2") -> dict[str, dict[str, object]]:
@@ -153,8 +173,7 @@ def test_a_paused_destinations_remedy_over_the_api_names_the_apis_route(api: Api
     """A paused destination's remedy named the command `gradesync destinations resume` to
     readers of the HTTP API (an admin's tools, a program), who may have no command line: it
     names the API's route instead, in a learner's grades and in the diagnosis alike."""
-    c = Caller(api.client, api.tenant("t1", "admin"))
-    c.post("/ingest", json=ROSTER)
+    c = _rostered(api)
     _seed_ledger(api)
     assert c.post("/destinations/lms/pause", json={"reason": "term close"}).status_code == 200
     remedy = "Fix the cause, then resume it (`POST /api/v1/destinations/lms/resume`)."
@@ -173,24 +192,13 @@ def test_refused_credentials_name_the_apis_check_route_over_the_api(api: ApiEnv)
     """An LMS refusing gradesync's credentials read "then run `gradesync destinations check`"
     in the diagnosis, to readers of the HTTP API who may have no command line, though the API
     checks a destination itself: its route is named instead, and does what it says."""
-    c = Caller(api.client, api.tenant("t1", "admin"))
-    c.post("/ingest", json=ROSTER)
+    c = _rostered(api)
     _seed_ledger(api)
-    refused = LedgerRow(
-        LedgerKey("t1", "lms", "a1", "p2"),
-        DeliveryState.REJECTED,
-        "h4",
-        {"score_given": 5.0, "score_maximum": 10.0},
-        None,
-        tries=1,
-        reason_code="bad_credentials",
-        reason_text="The LMS refused the token.",
-        remote_status=401,
-        updated_at=T0,
-    )
-    with api.db.uow() as uow:
-        uow.ledger.save_many([(refused, "c1")])
-        uow.commit()
+    refused = _refused(
+        LedgerKey("t1", "lms", "a1", "p2"), "h4", 5.0, 10.0,
+        reason_code="bad_credentials", reason_text="The LMS refused the token.", remote_status=401,
+    )  # fmt: skip
+    _save(api, refused)
     route = "(`POST /api/v1/destinations/lms/check`)"
     for path, code in (
         ("/activities/a1/learners/p2/diagnosis", "delivery"),
@@ -211,28 +219,16 @@ def test_a_student_the_sis_does_not_know_names_the_apis_student_route(api: ApiEn
     sis p1 SOURCEDID` in the diagnosis, to readers of the HTTP API who may have no command
     line, though the API links a student itself: its route, for this learner, is named
     instead, and does what it says."""
-    c = Caller(api.client, api.tenant("t1", "admin"))
-    c.post("/ingest", json=ROSTER)
-    sis = {"name": "District SIS", "file_based": True}
-    assert c.put("/sis/connections/sis", json=sis).status_code == 200
+    c = _rostered(api)
+    _file_based_sis(c)
     route = "/sis/connections/sis/students/p1"
     assert c.put(route, json={"student_id": "S-1"}).status_code == 200
-    refused = LedgerRow(
-        LedgerKey("t1", "sis", "a1", "p1"),
-        DeliveryState.REJECTED,
-        "h5",
-        {"score_given": 5.0, "score_maximum": 10.0},
-        None,
-        tries=1,
-        reason_code="unknown_student",
-        reason_text="The SIS refused the result.",
-        remote_status=404,
-        remote_message="Student S-1 does not exist.",
-        updated_at=T0,
-    )
-    with api.db.uow() as uow:
-        uow.ledger.save_many([(refused, "c1")])
-        uow.commit()
+    refused = _refused(
+        LedgerKey("t1", "sis", "a1", "p1"), "h5", 5.0, 10.0,
+        reason_code="unknown_student", reason_text="The SIS refused the result.",
+        remote_status=404, remote_message="Student S-1 does not exist.",
+    )  # fmt: skip
+    _save(api, refused)
     remedy = (
         "Link the learner to the student sourcedId the SIS has "
         f"(`PUT /api/v1{route}` with its `student_id`)."
@@ -251,10 +247,8 @@ def test_a_sis_course_not_mapped_names_the_apis_mapping_route_over_the_api(api: 
     """A course not mapped to a class of a SIS read `gradesync sis map-class ...` in a learner's
     grades and in the diagnosis, to readers of the HTTP API who may have no command line,
     though the API maps a class itself: its route is named instead, and does what it says."""
-    c = Caller(api.client, api.tenant("t1", "admin"))
-    c.post("/ingest", json=ROSTER)
-    sis = {"name": "District SIS", "file_based": True}
-    assert c.put("/sis/connections/sis", json=sis).status_code == 200
+    c = _rostered(api)
+    _file_based_sis(c)
     remedy = (
         "Map the course to its SIS class (`PUT /api/v1/sis/connections/sis/classes/c1` with its "
         "`class_id` and `school_id`). Then tick 'Sync to SIS' for the activities whose grades "
@@ -287,8 +281,7 @@ def test_a_sis_activity_left_out_names_the_apis_routes_over_the_api(api: ApiEnv)
     """An activity not ticked for the SIS, or ticked and waiting for Post grades, read
     `gradesync sis select` / `gradesync sis post` in a learner's grades and the course's
     triage over the API: each names the API's route that does it."""
-    c = Caller(api.client, api.tenant("t1", "admin"))
-    c.post("/ingest", json=ROSTER)
+    c = _rostered(api)
     assert c.put("/sis/connections/sis", json={"file_based": True}).status_code == 200
     mapped = {"class_id": "cls-1", "school_id": "sch-1"}
     assert c.put("/sis/connections/sis/classes/c1", json=mapped).status_code == 200
@@ -343,8 +336,7 @@ def test_learner_grades_say_why_nothing_is_sent_without_a_destination(api: ApiEn
     """A graded learner of a tenant with no destination was answered `destinations: {}` and
     nothing else; `note` says no grade is sent anywhere. With a destination the course is not
     connected to, each activity is listed there as not sent."""
-    c = Caller(api.client, api.tenant("t1", "admin"))
-    c.post("/ingest", json=ROSTER)
+    c = _rostered(api)
     assert c.post("/ingest", json={"attempts": [attempt("e1")]}).status_code == 202
     g = c.get("/people/p1/grades", params={"course_id": "c1"}).json()
     assert g["destinations"] == {}
@@ -419,8 +411,7 @@ def test_run_history_with_stages(api: ApiEnv) -> None:
 
 
 def test_metrics_exposes_counters_and_pending_from_the_ledger(api: ApiEnv) -> None:
-    c = Caller(api.client, api.tenant("t1", "admin"))
-    c.post("/ingest", json=ROSTER)
+    _rostered(api)
     _seed_ledger(api)
     metrics.RESULTS_DELIVERED.labels(tenant="t1", destination="lms").inc()
     metrics.DELIVERY_LATENCY.labels(tenant="t1", destination="lms").observe(0.2)
