@@ -23,6 +23,7 @@ from gradesync.services.sis.common import (
     PROFILE_KEYS,
     SCOPE_PREFIX,
     SisDirectory,
+    given_profile,
     sis_destination,
     touch_items,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "check_activity_categories",
     "check_categories",
     "course_overview",
+    "given_profile",
     "has_rest_api",
     "map_class",
     "map_course_students",

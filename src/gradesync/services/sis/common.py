@@ -3,7 +3,7 @@ knobs, and the live SIS as a port (`SisDirectory`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -23,6 +23,8 @@ from gradesync.services.ports import UnitOfWork
 
 SCOPE_PREFIX = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
 DEFAULT_SCOPES = (SCOPE_PREFIX + "gradebook.readonly", SCOPE_PREFIX + "gradebook.createput")
+# The profile's knobs. The CLI's options and the console form's fields are named after them
+# and read through `given_profile`: no entrypoint lists the knobs again.
 PROFILE_KEYS = (
     "name_max_length",
     "due_date_required",
@@ -40,6 +42,13 @@ CLEARABLE = ("token_url", "scopes", *PROFILE_KEYS)
 HELD_BACK = frozenset({PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value})
 # Refusals of a whole column: once the admin fixes the cause, the learners' rows are sent again.
 COLUMN_RULES = frozenset(r.value for r in PassbackRule)
+
+
+def given_profile(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The profile settings among an entrypoint's `fields` (by name) that were given, not
+    None: `add_connection`'s `profile`. Each of PROFILE_KEYS must be among them: a field
+    missing for a new knob fails at once rather than drops the setting unseen."""
+    return {key: fields[key] for key in PROFILE_KEYS if fields[key] is not None}
 
 
 class SisDirectory(Protocol):

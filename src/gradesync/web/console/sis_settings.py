@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput
@@ -86,14 +86,15 @@ def _form_of(dest: Destination) -> dict[str, str]:
         "token_url": str(config.get("token_url") or ""),
         "client_id": str(config.get("client_id") or ""),
         "scopes": "\n".join(str(s) for s in config.get("scopes") or ()),
-        "category_match": str(config.get("category_match") or ""),
-        "default_category": str(config.get("default_category") or ""),
     }
-    for key in NUMBERS:
-        form[key] = "" if config.get(key) is None else str(config[key])
-    for key in CHOICES:
+    for key in service.PROFILE_KEYS:
         value = config.get(key)
-        form[key] = "" if value is None else ("yes" if value else "no")
+        if key in CHOICES:
+            form[key] = "" if value is None else ("yes" if value else "no")
+        elif key in NUMBERS:
+            form[key] = "" if value is None else str(value)
+        else:
+            form[key] = str(value or "")
     return form
 
 
@@ -150,57 +151,45 @@ def _whole(text: str) -> int | str:
     return int(text) if re.fullmatch(r"[+-]?\d{1,100}", text) else text
 
 
+def _setting(key: str, typed: str) -> Any:
+    """A profile setting as the use case takes it; None when left empty (its default)."""
+    if not typed:
+        return None
+    if key in NUMBERS:
+        return _whole(typed)
+    if key in CHOICES:
+        return typed == "yes"
+    return typed
+
+
+# the form's fields shown back as typed: all but the secret and the version it is made from
+TYPED = ("name", "kind", "base_url", "token_url", "client_id", "scopes", *service.PROFILE_KEYS)
+
+
+async def _posted(request: Request) -> dict[str, str]:
+    """The form's fields as posted (TYPED, the secret and the version); one not sent is
+    empty, as is a file in the place of one (the form sends none). The choices as text too:
+    a value never offered is named on the form, not a JSON 422."""
+    form = await request.form()
+    return {
+        key: value if isinstance(value := form.get(key, ""), str) else ""
+        for key in (*TYPED, "client_secret", "version")
+    }
+
+
 @router.post("/{destination_id}/edit", dependencies=[Depends(check_csrf)], response_model=None)
 def save_settings(
     request: Request,
     destination_id: str,
-    name: str = Form(""),
-    kind: str | None = Form(None),
-    base_url: str = Form(""),
-    token_url: str = Form(""),
-    client_id: str = Form(""),
-    client_secret: str = Form(""),
-    scopes: str = Form(""),
-    name_max_length: str = Form(""),
-    # the choices as str: a value never offered is named on the form, not a JSON 422
-    due_date_required: str = Form(""),
-    due_date_inside_term: str = Form(""),
-    may_create_categories: str = Form(""),
-    category_match: str = Form(""),
-    default_category: str = Form(""),
-    concurrency: str = Form(""),
-    version: str = Form(""),
     user: ConsoleUser = Depends(admin_user),
+    posted: dict[str, str] = Depends(_posted),
 ) -> Response:
     rt = runtime_of(request)
     dest = sis_of(rt, user.tenant_id, destination_id)
-    typed: dict[str, str] = {
-        "name": name,
-        "kind": kind or _form_of(dest)["kind"],  # not sent: the kind stays
-        "base_url": base_url,
-        "token_url": token_url,
-        "client_id": client_id,
-        "scopes": scopes,
-        "name_max_length": name_max_length,
-        "due_date_required": due_date_required,
-        "due_date_inside_term": due_date_inside_term,
-        "may_create_categories": may_create_categories,
-        "category_match": category_match,
-        "default_category": default_category,
-        "concurrency": concurrency,
-    }
+    typed = {key: posted[key] for key in TYPED}
+    typed["kind"] = typed["kind"] or _form_of(dest)["kind"]  # not sent: the kind stays
     optional = {k: typed[k].strip() for k in service.CLEARABLE}
-    profile: dict[str, Any] = {}
-    for key in service.PROFILE_KEYS:
-        value = optional[key]
-        if not value:
-            continue
-        if key in NUMBERS:
-            profile[key] = _whole(value)
-        elif key in CHOICES:
-            profile[key] = value == "yes"
-        else:
-            profile[key] = value
+    profile = service.given_profile({k: _setting(k, optional[k]) for k in service.PROFILE_KEYS})
     scope_list = [s for s in re.split(r"[,\s]+", optional["scopes"]) if s]
     try:
         if choices := _choice_problems(typed):
@@ -210,10 +199,10 @@ def save_settings(
             rt.clock,
             tenant_id=user.tenant_id,
             destination_id=destination_id,
-            name=name.strip(),
-            base_url=base_url.strip(),
-            client_id=client_id.strip(),
-            client_secret=client_secret or None,  # empty keeps the stored secret
+            name=typed["name"].strip(),
+            base_url=typed["base_url"].strip(),
+            client_id=typed["client_id"].strip(),
+            client_secret=posted["client_secret"] or None,  # empty keeps the stored secret
             token_url=optional["token_url"] or None,
             scopes=scope_list or None,
             profile=profile,
@@ -221,7 +210,7 @@ def save_settings(
             guard=rt.outbound,
             # an optional setting left empty goes back to its default
             clear=[k for k, v in optional.items() if not v],
-            version=version,
+            version=posted["version"],
         )
     except InvalidInput as exc:
         error = f"Nothing was changed. {problems_text(exc, LABELS)}"
