@@ -313,6 +313,45 @@ def test_a_sis_activity_left_out_names_the_apis_routes_over_the_api(api: ApiEnv)
     assert causes and not any(names_command(x["remedy"]) for x in causes), causes
 
 
+_CAT = "category_missing"
+
+
+def test_a_group_without_a_sis_category_names_the_apis_alignment_route(api: ApiEnv) -> None:
+    """A grade a SIS refused for an activity group it has no category for read `gradesync sis
+    categories sis --align GROUP=CATEGORY_ID` in a learner's grades over the API: it names
+    the API's alignment route for that group, and the route does what it says."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    lab = {"course_id": "c1", "title": "Lab 1", "points_possible": 10, "category": "Lab work"}
+    assert c.put("/activities/a1", json=lab).status_code == 200
+    assert c.put("/sis/connections/sis", json={"file_based": True}).status_code == 200
+    mapped = {"class_id": "cls-1", "school_id": "sch-1"}
+    assert c.put("/sis/connections/sis/classes/c1", json=mapped).status_code == 200
+    refused = LedgerRow(
+        LedgerKey("t1", "sis", "a1", "p1"),
+        DeliveryState.REJECTED,
+        reason_code=_CAT,
+        reason_text="Activity group 'Lab work': not aligned to a category. — Align the group "
+        "to the SIS's category under Category alignment on the course's SIS page in the "
+        "console, or: gradesync sis categories sis --align GROUP=CATEGORY_SOURCEDID",
+        updated_at=T0,
+    )
+    with api.db.uow() as uow:
+        uow.ledger.save(refused, "c1")
+        uow.commit()
+    g = c.get("/people/p1/grades", params={"destination_id": "sis"}).json()
+    [said] = [x["reason_text"] for x in g["destinations"]["sis"] if x["activity_id"] == "a1"]
+    route = "/sis/connections/sis/alignments/Lab%20work"
+    assert said == (
+        "Activity group 'Lab work': not aligned to a category. — Align the group to one of the "
+        f"SIS's categories (`PUT /api/v1{route}` with its `category_id`, and `course_id` for "
+        "one course only; `GET /api/v1/sis/connections/sis/categories` lists them)."
+    )
+    # the route named does what it says
+    r = c.put(route, json={"category_id": "cat-lab", "course_id": "c1"})
+    assert r.json() == {"Lab work": "cat-lab"}, r.text
+
+
 def test_every_route_a_remedy_names_is_one_the_app_serves(api: ApiEnv) -> None:
     """A remedy read over the API or in the console names a route or a page: each exists, so
     following it is never a 404 (`remedies.FOR_READERS`)."""
@@ -322,14 +361,15 @@ def test_every_route_a_remedy_names_is_one_the_app_serves(api: ApiEnv) -> None:
     seen = 0
     for reader, texts in remedies.FOR_READERS.items():
         for code, template in texts.items():
-            text = template.format(destination="sis", course="c1", activity="a1", person="p1")
+            ids = {"destination": "sis", "course": "c1", "activity": "a1", "person": "p1"}
+            text = template.format(**ids, group="Quizzes")
             for method, path in named.findall(text):
                 method = method or "GET"
                 scope = {"type": "http", "path": path, "method": method}
                 found = [r for r in api.client.app.routes if r.matches(scope)[0] is Match.FULL]
                 assert found, (reader, code, method, path)
                 seen += 1
-    assert seen >= 14
+    assert seen >= 18
 
 
 def test_learner_grades_say_why_nothing_is_sent_without_a_destination(api: ApiEnv) -> None:

@@ -222,3 +222,37 @@ def test_a_learner_to_link_in_the_sis_is_named_by_the_route_or_page_with_their_i
     # without the learner's id, its place says what goes there
     alone = remedies.for_reader("matched_in_sis", remedy, remedies.Reader.API, "sis")
     assert "/students/PERSON_ID`" in alone
+
+
+def test_a_group_without_a_sis_category_is_aligned_by_the_route_or_page_naming_it() -> None:
+    """A SIS's refusal of an activity group it has no category for read `gradesync sis
+    categories sis --align GROUP=CATEGORY_ID` to every reader: over the API it names the
+    alignment route for the group the refusal names, in the console the course's SIS passback
+    page; the command line keeps the command."""
+    cli = "gradesync sis categories sis --align GROUP=CATEGORY_ID"
+    said = (
+        'Activity group "Lab\'s work": no SIS category matches it by name. The SIS has these '
+        "categories: 'Quizzes' (id cat-1). — Align the group under Category alignment on the "
+        f"course's SIS page in the console, or: {cli}"
+    )
+    code = "category_missing"
+    assert remedies.for_reader(code, said, remedies.Reader.CLI, "sis") == said
+    api = remedies.for_reader(code, said, remedies.Reader.API, "sis", course_id="c1")
+    assert api == said.rpartition(" — ")[0] + (
+        " — Align the group to one of the SIS's categories (`PUT /api/v1/sis/connections/sis/"
+        "alignments/Lab%27s%20work` with its `category_id`, and `course_id` for one course "
+        "only; `GET /api/v1/sis/connections/sis/categories` lists them)."
+    )
+    console = remedies.in_console(
+        code, said, instructor=False, destination_id="sis", course_id="c1"
+    )
+    assert console.endswith(
+        " — Align the group to one of the SIS's categories under Category alignment on the "
+        "course's SIS passback page (/console/sis/sis/courses/c1)."
+    )
+    for text in (api, console):
+        assert not remedies.names_command(text), text
+    # a refusal naming no group (an activity without one) leaves its place to the reader
+    bare = f"Activity group (none): no default_category is set. — {cli}"
+    assert "/alignments/GROUP`" in remedies.for_reader(code, bare, remedies.Reader.API, "sis")
+    assert remedies.group_named("Activity group 'Quizzes': ...") == "Quizzes"

@@ -11,6 +11,7 @@ so); only a remedy naming a command is replaced.
 
 from __future__ import annotations
 
+import ast
 import re
 from enum import StrEnum
 from urllib.parse import quote
@@ -108,9 +109,10 @@ class Reader(StrEnum):
 
 
 # per reader and reason code, what a remedy's command is where that reader is ({destination},
-# {course}, {activity}, {person}: their ids as a URL's path holds them); a code missing keeps
-# its command
+# {course}, {activity}, {person}: their ids as a URL's path holds them; {group}: the activity
+# group the reason names, `group_named`); a code missing keeps its command
 _SIS_CLASS = PassbackRule.CLASS_NOT_MAPPED.value
+_CATEGORY = PassbackRule.CATEGORY_MISSING.value
 _SELECT, _POST = PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value
 # the LMS's missing grade scopes, as the diagnosis's check and as the LMS's refusal name them
 _SCOPE_API = (
@@ -148,6 +150,10 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "matched_in_sis": "Link the learner to the student sourcedId the SIS has "
         "(`PUT /api/v1/sis/connections/{destination}/students/{person}` with its "
         "`student_id`).",
+        _CATEGORY: "Align the group to one of the SIS's categories "
+        "(`PUT /api/v1/sis/connections/{destination}/alignments/{group}` with its "
+        "`category_id`, and `course_id` for one course only; "
+        "`GET /api/v1/sis/connections/{destination}/categories` lists them).",
         # an LMS's refusal (diagnosis.REMOTE_CAUSES) or a SIS's (its adapters): one wording
         "bad_credentials": "Check the credentials gradesync uses there: at an LMS the client "
         "id, the deployment id and that the LMS uses gradesync's JWKS URL; at a SIS its client "
@@ -173,6 +179,8 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "matched_in_sis": "Link the learner to the student sourcedId the SIS has on the "
         "course's SIS passback page (/console/sis/{destination}/courses/{course}, Class and "
         "students: the learner's row under Students).",
+        _CATEGORY: "Align the group to one of the SIS's categories under Category alignment "
+        "on the course's SIS passback page (/console/sis/{destination}/courses/{course}).",
         "bad_credentials": "Check the credentials gradesync uses there: at an LMS the client "
         "id, the deployment id and that the LMS uses gradesync's JWKS URL; at a SIS its client "
         "id and secret (/console/sis/{destination}/edit, its settings page). Then check the "
@@ -185,7 +193,22 @@ _UNKNOWN = {
     "course": "COURSE_ID",
     "activity": "ACTIVITY_ID",
     "person": "PERSON_ID",
+    "group": "GROUP",
 }
+# how a SIS's refusal names the activity group (its adapters: `Activity group 'Quizzes': ...`)
+_GROUP = re.compile(r"Activity group ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
+
+
+def group_named(text: str) -> str | None:
+    """The activity group a reason names, as its adapter quoted it (None: it names none)."""
+    found = _GROUP.search(text)
+    if found is None:
+        return None
+    try:
+        group = ast.literal_eval(found.group(1))
+    except (ValueError, SyntaxError):
+        return None
+    return group if isinstance(group, str) else None
 
 
 def for_reader(
@@ -200,8 +223,9 @@ def for_reader(
 ) -> str:
     """The reason as an administrator reading it over `reader` acts on it: the remedy's
     sentences that name a command give way to the API's route or the console's action that
-    does the same (by the reason's code, about the ids given); the command line keeps the
-    command, and so does a code with nothing in its place."""
+    does the same (by the reason's code, about the ids given and the activity group the text
+    names); the command line keeps the command, and so does a code with nothing in its
+    place."""
     instead = FOR_READERS.get(reader, {}).get(code or "")
     if instead is None or not names_command(text):
         return text
@@ -210,6 +234,7 @@ def for_reader(
         "course": course_id,
         "activity": activity_id,
         "person": person_id,
+        "group": group_named(text),
     }
     ids = {k: quote(v, safe="") if v else _UNKNOWN[k] for k, v in given.items()}
     return _commands_replaced(text, instead.format(**ids))
