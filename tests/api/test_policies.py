@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradesync.domain.model import RosterMatch
+from gradesync.domain.remedies import names_command
+from gradesync.services.tenants import roster_match
 from tests.support.api import ROSTER, ApiEnv, Caller
 
 
@@ -133,7 +136,9 @@ def test_roster_match_given_to_a_course_or_activity_is_tenant_only(api: ApiEnv) 
             (("body", "attempt_selection"), "one_of"),
         }, path
         tenant_only = next(d for d in r.json()["detail"] if d["rule"] == "tenant_only")
-        assert "gradesync tenants roster-match" in tenant_only["msg"]
+        # where an API reader sets it: the API's route, not a command
+        assert "(`PATCH /api/v1/tenant/policy`)" in tenant_only["msg"]
+        assert not names_command(tenant_only["msg"])
         # the same answer as a course's body gives
         r = admin.put("/courses/c1", json={"title": "C", "policy": {"roster_match": "email"}})
         assert [d["rule"] for d in r.json()["detail"]] == [tenant_only["rule"]]
@@ -144,26 +149,58 @@ def test_roster_match_given_to_a_course_or_activity_is_tenant_only(api: ApiEnv) 
         assert r.json()["policy"] == {"past_due_zeros": "on"}
 
 
-def test_roster_match_given_to_the_tenant_policy_says_where_it_is_set(api: ApiEnv) -> None:
-    """PATCH /tenant/policy answered `{"roster_match": "email"}` as `unknown_setting` ("No
-    setting 'roster_match'"), though it is a tenant setting: it now names the rule and the
-    command that sets it, with the other problems, and changes nothing."""
+def test_roster_match_is_set_through_the_tenant_policy(api: ApiEnv) -> None:
+    """PATCH /tenant/policy refused `roster_match` as `not_in_policy`, naming the command
+    `gradesync tenants roster-match`: an API reader could not set it. Now an admin key sets it
+    there, as the command does; a wrong value is refused naming the field and its rule, and a
+    refused body changes nothing."""
     admin = Caller(api.client, api.tenant("t1", "admin"))
-    body = {"roster_match": "email", "attempt_selection": "best"}
-    r = admin.patch("/tenant/policy", json=body)
+
+    def stored() -> RosterMatch:
+        return roster_match(api.db.uow, "t1")
+
+    # a value that is no key: the field and its rule, with the other settings' problems
+    r = admin.patch("/tenant/policy", json={"roster_match": "name", "attempt_selection": "best"})
     assert r.status_code == 422, r.text
     found = {(tuple(d["loc"]), d["rule"]) for d in r.json()["detail"]}
     assert found == {
-        (("body", "roster_match"), "not_in_policy"),
+        (("body", "roster_match"), "one_of"),
         (("body", "attempt_selection"), "one_of"),
     }
-    [msg] = [d["msg"] for d in r.json()["detail"] if d["rule"] == "not_in_policy"]
-    assert "gradesync tenants roster-match" in msg and "grade policy" in msg
+    [msg] = [d["msg"] for d in r.json()["detail"] if d["loc"][-1] == "roster_match"]
+    assert all(k in msg for k in ("sis_id", "email", "lms_user_id")), msg
+    # a right one beside a refused setting: nothing is saved
+    r = admin.patch("/tenant/policy", json={"roster_match": "email", "past_due_zeros": "always"})
+    assert r.status_code == 422, r.text
+    assert [d["loc"] for d in r.json()["detail"]] == [["body", "past_due_zeros"]]
     assert admin.get("/tenant/policy").json()["tenant"] == {}
-    # the rule is a documented one of the operation's 422
-    op = api.client.get("/openapi.json").json()["paths"]["/api/v1/tenant/policy"]["patch"]
-    assert "not_in_policy" in op["responses"]["422"]["x-rules"]
-    # `null` holds nothing to clear: the other settings change as asked
-    r = admin.patch("/tenant/policy", json={"roster_match": None, "past_due_zeros": "on"})
+    assert stored() is RosterMatch.SIS_ID
+    # other keys than admin ones may not
+    for scope in ("sync", "ingest"):
+        r = Caller(api.client, api.tenant("t1", scope)).patch(
+            "/tenant/policy", json={"roster_match": "email"}
+        )
+        assert r.status_code == 403, (scope, r.text)
+    assert stored() is RosterMatch.SIS_ID
+
+    r = admin.patch("/tenant/policy", json={"roster_match": "email", "past_due_zeros": "on"})
     assert r.status_code == 200, r.text
-    assert admin.get("/tenant/policy").json()["tenant"] == {"past_due_zeros": "on"}
+    assert r.json()["policy"] == {"roster_match": "email", "past_due_zeros": "on"}
+    assert sorted(r.json()["changed"]) == ["past_due_zeros", "roster_match"]
+    assert stored() is RosterMatch.EMAIL
+    assert admin.get("/tenant/policy").json()["tenant"] == {
+        "roster_match": "email",
+        "past_due_zeros": "on",
+    }
+    # the same again changes nothing; a grade setting alone keeps it
+    assert admin.patch("/tenant/policy", json={"roster_match": "email"}).json()["changed"] == []
+    assert admin.patch("/tenant/policy", json={"past_due_zeros": None}).status_code == 200
+    assert stored() is RosterMatch.EMAIL
+    # `null` clears it: the default again
+    r = admin.patch("/tenant/policy", json={"roster_match": None})
+    assert r.status_code == 200, r.text
+    assert r.json()["changed"] == ["roster_match"] and r.json()["policy"] == {}
+    assert stored() is RosterMatch.SIS_ID
+    # the rule it was refused by is gone from the operation's 422
+    op = api.client.get("/openapi.json").json()["paths"]["/api/v1/tenant/policy"]["patch"]
+    assert "not_in_policy" not in op["responses"]["422"]["x-rules"]

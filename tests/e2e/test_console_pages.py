@@ -1065,3 +1065,51 @@ def test_error_pages_keep_the_menu_and_unknown_addresses_are_pages(
     # the API's answers stay JSON
     api = c.get("/api/v1/nope")
     assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+
+
+def test_an_admin_sets_how_lms_rosters_match_on_the_grade_policy_page(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """No console page set the tenant's roster_match (only `gradesync tenants roster-match`
+    did): the Grade policy page does, as the command does; a wrong value is refused naming
+    the field and its rule, and only an admin may."""
+    from gradesync.domain.model import RosterMatch
+    from gradesync.services.tenants import roster_match
+
+    c, runtime = app_client
+
+    def stored() -> RosterMatch:
+        return roster_match(runtime.uow, "t1")
+
+    _login(c, "ins")
+    assert c.get("/console/policy").status_code == 403
+    token = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/courses/bio").text)
+    assert token is not None
+    r = c.post(
+        "/console/policy/roster-match", data={"csrf": token.group(1), "roster_match": "email"}
+    )
+    assert r.status_code == 403 and stored() is RosterMatch.SIS_ID
+    c.cookies.clear()
+
+    token_ = _login(c, "ada", "/console/policy")
+    page = c.get("/console/policy").text
+    assert 'action="/console/policy/roster-match"' in page and 'name="roster_match"' in page
+    assert re.search(r'<option value=""\s+selected>Built-in default \(SIS id', page)
+    # without the form's token: refused, nothing saved
+    r = c.post("/console/policy/roster-match", data={"roster_match": "email"})
+    assert r.status_code == 403 and stored() is RosterMatch.SIS_ID
+
+    r = c.post("/console/policy/roster-match", data={"csrf": token_, "roster_match": "email"})
+    assert r.status_code == 200 and "Saved: LMS roster members are matched by Email." in r.text
+    assert stored() is RosterMatch.EMAIL
+    assert '<option value="email" selected>Email</option>' in r.text
+
+    r = c.post("/console/policy/roster-match", data={"csrf": token_, "roster_match": "name"})
+    assert "Nothing was saved: Roster matching: roster_match must be one of" in unescape(r.text)
+    assert stored() is RosterMatch.EMAIL
+    # the built-in default again
+    r = c.post("/console/policy/roster-match", data={"csrf": token_, "roster_match": ""})
+    assert "matched by SIS id" in r.text and stored() is RosterMatch.SIS_ID
+    with runtime.db.uow() as uow:
+        tenant = uow.tenants.get("t1")
+    assert tenant is not None and tenant.policy.roster_match is None

@@ -49,11 +49,13 @@ def roster_match(uow_factory: UnitOfWorkFactory, tenant_id: str) -> RosterMatch:
 
 
 def set_roster_match(
-    uow_factory: UnitOfWorkFactory, clock: Clock, tenant_id: str, key: str
+    uow_factory: UnitOfWorkFactory, clock: Clock, tenant_id: str, key: str | None
 ) -> Tenant:
-    """How the tenant's LMS rosters (NRPS) match courseware learners who never launched."""
+    """How the tenant's LMS rosters (NRPS) match courseware learners who never launched
+    (`gradesync tenants roster-match`, `PATCH /tenant/policy`, the console's Grade policy
+    page); None clears it, back to the default (SIS id)."""
     try:
-        match = RosterMatch(key)
+        match = RosterMatch(key) if key is not None else None
     except ValueError:
         raise InvalidInput.one(
             "roster_match",

@@ -94,10 +94,9 @@ FIELDS: dict[str, str] = {
     "name_rule": "A column title the destination cannot take: `shorten` it, or `refuse` to sync "
     "the activity with a clear error.",
     "keep_lms_edits": "true: a grade an instructor changed in the LMS is left as it is.",
-    "roster_match": "Tenant only (`gradesync tenants roster-match`): how an LMS roster member "
-    "(NRPS) is matched to a learner who never launched: `lms_user_id`, `sis_id` (the default) "
-    "or `email`. A course or activity that gives it is refused (422, `tenant_only`); so is "
-    "`PATCH /tenant/policy` (422, `not_in_policy`): it is no grade policy setting.",
+    "roster_match": "Tenant only (`PATCH /tenant/policy`): how an LMS roster member (NRPS) is "
+    "matched to a learner who never launched: `lms_user_id`, `sis_id` (the default) or "
+    "`email`. A course or activity that gives it is refused (422, `tenant_only`).",
     # runs
     "trigger": "What asked for the run: `manual` (recompute and send what differs), `resync` "
     '(the same, on a person\'s "Sync now"), `remaster` (resend everything, column details '

@@ -8,23 +8,30 @@ sends those that differ, without a run.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from gradesync.domain.model import AttemptSelection, ExtraCredit, NameRule, PastDueZeros
+from gradesync.domain.model import (
+    AttemptSelection,
+    ExtraCredit,
+    NameRule,
+    PastDueZeros,
+    RosterMatch,
+)
 from gradesync.domain.policy_layers import SettingSource, settings_as_json
 from gradesync.runtime import Runtime
 from gradesync.services import policies as svc
+from gradesync.services import tenants
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import UrlIdsRoute
 from gradesync.web.api.schemas import (
     Bool,
     GraceMinutes,
-    NotInPolicy,
     Number,
     TenantOnly,
     _PolicyKeys,
@@ -73,10 +80,14 @@ class LayerPolicyPatch(PolicyPatch):
 
 
 class TenantPolicyPatch(PolicyPatch):
-    """The tenant's defaults to change. `roster_match`, the tenant's but set by `gradesync
-    tenants roster-match`, is refused as `not_in_policy`, with the same check as a course's."""
+    """The tenant's defaults to change, and `roster_match` (no grade setting, but the
+    tenant's alone: set here as `gradesync tenants roster-match` sets it)."""
 
-    roster_match: NotInPolicy = None
+    roster_match: RosterMatch | None = Field(
+        None,
+        description="How an LMS roster member (NRPS) is matched to a learner who never "
+        "launched: `sis_id` (the default), `email` or `lms_user_id`; `null`: the default.",
+    )
 
 
 class SettingOut(BaseModel):
@@ -177,9 +188,21 @@ def patch_tenant_policy(
     rt: Runtime = Depends(runtime),
 ) -> PolicyChangeOut:
     """Change the tenant-wide defaults (admin keys). Courses and activities that set a value
-    themselves keep it; the grades of the others are recomputed and sent."""
+    themselves keep it; the grades of the others are recomputed and sent. `roster_match` is
+    set as `gradesync tenants roster-match` sets it (the next roster read uses it)."""
+    change = svc.set_tenant_policy(rt.uow, rt.clock, rt.waker, p.tenant_id, body.changes())
+    if "roster_match" not in body.model_fields_set:
+        return policy_change_out(change)
+    # after the grade settings, which may still be refused: a refused body changes nothing
+    before = change.layer.roster_match
+    tenant = tenants.set_roster_match(rt.uow, rt.clock, p.tenant_id, body.roster_match)
+    after = tenant.policy.roster_match
     return policy_change_out(
-        svc.set_tenant_policy(rt.uow, rt.clock, rt.waker, p.tenant_id, body.changes())
+        replace(
+            change,
+            layer=replace(change.layer, roster_match=after),
+            changed=[*change.changed, *(["roster_match"] if after != before else [])],
+        )
     )
 
 

@@ -211,25 +211,12 @@ TenantOnly = Annotated[
     BeforeValidator(
         _roster_match_not_here(
             "tenant_only",
-            "roster_match is set for the whole tenant (`gradesync tenants roster-match`), not "
+            "roster_match is set for the whole tenant (`PATCH /api/v1/tenant/policy`), not "
             "per course or activity.",
         )
     ),
     WithJsonSchema({"type": "null"}),
 ]
-# the tenant's, but no grade policy setting: given to PATCH /tenant/policy
-NotInPolicy = Annotated[
-    RosterMatch | None,
-    BeforeValidator(
-        _roster_match_not_here(
-            "not_in_policy",
-            "roster_match is not part of the grade policy: it is set for the whole tenant "
-            "with `gradesync tenants roster-match`.",
-        )
-    ),
-    WithJsonSchema({"type": "null"}),
-]
-
 GraceMinutes = Annotated[int, Field(ge=0, le=MAX_GRACE_MINUTES, strict=True), Whole]
 
 

@@ -100,8 +100,6 @@ RULES: dict[str, str] = {
     "unknown_setting": "a grade policy setting that does not exist",
     "tenant_only": "a setting only the tenant holds (`roster_match`), given to a course or "
     "activity",
-    "not_in_policy": "a tenant setting that is not part of the grade policy (`roster_match`, "
-    "set by `gradesync tenants roster-match`), given to `PATCH /tenant/policy`",
     "nothing_to_post": "Post grades when no named or ticked activity can go",
     "nul_character": "a NUL character in a text (no database stores one alike)",
     "control_character": "a control character in a SIS sourcedId (students, classes, "

@@ -1,5 +1,7 @@
 """Grade policy pages: the institution's defaults (admins) and a course's overrides
-(instructors, on the course page). Each setting shows its value and where it comes from."""
+(instructors, on the course page). Each setting shows its value and where it comes from.
+The institution's page also sets how LMS rosters match learners (`roster_match`: the
+tenant's alone, and no grade setting)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from gradesync.domain.diagnosis.checks import plural
 from gradesync.domain.errors import InvalidInput
-from gradesync.domain.model import ConsoleUser, PolicySettings
+from gradesync.domain.model import ConsoleUser, PolicySettings, RosterMatch
 from gradesync.domain.policy import MAX_GRACE_MINUTES
 from gradesync.domain.policy_layers import GRADE_SETTINGS, SettingSource, default_value
 from gradesync.services import policies as svc
+from gradesync.services import tenants
 from gradesync.web.console.common import (
     admin_user,
     check_csrf,
@@ -29,6 +32,13 @@ from gradesync.web.console.session import current_user
 router = APIRouter()
 
 NUMBERS = {"grace_period_minutes": "1", "minimum_points": "any"}  # setting -> input step
+# how an LMS roster member is matched to a learner who never launched, in words
+ROSTER_MATCHES = {
+    RosterMatch.SIS_ID.value: "SIS id (the member's lis_person_sourcedid)",
+    RosterMatch.EMAIL.value: "Email",
+    RosterMatch.LMS_USER_ID.value: "LMS user id (the learner's id in gradesync)",
+}
+ROSTER_LABEL = {"roster_match": "Roster matching"}
 MAXIMA = {"grace_period_minutes": MAX_GRACE_MINUTES}  # setting -> a number input's max
 
 
@@ -105,13 +115,33 @@ def _saved(change: svc.PolicyChange) -> str:
 @router.get("/policy", response_class=HTMLResponse)
 def tenant_policy_page(request: Request, user: ConsoleUser = Depends(admin_user)) -> HTMLResponse:
     view = svc.policy_view(runtime_of(request).uow, user.tenant_id)
+    roster = view.tenant.policy.roster_match
     return render(
         request,
         "console/policy.html",
         user,
         nav="policy",
         rows=policy_rows(view.effective, view.tenant.policy, None),
+        roster_match=roster.value if roster is not None else "",
+        roster_matches=ROSTER_MATCHES,
     )
+
+
+@router.post("/policy/roster-match", dependencies=[Depends(check_csrf)])
+async def save_roster_match(
+    request: Request, user: ConsoleUser = Depends(admin_user)
+) -> RedirectResponse:
+    """How the tenant's LMS rosters match learners who never launched, as `gradesync tenants
+    roster-match` sets it ('' clears it: the default, SIS id)."""
+    rt = runtime_of(request)
+    key = str((await request.form()).get("roster_match", ""))
+    try:
+        tenants.set_roster_match(rt.uow, rt.clock, user.tenant_id, key or None)
+        said = ROSTER_MATCHES[key] if key else ROSTER_MATCHES[RosterMatch.SIS_ID.value]
+        flash(request, "ok", f"Saved: LMS roster members are matched by {said}.")
+    except InvalidInput as exc:
+        flash(request, "error", f"Nothing was saved: {problems_text(exc, ROSTER_LABEL)}")
+    return RedirectResponse("/console/policy#roster-h", status_code=303)
 
 
 @router.post("/policy", dependencies=[Depends(check_csrf)])
