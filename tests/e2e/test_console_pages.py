@@ -1113,3 +1113,71 @@ def test_an_admin_sets_how_lms_rosters_match_on_the_grade_policy_page(
     with runtime.db.uow() as uow:
         tenant = uow.tenants.get("t1")
     assert tenant is not None and tenant.policy.roster_match is None
+
+
+def test_a_missing_sis_category_and_a_broken_lti11_consumer_name_what_fixes_them_in_the_grid(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """A SIS's refusal of a group it has no category for, and an LTI 1.1 consumer gradesync
+    cannot send with, read `gradesync sis categories ... --align` and `gradesync lti11
+    add-consumer` in an admin's course grid: they name the course's Category alignment, and
+    who changes a consumer (the Destinations page adds one but changes none) and how."""
+    from gradesync.adapters.destinations.lti11 import ConsumerConfig
+    from gradesync.services import sis
+    from gradesync.services.delivery.failures import reason_of
+    from gradesync.services.destination import RemoteFailure
+
+    c, runtime = app_client
+    now = runtime.clock.now()
+    consumer = Destination(
+        "t1", "lms11", DestinationKind.LTI11_OUTCOMES, "Moodle 1.1", config={"consumer_key": "k"}
+    )
+    try:
+        ConsumerConfig.from_destination(consumer)
+        raise AssertionError("a consumer without a secret is refused")
+    except RemoteFailure as failure:
+        broken = reason_of(failure)
+    category = (
+        "Activity group 'Labs': not aligned to a category. — Align the group to the SIS's "
+        "category under Category alignment on the course's SIS page in the console, or: "
+        "gradesync sis categories sis --align GROUP=CATEGORY_SOURCEDID"
+    )
+    sis.add_connection(
+        runtime.uow, runtime.clock, tenant_id="t1", destination_id="sis", name="District SIS",
+        base_url=None, file_based=True,
+    )  # fmt: skip
+    sis.map_class(
+        runtime.uow, tenant_id="t1", destination_id="sis", course_id="bio", class_id="cls-1",
+        school_id="sch-1", waker=runtime.waker,
+    )  # fmt: skip
+    with runtime.db.uow() as uow:
+        uow.destinations.upsert(consumer, now)
+        uow.links.save_course(CourseLink("t1", "lms11", "bio", "ctx-bio"))
+        uow.people.upsert(Person("t1", "ada", "Ada L"))
+        uow.enrollments.upsert(Enrollment("t1", "bio", "ada"))
+        for dest, code, text in (
+            ("sis", "category_missing", category),
+            ("lms11", broken.code, broken.text),
+        ):
+            row = LedgerRow(
+                LedgerKey("t1", dest, "q1", "ada"),
+                DeliveryState.REJECTED,
+                reason_code=code,
+                reason_text=text,
+                updated_at=now,
+            )
+            uow.ledger.save(row, "bio")
+        uow.commit()
+    _login(c, "ada", "/console/courses/bio")
+    grid = unescape(c.get("/console/courses/bio", params={"destination": "sis"}).text)
+    assert (
+        "Align the group to one of the SIS's categories under Category alignment on the "
+        "course's SIS passback page (/console/sis/sis/courses/bio)." in grid
+    )
+    assert "gradesync sis" not in grid
+    assert "Category alignment" in c.get("/console/sis/sis/courses/bio").text
+    grid = unescape(c.get("/console/courses/bio", params={"destination": "lms11"}).text)
+    assert "the Destinations page adds a consumer but does not change one" in grid
+    assert "(`PUT /api/v1/lti11/consumers/lms11`)" in grid
+    assert "Then resume it (its Resume button on the Destinations page)." in grid
+    assert "gradesync lti11" not in grid

@@ -256,3 +256,37 @@ def test_a_group_without_a_sis_category_is_aligned_by_the_route_or_page_naming_i
     bare = f"Activity group (none): no default_category is set. — {cli}"
     assert "/alignments/GROUP`" in remedies.for_reader(code, bare, remedies.Reader.API, "sis")
     assert remedies.group_named("Activity group 'Quizzes': ...") == "Quizzes"
+
+
+def test_a_misconfigured_lti11_consumer_names_what_fixes_it_where_it_is_read() -> None:
+    """A consumer gradesync cannot send with read `gradesync lti11 add-consumer` to every
+    reader. Over the API it names the consumer route and the resume route; in the console,
+    whose Destinations page changes no consumer, who changes it and how, and the Resume
+    button; the command line keeps the command."""
+    from gradesync.adapters.destinations.lti11 import ConsumerConfig
+    from gradesync.domain.model import Destination, DestinationKind
+    from gradesync.services.delivery.failures import reason_of
+    from gradesync.services.destination import RemoteFailure
+
+    consumer = Destination(
+        "t", "lms 11", DestinationKind.LTI11_OUTCOMES, "LMS", config={"consumer_key": "k"}
+    )
+    try:
+        ConsumerConfig.from_destination(consumer)
+        raise AssertionError("a consumer without a secret is refused")
+    except RemoteFailure as failure:
+        code, said = reason_of(failure).code, reason_of(failure).text
+    assert remedies.for_reader(code, said, remedies.Reader.CLI, consumer.id) == said
+    api = remedies.for_reader(code, said, remedies.Reader.API, consumer.id)
+    assert "(`PUT /api/v1/lti11/consumers/lms%2011` with its `consumer_key`" in api
+    assert api.endswith("then resume it (`POST /api/v1/destinations/lms%2011/resume`).")
+    console = remedies.in_console(code, said, instructor=False, destination_id=consumer.id)
+    assert "the Destinations page adds a consumer but does not change one" in console
+    assert console.endswith("Then resume it (its Resume button on the Destinations page).")
+    for text in (api, console):
+        assert text.startswith("secret.consumer_secret is required"), text
+        assert not remedies.names_command(text), text
+    # an instructor reads what to ask for
+    assert remedies.in_console(code, said, instructor=True, destination_id=None).endswith(
+        "— Ask a gradesync administrator to check this gradebook connection's settings."
+    )

@@ -160,6 +160,11 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "id and secret (`PUT /api/v1/sis/connections/{destination}` with `client_id` and "
         "`client_secret`). Then check the destination "
         "(`POST /api/v1/destinations/{destination}/check`).",
+        # an LTI 1.1 consumer's settings gradesync cannot send with (adapters.destinations.lti11)
+        "bad_configuration": "Fix the LTI 1.1 consumer's settings "
+        "(`PUT /api/v1/lti11/consumers/{destination}` with its `consumer_key` and "
+        "`allowed_hosts`, and `consumer_secret` to change the secret; docs/lti11.md), then "
+        "resume it (`POST /api/v1/destinations/{destination}/resume`).",
     },
     Reader.CONSOLE: {
         "destination_ready": "Fix the cause, then resume it (its Resume button on the "
@@ -185,6 +190,12 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "id, the deployment id and that the LMS uses gradesync's JWKS URL; at a SIS its client "
         "id and secret (/console/sis/{destination}/edit, its settings page). Then check the "
         "destination (its Check button on the Destinations page).",
+        # the Destinations page adds a consumer but changes none: what changes one, and who
+        "bad_configuration": "Fix the LTI 1.1 consumer's settings: the Destinations page adds "
+        "a consumer but does not change one, so an administrator with an API key changes them "
+        "(`PUT /api/v1/lti11/consumers/{destination}`), or whoever runs gradesync does at its "
+        "command line (`lti11 add-consumer`; docs/lti11.md). Then resume it (its Resume button "
+        "on the Destinations page).",
     },
 }
 # what a template names that was not given: the reader fills it in

@@ -280,6 +280,7 @@ PARAMETERS: dict[str, str] = {
     "person_id": FIELDS["person_id"],
     "destination_id": "The destination's id (an LMS platform or a SIS connection).",
     "platform_id": "The LMS platform's id (a destination of kind `lti13_ags`).",
+    "consumer_id": "The LTI 1.1 consumer's id (a destination of kind `lti11_outcomes`).",
     "run_id": "The sync run's id.",
     "schedule_id": "The schedule's id.",
     "group": "The activity group (an activity's `category`) to align.",

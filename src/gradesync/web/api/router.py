@@ -19,6 +19,7 @@ from gradesync.web.api import (
     statuses,
 )
 from gradesync.web.api import diagnosis as diagnostics
+from gradesync.web.api import lti11 as lti11_consumers
 from gradesync.web.api import platforms as lti_platforms
 from gradesync.web.api import sis as sis_passback
 
@@ -32,6 +33,7 @@ router.include_router(runs.router)
 router.include_router(destinations.router)
 router.include_router(diagnostics.router)
 router.include_router(lti_platforms.router)
+router.include_router(lti11_consumers.router)
 router.include_router(sis_passback.router)
 router.include_router(schedules.router)
 

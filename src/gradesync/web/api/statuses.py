@@ -125,6 +125,7 @@ RULES: dict[str, str] = {
 EXTRA: dict[str, dict[int, dict[str, Any]]] = {
     "POST /api/v1/platforms": {409: CONFLICT},
     "PUT /api/v1/platforms/{platform_id}": {409: CONFLICT},
+    "PUT /api/v1/lti11/consumers/{consumer_id}": {409: CONFLICT},
     "POST /api/v1/sis/connections/{destination_id}/check": {502: REMOTE},
     "PUT /api/v1/sis/connections/{destination_id}/classes/{course_id}": {502: REMOTE},
     "PUT /api/v1/sis/connections/{destination_id}/students/{person_id}": {502: REMOTE},

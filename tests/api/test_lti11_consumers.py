@@ -1,0 +1,109 @@
+"""LTI 1.1 consumers over the API (`PUT /api/v1/lti11/consumers/{id}`): added and changed as
+`gradesync lti11 add-consumer` does, and named by a misconfigured consumer's remedy."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from gradesync.adapters.destinations.lti11 import ConsumerConfig
+from gradesync.domain.model import DeliveryState, DestinationKind, LedgerKey, LedgerRow
+from gradesync.domain.remedies import names_command
+from gradesync.services.delivery.failures import reason_of
+from gradesync.services.destination import RemoteFailure
+from tests.support.api import ROSTER, ApiEnv, Caller
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+SECRET = "a-secret-of-24-characters"
+CONSUMER = {"consumer_key": "k-lms", "allowed_hosts": ["lms.example.edu"], "name": "LMS 1.1"}
+
+
+def test_an_admin_adds_and_fixes_a_consumer_over_the_api(api: ApiEnv) -> None:
+    """No API route added or changed an LTI 1.1 consumer: only the command line did. The
+    route does, through the same service; a wrong value is refused naming the field and its
+    rule, and changes nothing."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    route = "/lti11/consumers/lms11"
+    # a new consumer needs its secret, long enough, and host names
+    r = admin.put(route, json={**CONSUMER, "allowed_hosts": ["not a host"]})
+    assert r.status_code == 422, r.text
+    found = {(d["field"], d["rule"]) for d in r.json()["detail"]}
+    assert found == {("consumer_secret", "required"), ("allowed_hosts[0]", "host")}, found
+    r = admin.put(route, json={**CONSUMER, "consumer_secret": "short"})
+    assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
+        ("consumer_secret", "min_length")
+    ]
+    assert admin.get("/destinations/lms11").status_code == 404
+    # other keys than admin ones may not
+    sync = Caller(api.client, api.tenant("t1", "sync"))
+    assert sync.put(route, json={**CONSUMER, "consumer_secret": SECRET}).status_code == 403
+
+    r = admin.put(route, json={**CONSUMER, "consumer_secret": SECRET})
+    assert r.status_code == 200, r.text
+    assert r.json()["kind"] == "lti11_outcomes" and r.json()["name"] == "LMS 1.1"
+    assert SECRET not in r.text  # never shown back
+    # a change keeps what it leaves out: the secret and the name
+    r = admin.put(route, json={"consumer_key": "k-lms", "allowed_hosts": ["*.example.edu"]})
+    assert r.status_code == 200, r.text
+    with api.db.uow() as uow:
+        stored = uow.destinations.get("t1", "lms11")
+    assert stored is not None and stored.name == "LMS 1.1"
+    assert stored.secret == {"consumer_secret": SECRET}
+    assert stored.config["allowed_hosts"] == ["*.example.edu"]
+    # a refused change changes nothing
+    r = admin.put(route, json={"consumer_key": " k ", "allowed_hosts": ["*.example.edu"]})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "consumer_key"
+    with api.db.uow() as uow:
+        assert uow.destinations.get("t1", "lms11") == stored
+    # a key another consumer holds is a conflict
+    other = {**CONSUMER, "consumer_secret": SECRET}
+    r = Caller(api.client, api.tenant("t2", "admin")).put("/lti11/consumers/x", json=other)
+    assert r.status_code == 409, r.text
+
+
+def test_a_misconfigured_consumers_remedy_names_the_apis_route(api: ApiEnv) -> None:
+    """A consumer gradesync could not send with read `gradesync lti11 add-consumer` in a
+    learner's grades over the API: it names the consumer route, which fixes it, and the
+    resume route."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    admin.post("/ingest", json=ROSTER)
+    r = admin.put("/lti11/consumers/lms11", json={**CONSUMER, "consumer_secret": SECRET})
+    assert r.status_code == 200, r.text
+    with api.db.uow() as uow:
+        good = uow.destinations.get("t1", "lms11")
+        assert good is not None and good.kind is DestinationKind.LTI11_OUTCOMES
+        # hosts lost (a hand-edited row, an older release): the adapter refuses to send
+        broken = replace(good, config={**good.config, "allowed_hosts": []})
+        uow.destinations.upsert(broken, T0)
+        uow.commit()
+    try:
+        ConsumerConfig.from_destination(broken)
+        raise AssertionError("a consumer without hosts is refused")
+    except RemoteFailure as failure:
+        reason = reason_of(failure)
+    assert names_command(reason.text)  # the adapter's words, for the command line
+    row = LedgerRow(
+        LedgerKey("t1", "lms11", "a1", "p1"),
+        DeliveryState.REJECTED,
+        reason_code=reason.code,
+        reason_text=reason.text,
+        updated_at=T0,
+    )
+    with api.db.uow() as uow:
+        uow.ledger.save(row, "c1")
+        uow.commit()
+    g = admin.get("/people/p1/grades", params={"destination_id": "lms11"}).json()
+    [said] = [x["reason_text"] for x in g["destinations"]["lms11"] if x["activity_id"] == "a1"]
+    assert said == reason.text.partition(" — ")[0] + (
+        " — Fix the LTI 1.1 consumer's settings (`PUT /api/v1/lti11/consumers/lms11` with its "
+        "`consumer_key` and `allowed_hosts`, and `consumer_secret` to change the secret; "
+        "docs/lti11.md), then resume it (`POST /api/v1/destinations/lms11/resume`)."
+    )
+    assert not names_command(said)
+    # the route named fixes it
+    r = admin.put("/lti11/consumers/lms11", json=CONSUMER)
+    assert r.status_code == 200, r.text
+    with api.db.uow() as uow:
+        fixed = uow.destinations.get("t1", "lms11")
+    assert fixed is not None
+    assert ConsumerConfig.from_destination(fixed).allowed_hosts == ("lms.example.edu",)
