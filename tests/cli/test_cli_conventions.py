@@ -63,6 +63,7 @@ NOT_ALWAYS_WRITING = {
     "lti11 list": "reads",
     "sis categories": "reads; --align/--unalign write",
     "sis validate": "reads, and asks the SIS",
+    "sis show": "reads",
     "platforms list": "reads",
     "platforms show": "reads",
     "keys list": "reads",

@@ -78,6 +78,7 @@ ADD_OPTIONS = {
     "scopes": "--scope",
     **{f"config.{k}": "--" + k.replace("_", "-") for k in service.PROFILE_KEYS},
     "clear": "--clear",
+    "version": "--expect-version",
 }
 MAP_CLASS_OPTIONS = {
     "course_id": "COURSE_ID",
@@ -152,10 +153,18 @@ def add(
         + ".",
     ),
     check: bool = typer.Option(True, "--check/--no-check", help="Get a token and list categories."),
+    expect_version: str | None = typer.Option(
+        None,
+        "--expect-version",
+        metavar="VERSION",
+        help="Change the settings only if they are still at this version (as `sis show` "
+        "printed it): a change made meanwhile is refused (exit 4) and nothing changes.",
+    ),
     as_json: bool = JSON_OUT,
 ) -> None:
     """Add or update a SIS connection (values left out keep what was set; --clear takes an
-    optional one back to its default). Exits 1 when the connection check fails."""
+    optional one back to its default). Exits 1 when the connection check fails, 4 when
+    --expect-version is not the version stored."""
     if token_url is not None and default_token_url:
         raise bad_input(
             problem("--token-url", "one_of", "Give --token-url or --default-token-url, not both.")
@@ -181,9 +190,13 @@ def add(
             guard=rt.outbound,
             clear=[c.strip().replace("-", "_") for c in clear],  # as typed, or as the API
             spelled=lambda setting: setting.replace("_", "-"),  # named as --clear takes them
+            version=expect_version.strip() if expect_version is not None else None,
         )
         if not as_json:
-            console.print(f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value})")
+            console.print(
+                f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value}), version "
+                f"{service.settings_version(dest)}"
+            )
         steps = None
         if check and dest.kind is DestinationKind.ONEROSTER_REST:
             steps = asyncio.run(_check(rt, tenant, dest.id))
@@ -198,6 +211,7 @@ def add(
                 "tenant": tenant,
                 "name": dest.name,
                 "kind": dest.kind.value,
+                "version": service.settings_version(dest),
                 "ok": ok,
                 "checks": None if steps is None else [_step_json(s) for s in steps],
             }
@@ -211,6 +225,29 @@ def add(
             )
     if not ok:
         raise typer.Exit(EXIT_FAILED)  # saved, but not working: scripts must not go on
+
+
+@app.command("show")
+def show(destination_id: str, tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
+    """A SIS connection's settings (never its secret) and their version: give it to `sis add
+    --expect-version` so a change made meanwhile by someone else is not overwritten."""
+    from gradesync.web.api.sis import connection_out
+
+    dest = _run(
+        lambda rt: service.get_connection(rt.uow, tenant, destination_id),
+        {"destination_id": "DESTINATION_ID"},
+    )
+    shown = connection_out(dest)  # as GET /sis/connections/{id}
+    if as_json:
+        print_json(shown)
+        return
+    console.print(f"[bold]{escape(dest.name)}[/bold] ({dest.id}, {dest.kind.value})")
+    for key, value in sorted(dest.config.items()):
+        said = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        console.print(f"  {key.replace('_', '-')}: {escape(said)}", highlight=False)
+    stored = "stored" if dest.secret.get("client_secret") else "none"
+    console.print(f"  client-secret: {stored}", highlight=False)
+    console.print(f"version: {shown['version']}", highlight=False)
 
 
 @app.command("map-class")

@@ -28,7 +28,9 @@ from gradesync.services.sis.common import (
     touch_items,
 )
 from gradesync.services.sis.connection import (
+    ANY_VERSION,
     add_connection,
+    get_connection,
     has_rest_api,
     rest_connection,
     settings_version,
@@ -71,6 +73,7 @@ from gradesync.services.sis.selection import (
 )
 
 __all__ = [
+    "ANY_VERSION",
     "CLEARABLE",
     "COLUMN_RULES",
     "DEFAULT_SCOPES",
@@ -93,6 +96,7 @@ __all__ = [
     "check_categories",
     "course_overview",
     "given_profile",
+    "get_connection",
     "has_rest_api",
     "map_class",
     "map_course_students",

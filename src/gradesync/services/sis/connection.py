@@ -50,7 +50,7 @@ def add_connection(
     guard: OutboundGuard | None = None,
     clear: Collection[str] = (),
     spelled: Callable[[str], str] = str,
-    version: str | None = None,
+    version: str | Collection[str] | None = None,
 ) -> Destination:
     """Create or update a SIS connection. On update, a value left out (None) keeps what was
     set (so rotating the secret does not forget the profile, the name or the kind), and
@@ -60,12 +60,16 @@ def add_connection(
     the caller spells them: the CLI with dashes). A new connection is named after its id and
     uses REST unless told otherwise. Every entrypoint passes the runtime's outbound `guard`:
     the URLs must lead where gradesync may send requests. `version`, when given, is the
-    `settings_version` the change was made from (a form's): settings changed since are
-    refused (Conflict, rule `changed`), not silently written over."""
+    `settings_version` the change was made from (a form's, an API client's `If-Match`, the
+    CLI's `--expect-version`), or several of which any will do (ANY_VERSION: any, as long as
+    the connection exists): settings changed since are refused (Conflict, rule `changed`),
+    not silently written over."""
     with uow_factory() as uow:
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
         old = uow.destinations.get(tenant_id, destination_id)
+    if version is not None:
+        _check_version(old, version, destination_id)  # stale first: its problems may be too
     if old is not None and old.kind not in SIS_KINDS:
         raise InvalidInput.one(
             "destination_id",
@@ -199,12 +203,8 @@ def add_connection(
         # checked where it is written, the row locked: two forms saved at once, the later
         # one sees the earlier's change
         current = uow.destinations.get(tenant_id, destination_id, for_update=True)
-        if version is not None and (current is None or settings_version(current) != version):
-            raise Conflict(
-                "These settings were changed since you opened them.",
-                field="version",
-                rule="changed",
-            )
+        if version is not None:
+            _check_version(current, version, destination_id)
         uow.destinations.upsert(dest, clock.now())
         if old is not None and old.kind is not kind:
             # switched between REST and files: each line item is provisioned again the new
@@ -212,6 +212,14 @@ def add_connection(
             touch_items(uow, tenant_id, destination_id)
         uow.commit()
     return dest
+
+
+def get_connection(
+    uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str
+) -> Destination:
+    """A SIS connection as stored (its `settings_version` is what a change is made from)."""
+    with uow_factory() as uow:
+        return sis_destination(uow, tenant_id, destination_id)
 
 
 def rest_connection(
@@ -238,6 +246,28 @@ def settings_version(dest: Destination) -> str:
     the secret, which a form never shows): another version means another change came
     between."""
     return digest({"name": dest.name, "kind": dest.kind.value, "config": dest.config})
+
+
+# a version that any stored version matches (HTTP's `If-Match: *`): the connection exists
+ANY_VERSION = "*"
+
+
+def _check_version(
+    current: Destination | None, version: str | Collection[str], destination_id: str
+) -> None:
+    wanted = {version} if isinstance(version, str) else set(version)
+    if current is not None and (ANY_VERSION in wanted or settings_version(current) in wanted):
+        return
+    raise Conflict(
+        "These settings were changed since you opened them"
+        + (
+            f": they are at version {settings_version(current)} now."
+            if current is not None
+            else f": no SIS connection {destination_id!r} is stored now."
+        ),
+        field="version",
+        rule="changed",
+    )
 
 
 def token_origin(config: dict[str, Any]) -> tuple[str, str, int | None] | None:

@@ -8,12 +8,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import Field
 
 from gradesync.adapters.destinations import oneroster_csv
-from gradesync.domain.model import CourseLink, PersonLink
+from gradesync.domain.errors import Conflict
+from gradesync.domain.model import CourseLink, Destination, PersonLink
 from gradesync.domain.passback import NAME_MAX_LENGTH_MOST
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
@@ -21,6 +22,7 @@ from gradesync.services import sis_export
 from gradesync.services.destination import RemoteFailure
 from gradesync.services.sis import SisDirectory
 from gradesync.services.sis.shared_class import courses_sharing_class, shared_class_warning
+from gradesync.web.api import preconditions
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import UrlIdsRoute, problem_json
@@ -241,36 +243,85 @@ def _change_mapping(
     )
 
 
+def connection_out(dest: Destination) -> dict[str, Any]:
+    """A SIS connection's settings (never its secret) and their `version`, which the API's
+    answer carries as its `ETag` too (also `gradesync sis show`)."""
+    return {
+        "id": dest.id,
+        "kind": dest.kind.value,
+        "name": dest.name,
+        "config": dest.config,
+        "version": service.settings_version(dest),
+    }
+
+
+def _tagged(dest: Destination, response: Response) -> dict[str, Any]:
+    out = connection_out(dest)
+    response.headers["ETag"] = preconditions.etag(out["version"])
+    return out
+
+
+@router.get("/connections/{destination_id}")
+def get_connection(
+    destination_id: str,
+    response: Response,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    """A SIS connection's settings (never its secret) and their `version`, also sent as the
+    `ETag` header: give it back in `If-Match` to `PUT` a change only while no other change
+    came between."""
+    return _tagged(service.get_connection(rt.uow, p.tenant_id, destination_id), response)
+
+
 @router.put("/connections/{destination_id}")
 def put_connection(
     destination_id: str,
     body: ConnectionIn,
+    response: Response,
+    if_match: str | None = Header(
+        None,
+        alias="If-Match",
+        description="The `ETag` of `GET /sis/connections/{destination_id}` the change is made "
+        "from (or `*`: the connection exists): settings changed since answer `412` and "
+        "nothing changes. Optional: without it the change is made whatever was changed "
+        "meanwhile.",
+    ),
     p: Principal = Depends(admin),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
     """Add or update a SIS connection. Left-out (or null) values keep what was set, the kind
     (`file_based`) and the name included; a new connection is named after its id and uses
     REST unless `file_based` is true. `clear` takes optional settings back to their default
-    (`"token_url": ""` does too, for the token URL)."""
-    dest = service.add_connection(
-        rt.uow,
-        rt.clock,
-        tenant_id=p.tenant_id,
-        destination_id=destination_id,
-        name=body.name,
-        base_url=body.base_url,
-        client_id=body.client_id,
-        client_secret=body.client_secret,
-        token_url=body.token_url,
-        scopes=body.scopes,
-        profile=body.profile.model_dump(exclude_unset=True, exclude_none=True)
-        if body.profile
-        else {},
-        file_based=body.file_based,
-        guard=rt.outbound,
-        clear=body.clear,
-    )
-    return {"id": dest.id, "kind": dest.kind.value, "name": dest.name, "config": dest.config}
+    (`"token_url": ""` does too, for the token URL). With `If-Match` (the `ETag` a `GET`
+    answered), settings another change reached first answer `412` `changed`, and nothing
+    changes. Answers the settings as `GET` does, with their new `ETag`."""
+    versions = preconditions.if_match(if_match)
+    try:
+        dest = service.add_connection(
+            rt.uow,
+            rt.clock,
+            tenant_id=p.tenant_id,
+            destination_id=destination_id,
+            name=body.name,
+            base_url=body.base_url,
+            client_id=body.client_id,
+            client_secret=body.client_secret,
+            token_url=body.token_url,
+            scopes=body.scopes,
+            profile=body.profile.model_dump(exclude_unset=True, exclude_none=True)
+            if body.profile
+            else {},
+            file_based=body.file_based,
+            guard=rt.outbound,
+            clear=body.clear,
+            version=versions,
+        )
+    except Conflict as exc:
+        if versions is None or exc.rule != "changed":
+            raise
+        raise preconditions.stale(exc) from exc
+    return _tagged(dest, response)
 
 
 @router.post("/connections/{destination_id}/check")

@@ -64,6 +64,10 @@ API: dict[int, dict[str, Any]] = {
 }
 CONFLICT = _json("The request contradicts what is stored (the detail says what).", _DETAIL)
 REMOTE = _json("The SIS or LMS answered with an error or could not be reached.", _REMOTE)
+STALE = _json(
+    "`If-Match` names a version no longer stored: another change came first; nothing changed.",
+    {"type": "object"},
+)
 NO_WORKER = _json("No worker process is running to carry the work out.", _DETAIL)
 
 BAD_BODY = _json("The body is not JSON (or not UTF-8).", {"type": "object"})
@@ -119,6 +123,7 @@ RULES: dict[str, str] = {
     "too_long": "an id over 255 characters (SIS sourcedIds included); a SIS connection's name "
     "over 255 characters",
     "class_unknown": "a SIS class sourcedId the SIS (a REST connection) cannot locate",
+    "etag": "an `If-Match` header that is neither `*` nor ETags in double quotes",
 }
 
 # operation -> extra statuses, beyond the rules above
@@ -126,6 +131,7 @@ EXTRA: dict[str, dict[int, dict[str, Any]]] = {
     "POST /api/v1/platforms": {409: CONFLICT},
     "PUT /api/v1/platforms/{platform_id}": {409: CONFLICT},
     "PUT /api/v1/lti11/consumers/{consumer_id}": {409: CONFLICT},
+    "PUT /api/v1/sis/connections/{destination_id}": {412: STALE},
     "POST /api/v1/sis/connections/{destination_id}/check": {502: REMOTE},
     "PUT /api/v1/sis/connections/{destination_id}/classes/{course_id}": {502: REMOTE},
     "PUT /api/v1/sis/connections/{destination_id}/students/{person_id}": {502: REMOTE},

@@ -1,0 +1,69 @@
+"""Optimistic concurrency the HTTP way (RFC 9110): a GET answers the version of what it shows
+as an `ETag`; a change sent with `If-Match` is made only while the stored version is one it
+names, else `412 Precondition Failed` and nothing changes. `If-Match` is optional: a client
+that sends none changes what is stored now, as before."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import HTTPException
+
+from gradesync.domain.errors import Conflict, InvalidInput
+from gradesync.web.api.errors import UrlProblem, problem_json
+
+HEADER = "If-Match"
+ANY = "*"  # as services.sis.ANY_VERSION: any version stored (the object exists)
+# one entity-tag of the list, and the comma after it (RFC 9110 8.8.3: etagc is any visible
+# character but a double quote)
+_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*(?:,|$)')
+
+
+def etag(version: str) -> str:
+    """A version as an ETag header's value (strong: the same version is the same bytes)."""
+    return f'"{version}"'
+
+
+def if_match(header: str | None) -> frozenset[str] | None:
+    """The versions an `If-Match` header accepts (None without one; {ANY} for `*`). A weak
+    tag (`W/"..."`) never matches: If-Match compares strongly. A malformed header is refused
+    (`etag`), never read as no precondition."""
+    if header is None:
+        return None
+    text = header.strip()
+    if text == ANY:
+        return frozenset({ANY})
+    tags: set[str] = set()
+    pos = 0
+    while pos < len(text):
+        m = _TAG.match(text, pos)
+        if m is None:
+            break
+        if not m.group(1):
+            tags.add(m.group(2))
+        pos = m.end()
+    if not text or pos < len(text):
+        raise InvalidInput(
+            [
+                UrlProblem(
+                    HEADER,
+                    "etag",
+                    'If-Match takes the ETag a GET answered, in its double quotes ("...", '
+                    'several separated by commas), or "*".',
+                    "header",
+                )
+            ]
+        )
+    return frozenset(tags)  # weak tags only: empty, which no version matches
+
+
+def stale(exc: Conflict) -> HTTPException:
+    """The 412 of a change whose If-Match names a version no longer stored."""
+    problem = UrlProblem(
+        HEADER,
+        "changed",
+        f"{exc} Nothing was changed: GET it again (its ETag is the version now), and make "
+        "the change from there.",
+        "header",
+    )
+    return HTTPException(status_code=412, detail=[problem_json(problem)])

@@ -1,0 +1,165 @@
+"""Two admins changing one SIS connection through the API or the CLI: the change made from
+settings another change reached first is refused, and the first change stays. The API does it
+the HTTP way (the GET's `ETag`, the PUT's `If-Match`, `412`), the CLI with `sis show`'s version
+and `sis add --expect-version`. Before, only the console passed the version: the API and the
+CLI silently wrote the later change over the earlier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gradesync.cli import app
+from gradesync.domain.model import Destination
+from gradesync.services import sis
+from gradesync.testing import TEST_SECRET
+from tests.support.api import ApiEnv, Caller
+
+BASE = "https://sis.example.org/ims/oneroster/gradebook/v1p2"
+READONLY = sis.SCOPE_PREFIX + "gradebook.readonly"
+
+
+def _connected(api: ApiEnv) -> str:
+    key = api.tenant("t1", "admin")
+    rt = api.runtime
+    sis.add_connection(
+        rt.db.uow, rt.clock, tenant_id="t1", destination_id="sis", name="District SIS",
+        base_url=BASE, client_id="gradesync", client_secret="s3cret", guard=rt.outbound,
+    )  # fmt: skip
+    return key
+
+
+def _stored(api: ApiEnv) -> Destination:
+    with api.db.uow() as uow:
+        dest = uow.destinations.get("t1", "sis")
+    assert dest is not None
+    return dest
+
+
+def test_the_api_refuses_a_change_made_from_settings_changed_since(api: ApiEnv) -> None:
+    admin = Caller(api.client, _connected(api))
+    opened = admin.get("/sis/connections/sis")
+    assert opened.status_code == 200, opened.text
+    tag = opened.headers["ETag"]
+    assert tag == f'"{opened.json()["version"]}"'
+    assert "client_secret" not in opened.text and "s3cret" not in opened.text
+
+    # both admins start from the same version; the first one's change is taken
+    first = admin.put(
+        "/sis/connections/sis", json={"scopes": [READONLY]}, headers={"If-Match": tag}
+    )
+    assert first.status_code == 200, first.text
+    assert first.headers["ETag"] != tag and first.headers["ETag"] == f'"{first.json()["version"]}"'
+    after_first = _stored(api)
+
+    # the second, from the same starting version, is refused and changes nothing
+    second = admin.put(
+        "/sis/connections/sis",
+        json={"name": "Renamed", "scopes": [sis.DEFAULT_SCOPES[0]]},
+        headers={"If-Match": tag},
+    )
+    assert second.status_code == 412, second.text
+    (problem,) = second.json()["detail"]
+    assert (problem["field"], problem["rule"], problem["loc"]) == (
+        "If-Match",
+        "changed",
+        ["header", "If-Match"],
+    )
+    assert "changed since" in problem["msg"] and "Nothing was changed" in problem["msg"]
+    now = _stored(api)
+    assert now.name == "District SIS" and now.config == after_first.config
+    assert now.config["scopes"] == [READONLY]
+
+    # made again from the version now stored, it is taken
+    again = admin.put(
+        "/sis/connections/sis",
+        json={"name": "Renamed"},
+        headers={"If-Match": first.headers["ETag"]},
+    )
+    assert again.status_code == 200, again.text
+    assert _stored(api).name == "Renamed"
+
+
+def test_if_match_is_optional_and_read_as_http_says(api: ApiEnv) -> None:
+    admin = Caller(api.client, _connected(api))
+    tag = admin.get("/sis/connections/sis").headers["ETag"]
+    # without it, a change is made as before
+    assert admin.put("/sis/connections/sis", json={"name": "One"}).status_code == 200
+    # `*`: any version, as long as the connection exists; one of several tags will do
+    assert (
+        admin.put(
+            "/sis/connections/sis", json={"name": "Two"}, headers={"If-Match": "*"}
+        ).status_code
+        == 200
+    )
+    now = admin.get("/sis/connections/sis").headers["ETag"]
+    listed = admin.put(
+        "/sis/connections/sis", json={"name": "Three"}, headers={"If-Match": f"{tag}, {now}"}
+    )
+    assert listed.status_code == 200, listed.text
+    before = _stored(api)
+    # a weak tag never matches (If-Match compares strongly); a new connection has no version
+    weak = admin.put(
+        "/sis/connections/sis",
+        json={"name": "Four"},
+        headers={"If-Match": "W/" + listed.headers["ETag"]},
+    )
+    assert weak.status_code == 412, weak.text
+    new = admin.put(
+        "/sis/connections/sis2",
+        json={"base_url": BASE, "client_id": "c", "client_secret": "s"},
+        headers={"If-Match": listed.headers["ETag"]},
+    )
+    assert new.status_code == 412, new.text
+    with api.db.uow() as uow:
+        assert uow.destinations.get("t1", "sis2") is None
+    # a malformed header is refused, naming it and the rule, not read as no precondition
+    for bad in ("abc", '"unclosed', ""):
+        r = admin.put("/sis/connections/sis", json={"name": "Five"}, headers={"If-Match": bad})
+        assert r.status_code == 422, (bad, r.text)
+        assert [(p["field"], p["rule"]) for p in r.json()["detail"]] == [("If-Match", "etag")]
+    assert _stored(api) == before
+
+
+@pytest.fixture
+def cli(api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
+    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
+    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("GRADESYNC_SIS_CLIENT_SECRET", raising=False)
+    return CliRunner()
+
+
+def test_the_cli_refuses_a_change_made_from_settings_changed_since(
+    api: ApiEnv, cli: CliRunner
+) -> None:
+    admin = Caller(api.client, _connected(api))
+    shown = cli.invoke(app, ["sis", "show", "sis", "-t", "t1", "--json"])
+    assert shown.exit_code == 0, shown.output
+    version = json.loads(shown.stdout)["version"]
+    assert json.loads(shown.stdout) == admin.get("/sis/connections/sis").json()
+    said = cli.invoke(app, ["sis", "show", "sis", "-t", "t1"])
+    assert said.exit_code == 0 and f"version: {version}" in said.stdout, said.output
+
+    add = ["sis", "add", "sis", "-t", "t1", "--no-check", "--expect-version", version]
+    first = cli.invoke(app, [*add, "--scope", READONLY])
+    assert first.exit_code == 0, first.output
+    after_first = _stored(api)
+    second = cli.invoke(app, [*add, "--name", "Renamed", "--scope", sis.DEFAULT_SCOPES[0]])
+    assert second.exit_code == 4, second.output
+    assert second.output.startswith(
+        "error: --expect-version: These settings were changed since you opened them: they "
+        f"are at version {sis.settings_version(after_first)} now. [changed]"
+    ), second.output
+    now = _stored(api)
+    assert now.name == "District SIS" and now.config == after_first.config
+
+    # from the version now stored, the change is taken
+    fresh = sis.settings_version(after_first)
+    again = cli.invoke(app, [*add[:-1], fresh, "--name", "Renamed", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["version"] == sis.settings_version(_stored(api))
+    assert _stored(api).name == "Renamed"
