@@ -4,6 +4,7 @@ remaster could not rewrite goes with the next run, which says so (`services.carr
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -54,16 +55,65 @@ async def test_a_grade_arriving_while_the_run_verifies_is_sent_not_left_pending(
     assert harness.remote.score_of("https://lms/courses/1/items/a1", "sub-p000") == 9.0
 
 
-async def test_pending_is_reported_for_a_paused_destination(harness: Harness, db: Database) -> None:
+class _Waits:
+    """The sending stage's clock and waits, counted: time moves only when it waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+async def test_a_paused_destinations_rows_are_reported_not_waited_for(
+    harness: Harness, db: Database, monkeypatch: Any
+) -> None:
+    """Its rows cannot be sent until the pause ends: the run does not look at them again
+    every 0.1 s for its whole patience (5 s here, 30 s by default) before saying so."""
     seed(db, learners=2)
     destination_admin.pause(db.uow, SystemClock(), T, DEST, actor="admin", reason="exam week")
     post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
     await harness.engine.process_dirty()
+    waits = _Waits()
+    monkeypatch.setattr(harness.engine.executor, "monotonic", waits.monotonic)
+    monkeypatch.setattr(harness.engine.executor, "sleep", waits.sleep)
     done = await _run(db, harness, Trigger.MANUAL)
+    assert waits.waits == []
     assert done.counts["pending"] == 2 and harness.remote.sends == 0
     assert done.outcome is not RunOutcome.SUCCEEDED
-    assert done.message is not None and "2 still pending (waiting for " in done.message
-    assert "paused (exam week)" in done.message
+    assert done.message == (
+        "0 sent; 0 unchanged; 2 still pending (waiting for Canvas test paused (exam week); "
+        "sent when resumed)."
+    )
+
+
+async def test_a_pause_ending_within_the_patience_is_waited_for_once(
+    harness: Harness, db: Database, monkeypatch: Any
+) -> None:
+    """A short pause (a Retry-After, the breaker's cooldown) is waited out as a retry is: one
+    wait until it ends, then its rows go with the run."""
+    seed(db, learners=2)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+    await harness.engine.process_dirty()
+    until = SystemClock().now() + timedelta(seconds=1)
+    destination_admin.pause(db.uow, SystemClock(), T, DEST, actor="admin", until=until)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(seconds)
+
+    monkeypatch.setattr(harness.engine.executor, "sleep", sleep)
+    done = await _run(db, harness, Trigger.MANUAL)
+    assert done.outcome is RunOutcome.SUCCEEDED, done.message
+    assert done.counts["sent"] == 2
+    # one wait to the pause's end (a second, should the first end a hair early), not polls
+    assert 1 <= len(slept) <= 2, slept
 
 
 async def test_what_a_remaster_could_not_rewrite_goes_with_the_next_run(

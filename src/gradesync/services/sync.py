@@ -72,7 +72,7 @@ from gradesync.services.ledger_statistics import LedgerStatistics
 from gradesync.services.live_traffic import LiveTraffic
 from gradesync.services.overrides import record_overrides
 from gradesync.services.patience import Patience
-from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ def _describe(counts: dict[str, Any], paused: Sequence[str] = ()) -> str:
     if counts.get("retrying"):
         parts.append(f"{counts['retrying']} retrying")
     if counts.get("pending"):
-        waits = f" (waiting for {', '.join(paused)})" if paused else ""
+        # a paused destination's rows are not waited for: they go once the pause ends
+        waits = f" (waiting for {', '.join(paused)}; sent when resumed)" if paused else ""
         parts.append(f"{counts['pending']} still pending{waits}")
     cols = counts.get("columns", {})
     if cols.get("failed"):
@@ -414,18 +415,25 @@ class RunExecutor:
     def _paused(self, scope: RunScope) -> list[str]:
         """The destinations in the run's scope paused now, by an admin or for a while (their
         results wait), e.g. "lms paused (exam week)"."""
-        now = self.clock.now()
         with self.uow_factory() as uow:
-            if scope.destination_id:
-                one = uow.destinations.get(scope.tenant_id, scope.destination_id)
-                dests = [one] if one is not None else []
-            else:
-                dests = uow.destinations.all(scope.tenant_id)
+            paused = self._paused_in(uow, scope.tenant_id, scope.destination_id, self.clock.now())
         return [
-            f"{d.name} paused" + (f" ({d.pause_reason})" if d.pause_reason else "")
-            for d in dests
-            if d.paused_at(now)
+            f"{d.name} paused" + (f" ({d.pause_reason})" if d.pause_reason else "") for d in paused
         ]
+
+    @staticmethod
+    def _paused_in(
+        uow: UnitOfWork, tenant_id: str | None, destination_id: str | None, now: datetime
+    ) -> list[Destination]:
+        """The destinations of a scope paused at `now`."""
+        if tenant_id is None:
+            return []  # a run's scope always names its tenant
+        if destination_id:
+            one = uow.destinations.get(tenant_id, destination_id)
+            dests = [one] if one is not None else []
+        else:
+            dests = uow.destinations.all(tenant_id)
+        return [d for d in dests if d.paused_at(now)]
 
     async def _carrying(self, run: SyncRun, carry: Carry) -> dict[str, Any]:
         """The results a remaster could not rewrite become pending again, as in a remaster
@@ -633,14 +641,31 @@ class RunExecutor:
         delivered = self.deliverer.delivered_to(scope)
 
         def due() -> tuple[int, int, datetime | None, datetime | None]:
+            """The scope's rows that can go, and when more can: a paused destination's rows
+            cannot be sent, so they are not waited for (the run's message names the pause),
+            but a timed pause that ends in the run's patience is, as a retry would be."""
+            now = self.clock.now()
+            where: dict[str, Any] = {
+                "tenant_id": scope.tenant_id,
+                "destination_id": scope.destination_id,
+                "course_id": scope.course_id,
+                "activity_ids": scope.activity_ids or None,
+            }
             with self.uow_factory() as uow:
-                return uow.ledger.due_summary(
-                    self.clock.now(),
-                    tenant_id=scope.tenant_id,
-                    destination_id=scope.destination_id,
-                    course_id=scope.course_id,
-                    activity_ids=scope.activity_ids or None,
+                paused = self._paused_in(uow, scope.tenant_id, scope.destination_id, now)
+                due_now, leased, next_retry, leases_end = uow.ledger.due_summary(
+                    now, **where, exclude_destinations=[(d.tenant_id, d.id) for d in paused]
                 )
+                for d in paused:
+                    ends = d.paused_until if d.enabled else None
+                    if ends is None or (next_retry is not None and ends >= next_retry):
+                        continue  # paused until resumed, or something else is due sooner
+                    owed, _, _, _ = uow.ledger.due_summary(
+                        ends, **{**where, "tenant_id": d.tenant_id, "destination_id": d.id}
+                    )
+                    if owed:  # rows of the scope that go once the pause ends
+                        next_retry = ends
+            return due_now, leased, next_retry, leases_end
 
         while True:
             stats = await self.deliverer.deliver(scope, run_id=run.id, stop=lost.is_set)
@@ -676,7 +701,7 @@ class RunExecutor:
                 continue
             if due_now > 0 and stats.claimed > 0:
                 continue  # new work appeared while the last pass ended
-            # rows held by another pass (or a paused destination): look again shortly
+            # rows held by another pass: look again shortly
             await self.sleep(min(remaining, 0.1))
         counts.pop("sent_so_far", None)
         return total

@@ -168,9 +168,10 @@ class LedgerRepo(Protocol):
         destination_id: str | None = None,
         course_id: str | None = None,
         activity_ids: Sequence[str] | None = None,
+        exclude_destinations: Sequence[tuple[str, str]] = (),
     ) -> tuple[int, int, datetime | None, datetime | None]:
         """(rows due now, rows leased by a worker, when the next retry falls due, when the
-        last lease ends) in a scope."""
+        last lease ends) in a scope, but for the (tenant, destination)s excluded."""
 
     def scope_summary(
         self,

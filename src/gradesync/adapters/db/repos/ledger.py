@@ -921,9 +921,12 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         destination_id: str | None = None,
         course_id: str | None = None,
         activity_ids: Sequence[str] | None = None,
+        exclude_destinations: Sequence[tuple[str, str]] = (),
     ) -> tuple[int, int, datetime | None, datetime | None]:
         c = t.ledger.c
         scope = _in_scope(tenant_id, destination_id, course_id, activity_ids)
+        if exclude_destinations:
+            scope.append(tuple_(c.tenant_id, c.destination_id).not_in(list(exclude_destinations)))
         due_now = self.conn.execute(
             select(func.count())
             .select_from(t.ledger)
