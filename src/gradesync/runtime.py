@@ -129,6 +129,7 @@ class Runtime:
     def close(self) -> None:
         if self.waker is not None and hasattr(self.waker, "close"):
             self.waker.close()
+        self._attempt_statistics.wait()  # a statistics refresh still running ends first
         self.db.dispose()
         if self._server_lock is not None:  # claimed, and no worker started to release it
             self._server_lock.release()
@@ -449,12 +450,10 @@ class Runtime:
 
         result = ingest(self.uow, self.clock, self.waker, tenant_id, batch)
         # committed: a bulk ingest into growing tables renews the planner's statistics
-        # (services/ledger_statistics.py); a few dozen times in the tables' life
+        # (services/ledger_statistics.py), a few dozen times in the tables' life, beside
+        # this batch's answer rather than before it
         if self._attempt_statistics.due_after(result.recorded + len(batch.people)):
-            try:
-                self._attempt_statistics.refresh()
-            except Exception:  # the batch is committed: answer it; autovacuum comes later
-                log.exception("refreshing the planner's statistics after an ingest failed")
+            self._attempt_statistics.refresh_soon()
         return result
 
     def ask_for_run(

@@ -11,15 +11,21 @@ times in its life and a steady one almost never.
 Ingest does the same for the attempts and people it writes (`AttemptStatistics`): made
 before the statistics, the plan of the batch's read of stored event ids walked every attempt
 of the tenant, 29,000 rows at 30,000 attempts, where the unique index takes one probe per id
-(docs/benchmarks-journal.md, "PostgreSQL ingest with one client")."""
+(docs/benchmarks-journal.md, "PostgreSQL ingest with one client"). That refresh runs in a
+thread of its own, after the batch that made it due is answered: in the request, its ANALYZE
+(60-200 ms at 64,000 attempts and more) was added to that one batch's answer
+(docs/benchmarks-journal.md, "The slow PostgreSQL batch")."""
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from gradesync.services.ports import UnitOfWorkFactory
 
 FIRST_REFRESH = 1000  # ledger rows written before the first refresh
+
+log = logging.getLogger(__name__)
 
 
 class LedgerStatistics:
@@ -58,9 +64,44 @@ class LedgerStatistics:
 
 
 class AttemptStatistics(LedgerStatistics):
-    """The same schedule, counting the attempts and people ingested by this process."""
+    """The same schedule, counting the attempts and people ingested by this process, and
+    refreshed beside the ingest rather than in it (`refresh_soon`)."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory, first: int = FIRST_REFRESH) -> None:
+        super().__init__(uow_factory, first)
+        self._thread: threading.Thread | None = None  # the refresh running, if any
+        self._again = False  # another came due while it ran
 
     def refresh(self) -> None:
         with self._uow_factory() as uow:
             uow.attempts.refresh_statistics()
             uow.commit()
+
+    def refresh_soon(self) -> None:
+        """Refresh in a thread of its own and return at once. One at a time: a refresh due
+        while one runs follows it (the tables grew meanwhile)."""
+        with self._lock:
+            if self._thread is not None:
+                self._again = True
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="gradesync-attempt-statistics", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.refresh()
+            except Exception:  # the batches are committed and answered; autovacuum comes later
+                log.exception("refreshing the planner's statistics after an ingest failed")
+            with self._lock:
+                if not self._again:
+                    self._thread = None
+                    return
+                self._again = False
+
+    def wait(self) -> None:
+        """Until no refresh runs (closing the process: a refresh cut off would be lost)."""
+        while (thread := self._thread) is not None:
+            thread.join()
