@@ -13,8 +13,9 @@ attempts from one client, then `--clients` clients posting `--batches` batches e
 step's batches first alternates from step to step, and from round to round, so neither
 always meets the machine just after the other's batch (each half records its order,
 `first`: the database that went first at each step). A side's rate is its own batches'
-time; `pg_over_sqlite` their ratio. Each round records the machine's CPU pressure. Prints
-the figures as JSON (a summary on standard error), and writes them to `--out` when given.
+time; `pg_over_sqlite` their ratio; `each_ms` each batch's time in the order posted. Each
+round records the machine's CPU pressure. Prints the figures as JSON (a summary on standard
+error), and writes them to `--out` when given.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def _round(
                 "seconds": round(spent[name], 3),
                 "attempts_per_s": round(count * 1000 / spent[name], 1),
                 "batch_latency": stats.summary_ms(each[name]),
+                # in the order posted: which batch of the round a slow one was
+                "each_ms": [round(x * 1000, 1) for x in each[name]],
                 "serve_cpu_ms_per_batch": round(
                     (worlds[name].gradesync.cpu() - cpu0[name]) * 1000 / count, 1
                 ),
