@@ -62,6 +62,8 @@ TEST_DESTINATION_MODULE = "GRADESYNC_TEST_DESTINATION_MODULE"
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+STATISTICS_WAIT_S = 30.0  # closing waits this long at most for a statistics refresh
+
 
 @dataclass
 class Runtime:
@@ -129,7 +131,9 @@ class Runtime:
     def close(self) -> None:
         if self.waker is not None and hasattr(self.waker, "close"):
             self.waker.close()
-        self._attempt_statistics.wait()  # a statistics refresh still running ends first
+        # a statistics refresh still running ends first (bounded: its database may be gone)
+        if not self._attempt_statistics.wait(STATISTICS_WAIT_S):
+            log.warning("closing while the planner's statistics are still being refreshed")
         self.db.dispose()
         if self._server_lock is not None:  # claimed, and no worker started to release it
             self._server_lock.release()

@@ -145,3 +145,34 @@ def test_a_refresh_that_fails_leaves_the_committed_ingest_answered(
     assert "refreshing the planner's statistics after an ingest failed" in caplog.text
     with db.uow() as uow:
         assert uow.people.get("t", "p0") is not None
+
+
+def test_closing_does_not_wait_for_a_stuck_refresh(
+    postgres_db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing waits for a refresh that runs, but only so long: one stuck on a database that
+    went away must not hold the process's exit."""
+    import gradesync.runtime as runtime_module
+
+    db = postgres_db
+    rt = Runtime(settings=Settings(database_url=db.url, secret_key=TEST_SECRET), db=db)
+    stats = rt._attempt_statistics
+    stuck, release = threading.Event(), threading.Event()
+
+    def stuck_refresh() -> None:
+        stuck.set()
+        release.wait()
+
+    monkeypatch.setattr(stats, "refresh", stuck_refresh)
+    monkeypatch.setattr(runtime_module, "STATISTICS_WAIT_S", 0.05, raising=False)
+    stats.refresh_soon()
+    wait_for(stuck.is_set, "the refresh started")
+    closed = threading.Event()
+    closer = threading.Thread(target=lambda: (rt.close(), closed.set()), daemon=True)
+    closer.start()
+    try:
+        wait_for(closed.is_set, "closed while the refresh is stuck")
+    finally:
+        release.set()
+    assert "still being refreshed" in caplog.text
+    assert stats.wait(30.0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from gradesync.services.ports import UnitOfWorkFactory
 
@@ -101,7 +102,14 @@ class AttemptStatistics(LedgerStatistics):
                     return
                 self._again = False
 
-    def wait(self) -> None:
-        """Until no refresh runs (closing the process: a refresh cut off would be lost)."""
+    def wait(self, timeout: float) -> bool:
+        """Until no refresh runs, at most `timeout` seconds (closing the process: a refresh
+        cut off would be lost, but one stuck on a lost database must not hold the exit).
+        True when none runs."""
+        end = time.monotonic() + timeout
         while (thread := self._thread) is not None:
-            thread.join()
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            thread.join(left)
+        return True
