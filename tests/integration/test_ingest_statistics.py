@@ -2,7 +2,8 @@
 PostgreSQL's planner how many attempts and people there are, so each batch's read of the
 stored event ids probes the unique index instead of walking every attempt of the tenant
 until autovacuum comes round (docs/benchmarks-journal.md, "PostgreSQL ingest with one client").
-The refresh runs beside the batch's answer, not before it ("The slow PostgreSQL batch")."""
+The refresh runs beside the batch's answer, not before it ("The slow PostgreSQL batch with
+one client")."""
 
 from __future__ import annotations
 

@@ -12,9 +12,10 @@ Ingest does the same for the attempts and people it writes (`AttemptStatistics`)
 before the statistics, the plan of the batch's read of stored event ids walked every attempt
 of the tenant, 29,000 rows at 30,000 attempts, where the unique index takes one probe per id
 (docs/benchmarks-journal.md, "PostgreSQL ingest with one client"). That refresh runs in a
-thread of its own, after the batch that made it due is answered: in the request, its ANALYZE
-(60-200 ms at 64,000 attempts and more) was added to that one batch's answer
-(docs/benchmarks-journal.md, "The slow PostgreSQL batch")."""
+thread of its own, beside the answer to the batch that made it due: run in the request, its
+ANALYZE (73-195 ms between 8,000 and 64,000 attempts on a loaded machine) was added to that
+one batch's answer
+(docs/benchmarks-journal.md, "The slow PostgreSQL batch with one client")."""
 
 from __future__ import annotations
 
