@@ -17,6 +17,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -69,6 +70,28 @@ def _histogram(
     return Histogram(name, doc, labels, buckets=buckets, registry=REGISTRY)
 
 
+_MAX_CHILDREN = 4096  # label sets kept per metric; beyond, the table starts again
+
+
+class _Children:
+    """A labelled metric's children by their label values, each looked up once:
+    prometheus_client's `labels()` checks the values and takes a lock on every call (about
+    4 µs, three times for each result delivered). The child is the same object `labels()`
+    returns, so what is counted and exposed is unchanged."""
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self._metric = metric
+        self._made: dict[tuple[str, ...], Any] = {}
+
+    def get(self, *values: str) -> Any:
+        child = self._made.get(values)
+        if child is None:
+            if len(self._made) >= _MAX_CHILDREN:
+                self._made.clear()
+            child = self._made[values] = self._metric.labels(*values)
+        return child
+
+
 RESULTS_DELIVERED = _counter(
     "gradesync_results_delivered",
     "Results the destination acknowledged.",
@@ -119,6 +142,13 @@ OUTBOUND_REQUESTS = _counter(
     (*_LABELS, "status"),
 )
 
+# the children counted for every result (labels in the metric's order: tenant, destination)
+_DELIVERED = _Children(RESULTS_DELIVERED)
+_LATENCY = _Children(DELIVERY_LATENCY)
+_OUTBOUND = _Children(OUTBOUND_REQUESTS)
+_REQUESTS = _Children(HTTP_REQUESTS)  # and for every request served
+_DURATION = _Children(HTTP_DURATION)
+
 
 class PrometheusMeter:
     """The services' `Meter`, counted in this process's registry."""
@@ -126,9 +156,9 @@ class PrometheusMeter:
     def result_delivered(
         self, tenant: str, destination: str, latency_seconds: float | None
     ) -> None:
-        RESULTS_DELIVERED.labels(tenant=tenant, destination=destination).inc()
+        _DELIVERED.get(tenant, destination).inc()
         if latency_seconds is not None:
-            DELIVERY_LATENCY.labels(tenant=tenant, destination=destination).observe(latency_seconds)
+            _LATENCY.get(tenant, destination).observe(latency_seconds)
 
     def result_rejected(self, tenant: str, destination: str, reason: str) -> None:
         RESULTS_REJECTED.labels(tenant=tenant, destination=destination, reason=reason).inc()
@@ -145,14 +175,12 @@ class PrometheusMeter:
 
 
 def count_http(method: str, route: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-    HTTP_DURATION.labels(method=method, route=route).observe(seconds)
+    _REQUESTS.get(method, route, str(status)).inc()
+    _DURATION.get(method, route).observe(seconds)
 
 
 def count_outbound(tenant: str, destination: str, status: int | None) -> None:
-    OUTBOUND_REQUESTS.labels(
-        tenant=tenant, destination=destination, status="error" if status is None else str(status)
-    ).inc()
+    _OUTBOUND.get(tenant, destination, "error" if status is None else str(status)).inc()
 
 
 _WAITING = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)

@@ -8,8 +8,7 @@ record; nothing here logs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import Context, ContextVar, copy_context
 
 FIELDS = ("request_id", "tenant", "run_id", "destination")
@@ -50,12 +49,18 @@ def detached() -> Context:
     return ctx
 
 
-@contextmanager
-def bound(**fields: str | None) -> Iterator[None]:
-    """Add fields for the duration of the block (a request, a run, a call to a destination)."""
-    given = {k: v for k, v in fields.items() if v is not None}
-    token = _current.set({**(_current.get() or {}), **given})
-    try:
-        yield
-    finally:
-        _current.reset(token)
+class bound:  # named as the function it replaced: `with log_context.bound(...)`
+    """Add fields for the duration of the block (a request, a run, a call to a destination).
+    A class rather than a generator: entered for every result sent, where `@contextmanager`
+    cost several times as much."""
+
+    __slots__ = ("_given", "_token")
+
+    def __init__(self, **fields: str | None) -> None:
+        self._given = {k: v for k, v in fields.items() if v is not None}
+
+    def __enter__(self) -> None:
+        self._token = _current.set({**(_current.get() or {}), **self._given})
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)

@@ -44,10 +44,14 @@ class Targets:
         return target
 
 
+# made once: `json.dumps` with any option set makes a new encoder on every call
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def json_content(body: Any) -> bytes:
     """A JSON body as sent: compact UTF-8, no NaN (the bytes httpx's `json=` sends). As
     `content=` a request keeps the fast path, which `json=` would leave."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODE(body).encode()
 
 
 def _parse(url: str | httpx.URL) -> Target | None:

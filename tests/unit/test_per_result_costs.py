@@ -1,0 +1,106 @@
+"""What runs once for every result sent, kept cheap without changing what it does: the
+counters look their labelled child up once (prometheus_client's `labels()` checks and locks
+on every call) and still count every result under its labels; the log fields a call to a
+destination binds are set and restored by a plain context manager, not a generator; a JSON
+body is encoded by one encoder made once, to the same bytes."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from typing import Any
+
+import pytest
+
+from gradesync.adapters import metrics
+from gradesync.adapters.destinations.http_fast import json_content
+from gradesync.services import log_context
+
+
+def _value(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _counting_labels(monkeypatch: pytest.MonkeyPatch, metric: Any) -> list[tuple[Any, ...]]:
+    calls: list[tuple[Any, ...]] = []
+    real = metric.labels
+
+    def labels(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args or tuple(kwargs.values()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(metric, "labels", labels)
+    return calls
+
+
+def test_outbound_requests_look_their_labels_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _counting_labels(monkeypatch, metrics.OUTBOUND_REQUESTS)
+    name, ids = "gradesync_outbound_requests_total", {"tenant": "t-once", "destination": "d-once"}
+    ok, error = _value(name, **ids, status="200"), _value(name, **ids, status="error")
+    for _ in range(3):
+        metrics.count_outbound("t-once", "d-once", 200)
+    metrics.count_outbound("t-once", "d-once", None)
+    assert _value(name, **ids, status="200") == ok + 3
+    assert _value(name, **ids, status="error") == error + 1
+    assert calls == [("t-once", "d-once", "200"), ("t-once", "d-once", "error")]
+
+
+def test_delivered_results_look_their_labels_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    counted = _counting_labels(monkeypatch, metrics.RESULTS_DELIVERED)
+    timed = _counting_labels(monkeypatch, metrics.DELIVERY_LATENCY)
+    ids = {"tenant": "t-once", "destination": "d-delivered"}
+    delivered = _value("gradesync_results_delivered_total", **ids)
+    latencies = _value("gradesync_delivery_latency_seconds_count", **ids)
+    meter = metrics.PrometheusMeter()
+    for latency in (0.07, None, 0.2):
+        meter.result_delivered("t-once", "d-delivered", latency)
+    assert _value("gradesync_results_delivered_total", **ids) == delivered + 3
+    assert _value("gradesync_delivery_latency_seconds_count", **ids) == latencies + 2
+    assert _value("gradesync_delivery_latency_seconds_sum", **ids) == pytest.approx(0.27)
+    assert len(counted) == 1 and len(timed) == 1
+
+
+def test_a_full_table_starts_again_and_loses_no_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "_MAX_CHILDREN", 2)
+    children = metrics._Children(metrics.OUTBOUND_REQUESTS)
+    name = "gradesync_outbound_requests_total"
+    before = {d: _value(name, tenant="t-full", destination=d, status="200") for d in "abc"}
+    for d in "abcab":
+        children.get("t-full", d, "200").inc()
+    after = {d: _value(name, tenant="t-full", destination=d, status="200") for d in "abc"}
+    assert after == {"a": before["a"] + 2, "b": before["b"] + 2, "c": before["c"] + 1}
+    assert len(children._made) <= 2
+
+
+def test_bound_fields_hold_for_the_block_only_and_nest() -> None:
+    with log_context.bound(tenant="t1", run_id=None):
+        assert log_context.current() == {"tenant": "t1"}
+        with pytest.raises(ValueError), log_context.bound(destination="d1", tenant="t2"):
+            assert log_context.current() == {"tenant": "t2", "destination": "d1"}
+            raise ValueError("propagates")
+        assert log_context.current() == {"tenant": "t1"}
+    assert log_context.current() == {}
+
+
+def test_bound_is_no_generator() -> None:
+    # entered for every result sent: `@contextmanager` cost several times as much
+    wrapped = getattr(log_context.bound, "__wrapped__", None)
+    assert wrapped is None or not inspect.isgeneratorfunction(wrapped)
+
+
+def test_json_content_makes_no_encoder_per_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {"userId": "é-1", "scoreGiven": 7.5, "nested": {"a": [1, None, True]}}
+    expected = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    made: list[object] = []
+    real = json.JSONEncoder.__init__
+
+    def counting(self: json.JSONEncoder, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(json.JSONEncoder, "__init__", counting)
+    assert [json_content(body) for _ in range(3)] == [expected] * 3
+    assert made == []
+    with pytest.raises(ValueError):
+        json_content({"scoreGiven": math.nan})  # no NaN on the wire
