@@ -239,6 +239,47 @@ async def test_the_fast_path_sends_the_same_bytes_as_httpx(server: tuple[_Server
     assert "content-length: 0" in slow[1].decode() and "user-agent: gs" in slow[1].decode()
 
 
+async def test_the_fast_path_puts_repeated_headers_together_once(
+    server: tuple[_Server, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Header lines are kept by what they depend on: calls that repeat them send what httpx
+    sends, a changed token, body length or client default included, and the client's
+    defaults are read out once for each set of them, not once a call."""
+    s, port = server
+    url = f"http://127.0.0.1:{port}/scores"
+    one, other = {"Authorization": "Bearer one"}, {"Authorization": "Bearer two"}
+    steps: list[tuple[bytes | None, dict[str, str], dict[str, str]]] = [
+        (b'{"a":1}', one, {}),
+        (b'{"a":12}', one, {}),  # another length
+        (b'{"a":1}', other, {}),  # another token
+        (None, other, {}),  # no body: Content-Length 0
+        (b'{"a":1}', one, {"X-Extra": "1"}),  # the client's defaults changed in between
+        (b'{"a":1}', one, {"X-Extra": "2"}),
+    ]
+    for fast in (False, True):
+        async with _client(_loopback(), fast=fast) as http:
+            for content, headers, defaults in steps:
+                http.headers.update(defaults)
+                resp = await http.request("POST", url, content=content, headers=dict(headers))
+                assert isinstance(resp, Response) is fast
+    n = len(steps)
+    assert s.heads[n:] == s.heads[:n]  # byte for byte
+    assert b"x-extra: 2" in s.heads[-1] and b"content-length: 8" in s.heads[n + 1]
+
+    read: list[object] = []
+    real = httpx.Headers.multi_items
+
+    def counting(self: httpx.Headers) -> list[tuple[str, str]]:
+        read.append(self)
+        return real(self)
+
+    monkeypatch.setattr(httpx.Headers, "multi_items", counting)
+    async with _client(_loopback()) as http:
+        for _ in range(5):
+            await http.request("POST", url, content=b"{}", headers=dict(one))
+    assert len(read) == 1
+
+
 async def test_fast_path_answers_are_httpx_responses(server: tuple[_Server, int]) -> None:
     s, port = server
     url = f"http://127.0.0.1:{port}/a"

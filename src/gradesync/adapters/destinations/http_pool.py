@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from gradesync.adapters.destinations.aiohttp_transport import AiohttpTransport
-from gradesync.adapters.destinations.http_fast import Response, Target, Targets, wire_headers
+from gradesync.adapters.destinations.http_fast import Heads, Response, Target, Targets, with_length
 from gradesync.services.outbound import OutboundGuard
 
 _HTTPX_LOG = logging.getLogger("httpx")  # the line httpx logs for each request, kept
@@ -87,6 +87,7 @@ class _Client(httpx.AsyncClient):
         super().__init__(**kwargs)
         self._fast = fast
         self._targets = Targets()
+        self._heads = Heads()
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -130,8 +131,9 @@ class _Client(httpx.AsyncClient):
             and (target := self._targets.get(url)) is not None
         ):
             verb = method.upper()
-            lines = wire_headers(self.headers.multi_items(), headers, target.host, verb, content)
-            if lines is not None:
+            head = self._heads.get(self.headers, headers, target.host, verb, bool(content))
+            if head is not None:
+                lines = with_length(head, content)
 
                 def made() -> httpx.Request:  # what httpx's path would have sent
                     return self.build_request(
