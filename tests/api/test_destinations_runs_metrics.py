@@ -27,7 +27,7 @@ from gradesync.domain.model import (
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.remedies import names_command
 from gradesync.runtime import Runtime
-from gradesync.testing import TEST_SECRET
+from gradesync.testing import TEST_SECRET, unique
 from gradesync.web.app import create_app
 from tests.support.api import ROSTER, ApiEnv, Caller, attempt
 
@@ -596,3 +596,45 @@ def test_openapi_is_served(api: ApiEnv) -> None:
     spec = api.client.get("/openapi.json").json()
     assert "/api/v1/attempts/batch" in spec["paths"]
     assert api.client.get("/docs").status_code == 200
+
+
+def test_a_deleted_destinations_series_go_and_a_live_ones_counters_keep_counting(
+    api: ApiEnv,
+) -> None:
+    """The series labelled by a destination stayed in every scrape (and in memory) until the
+    process stopped, the destination long deleted. They go at the next scrape; a live
+    destination's counters are untouched and keep counting."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    kept, gone = unique("lms-kept-"), unique("lms-gone-")
+    for dest in (kept, gone):
+        api.destination("t1", dest)
+        metrics.PrometheusMeter().result_delivered("t1", dest, 0.2)
+        metrics.PrometheusMeter().result_retried("t1", dest, "retry_later", "server_error")
+        metrics.PrometheusMeter().result_rejected("t1", dest, "not_enrolled")
+        metrics.count_outbound("t1", dest, 200)
+
+    def series(text: str, dest: str) -> dict[str, float]:
+        return {
+            s.name: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.labels.get("destination") == dest and s.name.endswith(("_total", "_count"))
+        }
+
+    counted = {
+        "gradesync_results_delivered_total": 1.0,
+        "gradesync_results_retried_total": 1.0,
+        "gradesync_results_rejected_total": 1.0,
+        "gradesync_outbound_requests_total": 1.0,
+        "gradesync_delivery_latency_seconds_count": 1.0,
+    }
+    before = api.client.get("/metrics").text
+    assert series(before, kept) == counted and series(before, gone) == counted
+    assert admin.delete(f"/destinations/{gone}").status_code == 204
+    after = api.client.get("/metrics").text
+    assert series(after, gone) == {}  # the first scrape after the deletion
+    assert series(after, kept) == counted
+    metrics.PrometheusMeter().result_delivered("t1", kept, 0.1)
+    again = series(api.client.get("/metrics").text, kept)
+    assert again["gradesync_results_delivered_total"] == 2.0  # still counting from 1
+    assert again["gradesync_delivery_latency_seconds_count"] == 2.0

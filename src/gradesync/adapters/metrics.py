@@ -7,7 +7,8 @@ restarts: the backlog, the age of the oldest waiting result, the paused destinat
 grades set aside as compute_failed (counters are per process; Prometheus sums them).
 
 Labels stay bounded: tenant and destination ids, reason codes, failure classes, triggers,
-outcomes, route templates and status codes; never a learner, course or activity id.
+outcomes, route templates and status codes; never a learner, course or activity id. A deleted
+destination's series go at the next scrape (`forget_destinations`).
 """
 
 from __future__ import annotations
@@ -148,6 +149,33 @@ _LATENCY = _Children(DELIVERY_LATENCY)
 _OUTBOUND = _Children(OUTBOUND_REQUESTS)
 _REQUESTS = _Children(HTTP_REQUESTS)  # and for every request served
 _DURATION = _Children(HTTP_DURATION)
+
+
+# the series labelled by destination (tenant and destination their first labels), dropped
+# once their destination is gone (`forget_destinations`)
+_PER_DESTINATION = (
+    RESULTS_DELIVERED,
+    RESULTS_REJECTED,
+    RESULTS_RETRIED,
+    DELIVERY_LATENCY,
+    OUTBOUND_REQUESTS,
+)
+
+
+def forget_destinations(known: set[tuple[str, str]]) -> int:
+    """Drop this process's series labelled by a (tenant, destination) not in `known`: a
+    deleted destination's counters would otherwise stay in every scrape, and in memory,
+    until the process stops. A live destination's series are never touched, so its counters
+    stay monotonic. Returns how many series were dropped."""
+    dropped = 0
+    for metric in _PER_DESTINATION:
+        # prometheus_client has no public listing of a metric's children
+        with metric._lock:
+            gone = [lv for lv in metric._metrics if (lv[0], lv[1]) not in known]
+        for labelvalues in gone:
+            metric.remove(*labelvalues)
+        dropped += len(gone)
+    return dropped
 
 
 class PrometheusMeter:
@@ -329,6 +357,9 @@ class LedgerCollector(Collector):
             # every known destination (and tenant) has a series, 0 when it has nothing:
             # a dashboard reads 0, not "no data", and an alert sees the drop to 0
             known = list(conn.execute(select(d.tenant_id, d.id).order_by(d.tenant_id, d.id)))
+            # read before this process's series are written (`exposition`): a destination
+            # deleted since the last scrape is gone from this one
+            forget_destinations({(tenant, dest) for tenant, dest in known})
             tenants = conn.execute(select(t.tenants.c.id)).scalars().all()
             failed = {(tenant, dest): 0 for tenant, dest in known}
             for tenant, dest, n in conn.execute(f):
@@ -383,4 +414,6 @@ def exposition(engine: Engine) -> bytes:
     """The text exposition: this process's counters plus the gauges read from the database."""
     ledger = CollectorRegistry(auto_describe=False)
     ledger.register(LedgerCollector(engine))
-    return generate_latest(REGISTRY) + generate_latest(ledger)
+    # the database first: reading the destinations drops the series of those deleted
+    from_database = generate_latest(ledger)
+    return generate_latest(REGISTRY) + from_database
