@@ -158,7 +158,11 @@ class DestinationClient(Protocol):
         """Prove the destination works: credentials, token, scopes, listing."""
         ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Called when the process stops, for the clients in use then. A client replaced by
+        new settings and no longer used is dropped without it: a client must own nothing
+        that needs closing (the HTTP pool is the context's)."""
+        ...
 
 
 @runtime_checkable

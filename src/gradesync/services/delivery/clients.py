@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import threading
+import weakref
 
 from gradesync.domain.model import Destination
 from gradesync.domain.policy import Capabilities
@@ -33,7 +34,11 @@ class Clients:
         self._factory = factory
         self._lock = threading.Lock()
         self._clients: dict[DestKey, tuple[str, DestinationClient]] = {}
-        self._retired: list[DestinationClient] = []
+        # clients replaced by new settings, closed at shutdown if still in use then: held
+        # weakly, so one no send holds any more is dropped (every settings change made one,
+        # kept until the process stopped). Clients own nothing to close (the HTTP pool is
+        # the context's), so dropping an unused one without closing it loses nothing.
+        self._retired: weakref.WeakSet[DestinationClient] = weakref.WeakSet()
         # the destination each client was last asked for: the same (frozen) object needs
         # no fingerprint, and the pass loop asks again for every row it claims
         self._last: dict[DestKey, tuple[Destination, DestinationClient]] = {}
@@ -51,7 +56,7 @@ class Clients:
             else:
                 client = self._factory(destination)
                 if cached is not None:
-                    self._retired.append(cached[1])
+                    self._retired.add(cached[1])
                 self._clients[key] = (fp, client)
             self._last[key] = (destination, client)
             return client
@@ -64,10 +69,10 @@ class Clients:
 
     async def aclose(self) -> None:
         with self._lock:
-            clients = [c for _, c in self._clients.values()] + self._retired
+            clients = [c for _, c in self._clients.values()] + list(self._retired)
             self._clients.clear()
             self._last.clear()
-            self._retired = []
+            self._retired = weakref.WeakSet()
         for client in clients:
             try:
                 await client.aclose()
