@@ -92,6 +92,7 @@ def run_platforms(url: str | None, sizes: Sizes, workdir: Path) -> dict[str, Any
         postgres_url=url,
         learners=sizes.pl_learners,
         trace_memory=DIAG["trace_memory"],
+        malloc_stats=DIAG["malloc_stats"],
     )
 
 
@@ -116,6 +117,7 @@ def run_remaster(db: str, url: str | None, sizes: Sizes, workdir: Path) -> dict[
 # remaster diagnostics from the command line (see --trace-memory, --sqlite-cache-kb)
 DIAG: dict[str, Any] = {
     "trace_memory": False,
+    "malloc_stats": False,
     "sqlite_cache_kb": None,
     "remaster_dir": None,
     "resume": False,
@@ -303,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         help="remaster, platforms: gradesync under tracemalloc, what holds memory (slow)",
     )
     parser.add_argument(
+        "--malloc-stats",
+        action="store_true",
+        help="platforms: where gradesync's resident memory is once idle, and what "
+        "malloc_trim(0) gives back (diagnostic)",
+    )
+    parser.add_argument(
         "--sqlite-cache-kb",
         type=int,
         help="remaster: override SQLite's page cache per connection (diagnostic)",
@@ -346,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--resume: needs --remaster-dir (where the finished sizes are)")
     DIAG.update(
         trace_memory=args.trace_memory,
+        malloc_stats=args.malloc_stats,
         sqlite_cache_kb=args.sqlite_cache_kb,
         remaster_dir=args.remaster_dir,
         resume=args.resume,

@@ -9,6 +9,11 @@
   largest by traceback (and by line), so the code path that holds memory is named.
 - `GRADESYNC_BENCH_SQLITE_CACHE_KB=N`: every SQLite connection's page cache is set to N kB
   after gradesync's own settings (to tell SQLite's cache apart from Python's memory).
+- `GRADESYNC_BENCH_MALLOC=FILE`: on SIGRTMIN+1 where the resident memory is (smaps by kind
+  of mapping, glibc's `mallinfo2` of its main heap) is written to FILE as JSON, then
+  `malloc_trim(0)` runs and the same is written again: what the allocator gives back is
+  memory freed but kept, not memory still in use. With it, the objects the garbage
+  collector tracks, by type, and pymalloc's allocated blocks.
 """
 
 from __future__ import annotations
@@ -72,7 +77,113 @@ def _sqlite_cache(kb: int) -> None:
     gs_engine._configure_sqlite = configure
 
 
+MALLOC_SIGNAL = signal.SIGRTMIN + 1
+_ARENA_ALIGN = 64 * 2**20  # glibc's thread arenas are mapped at multiples of HEAP_MAX_SIZE
+
+
+def _smaps() -> dict[str, float]:
+    """Resident MB of this process by kind of mapping (a guess by shape for anonymous ones)."""
+    kinds: dict[str, float] = {}
+    kind = "other"
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            size_kb = (end - start) // 1024
+            name = head[5] if len(head) > 5 else ""
+            if name == "[heap]":
+                kind = "main_heap"
+            elif name.startswith("["):
+                kind = name.strip("[]")
+            elif name:
+                kind = "files"
+            elif start % _ARENA_ALIGN == 0:
+                kind = "thread_arenas"
+            elif size_kb == 1024:
+                kind = "pymalloc_arenas"
+            elif size_kb == 8192:
+                kind = "thread_stacks"
+            else:
+                kind = "other_anonymous"
+        elif head[0] == "Rss:":
+            kinds[kind] = kinds.get(kind, 0.0) + int(head[1]) / 1024
+    return {k: round(v, 1) for k, v in sorted(kinds.items())}
+
+
+# glibc's struct mallinfo2, in order
+_MALLINFO2 = (
+    *("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks"),
+    *("uordblks", "fordblks", "keepcost"),
+)
+
+
+def _malloc_state(libc: Any) -> dict[str, Any]:
+    import ctypes
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in _MALLINFO2]
+
+    libc.mallinfo2.restype = Mallinfo2
+    mi = libc.mallinfo2()
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    rss = int(status["VmRSS"].split()[0]) / 1024
+    return {
+        "rss_mb": round(rss, 1),
+        "smaps_mb": _smaps(),
+        # arena: the main heap's size; uordblks in use, fordblks free; hblkhd: mmap'ed blocks
+        "mallinfo2_mb": {
+            n: round(getattr(mi, n) / 2**20, 1)
+            for n in ("arena", "uordblks", "fordblks", "hblkhd", "keepcost")
+        },
+        "threads": int(status["Threads"]),
+    }
+
+
+def _malloc_dump(out: Path) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    before = _malloc_state(libc)
+    libc.malloc_trim(0)
+    after = _malloc_state(libc)
+    out.write_text(json.dumps({"before_trim": before, "after_trim": after, **_census()}))
+
+
+def _census() -> dict[str, Any]:
+    """Python's own view: blocks pymalloc hands out, and the objects the collector tracks by
+    type (count and shallow size), the largest first."""
+    import gc
+    from collections import Counter
+
+    from sqlalchemy.engine import Engine
+
+    counts: Counter[str] = Counter()
+    sizes: Counter[str] = Counter()
+    # SQLAlchemy's compiled statements kept per engine (a statement whose shape changes
+    # with its data is compiled and kept once per shape)
+    statements_cached = []
+    for obj in gc.get_objects():
+        name = type(obj).__qualname__
+        counts[name] += 1
+        sizes[name] += sys.getsizeof(obj)
+        if isinstance(obj, Engine) and obj._compiled_cache is not None:
+            statements_cached.append(len(obj._compiled_cache))
+    return {
+        "allocated_blocks": sys.getallocatedblocks(),
+        "gc_objects": sum(counts.values()),
+        "sqlalchemy_statements_cached": statements_cached,
+        "gc_objects_mb": round(sum(sizes.values()) / 2**20, 1),
+        "top_types": [
+            {"type": name, "count": counts[name], "mb": round(size / 2**20, 2)}
+            for name, size in sizes.most_common(20)
+        ],
+    }
+
+
 def main() -> None:
+    malloc_to = os.environ.get("GRADESYNC_BENCH_MALLOC")
+    if malloc_to:
+        signal.signal(MALLOC_SIGNAL, lambda *_: _malloc_dump(Path(malloc_to)))
     trace_to = os.environ.get("GRADESYNC_BENCH_TRACEMALLOC")
     if trace_to:
         signal.signal(signal.SIGUSR2, lambda *_: tracemalloc.start(FRAMES))

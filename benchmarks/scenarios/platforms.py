@@ -119,6 +119,17 @@ def tcp_connections_to(pid: int, port: int) -> int:
     return count
 
 
+def files_open(pid: int, suffix: str) -> int:
+    """The process's open files whose path ends with `suffix` (SQLite: one per connection)."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            count += str(fd.readlink()).endswith(suffix)
+        except OSError:
+            continue
+    return count
+
+
 class Api:
     def __init__(self, base_url: str, token: str) -> None:
         self.http = httpx.Client(
@@ -146,6 +157,7 @@ def one_size(
     postgres_url: str | None,
     *,
     trace_memory: bool = False,
+    malloc_stats: bool = False,
 ) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     seed_file = workdir / "lms-seed.json"
@@ -161,9 +173,14 @@ def one_size(
     try:
         db.upgrade()
         trace_file = workdir / "tracemalloc.json"
-        diag = {"GRADESYNC_BENCH_TRACEMALLOC": str(trace_file)} if trace_memory else None
+        malloc_file = workdir / "malloc.json"
+        diag = {
+            **({"GRADESYNC_BENCH_TRACEMALLOC": str(trace_file)} if trace_memory else {}),
+            **({"GRADESYNC_BENCH_MALLOC": str(malloc_file)} if malloc_stats else {}),
+        } or None
         gradesync = procs.start_gradesync(workdir, url, secret, diag)
         traces: dict[str, Any] = {}
+        malloc: dict[str, Any] = {}
         if trace_memory:
             gradesync.proc.send_signal(signal.SIGUSR2)  # start tracing now that it is up
         clock = SystemClock()
@@ -236,6 +253,8 @@ def one_size(
         setup_seconds = time.perf_counter() - t_setup
         if trace_memory:
             traces["after_setup"] = trace_dump(gradesync, trace_file)
+        if malloc_stats:
+            malloc["after_setup"] = malloc_dump(gradesync, malloc_file)
         rss_before = procs.rss_mb(gradesync.pid)
         threads_before = procs.threads(gradesync.pid)
         procs.reset_peak_rss(gradesync.pid)
@@ -284,6 +303,10 @@ def one_size(
         time.sleep(KEEPALIVE_SECONDS * 3)  # the idle period being measured
         open_when_idle = tcp_connections_to(gradesync.pid, port)
         threads_idle = procs.threads(gradesync.pid)
+        rss_when_idle = procs.rss_mb(gradesync.pid)
+        db_files = files_open(gradesync.pid, "gradesync.db") if postgres_url is None else None
+        if malloc_stats:
+            malloc["when_idle"] = malloc_dump(gradesync, malloc_file)
         if trace_memory:
             traces["after_sending"] = trace_dump(gradesync, trace_file)
         checks = {
@@ -311,6 +334,9 @@ def one_size(
             "rss_idle_mb": round(rss_idle, 1),
             "rss_before_mb": round(rss_before, 1),
             "rss_after_mb": round(rss_after, 1),
+            "rss_after_idle_mb": round(rss_when_idle, 1),
+            # SQLite: the connections open once idle, each with its own page cache
+            "sqlite_connections_idle": db_files,
             "peak_rss_mb": round(peak, 1),
             # before sending / most while sending / right after / after the idle period
             "threads": [threads_before, threads_most, threads_after, threads_idle],
@@ -319,6 +345,7 @@ def one_size(
             "connections_idle": open_when_idle,
             "cpu_pressure": under_load,
             **({"tracemalloc": traces} if traces else {}),
+            **({"malloc": malloc} if malloc else {}),
             "checks": checks,
             "ok": all(checks.values()),
         }
@@ -328,6 +355,23 @@ def one_size(
             gradesync.stop()
         sandbox.stop()
         db.dispose()
+
+
+def malloc_dump(child: procs.Child, out: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """Where the server's resident memory is, before and after `malloc_trim(0)`
+    (`benchmarks/traced_serve.py`, GRADESYNC_BENCH_MALLOC)."""
+    from benchmarks.traced_serve import MALLOC_SIGNAL
+
+    out.unlink(missing_ok=True)
+    child.proc.send_signal(MALLOC_SIGNAL)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return json.loads(out.read_text())  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no malloc figures in {out} after {timeout:g} s") from None
+            time.sleep(0.2)  # written by the server's main thread
 
 
 def link_all(db: Database, sandbox_url: str, shape: Shape, port: int) -> dict[str, Any]:
@@ -385,6 +429,7 @@ def run(
     postgres_url: str | None = None,
     learners: int = 2,
     trace_memory: bool = False,
+    malloc_stats: bool = False,
 ) -> dict[str, Any]:
     per_size = []
     for p in counts:
@@ -398,6 +443,7 @@ def run(
                 max(timeout, shape.results / 20),
                 postgres_url,
                 trace_memory=trace_memory,
+                malloc_stats=malloc_stats,
             )
         except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
             # reported as not completed; the larger counts still run
@@ -407,7 +453,8 @@ def run(
         per_size.append(r)
         print(
             f"    P={p:,}: {r['results']:,} results in {r['seconds']} s ({r['rate_per_s']}/s), "
-            f"RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB (peak {r['peak_rss_mb']}), "
+            f"RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB (peak {r['peak_rss_mb']}, "
+            f"idle {r['rss_after_idle_mb']}), "
             f"tokens {r['tokens_issued']}, connections max {r['connections_max_while_sending']}"
             f" / idle {r['connections_idle']}, threads {r['threads']} (ok={r['ok']})",
             flush=True,
