@@ -104,3 +104,29 @@ def test_json_content_makes_no_encoder_per_body(monkeypatch: pytest.MonkeyPatch)
     assert made == []
     with pytest.raises(ValueError):
         json_content({"scoreGiven": math.nan})  # no NaN on the wire
+
+
+def test_a_series_dropped_for_a_destination_counts_again_when_it_sends() -> None:
+    # a destination made between a scrape's read of the destinations and its drop of the
+    # series of those deleted: its series go, and its next results must be counted where a
+    # scrape reads them, not in the child looked up before
+    name, ids = "gradesync_results_delivered_total", {"tenant": "t-drop", "destination": "d-drop"}
+    meter = metrics.PrometheusMeter()
+    meter.result_delivered("t-drop", "d-drop", 0.1)
+    metrics.count_outbound("t-drop", "d-drop", 200)
+    known = {
+        (labels[0], labels[1])
+        for metric in (
+            metrics.RESULTS_DELIVERED,
+            metrics.DELIVERY_LATENCY,
+            metrics.OUTBOUND_REQUESTS,
+        )
+        for labels in metric._metrics
+    } - {("t-drop", "d-drop")}
+    assert metrics.forget_destinations(known) >= 3
+    assert _value(name, **ids) == 0.0
+    meter.result_delivered("t-drop", "d-drop", 0.1)
+    metrics.count_outbound("t-drop", "d-drop", 200)
+    assert _value(name, **ids) == 1.0
+    assert _value("gradesync_delivery_latency_seconds_count", **ids) == 1.0
+    assert _value("gradesync_outbound_requests_total", **ids, status="200") == 1.0

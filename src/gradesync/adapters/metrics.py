@@ -92,6 +92,11 @@ class _Children:
             child = self._made[values] = self._metric.labels(*values)
         return child
 
+    def forget(self) -> None:
+        """Look every child up again: one removed from its metric (`forget_destinations`)
+        would go on counting where no scrape reads it."""
+        self._made.clear()
+
 
 RESULTS_DELIVERED = _counter(
     "gradesync_results_delivered",
@@ -175,6 +180,9 @@ def forget_destinations(known: set[tuple[str, str]]) -> int:
         for labelvalues in gone:
             metric.remove(*labelvalues)
         dropped += len(gone)
+    if dropped:
+        for children in (_DELIVERED, _LATENCY, _OUTBOUND):
+            children.forget()
     return dropped
 
 
