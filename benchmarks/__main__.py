@@ -4,6 +4,7 @@
     python -m benchmarks --quick              # the CI smoke (seconds)
     python -m benchmarks --only latency,throughput --db sqlite
     python -m benchmarks --out benchmarks/results/latest.json --profile
+    python -m benchmarks --only throughput,baseline --db sqlite --sandbox-cap 64
 
 Scenarios: latency, throughput, baseline, faults, resync, ingest, remaster, platforms.
 """
@@ -45,6 +46,37 @@ def base_faults(sizes: Sizes) -> dict[str, Any]:
     cap wait their turn, as behind a real LMS's connection limit)."""
     group = {"latency_ms": sizes.latency_ms, "max_concurrency": sizes.cap, "over_capacity": "queue"}
     return {"scores": group, "lineitems": dict(group)}
+
+
+# the most a platform's `concurrency` may be (the API's bound): gradesync must be able to
+# use the whole cap, as every hand-written client does
+MAX_CAP = 256
+
+
+def sandbox_sizes(
+    parser: argparse.ArgumentParser, sizes: Sizes, latency_ms: int | None, cap: int | None
+) -> Sizes:
+    """`sizes` with the sandbox's latency and cap from the command line, checked."""
+    if latency_ms is not None:
+        if latency_ms < 1:
+            parser.error("--sandbox-latency-ms: a whole number of milliseconds, at least 1")
+        sizes = replace(sizes, latency_ms=latency_ms)
+    if cap is not None:
+        if not 1 <= cap <= MAX_CAP:
+            parser.error(f"--sandbox-cap: a whole number from 1 to {MAX_CAP}")
+        sizes = replace(sizes, cap=cap)
+    return sizes
+
+
+def sandbox_settings(sizes: Sizes) -> dict[str, Any]:
+    """The destination as configured, and what it can take at most (cap / latency)."""
+    from benchmarks.scenarios import throughput
+
+    return {
+        "latency_ms": sizes.latency_ms,
+        "cap": sizes.cap,
+        "capacity_per_s": round(throughput.capacity(sizes), 1),
+    }
 
 
 def guarded(name: str, fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
@@ -316,6 +348,20 @@ def main(argv: list[str] | None = None) -> int:
         help="remaster: override SQLite's page cache per connection (diagnostic)",
     )
     parser.add_argument(
+        "--sandbox-latency-ms",
+        type=int,
+        help="the sandbox's wait per score and line item request, in ms (default full 50, "
+        "quick 20); the scenarios sharing one sandbox (latency, throughput, baseline, faults) "
+        "all see it",
+    )
+    parser.add_argument(
+        "--sandbox-cap",
+        type=int,
+        help="score and line item requests the sandbox serves at once (default full 16, quick "
+        "8): gradesync's destination concurrency and the hand-written clients' threads or "
+        f"coroutines are the same N; 1 to {MAX_CAP}",
+    )
+    parser.add_argument(
         "--lat-rate",
         type=float,
         help="latency: attempts posted per second (default full 100, quick 40)",
@@ -350,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.lat_rate <= 0:
             parser.error("--lat-rate: a positive number of attempts per second")
         sizes = replace(sizes, lat_rate=args.lat_rate)
+    sizes = sandbox_sizes(parser, sizes, args.sandbox_latency_ms, args.sandbox_cap)
     if args.resume and args.remaster_dir is None:
         parser.error("--resume: needs --remaster-dir (where the finished sizes are)")
     DIAG.update(
@@ -366,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine.describe(),
         "sizes": sizes.__dict__,
+        "sandbox": sandbox_settings(sizes),
         "scenarios": sorted(only),
     }
     profiling = Profiling(args.out.parent / "profiles", args.profile) if args.profile else None

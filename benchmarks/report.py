@@ -153,6 +153,15 @@ def _pct(v: Any) -> str:
 
 def table(results: dict[str, Any]) -> str:
     rows: list[tuple[str, str]] = []
+    sb = results.get("sandbox")
+    if sb:  # the destination every client sends to, and what it can take at most
+        rows.append(
+            (
+                "sandbox: latency per request, cap, capacity",
+                f"{_fmt(sb['latency_ms'])} ms, {sb['cap']} at once, {_fmt(sb['capacity_per_s'])}"
+                " results/s",
+            )
+        )
     for db in ("sqlite", "postgres"):
         r = results.get(db)
         if not isinstance(r, dict):

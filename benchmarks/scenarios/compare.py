@@ -54,7 +54,21 @@ def _rate_and_cpu(client: str, run: dict[str, Any]) -> tuple[float | None, float
     return run.get("steady_rate_per_s"), run.get("client_cpu_s_per_1000")
 
 
+def applied(world: World) -> dict[str, Any]:
+    """The cap and latency as the sandbox and gradesync hold them (read back, not assumed):
+    the score requests' latency and cap in the sandbox, the destination's concurrency in
+    gradesync."""
+    spec = world.admin.call("GET", "/faults")["faults"]["scores"]["spec"]
+    platform = world.ok("GET", f"/platforms/{world.destination_id}")
+    return {
+        "sandbox_latency_ms": spec.get("latency_ms"),
+        "sandbox_cap": spec.get("max_concurrency"),
+        "gradesync_concurrency": platform.get("concurrency"),
+    }
+
+
 def run(world: World, sizes: Sizes, *, with_baselines: bool) -> dict[str, Any]:
+    settings = applied(world)
     runs: dict[str, list[dict[str, Any]]] = {GRADESYNC: []}
     clients: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
         (GRADESYNC, lambda r: throughput.run(world, sizes, prefix=f"tp{r}")),
@@ -93,7 +107,8 @@ def run(world: World, sizes: Sizes, *, with_baselines: bool) -> dict[str, Any]:
                 flush=True,
             )
             runs.setdefault(name, []).append(out)
-    return summarise(runs, throughput.capacity(sizes), note)
+    out = summarise(runs, throughput.capacity(sizes), note)
+    return {"settings": {**settings, "clients_concurrency": sizes.cap}, **out}
 
 
 def summarise(
