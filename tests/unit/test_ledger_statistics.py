@@ -3,7 +3,12 @@ rows, then each time the rows written double."""
 
 from __future__ import annotations
 
-from gradesync.services.ledger_statistics import LedgerStatistics
+import threading
+
+import pytest
+
+from gradesync.services.ledger_statistics import AttemptStatistics, LedgerStatistics
+from gradesync.testing import wait_for
 
 
 class _Ledger:
@@ -37,3 +42,29 @@ def test_refreshes_come_as_the_rows_written_double() -> None:
     assert not stats.catch_up()
     stats.refresh()
     assert ledger.refreshed == 1
+
+
+class _Ended(BaseException):
+    """Ends a thread past the refresh's `except Exception` (as a greenlet's exit would)."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_refresh_thread_ended_early_is_not_taken_for_one_running() -> None:
+    """Left set, the ended thread would hold back every later refresh, and closing would
+    spin joining it for the whole bound."""
+    stats = AttemptStatistics(lambda: _Uow(_Ledger()))  # type: ignore[arg-type,return-value]
+    refreshes: list[threading.Thread] = []
+
+    def refresh() -> None:
+        refreshes.append(threading.current_thread())
+        if len(refreshes) == 1:
+            raise _Ended
+
+    stats.refresh = refresh  # type: ignore[method-assign]
+    stats.refresh_soon()
+    wait_for(lambda: refreshes, "the first refresh started")
+    refreshes[0].join(5.0)
+    assert stats.wait(1.0), "no refresh runs: the thread ended"
+    stats.refresh_soon()
+    wait_for(lambda: len(refreshes) == 2, "the next refresh due started")
+    assert stats.wait(5.0)

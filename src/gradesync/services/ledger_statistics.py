@@ -86,21 +86,26 @@ class AttemptStatistics(LedgerStatistics):
             if self._thread is not None:
                 self._again = True
                 return
-            self._thread = threading.Thread(
+            thread = threading.Thread(
                 target=self._run, name="gradesync-attempt-statistics", daemon=True
             )
-            self._thread.start()
+            thread.start()  # before it is seen: `wait` takes a thread not alive as ended
+            self._thread = thread
 
     def _run(self) -> None:
-        while True:
-            try:
-                self.refresh()
-            except Exception:  # the batches are committed and answered; autovacuum comes later
-                log.exception("refreshing the planner's statistics after an ingest failed")
+        try:
+            while True:
+                try:
+                    self.refresh()
+                except Exception:  # the batches are committed and answered; autovacuum later
+                    log.exception("refreshing the planner's statistics after an ingest failed")
+                with self._lock:
+                    if not self._again:
+                        return
+                    self._again = False
+        finally:  # however it ended, so that the next one due starts again
             with self._lock:
-                if not self._again:
-                    self._thread = None
-                    return
+                self._thread = None
                 self._again = False
 
     def wait(self, timeout: float) -> bool:
@@ -108,7 +113,7 @@ class AttemptStatistics(LedgerStatistics):
         cut off would be lost, but one stuck on a lost database must not hold the exit).
         True when none runs."""
         end = time.monotonic() + timeout
-        while (thread := self._thread) is not None:
+        while (thread := self._thread) is not None and thread.is_alive():
             left = end - time.monotonic()
             if left <= 0:
                 return False
