@@ -131,8 +131,9 @@ class Runtime:
     def close(self) -> None:
         if self.waker is not None and hasattr(self.waker, "close"):
             self.waker.close()
-        # a statistics refresh still running ends first (bounded: its database may be gone)
-        if not self._attempt_statistics.wait(STATISTICS_WAIT_S):
+        # a statistics refresh still running ends first (bounded: its database may be gone),
+        # and none starts after: it would connect again through the disposed engine
+        if not self._attempt_statistics.close(STATISTICS_WAIT_S):
             log.warning("closing while the planner's statistics are still being refreshed")
         self.db.dispose()
         if self._server_lock is not None:  # claimed, and no worker started to release it

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
@@ -177,3 +177,19 @@ def test_closing_does_not_wait_for_a_stuck_refresh(
         release.set()
     assert "still being refreshed" in caplog.text
     assert stats.wait(30.0)
+
+
+def test_no_refresh_starts_once_closed(postgres_db: Database) -> None:
+    """An ingest finishing while the process closes (a batch still committing when serve's
+    shutdown runs) would start its refresh on the disposed engine: a connection opened
+    after closing and never closed."""
+    db = postgres_db
+    rt = Runtime(settings=Settings(database_url=db.url, secret_key=TEST_SECRET), db=db)
+    stats = rt._attempt_statistics
+    connected: list[object] = []
+    event.listen(db.engine, "connect", lambda conn, _record: connected.append(conn))
+    rt.close()
+    stats.refresh_soon()  # the batch returns after the close
+    assert stats._thread is None, "no refresh started"
+    assert stats.wait(30.0)
+    assert connected == [], "nothing connected after closing"

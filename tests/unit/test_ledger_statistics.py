@@ -68,3 +68,29 @@ def test_a_refresh_thread_ended_early_is_not_taken_for_one_running() -> None:
     stats.refresh_soon()
     wait_for(lambda: len(refreshes) == 2, "the next refresh due started")
     assert stats.wait(5.0)
+
+
+def test_closing_drops_the_refresh_queued_behind_the_running_one() -> None:
+    """The one running ends (bounded by the wait); the one due behind it would start a new
+    transaction while the engine is being disposed."""
+    stats = AttemptStatistics(lambda: _Uow(_Ledger()))  # type: ignore[arg-type,return-value]
+    running, release = threading.Event(), threading.Event()
+    refreshes: list[int] = []
+
+    def refresh() -> None:
+        refreshes.append(1)
+        running.set()
+        release.wait()
+
+    stats.refresh = refresh  # type: ignore[method-assign]
+    stats.refresh_soon()
+    wait_for(running.is_set, "the refresh started")
+    stats.refresh_soon()  # due while it runs: queued behind it
+    closed: list[bool] = []
+    closer = threading.Thread(target=lambda: closed.append(stats.close(5.0)), daemon=True)
+    closer.start()
+    wait_for(lambda: stats._closed, "closing")
+    release.set()
+    closer.join(5.0)
+    assert closed == [True]
+    assert refreshes == [1]

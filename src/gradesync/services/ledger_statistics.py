@@ -73,6 +73,7 @@ class AttemptStatistics(LedgerStatistics):
         super().__init__(uow_factory, first)
         self._thread: threading.Thread | None = None  # the refresh running, if any
         self._again = False  # another came due while it ran
+        self._closed = False  # the process is closing: its engine is about to be disposed
 
     def refresh(self) -> None:
         with self._uow_factory() as uow:
@@ -81,8 +82,11 @@ class AttemptStatistics(LedgerStatistics):
 
     def refresh_soon(self) -> None:
         """Refresh in a thread of its own and return at once. One at a time: a refresh due
-        while one runs follows it (the tables grew meanwhile)."""
+        while one runs follows it (the tables grew meanwhile). Nothing once closed: an
+        ingest finishing during shutdown would connect again through a disposed engine."""
         with self._lock:
+            if self._closed:
+                return
             if self._thread is not None:
                 self._again = True
                 return
@@ -100,7 +104,7 @@ class AttemptStatistics(LedgerStatistics):
                 except Exception:  # the batches are committed and answered; autovacuum later
                     log.exception("refreshing the planner's statistics after an ingest failed")
                 with self._lock:
-                    if not self._again:
+                    if not self._again or self._closed:
                         return
                     self._again = False
         finally:  # however it ended, so that the next one due starts again
@@ -119,3 +123,9 @@ class AttemptStatistics(LedgerStatistics):
                 return False
             thread.join(left)
         return True
+
+    def close(self, timeout: float) -> bool:
+        """Start no refresh from now on, and wait for the one running as `wait` does."""
+        with self._lock:
+            self._closed = True
+        return self.wait(timeout)
