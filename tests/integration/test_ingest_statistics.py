@@ -22,8 +22,6 @@ from gradesync.services.ingest import IngestBatch
 from gradesync.services.ledger_statistics import FIRST_REFRESH
 from gradesync.testing import TEST_SECRET, wait_for
 
-pytestmark = pytest.mark.postgres  # SQLite needs no statistics: see SqlRepo._analyze
-
 NOW = datetime(2026, 12, 4, tzinfo=UTC)
 TABLES = ("attempts", "people")
 
@@ -58,6 +56,7 @@ def _attempts(first: int, n: int) -> IngestBatch:
     )
 
 
+@pytest.mark.postgres
 def test_a_bulk_ingest_renews_the_planners_statistics(no_autovacuum: Database) -> None:
     db = no_autovacuum
     rt = Runtime(settings=Settings(database_url=db.url, secret_key=TEST_SECRET), db=db)
@@ -83,6 +82,7 @@ def test_a_bulk_ingest_renews_the_planners_statistics(no_autovacuum: Database) -
     rt.close()
 
 
+@pytest.mark.postgres
 def test_the_batch_is_answered_before_the_refresh_ends(
     postgres_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,6 +123,7 @@ def test_the_batch_is_answered_before_the_refresh_ends(
     rt.close()
 
 
+@pytest.mark.postgres
 def test_a_refresh_that_fails_leaves_the_committed_ingest_answered(
     postgres_db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,6 +149,7 @@ def test_a_refresh_that_fails_leaves_the_committed_ingest_answered(
         assert uow.people.get("t", "p0") is not None
 
 
+@pytest.mark.postgres
 def test_closing_does_not_wait_for_a_stuck_refresh(
     postgres_db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -179,6 +181,7 @@ def test_closing_does_not_wait_for_a_stuck_refresh(
     assert stats.wait(30.0)
 
 
+@pytest.mark.postgres
 def test_no_refresh_starts_once_closed(postgres_db: Database) -> None:
     """An ingest finishing while the process closes (a batch still committing when serve's
     shutdown runs) would start its refresh on the disposed engine: a connection opened
@@ -193,3 +196,23 @@ def test_no_refresh_starts_once_closed(postgres_db: Database) -> None:
     assert stats._thread is None, "no refresh started"
     assert stats.wait(30.0)
     assert connected == [], "nothing connected after closing"
+
+
+def test_sqlite_ingest_starts_no_refresh(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's planner needs no statistics (SqlRepo._analyze does nothing there), and its
+    ingests go through the group commit: however many rows, no refresh thread starts."""
+    db = sqlite_db
+    rt = Runtime(settings=Settings(database_url=db.url, secret_key=TEST_SECRET), db=db)
+    with db.uow() as uow:
+        uow.tenants.upsert(Tenant("t", "School"), NOW)
+        uow.commit()
+    stats = rt._attempt_statistics
+    started = threading.Event()
+    monkeypatch.setattr(stats, "due_after", lambda _rows: True)
+    monkeypatch.setattr(stats, "refresh_soon", started.set)
+    got = rt.ingest("t", IngestBatch(people=[Person("t", "p0", "P 0")]))
+    assert got.changed.get("people") == 1
+    assert not started.is_set()
+    rt.close()
