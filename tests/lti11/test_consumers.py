@@ -5,9 +5,17 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from gradesync.adapters.db.database import Database
+from gradesync.domain.errors import Conflict
+from gradesync.services.lti.errors import Lti11Refused
+from gradesync.services.lti.lti11 import find_consumer
 from gradesync.services.lti11_consumers import ConsumerSpec, add_consumer
 from gradesync.testing import add_tenant
+from tests.support.races import start_second
+
+SECRET = "a-secret-of-24-characters"
 
 
 def test_an_update_keeps_what_it_is_not_given(db: Database) -> None:
@@ -30,3 +38,54 @@ def test_an_update_keeps_what_it_is_not_given(db: Database) -> None:
         # what is given wins, a False too
         off = add_consumer(uow, replace(bare, comments=False), now)
         assert (off.name, off.profile, off.config["comments"]) == ("Moodle", "moodle", False)
+
+
+def test_two_registrations_of_one_key_at_once_one_is_a_conflict(postgres_db: Database) -> None:
+    """Both checked the key before either wrote it (PostgreSQL reads only what committed), so
+    both were stored and every launch with the key was then refused as ambiguous. The key is
+    held from the check to the commit: the second reads the first's consumer and is refused."""
+    db = postgres_db
+    add_tenant(db.uow, "t1")
+    add_tenant(db.uow, "t2")
+    now = datetime.now(UTC)
+    first = ConsumerSpec("t1", "lms-a", None, "k-race", "first-secret-0123456789", ("a.edu",))
+    second = ConsumerSpec("t2", "lms-b", None, "k-race", "other-secret-0123456789", ("b.edu",))
+
+    def register_second() -> None:
+        with db.uow() as uow:
+            add_consumer(uow, second, now)
+            uow.commit()
+
+    with db.uow() as uow:
+        add_consumer(uow, first, now)
+        racing = start_second(db, register_second)
+        uow.commit()
+    with pytest.raises(Conflict) as refused:
+        racing.finish()
+    assert (refused.value.field, refused.value.rule) == ("consumer_key", "taken")
+    assert racing.blocked
+    with db.uow() as uow:
+        assert uow.lti_links.consumers_with_key("k-race") == [("t1", "lms-a")]
+
+
+def test_an_ambiguous_key_is_refused_naming_no_tenant(
+    sqlite_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key stored twice (written before registrations were serialised) refuses the launch;
+    the LMS user was told both consumers' tenant and id. Only the operator's log names them."""
+    db = sqlite_db
+    now = datetime.now(UTC)
+    for tenant, dest_id in (("t1", "lms-a"), ("t2", "lms-b")):
+        add_tenant(db.uow, tenant)
+        spec = ConsumerSpec(tenant, dest_id, None, f"k-{tenant}", SECRET, ("a.edu",))
+        with db.uow() as uow:
+            made = add_consumer(uow, spec, now)
+            uow.destinations.upsert(replace(made, config={**made.config, "consumer_key": "k"}), now)
+            uow.commit()
+    with db.uow() as uow, pytest.raises(Lti11Refused) as refused:
+        find_consumer(uow, "k")
+    assert (refused.value.status, refused.value.rule) == (409, "ambiguous")
+    told = str(refused.value)
+    assert "'k' is registered more than once" in told
+    assert not any(word in told for word in ("t1", "t2", "lms-a", "lms-b")), told
+    assert "t1/lms-a, t2/lms-b" in caplog.text

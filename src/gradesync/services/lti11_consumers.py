@@ -198,16 +198,14 @@ def add_consumer(
         raise InvalidInput(problems)
     if uow.tenants.get(spec.tenant_id) is None:
         raise NotFound("tenant", spec.tenant_id)
-    for other in uow.destinations.all():
-        if (
-            other.kind is DestinationKind.LTI11_OUTCOMES
-            and other.config.get("consumer_key") == spec.consumer_key
-            and (other.tenant_id, other.id) != (spec.tenant_id, spec.destination_id)
-        ):
+    # held to the commit: a registration racing this one reads the key after this one's write
+    uow.lti_links.lock_consumer_key(spec.consumer_key)
+    for other_tenant, other_id in sorted(uow.lti_links.consumers_with_key(spec.consumer_key)):
+        if (other_tenant, other_id) != (spec.tenant_id, spec.destination_id):
             # a conflict with what is stored (exit 4, HTTP 409), not a malformed key; another
             # tenant's consumer is not named: a caller learns nothing of it
-            if other.tenant_id == spec.tenant_id:
-                taken = f"is already the key of consumer {other.id!r} of this tenant"
+            if other_tenant == spec.tenant_id:
+                taken = f"is already the key of consumer {other_id!r} of this tenant"
             else:
                 taken = "is already taken by another registration"
             raise Conflict(

@@ -14,6 +14,7 @@ signed form is `gradesync.lti.lti11_launch`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from gradesync.services.ports.lti import LaunchRecord
 from gradesync.services.wakeup import Waker
 
 NONCE_PURPOSE = "lti11_nonce"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +60,15 @@ def find_consumer(uow: UnitOfWork, consumer_key: str) -> Consumer | None:
     if not matches:
         return None
     if len(matches) > 1:
-        where = ", ".join(f"{tenant}/{dest}" for tenant, dest in matches)
+        # the launching user is told no tenant's or consumer's ids; the operator's log is
+        where = ", ".join(f"{tenant}/{dest}" for tenant, dest in sorted(matches))
+        log.warning("LTI 1.1 consumer key %r is registered more than once: %s", consumer_key, where)
         raise Lti11Refused(
             409,
             "oauth_consumer_key",
             "ambiguous",
-            f"{consumer_key!r} is registered more than once ({where}); an admin must remove "
-            "all but one",
+            f"{consumer_key!r} is registered more than once; an admin must give each consumer "
+            "its own key (`gradesync lti11 list` shows a tenant's consumers)",
         )
     dest = uow.destinations.get(*matches[0])
     if dest is None:

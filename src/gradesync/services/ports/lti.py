@@ -177,6 +177,12 @@ class LtiLinkRepo(Protocol):
         """(tenant id, destination id) of every LTI 1.1 consumer registered with this key."""
         ...
 
+    def lock_consumer_key(self, consumer_key: str) -> None:
+        """Hold this consumer key until the transaction ends, so that two registrations of
+        one key check and write one after the other (the key has no unique index: it lives
+        in the destination's config)."""
+        ...
+
     def hold_course(self, tenant_id: str, destination_id: str, course_id: str) -> None:
         """Make sure the course link row exists and hold it until the transaction ends, so
         two launches updating one link's data do not lose each other's entries."""

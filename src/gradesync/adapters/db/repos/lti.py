@@ -199,6 +199,12 @@ class LtiLinkRepo(SqlRepo, ports.LtiLinkRepo):
             if (r.config or {}).get("consumer_key") == consumer_key
         ]
 
+    def lock_consumer_key(self, consumer_key: str) -> None:
+        # SQLite's write transaction (BEGIN IMMEDIATE) already serialises registrations
+        if self.postgres:
+            key = "gradesync-lti11-consumer-key:" + consumer_key
+            self.conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
     def _hold(self, table: Table, key: dict[str, Any], defaults: dict[str, Any]) -> None:
         self.conn.execute(
             _insert(self.conn, table).values({**key, **defaults}).on_conflict_do_nothing()
