@@ -4,6 +4,7 @@ activities whose effective policy changed; course and activity overrides still w
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -15,13 +16,14 @@ from gradesync.adapters.db.database import Database
 from gradesync.adapters.queue.inprocess import InProcessWaker
 from gradesync.adapters.queue.procrastinate_app import conninfo
 from gradesync.domain.errors import InvalidInput
-from gradesync.domain.model import AttemptSelection, DeliveryState
+from gradesync.domain.model import AttemptSelection, DeliveryState, RosterMatch
 from gradesync.domain.overrides import OVERRIDDEN
-from gradesync.services import policies
+from gradesync.services import policies, tenants
 from gradesync.services.clock import SystemClock
 from gradesync.services.ports import UnitOfWork
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory
+from tests.support.races import start_second
 
 from .conftest import FAST, T, ledger, post, seed
 
@@ -203,3 +205,97 @@ def test_a_course_or_activity_policy_is_changed_in_one_transaction_holding_its_r
     settings = view.effective if layer == "course" else view.activities[0].settings
     own = {s.name: s.value for s in settings if s.source.value == layer}
     assert own == {"attempt_selection": AttemptSelection.LATEST, "minimum_points": 1}
+
+
+@pytest.mark.parametrize("first", ["grade default", "roster matching"])
+def test_a_grade_default_and_roster_matching_changed_at_once_both_stay(
+    postgres_db: Database, first: str
+) -> None:
+    """Each writer read the tenant's policy and wrote it back whole, unlocked: on PostgreSQL the
+    one committing last wrote the other's change back to its old value (after telling its
+    admin "Saved"). The row is now held from the read to the commit: the second reads the
+    first's change and keeps it."""
+    db = postgres_db
+    seed(db, learners=1, activities=("a1",))
+    clock = SystemClock()
+
+    def grade(factory: Any) -> None:
+        policies.set_tenant_policy(factory, clock, None, T, {"grace_period_minutes": 10})
+
+    def roster(factory: Any) -> None:
+        tenants.set_roster_match(factory, clock, T, "email")
+
+    one, other = (grade, roster) if first == "grade default" else (roster, grade)
+    read, go = threading.Event(), threading.Event()
+
+    @contextmanager
+    def held_open() -> Iterator[UnitOfWork]:
+        # the first writer's transaction stays open, its reads done, until the second has run
+        # (or waits for it)
+        with db.uow() as uow:
+            commit = uow.commit
+
+            def later() -> None:
+                read.set()
+                assert go.wait(30)
+                commit()
+
+            uow.commit = later  # type: ignore[method-assign]
+            yield uow
+
+    failed: list[BaseException] = []
+
+    def write_first() -> None:
+        try:
+            one(held_open)
+        except BaseException as exc:  # told below, in the test's thread
+            failed.append(exc)
+            read.set()
+
+    writer = threading.Thread(target=write_first, daemon=True)
+    writer.start()
+    assert read.wait(30)
+    racing = start_second(db, lambda: other(db.uow))
+    go.set()
+    writer.join(30)
+    assert not writer.is_alive() and not failed, failed
+    racing.finish()
+    assert racing.blocked
+    view = policies.policy_view(db.uow, T)
+    assert view.tenant.policy.grace_period_minutes == 10
+    assert view.tenant.policy.roster_match is RosterMatch.EMAIL
+
+
+def test_grade_defaults_and_roster_matching_are_changed_in_one_transaction(db: Database) -> None:
+    """`PATCH /tenant/policy` saved its grade settings, then roster matching, in two
+    transactions (a writer between them could be lost). One call now changes both at once."""
+    seed(db, learners=1, activities=("a1",))
+    opened: list[UnitOfWork] = []
+
+    @contextmanager
+    def counted() -> Iterator[UnitOfWork]:
+        with db.uow() as uow:
+            opened.append(uow)
+            yield uow
+
+    change = policies.set_tenant_policy(
+        counted,
+        SystemClock(),
+        None,
+        T,
+        {"attempt_selection": "latest"},
+        roster_match=RosterMatch.EMAIL,
+    )
+    assert len(opened) == 1
+    assert sorted(change.changed) == ["attempt_selection", "roster_match"]
+    stored = policies.policy_view(db.uow, T).tenant.policy
+    assert (stored.attempt_selection, stored.roster_match) == (
+        AttemptSelection.LATEST,
+        RosterMatch.EMAIL,
+    )
+    # a refused grade setting leaves roster matching as it was
+    with pytest.raises(InvalidInput):
+        policies.set_tenant_policy(
+            counted, SystemClock(), None, T, {"grace_period_minutes": -1}, roster_match=None
+        )
+    assert policies.policy_view(db.uow, T).tenant.policy.roster_match is RosterMatch.EMAIL

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import TypeVar
 
 from gradesync.domain.errors import InvalidInput, NotFound
@@ -20,6 +21,7 @@ from gradesync.domain.model import (
     Activity,
     Course,
     PolicySettings,
+    RosterMatch,
     Tenant,
 )
 from gradesync.domain.policy import ResolvedPolicy, resolve_settings, settings_problems
@@ -106,16 +108,22 @@ class PolicyView:
     activity: Activity | None = None  # when the view is of one activity (its only one)
 
 
+class Keep(Enum):
+    """A tenant setting a change leaves as stored (None would clear it)."""
+
+    KEEP = "keep"
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyChange:
     layer: PolicySettings  # the layer as saved
-    changed: list[str]  # grade settings whose stored value changed at this layer
+    changed: list[str]  # settings whose stored value changed at this layer
     recomputed: int  # keys marked for recompute
     resent: int  # grades typed into the LMS that gradesync now sends again
 
 
-def _tenant(uow: UnitOfWork, tenant_id: str) -> Tenant:
-    tenant = uow.tenants.get(tenant_id)
+def _tenant(uow: UnitOfWork, tenant_id: str, *, for_update: bool = False) -> Tenant:
+    tenant = uow.tenants.get(tenant_id, for_update=for_update)
     if tenant is None:
         raise NotFound("tenant", tenant_id)
     return tenant
@@ -196,14 +204,20 @@ def set_tenant_policy(
     waker: Waker | None,
     tenant_id: str,
     changes: Mapping[str, object],
+    *,
+    roster_match: RosterMatch | Keep | None = Keep.KEEP,
 ) -> PolicyChange:
     """Change the tenant-wide defaults: a value sets a setting, None or "inherit" clears it
     (back to the built-in default); settings not named keep their value. Marks for recompute
     the keys of every activity whose effective settings changed (an activity or course that
-    sets the value itself is not affected). Invalid values change nothing."""
+    sets the value itself is not affected). Invalid values change nothing. `roster_match`
+    (no grade setting, the tenant's alone) is changed in the same transaction when given.
+
+    The tenant's row is held from its read to the commit: its policy is written whole, so a
+    change made meanwhile (roster matching on the console) is read first, not lost."""
     now = clock.now()
     with uow_factory() as uow:
-        tenant = _tenant(uow, tenant_id)
+        tenant = _tenant(uow, tenant_id, for_update=True)
         new_layer = with_changes(tenant.policy, changes)
         problems = settings_problems(new_layer)
         if problems:
@@ -211,6 +225,10 @@ def set_tenant_policy(
         # what this layer stores, as for a course or an activity: a value set to the one it
         # inherited is a change here (the source changes), though no grade does
         changed = [n for n in changes if getattr(tenant.policy, n) != getattr(new_layer, n)]
+        if not isinstance(roster_match, Keep):
+            new_layer = replace(new_layer, roster_match=roster_match)
+            if roster_match != tenant.policy.roster_match:
+                changed.append("roster_match")
         if new_layer == tenant.policy:
             return PolicyChange(new_layer, [], 0, 0)
         affected: list[Activity] = []

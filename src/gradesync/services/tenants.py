@@ -63,7 +63,9 @@ def set_roster_match(
             f"roster_match must be one of {', '.join(m.value for m in RosterMatch)}.",
         ) from None
     with uow_factory() as uow:
-        tenant = uow.tenants.get(tenant_id)
+        # held to the commit: the policy is written whole, so a grade default changed
+        # meanwhile is read first, not lost
+        tenant = uow.tenants.get(tenant_id, for_update=True)
         if tenant is None:
             raise NotFound("tenant", tenant_id)
         tenant = replace(tenant, policy=replace(tenant.policy, roster_match=match))

@@ -19,7 +19,9 @@ from gradesync.domain.model import (
 
 
 class TenantRepo(Protocol):
-    def get(self, tenant_id: str) -> Tenant | None: ...
+    def get(self, tenant_id: str, *, for_update: bool = False) -> Tenant | None:
+        """for_update: the row stays locked until the transaction ends (its policy is
+        rewritten whole: a change written meanwhile must not be lost)."""
 
     def upsert(self, tenant: Tenant, now: datetime) -> None:
         """Create or rename a tenant, or change its policy; `now` stamps a new one."""

@@ -8,7 +8,6 @@ sends those that differ, without a run.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from enum import Enum
 from typing import Annotated, Any
 
@@ -25,7 +24,6 @@ from gradesync.domain.model import (
 from gradesync.domain.policy_layers import SettingSource, settings_as_json
 from gradesync.runtime import Runtime
 from gradesync.services import policies as svc
-from gradesync.services import tenants
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import UrlIdsRoute
@@ -67,8 +65,8 @@ class PolicyPatch(_PolicyKeys):
     )
 
     def changes(self) -> dict[str, object]:
-        # a `roster_match` that gets here is `null` (the subclasses refuse any other value):
-        # no grade policy holds it, so there is nothing to clear
+        # `roster_match` is no grade setting: the tenant's handler passes it apart; a course's
+        # or activity's gets here only as `null` (any other value is refused), nothing to clear
         return {n: getattr(self, n) for n in self.model_fields_set if n != "roster_match"}
 
 
@@ -190,20 +188,12 @@ def patch_tenant_policy(
     """Change the tenant-wide defaults (admin keys). Courses and activities that set a value
     themselves keep it; the grades of the others are recomputed and sent. `roster_match` is
     set as `gradesync tenants roster-match` sets it (the next roster read uses it)."""
-    change = svc.set_tenant_policy(rt.uow, rt.clock, rt.waker, p.tenant_id, body.changes())
-    if "roster_match" not in body.model_fields_set:
-        return policy_change_out(change)
-    # after the grade settings, which may still be refused: a refused body changes nothing
-    before = change.layer.roster_match
-    tenant = tenants.set_roster_match(rt.uow, rt.clock, p.tenant_id, body.roster_match)
-    after = tenant.policy.roster_match
-    return policy_change_out(
-        replace(
-            change,
-            layer=replace(change.layer, roster_match=after),
-            changed=[*change.changed, *(["roster_match"] if after != before else [])],
-        )
+    roster = body.roster_match if "roster_match" in body.model_fields_set else svc.Keep.KEEP
+    # one transaction: a refused grade setting leaves roster_match unchanged too
+    change = svc.set_tenant_policy(
+        rt.uow, rt.clock, rt.waker, p.tenant_id, body.changes(), roster_match=roster
     )
+    return policy_change_out(change)
 
 
 @router.get("/courses/{course_id}/policy", response_model=PolicyOut)

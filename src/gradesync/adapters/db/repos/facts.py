@@ -192,12 +192,10 @@ def _enroll_and_mark() -> Any:
 
 
 class TenantRepo(SqlRepo, ports.TenantRepo):
-    def get(self, tenant_id: str) -> Tenant | None:
-        row = (
-            self.conn.execute(select(t.tenants).where(t.tenants.c.id == tenant_id))
-            .mappings()
-            .first()
-        )
+    def get(self, tenant_id: str, *, for_update: bool = False) -> Tenant | None:
+        q = select(t.tenants).where(t.tenants.c.id == tenant_id)
+        # SQLite has no row locks: its transactions already hold the write lock (BEGIN IMMEDIATE)
+        row = self.conn.execute(q.with_for_update() if for_update else q).mappings().first()
         return from_row(Tenant, row) if row else None
 
     def upsert(self, tenant: Tenant, now: datetime) -> None:
