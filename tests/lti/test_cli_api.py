@@ -106,13 +106,21 @@ def test_cli_rotation_publishes_first_and_now_signs_at_once(cli_env: Database) -
     forced = runner.invoke(app, ["keys", "rotate-tool-key", "--now"])
     assert forced.exit_code == 0, forced.output
     assert "warning: platforms that cached the key set" in forced.output
+    assert f"{first} and any older key revoked" in " ".join(forced.output.split())
     now = ToolKeyStore(cli_env.uow).current().kid
     assert now not in (first, made["kid"]) and now in forced.output
     states = {
-        k["kid"]: k["state"]
+        k["kid"]: (k["state"], k["published"], k["revoked_at"] is not None)
         for k in json.loads(runner.invoke(app, ["keys", "list-tool-keys", "--json"]).output)
     }
-    assert states == {now: "current", made["kid"]: "retiring", first: "retiring"}
+    assert states == {
+        now: ("current", True, False),
+        made["kid"]: ("revoked", False, True),
+        first: ("revoked", False, True),
+    }
+    assert {k["kid"] for k in ToolKeyStore(cli_env.uow).jwks()["keys"]} == {now}
+    text = " ".join(runner.invoke(app, ["keys", "list-tool-keys"]).output.split())
+    assert "revoked" in text and "no, revoked" in text
 
 
 def test_cli_replace_keeps_a_pause_and_the_settings_it_has_no_flags_for(

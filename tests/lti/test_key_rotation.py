@@ -5,16 +5,17 @@ for `KEY_SET_SECONDS`: a key that signed the moment it was made would be refused
 platform holding a copy from before it, for up to 5 minutes. A rotation adds the key to the
 key set at once, every process signs with it only once both caches have been read again, and
 the old key stays published for the overlap after it stops signing. `--now` (a compromised
-key) signs at once. The state lives in the database, so every process agrees on which key
-signs.
+key) signs at once and withdraws the keys it replaces from the key set at once. The state
+lives in the database, so every process agrees on which key signs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import jwt
@@ -24,7 +25,7 @@ from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
 from gradesync.domain.tool_keys import KeyState
 from gradesync.runtime import Runtime
-from gradesync.services.lti.keys import KEY_SET_SECONDS, PUBLISH_LEAD, ToolKeyStore
+from gradesync.services.lti.keys import KEY_SET_SECONDS, PUBLISH_LEAD, ToolKey, ToolKeyStore
 from gradesync.testing import TEST_SECRET, ManualClock
 from gradesync.web.app import create_app
 
@@ -69,6 +70,31 @@ def _kids(response: httpx.Response) -> set[str]:
 def _signs_with(store: ToolKeyStore) -> str:
     """The kid of an assertion this store signs now."""
     return str(jwt.get_unverified_header(store.current().sign({"iss": "gs"}))["kid"])
+
+
+def _published(store: ToolKeyStore) -> set[str]:
+    return {k["kid"] for k in store.jwks()["keys"]}
+
+
+class _Processes(NamedTuple):
+    clock: ManualClock
+    rotating: ToolKeyStore
+    signing: ToolKeyStore  # another process (its own engine), holding `old` in its cache
+    old: ToolKey
+
+
+@contextmanager
+def _two_processes(db: Database, db_url: str) -> Iterator[_Processes]:
+    clock = ManualClock(T0)
+    rotating = ToolKeyStore(db.uow, clock)
+    old = rotating.current()
+    database = Database(db_url, TEST_SECRET)
+    try:
+        signing = ToolKeyStore(database.uow, clock)
+        assert signing.current().kid == old.kid  # cached from here on
+        yield _Processes(clock, rotating, signing, old)
+    finally:
+        database.dispose()
 
 
 async def test_platforms_hold_every_key_gradesync_signs_with_through_a_rotation(
@@ -120,14 +146,7 @@ def test_a_second_process_signs_with_the_old_key_until_the_new_one_is_published_
     db: Database, db_url: str
 ) -> None:
     """On SQLite and PostgreSQL: the time a key starts signing is the database's."""
-    clock = ManualClock(T0)
-    rotating = ToolKeyStore(db.uow, clock)
-    old = rotating.current()
-    database = Database(db_url, TEST_SECRET)
-    try:
-        signing = ToolKeyStore(database.uow, clock)
-        assert signing.current().kid == old.kid  # cached from here on
-
+    with _two_processes(db, db_url) as (clock, rotating, signing, old):
         new = rotating.rotate()
         assert new.signs_from == T0 + PUBLISH_LEAD
         assert rotating.current().kid == old.kid  # the rotating process waits too
@@ -136,34 +155,53 @@ def test_a_second_process_signs_with_the_old_key_until_the_new_one_is_published_
         assert signing.reload().kid == old.kid
         clock.advance(timedelta(seconds=1))
         assert signing.current().kid == new.kid
-        assert {k["kid"] for k in signing.jwks()["keys"]} == {old.kid, new.kid}
+        assert _published(signing) == {old.kid, new.kid}
 
         # the old key stays published for the overlap after it stopped signing
         clock.advance(signing.overlap - timedelta(seconds=1))
-        assert {k["kid"] for k in signing.jwks()["keys"]} == {old.kid, new.kid}
+        assert _published(signing) == {old.kid, new.kid}
         assert signing.prune() == 0
         clock.advance(timedelta(seconds=1))
-        assert {k["kid"] for k in signing.jwks()["keys"]} == {new.kid}
+        assert _published(signing) == {new.kid}
         assert signing.prune() == 1
-    finally:
-        database.dispose()
 
 
-def test_a_forced_rotation_signs_at_once_everywhere(db: Database, db_url: str) -> None:
-    clock = ManualClock(T0)
-    rotating = ToolKeyStore(db.uow, clock)
-    old = rotating.current()
-    database = Database(db_url, TEST_SECRET)
-    try:
-        signing = ToolKeyStore(database.uow, clock)
-        assert signing.current().kid == old.kid
+def test_a_forced_rotation_signs_at_once_everywhere_and_withdraws_the_old_key(
+    db: Database, db_url: str
+) -> None:
+    """`--now` is for a key that leaked: a platform must stop trusting it at once, or whoever
+    holds it signs assertions the platform answers with grade tokens for the overlap."""
+    with _two_processes(db, db_url) as (_, rotating, signing, old):
         new = rotating.rotate(immediately=True)
         assert new.signs_from == T0
         assert rotating.current().kid == new.kid
         assert signing.reload().kid == new.kid  # a refused credential's retry reads it
-        assert {k["kid"] for k in signing.jwks()["keys"]} == {old.kid, new.kid}
-    finally:
-        database.dispose()
+        assert _published(signing) == _published(rotating) == {new.kid}
+        assert {k.kid: (k.state, k.published) for k in signing.list()} == {
+            new.kid: (KeyState.CURRENT, True),
+            old.kid: (KeyState.REVOKED, False),
+        }
+        assert signing.prune() == 1  # nothing to keep it for
+        assert [k.kid for k in signing.list()] == [new.kid]
+
+
+async def test_a_forced_rotation_withdraws_the_old_keys_from_the_served_key_set(
+    runtime: Runtime, other: ToolKeyStore, clock: ManualClock
+) -> None:
+    """The key set `serve` answers over HTTP: at once after a forced rotation in its own
+    process, within its refresh after one in another process."""
+    async with _client(runtime) as client:
+        (old,) = _kids(await client.get(JWKS))
+        waiting = runtime.tool_keys.rotate()  # from the same leaked store: withdrawn too
+        assert _kids(await client.get(JWKS)) == {old, waiting.kid}
+        here = runtime.tool_keys.rotate(immediately=True)
+        assert _kids(await client.get(JWKS)) == {here.kid}
+
+        there = other.rotate(immediately=True)
+        clock.advance(timedelta(seconds=KEY_SET_SECONDS - 0.5))
+        assert _kids(await client.get(JWKS)) == {here.kid}  # serve's copy, read before
+        clock.advance(timedelta(seconds=0.5))
+        assert _kids(await client.get(JWKS)) == {there.kid}
 
 
 def test_each_key_states_where_it_is_and_when_the_next_one_signs(db: Database) -> None:
@@ -205,8 +243,8 @@ def test_a_forced_rotation_while_a_key_waits_to_sign_skips_the_waiting_key(
     clock.advance(PUBLISH_LEAD)
     assert store.reload().kid == forced.kid
     assert {k.kid: k.state for k in store.list()} == {
-        first.kid: KeyState.RETIRING,
-        waiting.kid: KeyState.RETIRING,
+        first.kid: KeyState.REVOKED,
+        waiting.kid: KeyState.REVOKED,
         forced.kid: KeyState.CURRENT,
     }
 

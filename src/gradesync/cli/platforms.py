@@ -183,8 +183,9 @@ def rotate_tool_key(
     now: bool = typer.Option(
         False,
         "--now",
-        help="Sign with the new key at once (a compromised key). Platforms that cached the "
-        "key set refuse gradesync's signatures until they read it again (up to 5 minutes).",
+        help="Sign with the new key at once and withdraw the old key(s) from the key set at "
+        "once (a compromised key): platforms refuse the old key as soon as they read the set "
+        "again, and gradesync's new signatures until then (up to 5 minutes).",
     ),
     as_json: bool = JSON_OUT,
 ) -> None:
@@ -199,9 +200,10 @@ def rotate_tool_key(
         return
     if now:
         console.print(
-            f"new tool key {new.kid} signs now; {old.kid} retired and still published for "
-            "the overlap.\nwarning: platforms that cached the key set before now refuse "
-            "gradesync's signatures until they read it again (up to 5 minutes)"
+            f"new tool key {new.kid} signs now; {old.kid} and any older key revoked: no longer "
+            "published, platforms refuse them as soon as they read the key set again.\n"
+            "warning: platforms that cached the key set before now refuse gradesync's "
+            "signatures until they read it again (up to 5 minutes)"
         )
         return
     console.print(
@@ -213,7 +215,8 @@ def rotate_tool_key(
 @keys_app.command("list-tool-keys")
 def list_tool_keys(as_json: bool = JSON_OUT) -> None:
     """The tool's keys and their state: next (published, signs from a set time), current
-    (signs now), retiring (published for the overlap), expired (to prune)."""
+    (signs now), retiring (published for the overlap), expired (to prune), revoked (withdrawn
+    by `rotate-tool-key --now`, to prune)."""
     from gradesync.domain.tool_keys import KeyState
 
     with runtime() as rt:
@@ -227,6 +230,7 @@ def list_tool_keys(as_json: bool = JSON_OUT) -> None:
                     "created_at": k.created_at,
                     "signs_from": k.signs_from,
                     "retired_at": k.retired_at,
+                    "revoked_at": k.revoked_at,
                     "published": k.published,
                     "published_until": k.published_until,
                 }
@@ -250,12 +254,15 @@ def list_tool_keys(as_json: bool = JSON_OUT) -> None:
 
 
 def _in_jwks(key: ToolKeyInfo) -> str:
-    return "yes" if key.published else "no (prune it)"
+    if key.published:
+        return "yes"
+    return f"no, revoked {when(key.revoked_at)}" if key.revoked_at else "no (prune it)"
 
 
 @keys_app.command("prune-tool-keys")
 def prune_tool_keys(as_json: bool = JSON_OUT) -> None:
-    """Delete tool keys retired longer than the overlap (no longer in the JWKS)."""
+    """Delete tool keys retired longer than the overlap, and revoked ones (no longer in the
+    JWKS)."""
     with runtime() as rt:
         count = rt.tool_keys.prune()
     if as_json:

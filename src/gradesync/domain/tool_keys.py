@@ -3,7 +3,8 @@
 A key is published the moment it is made, and signs only from `signs_from`: platforms cache
 the tool's key set, and a signature with a key missing from their copy is refused. A key stops
 signing (`retired_at`) when the next one starts, and stays published for the overlap after
-that, so whatever it signed keeps verifying until it expires.
+that, so whatever it signed keeps verifying until it expires. A key revoked (`revoked_at`,
+replaced by a forced rotation: it may have leaked) is withdrawn from the key set at once.
 """
 
 from __future__ import annotations
@@ -19,11 +20,18 @@ class KeyState(StrEnum):
     CURRENT = "current"  # signs now
     RETIRING = "retiring"  # signs no more, still published until the overlap has passed
     EXPIRED = "expired"  # no longer published; `prune-tool-keys` deletes it
+    REVOKED = "revoked"  # withdrawn at once, signs no more; `prune-tool-keys` deletes it
 
 
 def key_state(
-    signs_from: datetime, retired_at: datetime | None, now: datetime, overlap: timedelta
+    signs_from: datetime,
+    retired_at: datetime | None,
+    now: datetime,
+    overlap: timedelta,
+    revoked_at: datetime | None = None,
 ) -> KeyState:
+    if revoked_at is not None and revoked_at <= now:
+        return KeyState.REVOKED
     if retired_at is not None and retired_at <= now:
         return KeyState.RETIRING if retired_at > now - overlap else KeyState.EXPIRED
     if signs_from > now:

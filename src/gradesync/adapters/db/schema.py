@@ -430,7 +430,8 @@ schedule_events = Table(
 # LTI 1.3 tool keys: the private key is encrypted; retired keys stay in the JWKS for overlap.
 # Each key has its own generation: a process that makes a key names the generation it
 # follows, so processes making the first key at once make one. A key is published when it is
-# made and signs from `signs_from` (after the key set's caches hold it).
+# made and signs from `signs_from` (after the key set's caches hold it); a revoked key is
+# no longer published.
 tool_keys = Table(
     "tool_keys",
     metadata,
@@ -441,6 +442,7 @@ tool_keys = Table(
     _ts("created_at", nullable=False),
     _ts("retired_at"),
     _ts("signs_from", nullable=False),
+    _ts("revoked_at"),  # withdrawn from the key set at once (a forced rotation)
     Index("uq_tool_keys_generation", "generation", unique=True),
 )
 

@@ -5,8 +5,9 @@ in memory. A key is published before it signs: rotation adds a key to the JWKS a
 it starts signing `PUBLISH_LEAD` later, once every copy of the key set cached before the
 rotation (serve's, then a platform's) has been read again. The old key signs until then and
 stays in the JWKS for `overlap` after, so what it signed keeps verifying. A forced rotation
-(a key that must not sign any more) signs at once, and platforms holding an older copy of the
-key set refuse its signatures until they read it again.
+(a key that must not sign any more: it may have leaked) signs at once and withdraws the keys
+it replaces from the key set at once: platforms refuse them as soon as they read the set
+again, and refuse the new key's signatures until then.
 
 Every key has a generation, unique in the store. A process that finds no key (or rotates)
 stores the generation after the one it read; when another process got there first, the insert
@@ -76,10 +77,11 @@ class ToolKeyInfo:
     retired_at: datetime | None
     state: KeyState
     published_until: datetime | None  # None: while it signs or is due to
+    revoked_at: datetime | None = None
 
     @property
     def published(self) -> bool:
-        return self.state is not KeyState.EXPIRED
+        return self.state not in (KeyState.EXPIRED, KeyState.REVOKED)
 
 
 def public_jwk(private_key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
@@ -113,7 +115,8 @@ def load_key(
 
 
 # A process reads the key that signs at most this often, and at once when the next key is due
-# to start; a forced rotation elsewhere reaches it within this (the old key still verifies).
+# to start; a forced rotation elsewhere reaches it within this (a platform that read the key
+# set again refuses the revoked key meanwhile: a refused credential's retry reads afresh).
 _CACHE_SECONDS = 30.0
 
 # `serve` answers the key set from memory for this long: every platform fetches it, and a
@@ -233,7 +236,8 @@ class ToolKeyStore:
         return self.clock.now() - self.overlap
 
     def jwks(self) -> dict[str, Any]:
-        """The JWKS document: the current key and keys retired less than `overlap` ago."""
+        """The JWKS document: the current key, the next one, and keys retired less than
+        `overlap` ago and not revoked."""
         self.current()  # a platform fetching the JWKS before any launch still gets a key
         with self._reads() as uow:
             return {"keys": uow.tool_keys.published(self._published_cutoff())}
@@ -281,18 +285,22 @@ class ToolKeyStore:
                 created_at=r.created_at,
                 signs_from=r.signs_from,
                 retired_at=r.retired_at,
-                state=key_state(r.signs_from, r.retired_at, now, self.overlap),
-                published_until=r.retired_at + self.overlap if r.retired_at else None,
+                state=key_state(r.signs_from, r.retired_at, now, self.overlap, r.revoked_at),
+                published_until=r.revoked_at
+                or (r.retired_at + self.overlap if r.retired_at else None),
+                revoked_at=r.revoked_at,
             )
             for r in rows
         ]
 
     # --- changing ---
 
-    def _make(self, after: int, *, signs_from: datetime | None) -> ToolKey | None:
+    def _make(
+        self, after: int, *, signs_from: datetime | None, revoke: bool = False
+    ) -> ToolKey | None:
         """Store a new key of generation `after + 1`, signing from `signs_from` (None: now),
-        the older keys retiring then. None when another process stored that generation
-        first."""
+        the older keys retiring then (with `revoke`, withdrawn from the key set now). None
+        when another process stored that generation first."""
         now = self.clock.now()
         key = new_key(now)
         starts = signs_from or now
@@ -302,22 +310,26 @@ class ToolKeyStore:
             )
             if made:
                 uow.tool_keys.retire_before(after + 1, starts)
+                if revoke:
+                    uow.tool_keys.revoke_before(after + 1, now)
             uow.commit()
         return replace(key, signs_from=starts) if made else None
 
     def rotate(self, *, immediately: bool = False) -> ToolKey:
         """Make a new key, published at once. It signs from `PUBLISH_LEAD` from now, when
-        every cached copy of the key set holds it; the key signing now signs until then. With
-        `immediately` (a key that must stop signing) it signs at once, and platforms holding
-        an older copy of the key set refuse it until they read the set again. The keys it
-        replaces stay published for `overlap` after they stop signing. Returns the new key."""
+        every cached copy of the key set holds it; the key signing now signs until then, and
+        the keys it replaces stay published for `overlap` after they stop signing. With
+        `immediately` (a key that must stop signing: it may have leaked) it signs at once and
+        the keys it replaces are revoked, withdrawn from the key set at once (serve's copy
+        here now, in other processes within `KEY_SET_SECONDS`): platforms refuse them once
+        they read the set again, and refuse the new key until then. Returns the new key."""
         with self._lock:
             self._cached = None
             while True:  # a rotation elsewhere at the same moment: this one follows it
                 with self._uow() as uow:
                     latest = uow.tool_keys.latest_generation()
                 starts = self.clock.now() + (timedelta(0) if immediately else PUBLISH_LEAD)
-                key = self._make(latest, signs_from=starts)
+                key = self._make(latest, signs_from=starts, revoke=immediately)
                 if key is not None:
                     break
         self._changed()
@@ -330,7 +342,8 @@ class ToolKeyStore:
             return uow.tool_keys.next_start(now)
 
     def prune(self) -> int:
-        """Delete keys retired longer than `overlap` ago (no longer published)."""
+        """Delete keys retired longer than `overlap` ago, and revoked keys (neither is
+        published)."""
         with self._uow() as uow:
             count = uow.tool_keys.prune(self._published_cutoff())
             uow.commit()

@@ -64,6 +64,7 @@ class ToolKeyRow:
     created_at: datetime
     signs_from: datetime
     retired_at: datetime | None
+    revoked_at: datetime | None = None
 
 
 class NonceRepo(Protocol):
@@ -114,15 +115,23 @@ class ToolKeyRepo(Protocol):
         time)."""
         ...
 
+    def revoke_before(self, generation: int, at: datetime) -> None:
+        """Revoke the keys older than `generation` at `at`: no longer published (one revoked
+        already keeps its time)."""
+        ...
+
     def published(self, retired_after: datetime) -> list[dict[str, Any]]:
-        """Public JWKs of the keys not retired or retired after the cut-off, newest first."""
+        """Public JWKs of the keys not retired or retired after the cut-off, none revoked,
+        newest first."""
         ...
 
     def listing(self) -> list[ToolKeyRow]:
         """Every key, newest first."""
         ...
 
-    def prune(self, retired_before: datetime) -> int: ...
+    def prune(self, retired_before: datetime) -> int:
+        """Delete the keys retired before the cut-off and the revoked ones."""
+        ...
 
 
 class LaunchRepo(Protocol):

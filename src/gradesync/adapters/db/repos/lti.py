@@ -104,7 +104,7 @@ class ToolKeyRepo(ports.ToolKeyRepo):
     def current(self, now: datetime) -> StoredToolKey | None:
         c = t.tool_keys.c
         at = utc(now)
-        live = c.retired_at.is_(None) | (c.retired_at > at)
+        live = (c.retired_at.is_(None) | (c.retired_at > at)) & c.revoked_at.is_(None)
         found = self._stored((c.signs_from <= at) & live, c.generation.desc())
         if found is None:  # none started yet (a clock set back): the one that starts first
             found = self._stored(live, c.signs_from.asc())
@@ -115,7 +115,9 @@ class ToolKeyRepo(ports.ToolKeyRepo):
         at = utc(now)
         due = self.conn.execute(
             select(func.min(c.signs_from)).where(
-                c.signs_from > at, c.retired_at.is_(None) | (c.retired_at > c.signs_from)
+                c.signs_from > at,
+                c.retired_at.is_(None) | (c.retired_at > c.signs_from),
+                c.revoked_at.is_(None),
             )
         ).scalar()
         return utc(due)
@@ -156,11 +158,22 @@ class ToolKeyRepo(ports.ToolKeyRepo):
             .values(retired_at=utc(at))
         )
 
+    def revoke_before(self, generation: int, at: datetime) -> None:
+        c = t.tool_keys.c
+        self.conn.execute(
+            update(t.tool_keys)
+            .where(c.generation < generation, c.revoked_at.is_(None))
+            .values(revoked_at=utc(at))
+        )
+
     def published(self, retired_after: datetime) -> list[dict[str, Any]]:
         c = t.tool_keys.c
         rows = self.conn.execute(
             select(c.public_jwk)
-            .where(c.retired_at.is_(None) | (c.retired_at > utc(retired_after)))
+            .where(
+                c.retired_at.is_(None) | (c.retired_at > utc(retired_after)),
+                c.revoked_at.is_(None),
+            )
             .order_by(c.generation.desc())
         ).all()
         return [dict(r[0]) for r in rows]
@@ -168,18 +181,21 @@ class ToolKeyRepo(ports.ToolKeyRepo):
     def listing(self) -> list[ToolKeyRow]:
         c = t.tool_keys.c
         rows = self.conn.execute(
-            select(c.kid, c.created_at, c.signs_from, c.retired_at).order_by(c.generation.desc())
+            select(c.kid, c.created_at, c.signs_from, c.retired_at, c.revoked_at).order_by(
+                c.generation.desc()
+            )
         ).all()
         return [
-            ToolKeyRow(kid, utc(created), utc(signs), utc(retired))
-            for kid, created, signs, retired in rows
+            ToolKeyRow(kid, utc(created), utc(signs), utc(retired), utc(revoked))
+            for kid, created, signs, retired, revoked in rows
         ]
 
     def prune(self, retired_before: datetime) -> int:
         c = t.tool_keys.c
         res = self.conn.execute(
             delete(t.tool_keys).where(
-                c.retired_at.is_not(None), c.retired_at <= utc(retired_before)
+                c.revoked_at.is_not(None)
+                | (c.retired_at.is_not(None) & (c.retired_at <= utc(retired_before)))
             )
         )
         return int(res.rowcount or 0)
