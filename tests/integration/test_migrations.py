@@ -217,3 +217,39 @@ def test_delivery_lines_logged_before_0025_keep_no_scale(fresh_db: Database) -> 
     with fresh_db.uow() as uow:
         line = uow.deliveries.last_holding("t1", "sis", [("a1", "p1")])[("a1", "p1")]
     assert line["score_scale"] is None
+
+
+def test_a_tool_key_made_by_code_before_0028_signs_from_when_it_was_made(
+    fresh_db: Database,
+) -> None:
+    """A process still running the code before 0028 stores keys without `signs_from`."""
+    fresh_db.upgrade()
+    with fresh_db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO tool_keys (kid, generation, private_ciphertext, public_jwk,"
+                " created_at) VALUES ('k1', 1, 'x', '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+        made = conn.execute(text("SELECT created_at, signs_from FROM tool_keys")).one()
+    assert made[1] is not None and made[1] == made[0]
+
+
+def test_a_downgrade_from_0028_leaves_the_older_code_no_key_to_sign_too_soon_or_publish_again(
+    fresh_db: Database,
+) -> None:
+    """The code before 0028 signs with the newest key not retired and publishes keys
+    retired within the overlap: a key waiting to sign would sign at once, before platforms
+    hold it, and a revoked key would be published again."""
+    from gradesync.services.lti.keys import ToolKeyStore
+
+    fresh_db.upgrade()
+    store = ToolKeyStore(fresh_db.uow)  # the database's clock: the downgrade reads it
+    revoked = store.current()
+    signing = store.rotate(immediately=True)
+    waiting = store.rotate()
+    assert {k.kid for k in store.list()} == {revoked.kid, signing.kid, waiting.kid}
+    migrate.downgrade(fresh_db.engine, "0027_ledger_retrying_index")
+    with fresh_db.engine.connect() as conn:
+        kept = conn.execute(text("SELECT kid, retired_at FROM tool_keys")).all()
+    assert [tuple(k) for k in kept] == [(signing.kid, None)]

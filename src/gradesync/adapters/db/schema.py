@@ -441,7 +441,13 @@ tool_keys = Table(
     Column("public_jwk", JSON, nullable=False),
     _ts("created_at", nullable=False),
     _ts("retired_at"),
-    _ts("signs_from", nullable=False),
+    # a default for a key made by a process that predates the column: it signs at once
+    Column(
+        "signs_from",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=text("CURRENT_TIMESTAMP"),
+    ),
     _ts("revoked_at"),  # withdrawn from the key set at once (a forced rotation)
     Index("uq_tool_keys_generation", "generation", unique=True),
 )
