@@ -352,6 +352,56 @@ def test_a_group_without_a_sis_category_names_the_apis_alignment_route(api: ApiE
     assert r.json() == {"Lab work": "cat-lab"}, r.text
 
 
+def test_sis_validation_names_the_apis_routes_and_a_group_with_a_slash_is_aligned(
+    api: ApiEnv,
+) -> None:
+    """`GET .../validation` read `gradesync sis categories sis --align ...` over the API; the
+    alignment route 404ed for a group holding a `/`; an activity with no group was told to
+    align `GROUP`. Each problem now names the API's route: the alignment route for the group,
+    as printed (percent-encoded) a route that aligns it, and the connection's
+    `default_category` for an activity with no group."""
+    c = Caller(api.client, api.tenant("t1", "admin"))
+    c.post("/ingest", json=ROSTER)
+    quiz = {"course_id": "c1", "title": "Quiz", "points_possible": 10, "category": "Quizzes/Tests"}
+    assert c.put("/activities/a1", json=quiz).status_code == 200
+    bare = {"course_id": "c1", "title": "Bare", "points_possible": 10}
+    assert c.put("/activities/a2", json=bare).status_code == 200
+    # groups match by name, which a file-based SIS cannot answer: each must be aligned
+    by_name = {"file_based": True, "profile": {"category_match": "name"}}
+    assert c.put("/sis/connections/sis", json=by_name).status_code == 200
+
+    def problems() -> dict[str, list[dict[str, str]]]:
+        r = c.get("/sis/connections/sis/validation", params={"course_id": "c1"})
+        assert r.status_code == 200, r.text
+        # the activities' category problems (no due date is another rule's)
+        return {
+            x["activity_id"]: [p for p in x["problems"] if p["rule"] == _CAT]
+            for x in r.json()
+            if x["activity_id"] in {"a1", "a2"}
+        }
+
+    mapped = {"class_id": "cls-1", "school_id": "sch-1"}
+    assert c.put("/sis/connections/sis/classes/c1", json=mapped).status_code == 200
+    found = problems()
+    [grouped], [ungrouped] = found["a1"], found["a2"]
+    for p in (grouped, ungrouped):
+        assert not names_command(p["msg"]), p
+    route = "/sis/connections/sis/alignments/Quizzes%2FTests"
+    assert grouped["rule"] == _CAT and f"(`PUT /api/v1{route}` with its" in grouped["msg"]
+    assert ungrouped["rule"] == _CAT and ungrouped["msg"].startswith("Activity group (none)")
+    assert "`PUT /api/v1/sis/connections/sis` with `profile.default_category`" in (ungrouped["msg"])
+    # the route as printed aligns the group, `/` and all; so does it with the `/` as it is
+    r = c.put(route, json={"category_id": "cat-q"})
+    assert r.status_code == 200 and r.json() == {"Quizzes/Tests": "cat-q"}, r.text
+    r = c.put("/sis/connections/sis/alignments/Labs/2", json={"category_id": "cat-l"})
+    assert r.json() == {"Quizzes/Tests": "cat-q", "Labs/2": "cat-l"}, r.text
+    assert c.delete("/sis/connections/sis/alignments/Labs%2F2").json() == {"Quizzes/Tests": "cat-q"}
+    # the setting named gives an activity with no group the aligned group's category
+    r = c.put("/sis/connections/sis", json={"profile": {"default_category": "Quizzes/Tests"}})
+    assert r.status_code == 200, r.text
+    assert problems() == {"a1": [], "a2": []}
+
+
 def test_every_route_a_remedy_names_is_one_the_app_serves(api: ApiEnv) -> None:
     """A remedy read over the API or in the console names a route or a page: each exists, so
     following it is never a 404 (`remedies.FOR_READERS`)."""

@@ -198,7 +198,8 @@ def test_a_sis_runs_results_tell_an_instructor_who_ticks_not_a_command(api: ApiE
 
 def test_a_sis_course_pages_checks_tell_an_instructor_who_maps_the_class(api: ApiEnv) -> None:
     """A course not mapped to a class of a SIS over REST: its activities' checks say so, with
-    the command to an admin and who does it to an instructor."""
+    the course page's Class and students form to an admin (not the command: the console's
+    checks are worded for it) and who does it to an instructor."""
     _school(api)
     rt = api.runtime
     sis.add_connection(
@@ -209,7 +210,7 @@ def test_a_sis_course_pages_checks_tell_an_instructor_who_maps_the_class(api: Ap
     url = "/console/sis/sis/courses/c1"
     for who, reads, never in (
         ("ines", f"{ASK} map this course to its SIS class.", "gradesync sis"),
-        ("ops", "(gradesync sis map-class)", ASK),
+        ("ops", "(/console/sis/sis/courses/c1, Class and students)", "gradesync sis map-class"),
     ):
         api.client.cookies.clear()
         assert sign_in(api.client, who, PASSWORD).status_code == 200
@@ -217,6 +218,42 @@ def test_a_sis_course_pages_checks_tell_an_instructor_who_maps_the_class(api: Ap
         assert got.status_code == 200, (who, got.text)
         assert reads in got.text, who
         assert never not in got.text, who
+
+
+def test_a_sis_course_pages_category_checks_name_the_consoles_forms(api: ApiEnv) -> None:
+    """A file-based SIS whose groups must be aligned: an admin read `gradesync sis categories
+    sis --align ...` on the course's SIS page, for an activity without a group too. They read
+    the Category alignment form for a group, the connection's settings page (its default
+    category) for an activity with none; an instructor reads what to ask for."""
+    admin = _school(api)
+    by_name = {"file_based": True, "profile": {"category_match": "name"}}
+    assert admin.put("/sis/connections/sis", json=by_name).status_code == 200
+    mapped = {"class_id": "cls-1", "school_id": "sch-1"}
+    assert admin.put("/sis/connections/sis/classes/c1", json=mapped).status_code == 200
+    bare = {"course_id": "c1", "title": "Bare", "points_possible": 10}
+    assert admin.put("/activities/a9", json=bare).status_code == 200
+    grouped = {"course_id": "c1", "title": "Lab", "points_possible": 10, "category": "Labs"}
+    assert admin.put("/activities/a8", json=grouped).status_code == 200
+    url = "/console/sis/sis/courses/c1"
+    for who, reads, never in (
+        ("ines", [f"{ASK} align this activity", f"{ASK} set the default category"], "--align"),
+        (
+            "ops",
+            [
+                "under Category alignment on the course",
+                "settings page (/console/sis/sis/edit)",
+            ],
+            "gradesync sis categories",
+        ),
+    ):
+        api.client.cookies.clear()
+        assert sign_in(api.client, who, PASSWORD).status_code == 200
+        got = api.client.get(url)
+        assert got.status_code == 200, (who, got.text)
+        text = unescape(got.text)
+        for said in reads:
+            assert said in text, (who, said)
+        assert never not in text, who
 
 
 def _cell_why(api: ApiEnv, who: str) -> str:

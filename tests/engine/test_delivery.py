@@ -470,6 +470,39 @@ async def test_misconfigured_destination_is_paused(harness: Harness, db: Databas
         await engine.aclose()
 
 
+async def test_a_pause_reason_names_no_command(harness: Harness, db: Database) -> None:
+    """A destination paused by a misconfiguration kept the adapter's remedy in its pause
+    reason, `gradesync sis add ...` included, which `GET /destinations/{id}` and the
+    diagnosis show every reader alike. The pause reason says what happened; the row keeps
+    the remedy, which each reader reads in its own words (`remedies.for_reader`)."""
+    from gradesync.services.destination import FailureClass, RemoteFailure
+
+    seed(db, learners=1, config={"concurrency": 1})
+    engine = Engine(db.uow, ManualClock(), harness.factory, FAST)
+    try:
+        harness.remote.fail_next(
+            1,
+            RemoteFailure(
+                FailureClass.MISCONFIGURED,
+                "bad_credentials",
+                "The SIS connection has no client id or client secret.",
+                remedy="gradesync sis add ... --client-id ID --client-secret SECRET",
+            ),
+        )
+        post(db, harness.waker, [("a1", learner(0), 5.0)])
+        await engine.process_dirty()
+        await engine.deliver_due()
+        with db.uow() as uow:
+            dest = uow.destinations.get(T, DEST)
+        assert dest is not None and dest.pause_reason is not None
+        assert "The SIS connection has no client id or client secret." in dest.pause_reason
+        assert "gradesync sis" not in dest.pause_reason, dest.pause_reason
+        row = ledger(db)[("a1", learner(0))]
+        assert row.reason_text is not None and "gradesync sis add" in row.reason_text
+    finally:
+        await engine.aclose()
+
+
 async def test_resuming_a_misconfigured_destination_sends_what_it_held_at_once(
     harness: Harness, db: Database
 ) -> None:

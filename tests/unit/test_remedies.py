@@ -252,10 +252,39 @@ def test_a_group_without_a_sis_category_is_aligned_by_the_route_or_page_naming_i
     )
     for text in (api, console):
         assert not remedies.names_command(text), text
-    # a refusal naming no group (an activity without one) leaves its place to the reader
-    bare = f"Activity group (none): no default_category is set. — {cli}"
-    assert "/alignments/GROUP`" in remedies.for_reader(code, bare, remedies.Reader.API, "sis")
     assert remedies.group_named("Activity group 'Quizzes': ...") == "Quizzes"
+
+
+def test_an_activity_without_a_group_is_fixed_by_the_default_category_where_it_is_read() -> None:
+    """An activity with no group at a SIS with no default category read `--align GROUP=...`
+    to every reader, the command line included: no alignment names it. Each reader reads
+    what sets the connection's default category: the command, the connection route, the
+    connection's settings page; an instructor what to ask for."""
+    cli = remedies.category_remedy("sis", None, "CATEGORY_ID")
+    assert cli.endswith("gradesync sis add sis --default-category GROUP")
+    assert "--align" not in cli
+    said = (
+        f"Activity group (none): the activity has no group and no default_category is set. — {cli}"
+    )
+    code = "category_missing"
+    assert remedies.for_reader(code, said, remedies.Reader.CLI, "sis") == said
+    api = remedies.for_reader(code, said, remedies.Reader.API, "sis", course_id="c1")
+    assert "(`PUT /api/v1/sis/connections/sis` with `profile.default_category`)" in api
+    console = remedies.in_console(
+        code, said, instructor=False, destination_id="sis", course_id="c1"
+    )
+    assert "the SIS connection's settings page (/console/sis/sis/edit)" in console
+    instructor = remedies.in_console(code, said, instructor=True, destination_id="sis")
+    assert instructor.endswith(
+        "set the default category of this SIS connection (the group "
+        "of activities without one), or give this activity a group."
+    )
+    for text in (api, console, instructor):
+        assert text.startswith("Activity group (none): the activity has no group"), text
+        assert "alignments" not in text and "Category alignment" not in text, text
+        assert not remedies.names_command(text), text
+    # a group is aligned, as before
+    assert "--align GROUP=CATEGORY_ID" in remedies.category_remedy("sis", "Quizzes", "CATEGORY_ID")
 
 
 def test_a_misconfigured_lti11_consumer_names_what_fixes_it_where_it_is_read() -> None:
@@ -276,7 +305,19 @@ def test_a_misconfigured_lti11_consumer_names_what_fixes_it_where_it_is_read() -
         raise AssertionError("a consumer without a secret is refused")
     except RemoteFailure as failure:
         code, said = reason_of(failure).code, reason_of(failure).text
-    assert remedies.for_reader(code, said, remedies.Reader.CLI, consumer.id) == said
+    # the adapter's words name the problem, and no command: a pause reason repeats them to
+    # every reader
+    assert said == (
+        "The LTI 1.1 consumer's secret.consumer_secret is required (the shared secret). — Its "
+        "settings are described in docs/lti11.md."
+    )
+    assert not remedies.names_command(said)
+    cli = remedies.for_reader(code, said, remedies.Reader.CLI, consumer.id)
+    assert cli == said.rpartition(" — ")[0] + (
+        " — Fix the LTI 1.1 consumer's settings (`gradesync lti11 add-consumer --id 'lms 11'` "
+        "with its --key and --allowed-host, and --generate-secret for a new secret; "
+        "docs/lti11.md), then resume it (`gradesync destinations resume 'lms 11'`)."
+    )
     api = remedies.for_reader(code, said, remedies.Reader.API, consumer.id)
     assert "(`PUT /api/v1/lti11/consumers/lms%2011` with its `consumer_key`" in api
     assert api.endswith("then resume it (`POST /api/v1/destinations/lms%2011/resume`).")
@@ -284,7 +325,7 @@ def test_a_misconfigured_lti11_consumer_names_what_fixes_it_where_it_is_read() -
     assert "the Destinations page adds a consumer but does not change one" in console
     assert console.endswith("Then resume it (its Resume button on the Destinations page).")
     for text in (api, console):
-        assert text.startswith("secret.consumer_secret is required"), text
+        assert text.startswith("The LTI 1.1 consumer's secret.consumer_secret is required"), text
         assert not remedies.names_command(text), text
     # an instructor reads what to ask for
     assert remedies.in_console(code, said, instructor=True, destination_id=None).endswith(

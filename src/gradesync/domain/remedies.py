@@ -6,13 +6,16 @@ course grid in the console can run none of them, so they read instead what an ad
 does and that they can ask for it. An administrator reading over the HTTP API or in the
 console reads, where there is one, the API's route or the console's action that does it
 (`for_reader`). A reason's text is "what happened — remedy" (the delivery code joins them
-so); only a remedy naming a command is replaced.
+so); only a remedy naming a command is replaced, or, for a code whose adapter words its remedy
+for no reader (`NEUTRAL`: it is repeated in a pause reason, which every reader reads), the
+whole remedy, at the command line too.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import shlex
 from enum import StrEnum
 from urllib.parse import quote
 
@@ -70,10 +73,29 @@ FOR_INSTRUCTORS: dict[str, str] = {
     "reached the gradebook within seconds. Tell them the learner, the activity and this message.",
     PassbackRule.CATEGORY_MISSING.value: f"{ASK} align this activity's group with a category "
     "of the SIS.",
+    # a missing category of an activity with no group (`category_key`)
+    "no_default_category": f"{ASK} set the default category of this SIS connection (the group "
+    "of activities without one), or give this activity a group.",
 }
 GENERAL = (
     f"{ASK} fix this (it needs their tools); tell them the learner, the activity and this message."
 )
+
+
+def category_remedy(destination_id: str, group: str | None, category_word: str) -> str:
+    """What the command line does about an activity group no SIS category is found for: align
+    the group, or (an activity with no group, which no alignment names) set the connection's
+    default category, the group such activities count as. `category_word`: what the SIS calls
+    a category's id (CATEGORY_ID, CATEGORY_SOURCEDID)."""
+    if group is None:
+        return (
+            "Set the connection's default category (Default category on its settings page "
+            f"in the console), or: gradesync sis add {destination_id} --default-category GROUP"
+        )
+    return (
+        "Align the group under Category alignment on the course's SIS page in the console, "
+        f"or: gradesync sis categories {destination_id} --align GROUP={category_word}"
+    )
 
 
 def names_command(text: str) -> bool:
@@ -92,12 +114,38 @@ def _commands_replaced(text: str, instead: str) -> str:
     return f"{said}{SEPARATOR}{joined}" if said else joined
 
 
-def for_instructor(code: str | None, text: str) -> str:
-    """The reason as an instructor can act on it: the remedy's sentences that name a command
-    give way to who can do it (by the reason's code); any other text is kept as it is."""
+def without_commands(text: str) -> str:
+    """The reason with its remedy's sentences that name a command left out, for words every
+    reader reads alike (a destination's pause reason): what happened stays, and the remedy
+    is the reader's own (`for_reader`)."""
     if not names_command(text):
         return text
-    return _commands_replaced(text, FOR_INSTRUCTORS.get(code or "", GENERAL))
+    said, sep, remedy = text.rpartition(SEPARATOR)
+    if not sep:
+        said, remedy = "", text
+    kept = " ".join(s for s in _SENTENCE_END.split(remedy) if s and not names_command(s))
+    return f"{said}{SEPARATOR}{kept}" if said and kept else said or kept
+
+
+def _reworded(code: str | None, text: str) -> bool:
+    """Whether the reason's remedy gives way to a reader's words: it names a command, or its
+    code is one whose adapter words its remedy for no reader in particular (`NEUTRAL`)."""
+    return names_command(text) or (code in NEUTRAL and SEPARATOR in text)
+
+
+def _replaced(code: str | None, text: str, instead: str) -> str:
+    if code in NEUTRAL and SEPARATOR in text:  # the whole remedy is the reader's
+        return f"{text.rpartition(SEPARATOR)[0]}{SEPARATOR}{instead}"
+    return _commands_replaced(text, instead)
+
+
+def for_instructor(code: str | None, text: str) -> str:
+    """The reason as an instructor can act on it: the remedy's sentences that name a command
+    (or a `NEUTRAL` code's remedy) give way to who can do it (by the reason's code); any
+    other text is kept as it is."""
+    if not _reworded(code, text):
+        return text
+    return _replaced(code, text, FOR_INSTRUCTORS.get(category_key(code, text), GENERAL))
 
 
 class Reader(StrEnum):
@@ -114,6 +162,8 @@ class Reader(StrEnum):
 _SIS_CLASS = PassbackRule.CLASS_NOT_MAPPED.value
 _CATEGORY = PassbackRule.CATEGORY_MISSING.value
 _SELECT, _POST = PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value
+# a missing category of an activity with no group: no alignment names it (`category_key`)
+_NO_GROUP = "no_default_category"
 # the LMS's missing grade scopes, as the diagnosis's check and as the LMS's refusal name them
 _SCOPE_API = (
     "Enable Assignment and Grade Services for gradesync's registration in the LMS (the score "
@@ -125,7 +175,17 @@ _SCOPE_CONSOLE = (
     "and line item scopes), then check the destination (its Check button on the Destinations "
     "page)."
 )
+# reason codes whose adapters word the remedy for no reader in particular (it is stored with
+# the reason, and a destination's pause reason repeats it to every reader): each reader,
+# the command line's included, reads its own words in place of the whole remedy
+NEUTRAL = frozenset({"bad_configuration"})
 FOR_READERS: dict[Reader, dict[str, str]] = {
+    Reader.CLI: {
+        "bad_configuration": "Fix the LTI 1.1 consumer's settings (`gradesync lti11 "
+        "add-consumer --id {destination}` with its --key and --allowed-host, and "
+        "--generate-secret for a new secret; docs/lti11.md), then resume it "
+        "(`gradesync destinations resume {destination}`).",
+    },
     Reader.API: {
         "destination_ready": "Fix the cause, then resume it "
         "(`POST /api/v1/destinations/{destination}/resume`).",
@@ -154,6 +214,10 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "(`PUT /api/v1/sis/connections/{destination}/alignments/{group}` with its "
         "`category_id`, and `course_id` for one course only; "
         "`GET /api/v1/sis/connections/{destination}/categories` lists them).",
+        _NO_GROUP: "Set the connection's default category, the group activities without one "
+        "count as, aligned or matched like any other "
+        "(`PUT /api/v1/sis/connections/{destination}` with `profile.default_category`), or give "
+        "the activity a group.",
         # an LMS's refusal (diagnosis.REMOTE_CAUSES) or a SIS's (its adapters): one wording
         "bad_credentials": "Check the credentials gradesync uses there: at an LMS the client "
         "id, the deployment id and that the LMS uses gradesync's JWKS URL; at a SIS its client "
@@ -186,6 +250,9 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "students: the learner's row under Students).",
         _CATEGORY: "Align the group to one of the SIS's categories under Category alignment "
         "on the course's SIS passback page (/console/sis/{destination}/courses/{course}).",
+        _NO_GROUP: "Set Default category, the group activities without one count as, aligned "
+        "or matched like any other, on the SIS connection's settings page "
+        "(/console/sis/{destination}/edit), or give the activity a group.",
         "bad_credentials": "Check the credentials gradesync uses there: at an LMS the client "
         "id, the deployment id and that the LMS uses gradesync's JWKS URL; at a SIS its client "
         "id and secret (/console/sis/{destination}/edit, its settings page). Then check the "
@@ -208,6 +275,18 @@ _UNKNOWN = {
 }
 # how a SIS's refusal names the activity group (its adapters: `Activity group 'Quizzes': ...`)
 _GROUP = re.compile(r"Activity group ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
+
+
+# how they say an activity has no group (`Activity group (none): ...`)
+_NO_GROUP_SAID = re.compile(r"Activity group \(none\)")
+
+
+def category_key(code: str | None, text: str) -> str:
+    """The key of a reason's words per reader: its code, but a missing category of an
+    activity with no group is fixed by the connection's default category, not an alignment."""
+    if code == _CATEGORY and _NO_GROUP_SAID.search(text):
+        return _NO_GROUP
+    return code or ""
 
 
 def group_named(text: str) -> str | None:
@@ -237,8 +316,8 @@ def for_reader(
     does the same (by the reason's code, about the ids given and the activity group the text
     names); the command line keeps the command, and so does a code with nothing in its
     place."""
-    instead = FOR_READERS.get(reader, {}).get(code or "")
-    if instead is None or not names_command(text):
+    instead = FOR_READERS.get(reader, {}).get(category_key(code, text))
+    if instead is None or not _reworded(code, text):
         return text
     given = {
         "destination": destination_id,
@@ -247,8 +326,11 @@ def for_reader(
         "person": person_id,
         "group": group_named(text),
     }
-    ids = {k: quote(v, safe="") if v else _UNKNOWN[k] for k, v in given.items()}
-    return _commands_replaced(text, instead.format(**ids))
+    # a URL's path holds an id percent-encoded (a group's `/` too: the routes take it so), a
+    # command line's argument shell-quoted
+    held = shlex.quote if reader is Reader.CLI else lambda v: quote(v, safe="")
+    ids = {k: held(v) if v else _UNKNOWN[k] for k, v in given.items()}
+    return _replaced(code, text, instead.format(**ids))
 
 
 def in_console(

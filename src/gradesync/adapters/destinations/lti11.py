@@ -110,11 +110,14 @@ class ConsumerConfig:
 
 
 def _misconfigured(field: str, rule: str) -> RemoteFailure:
+    """The problem, and a remedy for no reader in particular: it is stored with the row and
+    the destination's pause reason, and each reader reads its own way to fix a consumer in
+    its place (`remedies.NEUTRAL`)."""
     return RemoteFailure(
         FailureClass.MISCONFIGURED,
         "bad_configuration",
-        f"{field} {rule}",
-        remedy="Fix the LTI 1.1 consumer with `gradesync lti11 add-consumer` (see docs/lti11.md).",
+        f"The LTI 1.1 consumer's {field} {rule}.",
+        remedy="Its settings are described in docs/lti11.md.",
     )
 
 

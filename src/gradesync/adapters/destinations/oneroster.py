@@ -70,6 +70,7 @@ from gradesync.domain.passback import (
     result_sourced_id,
 )
 from gradesync.domain.policy import Column, DesiredResult, column_hash
+from gradesync.domain.remedies import category_remedy
 from gradesync.services.destination import (
     CheckStep,
     FailureClass,
@@ -381,8 +382,7 @@ class OneRosterClient:
         return rejected(
             PassbackRule.CATEGORY_MISSING,
             f"Activity group {name}: {why}. The SIS has these categories: {listing}.",
-            "Align the group under Category alignment on the course's SIS page in the console, "
-            f"or: gradesync sis categories {self.destination.id} --align GROUP=CATEGORY_ID",
+            category_remedy(self.destination.id, group, "CATEGORY_ID"),
         )
 
     async def line_items_of(self, class_id: str) -> list[dict[str, Any]]:

@@ -49,6 +49,7 @@ from gradesync.domain.passback import (
     result_sourced_id,
 )
 from gradesync.domain.policy import Column, DesiredResult, column_hash
+from gradesync.domain.remedies import category_remedy
 from gradesync.services.destination import (
     CheckStep,
     FailureClass,
@@ -68,9 +69,7 @@ def _missing_category(destination_id: str, group: str | None, why: str) -> Remot
         FailureClass.REJECTED,
         PassbackRule.CATEGORY_MISSING.value,
         f"Activity group {name}: {why}.",
-        remedy="Align the group to the SIS's category under Category alignment on the course's "
-        f"SIS page in the console, or: gradesync sis categories {destination_id} "
-        "--align GROUP=CATEGORY_SOURCEDID",
+        remedy=category_remedy(destination_id, group, "CATEGORY_SOURCEDID"),
     )
 
 

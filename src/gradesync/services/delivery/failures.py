@@ -21,6 +21,7 @@ from gradesync.domain.ledger import DeliveryOutcome, Rejected, RetryLater
 from gradesync.domain.model import Destination
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.reasons import Reason
+from gradesync.domain.remedies import without_commands
 from gradesync.services import log_context
 from gradesync.services.delivery.governor import DestinationLimits, Governor
 from gradesync.services.destination import FailureClass, RemoteFailure
@@ -48,6 +49,9 @@ def outcome_of_failure(
     the row is skipped with it)."""
     now = gov.clock.now()
     reason = reason_of(f)
+    # a pause reason is read alike by every reader (the API, the console, the command line):
+    # what happened, and no command; each reads its own remedy (`remedies.for_reader`)
+    paused = without_commands(reason.text)
     if f.failure is FailureClass.NOT_SYNCED:
         # not sent by design (normally settled before this, from ensure_column): a skip,
         # which says nothing about the destination's health
@@ -76,7 +80,7 @@ def outcome_of_failure(
         if f.final:
             # the same request would be refused again: the row is refused now, and the
             # destination paused until an admin fixes its settings
-            gov.gate(d, lim, now + wait, PauseCause.MISCONFIGURED, reason.text)
+            gov.gate(d, lim, now + wait, PauseCause.MISCONFIGURED, paused)
             return Rejected(reason, remote_status=f.status, remote_message=f.message)
         if not course_wide:
             gov.gate(
@@ -84,7 +88,7 @@ def outcome_of_failure(
                 lim,
                 now + wait,
                 PauseCause.MISCONFIGURED,
-                f"{reason.text} gradesync tries again by itself at the end of the pause, "
+                f"{paused} gradesync tries again by itself at the end of the pause, "
                 "or when an admin resumes the destination.",
             )
         return RetryLater(
@@ -111,7 +115,7 @@ def outcome_of_failure(
             lim,
             opened,
             PauseCause.CIRCUIT_OPEN,
-            f" after repeated failures (last: {reason.text}); gradesync probes the "
+            f" after repeated failures (last: {paused}); gradesync probes the "
             "destination again by itself.",
         )
     return RetryLater(reason, remote_status=f.status, remote_message=f.message)

@@ -28,6 +28,7 @@ from gradesync.domain.passback import (
     profile_from_config,
 )
 from gradesync.domain.policy import resolve_settings
+from gradesync.domain.remedies import SEPARATOR, Reader, category_remedy, for_reader
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination import RemoteFailure
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -47,10 +48,33 @@ class ActivityCheck:
     title: str
     selected: bool
     problems: list[FieldProblem]
+    course_id: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def read_over(self, reader: Reader, destination_id: str) -> ActivityCheck:
+        """The check with each problem's remedy as an administrator reading it over `reader`
+        acts on it (`remedies.for_reader`: the API's route, the console's form, the command
+        line's command), about this activity, its course and the SIS connection."""
+        return replace(
+            self,
+            problems=[
+                replace(
+                    p,
+                    message=for_reader(
+                        p.rule,
+                        p.message,
+                        reader,
+                        destination_id,
+                        course_id=self.course_id,
+                        activity_id=self.activity_id,
+                    ),
+                )
+                for p in self.problems
+            ],
+        )
 
 
 async def check_activity_categories(
@@ -86,7 +110,8 @@ async def check_activity_categories(
             except RemoteFailure as failure:
                 if failure.code != PassbackRule.CATEGORY_MISSING.value:
                     raise  # the SIS could not be asked: not a finding about the activity
-                problems[key] = " ".join(x for x in (failure.message, failure.remedy) if x)
+                # "what happened — remedy", as a reason reads (remedies.for_reader words it)
+                problems[key] = SEPARATOR.join(x for x in (failure.message, failure.remedy) if x)
         found = problems[key]
         if found is not None:
             rule = PassbackRule.CATEGORY_MISSING.value
@@ -115,13 +140,14 @@ def check_activity(
             FieldProblem(
                 "course_id",
                 PassbackRule.CLASS_NOT_MAPPED.value,
-                f"The course {activity.course_id!r} is not mapped to a SIS class "
-                "(gradesync sis map-class).",
+                f"The course {activity.course_id!r} is not mapped to a SIS class."
+                f"{SEPARATOR}gradesync sis map-class {dest.id} {activity.course_id} "
+                "CLASS_SOURCEDID --school SCHOOL_SOURCEDID",
             )
         )
     item = uow.links.item(dest.tenant_id, dest.id, activity.id)
     selected = bool(item is not None and item.data.get("sync_to_sis"))
-    return ActivityCheck(activity.id, activity.title, selected, problems)
+    return ActivityCheck(activity.id, activity.title, selected, problems, activity.course_id)
 
 
 def activities_of(
@@ -200,9 +226,8 @@ def _file_category_check(
     problem = FieldProblem(
         "category",
         PassbackRule.CATEGORY_MISSING.value,
-        f"Activity group {group}: {why}. Align it under Category alignment on the course's SIS "
-        f"page in the console, or: gradesync sis categories {dest.id} "
-        "--align GROUP=CATEGORY_SOURCEDID",
+        f"Activity group {group}: {why}."
+        f"{SEPARATOR}{category_remedy(dest.id, activity.category, 'CATEGORY_SOURCEDID')}",
     )
     return replace(check, problems=[*check.problems, problem])
 

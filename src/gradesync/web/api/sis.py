@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
@@ -13,9 +14,10 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from gradesync.adapters.destinations import oneroster_csv
-from gradesync.domain.errors import Conflict
+from gradesync.domain.errors import Conflict, InvalidInput
 from gradesync.domain.model import CourseLink, Destination, PersonLink
 from gradesync.domain.passback import NAME_MAX_LENGTH_MOST
+from gradesync.domain.remedies import Reader, for_reader
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
@@ -144,8 +146,14 @@ class ExportIn(InputModel):
     course_ids: list[str] = Field(default_factory=list)
 
 
-def checks_out(checks: Sequence[service.ActivityCheck]) -> list[dict[str, Any]]:
-    """Activities checked against the SIS's rules (also `gradesync sis select/validate`)."""
+def checks_out(
+    checks: Sequence[service.ActivityCheck], destination_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Activities checked against the SIS's rules (also `gradesync sis select/validate`).
+    With the SIS connection's `destination_id`, each problem's remedy names the API's route
+    (`ActivityCheck.read_over`); without, the command line's command."""
+    if destination_id is not None:
+        checks = [c.read_over(Reader.API, destination_id) for c in checks]
     return [
         {
             "activity_id": c.activity_id,
@@ -192,28 +200,34 @@ def categories_out(
     }
 
 
-def post_out(rt: Runtime, tenant_id: str, result: service.PostResult) -> dict[str, Any]:
+def post_out(
+    rt: Runtime, tenant_id: str, result: service.PostResult, destination_id: str | None = None
+) -> dict[str, Any]:
     """What "Post grades" queued (also `gradesync sis post`), its run as `GET /runs/{id}`
     shows it (stages included); `run` is null when nothing could be posted (which the API
-    refuses)."""
+    refuses). `destination_id`: the refused activities' remedies as `checks_out` words them."""
     return {
         "run": asked_out(rt, tenant_id, result.run, result.joined).model_dump(mode="json")
         if result.run is not None
         else None,
         "posted": result.posted,
         "held": result.held,
-        "refused": checks_out(result.refused),
+        "refused": checks_out(result.refused, destination_id),
     }
 
 
-def _remote(failure: RemoteFailure) -> HTTPException:
+def _remote(failure: RemoteFailure, destination_id: str) -> HTTPException:
+    """The SIS's refusal, its remedy in the API's words (`remedies.for_reader`)."""
+    remedy = failure.remedy
+    if remedy:
+        remedy = for_reader(failure.code, remedy, Reader.API, destination_id)
     return HTTPException(
         status_code=502,
         detail={
             "code": failure.code,
             "class": failure.failure.value,
             "message": failure.message,
-            "remedy": failure.remedy,
+            "remedy": remedy,
         },
     )
 
@@ -225,7 +239,7 @@ async def _ask_sis(
         try:
             return await fn(sis)
         except RemoteFailure as failure:
-            raise _remote(failure) from failure
+            raise _remote(failure, destination_id) from failure
 
 
 def _change_mapping(
@@ -419,7 +433,8 @@ def map_course_students(
     return {"mapped": report.mapped, "unmapped": report.unmapped}
 
 
-@router.put("/connections/{destination_id}/alignments/{group}")
+# `:path`: a group may hold a `/` (`Quizzes/Tests`), as given or percent-encoded
+@router.put("/connections/{destination_id}/alignments/{group:path}")
 async def put_alignment(
     destination_id: str,
     group: str,
@@ -435,7 +450,7 @@ async def put_alignment(
     )
 
 
-@router.delete("/connections/{destination_id}/alignments/{group}")
+@router.delete("/connections/{destination_id}/alignments/{group:path}")
 def delete_alignment(
     destination_id: str,
     group: str,
@@ -495,8 +510,8 @@ async def put_selection(
     """Tick or clear "Sync to SIS"; ticking an activity that fails validation is a 422 naming
     each problem, and nothing changes. With `hold`, ticking and posting are two steps: the
     grades wait for a post naming the activity."""
-    return checks_out(
-        await rt.tick_sis_activities(
+    try:
+        checks = await rt.tick_sis_activities(
             p.tenant_id,
             destination_id,
             body.activity_ids,
@@ -504,7 +519,14 @@ async def put_selection(
             hold=body.hold,
             waker=rt.waker,
         )
-    )
+    except InvalidInput as exc:  # each problem's remedy in the API's words
+        raise InvalidInput(
+            [
+                replace(p, message=for_reader(p.rule, p.message, Reader.API, destination_id))
+                for p in exc.problems
+            ]
+        ) from exc
+    return checks_out(checks, destination_id)
 
 
 @router.get("/connections/{destination_id}/validation")
@@ -522,7 +544,8 @@ def get_validation(
             destination_id=destination_id,
             course_id=course_id,
             activity_ids=activity_id,
-        )
+        ),
+        destination_id,
     )
 
 
@@ -550,11 +573,12 @@ def post_grades(
     )
     if result.run is None:
         # nothing went: a clear refusal (as the CLI's and the console's), not a 202
+        refused = [c.read_over(Reader.API, destination_id) for c in result.refused]
         raise service.nothing_to_post(
-            result,
+            replace(result, refused=refused),
             "tick activities (PUT .../selection) and fix what .../validation shows.",
         )
-    return post_out(rt, p.tenant_id, result)
+    return post_out(rt, p.tenant_id, result, destination_id)
 
 
 @router.post("/connections/{destination_id}/exports")

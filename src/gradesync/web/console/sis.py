@@ -57,19 +57,39 @@ SIS_STAGE_LABELS = {
 }
 
 
-def problems_for(user: ConsoleUser, problems: Sequence[FieldProblem]) -> list[FieldProblem]:
-    """A check's problems as the viewer can act on them: an instructor reads who can do
-    what a command in the message would (`domain.remedies`), an admin the command."""
-    if user.role is UserRole.ADMIN:
-        return list(problems)
-    return [replace(p, message=remedies.for_instructor(p.rule, p.message)) for p in problems]
+def problems_for(
+    user: ConsoleUser,
+    problems: Sequence[FieldProblem],
+    destination_id: str,
+    course_id: str | None = None,
+) -> list[FieldProblem]:
+    """A check's problems as the viewer can act on them (`domain.remedies.in_console`): an
+    instructor reads who can do what a command in the message would, an admin the
+    console's page or form that does it."""
+    instructor = user.role is not UserRole.ADMIN
+    return [
+        replace(
+            p,
+            message=remedies.in_console(
+                p.rule,
+                p.message,
+                instructor=instructor,
+                destination_id=destination_id,
+                course_id=course_id,
+            ),
+        )
+        for p in problems
+    ]
 
 
 def checks_for(
-    user: ConsoleUser, checks: Sequence[service.ActivityCheck]
+    user: ConsoleUser, checks: Sequence[service.ActivityCheck], destination_id: str
 ) -> list[service.ActivityCheck]:
     """Activity checks with their problems as the viewer can act on them (`problems_for`)."""
-    return [replace(c, problems=problems_for(user, c.problems)) for c in checks]
+    return [
+        replace(c, problems=problems_for(user, c.problems, destination_id, c.course_id))
+        for c in checks
+    ]
 
 
 def page_url(destination_id: str, course_id: str) -> str:
@@ -290,7 +310,7 @@ async def course_page(
             user,
             nav="sis" if user.role.value == "admin" else "courses",
             o=overview,
-            checks={c.activity_id: c for c in checks_for(user, checks)},
+            checks={c.activity_id: c for c in checks_for(user, checks, destination_id)},
             categories=cats,
             aligned=aligned,
             sis_problem=sis_problem,

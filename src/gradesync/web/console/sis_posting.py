@@ -104,7 +104,8 @@ def sync_to_sis(
         )
     except InvalidInput as exc:
         words = "; ".join(
-            f"{rule_words(p.rule)}: {p.message}" for p in problems_for(user, exc.problems)
+            f"{rule_words(p.rule)}: {p.message}"
+            for p in problems_for(user, exc.problems, destination_id, course_id)
         )
         flash(request, "error", f"{activity.title} cannot sync to the SIS: {words}")
     except NotFound as exc:
@@ -163,7 +164,9 @@ async def post_grades(
             course=course,
             dest=dest,
             going=[c for c in checks if c.selected and c.ok],
-            left_out=checks_for(user, [c for c in checks if not (c.selected and c.ok)]),
+            left_out=checks_for(
+                user, [c for c in checks if not (c.selected and c.ok)], destination_id
+            ),
             base=base,
             remaster=remaster == "yes",
         )
@@ -171,7 +174,8 @@ async def post_grades(
     left_out = [c for c in checks if not (c.selected and c.ok)]
     for c in left_out:
         why = "; ".join(
-            f"{rule_words(p.rule)}: {p.message}" for p in problems_for(user, c.problems)
+            f"{rule_words(p.rule)}: {p.message}"
+            for p in problems_for(user, c.problems, destination_id, course_id)
         ) or ("Sync to SIS is off for it")
         flash(request, "error", f"Left out {c.title}: {why}")
     if not going:
@@ -194,7 +198,9 @@ async def post_grades(
         )
     except (InvalidInput, GradesyncError) as exc:
         if isinstance(exc, InvalidInput):
-            text = problems_text(InvalidInput(problems_for(user, exc.problems)))
+            text = problems_text(
+                InvalidInput(problems_for(user, exc.problems, destination_id, course_id))
+            )
         else:
             text = str(exc)
         flash(request, "error", f"Post grades could not start: {text}")
