@@ -17,6 +17,7 @@ import pytest
 from gradesync.adapters import metrics
 from gradesync.adapters.destinations.http_fast import Response
 from gradesync.adapters.destinations.http_pool import shared_client
+from gradesync.adapters.destinations.lti11 import sign_request
 from gradesync.adapters.destinations.observed import CountingTransport
 from gradesync.adapters.outbound_http import SystemResolver
 from gradesync.services import log_context
@@ -278,6 +279,31 @@ async def test_the_fast_path_puts_repeated_headers_together_once(
         for _ in range(5):
             await http.request("POST", url, content=b"{}", headers=dict(one))
     assert len(read) == 1
+
+
+async def test_a_signed_call_leaves_the_header_lines_kept_as_they_were(
+    server: tuple[_Server, int],
+) -> None:
+    """An LTI 1.1 call is signed on its own (OAuth 1.0a: nonce, timestamp, signature): its
+    lines are made for it and not kept, so the bearer calls' entries stay and no signed
+    Authorization is held. It still takes the fast path and sends what httpx sends."""
+    s, port = server
+    url = f"http://127.0.0.1:{port}/pox"
+    body = b"<imsx_POXEnvelopeRequest/>"
+    signed = [sign_request(url, body, "key", "secret") for _ in range(3)]
+    for fast in (False, True):
+        async with _client(_loopback(), fast=fast) as http:
+            await http.post(url, content=b"{}", headers={"Authorization": "Bearer t"})
+            heads = http._heads._made  # type: ignore[attr-defined]
+            kept = dict(heads)
+            for headers in signed:
+                resp = await http.post(url, content=body, headers=headers)
+                assert isinstance(resp, Response) is fast
+            assert heads == kept and len(kept) == fast
+            assert "OAuth " not in repr(heads)
+    n = 1 + len(signed)
+    assert s.heads[n:] == s.heads[:n]  # byte for byte
+    assert b"authorization: OAuth " in s.heads[-1]
 
 
 async def test_fast_path_answers_are_httpx_responses(server: tuple[_Server, int]) -> None:
