@@ -1,32 +1,65 @@
-"""A setting of the SIS profile is added in one place, services.sis.PROFILE_KEYS: `gradesync
-sis add` and the console's settings form read each by its name (`given_profile`), so an
-entrypoint without a field for one fails here, not by dropping the setting unseen."""
+"""A setting of the SIS profile is listed in one place, services.sis.PROFILE_KEYS:
+`given_profile` takes a keyword for each (so `gradesync sis add`, which passes its options by
+name, fails the type check when it leaves one out), the CLI has an option for each and hands
+every one on, and the console's settings form has a labelled field for each."""
 
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from gradesync.cli import app
 from gradesync.cli import sis as cli_sis
 from gradesync.services.sis import PROFILE_KEYS, given_profile
+from gradesync.testing import TEST_SECRET
 from gradesync.web.console.sis_settings import LABELS
 from tests.support.api import ApiEnv
 from tests.support.console import form_fields
 
+GIVEN = {
+    "name_max_length": 30,
+    "due_date_required": False,
+    "due_date_inside_term": True,
+    "may_create_categories": False,
+    "category_match": "name",
+    "default_category": "Homework",
+    "concurrency": 2,
+}
 
-def test_given_profile_keeps_the_settings_given_and_needs_every_one() -> None:
-    fields = {"name": "Renamed", **dict.fromkeys(PROFILE_KEYS), "concurrency": 2}
-    assert given_profile({**fields, "due_date_required": False}) == {
-        "due_date_required": False,  # given, though false
-        "concurrency": 2,
-    }
-    with pytest.raises(KeyError, match="default_category"):
-        given_profile({k: v for k, v in fields.items() if k != "default_category"})
+
+def test_given_profile_takes_each_setting_by_its_own_name() -> None:
+    assert list(inspect.signature(given_profile).parameters) == list(PROFILE_KEYS)
+    assert set(GIVEN) == set(PROFILE_KEYS)
+    assert given_profile(**GIVEN) == GIVEN  # each to its own key, a false one kept
+    none = dict.fromkeys(PROFILE_KEYS)
+    assert given_profile(**{**none, "concurrency": 2}) == {"concurrency": 2}
 
 
 def test_sis_add_has_an_option_for_every_profile_setting() -> None:
     assert set(PROFILE_KEYS) <= set(inspect.signature(cli_sis.add).parameters)
+
+
+def test_sis_add_hands_on_every_profile_setting(
+    api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    api.tenant("t1", "admin")
+    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
+    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
+    options = [
+        "--name-max-length", "30", "--due-date-optional", "--due-date-inside-term",
+        "--no-create-categories", "--category-match", "name",
+        "--default-category", "Homework", "--concurrency", "2",
+    ]  # fmt: skip
+    r = CliRunner().invoke(app, ["sis", "add", "sis", "-t", "t1", "--file-based", *options])
+    assert r.exit_code == 0, r.output
+    with api.db.uow() as uow:
+        dest = uow.destinations.get("t1", "sis")
+    assert dest is not None
+    assert {key: dest.config.get(key) for key in PROFILE_KEYS} == GIVEN
 
 
 def test_the_settings_form_has_a_labelled_field_for_every_profile_setting(api: ApiEnv) -> None:

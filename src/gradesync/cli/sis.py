@@ -171,7 +171,15 @@ def add(
         )
     if default_token_url:
         token_url = ""  # the use case's word for the default
-    profile = service.given_profile(locals())  # each profile setting's option is named as it
+    profile = service.given_profile(
+        name_max_length=name_max_length,
+        due_date_required=due_date_required,
+        due_date_inside_term=due_date_inside_term,
+        may_create_categories=may_create_categories,
+        category_match=category_match,
+        default_category=default_category,
+        concurrency=concurrency,
+    )
 
     def go(rt: Runtime) -> tuple[Any, Sequence[CheckStep] | None]:
         dest = service.add_connection(

@@ -3,7 +3,7 @@ knobs, and the live SIS as a port (`SisDirectory`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -23,8 +23,8 @@ from gradesync.services.ports import UnitOfWork
 
 SCOPE_PREFIX = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
 DEFAULT_SCOPES = (SCOPE_PREFIX + "gradebook.readonly", SCOPE_PREFIX + "gradebook.createput")
-# The profile's knobs. The CLI's options and the console form's fields are named after them
-# and read through `given_profile`: no entrypoint lists the knobs again.
+# The profile's knobs: the console form's fields and the API's config keys are named after
+# them; the CLI's options pass them to `given_profile`, whose keywords are these.
 PROFILE_KEYS = (
     "name_max_length",
     "due_date_required",
@@ -44,11 +44,29 @@ HELD_BACK = frozenset({PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.
 COLUMN_RULES = frozenset(r.value for r in PassbackRule)
 
 
-def given_profile(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The profile settings among an entrypoint's `fields` (by name) that were given, not
-    None: `add_connection`'s `profile`. Each of PROFILE_KEYS must be among them: a field
-    missing for a new knob fails at once rather than drops the setting unseen."""
-    return {key: fields[key] for key in PROFILE_KEYS if fields[key] is not None}
+def given_profile(
+    *,
+    name_max_length: int | None,
+    due_date_required: bool | None,
+    due_date_inside_term: bool | None,
+    may_create_categories: bool | None,
+    category_match: str | None,
+    default_category: str | None,
+    concurrency: int | None,
+) -> dict[str, Any]:
+    """The profile settings an entrypoint's options give (not None): `add_connection`'s
+    `profile`. A keyword for each of PROFILE_KEYS and no defaults, so a call that leaves one
+    out fails the type check (tests/oneroster/test_profile_keys.py keeps the two alike)."""
+    given = {
+        "name_max_length": name_max_length,
+        "due_date_required": due_date_required,
+        "due_date_inside_term": due_date_inside_term,
+        "may_create_categories": may_create_categories,
+        "category_match": category_match,
+        "default_category": default_category,
+        "concurrency": concurrency,
+    }
+    return {key: value for key, value in given.items() if value is not None}
 
 
 class SisDirectory(Protocol):

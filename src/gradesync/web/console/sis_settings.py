@@ -189,7 +189,8 @@ def save_settings(
     typed = {key: posted[key] for key in TYPED}
     typed["kind"] = typed["kind"] or _form_of(dest)["kind"]  # not sent: the kind stays
     optional = {k: typed[k].strip() for k in service.CLEARABLE}
-    profile = service.given_profile({k: _setting(k, optional[k]) for k in service.PROFILE_KEYS})
+    settings = {key: _setting(key, optional[key]) for key in service.PROFILE_KEYS}
+    profile = {key: value for key, value in settings.items() if value is not None}
     scope_list = [s for s in re.split(r"[,\s]+", optional["scopes"]) if s]
     try:
         if choices := _choice_problems(typed):
