@@ -38,7 +38,7 @@ def test_the_reset_links_to_the_settings_that_give_the_token_url_again(api: ApiE
     with api.db.uow() as uow:
         dest = uow.destinations.get("t1", "sis")
     assert dest is not None and dest.config["token_url"] == CUSTOM
-    assert dest.secret == {"client_secret": "s3cret"}
+    assert dest.secret["client_secret"] == "s3cret"
     form = {"csrf": token, "kind": "sis", "id": "sis", "name": "District SIS",
             "base_url": "https://sis.example.org", "token_url": CUSTOM}  # fmt: skip
     refused = api.client.post("/console/destinations", data=form)

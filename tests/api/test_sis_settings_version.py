@@ -83,6 +83,28 @@ def test_the_api_refuses_a_change_made_from_settings_changed_since(api: ApiEnv) 
     assert _stored(api).name == "Renamed"
 
 
+def test_a_new_secret_is_a_new_version(api: ApiEnv) -> None:
+    """The secret is no part of the settings shown, but a change made from settings read
+    before another admin gave a new secret is refused: it would write its own secret over
+    the new one unseen. The version tells nothing of the secret."""
+    admin = Caller(api.client, _connected(api))
+    tag = admin.get("/sis/connections/sis").headers["ETag"]
+    rotated = admin.put(
+        "/sis/connections/sis", json={"client_secret": "rotated"}, headers={"If-Match": tag}
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.headers["ETag"] != tag
+    assert admin.get("/sis/connections/sis").headers["ETag"] == rotated.headers["ETag"]
+    stale = admin.put(
+        "/sis/connections/sis", json={"client_secret": "mine"}, headers={"If-Match": tag}
+    )
+    assert stale.status_code == 412, stale.text
+    assert _stored(api).secret["client_secret"] == "rotated"
+    # the same secret given again is counted too: the version does not say it was the same
+    again = admin.put("/sis/connections/sis", json={"client_secret": "rotated"})
+    assert again.status_code == 200 and again.headers["ETag"] != rotated.headers["ETag"]
+
+
 def test_if_match_is_optional_and_read_as_http_says(api: ApiEnv) -> None:
     admin = Caller(api.client, _connected(api))
     tag = admin.get("/sis/connections/sis").headers["ETag"]

@@ -122,7 +122,7 @@ def test_connection_is_validated_and_its_secret_kept_encrypted(
     with db.uow() as uow:
         assert uow.destinations.get("t1", "sis2") is None
         dest = uow.destinations.get("t1", "sis")
-    assert dest is not None and dest.secret == {"client_secret": "secret-1"}
+    assert dest is not None and dest.secret["client_secret"] == "secret-1"
     with db.engine.connect() as conn:
         raw = conn.exec_driver_sql("SELECT secret_ciphertext, config FROM destinations").fetchall()
     assert all("secret-1" not in str(row) for row in raw)

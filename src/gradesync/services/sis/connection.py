@@ -32,6 +32,11 @@ from gradesync.services.sis.common import (
     touch_items,
 )
 
+# how many times a client secret was given, kept with it (encrypted): a new secret makes a
+# new version, so a change made from a form opened before it is refused rather than write
+# its own secret over the new one unseen. The count tells nothing of the secret.
+SECRET_CHANGES = "client_secret_changes"
+
 
 def add_connection(
     uow_factory: UnitOfWorkFactory,
@@ -105,6 +110,9 @@ def add_connection(
     config.setdefault("scopes", list(DEFAULT_SCOPES))
     if client_secret is not None:
         secret["client_secret"] = client_secret
+        # counted each time one is given, the same or not: a version that stayed for the
+        # same secret would let whoever may save the settings test a guess of it
+        secret[SECRET_CHANGES] = int(secret.get(SECRET_CHANGES) or 0) + 1
     problems = _clear_problems(clear, token_url, scopes, profile or {}, spelled)
     if old is None and not DESTINATION_ID_RE.match(destination_id):
         # a new one only: one saved before this rule can still be changed or deleted
@@ -242,10 +250,13 @@ def has_rest_api(uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id:
 
 
 def settings_version(dest: Destination) -> str:
-    """What a form of the connection's settings was made from (its name, kind and config; not
-    the secret, which a form never shows): another version means another change came
-    between."""
-    return digest({"name": dest.name, "kind": dest.kind.value, "config": dest.config})
+    """What a form of the connection's settings was made from (its name, kind and config, and
+    how many times a secret was given; never the secret): another version means another
+    change came between."""
+    made = {"name": dest.name, "kind": dest.kind.value, "config": dest.config}
+    if changes := dest.secret.get(SECRET_CHANGES):  # none before secrets were counted
+        made["secret_changes"] = changes
+    return digest(made)
 
 
 # a version that any stored version matches (HTTP's `If-Match: *`): the connection exists
