@@ -1,12 +1,12 @@
 """What runs once for every result sent, kept cheap without changing what it does: the
 counters look their labelled child up once (prometheus_client's `labels()` checks and locks
 on every call) and still count every result under its labels; the log fields a call to a
-destination binds are set and restored by a plain context manager, not a generator; a JSON
+destination binds are set and restored, each entry of one binding by itself; a JSON
 body is encoded by one encoder made once, to the same bytes."""
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import json
 import math
 from typing import Any
@@ -83,10 +83,35 @@ def test_bound_fields_hold_for_the_block_only_and_nest() -> None:
     assert log_context.current() == {}
 
 
-def test_bound_is_no_generator() -> None:
-    # entered for every result sent: `@contextmanager` cost several times as much
-    wrapped = getattr(log_context.bound, "__wrapped__", None)
-    assert wrapped is None or not inspect.isgeneratorfunction(wrapped)
+def test_one_bound_entered_again_inside_itself_leaves_each_as_it_found_it() -> None:
+    again = log_context.bound(run_id="r1")
+    with log_context.bound(tenant="t1"), again:
+        with log_context.bound(destination="d1"), again:
+            assert log_context.current() == {"tenant": "t1", "run_id": "r1", "destination": "d1"}
+        assert log_context.current() == {"tenant": "t1", "run_id": "r1"}
+    assert log_context.current() == {}
+
+
+async def test_one_bound_entered_by_two_tasks_at_once_resets_each_ones_own() -> None:
+    shared = log_context.bound(run_id="r1")
+    entered, second_in, first_out = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def first() -> dict[str, str]:
+        with log_context.bound(tenant="a"), shared:
+            entered.set()
+            await second_in.wait()  # the second task enters after this one, leaves after it
+        first_out.set()
+        return dict(log_context.current())
+
+    async def second() -> dict[str, str]:
+        await entered.wait()
+        with log_context.bound(tenant="b"), shared:
+            second_in.set()
+            await first_out.wait()
+            assert log_context.current() == {"tenant": "b", "run_id": "r1"}
+        return dict(log_context.current())
+
+    assert await asyncio.gather(first(), second()) == [{}, {}]
 
 
 def test_json_content_makes_no_encoder_per_body(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ record; nothing here logs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import Context, ContextVar, copy_context
+from contextvars import Context, ContextVar, Token, copy_context
 
 FIELDS = ("request_id", "tenant", "run_id", "destination")
 PREFIX = "gradesync_"  # of the same fields given with one line (`fields`)
@@ -52,15 +52,27 @@ def detached() -> Context:
 class bound:  # named as the function it replaced: `with log_context.bound(...)`
     """Add fields for the duration of the block (a request, a run, a call to a destination).
     A class rather than a generator: entered for every result sent, where `@contextmanager`
-    cost several times as much."""
+    cost several times as much. One instance may be entered again before it is left, nested
+    or from another task: each entry keeps its own token and the fields it set, and a leaving
+    resets the entry whose fields its context holds."""
 
-    __slots__ = ("_given", "_token")
+    __slots__ = ("_entered", "_given")
 
     def __init__(self, **fields: str | None) -> None:
         self._given = {k: v for k, v in fields.items() if v is not None}
+        self._entered: list[tuple[Token[dict[str, str] | None], dict[str, str]]] = []
 
     def __enter__(self) -> None:
-        self._token = _current.set({**(_current.get() or {}), **self._given})
+        held = {**(_current.get() or {}), **self._given}
+        self._entered.append((_current.set(held), held))
 
     def __exit__(self, *exc: object) -> None:
-        _current.reset(self._token)
+        entered = self._entered
+        token, held = entered[-1]
+        if held is _current.get():  # the last entry is this context's: almost always
+            del entered[-1]
+        else:  # another task entered after this one: this context's entry is further in
+            now = _current.get()
+            at = next((i for i, e in enumerate(entered) if e[1] is now), len(entered) - 1)
+            token = entered.pop(at)[0]
+        _current.reset(token)
