@@ -36,7 +36,7 @@ import httpx
 
 from benchmarks import pressure, procs
 from benchmarks.sandbox_host import platform_host
-from benchmarks.scenarios.remaster import trace_dump
+from benchmarks.scenarios.remaster import signal_dump, trace_dump
 from benchmarks.world import attempt, chunks, real_launch_at
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import CourseLink, PersonLink
@@ -362,16 +362,7 @@ def malloc_dump(child: procs.Child, out: Path, timeout: float = 60.0) -> dict[st
     (`benchmarks/traced_serve.py`, GRADESYNC_BENCH_MALLOC)."""
     from benchmarks.traced_serve import MALLOC_SIGNAL
 
-    out.unlink(missing_ok=True)
-    child.proc.send_signal(MALLOC_SIGNAL)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return json.loads(out.read_text())  # type: ignore[no-any-return]
-        except (OSError, ValueError):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no malloc figures in {out} after {timeout:g} s") from None
-            time.sleep(0.2)  # written by the server's main thread
+    return signal_dump(child, MALLOC_SIGNAL, out, timeout, "malloc figures")
 
 
 def link_all(db: Database, sandbox_url: str, shape: Shape, port: int) -> dict[str, Any]:

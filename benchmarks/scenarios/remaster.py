@@ -476,18 +476,26 @@ def wait_drained(
         poll.dispose()
 
 
-def trace_dump(child: procs.Child, out: Path, timeout: float = 120.0) -> dict[str, Any]:
-    """Ask the traced server for its live Python allocations (SIGUSR1) and read them."""
+def signal_dump(
+    child: procs.Child, signum: int, out: Path, timeout: float, what: str
+) -> dict[str, Any]:
+    """Send the traced server `signum` and read the JSON it writes to `out` (written by its
+    main thread, so polled)."""
     out.unlink(missing_ok=True)
-    child.proc.send_signal(signal.SIGUSR1)
+    child.proc.send_signal(signum)
     deadline = time.monotonic() + timeout
     while True:
         try:
             return json.loads(out.read_text())  # type: ignore[no-any-return]
         except (OSError, ValueError):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no tracemalloc dump in {out} after {timeout:g} s") from None
-            time.sleep(0.2)  # the dump is written by the server's main thread
+                raise TimeoutError(f"no {what} in {out} after {timeout:g} s") from None
+            time.sleep(0.2)
+
+
+def trace_dump(child: procs.Child, out: Path, timeout: float = 120.0) -> dict[str, Any]:
+    """Ask the traced server for its live Python allocations (SIGUSR1) and read them."""
+    return signal_dump(child, signal.SIGUSR1, out, timeout, "tracemalloc dump")
 
 
 def one_size(
