@@ -18,6 +18,7 @@ from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.runs import get_run, get_run_stages, request_run
 from gradesync.testing import DEADLINE
 from gradesync.testing.double import server_error
+from gradesync.testing.seeding import add_destination
 from tests.engine.conftest import COURSE, DEST, Harness, T, learner, post, seed
 
 SCOPE = RunScope(T, DEST, COURSE)
@@ -89,6 +90,27 @@ async def test_a_paused_destinations_rows_are_reported_not_waited_for(
     assert done.message == (
         "0 sent; 0 unchanged; 2 still pending (waiting for Canvas test paused (exam week); "
         "sent when resumed)."
+    )
+
+
+async def test_the_message_names_only_the_paused_destinations_holding_pending_rows(
+    harness: Harness, db: Database
+) -> None:
+    """A course's run names the pause its pending rows wait for, not another destination of
+    the tenant paused too that holds none of them."""
+    seed(db, learners=2)
+    add_destination(db.uow, T, "other", name="Consumer One")  # not linked to the course
+    destination_admin.pause(db.uow, SystemClock(), T, "other", actor="admin", reason="fixing")
+    destination_admin.pause(db.uow, SystemClock(), T, DEST, actor="admin", reason="exam week")
+    post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+    await harness.engine.process_dirty()
+    scope = RunScope(T, None, COURSE)
+    run, _ = request_run(db.uow, harness.waker, SystemClock(), scope, Trigger.MANUAL, "ada")
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.counts["pending"] == 2, done and done.counts
+    assert done.message is not None and "Consumer One" not in done.message, done.message
+    assert "2 still pending (waiting for Canvas test paused (exam week); sent when resumed)" in (
+        done.message
     )
 
 

@@ -413,13 +413,29 @@ class RunExecutor:
             return replace(run, stage=RunStage.QUEUED)
 
     def _paused(self, scope: RunScope) -> list[str]:
-        """The destinations in the run's scope paused now, by an admin or for a while (their
-        results wait), e.g. "lms paused (exam week)"."""
+        """The destinations in the run's scope paused now, by an admin or for a while, that
+        hold results of the scope still pending (they wait for the pause), e.g. "lms paused
+        (exam week)". A paused destination holding none of them is not what they wait for."""
+        now = self.clock.now()
         with self.uow_factory() as uow:
-            paused = self._paused_in(uow, scope.tenant_id, scope.destination_id, self.clock.now())
+            paused = [
+                d
+                for d in self._paused_in(uow, scope.tenant_id, scope.destination_id, now)
+                if self._holds_pending(uow, d, scope)
+            ]
         return [
             f"{d.name} paused" + (f" ({d.pause_reason})" if d.pause_reason else "") for d in paused
         ]
+
+    @staticmethod
+    def _holds_pending(uow: UnitOfWork, dest: Destination, scope: RunScope) -> bool:
+        rows = uow.ledger.scope_summary(
+            dest.tenant_id,
+            destination_id=dest.id,
+            course_id=scope.course_id,
+            activity_ids=scope.activity_ids or None,
+        )
+        return any(state == DeliveryState.PENDING.value and n for state, _, _, n in rows)
 
     @staticmethod
     def _paused_in(
