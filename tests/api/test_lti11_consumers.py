@@ -111,3 +111,17 @@ def test_a_misconfigured_consumers_remedy_names_the_apis_route(api: ApiEnv) -> N
         fixed = uow.destinations.get("t1", "lms11")
     assert fixed is not None
     assert ConsumerConfig.from_destination(fixed).allowed_hosts == ("lms.example.edu",)
+
+
+def test_a_bad_consumer_id_is_named_as_the_urls_path_parameter(api: ApiEnv) -> None:
+    """The id is the URL's `consumer_id` (as /openapi.json names it): a bad one is located in
+    the path under that name, not in the body as the service's `destination_id`."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    for bad in ("bad%20id", "x" * 300):
+        r = admin.put(f"/lti11/consumers/{bad}", json={**CONSUMER, "consumer_secret": SECRET})
+        assert r.status_code == 422, r.text
+        assert [(d["loc"], d["field"], d["rule"]) for d in r.json()["detail"]] == [
+            (["path", "consumer_id"], "consumer_id", "identifier")
+        ]
+    with api.db.uow() as uow:
+        assert uow.destinations.all("t1") == []

@@ -11,12 +11,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import Field
 
+from gradesync.domain.errors import InvalidInput
 from gradesync.runtime import Runtime
 from gradesync.services.lti11_consumers import PROFILES, ConsumerSpec, add_consumer
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.destinations import dest_out
-from gradesync.web.api.errors import UrlIdsRoute
+from gradesync.web.api.errors import UrlIdsRoute, strip_prefix
 from gradesync.web.api.schemas import DestinationOut, InputModel
 
 router = APIRouter(tags=["lti 1.1 consumers"], route_class=UrlIdsRoute)
@@ -63,20 +64,24 @@ def put_consumer(
     """Add an LTI 1.1 consumer, or change one (a paused consumer stays paused: resume it once
     fixed). A consumer key already used by another consumer is a 409."""
     with rt.uow() as uow:
-        dest = add_consumer(
-            uow,
-            ConsumerSpec(
-                tenant_id=p.tenant_id,
-                destination_id=consumer_id,
-                name=body.name,
-                consumer_key=body.consumer_key,
-                consumer_secret=body.consumer_secret,
-                allowed_hosts=tuple(body.allowed_hosts),
-                profile=body.profile,
-                comments=body.comments,
-            ),
-            rt.clock.now(),
-            rt.outbound,
-        )
+        try:
+            dest = add_consumer(
+                uow,
+                ConsumerSpec(
+                    tenant_id=p.tenant_id,
+                    destination_id=consumer_id,
+                    name=body.name,
+                    consumer_key=body.consumer_key,
+                    consumer_secret=body.consumer_secret,
+                    allowed_hosts=tuple(body.allowed_hosts),
+                    profile=body.profile,
+                    comments=body.comments,
+                ),
+                rt.clock.now(),
+                rt.outbound,
+            )
+        except InvalidInput as exc:
+            # the service's destination_id is the URL's consumer_id: a bad one is the path's
+            raise strip_prefix(exc, "", {"destination_id": "consumer_id"}) from exc
         uow.commit()
     return dest_out(rt, dest)
