@@ -125,3 +125,24 @@ def test_a_bad_consumer_id_is_named_as_the_urls_path_parameter(api: ApiEnv) -> N
         ]
     with api.db.uow() as uow:
         assert uow.destinations.all("t1") == []
+
+
+def test_a_blank_secret_is_refused(api: ApiEnv) -> None:
+    """A secret of spaces, however long, proves nothing: refused as blank (`required`), as a
+    new consumer and as a change, and nothing is saved."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    blank = {**CONSUMER, "consumer_secret": " " * 20}
+    r = admin.put("/lti11/consumers/c10", json=blank)
+    assert r.status_code == 422, r.text
+    assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
+        ("consumer_secret", "required")
+    ]
+    assert admin.get("/destinations/c10").status_code == 404
+    assert admin.put(
+        "/lti11/consumers/c10", json={**CONSUMER, "consumer_secret": SECRET}
+    ).is_success
+    r = admin.put("/lti11/consumers/c10", json=blank)
+    assert r.status_code == 422, r.text
+    with api.db.uow() as uow:
+        stored = uow.destinations.get("t1", "c10")
+    assert stored is not None and stored.secret == {"consumer_secret": SECRET}

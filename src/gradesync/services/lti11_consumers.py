@@ -109,6 +109,14 @@ def _problems(
                 f"(at least {MIN_SECRET_LENGTH} characters).",
             )
         )
+    elif not secret.strip():
+        out.append(
+            FieldProblem(
+                "consumer_secret",
+                "required",
+                "The secret shared with the LMS cannot be blank (only spaces).",
+            )
+        )
     elif len(secret) < MIN_SECRET_LENGTH:
         out.append(
             FieldProblem(
