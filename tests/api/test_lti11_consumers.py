@@ -146,3 +146,27 @@ def test_a_blank_secret_is_refused(api: ApiEnv) -> None:
     with api.db.uow() as uow:
         stored = uow.destinations.get("t1", "c10")
     assert stored is not None and stored.secret == {"consumer_secret": SECRET}
+
+
+def test_every_problem_is_listed_at_once(api: ApiEnv) -> None:
+    """A host refused for where it leads (`address`) is listed with the body's other problems,
+    not only once they are fixed."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    body = {
+        "consumer_key": "",
+        "allowed_hosts": ["http://x/y", "10.0.0.1", "", "localhost"],
+        "consumer_secret": "x",
+        "profile": "nope",
+    }
+    r = admin.put("/lti11/consumers/c1", json=body)
+    assert r.status_code == 422, r.text
+    found = {(d["field"], d["rule"]) for d in r.json()["detail"]}
+    assert found == {
+        ("consumer_key", "required"),
+        ("consumer_secret", "min_length"),
+        ("allowed_hosts[0]", "host"),
+        ("allowed_hosts[1]", "address"),
+        ("allowed_hosts[2]", "host"),
+        ("profile", "one_of"),
+    }, found
+    assert admin.get("/destinations/c1").status_code == 404

@@ -149,6 +149,8 @@ def _address_problems(spec: ConsumerSpec, guard: OutboundGuard) -> list[FieldPro
     metadata name under a `*.` entry. Plain http is checked on each launch's outcome URL."""
     out: list[FieldProblem] = []
     for i, pattern in enumerate(spec.allowed_hosts):
+        if host_pattern_problem(pattern) is not None:
+            continue  # not a host: refused as such (`host`), it leads nowhere
         host = pattern.lower()
         if host.startswith("*."):
             covered = [m for m in METADATA_NAMES if m.endswith(host[1:])]
@@ -200,8 +202,8 @@ def add_consumer(
     if secret is None and old is not None:
         secret = old.secret.get("consumer_secret")
     problems = _problems(spec, name, profile, secret)
-    if guard is not None and not problems:
-        problems = _address_problems(spec, guard)
+    if guard is not None:  # listed with the others: every problem at once
+        problems += _address_problems(spec, guard)
     if problems:
         raise InvalidInput(problems)
     if uow.tenants.get(spec.tenant_id) is None:
