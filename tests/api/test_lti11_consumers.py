@@ -170,3 +170,19 @@ def test_every_problem_is_listed_at_once(api: ApiEnv) -> None:
         ("profile", "one_of"),
     }, found
     assert admin.get("/destinations/c1").status_code == 404
+
+
+def test_a_host_given_twice_is_stored_once(api: ApiEnv) -> None:
+    """Host names know no case: `LMS2.example.edu` after `lms2.example.edu` is the same host,
+    kept once, in the order given (as the command line and the console store it: the same
+    service)."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    hosts = ["lms2.example.edu", "*.example.edu", "LMS2.example.edu", "*.EXAMPLE.edu"]
+    body = {**CONSUMER, "allowed_hosts": hosts, "consumer_secret": SECRET}
+    r = admin.put("/lti11/consumers/c1", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["config"]["allowed_hosts"] == ["lms2.example.edu", "*.example.edu"]
+    with api.db.uow() as uow:
+        stored = uow.destinations.get("t1", "c1")
+    assert stored is not None
+    assert stored.config["allowed_hosts"] == ["lms2.example.edu", "*.example.edu"]

@@ -234,7 +234,8 @@ def add_consumer(
             # limits are set apart (`destination_admin.set_limits`): an update keeps them
             **{k: v for k, v in (old.config if old else {}).items() if k in LIMITS},
             "consumer_key": spec.consumer_key,
-            "allowed_hosts": [h.lower() for h in spec.allowed_hosts],
+            # host names know no case: each is kept once, in the order given
+            "allowed_hosts": list(dict.fromkeys(h.lower() for h in spec.allowed_hosts)),
             "comments": comments,
         },
         secret={"consumer_secret": secret},
