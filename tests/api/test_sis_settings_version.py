@@ -16,6 +16,7 @@ from gradesync.cli import app
 from gradesync.domain.model import Destination
 from gradesync.services import sis
 from gradesync.testing import TEST_SECRET
+from gradesync.testing.seeding import add_destination
 from tests.support.api import ApiEnv, Caller
 
 BASE = "https://sis.example.org/ims/oneroster/gradebook/v1p2"
@@ -185,3 +186,19 @@ def test_the_cli_refuses_a_change_made_from_settings_changed_since(
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["version"] == sis.settings_version(_stored(api))
     assert _stored(api).name == "Renamed"
+
+
+def test_if_match_on_a_destination_that_is_no_sis_is_the_kind_error(api: ApiEnv) -> None:
+    """A destination that is no SIS has no SIS settings to be stale: `If-Match` or not, the
+    answer is the `422` `kind` a GET of it gives, not a `412` telling to GET it again."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    add_destination(api.db.uow, "t1", "lms", name="Canvas")
+    before = admin.get("/destinations/lms").json()
+    for tag in ('"x"', "*", None):
+        headers = {"If-Match": tag} if tag else {}
+        r = admin.put("/sis/connections/lms", json={"name": "q"}, headers=headers)
+        assert r.status_code == 422, (tag, r.text)
+        assert [(p["loc"], p["rule"]) for p in r.json()["detail"]] == [
+            (["path", "destination_id"], "kind")
+        ]
+    assert admin.get("/destinations/lms").json() == before

@@ -73,14 +73,15 @@ def add_connection(
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
         old = uow.destinations.get(tenant_id, destination_id)
-    if version is not None:
-        _check_version(old, version, destination_id)  # stale first: its problems may be too
     if old is not None and old.kind not in SIS_KINDS:
+        # before the version: no version of a SIS's settings is this destination's
         raise InvalidInput.one(
             "destination_id",
             "kind",
             f"{destination_id!r} is a {old.kind.value} destination, not a SIS.",
         )
+    if version is not None:
+        _check_version(old, version, destination_id)  # stale first: its problems may be too
     if file_based is None:
         file_based = old is not None and old.kind is DestinationKind.ONEROSTER_CSV
     kind = DestinationKind.ONEROSTER_CSV if file_based else DestinationKind.ONEROSTER_REST
