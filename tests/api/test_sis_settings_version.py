@@ -202,3 +202,22 @@ def test_if_match_on_a_destination_that_is_no_sis_is_the_kind_error(api: ApiEnv)
             (["path", "destination_id"], "kind")
         ]
     assert admin.get("/destinations/lms").json() == before
+
+
+def test_the_cli_takes_the_version_as_the_apis_etag_too(api: ApiEnv, cli: CliRunner) -> None:
+    """Copied from the API, the version is in its ETag's double quotes: it is the same version,
+    not another one ("changed"). A weak tag or a stray quote is malformed (`etag`, exit 2)."""
+    admin = Caller(api.client, _connected(api))
+    tag = admin.get("/sis/connections/sis").headers["ETag"]
+    assert tag.startswith('"')
+    add = ["sis", "add", "sis", "-t", "t1", "--no-check", "--expect-version"]
+    before = _stored(api)
+    for bad in ("W/" + tag, tag[:-1], '""'):
+        r = cli.invoke(app, [*add, bad, "--name", "Weak"])
+        assert r.exit_code == 2, (bad, r.output)
+        assert r.output.startswith("error: --expect-version: "), r.output
+        assert r.output.rstrip().endswith("[etag]"), r.output
+    assert _stored(api) == before
+    taken = cli.invoke(app, [*add, tag, "--name", "Quoted"])
+    assert taken.exit_code == 0, taken.output
+    assert _stored(api).name == "Quoted"

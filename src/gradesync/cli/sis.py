@@ -158,7 +158,8 @@ def add(
         "--expect-version",
         metavar="VERSION",
         help="Change the settings only if they are still at this version (as `sis show` "
-        "printed it): a change made meanwhile is refused (exit 4) and nothing changes.",
+        "printed it, or the API's ETag in its quotes): a change made meanwhile is refused "
+        "(exit 4) and nothing changes.",
     ),
     as_json: bool = JSON_OUT,
 ) -> None:
@@ -171,6 +172,7 @@ def add(
         )
     if default_token_url:
         token_url = ""  # the use case's word for the default
+    version = _expected_version(expect_version)
     profile = service.given_profile(
         name_max_length=name_max_length,
         due_date_required=due_date_required,
@@ -198,7 +200,7 @@ def add(
             guard=rt.outbound,
             clear=[c.strip().replace("-", "_") for c in clear],  # as typed, or as the API
             spelled=lambda setting: setting.replace("_", "-"),  # named as --clear takes them
-            version=expect_version.strip() if expect_version is not None else None,
+            version=version,
         )
         if not as_json:
             console.print(
@@ -233,6 +235,27 @@ def add(
             )
     if not ok:
         raise typer.Exit(EXIT_FAILED)  # saved, but not working: scripts must not go on
+
+
+def _expected_version(given: str | None) -> str | None:
+    """--expect-version as `sis show` prints it, or as the API's ETag (in double quotes,
+    copied from a response): the version either way. A weak tag (`W/"..."`) or a stray quote
+    is refused as malformed, as the API's If-Match refuses it, not read as another version."""
+    if given is None:
+        return None
+    version = given.strip()
+    if len(version) >= 2 and version[0] == version[-1] == '"':
+        version = version[1:-1]  # the ETag's quotes
+    if not version or '"' in version:
+        raise bad_input(
+            problem(
+                "--expect-version",
+                "etag",
+                'Give the version `sis show` printed, or the ETag the API answered ("..."); '
+                'a weak tag (W/"...") never matches.',
+            )
+        )
+    return version
 
 
 @app.command("show")
