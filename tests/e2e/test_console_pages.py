@@ -1107,6 +1107,11 @@ def test_an_admin_sets_how_lms_rosters_match_on_the_grade_policy_page(
     r = c.post("/console/policy/roster-match", data={"csrf": token_, "roster_match": "name"})
     assert "Nothing was saved: Roster matching: roster_match must be one of" in unescape(r.text)
     assert stored() is RosterMatch.EMAIL
+    # a post without the field (a script's, not the page's) is refused, not read as the default
+    r = c.post("/console/policy/roster-match", data={"csrf": token_})
+    assert r.status_code == 422 and "roster match: required" in unescape(r.text)
+    assert "Nothing was changed" in r.text
+    assert stored() is RosterMatch.EMAIL
     # the built-in default again
     r = c.post("/console/policy/roster-match", data={"csrf": token_, "roster_match": ""})
     assert "matched by SIS id" in r.text and stored() is RosterMatch.SIS_ID

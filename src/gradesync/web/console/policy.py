@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from gradesync.domain.diagnosis.checks import plural
@@ -134,7 +135,12 @@ async def save_roster_match(
     """How the tenant's LMS rosters match learners who never launched, as `gradesync tenants
     roster-match` sets it ('' clears it: the default, SIS id)."""
     rt = runtime_of(request)
-    key = str((await request.form()).get("roster_match", ""))
+    given = (await request.form()).get("roster_match")
+    if given is None:  # the page always sends it ('' for the default): a script's post
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body", "roster_match"), "msg": "Field required"}]
+        )
+    key = str(given)
     try:
         tenants.set_roster_match(rt.uow, rt.clock, user.tenant_id, key or None)
         said = ROSTER_MATCHES[key] if key else ROSTER_MATCHES[RosterMatch.SIS_ID.value]
