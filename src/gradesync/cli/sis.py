@@ -30,6 +30,7 @@ from gradesync.cli._common import (
 )
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import DestinationKind, SyncRun
+from gradesync.domain.remedies import Reader
 from gradesync.services import sis as service
 from gradesync.services import sis_export
 from gradesync.services.destination import CheckStep, RemoteFailure
@@ -560,12 +561,16 @@ def categories(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _print_checks(checks: Sequence[service.ActivityCheck], as_json: bool) -> None:
+def _print_checks(
+    checks: Sequence[service.ActivityCheck], as_json: bool, destination_id: str
+) -> None:
     if as_json:
         from gradesync.web.api.sis import checks_out
 
-        print_json(checks_out(checks))  # as PUT .../selection and GET .../validation
+        # as PUT .../selection and GET .../validation answer, their remedies in the API's words
+        print_json(checks_out([c.read_over(Reader.API, destination_id) for c in checks]))
         return
+    checks = [c.read_over(Reader.CLI, destination_id) for c in checks]
     table = id_table("activity", "title", "sync to SIS", "problems")
     for c in checks:
         problems = (
@@ -605,7 +610,7 @@ def select(
         {"activity_ids": "ACTIVITY_IDS", "destination_id": "DESTINATION_ID"},
         named={"activity_ids"},
     )
-    _print_checks(checks, as_json)
+    _print_checks(checks, as_json, destination_id)
     if hold and not clear and not as_json:
         console.print("held: the grades wait for `gradesync sis post ... --activity ID`")
 
@@ -649,7 +654,7 @@ def validate(
         return asyncio.run(ask())
 
     checks = _run(go, {"activity_ids": "ACTIVITY_IDS", "course_id": "--course"}, {"activity_ids"})
-    _print_checks(checks, as_json)
+    _print_checks(checks, as_json, destination_id)
     if any(c.selected and not c.ok for c in checks):
         raise typer.Exit(EXIT_FAILED)
 
