@@ -34,7 +34,11 @@ class ConsumerIn(InputModel):
         description="The hosts the LMS's outcome URLs use: `lms.example.edu`, "
         "`lms.example.edu:8443` or `*.example.edu`."
     )
-    consumer_secret: Text | None = Field(
+    # at least 16 characters, checked by the service with every other problem (the document
+    # says so, so a fuzzer sends only secrets it would accept)
+    consumer_secret: (
+        Annotated[str, Field(strict=True, json_schema_extra={"minLength": 16})] | None
+    ) = Field(
         None,
         description="The secret shared with the LMS (at least 16 characters; never shown "
         f"back).{_KEPT}; a new consumer needs one.",
