@@ -120,8 +120,7 @@ RULES: dict[str, str] = {
     "matches_path": "an id in the body that is not the id in the URL",
     "pattern": "a new SIS connection's id that is not 1-128 letters, digits, `.`, `_`, `:` or `-` "
     "(it is in the console's URLs); an LTI 1.1 consumer key with spaces before or after it",
-    "identifier": "a new LTI 1.1 consumer's id that is not 1-255 letters, digits and "
-    "`. _ ~ : @ -`",
+    "identifier": "a new LTI 1.1 consumer's id that is not 1-255 letters, digits and `. _ ~ : @ -`",
     "too_long": "an id over 255 characters (SIS sourcedIds included); a SIS connection's name "
     "over 255 characters",
     "class_unknown": "a SIS class sourcedId the SIS (a REST connection) cannot locate",
