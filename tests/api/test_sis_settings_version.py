@@ -17,20 +17,9 @@ from gradesync.domain.model import Destination
 from gradesync.services import sis
 from gradesync.testing import TEST_SECRET
 from gradesync.testing.seeding import add_destination
-from tests.support.api import ApiEnv, Caller
+from tests.support.api import SIS_BASE, ApiEnv, Caller
 
-BASE = "https://sis.example.org/ims/oneroster/gradebook/v1p2"
 READONLY = sis.SCOPE_PREFIX + "gradebook.readonly"
-
-
-def _connected(api: ApiEnv) -> str:
-    key = api.tenant("t1", "admin")
-    rt = api.runtime
-    sis.add_connection(
-        rt.db.uow, rt.clock, tenant_id="t1", destination_id="sis", name="District SIS",
-        base_url=BASE, client_id="gradesync", client_secret="s3cret", guard=rt.outbound,
-    )  # fmt: skip
-    return key
 
 
 def _stored(api: ApiEnv) -> Destination:
@@ -41,7 +30,7 @@ def _stored(api: ApiEnv) -> Destination:
 
 
 def test_the_api_refuses_a_change_made_from_settings_changed_since(api: ApiEnv) -> None:
-    admin = Caller(api.client, _connected(api))
+    admin = Caller(api.client, api.district_sis())
     opened = admin.get("/sis/connections/sis")
     assert opened.status_code == 200, opened.text
     tag = opened.headers["ETag"]
@@ -88,7 +77,7 @@ def test_a_new_secret_is_a_new_version(api: ApiEnv) -> None:
     """The secret is no part of the settings shown, but a change made from settings read
     before another admin gave a new secret is refused: it would write its own secret over
     the new one unseen. The version tells nothing of the secret."""
-    admin = Caller(api.client, _connected(api))
+    admin = Caller(api.client, api.district_sis())
     tag = admin.get("/sis/connections/sis").headers["ETag"]
     rotated = admin.put(
         "/sis/connections/sis", json={"client_secret": "rotated"}, headers={"If-Match": tag}
@@ -107,7 +96,7 @@ def test_a_new_secret_is_a_new_version(api: ApiEnv) -> None:
 
 
 def test_if_match_is_optional_and_read_as_http_says(api: ApiEnv) -> None:
-    admin = Caller(api.client, _connected(api))
+    admin = Caller(api.client, api.district_sis())
     tag = admin.get("/sis/connections/sis").headers["ETag"]
     # without it, a change is made as before
     assert admin.put("/sis/connections/sis", json={"name": "One"}).status_code == 200
@@ -133,7 +122,7 @@ def test_if_match_is_optional_and_read_as_http_says(api: ApiEnv) -> None:
     assert weak.status_code == 412, weak.text
     new = admin.put(
         "/sis/connections/sis2",
-        json={"base_url": BASE, "client_id": "c", "client_secret": "s"},
+        json={"base_url": SIS_BASE, "client_id": "c", "client_secret": "s"},
         headers={"If-Match": listed.headers["ETag"]},
     )
     assert new.status_code == 412, new.text
@@ -159,7 +148,7 @@ def cli(api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunn
 def test_the_cli_refuses_a_change_made_from_settings_changed_since(
     api: ApiEnv, cli: CliRunner
 ) -> None:
-    admin = Caller(api.client, _connected(api))
+    admin = Caller(api.client, api.district_sis())
     shown = cli.invoke(app, ["sis", "show", "sis", "-t", "t1", "--json"])
     assert shown.exit_code == 0, shown.output
     version = json.loads(shown.stdout)["version"]
@@ -207,7 +196,7 @@ def test_if_match_on_a_destination_that_is_no_sis_is_the_kind_error(api: ApiEnv)
 def test_the_cli_takes_the_version_as_the_apis_etag_too(api: ApiEnv, cli: CliRunner) -> None:
     """Copied from the API, the version is in its ETag's double quotes: it is the same version,
     not another one ("changed"). A weak tag or a stray quote is malformed (`etag`, exit 2)."""
-    admin = Caller(api.client, _connected(api))
+    admin = Caller(api.client, api.district_sis())
     tag = admin.get("/sis/connections/sis").headers["ETag"]
     assert tag.startswith('"')
     add = ["sis", "add", "sis", "-t", "t1", "--no-check", "--expect-version"]
