@@ -210,3 +210,24 @@ def test_the_cli_takes_the_version_as_the_apis_etag_too(api: ApiEnv, cli: CliRun
     taken = cli.invoke(app, [*add, tag, "--name", "Quoted"])
     assert taken.exit_code == 0, taken.output
     assert _stored(api).name == "Quoted"
+
+
+def test_the_cli_refuses_a_version_that_is_no_version(api: ApiEnv, cli: CliRunner) -> None:
+    """A typo or a cut copy was read as a version another change had left: "changed", exit 4,
+    telling to show the settings again when nothing had changed. It is malformed (`etag`,
+    exit 2), named and explained, and nothing changes."""
+    api.district_sis()
+    version = sis.settings_version(_stored(api))
+    before = _stored(api)
+    add = ["sis", "add", "sis", "-t", "t1", "--no-check", "--name", "Typo", "--expect-version"]
+    for bad in ("bogus", '"bogus"', version[:-1], version + "0", version.upper(), "*", " "):
+        r = cli.invoke(app, [*add, bad])
+        assert r.exit_code == 2, (bad, r.output)
+        [line] = r.output.splitlines()
+        assert line.startswith(f"error: --expect-version: {bad!r} is no settings version: "), line
+        assert "64 hexadecimal characters" in line and line.endswith("[etag]"), line
+        said = cli.invoke(app, [*add, bad, "--json"])
+        assert said.exit_code == 2, (bad, said.output)
+        [problem] = json.loads(said.stdout)["error"]["problems"]
+        assert (problem["field"], problem["rule"]) == ("--expect-version", "etag"), problem
+    assert _stored(api) == before

@@ -240,20 +240,22 @@ def add(
 
 def _expected_version(given: str | None) -> str | None:
     """--expect-version as `sis show` prints it, or as the API's ETag (in double quotes,
-    copied from a response): the version either way. A weak tag (`W/"..."`) or a stray quote
-    is refused as malformed, as the API's If-Match refuses it, not read as another version."""
+    copied from a response): the version either way. Anything else (a typo, a cut copy, a
+    weak tag `W/"..."`) is refused as malformed, as the API's If-Match refuses a malformed
+    header, not read as another version (which would say the settings changed)."""
     if given is None:
         return None
     version = given.strip()
     if len(version) >= 2 and version[0] == version[-1] == '"':
         version = version[1:-1]  # the ETag's quotes
-    if not version or '"' in version:
+    if not service.well_formed_version(version):
         raise bad_input(
             problem(
                 "--expect-version",
                 "etag",
-                'Give the version `sis show` printed, or the ETag the API answered ("..."); '
-                'a weak tag (W/"...") never matches.',
+                f"{given!r} is no settings version: give the 64 hexadecimal characters "
+                "`sis show` printed, or the ETag the API answered (the same in double quotes, "
+                '"..."); a weak tag (W/"...") never matches.',
             )
         )
     return version

@@ -35,6 +35,7 @@ from gradesync.services.sis.connection import (
     rest_connection,
     settings_version,
     token_origin,
+    well_formed_version,
 )
 from gradesync.services.sis.mapping import (
     CategoryAlignment,
@@ -117,4 +118,5 @@ __all__ = [
     "touch_items",
     "unmap_section",
     "validate",
+    "well_formed_version",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -258,6 +259,16 @@ def settings_version(dest: Destination) -> str:
     if changes := dest.secret.get(SECRET_CHANGES):  # none before secrets were counted
         made["secret_changes"] = changes
     return digest(made)
+
+
+# what `settings_version` makes (a SHA-256 digest in hex): anything else, given as the
+# version a change is made from, is a typo or a cut copy, not another change come between
+_VERSION_SHAPE = re.compile(r"[0-9a-f]{64}")
+
+
+def well_formed_version(text: str) -> bool:
+    """Whether `text` can be a `settings_version` (not whether any connection is at it)."""
+    return _VERSION_SHAPE.fullmatch(text) is not None
 
 
 # a version that any stored version matches (HTTP's `If-Match: *`): the connection exists
