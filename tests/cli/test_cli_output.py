@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import typer
 import yaml
+from typer.core import TyperGroup, TyperOption
+from typer.testing import CliRunner
 
 from gradesync.adapters.db.database import Database
+from gradesync.cli import app
 from gradesync.domain.model import (
     Destination,
     DestinationKind,
@@ -157,6 +164,39 @@ def test_lists_at_80_columns_show_whole_ids(
 def test_help_names_the_real_commands() -> None:
     assert "add-consumer" in _help("lti11")
     assert "--log-level" in _help("sandbox")
+
+
+def _commands(group: TyperGroup, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, cmd in sorted(group.commands.items()):
+        yield (*prefix, name)
+        if isinstance(cmd, TyperGroup):
+            yield from _commands(cmd, (*prefix, name))
+
+
+def test_every_commands_help_at_80_columns_shows_every_option_name_whole() -> None:
+    """rich's help table gave each name, type and help a column: at 80 columns `sis add`'s
+    longer names were cut (`--default-token…`), and no one could type them from it."""
+    root = typer.main.get_group(app)
+    runner = CliRunner()
+    paths = [(), *_commands(root)]
+    assert len(paths) > 60
+    for path in paths:
+        command: Any = root
+        for name in path:
+            command = command.commands[name]
+        said = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80", "NO_COLOR": "1"})
+        assert said.exit_code == 0, (path, said.output)
+        out = said.output
+        assert "…" not in out, (path, out)
+        assert max(len(line) for line in out.splitlines()) <= 80, (path, out)
+        names = [
+            opt
+            for param in command.params
+            if isinstance(param, TyperOption) and not param.hidden
+            for opt in (*param.opts, *param.secondary_opts)
+        ]
+        for opt in [*names, "--help"]:
+            assert re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", out), (path, opt, out)
 
 
 @pytest.mark.parametrize("level", ["loud"])

@@ -38,6 +38,10 @@ app = typer.Typer(
     help="gradesync: one-way, reliable grade sync into LMS gradebooks and SIS.",
     no_args_is_help=True,
     add_completion=False,
+    # click's plain help for every command: an option's names on their line, its help beside
+    # or below them, whatever the width. rich's table gives each name, type and help a column,
+    # and at 80 columns cut the longer names (`--default-token…`) to fit them all.
+    rich_markup_mode=None,
 )
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
