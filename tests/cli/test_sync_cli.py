@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from gradesync.adapters.db.database import Database
+from gradesync.cli._common import flat_counts
 from gradesync.domain.model import Destination, DestinationKind
 from tests.cli.test_admin_cli import _roster, _tenant
 from tests.support.cli import GRADESYNC, Run, free_port, serving
@@ -42,6 +43,28 @@ def test_sync_wait_follows_the_run_to_the_end(
     bad = gradesync("sync", "-t", "northwind", "--trigger", "auto", ok=False)
     assert bad.returncode == 2 and "one_of" in bad.stderr
     assert bad.stderr.startswith("error: --trigger:"), bad.stderr  # the option, not `trigger`
+
+
+def test_sync_waits_progress_line_wraps_at_80_columns_and_cuts_nothing(
+    gradesync: Run, cli_db: Database, cli_env: dict[str, str], server: str
+) -> None:
+    """The progress line gave the run's id, the bar, the stage with its counts and the time a
+    column each, all on one line: at 80 columns the id and the counts were cut (`…`) and the
+    bar and the time left out. The stage and its counts now wrap between words."""
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    cli_env["COLUMNS"] = "80"
+    args = ("sync", "-t", "northwind", "-c", "c1", "--trigger", "resync", "--wait")
+    out = gradesync(*args, "--timeout", "60").stdout
+    assert "…" not in out, out
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    [run] = json.loads(gradesync("runs", "list", "-t", "northwind", "--json").stdout)
+    assert f"queued run {run['id']} (resync)" in out, out
+    assert f"run {run['id']} finished: succeeded" in out, out
+    counts = flat_counts(run["counts"])
+    assert len(f"finished ({counts})") > 50, counts  # more than its share of 80 columns
+    assert f" finished ({counts})" in " ".join(out.split()), out  # whole, wrapped
+    assert "━" * 20 in out and "0:00:" in out, out  # the bar and the time elapsed
 
 
 def test_a_second_serve_on_the_same_sqlite_file_refuses_to_start(

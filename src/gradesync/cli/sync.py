@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column
 
 from gradesync.cli._common import (
     EXIT_FAILED,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 STAGES = [s for s in RunStage]  # queued .. finished, in order
 POLL_SECONDS = 0.25
+BAR_WIDTH = 20  # with the elapsed time, leaves 50 of 80 columns to the stage and its counts
 
 
 def _describe(run: SyncRun) -> str:
@@ -120,15 +122,16 @@ def sync(
 
 def _follow(rt: Runtime, tenant: str, run: SyncRun, timeout: float, *, quiet: bool) -> SyncRun:
     deadline = time.monotonic() + timeout
+    # the run's id is on the line above (queued, joined); the stage and its counts, as long
+    # as a run makes them, wrap between words at the terminal's width rather than being cut
     with Progress(
-        TextColumn("[bold]{task.fields[run]}"),
-        BarColumn(),
-        TextColumn("{task.description}"),
+        BarColumn(bar_width=BAR_WIDTH),
         TimeElapsedColumn(),
+        TextColumn("{task.description}", table_column=Column(overflow="fold")),
         console=console,
         disable=quiet,
     ) as progress:
-        task = progress.add_task(_describe(run), total=len(STAGES) - 1, run=run.id)
+        task = progress.add_task(_describe(run), total=len(STAGES) - 1)
         while True:
             run = queries.run_detail(rt.uow, tenant, run.id).run
             progress.update(task, completed=STAGES.index(run.stage), description=_describe(run))
