@@ -4,8 +4,6 @@ read by the engine that enforces them (the enforcement: tests/engine/test_shared
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from typer.testing import CliRunner
 
@@ -14,7 +12,6 @@ from gradesync.services import sis
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.governor import Governor
 from gradesync.services.engine_config import EngineSettings
-from gradesync.testing import TEST_SECRET
 from tests.lti.test_units import GOOD
 from tests.support.api import ApiEnv, Caller
 
@@ -145,16 +142,10 @@ def test_limits_need_an_admin_key_and_a_destination_of_the_tenant(
     assert _engine_limits(api, "canvas") == (8, None)
 
 
-def test_the_cli_sets_and_clears_limits(
-    api: ApiEnv, admin: Caller, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
-    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
-    runner = CliRunner()
+def test_the_cli_sets_and_clears_limits(api: ApiEnv, admin: Caller, api_cli: CliRunner) -> None:
 
     def limits(*args: str) -> tuple[int, str]:
-        r = runner.invoke(app, ["destinations", "limits", "canvas", "-t", "uni", *args])
+        r = api_cli.invoke(app, ["destinations", "limits", "canvas", "-t", "uni", *args])
         return r.exit_code, r.output
 
     code, out = limits("--rate-per-second", "4", "--concurrency", "2")

@@ -7,13 +7,10 @@ and pressing Check connection, with the secret left blank."""
 from __future__ import annotations
 
 from html import unescape
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from gradesync.cli import app
-from gradesync.testing import TEST_SECRET
 from tests.support.api import ApiEnv, Caller
 from tests.support.console import form_fields, form_token
 
@@ -63,22 +60,17 @@ def _stored_secret(api: ApiEnv) -> str:
 
 
 def test_the_cli_asks_the_secret_again_for_another_token_server(
-    api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    api: ApiEnv, api_cli: CliRunner
 ) -> None:
     api.district_sis()
     before = _config(api)
-    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
-    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("GRADESYNC_SIS_CLIENT_SECRET", raising=False)
     add = ["sis", "add", "sis", "-t", "t1", "--no-check"]
-    runner = CliRunner()
     for moved in (["--token-url", ELSEWHERE], ["--base-url", "https://other.example.net"]):
-        r = runner.invoke(app, [*add, *moved])
+        r = api_cli.invoke(app, [*add, *moved])
         assert r.exit_code == 2, r.output
         assert r.output.startswith(f"error: --client-secret: {NEEDS_SECRET}"), r.output
         assert _config(api) == before
-    r = runner.invoke(app, [*add, "--token-url", ELSEWHERE, "--client-secret", "n3w"])
+    r = api_cli.invoke(app, [*add, "--token-url", ELSEWHERE, "--client-secret", "n3w"])
     assert r.exit_code == 0, r.output
     assert _stored_secret(api) == "n3w"
 

@@ -7,15 +7,12 @@ CLI silently wrote the later change over the earlier."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from gradesync.cli import app
 from gradesync.domain.model import Destination
 from gradesync.services import sis
-from gradesync.testing import TEST_SECRET
 from gradesync.testing.seeding import add_destination
 from tests.support.api import SIS_BASE, ApiEnv, Caller
 
@@ -136,31 +133,22 @@ def test_if_match_is_optional_and_read_as_http_says(api: ApiEnv) -> None:
     assert _stored(api) == before
 
 
-@pytest.fixture
-def cli(api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
-    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
-    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("GRADESYNC_SIS_CLIENT_SECRET", raising=False)
-    return CliRunner()
-
-
 def test_the_cli_refuses_a_change_made_from_settings_changed_since(
-    api: ApiEnv, cli: CliRunner
+    api: ApiEnv, api_cli: CliRunner
 ) -> None:
     admin = Caller(api.client, api.district_sis())
-    shown = cli.invoke(app, ["sis", "show", "sis", "-t", "t1", "--json"])
+    shown = api_cli.invoke(app, ["sis", "show", "sis", "-t", "t1", "--json"])
     assert shown.exit_code == 0, shown.output
     version = json.loads(shown.stdout)["version"]
     assert json.loads(shown.stdout) == admin.get("/sis/connections/sis").json()
-    said = cli.invoke(app, ["sis", "show", "sis", "-t", "t1"])
+    said = api_cli.invoke(app, ["sis", "show", "sis", "-t", "t1"])
     assert said.exit_code == 0 and f"version: {version}" in said.stdout, said.output
 
     add = ["sis", "add", "sis", "-t", "t1", "--no-check", "--expect-version", version]
-    first = cli.invoke(app, [*add, "--scope", READONLY])
+    first = api_cli.invoke(app, [*add, "--scope", READONLY])
     assert first.exit_code == 0, first.output
     after_first = _stored(api)
-    second = cli.invoke(app, [*add, "--name", "Renamed", "--scope", sis.DEFAULT_SCOPES[0]])
+    second = api_cli.invoke(app, [*add, "--name", "Renamed", "--scope", sis.DEFAULT_SCOPES[0]])
     assert second.exit_code == 4, second.output
     assert second.output.startswith(
         "error: --expect-version: These settings were changed since you opened them: they "
@@ -171,7 +159,7 @@ def test_the_cli_refuses_a_change_made_from_settings_changed_since(
 
     # from the version now stored, the change is taken
     fresh = sis.settings_version(after_first)
-    again = cli.invoke(app, [*add[:-1], fresh, "--name", "Renamed", "--json"])
+    again = api_cli.invoke(app, [*add[:-1], fresh, "--name", "Renamed", "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["version"] == sis.settings_version(_stored(api))
     assert _stored(api).name == "Renamed"
@@ -193,7 +181,7 @@ def test_if_match_on_a_destination_that_is_no_sis_is_the_kind_error(api: ApiEnv)
     assert admin.get("/destinations/lms").json() == before
 
 
-def test_the_cli_takes_the_version_as_the_apis_etag_too(api: ApiEnv, cli: CliRunner) -> None:
+def test_the_cli_takes_the_version_as_the_apis_etag_too(api: ApiEnv, api_cli: CliRunner) -> None:
     """Copied from the API, the version is in its ETag's double quotes: it is the same version,
     not another one ("changed"). A weak tag or a stray quote is malformed (`etag`, exit 2)."""
     admin = Caller(api.client, api.district_sis())
@@ -202,17 +190,17 @@ def test_the_cli_takes_the_version_as_the_apis_etag_too(api: ApiEnv, cli: CliRun
     add = ["sis", "add", "sis", "-t", "t1", "--no-check", "--expect-version"]
     before = _stored(api)
     for bad in ("W/" + tag, tag[:-1], '""'):
-        r = cli.invoke(app, [*add, bad, "--name", "Weak"])
+        r = api_cli.invoke(app, [*add, bad, "--name", "Weak"])
         assert r.exit_code == 2, (bad, r.output)
         assert r.output.startswith("error: --expect-version: "), r.output
         assert r.output.rstrip().endswith("[etag]"), r.output
     assert _stored(api) == before
-    taken = cli.invoke(app, [*add, tag, "--name", "Quoted"])
+    taken = api_cli.invoke(app, [*add, tag, "--name", "Quoted"])
     assert taken.exit_code == 0, taken.output
     assert _stored(api).name == "Quoted"
 
 
-def test_the_cli_refuses_a_version_that_is_no_version(api: ApiEnv, cli: CliRunner) -> None:
+def test_the_cli_refuses_a_version_that_is_no_version(api: ApiEnv, api_cli: CliRunner) -> None:
     """A typo or a cut copy was read as a version another change had left: "changed", exit 4,
     telling to show the settings again when nothing had changed. It is malformed (`etag`,
     exit 2), named and explained, and nothing changes."""
@@ -221,12 +209,12 @@ def test_the_cli_refuses_a_version_that_is_no_version(api: ApiEnv, cli: CliRunne
     before = _stored(api)
     add = ["sis", "add", "sis", "-t", "t1", "--no-check", "--name", "Typo", "--expect-version"]
     for bad in ("bogus", '"bogus"', version[:-1], version + "0", version.upper(), "*", " "):
-        r = cli.invoke(app, [*add, bad])
+        r = api_cli.invoke(app, [*add, bad])
         assert r.exit_code == 2, (bad, r.output)
         [line] = r.output.splitlines()
         assert line.startswith(f"error: --expect-version: {bad!r} is no settings version: "), line
         assert "64 hexadecimal characters" in line and line.endswith("[etag]"), line
-        said = cli.invoke(app, [*add, bad, "--json"])
+        said = api_cli.invoke(app, [*add, bad, "--json"])
         assert said.exit_code == 2, (bad, said.output)
         [problem] = json.loads(said.stdout)["error"]["problems"]
         assert (problem["field"], problem["rule"]) == ("--expect-version", "etag"), problem

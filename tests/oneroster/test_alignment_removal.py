@@ -4,13 +4,9 @@ it is a 404 naming what was not found (an alignment), as a DELETE of anything el
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from typer.testing import CliRunner
 
 from gradesync.cli import app
-from gradesync.testing import TEST_SECRET
 from tests.support.api import ApiEnv
 
 from .test_api_refusals import _files, _stored
@@ -39,21 +35,15 @@ def test_removing_an_alignment_never_set_is_not_found(api: ApiEnv) -> None:
     assert r.status_code == 422 and r.json()["detail"][0]["rule"] == "unknown_course"
 
 
-def test_the_cli_says_the_alignment_is_not_found(
-    api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_the_cli_says_the_alignment_is_not_found(api: ApiEnv, api_cli: CliRunner) -> None:
     _files(api)
-    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
-    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
-    runner = CliRunner()
     categories = ["sis", "categories", "sis", "-t", "t1", "--offline"]
-    r = runner.invoke(app, [*categories, "--unalign", "Quizzes", "--align", "Homework=cat-hw"])
+    r = api_cli.invoke(app, [*categories, "--unalign", "Quizzes", "--align", "Homework=cat-hw"])
     assert r.exit_code == 3, r.output
     assert r.output.startswith("error: --unalign: alignment 'Quizzes' not found"), r.output
     assert "category_map" not in _stored(api)[0]  # the --align went neither
-    r = runner.invoke(app, [*categories, "--align", "Quizzes=cat-quiz"])
+    r = api_cli.invoke(app, [*categories, "--align", "Quizzes=cat-quiz"])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, [*categories, "--unalign", "Quizzes"])
+    r = api_cli.invoke(app, [*categories, "--unalign", "Quizzes"])
     assert r.exit_code == 0, r.output
     assert _stored(api)[0]["category_map"] == {}

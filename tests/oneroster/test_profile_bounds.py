@@ -4,15 +4,12 @@ takes: it was unbounded, so a typo (30000 for 30) was stored as a limit that nev
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from gradesync.cli import app
 from gradesync.domain.passback import NAME_MAX_LENGTH_MOST, profile_from_config
 from gradesync.services.ingest import MAX_TITLE
-from gradesync.testing import TEST_SECRET
 from tests.support.api import ApiEnv, Caller
 
 from .test_api_refusals import _problems
@@ -59,18 +56,13 @@ def test_a_limit_stored_before_the_bound_keeps_working(api: ApiEnv) -> None:
     assert admin.put("/sis/connections/sis", json={"name": "District SIS"}).status_code == 200
 
 
-def test_the_cli_refuses_it_by_its_option(
-    api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_the_cli_refuses_it_by_its_option(api: ApiEnv, api_cli: CliRunner) -> None:
     api.tenant("t1", "admin")
-    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
-    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
     add = ["sis", "add", "sis", "-t", "t1", "--file-based", "--name-max-length"]
-    r = CliRunner().invoke(app, [*add, "30000"])
+    r = api_cli.invoke(app, [*add, "30000"])
     assert r.exit_code == 2, r.output
     assert r.output.startswith("error: --name-max-length:") and "[maximum]" in r.output
     with api.db.uow() as uow:
         assert uow.destinations.get("t1", "sis") is None
-    r = CliRunner().invoke(app, [*add, "1024"])
+    r = api_cli.invoke(app, [*add, "1024"])
     assert r.exit_code == 0, r.output

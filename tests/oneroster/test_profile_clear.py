@@ -6,15 +6,12 @@ and nothing changes."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from typer.testing import CliRunner
 
 from gradesync.cli import app
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.sis import CLEARABLE, DEFAULT_SCOPES, PROFILE_KEYS
-from gradesync.testing import TEST_SECRET
 from tests.support.api import ApiEnv
 
 from .test_api_refusals import _connected, _problems, _stored
@@ -88,34 +85,32 @@ def test_a_bad_clear_is_refused_naming_it_and_changes_nothing(
 
 
 def test_the_cli_clears_with_clear(
-    api: ApiEnv, sis: RunningSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    api: ApiEnv, sis: RunningSandbox, api_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     admin = _connected(api, sis)
     body = {"profile": PROFILE}
     assert admin.put("/sis/connections/sis", json=body).status_code == 200
-    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
-    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("GRADESYNC_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
-    runner = CliRunner()
     add = ["sis", "add", "sis", "-t", "t1", "--no-check"]
-    r = runner.invoke(app, [*add, "--clear", "default-category", "--clear", "due_date_inside_term"])
+    r = api_cli.invoke(
+        app, [*add, "--clear", "default-category", "--clear", "due_date_inside_term"]
+    )
     assert r.exit_code == 0, r.output
     config, _ = _stored(api)
     assert "default_category" not in config and "due_date_inside_term" not in config
     assert config["category_match"] == "name" and config["concurrency"] == 2
 
     before = _stored(api)
-    r = runner.invoke(app, [*add, "--clear", "concurrency", "--concurrency", "3"])
+    r = api_cli.invoke(app, [*add, "--clear", "concurrency", "--concurrency", "3"])
     assert r.exit_code == 2, r.output
     assert r.output.startswith("error: --clear: concurrency is given a value and cleared"), r.output
     assert "[exclusive]" in r.output
-    r = runner.invoke(app, [*add, "--clear", "due-date-required", "--due-date-required"])
+    r = api_cli.invoke(app, [*add, "--clear", "due-date-required", "--due-date-required"])
     assert r.exit_code == 2, r.output
     assert "error: --clear: due-date-required is given a value and cleared" in r.output
     # named as the CLI takes them, with dashes (the API's message has underscores, above)
     for typed in ("client-id", "client_id"):
-        r = runner.invoke(app, [*add, "--clear", typed])
+        r = api_cli.invoke(app, [*add, "--clear", typed])
         assert r.exit_code == 2, r.output
         [line] = r.output.splitlines()
         assert line == (

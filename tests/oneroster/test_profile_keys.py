@@ -6,15 +6,12 @@ every one on, and the console's settings form has a labelled field for each."""
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from gradesync.cli import app
 from gradesync.cli import sis as cli_sis
 from gradesync.services.sis import PROFILE_KEYS, given_profile
-from gradesync.testing import TEST_SECRET
 from gradesync.web.console.sis_settings import LABELS
 from tests.support.api import ApiEnv
 from tests.support.console import form_fields
@@ -42,19 +39,14 @@ def test_sis_add_has_an_option_for_every_profile_setting() -> None:
     assert set(PROFILE_KEYS) <= set(inspect.signature(cli_sis.add).parameters)
 
 
-def test_sis_add_hands_on_every_profile_setting(
-    api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_sis_add_hands_on_every_profile_setting(api: ApiEnv, api_cli: CliRunner) -> None:
     api.tenant("t1", "admin")
-    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
-    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
     options = [
         "--name-max-length", "30", "--due-date-optional", "--due-date-inside-term",
         "--no-create-categories", "--category-match", "name",
         "--default-category", "Homework", "--concurrency", "2",
     ]  # fmt: skip
-    r = CliRunner().invoke(app, ["sis", "add", "sis", "-t", "t1", "--file-based", *options])
+    r = api_cli.invoke(app, ["sis", "add", "sis", "-t", "t1", "--file-based", *options])
     assert r.exit_code == 0, r.output
     with api.db.uow() as uow:
         dest = uow.destinations.get("t1", "sis")

@@ -5,15 +5,11 @@ class again, sent at once; a section with no class of its own is not found."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from typer.testing import CliRunner
 
 from gradesync.cli import app
 from gradesync.domain.oneroster_csv import ExportMode
 from gradesync.services import sis
-from gradesync.testing import TEST_SECRET
 from tests.support.api import ApiEnv
 
 from .test_api_refusals import _files, _problems
@@ -116,23 +112,17 @@ def test_a_new_section_without_its_section_is_refused(api: ApiEnv) -> None:
         assert uow.links.course("t1", "sis", "c1") == before
 
 
-def test_the_cli_unmaps_a_section(
-    api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_the_cli_unmaps_a_section(api: ApiEnv, api_cli: CliRunner) -> None:
     _files(api)
-    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
-    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
-    runner = CliRunner()
     unmap = ["sis", "unmap-section", "sis", "c1", "sec-b", "-t", "t1"]
-    r = runner.invoke(app, unmap)
+    r = api_cli.invoke(app, unmap)
     assert r.exit_code == 3, r.output
     assert r.output.startswith("error: SECTION_ID: section mapping 'sec-b' not found"), r.output
-    r = runner.invoke(
+    r = api_cli.invoke(
         app, ["sis", "map-class", "sis", "c1", "cls-2", "--section", "sec-b", "-t", "t1"]
     )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, unmap)
+    r = api_cli.invoke(app, unmap)
     assert r.exit_code == 0 and "the course's" in r.output, r.output
     with api.db.uow() as uow:
         link = uow.links.course("t1", "sis", "c1")

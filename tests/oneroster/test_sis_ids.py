@@ -6,14 +6,10 @@ backend and from the API as from the CLI."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from typer.testing import CliRunner
 
 from gradesync.cli import app
 from gradesync.domain.identifiers import is_sis_id
-from gradesync.testing import TEST_SECRET
 from tests.support.api import ApiEnv, Caller
 
 from .test_api_refusals import _files, _problems
@@ -93,22 +89,16 @@ def test_ingest_refuses_a_sis_id_or_section_no_sis_could_take(api: ApiEnv) -> No
         assert uow.people.get("t1", "p9") is None
 
 
-def test_the_cli_refuses_alike(
-    api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_the_cli_refuses_alike(api: ApiEnv, api_cli: CliRunner) -> None:
     _files(api)
-    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
-    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
-    runner = CliRunner()
     before = _links(api)
     for student_id, rule in BAD_IDS:
-        r = runner.invoke(app, ["sis", "map-student", "sis", "p1", student_id, "-t", "t1"])
+        r = api_cli.invoke(app, ["sis", "map-student", "sis", "p1", student_id, "-t", "t1"])
         assert r.exit_code == 2, r.output
         assert "student_id:" in r.output and f"[{rule}]" in r.output, r.output
-    r = runner.invoke(app, ["sis", "map-class", "sis", "c1", "cls\u0000", "-t", "t1"])
+    r = api_cli.invoke(app, ["sis", "map-class", "sis", "c1", "cls\u0000", "-t", "t1"])
     assert r.exit_code == 2 and "CLASS_ID:" in r.output and "[nul_character]" in r.output
-    r = runner.invoke(app, ["sis", "categories", "sis", "--align", "Quizzes=c\u0000", "-t", "t1"])
+    r = api_cli.invoke(app, ["sis", "categories", "sis", "--align", "Quizzes=c\u0000", "-t", "t1"])
     assert r.exit_code == 2 and "--align:" in r.output and "[nul_character]" in r.output
     assert _links(api) == before
 

@@ -4,14 +4,11 @@ a token URL given by mistake stayed. Left out, or null, it keeps what is set."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from typer.testing import CliRunner
 
 from gradesync.cli import app
 from gradesync.sandbox.testing import RunningSandbox
-from gradesync.testing import TEST_SECRET
 from tests.support.api import ApiEnv
 
 from .test_api_refusals import _connected, _stored
@@ -34,22 +31,18 @@ def test_an_empty_token_url_goes_back_to_the_default(api: ApiEnv, sis: RunningSa
 
 
 def test_the_cli_resets_it_with_default_token_url(
-    api: ApiEnv, sis: RunningSandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    api: ApiEnv, sis: RunningSandbox, api_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _connected(api, sis)
-    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
-    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
-    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("GRADESYNC_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
-    runner = CliRunner()
     add = ["sis", "add", "sis", "-t", "t1", "--no-check"]
     custom = sis.base_url + "/oauth/other-token"
-    r = runner.invoke(app, [*add, "--token-url", custom])
+    r = api_cli.invoke(app, [*add, "--token-url", custom])
     assert r.exit_code == 0, r.output
     assert _stored(api)[0]["token_url"] == custom
-    r = runner.invoke(app, [*add, "--token-url", custom, "--default-token-url"])
+    r = api_cli.invoke(app, [*add, "--token-url", custom, "--default-token-url"])
     assert r.exit_code == 2 and r.output.startswith("error: --token-url:"), r.output
     assert "[one_of]" in r.output and _stored(api)[0]["token_url"] == custom
-    r = runner.invoke(app, [*add, "--default-token-url"])
+    r = api_cli.invoke(app, [*add, "--default-token-url"])
     assert r.exit_code == 0, r.output
     assert "token_url" not in _stored(api)[0]

@@ -2,7 +2,8 @@
 behind FastAPI's TestClient, and helpers that create tenants with API keys.
 
 The `api` fixture is shared by every test directory (tests/conftest.py loads this module);
-build `ApiEnv(db, tmp_path)` yourself for other set-ups.
+build `ApiEnv(db, tmp_path)` yourself for other set-ups. `api_cli` runs the command line in
+this process on the same database.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
@@ -151,6 +153,18 @@ def api(db: Database, tmp_path: Path) -> Iterator[ApiEnv]:
     env = ApiEnv(db, tmp_path)
     with env.client:
         yield env
+
+
+@pytest.fixture
+def api_cli(api: ApiEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
+    """A runner for `gradesync` in this process on the `api`'s database: its environment as
+    an admin's shell would set it (the database, the secret key, a data directory of the
+    test's own), and no SIS client secret from the shell's, which `sis add` would read."""
+    monkeypatch.setenv("GRADESYNC_DATABASE_URL", api.db.url)
+    monkeypatch.setenv("GRADESYNC_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("GRADESYNC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("GRADESYNC_SIS_CLIENT_SECRET", raising=False)
+    return CliRunner()
 
 
 ROSTER: dict[str, Any] = {
