@@ -1,8 +1,9 @@
 """What runs once for every result sent, kept cheap without changing what it does: the
 counters look their labelled child up once (prometheus_client's `labels()` checks and locks
 on every call) and still count every result under its labels; the log fields a call to a
-destination binds are set and restored, each entry of one binding by itself; a JSON
-body is encoded by one encoder made once, to the same bytes."""
+destination binds are set and restored by a plain context manager holding one token (one
+entered again before it is left is refused); a JSON body is encoded by one encoder made
+once, to the same bytes."""
 
 from __future__ import annotations
 
@@ -83,32 +84,39 @@ def test_bound_fields_hold_for_the_block_only_and_nest() -> None:
     assert log_context.current() == {}
 
 
-def test_one_bound_entered_again_inside_itself_leaves_each_as_it_found_it() -> None:
+def test_one_bound_entered_again_before_it_is_left_is_refused_and_changes_nothing() -> None:
+    # one instance holds one entry's token: a second entry would lose the first's
     again = log_context.bound(run_id="r1")
     with log_context.bound(tenant="t1"), again:
-        with log_context.bound(destination="d1"), again:
+        with log_context.bound(destination="d1"):
+            with pytest.raises(RuntimeError, match="entered once at a time"), again:
+                pass
             assert log_context.current() == {"tenant": "t1", "run_id": "r1", "destination": "d1"}
         assert log_context.current() == {"tenant": "t1", "run_id": "r1"}
     assert log_context.current() == {}
+    with again:  # left, it may be entered again
+        assert log_context.current() == {"run_id": "r1"}
+    assert log_context.current() == {}
 
 
-async def test_one_bound_entered_by_two_tasks_at_once_resets_each_ones_own() -> None:
+async def test_one_bound_entered_by_a_second_task_while_held_is_refused_there() -> None:
     shared = log_context.bound(run_id="r1")
-    entered, second_in, first_out = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    entered, tried = asyncio.Event(), asyncio.Event()
 
     async def first() -> dict[str, str]:
         with log_context.bound(tenant="a"), shared:
             entered.set()
-            await second_in.wait()  # the second task enters after this one, leaves after it
-        first_out.set()
+            await tried.wait()  # the second task tries while this one holds it
+            assert log_context.current() == {"tenant": "a", "run_id": "r1"}
         return dict(log_context.current())
 
     async def second() -> dict[str, str]:
         await entered.wait()
-        with log_context.bound(tenant="b"), shared:
-            second_in.set()
-            await first_out.wait()
-            assert log_context.current() == {"tenant": "b", "run_id": "r1"}
+        with log_context.bound(tenant="b"):
+            with pytest.raises(RuntimeError), shared:
+                pass
+            assert log_context.current() == {"tenant": "b"}
+        tried.set()
         return dict(log_context.current())
 
     assert await asyncio.gather(first(), second()) == [{}, {}]

@@ -52,27 +52,22 @@ def detached() -> Context:
 class bound:  # named as the function it replaced: `with log_context.bound(...)`
     """Add fields for the duration of the block (a request, a run, a call to a destination).
     A class rather than a generator: entered for every result sent, where `@contextmanager`
-    cost several times as much. One instance may be entered again before it is left, nested
-    or from another task: each entry keeps its own token and the fields it set, and a leaving
-    resets the entry whose fields its context holds."""
+    cost several times as much. Each block makes its own (`with bound(...)`): one holds the
+    token of one entry, so entering it again before it is left is refused, not let reset
+    another block's fields."""
 
-    __slots__ = ("_entered", "_given")
+    __slots__ = ("_given", "_token")
 
     def __init__(self, **fields: str | None) -> None:
         self._given = {k: v for k, v in fields.items() if v is not None}
-        self._entered: list[tuple[Token[dict[str, str] | None], dict[str, str]]] = []
+        self._token: Token[dict[str, str] | None] | None = None
 
     def __enter__(self) -> None:
-        held = {**(_current.get() or {}), **self._given}
-        self._entered.append((_current.set(held), held))
+        if self._token is not None:
+            raise RuntimeError("log_context.bound is entered once at a time: make one per block")
+        self._token = _current.set({**(_current.get() or {}), **self._given})
 
     def __exit__(self, *exc: object) -> None:
-        entered = self._entered
-        token, held = entered[-1]
-        if held is _current.get():  # the last entry is this context's: almost always
-            del entered[-1]
-        else:  # another task entered after this one: this context's entry is further in
-            now = _current.get()
-            at = next((i for i, e in enumerate(entered) if e[1] is now), len(entered) - 1)
-            token = entered.pop(at)[0]
+        token, self._token = self._token, None
+        assert token is not None  # entered: Python calls __exit__ only after __enter__
         _current.reset(token)
