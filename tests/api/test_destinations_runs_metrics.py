@@ -503,8 +503,7 @@ def test_run_history_with_stages(api: ApiEnv) -> None:
 def test_metrics_exposes_counters_and_pending_from_the_ledger(api: ApiEnv) -> None:
     _rostered(api)
     _seed_ledger(api)
-    metrics.RESULTS_DELIVERED.labels(tenant="t1", destination="lms").inc()
-    metrics.DELIVERY_LATENCY.labels(tenant="t1", destination="lms").observe(0.2)
+    metrics.PrometheusMeter().result_delivered("t1", "lms", 0.2)
     r = api.client.get("/metrics")
     assert r.status_code == 200
     text = r.text

@@ -62,6 +62,22 @@ def test_delivered_results_look_their_labels_up_once(monkeypatch: pytest.MonkeyP
     assert len(counted) == 1 and len(timed) == 1
 
 
+def test_rejected_and_retried_results_look_their_labels_up_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rejected = _counting_labels(monkeypatch, metrics.RESULTS_REJECTED)
+    retried = _counting_labels(monkeypatch, metrics.RESULTS_RETRIED)
+    ids = {"tenant": "t-once", "destination": "d-refused"}
+    before = _value("gradesync_results_rejected_total", **ids, reason="not_enrolled")
+    meter = metrics.PrometheusMeter()
+    for _ in range(3):
+        meter.result_rejected("t-once", "d-refused", "not_enrolled")
+        meter.result_retried("t-once", "d-refused", "retry_later", "server_error")
+    assert _value("gradesync_results_rejected_total", **ids, reason="not_enrolled") == before + 3
+    assert rejected == [("t-once", "d-refused", "not_enrolled")]
+    assert retried == [("t-once", "d-refused", "retry_later", "server_error")]
+
+
 def test_a_full_table_starts_again_and_loses_no_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics, "_MAX_CHILDREN", 2)
     children = metrics._Children(metrics.OUTBOUND_REQUESTS)
@@ -148,13 +164,10 @@ def test_a_series_dropped_for_a_destination_counts_again_when_it_sends() -> None
     meter.result_delivered("t-drop", "d-drop", 0.1)
     metrics.count_outbound("t-drop", "d-drop", 200)
     known = {
-        (labels[0], labels[1])
-        for metric in (
-            metrics.RESULTS_DELIVERED,
-            metrics.DELIVERY_LATENCY,
-            metrics.OUTBOUND_REQUESTS,
-        )
-        for labels in metric._metrics
+        (sample.labels["tenant"], sample.labels["destination"])
+        for family in metrics.REGISTRY.collect()
+        for sample in family.samples
+        if "destination" in sample.labels
     } - {("t-drop", "d-drop")}
     assert metrics.forget_destinations(known) >= 3
     assert _value(name, **ids) == 0.0
