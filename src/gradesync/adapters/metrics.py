@@ -8,7 +8,8 @@ grades set aside as compute_failed (counters are per process; Prometheus sums th
 
 Labels stay bounded: tenant and destination ids, reason codes, failure classes, triggers,
 outcomes, route templates and status codes; never a learner, course or activity id. A deleted
-destination's series go at the next scrape (`forget_destinations`).
+destination's series go once the engine learns of the deletion (`drop_destinations`), and at
+a scrape (`forget_destinations`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -181,8 +182,19 @@ def forget_destinations(known: set[tuple[str, str]]) -> int:
     deleted destination's counters would otherwise stay in every scrape, and in memory,
     until the process stops. A live destination's series are never touched, so its counters
     stay monotonic. Returns how many series were dropped."""
+    return _drop_series(lambda key: key not in known)
+
+
+def drop_destinations(gone: Collection[tuple[str, str]]) -> int:
+    """Drop this process's series of the (tenant, destination) in `gone` (deleted, as the
+    engine learned): a process nobody scrapes drops them too. Returns how many."""
+    gone = set(gone)
+    return _drop_series(lambda key: key in gone)
+
+
+def _drop_series(dropped_for: Callable[[tuple[str, str]], bool]) -> int:
     with _series_lock:
-        gone = [s for key in [k for k in _series if k not in known] for s in _series.pop(key)]
+        gone = [s for key in [k for k in _series if dropped_for(k)] for s in _series.pop(key)]
         for metric, labelvalues in gone:
             metric.remove(*labelvalues)
     if gone:
@@ -211,6 +223,9 @@ class PrometheusMeter:
 
     def run_finished(self, tenant: str, trigger: str, outcome: str) -> None:
         RUNS_FINISHED.labels(tenant=tenant, trigger=trigger, outcome=outcome).inc()
+
+    def destinations_gone(self, keys: Collection[tuple[str, str]]) -> None:
+        drop_destinations(keys)
 
 
 def count_http(method: str, route: str, status: int, seconds: float) -> None:

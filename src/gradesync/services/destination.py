@@ -159,9 +159,10 @@ class DestinationClient(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Called when the process stops, for the clients in use then. A client replaced by
-        new settings and no longer used is dropped without it: a client must own nothing
-        that needs closing (the HTTP pool is the context's)."""
+        """Called when the process stops, for the clients in use then, and once no send
+        holds it when its destination is deleted. A client replaced by new settings and no
+        longer used is dropped without it: a client must own nothing that needs closing
+        (the HTTP pool is the context's)."""
         ...
 
 

@@ -7,6 +7,7 @@ triggers and outcomes; never a learner, course or activity id.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Protocol
 
@@ -33,6 +34,10 @@ class Meter(Protocol):
 
     def run_finished(self, tenant: str, trigger: str, outcome: str) -> None: ...
 
+    def destinations_gone(self, keys: Collection[tuple[str, str]]) -> None:
+        """These (tenant, destination) are deleted: their series go."""
+        ...
+
 
 class NullMeter:
     def result_delivered(
@@ -49,6 +54,9 @@ class NullMeter:
         pass
 
     def run_finished(self, tenant: str, trigger: str, outcome: str) -> None:
+        pass
+
+    def destinations_gone(self, keys: Collection[tuple[str, str]]) -> None:
         pass
 
 

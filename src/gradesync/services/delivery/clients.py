@@ -1,4 +1,5 @@
-"""One destination client per destination, rebuilt when the destination's settings change."""
+"""One destination client per destination, rebuilt when the destination's settings change,
+dropped and closed when the destination is deleted."""
 
 from __future__ import annotations
 
@@ -42,6 +43,34 @@ class Clients:
         # the destination each client was last asked for: the same (frozen) object needs
         # no fingerprint, and the pass loop asks again for every row it claims
         self._last: dict[DestKey, tuple[Destination, DestinationClient]] = {}
+        # clients of deleted destinations (`forget`) not closed yet: a send may still hold
+        # one; closed by `close` once none does, or at shutdown
+        self._forgotten: set[DestinationClient] = set()
+
+    def held(self) -> set[DestKey]:
+        """The destinations a client is held for."""
+        with self._lock:
+            return set(self._clients)
+
+    def forget(self, key: DestKey) -> DestinationClient | None:
+        """The destination is deleted: its client (and the settings it was built from, the
+        secret among them) goes from here; returned, for the caller to `close` once no
+        send holds it. None when no client was held for it."""
+        with self._lock:
+            cached = self._clients.pop(key, None)
+            self._last.pop(key, None)
+            if cached is None:
+                return None
+            self._forgotten.add(cached[1])
+            return cached[1]
+
+    async def close(self, client: DestinationClient) -> None:
+        """Close a client `forget` returned."""
+        with self._lock:
+            if client not in self._forgotten:
+                return  # closed already (by `aclose`)
+            self._forgotten.discard(client)
+        await _close(client)
 
     def get(self, destination: Destination) -> DestinationClient:
         key = (destination.tenant_id, destination.id)
@@ -69,12 +98,18 @@ class Clients:
 
     async def aclose(self) -> None:
         with self._lock:
-            clients = [c for _, c in self._clients.values()] + list(self._retired)
+            clients = [c for _, c in self._clients.values()]
+            clients += list(self._retired) + list(self._forgotten)
             self._clients.clear()
             self._last.clear()
             self._retired = weakref.WeakSet()
+            self._forgotten = set()
         for client in clients:
-            try:
-                await client.aclose()
-            except Exception:
-                log.exception("closing a destination client failed")
+            await _close(client)
+
+
+async def _close(client: DestinationClient) -> None:
+    try:
+        await client.aclose()
+    except Exception:
+        log.exception("closing a destination client failed")

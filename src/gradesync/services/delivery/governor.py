@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -275,6 +275,12 @@ class Governor:
         self._limit_sigs: dict[DestKey, tuple[Any, Any]] = {}
         self.destinations: dict[DestKey, Destination] = {}
         self._destinations_at = -1e9
+        # told of destinations found deleted (by a read of all, or of one on its signal),
+        # once their limits are dropped here: what else is kept for them goes too
+        self.on_gone: Callable[[set[DestKey]], None] | None = None
+        # the destinations the rest of the engine holds something for (its clients): one
+        # not found by a read of all that started after is deleted too
+        self.held_elsewhere: Callable[[], Collection[DestKey]] | None = None
         # every send re-reads pauses: an outage met meanwhile is said once
         self._pause_reads = OutageNotice(
             log, "re-reading destinations' pauses", "retrying (the pauses last read hold meanwhile)"
@@ -383,6 +389,11 @@ class Governor:
             with self.uow_factory() as uow:
                 return uow.destinations.all()
 
+        # what is held before the read starts: a destination held then and not found was
+        # deleted (one made meanwhile may be held after and not found yet)
+        before = set(self.destinations) | set(self.limits)
+        if self.held_elsewhere is not None:
+            before.update(self.held_elsewhere())
         started = time.monotonic()
         found = await asyncio.to_thread(load)
         self._destinations_at = time.monotonic()
@@ -391,6 +402,22 @@ class Governor:
         now = self.clock.now()
         for d in self.destinations.values():
             self._apply_pause(d, self.limits_for(d), now, started)
+        # deleted since (limits or a client made for one a run held after its deletion
+        # too): a process that outlives many destinations keeps nothing of theirs
+        self._forget(before - set(self.destinations))
+
+    def _forget(self, gone: set[DestKey]) -> None:
+        """`gone` are deleted: their limits go (a send still holding them sends nothing)."""
+        if not gone:
+            return
+        for key in gone:
+            self.destinations.pop(key, None)
+            self._limit_sigs.pop(key, None)
+            lim = self.limits.pop(key, None)
+            if lim is not None:
+                lim.disabled = True
+        if self.on_gone is not None:
+            self.on_gone(gone)
 
     @staticmethod
     def _kept(held: Mapping[DestKey, Destination], fresh: Destination) -> Destination:
@@ -462,8 +489,11 @@ class Governor:
             fresh = None
         else:
             self._pause_reads.answered()
-            if fresh is None:  # deleted: send nothing more
+            if fresh is None:  # deleted: send nothing more, and keep nothing of it
                 lim.disabled = True
+                key = (d.tenant_id, d.id)
+                if self.limits.get(key) is lim:  # not one made since for a new registration
+                    self._forget({key})
             else:
                 fresh = self._kept(self.destinations, fresh)
                 self.destinations[(d.tenant_id, d.id)] = fresh

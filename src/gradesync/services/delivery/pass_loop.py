@@ -18,8 +18,10 @@ scope is due:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -77,6 +79,7 @@ from gradesync.services.delivery.records import (
     Claimed,
     DeliveryScope,
     DeliveryStats,
+    DestKey,
     DueAt,
     Settlement,
 )
@@ -211,6 +214,14 @@ class Deliverer:
         self.governor = Governor(
             uow_factory, clock, settings, self._background, worker_id, signals=signals
         )
+        # a deleted destination's client, outcome counts and metric series go once no
+        # claimed row of it is in hand (`_drop`): its rows held, by destination
+        self.meter = meter
+        self._holding: Counter[DestKey] = Counter()
+        self._emptied: dict[DestKey, asyncio.Future[None]] = {}
+        self._dropping: set[asyncio.Task[None]] = set()
+        self.governor.on_gone = self._gone
+        self.governor.held_elsewhere = clients.held
         self.provisioner = Provisioner(uow_factory, settings, self._background)
         self._help_asked = -1e9
         self._courses_after = ""  # the course a claim's round-robin starts after
@@ -407,6 +418,7 @@ class Deliverer:
         is settled or the pass ends."""
         for c in claimed:
             self._held[id(c)] = (c, flight)
+            self._holding[(c.row.key.tenant_id, c.row.key.destination_id)] += 1
             self.governor.add_waiting(c.row.key)
 
     def _settled(self, c: Claimed) -> None:
@@ -414,6 +426,44 @@ class Deliverer:
         claim, whichever comes first: its settlement or the end of its pass."""
         if self._held.pop(id(c), None) is not None:
             self.governor.done_waiting(c.row.key)
+            dest = (c.row.key.tenant_id, c.row.key.destination_id)
+            self._holding[dest] -= 1
+            if self._holding[dest] <= 0:
+                del self._holding[dest]
+                emptied = self._emptied.pop(dest, None)
+                if emptied is not None and not emptied.done():
+                    emptied.set_result(None)
+
+    # -- deleted destinations -------------------------------------------------------------
+
+    def _gone(self, keys: set[DestKey]) -> None:
+        """The governor found `keys` deleted: what this engine keeps for them goes once no
+        claimed row of theirs is in hand."""
+        for key in keys:
+            client = self.clients.forget(key)
+            task = asyncio.create_task(
+                self._drop(key, client),
+                name="gradesync-drop-destination",
+                context=log_context.detached(),
+            )
+            self._dropping.add(task)
+            task.add_done_callback(self._dropping.discard)
+
+    async def _drop(self, key: DestKey, client: DestinationClient | None) -> None:
+        if self._holding.get(key):
+            # its rows' sends may still use the client (their outcomes change nothing: the
+            # rows went with the destination)
+            emptied = self._emptied.get(key)
+            if emptied is None:
+                emptied = self._emptied[key] = asyncio.get_running_loop().create_future()
+            await asyncio.shield(emptied)
+        # outcomes written before the deletion are counted once written: then the series go
+        with contextlib.suppress(Exception):
+            await self.writer.flush()
+        self.writer.delivered.pop(key, None)
+        self.meter.destinations_gone({key})
+        if client is not None:
+            await self.clients.close(client)
 
     def _let_go(self, flight: InFlight) -> list[Claimed]:
         """The rows `flight`'s pass claimed and did not settle, out of its hands."""
@@ -850,6 +900,11 @@ class Deliverer:
         return stats
 
     async def aclose(self) -> None:
+        # stopping: a deleted destination's client waiting for its rows is closed with the
+        # others (`Clients.aclose`), and no flush of its starts the writer again
+        for task in list(self._dropping):
+            task.cancel()
+        await asyncio.gather(*list(self._dropping), return_exceptions=True)
         await self.writer.stop()
         await self._background.wait()
         await self.governor.aclose()
