@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from gradesync.adapters.db.database import Database
+from gradesync.adapters.db.notifications import DestinationListener
 from gradesync.adapters.metrics import REGISTRY, PrometheusMeter, drop_destinations
 from gradesync.domain.model import DeliveryState, Destination
 from gradesync.services import destination_admin
 from gradesync.services.clock import SystemClock
-from gradesync.services.destination_signals import SIGNALS
+from gradesync.services.destination_signals import SIGNALS, DestinationSignals
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory, add_destination, wait_for_async
 from tests.engine.conftest import COURSE, DEST, FAST, T, learner, post, seed
@@ -187,3 +190,29 @@ async def test_a_client_is_closed_only_once_the_sends_holding_it_end(db: Databas
     finally:
         remote.hold.set()
         await engine.aclose()
+
+
+@pytest.mark.postgres
+async def test_another_processs_deletion_reaches_the_engine_through_postgres(
+    postgres_db: Database,
+) -> None:
+    """The engine hears only what its listener passes on (PostgreSQL's notification of a
+    deletion another process committed), and drops what it kept at once."""
+    db = postgres_db
+    _seed(db)
+    factory = _Factory()
+    signals = DestinationSignals()  # not the process's: the unit of work tells it nothing
+    listener = DestinationListener(db.url, signals)
+    listener.start()
+    engine = _engine(db, factory, signals=signals)
+    try:
+        await wait_for_async(listener.listening.is_set, "the listener to LISTEN")
+        await _deliver_everywhere(db, engine)
+        _holds_all(engine)
+        engine.deliverer.governor._destinations_at = float("inf")  # no read of all meanwhile
+        for dest in GONE:
+            await asyncio.to_thread(destination_admin.delete, db.uow, T, dest)
+        await _check_dropped(engine, factory)
+    finally:
+        await engine.aclose()
+        await asyncio.to_thread(listener.stop)
