@@ -120,8 +120,13 @@ def runs(world: World, course: str) -> list[dict[str, Any]]:
     return [world.ok("GET", f"/runs/{r['id']}") for r in listed]
 
 
+# what a run's message says of results it left pending for a paused destination
+WAITING_FOR_PAUSE = "; sent when resumed)"
+
+
 def untruthful(run: dict[str, Any], paused: bool) -> list[str]:
-    """What is wrong with a finished run's outcome and counts (empty: nothing)."""
+    """What is wrong with a finished run's outcome and counts (empty: nothing); `paused`: a
+    destination of the run was paused when it ended."""
     wrong = []
     c = run["counts"]
     if run["stage"] != "finished" or run["outcome"] is None:
