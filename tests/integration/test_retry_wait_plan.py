@@ -68,3 +68,25 @@ def test_the_next_retry_is_read_per_destination_from_its_index(db: Database) -> 
             assert "Seq Scan" not in plan and "SCAN ledger" not in plan, plan
             if postgres:  # one row read at most: none of the paused destination's
                 assert "rows=1 loops" in plan or "rows=0 loops" in plan, plan
+
+
+def test_the_retry_wait_compiles_a_few_statements_however_many_destinations(db: Database) -> None:
+    """A vendor's thousands of platforms: the statements asked have a few shapes, whatever
+    the number of destinations and whichever have rows waiting, so SQLAlchemy's cache of
+    compiled statements keeps a few, not one per count of destinations (each up to 100
+    subqueries: the cache grew with the platforms, tens of MB)."""
+    now = datetime.now(UTC)
+    free_at = _fill(db, now)
+    everyone = [("t", "d1")] + [("t", f"x{i}") for i in range(149)]
+    cache: dict[Any, Any] = {}
+    db.engine.update_execution_options(compiled_cache=cache)
+    with db.uow() as uow:
+        for n in range(1, len(everyone) + 1):
+            assert uow.ledger.next_retry_at(now, everyone[:n]) == free_at
+        shapes = len(cache)
+        for n in range(2, len(everyone) + 1, 7):  # d1 (rows waiting) anywhere in the list
+            asked = everyone[1:n] + everyone[:1] + everyone[n:]
+            assert uow.ledger.next_retry_at(now, asked) == free_at
+        assert uow.ledger.next_retry_at(now, everyone[1:]) is None
+    assert shapes <= 10, shapes  # two statements in each of five sizes
+    assert len(cache) == shapes

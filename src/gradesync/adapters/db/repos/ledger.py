@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import cache
 from typing import Any
@@ -342,6 +342,20 @@ def _lease_by_arrays() -> Any:
     )
 
 
+# The sizes `next_retry_at`'s statements come in: a chunk of destinations is padded (its
+# last one asked again) to the next of them. SQLAlchemy caches a compiled statement per
+# shape, and one scalar subquery per destination made a shape per count of destinations: a
+# vendor's thousands of platforms filled the cache (500 statements of up to 100 subqueries,
+# tens of MB) with statements that differ only in length.
+_PROBES = (1, 4, 16, 64, 100)
+_END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _padded(chunk: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    size = next(n for n in _PROBES if n >= len(chunk))
+    return chunk + [chunk[-1]] * (size - len(chunk))
+
+
 class LedgerRepo(SqlRepo, ports.LedgerRepo):
     def get(self, key: LedgerKey) -> LedgerRow | None:
         c = t.ledger.c
@@ -495,8 +509,9 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         ends = case((c.lease_until > c.next_attempt_at, c.lease_until), else_=c.next_attempt_at)
         soonest: datetime | None = None
         keys = list(destinations)
-        for i in range(0, len(keys), 100):
-            chunk = keys[i : i + 100]
+        for i in range(0, len(keys), _PROBES[-1]):
+            chunk = keys[i : i + _PROBES[-1]]
+            asked = _padded(chunk)
             frees = self.conn.execute(
                 select(
                     *(
@@ -505,19 +520,28 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                         .order_by(c.next_attempt_at)
                         .limit(1)
                         .scalar_subquery()
-                        for tn, dest in chunk
+                        for tn, dest in asked
                     )
                 )
-            ).one()
-            held_q = []
-            for (tn, dest), free in zip(chunk, frees, strict=True):
-                q = select(func.min(ends)).where(
-                    t.RETRYING, *_in_scope(tn, dest), c.lease_until >= utc(now)
+            ).one()[: len(chunk)]
+            padding = (None,) * (len(asked) - len(chunk))
+            # every probe has the same conditions, a destination without a free row
+            # compared with the end of time, so the statement's shape is its size alone
+            helds = self.conn.execute(
+                select(
+                    *(
+                        select(func.min(ends))
+                        .where(
+                            t.RETRYING,
+                            *_in_scope(tn, dest),
+                            c.lease_until >= utc(now),
+                            c.next_attempt_at < (utc(free) if free is not None else _END_OF_TIME),
+                        )
+                        .scalar_subquery()
+                        for (tn, dest), free in zip(asked, frees + padding, strict=True)
+                    )
                 )
-                if free is not None:
-                    q = q.where(c.next_attempt_at < free)
-                held_q.append(q.scalar_subquery())
-            helds = self.conn.execute(select(*held_q)).one()
+            ).one()[: len(chunk)]
             for free, held in zip(frees, helds, strict=True):
                 if held is not None:
                     # claimable once `now` is past its lease
