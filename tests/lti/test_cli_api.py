@@ -106,7 +106,8 @@ def test_cli_rotation_publishes_first_and_now_signs_at_once(cli_env: Database) -
     forced = runner.invoke(app, ["keys", "rotate-tool-key", "--now"])
     assert forced.exit_code == 0, forced.output
     assert "warning: platforms that cached the key set" in forced.output
-    assert f"{first} and any older key revoked" in " ".join(forced.output.split())
+    said = " ".join(forced.output.split())
+    assert f"{made['kid']}, {first} revoked" in said  # the waiting key too
     now = ToolKeyStore(cli_env.uow).current().kid
     assert now not in (first, made["kid"]) and now in forced.output
     states = {
@@ -121,6 +122,49 @@ def test_cli_rotation_publishes_first_and_now_signs_at_once(cli_env: Database) -
     assert {k["kid"] for k in ToolKeyStore(cli_env.uow).jwks()["keys"]} == {now}
     text = " ".join(runner.invoke(app, ["keys", "list-tool-keys"]).output.split())
     assert "revoked" in text and "no, revoked" in text
+
+
+def _keys(runner: CliRunner) -> dict[str, dict[str, Any]]:
+    listed = runner.invoke(app, ["keys", "list-tool-keys", "--json"])
+    assert listed.exit_code == 0, listed.output
+    return {k["kid"]: k for k in json.loads(listed.output)}
+
+
+def test_cli_second_rotation_replaces_the_waiting_key_and_says_so(cli_env: Database) -> None:
+    """What `rotate-tool-key` prints, what `list-tool-keys` lists and which key signs agree
+    when a key from an earlier rotation is still waiting to sign."""
+    runner = CliRunner()
+    first = ToolKeyStore(cli_env.uow).current().kid
+    waiting = json.loads(runner.invoke(app, ["keys", "rotate-tool-key", "--json"]).output)
+    again = runner.invoke(app, ["keys", "rotate-tool-key"])
+    assert again.exit_code == 0, again.output
+    said = " ".join(again.output.split())
+    newest = next(k for k in _keys(runner) if k not in (first, waiting["kid"]))
+    assert f"new tool key {newest} published now" in said
+    assert f"; {first} signs until then" in said  # the key signing now, not the waiting one
+    assert f"{waiting['kid']} (waiting to sign) replaced: it never signs" in said
+    keys = _keys(runner)
+    assert keys[first]["state"] == "current"
+    assert keys[first]["retired_at"] == keys[newest]["signs_from"]  # signs until then
+    assert keys[waiting["kid"]]["signs_from"] is None  # never signs
+    assert keys[newest]["state"] == "next"
+    text = runner.invoke(app, ["keys", "list-tool-keys"]).output
+    assert "never" in text and f"{waiting['kid']} starts signing" not in text
+    assert f"{newest} starts signing" in text
+
+    again_json = json.loads(runner.invoke(app, ["keys", "rotate-tool-key", "--json"]).output)
+    assert again_json["retired_kid"] == first and again_json["replaced_kids"] == [newest]
+
+
+def test_cli_a_revoked_key_that_never_signed_shows_no_signing_time(cli_env: Database) -> None:
+    runner = CliRunner()
+    ToolKeyStore(cli_env.uow).current()
+    waiting = json.loads(runner.invoke(app, ["keys", "rotate-tool-key", "--json"]).output)
+    assert runner.invoke(app, ["keys", "rotate-tool-key", "--now"]).exit_code == 0
+    listed = _keys(runner)[waiting["kid"]]
+    assert listed["state"] == "revoked" and listed["signs_from"] is None
+    text = runner.invoke(app, ["keys", "list-tool-keys"]).output
+    assert "starts signing" not in text
 
 
 def test_cli_replace_keeps_a_pause_and_the_settings_it_has_no_flags_for(

@@ -249,19 +249,29 @@ def test_a_forced_rotation_while_a_key_waits_to_sign_skips_the_waiting_key(
     }
 
 
-def test_a_rotation_while_a_key_waits_signs_after_it(db: Database) -> None:
+def test_a_rotation_while_a_key_waits_replaces_the_waiting_key(db: Database) -> None:
+    """The newer rotation wins: the waiting key never signs, and the key signing now signs
+    until the newer key starts (not until the replaced key's time, then the replaced key)."""
     clock = ManualClock(T0)
     store = ToolKeyStore(db.uow, clock)
     first = store.current()
     second = store.rotate()
     clock.advance(timedelta(seconds=60))
-    third = store.rotate()
+    done = store.rotation()
+    third = done.key
+    assert (done.signing_until, done.replaced, done.revoked) == (first.kid, (second.kid,), ())
+    assert store.next_start() == third.signs_from == T0 + timedelta(seconds=60) + PUBLISH_LEAD
+    clock.advance(PUBLISH_LEAD - timedelta(seconds=60))  # the replaced key's time
     assert store.current().kid == first.kid
-    clock.advance(PUBLISH_LEAD - timedelta(seconds=60))
-    assert store.current().kid == second.kid
-    assert store.next_start() == third.signs_from
+    assert ToolKeyStore(db.uow, clock).current().kid == first.kid  # another process too
+    listed = {k.kid: k for k in store.list()}
+    assert listed[second.kid].signs_from is None  # never signs
+    assert listed[second.kid].state is KeyState.RETIRING
+    assert listed[first.kid].retired_at == third.signs_from
+    assert second.kid in _published(store)  # harmless: nothing was signed with it
     clock.advance(timedelta(seconds=60))
     assert store.current().kid == third.kid
+    assert ToolKeyStore(db.uow, clock).current().kid == third.kid
 
 
 async def test_one_store_signs_and_serves_in_a_process(runtime: Runtime) -> None:

@@ -191,25 +191,16 @@ def rotate_tool_key(
 ) -> None:
     """Make a new LTI signing key. It is published at once and signs about 5 minutes later,
     once platforms' cached key sets hold it; the current key signs until then and stays
-    published for a week after (then `prune-tool-keys` removes it)."""
+    published for a week after (then `prune-tool-keys` removes it). A key still waiting to
+    sign from an earlier rotation is replaced: it never signs."""
+    from gradesync.web.api.tool_keys import rotation_out, rotation_text
+
     with runtime() as rt:
-        old = rt.tool_keys.current()
-        new = rt.tool_keys.rotate(immediately=now)
+        done = rt.tool_keys.rotation(immediately=now)
     if as_json:
-        print_json({"kid": new.kid, "retired_kid": old.kid, "signs_from": new.signs_from})
+        print_json(rotation_out(done).model_dump(mode="json"))  # as POST /lti/tool-keys
         return
-    if now:
-        console.print(
-            f"new tool key {new.kid} signs now; {old.kid} and any older key revoked: no longer "
-            "published, platforms refuse them as soon as they read the key set again.\n"
-            "warning: platforms that cached the key set before now refuse gradesync's "
-            "signatures until they read it again (up to 5 minutes)"
-        )
-        return
-    console.print(
-        f"new tool key {new.kid} published now, signs from {when(new.signs_from)}; "
-        f"{old.kid} signs until then and stays published for the overlap after"
-    )
+    console.print(rotation_text(done), highlight=False)
 
 
 @keys_app.command("list-tool-keys")
@@ -218,38 +209,25 @@ def list_tool_keys(as_json: bool = JSON_OUT) -> None:
     (signs now), retiring (published for the overlap), expired (to prune), revoked (withdrawn
     by `rotate-tool-key --now`, to prune)."""
     from gradesync.domain.tool_keys import KeyState
+    from gradesync.web.api.tool_keys import tool_key_out
 
     with runtime() as rt:
         infos = rt.tool_keys.list()
     if as_json:
-        print_json(
-            [
-                {
-                    "kid": k.kid,
-                    "state": k.state.value,
-                    "created_at": k.created_at,
-                    "signs_from": k.signs_from,
-                    "retired_at": k.retired_at,
-                    "revoked_at": k.revoked_at,
-                    "published": k.published,
-                    "published_until": k.published_until,
-                }
-                for k in infos
-            ]
-        )
+        print_json([tool_key_out(k).model_dump(mode="json") for k in infos])  # as the API
         return
     table = id_table("kid", "state", "signs from", "stops signing", "in JWKS until")
     for k in infos:
         table.add_row(
             k.kid,
             k.state.value,
-            "never" if k.retired_at and k.retired_at <= k.signs_from else when(k.signs_from),
+            when(k.signs_from) if k.signs_from else "never",
             when(k.retired_at),
             when(k.published_until) if k.published_until and k.published else _in_jwks(k),
         )
     print_table(table)
     for k in infos:
-        if k.state is KeyState.NEXT:
+        if k.state is KeyState.NEXT and k.signs_from:
             console.print(f"{k.kid} starts signing at {when(k.signs_from)}")
 
 

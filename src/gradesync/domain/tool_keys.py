@@ -3,7 +3,9 @@
 A key is published the moment it is made, and signs only from `signs_from`: platforms cache
 the tool's key set, and a signature with a key missing from their copy is refused. A key stops
 signing (`retired_at`) when the next one starts, and stays published for the overlap after
-that, so whatever it signed keeps verifying until it expires. A key revoked (`revoked_at`,
+that, so whatever it signed keeps verifying until it expires. A key still waiting to sign
+when a newer rotation comes is retired at once: it never signs, and the key signing now signs
+until the newer one starts. A key revoked (`revoked_at`,
 replaced by a forced rotation: it may have leaked) is withdrawn from the key set at once.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-__all__ = ["KeyState", "key_state"]
+__all__ = ["KeyState", "key_state", "signing_start"]
 
 
 class KeyState(StrEnum):
@@ -37,3 +39,14 @@ def key_state(
     if signs_from > now:
         return KeyState.NEXT
     return KeyState.CURRENT
+
+
+def signing_start(
+    signs_from: datetime, retired_at: datetime | None, revoked_at: datetime | None
+) -> datetime | None:
+    """When the key signs from; None for a key that never signs (retired or revoked before
+    its time came), so no listing shows a start that will not happen."""
+    stops = [t for t in (retired_at, revoked_at) if t is not None]
+    if stops and min(stops) <= signs_from:
+        return None
+    return signs_from

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from gradesync.domain.tool_keys import KeyState, key_state
+from gradesync.domain.tool_keys import KeyState, key_state, signing_start
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.ports.lti import StoredToolKey
@@ -73,7 +73,7 @@ class ToolKeyInfo:
 
     kid: str
     created_at: datetime
-    signs_from: datetime
+    signs_from: datetime | None  # None: it never signs (replaced or revoked before it began)
     retired_at: datetime | None
     state: KeyState
     published_until: datetime | None  # None: while it signs or is due to
@@ -82,6 +82,17 @@ class ToolKeyInfo:
     @property
     def published(self) -> bool:
         return self.state not in (KeyState.EXPIRED, KeyState.REVOKED)
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """What a rotation did: the new key, the key that signs until it starts (`--now`: the one
+    it revoked), the waiting keys it replaced (they never sign) and the keys it revoked."""
+
+    key: ToolKey
+    signing_until: str | None  # the kid signing when the rotation was made
+    replaced: tuple[str, ...] = ()
+    revoked: tuple[str, ...] = ()
 
 
 def public_jwk(private_key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
@@ -219,7 +230,7 @@ class ToolKeyStore:
     def _first(self, latest: int) -> ToolKey:
         made = self._make(latest, signs_from=None)
         if made is not None:
-            return made
+            return made.key
         with self._uow() as uow:  # another process made it first
             stored = uow.tool_keys.current(self.clock.now())
         if stored is None:  # the winner's key was retired and pruned meanwhile: try again
@@ -283,7 +294,7 @@ class ToolKeyStore:
             ToolKeyInfo(
                 kid=r.kid,
                 created_at=r.created_at,
-                signs_from=r.signs_from,
+                signs_from=signing_start(r.signs_from, r.retired_at, r.revoked_at),
                 retired_at=r.retired_at,
                 state=key_state(r.signs_from, r.retired_at, now, self.overlap, r.revoked_at),
                 published_until=r.revoked_at
@@ -297,10 +308,11 @@ class ToolKeyStore:
 
     def _make(
         self, after: int, *, signs_from: datetime | None, revoke: bool = False
-    ) -> ToolKey | None:
+    ) -> Rotation | None:
         """Store a new key of generation `after + 1`, signing from `signs_from` (None: now),
-        the older keys retiring then (with `revoke`, withdrawn from the key set now). None
-        when another process stored that generation first."""
+        the key signing now retiring then and any key waiting to sign retiring now (with
+        `revoke`, all withdrawn from the key set now). None when another process stored that
+        generation first."""
         now = self.clock.now()
         key = new_key(now)
         starts = signs_from or now
@@ -308,32 +320,60 @@ class ToolKeyStore:
             made = uow.tool_keys.add(
                 after + 1, key.kid, key.private_pem(), key.public_jwk, key.created_at, starts
             )
-            if made:
-                uow.tool_keys.retire_before(after + 1, starts)
-                if revoke:
-                    uow.tool_keys.revoke_before(after + 1, now)
+            if not made:
+                return None
+            # read in the same transaction as the change: what this rotation replaced
+            before = [r for r in uow.tool_keys.listing() if r.kid != key.kid]
+            uow.tool_keys.retire_before(after + 1, now, starts)
+            if revoke:
+                uow.tool_keys.revoke_before(after + 1, now)
             uow.commit()
-        return replace(key, signs_from=starts) if made else None
+        live = [
+            r
+            for r in before
+            if r.revoked_at is None and (r.retired_at is None or r.retired_at > now)
+        ]
+        signing = [r.kid for r in live if r.signs_from <= now]
+        waiting = tuple(r.kid for r in live if r.signs_from > now)
+        published = now - self.overlap
+        return Rotation(
+            key=replace(key, signs_from=starts),
+            signing_until=signing[0] if signing else None,  # newest first
+            replaced=waiting,
+            revoked=tuple(
+                r.kid
+                for r in before
+                if revoke
+                and r.revoked_at is None
+                and (r.retired_at is None or r.retired_at > published)
+            ),
+        )
 
     def rotate(self, *, immediately: bool = False) -> ToolKey:
+        """The new key of `rotation`."""
+        return self.rotation(immediately=immediately).key
+
+    def rotation(self, *, immediately: bool = False) -> Rotation:
         """Make a new key, published at once. It signs from `PUBLISH_LEAD` from now, when
         every cached copy of the key set holds it; the key signing now signs until then, and
-        the keys it replaces stay published for `overlap` after they stop signing. With
+        the keys it replaces stay published for `overlap` after they stop signing. A key still
+        waiting to sign is replaced: retired now, it never signs. With
         `immediately` (a key that must stop signing: it may have leaked) it signs at once and
         the keys it replaces are revoked, withdrawn from the key set at once (serve's copy
         here now, in other processes within `KEY_SET_SECONDS`): platforms refuse them once
-        they read the set again, and refuse the new key until then. Returns the new key."""
+        they read the set again, and refuse the new key until then."""
+        self.current()  # an empty store: the first key, which this rotation then replaces
         with self._lock:
             self._cached = None
             while True:  # a rotation elsewhere at the same moment: this one follows it
                 with self._uow() as uow:
                     latest = uow.tool_keys.latest_generation()
                 starts = self.clock.now() + (timedelta(0) if immediately else PUBLISH_LEAD)
-                key = self._make(latest, signs_from=starts, revoke=immediately)
-                if key is not None:
+                made = self._make(latest, signs_from=starts, revoke=immediately)
+                if made is not None:
                     break
         self._changed()
-        return key
+        return made
 
     def next_start(self) -> datetime | None:
         """When the next key starts signing, if one is due."""

@@ -110,9 +110,10 @@ class ToolKeyRepo(Protocol):
         """Store a key of `generation`; False (nothing stored) when that generation exists."""
         ...
 
-    def retire_before(self, generation: int, at: datetime) -> None:
-        """Retire the keys older than `generation` at `at` (one retiring sooner keeps its
-        time)."""
+    def retire_before(self, generation: int, now: datetime, at: datetime) -> None:
+        """Retire the keys older than `generation` and not retired by `now`: the one signing
+        now at `at`, when the new key starts; one still waiting to sign at `now`, so that it
+        never signs (the newer key replaces it)."""
         ...
 
     def revoke_before(self, generation: int, at: datetime) -> None:

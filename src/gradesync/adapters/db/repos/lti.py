@@ -150,13 +150,16 @@ class ToolKeyRepo(ports.ToolKeyRepo):
         )
         return self.conn.execute(stmt).first() is not None
 
-    def retire_before(self, generation: int, at: datetime) -> None:
+    def retire_before(self, generation: int, now: datetime, at: datetime) -> None:
         c = t.tool_keys.c
+        older = (c.generation < generation) & (c.retired_at.is_(None) | (c.retired_at > utc(now)))
+        # waiting keys first: retired at `now`, they are no longer `older` for the second
         self.conn.execute(
-            update(t.tool_keys)
-            .where(c.generation < generation, c.retired_at.is_(None) | (c.retired_at > utc(at)))
-            .values(retired_at=utc(at))
+            update(t.tool_keys).where(older, c.signs_from > utc(now)).values(retired_at=utc(now))
         )
+        # the key signing now signs until the new one starts (later, when it replaces a
+        # waiting key that was due to take over sooner)
+        self.conn.execute(update(t.tool_keys).where(older).values(retired_at=utc(at)))
 
     def revoke_before(self, generation: int, at: datetime) -> None:
         c = t.tool_keys.c
