@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # private, link-local, ...), and reach over plain http: "10.1.0.0/16,127.0.0.1/32".
     # Empty: public addresses over https only (docs/security.md).
     outbound_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Tenants whose admins may rotate the tool's LTI signing keys through the API and the
+    # console: "district-a,district-b". The keys sign for every tenant of the installation,
+    # so by default only the operator (`gradesync keys rotate-tool-key`) rotates them.
+    tool_key_tenants: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The console's session and CSRF cookies carry `Secure`: by default when base_url is https.
     secure_cookies: bool | None = None
     # When set, `/metrics` (on `serve`, and on a worker's metrics address) asks for
@@ -112,6 +116,13 @@ class Settings(BaseSettings):
                         f"outbound_allowed_networks: {n!r} is not a network (e.g. 10.1.0.0/16)"
                     ) from None
             return [str(n).strip() for n in v]
+        return v
+
+    @field_validator("tool_key_tenants", mode="before")
+    @classmethod
+    def _tenants(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [t.strip() for t in v.split(",") if t.strip()]
         return v
 
     @field_validator("base_url")

@@ -45,6 +45,10 @@ def fuzzed(db: Database, tmp_path: Path) -> Iterator[tuple[ApiEnv, dict[str, str
     # registration URLs are checked by the outbound guard: names resolve from an empty table,
     # so a fuzzed host name never becomes a DNS query
     env.runtime.outbound = dataclasses.replace(env.runtime.outbound, resolver=FixedResolver({}))
+    # this tenant's admins rotate the tool keys (`POST /lti/tool-keys`), another's may not
+    env.runtime.settings = env.runtime.settings.model_copy(
+        update={"tool_key_tenants": ["school-a"]}
+    )
     with env.client:
         own = env.tenant("school-a", "admin", "ingest", "sync")
         other = env.tenant("school-b", "admin", "ingest", "sync")

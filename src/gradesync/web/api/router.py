@@ -17,6 +17,7 @@ from gradesync.web.api import (
     runs,
     schedules,
     statuses,
+    tool_keys,
 )
 from gradesync.web.api import diagnosis as diagnostics
 from gradesync.web.api import lti11 as lti11_consumers
@@ -34,6 +35,7 @@ router.include_router(destinations.router)
 router.include_router(diagnostics.router)
 router.include_router(lti_platforms.router)
 router.include_router(lti11_consumers.router)
+router.include_router(tool_keys.router)
 router.include_router(sis_passback.router)
 router.include_router(schedules.router)
 

@@ -1,17 +1,24 @@
-"""The tool's LTI signing keys as listed and rotated: kids, states and times, never the
-private halves (`gradesync keys list-tool-keys` and `rotate-tool-key` print these)."""
+"""The tool's LTI signing keys (admin keys): list them, rotate them, as `gradesync keys
+list-tool-keys` and `rotate-tool-key` do (the same store).
+
+The keys sign for every tenant of the installation: any admin may list them (only kids,
+states and times: the public halves are in `/lti/jwks.json` anyway), and only the admins of a
+tenant named in `GRADESYNC_TOOL_KEY_TENANTS` may rotate them. Private keys are never shown.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from gradesync.domain.tool_keys import KeyState
+from gradesync.runtime import Runtime
 from gradesync.services.lti.keys import Rotation, ToolKeyInfo
-from gradesync.web.api.auth import require_scope
+from gradesync.web.api.auth import Principal, require_scope
+from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import UrlIdsRoute
 from gradesync.web.api.schemas import InputModel
 
@@ -118,3 +125,30 @@ def rotation_out(r: Rotation) -> RotationOut:
         revoked_kids=list(r.revoked),
         message=rotation_text(r),
     )
+
+
+def may_rotate(rt: Runtime, tenant_id: str) -> bool:
+    return tenant_id in rt.settings.tool_key_tenants
+
+
+@router.get("/lti/tool-keys", response_model=list[ToolKeyOut])
+def list_tool_keys(
+    p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+) -> list[ToolKeyOut]:
+    """The tool's signing keys, newest first, with their state and times (never the private
+    halves)."""
+    return [tool_key_out(k) for k in rt.tool_keys.list()]
+
+
+@router.post("/lti/tool-keys", response_model=RotationOut, status_code=201)
+def rotate_tool_key(
+    body: RotateIn | None = None,
+    p: Principal = Depends(admin),
+    rt: Runtime = Depends(runtime),
+) -> RotationOut:
+    """Make a new signing key (a rotation): published at once, it signs about 5 minutes later
+    (with `now`: at once, and the keys it replaces are revoked). A key still waiting to sign
+    is replaced: it never signs. Only for admins of a tenant in `GRADESYNC_TOOL_KEY_TENANTS`."""
+    if not may_rotate(rt, p.tenant_id):
+        raise HTTPException(status_code=403, detail=NOT_ALLOWED)
+    return rotation_out(rt.tool_keys.rotation(immediately=bool(body and body.now)))
