@@ -29,6 +29,7 @@ from gradesync.web.console import (
     sis_mapping,
     sis_posting,
     sis_settings,
+    tool_keys,
 )
 from gradesync.web.console.common import (
     PageError,
@@ -189,5 +190,6 @@ for _module in (
     sis_mapping,
     sis_posting,
     sis_settings,
+    tool_keys,
 ):
     router.include_router(_module.router)
