@@ -4,9 +4,11 @@ remaster could not rewrite goes with the next run, which says so (`services.carr
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import RunOutcome, RunScope, SyncRun, Trigger
@@ -17,7 +19,7 @@ from gradesync.services.delivery import DeliveryStats
 from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.runs import get_run, get_run_stages, request_run
 from gradesync.testing import DEADLINE
-from gradesync.testing.double import server_error
+from gradesync.testing.double import rate_limited, server_error
 from gradesync.testing.seeding import add_destination
 from tests.engine.conftest import COURSE, DEST, Harness, T, learner, post, seed
 
@@ -54,6 +56,70 @@ async def test_a_grade_arriving_while_the_run_verifies_is_sent_not_left_pending(
     assert done.counts["pending"] == 0, done.counts
     assert done.outcome is RunOutcome.SUCCEEDED, done.message
     assert harness.remote.score_of("https://lms/courses/1/items/a1", "sub-p000") == 9.0
+
+
+@pytest.mark.parametrize("arriving", [1, 3])
+async def test_a_slow_down_met_while_the_run_verifies_is_waited_out(
+    harness: Harness, db: Database, monkeypatch: Any, arriving: int
+) -> None:
+    """Grades arrive while the run verifies, and their live sends meet a 429 with a 1 s
+    Retry-After: the destination is paused for that second, well within the run's patience.
+    The run waits it out and sends them, rather than ending with them pending (or retrying)
+    behind a pause that was about to end. One grade: its send retries at the pause's end;
+    three, sent one at a time: the two after the 429 wait pending."""
+    seed(db, learners=3, config={"concurrency": 1})
+    post(db, None, [("a1", learner(i), 5.0) for i in range(3)])
+    executor = harness.engine.executor
+    verifying = executor._verifying
+    met: list[DeliveryStats] = []
+
+    async def grades_arrive(*args: Any, **kw: Any) -> dict[str, int]:
+        post(db, None, [("a1", learner(i), 9.0) for i in range(arriving)])
+        await harness.engine.process_dirty()
+        harness.remote.fail_next(1, rate_limited(1))
+        met.append(await harness.engine.deliver_due())  # the live sends
+        return await verifying(*args, **kw)
+
+    monkeypatch.setattr(executor, "_verifying", grades_arrive)
+    done = await _run(db, harness, Trigger.MANUAL)
+    assert met[0].retrying == 1 and met[0].delivered == 0, met  # the 429 paused the LMS
+    assert (done.counts["pending"], done.counts["retrying"]) == (0, 0), done.message
+    assert done.outcome is RunOutcome.SUCCEEDED, done.message
+    item = "https://lms/courses/1/items/a1"
+    assert [harness.remote.score_of(item, f"sub-{learner(i)}") for i in range(3)] == [
+        *[9.0] * arriving,
+        *[5.0] * (3 - arriving),
+    ]
+
+
+async def test_an_admins_pause_met_while_the_run_verifies_is_named_not_waited_for(
+    harness: Harness, db: Database, monkeypatch: Any
+) -> None:
+    """A grade arrives while the run verifies, and an admin pauses the destination until
+    resumed: the run stops at once and its message names the pause."""
+    seed(db, learners=2)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+    executor = harness.engine.executor
+    verifying = executor._verifying
+
+    async def paused_meanwhile(*args: Any, **kw: Any) -> dict[str, int]:
+        post(db, None, [("a1", learner(0), 9.0)])
+        await harness.engine.process_dirty()
+        destination_admin.pause(db.uow, SystemClock(), T, DEST, actor="admin", reason="exam week")
+        return await verifying(*args, **kw)
+
+    monkeypatch.setattr(executor, "_verifying", paused_meanwhile)
+    waits = _Waits()
+    monkeypatch.setattr(executor, "monotonic", waits.monotonic)
+    monkeypatch.setattr(executor, "sleep", waits.sleep)
+    done = await _run(db, harness, Trigger.MANUAL)
+    assert waits.waits == []
+    assert done.counts["pending"] == 1 and done.counts["sent"] == 1
+    assert done.outcome is RunOutcome.PARTLY_FAILED
+    assert done.message == (
+        "1 sent; 0 unchanged; 1 still pending (waiting for Canvas test paused (exam week); "
+        "sent when resumed)."
+    )
 
 
 class _Waits:
@@ -111,6 +177,28 @@ async def test_the_message_names_only_the_paused_destinations_holding_pending_ro
     assert done.message is not None and "Consumer One" not in done.message, done.message
     assert "2 still pending (waiting for Canvas test paused (exam week); sent when resumed)" in (
         done.message
+    )
+
+
+async def test_a_pause_ending_after_the_patience_is_named_with_its_end(
+    harness: Harness, db: Database, monkeypatch: Any
+) -> None:
+    """A timed pause that ends after the run's patience is not waited for: the run ends at
+    once and says until when its results wait."""
+    seed(db, learners=2)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+    await harness.engine.process_dirty()
+    until = datetime(2100, 1, 1, 9, 30, 5, tzinfo=UTC)
+    destination_admin.pause(db.uow, SystemClock(), T, DEST, actor="ada", until=until)
+    waits = _Waits()
+    monkeypatch.setattr(harness.engine.executor, "monotonic", waits.monotonic)
+    monkeypatch.setattr(harness.engine.executor, "sleep", waits.sleep)
+    done = await _run(db, harness, Trigger.MANUAL)
+    assert waits.waits == []
+    assert done.counts["pending"] == 2 and harness.remote.sends == 0
+    assert done.message == (
+        "0 sent; 0 unchanged; 2 still pending (waiting for Canvas test paused until 2100-01-01 "
+        "09:30:05 UTC (paused by ada); sent when resumed)."
     )
 
 

@@ -8,8 +8,11 @@ A run goes through visible stages, each recorded with its time in `sync_runs.sta
   destination in scope), past-due zeros included; the ledger says what differs;
 - provisioning: each destination's course and columns created or updated (remaster: column
   details rewritten even when unchanged);
-- sending: due rows of the scope delivered; the run waits a short while for retries;
+- sending: due rows of the scope delivered; the run waits a short while for retries and for
+  a timed pause that ends within that while (a Retry-After), not for an admin's pause;
 - verifying: results read back where the destination can, compared with what was sent;
+  grades changed by hand ("gradesync wins") and grades that arrived meanwhile are sent,
+  waiting as sending does;
 - finished: succeeded, partly failed or failed, with counts.
 
 Triggers: manual ("Sync now") and resync send what differs and try failed rows again;
@@ -27,7 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from gradesync.domain.errors import InvalidInput
@@ -128,6 +131,31 @@ def summarise(
             code = reason or "unknown"
             counts["rejected"][code] = counts["rejected"].get(code, 0) + n
     return counts
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A paused destination of a run's scope and the scope's results there waiting for it."""
+
+    destination: Destination
+    pending: int
+    retrying: int
+
+    @classmethod
+    def of(cls, d: Destination, states: dict[str, int]) -> _Held:
+        return cls(
+            d,
+            states.get(DeliveryState.PENDING.value, 0),
+            states.get(DeliveryState.RETRYING.value, 0),
+        )
+
+
+def _pause_name(d: Destination) -> str:
+    """A paused destination as a run's message names it, e.g. "lms paused (exam week)", with
+    the time a timed pause ends."""
+    timed = d.paused_until if d.enabled else None
+    until = f" until {timed.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if timed is not None else ""
+    return f"{d.name} paused{until}" + (f" ({d.pause_reason})" if d.pause_reason else "")
 
 
 def _describe(counts: dict[str, Any], paused: Sequence[str] = ()) -> str:
@@ -316,17 +344,22 @@ class RunExecutor:
             if failed:
                 counts["columns_failed"] = failed
             run = await self._stage(run, RunStage.VERIFYING, counts)
-            counts.update(await self._verifying(run, sent, started, targets))
+            counts.update(
+                await self._verifying(run, sent, started, targets, counts=counts, lost=lost)
+            )
             counts.update(await asyncio.to_thread(summarise, self.reads, run.scope, started))
-            paused = await asyncio.to_thread(self._paused, run.scope)
+            held = await asyncio.to_thread(self._pauses, run.scope)
             for _ in range(2):
                 # results that became pending while the run verified (new grades) are sent
-                # now: a run ends with results pending only where a destination is paused
-                if not counts["pending"] or paused:
+                # now, and a timed pause that ends within the run's patience is waited out
+                # as in sending: a run ends with results pending only behind a pause it does
+                # not wait for (an admin's until resumed, or one that ends later)
+                if not self._owed(counts, held):
                     break
                 await self._sending(run, counts, lost)
                 counts.update(await asyncio.to_thread(summarise, self.reads, run.scope, started))
-                paused = await asyncio.to_thread(self._paused, run.scope)
+                held = await asyncio.to_thread(self._pauses, run.scope)
+            paused = [_pause_name(h.destination) for h in held if h.pending]
             outcome = _outcome(counts)
             message = _headline(outcome, counts) + _describe(counts, paused)
             if not targets and not paused:
@@ -412,30 +445,48 @@ class RunExecutor:
             log.warning("run %s: the database answers again; resuming it", run.id)
             return replace(run, stage=RunStage.QUEUED)
 
-    def _paused(self, scope: RunScope) -> list[str]:
+    def _pauses(self, scope: RunScope) -> list[_Held]:
         """The destinations in the run's scope paused now, by an admin or for a while, that
-        hold results of the scope still pending (they wait for the pause), e.g. "lms paused
-        (exam week)". A paused destination holding none of them is not what they wait for."""
+        hold results of the scope not yet delivered (they wait for the pause). A paused
+        destination holding none of them is not what they wait for."""
         now = self.clock.now()
         with self.uow_factory() as uow:
-            paused = [
-                d
+            held = [
+                _Held.of(d, self._states_at(uow, d, scope))
                 for d in self._paused_in(uow, scope.tenant_id, scope.destination_id, now)
-                if self._holds_pending(uow, d, scope)
             ]
-        return [
-            f"{d.name} paused" + (f" ({d.pause_reason})" if d.pause_reason else "") for d in paused
-        ]
+        return [h for h in held if h.pending or h.retrying]
+
+    def _waits_for(self, d: Destination) -> bool:
+        """Whether the run waits for `d`'s pause: a timed one that ends within its patience
+        (a Retry-After, the breaker's cool-down), as it waits for a retry; not an admin's
+        pause until resumed."""
+        if not d.enabled or d.paused_until is None:
+            return False
+        left = (d.paused_until - self.clock.now()).total_seconds()
+        return left <= self.settings.retry_patience.total_seconds()
+
+    def _owed(self, counts: dict[str, Any], held: Sequence[_Held]) -> bool:
+        """Whether results of the scope can still go within the run's patience: pending ones
+        not behind a pause it does not wait for, and any behind one it waits for (a send
+        the remote answered with a Retry-After retries when that pause ends)."""
+        waited = [h for h in held if self._waits_for(h.destination)]
+        stuck = sum(h.pending for h in held if h not in waited)
+        return counts["pending"] > stuck or any(h.pending or h.retrying for h in waited)
 
     @staticmethod
-    def _holds_pending(uow: UnitOfWork, dest: Destination, scope: RunScope) -> bool:
+    def _states_at(uow: UnitOfWork, dest: Destination, scope: RunScope) -> dict[str, int]:
+        """The scope's rows at `dest` by state."""
         rows = uow.ledger.scope_summary(
             dest.tenant_id,
             destination_id=dest.id,
             course_id=scope.course_id,
             activity_ids=scope.activity_ids or None,
         )
-        return any(state == DeliveryState.PENDING.value and n for state, _, _, n in rows)
+        out: dict[str, int] = {}
+        for state, _, _, n in rows:
+            out[state] = out.get(state, 0) + n
+        return out
 
     @staticmethod
     def _paused_in(
@@ -676,11 +727,15 @@ class RunExecutor:
                     ends = d.paused_until if d.enabled else None
                     if ends is None or (next_retry is not None and ends >= next_retry):
                         continue  # paused until resumed, or something else is due sooner
-                    owed, _, _, _ = uow.ledger.due_summary(
+                    owed, _, retry_at, _ = uow.ledger.due_summary(
                         ends, **{**where, "tenant_id": d.tenant_id, "destination_id": d.id}
                     )
-                    if owed:  # rows of the scope that go once the pause ends
-                        next_retry = ends
+                    # rows of the scope that go once the pause ends; a send the remote
+                    # answered with a Retry-After is retried a hair after its pause ends
+                    # (the pause is timed from the answer, the retry from its record)
+                    goes = ends if owed else None if retry_at is None else max(ends, retry_at)
+                    if goes is not None and (next_retry is None or goes < next_retry):
+                        next_retry = goes
             return due_now, leased, next_retry, leases_end
 
         while True:
@@ -690,7 +745,7 @@ class RunExecutor:
             total.add(stats)
             if self.monotonic() - last_progress > self.settings.heartbeat.total_seconds():
                 counts["sent_so_far"] = total.delivered
-                await self._stage(run, RunStage.SENDING, counts)
+                await self._stage(run, run.stage, counts)  # sending, or verifying's resend
                 last_progress = self.monotonic()
             due_now, leased, next_retry, leases_end = await asyncio.to_thread(due)
             if leases_end is not None:
@@ -779,8 +834,11 @@ class RunExecutor:
         sent: DeliveryStats,
         started: datetime,
         targets: Sequence[_Target] = (),
+        *,
+        counts: dict[str, Any],
+        lost: asyncio.Event,
     ) -> dict[str, int]:
-        counts = {"verified": 0, "differs": 0, "unverifiable": 0, "overridden": 0, "uncounted": 0}
+        tally = {"verified": 0, "differs": 0, "unverifiable": 0, "overridden": 0, "uncounted": 0}
         # Columns sent to in this run first, then the rest of the scope: an instructor's
         # edit of a grade sent long ago is found too (services.overrides).
         delivered = sorted(sent.delivered_items)
@@ -804,7 +862,7 @@ class RunExecutor:
             if client.capabilities.needs_resource_link and not item_link.data.get("resourceLinkId"):
                 # The platform holds these scores but never counts them (Open edX publishes
                 # only a line item tied to its component): not delivered, whatever it answered.
-                counts["uncounted"] += await asyncio.to_thread(
+                tally["uncounted"] += await asyncio.to_thread(
                     self._uncounted, tenant_id, dest_id, course_id, activity_id, d.name
                 )
                 continue
@@ -812,10 +870,10 @@ class RunExecutor:
                 backs = await client.read_results(course_link, item_link)
             except Exception as exc:
                 log.info("run %s: read-back of %s at %s failed: %s", run.id, activity_id, d.id, exc)
-                counts["unverifiable"] += 1
+                tally["unverifiable"] += 1
                 continue
             if not backs:
-                counts["unverifiable"] += 1
+                tally["unverifiable"] += 1
                 continue
             found = await asyncio.to_thread(
                 record_overrides,
@@ -829,7 +887,7 @@ class RunExecutor:
                 run_id=run.id,
                 client=client,
             )
-            counts["overridden"] += found.found
+            tally["overridden"] += found.found
             overwrite += found.resent
             remote = {b.remote_person_id: b for b in backs}
             for (_, person_id), row in rows.items():
@@ -845,14 +903,15 @@ class RunExecutor:
                 if got is not None and _same_score(
                     want.score_given, want.score_maximum, got.score_given, got.score_maximum
                 ):
-                    counts["verified"] += 1
+                    tally["verified"] += 1
                 else:
-                    counts["differs"] += 1
+                    tally["differs"] += 1
         if overwrite:
             # "gradesync wins": the overridden grades were marked pending; send them now,
-            # as part of this run, with timestamps after the LMS's edits.
-            await self.deliverer.deliver(DeliveryScope.of_run(run.scope), run_id=run.id)
-        return counts
+            # as part of this run, with timestamps after the LMS's edits, waiting as the
+            # sending stage does (a slow-down their sends meet ends within its patience)
+            await self._sending(run, counts, lost)
+        return tally
 
 
 def _same_score(given: float, maximum: float, got: float | None, got_max: float | None) -> bool:

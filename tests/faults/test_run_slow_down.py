@@ -1,0 +1,60 @@
+"""A run and the LMS's 429 with `Retry-After: 1`: the destination is paused for that second
+(the governor's slow-down pause), which ends well within the run's patience, so the run waits
+it out and its results go with it, instead of ending "partly failed" with results pending
+behind a pause that was about to end. The sandbox LMS answers the 429 (its fault script)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gradesync.sandbox.testing import RunningSandbox
+from gradesync.testing import unique, wait_for
+from tests.support.lti import Browser
+from tests.support.served import (
+    Served,
+    courseware_course,
+    deep_link,
+    post_attempt,
+    register_tool,
+)
+
+
+@pytest.mark.parametrize("edited", [1, 3])
+def test_a_slow_down_while_a_run_resends_grades_typed_into_the_lms_is_waited_out(
+    lms: RunningSandbox, served: Served, browser: Browser, edited: int
+) -> None:
+    """One grade typed into the LMS: its resend meets the 429 and waits as `retrying` for the
+    pause's end; three, sent one at a time: the two after the 429 wait as `pending`."""
+    reg = register_tool(lms, served)
+    teacher, ctx = unique("teacher-"), unique("ctx-")
+    learners = [unique("learner-") for _ in range(edited)]
+    lms.admin.add_course(id=ctx, learners=learners, instructors=[teacher])
+    courseware_course(served, *({"id": p} for p in learners))
+    link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
+    for p in learners:
+        browser.launch(lms, client_id=reg["client_id"], user=p, course=ctx, resource_link_id=link)
+    for i, p in enumerate(learners):
+        post_attempt(served, f"e{i}", p, 6)
+    (item,) = lms.state.courses[ctx].line_items.values()
+    wait_for(lambda: len(item.scores) == edited, "the grades in the LMS")
+
+    # gradesync wins: the run that reads back grades typed into the LMS sends its own again
+    served.ok("PATCH", "/tenant/policy", json={"keep_lms_edits": False})
+    # one send at a time, so the sends after the 429 wait for the pause (pending)
+    served.ok("PATCH", "/destinations/lms/limits", json={"concurrency": 1})
+    for p in learners:
+        lms.admin.instructor_grade(ctx, item.id, p, 9.0, "typed in the LMS")
+    lms.admin.reset_counters()
+    lms.admin.set_faults({"scores": {"script": ["throttle"], "retry_after": 1}})
+    try:
+        run = served.run("manual", "c1")
+    finally:
+        lms.admin.clear_faults()
+
+    counts = run["counts"]
+    assert lms.admin.counters()["scores"]["throttle"] == 1  # the resend met the 429
+    assert counts["overridden"] == edited, counts
+    assert (counts["pending"], counts["retrying"], counts["sent"]) == (0, 0, edited), run["message"]
+    assert run["outcome"] == "succeeded", run["message"]
+    assert "pending" not in run["message"] and "paused" not in run["message"], run["message"]
+    assert {p: item.scores[p].score_given for p in learners} == dict.fromkeys(learners, 6.0)
