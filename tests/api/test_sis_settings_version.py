@@ -126,10 +126,27 @@ def test_if_match_is_optional_and_read_as_http_says(api: ApiEnv) -> None:
     with api.db.uow() as uow:
         assert uow.destinations.get("t1", "sis2") is None
     # a malformed header is refused, naming it and the rule, not read as no precondition
-    for bad in ("abc", '"unclosed', ""):
+    for bad in ("abc", "bogus", '"unclosed', "", ",", " , ,", '*, "x"', '"x" "y"', "W/x"):
         r = admin.put("/sis/connections/sis", json={"name": "Five"}, headers={"If-Match": bad})
         assert r.status_code == 422, (bad, r.text)
         assert [(p["field"], p["rule"]) for p in r.json()["detail"]] == [("If-Match", "etag")]
+    assert _stored(api) == before
+
+
+def test_if_match_ignores_empty_list_elements_as_http_says(api: ApiEnv) -> None:
+    """RFC 9110 5.6.1: a recipient ignores empty elements of a list (`"a", , "b"`); they do
+    not make a well-formed header malformed, and do not make a stale one current."""
+    admin = Caller(api.client, api.district_sis())
+    tag = admin.get("/sis/connections/sis").headers["ETag"]
+    stale = '"' + "0" * 64 + '"'
+    r = admin.put(
+        "/sis/connections/sis", json={"name": "One"}, headers={"If-Match": f", {stale}, , {tag},"}
+    )
+    assert r.status_code == 200, r.text
+    before = _stored(api)
+    r = admin.put("/sis/connections/sis", json={"name": "Two"}, headers={"If-Match": f",{tag},"})
+    assert r.status_code == 412, r.text  # the version `tag` named is gone: still stale
+    assert [(p["field"], p["rule"]) for p in r.json()["detail"]] == [("If-Match", "changed")]
     assert _stored(api) == before
 
 

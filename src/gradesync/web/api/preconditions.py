@@ -17,6 +17,8 @@ ANY = "*"  # as services.sis.ANY_VERSION: any version stored (the object exists)
 # one entity-tag of the list, and the comma after it (RFC 9110 8.8.3: etagc is any visible
 # character but a double quote)
 _TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*(?:,|$)')
+# an empty element of the list, which a recipient ignores (RFC 9110 5.6.1: `"a", , "b"`)
+_EMPTY = re.compile(r"\s*,")
 
 
 def etag(version: str) -> str:
@@ -34,15 +36,21 @@ def if_match(header: str | None) -> frozenset[str] | None:
     if text == ANY:
         return frozenset({ANY})
     tags: set[str] = set()
+    seen = False  # a tag, weak or strong: a list of empty elements alone names none
     pos = 0
     while pos < len(text):
+        empty = _EMPTY.match(text, pos)
+        if empty is not None:
+            pos = empty.end()
+            continue
         m = _TAG.match(text, pos)
         if m is None:
             break
+        seen = True
         if not m.group(1):
             tags.add(m.group(2))
         pos = m.end()
-    if not text or pos < len(text):
+    if not seen or pos < len(text):
         raise InvalidInput(
             [
                 UrlProblem(
