@@ -5,6 +5,8 @@ do not queue at all."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db.database import Database
-from gradesync.adapters.db.engine import make_engine
+from gradesync.adapters.db.engine import SQLITE_HEAP_LIMIT, make_engine
 from gradesync.adapters.db.sqlite_gate import WriteGate, gate_of
 from gradesync.testing.waiting import wait_for
 
@@ -204,3 +206,43 @@ def test_sorts_spill_to_a_file_on_writers_and_readers(tmp_path: Path) -> None:
         assert r.conn.exec_driver_sql("PRAGMA temp_store").scalar() == 1
         assert r.conn.exec_driver_sql("PRAGMA cache_size").scalar() == -8000
     db.dispose()
+
+
+_HOLD_CONNECTIONS = """
+import sys
+from sqlalchemy import text
+from gradesync.adapters.db.engine import make_engine, make_read_engine
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+url = sys.argv[1]
+writes, reads = make_engine(url), make_read_engine(url)
+held = [e.connect() for e in (writes, reads) for _ in range(5)]
+start = rss_mb()
+for conn in held:  # every connection reads the whole table through its page cache
+    conn.execute(text("SELECT count(*), sum(length(v)) FROM big")).one()
+    conn.commit()  # the writers' transactions end (one at a time), their connections stay
+print(rss_mb() - start)
+"""
+
+
+def test_sqlites_memory_over_all_connections_stays_under_one_bound(tmp_path: Path) -> None:
+    """A server keeps many SQLite connections open, and each one's page cache fills to its
+    own bound as the database grows (1,000 platforms held about 50 MB more than 10). Ten
+    connections reading a database of 80 MB, in a process of their own: without the
+    process-wide bound their caches grow by 80 MB (8 MB each); with it, by the bound."""
+    path = tmp_path / "big.db"
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT)")
+    raw.executemany("INSERT INTO big (v) VALUES (?)", ((f"{i:0400d}",) for i in range(200_000)))
+    raw.commit()
+    raw.close()
+    out = subprocess.run(
+        [sys.executable, "-c", _HOLD_CONNECTIONS, f"sqlite:///{path}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    grew_mb = float(out.stdout)
+    assert grew_mb < SQLITE_HEAP_LIMIT / 2**20 + 12, grew_mb  # not 10 x 8 MB
