@@ -6,7 +6,9 @@
 - `GRADESYNC_BENCH_TRACEMALLOC=FILE`: SIGUSR2 starts tracemalloc (15 frames; started on
   request because tracing the imports makes start-up very slow); on SIGUSR1 the Python
   allocations made since and still alive are written to FILE as JSON: the total, and the
-  largest by traceback (and by line), so the code path that holds memory is named.
+  largest by traceback (and by line), and by the innermost gradesync call in each traceback
+  (`by_gradesync_call`: the code of ours that made what is held), so the code path that
+  holds memory is named.
 - `GRADESYNC_BENCH_SQLITE_CACHE_KB=N`: every SQLite connection's page cache is set to N kB
   after gradesync's own settings (to tell SQLite's cache apart from Python's memory).
 - `GRADESYNC_BENCH_MALLOC=FILE`: on SIGRTMIN+1 where the resident memory is (smaps by kind
@@ -40,6 +42,16 @@ def _dump(out: Path) -> None:
     def frames(stat: Any) -> list[str]:
         return [f"{f.filename}:{f.lineno}" for f in stat.traceback]
 
+    # who in gradesync holds it: each trace under the innermost gradesync frame of its
+    # traceback (the call that made it), the libraries' frames below it folded in
+    ours: dict[str, list[int]] = {}
+    for s in by_tb:
+        mine = [f for f in s.traceback if "/gradesync/" in f.filename]
+        at = f"{mine[-1].filename.split('/gradesync/')[-1]}:{mine[-1].lineno}" if mine else "-"
+        got = ours.setdefault(at, [0, 0])
+        got[0] += s.size
+        got[1] += s.count
+
     out.write_text(
         json.dumps(
             {
@@ -48,6 +60,10 @@ def _dump(out: Path) -> None:
                 "top_lines": [
                     {"mb": round(s.size / 2**20, 2), "count": s.count, "at": frames(s)[0]}
                     for s in by_line[:25]
+                ],
+                "by_gradesync_call": [
+                    {"mb": round(size / 2**20, 2), "count": count, "at": at}
+                    for at, (size, count) in sorted(ours.items(), key=lambda kv: -kv[1][0])[:40]
                 ],
                 "top_tracebacks": [
                     {"mb": round(s.size / 2**20, 2), "count": s.count, "stack": frames(s)}
