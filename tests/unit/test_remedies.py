@@ -227,24 +227,27 @@ def test_a_learner_to_link_in_the_sis_is_named_by_the_route_or_page_with_their_i
 def test_a_group_without_a_sis_category_is_aligned_by_the_route_or_page_naming_it() -> None:
     """A SIS's refusal of an activity group it has no category for read `gradesync sis
     categories sis --align GROUP=CATEGORY_ID` to every reader: over the API it names the
-    alignment route for the group the refusal names, in the console the course's SIS passback
-    page; the command line keeps the command."""
-    cli = "gradesync sis categories sis --align GROUP=CATEGORY_ID"
+    alignment route for the group the reader gives (the refused activity's), in the console
+    the course's SIS passback page; the command line keeps the command."""
+    fix = remedies.Remedy("category_missing", "sis", group="Lab's work")
+    cli = fix.words(remedies.Reader.CLI)
+    assert cli.endswith("gradesync sis categories sis --align 'Lab'\"'\"'s work'=CATEGORY_ID")
     said = (
         'Activity group "Lab\'s work": no SIS category matches it by name. The SIS has these '
-        "categories: 'Quizzes' (id cat-1). — Align the group under Category alignment on the "
-        f"course's SIS page in the console, or: {cli}"
+        f"categories: 'Quizzes' (id cat-1). — {cli}"
     )
-    code = "category_missing"
-    assert remedies.for_reader(code, said, remedies.Reader.CLI, "sis") == said
-    api = remedies.for_reader(code, said, remedies.Reader.API, "sis", course_id="c1")
-    assert api == said.rpartition(" — ")[0] + (
-        " — Align the group to one of the SIS's categories (`PUT /api/v1/sis/connections/sis/"
+    code, group = "category_missing", "Lab's work"
+    assert remedies.for_reader(code, said, remedies.Reader.CLI, "sis", group=group) == said
+    api = remedies.for_reader(code, said, remedies.Reader.API, "sis", course_id="c1", group=group)
+    route = (
+        "Align the group to one of the SIS's categories (`PUT /api/v1/sis/connections/sis/"
         "alignments/Lab%27s%20work` with its `category_id`, and `course_id` for one course "
         "only; `GET /api/v1/sis/connections/sis/categories` lists them)."
     )
+    assert api == said.rpartition(" — ")[0] + " — " + route
+    assert fix.words(remedies.Reader.API) == route  # the same words, made from the code
     console = remedies.in_console(
-        code, said, instructor=False, destination_id="sis", course_id="c1"
+        code, said, instructor=False, destination_id="sis", course_id="c1", group=group
     )
     assert console.endswith(
         " — Align the group to one of the SIS's categories under Category alignment on the "
@@ -252,7 +255,18 @@ def test_a_group_without_a_sis_category_is_aligned_by_the_route_or_page_naming_i
     )
     for text in (api, console):
         assert not remedies.names_command(text), text
-    assert remedies.group_named("Activity group 'Quizzes': ...") == "Quizzes"
+    # the group is what the reader gives, never read back from the words: a reader that does
+    # not know it reads its placeholder
+    unsaid = remedies.for_reader(code, said, remedies.Reader.API, "sis", course_id="c1")
+    assert "/alignments/GROUP`" in unsaid
+
+
+def test_the_group_of_a_stored_refusal_is_the_activitys_or_the_default_category() -> None:
+    code = "category_missing"
+    assert remedies.reason_group(code, "Quizzes", {"default_category": "Misc"}) == "Quizzes"
+    assert remedies.reason_group(code, None, {"default_category": "Misc"}) == "Misc"
+    assert remedies.reason_group(code, None, {}) is None
+    assert remedies.reason_group("not_selected_for_sis", "Quizzes", {}) is remedies.Unsaid.GROUP
 
 
 def test_an_activity_without_a_group_is_fixed_by_the_default_category_where_it_is_read() -> None:
@@ -260,21 +274,21 @@ def test_an_activity_without_a_group_is_fixed_by_the_default_category_where_it_i
     to every reader, the command line included: no alignment names it. Each reader reads
     what sets the connection's default category: the command, the connection route, the
     connection's settings page; an instructor what to ask for."""
-    cli = remedies.category_remedy("sis", None, "CATEGORY_ID")
+    cli = remedies.Remedy("category_missing", "sis").words(remedies.Reader.CLI)
     assert cli.endswith("gradesync sis add sis --default-category GROUP")
     assert "--align" not in cli
     said = (
         f"Activity group (none): the activity has no group and no default_category is set. — {cli}"
     )
     code = "category_missing"
-    assert remedies.for_reader(code, said, remedies.Reader.CLI, "sis") == said
-    api = remedies.for_reader(code, said, remedies.Reader.API, "sis", course_id="c1")
+    assert remedies.for_reader(code, said, remedies.Reader.CLI, "sis", group=None) == said
+    api = remedies.for_reader(code, said, remedies.Reader.API, "sis", course_id="c1", group=None)
     assert "(`PUT /api/v1/sis/connections/sis` with `profile.default_category`)" in api
     console = remedies.in_console(
-        code, said, instructor=False, destination_id="sis", course_id="c1"
+        code, said, instructor=False, destination_id="sis", course_id="c1", group=None
     )
     assert "the SIS connection's settings page (/console/sis/sis/edit)" in console
-    instructor = remedies.in_console(code, said, instructor=True, destination_id="sis")
+    instructor = remedies.in_console(code, said, instructor=True, destination_id="sis", group=None)
     assert instructor.endswith(
         "set the default category of this SIS connection (the group "
         "of activities without one), or give this activity a group."
@@ -284,7 +298,8 @@ def test_an_activity_without_a_group_is_fixed_by_the_default_category_where_it_i
         assert "alignments" not in text and "Category alignment" not in text, text
         assert not remedies.names_command(text), text
     # a group is aligned, as before
-    assert "--align GROUP=CATEGORY_ID" in remedies.category_remedy("sis", "Quizzes", "CATEGORY_ID")
+    aligned = remedies.Remedy("category_missing", "sis", group="Quizzes")
+    assert "--align Quizzes=CATEGORY_ID" in aligned.words(remedies.Reader.CLI)
 
 
 def test_a_misconfigured_lti11_consumer_names_what_fixes_it_where_it_is_read() -> None:

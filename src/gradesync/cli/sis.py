@@ -60,7 +60,14 @@ def _run(
 
 
 def _step_json(s: CheckStep) -> dict[str, Any]:
-    return {"name": s.name, "passed": s.passed, "evidence": s.evidence, "remedy": s.remedy}
+    # as POST .../check answers, its remedy in the command line's words (`CheckStep.remedy`)
+    return {
+        "name": s.name,
+        "passed": s.passed,
+        "code": s.code,
+        "evidence": s.evidence,
+        "remedy": s.remedy,
+    }
 
 
 async def _check(rt: Runtime, tenant: str, destination_id: str) -> Sequence[CheckStep]:

@@ -1,24 +1,35 @@
 """A reason's remedy in words the reader can act on.
 
-Adapters write a refusal's remedy for whoever runs gradesync: often a command
-(`gradesync sis map-class ...`, `gradesync lti11 add-consumer`). An instructor reading the
-course grid in the console can run none of them, so they read instead what an administrator
-does and that they can ask for it. An administrator reading over the HTTP API or in the
-console reads, where there is one, the API's route or the console's action that does it
-(`for_reader`). A reason's text is "what happened — remedy" (the delivery code joins them
-so); only a remedy naming a command is replaced, or, for a code whose adapter words its remedy
-for no reader (`NEUTRAL`: it is repeated in a pause reason, which every reader reads), the
-whole remedy, at the command line too.
+A remedy is best held as a code and the ids it is about (`Remedy`, and a problem carrying
+one, `RemedyProblem`): each reader's words are then made once, from it. The command line
+reads its command (`gradesync sis map-class ...`); an administrator reading over the HTTP API
+or in the console reads the API's route or the console's page or button that does the same
+(`FOR_READERS`), never a command they cannot run; an instructor in the console reads what an
+administrator does and that they can ask for it (`FOR_INSTRUCTORS`). The SIS adapters refuse
+so (`RemoteFailure.fix`, `CheckStep.fix`), and the SIS's validation so words its problems.
+
+A reason stored as words (a ledger row's `reason_text`, written with the command line's
+remedy; a destination's pause reason) is reworded where it is read (`for_reader`,
+`for_instructor`): by its code, about the ids its reader knows, the activity group included
+(`reason_group`: never read back from the words). Only that stored text still needs to be
+told apart by what it names (`names_command`, `without_commands`). A reason's text is "what
+happened — remedy" (the delivery code joins them so); only a remedy naming a command is
+replaced, or, for a code whose adapter words its remedy for no reader (`NEUTRAL`: it is
+repeated in a pause reason, which every reader reads), the whole remedy, at the command line
+too.
 """
 
 from __future__ import annotations
 
-import ast
 import re
 import shlex
-from enum import StrEnum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import Any
 from urllib.parse import quote
 
+from gradesync.domain.errors import FieldProblem
 from gradesync.domain.passback import PassbackRule
 
 # the command line's commands (gradesync.cli), as a remedy names them
@@ -74,6 +85,8 @@ FOR_INSTRUCTORS: dict[str, str] = {
     PassbackRule.CATEGORY_MISSING.value: f"{ASK} align this activity's group with a category "
     "of the SIS.",
     # a missing category of an activity with no group (`category_key`)
+    "class_without_school": f"{ASK} map this course's SIS class again with its school.",
+    "sis_credentials": f"{ASK} check the SIS connection's client id and secret.",
     "no_default_category": f"{ASK} set the default category of this SIS connection (the group "
     "of activities without one), or give this activity a group.",
 }
@@ -82,24 +95,10 @@ GENERAL = (
 )
 
 
-def category_remedy(destination_id: str, group: str | None, category_word: str) -> str:
-    """What the command line does about an activity group no SIS category is found for: align
-    the group, or (an activity with no group, which no alignment names) set the connection's
-    default category, the group such activities count as. `category_word`: what the SIS calls
-    a category's id (CATEGORY_ID, CATEGORY_SOURCEDID)."""
-    if group is None:
-        return (
-            "Set the connection's default category (Default category on its settings page "
-            f"in the console), or: gradesync sis add {destination_id} --default-category GROUP"
-        )
-    return (
-        "Align the group under Category alignment on the course's SIS page in the console, "
-        f"or: gradesync sis categories {destination_id} --align GROUP={category_word}"
-    )
-
-
 def names_command(text: str) -> bool:
-    """Whether the text names a gradesync command a person would type."""
+    """Whether the text names a gradesync command a person would type. Kept for reasons
+    stored as words (a ledger row's, written with the command line's remedy), which are
+    reworded where they are read; a `Remedy` is never read back so."""
     return _COMMAND.search(text) is not None
 
 
@@ -116,8 +115,9 @@ def _commands_replaced(text: str, instead: str) -> str:
 
 def without_commands(text: str) -> str:
     """The reason with its remedy's sentences that name a command left out, for words every
-    reader reads alike (a destination's pause reason): what happened stays, and the remedy
-    is the reader's own (`for_reader`)."""
+    reader reads alike (a destination's pause reason, stored as words whichever adapter
+    refused, the LMSs' included): what happened stays, and the remedy is the reader's own
+    (`for_reader`)."""
     if not names_command(text):
         return text
     said, sep, remedy = text.rpartition(SEPARATOR)
@@ -139,13 +139,24 @@ def _replaced(code: str | None, text: str, instead: str) -> str:
     return _commands_replaced(text, instead)
 
 
-def for_instructor(code: str | None, text: str) -> str:
+class Unsaid(Enum):
+    """A reason's activity group when its reader does not know it (`GROUP` then stands in)."""
+
+    GROUP = "group"
+
+
+# a missing category's activity group, as the reader of a reason knows it: its name, None for
+# an activity without a group (and no default category), or not known
+Group = str | None | Unsaid
+
+
+def for_instructor(code: str | None, text: str, *, group: Group = Unsaid.GROUP) -> str:
     """The reason as an instructor can act on it: the remedy's sentences that name a command
-    (or a `NEUTRAL` code's remedy) give way to who can do it (by the reason's code); any
-    other text is kept as it is."""
+    (or a `NEUTRAL` code's remedy) give way to who can do it (by the reason's code and, for a
+    missing category, whether the activity has a `group`); any other text is kept."""
     if not _reworded(code, text):
         return text
-    return _replaced(code, text, FOR_INSTRUCTORS.get(category_key(code, text), GENERAL))
+    return _replaced(code, text, FOR_INSTRUCTORS.get(category_key(code, group), GENERAL))
 
 
 class Reader(StrEnum):
@@ -158,12 +169,19 @@ class Reader(StrEnum):
 
 # per reader and reason code, what a remedy's command is where that reader is ({destination},
 # {course}, {activity}, {person}: their ids as a URL's path holds them; {group}: the activity
-# group the reason names, `group_named`); a code missing keeps its command
+# group given); a code missing keeps its command
 _SIS_CLASS = PassbackRule.CLASS_NOT_MAPPED.value
 _CATEGORY = PassbackRule.CATEGORY_MISSING.value
 _SELECT, _POST = PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value
 # a missing category of an activity with no group: no alignment names it (`category_key`)
 _NO_GROUP = "no_default_category"
+# remedies only a `Remedy` names (no reason is stored with them): a class mapped without its
+# school, a SIS's client refused, a file-based SIS's groups aligned to nothing
+_NO_SCHOOL, _SIS_CREDENTIALS, _ALIGN_GROUPS = (
+    "class_without_school",
+    "sis_credentials",
+    "align_groups",
+)
 # the LMS's missing grade scopes, as the diagnosis's check and as the LMS's refusal name them
 _SCOPE_API = (
     "Enable Assignment and Grade Services for gradesync's registration in the LMS (the score "
@@ -214,6 +232,16 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "(`PUT /api/v1/sis/connections/{destination}/alignments/{group}` with its "
         "`category_id`, and `course_id` for one course only; "
         "`GET /api/v1/sis/connections/{destination}/categories` lists them).",
+        _NO_SCHOOL: "Map the course to its class again with the class's school "
+        "(`PUT /api/v1/sis/connections/{destination}/classes/{course}` with its `class_id` and "
+        "`school_id`).",
+        _SIS_CREDENTIALS: "Check the SIS client id and secret "
+        "(`PUT /api/v1/sis/connections/{destination}` with `client_id` and `client_secret`), "
+        "then check the connection (`POST /api/v1/sis/connections/{destination}/check`).",
+        _ALIGN_GROUPS: "Align each activity group to its SIS category sourcedId "
+        "(`PUT /api/v1/sis/connections/{destination}/alignments/{group}` with its "
+        "`category_id`), or have groups name them (`profile.category_match` `id`, "
+        "`PUT /api/v1/sis/connections/{destination}`).",
         _NO_GROUP: "Set the connection's default category, the group activities without one "
         "count as, aligned or matched like any other "
         "(`PUT /api/v1/sis/connections/{destination}` with `profile.default_category`), or give "
@@ -250,6 +278,16 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "students: the learner's row under Students).",
         _CATEGORY: "Align the group to one of the SIS's categories under Category alignment "
         "on the course's SIS passback page (/console/sis/{destination}/courses/{course}).",
+        _NO_SCHOOL: "Map the class again with its school (SIS school sourcedId, under Change "
+        "the SIS class on the course's SIS passback page, /console/sis/{destination}/courses/"
+        "{course}).",
+        _SIS_CREDENTIALS: "Check the SIS client id and secret on the connection's settings page "
+        "(/console/sis/{destination}/edit), then check it again (Check connection on the SIS "
+        "page).",
+        _ALIGN_GROUPS: "Align each activity group under Category alignment on a course's SIS "
+        "passback page (the SIS page lists the courses), or have groups name the SIS's "
+        "category sourcedIds (Category match: id, on the connection's settings page, "
+        "/console/sis/{destination}/edit).",
         _NO_GROUP: "Set Default category, the group activities without one count as, aligned "
         "or matched like any other, on the SIS connection's settings page "
         "(/console/sis/{destination}/edit), or give the activity a group.",
@@ -272,33 +310,28 @@ _UNKNOWN = {
     "activity": "ACTIVITY_ID",
     "person": "PERSON_ID",
     "group": "GROUP",
+    "sis_class": "CLASS_SOURCEDID",
 }
-# how a SIS's refusal names the activity group (its adapters: `Activity group 'Quizzes': ...`)
-_GROUP = re.compile(r"Activity group ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
 
 
-# how they say an activity has no group (`Activity group (none): ...`)
-_NO_GROUP_SAID = re.compile(r"Activity group \(none\)")
+def reason_group(code: str | None, category: str | None, config: Mapping[str, Any]) -> Group:
+    """The activity group a stored reason of `code` is about, from the activity's `category`
+    and its SIS connection's `config`, as the adapters resolved it when they refused: the
+    activity's group, else the connection's default category (None: neither). Only a missing
+    category's remedy names a group."""
+    if code != _CATEGORY:
+        return Unsaid.GROUP
+    default = config.get("default_category")
+    return category or (default if isinstance(default, str) and default.strip() else None)
 
 
-def category_key(code: str | None, text: str) -> str:
+def category_key(code: str | None, group: Group) -> str:
     """The key of a reason's words per reader: its code, but a missing category of an
-    activity with no group is fixed by the connection's default category, not an alignment."""
-    if code == _CATEGORY and _NO_GROUP_SAID.search(text):
+    activity with no group (`group` None: no group and no default category) is fixed by the
+    connection's default category, not an alignment."""
+    if code == _CATEGORY and group is None:
         return _NO_GROUP
     return code or ""
-
-
-def group_named(text: str) -> str | None:
-    """The activity group a reason names, as its adapter quoted it (None: it names none)."""
-    found = _GROUP.search(text)
-    if found is None:
-        return None
-    try:
-        group = ast.literal_eval(found.group(1))
-    except (ValueError, SyntaxError):
-        return None
-    return group if isinstance(group, str) else None
 
 
 def for_reader(
@@ -310,27 +343,33 @@ def for_reader(
     course_id: str | None = None,
     activity_id: str | None = None,
     person_id: str | None = None,
+    group: Group = Unsaid.GROUP,
 ) -> str:
-    """The reason as an administrator reading it over `reader` acts on it: the remedy's
-    sentences that name a command give way to the API's route or the console's action that
-    does the same (by the reason's code, about the ids given and the activity group the text
-    names); the command line keeps the command, and so does a code with nothing in its
-    place."""
-    instead = FOR_READERS.get(reader, {}).get(category_key(code, text))
+    """A stored reason (its code and text: a ledger row's) as an administrator reading it
+    over `reader` acts on it: the remedy's sentences that name a command give way to the API's
+    route or the console's action that does the same (by the reason's code, about the ids
+    and the activity `group` given); the command line keeps the command, and so does a code
+    with nothing in its place. A remedy still held as a code (`Remedy`) is worded by it."""
+    instead = FOR_READERS.get(reader, {}).get(category_key(code, group))
     if instead is None or not _reworded(code, text):
         return text
-    given = {
-        "destination": destination_id,
-        "course": course_id,
-        "activity": activity_id,
-        "person": person_id,
-        "group": group_named(text),
-    }
-    # a URL's path holds an id percent-encoded (a group's `/` too: the routes take it so), a
-    # command line's argument shell-quoted
-    held = shlex.quote if reader is Reader.CLI else lambda v: quote(v, safe="")
-    ids = {k: held(v) if v else _UNKNOWN[k] for k, v in given.items()}
+    ids = _held(
+        reader,
+        destination=destination_id,
+        course=course_id,
+        activity=activity_id,
+        person=person_id,
+        group=None if isinstance(group, Unsaid) else group,
+    )
     return _replaced(code, text, instead.format(**ids))
+
+
+def _held(reader: Reader, **given: str | None) -> dict[str, str]:
+    """The ids a template names as `reader` holds them: a URL's path percent-encoded (a
+    group's `/` too: the routes take it so), a command line's argument shell-quoted; one not
+    given as its placeholder (`_UNKNOWN`)."""
+    held = shlex.quote if reader is Reader.CLI else lambda v: quote(v, safe="")
+    return {k: held(v) if v else _UNKNOWN[k] for k, v in given.items()}
 
 
 def in_console(
@@ -341,11 +380,105 @@ def in_console(
     destination_id: str | None,
     course_id: str | None = None,
     person_id: str | None = None,
+    group: Group = Unsaid.GROUP,
 ) -> str:
     """The reason as a console user acts on it: an `instructor` reads who can do it
     (`for_instructor`), an administrator the console's action (`for_reader`)."""
     if instructor:
-        return for_instructor(code, text)
+        return for_instructor(code, text, group=group)
     return for_reader(
-        code, text, Reader.CONSOLE, destination_id, course_id=course_id, person_id=person_id
+        code,
+        text,
+        Reader.CONSOLE,
+        destination_id,
+        course_id=course_id,
+        person_id=person_id,
+        group=group,
     )
+
+
+# the command line's words of a remedy held as a code (`Remedy`): its command, ids filled in
+_CLI_WORDS: dict[str, str] = {
+    _SIS_CLASS: "gradesync sis map-class {destination} {course} CLASS_SOURCEDID "
+    "--school SCHOOL_SOURCEDID",
+    _NO_SCHOOL: "Map the class again with its school: gradesync sis map-class {destination} "
+    "{course} {sis_class} --school SCHOOL_SOURCEDID",
+    _SELECT: "Tick 'Sync to SIS' for it (gradesync sis select {destination} {activity}).",
+    _POST: "Post its grades (gradesync sis post {destination} {course} --activity {activity}).",
+    _CATEGORY: "Align the group under Category alignment on the course's SIS page in the "
+    "console, or: gradesync sis categories {destination} --align {group}={category_word}",
+    _NO_GROUP: "Set the connection's default category (Default category on its settings page "
+    "in the console), or: gradesync sis add {destination} --default-category GROUP",
+    _SIS_CREDENTIALS: "Check the SIS client id and secret: gradesync sis add {destination} "
+    "--client-id ID --client-secret SECRET",
+    _ALIGN_GROUPS: "Align each group under Category alignment on a course's SIS page in the "
+    "console, or: gradesync sis categories {destination} --align GROUP={category_word}",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Remedy:
+    """What to do about a failure or a problem, held as a code (a key of the words tables)
+    and the ids it is about, so that each reader's words are made once, from it (`words`),
+    and never read back from another reader's. `group`: the activity group of a missing
+    category (None: the activity has none, and no default category stands in);
+    `category_word`: what the SIS calls a category's id (CATEGORY_ID, CATEGORY_SOURCEDID)."""
+
+    code: str
+    destination: str | None = None
+    course: str | None = None
+    activity: str | None = None
+    group: str | None = None
+    sis_class: str | None = None
+    category_word: str = "CATEGORY_ID"
+
+    @property
+    def key(self) -> str:
+        return category_key(self.code, self.group)
+
+    def words(self, reader: Reader) -> str:
+        """The remedy as an administrator reading over `reader` does it: the command line's
+        command, the API's route, the console's page or button."""
+        table = _CLI_WORDS if reader is Reader.CLI else FOR_READERS[reader]
+        template = table.get(self.key) or _CLI_WORDS[self.key]
+        ids = _held(
+            reader,
+            destination=self.destination,
+            course=self.course,
+            activity=self.activity,
+            group=self.group,
+            sis_class=self.sis_class,
+        )
+        return template.format(**ids, category_word=self.category_word)
+
+    def for_instructor(self) -> str:
+        """The remedy as an instructor acts on it: who can do it, and that they can ask."""
+        return FOR_INSTRUCTORS.get(self.key, GENERAL)
+
+
+@dataclass(frozen=True, slots=True)
+class RemedyProblem(FieldProblem):
+    """A problem whose remedy is held as a code (`fix`): `said` is what is wrong, and
+    `message` (what any reader that does not word it reads) adds the command line's words."""
+
+    said: str = ""
+    fix: Remedy | None = None
+
+    @classmethod
+    def of(cls, field: str, rule: str, said: str, fix: Remedy) -> RemedyProblem:
+        return cls(field, rule, f"{said}{SEPARATOR}{fix.words(Reader.CLI)}", said, fix)
+
+    def read_over(self, reader: Reader) -> FieldProblem:
+        """The problem with its remedy in the words of `reader`."""
+        if self.fix is None:
+            return self
+        return FieldProblem(
+            self.field, self.rule, f"{self.said}{SEPARATOR}{self.fix.words(reader)}"
+        )
+
+    def for_instructor(self) -> FieldProblem:
+        if self.fix is None:
+            return self
+        return FieldProblem(
+            self.field, self.rule, f"{self.said}{SEPARATOR}{self.fix.for_instructor()}"
+        )

@@ -124,12 +124,17 @@ def _held(
 
 
 def why_text(
-    row: LedgerRow | None, *, instructor: bool = False, course_id: str | None = None
+    row: LedgerRow | None,
+    *,
+    instructor: bool = False,
+    course_id: str | None = None,
+    group: remedies.Group = remedies.Unsaid.GROUP,
 ) -> str | None:
     """One paragraph a person can act on: our reason, then the destination's own words. A
     command in the remedy reads, to an `instructor` (a console viewer who is not an admin),
     as who can do it, to an admin as the console's action where one does it
-    (`remedies.in_console`, about the row's destination and `course_id`)."""
+    (`remedies.in_console`, about the row's destination, `course_id` and the activity
+    `group` a missing category names, `remedies.reason_group`)."""
     if row is None:
         return None
     parts: list[str] = []
@@ -142,6 +147,7 @@ def why_text(
                 destination_id=row.key.destination_id,
                 course_id=course_id,
                 person_id=row.key.person_id,
+                group=group,
             )
         )
     if row.remote_status is not None or row.remote_message:
@@ -299,7 +305,10 @@ def course_page(
         for a in activities:
             row = ledger.get((a.id, person.id))
             status = cell_status(row)
-            why = why_text(row, instructor=instructor, course_id=course_id)
+            group = remedies.reason_group(
+                row.reason_code if row else None, a.category, dest.config if dest else {}
+            )
+            why = why_text(row, instructor=instructor, course_id=course_id, group=group)
             if row is None and dest is not None:
                 status, why = unrecorded(dest, not_connected)
             elif why is None and row is not None and dest is not None and status == "pending":
@@ -388,7 +397,10 @@ def pair_evidence(
             key = LedgerKey(tenant_id, dest.id, activity_id, person_id)
             row = uow.ledger.get(key)
             status = cell_status(row)
-            why = why_text(row, instructor=instructor, course_id=course.id)
+            group = remedies.reason_group(
+                row.reason_code if row else None, activity.category, dest.config
+            )
+            why = why_text(row, instructor=instructor, course_id=course.id, group=group)
             if row is None:
                 connected = uow.links.course(tenant_id, dest.id, course.id) is not None
                 missing = course_connection.not_connected(course, dest)

@@ -20,13 +20,14 @@ then retry; a second 401 is MISCONFIGURED.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink, PersonLink
 from gradesync.domain.policy import Capabilities, Column, DesiredResult
+from gradesync.domain.remedies import Reader, Remedy
 
 
 class FailureClass(StrEnum):
@@ -62,6 +63,7 @@ class RemoteFailure(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         remedy: str | None = None,
+        fix: Remedy | None = None,
         per_key: bool = False,
         final: bool = False,
     ) -> None:
@@ -71,11 +73,24 @@ class RemoteFailure(Exception):
         self.message = message
         self.status = status
         self.retry_after = retry_after
-        self.remedy = remedy
+        # `fix`: the remedy held as a code, each reader's words made from it (`remedy_for`);
+        # `remedy` is then the command line's (what is stored with a refused row)
+        self.fix = fix
+        self.remedy = fix.words(Reader.CLI) if fix is not None and remedy is None else remedy
         self.per_key = per_key
         # MISCONFIGURED only: trying again cannot help (a refused address, a URL outside
         # the registration), so the row is refused at once; the destination is still paused.
         self.final = final
+
+    def remedy_for(self, reader: Reader, destination_id: str | None = None) -> str | None:
+        """The remedy in the words of an administrator reading over `reader`, about the
+        destination `destination_id` where the adapter that refused did not name it."""
+        if self.fix is None:
+            return self.remedy
+        fix = self.fix
+        if fix.destination is None and destination_id is not None:
+            fix = replace(fix, destination=destination_id)
+        return fix.words(reader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +121,16 @@ class CheckStep:
     passed: bool
     evidence: str
     remedy: str | None = None
+    # what the step found, for a program (e.g. "token_granted", "bad_credentials"); `fix` the
+    # remedy held as a code, `remedy` then the command line's words (`read_over`)
+    code: str | None = None
+    fix: Remedy | None = None
+
+    def read_over(self, reader: Reader) -> CheckStep:
+        """The step with its remedy in the words of an administrator reading over `reader`."""
+        if self.fix is None:
+            return self
+        return replace(self, remedy=self.fix.words(reader))
 
 
 @dataclass(frozen=True, slots=True)

@@ -454,7 +454,9 @@ def destination_facts(
 def unreachable(exc: BaseException) -> ProbeStep:
     """A destination's check that could not run, in words."""
     if isinstance(exc, RemoteFailure):
-        return ProbeStep("Reach the destination", False, exc.message, exc.remedy)
+        return ProbeStep(
+            "Reach the destination", False, exc.message, exc.remedy, code=exc.code, fix=exc.fix
+        )
     return ProbeStep(
         "Reach the destination",
         False,
@@ -469,7 +471,7 @@ async def probe(client: DestinationClient) -> list[ProbeStep]:
         steps = await client.check()
     except Exception as exc:  # a check answers in words, whatever went wrong
         return [unreachable(exc)]
-    return [ProbeStep(s.name, s.passed, s.evidence, s.remedy) for s in steps]
+    return [ProbeStep(s.name, s.passed, s.evidence, s.remedy, s.code, s.fix) for s in steps]
 
 
 async def diagnose_destination(

@@ -21,8 +21,15 @@ from gradesync.domain.model import (
     Role,
     SyncRun,
 )
+from gradesync.domain.passback import PassbackRule
 from gradesync.domain.reasons import Reason
-from gradesync.domain.remedies import SEPARATOR, Reader, for_reader, names_command
+from gradesync.domain.remedies import (
+    SEPARATOR,
+    Reader,
+    for_reader,
+    names_command,
+    reason_group,
+)
 from gradesync.domain.run_history import shown_stages
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -169,6 +176,9 @@ def filter_problems(
     return problems
 
 
+CATEGORY_MISSING = PassbackRule.CATEGORY_MISSING.value
+
+
 def learner_grades(
     uow_factory: UnitOfWorkFactory,
     tenant_id: str,
@@ -216,9 +226,20 @@ def learner_grades(
         course_of = _courses_of_commands(uow, tenant_id, rows)
         line_items = _line_items(uow, tenant_id, held_rows, dests)
 
+        missing = {r.key.activity_id for r in rows if r.reason_code == CATEGORY_MISSING}
+        groups = {
+            a.id: a.category for a in uow.activities.get_many(tenant_id, sorted(missing)).values()
+        }
+        configs = {d.id: d.config for d in dests}
+
         def read(r: LedgerRow) -> str | None:
             if not r.reason_text:
                 return r.reason_text
+            group = reason_group(
+                r.reason_code,
+                groups.get(r.key.activity_id),
+                configs.get(r.key.destination_id, {}),
+            )
             return for_reader(
                 r.reason_code,
                 r.reason_text,
@@ -227,6 +248,7 @@ def learner_grades(
                 course_id=course_of.get(r.key.activity_id),
                 activity_id=r.key.activity_id,
                 person_id=r.key.person_id,
+                group=group,
             )
 
         cells = [

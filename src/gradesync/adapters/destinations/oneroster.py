@@ -70,7 +70,7 @@ from gradesync.domain.passback import (
     result_sourced_id,
 )
 from gradesync.domain.policy import Column, DesiredResult, column_hash
-from gradesync.domain.remedies import category_remedy
+from gradesync.domain.remedies import Reader, Remedy
 from gradesync.services.destination import (
     CheckStep,
     FailureClass,
@@ -130,7 +130,7 @@ class OneRosterClient:
     async def ensure_column(
         self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
     ) -> ItemLink:
-        link = selected_item(column, link)
+        link = selected_item(course, column, link)
         term = Term.from_link_data(course.data)
         due = self._due_date(column, term)
         category_id = await self.resolve_category(course, column.category)
@@ -244,12 +244,13 @@ class OneRosterClient:
         try:
             token = await self._token()
         except RemoteFailure as failure:
-            return [CheckStep("token", False, failure.message, failure.remedy)]
+            return [self._failed_step("token", failure)]
         steps.append(
             CheckStep(
                 "token",
                 True,
                 f"token from {self.token_url} ({plural(len(token.scopes), 'scope')})",
+                code="token_granted",
             )
         )
         missing = [s for s in (SCOPE_READONLY, SCOPE_CREATEPUT) if s not in token.scopes]
@@ -259,12 +260,13 @@ class OneRosterClient:
                 not missing,
                 "granted: " + ", ".join(sorted(s.rsplit("/", 1)[-1] for s in token.scopes)),
                 f"Grant {', '.join(missing)} to the client in the SIS." if missing else None,
+                code="scopes_missing" if missing else "scopes_granted",
             )
         )
         try:
             categories = await self.categories(refresh=True)
         except RemoteFailure as failure:
-            steps.append(CheckStep("categories", False, failure.message, failure.remedy))
+            steps.append(self._failed_step("categories", failure))
         else:
             titles = ", ".join(c["title"] for c in categories[:10]) or "none"
             steps.append(
@@ -272,9 +274,25 @@ class OneRosterClient:
                     "categories",
                     True,
                     f"{plural(len(categories), 'category', 'categories')}: {titles}",
+                    code="categories_listed",
                 )
             )
         return steps
+
+    def _failed_step(self, name: str, failure: RemoteFailure) -> CheckStep:
+        """A step the SIS's refusal failed: its code, and its remedy held as a code where the
+        refusal holds one (about this connection), else in the adapter's words."""
+        fix = failure.fix
+        if fix is not None and fix.destination is None:
+            fix = replace(fix, destination=self.destination.id)
+        return CheckStep(
+            name,
+            False,
+            failure.message,
+            failure.remedy_for(Reader.CLI, self.destination.id),
+            code=failure.code,
+            fix=fix,
+        )
 
     async def aclose(self) -> None:
         """The HTTP pool belongs to the context; nothing of ours to close."""
@@ -353,9 +371,9 @@ class OneRosterClient:
                     PassbackRule.CATEGORY_MISSING,
                     f"Activity group {group!r} matches {len(matches)} SIS categories by name "
                     f"({', '.join(matches)}); align it by id.",
-                    "Pick its category under Category alignment on the course's SIS page "
-                    f"in the console, or: gradesync sis categories {self.destination.id} "
-                    f"--align {group!r}=CATEGORY_ID",
+                    fix=Remedy(
+                        PassbackRule.CATEGORY_MISSING.value, self.destination.id, group=group
+                    ),
                 )
         if matches:
             return matches[0]
@@ -382,7 +400,7 @@ class OneRosterClient:
         return rejected(
             PassbackRule.CATEGORY_MISSING,
             f"Activity group {name}: {why}. The SIS has these categories: {listing}.",
-            category_remedy(self.destination.id, group, "CATEGORY_ID"),
+            fix=Remedy(PassbackRule.CATEGORY_MISSING.value, self.destination.id, group=group),
         )
 
     async def line_items_of(self, class_id: str) -> list[dict[str, Any]]:
@@ -525,7 +543,7 @@ class OneRosterClient:
                 FailureClass.MISCONFIGURED,
                 "bad_credentials",
                 "The SIS connection has no client id or client secret.",
-                remedy="gradesync sis add ... --client-id ID --client-secret SECRET",
+                fix=Remedy("sis_credentials", self.destination.id),
             )
         # RFC 6749 2.3.1: id and secret are form-encoded before Basic encoding.
         pair = f"{quote(self.client_id, safe='')}:{quote(self._secret, safe='')}"
@@ -564,7 +582,8 @@ class OneRosterClient:
                     status=response.status_code,
                     remedy="Check the scopes granted to the client in the SIS."
                     if scope_problem
-                    else "Check the SIS client id and secret.",
+                    else None,
+                    fix=None if scope_problem else Remedy("sis_credentials", self.destination.id),
                 )
             raise failure
         try:

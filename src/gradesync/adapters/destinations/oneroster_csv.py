@@ -49,7 +49,7 @@ from gradesync.domain.passback import (
     result_sourced_id,
 )
 from gradesync.domain.policy import Column, DesiredResult, column_hash
-from gradesync.domain.remedies import category_remedy
+from gradesync.domain.remedies import Reader, Remedy
 from gradesync.services.destination import (
     CheckStep,
     FailureClass,
@@ -69,7 +69,12 @@ def _missing_category(destination_id: str, group: str | None, why: str) -> Remot
         FailureClass.REJECTED,
         PassbackRule.CATEGORY_MISSING.value,
         f"Activity group {name}: {why}.",
-        remedy=category_remedy(destination_id, group, "CATEGORY_SOURCEDID"),
+        fix=Remedy(
+            PassbackRule.CATEGORY_MISSING.value,
+            destination_id,
+            group=group,
+            category_word="CATEGORY_SOURCEDID",
+        ),
     )
 
 
@@ -110,7 +115,7 @@ class OneRosterCsvClient:
     async def ensure_column(
         self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
     ) -> ItemLink:
-        link = selected_item(column, link)
+        link = selected_item(course, column, link)
         term = Term.from_link_data(course.data)
         due = due_date(self.profile, column, term)
         category_id = self.category_of(course, column.category)
@@ -173,12 +178,14 @@ class OneRosterCsvClient:
         return []  # the SIS's gradebook is not readable from here
 
     async def check(self) -> Sequence[CheckStep]:
+        # no command in the evidence: every reader reads it (the export is theirs to find)
         steps = [
             CheckStep(
                 "file-based SIS",
                 True,
-                "Grades are written as OneRoster 1.2 CSV files (gradesync sis export-csv); "
-                "there is no SIS connection to test.",
+                "Grades are written as OneRoster 1.2 CSV files, exported on request; there is "
+                "no SIS connection to test.",
+                code="file_based",
             )
         ]
         unaligned = self.profile.category_match is CategoryMatch.NAME and not (
@@ -193,12 +200,11 @@ class OneRosterCsvClient:
                 if unaligned
                 else "groups name the SIS's category sourcedIds "
                 f"({self.profile.category_match.value} or alignment)",
-                "Align each group under Category alignment on a course's SIS page in the "
-                f"console, or: gradesync sis categories {self.destination.id} "
-                "--align GROUP=CATEGORY_SOURCEDID"
+                code="groups_unaligned" if unaligned else "groups_named",
+                fix=Remedy("align_groups", self.destination.id, category_word="CATEGORY_SOURCEDID")
                 if unaligned
                 else None,
-            )
+            ).read_over(Reader.CLI)
         )
         return steps
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from gradesync.domain.remedies import Remedy
 from gradesync.services.destination import FailureClass, RemoteFailure
 
 
@@ -60,7 +61,7 @@ def classify(response: httpx.Response, what: str) -> RemoteFailure:
             "bad_credentials",
             text,
             status=status,
-            remedy="Check the SIS client id and secret (gradesync sis add ... --client-secret).",
+            fix=Remedy("sis_credentials"),  # the destination: `RemoteFailure.remedy_for`
         )
     if status == 403:
         # PowerTeacher Pro answers a rate limit with 403; a missing scope is also 403.

@@ -10,11 +10,14 @@ from datetime import UTC, datetime
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
 from gradesync.domain.passback import PassbackRule, SisProfile, Term
 from gradesync.domain.policy import Column
+from gradesync.domain.remedies import Remedy
 from gradesync.services.destination import FailureClass, RemoteFailure
 
 
-def rejected(rule: PassbackRule | str, message: str, remedy: str | None = None) -> RemoteFailure:
-    return RemoteFailure(FailureClass.REJECTED, str(rule), message, remedy=remedy)
+def rejected(
+    rule: PassbackRule | str, message: str, remedy: str | None = None, *, fix: Remedy | None = None
+) -> RemoteFailure:
+    return RemoteFailure(FailureClass.REJECTED, str(rule), message, remedy=remedy, fix=fix)
 
 
 def mapped_class(destination: Destination, course: Course, link: CourseLink | None) -> CourseLink:
@@ -25,20 +28,19 @@ def mapped_class(destination: Destination, course: Course, link: CourseLink | No
             FailureClass.REJECTED,
             PassbackRule.CLASS_NOT_MAPPED.value,
             f"The course {course.title!r} is not mapped to a SIS class.",
-            remedy=f"gradesync sis map-class {destination.id} {course.id} CLASS_SOURCEDID "
-            "--school SCHOOL_SOURCEDID",
+            fix=Remedy(PassbackRule.CLASS_NOT_MAPPED.value, destination.id, course.id),
         )
     if not link.data.get("school"):
         raise RemoteFailure(
             FailureClass.REJECTED,
             PassbackRule.CLASS_NOT_MAPPED.value,
             f"The class {link.remote_id!r} has no school sourcedId; line items need one.",
-            remedy="Map the class again with --school.",
+            fix=Remedy("class_without_school", destination.id, course.id, sis_class=link.remote_id),
         )
     return link
 
 
-def selected_item(column: Column, link: ItemLink | None) -> ItemLink:
+def selected_item(course: CourseLink, column: Column, link: ItemLink | None) -> ItemLink:
     """The activity's link when it is selected for the SIS (and not held for Post grades),
     else NOT_SYNCED: by design, not a failure; the engine skips the rows with this reason,
     and ticking the activity (services.sis.select_activities) or posting it
@@ -48,7 +50,9 @@ def selected_item(column: Column, link: ItemLink | None) -> ItemLink:
             FailureClass.NOT_SYNCED,
             PassbackRule.NOT_SELECTED.value,
             f"The activity {column.title!r} is not selected for SIS passback.",
-            remedy="Tick 'Sync to SIS' for it (gradesync sis select).",
+            fix=Remedy(
+                PassbackRule.NOT_SELECTED.value, course.destination_id, activity=column.activity_id
+            ),
         )
     if link.data.get("held"):
         # ticked, but the admin posts grades deliberately: held back, not refused
@@ -56,7 +60,12 @@ def selected_item(column: Column, link: ItemLink | None) -> ItemLink:
             FailureClass.NOT_SYNCED,
             PassbackRule.NOT_POSTED.value,
             f"The activity {column.title!r} is ticked for the SIS and waits for Post grades.",
-            remedy="Post its grades (gradesync sis post DESTINATION COURSE --activity ID).",
+            fix=Remedy(
+                PassbackRule.NOT_POSTED.value,
+                course.destination_id,
+                course.course_id,
+                column.activity_id,
+            ),
         )
     return link
 

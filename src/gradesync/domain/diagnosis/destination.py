@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from gradesync.domain.capabilities import Capabilities
@@ -27,6 +27,7 @@ from gradesync.domain.model import (
     DestinationKind,
 )
 from gradesync.domain.reasons import Reason
+from gradesync.domain.remedies import Reader, Remedy
 
 # --- one destination -----------------------------------------------------------------------
 
@@ -39,6 +40,16 @@ class ProbeStep:
     passed: bool
     evidence: str
     remedy: str | None = None
+    # what the step found, for a program; `fix` its remedy held as a code, `remedy` then the
+    # command line's words (`read_over` makes another reader's)
+    code: str | None = None
+    fix: Remedy | None = None
+
+    def read_over(self, reader: Reader) -> ProbeStep:
+        """The step with its remedy in the words of an administrator reading over `reader`."""
+        if self.fix is None:
+            return self
+        return replace(self, remedy=self.fix.words(reader))
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from gradesync.domain.passback import (
     profile_from_config,
 )
 from gradesync.domain.policy import resolve_settings
-from gradesync.domain.remedies import SEPARATOR, Reader, category_remedy, for_reader
+from gradesync.domain.remedies import SEPARATOR, Reader, Remedy, RemedyProblem, for_reader
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination import RemoteFailure
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -56,25 +56,26 @@ class ActivityCheck:
 
     def read_over(self, reader: Reader, destination_id: str) -> ActivityCheck:
         """The check with each problem's remedy as an administrator reading it over `reader`
-        acts on it (`remedies.for_reader`: the API's route, the console's form, the command
-        line's command), about this activity, its course and the SIS connection."""
+        acts on it: one held as a code (`RemedyProblem`) in that reader's words, any other
+        reworded where it names a command (`remedies.for_reader`: the API's route, the
+        console's form, the command line's command), about this activity, its course and the
+        SIS connection."""
         return replace(
-            self,
-            problems=[
-                replace(
-                    p,
-                    message=for_reader(
-                        p.rule,
-                        p.message,
-                        reader,
-                        destination_id,
-                        course_id=self.course_id,
-                        activity_id=self.activity_id,
-                    ),
-                )
-                for p in self.problems
-            ],
+            self, problems=[self._read(p, reader, destination_id) for p in self.problems]
         )
+
+    def _read(self, p: FieldProblem, reader: Reader, destination_id: str) -> FieldProblem:
+        if isinstance(p, RemedyProblem):
+            return p.read_over(reader)
+        said = for_reader(
+            p.rule,
+            p.message,
+            reader,
+            destination_id,
+            course_id=self.course_id,
+            activity_id=self.activity_id,
+        )
+        return replace(p, message=said)
 
 
 async def check_activity_categories(
@@ -94,7 +95,7 @@ async def check_activity_categories(
             cid: uow.links.course(tenant_id, destination_id, cid)
             for cid in {a.course_id for a in acts.values()}
         }
-    problems: dict[tuple[str, str | None], str | None] = {}
+    problems: dict[tuple[str, str | None], RemoteFailure | None] = {}
     out: list[ActivityCheck] = []
     for c in checks:
         act = acts.get(c.activity_id)
@@ -110,12 +111,10 @@ async def check_activity_categories(
             except RemoteFailure as failure:
                 if failure.code != PassbackRule.CATEGORY_MISSING.value:
                     raise  # the SIS could not be asked: not a finding about the activity
-                # "what happened — remedy", as a reason reads (remedies.for_reader words it)
-                problems[key] = SEPARATOR.join(x for x in (failure.message, failure.remedy) if x)
+                problems[key] = failure
         found = problems[key]
         if found is not None:
-            rule = PassbackRule.CATEGORY_MISSING.value
-            c = replace(c, problems=[*c.problems, FieldProblem("category", rule, found)])
+            c = replace(c, problems=[*c.problems, _category_problem(found.message, found)])
         out.append(c)
     return out
 
@@ -136,13 +135,13 @@ def check_activity(
         learner_due_dates=len(uow.overrides.for_activity(dest.tenant_id, activity.id)),
     )
     if link is None and dest.kind is DestinationKind.ONEROSTER_REST:
+        rule = PassbackRule.CLASS_NOT_MAPPED.value
         problems.append(
-            FieldProblem(
+            RemedyProblem.of(
                 "course_id",
-                PassbackRule.CLASS_NOT_MAPPED.value,
-                f"The course {activity.course_id!r} is not mapped to a SIS class."
-                f"{SEPARATOR}gradesync sis map-class {dest.id} {activity.course_id} "
-                "CLASS_SOURCEDID --school SCHOOL_SOURCEDID",
+                rule,
+                f"The course {activity.course_id!r} is not mapped to a SIS class.",
+                Remedy(rule, dest.id, activity.course_id),
             )
         )
     item = uow.links.item(dest.tenant_id, dest.id, activity.id)
@@ -222,14 +221,29 @@ def _file_category_check(
     )
     if category_id is not None:
         return check
-    group = repr(activity.category) if activity.category is not None else "(none)"
-    problem = FieldProblem(
-        "category",
+    group = activity.category or profile_from_config(dest.config).default_category
+    named = repr(group) if group is not None else "(none)"
+    fix = Remedy(
         PassbackRule.CATEGORY_MISSING.value,
-        f"Activity group {group}: {why}."
-        f"{SEPARATOR}{category_remedy(dest.id, activity.category, 'CATEGORY_SOURCEDID')}",
+        dest.id,
+        group=group,
+        category_word="CATEGORY_SOURCEDID",
     )
+    problem = _category_problem(f"Activity group {named}: {why}.", fix)
     return replace(check, problems=[*check.problems, problem])
+
+
+def _category_problem(said: str, fix: Remedy | RemoteFailure) -> FieldProblem:
+    """An activity's group with no SIS category, its remedy held as a code where the SIS's
+    refusal holds one."""
+    rule = PassbackRule.CATEGORY_MISSING.value
+    if isinstance(fix, RemoteFailure):
+        if fix.fix is None:  # the adapter's own words
+            return FieldProblem(
+                "category", rule, SEPARATOR.join(x for x in (said, fix.remedy) if x)
+            )
+        fix = fix.fix
+    return RemedyProblem.of("category", rule, said, fix)
 
 
 async def tick_checked(

@@ -111,9 +111,16 @@ async def check(
     return {
         "destination_id": destination_id,
         "ok": all(s.passed for s in steps),
+        # each step's remedy in the API's words where it is held as a code (a SIS's)
         "steps": [
-            {"name": s.name, "passed": s.passed, "evidence": s.evidence, "remedy": s.remedy}
-            for s in steps
+            {
+                "name": s.name,
+                "passed": s.passed,
+                "code": s.code,
+                "evidence": s.evidence,
+                "remedy": s.remedy,
+            }
+            for s in (s.read_over(Reader.API) for s in steps)
         ],
     }
 

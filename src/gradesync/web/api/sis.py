@@ -14,14 +14,14 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from gradesync.adapters.destinations import oneroster_csv
-from gradesync.domain.errors import Conflict, InvalidInput
+from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput
 from gradesync.domain.model import CourseLink, Destination, PersonLink
 from gradesync.domain.passback import NAME_MAX_LENGTH_MOST
-from gradesync.domain.remedies import Reader, for_reader
+from gradesync.domain.remedies import Reader, RemedyProblem, for_reader
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
-from gradesync.services.destination import RemoteFailure
+from gradesync.services.destination import CheckStep, RemoteFailure
 from gradesync.services.sis import SisDirectory
 from gradesync.services.sis.shared_class import courses_sharing_class, shared_class_warning
 from gradesync.web.api import preconditions
@@ -166,6 +166,15 @@ def checks_out(
     ]
 
 
+def api_problem(p: FieldProblem, destination_id: str) -> FieldProblem:
+    """A refused request's problem in the API's words: one whose remedy is held as a code
+    (`RemedyProblem`, which knows its course and activity) made from it, any other reworded
+    where it names a command."""
+    if isinstance(p, RemedyProblem):
+        return p.read_over(Reader.API)
+    return replace(p, message=for_reader(p.rule, p.message, Reader.API, destination_id))
+
+
 def class_out(link: CourseLink, warning: str | None = None) -> dict[str, Any]:
     """A course (or section) mapped to a SIS class (also `gradesync sis map-class`), with
     what is worth a word (`warnings`: other courses passing back to the same class)."""
@@ -217,9 +226,10 @@ def post_out(
 
 
 def _remote(failure: RemoteFailure, destination_id: str) -> HTTPException:
-    """The SIS's refusal, its remedy in the API's words (`remedies.for_reader`)."""
-    remedy = failure.remedy
-    if remedy:
+    """The SIS's refusal, its remedy in the API's words: made from its code where the
+    adapter holds one (`RemoteFailure.remedy_for`), else reworded (`remedies.for_reader`)."""
+    remedy = failure.remedy_for(Reader.API, destination_id)
+    if remedy and failure.fix is None:
         remedy = for_reader(failure.code, remedy, Reader.API, destination_id)
     return HTTPException(
         status_code=502,
@@ -342,12 +352,22 @@ def put_connection(
 async def check_connection(
     destination_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> list[dict[str, Any]]:
-    """Token, scopes and category listing, each passed or failed with evidence."""
+    """Token, scopes and category listing (a file-based SIS: its category alignment), each
+    passed or failed with evidence, a `code` saying what it found and a remedy in the API's
+    words."""
     steps = await _ask_sis(rt, p.tenant_id, destination_id, lambda c: c.check())
-    return [
-        {"name": s.name, "passed": s.passed, "evidence": s.evidence, "remedy": s.remedy}
-        for s in steps
-    ]
+    return [step_out(s.read_over(Reader.API)) for s in steps]
+
+
+def step_out(s: CheckStep) -> dict[str, Any]:
+    """A step of a SIS's check (also `gradesync sis add/check --json`)."""
+    return {
+        "name": s.name,
+        "passed": s.passed,
+        "code": s.code,
+        "evidence": s.evidence,
+        "remedy": s.remedy,
+    }
 
 
 @router.put("/connections/{destination_id}/classes/{course_id}")
@@ -520,12 +540,7 @@ async def put_selection(
             waker=rt.waker,
         )
     except InvalidInput as exc:  # each problem's remedy in the API's words
-        raise InvalidInput(
-            [
-                replace(p, message=for_reader(p.rule, p.message, Reader.API, destination_id))
-                for p in exc.problems
-            ]
-        ) from exc
+        raise InvalidInput([api_problem(p, destination_id) for p in exc.problems]) from exc
     return checks_out(checks, destination_id)
 
 

@@ -17,6 +17,7 @@ from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
 from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.domain.model import ConsoleUser, Destination
+from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
 from gradesync.services import destination_admin
 from gradesync.services.diagnostics import probe, unreachable
@@ -268,7 +269,8 @@ async def run_check(rt: Runtime, dest: Destination) -> list[ProbeStep]:
     """The destination's own check, as every entrypoint runs it (`diagnostics.probe`)."""
     try:
         async with rt.client_for_request(dest) as client:
-            return await probe(client)
+            steps = await probe(client)
+        return [s.read_over(Reader.CONSOLE) for s in steps]
     except Exception as exc:  # the client could not be built from the settings
         log.warning("destination check of %s failed: %s", dest.id, exc)
         return [unreachable(exc)]

@@ -67,19 +67,18 @@ def problems_for(
     instructor reads who can do what a command in the message would, an admin the
     console's page or form that does it."""
     instructor = user.role is not UserRole.ADMIN
-    return [
-        replace(
-            p,
-            message=remedies.in_console(
-                p.rule,
-                p.message,
-                instructor=instructor,
-                destination_id=destination_id,
-                course_id=course_id,
-            ),
-        )
-        for p in problems
-    ]
+    return [_for_viewer(p, instructor, destination_id, course_id) for p in problems]
+
+
+def _for_viewer(
+    p: FieldProblem, instructor: bool, destination_id: str, course_id: str | None
+) -> FieldProblem:
+    if isinstance(p, remedies.RemedyProblem):  # its remedy held as a code: worded from it
+        return p.for_instructor() if instructor else p.read_over(remedies.Reader.CONSOLE)
+    said = remedies.in_console(
+        p.rule, p.message, instructor=instructor, destination_id=destination_id, course_id=course_id
+    )
+    return replace(p, message=said)
 
 
 def checks_for(
@@ -104,8 +103,22 @@ def sis_of(rt: Runtime, tenant_id: str, destination_id: str) -> Destination:
             raise PageError(404, "No such SIS connection.") from exc
 
 
-def sis_words(failure: RemoteFailure) -> str:
-    return " ".join(x for x in (failure.message, failure.remedy) if x)
+def sis_words(failure: RemoteFailure, destination_id: str, *, instructor: bool = False) -> str:
+    """The SIS's refusal as a console user acts on it: an `instructor` reads who can do it,
+    an administrator the console's page or button; the remedy made from its code where the
+    adapter holds one, else reworded where it names a command (`remedies.in_console`)."""
+    if failure.fix is not None:
+        fix = failure.fix
+        if fix.destination is None:
+            fix = replace(fix, destination=destination_id)
+        remedy = fix.for_instructor() if instructor else fix.words(remedies.Reader.CONSOLE)
+    elif failure.remedy:
+        remedy = remedies.in_console(
+            failure.code, failure.remedy, instructor=instructor, destination_id=destination_id
+        )
+    else:
+        remedy = ""
+    return " ".join(x for x in (failure.message, remedy) if x)
 
 
 # --- the SIS connections --------------------------------------------------------------------
@@ -154,9 +167,9 @@ async def check_connection(
         return await run_in_threadpool(_connections, request, user)
     try:
         async with rt.sis_directory(user.tenant_id, destination_id) as sis:
-            steps = list(await sis.check())
+            steps = [s.read_over(remedies.Reader.CONSOLE) for s in await sis.check()]
     except RemoteFailure as failure:
-        flash(request, "error", f"{dest.name} could not be asked: {sis_words(failure)}")
+        flash(request, "error", f"{dest.name} could not be asked: {sis_words(failure, dest.id)}")
         steps = []
     return await run_in_threadpool(
         _connections, request, user, checked=dest.name, checked_id=dest.id, steps=steps
@@ -241,6 +254,8 @@ async def _ask_sis(
     tenant_id: str,
     overview: service.CourseOverview,
     checks: list[service.ActivityCheck],
+    *,
+    instructor: bool,
 ) -> tuple[
     list[dict[str, Any]],
     dict[str | None, service.CategoryAlignment],
@@ -269,7 +284,7 @@ async def _ask_sis(
                 rt.uow, sis, tenant_id=tenant_id, destination_id=dest.id, checks=checks
             )
     except RemoteFailure as failure:
-        return [], {}, checks, sis_words(failure)
+        return [], {}, checks, sis_words(failure, dest.id, instructor=instructor)
     return cats, {a.group: a for a in aligned}, checks, ""
 
 
@@ -295,7 +310,9 @@ async def course_page(
         )
     except (NotFound, InvalidInput) as exc:
         raise PageError(404, str(exc)) from exc
-    cats, aligned, checks, sis_problem = await _ask_sis(rt, user.tenant_id, overview, checks)
+    cats, aligned, checks, sis_problem = await _ask_sis(
+        rt, user.tenant_id, overview, checks, instructor=user.role is not UserRole.ADMIN
+    )
 
     def runs() -> list[SyncRun]:
         with rt.uow() as uow:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from gradesync.domain import remedies
 from gradesync.domain.errors import GradesyncError, InvalidInput, NotFound
 from gradesync.domain.model import ConsoleUser, SyncRun, UserRole
 from gradesync.runtime import Runtime
@@ -243,8 +244,10 @@ def _sis_run(
 def _results(request: Request, user: ConsoleUser, run: SyncRun) -> list[dict[str, Any]]:
     """The run's results with their reasons, an instructor's in words they can act on."""
     instructor = user.role is not UserRole.ADMIN
+    rt = runtime_of(request)
+    config = sis_of(rt, user.tenant_id, run.scope.destination_id or "").config
     out = []
-    for r in service.posted_results(runtime_of(request).uow, run):
+    for r in service.posted_results(rt.uow, run):
         status = cq.cell_status(r.row)
         out.append(
             {
@@ -252,7 +255,12 @@ def _results(request: Request, user: ConsoleUser, run: SyncRun) -> list[dict[str
                 "status": status,
                 "label": cq.STATUS_LABELS[status],
                 "score": cq.score_text(r.row),
-                "why": cq.why_text(r.row, instructor=instructor, course_id=run.scope.course_id),
+                "why": cq.why_text(
+                    r.row,
+                    instructor=instructor,
+                    course_id=run.scope.course_id,
+                    group=remedies.reason_group(r.row.reason_code, r.activity.category, config),
+                ),
             }
         )
     return out
