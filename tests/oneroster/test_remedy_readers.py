@@ -193,3 +193,26 @@ def test_a_refused_selection_names_the_course_it_is_about(api: ApiEnv, sis: Runn
     assert said.startswith("Quiz 1 cannot sync to the SIS: Class not mapped:"), said
     assert "COURSE_ID" not in said and not names_command(said)
     assert "/console/sis/sis/courses/c1, Class and students" in said, said
+
+
+def test_a_sis_diagnosis_names_the_apis_route_for_a_refused_client(
+    api: ApiEnv, sis: RunningSandbox
+) -> None:
+    """The destination's diagnosis, asked live, repeats its check's steps: a SIS refusing
+    gradesync's client read `gradesync sis add ... --client-secret` over the API."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    body = {"base_url": sis.base_url, "client_id": CLIENT_ID, "client_secret": "s3cret-value"}
+    assert admin.put("/sis/connections/sis", json=body).status_code == 200
+    with api.db.uow() as uow:  # no secret: refused before the SIS is asked
+        dest = uow.destinations.get("t1", "sis")
+        assert dest is not None
+        uow.destinations.upsert(replace(dest, secret={}), api.runtime.clock.now())
+        uow.commit()
+    r = admin.get("/destinations/sis/diagnosis", params={"live": "true"})
+    assert r.status_code == 200, r.text
+    (token,) = [c for c in r.json()["checks"] if c["code"].startswith("probe_") and not c["passed"]]
+    assert token["remedy"] == (
+        "Check the SIS client id and secret (`PUT /api/v1/sis/connections/sis` with "
+        "`client_id` and `client_secret`), then check the connection "
+        "(`POST /api/v1/sis/connections/sis/check`)."
+    )

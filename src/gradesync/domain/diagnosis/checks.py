@@ -30,7 +30,7 @@ from gradesync.domain.policy import (
     ResolvedPolicy,
 )
 from gradesync.domain.reasons import Reason, ReasonCode
-from gradesync.domain.remedies import Reader, for_reader
+from gradesync.domain.remedies import Reader, Remedy, for_reader
 
 LTI_KINDS = (DestinationKind.LTI13_AGS, DestinationKind.LTI11_OUTCOMES)
 AGS_SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
@@ -101,6 +101,8 @@ class Check:
     # the reason code behind the remedy when the check's code does not tell it (one check,
     # several causes): what `remedies.for_instructor` says to an instructor goes by it
     reason: str | None = None
+    # the remedy held as a code (a SIS's check step's), `remedy` then the command line's words
+    fix: Remedy | None = None
 
     @property
     def remedy_code(self) -> str:
@@ -165,7 +167,11 @@ class Diagnosis:
             "person_id": self.details.get("person_id"),
         }
         checks = (
-            replace(c, remedy=for_reader(c.remedy_code, c.remedy, reader, c.destination_id, **ids))
+            replace(c, remedy=c.fix.words(reader))
+            if c.fix is not None
+            else replace(
+                c, remedy=for_reader(c.remedy_code, c.remedy, reader, c.destination_id, **ids)
+            )
             if c.remedy
             else c
             for c in self.checks

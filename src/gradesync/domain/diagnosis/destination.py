@@ -148,6 +148,8 @@ def diagnose_destination(facts: DestinationDiagnosisFacts) -> Diagnosis:
                 step.evidence,
                 step.remedy,
                 d.id,
+                reason=step.code,
+                fix=step.fix,
             )
         )
     config_codes = {k: v for k, v in facts.failures.items() if k in REMOTE_CAUSES}
