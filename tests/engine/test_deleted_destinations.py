@@ -216,3 +216,43 @@ async def test_another_processs_deletion_reaches_the_engine_through_postgres(
     finally:
         await engine.aclose()
         await asyncio.to_thread(listener.stop)
+
+
+async def test_a_destination_made_again_under_its_id_keeps_its_counters(db: Database) -> None:
+    """Deleted while its sends are in flight, and made again under the same id before they
+    end: the clean-up of the deleted one leaves the live one's series and counts alone (a
+    live destination's counters are never reset)."""
+    _seed(db)
+    factory = _Factory()
+    engine = _engine(db, factory, signals=SIGNALS)
+    key = (T, GONE[0])
+    remote = factory.remote(GONE[0])
+    try:
+        await _deliver_everywhere(db, engine)
+        remote.hold = asyncio.Event()
+        post(db, None, [("a1", learner(i), 8.0) for i in range(LEARNERS)])
+        await engine.process_dirty()
+        task = asyncio.create_task(engine.deliver_due())
+        await remote.wait_for(lambda: remote.in_flight == LEARNERS)
+        await asyncio.to_thread(destination_admin.delete, db.uow, T, GONE[0])
+        await wait_for_async(lambda: key not in engine.clients.held(), "the deletion learned")
+        await asyncio.to_thread(
+            add_destination,
+            db.uow,
+            T,
+            GONE[0],
+            links={COURSE: f"https://{GONE[0]}/courses/1"},
+            people={learner(i): f"sub-{learner(i)}" for i in range(LEARNERS)},
+        )
+        gov = engine.deliverer.governor
+        await gov.refresh_destinations(force=True)
+        assert key in gov.destinations
+        remote.hold.set()
+        await task
+        (old, *_) = factory.clients[GONE[0]]
+        await wait_for_async(lambda: old.closed, "the deleted one's client closed")
+        assert _series(GONE[0]) == LEARNERS  # counted before the deletion, not reset
+        assert engine.deliverer.writer.delivered[key] == LEARNERS
+    finally:
+        remote.hold.set()
+        await engine.aclose()

@@ -18,7 +18,6 @@ scope is due:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -450,7 +449,7 @@ class Deliverer:
             task.add_done_callback(self._dropping.discard)
 
     async def _drop(self, key: DestKey, client: DestinationClient | None) -> None:
-        if self._holding.get(key):
+        if self._holding.get(key) and key not in self.governor.destinations:
             # its rows' sends may still use the client (their outcomes change nothing: the
             # rows went with the destination)
             emptied = self._emptied.get(key)
@@ -458,10 +457,15 @@ class Deliverer:
                 emptied = self._emptied[key] = asyncio.get_running_loop().create_future()
             await asyncio.shield(emptied)
         # outcomes written before the deletion are counted once written: then the series go
-        with contextlib.suppress(Exception):
+        try:
             await self.writer.flush()
-        self.writer.delivered.pop(key, None)
-        self.meter.destinations_gone({key})
+        except Exception as exc:  # the database away: written (and counted) once it answers
+            log.warning("dropping deleted destination %s/%s's series: %s", *key, first_line(exc))
+        if key not in self.governor.destinations:
+            # not registered again under its id meanwhile: a live destination's counters
+            # are never reset
+            self.writer.delivered.pop(key, None)
+            self.meter.destinations_gone({key})
         if client is not None:
             await self.clients.close(client)
 
