@@ -59,17 +59,6 @@ def _run(
         return guarded(lambda: fn(rt), options, named)
 
 
-def _step_json(s: CheckStep) -> dict[str, Any]:
-    # as POST .../check answers, its remedy in the command line's words (`CheckStep.remedy`)
-    return {
-        "name": s.name,
-        "passed": s.passed,
-        "code": s.code,
-        "evidence": s.evidence,
-        "remedy": s.remedy,
-    }
-
-
 async def _check(rt: Runtime, tenant: str, destination_id: str) -> Sequence[CheckStep]:
     async with rt.sis_directory(tenant, destination_id) as client:
         return await client.check()
@@ -223,6 +212,8 @@ def add(
     dest, steps = _run(go, ADD_OPTIONS)
     ok = steps is None or all(s.passed for s in steps)
     if as_json:
+        from gradesync.web.api.sis import step_out  # the API's answer shape
+
         print_json(
             {
                 "id": dest.id,
@@ -231,7 +222,7 @@ def add(
                 "kind": dest.kind.value,
                 "version": service.settings_version(dest),
                 "ok": ok,
-                "checks": None if steps is None else [_step_json(s) for s in steps],
+                "checks": None if steps is None else [step_out(s) for s in steps],
             }
         )
     else:
