@@ -4,13 +4,18 @@ grade: the first grade of a new line item does not wait for the line item to be 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
+
+import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import Activity, DeliveryState, RunOutcome, RunScope, Trigger
+from gradesync.services import destination_admin
 from gradesync.services.clock import SystemClock
 from gradesync.services.ingest import IngestBatch, ingest
 from gradesync.services.runs import request_run
 from gradesync.testing import DEADLINE
+from gradesync.testing.double import DoubleClient
 from tests.engine.conftest import COURSE, DEST, Harness, T, learner, post, seed
 
 
@@ -98,3 +103,26 @@ async def test_a_noop_resync_after_columns_created_ahead_sends_nothing(
     assert done is not None and done.outcome is RunOutcome.SUCCEEDED, done.message
     assert harness.remote.sends == sends and done.counts["sent"] == 0
     assert harness.remote.column_writes == writes
+
+
+async def test_a_column_known_during_a_timed_pause_is_created_once_the_pause_ends(
+    harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin's pause until a time (as a Retry-After's): the line item is not asked for
+    before it ends, and is created then by itself, with no resume and no grade."""
+    asked: list[datetime] = []
+    ensure_column = DoubleClient.ensure_column
+
+    async def noted(self: DoubleClient, *args: object, **kw: object) -> object:
+        asked.append(SystemClock().now())
+        return await ensure_column(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DoubleClient, "ensure_column", noted)
+    seed(db, learners=2, activities=())
+    until = SystemClock().now() + timedelta(milliseconds=300)
+    destination_admin.pause(db.uow, SystemClock(), T, DEST, actor="ada", until=until)
+    _ingest_activity(db, harness, "a1")
+    await harness.engine.process_dirty()
+    await asyncio.wait_for(harness.engine.columns_ahead_done(), DEADLINE)
+    assert _item("a1") in harness.remote.columns
+    assert len(asked) == 1 and asked[0] >= until, (asked, until)

@@ -388,8 +388,9 @@ async def test_concurrency_limit_per_destination(harness: Harness, db: Database)
 async def test_rate_limit_per_destination(
     harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bucket of 10 tokens refilling at 10/s lets 8 go at once; of 8 more, 2 go and the
-    rest wait for tokens, which come only as the (manual) clock moves."""
+    """A bucket of 10 tokens refilling at 10/s lets the column and 8 scores go at once (a
+    column's write is a request like a send); of 8 more, 1 goes and the rest wait for
+    tokens, which come only as the (manual) clock moves."""
     clock = ManualClock()
     granted, waited = [0], asyncio.Event()
 
@@ -409,15 +410,16 @@ async def test_rate_limit_per_destination(
     post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(8)])
     await harness.engine.process_dirty()
     await harness.engine.deliver_due()
-    assert harness.remote.sends == 8 and not waited.is_set()
+    assert harness.remote.sends == 8 and harness.remote.column_calls == 1
+    assert not waited.is_set() and granted[0] == 9
     post(db, harness.waker, [("a1", learner(i), 6.0) for i in range(8)])
     await harness.engine.process_dirty()
     second = asyncio.create_task(harness.engine.deliver_due())
     await wait_for_async(waited.is_set, "a send waiting for a token")
     assert granted[0] == 10 and not second.done()
-    clock.advance(0.6)  # six more tokens
+    clock.advance(0.7)  # seven more tokens
     await asyncio.wait_for(second, DEADLINE)
-    assert granted[0] == 16 and harness.remote.sends == 16
+    assert granted[0] == 17 and harness.remote.sends == 16
     assert states(db) == {"delivered": 8}
 
 

@@ -12,8 +12,10 @@ from typing import Any
 
 from gradesync.domain.model import CourseLink, Destination, DestinationKind, ItemLink
 from gradesync.domain.policy import Column, column_hash
+from gradesync.services.clock import SystemClock
 from gradesync.services.delivery import provisioning
 from gradesync.services.delivery.background import BackgroundWrites
+from gradesync.services.delivery.governor import Governor
 from gradesync.services.delivery.provisioning import Provisioner
 from gradesync.services.delivery.recent import Recent
 from gradesync.services.destination import FailureClass, RemoteFailure
@@ -30,8 +32,14 @@ class _Links:
         pass
 
 
+class _Destinations:
+    def get(self, tenant_id: str, destination_id: str) -> Destination:
+        return DEST  # not paused: what the provisioner's requests re-read
+
+
 class _Uow:
     links = _Links()
+    destinations = _Destinations()
 
     def commit(self) -> None:
         pass
@@ -40,6 +48,11 @@ class _Uow:
 @contextmanager
 def _uow() -> Iterator[_Uow]:
     yield _Uow()
+
+
+def _provisioner(background: BackgroundWrites) -> Provisioner:
+    governor = Governor(_uow, SystemClock(), FAST, background)  # type: ignore[arg-type]
+    return Provisioner(_uow, FAST, background, governor)  # type: ignore[arg-type]
 
 
 class _Sis:
@@ -59,7 +72,7 @@ class _Sis:
 
 async def test_a_link_changed_by_a_person_is_not_hidden_by_the_cache() -> None:
     background = BackgroundWrites()
-    p = Provisioner(_uow, FAST, background)  # type: ignore[arg-type]
+    p = _provisioner(background)
     sis: Any = _Sis()
     ticked = ItemLink("t1", "sis", "a1", "li-1", None, {"sync_to_sis": True})
     made, written = await p.ensure_column(sis, DEST, COURSE, COLUMN, ticked)
@@ -95,7 +108,7 @@ async def test_the_caches_keep_the_recent_columns_not_every_one_ever_served(
     One pushed out is asked of the destination again, never lost or doubled."""
     monkeypatch.setattr(provisioning, "CACHED", 3)
     background = BackgroundWrites()
-    p = Provisioner(_uow, FAST, background)  # type: ignore[arg-type]
+    p = _provisioner(background)
     sis: Any = _Sis()
     links = {
         a: ItemLink("t1", "sis", a, f"li-{a}", None, {"sync_to_sis": True})

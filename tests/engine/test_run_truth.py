@@ -195,10 +195,12 @@ async def test_a_pause_ending_after_the_patience_is_named_with_its_end(
     monkeypatch.setattr(harness.engine.executor, "sleep", waits.sleep)
     done = await _run(db, harness, Trigger.MANUAL)
     assert waits.waits == []
+    # nothing asked of the paused LMS, its column included
     assert done.counts["pending"] == 2 and harness.remote.sends == 0
+    assert harness.remote.column_calls == 0 and done.counts["columns"]["failed"] == 1
     assert done.message == (
         "0 sent; 0 unchanged; 2 still pending (waiting for Canvas test paused until 2100-01-01 "
-        "09:30:05 UTC (paused by ada); sent when resumed)."
+        "09:30:05 UTC (paused by ada); sent when resumed); 1 column(s) could not be provisioned."
     )
 
 

@@ -58,7 +58,8 @@ async def test_a_cancelled_pass_leaves_its_destination_counting_only_the_rows_st
     created, a2's being sent. Each row counts once in its destination's rows in hand (what
     keeps a destination that looks busy out of regular claims): the cancelled pass's
     count is given back, once, and another pass's rows still count until they settle."""
-    seed(db, learners=2, activities=("a1", "a2", "a3"))
+    # room for a1's column and the four sends at once (a column's write takes a slot too)
+    seed(db, learners=2, activities=("a1", "a2", "a3"), config={"concurrency": 5})
     factory = DoubleFactory()
     remote = factory.remote(DEST)
     remote.column_hold["a1"] = asyncio.Event()  # the line item POST does not answer

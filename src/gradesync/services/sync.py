@@ -63,10 +63,12 @@ from gradesync.services.compute import (
 )
 from gradesync.services.database_lost import database_lost
 from gradesync.services.delivery import (
+    RUN_PRIORITY,
     Clients,
     Deliverer,
     DeliveryScope,
     DeliveryStats,
+    DestinationPaused,
     outcome_of_failure,
 )
 from gradesync.services.destination import NO_RESOURCE_LINK, FailureClass, RemoteFailure
@@ -659,8 +661,21 @@ class RunExecutor:
                 force = remaster or (rewrite is not None and rewrite.owes_column(d.id, activity_id))
                 try:
                     _, written = await self.deliverer.provisioner.ensure_column(
-                        client, d, course_link, column, items.get(activity_id), force=force
+                        client,
+                        d,
+                        course_link,
+                        column,
+                        items.get(activity_id),
+                        force=force,
+                        priority=RUN_PRIORITY,
                     )
+                except DestinationPaused as paused:
+                    # nothing asked of a paused destination: tried again after sending
+                    # (which waits out a pause that ends within the run's patience)
+                    log.info("run %s: column %s waits: %s", run.id, activity_id, paused)
+                    counts["failed"] += 1
+                    failed.append(f"{d.id}/{activity_id}")
+                    continue
                 except RemoteFailure as f:
                     if f.failure is FailureClass.NOT_SYNCED:
                         # not sent by design (e.g. not selected for SIS passback); its rows
@@ -867,7 +882,9 @@ class RunExecutor:
                 )
                 continue
             try:
-                backs = await client.read_results(course_link, item_link)
+                # within the destination's limits; a paused one is not asked (unverifiable)
+                async with self.deliverer.governor.request(d, RUN_PRIORITY):
+                    backs = await client.read_results(course_link, item_link)
             except Exception as exc:
                 log.info("run %s: read-back of %s at %s failed: %s", run.id, activity_id, d.id, exc)
                 tally["unverifiable"] += 1

@@ -12,16 +12,23 @@
 
 from gradesync.services.delivery.clients import Clients
 from gradesync.services.delivery.failures import outcome_of_failure
-from gradesync.services.delivery.governor import Governor
+from gradesync.services.delivery.governor import DestinationPaused, Governor
 from gradesync.services.delivery.pass_loop import Deliverer
-from gradesync.services.delivery.records import DeliveryScope, DeliveryStats, Settlement
+from gradesync.services.delivery.records import (
+    RUN_PRIORITY,
+    DeliveryScope,
+    DeliveryStats,
+    Settlement,
+)
 from gradesync.services.delivery.settle import SettleWriter
 
 __all__ = [
+    "RUN_PRIORITY",
     "Clients",
     "Deliverer",
     "DeliveryScope",
     "DeliveryStats",
+    "DestinationPaused",
     "Governor",
     "SettleWriter",
     "Settlement",

@@ -11,6 +11,10 @@ Per destination it keeps:
   which nothing is sent (breaker open, the remote's Retry-After, a misconfiguration pause, an
   admin's pause).
 
+Every request to a destination goes through them: a score's send (`Deliverer.send`), a
+column's write and a run's read-back (`Governor.request`, which raises `DestinationPaused`
+rather than ask a paused destination anything).
+
 `Governor` holds the destinations and their limits in the worker process; a gate it closes
 is also written to the destination's `paused_until` so other workers and the console see
 it, and an admin's pause is re-read before sends (`check_pause`).
@@ -22,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -43,6 +47,14 @@ from gradesync.services.ports import UnitOfWorkFactory
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 8
+
+
+class DestinationPaused(Exception):
+    """A request not made: the destination is paused (by an admin, for the remote's
+    Retry-After, a misconfiguration, or the breaker's cool-down). Nothing failed."""
+
+    def __init__(self, d: Destination, reason: str | None) -> None:
+        super().__init__(f"{d.tenant_id}/{d.id} is paused: {reason or 'paused by an admin'}")
 
 
 class RateLimiter:
@@ -150,6 +162,11 @@ class CircuitBreaker:
             return self.open_until
         return None
 
+    @property
+    def probing(self) -> bool:
+        """Half-open with its one probe out: nothing else goes until it is answered."""
+        return self.state is BreakerState.HALF_OPEN and self._probe_out
+
     def release_probe(self) -> None:
         """A probe that was let through was not sent after all (e.g. gated)."""
         self._probe_out = False
@@ -184,6 +201,8 @@ class DestinationLimits:
         # monotonic time a signal said the destination changed: sends wait for a read that
         # started after it
         self.changed_at = float("-inf")
+        # set on such a signal: what waits for a pause's end looks again (`Governor.wait_open`)
+        self.news = asyncio.Event()
         self.in_flight = 0
         self.max_in_flight = 0  # observed, for tests and metrics
 
@@ -333,6 +352,7 @@ class Governor:
             self._destinations_at = -1e9  # a new one: the next pass loads it
             return
         lim.changed_at = time.monotonic()
+        lim.news.set()
         if lim.pause_check is None or lim.pause_check.done():
             self._start_pause_check(d, lim)
 
@@ -499,6 +519,64 @@ class Governor:
                 self.destinations[(d.tenant_id, d.id)] = fresh
                 self._apply_pause(fresh, lim, self.clock.now(), started)
         lim.pause_checked_at = max(lim.pause_checked_at, started)
+
+    def may_send(self, lim: DestinationLimits, now: datetime) -> bool:
+        """Not paused (by an admin, a gate) and the breaker lets a request go (taking its
+        one probe while half-open: whoever asked records the outcome or releases it)."""
+        return not lim.disabled and not lim.gated(now) and lim.breaker.allow(now)
+
+    @contextlib.asynccontextmanager
+    async def request(self, d: Destination, priority: int = 0) -> AsyncIterator[DestinationLimits]:
+        """One request to `d` other than a score's send (a column's write, a read-back), within the
+        destination's limits as a send is: a slot, a rate token, the pause re-read. Raises
+        `DestinationPaused` when paused, having asked nothing. A success closes the breaker
+        (as a send's does); a failure is for the caller to classify, after this ends."""
+        lim = self.limits_for(d)
+        async with lim.semaphore.slot(priority):
+            await lim.rate.acquire()
+            await self.ready_to_send(lim)
+            await self.check_pause(d, lim)
+            if not self.may_send(lim, self.clock.now()):
+                held = self.destinations.get((d.tenant_id, d.id), d)
+                raise DestinationPaused(d, held.pause_reason if lim.disabled else lim.gate_reason)
+            lim.in_flight += 1
+            lim.max_in_flight = max(lim.max_in_flight, lim.in_flight)
+            try:
+                yield lim
+            except BaseException:
+                # a probe this took and nobody recorded goes to the next request; a caller
+                # that classifies the failure records it on the breaker (half-open: re-opened)
+                lim.breaker.release_probe()
+                raise
+            else:
+                if lim.breaker.record_success() and lim.gate_until is not None:
+                    lim.gate_until = None
+                    self.persist_pause(d, None, None, None)
+            finally:
+                lim.in_flight -= 1
+
+    async def wait_open(self, d: Destination) -> bool:
+        """Returns once `d` may be asked again: its pause ended or was lifted, its breaker's
+        cool-down passed (True), or it was deleted (False). Looks again when a signal says it
+        changed, when a timed pause ends, and at least every `pause_poll`."""
+        key = (d.tenant_id, d.id)
+        poll = self.settings.pause_poll.total_seconds()
+        while True:
+            lim = self.limits_for(self.destinations.get(key, d))
+            lim.news.clear()
+            await self.check_pause(d, lim)
+            if key not in self.limits:
+                return False  # deleted meanwhile
+            now = self.clock.now()
+            until = lim.gated(now)
+            b = lim.breaker
+            if b.state is BreakerState.OPEN and b.open_until is not None and now < b.open_until:
+                until = max(until or b.open_until, b.open_until)
+            if not lim.disabled and until is None and not b.probing:
+                return True
+            wait = poll if until is None else min(poll, (until - now).total_seconds())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lim.news.wait(), max(wait, 0.0))
 
     def excluded(self, now: datetime, *, live: bool = False) -> tuple[list[DestKey], list[DestKey]]:
         """(destinations not to claim for, destinations owed one probe). A destination with

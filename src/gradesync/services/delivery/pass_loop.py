@@ -40,6 +40,7 @@ from gradesync.domain.model import (
     CourseLink,
     DeliveryState,
     Destination,
+    ItemLink,
     LedgerKey,
     LedgerRow,
     Tenant,
@@ -70,7 +71,7 @@ from gradesync.services.delivery.failures import (
     reason_of,
     unexpected_failure,
 )
-from gradesync.services.delivery.governor import DestinationLimits, Governor
+from gradesync.services.delivery.governor import DestinationLimits, DestinationPaused, Governor
 from gradesync.services.delivery.in_flight import InFlight
 from gradesync.services.delivery.provisioning import Provisioner
 from gradesync.services.delivery.records import (
@@ -221,7 +222,7 @@ class Deliverer:
         self._dropping: set[asyncio.Task[None]] = set()
         self.governor.on_gone = self._gone
         self.governor.held_elsewhere = clients.held
-        self.provisioner = Provisioner(uow_factory, settings, self._background)
+        self.provisioner = Provisioner(uow_factory, settings, self._background, self.governor)
         self._help_asked = -1e9
         self._courses_after = ""  # the course a claim's round-robin starts after
 
@@ -646,33 +647,67 @@ class Deliverer:
         if isinstance(column, NoResult):
             self._settle_all(group, column.reason, stats, run_id)
             return
+        started = False
+
+        def start(item_link: ItemLink) -> None:
+            nonlocal started
+            started = True
+            self._start_sends(t, group, item_link, column, stats, run_id, flight)
+
         try:
             item_link, _ = await self.provisioner.ensure_column(
-                t.client, d, t.course_link, column, facts.items.get(activity_id)
+                t.client,
+                d,
+                t.course_link,
+                column,
+                facts.items.get(activity_id),
+                priority=min(c.priority for c in group),
+                then=start,
             )
-        except RemoteFailure as f:
-            if f.failure is FailureClass.NOT_SYNCED:
-                # the destination does not take this column by design (e.g. not selected
-                # for SIS passback): the rows are skipped with the reason, not refused
-                self._settle_all(group, reason_of(f), stats, run_id)
-            else:
-                self._settle_all(
-                    group,
-                    outcome_of_failure(self.governor, f, d, t.limits),
-                    stats,
-                    run_id,
-                    logged=True,
-                )
+        except DestinationPaused:
+            self._let_wait(group, stats, run_id)
             return
         except Exception as exc:
-            self._settle_all(
-                group,
-                unexpected_failure(self.governor, exc, d, t.limits),
-                stats,
-                run_id,
-                logged=True,
-            )
+            if started:  # the sends hold their rows: `_fenced` settles those still here
+                raise
+            self._column_failed(t, group, exc, stats, run_id)
             return
+        if not started:
+            start(item_link)
+
+    def _column_failed(
+        self,
+        t: _CourseInHand,
+        group: list[Claimed],
+        exc: Exception,
+        stats: DeliveryStats,
+        run_id: str | None,
+    ) -> None:
+        """The column could not be made: its rows settle with what `exc` means."""
+        d = t.destination
+        if isinstance(exc, RemoteFailure) and exc.failure is FailureClass.NOT_SYNCED:
+            # the destination does not take this column by design (e.g. not selected for
+            # SIS passback): the rows are skipped with the reason, not refused
+            self._settle_all(group, reason_of(exc), stats, run_id)
+            return
+        outcome = (
+            outcome_of_failure(self.governor, exc, d, t.limits)
+            if isinstance(exc, RemoteFailure)
+            else unexpected_failure(self.governor, exc, d, t.limits)
+        )
+        self._settle_all(group, outcome, stats, run_id, logged=True)
+
+    def _start_sends(
+        self,
+        t: _CourseInHand,
+        group: list[Claimed],
+        item_link: ItemLink,
+        column: Column,
+        stats: DeliveryStats,
+        run_id: str | None,
+        flight: InFlight,
+    ) -> None:
+        d, facts = t.destination, t.facts
         for c in group:
             person = facts.people.get(c.row.key.person_id)
             if person is None:
@@ -703,12 +738,10 @@ class Deliverer:
             await lim.rate.acquire()
             await self.governor.ready_to_send(lim)
             await self.governor.check_pause(d, lim)
-            now = self.clock.now()
-            if lim.disabled or lim.gated(now) or not lim.breaker.allow(now):
+            if not self.governor.may_send(lim, self.clock.now()):
                 # paused (by an admin, the remote's Retry-After, the breaker): the row
                 # waits as it is, due again the moment the pause ends or is lifted
-                stats.gated += 1
-                self._settle_one(c, None, stats, run_id, logged=False)
+                self._let_wait([c], stats, run_id)
                 return
             left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
             if left < self.settings.min_lease_left.total_seconds():
@@ -752,6 +785,13 @@ class Deliverer:
                 latency=latency,
                 scale=r.scale,
             )
+
+    def _let_wait(self, items: Sequence[Claimed], stats: DeliveryStats, run_id: str | None) -> None:
+        """The destination is paused: the rows wait as they are (nothing was asked of it),
+        due again the moment the pause ends or is lifted."""
+        stats.gated += len(items)
+        for c in items:
+            self._settle_one(c, None, stats, run_id, logged=False)
 
     def _settle_one(
         self,

@@ -2,7 +2,11 @@
 or updated on the remote when needed, and the caches that spare asking again.
 
 Columns are created as soon as an activity and its course's link are both known
-(`create_ahead`, from computing), so the first grade of a new column does not wait for it."""
+(`create_ahead`, from computing), so the first grade of a new column does not wait for it.
+
+Every request goes through the destination's limits and pauses as a score's send does
+(`Governor.request`): nothing is asked of a paused destination. A column known ahead while its
+destination is paused waits for the pause to end (or be lifted) and is created then."""
 
 from __future__ import annotations
 
@@ -10,16 +14,18 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 from gradesync.domain.held import provisioned
 from gradesync.domain.model import Activity, Course, CourseLink, Destination, ItemLink, Tenant
 from gradesync.domain.policy import Column, NoResult, column_for, column_hash, resolve_settings
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.clients import Clients
+from gradesync.services.delivery.failures import outcome_of_failure
+from gradesync.services.delivery.governor import DestinationPaused, Governor
 from gradesync.services.delivery.recent import Recent
-from gradesync.services.destination import DestinationClient
+from gradesync.services.destination import DestinationClient, FailureClass, RemoteFailure
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
 
@@ -49,9 +55,11 @@ class Provisioner:
         uow_factory: UnitOfWorkFactory,
         settings: EngineSettings,
         background: BackgroundWrites,
+        governor: Governor,
     ) -> None:
         self.uow_factory = uow_factory
         self.settings = settings
+        self.governor = governor
         self._background = background
         # (the link as stored, the link ensured from it, until when): ensured once a while,
         # and again as soon as what is stored changes (an alignment, a class, a term)
@@ -76,6 +84,8 @@ class Provisioner:
         cached = self._course_links.get(key)
         if cached is not None and cached[0] == link and cached[2] > time.monotonic():
             return cached[1]
+        # no adapter asks the destination anything here (unlike `ensure_column`, not within
+        # its limits): a link not usable is refused from what is stored
         ensured = await client.ensure_course(course, link)
         if ensured != link:
             await asyncio.to_thread(self._save_course_link, ensured)
@@ -100,8 +110,13 @@ class Provisioner:
         link: ItemLink | None,
         *,
         force: bool = False,
+        priority: int = 0,
+        then: Callable[[ItemLink], None] | None = None,
     ) -> tuple[ItemLink, bool]:
         """The activity's column, created or updated when needed. (link, whether written).
+        Within the destination's limits, at `priority` (`Governor.request`: raises
+        `DestinationPaused` while it is paused, having asked nothing); `then` is called with
+        a link written here while its request still holds its slot.
         One at a time per column in this process: a pass that waited finds the link the
         other wrote in `_item_links`, so two passes never create the same column twice
         (another process that races is found by the destination client's listing after it
@@ -124,24 +139,32 @@ class Provisioner:
             current = known[-1] if known is not None else link
             if not force and current is not None and current.details_hash == wanted:
                 return current, False
-            ensured = await client.ensure_column(course_link, column, current, force=force)
-            # a SIS's scores read on the line item's maximum as written now (`domain.held`)
-            ensured = provisioned(ensured, d.kind, column.score_maximum)
-            self._item_links[key] = (*(known or (link,)), ensured)[-8:]
+            async with self.governor.request(d, priority):
+                made = await client.ensure_column(course_link, column, current, force=force)
+                # a SIS's scores read on the line item's maximum as written now (`domain.held`)
+                ensured = provisioned(made, d.kind, column.score_maximum)
+                self._item_links[key] = (*(known or (link,)), ensured)[-8:]
 
-            def save() -> None:
-                with self.uow_factory() as uow:
-                    uow.links.save_item(ensured)
-                    uow.commit()
+                def save() -> None:
+                    with self.uow_factory() as uow:
+                        uow.links.save_item(ensured)
+                        uow.commit()
 
-            self._background.start(save, f"saving the line item link of {column.activity_id}")
+                self._background.start(save, f"saving the line item link of {column.activity_id}")
+                if then is not None:
+                    # the sends it starts queue for this request's slot before it is freed:
+                    # the first grades of a new column go next, not behind rows waiting already
+                    then(ensured)
+                    await asyncio.sleep(0)
             return ensured, True
 
     async def create_ahead(self, clients: Clients, columns: Iterable[ColumnKey]) -> int:
         """Create the columns of activities known before their first grade; how many were
-        written. Nothing here pauses a destination or records a failure: a column that could
-        not be created is created (and its failure classified) by the first send that needs
-        it."""
+        written. A column that could not be created is created (and its failure classified)
+        by the first send that needs it: nothing here records a failure, and only the
+        remote's asking to slow down pauses the destination. A paused destination's columns
+        wait for its pause to end (or be lifted): this returns once they are written then, or
+        the destination is deleted."""
         todo = sorted(c for c in set(columns) if self._tried_ahead.get(c) is None)
         for c in todo:
             self._tried_ahead[c] = True
@@ -171,25 +194,62 @@ class Provisioner:
 
     async def _course_ahead(self, clients: Clients, k: _Known) -> int:
         d = k.destination
-        try:
-            client = clients.get(d)
-            course_link = await self.course_link(client, d, k.course, k.link)
-        except Exception as exc:
-            log.info("course %s at %s not prepared ahead: %s", k.course.id, d.id, exc)
-            return 0
-
-        async def one(activity: Activity) -> int:
+        todo = list(k.activities.values())
+        written = 0
+        while True:
             try:
-                policy = resolve_settings(k.tenant.policy, k.course.policy, activity.policy)
-                column = column_for(activity, policy, client.capabilities)
-                if isinstance(column, NoResult):
-                    return 0
-                _, written = await self.ensure_column(
-                    client, d, course_link, column, k.items.get(activity.id)
-                )
+                client = clients.get(d)
+                course_link = await self.course_link(client, d, k.course, k.link)
             except Exception as exc:
-                log.info("column %s at %s not created ahead: %s", activity.id, d.id, exc)
-                return 0
-            return int(written)
+                log.info("course %s at %s not prepared ahead: %s", k.course.id, d.id, exc)
+                return written
+            done = await asyncio.gather(
+                *(self._column_ahead(client, k, course_link, a) for a in todo)
+            )
+            written += sum(n for n in done if isinstance(n, int))
+            held = [(a, n) for a, n in zip(todo, done, strict=True) if not isinstance(n, int)]
+            if not held:
+                return written
+            todo, paused = [a for a, _ in held], held[0][1]
+            log.info(
+                "%d column(s) of course %s at %s wait for the pause to end: %s",
+                *(len(todo), k.course.id, d.id, paused),
+            )
+            if not await self.governor.wait_open(d):
+                return written  # deleted
+            # a first grade's send may have created some meanwhile
+            k = replace(k, items=await asyncio.to_thread(self._items, k, todo))
 
-        return sum(await asyncio.gather(*(one(a) for a in k.activities.values())))
+    def _items(self, k: _Known, activities: list[Activity]) -> dict[str, ItemLink]:
+        with self.uow_factory() as uow:
+            d = k.destination
+            return uow.links.items(d.tenant_id, d.id, [a.id for a in activities])
+
+    async def _column_ahead(
+        self, client: DestinationClient, k: _Known, course_link: CourseLink, activity: Activity
+    ) -> int | DestinationPaused:
+        """1: the column written, 0: not (in place already, or failed), or the pause that
+        held it."""
+        d = k.destination
+        try:
+            policy = resolve_settings(k.tenant.policy, k.course.policy, activity.policy)
+            column = column_for(activity, policy, client.capabilities)
+            if isinstance(column, NoResult):
+                return 0
+            _, written = await self.ensure_column(
+                client, d, course_link, column, k.items.get(activity.id)
+            )
+        except DestinationPaused as paused:
+            return paused
+        except RemoteFailure as f:
+            if f.failure is not FailureClass.SLOW_DOWN:
+                log.info("column %s at %s not created ahead: %s", activity.id, d.id, f)
+                return 0
+            # the remote asked to wait: it is paused for every request, as a send's 429
+            # pauses it, and the column waits for that pause's end
+            outcome_of_failure(self.governor, f, d, self.governor.limits_for(d))
+            return DestinationPaused(d, str(f))
+        except Exception as exc:
+            log.info("column %s at %s not created ahead: %s", activity.id, d.id, exc)
+            return 0
+        return int(written)

@@ -25,6 +25,10 @@ DestKey = tuple[str, str]  # (tenant_id, destination_id)
 DueAt = tuple[str, str, str, str]
 
 
+# a run's rows and its columns: after live grades at a destination's slots (0: live)
+RUN_PRIORITY = 1
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryScope:
     tenant_id: str | None = None

@@ -1,0 +1,150 @@
+"""Columns (line items) obey a destination's pause as scores do: an admin's pause, or the
+slow-down pause of a 429 with Retry-After. A column known ahead of its first grade waits for
+the pause and is created once the destination is resumed; a run's columns stop at the first
+429. The sandbox LMS answers the 429s (its fault script) and counts the line item requests."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from gradesync.sandbox.testing import RunningSandbox
+from gradesync.testing import wait_for
+from tests.support.lti import Browser
+from tests.support.served import Served, launched_learner, post_attempt, register_tool
+
+WAITS = "wait for the pause"  # what the provisioner logs for columns held by a pause
+
+
+def _line_item_requests(lms: RunningSandbox) -> int:
+    return lms.admin.counters().get("lineitems", {}).get("requests", 0)
+
+
+def _labels(lms: RunningSandbox, ctx: str) -> set[str]:
+    return {li.label for li in lms.state.courses[ctx].line_items.values()}
+
+
+def _new_activity(served: Served, activity_id: str, title: str) -> None:
+    served.ok(
+        "POST",
+        "/ingest",
+        json={
+            "activities": [
+                {"id": activity_id, "course_id": "c1", "title": title, "points_possible": 10}
+            ]
+        },
+    )
+
+
+def _held_back(lms: RunningSandbox, caplog: pytest.LogCaptureFixture) -> bool:
+    """The new column either went out (the defect) or waits for the pause."""
+    return _line_item_requests(lms) > 0 or WAITS in caplog.text
+
+
+def test_an_admin_pause_holds_a_new_activity_s_line_item_until_resumed(
+    lms: RunningSandbox, served: Served, browser: Browser, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gradesync.services.delivery.provisioning")
+    reg = register_tool(lms, served)
+    _, ctx = launched_learner(lms, served, browser, reg["client_id"])
+    wait_for(lambda: _labels(lms, ctx) == {"Lab 1"}, "the deep linked activity's line item")
+
+    served.ok("POST", "/destinations/lms/pause", json={"reason": "exam week"})
+    lms.admin.reset_counters()
+    _new_activity(served, "a2", "Lab 2")
+    wait_for(lambda: _held_back(lms, caplog), "the new column sent or held back")
+    assert _line_item_requests(lms) == 0, "a line item request reached a paused LMS"
+    assert _labels(lms, ctx) == {"Lab 1"}
+
+    served.ok("POST", "/destinations/lms/resume")
+    wait_for(lambda: "Lab 2" in _labels(lms, ctx), "the held column created once resumed")
+
+
+def test_a_slow_down_pause_holds_a_new_activity_s_line_item_until_it_ends(
+    lms: RunningSandbox, served: Served, browser: Browser, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gradesync.services.delivery.provisioning")
+    reg = register_tool(lms, served)
+    learner, ctx = launched_learner(lms, served, browser, reg["client_id"])
+    wait_for(lambda: _labels(lms, ctx) == {"Lab 1"}, "the deep linked activity's line item")
+
+    # a grade's send meets a 429 asking for an hour: the destination is paused for it
+    lms.admin.set_faults({"scores": {"script": ["throttle"], "retry_after": 3600}})
+    post_attempt(served, "e1", learner, 7)
+    wait_for(
+        lambda: served.ok("GET", "/destinations/lms").get("paused_until"), "the slow-down pause"
+    )
+    lms.admin.clear_faults()
+    lms.admin.reset_counters()
+    _new_activity(served, "a2", "Lab 2")
+    wait_for(lambda: _held_back(lms, caplog), "the new column sent or held back")
+    assert _line_item_requests(lms) == 0, "a line item request reached an LMS that asked to wait"
+
+    # the pause ends (here lifted by an admin rather than waited out): the column goes, and
+    # the grade the 429 held
+    served.ok("POST", "/destinations/lms/resume")
+    wait_for(lambda: "Lab 2" in _labels(lms, ctx), "the held column created after the pause")
+    (lab1,) = (li for li in lms.state.courses[ctx].line_items.values() if li.label == "Lab 1")
+    wait_for(lambda: learner in lab1.scores, "the held grade sent after the pause")
+
+
+def test_a_run_s_columns_stop_at_the_first_429_and_are_not_tried_again_during_its_pause(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    reg = register_tool(lms, served)
+    learner, ctx = launched_learner(lms, served, browser, reg["client_id"])
+    _new_activity(served, "a2", "Lab 2")
+    wait_for(lambda: _labels(lms, ctx) == {"Lab 1", "Lab 2"}, "both line items")
+    post_attempt(served, "e1", learner, 7)
+    (lab1,) = (li for li in lms.state.courses[ctx].line_items.values() if li.label == "Lab 1")
+    wait_for(lambda: learner in lab1.scores, "the grade in the LMS")
+
+    # a remaster rewrites both columns: the first write meets a 429 asking for an hour
+    lms.admin.reset_counters()
+    lms.admin.set_faults({"lineitems": {"script": ["throttle"], "retry_after": 3600}})
+    try:
+        run = served.run("remaster", "c1")
+    finally:
+        lms.admin.clear_faults()
+    counters = lms.admin.counters()
+    assert counters["lineitems"]["throttle"] == 1
+    # neither the other column nor the failed one's second try after sending went out, nor
+    # the grade the remaster sends again, nor verifying's read-back
+    assert counters["lineitems"]["requests"] == 1, counters
+    assert "scores" not in counters and "results" not in counters, counters
+    assert run["counts"]["unverifiable"] >= 1, run["counts"]
+    assert run["counts"]["columns"]["failed"] == 2, run["counts"]
+    assert run["counts"]["pending"] == 1 and "lms paused until" in run["message"], run["message"]
+
+    # resumed, the grade goes (and the column with it)
+    served.ok("POST", "/destinations/lms/resume")
+    wait_for(lambda: lms.admin.counters().get("scores", {}).get("served"), "the grade sent again")
+
+
+def test_a_429_to_a_column_made_ahead_pauses_the_lms_and_the_column_waits_for_it(
+    lms: RunningSandbox, served: Served, browser: Browser, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gradesync.services.delivery.provisioning")
+    reg = register_tool(lms, served)
+    _, ctx = launched_learner(lms, served, browser, reg["client_id"])
+    wait_for(lambda: _labels(lms, ctx) == {"Lab 1"}, "the deep linked activity's line item")
+
+    lms.admin.reset_counters()
+    lms.admin.set_faults({"lineitems": {"script": ["throttle"], "retry_after": 3600}})
+    _new_activity(served, "a2", "Lab 2")
+    # the column's 429 answered: it waits for the pause (or, before, was left to a grade)
+    answered = (WAITS, "not created ahead")
+    wait_for(lambda: any(w in caplog.text for w in answered), "the column's 429 answered")
+    lms.admin.clear_faults()
+    dest = served.ok("GET", "/destinations/lms")
+    assert dest["paused_until"] and "slow down" in dest["pause_reason"], dest
+    assert lms.admin.counters()["lineitems"] == {
+        "requests": 1,
+        "max_open": 1,
+        "max_inflight": 1,
+        "throttle": 1,
+    }
+
+    served.ok("POST", "/destinations/lms/resume")
+    wait_for(lambda: "Lab 2" in _labels(lms, ctx), "the column created once resumed")
