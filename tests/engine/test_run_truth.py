@@ -4,6 +4,7 @@ remaster could not rewrite goes with the next run, which says so (`services.carr
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -12,16 +13,17 @@ import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import RunOutcome, RunScope, SyncRun, Trigger
-from gradesync.services import destination_admin, sync
+from gradesync.services import destination_admin, policies, sync
 from gradesync.services.carry import covers
 from gradesync.services.clock import SystemClock
 from gradesync.services.delivery import DeliveryStats
 from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.runs import get_run, get_run_stages, request_run
-from gradesync.testing import DEADLINE
+from gradesync.services.worker import Engine
+from gradesync.testing import DEADLINE, ManualClock
 from gradesync.testing.double import rate_limited, server_error
 from gradesync.testing.seeding import add_destination
-from tests.engine.conftest import COURSE, DEST, Harness, T, learner, post, seed
+from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, post, seed
 
 SCOPE = RunScope(T, DEST, COURSE)
 REFUSED = RemoteFailure(FailureClass.REJECTED, "invalid_score", "Score refused.", status=400)
@@ -135,6 +137,52 @@ class _Waits:
     async def sleep(self, seconds: float) -> None:
         self.waits.append(seconds)
         self.now += seconds
+
+
+@pytest.mark.parametrize("where", ["sending", "resending"])
+async def test_a_destination_answering_every_send_with_429_holds_the_run_one_patience(
+    harness: Harness, db: Database, where: str
+) -> None:
+    """Every send answered `429 Retry-After: 2`, patience 3 s: the run waits out one pause,
+    meets the next 429, and ends once its patience is spent, not once per place it sends
+    (the sending stage, verifying's resend of grades changed in the LMS, the rounds after
+    verifying). Time is the test's: pauses end, and the run's waits pass, as the run waits."""
+    seed(db, learners=2)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
+    clock = ManualClock()
+    settings = replace(FAST, retry_patience=timedelta(seconds=3))
+    engine = Engine(db.uow, clock, harness.factory, settings, waker=harness.waker)
+    waits: list[float] = []
+
+    async def wait(seconds: float) -> None:
+        waits.append(seconds)
+        clock.advance(seconds)
+
+    engine.executor.monotonic = clock.monotonic
+    engine.executor.sleep = wait
+    remote = harness.remote
+    try:
+        if where == "resending":
+            # sent, then typed over in the LMS under "gradesync wins": verifying resends them
+            first, _ = request_run(db.uow, harness.waker, clock, SCOPE, Trigger.MANUAL, "ada")
+            assert (await engine.execute_run(first.id)) is not None
+            policies.set_tenant_policy(db.uow, clock, None, T, {"keep_lms_edits": False})
+            typed = clock.advance(1)
+            for key, stored in list(remote.results.items()):
+                remote.results[key] = replace(stored, score_given=3.0, timestamp=typed)
+            waits.clear()
+        remote.fail_next(1000, rate_limited(2))
+        sends = remote.sends
+        run, _ = request_run(db.uow, harness.waker, clock, SCOPE, Trigger.MANUAL, "ada@school")
+        done = await engine.execute_run(run.id)
+    finally:
+        await engine.aclose()
+    assert done is not None
+    assert done.outcome is RunOutcome.FAILED, done.message
+    assert (done.counts["sent"], done.counts["retrying"]) == (0, 2), done.message
+    assert done.counts.get("overridden", 0) == (2 if where == "resending" else 0), done.counts
+    assert waits and sum(waits) <= 3.0 + 0.1, waits
+    assert remote.sends - sends <= 4, remote.sends - sends  # two tries of each at most
 
 
 async def test_a_paused_destinations_rows_are_reported_not_waited_for(

@@ -54,3 +54,18 @@ def test_rows_due_while_the_destination_takes_other_results_wait_their_turn() ->
     assert p.left(120.0) == 30.0
     assert p.look(149.0, settled=0, open_rows=500)  # the destination stopped taking any
     assert not p.look(151.0, settled=0, open_rows=500)
+
+
+def test_the_time_between_sends_is_not_waiting_and_the_patience_left_is_kept() -> None:
+    # a run sends, verifies for 100 s, then sends again: the 10 s it had left, no more
+    p = Patience(30.0, now=0.0)
+    assert p.look(20.0, settled=0, open_rows=2)
+    p.stop(20.0)
+    assert p.left(120.0) == 10.0
+    p.resume(120.0)
+    assert p.look(129.0, settled=0, open_rows=2)
+    assert not p.look(130.0, settled=0, open_rows=2)
+    p.resume(200.0)  # not stopped: nothing changes
+    assert p.left(200.0) == 0.0
+    assert p.look(201.0, settled=1, open_rows=1)  # progress gives it all back
+    assert p.left(201.0) == 30.0

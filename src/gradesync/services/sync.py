@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gradesync.domain.errors import InvalidInput
@@ -142,13 +142,15 @@ class _Held:
     destination: Destination
     pending: int
     retrying: int
+    goes: int  # of those, the rows that go within the run's patience left
 
     @classmethod
-    def of(cls, d: Destination, states: dict[str, int]) -> _Held:
+    def of(cls, d: Destination, states: dict[str, int], goes: int) -> _Held:
         return cls(
             d,
             states.get(DeliveryState.PENDING.value, 0),
             states.get(DeliveryState.RETRYING.value, 0),
+            goes,
         )
 
 
@@ -338,7 +340,9 @@ class RunExecutor:
             failed: list[str] = []
             counts["columns"] = await self._provisioning(run, targets, failed, carry)
             run = await self._stage(run, RunStage.SENDING, counts)
-            sent = await self._sending(run, counts, lost)
+            # one patience for the run, wherever it sends
+            patience = Patience(self.settings.retry_patience.total_seconds(), self.monotonic())
+            sent = await self._sending(run, counts, lost, patience)
             if failed:
                 # columns that failed get one more try once the results are sent (a 5xx or
                 # a throttle then has passed); what fails again is carried (services.carry)
@@ -347,20 +351,24 @@ class RunExecutor:
                 counts["columns_failed"] = failed
             run = await self._stage(run, RunStage.VERIFYING, counts)
             counts.update(
-                await self._verifying(run, sent, started, targets, counts=counts, lost=lost)
+                await self._verifying(
+                    run, sent, started, targets, counts=counts, lost=lost, patience=patience
+                )
             )
             counts.update(await asyncio.to_thread(summarise, self.reads, run.scope, started))
-            held = await asyncio.to_thread(self._pauses, run.scope)
+            held = await asyncio.to_thread(self._pauses, run.scope, patience.left(self.monotonic()))
             for _ in range(2):
                 # results that became pending while the run verified (new grades) are sent
-                # now, and a timed pause that ends within the run's patience is waited out
-                # as in sending: a run ends with results pending only behind a pause it does
-                # not wait for (an admin's until resumed, or one that ends later)
+                # now, and a timed pause that ends within the patience the run has left is
+                # waited out as in sending: a run ends with results pending only behind a
+                # pause it does not wait for (an admin's until resumed, or one ending later)
                 if not self._owed(counts, held):
                     break
-                await self._sending(run, counts, lost)
+                await self._sending(run, counts, lost, patience)
                 counts.update(await asyncio.to_thread(summarise, self.reads, run.scope, started))
-                held = await asyncio.to_thread(self._pauses, run.scope)
+                held = await asyncio.to_thread(
+                    self._pauses, run.scope, patience.left(self.monotonic())
+                )
             paused = [_pause_name(h.destination) for h in held if h.pending]
             outcome = _outcome(counts)
             message = _headline(outcome, counts) + _describe(counts, paused)
@@ -447,34 +455,37 @@ class RunExecutor:
             log.warning("run %s: the database answers again; resuming it", run.id)
             return replace(run, stage=RunStage.QUEUED)
 
-    def _pauses(self, scope: RunScope) -> list[_Held]:
+    def _pauses(self, scope: RunScope, patience_left: float) -> list[_Held]:
         """The destinations in the run's scope paused now, by an admin or for a while, that
         hold results of the scope not yet delivered (they wait for the pause). A paused
-        destination holding none of them is not what they wait for."""
+        destination holding none of them is not what they wait for. Each counts the rows
+        that go within `patience_left` seconds: none unless its pause is timed and ends by
+        then (a Retry-After, the breaker's cool-down), then those due by then."""
         now = self.clock.now()
+        by = now + timedelta(seconds=patience_left)
+        held: list[_Held] = []
         with self.uow_factory() as uow:
-            held = [
-                _Held.of(d, self._states_at(uow, d, scope))
-                for d in self._paused_in(uow, scope.tenant_id, scope.destination_id, now)
-            ]
+            for d in self._paused_in(uow, scope.tenant_id, scope.destination_id, now):
+                ends = d.paused_until if d.enabled else None
+                goes = 0
+                if ends is not None and ends <= by:
+                    goes, _, _, _ = uow.ledger.due_summary(
+                        by,
+                        tenant_id=d.tenant_id,
+                        destination_id=d.id,
+                        course_id=scope.course_id,
+                        activity_ids=scope.activity_ids or None,
+                    )
+                held.append(_Held.of(d, self._states_at(uow, d, scope), goes))
         return [h for h in held if h.pending or h.retrying]
 
-    def _waits_for(self, d: Destination) -> bool:
-        """Whether the run waits for `d`'s pause: a timed one that ends within its patience
-        (a Retry-After, the breaker's cool-down), as it waits for a retry; not an admin's
-        pause until resumed."""
-        if not d.enabled or d.paused_until is None:
-            return False
-        left = (d.paused_until - self.clock.now()).total_seconds()
-        return left <= self.settings.retry_patience.total_seconds()
-
-    def _owed(self, counts: dict[str, Any], held: Sequence[_Held]) -> bool:
+    @staticmethod
+    def _owed(counts: dict[str, Any], held: Sequence[_Held]) -> bool:
         """Whether results of the scope can still go within the run's patience: pending ones
-        not behind a pause it does not wait for, and any behind one it waits for (a send
-        the remote answered with a Retry-After retries when that pause ends)."""
-        waited = [h for h in held if self._waits_for(h.destination)]
-        stuck = sum(h.pending for h in held if h not in waited)
-        return counts["pending"] > stuck or any(h.pending or h.retrying for h in waited)
+        not behind a pause (grades that arrived meanwhile), and those a timed pause holds
+        that go within it (a send answered with a Retry-After retries when that pause ends;
+        one backed off for longer does not go, nor does anything behind a longer pause)."""
+        return counts["pending"] > sum(h.pending for h in held) or any(h.goes for h in held)
 
     @staticmethod
     def _states_at(uow: UnitOfWork, dest: Destination, scope: RunScope) -> dict[str, int]:
@@ -714,11 +725,21 @@ class RunExecutor:
         return still
 
     async def _sending(
-        self, run: SyncRun, counts: dict[str, Any], lost: asyncio.Event
+        self, run: SyncRun, counts: dict[str, Any], lost: asyncio.Event, patience: Patience
+    ) -> DeliveryStats:
+        """Deliver the scope's due rows, waiting for retries and short pauses while the run's
+        `patience` lasts; what it has left when this ends is kept for the run's next send."""
+        patience.resume(self.monotonic())
+        try:
+            return await self._sending_with(run, counts, lost, patience)
+        finally:
+            patience.stop(self.monotonic())
+
+    async def _sending_with(
+        self, run: SyncRun, counts: dict[str, Any], lost: asyncio.Event, patience: Patience
     ) -> DeliveryStats:
         scope = DeliveryScope.of_run(run.scope)
         total = DeliveryStats()
-        patience = Patience(self.settings.retry_patience.total_seconds(), self.monotonic())
         last_progress = self.monotonic()
         delivered = self.deliverer.delivered_to(scope)
 
@@ -852,6 +873,7 @@ class RunExecutor:
         *,
         counts: dict[str, Any],
         lost: asyncio.Event,
+        patience: Patience,
     ) -> dict[str, int]:
         tally = {"verified": 0, "differs": 0, "unverifiable": 0, "overridden": 0, "uncounted": 0}
         # Columns sent to in this run first, then the rest of the scope: an instructor's
@@ -927,7 +949,7 @@ class RunExecutor:
             # "gradesync wins": the overridden grades were marked pending; send them now,
             # as part of this run, with timestamps after the LMS's edits, waiting as the
             # sending stage does (a slow-down their sends meet ends within its patience)
-            await self._sending(run, counts, lost)
+            await self._sending(run, counts, lost, patience)
         return tally
 
 
