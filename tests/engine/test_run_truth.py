@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from gradesync.adapters.db.database import Database
-from gradesync.domain.model import RunOutcome, RunScope, SyncRun, Trigger
+from gradesync.domain.model import (
+    Destination,
+    DestinationKind,
+    RunOutcome,
+    RunScope,
+    SyncRun,
+    Trigger,
+)
 from gradesync.services import destination_admin, policies, sync
 from gradesync.services.carry import covers
 from gradesync.services.clock import SystemClock
@@ -248,7 +255,30 @@ async def test_a_pause_ending_after_the_patience_is_named_with_its_end(
     assert harness.remote.column_calls == 0 and done.counts["columns"]["failed"] == 1
     assert done.message == (
         "0 sent; 0 unchanged; 2 still pending (waiting for Canvas test paused until 2100-01-01 "
-        "09:30:05 UTC (paused by ada); sent when resumed); 1 column(s) could not be provisioned."
+        "09:30:05 UTC (paused by ada); sent when it ends); 1 column(s) could not be provisioned."
+    )
+
+
+def test_the_message_says_a_timed_pauses_results_go_when_it_ends() -> None:
+    """Nobody resumes a timed pause (a Retry-After, the breaker, an admin's pause with an
+    end): its results go when it ends. An admin's pause without an end, when resumed."""
+    counts = {"sent": 0, "unchanged": 0, "pending": 3}
+    until = datetime(2100, 1, 1, 9, 30, 5, tzinfo=UTC)
+    admin = Destination(T, "a", DestinationKind.LTI13_AGS, "A", enabled=False, pause_reason="x")
+    timed = Destination(T, "b", DestinationKind.LTI13_AGS, "B", paused_until=until)
+    other = replace(timed, name="C")
+    off = replace(admin, paused_until=until)  # turned off: its end is no end
+    for paused, when in [
+        ([admin], "sent when resumed"),
+        ([off], "sent when resumed"),
+        ([timed], "sent when it ends"),
+        ([timed, other], "sent when they end"),
+        ([admin, timed], "sent when resumed or when a timed pause ends"),
+    ]:
+        assert sync._describe(counts, paused).endswith(f"; {when})."), paused
+    assert sync._describe(counts, [timed]) == (
+        "0 sent; 0 unchanged; 3 still pending (waiting for B paused until 2100-01-01 09:30:05 "
+        "UTC; sent when it ends)."
     )
 
 

@@ -121,7 +121,7 @@ def runs(world: World, course: str) -> list[dict[str, Any]]:
 
 
 # what a run's message says of results it left pending for a paused destination
-WAITING_FOR_PAUSE = "; sent when resumed)"
+WAITING_FOR_PAUSE = "; sent when "
 
 
 def untruthful(run: dict[str, Any], paused: bool) -> list[str]:

@@ -154,15 +154,32 @@ class _Held:
         )
 
 
+def _pause_end(d: Destination) -> datetime | None:
+    """When a paused destination's pause ends by itself; None for an admin's pause until
+    resumed (a destination turned off stays off whatever its pause says)."""
+    return d.paused_until if d.enabled else None
+
+
 def _pause_name(d: Destination) -> str:
     """A paused destination as a run's message names it, e.g. "lms paused (exam week)", with
     the time a timed pause ends."""
-    timed = d.paused_until if d.enabled else None
+    timed = _pause_end(d)
     until = f" until {timed.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if timed is not None else ""
     return f"{d.name} paused{until}" + (f" ({d.pause_reason})" if d.pause_reason else "")
 
 
-def _describe(counts: dict[str, Any], paused: Sequence[str] = ()) -> str:
+def _sent_when(paused: Sequence[Destination]) -> str:
+    """When the results waiting for these pauses go: nobody resumes a timed pause, its rows
+    go when it ends; an admin's pause without an end, when resumed."""
+    timed = sum(_pause_end(d) is not None for d in paused)
+    if timed == 0:
+        return "sent when resumed"
+    if timed < len(paused):
+        return "sent when resumed or when a timed pause ends"
+    return "sent when it ends" if timed == 1 else "sent when they end"
+
+
+def _describe(counts: dict[str, Any], paused: Sequence[Destination] = ()) -> str:
     def by_reason(d: dict[str, int]) -> str:
         # the reasons in words; their codes are in the run's counts (the API, --json)
         return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(d.items()))
@@ -184,7 +201,8 @@ def _describe(counts: dict[str, Any], paused: Sequence[str] = ()) -> str:
         parts.append(f"{counts['retrying']} retrying")
     if counts.get("pending"):
         # a paused destination's rows are not waited for: they go once the pause ends
-        waits = f" (waiting for {', '.join(paused)}; sent when resumed)" if paused else ""
+        names = ", ".join(_pause_name(d) for d in paused)
+        waits = f" (waiting for {names}; {_sent_when(paused)})" if paused else ""
         parts.append(f"{counts['pending']} still pending{waits}")
     cols = counts.get("columns", {})
     if cols.get("failed"):
@@ -369,7 +387,7 @@ class RunExecutor:
                 held = await asyncio.to_thread(
                     self._pauses, run.scope, patience.left(self.monotonic())
                 )
-            paused = [_pause_name(h.destination) for h in held if h.pending]
+            paused = [h.destination for h in held if h.pending]
             outcome = _outcome(counts)
             message = _headline(outcome, counts) + _describe(counts, paused)
             if not targets and not paused:
@@ -466,7 +484,7 @@ class RunExecutor:
         held: list[_Held] = []
         with self.uow_factory() as uow:
             for d in self._paused_in(uow, scope.tenant_id, scope.destination_id, now):
-                ends = d.paused_until if d.enabled else None
+                ends = _pause_end(d)
                 goes = 0
                 if ends is not None and ends <= by:
                     goes, _, _, _ = uow.ledger.due_summary(
@@ -760,7 +778,7 @@ class RunExecutor:
                     now, **where, exclude_destinations=[(d.tenant_id, d.id) for d in paused]
                 )
                 for d in paused:
-                    ends = d.paused_until if d.enabled else None
+                    ends = _pause_end(d)
                     if ends is None or (next_retry is not None and ends >= next_retry):
                         continue  # paused until resumed, or something else is due sooner
                     owed, _, retry_at, _ = uow.ledger.due_summary(
