@@ -1156,6 +1156,11 @@ def test_a_missing_sis_category_and_a_broken_lti11_consumer_name_what_fixes_them
         school_id="sch-1", waker=runtime.waker,
     )  # fmt: skip
     with runtime.db.uow() as uow:
+        # the group the SIS refused (a remedy names the activity's group, never reads it back
+        # from the words)
+        uow.activities.upsert(
+            Activity("t1", "q1", "bio", "Quiz 1", 10.0, sync_enabled=False, category="Labs")
+        )
         uow.destinations.upsert(consumer, now)
         uow.links.save_course(CourseLink("t1", "lms11", "bio", "ctx-bio"))
         uow.people.upsert(Person("t1", "ada", "Ada L"))
