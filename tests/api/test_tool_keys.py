@@ -4,18 +4,29 @@ admins of a tenant the operator named: the keys sign for every tenant."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from gradesync.domain.tool_keys import KeyState
+from gradesync.services.lti.keys import FORCED_INTERVAL, REPLACE_INTERVAL
+from gradesync.testing import ManualClock
 from tests.support.api import ApiEnv, Caller
 
 ROUTE = "/lti/tool-keys"
 
 
 @pytest.fixture
-def operator(api: ApiEnv) -> Caller:
+def clock(api: ApiEnv) -> ManualClock:
+    """The tool keys' clock (set before the first key is made)."""
+    clock = ManualClock(datetime(2025, 6, 1, 12, tzinfo=UTC))
+    api.runtime.tool_keys.clock = clock
+    return clock
+
+
+@pytest.fixture
+def operator(api: ApiEnv, clock: ManualClock) -> Caller:
     """An admin of the tenant allowed to rotate the tool keys."""
     settings = api.runtime.settings
     api.runtime.settings = settings.model_copy(update={"tool_key_tenants": ["ops"]})
@@ -28,7 +39,9 @@ def _states(caller: Caller) -> dict[str, dict[str, Any]]:
     return {k["kid"]: k for k in r.json()}
 
 
-def test_an_admin_lists_and_rotates_the_tool_keys(api: ApiEnv, operator: Caller) -> None:
+def test_an_admin_lists_and_rotates_the_tool_keys(
+    api: ApiEnv, operator: Caller, clock: ManualClock
+) -> None:
     first = api.runtime.tool_keys.current().kid
     assert [(k["kid"], k["state"]) for k in operator.get(ROUTE).json()] == [(first, "current")]
 
@@ -42,8 +55,9 @@ def test_an_admin_lists_and_rotates_the_tool_keys(api: ApiEnv, operator: Caller)
     assert keys[made["kid"]]["signs_from"] == made["signs_from"] == keys[first]["retired_at"]
     assert api.runtime.tool_keys.current().kid == first  # published, not signing yet
 
-    # a second rotation replaces the waiting key: it never signs
-    r = operator.post(ROUTE, json={"now": False})
+    # a second rotation replaces the waiting key when asked: it never signs
+    clock.advance(REPLACE_INTERVAL)
+    r = operator.post(ROUTE, json={"now": False, "replace": True})
     assert r.status_code == 201, r.text
     newer = r.json()
     assert newer["retired_kid"] == first and newer["replaced_kids"] == [made["kid"]]
@@ -114,3 +128,52 @@ def test_a_wrong_rotation_body_is_refused_and_changes_nothing(
     assert r.status_code == 422, r.text
     assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [(next(iter(body)), rule)]
     assert [k.kid for k in api.runtime.tool_keys.list()] == [first]
+
+
+def test_a_rotation_while_a_key_waits_is_refused_unless_asked(
+    api: ApiEnv, operator: Caller, clock: ManualClock
+) -> None:
+    """Each rotation adds a key every platform of every tenant downloads: one waiting to sign
+    is replaced only when asked, naming the key, and no sooner than a minute after it."""
+    first = api.runtime.tool_keys.current().kid
+    made = operator.post(ROUTE).json()
+    r = operator.post(ROUTE)
+    assert r.status_code == 409, r.text
+    assert made["kid"] in r.json()["detail"] and '"replace": true' in r.json()["detail"]
+    r = operator.post(ROUTE, json={"replace": True})  # asked, but the key is seconds old
+    assert r.status_code == 429, r.text
+    assert r.headers["retry-after"] == str(int(REPLACE_INTERVAL.total_seconds()))
+    assert "once a minute" in r.json()["detail"]
+    assert [k.kid for k in api.runtime.tool_keys.list()] == [made["kid"], first]  # unchanged
+    clock.advance(REPLACE_INTERVAL)
+    r = operator.post(ROUTE, json={"replace": True})
+    assert r.status_code == 201, r.text
+    assert r.json()["replaced_kids"] == [made["kid"]]
+
+
+def test_a_rotation_with_now_soon_after_another_is_refused(
+    api: ApiEnv, operator: Caller, clock: ManualClock
+) -> None:
+    """Every rotation with `now` makes every tenant's platforms refuse gradesync until they
+    read the key set again: a leaked admin key looping it would stop grade passback for all.
+    The operator's command line is not limited."""
+    forced = operator.post(ROUTE, json={"now": True})
+    assert forced.status_code == 201, forced.text
+    clock.advance(timedelta(seconds=60))
+    r = operator.post(ROUTE, json={"now": True})
+    assert r.status_code == 429, r.text
+    left = FORCED_INTERVAL - timedelta(seconds=60)
+    assert r.headers["retry-after"] == str(int(left.total_seconds()))
+    assert "rotate-tool-key --now" in r.json()["detail"]
+    assert api.runtime.tool_keys.current().kid == forced.json()["kid"]  # unchanged
+    assert api.runtime.tool_keys.rotation(immediately=True).revoked  # the operator's
+    clock.advance(FORCED_INTERVAL)
+    assert operator.post(ROUTE, json={"now": True}).status_code == 201
+
+
+def test_a_tenant_not_named_is_refused_before_its_body_is_read(
+    api: ApiEnv, operator: Caller
+) -> None:
+    other = Caller(api.client, api.tenant("t1", "admin"))
+    r = other.post(ROUTE, json={"now": "x"})
+    assert r.status_code == 403, r.text

@@ -25,7 +25,13 @@ from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
 from gradesync.domain.tool_keys import KeyState
 from gradesync.runtime import Runtime
-from gradesync.services.lti.keys import KEY_SET_SECONDS, PUBLISH_LEAD, ToolKey, ToolKeyStore
+from gradesync.services.lti.keys import (
+    KEY_SET_SECONDS,
+    PUBLISH_LEAD,
+    REPLACED_PUBLISHED,
+    ToolKey,
+    ToolKeyStore,
+)
 from gradesync.testing import TEST_SECRET, ManualClock
 from gradesync.web.app import create_app
 
@@ -268,7 +274,7 @@ def test_a_rotation_while_a_key_waits_replaces_the_waiting_key(db: Database) -> 
     assert listed[second.kid].signs_from is None  # never signs
     assert listed[second.kid].state is KeyState.RETIRING
     assert listed[first.kid].retired_at == third.signs_from
-    assert second.kid in _published(store)  # harmless: nothing was signed with it
+    assert second.kid in _published(store)  # a process ahead may have read it as current
     clock.advance(timedelta(seconds=60))
     assert store.current().kid == third.kid
     assert ToolKeyStore(db.uow, clock).current().kid == third.kid
@@ -287,3 +293,31 @@ async def test_one_store_signs_and_serves_in_a_process(runtime: Runtime) -> None
         new = app.state.lti.keys.rotate(immediately=True)  # the LTI endpoints' store
         signed = context.tool_keys.current().sign({"iss": "gs"})
         assert jwt.get_unverified_header(signed)["kid"] == new.kid != old.kid
+
+
+async def test_a_replaced_key_leaves_the_key_set_soon_after_it_is_replaced(
+    runtime: Runtime, clock: ManualClock
+) -> None:
+    """A key replaced while it waited signed nothing: it stays published only as long as a
+    process that read it as current just before may sign with it, not the overlap, so
+    repeated rotations do not grow the key set every platform downloads."""
+    store = runtime.tool_keys
+    async with _client(runtime) as client:
+        first = store.current()
+        second = store.rotate()
+        clock.advance(timedelta(seconds=60))
+        third = store.rotate()
+        assert _kids(await client.get(JWKS)) == {first.kid, second.kid, third.kid}
+        listed = {k.kid: k for k in store.list()}
+        assert listed[second.kid].published_until == T0 + timedelta(seconds=60) + (
+            REPLACED_PUBLISHED
+        )
+        clock.advance(REPLACED_PUBLISHED - timedelta(seconds=1))
+        assert second.kid in _kids(await client.get(JWKS))
+        clock.advance(timedelta(seconds=KEY_SET_SECONDS))  # serve's copy read again
+        assert _kids(await client.get(JWKS)) == {first.kid, third.kid}
+        listed = {k.kid: k for k in store.list()}
+        assert listed[second.kid].state is KeyState.EXPIRED
+        assert listed[first.kid].state is KeyState.RETIRING  # it signed: the overlap
+        assert store.prune() == 1
+        assert [k.kid for k in store.list()] == [third.kid, first.kid]

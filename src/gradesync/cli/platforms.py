@@ -192,15 +192,17 @@ def rotate_tool_key(
     """Make a new LTI signing key. It is published at once and signs about 5 minutes later,
     once platforms' cached key sets hold it; the current key signs until then and stays
     published for a week after (then `prune-tool-keys` removes it). A key still waiting to
-    sign from an earlier rotation is replaced: it never signs."""
-    from gradesync.web.api.tool_keys import rotation_out, rotation_text
+    sign from an earlier rotation is replaced: it never signs. The operator is not held to
+    the API's limits (a key waiting, rotations in quick succession)."""
+    from gradesync.services.lti.key_admin import rotation_words
+    from gradesync.web.api.tool_keys import rotation_out
 
     with runtime() as rt:
         done = rt.tool_keys.rotation(immediately=now)
     if as_json:
         print_json(rotation_out(done).model_dump(mode="json"))  # as POST /lti/tool-keys
         return
-    console.print(rotation_text(done), highlight=False)
+    console.print(rotation_words(done).text(), highlight=False)
 
 
 @keys_app.command("list-tool-keys")

@@ -5,7 +5,8 @@ the tool's key set, and a signature with a key missing from their copy is refuse
 signing (`retired_at`) when the next one starts, and stays published for the overlap after
 that, so whatever it signed keeps verifying until it expires. A key still waiting to sign
 when a newer rotation comes is retired at once: it never signs, and the key signing now signs
-until the newer one starts. A key revoked (`revoked_at`,
+until the newer one starts; having signed nothing, it stays published only for a short while
+(`replaced_for`), not the overlap. A key revoked (`revoked_at`,
 replaced by a forced rotation: it may have leaked) is withdrawn from the key set at once.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-__all__ = ["KeyState", "key_state", "signing_start"]
+__all__ = ["KeyState", "key_state", "published_for", "signing_start"]
 
 
 class KeyState(StrEnum):
@@ -25,17 +26,27 @@ class KeyState(StrEnum):
     REVOKED = "revoked"  # withdrawn at once, signs no more; `prune-tool-keys` deletes it
 
 
+def published_for(
+    signs_from: datetime, retired_at: datetime, overlap: timedelta, replaced_for: timedelta
+) -> timedelta:
+    """How long a retired key stays published after `retired_at`: the overlap for a key that
+    signed, `replaced_for` (at most the overlap) for one replaced before it began."""
+    return overlap if retired_at > signs_from else min(overlap, replaced_for)
+
+
 def key_state(
     signs_from: datetime,
     retired_at: datetime | None,
     now: datetime,
     overlap: timedelta,
     revoked_at: datetime | None = None,
+    replaced_for: timedelta | None = None,
 ) -> KeyState:
     if revoked_at is not None and revoked_at <= now:
         return KeyState.REVOKED
     if retired_at is not None and retired_at <= now:
-        return KeyState.RETIRING if retired_at > now - overlap else KeyState.EXPIRED
+        keep = published_for(signs_from, retired_at, overlap, replaced_for or overlap)
+        return KeyState.RETIRING if retired_at > now - keep else KeyState.EXPIRED
     if signs_from > now:
         return KeyState.NEXT
     return KeyState.CURRENT

@@ -32,10 +32,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from gradesync.domain.tool_keys import KeyState, key_state, signing_start
+from gradesync.domain.errors import Conflict
+from gradesync.domain.tool_keys import KeyState, key_state, published_for, signing_start
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.ports import UnitOfWorkFactory
-from gradesync.services.ports.lti import StoredToolKey
+from gradesync.services.ports.lti import StoredToolKey, ToolKeyRow
 
 DEFAULT_OVERLAP = timedelta(days=7)
 KEY_BITS = 2048
@@ -147,6 +148,82 @@ CLOCK_MARGIN = 15.0
 # platform's copy read just before serve's was renewed, have both been read again by then.
 PUBLISH_LEAD = timedelta(seconds=KEY_SET_SECONDS + KEY_SET_MAX_AGE + CLOCK_MARGIN)
 
+# A key replaced while it waited signed nothing, yet a process whose clock runs ahead may have
+# read it as current just before: it stays published for the lead plus that process's cache,
+# not the overlap (rotations repeated would otherwise grow every platform's key set).
+REPLACED_PUBLISHED = PUBLISH_LEAD + timedelta(seconds=_CACHE_SECONDS)
+
+# Rotations through the API and the console (`limited`), which an admin's key or a script
+# can repeat: a key waiting to sign is replaced only when asked, and no sooner than this
+# after it was made; a rotation with `now` (every platform refuses gradesync until it reads
+# the key set again) no sooner than this after the previous one.
+REPLACE_INTERVAL = timedelta(seconds=60)
+FORCED_INTERVAL = PUBLISH_LEAD
+
+
+class RotationRefused(Conflict):
+    """A limited rotation refused; nothing was changed. `rule`: `key_waiting` (a key waits
+    to sign: replace it only when asked) or `too_soon` (`retry_after` seconds)."""
+
+    def __init__(
+        self, message: str, *, rule: str, waiting: str | None = None, retry_after: int = 0
+    ) -> None:
+        super().__init__(message, rule=rule)
+        self.waiting = waiting
+        self.retry_after = retry_after
+
+
+def _seconds(left: timedelta) -> int:
+    return max(1, int(left.total_seconds() + 0.999))
+
+
+def _refusal(
+    before: list[ToolKeyRow], now: datetime, *, immediately: bool, replace: bool
+) -> RotationRefused | None:
+    """Why a limited rotation must not be made now, from the keys before it."""
+    if immediately:
+        forced = max((r.revoked_at for r in before if r.revoked_at), default=None)
+        if forced is not None and now - forced < FORCED_INTERVAL:
+            until = forced + FORCED_INTERVAL
+            return RotationRefused(
+                f"too soon: a rotation with now was made at {forced:%H:%M:%S} UTC, and "
+                f"another is refused until {until:%H:%M:%S} UTC (platforms are still reading "
+                "the key set again); the operator can force one with `gradesync keys "
+                "rotate-tool-key --now`",
+                rule="too_soon",
+                retry_after=_seconds(until - now),
+            )
+        return None
+    waiting = [
+        r
+        for r in before
+        if r.signs_from > now
+        and r.revoked_at is None
+        and (r.retired_at is None or r.retired_at > now)
+    ]
+    if not waiting:
+        return None
+    key = waiting[0]
+    if not replace:
+        return RotationRefused(
+            f"tool key {key.kid} is waiting to sign (from {key.signs_from:%Y-%m-%d %H:%M:%S} "
+            "UTC): a rotation now would replace it, and it would never sign. Ask for that "
+            'with "replace": true, or rotate after it starts signing',
+            rule="key_waiting",
+            waiting=key.kid,
+        )
+    if now - key.created_at < REPLACE_INTERVAL:
+        until = key.created_at + REPLACE_INTERVAL
+        return RotationRefused(
+            f"too soon: tool key {key.kid}, waiting to sign, was made at "
+            f"{key.created_at:%H:%M:%S} UTC; a key is replaced at most once a minute, so not "
+            f"before {until:%H:%M:%S} UTC",
+            rule="too_soon",
+            waiting=key.kid,
+            retry_after=_seconds(until - now),
+        )
+    return None
+
 
 def _tool_key(stored: StoredToolKey) -> ToolKey:
     return load_key(
@@ -243,15 +320,19 @@ class ToolKeyStore:
         self._cached = None
         return self.current()
 
-    def _published_cutoff(self) -> datetime:
-        return self.clock.now() - self.overlap
+    def _published_cutoffs(self) -> tuple[datetime, datetime]:
+        """Keys retired before these are no longer published: one that signed, one replaced
+        before it began."""
+        now = self.clock.now()
+        return now - self.overlap, now - min(self.overlap, REPLACED_PUBLISHED)
 
     def jwks(self) -> dict[str, Any]:
         """The JWKS document: the current key, the next one, and keys retired less than
-        `overlap` ago and not revoked."""
+        `overlap` ago (`REPLACED_PUBLISHED` for one replaced before it signed) and not
+        revoked."""
         self.current()  # a platform fetching the JWKS before any launch still gets a key
         with self._reads() as uow:
-            return {"keys": uow.tool_keys.published(self._published_cutoff())}
+            return {"keys": uow.tool_keys.published(*self._published_cutoffs())}
 
     async def key_set(self) -> dict[str, Any]:
         """The JWKS as `jwks()`, from memory for `KEY_SET_SECONDS`, on the event loop. When
@@ -272,18 +353,23 @@ class ToolKeyStore:
         return await asyncio.wrap_future(flight)
 
     def _read_key_set(self, flight: Future[dict[str, Any]]) -> None:
+        # the flight is let go before its waiters are answered: a request that comes once
+        # they have their answer (the clock moved on) starts a read, not joins this one
         try:
             changes, at = self._changes, self.clock.now()
             document = self.jwks()
         except BaseException as exc:  # every waiter gets the failure, the next request retries
+            self._land(flight)
             flight.set_exception(exc)
         else:
             self._key_set = (document, at, changes)
+            self._land(flight)
             flight.set_result(document)
-        finally:
-            with self._flight_lock:
-                if self._flight is flight:
-                    self._flight = None
+
+    def _land(self, flight: Future[dict[str, Any]]) -> None:
+        with self._flight_lock:
+            if self._flight is flight:
+                self._flight = None
 
     def list(self) -> list[ToolKeyInfo]:
         """Every key, newest first, with its state now."""
@@ -296,9 +382,21 @@ class ToolKeyStore:
                 created_at=r.created_at,
                 signs_from=signing_start(r.signs_from, r.retired_at, r.revoked_at),
                 retired_at=r.retired_at,
-                state=key_state(r.signs_from, r.retired_at, now, self.overlap, r.revoked_at),
+                state=key_state(
+                    r.signs_from,
+                    r.retired_at,
+                    now,
+                    self.overlap,
+                    r.revoked_at,
+                    REPLACED_PUBLISHED,
+                ),
                 published_until=r.revoked_at
-                or (r.retired_at + self.overlap if r.retired_at else None),
+                or (
+                    r.retired_at
+                    + published_for(r.signs_from, r.retired_at, self.overlap, REPLACED_PUBLISHED)
+                    if r.retired_at
+                    else None
+                ),
                 revoked_at=r.revoked_at,
             )
             for r in rows
@@ -307,12 +405,19 @@ class ToolKeyStore:
     # --- changing ---
 
     def _make(
-        self, after: int, *, signs_from: datetime | None, revoke: bool = False
+        self,
+        after: int,
+        *,
+        signs_from: datetime | None,
+        revoke: bool = False,
+        limited: bool = False,
+        replace_waiting: bool = False,
     ) -> Rotation | None:
         """Store a new key of generation `after + 1`, signing from `signs_from` (None: now),
         the key signing now retiring then and any key waiting to sign retiring now (with
         `revoke`, all withdrawn from the key set now). None when another process stored that
-        generation first."""
+        generation first. `limited`: the limits of `rotation` are checked in the same
+        transaction (RotationRefused, and nothing stored)."""
         now = self.clock.now()
         key = new_key(now)
         starts = signs_from or now
@@ -324,6 +429,10 @@ class ToolKeyStore:
                 return None
             # read in the same transaction as the change: what this rotation replaced
             before = [r for r in uow.tool_keys.listing() if r.kid != key.kid]
+            if limited:
+                refused = _refusal(before, now, immediately=revoke, replace=replace_waiting)
+                if refused is not None:
+                    raise refused  # rolled back: the new key is not stored
             uow.tool_keys.retire_before(after + 1, now, starts)
             if revoke:
                 uow.tool_keys.revoke_before(after + 1, now)
@@ -335,7 +444,6 @@ class ToolKeyStore:
         ]
         signing = [r.kid for r in live if r.signs_from <= now]
         waiting = tuple(r.kid for r in live if r.signs_from > now)
-        published = now - self.overlap
         return Rotation(
             key=replace(key, signs_from=starts),
             signing_until=signing[0] if signing else None,  # newest first
@@ -345,7 +453,12 @@ class ToolKeyStore:
                 for r in before
                 if revoke
                 and r.revoked_at is None
-                and (r.retired_at is None or r.retired_at > published)
+                and (
+                    r.retired_at is None
+                    or r.retired_at
+                    + published_for(r.signs_from, r.retired_at, self.overlap, REPLACED_PUBLISHED)
+                    > now
+                )
             ),
         )
 
@@ -353,7 +466,13 @@ class ToolKeyStore:
         """The new key of `rotation`."""
         return self.rotation(immediately=immediately).key
 
-    def rotation(self, *, immediately: bool = False) -> Rotation:
+    def rotation(
+        self,
+        *,
+        immediately: bool = False,
+        limited: bool = False,
+        replace_waiting: bool = False,
+    ) -> Rotation:
         """Make a new key, published at once. It signs from `PUBLISH_LEAD` from now, when
         every cached copy of the key set holds it; the key signing now signs until then, and
         the keys it replaces stay published for `overlap` after they stop signing. A key still
@@ -361,7 +480,12 @@ class ToolKeyStore:
         `immediately` (a key that must stop signing: it may have leaked) it signs at once and
         the keys it replaces are revoked, withdrawn from the key set at once (serve's copy
         here now, in other processes within `KEY_SET_SECONDS`): platforms refuse them once
-        they read the set again, and refuse the new key until then."""
+        they read the set again, and refuse the new key until then.
+
+        `limited` (the API's and the console's, which may be repeated by a script): refused
+        (RotationRefused, nothing changed) while a key waits to sign unless `replace_waiting`, when
+        that key was made less than `REPLACE_INTERVAL` ago, and with `immediately` less than
+        `FORCED_INTERVAL` after the previous rotation with it."""
         self.current()  # an empty store: the first key, which this rotation then replaces
         with self._lock:
             self._cached = None
@@ -369,7 +493,13 @@ class ToolKeyStore:
                 with self._uow() as uow:
                     latest = uow.tool_keys.latest_generation()
                 starts = self.clock.now() + (timedelta(0) if immediately else PUBLISH_LEAD)
-                made = self._make(latest, signs_from=starts, revoke=immediately)
+                made = self._make(
+                    latest,
+                    signs_from=starts,
+                    revoke=immediately,
+                    limited=limited,
+                    replace_waiting=replace_waiting,
+                )
                 if made is not None:
                     break
         self._changed()
@@ -382,10 +512,10 @@ class ToolKeyStore:
             return uow.tool_keys.next_start(now)
 
     def prune(self) -> int:
-        """Delete keys retired longer than `overlap` ago, and revoked keys (neither is
-        published)."""
+        """Delete keys retired longer than `overlap` ago (`REPLACED_PUBLISHED` for a key
+        replaced before it signed), and revoked keys (none is published)."""
         with self._uow() as uow:
-            count = uow.tool_keys.prune(self._published_cutoff())
+            count = uow.tool_keys.prune(*self._published_cutoffs())
             uow.commit()
         self._changed()
         return count

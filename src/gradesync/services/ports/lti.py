@@ -121,17 +121,19 @@ class ToolKeyRepo(Protocol):
         already keeps its time)."""
         ...
 
-    def published(self, retired_after: datetime) -> list[dict[str, Any]]:
-        """Public JWKs of the keys not retired or retired after the cut-off, none revoked,
-        newest first."""
+    def published(self, retired_after: datetime, replaced_after: datetime) -> list[dict[str, Any]]:
+        """Public JWKs of the keys not retired or retired after the cut-off (`retired_after`
+        for a key that signed, `replaced_after` for one replaced before it began), none
+        revoked, newest first."""
         ...
 
     def listing(self) -> list[ToolKeyRow]:
         """Every key, newest first."""
         ...
 
-    def prune(self, retired_before: datetime) -> int:
-        """Delete the keys retired before the cut-off and the revoked ones."""
+    def prune(self, retired_before: datetime, replaced_before: datetime) -> int:
+        """Delete the revoked keys and the retired ones no longer published (the cut-offs
+        of `published`)."""
         ...
 
 

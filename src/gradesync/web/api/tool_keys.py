@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from gradesync.domain.tool_keys import KeyState
 from gradesync.runtime import Runtime
-from gradesync.services.lti.keys import Rotation, ToolKeyInfo
+from gradesync.services.lti.key_admin import may_rotate, rotation_words
+from gradesync.services.lti.keys import Rotation, RotationRefused, ToolKeyInfo
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import UrlIdsRoute
@@ -65,6 +66,11 @@ class RotateIn(InputModel):
         "the key set refuse gradesync's signatures until they read it again (up to 5 minutes). "
         "false: the new key is published now and signs about 5 minutes later.",
     )
+    replace: Annotated[bool, Field(strict=True)] = Field(
+        False,
+        description="true: replace a key still waiting to sign from an earlier rotation (it "
+        "then never signs). Without it such a rotation is refused `409`.",
+    )
 
 
 class RotationOut(BaseModel):
@@ -96,25 +102,6 @@ def tool_key_out(k: ToolKeyInfo) -> ToolKeyOut:
     )
 
 
-def rotation_text(r: Rotation) -> str:
-    """What a rotation did, as the CLI and the console say it."""
-    new = r.key
-    if r.revoked:
-        return (
-            f"new tool key {new.kid} signs now; {', '.join(r.revoked)} revoked: no longer "
-            "published, platforms refuse them as soon as they read the key set again.\n"
-            "warning: platforms that cached the key set before now refuse gradesync's "
-            "signatures until they read it again (up to 5 minutes)"
-        )
-    starts = f"{new.signs_from:%Y-%m-%d %H:%M:%S} UTC" if new.signs_from else "now"
-    text = f"new tool key {new.kid} published now, signs from {starts}"
-    if r.signing_until and r.signing_until != new.kid:
-        text += f"; {r.signing_until} signs until then and stays published for the overlap after"
-    if r.replaced:
-        text += f"; {', '.join(r.replaced)} (waiting to sign) replaced: it never signs"
-    return text
-
-
 def rotation_out(r: Rotation) -> RotationOut:
     assert r.key.signs_from is not None  # a rotation sets it
     return RotationOut(
@@ -123,12 +110,18 @@ def rotation_out(r: Rotation) -> RotationOut:
         retired_kid=r.signing_until,
         replaced_kids=list(r.replaced),
         revoked_kids=list(r.revoked),
-        message=rotation_text(r),
+        message=rotation_words(r).text(),
     )
 
 
-def may_rotate(rt: Runtime, tenant_id: str) -> bool:
-    return tenant_id in rt.settings.tool_key_tenants
+def may_rotate_tool_keys(
+    p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
+) -> Principal:
+    """An admin of a tenant in `GRADESYNC_TOOL_KEY_TENANTS`; refused before the body is
+    validated, as a missing scope is."""
+    if not may_rotate(rt.settings.tool_key_tenants, p.tenant_id):
+        raise HTTPException(status_code=403, detail=NOT_ALLOWED)
+    return p
 
 
 @router.get("/lti/tool-keys", response_model=list[ToolKeyOut])
@@ -142,13 +135,25 @@ def list_tool_keys(
 
 @router.post("/lti/tool-keys", response_model=RotationOut, status_code=201)
 def rotate_tool_key(
+    p: Principal = Depends(may_rotate_tool_keys),
     body: RotateIn | None = None,
-    p: Principal = Depends(admin),
     rt: Runtime = Depends(runtime),
 ) -> RotationOut:
     """Make a new signing key (a rotation): published at once, it signs about 5 minutes later
-    (with `now`: at once, and the keys it replaces are revoked). A key still waiting to sign
-    is replaced: it never signs. Only for admins of a tenant in `GRADESYNC_TOOL_KEY_TENANTS`."""
-    if not may_rotate(rt, p.tenant_id):
-        raise HTTPException(status_code=403, detail=NOT_ALLOWED)
-    return rotation_out(rt.tool_keys.rotation(immediately=bool(body and body.now)))
+    (with `now`: at once, and the keys it replaces are revoked). While a key waits to sign
+    from an earlier rotation, `409` unless `replace` is true (the waiting key then never
+    signs); `429` for a replacement within a minute of the waiting key, or a `now` within
+    about 5 minutes of the previous one. Only for admins of a tenant in
+    `GRADESYNC_TOOL_KEY_TENANTS`."""
+    try:
+        done = rt.tool_keys.rotation(
+            immediately=bool(body and body.now),
+            limited=True,
+            replace_waiting=bool(body and body.replace),
+        )
+    except RotationRefused as exc:
+        if exc.rule == "too_soon":
+            headers = {"Retry-After": str(exc.retry_after)}
+            raise HTTPException(status_code=429, detail=str(exc), headers=headers) from exc
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return rotation_out(done)

@@ -179,7 +179,7 @@ def confirm_page(
 
 
 def flash(request: Request, level: str, text: str) -> None:
-    """A one-time message shown on the next page ("ok" or "error")."""
+    """A one-time message shown on the next page ("ok", "warning" or "error")."""
     request.session.setdefault("flashes", []).append((level, text))
 
 

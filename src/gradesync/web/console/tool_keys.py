@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gradesync.domain.model import ConsoleUser
-from gradesync.web.api.tool_keys import may_rotate, rotation_text
+from gradesync.services.lti.key_admin import may_rotate, rotation_words
+from gradesync.services.lti.keys import RotationRefused
 from gradesync.web.console.common import (
     PageError,
     admin_user,
@@ -42,7 +43,7 @@ def tool_keys_page(request: Request, user: ConsoleUser = Depends(admin_user)) ->
         user,
         nav="destinations",
         keys=rt.tool_keys.list(),
-        may_rotate=may_rotate(rt, user.tenant_id),
+        may_rotate=may_rotate(rt.settings.tool_key_tenants, user.tenant_id),
     )
 
 
@@ -51,10 +52,11 @@ def rotate(
     request: Request,
     now: Literal["yes"] | None = Form(None),
     confirm: Literal["yes"] | None = Form(None),
+    replace: Literal["yes"] | None = Form(None),
     user: ConsoleUser = Depends(admin_user),
 ) -> Response:
     rt = runtime_of(request)
-    if not may_rotate(rt, user.tenant_id):
+    if not may_rotate(rt.settings.tool_key_tenants, user.tenant_id):
         raise PageError(403, NOT_ALLOWED)
     if now == "yes" and confirm != "yes":  # it cannot be taken back, and stops trust a while
         return confirm_page(
@@ -74,6 +76,32 @@ def rotate(
             cancel=PAGE,
             fields={"now": "yes"},
         )
-    done = rt.tool_keys.rotation(immediately=now == "yes")
-    flash(request, "ok", rotation_text(done))
+    try:
+        done = rt.tool_keys.rotation(
+            immediately=now == "yes", limited=True, replace_waiting=replace == "yes"
+        )
+    except RotationRefused as exc:
+        if exc.rule == "key_waiting" and exc.waiting:  # asked, as the API asks for `replace`
+            return confirm_page(
+                request,
+                user,
+                nav="destinations",
+                title="Replace the key waiting to sign?",
+                said=[
+                    f"Key {exc.waiting} is waiting to sign, from an earlier rotation. A new "
+                    "rotation replaces it: it never signs, and the new key signs about 5 "
+                    "minutes from now instead.",
+                    "Nothing was changed yet.",
+                ],
+                action=f"{PAGE}/rotate",
+                yes="Yes, replace it",
+                cancel=PAGE,
+                fields={"replace": "yes"},
+            )
+        flash(request, "error", f"{exc} Nothing was changed.")
+        return RedirectResponse(PAGE, status_code=303)
+    words = rotation_words(done)
+    flash(request, "ok", words.said)
+    if words.warning:
+        flash(request, "warning", f"Warning: {words.warning}.")
     return RedirectResponse(PAGE, status_code=303)

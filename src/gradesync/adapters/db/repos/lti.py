@@ -169,14 +169,23 @@ class ToolKeyRepo(ports.ToolKeyRepo):
             .values(revoked_at=utc(at))
         )
 
-    def published(self, retired_after: datetime) -> list[dict[str, Any]]:
+    @staticmethod
+    def _kept(retired_after: datetime, replaced_after: datetime) -> Any:
+        """Not retired, or retired after the cut-off of its kind: a key that signed (retired
+        after it started) `retired_after`, one replaced before it began `replaced_after`."""
+        c = t.tool_keys.c
+        signed = c.retired_at > c.signs_from
+        return (
+            c.retired_at.is_(None)
+            | (signed & (c.retired_at > utc(retired_after)))
+            | (~signed & (c.retired_at > utc(replaced_after)))
+        )
+
+    def published(self, retired_after: datetime, replaced_after: datetime) -> list[dict[str, Any]]:
         c = t.tool_keys.c
         rows = self.conn.execute(
             select(c.public_jwk)
-            .where(
-                c.retired_at.is_(None) | (c.retired_at > utc(retired_after)),
-                c.revoked_at.is_(None),
-            )
+            .where(self._kept(retired_after, replaced_after), c.revoked_at.is_(None))
             .order_by(c.generation.desc())
         ).all()
         return [dict(r[0]) for r in rows]
@@ -193,14 +202,10 @@ class ToolKeyRepo(ports.ToolKeyRepo):
             for kid, created, signs, retired, revoked in rows
         ]
 
-    def prune(self, retired_before: datetime) -> int:
+    def prune(self, retired_before: datetime, replaced_before: datetime) -> int:
         c = t.tool_keys.c
-        res = self.conn.execute(
-            delete(t.tool_keys).where(
-                c.revoked_at.is_not(None)
-                | (c.retired_at.is_not(None) & (c.retired_at <= utc(retired_before)))
-            )
-        )
+        kept = self._kept(retired_before, replaced_before)
+        res = self.conn.execute(delete(t.tool_keys).where(c.revoked_at.is_not(None) | ~kept))
         return int(res.rowcount or 0)
 
 
