@@ -346,3 +346,27 @@ def test_a_misconfigured_lti11_consumer_names_what_fixes_it_where_it_is_read() -
     assert remedies.in_console(code, said, instructor=True, destination_id=None).endswith(
         "— Ask a gradesync administrator to check this gradebook connection's settings."
     )
+
+
+def test_every_remedy_code_has_words_for_every_reader() -> None:
+    """A remedy is worded while a failure is built, in the middle of a send: a code missing
+    from a reader's table would leave that reader the command line's words, or none."""
+    assert remedies.REMEDY_CODES
+    for code in remedies.REMEDY_CODES:
+        fix = remedies.Remedy(code, destination="sis", course="c1", activity="a1", group="Quiz")
+        for reader in remedies.Reader:
+            table = remedies._CLI_WORDS if reader is remedies.Reader.CLI else None
+            held = table or remedies.FOR_READERS[reader]
+            assert fix.key in held, (code, reader)
+            said = fix.words(reader)
+            assert said != remedies.UNWORDED and "{" not in said, (code, reader)
+            if reader is not remedies.Reader.CLI:
+                assert not remedies.names_command(said), (code, reader)
+
+
+def test_a_code_with_no_words_is_said_plainly_and_never_raises() -> None:
+    fix = remedies.Remedy("bad_credentials", destination="sis")  # the API's and console's only
+    assert fix.words(remedies.Reader.CLI) == remedies.UNWORDED
+    assert "PUT /api/v1/sis/connections/sis" in fix.words(remedies.Reader.API)
+    for reader in remedies.Reader:
+        assert remedies.Remedy("new_adapter_code").words(reader) == remedies.UNWORDED

@@ -415,6 +415,12 @@ _CLI_WORDS: dict[str, str] = {
     "console, or: gradesync sis categories {destination} --align GROUP={category_word}",
 }
 
+# the codes a `Remedy` holds: each has words for every reader (tests/unit/test_remedies.py)
+REMEDY_CODES = frozenset(_CLI_WORDS)
+# a code with no words for its reader (a new adapter's, not yet worded): said plainly rather
+# than raise while a failure is being built in the middle of a send
+UNWORDED = "Check the destination's settings, then check it again: its check names what is wrong."
+
 
 @dataclass(frozen=True, slots=True)
 class Remedy:
@@ -439,8 +445,8 @@ class Remedy:
     def words(self, reader: Reader) -> str:
         """The remedy as an administrator reading over `reader` does it: the command line's
         command, the API's route, the console's page or button."""
-        table = _CLI_WORDS if reader is Reader.CLI else FOR_READERS[reader]
-        template = table.get(self.key) or _CLI_WORDS[self.key]
+        table = _CLI_WORDS if reader is Reader.CLI else FOR_READERS.get(reader, {})
+        template = table.get(self.key) or _CLI_WORDS.get(self.key, UNWORDED)
         ids = _held(
             reader,
             destination=self.destination,
