@@ -133,6 +133,28 @@ def test_if_match_is_optional_and_read_as_http_says(api: ApiEnv) -> None:
     assert _stored(api) == before
 
 
+def test_if_match_holding_no_version_is_refused_not_read_as_changed(api: ApiEnv) -> None:
+    """A well-formed tag holding no settings version (a typo, a cut copy) is not a version
+    changed since: refused `etag` naming If-Match and the rule, as `sis add --expect-version`
+    refuses it. A stale version stays `412 changed`, `*` stays any version."""
+    admin = Caller(api.client, api.district_sis())
+    tag = admin.get("/sis/connections/sis").headers["ETag"]
+    before = _stored(api)
+    for bad in ('"bogus"', tag[:-2] + '"', tag.upper(), f'{tag}, "3f2a"', '""'):
+        r = admin.put("/sis/connections/sis", json={"name": "One"}, headers={"If-Match": bad})
+        assert r.status_code == 422, (bad, r.text)
+        (problem,) = r.json()["detail"]
+        assert (problem["field"], problem["rule"]) == ("If-Match", "etag"), problem
+        assert problem["loc"] == ["header", "If-Match"]
+        assert "64 lowercase hexadecimal characters" in problem["msg"], problem
+    assert _stored(api) == before
+    stale = '"' + "0" * 64 + '"'
+    r = admin.put("/sis/connections/sis", json={"name": "One"}, headers={"If-Match": stale})
+    assert r.status_code == 412, r.text
+    r = admin.put("/sis/connections/sis", json={"name": "One"}, headers={"If-Match": "*"})
+    assert r.status_code == 200, r.text
+
+
 def test_if_match_ignores_empty_list_elements_as_http_says(api: ApiEnv) -> None:
     """RFC 9110 5.6.1: a recipient ignores empty elements of a list (`"a", , "b"`); they do
     not make a well-formed header malformed, and do not make a stale one current."""
@@ -188,7 +210,7 @@ def test_if_match_on_a_destination_that_is_no_sis_is_the_kind_error(api: ApiEnv)
     admin = Caller(api.client, api.tenant("t1", "admin"))
     add_destination(api.db.uow, "t1", "lms", name="Canvas")
     before = admin.get("/destinations/lms").json()
-    for tag in ('"x"', "*", None):
+    for tag in ('"' + "0" * 64 + '"', "*", None):  # a tag holding no version is `etag`
         headers = {"If-Match": tag} if tag else {}
         r = admin.put("/sis/connections/lms", json={"name": "q"}, headers=headers)
         assert r.status_code == 422, (tag, r.text)

@@ -6,6 +6,7 @@ that sends none changes what is stored now, as before."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from fastapi import HTTPException
 
@@ -63,6 +64,24 @@ def if_match(header: str | None) -> frozenset[str] | None:
             ]
         )
     return frozenset(tags)  # weak tags only: empty, which no version matches
+
+
+def versions_of(tags: frozenset[str] | None, well_formed: Callable[[str], bool]) -> None:
+    """Refuse (`etag`) strong tags that hold no version of this kind: a typo or a cut copy is
+    told apart from a version changed since (`412 changed`), as the command line does."""
+    for tag in sorted(tags or ()):
+        if tag != ANY and not well_formed(tag):
+            raise InvalidInput(
+                [
+                    UrlProblem(
+                        HEADER,
+                        "etag",
+                        f'If-Match: "{tag}" holds no version: give the ETag a GET answered '
+                        '(64 lowercase hexadecimal characters, in double quotes), or "*".',
+                        "header",
+                    )
+                ]
+            )
 
 
 def stale(exc: Conflict) -> HTTPException:

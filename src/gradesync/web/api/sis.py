@@ -308,8 +308,9 @@ def put_connection(
         alias="If-Match",
         description="The `ETag` of `GET /sis/connections/{destination_id}` the change is made "
         "from (or `*`: the connection exists): settings changed since answer `412` and "
-        "nothing changes. Optional: without it the change is made whatever was changed "
-        "meanwhile.",
+        "nothing changes; a tag holding no settings version (64 lowercase hexadecimal "
+        "characters) is refused `422` `etag`. Optional: without it the change is made "
+        "whatever was changed meanwhile.",
     ),
     p: Principal = Depends(admin),
     rt: Runtime = Depends(runtime),
@@ -321,6 +322,7 @@ def put_connection(
     answered), settings another change reached first answer `412` `changed`, and nothing
     changes. Answers the settings as `GET` does, with their new `ETag`."""
     versions = preconditions.if_match(if_match)
+    preconditions.versions_of(versions, service.well_formed_version)
     try:
         dest = service.add_connection(
             rt.uow,
