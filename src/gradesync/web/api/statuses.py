@@ -8,8 +8,9 @@ built, so they are added here by rule rather than repeated on every route:
   tenant's id too: it never learns that the id exists);
 - every operation answers 422 naming the field and the rule (one without parameters or a
   body too: it refuses a query parameter it does not take, `web/api/query.py`);
-- a few answer 409 (the request contradicts stored state), 502 (the SIS or LMS answered with an
-  error) or 503 (no worker runs), listed below by operation;
+- a few answer 409 (the request contradicts stored state), 429 (a tool key rotation too soon
+  after the previous one), 502 (the SIS or LMS answered with an error) or 503 (no worker
+  runs), listed below by operation;
 - the LTI endpoints answer the browser (or the LMS) with an HTML page, or JSON when asked.
 
 `tests/security/test_fuzz_api.py` checks every answer against this document.
@@ -69,6 +70,23 @@ STALE = _json(
     {"type": "object"},
 )
 NO_WORKER = _json("No worker process is running to carry the work out.", _DETAIL)
+KEY_WAITING = _json(
+    "A key waits to sign from an earlier rotation (the detail names it): send "
+    '`{"replace": true}` to replace it; nothing changed.',
+    _DETAIL,
+)
+TOO_SOON = {
+    **_json(
+        "Too soon after the previous rotation (the detail names the rule); nothing changed.",
+        _DETAIL,
+    ),
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds until the rotation is taken.",
+            "schema": {"type": "integer"},
+        }
+    },
+}
 
 BAD_BODY = _json("The body is not JSON (or not UTF-8).", {"type": "object"})
 
@@ -124,7 +142,8 @@ RULES: dict[str, str] = {
     "too_long": "an id over 255 characters (SIS sourcedIds included); a SIS connection's name "
     "over 255 characters",
     "class_unknown": "a SIS class sourcedId the SIS (a REST connection) cannot locate",
-    "etag": "an `If-Match` header that is neither `*` nor ETags in double quotes",
+    "etag": "an `If-Match` header that is neither `*` nor ETags in double quotes, or a tag "
+    "that holds no version (a settings version is 64 lowercase hexadecimal characters)",
 }
 
 # operation -> extra statuses, beyond the rules above
@@ -133,6 +152,7 @@ EXTRA: dict[str, dict[int, dict[str, Any]]] = {
     "PUT /api/v1/platforms/{platform_id}": {409: CONFLICT},
     "PUT /api/v1/lti11/consumers/{consumer_id}": {409: CONFLICT},
     "PUT /api/v1/sis/connections/{destination_id}": {412: STALE},
+    "POST /api/v1/lti/tool-keys": {409: KEY_WAITING, 429: TOO_SOON},
     "POST /api/v1/sis/connections/{destination_id}/check": {502: REMOTE},
     "PUT /api/v1/sis/connections/{destination_id}/classes/{course_id}": {502: REMOTE},
     "PUT /api/v1/sis/connections/{destination_id}/students/{person_id}": {502: REMOTE},
