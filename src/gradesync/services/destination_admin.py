@@ -193,7 +193,8 @@ def set_limits(
     `concurrency` (requests at once) and `rate_per_second` (a token bucket). A value sets a
     limit, None clears it (concurrency back to its default, no rate limit); limits not named
     keep their value. The running engine reads them when it next reads the destination (within
-    `destinations_ttl`). Bad values change nothing."""
+    `destinations_ttl`, or at once on the change's signal), sends already waiting included.
+    Bad values change nothing."""
     with uow_factory() as uow:
         dest = uow.destinations.get(tenant_id, destination_id)
         if dest is None:

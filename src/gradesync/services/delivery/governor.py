@@ -73,6 +73,8 @@ class RateLimiter:
         self.rate: float | None = None
         self._capacity = 1.0
         self._tokens = float("inf")  # starts full
+        # set when new limits replace this limiter's: its waiters stop waiting on it
+        self._retired = asyncio.Event()
         self.set_rate(rate_per_second, burst=burst)
 
     def set_rate(self, rate_per_second: float | None, *, burst: bool = True) -> None:
@@ -100,12 +102,25 @@ class RateLimiter:
             return 0.0
         return (1.0 - self._tokens) / self.rate
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> bool:
+        """Wait for a token: True when taken, False when the limiter was retired first (its
+        limits were replaced: take one from the new limits instead)."""
+        if self._retired.is_set():
+            return False
         if self.rate is None:
-            return
+            return True
         async with self._lock:  # first come, first served
             while (wait := self.try_acquire()) > 0:
-                await asyncio.sleep(wait)
+                if self._retired.is_set():
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._retired.wait(), wait)
+            return True
+
+    def retire(self) -> None:
+        """New limits replace this limiter's: whoever waits on it stops at once (a mistyped
+        0.001/s must not hold the sends already waiting for ~1000 s once it is corrected)."""
+        self._retired.set()
 
 
 class BreakerState(StrEnum):
@@ -205,6 +220,22 @@ class DestinationLimits:
         self.news = asyncio.Event()
         self.in_flight = 0
         self.max_in_flight = 0  # observed, for tests and metrics
+        # the limits that replaced these when the destination's limits changed (sends that
+        # waited here go on under those)
+        self.replaced_by: DestinationLimits | None = None
+
+    def current(self) -> DestinationLimits:
+        """The limits in force: these, or the newest that replaced them."""
+        lim = self
+        while lim.replaced_by is not None:
+            lim = lim.replaced_by
+        return lim
+
+    def retire(self, new: DestinationLimits) -> None:
+        """`new` replaces these limits: sends waiting on their rate limiter stop waiting and
+        take a slot and a token from `new`."""
+        self.replaced_by = new
+        self.rate.retire()
 
     def gated(self, now: datetime) -> datetime | None:
         if self.gate_until is not None and now < self.gate_until:
@@ -392,6 +423,8 @@ class Governor:
                 new.gate_saved_at = lim.gate_saved_at
             if self.workers is not None:
                 new.set_share(self.workers.live)
+            if lim is not None:
+                lim.retire(new)
             self.limits[key] = lim = new
             self._limit_sigs[key] = sig
         return lim
@@ -518,6 +551,7 @@ class Governor:
                 fresh = self._kept(self.destinations, fresh)
                 self.destinations[(d.tenant_id, d.id)] = fresh
                 self._apply_pause(fresh, lim, self.clock.now(), started)
+                self.limits_for(fresh)  # changed limits take effect at once
         lim.pause_checked_at = max(lim.pause_checked_at, started)
 
     def may_send(self, lim: DestinationLimits, now: datetime) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -44,8 +45,11 @@ class InFlight:
     def wake(self) -> None:
         self._wake.set()
 
-    async def wait(self) -> None:
-        await self._wake.wait()
+    async def wait(self, timeout: float | None = None) -> None:
+        """Until a task ends, `wake()` is called, or `timeout` seconds pass."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
         self._wake.clear()
         ended, self._ended = self._ended, []
         for task in ended:

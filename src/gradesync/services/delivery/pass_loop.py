@@ -733,58 +733,71 @@ class Deliverer:
     # -- sending --------------------------------------------------------------------------
 
     async def send(self, r: Ready, stats: DeliveryStats, run_id: str | None) -> None:
-        c, d, lim = r.claimed, r.destination, r.limits
-        async with lim.semaphore.slot(c.priority):  # live grades before a run's rows
-            await lim.rate.acquire()
-            await self.governor.ready_to_send(lim)
-            await self.governor.check_pause(d, lim)
-            if not self.governor.may_send(lim, self.clock.now()):
-                # paused (by an admin, the remote's Retry-After, the breaker): the row
-                # waits as it is, due again the moment the pause ends or is lifted
-                self._let_wait([c], stats, run_id)
-                return
-            left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
-            if left < self.settings.min_lease_left.total_seconds():
-                # held too long behind others: let the lease go rather than risk two
-                # workers sending one key at once
-                lim.breaker.release_probe()
-                self._settle_one(c, None, stats, run_id, logged=False)
-                return
-            lim.in_flight += 1
-            lim.max_in_flight = max(lim.max_in_flight, lim.in_flight)
-            started = time.perf_counter()
-            payload: dict[str, Any] | None = None
-            try:
-                receipt = await r.client.put_result(r.target, r.result, c.timestamp)
-            except RemoteFailure as f:
-                outcome = outcome_of_failure(self.governor, f, d, lim)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                outcome = unexpected_failure(self.governor, exc, d, lim)
-            else:
-                payload = dict(receipt.payload)
-                outcome = Delivered(receipt.status, receipt.message)
-                if lim.breaker.record_success() and lim.gate_until is not None:
-                    lim.gate_until = None
-                    self.governor.persist_pause(d, None, None, None)
-                stats.delivered_items.add(
-                    (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
-                )
-            finally:
-                lim.in_flight -= 1
-            stats.sent += 1
-            latency = (time.perf_counter() - started) * 1000.0
-            self._settle_one(
-                c,
-                outcome,
-                stats,
-                run_id,
-                logged=True,
-                payload=payload,
-                latency=latency,
-                scale=r.scale,
+        c, lim = r.claimed, r.limits
+        while True:
+            lim = lim.current()  # limits changed while this send waited: the new ones
+            async with lim.semaphore.slot(c.priority):  # live grades before a run's rows
+                if await lim.rate.acquire() and await self._send_now(r, lim, stats, run_id):
+                    return
+
+    async def _send_now(
+        self, r: Ready, lim: DestinationLimits, stats: DeliveryStats, run_id: str | None
+    ) -> bool:
+        """Send (or settle) `r` holding a slot and a token of `lim`; False when `lim` was
+        replaced meanwhile (nothing done: the send goes on under the new limits)."""
+        c, d = r.claimed, r.destination
+        await self.governor.ready_to_send(lim)
+        await self.governor.check_pause(d, lim)
+        if lim.replaced_by is not None:
+            return False
+        if not self.governor.may_send(lim, self.clock.now()):
+            # paused (by an admin, the remote's Retry-After, the breaker): the row
+            # waits as it is, due again the moment the pause ends or is lifted
+            self._let_wait([c], stats, run_id)
+            return True
+        left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
+        if left < self.settings.min_lease_left.total_seconds():
+            # held too long behind others: let the lease go rather than risk two
+            # workers sending one key at once
+            lim.breaker.release_probe()
+            self._settle_one(c, None, stats, run_id, logged=False)
+            return True
+        lim.in_flight += 1
+        lim.max_in_flight = max(lim.max_in_flight, lim.in_flight)
+        started = time.perf_counter()
+        payload: dict[str, Any] | None = None
+        try:
+            receipt = await r.client.put_result(r.target, r.result, c.timestamp)
+        except RemoteFailure as f:
+            outcome = outcome_of_failure(self.governor, f, d, lim)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outcome = unexpected_failure(self.governor, exc, d, lim)
+        else:
+            payload = dict(receipt.payload)
+            outcome = Delivered(receipt.status, receipt.message)
+            if lim.breaker.record_success() and lim.gate_until is not None:
+                lim.gate_until = None
+                self.governor.persist_pause(d, None, None, None)
+            stats.delivered_items.add(
+                (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
             )
+        finally:
+            lim.in_flight -= 1
+        stats.sent += 1
+        latency = (time.perf_counter() - started) * 1000.0
+        self._settle_one(
+            c,
+            outcome,
+            stats,
+            run_id,
+            logged=True,
+            payload=payload,
+            latency=latency,
+            scale=r.scale,
+        )
+        return True
 
     def _let_wait(self, items: Sequence[Claimed], stats: DeliveryStats, run_id: str | None) -> None:
         """The destination is paused: the rows wait as they are (nothing was asked of it),
@@ -918,7 +931,15 @@ class Deliverer:
                     await self.writer.flush()
                     flushed = True
                     continue
-                await flight.wait()
+                # at least every `poll`, even while sends wait (on a rate limit, a slow
+                # remote): retries and pauses that end, rows of other processes, and
+                # changed limits (read with the destinations) are seen meanwhile
+                if room:
+                    timeout = max(0.0, claimed_at + poll - time.monotonic())
+                else:  # hands full: nothing is claimed, but limits and pauses are read
+                    await self.governor.refresh_destinations()
+                    timeout = poll
+                await flight.wait(timeout)
             while flight.tasks:  # stopped: finish what was claimed
                 await flight.wait()
         except BaseException as exc:

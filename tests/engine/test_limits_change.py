@@ -1,0 +1,97 @@
+"""Changed limits reach the sends already waiting on the old ones (a mistyped rate is
+corrected without leaving grades behind it), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import DeliveryState
+from gradesync.services import destination_admin
+from gradesync.services.clock import SystemClock
+from gradesync.services.delivery.governor import RateLimiter
+from gradesync.services.destination import RemoteFailure
+from gradesync.testing import wait_for_async
+from gradesync.testing.double import server_error
+from tests.engine.conftest import DEST, Harness, T, learner, post, seed, states
+
+TYPO = 0.001  # a typo for 10: one token, then one every ~1000 s
+
+
+def watch_waits(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """An event set when a send first waits for a rate limiter's token."""
+    waited = asyncio.Event()
+
+    class Limiter(RateLimiter):
+        def try_acquire(self) -> float:
+            wait = super().try_acquire()
+            if wait > 0:
+                waited.set()
+            return wait
+
+    monkeypatch.setattr("gradesync.services.delivery.governor.RateLimiter", partial(Limiter))
+    return waited
+
+
+async def held_by_a_typo(harness: Harness, db: Database, waited: asyncio.Event) -> None:
+    """Three grades for a destination limited to 0.001/s: one goes, two wait on the limit."""
+    seed(db, learners=3, config={"concurrency": 4, "rate_per_second": TYPO})
+    await harness.start()
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
+    await wait_for_async(waited.is_set, "a send waiting for a token")
+    await harness.all_delivered(1)
+    assert states(db) == {"delivered": 1, "pending": 2}
+
+
+@pytest.mark.parametrize("rate", [None, 1000.0], ids=["cleared", "raised"])
+async def test_grades_held_by_a_rate_go_once_it_is_cleared_or_raised(
+    harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch, rate: float | None
+) -> None:
+    waited = watch_waits(monkeypatch)
+    await held_by_a_typo(harness, db, waited)
+    destination_admin.set_limits(db.uow, SystemClock(), T, DEST, {"rate_per_second": rate})
+    await harness.all_delivered(3)  # before: ~1000 s more each
+    assert harness.remote.sends == 3
+
+
+async def test_after_held_grades_and_an_open_breaker_everything_goes(
+    harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Grades held by a rate, the rate cleared, the LMS failing until the breaker opens,
+    then healthy again: the breaker's probe goes after its pause, and every grade (a new
+    one too) is delivered. Before, the held sends counted as claimed rows, so no probe was
+    ever claimed and the destination stopped receiving anything."""
+    waited = watch_waits(monkeypatch)
+    await held_by_a_typo(harness, db, waited)
+    destination_admin.set_limits(db.uow, SystemClock(), T, DEST, {"rate_per_second": None})
+    failing = [True]
+    remote = harness.remote
+
+    def outage(_: object) -> RemoteFailure | None:
+        return server_error() if failing[0] else None
+
+    remote.failures.append(outage)
+    sends = remote.sends
+    post(db, harness.waker, [("a1", learner(i), 6.0) for i in range(3)])
+    governor = harness.engine.deliverer.governor
+    await remote.wait_for(lambda: remote.sends >= sends + 3, "the breaker's threshold")
+    await wait_for_async(
+        lambda: governor.limits[(T, DEST)].breaker.state.value == "open", "the breaker open"
+    )
+    failing[0] = False  # the LMS is healthy again
+    await harness.until(
+        lambda: (
+            states(db) == {DeliveryState.DELIVERED.value: 3}
+            and all(_score(harness, i) == 6.0 for i in range(3))
+        ),
+        "every grade delivered after the breaker's pause",
+    )
+    post(db, harness.waker, [("a1", learner(0), 9.0)])  # a new grade goes too
+    await remote.wait_for(lambda: _score(harness, 0) == 9.0, "the new grade delivered")
+
+
+def _score(harness: Harness, i: int) -> float | None:
+    return harness.remote.score_of("https://lms/courses/1/items/a1", f"sub-{learner(i)}")
