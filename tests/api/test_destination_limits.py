@@ -57,6 +57,8 @@ def test_limits_are_set_kept_and_cleared_and_the_engine_reads_them(
     ("body", "field", "rule"),
     [
         ({"rate_per_second": 0}, "rate_per_second", "range"),
+        ({"rate_per_second": 1e-320}, "rate_per_second", "range"),  # would never send
+        ({"rate_per_second": 0.009}, "rate_per_second", "range"),
         ({"rate_per_second": 5000}, "rate_per_second", "range"),
         ({"rate_per_second": "fast"}, "rate_per_second", "number"),
         ({"concurrency": 0}, "concurrency", "range"),
@@ -73,6 +75,14 @@ def test_bad_limits_name_the_field_and_change_nothing(
     assert r.status_code == 422, r.text
     assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [(field, rule)]
     assert _engine_limits(api, "canvas") == (4, None)
+
+
+def test_the_slowest_rate_allowed_is_one_request_per_100_seconds(
+    api: ApiEnv, admin: Caller
+) -> None:
+    r = admin.patch("/destinations/canvas/limits", json={"rate_per_second": 0.01})
+    assert r.status_code == 200, r.text
+    assert _engine_limits(api, "canvas") == (8, 0.01)
 
 
 @pytest.mark.parametrize(
@@ -156,6 +166,9 @@ def test_the_cli_sets_and_clears_limits(api: ApiEnv, admin: Caller, api_cli: Cli
     assert code == 2 and "--concurrency" in out
     code, out = limits("--rate-per-second", "-1")  # named by its option, not the API's field
     assert code == 2 and out.startswith("error: --rate-per-second:"), out
+    code, out = limits("--rate-per-second", "1e-320")  # accepted, it would never send
+    assert code == 2 and out.startswith("error: --rate-per-second:"), out
+    assert "from 0.01 (one request per 100 s)" in out
     code, out = limits("--concurrency", "0")
     assert code == 2 and "error: --concurrency" in out
     assert _engine_limits(api, "canvas") == (2, 4.0)

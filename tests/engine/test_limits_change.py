@@ -12,7 +12,7 @@ from gradesync.adapters.db.database import Database
 from gradesync.domain.model import DeliveryState
 from gradesync.services import destination_admin
 from gradesync.services.clock import SystemClock
-from gradesync.services.delivery.governor import RateLimiter
+from gradesync.services.delivery.governor import RateLimiter, limits_from_config
 from gradesync.services.destination import RemoteFailure
 from gradesync.testing import wait_for_async
 from gradesync.testing.double import server_error
@@ -95,3 +95,10 @@ async def test_after_held_grades_and_an_open_breaker_everything_goes(
 
 def _score(harness: Harness, i: int) -> float | None:
     return harness.remote.score_of("https://lms/courses/1/items/a1", f"sub-{learner(i)}")
+
+
+def test_a_rate_stored_below_the_minimum_sends_at_the_slowest_rate_allowed() -> None:
+    """A rate stored before the minimum was checked (1e-320 never sends) is read as the
+    slowest rate allowed, one request per 100 s."""
+    assert limits_from_config({"rate_per_second": 1e-320}).rate.rate == 0.01
+    assert limits_from_config({"rate_per_second": 0.5}).rate.rate == 0.5

@@ -132,6 +132,8 @@ def delete(uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str) 
 
 LIMITS = ("concurrency", "rate_per_second")
 MAX_RATE_PER_SECOND = 1000.0
+# one request per 100 s: a slower rate sends nothing useful (1e-320 never sends at all)
+MIN_RATE_PER_SECOND = 0.01
 
 
 MOST_CONCURRENCY = 256  # the most for any kind; a SIS takes fewer (`most_concurrency`)
@@ -158,9 +160,12 @@ def rate_wrong(value: object) -> str | None:
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
-        or not 0 < value <= MAX_RATE_PER_SECOND
+        or not MIN_RATE_PER_SECOND <= value <= MAX_RATE_PER_SECOND
     ):
-        return f"rate_per_second must be a number above 0 and at most {MAX_RATE_PER_SECOND:g}."
+        return (
+            f"rate_per_second must be a number from {MIN_RATE_PER_SECOND:g} (one request per"
+            f" {1 / MIN_RATE_PER_SECOND:g} s) to {MAX_RATE_PER_SECOND:g}."
+        )
     return None
 
 

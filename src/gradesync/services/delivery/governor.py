@@ -40,6 +40,7 @@ from gradesync.services.database_lost import OutageNotice
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.records import DeliveryScope, DestKey
 from gradesync.services.delivery.share import Slots, WorkerShare
+from gradesync.services.destination_admin import MIN_RATE_PER_SECOND
 from gradesync.services.destination_signals import DestinationSignals
 from gradesync.services.engine_config import BreakerSettings, EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
@@ -294,6 +295,10 @@ def limits_from_config(
         rate = float(raw_rate) if raw_rate is not None else None
     except (TypeError, ValueError):
         rate = None
+    if rate is not None and 0 < rate < MIN_RATE_PER_SECOND:
+        # stored before the minimum was checked: the slowest rate allowed, not one that
+        # never sends
+        rate = MIN_RATE_PER_SECOND
     return DestinationLimits(concurrency, rate, breaker)
 
 

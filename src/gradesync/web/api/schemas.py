@@ -47,6 +47,7 @@ from gradesync.domain.model import Attempt as AttemptFact
 from gradesync.domain.policy import MAX_GRACE_MINUTES
 from gradesync.services.destination_admin import (
     MAX_RATE_PER_SECOND,
+    MIN_RATE_PER_SECOND,
     MOST_CONCURRENCY,
     concurrency_wrong,
     rate_wrong,
@@ -532,7 +533,7 @@ class LimitsIn(InputModel):
     rate_per_second: Annotated[Number, _in_range(rate_wrong)] | None = Field(
         None,
         description="Requests per second, for all workers together; null: no rate limit.",
-        json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_RATE_PER_SECOND},
+        json_schema_extra={"minimum": MIN_RATE_PER_SECOND, "maximum": MAX_RATE_PER_SECOND},
     )
 
     def changes(self) -> dict[str, object]:
