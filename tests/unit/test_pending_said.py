@@ -63,3 +63,33 @@ def test_a_recent_grade_behind_others_says_they_go_in_turn() -> None:
         said
     )
     assert "Check again in a few minutes" in said and "Reload" not in said
+
+
+def test_a_rate_limit_that_holds_the_grades_is_named() -> None:
+    """A mistyped 0.001/s: doctor names the limit and how long the grades waiting take,
+    not "it goes in its turn"."""
+    limited = Destination(
+        "t1", "lms", DestinationKind.LTI13_AGS, "Canvas", config={"rate_per_second": 0.001}
+    )
+    row = LedgerRow(
+        LedgerKey("t1", "lms", "a1", "p1"),
+        DeliveryState.PENDING,
+        updated_at=NOW - timedelta(seconds=20),
+    )
+    evidence, remedy, _ = pending_said(limited, row, "7/10", NOW, DestinationQueue(waiting=2))
+    assert "'Canvas' has a rate limit of 0.001 requests per second" in evidence
+    assert "with 1 other grade waiting" in evidence and "about 33 minutes" in evidence
+    assert "raises or clears the rate limit of 'Canvas'" in remedy and "its turn" not in remedy
+
+
+def test_a_rate_limit_that_keeps_up_is_not_blamed() -> None:
+    fast = Destination(
+        "t1", "lms", DestinationKind.LTI13_AGS, "Canvas", config={"rate_per_second": 10}
+    )
+    row = LedgerRow(
+        LedgerKey("t1", "lms", "a1", "p1"),
+        DeliveryState.PENDING,
+        updated_at=NOW - timedelta(seconds=20),
+    )
+    evidence, _, _ = pending_said(fast, row, "7/10", NOW, DestinationQueue(waiting=3))
+    assert "rate limit" not in evidence and "in turn" in evidence

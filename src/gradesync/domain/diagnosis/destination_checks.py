@@ -434,6 +434,30 @@ def _moving(queue: DestinationQueue, now: datetime) -> str | None:
     return None
 
 
+# a rate limit is named as what holds a grade when it alone makes the grades waiting take
+# this long to send
+RATE_HOLDS_AFTER = timedelta(minutes=1)
+
+
+def _rate_limit(d: Destination) -> float | None:
+    """The destination's rate limit in requests per second (None: none, or unreadable)."""
+    try:
+        rate = float(d.config.get("rate_per_second") or 0)
+    except (TypeError, ValueError):
+        return None
+    return rate if rate > 0 else None
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120:
+        return plural(round(seconds), "second")
+    if seconds < 7200:
+        return plural(round(seconds / 60), "minute")
+    if seconds < 172800:
+        return plural(round(seconds / 3600), "hour")
+    return plural(round(seconds / 86400), "day")
+
+
 def pending_said(
     d: Destination, row: LedgerRow, want: str, now: datetime, queue: DestinationQueue
 ) -> tuple[str, str, str | None]:
@@ -470,6 +494,17 @@ def pending_said(
     with_others = (
         f", with {plural(others, 'other grade')} waiting to be sent to {d.name!r}" if others else ""
     )
+    rate = _rate_limit(d)
+    if rate is not None and queue.waiting / rate >= RATE_HOLDS_AFTER.total_seconds():
+        return (
+            f"{want} waits to be sent{since}{with_others}: {d.name!r} has a rate limit of "
+            f"{rate:g} requests per second, so sending {'them' if others else 'it'} takes "
+            f"about {_span(queue.waiting / rate)}.",
+            "Nothing to do if that pace is meant; otherwise a gradesync administrator raises "
+            f"or clears the rate limit of {d.name!r} (docs/operations.md, Delivery: limits): "
+            "the grades waiting then go at the new pace at once.",
+            None,
+        )
     if started is None or now - started < STALLED_AFTER:
         if others:
             return (
