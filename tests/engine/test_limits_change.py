@@ -14,9 +14,9 @@ from gradesync.services import destination_admin
 from gradesync.services.clock import SystemClock
 from gradesync.services.delivery.governor import RateLimiter, limits_from_config
 from gradesync.services.destination import RemoteFailure
-from gradesync.testing import wait_for_async
+from gradesync.testing import add_destination, wait_for_async
 from gradesync.testing.double import server_error
-from tests.engine.conftest import DEST, Harness, T, learner, post, seed, states
+from tests.engine.conftest import COURSE, DEST, Harness, T, learner, post, seed, states
 
 TYPO = 0.001  # a typo for 10: one token, then one every ~1000 s
 
@@ -95,6 +95,36 @@ async def test_after_held_grades_and_an_open_breaker_everything_goes(
 
 def _score(harness: Harness, i: int) -> float | None:
     return harness.remote.score_of("https://lms/courses/1/items/a1", f"sub-{learner(i)}")
+
+
+async def test_a_send_held_by_a_rate_does_not_hold_up_other_destinations_retries(
+    harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a send waits on one destination's slow rate, another destination's retry that
+    falls due is still sent: the pass keeps claiming (at least every poll) instead of
+    waiting for that send to end."""
+    waited = watch_waits(monkeypatch)
+    seed(db, learners=2, config={"concurrency": 4, "rate_per_second": TYPO})
+    add_destination(
+        db.uow,
+        T,
+        "other",
+        name="Other LMS",
+        links={COURSE: "https://other/courses/1"},
+        people={learner(i): f"sub-{learner(i)}" for i in range(2)},
+    )
+    other = harness.factory.remote("other")
+    other.fail_next(1, server_error())  # one send fails: retried after its backoff
+    await harness.start()
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(2)])
+    await wait_for_async(waited.is_set, "a send waiting for a token")
+    await other.wait_for(
+        lambda: all(
+            other.score_of("https://other/courses/1/items/a1", f"sub-{learner(i)}") == 5.0
+            for i in range(2)
+        ),
+        "the other destination's retry sent",
+    )
 
 
 def test_a_rate_stored_below_the_minimum_sends_at_the_slowest_rate_allowed() -> None:
