@@ -18,7 +18,7 @@ from gradesync.testing import add_destination, wait_for_async
 from gradesync.testing.double import server_error
 from tests.engine.conftest import COURSE, DEST, Harness, T, learner, post, seed, states
 
-TYPO = 0.001  # a typo for 10: one token, then one every ~1000 s
+TYPO = 0.01  # a typo for 10 (the least rate taken): one token, then one every 100 s
 
 
 def watch_waits(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
@@ -37,13 +37,22 @@ def watch_waits(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
 
 
 async def held_by_a_typo(harness: Harness, db: Database, waited: asyncio.Event) -> None:
-    """Three grades for a destination limited to 0.001/s: one goes, two wait on the limit."""
-    seed(db, learners=3, config={"concurrency": 4, "rate_per_second": TYPO})
+    """Three grades for a destination limited to 0.01/s, its column made before the limit
+    (a column's write takes a token too): one goes, two wait on the limit."""
+    seed(db, learners=3, config={"concurrency": 4})
     await harness.start()
+    post(db, harness.waker, [("a1", learner(0), 4.0)])
+    await harness.remote.wait_for(lambda: harness.remote.sends == 1, "the column made")
+    destination_admin.set_limits(db.uow, SystemClock(), T, DEST, {"rate_per_second": TYPO})
+    governor = harness.engine.deliverer.governor
+    await governor.refresh_destinations(force=True)
+    assert governor.limits[(T, DEST)].rate.rate == TYPO
     post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
     await wait_for_async(waited.is_set, "a send waiting for a token")
-    await harness.all_delivered(1)
-    assert states(db) == {"delivered": 1, "pending": 2}
+    await harness.until(
+        lambda: states(db) == {"delivered": 1, "pending": 2}, "one grade sent, two held"
+    )
+    assert harness.remote.sends == 2
 
 
 @pytest.mark.parametrize("rate", [None, 1000.0], ids=["cleared", "raised"])
@@ -53,8 +62,8 @@ async def test_grades_held_by_a_rate_go_once_it_is_cleared_or_raised(
     waited = watch_waits(monkeypatch)
     await held_by_a_typo(harness, db, waited)
     destination_admin.set_limits(db.uow, SystemClock(), T, DEST, {"rate_per_second": rate})
-    await harness.all_delivered(3)  # before: ~1000 s more each
-    assert harness.remote.sends == 3
+    await harness.all_delivered(3)  # before: 100 s more each
+    assert harness.remote.sends == 4
 
 
 async def test_after_held_grades_and_an_open_breaker_everything_goes(
