@@ -239,6 +239,26 @@ def _headline(outcome: RunOutcome, counts: dict[str, Any]) -> str:
     return f"Succeeded; {n} {who}: "
 
 
+def _count_deleted(counts: dict[str, Any], gone: dict[str, tuple[str, int]]) -> None:
+    """A deleted destination's results are no longer in the ledger the counts are read
+    from: what the run delivered there before stays counted as sent, and the deletion is a
+    problem of the run (what it had not sent yet never went)."""
+    if not gone:
+        return
+    counts["destinations_deleted"] = {d: n for d, (_, n) in gone.items()}
+    sent = sum(n for _, n in gone.values())
+    counts["sent"] = counts.get("sent", 0) + sent
+    counts["keys"] = counts.get("keys", 0) + sent
+
+
+def _gone(gone: dict[str, tuple[str, int]]) -> str:
+    """What a person reads first when destinations of the run were deleted while it ran."""
+    if not gone:
+        return ""
+    each = ", ".join(f"{name} ({n} sent to it before)" for name, n in gone.values())
+    return f"Deleted while the run ran, the rest of its results not sent: {each}. "
+
+
 def _outcome(counts: dict[str, Any]) -> RunOutcome:
     delivered = counts.get("sent", 0) + counts.get("unchanged", 0)
     rejected = sum(counts.get("rejected", {}).values())
@@ -249,6 +269,7 @@ def _outcome(counts: dict[str, Any]) -> RunOutcome:
         + counts.get("retrying", 0)
         + counts.get("pending", 0)
         + counts.get("columns", {}).get("failed", 0)
+        + len(counts.get("destinations_deleted", {}))
     )
     if problems == 0:
         return RunOutcome.SUCCEEDED
@@ -388,8 +409,10 @@ class RunExecutor:
                     self._pauses, run.scope, patience.left(self.monotonic())
                 )
             paused = [h.destination for h in held if h.pending]
+            gone = await asyncio.to_thread(self._deleted, run, targets, started)
+            _count_deleted(counts, gone)
             outcome = _outcome(counts)
-            message = _headline(outcome, counts) + _describe(counts, paused)
+            message = _gone(gone) + _headline(outcome, counts) + _describe(counts, paused)
             if not targets and not paused:
                 message = (
                     "Nothing to sync: no destination is linked to this scope (a course is "
@@ -432,6 +455,18 @@ class RunExecutor:
                 raise
             return await self._interrupted(run, exc)
         return done
+
+    def _deleted(
+        self, run: SyncRun, targets: Sequence[_Target], since: datetime
+    ) -> dict[str, tuple[str, int]]:
+        """The run's destinations deleted while it ran (their ledger went with them), each
+        with its name and how many results the run delivered there before, by the log."""
+        names = {tg.destination.id: tg.destination.name for tg in targets}
+        tenant = run.scope.tenant_id
+        with self.reads() as uow:
+            gone = sorted(d for d in names if uow.destinations.get(tenant, d) is None)
+            sent = uow.deliveries.delivered_by_run(tenant, run.id, gone, since) if gone else {}
+        return {d: (names[d], sent.get(d, 0)) for d in gone}
 
     def _computed_before(self, run_id: str) -> bool:
         """Whether an earlier start of this run got past computing (it is resumed)."""

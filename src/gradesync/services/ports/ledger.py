@@ -229,6 +229,13 @@ class DeliveryLogRepo(Protocol):
         """When gradesync last sent the destination a grade, whatever the answer, if it did
         at or after `since` (only the log since then is read); None otherwise."""
 
+    def delivered_by_run(
+        self, tenant_id: str, run_id: str, destination_ids: Sequence[str], since: datetime
+    ) -> dict[str, int]:
+        """Per destination of `destination_ids`, how many (activity, person) the run
+        delivered at or after `since`, by its log (which outlives a deleted destination's
+        ledger)."""
+
     def last_holding(
         self, tenant_id: str, destination_id: str, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, Any]]:

@@ -1141,6 +1141,29 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
             ).scalar()
         )
 
+    def delivered_by_run(
+        self, tenant_id: str, run_id: str, destination_ids: Sequence[str], since: datetime
+    ) -> dict[str, int]:
+        c = t.deliveries.c
+        if not destination_ids:
+            return {}
+        keys = (
+            select(c.destination_id, c.activity_id, c.person_id)
+            .where(
+                c.tenant_id == tenant_id,
+                c.sent_at >= utc(since),  # ix_deliveries_time: the run's time alone
+                c.run_id == run_id,
+                c.destination_id.in_(list(destination_ids)),
+                c.outcome == "delivered",
+            )
+            .distinct()
+            .subquery()
+        )
+        rows = self.conn.execute(
+            select(keys.c.destination_id, func.count()).group_by(keys.c.destination_id)
+        )
+        return {str(d): int(n) for d, n in rows}
+
     def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
         if not entries:
             return

@@ -1,0 +1,102 @@
+"""A run whose destination is deleted while it runs says so: not a plain success, and its
+counts keep what it delivered there before (the destination's ledger went with it)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import (
+    DeliveryState,
+    Destination,
+    RunOutcome,
+    RunScope,
+    SyncRun,
+    Trigger,
+)
+from gradesync.services import destination_admin
+from gradesync.services.clock import SystemClock
+from gradesync.services.runs import get_run, request_run
+from gradesync.testing import DoubleFactory
+from tests.engine.conftest import DEST, FAST, Harness, T, learner, ledger, post, seed
+
+LEARNERS = 4
+
+
+class _Gated:
+    """A double's client whose sends to learners not in `early` wait for `gate`."""
+
+    def __init__(self, inner: Any, factory: _Factory) -> None:
+        self._inner, self._factory = inner, factory
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def put_result(self, target: Any, result: Any, timestamp: Any) -> Any:
+        if target.person.remote_id not in self._factory.early:
+            self._factory.reached.set()
+            await self._factory.gate.wait()
+        return await self._inner.put_result(target, result, timestamp)
+
+
+class _Factory(DoubleFactory):
+    def __init__(self, early: int) -> None:
+        super().__init__()
+        self.early = {f"sub-{learner(i)}" for i in range(early)}  # answered at once
+        self.gate, self.reached = asyncio.Event(), asyncio.Event()
+
+    def __call__(self, destination: Destination) -> Any:
+        return _Gated(super().__call__(destination), self)
+
+
+def _delivered(db: Database) -> int:
+    return sum(r.state is DeliveryState.DELIVERED for r in ledger(db).values())
+
+
+async def _deleted_midway(harness: Harness, db: Database, early: int) -> SyncRun:
+    """A remaster of `lms` whose first `early` learners' results are delivered, then `lms`
+    is deleted while the others' sends are in flight."""
+    seed(db, learners=LEARNERS)
+    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(LEARNERS)])
+    harness.factory = factory = _Factory(early)
+    await harness.use(FAST)
+    run, _ = request_run(
+        db.uow, harness.waker, SystemClock(), RunScope(T, DEST), Trigger.REMASTER, "ada"
+    )
+    task = asyncio.create_task(harness.engine.execute_run(run.id))
+    await factory.reached.wait()
+    await harness.until(lambda: _delivered(db) == early, f"{early} delivered")
+    await asyncio.to_thread(destination_admin.delete, db.uow, T, DEST)
+    factory.gate.set()
+    done = await task
+    assert done is not None
+    assert get_run(db.uow, T, run.id) == done
+    return done
+
+
+async def test_a_run_whose_destination_is_deleted_midway_counts_what_it_sent(
+    harness: Harness, db: Database
+) -> None:
+    done = await _deleted_midway(harness, db, early=2)
+    c = done.counts
+    assert done.outcome is RunOutcome.PARTLY_FAILED
+    assert c["destinations_deleted"] == {DEST: 2}
+    assert c["sent"] == 2 and c["keys"] == 2
+    assert c["verified"] <= c["sent"]
+    assert done.message is not None
+    assert done.message.startswith(
+        "Deleted while the run ran, the rest of its results not sent: "
+        "Canvas test (2 sent to it before). 2 sent;"
+    ), done.message
+
+
+async def test_a_run_whose_destination_is_deleted_before_it_sent_fails(
+    harness: Harness, db: Database
+) -> None:
+    done = await _deleted_midway(harness, db, early=0)
+    c = done.counts
+    assert done.outcome is RunOutcome.FAILED
+    assert c["destinations_deleted"] == {DEST: 0}
+    assert c["sent"] == 0 and c["keys"] == 0 and c["verified"] == 0
+    assert "Canvas test (0 sent to it before)" in (done.message or ""), done.message
