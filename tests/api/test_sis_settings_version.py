@@ -258,3 +258,50 @@ def test_the_cli_refuses_a_version_that_is_no_version(api: ApiEnv, api_cli: CliR
         [problem] = json.loads(said.stdout)["error"]["problems"]
         assert (problem["field"], problem["rule"]) == ("--expect-version", "etag"), problem
     assert _stored(api) == before
+
+
+def test_a_gets_settings_put_back_with_its_etag_changes_nothing(api: ApiEnv) -> None:
+    """GET answered the profile's settings at the top of `config`, where PUT refuses them
+    (`unknown_field`): what a client read was no body it could write back. GET's `settings`
+    is one, in PUT's shape, and edited there it changes what was edited alone."""
+    admin = Caller(
+        api.client,
+        api.district_sis(
+            token_url=SIS_BASE + "/oauth/token",
+            profile={"name_max_length": 40, "category_match": "name", "concurrency": 3},
+        ),
+    )
+    with api.db.uow() as uow:  # what alignment writes, no setting PUT takes
+        dest = uow.destinations.get("t1", "sis")
+        assert dest is not None
+        dest.config["category_map"] = {"Quizzes": "cat-quiz"}
+        uow.destinations.upsert(dest, api.runtime.clock.now())
+        uow.commit()
+    before = _stored(api)
+    opened = admin.get("/sis/connections/sis")
+    settings = opened.json()["settings"]
+    assert settings["profile"]["name_max_length"] == 40
+    assert settings["profile"]["category_match"] == "name"
+    assert settings["token_url"] == SIS_BASE + "/oauth/token" and settings["file_based"] is False
+
+    same = admin.put(
+        "/sis/connections/sis", json=settings, headers={"If-Match": opened.headers["ETag"]}
+    )
+    assert same.status_code == 200, same.text
+    assert same.headers["ETag"] == opened.headers["ETag"]
+    after = _stored(api)
+    assert (after.name, after.kind, after.config) == (before.name, before.kind, before.config)
+
+    edited = {**settings, "profile": {**settings["profile"], "name_max_length": 50}}
+    changed = admin.put(
+        "/sis/connections/sis", json=edited, headers={"If-Match": same.headers["ETag"]}
+    )
+    assert changed.status_code == 200, changed.text
+    assert _stored(api).config == {**before.config, "name_max_length": 50}
+
+
+def test_the_openapi_names_the_real_profile_settings(api: ApiEnv) -> None:
+    schemas = api.client.get("/openapi.json").json()["components"]["schemas"]
+    said = schemas["ConnectionIn"]["properties"]["profile"]["description"]
+    assert all(f"`{key}`" in said for key in sis.PROFILE_KEYS), said
+    assert set(schemas["SisProfileIn"]["properties"]) == set(sis.PROFILE_KEYS)

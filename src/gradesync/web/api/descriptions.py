@@ -235,7 +235,10 @@ BY_SCHEMA: dict[str, dict[str, str]] = {
         "connection.",
         "file_based": FIELDS["file_based"] + " false: a OneRoster REST API. Absent: the current "
         "kind, or REST for a new connection.",
-        "profile": "The SIS's quirks (e.g. `max_title_length`, `due_date_in_term`).",
+        "profile": "How the SIS behaves where OneRoster leaves it open: `name_max_length`, "
+        "`due_date_required`, `due_date_inside_term`, `may_create_categories`, "
+        "`category_match`, `default_category`, `concurrency`. `GET` answers them in "
+        "`settings.profile`.",
     },
     "LearnerGradesOut": {
         "name": "The learner's name.",

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from gradesync.adapters.destinations import oneroster_csv
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput
-from gradesync.domain.model import CourseLink, Destination, PersonLink
+from gradesync.domain.model import CourseLink, Destination, DestinationKind, PersonLink
 from gradesync.domain.passback import NAME_MAX_LENGTH_MOST
 from gradesync.domain.remedies import Reader, RemedyProblem, for_reader
 from gradesync.runtime import Runtime
@@ -275,7 +275,26 @@ def connection_out(dest: Destination) -> dict[str, Any]:
         "kind": dest.kind.value,
         "name": dest.name,
         "config": dest.config,
+        "settings": settings_out(dest),
         "version": service.settings_version(dest),
+    }
+
+
+def settings_out(dest: Destination) -> dict[str, Any]:
+    """The connection's writable settings in the shape `PUT` takes (`ConnectionIn`): a
+    client reads them, edits and sends them back with the `ETag` as `If-Match`. `config`
+    also holds what `PUT` does not write (the category map alignment keeps) and the
+    profile's settings at its top, as it is stored. Unset values are null, which `PUT`
+    reads as "keep"."""
+    config = dest.config
+    return {
+        "name": dest.name,
+        "file_based": dest.kind is DestinationKind.ONEROSTER_CSV,
+        "base_url": config.get("base_url"),
+        "token_url": config.get("token_url"),
+        "client_id": config.get("client_id"),
+        "scopes": config.get("scopes"),
+        "profile": {key: config.get(key) for key in service.PROFILE_KEYS},
     }
 
 
