@@ -246,6 +246,7 @@ def _expected_version(given: str | None) -> str | None:
     version = given.strip()
     if len(version) >= 2 and version[0] == version[-1] == '"':
         version = version[1:-1]  # the ETag's quotes
+    version = version.lower()  # hexadecimal either case: a version is written lower-case
     if not service.well_formed_version(version):
         raise bad_input(
             problem(
