@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from gradesync.runtime import Runtime
 
 app = typer.Typer(
-    help="Destinations (LMS platforms, SIS): list, show, limits, pause, resume, delete.",
+    help="Destinations (LMS platforms, SIS): list, show, check, limits, pause, resume, delete.",
     no_args_is_help=True,
 )
 

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from gradesync.runtime import Runtime
 
 app = typer.Typer(
-    help="Scheduled syncs: add, list, edit, pause, resume, pause-all, delete, run-now, history.",
+    help="Scheduled syncs: add, list, show, edit, pause, resume, pause-all, delete, run-now, "
+    "history, preview.",
     no_args_is_help=True,
 )
 
