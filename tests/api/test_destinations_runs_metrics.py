@@ -60,6 +60,25 @@ def test_destination_management(api: ApiEnv) -> None:
     assert admin.delete("/destinations/lms").status_code == 404
 
 
+def test_a_pause_names_a_past_until_with_the_bodys_other_problems(api: ApiEnv) -> None:
+    """The past `until` came only once `reason` was fixed: each 422 names every parameter at
+    fault at once (docs/api.md), and nothing changes."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    api.destination("t1", "lms")
+    before = admin.get("/destinations/lms").json()
+    r = admin.post("/destinations/lms/pause", json={"until": "2020-01-01T00:00:00Z", "reason": 5})
+    assert r.status_code == 422, r.text
+    assert sorted((d["field"], d["rule"]) for d in r.json()["detail"]) == [
+        ("reason", "string"),
+        ("until", "future"),
+    ]
+    assert admin.get("/destinations/lms").json() == before
+    # a future `until` with a bad reason names the reason alone
+    until = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    r = admin.post("/destinations/lms/pause", json={"until": until, "reason": 5})
+    assert [d["field"] for d in r.json()["detail"]] == ["reason"], r.text
+
+
 def test_destination_check_names_an_unknown_course_and_learner(api: ApiEnv) -> None:
     """Each under the body's field, with the rules of an ingest (docs/api.md), both at once."""
     admin = Caller(api.client, api.tenant("t1", "admin"))

@@ -61,6 +61,13 @@ def get_destination(
     return dest
 
 
+def until_problem(until: datetime | None, now: datetime) -> FieldProblem | None:
+    """Why `until` ends no pause given at `now` (None: it does, or there is none)."""
+    if until is not None and until <= now:
+        return FieldProblem("until", "future", "A pause ends in the future.")
+    return None
+
+
 def pause(
     uow_factory: UnitOfWorkFactory,
     clock: Clock,
@@ -74,8 +81,8 @@ def pause(
     """Stop deliveries to a destination. With `until`, a timed pause (like the circuit
     breaker's); without, until someone resumes it. Pending results wait; nothing is lost."""
     now = clock.now()
-    if until is not None and until <= now:
-        raise InvalidInput.one("until", "future", "A pause ends in the future.")
+    if (past := until_problem(until, now)) is not None:
+        raise InvalidInput([past])
     why = reason or f"paused by {actor}"
     with uow_factory() as uow:
         dest = uow.destinations.get(tenant_id, destination_id)
