@@ -462,6 +462,8 @@ class RunExecutor:
         """The run's destinations deleted while it ran (their ledger went with them), each
         with its name and how many results the run delivered there before, by the log."""
         names = {tg.destination.id: tg.destination.name for tg in targets}
+        if not names:
+            return {}
         tenant = run.scope.tenant_id
         with self.reads() as uow:
             gone = sorted(d for d in names if uow.destinations.get(tenant, d) is None)
