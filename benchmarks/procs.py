@@ -78,6 +78,12 @@ class Child:
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
 
+    def mark(self) -> None:
+        """Tell a diagnosed server (`benchmarks/traced_serve.py`, GRADESYNC_BENCH_STATEMENTS)
+        that a measured window starts or ends; nothing for any other child."""
+        if os.environ.get("GRADESYNC_BENCH_STATEMENTS") and self.proc.poll() is None:
+            self.proc.send_signal(MARK_SIGNAL)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -158,12 +164,11 @@ def start_gradesync(
     database_url: str,
     secret: str,
     extra_env: Mapping[str, str] | None = None,
-    profile_to: Path | None = None,
     port: int | None = None,
 ) -> Child:
-    """`gradesync serve` (API + in-process worker), as an operator would run it. With
-    `profile_to`, the same server runs under cProfile and writes its stats there on exit;
-    `port` starts it again where a previous one listened (the LMS knows that URL)."""
+    """`gradesync serve` (API + in-process worker), as an operator would run it (with the
+    diagnostics of `benchmarks/traced_serve.py` when one is asked for); `port` starts it
+    again where a previous one listened (the LMS knows that URL)."""
     port = port or free_port()
     env = {
         "GRADESYNC_DATABASE_URL": database_url,
@@ -175,15 +180,27 @@ def start_gradesync(
         **(extra_env or {}),
     }
     serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
-    if any(k.startswith("GRADESYNC_BENCH_") for k in env):
+    if any(k in DIAGNOSTICS for k in {**os.environ, **env}):
         # memory diagnostics (benchmarks/traced_serve.py); the same server otherwise
         argv = [sys.executable, "-m", "benchmarks.traced_serve", *serve]
-    elif profile_to is not None:
-        argv = [sys.executable, "-m", "benchmarks.profiled", str(profile_to), *serve]
     else:
         argv = [gradesync_command(), *serve]
     # generous: on a saturated machine the server can take over a minute to answer
     return start("gradesync", argv, port, workdir, env=env, health="/readyz", timeout=240.0)
+
+
+MARK_SIGNAL = signal.SIGRTMIN + 2  # `Child.mark`; traced_serve.py's STATEMENTS_SIGNAL
+
+# what `benchmarks/traced_serve.py` reads; set for one scenario (extra_env) or for the
+# whole benchmark run (the environment)
+DIAGNOSTICS = frozenset(
+    {
+        "GRADESYNC_BENCH_TRACEMALLOC",
+        "GRADESYNC_BENCH_SQLITE_CACHE_KB",
+        "GRADESYNC_BENCH_MALLOC",
+        "GRADESYNC_BENCH_STATEMENTS",
+    }
+)
 
 
 def gradesync_command() -> str:

@@ -16,6 +16,18 @@
   `malloc_trim(0)` runs and the same is written again: what the allocator gives back is
   memory freed but kept, not memory still in use. With it, the objects the garbage
   collector tracks, by type, and pymalloc's allocated blocks.
+- `GRADESYNC_BENCH_STATEMENTS=FILE`: every SQL statement run is counted by its shape (its
+  first words), with the CPU of the thread that ran it spent inside the driver's execute and
+  the statement's rows, and every piece of work handed to a thread
+  (`ThreadPoolExecutor.submit`) by its function, with its CPU; on exit the counts are
+  written to FILE as JSON.
+  Which statements the delivery runs per result, and what each costs. With
+  `GRADESYNC_BENCH_PROFILE_WORK=FILE` too, that work runs under cProfile (one per thread) and
+  the merged stats are written to FILE (`pstats`). A benchmark marks the window it measures
+  (SIGRTMIN+2 at its start and end, `Child.mark`; the throughput scenario marks its
+  delivery): `windows` holds what grew inside the windows only, with the main thread's
+  (the event loop's) CPU, and `GRADESYNC_BENCH_PROFILE_LOOP=FILE` profiles that thread
+  inside them by its CPU (cProfile, `pstats`).
 """
 
 from __future__ import annotations
@@ -196,7 +208,181 @@ def _census() -> dict[str, Any]:
     }
 
 
+STATEMENTS_SIGNAL = signal.SIGRTMIN + 2
+
+
+def _count_statements(out: Path) -> None:
+    import atexit
+    import cProfile
+    import functools
+    import re
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    lock = threading.Lock()
+    shapes: dict[str, list[float]] = {}  # shape -> [count, cpu s, rows]
+    submits = [0]
+    started = time.monotonic()
+
+    def shape(sql: str) -> str:
+        words = re.sub(r"\s+", " ", sql).strip()
+        words = re.sub(r"\(\?(, \?)*\)|\$\d+|%\(\w+\)s|:\w+", "?", words)
+        return words[:110]
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def _before(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        conn.info["bench_t0"] = time.thread_time()
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def _after(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        cpu = time.thread_time() - conn.info.pop("bench_t0", time.thread_time())
+        rows = len(params) if many and isinstance(params, list) else 1
+        with lock:
+            got = shapes.setdefault(shape(sql), [0, 0.0, 0])
+            got[0] += 1
+            got[1] += cpu
+            got[2] += rows
+
+    submit = ThreadPoolExecutor.submit
+    calls: dict[str, list[float]] = {}  # work handed to a thread -> [count, its CPU s]
+
+    def name_of(fn: Any) -> str:
+        while isinstance(fn, functools.partial):  # asyncio.to_thread: partial(ctx.run, f)
+            fn = fn.args[0] if fn.func.__name__ == "run" and fn.args else fn.func
+        return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+    profile_to = os.environ.get("GRADESYNC_BENCH_PROFILE_WORK")
+    profiles = threading.local()  # one cProfile per worker thread (each sets its own hook)
+    made: list[Any] = []
+
+    def counted_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        submits[0] += 1
+        name = name_of(fn)
+
+        def timed() -> Any:
+            prof = None
+            if profile_to:
+                prof = getattr(profiles, "p", None)
+                if prof is None:
+                    prof = profiles.p = cProfile.Profile(time.thread_time)  # CPU, not waits
+                    with lock:
+                        made.append(prof)
+            t0 = time.thread_time()
+            try:
+                if prof is not None:
+                    return prof.runcall(fn, *args, **kwargs)
+                return fn(*args, **kwargs)
+            finally:
+                cpu = time.thread_time() - t0
+                with lock:
+                    got = calls.setdefault(name, [0, 0.0])
+                    got[0] += 1
+                    got[1] += cpu
+
+        return submit(self, timed)
+
+    ThreadPoolExecutor.submit = counted_submit  # type: ignore[method-assign]
+
+    # the measured windows (between a pair of marks, `Child.mark`): what each counter grew
+    # by inside them, summed; the main thread (the event loop's) is profiled inside them
+    # with GRADESYNC_BENCH_PROFILE_LOOP=FILE
+    loop_to = os.environ.get("GRADESYNC_BENCH_PROFILE_LOOP")
+    loop_prof = cProfile.Profile(time.thread_time) if loop_to else None
+    window: dict[str, Any] = {"marks": 0, "seconds": 0.0, "process_cpu_s": 0.0}
+    window.update(loop_thread_cpu_s=0.0, thread_work={}, statements={})
+    at_mark: dict[str, Any] = {}
+
+    def snapshot() -> dict[str, Any]:
+        with lock:
+            return {
+                "t": time.monotonic(),
+                "process": time.process_time(),
+                "loop": time.thread_time(),  # a signal's handler runs on the main thread
+                "thread_work": {k: list(v) for k, v in calls.items()},
+                "statements": {k: list(v) for k, v in shapes.items()},
+            }
+
+    def grown(now: dict[str, list[float]], then: dict[str, list[float]], into: dict) -> None:
+        for k, v in now.items():
+            was = then.get(k, [0] * len(v))
+            acc = into.setdefault(k, [0] * len(v))
+            for i, x in enumerate(v):
+                acc[i] += x - was[i]
+
+    def mark() -> None:
+        now = snapshot()
+        window["marks"] += 1
+        if window["marks"] % 2:  # a window starts
+            at_mark.clear()
+            at_mark.update(now)
+            if loop_prof is not None:
+                loop_prof.enable()
+            return
+        if loop_prof is not None:
+            loop_prof.disable()
+        window["seconds"] += now["t"] - at_mark["t"]
+        window["process_cpu_s"] += now["process"] - at_mark["process"]
+        window["loop_thread_cpu_s"] += now["loop"] - at_mark["loop"]
+        grown(now["thread_work"], at_mark["thread_work"], window["thread_work"])
+        grown(now["statements"], at_mark["statements"], window["statements"])
+
+    def table(counts: dict[str, list[float]], what: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "count": v[0],
+                "cpu_ms": round(v[1] * 1000, 1),
+                **({"rows": v[2]} if len(v) > 2 else {}),
+                what: k,
+            }
+            for k, v in sorted(counts.items(), key=lambda kv: -kv[1][1])
+            if v[0]
+        ]
+
+    def write() -> None:
+        if profile_to and made:
+            import pstats
+
+            with lock:
+                stats = pstats.Stats(made[0])
+                for prof in made[1:]:
+                    stats.add(prof)
+            stats.dump_stats(profile_to)
+        if loop_prof is not None and loop_to and window["marks"] >= 2:
+            loop_prof.dump_stats(loop_to)
+        whole = snapshot()
+        out.write_text(
+            json.dumps(
+                {
+                    "seconds": round(whole["t"] - started, 1),
+                    "process_cpu_s": round(whole["process"], 2),
+                    "executor_submits": submits[0],
+                    "windows": {
+                        "marks": window["marks"],
+                        "seconds": round(window["seconds"], 1),
+                        "process_cpu_s": round(window["process_cpu_s"], 2),
+                        "loop_thread_cpu_s": round(window["loop_thread_cpu_s"], 2),
+                        "thread_work": table(window["thread_work"], "call"),
+                        "statements": table(window["statements"], "sql"),
+                    },
+                    "thread_work": table(whole["thread_work"], "call"),
+                    "statements": table(whole["statements"], "sql"),
+                },
+                indent=1,
+            )
+        )
+
+    atexit.register(write)
+    signal.signal(STATEMENTS_SIGNAL, lambda *_: mark())
+
+
 def main() -> None:
+    statements_to = os.environ.get("GRADESYNC_BENCH_STATEMENTS")
+    if statements_to:
+        _count_statements(Path(statements_to))
     malloc_to = os.environ.get("GRADESYNC_BENCH_MALLOC")
     if malloc_to:
         signal.signal(MALLOC_SIGNAL, lambda *_: _malloc_dump(Path(malloc_to)))

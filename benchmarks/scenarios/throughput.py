@@ -80,6 +80,7 @@ def run(world: World, sizes: Sizes, prefix: str = "tp") -> dict[str, Any]:
     sends_before = world.score_requests()
     sent_while_paused = sends_before - sends_at_pause
     gc0 = world.gc_collections()
+    world.gradesync.mark()  # the delivery starts (a diagnosed server's window)
     cpu0, sb_cpu0 = world.gradesync.cpu(), world.sandbox.cpu()
     t0 = time.time()
     world.ok("POST", dest + "/resume")
@@ -97,6 +98,7 @@ def run(world: World, sizes: Sizes, prefix: str = "tp") -> dict[str, Any]:
     rows = stats.wait_until(done, timeout=sizes.deadline, interval=0.5)
     t_end = time.time()  # delivery only: from resume to the last result stored
     cpu, sb_cpu = world.gradesync.cpu() - cpu0, world.sandbox.cpu() - sb_cpu0
+    world.gradesync.mark()
     gc1 = world.gc_collections()
     if rows is None:
         rows = [r for r in world.arrivals() if r[0].startswith(prefix) and (r[1], r[2]) in backlog]
