@@ -9,14 +9,22 @@ from functools import partial
 import pytest
 
 from gradesync.adapters.db.database import Database
-from gradesync.domain.model import DeliveryState
+from gradesync.domain.model import CourseLink, DeliveryState, ItemLink
+from gradesync.domain.policy import Column, column_hash
 from gradesync.services import destination_admin
 from gradesync.services.clock import SystemClock
-from gradesync.services.delivery.governor import RateLimiter, limits_from_config
+from gradesync.services.delivery.background import BackgroundWrites
+from gradesync.services.delivery.governor import (
+    DestinationLimits,
+    Governor,
+    RateLimiter,
+    limits_from_config,
+)
+from gradesync.services.delivery.provisioning import Provisioner
 from gradesync.services.destination import RemoteFailure
 from gradesync.testing import add_destination, wait_for_async
 from gradesync.testing.double import server_error
-from tests.engine.conftest import COURSE, DEST, Harness, T, learner, post, seed, states
+from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, post, seed, states
 
 TYPO = 0.01  # a typo for 10 (the least rate taken): one token, then one every 100 s
 
@@ -134,6 +142,57 @@ async def test_a_send_held_by_a_rate_does_not_hold_up_other_destinations_retries
         ),
         "the other destination's retry sent",
     )
+
+
+class _Lms:
+    """Creates a column, noting the requests in flight then under the limits in force and
+    under the old ones."""
+
+    def __init__(self, governor: Governor, old: DestinationLimits) -> None:
+        self.governor, self.old = governor, old
+        self.in_flight: list[tuple[int, int]] = []
+
+    async def ensure_column(
+        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+    ) -> ItemLink:
+        in_force = self.governor.limits[(T, DEST)]
+        self.in_flight.append((in_force.in_flight, self.old.in_flight))
+        return ItemLink(T, DEST, column.activity_id, "li-1", column_hash(column))
+
+
+async def test_a_column_write_held_by_a_rate_goes_on_under_the_limits_that_replaced_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column's write waiting on a mistyped rate when the admin corrects it takes its slot
+    and token from the new limits, as a score's send does. Before, it went on at once under
+    the old ones: the new limits' concurrency and rate did not count it."""
+    waited = watch_waits(monkeypatch)
+    seed(db, config={"concurrency": 4, "rate_per_second": TYPO})
+    background = BackgroundWrites()
+    governor = Governor(db.uow, SystemClock(), FAST, background)
+    provisioner = Provisioner(db.uow, FAST, background, governor)
+    await governor.refresh_destinations(force=True)
+    d = governor.destinations[(T, DEST)]
+    old = governor.limits[(T, DEST)]
+    assert old.rate.try_acquire() == 0.0  # its one token: the next request waits 100 s
+    lms = _Lms(governor, old)
+    column = Column("Quiz a1", 10.0, None, None, "a1")
+    course = CourseLink(T, DEST, COURSE, "https://lms/courses/1")
+    write = asyncio.create_task(provisioner.ensure_column(lms, d, course, column, None))  # type: ignore[arg-type]
+    await wait_for_async(waited.is_set, "the column's write waiting for a token")
+
+    # one request at a time, one every 50 s
+    destination_admin.set_limits(
+        db.uow, SystemClock(), T, DEST, {"rate_per_second": 0.02, "concurrency": 1}
+    )
+    await governor.refresh_destinations(force=True)
+    new = governor.limits[(T, DEST)]
+    assert new is not old
+    await asyncio.wait_for(write, 10)
+    assert lms.in_flight == [(1, 0)], "the column was written outside the limits in force"
+    assert new.rate.try_acquire() > 0, "the column's write took no token of the new rate"
+    await background.wait()
+    await governor.aclose()
 
 
 def test_a_rate_stored_below_the_minimum_sends_at_the_slowest_rate_allowed() -> None:

@@ -11,8 +11,9 @@ Per destination it keeps:
   which nothing is sent (breaker open, the remote's Retry-After, a misconfiguration pause, an
   admin's pause).
 
-Every request to a destination goes through them: a score's send (`Deliverer.send`), a
-column's write and a run's read-back (`Governor.request`, which raises `DestinationPaused`
+Every request to a destination takes its slot and token in one place (`Governor.admitted`,
+which moves to limits that replaced those it waited on): a score's send (`Deliverer.send`),
+a column's write and a run's read-back (`Governor.request`, which raises `DestinationPaused`
 rather than ask a paused destination anything).
 
 `Governor` holds the destinations and their limits in the worker process; a gate it closes
@@ -565,16 +566,34 @@ class Governor:
         return not lim.disabled and not lim.gated(now) and lim.breaker.allow(now)
 
     @contextlib.asynccontextmanager
+    async def admitted(
+        self, d: Destination, lim: DestinationLimits, priority: int = 0
+    ) -> AsyncIterator[DestinationLimits]:
+        """A slot and a rate token of the limits in force for `d`, taken in `priority` order
+        (live grades first), with the pause re-read: yields those limits, to send under
+        them. Limits replaced meanwhile (an admin changed them, which wakes whoever waits on
+        the old rate) are left at once, and both are taken again from the new ones: every
+        request to a destination (a score's send, a column's write, a read-back) waits
+        here, so none goes on under limits no longer in force."""
+        while True:
+            lim = lim.current()
+            async with lim.semaphore.slot(priority):
+                if not await lim.rate.acquire():
+                    continue
+                await self.ready_to_send(lim)
+                await self.check_pause(d, lim)
+                if lim.replaced_by is not None:
+                    continue
+                yield lim
+                return
+
+    @contextlib.asynccontextmanager
     async def request(self, d: Destination, priority: int = 0) -> AsyncIterator[DestinationLimits]:
         """One request to `d` other than a score's send (a column's write, a read-back), within the
-        destination's limits as a send is: a slot, a rate token, the pause re-read. Raises
-        `DestinationPaused` when paused, having asked nothing. A success closes the breaker
-        (as a send's does); a failure is for the caller to classify, after this ends."""
-        lim = self.limits_for(d)
-        async with lim.semaphore.slot(priority):
-            await lim.rate.acquire()
-            await self.ready_to_send(lim)
-            await self.check_pause(d, lim)
+        destination's limits as a send is (`admitted`). Raises `DestinationPaused` when
+        paused, having asked nothing. A success closes the breaker (as a send's does); a
+        failure is for the caller to classify, after this ends."""
+        async with self.admitted(d, self.limits_for(d), priority) as lim:
             if not self.may_send(lim, self.clock.now()):
                 held = self.destinations.get((d.tenant_id, d.id), d)
                 raise DestinationPaused(d, held.pause_reason if lim.disabled else lim.gate_reason)
@@ -588,11 +607,16 @@ class Governor:
                 lim.breaker.release_probe()
                 raise
             else:
-                if lim.breaker.record_success() and lim.gate_until is not None:
-                    lim.gate_until = None
-                    self.persist_pause(d, None, None, None)
+                self.answered(d, lim)
             finally:
                 lim.in_flight -= 1
+
+    def answered(self, d: Destination, lim: DestinationLimits) -> None:
+        """A request to `d` succeeded: its breaker closes, and a pause the breaker's probe
+        ended is lifted for every process."""
+        if lim.breaker.record_success() and lim.gate_until is not None:
+            lim.gate_until = None
+            self.persist_pause(d, None, None, None)
 
     async def wait_open(self, d: Destination) -> bool:
         """Returns once `d` may be asked again: its pause ended or was lifted, its breaker's

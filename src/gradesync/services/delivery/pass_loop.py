@@ -733,35 +733,27 @@ class Deliverer:
     # -- sending --------------------------------------------------------------------------
 
     async def send(self, r: Ready, stats: DeliveryStats, run_id: str | None) -> None:
-        c, lim = r.claimed, r.limits
-        while True:
-            lim = lim.current()  # limits changed while this send waited: the new ones
-            async with lim.semaphore.slot(c.priority):  # live grades before a run's rows
-                if await lim.rate.acquire() and await self._send_now(r, lim, stats, run_id):
-                    return
+        # live grades before a run's rows; limits changed while this send waited: the new ones
+        async with self.governor.admitted(r.destination, r.limits, r.claimed.priority) as lim:
+            await self._send_now(r, lim, stats, run_id)
 
     async def _send_now(
         self, r: Ready, lim: DestinationLimits, stats: DeliveryStats, run_id: str | None
-    ) -> bool:
-        """Send (or settle) `r` holding a slot and a token of `lim`; False when `lim` was
-        replaced meanwhile (nothing done: the send goes on under the new limits)."""
+    ) -> None:
+        """Send (or settle) `r` holding a slot and a token of `lim` (`Governor.admitted`)."""
         c, d = r.claimed, r.destination
-        await self.governor.ready_to_send(lim)
-        await self.governor.check_pause(d, lim)
-        if lim.replaced_by is not None:
-            return False
         if not self.governor.may_send(lim, self.clock.now()):
             # paused (by an admin, the remote's Retry-After, the breaker): the row
             # waits as it is, due again the moment the pause ends or is lifted
             self._let_wait([c], stats, run_id)
-            return True
+            return
         left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
         if left < self.settings.min_lease_left.total_seconds():
             # held too long behind others: let the lease go rather than risk two
             # workers sending one key at once
             lim.breaker.release_probe()
             self._settle_one(c, None, stats, run_id, logged=False)
-            return True
+            return
         lim.in_flight += 1
         lim.max_in_flight = max(lim.max_in_flight, lim.in_flight)
         started = time.perf_counter()
@@ -777,9 +769,7 @@ class Deliverer:
         else:
             payload = dict(receipt.payload)
             outcome = Delivered(receipt.status, receipt.message)
-            if lim.breaker.record_success() and lim.gate_until is not None:
-                lim.gate_until = None
-                self.governor.persist_pause(d, None, None, None)
+            self.governor.answered(d, lim)
             stats.delivered_items.add(
                 (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
             )
@@ -797,7 +787,6 @@ class Deliverer:
             latency=latency,
             scale=r.scale,
         )
-        return True
 
     def _let_wait(self, items: Sequence[Claimed], stats: DeliveryStats, run_id: str | None) -> None:
         """The destination is paused: the rows wait as they are (nothing was asked of it),
