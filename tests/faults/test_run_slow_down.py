@@ -5,6 +5,8 @@ behind a pause that was about to end. The sandbox LMS answers the 429 (its fault
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from gradesync.sandbox.testing import RunningSandbox
@@ -14,6 +16,7 @@ from tests.support.served import (
     Served,
     courseware_course,
     deep_link,
+    launched_learner,
     post_attempt,
     register_tool,
 )
@@ -58,3 +61,44 @@ def test_a_slow_down_while_a_run_resends_grades_typed_into_the_lms_is_waited_out
     assert run["outcome"] == "succeeded", run["message"]
     assert "pending" not in run["message"] and "paused" not in run["message"], run["message"]
     assert {p: item.scores[p].score_given for p in learners} == dict.fromkeys(learners, 6.0)
+
+
+def test_a_429_to_a_run_s_read_back_pauses_the_lms_until_its_retry_after(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    """The read-back that verifies a run's grades meets a 429 asking for an hour: the LMS is
+    paused for that hour, as a grade's 429 pauses it, and the run's other read-back is not
+    asked of it. Before, the 429 was only counted as unverifiable and the run asked on."""
+    reg = register_tool(lms, served)
+    learner, ctx = launched_learner(lms, served, browser, reg["client_id"])
+    served.ok(
+        "POST",
+        "/ingest",
+        json={
+            "activities": [{"id": "a2", "course_id": "c1", "title": "Lab 2", "points_possible": 10}]
+        },
+    )
+    wait_for(lambda: len(lms.state.courses[ctx].line_items) == 2, "both line items")
+    post_attempt(served, "e1", learner, 7)
+    wait_for(
+        lambda: any(learner in li.scores for li in lms.state.courses[ctx].line_items.values()),
+        "the grade in the LMS",
+    )
+
+    lms.admin.reset_counters()
+    lms.admin.set_faults({"results": {"script": ["throttle"], "retry_after": 3600}})
+    try:
+        run = served.run("manual", "c1")
+    finally:
+        lms.admin.clear_faults()
+    counters = lms.admin.counters()
+    assert counters["results"]["throttle"] == 1, counters
+    assert counters["results"]["requests"] == 1, counters  # nothing more asked while paused
+    assert run["counts"]["unverifiable"] == 2, run["counts"]
+    dest = wait_for(
+        lambda: (d := served.ok("GET", "/destinations/lms"))["paused_until"] and d,
+        "the slow-down pause",
+    )
+    assert "slow down" in dest["pause_reason"], dest
+    until = datetime.fromisoformat(dest["paused_until"])
+    assert until > datetime.now(UTC) + timedelta(minutes=55), dest  # its Retry-After

@@ -70,6 +70,7 @@ from gradesync.services.delivery import (
     DeliveryStats,
     DestinationPaused,
     outcome_of_failure,
+    slowed_down,
 )
 from gradesync.services.destination import NO_RESOURCE_LINK, FailureClass, RemoteFailure
 from gradesync.services.engine_config import EngineSettings
@@ -963,6 +964,9 @@ class RunExecutor:
                 async with self.deliverer.governor.request(d, RUN_PRIORITY):
                     backs = await client.read_results(course_link, item_link)
             except Exception as exc:
+                # a 429 pauses the destination until its Retry-After, as a send's does: the
+                # next read-backs are not asked of it, nor anything else meanwhile
+                slowed_down(self.deliverer.governor, exc, d)
                 log.info("run %s: read-back of %s at %s failed: %s", run.id, activity_id, d.id, exc)
                 tally["unverifiable"] += 1
                 continue

@@ -11,7 +11,7 @@
 """
 
 from gradesync.services.delivery.clients import Clients
-from gradesync.services.delivery.failures import outcome_of_failure
+from gradesync.services.delivery.failures import outcome_of_failure, slowed_down
 from gradesync.services.delivery.governor import DestinationPaused, Governor
 from gradesync.services.delivery.pass_loop import Deliverer
 from gradesync.services.delivery.records import (
@@ -33,4 +33,5 @@ __all__ = [
     "SettleWriter",
     "Settlement",
     "outcome_of_failure",
+    "slowed_down",
 ]

@@ -121,6 +121,17 @@ def outcome_of_failure(
     return RetryLater(reason, remote_status=f.status, remote_message=f.message)
 
 
+def slowed_down(gov: Governor, exc: BaseException, d: Destination) -> bool:
+    """A request other than a score's send (a column's write ahead, a run's read-back)
+    failed: when the remote asked to slow down (a 429, a 503 with Retry-After), `d` is
+    paused for every request until Retry-After, as a send's 429 pauses it. True when it
+    was."""
+    if not isinstance(exc, RemoteFailure) or exc.failure is not FailureClass.SLOW_DOWN:
+        return False
+    outcome_of_failure(gov, exc, d, gov.limits_for(d))
+    return True
+
+
 def unexpected_failure(
     gov: Governor, exc: BaseException, d: Destination, lim: DestinationLimits
 ) -> RetryLater:

@@ -22,10 +22,10 @@ from gradesync.domain.model import Activity, Course, CourseLink, Destination, It
 from gradesync.domain.policy import Column, NoResult, column_for, column_hash, resolve_settings
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.clients import Clients
-from gradesync.services.delivery.failures import outcome_of_failure
+from gradesync.services.delivery.failures import slowed_down
 from gradesync.services.delivery.governor import DestinationPaused, Governor
 from gradesync.services.delivery.recent import Recent
-from gradesync.services.destination import DestinationClient, FailureClass, RemoteFailure
+from gradesync.services.destination import DestinationClient, RemoteFailure
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
 
@@ -242,12 +242,10 @@ class Provisioner:
         except DestinationPaused as paused:
             return paused
         except RemoteFailure as f:
-            if f.failure is not FailureClass.SLOW_DOWN:
+            if not slowed_down(self.governor, f, d):
                 log.info("column %s at %s not created ahead: %s", activity.id, d.id, f)
                 return 0
-            # the remote asked to wait: it is paused for every request, as a send's 429
-            # pauses it, and the column waits for that pause's end
-            outcome_of_failure(self.governor, f, d, self.governor.limits_for(d))
+            # the remote asked to wait: the column waits for the pause that put on `d`
             return DestinationPaused(d, str(f))
         except Exception as exc:
             log.info("column %s at %s not created ahead: %s", activity.id, d.id, exc)
