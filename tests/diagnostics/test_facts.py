@@ -210,6 +210,49 @@ def test_destination_and_course_diagnosis_on_the_database(db: Database) -> None:
     assert t.cause("deployment_problem") is not None
 
 
+@pytest.mark.parametrize("rate", [0.01, 10.0], ids=["holds", "keeps-up"])
+def test_the_destination_diagnosis_names_a_rate_limit_holding_grades_as_a_grade_s_does(
+    db: Database, rate: float
+) -> None:
+    """Two grades wait at a destination limited to 0.01 requests per second: its diagnosis
+    names the limit and how long they take, in the words a waiting grade's diagnosis says.
+    Before, only the grade's did; the destination's said nothing of the limit."""
+    seed(db)
+    with db.uow() as uow:
+        d = uow.destinations.get(T, D)
+        assert d is not None
+        uow.destinations.upsert(replace(d, config={**d.config, "rate_per_second": rate}), NOW)
+        waiting = [
+            LedgerRow(
+                LedgerKey(T, D, "a1", p),
+                DeliveryState.PENDING,
+                desired=desired_to_json(_result(7.0)),
+                updated_at=NOW - timedelta(seconds=20),
+            )
+            for p in ("ada", "ada2")
+        ]
+        uow.ledger.save_many([(row, C) for row in waiting])
+        uow.commit()
+    dest = asyncio.run(diagnostics.diagnose_destination(db.uow, ManualClock(NOW), T, D))
+    check = dest.check("rate_limit")
+    assert check is not None
+    grade = diagnostics.diagnose_learner_activity(db.uow, ManualClock(NOW), T, "ada", "a1")
+    delivery = grade.check("delivery", D)
+    assert delivery is not None and not delivery.passed
+    if rate == 10.0:
+        assert check.passed and "within a minute" in check.evidence, check
+        assert "rate limit" not in delivery.evidence
+        return
+    said = (
+        "'Canvas' has a rate limit of 0.01 requests per second, so sending them takes about "
+        "3 minutes."
+    )
+    assert not check.passed
+    assert check.evidence == f"2 grades wait to be sent to 'Canvas': {said}"
+    assert delivery.evidence.endswith(f": {said}"), delivery.evidence
+    assert check.remedy == delivery.remedy and "raises or clears the rate limit" in check.remedy
+
+
 def _backs(**scores: float | None) -> list[ReadBack]:
     return [
         ReadBack(f"sub-{p}", s, 10.0, None, NOW - timedelta(minutes=5)) for p, s in scores.items()

@@ -436,6 +436,7 @@ def destination_facts(
                 code = reason or state
                 failures[code] = failures.get(code, 0) + n
         courses = len(uow.links.courses_for_destination(tenant_id, d.id))
+        waiting = uow.ledger.waiting_at(tenant_id, d.id)
     return DestinationDiagnosisFacts(
         now=now,
         destination=d,
@@ -448,6 +449,7 @@ def destination_facts(
         delivered=delivered,
         last_delivery=None,
         probe=tuple(probe),
+        waiting=waiting,
     )
 
 

@@ -81,6 +81,7 @@ class CheckCode(StrEnum):
     REGISTRATION = "registration"
     LAUNCHES_ACCEPTED = "launches_accepted"
     DELIVERIES_ACCEPTED = "deliveries_accepted"
+    RATE_LIMIT = "rate_limit"
     # activity checks
     LEARNERS_DELIVERED = "learners_delivered"
 

@@ -21,6 +21,7 @@ from gradesync.domain.diagnosis.checks import (
 from gradesync.domain.diagnosis.destination_checks import (
     destination_ready_check,
     grade_scope_check,
+    rate_limit_check,
 )
 from gradesync.domain.model import (
     Destination,
@@ -65,6 +66,7 @@ class DestinationDiagnosisFacts:
     delivered: int
     last_delivery: DeliveryFact | None
     probe: tuple[ProbeStep, ...] = ()
+    waiting: int = 0  # grades waiting to be sent to it (pending or retrying)
 
 
 # Launch refusals that mean the platform or deployment is not the one registered (seed:
@@ -186,6 +188,9 @@ def diagnose_destination(facts: DestinationDiagnosisFacts) -> Diagnosis:
                 d.id,
             )
         )
+    rate = rate_limit_check(d, facts.waiting)
+    if rate is not None:
+        checks.append(rate)
     return Diagnosis(
         "destination",
         d.name,

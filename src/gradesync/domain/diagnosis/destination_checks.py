@@ -458,6 +458,52 @@ def _span(seconds: float) -> str:
     return plural(round(seconds / 86400), "day")
 
 
+def rate_limit_holds(d: Destination, waiting: int) -> tuple[str, str] | None:
+    """When `d`'s rate limit alone makes the `waiting` grades take `RATE_HOLDS_AFTER` or
+    more to send: (what it does to them, what to do), in the words both a grade's and the
+    destination's diagnosis say. None otherwise."""
+    rate = _rate_limit(d)
+    if rate is None or waiting / rate < RATE_HOLDS_AFTER.total_seconds():
+        return None
+    return (
+        f"{d.name!r} has a rate limit of {rate:g} requests per second, so sending "
+        f"{'them' if waiting > 1 else 'it'} takes about {_span(waiting / rate)}.",
+        "Nothing to do if that pace is meant; otherwise a gradesync administrator raises "
+        f"or clears the rate limit of {d.name!r} (docs/operations.md, Delivery: limits): "
+        "the grades waiting then go at the new pace at once.",
+    )
+
+
+def rate_limit_check(d: Destination, waiting: int) -> Check | None:
+    """A destination with a rate limit: whether it alone holds the `waiting` grades (pending
+    or retrying) for a minute or more."""
+    rate = _rate_limit(d)
+    if rate is None:
+        return None
+    name = "The rate limit keeps up with the grades waiting"
+    held = rate_limit_holds(d, waiting)
+    if held is None:
+        return Check(
+            CheckCode.RATE_LIMIT,
+            name,
+            True,
+            f"{plural(waiting, 'grade')} waiting to be sent to {d.name!r}, within a minute at "
+            f"its rate limit of {rate:g} requests per second.",
+            None,
+            d.id,
+        )
+    said, remedy = held
+    verb = "waits" if waiting == 1 else "wait"
+    return Check(
+        CheckCode.RATE_LIMIT,
+        name,
+        False,
+        f"{plural(waiting, 'grade')} {verb} to be sent to {d.name!r}: {said}",
+        remedy,
+        d.id,
+    )
+
+
 def pending_said(
     d: Destination, row: LedgerRow, want: str, now: datetime, queue: DestinationQueue
 ) -> tuple[str, str, str | None]:
@@ -494,17 +540,10 @@ def pending_said(
     with_others = (
         f", with {plural(others, 'other grade')} waiting to be sent to {d.name!r}" if others else ""
     )
-    rate = _rate_limit(d)
-    if rate is not None and queue.waiting / rate >= RATE_HOLDS_AFTER.total_seconds():
-        return (
-            f"{want} waits to be sent{since}{with_others}: {d.name!r} has a rate limit of "
-            f"{rate:g} requests per second, so sending {'them' if others else 'it'} takes "
-            f"about {_span(queue.waiting / rate)}.",
-            "Nothing to do if that pace is meant; otherwise a gradesync administrator raises "
-            f"or clears the rate limit of {d.name!r} (docs/operations.md, Delivery: limits): "
-            "the grades waiting then go at the new pace at once.",
-            None,
-        )
+    held = rate_limit_holds(d, queue.waiting)
+    if held is not None:
+        said, remedy = held
+        return f"{want} waits to be sent{since}{with_others}: {said}", remedy, None
     if started is None or now - started < STALLED_AFTER:
         if others:
             return (
