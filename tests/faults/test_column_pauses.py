@@ -16,6 +16,8 @@ from tests.support.served import Served, launched_learner, post_attempt, registe
 
 WAITS = "wait for the pause"  # what the provisioner logs for columns held by a pause
 
+Linked = tuple[str, str]  # (learner, LMS course)
+
 
 def _line_item_requests(lms: RunningSandbox) -> int:
     return lms.admin.counters().get("lineitems", {}).get("requests", 0)
@@ -42,19 +44,36 @@ def _held_back(lms: RunningSandbox, caplog: pytest.LogCaptureFixture) -> bool:
     return _line_item_requests(lms) > 0 or WAITS in caplog.text
 
 
-def test_an_admin_pause_holds_a_new_activity_s_line_item_until_resumed(
-    lms: RunningSandbox, served: Served, browser: Browser, caplog: pytest.LogCaptureFixture
+def _assert_new_column_held_back(
+    lms: RunningSandbox, served: Served, caplog: pytest.LogCaptureFixture, defect: str
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gradesync.services.delivery.provisioning")
-    reg = register_tool(lms, served)
-    _, ctx = launched_learner(lms, served, browser, reg["client_id"])
-    wait_for(lambda: _labels(lms, ctx) == {"Lab 1"}, "the deep linked activity's line item")
-
-    served.ok("POST", "/destinations/lms/pause", json={"reason": "exam week"})
+    """Activity a2 ("Lab 2") ingested while the LMS is paused: its column waits."""
     lms.admin.reset_counters()
     _new_activity(served, "a2", "Lab 2")
     wait_for(lambda: _held_back(lms, caplog), "the new column sent or held back")
-    assert _line_item_requests(lms) == 0, "a line item request reached a paused LMS"
+    assert _line_item_requests(lms) == 0, defect
+
+
+@pytest.fixture
+def linked(
+    lms: RunningSandbox, served: Served, browser: Browser, caplog: pytest.LogCaptureFixture
+) -> Linked:
+    """(learner, LMS course): a launched learner's course whose deep linked activity's line
+    item exists, with what the provisioner logs captured (`_held_back` reads it)."""
+    caplog.set_level(logging.INFO, logger="gradesync.services.delivery.provisioning")
+    reg = register_tool(lms, served)
+    learner, ctx = launched_learner(lms, served, browser, reg["client_id"])
+    wait_for(lambda: _labels(lms, ctx) == {"Lab 1"}, "the deep linked activity's line item")
+    return learner, ctx
+
+
+def test_an_admin_pause_holds_a_new_activity_s_line_item_until_resumed(
+    lms: RunningSandbox, served: Served, caplog: pytest.LogCaptureFixture, linked: Linked
+) -> None:
+    _, ctx = linked
+
+    served.ok("POST", "/destinations/lms/pause", json={"reason": "exam week"})
+    _assert_new_column_held_back(lms, served, caplog, "a line item request reached a paused LMS")
     assert _labels(lms, ctx) == {"Lab 1"}
 
     served.ok("POST", "/destinations/lms/resume")
@@ -62,12 +81,9 @@ def test_an_admin_pause_holds_a_new_activity_s_line_item_until_resumed(
 
 
 def test_a_slow_down_pause_holds_a_new_activity_s_line_item_until_it_ends(
-    lms: RunningSandbox, served: Served, browser: Browser, caplog: pytest.LogCaptureFixture
+    lms: RunningSandbox, served: Served, caplog: pytest.LogCaptureFixture, linked: Linked
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gradesync.services.delivery.provisioning")
-    reg = register_tool(lms, served)
-    learner, ctx = launched_learner(lms, served, browser, reg["client_id"])
-    wait_for(lambda: _labels(lms, ctx) == {"Lab 1"}, "the deep linked activity's line item")
+    learner, ctx = linked
 
     # a grade's send meets a 429 asking for an hour: the destination is paused for it
     lms.admin.set_faults({"scores": {"script": ["throttle"], "retry_after": 3600}})
@@ -76,10 +92,9 @@ def test_a_slow_down_pause_holds_a_new_activity_s_line_item_until_it_ends(
         lambda: served.ok("GET", "/destinations/lms").get("paused_until"), "the slow-down pause"
     )
     lms.admin.clear_faults()
-    lms.admin.reset_counters()
-    _new_activity(served, "a2", "Lab 2")
-    wait_for(lambda: _held_back(lms, caplog), "the new column sent or held back")
-    assert _line_item_requests(lms) == 0, "a line item request reached an LMS that asked to wait"
+    _assert_new_column_held_back(
+        lms, served, caplog, "a line item request reached an LMS that asked to wait"
+    )
 
     # the pause ends (here lifted by an admin rather than waited out): the column goes, and
     # the grade the 429 held
@@ -123,12 +138,9 @@ def test_a_run_s_columns_stop_at_the_first_429_and_are_not_tried_again_during_it
 
 
 def test_a_429_to_a_column_made_ahead_pauses_the_lms_and_the_column_waits_for_it(
-    lms: RunningSandbox, served: Served, browser: Browser, caplog: pytest.LogCaptureFixture
+    lms: RunningSandbox, served: Served, caplog: pytest.LogCaptureFixture, linked: Linked
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gradesync.services.delivery.provisioning")
-    reg = register_tool(lms, served)
-    _, ctx = launched_learner(lms, served, browser, reg["client_id"])
-    wait_for(lambda: _labels(lms, ctx) == {"Lab 1"}, "the deep linked activity's line item")
+    _, ctx = linked
 
     lms.admin.reset_counters()
     lms.admin.set_faults({"lineitems": {"script": ["throttle"], "retry_after": 3600}})

@@ -10,12 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gradesync.sandbox.testing import RunningSandbox
-from gradesync.testing import unique, wait_for
+from gradesync.testing import wait_for
 from tests.support.lti import Browser
 from tests.support.served import (
     Served,
-    courseware_course,
-    deep_link,
+    graded_learners,
     launched_learner,
     post_attempt,
     register_tool,
@@ -28,18 +27,7 @@ def test_a_slow_down_while_a_run_resends_grades_typed_into_the_lms_is_waited_out
 ) -> None:
     """One grade typed into the LMS: its resend meets the 429 and waits as `retrying` for the
     pause's end; three, sent one at a time: the two after the 429 wait as `pending`."""
-    reg = register_tool(lms, served)
-    teacher, ctx = unique("teacher-"), unique("ctx-")
-    learners = [unique("learner-") for _ in range(edited)]
-    lms.admin.add_course(id=ctx, learners=learners, instructors=[teacher])
-    courseware_course(served, *({"id": p} for p in learners))
-    link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
-    for p in learners:
-        browser.launch(lms, client_id=reg["client_id"], user=p, course=ctx, resource_link_id=link)
-    for i, p in enumerate(learners):
-        post_attempt(served, f"e{i}", p, 6)
-    (item,) = lms.state.courses[ctx].line_items.values()
-    wait_for(lambda: len(item.scores) == edited, "the grades in the LMS")
+    learners, ctx, item = graded_learners(lms, served, browser, edited)
 
     # gradesync wins: the run that reads back grades typed into the LMS sends its own again
     served.ok("PATCH", "/tenant/policy", json={"keep_lms_edits": False})

@@ -5,32 +5,14 @@ grades found changed by hand in the LMS (sent by any run)."""
 from __future__ import annotations
 
 from gradesync.sandbox.testing import RunningSandbox
-from gradesync.testing import unique, wait_for
 from tests.support.lti import Browser
-from tests.support.served import (
-    Served,
-    courseware_course,
-    deep_link,
-    post_attempt,
-    register_tool,
-)
+from tests.support.served import Served, graded_learners
 
 
 def test_sync_now_after_an_lms_edit_counts_the_edit_as_overridden(
     lms: RunningSandbox, served: Served, browser: Browser
 ) -> None:
-    reg = register_tool(lms, served)
-    teacher, ctx = unique("teacher-"), unique("ctx-")
-    learners = [unique("learner-") for _ in range(3)]
-    lms.admin.add_course(id=ctx, learners=learners, instructors=[teacher])
-    courseware_course(served, *({"id": p} for p in learners))
-    link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
-    for p in learners:
-        browser.launch(lms, client_id=reg["client_id"], user=p, course=ctx, resource_link_id=link)
-    for i, p in enumerate(learners):
-        post_attempt(served, f"e{i}", p, 6)
-    (item,) = lms.state.courses[ctx].line_items.values()
-    wait_for(lambda: len(item.scores) == 3, "the grades in the LMS")
+    learners, ctx, item = graded_learners(lms, served, browser, 3)
     lms.admin.instructor_grade(ctx, item.id, learners[0], 9.0, "typed in the LMS")
 
     run = served.run("manual", "c1")

@@ -17,6 +17,7 @@ import pytest
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
 from gradesync.runtime import Runtime
+from gradesync.sandbox.state import LineItem
 from gradesync.sandbox.testing import RunningSandbox, bind, serve_in_thread
 from gradesync.services import auth
 from gradesync.services.tenants import create_tenant
@@ -133,20 +134,44 @@ def courseware_course(gs: Served, *people: dict[str, Any]) -> None:
     )
 
 
+def launched_learners(
+    lms: RunningSandbox, gs: Served, browser: Browser, client_id: str, count: int
+) -> tuple[list[str], str]:
+    """(learners, LMS course): a new LMS course whose teacher deep links activity a1 of the
+    courseware's course c1, and whose `count` learners have each launched it."""
+    teacher, ctx = unique("teacher-"), unique("ctx-")
+    learners = [unique("learner-") for _ in range(count)]
+    lms.admin.add_course(id=ctx, learners=learners, instructors=[teacher])
+    courseware_course(gs, *({"id": p} for p in learners))
+    link = deep_link(lms, browser, client_id, teacher, ctx)
+    for p in learners:
+        launched = browser.launch(
+            lms, client_id=client_id, user=p, course=ctx, resource_link_id=link
+        )
+        assert launched.status_code == 200
+    return learners, ctx
+
+
 def launched_learner(
     lms: RunningSandbox, gs: Served, browser: Browser, client_id: str
 ) -> tuple[str, str]:
-    """(learner, LMS course): a new LMS course whose teacher deep links activity a1 of the
-    courseware's course c1, and whose one learner has launched it."""
-    teacher, learner, ctx = unique("teacher-"), unique("learner-"), unique("ctx-")
-    lms.admin.add_course(id=ctx, learners=[learner], instructors=[teacher])
-    courseware_course(gs, {"id": learner})
-    link = deep_link(lms, browser, client_id, teacher, ctx)
-    launched = browser.launch(
-        lms, client_id=client_id, user=learner, course=ctx, resource_link_id=link
-    )
-    assert launched.status_code == 200
+    """(learner, LMS course): `launched_learners` with one learner."""
+    (learner,), ctx = launched_learners(lms, gs, browser, client_id, 1)
     return learner, ctx
+
+
+def graded_learners(
+    lms: RunningSandbox, gs: Served, browser: Browser, count: int
+) -> tuple[list[str], str, LineItem]:
+    """(learners, LMS course, its line item): the tool registered, `launched_learners`, and
+    each learner's attempt at a1 (6/10) in the LMS gradebook."""
+    reg = register_tool(lms, gs)
+    learners, ctx = launched_learners(lms, gs, browser, reg["client_id"], count)
+    for i, p in enumerate(learners):
+        post_attempt(gs, f"e{i}", p, 6)
+    (item,) = lms.state.courses[ctx].line_items.values()
+    wait_for(lambda: len(item.scores) == count, "the grades in the LMS")
+    return learners, ctx, item
 
 
 def post_attempt(
