@@ -180,7 +180,7 @@ async def test_a_client_is_closed_only_once_the_sends_holding_it_end(db: Databas
         )
         (client,) = factory.clients[GONE[0]]
         await wait_for_async(
-            lambda: client.closed or (T, GONE[0]) in engine.deliverer._emptied,
+            lambda: client.closed or (T, GONE[0]) in engine.deliverer.drops_waiting(),
             "the client closed, or its closing waiting for its sends",
         )
         assert not client.closed  # its sends still hold it

@@ -436,6 +436,11 @@ class Deliverer:
 
     # -- deleted destinations -------------------------------------------------------------
 
+    def drops_waiting(self) -> set[DestKey]:
+        """The deleted destinations whose client, outcome counts and metric series wait for
+        the sends still holding their rows (they go once the last is settled)."""
+        return set(self._emptied)
+
     def _gone(self, keys: set[DestKey]) -> None:
         """The governor found `keys` deleted: what this engine keeps for them goes once no
         claimed row of theirs is in hand."""
