@@ -351,8 +351,8 @@ def test_a_misconfigured_lti11_consumer_names_what_fixes_it_where_it_is_read() -
 def test_every_remedy_code_has_words_for_every_reader() -> None:
     """A remedy is worded while a failure is built, in the middle of a send: a code missing
     from a reader's table would leave that reader the command line's words, or none."""
-    assert remedies.REMEDY_CODES
-    for code in remedies.REMEDY_CODES:
+    assert remedies._CLI_WORDS
+    for code in remedies._CLI_WORDS:
         fix = remedies.Remedy(code, destination="sis", course="c1", activity="a1", group="Quiz")
         for reader in remedies.Reader:
             table = remedies._CLI_WORDS if reader is remedies.Reader.CLI else None

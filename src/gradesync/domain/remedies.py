@@ -397,7 +397,8 @@ def in_console(
     )
 
 
-# the command line's words of a remedy held as a code (`Remedy`): its command, ids filled in
+# the command line's words of a remedy held as a code (`Remedy`): its command, ids filled in;
+# every code here has words for every reader (tests/unit/test_remedies.py)
 _CLI_WORDS: dict[str, str] = {
     _SIS_CLASS: "gradesync sis map-class {destination} {course} CLASS_SOURCEDID "
     "--school SCHOOL_SOURCEDID",
@@ -415,8 +416,6 @@ _CLI_WORDS: dict[str, str] = {
     "console, or: gradesync sis categories {destination} --align GROUP={category_word}",
 }
 
-# the codes a `Remedy` holds: each has words for every reader (tests/unit/test_remedies.py)
-REMEDY_CODES = frozenset(_CLI_WORDS)
 # a code with no words for its reader (a new adapter's, not yet worded): said plainly rather
 # than raise while a failure is being built in the middle of a send
 UNWORDED = "Check the destination's settings, then check it again: its check names what is wrong."
