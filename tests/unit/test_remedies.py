@@ -266,6 +266,8 @@ def test_the_group_of_a_stored_refusal_is_the_activitys_or_the_default_category(
     assert remedies.reason_group(code, "Quizzes", {"default_category": "Misc"}) == "Quizzes"
     assert remedies.reason_group(code, None, {"default_category": "Misc"}) == "Misc"
     assert remedies.reason_group(code, None, {}) is None
+    # a blank default category is none (the connection's settings refuse one)
+    assert remedies.reason_group(code, None, {"default_category": " "}) is None
     assert remedies.reason_group("not_selected_for_sis", "Quizzes", {}) is remedies.Unsaid.GROUP
 
 

@@ -8,6 +8,7 @@ mapping is written once and the three cannot disagree.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -80,6 +81,19 @@ class SisProfile:
     default_category: str | None = None  # for activities with no group
 
 
+def configured_default_category(config: Mapping[str, Any]) -> str | None:
+    """A connection's default category (`config`'s), for activities with no group: None when
+    it has none, or none usable (`profile_from_config` refuses a blank one)."""
+    value = config.get("default_category")
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def group_of(category: str | None, default_category: str | None) -> str | None:
+    """The group an activity's results go under at a SIS: its own, else the connection's
+    default category (None: neither)."""
+    return category or default_category
+
+
 def _bool(config: dict[str, Any], key: str, default: bool, problems: list[FieldProblem]) -> bool:
     value = config.get(key, default)
     if isinstance(value, bool):
@@ -137,16 +151,13 @@ def profile_from_config(config: dict[str, Any]) -> SisProfile:
                 "config.concurrency", "range", "concurrency must be a whole number from 1 to 64."
             )
         )
-    default_category = config.get("default_category")
-    if default_category is not None and (
-        not isinstance(default_category, str) or not default_category.strip()
-    ):
+    default_category = configured_default_category(config)
+    if default_category is None and config.get("default_category") is not None:
         problems.append(
             FieldProblem(
                 "config.default_category", "not_blank", "default_category must be a non-empty text."
             )
         )
-        default_category = None
     profile = SisProfile(
         name_max_length=length,
         due_date_required=_bool(config, "due_date_required", True, problems),
@@ -204,7 +215,7 @@ def file_category(
     cannot be asked for its categories: the group's alignment (the course's, then the
     connection's), else with `category_match: id` the group itself. Returns (sourcedId, None),
     or (None, why) when no category can be named (every result would be refused)."""
-    group = group or profile.default_category
+    group = group_of(group, profile.default_category)
     if group is None:
         return None, "the activity has no group and no default_category"
     mapping = {**(connection_map or {}), **(course_map or {})}

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 from gradesync.domain.errors import FieldProblem
-from gradesync.domain.passback import PassbackRule
+from gradesync.domain.passback import PassbackRule, configured_default_category, group_of
 
 # the command line's commands (gradesync.cli), as a remedy names them
 CLI_COMMANDS = (
@@ -321,8 +321,7 @@ def reason_group(code: str | None, category: str | None, config: Mapping[str, An
     category's remedy names a group."""
     if code != _CATEGORY:
         return Unsaid.GROUP
-    default = config.get("default_category")
-    return category or (default if isinstance(default, str) and default.strip() else None)
+    return group_of(category, configured_default_category(config))
 
 
 def category_key(code: str | None, group: Group) -> str:

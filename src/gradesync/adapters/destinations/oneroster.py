@@ -65,6 +65,7 @@ from gradesync.domain.passback import (
     Term,
     capabilities_for,
     category_sourced_id,
+    group_of,
     line_item_sourced_id,
     profile_from_config,
     result_sourced_id,
@@ -332,7 +333,7 @@ class OneRosterClient:
     ) -> str:
         """The SIS category sourcedId for an activity group, or REJECTED naming the
         categories the SIS has."""
-        group = group or self.profile.default_category
+        group = group_of(group, self.profile.default_category)
         mapping: dict[str, str] = {
             **(self.destination.config.get("category_map") or {}),
             **(course.data.get("category_map") or {}),

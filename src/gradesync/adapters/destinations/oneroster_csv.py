@@ -44,6 +44,7 @@ from gradesync.domain.passback import (
     Term,
     capabilities_for,
     file_category,
+    group_of,
     line_item_sourced_id,
     profile_from_config,
     result_sourced_id,
@@ -108,7 +109,7 @@ class OneRosterCsvClient:
         )
         if category_id is None:
             raise _missing_category(
-                self.destination.id, group or self.profile.default_category, why or ""
+                self.destination.id, group_of(group, self.profile.default_category), why or ""
             )
         return category_id
 

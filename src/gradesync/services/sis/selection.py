@@ -23,6 +23,7 @@ from gradesync.domain.passback import (
     PassbackRule,
     Term,
     file_category,
+    group_of,
     line_item_sourced_id,
     passback_problems,
     profile_from_config,
@@ -221,7 +222,7 @@ def _file_category_check(
     )
     if category_id is not None:
         return check
-    group = activity.category or profile_from_config(dest.config).default_category
+    group = group_of(activity.category, profile_from_config(dest.config).default_category)
     named = repr(group) if group is not None else "(none)"
     fix = Remedy(
         PassbackRule.CATEGORY_MISSING.value,
