@@ -473,6 +473,10 @@ class Deliverer:
             self.writer.delivered.pop(key, None)
             self.meter.destinations_gone({key})
         if client is not None:
+            # a no-op for every adapter today (the HTTP pool, aiohttp's sockets, is the
+            # context's, closed with the process), kept as the protocol promises it: it
+            # costs nothing, riding on the wait above, which the series need anyway (a send
+            # in flight counts its answer under its destination)
             await self.clients.close(client)
 
     def _let_go(self, flight: InFlight) -> list[Claimed]:
