@@ -13,7 +13,7 @@ order must come from an index, with no sort step.
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -93,5 +93,20 @@ def main(url: str, n: int) -> None:
     db.dispose()
 
 
+def cli(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.claim_plan",
+        description="The claim queries' plans and times on a ledger of N rows.",
+    )
+    ap.add_argument(
+        "url", help="a new database (SQLite or PostgreSQL); one with tenants is refused"
+    )
+    ap.add_argument("rows", type=int, help="ledger rows to fill it with, e.g. 100000")
+    args = ap.parse_args(argv)
+    if args.rows < 1:
+        ap.error("rows: a positive number of ledger rows")
+    main(args.url, args.rows)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    cli()

@@ -153,7 +153,10 @@ def _profiled(out_dir: Path, tag: str) -> subprocess.Popen[bytes] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.http_clients",
+        description=__doc__.split("\n")[0] if __doc__ else None,
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--results", type=int, default=4000)
     ap.add_argument("--only", default=",".join(CLIENTS))

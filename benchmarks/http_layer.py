@@ -204,7 +204,10 @@ def _pieces(url: httpx.URL, n: int = 20000) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.http_layer",
+        description=" ".join(__doc__.split("\n\n")[0].split()) if __doc__ else None,
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=4000)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/http-layer.json"))

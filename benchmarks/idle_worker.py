@@ -38,7 +38,9 @@ IDLE_S = 7.0  # longer than the heartbeat's life (5 s): the worker rejoins for e
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.idle_worker", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("url", help="a new PostgreSQL database")
     ap.add_argument("--grades", type=int, default=6)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/idle-worker.json"))

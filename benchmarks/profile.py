@@ -99,8 +99,20 @@ def split(raw: Path) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> None:
+    import argparse
     import json
-    import sys
 
-    print(json.dumps(split(Path(sys.argv[1])), indent=2))
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.profile",
+        description="A py-spy raw profile of `gradesync serve` split by delivery stage (JSON).",
+    )
+    ap.add_argument("raw", type=Path, help="a py-spy raw profile (`--profile` writes them)")
+    args = ap.parse_args(argv)
+    if not args.raw.is_file():
+        ap.error(f"raw: no such file: {args.raw}")
+    print(json.dumps(split(args.raw), indent=2))
+
+
+if __name__ == "__main__":
+    cli()
