@@ -100,6 +100,14 @@ class Child:
             return ""
 
 
+def child_pythonpath(current: str) -> str:
+    """The benchmarks' root, then `current`'s entries made absolute: a child runs in its own
+    working directory, where a relative entry (`PYTHONPATH=benchmarks/gc_time`) names
+    nothing."""
+    entries = [str(ROOT), *(str(Path(p).resolve()) for p in current.split(os.pathsep) if p)]
+    return os.pathsep.join(dict.fromkeys(entries))
+
+
 def start(
     name: str,
     argv: list[str],
@@ -113,9 +121,7 @@ def start(
     is generous: on a loaded shared machine importing gradesync alone has taken over 60 s."""
     log = workdir / f"{name}.log"
     full_env = {**os.environ, **(env or {})}
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), full_env.get("PYTHONPATH", "")) if p
-    )
+    full_env["PYTHONPATH"] = child_pythonpath(full_env.get("PYTHONPATH", ""))
     with log.open("ab") as fh:  # a restarted child adds to its log
         proc = subprocess.Popen(
             argv, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=str(workdir)
@@ -215,6 +221,7 @@ def gradesync_env(workdir: Path, database_url: str, secret: str) -> dict[str, st
         "GRADESYNC_SECRET_KEY": secret,
         "GRADESYNC_DATA_DIR": str(workdir / "data"),
         "GRADESYNC_OUTBOUND_ALLOWED_NETWORKS": LOOPBACK,
+        "PYTHONPATH": child_pythonpath(os.environ.get("PYTHONPATH", "")),
     }
 
 

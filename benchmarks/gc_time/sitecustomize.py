@@ -1,10 +1,7 @@
 """Diagnostic: the CPU each Python process spends in the garbage collector, per generation.
 
-    GRADESYNC_BENCH_GC_DIR=/tmp/gc PYTHONPATH=$PWD/benchmarks/gc_time \
+    GRADESYNC_BENCH_GC_DIR=/tmp/gc PYTHONPATH=benchmarks/gc_time \
         .venv/bin/python -m benchmarks --only throughput --db sqlite
-
-The path must be absolute: the processes the benchmark starts run in other directories, and
-with a relative one only the benchmark's own process times its collections.
 
 Python imports `sitecustomize` at start when it is on the path, so every process of the run
 (the benchmark, `gradesync serve`, the sandbox) times its collections (the thread's CPU time
