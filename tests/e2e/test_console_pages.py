@@ -28,7 +28,9 @@ from gradesync.domain.model import (
     LedgerKey,
     LedgerRow,
     Person,
+    RunOutcome,
     RunScope,
+    RunStage,
     Schedule,
     ScheduleKind,
     SyncRun,
@@ -57,6 +59,7 @@ from tests.support.schedules import save_old_schedules
 from tests.support.statements import statements
 
 PASSWORD = "correct horse battery"
+HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -731,6 +734,45 @@ def test_run_history_names_destination_schedule_and_who_asked(
         page = c.get("/console/runs").text
     assert all(f"/console/runs/r-{i}" in page for i in range(40))
     assert len(many) == len(two), [s.split("\n")[0][:80] for s in many]
+
+
+def test_last_sync_is_the_latest_run_that_included_the_course(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """A run of every course (a schedule over all courses, no course in its scope) syncs this
+    course too; the course page's Last sync showed an older run of the course alone."""
+    c, runtime = app_client
+    now = runtime.clock.now()
+    with runtime.db.uow() as uow:
+        uow.destinations.upsert(Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas"), now)
+        uow.destinations.upsert(Destination("t1", "sis", DestinationKind.ONEROSTER_CSV, "SIS"), now)
+        uow.links.save_course(CourseLink("t1", "lms", "bio", "ctx-bio"))
+        at = now - timedelta(hours=3)
+        runs = [
+            SyncRun("r-bio", RunScope("t1", "lms", "bio"), Trigger.MANUAL, "ada", created_at=at),
+            # every course at every destination, then at Canvas: both included Biology
+            SyncRun("r-all", RunScope("t1"), Trigger.SCHEDULE, "ada", created_at=at + HOUR),
+            SyncRun(
+                "r-lms", RunScope("t1", "lms"), Trigger.RESYNC, "ada", created_at=at + 2 * HOUR
+            ),
+            # every course at a SIS Biology is not connected to: not Biology's
+            SyncRun("r-sis", RunScope("t1", "sis"), Trigger.MANUAL, "ada", created_at=now),
+            # another course alone
+            SyncRun("r-chem", RunScope("t1", "lms", "chem"), Trigger.MANUAL, "ada", created_at=now),
+        ]
+        for run in runs:
+            finished = replace(run, stage=RunStage.FINISHED, outcome=RunOutcome.SUCCEEDED)
+            uow.runs.add(replace(finished, finished_at=run.created_at))
+        uow.commit()
+    _login(c, "ada")
+    page = c.get("/console/courses/bio").text
+    last = re.search(r'id="run-progress" data-run-id="([^"]+)"', page)
+    assert last is not None and last.group(1) == "r-lms", page
+    assert "Last sync" in page and "Resync of all courses by ada" in page
+    history = c.get("/console/courses/bio/history").text
+    assert re.findall(r'/console/runs/(r-[a-z]+)"', history) == ["r-lms", "r-all", "r-bio"]
+    assert "Resync, all courses" in history and "Schedule, all courses" in history
+    assert "<td>Sync now</td>" in history  # the course's own run says no more
 
 
 def test_adding_a_sis_over_an_existing_id_is_refused_and_changes_nothing(

@@ -248,10 +248,19 @@ def _learners(uow: UnitOfWork, tenant_id: str, course_id: str) -> list[Person]:
 RECENT_RUNS = 10  # runs the course page lists under "Recent syncs"
 
 
+def _course_runs(
+    uow: UnitOfWork, tenant_id: str, course_id: str, dests: Sequence[Destination]
+) -> list[SyncRun]:
+    # a run of every course included this one too: its Last sync, not an older course run
+    return uow.runs.covering_course(tenant_id, course_id, [d.id for d in dests], limit=RECENT_RUNS)
+
+
 def recent_runs(uow_factory: UnitOfWorkFactory, tenant_id: str, course_id: str) -> list[SyncRun]:
-    """The course's latest runs, newest first, as the course page lists them."""
+    """The latest runs that included the course (scoped to it, or to every course of its
+    destinations), newest first, as the course page lists them."""
     with uow_factory() as uow:
-        return uow.runs.history(tenant_id, course_id=course_id, limit=RECENT_RUNS)
+        dests = course_destinations(uow, tenant_id, course_id)
+        return _course_runs(uow, tenant_id, course_id, dests)
 
 
 def course_page(
@@ -295,7 +304,7 @@ def course_page(
             holding = uow.deliveries.last_holding(tenant_id, dest.id, kept)
             if any(r.state is DeliveryState.PENDING for r in ledger.values()):
                 queue = destination_queue(uow, tenant_id, dest.id, course_id, now)
-        runs = uow.runs.history(tenant_id, course_id=course_id, limit=RECENT_RUNS)
+        runs = _course_runs(uow, tenant_id, course_id, dests)
     active = next((r for r in runs if r.finished_at is None), None)
     grid: list[GridRow] = []
     per_activity: dict[str, dict[str, int]] = {a.id: {} for a in activities}

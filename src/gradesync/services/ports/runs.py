@@ -66,6 +66,13 @@ class RunRepo(Protocol):
     ) -> list[SyncRun]:
         """A tenant's runs, newest first; `until` is exclusive."""
 
+    def covering_course(
+        self, tenant_id: str, course_id: str, destination_ids: Sequence[str], *, limit: int
+    ) -> list[SyncRun]:
+        """The tenant's runs that included the course, newest first: those scoped to it, and
+        those of every course (a scope naming no course) at every destination or at one of
+        `destination_ids` (the course's)."""
+
     # the sync engine: one run per scope, claims, dead workers
 
     def lock_scope(self, scope_key: str) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, to_row, utc
@@ -173,6 +173,22 @@ class RunRepo(SqlRepo, ports.RunRepo):
             conds.append(c.trigger == trigger)
         rows = self.conn.execute(
             select(t.sync_runs).where(*conds).order_by(c.created_at.desc()).limit(limit)
+        ).mappings()
+        return [_run(r) for r in rows]
+
+    def covering_course(
+        self, tenant_id: str, course_id: str, destination_ids: Sequence[str], *, limit: int
+    ) -> list[SyncRun]:
+        c = t.sync_runs.c
+        every_course = and_(
+            c.course_id.is_(None),
+            or_(c.destination_id.is_(None), c.destination_id.in_(list(destination_ids))),
+        )
+        rows = self.conn.execute(
+            select(t.sync_runs)
+            .where(c.tenant_id == tenant_id, or_(c.course_id == course_id, every_course))
+            .order_by(c.created_at.desc())
+            .limit(limit)
         ).mappings()
         return [_run(r) for r in rows]
 
