@@ -361,6 +361,36 @@ def test_only_an_admin_with_the_forms_token_edits_a_connection(
 
 
 @pytest.mark.usefixtures("district")
+def test_a_version_the_form_never_holds_is_bad_input_not_a_conflict(
+    live_console: LiveConsole,
+) -> None:
+    """The form's version (what it was opened from) edited to "abc" was answered 409, as if
+    someone had saved meanwhile: it is bad input, named with the form's other problems."""
+    before = _stored(live_console)
+    with httpx.Client(base_url=live_console.base_url) as admin:
+        sign_in_over_http(admin, *ADMIN)
+        form = _edit_form(admin.get(EDIT).text, name="Renamed")
+        for version in ("abc", "", form["version"].upper() + "0"):
+            sent = admin.post(EDIT, data={**form, "version": version, "category_match": "x"})
+            assert sent.status_code == 422, version
+            said = " ".join(unescape(sent.text).split())
+            assert "Nothing was changed. Settings version: " in said, said
+            assert "no settings version: the form holds the 64 lowercase hexadecimal" in said
+            assert "changed since you opened them" not in said
+            assert "Match categories by: Not a choice the form offers" in said  # and the rest
+            assert _edit_form(sent.text)["name"] == "Renamed"  # as typed
+        assert "'abc' is no settings version" in " ".join(
+            unescape(admin.post(EDIT, data={**form, "version": "abc"}).text).split()
+        )
+        assert _stored(live_console) == before
+        # a version that is one, of settings changed since, is still the conflict
+        change_connection(live_console, name="Changed meanwhile")
+        stale = admin.post(EDIT, data=form)
+        assert stale.status_code == 409 and "changed since you opened them" in stale.text
+    assert _stored(live_console).name == "Changed meanwhile"
+
+
+@pytest.mark.usefixtures("district")
 def test_an_admin_edits_a_connection_in_the_browser(
     page: Any, live_console: LiveConsole, sis_sandbox: RunningSandbox
 ) -> None:

@@ -49,6 +49,7 @@ LABELS = {
     "category_match": "Match categories by",
     "default_category": "Default category",
     "concurrency": "Requests at once",
+    "version": "Settings version",
 }
 LABELS |= {f"config.{k}": v for k, v in LABELS.items()}
 NUMBERS = ("name_max_length", "concurrency")
@@ -73,6 +74,23 @@ def _choice_problems(typed: dict[str, str]) -> list[FieldProblem]:
         )
         for key, offered in OFFERED.items()
         if typed[key] not in offered
+    ]
+
+
+def _version_problems(version: str) -> list[FieldProblem]:
+    """The version the form was made from, when it cannot be one (an edited page, a cut
+    copy): bad input, named as the form's other problems, not read as a change come
+    between (409), which it is not."""
+    if service.well_formed_version(version):
+        return []
+    said = f"{version!r} is" if version else "None was sent, and that is"
+    return [
+        FieldProblem(
+            "version",
+            "etag",  # as the API's If-Match and the command line's --expect-version
+            f"{said} no settings version: the form holds the 64 lowercase hexadecimal "
+            "characters of the settings it was opened with. Open the settings again.",
+        )
     ]
 
 
@@ -193,8 +211,8 @@ def save_settings(
     profile = {key: value for key, value in settings.items() if value is not None}
     scope_list = [s for s in re.split(r"[,\s]+", optional["scopes"]) if s]
     try:
-        if choices := _choice_problems(typed):
-            raise InvalidInput(choices)
+        if problems := _version_problems(posted["version"]) + _choice_problems(typed):
+            raise InvalidInput(problems)
         saved = service.add_connection(
             rt.uow,
             rt.clock,
