@@ -39,3 +39,33 @@ def test_every_rule_the_api_names_is_documented() -> None:
     doc = DOC.read_text()
     missing = {rule: where for rule, where in rules.items() if f"`{rule}`" not in doc}
     assert not missing, f"rules missing from docs/api.md (rule: where it is made): {missing}"
+
+
+# where an LMS's check steps are made (a SIS's: adapters/destinations/oneroster*.py)
+CHECK_STEPS = (
+    "adapters/destinations/ags.py",
+    "adapters/destinations/lti11.py",
+    "services/destination_check.py",
+    "services/diagnostics.py",
+)
+
+
+def test_every_lms_check_step_names_a_documented_code() -> None:
+    """A step of `POST /destinations/{id}/check` is for a program by its `code`: every step
+    made names one, and each literal code is in docs/api.md."""
+    codes: dict[str, str] = {}
+    for name in CHECK_STEPS:
+        tree = ast.parse((SRC / name).read_text())
+        for node in ast.walk(tree):
+            if not (
+                isinstance(node, ast.Call) and ast.unparse(node.func) in {"CheckStep", "ProbeStep"}
+            ):
+                continue
+            given = [k.value for k in node.keywords if k.arg == "code"] + node.args[4:5]
+            assert given, f"{name}:{node.lineno} makes a step without a code"
+            for part in ast.walk(given[0]):
+                if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                    codes[part.value] = f"{name}:{node.lineno}"
+    assert len(codes) > 15  # the scan found them
+    doc = DOC.read_text()
+    assert {c: where for c, where in codes.items() if f"`{c}`" not in doc} == {}

@@ -155,6 +155,11 @@ def test_repair_and_destination_check_from_the_cli(
     assert ghost.returncode == 3 and "error: --destination: " in ghost.stderr, ghost.stderr
     check = gradesync("destinations", "check", D, "-t", T, ok=False)
     assert check.returncode == 1 and "registration" in check.stdout
+    # --json is the API's answer, each step's code too (the registration lacks a token URL)
+    check = gradesync("destinations", "check", D, "-t", T, "--json", ok=False)
+    steps = json.loads(check.stdout)["steps"]
+    assert [s["code"] for s in steps][:1] == ["registration_incomplete"], steps
+    assert all(s["code"] for s in steps), steps
 
 
 def test_destination_check_and_sync_name_an_unknown_course_not_found(

@@ -392,3 +392,37 @@ def test_destinations_check_end_to_end(world: World) -> None:
         )
         == 1
     )
+
+
+def test_every_lms_check_step_names_what_it_found_in_a_code(world: World) -> None:
+    """An LMS's check steps had no `code` (a SIS's had): a program had to read their names,
+    which are words for people."""
+
+    def codes(**body: object) -> list[str]:
+        return [s["code"] for s in world.ok("POST", "/destinations/lms/check", json=body)["steps"]]
+
+    own = ["registration_complete", "token_granted", "scopes_granted"]
+    world.register()
+    assert codes() == [*own, "no_course_connected"]
+    learner, teacher = unique("cc-"), unique("teacher-")
+    world.roster()
+    ctx = world.lms_course([learner], [teacher])
+    (link,) = world.deep_link(teacher, ctx)
+    assert codes() == [*own, "gradebook_reachable", "columns_listed"]
+    assert codes(send_test=True) == [
+        *own,
+        "gradebook_reachable",
+        "test_column_ready",
+        "no_learner_launched",
+    ]
+    assert world.launch(learner, ctx, link).status_code == 200
+    assert codes(send_test=True) == [
+        *own,
+        "gradebook_reachable",
+        "test_column_ready",
+        "test_result_accepted",
+        "test_result_read_back",
+    ]
+    world.attempt(learner, 7)
+    world.wait_state(learner, "delivered")
+    assert codes() == [*own, "gradebook_reachable", "columns_listed", "results_read"]

@@ -64,6 +64,28 @@ async def test_check_reads_a_grade_back_and_a_wrong_secret_fails_it(
     assert "signature" in failed[-1][2].lower() or "credential" in failed[-1][2].lower()
 
 
+async def test_each_step_of_an_lti11_check_names_what_it_found_in_a_code(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    """An LMS's check steps had no `code` (a SIS's had): a program read their names."""
+
+    async def codes() -> list[str | None]:
+        return [s.code for s in await gradesync.runtime.check_destination("t1", "lms11")]
+
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    own = ["configured", "outcome_url_per_launch", "course_launched"]
+    form = signed_launch(lms, c, c.instructor, "rl-quiz1", gradesync.launch_url)
+    assert post_launch(form).status_code == 200
+    assert await codes() == [*own, "no_learner_launched"]
+    form = signed_launch(lms, c, c.learners[0], "rl-quiz1", gradesync.launch_url)
+    assert post_launch(form).status_code == 200
+    assert await codes() == [*own, "grade_read_back"]
+    _set_secret(gradesync, "not-the-consumer-secret")
+    [*_, refused] = await codes()
+    assert refused == "bad_credentials"  # the code of the LMS's refusal
+
+
 async def test_a_test_result_is_refused_for_lti11_naming_the_option(
     lms: RunningSandbox, gradesync: Gradesync
 ) -> None:

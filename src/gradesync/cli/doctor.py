@@ -227,8 +227,14 @@ def destinations_check(
             {
                 "destination_id": destination_id,
                 "ok": ok,
-                "steps": [
-                    {"name": s.name, "passed": s.passed, "evidence": s.evidence, "remedy": s.remedy}
+                "steps": [  # as the API's, `code` and all
+                    {
+                        "name": s.name,
+                        "passed": s.passed,
+                        "code": s.code,
+                        "evidence": s.evidence,
+                        "remedy": s.remedy,
+                    }
                     for s in steps
                 ],
             }

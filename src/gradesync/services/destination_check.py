@@ -173,10 +173,17 @@ async def _lti11_read_back(
             "has not said where any grade goes and nothing can be read back.",
             "Have one learner (a test student) open a graded gradesync link in the course, "
             "then check again.",
+            code="no_learner_launched",
         )
     who = learner.person_id
     if not isinstance(client, OneResultReader):
-        return ProbeStep(name, False, f"{client.destination.kind.value} cannot read back.", None)
+        return ProbeStep(
+            name,
+            False,
+            f"{client.destination.kind.value} cannot read back.",
+            None,
+            code="cannot_read_back",
+        )
     for item in items:
         try:
             back = await client.read_one(ResultTarget(link, item, learner))
@@ -193,6 +200,7 @@ async def _lti11_read_back(
             name,
             True,
             f"readResult answered for learner {who!r} in activity {item.activity_id!r}: {held}.",
+            code="grade_read_back",
         )
     return ProbeStep(
         name,
@@ -201,6 +209,7 @@ async def _lti11_read_back(
         "so the LMS has not said where their grade goes and nothing can be read back.",
         "Have the learner (or one named with --learner) open a graded gradesync link in the "
         "course, then check again.",
+        code="no_activity_opened",
     )
 
 
@@ -223,14 +232,16 @@ def _unknown_result(
             f"gives the current result id), or check with another learner: --course "
             f"{course_id} --learner PERSON_ID."
         )
-    return ProbeStep(name, False, f"{what}: it answered{status}: {exc.message}", remedy)
+    return ProbeStep(
+        name, False, f"{what}: it answered{status}: {exc.message}", remedy, code=exc.code
+    )
 
 
 def _fail(name: str, f: BaseException) -> ProbeStep:
     if isinstance(f, RemoteFailure):
         status = f" (HTTP {f.status})" if f.status is not None else ""
-        return ProbeStep(name, False, f"{f.code}{status}: {f.message}", f.remedy)
-    return ProbeStep(name, False, f"{type(f).__name__}: {f}", None)
+        return ProbeStep(name, False, f"{f.code}{status}: {f.message}", f.remedy, code=f.code)
+    return ProbeStep(name, False, f"{type(f).__name__}: {f}", None, code="check_error")
 
 
 async def check_destination(
@@ -260,6 +271,7 @@ async def check_destination(
                 f"No course is connected to {d.name!r} yet.",
                 "Add gradesync to an LMS course with Deep Linking (or launch it once), then "
                 "check again to test that course's gradebook.",
+                code="no_course_connected",
             )
         )
         return steps
@@ -272,13 +284,21 @@ async def check_destination(
     if d.kind is DestinationKind.LTI11_OUTCOMES:
         steps.append(
             ProbeStep(
-                "The course was launched from the LMS", True, f"{course.id}: {link.remote_id}"
+                "The course was launched from the LMS",
+                True,
+                f"{course.id}: {link.remote_id}",
+                code="course_launched",
             )
         )
         steps.append(await _lti11_read_back(client, link, plan.items, plan.learner))
         return steps
     steps.append(
-        ProbeStep("The course's gradebook is reachable", True, f"{course.id}: {link.remote_id}")
+        ProbeStep(
+            "The course's gradebook is reachable",
+            True,
+            f"{course.id}: {link.remote_id}",
+            code="gradebook_reachable",
+        )
     )
     caps = client.capabilities
     if d.kind is DestinationKind.LTI13_AGS:
@@ -289,6 +309,7 @@ async def check_destination(
                     "Columns are listed",
                     True,
                     f"{len(plan.items)} column(s) linked to gradesync activities in this course.",
+                    code="columns_listed",
                 )
             )
             for item in plan.items[:1]:
@@ -302,6 +323,7 @@ async def check_destination(
                         "Results can be read back",
                         True,
                         f"{len(backs)} result(s) in {item.remote_id}.",
+                        code="results_read",
                     )
                 )
             return steps
@@ -315,6 +337,7 @@ async def check_destination(
                 "Line items are listed and a test column exists",
                 True,
                 f"{CHECK_TITLE!r}: {item.remote_id}",
+                code="test_column_ready",
             )
         )
         if plan.learner is None:
@@ -326,6 +349,7 @@ async def check_destination(
                     "nobody to send a test result for.",
                     "Have one learner (a test student) open a gradesync link in the course, or "
                     "name one with --learner, then check again.",
+                    code="no_learner_launched",
                 )
             )
             return steps
@@ -355,6 +379,7 @@ async def check_destination(
                 True,
                 f"{top:g}/{top:g} for {plan.learner.person_id} (LMS user "
                 f"{plan.learner.remote_id}): HTTP {receipt.status}.",
+                code="test_result_accepted",
             )
         )
         try:
@@ -375,6 +400,7 @@ async def check_destination(
                 if ok
                 else "The LMS accepted the score but does not show it: check the "
                 "column's settings in the LMS (muted, hidden, or a different grading type).",
+                code="test_result_read_back" if ok else "test_result_not_shown",
             )
         )
     return steps

@@ -464,6 +464,7 @@ def unreachable(exc: BaseException) -> ProbeStep:
         False,
         f"{type(exc).__name__}: {exc}",
         "Check the destination's URLs and that this server can reach it.",
+        code="unreachable",
     )
 
 

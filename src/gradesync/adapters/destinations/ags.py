@@ -684,16 +684,24 @@ class AgsClient:
                 not missing and bool(self.config.get("deployment_ids")),
                 "complete" if not missing else f"missing: {', '.join(missing)}",
                 None if not missing else "Register the platform again with every field.",
+                code="registration_complete" if not missing else "registration_incomplete",
             )
         )
         try:
             self._tokens.invalidate(self._token_key())
             token = await self._token()
         except RemoteFailure as failure:
-            steps.append(CheckStep("token", False, failure.message, failure.remedy))
+            steps.append(
+                CheckStep("token", False, failure.message, failure.remedy, code=failure.code)
+            )
             return steps
         steps.append(
-            CheckStep("token", True, f"token issued by {self.config.get('auth_token_url')}")
+            CheckStep(
+                "token",
+                True,
+                f"token issued by {self.config.get('auth_token_url')}",
+                code="token_granted",
+            )
         )
         need = {SCOPE_SCORE, SCOPE_LINEITEM}
         lacking = sorted(need - token.scopes)
@@ -703,6 +711,7 @@ class AgsClient:
                 not lacking,
                 f"granted: {', '.join(sorted(token.scopes)) or 'none'}",
                 REMEDIES["no_grade_scope"] if lacking else None,
+                code="scopes_missing" if lacking else "scopes_granted",
             )
         )
         return steps

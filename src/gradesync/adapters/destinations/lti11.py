@@ -599,13 +599,14 @@ class Lti11Client:
         try:
             cfg = self._config()
         except RemoteFailure as exc:
-            return [CheckStep("configuration", False, exc.message, exc.remedy)]
+            return [CheckStep("configuration", False, exc.message, exc.remedy, code=exc.code)]
         steps.append(
             CheckStep(
                 "configuration",
                 True,
                 f"consumer key {cfg.consumer_key!r}, secret set, allowed hosts "
                 f"{', '.join(cfg.allowed_hosts)}",
+                code="configured",
             )
         )
         steps.append(
@@ -614,6 +615,7 @@ class Lti11Client:
                 True,
                 "nothing to call before a launch: the LMS gives its outcome URL with each "
                 "launch, and a learner's grades go to the URL of their own launch",
+                code="outcome_url_per_launch",
             )
         )
         return steps
