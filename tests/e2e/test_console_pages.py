@@ -40,7 +40,7 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.pauses import PauseCause
 from gradesync.runtime import Runtime
-from gradesync.services import auth
+from gradesync.services import auth, destination_admin
 from gradesync.services.accounts import create_user
 from gradesync.services.console_queries import percentile, summarise_deliveries
 from gradesync.testing import TEST_SECRET
@@ -533,6 +533,34 @@ def test_dashboard_counts_only_sends_not_override_or_repair_lines(
     row = re.search(r'<th scope="row">Canvas</th>((?:<td>[^<]*</td>)+)', page)
     assert row is not None
     assert re.findall(r"<td>([^<]*)</td>", row.group(1)) == ["3", "3", "0", "0", "100%", "0%"]
+
+
+def test_the_dashboard_names_a_deleted_destination_as_deleted(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """The delivery log outlives a deleted destination: the dashboard listed it by its bare
+    id, as if it were one of the destinations still there."""
+    c, runtime = app_client
+    now = runtime.clock.now()
+    with runtime.db.uow() as uow:
+        for did, name in (("lms", "Canvas"), ("moodle-2019", "Moodle")):
+            uow.destinations.upsert(Destination("t1", did, DestinationKind.LTI13_AGS, name), now)
+            key = LedgerKey("t1", did, "q1", "p1")
+            line = {"key": key, "sent_at": now - timedelta(minutes=5), "payload": None}
+            uow.deliveries.add_many([line | {"outcome": "delivered", "latency_ms": 20.0}])
+        uow.commit()
+    destination_admin.delete(runtime.uow, "t1", "moodle-2019")
+    _login(c, "ada", "/console/dashboard")
+    page = c.get("/console/dashboard").text
+    rows = re.findall(r'<tr( data-deleted="[^"]*")?><th scope="row">(.*?)</th>', page)
+    assert [(d, unescape(re.sub(r"<[^>]+>", "", h))) for d, h in rows] == [
+        ("", "Canvas"),
+        (' data-deleted="moodle-2019"', "Deleted destination moodle-2019"),
+    ]
+    said = unescape(page)
+    assert "deleted destination moodle-2019 100% delivered" in said  # the chart's words
+    assert ">moodle-2019 (deleted)</text>" in said  # the chart's label
+    assert "/destinations/moodle-2019" not in page  # nothing links to what is gone
 
 
 def test_charts_are_labelled_images() -> None:

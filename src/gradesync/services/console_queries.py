@@ -453,6 +453,12 @@ class TimeBucket:
     p99_ms: float | None
 
 
+def deleted_destination(destination_id: str) -> str:
+    """How pages name a destination deleted since: its name goes with it (the delivery log
+    and runs keep only its id), and its id alone reads as one that still exists."""
+    return f"deleted destination {destination_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class DestinationRates:
     destination_id: str
@@ -461,6 +467,7 @@ class DestinationRates:
     delivered: int
     rejected: int
     retrying: int
+    deleted: bool = False  # the log outlives it: `name` is then `deleted_destination`
 
     @property
     def success_rate(self) -> float:
@@ -492,7 +499,8 @@ def summarise_deliveries(
     buckets: int,
 ) -> Dashboard:
     """Pure: fold delivery log rows (sent_at, outcome, latency_ms, destination_id) into
-    `buckets` equal time slices between `since` and `until` and per-destination rates."""
+    `buckets` equal time slices between `since` and `until` and per-destination rates, named
+    by `names` (a destination not in it was deleted since, and is listed after the others)."""
     width = (until - since) / buckets
     slots: list[dict[str, Any]] = [
         {"sends": 0, "delivered": 0, "rejected": 0, "retrying": 0, "lat": []}
@@ -534,12 +542,21 @@ def summarise_deliveries(
                 p99_ms=percentile(lat, 99),
             )
         )
-    rates = [
-        DestinationRates(
-            did, names.get(did, did), c["sends"], c["delivered"], c["rejected"], c["retrying"]
-        )
-        for did, c in sorted(per_dest.items(), key=lambda kv: names.get(kv[0], kv[0]).lower())
-    ]
+    rates = sorted(
+        (
+            DestinationRates(
+                did,
+                names[did] if did in names else deleted_destination(did),
+                c["sends"],
+                c["delivered"],
+                c["rejected"],
+                c["retrying"],
+                deleted=did not in names,
+            )
+            for did, c in per_dest.items()
+        ),
+        key=lambda r: (r.deleted, r.name.lower(), r.destination_id),
+    )
     every_latency.sort()
     return Dashboard(
         since=since,
@@ -624,7 +641,7 @@ def backlog(uow_factory: UnitOfWorkFactory, tenant_id: str, now: datetime) -> Ba
             course = uow.courses.get(tenant_id, course_id)
             d = dests.get(k.destination_id)
             oldest = OldestWaiting(
-                destination=d.name if d else k.destination_id,
+                destination=d.name if d else deleted_destination(k.destination_id),
                 course=course.title if course else course_id,
                 activity=activity.title if activity else k.activity_id,
                 learner=(person.name or k.person_id) if person else k.person_id,

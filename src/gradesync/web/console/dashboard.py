@@ -90,7 +90,15 @@ def dashboard(
             for d in data.destinations
         )
         + ("." if data.destinations else "no sends."),
-        [(d.name, d.success_rate, d.rejection_rate) for d in data.destinations],
+        # a deleted one by its id first: a long label is cut at its end
+        [
+            (
+                f"{d.destination_id} (deleted)" if d.deleted else d.name,
+                d.success_rate,
+                d.rejection_rate,
+            )
+            for d in data.destinations
+        ],
     )
     return render(
         request,
