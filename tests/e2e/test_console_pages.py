@@ -210,6 +210,27 @@ def test_a_value_the_forms_never_send_is_refused_and_changes_nothing(
         assert uow.courses.get("t1", "bio").sync_enabled is False  # type: ignore[union-attr]
 
 
+def test_a_form_refused_before_its_page_runs_names_fields_by_their_labels(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """A form its page's own code never read (a file for a text field) named the field by
+    its name in lower case, "student id", where the page labels it "SIS student sourcedId"."""
+    c, runtime = app_client
+    _file_sis_for_bio(runtime)
+    token = _login(c, "ada")
+    r = c.post(
+        "/console/sis/sis/courses/bio/students/p1",
+        data={"csrf": token},
+        files={"student_id": ("id.txt", b"s-1")},
+    )
+    assert r.status_code == 422
+    said = " ".join(unescape(re.sub(r"<[^>]+>", " ", r.text)).split())
+    assert "SIS student sourcedId: Input should be a valid string." in said, said
+    assert "student id" not in said.lower() and "student_id" not in said
+    with runtime.db.uow() as uow:
+        assert uow.links.person("t1", "sis", "p1", "bio") is None
+
+
 def test_bad_schedule_is_refused_naming_the_field(app_client: tuple[TestClient, Runtime]) -> None:
     c, runtime = app_client
     token = _login(c, "ada", "/console/schedules")
@@ -220,10 +241,11 @@ def test_bad_schedule_is_refused_naming_the_field(app_client: tuple[TestClient, 
     assert r.status_code == 422
     # named by the form's label, not its field's name
     assert "When: " in r.text and "spec:" not in r.text
-    # a form posted without a field the browser would have required: a page, not JSON
+    # a form posted without a field the browser would have required: a page, not JSON, that
+    # names the field by its label too
     r = c.post("/console/schedules", data={"csrf": token, "kind": "daily", "time_zone": "UTC"})
     assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
-    assert "The form was not accepted" in r.text and "spec: required." in r.text
+    assert "The form was not accepted" in r.text and "When: required." in r.text
     with runtime.db.uow() as uow:
         assert uow.schedules.all("t1") == []
 

@@ -230,14 +230,27 @@ _HTTP_WORDS = {
 }
 
 
+# each page's labels of its form fields, by the module of its routes (`page_labels`): a
+# form refused before the page's own code runs (`form_refused`) names them as the page does
+_PAGE_LABELS: dict[str, dict[str, str]] = {}
+
+
+def page_labels(module: str, labels: dict[str, str]) -> dict[str, str]:
+    """Register `labels` as the form labels of the pages of `module` (its `__name__`)."""
+    _PAGE_LABELS[module] = labels
+    return labels
+
+
 def form_refused(
     request: Request, exc: RequestValidationError, user: ConsoleUser | None
 ) -> HTMLResponse:
     """A form the browser's own checks would have stopped (a script, a browser without them):
-    a page that says which field and why, as every other console refusal does, not the
-    API's JSON."""
+    a page that says which field and why, by the page's label of it, as every other console
+    refusal does, not the API's JSON."""
+    endpoint = request.scope.get("endpoint")
+    labels = _PAGE_LABELS.get(getattr(endpoint, "__module__", ""), {})
     said = [
-        f"{field_words(str(e['loc'][-1])) if e.get('loc') else 'the form'}: "
+        f"{field_words(str(e['loc'][-1]), labels) if e.get('loc') else 'the form'}: "
         + ("required" if e.get("type") == "missing" else str(e.get("msg", "invalid")))
         + "."
         for e in exc.errors()

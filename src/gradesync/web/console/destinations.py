@@ -26,6 +26,7 @@ from gradesync.web.console.common import (
     admin_user,
     check_csrf,
     flash,
+    page_labels,
     problems_text,
     render,
     runtime_of,
@@ -226,6 +227,7 @@ FORM_LABELS = {
     "token_url": "OAuth 2 token URL",
     "profile": "LMS",
 }
+page_labels(__name__, FORM_LABELS)  # for `form_refused` too
 
 SAVERS: dict[str, Callable[[Runtime, str, dict[str, str]], Destination]] = {
     "lti13": _save_platform,

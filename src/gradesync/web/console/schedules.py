@@ -19,6 +19,7 @@ from gradesync.web.console.common import (
     admin_user,
     check_csrf,
     flash,
+    page_labels,
     problems_text,
     render,
     runtime_of,
@@ -42,6 +43,7 @@ FORM_LABELS = {
     "destination_id": "Destination",
     "trigger": "Type",
 }
+page_labels(__name__, FORM_LABELS)  # for `form_refused` too
 TYPE_LABELS = {"schedule": "Grade sync", "remaster": "Remaster (resend everything)"}
 
 

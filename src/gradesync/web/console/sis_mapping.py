@@ -21,6 +21,7 @@ from gradesync.web.console.common import (
     check_csrf,
     confirm_page,
     flash,
+    page_labels,
     problems_text,
     runtime_of,
 )
@@ -39,6 +40,7 @@ FORM_LABELS = {
     "category_id": "SIS category",
     "section_id": "Section",
 }
+page_labels(__name__, FORM_LABELS)  # for `form_refused` too
 
 
 def _admin_form(

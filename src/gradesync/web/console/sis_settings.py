@@ -24,6 +24,7 @@ from gradesync.web.console.common import (
     admin_user,
     check_csrf,
     flash,
+    page_labels,
     problems_text,
     render,
     runtime_of,
@@ -52,6 +53,7 @@ LABELS = {
     "version": "Settings version",
 }
 LABELS |= {f"config.{k}": v for k, v in LABELS.items()}
+page_labels(__name__, LABELS)  # for `form_refused` too
 NUMBERS = ("name_max_length", "concurrency")
 CHOICES = ("due_date_required", "due_date_inside_term", "may_create_categories")
 # what each choice of the form may send ("" is Default); anything else was not offered
