@@ -435,3 +435,43 @@ def test_roster_match_shows_the_tenants_setting_when_given_none(
     assert json.loads(gradesync(*shown).stdout)["roster_match"] == "email"  # unchanged
     missing = gradesync("tenants", "roster-match", "-t", "ghost", ok=False)
     assert missing.returncode == 3 and "ghost" in missing.stderr
+
+
+def test_show_commands_print_settings_in_words_not_python_reprs(
+    gradesync: Run, cli_db: Database, cli_env: dict[str, str]
+) -> None:
+    """`sis show` and `destinations show` printed `True`, `None`, `['a', 'b']` and
+    `{'Quizzes': 'cat-1'}`; --json keeps the values as JSON."""
+    now = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    config: dict[str, Any] = {
+        "base_url": "https://sis.example.edu/ims/oneroster",
+        "due_date_required": True,
+        "due_date_inside_term": False,
+        "default_category": None,
+        "scopes": ["https://a.example/s1", "https://a.example/s2"],
+        "category_map": {"Quizzes": "cat-1", "Labs": "cat-2"},
+    }
+    with cli_db.uow() as uow:
+        uow.tenants.upsert(Tenant("northwind", "Northwind"), now)
+        uow.destinations.upsert(
+            Destination("northwind", "sis", DestinationKind.ONEROSTER_REST, "SIS", config=config),
+            now,
+        )
+        uow.commit()
+    cli_env["COLUMNS"] = "80"
+    sis = gradesync("sis", "show", "sis", "-t", "northwind").stdout
+    dest = gradesync("destinations", "show", "sis", "-t", "northwind").stdout
+    for out in (sis, dest):
+        for repr_ in ("True", "False", "None", "[", "{", "'"):
+            assert repr_ not in out, (repr_, out)
+        # a list on one line, whole however narrow the terminal
+        assert "https://a.example/s1, https://a.example/s2\n" in out, out
+        assert "Quizzes=cat-1, Labs=cat-2" in out or "Labs=cat-2, Quizzes=cat-1" in out, out
+    assert "  due-date-required: yes\n" in sis and "  due-date-inside-term: no\n" in sis, sis
+    assert "  default-category: -\n" in sis, sis
+    assert "  due_date_required: yes\n" in dest and "  default_category: -\n" in dest, dest
+    shown = json.loads(gradesync("destinations", "show", "sis", "-t", "northwind", "--json").stdout)
+    assert shown["config"]["due_date_required"] is True
+    assert shown["config"]["scopes"] == config["scopes"]
+    shown = json.loads(gradesync("sis", "show", "sis", "-t", "northwind", "--json").stdout)
+    assert shown["config"]["due_date_required"] is True, shown

@@ -437,6 +437,22 @@ def destination_status(enabled: bool, paused_until: datetime | None) -> str:
     return "active"
 
 
+def setting_text(value: Any) -> str:
+    """A stored setting as a person reads it, never a Python repr: yes/no, `-` for none, a
+    list's items and a mapping's pairs (`Quizzes=cat-1`, as `--align` takes them) separated
+    by commas."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Mapping):
+        pairs = (f"{k}={setting_text(v)}" for k, v in value.items())
+        return ", ".join(pairs) or "-"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(setting_text(v) for v in value) or "-"
+    return str(value)
+
+
 def short_when(dt: datetime | None) -> str:
     """A time for a narrow table column (UTC, to the minute)."""
     return dt.strftime("%m-%d %H:%M") if dt else "-"

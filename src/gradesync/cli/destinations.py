@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from gradesync.cli._common import (
     JSON_OUT,
@@ -22,6 +23,7 @@ from gradesync.cli._common import (
     print_table,
     problem,
     runtime,
+    setting_text,
 )
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Destination
@@ -73,12 +75,16 @@ def show(
     if as_json:
         print_json(dest_out(rt, d, counts))
         return
-    console.print(f"[bold]{d.name}[/bold] ({d.id}, {d.kind.value}, profile {d.profile})")
+    console.print(
+        f"[bold]{escape(d.name)}[/bold] ({d.id}, {d.kind.value}, profile {d.profile})",
+        highlight=False,
+    )
     reason = view["pause_reason"]
     status = destination_status(bool(view["enabled"]), view["paused_until"])
-    console.print(f"status: {status}" + (f" - {reason}" if reason else ""))
-    for k, v in sorted(d.config.items()):
-        console.print(f"  {k}: {v}", highlight=False)
+    console.print(escape(f"status: {status}" + (f" - {reason}" if reason else "")))
+    # the settings as shown (a URL without credentials), one line each however long
+    for k, v in sorted(view["config"].items()):
+        console.print(f"  {k}: {escape(setting_text(v))}", highlight=False, soft_wrap=True)
     console.print(
         "results: " + (", ".join(f"{s} {n}" for s, n in sorted(counts.items())) or "none yet")
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
 from gradesync.cli._common import (
@@ -16,6 +17,7 @@ from gradesync.cli._common import (
     print_json,
     print_table,
     runtime,
+    setting_text,
     when,
 )
 from gradesync.lti import registration as reg
@@ -174,7 +176,7 @@ def show(
         print_json(platform_view(dest, rt))  # as GET /platforms/{id}
         return
     for key, value in reg.spec_of(dest).items():
-        console.print(f"{key}: {value}")
+        console.print(f"{key}: {escape(setting_text(value))}", highlight=False, soft_wrap=True)
     _print_tool_values(rt.settings.base_url)
 
 

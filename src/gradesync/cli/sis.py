@@ -26,6 +26,7 @@ from gradesync.cli._common import (
     print_table,
     problem,
     runtime,
+    setting_text,
     will_write,
 )
 from gradesync.domain.errors import InvalidInput
@@ -276,8 +277,8 @@ def show(destination_id: str, tenant: str = TENANT, as_json: bool = JSON_OUT) ->
         return
     console.print(f"[bold]{escape(dest.name)}[/bold] ({dest.id}, {dest.kind.value})")
     for key, value in sorted(dest.config.items()):
-        said = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-        console.print(f"  {key.replace('_', '-')}: {escape(said)}", highlight=False)
+        said = escape(setting_text(value))  # one line each, however long: a URL stays whole
+        console.print(f"  {key.replace('_', '-')}: {said}", highlight=False, soft_wrap=True)
     stored = "stored" if dest.secret.get("client_secret") else "none"
     console.print(f"  client-secret: {stored}", highlight=False)
     console.print(f"version: {shown['version']}", highlight=False)
