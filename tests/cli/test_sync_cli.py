@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -45,6 +48,30 @@ def test_sync_wait_follows_the_run_to_the_end(
     assert bad.stderr.startswith("error: --trigger:"), bad.stderr  # the option, not `trigger`
 
 
+def _on_a_terminal(env: dict[str, str], *args: str) -> str:
+    """The command with its stdout on a terminal (a pseudo-terminal), as a person runs it:
+    what it printed there, its control sequences as line ends."""
+    main, sub = pty.openpty()
+    proc = subprocess.Popen(
+        [GRADESYNC, *args], env=env, stdout=sub, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+    )
+    os.close(sub)
+    said = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the command ended, and the terminal with it
+            break
+        if not chunk:
+            break
+        said += chunk
+    os.close(main)
+    assert proc.wait(timeout=60) == 0, said
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", said.decode())  # bold
+    # each redraw of the bar (after the cursor is moved back) on a line of its own
+    return re.sub(r"(\x1b\[[0-9;?]*[A-Za-z]|\r)+", "\n", plain)
+
+
 def test_sync_waits_progress_line_wraps_at_80_columns_and_cuts_nothing(
     gradesync: Run, cli_db: Database, cli_env: dict[str, str], server: str
 ) -> None:
@@ -55,7 +82,7 @@ def test_sync_waits_progress_line_wraps_at_80_columns_and_cuts_nothing(
     _roster(cli_db)
     cli_env["COLUMNS"] = "80"
     args = ("sync", "-t", "northwind", "-c", "c1", "--trigger", "resync", "--wait")
-    out = gradesync(*args, "--timeout", "60").stdout
+    out = _on_a_terminal(cli_env, *args, "--timeout", "60")
     assert "…" not in out, out
     assert max(len(line) for line in out.splitlines()) <= 80, out
     [run] = json.loads(gradesync("runs", "list", "-t", "northwind", "--json").stdout)
@@ -65,6 +92,29 @@ def test_sync_waits_progress_line_wraps_at_80_columns_and_cuts_nothing(
     assert len(f"finished ({counts})") > 50, counts  # more than its share of 80 columns
     assert f" finished ({counts})" in " ".join(out.split()), out  # whole, wrapped
     assert "━" * 20 in out and "0:00:" in out, out  # the bar and the time elapsed
+
+
+def test_sync_wait_into_a_pipe_prints_plain_lines_in_words(
+    gradesync: Run, cli_db: Database, server: str
+) -> None:
+    """Piped (a log, `| tee`), --wait printed the terminal's bar with its control characters,
+    and the counts by their keys (`sent_so_far`): it prints a plain line per change."""
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    args = ("sync", "-t", "northwind", "-c", "c1", "--trigger", "resync", "--wait")
+    out = gradesync(*args, "--timeout", "60").stdout
+    assert "━" not in out and "\x1b" not in out and "\r" not in out, repr(out)
+    [run] = json.loads(gradesync("runs", "list", "-t", "northwind", "--json").stdout)
+    lines = out.splitlines()
+    assert lines[0] == f"queued run {run['id']} (resync)", out
+    assert lines[-2:] == [
+        f"finished ({flat_counts(run['counts'])})",
+        f"run {run['id']} finished: succeeded",
+    ], out
+    assert len(lines) == len(set(lines)), out  # a line when something changed, not per poll
+    # the counts in words, while a run sends as after
+    assert flat_counts({"sent_so_far": 3, "not_synced": 1}) == "not synced 1, sent so far 3"
+    assert flat_counts({"rejected": {"unknown_user": 2}}) == "rejected 2 (unknown_user 2)"
 
 
 def test_a_second_serve_on_the_same_sqlite_file_refuses_to_start(

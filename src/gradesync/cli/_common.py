@@ -481,12 +481,14 @@ BRIEF_COUNTS = ("sent", "unchanged", "pending", "retrying", "skipped", "rejected
 
 
 def flat_counts(counts: dict[str, Any], *, brief: bool = False) -> str:
-    """A run's counts on one line: `sent 3, rejected 2 (unknown_user 2)`; `brief` keeps the
-    outcomes in BRIEF_COUNTS that are not zero."""
+    """A run's counts on one line: `sent 3, sent so far 2, rejected 2 (unknown_user 2)`, each
+    count in words (the reasons keep their codes, which docs/troubleshooting.md names);
+    `brief` keeps the outcomes in BRIEF_COUNTS that are not zero."""
     parts = []
     for key, value in sorted(counts.items()):
         if brief and (key not in BRIEF_COUNTS or not value):
             continue
+        key = key.replace("_", " ")
         if isinstance(value, dict):
             if not value:
                 continue

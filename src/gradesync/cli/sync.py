@@ -1,5 +1,5 @@
 """`gradesync sync`: start a run for a course or a selection and, with --wait, follow it
-through its stages with a progress bar."""
+through its stages: a progress bar on a terminal, a plain line per change otherwise."""
 
 from __future__ import annotations
 
@@ -122,6 +122,41 @@ def sync(
 
 def _follow(rt: Runtime, tenant: str, run: SyncRun, timeout: float, *, quiet: bool) -> SyncRun:
     deadline = time.monotonic() + timeout
+    if not quiet and not _on_a_terminal():
+        run = _follow_in_lines(rt, tenant, run, deadline)
+    else:
+        run = _follow_with_bar(rt, tenant, run, deadline, quiet=quiet)
+    if not quiet and run.stage is RunStage.FINISHED:
+        outcome = run.outcome.value if run.outcome else "-"
+        console.print(f"run {run.id} finished: {outcome}", highlight=False)
+    return run
+
+
+def _on_a_terminal() -> bool:
+    """Whether stdout is a terminal that redraws a line: not a pipe or a file (whatever
+    FORCE_COLOR says: a CI log set to colour still gets lines), nor TERM=dumb."""
+    isatty = getattr(console.file, "isatty", None)
+    return bool(isatty is not None and isatty()) and not console.is_dumb_terminal
+
+
+def _follow_in_lines(rt: Runtime, tenant: str, run: SyncRun, deadline: float) -> SyncRun:
+    """Into a file or a pipe (a log, `| tee`): a plain line each time the stage or its counts
+    change, no bar and no terminal control characters."""
+    said = None
+    while True:
+        run = queries.run_detail(rt.uow, tenant, run.id).run
+        line = _describe(run)
+        if line != said:
+            console.print(line, highlight=False, soft_wrap=True)
+            said = line
+        if run.stage is RunStage.FINISHED or time.monotonic() >= deadline:
+            return run
+        time.sleep(POLL_SECONDS)  # polling a person watches; not test synchronisation
+
+
+def _follow_with_bar(
+    rt: Runtime, tenant: str, run: SyncRun, deadline: float, *, quiet: bool
+) -> SyncRun:
     # the run's id is on the line above (queued, joined); the stage and its counts, as long
     # as a run makes them, wrap between words at the terminal's width rather than being cut
     with Progress(
@@ -138,7 +173,4 @@ def _follow(rt: Runtime, tenant: str, run: SyncRun, timeout: float, *, quiet: bo
             if run.stage is RunStage.FINISHED or time.monotonic() >= deadline:
                 break
             time.sleep(POLL_SECONDS)  # polling a person watches; not test synchronisation
-    if not quiet and run.stage is RunStage.FINISHED:
-        outcome = run.outcome.value if run.outcome else "-"
-        console.print(f"run {run.id} finished: {outcome}", highlight=False)
     return run
