@@ -475,3 +475,40 @@ def test_show_commands_print_settings_in_words_not_python_reprs(
     assert shown["config"]["scopes"] == config["scopes"]
     shown = json.loads(gradesync("sis", "show", "sis", "-t", "northwind", "--json").stdout)
     assert shown["config"]["due_date_required"] is True, shown
+
+
+def test_an_argument_has_one_name_in_the_help_and_in_every_error(
+    gradesync: Run, cli_db: Database
+) -> None:
+    """The help said `{destination_id}` while an unknown destination was refused as
+    `DESTINATION_ID`: every argument is named in upper case, as docs/ write it, everywhere."""
+    root = typer.main.get_group(app)
+    runner = CliRunner()
+    arguments = 0
+    for path in _commands(root):
+        command: Any = root
+        for name in path:
+            command = command.commands[name]
+        if isinstance(command, TyperGroup):
+            continue
+        said = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80", "NO_COLOR": "1"})
+        usage, _, rest = said.output.partition("\n\n")  # the usage may wrap
+        for param in command.params:
+            if param.param_type_name != "argument":
+                continue
+            arguments += 1
+            name = param.name.upper()
+            assert param.metavar == name, (path, param.name)
+            assert re.search(rf"[{{\[]{name}[}}\]]", " ".join(usage.split())), (path, usage)
+            assert f"\n  {name} <" in rest, (path, rest)
+    assert arguments > 40
+    _seed(cli_db)
+    missing = gradesync("destinations", "show", "-t", "northwind", "--json", ok=False)
+    unknown = gradesync("destinations", "show", "nope", "-t", "northwind", "--json", ok=False)
+    for r, rule in ((missing, "required"), (unknown, "unknown_destination")):
+        [problem] = json.loads(r.stdout)["error"]["problems"]
+        assert (problem["field"], problem["rule"]) == ("DESTINATION_ID", rule), problem
+        assert r.stderr.startswith("error: DESTINATION_ID: "), r.stderr
+    assert "'DESTINATION_ID'" in missing.stderr, missing.stderr  # click's words as well
+    bad = gradesync("policy", "set", "oops", "-t", "northwind", ok=False)
+    assert bad.stderr.startswith("error: SETTINGS: 'oops': write name=value"), bad.stderr

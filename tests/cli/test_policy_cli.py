@@ -123,7 +123,7 @@ def test_bad_values_are_refused_naming_the_setting(gradesync: Run, cli_db: Datab
         "policy", "set", "-t", "t1", "novalue", "colour=red", "grace_period_minutes=-3", ok=False
     )
     assert r.returncode == 2
-    for said in ("settings: 'novalue'", "colour:", "[unknown_setting]", "[not_negative]"):
+    for said in ("SETTINGS: 'novalue'", "colour:", "[unknown_setting]", "[not_negative]"):
         assert said in r.stderr, r.stderr
     missing = gradesync("policy", "set", "-t", "t1", "--course", "zz", "name_rule=refuse", ok=False)
     assert missing.returncode == 3

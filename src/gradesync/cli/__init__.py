@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 # typer carries its own click; its errors are raised to `main` (standalone_mode=False)
+from typer._click import core as click_core
 from typer._click import exceptions as click
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from gradesync.cli._common import CliError
@@ -34,7 +36,28 @@ from gradesync.cli import (
     worker,
 )
 
+
+class _Gradesync(TyperGroup):
+    """The `gradesync` command. Every command's arguments are named in upper case
+    (`DESTINATION_ID`), the way docs/ write them, alike in its usage line, its help and its
+    errors: typer's help said `{destination_id}` while a not-found error said `DESTINATION_ID`.
+    Typer builds the commands and groups first, so the root sees them all."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _name_arguments(self)
+
+
+def _name_arguments(command: click_core.Command) -> None:
+    for sub in getattr(command, "commands", {}).values():
+        _name_arguments(sub)
+    for param in command.params:
+        if param.param_type_name == "argument" and param.metavar is None and param.name:
+            param.metavar = param.name.upper()
+
+
 app = typer.Typer(
+    cls=_Gradesync,
     help="gradesync: one-way, reliable grade sync into LMS gradebooks and SIS.",
     no_args_is_help=True,
     add_completion=False,
@@ -110,7 +133,9 @@ def usage_error(exc: click.UsageError) -> CliError:
     rule = "usage"
     if isinstance(exc, click.BadParameter):
         param = exc.param
-        if param is not None:
+        if param is not None and param.param_type_name == "argument":
+            field = param.metavar or str(param.name)  # as --help names it (DESTINATION_ID)
+        elif param is not None:
             field = param.opts[0] if param.opts else str(param.name)
         elif isinstance(exc.param_hint, str):
             field = exc.param_hint

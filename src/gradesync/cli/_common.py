@@ -276,7 +276,7 @@ def _typed_as(names: Collection[str]) -> str | None:
         if param.name in names:
             if param.param_type_name == "option":
                 return max(param.opts, key=len)
-            return param.metavar or param.name.upper()  # an argument, as --help shows it
+            return param.metavar or param.name  # an argument, as --help shows it
     return None
 
 

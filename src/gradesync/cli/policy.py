@@ -106,7 +106,7 @@ def set_(
         if not sep or not name:
             problems.append(
                 problem(
-                    "settings", "format", f"{pair!r}: write name=value (e.g. past_due_zeros=on)"
+                    "SETTINGS", "format", f"{pair!r}: write name=value (e.g. past_due_zeros=on)"
                 )
             )
         elif name in changes:  # the last would win unseen: which one was meant is not ours
