@@ -62,6 +62,20 @@ def test_the_cli_refuses_it_by_its_option(api: ApiEnv, api_cli: CliRunner) -> No
     r = api_cli.invoke(app, [*add, "30000"])
     assert r.exit_code == 2, r.output
     assert r.output.startswith("error: --name-max-length:") and "[maximum]" in r.output
+    # in the command line's words: the option, and the way to no limit (the API's field and
+    # the console's empty box were named)
+    [line] = r.output.splitlines()
+    assert line == (
+        "error: --name-max-length: --name-max-length is at most 1024 characters, the longest "
+        "activity title gradesync takes (got 30000); `--clear name-max-length` takes the "
+        "limit away. [maximum]"
+    ), line
+    r = api_cli.invoke(app, [*add, "0"])
+    assert r.exit_code == 2, r.output
+    assert r.output.splitlines() == [
+        "error: --name-max-length: --name-max-length is a whole number of characters, 1 or "
+        "more (got 0); `--clear name-max-length` takes the limit away. [positive_integer]"
+    ], r.output
     with api.db.uow() as uow:
         assert uow.destinations.get("t1", "sis") is None
     r = api_cli.invoke(app, [*add, "1024"])

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,8 +30,9 @@ from gradesync.cli._common import (
     setting_text,
     will_write,
 )
-from gradesync.domain.errors import InvalidInput
+from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.model import DestinationKind, SyncRun
+from gradesync.domain.passback import NAME_MAX_LENGTH_MOST
 from gradesync.domain.remedies import Reader
 from gradesync.services import sis as service
 from gradesync.services import sis_export
@@ -182,7 +184,20 @@ def add(
     )
 
     def go(rt: Runtime) -> tuple[Any, Sequence[CheckStep] | None]:
-        dest = service.add_connection(
+        with _in_option_words(name_max_length):
+            dest = _add(rt)
+        if not as_json:
+            console.print(
+                f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value}), version "
+                f"{service.settings_version(dest)}"
+            )
+        steps = None
+        if check and dest.kind is DestinationKind.ONEROSTER_REST:
+            steps = asyncio.run(_check(rt, tenant, dest.id))
+        return dest, steps
+
+    def _add(rt: Runtime) -> Any:
+        return service.add_connection(
             rt.uow,
             rt.clock,
             tenant_id=tenant,
@@ -200,15 +215,6 @@ def add(
             spelled=lambda setting: setting.replace("_", "-"),  # named as --clear takes them
             version=version,
         )
-        if not as_json:
-            console.print(
-                f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value}), version "
-                f"{service.settings_version(dest)}"
-            )
-        steps = None
-        if check and dest.kind is DestinationKind.ONEROSTER_REST:
-            steps = asyncio.run(_check(rt, tenant, dest.id))
-        return dest, steps
 
     dest, steps = _run(go, ADD_OPTIONS)
     ok = steps is None or all(s.passed for s in steps)
@@ -235,6 +241,35 @@ def add(
             )
     if not ok:
         raise typer.Exit(EXIT_FAILED)  # saved, but not working: scripts must not go on
+
+
+# --name-max-length's rules as the command line gives it: the use case's words name the API's
+# field and the console's empty box
+_NAME_MAX_LENGTH_WORDS = {
+    "positive_integer": "--name-max-length is a whole number of characters, 1 or more",
+    "maximum": f"--name-max-length is at most {NAME_MAX_LENGTH_MOST} characters, the longest "
+    "activity title gradesync takes",
+}
+
+
+@contextmanager
+def _in_option_words(given: int | None) -> Iterator[None]:
+    """A refused --name-max-length told with the option and how to take the limit away."""
+    try:
+        yield
+    except InvalidInput as exc:
+        problems = [
+            FieldProblem(
+                p.field,
+                p.rule,
+                f"{_NAME_MAX_LENGTH_WORDS[p.rule]} (got {given}); `--clear name-max-length` "
+                "takes the limit away.",
+            )
+            if p.field == "config.name_max_length" and p.rule in _NAME_MAX_LENGTH_WORDS
+            else p
+            for p in exc.problems
+        ]
+        raise InvalidInput(problems) from exc
 
 
 def _expected_version(given: str | None) -> str | None:
