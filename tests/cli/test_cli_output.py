@@ -512,3 +512,26 @@ def test_an_argument_has_one_name_in_the_help_and_in_every_error(
     assert "'DESTINATION_ID'" in missing.stderr, missing.stderr  # click's words as well
     bad = gradesync("policy", "set", "oops", "-t", "northwind", ok=False)
     assert bad.stderr.startswith("error: SETTINGS: 'oops': write name=value"), bad.stderr
+
+
+def test_every_option_has_help_and_no_name_in_a_help_is_broken_at_its_hyphen() -> None:
+    """At 80 columns `sis add --help` listed `--clear`'s settings as `name-max-` / `length`,
+    `schedules --help` had `run-` / `now` and a flag's default `no-` / `offline`; and `sis
+    add`'s three yes/no options, `--limit`, `--count` and `--destination` had no help."""
+    root = typer.main.get_group(app)
+    runner = CliRunner()
+    for path in _commands(root):
+        command: Any = root
+        for name in path:
+            command = command.commands[name]
+        for param in command.params:
+            if isinstance(param, TyperOption) and not param.hidden:
+                assert param.help, (path, param.opts)
+        for columns in ("80", "60"):
+            env = {"COLUMNS": columns, "NO_COLOR": "1"}
+            out = runner.invoke(app, [*path, "--help"], env=env).output
+            broken = [line for line in out.splitlines() if re.search(r"\w-$", line)]
+            assert not broken, (path, columns, broken)
+    out = runner.invoke(app, ["sis", "add", "--help"], env={"COLUMNS": "80"}).output
+    for setting in ("name-max-length", "due-date-inside-term", "may-create-categories"):
+        assert re.search(rf"(?<![\w-]){setting}(?![\w-])", out), (setting, out)

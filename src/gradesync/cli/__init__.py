@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -11,6 +12,7 @@ import typer
 # typer carries its own click; its errors are raised to `main` (standalone_mode=False)
 from typer._click import core as click_core
 from typer._click import exceptions as click
+from typer._click import formatting as click_formatting
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
@@ -38,19 +40,52 @@ from gradesync.cli import (
 
 
 class _Gradesync(TyperGroup):
-    """The `gradesync` command. Every command's arguments are named in upper case
-    (`DESTINATION_ID`), the way docs/ write them, alike in its usage line, its help and its
-    errors: typer's help said `{destination_id}` while a not-found error said `DESTINATION_ID`.
-    Typer builds the commands and groups first, so the root sees them all."""
+    """The `gradesync` command. Typer builds the commands and groups first, so the root sees
+    them all, and settles how each shows itself:
+
+    - its arguments are named in upper case (`DESTINATION_ID`), the way docs/ write them,
+      alike in its usage line, its help and its errors (typer's help said `{destination_id}`
+      while a not-found error said `DESTINATION_ID`);
+    - its help is wrapped between words only (`_HelpFormatter`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _name_arguments(self)
+        _settle(self)
 
 
-def _name_arguments(command: click_core.Command) -> None:
+# U+2011, a hyphen no line is broken at: stands in for each "-" while the help is wrapped
+_NO_BREAK = "\u2011"
+
+
+class _HelpFormatter(click_formatting.HelpFormatter):
+    """click's help, except that a line is never broken at a hyphen: a name typed as it
+    reads (`--clear`'s `name-max-length`, `run-now`, a flag's default `no-offline`) stays
+    whole at any width."""
+
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        super().write_usage(prog.replace("-", _NO_BREAK), args.replace("-", _NO_BREAK), prefix)
+
+    def write_text(self, text: str) -> None:
+        super().write_text(text.replace("-", _NO_BREAK))
+
+    def write_dl(
+        self, rows: Sequence[tuple[str, str]], col_max: int = 30, col_spacing: int = 2
+    ) -> None:
+        whole = [(a.replace("-", _NO_BREAK), b.replace("-", _NO_BREAK)) for a, b in rows]
+        super().write_dl(whole, col_max, col_spacing)
+
+    def getvalue(self) -> str:
+        return super().getvalue().replace(_NO_BREAK, "-")
+
+
+class _Context(click_core.Context):
+    formatter_class = _HelpFormatter
+
+
+def _settle(command: click_core.Command) -> None:
+    command.context_class = _Context
     for sub in getattr(command, "commands", {}).values():
-        _name_arguments(sub)
+        _settle(sub)
     for param in command.params:
         if param.param_type_name == "argument" and param.metavar is None and param.name:
             param.metavar = param.name.upper()

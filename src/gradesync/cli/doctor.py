@@ -250,7 +250,9 @@ def destinations_check(
 def overrides(
     tenant: str = TENANT,
     course: str = typer.Option(..., "--course", "-c", help="Course id."),
-    destination: str | None = typer.Option(None, "--destination", "-d"),
+    destination: str | None = typer.Option(
+        None, "--destination", "-d", help="Only this destination (default: every one)."
+    ),
     as_json: bool = JSON_OUT,
 ) -> None:
     """Grades an instructor changed in the LMS after gradesync sent them (found when a sync
@@ -283,7 +285,9 @@ def repair(
     course: str = typer.Option(..., "--course", "-c", help="Course id."),
     activity: list[str] = typer.Option([], "--activity", "-a", help="Activities (repeatable)."),
     learner: list[str] = typer.Option([], "--learner", "-l", help="Learners (repeatable)."),
-    destination: str | None = typer.Option(None, "--destination", "-d"),
+    destination: str | None = typer.Option(
+        None, "--destination", "-d", help="Only this destination (default: every one)."
+    ),
     as_json: bool = JSON_OUT,
 ) -> None:
     """Resend the selected grades with a fresh timestamp, so the LMS applies them over grades

@@ -61,7 +61,7 @@ def list_(
         None, "--since", help="Created at or after this ISO 8601 time (UTC without a zone)."
     ),
     until: str | None = typer.Option(None, "--until", help="Created before this time."),
-    limit: int = typer.Option(20, "--limit", min=1, max=500),
+    limit: int = typer.Option(20, "--limit", min=1, max=500, help="Show at most N runs."),
     as_json: bool = JSON_OUT,
 ) -> None:
     """Runs, newest first."""

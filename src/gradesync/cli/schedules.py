@@ -368,7 +368,7 @@ def history(
     tenant: str = TENANT,
     since: str | None = typer.Option(None, "--since", help="At or after (ISO; default UTC)."),
     until: str | None = typer.Option(None, "--until", help="Before (ISO; default UTC)."),
-    limit: int = typer.Option(50, "--limit", min=1, max=1000),
+    limit: int = typer.Option(50, "--limit", min=1, max=1000, help="Show at most N entries."),
     as_json: bool = JSON_OUT,
 ) -> None:
     """The schedule log: who changed what, and every run fired or pressed with its outcome."""
@@ -414,7 +414,7 @@ def preview(
     spec: str = SPEC,
     tz: str = typer.Option("UTC", "--tz", help="IANA time zone."),
     first_run: str | None = FIRST_RUN,
-    count: int = typer.Option(5, "--count", min=1, max=50),
+    count: int = typer.Option(5, "--count", min=1, max=50, help="How many runs to show."),
     as_json: bool = JSON_OUT,
 ) -> None:
     """Show the next runs a rule would make (daylight-saving changes included)."""

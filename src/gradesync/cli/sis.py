@@ -126,12 +126,21 @@ def add(
     name_max_length: int | None = typer.Option(
         None, help="Longest line item title the SIS takes (1-1024)."
     ),
-    due_date_required: bool | None = typer.Option(None, "--due-date-required/--due-date-optional"),
+    due_date_required: bool | None = typer.Option(
+        None,
+        "--due-date-required/--due-date-optional",
+        help="Refuse an activity without a due date, or send the term's last day (default: "
+        "required).",
+    ),
     due_date_inside_term: bool | None = typer.Option(
-        None, "--due-date-inside-term/--due-date-anywhere"
+        None,
+        "--due-date-inside-term/--due-date-anywhere",
+        help="Whether a due date must fall inside the class's term (default: anywhere).",
     ),
     may_create_categories: bool | None = typer.Option(
-        None, "--may-create-categories/--no-create-categories"
+        None,
+        "--may-create-categories/--no-create-categories",
+        help="Whether gradesync may create a category the SIS does not have (default: no).",
     ),
     category_match: str | None = typer.Option(None, help="Align groups by 'id' or by 'name'."),
     default_category: str | None = typer.Option(
