@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.database import Database
 from gradesync.cli import app
-from gradesync.domain.model import DestinationKind
+from gradesync.domain.model import Destination, DestinationKind
 from gradesync.domain.pauses import PauseCause
 from gradesync.services.clock import SystemClock
 from gradesync.services.destination_admin import set_limits
@@ -143,6 +143,35 @@ def test_a_consumer_key_is_registered_once(run, db: Database) -> None:  # type: 
     assert "t1" not in clash.output and "a11" not in clash.output  # another tenant's: unnamed
     with db.uow() as uow:
         assert uow.destinations.get("t2", "b11") is None
+
+
+def test_an_id_of_another_kind_of_destination_is_refused_by_its_option_and_rule(  # type: ignore[no-untyped-def]
+    run, db: Database
+) -> None:
+    """An id already an LTI 1.3 platform's or a SIS's was refused with a bare sentence: no
+    field, no rule."""
+    with db.uow() as uow:
+        uow.destinations.upsert(
+            Destination("t1", "sis", DestinationKind.ONEROSTER_CSV, "District SIS"),
+            datetime.now(UTC),
+        )
+        uow.commit()
+    env = {"GRADESYNC_LTI11_SECRET": "long-enough-secret-123"}
+    args = ("add-consumer", "--tenant", "t1", "--id", "sis", "--key", "k1",
+            "--allowed-host", "lms.example.edu")  # fmt: skip
+    clash = run(*args, env=env)
+    assert clash.exit_code == 4, clash.output  # a conflict with what is stored
+    assert clash.output.splitlines() == [
+        "error: --id: destination 'sis' exists and is a oneroster_csv destination, not an LTI "
+        "1.1 consumer: give the consumer an id of its own [kind]"
+    ], clash.output
+    said = json.loads(run(*args, "--json", env=env).stdout)["error"]
+    assert said["problems"] == [
+        {"field": "--id", "rule": "kind", "message": said["problems"][0]["message"]}
+    ], said
+    with db.uow() as uow:
+        dest = uow.destinations.get("t1", "sis")
+    assert dest is not None and dest.kind is DestinationKind.ONEROSTER_CSV  # unchanged
 
 
 def test_an_update_without_a_secret_keeps_the_stored_one_and_asks_nothing(  # type: ignore[no-untyped-def]

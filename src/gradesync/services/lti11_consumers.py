@@ -189,9 +189,12 @@ def add_consumer(
     the profile nor the comments."""
     old = uow.destinations.get(spec.tenant_id, spec.destination_id)
     if old is not None and old.kind is not DestinationKind.LTI11_OUTCOMES:
+        # named by its field and rule, as a SIS connection's id of another kind is
         raise Conflict(
             f"destination {spec.destination_id!r} exists and is a {old.kind.value} "
-            "destination, not an LTI 1.1 consumer"
+            "destination, not an LTI 1.1 consumer: give the consumer an id of its own",
+            field="destination_id",
+            rule="kind",
         )
     name = spec.name if spec.name is not None else old.name if old else spec.destination_id
     profile = spec.profile if spec.profile is not None else old.profile if old else "generic"
