@@ -196,8 +196,8 @@ def rotate_tool_key(
     published for a week after (then `prune-tool-keys` removes it). A key still waiting to
     sign from an earlier rotation is replaced: it never signs. The operator is not held to
     the API's limits (a key waiting, rotations in quick succession)."""
+    from gradesync.answers.tool_keys import rotation_out
     from gradesync.services.lti.key_admin import rotation_words
-    from gradesync.web.api.tool_keys import rotation_out
 
     with runtime() as rt:
         done = rt.tool_keys.rotation(immediately=now)
@@ -212,8 +212,8 @@ def list_tool_keys(as_json: bool = JSON_OUT) -> None:
     """The tool's keys and their state: next (published, signs from a set time), current
     (signs now), retiring (published for the overlap), expired (to prune), revoked (withdrawn
     by `rotate-tool-key --now`, to prune)."""
+    from gradesync.answers.tool_keys import tool_key_out
     from gradesync.domain.tool_keys import KeyState
-    from gradesync.web.api.tool_keys import tool_key_out
 
     with runtime() as rt:
         infos = rt.tool_keys.list()

@@ -228,7 +228,7 @@ def add(
     dest, steps = _run(go, ADD_OPTIONS)
     ok = steps is None or all(s.passed for s in steps)
     if as_json:
-        from gradesync.web.api.sis import step_out  # the API's answer shape
+        from gradesync.answers.sis import step_out  # the API's answer shape
 
         print_json(
             {
@@ -611,7 +611,7 @@ def _print_checks(
     checks: Sequence[service.ActivityCheck], as_json: bool, destination_id: str
 ) -> None:
     if as_json:
-        from gradesync.web.api.sis import checks_out
+        from gradesync.answers.sis import checks_out
 
         # as PUT .../selection and GET .../validation answer, their remedies in the API's words
         print_json(checks_out([c.read_over(Reader.API, destination_id) for c in checks]))

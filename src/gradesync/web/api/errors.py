@@ -8,9 +8,7 @@ stable part to program against.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,6 +19,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gradesync.answers.problems import UrlProblem, problem_json
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput, NotFound
 
 # pydantic error types -> our rule names (the same names the ingest service uses)
@@ -78,31 +77,6 @@ def field_name(loc: Sequence[str | int]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out or "body"
-
-
-def _loc(field: str, where: str = "body") -> list[str | int]:
-    loc: list[str | int] = [where]
-    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", field):
-        loc.append(int(index) if index else name)
-    return loc
-
-
-@dataclass(frozen=True, slots=True)
-class UrlProblem(FieldProblem):
-    """A problem with a value the URL gave, not the body: named as its path or query
-    parameter."""
-
-    where: str = "path"  # or "query"
-
-
-def problem_json(p: FieldProblem, where: str = "body") -> dict[str, Any]:
-    return {
-        "loc": _loc(p.field, p.where if isinstance(p, UrlProblem) else where),
-        "field": p.field,
-        "rule": p.rule,
-        "msg": p.message,
-        "type": p.rule,
-    }
 
 
 def strip_prefix(

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from fastapi import HTTPException
 
+from gradesync.answers.problems import UrlProblem, problem_json
 from gradesync.domain.errors import Conflict, InvalidInput
-from gradesync.web.api.errors import UrlProblem, problem_json
 
 HEADER = "If-Match"
 ANY = "*"  # as services.sis.ANY_VERSION: any version stored (the object exists)

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from gradesync.adapters.destinations import oneroster_csv
+from gradesync.answers.sis import checks_out, step_out
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput
 from gradesync.domain.model import CourseLink, Destination, DestinationKind, PersonLink
 from gradesync.domain.passback import NAME_MAX_LENGTH_MOST
@@ -21,13 +22,13 @@ from gradesync.domain.remedies import Reader, RemedyProblem, for_reader
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
 from gradesync.services import sis_export
-from gradesync.services.destination import CheckStep, RemoteFailure
+from gradesync.services.destination import RemoteFailure
 from gradesync.services.sis import SisDirectory
 from gradesync.services.sis.shared_class import courses_sharing_class, shared_class_warning
 from gradesync.web.api import preconditions
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.errors import UrlIdsRoute, problem_json
+from gradesync.web.api.errors import UrlIdsRoute
 from gradesync.web.api.runs import asked_out
 from gradesync.web.api.schemas import (
     NOT_BLANK,
@@ -144,26 +145,6 @@ class ExportIn(InputModel):
         "with a bulk export (`delta_only`), which holds every row.",
     )
     course_ids: list[str] = Field(default_factory=list)
-
-
-def checks_out(
-    checks: Sequence[service.ActivityCheck], destination_id: str | None = None
-) -> list[dict[str, Any]]:
-    """Activities checked against the SIS's rules (also `gradesync sis select/validate`).
-    With the SIS connection's `destination_id`, each problem's remedy names the API's route
-    (`ActivityCheck.read_over`); without, the command line's command."""
-    if destination_id is not None:
-        checks = [c.read_over(Reader.API, destination_id) for c in checks]
-    return [
-        {
-            "activity_id": c.activity_id,
-            "title": c.title,
-            "selected": c.selected,
-            "ok": c.ok,
-            "problems": [problem_json(p) for p in c.problems],
-        }
-        for c in checks
-    ]
 
 
 def api_problem(p: FieldProblem, destination_id: str) -> FieldProblem:
@@ -378,17 +359,6 @@ async def check_connection(
     words."""
     steps = await _ask_sis(rt, p.tenant_id, destination_id, lambda c: c.check())
     return [step_out(s.read_over(Reader.API)) for s in steps]
-
-
-def step_out(s: CheckStep) -> dict[str, Any]:
-    """A step of a SIS's check (also `gradesync sis add/check --json`)."""
-    return {
-        "name": s.name,
-        "passed": s.passed,
-        "code": s.code,
-        "evidence": s.evidence,
-        "remedy": s.remedy,
-    }
 
 
 @router.put("/connections/{destination_id}/classes/{course_id}")
