@@ -4,6 +4,7 @@ corrected without leaving grades behind it), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from functools import partial
 
 import pytest
@@ -191,6 +192,54 @@ async def test_a_column_write_held_by_a_rate_goes_on_under_the_limits_that_repla
     await asyncio.wait_for(write, 10)
     assert lms.in_flight == [(1, 0)], "the column was written outside the limits in force"
     assert new.rate.try_acquire() > 0, "the column's write took no token of the new rate"
+    await background.wait()
+    await governor.aclose()
+
+
+async def test_a_request_naming_the_destination_as_it_was_keeps_the_limits_in_force(
+    db: Database,
+) -> None:
+    """A run or a column waiting out a pause holds the destination as it was read before an
+    admin changed its limits. A request it makes goes under the limits in force, and does
+    not put the old ones back: before, each such request replaced the limits (twice, the
+    old ones, then the new ones again), each time with empty slots and a full rate bucket,
+    so a second request went out beside one in flight at a concurrency of 1."""
+    seed(db, config={"concurrency": 4, "rate_per_second": 100})
+    background = BackgroundWrites()
+    governor = Governor(db.uow, SystemClock(), FAST, background)
+    await governor.refresh_destinations(force=True)
+    held_before = governor.destinations[(T, DEST)]
+    destination_admin.set_limits(
+        db.uow, SystemClock(), T, DEST, {"rate_per_second": 100, "concurrency": 1}
+    )
+    await governor.refresh_destinations(force=True)
+    in_force = governor.limits[(T, DEST)]
+    assert in_force.total_concurrency == 1
+
+    release, entered = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with governor.request(governor.destinations[(T, DEST)]):
+            entered.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await entered.wait()
+    second = asyncio.create_task(governor.request(held_before).__aenter__())
+    try:
+        # it queues for the one slot in force, or (before) went out under limits of its own
+        await wait_for_async(
+            lambda: second.done() or in_force.semaphore._queued,
+            "the second request queued or sent",
+        )
+        assert not second.done(), "a second request went out beside one in flight at 1"
+        assert governor.limits[(T, DEST)] is in_force and in_force.replaced_by is None
+    finally:
+        release.set()
+        await holder
+        second.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await second
     await background.wait()
     await governor.aclose()
 

@@ -412,6 +412,9 @@ class Governor:
 
     def limits_for(self, d: Destination) -> DestinationLimits:
         key = (d.tenant_id, d.id)
+        # the registration as this process last read it: a copy a caller kept from before
+        # (a run's, a column's waiting out a pause) must not put back limits replaced since
+        d = self.destinations.get(key, d)
         sig = limits_signature(d.config)
         lim = self.limits.get(key)
         if lim is None or self._limit_sigs.get(key) != sig:
