@@ -825,6 +825,37 @@ def test_last_sync_is_the_latest_run_that_included_the_course(
     assert "<td>Sync now</td>" in history  # the course's own run says no more
 
 
+def test_an_instructor_opens_the_runs_of_every_course_their_course_page_lists(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """The course page lists a run of every course as the course's Last sync, linked and
+    followed live: its page and progress answered 404 to the course's instructor, who still
+    sees no run that did not include their course."""
+    c, runtime = app_client
+    now = runtime.clock.now()
+    with runtime.db.uow() as uow:
+        uow.destinations.upsert(Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas"), now)
+        uow.destinations.upsert(Destination("t1", "sis", DestinationKind.ONEROSTER_CSV, "SIS"), now)
+        uow.links.save_course(CourseLink("t1", "lms", "bio", "ctx-bio"))
+        for run_id, scope in (
+            ("r-all", RunScope("t1")),
+            ("r-lms", RunScope("t1", "lms")),
+            ("r-sis", RunScope("t1", "sis")),  # Biology is not connected to the SIS
+            ("r-chem", RunScope("t1", "lms", "chem")),
+        ):
+            uow.runs.add(SyncRun(run_id, scope, Trigger.SCHEDULE, "ada", created_at=now))
+        uow.commit()
+    _login(c, "ins")
+    listed = set(re.findall(r'/console/runs/(r-[a-z]+)"', c.get("/console/courses/bio").text))
+    assert listed == {"r-all", "r-lms"}, listed
+    for run_id in ("r-all", "r-lms"):
+        assert c.get(f"/console/runs/{run_id}").status_code == 200, run_id
+        assert c.get(f"/console/runs/{run_id}/progress").status_code == 200, run_id
+    for run_id in ("r-sis", "r-chem"):
+        assert c.get(f"/console/runs/{run_id}").status_code == 404, run_id
+        assert c.get(f"/console/runs/{run_id}/progress").status_code == 404, run_id
+
+
 def test_adding_a_sis_over_an_existing_id_is_refused_and_changes_nothing(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

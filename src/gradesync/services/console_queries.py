@@ -255,6 +255,23 @@ def _course_runs(
     return uow.runs.covering_course(tenant_id, course_id, [d.id for d in dests], limit=RECENT_RUNS)
 
 
+def run_includes_a_course(
+    uow_factory: UnitOfWorkFactory, tenant_id: str, run: SyncRun, course_ids: Sequence[str]
+) -> bool:
+    """Whether `run` is among the runs a page of one of `course_ids` lists (`recent_runs`):
+    scoped to it, or to every course at every destination or at one of the course's."""
+    scope = run.scope
+    if scope.course_id is not None:
+        return scope.course_id in course_ids
+    if scope.destination_id is None:
+        return bool(course_ids)
+    with uow_factory() as uow:
+        return any(
+            scope.destination_id in {d.id for d in course_destinations(uow, tenant_id, c)}
+            for c in course_ids
+        )
+
+
 def recent_runs(uow_factory: UnitOfWorkFactory, tenant_id: str, course_id: str) -> list[SyncRun]:
     """The latest runs that included the course (scoped to it, or to every course of its
     destinations), newest first, as the course page lists them."""

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import ConsoleUser, RunStage, SyncRun, Trigger
 from gradesync.runtime import Runtime
+from gradesync.services import console_queries as cq
 from gradesync.services import queries
 from gradesync.services.sis import SIS_KINDS
 from gradesync.web.console.common import (
@@ -113,8 +114,13 @@ def _visible_run(request: Request, user: ConsoleUser, run_id: str) -> queries.Ru
         detail = queries.run_detail(runtime_of(request).uow, user.tenant_id, run_id)
     except NotFound as exc:
         raise PageError(404, "No such run.") from exc
-    course_id = detail.run.scope.course_id
-    if not (user.role.value == "admin" or (course_id and user.can_see_course(course_id))):
+    if user.role.value == "admin":
+        return detail
+    # an instructor's course page lists a run of every course that included theirs (its
+    # Last sync, followed live): its page and progress open for them too
+    if not cq.run_includes_a_course(
+        runtime_of(request).uow, user.tenant_id, detail.run, user.course_ids
+    ):
         raise PageError(404, "No such run.")
     return detail
 
