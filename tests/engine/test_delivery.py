@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -314,6 +315,44 @@ async def test_circuit_breaker_pauses_and_resumes_by_itself(harness: Harness, db
         assert states(db) == {"delivered": 6}
         assert remote.sends == 9
         assert _unpaused(db)
+    finally:
+        await engine.aclose()
+
+
+async def test_a_probe_cancelled_in_flight_leaves_the_next_send_to_probe(
+    harness: Harness, db: Database
+) -> None:
+    """The breaker's one probe is cancelled while the LMS answers (its pass stopped: the
+    database went away, the worker stops one pass): the next send probes. Before, the probe
+    stayed out, so every later grade to the destination was held back until the process
+    restarted."""
+    seed(db, learners=4, config={"concurrency": 1})
+    clock = ManualClock()
+    engine = Engine(db.uow, clock, harness.factory, FAST)
+    try:
+        remote = harness.remote
+        remote.fail_next(3, server_error())  # threshold is 3 in FAST: the breaker opens
+        post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
+        await engine.process_dirty()
+        await engine.deliver_due()
+        lim = engine.deliverer.governor.limits[(T, DEST)]
+        assert lim.breaker.state.value == "open"
+        clock.advance(FAST.breaker.cooldown)
+        remote.hold = asyncio.Event()  # the probe reaches the LMS and waits for its answer
+        delivering = asyncio.create_task(engine.deliver_due())
+        await remote.wait_for(lambda: remote.sends == 4 and remote.in_flight == 1)
+        assert lim.breaker.probing
+        delivering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivering
+        remote.hold = None
+
+        post(db, harness.waker, [("a1", learner(3), 6.0)])  # a new grade, not leased
+        await engine.process_dirty()
+        # before, this pass never ended: the new grade was owed the probe, and held back
+        await asyncio.wait_for(engine.deliver_due(), DEADLINE)
+        assert ledger(db)[("a1", learner(3))].state is DeliveryState.DELIVERED
+        assert lim.breaker.state.value == "closed"
     finally:
         await engine.aclose()
 

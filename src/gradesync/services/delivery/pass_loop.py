@@ -763,6 +763,7 @@ class Deliverer:
             lim.breaker.release_probe()
             self._settle_one(c, None, stats, run_id, logged=False)
             return
+        probe = lim.breaker.probing  # half-open: this send is its one probe
         lim.in_flight += 1
         lim.max_in_flight = max(lim.max_in_flight, lim.in_flight)
         started = time.perf_counter()
@@ -772,6 +773,10 @@ class Deliverer:
         except RemoteFailure as f:
             outcome = outcome_of_failure(self.governor, f, d, lim)
         except asyncio.CancelledError:
+            # its pass stopped: a probe with no answer goes to the next send, or none
+            # would go to the destination again in this process
+            if probe:
+                lim.breaker.release_probe()
             raise
         except Exception as exc:
             outcome = unexpected_failure(self.governor, exc, d, lim)
