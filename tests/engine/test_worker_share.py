@@ -43,6 +43,38 @@ async def test_slots_shrunk_while_held_let_only_the_new_size_go_on() -> None:
     assert sorted(go_on) == [0, 1, 2] and slots.used == 0
 
 
+async def test_a_holder_cancelled_while_it_refits_gives_back_one_slot_only() -> None:
+    """A holder that gave its slot back to fit a shrunk share, then was cancelled while it
+    queued for one again (its pass stopped), holds nothing: leaving its `async with`, it
+    gave a slot back a second time, so one more request than the share went on."""
+    slots = Slots(2)
+    shrunk, release = asyncio.Event(), asyncio.Event()
+
+    async def refitting() -> None:
+        async with slots.slot(1):
+            await shrunk.wait()
+            await slots.refit()
+
+    async def staying() -> None:
+        async with slots.slot(0):
+            await release.wait()
+
+    a, b = asyncio.create_task(refitting()), asyncio.create_task(staying())
+    await asyncio.wait_for(_until(lambda: slots.used == 2), 5)
+    slots.set_size(1)
+    shrunk.set()
+    await asyncio.wait_for(_until(lambda: slots._queued == 1), 5)  # a gave its slot back
+    a.cancel()
+    await asyncio.gather(a, return_exceptions=True)
+    assert slots.used == 1  # b's, the only one held
+    third = asyncio.create_task(slots.acquire())
+    await asyncio.wait_for(_until(lambda: third.done() or slots._queued == 1), 5)
+    assert not third.done(), "a second slot was handed out at a size of 1"
+    release.set()
+    await asyncio.wait_for(asyncio.gather(b, third), 5)
+    assert slots.used == 1
+
+
 async def _until(predicate: object) -> None:
     assert callable(predicate)
     while not predicate():

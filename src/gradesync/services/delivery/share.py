@@ -101,7 +101,13 @@ class Slots:
         """Called by a holder: wait until its slot fits in the current size."""
         while self.used > self.size:
             await self.release()
-            await self.acquire(0)
+            try:
+                await self.acquire(0)
+            except BaseException:
+                # cancelled holding no slot: the holder's exit gives one back all the same,
+                # so count one here, or a slot more than the size would go out
+                self.used += 1
+                raise
 
     def _hand_out(self) -> None:
         """Free slots to the waiters first in line: the most urgent priority, the oldest."""
