@@ -70,6 +70,7 @@ class Child:
     base_url: str
     log: Path
     started: float = field(default_factory=time.monotonic)
+    traced: bool = False  # counts statements (traced_serve.py's GRADESYNC_BENCH_STATEMENTS)
 
     @property
     def pid(self) -> int:
@@ -81,7 +82,7 @@ class Child:
     def mark(self) -> None:
         """Tell a diagnosed server (`benchmarks/traced_serve.py`, GRADESYNC_BENCH_STATEMENTS)
         that a measured window starts or ends; nothing for any other child."""
-        if os.environ.get("GRADESYNC_BENCH_STATEMENTS") and self.proc.poll() is None:
+        if self.traced and self.proc.poll() is None:
             self.proc.send_signal(MARK_SIGNAL)
 
     def stop(self) -> None:
@@ -186,13 +187,16 @@ def start_gradesync(
         **(extra_env or {}),
     }
     serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
-    if any(k in DIAGNOSTICS for k in {**os.environ, **env}):
-        # memory diagnostics (benchmarks/traced_serve.py); the same server otherwise
+    asked = {**os.environ, **env}
+    if any(k in DIAGNOSTICS for k in asked):
+        # diagnostics (benchmarks/traced_serve.py); the same server otherwise
         argv = [sys.executable, "-m", "benchmarks.traced_serve", *serve]
     else:
         argv = [gradesync_command(), *serve]
     # generous: on a saturated machine the server can take over a minute to answer
-    return start("gradesync", argv, port, workdir, env=env, health="/readyz", timeout=240.0)
+    child = start("gradesync", argv, port, workdir, env=env, health="/readyz", timeout=240.0)
+    child.traced = bool(asked.get("GRADESYNC_BENCH_STATEMENTS"))
+    return child
 
 
 MARK_SIGNAL = signal.SIGRTMIN + 2  # `Child.mark`; traced_serve.py's STATEMENTS_SIGNAL

@@ -18,7 +18,7 @@
   collector tracks, by type, and pymalloc's allocated blocks.
 - `GRADESYNC_BENCH_STATEMENTS=FILE`: every SQL statement run is counted by its shape (its
   first words), with the CPU of the thread that ran it spent inside the driver's execute and
-  the statement's rows, and every piece of work handed to a thread
+  its parameter sets (an executemany's rows), and every piece of work handed to a thread
   (`ThreadPoolExecutor.submit`) by its function, with its CPU; on exit the counts are
   written to FILE as JSON.
   Which statements the delivery runs per result, and what each costs. With
@@ -223,7 +223,9 @@ def _count_statements(out: Path) -> None:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    lock = threading.Lock()
+    # reentrant: a mark's signal handler runs on the main thread, maybe while that thread
+    # holds the lock (a statement it ran being counted)
+    lock = threading.RLock()
     shapes: dict[str, list[float]] = {}  # shape -> [count, cpu s, rows]
     submits = [0]
     started = time.monotonic()
@@ -240,12 +242,12 @@ def _count_statements(out: Path) -> None:
     @event.listens_for(Engine, "after_cursor_execute")
     def _after(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
         cpu = time.thread_time() - conn.info.pop("bench_t0", time.thread_time())
-        rows = len(params) if many and isinstance(params, list) else 1
+        sets = len(params) if many and isinstance(params, list) else 1
         with lock:
             got = shapes.setdefault(shape(sql), [0, 0.0, 0])
             got[0] += 1
             got[1] += cpu
-            got[2] += rows
+            got[2] += sets
 
     submit = ThreadPoolExecutor.submit
     calls: dict[str, list[float]] = {}  # work handed to a thread -> [count, its CPU s]
@@ -335,7 +337,7 @@ def _count_statements(out: Path) -> None:
             {
                 "count": v[0],
                 "cpu_ms": round(v[1] * 1000, 1),
-                **({"rows": v[2]} if len(v) > 2 else {}),
+                **({"parameter_sets": v[2]} if len(v) > 2 else {}),
                 what: k,
             }
             for k, v in sorted(counts.items(), key=lambda kv: -kv[1][1])
