@@ -4,12 +4,21 @@ evidence) and the course triage puts it under its symptom."""
 
 from __future__ import annotations
 
+import re
+from html import unescape
+
+import httpx
+
+from gradesync.domain.model import UserRole
 from gradesync.lti.claims import AGS_SCOPES
 from gradesync.sandbox.state import LineItem
+from gradesync.services.accounts import create_user
 from gradesync.testing import unique
 from tests.diagnostics.conftest import World, causes, failed, passed, wait_for
+from tests.support.console import form_token, sign_in
 
 SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
+PASSWORD = "correct horse battery"
 
 
 def _connected(w: World, learners: list[str], **roster: object) -> tuple[str, str, str]:
@@ -426,3 +435,31 @@ def test_every_lms_check_step_names_what_it_found_in_a_code(world: World) -> Non
     world.attempt(learner, 7)
     world.wait_state(learner, "delivered")
     assert codes() == [*own, "gradebook_reachable", "columns_listed", "results_read"]
+
+
+def test_the_consoles_check_goes_on_to_the_courses_gradebook(world: World) -> None:
+    """The console's Check ran only the destination's own steps (registration, token,
+    scopes) and said "Everything works." where `destinations check` and the API's check go on
+    to the course's gradebook: the console now runs the same steps, with the same codes."""
+    learner, teacher = unique("cc-"), unique("teacher-")
+    world.register()
+    world.roster()
+    ctx = world.lms_course([learner], [teacher])
+    (link,) = world.deep_link(teacher, ctx)
+    assert world.launch(learner, ctx, link).status_code == 200
+    world.attempt(learner, 7)
+    world.wait_state(learner, "delivered")
+    create_user(
+        world.runtime.db.uow, world.runtime.clock, tenant_id=world.tenant, username="ops",
+        password=PASSWORD, role=UserRole.ADMIN,
+    )  # fmt: skip
+    with httpx.Client(base_url=world.base_url, timeout=15.0, follow_redirects=True) as browser:
+        assert sign_in(browser, "ops", PASSWORD, tenant=world.tenant).is_success
+        token = form_token(browser.get("/console/destinations").text)
+        page = browser.post("/console/destinations/lms/check", data={"csrf": token})
+    assert page.status_code == 200, page.text
+    api = [s["code"] for s in world.ok("POST", "/destinations/lms/check")["steps"]]
+    assert api[3:] == ["gradebook_reachable", "columns_listed", "results_read"], api
+    assert re.findall(r'data-code="([^"]+)"', page.text) == api
+    said = " ".join(unescape(page.text).split())
+    assert "Passed: The course's gradebook is reachable" in said, said

@@ -19,8 +19,8 @@ from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.domain.model import ConsoleUser, Destination
 from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
-from gradesync.services import destination_admin
-from gradesync.services.diagnostics import probe, unreachable
+from gradesync.services import destination_admin, destination_check
+from gradesync.services.diagnostics import unreachable
 from gradesync.web.console.common import (
     PageError,
     admin_user,
@@ -268,10 +268,13 @@ async def add_destination(request: Request, user: ConsoleUser = Depends(admin_us
 
 
 async def run_check(rt: Runtime, dest: Destination) -> list[ProbeStep]:
-    """The destination's own check, as every entrypoint runs it (`diagnostics.probe`)."""
+    """The destination's check end to end, as `destinations check` and the API run it
+    (`services.destination_check`): its own steps, then a connected course's gradebook."""
     try:
         async with rt.client_for_request(dest) as client:
-            steps = await probe(client)
+            steps = await destination_check.check_destination(
+                rt.uow, rt.clock, dest.tenant_id, dest.id, client
+            )
         return [s.read_over(Reader.CONSOLE) for s in steps]
     except Exception as exc:  # the client could not be built from the settings
         log.warning("destination check of %s failed: %s", dest.id, exc)
