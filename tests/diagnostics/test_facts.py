@@ -250,7 +250,7 @@ def test_the_destination_diagnosis_names_a_rate_limit_holding_grades_as_a_grade_
     assert not check.passed
     assert check.evidence == f"2 grades wait to be sent to 'Canvas': {said}"
     assert delivery.evidence.endswith(f": {said}"), delivery.evidence
-    assert check.remedy == delivery.remedy and "raises or clears the rate limit" in check.remedy
+    assert check.remedy == delivery.remedy and "raise or clear the rate limit" in check.remedy
 
 
 def _backs(**scores: float | None) -> list[ReadBack]:

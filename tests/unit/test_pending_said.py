@@ -79,7 +79,7 @@ def test_a_rate_limit_that_holds_the_grades_is_named() -> None:
     evidence, remedy, _ = pending_said(limited, row, "7/10", NOW, DestinationQueue(waiting=2))
     assert "'Canvas' has a rate limit of 0.001 requests per second" in evidence
     assert "with 1 other grade waiting" in evidence and "about 33 minutes" in evidence
-    assert "raises or clears the rate limit of 'Canvas'" in remedy and "its turn" not in remedy
+    assert "raise or clear the rate limit of 'Canvas'" in remedy and "its turn" not in remedy
 
 
 def test_a_rate_limit_that_keeps_up_is_not_blamed() -> None:

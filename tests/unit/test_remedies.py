@@ -159,7 +159,7 @@ def test_a_diagnosis_remedy_naming_a_command_is_said_by_its_check_to_an_instruct
     # the words kept by a check's code are for codes that exist
     codes = {c.value for c in CheckCode}
     named = set(remedies.FOR_INSTRUCTORS) & codes
-    assert named == {"destination_ready", "grade_scope", "matched_in_sis"}
+    assert named == {"destination_ready", "grade_scope", "matched_in_sis", "rate_limit"}
 
 
 def test_missing_grade_scopes_and_refused_credentials_name_the_check_where_it_is_read() -> None:
@@ -372,3 +372,52 @@ def test_a_code_with_no_words_is_said_plainly_and_never_raises() -> None:
     assert "PUT /api/v1/sis/connections/sis" in fix.words(remedies.Reader.API)
     for reader in remedies.Reader:
         assert remedies.Remedy("new_adapter_code").words(reader) == remedies.UNWORDED
+
+
+def test_a_rate_limit_holding_grades_names_what_changes_it_where_it_is_read() -> None:
+    """A rate limit that holds the grades waiting told every reader that an administrator
+    changes it, pointing at docs/operations.md, where a pause names its command, route or
+    button: the command line now reads its command, the API its route, the console who
+    changes it and with what, an instructor whom to ask; each keeps "nothing to do" first."""
+    from datetime import UTC, datetime, timedelta
+
+    from gradesync.domain.diagnosis.checks import DestinationQueue
+    from gradesync.domain.diagnosis.destination_checks import pending_said, rate_limit_check
+    from gradesync.domain.model import (
+        DeliveryState,
+        Destination,
+        DestinationKind,
+        LedgerKey,
+        LedgerRow,
+    )
+
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    lms = Destination(
+        "t", "lms", DestinationKind.LTI13_AGS, "Canvas", config={"rate_per_second": 0.01}
+    )
+    row = LedgerRow(
+        LedgerKey("t", "lms", "a1", "p1"), DeliveryState.PENDING, updated_at=now - timedelta(1)
+    )
+    _, remedy, code = pending_said(lms, row, "The grade", now, DestinationQueue(waiting=7))
+    check = rate_limit_check(lms, 7)
+    assert check is not None and not check.passed
+    assert (check.remedy_code, check.remedy) == (code, remedy)
+    first = "Nothing to do if that pace is meant. "
+    cli = remedies.for_reader(code, remedy, remedies.Reader.CLI, "lms")
+    assert cli == remedy and "`gradesync destinations limits lms --rate-per-second N`" in cli
+    api = remedies.for_reader(code, remedy, remedies.Reader.API, "lms")
+    console = remedies.for_reader(code, remedy, remedies.Reader.CONSOLE, "lms")
+    instructor = remedies.for_instructor(code, remedy)
+    for said in (cli, api, console, instructor):
+        assert said.startswith(first), said
+        assert "docs/operations.md, Delivery" not in said, said
+    for said in (api, console, instructor):
+        assert not remedies.names_command(said), said
+    assert "`PATCH /api/v1/destinations/lms/limits` with `rate_per_second`" in api
+    assert "`PATCH /api/v1/destinations/lms/limits`" in console and "`destinations limits`" in (
+        console
+    )
+    assert instructor == (
+        f"{first}{remedies.ASK} raise or clear this destination's rate limit if that pace is "
+        "not meant."
+    )

@@ -77,6 +77,7 @@ FOR_INSTRUCTORS: dict[str, str] = {
     # the diagnosis's checks (CheckCode, named here as text: the diagnosis imports this module)
     # whose remedies name a command; a check with several causes names its reason instead
     "destination_ready": f"{ASK} fix what paused this destination, then resume it.",
+    "rate_limit": f"{ASK} raise or clear this destination's rate limit if that pace is not meant.",
     "grade_scope": _GRADE_SCOPE,
     "matched_in_sis": f"{ASK} link the learner to their student in the SIS.",
     # a grade pending far longer than a send takes (diagnosis.destination_checks)
@@ -207,6 +208,9 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
     Reader.API: {
         "destination_ready": "Fix the cause, then resume it "
         "(`POST /api/v1/destinations/{destination}/resume`).",
+        "rate_limit": "Otherwise raise or clear its rate limit "
+        "(`PATCH /api/v1/destinations/{destination}/limits` with `rate_per_second`, `null` to "
+        "clear it): the grades waiting then go at the new pace at once.",
         _SIS_CLASS: "Map the course to its SIS class "
         "(`PUT /api/v1/sis/connections/{destination}/classes/{course}` with its `class_id` and "
         "`school_id`). Then tick 'Sync to SIS' for the activities whose grades belong in the "
@@ -261,6 +265,11 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
     Reader.CONSOLE: {
         "destination_ready": "Fix the cause, then resume it (its Resume button on the "
         "Destinations page).",
+        # the console shows no limits: who changes them, and where
+        "rate_limit": "Otherwise raise or clear its rate limit: an administrator with an API "
+        "key does (`PATCH /api/v1/destinations/{destination}/limits`), or whoever runs "
+        "gradesync at its command line (`destinations limits`; docs/operations.md). The "
+        "grades waiting then go at the new pace at once.",
         _SIS_CLASS: "Map the course to its SIS class on the course's SIS passback page "
         "(/console/sis/{destination}/courses/{course}, Class and students), then tick "
         "'Sync to SIS' there for the activities whose grades belong in the SIS.",

@@ -5,6 +5,7 @@ last delivery and the remote's answer, and whether the LMS still holds what was 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -468,9 +469,9 @@ def rate_limit_holds(d: Destination, waiting: int) -> tuple[str, str] | None:
     return (
         f"{d.name!r} has a rate limit of {rate:g} requests per second, so sending "
         f"{'them' if waiting > 1 else 'it'} takes about {_span(waiting / rate)}.",
-        "Nothing to do if that pace is meant; otherwise a gradesync administrator raises "
-        f"or clears the rate limit of {d.name!r} (docs/operations.md, Delivery: limits): "
-        "the grades waiting then go at the new pace at once.",
+        "Nothing to do if that pace is meant. Otherwise raise or clear the rate limit of "
+        f"{d.name!r} (`gradesync destinations limits {shlex.quote(d.id)} --rate-per-second N`, "
+        "or `--no-rate-limit`): the grades waiting then go at the new pace at once.",
     )
 
 
@@ -484,7 +485,7 @@ def rate_limit_check(d: Destination, waiting: int) -> Check | None:
     held = rate_limit_holds(d, waiting)
     if held is None:
         return Check(
-            CheckCode.RATE_LIMIT,
+            CheckCode.RATE_LIMIT.value,
             name,
             True,
             f"{plural(waiting, 'grade')} waiting to be sent to {d.name!r}, within a minute at "
@@ -543,7 +544,11 @@ def pending_said(
     held = rate_limit_holds(d, queue.waiting)
     if held is not None:
         said, remedy = held
-        return f"{want} waits to be sent{since}{with_others}: {said}", remedy, None
+        return (
+            f"{want} waits to be sent{since}{with_others}: {said}",
+            remedy,
+            CheckCode.RATE_LIMIT.value,
+        )
     if started is None or now - started < STALLED_AFTER:
         if others:
             return (
