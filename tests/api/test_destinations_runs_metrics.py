@@ -188,6 +188,36 @@ def test_a_grade_held_by_a_paused_destination_says_so(api: ApiEnv) -> None:
     assert cells()["a2"]["reason_code"] is None
 
 
+def test_a_grade_held_by_a_rate_limit_says_so_as_the_diagnosis_does(api: ApiEnv) -> None:
+    """A pending grade at a destination whose rate limit alone holds the grades waiting read
+    `pending` with no reason, while the diagnosis and the console's grid named the limit and
+    what changes it; it now says so in the diagnosis's words, and only while it holds."""
+    c = _rostered(api)
+    _seed_ledger(api)
+
+    def held() -> dict[str, object]:
+        g = c.get("/people/p2/grades", params={"destination_id": "lms"}).json()
+        [cell] = [x for x in g["destinations"]["lms"] if x["activity_id"] == "a2"]
+        return cell
+
+    limits = "/destinations/lms/limits"
+    assert c.patch(limits, json={"rate_per_second": 0.01}).status_code == 200
+    cell = held()
+    assert cell["state"] == "pending" and cell["reason_code"] == "rate_limit", cell
+    [check] = [x for x in c.get("/destinations/lms/diagnosis").json()["checks"] if
+               x["code"] == "rate_limit"]  # fmt: skip
+    assert cell["reason_text"] == f"{check['evidence']} — {check['remedy']}"
+    assert "`PATCH /api/v1/destinations/lms/limits`" in str(cell["reason_text"])
+    assert not names_command(str(cell["reason_text"]))
+    # a pause is what holds it while it lasts
+    assert c.post("/destinations/lms/pause").status_code == 200
+    assert held()["reason_code"] == "destination_paused"
+    c.post("/destinations/lms/resume")
+    # a limit that keeps up holds nothing
+    assert c.patch(limits, json={"rate_per_second": 100}).status_code == 200
+    assert held()["reason_code"] is None
+
+
 def test_a_paused_destinations_remedy_over_the_api_names_the_apis_route(api: ApiEnv) -> None:
     """A paused destination's remedy named the command `gradesync destinations resume` to
     readers of the HTTP API (an admin's tools, a program), who may have no command line: it

@@ -9,7 +9,7 @@ from typing import Any
 
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.course_connection import not_connected
-from gradesync.domain.diagnosis import destination_ready_check
+from gradesync.domain.diagnosis import destination_ready_check, rate_limit_check
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.held import Held, held_score, line_item_maximum
 from gradesync.domain.model import (
@@ -90,6 +90,21 @@ def _held_by_pause(d: Destination, now: datetime, reader: Reader) -> Reason:
     return Reason(DESTINATION_PAUSED, f"{ready.evidence}{SEPARATOR}{remedy}")
 
 
+def _held_by_rate_limit(
+    uow: UnitOfWork, tenant_id: str, d: Destination, reader: Reader
+) -> Reason | None:
+    """A grade waiting where the destination's rate limit alone makes the grades waiting
+    take a minute or more: the limit is why it is not sent yet, said as the diagnosis's
+    `rate_limit` check says it (None: no limit, or one that keeps up)."""
+    if not d.config.get("rate_per_second"):
+        return None  # no limit: nothing to count
+    check = rate_limit_check(d, uow.ledger.waiting_at(tenant_id, d.id))
+    if check is None or check.passed:
+        return None
+    remedy = for_reader(check.remedy_code, check.remedy or "", reader, d.id)
+    return Reason(check.code, f"{check.evidence}{SEPARATOR}{remedy}")
+
+
 def kept(row: LedgerRow) -> bool:
     """gradesync sends nothing for it now, but sent a grade the gradebook still holds (the
     console's *Kept in LMS*)."""
@@ -98,7 +113,7 @@ def kept(row: LedgerRow) -> bool:
 
 def _cell(
     row: LedgerRow,
-    paused: Reason | None = None,
+    held_by: Reason | None = None,
     holding: dict[str, Any] | None = None,
     scale: tuple[str, float | None, float | None] | None = None,
     read: Callable[[LedgerRow], str | None] = lambda row: row.reason_text,
@@ -106,9 +121,10 @@ def _cell(
     """`scale`: the destination's kind, the activity's points and a SIS line item's maximum,
     to say a held score on the activity's scale (`Held.on_scale`); `read`: the row's reason
     as its reader reads it."""
-    if paused is not None and row.state is DeliveryState.PENDING and row.reason_code is None:
-        # a row naming its own reason (the send that paused the destination said why) keeps it
-        row = replace(row, reason_code=paused.code, reason_text=paused.text)
+    if held_by is not None and row.state is DeliveryState.PENDING and row.reason_code is None:
+        # what holds its destination's grades (a pause, a rate limit); a row naming its own
+        # reason (the send that paused the destination said why) keeps it
+        row = replace(row, reason_code=held_by.code, reason_text=held_by.text)
     else:
         row = replace(row, reason_text=read(row))
     return GradeState(
@@ -191,8 +207,9 @@ def learner_grades(
 ) -> LearnerGrades:
     """A learner's grade state at each destination, from the ledger. Raises NotFound, and
     InvalidInput for a filter naming no destination or course (a typo would read as a
-    learner with no grades there). A grade waiting at a destination paused at `now` says
-    so, as the diagnosis does to an administrator reading over `reader`."""
+    learner with no grades there). A grade waiting at a destination paused at `now`, or
+    held by its rate limit, says so, as the diagnosis does to an administrator reading over
+    `reader`."""
     now = now or datetime.now(UTC)
     with uow_factory() as uow:
         person = uow.people.get(tenant_id, person_id)
@@ -212,7 +229,12 @@ def learner_grades(
             for d in uow.destinations.all(tenant_id)
             if destination_id is None or d.id == destination_id
         ]
-        paused = {d.id: _held_by_pause(d, now, reader) for d in dests if d.paused_at(now)}
+        # what holds a destination's waiting grades: a pause, before any rate limit
+        held_by = {d.id: _held_by_pause(d, now, reader) for d in dests if d.paused_at(now)}
+        for d in dests:
+            limited = None if d.id in held_by else _held_by_rate_limit(uow, tenant_id, d, reader)
+            if limited is not None:
+                held_by[d.id] = limited
         rows = [r for r in rows if destination_id is None or r.key.destination_id == destination_id]
         held_rows = [r for r in rows if kept(r)]
         holding = _holding(uow, tenant_id, held_rows)
@@ -254,7 +276,7 @@ def learner_grades(
         cells = [
             _cell(
                 r,
-                paused.get(r.key.destination_id),
+                held_by.get(r.key.destination_id),
                 holding.get(r.key),
                 (
                     kinds.get(r.key.destination_id, ""),

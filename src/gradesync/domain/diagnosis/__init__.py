@@ -69,6 +69,7 @@ from gradesync.domain.diagnosis.destination_checks import (
     launch_check,
     lms_agrees_check,
     pending_said,
+    rate_limit_check,
 )
 from gradesync.domain.diagnosis.learner import (
     DELIBERATE,
@@ -119,6 +120,7 @@ __all__ = [
     "lms_agrees_check",
     "pending_said",
     "plural",
+    "rate_limit_check",
     "remote_cause",
     "sis_class_remedy",
     "when",
