@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
+from datetime import timedelta
 from functools import partial
 
 import pytest
@@ -249,3 +251,21 @@ def test_a_rate_stored_below_the_minimum_sends_at_the_slowest_rate_allowed() -> 
     slowest rate allowed, one request per 100 s."""
     assert limits_from_config({"rate_per_second": 1e-320}).rate.rate == 0.01
     assert limits_from_config({"rate_per_second": 0.5}).rate.rate == 0.5
+
+
+async def test_a_rate_slower_than_a_lease_allows_still_sends_every_grade(
+    harness: Harness, db: Database
+) -> None:
+    """A send that waits for its token longer than its lease allows lets the lease go, and
+    spent the token: at a rate slower than one token per lease left (0.01/s, one per 100 s,
+    where a send must start within 75 s of its claim) every token went to a send whose lease
+    had run short too, and no grade was ever sent. The token now goes to the next send. Here:
+    one token per 5 s where a send must start within 4 s of its claim."""
+    seed(db, learners=3, config={"concurrency": 4, "rate_per_second": 0.2})
+    await harness.use(
+        replace(FAST, lease=timedelta(seconds=6), min_lease_left=timedelta(seconds=2))
+    )
+    await harness.start()
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
+    await harness.all_delivered(3)
+    assert harness.remote.sends == 3

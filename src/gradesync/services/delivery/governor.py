@@ -77,6 +77,8 @@ class RateLimiter:
         self._tokens = float("inf")  # starts full
         # set when new limits replace this limiter's: its waiters stop waiting on it
         self._retired = asyncio.Event()
+        # set when a token comes back (`refund`) or the limiter retires: the waiter looks again
+        self._wake = asyncio.Event()
         self.set_rate(rate_per_second, burst=burst)
 
     def set_rate(self, rate_per_second: float | None, *, burst: bool = True) -> None:
@@ -104,6 +106,15 @@ class RateLimiter:
             return 0.0
         return (1.0 - self._tokens) / self.rate
 
+    def refund(self) -> None:
+        """Give back a token taken for a request that did not go (a send whose lease ran
+        short while it waited): at a slow rate, a token lost so would be one nothing uses."""
+        if self.rate is None:
+            return
+        self._refill()
+        self._tokens = min(self._capacity, self._tokens + 1.0)
+        self._wake.set()
+
     async def acquire(self) -> bool:
         """Wait for a token: True when taken, False when the limiter was retired first (its
         limits were replaced: take one from the new limits instead)."""
@@ -115,14 +126,16 @@ class RateLimiter:
             while (wait := self.try_acquire()) > 0:
                 if self._retired.is_set():
                     return False
+                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._retired.wait(), wait)
+                    await asyncio.wait_for(self._wake.wait(), wait)
             return True
 
     def retire(self) -> None:
         """New limits replace this limiter's: whoever waits on it stops at once (a mistyped
         0.001/s must not hold the sends already waiting for ~1000 s once it is corrected)."""
         self._retired.set()
+        self._wake.set()
 
 
 class BreakerState(StrEnum):

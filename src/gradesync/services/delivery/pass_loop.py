@@ -759,8 +759,11 @@ class Deliverer:
         left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
         if left < self.settings.min_lease_left.total_seconds():
             # held too long behind others: let the lease go rather than risk two
-            # workers sending one key at once
+            # workers sending one key at once, and the token to the next send (at a rate
+            # slower than one token per lease left, each token went to a send whose lease had
+            # run short too, and nothing was ever sent)
             lim.breaker.release_probe()
+            lim.rate.refund()
             self._settle_one(c, None, stats, run_id, logged=False)
             return
         probe = lim.breaker.probing  # half-open: this send is its one probe
