@@ -463,3 +463,20 @@ def test_the_consoles_check_goes_on_to_the_courses_gradebook(world: World) -> No
     assert re.findall(r'data-code="([^"]+)"', page.text) == api
     said = " ".join(unescape(page.text).split())
     assert "Passed: The course's gradebook is reachable" in said, said
+
+
+def test_a_paused_destinations_check_ends_saying_grades_wait(world: World) -> None:
+    """An LMS that answers every step says nothing of whether gradesync sends it grades: the
+    check of a paused destination said it works. It now ends with a step saying the pause,
+    with how to resume it in the reader's words, until the destination is resumed."""
+    world.register()
+    own = ["registration_complete", "token_granted", "scopes_granted", "no_course_connected"]
+    world.ok("POST", "/destinations/lms/pause", json={"reason": "term break"})
+    out = world.ok("POST", "/destinations/lms/check")
+    assert [s["code"] for s in out["steps"]] == [*own, "destination_paused"]
+    last = out["steps"][-1]
+    assert not last["passed"] and not out["ok"]
+    assert "paused (term break)" in last["evidence"], last
+    assert "POST /api/v1/destinations/lms/resume" in last["remedy"], last
+    world.ok("POST", "/destinations/lms/resume")
+    assert [s["code"] for s in world.ok("POST", "/destinations/lms/check")["steps"]] == own

@@ -183,6 +183,9 @@ _NO_SCHOOL, _SIS_CREDENTIALS, _ALIGN_GROUPS = (
     "sis_credentials",
     "align_groups",
 )
+# a destination an administrator paused: its check says grades wait for it to be resumed
+RESUME = "resume_destination"
+RESUMED = "; the grades that waited then go at once."
 # the LMS's missing grade scopes, as the diagnosis's check and as the LMS's refusal name them
 _SCOPE_API = (
     "Enable Assignment and Grade Services for gradesync's registration in the LMS (the score "
@@ -206,6 +209,8 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "(`gradesync destinations resume {destination}`).",
     },
     Reader.API: {
+        RESUME: "Resume it once what paused it is settled "
+        "(`POST /api/v1/destinations/{destination}/resume`)" + RESUMED,
         "destination_ready": "Fix the cause, then resume it "
         "(`POST /api/v1/destinations/{destination}/resume`).",
         "rate_limit": "Otherwise raise or clear its rate limit "
@@ -263,6 +268,8 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "resume it (`POST /api/v1/destinations/{destination}/resume`).",
     },
     Reader.CONSOLE: {
+        RESUME: "Resume it once what paused it is settled (its Resume button on the "
+        "Destinations page)" + RESUMED,
         "destination_ready": "Fix the cause, then resume it (its Resume button on the "
         "Destinations page).",
         # the console shows no limits: who changes them, and where
@@ -408,6 +415,8 @@ def in_console(
 # the command line's words of a remedy held as a code (`Remedy`): its command, ids filled in;
 # every code here has words for every reader (tests/unit/test_remedies.py)
 _CLI_WORDS: dict[str, str] = {
+    RESUME: "Resume it once what paused it is settled (gradesync destinations resume "
+    "{destination})" + RESUMED,
     _SIS_CLASS: "gradesync sis map-class {destination} {course} CLASS_SOURCEDID "
     "--school SCHOOL_SOURCEDID",
     _NO_SCHOOL: "Map the class again with its school: gradesync sis map-class {destination} "

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 
-from gradesync.domain.diagnosis import ProbeStep
+from gradesync.domain.diagnosis import ProbeStep, when
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import (
     Course,
@@ -34,6 +35,7 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.overrides import same_grade
 from gradesync.domain.policy import Column, DesiredResult
+from gradesync.domain.remedies import RESUME, Reader, Remedy
 from gradesync.services.clock import Clock
 from gradesync.services.destination import (
     DestinationClient,
@@ -255,10 +257,44 @@ async def check_destination(
     learner_id: str | None = None,
     send_test: bool = False,
 ) -> list[ProbeStep]:
-    """Every step, in order; a failed step stops the steps that depend on it."""
+    """Every step, in order; a failed step stops the steps that depend on it. A paused
+    destination's check ends with a step saying so: what the LMS answers says nothing of
+    whether gradesync sends it grades."""
     plan = await asyncio.to_thread(
         _plan, uow_factory, tenant_id, destination_id, course_id, learner_id, send_test
     )
+    steps = await _steps(plan, clock, client, send_test)
+    paused = _paused_step(plan.destination, clock.now())
+    return steps if paused is None else [*steps, paused]
+
+
+def _paused_step(d: Destination, now: datetime) -> ProbeStep | None:
+    why = f" ({d.pause_reason})" if d.pause_reason else ""
+    name = "gradesync sends grades to it"
+    if not d.enabled:
+        fix = Remedy(RESUME, destination=d.id)
+        return ProbeStep(
+            name,
+            False,
+            f"{d.name!r} is paused{why}: gradesync sends it nothing until it is resumed.",
+            fix.words(Reader.CLI),
+            code="destination_paused",
+            fix=fix,
+        )
+    if d.paused_until is not None and d.paused_until > now:
+        return ProbeStep(
+            name,
+            False,
+            f"{d.name!r} is paused until {when(d.paused_until)}{why}.",
+            f"Nothing to do: sending resumes by itself at {when(d.paused_until)}.",
+            code="destination_paused_until",
+        )
+    return None
+
+
+async def _steps(
+    plan: _Plan, clock: Clock, client: DestinationClient, send_test: bool
+) -> list[ProbeStep]:
     steps = await probe(client)
     if not all(s.passed for s in steps):
         return steps
