@@ -252,7 +252,8 @@ def test_doctor_course_judges_each_destination_and_spares_what_is_left_out(
     # their route and button instead)
     dest = gradesync("doctor", "-t", T, "--destination", D, "--offline", "--json", ok=False)
     [ready] = [c for c in json.loads(dest.stdout)["checks"] if c["code"] == "destination_ready"]
-    assert ready["remedy"] == "Fix the cause, then resume it (`gradesync destinations resume`)."
+    resume = f"`gradesync destinations resume {D}`"
+    assert ready["remedy"] == f"Fix the cause, then resume it ({resume})."
 
 
 def test_doctor_course_says_a_course_mapped_to_no_sis_class_reaches_no_sis(

@@ -55,7 +55,7 @@ def destination_ready_check(d: Destination, caps: Capabilities | Reason, now: da
             name,
             False,
             f"Paused: {d.pause_reason or 'by an administrator'}.",
-            "Fix the cause, then resume it (`gradesync destinations resume`).",
+            f"Fix the cause, then resume it (`gradesync destinations resume {d.id}`).",
             d.id,
         )
     if d.paused_until is not None and d.paused_until > now:
