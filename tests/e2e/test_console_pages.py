@@ -557,6 +557,17 @@ def test_dashboard_counts_only_sends_not_override_or_repair_lines(
     assert re.findall(r"<td>([^<]*)</td>", row.group(1)) == ["3", "3", "0", "0", "100%", "0%"]
 
 
+def test_an_empty_sync_history_says_grades_go_without_a_sync(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """Grades sent as they arrive are no sync run: an empty history said "No sync has run
+    yet." alone while grades had gone, as if nothing had been sent."""
+    c, _ = app_client
+    _login(c, "ada", "/console/destinations")
+    said = " ".join(unescape(c.get("/console/runs").text).split())
+    assert "No sync has run yet. Grades are sent as they arrive without one" in said
+
+
 def test_the_dashboard_names_a_deleted_destination_as_deleted(
     app_client: tuple[TestClient, Runtime],
 ) -> None:
