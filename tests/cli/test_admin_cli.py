@@ -137,6 +137,9 @@ def test_destinations_and_runs(gradesync: Run, cli_db: Database) -> None:
     )
     assert view["enabled"] is False and view["pause_reason"] == "term rollover"
     assert "secret" not in view
+    # the list says why too, not "paused" alone
+    listing = gradesync("destinations", "list", "-t", "northwind").stdout
+    assert "paused - term rollover" in " ".join(listing.split()), listing
     gradesync("destinations", "resume", "canvas", "-t", "northwind")
     past = ("destinations", "pause", "canvas", "-t", "northwind", "--until", "2020-01-01T00:00")
     r = gradesync(*past, ok=False)

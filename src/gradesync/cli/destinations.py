@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -39,6 +39,14 @@ app = typer.Typer(
 )
 
 
+def status_said(view: dict[str, Any]) -> str:
+    """A destination's state as `list` and `show` say it: paused, and why when a reason is
+    recorded."""
+    status = destination_status(bool(view["enabled"]), view["paused_until"])
+    reason = view["pause_reason"]
+    return status + (f" - {reason}" if reason else "")
+
+
 @app.command("list")
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """List a tenant's destinations."""
@@ -57,7 +65,7 @@ def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
             str(v["kind"]),
             str(v["name"]),
             str(v["profile"]),
-            destination_status(bool(v["enabled"]), v["paused_until"]),
+            escape(status_said(v)),
         )
     print_table(table)
 
@@ -79,9 +87,7 @@ def show(
         f"[bold]{escape(d.name)}[/bold] ({d.id}, {d.kind.value}, profile {d.profile})",
         highlight=False,
     )
-    reason = view["pause_reason"]
-    status = destination_status(bool(view["enabled"]), view["paused_until"])
-    console.print(escape(f"status: {status}" + (f" - {reason}" if reason else "")))
+    console.print(escape(f"status: {status_said(view)}"))
     # the settings as shown (a URL without credentials), one line each however long
     for k, v in sorted(view["config"].items()):
         console.print(f"  {k}: {escape(setting_text(v))}", highlight=False, soft_wrap=True)
