@@ -669,6 +669,28 @@ def test_the_plot_leaves_room_for_its_longest_y_label() -> None:
         assert min(ends) >= 7.0 * len(longest), (min(ends), longest)
 
 
+def test_the_destinations_page_says_a_destinations_limits(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """Grades waiting behind a slow rate limit were explained only in a grid cell's
+    diagnosis: the Destinations page did not say a limit was set."""
+    c, runtime = app_client
+    limits = {"concurrency": 2, "rate_per_second": 0.01}
+    with runtime.db.uow() as uow:
+        uow.destinations.upsert(
+            Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas", config=limits),
+            runtime.clock.now(),
+        )
+        uow.destinations.upsert(
+            Destination("t1", "free", DestinationKind.LTI13_AGS, "Moodle"), runtime.clock.now()
+        )
+        uow.commit()
+    _login(c, "ada", "/console/destinations")
+    said = " ".join(unescape(re.sub(r"<[^>]+>", " ", c.get("/console/destinations").text)).split())
+    assert "limits: 2 request(s) at once, 0.01 request(s) a second (one every 100 s)" in said
+    assert said.count("limits:") == 1  # a destination without limits says none
+
+
 def test_dashboard_shows_the_backlog_and_a_paused_destination(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

@@ -63,6 +63,20 @@ SHOWN_CONFIG = (
 )
 
 
+def limits_said(config: dict[str, Any]) -> str | None:
+    """A destination's limits as its row says them (None: it has none): grades waiting
+    behind a slow rate are explained where the destination is listed, not only in a cell's
+    diagnosis."""
+    parts = []
+    if config.get("concurrency"):
+        parts.append(f"{config['concurrency']} request(s) at once")
+    rate = config.get("rate_per_second")
+    if rate:
+        every = f" (one every {1 / rate:.3g} s)" if rate < 1 else ""
+        parts.append(f"{rate:g} request(s) a second{every}")
+    return ", ".join(parts) or None
+
+
 def paste_values(base_url: str) -> list[tuple[str, str]]:
     """What an LMS admin copies into the LMS when registering gradesync."""
     from gradesync.lti.registration import tool_urls
@@ -99,6 +113,7 @@ def _rows(rt: Runtime, tenant_id: str) -> list[dict[str, Any]]:
                         (k, view["config"][k]) for k in SHOWN_CONFIG if view["config"].get(k)
                     ],
                     "counts": uow.ledger.counts_by_state(tenant_id, destination_id=d.id),
+                    "limits": limits_said(view["config"]),
                 }
             )
     return out
