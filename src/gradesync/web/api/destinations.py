@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gradesync.domain.model import Destination
 from gradesync.runtime import Runtime
@@ -45,6 +45,31 @@ def show_destination(
     return dest_out(rt, d, counts)
 
 
+async def _others_than(
+    request: Request, model: type[BaseModel], field: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """For a check of `field` that needs stored state the body's schema does not see: the
+    body and its schema's problems, when it gives `field` (well formed) and has other
+    problems, so the check's own is listed with them in one 422. None otherwise: a body
+    that is right, or only wrong there, is left to the service, which names the same."""
+    try:
+        raw: Any = await request.json()
+    except ValueError:
+        return None  # no body, or not JSON: answered as any other body that is not
+    if not isinstance(raw, dict) or raw.get(field) is None:
+        return None
+    try:
+        model.model_validate(raw)
+        return None  # the body is right: the service checks the rest
+    except ValidationError as exc:
+        errors: list[dict[str, Any]] = [
+            {**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)
+        ]
+    if any(e["loc"][1:2] == (field,) for e in errors):
+        return None  # already named
+    return raw, errors
+
+
 async def _limits_bound(
     destination_id: str, request: Request, p: Principal = Depends(admin)
 ) -> None:
@@ -52,21 +77,10 @@ async def _limits_bound(
     256) listed with the body's other problems, in the same 422: the bound needs the stored
     destination, which the body's check does not see. Only when the body has others: alone,
     the service refuses it (the same problem)."""
-    try:
-        raw: Any = await request.json()
-    except ValueError:
-        return  # not JSON: answered as any other body that is not
-    if not isinstance(raw, dict) or raw.get("concurrency") is None:
+    found = await _others_than(request, LimitsIn, "concurrency")
+    if found is None:
         return
-    try:
-        LimitsIn.model_validate(raw)
-        return  # the body is right: the service checks the bound
-    except ValidationError as exc:
-        errors: list[dict[str, Any]] = [
-            {**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)
-        ]
-    if any(e["loc"][1:2] == ("concurrency",) for e in errors):
-        return  # already named
+    raw, errors = found
     rt: Runtime = request.app.state.runtime
     with rt.reads() as uow:
         dest = uow.destinations.get(p.tenant_id, destination_id)
@@ -103,21 +117,10 @@ async def _pause_until_past(request: Request, p: Principal = Depends(admin)) -> 
     """A past `until` listed with the body's other problems, in the same 422: it needs the
     clock, which the body's check does not see. Only when the body has others: alone, the
     service refuses it (the same problem)."""
-    try:
-        raw: Any = await request.json()
-    except ValueError:
-        return  # no body, or not JSON: answered as any other body that is not
-    if not isinstance(raw, dict) or raw.get("until") is None:
+    found = await _others_than(request, PauseIn, "until")
+    if found is None:
         return
-    try:
-        PauseIn.model_validate(raw)
-        return  # the body is right: the service checks the time
-    except ValidationError as exc:
-        errors: list[dict[str, Any]] = [
-            {**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)
-        ]
-    if any(e["loc"][1:2] == ("until",) for e in errors):
-        return  # already named
+    raw, errors = found
     rt: Runtime = request.app.state.runtime
     until = PauseIn.model_validate({"until": raw["until"]}).until
     past = svc.until_problem(until, rt.clock.now())
