@@ -55,7 +55,7 @@ def destination_ready_check(d: Destination, caps: Capabilities | Reason, now: da
             name,
             False,
             f"Paused: {d.pause_reason or 'by an administrator'}.",
-            f"Fix the cause, then resume it (`gradesync destinations resume {d.id}`).",
+            f"Fix the cause, then resume it (`gradesync destinations resume {shlex.quote(d.id)}`).",
             d.id,
         )
     if d.paused_until is not None and d.paused_until > now:
@@ -485,7 +485,7 @@ def rate_limit_check(d: Destination, waiting: int) -> Check | None:
     held = rate_limit_holds(d, waiting)
     if held is None:
         return Check(
-            CheckCode.RATE_LIMIT.value,
+            CheckCode.RATE_LIMIT,
             name,
             True,
             f"{plural(waiting, 'grade')} waiting to be sent to {d.name!r}, within a minute at "
