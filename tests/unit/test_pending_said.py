@@ -20,11 +20,14 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LMS = Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas")
 
 
-def _said(waited: timedelta, queue: DestinationQueue) -> str:
-    row = LedgerRow(
+def _waiting(waited: timedelta) -> LedgerRow:
+    return LedgerRow(
         LedgerKey("t1", "lms", "a1", "p1"), DeliveryState.PENDING, updated_at=NOW - waited
     )
-    evidence, remedy, _ = pending_said(LMS, row, "7/10", NOW, queue)
+
+
+def _said(waited: timedelta, queue: DestinationQueue) -> str:
+    evidence, remedy, _ = pending_said(LMS, _waiting(waited), "7/10", NOW, queue)
     return f"{evidence} {remedy}"
 
 
@@ -71,11 +74,7 @@ def test_a_rate_limit_that_holds_the_grades_is_named() -> None:
     limited = Destination(
         "t1", "lms", DestinationKind.LTI13_AGS, "Canvas", config={"rate_per_second": 0.001}
     )
-    row = LedgerRow(
-        LedgerKey("t1", "lms", "a1", "p1"),
-        DeliveryState.PENDING,
-        updated_at=NOW - timedelta(seconds=20),
-    )
+    row = _waiting(timedelta(seconds=20))
     evidence, remedy, _ = pending_said(limited, row, "7/10", NOW, DestinationQueue(waiting=2))
     assert "'Canvas' has a rate limit of 0.001 requests per second" in evidence
     assert "with 1 other grade waiting" in evidence and "about 33 minutes" in evidence
@@ -86,10 +85,6 @@ def test_a_rate_limit_that_keeps_up_is_not_blamed() -> None:
     fast = Destination(
         "t1", "lms", DestinationKind.LTI13_AGS, "Canvas", config={"rate_per_second": 10}
     )
-    row = LedgerRow(
-        LedgerKey("t1", "lms", "a1", "p1"),
-        DeliveryState.PENDING,
-        updated_at=NOW - timedelta(seconds=20),
-    )
+    row = _waiting(timedelta(seconds=20))
     evidence, _, _ = pending_said(fast, row, "7/10", NOW, DestinationQueue(waiting=3))
     assert "rate limit" not in evidence and "in turn" in evidence
