@@ -144,6 +144,28 @@ def test_container_filters_and_link_paging(ags: Lms) -> None:
     assert labels == [f"Item {n}" for n in range(5)]
 
 
+def test_a_tool_finds_its_column_by_resource_id_tag_and_link_together(ags: Lms) -> None:
+    # as real LMSs (and Open edX's django-filter on the same three fields) answer them
+    for fields in (
+        {"resourceId": "quiz-1", "tag": "grade", "resourceLinkId": "rl1"},
+        {"resourceId": "quiz-1", "tag": "other"},
+        {"resourceId": "quiz-2", "tag": "grade"},
+    ):
+        assert ags.create(label=str(fields), **fields).status_code == 201
+
+    def found(**query: str) -> list[str]:
+        listed = ags.http.get(ags.container, params=query, headers=ags.auth)
+        return [i["label"] for i in listed.json()]
+
+    assert len(found(resource_id="quiz-1")) == 2
+    assert found(resource_id="quiz-1", tag="grade") == [
+        str({"resourceId": "quiz-1", "tag": "grade", "resourceLinkId": "rl1"})
+    ]
+    assert found(resource_link_id="rl1") == found(resource_id="quiz-1", tag="grade")
+    assert found(resource_id="quiz-2", resource_link_id="rl1") == []
+    assert found(resource_id="nothing") == []
+
+
 def test_line_item_of_another_tool_is_refused(
     sandbox: RunningSandbox, ags: Lms, tool_key: ToolKey
 ) -> None:

@@ -26,6 +26,7 @@ from gradesync.adapters.secretbox import SecretBox
 from gradesync.config import Settings
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.errors import InvalidInput
+from gradesync.domain.model import Destination
 from gradesync.lti import claims as c
 from gradesync.lti import client_storage, deep_linking, oidc
 from gradesync.lti.claims import AGS_SCOPES
@@ -33,9 +34,10 @@ from gradesync.lti.launch import launch_of, launch_state, verify_launch
 from gradesync.lti.platform_keys import PlatformKeyCache
 from gradesync.lti.registration import tool_urls
 from gradesync.services.clock import Clock
+from gradesync.services.destination import DestinationClient
 from gradesync.services.lti import launch as launches
 from gradesync.services.lti import login as logins
-from gradesync.services.lti.deep_linking import DeepLinkRequest, connect_course
+from gradesync.services.lti.deep_linking import DeepLinkRequest, connect_course, platform_columns
 from gradesync.services.lti.errors import LaunchRefused, record_refusal
 from gradesync.services.lti.keys import KEY_SET_MAX_AGE, ToolKeyStore
 from gradesync.services.lti.launch import TEACHING_ROLES
@@ -81,6 +83,8 @@ class Host(Protocol):
 
     @property
     def tool_keys(self) -> ToolKeyStore: ...
+
+    def destination_client(self, destination: Destination) -> DestinationClient: ...
 
 
 # Opens the console for a teacher a launch has just proved (the web console's business).
@@ -513,6 +517,11 @@ async def deep_link_respond(request: Request) -> Response:
                 "".join(f"<p>{html.escape(p['message'])}</p>" for p in problems),
                 422,
             )
+        # outside the transaction: the LMS's own column for an activity gradesync has no
+        # record of here (a connection added again) is reused, never doubled
+        choices = await platform_columns(
+            tool.runtime.destination_client(platform), session.endpoint, choices
+        )
         items = deep_linking.content_items(
             choices, tool.base_url + "/lti/launch", str(platform.config.get("tag") or "grade")
         )

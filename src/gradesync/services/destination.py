@@ -200,6 +200,17 @@ class OneResultReader(Protocol):
     async def read_one(self, target: ResultTarget) -> ReadBack: ...
 
 
+@runtime_checkable
+class ColumnFinder(Protocol):
+    """A client that finds, in a course's gradebook, the column it would write for an
+    activity (LTI 1.3 AGS: the line item with the activity's resourceId and the
+    destination's tag in the course's line items container), so a column gradesync made
+    under an earlier connection or link is written to again rather than doubled. None when
+    there is none; a RemoteFailure when the gradebook cannot be asked."""
+
+    async def find_column(self, container: str, activity_id: str) -> str | None: ...
+
+
 DEFAULT_TIMESTAMP_STEP = timedelta(milliseconds=1)
 
 

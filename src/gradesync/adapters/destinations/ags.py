@@ -453,6 +453,12 @@ class AgsClient:
         found = tagged or matches
         return found[0] if found else None
 
+    async def find_column(self, container: str, activity_id: str) -> str | None:
+        """The id of the platform's column for the activity in the course's line items
+        container (`ColumnFinder`): its own resourceId and tag, as `ensure_column` finds it."""
+        item = await self._find(self._checked(container, "lineitems"), activity_id)
+        return self._checked(str(item["id"]), "lineitem id") if item is not None else None
+
     async def _find_by_link(
         self, container: str, activity_id: str, link: str
     ) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from gradesync.domain.policy import Capabilities, Column, DesiredResult
 from gradesync.services import log_context
 from gradesync.services.destination import (
     CheckStep,
+    ColumnFinder,
     DestinationClient,
     FailureClass,
     OneResultReader,
@@ -73,6 +74,14 @@ class ObservedClient:
             )
         with log_context.bound(**self._context):
             return await self._inner.read_one(target)
+
+    async def find_column(self, container: str, activity_id: str) -> str | None:
+        """The activity's column in a course's gradebook, where the protocol finds one
+        (`ColumnFinder`); None where it does not."""
+        if not isinstance(self._inner, ColumnFinder):
+            return None
+        with log_context.bound(**self._context):
+            return await self._inner.find_column(container, activity_id)
 
     async def check(self) -> Sequence[CheckStep]:
         with log_context.bound(**self._context):

@@ -4,8 +4,9 @@ context to that course. The response JWT is built by `gradesync.lti.deep_linking
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -13,9 +14,12 @@ from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Activity, Course, Destination
 from gradesync.domain.policy import Column, column_for, resolve_settings
+from gradesync.services.destination import ColumnFinder, RemoteFailure
 from gradesync.services.lti.errors import LaunchRefused
 from gradesync.services.lti.launch import bind_context
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +27,9 @@ class Choice:
     course: Course
     activity: Activity
     column: Column
-    # the platform's column for this activity that gradesync already knows (its resourceId
-    # and tag are the activity's): the new link reuses it instead of making a second one
+    # the platform's column for this activity that gradesync already knows or found there
+    # (its resourceId and tag are the activity's): the new link reuses it instead of making
+    # a second one
     existing_column: str | None = None
 
 
@@ -125,3 +130,35 @@ def connect_course(
         )
         u.commit()
     return platform, choices
+
+
+async def platform_columns(
+    client: object, endpoint: Mapping[str, Any] | None, choices: Sequence[Choice]
+) -> list[Choice]:
+    """`choices` with the platform's own column for each activity this connection has none
+    recorded for: gradesync's links are per connection, so a connection added again under
+    another id (or a link whose record was lost) knows none, while the LMS course still has
+    the column gradesync made, with the activity's resourceId and the connection's tag. The
+    LMS is asked for it in the launch's line items container, so the new link reuses it and
+    the LMS makes no second column. One the LMS cannot be asked about (down, or no line item
+    scope granted) is left as it was: its link makes the LMS create the column, as it would
+    without this look-up. `client` is the platform's destination client (a `ColumnFinder`)."""
+    container = str((endpoint or {}).get("lineitems") or "")
+    if not isinstance(client, ColumnFinder):
+        return list(choices)
+    out: list[Choice] = []
+    for choice in choices:
+        found = choice.existing_column
+        if found is None and container:
+            try:
+                found = await client.find_column(container, choice.activity.id)
+            except RemoteFailure as failure:
+                log.warning(
+                    "deep linking: the LMS could not be asked for the column of activity %r "
+                    "(%s: %s); its link asks the LMS for a column",
+                    choice.activity.id,
+                    failure.code,
+                    failure.message,
+                )
+        out.append(replace(choice, existing_column=found))
+    return out
