@@ -283,6 +283,74 @@ async def test_another_courses_line_item_in_the_same_class_is_not_adopted(
     assert scores == {first.remote_id: 10.0, theirs.remote_id: 8.0}
 
 
+async def test_a_connection_added_again_under_another_id_writes_its_old_line_item(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    first = await client(sis, context).ensure_column(course_link(), column(), selected())
+    target = ResultTarget(course_link(), first, PersonLink("t1", "sis", "p1", "stu-1"))
+    await client(sis, context).put_result(target, desired(7.0), WHEN)
+
+    # the connection deleted (its links with it) and added again as "sis-2"
+    again = build(replace(sis_destination(sis.base_url), id="sis-2"), context)
+    course = replace(course_link(), destination_id="sis-2")
+    link = await again.ensure_column(course, column(), replace(selected(), destination_id="sis-2"))
+    assert link.remote_id == first.remote_id and link.data["matched"] == {"cls-1": "ours"}
+    person = PersonLink("t1", "sis-2", "p1", "stu-1")
+    await again.put_result(ResultTarget(course, link, person), desired(9.0), WHEN)
+    assert [i["sourcedId"] for i in sis_items(sis)] == [first.remote_id]  # one column
+    [result] = sis_results(sis)  # the same result, updated
+    assert (result["lineItem"]["sourcedId"], result["score"]) == (first.remote_id, 9.0)
+    [item] = sis_items(sis)  # how it was known: whose it is, in OneRoster's extension object
+    assert item["metadata"] == {"gradesync": {"tenant": "t1", "activity": "a1"}}
+
+    # another activity of another tenant with the same title and due date is not it
+    other = build(replace(sis_destination(sis.base_url), id="sis-3", tenant_id="t2"), context)
+    theirs = await other.ensure_column(
+        replace(course_link(), tenant_id="t2", destination_id="sis-3", course_id="c9"),
+        column(),
+        replace(selected(), tenant_id="t2", destination_id="sis-3"),
+    )
+    assert theirs.remote_id != first.remote_id and theirs.data["matched"] == {"cls-1": "created"}
+
+
+async def test_a_remaster_gives_a_course_sharing_another_courses_line_item_its_own(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    # Before gradesync adopted only the SIS's items, a second course in the class (here
+    # tenant t2's) adopted the first's by title and due date and recorded it on its link.
+    mine = await client(sis, context).ensure_column(course_link(), column(), selected())
+    other = build(replace(sis_destination(sis.base_url), tenant_id="t2"), context)
+    theirs_course = replace(course_link(), tenant_id="t2", course_id="c9")
+    shared = replace(
+        selected(),
+        tenant_id="t2",
+        remote_id=mine.remote_id,
+        details_hash=mine.details_hash,
+        data={
+            **mine.data,
+            "line_items": {"cls-1": mine.remote_id},
+            "matched": {"cls-1": "title_due"},
+            "result_ids": {mine.remote_id: {}},
+        },
+    )
+    # kept while nothing is written again (as before: each course has it recorded)
+    kept = await other.ensure_column(theirs_course, column(title="Quiz 1 (v2)"), shared)
+    assert kept.remote_id == mine.remote_id and len(sis_items(sis)) == 1
+    split = await other.ensure_column(theirs_course, column(), kept, force=True)
+    assert split.remote_id != mine.remote_id and split.data["matched"] == {"cls-1": "created"}
+    assert mine.remote_id not in split.data["result_ids"]
+    for c, tenant, link, score in (
+        (client(sis, context), "t1", mine, 10.0),
+        (other, "t2", split, 6.0),
+    ):
+        target = ResultTarget(
+            replace(course_link(), tenant_id=tenant), link, PersonLink(tenant, "sis", "p1", "stu-1")
+        )
+        await c.put_result(target, desired(score), WHEN)
+    scores = {r["lineItem"]["sourcedId"]: r["score"] for r in sis_results(sis)}
+    assert scores == {mine.remote_id: 10.0, split.remote_id: 6.0}
+
+
 async def test_details_are_updated_only_when_they_change_or_on_remaster(
     sis: RunningSandbox, context: DestinationContext
 ) -> None:

@@ -43,7 +43,7 @@ from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
-from gradesync.services import console_queries, queries, sis
+from gradesync.services import console_queries, destination_admin, queries, sis
 from gradesync.services.clock import SystemClock
 from gradesync.services.ingest import IngestBatch, ingest
 from gradesync.services.runs import request_run
@@ -431,3 +431,41 @@ async def test_a_kept_sis_grade_reads_on_its_line_items_maximum_now(passback: Pa
     (row,) = [r for r in page.grid if r.person.id == "p1"]
     (kept,) = [c for c in row.cells if c.activity_id == "quiz1"]
     assert kept.status == "kept" and kept.held is not None and kept.held.text() == "9 / 20"
+
+
+async def test_a_connection_added_again_under_another_id_keeps_the_line_item(
+    passback: Passback,
+) -> None:
+    p = passback
+    p.attempt("quiz1", "p1", 8.0)
+    await p.until(p.delivered(("quiz1", "p1")), "the first grade in the SIS")
+    quiz = _li(p, "quiz1")
+
+    # the connection deleted with its links, and added again under another id
+    destination_admin.delete(p.db.uow, T, DEST)
+    again = "sis-again"
+    connect(
+        p.db.uow,
+        SystemClock(),
+        tenant_id=T,
+        destination_id=again,
+        name="Sandbox SIS",
+        base_url=p.sandbox.base_url,
+        profile={"name_max_length": 30, "due_date_inside_term": True, "category_match": "name"},
+    )
+    map_to_class(p.db.uow, tenant_id=T, destination_id=again, course_id=COURSE)
+    sis.map_course_students(p.db.uow, tenant_id=T, destination_id=again, course_id=COURSE)
+    sis.select_activities(p.db.uow, tenant_id=T, destination_id=again, activity_ids=["quiz1"])
+    p.attempt("quiz1", "p1", 9.0)
+
+    def delivered_again() -> bool:
+        with p.db.uow() as uow:
+            row = uow.ledger.get_many(T, again, COURSE).get(("quiz1", "p1"))
+        return row is not None and row.state is DeliveryState.DELIVERED
+
+    await p.until(delivered_again, "the new grade through the connection added again")
+    with p.db.uow() as uow:
+        item = uow.links.item(T, again, "quiz1")
+    assert item is not None and item.remote_id == quiz  # the same line item
+    assert list(p.sis_line_items()) == [quiz]  # one column in the SIS
+    assert {k: r["score"] for k, r in p.sis_results().items()} == {(quiz, "stu-1"): 9.0}

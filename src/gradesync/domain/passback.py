@@ -29,8 +29,10 @@ __all__ = [
     "capabilities_for",
     "category_sourced_id",
     "file_category",
+    "line_item_owner",
     "line_item_sourced_id",
     "name_max_length_problem",
+    "others_adopted",
     "passback_problems",
     "profile_from_config",
     "result_flags",
@@ -358,6 +360,20 @@ def line_item_sourced_id(
     # Per tenant, connection, activity and class: an activity id names one course of one
     # tenant, so two courses never share one (docs/oneroster.md, "Several courses, one class").
     return _sid(LINE_ITEM_PREFIX, tenant_id, destination_id, activity_id, class_id)
+
+
+def line_item_owner(tenant_id: str, activity_id: str) -> dict[str, str]:
+    """Whose line item gradesync writes, kept in the item's metadata: the tenant and the
+    activity (which names one course of that tenant), not the connection, so a connection
+    added again under another id (another sourcedId) knows the items it made before."""
+    return {"tenant": tenant_id, "activity": activity_id}
+
+
+def others_adopted(line_item_id: str, how: str | None) -> bool:
+    """Whether a line item recorded on an activity's link is another course's that it
+    adopted by title and due date (`how`), as gradesync did before it adopted only items the
+    SIS made: one under gradesync's own prefix is never adopted that way now."""
+    return how == "title_due" and line_item_id.startswith(LINE_ITEM_PREFIX + "-")
 
 
 def result_sourced_id(line_item_id: str, student_id: str) -> str:

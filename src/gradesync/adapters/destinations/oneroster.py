@@ -66,7 +66,9 @@ from gradesync.domain.passback import (
     capabilities_for,
     category_sourced_id,
     group_of,
+    line_item_owner,
     line_item_sourced_id,
+    others_adopted,
     profile_from_config,
     result_sourced_id,
 )
@@ -153,14 +155,21 @@ class OneRosterClient:
         line_items: dict[str, str] = dict(link.data.get("line_items") or {})
         matched: dict[str, str] = dict(link.data.get("matched") or {})
         result_ids: dict[str, dict[str, str]] = dict(link.data.get("result_ids") or {})
+        owner = line_item_owner(link.tenant_id, column.activity_id)
         new: set[str] = set()
         for class_id in classes:
-            if class_id in line_items:
+            recorded = line_items.get(class_id)
+            if recorded is not None and not (
+                force and others_adopted(recorded, matched.get(class_id))
+            ):
                 continue
+            # A remaster of an activity that shares another course's item (adopted before
+            # gradesync refused to) gives it its own, and resends its results there.
+            result_ids.pop(recorded or "", None)
             ours = line_item_sourced_id(
                 link.tenant_id, link.destination_id, column.activity_id, class_id
             )
-            found, how = await self._find_line_item(class_id, ours, column.title, due)
+            found, how = await self._find_line_item(class_id, ours, column.title, due, owner)
             line_items[class_id], matched[class_id] = found, how
             if how == "title_due":
                 result_ids[found] = await self._result_ids(class_id, found)
@@ -178,6 +187,7 @@ class OneRosterClient:
                     school_id=school,
                     category_id=category_id,
                     modified=now,
+                    owner=owner,
                 )
                 await self._put(
                     f"/lineItems/{quote(line_items[class_id], safe='')}", body, "lineItem"
@@ -413,15 +423,17 @@ class OneRosterClient:
         return due_date(self.profile, column, term)
 
     async def _find_line_item(
-        self, class_id: str, ours: str, title: str, due: datetime
+        self, class_id: str, ours: str, title: str, due: datetime, owner: dict[str, str]
     ) -> tuple[str, str]:
-        """Match before create: our sourcedId, then the class's item with the same title and
-        due date. Returns (sourcedId, how).
+        """Match before create: our sourcedId, then an item of the class with the title that
+        gradesync wrote for this activity under another connection id (its metadata names
+        this tenant and activity: a connection added again), then the class's item with the
+        same title and due date. Returns (sourcedId, how).
 
-        An item under gradesync's own prefix that is not ours belongs to another course (of
-        another tenant, connection or installation) passing back to the same class with the
-        same activity id: adopting it would have the two overwrite each other's results, so
-        only items the SIS (or a person) made are adopted."""
+        Any other item under gradesync's own prefix belongs to another course (of another
+        tenant, or another installation) passing back to the same class: adopting it would
+        have the two overwrite each other's results, so only items the SIS (or a person)
+        made are adopted by title and due date."""
         response = await self._request("GET", f"/lineItems/{quote(ours, safe='')}")
         if response.status_code == 200:
             return ours, "ours"
@@ -433,9 +445,14 @@ class OneRosterClient:
             "lineItems",
             filter=f"title='{escaped}'",
         )
-        for item in candidates:
-            if item.get("status") == "tobedeleted" or item.get("title") != title:
-                continue
+        live = [
+            i for i in candidates if i.get("status") != "tobedeleted" and i.get("title") == title
+        ]
+        for item in live:
+            metadata = item.get("metadata")
+            if isinstance(metadata, dict) and metadata.get("gradesync") == owner:
+                return str(item["sourcedId"]), "ours"
+        for item in live:
             if str(item.get("sourcedId", "")).startswith(LINE_ITEM_PREFIX + "-"):
                 continue
             try:

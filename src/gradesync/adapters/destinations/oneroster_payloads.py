@@ -55,6 +55,7 @@ def line_item(
     school_id: str,
     category_id: str,
     modified: datetime,
+    owner: dict[str, str],
 ) -> dict[str, Any]:
     roster = rostering_base(base)
     return {
@@ -62,6 +63,9 @@ def line_item(
             "sourcedId": sourced_id,
             "status": "active",
             "dateLastModified": zulu(modified),
+            # whose item it is (`line_item_owner`), in OneRoster's extension object: how a
+            # connection added again under another id knows its own item
+            "metadata": {"gradesync": owner},
             "title": column.title,
             "assignDate": zulu(assigned),
             "dueDate": zulu(due),
