@@ -258,6 +258,15 @@ def place_gradesync(
     )
     info = lms.lti_info(staff, usage_key)
     platform_id = unique("openedx-")
+    register_platform(lms, gs, platform_id, info, profile)
+    return Placement(course, usage_key, platform_id, info)
+
+
+def register_platform(
+    lms: OpenEdx, gs: Served, platform_id: str, info: dict[str, Any], profile: str = "openedx"
+) -> None:
+    """The values Studio shows for a component (`info`), registered in gradesync as the
+    platform `platform_id`."""
     gs.ok(
         "POST",
         "/platforms",
@@ -273,7 +282,6 @@ def place_gradesync(
             "person_id_from": "email",
         },
     )
-    return Placement(course, usage_key, platform_id, info)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Column changes against Open edX's own AGS views: renames and new points reach the line
 item (updates send no null fields, which Open edX refuses), an existing column without a
-resource link is tied to the component, and a remaster resends without a second column."""
+resource link is tied to the component, a remaster resends without a second column, and a
+platform registered again under another id keeps writing to the component's column."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import httpx
 
 from gradesync.adapters.destinations.ags import AgsClient
 from gradesync.domain.policy import Column
-from tests.openedx.conftest import OpenEdx, custom_parameters, open_course
+from tests.openedx.conftest import (
+    OpenEdx,
+    custom_parameters,
+    open_course,
+    register_platform,
+    unique,
+)
 from tests.support.served import Served
 
 
@@ -161,3 +168,38 @@ async def test_a_grade_on_a_column_open_edx_does_not_count_is_not_delivered(
     assert item["resource_link_id"] == lab.usage_key
     run = served.run("resync", course.gs_course)
     assert run["outcome"] == "succeeded" and run["counts"]["uncounted"] == 0, run
+
+
+async def test_a_platform_registered_again_under_another_id_keeps_the_column(
+    openedx: OpenEdx, served: Served
+) -> None:
+    course = open_course(openedx, served, ("ann",), ("lab", "Lab 1", 10))
+    (ann,) = course.emails
+    lab = course.place("lab", weight=10)
+    assert openedx.launch(ann, course.key, lab.usage_key).status_code == 200
+    course.attempt("e1", "lab", ann, 7, 10, minute=1)
+    course.wait(lambda: course.grade(ann, lab.usage_key) == (7.0, 10.0), "the first grade")
+    (first,) = course.line_items(lab)
+
+    # the component's registration deleted in gradesync and added again under another id
+    deleted = served.api.delete(f"/destinations/{lab.platform_id}")
+    assert deleted.status_code == 204, deleted.text
+    again = unique("openedx-")
+    register_platform(openedx, served, again, lab.info)
+    assert openedx.launch(ann, course.key, lab.usage_key).status_code == 200
+    course.attempt("e2", "lab", ann, 9, 10, minute=2)
+    course.wait(lambda: course.grade(ann, lab.usage_key) == (9.0, 10.0), "the new grade, counted")
+    (item,) = course.line_items(lab)  # the same column, no second one
+    assert item["resource_link_id"] == lab.usage_key and item["label"] == first["label"]
+
+    # Open edX filters its line items by resource_id and tag (django-filter): the new
+    # registration finds that column as its own, and nothing for an activity it never had
+    with served.runtime.db.uow() as uow:
+        platform = uow.destinations.get(served.tenant, again)
+        course_link = uow.links.course(served.tenant, again, course.gs_course)
+        item_link = uow.links.item(served.tenant, again, "lab")
+    assert platform is not None and course_link is not None and item_link is not None
+    async with httpx.AsyncClient() as http:
+        client = AgsClient(platform, served.runtime.adapter_context(http))
+        assert await client.find_column(course_link.remote_id, "lab") == item_link.remote_id
+        assert await client.find_column(course_link.remote_id, "quiz") is None
