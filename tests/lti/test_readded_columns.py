@@ -12,7 +12,14 @@ from gradesync.sandbox.state import LineItem
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.testing import wait_for
 from tests.lti.conftest import Browser, unique
-from tests.support.served import Served, courseware_course, deep_link, post_attempt, register_tool
+from tests.support.served import (
+    Served,
+    courseware_course,
+    deep_link,
+    deep_link_answer,
+    post_attempt,
+    register_tool,
+)
 
 
 def _platform_again(lms: RunningSandbox, served: Served, client_id: str, new_id: str) -> None:
@@ -66,12 +73,18 @@ def _columns(lms: RunningSandbox, ctx: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def test_launched_from_the_old_link_the_new_connection_writes_the_old_column(
-    lms: RunningSandbox, served: Served, browser: Browser
+def _graded_again(
+    lms: RunningSandbox,
+    served: Served,
+    browser: Browser,
+    client_id: str,
+    learner: str,
+    ctx: str,
+    column: LineItem,
+    link: str | None,
 ) -> None:
-    client_id, _, learner, ctx, column = _graded_course(lms, served, browser)
-    link = column.resource_link_id
-    _platform_again(lms, served, client_id, "lms-again")
+    """The learner launches from `link`, a new attempt scores 9: it lands in `column`, the
+    course's one column."""
     launched = browser.launch(
         lms, client_id=client_id, user=learner, course=ctx, resource_link_id=link
     )
@@ -79,6 +92,14 @@ def test_launched_from_the_old_link_the_new_connection_writes_the_old_column(
     post_attempt(served, "e2", learner, 9)
     wait_for(lambda: column.scores[learner].score_given == 9.0, "the new grade in the column")
     assert _columns(lms, ctx) == {str(column.id): {"resourceId": "a1", "scores": {learner: 9.0}}}
+
+
+def test_launched_from_the_old_link_the_new_connection_writes_the_old_column(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    client_id, _, learner, ctx, column = _graded_course(lms, served, browser)
+    _platform_again(lms, served, client_id, "lms-again")
+    _graded_again(lms, served, browser, client_id, learner, ctx, column, column.resource_link_id)
 
 
 def test_placed_again_after_the_connection_is_added_again_the_link_reuses_the_column(
@@ -87,25 +108,11 @@ def test_placed_again_after_the_connection_is_added_again_the_link_reuses_the_co
     client_id, teacher, learner, ctx, column = _graded_course(lms, served, browser)
     _platform_again(lms, served, client_id, "lms-again")
     # the teacher adds the activity to the course again (a new link, a new resource link id)
-    picker = browser.launch(
-        lms, client_id=client_id, user=teacher, course=ctx, message_type="LtiDeepLinkingRequest"
-    ).json()
-    answer = browser.post(
-        picker["respond_url"],
-        {"session": picker["session"], "course_id": "c1", "activity_ids": ["a1"]},
-    ).json()
+    answer, link = deep_link_answer(lms, browser, client_id, teacher, ctx)
     (item,) = answer["content_items"]
     assert "lineItem" not in item  # the LMS is not asked for a second column
-    created = browser.http.post(answer["return_url"], data={"JWT": answer["jwt"]}).json()
-    link = str(created["created"][0]["resource_link_id"])
     assert link != column.resource_link_id
-    launched = browser.launch(
-        lms, client_id=client_id, user=learner, course=ctx, resource_link_id=link
-    )
-    assert launched.status_code == 200, launched.text
-    post_attempt(served, "e2", learner, 9)
-    wait_for(lambda: column.scores[learner].score_given == 9.0, "the new grade in the column")
-    assert _columns(lms, ctx) == {str(column.id): {"resourceId": "a1", "scores": {learner: 9.0}}}
+    _graded_again(lms, served, browser, client_id, learner, ctx, column, link)
 
 
 def test_an_lms_that_cannot_be_asked_makes_the_column_as_before(

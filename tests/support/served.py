@@ -192,12 +192,20 @@ def post_attempt(
 
 
 def deep_link(lms: RunningSandbox, browser: Browser, client_id: str, teacher: str, ctx: str) -> str:
+    return deep_link_answer(lms, browser, client_id, teacher, ctx)[1]
+
+
+def deep_link_answer(
+    lms: RunningSandbox, browser: Browser, client_id: str, teacher: str, ctx: str
+) -> tuple[dict[str, Any], str]:
+    """The teacher adds activity a1 of course c1 with Deep Linking: (gradesync's answer, with
+    its `content_items`; the resource link id of the link the LMS made)."""
     picker = browser.launch(
         lms, client_id=client_id, user=teacher, course=ctx, message_type="LtiDeepLinkingRequest"
     ).json()
-    answer = browser.post(
+    answer: dict[str, Any] = browser.post(
         picker["respond_url"],
         {"session": picker["session"], "course_id": "c1", "activity_ids": ["a1"]},
     ).json()
     created = browser.http.post(answer["return_url"], data={"JWT": answer["jwt"]}).json()["created"]
-    return str(created[0]["resource_link_id"])
+    return answer, str(created[0]["resource_link_id"])
