@@ -88,3 +88,32 @@ def test_a_rate_limit_that_keeps_up_is_not_blamed() -> None:
     row = _waiting(timedelta(seconds=20))
     evidence, _, _ = pending_said(fast, row, "7/10", NOW, DestinationQueue(waiting=3))
     assert "rate limit" not in evidence and "in turn" in evidence
+
+
+@pytest.mark.parametrize(
+    ("holds_after", "words"),
+    [
+        (timedelta(minutes=1), "within a minute"),
+        (timedelta(hours=1), "within an hour"),
+        (timedelta(seconds=90), "within 90 seconds"),
+        (timedelta(minutes=5), "within 5 minutes"),
+    ],
+)
+def test_a_rate_limit_that_keeps_up_says_the_span_it_is_measured_against(
+    monkeypatch: pytest.MonkeyPatch, holds_after: timedelta, words: str
+) -> None:
+    """The destination's rate-limit check names the span a limit is blamed after in the
+    words of `RATE_HOLDS_AFTER` itself: changed, the words follow. Before, the words said
+    "within a minute" whatever the constant was."""
+    from gradesync.domain.diagnosis import destination_checks
+
+    monkeypatch.setattr(destination_checks, "RATE_HOLDS_AFTER", holds_after)
+    slow = Destination(
+        "t1", "lms", DestinationKind.LTI13_AGS, "Canvas", config={"rate_per_second": 0.5}
+    )
+    check = destination_checks.rate_limit_check(slow, 10)  # 20 s at 0.5/s: keeps up
+    assert check is not None and check.passed
+    assert check.evidence == (
+        f"10 grades waiting to be sent to 'Canvas', {words} at its rate limit of 0.5 "
+        "requests per second."
+    )

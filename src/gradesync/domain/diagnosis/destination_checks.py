@@ -459,6 +459,15 @@ def _span(seconds: float) -> str:
     return plural(round(seconds / 86400), "day")
 
 
+def _spoken(span: timedelta) -> str:
+    """`span` in words: "a minute", "an hour", or a count ("90 seconds", "2 hours")."""
+    seconds = span.total_seconds()
+    for size, one in ((86400, "a day"), (3600, "an hour"), (60, "a minute"), (1, "a second")):
+        if seconds == size:
+            return one
+    return _span(seconds)
+
+
 def rate_limit_holds(d: Destination, waiting: int) -> tuple[str, str] | None:
     """When `d`'s rate limit alone makes the `waiting` grades take `RATE_HOLDS_AFTER` or
     more to send: (what it does to them, what to do), in the words both a grade's and the
@@ -477,7 +486,7 @@ def rate_limit_holds(d: Destination, waiting: int) -> tuple[str, str] | None:
 
 def rate_limit_check(d: Destination, waiting: int) -> Check | None:
     """A destination with a rate limit: whether it alone holds the `waiting` grades (pending
-    or retrying) for a minute or more."""
+    or retrying) for `RATE_HOLDS_AFTER` or more."""
     rate = _rate_limit(d)
     if rate is None:
         return None
@@ -488,8 +497,8 @@ def rate_limit_check(d: Destination, waiting: int) -> Check | None:
             CheckCode.RATE_LIMIT,
             name,
             True,
-            f"{plural(waiting, 'grade')} waiting to be sent to {d.name!r}, within a minute at "
-            f"its rate limit of {rate:g} requests per second.",
+            f"{plural(waiting, 'grade')} waiting to be sent to {d.name!r}, within "
+            f"{_spoken(RATE_HOLDS_AFTER)} at its rate limit of {rate:g} requests per second.",
             None,
             d.id,
         )
