@@ -28,7 +28,7 @@ async def test_slots_shrunk_while_held_let_only_the_new_size_go_on() -> None:
     async def holder(i: int) -> None:
         async with slots:
             await shrunk.wait()
-            await slots.refit()
+            await slots.refit(0)
             go_on.append(i)
             await release.wait()
 
@@ -53,7 +53,7 @@ async def test_a_holder_cancelled_while_it_refits_gives_back_one_slot_only() -> 
     async def refitting() -> None:
         async with slots.slot(1):
             await shrunk.wait()
-            await slots.refit()
+            await slots.refit(1)
 
     async def staying() -> None:
         async with slots.slot(0):
@@ -138,13 +138,13 @@ async def test_a_cancelled_waiter_leaves_the_line_and_passes_on_a_slot_it_was_ha
     a.cancel()  # cancelled while it waits: it leaves the line
     await asyncio.gather(a, return_exceptions=True)
     assert slots._queued == 1
-    await slots.release()  # handed to b
+    slots.release()  # handed to b
     await asyncio.wait_for(b, 5)
     assert order == ["b"] and slots.used == 1
 
     c = asyncio.create_task(wait_for_slot("c"))
     await asyncio.wait_for(_until(lambda: slots._queued == 1), 5)
-    await slots.release()  # handed to c ...
+    slots.release()  # handed to c ...
     c.cancel()  # ... which is cancelled before it runs again: the slot is not lost
     await asyncio.gather(c, return_exceptions=True)
     assert order == ["b"] and slots.used == 0
@@ -226,3 +226,37 @@ async def test_no_heartbeat_is_written_after_the_worker_left(
     with postgres_db.uow() as uow:
         assert uow.workers.beat("w2", now, now - alive) == 1  # w2 counts itself alone
         uow.commit()
+
+
+async def test_a_run_s_row_refitting_its_slot_queues_behind_a_live_grade() -> None:
+    """A run's row (priority 1) gives its slot back when its worker's share shrinks and
+    queues again at its own priority: a live grade that queued after it goes first. Before,
+    it queued again at priority 0, a live grade's, and went ahead of it."""
+    slots = Slots(2)
+    order: list[str] = []
+    shrunk, free = asyncio.Event(), asyncio.Event()
+
+    async def run_row() -> None:
+        async with slots.slot(1):
+            await shrunk.wait()
+            await slots.refit(1)
+            order.append("run")
+
+    async def other() -> None:
+        async with slots.slot(0):
+            await free.wait()
+
+    async def live() -> None:
+        async with slots.slot(0):
+            order.append("live")
+
+    row, held = asyncio.create_task(run_row()), asyncio.create_task(other())
+    await asyncio.wait_for(_until(lambda: slots.used == 2), 5)
+    slots.set_size(1)
+    shrunk.set()
+    await asyncio.wait_for(_until(lambda: slots._queued == 1), 5)  # the row queued again
+    grade = asyncio.create_task(live())
+    await asyncio.wait_for(_until(lambda: slots._queued == 2), 5)
+    free.set()  # one slot frees: the live grade's
+    await asyncio.wait_for(asyncio.gather(row, held, grade), 5)
+    assert order == ["live", "run"]

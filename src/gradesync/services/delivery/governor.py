@@ -370,9 +370,9 @@ class Governor:
         for lim in list(self.limits.values()):
             await lim.share(workers)
 
-    async def ready_to_send(self, lim: DestinationLimits) -> None:
+    async def ready_to_send(self, lim: DestinationLimits, priority: int) -> None:
         """With shared limits: wait until this process's share is known to be current, and
-        the slot it holds still fits in it."""
+        the slot it holds (taken at `priority`) still fits in it."""
         if self.workers is None:
             return
         live = self.workers.live
@@ -381,7 +381,7 @@ class Governor:
             1, lim.total_concurrency // self.workers.live
         ):
             await lim.share(self.workers.live)
-        await lim.semaphore.refit()
+        await lim.semaphore.refit(priority)
 
     def _listen(self) -> None:
         """Hear destination changes in this event loop (from the first pass on)."""
@@ -596,7 +596,7 @@ class Governor:
             async with lim.semaphore.slot(priority):
                 if not await lim.rate.acquire():
                     continue
-                await self.ready_to_send(lim)
+                await self.ready_to_send(lim, priority)
                 await self.check_pause(d, lim)
                 if lim.replaced_by is not None:
                     continue

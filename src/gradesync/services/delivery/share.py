@@ -64,7 +64,7 @@ class Slots:
         await self.acquire(0)
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.release()
+        self.release()
 
     async def acquire(self, priority: int = 0) -> None:
         if self.used < self.size and not self._queued:
@@ -85,7 +85,7 @@ class Slots:
                 self._hand_out()
             raise
 
-    async def release(self) -> None:
+    def release(self) -> None:
         self.used -= 1
         self._hand_out()
 
@@ -97,12 +97,14 @@ class Slots:
         self.size = max(1, size)
         self._hand_out()
 
-    async def refit(self) -> None:
-        """Called by a holder: wait until its slot fits in the current size."""
+    async def refit(self, priority: int) -> None:
+        """Called by a holder that took its slot at `priority`: wait until its slot fits in
+        the current size, queued again at that priority (a run's row given back its slot
+        must not come back ahead of a live grade)."""
         while self.used > self.size:
-            await self.release()
+            self.release()
             try:
-                await self.acquire(0)
+                await self.acquire(priority)
             except BaseException:
                 # cancelled holding no slot: the holder's exit gives one back all the same,
                 # so count one here, or a slot more than the size would go out
@@ -136,7 +138,7 @@ class _Slot:
         await self._slots.acquire(self._priority)
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._slots.release()
+        self._slots.release()
 
 
 class WorkerShare:
