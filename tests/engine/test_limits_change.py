@@ -19,13 +19,14 @@ from gradesync.services.clock import SystemClock
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.governor import (
     DestinationLimits,
+    DestinationPaused,
     Governor,
     RateLimiter,
     limits_from_config,
 )
 from gradesync.services.delivery.provisioning import Provisioner
 from gradesync.services.destination import RemoteFailure
-from gradesync.testing import add_destination, wait_for_async
+from gradesync.testing import DEADLINE, ManualClock, add_destination, wait_for_async
 from gradesync.testing.double import server_error
 from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, post, seed, states
 
@@ -269,3 +270,55 @@ async def test_a_rate_slower_than_a_lease_allows_still_sends_every_grade(
     post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
     await harness.all_delivered(3)
     assert harness.remote.sends == 3
+
+
+async def test_a_send_that_finds_the_destination_paused_gives_its_rate_token_back(
+    harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send takes its slot and its rate token, then re-reads the pause and finds that an
+    admin paused the destination meanwhile: the row waits, and the token goes back to the
+    bucket. Before, the token was spent on nothing: at a slow rate the grade then waited a
+    token's time after the resume (here, for ever: the rate's clock stands still)."""
+    clock = ManualClock()  # the rate's: no token comes back by itself
+    monkeypatch.setattr(
+        "gradesync.services.delivery.governor.RateLimiter",
+        partial(RateLimiter, clock=clock.monotonic),
+    )
+    # three tokens: the column's write, the first grade's send, the second's
+    seed(db, learners=2, config={"concurrency": 1, "rate_per_second": 3})
+    remote = harness.remote
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(2)])
+    await harness.engine.process_dirty()
+    remote.hold = asyncio.Event()  # the first send waits for its answer, holding the slot
+    delivering = asyncio.create_task(harness.engine.deliver_due())
+    await remote.wait_for(lambda: remote.in_flight == 1, "the first send in flight")
+    destination_admin.pause(db.uow, SystemClock(), T, DEST, actor="ada")
+    remote.hold.set()  # the slot goes to the second send: it takes the last token
+    stats = await asyncio.wait_for(delivering, DEADLINE)
+    assert stats.delivered == 1 and stats.gated == 1 and remote.sends == 1
+
+    destination_admin.resume(db.uow, SystemClock(), harness.waker, T, DEST)
+    await harness.engine.deliverer.governor.refresh_destinations(force=True)  # resumed
+    await asyncio.wait_for(harness.engine.deliver_due(), DEADLINE)  # before: no token
+    assert states(db) == {"delivered": 2} and remote.sends == 2
+
+
+async def test_a_request_refused_by_a_pause_gives_its_rate_token_back(db: Database) -> None:
+    """A column's write or a read-back that finds the destination paused raises
+    `DestinationPaused` having asked nothing, and its rate token goes back to the bucket.
+    Before, it was spent: at 0.01/s the first request after the resume waited 100 s."""
+    seed(db, config={"concurrency": 4, "rate_per_second": TYPO})
+    background = BackgroundWrites()
+    governor = Governor(db.uow, SystemClock(), FAST, background)
+    await governor.refresh_destinations(force=True)
+    d = governor.destinations[(T, DEST)]
+    destination_admin.pause(db.uow, SystemClock(), T, DEST, actor="ada")
+    with pytest.raises(DestinationPaused):
+        async with governor.request(d):
+            raise AssertionError("a paused destination was asked")
+    destination_admin.resume(db.uow, SystemClock(), None, T, DEST)
+    async with asyncio.timeout(DEADLINE):  # before: 100 s for the next token
+        async with governor.request(d) as lim:
+            assert lim.in_flight == 1
+    await background.wait()
+    await governor.aclose()

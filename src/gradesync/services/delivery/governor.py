@@ -107,8 +107,9 @@ class RateLimiter:
         return (1.0 - self._tokens) / self.rate
 
     def refund(self) -> None:
-        """Give back a token taken for a request that did not go (a send whose lease ran
-        short while it waited): at a slow rate, a token lost so would be one nothing uses."""
+        """Give back a token taken for a request that did not go (`Admission`: a send whose
+        lease ran short while it waited, one that found the destination paused): at a slow
+        rate, a token lost so would be one nothing uses."""
         if self.rate is None:
             return
         self._refill()
@@ -282,6 +283,69 @@ class DestinationLimits:
     def saturated(self) -> bool:
         """Enough rows are claimed for this destination to keep it busy for a while."""
         return self.waiting >= 4 * self.concurrency
+
+
+class Admission:
+    """One request's slot and rate token of a destination's limits (`Governor.admitted`).
+    `async with` it: entered, it holds them under the limits in force (`limits`); its
+    holder calls `sending()` as its request goes, which spends the token and counts the
+    request in flight until the admission ends. Left without sending (the destination
+    paused, a lease run short, a failure or cancellation before the request), its token goes
+    back to the bucket: at a rate slower than the sends that give up, every token would
+    otherwise go to a send that sent nothing. A class rather than a generator: every send
+    passes through it."""
+
+    __slots__ = ("_destination", "_governor", "_priority", "_sent", "limits")
+
+    def __init__(
+        self, governor: Governor, d: Destination, lim: DestinationLimits, priority: int
+    ) -> None:
+        self._governor = governor
+        self._destination = d
+        self._priority = priority
+        self._sent = False
+        self.limits = lim
+
+    async def __aenter__(self) -> Admission:
+        governor, d, priority = self._governor, self._destination, self._priority
+        lim = self.limits
+        while True:
+            lim = lim.current()
+            slots = lim.semaphore
+            await slots.acquire(priority)
+            try:
+                taken = await lim.rate.acquire()
+                if taken:
+                    try:
+                        await governor.ready_to_send(lim, priority)
+                        await governor.check_pause(d, lim)
+                    except BaseException:
+                        lim.rate.refund()
+                        raise
+            except BaseException:
+                slots.release()
+                raise
+            if taken and lim.replaced_by is None:
+                self.limits = lim
+                return self
+            # replaced meanwhile: its rate retired, the token it gave goes to no one
+            slots.release()
+
+    def sending(self) -> None:
+        """The holder's request goes now: its token is spent, and it counts in flight."""
+        lim = self.limits
+        self._sent = True
+        lim.in_flight += 1
+        if lim.in_flight > lim.max_in_flight:
+            lim.max_in_flight = lim.in_flight
+
+    async def __aexit__(self, *exc: object) -> None:
+        lim = self.limits
+        if self._sent:
+            lim.in_flight -= 1
+        else:
+            lim.rate.refund()
+        lim.semaphore.release()
 
 
 def default_concurrency(kind: DestinationKind) -> int:
@@ -581,40 +645,28 @@ class Governor:
         one probe while half-open: whoever asked records the outcome or releases it)."""
         return not lim.disabled and not lim.gated(now) and lim.breaker.allow(now)
 
-    @contextlib.asynccontextmanager
-    async def admitted(
-        self, d: Destination, lim: DestinationLimits, priority: int = 0
-    ) -> AsyncIterator[DestinationLimits]:
+    def admitted(self, d: Destination, lim: DestinationLimits, priority: int = 0) -> Admission:
         """A slot and a rate token of the limits in force for `d`, taken in `priority` order
-        (live grades first), with the pause re-read: yields those limits, to send under
-        them. Limits replaced meanwhile (an admin changed them, which wakes whoever waits on
-        the old rate) are left at once, and both are taken again from the new ones: every
-        request to a destination (a score's send, a column's write, a read-back) waits
-        here, so none goes on under limits no longer in force."""
-        while True:
-            lim = lim.current()
-            async with lim.semaphore.slot(priority):
-                if not await lim.rate.acquire():
-                    continue
-                await self.ready_to_send(lim, priority)
-                await self.check_pause(d, lim)
-                if lim.replaced_by is not None:
-                    continue
-                yield lim
-                return
+        (live grades first), with the pause re-read: `async with` it, send under its
+        `limits`, and call its `sending()` as the request goes (`Admission`). Limits
+        replaced meanwhile (an admin changed them, which wakes whoever waits on the old
+        rate) are left at once, and both are taken again from the new ones: every request
+        to a destination (a score's send, a column's write, a read-back) waits here, so
+        none goes on under limits no longer in force."""
+        return Admission(self, d, lim, priority)
 
     @contextlib.asynccontextmanager
     async def request(self, d: Destination, priority: int = 0) -> AsyncIterator[DestinationLimits]:
         """One request to `d` other than a score's send (a column's write, a read-back), within the
         destination's limits as a send is (`admitted`). Raises `DestinationPaused` when
-        paused, having asked nothing. A success closes the breaker (as a send's does); a
-        failure is for the caller to classify, after this ends."""
-        async with self.admitted(d, self.limits_for(d), priority) as lim:
+        paused, having asked nothing (its token goes back). A success closes the breaker (as a
+        send's does); a failure is for the caller to classify, after this ends."""
+        async with self.admitted(d, self.limits_for(d), priority) as admission:
+            lim = admission.limits
             if not self.may_send(lim, self.clock.now()):
                 held = self.destinations.get((d.tenant_id, d.id), d)
                 raise DestinationPaused(d, held.pause_reason if lim.disabled else lim.gate_reason)
-            lim.in_flight += 1
-            lim.max_in_flight = max(lim.max_in_flight, lim.in_flight)
+            admission.sending()
             try:
                 yield lim
             except BaseException:
@@ -624,8 +676,6 @@ class Governor:
                 raise
             else:
                 self.answered(d, lim)
-            finally:
-                lim.in_flight -= 1
 
     def answered(self, d: Destination, lim: DestinationLimits) -> None:
         """A request to `d` succeeded: its breaker closes, and a pause the breaker's probe

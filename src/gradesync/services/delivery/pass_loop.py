@@ -742,68 +742,60 @@ class Deliverer:
     # -- sending --------------------------------------------------------------------------
 
     async def send(self, r: Ready, stats: DeliveryStats, run_id: str | None) -> None:
-        # live grades before a run's rows; limits changed while this send waited: the new ones
-        async with self.governor.admitted(r.destination, r.limits, r.claimed.priority) as lim:
-            await self._send_now(r, lim, stats, run_id)
-
-    async def _send_now(
-        self, r: Ready, lim: DestinationLimits, stats: DeliveryStats, run_id: str | None
-    ) -> None:
-        """Send (or settle) `r` holding a slot and a token of `lim` (`Governor.admitted`)."""
-        c, d = r.claimed, r.destination
-        if not self.governor.may_send(lim, self.clock.now()):
-            # paused (by an admin, the remote's Retry-After, the breaker): the row
-            # waits as it is, due again the moment the pause ends or is lifted
-            self._let_wait([c], stats, run_id)
-            return
-        left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
-        if left < self.settings.min_lease_left.total_seconds():
-            # held too long behind others: let the lease go rather than risk two
-            # workers sending one key at once, and the token to the next send (at a rate
-            # slower than one token per lease left, each token went to a send whose lease had
-            # run short too, and nothing was ever sent)
-            lim.breaker.release_probe()
-            lim.rate.refund()
-            self._settle_one(c, None, stats, run_id, logged=False)
-            return
-        probe = lim.breaker.probing  # half-open: this send is its one probe
-        lim.in_flight += 1
-        lim.max_in_flight = max(lim.max_in_flight, lim.in_flight)
-        started = time.perf_counter()
-        payload: dict[str, Any] | None = None
-        try:
-            receipt = await r.client.put_result(r.target, r.result, c.timestamp)
-        except RemoteFailure as f:
-            outcome = outcome_of_failure(self.governor, f, d, lim)
-        except asyncio.CancelledError:
-            # its pass stopped: a probe with no answer goes to the next send, or none
-            # would go to the destination again in this process
-            if probe:
+        """Send (or settle) `r` holding a slot and a token of the limits in force (live grades
+        first; limits changed while this send waited: the new ones). A send that sends
+        nothing gives its token back (`Admission`)."""
+        async with self.governor.admitted(r.destination, r.limits, r.claimed.priority) as held:
+            c, d, lim = r.claimed, r.destination, held.limits
+            if not self.governor.may_send(lim, self.clock.now()):
+                # paused (by an admin, the remote's Retry-After, the breaker): the row
+                # waits as it is, due again the moment the pause ends or is lifted
+                self._let_wait([c], stats, run_id)
+                return
+            left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
+            if left < self.settings.min_lease_left.total_seconds():
+                # held too long behind others: let the lease go rather than risk two
+                # workers sending one key at once (at a rate slower than one token per lease
+                # left, each token would go to a send whose lease had run short too, and
+                # nothing would ever be sent: the token goes back)
                 lim.breaker.release_probe()
-            raise
-        except Exception as exc:
-            outcome = unexpected_failure(self.governor, exc, d, lim)
-        else:
-            payload = dict(receipt.payload)
-            outcome = Delivered(receipt.status, receipt.message)
-            self.governor.answered(d, lim)
-            stats.delivered_items.add(
-                (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
+                self._settle_one(c, None, stats, run_id, logged=False)
+                return
+            probe = lim.breaker.probing  # half-open: this send is its one probe
+            held.sending()
+            started = time.perf_counter()
+            payload: dict[str, Any] | None = None
+            try:
+                receipt = await r.client.put_result(r.target, r.result, c.timestamp)
+            except RemoteFailure as f:
+                outcome = outcome_of_failure(self.governor, f, d, lim)
+            except asyncio.CancelledError:
+                # its pass stopped: a probe with no answer goes to the next send, or none
+                # would go to the destination again in this process
+                if probe:
+                    lim.breaker.release_probe()
+                raise
+            except Exception as exc:
+                outcome = unexpected_failure(self.governor, exc, d, lim)
+            else:
+                payload = dict(receipt.payload)
+                outcome = Delivered(receipt.status, receipt.message)
+                self.governor.answered(d, lim)
+                stats.delivered_items.add(
+                    (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
+                )
+            stats.sent += 1
+            latency = (time.perf_counter() - started) * 1000.0
+            self._settle_one(
+                c,
+                outcome,
+                stats,
+                run_id,
+                logged=True,
+                payload=payload,
+                latency=latency,
+                scale=r.scale,
             )
-        finally:
-            lim.in_flight -= 1
-        stats.sent += 1
-        latency = (time.perf_counter() - started) * 1000.0
-        self._settle_one(
-            c,
-            outcome,
-            stats,
-            run_id,
-            logged=True,
-            payload=payload,
-            latency=latency,
-            scale=r.scale,
-        )
 
     def _let_wait(self, items: Sequence[Claimed], stats: DeliveryStats, run_id: str | None) -> None:
         """The destination is paused: the rows wait as they are (nothing was asked of it),
