@@ -720,3 +720,49 @@ async def test_outcomes_gather_for_one_transaction_until_a_batch_is_full(db: Dat
     await wait_for_async(lambda: len(opened) == 3, "the outcome written without a flush")
     await writer.stop()
     await eager.stop()
+
+
+def _misconfigured() -> RemoteFailure:
+    return RemoteFailure(
+        FailureClass.MISCONFIGURED, "no_grade_scope", "the token grants no score scope", status=403
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "pause"),
+    [
+        (partial(slow_down, 1.0), timedelta(seconds=1)),
+        (_misconfigured, FAST.misconfigured_pause),
+    ],
+    ids=["slow_down", "misconfigured"],
+)
+async def test_a_probe_that_pauses_the_destination_leaves_the_next_send_to_probe(
+    harness: Harness, db: Database, answer: Any, pause: timedelta
+) -> None:
+    """The breaker's probe is answered with a request to slow down, or a misconfiguration:
+    the destination is paused, and once the pause ends the next send probes. Before, the
+    probe stayed out (nothing recorded it on the breaker), so every later grade to the
+    destination was claimed and let go again, never sent, until the process restarted."""
+    seed(db, learners=3, config={"concurrency": 1})
+    clock = ManualClock()
+    engine = Engine(db.uow, clock, harness.factory, FAST)
+    try:
+        remote = harness.remote
+        remote.fail_next(3, server_error())  # threshold is 3 in FAST: the breaker opens
+        post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
+        await engine.process_dirty()
+        await engine.deliver_due()
+        lim = engine.deliverer.governor.limits[(T, DEST)]
+        assert lim.breaker.state.value == "open"
+        clock.advance(FAST.breaker.cooldown)
+        remote.fail_next(1, answer())
+        await asyncio.wait_for(engine.deliver_due(), DEADLINE)
+        assert remote.sends == 4  # the probe, paused by its answer
+        clock.advance(pause)
+        # before, this pass never ended: the probe was still out, so nothing went
+        await asyncio.wait_for(engine.deliver_due(), DEADLINE)
+        assert states(db) == {"delivered": 3}
+        assert lim.breaker.state.value == "closed"
+    finally:
+        await engine.aclose()
+

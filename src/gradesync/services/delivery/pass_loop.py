@@ -784,6 +784,10 @@ class Deliverer:
                 stats.delivered_items.add(
                     (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
                 )
+            if probe and lim.breaker.probing:
+                # answered with a pause (slow down, a misconfiguration) that records nothing
+                # on the breaker: the first request after the pause probes
+                lim.breaker.release_probe()
             stats.sent += 1
             latency = (time.perf_counter() - started) * 1000.0
             self._settle_one(
