@@ -766,3 +766,123 @@ async def test_a_probe_that_pauses_the_destination_leaves_the_next_send_to_probe
     finally:
         await engine.aclose()
 
+
+async def test_a_column_write_that_fails_as_the_breakers_probe_opens_it_again(
+    harness: Harness, db: Database
+) -> None:
+    """After the breaker's cool-down, a column made ahead of its first grade is the first
+    request: the breaker's probe. It fails with a server error: the breaker opens again and
+    the destination is paused for every process, as when a score's send is the probe.
+    Before, the failure was recorded nowhere: the next send probed at once."""
+    from gradesync.domain.model import Activity
+    from gradesync.services.ingest import IngestBatch, ingest
+
+    seed(db, learners=3, config={"concurrency": 1})
+    clock = ManualClock()
+    engine = Engine(db.uow, clock, harness.factory, FAST)
+    try:
+        remote = harness.remote
+        remote.fail_next(3, server_error())  # threshold is 3 in FAST: the breaker opens
+        post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
+        await engine.process_dirty()
+        await engine.deliver_due()
+        lim = engine.deliverer.governor.limits[(T, DEST)]
+        assert lim.breaker.state.value == "open"
+        first_pause = lim.gate_until
+        clock.advance(FAST.breaker.cooldown)
+
+        remote.column_failures["a2"] = server_error()
+        batch = IngestBatch(activities=[Activity(T, "a2", COURSE, "Quiz a2", 10.0)])
+        ingest(db.uow, SystemClock(), harness.waker, T, batch)
+        await engine.process_dirty()
+        await asyncio.wait_for(engine.columns_ahead_done(), DEADLINE)
+        assert remote.column_calls == 2  # a1's with its first grades, then a2's: the probe
+
+        assert lim.breaker.state.value == "open" and not lim.breaker.probing
+        assert first_pause is not None and lim.gate_until is not None
+        assert lim.gate_until > first_pause
+        await engine.deliverer._background.wait()
+        with db.uow() as uow:
+            dest = uow.destinations.get(T, DEST)
+        assert dest is not None and dest.paused_until == lim.gate_until
+        assert dest.pause_cause is PauseCause.CIRCUIT_OPEN
+        assert dest.pause_reason is not None and "502 Bad Gateway" in dest.pause_reason
+    finally:
+        await engine.aclose()
+
+
+@pytest.mark.parametrize(
+    ("failure", "after"),
+    [
+        (server_error, "open"),  # the destination still fails: a cool-down again
+        (partial(slow_down, 5.0), "half_open"),  # paused by the caller; the next probes
+        (unknown_user, "closed"),  # refused on its merits: the destination works
+        (not_synced, "half_open"),  # nothing asked: the next request probes
+        (lambda: ValueError("a bug"), "open"),  # nothing classified it: a failure
+    ],
+    ids=["server_error", "slow_down", "rejected", "not_synced", "unclassified"],
+)
+async def test_a_request_that_is_the_breakers_probe_records_its_failure(
+    db: Database, failure: Any, after: str
+) -> None:
+    """A column's write or a run's read-back (`Governor.request`) let through as the
+    breaker's probe records how it ended on the breaker, as a score's send does; one
+    cancelled holds the probe no longer. Before, any failure only gave the probe back, the
+    breaker half-open for the next request whatever the destination had answered."""
+    from gradesync.services.delivery.background import BackgroundWrites
+    from gradesync.services.delivery.governor import Governor
+
+    seed(db)
+    clock = ManualClock()
+    governor = Governor(db.uow, clock, FAST, BackgroundWrites())
+    await governor.refresh_destinations(force=True)
+    d = governor.destinations[(T, DEST)]
+    lim = governor.limits[(T, DEST)]
+    for _ in range(FAST.breaker.threshold):
+        outcome_of_failure(governor, server_error(), d, lim)
+    assert lim.breaker.state.value == "open"
+    clock.advance(FAST.breaker.cooldown)
+    raised = failure()
+    with pytest.raises(type(raised)):
+        async with governor.request(d):
+            assert lim.breaker.probing
+            raise raised
+    assert lim.breaker.state.value == after and not lim.breaker.probing
+    await governor.aclose()
+
+
+async def test_a_request_cancelled_as_the_breakers_probe_leaves_the_next_to_probe(
+    db: Database,
+) -> None:
+    """A column's write or a read-back holding the breaker's probe is cancelled before its
+    answer (its run or pass stopped): the next request probes."""
+    from gradesync.services.delivery.background import BackgroundWrites
+    from gradesync.services.delivery.governor import Governor
+
+    seed(db)
+    clock = ManualClock()
+    governor = Governor(db.uow, clock, FAST, BackgroundWrites())
+    await governor.refresh_destinations(force=True)
+    d = governor.destinations[(T, DEST)]
+    lim = governor.limits[(T, DEST)]
+    for _ in range(FAST.breaker.threshold):
+        outcome_of_failure(governor, server_error(), d, lim)
+    clock.advance(FAST.breaker.cooldown)
+    asked = asyncio.Event()
+
+    async def unanswered() -> None:
+        async with governor.request(d):
+            asked.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(unanswered())
+    await asyncio.wait_for(asked.wait(), DEADLINE)
+    assert lim.breaker.probing
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert lim.breaker.state.value == "half_open" and not lim.breaker.probing
+    async with governor.request(d):
+        assert lim.breaker.probing  # the next request is the probe
+    assert lim.breaker.state.value == "closed"
+    await governor.aclose()

@@ -56,7 +56,7 @@ CLI_COMMANDS = (
 )
 _COMMAND = re.compile(r"\bgradesync (?:" + "|".join(CLI_COMMANDS) + r")\b")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-SEPARATOR = " — "  # between what happened and the remedy (delivery.failures.reason_of)
+SEPARATOR = " — "  # between what happened and the remedy (services.destination.reason_of)
 
 ASK = "Ask a gradesync administrator to"
 # the reason code of a grade waiting with nothing sending it (diagnosis.destination_checks,

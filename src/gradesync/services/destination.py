@@ -27,7 +27,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink, PersonLink
 from gradesync.domain.policy import Capabilities, Column, DesiredResult
-from gradesync.domain.remedies import Reader, Remedy
+from gradesync.domain.reasons import Reason
+from gradesync.domain.remedies import SEPARATOR, Reader, Remedy
 
 
 class FailureClass(StrEnum):
@@ -91,6 +92,14 @@ class RemoteFailure(Exception):
         if fix.destination is None and destination_id is not None:
             fix = replace(fix, destination=destination_id)
         return fix.words(reader)
+
+
+def reason_of(f: RemoteFailure) -> Reason:
+    """The remote's words (or its code), with the remedy when the adapter knows one."""
+    text = f.message.strip() or f.code
+    if f.remedy:
+        text = f"{text}{SEPARATOR}{f.remedy}"
+    return Reason(f.code, text)
 
 
 @dataclass(frozen=True, slots=True)

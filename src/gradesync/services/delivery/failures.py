@@ -25,16 +25,9 @@ from gradesync.domain.remedies import without_commands
 from gradesync.services import log_context
 from gradesync.services.delivery.governor import DestinationLimits, Governor
 from gradesync.services.destination import FailureClass, RemoteFailure
+from gradesync.services.destination import reason_of as reason_of  # read from here too
 
 log = logging.getLogger(__name__)
-
-
-def reason_of(f: RemoteFailure) -> Reason:
-    """The remote's words (or its code), with the remedy when the adapter knows one."""
-    text = f.message.strip() or f.code
-    if f.remedy:
-        text = f"{text} — {f.remedy}"
-    return Reason(f.code, text)
 
 
 def outcome_of_failure(
@@ -108,16 +101,7 @@ def outcome_of_failure(
             remote_message=f.message,
             max_tries=gov.settings.per_key_tries,
         )
-    opened = lim.breaker.record_failure(now)
-    if opened is not None:
-        gov.gate(
-            d,
-            lim,
-            opened,
-            PauseCause.CIRCUIT_OPEN,
-            f" after repeated failures (last: {paused}); gradesync probes the "
-            "destination again by itself.",
-        )
+    gov.failed(d, lim, paused)
     return RetryLater(reason, remote_status=f.status, remote_message=f.message)
 
 

@@ -35,12 +35,14 @@ from typing import Any
 from gradesync.domain.model import SIS_KINDS, Destination, DestinationKind, LedgerKey
 from gradesync.domain.passback import SIS_CONCURRENCY
 from gradesync.domain.pauses import PauseCause, pause_text
+from gradesync.domain.remedies import without_commands
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
 from gradesync.services.database_lost import OutageNotice
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.records import DeliveryScope, DestKey
 from gradesync.services.delivery.share import Slots, WorkerShare
+from gradesync.services.destination import FailureClass, RemoteFailure, reason_of
 from gradesync.services.destination_admin import MIN_RATE_PER_SECOND
 from gradesync.services.destination_signals import DestinationSignals
 from gradesync.services.engine_config import BreakerSettings, EngineSettings
@@ -660,22 +662,62 @@ class Governor:
         """One request to `d` other than a score's send (a column's write, a read-back), within the
         destination's limits as a send is (`admitted`). Raises `DestinationPaused` when
         paused, having asked nothing (its token goes back). A success closes the breaker (as a
-        send's does); a failure is for the caller to classify, after this ends."""
+        send's does); a failure is for the caller to classify, after this ends, but when this
+        request was the breaker's probe its failure is recorded here (`_probe_failed`)."""
         async with self.admitted(d, self.limits_for(d), priority) as admission:
             lim = admission.limits
             if not self.may_send(lim, self.clock.now()):
                 held = self.destinations.get((d.tenant_id, d.id), d)
                 raise DestinationPaused(d, held.pause_reason if lim.disabled else lim.gate_reason)
+            probe = lim.breaker.probing  # half-open: this request is its one probe
             admission.sending()
             try:
                 yield lim
-            except BaseException:
-                # a probe this took and nobody recorded goes to the next request; a caller
-                # that classifies the failure records it on the breaker (half-open: re-opened)
-                lim.breaker.release_probe()
+            except BaseException as exc:
+                if probe:
+                    self._probe_failed(d, lim, exc)
                 raise
             else:
                 self.answered(d, lim)
+
+    def _probe_failed(self, d: Destination, lim: DestinationLimits, exc: BaseException) -> None:
+        """The breaker's probe, a request other than a score's send, ended in `exc`: recorded
+        as a send's outcome is (`failures.outcome_of_failure`), or every request after it
+        would wait for an answer nobody records. Refused on its merits (the destination
+        works): the breaker closes. No answer about the destination's health (cancelled,
+        a column not sent by design) or an answer asking to slow down (the caller pauses
+        the destination until its Retry-After, `slowed_down`): the next request probes. Any
+        other failure re-opens the breaker."""
+        breaker = lim.breaker
+        if isinstance(exc, RemoteFailure):
+            if exc.failure is FailureClass.REJECTED or exc.per_key:
+                self.answered(d, lim)
+                return
+            if exc.failure in (FailureClass.SLOW_DOWN, FailureClass.NOT_SYNCED):
+                breaker.release_probe()
+                return
+            last = without_commands(reason_of(exc).text)
+        elif isinstance(exc, Exception):
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            breaker.release_probe()
+            return
+        self.failed(d, lim, last)
+
+    def failed(self, d: Destination, lim: DestinationLimits, last: str) -> None:
+        """A request to `d` failed for a while (a server error, a timeout, the breaker's
+        probe refused by a misconfiguration): counted on its breaker, and when that opens
+        it, `d` is paused for the cool-down, `last` (the failure's words, no command) said."""
+        opened = lim.breaker.record_failure(self.clock.now())
+        if opened is not None:
+            self.gate(
+                d,
+                lim,
+                opened,
+                PauseCause.CIRCUIT_OPEN,
+                f" after repeated failures (last: {last}); gradesync probes the "
+                "destination again by itself.",
+            )
 
     def answered(self, d: Destination, lim: DestinationLimits) -> None:
         """A request to `d` succeeded: its breaker closes, and a pause the breaker's probe
