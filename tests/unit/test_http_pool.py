@@ -462,6 +462,34 @@ def test_the_charset_is_the_one_httpx_reads(content_type: str) -> None:
     assert Response(200, headers=headers).charset_encoding == ours
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"resultUrl": "https://lms/r/1"}'),
+        ("application/json; charset=utf-8", '{"a": "café"}'.encode()[:-3]),  # cut mid-character
+        ("text/plain; charset=iso-8859-1", "café".encode("latin-1")),
+        ("text/plain; charset=utf-16", "déjà".encode("utf-16")),
+        ("text/plain; charset=x-no-such-codec", "naïve".encode()),
+        (None, b"\xff\xfe plain"),
+        ("application/json", b""),
+    ],
+)
+def test_the_text_is_the_one_httpx_reads(content_type: str | None, body: bytes) -> None:
+    """A fast-path answer's text and encoding are httpx's own, read in one call."""
+    raw = [(b"content-length", b"%d" % len(body))]
+    if content_type is not None:
+        raw.insert(0, (b"Content-Type", content_type.encode()))
+    ext = {"http_version": b"HTTP/1.1", "reason_phrase": b"OK"}
+    ours = Response.received(200, raw, body, ext)
+    theirs = httpx.Response(200, headers=raw, content=body)
+    assert (ours.text, ours.encoding) == (theirs.text, theirs.encoding)
+    again = Response.received(200, raw, body, ext)
+    again.encoding = "latin-1"  # set before the text is read, as httpx allows
+    assert again.text == body.decode("latin-1")
+    with pytest.raises(ValueError):
+        again.encoding = "utf-8"  # and refuses once it is
+
+
 class _Counting:
     """Keep-alive HTTP/1.1 server that counts the connections open to it now."""
 

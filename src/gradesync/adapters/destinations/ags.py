@@ -176,6 +176,8 @@ class AgsClient:
         # column (or it was deleted as the surplus of a race with another process)
         self._created: dict[str, set[str]] = {}
         self.scopes: tuple[str, ...] = tuple(self.config.get("scopes") or DEFAULT_SCOPES)
+        # the token's key, made once: a new frozenset would be hashed again for every score
+        self._key = (destination.tenant_id, destination.id, frozenset(self.scopes))
         self.tag = str(self.config.get("tag") or DEFAULT_TAG)
         self.concurrency = int(self.config.get("concurrency") or 8)
         self.timeout = float(self.config.get("timeout_seconds") or 30.0)
@@ -194,7 +196,7 @@ class AgsClient:
     # --- tokens ---
 
     def _token_key(self) -> tuple[str, str, frozenset[str]]:
-        return (self.destination.tenant_id, self.destination.id, frozenset(self.scopes))
+        return self._key
 
     def _assertion(self, *, reload: bool = False) -> str:
         if self._keys is None:
@@ -271,7 +273,8 @@ class AgsClient:
         return value, lifetime, frozenset(granted)
 
     async def _token(self) -> AccessToken:
-        return await self._tokens.get(self._token_key(), self._fetch_token)
+        key = self._token_key()
+        return self._tokens.fresh(key) or await self._tokens.get(key, self._fetch_token)
 
     # --- HTTP ---
 
@@ -602,12 +605,13 @@ class AgsClient:
             body["scoreGiven"] = result.score_given
         if result.comment is not None and self.capabilities.comments:
             body["comment"] = result.comment
-        if result.scored_at is not None:
-            body["submission"] = {"submittedAt": _iso(result.scored_at)}
+        submitted = _iso(result.scored_at) if result.scored_at is not None else None
+        if submitted is not None:
+            body["submission"] = {"submittedAt": submitted}
         if self.profile.canvas_submission_extension:
             ext: dict[str, Any] = {"new_submission": False}
-            if result.scored_at is not None:
-                ext["submitted_at"] = _iso(result.scored_at)
+            if submitted is not None:
+                ext["submitted_at"] = submitted
             body[CANVAS_SUBMISSION] = ext
         return body
 

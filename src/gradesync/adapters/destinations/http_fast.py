@@ -4,6 +4,7 @@ header lines httpx's own path would send, a JSON body as bytes, and the answer a
 
 from __future__ import annotations
 
+import codecs
 import email.message
 import json
 from collections.abc import Callable, Sequence
@@ -25,14 +26,26 @@ class Target(NamedTuple):
 
 class Targets:
     """URLs parsed once each: an adapter sends every score of a column to the same URL, and
-    httpx's parser costs about as much as the rest of the fast path."""
+    httpx's parser costs about as much as the rest of the fast path. An `httpx.URL` (the
+    AGS adapter keeps its URLs parsed) is looked up by the object, not by its text: hashing
+    one formats it as text again each time."""
 
     def __init__(self) -> None:
-        self._parsed: dict[str | httpx.URL, Target | None] = {}
+        self._parsed: dict[str, Target | None] = {}
+        self._objects: dict[int, tuple[httpx.URL, Target | None]] = {}
 
     def get(self, url: str | httpx.URL) -> Target | None:
         """None for a URL the fast path leaves to httpx: not absolute http(s), credentials
         in it (httpx turns them into Basic auth), or one httpx refuses."""
+        if isinstance(url, httpx.URL):
+            held = self._objects.get(id(url))
+            if held is not None and held[0] is url:  # the entry holds it: the same object
+                return held[1]
+            target = _parse(url)
+            if len(self._objects) >= _MAX_TARGETS:
+                self._objects.clear()
+            self._objects[id(url)] = (url, target)
+            return target
         try:
             return self._parsed[url]
         except KeyError:
@@ -162,7 +175,10 @@ def _signed(given: dict[Any, Any]) -> bool:
 
 class Response(httpx.Response):
     """A fast-path answer. Its `request`, the one httpx's own path would have built, is made
-    on first use (`made`): almost no answer needs one."""
+    on first use (`made`): almost no answer needs one. Its text is the one httpx's would
+    read, decoded in one call by an encoding found once per Content-Type: an adapter reads
+    every answer's text for the delivery log, and httpx's incremental decoder and its
+    reading of the charset cost more than making the answer."""
 
     made: Callable[[], httpx.Request] | None = None
 
@@ -178,8 +194,10 @@ class Response(httpx.Response):
         response = cls(
             status, headers=headers, stream=httpx.ByteStream(content), extensions=extensions
         )
-        if "content-encoding" in response.headers:
-            response.read()
+        for name, _ in headers:
+            if len(name) == 16 and name.lower() == b"content-encoding":
+                response.read()
+                break
         else:  # the body as it came: what read() gives, without its stream machinery
             response._content = content  # read() would triple the cost of the answer
             response.is_stream_consumed = response.is_closed = True
@@ -200,6 +218,33 @@ class Response(httpx.Response):
         content_type = self.headers.get("Content-Type")
         return None if content_type is None else _charset(content_type)
 
+    @property
+    def encoding(self) -> str | None:
+        """httpx's: the Content-Type's charset when Python knows it, else the default."""
+        found: str | None = self.__dict__.get("_encoding")
+        if found is None:
+            default = self.default_encoding
+            if not isinstance(default, str):  # a guess from the body: httpx's own way
+                return super().encoding
+            known = _known_charset(self.headers.get("Content-Type"))
+            found = self._encoding = known or default or "utf-8"
+        return found
+
+    @encoding.setter
+    def encoding(self, value: str) -> None:
+        httpx.Response.encoding.fset(self, value)  # type: ignore[attr-defined]
+
+    @property
+    def text(self) -> str:
+        """httpx's: the body decoded by `encoding`, what does not decode replaced."""
+        text: str | None = self.__dict__.get("_text")
+        if text is None:
+            content = self.content
+            text = self._text = (
+                content.decode(self.encoding or "utf-8", "replace") if content else ""
+            )
+        return text
+
     def raise_for_status(self) -> httpx.Response:
         _ = self.request  # httpx's check reads the attribute, not the property
         return super().raise_for_status()
@@ -213,3 +258,17 @@ def _charset(content_type: str) -> str | None:
     message = email.message.Message()
     message["content-type"] = content_type
     return message.get_content_charset(failobj=None)
+
+
+@lru_cache(maxsize=64)
+def _known_charset(content_type: str | None) -> str | None:
+    """The charset of a Content-Type when Python has a codec for it (httpx's `encoding`
+    takes it then, and the default otherwise)."""
+    charset = None if content_type is None else _charset(content_type)
+    if charset is None:
+        return None
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        return None
+    return charset

@@ -88,6 +88,9 @@ class _Client(httpx.AsyncClient):
         self._fast = fast
         self._targets = Targets()
         self._heads = Heads()
+        # a call's own timeout (the adapters pass their setting, score after score) made an
+        # httpx.Timeout once per value, not once per request
+        self._timeouts: dict[Any, dict[str, float | None]] = {}
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -181,7 +184,6 @@ class _Client(httpx.AsyncClient):
         if self.is_closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
         transport, observers = fast
-        limits = self.timeout if timeout is _DEFAULT else httpx.Timeout(timeout)
         start = time.perf_counter()
         try:
             answer = await transport.exchange(
@@ -190,7 +192,7 @@ class _Client(httpx.AsyncClient):
                 target.wire,
                 lines,
                 content,
-                limits.as_dict(),
+                self._timeout_of(timeout),
                 made,
             )
         except httpx.TransportError:
@@ -212,6 +214,20 @@ class _Client(httpx.AsyncClient):
                 response.reason_phrase,
             )
         return response
+
+    def _timeout_of(self, timeout: Any) -> dict[str, float | None]:
+        """The call's timeout as httpx would apply it (the client's when not given)."""
+        if timeout is _DEFAULT:
+            return self.timeout.as_dict()  # the client's may be set anew between calls
+        try:
+            found = self._timeouts.get(timeout)
+        except TypeError:  # an httpx.Timeout (not hashable)
+            return httpx.Timeout(timeout).as_dict()
+        if found is None:
+            found = httpx.Timeout(timeout).as_dict()
+            if len(self._timeouts) < 64:
+                self._timeouts[timeout] = found
+        return found
 
 
 def _route(outer: httpx.AsyncBaseTransport, inner: AiohttpTransport) -> _Route | None:

@@ -48,6 +48,11 @@ class TokenCache:
         )
         self._swept_at = clock()
 
+    def fresh(self, key: Hashable) -> AccessToken | None:
+        """The key's token when one is cached and fresh, without waiting: `get` needs an
+        await only to fetch one."""
+        return self._fresh(key)
+
     def _fresh(self, key: Hashable) -> AccessToken | None:
         tok = self._tokens.get(key)
         if tok is not None and tok.expires_at - self._margin > self._clock():
