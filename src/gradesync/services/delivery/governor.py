@@ -118,6 +118,15 @@ class RateLimiter:
         self._tokens = min(self._capacity, self._tokens + 1.0)
         self._wake.set()
 
+    def take_now(self) -> bool:
+        """A token at once, when one is free and no one waits for one: True when taken
+        (False: wait for one with `acquire`, which also says when the limiter retired)."""
+        if self._retired.is_set():
+            return False
+        if self.rate is None:
+            return True
+        return not self._lock.locked() and self.try_acquire() == 0.0
+
     async def acquire(self) -> bool:
         """Wait for a token: True when taken, False when the limiter was retired first (its
         limits were replaced: take one from the new limits instead)."""
@@ -173,6 +182,8 @@ class CircuitBreaker:
 
     def record_success(self) -> bool:
         """A send succeeded (or was refused on its merits). True when this closed the breaker."""
+        if self.state is BreakerState.CLOSED and not self.failures and not self._openings:
+            return False  # closed with nothing counted: the usual answer, nothing to reset
         closed_now = self.state is not BreakerState.CLOSED
         self.state = BreakerState.CLOSED
         self.failures = 0
@@ -313,16 +324,21 @@ class Admission:
         lim = self.limits
         while True:
             lim = lim.current()
-            slots = lim.semaphore
-            await slots.acquire(priority)
+            slots, rate = lim.semaphore, lim.rate
+            # each step awaits only when it must wait (most sends take a free slot, a
+            # token and the pause last read at once)
+            if not slots.take():
+                await slots.acquire(priority)
             try:
-                taken = await lim.rate.acquire()
+                taken = rate.take_now() or await rate.acquire()
                 if taken:
                     try:
-                        await governor.ready_to_send(lim, priority)
-                        await governor.check_pause(d, lim)
+                        if governor.workers is not None:
+                            await governor.ready_to_send(lim, priority)
+                        if not governor.pause_fresh(d, lim):
+                            await governor.check_pause(d, lim)
                     except BaseException:
-                        lim.rate.refund()
+                        rate.refund()
                         raise
             except BaseException:
                 slots.release()
@@ -583,6 +599,17 @@ class Governor:
             # resumed the destination, so what it held goes now
             lim.gate_until = None
 
+    def pause_fresh(self, d: Destination, lim: DestinationLimits) -> bool:
+        """Whether the pause last read serves a send asking now (`check_pause`, which waits
+        for a read otherwise); past half its window, the next read starts in the background."""
+        asked = time.monotonic()
+        window = self.pause_window()
+        if lim.pause_checked_at < max(asked - window, lim.changed_at):
+            return False
+        if window > 0 and lim.pause_checked_at < asked - window / 2:
+            self._start_pause_check(d, lim)
+        return True
+
     async def check_pause(self, d: Destination, lim: DestinationLimits) -> None:
         """Re-read the destination's pause before a send, so an admin's pause stops sends
         within the requests already in flight. Checks are shared: a send uses a check that
@@ -810,15 +837,24 @@ class Governor:
             )
             self.persist_pause(d, until, reason, cause, lim)
 
+    def _counted(self, key: LedgerKey) -> DestinationLimits | None:
+        """The limits a known destination's claimed rows count on: the newest made for it
+        (limits that replace them take the count along), without reading its settings
+        again for every row claimed and settled."""
+        dest = (key.tenant_id, key.destination_id)
+        d = self.destinations.get(dest)
+        if d is None:
+            return None
+        return self.limits.get(dest) or self.limits_for(d)
+
     def add_waiting(self, key: LedgerKey) -> None:
         """A row of the destination was claimed."""
-        d = self.destinations.get((key.tenant_id, key.destination_id))
-        if d is not None:
-            self.limits_for(d).waiting += 1
+        lim = self._counted(key)
+        if lim is not None:
+            lim.waiting += 1
 
     def done_waiting(self, key: LedgerKey) -> None:
         """A claimed row of the destination was settled."""
-        d = self.destinations.get((key.tenant_id, key.destination_id))
-        if d is not None:
-            lim = self.limits_for(d)
-            lim.waiting = max(0, lim.waiting - 1)
+        lim = self._counted(key)
+        if lim is not None and lim.waiting > 0:
+            lim.waiting -= 1

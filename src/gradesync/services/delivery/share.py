@@ -66,9 +66,15 @@ class Slots:
     async def __aexit__(self, *exc: object) -> None:
         self.release()
 
-    async def acquire(self, priority: int = 0) -> None:
+    def take(self) -> bool:
+        """A slot at once, when one is free and no one waits for one (False: `acquire`)."""
         if self.used < self.size and not self._queued:
             self.used += 1
+            return True
+        return False
+
+    async def acquire(self, priority: int = 0) -> None:
+        if self.take():
             return
         got: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(priority, collections.deque()).append(got)
