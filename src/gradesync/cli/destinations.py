@@ -50,7 +50,7 @@ def status_said(view: dict[str, Any]) -> str:
 @app.command("list")
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """List a tenant's destinations."""
-    from gradesync.web.api.destinations import dest_out
+    from gradesync.answers.destinations import dest_out
 
     with runtime() as rt:
         dests = svc.list_destinations(rt.uow, tenant)
@@ -75,7 +75,7 @@ def show(
     destination_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool = JSON_OUT
 ) -> None:
     """A destination's settings (never its secrets) and its results by delivery state."""
-    from gradesync.web.api.destinations import dest_out
+    from gradesync.answers.destinations import dest_out
 
     with runtime() as rt:
         d, counts = guarded(lambda: queries.destination_summary(rt.uow, tenant, destination_id))
@@ -113,7 +113,7 @@ def limits(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Change how hard gradesync may press a destination; limits not given keep their value."""
-    from gradesync.web.api.destinations import dest_out
+    from gradesync.answers.destinations import dest_out
 
     both = [
         problem(f"--{name}", "one_of", f"Give --{name} or --{other}, not both.")
@@ -174,7 +174,7 @@ def pause(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Hold deliveries to a destination; results wait as pending, nothing is lost."""
-    from gradesync.web.api.destinations import dest_out
+    from gradesync.answers.destinations import dest_out
 
     def go(rt: Runtime) -> Destination:
         return svc.pause(
@@ -200,7 +200,7 @@ def resume(
     destination_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool = JSON_OUT
 ) -> None:
     """Deliver again (also clears a timed or misconfiguration pause)."""
-    from gradesync.web.api.destinations import dest_out
+    from gradesync.answers.destinations import dest_out
 
     with runtime() as rt:
         d = guarded(lambda: svc.resume(rt.uow, rt.clock, rt.waker, tenant, destination_id))

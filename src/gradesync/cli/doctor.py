@@ -264,7 +264,7 @@ def overrides(
             named=("destination_id",),
         )
     if as_json:
-        from gradesync.web.api.diagnosis import overrides_out
+        from gradesync.answers.overrides import overrides_out
 
         print_json(overrides_out(rows))  # as GET /courses/C/overrides
         return
@@ -292,7 +292,7 @@ def repair(
 ) -> None:
     """Resend the selected grades with a fresh timestamp, so the LMS applies them over grades
     typed in by hand (which block an ordinary resync). Recorded in each grade's history."""
-    from gradesync.web.api.diagnosis import repair_out
+    from gradesync.answers.overrides import repair_out
 
     sel = ov.RepairSelection(tenant, course, destination, tuple(activity), tuple(learner))
     with open_runtime() as rt:

@@ -92,7 +92,7 @@ def add(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Register an LMS (or update it with --replace), then print the values to paste into it."""
-    from gradesync.web.api.platforms import platform_view
+    from gradesync.answers.platforms import platform_view
 
     data: dict[str, Any] = {
         "id": platform_id,
@@ -135,7 +135,7 @@ def add(
 @app.command("list")
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """The tenant's LTI 1.3 platforms."""
-    from gradesync.web.api.platforms import platform_view
+    from gradesync.answers.platforms import platform_view
 
     with runtime() as rt, rt.uow() as uow:
         now = rt.clock.now()
@@ -164,7 +164,7 @@ def show(
     as_json: bool = JSON_OUT,
 ) -> None:
     """One registration and the values to paste into the LMS."""
-    from gradesync.web.api.platforms import platform_view
+    from gradesync.answers.platforms import platform_view
 
     def get(rt: Runtime) -> Any:
         with rt.uow() as uow:

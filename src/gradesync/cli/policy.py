@@ -57,7 +57,7 @@ def show(
     """The effective policy and where each setting comes from (default, tenant, course,
     activity): the tenant's defaults, a course's (with its activities' overrides), or an
     activity's."""
-    from gradesync.web.api.policies import policy_out
+    from gradesync.answers.policies import policy_out
 
     if course is not None and activity is not None:
         raise bad_input(problem("--activity", "exclusive", "name --course or --activity, not both"))
@@ -94,7 +94,7 @@ def set_(
 ) -> None:
     """Change the tenant's defaults (or, with --course / --activity, its overrides). Grades
     the change affects are recomputed and sent by the workers; nothing else is needed."""
-    from gradesync.web.api.policies import policy_change_out
+    from gradesync.answers.policies import policy_change_out
 
     problems = []
     if course is not None and activity is not None:

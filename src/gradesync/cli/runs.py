@@ -65,7 +65,7 @@ def list_(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Runs, newest first."""
-    from gradesync.web.api.runs import run_out
+    from gradesync.answers.runs import run_out
 
     moments = {name: _moment(name, text) for name, text in (("since", since), ("until", until))}
     with runtime() as rt:
@@ -113,7 +113,7 @@ def _moment(name: str, text: str | None) -> datetime | None:
 @app.command()
 def show(run_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """One run: scope, stage history, counts and outcome."""
-    from gradesync.web.api.runs import run_out
+    from gradesync.answers.runs import run_out
 
     with runtime() as rt:
         d = guarded(lambda: queries.run_detail(rt.uow, tenant, run_id))

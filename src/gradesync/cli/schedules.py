@@ -150,7 +150,7 @@ def _print(infos: list[ScheduleInfo]) -> None:
 
 def _show(info: ScheduleInfo, as_json: bool) -> None:
     if as_json:
-        from gradesync.web.api.schedules import schedule_out
+        from gradesync.answers.schedules import schedule_out
 
         print_json(schedule_out(info))
         return
@@ -204,7 +204,7 @@ def add(
 @app.command("list")
 def list_(tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """The tenant's schedules: interval, first and next run (local time), posted by."""
-    from gradesync.web.api.schedules import schedule_out
+    from gradesync.answers.schedules import schedule_out
 
     with runtime() as rt:
         infos = guarded(lambda: _service(rt).all(tenant))
@@ -285,7 +285,7 @@ def pause(
     schedule_id: str, tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT
 ) -> None:
     """Stop a schedule's runs until it is resumed."""
-    from gradesync.web.api.schedules import schedule_out
+    from gradesync.answers.schedules import schedule_out
 
     with runtime() as rt:
         info = guarded(lambda: _service(rt).pause(tenant, schedule_id, by or actor()))
@@ -300,7 +300,7 @@ def resume(
     schedule_id: str, tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT
 ) -> None:
     """Let a paused schedule run again (from its next slot)."""
-    from gradesync.web.api.schedules import schedule_out
+    from gradesync.answers.schedules import schedule_out
 
     with runtime() as rt:
         info = guarded(lambda: _service(rt).resume(tenant, schedule_id, by or actor()))
@@ -316,7 +316,7 @@ def resume(
 @app.command("pause-all")
 def pause_all(tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT) -> None:
     """Pause every schedule of the tenant."""
-    from gradesync.web.api.schedules import schedule_out
+    from gradesync.answers.schedules import schedule_out
 
     with runtime() as rt:
         infos = guarded(lambda: _service(rt).pause_all(tenant, by or actor()))
@@ -351,7 +351,7 @@ def run_now(
     schedule_id: str, tenant: str = TENANT, by: str | None = BY, as_json: bool = JSON_OUT
 ) -> None:
     """Run a schedule's sync now, in your name (joins a run already going for its scope)."""
-    from gradesync.web.api.runs import asked_out
+    from gradesync.answers.runs import asked_out
 
     with runtime() as rt:
         run, joined = guarded(lambda: _service(rt).run_now(tenant, schedule_id, by or actor()))
@@ -372,7 +372,7 @@ def history(
     as_json: bool = JSON_OUT,
 ) -> None:
     """The schedule log: who changed what, and every run fired or pressed with its outcome."""
-    from gradesync.web.api.schedules import history_out
+    from gradesync.answers.schedules import history_out
 
     with runtime() as rt:
         entries = guarded(
@@ -418,7 +418,7 @@ def preview(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Show the next runs a rule would make (daylight-saving changes included)."""
-    from gradesync.web.api.schedules import PreviewOut
+    from gradesync.answers.schedules import PreviewOut
 
     guarded(lambda: _check_rule(kind, spec, tz, first_run), OPTIONS)
     with runtime() as rt:

@@ -39,8 +39,8 @@ from gradesync.services import sis_export
 from gradesync.services.destination import CheckStep, RemoteFailure
 
 if TYPE_CHECKING:
+    from gradesync.answers.runs import RunOut
     from gradesync.runtime import Runtime
-    from gradesync.web.api.schemas import RunOut
 
 app = typer.Typer(
     help="SIS grade passback (OneRoster 1.2): connect, map classes and students, align "
@@ -309,7 +309,7 @@ def _expected_version(given: str | None) -> str | None:
 def show(destination_id: str, tenant: str = TENANT, as_json: bool = JSON_OUT) -> None:
     """A SIS connection's settings (never its secret) and their version: give it to `sis add
     --expect-version` so a change made meanwhile by someone else is not overwritten."""
-    from gradesync.web.api.sis import connection_out
+    from gradesync.answers.sis import connection_out
 
     dest = _run(
         lambda rt: service.get_connection(rt.uow, tenant, destination_id),
@@ -347,8 +347,8 @@ def map_class(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Map a course (or one of its sections) to a SIS class."""
+    from gradesync.answers.sis import class_out
     from gradesync.services.sis.shared_class import courses_sharing_class, shared_class_warning
-    from gradesync.web.api.sis import class_out
 
     def go(rt: Runtime) -> Any:
         link = asyncio.run(
@@ -416,7 +416,7 @@ def unmap_section(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Remove a section's own SIS class: its learners' results go to the course's class."""
-    from gradesync.web.api.sis import class_out
+    from gradesync.answers.sis import class_out
 
     _change_mapping(
         service.unmap_section,
@@ -442,7 +442,7 @@ def map_student(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Map a person to their SIS student sourcedId."""
-    from gradesync.web.api.sis import student_out
+    from gradesync.answers.sis import student_out
 
     _change_mapping(
         service.map_student,
@@ -495,7 +495,7 @@ def categories(
     """List the SIS's categories, align activity groups, and check a course's alignment.
     A file-based SIS cannot be asked for its categories: align its groups to the category
     sourcedIds the SIS uses, and `sis validate` checks them."""
-    from gradesync.web.api.sis import categories_out
+    from gradesync.answers.sis import categories_out
 
     pairs = [pair.partition("=") for pair in align]
     wrong = [
@@ -716,7 +716,7 @@ def post(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Post grades: a run over the course's activities selected for the SIS."""
-    from gradesync.web.api.sis import post_out
+    from gradesync.answers.sis import post_out
 
     def go(rt: Runtime) -> tuple[service.PostResult, SyncRun, dict[str, Any]]:
         result = service.post_grades(
@@ -771,8 +771,8 @@ def export_csv(
     """Bring a file-based SIS up to date (a sync run) and write its OneRoster 1.2 CSV set
     (manifest, lineItems, results)."""
     from gradesync.adapters.destinations import oneroster_csv
+    from gradesync.answers.runs import run_out
     from gradesync.services import queries
-    from gradesync.web.api.runs import run_out
 
     def go(rt: Runtime) -> tuple[sis_export.CsvExport, list[RunOut]]:
         moment: datetime | None = None

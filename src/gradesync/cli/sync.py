@@ -74,7 +74,7 @@ def sync(
     """Start a sync run. A run already queued for the same scope is joined, not duplicated.
     A `gradesync serve` or `gradesync worker` process runs it. Exit code with --wait: 0
     succeeded, 1 failed or partly failed, 124 timed out."""
-    from gradesync.web.api.runs import run_out
+    from gradesync.answers.runs import run_out
 
     with runtime() as rt:
         scope = RunScope(tenant, destination, course, tuple(activity))

@@ -12,21 +12,17 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from gradesync.domain.model import Destination
+from gradesync.answers.destinations import DestinationOut, dest_out
 from gradesync.runtime import Runtime
 from gradesync.services import destination_admin as svc
 from gradesync.services import queries
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import UrlIdsRoute
-from gradesync.web.api.schemas import DestinationOut, LimitsIn, PauseIn
+from gradesync.web.api.schemas import LimitsIn, PauseIn
 
 router = APIRouter(tags=["destinations"], route_class=UrlIdsRoute)
 admin = require_scope("admin")
-
-
-def dest_out(rt: Runtime, d: Destination, ledger: dict[str, int] | None = None) -> DestinationOut:
-    return DestinationOut.model_validate({**svc.public_view(d, rt.clock.now()), "ledger": ledger})
 
 
 @router.get("/destinations", response_model=list[DestinationOut])

@@ -12,20 +12,19 @@ repair resyncs and the end-to-end destination check.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from gradesync.answers.overrides import OverrideOut, RepairOut, overrides_out, repair_out
 from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
 from gradesync.services import overrides
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import UrlIdsRoute
-from gradesync.web.api.runs import asked_out
-from gradesync.web.api.schemas import Bool, RunOut
+from gradesync.web.api.schemas import Bool
 
 router = APIRouter(tags=["diagnostics"], route_class=UrlIdsRoute)
 reader = require_scope("sync")
@@ -125,24 +124,6 @@ async def check(
     }
 
 
-class OverrideOut(BaseModel):
-    destination_id: str
-    activity_id: str
-    person_id: str
-    state: str
-    sent_given: float | None = Field(description="The score gradesync sent.")
-    sent_maximum: float | None = Field(description="The maximum gradesync sent with it.")
-    delivered_at: datetime | None
-    lms: str | None = Field(description="What the LMS holds, in its words.")
-    explanation: str | None = Field(description="What happened, and what the policy does.")
-    policy: Literal["keep_lms_edit", "gradesync_wins"]
-
-
-def overrides_out(rows: list[dict[str, Any]]) -> list[OverrideOut]:
-    """Overridden grades as the API answers them (also `gradesync overrides --json`)."""
-    return [OverrideOut(**r) for r in rows]
-
-
 @router.get("/courses/{course_id}/overrides", response_model=list[OverrideOut])
 def course_overrides(
     course_id: str,
@@ -159,49 +140,6 @@ class RepairIn(BaseModel):
     destination_id: str | None = None
     activity_ids: list[str] = Field(default_factory=list)
     person_ids: list[str] = Field(default_factory=list)
-
-
-class UnreadOut(BaseModel):
-    destination_id: str
-    activity_id: str
-    error: str = Field(description="Why the LMS's timestamps could not be read, in its words.")
-
-
-class RepairOut(BaseModel):
-    run: RunOut | None
-    marked: int
-    skipped: int
-    keys: list[dict[str, str]]
-    unread: list[UnreadOut] = Field(
-        description="Columns whose LMS timestamps could not be read first: their grades are "
-        "resent with gradesync's clock only."
-    )
-    warning: str | None = Field(description="What `unread` means for the repair, if any.")
-
-
-def repair_out(rt: Runtime, tenant_id: str, result: overrides.RepairResult) -> RepairOut:
-    """A repair as the API answers it (also `gradesync repair --json`); its run as
-    `GET /runs/{id}` shows it, stages included."""
-    return RepairOut(
-        run=(
-            asked_out(rt, tenant_id, result.run, result.joined) if result.run is not None else None
-        ),
-        marked=result.marked,
-        skipped=result.skipped,
-        keys=[
-            {
-                "destination_id": k.destination_id,
-                "activity_id": k.activity_id,
-                "person_id": k.person_id,
-            }
-            for k in result.keys
-        ],
-        unread=[
-            UnreadOut(destination_id=u.destination_id, activity_id=u.activity_id, error=u.error)
-            for u in result.unread
-        ],
-        warning=overrides.unread_warning(result.unread),
-    )
 
 
 @router.post("/courses/{course_id}/repair", status_code=202, response_model=RepairOut)

@@ -11,14 +11,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import Field
 
+from gradesync.answers.destinations import DestinationOut, dest_out
 from gradesync.domain.errors import InvalidInput
 from gradesync.runtime import Runtime
 from gradesync.services.lti11_consumers import PROFILES, ConsumerSpec, add_consumer
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
-from gradesync.web.api.destinations import dest_out
 from gradesync.web.api.errors import UrlIdsRoute, strip_prefix
-from gradesync.web.api.schemas import DestinationOut, InputModel
+from gradesync.web.api.schemas import InputModel
 
 router = APIRouter(tags=["lti 1.1 consumers"], route_class=UrlIdsRoute)
 admin = require_scope("admin")

@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from gradesync.adapters.destinations.ags_profiles import PROFILE_NAMES
+from gradesync.answers.platforms import platform_view
 from gradesync.domain.errors import InvalidInput
-from gradesync.domain.model import Destination
 from gradesync.lti import registration as reg
 from gradesync.lti.claims import AGS_SCOPES
 from gradesync.runtime import Runtime
@@ -106,18 +106,6 @@ class PlatformReplaceIn(PlatformIn):
             description="The id in the URL, when given.",
         ),
     ] = ""
-
-
-def platform_view(d: Destination, rt: Runtime) -> dict[str, Any]:
-    """A registration as the API shows it; a timed pause that has run out is not shown."""
-    base_url = rt.settings.base_url
-    d = d.as_of(rt.clock.now())
-    return {
-        **reg.spec_of(d),
-        "paused_until": d.paused_until.isoformat() if d.paused_until else None,
-        "pause_reason": d.pause_reason,
-        "tool": reg.tool_urls(base_url),
-    }
 
 
 def build_router(auth: Callable[..., Principal] | None = None) -> APIRouter:

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
-from gradesync.domain.model import RunScope, SyncRun, Trigger
+from gradesync.answers.runs import RunOut, asked_out, run_out
+from gradesync.domain.model import RunScope, Trigger
 from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
 from gradesync.services import queries
@@ -15,45 +16,9 @@ from gradesync.web.api import query
 from gradesync.web.api.auth import Principal, require_scope
 from gradesync.web.api.deps import runtime
 from gradesync.web.api.errors import UrlIdsRoute
-from gradesync.web.api.schemas import (
-    CourseSyncIn,
-    InputModel,
-    RunOut,
-    StageOut,
-    SyncIn,
-    ZonedDateTime,
-)
+from gradesync.web.api.schemas import CourseSyncIn, InputModel, SyncIn, ZonedDateTime
 
 router = APIRouter(tags=["sync runs"], route_class=UrlIdsRoute)
-
-
-def run_out(
-    run: SyncRun, stages: list[dict[str, object]] | None = None, joined: bool | None = None
-) -> RunOut:
-    return RunOut(
-        id=run.id,
-        trigger=run.trigger.value,
-        actor=run.actor,
-        course_id=run.scope.course_id,
-        destination_id=run.scope.destination_id,
-        activity_ids=list(run.scope.activity_ids),
-        stage=run.stage.value,
-        outcome=run.outcome.value if run.outcome else None,
-        counts=dict(run.counts),
-        message=run.message,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        stages=[StageOut.model_validate(s) for s in stages] if stages is not None else None,
-        joined=joined,
-    )
-
-
-def asked_out(rt: Runtime, tenant_id: str, run: SyncRun, joined: bool) -> RunOut:
-    """A run just asked for (or joined) as `GET /runs/{id}` shows it: with its stages, read
-    with the run so both say the same moment (a worker may have taken it already)."""
-    d = queries.run_detail(rt.uow, tenant_id, run.id)
-    return run_out(d.run, d.stages, joined=joined)
 
 
 @router.post("/runs", status_code=202, response_model=RunOut)

@@ -418,32 +418,6 @@ class CourseSyncIn(InputModel):
     activity_ids: Annotated[list[Id], Field(max_length=MAX_BATCH)] = []
 
 
-class StageOut(BaseModel):
-    stage: str
-    at: datetime | None  # stored as ISO text; a datetime, so written with `Z` as every time
-    # e.g. "worker X stopped (last heard ...); requeued by Y; resumed by Y"
-    note: str | None = None
-    attempt: int = 1  # 2 from the first resume on (`domain.run_history`)
-
-
-class RunOut(BaseModel):
-    id: str
-    trigger: str
-    actor: str
-    course_id: str | None
-    destination_id: str | None
-    activity_ids: list[str]
-    stage: str
-    outcome: str | None
-    counts: dict[str, Any]
-    message: str | None
-    created_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    stages: list[StageOut] | None = None
-    joined: bool | None = None  # on trigger: joined a run already queued for the same scope
-
-
 class HeldOut(BaseModel):
     score_given: float | None = Field(
         description="The score the gradebook holds; null: it holds no score (removed)."
@@ -491,18 +465,6 @@ class LearnerGradesOut(BaseModel):
     name: str
     destinations: dict[str, list[GradeCellOut]]
     note: str | None = None  # set when the tenant has no destination at all
-
-
-class DestinationOut(BaseModel):
-    id: str
-    kind: str
-    name: str
-    profile: str
-    config: dict[str, Any]
-    enabled: bool
-    paused_until: datetime | None
-    pause_reason: str | None
-    ledger: dict[str, int] | None = None  # counts by delivery state (show only)
 
 
 def _in_range(wrong: Callable[[object], str | None]) -> AfterValidator:
