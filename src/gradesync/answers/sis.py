@@ -1,6 +1,6 @@
-"""A SIS's answers shared by the API and `gradesync sis ... --json`: the steps of a connection
-check, activities checked against the SIS's rules, a connection's settings, its class and
-student mappings, its categories and a "Post grades"."""
+"""A SIS's answers shared by the API and `gradesync sis ... --json`: activities checked
+against the SIS's rules, a connection's settings, its class and student mappings, its
+categories and a "Post grades" (a connection's check steps: answers/checks.py)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,6 @@ from gradesync.domain.model import CourseLink, Destination, DestinationKind, Per
 from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
 from gradesync.services import sis as service
-from gradesync.services.destination import CheckStep
-
-
-def step_out(s: CheckStep) -> dict[str, Any]:
-    """A step of a SIS's check (also `gradesync sis add/check --json`)."""
-    return {
-        "name": s.name,
-        "passed": s.passed,
-        "code": s.code,
-        "evidence": s.evidence,
-        "remedy": s.remedy,
-    }
 
 
 def checks_out(
@@ -60,6 +48,11 @@ def class_out(link: CourseLink, warning: str | None = None) -> dict[str, Any]:
 
 def student_out(link: PersonLink) -> dict[str, str]:
     return {"person_id": link.person_id, "student_id": link.remote_id}
+
+
+def roster_out(report: service.RosterMapping) -> dict[str, list[str]]:
+    """A course's learners linked to their SIS students (also `gradesync sis map-students`)."""
+    return {"mapped": list(report.mapped), "unmapped": list(report.unmapped)}
 
 
 def categories_out(

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from gradesync.runtime import Runtime
     from gradesync.services.ports import UnitOfWork
 
-# The runtime (the database layer) and the web API's response models are imported by the
+# The runtime (the database layer) and gradesync.answers' response models are imported by the
 # commands that use them, when they run: `gradesync --help`, a group's help and a command
 # refused while parsing load neither (tests/cli/test_cli_startup.py).
 

@@ -223,22 +223,9 @@ def destinations_check(
         steps = guarded(lambda: _async(rt, run), options, named=options)
     ok = all(s.passed for s in steps)
     if as_json:
-        print_json(
-            {
-                "destination_id": destination_id,
-                "ok": ok,
-                "steps": [  # as the API's, `code` and all
-                    {
-                        "name": s.name,
-                        "passed": s.passed,
-                        "code": s.code,
-                        "evidence": s.evidence,
-                        "remedy": s.remedy,
-                    }
-                    for s in steps
-                ],
-            }
-        )
+        from gradesync.answers.checks import destination_check_out
+
+        print_json(destination_check_out(destination_id, steps))  # as POST .../check
     else:
         for i, s in enumerate(steps, 1):
             _print_check(i, s)

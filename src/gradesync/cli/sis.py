@@ -228,7 +228,7 @@ def add(
     dest, steps = _run(go, ADD_OPTIONS)
     ok = steps is None or all(s.passed for s in steps)
     if as_json:
-        from gradesync.answers.sis import step_out  # the API's answer shape
+        from gradesync.answers.checks import step_out  # the API's answer shape
 
         print_json(
             {
@@ -472,7 +472,9 @@ def map_students(
         )
     )
     if as_json:
-        print_json({"mapped": list(report.mapped), "unmapped": list(report.unmapped)})
+        from gradesync.answers.sis import roster_out
+
+        print_json(roster_out(report))  # as POST .../courses/{course_id}/students
         return
     console.print(f"{len(report.mapped)} learner(s) mapped")
     if report.unmapped:

@@ -7,12 +7,12 @@ course, activity or person that exists keeps its value of every field the body l
 from __future__ import annotations
 
 from dataclasses import asdict
-from enum import Enum
 
 from fastapi import APIRouter, Depends, Query
 
 from gradesync.domain.errors import InvalidInput, NotFound
-from gradesync.domain.model import Activity, Course, PolicySettings
+from gradesync.domain.model import Activity, Course
+from gradesync.domain.policy_layers import settings_as_json
 from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
 from gradesync.services import ingest as svc
@@ -37,12 +37,6 @@ router = APIRouter(tags=["courses and roster"], route_class=UrlIdsRoute)
 reader = require_scope("ingest", "sync")
 
 
-def _policy(p: PolicySettings) -> dict[str, object]:
-    return {
-        k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(p).items() if v is not None
-    }
-
-
 def course_out(c: Course) -> CourseOut:
     return CourseOut(
         id=c.id,
@@ -51,7 +45,7 @@ def course_out(c: Course) -> CourseOut:
         starts_at=c.starts_at,
         ends_at=c.ends_at,
         sync_enabled=c.sync_enabled,
-        policy=_policy(c.policy),
+        policy=settings_as_json(c.policy),
     )
 
 
@@ -67,7 +61,7 @@ def activity_out(a: Activity) -> ActivityOut:
         published=a.published,
         sync_enabled=a.sync_enabled,
         assigned=a.assigned,
-        policy=_policy(a.policy),
+        policy=settings_as_json(a.policy),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from gradesync.answers.checks import destination_check_out
 from gradesync.answers.overrides import OverrideOut, RepairOut, overrides_out, repair_out
 from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
@@ -107,21 +108,8 @@ async def check(
         learner_id=body.learner_id,
         send_test=body.send_test,
     )
-    return {
-        "destination_id": destination_id,
-        "ok": all(s.passed for s in steps),
-        # each step's remedy in the API's words where it is held as a code (a SIS's)
-        "steps": [
-            {
-                "name": s.name,
-                "passed": s.passed,
-                "code": s.code,
-                "evidence": s.evidence,
-                "remedy": s.remedy,
-            }
-            for s in (s.read_over(Reader.API) for s in steps)
-        ],
-    }
+    # each step's remedy in the API's words where it is held as a code (a SIS's)
+    return destination_check_out(destination_id, [s.read_over(Reader.API) for s in steps])
 
 
 @router.get("/courses/{course_id}/overrides", response_model=list[OverrideOut])

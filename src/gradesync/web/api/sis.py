@@ -14,13 +14,14 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from gradesync.adapters.destinations import oneroster_csv
+from gradesync.answers.checks import step_out
 from gradesync.answers.sis import (
     categories_out,
     checks_out,
     class_out,
     connection_out,
     post_out,
-    step_out,
+    roster_out,
     student_out,
 )
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput
@@ -367,7 +368,7 @@ def map_course_students(
     report = _change_mapping(
         service.map_course_students, rt, p, destination_id, course_id=course_id
     )
-    return {"mapped": report.mapped, "unmapped": report.unmapped}
+    return roster_out(report)
 
 
 # `:path`: a group may hold a `/` (`Quizzes/Tests`), as given or percent-encoded
