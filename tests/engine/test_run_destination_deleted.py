@@ -1,5 +1,7 @@
 """A run whose destination is deleted while it runs says so: not a plain success, and its
-counts keep what it delivered there before (the destination's ledger went with it)."""
+counts keep what it delivered there before (the destination's ledger went with it). A
+destination made again under the same id meanwhile is another one: the run still says its
+own was deleted, and counts none of the new one's results as its own."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from gradesync.adapters.db.database import Database
 from gradesync.domain.model import (
     DeliveryState,
     Destination,
+    ItemLink,
     RunOutcome,
     RunScope,
     SyncRun,
@@ -18,14 +21,14 @@ from gradesync.domain.model import (
 from gradesync.services import destination_admin
 from gradesync.services.clock import SystemClock
 from gradesync.services.runs import get_run, request_run
-from gradesync.testing import DoubleFactory
-from tests.engine.conftest import DEST, FAST, Harness, T, learner, ledger, post, seed
+from gradesync.testing import DoubleFactory, add_destination
+from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, ledger, post, seed
 
 LEARNERS = 4
 
 
 class _Gated:
-    """A double's client whose sends to learners not in `early` wait for `gate`."""
+    """A double's client whose sends of a1 to learners not in `early` wait for `gate`."""
 
     def __init__(self, inner: Any, factory: _Factory) -> None:
         self._inner, self._factory = inner, factory
@@ -34,7 +37,7 @@ class _Gated:
         return getattr(self._inner, name)
 
     async def put_result(self, target: Any, result: Any, timestamp: Any) -> Any:
-        if target.person.remote_id not in self._factory.early:
+        if target.item.activity_id == "a1" and target.person.remote_id not in self._factory.early:
             self._factory.reached.set()
             await self._factory.gate.wait()
         return await self._inner.put_result(target, result, timestamp)
@@ -54,10 +57,14 @@ def _delivered(db: Database) -> int:
     return sum(r.state is DeliveryState.DELIVERED for r in ledger(db).values())
 
 
-async def _deleted_midway(harness: Harness, db: Database, early: int) -> SyncRun:
+async def _deleted_midway(
+    harness: Harness, db: Database, early: int, made_again: bool = False
+) -> SyncRun:
     """A remaster of `lms` whose first `early` learners' results are delivered, then `lms`
-    is deleted while the others' sends are in flight."""
-    seed(db, learners=LEARNERS)
+    is deleted while the others' sends are in flight. `made_again`: `lms` is then made
+    again under the same id and its learners' results computed (a grade of a2 each) while
+    the run still sends."""
+    seed(db, learners=LEARNERS, activities=("a1", "a2"))
     post(db, None, [("a1", learner(i), 5.0 + i) for i in range(LEARNERS)])
     harness.factory = factory = _Factory(early)
     await harness.use(FAST)
@@ -68,6 +75,22 @@ async def _deleted_midway(harness: Harness, db: Database, early: int) -> SyncRun
     await factory.reached.wait()
     await harness.until(lambda: _delivered(db) == early, f"{early} delivered")
     await asyncio.to_thread(destination_admin.delete, db.uow, T, DEST)
+    if made_again:
+        people = [learner(i) for i in range(LEARNERS)]
+        add_destination(
+            db.uow,
+            T,
+            DEST,
+            name="Canvas again",
+            links={COURSE: "https://lms/courses/1"},
+            people={p: f"sub-{p}" for p in people},
+        )
+        with db.uow() as uow:  # its own columns (a deep link's, say): the run's are gone
+            for activity in ("a1", "a2"):
+                uow.links.save_item(ItemLink(T, DEST, activity, f"https://lms/new/{activity}"))
+            uow.commit()
+        post(db, None, [("a2", p, 8.0) for p in people])
+        await harness.engine.process_dirty()  # the new lms's rows, pending for the run
     factory.gate.set()
     done = await task
     assert done is not None
@@ -100,3 +123,22 @@ async def test_a_run_whose_destination_is_deleted_before_it_sent_fails(
     assert c["destinations_deleted"] == {DEST: 0}
     assert c["sent"] == 0 and c["keys"] == 0 and c["verified"] == 0
     assert "Canvas test (0 sent to it before)" in (done.message or ""), done.message
+
+
+async def test_a_destination_made_again_under_its_id_is_not_the_runs(
+    harness: Harness, db: Database
+) -> None:
+    done = await _deleted_midway(harness, db, early=2, made_again=True)
+    # the new lms's results went (the run's sends took them), none of them the run's
+    assert _delivered(db) == len(ledger(db)) == 2 * LEARNERS
+    c = done.counts
+    assert done.outcome is RunOutcome.PARTLY_FAILED, done.message
+    assert c["destinations_deleted"] == {DEST: 2}
+    assert c["sent"] == 2 and c["keys"] == 2, c
+    # nothing read back: the run's destination is gone, the new one is not the run's
+    assert (c["verified"], c["differs"], c["unverifiable"], c["overridden"]) == (0, 0, 0, 0), c
+    assert done.message is not None
+    assert done.message.startswith(
+        "Deleted while the run ran, the rest of its results not sent: "
+        "Canvas test (2 sent to it before). 2 sent;"
+    ), done.message

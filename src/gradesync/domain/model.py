@@ -279,6 +279,9 @@ class Destination:
     # what made the pause, written with its reason (the metrics' label; never read back from
     # the reason, which a person may word as they like)
     pause_cause: PauseCause | None = None
+    # when it was made (stored; None before): one deleted and made again under the same id
+    # is another destination, which a run that sends to the first tells apart by this
+    created_at: datetime | None = None
 
     def paused_at(self, now: datetime) -> bool:
         """Paused at `now`: by an admin (until resumed), or for a while not yet over."""

@@ -99,9 +99,13 @@ class _Target:
 
 
 def summarise(
-    uow_factory: UnitOfWorkFactory, scope: RunScope, since: datetime | None
+    uow_factory: UnitOfWorkFactory,
+    scope: RunScope,
+    since: datetime | None,
+    leave_out: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The scope's ledger by outcome; `sent` means delivered since `since`."""
+    """The scope's ledger by outcome, but for the destinations of `leave_out`; `sent` means
+    delivered since `since`."""
     with uow_factory() as uow:
         rows = uow.ledger.scope_summary(
             scope.tenant_id,
@@ -109,6 +113,7 @@ def summarise(
             course_id=scope.course_id,
             activity_ids=scope.activity_ids or None,
             delivered_since=since,
+            leave_out=leave_out,
         )
     counts: dict[str, Any] = {
         "keys": 0,
@@ -250,6 +255,12 @@ def _count_deleted(counts: dict[str, Any], gone: dict[str, tuple[str, int]]) -> 
     sent = sum(n for _, n in gone.values())
     counts["sent"] = counts.get("sent", 0) + sent
     counts["keys"] = counts.get("keys", 0) + sent
+
+
+def _deleted_since(ours: Destination, now: Destination | None) -> bool:
+    """Whether the destination a run started with (`ours`) was deleted since: `now`, what
+    its id names now, is none, or another made again under that id."""
+    return now is None or now.created_at != ours.created_at
 
 
 def _gone(gone: dict[str, tuple[str, int]]) -> str:
@@ -411,6 +422,12 @@ class RunExecutor:
                 )
             paused = [h.destination for h in held if h.pending]
             gone = await asyncio.to_thread(self._deleted, run, targets, started)
+            if gone:
+                # one made again under the id of a deleted one has a ledger of its own: not
+                # the run's (a deleted one's went with it)
+                counts.update(
+                    await asyncio.to_thread(summarise, self.reads, run.scope, started, list(gone))
+                )
             _count_deleted(counts, gone)
             outcome = _outcome(counts)
             message = _gone(gone) + _headline(outcome, counts) + _describe(counts, paused)
@@ -461,15 +478,25 @@ class RunExecutor:
         self, run: SyncRun, targets: Sequence[_Target], since: datetime
     ) -> dict[str, tuple[str, int]]:
         """The run's destinations deleted while it ran (their ledger went with them), each
-        with its name and how many results the run delivered there before, by the log."""
-        names = {tg.destination.id: tg.destination.name for tg in targets}
-        if not names:
+        with its name and how many results the run delivered there before, by the log. One
+        made again under the same id meanwhile (`created_at` tells) is another destination:
+        the run's was deleted, and what the run's sends took to the new one is not counted."""
+        ours = {tg.destination.id: tg.destination for tg in targets}
+        if not ours:
             return {}
         tenant = run.scope.tenant_id
         with self.reads() as uow:
-            gone = sorted(d for d in names if uow.destinations.get(tenant, d) is None)
-            sent = uow.deliveries.delivered_by_run(tenant, run.id, gone, since) if gone else {}
-        return {d: (names[d], sent.get(d, 0)) for d in gone}
+            now = uow.destinations.get_many(tenant, ours)
+            gone = sorted(d for d in ours if _deleted_since(ours[d], now.get(d)))
+            sent = uow.deliveries.delivered_by_run(
+                tenant, run.id, [d for d in gone if d not in now], since
+            )
+            for d in gone:
+                if d in now:  # made again: what went from then on went to the new one
+                    sent |= uow.deliveries.delivered_by_run(
+                        tenant, run.id, [d], since, until=now[d].created_at
+                    )
+        return {d: (ours[d].name, sent.get(d, 0)) for d in gone}
 
     def _computed_before(self, run_id: str) -> bool:
         """Whether an earlier start of this run got past computing (it is resumed)."""
@@ -944,6 +971,7 @@ class RunExecutor:
             - set(delivered)
         )
         items = (delivered + scoped)[: self.settings.verify_max_items]
+        ours = {tg.destination.id: tg.destination for tg in targets}
         overwrite = 0
         for tenant_id, dest_id, course_id, activity_id in items:
             d, course_link, item_link, people, rows = await asyncio.to_thread(
@@ -951,6 +979,8 @@ class RunExecutor:
             )
             if d is None or course_link is None or item_link is None:
                 continue
+            if dest_id in ours and _deleted_since(ours[dest_id], d):
+                continue  # made again under the id: another destination, not the run's
             client = self.clients.get(d)
             if client.capabilities.needs_resource_link and not item_link.data.get("resourceLinkId"):
                 # The platform holds these scores but never counts them (Open edX publishes

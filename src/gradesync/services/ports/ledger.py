@@ -181,8 +181,10 @@ class LedgerRepo(Protocol):
         course_id: str | None = None,
         activity_ids: Sequence[str] | None = None,
         delivered_since: datetime | None = None,
+        leave_out: Sequence[str] = (),
     ) -> list[tuple[str, str | None, bool, int]]:
-        """Counts of rows in a scope by (state, reason_code, delivered since `delivered_since`)."""
+        """Counts of rows in a scope by (state, reason_code, delivered since `delivered_since`),
+        the rows of the destinations of `leave_out` left out."""
 
     def not_delivered_since(
         self,
@@ -230,11 +232,16 @@ class DeliveryLogRepo(Protocol):
         at or after `since` (only the log since then is read); None otherwise."""
 
     def delivered_by_run(
-        self, tenant_id: str, run_id: str, destination_ids: Sequence[str], since: datetime
+        self,
+        tenant_id: str,
+        run_id: str,
+        destination_ids: Sequence[str],
+        since: datetime,
+        until: datetime | None = None,
     ) -> dict[str, int]:
         """Per destination of `destination_ids`, how many (activity, person) the run
-        delivered at or after `since`, by its log (which outlives a deleted destination's
-        ledger)."""
+        delivered at or after `since` (and before `until`), by its log (which outlives a
+        deleted destination's ledger)."""
 
     def last_holding(
         self, tenant_id: str, destination_id: str, keys: Sequence[tuple[str, str]]

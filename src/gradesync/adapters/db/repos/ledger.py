@@ -998,12 +998,15 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         course_id: str | None = None,
         activity_ids: Sequence[str] | None = None,
         delivered_since: datetime | None = None,
+        leave_out: Sequence[str] = (),
     ) -> list[tuple[str, str | None, bool, int]]:
         c = t.ledger.c
         conds: list[Any] = [
             c.tenant_id == tenant_id,
             *_in_scope(None, destination_id, course_id, activity_ids),
         ]
+        if leave_out:
+            conds.append(c.destination_id.not_in(list(leave_out)))
         fresh: Any = (
             case((c.delivered_at >= utc(delivered_since), True), else_=False)
             if delivered_since is not None
@@ -1142,16 +1145,23 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
         )
 
     def delivered_by_run(
-        self, tenant_id: str, run_id: str, destination_ids: Sequence[str], since: datetime
+        self,
+        tenant_id: str,
+        run_id: str,
+        destination_ids: Sequence[str],
+        since: datetime,
+        until: datetime | None = None,
     ) -> dict[str, int]:
         c = t.deliveries.c
         if not destination_ids:
             return {}
+        before = [] if until is None else [c.sent_at < utc(until)]
         keys = (
             select(c.destination_id, c.activity_id, c.person_id)
             .where(
                 c.tenant_id == tenant_id,
                 c.sent_at >= utc(since),  # ix_deliveries_time: the run's time alone
+                *before,
                 c.run_id == run_id,
                 c.destination_id.in_(list(destination_ids)),
                 c.outcome == "delivered",
