@@ -4,6 +4,8 @@ read by the engine that enforces them (the enforcement: tests/engine/test_shared
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -51,6 +53,35 @@ def test_limits_are_set_kept_and_cleared_and_the_engine_reads_them(
     body = {"rate_per_second": None, "concurrency": None}
     assert admin.patch("/destinations/canvas/limits", json=body).status_code == 200
     assert _engine_limits(api, "canvas") == (8, None)
+
+
+def test_only_the_destinations_own_page_counts_its_ledger_the_others_leave_it_out(
+    api: ApiEnv, admin: Caller, api_cli: CliRunner
+) -> None:
+    """`ledger` is the results counted by delivery state: `GET /destinations/{id}` counts
+    them; the answers that do not (limits, pause, resume, the list) leave the field out
+    rather than answer it null, as though there were none."""
+    shown = admin.get("/destinations/canvas").json()
+    assert shown["ledger"] == {}  # counted: nothing yet
+    answers = [
+        admin.patch("/destinations/canvas/limits", json={"concurrency": 3}),
+        admin.post("/destinations/canvas/pause", json={"reason": "exams"}),
+        admin.post("/destinations/canvas/resume"),
+    ]
+    for r in answers:
+        assert r.status_code == 200, r.text
+        assert "ledger" not in r.json() and r.json()["id"] == "canvas", r.json()
+    [listed] = admin.get("/destinations").json()
+    assert "ledger" not in listed
+    assert {k: v for k, v in shown.items() if k != "ledger"}.keys() == listed.keys()
+    r = api_cli.invoke(
+        app, ["destinations", "limits", "canvas", "-t", "uni", "--concurrency", "2", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "ledger" not in json.loads(r.output)
+    schemas = api.client.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["DestinationShownOut"]["properties"]["ledger"]["type"] == "object"
+    assert "ledger" not in schemas["DestinationOut"]["properties"]
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,18 @@ class DestinationOut(BaseModel):
     enabled: bool
     paused_until: datetime | None
     pause_reason: str | None
-    ledger: dict[str, int] | None = None  # counts by delivery state (show only)
+
+
+class DestinationShownOut(DestinationOut):
+    """`GET /destinations/{id}`: the destination with its results counted. The other answers
+    (the list, limits, pause, resume) leave `ledger` out rather than answer it null: they do
+    not count."""
+
+    ledger: dict[str, int]
 
 
 def dest_out(rt: Runtime, d: Destination, ledger: dict[str, int] | None = None) -> DestinationOut:
-    return DestinationOut.model_validate({**svc.public_view(d, rt.clock.now()), "ledger": ledger})
+    view = svc.public_view(d, rt.clock.now())
+    if ledger is None:  # not counted: left out, never answered null
+        return DestinationOut.model_validate(view)
+    return DestinationShownOut.model_validate({**view, "ledger": ledger})

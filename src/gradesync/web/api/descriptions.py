@@ -180,6 +180,12 @@ _REQUESTED_TRIGGER = (
     '"Sync now") or `remaster` (resend everything, column details included).'
 )
 
+_DESTINATION = {
+    "id": "The destination's id.",
+    "kind": "The protocol: `lti13_ags`, `lti11_outcomes`, `oneroster_rest` or `oneroster_csv`.",
+    "name": "The destination's display name.",
+}
+
 # Names whose meaning depends on the schema.
 BY_SCHEMA: dict[str, dict[str, str]] = {
     "CourseIn": {"id": "Your id of the course (gradesync uses it as is)."},
@@ -225,11 +231,8 @@ BY_SCHEMA: dict[str, dict[str, str]] = {
         "attempt": "Which attempt of the run the stage belongs to: 1, then 2 from its first "
         "`resumed` on, and so on.",
     },
-    "DestinationOut": {
-        "id": "The destination's id.",
-        "kind": "The protocol: `lti13_ags`, `lti11_outcomes`, `oneroster_rest` or `oneroster_csv`.",
-        "name": "The destination's display name.",
-    },
+    "DestinationOut": _DESTINATION,
+    "DestinationShownOut": _DESTINATION,
     "ConnectionIn": {
         "name": "The connection's display name. Absent: the current name, or the id for a new "
         "connection.",

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from gradesync.answers.destinations import DestinationOut, dest_out
+from gradesync.answers.destinations import DestinationOut, DestinationShownOut, dest_out
 from gradesync.runtime import Runtime
 from gradesync.services import destination_admin as svc
 from gradesync.services import queries
@@ -32,7 +32,7 @@ def list_destinations(
     return [dest_out(rt, d) for d in svc.list_destinations(rt.uow, p.tenant_id)]
 
 
-@router.get("/destinations/{destination_id}", response_model=DestinationOut)
+@router.get("/destinations/{destination_id}", response_model=DestinationShownOut)
 def show_destination(
     destination_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> DestinationOut:
