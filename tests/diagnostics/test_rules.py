@@ -142,6 +142,27 @@ def test_checks_come_in_the_support_engineers_order() -> None:
     assert d.ok, d.failed
 
 
+def test_the_summary_names_the_check_that_failed_not_what_passing_means() -> None:
+    """A check's name says what passing means ("The grade is delivered"): the summary said
+    it before the failed check's evidence ("The grade is delivered: 7/10 waits to be sent"),
+    as though the grade were delivered. It says the check failed, and how many did."""
+    base = _facts()
+    waiting = replace(_row(), state=DeliveryState.PENDING, delivered_at=None, updated_at=NOW)
+    at_lms = (replace(base.destinations[0], ledger=waiting),)
+    one = diagnose_learner_activity(replace(base, destinations=at_lms))
+    n = len(one.checks)
+    [failed] = one.failed
+    assert failed.code == "delivery" and failed.evidence.startswith("7/10 is waiting to be sent")
+    assert one.summary == f"1 of {n} checks failed (The grade is delivered): {failed.evidence}"
+    two = diagnose_learner_activity(replace(base, enrollment=None, destinations=at_lms))
+    first = two.failed[0]
+    assert first.code == "enrolled_as_learner" and len(two.failed) == 2
+    assert two.summary == (
+        f"2 of {len(two.checks)} checks failed, the first ({first.name}): {first.evidence}"
+    )
+    assert diagnose_learner_activity(base).summary == f"All {n} checks passed."
+
+
 def test_a_wrong_scope_registration_and_a_duplicate_fail_with_remedies() -> None:
     base = _facts()
     d = Destination(
@@ -219,7 +240,7 @@ def test_an_activity_left_out_on_purpose_is_excluded_not_failed() -> None:
     assert opted_out is not None and not opted_out.passed and opted_out.excluded
     counted = diag.check("counted_attempt")
     assert counted is not None and counted.excluded
-    assert diag.summary.startswith("Excluded on purpose: ")
+    assert diag.summary.startswith(f"Excluded on purpose ({opted_out.name}): ")
     assert opted_out.as_json()["excluded"] is True
     # something broken is still a failure, not an exclusion
     broken = diagnose_learner_activity(

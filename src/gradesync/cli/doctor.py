@@ -16,7 +16,7 @@ the course (or learner, or destination) named does not exist.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import typer
@@ -33,7 +33,7 @@ from gradesync.cli._common import (
     problem,
 )
 from gradesync.cli._common import runtime as open_runtime
-from gradesync.domain.diagnosis import Check, Diagnosis, ProbeStep
+from gradesync.domain.diagnosis import Check, Diagnosis, ProbeStep, plural
 from gradesync.domain.remedies import Reader
 from gradesync.domain.triage import DESTINATION_SYMPTOM_TEXT, CourseTriage, Scope, Symptom
 from gradesync.services import overrides as ov
@@ -85,14 +85,30 @@ def _print_diagnosis(d: Diagnosis) -> None:
     )
 
 
+# the results first as a reader follows a grade (sent, then waiting, then the problems)
+_STATES = ("delivered", "pending", "retrying", "rejected", "skipped")
+
+
+def _counts_said(counts: Mapping[str, int]) -> str:
+    """The triage's counts in words: "3 activities; results: 19 delivered, 1 pending;
+    no problems" (the JSON keeps them by key)."""
+    states = [s for s in _STATES if counts.get(s)]
+    states += sorted(k for k in counts if k not in (*_STATES, "activities", "problems"))
+    results = ", ".join(f"{counts[s]} {s}" for s in states) or "none yet"
+    problems = counts.get("problems", 0)
+    return (
+        f"{plural(counts.get('activities', 0), 'activity', 'activities')}; results: {results}; "
+        + (plural(problems, "problem") if problems else "no problems")
+    )
+
+
 def _print_triage(t: CourseTriage) -> None:
     console.print(f"[bold]Course {escape(t.course_id)}: {escape(t.summary)}[/bold]")
     if len(set(t.destinations.values())) > 1:
         for dest_id, symptom in t.destinations.items():
             text = DESTINATION_SYMPTOM_TEXT[symptom]
             console.print(f"  {escape(dest_id)}: {escape(text)}", highlight=False)
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(t.counts.items()))
-    console.print(f"  ledger: {counts}", highlight=False)
+    console.print(f"  {_counts_said(t.counts)}", highlight=False)
     headings = {
         Scope.COURSE: "Nothing syncing at a destination (configuration, scope, credentials)"
         if t.symptom is Symptom.SOME_DESTINATIONS

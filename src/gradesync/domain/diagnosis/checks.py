@@ -150,13 +150,21 @@ class Diagnosis:
 
     @property
     def summary(self) -> str:
-        first = self.first_failure
+        """The diagnosis in a sentence: every check passed, or how many failed and what the
+        first found. A check's name says what passing means ("The grade is delivered"), so it
+        is named as the check that failed, never followed by its evidence as though it held.
+        A check left out on purpose is said apart; a real failure goes first."""
+        failed = [c for c in self.failed if not c.excluded]
+        first = failed[0] if failed else self.first_failure
         if first is None:
             return f"All {len(self.checks)} checks passed."
-        more = len(self.failed) - 1
-        tail = f" ({more} more check(s) failed)" if more else ""
-        lead = "Excluded on purpose: " if first.excluded else ""
-        return f"{lead}{first.name}: {first.evidence}{tail}"
+        if first.excluded:
+            return f"Excluded on purpose ({first.name}): {first.evidence}"
+        which = "" if len(failed) == 1 else ", the first"
+        return (
+            f"{len(failed)} of {len(self.checks)} checks failed{which} ({first.name}): "
+            + first.evidence
+        )
 
     def read_over(self, reader: Reader) -> Diagnosis:
         """The diagnosis as an administrator reads it over `reader`: a remedy naming a command
