@@ -5,14 +5,17 @@ or a 404 as if the URL named it, so a typo read as "nothing to report")."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
-from gradesync.domain.model import RunScope, SyncRun, Trigger
+from gradesync.cli import app
+from gradesync.domain.model import LedgerKey, RunScope, SyncRun, Trigger
 from gradesync.web.api import diagnosis, errors, query, runs
 from tests.support.api import ApiEnv, Caller
 
@@ -152,6 +155,44 @@ def test_the_runs_of_a_deleted_destination_can_still_be_filtered(api: ApiEnv) ->
         "/activities/a1/learners/p1/diagnosis",
     ):
         assert _problems(c.get(path, params={"destination_id": "lms"})) == gone, path
+
+
+def test_a_deleted_destination_without_runs_of_its_own_has_an_empty_history(
+    api: ApiEnv, api_cli: CliRunner
+) -> None:
+    """A destination sent grades by auto sync and tenant-wide runs has no run of its own:
+    deleted, its id was refused as naming no destination (422; the CLI's exit 3). Its delivery
+    log outlives it: its history is answered, empty."""
+    c, now = _seeded(api), api.runtime.clock.now()
+    with api.runtime.db.uow() as uow:
+        uow.deliveries.add(
+            key=LedgerKey("t1", "lms", "a1", "p1"),
+            run_id=None,
+            sent_at=now,
+            sent_hash="h",
+            payload=None,
+            outcome="delivered",
+            remote_status=200,
+            remote_message=None,
+            latency_ms=5.0,
+        )
+        uow.runs.add(  # a tenant-wide run: not the destination's own
+            SyncRun("r-all", RunScope("t1"), Trigger.MANUAL, "cli:ops", created_at=now)
+        )
+        uow.commit()
+    assert c.delete("/destinations/lms").status_code == 204
+    r = c.get("/runs", params={"destination_id": "lms"})
+    assert (r.status_code, r.json()) == (200, []), r.text
+    listed = api_cli.invoke(app, ["runs", "list", "-t", "t1", "--destination", "lms", "--json"])
+    assert (listed.exit_code, json.loads(listed.output)) == (0, []), listed.output
+    said = api_cli.invoke(app, ["runs", "list", "-t", "t1", "--destination", "lms"])
+    assert said.exit_code == 0 and said.output.strip() == "none", said.output
+    # a destination the tenant never had is still a typo
+    assert _problems(c.get("/runs", params={"destination_id": "never"})) == [
+        (["query", "destination_id"], "destination_id", "unknown_destination")
+    ]
+    never = api_cli.invoke(app, ["runs", "list", "-t", "t1", "--destination", "never"])
+    assert never.exit_code == 3 and "unknown_destination" in never.output, never.output
 
 
 def test_a_key_that_may_not_call_the_operation_is_refused_whatever_the_query(

@@ -152,9 +152,13 @@ def _held(
     return held.on_scale(*scale) if held is not None and scale is not None else held
 
 
-def _has_runs(uow: UnitOfWork, tenant_id: str, destination_id: str) -> bool:
-    """A destination deleted whose runs are still kept (a run history's filter names it)."""
-    return bool(uow.runs.history(tenant_id, destination_id=destination_id, limit=1))
+def _existed(uow: UnitOfWork, tenant_id: str, destination_id: str) -> bool:
+    """A destination deleted since, known by what outlives it: runs of its own, or its delivery
+    log. Its runs are history a run history's filter names (none is an empty list, not an
+    unknown destination); an id with neither is none the tenant ever sent to: a typo."""
+    return bool(
+        uow.runs.history(tenant_id, destination_id=destination_id, limit=1)
+    ) or uow.deliveries.logged_to(tenant_id, destination_id)
 
 
 # a filter -> (its rule, what it names, how the tenant's one is found)
@@ -187,7 +191,7 @@ def filter_problems(
         if find(uow, tenant_id, value) is not None:
             continue
         # a run history still names a destination deleted since (only there)
-        if not (history and name == "destination_id" and _has_runs(uow, tenant_id, value)):
+        if not (history and name == "destination_id" and _existed(uow, tenant_id, value)):
             problems.append(FieldProblem(name, rule, f"No {what} {value!r}."))
     return problems
 

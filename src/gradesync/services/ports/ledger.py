@@ -227,6 +227,10 @@ class DeliveryLogRepo(Protocol):
     def add_many(self, entries: Sequence[dict[str, Any]]) -> None:
         """Log many sends at once; each entry has the keyword arguments of `add`."""
 
+    def logged_to(self, tenant_id: str, destination_id: str) -> bool:
+        """Whether the log holds a line of the destination: it outlives a destination deleted
+        since, which no other table remembers."""
+
     def last_send(self, tenant_id: str, destination_id: str, since: datetime) -> datetime | None:
         """When gradesync last sent the destination a grade, whatever the answer, if it did
         at or after `since` (only the log since then is read); None otherwise."""

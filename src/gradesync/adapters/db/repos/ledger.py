@@ -1131,6 +1131,13 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
         ).mappings()
         return [dict(r) | {"sent_at": utc(r["sent_at"])} for r in rows]
 
+    def logged_to(self, tenant_id: str, destination_id: str) -> bool:
+        c = t.deliveries.c
+        line = select(c.id).where(  # ix_deliveries_key: one index probe
+            c.tenant_id == tenant_id, c.destination_id == destination_id
+        )
+        return self.conn.execute(line.limit(1)).first() is not None
+
     def last_send(self, tenant_id: str, destination_id: str, since: datetime) -> datetime | None:
         c = t.deliveries.c
         return utc(
