@@ -417,7 +417,7 @@ def test_a_runs_nested_counts_read_as_words_not_as_python() -> None:
         stage=RunStage.SENDING,
         counts={"columns": {"written": 0, "unchanged": 6}, "sent": 3},
     )
-    assert _describe(run) == "sending (columns 6 (unchanged 6, written 0), sent 3)"
+    assert _describe(run) == "sending (sent 3, columns 6 (written 0, unchanged 6))"
     assert _describe(SyncRun("run_2", RunScope("t"), Trigger.MANUAL, "admin")) == "queued"
 
 

@@ -113,7 +113,7 @@ def test_sync_wait_into_a_pipe_prints_plain_lines_in_words(
     ], out
     assert len(lines) == len(set(lines)), out  # a line when something changed, not per poll
     # the counts in words, while a run sends as after
-    assert flat_counts({"sent_so_far": 3, "not_synced": 1}) == "not synced 1, sent so far 3"
+    assert flat_counts({"not_synced": 1, "sent_so_far": 3}) == "sent so far 3, not synced 1"
     assert flat_counts({"rejected": {"unknown_user": 2}}) == "rejected 2 (unknown_user 2)"
 
 

@@ -24,7 +24,9 @@ from rich.table import Column, Table
 from typer._click.core import Context  # typer carries its own click
 from typer._click.globals import get_current_context
 
+from gradesync.domain import run_counts
 from gradesync.domain.errors import Conflict, FieldProblem, GradesyncError, InvalidInput, NotFound
+from gradesync.domain.run_counts import in_reading_order
 
 if TYPE_CHECKING:
     from gradesync.runtime import Runtime
@@ -476,24 +478,21 @@ def print_table(table: Table) -> None:
         console.print(f"{table.title}: none" if table.title else "none", highlight=False)
 
 
-# what a person looks for in a list of runs (`runs show` and --json give every count)
-BRIEF_COUNTS = ("sent", "unchanged", "pending", "retrying", "skipped", "rejected", "differs")
-
-
 def flat_counts(counts: dict[str, Any], *, brief: bool = False) -> str:
-    """A run's counts on one line: `sent 3, sent so far 2, rejected 2 (unknown_user 2)`, each
-    count in words (the reasons keep their codes, which docs/troubleshooting.md names);
-    `brief` keeps the outcomes in BRIEF_COUNTS that are not zero."""
+    """A run's counts on one line, in the order a person reads them (`run_counts`): `sent 3,
+    sent so far 2, rejected 2 (unknown_user 2)`, each count in words (the reasons keep their
+    codes, which docs/troubleshooting.md names); `brief` keeps the outcomes a list of runs
+    shows (`run_counts.BRIEF`) that are not zero."""
     parts = []
-    for key, value in sorted(counts.items()):
-        if brief and (key not in BRIEF_COUNTS or not value):
+    for key, value in in_reading_order(counts):
+        if brief and (key not in run_counts.BRIEF or not value):
             continue
         key = key.replace("_", " ")
         if isinstance(value, dict):
             if not value:
                 continue
             total = sum(v for v in value.values() if isinstance(v, int | float))
-            detail = ", ".join(f"{k} {v}" for k, v in sorted(value.items()))
+            detail = ", ".join(f"{k} {v}" for k, v in in_reading_order(value))
             parts.append(f"{key} {total:g} ({detail})")
         else:
             parts.append(f"{key} {value}")

@@ -9,8 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from gradesync.domain import run_counts
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import ConsoleUser, RunStage, SyncRun, Trigger
+from gradesync.domain.run_counts import in_reading_order
 from gradesync.runtime import Runtime
 from gradesync.services import console_queries as cq
 from gradesync.services import queries
@@ -45,7 +47,6 @@ OUTCOME_LABELS = {
 }
 
 
-BRIEF = ("sent", "unchanged", "pending", "retrying", "skipped", "rejected", "differs")
 # the counts whose key is not a word a person uses
 COUNT_WORDS = {
     "keys": "grades in scope",
@@ -59,18 +60,19 @@ COUNT_WORDS = {
 
 
 def count_items(counts: dict[str, Any], brief: bool = False) -> list[tuple[str, str]]:
-    """A run's counts as (label, value) pairs for people: nested counts by reason become
-    "rejected: 2 (unknown_user 2)". `brief` keeps the outcomes a person looks for."""
+    """A run's counts as (label, value) pairs for people, in the order they read them
+    (`run_counts`): nested counts by reason become "rejected: 2 (unknown user 2)". `brief`
+    keeps the outcomes a person looks for in a list of runs."""
     out = []
-    for key, value in counts.items():
-        if brief and key not in BRIEF:
+    for key, value in in_reading_order(counts):
+        if brief and key not in run_counts.BRIEF:
             continue
         label = COUNT_WORDS.get(key, key.replace("_", " "))
         if isinstance(value, dict):
             total = sum(v for v in value.values() if isinstance(v, int | float))
             if not value:
                 continue
-            detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(value.items()))
+            detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in in_reading_order(value))
             out.append((label, f"{total:g} ({detail})"))
         else:
             out.append((label, str(value)))
