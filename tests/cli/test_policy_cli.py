@@ -80,6 +80,34 @@ def test_policy_layers_from_the_command_line(gradesync: Run, cli_db: Database) -
     assert _sources(course)["past_due_zeros"] == ("on", "tenant")
 
 
+def test_the_table_says_each_value_in_words_and_an_override_as_policy_set_takes_it(
+    gradesync: Run, cli_db: Database
+) -> None:
+    """`policy show` printed `True (Keep the LMS edit)`, `1.0 (1)`: Python's values before
+    the words. It prints the words, as `sis show` and `destinations show` do; an activity's
+    own overrides stay `name=value` as `policy set` takes them, not `keep_lms_edits=False`."""
+    _school(cli_db)
+    gradesync("policy", "set", "-t", "t1", "--activity", "a2", "keep_lms_edits=false")
+    table = gradesync("policy", "show", "-t", "t1", "--course", "c1").stdout
+    rows = {
+        cells[1].strip(): cells[2].strip()
+        for cells in (line.split("│") for line in table.splitlines())
+        if len(cells) > 2
+    }
+    assert rows == {
+        "attempt_selection": "Highest score",
+        "extra_credit": "Capped at the maximum",
+        "past_due_zeros": "Off",
+        "grace_period_minutes": "0",
+        "minimum_points": "1",
+        "name_rule": "Shorten and clean the name",
+        "keep_lms_edits": "Keep the LMS edit",
+    }, table
+    assert "activity a2 (Quiz 2) overrides: keep_lms_edits=false" in table, table
+    table = gradesync("policy", "show", "-t", "t1", "--activity", "a2").stdout
+    assert "gradesync wins" in table and "False" not in table, table
+
+
 def test_setting_the_value_that_applied_says_it_is_set_here(
     gradesync: Run, cli_db: Database
 ) -> None:

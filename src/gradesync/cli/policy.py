@@ -32,18 +32,22 @@ COURSE = typer.Option(None, "--course", help="A course: show or change its overr
 ACTIVITY = typer.Option(None, "--activity", help="An activity: show or change its overrides.")
 
 
-def _value(s: SettingSource) -> object:
-    return s.value.value if isinstance(s.value, Enum) else s.value
+def _typed(s: SettingSource) -> str:
+    """A setting's value as `policy set` takes it (`keep_lms_edits=true`, not Python's `True`;
+    `minimum_points=1`, not `1.0`)."""
+    if isinstance(s.value, bool):
+        return "true" if s.value else "false"
+    if isinstance(s.value, float):
+        return f"{s.value:g}"
+    return str(s.value.value if isinstance(s.value, Enum) else s.value)
 
 
 def _table(title: str, settings: list[SettingSource]) -> None:
+    # each value in words, as `sis show` and `destinations show` print theirs (--json and
+    # the docs give the values `policy set` takes)
     table = Table("setting", "value", "from", title=title)
     for s in settings:
-        table.add_row(
-            s.name,
-            f"{_value(s)} ({svc.value_text(s.name, s.value)})",
-            svc.SOURCE_LABELS[s.source.value],
-        )
+        table.add_row(s.name, svc.value_text(s.name, s.value), svc.SOURCE_LABELS[s.source.value])
     console.print(table)
 
 
@@ -75,7 +79,7 @@ def show(
     _table(f"course {course}" if course else f"tenant {tenant}", view.effective)
     for a in view.activities:
         if a.own:
-            own = ", ".join(f"{s.name}={_value(s)}" for s in a.own)
+            own = ", ".join(f"{s.name}={_typed(s)}" for s in a.own)
             console.print(f"activity {a.activity.id} ({a.activity.title}) overrides: {own}")
 
 
