@@ -174,35 +174,48 @@ def _lease(db: Database, key: LedgerKey) -> tuple[str | None, datetime | None]:
     return owner, until
 
 
+@pytest.mark.parametrize("carried", [True, False], ids=["as-claimed", "read-again"])
 @pytest.mark.parametrize("next_owner", ["w:2", "w:1"])
 async def test_an_outcome_held_past_its_lease_leaves_the_rows_next_claim_alone(
-    db: Database, next_owner: str, caplog: pytest.LogCaptureFixture
+    db: Database, next_owner: str, carried: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The database is away for longer than the lease: the row is claimed again, by another
     worker (which sends and settles it delivered) or by this same worker (its new claim
     still in flight). The outcome held since (a refusal) is then written: it must change
-    neither the row nor the new claim's lease, and that claim settles as its own."""
+    neither the row nor the new claim's lease, and that claim settles as its own. So
+    whether the outcomes carry the rows as their claims read them (written without a read
+    while the row is still so) or not (the rows read again)."""
     caplog.set_level(logging.INFO, "gradesync.services.delivery.settle")
     # w:1's claim, its lease run out during the outage
     key, now, sent = await claimed(db, -timedelta(seconds=1))
     first = now - timedelta(seconds=1)
+    as_read = ledger(db)[(key.activity_id, key.person_id)] if carried else None
 
     away = _Away(db)
     mine = settle_writer(away)
     refused = Rejected(Reason("remote_4xx", "refused"), 422)
     second = now + timedelta(minutes=2)  # the row's next claim
     try:
-        mine.put(Settlement(key, COURSE, refused, first, sent_hash=sent, logged=True))
+        mine.put(
+            Settlement(key, COURSE, refused, first, sent_hash=sent, logged=True, claimed=as_read)
+        )
         with pytest.raises(OperationalError):
             await mine.flush()
         with db.uow() as uow:
             uow.ledger.lease([(key, now)], next_owner, second)
             uow.commit()
+        # the row as the next claim read it
+        again = ledger(db)[(key.activity_id, key.person_id)] if carried else None
         if next_owner == "w:2":
             theirs = settle_writer(db.uow, "w:2")
-            theirs.put(Settlement(key, COURSE, Delivered(200), second, sent_hash=sent, logged=True))
+            theirs.put(
+                Settlement(
+                    key, COURSE, Delivered(200), second, sent_hash=sent, logged=True, claimed=again
+                )
+            )
             await theirs.flush()
             await theirs.stop()
+            assert theirs.read_again == 0
         with db.uow() as uow:
             before = uow.ledger.get_keys([key])[key]
         lease_before = _lease(db, key)
@@ -215,13 +228,16 @@ async def test_an_outcome_held_past_its_lease_leaves_the_rows_next_claim_alone(
         assert logged == ([] if next_owner == "w:1" else ["delivered"])
         assert _lease(db, key) == lease_before
         assert mine.claims_ended == 1
+        # the row not as its claim left it: read again, and found another claim's
+        assert mine.read_again == int(carried)
         if next_owner == "w:2":
             assert before.state is DeliveryState.DELIVERED and lease_before == (None, None)
         else:
             assert lease_before == ("w:1", second)
             # the new claim's own outcome is written, and gives its lease back
-            mine.put(Settlement(key, COURSE, Delivered(200), second, sent_hash=sent))
+            mine.put(Settlement(key, COURSE, Delivered(200), second, sent_hash=sent, claimed=again))
             await mine.flush()
+            assert mine.read_again == int(carried)  # written as that claim read it
             with db.uow() as uow:
                 assert uow.ledger.get_keys([key])[key].state is DeliveryState.DELIVERED
             assert _lease(db, key) == (None, None)
@@ -252,18 +268,22 @@ class _AnswerLost:
         return uow
 
 
+@pytest.mark.parametrize("carried", [True, False], ids=["as-claimed", "read-again"])
 async def test_a_write_redone_after_its_commit_did_reach_the_database_adds_nothing(
-    db: Database,
+    db: Database, carried: bool
 ) -> None:
     """A commit whose answer was lost is redone as is: it finds its claims ended (their
     leases given back by that commit) and writes nothing twice: one try, one log line."""
     key, now, sent = await claimed(db, timedelta(minutes=2))
     until = now + timedelta(minutes=2)
+    as_read = ledger(db)[(key.activity_id, key.person_id)] if carried else None
 
     writer = settle_writer(_AnswerLost(db))
     busy = RetryLater(Reason("remote_5xx", "the platform answered 503"))
     try:
-        writer.put(Settlement(key, COURSE, busy, until, sent_hash=sent, logged=True))
+        writer.put(
+            Settlement(key, COURSE, busy, until, sent_hash=sent, logged=True, claimed=as_read)
+        )
         with pytest.raises(OperationalError):
             await writer.flush()
         await writer.flush()  # redone
@@ -274,6 +294,7 @@ async def test_a_write_redone_after_its_commit_did_reach_the_database_adds_nothi
         logged = [e["outcome"] for e in uow.deliveries.for_key(key)]
     assert (row.state, row.tries, logged) == (DeliveryState.RETRYING, 1, ["retrying"])
     assert writer.claims_ended == 1
+    assert writer.read_again == int(carried)  # the redo found the lease given back
     assert _lease(db, key) == (None, None)
 
 

@@ -128,3 +128,138 @@ def test_sqlite_settle_writes_the_columns_settled_names_and_no_others(
     with sqlite_db.uow() as uow:
         got = uow.ledger.get_keys([KEY])[KEY]
     assert got == replace(settled, desired_hash="h2", remote_message="busy")
+
+
+# a value other than `_row()`'s for each field a stored row may have changed to
+_OTHER: dict[str, Any] = {
+    "state": DeliveryState.PENDING,
+    "desired_hash": "h3",
+    "desired": {"score_given": 9.0},
+    "delivered_hash": "h0",
+    "delivered_at": NOW - timedelta(days=2),
+    "last_timestamp": NOW + timedelta(seconds=1),
+    "tries": 5,
+    "next_attempt_at": NOW + timedelta(minutes=1),
+    "reason_code": "overridden",
+    "reason_text": "typed into the LMS",
+    "remote_status": 418,
+    "remote_message": "teapot",
+    "updated_at": NOW - timedelta(minutes=5, microseconds=1),  # a microsecond apart
+    "pending_since": NOW - timedelta(hours=2),
+}
+_FOLDS: list[tuple[dict[str, Any], str, DeliveryOutcome]] = [
+    ({}, "h2", Delivered(200, "ok")),
+    ({}, "h1", Delivered(200, "ok")),  # a newer value arrived meanwhile
+    ({"state": DeliveryState.PENDING, "tries": 0}, "h1", Delivered(200)),
+    # pending since it last changed (`updated_at`), failing now
+    ({"state": DeliveryState.PENDING, "pending_since": None}, "h2", RetryLater(FAILED)),
+    ({"state": DeliveryState.SKIPPED}, "h2", Delivered(200)),
+    ({"state": DeliveryState.SKIPPED}, "h2", Rejected(FAILED, 400)),
+    ({}, "h2", RetryLater(FAILED, remote_status=500)),
+    ({}, "h2", RetryLater(FAILED, retry_after=timedelta(seconds=9))),
+    ({"tries": 9}, "h2", RetryLater(FAILED, remote_status=500)),
+    ({}, "h2", Rejected(FAILED, 400, "no")),
+    ({}, "h1", Rejected(FAILED, 400, "no")),
+    ({"delivered_hash": "h2"}, "h1", Rejected(FAILED, 400, "no")),
+]
+
+
+def _folded(row: LedgerRow, sent_hash: str, outcome: DeliveryOutcome) -> dict[str, Any]:
+    """What a settle writes of `row` with `outcome` folded in."""
+    later = NOW + timedelta(seconds=3)
+    after = after_delivery(
+        row, sent_hash, outcome, later, backoff=BackoffPolicy(max_tries=10), sent_timestamp=NOW
+    )
+    return {n: getattr(after, n) for n in ledger_repo._SETTLED}
+
+
+def test_a_fold_writes_nothing_from_a_column_folded_does_not_name() -> None:
+    """A settle that did not read its row again compares the `_FOLDED` columns alone with
+    what its claim read: any other column changed meanwhile must not change what it
+    writes. And each column it compares is one some fold depends on."""
+    fields = [f.name for f in dataclasses.fields(LedgerRow) if f.name != "key"]
+    assert set(ledger_repo._FOLDED) <= set(fields)
+    for name in fields:
+        changes = [
+            _folded(_row(**base), sent, outcome)
+            != _folded(_row(**(base | {name: _OTHER[name]})), sent, outcome)
+            for base, sent, outcome in _FOLDS
+        ]
+        assert any(changes) == (name in ledger_repo._FOLDED), name
+
+
+def _claimed_row(db: Database) -> tuple[LedgerRow, datetime]:
+    """`_row()` stored and claimed by w1 (lease until UNTIL), its score timestamp stamped:
+    the row as the claim read it, and the stamp."""
+    stamp = NOW + timedelta(microseconds=11)
+    with db.uow() as uow:
+        uow.tenants.upsert(Tenant("t1", "Tenant"), NOW)
+        uow.destinations.upsert(Destination("t1", "lms", DestinationKind.LTI13_AGS, "LMS"), NOW)
+        uow.ledger.save_many([(_row(), "c1")])
+        uow.ledger.lease([(KEY, stamp)], "w1", UNTIL)
+        uow.commit()
+    return _row(), stamp
+
+
+def _lease(db: Database) -> tuple[str | None, datetime | None]:
+    with db.uow() as uow:
+        owner, until = uow.conn.exec_driver_sql("SELECT lease_owner, lease_until FROM ledger").one()
+    if isinstance(until, str):  # SQLite's text
+        until = datetime.fromisoformat(until).replace(tzinfo=UTC)
+    return owner, until
+
+
+@pytest.mark.parametrize(
+    "changed", [*ledger_repo._FOLDED, "lease taken again", "lease given back", "another's lease"]
+)
+def test_a_settle_as_claimed_leaves_a_row_changed_since_its_claim(
+    db: Database, changed: str
+) -> None:
+    """Written by another writer while the claim's send was out (any column the fold reads
+    or carries over, or the lease), the row is left as it is, lease and all; the settle
+    says it wrote nothing, so the settle writer reads it again."""
+    was, stamp = _claimed_row(db)
+    lease = ("w1", UNTIL)
+    with db.uow() as uow:
+        stored = uow.ledger.get_keys([KEY])[KEY]
+        if changed in ledger_repo._FOLDED:
+            uow.ledger.save_many([(replace(stored, **{changed: _OTHER[changed]}), "c1")])
+        elif changed == "lease given back":
+            assert uow.ledger.release([(KEY, UNTIL)], "w1") == 1
+            lease = (None, None)
+        else:
+            lease = ("w2" if changed == "another's lease" else "w1", UNTIL + timedelta(minutes=1))
+            uow.ledger.lease([(KEY, stamp)], lease[0], lease[1])
+        uow.commit()
+    with db.uow() as uow:
+        before = uow.ledger.get_keys([KEY])[KEY]
+    new = after_delivery(was, "h2", Delivered(200, "ok"), NOW, sent_timestamp=stamp)
+    with db.uow() as uow:
+        assert uow.ledger.settle_as_claimed([(new, was, stamp, UNTIL)], "w1") == 0
+        uow.commit()
+    with db.uow() as uow:
+        assert uow.ledger.get_keys([KEY])[KEY] == before
+    assert _lease(db) == lease
+
+
+@pytest.mark.parametrize("meanwhile", [None, "remote_message"])
+def test_a_settle_as_claimed_writes_a_row_as_its_claim_left_it(
+    db: Database, meanwhile: str | None
+) -> None:
+    """The row as the claim left it (its lease, its stamp), or changed only in a column the
+    fold neither reads nor keeps: the settled columns are written and the lease given
+    back, the desired result as stored."""
+    was, stamp = _claimed_row(db)
+    if meanwhile is not None:
+        with db.uow() as uow:
+            stored = uow.ledger.get_keys([KEY])[KEY]
+            uow.ledger.save_many([(replace(stored, **{meanwhile: _OTHER[meanwhile]}), "c1")])
+            uow.commit()
+    new = after_delivery(was, "h2", Delivered(200, "ok"), NOW, sent_timestamp=stamp)
+    with db.uow() as uow:
+        assert uow.ledger.settle_as_claimed([(new, was, stamp, UNTIL)], "w1") == 1
+        uow.commit()
+    with db.uow() as uow:
+        got = uow.ledger.get_keys([KEY])[KEY]
+    assert got == new and got.state is DeliveryState.DELIVERED and got.last_timestamp == stamp
+    assert _lease(db) == (None, None)

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert
+import pytest
+from sqlalchemy import bindparam, create_engine, insert, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import insert_many
@@ -186,3 +187,27 @@ def test_the_statements_compiled_for_an_engine_go_with_it(tmp_path: Path) -> Non
     del engine, conn
     gc.collect()
     assert dialect() is None, "the dialect outlived its engine"
+
+
+def test_a_parameter_like_a_column_is_bound_as_that_column_stores_its_values(
+    tmp_path: Path,
+) -> None:
+    """A statement's own parameter compared with a time column (what a settle without a
+    read compares) is bound as the column stores a time when `like` names the column, and
+    the count returned is of every row changed: as given, an aware time matches nothing."""
+    engine, _ = _database(tmp_path, "like")
+    rows = _ledger_rows("")
+    with engine.begin() as conn:
+        conn.execute(insert(t.ledger), rows)
+    c = t.ledger.c
+    stmt = (
+        update(t.ledger)
+        .where(c.person_id == bindparam("k_p"), c.updated_at == bindparam("was"))
+        .values(remote_message="seen")
+    )
+    found = [{"k_p": r["person_id"], "was": r["updated_at"]} for r in rows]
+    with engine.begin() as conn:
+        assert execute_rows(conn, stmt, found) == 0
+        assert execute_rows(conn, stmt, found, like={"was": "updated_at"}) == 2
+        with pytest.raises(ValueError, match="the rows do not"):
+            execute_rows(conn, stmt, found, like={"other": "updated_at"})

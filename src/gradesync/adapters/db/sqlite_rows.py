@@ -24,19 +24,23 @@ def execute_rows(
     stmt: Insert | Update,
     rows: Sequence[Mapping[str, Any]],
     shared: Mapping[str, Any] | None = None,
-) -> None:
+    like: Mapping[str, str] | None = None,
+) -> int:
     """Run `stmt` (built once and cached by the caller) for each of `rows`, which all have
     the same keys; `shared` binds the statement's other parameters, the same for every row.
-    A table column no row names takes its default, as SQLAlchemy would give it."""
+    A table column no row names takes its default, as SQLAlchemy would give it. A parameter
+    of the statement's own that the rows name is bound as given, or, named in `like`, as
+    the table's column of that name stores its values (a time compared with a column).
+    Returns how many rows the statement changed, over all of `rows`."""
     if not rows:
-        return
-    compiled = _compiled_for(conn.dialect, stmt, tuple(rows[0]))
+        return 0
+    compiled = _compiled_for(conn.dialect, stmt, tuple(rows[0]), like)
     if compiled is None:  # a default made per row (`dict`, `list`): SQLAlchemy's way
-        conn.execute(stmt, [{**row, **(shared or {})} for row in rows])
-        return
+        return conn.execute(stmt, [{**row, **(shared or {})} for row in rows]).rowcount
     sql, readers = compiled
     extra = shared or {}
-    conn.exec_driver_sql(sql, [tuple(read(row, extra) for read in readers) for row in rows])
+    done = conn.exec_driver_sql(sql, [tuple(read(row, extra) for read in readers) for row in rows])
+    return done.rowcount
 
 
 class _PerRowDefault(Exception):
@@ -44,26 +48,37 @@ class _PerRowDefault(Exception):
 
 
 _Compiled = tuple[str, tuple[_Reader, ...]] | None
+_Like = tuple[tuple[str, str], ...]
 # kept on the dialect, so they go with its engine: a cache of the module's, keyed by the
 # dialect, would keep every engine's dialect a process ever made (each test makes one)
 _CACHE = "_gradesync_sqlite_rows"
 
 
-def _compiled_for(dialect: Dialect, stmt: Insert | Update, columns: tuple[str, ...]) -> _Compiled:
-    cache: dict[tuple[Insert | Update, tuple[str, ...]], _Compiled]
+def _compiled_for(
+    dialect: Dialect,
+    stmt: Insert | Update,
+    columns: tuple[str, ...],
+    like: Mapping[str, str] | None,
+) -> _Compiled:
+    cache: dict[tuple[Insert | Update, tuple[str, ...], _Like], _Compiled]
     cache = dialect.__dict__.setdefault(_CACHE, {})
-    key = (stmt, columns)
+    likes = tuple(like.items()) if like else ()
+    key = (stmt, columns, likes)
     if key not in cache:
-        cache[key] = _compiled(dialect, stmt, columns)
+        cache[key] = _compiled(dialect, stmt, columns, dict(likes))
     return cache[key]
 
 
-def _compiled(dialect: Dialect, stmt: Insert | Update, columns: tuple[str, ...]) -> _Compiled:
+def _compiled(
+    dialect: Dialect, stmt: Insert | Update, columns: tuple[str, ...], like: Mapping[str, str]
+) -> _Compiled:
     compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
     table = stmt.table
+    if not like.keys() <= set(columns):
+        raise ValueError(f"`like` names parameters the rows do not: {sorted(like)}")
     try:
         readers = tuple(
-            _reader(dialect, table.c.get(name), name, name in columns)
+            _reader(dialect, table.c.get(like.get(name, name)), name, name in columns)
             for name in compiled.positiontup or ()
         )
     except _PerRowDefault:

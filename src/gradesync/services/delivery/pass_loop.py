@@ -410,6 +410,7 @@ class Deliverer:
                     timestamp=c.timestamp,
                     run_id=run_id,
                     logged=logged,
+                    claimed=c.row,
                 )
             )
 
@@ -836,6 +837,7 @@ class Deliverer:
                 run_id=run_id,
                 logged=logged,
                 score_scale=scale,
+                claimed=c.row,
             )
         )
 

@@ -78,6 +78,10 @@ class Settlement:
     run_id: str | None = None
     logged: bool = False  # write a line to the delivery log
     score_scale: float | None = None  # logged with the send (`Ready.scale`)
+    # the row as its claim read it (before the claim stamped `timestamp` on it): an outcome
+    # is folded into it and written without reading the row again while the row is still
+    # as that claim left it (`SettleWriter`); None: read again under lock
+    claimed: LedgerRow | None = None
 
 
 @dataclass(slots=True)

@@ -1,7 +1,9 @@
 """The settle writer: delivery outcomes written in batches (group commit) from one task,
-never while an HTTP call is open. Each outcome is folded into its row re-read under lock
-(`domain.ledger.after_delivery`), so a newer desired state that arrived during the send
-stays pending and goes next."""
+never while an HTTP call is open. Each outcome is folded into its row
+(`domain.ledger.after_delivery`) as its claim read it, and written only while the row is
+still as that claim left it; when one is not (a newer desired state arrived during the
+send, the lease ran out), the batch's rows are read again under lock and folded anew, so a
+newer desired state stays pending and goes next."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from gradesync.services.clock import Clock
 from gradesync.services.database_lost import OutageNotice, database_outage, say_failed
 from gradesync.services.delivery.records import DueAt, Settlement
 from gradesync.services.engine_config import EngineSettings
-from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.telemetry import NULL_METER, Meter, count_outcome
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,9 @@ class SettleWriter:
         self.delivered: Counter[tuple[str, str]] = Counter()
         # outcomes not written because their claim had ended (`_write`)
         self.claims_ended = 0
+        # writes that found a row no longer as its claim read it, and read their rows again
+        # (`_write`)
+        self.read_again = 0
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -205,71 +210,20 @@ class SettleWriter:
         """Write the outcomes; (rows written, the rows let go unwritten)."""
         with self._uow_factory() as uow:
             now = self._clock.now()
-            keys = sorted({s.key for s in batch}, key=_sort_key)
-            claimed = uow.ledger.get_claimed(keys, self._worker_id)
-            rows = {k: row for k, (row, _) in claimed.items()}
-            read = dict(rows)
-            writes: dict[LedgerKey, tuple[LedgerRow, str, datetime]] = {}
-            ours: dict[LedgerKey, datetime] = {}  # the claims still held, by key
-            ended = 0
-            logs: list[dict[str, Any]] = []
-            counted: list[tuple[DeliveryOutcome, LedgerRow, LedgerRow, str | None]] = []
-            for s in batch:
-                got = claimed.get(s.key)
-                if got is None:
-                    continue
-                if got[1] != s.lease_until:
-                    # Its claim ended: the lease ran out while the outcome waited (the
-                    # database away) and the row was claimed again, by another worker
-                    # or by this one (a later claim writes a later lease_until): what
-                    # the row holds now is that claim's, not to be overwritten. Or this
-                    # is a redo of a write whose commit did reach the database: written.
-                    ended += 1
-                    continue
-                ours[s.key] = s.lease_until
-                row = rows[s.key]
-                if s.outcome is None:
-                    continue
-                new: LedgerRow | None
-                if isinstance(s.outcome, Reason):
-                    new = reconcile(row, s.key, NoResult(s.outcome), now)
-                else:
-                    new = after_delivery(
-                        row,
-                        s.sent_hash or "",
-                        s.outcome,
-                        now,
-                        sent_timestamp=s.timestamp,
-                        rng_value=self._rng.random(),
-                        backoff=self._settings.backoff,
-                    )
-                if new is None:
-                    continue
-                rows[s.key] = new
-                writes[s.key] = (new, s.course_id, s.lease_until)
-                if s.logged and not isinstance(s.outcome, Reason):
-                    logs.append(_log_entry(s, now))
-                    counted.append((s.outcome, row, new, s.sent_hash))
-            # rows written give their lease back in the same write; only the others still
-            # held need a release of their own
-            let_go = [(k, until) for k, until in ours.items() if k not in writes]
-            # a row keeping the desired state it was read with (every send's outcome) has
-            # only its delivery columns written; a skip (its desired state dropped) all.
-            # Each holds this claim's lease, checked above under its lock, so a release
-            # by owner alone (`save_many`) gives back that claim's lease and no other.
-            settled: list[tuple[LedgerRow, str, datetime]] = []
-            rewritten: list[tuple[LedgerRow, str]] = []
-            for after, course_id, until in writes.values():
-                was = read[after.key]
-                if after.desired is was.desired and after.desired_hash == was.desired_hash:
-                    settled.append((after, course_id, until))
-                else:
-                    rewritten.append((after, course_id))
-            uow.ledger.settle(settled, self._worker_id)
-            uow.ledger.save_many(rewritten, release_for=self._worker_id)
-            uow.ledger.release(let_go, self._worker_id)
-            uow.deliveries.add_many(logs)
+            foldable = all(map(_foldable, batch))
+            done = self._as_claimed(uow, batch, now) if foldable else None
+            if done is None:
+                # an outcome needs its row as it is now (a skip), or a row is no longer as
+                # its claim read it (a newer desired state came in during the send, its lease
+                # ran out and it was claimed again, or a commit whose answer was lost gave
+                # its lease back already): nothing of the try is kept, and every outcome is
+                # folded into its row read again under lock
+                if foldable:
+                    uow.rollback()
+                    self.read_again += 1
+                done = self._read_again(uow, batch, now)
             uow.commit()
+        written, let_go, ended, counted = done
         if ended:
             self.claims_ended += ended
             log.info(
@@ -279,7 +233,126 @@ class SettleWriter:
             )
         for outcome, before, after, sent in counted:  # once written (a failed write is redone)
             count_outcome(self._meter, outcome, before, after, sent, now)
-        return [r for r, _, _ in writes.values()], {k for k, _ in let_go}
+        return written, let_go
+
+    def _as_claimed(self, uow: UnitOfWork, batch: list[Settlement], now: datetime) -> _Done | None:
+        """Each outcome folded into its row as its claim read it, and written while the row
+        is still as that claim left it (the database compares, `settle_as_claimed`): the
+        row is not read again. None when a row was not, and nothing is kept then."""
+        settled: list[tuple[LedgerRow, LedgerRow, datetime | None, datetime]] = []
+        written: list[LedgerRow] = []
+        let_go: list[tuple[LedgerKey, datetime]] = []
+        logs: list[dict[str, Any]] = []
+        counted: list[_Counted] = []
+        for s in batch:
+            if s.outcome is None:
+                let_go.append((s.key, s.lease_until))
+                continue
+            was, outcome = s.claimed, s.outcome
+            assert was is not None and not isinstance(outcome, Reason)  # `_foldable`
+            new = after_delivery(
+                was,
+                s.sent_hash or "",
+                outcome,
+                now,
+                sent_timestamp=s.timestamp,
+                rng_value=self._rng.random(),
+                backoff=self._settings.backoff,
+            )
+            settled.append((new, was, s.timestamp, s.lease_until))
+            written.append(new)
+            if s.logged:
+                logs.append(_log_entry(s, now))
+                counted.append((outcome, was, new, s.sent_hash))
+        if uow.ledger.settle_as_claimed(settled, self._worker_id) < len(settled):
+            return None
+        # a lease given back by its own release; one not given back had ended (the row
+        # holds another claim's, or none)
+        released = uow.ledger.release(let_go, self._worker_id)
+        uow.deliveries.add_many(logs)
+        return written, {k for k, _ in let_go}, len(let_go) - released, counted
+
+    def _read_again(self, uow: UnitOfWork, batch: list[Settlement], now: datetime) -> _Done:
+        """Each outcome folded into its row read again under lock, and written while the
+        row holds its claim's lease."""
+        keys = sorted({s.key for s in batch}, key=_sort_key)
+        claimed = uow.ledger.get_claimed(keys, self._worker_id)
+        rows = {k: row for k, (row, _) in claimed.items()}
+        read = dict(rows)
+        writes: dict[LedgerKey, tuple[LedgerRow, str, datetime]] = {}
+        ours: dict[LedgerKey, datetime] = {}  # the claims still held, by key
+        ended = 0
+        logs: list[dict[str, Any]] = []
+        counted: list[_Counted] = []
+        for s in batch:
+            got = claimed.get(s.key)
+            if got is None:
+                continue
+            if got[1] != s.lease_until:
+                # Its claim ended: the lease ran out while the outcome waited (the
+                # database away) and the row was claimed again, by another worker
+                # or by this one (a later claim writes a later lease_until): what
+                # the row holds now is that claim's, not to be overwritten. Or this
+                # is a redo of a write whose commit did reach the database: written.
+                ended += 1
+                continue
+            ours[s.key] = s.lease_until
+            row = rows[s.key]
+            if s.outcome is None:
+                continue
+            new: LedgerRow | None
+            if isinstance(s.outcome, Reason):
+                new = reconcile(row, s.key, NoResult(s.outcome), now)
+            else:
+                new = after_delivery(
+                    row,
+                    s.sent_hash or "",
+                    s.outcome,
+                    now,
+                    sent_timestamp=s.timestamp,
+                    rng_value=self._rng.random(),
+                    backoff=self._settings.backoff,
+                )
+            if new is None:
+                continue
+            rows[s.key] = new
+            writes[s.key] = (new, s.course_id, s.lease_until)
+            if s.logged and not isinstance(s.outcome, Reason):
+                logs.append(_log_entry(s, now))
+                counted.append((s.outcome, row, new, s.sent_hash))
+        # rows written give their lease back in the same write; only the others still
+        # held need a release of their own
+        let_go = [(k, until) for k, until in ours.items() if k not in writes]
+        # a row keeping the desired state it was read with (every send's outcome) has
+        # only its delivery columns written; a skip (its desired state dropped) all.
+        # Each holds this claim's lease, checked above under its lock, so a release
+        # by owner alone (`save_many`) gives back that claim's lease and no other.
+        settled: list[tuple[LedgerRow, str, datetime]] = []
+        rewritten: list[tuple[LedgerRow, str]] = []
+        for after, course_id, until in writes.values():
+            was = read[after.key]
+            if after.desired is was.desired and after.desired_hash == was.desired_hash:
+                settled.append((after, course_id, until))
+            else:
+                rewritten.append((after, course_id))
+        uow.ledger.settle(settled, self._worker_id)
+        uow.ledger.save_many(rewritten, release_for=self._worker_id)
+        uow.ledger.release(let_go, self._worker_id)
+        uow.deliveries.add_many(logs)
+        return [r for r, _, _ in writes.values()], {k for k, _ in let_go}, ended, counted
+
+
+# an outcome counted once written: (outcome, the row it was folded into, the row written,
+# the hash sent)
+_Counted = tuple[DeliveryOutcome, LedgerRow, LedgerRow, str | None]
+# what a write did: (rows written, rows let go unwritten, outcomes of ended claims, counted)
+_Done = tuple[list[LedgerRow], set[LedgerKey], int, list[_Counted]]
+
+
+def _foldable(s: Settlement) -> bool:
+    """Whether `s` can be written without reading its row again: a lease given back, or a
+    send's outcome carrying the row its claim read (a skip is folded into the row as it is)."""
+    return s.outcome is None or (s.claimed is not None and not isinstance(s.outcome, Reason))
 
 
 def _sort_key(k: LedgerKey) -> tuple[str, str, str, str]:

@@ -106,6 +106,19 @@ class LedgerRepo(Protocol):
         and give back its claim's lease in the same write. A row no longer holding that
         lease (`owner`, lease_until) is another claim's: it is left as it is."""
 
+    def settle_as_claimed(
+        self,
+        rows: Sequence[tuple[LedgerRow, LedgerRow, datetime | None, datetime]],
+        owner: str,
+    ) -> int:
+        """`settle` without a read: each (settled row, the row as its claim read it, the
+        score timestamp the claim stamped on it or None, the claim's lease_until) is
+        written, and gives back its lease, only while the row still holds that lease of
+        `owner` and every column the fold read or carried over is as that claim left it.
+        Returns how many rows were written: a row changed since (its desired state, its
+        lease, anything its outcome was folded from) is left as it is, for the caller to
+        read under lock and fold again."""
+
     def get_claimed(
         self, keys: Sequence[LedgerKey], owner: str
     ) -> dict[LedgerKey, tuple[LedgerRow, datetime | None]]:
@@ -147,10 +160,10 @@ class LedgerRepo(Protocol):
         timestamp about to be sent, so a send the remote applied before a crash is never
         followed by an older timestamp."""
 
-    def release(self, claims: Sequence[tuple[LedgerKey, datetime]], owner: str) -> None:
+    def release(self, claims: Sequence[tuple[LedgerKey, datetime]], owner: str) -> int:
         """Give up the claims (key, lease_until) `owner` holds: a lease taken over after
         expiry, by another worker or by `owner` again, is another claim's and is left
-        alone."""
+        alone. Returns how many were given up."""
 
     def clear_leases(self, owner: str | None = None) -> int:
         """Drop leases (all, or one holder's): used when the only worker restarts. Returns

@@ -144,6 +144,18 @@ _SETTLED = (
     "pending_since",
 )
 _KEY_PARAMS = ("k_t", "k_d", "k_a", "k_p")
+# What folding a send's outcome reads of a row, or carries over from it into `_SETTLED`:
+# every settled column but the remote's answer (always the outcome's), and the desired hash
+# it compares with what was sent. A settle that did not read the row again writes it only
+# while these are as its claim read them (`settle_as_claimed`); a column missing here would
+# let a change made during the send be folded over (`tests/integration/
+# test_ledger_settled_columns.py` checks that a fold depends on no other).
+_FOLDED = (
+    "desired_hash",
+    *(n for n in _SETTLED if n not in ("remote_status", "remote_message")),
+)
+# each bound as the column of its name stores its values (`sqlite_rows.execute_rows`)
+_AS_READ = {f"w_{n}": n for n in _FOLDED} | {"claim_until": "lease_until"}
 
 
 def _settled(r: LedgerRow) -> dict[str, Any]:
@@ -187,6 +199,58 @@ def _settle_update() -> Any:
         )
         .values(lease_owner=None, lease_until=None)
     )
+
+
+@cache
+def _settle_as_claimed() -> Any:
+    """SQLite: `_settle_update` while the row's `_FOLDED` columns still hold what its claim
+    read (:w_<column>, null-safe), its score timestamp the one the claim stamped."""
+    c = t.ledger.c
+    return _settle_update().where(
+        *(c[n].is_not_distinct_from(bindparam(f"w_{n}")) for n in _FOLDED)
+    )
+
+
+@cache
+def _settle_as_claimed_by_arrays() -> Any:
+    """PostgreSQL: `_settle_as_claimed` for rows given as arrays (one execution): the
+    settled columns `s_<column>`, the claim's lease `until` and what it read `w_<column>`."""
+    c = t.ledger.c
+    k = _keys_as_arrays(
+        ("k_t", "k_d", "k_a", "k_p"),
+        *((f"s_{n}", c[n].type) for n in _SETTLED),
+        ("until", c.lease_until.type),
+        *((f"w_{n}", c[n].type) for n in _FOLDED),
+    )
+    return (
+        update(t.ledger)
+        .where(
+            c.tenant_id == k.c.t,
+            c.destination_id == k.c.d,
+            c.activity_id == k.c.a,
+            c.person_id == k.c.p,
+            c.lease_owner == bindparam("owner"),
+            c.lease_until == k.c.until,
+            *(c[n].is_not_distinct_from(k.c[f"w_{n}"]) for n in _FOLDED),
+        )
+        .values({n: k.c[f"s_{n}"] for n in _SETTLED} | {"lease_owner": None, "lease_until": None})
+    )
+
+
+def _as_read(was: LedgerRow, stamp: datetime | None) -> dict[str, Any]:
+    """The `_FOLDED` columns of `was` as `_settle_as_claimed` compares them (:w_<column>),
+    its score timestamp `stamp` when its claim stamped one."""
+    values: dict[str, Any] = {}
+    for name in _FOLDED:
+        v = getattr(was, name)
+        if isinstance(v, Enum):
+            v = v.value
+        elif isinstance(v, datetime):
+            v = utc(v)
+        values[f"w_{name}"] = v
+    if stamp is not None:
+        values["w_last_timestamp"] = utc(stamp)
+    return values
 
 
 @cache
@@ -465,6 +529,37 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             _settle_update(),
             [_settled(r) | {"claim_until": stored(utc(until))} for r, _, until in rows],
             {"release_owner": owner},
+        )
+
+    def settle_as_claimed(
+        self,
+        rows: Sequence[tuple[LedgerRow, LedgerRow, datetime | None, datetime]],
+        owner: str,
+    ) -> int:
+        if not rows:
+            return 0
+        if self.postgres:
+            # in key order, so its row locks are taken as every other writer takes them
+            ordered = sorted(rows, key=lambda r: _key_tuple(r[0].key))
+            settled = [_settled(new) for new, _, _, _ in ordered]
+            read = [_as_read(was, stamp) for _, was, stamp, _ in ordered]
+            params: dict[str, Any] = {
+                k: [v[k] for v in settled] for k in ("k_t", "k_d", "k_a", "k_p")
+            }
+            params.update({f"s_{n}": [v[n] for v in settled] for n in _SETTLED})
+            params.update({k: [v[k] for v in read] for k in read[0]})
+            params["until"] = [utc(until) for _, _, _, until in ordered]
+            params["owner"] = owner
+            return int(self.conn.execute(_settle_as_claimed_by_arrays(), params).rowcount)
+        return execute_rows(
+            self.conn,
+            _settle_as_claimed(),
+            [
+                _settled(new) | _as_read(was, stamp) | {"claim_until": utc(until)}
+                for new, was, stamp, until in rows
+            ],
+            {"release_owner": owner},
+            like=_AS_READ,
         )
 
     def course_of(self, key: LedgerKey) -> str | None:
@@ -889,9 +984,9 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             ],
         )
 
-    def release(self, claims: Sequence[tuple[LedgerKey, datetime]], owner: str) -> None:
+    def release(self, claims: Sequence[tuple[LedgerKey, datetime]], owner: str) -> int:
         if not claims:
-            return
+            return 0
         c = t.ledger.c
         stmt = (
             update(t.ledger)
@@ -905,7 +1000,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             )
             .values(lease_owner=None, lease_until=None)
         )
-        self.conn.execute(
+        done = self.conn.execute(
             stmt,
             [
                 {
@@ -915,6 +1010,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                 for k, u in claims
             ],
         )
+        return int(done.rowcount)
 
     def clear_leases(self, owner: str | None = None) -> int:
         c = t.ledger.c

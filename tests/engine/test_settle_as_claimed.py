@@ -1,0 +1,172 @@
+"""The settle writer writes a send's outcome into the row as its claim read it, without
+reading the row again, only while the row is still as that claim left it: a newer grade
+computed during the send (ingest changes a claimed row's desired state and keeps its
+lease), or a lease that ran out and was taken again, sends the batch's outcomes back to be
+folded into their rows read again under lock."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.ledger import Delivered
+from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
+from gradesync.services.clock import SystemClock
+from gradesync.services.delivery import Settlement
+from gradesync.services.worker import Engine
+from gradesync.testing import DoubleFactory
+
+from .conftest import COURSE, DEST, FAST, T, learner, ledger, post, seed, settle_writer
+
+PEOPLE = 3
+
+
+async def _claimed(db: Database) -> tuple[dict[LedgerKey, LedgerRow], datetime, datetime]:
+    """Three learners' grades computed, then claimed by w:1 (two minutes): each row as the
+    claim read it, the score timestamp stamped on them and the claim's lease_until."""
+    seed(db, learners=PEOPLE)
+    post(db, None, [("a1", learner(i), 7.0) for i in range(PEOPLE)])
+    await _compute(db)
+    rows = {r.key: r for r in ledger(db).values()}
+    stamp = SystemClock().now()
+    until = stamp + timedelta(minutes=2)
+    with db.uow() as uow:
+        uow.ledger.lease([(k, stamp) for k in rows], "w:1", until)
+        uow.commit()
+    return rows, stamp, until
+
+
+async def _compute(db: Database) -> None:
+    engine = Engine(db.uow, SystemClock(), DoubleFactory(), FAST)
+    await engine.process_dirty()
+    await engine.aclose()
+
+
+def _delivered(row: LedgerRow, stamp: datetime, until: datetime) -> Settlement:
+    """The settlement of a send of `row` the destination took, carrying the row."""
+    return Settlement(
+        row.key,
+        COURSE,
+        Delivered(200),
+        until,
+        sent_hash=row.desired_hash,
+        timestamp=stamp,
+        payload={"scoreGiven": 7.0},
+        logged=True,
+        claimed=row,
+    )
+
+
+def _leases(db: Database) -> dict[str, str | None]:
+    with db.engine.connect() as conn:
+        found = conn.exec_driver_sql("SELECT person_id, lease_owner FROM ledger")
+        return {person: owner for person, owner in found}
+
+
+def _logged(db: Database, key: LedgerKey) -> list[str]:
+    with db.uow() as uow:
+        return [e["outcome"] for e in uow.deliveries.for_key(key)]
+
+
+async def test_outcomes_of_rows_as_their_claim_left_them_are_written_without_a_read(
+    db: Database,
+) -> None:
+    rows, stamp, until = await _claimed(db)
+    writer = settle_writer(db.uow)
+    try:
+        for row in rows.values():
+            writer.put(_delivered(row, stamp, until))
+        await writer.flush()
+    finally:
+        await writer.stop()
+    assert writer.read_again == 0
+    after = ledger(db)
+    assert {r.state for r in after.values()} == {DeliveryState.DELIVERED}
+    assert all(
+        r.delivered_hash == r.desired_hash and r.last_timestamp == stamp for r in after.values()
+    )
+    assert set(_leases(db).values()) == {None}
+    assert all(_logged(db, k) == ["delivered"] for k in rows)
+
+
+async def test_a_grade_computed_during_the_send_stays_pending_for_the_newer_value(
+    db: Database,
+) -> None:
+    """One learner's new attempt is computed while the batch is out: ingest rewrites the
+    claimed row's desired state (keeping its lease and its place in the queue). The old
+    value's delivery must leave that row pending with the new value, and the others
+    delivered, each outcome written and logged once."""
+    rows, stamp, until = await _claimed(db)
+    changed = LedgerKey(T, DEST, "a1", learner(1))
+    post(db, None, [("a1", learner(1), 9.0)])
+    await _compute(db)
+    newer = ledger(db)[("a1", learner(1))]
+    assert newer.desired_hash != rows[changed].desired_hash
+    assert _leases(db)[learner(1)] == "w:1"  # still claimed: computing keeps the lease
+
+    writer = settle_writer(db.uow)
+    try:
+        for row in rows.values():
+            writer.put(_delivered(row, stamp, until))
+        await writer.flush()
+    finally:
+        await writer.stop()
+    assert writer.read_again == 1  # one row not as its claim read it: read again
+    after = ledger(db)
+    row = after[("a1", learner(1))]
+    assert row.state is DeliveryState.PENDING
+    assert row.desired_hash == newer.desired_hash
+    assert row.delivered_hash == rows[changed].desired_hash  # what the LMS holds now
+    others = [after[("a1", learner(i))] for i in (0, 2)]
+    assert all(r.state is DeliveryState.DELIVERED for r in others)
+    assert set(_leases(db).values()) == {None}
+    assert all(_logged(db, k) == ["delivered"] for k in rows)
+    assert writer.claims_ended == 0
+
+
+async def test_a_lease_taken_again_is_left_to_its_new_claim(db: Database) -> None:
+    """The lease of one row ran out and another worker claimed it: the outcome (and the
+    release of another row, not sent) of the old claim is not written over it."""
+    rows, stamp, until = await _claimed(db)
+    taken = LedgerKey(T, DEST, "a1", learner(0))
+    unsent = LedgerKey(T, DEST, "a1", learner(2))
+    with db.uow() as uow:
+        uow.ledger.lease([(taken, stamp)], "w:2", until + timedelta(minutes=1))
+        uow.commit()
+    before = ledger(db)[("a1", learner(0))]
+
+    writer = settle_writer(db.uow)
+    try:
+        writer.put(_delivered(rows[taken], stamp, until))
+        writer.put(_delivered(rows[LedgerKey(T, DEST, "a1", learner(1))], stamp, until))
+        writer.put(Settlement(unsent, COURSE, None, until))  # let go unsent
+        await writer.flush()
+    finally:
+        await writer.stop()
+    assert writer.read_again == 1 and writer.claims_ended == 1
+    after = ledger(db)
+    assert after[("a1", learner(0))] == before
+    assert after[("a1", learner(1))].state is DeliveryState.DELIVERED
+    assert after[("a1", learner(2))] == replace(rows[unsent], last_timestamp=stamp)
+    assert _leases(db) == {learner(0): "w:2", learner(1): None, learner(2): None}
+    assert _logged(db, taken) == []
+
+
+async def test_a_release_of_a_lease_taken_again_counts_its_claim_ended(db: Database) -> None:
+    """Let go unsent, without a read: a lease given back by its own claim only, and one
+    taken since by another worker counted as an ended claim."""
+    rows, stamp, until = await _claimed(db)
+    taken = LedgerKey(T, DEST, "a1", learner(0))
+    with db.uow() as uow:
+        uow.ledger.lease([(taken, stamp)], "w:2", until + timedelta(minutes=1))
+        uow.commit()
+    writer = settle_writer(db.uow)
+    try:
+        for key in rows:
+            writer.put(Settlement(key, COURSE, None, until))
+        await writer.flush()
+    finally:
+        await writer.stop()
+    assert (writer.read_again, writer.claims_ended) == (0, 1)
+    assert _leases(db) == {learner(0): "w:2", learner(1): None, learner(2): None}
