@@ -736,6 +736,36 @@ def test_dashboard_shows_the_backlog_and_a_paused_destination(
     assert "Canvas is paused" not in page and "Canvas is delivering again." in page
 
 
+def test_a_time_under_a_heading_naming_its_zone_does_not_name_it_again(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """ "UTC" stood under "Due (UTC)" in every row, and under the dashboard's "Per time slot
+    (UTC)"; a zone the heading names is said there once (America/Chicago's too)."""
+    c, runtime = app_client
+    due = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with runtime.db.uow() as uow:
+        uow.activities.upsert(Activity("t1", "q1", "bio", "Quiz 1", 10.0, due_at=due))
+        uow.commit()
+    _login(c, "ada")
+
+    def due_column(course: str) -> tuple[str, list[str]]:
+        page = c.get(f"/console/courses/{course}").text
+        heading = re.search(r'<th scope="col">(Due[^<]*)</th>', page)
+        assert heading is not None, page
+        cells = re.findall(r"<td>(\d{4}-\d\d-\d\d [^<]*)</td>", page)
+        return heading.group(1), cells
+
+    assert due_column("bio") == ("Due (UTC)", ["2026-03-01 12:00"])
+    with runtime.db.uow() as uow:
+        uow.courses.upsert(Course("t1", "bio", "Biology", time_zone="America/Chicago"))
+        uow.commit()
+    assert due_column("bio") == ("Due (America/Chicago)", ["2026-03-01 06:00"])
+    page = c.get("/console/dashboard").text
+    table = page[page.index("<caption>Per time slot (UTC)</caption>") :]
+    slots = re.findall(r"<tr><td>([^<]*)</td>", table)
+    assert len(slots) == 24 and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", t) for t in slots)
+
+
 def test_the_dashboard_says_when_recorded_attempts_are_not_worked_out(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gradesync.domain.errors import InvalidInput
-from gradesync.domain.local_time import in_zone, strftime
+from gradesync.domain.local_time import in_zone, on_clock, strftime
 from gradesync.domain.model import ConsoleUser, Course, UserRole
 from gradesync.domain.passback import PassbackRule
 from gradesync.runtime import Runtime
@@ -34,13 +34,23 @@ templates = Jinja2Templates(directory=str(WEB / "templates"))
 static = StaticFiles(directory=str(WEB / "static"))
 
 
-def _when(value: datetime | None, zone: str | None = None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """A time for people: in the given zone (the course's), else UTC, with the zone named."""
+def _when(
+    value: datetime | None,
+    zone: str | None = None,
+    fmt: str = "%Y-%m-%d %H:%M",
+    *,
+    named: bool = True,
+) -> str:
+    """A time for people: in the given zone (the course's), else UTC, with the zone named.
+    Under a heading that names the zone (`named` False) it is not named again, unless the
+    time is shown in UTC instead (`in_zone`)."""
     if value is None:
         return "—"
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     local = in_zone(value, zone)  # in UTC when the zone's clock cannot show it
+    if not named and (not zone or on_clock(value, zone) is not None):
+        return strftime(local, fmt)
     return f"{strftime(local, fmt)} {local.tzname() or ''}".strip()
 
 
