@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 
 from gradesync.domain.model import Attempt
 from gradesync.sandbox.testing import RunningSandbox
-from gradesync.services import ingest
+from gradesync.services import destination_admin, ingest
 from gradesync.testing import wait_for
 from tests.e2e.conftest import (
     BROKEN_SHORT_WORDS,
@@ -161,6 +161,40 @@ def test_recent_syncs_shows_the_run_finished_without_a_reload(
     expect(row.locator("td").nth(3)).to_have_text("Finished")
     expect(row.locator("td").nth(4)).to_have_text("Succeeded")
     expect(row.locator("td").nth(5)).to_contain_text(re.compile(r"\bsent [1-9]"))
+
+
+def test_the_sync_panel_and_the_dashboard_say_a_rate_limit_holds_the_grades(
+    page: Any, live_console: LiveConsole, school: School
+) -> None:
+    """A remaster at an LMS limited to a request every 100 s: the course's Sync in progress
+    panel showed only its stage for minutes, and the Dashboard "Delivering". Both say that
+    the rate limit holds the grades, and who changes it; the panel stops saying so, without
+    a reload, once the limit is cleared and the grades have gone."""
+    rt = live_console.runtime
+    lms = school.platform_id
+    destination_admin.set_limits(rt.uow, rt.clock, TENANT, lms, {"rate_per_second": 0.01})
+    sign_in(page, live_console, *ADMIN)
+    course = live_console.url(f"/console/courses/{school.course_id}")
+    page.goto(course)
+    page.get_by_role("button", name="Remaster…").click()
+    page.get_by_role("button", name="Yes, remaster").click()
+    progress = page.locator("#run-progress")
+    expect(progress.get_by_role("heading")).to_have_text("Sync in progress")
+    held = progress.locator(f'[data-rate-limited="{lms}"]')
+    expect(held).to_contain_text("Sandbox LMS is held back by its rate limit.")
+    expect(held).to_contain_text("rate limit of 0.01 requests per second, so sending")
+    expect(held).to_contain_text(f"`PATCH /api/v1/destinations/{lms}/limits`")
+
+    page.get_by_role("link", name="Dashboard").click()
+    note = page.get_by_role("status").filter(has_text="held back by its rate limit")
+    expect(note).to_contain_text("Nothing to do if that pace is meant.")
+    expect(page.locator(f'[data-destination="{lms}"]')).to_contain_text("Rate limited")
+
+    page.goto(course)
+    expect(held).to_be_visible()
+    destination_admin.set_limits(rt.uow, rt.clock, TENANT, lms, {"rate_per_second": None})
+    expect(progress).to_have_attribute("data-finished", "true", timeout=RUN_TIMEOUT)
+    expect(held).to_have_count(0)
 
 
 def test_admin_pauses_a_schedule(page: Any, live_console: LiveConsole, school: School) -> None:

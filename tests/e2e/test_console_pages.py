@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -764,6 +765,99 @@ def test_a_time_under_a_heading_naming_its_zone_does_not_name_it_again(
     table = page[page.index("<caption>Per time slot (UTC)</caption>") :]
     slots = re.findall(r"<tr><td>([^<]*)</td>", table)
     assert len(slots) == 24 and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", t) for t in slots)
+
+
+def _canvas_with_grades_waiting(runtime: Runtime, rate: float | None, **changes: Any) -> None:
+    """Canvas (with `rate_per_second` `rate`, and `changes`) connected to Biology, where two
+    learners' grades of Quiz 1 wait to be sent."""
+    now = runtime.clock.now()
+    canvas = Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas")
+    config = {"rate_per_second": rate} if rate is not None else {}
+    with runtime.db.uow() as uow:
+        uow.destinations.upsert(replace(canvas, config=config, **changes), now)
+        uow.links.save_course(CourseLink("t1", "lms", "bio", "ctx-bio"))
+        for pid in ("p1", "p2"):
+            uow.people.upsert(Person("t1", pid, pid))
+            row = LedgerRow(LedgerKey("t1", "lms", "q1", pid), DeliveryState.PENDING, "h", {})
+            uow.ledger.save(replace(row, updated_at=now), "bio")
+        uow.commit()
+
+
+RATE_HELD = (
+    "Canvas is held back by its rate limit. 2 grades wait to be sent to 'Canvas': 'Canvas' "
+    "has a rate limit of 0.01 requests per second, so sending them takes about 3 minutes. "
+    "Nothing to do if that pace is meant."
+)
+
+
+def test_the_dashboard_says_a_rate_limit_holds_grades_and_who_changes_it(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """Grades waiting on a destination's rate limit: the Dashboard said "Delivering" and
+    nothing else, as if they went at once. It says so as it says a pause, with who can
+    change the limit; a limit that keeps up is not said, and a pause is said instead."""
+    c, runtime = app_client
+    _canvas_with_grades_waiting(runtime, 0.01)
+    _login(c, "ada", "/console/dashboard")
+
+    def said() -> str:
+        page = c.get("/console/dashboard").text
+        return " ".join(unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+    page = said()
+    assert RATE_HELD in page
+    assert (
+        "Otherwise raise or clear its rate limit: an administrator with an API key does "
+        "(`PATCH /api/v1/destinations/lms/limits`), or whoever runs gradesync at its command "
+        "line (`destinations limits`; docs/operations.md)." in page
+    )
+    assert re.search(r"Canvas 2 \S+ \S+ UTC Rate limited 0.01 requests per second", page)
+    assert "Delivering" not in page
+    _canvas_with_grades_waiting(runtime, 100.0)  # two grades go within the second
+    page = said()
+    assert "rate limit" not in page and "Delivering" in page
+    _canvas_with_grades_waiting(runtime, 0.01, enabled=False, pause_reason="term closed")
+    page = said()
+    assert "Canvas is paused : term closed." in page and "rate limit" not in page
+
+
+def test_a_course_s_sync_panel_says_a_rate_limit_holds_its_grades_in_the_viewer_s_words(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """The course's Sync in progress panel said "Sending grades…" while a rate limit held
+    the grades for minutes: it says so, live, an administrator reading where the limit is
+    changed and an instructor whom to ask; the page says it without a run to follow too."""
+    c, runtime = app_client
+    _canvas_with_grades_waiting(runtime, 0.01)
+
+    def panel(user: str) -> str:
+        _login(c, user)
+        page = c.get("/console/courses/bio").text
+        found = re.search(r'<section class="card progress".*?</section>', page, re.S)
+        shown = found.group(0) if found else page
+        return " ".join(unescape(re.sub(r"<[^>]+>", "", shown)).split())
+
+    # no run yet: the grades sent as they arrive wait all the same
+    assert RATE_HELD in panel("ada") and "Sync in progress" not in panel("ada")
+    with runtime.db.uow() as uow:
+        scope = RunScope("t1", None, "bio")
+        uow.runs.add(SyncRun("r-bio", scope, Trigger.MANUAL, "ada", created_at=runtime.clock.now()))
+        uow.commit()
+    admin = panel("ada")
+    assert admin.startswith("Sync in progress") and RATE_HELD in admin
+    assert "(`PATCH /api/v1/destinations/lms/limits`)" in admin
+    [held] = c.get("/console/runs/r-bio/progress").json()["held"]
+    assert held["destination_id"] == "lms"
+    assert held["headline"] == "Canvas is held back by its rate limit."
+    assert "(`PATCH /api/v1/destinations/lms/limits`)" in held["text"]
+    instructor = panel("ins")
+    assert RATE_HELD in instructor and "PATCH" not in instructor
+    assert (
+        "Ask a gradesync administrator to raise or clear this destination's rate limit if that "
+        "pace is not meant." in instructor
+    )
+    [held] = c.get("/console/runs/r-bio/progress").json()["held"]
+    assert "Ask a gradesync administrator" in held["text"]
 
 
 def test_the_dashboard_says_when_recorded_attempts_are_not_worked_out(

@@ -35,6 +35,7 @@ from gradesync.domain.model import (
 )
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.queue_facts import destination_queue
+from gradesync.services.rate_limit_holds import RateLimitHold, rate_limit_hold
 
 # Reason codes diagnostics use for a grade someone typed into the gradebook (kept there).
 OVERRIDE_CODES = frozenset({"overridden", "instructor_override", "lms_override", "kept_lms_edit"})
@@ -612,6 +613,8 @@ class DestinationBacklog:
     paused: bool
     pause_reason: str | None
     paused_until: datetime | None  # a timed pause (None: until resumed, or not paused)
+    # its rate limit alone makes the grades waiting take a minute or more (not paused)
+    rate_limit: RateLimitHold | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -640,10 +643,14 @@ class Backlog:
     def paused(self) -> list[DestinationBacklog]:
         return [d for d in self.destinations if d.paused]
 
+    @property
+    def rate_limited(self) -> list[DestinationBacklog]:
+        return [d for d in self.destinations if d.rate_limit is not None]
+
 
 def backlog(uow_factory: UnitOfWorkFactory, tenant_id: str, now: datetime) -> Backlog:
-    """What waits right now, per destination, with the destinations that are paused and why,
-    and the grade that has waited longest."""
+    """What waits right now, per destination, with the destinations that are paused and why
+    or held by their rate limit, and the grade that has waited longest."""
     with uow_factory() as uow:
         to_compute, to_compute_since = uow.dirty.waiting(tenant_id)
         waiting = {d: (n, since) for d, n, since in uow.ledger.waiting(tenant_id)}
@@ -682,6 +689,7 @@ def backlog(uow_factory: UnitOfWorkFactory, tenant_id: str, now: datetime) -> Ba
                     paused,
                     d.pause_reason if paused else None,
                     d.paused_until if timed else None,
+                    None if paused else rate_limit_hold(d, n),
                 )
             )
     return Backlog(lines, sum(n for n, _ in waiting.values()), oldest, to_compute, to_compute_since)

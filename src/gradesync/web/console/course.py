@@ -25,7 +25,7 @@ from gradesync.web.console.common import (
     runtime_of,
 )
 from gradesync.web.console.policy import course_policy
-from gradesync.web.console.runs import OUTCOME_LABELS, STAGE_LABELS, STAGES
+from gradesync.web.console.runs import OUTCOME_LABELS, STAGE_LABELS, STAGES, holds
 from gradesync.web.console.session import current_user
 
 router = APIRouter()
@@ -80,6 +80,8 @@ def course_page(
     user: ConsoleUser = Depends(current_user),
 ) -> HTMLResponse:
     page = _page(request, user, course_id, destination)
+    run = page.active_run or page.latest_run
+    scope = run.scope if run else RunScope(user.tenant_id, None, course_id)
     return render(
         request,
         "console/course.html",
@@ -87,6 +89,7 @@ def course_page(
         nav="courses",
         page=page,
         held=_held(request, page),
+        held_back=holds(request, user, scope),
         runs=page.recent_runs,
         statuses=cq.STATUSES,
         labels=cq.STATUS_LABELS,

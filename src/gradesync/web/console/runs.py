@@ -3,6 +3,7 @@ run's page; and the small JSON the pages poll to show a run's progress live."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,11 +12,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from gradesync.domain import run_counts
 from gradesync.domain.errors import NotFound
-from gradesync.domain.model import ConsoleUser, RunStage, SyncRun, Trigger
+from gradesync.domain.model import ConsoleUser, RunScope, RunStage, SyncRun, Trigger, UserRole
 from gradesync.domain.run_counts import in_reading_order
 from gradesync.runtime import Runtime
 from gradesync.services import console_queries as cq
 from gradesync.services import queries
+from gradesync.services.rate_limit_holds import RateLimitHold, rate_limit_holds
 from gradesync.services.sis import SIS_KINDS
 from gradesync.web.console.common import (
     PageError,
@@ -86,8 +88,10 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-def progress(run: SyncRun, stages: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the live progress panel needs, as JSON."""
+def progress(
+    run: SyncRun, stages: list[dict[str, Any]], held: Sequence[RateLimitHold] = ()
+) -> dict[str, Any]:
+    """What the live progress panel needs, as JSON (`held`: what `holds` finds)."""
     return {
         "id": run.id,
         "stage": run.stage.value,
@@ -108,7 +112,16 @@ def progress(run: SyncRun, stages: list[dict[str, Any]]) -> dict[str, Any]:
         "actor": run.actor,
         "created_at": _iso(run.created_at),
         "finished_at": _iso(run.finished_at),
+        "held": [h.as_json() for h in held],
     }
+
+
+def holds(request: Request, user: ConsoleUser, scope: RunScope) -> list[RateLimitHold]:
+    """The run's destinations whose rate limit holds their grades now, in the viewer's
+    words (the panel says them as the Dashboard does)."""
+    rt = runtime_of(request)
+    instructor = user.role is not UserRole.ADMIN
+    return rate_limit_holds(rt.uow, scope, rt.clock.now(), instructor=instructor)
 
 
 def _visible_run(request: Request, user: ConsoleUser, run_id: str) -> queries.RunDetail:
@@ -196,6 +209,7 @@ def run_page(
         grade_sync=_grade_sync_url(rt, user.tenant_id, detail.run),
         run=detail.run,
         stages=detail.stages,
+        held=holds(request, user, detail.run.scope),
         stage_labels=STAGE_LABELS,
         outcome_labels=OUTCOME_LABELS,
         all_stages=STAGES,
@@ -207,4 +221,7 @@ def run_progress(
     request: Request, run_id: str, user: ConsoleUser = Depends(current_user)
 ) -> JSONResponse:
     detail = _visible_run(request, user, run_id)
-    return JSONResponse(progress(detail.run, detail.stages), headers={"Cache-Control": "no-store"})
+    held = holds(request, user, detail.run.scope)
+    return JSONResponse(
+        progress(detail.run, detail.stages, held), headers={"Cache-Control": "no-store"}
+    )

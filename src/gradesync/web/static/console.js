@@ -53,6 +53,20 @@
         div.appendChild(dt); div.appendChild(dd); counts.appendChild(div);
       });
     }
+    var held = panel.querySelector('[data-field="held"]');
+    if (held) {  // what holds the run's grades now: a destination's rate limit
+      held.textContent = "";
+      (p.held || []).forEach(function (h) {
+        var para = document.createElement("p");
+        var strong = document.createElement("strong");
+        para.className = "flash";
+        para.dataset.rateLimited = h.destination_id;
+        strong.textContent = h.headline;
+        para.appendChild(strong);
+        para.appendChild(document.createTextNode(" " + h.text));
+        held.appendChild(para);
+      });
+    }
     text(panel.querySelector('[data-field="message"]'), p.message || "");
     panel.dataset.stage = p.stage;
   }
