@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -547,6 +548,30 @@ def test_run_history_with_stages(api: ApiEnv) -> None:
     assert other.get("/runs/r1").status_code == 404
     r = c.get("/runs", params={"trigger": "sometimes"})
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "trigger"
+
+
+def test_a_run_s_answer_names_its_destination_after_it_is_deleted_and_made_again(
+    api: ApiEnv,
+) -> None:
+    """A run's answer named its destination by id alone, which says nothing once the
+    destination is deleted; made again under the same id, another one took its runs' name."""
+    c = _rostered(api)
+    api.destination("t1", "lms")
+    api.link("t1", "lms", "c1")
+    old = c.post("/runs", json={"destination_id": "lms"}).json()
+    every = c.post("/runs", json={"course_id": "c1"}).json()
+    assert (old["destination_name"], every["destination_name"]) == ("LMS lms", None)
+    assert c.delete("/destinations/lms").status_code == 204
+    assert c.get(f"/runs/{old['id']}").json()["destination_name"] == "LMS lms"
+    made_again = replace(api.destination("t1", "lms"), name="Canvas")
+    with api.db.uow() as uow:
+        uow.destinations.upsert(made_again, api.runtime.clock.now())
+        uow.commit()
+    api.link("t1", "lms", "c1")
+    new = c.post("/runs", json={"destination_id": "lms", "course_id": "c1"}).json()
+    named = {r["id"]: r["destination_name"] for r in c.get("/runs").json()}
+    assert named == {new["id"]: "Canvas", every["id"]: None, old["id"]: "LMS lms"}
+    assert c.get(f"/runs/{old['id']}").json()["destination_name"] == "LMS lms"
 
 
 def test_metrics_exposes_counters_and_pending_from_the_ledger(api: ApiEnv) -> None:

@@ -44,6 +44,7 @@ from gradesync.runtime import Runtime
 from gradesync.services import auth, destination_admin
 from gradesync.services.accounts import create_user
 from gradesync.services.console_queries import percentile, summarise_deliveries
+from gradesync.services.runs import request_run
 from gradesync.testing import TEST_SECRET
 from gradesync.web.app import create_app
 from gradesync.web.console.charts import (
@@ -573,28 +574,82 @@ def test_the_dashboard_names_a_deleted_destination_as_deleted(
     app_client: tuple[TestClient, Runtime],
 ) -> None:
     """The delivery log outlives a deleted destination: the dashboard listed it by its bare
-    id, as if it were one of the destinations still there."""
+    id ("Deleted destination moodle-2019"), its name kept nowhere. It names it as it was,
+    marked deleted, apart from one made again under its id; one deleted before names were
+    kept is its id, marked deleted."""
     c, runtime = app_client
     now = runtime.clock.now()
-    with runtime.db.uow() as uow:
-        for did, name in (("lms", "Canvas"), ("moodle-2019", "Moodle")):
-            uow.destinations.upsert(Destination("t1", did, DestinationKind.LTI13_AGS, name), now)
-            key = LedgerKey("t1", did, "q1", "p1")
-            line = {"key": key, "sent_at": now - timedelta(minutes=5), "payload": None}
+
+    def sent(did: str, at: datetime) -> None:
+        with runtime.db.uow() as uow:
+            line = {"key": LedgerKey("t1", did, "q1", "p1"), "sent_at": at, "payload": None}
             uow.deliveries.add_many([line | {"outcome": "delivered", "latency_ms": 20.0}])
-        uow.commit()
-    destination_admin.delete(runtime.uow, "t1", "moodle-2019")
+            uow.commit()
+
+    def destination(did: str, name: str) -> None:
+        with runtime.db.uow() as uow:
+            uow.destinations.upsert(Destination("t1", did, DestinationKind.LTI13_AGS, name), now)
+            uow.commit()
+
+    for did, name in (("lms", "Canvas"), ("moodle-2019", "Moodle of the old campus")):
+        destination(did, name)
+        sent(did, now - timedelta(minutes=5))
+    sent("old-sis", now - timedelta(minutes=5))  # deleted before its name was kept
+    destination_admin.delete(runtime.uow, runtime.clock, "t1", "moodle-2019")
+    destination("moodle-2019", "Moodle 2023")  # made again: another destination
+    sent("moodle-2019", runtime.clock.now())
     _login(c, "ada", "/console/dashboard")
     page = c.get("/console/dashboard").text
     rows = re.findall(r'<tr( data-deleted="[^"]*")?><th scope="row">(.*?)</th>', page)
     assert [(d, unescape(re.sub(r"<[^>]+>", "", h))) for d, h in rows] == [
         ("", "Canvas"),
-        (' data-deleted="moodle-2019"', "Deleted destination moodle-2019"),
+        ("", "Moodle 2023"),
+        (' data-deleted="moodle-2019"', "Moodle of the old campus (deleted)"),
+        (' data-deleted="old-sis"', "old-sis (deleted)"),
     ]
     said = unescape(page)
-    assert "deleted destination moodle-2019 100% delivered" in said  # the chart's words
-    assert ">moodle-2019 (deleted)</text>" in said  # the chart's label
-    assert "/destinations/moodle-2019" not in page  # nothing links to what is gone
+    assert "Moodle of the old campus (deleted) 100% delivered" in said  # the chart's words
+    assert ">Moodle 2023</text>" in said and ">old-sis (deleted)</text>" in said  # its labels
+    assert ">Moodle of the… (deleted)</text>" in said  # cut to fit, never the mark
+    assert "/destinations/old-sis" not in page  # nothing links to what is gone
+
+
+def test_sync_history_names_a_deleted_destination_by_the_name_it_had(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """Sync history and a run's page showed a deleted destination by its bare id (its name
+    kept nowhere); made again under the same id, another destination took the old runs'
+    name. A run asked for before names were kept, of one deleted since, is its id."""
+    c, runtime = app_client
+
+    def destination(name: str) -> None:
+        with runtime.db.uow() as uow:
+            d = Destination("t1", "lms", DestinationKind.LTI13_AGS, name)
+            uow.destinations.upsert(d, runtime.clock.now())
+            uow.commit()
+
+    def asked(scope: RunScope) -> str:
+        return request_run(runtime.uow, None, runtime.clock, scope, Trigger.MANUAL, "ada")[0].id
+
+    with runtime.db.uow() as uow:
+        at = runtime.clock.now() - HOUR
+        uow.runs.add(
+            SyncRun("r-before", RunScope("t1", "sis"), Trigger.MANUAL, "ada", created_at=at)
+        )
+        uow.commit()
+    destination("Moodle")
+    old = asked(RunScope("t1", "lms"))
+    destination_admin.delete(runtime.uow, runtime.clock, "t1", "lms")
+    destination("Canvas")
+    new = asked(RunScope("t1", "lms", "bio"))
+    _login(c, "ada", "/console/runs")
+    page = c.get("/console/runs").text
+    rows = re.findall(
+        r'<a href="/console/runs/([^"]+)">.*?</td>\s*<td>.*?</td>\s*<td>(.*?)</td>', page
+    )
+    assert dict(rows) == {new: "Canvas", old: "Moodle (deleted)", "r-before": "sis (deleted)"}
+    for run_id, name in ((old, "Moodle (deleted)"), (new, "Canvas")):
+        assert f"<dt>Destination</dt><dd>{name}</dd>" in c.get(f"/console/runs/{run_id}").text
 
 
 def test_charts_are_labelled_images() -> None:

@@ -135,7 +135,7 @@ async def test_a_deleted_destination_signalled_leaves_no_client_limits_or_series
         await _deliver_everywhere(db, engine)
         _holds_all(engine)
         for dest in GONE:
-            await asyncio.to_thread(destination_admin.delete, db.uow, T, dest)
+            await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, dest)
         await _check_dropped(engine, factory)
     finally:
         await engine.aclose()
@@ -153,7 +153,7 @@ async def test_a_deleted_destination_no_signal_told_of_goes_at_the_next_read(
         await _deliver_everywhere(db, engine)
         _holds_all(engine)
         for dest in GONE:
-            await asyncio.to_thread(destination_admin.delete, db.uow, T, dest)
+            await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, dest)
         assert (T, GONE[0]) in engine.clients.held()  # nothing told it yet
         await engine.deliverer.governor.refresh_destinations(force=True)
         await _check_dropped(engine, factory)
@@ -172,7 +172,7 @@ async def test_a_client_is_closed_only_once_the_sends_holding_it_end(db: Databas
         await engine.process_dirty()
         task = asyncio.create_task(engine.deliver_due())
         await remote.wait_for(lambda: remote.in_flight == LEARNERS)
-        await asyncio.to_thread(destination_admin.delete, db.uow, T, GONE[0])
+        await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, GONE[0])
         gov = engine.deliverer.governor
         await wait_for_async(
             lambda: (T, GONE[0]) not in engine.clients.held() and (T, GONE[0]) not in gov.limits,
@@ -211,7 +211,7 @@ async def test_another_processs_deletion_reaches_the_engine_through_postgres(
         _holds_all(engine)
         engine.deliverer.governor._destinations_at = float("inf")  # no read of all meanwhile
         for dest in GONE:
-            await asyncio.to_thread(destination_admin.delete, db.uow, T, dest)
+            await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, dest)
         await _check_dropped(engine, factory)
     finally:
         await engine.aclose()
@@ -234,7 +234,7 @@ async def test_a_destination_made_again_under_its_id_keeps_its_counters(db: Data
         await engine.process_dirty()
         task = asyncio.create_task(engine.deliver_due())
         await remote.wait_for(lambda: remote.in_flight == LEARNERS)
-        await asyncio.to_thread(destination_admin.delete, db.uow, T, GONE[0])
+        await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, GONE[0])
         await wait_for_async(lambda: key not in engine.clients.held(), "the deletion learned")
         await asyncio.to_thread(
             add_destination,

@@ -74,7 +74,7 @@ async def _deleted_midway(
     task = asyncio.create_task(harness.engine.execute_run(run.id))
     await factory.reached.wait()
     await harness.until(lambda: _delivered(db) == early, f"{early} delivered")
-    await asyncio.to_thread(destination_admin.delete, db.uow, T, DEST)
+    await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
     if made_again:
         people = [learner(i) for i in range(LEARNERS)]
         add_destination(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,16 @@ from sqlalchemy.exc import SAWarning
 from gradesync.adapters.db import migrate, schema
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.schema import metadata
+from gradesync.domain.model import (
+    Destination,
+    DestinationKind,
+    RunScope,
+    SyncRun,
+    Tenant,
+    Trigger,
+)
+from gradesync.services.clock import SystemClock
+from gradesync.services.destination_admin import delete
 from gradesync.testing import TEST_SECRET
 
 
@@ -267,3 +278,70 @@ def test_a_downgrade_from_0028_leaves_the_older_code_no_key_to_sign_too_soon_or_
     with fresh_db.engine.connect() as conn:
         kept = conn.execute(text("SELECT kid, retired_at FROM tool_keys")).all()
     assert [tuple(k) for k in kept] == [(signing.kid, None)]
+
+
+def test_runs_asked_before_0029_keep_the_name_their_destination_has_then(
+    fresh_db: Database,
+) -> None:
+    """A run of a destination still there gets its name; one of every destination, or of a
+    destination already deleted (whose name was kept nowhere), gets none."""
+    migrate.upgrade(fresh_db.engine, "0028_tool_key_signs_from")
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with fresh_db.engine.begin() as conn:
+        conn.execute(insert(schema.tenants).values(id="t1", name="School", created_at=at))
+        conn.execute(
+            insert(schema.destinations).values(
+                tenant_id="t1", id="lms", kind="lti13_ags", name="Canvas", created_at=at
+            )
+        )
+        for run_id, dest in (("r-lms", "lms"), ("r-gone", "gone"), ("r-all", None)):
+            conn.execute(
+                insert(schema.sync_runs).values(
+                    id=run_id,
+                    tenant_id="t1",
+                    scope_key=f"t1|{dest or '*'}|*|",
+                    destination_id=dest,
+                    trigger="manual",
+                    actor="ada",
+                    stage="finished",
+                    created_at=at,
+                )
+            )
+    fresh_db.upgrade()
+    with fresh_db.uow() as uow:
+        found = uow.runs.get_many(["r-lms", "r-gone", "r-all"], "t1")
+        assert uow.destinations.deleted("t1", ["lms", "gone"]) == []
+    assert {r.id: r.destination_name for r in found.values()} == {
+        "r-lms": "Canvas",
+        "r-gone": None,
+        "r-all": None,
+    }
+
+
+def test_a_downgrade_from_0029_leaves_the_runs_and_drops_the_names_kept(
+    fresh_db: Database,
+) -> None:
+    """The code before 0029 names a deleted destination by its id: the names kept go, the
+    runs stay, and upgrading again works."""
+    fresh_db.upgrade()
+    now = datetime.now(UTC)
+    with fresh_db.uow() as uow:
+        uow.tenants.upsert(Tenant("t1", "School"), now)
+        uow.destinations.upsert(Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas"), now)
+        run = SyncRun("r1", RunScope("t1", "lms"), Trigger.MANUAL, "ada", created_at=now)
+        uow.runs.add(replace(run, destination_name="Canvas"))
+        uow.commit()
+    delete(fresh_db.uow, SystemClock(), "t1", "lms")
+    with fresh_db.uow() as uow:
+        [gone] = uow.destinations.deleted("t1", ["lms"])
+    assert (gone.id, gone.name) == ("lms", "Canvas")
+    migrate.downgrade(fresh_db.engine, "0028_tool_key_signs_from")
+    found = inspect(fresh_db.engine)
+    assert "deleted_destinations" not in found.get_table_names()
+    assert "destination_name" not in {c["name"] for c in found.get_columns("sync_runs")}
+    with fresh_db.engine.connect() as conn:
+        assert conn.execute(text("SELECT id, destination_id FROM sync_runs")).all() == [
+            ("r1", "lms")
+        ]
+    fresh_db.upgrade()
+    assert fresh_db.is_up_to_date()

@@ -362,7 +362,7 @@ def test_a_schedule_whose_zone_vanished_is_paused_with_a_reason(env: Env) -> Non
 def test_a_schedule_whose_destination_was_deleted_is_paused_with_a_reason(env: Env) -> None:
     """Its scope can never run again: it stops and says why, instead of failing every tick."""
     s = daily(env)
-    destination_admin.delete(env.db.uow, "t1", "sis")
+    destination_admin.delete(env.db.uow, env.clock, "t1", "sis")
     env.clock.set(utc(2024, 11, 2, 6))
     assert env.service.tick() == []
     after = stored(env, s.id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gradesync.domain.model import SyncRun
 from gradesync.runtime import Runtime
@@ -27,6 +27,11 @@ class RunOut(BaseModel):
     actor: str
     course_id: str | None
     destination_id: str | None
+    destination_name: str | None = Field(
+        description="The destination's name when the run was asked for (null: every "
+        "destination), kept once the destination is deleted; a destination made again under "
+        "the same id does not rename its runs.",
+    )
     activity_ids: list[str]
     stage: str
     outcome: str | None
@@ -48,6 +53,7 @@ def run_out(
         actor=run.actor,
         course_id=run.scope.course_id,
         destination_id=run.scope.destination_id,
+        destination_name=run.destination_name,
         activity_ids=list(run.scope.activity_ids),
         stage=run.stage.value,
         outcome=run.outcome.value if run.outcome else None,

@@ -227,7 +227,7 @@ def delete(
             ident=destination_id,
             find=lambda uow: uow.destinations.get(tenant, destination_id),
         )
-        guarded(lambda: svc.delete(rt.uow, tenant, destination_id))
+        guarded(lambda: svc.delete(rt.uow, rt.clock, tenant, destination_id))
     if as_json:
         print_json({"id": destination_id, "tenant": tenant, "deleted": True})
         return

@@ -397,6 +397,19 @@ class SyncRun:
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # its destination's name when it was asked for (None: every destination), kept once the
+    # destination is deleted (`domain.destination_names`)
+    destination_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedDestination:
+    """A destination deleted, with the name it had: its runs and sends outlive it."""
+
+    tenant_id: str
+    id: str
+    name: str
+    deleted_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gradesync.domain import course_connection, remedies
+from gradesync.domain.destination_names import NamedThen, named_then
 from gradesync.domain.diagnosis import DestinationQueue, pending_said
 from gradesync.domain.errors import NotFound
 from gradesync.domain.held import Held, held_score, line_item_maximum
@@ -23,6 +24,7 @@ from gradesync.domain.model import (
     Activity,
     Attempt,
     Course,
+    DeletedDestination,
     DeliveryState,
     Destination,
     Enrollment,
@@ -471,21 +473,19 @@ class TimeBucket:
     p99_ms: float | None
 
 
-def deleted_destination(destination_id: str) -> str:
-    """How pages name a destination deleted since: its name goes with it (the delivery log
-    and runs keep only its id), and its id alone reads as one that still exists."""
-    return f"deleted destination {destination_id}"
-
-
 @dataclass(frozen=True, slots=True)
 class DestinationRates:
     destination_id: str
-    name: str
+    name: str  # the name it had when its grades were sent (`destination_names.named_then`)
     sends: int
     delivered: int
     rejected: int
     retrying: int
-    deleted: bool = False  # the log outlives it: `name` is then `deleted_destination`
+    deleted: bool = False  # deleted since those sends: the log outlives it
+
+    @property
+    def shown(self) -> str:
+        return NamedThen(self.name, self.deleted).shown
 
     @property
     def success_rate(self) -> float:
@@ -515,16 +515,20 @@ def summarise_deliveries(
     since: datetime,
     until: datetime,
     buckets: int,
+    deletions: Sequence[DeletedDestination] = (),
 ) -> Dashboard:
     """Pure: fold delivery log rows (sent_at, outcome, latency_ms, destination_id) into
     `buckets` equal time slices between `since` and `until` and per-destination rates, named
-    by `names` (a destination not in it was deleted since, and is listed after the others)."""
+    by `names` (id -> name now) and, for a destination deleted since a send, by the name its
+    `deletions` record: it is listed after the others, apart from one made again under its
+    id (`destination_names.named_then`)."""
+    gone = {d.id for d in deletions}
     width = (until - since) / buckets
     slots: list[dict[str, Any]] = [
         {"sends": 0, "delivered": 0, "rejected": 0, "retrying": 0, "lat": []}
         for _ in range(buckets)
     ]
-    per_dest: dict[str, dict[str, int]] = {}
+    per_dest: dict[tuple[str, str, bool], dict[str, int]] = {}
     every_latency: list[float] = []
     for d in deliveries:
         at: datetime = d["sent_at"]
@@ -539,8 +543,14 @@ def summarise_deliveries(
         if d.get("latency_ms") is not None:
             slot["lat"].append(float(d["latency_ms"]))
             every_latency.append(float(d["latency_ms"]))
+        did = str(d["destination_id"])
+        if did in names and did not in gone:
+            named = NamedThen(names[did], False)
+        else:
+            named = named_then(did, at, names, deletions)
         counts = per_dest.setdefault(
-            str(d["destination_id"]), {"sends": 0, "delivered": 0, "rejected": 0, "retrying": 0}
+            (did, named.name, named.deleted),
+            {"sends": 0, "delivered": 0, "rejected": 0, "retrying": 0},
         )
         counts["sends"] += 1
         if outcome in counts:
@@ -564,14 +574,14 @@ def summarise_deliveries(
         (
             DestinationRates(
                 did,
-                names[did] if did in names else deleted_destination(did),
+                name,
                 c["sends"],
                 c["delivered"],
                 c["rejected"],
                 c["retrying"],
-                deleted=did not in names,
+                deleted=deleted,
             )
-            for did, c in per_dest.items()
+            for (did, name, deleted), c in per_dest.items()
         ),
         key=lambda r: (r.deleted, r.name.lower(), r.destination_id),
     )
@@ -601,7 +611,9 @@ def dashboard(
         since = now - window
         rows = uow.deliveries.since(tenant_id, since)
         names = {d.id: d.name for d in uow.destinations.all(tenant_id)}
-    return summarise_deliveries(rows, names, since, now, buckets)
+        sent_to = {str(r["destination_id"]) for r in rows}
+        deletions = uow.destinations.deleted(tenant_id, sent_to)
+    return summarise_deliveries(rows, names, since, now, buckets, deletions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -665,7 +677,8 @@ def backlog(uow_factory: UnitOfWorkFactory, tenant_id: str, now: datetime) -> Ba
             course = uow.courses.get(tenant_id, course_id)
             d = dests.get(k.destination_id)
             oldest = OldestWaiting(
-                destination=d.name if d else deleted_destination(k.destination_id),
+                # deleted between the reads (its ledger goes with it)
+                destination=d.name if d else NamedThen(k.destination_id, True).shown,
                 course=course.title if course else course_id,
                 activity=activity.title if activity else k.activity_id,
                 learner=(person.name or k.person_id) if person else k.person_id,

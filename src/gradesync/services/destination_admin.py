@@ -129,10 +129,13 @@ def resume(
     return dest
 
 
-def delete(uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str) -> None:
-    """Remove a destination with its links and ledger (grades already delivered stay there)."""
+def delete(
+    uow_factory: UnitOfWorkFactory, clock: Clock, tenant_id: str, destination_id: str
+) -> None:
+    """Remove a destination with its links and ledger (grades already delivered stay there).
+    Its name is kept with its deletion: its runs and delivery log still name it."""
     with uow_factory() as uow:
-        if not uow.destinations.delete(tenant_id, destination_id):
+        if not uow.destinations.delete(tenant_id, destination_id, clock.now()):
             raise NotFound("destination", destination_id)
         uow.commit()
 

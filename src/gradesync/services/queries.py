@@ -9,6 +9,7 @@ from typing import Any
 
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.course_connection import not_connected
+from gradesync.domain.destination_names import named_then
 from gradesync.domain.diagnosis import destination_ready_check, rate_limit_check
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.held import Held, held_score, line_item_maximum
@@ -451,20 +452,31 @@ def destination_summary(
 
 @dataclass(frozen=True, slots=True)
 class RunNames:
-    """What people call the things runs refer to: course titles, destination names, and
-    for scheduled runs their schedule in words."""
+    """What people call the things runs refer to: course titles, each run's destination
+    (`destination_names.NamedThen.shown`: a deleted one by the name it had, marked deleted),
+    and for scheduled runs their schedule in words."""
 
     courses: dict[str, str]
-    destinations: dict[str, str]
+    destinations: dict[str, str]  # run id -> "Canvas", "Moodle (deleted)"; none: every one
     schedules: dict[str, str]  # run id -> "weekly mon,wed 07:00 (Europe/Paris)"
 
 
-def run_names(uow_factory: UnitOfWorkFactory, tenant_id: str, run_ids: Sequence[str]) -> RunNames:
+def run_names(uow_factory: UnitOfWorkFactory, tenant_id: str, runs: Sequence[SyncRun]) -> RunNames:
+    run_ids = [r.id for r in runs]
+    named_ids = {r.scope.destination_id for r in runs if r.scope.destination_id is not None}
     with uow_factory() as uow:
         courses = {c.id: c.title for c in uow.courses.all(tenant_id)}
-        destinations = {d.id: d.name for d in uow.destinations.all(tenant_id)}
+        current = {d.id: d.name for d in uow.destinations.all(tenant_id)}
+        deletions = uow.destinations.deleted(tenant_id, named_ids)
         schedules = {s.id: s for s in uow.schedules.all(tenant_id)}
         of_run = uow.runs.schedules_of(run_ids)
+    destinations = {
+        r.id: named_then(
+            r.scope.destination_id, r.created_at, current, deletions, kept=r.destination_name
+        ).shown
+        for r in runs
+        if r.scope.destination_id is not None
+    }
     named = {}
     for run_id, schedule_id in of_run.items():
         s = schedules.get(schedule_id)

@@ -151,7 +151,10 @@ def _check_linked(uow: UnitOfWork, scope: RunScope, reader: Reader) -> None:
         raise InvalidInput.one("destination_id", "not_linked", said)
 
 
-def _check_request(uow: UnitOfWork, scope: RunScope, trigger: Trigger, actor: str) -> None:
+def _check_request(
+    uow: UnitOfWork, scope: RunScope, trigger: Trigger, actor: str
+) -> Destination | None:
+    """Refuse a request that cannot run; the destination it names (None: every one)."""
     problems: list[FieldProblem] = []
     if trigger not in _STRENGTH:
         problems.append(
@@ -168,7 +171,7 @@ def _check_request(uow: UnitOfWork, scope: RunScope, trigger: Trigger, actor: st
         raise InvalidInput(problems)
     if uow.tenants.get(scope.tenant_id) is None:
         raise NotFound("tenant", scope.tenant_id)
-    check_scope(uow, scope)
+    return check_scope(uow, scope)[1]
 
 
 def request_run(
@@ -191,7 +194,7 @@ def request_run(
     manual = resync > schedule); a queued run with a weaker trigger is upgraded and joined.
     Otherwise a new run is queued (behind a running one of the same scope, if any)."""
     with uow_factory() as uow:
-        _check_request(uow, scope, trigger, actor)
+        dest = _check_request(uow, scope, trigger, actor)
         if linked_only:
             _check_linked(uow, scope, reader)
         uow.runs.lock_scope(scope.key)
@@ -213,6 +216,8 @@ def request_run(
             trigger=trigger,
             actor=actor.strip(),
             created_at=clock.now(),
+            # its history names the destination as it is now, after it is deleted too
+            destination_name=dest.name if dest is not None else None,
         )
         uow.runs.add(run, schedule_id=schedule_id)
         uow.commit()

@@ -367,6 +367,9 @@ sync_runs = Table(
     Column("stages", JSON, nullable=False, default=list),  # [{stage, at}] as they happened
     Column("message", Text),
     Column("schedule_id", String(64)),
+    # the destination's name when the run was asked (NULL: every destination, or asked
+    # before 0029 of a destination already deleted): kept once the destination is deleted
+    Column("destination_name", String(ID)),
     Column("worker_id", String(ID)),
     _ts("heartbeat_at"),
     _ts("created_at", nullable=False),
@@ -374,6 +377,20 @@ sync_runs = Table(
     _ts("finished_at"),
     Index("ix_sync_runs_tenant", "tenant_id", "created_at"),
     Index("ix_sync_runs_scope", "scope_key", "stage"),
+)
+
+# each deletion of a destination, with the name it had: its runs and delivery log outlive it,
+# and a destination made again under its id is another one (`domain.destination_names`)
+deleted_destinations = Table(
+    "deleted_destinations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(ID), nullable=False),
+    Column("destination_id", String(ID), nullable=False),
+    Column("name", String(ID), nullable=False),
+    _ts("deleted_at", nullable=False),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+    Index("ix_deleted_destinations_id", "tenant_id", "destination_id"),
 )
 
 # the delivery workers alive (each writes its own row about once a second while it sends),

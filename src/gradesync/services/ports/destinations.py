@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
-from gradesync.domain.model import Destination
+from gradesync.domain.model import DeletedDestination, Destination
 from gradesync.domain.pauses import PauseCause
 
 
@@ -27,8 +27,12 @@ class DestinationRepo(Protocol):
     def all(self, tenant_id: str | None = None) -> list[Destination]:
         """One tenant's destinations, or every tenant's."""
 
-    def delete(self, tenant_id: str, destination_id: str) -> bool:
-        """False when there was no such destination."""
+    def delete(self, tenant_id: str, destination_id: str, now: datetime) -> bool:
+        """False when there was no such destination. Its deletion is recorded, at `now`,
+        with its name (`deleted`)."""
+
+    def deleted(self, tenant_id: str, destination_ids: Iterable[str]) -> list[DeletedDestination]:
+        """Each recorded deletion of the tenant's destinations with these ids, oldest first."""
 
     def set_pause(
         self,

@@ -163,5 +163,5 @@ def resume_destination(
 def delete_destination(
     destination_id: str, p: Principal = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> Response:
-    svc.delete(rt.uow, p.tenant_id, destination_id)
+    svc.delete(rt.uow, rt.clock, p.tenant_id, destination_id)
     return Response(status_code=204)

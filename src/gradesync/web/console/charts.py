@@ -139,6 +139,15 @@ def line_chart(
     return Markup("".join(out))
 
 
+LABEL_CHARS = 24  # a bar's label beyond this is cut at its end
+
+
+def short_label(text: str, tail: str = "") -> str:
+    """`text` then `tail` in at most LABEL_CHARS: `text` is cut (…) to keep `tail` whole."""
+    room = LABEL_CHARS - len(tail)
+    return (text if len(text) <= room else text[: room - 1] + "…") + tail
+
+
 def rate_bars(
     title: str,
     description: str,
@@ -160,7 +169,7 @@ def rate_bars(
     ]
     for i, (label, ok, bad) in enumerate(rows):
         yy = top + i * (bar_h + gap)
-        short = label if len(label) <= 24 else label[:23] + "…"
+        short = short_label(label)
         out.append(
             f'<text x="{label_w - 8}" y="{yy + 15}" text-anchor="end" font-size="12" '
             f'fill="#1a1a1a">{escape(short)}</text>'

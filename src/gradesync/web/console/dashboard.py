@@ -8,6 +8,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from gradesync.domain.destination_names import DELETED_MARK
 from gradesync.domain.model import ConsoleUser
 from gradesync.services import console_queries as cq
 from gradesync.web.console.charts import (
@@ -17,6 +18,7 @@ from gradesync.web.console.charts import (
     Series,
     line_chart,
     rate_bars,
+    short_label,
 )
 from gradesync.web.console.common import admin_user, render, runtime_of
 
@@ -86,14 +88,14 @@ def dashboard(
         "Share of sends each destination accepted and rejected over the last "
         f"{window}: "
         + "; ".join(
-            f"{d.name} {d.success_rate:.0%} delivered, {d.rejection_rate:.0%} rejected"
+            f"{d.shown} {d.success_rate:.0%} delivered, {d.rejection_rate:.0%} rejected"
             for d in data.destinations
         )
         + ("." if data.destinations else "no sends."),
-        # a deleted one by its id first: a long label is cut at its end
+        # a deleted one's long name is cut, never its mark
         [
             (
-                f"{d.destination_id} (deleted)" if d.deleted else d.name,
+                short_label(d.name, DELETED_MARK if d.deleted else ""),
                 d.success_rate,
                 d.rejection_rate,
             )

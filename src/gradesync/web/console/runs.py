@@ -163,7 +163,7 @@ def run_history(
     )
     runs = [d.run for d in details]
     stages = {d.run.id: d.stages for d in details}
-    names = queries.run_names(rt.uow, user.tenant_id, [r.id for r in runs])
+    names = queries.run_names(rt.uow, user.tenant_id, runs)
     return render(
         request,
         "console/runs.html",
@@ -199,7 +199,7 @@ def run_page(
 ) -> HTMLResponse:
     detail = _visible_run(request, user, run_id)
     rt = runtime_of(request)
-    names = queries.run_names(rt.uow, user.tenant_id, [run_id])
+    names = queries.run_names(rt.uow, user.tenant_id, [detail.run])
     return render(
         request,
         "console/run.html",

@@ -6,14 +6,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, select, update
+from sqlalchemy import Connection, case, delete, insert, select, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
 from gradesync.adapters.db.notifications import notify_destination
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.adapters.secretbox import SecretBox
-from gradesync.domain.model import Destination
+from gradesync.domain.model import DeletedDestination, Destination
 from gradesync.domain.pauses import PauseCause
 from gradesync.services import ports
 
@@ -68,13 +68,34 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
             q = q.where(t.destinations.c.tenant_id == tenant_id)
         return [self._load(r) for r in self.conn.execute(q).mappings()]
 
-    def delete(self, tenant_id: str, destination_id: str) -> bool:
+    def delete(self, tenant_id: str, destination_id: str, now: datetime) -> bool:
         c = t.destinations.c
-        res = self.conn.execute(
-            delete(t.destinations).where(c.tenant_id == tenant_id, c.id == destination_id)
-        )
+        name = self.conn.execute(
+            delete(t.destinations)
+            .where(c.tenant_id == tenant_id, c.id == destination_id)
+            .returning(c.name)
+        ).scalar()
         self._changed(tenant_id, destination_id)
-        return bool(res.rowcount)
+        if name is None:
+            return False
+        self.conn.execute(
+            insert(t.deleted_destinations).values(
+                tenant_id=tenant_id, destination_id=destination_id, name=name, deleted_at=utc(now)
+            )
+        )
+        return True
+
+    def deleted(self, tenant_id: str, destination_ids: Iterable[str]) -> list[DeletedDestination]:
+        c = t.deleted_destinations.c
+        ids = sorted(set(destination_ids))
+        if not ids:  # no round trip for nothing
+            return []
+        rows = self.conn.execute(
+            select(c.tenant_id, c.destination_id, c.name, c.deleted_at)
+            .where(c.tenant_id == tenant_id, c.destination_id.in_(ids))
+            .order_by(c.deleted_at, c.id)
+        )
+        return [DeletedDestination(r[0], r[1], r[2], utc(r[3])) for r in rows]
 
     def set_pause(
         self,
