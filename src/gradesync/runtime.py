@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from gradesync.services.ports import UnitOfWorkFactory
     from gradesync.services.roster import MembershipReader, RosterResult
     from gradesync.services.schedules import ScheduleService
-    from gradesync.services.sis import ActivityCheck, SisDirectory
+    from gradesync.services.sis import ActivityCheck, PostResult, SisDirectory
     from gradesync.services.worker import Engine
 
 # Tests only: a module whose `build(destination, context)` serves every destination, so a
@@ -623,6 +623,57 @@ class Runtime:
             hold=hold,
         )
         return await self._with_sis_directory(tenant_id, destination_id, tick, ask=selected)
+
+    async def sis_checks(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        *,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] = (),
+    ) -> list[ActivityCheck]:
+        """Validate activities for the SIS as every caller does it: the SIS asked for each
+        group's category when it has a REST API (`services.sis.validate_asking`)."""
+        from gradesync.services import sis
+
+        checked = functools.partial(
+            sis.validate_asking,
+            self.uow,
+            tenant_id=tenant_id,
+            destination_id=destination_id,
+            course_id=course_id,
+            activity_ids=activity_ids,
+        )
+        return await self._with_sis_directory(tenant_id, destination_id, checked)
+
+    async def post_sis_grades(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        course_id: str,
+        *,
+        actor: str,
+        activity_ids: Sequence[str] = (),
+        remaster: bool = False,
+        waker: Waker | None = None,
+    ) -> PostResult:
+        """Post grades as every caller does it: validation asks the SIS for each group's
+        category when it has a REST API, as ticking does (`services.sis.post_grades`)."""
+        from gradesync.services import sis
+
+        post = functools.partial(
+            sis.post_grades,
+            self.uow,
+            waker or self.waker or self.remote_waker(),
+            self.clock,
+            tenant_id=tenant_id,
+            destination_id=destination_id,
+            course_id=course_id,
+            actor=actor,
+            activity_ids=activity_ids,
+            remaster=remaster,
+        )
+        return await self._with_sis_directory(tenant_id, destination_id, post)
 
     async def map_sis_class(
         self,

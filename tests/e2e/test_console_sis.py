@@ -267,7 +267,8 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     going = page.get_by_role("list", name="Activities to post")
     expect(going.get_by_role("listitem")).to_have_text(["Homework 1", "Quiz 1"])
     left_out = page.get_by_role("list", name="Left out")
-    expect(left_out).to_contain_text("Not ticked")
+    # one reason after another, each its words then what to do (not "Not ticked Sync ...")
+    expect(left_out).to_contain_text("Not ticked: Sync to SIS is off for it.")
     expect(left_out).to_contain_text("No SIS category")
     assert _sis_results(sis_sandbox) == {}, "nothing is sent before the confirmation"
     page.get_by_role("button", name="Yes, post grades").click()

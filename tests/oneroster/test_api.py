@@ -132,10 +132,15 @@ def test_sis_admin_api(db: Database, tmp_path: Path, sis: RunningSandbox) -> Non
         # Post grades: when nothing can go, a refusal that says why, and no run
         r = admin.post("/sis/connections/sis/courses/c1/post", json={"activity_ids": ["e1"]})
         assert r.status_code == 422, r.text
-        assert {(d["field"], d["rule"]) for d in r.json()["detail"]} == {
+        # every reason, whose and which: not ticked, its validation (the SIS asked for
+        # its group's category, as ticking asks)
+        assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [
             ("activity_ids", "nothing_to_post"),
-            ("activities[e1].due_at", "due_date_required"),  # whose problem, and which
-        }
+            ("activities[e1].sync_to_sis", "not_selected_for_sis"),
+            ("activities[e1].due_at", "due_date_required"),
+            ("activities[e1].category", "category_missing"),
+        ]
+        assert "PUT /api/v1/sis/connections/sis/selection" in r.json()["detail"][1]["msg"]
         assert admin.get("/runs").json() == []
         r = admin.post("/sis/connections/sis/courses/c1/post", json={"activity_ids": ["q1"]})
         assert r.status_code == 202, r.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from gradesync.adapters.db.database import Database
@@ -125,13 +126,53 @@ def test_a_post_with_nothing_to_post_is_refused_as_bad_input(
     r = gradesync("sis", "post", "sis", "c1", *T, "--activity", "nodue", "--json", ok=False)
     assert r.returncode == 2, r.stdout + r.stderr
     error = json.loads(r.stdout)["error"]
+    # every reason it is left out: not ticked, then what validation found
     assert [(p["field"], p["rule"]) for p in error["problems"]] == [
         ("--activity", "nothing_to_post"),
+        ("activities[nodue].sync_to_sis", "not_selected_for_sis"),
         ("activities[nodue].due_at", "due_date_required"),
     ], error
     assert "--activity: No selected activity can be posted" in r.stderr
+    assert "gradesync sis select sis nodue" in r.stderr
     with cli_db.uow() as uow:
         assert uow.runs.history("t1") == []
+
+
+def test_a_post_leaves_out_a_ticked_activity_whose_group_has_no_sis_category(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox
+) -> None:
+    """Ticked while its group had a category, then moved to a group the SIS has no category
+    for: the post asks the SIS as ticking does and leaves it out with `category_missing`
+    (it used to queue a run whose column could not be provisioned, with no reason)."""
+    seed_school(cli_db, ManualClock(NOW))
+    gradesync(
+        "sis", "add", "sis", *T, "--base-url", sis.base_url, "--client-id", CLIENT_ID,
+        "--client-secret", CLIENT_SECRET, "--category-match", "name",
+    )  # fmt: skip
+    gradesync(
+        "sis", "map-class", "sis", "c1", "cls-1", *T,
+        "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
+    )  # fmt: skip
+    gradesync("sis", "select", "sis", "quiz1", "hw1", *T, "--hold")
+    with cli_db.uow() as uow:
+        hw1 = uow.activities.get("t1", "hw1")
+        assert hw1 is not None
+        uow.activities.upsert(replace(hw1, category="Projects"))
+        uow.commit()
+
+    r = gradesync("sis", "post", "sis", "c1", *T, "--activity", "hw1", "--json", ok=False)
+    assert r.returncode == 2, r.stdout + r.stderr
+    problems = json.loads(r.stdout)["error"]["problems"]
+    assert [(p["field"], p["rule"]) for p in problems] == [
+        ("--activity", "nothing_to_post"),
+        ("activities[hw1].category", "category_missing"),
+    ], problems
+    with cli_db.uow() as uow:
+        assert uow.runs.history("t1") == []
+
+    both = gradesync("sis", "post", "sis", "c1", *T, "--activity", "hw1", "--activity", "quiz1")
+    assert "left out hw1: " in both.stdout and "'Projects'" in both.stdout, both.stdout
+    assert "1 activity(ies)" in both.stdout
 
 
 def test_select_names_each_unknown_or_repeated_activity(gradesync: Run, cli_db: Database) -> None:

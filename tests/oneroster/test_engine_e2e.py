@@ -11,7 +11,7 @@ import contextlib
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -283,13 +283,10 @@ async def test_passback_through_the_engine(passback: Passback) -> None:
 
     # 4. remaster resends every result and rewrites every line item
     before = p.puts()
-    result = sis.post_grades(
-        p.db.uow,
-        p.runtime.waker,
-        p.runtime.clock,
-        tenant_id=T,
-        destination_id=DEST,
-        course_id=COURSE,
+    result = await p.runtime.post_sis_grades(
+        T,
+        DEST,
+        COURSE,
         actor="admin",
         remaster=True,
     )
@@ -301,13 +298,10 @@ async def test_passback_through_the_engine(passback: Passback) -> None:
 
     # 5. "Post grades" for a selection: a run with stages and counts; only hw1 is sent
     before = p.puts()
-    result = sis.post_grades(
-        p.db.uow,
-        p.runtime.waker,
-        p.runtime.clock,
-        tenant_id=T,
-        destination_id=DEST,
-        course_id=COURSE,
+    result = await p.runtime.post_sis_grades(
+        T,
+        DEST,
+        COURSE,
         actor="admin",
         activity_ids=["hw1", "essay"],
         remaster=True,
@@ -469,3 +463,25 @@ async def test_a_connection_added_again_under_another_id_keeps_the_line_item(
     assert item is not None and item.remote_id == quiz  # the same line item
     assert list(p.sis_line_items()) == [quiz]  # one column in the SIS
     assert {k: r["score"] for k, r in p.sis_results().items()} == {(quiz, "stu-1"): 9.0}
+
+
+async def test_a_group_with_no_sis_category_is_named_with_the_course_it_is_fixed_in(
+    passback: Passback,
+) -> None:
+    """The SIS's refusal of a group does not know the course; the check's remedy names the
+    course's own SIS page (it named /console/sis/sis/courses/COURSE_ID)."""
+    p = passback
+    with p.db.uow() as uow:
+        essay = uow.activities.get(T, "essay")
+        assert essay is not None
+        uow.activities.upsert(replace(essay, category="Projects"))
+        uow.commit()
+    checks = sis.validate(p.db.uow, tenant_id=T, destination_id=DEST, activity_ids=["essay"])
+    async with p.runtime.sis_directory(T, DEST) as directory:
+        [check] = await sis.check_activity_categories(
+            p.db.uow, directory, tenant_id=T, destination_id=DEST, checks=checks
+        )
+    [problem] = check.read_over(Reader.CONSOLE, DEST).problems
+    assert problem.rule == "category_missing", problem
+    assert f"/console/sis/{DEST}/courses/{COURSE})" in problem.message, problem.message
+    assert "COURSE_ID" not in problem.message

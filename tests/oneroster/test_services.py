@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -287,10 +288,10 @@ def test_a_reopened_row_waits_from_its_reopening(
             db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], clock=clock
         )
     elif how == "post":
-        sis.post_grades(
-            db.uow, _AnyWaker(), clock, tenant_id="t1", destination_id="sis", course_id="c1",
-            actor="admin", activity_ids=["quiz1"],
-        )  # fmt: skip
+        asyncio.run(sis.post_grades(
+            db.uow, _AnyWaker(), clock, None, tenant_id="t1", destination_id="sis",
+            course_id="c1", actor="admin", activity_ids=["quiz1"],
+        ))  # fmt: skip
     else:
         sis.map_course_students(
             db.uow, tenant_id="t1", destination_id="sis", course_id="c1", clock=clock

@@ -721,16 +721,15 @@ def post(
     from gradesync.answers.sis import post_out
 
     def go(rt: Runtime) -> tuple[service.PostResult, SyncRun, dict[str, Any]]:
-        result = service.post_grades(
-            rt.uow,
-            rt.waker or rt.remote_waker(),
-            rt.clock,
-            tenant_id=tenant,
-            destination_id=destination_id,
-            course_id=course_id,
-            actor=actor,
-            activity_ids=activity,
-            remaster=remaster,
+        result = asyncio.run(
+            rt.post_sis_grades(
+                tenant,
+                destination_id,
+                course_id,
+                actor=actor,
+                activity_ids=activity,
+                remaster=remaster,
+            )
         )
         if result.run is None:  # refused as the API refuses it: bad input, exit 2
             raise service.nothing_to_post(
@@ -745,7 +744,7 @@ def post(
         print_json(out)  # as POST .../post (`joined` is in the run)
         return
     for c in result.refused:
-        why = "; ".join(p.message for p in c.problems) or "not selected for the SIS"
+        why = "; ".join(p.message for p in c.problems)
         console.print(f"[yellow]left out[/yellow] {c.activity_id}: {why}")
     for activity_id in result.held:
         console.print(f"held back {activity_id}: ticked, waits for its own post")

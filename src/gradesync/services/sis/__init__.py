@@ -67,10 +67,12 @@ from gradesync.services.sis.selection import (
     activities_of,
     check_activity,
     check_activity_categories,
+    left_out,
     reopen_rejected,
     select_activities,
     tick_checked,
     validate,
+    validate_asking,
 )
 
 __all__ = [
@@ -99,6 +101,7 @@ __all__ = [
     "get_connection",
     "given_profile",
     "has_rest_api",
+    "left_out",
     "map_class",
     "map_course_students",
     "map_student",
@@ -118,5 +121,6 @@ __all__ = [
     "touch_items",
     "unmap_section",
     "validate",
+    "validate_asking",
     "well_formed_version",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -14,13 +15,14 @@ from gradesync.domain.model import (
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.runs import request_run
-from gradesync.services.sis.common import sis_destination
+from gradesync.services.sis.common import SisDirectory, sis_destination
 from gradesync.services.sis.selection import (
     ActivityCheck,
     activities_of,
+    left_out,
     release_held,
     reopen_rejected,
-    validate,
+    validate_asking,
 )
 from gradesync.services.wakeup import Waker
 
@@ -30,13 +32,14 @@ class PostResult:
     run: SyncRun | None  # None when nothing in the selection could be sent
     joined: bool
     posted: list[str]  # activity ids in the run
-    refused: list[ActivityCheck]  # selected but failing validation, or not selected
+    refused: list[ActivityCheck]  # left out, each with every reason (`left_out`)
     held: list[str] = field(default_factory=list)  # ticked with a hold, not posted: wait
 
 
 def nothing_to_post(result: PostResult, remedy: str) -> InvalidInput:
     """The refusal of a post that queued no run (every caller's, `remedy` in its words):
-    `nothing_to_post`, then each refused activity's problems."""
+    `nothing_to_post`, then each refused activity's reasons (`left_out`: not ticked, and
+    what validation found)."""
     return InvalidInput(
         [
             FieldProblem(
@@ -51,10 +54,11 @@ def nothing_to_post(result: PostResult, remedy: str) -> InvalidInput:
     )
 
 
-def post_grades(
+async def post_grades(
     uow_factory: UnitOfWorkFactory,
     waker: Waker,
     clock: Clock,
+    directory: SisDirectory | None,
     *,
     tenant_id: str,
     destination_id: str,
@@ -64,10 +68,48 @@ def post_grades(
     remaster: bool = False,
 ) -> PostResult:
     """ "Post grades": a run over the chosen activities (default: all selected for the SIS) of
-    a course. Activities not selected or failing validation are left out and reported; the
-    others' hold (ticked with a hold) is lifted, and those not named stay held. The
-    run's stages and counts are the engine's (follow `run.id`). `remaster` resends every
-    result and the line item details."""
+    a course. Activities not selected or failing validation (the SIS asked through
+    `directory` for each group's category, as ticking asks: `validate_asking`) are left out
+    and reported with each reason (`left_out`); the others' hold (ticked with a hold) is
+    lifted, and those not named stay held. The run's stages and counts are the engine's
+    (follow `run.id`). `remaster` resends every result and the line item details."""
+    activities = await asyncio.to_thread(
+        _activities, uow_factory, tenant_id, destination_id, course_id, activity_ids
+    )
+    checks = await validate_asking(
+        uow_factory,
+        directory,
+        tenant_id=tenant_id,
+        destination_id=destination_id,
+        course_id=course_id,
+        activity_ids=activities,
+    )
+    posted = [c.activity_id for c in checks if c.selected and c.ok]
+    refused = left_out((c for c in checks if activity_ids or c.selected), destination_id)
+    if not posted:
+        return PostResult(None, False, [], refused)
+    return await asyncio.to_thread(
+        _queue,
+        uow_factory,
+        waker,
+        clock,
+        posted,
+        refused,
+        scope=RunScope(tenant_id, destination_id, course_id, tuple(sorted(posted))),
+        trigger=Trigger.REMASTER if remaster else Trigger.MANUAL,
+        actor=actor,
+    )
+
+
+def _activities(
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str,
+    activity_ids: Sequence[str],
+) -> list[str]:
+    """The ids of the activities a post names (default: all of the course's), every one of
+    the course."""
     with uow_factory() as uow:
         sis_destination(uow, tenant_id, destination_id)
         if uow.courses.get(tenant_id, course_id) is None:
@@ -82,20 +124,23 @@ def post_grades(
             raise InvalidInput.one(
                 "activity_ids", "same_course", f"Not activities of course {course_id!r}: {others}."
             )
-    checks = (
-        validate(
-            uow_factory,
-            tenant_id=tenant_id,
-            destination_id=destination_id,
-            activity_ids=[a.id for a in activities],
-        )
-        if activities
-        else []
-    )
-    posted = [c.activity_id for c in checks if c.selected and c.ok]
-    refused = [c for c in checks if not (c.selected and c.ok) and (activity_ids or c.selected)]
-    if not posted:
-        return PostResult(None, False, [], refused)
+        return [a.id for a in activities]
+
+
+def _queue(
+    uow_factory: UnitOfWorkFactory,
+    waker: Waker,
+    clock: Clock,
+    posted: list[str],
+    refused: list[ActivityCheck],
+    *,
+    scope: RunScope,
+    trigger: Trigger,
+    actor: str,
+) -> PostResult:
+    """The run of the activities that go, their hold lifted first."""
+    tenant_id, destination_id, course_id = scope.tenant_id, scope.destination_id, scope.course_id
+    assert destination_id is not None and course_id is not None
     now = clock.now()
     with uow_factory() as uow:
         released: list[tuple[str, str, str, str]] = []
@@ -116,8 +161,5 @@ def post_grades(
         for aid, item in course_items.items()
         if item.data.get("held") and item.data.get("sync_to_sis") and aid not in posted
     )
-    scope = RunScope(tenant_id, destination_id, course_id, tuple(sorted(posted)))
-    run, joined = request_run(
-        uow_factory, waker, clock, scope, Trigger.REMASTER if remaster else Trigger.MANUAL, actor
-    )
+    run, joined = request_run(uow_factory, waker, clock, scope, trigger, actor)
     return PostResult(run, joined, posted, refused, held)

@@ -115,7 +115,8 @@ async def check_activity_categories(
                 problems[key] = failure
         found = problems[key]
         if found is not None:
-            c = replace(c, problems=[*c.problems, _category_problem(found.message, found)])
+            problem = _category_problem(found.message, found, act.course_id)
+            c = replace(c, problems=[*c.problems, problem])
         out.append(c)
     return out
 
@@ -208,6 +209,57 @@ def validate(
         return checks
 
 
+async def validate_asking(
+    uow_factory: UnitOfWorkFactory,
+    directory: SisDirectory | None,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    course_id: str | None = None,
+    activity_ids: Sequence[str] = (),
+) -> list[ActivityCheck]:
+    """`validate`, the SIS asked through `directory` (a REST connection; None: a file-based
+    SIS, whose alignment `validate` checks) whether each activity's group has a category
+    (`check_activity_categories`). A SIS that cannot be asked is no finding about an
+    activity: the engine refuses a missing category when it sends."""
+    checks = await asyncio.to_thread(
+        validate,
+        uow_factory,
+        tenant_id=tenant_id,
+        destination_id=destination_id,
+        course_id=course_id,
+        activity_ids=activity_ids,
+    )
+    if directory is not None and checks:
+        with contextlib.suppress(RemoteFailure):
+            checks = await check_activity_categories(
+                uow_factory,
+                directory,
+                tenant_id=tenant_id,
+                destination_id=destination_id,
+                checks=checks,
+            )
+    return checks
+
+
+def left_out(checks: Iterable[ActivityCheck], destination_id: str) -> list[ActivityCheck]:
+    """The checks a post leaves out (not ticked, or failing validation), each with every
+    reason as a problem: not ticked (`not_selected_for_sis`) first, then what validation
+    found. Every caller's listing of what a post leaves out (the console's confirmation,
+    the command's and the API's answers, `nothing_to_post`)."""
+    out = []
+    for c in checks:
+        if c.selected and c.ok:
+            continue
+        if not c.selected:
+            rule = PassbackRule.NOT_SELECTED.value
+            fix = Remedy(rule, destination_id, c.course_id, c.activity_id)
+            off = RemedyProblem.of("sync_to_sis", rule, "Sync to SIS is off for it.", fix)
+            c = replace(c, problems=[off, *c.problems])
+        out.append(c)
+    return out
+
+
 def _file_category_check(
     dest: Destination, link: CourseLink, activity: Activity, check: ActivityCheck
 ) -> ActivityCheck:
@@ -230,13 +282,14 @@ def _file_category_check(
         group=group,
         category_word="CATEGORY_SOURCEDID",
     )
-    problem = _category_problem(f"Activity group {named}: {why}.", fix)
+    problem = _category_problem(f"Activity group {named}: {why}.", fix, activity.course_id)
     return replace(check, problems=[*check.problems, problem])
 
 
-def _category_problem(said: str, fix: Remedy | RemoteFailure) -> FieldProblem:
+def _category_problem(said: str, fix: Remedy | RemoteFailure, course_id: str) -> FieldProblem:
     """An activity's group with no SIS category, its remedy held as a code where the SIS's
-    refusal holds one."""
+    refusal holds one, about the activity's course (the SIS's refusal does not know it, and
+    a remedy naming the course's page would otherwise name a placeholder)."""
     rule = PassbackRule.CATEGORY_MISSING.value
     if isinstance(fix, RemoteFailure):
         if fix.fix is None:  # the adapter's own words
@@ -244,6 +297,8 @@ def _category_problem(said: str, fix: Remedy | RemoteFailure) -> FieldProblem:
                 "category", rule, SEPARATOR.join(x for x in (said, fix.remedy) if x)
             )
         fix = fix.fix
+    if fix.course is None:
+        fix = replace(fix, course=course_id)
     return RemedyProblem.of("category", rule, said, fix)
 
 
@@ -265,22 +320,13 @@ async def tick_checked(
     each problem of the request named. A SIS that cannot be asked is no reason to refuse:
     Post grades asks again, and the engine refuses a missing category."""
     if selected and activity_ids:  # none: `select_activities` says so
-        checks = await asyncio.to_thread(
-            validate,
+        checks = await validate_asking(
             uow_factory,
+            directory,
             tenant_id=tenant_id,
             destination_id=destination_id,
             activity_ids=activity_ids,
         )
-        if directory is not None:
-            with contextlib.suppress(RemoteFailure):
-                checks = await check_activity_categories(
-                    uow_factory,
-                    directory,
-                    tenant_id=tenant_id,
-                    destination_id=destination_id,
-                    checks=checks,
-                )
         problems = [
             replace(p, field=f"activities[{c.activity_id}].{p.field}")
             for c in checks

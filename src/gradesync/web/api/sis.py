@@ -483,7 +483,7 @@ def get_validation(
 
 
 @router.post("/connections/{destination_id}/courses/{course_id}/post", status_code=202)
-def post_grades(
+async def post_grades(
     destination_id: str,
     course_id: str,
     body: PostIn,
@@ -493,16 +493,14 @@ def post_grades(
     """ "Post grades": a run over the selected activities; follow it at /api/v1/runs/{id}."""
     if rt.waker is None:
         raise HTTPException(status_code=503, detail="no worker is running to post grades")
-    result = service.post_grades(
-        rt.uow,
-        rt.waker,
-        rt.clock,
-        tenant_id=p.tenant_id,
-        destination_id=destination_id,
-        course_id=course_id,
+    result = await rt.post_sis_grades(
+        p.tenant_id,
+        destination_id,
+        course_id,
         actor=p.actor,
         activity_ids=body.activity_ids,
         remaster=body.remaster,
+        waker=rt.waker,
     )
     if result.run is None:
         # nothing went: a clear refusal (as the CLI's and the console's), not a 202
@@ -511,7 +509,7 @@ def post_grades(
             replace(result, refused=refused),
             "tick activities (PUT .../selection) and fix what .../validation shows.",
         )
-    return post_out(rt, p.tenant_id, result, destination_id)
+    return await asyncio.to_thread(post_out, rt, p.tenant_id, result, destination_id)
 
 
 @router.post("/connections/{destination_id}/exports")

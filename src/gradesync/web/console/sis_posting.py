@@ -20,7 +20,6 @@ from gradesync.runtime import Runtime
 from gradesync.services import console_queries as cq
 from gradesync.services import queries
 from gradesync.services import sis as service
-from gradesync.services.destination import RemoteFailure
 from gradesync.web.console.common import (
     PageError,
     Switch,
@@ -50,24 +49,9 @@ async def _checked(
 ) -> list[service.ActivityCheck]:
     """Validation of these activities of the course, categories included when the SIS can
     be asked."""
-    checks = await run_in_threadpool(
-        lambda: service.validate(
-            rt.uow,
-            tenant_id=tenant_id,
-            destination_id=destination_id,
-            course_id=course_id,
-            activity_ids=activity_ids,
-        )
+    return await rt.sis_checks(
+        tenant_id, destination_id, course_id=course_id, activity_ids=activity_ids
     )
-    if not service.has_rest_api(rt.uow, tenant_id, destination_id):
-        return checks
-    try:
-        async with rt.sis_directory(tenant_id, destination_id) as sis:
-            return await service.check_activity_categories(
-                rt.uow, sis, tenant_id=tenant_id, destination_id=destination_id, checks=checks
-            )
-    except RemoteFailure:
-        return checks  # the post itself re-checks; the engine refuses a missing category
 
 
 @router.post(
@@ -165,37 +149,28 @@ async def post_grades(
             course=course,
             dest=dest,
             going=[c for c in checks if c.selected and c.ok],
-            left_out=checks_for(
-                user, [c for c in checks if not (c.selected and c.ok)], destination_id
-            ),
+            left_out=checks_for(user, service.left_out(checks, destination_id), destination_id),
             base=base,
             remaster=remaster == "yes",
         )
     going = [c.activity_id for c in checks if c.selected and c.ok]
-    left_out = [c for c in checks if not (c.selected and c.ok)]
-    for c in left_out:
+    for c in service.left_out(checks, destination_id):
         why = "; ".join(
             f"{rule_words(p.rule)}: {p.message}"
             for p in problems_for(user, c.problems, destination_id, course_id)
-        ) or ("Sync to SIS is off for it")
+        )
         flash(request, "error", f"Left out {c.title}: {why}")
     if not going:
         flash(request, "error", "Nothing to post: no activity of the selection can go.")
         return RedirectResponse(base, status_code=303)
-    waker = rt.waker or rt.remote_waker()
     try:
-        result = await run_in_threadpool(
-            lambda: service.post_grades(
-                rt.uow,
-                waker,
-                rt.clock,
-                tenant_id=user.tenant_id,
-                destination_id=destination_id,
-                course_id=course_id,
-                actor=user.username,
-                activity_ids=going,
-                remaster=remaster == "yes",
-            )
+        result = await rt.post_sis_grades(
+            user.tenant_id,
+            destination_id,
+            course_id,
+            actor=user.username,
+            activity_ids=going,
+            remaster=remaster == "yes",
         )
     except (InvalidInput, GradesyncError) as exc:
         if isinstance(exc, InvalidInput):
