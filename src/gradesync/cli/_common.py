@@ -240,7 +240,9 @@ class CliError:
 
 def as_options(problems: list[FieldProblem], options: Mapping[str, str]) -> list[FieldProblem]:
     """Problems named by the use case's fields (`course_id`, `allowed_hosts[0]`) named by the
-    command's options instead (`--course`, `--allowed-host`): what the user typed."""
+    command's options instead (`--course`, `--allowed-host`): what the user typed, where the
+    problem is located and in its words (`base_url must be ...`, `Give base_url again`: the
+    API's names, which the use case's words share with the API, read `--base-url`)."""
 
     def named(field: str) -> str:
         for name, option in options.items():
@@ -249,7 +251,29 @@ def as_options(problems: list[FieldProblem], options: Mapping[str, str]) -> list
                 return option + m.group(2)
         return field
 
-    return [FieldProblem(named(p.field), p.rule, p.message) for p in problems]
+    # a field's name (`config.category_match`: `category_match`) said in words: an API name
+    # (snake_case) wherever it stands, but not inside a longer name or a route
+    # (`{course_id}`); a plain word (`concurrency`) only as the subject its own problem opens
+    # with (`concurrency must be ...`), since elsewhere it is English (`needs a name`)
+    said = {
+        name.rsplit(".", 1)[-1]: option
+        for name, option in options.items()
+        if option.startswith("--")
+    }
+    apis = [n for n in said if "_" in n]
+    spoken = (
+        re.compile(r"(?<![\w.{/-])(" + "|".join(map(re.escape, apis)) + r")(?![\w}-])")
+        if apis
+        else None
+    )
+
+    def words(field: str, message: str) -> str:
+        own = re.sub(r"\[\d+\]", "", field).rsplit(".", 1)[-1]
+        if own in said and message.startswith(own + " "):
+            message = said[own] + message[len(own) :]
+        return spoken.sub(lambda m: said[m.group(1)], message) if spoken else message
+
+    return [FieldProblem(named(p.field), p.rule, words(p.field, p.message)) for p in problems]
 
 
 def _only_missing(problems: list[FieldProblem], named: Collection[str]) -> bool:
