@@ -4,6 +4,7 @@ takes: it was unbounded, so a typo (30000 for 30) was stored as a limit that nev
 from __future__ import annotations
 
 from dataclasses import replace
+from html import unescape
 
 from typer.testing import CliRunner
 
@@ -11,6 +12,7 @@ from gradesync.cli import app
 from gradesync.domain.passback import NAME_MAX_LENGTH_MOST, profile_from_config
 from gradesync.services.ingest import MAX_TITLE
 from tests.support.api import ApiEnv, Caller
+from tests.support.console import form_fields
 
 from .test_api_refusals import _problems
 
@@ -80,3 +82,43 @@ def test_the_cli_refuses_it_by_its_option(api: ApiEnv, api_cli: CliRunner) -> No
         assert uow.destinations.get("t1", "sis") is None
     r = api_cli.invoke(app, [*add, "1024"])
     assert r.exit_code == 0, r.output
+
+
+def test_each_reader_is_told_its_own_way_to_no_limit(api: ApiEnv, api_cli: CliRunner) -> None:
+    """The use case's words said "leave it empty for no limit" to every reader; an API
+    client sends no empty field (and a null keeps the limit set): it lists the setting in
+    `clear`. The command line clears its option; the console's box is left empty."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    assert admin.put("/sis/connections/sis", json={"file_based": True}).status_code == 200
+    api_way = '`"clear": ["name_max_length"]` takes the limit away.'
+    for wrong, rule, said in (
+        (30000, "maximum", "is at most 1024 characters, the longest activity title gradesync "
+         "takes (got 30000); "),
+        (0, "minimum", "is a whole number of characters, 1 or more (got 0); "),
+    ):  # fmt: skip
+        r = admin.put("/sis/connections/sis", json={"profile": {"name_max_length": wrong}})
+        [problem] = r.json()["detail"]
+        assert (problem["field"], problem["rule"]) == ("profile.name_max_length", rule)
+        assert problem["msg"] == f"name_max_length {said}{api_way}", problem
+    # its OpenAPI document still gives the bounds
+    spec = api.client.get("/openapi.json").json()["components"]["schemas"]["SisProfileIn"]
+    [bounded] = [s for s in spec["properties"]["name_max_length"]["anyOf"] if "maximum" in s]
+    assert (bounded["minimum"], bounded["maximum"]) == (1, NAME_MAX_LENGTH_MOST)
+    # the API's way takes it away
+    assert admin.put("/sis/connections/sis", json={"profile": {"name_max_length": 30}}).is_success
+    cleared = admin.put("/sis/connections/sis", json={"clear": ["name_max_length"]})
+    assert cleared.status_code == 200 and "name_max_length" not in _config(api)
+    # the console's form
+    api.console_admin("t1")
+    opened = form_fields(api.client.get("/console/sis/sis/edit").text)
+    refused = api.client.post("/console/sis/sis/edit", data={**opened, "name_max_length": "0"})
+    said = " ".join(unescape(refused.text).split())
+    assert refused.status_code == 422
+    assert (
+        "Longest line item title: name_max_length is a whole number of characters, 1 or more "
+        "(got 0); leave it empty for no limit." in said
+    ), said
+    # and the command line's, which names its option (test_the_cli_refuses_it_by_its_option)
+    r = api_cli.invoke(app, ["sis", "add", "sis", "-t", "t1", "--name-max-length", "5000"])
+    assert r.exit_code == 2 and "`--clear name-max-length` takes the limit away" in r.output
+    assert "empty" not in r.output and '"clear"' not in r.output, r.output

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,9 +29,8 @@ from gradesync.cli._common import (
     setting_text,
     will_write,
 )
-from gradesync.domain.errors import FieldProblem, InvalidInput
+from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import DestinationKind, SyncRun
-from gradesync.domain.passback import NAME_MAX_LENGTH_MOST
 from gradesync.domain.remedies import Reader
 from gradesync.services import sis as service
 from gradesync.services import sis_export
@@ -193,8 +191,7 @@ def add(
     )
 
     def go(rt: Runtime) -> tuple[Any, Sequence[CheckStep] | None]:
-        with _in_option_words(name_max_length):
-            dest = _add(rt)
+        dest = _add(rt)
         if not as_json:
             console.print(
                 f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value}), version "
@@ -223,6 +220,7 @@ def add(
             clear=[c.strip().replace("-", "_") for c in clear],  # as typed, or as the API
             spelled=lambda setting: setting.replace("_", "-"),  # named as --clear takes them
             version=version,
+            reader=Reader.CLI,
         )
 
     dest, steps = _run(go, ADD_OPTIONS)
@@ -250,35 +248,6 @@ def add(
             )
     if not ok:
         raise typer.Exit(EXIT_FAILED)  # saved, but not working: scripts must not go on
-
-
-# --name-max-length's rules as the command line gives it: the use case's words name the API's
-# field and the console's empty box
-_NAME_MAX_LENGTH_WORDS = {
-    "positive_integer": "--name-max-length is a whole number of characters, 1 or more",
-    "maximum": f"--name-max-length is at most {NAME_MAX_LENGTH_MOST} characters, the longest "
-    "activity title gradesync takes",
-}
-
-
-@contextmanager
-def _in_option_words(given: int | None) -> Iterator[None]:
-    """A refused --name-max-length told with the option and how to take the limit away."""
-    try:
-        yield
-    except InvalidInput as exc:
-        problems = [
-            FieldProblem(
-                p.field,
-                p.rule,
-                f"{_NAME_MAX_LENGTH_WORDS[p.rule]} (got {given}); `--clear name-max-length` "
-                "takes the limit away.",
-            )
-            if p.field == "config.name_max_length" and p.rule in _NAME_MAX_LENGTH_WORDS
-            else p
-            for p in exc.problems
-        ]
-        raise InvalidInput(problems) from exc
 
 
 def _expected_version(given: str | None) -> str | None:

@@ -22,6 +22,7 @@ from gradesync.domain.policy import DesiredResult
 __all__ = [
     "LINE_ITEM_PREFIX",
     "NAME_MAX_LENGTH_MOST",
+    "NAME_MAX_LENGTH_WORDS",
     "CategoryMatch",
     "PassbackRule",
     "SisProfile",
@@ -32,6 +33,7 @@ __all__ = [
     "line_item_owner",
     "line_item_sourced_id",
     "name_max_length_problem",
+    "name_max_length_said",
     "others_adopted",
     "passback_problems",
     "profile_from_config",
@@ -104,15 +106,27 @@ def _bool(config: dict[str, Any], key: str, default: bool, problems: list[FieldP
     return default
 
 
+# a SIS's name limit refused, by rule, in words every reader shares; how to have no limit is
+# each reader's own (an API body's `clear`, the command line's option, the console's empty
+# box: services.sis.connection.name_limit_said)
+NAME_MAX_LENGTH_WORDS = {
+    "positive_integer": "name_max_length is a whole number of characters, 1 or more",
+    "maximum": f"name_max_length is at most {NAME_MAX_LENGTH_MOST} characters, the longest "
+    "activity title gradesync takes",
+}
+
+
+def name_max_length_said(rule: str, given: object) -> str:
+    """A refused `name_max_length` in words, with what was given."""
+    return f"{NAME_MAX_LENGTH_WORDS[rule]} (got {given!r})"
+
+
 def name_max_length_problem(value: object) -> FieldProblem | None:
     """A `name_max_length` given to a connection above NAME_MAX_LENGTH_MOST (one stored
     before this bound is read as it is: it cuts no name)."""
     if isinstance(value, int) and not isinstance(value, bool) and value > NAME_MAX_LENGTH_MOST:
         return FieldProblem(
-            "config.name_max_length",
-            "maximum",
-            f"name_max_length is at most {NAME_MAX_LENGTH_MOST} characters, the longest "
-            f"activity title gradesync takes (got {value}); leave it empty for no limit.",
+            "config.name_max_length", "maximum", name_max_length_said("maximum", value) + "."
         )
     return None
 
@@ -128,7 +142,7 @@ def profile_from_config(config: dict[str, Any]) -> SisProfile:
             FieldProblem(
                 "config.name_max_length",
                 "positive_integer",
-                "name_max_length is a whole number of characters, 1 or more (or empty for none).",
+                name_max_length_said("positive_integer", length) + ".",
             )
         )
         length = None

@@ -18,9 +18,12 @@ from gradesync.domain.model import (
     DestinationKind,
 )
 from gradesync.domain.passback import (
+    NAME_MAX_LENGTH_WORDS,
     name_max_length_problem,
+    name_max_length_said,
     profile_from_config,
 )
+from gradesync.domain.remedies import Reader
 from gradesync.services.clock import Clock
 from gradesync.services.outbound import OutboundGuard, url_field_problem
 from gradesync.services.ports import UnitOfWorkFactory
@@ -37,6 +40,32 @@ from gradesync.services.sis.common import (
 # new version, so a change made from a form opened before it is refused rather than write
 # its own secret over the new one unseen. The count tells nothing of the secret.
 SECRET_CHANGES = "client_secret_changes"
+
+# how each reader takes a SIS's name limit away: an API body lists it in `clear` (null, or
+# leaving it out, keeps the limit set), the command line clears its option, the console's box
+# is left empty
+NO_NAME_LIMIT = {
+    Reader.API: '`"clear": ["name_max_length"]` takes the limit away',
+    Reader.CLI: "`--clear name-max-length` takes the limit away",
+    Reader.CONSOLE: "leave it empty for no limit",
+}
+
+
+def name_limit_said(rule: str, given: object, reader: Reader) -> str:
+    """A refused `name_max_length` (a rule of NAME_MAX_LENGTH_WORDS) in `reader`'s words."""
+    return f"{name_max_length_said(rule, given)}; {NO_NAME_LIMIT[reader]}."
+
+
+def _in_words_of(
+    reader: Reader, given: object, problems: Sequence[FieldProblem]
+) -> list[FieldProblem]:
+    """The problems with a refused `name_max_length` told in `reader`'s words."""
+    return [
+        FieldProblem(p.field, p.rule, name_limit_said(p.rule, given, reader))
+        if p.field == "config.name_max_length" and p.rule in NAME_MAX_LENGTH_WORDS
+        else p
+        for p in problems
+    ]
 
 
 def add_connection(
@@ -57,6 +86,7 @@ def add_connection(
     clear: Collection[str] = (),
     spelled: Callable[[str], str] = str,
     version: str | Collection[str] | None = None,
+    reader: Reader = Reader.API,
 ) -> Destination:
     """Create or update a SIS connection. On update, a value left out (None) keeps what was
     set (so rotating the secret does not forget the profile, the name or the kind), and
@@ -69,7 +99,8 @@ def add_connection(
     `settings_version` the change was made from (a form's, an API client's `If-Match`, the
     CLI's `--expect-version`), or several of which any will do (ANY_VERSION: any, as long as
     the connection exists): settings changed since are refused (Conflict, rule `changed`),
-    not silently written over."""
+    not silently written over. A refused `name_max_length` says how `reader` takes the limit
+    away (the API's way by default, as `spelled` spells the API's names)."""
     with uow_factory() as uow:
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
@@ -190,9 +221,10 @@ def add_connection(
     try:
         profile_from_config(config)
     except InvalidInput as exc:
-        problems.extend(exc.problems)
-    if (too_long := name_max_length_problem((profile or {}).get("name_max_length"))) is not None:
-        problems.append(too_long)
+        problems.extend(_in_words_of(reader, config.get("name_max_length"), exc.problems))
+    given_length = (profile or {}).get("name_max_length")
+    if (too_long := name_max_length_problem(given_length)) is not None:
+        problems.extend(_in_words_of(reader, given_length, [too_long]))
     if problems:
         raise InvalidInput(problems)
     dest = Destination(

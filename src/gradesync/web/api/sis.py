@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.responses import Response
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from gradesync.adapters.destinations import oneroster_csv
 from gradesync.answers.checks import step_out
@@ -54,11 +55,29 @@ router = APIRouter(prefix="/sis", tags=["SIS passback (OneRoster)"], route_class
 admin = require_scope("admin")
 
 
+def _name_limit(value: int) -> int:
+    """A `name_max_length` from 1 to NAME_MAX_LENGTH_MOST, refused in the words the use case
+    gives every reader, with how an API client takes the limit away (`clear`: null keeps it)."""
+    for rule, wrong, said in (
+        ("minimum", value < 1, "positive_integer"),
+        ("maximum", value > NAME_MAX_LENGTH_MOST, "maximum"),
+    ):
+        if wrong:
+            raise PydanticCustomError(rule, service.name_limit_said(said, value, Reader.API))
+    return value
+
+
 class SisProfileIn(InputModel):
     """How this SIS behaves where OneRoster leaves it open (docs/oneroster.md)."""
 
     name_max_length: (
-        Annotated[int, Field(ge=1, le=NAME_MAX_LENGTH_MOST, strict=True), Whole] | None
+        Annotated[
+            int,
+            Field(strict=True, json_schema_extra={"minimum": 1, "maximum": NAME_MAX_LENGTH_MOST}),
+            Whole,
+            AfterValidator(_name_limit),
+        ]
+        | None
     ) = Field(
         None,
         description="The longest line item title the SIS takes (at most "
@@ -269,6 +288,7 @@ def put_connection(
             guard=rt.outbound,
             clear=body.clear,
             version=versions,
+            reader=Reader.API,
         )
     except Conflict as exc:
         if versions is None or exc.rule != "changed":

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput
 from gradesync.domain.model import ConsoleUser, Destination, DestinationKind
 from gradesync.domain.passback import SIS_CONCURRENCY, profile_from_config
+from gradesync.domain.remedies import Reader
 from gradesync.services import sis as service
 from gradesync.web.console.common import (
     admin_user,
@@ -232,6 +233,7 @@ def save_settings(
             # an optional setting left empty goes back to its default
             clear=[k for k, v in optional.items() if not v],
             version=posted["version"],
+            reader=Reader.CONSOLE,  # a limit is taken away by leaving its box empty
         )
     except InvalidInput as exc:
         error = f"Nothing was changed. {problems_text(exc, LABELS)}"
