@@ -7,6 +7,7 @@ CLI silently wrote the later change over the earlier."""
 from __future__ import annotations
 
 import json
+from html import unescape
 
 from typer.testing import CliRunner
 
@@ -15,6 +16,7 @@ from gradesync.domain.model import Destination
 from gradesync.services import sis
 from gradesync.testing.seeding import add_destination
 from tests.support.api import SIS_BASE, ApiEnv, Caller
+from tests.support.console import form_fields
 
 READONLY = sis.SCOPE_PREFIX + "gradebook.readonly"
 
@@ -310,3 +312,46 @@ def test_the_openapi_names_the_real_profile_settings(api: ApiEnv) -> None:
     said = schemas["ConnectionIn"]["properties"]["profile"]["description"]
     assert all(f"`{key}`" in said for key in sis.PROFILE_KEYS), said
     assert set(schemas["SisProfileIn"]["properties"]) == set(sis.PROFILE_KEYS)
+
+
+def test_every_reader_refuses_a_version_that_is_none_by_one_check(
+    api: ApiEnv, api_cli: CliRunner
+) -> None:
+    """The API, the command line and the console each checked the version a change is made
+    from with their own copy, in three phrasings (`If-Match: "x" holds no version`, `'x' is no
+    settings version`, `None was sent, and that is ...`). One check refuses it for all three,
+    in one phrasing, each with where its reader has a version; nothing changes."""
+    admin = Caller(api.client, api.district_sis())
+    before = _stored(api)
+    r = admin.put("/sis/connections/sis", json={"name": "X"}, headers={"If-Match": '"bogus"'})
+    [over_api] = r.json()["detail"]
+    assert (over_api["field"], over_api["rule"], over_api["loc"]) == (
+        "If-Match", "etag", ["header", "If-Match"],
+    )  # fmt: skip
+    add = ["sis", "add", "sis", "-t", "t1", "--no-check", "--name", "X", "--expect-version"]
+    cli = api_cli.invoke(app, [*add, "bogus", "--json"])
+    [at_cli] = json.loads(cli.stdout)["error"]["problems"]
+    assert (at_cli["field"], at_cli["rule"]) == ("--expect-version", "etag")
+    api.console_admin("t1")
+    opened = form_fields(api.client.get("/console/sis/sis/edit").text)
+    said: dict[str, str] = {}
+    for typed in ("bogus", ""):
+        page = api.client.post("/console/sis/sis/edit", data={**opened, "version": typed})
+        assert page.status_code == 422
+        said[typed] = " ".join(unescape(page.text).split())
+    assert over_api["msg"] == (
+        "'bogus' is no settings version: give the ETag a GET answered (64 lowercase "
+        'hexadecimal characters, in double quotes), or "*".'
+    )
+    assert at_cli["message"] == (
+        "'bogus' is no settings version: give the 64 hexadecimal characters `sis show` "
+        'printed, or the ETag the API answered (the same in double quotes, "..."); a weak tag '
+        '(W/"...") never matches.'
+    )
+    console_way = (
+        "no settings version: the form holds the 64 lowercase hexadecimal characters of the "
+        "settings it was opened with. Open the settings again."
+    )
+    assert f"Settings version: 'bogus' is {console_way}" in said["bogus"], said["bogus"]
+    assert f"Settings version: None was given, and that is {console_way}" in said[""]
+    assert _stored(api) == before

@@ -16,6 +16,7 @@ from gradesync.cli._common import (
     EXIT_FAILED,
     JSON_OUT,
     TENANT,
+    as_options,
     bad_input,
     console,
     err,
@@ -261,16 +262,8 @@ def _expected_version(given: str | None) -> str | None:
     if len(version) >= 2 and version[0] == version[-1] == '"':
         version = version[1:-1]  # the ETag's quotes
     version = version.lower()  # hexadecimal either case: a version is written lower-case
-    if not service.well_formed_version(version):
-        raise bad_input(
-            problem(
-                "--expect-version",
-                "etag",
-                f"{given!r} is no settings version: give the 64 hexadecimal characters "
-                "`sis show` printed, or the ETag the API answered (the same in double quotes, "
-                '"..."); a weak tag (W/"...") never matches.',
-            )
-        )
+    if (malformed := service.version_problem(version, Reader.CLI, given)) is not None:
+        raise bad_input(*as_options([malformed], ADD_OPTIONS))
     return version
 
 

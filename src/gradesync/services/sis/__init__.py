@@ -36,6 +36,7 @@ from gradesync.services.sis.connection import (
     rest_connection,
     settings_version,
     token_origin,
+    version_problem,
     well_formed_version,
 )
 from gradesync.services.sis.mapping import (
@@ -124,5 +125,6 @@ __all__ = [
     "unmap_section",
     "validate",
     "validate_asking",
+    "version_problem",
     "well_formed_version",
 ]

@@ -303,6 +303,31 @@ def well_formed_version(text: str) -> bool:
     return _VERSION_SHAPE.fullmatch(text) is not None
 
 
+# where each reader has the version a change is made from, said when one given holds none
+_VERSION_FROM = {
+    Reader.API: "give the ETag a GET answered (64 lowercase hexadecimal characters, in double "
+    'quotes), or "*"',
+    Reader.CLI: "give the 64 hexadecimal characters `sis show` printed, or the ETag the API "
+    'answered (the same in double quotes, "..."); a weak tag (W/"...") never matches',
+    Reader.CONSOLE: "the form holds the 64 lowercase hexadecimal characters of the settings it "
+    "was opened with. Open the settings again",
+}
+
+
+def version_problem(version: str, reader: Reader, typed: str | None = None) -> FieldProblem | None:
+    """The one check of the version a change of a connection's settings is made from (an API
+    client's If-Match tag, the command line's --expect-version, the console form's): one that
+    can be no `settings_version` (a typo, a cut copy, an edited page) is bad input (`etag`),
+    in `reader`'s words, never read as a version changed since (`changed`), which it is not.
+    `typed`: the version as the reader gave it, when read first (the command line takes the
+    ETag's quotes, and either case). Located at `version`: each reader names it its own way."""
+    if well_formed_version(version):
+        return None
+    given = version if typed is None else typed
+    said = f"{given!r} is" if given else "None was given, and that is"
+    return FieldProblem("version", "etag", f"{said} no settings version: {_VERSION_FROM[reader]}.")
+
+
 # a version that any stored version matches (HTTP's `If-Match: *`): the connection exists
 ANY_VERSION = "*"
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from fastapi import HTTPException
 
 from gradesync.answers.problems import UrlProblem, problem_json
-from gradesync.domain.errors import Conflict, InvalidInput
+from gradesync.domain.errors import Conflict, FieldProblem, InvalidInput
 
 HEADER = "If-Match"
 ANY = "*"  # as services.sis.ANY_VERSION: any version stored (the object exists)
@@ -66,22 +66,13 @@ def if_match(header: str | None) -> frozenset[str] | None:
     return frozenset(tags)  # weak tags only: empty, which no version matches
 
 
-def versions_of(tags: frozenset[str] | None, well_formed: Callable[[str], bool]) -> None:
-    """Refuse (`etag`) strong tags that hold no version of this kind: a typo or a cut copy is
+def versions_of(tags: frozenset[str] | None, refused: Callable[[str], FieldProblem | None]) -> None:
+    """Refuse strong tags that hold no version of this kind, as the use case's check of a
+    version (`refused`) says to an API client, located at the header: a typo or a cut copy is
     told apart from a version changed since (`412 changed`), as the command line does."""
     for tag in sorted(tags or ()):
-        if tag != ANY and not well_formed(tag):
-            raise InvalidInput(
-                [
-                    UrlProblem(
-                        HEADER,
-                        "etag",
-                        f'If-Match: "{tag}" holds no version: give the ETag a GET answered '
-                        '(64 lowercase hexadecimal characters, in double quotes), or "*".',
-                        "header",
-                    )
-                ]
-            )
+        if tag != ANY and (problem := refused(tag)) is not None:
+            raise InvalidInput([UrlProblem(HEADER, problem.rule, problem.message, "header")])
 
 
 def stale(exc: Conflict) -> HTTPException:

@@ -268,7 +268,7 @@ def put_connection(
     answered), settings another change reached first answer `412` `changed`, and nothing
     changes. Answers the settings as `GET` does, with their new `ETag`."""
     versions = preconditions.if_match(if_match)
-    preconditions.versions_of(versions, service.well_formed_version)
+    preconditions.versions_of(versions, lambda tag: service.version_problem(tag, Reader.API))
     try:
         dest = service.add_connection(
             rt.uow,

@@ -82,19 +82,10 @@ def _choice_problems(typed: dict[str, str]) -> list[FieldProblem]:
 
 def _version_problems(version: str) -> list[FieldProblem]:
     """The version the form was made from, when it cannot be one (an edited page, a cut
-    copy): bad input, named as the form's other problems, not read as a change come
+    copy): bad input, named with the form's other problems, not read as a change come
     between (409), which it is not."""
-    if service.well_formed_version(version):
-        return []
-    said = f"{version!r} is" if version else "None was sent, and that is"
-    return [
-        FieldProblem(
-            "version",
-            "etag",  # as the API's If-Match and the command line's --expect-version
-            f"{said} no settings version: the form holds the 64 lowercase hexadecimal "
-            "characters of the settings it was opened with. Open the settings again.",
-        )
-    ]
+    malformed = service.version_problem(version, Reader.CONSOLE)
+    return [malformed] if malformed is not None else []
 
 
 def _form_of(dest: Destination) -> dict[str, str]:
