@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from gradesync.cli import app
 from gradesync.domain import remedies
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.diagnosis.checks import Check
+from gradesync.domain.passback import PassbackRule
 
 
 def test_every_command_of_the_command_line_is_recognised() -> None:
@@ -350,20 +353,32 @@ def test_a_misconfigured_lti11_consumer_names_what_fixes_it_where_it_is_read() -
     )
 
 
-def test_every_remedy_code_has_words_for_every_reader() -> None:
+# every remedy gradesync holds as a code (`Remedy`), built as its makers build it (the
+# destination check, the SIS's rules and adapters, the SIS selection)
+MADE = [
+    remedies.Remedy(remedies.RESUME, destination="sis"),
+    remedies.Remedy(PassbackRule.CLASS_NOT_MAPPED.value, "sis", "c1"),
+    remedies.Remedy("class_without_school", "sis", "c1", sis_class="cls-1"),
+    remedies.Remedy(PassbackRule.NOT_SELECTED.value, "sis", activity="a1"),
+    remedies.Remedy(PassbackRule.NOT_POSTED.value, "sis", "c1", "a1"),
+    remedies.Remedy(PassbackRule.CATEGORY_MISSING.value, "sis", group="Quiz"),
+    remedies.Remedy(PassbackRule.CATEGORY_MISSING.value, "sis", group=None),  # no group
+    remedies.Remedy("sis_credentials", "sis"),
+    remedies.Remedy("align_groups", "sis", category_word="CATEGORY_SOURCEDID"),
+]
+
+
+@pytest.mark.parametrize("fix", MADE, ids=lambda f: f.key)
+def test_every_remedy_made_has_words_for_every_reader(fix: remedies.Remedy) -> None:
     """A remedy is worded while a failure is built, in the middle of a send: a code missing
-    from a reader's table would leave that reader the command line's words, or none."""
-    assert remedies._CLI_WORDS
-    for code in remedies._CLI_WORDS:
-        fix = remedies.Remedy(code, destination="sis", course="c1", activity="a1", group="Quiz")
-        for reader in remedies.Reader:
-            table = remedies._CLI_WORDS if reader is remedies.Reader.CLI else None
-            held = table or remedies.FOR_READERS[reader]
-            assert fix.key in held, (code, reader)
-            said = fix.words(reader)
-            assert said != remedies.UNWORDED and "{" not in said, (code, reader)
-            if reader is not remedies.Reader.CLI:
-                assert not remedies.names_command(said), (code, reader)
+    from a reader's words would leave that reader the command line's words, or none. Each
+    reader reads its own: the command line a command, the API its route, the console its
+    page or button, never a command they cannot run."""
+    said = {reader: fix.words(reader) for reader in remedies.Reader}
+    for reader, words in said.items():
+        assert words != remedies.UNWORDED and "{" not in words, (reader, words)
+        assert remedies.names_command(words) is (reader is remedies.Reader.CLI), (reader, words)
+    assert "/api/v1/" in said[remedies.Reader.API], said
 
 
 def test_a_code_with_no_words_is_said_plainly_and_never_raises() -> None:
