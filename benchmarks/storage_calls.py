@@ -5,7 +5,11 @@ keys spread over 20 activities of a 4,000-row ledger) and its write of them
 (`LedgerRepo.settle` of 6 and 16 delivered rows, each call's rows leased to it first and
 untimed, `LedgerRepo.save_many` of the same, as the writer wrote them before, and of 1,000
 as computing writes them).
-SQLAlchemy's work and SQLite's.
+SQLAlchemy's work and SQLite's. Then the settle writer's whole write of a batch of 16
+delivered outcomes (`SettleWriter._write`: its transaction, the ledger, the delivery log,
+the commit), its rows leased to it first (untimed), both ways in turn: each outcome carrying
+the row its claim read, written without reading it again (`as_claimed`), and without it,
+the rows read again under lock (`read_again`, the way every batch was written before).
 
     python -m benchmarks.storage_calls [--out FILE]
 
@@ -23,7 +27,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +38,16 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.mapping import upsert
 from gradesync.adapters.db.repos.ledger import LedgerRepo
-from gradesync.domain.ledger import LedgerKey
+from gradesync.domain.ledger import Delivered, LedgerKey
 from gradesync.domain.model import DeliveryState, LedgerRow
+from gradesync.services.clock import SystemClock
+from gradesync.services.delivery import Settlement, SettleWriter
+from gradesync.services.engine_config import EngineSettings
 
 UPSERT_CALLS = {1: 5000, 16: 3000, 1000: 60}
 SAVE_CALLS = {6: 3000, 16: 2000, 1000: 40}  # a settle batch at 20 ms, a larger one, compute's
 ACTIVITIES, LEARNERS, KEYS_PER_READ, READS = 20, 200, 16, 1500
+WRITES = 600  # settle writer batches each way (of KEYS_PER_READ outcomes)
 
 
 def _people(n: int, k: int) -> list[dict[str, Any]]:
@@ -92,6 +100,52 @@ def _check_settled(conn: Connection, batch: list[Claim]) -> None:
     assert written == len(keys), f"the settle wrote {written} of {len(keys)} rows"
 
 
+def _cpu_per_write(db: Database, batches: list[list[LedgerKey]]) -> dict[str, float]:
+    """CPU per batch of `SettleWriter._write`, each way in turn (`as_claimed`: the outcomes
+    carry the rows as their claims read them; `read_again`: they do not). Each batch's rows
+    are read and leased first, untimed, as a claim reads and leases them; each write is
+    checked to have written them all (delivered, their leases given back)."""
+    writer = SettleWriter(db.uow, SystemClock(), EngineSettings(), "w")
+    spent = {"as_claimed": 0.0, "read_again": 0.0}
+    for i in range(2 * WRITES + 2):  # the first of each way warms
+        way = "as_claimed" if i % 2 else "read_again"
+        keys = list(dict.fromkeys(batches[i % len(batches)]))
+        stamp = datetime(2026, 12, 5, 1, 2, 3, tzinfo=UTC) + timedelta(microseconds=i)
+        with db.uow() as uow:
+            read = uow.ledger.get_keys(keys, lock=True)
+            uow.ledger.lease([(k, stamp) for k in keys], "w", UNTIL)
+            uow.commit()
+        batch = [
+            Settlement(
+                k,
+                "c",
+                Delivered(200, "ok"),
+                UNTIL,
+                sent_hash=read[k].desired_hash,
+                timestamp=stamp,
+                payload={"userId": k.person_id, "scoreGiven": 0.5, "scoreMaximum": 1.0},
+                latency_ms=50.0,
+                logged=True,
+                claimed=read[k] if way == "as_claimed" else None,
+            )
+            for k in keys
+        ]
+        c0 = time.process_time()
+        written, _ = writer._write(batch)
+        if i >= 2:
+            spent[way] += time.process_time() - c0
+        assert len(written) == len(keys) and all(
+            r.state is DeliveryState.DELIVERED for r in written
+        ), f"the settle writer wrote {len(written)} of {len(keys)} rows"
+    assert (writer.read_again, writer.claims_ended) == (0, 0), "a write read its rows again"
+    with db.uow() as uow:
+        held = uow.conn.execute(
+            select(t.ledger.c.lease_owner).where(t.ledger.c.lease_owner.is_not(None))
+        )
+        assert held.first() is None, "a settle left a lease"
+    return {way: round(cpu / WRITES * 1e6, 1) for way, cpu in spent.items()}
+
+
 def _ledger(path: Path) -> None:
     """A ledger of ACTIVITIES x LEARNERS rows, written straight (its facts are not needed)."""
     raw = sqlite3.connect(path, isolation_level=None)
@@ -100,7 +154,9 @@ def _ledger(path: Path) -> None:
     raw.executemany(
         "INSERT INTO ledger (tenant_id, destination_id, activity_id, person_id, course_id, "
         "state, desired_hash, desired, tries, updated_at, priority) "
-        "VALUES ('t', 'd', ?, ?, 'c', 'delivered', 'h', '{}', 0, '2026-12-04 00:00:00', 0)",
+        # a time as SQLAlchemy stores it (six digits of fraction): a settle without a read
+        # compares what the claim read with the stored text
+        "VALUES ('t', 'd', ?, ?, 'c', 'delivered', 'h', '{}', 0, '2026-12-04 00:00:00.000000', 0)",
         [(f"a{a}", f"p{p}") for a in range(ACTIVITIES) for p in range(LEARNERS)],
     )
     raw.execute("COMMIT")
@@ -170,6 +226,8 @@ def run() -> dict[str, Any]:
                 if n < 1000:  # the settle writer's own write of the same rows, leased
                     claims = [[(r, c, UNTIL) for r, c in rows] for rows in saved]
                     out[f"ledger_settle_{n}_rows_us"] = _cpu_per_settle(calls, conn, ledger, claims)
+        for way, us in _cpu_per_write(db, batches).items():
+            out[f"settle_writer_{KEYS_PER_READ}_outcomes_{way}_us"] = us
         db.dispose()
     out["cpu_pressure"] = window.stop()
     return out

@@ -189,7 +189,9 @@ def module_figures(tmp_path: Path, module: str, *args: str) -> dict[str, Any]:
 def test_storage_calls_reports_each_call(tmp_path: Path) -> None:
     figures = module_figures(tmp_path, "storage_calls")
     names = ("upsert_1_rows_us", "ledger_get_keys_16_us", "ledger_save_many_6_rows_us")
-    for name in (*names, "ledger_settle_6_rows_us", "ledger_settle_16_rows_us"):
+    settles = ("ledger_settle_6_rows_us", "ledger_settle_16_rows_us")
+    writes = tuple(f"settle_writer_16_outcomes_{way}_us" for way in ("as_claimed", "read_again"))
+    for name in (*names, *settles, *writes):
         assert figures[name] > 0
     assert figures["cpu_pressure"]["seconds"] is not None
 
