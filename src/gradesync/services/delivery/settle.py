@@ -267,7 +267,8 @@ class SettleWriter:
         if uow.ledger.settle_as_claimed(settled, self._worker_id) < len(settled):
             return None
         # a lease given back by its own release; one not given back had ended (the row
-        # holds another claim's, or none)
+        # holds another claim's, or none). Every row let go is said due again: one held by
+        # another claim only has its column looked at once more.
         released = uow.ledger.release(let_go, self._worker_id)
         uow.deliveries.add_many(logs)
         return written, {k for k, _ in let_go}, len(let_go) - released, counted
