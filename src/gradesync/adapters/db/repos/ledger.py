@@ -158,17 +158,24 @@ _FOLDED = (
 _AS_READ = {f"w_{n}": n for n in _FOLDED} | {"claim_until": "lease_until"}
 
 
-def _settled(r: LedgerRow) -> dict[str, Any]:
-    """The `_SETTLED` columns of `r` as bound parameters (an enum as its value, a time in
-    UTC, as `mapping.to_row` stores them) and its key as `_KEY_PARAMS`."""
+def _bound(r: LedgerRow, names: tuple[str, ...], prefix: str = "") -> dict[str, Any]:
+    """The columns `names` of `r` as bound parameters named `prefix` + the column (an enum
+    as its value, a time in UTC, as `mapping.to_row` stores them)."""
     values: dict[str, Any] = {}
-    for name in _SETTLED:
+    for name in names:
         v = getattr(r, name)
         if isinstance(v, Enum):
             v = v.value
         elif isinstance(v, datetime):
             v = utc(v)
-        values[name] = v
+        values[prefix + name] = v
+    return values
+
+
+def _settled(r: LedgerRow) -> dict[str, Any]:
+    """The `_SETTLED` columns of `r` as bound parameters (`_bound`) and its key as
+    `_KEY_PARAMS`."""
+    values = _bound(r, _SETTLED)
     k = r.key
     values.update(k_t=k.tenant_id, k_d=k.destination_id, k_a=k.activity_id, k_p=k.person_id)
     return values
@@ -225,10 +232,7 @@ def _settle_as_claimed_by_arrays() -> Any:
     return (
         update(t.ledger)
         .where(
-            c.tenant_id == k.c.t,
-            c.destination_id == k.c.d,
-            c.activity_id == k.c.a,
-            c.person_id == k.c.p,
+            *_of_keys_in(k),
             c.lease_owner == bindparam("owner"),
             c.lease_until == k.c.until,
             *(c[n].is_not_distinct_from(k.c[f"w_{n}"]) for n in _FOLDED),
@@ -240,14 +244,7 @@ def _settle_as_claimed_by_arrays() -> Any:
 def _as_read(was: LedgerRow, stamp: datetime | None) -> dict[str, Any]:
     """The `_FOLDED` columns of `was` as `_settle_as_claimed` compares them (:w_<column>),
     its score timestamp `stamp` when its claim stamped one."""
-    values: dict[str, Any] = {}
-    for name in _FOLDED:
-        v = getattr(was, name)
-        if isinstance(v, Enum):
-            v = v.value
-        elif isinstance(v, datetime):
-            v = utc(v)
-        values[f"w_{name}"] = v
+    values = _bound(was, _FOLDED, "w_")
     if stamp is not None:
         values["w_last_timestamp"] = utc(stamp)
     return values
@@ -275,6 +272,17 @@ def _ledger_by_json_keys() -> Any:
     )
 
 
+def _of_keys_in(k: Any) -> list[ColumnElement[bool]]:
+    """The ledger's rows whose keys are rows of `k` (`_keys_as_arrays`)."""
+    c = t.ledger.c
+    return [
+        c.tenant_id == k.c.t,
+        c.destination_id == k.c.d,
+        c.activity_id == k.c.a,
+        c.person_id == k.c.p,
+    ]
+
+
 def _keys_as_arrays(names: tuple[str, str, str, str], *more: tuple[str, Any]) -> Any:
     """PostgreSQL: ledger keys bound as four text arrays (`names`: tenant, destination,
     activity, person) and `more` (name, element type) beside them, unnested into rows `k`
@@ -293,15 +301,7 @@ def _ledger_by_keys(for_update: bool) -> Any:
     k = _keys_as_arrays(("t", "d", "a", "p"))
     q = (
         select(t.ledger)
-        .join(
-            k,
-            and_(
-                c.tenant_id == k.c.t,
-                c.destination_id == k.c.d,
-                c.activity_id == k.c.a,
-                c.person_id == k.c.p,
-            ),
-        )
+        .join(k, and_(*_of_keys_in(k)))
         .order_by(c.tenant_id, c.destination_id, c.activity_id, c.person_id)
     )
     return q.with_for_update(of=t.ledger) if for_update else q
@@ -392,12 +392,7 @@ def _lease_by_arrays() -> Any:
     k = _keys_as_arrays(("k_t", "k_d", "k_a", "k_p"), ("ts", c.last_timestamp.type))
     return (
         update(t.ledger)
-        .where(
-            c.tenant_id == k.c.t,
-            c.destination_id == k.c.d,
-            c.activity_id == k.c.a,
-            c.person_id == k.c.p,
-        )
+        .where(*_of_keys_in(k))
         .values(
             lease_owner=bindparam("owner"),
             lease_until=bindparam("until"),
