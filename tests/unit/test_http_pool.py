@@ -490,6 +490,25 @@ def test_the_text_is_the_one_httpx_reads(content_type: str | None, body: bytes) 
         again.encoding = "utf-8"  # and refuses once it is
 
 
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [(b"Content-Type", b"text/plain; charset=iso-8859-1"), (b"content-type", b"text/html")],
+        [(b"Content-Type", "text/plain; charset=iso-8859-1; x=é".encode())],
+        [(b"X-Other", "é".encode()), (b"Content-Type", b"text/plain; charset=iso-8859-1")],
+    ],
+    ids=["two-lines", "not-ascii", "other-not-ascii"],
+)
+def test_an_unusual_content_type_is_read_as_httpx_reads_it(
+    lines: list[tuple[bytes, bytes]],
+) -> None:
+    body = "café".encode("latin-1")
+    ext = {"http_version": b"HTTP/1.1", "reason_phrase": b"OK"}
+    ours = Response.received(200, lines, body, ext)
+    theirs = httpx.Response(200, headers=lines, content=body)
+    assert (ours.text, ours.encoding) == (theirs.text, theirs.encoding)
+
+
 class _Counting:
     """Keep-alive HTTP/1.1 server that counts the connections open to it now."""
 

@@ -153,6 +153,22 @@ def _timeout(t: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
     return found
 
 
+_MAX_HOSTS = 4096  # hosts checked, over every platform of the process
+_EXTENSIONS: dict[tuple[Any, str | None], dict[str, bytes]] = {}
+
+
+def _extensions(version: Any, reason: str | None) -> dict[str, bytes]:
+    """httpx's `http_version` and `reason_phrase` of an answer, made once per pair (every
+    answer is "HTTP/1.1" and one of a few reasons); the response copies them."""
+    found = _EXTENSIONS.get((version, reason))
+    if found is None:
+        http_version = b"HTTP/%d.%d" % (version.major, version.minor) if version else b"HTTP/1.1"
+        found = {"http_version": http_version, "reason_phrase": (reason or "").encode()}
+        if len(_EXTENSIONS) < 64:
+            _EXTENSIONS[(version, reason)] = found
+    return found
+
+
 def _failure(exc: Exception, request: httpx.Request) -> httpx.TransportError:
     """aiohttp's failure as the httpx error httpcore would have raised."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -178,7 +194,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._limits = limits
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
-        self._literals_ok: set[tuple[str, int, bool]] = set()  # literal hosts checked
+        self._hosts_ok: set[tuple[str, int, bool]] = set()  # hosts checked (`_check_host`)
 
     def _open(self) -> aiohttp.ClientSession:
         # Made on first use, inside the event loop that uses it.
@@ -200,12 +216,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         return self._session
 
-    async def _check_literal(self, host: str, port: int, plain: bool) -> None:
-        key = (host, port, plain)
-        if key in self._literals_ok or literal_address(host) is None:
-            return
-        await self.guard.addresses(host, port, plain_http=plain)  # raises when refused
-        self._literals_ok.add(key)
+    async def _check_host(self, key: tuple[str, int, bool]) -> None:
+        """A literal address is checked by the guard (aiohttp connects to one without asking
+        the resolver); a name is checked by the resolver for each new connection. Either is
+        then known (`_hosts_ok`): telling a name from a literal costs a failed parse."""
+        host, port, plain = key
+        if literal_address(host) is not None:
+            await self.guard.addresses(host, port, plain_http=plain)  # raises when refused
+        if len(self._hosts_ok) >= _MAX_HOSTS:
+            self._hosts_ok.clear()
+        self._hosts_ok.add(key)
 
     async def exchange(
         self,
@@ -224,7 +244,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise OutboundRefused(str(url), f"{url.scheme} is not http(s)")
         plain = url.scheme == "http"
         port = url.port or (80 if plain else 443)
-        await self._check_literal(url.host, port, plain)
+        host = (url.host, port, plain)
+        if host not in self._hosts_ok:
+            await self._check_host(host)
         if wire is None:
             wire = yarl.URL(str(url), encoded=True)  # as httpx encoded it, byte for byte
         body = content if method not in ("GET", "HEAD") else None
@@ -252,13 +274,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise _failure(exc, request()) from exc
         finally:
             _PLAIN_HTTP.reset(token)
-        http_version = b"HTTP/%d.%d" % (version.major, version.minor) if version else b"HTTP/1.1"
-        return Answer(
-            status,
-            raw,
-            received,
-            {"http_version": http_version, "reason_phrase": (reason or "").encode()},
-        )
+        return Answer(status, raw, received, _extensions(version, reason))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url

@@ -173,6 +173,9 @@ def _signed(given: dict[Any, Any]) -> bool:
     return False
 
 
+_ASK = "\0ask the headers"  # a Content-Type not seen as received: `headers.get` reads it
+
+
 class Response(httpx.Response):
     """A fast-path answer. Its `request`, the one httpx's own path would have built, is made
     on first use (`made`): almost no answer needs one. Its text is the one httpx's would
@@ -181,6 +184,8 @@ class Response(httpx.Response):
     reading of the charset cost more than making the answer."""
 
     made: Callable[[], httpx.Request] | None = None
+    # the Content-Type as received (None: none), or `_ASK` for `headers.get`
+    _content_type: str | None = _ASK
 
     @classmethod
     def received(
@@ -194,10 +199,19 @@ class Response(httpx.Response):
         response = cls(
             status, headers=headers, stream=httpx.ByteStream(content), extensions=extensions
         )
-        for name, _ in headers:
-            if len(name) == 16 and name.lower() == b"content-encoding":
-                response.read()
-                break
+        encoded = False
+        content_type: str | None = None
+        for name, value in headers:  # the two headers reading the answer needs, seen once
+            size = len(name)
+            if size == 12 and name.lower() == b"content-type":
+                # kept as `headers.get` gives it when one line in ASCII, else asked there
+                once = content_type is None and value.isascii()
+                content_type = value.decode("ascii") if once else _ASK
+            elif size == 16 and name.lower() == b"content-encoding":
+                encoded = True
+        response._content_type = content_type
+        if encoded:
+            response.read()
         else:  # the body as it came: what read() gives, without its stream machinery
             response._content = content  # read() would triple the cost of the answer
             response.is_stream_consumed = response.is_closed = True
@@ -226,7 +240,10 @@ class Response(httpx.Response):
             default = self.default_encoding
             if not isinstance(default, str):  # a guess from the body: httpx's own way
                 return super().encoding
-            known = _known_charset(self.headers.get("Content-Type"))
+            content_type = self._content_type
+            if content_type is _ASK:
+                content_type = self.headers.get("Content-Type")
+            known = _known_charset(content_type)
             found = self._encoding = known or default or "utf-8"
         return found
 
