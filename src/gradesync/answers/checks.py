@@ -1,6 +1,6 @@
 """A check's steps as the API answers them and `--json` prints them: a destination's own
-check (`POST /destinations/{id}/check`, `gradesync doctor check`) and a SIS connection's
-(`POST /sis/connections/{id}/check`, `gradesync sis add/check`) have one step shape."""
+check (`POST /destinations/{id}/check`, `gradesync destinations check`) and a SIS connection's
+(`POST /sis/connections/{id}/check`, `gradesync sis add`) have one step shape."""
 
 from __future__ import annotations
 
