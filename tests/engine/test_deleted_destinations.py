@@ -256,3 +256,36 @@ async def test_a_destination_made_again_under_its_id_keeps_its_counters(db: Data
     finally:
         remote.hold.set()
         await engine.aclose()
+
+
+async def test_a_destination_made_again_under_its_id_makes_columns_of_its_own(
+    db: Database,
+) -> None:
+    """Made again under the same id, linked to another LMS course: its grades go to columns
+    of its own course, not to the deleted one's columns this engine remembered."""
+    _seed(db)
+    factory = _Factory()
+    engine = _engine(db, factory, signals=SIGNALS)
+    gone = GONE[0]
+    remote = factory.remote(gone)
+    try:
+        await _deliver_everywhere(db, engine)
+        assert {item for item, _ in remote.results} == {f"https://{gone}/courses/1/items/a1"}
+        await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, gone)
+        await wait_for_async(lambda: (T, gone) not in engine.clients.held(), "the deletion learned")
+        await asyncio.to_thread(
+            add_destination,
+            db.uow,
+            T,
+            gone,
+            links={COURSE: "https://elsewhere/courses/9"},
+            people={learner(i): f"sub-{learner(i)}" for i in range(LEARNERS)},
+        )
+        post(db, None, [("a1", learner(i), 9.0) for i in range(LEARNERS)])
+        await engine.process_dirty()
+        await engine.deliver_due()
+        assert _delivered(db, gone) == LEARNERS
+        fresh = {k for k, v in remote.results.items() if v.score_given == 9.0}
+        assert {item for item, _ in fresh} == {"https://elsewhere/courses/9/items/a1"}
+    finally:
+        await engine.aclose()

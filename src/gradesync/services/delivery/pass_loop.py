@@ -445,6 +445,7 @@ class Deliverer:
     def _gone(self, keys: set[DestKey]) -> None:
         """The governor found `keys` deleted: what this engine keeps for them goes once no
         claimed row of theirs is in hand."""
+        self.provisioner.forget(keys)
         for key in keys:
             client = self.clients.forget(key)
             task = asyncio.create_task(
@@ -473,6 +474,8 @@ class Deliverer:
             # are never reset
             self.writer.delivered.pop(key, None)
             self.meter.destinations_gone({key})
+            # and what a send in flight at the deletion cached of its columns since
+            self.provisioner.forget({key})
         if client is not None:
             # a no-op for every adapter today (the HTTP pool, aiohttp's sockets, is the
             # context's, closed with the process), kept as the protocol promises it: it

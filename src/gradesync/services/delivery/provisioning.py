@@ -16,6 +16,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from gradesync.domain.held import provisioned
 from gradesync.domain.model import Activity, Course, CourseLink, Destination, ItemLink, Tenant
@@ -76,6 +77,18 @@ class Provisioner:
         # columns tried ahead of their first grade: once while remembered (a failure is
         # left to the send, which classifies it and retries)
         self._tried_ahead: Recent[ColumnKey, bool] = Recent(CACHED)
+
+    def forget(self, destinations: set[tuple[str, str]]) -> None:
+        """Deleted destinations' courses and columns: one made again under the same id links
+        courses and makes columns of its own (its LMS may be another), never the old ones'."""
+        caches: tuple[Recent[Any, Any], ...] = (
+            self._course_links,
+            self._item_links,
+            self._tried_ahead,
+        )
+        for cache in caches:
+            for key in [k for k in cache if (k[0], k[1]) in destinations]:
+                del cache[key]
 
     async def course_link(
         self, client: DestinationClient, d: Destination, course: Course, link: CourseLink | None
