@@ -555,6 +555,9 @@ class Governor:
         started = time.monotonic()
         found = await asyncio.to_thread(load)
         self._destinations_at = time.monotonic()
+        # deleted and made again under its id since the last read: the old one is gone, with
+        # all kept of it (limits, client, its columns), before the new one is held
+        self._forget({(d.tenant_id, d.id) for d in found if self._remade(d)})
         held = self.destinations
         self.destinations = {(d.tenant_id, d.id): self._kept(held, d) for d in found}
         now = self.clock.now()
@@ -576,6 +579,17 @@ class Governor:
                 lim.disabled = True
         if self.on_gone is not None:
             self.on_gone(gone)
+
+    def _remade(self, fresh: Destination) -> bool:
+        """`fresh` is another registration under the id of one held: the held one was
+        deleted and this made since (a destination keeps its `created_at` for life)."""
+        old = self.destinations.get((fresh.tenant_id, fresh.id))
+        return (
+            old is not None
+            and old.created_at is not None
+            and fresh.created_at is not None
+            and old.created_at != fresh.created_at
+        )
 
     @staticmethod
     def _kept(held: Mapping[DestKey, Destination], fresh: Destination) -> Destination:
@@ -658,7 +672,9 @@ class Governor:
             fresh = None
         else:
             self._pause_reads.answered()
-            if fresh is None:  # deleted: send nothing more, and keep nothing of it
+            if fresh is None or self._remade(fresh):
+                # deleted (made again, maybe): this send sends nothing, and nothing of the
+                # deleted one is kept; one made again is held at the next read
                 lim.disabled = True
                 key = (d.tenant_id, d.id)
                 if self.limits.get(key) is lim:  # not one made since for a new registration
