@@ -189,3 +189,26 @@ def test_a_time_the_schedules_zone_cannot_show_is_printed_in_utc(gs: Callable[..
     added = gs("add", *args, "--first-run", "9999-12-31T23:00:00Z")
     assert "first run: 9999-12-31 23:00 UTC" in added.stdout, added.stdout
     assert "9999-12-31 23:00 UTC" in gs("list").stdout
+
+
+def test_add_names_every_problem_at_once(gs: Callable[..., Proc]) -> None:
+    """An unknown course or destination was named only once the spec and the zone were
+    right; the API names all four problems of such a request at once, and so does the CLI."""
+    bad = gs(
+        "add",
+        "--kind",
+        "weekly",
+        "--spec",
+        "funday 07:00",
+        "--tz",
+        "Mars/Base",
+        "--course",
+        "nope",
+        "--destination",
+        "zz",
+        "--json",
+        code=2,
+    )
+    fields = {p["field"] for p in json.loads(bad.stdout)["error"]["problems"]}
+    assert fields == {"--spec", "--tz", "--course", "--destination"}, bad.stdout
+    assert gs("list", "--json").stdout.strip() == "[]"

@@ -96,8 +96,8 @@ def _parse_time(value: str | None, field: str, *, naive_is_utc: bool) -> datetim
 
 
 def _check_rule(kind: str | None, spec: str | None, tz: str | None, first_run: str | None) -> None:
-    """Every problem of a schedule's rule, time zone and first run at once (the service,
-    which checks them again, stops at the first)."""
+    """Every problem of a rule to preview, its time zone and first run at once (the service's
+    preview stops at the first; its create and edit name every problem themselves)."""
     problems: list[FieldProblem] = []
     checks: list[Callable[[], object]] = [
         lambda: _parse_time(first_run, "first_run_at", naive_is_utc=False)
@@ -181,8 +181,8 @@ def add(
     as_json: bool = JSON_OUT,
 ) -> None:
     """Add a schedule."""
-    guarded(lambda: _check_rule(kind, spec, tz, first_run), OPTIONS)
     with runtime() as rt:
+        # the service names every problem at once, the scope's with the rule's (as the API)
         info = guarded(
             lambda: _service(rt).create(
                 tenant,
@@ -193,7 +193,7 @@ def add(
                 course_id=course,
                 destination_id=destination,
                 activity_ids=activity,
-                first_run_at=_parse_time(first_run, "first_run_at", naive_is_utc=False),
+                first_run_at=first_run,
                 trigger="remaster" if remaster else "schedule",
             ),
             OPTIONS,
@@ -252,8 +252,6 @@ def edit(
     def work() -> ScheduleInfo:
         svc = _service(rt)
         current = svc.get(tenant, schedule_id).schedule
-        # a new spec alone is checked against the stored kind
-        _check_rule(kind or current.kind.value, spec, tz, first_run)
         scope = None
         if course or destination or all_courses or all_destinations:
             cur = current.scope
@@ -271,7 +269,7 @@ def edit(
             kind=kind.lower() if kind else None,
             spec=spec,
             time_zone=tz,
-            first_run_at=_parse_time(first_run, "first_run_at", naive_is_utc=False),
+            first_run_at=first_run,  # every problem named at once, as on add
             scope=scope,
         )
 
