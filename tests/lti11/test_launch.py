@@ -76,6 +76,10 @@ def _sign(params: dict[str, str], url: str, key: str, secret: str, **oauth: Any)
 def test_learner_launch_records_facts_and_links(lms: RunningSandbox, gradesync: Gradesync) -> None:
     c = lms_course(lms)
     register_consumer(gradesync.db, c.consumer_key)
+    with gradesync.db.uow() as uow:  # the courseware's activity the link names
+        uow.courses.upsert(Course("t1", c.course, f"Biology {c.course}"))
+        uow.activities.upsert(Activity("t1", "rl-quiz1", c.course, "Quiz 1", 10.0))
+        uow.commit()
     learner = c.learners[0]
     form = signed_launch(lms, c, learner, "rl-quiz1", gradesync.launch_url)
 
@@ -146,6 +150,27 @@ def test_custom_activity_id_maps_the_link_to_an_activity(
         assert uow.links.item("t1", "lms11", "rl-77") is None
         plink = uow.links.person("t1", "lms11", c.learners[0], c.course)
         assert plink is not None and "chapter-3-quiz" in plink.data["sourcedids"]
+
+
+def test_a_link_naming_an_unknown_activity_promises_no_grade(
+    lms: RunningSandbox, gradesync: Gradesync
+) -> None:
+    """Grades of the courseware's activities are refused `no_launch` while the only link
+    names an activity gradesync does not have: the page said they would be sent. It says
+    which activity the link names and what the teacher sets, to the learner and the teacher."""
+    c = lms_course(lms)
+    register_consumer(gradesync.db, c.consumer_key)
+    learner = post_launch(signed_launch(lms, c, c.learners[0], "rl-pq1", gradesync.launch_url))
+    teacher = post_launch(signed_launch(lms, c, c.instructor, "rl-pq1", gradesync.launch_url))
+
+    for response in (learner, teacher):
+        assert response.status_code == 200, response.text
+        page = response.text.replace("&#x27;", "'")
+        assert "will be sent" not in page, page
+        assert "activity 'rl-pq1'" in page and "not know" in page, page
+        assert "activity_id custom parameter" in page, page
+    assert "Tell your teacher" in learner.text
+    assert "Signed in as instructor" in teacher.text
 
 
 def test_a_link_naming_another_courses_activity_is_refused(

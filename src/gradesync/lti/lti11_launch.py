@@ -303,6 +303,28 @@ def _page(status: int, title: str, text: str) -> HTMLResponse:
     )
 
 
+def _unknown_activity(record: Lti11Recorded) -> str:
+    """A link naming an activity gradesync does not have: no grade is promised, and what the
+    teacher sets up is said (as an LTI 1.3 link naming an unknown course is told)."""
+    named = (
+        "its activity_id custom parameter"
+        if record.activity_id != record.resource_link_id
+        else "its resource_link_id (it has no activity_id custom parameter)"
+    )
+    said = (
+        f"This link names activity {record.activity_id!r} by {named}, which gradesync does "
+        f"not know in course {record.course_id!r}, so no grade is sent through it yet. "
+    )
+    setup = (
+        "In the LMS, set the link's activity_id custom parameter to the courseware's id "
+        "of this activity; grades go once it is set and the link opened again, or once the "
+        "courseware sends an activity of this id."
+    )
+    if record.role is Role.LEARNER:
+        return said + "Tell your teacher: " + setup[0].lower() + setup[1:]
+    return f"Signed in as {record.role.value}. " + said + setup
+
+
 @router.post(LAUNCH_PATH)
 async def lti11_launch(request: Request) -> Response:
     """Receive an LTI 1.1 basic launch (OAuth 1.0a signed form post)."""
@@ -343,6 +365,8 @@ async def lti11_launch(request: Request) -> Response:
             "The LMS did not send a result id with this launch, so it does not expect a grade: "
             "make the link a graded assignment in the LMS for grades to sync."
         )
+    elif not record.activity_known:
+        text = _unknown_activity(record)
     elif record.role is Role.LEARNER:
         text = "Your grades for this activity will be sent to the course gradebook."
     else:

@@ -143,6 +143,9 @@ class Lti11Recorded:
     role: Role
     graded: bool  # the LMS sent a result id: grades for this learner can be sent
     sourcedid_problem: str | None = None  # the one it sent cannot be used (`Lti11Launch`)
+    # the link's activity is one gradesync has: without it, no attempt names it (yet) and
+    # the courseware's grades go nowhere through this link
+    activity_known: bool = True
 
 
 # Rejections a launch cures: the LMS has now said where this activity's (or learner's) grade
@@ -346,6 +349,7 @@ def record_launch(
         role=launch.role,
         graded=bool(sourcedid),
         sourcedid_problem=launch.sourcedid_problem,
+        activity_known=bound is not None,
     )
 
 
