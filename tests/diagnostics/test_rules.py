@@ -250,6 +250,22 @@ def test_an_activity_left_out_on_purpose_is_excluded_not_failed() -> None:
     assert unpublished is not None and not unpublished.passed and not unpublished.excluded
 
 
+def test_an_lti11_column_is_made_by_a_graded_link_not_by_deep_linking() -> None:
+    """LTI 1.1 has no Deep Linking and gradesync cannot create its columns: a missing one is
+    made by a graded link naming the activity, opened once."""
+    base = _facts()
+    lms11 = Destination("t", "d", DestinationKind.LTI11_OUTCOMES, "Moodle")
+    facts = replace(
+        base,
+        destinations=(replace(base.destinations[0], destination=lms11, item_link=None),),
+    )
+    column = diagnose_learner_activity(facts).check("column_linked", "d")
+    assert column is not None and not column.passed
+    remedy = column.remedy or ""
+    assert "Deep Linking" not in remedy and "Sync now" not in remedy, remedy
+    assert "activity_id custom parameter is 'a1'" in remedy and "open it once" in remedy
+
+
 def test_a_sis_gets_sis_advice_not_deep_linking() -> None:
     course = Course("t", "c1", "Bio")
     small = Activity("t", "a1", "c1", "Reading check", 0.5)

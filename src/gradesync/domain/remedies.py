@@ -504,3 +504,13 @@ class RemedyProblem(FieldProblem):
         return FieldProblem(
             self.field, self.rule, f"{self.said}{SEPARATOR}{self.fix.for_instructor()}"
         )
+
+
+def lti11_column_remedy(activity_id: str) -> str:
+    """LTI 1.1 has no Deep Linking and cannot create a column: the LMS's graded link makes it,
+    and its first launch tells gradesync which activity it is (docs/lti11.md)."""
+    return (
+        "Add the activity to the LMS course as a graded LTI link whose activity_id custom "
+        f"parameter is {activity_id!r}, and open it once; LTI 1.1 cannot create gradebook "
+        "columns."
+    )

@@ -49,6 +49,7 @@ from gradesync.domain.model import (
     ScoreForm,
 )
 from gradesync.domain.policy import Capabilities, Column, DesiredResult, column_hash
+from gradesync.domain.remedies import lti11_column_remedy
 from gradesync.services.destination import (
     CheckStep,
     FailureClass,
@@ -399,8 +400,7 @@ class Lti11Client:
                 FailureClass.REJECTED,
                 "no_launch",
                 f"no launch for this activity yet ({column.activity_id!r})",
-                remedy="Add the activity to the LMS course as a graded LTI link and open it once; "
-                "LTI 1.1 cannot create gradebook columns.",
+                remedy=lti11_column_remedy(column.activity_id),
             )
         digest = column_hash(column)
         if link.details_hash == digest:

@@ -42,7 +42,7 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.domain.reasons import Reason
-from gradesync.domain.remedies import PENDING_STALLED
+from gradesync.domain.remedies import PENDING_STALLED, lti11_column_remedy
 
 # --- per destination -----------------------------------------------------------------------
 
@@ -377,6 +377,8 @@ def column_check(
             if refused
             else "Post grades: gradesync creates the line item in the SIS class."
             if d.kind not in LTI_KINDS
+            else lti11_column_remedy(activity.id)
+            if d.kind is DestinationKind.LTI11_OUTCOMES
             else "If the LMS link was not created as 'Graded', rebuild it with gradesync's "
             "Deep Linking; otherwise Sync now creates the column.",
             d.id,
