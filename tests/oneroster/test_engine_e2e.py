@@ -436,7 +436,7 @@ async def test_a_connection_added_again_under_another_id_keeps_the_line_item(
     quiz = _li(p, "quiz1")
 
     # the connection deleted with its links, and added again under another id
-    destination_admin.delete(p.db.uow, T, DEST)
+    destination_admin.delete(p.db.uow, SystemClock(), T, DEST)
     again = "sis-again"
     connect(
         p.db.uow,
