@@ -103,13 +103,18 @@ def unrecorded(destination: Destination, not_connected: str | None) -> tuple[str
 
 
 def score_text(row: LedgerRow | None) -> str | None:
-    """'8 / 10' from the desired result, or None when there is nothing to send."""
+    """'8 / 10' from the desired result ('0 / 10 missing' for a past-due zero, 'excused'
+    for an excused learner), or None when there is nothing to send."""
     if row is None or not row.desired:
         return None
-    given, maximum = row.desired.get("score_given"), row.desired.get("score_maximum")
+    desired = row.desired
+    given, maximum = desired.get("score_given"), desired.get("score_maximum")
+    if desired.get("excused"):
+        return "excused"
     if given is None:
         return "no score"
-    return f"{_num(given)} / {_num(maximum)}"
+    text = f"{_num(given)} / {_num(maximum)}"
+    return f"{text} missing" if desired.get("missing") else text
 
 
 def _held(
