@@ -224,7 +224,8 @@ def test_a_sis_course_pages_category_checks_name_the_consoles_forms(api: ApiEnv)
     """A file-based SIS whose groups must be aligned: an admin read `gradesync sis categories
     sis --align ...` on the course's SIS page, for an activity without a group too. They read
     the Category alignment form for a group, the connection's settings page (its default
-    category) for an activity with none; an instructor reads what to ask for."""
+    category) for an activity with none; an instructor reads what to ask for, and is not
+    told to pick a category where there is no picker."""
     admin = _school(api)
     by_name = {"file_based": True, "profile": {"category_match": "name"}}
     assert admin.put("/sis/connections/sis", json=by_name).status_code == 200
@@ -236,12 +237,21 @@ def test_a_sis_course_pages_category_checks_name_the_consoles_forms(api: ApiEnv)
     assert admin.put("/activities/a8", json=grouped).status_code == 200
     url = "/console/sis/sis/courses/c1"
     for who, reads, never in (
-        ("ines", [f"{ASK} align this activity", f"{ASK} set the default category"], "--align"),
+        (
+            "ines",
+            [
+                f"{ASK} align this activity",
+                f"{ASK} set the default category",
+                "a gradesync administrator can align it to another",
+            ],
+            "--align",
+        ),
         (
             "ops",
             [
                 "under Category alignment on the course",
                 "settings page (/console/sis/sis/edit)",
+                "pick one to override it",
             ],
             "gradesync sis categories",
         ),
@@ -254,6 +264,8 @@ def test_a_sis_course_pages_category_checks_name_the_consoles_forms(api: ApiEnv)
         for said in reads:
             assert said in text, (who, said)
         assert never not in text, who
+        # an instructor has no picker, so is not told to pick one
+        assert ("pick one" in text) == (who == "ops"), who
 
 
 def _cell_why(api: ApiEnv, who: str) -> str:
