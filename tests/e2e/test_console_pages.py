@@ -1526,3 +1526,36 @@ def test_a_missing_sis_category_and_a_broken_lti11_consumer_name_what_fixes_them
     assert "(`PUT /api/v1/lti11/consumers/lms11`)" in grid
     assert "Then resume it (its Resume button on the Destinations page)." in grid
     assert "gradesync lti11" not in grid
+
+
+def test_the_schedules_page_names_the_destination_and_logs_in_the_schedules_zone(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """A schedule scoped to a destination shows the destination's name, not its id, and the
+    log's times read in the schedule's zone, as the table's do."""
+    c, runtime = app_client
+    with runtime.db.uow() as uow:
+        uow.destinations.upsert(
+            Destination("t1", "lms-7", DestinationKind.LTI13_AGS, "Biology LMS"),
+            runtime.clock.now(),
+        )
+        uow.commit()
+    token = _login(c, "ada", "/console/schedules")
+    made = c.post(
+        "/console/schedules",
+        data={
+            "csrf": token,
+            "kind": "daily",
+            "spec": "07:00",
+            "time_zone": "America/New_York",
+            "course_id": "bio",
+            "destination_id": "lms-7",
+        },
+        follow_redirects=False,
+    )
+    assert made.status_code == 303, made.text
+    page = c.get("/console/schedules").text
+    scope = re.search(r'<td class="small">Biology → ([^<]*)</td>', page)
+    assert scope and scope.group(1) == "Biology LMS", page
+    log = page.split('aria-labelledby="log-h"', 1)[1]
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d E[SD]T</td>", log), log

@@ -89,6 +89,9 @@ def _page(request: Request, user: ConsoleUser, *, status: int = 200, **extra: An
         kind_hints=KIND_HINTS,
         type_labels=TYPE_LABELS,
         course_names=names,
+        destination_names={d.id: d.name for d in ctx["destinations"]},
+        # the log reads in each schedule's zone, as the table above it does
+        zones={i.schedule.id: i.schedule.time_zone for i in schedules},
         form=extra.pop("form", {}),
         **ctx,
         **extra,
