@@ -490,6 +490,33 @@ def test_the_text_is_the_one_httpx_reads(content_type: str | None, body: bytes) 
         again.encoding = "utf-8"  # and refuses once it is
 
 
+def test_an_answer_is_made_as_httpx_makes_it_but_its_headers_when_read() -> None:
+    """`Response.received` sets what httpx's own constructor sets (a new httpx that sets
+    another attribute fails here), its headers made from the lines only when read."""
+    lines = [(b"Content-Type", b"application/json"), (b"X-Twice", b"a"), (b"x-twice", b"b")]
+    body = b'{"resultUrl": "https://lms/r/1"}'
+    ext = {"http_version": b"HTTP/1.1", "reason_phrase": b"OK"}
+    ours = Response.received(201, lines, body, ext)
+    theirs = httpx.Response(201, headers=lines, stream=httpx.ByteStream(body), extensions=ext)
+    made = dict(vars(theirs))  # what httpx's constructor sets
+    mine = {k: v for k, v in vars(ours).items() if k not in ("_lines", "_content_type")}
+    # the body is read at once (`_content`, the stream consumed and closed); no headers yet
+    assert set(mine) == set(made) - {"headers"} | {"_content"}
+    for name, value in made.items():
+        if name not in ("stream", "headers", "is_closed", "is_stream_consumed"):
+            assert mine[name] == value, name
+    assert ours.extensions is not ext  # copied, as httpx copies it
+    theirs.read()
+    assert (ours.status_code, ours.text, ours.json()) == (201, theirs.text, theirs.json())
+    assert ours.is_closed and ours.is_stream_consumed
+    assert ours.headers.raw == theirs.headers.raw and ours.headers.get_list("x-twice") == [
+        "a",
+        "b",
+    ]
+    ours.headers = httpx.Headers({"a": "1"})  # set as on any httpx answer
+    assert ours.headers["a"] == "1"
+
+
 @pytest.mark.parametrize(
     "lines",
     [
