@@ -155,6 +155,42 @@ def test_json_content_makes_no_encoder_per_body(monkeypatch: pytest.MonkeyPatch)
         json_content({"scoreGiven": math.nan})  # no NaN on the wire
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"userId": 'é " \n \u2028', "scoreGiven": 0.1, "scoreMaximum": 1e300, "x": -0.0},
+        {"a": [1, None, True, False, {}, []], 2: "int key", None: 1, 1.5: 2, True: 3},
+        ["list", 1],
+        "a string",
+        7,
+    ],
+)
+def test_json_content_makes_no_c_encoder_per_body_and_sends_what_json_does(
+    monkeypatch: pytest.MonkeyPatch, body: Any
+) -> None:
+    """`JSONEncoder.encode` made its C encoder again for every body; the one made once
+    gives the same bytes and refuses what it refuses, with the same error."""
+    expected = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    sent = expected.encode(body).encode()
+    made: list[object] = []
+    real = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+
+    def counting(*args: Any) -> Any:
+        made.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(json.encoder, "c_make_encoder", counting)
+    assert [json_content(body) for _ in range(3)] == [sent] * 3
+    assert made == []
+    monkeypatch.undo()
+    for bad in ({"a": math.inf}, {"a": object()}, {(1, 2): 1}):
+        with pytest.raises((ValueError, TypeError)) as ours:
+            json_content(bad)
+        with pytest.raises((ValueError, TypeError)) as theirs:
+            expected.encode(bad)
+        assert (type(ours.value), str(ours.value)) == (type(theirs.value), str(theirs.value))
+
+
 def test_a_series_dropped_for_a_destination_counts_again_when_it_sends() -> None:
     # a destination made between a scrape's read of the destinations and its drop of the
     # series of those deleted: its series go, and its next results must be counted where a
