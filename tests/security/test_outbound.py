@@ -330,6 +330,102 @@ async def test_a_name_that_does_not_resolve_is_a_connection_failure() -> None:
             await http.get("https://nowhere.example.edu/")
 
 
+# --- one TLS context for every one-off client -------------------------------------------------
+
+
+def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
+    """A certificate for `host` signed by its own key: (certificate, key) PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[_Server, int, Path]]:
+    """An HTTPS server on loopback, its certificate trusted by no one yet."""
+    import ssl
+
+    cert_file, key_file = _self_signed(tmp_path, "loop.example.edu")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_file, key_file)
+    s = _Server()
+    srv = await asyncio.start_server(s.handle, "127.0.0.1", 0, ssl=ctx)
+    async with srv:
+        yield s, srv.sockets[0].getsockname()[1], cert_file
+
+
+@pytest.fixture
+def fresh_tls_context() -> Iterator[None]:
+    """The process's TLS context made again for the test, and after it."""
+    from gradesync.adapters.outbound_http import tls_context
+
+    tls_context.cache_clear()
+    yield
+    tls_context.cache_clear()
+
+
+def _tls_of(http: httpx.AsyncClient) -> Any:
+    """The TLS context httpx's pool under a guarded client makes its connections with."""
+    return http._transport._inner._pool._ssl_context  # type: ignore[attr-defined]
+
+
+async def test_one_off_clients_share_one_verifying_tls_context(
+    tls_server: tuple[_Server, int, Path],
+    fresh_tls_context: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each context loads the whole CA bundle (about 830 kB of OpenSSL's memory, and
+    milliseconds of CPU): the one-off clients (a console check, a SIS directory read, a
+    registration) share the process's one, which still verifies certificates."""
+    s, port, cert_file = tls_server
+    g = OutboundGuard(OutboundPolicy.allowing(["127.0.0.1/32"]), FixedResolver(NAMES))
+    url = f"https://loop.example.edu:{port}/x"
+    # certifi's bundle does not know the server's certificate: refused
+    async with guarded_client(g) as http:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await http.get(url)
+    # trusted through SSL_CERT_FILE (read when the process's context is made): two clients,
+    # one context, each with a real TLS exchange
+    from gradesync.adapters.outbound_http import tls_context
+
+    tls_context.cache_clear()
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+    async with guarded_client(g) as first, guarded_client(g) as second:
+        assert (await first.get(url)).text == "ok"
+        assert (await second.get(url)).text == "ok"
+        assert _tls_of(first) is _tls_of(second) is tls_context()
+    assert s.hosts == [f"loop.example.edu:{port}"] * 2
+
+
 # --- LTI 1.1 consumers: allowed hosts at registration, outcome URLs at launch ---------------
 
 

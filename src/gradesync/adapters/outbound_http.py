@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import socket
+import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -127,6 +129,15 @@ def guard_transport(
     return GuardedTransport(transport)
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The one TLS context of the process's one-off clients (httpx's default: certificates
+    verified against certifi's bundle, or SSL_CERT_FILE / SSL_CERT_DIR). Each context holds
+    the whole CA bundle in OpenSSL's memory (about 830 kB) and takes milliseconds of CPU to
+    load it: made per client, every console check, roster read or registration made one."""
+    return httpx.create_ssl_context()
+
+
 def guarded_client(
     guard: OutboundGuard,
     *,
@@ -138,7 +149,7 @@ def guarded_client(
     `wrap` puts a transport around the guarded one (e.g. one that counts the requests)."""
     limits = limits or httpx.Limits()
     transport: httpx.AsyncBaseTransport = guard_transport(
-        httpx.AsyncHTTPTransport(limits=limits), guard
+        httpx.AsyncHTTPTransport(limits=limits, verify=tls_context()), guard
     )
     if wrap is not None:
         transport = wrap(transport)
