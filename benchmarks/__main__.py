@@ -123,6 +123,7 @@ def run_platforms(url: str | None, sizes: Sizes, workdir: Path) -> dict[str, Any
         sizes.deadline,
         postgres_url=url,
         learners=sizes.pl_learners,
+        courses=sizes.pl_courses,
         trace_memory=DIAG["trace_memory"],
         malloc_stats=DIAG["malloc_stats"],
     )
@@ -322,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         help="platforms: comma-separated platform counts, e.g. 10,100,1000",
     )
     parser.add_argument(
+        "--platform-courses",
+        type=int,
+        help="platforms: courses per platform (default 10); the same data over fewer "
+        "platforms tells what a platform costs from what its data costs",
+    )
+    parser.add_argument(
         "--remaster-timeout",
         type=float,
         help="remaster: bound per run in seconds (default 600, and at least N/100)",
@@ -388,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
         if not counts or any(n <= 0 or n > 10_000 for n in counts):
             parser.error("--platforms: counts between 1 and 10000")
         sizes = replace(sizes, pl_counts=counts)
+    if args.platform_courses is not None:
+        if not 1 <= args.platform_courses <= 10_000:
+            parser.error("--platform-courses: between 1 and 10000")
+        sizes = replace(sizes, pl_courses=args.platform_courses)
     if args.remaster_timeout is not None:
         if args.remaster_timeout <= 0:
             parser.error("--remaster-timeout: a positive number of seconds")

@@ -294,7 +294,8 @@ def table(results: dict[str, Any]) -> str:
                 continue
             rows.append(
                 (
-                    f"[{db}] {size['platforms']:,} platforms x 10 courses",
+                    f"[{db}] {size['platforms']:,} platforms x "
+                    f"{size['courses'] // size['platforms']:,} courses",
                     f"{size['results']:,} results at {_fmt(size['rate_per_s'])}/s, "
                     f"{_fmt(size['cpu_ms_per_result'])} ms CPU each, RSS "
                     f"{_fmt(size['rss_before_mb'])} -> {_fmt(size['rss_after_mb'])} MB, "

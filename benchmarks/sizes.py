@@ -44,9 +44,11 @@ class Sizes:
     # throughput side by side: every client this many times (min / median / max)
     rounds: int = 3
     # many platforms: platform counts (fresh processes each; 10 courses per platform), the
-    # learners per course (one activity) and each platform's concurrency
+    # courses per platform, the learners per course (one activity) and each platform's
+    # concurrency
     pl_counts: tuple[int, ...] = (2,)
     pl_learners: int = 1
+    pl_courses: int = 10
     pl_concurrency: int = 4
 
 

@@ -164,7 +164,22 @@ def _malloc_state(libc: Any) -> dict[str, Any]:
             for n in ("arena", "uordblks", "fordblks", "hblkhd", "keepcost")
         },
         "threads": int(status["Threads"]),
+        # SQLite's own heap (page caches, schemas, statements), malloc'ed by its threads
+        "sqlite_memory_mb": _sqlite_memory_mb(),
     }
+
+
+def _sqlite_memory_mb() -> float | None:
+    """What SQLite has allocated now, over every connection of the process (the library
+    the sqlite3 module is linked against)."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libsqlite3.so.0")
+    except OSError:
+        return None
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return round(lib.sqlite3_memory_used() / 2**20, 1)
 
 
 def _malloc_dump(out: Path) -> None:

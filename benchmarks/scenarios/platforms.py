@@ -419,13 +419,14 @@ def run(
     *,
     postgres_url: str | None = None,
     learners: int = 2,
+    courses: int = 10,
     trace_memory: bool = False,
     malloc_stats: bool = False,
 ) -> dict[str, Any]:
     per_size = []
     for p in counts:
         print(f"    platforms P={p:,} ...", flush=True)
-        shape = Shape(p, learners=learners)
+        shape = Shape(p, courses=courses, learners=learners)
         try:
             r = one_size(
                 workdir / f"p{p}",
