@@ -155,7 +155,8 @@ _FOLDED = (
     *(n for n in _SETTLED if n not in ("remote_status", "remote_message")),
 )
 # each bound as the column of its name stores its values (`sqlite_rows.execute_rows`)
-_AS_READ = {f"w_{n}": n for n in _FOLDED} | {"claim_until": "lease_until"}
+_RELEASED = {"claim_until": "lease_until"}
+_AS_READ = {f"w_{n}": n for n in _FOLDED} | _RELEASED
 
 
 def _bound(r: LedgerRow, names: tuple[str, ...], prefix: str = "") -> dict[str, Any]:
@@ -218,16 +219,36 @@ def _settle_as_claimed() -> Any:
     )
 
 
+def _locked_in_key_order(k: Any) -> Any:
+    """PostgreSQL: the rows of `k` (`_keys_as_arrays`) whose keys the ledger holds, those
+    ledger rows locked (FOR UPDATE) in key order, as every other writer of the ledger takes
+    its locks. A statement joining `k` to the ledger locks the rows in the order its plan
+    meets them (the order they are stored in, for a hash join), and could deadlock with a
+    writer taking them in key order (`tests/integration/test_ledger_lock_order.py`).
+    Materialized, so it is not folded into the statement that uses it."""
+    return (
+        select(*k.c)
+        .join(t.ledger, and_(*_of_keys_in(k)))
+        .order_by(k.c.t, k.c.d, k.c.a, k.c.p)
+        .with_for_update(of=t.ledger)
+        .cte("locked")
+        .prefix_with("MATERIALIZED")
+    )
+
+
 @cache
 def _settle_as_claimed_by_arrays() -> Any:
     """PostgreSQL: `_settle_as_claimed` for rows given as arrays (one execution): the
-    settled columns `s_<column>`, the claim's lease `until` and what it read `w_<column>`."""
+    settled columns `s_<column>`, the claim's lease `until` and what it read `w_<column>`,
+    the rows locked in key order first."""
     c = t.ledger.c
-    k = _keys_as_arrays(
-        ("k_t", "k_d", "k_a", "k_p"),
-        *((f"s_{n}", c[n].type) for n in _SETTLED),
-        ("until", c.lease_until.type),
-        *((f"w_{n}", c[n].type) for n in _FOLDED),
+    k = _locked_in_key_order(
+        _keys_as_arrays(
+            ("k_t", "k_d", "k_a", "k_p"),
+            *((f"s_{n}", c[n].type) for n in _SETTLED),
+            ("until", c.lease_until.type),
+            *((f"w_{n}", c[n].type) for n in _FOLDED),
+        )
     )
     return (
         update(t.ledger)
@@ -238,6 +259,22 @@ def _settle_as_claimed_by_arrays() -> Any:
             *(c[n].is_not_distinct_from(k.c[f"w_{n}"]) for n in _FOLDED),
         )
         .values({n: k.c[f"s_{n}"] for n in _SETTLED} | {"lease_owner": None, "lease_until": None})
+    )
+
+
+@cache
+def _release_by_arrays() -> Any:
+    """PostgreSQL: leases given back, the rows given as arrays of their keys and the claim's
+    lease `until` (one execution), each while it holds that lease of :owner, the rows
+    locked in key order first."""
+    c = t.ledger.c
+    k = _locked_in_key_order(
+        _keys_as_arrays(("k_t", "k_d", "k_a", "k_p"), ("until", c.lease_until.type))
+    )
+    return (
+        update(t.ledger)
+        .where(*_of_keys_in(k), c.lease_owner == bindparam("owner"), c.lease_until == k.c.until)
+        .values(lease_owner=None, lease_until=None)
     )
 
 
@@ -534,8 +571,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         if not rows:
             return 0
         if self.postgres:
-            # in key order, so its row locks are taken as every other writer takes them
-            ordered = sorted(rows, key=lambda r: _key_tuple(r[0].key))
+            ordered = rows
             settled = [_settled(new) for new, _, _, _ in ordered]
             read = [_as_read(was, stamp) for _, was, stamp, _ in ordered]
             params: dict[str, Any] = {
@@ -982,30 +1018,23 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
     def release(self, claims: Sequence[tuple[LedgerKey, datetime]], owner: str) -> int:
         if not claims:
             return 0
-        c = t.ledger.c
-        stmt = (
-            update(t.ledger)
-            .where(
-                c.tenant_id == bindparam("k_t"),
-                c.destination_id == bindparam("k_d"),
-                c.activity_id == bindparam("k_a"),
-                c.person_id == bindparam("k_p"),
-                c.lease_owner == owner,
-                c.lease_until == bindparam("k_u"),
-            )
-            .values(lease_owner=None, lease_until=None)
-        )
-        done = self.conn.execute(
-            stmt,
+        if self.postgres:
+            keys = [_key_tuple(k) for k, _ in claims]
+            params: dict[str, Any] = {n: [k[i] for k in keys] for i, n in enumerate(_KEY_PARAMS)}
+            params["until"] = [utc(u) for _, u in claims]
+            params["owner"] = owner
+            return int(self.conn.execute(_release_by_arrays(), params).rowcount)
+        # SQLite: the driver's executemany of `_settle_update` with no settled column
+        return execute_rows(
+            self.conn,
+            _settle_update(),
             [
-                {
-                    **dict(zip(("k_t", "k_d", "k_a", "k_p"), _key_tuple(k), strict=True)),
-                    "k_u": utc(u),
-                }
-                for k, u in claims
+                {"k_t": k[0], "k_d": k[1], "k_a": k[2], "k_p": k[3], "claim_until": utc(u)}
+                for k, u in ((_key_tuple(k), u) for k, u in claims)
             ],
+            {"release_owner": owner},
+            like=_RELEASED,
         )
-        return int(done.rowcount)
 
     def clear_leases(self, owner: str | None = None) -> int:
         c = t.ledger.c
