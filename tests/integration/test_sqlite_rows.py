@@ -1,7 +1,8 @@
 """`sqlite_rows.execute_rows` binds values itself, through the driver's executemany: what it
 stores must be, byte for byte and type for type, what SQLAlchemy stores for the same rows
 (a time compared as text with another must have the same form, a JSON value the same
-text). Two tables with times, JSON, defaults and the settle writer's lease release."""
+text). Two tables with times, JSON, defaults and the settle writer's lease release; and
+`execute_tuples`, the values converted by their callers, the same."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ from sqlalchemy import bindparam, create_engine, insert, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import insert_many
-from gradesync.adapters.db.repos.ledger import _ledger_upsert
-from gradesync.adapters.db.sqlite_rows import execute_rows
+from gradesync.adapters.db.repos import ledger as ledger_repo
+from gradesync.adapters.db.repos.ledger import DeliveryLogRepo, LedgerRepo, _ledger_upsert
+from gradesync.adapters.db.sqlite_rows import execute_rows, execute_tuples
+from gradesync.domain.ledger import Delivered, RetryLater, after_delivery
+from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
+from gradesync.domain.reasons import Reason
 
 AT = datetime(2026, 12, 5, 1, 2, 3, 456789, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
@@ -211,3 +216,132 @@ def test_a_parameter_like_a_column_is_bound_as_that_column_stores_its_values(
         assert execute_rows(conn, stmt, found, like={"was": "updated_at"}) == 2
         with pytest.raises(ValueError, match="the rows do not"):
             execute_rows(conn, stmt, found, like={"other": "updated_at"})
+
+
+def _claimed_rows() -> list[tuple[LedgerRow, datetime | None]]:
+    """Ledger rows as a claim read them (times in and out of UTC, nulls, an unstamped one),
+    with the score timestamp the claim stamped."""
+    key = LedgerKey("t", "d", "a1", "p1")
+    row = LedgerRow(
+        key,
+        DeliveryState.RETRYING,
+        desired_hash="h2",
+        desired={"score": 0.5},
+        delivered_hash="h1",
+        delivered_at=AT - timedelta(days=1),
+        last_timestamp=AT.replace(microsecond=0),
+        tries=2,
+        next_attempt_at=datetime(2026, 12, 5, 2, 0, tzinfo=PARIS),
+        reason_code="remote_5xx",
+        reason_text="naïve café ✓",
+        remote_status=503,
+        remote_message="busy",
+        updated_at=AT - timedelta(minutes=5),
+        pending_since=AT - timedelta(hours=1),
+    )
+    pending = LedgerRow(
+        LedgerKey("t", "d", "a1", "p2"),
+        DeliveryState.PENDING,
+        desired_hash="h",
+        desired=None,
+        updated_at=AT,
+    )
+    return [(row, AT + timedelta(microseconds=7)), (pending, None)]
+
+
+def test_a_settle_as_claimed_stores_what_binding_its_rows_by_name_stores(
+    tmp_path: Path,
+) -> None:
+    """`LedgerRepo.settle_as_claimed` on SQLite (tuples, `execute_tuples`) writes the rows,
+    and counts them, as the same statement run through `execute_rows` with the values by
+    name, each bound as its column stores it; a row not as the claim read it is left."""
+    by_name, a = _database(tmp_path, "a")
+    by_tuple, b = _database(tmp_path, "b")
+    until = datetime(2026, 12, 5, 3, 4, 5, 6, tzinfo=PARIS)  # the claim's lease
+    claimed = _claimed_rows()
+    busy = Reason("remote_5xx", "busy")
+    outcomes = [Delivered(200, "ok"), RetryLater(busy, None, 503, "busy")]
+    settled = [
+        (after_delivery(was, "h2", outcome, AT, sent_timestamp=stamp), was, stamp, until)
+        for (was, stamp), outcome in zip(claimed, outcomes, strict=True)
+    ]
+    for engine in (by_name, by_tuple):
+        with engine.begin() as conn:
+            repo = LedgerRepo(conn)
+            repo.save_many([(was, "c") for was, _ in claimed])
+            repo.lease([(was.key, stamp or AT) for was, stamp in claimed], "w1", until)
+    # the second row's stamp is not what the lease wrote: it is not as its claim read it
+    with by_name.begin() as conn:
+        n = execute_rows(
+            conn,
+            ledger_repo._settle_as_claimed(),
+            [
+                ledger_repo._settled(new)
+                | ledger_repo._as_read(was, stamp)
+                | {"claim_until": until.astimezone(UTC)}
+                for new, was, stamp, until in settled
+            ],
+            {"release_owner": "w1"},
+            like={f"w_{n}": n for n in ledger_repo._FOLDED} | {"claim_until": "lease_until"},
+        )
+    with by_tuple.begin() as conn:
+        assert LedgerRepo(conn).settle_as_claimed(settled, "w1") == n == 1
+    stored = _stored(b, "ledger")
+    assert stored == _stored(a, "ledger")
+    assert stored[0]["state"] == ("delivered", "text")
+    assert stored[0]["lease_owner"] == (None, "null")
+    assert stored[1]["lease_owner"] == ("w1", "text")
+
+
+def test_the_log_of_a_settle_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    by_sqlalchemy, a = _database(tmp_path, "a")
+    by_tuple, b = _database(tmp_path, "b")
+    lines = [
+        {
+            "key": LedgerKey("t", "d", "a1", f"p{i}"),
+            "run_id": run,
+            "sent_at": sent,
+            "sent_hash": "h",
+            "payload": payload,
+            "outcome": "delivered",
+            "remote_status": 200,
+            "remote_message": None,
+            "latency_ms": 12.5,
+            "score_scale": scale,
+        }
+        for i, (run, sent, payload, scale) in enumerate(
+            [
+                ("r1", AT, {"scoreGiven": 1.0, "userId": "ü", "at": AT}, 10.0),
+                (None, datetime(2026, 12, 5, 2, 0, tzinfo=PARIS), None, None),
+            ]
+        )
+    ]
+    with by_sqlalchemy.begin() as conn:
+        conn.execute(
+            insert(t.deliveries),
+            [
+                {k: v for k, v in line.items() if k != "key"}
+                | {
+                    "tenant_id": "t",
+                    "destination_id": "d",
+                    "activity_id": "a1",
+                    "person_id": line["key"].person_id,
+                    "sent_at": line["sent_at"].astimezone(UTC),
+                    # a time in a payload is logged as its text
+                    "payload": line["payload"] and line["payload"] | {"at": str(AT)},
+                }
+                for line in lines
+            ],
+        )
+    with by_tuple.begin() as conn:
+        DeliveryLogRepo(conn).add_many(lines)
+    assert _stored(b, "deliveries") == _stored(a, "deliveries")
+    assert _stored(b, "deliveries")[1]["sent_at"] == ("2026-12-05 01:00:00.000000", "text")
+
+
+def test_execute_tuples_names_a_parameter_it_is_not_given(tmp_path: Path) -> None:
+    engine, _ = _database(tmp_path, "missing")
+    c = t.ledger.c
+    stmt = update(t.ledger).where(c.person_id == bindparam("k_p")).values(tries=bindparam("n"))
+    with engine.begin() as conn, pytest.raises(ValueError, match="'n'"):
+        execute_tuples(conn, stmt, ("k_p",), [("p1",)])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Dialect
@@ -41,6 +42,110 @@ def execute_rows(
     extra = shared or {}
     done = conn.exec_driver_sql(sql, [tuple(read(row, extra) for read in readers) for row in rows])
     return done.rowcount
+
+
+def execute_tuples(
+    conn: Connection,
+    stmt: Insert | Update,
+    names: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+) -> int:
+    """`execute_rows` for rows given as tuples of the values of `names`, in that order, each
+    already in the form SQLite stores (`as_stored`): they go to the driver as they are, only
+    put in the statement's order, with no Python step per value. `names` must name every
+    parameter of the statement (an UPDATE's shared ones too, repeated in each row). Returns
+    how many rows the statement changed."""
+    if not rows:
+        return 0
+    sql, pick = _positions_for(conn.dialect, stmt, names)
+    return conn.exec_driver_sql(sql, list(rows) if pick is None else list(map(pick, rows))).rowcount
+
+
+def as_stored(dialect: Dialect, column: Any) -> Callable[[Any], Any]:
+    """A value of `column` turned into what SQLite stores for it, as `execute_rows` binds it;
+    a time first put in UTC (`mapping.utc`), as the repositories bind every time. Kept on
+    the dialect, as the compiled statements are."""
+    cache: dict[Any, Callable[[Any], Any]] = dialect.__dict__.setdefault(_STORED, {})
+    if column not in cache:
+        cache[column] = _as_stored(dialect, column)
+    return cache[column]
+
+
+def _as_stored(dialect: Dialect, column: Any) -> Callable[[Any], Any]:
+    convert = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if convert is None:
+        return lambda v: v
+    if _isoformat_stores_as(convert):
+        return _utc_text
+    slow = convert
+    return lambda v: slow(_in_utc(v) if type(v) is datetime else v)
+
+
+def remembered(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`convert` of each value once: a batch's rows share most of their times (the time of
+    the write, the claim's lease), and formatting a time costs more than finding it."""
+    seen: dict[Any, Any] = {None: convert(None)}
+
+    def once(v: Any) -> Any:
+        try:
+            return seen[v]
+        except KeyError:
+            done = seen[v] = convert(v)
+            return done
+
+    return once
+
+
+def _in_utc(v: datetime) -> datetime:
+    if v.tzinfo is UTC:
+        return v
+    return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+
+
+def _utc_text(v: datetime | None) -> str | None:
+    """A time in UTC as SQLite's DateTime stores it (`_isoformat_stores_as`)."""
+    return None if v is None else _in_utc(v).isoformat(" ", "microseconds")[:26]
+
+
+_Positions = tuple[str, Callable[[tuple[Any, ...]], tuple[Any, ...]] | None]
+_POSITIONS = "_gradesync_sqlite_positions"
+_STORED = "_gradesync_sqlite_stored"
+
+
+def _positions_for(dialect: Dialect, stmt: Insert | Update, names: tuple[str, ...]) -> _Positions:
+    cache: dict[tuple[Insert | Update, tuple[str, ...]], _Positions]
+    cache = dialect.__dict__.setdefault(_POSITIONS, {})
+    key = (stmt, names)
+    if key not in cache:
+        cache[key] = _positions(dialect, stmt, names)
+    return cache[key]
+
+
+def _positions(dialect: Dialect, stmt: Insert | Update, names: tuple[str, ...]) -> _Positions:
+    compiled = stmt.compile(dialect=dialect, column_keys=list(names))
+    wanted = list(compiled.positiontup or ())
+    # a parameter the statement gives its value (`.values(lease_owner=None)`) goes after a
+    # row's own, the same for every row
+    fixed = [n for n in wanted if n not in names]
+    consts: list[Any] = []
+    for n in fixed:
+        bind = compiled.binds[n]
+        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if bind.required or bind.callable is not None:
+            raise ValueError(f"the statement's parameter {n!r} is not in `names`")
+        consts.append(processor(bind.value) if processor is not None else bind.value)
+    order = [names.index(n) if n in names else len(names) + fixed.index(n) for n in wanted]
+    pick: Any = None
+    if order != list(range(len(names))):
+        getter = itemgetter(*order)
+        extra = tuple(consts)
+        if len(order) == 1:
+            pick = lambda row: (getter(row + extra),)  # noqa: E731
+        elif extra:
+            pick = lambda row: getter(row + extra)  # noqa: E731
+        else:
+            pick = getter
+    return str(compiled), pick
 
 
 class _PerRowDefault(Exception):
