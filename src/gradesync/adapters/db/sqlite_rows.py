@@ -4,7 +4,10 @@ Executed through SQLAlchemy, each value of each row goes through its parameter p
 in Python: 22 µs a row of the ledger, more than SQLite's own work. Here the statement is
 compiled once per shape, and a row only has its values turned into the form SQLite stores,
 by the dialect's own bind processors: a time is the same text, a JSON value the same JSON,
-as when SQLAlchemy binds it (`tests/integration/test_sqlite_rows.py` compares the two)."""
+as when SQLAlchemy binds it (`tests/integration/test_sqlite_rows.py` compares the two).
+`execute_tuples` goes further for the settle writer's statements, run for every result:
+the caller gives each row as a tuple already in the stored form (`as_stored`), so no value
+takes a Python step of its own."""
 
 from __future__ import annotations
 
