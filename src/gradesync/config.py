@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     breaker_cooldown_seconds: Annotated[float, Field(ge=0)] = 30.0
     # a run waits this long for retries to settle
     run_retry_patience_seconds: Annotated[float, Field(ge=0)] = 30.0
+    # Deep Linking asks the LMS for the columns gradesync made there at most this long, while
+    # the instructor waits for the answer (docs/lti13.md)
+    deep_link_lookup_seconds: Annotated[float, Field(gt=0)] = 5.0
     # Networks gradesync may send requests to although they are not public (loopback,
     # private, link-local, ...), and reach over plain http: "10.1.0.0/16,127.0.0.1/32".
     # Empty: public addresses over https only (docs/security.md).

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from gradesync.domain.model import CourseLink, Destination, RunScope, Trigger
     from gradesync.domain.reasons import Reason
     from gradesync.domain.triage import CourseTriage
+    from gradesync.services.delivery.governor import Governor
     from gradesync.services.destination import DestinationClient
     from gradesync.services.engine_config import EngineSettings
     from gradesync.services.ingest import IngestBatch, IngestResult
@@ -225,6 +226,12 @@ class Runtime:
         from gradesync.adapters.destinations.registry import build_client
 
         return ObservedClient(build_client(destination, context))
+
+    def governor(self) -> Governor | None:
+        """The limits, pauses and breakers of the engine serving this event loop (the
+        in-process worker), for a request a page makes to a destination; None where no
+        worker runs here."""
+        return self.worker.engine.deliverer.governor if self.worker is not None else None
 
     def roster_reader(
         self, destination: Destination, context: DestinationContext | None = None

@@ -34,6 +34,7 @@ from gradesync.lti.launch import launch_of, launch_state, verify_launch
 from gradesync.lti.platform_keys import PlatformKeyCache
 from gradesync.lti.registration import tool_urls
 from gradesync.services.clock import Clock
+from gradesync.services.delivery.governor import Governor
 from gradesync.services.destination import DestinationClient
 from gradesync.services.lti import launch as launches
 from gradesync.services.lti import login as logins
@@ -85,6 +86,8 @@ class Host(Protocol):
     def tool_keys(self) -> ToolKeyStore: ...
 
     def destination_client(self, destination: Destination) -> DestinationClient: ...
+
+    def governor(self) -> Governor | None: ...
 
 
 # Opens the console for a teacher a launch has just proved (the web console's business).
@@ -520,7 +523,13 @@ async def deep_link_respond(request: Request) -> Response:
         # outside the transaction: the LMS's own column for an activity gradesync has no
         # record of here (a connection added again) is reused, never doubled
         choices = await platform_columns(
-            tool.runtime.destination_client(platform), session.endpoint, choices
+            tool.runtime.destination_client(platform),
+            platform,
+            session.endpoint,
+            choices,
+            now=now,
+            within=tool.runtime.settings.deep_link_lookup_seconds,
+            governor=tool.runtime.governor(),
         )
         items = deep_linking.content_items(
             choices, tool.base_url + "/lti/launch", str(platform.config.get("tag") or "grade")

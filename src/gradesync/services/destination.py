@@ -211,13 +211,15 @@ class OneResultReader(Protocol):
 
 @runtime_checkable
 class ColumnFinder(Protocol):
-    """A client that finds, in a course's gradebook, the column it would write for an
-    activity (LTI 1.3 AGS: the line item with the activity's resourceId and the
+    """A client that finds, in a course's gradebook, the columns it would write for
+    activities (LTI 1.3 AGS: the line items with each activity's resourceId and the
     destination's tag in the course's line items container), so a column gradesync made
-    under an earlier connection or link is written to again rather than doubled. None when
-    there is none; a RemoteFailure when the gradebook cannot be asked."""
+    under an earlier connection or link is written to again rather than doubled. One
+    listing of the gradebook answers for every activity asked about: activity id -> column
+    id, an activity with none left out; a RemoteFailure when the gradebook cannot be
+    asked."""
 
-    async def find_column(self, container: str, activity_id: str) -> str | None: ...
+    async def find_columns(self, container: str, activity_ids: Sequence[str]) -> dict[str, str]: ...
 
 
 DEFAULT_TIMESTAMP_STEP = timedelta(milliseconds=1)

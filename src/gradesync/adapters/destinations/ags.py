@@ -438,15 +438,9 @@ class AgsClient:
             remedy=REMEDIES[NO_RESOURCE_LINK],
         )
 
-    async def _find(self, container: str, activity_id: str) -> dict[str, Any] | None:
-        url = with_query(
-            container,
-            {"resource_id": activity_id, "tag": self.tag, "limit": str(self.profile.page_limit)},
-        )
-        items = await self._get_pages(
-            url, field="lineitems", what="line items", accept=CONTAINER_TYPE
-        )
-        # Filters are advisory on some platforms: match here too; the oldest match wins.
+    def _matched(self, items: Sequence[Any], activity_id: str) -> dict[str, Any] | None:
+        """The activity's column among listed line items. Filters are advisory on some
+        platforms: match here too; the oldest match wins, one with the tag first."""
         matches = [
             i
             for i in items
@@ -456,11 +450,32 @@ class AgsClient:
         found = tagged or matches
         return found[0] if found else None
 
-    async def find_column(self, container: str, activity_id: str) -> str | None:
-        """The id of the platform's column for the activity in the course's line items
-        container (`ColumnFinder`): its own resourceId and tag, as `ensure_column` finds it."""
-        item = await self._find(self._checked(container, "lineitems"), activity_id)
-        return self._checked(str(item["id"]), "lineitem id") if item is not None else None
+    async def _find(self, container: str, activity_id: str) -> dict[str, Any] | None:
+        url = with_query(
+            container,
+            {"resource_id": activity_id, "tag": self.tag, "limit": str(self.profile.page_limit)},
+        )
+        items = await self._get_pages(
+            url, field="lineitems", what="line items", accept=CONTAINER_TYPE
+        )
+        return self._matched(items, activity_id)
+
+    async def find_columns(self, container: str, activity_ids: Sequence[str]) -> dict[str, str]:
+        """The ids of the platform's columns for the activities in the course's line items
+        container (`ColumnFinder`), by their own resourceId and tag, as `ensure_column` finds
+        each: one listing of the container's line items with the tag, matched here, however
+        many activities are asked about."""
+        container = self._checked(container, "lineitems")
+        url = with_query(container, {"tag": self.tag, "limit": str(self.profile.page_limit)})
+        items = await self._get_pages(
+            url, field="lineitems", what="line items", accept=CONTAINER_TYPE
+        )
+        out: dict[str, str] = {}
+        for activity_id in dict.fromkeys(activity_ids):
+            item = self._matched(items, activity_id)
+            if item is not None:
+                out[activity_id] = self._checked(str(item["id"]), "lineitem id")
+        return out
 
     async def _find_by_link(
         self, container: str, activity_id: str, link: str

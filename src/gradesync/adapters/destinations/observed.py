@@ -75,13 +75,13 @@ class ObservedClient:
         with log_context.bound(**self._context):
             return await self._inner.read_one(target)
 
-    async def find_column(self, container: str, activity_id: str) -> str | None:
-        """The activity's column in a course's gradebook, where the protocol finds one
-        (`ColumnFinder`); None where it does not."""
+    async def find_columns(self, container: str, activity_ids: Sequence[str]) -> dict[str, str]:
+        """The activities' columns in a course's gradebook, where the protocol finds them
+        (`ColumnFinder`); none where it does not."""
         if not isinstance(self._inner, ColumnFinder):
-            return None
+            return {}
         with log_context.bound(**self._context):
-            return await self._inner.find_column(container, activity_id)
+            return await self._inner.find_columns(container, activity_ids)
 
     async def check(self) -> Sequence[CheckStep]:
         with log_context.bound(**self._context):

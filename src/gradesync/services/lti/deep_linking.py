@@ -4,6 +4,7 @@ context to that course. The response JWT is built by `gradesync.lti.deep_linking
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -14,7 +15,9 @@ from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Activity, Course, Destination
 from gradesync.domain.policy import Column, column_for, resolve_settings
-from gradesync.services.destination import ColumnFinder, RemoteFailure
+from gradesync.services.delivery.failures import slowed_down
+from gradesync.services.delivery.governor import DestinationPaused, Governor
+from gradesync.services.destination import ColumnFinder, DestinationClient, RemoteFailure
 from gradesync.services.lti.errors import LaunchRefused
 from gradesync.services.lti.launch import bind_context
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -132,33 +135,66 @@ def connect_course(
     return platform, choices
 
 
+# the instructor's answer waits on it: it goes before a run's requests, as a live grade does
+LOOKUP_PRIORITY = 0
+
+
 async def platform_columns(
-    client: object, endpoint: Mapping[str, Any] | None, choices: Sequence[Choice]
+    client: DestinationClient,
+    platform: Destination,
+    endpoint: Mapping[str, Any] | None,
+    choices: Sequence[Choice],
+    *,
+    now: datetime,
+    within: float,
+    governor: Governor | None = None,
 ) -> list[Choice]:
     """`choices` with the platform's own column for each activity this connection has none
     recorded for: gradesync's links are per connection, so a connection added again under
     another id (or a link whose record was lost) knows none, while the LMS course still has
     the column gradesync made, with the activity's resourceId and the connection's tag. The
-    LMS is asked for it in the launch's line items container, so the new link reuses it and
-    the LMS makes no second column. One the LMS cannot be asked about (down, or no line item
-    scope granted) is left as it was: its link makes the LMS create the column, as it would
-    without this look-up. `client` is the platform's destination client (a `ColumnFinder`)."""
+    LMS is asked once, for the line items of the launch's container, matched here for every
+    activity, so the new link reuses its column and the LMS makes no second one.
+
+    The instructor's browser waits on the answer: the question gets `within` seconds in all
+    (waiting for the platform's limits included), and goes within the platform's limits,
+    pause and breaker (`governor`, the engine serving this process; without one, the pause
+    `platform` was read with). Not asked at all while the platform is turned off or paused.
+    Unanswered (paused, slow, down, no line item scope granted), every choice is left as it
+    was: its link makes the LMS create the column, as it would without this look-up."""
+    wanted = [ch.activity.id for ch in choices if ch.existing_column is None]
     container = str((endpoint or {}).get("lineitems") or "")
-    if not isinstance(client, ColumnFinder):
+    if not wanted or not container or not isinstance(client, ColumnFinder):
         return list(choices)
-    out: list[Choice] = []
-    for choice in choices:
-        found = choice.existing_column
-        if found is None and container:
-            try:
-                found = await client.find_column(container, choice.activity.id)
-            except RemoteFailure as failure:
-                log.warning(
-                    "deep linking: the LMS could not be asked for the column of activity %r "
-                    "(%s: %s); its link asks the LMS for a column",
-                    choice.activity.id,
-                    failure.code,
-                    failure.message,
-                )
-        out.append(replace(choice, existing_column=found))
-    return out
+    unasked = "its links ask the LMS for a column"
+    if not platform.enabled or (platform.paused_until is not None and platform.paused_until > now):
+        log.info("deep linking: %s is paused, not asked for its columns; %s", platform.id, unasked)
+        return list(choices)
+    try:
+        async with asyncio.timeout(within):
+            if governor is None:
+                found = await client.find_columns(container, wanted)
+            else:
+                async with governor.request(platform, LOOKUP_PRIORITY):
+                    found = await client.find_columns(container, wanted)
+    except TimeoutError:
+        log.warning(
+            "deep linking: %s did not list its columns within %g s; %s",
+            *(platform.id, within, unasked),
+        )
+        return list(choices)
+    except DestinationPaused as paused:
+        log.info("deep linking: %s; %s", paused, unasked)
+        return list(choices)
+    except RemoteFailure as failure:
+        if governor is not None:
+            slowed_down(governor, failure, platform)  # a 429 pauses it, as a send's does
+        log.warning(
+            "deep linking: %s could not be asked for its columns (%s: %s); %s",
+            *(platform.id, failure.code, failure.message, unasked),
+        )
+        return list(choices)
+    return [
+        replace(ch, existing_column=ch.existing_column or found.get(ch.activity.id))
+        for ch in choices
+    ]
