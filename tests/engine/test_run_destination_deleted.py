@@ -6,6 +6,7 @@ own was deleted, and counts none of the new one's results as its own."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gradesync.adapters.db.database import Database
@@ -15,6 +16,7 @@ from gradesync.domain.model import (
     ItemLink,
     RunOutcome,
     RunScope,
+    RunStage,
     SyncRun,
     Trigger,
 )
@@ -141,4 +143,46 @@ async def test_a_destination_made_again_under_its_id_is_not_the_runs(
     assert done.message.startswith(
         "Deleted while the run ran, the rest of its results not sent: "
         "Canvas test (2 sent to it before). 2 sent;"
+    ), done.message
+
+
+async def test_a_run_resumed_after_its_destination_was_made_again_says_it_was_deleted(
+    harness: Harness, db: Database
+) -> None:
+    """A run resumed after a restart reads its destinations again: one made again under the
+    id of its own, deleted while the run waited, is not the run's. The run says its own was
+    deleted and counts nothing of the new one, though its sends take the new one's grades."""
+    seed(db, learners=LEARNERS, activities=("a1",))
+    await harness.use(FAST)
+    run, _ = request_run(
+        db.uow, harness.waker, SystemClock(), RunScope(T, DEST), Trigger.REMASTER, "ada"
+    )
+    now = datetime.now(UTC)
+    with db.uow() as uow:  # a worker started it, then lost its database
+        uow.runs.claim_next("w1", now, now - timedelta(minutes=1), run_id=run.id)
+        assert uow.runs.requeue_own(run.id, "w1", now, "database lost at 10:00:00 UTC")
+        uow.commit()
+    await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
+    people = [learner(i) for i in range(LEARNERS)]
+    add_destination(
+        db.uow,
+        T,
+        DEST,
+        name="Canvas again",
+        links={COURSE: "https://lms/courses/1"},
+        people={p: f"sub-{p}" for p in people},
+    )
+    post(db, None, [("a1", p, 8.0) for p in people])
+    await harness.engine.process_dirty()  # the new lms's rows, pending for the run
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.stage is RunStage.FINISHED
+    c = done.counts
+    assert c["destinations_deleted"] == {DEST: 0}, c
+    assert c["sent"] == 0 and c["keys"] == 0, c
+    assert (c["verified"], c["differs"], c["unverifiable"], c["overridden"]) == (0, 0, 0, 0), c
+    assert done.outcome is RunOutcome.FAILED, done.message
+    assert done.message is not None
+    assert done.message.startswith(
+        "Deleted while the run ran, the rest of its results not sent: "
+        "Canvas test (0 sent to it before)."
     ), done.message

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -257,6 +257,37 @@ def _count_deleted(counts: dict[str, Any], gone: dict[str, tuple[str, int]]) -> 
     counts["keys"] = counts.get("keys", 0) + sent
 
 
+def _made_since(
+    targets: Sequence[_Target], first_start: datetime
+) -> tuple[list[_Target], dict[str, Destination]]:
+    """A resumed run's targets, read again, split into those it was made for and the
+    destinations made since it first started (id -> destination): not the run's, whether
+    new or made again under the id of one of its own deleted meanwhile."""
+    kept: list[_Target] = []
+    since: dict[str, Destination] = {}
+    for tg in targets:
+        made = tg.destination.created_at
+        if made is not None and made > first_start:
+            since[tg.destination.id] = tg.destination
+        else:
+            kept.append(tg)
+    return kept, since
+
+
+def _last_start(stages: Sequence[str]) -> int:
+    return max((i for i, s in enumerate(stages) if s == "computing"), default=0)
+
+
+def _resumed(stages: Sequence[str]) -> bool:
+    """Whether the run, by its stage history, started before this start (it is resumed)."""
+    return "computing" in stages[: _last_start(stages)]
+
+
+def _computed_before(stages: Sequence[str]) -> bool:
+    """Whether an earlier start of the run got past computing (it is resumed)."""
+    return any(s in _PAST_COMPUTING for s in stages[: _last_start(stages)])
+
+
 def _deleted_since(ours: Destination, now: Destination | None) -> bool:
     """Whether the destination a run started with (`ours`) was deleted since: `now`, what
     its id names now, is none, or another made again under that id."""
@@ -378,8 +409,14 @@ class RunExecutor:
         interrupted: BaseException | None = None
         try:
             targets = await asyncio.to_thread(self._targets, run.scope)
+            made_since: dict[str, Destination] = {}
+            stages = await asyncio.to_thread(self._stages, run.id)
+            if _resumed(stages):
+                # its destinations read again: one made since it first started is not one it
+                # was made for (its own under that id was deleted meanwhile, maybe)
+                targets, made_since = _made_since(targets, started)
             carry = await asyncio.to_thread(owed, self.uow_factory, run)
-            if await asyncio.to_thread(self._computed_before, run.id):
+            if _computed_before(stages):
                 # resumed after it had computed: what it computed stands, so a remaster does
                 # not make pending again what it already delivered (the ledger knows)
                 counts.update({k: v for k, v in run.counts.items() if k in _COMPUTED})
@@ -403,7 +440,14 @@ class RunExecutor:
             run = await self._stage(run, RunStage.VERIFYING, counts)
             counts.update(
                 await self._verifying(
-                    run, sent, started, targets, counts=counts, lost=lost, patience=patience
+                    run,
+                    sent,
+                    started,
+                    targets,
+                    counts=counts,
+                    lost=lost,
+                    patience=patience,
+                    not_ours=made_since,
                 )
             )
             counts.update(await asyncio.to_thread(summarise, self.reads, run.scope, started))
@@ -421,7 +465,7 @@ class RunExecutor:
                     self._pauses, run.scope, patience.left(self.monotonic())
                 )
             paused = [h.destination for h in held if h.pending]
-            gone = await asyncio.to_thread(self._deleted, run, targets, started)
+            gone = await asyncio.to_thread(self._deleted, run, targets, started, made_since)
             if gone:
                 # one made again under the id of a deleted one has a ledger of its own: not
                 # the run's (a deleted one's went with it)
@@ -431,7 +475,7 @@ class RunExecutor:
             _count_deleted(counts, gone)
             outcome = _outcome(counts)
             message = _gone(gone) + _headline(outcome, counts) + _describe(counts, paused)
-            if not targets and not paused:
+            if not targets and not paused and not gone:
                 message = (
                     "Nothing to sync: no destination is linked to this scope (a course is "
                     "linked by an LTI launch or by mapping it to a SIS class)."
@@ -475,14 +519,21 @@ class RunExecutor:
         return done
 
     def _deleted(
-        self, run: SyncRun, targets: Sequence[_Target], since: datetime
+        self,
+        run: SyncRun,
+        targets: Sequence[_Target],
+        since: datetime,
+        made_since: dict[str, Destination],
     ) -> dict[str, tuple[str, int]]:
         """The run's destinations deleted while it ran (their ledger went with them), each
         with its name and how many results the run delivered there before, by the log. One
         made again under the same id meanwhile (`created_at` tells) is another destination:
-        the run's was deleted, and what the run's sends took to the new one is not counted."""
+        the run's was deleted, and what the run's sends took to the new one is not counted.
+        `made_since`: destinations a resumed run found made since it first started; one whose
+        id names a destination deleted since then replaced the run's, under the name its
+        deletion recorded (a run asked for one destination keeps that one's)."""
         ours = {tg.destination.id: tg.destination for tg in targets}
-        if not ours:
+        if not ours and not made_since:
             return {}
         tenant = run.scope.tenant_id
         with self.reads() as uow:
@@ -496,14 +547,24 @@ class RunExecutor:
                     sent |= uow.deliveries.delivered_by_run(
                         tenant, run.id, [d], since, until=now[d].created_at
                     )
-        return {d: (ours[d].name, sent.get(d, 0)) for d in gone}
+            names = {d: ours[d].name for d in gone}
+            for deletion in uow.destinations.deleted(tenant, made_since):
+                d = deletion.id
+                if d in names or deletion.deleted_at < since:
+                    continue  # the first deletion since the run started was the run's
+                names[d] = (
+                    run.destination_name
+                    if run.scope.destination_id == d and run.destination_name
+                    else deletion.name
+                )
+                sent |= uow.deliveries.delivered_by_run(
+                    tenant, run.id, [d], since, until=made_since[d].created_at
+                )
+        return {d: (names[d], sent.get(d, 0)) for d in sorted(names)}
 
-    def _computed_before(self, run_id: str) -> bool:
-        """Whether an earlier start of this run got past computing (it is resumed)."""
+    def _stages(self, run_id: str) -> list[str]:
         with self.uow_factory() as uow:
-            stages = [s["stage"] for s in uow.runs.stages(run_id)]
-        last_start = max((i for i, s in enumerate(stages) if s == "computing"), default=0)
-        return any(s in _PAST_COMPUTING for s in stages[:last_start])
+            return [s["stage"] for s in uow.runs.stages(run_id)]
 
     async def _interrupted(self, run: SyncRun, exc: BaseException) -> SyncRun:
         """The database was lost mid-run: the run is not failed. Once the database answers
@@ -957,6 +1018,7 @@ class RunExecutor:
         counts: dict[str, Any],
         lost: asyncio.Event,
         patience: Patience,
+        not_ours: Collection[str] = (),
     ) -> dict[str, int]:
         tally = {"verified": 0, "differs": 0, "unverifiable": 0, "overridden": 0, "uncounted": 0}
         # Columns sent to in this run first, then the rest of the scope: an instructor's
@@ -979,7 +1041,7 @@ class RunExecutor:
             )
             if d is None or course_link is None or item_link is None:
                 continue
-            if dest_id in ours and _deleted_since(ours[dest_id], d):
+            if dest_id in not_ours or (dest_id in ours and _deleted_since(ours[dest_id], d)):
                 continue  # made again under the id: another destination, not the run's
             client = self.clients.get(d)
             if client.capabilities.needs_resource_link and not item_link.data.get("resourceLinkId"):
