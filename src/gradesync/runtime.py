@@ -204,11 +204,19 @@ class Runtime:
             return self._tool_keys
 
     def adapter_context(self, http: httpx.AsyncClient) -> DestinationContext:
-        """What destination adapters get from this process around `http`: the clock and
-        the tool's signing keys (LTI 1.3 client assertions)."""
+        """What destination adapters get from this process around `http`: the clock, the
+        tool's signing keys (LTI 1.3 client assertions), and this installation's name and
+        connection ids (OneRoster line items' owner)."""
         from gradesync.adapters.destinations.registry import DestinationContext
+        from gradesync.services.destination_admin import connection_ids
 
-        return DestinationContext(http=http, clock=self.clock, tool_keys=self.tool_keys)
+        return DestinationContext(
+            http=http,
+            clock=self.clock,
+            tool_keys=self.tool_keys,
+            installation=self.settings.base_url.rstrip("/"),
+            connection_ids=functools.partial(connection_ids, self.db.reads),
+        )
 
     def destination_client(
         self, destination: Destination, context: DestinationContext | None = None

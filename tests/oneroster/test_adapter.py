@@ -301,7 +301,7 @@ async def test_a_connection_added_again_under_another_id_writes_its_old_line_ite
     [result] = sis_results(sis)  # the same result, updated
     assert (result["lineItem"]["sourcedId"], result["score"]) == (first.remote_id, 9.0)
     [item] = sis_items(sis)  # how it was known: whose it is, in OneRoster's extension object
-    assert item["metadata"] == {"gradesync": {"tenant": "t1", "activity": "a1"}}
+    assert item["metadata"] == {"gradesync": {"installation": "", "tenant": "t1", "activity": "a1"}}
 
     # another activity of another tenant with the same title and due date is not it
     other = build(replace(sis_destination(sis.base_url), id="sis-3", tenant_id="t2"), context)
@@ -311,6 +311,71 @@ async def test_a_connection_added_again_under_another_id_writes_its_old_line_ite
         replace(selected(), tenant_id="t2", destination_id="sis-3"),
     )
     assert theirs.remote_id != first.remote_id and theirs.data["matched"] == {"cls-1": "created"}
+
+
+HERE, ELSEWHERE = "https://grades.district.example", "https://grades.vendor.example"
+
+
+async def test_another_installation_with_the_same_tenant_and_activity_ids_makes_its_own_item(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    here = build(sis_destination(sis.base_url), replace(context, installation=HERE))
+    first = await here.ensure_column(course_link(), column(), selected())
+    # another gradesync, whose tenant, course and activity happen to have the same ids,
+    # passing back to the same class through its own connection
+    there = build(
+        replace(sis_destination(sis.base_url), id="sis-2"),
+        replace(context, installation=ELSEWHERE),
+    )
+    theirs = await there.ensure_column(
+        replace(course_link(), destination_id="sis-2"),
+        column(),
+        replace(selected(), destination_id="sis-2"),
+    )
+    assert theirs.remote_id != first.remote_id and theirs.data["matched"] == {"cls-1": "created"}
+    owners = {i["sourcedId"]: i["metadata"]["gradesync"] for i in sis_items(sis)}
+    assert owners == {
+        first.remote_id: {"installation": HERE, "tenant": "t1", "activity": "a1"},
+        theirs.remote_id: {"installation": ELSEWHERE, "tenant": "t1", "activity": "a1"},
+    }
+
+
+async def test_an_item_written_before_items_named_their_installation_is_taken_only_by_its_own(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    """An item whose metadata names the tenant and activity alone was written by gradesync
+    before it named the installation: it is this installation's only when its sourcedId is
+    the one a connection the tenant has or had here gives it."""
+    ours = replace(context, installation=HERE, connection_ids=lambda tenant: ["sis", "sis-old"])
+    old = build(replace(sis_destination(sis.base_url), id="sis-old"), ours)
+    first = await old.ensure_column(
+        replace(course_link(), destination_id="sis-old"),
+        column(),
+        replace(selected(), destination_id="sis-old"),
+    )
+    # as gradesync wrote it then (the connection since deleted)
+    sis.state.sis_line_items[first.remote_id].data["metadata"] = {
+        "gradesync": {"tenant": "t1", "activity": "a1"}
+    }
+
+    # another installation with the same tenant and activity ids never had "sis-old"
+    there = build(
+        replace(sis_destination(sis.base_url), id="sis-9"),
+        replace(context, installation=ELSEWHERE, connection_ids=lambda tenant: ["sis-9"]),
+    )
+    theirs = await there.ensure_column(
+        replace(course_link(), destination_id="sis-9"),
+        column(),
+        replace(selected(), destination_id="sis-9"),
+    )
+    assert theirs.remote_id != first.remote_id and theirs.data["matched"] == {"cls-1": "created"}
+
+    # this installation's connection added again as "sis" takes it, and names itself in it
+    again = build(sis_destination(sis.base_url), ours)
+    link = await again.ensure_column(course_link(), column(), selected())
+    assert link.remote_id == first.remote_id and link.data["matched"] == {"cls-1": "ours"}
+    owner = sis.state.sis_line_items[first.remote_id].data["metadata"]["gradesync"]
+    assert owner == {"installation": HERE, "tenant": "t1", "activity": "a1"}
 
 
 async def test_a_remaster_gives_a_course_sharing_another_courses_line_item_its_own(

@@ -427,13 +427,25 @@ async def test_a_kept_sis_grade_reads_on_its_line_items_maximum_now(passback: Pa
     assert kept.status == "kept" and kept.held is not None and kept.held.text() == "9 / 20"
 
 
+@pytest.mark.parametrize("owner", ["named", "former"])
 async def test_a_connection_added_again_under_another_id_keeps_the_line_item(
-    passback: Passback,
+    passback: Passback, owner: str
 ) -> None:
+    """`former`: the item was written before gradesync named its installation in the item's
+    metadata; its sourcedId is the one the deleted connection gave it, so it is this
+    installation's."""
     p = passback
     p.attempt("quiz1", "p1", 8.0)
     await p.until(p.delivered(("quiz1", "p1")), "the first grade in the SIS")
     quiz = _li(p, "quiz1")
+    written = p.sandbox.state.sis_line_items[quiz].data
+    assert written["metadata"]["gradesync"] == {
+        "installation": p.runtime.settings.base_url.rstrip("/"),
+        "tenant": T,
+        "activity": "quiz1",
+    }
+    if owner == "former":
+        written["metadata"] = {"gradesync": {"tenant": T, "activity": "quiz1"}}
 
     # the connection deleted with its links, and added again under another id
     destination_admin.delete(p.db.uow, SystemClock(), T, DEST)

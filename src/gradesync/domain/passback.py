@@ -30,6 +30,7 @@ __all__ = [
     "capabilities_for",
     "category_sourced_id",
     "file_category",
+    "former_owner",
     "line_item_owner",
     "line_item_sourced_id",
     "name_max_length_problem",
@@ -376,11 +377,21 @@ def line_item_sourced_id(
     return _sid(LINE_ITEM_PREFIX, tenant_id, destination_id, activity_id, class_id)
 
 
-def line_item_owner(tenant_id: str, activity_id: str) -> dict[str, str]:
-    """Whose line item gradesync writes, kept in the item's metadata: the tenant and the
-    activity (which names one course of that tenant), not the connection, so a connection
-    added again under another id (another sourcedId) knows the items it made before."""
-    return {"tenant": tenant_id, "activity": activity_id}
+def line_item_owner(installation: str, tenant_id: str, activity_id: str) -> dict[str, str]:
+    """Whose line item gradesync writes, kept in the item's metadata: the installation (its
+    base URL), the tenant and the activity (which names one course of that tenant), not the
+    connection, so a connection added again under another id (another sourcedId) knows the
+    items it made before, and another installation whose tenant and activity ids are the
+    same does not take them for its own."""
+    return {"installation": installation, "tenant": tenant_id, "activity": activity_id}
+
+
+def former_owner(owner: Mapping[str, str]) -> dict[str, str]:
+    """The owner as gradesync wrote it before it named the installation: the tenant and the
+    activity alone. An item under it is any installation's; it is taken for this one's only
+    when its sourcedId is one this installation gives (`line_item_sourced_id`) under a
+    connection id of the tenant it has or had."""
+    return {k: v for k, v in owner.items() if k != "installation"}
 
 
 def others_adopted(line_item_id: str, how: str | None) -> bool:

@@ -51,6 +51,15 @@ def list_destinations(uow_factory: UnitOfWorkFactory, tenant_id: str) -> list[De
         return uow.destinations.all(tenant_id)
 
 
+def connection_ids(uow_factory: UnitOfWorkFactory, tenant_id: str) -> list[str]:
+    """The ids of every destination the tenant has or had on this installation (deleted
+    ones by their recorded deletion)."""
+    with uow_factory() as uow:
+        now = {d.id for d in uow.destinations.all(tenant_id)}
+        gone = {d.id for d in uow.destinations.deleted(tenant_id, None)}
+    return sorted(now | gone)
+
+
 def get_destination(
     uow_factory: UnitOfWorkFactory, tenant_id: str, destination_id: str
 ) -> Destination:

@@ -65,6 +65,7 @@ from gradesync.domain.passback import (
     Term,
     capabilities_for,
     category_sourced_id,
+    former_owner,
     group_of,
     line_item_owner,
     line_item_sourced_id,
@@ -117,6 +118,8 @@ class OneRosterClient:
         self.timeout = float(config.get("timeout_seconds", DEFAULT_TIMEOUT))
         self._http = context.http
         self._tokens = context.tokens
+        self._installation = context.installation
+        self._connection_ids = context.connection_ids
         self._token_key = ("oneroster", destination.tenant_id, destination.id, self.scopes)
         self._categories: tuple[float, list[dict[str, Any]]] | None = None
         self._category_lock = asyncio.Lock()
@@ -155,7 +158,7 @@ class OneRosterClient:
         line_items: dict[str, str] = dict(link.data.get("line_items") or {})
         matched: dict[str, str] = dict(link.data.get("matched") or {})
         result_ids: dict[str, dict[str, str]] = dict(link.data.get("result_ids") or {})
-        owner = line_item_owner(link.tenant_id, column.activity_id)
+        owner = line_item_owner(self._installation, link.tenant_id, column.activity_id)
         new: set[str] = set()
         for class_id in classes:
             recorded = line_items.get(class_id)
@@ -423,12 +426,22 @@ class OneRosterClient:
         return due_date(self.profile, column, term)
 
     async def _find_line_item(
-        self, class_id: str, ours: str, title: str, due: datetime, owner: dict[str, str]
+        self,
+        class_id: str,
+        ours: str,
+        title: str,
+        due: datetime,
+        owner: dict[str, str],
     ) -> tuple[str, str]:
         """Match before create: our sourcedId, then an item of the class with the title that
         gradesync wrote for this activity under another connection id (its metadata names
-        this tenant and activity: a connection added again), then the class's item with the
-        same title and due date. Returns (sourcedId, how).
+        this installation, tenant and activity: a connection added again), then the class's
+        item with the same title and due date. Returns (sourcedId, how).
+
+        An item whose metadata names the tenant and activity but no installation (written
+        before gradesync named it) may be another installation's with the same tenant and
+        activity ids: it is taken only when its sourcedId is the one this activity's item
+        has in this class under a connection id the tenant has or had here.
 
         Any other item under gradesync's own prefix belongs to another course (of another
         tenant, or another installation) passing back to the same class: adopting it would
@@ -448,10 +461,22 @@ class OneRosterClient:
         live = [
             i for i in candidates if i.get("status") != "tobedeleted" and i.get("title") == title
         ]
-        for item in live:
+
+        def owned_by(item: dict[str, Any], whom: dict[str, str]) -> bool:
             metadata = item.get("metadata")
-            if isinstance(metadata, dict) and metadata.get("gradesync") == owner:
+            return isinstance(metadata, dict) and metadata.get("gradesync") == whom
+
+        for item in live:
+            if owned_by(item, owner):
                 return str(item["sourcedId"]), "ours"
+        former = [i for i in live if owned_by(i, former_owner(owner))]
+        if former and self._connection_ids is not None:
+            tenant, activity = owner["tenant"], owner["activity"]
+            known = await asyncio.to_thread(self._connection_ids, tenant)
+            mine = {line_item_sourced_id(tenant, cid, activity, class_id) for cid in known}
+            for item in former:
+                if str(item.get("sourcedId")) in mine:
+                    return str(item["sourcedId"]), "ours"
         for item in live:
             if str(item.get("sourcedId", "")).startswith(LINE_ITEM_PREFIX + "-"):
                 continue

@@ -7,6 +7,7 @@ imported lazily so a deployment that uses one protocol does not load the others.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,6 +55,13 @@ class DestinationContext:
     # Signs the LTI 1.3 client assertions (AGS); None where this process has no tool keys,
     # and an AGS client then says so as a misconfiguration.
     tool_keys: KeyProvider | None = None
+    # This installation, as what it writes to a SIS names it (its base URL): another one
+    # whose tenant and activity ids are the same does not take its line items for its own.
+    installation: str = ""
+    # The ids of every connection a tenant has or had here (deleted ones too): a line item
+    # written before gradesync named the installation is taken for this one's only under
+    # one of their sourcedIds. None: such an item is never taken.
+    connection_ids: Callable[[str], Sequence[str]] | None = None
 
 
 class UnsupportedDestination(Exception):

@@ -31,8 +31,11 @@ class DestinationRepo(Protocol):
         """False when there was no such destination. Its deletion is recorded, at `now`,
         with its name (`deleted`)."""
 
-    def deleted(self, tenant_id: str, destination_ids: Iterable[str]) -> list[DeletedDestination]:
-        """Each recorded deletion of the tenant's destinations with these ids, oldest first."""
+    def deleted(
+        self, tenant_id: str, destination_ids: Iterable[str] | None
+    ) -> list[DeletedDestination]:
+        """Each recorded deletion of the tenant's destinations with these ids (None: of every
+        destination of the tenant), oldest first."""
 
     def set_pause(
         self,

@@ -85,16 +85,19 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
         )
         return True
 
-    def deleted(self, tenant_id: str, destination_ids: Iterable[str]) -> list[DeletedDestination]:
+    def deleted(
+        self, tenant_id: str, destination_ids: Iterable[str] | None
+    ) -> list[DeletedDestination]:
         c = t.deleted_destinations.c
-        ids = sorted(set(destination_ids))
-        if not ids:  # no round trip for nothing
-            return []
-        rows = self.conn.execute(
-            select(c.tenant_id, c.destination_id, c.name, c.deleted_at)
-            .where(c.tenant_id == tenant_id, c.destination_id.in_(ids))
-            .order_by(c.deleted_at, c.id)
+        q = select(c.tenant_id, c.destination_id, c.name, c.deleted_at).where(
+            c.tenant_id == tenant_id
         )
+        if destination_ids is not None:
+            ids = sorted(set(destination_ids))
+            if not ids:  # no round trip for nothing
+                return []
+            q = q.where(c.destination_id.in_(ids))
+        rows = self.conn.execute(q.order_by(c.deleted_at, c.id))
         return [DeletedDestination(r[0], r[1], r[2], utc(r[3])) for r in rows]
 
     def set_pause(
