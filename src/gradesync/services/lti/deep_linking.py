@@ -179,7 +179,8 @@ async def platform_columns(
                     found = await client.find_columns(container, wanted)
     except TimeoutError:
         log.warning(
-            "deep linking: %s did not list its columns within %g s; %s",
+            "deep linking: %s did not list its columns within %g s (a slow LMS, or its "
+            "limits let no request go sooner); %s",
             *(platform.id, within, unasked),
         )
         return list(choices)
