@@ -126,3 +126,33 @@ async def test_a_column_known_during_a_timed_pause_is_created_once_the_pause_end
     await asyncio.wait_for(harness.engine.columns_ahead_done(), DEADLINE)
     assert _item("a1") in harness.remote.columns
     assert len(asked) == 1 and asked[0] >= until, (asked, until)
+
+
+async def test_a_renamed_activity_has_its_column_rewritten_though_no_grade_changes(
+    harness: Harness, db: Database
+) -> None:
+    """A title or due date changed after the column was written changes no grade, so no send
+    rewrites the column: computing finds its details differ from what was written and has
+    it rewritten at once, each change once (docs/lti13.md, docs/oneroster.md)."""
+    seed(db, learners=2, activities=())
+    _ingest_activity(db, harness, "a1")
+    post(db, harness.waker, [("a1", learner(0), 7.0)])
+    await harness.engine.process_dirty()
+    assert (await asyncio.wait_for(harness.engine.deliver_due(), DEADLINE)).delivered == 1
+    await asyncio.wait_for(harness.engine.columns_ahead_done(), DEADLINE)
+    sends, writes = harness.remote.sends, harness.remote.column_writes
+
+    renamed = Activity(T, "a1", COURSE, "Quiz One", 10.0)
+    ingest(db.uow, SystemClock(), harness.waker, T, IngestBatch(activities=[renamed]))
+    stats = await harness.engine.process_dirty()
+    assert stats.pending == 0  # no grade changed
+    await asyncio.wait_for(harness.engine.columns_ahead_done(), DEADLINE)
+    assert harness.remote.columns[_item("a1")]["title"] == "Quiz One"
+    assert harness.remote.column_writes == writes + 1 and harness.remote.sends == sends
+
+    # computed again with nothing changed: not written again
+    ingest(db.uow, SystemClock(), harness.waker, T, IngestBatch(activities=[renamed]))
+    post(db, harness.waker, [("a1", learner(0), 7.0)])  # the same score: nothing to send
+    await harness.engine.process_dirty()
+    await asyncio.wait_for(harness.engine.columns_ahead_done(), DEADLINE)
+    assert harness.remote.column_writes == writes + 1

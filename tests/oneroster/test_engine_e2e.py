@@ -505,3 +505,25 @@ async def test_a_group_with_no_sis_category_is_named_with_the_course_it_is_fixed
     assert problem.rule == "category_missing", problem
     assert f"/console/sis/{DEST}/courses/{COURSE})" in problem.message, problem.message
     assert "COURSE_ID" not in problem.message
+
+
+async def test_a_renamed_activity_reaches_its_sis_line_item_by_automatic_sync(
+    passback: Passback,
+) -> None:
+    """Title and due date changed after the line item was written change no result: the line
+    item is rewritten on its own, with no post, run nor new score (docs/oneroster.md)."""
+    p = passback
+    p.attempt("quiz1", "p1", 8.0)
+    await p.until(p.delivered(("quiz1", "p1")), "the first grade to reach the SIS")
+    quiz = _li(p, "quiz1")
+    before = p.puts()
+    due = DUE + timedelta(days=3)
+    renamed = Activity(T, "quiz1", COURSE, "Quiz One", 10, due_at=due, category="Quizzes")
+    ingest(p.db.uow, p.runtime.clock, p.runtime.waker, T, IngestBatch(activities=[renamed]))
+    item = await p.until(
+        lambda: (li := p.sis_line_items()[quiz])["title"] == "Quiz One" and li,
+        "the new title to reach the SIS line item",
+    )
+    assert item["dueDate"].startswith(due.date().isoformat())
+    assert p.puts() - before == Counter({"lineItems": 1})  # no result sent again
+    assert p.sis_results()[(quiz, "stu-1")]["score"] == 8.0

@@ -68,6 +68,7 @@ from gradesync.domain.policy import (
     PolicyInput,
     ResolvedPolicy,
     column_for,
+    column_hash,
     desired_result,
     resolve_settings,
     zero_point,
@@ -94,6 +95,11 @@ GradeKey = tuple[str, str, str, str]
 
 # Results that change with time alone: once the past-due zero point passes, a zero is due.
 WAITING_FOR_ZERO = frozenset({ReasonCode.NO_ATTEMPT_YET, ReasonCode.NOT_COMPLETED_YET})
+
+# The destinations whose columns gradesync writes (an LTI 1.1 column is the LMS's own).
+WRITES_COLUMNS = frozenset(
+    {DestinationKind.LTI13_AGS, DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV}
+)
 
 # What the destination can take, or why gradesync cannot talk to it at all.
 CapabilitiesLookup = Callable[[Destination], Capabilities | Reason]
@@ -155,6 +161,11 @@ class ComputeStats:
     # of activities computed at an LTI 1.3 destination that has no line item for them yet
     # and no result to send (a pending row creates its column as it is sent)
     new_columns: set[tuple[str, str, str, str]] = field(default_factory=set)
+    # columns whose details (title, due date, points, category) differ from what was last
+    # written there, of activities computed with no result to send (a pending row rewrites
+    # its column as it is sent): (tenant, destination, course, activity) -> the details'
+    # hash wanted, so that each change is written once, promptly, without waiting for a grade
+    stale_columns: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
     # grades that could not be worked out (set aside as compute_failed): (tenant, activity,
     # person)
     failed: set[tuple[str, str, str]] = field(default_factory=set)
@@ -173,6 +184,7 @@ class ComputeStats:
         self.destinations |= other.destinations
         self.due_at |= other.due_at
         self.new_columns |= other.new_columns
+        self.stale_columns.update(other.stale_columns)
         self.failed |= other.failed
         self.kept += other.kept
         self.errors.update(other.errors)
@@ -621,6 +633,10 @@ def _compute(
             d = destinations.get(link.destination_id)
             if d is not None and d.kind is DestinationKind.LTI13_AGS:
                 _note_new_columns(uow, link, links[course_id], destinations, pairs, writes, stats)
+            if d is not None and d.kind in WRITES_COLUMNS:
+                _note_stale_columns(
+                    uow, link, activities, policies, caps[d.id], pairs, writes, stats
+                )
     # without a timer a past-due zero would wait for the next fact or run; it falls due for
     # the destinations computed here, not the others (computed, they have timers of their own)
     uow.dirty.schedule(
@@ -672,6 +688,45 @@ def _note_new_columns(
     stats.new_columns |= {
         (link.tenant_id, link.destination_id, link.course_id, a) for a in quiet if a not in known
     }
+
+
+def _note_stale_columns(
+    uow: UnitOfWork,
+    link: CourseLink,
+    activities: Mapping[str, Activity],
+    policies: Mapping[str, ResolvedPolicy | Reason],
+    caps: Capabilities | Reason,
+    pairs: Sequence[tuple[str, str]],
+    writes: Sequence[tuple[LedgerRow, str]],
+    stats: ComputeStats,
+) -> None:
+    """The columns at `link`'s destination written before with other details than the
+    activity has now (renamed, its due date moved, ...), of activities with no result to
+    send here: no send would rewrite them, so they are rewritten on their own. A column
+    never written (no details hash: not created yet, or asked for again by a person) is
+    left to its first send or run."""
+    if isinstance(caps, Reason):
+        return
+    sending = {
+        r.key.activity_id
+        for r, _ in writes
+        if r.state is DeliveryState.PENDING and r.key.destination_id == link.destination_id
+    }
+    quiet = sorted({a for a, _ in pairs} - sending)
+    if not quiet:
+        return
+    items = uow.links.items(link.tenant_id, link.destination_id, quiet)
+    for activity_id in quiet:
+        item, policy = items.get(activity_id), policies.get(activity_id)
+        if item is None or item.details_hash is None or not isinstance(policy, ResolvedPolicy):
+            continue
+        column = column_for(activities[activity_id], policy, caps)
+        if isinstance(column, NoResult):
+            continue
+        wanted = column_hash(column)
+        if wanted != item.details_hash:
+            key = (link.tenant_id, link.destination_id, link.course_id, activity_id)
+            stats.stale_columns[key] = wanted
 
 
 def _reset(row: LedgerRow, now: datetime) -> LedgerRow | None:

@@ -228,8 +228,8 @@ class Engine:
                 if stats.pending:
                     # computed from new facts
                     self.deliverer.note_due(live=True, where=stats.due_at)
-                if stats.new_columns:
-                    self._create_columns_ahead(stats.new_columns)
+                if stats.new_columns or stats.stale_columns:
+                    self._create_columns_ahead(stats.new_columns, stats.stale_columns)
                 if self.statistics.due_after(stats.changed):
                     self._refresh_statistics()
                 if stats.dirty < self.settings.compute_batch or stats.kept >= stats.dirty:
@@ -239,11 +239,16 @@ class Engine:
                     self._computing.answered()
                     return total
 
-    def _create_columns_ahead(self, columns: set[tuple[str, str, str, str]]) -> None:
-        """Columns known before their first grade are created meanwhile, not awaited: the
-        next batch is computed while the LMS answers."""
+    def _create_columns_ahead(
+        self,
+        columns: set[tuple[str, str, str, str]],
+        stale: dict[tuple[str, str, str, str], str],
+    ) -> None:
+        """Columns known before their first grade are created, and columns whose details
+        changed with no grade to send are rewritten, meanwhile, not awaited: the next batch
+        is computed while the destination answers."""
         task = asyncio.create_task(
-            self.deliverer.provisioner.create_ahead(self.clients, columns),
+            self.deliverer.provisioner.create_ahead(self.clients, columns, stale),
             name="gradesync-columns-ahead",
         )
         self._ahead.add(task)

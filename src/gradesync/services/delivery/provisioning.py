@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -74,9 +74,10 @@ class Provisioner:
         # columns this process created or updated, until the claim's own read has them:
         # every link this process read or wrote for the column, the last written last
         self._item_links: Recent[tuple[str, str, str], tuple[ItemLink | None, ...]] = Recent(CACHED)
-        # columns tried ahead of their first grade: once while remembered (a failure is
-        # left to the send, which classifies it and retries)
-        self._tried_ahead: Recent[ColumnKey, bool] = Recent(CACHED)
+        # columns tried ahead of their first grade (True), or rewritten with changed
+        # details (the details' hash): once each while remembered (a failure is left to the
+        # send, which classifies it and retries)
+        self._tried_ahead: Recent[ColumnKey, bool | str] = Recent(CACHED)
 
     def forget(self, destinations: set[tuple[str, str]]) -> None:
         """Deleted destinations' courses and columns: one made again under the same id links
@@ -171,18 +172,28 @@ class Provisioner:
                     await asyncio.sleep(0)
             return ensured, True
 
-    async def create_ahead(self, clients: Clients, columns: Iterable[ColumnKey]) -> int:
-        """Create the columns of activities known before their first grade; how many were
-        written. A column that could not be created is created (and its failure classified)
-        by the first send that needs it: nothing here records a failure, and only the
-        remote's asking to slow down pauses the destination. A paused destination's columns
-        wait for its pause to end (or be lifted): this returns once they are written then, or
-        the destination is deleted."""
-        todo = sorted(c for c in set(columns) if self._tried_ahead.get(c) is None)
+    async def create_ahead(
+        self,
+        clients: Clients,
+        columns: Iterable[ColumnKey],
+        stale: Mapping[ColumnKey, str] | None = None,
+    ) -> int:
+        """Create the columns of activities known before their first grade, and rewrite
+        those whose details changed (`stale`: the details' hash wanted, from computing) with
+        no grade to send; how many were written. A column that could not be created is
+        created (and its failure classified) by the first send that needs it: nothing here
+        records a failure, and only the remote's asking to slow down pauses the destination.
+        A paused destination's columns wait for its pause to end (or be lifted): this returns
+        once they are written then, or the destination is deleted."""
+        todo = {c for c in set(columns) if self._tried_ahead.get(c) is None}
         for c in todo:
             self._tried_ahead[c] = True
+        for c, wanted in (stale or {}).items():
+            if self._tried_ahead.get(c) != wanted:  # each change once
+                self._tried_ahead[c] = wanted
+                todo.add(c)
         by_course: dict[tuple[str, str, str], list[str]] = {}
-        for tenant_id, dest_id, course_id, activity_id in todo:
+        for tenant_id, dest_id, course_id, activity_id in sorted(todo):
             by_course.setdefault((tenant_id, dest_id, course_id), []).append(activity_id)
         if not by_course:
             return 0
