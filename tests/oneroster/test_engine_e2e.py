@@ -527,3 +527,26 @@ async def test_a_renamed_activity_reaches_its_sis_line_item_by_automatic_sync(
     assert item["dueDate"].startswith(due.date().isoformat())
     assert p.puts() - before == Counter({"lineItems": 1})  # no result sent again
     assert p.sis_results()[(quiz, "stu-1")]["score"] == 8.0
+
+
+async def test_a_run_names_the_rule_and_remedy_of_a_column_it_could_not_provision(
+    passback: Passback,
+) -> None:
+    """A ticked activity moved to a group the SIS has no category for: the run's column
+    fails `category_missing`, and the run says so with the remedy (it said only "1 column(s)
+    could not be provisioned", the reason in the log alone)."""
+    p = passback
+    p.attempt("quiz1", "p1", 8.0)
+    await p.until(p.delivered(("quiz1", "p1")), "the first grade to reach the SIS")
+    with p.db.uow() as uow:
+        quiz = uow.activities.get(T, "quiz1")
+        assert quiz is not None
+        uow.activities.upsert(replace(quiz, category="Projects"))
+        uow.commit()
+    run = await p.run(Trigger.RESYNC, ("quiz1",))
+    assert run.outcome is not RunOutcome.SUCCEEDED, run.message
+    assert run.counts["columns_failed"] == [f"{DEST}/quiz1"]
+    assert run.counts["column_failures"] == {"category_missing": 1}
+    assert run.message is not None
+    assert f"({DEST}/quiz1, rule category_missing: Activity group 'Projects'" in run.message
+    assert f"gradesync sis categories {DEST} --align Projects=" in run.message, run.message

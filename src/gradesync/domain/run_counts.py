@@ -41,6 +41,7 @@ READING_ORDER = (
     "overridden",
     "uncounted",
     "columns_failed",
+    "column_failures",
     "destinations_deleted",
 )
 _RANK = {key: i for i, key in enumerate(READING_ORDER)}

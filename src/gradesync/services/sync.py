@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,6 +52,7 @@ from gradesync.domain.model import (
     Trigger,
 )
 from gradesync.domain.policy import NoResult, column_for, resolve_settings
+from gradesync.domain.reasons import Reason
 from gradesync.services.carry import Carry, owed, record
 from gradesync.services.clock import Clock
 from gradesync.services.compute import (
@@ -72,7 +73,12 @@ from gradesync.services.delivery import (
     outcome_of_failure,
     slowed_down,
 )
-from gradesync.services.destination import NO_RESOURCE_LINK, FailureClass, RemoteFailure
+from gradesync.services.destination import (
+    NO_RESOURCE_LINK,
+    FailureClass,
+    RemoteFailure,
+    reason_of,
+)
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ledger_statistics import LedgerStatistics
 from gradesync.services.live_traffic import LiveTraffic
@@ -185,7 +191,11 @@ def _sent_when(paused: Sequence[Destination]) -> str:
     return "sent when it ends" if timed == 1 else "sent when they end"
 
 
-def _describe(counts: dict[str, Any], paused: Sequence[Destination] = ()) -> str:
+def _describe(
+    counts: dict[str, Any],
+    paused: Sequence[Destination] = (),
+    failed: Mapping[str, Reason] | None = None,
+) -> str:
     def by_reason(d: dict[str, int]) -> str:
         # the reasons in words; their codes are in the run's counts (the API, --json)
         return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(d.items()))
@@ -212,7 +222,10 @@ def _describe(counts: dict[str, Any], paused: Sequence[Destination] = ()) -> str
         parts.append(f"{counts['pending']} still pending{waits}")
     cols = counts.get("columns", {})
     if cols.get("failed"):
-        parts.append(f"{cols['failed']} column(s) could not be provisioned")
+        why = "".join(
+            f" ({key}, rule {r.code}: {r.text})" for key, r in sorted((failed or {}).items())
+        )
+        parts.append(f"{cols['failed']} column(s) could not be provisioned{why}")
     if counts.get("overridden"):
         parts.append(f"{counts['overridden']} grade(s) changed by hand in the gradebook")
     if counts.get("uncounted"):
@@ -321,6 +334,28 @@ def _outcome(counts: dict[str, Any]) -> RunOutcome:
     return RunOutcome.FAILED
 
 
+def _by_rule(failed: Mapping[str, Reason]) -> dict[str, int]:
+    """The columns that could not be provisioned, counted by the rule or failure each broke
+    (their codes, as docs/troubleshooting.md names them)."""
+    out: dict[str, int] = {}
+    for r in failed.values():
+        out[r.code] = out.get(r.code, 0) + 1
+    return out
+
+
+def _column_failure(exc: BaseException) -> Reason:
+    """Why a column could not be provisioned, with the remedy where the adapter knows one."""
+    if isinstance(exc, RemoteFailure):
+        return reason_of(exc)
+    if isinstance(exc, DestinationPaused):
+        return Reason(
+            "destination_paused",
+            "nothing is asked of a paused destination; the column is written with its results "
+            "once the pause ends",
+        )
+    return Reason("error", f"{type(exc).__name__}: {exc}")
+
+
 # what computing counts, kept when a run resumes past it
 _COMPUTED = ("computed", "changed", "retried", "carried")
 _PAST_COMPUTING = frozenset(
@@ -425,7 +460,7 @@ class RunExecutor:
                 if carry is not None:
                     counts["carried"] = await self._carrying(run, carry)
             run = await self._stage(run, RunStage.PROVISIONING, counts)
-            failed: list[str] = []
+            failed: dict[str, Reason] = {}
             counts["columns"] = await self._provisioning(run, targets, failed, carry)
             run = await self._stage(run, RunStage.SENDING, counts)
             # one patience for the run, wherever it sends
@@ -436,7 +471,8 @@ class RunExecutor:
                 # a throttle then has passed); what fails again is carried (services.carry)
                 failed = await self._provision_again(run, targets, failed, carry, counts)
             if failed:
-                counts["columns_failed"] = failed
+                counts["columns_failed"] = list(failed)
+                counts["column_failures"] = _by_rule(failed)
             run = await self._stage(run, RunStage.VERIFYING, counts)
             counts.update(
                 await self._verifying(
@@ -474,7 +510,7 @@ class RunExecutor:
                 )
             _count_deleted(counts, gone)
             outcome = _outcome(counts)
-            message = _gone(gone) + _headline(outcome, counts) + _describe(counts, paused)
+            message = _gone(gone) + _headline(outcome, counts) + _describe(counts, paused, failed)
             if not targets and not paused and not gone:
                 message = (
                     "Nothing to sync: no destination is linked to this scope (a course is "
@@ -773,13 +809,15 @@ class RunExecutor:
         self,
         run: SyncRun,
         targets: list[_Target],
-        failed: list[str],
+        failed: dict[str, Reason],
         rewrite: Carry | None,
         only: set[str] | None = None,
     ) -> dict[str, int]:
         """Column counts; the columns that could not be provisioned go into `failed`
-        ("destination/activity"). Details are written even when unchanged in a remaster and
-        for the columns `rewrite` carries from a remaster that could not rewrite them.
+        ("destination/activity": why, the rule the destination's refusal names and its
+        remedy, so that the run says it and not only the log). Details are written even
+        when unchanged in a remaster and for the columns `rewrite` carries from a remaster
+        that could not rewrite them.
         `only`: these columns alone (a second try)."""
         remaster = run.trigger is Trigger.REMASTER
         counts = {"written": 0, "unchanged": 0, "not_synced": 0, "failed": 0}
@@ -798,7 +836,7 @@ class RunExecutor:
             except Exception as exc:
                 log.warning("run %s: course %s at %s: %s", run.id, tg.course.id, d.id, exc)
                 counts["failed"] += len(tg.activity_ids)
-                failed.extend(f"{d.id}/{a}" for a in tg.activity_ids)
+                failed.update({f"{d.id}/{a}": _column_failure(exc) for a in tg.activity_ids})
                 continue
             for activity_id in tg.activity_ids:
                 activity = activities.get(activity_id)
@@ -829,7 +867,7 @@ class RunExecutor:
                     # (which waits out a pause that ends within the run's patience)
                     log.info("run %s: column %s waits: %s", run.id, activity_id, paused)
                     counts["failed"] += 1
-                    failed.append(f"{d.id}/{activity_id}")
+                    failed[f"{d.id}/{activity_id}"] = _column_failure(paused)
                     continue
                 except RemoteFailure as f:
                     if f.failure is FailureClass.NOT_SYNCED:
@@ -841,12 +879,12 @@ class RunExecutor:
                     outcome_of_failure(governor, f, d, governor.limits_for(d))
                     log.warning("run %s: column %s at %s: %s", run.id, activity_id, d.id, f)
                     counts["failed"] += 1
-                    failed.append(f"{d.id}/{activity_id}")
+                    failed[f"{d.id}/{activity_id}"] = _column_failure(f)
                     continue
-                except Exception:
+                except Exception as exc:
                     log.exception("run %s: column %s at %s", run.id, activity_id, d.id)
                     counts["failed"] += 1
-                    failed.append(f"{d.id}/{activity_id}")
+                    failed[f"{d.id}/{activity_id}"] = _column_failure(exc)
                     continue
                 counts["written" if written else "unchanged"] += 1
         return counts
@@ -855,12 +893,12 @@ class RunExecutor:
         self,
         run: SyncRun,
         targets: list[_Target],
-        failed: list[str],
+        failed: dict[str, Reason],
         carry: Carry | None,
         counts: dict[str, Any],
-    ) -> list[str]:
-        """Try the failed columns once more; returns those that failed again."""
-        still: list[str] = []
+    ) -> dict[str, Reason]:
+        """Try the failed columns once more; returns those that failed again, and why."""
+        still: dict[str, Reason] = {}
         again = await self._provisioning(run, targets, still, carry, only=set(failed))
         columns = counts["columns"]
         for key in ("written", "unchanged", "not_synced"):
