@@ -22,6 +22,7 @@ import pytest
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.destinations.oneroster import DEFAULT_SCOPES
 from gradesync.config import Settings
+from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import (
     Activity,
     Attempt,
@@ -44,7 +45,7 @@ from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
-from gradesync.services import console_queries, destination_admin, queries, sis
+from gradesync.services import console_queries, destination_admin, diagnostics, queries, sis
 from gradesync.services.clock import SystemClock
 from gradesync.services.ingest import IngestBatch, ingest
 from gradesync.services.runs import request_run
@@ -550,3 +551,48 @@ async def test_a_run_names_the_rule_and_remedy_of_a_column_it_could_not_provisio
     assert run.message is not None
     assert f"({DEST}/quiz1, rule category_missing: Activity group 'Projects'" in run.message
     assert f"gradesync sis categories {DEST} --align Projects=" in run.message, run.message
+
+
+async def test_an_activity_never_sent_is_said_to_have_no_line_item_and_not_to_be_synced(
+    passback: Passback,
+) -> None:
+    """A ticked activity worth under the minimum points, or a practice item: no line item is
+    ever written. The SIS page, the course page and doctor said the line item existed (its
+    sourcedId, "Created", a passing check), and validation said OK."""
+    p = passback
+    sis.select_activities(p.db.uow, tenant_id=T, destination_id=DEST, activity_ids=["essay"])
+    tiny = Activity(T, "essay", COURSE, "Essay", 0.5, due_at=DUE, category="Homework")
+    ingest(p.db.uow, p.runtime.clock, p.runtime.waker, T, IngestBatch(activities=[tiny]))
+    p.attempt("essay", "p1", 7.0)
+    row = await p.until(
+        lambda: (r := p.ledger().get(("essay", "p1"))) and r.state is DeliveryState.SKIPPED and r,
+        "the essay's grade to be skipped",
+    )
+    assert row.reason_code == "below_minimum_points"
+    assert "essay" not in {li["title"] for li in p.sis_line_items().values()}
+
+    [check] = sis.validate(p.db.uow, tenant_id=T, destination_id=DEST, activity_ids=["essay"])
+    assert [(x.field, x.rule) for x in check.problems] == [
+        ("points_possible", "below_minimum_points")
+    ]
+    assert check.problems[0].message.startswith("Not synced: none of its grades is sent.")
+    with pytest.raises(InvalidInput) as refused:
+        sis.select_activities(p.db.uow, tenant_id=T, destination_id=DEST, activity_ids=["essay"])
+    assert [x.rule for x in refused.value.problems] == ["below_minimum_points"]
+
+    overview = sis.course_overview(p.db.uow, tenant_id=T, destination_id=DEST, course_id=COURSE)
+    essay = next(s for s in overview.activities if s.activity.id == "essay")
+    assert essay.selected and essay.line_item_id is None
+    assert essay.no_line_item is not None and "under the minimum of 1" in essay.no_line_item
+    page = console_queries.course_page(p.db.uow, T, COURSE, destination_id=DEST)
+    row_of = {r.activity.id: r for r in page.activities}
+    assert not row_of["essay"].written and "under the minimum" in (row_of["essay"].no_column or "")
+    assert row_of["quiz1"].written is False  # ticked, but no grade has written its line item
+
+    found = diagnostics.diagnose_learner_activity(
+        p.db.uow, p.runtime.clock, T, "p1", "essay", DEST, capabilities=p.runtime.capabilities
+    )
+    [column] = [c for c in found.checks if c.code == "column_linked"]
+    assert not column.passed and column.excluded, column
+    assert column.evidence.startswith("Not created: no column for 'Essay'"), column.evidence
+    assert "gs-li-" not in column.evidence

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from gradesync.domain.errors import InvalidInput
+from gradesync.domain.columns import activity_policy
 from gradesync.domain.ledger import reconcile, reopened
 from gradesync.domain.model import (
     SIS_KINDS,
@@ -70,7 +70,6 @@ from gradesync.domain.policy import (
     column_for,
     column_hash,
     desired_result,
-    resolve_settings,
     zero_point,
 )
 from gradesync.domain.reasons import Reason, ReasonCode, compute_failed
@@ -82,7 +81,6 @@ from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 
 NO_PERSON_LINK = "no_person_link"
 DESTINATION_UNAVAILABLE = "destination_unavailable"
-INVALID_POLICY = "invalid_policy"
 COURSE_MIGRATED = "course_migrated"
 
 log = logging.getLogger(__name__)
@@ -498,10 +496,7 @@ def learners_of(uow_factory: UnitOfWorkFactory, tenant_id: str, course_id: str) 
 
 
 def _policy(tenant: Tenant, course: Course, activity: Activity) -> ResolvedPolicy | Reason:
-    try:
-        return resolve_settings(tenant.policy, course.policy, activity.policy)
-    except InvalidInput as exc:
-        return Reason(INVALID_POLICY, f"The grade policy settings are invalid: {exc}")
+    return activity_policy((tenant.policy, course.policy), activity)
 
 
 def _compute(

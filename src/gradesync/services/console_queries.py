@@ -16,11 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gradesync.domain import course_connection, remedies
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.columns import activity_policy, column_written, no_column
 from gradesync.domain.destination_names import NamedThen, named_then
 from gradesync.domain.diagnosis import DestinationQueue, pending_said
 from gradesync.domain.errors import NotFound
 from gradesync.domain.held import Held, held_score, line_item_maximum
 from gradesync.domain.model import (
+    SIS_KINDS,
     Activity,
     Attempt,
     Course,
@@ -35,6 +38,7 @@ from gradesync.domain.model import (
     Role,
     SyncRun,
 )
+from gradesync.domain.passback import capabilities_for, profile_from_config
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.queue_facts import destination_queue
 from gradesync.services.rate_limit_holds import RateLimitHold, rate_limit_hold
@@ -207,8 +211,11 @@ class GridRow:
 @dataclass(frozen=True, slots=True)
 class ActivityRow:
     activity: Activity
-    column: ItemLink | None  # the activity's column at the selected destination
+    column: ItemLink | None  # the activity's link at the selected destination
     counts: dict[str, int]  # status -> learners
+    written: bool = False  # the destination holds its column (`columns.column_written`)
+    # why no column is made for it there (a practice item, under the minimum points, ...)
+    no_column: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +337,8 @@ def course_page(
             if any(r.state is DeliveryState.PENDING for r in ledger.values()):
                 queue = destination_queue(uow, tenant_id, dest.id, course_id, now)
         runs = _course_runs(uow, tenant_id, course_id, dests)
+        tenant = uow.tenants.get(tenant_id)
+    layers = [x.policy for x in (tenant, course) if x is not None]
     active = next((r for r in runs if r.finished_at is None), None)
     grid: list[GridRow] = []
     per_activity: dict[str, dict[str, int]] = {a.id: {} for a in activities}
@@ -364,7 +373,18 @@ def course_page(
             per_activity[a.id][status] = per_activity[a.id].get(status, 0) + 1
             totals[status] = totals.get(status, 0) + 1
         grid.append(GridRow(person, cells))
-    rows = [ActivityRow(a, columns.get(a.id), per_activity[a.id]) for a in activities]
+    caps = (
+        capabilities_for(profile_from_config(dest.config))
+        if dest is not None and dest.kind in SIS_KINDS
+        else Capabilities()  # an LMS's own limits are its adapter's: the activity's rules
+    )
+    rows = []
+    for a in activities:
+        never = no_column(a, activity_policy(layers, a), caps)
+        link = columns.get(a.id)
+        written = dest is not None and column_written(dest.kind, link)
+        no_col = never.text if never is not None and not written else None
+        rows.append(ActivityRow(a, link, per_activity[a.id], written, no_col))
     return CoursePage(
         course=course,
         destinations=dests,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.columns import activity_policy
 from gradesync.domain.diagnosis import (
     ActivityDestinationFacts,
     ActivityFacts,
@@ -40,7 +41,7 @@ from gradesync.domain.diagnosis import (
 from gradesync.domain.diagnosis import (
     diagnose_learner_activity as _learner_rules,
 )
-from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.errors import NotFound
 from gradesync.domain.model import (
     Activity,
     Course,
@@ -52,7 +53,7 @@ from gradesync.domain.model import (
     Role,
     Tenant,
 )
-from gradesync.domain.policy import ResolvedPolicy, resolve_settings
+from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason
 from gradesync.domain.triage import CourseDestinationFacts, CourseFacts, CourseTriage, triage_course
 from gradesync.services.clock import Clock
@@ -71,10 +72,7 @@ def _default_caps(_: Destination) -> Capabilities | Reason:
 
 
 def _policy(tenant: Tenant, course: Course, activity: Activity) -> ResolvedPolicy | Reason:
-    try:
-        return resolve_settings(tenant.policy, course.policy, activity.policy)
-    except InvalidInput as exc:
-        return Reason("invalid_policy", f"The grade policy settings are invalid: {exc}")
+    return activity_policy((tenant.policy, course.policy), activity)
 
 
 def _load(uow: UnitOfWork, tenant_id: str, activity_id: str) -> tuple[Tenant, Course, Activity]:

@@ -124,7 +124,12 @@ def diagnose_activity(facts: ActivityFacts) -> Diagnosis:
         checks.append(course_link_check(dfacts, facts.course))
         refused = Counter(r.reason_code for r in af.rows if r.reason_code in COLUMN_CODES)
         top = refused.most_common(1)
-        col = column_check(dfacts, facts.activity, (str(top[0][0]), top[0][1]) if top else None)
+        col = column_check(
+            dfacts,
+            facts.activity,
+            (str(top[0][0]), top[0][1]) if top else None,
+            policy=facts.policy,
+        )
         text, lines, problems = _state_summary(af.rows)
         delivered = sum(1 for r in af.rows if r.state is DeliveryState.DELIVERED)
         left_out = [r for r in af.rows if left_out_by_design(r)]

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.columns import column_written, no_column
 from gradesync.domain.course_connection import not_connected
 from gradesync.domain.diagnosis.checks import (
     AGS_LINEITEM,
@@ -41,6 +42,7 @@ from gradesync.domain.model import (
     LedgerRow,
 )
 from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason
 from gradesync.domain.remedies import PENDING_STALLED, lti11_column_remedy
 
@@ -341,12 +343,31 @@ def _sis_class_check(link: CourseLink, name: str, destination_id: str) -> Check:
 
 
 def column_check(
-    df: DestinationFacts, activity: Activity, refused: tuple[str, int] | None = None
+    df: DestinationFacts,
+    activity: Activity,
+    refused: tuple[str, int] | None = None,
+    *,
+    policy: ResolvedPolicy | Reason | None = None,
 ) -> Check:
     """`refused`: (reason code, learners) when the destination refused the column's results
-    (locked, gone, unpublished in the LMS)."""
+    (locked, gone, unpublished in the LMS). `policy`: the activity's, to say when no column
+    is ever made for it (a practice item, under the minimum points)."""
     d, link = df.destination, df.item_link
     name = "The activity is linked to a gradebook column"
+    never = no_column(activity, policy, df.capabilities) if policy is not None else None
+    if never is not None and not column_written(d.kind, link):
+        # left out by the policy or a person: nothing is broken, and nothing to do here
+        return Check(
+            CheckCode.COLUMN_LINKED,
+            name,
+            False,
+            f"Not created: no column for {activity.title!r} is made at {d.name!r}, and none "
+            f"of its grades is sent. {never.text}",
+            None,
+            d.id,
+            excluded=True,
+            reason=never.code,
+        )
     if refused is None and df.ledger is not None and df.ledger.reason_code in COLUMN_CODES:
         refused = (df.ledger.reason_code, 1)
     caps = df.capabilities
@@ -366,7 +387,8 @@ def column_check(
             REMOTE_CAUSES["no_resource_link"][1],
             d.id,
         )
-    if link is None or not link.remote_id:
+    if link is None or not column_written(d.kind, link):
+        # a SIS's link names its line item ahead, before it is written
         return Check(
             CheckCode.COLUMN_LINKED,
             name,

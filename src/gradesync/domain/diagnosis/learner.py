@@ -364,7 +364,7 @@ def _destination_checks(facts: LearnerActivityFacts, df: DestinationFacts) -> li
         out.append(scope)
     out.append(launch_check(facts, df))
     out.append(course_link_check(df, facts.course))
-    out.append(column_check(df, facts.activity))
+    out.append(column_check(df, facts.activity, policy=facts.policy))
     out.append(delivery_check(df, facts.now))
     out.append(last_delivery_check(df))
     agrees = lms_agrees_check(df)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from gradesync.domain.columns import INVALID_POLICY
 from gradesync.domain.held import logs_scale
 from gradesync.domain.ledger import (
     Delivered,
@@ -57,7 +58,6 @@ from gradesync.domain.reasons import Reason, internal_error
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
 from gradesync.services.compute import (
-    INVALID_POLICY,
     course_migrated,
     destination_unavailable,
     migrated_to,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gradesync.domain.columns import activity_policy, column_written, no_column
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import (
     SIS_KINDS,
@@ -19,6 +20,7 @@ from gradesync.domain.model import (
     Role,
     SyncRun,
 )
+from gradesync.domain.passback import capabilities_for, profile_from_config
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.sis.common import sis_destination
 
@@ -42,8 +44,10 @@ class GroupAlignment:
 class ActivitySelection:
     activity: Activity
     selected: bool  # ticked "Sync to SIS"
-    line_item_id: str | None  # the stable line item sourcedId, once ticked
+    line_item_id: str | None  # the line item's sourcedId, once written in the SIS
     held: bool = False  # ticked with a hold: its grades wait for Post grades
+    # why no line item is ever written for it (a practice item, under the minimum points)
+    no_line_item: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,9 @@ def course_overview(
             uow.activities.for_course(tenant_id, course_id), key=lambda a: (a.title.lower(), a.id)
         )
         items = uow.links.items(tenant_id, destination_id, [a.id for a in activities])
+        tenant = uow.tenants.get(tenant_id)
+    caps = capabilities_for(profile_from_config(dest.config))
+    layers = [x.policy for x in (tenant, course) if x is not None]
     learners = []
     for pid in ids:
         person = people.get(pid) or Person(tenant_id, pid)
@@ -113,7 +120,11 @@ def course_overview(
         item = items.get(a.id)
         selected = bool(item is not None and item.data.get("sync_to_sis"))
         held = bool(selected and item is not None and item.data.get("held"))
-        selection.append(ActivitySelection(a, selected, item.remote_id if item else None, held))
+        why = no_column(a, activity_policy(layers, a), caps)
+        written = item.remote_id if item is not None and column_written(dest.kind, item) else None
+        selection.append(
+            ActivitySelection(a, selected, written, held, why.text if why is not None else None)
+        )
     return CourseOverview(dest, course, link, learners, aligned, selection)
 
 

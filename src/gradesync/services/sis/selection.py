@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from gradesync.domain.columns import never_sent_problem
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.ledger import reopened
 from gradesync.domain.model import (
@@ -22,6 +23,7 @@ from gradesync.domain.model import (
 from gradesync.domain.passback import (
     PassbackRule,
     Term,
+    capabilities_for,
     file_category,
     group_of,
     line_item_sourced_id,
@@ -136,6 +138,9 @@ def check_activity(
         name_rule=policy.name_rule,
         learner_due_dates=len(uow.overrides.for_activity(dest.tenant_id, activity.id)),
     )
+    never = never_sent_problem(activity, policy, capabilities_for(profile))
+    if never is not None:
+        problems.append(never)
     if link is None and dest.kind is DestinationKind.ONEROSTER_REST:
         rule = PassbackRule.CLASS_NOT_MAPPED.value
         problems.append(

@@ -1,0 +1,78 @@
+"""Whether a destination holds an activity's column (line item), and why it never will: what
+the console's course and SIS pages, `doctor` and a SIS's validation say, from the rules the
+engine applies (`policy.column_for`), so that none of them shows a column the destination
+does not have."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.errors import FieldProblem, InvalidInput
+from gradesync.domain.model import SIS_KINDS, Activity, DestinationKind, ItemLink, PolicySettings
+from gradesync.domain.policy import NoResult, ResolvedPolicy, column_for, resolve_settings
+from gradesync.domain.reasons import Reason, ReasonCode
+
+# the activity's own facts that keep every grade of it from every gradebook for as long as
+# they hold (not a person's switch: sync turned off, not published yet)
+NEVER_SENT = frozenset(
+    {ReasonCode.PRACTICE_ITEM, ReasonCode.BELOW_MINIMUM_POINTS, ReasonCode.FRACTIONAL_POINTS}
+)
+_FIELDS = {
+    ReasonCode.PRACTICE_ITEM: "kind",
+    ReasonCode.BELOW_MINIMUM_POINTS: "points_possible",
+    ReasonCode.FRACTIONAL_POINTS: "points_possible",
+}
+
+
+INVALID_POLICY = "invalid_policy"
+
+
+def activity_policy(
+    layers: Sequence[PolicySettings], activity: Activity
+) -> ResolvedPolicy | Reason:
+    """The activity's policy over `layers` (the tenant's, the course's), or why it cannot be
+    worked out (settings that contradict each other), as computing says it."""
+    try:
+        return resolve_settings(*layers, activity.policy)
+    except InvalidInput as exc:
+        return Reason(INVALID_POLICY, f"The grade policy settings are invalid: {exc}")
+
+
+def column_written(kind: DestinationKind | str, item: ItemLink | None) -> bool:
+    """Whether the destination holds the column `item` links to. A SIS's link is made when
+    the activity is ticked, with the line item's sourcedId chosen ahead; the line item
+    exists once gradesync has written it (the classes it is in are kept then). An LMS's
+    link names a column the LMS made or gradesync created."""
+    if item is None or not item.remote_id:
+        return False
+    if kind in SIS_KINDS:
+        return bool(item.data.get("line_items"))
+    return True
+
+
+def no_column(
+    activity: Activity, policy: ResolvedPolicy | Reason, capabilities: Capabilities | Reason
+) -> Reason | None:
+    """Why no column is made for `activity` at a destination that takes `capabilities` (a
+    practice item, under the minimum points, sync turned off, ...), or None: one is."""
+    if isinstance(policy, Reason):
+        return policy
+    caps = capabilities if isinstance(capabilities, Capabilities) else Capabilities()
+    column = column_for(activity, policy, caps)
+    return column.reason if isinstance(column, NoResult) else None
+
+
+def never_sent_problem(
+    activity: Activity, policy: ResolvedPolicy, capabilities: Capabilities
+) -> FieldProblem | None:
+    """A ticked activity none of whose grades can be sent, as it is (a practice item, worth
+    less than the minimum points, or points the destination cannot take), as a problem
+    naming the field to change and the reason's code; None when its grades can be sent."""
+    # whether it is published or synced at all is a person's switch, said elsewhere
+    why = no_column(replace(activity, published=True, sync_enabled=True), policy, capabilities)
+    if why is None or why.code not in NEVER_SENT:
+        return None
+    field = _FIELDS[ReasonCode(why.code)]
+    return FieldProblem(field, why.code, f"Not synced: none of its grades is sent. {why.text}")
