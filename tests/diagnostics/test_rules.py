@@ -296,6 +296,46 @@ def test_a_sis_gets_sis_advice_not_deep_linking() -> None:
     assert "Deep Linking" not in sis and "post grades" in sis
 
 
+def test_course_triage_gives_an_lti11_lms_the_graded_link_remedy_not_deep_linking() -> None:
+    """LTI 1.1 has no Deep Linking and gradesync cannot create its columns: the course's
+    triage says, as `doctor` does, to add a graded link naming the activity and open it."""
+    course = Course("t", "c1", "Physics")
+    small = Activity("t", "a1", "c1", "Reading check", 0.5)
+    quiz = Activity("t", "q1", "c1", "Quiz 1", 10)
+    rows = (
+        KeyState("d", "a1", "p1", DeliveryState.SKIPPED, "below_minimum_points"),
+        KeyState("d", "q1", "p1", DeliveryState.REJECTED, "no_launch"),
+        KeyState("d", "q0", "p1", DeliveryState.DELIVERED),
+    )
+
+    def triage(kind: DestinationKind, code: str) -> str:
+        facts = CourseFacts(
+            NOW,
+            course,
+            (small, quiz),
+            {"a1": DEFAULT_POLICY, "q1": DEFAULT_POLICY},
+            (
+                CourseDestinationFacts(
+                    Destination("t", "d", kind, "Moodle"),
+                    Capabilities(),
+                    CourseLink("t", "d", "c1", "ctx-1"),
+                    {},
+                ),
+            ),
+            rows,
+        )
+        cause = triage_course(facts).cause(code)
+        assert cause is not None, code
+        return cause.remedy
+
+    for code, activity in (("not_graded", "a1"), ("no_column", "q1")):
+        assert "Deep Linking" in triage(DestinationKind.LTI13_AGS, code)
+        lti11 = triage(DestinationKind.LTI11_OUTCOMES, code)
+        assert "Deep Linking" not in lti11 and "Sync now" not in lti11, lti11
+        assert f"activity_id custom parameter is {activity!r}" in lti11, lti11
+        assert "open it once" in lti11, lti11
+
+
 def test_a_sis_course_is_connected_by_its_class_not_by_a_launch() -> None:
     base = _facts()
     sis = Destination("t", "sis", DestinationKind.ONEROSTER_CSV, "District SIS")

@@ -506,11 +506,18 @@ class RemedyProblem(FieldProblem):
         )
 
 
-def lti11_column_remedy(activity_id: str) -> str:
+def lti11_column_remedy(*activity_ids: str) -> str:
     """LTI 1.1 has no Deep Linking and cannot create a column: the LMS's graded link makes it,
     and its first launch tells gradesync which activity it is (docs/lti11.md)."""
+    if len(activity_ids) == 1:
+        return (
+            "Add the activity to the LMS course as a graded LTI link whose activity_id custom "
+            f"parameter is {activity_ids[0]!r}, and open it once; LTI 1.1 cannot create "
+            "gradebook columns."
+        )
+    named = ", ".join(repr(a) for a in activity_ids)
     return (
-        "Add the activity to the LMS course as a graded LTI link whose activity_id custom "
-        f"parameter is {activity_id!r}, and open it once; LTI 1.1 cannot create gradebook "
+        "Add each activity to the LMS course as a graded LTI link whose activity_id custom "
+        f"parameter is its id ({named}), and open each once; LTI 1.1 cannot create gradebook "
         "columns."
     )

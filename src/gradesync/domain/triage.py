@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.columns import no_column
 from gradesync.domain.course_connection import not_connected, sis_class_remedy
 from gradesync.domain.diagnosis import (
     BENIGN_SKIPS,
@@ -47,13 +48,14 @@ from gradesync.domain.model import (
     CourseLink,
     DeliveryState,
     Destination,
+    DestinationKind,
     ItemLink,
 )
 from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason, ReasonCode
-from gradesync.domain.remedies import Reader, for_reader
+from gradesync.domain.remedies import Reader, for_reader, lti11_column_remedy
 
 
 class Symptom(StrEnum):
@@ -351,15 +353,36 @@ SIS_TITLES: dict[str, str] = {
 }
 
 
+def lti11_remedy(code: str, activities: tuple[str, ...]) -> str | None:
+    """LTI 1.1 has no Deep Linking, and gradesync cannot create its columns: a missing or
+    ungraded column is the LMS's graded link naming the activity, opened once (as `doctor`
+    says it, `remedies.lti11_column_remedy`). None: the cause's remedy holds there too."""
+    if code == "no_column" and activities:
+        return lti11_column_remedy(*activities)
+    if code == "not_graded" and activities:
+        return (
+            "If it should count, give the activity points in the courseware (practice items "
+            "and items under the minimum points are not sent). " + lti11_column_remedy(*activities)
+        )
+    return None
+
+
 def _fit_to_destinations(
     causes: list[Cause], course: Course, destinations: Mapping[str, Destination]
 ) -> None:
     """Give causes at a SIS (or at a course that syncs only to SISs) the SIS title and
-    remedy."""
-    all_sis = bool(destinations) and all(d.kind in SIS_KINDS for d in destinations.values())
+    remedy, and those at an LTI 1.1 LMS (or at a course that syncs only to such LMSs) the
+    LTI 1.1 remedy."""
+    kinds = {d.kind for d in destinations.values()}
+    all_sis = bool(kinds) and kinds <= set(SIS_KINDS)
+    all_lti11 = kinds == {DestinationKind.LTI11_OUTCOMES}
     for i, c in enumerate(causes):
         d = destinations.get(c.destination_id) if c.destination_id else None
         sis = d.kind in SIS_KINDS if d is not None else all_sis
+        lti11 = d.kind is DestinationKind.LTI11_OUTCOMES if d is not None else all_lti11
+        if lti11 and (remedy := lti11_remedy(c.code, c.activities)) is not None:
+            causes[i] = replace(c, remedy=remedy)
+            continue
         if not sis:
             continue
         if c.code == "course_not_connected" and d is not None:
@@ -509,6 +532,9 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
             and acts[aid].published
             and acts[aid].sync_enabled
             and acts[aid].kind is not ActivityKind.PRACTICE
+            # none is ever made for it (under the minimum points, ...): said as not_graded
+            and (policy := facts.policy.get(aid)) is not None
+            and no_column(acts[aid], policy, cd.capabilities) is None
         )
         if no_col and delivered_any:
             causes.append(
