@@ -55,6 +55,7 @@ from gradesync.domain.model import (
     Destination,
     DestinationKind,
     Enrollment,
+    ItemLink,
     LedgerKey,
     LedgerRow,
     PersonLink,
@@ -626,12 +627,16 @@ def _compute(
     for course_id, pairs in work.items():
         for link in links[course_id]:
             d = destinations.get(link.destination_id)
-            if d is not None and d.kind is DestinationKind.LTI13_AGS:
-                _note_new_columns(uow, link, links[course_id], destinations, pairs, writes, stats)
-            if d is not None and d.kind in WRITES_COLUMNS:
-                _note_stale_columns(
-                    uow, link, activities, policies, caps[d.id], pairs, writes, stats
-                )
+            if d is None or d.kind not in WRITES_COLUMNS:
+                continue
+            quiet = _quiet(link, pairs, writes)
+            if not quiet:
+                continue
+            # the links of the activities with no result to send, read once for both
+            items = uow.links.items(link.tenant_id, link.destination_id, quiet)
+            if d.kind is DestinationKind.LTI13_AGS:
+                _note_new_columns(link, links[course_id], destinations, quiet, items, stats)
+            _note_stale_columns(link, activities, policies, caps[d.id], quiet, items, stats)
     # without a timer a past-due zero would wait for the next fact or run; it falls due for
     # the destinations computed here, not the others (computed, they have timers of their own)
     uow.dirty.schedule(
@@ -656,61 +661,54 @@ def _zero_timer(
     return at if at is not None and at > now else None
 
 
-def _note_new_columns(
-    uow: UnitOfWork,
-    link: CourseLink,
-    links: Sequence[CourseLink],
-    destinations: Mapping[str, Destination],
-    pairs: Sequence[tuple[str, str]],
-    writes: Sequence[tuple[LedgerRow, str]],
-    stats: ComputeStats,
-) -> None:
+def _quiet(
+    link: CourseLink, pairs: Sequence[tuple[str, str]], writes: Sequence[tuple[LedgerRow, str]]
+) -> list[str]:
+    """The activities computed with no result to send at `link`'s destination: a pending
+    row creates or rewrites its column as it is sent, these none does."""
     sending = {
         r.key.activity_id
         for r, _ in writes
         if r.state is DeliveryState.PENDING and r.key.destination_id == link.destination_id
     }
-    quiet = {a for a, _ in pairs} - sending
-    if not quiet:
-        return
+    return sorted({a for a, _ in pairs} - sending)
+
+
+def _note_new_columns(
+    link: CourseLink,
+    links: Sequence[CourseLink],
+    destinations: Mapping[str, Destination],
+    quiet: Sequence[str],
+    items: Mapping[str, ItemLink],
+    stats: ComputeStats,
+) -> None:
     for other in links:
         d = destinations.get(other.destination_id)
         if d is not None and d.kind is DestinationKind.LTI11_OUTCOMES:
             # the LMS may hold these columns already, made through LTI 1.1: the course's
             # migration launch binds them, creating them here would make duplicates
             return
-    known = uow.links.items(link.tenant_id, link.destination_id, sorted(quiet))
     stats.new_columns |= {
-        (link.tenant_id, link.destination_id, link.course_id, a) for a in quiet if a not in known
+        (link.tenant_id, link.destination_id, link.course_id, a) for a in quiet if a not in items
     }
 
 
 def _note_stale_columns(
-    uow: UnitOfWork,
     link: CourseLink,
     activities: Mapping[str, Activity],
     policies: Mapping[str, ResolvedPolicy | Reason],
     caps: Capabilities | Reason,
-    pairs: Sequence[tuple[str, str]],
-    writes: Sequence[tuple[LedgerRow, str]],
+    quiet: Sequence[str],
+    items: Mapping[str, ItemLink],
     stats: ComputeStats,
 ) -> None:
     """The columns at `link`'s destination written before with other details than the
     activity has now (renamed, its due date moved, ...), of activities with no result to
-    send here: no send would rewrite them, so they are rewritten on their own. A column
+    send (`quiet`): no send would rewrite them, so they are rewritten on their own. A column
     never written (no details hash: not created yet, or asked for again by a person) is
     left to its first send or run."""
     if isinstance(caps, Reason):
         return
-    sending = {
-        r.key.activity_id
-        for r, _ in writes
-        if r.state is DeliveryState.PENDING and r.key.destination_id == link.destination_id
-    }
-    quiet = sorted({a for a, _ in pairs} - sending)
-    if not quiet:
-        return
-    items = uow.links.items(link.tenant_id, link.destination_id, quiet)
     for activity_id in quiet:
         item, policy = items.get(activity_id), policies.get(activity_id)
         if item is None or item.details_hash is None or not isinstance(policy, ResolvedPolicy):
