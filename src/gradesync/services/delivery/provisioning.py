@@ -2,7 +2,9 @@
 or updated on the remote when needed, and the caches that spare asking again.
 
 Columns are created as soon as an activity and its course's link are both known
-(`create_ahead`, from computing), so the first grade of a new column does not wait for it.
+(`create_ahead`, from computing), so the first grade of a new column does not wait for it;
+a column whose details changed (a new title, a moved due date) with no grade to send, so no
+send to rewrite it, is rewritten the same way.
 
 Every request goes through the destination's limits and pauses as a score's send does
 (`Governor.request`): nothing is asked of a paused destination. A column known ahead while its
