@@ -387,6 +387,21 @@ def column_check(
             REMOTE_CAUSES["no_resource_link"][1],
             d.id,
         )
+    left_out = df.ledger.reason_code if df.ledger is not None else None
+    if left_out in BY_DESIGN and not column_written(d.kind, link):
+        # left out on purpose (not ticked for the SIS, held for Post grades): its column is
+        # written with its first grade sent, and none is missing meanwhile
+        return Check(
+            CheckCode.COLUMN_LINKED,
+            name,
+            False,
+            f"Not created yet: no column for {activity.title!r} at {d.name!r} until its "
+            f"grades are sent, and they are left out on purpose ({left_out}).",
+            TO_INCLUDE.get(left_out or ""),
+            d.id,
+            excluded=True,
+            reason=left_out,
+        )
     if link is None or not column_written(d.kind, link):
         # a SIS's link names its line item ahead, before it is written
         return Check(
