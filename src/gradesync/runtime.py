@@ -511,16 +511,41 @@ class Runtime:
         from gradesync.services.destination_check import check_destination
 
         dest = await asyncio.to_thread(get_destination, self.uow, tenant_id, destination_id)
-        return await check_destination(
-            self.uow,
-            self.clock,
-            tenant_id,
-            destination_id,
-            self.destination_client(dest),
-            course_id=course_id,
-            learner_id=learner_id,
-            send_test=send_test,
+        async with self.request_governor() as governor:
+            return await check_destination(
+                self.uow,
+                self.clock,
+                tenant_id,
+                destination_id,
+                self.destination_client(dest),
+                governor,
+                course_id=course_id,
+                learner_id=learner_id,
+                send_test=send_test,
+            )
+
+    @contextlib.asynccontextmanager
+    async def request_governor(self) -> AsyncIterator[Governor]:
+        """What a request to a destination made outside a sync (a check's test result) waits
+        on, as every send does: this process's worker's governor when its worker serves this
+        event loop, so the request takes a token of the rate the worker sends at; else one
+        of its own, as a run carried from the command line has, closed afterwards."""
+        if self.worker is not None:
+            yield self.worker.engine.deliverer.governor
+            return
+        from gradesync.services.delivery.background import BackgroundWrites
+        from gradesync.services.delivery.governor import Governor
+        from gradesync.services.worker import new_worker_id
+
+        background = BackgroundWrites()
+        governor = Governor(
+            self.uow, self.clock, self.engine_settings(), background, new_worker_id()
         )
+        try:
+            yield governor
+        finally:
+            await background.wait()  # a pause a 429 made is saved before the process ends
+            await governor.aclose()
 
     def capabilities(self, destination: Destination) -> Capabilities | Reason:
         """What a destination accepts, from the client the engine would use for it."""

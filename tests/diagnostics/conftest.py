@@ -4,6 +4,7 @@ worker) on loopback, set up the way an admin, an instructor and learners would."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -223,18 +224,27 @@ def causes(triage: dict[str, Any], scope: str) -> dict[str, dict[str, Any]]:
 def world(lms: RunningSandbox, sqlite_db: Database, tmp_path: Path) -> Iterator[World]:
     """A served gradesync on SQLite (these scenarios are about LTI and diagnosis; storage is
     covered on both databases by test_facts.py)."""
+    with served_world(lms, sqlite_db, tmp_path) as w:
+        yield w
+
+
+@contextmanager
+def served_world(lms: RunningSandbox, db: Database, tmp_path: Path) -> Iterator[World]:
+    """gradesync served on `db` (a SQLite file the command line can open too)."""
     sock = bind()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = Settings(
-        database_url=sqlite_db.url, secret_key=TEST_SECRET, data_dir=tmp_path / "d", base_url=base
+        database_url=db.url, secret_key=TEST_SECRET, data_dir=tmp_path / "d", base_url=base
     )
-    runtime = Runtime(settings=settings, db=sqlite_db)
+    runtime = Runtime(settings=settings, db=db)
     tenant = unique("tenant")
-    create_tenant(sqlite_db.uow, runtime.clock, tenant, "Tenant")
-    token = auth.create_key(sqlite_db.uow, runtime.clock, tenant, "diag", ("admin",)).token
+    create_tenant(db.uow, runtime.clock, tenant, "Tenant")
+    token = auth.create_key(db.uow, runtime.clock, tenant, "diag", ("admin",)).token
     app = create_app(runtime)
     app.state.run_worker = True
     with serve_in_thread(app, sock=sock):
         w = World(lms, base, runtime, token, tenant)
-        yield w
-        w.close()
+        try:
+            yield w
+        finally:
+            w.close()

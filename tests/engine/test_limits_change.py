@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from dataclasses import replace
 from datetime import timedelta
-from functools import partial
 
 import pytest
 
@@ -21,7 +20,6 @@ from gradesync.services.delivery.governor import (
     DestinationLimits,
     DestinationPaused,
     Governor,
-    RateLimiter,
     limits_from_config,
 )
 from gradesync.services.delivery.provisioning import Provisioner
@@ -29,6 +27,7 @@ from gradesync.services.destination import RemoteFailure
 from gradesync.testing import DEADLINE, ManualClock, add_destination, wait_for_async
 from gradesync.testing.double import server_error
 from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, post, seed, states
+from tests.support import limits
 
 TYPO = 0.01  # a typo for 10 (the least rate taken): one token, then one every 100 s
 
@@ -36,15 +35,7 @@ TYPO = 0.01  # a typo for 10 (the least rate taken): one token, then one every 1
 def watch_waits(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
     """An event set when a send first waits for a rate limiter's token."""
     waited = asyncio.Event()
-
-    class Limiter(RateLimiter):
-        def try_acquire(self) -> float:
-            wait = super().try_acquire()
-            if wait > 0:
-                waited.set()
-            return wait
-
-    monkeypatch.setattr("gradesync.services.delivery.governor.RateLimiter", partial(Limiter))
+    limits.watch_waits(monkeypatch, waited)
     return waited
 
 

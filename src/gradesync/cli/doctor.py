@@ -216,8 +216,9 @@ def destinations_check(
     send_test: bool = typer.Option(
         False,
         "--send-test",
-        help="Create a 'gradesync connection check' column (1 point) and send and read back a "
-        "test result for one learner (LTI 1.3 only; refused for other destinations).",
+        help="Create a 'gradesync connection check' column (1 point), send and read back a "
+        "test result for one learner, then delete the column (LTI 1.3 only; refused for other "
+        "destinations). Nothing is sent while the destination is paused.",
     ),
     as_json: bool = JSON_OUT,
 ) -> None:

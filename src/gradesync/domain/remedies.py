@@ -186,6 +186,8 @@ _NO_SCHOOL, _SIS_CREDENTIALS, _ALIGN_GROUPS = (
 # a destination an administrator paused: its check says grades wait for it to be resumed
 RESUME = "resume_destination"
 RESUMED = "; the grades that waited then go at once."
+# a check's test result not sent to a paused destination: resume it, then check again
+RESUME_TO_TEST = "resume_to_test"
 # the LMS's missing grade scopes, as the diagnosis's check and as the LMS's refusal name them
 _SCOPE_API = (
     "Enable Assignment and Grade Services for gradesync's registration in the LMS (the score "
@@ -211,6 +213,9 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
     Reader.API: {
         RESUME: "Resume it once what paused it is settled "
         "(`POST /api/v1/destinations/{destination}/resume`)" + RESUMED,
+        RESUME_TO_TEST: "Resume it once what paused it is settled "
+        "(`POST /api/v1/destinations/{destination}/resume`), then check it again with "
+        "`send_test`.",
         "destination_ready": "Fix the cause, then resume it "
         "(`POST /api/v1/destinations/{destination}/resume`).",
         "rate_limit": "Otherwise raise or clear its rate limit "
@@ -270,6 +275,11 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
     Reader.CONSOLE: {
         RESUME: "Resume it once what paused it is settled (its Resume button on the "
         "Destinations page)" + RESUMED,
+        # the console's Check sends no test result: the API's check or the command line does
+        RESUME_TO_TEST: "Resume it once what paused it is settled (its Resume button on the "
+        "Destinations page), then send the test result again (`POST "
+        "/api/v1/destinations/{destination}/check` with `send_test`, or `destinations check "
+        "--send-test` at gradesync's command line).",
         "destination_ready": "Fix the cause, then resume it (its Resume button on the "
         "Destinations page).",
         # the console shows no limits: who changes them, and where
@@ -417,6 +427,8 @@ def in_console(
 _CLI_WORDS: dict[str, str] = {
     RESUME: "Resume it once what paused it is settled (gradesync destinations resume "
     "{destination})" + RESUMED,
+    RESUME_TO_TEST: "Resume it once what paused it is settled (gradesync destinations resume "
+    "{destination}), then check it again with --send-test.",
     _SIS_CLASS: "gradesync sis map-class {destination} {course} CLASS_SOURCEDID "
     "--school SCHOOL_SOURCEDID",
     _NO_SCHOOL: "Map the class again with its school: gradesync sis map-class {destination} "

@@ -222,6 +222,15 @@ class ColumnFinder(Protocol):
     async def find_columns(self, container: str, activity_ids: Sequence[str]) -> dict[str, str]: ...
 
 
+@runtime_checkable
+class ColumnRemover(Protocol):
+    """A client that deletes a column it made (LTI 1.3 AGS: the line item's DELETE), with
+    the results in it. Only the check's test column is ever removed: gradesync never deletes
+    a column that holds grades. A column already gone counts as removed."""
+
+    async def delete_column(self, course: CourseLink, item: ItemLink) -> None: ...
+
+
 DEFAULT_TIMESTAMP_STEP = timedelta(milliseconds=1)
 
 

@@ -7,12 +7,16 @@ least one item". This does it on purpose, step by step, each step with its evide
 2. for a connected course: the course's gradebook is reachable, line items can be listed;
 3. with `send_test` (LTI 1.3 AGS, where the protocol allows it): a test column
    ("gradesync connection check", 1 point) is found or created, a test result is sent for one
-   learner who has launched from the course, and read back to compare;
+   learner who has launched from the course and read back to compare, and the column is
+   deleted again, whatever the test found (`check_test_result`: within the destination's
+   limits, and nothing at all while it is paused);
 4. LTI 1.1 (no token, nothing to call before a launch): one learner's grade is read back
    (one readResult, signed like every send), so a wrong secret or a refused host shows here,
    not at the first grade.
 
-Nothing is written to the ledger: the test result is not a grade of any activity.
+Nothing is written to the ledger: the test result is not a grade of any activity. Only the
+test result writes to the destination: an LTI 1.1 consumer's check reads one grade, a SIS's
+check lists its categories.
 """
 
 from __future__ import annotations
@@ -31,12 +35,11 @@ from gradesync.domain.model import (
     ItemLink,
     PersonLink,
     Role,
-    ScoreForm,
 )
-from gradesync.domain.overrides import same_grade
-from gradesync.domain.policy import Column, DesiredResult
 from gradesync.domain.remedies import RESUME, Reader, Remedy
+from gradesync.services.check_test_result import send_test
 from gradesync.services.clock import Clock
+from gradesync.services.delivery.governor import Governor
 from gradesync.services.destination import (
     DestinationClient,
     OneResultReader,
@@ -45,9 +48,6 @@ from gradesync.services.destination import (
 )
 from gradesync.services.diagnostics import probe
 from gradesync.services.ports import UnitOfWorkFactory
-
-CHECK_ACTIVITY_ID = "gradesync-connection-check"
-CHECK_TITLE = "gradesync connection check"
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +252,7 @@ async def check_destination(
     tenant_id: str,
     destination_id: str,
     client: DestinationClient,
+    governor: Governor,
     *,
     course_id: str | None = None,
     learner_id: str | None = None,
@@ -259,11 +260,12 @@ async def check_destination(
 ) -> list[ProbeStep]:
     """Every step, in order; a failed step stops the steps that depend on it. A paused
     destination's check ends with a step saying so: what the LMS answers says nothing of
-    whether gradesync sends it grades."""
+    whether gradesync sends it grades. `governor`: what the test result's requests wait on,
+    as every send does (`check_test_result`)."""
     plan = await asyncio.to_thread(
         _plan, uow_factory, tenant_id, destination_id, course_id, learner_id, send_test
     )
-    steps = await _steps(plan, clock, client, send_test)
+    steps = await _steps(plan, clock, client, governor, send_test)
     paused = _paused_step(plan.destination, clock.now())
     return steps if paused is None else [*steps, paused]
 
@@ -293,7 +295,7 @@ def _paused_step(d: Destination, now: datetime) -> ProbeStep | None:
 
 
 async def _steps(
-    plan: _Plan, clock: Clock, client: DestinationClient, send_test: bool
+    plan: _Plan, clock: Clock, client: DestinationClient, governor: Governor, test: bool
 ) -> list[ProbeStep]:
     steps = await probe(client)
     if not all(s.passed for s in steps):
@@ -336,10 +338,8 @@ async def _steps(
             code="gradebook_reachable",
         )
     )
-    caps = client.capabilities
     if d.kind is DestinationKind.LTI13_AGS:
-        column = Column(CHECK_TITLE, 1.0, None, None, CHECK_ACTIVITY_ID)
-        if not send_test:
+        if not test:
             steps.append(
                 ProbeStep(
                     "Columns are listed",
@@ -363,80 +363,5 @@ async def _steps(
                     )
                 )
             return steps
-        try:
-            item = await client.ensure_column(link, column, None)
-        except Exception as exc:
-            steps.append(_fail("Line items are listed and a test column exists", exc))
-            return steps
-        steps.append(
-            ProbeStep(
-                "Line items are listed and a test column exists",
-                True,
-                f"{CHECK_TITLE!r}: {item.remote_id}",
-                code="test_column_ready",
-            )
-        )
-        if plan.learner is None:
-            steps.append(
-                ProbeStep(
-                    "A test result is sent and read back",
-                    False,
-                    "No learner of the course has launched gradesync from it yet, so there is "
-                    "nobody to send a test result for.",
-                    "Have one learner (a test student) open a gradesync link in the course, or "
-                    "name one with --learner, then check again.",
-                    code="no_learner_launched",
-                )
-            )
-            return steps
-        top = caps.percent_scale if caps.score_form is ScoreForm.PERCENT else 1.0
-        result = DesiredResult(
-            score_given=top,
-            score_maximum=top,
-            grading_progress="FullyGraded",
-            activity_progress="Completed",
-            comment=CHECK_TITLE,
-            late=False,
-            missing=False,
-            excused=False,
-            scored_at=None,
-            basis="connection check",
-            attempt_event_id=None,
-        )
-        target = ResultTarget(link, item, plan.learner)
-        try:
-            receipt = await client.put_result(target, result, clock.now())
-        except Exception as exc:
-            steps.append(_fail("A test result is accepted", exc))
-            return steps
-        steps.append(
-            ProbeStep(
-                "A test result is accepted",
-                True,
-                f"{top:g}/{top:g} for {plan.learner.person_id} (LMS user "
-                f"{plan.learner.remote_id}): HTTP {receipt.status}.",
-                code="test_result_accepted",
-            )
-        )
-        try:
-            backs = await client.read_results(link, item)
-        except Exception as exc:
-            steps.append(_fail("The test result reads back", exc))
-            return steps
-        got = next((b for b in backs if b.remote_person_id == plan.learner.remote_id), None)
-        ok = got is not None and same_grade(top, top, got.score_given, got.score_maximum)
-        steps.append(
-            ProbeStep(
-                "The test result reads back",
-                ok,
-                f"The gradebook holds {got.score_given}/{got.score_maximum}."
-                if got is not None
-                else "The gradebook lists no result for the learner.",
-                None
-                if ok
-                else "The LMS accepted the score but does not show it: check the "
-                "column's settings in the LMS (muted, hidden, or a different grading type).",
-                code="test_result_read_back" if ok else "test_result_not_shown",
-            )
-        )
+        steps += await send_test(governor, clock, client, course, link, plan.learner)
     return steps

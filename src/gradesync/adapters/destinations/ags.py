@@ -696,6 +696,15 @@ class AgsClient:
             )
         return out
 
+    async def delete_column(self, course: CourseLink, item: ItemLink) -> None:
+        """DELETE the line item (`ColumnRemover`): the LMS drops its results with it. One
+        already gone (404) is removed all the same."""
+        try:
+            await self._send("DELETE", item.remote_id, field="lineitem", what="line item")
+        except RemoteFailure as failure:
+            if failure.code != "line_item_gone":
+                raise
+
     async def check(self) -> Sequence[CheckStep]:
         steps: list[CheckStep] = []
         missing = [

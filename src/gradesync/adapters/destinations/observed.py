@@ -17,6 +17,7 @@ from gradesync.services import log_context
 from gradesync.services.destination import (
     CheckStep,
     ColumnFinder,
+    ColumnRemover,
     DestinationClient,
     FailureClass,
     OneResultReader,
@@ -82,6 +83,17 @@ class ObservedClient:
             return {}
         with log_context.bound(**self._context):
             return await self._inner.find_columns(container, activity_ids)
+
+    async def delete_column(self, course: CourseLink, item: ItemLink) -> None:
+        """Delete a column, where the protocol can (`ColumnRemover`)."""
+        if not isinstance(self._inner, ColumnRemover):
+            raise RemoteFailure(
+                FailureClass.REJECTED,
+                "unsupported_operation",
+                f"{self.destination.kind.value} cannot delete a column",
+            )
+        with log_context.bound(**self._context):
+            await self._inner.delete_column(course, item)
 
     async def check(self) -> Sequence[CheckStep]:
         with log_context.bound(**self._context):

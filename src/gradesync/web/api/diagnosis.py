@@ -86,8 +86,9 @@ class CheckIn(BaseModel):
     learner_id: str | None = Field(None, description="Who gets the test result.")
     send_test: Bool = Field(
         False,
-        description="Send and read back a test result (LTI 1.3 AGS only; 422 `not_supported` "
-        "for other destinations).",
+        description="Send and read back a test result in a test column, then delete the column "
+        "(LTI 1.3 AGS only; 422 `not_supported` for other destinations). Nothing is sent while "
+        "the destination is paused.",
     )
 
 

@@ -286,9 +286,9 @@ async def run_check(rt: Runtime, dest: Destination) -> list[ProbeStep]:
     """The destination's check end to end, as `destinations check` and the API run it
     (`services.destination_check`): its own steps, then a connected course's gradebook."""
     try:
-        async with rt.client_for_request(dest) as client:
+        async with rt.client_for_request(dest) as client, rt.request_governor() as governor:
             steps = await destination_check.check_destination(
-                rt.uow, rt.clock, dest.tenant_id, dest.id, client
+                rt.uow, rt.clock, dest.tenant_id, dest.id, client, governor
             )
         return [s.read_over(Reader.CONSOLE) for s in steps]
     except Exception as exc:  # the client could not be built from the settings
