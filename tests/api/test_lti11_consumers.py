@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from gradesync.adapters.destinations.lti11 import ConsumerConfig
+from gradesync.domain.ledger import stored
 from gradesync.domain.model import DeliveryState, DestinationKind, LedgerKey, LedgerRow
 from gradesync.domain.remedies import names_command
 from gradesync.services.delivery.failures import reason_of
@@ -84,13 +85,13 @@ def test_a_misconfigured_consumers_remedy_names_the_apis_route(api: ApiEnv) -> N
     except RemoteFailure as failure:
         reason = reason_of(failure)
     # the adapter's words state the problem and name no command (a pause reason repeats them
-    # to every reader); each reader reads its own remedy in their place
-    assert not names_command(reason.text) and "docs/lti11.md" in reason.text
+    # to every reader); the remedy is held as a code, which each reader reads in its words
+    assert not names_command(reason.text) and reason.fix is not None
     row = LedgerRow(
         LedgerKey("t1", "lms11", "a1", "p1"),
         DeliveryState.REJECTED,
         reason_code=reason.code,
-        reason_text=reason.text,
+        reason_text=stored(reason),
         updated_at=T0,
     )
     with api.db.uow() as uow:
@@ -98,7 +99,7 @@ def test_a_misconfigured_consumers_remedy_names_the_apis_route(api: ApiEnv) -> N
         uow.commit()
     g = admin.get("/people/p1/grades", params={"destination_id": "lms11"}).json()
     [said] = [x["reason_text"] for x in g["destinations"]["lms11"] if x["activity_id"] == "a1"]
-    assert said == reason.text.partition(" — ")[0] + (
+    assert said == reason.text + (
         " — Fix the LTI 1.1 consumer's settings (`PUT /api/v1/lti11/consumers/lms11` with its "
         "`consumer_key` and `allowed_hosts`, and `consumer_secret` to change the secret; "
         "docs/lti11.md), then resume it (`POST /api/v1/destinations/lms11/resume`)."

@@ -515,7 +515,9 @@ async def test_a_pause_reason_names_no_command(harness: Harness, db: Database) -
     """A destination paused by a misconfiguration kept the adapter's remedy in its pause
     reason, `gradesync sis add ...` included, which `GET /destinations/{id}` and the
     diagnosis show every reader alike. The pause reason says what happened; the row keeps
-    the remedy, which each reader reads in its own words (`remedies.for_reader`)."""
+    the remedy as its code and ids, never the command line's words, and each reader reads
+    it in its own words (`remedies.for_reader`)."""
+    from gradesync.domain.remedies import Reader, Remedy, for_reader
     from gradesync.services.destination import FailureClass, RemoteFailure
 
     seed(db, learners=1, config={"concurrency": 1})
@@ -527,7 +529,7 @@ async def test_a_pause_reason_names_no_command(harness: Harness, db: Database) -
                 FailureClass.MISCONFIGURED,
                 "bad_credentials",
                 "The SIS connection has no client id or client secret.",
-                remedy="gradesync sis add ... --client-id ID --client-secret SECRET",
+                fix=Remedy("sis_credentials"),  # the destination: the row's
             ),
         )
         post(db, harness.waker, [("a1", learner(0), 5.0)])
@@ -539,7 +541,15 @@ async def test_a_pause_reason_names_no_command(harness: Harness, db: Database) -
         assert "The SIS connection has no client id or client secret." in dest.pause_reason
         assert "gradesync sis" not in dest.pause_reason, dest.pause_reason
         row = ledger(db)[("a1", learner(0))]
-        assert row.reason_text is not None and "gradesync sis add" in row.reason_text
+        assert row.reason_text is not None and "gradesync sis" not in row.reason_text
+        assert '"code": "sis_credentials"' in row.reason_text, row.reason_text
+        cli = for_reader(row.reason_code, row.reason_text, Reader.CLI, DEST)
+        assert cli == (
+            "The SIS connection has no client id or client secret. — Check the SIS client id "
+            f"and secret: gradesync sis add {DEST} --client-id ID --client-secret SECRET"
+        )
+        api = for_reader(row.reason_code, row.reason_text, Reader.API, DEST)
+        assert f"(`PUT /api/v1/sis/connections/{DEST}` with `client_id`" in api, api
     finally:
         await engine.aclose()
 

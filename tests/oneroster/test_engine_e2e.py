@@ -41,7 +41,7 @@ from gradesync.domain.model import (
     Tenant,
     Trigger,
 )
-from gradesync.domain.remedies import Reader
+from gradesync.domain.remedies import Reader, Remedy, names_command, stored_reason
 from gradesync.runtime import Runtime
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
@@ -596,3 +596,35 @@ async def test_an_activity_never_sent_is_said_to_have_no_line_item_and_not_to_be
     assert not column.passed and column.excluded, column
     assert column.evidence.startswith("Not created: no column for 'Essay'"), column.evidence
     assert "gs-li-" not in column.evidence
+
+
+async def test_a_skipped_grade_keeps_its_remedy_as_a_code(passback: Passback) -> None:
+    """The row of a grade the SIS is not sent (an activity not ticked for it) stored its
+    remedy in the command line's words, `gradesync sis select sis essay`, reworded from
+    them later for each other reader. It stores what happened and the remedy's code and ids;
+    each reader's words are made from them when it is read."""
+    p = passback
+    p.attempt("essay", "p1", 7.0)
+    essay = await p.until(
+        lambda: (
+            (r := p.ledger().get(("essay", "p1"))) is not None
+            and r.state is DeliveryState.SKIPPED
+            and r
+        ),
+        "the essay to be skipped",
+    )
+    assert essay.reason_code == "not_selected_for_sis"
+    assert essay.reason_text is not None and not names_command(essay.reason_text)
+    assert stored_reason(essay.reason_text).fix == Remedy(
+        "not_selected_for_sis", DEST, activity="essay"
+    )
+    said = "The activity 'Essay' is not selected for SIS passback. — "
+    words = {
+        Reader.CLI: f"{said}Tick 'Sync to SIS' for it (gradesync sis select sis essay).",
+        Reader.API: f"{said}Tick 'Sync to SIS' for it (`PUT /api/v1/sis/connections/sis/"
+        "selection` with its id in `activity_ids`).",
+    }
+    for reader, text in words.items():
+        grades = queries.learner_grades(p.db.uow, T, "p1", destination_id=DEST, reader=reader)
+        [cell] = [c for c in grades.destinations[DEST] if c.activity_id == "essay"]
+        assert cell.reason_text == text

@@ -11,6 +11,7 @@ from html import unescape
 
 from gradesync.adapters.destinations.oneroster_rules import mapped_class
 from gradesync.domain import remedies
+from gradesync.domain.ledger import stored
 from gradesync.domain.model import Course, CourseLink
 from gradesync.domain.remedies import Reader, for_reader, names_command
 from gradesync.sandbox.testing import RunningSandbox
@@ -145,16 +146,17 @@ def test_a_class_without_its_school_is_mapped_again_where_it_is_read() -> None:
         failure = refused
     reason = reason_of(failure)
     assert reason.code == "class_not_mapped"
-    api = for_reader(reason.code, reason.text, Reader.API, dest.id, course_id=course.id)
-    console = for_reader(reason.code, reason.text, Reader.CONSOLE, dest.id, course_id=course.id)
-    instructor = remedies.for_instructor(reason.code, reason.text)
+    held = stored(reason)  # as a ledger row keeps it
+    api = for_reader(reason.code, held, Reader.API, dest.id, course_id=course.id)
+    console = for_reader(reason.code, held, Reader.CONSOLE, dest.id, course_id=course.id)
+    instructor = remedies.for_instructor(reason.code, held)
     for text in (api, console, instructor):
         assert text.startswith("The class 'cls-1' has no school sourcedId"), text
         assert "--school" not in text and not names_command(text), text
     assert f"`PUT /api/v1/sis/connections/{dest.id}/classes/c%201`" in api and "school_id" in api
     assert f"/console/sis/{dest.id}/courses/c%201" in console
     # the command line names its command, the class and course filled in
-    cli = for_reader(reason.code, reason.text, Reader.CLI, dest.id, course_id=course.id)
+    cli = for_reader(reason.code, held, Reader.CLI, dest.id, course_id=course.id)
     assert cli.endswith(
         f"Map the class again with its school: gradesync sis map-class {dest.id} 'c 1' cls-1 "
         "--school SCHOOL_SOURCEDID"

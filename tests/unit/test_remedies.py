@@ -307,12 +307,24 @@ def test_an_activity_without_a_group_is_fixed_by_the_default_category_where_it_i
     assert "--align Quizzes=CATEGORY_ID" in aligned.words(remedies.Reader.CLI)
 
 
-def test_a_misconfigured_lti11_consumer_names_what_fixes_it_where_it_is_read() -> None:
+# a misconfigured consumer's reason as rows were stored before its remedy was held as a code
+OLD_CONSUMER_ROW = (
+    "The LTI 1.1 consumer's secret.consumer_secret is required (the shared secret). — Its "
+    "settings are described in docs/lti11.md."
+)
+
+
+@pytest.mark.parametrize("stored_as", ["code", "words"])
+def test_a_misconfigured_lti11_consumer_names_what_fixes_it_where_it_is_read(
+    stored_as: str,
+) -> None:
     """A consumer gradesync cannot send with read `gradesync lti11 add-consumer` to every
     reader. Over the API it names the consumer route and the resume route; in the console,
     whose Destinations page changes no consumer, who changes it and how, and the Resume
-    button; the command line keeps the command."""
+    button; the command line keeps the command. A row stores the remedy as its code; one
+    stored as words before reads the same."""
     from gradesync.adapters.destinations.lti11 import ConsumerConfig
+    from gradesync.domain.ledger import stored
     from gradesync.domain.model import Destination, DestinationKind
     from gradesync.services.delivery.failures import reason_of
     from gradesync.services.destination import RemoteFailure
@@ -324,16 +336,14 @@ def test_a_misconfigured_lti11_consumer_names_what_fixes_it_where_it_is_read() -
         ConsumerConfig.from_destination(consumer)
         raise AssertionError("a consumer without a secret is refused")
     except RemoteFailure as failure:
-        code, said = reason_of(failure).code, reason_of(failure).text
-    # the adapter's words name the problem, and no command: a pause reason repeats them to
-    # every reader
-    assert said == (
-        "The LTI 1.1 consumer's secret.consumer_secret is required (the shared secret). — Its "
-        "settings are described in docs/lti11.md."
-    )
+        reason = reason_of(failure)
+    # what happened names no command: a pause reason repeats it to every reader
+    happened = "The LTI 1.1 consumer's secret.consumer_secret is required (the shared secret)."
+    assert reason.text == happened
+    code, said = reason.code, stored(reason) if stored_as == "code" else OLD_CONSUMER_ROW
     assert not remedies.names_command(said)
     cli = remedies.for_reader(code, said, remedies.Reader.CLI, consumer.id)
-    assert cli == said.rpartition(" — ")[0] + (
+    assert cli == happened + (
         " — Fix the LTI 1.1 consumer's settings (`gradesync lti11 add-consumer --id 'lms 11'` "
         "with its --key and --allowed-host, and --generate-secret for a new secret; "
         "docs/lti11.md), then resume it (`gradesync destinations resume 'lms 11'`)."
@@ -345,11 +355,11 @@ def test_a_misconfigured_lti11_consumer_names_what_fixes_it_where_it_is_read() -
     assert "the Destinations page adds a consumer but does not change one" in console
     assert console.endswith("Then resume it (its Resume button on the Destinations page).")
     for text in (api, console):
-        assert text.startswith("The LTI 1.1 consumer's secret.consumer_secret is required"), text
+        assert text.startswith(happened), text
         assert not remedies.names_command(text), text
     # an instructor reads what to ask for
-    assert remedies.in_console(code, said, instructor=True, destination_id=None).endswith(
-        "— Ask a gradesync administrator to check this gradebook connection's settings."
+    assert remedies.in_console(code, said, instructor=True, destination_id=None) == (
+        f"{happened} — Ask a gradesync administrator to check this gradebook connection's settings."
     )
 
 
@@ -436,3 +446,23 @@ def test_a_rate_limit_holding_grades_names_what_changes_it_where_it_is_read() ->
         f"{first}{remedies.ASK} raise or clear this destination's rate limit if that pace is "
         "not meant."
     )
+
+
+def test_a_stored_reason_reads_back_what_happened_and_its_remedys_code() -> None:
+    """A row keeps what happened and its remedy's code and ids (never a reader's words);
+    words stored before read as words, and a remote's words that look like the stored form
+    are stored so that they read back as they were."""
+    fix = remedies.Remedy("category_missing", "sis", group="Lab's work")
+    text = remedies.stored_text("The SIS has no category for 'Lab's work'.", fix)
+    assert not remedies.names_command(text)
+    assert remedies.stored_reason(text) == remedies.StoredReason(
+        "The SIS has no category for 'Lab's work'.", fix
+    )
+    old = "Not mapped. — gradesync sis map-class sis c1 CLASS_SOURCEDID --school SCHOOL_SOURCEDID"
+    assert remedies.stored_reason(old) == remedies.StoredReason(old, old=True)
+    assert remedies.said_of(old) == "Not mapped."
+    for said in ('{"said": "not ours"}', "{not json"):
+        kept = remedies.stored_text(said)
+        assert remedies.said_of(kept) == said and remedies.stored_reason(kept).fix is None
+    api = remedies.for_reader("category_missing", text, remedies.Reader.API, None)
+    assert "`PUT /api/v1/sis/connections/sis/alignments/Lab%27s%20work`" in api, api

@@ -20,6 +20,7 @@ from gradesync.domain.canonical import digest, iso, number, parse_iso
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.domain.policy import DesiredResult, NoResult
 from gradesync.domain.reasons import Reason
+from gradesync.domain.remedies import stored_text
 
 __all__ = [
     "BackoffPolicy",
@@ -154,19 +155,25 @@ def reconcile(
     )
 
 
+def stored(reason: Reason) -> str:
+    """A reason as a row keeps it: what happened, and its remedy's code and ids rather than
+    any reader's words for it (`remedies.stored_text`; each reader's are made when read)."""
+    return stored_text(reason.text, reason.fix)
+
+
 def _skip(row: LedgerRow | None, key: LedgerKey, reason: Reason, now: datetime) -> LedgerRow | None:
     if row is None:
         return LedgerRow(
             key=key,
             state=DeliveryState.SKIPPED,
             reason_code=reason.code,
-            reason_text=reason.text,
+            reason_text=stored(reason),
             updated_at=now,
         )
     if (
         row.state is DeliveryState.SKIPPED
         and row.reason_code == reason.code
-        and row.reason_text == reason.text
+        and row.reason_text == stored(reason)
     ):
         return None
     return replace(
@@ -177,7 +184,7 @@ def _skip(row: LedgerRow | None, key: LedgerKey, reason: Reason, now: datetime) 
         tries=0,
         next_attempt_at=None,
         reason_code=reason.code,
-        reason_text=reason.text,
+        reason_text=stored(reason),
         updated_at=now,
         pending_since=None,
     )
@@ -354,21 +361,21 @@ def after_delivery(
                 state=DeliveryState.RETRYING,
                 next_attempt_at=now + outcome.retry_after,
                 reason_code=outcome.reason.code,
-                reason_text=outcome.reason.text,
+                reason_text=stored(outcome.reason),
             )
         tries = row.tries + 1
         bound = backoff.max_tries
         if outcome.max_tries is not None:
             bound = min(bound, outcome.max_tries)
         if tries >= bound:
-            gave_up = reasons.retries_exhausted(tries, outcome.reason.text)
+            gave_up = reasons.retries_exhausted(tries, outcome.reason)
             return replace(
                 base,
                 state=DeliveryState.REJECTED,
                 tries=tries,
                 next_attempt_at=None,
                 reason_code=gave_up.code,
-                reason_text=gave_up.text,
+                reason_text=stored(gave_up),
                 pending_since=None,
             )
         return replace(
@@ -377,7 +384,7 @@ def after_delivery(
             tries=tries,
             next_attempt_at=now + backoff.delay(tries, rng_value),
             reason_code=outcome.reason.code,
-            reason_text=outcome.reason.text,
+            reason_text=stored(outcome.reason),
         )
     if row.desired_hash != sent_hash:
         # The refused value is no longer wanted. The remote did not apply it, so if what is
@@ -398,7 +405,7 @@ def after_delivery(
         tries=row.tries + 1,
         next_attempt_at=None,
         reason_code=outcome.reason.code,
-        reason_text=outcome.reason.text,
+        reason_text=stored(outcome.reason),
         pending_since=None,
     )
 

@@ -11,12 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # remedies imports the policy, which makes reasons
+    from gradesync.domain.remedies import Remedy
 
 
 @dataclass(frozen=True, slots=True)
 class Reason:
+    """`text`: what happened, and what to do unless `fix` holds it: then it is a code and the
+    ids it is about, worded for each reader when the reason is read (the ledger stores both,
+    `domain.remedies.stored_text`), never in one reader's words."""
+
     code: str
     text: str
+    fix: Remedy | None = None
 
 
 class ReasonCode(StrEnum):
@@ -238,11 +247,13 @@ def name_empty(title: str) -> Reason:
     )
 
 
-def retries_exhausted(tries: int, last_problem: str) -> Reason:
+def retries_exhausted(tries: int, last: Reason) -> Reason:
+    """Given up after the `last` failure, whose remedy (a code, `fix`) it keeps."""
     return Reason(
         ReasonCode.RETRIES_EXHAUSTED,
-        f"Gave up after {tries} failed attempts to deliver ({last_problem}); it is sent again "
+        f"Gave up after {tries} failed attempts to deliver ({last.text}); it is sent again "
         "when the grade changes or on a remaster.",
+        last.fix,
     )
 
 

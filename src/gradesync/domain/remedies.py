@@ -8,23 +8,24 @@ or in the console reads the API's route or the console's page or button that doe
 administrator does and that they can ask for it (`FOR_INSTRUCTORS`). The SIS adapters refuse
 so (`RemoteFailure.fix`, `CheckStep.fix`), and the SIS's validation so words its problems.
 
-A reason stored as words (a ledger row's `reason_text`, written with the command line's
-remedy; a destination's pause reason) is reworded where it is read (`for_reader`,
-`for_instructor`): by its code, about the ids its reader knows, the activity group included
-(`reason_group`: never read back from the words). Only that stored text still needs to be
-told apart by what it names (`names_command`, `without_commands`). A reason's text is "what
-happened — remedy" (the delivery code joins them so); only a remedy naming a command is
-replaced, or, for a code whose adapter words its remedy for no reader (`NEUTRAL`: it is
-repeated in a pause reason, which every reader reads), the whole remedy, at the command line
-too.
+A ledger row stores its reason so too (`stored_text`): what happened, and the remedy's code
+and ids, read back (`stored_reason`) and worded for its reader when the row is read
+(`for_reader`, `for_instructor`); a diagnosis quotes what happened (`said_of`) and words the
+remedy apart (`remedy_of`). Rows stored before hold words ("what happened — remedy", the
+remedy in the command line's words) and are still read so: reworded by their code, about
+the ids their reader knows, the activity group included (`reason_group`: never read back from
+the words). Only they still need to be told apart by what they name (`names_command`,
+`without_commands`): only a remedy naming a command is replaced, or, for a code whose adapter
+worded its remedy for no reader (`NEUTRAL`), the whole remedy, at the command line too.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from enum import Enum, StrEnum
 from typing import Any
 from urllib.parse import quote
@@ -97,9 +98,9 @@ GENERAL = (
 
 
 def names_command(text: str) -> bool:
-    """Whether the text names a gradesync command a person would type. Kept for reasons
-    stored as words (a ledger row's, written with the command line's remedy), which are
-    reworded where they are read; a `Remedy` is never read back so."""
+    """Whether the text names a gradesync command a person would type. Kept for rows stored
+    as words (with the command line's remedy, before remedies were stored as codes), which
+    are reworded where they are read; a `Remedy` is never read back so."""
     return _COMMAND.search(text) is not None
 
 
@@ -115,10 +116,9 @@ def _commands_replaced(text: str, instead: str) -> str:
 
 
 def without_commands(text: str) -> str:
-    """The reason with its remedy's sentences that name a command left out, for words every
-    reader reads alike (a destination's pause reason, stored as words whichever adapter
-    refused, the LMSs' included): what happened stays, and the remedy is the reader's own
-    (`for_reader`)."""
+    """A row stored as words with its remedy's sentences that name a command left out, for
+    words every reader reads alike (a diagnosis's evidence, `said_of`): what happened stays,
+    and the remedy is the reader's own (`for_reader`)."""
     if not names_command(text):
         return text
     said, sep, remedy = text.rpartition(SEPARATOR)
@@ -152,9 +152,15 @@ Group = str | None | Unsaid
 
 
 def for_instructor(code: str | None, text: str, *, group: Group = Unsaid.GROUP) -> str:
-    """The reason as an instructor can act on it: the remedy's sentences that name a command
+    """The reason as an instructor can act on it: a remedy stored as a code (`stored_text`)
+    says who can do it; in a row stored as words, the remedy's sentences that name a command
     (or a `NEUTRAL` code's remedy) give way to who can do it (by the reason's code and, for a
     missing category, whether the activity has a `group`); any other text is kept."""
+    held = stored_reason(text)
+    if not held.old:
+        return (
+            held.said if held.fix is None else f"{held.said}{SEPARATOR}{held.fix.for_instructor()}"
+        )
     if not _reworded(code, text):
         return text
     return _replaced(code, text, FOR_INSTRUCTORS.get(category_key(code, group), GENERAL))
@@ -199,16 +205,19 @@ _SCOPE_CONSOLE = (
     "and line item scopes), then check the destination (its Check button on the Destinations "
     "page)."
 )
-# reason codes whose adapters word the remedy for no reader in particular (it is stored with
-# the reason, and a destination's pause reason repeats it to every reader): each reader,
-# the command line's included, reads its own words in place of the whole remedy
+# an LTI 1.1 consumer's settings gradesync cannot send with, at the command line
+_CONSUMER_CLI = (
+    "Fix the LTI 1.1 consumer's settings (`gradesync lti11 add-consumer --id {destination}` "
+    "with its --key and --allowed-host, and --generate-secret for a new secret; "
+    "docs/lti11.md), then resume it (`gradesync destinations resume {destination}`)."
+)
+# reason codes whose adapters worded the remedy for no reader in particular, in rows stored as
+# words before their remedy was held as a code: each reader, the command line's included,
+# reads its own words in place of the whole remedy
 NEUTRAL = frozenset({"bad_configuration"})
 FOR_READERS: dict[Reader, dict[str, str]] = {
     Reader.CLI: {
-        "bad_configuration": "Fix the LTI 1.1 consumer's settings (`gradesync lti11 "
-        "add-consumer --id {destination}` with its --key and --allowed-host, and "
-        "--generate-secret for a new secret; docs/lti11.md), then resume it "
-        "(`gradesync destinations resume {destination}`).",
+        "bad_configuration": _CONSUMER_CLI,
     },
     Reader.API: {
         RESUME: "Resume it once what paused it is settled "
@@ -371,10 +380,18 @@ def for_reader(
     group: Group = Unsaid.GROUP,
 ) -> str:
     """A stored reason (its code and text: a ledger row's) as an administrator reading it
-    over `reader` acts on it: the remedy's sentences that name a command give way to the API's
-    route or the console's action that does the same (by the reason's code, about the ids
-    and the activity `group` given); the command line keeps the command, and so does a code
-    with nothing in its place. A remedy still held as a code (`Remedy`) is worded by it."""
+    over `reader` acts on it. A remedy stored as a code (`stored_text`) is worded for the
+    reader from it, about the ids it holds (else those given). In a row stored as words, the
+    remedy's sentences that name a command give way to the API's route or the console's
+    action that does the same (by the reason's code, about the ids and the activity `group`
+    given); the command line keeps the command, and so does a code with nothing in its
+    place."""
+    held = stored_reason(text)
+    if not held.old:
+        if held.fix is None:
+            return held.said
+        fix = held.fix.about(destination_id, course_id, activity_id)
+        return f"{held.said}{SEPARATOR}{fix.words(reader)}"
     instead = FOR_READERS.get(reader, {}).get(category_key(code, group))
     if instead is None or not _reworded(code, text):
         return text
@@ -443,6 +460,7 @@ _CLI_WORDS: dict[str, str] = {
     "--client-id ID --client-secret SECRET",
     _ALIGN_GROUPS: "Align each group under Category alignment on a course's SIS page in the "
     "console, or: gradesync sis categories {destination} --align GROUP={category_word}",
+    "bad_configuration": _CONSUMER_CLI,
 }
 
 # a code with no words for its reader (a new adapter's, not yet worded): said plainly rather
@@ -469,6 +487,18 @@ class Remedy:
     @property
     def key(self) -> str:
         return category_key(self.code, self.group)
+
+    def about(
+        self,
+        destination: str | None = None,
+        course: str | None = None,
+        activity: str | None = None,
+    ) -> Remedy:
+        """The remedy with the ids it does not name taken from those given (its reader's:
+        a diagnosis's course, a ledger row's destination)."""
+        given = {"destination": destination, "course": course, "activity": activity}
+        missing = {k: v for k, v in given.items() if v is not None and getattr(self, k) is None}
+        return replace(self, **missing) if missing else self
 
     def words(self, reader: Reader) -> str:
         """The remedy as an administrator reading over `reader` does it: the command line's
@@ -533,3 +563,81 @@ def lti11_column_remedy(*activity_ids: str) -> str:
         f"parameter is its id ({named}), and open each once; LTI 1.1 cannot create gradebook "
         "columns."
     )
+
+
+# --- a reason as the ledger stores it ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReason:
+    """A ledger row's reason as stored (`stored_text`): what happened (`said`, in words every
+    reader reads alike) and its remedy held as a code with the ids it is about (`fix`), each
+    reader's words made from it when the row is read. A row stored as words (`old`: the
+    reason's whole text, a remedy in the command line's words included, as rows were stored
+    before) is read as words (`for_reader`)."""
+
+    said: str
+    fix: Remedy | None = None
+    old: bool = False
+
+
+_FACTS = tuple(f.name for f in fields(Remedy))  # what a stored remedy holds
+
+
+def stored_text(said: str, fix: Remedy | None = None) -> str:
+    """What a ledger row stores for a reason: its words when no remedy is held as a code,
+    else (or when the words could be taken for it) the stored form, JSON of what happened
+    and the remedy's code and ids, never any reader's words for it."""
+    if fix is None and not said.startswith("{"):
+        return said
+    facts = None if fix is None else {k: getattr(fix, k) for k in _FACTS}
+    return json.dumps({"said": said, "fix": facts}, ensure_ascii=False, sort_keys=True)
+
+
+def stored_reason(text: str) -> StoredReason:
+    """A ledger row's reason text read back: the stored form (`stored_text`), or words."""
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("said"), str):
+            facts = data.get("fix")
+            return StoredReason(data["said"], _remedy(facts) if isinstance(facts, dict) else None)
+    return StoredReason(text, old=True)
+
+
+def _remedy(facts: Mapping[str, Any]) -> Remedy | None:
+    code = facts.get("code")
+    if not isinstance(code, str):
+        return None
+    ids = {k: v for k, v in facts.items() if k in _FACTS and k != "code" and isinstance(v, str)}
+    return replace(Remedy(code), **ids)
+
+
+def said_of(text: str) -> str:
+    """What a stored reason says happened, naming no command (a diagnosis's evidence quotes
+    it; its remedy is worded for the reader apart): a row stored as words leaves out its
+    remedy's sentences that name one."""
+    held = stored_reason(text)
+    return without_commands(held.said) if held.old else held.said
+
+
+def remedy_of(
+    text: str | None, destination_id: str | None = None
+) -> tuple[str | None, Remedy | None]:
+    """The remedy of a stored reason that `said_of` leaves out, for a diagnosis's check to
+    word for its reader: (the command line's words, the remedy held as a code, about
+    `destination_id` where it names none); a row stored as words gives its remedy naming a
+    command, reworded by the check's reason code (`for_reader`), and no code. (None, None):
+    nothing is left out."""
+    if not text:
+        return None, None
+    held = stored_reason(text)
+    if held.fix is not None:
+        fix = held.fix.about(destination_id)
+        return fix.words(Reader.CLI), fix
+    if held.old and names_command(text):
+        _, sep, remedy = text.rpartition(SEPARATOR)
+        return (remedy if sep else text), None
+    return None, None

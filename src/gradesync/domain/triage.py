@@ -487,7 +487,7 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
                 _cause(
                     code,
                     Scope.COURSE,
-                    f"{plural(len(hit), 'result')} at {d.name!r}: {sample.reason_text or code}",
+                    f"{plural(len(hit), 'result')} at {d.name!r}: {sample.said or code}",
                     destination_id=d.id,
                 )
             )
@@ -565,7 +565,7 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
                 code,
                 Scope.ACTIVITIES,
                 f"{plural(len(hit), 'result')} for {', '.join(activities)}: "
-                f"{sample.reason_text or sample.reason_code}",
+                f"{sample.said or sample.reason_code}",
                 destination_id=dest,
                 activities=activities,
                 excluded=excluded,

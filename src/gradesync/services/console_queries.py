@@ -150,18 +150,9 @@ def why_text(
     if row is None:
         return None
     parts: list[str] = []
-    if row.reason_text:
-        parts.append(
-            remedies.in_console(
-                row.reason_code,
-                row.reason_text,
-                instructor=instructor,
-                destination_id=row.key.destination_id,
-                course_id=course_id,
-                person_id=row.key.person_id,
-                group=group,
-            )
-        )
+    reason = _reason_words(row, instructor, course_id, group)
+    if reason:
+        parts.append(reason)
     if row.remote_status is not None or row.remote_message:
         said = row.remote_message or ""
         status = f"HTTP {row.remote_status}" if row.remote_status is not None else ""
@@ -172,6 +163,26 @@ def why_text(
             f"(tried {row.tries} time(s))."
         )
     return " ".join(parts) or None
+
+
+def _reason_words(
+    row: LedgerRow | None,
+    instructor: bool,
+    course_id: str | None = None,
+    group: remedies.Group = remedies.Unsaid.GROUP,
+) -> str | None:
+    """The row's reason as a console viewer acts on it (`why_text`)."""
+    if row is None or not row.reason_text:
+        return None
+    return remedies.in_console(
+        row.reason_code,
+        row.reason_text,
+        instructor=instructor,
+        destination_id=row.key.destination_id,
+        course_id=course_id,
+        person_id=row.key.person_id,
+        group=group,
+    )
 
 
 def waiting_text(
@@ -410,6 +421,8 @@ class DestinationEvidence:
     why: str | None
     column: ItemLink | None
     deliveries: list[dict[str, Any]]
+    # the row's reason as the viewer acts on it (`remedies.in_console`)
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +468,7 @@ def pair_evidence(
                 row.reason_code if row else None, activity.category, dest.config
             )
             why = why_text(row, instructor=instructor, course_id=course.id, group=group)
+            reason = _reason_words(row, instructor, course.id, group)
             if row is None:
                 connected = uow.links.course(tenant_id, dest.id, course.id) is not None
                 missing = course_connection.not_connected(course, dest)
@@ -470,6 +484,7 @@ def pair_evidence(
                     why=why,
                     column=uow.links.item(tenant_id, dest.id, activity_id),
                     deliveries=uow.deliveries.for_key(key, limit=20),
+                    reason=reason,
                 )
             )
     return PairEvidence(course, activity, person, enrollment, attempts, out)
@@ -710,7 +725,10 @@ def backlog(uow_factory: UnitOfWorkFactory, tenant_id: str, now: datetime) -> Ba
                 course_id=course_id,
                 since=row.updated_at,
                 state=row.state.value,
-                why=row.reason_text if row.state is DeliveryState.RETRYING else None,
+                # the dashboard is an administrator's
+                why=_reason_words(row, False, course_id)
+                if row.state is DeliveryState.RETRYING
+                else None,
             )
     lines = []
     for d in sorted(dests.values(), key=lambda d: d.name.lower()):

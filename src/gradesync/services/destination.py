@@ -50,7 +50,9 @@ class RemoteFailure(Exception):
     """A destination refused or failed. `code` is a machine-readable reason ("unknown_user",
     "line_item_gone", "attempts_exceeded", "timestamp_older", "course_concluded", "server_error",
     "timeout", "rate_limited", "no_grade_scope", "bad_credentials", ...); `message` holds the
-    remote's own words; `remedy` what a person should do. `per_key`: the failure is tied to
+    remote's own words; `remedy` what a person should do, in words every reader acts on
+    (naming no command, route or page: one that does is held as a code, `fix`, which the
+    ledger stores as such, `delivery.failures.reason_of`). `per_key`: the failure is tied to
     this one key (learner), not to the destination, which the adapter saw working: it never
     counts towards the destination's circuit breaker, and a transient one is retried only a
     few times (`EngineSettings.per_key_tries`) before the key is rejected with the remedy."""
@@ -95,8 +97,12 @@ class RemoteFailure(Exception):
 
 
 def reason_of(f: RemoteFailure) -> Reason:
-    """The remote's words (or its code), with the remedy when the adapter knows one."""
+    """The remote's words (or its code), with the remedy when the adapter knows one: held as
+    its code where the adapter holds it so (`fix`), to be worded for whoever reads it, else
+    in the adapter's words, which name no command."""
     text = f.message.strip() or f.code
+    if f.fix is not None:
+        return Reason(f.code, text, f.fix)
     if f.remedy:
         text = f"{text}{SEPARATOR}{f.remedy}"
     return Reason(f.code, text)

@@ -46,6 +46,7 @@ from gradesync.domain.oneroster_csv import (
     zulu,
 )
 from gradesync.domain.passback import result_sourced_id
+from gradesync.domain.remedies import Reader, for_reader
 from gradesync.services.clock import Clock
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.runs import request_run
@@ -268,7 +269,13 @@ def _course_rows(
     for (activity_id, person_id), row in sorted(ledger.items()):
         rejected = row.state is DeliveryState.REJECTED and activity_id not in checked
         if rejected and (row.reason_code or "") in COLUMN_RULES:
-            left_out.setdefault(activity_id, row.reason_text or row.reason_code or "")
+            # said at the command line (the API gives their number only)
+            left_out.setdefault(
+                activity_id,
+                for_reader(row.reason_code, row.reason_text, Reader.CLI, destination_id)
+                if row.reason_text
+                else row.reason_code or "",
+            )
         column = written.get(activity_id)
         if column is None or row.delivered_hash is None:
             continue  # never written to the export

@@ -49,7 +49,7 @@ from gradesync.domain.model import (
     ScoreForm,
 )
 from gradesync.domain.policy import Capabilities, Column, DesiredResult, column_hash
-from gradesync.domain.remedies import lti11_column_remedy
+from gradesync.domain.remedies import Remedy, lti11_column_remedy
 from gradesync.services.destination import (
     CheckStep,
     FailureClass,
@@ -83,24 +83,33 @@ class ConsumerConfig:
         cfg, secret = destination.config, destination.secret
         key = cfg.get("consumer_key")
         if not isinstance(key, str) or not key.strip():
-            raise _misconfigured("config.consumer_key", "is required (the LTI 1.1 consumer key)")
+            raise _misconfigured(
+                destination, "config.consumer_key", "is required (the LTI 1.1 consumer key)"
+            )
         value = secret.get("consumer_secret")
         if not isinstance(value, str) or not value:
-            raise _misconfigured("secret.consumer_secret", "is required (the shared secret)")
+            raise _misconfigured(
+                destination, "secret.consumer_secret", "is required (the shared secret)"
+            )
         hosts = cfg.get("allowed_hosts")
         if not isinstance(hosts, list | tuple) or not hosts:
             raise _misconfigured(
+                destination,
                 "config.allowed_hosts",
                 "must list the LMS host(s) outcome URLs may point at (e.g. lms.example.edu)",
             )
         problems = [h for h in hosts if host_pattern_problem(h)]
         if problems:
             raise _misconfigured(
-                "config.allowed_hosts", f"{problems!r} are not host names or *.domain patterns"
+                destination,
+                "config.allowed_hosts",
+                f"{problems!r} are not host names or *.domain patterns",
             )
         timeout = cfg.get("timeout_seconds", DEFAULT_TIMEOUT)
         if not isinstance(timeout, int | float) or not 0 < timeout <= 300:
-            raise _misconfigured("config.timeout_seconds", "must be a number of seconds, 0-300")
+            raise _misconfigured(
+                destination, "config.timeout_seconds", "must be a number of seconds, 0-300"
+            )
         return cls(
             consumer_key=key,
             consumer_secret=value,
@@ -110,15 +119,15 @@ class ConsumerConfig:
         )
 
 
-def _misconfigured(field: str, rule: str) -> RemoteFailure:
-    """The problem, and a remedy for no reader in particular: it is stored with the row and
-    the destination's pause reason, and each reader reads its own way to fix a consumer in
-    its place (`remedies.NEUTRAL`)."""
+def _misconfigured(destination: Destination, field: str, rule: str) -> RemoteFailure:
+    """The problem, and its remedy held as a code: the row stores it so, and each reader
+    reads its own way to fix a consumer (the destination's pause reason, which every reader
+    reads, says only the problem)."""
     return RemoteFailure(
         FailureClass.MISCONFIGURED,
         "bad_configuration",
         f"The LTI 1.1 consumer's {field} {rule}.",
-        remedy="Its settings are described in docs/lti11.md.",
+        fix=Remedy("bad_configuration", destination.id),
     )
 
 
@@ -557,6 +566,7 @@ class Lti11Client:
                 status=exc.status,
                 retry_after=exc.retry_after,
                 remedy=exc.remedy,
+                fix=exc.fix,
             ) from exc
         return ReadBack(
             remote_person_id=target.person.remote_id,

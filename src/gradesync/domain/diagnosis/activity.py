@@ -36,6 +36,7 @@ from gradesync.domain.policy import (
     ResolvedPolicy,
 )
 from gradesync.domain.reasons import Reason, ReasonCode
+from gradesync.domain.remedies import said_of
 
 # --- one activity, every learner ------------------------------------------------------------
 
@@ -50,6 +51,12 @@ class KeyState:
     state: DeliveryState
     reason_code: str | None = None
     reason_text: str | None = None
+
+    @property
+    def said(self) -> str:
+        """What its reason says happened, naming no command (`remedies.said_of`): evidence
+        quotes it, and the remedy beside it is worded for its reader."""
+        return said_of(self.reason_text or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +143,7 @@ def diagnose_activity(facts: ActivityFacts) -> Diagnosis:
         if left_out and not problems and not delivered:
             # a person left this activity out at this destination (e.g. not ticked for the
             # SIS): no column and no grades there is what they asked for, not a fault
-            why = left_out[0].reason_text or str(left_out[0].reason_code)
+            why = left_out[0].said or str(left_out[0].reason_code)
             checks.append(replace(col, excluded=True) if not col.passed else col)
             checks.append(
                 Check(

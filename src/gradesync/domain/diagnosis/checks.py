@@ -175,8 +175,9 @@ class Diagnosis:
             "activity_id": self.details.get("activity_id"),
             "person_id": self.details.get("person_id"),
         }
+        about = (ids["course_id"], ids["activity_id"])
         checks = (
-            replace(c, remedy=c.fix.words(reader))
+            replace(c, remedy=c.fix.about(c.destination_id, *about).words(reader))
             if c.fix is not None
             else replace(
                 c, remedy=for_reader(c.remedy_code, c.remedy, reader, c.destination_id, **ids)
@@ -185,7 +186,24 @@ class Diagnosis:
             else c
             for c in self.checks
         )
-        return replace(self, checks=tuple(checks))
+        return replace(self, checks=tuple(checks), details=self._details_over(reader, ids))
+
+    def _details_over(self, reader: Reader, ids: dict[str, Any]) -> dict[str, Any]:
+        """`details` with each ledger row's reason in the words of `reader`, as the row
+        stores it (its remedy a code and its ids, or words from before)."""
+        ledger = self.details.get("ledger")
+        if not isinstance(ledger, dict):
+            return self.details
+        rows = {
+            dest: {
+                **row,
+                "reason_text": for_reader(row.get("reason_code"), text, reader, dest, **ids),
+            }
+            if isinstance(row, dict) and isinstance(text := row.get("reason_text"), str)
+            else row
+            for dest, row in ledger.items()
+        }
+        return {**self.details, "ledger": rows}
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -44,7 +44,7 @@ from gradesync.domain.model import (
 from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason
-from gradesync.domain.remedies import PENDING_STALLED, lti11_column_remedy
+from gradesync.domain.remedies import PENDING_STALLED, lti11_column_remedy, remedy_of, said_of
 
 # --- per destination -----------------------------------------------------------------------
 
@@ -136,7 +136,7 @@ def unknown_student(df: DestinationFacts) -> str | None:
         return None
     if row.state not in (DeliveryState.REJECTED, DeliveryState.RETRYING):
         return None
-    said = row.remote_message or row.reason_text or ""
+    said = row.remote_message or said_of(row.reason_text or "")
     if not names_id(said, link.remote_id) or not any(p in said.lower() for p in _NO_SUCH):
         return None
     return said
@@ -684,6 +684,11 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             d.id,
             reason=CheckCode.MATCHED_IN_SIS,
         )
+    # the row's reason as evidence says what happened, and its remedy is the check's, worded
+    # for whoever reads the diagnosis (`Diagnosis.read_over`): never the command line's words
+    # quoted to a reader of the API or the console
+    reason = said_of(row.reason_text or "")
+    words, fix = remedy_of(row.reason_text, d.id)
     if row.state is DeliveryState.RETRYING:
         return Check(
             CheckCode.DELIVERY,
@@ -691,25 +696,27 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             False,
             f"{want} failed {plural(row.tries, 'time')} ({row.reason_code}); next try "
             f"{when(row.next_attempt_at)}.{remote}",
-            cause[1] if cause else "gradesync retries by itself; see the reason.",
+            words or (cause[1] if cause else "gradesync retries by itself; see the reason."),
             d.id,
             reason=row.reason_code,
+            fix=fix,
         )
     if row.state is DeliveryState.REJECTED:
         title = f"{cause[0]}. " if cause else ""
         # the reason is usually the remote's own words: say them once
         said = row.remote_message
-        if said and said in (row.reason_text or ""):
+        if said and said in reason:
             said = None
         return Check(
             CheckCode.DELIVERY,
             name,
             False,
-            f"{title}{want} was refused ({row.reason_code}): {row.reason_text or ''}"
-            f"{answered(said)}",
-            cause[1] if cause else "Fix what the destination's message says, then resync.",
+            f"{title}{want} was refused ({row.reason_code}): {reason}{answered(said)}",
+            words
+            or (cause[1] if cause else "Fix what the destination's message says, then resync."),
             d.id,
             reason=row.reason_code,
+            fix=fix,
         )
     # SKIPPED
     if row.reason_code in BY_DESIGN:
@@ -719,20 +726,22 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             CheckCode.DELIVERY,
             name,
             False,
-            f"Left out on purpose ({row.reason_code}): {row.reason_text or ''}",
-            TO_INCLUDE.get(row.reason_code or ""),
+            f"Left out on purpose ({row.reason_code}): {reason}",
+            words or TO_INCLUDE.get(row.reason_code or ""),
             d.id,
             reason=row.reason_code,
             excluded=True,
+            fix=fix,
         )
     return Check(
         CheckCode.DELIVERY,
         name,
         False,
-        f"Nothing is sent ({row.reason_code}): {row.reason_text or ''}",
-        cause[1] if cause else None,
+        f"Nothing is sent ({row.reason_code}): {reason}",
+        words or (cause[1] if cause else None),
         d.id,
         reason=row.reason_code,
+        fix=fix,
     )
 
 

@@ -21,7 +21,6 @@ from gradesync.domain.ledger import DeliveryOutcome, Rejected, RetryLater
 from gradesync.domain.model import Destination
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.reasons import Reason
-from gradesync.domain.remedies import without_commands
 from gradesync.services import log_context
 from gradesync.services.delivery.governor import DestinationLimits, Governor
 from gradesync.services.destination import FailureClass, RemoteFailure
@@ -43,8 +42,9 @@ def outcome_of_failure(
     now = gov.clock.now()
     reason = reason_of(f)
     # a pause reason is read alike by every reader (the API, the console, the command line):
-    # what happened, and no command; each reads its own remedy (`remedies.for_reader`)
-    paused = without_commands(reason.text)
+    # what happened, and a remedy only in words every reader acts on (one held as a code is
+    # left out: each reader reads its own in the diagnosis, `destination_ready`)
+    paused = reason.text
     if f.failure is FailureClass.NOT_SYNCED:
         # not sent by design (normally settled before this, from ensure_column): a skip,
         # which says nothing about the destination's health

@@ -37,7 +37,11 @@ def run_checks(
     if not instructor:
         return d.read_over(remedies.Reader.CONSOLE)
     fit = [
-        replace(c, remedy=remedies.for_instructor(c.remedy_code, c.remedy)) if c.remedy else c
+        replace(c, remedy=c.fix.for_instructor())
+        if c.fix is not None
+        else replace(c, remedy=remedies.for_instructor(c.remedy_code, c.remedy))
+        if c.remedy
+        else c
         for c in d.checks
     ]
     return replace(d, checks=tuple(fit))
