@@ -27,6 +27,7 @@ from gradesync.services import sis
 from gradesync.services.accounts import create_user
 from tests.support.api import ROSTER, ApiEnv, Caller
 from tests.support.console import sign_in
+from tests.support.sis import file_based_sis
 
 ASK = "Ask a gradesync administrator to"
 PASSWORD = "a-long-password-1"
@@ -155,15 +156,7 @@ def test_a_sis_runs_results_tell_an_instructor_who_ticks_not_a_command(api: ApiE
     of the course opens it from the course page, and read the admin's command there; an
     admin reads where the console ticks it (the command is for the command line)."""
     _school(api)
-    rt = api.runtime
-    sis.add_connection(
-        rt.db.uow, rt.clock, tenant_id="t1", destination_id="sis", name="District SIS",
-        base_url=None, file_based=True,
-    )  # fmt: skip
-    sis.map_class(
-        rt.db.uow, tenant_id="t1", destination_id="sis", course_id="c1", class_id="cls-1",
-        school_id="sch-1", waker=rt.waker,
-    )  # fmt: skip
+    file_based_sis(api.db.uow, api.runtime.clock)
     said = (
         "The activity 'Quiz 1' is not selected for SIS passback. — Tick 'Sync to SIS' for it "
         "(gradesync sis select)."

@@ -20,10 +20,10 @@ from gradesync.domain.ledger import stored
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow, UserRole
 from gradesync.domain.reasons import Reason
 from gradesync.domain.remedies import Remedy, names_command
-from gradesync.services import sis
 from gradesync.services.accounts import create_user
 from tests.support.api import ROSTER, ApiEnv, Caller
 from tests.support.console import sign_in
+from tests.support.sis import file_based_sis
 
 PASSWORD = "a-long-password-1"
 UNTICKED = "The activity 'Quiz 1' is not selected for SIS passback."
@@ -52,14 +52,7 @@ def _school(api: ApiEnv, texts: dict[str, str]) -> Caller:
     admin = Caller(api.client, api.tenant("t1", "admin"))
     assert admin.post("/ingest", json=ROSTER).status_code == 202
     rt = api.runtime
-    sis.add_connection(
-        rt.db.uow, rt.clock, tenant_id="t1", destination_id="sis", name="District SIS",
-        base_url=None, file_based=True,
-    )  # fmt: skip
-    sis.map_class(
-        rt.db.uow, tenant_id="t1", destination_id="sis", course_id="c1", class_id="cls-1",
-        school_id="sch-1", waker=rt.waker,
-    )  # fmt: skip
+    file_based_sis(rt.db.uow, rt.clock)
     for username, role, courses in (
         ("ops", UserRole.ADMIN, None),
         ("ines", UserRole.INSTRUCTOR, ["c1"]),

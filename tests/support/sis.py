@@ -88,3 +88,18 @@ def map_to_class(
         section_id=section_id,
         new_section=section_id is not None,
     )
+
+
+def file_based_sis(
+    uow: UnitOfWorkFactory, clock: Clock, *, tenant_id: str = "t1", course_id: str = "c1"
+) -> None:
+    """A file-based SIS connection `sis` (District SIS) with `course_id` mapped to class
+    cls-1 of school sch-1: nothing to ask over the network."""
+    sis.add_connection(
+        uow, clock, tenant_id=tenant_id, destination_id="sis", name="District SIS",
+        base_url=None, file_based=True,
+    )  # fmt: skip
+    sis.map_class(
+        uow, tenant_id=tenant_id, destination_id="sis", course_id=course_id, class_id=CLASS,
+        school_id=SCHOOL,
+    )  # fmt: skip
