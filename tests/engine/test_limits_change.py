@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 
 import pytest
 
@@ -20,6 +21,7 @@ from gradesync.services.delivery.governor import (
     DestinationLimits,
     DestinationPaused,
     Governor,
+    RateLimiter,
     limits_from_config,
 )
 from gradesync.services.delivery.provisioning import Provisioner
