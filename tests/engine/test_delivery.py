@@ -861,6 +861,46 @@ async def test_a_request_that_is_the_breakers_probe_records_its_failure(
     await governor.aclose()
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [server_error, lambda: ValueError("a bug")],
+    ids=["server_error", "unclassified"],
+)
+async def test_a_probe_requests_failure_is_counted_once_when_its_caller_classifies_it(
+    db: Database, failure: Any
+) -> None:
+    """A column's write that is the breaker's probe fails: the request records it on the
+    breaker as it ends, then its caller classifies the failure for the column's rows (the
+    pass's `outcome_of_failure`, `unexpected_failure` for one no adapter classified). The
+    failure is counted once: the breaker is open, with no failure counted towards the next
+    opening. Before, the caller counted it again on the open breaker."""
+    from gradesync.services.delivery.background import BackgroundWrites
+    from gradesync.services.delivery.failures import unexpected_failure
+    from gradesync.services.delivery.governor import Governor
+
+    seed(db)
+    clock = ManualClock()
+    governor = Governor(db.uow, clock, FAST, BackgroundWrites())
+    await governor.refresh_destinations(force=True)
+    d = governor.destinations[(T, DEST)]
+    lim = governor.limits[(T, DEST)]
+    for _ in range(FAST.breaker.threshold):
+        outcome_of_failure(governor, server_error(), d, lim)
+    clock.advance(FAST.breaker.cooldown)
+    raised = failure()
+    try:
+        async with governor.request(d):
+            raise raised
+    except RemoteFailure as f:
+        outcome_of_failure(governor, f, d, lim)
+    except ValueError as exc:
+        unexpected_failure(governor, exc, d, lim)
+    reopened = lim.breaker.open_until
+    assert lim.breaker.state.value == "open" and lim.breaker.failures == 0
+    assert reopened == clock.now() + 2 * FAST.breaker.cooldown  # the second opening's
+    await governor.aclose()
+
+
 async def test_a_request_cancelled_as_the_breakers_probe_leaves_the_next_to_probe(
     db: Database,
 ) -> None:

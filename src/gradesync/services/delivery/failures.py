@@ -22,7 +22,12 @@ from gradesync.domain.model import Destination
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.reasons import Reason
 from gradesync.services import log_context
-from gradesync.services.delivery.governor import DestinationLimits, Governor
+from gradesync.services.delivery.governor import (
+    DestinationLimits,
+    Governor,
+    counted,
+    mark_counted,
+)
 from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.destination import reason_of as reason_of  # read from here too
 
@@ -101,7 +106,8 @@ def outcome_of_failure(
             remote_message=f.message,
             max_tries=gov.settings.per_key_tries,
         )
-    gov.failed(d, lim, paused)
+    if not counted(f):  # the breaker's probe's failure is on the breaker already
+        gov.failed(d, lim, paused)
     return RetryLater(reason, remote_status=f.status, remote_message=f.message)
 
 
@@ -128,6 +134,8 @@ def unexpected_failure(
         extra=log_context.fields(tenant=d.tenant_id, destination=d.id),
     )
     f = RemoteFailure(FailureClass.RETRY_LATER, "unexpected_error", f"{type(exc).__name__}: {exc}")
+    if counted(exc):
+        mark_counted(f)
     outcome = outcome_of_failure(gov, f, d, lim)
     assert isinstance(outcome, RetryLater)
     return outcome

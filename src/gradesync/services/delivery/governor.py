@@ -375,6 +375,24 @@ def default_concurrency(kind: DestinationKind) -> int:
     return DEFAULT_CONCURRENCY
 
 
+# set on a failure whose breaker outcome a request recorded (the breaker's probe's): read by
+# `counted`, so that the caller's classifying it (`failures.outcome_of_failure`) does not
+# count it on the breaker a second time
+_COUNTED = "_gradesync_breaker_counted"
+
+
+def counted(exc: BaseException) -> bool:
+    """Whether `exc`'s failure is on the breaker already: the breaker's probe, a request
+    (`Governor.request`) that ended in it, recorded it as it ended."""
+    return getattr(exc, _COUNTED, False) is True
+
+
+def mark_counted(exc: BaseException) -> None:
+    """Say that `exc`'s failure is on the breaker already (`counted`)."""
+    with contextlib.suppress(AttributeError):  # an exception that takes no attribute
+        setattr(exc, _COUNTED, True)
+
+
 def limits_from_config(
     config: Mapping[str, Any],
     breaker: BreakerSettings = BreakerSettings(),
@@ -707,7 +725,8 @@ class Governor:
         destination's limits as a send is (`admitted`). Raises `DestinationPaused` when
         paused, having asked nothing (its token goes back). A success closes the breaker (as a
         send's does); a failure is for the caller to classify, after this ends, but when this
-        request was the breaker's probe its failure is recorded here (`_probe_failed`)."""
+        request was the breaker's probe its failure is recorded here (`_probe_failed`), and the
+        caller's classifying it counts it no more (`counted`)."""
         async with self.admitted(d, self.limits_for(d), priority) as admission:
             lim = admission.limits
             if not self.may_send(lim, self.clock.now()):
@@ -747,6 +766,7 @@ class Governor:
             breaker.release_probe()
             return
         self.failed(d, lim, last)
+        mark_counted(exc)  # the caller classifies it too: counted once
 
     def failed(self, d: Destination, lim: DestinationLimits, last: str) -> None:
         """A request to `d` failed for a while (a server error, a timeout, the breaker's
