@@ -581,3 +581,29 @@ async def test_a_pass_lost_with_the_database_while_linking_a_course_counts_no_ro
         assert lim.waiting == 0
     finally:
         await engine.aclose()
+
+
+async def test_a_row_let_go_in_a_write_redone_is_not_said_an_ended_claim(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row is let go unsent; the write's commit reaches the database, its answer is
+    lost, and the write is redone as is. The redo finds the let-go
+    row's lease given back by that commit: its claim had not ended, and nothing was left
+    unwritten. Before, it was logged as "delivery outcomes not written: their claims had
+    ended"."""
+    key, now, _ = await claimed(db, timedelta(minutes=2))
+    until = now + timedelta(minutes=2)
+    caplog.set_level(logging.INFO, logger="gradesync.services.delivery.settle")
+
+    writer = settle_writer(_AnswerLost(db))
+    try:
+        writer.put(Settlement(key, COURSE, None, until))  # let go unsent
+        with pytest.raises(OperationalError):
+            await writer.flush()
+        await writer.flush()  # redone
+    finally:
+        await writer.stop()
+    assert "claims had ended" not in caplog.text
+    assert "1 rows let go unsent had no lease of their claim left to give back" in caplog.text
+    assert (writer.claims_ended, writer.leases_gone) == (0, 1)
+    assert _lease(db, key) == (None, None)

@@ -153,9 +153,9 @@ async def test_a_lease_taken_again_is_left_to_its_new_claim(db: Database) -> Non
     assert _logged(db, taken) == []
 
 
-async def test_a_release_of_a_lease_taken_again_counts_its_claim_ended(db: Database) -> None:
+async def test_a_release_of_a_lease_taken_again_counts_its_lease_gone(db: Database) -> None:
     """Let go unsent, without a read: a lease given back by its own claim only, and one
-    taken since by another worker counted as an ended claim."""
+    taken since by another worker counted as a lease gone (no outcome was left unwritten)."""
     rows, stamp, until = await _claimed(db)
     taken = LedgerKey(T, DEST, "a1", learner(0))
     with db.uow() as uow:
@@ -168,5 +168,5 @@ async def test_a_release_of_a_lease_taken_again_counts_its_claim_ended(db: Datab
         await writer.flush()
     finally:
         await writer.stop()
-    assert (writer.read_again, writer.claims_ended) == (0, 1)
+    assert (writer.read_again, writer.claims_ended, writer.leases_gone) == (0, 0, 1)
     assert _leases(db) == {learner(0): "w:2", learner(1): None, learner(2): None}

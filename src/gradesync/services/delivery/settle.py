@@ -78,6 +78,9 @@ class SettleWriter:
         self.delivered: Counter[tuple[str, str]] = Counter()
         # outcomes not written because their claim had ended (`_write`)
         self.claims_ended = 0
+        # rows let go unsent whose lease their claim held no more: given back already (a
+        # write redone after its commit's answer was lost) or taken by another (`_write`)
+        self.leases_gone = 0
         # writes that found a row no longer as its claim read it, and read their rows again
         # (`_write`)
         self.read_again = 0
@@ -223,13 +226,22 @@ class SettleWriter:
                     self.read_again += 1
                 done = self._read_again(uow, batch, now)
             uow.commit()
-        written, let_go, ended, counted = done
+        written, let_go, ended, gone, counted = done
         if ended:
             self.claims_ended += ended
             log.info(
                 "%d delivery outcomes not written: their claims had ended (written already, "
                 "or their rows claimed again)",
                 ended,
+            )
+        if gone:
+            # a row let go holds no outcome: its claim need not have ended (a redo finds
+            # the lease its first commit gave back)
+            self.leases_gone += gone
+            log.info(
+                "%d rows let go unsent had no lease of their claim left to give back (given "
+                "back already, or the rows claimed again)",
+                gone,
             )
         for outcome, before, after, sent in counted:  # once written (a failed write is redone)
             count_outcome(self._meter, outcome, before, after, sent, now)
@@ -266,12 +278,13 @@ class SettleWriter:
                 counted.append((outcome, was, new, s.sent_hash))
         if uow.ledger.settle_as_claimed(settled, self._worker_id) < len(settled):
             return None
-        # a lease given back by its own release; one not given back had ended (the row
-        # holds another claim's, or none). Every row let go is said due again: one held by
-        # another claim only has its column looked at once more.
+        # a lease given back by its own release; one not given back is gone (the row holds
+        # another claim's, or none: given back already by this write's first commit, when
+        # this is its redo). Every row let go is said due again: one held by another claim
+        # only has its column looked at once more.
         released = uow.ledger.release(let_go, self._worker_id)
         uow.deliveries.add_many(logs)
-        return written, {k for k, _ in let_go}, len(let_go) - released, counted
+        return written, {k for k, _ in let_go}, 0, len(let_go) - released, counted
 
     def _read_again(self, uow: UnitOfWork, batch: list[Settlement], now: datetime) -> _Done:
         """Each outcome folded into its row read again under lock, and written while the
@@ -282,12 +295,15 @@ class SettleWriter:
         read = dict(rows)
         writes: dict[LedgerKey, tuple[LedgerRow, str, datetime]] = {}
         ours: dict[LedgerKey, datetime] = {}  # the claims still held, by key
-        ended = 0
+        ended = gone = 0
         logs: list[dict[str, Any]] = []
         counted: list[_Counted] = []
         for s in batch:
             got = claimed.get(s.key)
             if got is None:
+                continue
+            if got[1] != s.lease_until and s.outcome is None:
+                gone += 1  # let go unsent: its lease given back already, or taken again
                 continue
             if got[1] != s.lease_until:
                 # Its claim ended: the lease ran out while the outcome waited (the
@@ -340,14 +356,15 @@ class SettleWriter:
         uow.ledger.save_many(rewritten, release_for=self._worker_id)
         uow.ledger.release(let_go, self._worker_id)
         uow.deliveries.add_many(logs)
-        return [r for r, _, _ in writes.values()], {k for k, _ in let_go}, ended, counted
+        return [r for r, _, _ in writes.values()], {k for k, _ in let_go}, ended, gone, counted
 
 
 # an outcome counted once written: (outcome, the row it was folded into, the row written,
 # the hash sent)
 _Counted = tuple[DeliveryOutcome, LedgerRow, LedgerRow, str | None]
-# what a write did: (rows written, rows let go unwritten, outcomes of ended claims, counted)
-_Done = tuple[list[LedgerRow], set[LedgerKey], int, list[_Counted]]
+# what a write did: (rows written, rows let go unwritten, outcomes of ended claims, rows let
+# go whose lease was gone, counted)
+_Done = tuple[list[LedgerRow], set[LedgerKey], int, int, list[_Counted]]
 
 
 def _foldable(s: Settlement) -> bool:
