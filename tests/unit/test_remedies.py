@@ -234,7 +234,7 @@ def test_a_group_without_a_sis_category_is_aligned_by_the_route_or_page_naming_i
     the course's SIS passback page; the command line keeps the command."""
     fix = remedies.Remedy("category_missing", "sis", group="Lab's work")
     cli = fix.words(remedies.Reader.CLI)
-    assert cli.endswith("gradesync sis categories sis --align 'Lab'\"'\"'s work'=CATEGORY_ID")
+    assert "gradesync sis categories sis --align 'Lab'\"'\"'s work'=CATEGORY_ID (" in cli
     said = (
         'Activity group "Lab\'s work": no SIS category matches it by name. The SIS has these '
         f"categories: 'Quizzes' (id cat-1). — {cli}"
@@ -280,7 +280,7 @@ def test_an_activity_without_a_group_is_fixed_by_the_default_category_where_it_i
     what sets the connection's default category: the command, the connection route, the
     connection's settings page; an instructor what to ask for."""
     cli = remedies.Remedy("category_missing", "sis").words(remedies.Reader.CLI)
-    assert cli.endswith("gradesync sis add sis --default-category GROUP")
+    assert "gradesync sis add sis --default-category GROUP" in cli
     assert "--align" not in cli
     said = (
         f"Activity group (none): the activity has no group and no default_category is set. — {cli}"
@@ -466,3 +466,16 @@ def test_a_stored_reason_reads_back_what_happened_and_its_remedys_code() -> None
         assert remedies.said_of(kept) == said and remedies.stored_reason(kept).fix is None
     api = remedies.for_reader("category_missing", text, remedies.Reader.API, None)
     assert "`PUT /api/v1/sis/connections/sis/alignments/Lab%27s%20work`" in api, api
+
+
+def test_the_command_line_reads_the_command_before_the_console() -> None:
+    """A remedy read at the command line that also names the console's way names the
+    command first: it read "Align the group under Category alignment on the course's SIS
+    page in the console, or: gradesync sis categories ...", the console first."""
+    for code in sorted(remedies._CLI_WORDS):
+        fix = remedies.Remedy(code, "sis", "c1", "a1", group="Labs")
+        words = fix.words(remedies.Reader.CLI)
+        if "console" not in words:
+            continue
+        command = words.find("gradesync ")
+        assert -1 < command < words.index("console"), (code, words)

@@ -439,8 +439,9 @@ def in_console(
     )
 
 
-# the command line's words of a remedy held as a code (`Remedy`): its command, ids filled in;
-# every code here has words for every reader (tests/unit/test_remedies.py)
+# the command line's words of a remedy held as a code (`Remedy`): its command, ids filled in,
+# named before the console's way where both are given; every code here has words for every
+# reader (tests/unit/test_remedies.py)
 _CLI_WORDS: dict[str, str] = {
     RESUME: "Resume it once what paused it is settled (gradesync destinations resume "
     "{destination})" + RESUMED,
@@ -452,14 +453,16 @@ _CLI_WORDS: dict[str, str] = {
     "{course} {sis_class} --school SCHOOL_SOURCEDID",
     _SELECT: "Tick 'Sync to SIS' for it (gradesync sis select {destination} {activity}).",
     _POST: "Post its grades (gradesync sis post {destination} {course} --activity {activity}).",
-    _CATEGORY: "Align the group under Category alignment on the course's SIS page in the "
-    "console, or: gradesync sis categories {destination} --align {group}={category_word}",
-    _NO_GROUP: "Set the connection's default category (Default category on its settings page "
-    "in the console), or: gradesync sis add {destination} --default-category GROUP",
+    _CATEGORY: "Align the group to a SIS category: gradesync sis categories {destination} "
+    "--align {group}={category_word} (or under Category alignment on the course's SIS page "
+    "in the console).",
+    _NO_GROUP: "Set the connection's default category: gradesync sis add {destination} "
+    "--default-category GROUP (or Default category on its settings page in the console).",
     _SIS_CREDENTIALS: "Check the SIS client id and secret: gradesync sis add {destination} "
     "--client-id ID --client-secret SECRET",
-    _ALIGN_GROUPS: "Align each group under Category alignment on a course's SIS page in the "
-    "console, or: gradesync sis categories {destination} --align GROUP={category_word}",
+    _ALIGN_GROUPS: "Align each group to a SIS category: gradesync sis categories {destination} "
+    "--align GROUP={category_word} (or under Category alignment on a course's SIS page in the "
+    "console).",
     "bad_configuration": _CONSUMER_CLI,
 }
 
