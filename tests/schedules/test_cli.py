@@ -212,3 +212,49 @@ def test_add_names_every_problem_at_once(gs: Callable[..., Proc]) -> None:
     fields = {p["field"] for p in json.loads(bad.stdout)["error"]["problems"]}
     assert fields == {"--spec", "--tz", "--course", "--destination"}, bad.stdout
     assert gs("list", "--json").stdout.strip() == "[]"
+
+
+def test_history_reads_at_80_columns(
+    gs: Callable[..., Proc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`schedules history` at 80 columns: each entry's schedule, action, run, outcome,
+    counts and note in lines of the table's second column. Before, eight columns left the
+    counts a few characters wide, one word a line down the screen."""
+    import os
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from gradesync.domain.model import RunOutcome, RunStage
+
+    sid = json.loads(
+        gs("add", "--kind", "daily", "--spec", "06:00", "--course", "c1", "--json").stdout
+    )["id"]
+    run_id = json.loads(gs("run-now", sid, "--by", "carol", "--json").stdout)["id"]
+    db = Database(os.environ["GRADESYNC_DATABASE_URL"], TEST_SECRET)
+    counts = {"sent": 40, "delivered": 38, "rejected": {"unknown_user": 1, "line_item_gone": 1}}
+    with db.uow() as uow:
+        run = uow.runs.get(run_id, "t1")
+        assert run is not None
+        done = datetime.now(UTC)
+        uow.runs.update(
+            replace(
+                run,
+                stage=RunStage.FINISHED,
+                outcome=RunOutcome.PARTLY_FAILED,
+                counts=counts,
+                started_at=done,
+                finished_at=done,
+            )
+        )
+        uow.commit()
+    db.dispose()
+
+    monkeypatch.setenv("COLUMNS", "80")
+    out = gs("history", sid).stdout
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    said = " ".join(line.split("│")[2].strip() for line in out.splitlines() if "│" in line)
+    assert f"{sid}: run_now, by carol" in said, out
+    assert f"{run_id}: partly_failed" in said, out
+    assert "rejected 2 (line_item_gone 1, unknown_user 1)" in said, out
+    # no cell narrower than a count: no line of the table holds a lone word fragment
+    assert len(out.splitlines()) < 20, out

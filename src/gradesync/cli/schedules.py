@@ -35,7 +35,7 @@ from gradesync.domain.errors import FieldProblem, InvalidInput
 from gradesync.domain.local_time import in_zone, strftime
 from gradesync.domain.model import RunScope
 from gradesync.domain.schedule_rules import parse_rule, parse_time_zone
-from gradesync.services.schedules import ScheduleInfo, ScheduleService
+from gradesync.services.schedules import HistoryEntry, ScheduleInfo, ScheduleService
 
 if TYPE_CHECKING:
     from gradesync.runtime import Runtime
@@ -386,24 +386,30 @@ def history(
     if as_json:
         print_json([history_out(h) for h in entries])
         return
-    table = Table("at", "schedule", "action", "by", "run", "outcome", "counts", "note")
+    # two columns, an entry's lines in the second (as `runs list`): eight columns of their
+    # own left the counts a few characters wide at 80 columns, one word a line
+    table = Table("at", "what happened", show_lines=True)
+    table.columns[0].no_wrap = True
     for h in entries:
-        e, r = h.event, h.run
-        outcome = "-"
-        if r is not None:
-            outcome = r.outcome.value if r.outcome else r.stage.value
-        counts = flat_counts(r.counts) if r else "-"
-        table.add_row(
-            when(e.at),
-            e.schedule_id,
-            e.action.value + (" (joined)" if e.joined else ""),
-            e.actor + (f" / {r.actor}" if r is not None and r.actor != e.actor else ""),
-            e.run_id or "-",
-            outcome,
-            counts or "-",
-            e.message or "",
-        )
+        table.add_row(when(h.event.at), _happened(h))
     print_table(table)
+
+
+def _happened(h: HistoryEntry) -> str:
+    """A history entry in short lines: the schedule, what was done and by whom; the run it
+    fired or joined, how it went and its counts; the entry's note."""
+    e, r = h.event, h.run
+    by = e.actor + (f" / {r.actor}" if r is not None and r.actor != e.actor else "")
+    lines = [f"{e.schedule_id}: {e.action.value}{' (joined)' if e.joined else ''}, by {by}"]
+    if r is not None:
+        outcome = r.outcome.value if r.outcome else r.stage.value
+        lines.append(f"{r.id}: {outcome}")
+        lines.append(flat_counts(r.counts))
+    elif e.run_id:
+        lines.append(e.run_id)
+    if e.message:
+        lines.append(e.message)
+    return "\n".join(lines)
 
 
 @app.command("preview")
