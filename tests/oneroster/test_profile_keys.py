@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
 from typer.testing import CliRunner
 
 from gradesync.cli import app
 from gradesync.cli import sis as cli_sis
-from gradesync.services.sis import PROFILE_KEYS, given_profile
+from gradesync.services.sis import PROFILE_KEYS, given_profile, settings_version
 from gradesync.web.console.sis_settings import LABELS
 from tests.support.api import ApiEnv
 from tests.support.console import form_fields
@@ -60,3 +61,21 @@ def test_the_settings_form_has_a_labelled_field_for_every_profile_setting(api: A
     fields = form_fields(api.client.get("/console/sis/sis/edit").text)
     assert set(PROFILE_KEYS) <= set(fields)
     assert set(PROFILE_KEYS) <= set(LABELS)
+
+
+def test_sis_add_prints_the_version_whole_on_a_line_of_its_own(
+    api: ApiEnv, api_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 80 columns `sis add` printed "saved (oneroster_csv), version" and the version on the
+    next line, cut from its label; it is a line of its own, as `sis show` prints it, to copy
+    whole for --expect-version."""
+    api.tenant("t1", "admin")
+    monkeypatch.setenv("COLUMNS", "80")
+    r = api_cli.invoke(
+        app, ["sis", "add", "a-connection-with-a-long-id", "-t", "t1", "--file-based"]
+    )
+    assert r.exit_code == 0, r.output
+    with api.db.uow() as uow:
+        dest = uow.destinations.get("t1", "a-connection-with-a-long-id")
+    assert dest is not None
+    assert f"version: {settings_version(dest)}\n" in r.output, r.output

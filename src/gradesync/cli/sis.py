@@ -194,10 +194,10 @@ def add(
     def go(rt: Runtime) -> tuple[Any, Sequence[CheckStep] | None]:
         dest = _add(rt)
         if not as_json:
-            console.print(
-                f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value}), version "
-                f"{service.settings_version(dest)}"
-            )
+            console.print(f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value})")
+            # a line of its own, never wrapped: copied whole for --expect-version
+            saved = service.settings_version(dest)
+            console.print(f"version: {saved}", highlight=False, soft_wrap=True)
         steps = None
         if check and dest.kind is DestinationKind.ONEROSTER_REST:
             steps = asyncio.run(_check(rt, tenant, dest.id))
