@@ -53,6 +53,7 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.policy import NoResult, column_for, resolve_settings
 from gradesync.domain.reasons import Reason
+from gradesync.domain.remedies import SEPARATOR, Reader
 from gradesync.services.carry import Carry, owed, record
 from gradesync.services.clock import Clock
 from gradesync.services.compute import (
@@ -223,7 +224,7 @@ def _describe(
     cols = counts.get("columns", {})
     if cols.get("failed"):
         why = "".join(
-            f" ({key}, rule {r.code}: {r.text})" for key, r in sorted((failed or {}).items())
+            f" ({key}, rule {r.code}: {_worded(r)})" for key, r in sorted((failed or {}).items())
         )
         parts.append(f"{cols['failed']} column(s) could not be provisioned{why}")
     if counts.get("overridden"):
@@ -341,6 +342,15 @@ def _by_rule(failed: Mapping[str, Reason]) -> dict[str, int]:
     for r in failed.values():
         out[r.code] = out.get(r.code, 0) + 1
     return out
+
+
+def _worded(reason: Reason) -> str:
+    """A column failure as the run's message keeps it: one text for every reader, so a
+    remedy held as a code is worded as the command line does it (the run's counts keep the
+    rule's code for a program)."""
+    if reason.fix is None:
+        return reason.text
+    return f"{reason.text}{SEPARATOR}{reason.fix.words(Reader.CLI)}"
 
 
 def _column_failure(exc: BaseException) -> Reason:
