@@ -256,7 +256,7 @@ async def test_a_pause_ending_after_the_patience_is_named_with_its_end(
     assert done.message == (
         "0 sent; 0 unchanged; 2 still pending (waiting for Canvas test paused until 2100-01-01 "
         "09:30:05 UTC (paused by ada); sent when it ends); 1 column(s) could not be provisioned "
-        "(lms/a1, rule destination_paused: nothing is asked of a paused destination; the column "
+        "(lms/a1, destination_paused: nothing is asked of a paused destination; the column "
         "is written with its results once the pause ends)."
     )
     assert done.counts["column_failures"] == {"destination_paused": 1}

@@ -52,8 +52,8 @@ from gradesync.domain.model import (
     Trigger,
 )
 from gradesync.domain.policy import NoResult, column_for, resolve_settings
-from gradesync.domain.reasons import Reason
-from gradesync.domain.remedies import SEPARATOR, Reader
+from gradesync.domain.reasons import Reason, internal_error
+from gradesync.domain.remedies import SEPARATOR
 from gradesync.services.carry import Carry, owed, record
 from gradesync.services.clock import Clock
 from gradesync.services.compute import (
@@ -223,10 +223,7 @@ def _describe(
         parts.append(f"{counts['pending']} still pending{waits}")
     cols = counts.get("columns", {})
     if cols.get("failed"):
-        why = "".join(
-            f" ({key}, rule {r.code}: {_worded(r)})" for key, r in sorted((failed or {}).items())
-        )
-        parts.append(f"{cols['failed']} column(s) could not be provisioned{why}")
+        parts.append(f"{cols['failed']} column(s) could not be provisioned{_why(failed or {})}")
     if counts.get("overridden"):
         parts.append(f"{counts['overridden']} grade(s) changed by hand in the gradebook")
     if counts.get("uncounted"):
@@ -344,13 +341,26 @@ def _by_rule(failed: Mapping[str, Reason]) -> dict[str, int]:
     return out
 
 
-def _worded(reason: Reason) -> str:
-    """A column failure as the run's message keeps it: one text for every reader, so a
-    remedy held as a code is worded as the command line does it (the run's counts keep the
-    rule's code for a program)."""
-    if reason.fix is None:
-        return reason.text
-    return f"{reason.text}{SEPARATOR}{reason.fix.words(Reader.CLI)}"
+# columns a run names in its message for one failure; the rest are in `columns_failed`
+_NAMED_COLUMNS = 3
+
+
+def _why(failed: Mapping[str, Reason]) -> str:
+    """The failed columns grouped by what happened (a course's refused link fails every
+    column of it alike), each with its code, a few columns named. What happened, never a
+    remedy: the message is one text every reader reads (an instructor too, on the console),
+    and the remedies are worded per reader where the rule is checked (doctor, a SIS page)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for key, r in sorted(failed.items()):
+        groups.setdefault((r.code, r.text.partition(SEPARATOR)[0]), []).append(key)
+    said = []
+    for (code, text), keys in groups.items():
+        named = ", ".join(keys[:_NAMED_COLUMNS])
+        more = len(keys) - _NAMED_COLUMNS
+        if more > 0:
+            named += f" and {more} more"
+        said.append(f" ({named}, {code}: {text})")
+    return "".join(said)
 
 
 def _column_failure(exc: BaseException) -> Reason:
@@ -363,7 +373,8 @@ def _column_failure(exc: BaseException) -> Reason:
             "nothing is asked of a paused destination; the column is written with its results "
             "once the pause ends",
         )
-    return Reason("error", f"{type(exc).__name__}: {exc}")
+    # its class only: the message may quote learners' data (the log has it whole)
+    return internal_error(type(exc).__name__)
 
 
 # what computing counts, kept when a run resumes past it
