@@ -156,3 +156,33 @@ async def test_a_renamed_activity_has_its_column_rewritten_though_no_grade_chang
     await harness.engine.process_dirty()
     await asyncio.wait_for(harness.engine.columns_ahead_done(), DEADLINE)
     assert harness.remote.column_writes == writes + 1
+
+
+async def test_a_rewrite_that_failed_for_a_while_is_tried_again_by_the_next_computing(
+    harness: Harness, db: Database
+) -> None:
+    """A renamed activity's column whose rewrite the LMS answered with a 5xx: no send would
+    ever write it, so the next computing of the activity (here a learner's attempt with the
+    score sent already: nothing to send) tries it again; it was tried once per change and
+    left stale."""
+    from gradesync.testing.double import server_error
+
+    seed(db, learners=2, activities=())
+    _ingest_activity(db, harness, "a1")
+    post(db, harness.waker, [("a1", learner(0), 7.0)])
+    await harness.engine.process_dirty()
+    assert (await asyncio.wait_for(harness.engine.deliver_due(), DEADLINE)).delivered == 1
+    await asyncio.wait_for(harness.engine.columns_ahead_done(), DEADLINE)
+
+    harness.remote.column_failures["a1"] = server_error()
+    renamed = Activity(T, "a1", COURSE, "Quiz One", 10.0)
+    ingest(db.uow, SystemClock(), harness.waker, T, IngestBatch(activities=[renamed]))
+    await harness.engine.process_dirty()
+    await asyncio.wait_for(harness.engine.columns_ahead_done(), DEADLINE)
+    assert harness.remote.columns[_item("a1")]["title"] == "Quiz a1"  # the 5xx
+
+    del harness.remote.column_failures["a1"]
+    post(db, harness.waker, [("a1", learner(0), 7.0)])
+    await harness.engine.process_dirty()
+    await asyncio.wait_for(harness.engine.columns_ahead_done(), DEADLINE)
+    assert harness.remote.columns[_item("a1")]["title"] == "Quiz One"

@@ -28,7 +28,7 @@ from gradesync.services.delivery.clients import Clients
 from gradesync.services.delivery.failures import slowed_down
 from gradesync.services.delivery.governor import DestinationPaused, Governor
 from gradesync.services.delivery.recent import Recent
-from gradesync.services.destination import DestinationClient, RemoteFailure
+from gradesync.services.destination import DestinationClient, FailureClass, RemoteFailure
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.ports import UnitOfWorkFactory
 
@@ -270,10 +270,20 @@ class Provisioner:
         except RemoteFailure as f:
             if not slowed_down(self.governor, f, d):
                 log.info("column %s at %s not created ahead: %s", activity.id, d.id, f)
+                if f.failure is FailureClass.RETRY_LATER:
+                    self._try_again(d, k, activity)
                 return 0
             # the remote asked to wait: the column waits for the pause that put on `d`
             return DestinationPaused(d, str(f))
         except Exception as exc:
             log.info("column %s at %s not created ahead: %s", activity.id, d.id, exc)
+            self._try_again(d, k, activity)
             return 0
         return int(written)
+
+    def _try_again(self, d: Destination, k: _Known, activity: Activity) -> None:
+        """A column that failed for a while (a 5xx, a timeout) is tried again by the next
+        computing of its activity (any grade of the course, a sync run): a changed title or
+        due date has no send of its own that would write it. One the destination refused
+        is not asked again until its details change."""
+        self._tried_ahead.pop((d.tenant_id, d.id, k.course.id, activity.id), None)
