@@ -440,14 +440,14 @@ async def test_a_connection_added_again_under_another_id_keeps_the_line_item(
     p.attempt("quiz1", "p1", 8.0)
     await p.until(p.delivered(("quiz1", "p1")), "the first grade in the SIS")
     quiz = _li(p, "quiz1")
-    written = p.sandbox.state.sis_line_items[quiz].data
-    assert written["metadata"]["gradesync"] == {
+    stored = p.sandbox.state.sis_line_items[quiz].data
+    assert stored["metadata"]["gradesync"] == {
         "installation": p.runtime.settings.base_url.rstrip("/"),
         "tenant": T,
         "activity": "quiz1",
     }
     if owner == "former":
-        written["metadata"] = {"gradesync": {"tenant": T, "activity": "quiz1"}}
+        stored["metadata"] = {"gradesync": {"tenant": T, "activity": "quiz1"}}
 
     # the connection deleted with its links, and added again under another id
     destination_admin.delete(p.db.uow, SystemClock(), T, DEST)
@@ -473,14 +473,14 @@ async def test_a_connection_added_again_under_another_id_keeps_the_line_item(
 
     await p.until(delivered_again, "the new grade through the connection added again")
 
-    def written() -> ItemLink | None:
+    def saved_link() -> ItemLink | None:
         with p.db.uow() as uow:
             item = uow.links.item(T, again, "quiz1")
         return item if item is not None and item.details_hash is not None else None
 
     # the link is saved in the background (the grade needs only the SIS's answer)
-    await p.until(lambda: written() is not None, "the line item's link saved")
-    item = written()
+    await p.until(lambda: saved_link() is not None, "the line item's link saved")
+    item = saved_link()
     assert item is not None and item.remote_id == quiz  # the same line item
     assert list(p.sis_line_items()) == [quiz]  # one column in the SIS
     assert {k: r["score"] for k, r in p.sis_results().items()} == {(quiz, "stu-1"): 9.0}
