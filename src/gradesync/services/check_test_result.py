@@ -223,6 +223,14 @@ def _said(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def failed_step(name: str, exc: BaseException) -> ProbeStep:
+    """A check's step that failed: what the destination answered, with its remedy (held as
+    a code where the adapter holds it so, for each reader's words: `ProbeStep.read_over`)."""
+    if isinstance(exc, RemoteFailure):
+        return ProbeStep(name, False, _said(exc), exc.remedy, code=exc.code, fix=exc.fix)
+    return ProbeStep(name, False, _said(exc), None, code="check_error")
+
+
 def _failed(name: str, exc: BaseException, d: Destination) -> ProbeStep:
     if isinstance(exc, DestinationPaused):  # paused while the check ran: nothing more sent
         return _not_sent(
@@ -230,6 +238,4 @@ def _failed(name: str, exc: BaseException, d: Destination) -> ProbeStep:
             f"Not sent: {exc}; gradesync sends it nothing while it is paused, a test result "
             "included.",
         )
-    if isinstance(exc, RemoteFailure):
-        return ProbeStep(name, False, _said(exc), exc.remedy, code=exc.code)
-    return ProbeStep(name, False, _said(exc), None, code="check_error")
+    return failed_step(name, exc)

@@ -37,7 +37,7 @@ from gradesync.domain.model import (
     Role,
 )
 from gradesync.domain.remedies import RESUME, Reader, Remedy
-from gradesync.services.check_test_result import send_test
+from gradesync.services.check_test_result import failed_step, send_test
 from gradesync.services.clock import Clock
 from gradesync.services.delivery.governor import Governor
 from gradesync.services.destination import (
@@ -194,9 +194,9 @@ async def _lti11_read_back(
                 continue  # not launched from this activity: nothing was asked of the LMS
             if exc.code in _UNKNOWN_RESULT:
                 return _unknown_result(name, exc, who, item.activity_id, link.course_id)
-            return _fail(name, exc)
+            return failed_step(name, exc)
         except Exception as exc:
-            return _fail(name, exc)
+            return failed_step(name, exc)
         held = "no grade yet" if back.score_given is None else f"a grade of {back.score_given:g}"
         return ProbeStep(
             name,
@@ -237,13 +237,6 @@ def _unknown_result(
     return ProbeStep(
         name, False, f"{what}: it answered{status}: {exc.message}", remedy, code=exc.code
     )
-
-
-def _fail(name: str, f: BaseException) -> ProbeStep:
-    if isinstance(f, RemoteFailure):
-        status = f" (HTTP {f.status})" if f.status is not None else ""
-        return ProbeStep(name, False, f"{f.code}{status}: {f.message}", f.remedy, code=f.code)
-    return ProbeStep(name, False, f"{type(f).__name__}: {f}", None, code="check_error")
 
 
 async def check_destination(
@@ -317,7 +310,7 @@ async def _steps(
     try:
         link = await client.ensure_course(course, plan.course_link)
     except Exception as exc:
-        steps.append(_fail("The course's gradebook is reachable", exc))
+        steps.append(failed_step("The course's gradebook is reachable", exc))
         return steps
     if d.kind is DestinationKind.LTI11_OUTCOMES:
         steps.append(
@@ -352,7 +345,7 @@ async def _steps(
                 try:
                     backs = await client.read_results(link, item)
                 except Exception as exc:
-                    steps.append(_fail("Results can be read back", exc))
+                    steps.append(failed_step("Results can be read back", exc))
                     return steps
                 steps.append(
                     ProbeStep(
