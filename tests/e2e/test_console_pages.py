@@ -1463,6 +1463,7 @@ def test_a_missing_sis_category_and_a_broken_lti11_consumer_name_what_fixes_them
     add-consumer` in an admin's course grid: they name the course's Category alignment, and
     who changes a consumer (the Destinations page adds one but changes none) and how."""
     from gradesync.adapters.destinations.lti11 import ConsumerConfig
+    from gradesync.domain.remedies import stored_text
     from gradesync.services import sis
     from gradesync.services.delivery.failures import reason_of
     from gradesync.services.destination import RemoteFailure
@@ -1501,8 +1502,8 @@ def test_a_missing_sis_category_and_a_broken_lti11_consumer_name_what_fixes_them
         uow.people.upsert(Person("t1", "ada", "Ada L"))
         uow.enrollments.upsert(Enrollment("t1", "bio", "ada"))
         for dest, code, text in (
-            ("sis", "category_missing", category),
-            ("lms11", broken.code, broken.text),
+            ("sis", "category_missing", category),  # a row stored as words, as before
+            ("lms11", broken.code, stored_text(broken.text, broken.fix)),  # as stored now
         ):
             row = LedgerRow(
                 LedgerKey("t1", dest, "q1", "ada"),
