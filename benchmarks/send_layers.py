@@ -133,7 +133,9 @@ def _one(calls: int, rounds: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.send_layers", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds per figure (best kept)")
     ap.add_argument("--calls", type=int, default=5000, help="calls per round")
     ap.add_argument("--src", action="append", default=[], help="a checkout's src (repeatable)")
