@@ -78,15 +78,7 @@ async def _deleted_midway(
     await harness.until(lambda: _delivered(db) == early, f"{early} delivered")
     await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
     if made_again:
-        people = [learner(i) for i in range(LEARNERS)]
-        add_destination(
-            db.uow,
-            T,
-            DEST,
-            name="Canvas again",
-            links={COURSE: "https://lms/courses/1"},
-            people={p: f"sub-{p}" for p in people},
-        )
+        people = _made_again(db)
         with db.uow() as uow:  # its own columns (a deep link's, say): the run's are gone
             for activity in ("a1", "a2"):
                 uow.links.save_item(ItemLink(T, DEST, activity, f"https://lms/new/{activity}"))
@@ -98,6 +90,21 @@ async def _deleted_midway(
     assert done is not None
     assert get_run(db.uow, T, run.id) == done
     return done
+
+
+def _made_again(db: Database) -> list[str]:
+    """The destination made again under its id, linked to the course and its learners;
+    the learners' ids."""
+    people = [learner(i) for i in range(LEARNERS)]
+    add_destination(
+        db.uow,
+        T,
+        DEST,
+        name="Canvas again",
+        links={COURSE: "https://lms/courses/1"},
+        people={p: f"sub-{p}" for p in people},
+    )
+    return people
 
 
 async def test_a_run_whose_destination_is_deleted_midway_counts_what_it_sent(
@@ -163,15 +170,7 @@ async def test_a_run_resumed_after_its_destination_was_made_again_says_it_was_de
         assert uow.runs.requeue_own(run.id, "w1", now, "database lost at 10:00:00 UTC")
         uow.commit()
     await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
-    people = [learner(i) for i in range(LEARNERS)]
-    add_destination(
-        db.uow,
-        T,
-        DEST,
-        name="Canvas again",
-        links={COURSE: "https://lms/courses/1"},
-        people={p: f"sub-{p}" for p in people},
-    )
+    people = _made_again(db)
     post(db, None, [("a1", p, 8.0) for p in people])
     await harness.engine.process_dirty()  # the new lms's rows, pending for the run
     done = await harness.engine.execute_run(run.id)
