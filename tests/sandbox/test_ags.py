@@ -144,6 +144,31 @@ def test_container_filters_and_link_paging(ags: Lms) -> None:
     assert labels == [f"Item {n}" for n in range(5)]
 
 
+def test_an_lms_told_to_ignore_filters_and_page_small_answers_every_line_item(
+    sandbox: RunningSandbox, ags: Lms
+) -> None:
+    """Filters are advisory in AGS and a platform pages as it chooses: the sandbox can be
+    told to do both (`PATCH /_sandbox/config`), and to stop again."""
+    for n in range(3):
+        assert ags.create(label=f"Item {n}", tag="grade" if n else "other").status_code == 201
+    config = sandbox.admin.configure(line_item_filters="ignored", max_page_size=2)
+    assert (config["line_item_filters"], config["max_page_size"]) == ("ignored", 2)
+    first = ags.http.get(ags.container, params={"tag": "grade", "limit": 50}, headers=ags.auth)
+    assert [i["label"] for i in first.json()] == ["Item 0", "Item 1"]
+    rest = ags.http.get(first.links["next"]["url"], headers=ags.auth).json()
+    assert [i["label"] for i in rest] == ["Item 2"]
+    sandbox.admin.configure(line_item_filters="honoured", max_page_size=None)
+    again = ags.http.get(ags.container, params={"tag": "grade"}, headers=ags.auth).json()
+    assert [i["label"] for i in again] == ["Item 1", "Item 2"]
+    for body, field in (
+        ({}, "(body)"),
+        ({"mode": None}, "mode"),
+        ({"max_page_size": 0}, "max_page_size"),
+    ):
+        refused = sandbox.admin.http.patch("/_sandbox/config", json=body)
+        assert refused.status_code == 422 and field in refused.json()["error"], refused.text
+
+
 def test_a_tool_finds_its_column_by_resource_id_tag_and_link_together(ags: Lms) -> None:
     # as real LMSs (and Open edX's django-filter on the same three fields) answer them
     for fields in (

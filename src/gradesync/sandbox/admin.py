@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -22,6 +22,7 @@ from .config import (
     FAULT_GROUPS,
     CourseSeed,
     FaultSpec,
+    LineItemFilters,
     LineItemSeed,
     Lti11ConsumerSeed,
     Mode,
@@ -83,7 +84,20 @@ class GradeBody(_Body):
 
 
 class ConfigPatch(_Body):
-    mode: Mode
+    """Any of the fields; `max_page_size: null` lifts the cap."""
+
+    mode: Mode | None = None
+    max_page_size: int | None = Field(default=None, ge=1)
+    line_item_filters: LineItemFilters | None = None
+
+    @model_validator(mode="after")
+    def _something_set(self) -> ConfigPatch:
+        if not self.model_fields_set:
+            raise ValueError("name at least one of mode, max_page_size, line_item_filters")
+        for name in ("mode", "line_item_filters"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name}: must not be null")
+        return self
 
 
 class ExpireBody(_Body):
@@ -138,6 +152,8 @@ def _urls(sb: Sandbox, request: Request) -> dict[str, Any]:
     return {
         "issuer": base,
         "mode": sb.state.mode,
+        "max_page_size": sb.state.max_page_size,
+        "line_item_filters": sb.state.line_item_filters,
         "jwks_url": base + JWKS_PATH,
         "authorization_url": base + AUTHORIZE_PATH,
         "token_url": base + TOKEN_PATH,
@@ -260,8 +276,10 @@ def _expire(sb: Sandbox, request: Request, body: Any) -> Any:
     return {"expired": count}
 
 
-def _set_mode(sb: Sandbox, request: Request, body: Any) -> Any:
-    sb.state.mode = ConfigPatch.model_validate(body).mode
+def _set_config(sb: Sandbox, request: Request, body: Any) -> Any:
+    patch = ConfigPatch.model_validate(body)
+    for name in patch.model_fields_set:
+        setattr(sb.state, name, getattr(patch, name))
     return _urls(sb, request)
 
 
@@ -301,7 +319,7 @@ routes = [
     Route("/_sandbox/health", _health, methods=["GET"]),
     Route("/_sandbox/inspect", inspect_json, methods=["GET"]),
     _r("/config", lambda sb, req, body: _urls(sb, req), "GET"),
-    _r("/config", _set_mode, "PATCH"),
+    _r("/config", _set_config, "PATCH"),
     _r("/seed", lambda sb, req, body: sb.state.apply_seed(SeedData.model_validate(body)), "POST"),
     _r(
         "/users",

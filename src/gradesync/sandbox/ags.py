@@ -181,11 +181,13 @@ async def line_items(request: Request) -> Response:
         limit, page = _page(request, sb.config.page_size)
     except Rejected as exc:
         return error(exc.status, exc.message)
+    if sb.state.max_page_size is not None:
+        limit = min(limit, sb.state.max_page_size)  # a platform pages as it chooses
     query = request.query_params
+    honoured = sb.state.line_item_filters == "honoured"  # else advisory, and not applied
     wanted = {
-        "resource_link_id": query.get("resource_link_id"),
-        "resource_id": query.get("resource_id"),
-        "tag": query.get("tag"),
+        key: query.get(key) if honoured else None
+        for key in ("resource_link_id", "resource_id", "tag")
     }
     matches = [
         item

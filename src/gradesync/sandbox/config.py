@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Mode = Literal["canvas", "moodle", "generic"]
+LineItemFilters = Literal["honoured", "ignored"]
 
 AGS_LINEITEM = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem"
 AGS_LINEITEM_READONLY = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem.readonly"
@@ -236,6 +237,14 @@ class SandboxConfig(_Strict):
     rng_seed: int = 0
     token_ttl_seconds: int = Field(default=3600, ge=1)
     page_size: int = Field(default=10, ge=1, description="default AGS page size")
+    max_page_size: int | None = Field(
+        default=None, ge=1, description="the most line items an AGS page holds, whatever limit asks"
+    )
+    line_item_filters: LineItemFilters = Field(
+        default="honoured",
+        description="ignored: the line items container answers every line item, as a "
+        "platform that takes its filters as advisory does",
+    )
     platform_name: str = "gradesync sandbox"
 
     @field_validator("faults")

@@ -140,6 +140,8 @@ class SandboxState:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.mode = config.mode
+        self.max_page_size = config.max_page_size
+        self.line_item_filters = config.line_item_filters
         self.users: dict[str, User] = {}
         self.courses: dict[str, Course] = {}
         self.line_items: dict[int, LineItem] = {}

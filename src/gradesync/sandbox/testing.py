@@ -124,6 +124,10 @@ class SandboxAdmin:
     def set_mode(self, mode: str) -> dict[str, Any]:
         return self.call("PATCH", "/config", {"mode": mode})  # type: ignore[no-any-return]
 
+    def configure(self, **fields: Any) -> dict[str, Any]:
+        """PATCH /config: `mode`, `max_page_size`, `line_item_filters`."""
+        return self.call("PATCH", "/config", fields)  # type: ignore[no-any-return]
+
     def seed(self, **seed: Any) -> Any:
         return self.call("POST", "/seed", seed)
 
