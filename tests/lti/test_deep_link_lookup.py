@@ -1,10 +1,12 @@
 """Deep Linking asks the LMS for the columns gradesync already made there (a connection added
 again knows none of them) while the instructor's browser waits: once for all the chosen
-activities, within one short deadline, and within the platform's pause. However slow the
-LMS, the answer comes, and it claims no column it did not find."""
+activities, no further than the page that answers them all, within one short deadline and
+within the platform's pause, rate limit and breaker, as any other request to it. However
+slow the LMS, the answer comes, and it claims no column it did not find."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,18 +15,27 @@ import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.sandbox.testing import RunningSandbox
+from gradesync.testing import wait_for
 from tests.lti.conftest import Browser, unique
+from tests.support.limits import watch_waits
 from tests.support.served import Served, register_tool, serve
 
 ACTIVITIES = [f"a{i}" for i in range(1, 6)]
-# seconds the look-up may take in all (the default): an LMS that answers at once answers
-# within it even on a loaded machine, and the browser (10 s) waits longer
-DEADLINE = 5.0
 
 
 @pytest.fixture
-def served(db: Database, tmp_path: Path) -> Iterator[Served]:
-    yield from serve(db, tmp_path, deep_link_lookup_seconds=DEADLINE)
+def served(db: Database, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
+    """gradesync with its default look-up deadline (an LMS that answers at once never
+    waits on it), or the settings a test gives (`indirect` parametrization)."""
+    yield from serve(db, tmp_path, **getattr(request, "param", {}))
+
+
+@pytest.fixture
+def paging(lms: RunningSandbox) -> Iterator[Callable[..., object]]:
+    """Sets how the LMS answers line items listings (`max_page_size`, `line_item_filters`)
+    for one test; the module's LMS answers as before afterwards."""
+    yield lms.admin.configure
+    lms.admin.configure(max_page_size=None, line_item_filters="honoured")
 
 
 def _course(lms: RunningSandbox, served: Served) -> tuple[str, str, str]:
@@ -62,13 +73,22 @@ def _respond(
     ).json()
     meanwhile()
     lms.admin.reset_counters()
+    answer = _pick(browser, picker)
+    return answer, lms.admin.counters().get("lineitems", {})
+
+
+def _pick(browser: Browser, picker: dict[str, Any]) -> dict[str, Any]:
+    """The teacher picks every activity in the picker: gradesync's answer."""
     answer = browser.post(
         picker["respond_url"],
         {"session": picker["session"], "course_id": "c1", "activity_ids": ACTIVITIES},
     )
-    counters = lms.admin.counters().get("lineitems", {})
     assert answer.status_code == 200, answer.text
-    return answer.json(), counters
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def _requests(lms: RunningSandbox) -> int:
+    return lms.admin.counters().get("lineitems", {}).get("requests", 0)
 
 
 def _asked_for_column(answer: dict[str, Any]) -> dict[str, bool]:
@@ -99,14 +119,56 @@ def test_one_listing_finds_the_columns_of_every_chosen_activity(
     }
 
 
+def test_a_platform_that_ignores_the_filters_is_read_to_the_page_that_answers_them_all(
+    lms: RunningSandbox, served: Served, browser: Browser, paging: Callable[..., object]
+) -> None:
+    """Filters are advisory: an LMS that ignores them answers every line item of the course.
+    The listing stops at the page that gives every chosen activity its tagged column; an
+    activity with no column there makes it read every page, and is claimed found by none."""
+    paging(line_item_filters="ignored", max_page_size=2)
+    client_id, teacher, ctx = _course(lms, served)
+    lms.admin.add_line_item(ctx, label="Attendance", scoreMaximum=5)
+    # a3's column under another tag (made by an older registration): a3's with gradesync's
+    # tag, which comes later, is the one its link reuses
+    lms.admin.add_line_item(ctx, label="Lab a3 (v1)", scoreMaximum=10, resourceId="a3", tag="v1")
+    for a in ("a1", "a2", "a3", "a4", "a5"):
+        lms.admin.add_line_item(ctx, label=f"Lab {a}", scoreMaximum=10, resourceId=a, tag="grade")
+    for n in range(5):
+        lms.admin.add_line_item(ctx, label=f"Quiz {n}", scoreMaximum=5)
+    # 12 line items, 2 a page: a5's comes on the 4th page, 2 more pages follow
+    answer, counters = _respond(lms, browser, client_id, teacher, ctx)
+    assert counters.get("requests") == 4, counters
+    assert _asked_for_column(answer) == dict.fromkeys(ACTIVITIES, False)
+
+    teacher, other = unique("teacher-"), unique("ctx-")
+    lms.admin.add_course(id=other, instructors=[teacher])
+    for a in ("a1", "a2", "a4"):
+        lms.admin.add_line_item(other, label=f"Lab {a}", scoreMaximum=10, resourceId=a, tag="grade")
+    lms.admin.add_line_item(other, label="Lab a3", scoreMaximum=10, resourceId="a3", tag="v1")
+    answer, counters = _respond(lms, browser, client_id, teacher, other)
+    # every page: a5 has no column, a3 only one under another tag (its column still, as a
+    # grade's send finds it, unless one with gradesync's tag comes later)
+    assert counters.get("requests") == 2, counters
+    assert _asked_for_column(answer) == {
+        "a1": False,
+        "a2": False,
+        "a3": False,
+        "a4": False,
+        "a5": True,
+    }
+
+
+@pytest.mark.parametrize("served", [{"deep_link_lookup_seconds": 1.0}], indirect=True)
 def test_an_lms_slower_than_the_deadline_is_asked_once_and_the_answer_comes(
     lms: RunningSandbox, served: Served, browser: Browser
 ) -> None:
+    """The only test that waits on the deadline: one second, set as an operator sets it."""
     client_id, teacher, ctx = _course(lms, served)
     lms.admin.add_line_item(ctx, label="Lab a2", scoreMaximum=10, resourceId="a2", tag="grade")
-    # the LMS holds every line items request far beyond the deadline (asked once per
-    # activity, the answer would wait for each in turn, up to the AGS timeout)
-    lms.admin.set_faults({"lineitems": {"latency_ms": 12 * DEADLINE * 1000}})
+    # the LMS holds every line items request far beyond the deadline (and beyond the
+    # browser's patience: an answer that waited for it would fail the test); the sandbox
+    # releases it when it stops
+    lms.admin.set_faults({"lineitems": {"latency_ms": 600_000}})
     try:
         answer, counters = _respond(lms, browser, client_id, teacher, ctx)
     finally:
@@ -137,18 +199,63 @@ def test_a_platform_paused_since_the_picker_opened_is_not_asked(
     assert _asked_for_column(answer) == dict.fromkeys(ACTIVITIES, True)
 
 
-def test_the_look_up_waits_its_turn_within_the_platforms_rate_limit(
+def test_each_page_of_the_look_up_waits_its_turn_within_the_platforms_rate_limit(
+    lms: RunningSandbox,
+    served: Served,
+    browser: Browser,
+    paging: Callable[..., object],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A listing of several pages takes a token for each: at one request per 100 s, the
+    first page goes with the one token there is and the next waits, not asked, until the
+    limit is lifted."""
+    paging(max_page_size=2)
+    client_id, teacher, ctx = _course(lms, served)
+    for a in ACTIVITIES:  # three pages of the tagged line items
+        lms.admin.add_line_item(ctx, label=f"Lab {a}", scoreMaximum=10, resourceId=a, tag="grade")
+    (platform,) = served.ok("GET", "/destinations")
+    limits = f"/destinations/{platform['id']}/limits"
+    waited = threading.Event()
+    watch_waits(monkeypatch, waited)
+    served.ok("PATCH", limits, json={"rate_per_second": 0.01})
+    picker = browser.launch(
+        lms, client_id=client_id, user=teacher, course=ctx, message_type="LtiDeepLinkingRequest"
+    ).json()
+    lms.admin.reset_counters()
+    answer: dict[str, Any] = {}
+    picking = threading.Thread(target=lambda: answer.update(_pick(browser, picker)))
+    picking.start()
+    try:
+        wait_for(waited.is_set, "the look-up's second page waiting for a token")
+        assert _requests(lms) == 1  # the first page only
+    finally:
+        served.ok("PATCH", limits, json={"rate_per_second": None})
+        picking.join(timeout=60)
+    assert _requests(lms) == 3
+    assert _asked_for_column(answer) == dict.fromkeys(ACTIVITIES, False)
+
+
+@pytest.mark.parametrize("served", [{"breaker_threshold": 1}], indirect=True)
+def test_a_failing_look_up_counts_on_the_platforms_breaker(
     lms: RunningSandbox, served: Served, browser: Browser
 ) -> None:
+    """A 5xx answer to the look-up is a failure of the platform, as a send's is: counted on
+    its breaker (here opened by one), which pauses it; the next look-up does not ask."""
     client_id, teacher, ctx = _course(lms, served)
     lms.admin.add_line_item(ctx, label="Lab a2", scoreMaximum=10, resourceId="a2", tag="grade")
     (platform,) = served.ok("GET", "/destinations")
-    # one request per 100 s: the first look-up takes the one there is
-    served.ok("PATCH", f"/destinations/{platform['id']}/limits", json={"rate_per_second": 0.01})
-    first, counters = _respond(lms, browser, client_id, teacher, ctx)
-    assert counters.get("requests") == 1, counters
-    assert _asked_for_column(first)["a2"] is False
-    # the next would wait far beyond the deadline for its turn: it is not asked
-    again, counters = _respond(lms, browser, client_id, teacher, ctx)
+    lms.admin.set_faults({"lineitems": {"error_rate": 1.0, "error_status": 500}})
+    try:
+        answer, counters = _respond(lms, browser, client_id, teacher, ctx)
+        assert counters.get("requests") == 1, counters
+        assert _asked_for_column(answer) == dict.fromkeys(ACTIVITIES, True)
+        paused = wait_for(
+            lambda: served.ok("GET", f"/destinations/{platform['id']}").get("pause_reason"),
+            "the platform paused by its breaker",
+        )
+        assert "repeated failures" in paused and "server error" in paused, paused
+        again, counters = _respond(lms, browser, client_id, teacher, ctx)
+    finally:
+        lms.admin.clear_faults()
     assert counters.get("requests", 0) == 0, counters
     assert _asked_for_column(again) == dict.fromkeys(ACTIVITIES, True)

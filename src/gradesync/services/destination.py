@@ -19,7 +19,8 @@ then retry; a second 401 is MISCONFIGURED.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -215,17 +216,25 @@ class OneResultReader(Protocol):
     async def read_one(self, target: ResultTarget) -> ReadBack: ...
 
 
+# entered around each request a listing makes (a page of it): the caller's limits for one
+# request (`Governor.request`), so a listing of many pages takes a slot and a token per page
+RequestGate = Callable[[], AbstractAsyncContextManager[object]]
+
+
 @runtime_checkable
 class ColumnFinder(Protocol):
     """A client that finds, in a course's gradebook, the columns it would write for
     activities (LTI 1.3 AGS: the line items with each activity's resourceId and the
     destination's tag in the course's line items container), so a column gradesync made
     under an earlier connection or link is written to again rather than doubled. One
-    listing of the gradebook answers for every activity asked about: activity id -> column
-    id, an activity with none left out; a RemoteFailure when the gradebook cannot be
-    asked."""
+    listing of the gradebook answers for every activity asked about, read no further than
+    the page that answers them all; each page's request is made within `each_request`:
+    activity id -> column id, an activity with none left out; a RemoteFailure when the
+    gradebook cannot be asked."""
 
-    async def find_columns(self, container: str, activity_ids: Sequence[str]) -> dict[str, str]: ...
+    async def find_columns(
+        self, container: str, activity_ids: Sequence[str], *, each_request: RequestGate
+    ) -> dict[str, str]: ...
 
 
 @runtime_checkable

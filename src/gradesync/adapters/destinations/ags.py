@@ -10,12 +10,13 @@ platform's registered origins first (see `ags_urls`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,6 +53,7 @@ from gradesync.services.destination import (
     ReadBack,
     Receipt,
     RemoteFailure,
+    RequestGate,
     ResultTarget,
 )
 
@@ -368,13 +370,32 @@ class AgsClient:
     async def _get_pages(self, url: str, *, field: str, what: str, accept: str) -> list[Any]:
         """Every element of a paged JSON list, following Link rel="next" exactly as given."""
         out: list[Any] = []
+        async with contextlib.aclosing(
+            self._pages(url, field=field, what=what, accept=accept)
+        ) as pages:
+            async for page in pages:
+                out.extend(page)
+        return out
+
+    async def _pages(
+        self,
+        url: str,
+        *,
+        field: str,
+        what: str,
+        accept: str,
+        each_request: RequestGate | None = None,
+    ) -> AsyncGenerator[list[Any]]:
+        """The pages of a paged JSON list, one at a time, following Link rel="next" exactly
+        as given; each page's request made within `each_request` when given."""
         seen: set[str] = set()
         next_url: str | None = url
         while next_url is not None and len(seen) < MAX_PAGES:
             if next_url in seen:
                 break  # a platform that links a page to itself must not loop us forever
             seen.add(next_url)
-            resp = await self._send("GET", next_url, field=field, what=what, accept=accept)
+            async with each_request() if each_request else contextlib.nullcontext():
+                resp = await self._send("GET", next_url, field=field, what=what, accept=accept)
             page = _json(resp, what)
             if not isinstance(page, list):
                 raise RemoteFailure(
@@ -383,10 +404,9 @@ class AgsClient:
                     f"{what}: expected a JSON list, got {type(page).__name__}",
                     status=resp.status_code,
                 )
-            out.extend(page)
             next_url = next_link(resp.headers.get("link"))
             field = "Link next"
-        return out
+            yield page
 
     # --- DestinationClient ---
 
@@ -460,22 +480,45 @@ class AgsClient:
         )
         return self._matched(items, activity_id)
 
-    async def find_columns(self, container: str, activity_ids: Sequence[str]) -> dict[str, str]:
+    async def find_columns(
+        self, container: str, activity_ids: Sequence[str], *, each_request: RequestGate
+    ) -> dict[str, str]:
         """The ids of the platform's columns for the activities in the course's line items
         container (`ColumnFinder`), by their own resourceId and tag, as `ensure_column` finds
-        each: one listing of the container's line items with the tag, matched here, however
-        many activities are asked about."""
+        each (`_matched`): one listing of the container's line items with the tag, however
+        many activities are asked about, each page within `each_request`. Filters are
+        advisory: a platform that ignores them answers every line item of the course, page
+        after page, so the listing stops at the page that gives every activity a column with
+        the tag (the first one listed wins; later pages cannot change the answer). An
+        activity with only untagged matches so far is answered by the whole listing."""
         container = self._checked(container, "lineitems")
         url = with_query(container, {"tag": self.tag, "limit": str(self.profile.page_limit)})
-        items = await self._get_pages(
-            url, field="lineitems", what="line items", accept=CONTAINER_TYPE
+        wanted = list(dict.fromkeys(activity_ids))
+        listed: list[Any] = []
+        pages = self._pages(
+            url,
+            field="lineitems",
+            what="line items",
+            accept=CONTAINER_TYPE,
+            each_request=each_request,
         )
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                listed.extend(page)
+                if all(self._tagged(listed, a) for a in wanted):
+                    break
         out: dict[str, str] = {}
-        for activity_id in dict.fromkeys(activity_ids):
-            item = self._matched(items, activity_id)
+        for activity_id in wanted:
+            item = self._matched(listed, activity_id)
             if item is not None:
                 out[activity_id] = self._checked(str(item["id"]), "lineitem id")
         return out
+
+    def _tagged(self, items: Sequence[Any], activity_id: str) -> bool:
+        """Whether `items` hold the activity's column with the tag: `_matched`'s answer for
+        it can no longer change."""
+        item = self._matched(items, activity_id)
+        return item is not None and item.get("tag") == self.tag
 
     async def _find_by_link(
         self, container: str, activity_id: str, link: str

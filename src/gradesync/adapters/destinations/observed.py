@@ -24,6 +24,7 @@ from gradesync.services.destination import (
     ReadBack,
     Receipt,
     RemoteFailure,
+    RequestGate,
     ResultTarget,
 )
 from gradesync.services.roster import Membership, MembershipReader
@@ -76,13 +77,17 @@ class ObservedClient:
         with log_context.bound(**self._context):
             return await self._inner.read_one(target)
 
-    async def find_columns(self, container: str, activity_ids: Sequence[str]) -> dict[str, str]:
+    async def find_columns(
+        self, container: str, activity_ids: Sequence[str], *, each_request: RequestGate
+    ) -> dict[str, str]:
         """The activities' columns in a course's gradebook, where the protocol finds them
         (`ColumnFinder`); none where it does not."""
         if not isinstance(self._inner, ColumnFinder):
             return {}
         with log_context.bound(**self._context):
-            return await self._inner.find_columns(container, activity_ids)
+            return await self._inner.find_columns(
+                container, activity_ids, each_request=each_request
+            )
 
     async def delete_column(self, course: CourseLink, item: ItemLink) -> None:
         """Delete a column, where the protocol can (`ColumnRemover`)."""

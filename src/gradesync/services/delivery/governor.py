@@ -13,9 +13,10 @@ Per destination it keeps:
 
 Every request to a destination takes its slot and token in one place (`Governor.admitted`,
 an `Admission`, which moves to limits that replaced those it waited on, and gives the token
-back when its holder sends nothing): a score's send (`Deliverer.send`), a column's write and
-a run's read-back (`Governor.request`, which raises `DestinationPaused` rather than ask a
-paused destination anything). Whichever of them is the breaker's probe records how it ended.
+back when its holder sends nothing): a score's send (`Deliverer.send`), a column's write, a
+run's read-back and each page of a Deep Linking look-up (`Governor.request`, which raises
+`DestinationPaused` rather than ask a paused destination anything). Whichever of them is
+the breaker's probe records how it ended.
 
 `Governor` holds the destinations and their limits in the worker process; a gate it closes
 is also written to the destination's `paused_until` so other workers and the console see

@@ -5,8 +5,10 @@ context to that course. The response JWT is built by `gradesync.lti.deep_linking
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -15,7 +17,7 @@ from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Activity, Course, Destination
 from gradesync.domain.policy import Column, column_for, resolve_settings
-from gradesync.services.delivery.failures import slowed_down
+from gradesync.services.delivery.failures import outcome_of_failure
 from gradesync.services.delivery.governor import DestinationPaused, Governor
 from gradesync.services.destination import ColumnFinder, DestinationClient, RemoteFailure
 from gradesync.services.lti.errors import LaunchRefused
@@ -157,11 +159,17 @@ async def platform_columns(
     activity, so the new link reuses its column and the LMS makes no second one.
 
     The instructor's browser waits on the answer: the question gets `within` seconds in all
-    (waiting for the platform's limits included), and goes within the platform's limits,
-    pause and breaker (`governor`, the engine serving this process; without one, the pause
-    `platform` was read with). Not asked at all while the platform is turned off or paused.
-    Unanswered (paused, slow, down, no line item scope granted), every choice is left as it
-    was: its link makes the LMS create the column, as it would without this look-up."""
+    (waiting for the platform's limits included). Each request of it (a page of the
+    listing: a platform that takes the container's filters as advisory answers every line
+    item of the course, page after page) goes within the platform's limits, pause and
+    breaker as any other request to it does, and takes its own slot and rate token
+    (`governor`, the engine serving this process; without one, the pause `platform` was
+    read with); the listing stops at the page that answers every activity. A failure is
+    classified as a column's write's is (`outcome_of_failure`): a 5xx or a timeout counts
+    on the breaker, a 429 pauses the platform until its Retry-After. Not asked at all while
+    the platform is turned off or paused. Unanswered (paused, slow, down, no line item
+    scope granted), every choice is left as it was: its link makes the LMS create the
+    column, as it would without this look-up."""
     wanted = [ch.activity.id for ch in choices if ch.existing_column is None]
     container = str((endpoint or {}).get("lineitems") or "")
     if not wanted or not container or not isinstance(client, ColumnFinder):
@@ -170,13 +178,15 @@ async def platform_columns(
     if not platform.enabled or (platform.paused_until is not None and platform.paused_until > now):
         log.info("deep linking: %s is paused, not asked for its columns; %s", platform.id, unasked)
         return list(choices)
+
+    def each_request() -> AbstractAsyncContextManager[object]:
+        if governor is None:
+            return contextlib.nullcontext()
+        return governor.request(platform, LOOKUP_PRIORITY)
+
     try:
         async with asyncio.timeout(within):
-            if governor is None:
-                found = await client.find_columns(container, wanted)
-            else:
-                async with governor.request(platform, LOOKUP_PRIORITY):
-                    found = await client.find_columns(container, wanted)
+            found = await client.find_columns(container, wanted, each_request=each_request)
     except TimeoutError:
         log.warning(
             "deep linking: %s did not list its columns within %g s (a slow LMS, or its "
@@ -189,7 +199,10 @@ async def platform_columns(
         return list(choices)
     except RemoteFailure as failure:
         if governor is not None:
-            slowed_down(governor, failure, platform)  # a 429 pauses it, as a send's does
+            # on the platform's breaker and pause as any request's failure; one LMS course's
+            # container refused says nothing of the platform's other courses
+            limits = governor.limits_for(platform)
+            outcome_of_failure(governor, failure, platform, limits, course_wide=True)
         log.warning(
             "deep linking: %s could not be asked for its columns (%s: %s); %s",
             *(platform.id, failure.code, failure.message, unasked),
