@@ -58,6 +58,13 @@ def _course(lms: RunningSandbox, served: Served) -> tuple[str, str, str]:
     return client_id, teacher, ctx
 
 
+def _ours(lms: RunningSandbox, ctx: str, *activities: str) -> None:
+    """Columns gradesync made for `activities` under an earlier connection: the activity's
+    resourceId and gradesync's tag."""
+    for a in activities:
+        lms.admin.add_line_item(ctx, label=f"Lab {a}", scoreMaximum=10, resourceId=a, tag="grade")
+
+
 def _respond(
     lms: RunningSandbox,
     browser: Browser,
@@ -104,8 +111,7 @@ def test_one_listing_finds_the_columns_of_every_chosen_activity(
 ) -> None:
     client_id, teacher, ctx = _course(lms, served)
     # columns gradesync made under an earlier connection, and one the LMS's teacher made
-    for a in ("a2", "a4"):
-        lms.admin.add_line_item(ctx, label=f"Lab {a}", scoreMaximum=10, resourceId=a, tag="grade")
+    _ours(lms, ctx, "a2", "a4")
     lms.admin.add_line_item(ctx, label="Attendance", scoreMaximum=5)
     answer, counters = _respond(lms, browser, client_id, teacher, ctx)
     # one page of the container's tagged line items, not one question per activity
@@ -131,8 +137,7 @@ def test_a_platform_that_ignores_the_filters_is_read_to_the_page_that_answers_th
     # a3's column under another tag (made by an older registration): a3's with gradesync's
     # tag, which comes later, is the one its link reuses
     lms.admin.add_line_item(ctx, label="Lab a3 (v1)", scoreMaximum=10, resourceId="a3", tag="v1")
-    for a in ("a1", "a2", "a3", "a4", "a5"):
-        lms.admin.add_line_item(ctx, label=f"Lab {a}", scoreMaximum=10, resourceId=a, tag="grade")
+    _ours(lms, ctx, *ACTIVITIES)
     for n in range(5):
         lms.admin.add_line_item(ctx, label=f"Quiz {n}", scoreMaximum=5)
     # 12 line items, 2 a page: a5's comes on the 4th page, 2 more pages follow
@@ -142,20 +147,13 @@ def test_a_platform_that_ignores_the_filters_is_read_to_the_page_that_answers_th
 
     teacher, other = unique("teacher-"), unique("ctx-")
     lms.admin.add_course(id=other, instructors=[teacher])
-    for a in ("a1", "a2", "a4"):
-        lms.admin.add_line_item(other, label=f"Lab {a}", scoreMaximum=10, resourceId=a, tag="grade")
+    _ours(lms, other, "a1", "a2", "a4")
     lms.admin.add_line_item(other, label="Lab a3", scoreMaximum=10, resourceId="a3", tag="v1")
     answer, counters = _respond(lms, browser, client_id, teacher, other)
     # every page: a5 has no column, a3 only one under another tag (its column still, as a
     # grade's send finds it, unless one with gradesync's tag comes later)
     assert counters.get("requests") == 2, counters
-    assert _asked_for_column(answer) == {
-        "a1": False,
-        "a2": False,
-        "a3": False,
-        "a4": False,
-        "a5": True,
-    }
+    assert _asked_for_column(answer) == {**dict.fromkeys(ACTIVITIES, False), "a5": True}
 
 
 @pytest.mark.parametrize("served", [{"deep_link_lookup_seconds": 1.0}], indirect=True)
@@ -164,7 +162,7 @@ def test_an_lms_slower_than_the_deadline_is_asked_once_and_the_answer_comes(
 ) -> None:
     """The only test that waits on the deadline: one second, set as an operator sets it."""
     client_id, teacher, ctx = _course(lms, served)
-    lms.admin.add_line_item(ctx, label="Lab a2", scoreMaximum=10, resourceId="a2", tag="grade")
+    _ours(lms, ctx, "a2")
     # the LMS holds every line items request far beyond the deadline (and beyond the
     # browser's patience: an answer that waited for it would fail the test); the sandbox
     # releases it when it stops
@@ -184,7 +182,7 @@ def test_a_platform_paused_since_the_picker_opened_is_not_asked(
     lms: RunningSandbox, served: Served, browser: Browser, until: str | None
 ) -> None:
     client_id, teacher, ctx = _course(lms, served)
-    lms.admin.add_line_item(ctx, label="Lab a2", scoreMaximum=10, resourceId="a2", tag="grade")
+    _ours(lms, ctx, "a2")
     (platform,) = served.ok("GET", "/destinations")
     pause = {"reason": "LMS upgrade", **({"until": until} if until else {})}
     answer, counters = _respond(
@@ -211,8 +209,7 @@ def test_each_page_of_the_look_up_waits_its_turn_within_the_platforms_rate_limit
     limit is lifted."""
     paging(max_page_size=2)
     client_id, teacher, ctx = _course(lms, served)
-    for a in ACTIVITIES:  # three pages of the tagged line items
-        lms.admin.add_line_item(ctx, label=f"Lab {a}", scoreMaximum=10, resourceId=a, tag="grade")
+    _ours(lms, ctx, *ACTIVITIES)  # three pages of the tagged line items
     (platform,) = served.ok("GET", "/destinations")
     limits = f"/destinations/{platform['id']}/limits"
     waited = threading.Event()
@@ -242,7 +239,7 @@ def test_a_failing_look_up_counts_on_the_platforms_breaker(
     """A 5xx answer to the look-up is a failure of the platform, as a send's is: counted on
     its breaker (here opened by one), which pauses it; the next look-up does not ask."""
     client_id, teacher, ctx = _course(lms, served)
-    lms.admin.add_line_item(ctx, label="Lab a2", scoreMaximum=10, resourceId="a2", tag="grade")
+    _ours(lms, ctx, "a2")
     (platform,) = served.ok("GET", "/destinations")
     lms.admin.set_faults({"lineitems": {"error_rate": 1.0, "error_status": 500}})
     try:
