@@ -340,6 +340,48 @@ async def test_another_installation_with_the_same_tenant_and_activity_ids_makes_
     }
 
 
+async def test_another_installation_whose_ids_are_all_the_same_is_refused_this_ones_item(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    """Two installations whose tenant, connection, activity and class ids coincide give the
+    same sourcedId: the second is refused the first's line item, which it never writes."""
+    here = build(sis_destination(sis.base_url), replace(context, installation=HERE))
+    first = await here.ensure_column(course_link(), column(), selected())
+    person = PersonLink("t1", "sis", "p1", "stu-1")
+    await here.put_result(ResultTarget(course_link(), first, person), desired(7.0), WHEN)
+    before = [dict(i) for i in sis_items(sis)]
+
+    there = build(sis_destination(sis.base_url), replace(context, installation=ELSEWHERE))
+    with pytest.raises(RemoteFailure) as refused:
+        await there.ensure_column(course_link(), column(title="Quiz 1 (theirs)"), selected())
+    failure = refused.value
+    assert (failure.failure, failure.code) == (
+        FailureClass.REJECTED,
+        "line_item_of_another_installation",
+    )
+    assert f"another gradesync installation's ({HERE})" in failure.message, failure.message
+    assert f"this installation ({ELSEWHERE}) does not write to it" in failure.message
+    assert failure.fix is not None and (failure.fix.course, failure.fix.activity) == ("c1", "a1")
+    assert failure.remedy is not None and "gradesync sis select sis a1" in failure.remedy
+    assert sis_items(sis) == before  # its title, metadata and owner as the first wrote them
+    [result] = sis_results(sis)
+    assert (result["lineItem"]["sourcedId"], result["score"]) == (first.remote_id, 7.0)
+
+    # the first still takes its own (its link made again), and so does an item that names
+    # no installation (written before gradesync named it) or one deleted in the SIS
+    again = await here.ensure_column(course_link(), column(), selected())
+    assert again.remote_id == first.remote_id and again.data["matched"] == {"cls-1": "ours"}
+    for metadata, status in (
+        ({"gradesync": {"tenant": "t1", "activity": "a1"}}, "active"),
+        ({"gradesync": {"installation": HERE, "tenant": "t1", "activity": "a1"}}, "tobedeleted"),
+    ):
+        sis.state.sis_line_items[first.remote_id].data.update(metadata=metadata, status=status)
+        link = await there.ensure_column(course_link(), column(), selected())
+        assert link.remote_id == first.remote_id and link.data["matched"] == {"cls-1": "ours"}
+        owner = sis.state.sis_line_items[first.remote_id].data["metadata"]["gradesync"]
+        assert owner["installation"] == ELSEWHERE  # written as the one taking it
+
+
 async def test_an_item_written_before_items_named_their_installation_is_taken_only_by_its_own(
     sis: RunningSandbox, context: DestinationContext
 ) -> None:

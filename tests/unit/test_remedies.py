@@ -375,6 +375,7 @@ MADE = [
     remedies.Remedy(PassbackRule.CATEGORY_MISSING.value, "sis", group=None),  # no group
     remedies.Remedy("sis_credentials", "sis"),
     remedies.Remedy("align_groups", "sis", category_word="CATEGORY_SOURCEDID"),
+    remedies.Remedy(PassbackRule.OTHER_INSTALLATION.value, "sis", "c1", "a1"),
 ]
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "line_item_sourced_id",
     "name_max_length_problem",
     "name_max_length_said",
+    "other_installation",
     "others_adopted",
     "passback_problems",
     "profile_from_config",
@@ -63,6 +64,8 @@ class PassbackRule(StrEnum):
     LEARNER_DUE_DATES = "differentiated_due_dates"
     CATEGORY_MISSING = "category_missing"
     CLASS_NOT_MAPPED = "class_not_mapped"
+    # the activity's own line item in the class names another installation in its metadata
+    OTHER_INSTALLATION = "line_item_of_another_installation"
 
 
 # Requests in flight at once to a SIS unless its connection says otherwise: a school's SIS is
@@ -392,6 +395,23 @@ def former_owner(owner: Mapping[str, str]) -> dict[str, str]:
     when its sourcedId is one this installation gives (`line_item_sourced_id`) under a
     connection id of the tenant it has or had."""
     return {k: v for k, v in owner.items() if k != "installation"}
+
+
+def other_installation(item: Mapping[str, Any], owner: Mapping[str, str]) -> str | None:
+    """The installation a line item found under this activity's own sourcedId names when it
+    is not `owner`'s (None: it names this one, or none). The sourcedId does not name the
+    installation, so another whose tenant, connection and activity ids are the same gives
+    the same one: its item is refused, never written over. An item that names no
+    installation (written before gradesync named it, or by a person) and one deleted in the
+    SIS (`tobedeleted`) are taken as they are."""
+    if item.get("status") == "tobedeleted":
+        return None
+    metadata = item.get("metadata")
+    whose = metadata.get("gradesync") if isinstance(metadata, Mapping) else None
+    named = whose.get("installation") if isinstance(whose, Mapping) else None
+    if not isinstance(named, str) or named == owner["installation"]:
+        return None
+    return named
 
 
 def others_adopted(line_item_id: str, how: str | None) -> bool:

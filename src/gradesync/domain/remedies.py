@@ -91,6 +91,8 @@ FOR_INSTRUCTORS: dict[str, str] = {
     "sis_credentials": f"{ASK} check the SIS connection's client id and secret.",
     "no_default_category": f"{ASK} set the default category of this SIS connection (the group "
     "of activities without one), or give this activity a group.",
+    PassbackRule.OTHER_INSTALLATION.value: f"{ASK} settle which gradesync installation passes "
+    "this activity's grades back to the SIS class: another one writes to the same line item.",
 }
 GENERAL = (
     f"{ASK} fix this (it needs their tools); tell them the learner, the activity and this message."
@@ -180,6 +182,16 @@ class Reader(StrEnum):
 _SIS_CLASS = PassbackRule.CLASS_NOT_MAPPED.value
 _CATEGORY = PassbackRule.CATEGORY_MISSING.value
 _SELECT, _POST = PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value
+# another installation's line item under the activity's own sourcedId: what settles it is at
+# the SIS or in how gradesync is run (the same for every reader); ticking sends the grades
+_OTHERS = PassbackRule.OTHER_INSTALLATION.value
+_OTHERS_SETTLED = (
+    "If that installation no longer passes back to this class, delete its line item in the "
+    "SIS; if it is this one under the GRADESYNC_BASE_URL it had before, set that again; if "
+    "both pass back here, one passes this activity back through a SIS connection whose id "
+    "the other does not use (docs/oneroster.md, Several courses, one class). Then tick "
+    "'Sync to SIS' for it again "
+)
 # a missing category of an activity with no group: no alignment names it (`category_key`)
 _NO_GROUP = "no_default_category"
 # remedies only a `Remedy` names (no reason is stored with them): a class mapped without its
@@ -243,6 +255,8 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "(`GET /api/v1/activities/{activity}/learners/PERSON_ID/diagnosis`).",
         _SELECT: "Tick 'Sync to SIS' for it "
         "(`PUT /api/v1/sis/connections/{destination}/selection` with its id in `activity_ids`).",
+        _OTHERS: _OTHERS_SETTLED + "(`PUT /api/v1/sis/connections/{destination}/selection` "
+        "with its id in `activity_ids`): its grades are sent.",
         _POST: "Post its grades "
         "(`POST /api/v1/sis/connections/{destination}/courses/{course}/post` with its id in "
         "`activity_ids`).",
@@ -304,6 +318,9 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "grade goes once one sends again.",
         _SELECT: "Tick 'Sync to SIS' for it on the course's SIS passback page "
         "(/console/sis/{destination}/courses/{course}, Sync to SIS and validation).",
+        _OTHERS: _OTHERS_SETTLED + "on the course's SIS passback page "
+        "(/console/sis/{destination}/courses/{course}, Sync to SIS and validation): its grades "
+        "are sent.",
         _POST: "Post its grades (Post grades on the course's SIS passback page, "
         "/console/sis/{destination}/courses/{course}).",
         "grade_scope": _SCOPE_CONSOLE,
@@ -452,6 +469,8 @@ _CLI_WORDS: dict[str, str] = {
     _NO_SCHOOL: "Map the class again with its school: gradesync sis map-class {destination} "
     "{course} {sis_class} --school SCHOOL_SOURCEDID",
     _SELECT: "Tick 'Sync to SIS' for it (gradesync sis select {destination} {activity}).",
+    _OTHERS: _OTHERS_SETTLED + "(gradesync sis select {destination} {activity}): its grades "
+    "are sent.",
     _POST: "Post its grades (gradesync sis post {destination} {course} --activity {activity}).",
     _CATEGORY: "Align the group to a SIS category: gradesync sis categories {destination} "
     "--align {group}={category_word} (or under Category alignment on the course's SIS page "

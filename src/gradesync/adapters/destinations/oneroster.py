@@ -69,6 +69,7 @@ from gradesync.domain.passback import (
     group_of,
     line_item_owner,
     line_item_sourced_id,
+    other_installation,
     others_adopted,
     profile_from_config,
     result_sourced_id,
@@ -172,7 +173,9 @@ class OneRosterClient:
             ours = line_item_sourced_id(
                 link.tenant_id, link.destination_id, column.activity_id, class_id
             )
-            found, how = await self._find_line_item(class_id, ours, column.title, due, owner)
+            found, how = await self._find_line_item(
+                class_id, ours, column.title, due, owner, course.course_id
+            )
             line_items[class_id], matched[class_id] = found, how
             if how == "title_due":
                 result_ids[found] = await self._result_ids(class_id, found)
@@ -432,8 +435,11 @@ class OneRosterClient:
         title: str,
         due: datetime,
         owner: dict[str, str],
+        course_id: str,
     ) -> tuple[str, str]:
-        """Match before create: our sourcedId, then an item of the class with the title that
+        """Match before create: our sourcedId (refused, OTHER_INSTALLATION, when the item
+        names another installation: one whose tenant, connection and activity ids are the same
+        gives the same sourcedId), then an item of the class with the title that
         gradesync wrote for this activity under another connection id (its metadata names
         this installation, tenant and activity: a connection added again), then the class's
         item with the same title and due date. Returns (sourcedId, how).
@@ -449,6 +455,9 @@ class OneRosterClient:
         made are adopted by title and due date."""
         response = await self._request("GET", f"/lineItems/{quote(ours, safe='')}")
         if response.status_code == 200:
+            elsewhere = other_installation(_line_item_of(response), owner)
+            if elsewhere is not None:
+                raise self._others_line_item(ours, class_id, elsewhere, owner, course_id)
             return ours, "ours"
         if response.status_code != 404:
             raise classify(response, f"GET lineItem {ours}")
@@ -487,6 +496,25 @@ class OneRosterClient:
             if theirs == due:
                 return str(item["sourcedId"]), "title_due"
         return ours, "created"
+
+    def _others_line_item(
+        self, ours: str, class_id: str, theirs: str, owner: dict[str, str], course_id: str
+    ) -> RemoteFailure:
+        mine = owner["installation"] or "(no base URL)"
+        return rejected(
+            PassbackRule.OTHER_INSTALLATION,
+            f"The SIS line item {ours!r} of class {class_id!r} is another gradesync "
+            f"installation's ({theirs}), which passes back an activity with the same tenant, "
+            f"SIS connection and activity ids ({owner['tenant']!r}, {self.destination.id!r}, "
+            f"{owner['activity']!r}) to this class; this installation ({mine}) does not write "
+            "to it, so the grade is not sent.",
+            fix=Remedy(
+                PassbackRule.OTHER_INSTALLATION.value,
+                self.destination.id,
+                course_id,
+                owner["activity"],
+            ),
+        )
 
     async def _result_ids(self, class_id: str, line_item_id: str) -> dict[str, str]:
         """An adopted SIS item may hold results already: reuse their sourcedIds so a student
@@ -655,3 +683,14 @@ UNREACHABLE = (
 def _said(exc: Exception) -> str:
     """What a transport error says, in its own words (its repr is Python's)."""
     return str(exc) or type(exc).__name__
+
+
+def _line_item_of(response: httpx.Response) -> dict[str, Any]:
+    """The line item a GET of one returns (its `lineItem`), or nothing when the SIS answers
+    with something else (then it names no installation, and is taken as before)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    item = body.get("lineItem") if isinstance(body, dict) else None
+    return item if isinstance(item, dict) else {}

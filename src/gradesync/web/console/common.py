@@ -92,6 +92,7 @@ RULE_WORDS: dict[str, str] = {
     PassbackRule.LEARNER_DUE_DATES: "Learners' own due dates",
     PassbackRule.CATEGORY_MISSING: "No SIS category",
     PassbackRule.CLASS_NOT_MAPPED: "Class not mapped",
+    PassbackRule.OTHER_INSTALLATION: "Another installation's line item",
 }
 
 
