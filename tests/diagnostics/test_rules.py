@@ -560,3 +560,31 @@ def test_a_refusal_of_another_student_whose_id_contains_the_learners_is_not_thei
         assert matched(student, url).passed, student
     assert matched("s1", "404 Not Found: /students/x%2Fs1").passed
     assert matched("s1", "student_s1 unknown").passed  # not the id whole
+
+
+def test_a_sis_line_item_of_another_installation_is_not_said_to_be_made_by_post_grades() -> None:
+    """An activity refused its line item because the item under its sourcedId names another
+    installation has no column, and Post grades would not make one: the column check says
+    whose it is and points to the delivery check's remedy."""
+    said = remedies.stored_text(
+        "The SIS line item 'gs-li-1' of class 'cls-1' is another gradesync installation's "
+        "(https://grades-a.example), ...",
+        remedies.Remedy("line_item_of_another_installation", "sis", "c1", "a1"),
+    )
+    refused = _refused_at_sis("stu-1", said)
+    assert refused.ledger is not None
+    row = replace(
+        refused.ledger,
+        reason_code="line_item_of_another_installation",
+        remote_status=None,
+        remote_message=None,
+    )
+    at_sis = replace(refused, ledger=row)
+    found = diagnose_learner_activity(_facts(destinations=(at_sis,)))
+    column = found.check("column_linked", "sis")
+    assert column is not None and not column.passed
+    assert "another gradesync installation's" in column.evidence, column.evidence
+    assert column.remedy == "See the delivery check below for what to do."
+    delivered = found.check("delivery", "sis")
+    assert delivered is not None and not delivered.passed
+    assert "gradesync sis select sis a1" in (delivered.remedy or ""), delivered.remedy

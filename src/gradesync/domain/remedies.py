@@ -189,7 +189,7 @@ _OTHERS_SETTLED = (
     "If that installation no longer passes back to this class, delete its line item in the "
     "SIS; if it is this one under the GRADESYNC_BASE_URL it had before, set that again; if "
     "both pass back here, one passes this activity back through a SIS connection whose id "
-    "the other does not use (docs/oneroster.md, Several courses, one class). Then tick "
+    "the other does not use (docs/oneroster.md, 'Two installations, one SIS'). Then tick "
     "'Sync to SIS' for it again "
 )
 # a missing category of an activity with no group: no alignment names it (`category_key`)

@@ -42,6 +42,7 @@ from gradesync.domain.model import (
     LedgerRow,
 )
 from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason
 from gradesync.domain.remedies import PENDING_STALLED, lti11_column_remedy, remedy_of, said_of
@@ -401,6 +402,17 @@ def column_check(
             d.id,
             excluded=True,
             reason=left_out,
+        )
+    if left_out == PassbackRule.OTHER_INSTALLATION.value and not column_written(d.kind, link):
+        # Post grades would not make it: the item under its sourcedId is another's
+        return Check(
+            CheckCode.COLUMN_LINKED,
+            name,
+            False,
+            f"No column for {activity.title!r} at {d.name!r}: the SIS line item under its "
+            "sourcedId is another gradesync installation's, and this one does not write to it.",
+            "See the delivery check below for what to do.",
+            d.id,
         )
     if link is None or not column_written(d.kind, link):
         # a SIS's link names its line item ahead, before it is written
