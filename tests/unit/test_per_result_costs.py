@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -212,3 +214,29 @@ def test_a_series_dropped_for_a_destination_counts_again_when_it_sends() -> None
     assert _value(name, **ids) == 1.0
     assert _value("gradesync_delivery_latency_seconds_count", **ids) == 1.0
     assert _value("gradesync_outbound_requests_total", **ids, status="200") == 1.0
+
+
+def test_json_content_sends_the_same_bytes_without_the_c_json_module() -> None:
+    """An interpreter without `_json` (json's `c_make_encoder` is None): the module still
+    imports, its bodies are the bytes the C encoder makes, and it refuses what that refuses
+    (with the same error type; the pure encoder's message on a NaN names it)."""
+    body = {"userId": 'é " \n \u2028', "scoreGiven": 0.1, "x": -0.0, "a": [1, None, True], 2: 1}
+    code = (
+        "import sys; sys.modules['_json'] = None\n"  # its import fails, as where it is missing
+        "import json.encoder\n"
+        "assert json.encoder.c_make_encoder is None\n"
+        "from gradesync.adapters.destinations.http_fast import json_content\n"
+        f"sys.stdout.buffer.write(json_content({body!r}))\n"
+        "for bad in ({'a': float('nan')}, {'a': object()}, {(1, 2): 1}):\n"
+        "    try:\n"
+        "        json_content(bad)\n"
+        "    except (ValueError, TypeError) as exc:\n"
+        "        print(f'\\n{type(exc).__name__}', end='')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    refusals = []
+    for bad in ({"a": math.nan}, {"a": object()}, {(1, 2): 1}):
+        with pytest.raises((ValueError, TypeError)) as ours:
+            json_content(bad)
+        refusals.append(type(ours.value).__name__)
+    assert out.stdout.decode().split("\n") == [json_content(body).decode(), *refusals]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import codecs
 import email.message
+import json
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from json import encoder
@@ -65,15 +66,26 @@ def _not_json(value: Any) -> Any:
 # runs, made once: that method makes its C encoder again on every call, half the cost of a
 # score's body. No check for a body that holds itself (the adapters build each body afresh
 # from plain values): one would end in RecursionError rather than ValueError.
-_ENCODE = encoder.c_make_encoder(  # type: ignore[attr-defined]
-    None, _not_json, encoder.encode_basestring, None, ":", ",", False, False, False
+_C_ENCODE = (
+    encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _not_json, encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if encoder.c_make_encoder is not None  # type: ignore[attr-defined]
+    else None
+)
+# An interpreter without the C `_json` module (`c_make_encoder` is None then): the
+# pure-Python encoder, the same bytes, slower.
+_PY_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
 )
 
 
 def json_content(body: Any) -> bytes:
     """A JSON body as sent: compact UTF-8, no NaN (the bytes httpx's `json=` sends). As
     `content=` a request keeps the fast path, which `json=` would leave."""
-    return "".join(_ENCODE(body, 0)).encode()
+    if _C_ENCODE is None:
+        return _PY_ENCODER.encode(body).encode()
+    return "".join(_C_ENCODE(body, 0)).encode()
 
 
 def _parse(url: str | httpx.URL) -> Target | None:
