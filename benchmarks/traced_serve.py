@@ -170,15 +170,23 @@ def _malloc_state(libc: Any) -> dict[str, Any]:
 
 
 def _sqlite_memory_mb() -> float | None:
-    """What SQLite has allocated now, over every connection of the process (the library
-    the sqlite3 module is linked against)."""
+    """What SQLite has allocated now, over every connection of the process: asked of the
+    library the sqlite3 module is linked against (its symbols looked up through the
+    module's own file, whatever the library's name). None (unavailable, not 0) when that
+    library cannot be reached or is not the one the module reports (another copy's heap
+    would read as the module's)."""
+    import _sqlite3
     import ctypes
+    import sqlite3
 
     try:
-        lib = ctypes.CDLL("libsqlite3.so.0")
-    except OSError:
+        lib = ctypes.CDLL(_sqlite3.__file__)
+        lib.sqlite3_libversion.restype = ctypes.c_char_p
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+    except (OSError, AttributeError):
         return None
-    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    if lib.sqlite3_libversion().decode() != sqlite3.sqlite_version:
+        return None
     return round(lib.sqlite3_memory_used() / 2**20, 1)
 
 
