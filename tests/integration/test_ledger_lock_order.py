@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.ledger import Delivered, after_delivery
@@ -138,3 +139,26 @@ def test_a_release_locks_its_rows_in_key_order(postgres_db: Database) -> None:
     with postgres_db.engine.connect() as conn:
         held = conn.execute(text("SELECT count(*) FROM ledger WHERE lease_owner IS NOT NULL"))
         assert held.scalar() == len(STORED) - len(KEYS)
+
+
+@pytest.mark.postgres
+def test_a_settle_locks_its_rows_no_more_than_its_update_does(postgres_db: Database) -> None:
+    """The rows are locked FOR NO KEY UPDATE, the lock an UPDATE of non-key columns takes:
+    a row's key share (a foreign key's check) is not held up by it, a writer's lock is."""
+    claimed = _claimed(postgres_db)
+    delivered = Delivered(200, "ok")
+    rows = [
+        (after_delivery(was, "h", delivered, NOW, sent_timestamp=STAMP), was, STAMP, UNTIL)
+        for was in claimed.values()
+    ]
+    with postgres_db.uow() as uow:
+        assert uow.ledger.settle_as_claimed(rows, "w1") == len(KEYS)
+        with postgres_db.uow() as other:
+            share = "SELECT 1 FROM ledger WHERE person_id = :p FOR KEY SHARE NOWAIT"
+            assert other.conn.execute(text(share), {"p": MIDDLE.person_id}).scalar() == 1
+            with pytest.raises(OperationalError, match="could not obtain lock"):
+                other.conn.execute(
+                    text("SELECT 1 FROM ledger WHERE person_id = :p FOR UPDATE NOWAIT"),
+                    {"p": MIDDLE.person_id},
+                )
+        uow.commit()

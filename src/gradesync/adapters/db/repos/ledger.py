@@ -226,16 +226,19 @@ def _settle_as_claimed() -> Any:
 
 def _locked_in_key_order(k: Any) -> Any:
     """PostgreSQL: the rows of `k` (`_keys_as_arrays`) whose keys the ledger holds, those
-    ledger rows locked (FOR UPDATE) in key order, as every other writer of the ledger takes
-    its locks. A statement joining `k` to the ledger locks the rows in the order its plan
-    meets them (the order they are stored in, for a hash join), and could deadlock with a
-    writer taking them in key order (`tests/integration/test_ledger_lock_order.py`).
-    Materialized, so it is not folded into the statement that uses it."""
+    ledger rows locked in key order, as every other writer of the ledger takes its locks.
+    FOR NO KEY UPDATE, the lock the UPDATE of their non-key columns takes itself (FOR
+    UPDATE is for deleting a row or changing its key): it conflicts with every other
+    writer's, so the order holds. A statement joining `k` to the ledger locks the rows in
+    the order its plan meets them (the order they are stored in, for a hash join), and
+    could deadlock with a writer taking them in key order
+    (`tests/integration/test_ledger_lock_order.py`). Materialized, so it is not folded into
+    the statement that uses it."""
     return (
         select(*k.c)
         .join(t.ledger, and_(*_of_keys_in(k)))
         .order_by(k.c.t, k.c.d, k.c.a, k.c.p)
-        .with_for_update(of=t.ledger)
+        .with_for_update(of=t.ledger, key_share=True)
         .cte("locked")
         .prefix_with("MATERIALIZED")
     )
@@ -623,15 +626,14 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         if not rows:
             return 0
         if self.postgres:
-            ordered = rows
-            settled = [_settled(new) for new, _, _, _ in ordered]
-            read = [_as_read(was, stamp) for _, was, stamp, _ in ordered]
+            settled = [_settled(new) for new, _, _, _ in rows]
+            read = [_as_read(was, stamp) for _, was, stamp, _ in rows]
             params: dict[str, Any] = {
                 k: [v[k] for v in settled] for k in ("k_t", "k_d", "k_a", "k_p")
             }
             params.update({f"s_{n}": [v[n] for v in settled] for n in _SETTLED})
             params.update({k: [v[k] for v in read] for k in read[0]})
-            params["until"] = [utc(until) for _, _, _, until in ordered]
+            params["until"] = [utc(until) for _, _, _, until in rows]
             params["owner"] = owner
             return int(self.conn.execute(_settle_as_claimed_by_arrays(), params).rowcount)
         dialect = self.conn.dialect
