@@ -163,6 +163,21 @@ OUTBOUND_REQUESTS = _counter(
     "refused connection).",
     (*_LABELS, "status"),
 )
+CLAIMS_ENDED = _counter(
+    "gradesync_results_claim_ended_before_written",
+    "Outcomes of sends not written because their claim had ended first: the result's lease "
+    "ran out before its outcome was written (the database away) and it was claimed again, "
+    "which sends it again; or a write redone after its commit's answer was lost found them "
+    "written already.",
+    (),
+)
+LEASES_GONE = _counter(
+    "gradesync_results_given_back_without_lease",
+    "Results let go unsent whose lease was no longer their claim's to give back: given back "
+    "already (a write redone after its commit's answer was lost) or taken by another claim. "
+    "Nothing is dropped.",
+    (),
+)
 
 # the children counted for every result (labels in the metric's order: tenant, destination)
 _DELIVERED = _Children(RESULTS_DELIVERED, per_destination=True)
@@ -226,6 +241,12 @@ class PrometheusMeter:
 
     def destinations_gone(self, keys: Collection[tuple[str, str]]) -> None:
         drop_destinations(keys)
+
+    def claims_ended(self, count: int) -> None:
+        CLAIMS_ENDED.inc(count)
+
+    def leases_gone(self, count: int) -> None:
+        LEASES_GONE.inc(count)
 
 
 def count_http(method: str, route: str, status: int, seconds: float) -> None:

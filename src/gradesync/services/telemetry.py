@@ -38,6 +38,16 @@ class Meter(Protocol):
         """These (tenant, destination) are deleted: their series go."""
         ...
 
+    def claims_ended(self, count: int) -> None:
+        """`count` outcomes of sends were not written: their claim had ended first (the
+        lease ran out and the result was claimed again, or a redone write found them
+        written)."""
+        ...
+
+    def leases_gone(self, count: int) -> None:
+        """`count` results let go unsent had no lease of their claim left to give back."""
+        ...
+
 
 class NullMeter:
     def result_delivered(
@@ -57,6 +67,12 @@ class NullMeter:
         pass
 
     def destinations_gone(self, keys: Collection[tuple[str, str]]) -> None:
+        pass
+
+    def claims_ended(self, count: int) -> None:
+        pass
+
+    def leases_gone(self, count: int) -> None:
         pass
 
 

@@ -76,10 +76,12 @@ class SettleWriter:
         self._rng = random.Random()
         # results written as delivered, per (tenant, destination), since this process began
         self.delivered: Counter[tuple[str, str]] = Counter()
-        # outcomes not written because their claim had ended (`_write`)
+        # outcomes not written because their claim had ended (`_write`; counted too in
+        # `gradesync_results_claim_ended_before_written_total`)
         self.claims_ended = 0
         # rows let go unsent whose lease their claim held no more: given back already (a
-        # write redone after its commit's answer was lost) or taken by another (`_write`)
+        # write redone after its commit's answer was lost) or taken by another (`_write`;
+        # counted too in `gradesync_results_given_back_without_lease_total`)
         self.leases_gone = 0
         # writes that found a row no longer as its claim read it, and read their rows again
         # (`_write`)
@@ -229,6 +231,7 @@ class SettleWriter:
         written, let_go, ended, gone, counted = done
         if ended:
             self.claims_ended += ended
+            self._meter.claims_ended(ended)
             log.info(
                 "%d delivery outcomes not written: their claims had ended (written already, "
                 "or their rows claimed again)",
@@ -238,6 +241,7 @@ class SettleWriter:
             # a row let go holds no outcome: its claim need not have ended (a redo finds
             # the lease its first commit gave back)
             self.leases_gone += gone
+            self._meter.leases_gone(gone)
             log.info(
                 "%d rows let go unsent had no lease of their claim left to give back (given "
                 "back already, or the rows claimed again)",
