@@ -235,12 +235,6 @@ class Runtime:
 
         return ObservedClient(build_client(destination, context))
 
-    def governor(self) -> Governor | None:
-        """The limits, pauses and breakers of the engine serving this event loop (the
-        in-process worker), for a request a page makes to a destination; None where no
-        worker runs here."""
-        return self.worker.engine.deliverer.governor if self.worker is not None else None
-
     def roster_reader(
         self, destination: Destination, context: DestinationContext | None = None
     ) -> MembershipReader:
@@ -526,10 +520,13 @@ class Runtime:
 
     @contextlib.asynccontextmanager
     async def request_governor(self) -> AsyncIterator[Governor]:
-        """What a request to a destination made outside a sync (a check's test result) waits
-        on, as every send does: this process's worker's governor when its worker serves this
-        event loop, so the request takes a token of the rate the worker sends at; else one
-        of its own, as a run carried from the command line has, closed afterwards."""
+        """What a request to a destination made outside a sync (a check's test result, Deep
+        Linking's look-up of the LMS's columns) waits on, as every send does: this process's
+        worker's governor when its worker serves this event loop, so the request takes a
+        token of the rate the worker sends at and meets the pause and breaker it keeps;
+        else one of its own, as a run carried from the command line has (the destination's
+        limits, or on PostgreSQL its share of them, and its pause read from the database),
+        closed afterwards."""
         if self.worker is not None:
             yield self.worker.engine.deliverer.governor
             return

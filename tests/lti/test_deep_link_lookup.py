@@ -256,3 +256,35 @@ def test_a_failing_look_up_counts_on_the_platforms_breaker(
         lms.admin.clear_faults()
     assert counters.get("requests", 0) == 0, counters
     assert _asked_for_column(again) == dict.fromkeys(ACTIVITIES, True)
+
+
+@pytest.fixture
+def distributed(postgres_db: Database, tmp_path: Path) -> Iterator[Served]:
+    """`gradesync serve` of the distributed mode: no worker in the process."""
+    yield from serve(
+        postgres_db, tmp_path, worker_mode="distributed", deep_link_lookup_seconds=DEADLINE
+    )
+
+
+@pytest.mark.postgres
+def test_without_a_worker_in_process_the_look_up_keeps_to_the_platforms_limits(
+    lms: RunningSandbox, distributed: Served, browser: Browser
+) -> None:
+    """A look-up made where no worker runs goes through a governor of its own, as every
+    request to the platform does: the LMS's 429 pauses the platform for every process (as a
+    send's does), and the next look-up, made while it is paused, asks nothing."""
+    assert distributed.runtime.worker is None
+    client_id, teacher, ctx = _course(lms, distributed)
+    lms.admin.add_line_item(ctx, label="Lab a2", scoreMaximum=10, resourceId="a2", tag="grade")
+    lms.admin.set_faults({"lineitems": {"script": ["throttle"], "retry_after": 600}})
+    try:
+        answer, counters = _respond(lms, browser, client_id, teacher, ctx)
+    finally:
+        lms.admin.clear_faults()
+    assert counters.get("requests") == 1, counters
+    assert _asked_for_column(answer) == dict.fromkeys(ACTIVITIES, True)
+    (platform,) = distributed.ok("GET", "/destinations")
+    assert platform["paused_until"] is not None, platform
+    again, counters = _respond(lms, browser, client_id, teacher, ctx)
+    assert counters.get("requests", 0) == 0, counters
+    assert _asked_for_column(again) == dict.fromkeys(ACTIVITIES, True)

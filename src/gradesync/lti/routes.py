@@ -11,6 +11,7 @@ import asyncio
 import html
 import logging
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -87,7 +88,7 @@ class Host(Protocol):
 
     def destination_client(self, destination: Destination) -> DestinationClient: ...
 
-    def governor(self) -> Governor | None: ...
+    def request_governor(self) -> AbstractAsyncContextManager[Governor]: ...
 
 
 # Opens the console for a teacher a launch has just proved (the web console's business).
@@ -522,15 +523,16 @@ async def deep_link_respond(request: Request) -> Response:
             )
         # outside the transaction: the LMS's own column for an activity gradesync has no
         # record of here (a connection added again) is reused, never doubled
-        choices = await platform_columns(
-            tool.runtime.destination_client(platform),
-            platform,
-            session.endpoint,
-            choices,
-            now=now,
-            within=tool.runtime.settings.deep_link_lookup_seconds,
-            governor=tool.runtime.governor(),
-        )
+        async with tool.runtime.request_governor() as governor:
+            choices = await platform_columns(
+                tool.runtime.destination_client(platform),
+                platform,
+                session.endpoint,
+                choices,
+                now=now,
+                within=tool.runtime.settings.deep_link_lookup_seconds,
+                governor=governor,
+            )
         items = deep_linking.content_items(
             choices, tool.base_url + "/lti/launch", str(platform.config.get("tag") or "grade")
         )

@@ -5,7 +5,6 @@ context to that course. The response JWT is built by `gradesync.lti.deep_linking
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -149,7 +148,7 @@ async def platform_columns(
     *,
     now: datetime,
     within: float,
-    governor: Governor | None = None,
+    governor: Governor,
 ) -> list[Choice]:
     """`choices` with the platform's own column for each activity this connection has none
     recorded for: gradesync's links are per connection, so a connection added again under
@@ -163,8 +162,8 @@ async def platform_columns(
     listing: a platform that takes the container's filters as advisory answers every line
     item of the course, page after page) goes within the platform's limits, pause and
     breaker as any other request to it does, and takes its own slot and rate token
-    (`governor`, the engine serving this process; without one, the pause `platform` was
-    read with); the listing stops at the page that answers every activity. A failure is
+    (`governor`: the in-process worker's, or one of the request's own); the listing stops
+    at the page that answers every activity. A failure is
     classified as a column's write's is (`outcome_of_failure`): a 5xx or a timeout counts
     on the breaker, a 429 pauses the platform until its Retry-After. Not asked at all while
     the platform is turned off or paused. Unanswered (paused, slow, down, no line item
@@ -180,8 +179,6 @@ async def platform_columns(
         return list(choices)
 
     def each_request() -> AbstractAsyncContextManager[object]:
-        if governor is None:
-            return contextlib.nullcontext()
         return governor.request(platform, LOOKUP_PRIORITY)
 
     try:
@@ -198,11 +195,10 @@ async def platform_columns(
         log.info("deep linking: %s; %s", paused, unasked)
         return list(choices)
     except RemoteFailure as failure:
-        if governor is not None:
-            # on the platform's breaker and pause as any request's failure; one LMS course's
-            # container refused says nothing of the platform's other courses
-            limits = governor.limits_for(platform)
-            outcome_of_failure(governor, failure, platform, limits, course_wide=True)
+        # on the platform's breaker and pause as any request's failure; one LMS course's
+        # container refused says nothing of the platform's other courses
+        limits = governor.limits_for(platform)
+        outcome_of_failure(governor, failure, platform, limits, course_wide=True)
         log.warning(
             "deep linking: %s could not be asked for its columns (%s: %s); %s",
             *(platform.id, failure.code, failure.message, unasked),
