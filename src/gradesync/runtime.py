@@ -183,7 +183,7 @@ class Runtime:
         )
         return self.adapter_context(http)
 
-    async def _drop_destination_context(self) -> None:
+    async def close_destination_context(self) -> None:
         """Taken under the lock, closed after: a caller meanwhile gets a new context, not
         the one closing."""
         with self._destinations_lock:
@@ -373,7 +373,7 @@ class Runtime:
         if self._listener is not None:
             await asyncio.to_thread(self._listener.stop)
             self._listener = None
-        await self._drop_destination_context()
+        await self.close_destination_context()
         if self._server_lock is not None:
             self._server_lock.release()
             self._server_lock = None

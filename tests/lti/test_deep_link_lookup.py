@@ -98,6 +98,22 @@ def _requests(lms: RunningSandbox) -> int:
     return lms.admin.counters().get("lineitems", {}).get("requests", 0)
 
 
+def _respond_faulty(
+    lms: RunningSandbox,
+    browser: Browser,
+    client_id: str,
+    teacher: str,
+    ctx: str,
+    faults: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """`_respond` while the LMS's line items endpoints meet `faults`."""
+    lms.admin.set_faults({"lineitems": faults})
+    try:
+        return _respond(lms, browser, client_id, teacher, ctx)
+    finally:
+        lms.admin.clear_faults()
+
+
 def _asked_for_column(answer: dict[str, Any]) -> dict[str, bool]:
     """Activity -> whether its link asks the LMS to make a column."""
     return {
@@ -166,11 +182,8 @@ def test_an_lms_slower_than_the_deadline_is_asked_once_and_the_answer_comes(
     # the LMS holds every line items request far beyond the deadline (and beyond the
     # browser's patience: an answer that waited for it would fail the test); the sandbox
     # releases it when it stops
-    lms.admin.set_faults({"lineitems": {"latency_ms": 600_000}})
-    try:
-        answer, counters = _respond(lms, browser, client_id, teacher, ctx)
-    finally:
-        lms.admin.clear_faults()
+    faults = {"latency_ms": 600_000}
+    answer, counters = _respond_faulty(lms, browser, client_id, teacher, ctx, faults)
     assert counters.get("requests") == 1, counters
     # unanswered, nothing is claimed found: every link asks the LMS for its column, as a
     # first placement does
@@ -261,9 +274,7 @@ def test_a_failing_look_up_counts_on_the_platforms_breaker(
 @pytest.fixture
 def distributed(postgres_db: Database, tmp_path: Path) -> Iterator[Served]:
     """`gradesync serve` of the distributed mode: no worker in the process."""
-    yield from serve(
-        postgres_db, tmp_path, worker_mode="distributed", deep_link_lookup_seconds=DEADLINE
-    )
+    yield from serve(postgres_db, tmp_path, worker_mode="distributed")
 
 
 @pytest.mark.postgres
@@ -275,12 +286,9 @@ def test_without_a_worker_in_process_the_look_up_keeps_to_the_platforms_limits(
     send's does), and the next look-up, made while it is paused, asks nothing."""
     assert distributed.runtime.worker is None
     client_id, teacher, ctx = _course(lms, distributed)
-    lms.admin.add_line_item(ctx, label="Lab a2", scoreMaximum=10, resourceId="a2", tag="grade")
-    lms.admin.set_faults({"lineitems": {"script": ["throttle"], "retry_after": 600}})
-    try:
-        answer, counters = _respond(lms, browser, client_id, teacher, ctx)
-    finally:
-        lms.admin.clear_faults()
+    _ours(lms, ctx, "a2")
+    faults = {"script": ["throttle"], "retry_after": 600}  # a 429 with Retry-After
+    answer, counters = _respond_faulty(lms, browser, client_id, teacher, ctx, faults)
     assert counters.get("requests") == 1, counters
     assert _asked_for_column(answer) == dict.fromkeys(ACTIVITIES, True)
     (platform,) = distributed.ok("GET", "/destinations")
@@ -288,3 +296,21 @@ def test_without_a_worker_in_process_the_look_up_keeps_to_the_platforms_limits(
     again, counters = _respond(lms, browser, client_id, teacher, ctx)
     assert counters.get("requests", 0) == 0, counters
     assert _asked_for_column(again) == dict.fromkeys(ACTIVITIES, True)
+
+
+@pytest.mark.postgres
+def test_a_serve_without_a_worker_closes_its_pool_to_the_platforms_when_it_stops(
+    lms: RunningSandbox, postgres_db: Database, tmp_path: Path, browser: Browser
+) -> None:
+    """The HTTP pool a look-up went through is closed when `serve` stops, with no worker
+    in the process to close it (it was left open: "Unclosed client session" at exit)."""
+    running = serve(postgres_db, tmp_path, worker_mode="distributed")
+    gs = next(running)
+    try:
+        client_id, teacher, ctx = _course(lms, gs)
+        _respond(lms, browser, client_id, teacher, ctx)
+        pool = gs.runtime.destination_context().http
+        assert not pool.is_closed
+    finally:
+        running.close()  # the server stops, as at a SIGTERM
+    assert pool.is_closed and gs.runtime.destinations is None

@@ -59,6 +59,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await scheduler.stop()
         if started:
             await runtime.stop_worker()
+        elif getattr(app.state, "run_worker", False):
+            # no worker here (distributed mode): the pool this process's own requests to
+            # destinations went through (checks, Deep Linking's look-ups) is closed all the same
+            await runtime.close_destination_context()
 
 
 def create_app(runtime: Runtime) -> FastAPI:
