@@ -65,35 +65,25 @@ async def _claimed_again(db: Database) -> tuple[Settlement, Settlement]:
     )
 
 
-async def test_an_outcome_whose_lease_ran_out_is_counted_on_metrics(
-    db: Database, scrape: str
+@pytest.mark.parametrize(
+    ("put", "counted", "not_counted"),
+    [("outcome", ENDED, GONE), ("let_go", GONE, ENDED)],
+    ids=["an-outcome-left-unwritten", "a-result-given-back-without-its-lease"],
+)
+async def test_what_a_claim_whose_lease_ran_out_writes_is_counted_on_metrics(
+    db: Database, scrape: str, put: str, counted: str, not_counted: str
 ) -> None:
-    outcome, _ = await _claimed_again(db)
+    """w:1's refusal of the result is not written (its claim ended), or its giving the
+    result back unsent finds no lease of its own to give back: each is counted once."""
+    outcome, let_go = await _claimed_again(db)
     before = _served(scrape)
     writer = _writer(db)
     try:
-        writer.put(outcome)
+        writer.put(outcome if put == "outcome" else let_go)
         await writer.flush()
     finally:
         await writer.stop()
-    assert writer.claims_ended == 1
+    assert (writer.claims_ended, writer.leases_gone) == ((1, 0) if put == "outcome" else (0, 1))
     after = _served(scrape)
-    assert value(after, ENDED) - value(before, ENDED) == 1
-    assert value(after, GONE) == value(before, GONE)
-
-
-async def test_a_result_given_back_after_its_lease_ran_out_is_counted_on_metrics(
-    db: Database, scrape: str
-) -> None:
-    _, let_go = await _claimed_again(db)
-    before = _served(scrape)
-    writer = _writer(db)
-    try:
-        writer.put(let_go)
-        await writer.flush()
-    finally:
-        await writer.stop()
-    assert writer.leases_gone == 1
-    after = _served(scrape)
-    assert value(after, GONE) - value(before, GONE) == 1
-    assert value(after, ENDED) == value(before, ENDED)
+    assert value(after, counted) - value(before, counted) == 1
+    assert value(after, not_counted) == value(before, not_counted)
