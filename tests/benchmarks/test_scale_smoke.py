@@ -197,6 +197,16 @@ def test_storage_calls_reports_each_call(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_claim_calls_reports_each_claim_size(tmp_path: Path) -> None:
+    figures = module_figures(tmp_path, "claim_calls", "--rounds", "1", "--calls", "2")
+    for limit in (100, 200, 400):
+        low, median, high = figures[f"claim_{limit}_rows_us"]
+        assert 0 < low <= median <= high
+        assert figures[f"claim_{limit}_rows_us_per_row"] > 0
+    assert figures["cpu_pressure"]["seconds"] is not None
+
+
+@pytest.mark.slow
 def test_cli_startup_reports_each_command_of_each_checkout(tmp_path: Path) -> None:
     src = str(ROOT / "src")
     figures = module_figures(
