@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import cache
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -30,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.driver_rows import decoded_rows
 from gradesync.adapters.db.mapping import (
     insert_many,
     rows_of_arrays,
@@ -100,6 +102,34 @@ def _ledger_row(r: Any) -> LedgerRow:
         updated_at=utc(r["updated_at"]),
         pending_since=utc(r["pending_since"]),
     )
+
+
+# SQLite and PostgreSQL: a claim's reads of whole ledger rows (`select(t.ledger)`) taken as
+# the driver gives them and decoded once a column (`driver_rows`), not through a `Row`, a
+# mapping and `_ledger_row`: that was most of a claim's CPU
+_LEDGER_COLUMNS = tuple(t.ledger.c)
+_AT = {c.name: i for i, c in enumerate(_LEDGER_COLUMNS)}
+_KEY_AT = itemgetter(*(_AT[n] for n in ("tenant_id", "destination_id", "activity_id", "person_id")))
+_ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))[2:]  # after the key and the state
+_FIELDS_AT = itemgetter(*(_AT[n] for n in _ROW_FIELDS))
+_STATE_AT, _COURSE_AT, _PRIORITY_AT = _AT["state"], _AT["course_id"], _AT["priority"]
+_STATES = {s.value: s for s in DeliveryState}
+
+
+def _ledger_rows(result: Any) -> list[tuple[LedgerRow, str, int]]:
+    """The whole ledger rows `result` reads, each as (row, its course, its priority): what
+    `_ledger_row` makes of each, with no Python step per value but the decoding
+    (`tests/integration/test_driver_rows.py` checks the two read the same)."""
+    out = []
+    for v in decoded_rows(result, _LEDGER_COLUMNS):
+        state = v[_STATE_AT]
+        row = LedgerRow(
+            LedgerKey(*_KEY_AT(v)),
+            _STATES.get(state) or DeliveryState(state),
+            *_FIELDS_AT(v),
+        )
+        out.append((row, v[_COURSE_AT], v[_PRIORITY_AT]))
+    return out
 
 
 @cache
@@ -295,6 +325,8 @@ def _as_read(was: LedgerRow, stamp: datetime | None) -> dict[str, Any]:
     return values
 
 
+# SQLite: a lease's parameters of `_by_key` as one tuple a row (`LedgerRepo.lease`)
+_LEASED = ("lease_owner", "lease_until", "last_timestamp", *_KEY_PARAMS)
 # SQLite: `_settle_as_claimed`'s parameters as one tuple a row (`execute_tuples`), taken
 # from the rows by `attrgetter` and only the times and the state converted: binding them
 # by name through dicts cost about a third of the statement
@@ -886,10 +918,9 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         # (priority, order within it, stamp, row, course): live grades first; within a
         # priority, due retries, then pending rows shared between courses
         found: list[tuple[int, int, datetime, LedgerRow, str]] = []
-        for r in self._locked(retrying):
-            row = _ledger_row(r)
+        for row, course, prio in self._locked(retrying):
             assert row.next_attempt_at is not None
-            found.append((r["priority"], -1, row.next_attempt_at, row, r["course_id"]))
+            found.append((prio, -1, row.next_attempt_at, row, course))
         for priority in (LIVE,) if live_only else CLAIM_PRIORITIES:
             if sum(1 for f in found if f[0] <= priority) >= limit:
                 break  # enough rows claimed ahead of this priority
@@ -909,10 +940,10 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         chosen.sort(key=lambda f: (f[0], f[2]))
         return [Claimable(row, course, priority) for priority, _, _, row, course in chosen]
 
-    def _locked(self, q: Select[Any]) -> Iterator[Any]:
+    def _locked(self, q: Select[Any]) -> list[tuple[LedgerRow, str, int]]:
         if self.postgres:
             q = q.with_for_update(skip_locked=True)
-        return iter(self.conn.execute(q).mappings())
+        return _ledger_rows(self.conn.execute(q))
 
     def _pending_courses(self, priority: int, after: str, most: int) -> list[str]:
         """Up to `most` courses with pending rows of `priority`, in course order from just
@@ -997,8 +1028,10 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                 # most of a claim's time
                 got_pg: dict[str, list[tuple[LedgerRow, str]]] = {k: [] for k in open_courses}
                 q = _shares(priority, free, taken, share)
-                for r in self.conn.execute(q, {"courses": open_courses}).mappings():
-                    got_pg[r["course_id"]].append((_ledger_row(r), r["course_id"]))
+                for row, in_course, _ in _ledger_rows(
+                    self.conn.execute(q, {"courses": open_courses})
+                ):
+                    got_pg[in_course].append((row, in_course))
                 for course, got in got_pg.items():
                     got.sort(key=_oldest_first)  # each course's rows in its own order
                     fresh = new_rows(got)
@@ -1011,7 +1044,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             assert step is not None
             for course in open_courses:
                 params = {"priority": priority, "course": course, "skip": taken, "share": share}
-                got = [(_ledger_row(r), course) for r in self.conn.execute(step, params).mappings()]
+                got = [(row, course) for row, _, _ in _ledger_rows(self.conn.execute(step, params))]
                 fresh = new_rows(got)
                 rows[course] += fresh
                 room -= len(fresh)
@@ -1043,24 +1076,17 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                 },
             )
             return
-        # SQLite: through the driver's executemany, each column bound by its name (SQLAlchemy's
-        # executemany processed every parameter of every row in Python)
-        until = utc(until)
-        execute_rows(
+        # SQLite: through the driver's executemany, one tuple a row already in the stored
+        # form (`execute_tuples`): the lease's owner and time, the same for every row, made
+        # once, and each row's score timestamp formatted (SQLAlchemy's executemany
+        # processed every parameter of every row in Python; a dict a row cost a third more)
+        text = as_stored(self.conn.dialect, t.ledger.c.last_timestamp)
+        shared = (owner, text(until))
+        execute_tuples(
             self.conn,
             _by_key(),
-            [
-                {
-                    "lease_owner": owner,
-                    "lease_until": until,
-                    "last_timestamp": utc(ts),
-                    "k_t": k.tenant_id,
-                    "k_d": k.destination_id,
-                    "k_a": k.activity_id,
-                    "k_p": k.person_id,
-                }
-                for k, ts in rows
-            ],
+            _LEASED,
+            [(*shared, text(ts), *_key_tuple(k)) for k, ts in rows],
         )
 
     def release(self, claims: Sequence[tuple[LedgerKey, datetime]], owner: str) -> int:

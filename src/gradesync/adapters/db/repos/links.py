@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select
 
 from gradesync.adapters.db import schema as t
+from gradesync.adapters.db.driver_rows import decoded_rows
 from gradesync.adapters.db.mapping import from_row, rows_of_arrays, to_row, upsert
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import CourseLink, ItemLink, PersonLink
@@ -30,6 +32,27 @@ def _links_by_persons() -> Any:
         .join(courses, c.course_id == courses.c.id)
         .where(c.tenant_id == bindparam("tenant"), c.destination_id == bindparam("destination"))
     )
+
+
+_PERSON_COLUMNS = tuple(t.person_links.c)
+_PERSON_FIELDS = itemgetter(
+    *(
+        [c.name for c in _PERSON_COLUMNS].index(n)
+        for n in ("tenant_id", "destination_id", "person_id", "remote_id", "course_id", "data")
+    )
+)
+
+
+def _person_links(result: Any) -> list[PersonLink]:
+    """The whole person links `result` reads (`select(t.person_links)`), as `_person` makes
+    them, from the driver's rows (`driver_rows`; `tests/integration/test_driver_rows.py`)."""
+    out = []
+    for v in decoded_rows(result, _PERSON_COLUMNS):
+        tenant_id, destination_id, person_id, remote_id, course_id, data = _PERSON_FIELDS(v)
+        out.append(
+            PersonLink(tenant_id, destination_id, person_id, remote_id, course_id or None, data)
+        )
+    return out
 
 
 class LinkRepo(SqlRepo, ports.LinkRepo):
@@ -168,12 +191,12 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
         courses = sorted({course for course, _ in wanted} | {""})
         general: dict[str, PersonLink] = {}
         own: dict[tuple[str, str], PersonLink] = {}
-        for rows in self._links_of(tenant_id, destination_id, courses, ids):
-            for r in rows:
-                if r["course_id"]:
-                    own[(r["course_id"], r["person_id"])] = self._person(r)
+        for links in self._links_of(tenant_id, destination_id, courses, ids):
+            for found in links:
+                if found.course_id:
+                    own[(found.course_id, found.person_id)] = found
                 else:
-                    general[r["person_id"]] = self._person(r)
+                    general[found.person_id] = found
         # a course's own link wins over the general one
         out: dict[tuple[str, str], PersonLink] = {}
         for course, person in wanted:
@@ -184,16 +207,17 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
 
     def _links_of(
         self, tenant_id: str, destination_id: str, courses: list[str], ids: list[str]
-    ) -> Iterator[Iterable[Any]]:
+    ) -> Iterator[list[PersonLink]]:
         """The links of `ids` in `courses`, which include "" for the general links of no
         course. On PostgreSQL the ids go as one array joined to the table, a statement that
         neither grows with them nor needs expanding per call; on SQLite in chunks, within
-        its limit on bound parameters."""
+        its limit on bound parameters. Every claim reads its people's links: their rows
+        are taken as the driver gives them (`_person_links`)."""
         c = t.person_links.c
         if not ids:
             return
         if self.postgres:
-            yield (
+            yield _person_links(
                 self.conn.execute(
                     _links_by_persons(),
                     {
@@ -203,19 +227,19 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
                         "ids": ids,
                     },
                 )
-                .mappings()
-                .all()
             )
             return
         for i in range(0, len(ids), _IN_CHUNK):
-            yield self.conn.execute(
-                select(t.person_links).where(
-                    c.tenant_id == tenant_id,
-                    c.destination_id == destination_id,
-                    c.course_id.in_(courses),
-                    c.person_id.in_(ids[i : i + _IN_CHUNK]),
+            yield _person_links(
+                self.conn.execute(
+                    select(t.person_links).where(
+                        c.tenant_id == tenant_id,
+                        c.destination_id == destination_id,
+                        c.course_id.in_(courses),
+                        c.person_id.in_(ids[i : i + _IN_CHUNK]),
+                    )
                 )
-            ).mappings()
+            )
 
     @staticmethod
     def _person(row: Any) -> PersonLink:
