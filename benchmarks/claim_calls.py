@@ -25,6 +25,7 @@ import asyncio
 import cProfile
 import json
 import secrets
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -118,11 +119,14 @@ def run(rounds: int, profile: Path | None, calls: int | None = None) -> dict[str
     out: dict[str, Any] = {"rounds": rounds}
     prof = cProfile.Profile() if profile else None
     with tempfile.TemporaryDirectory() as tmp:
-        db = Database(f"sqlite:///{Path(tmp) / 'claims.db'}", secrets.token_urlsafe(32))
+        path = Path(tmp) / "claims.db"
+        db = Database(f"sqlite:///{path}", secrets.token_urlsafe(32))
         db.upgrade()
         _world(db)
-        with db.engine.connect() as conn:  # the world's writes out of the WAL, untimed
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.engine.dispose()  # the world's writes out of the WAL, untimed
+        with sqlite3.connect(path) as raw:
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        raw.close()
         now = SystemClock().now()
         step = LEASE + timedelta(seconds=1)
         for limit, each in SIZES.items():
