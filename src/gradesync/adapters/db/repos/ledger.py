@@ -1077,10 +1077,10 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             )
             return
         # SQLite: through the driver's executemany, one tuple a row already in the stored
-        # form (`execute_tuples`): the lease's owner and time, the same for every row, made
-        # once, and each row's score timestamp formatted (SQLAlchemy's executemany
-        # processed every parameter of every row in Python; a dict a row cost a third more)
-        text = as_stored(self.conn.dialect, t.ledger.c.last_timestamp)
+        # form (`execute_tuples`): the lease's owner and end, the same for every row, made
+        # once, and each row's score timestamp formatted, with no dict a row and no
+        # converter per value (a settle compares the lease's end as stored here)
+        text = as_stored(self.conn.dialect, t.ledger.c.last_timestamp)  # every time's form
         shared = (owner, text(until))
         execute_tuples(
             self.conn,
