@@ -5,13 +5,12 @@ does not have."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 
 from gradesync.domain.capabilities import Capabilities
-from gradesync.domain.errors import FieldProblem, InvalidInput
-from gradesync.domain.model import SIS_KINDS, Activity, DestinationKind, ItemLink, PolicySettings
-from gradesync.domain.policy import NoResult, ResolvedPolicy, column_for, resolve_settings
+from gradesync.domain.errors import FieldProblem
+from gradesync.domain.model import SIS_KINDS, Activity, DestinationKind, ItemLink
+from gradesync.domain.policy import NoResult, ResolvedPolicy, column_for
 from gradesync.domain.reasons import Reason, ReasonCode
 
 # the activity's own facts that keep every grade of it from every gradebook for as long as
@@ -24,20 +23,6 @@ _FIELDS = {
     ReasonCode.BELOW_MINIMUM_POINTS: "points_possible",
     ReasonCode.FRACTIONAL_POINTS: "points_possible",
 }
-
-
-INVALID_POLICY = "invalid_policy"
-
-
-def activity_policy(
-    layers: Sequence[PolicySettings], activity: Activity
-) -> ResolvedPolicy | Reason:
-    """The activity's policy over `layers` (the tenant's, the course's), or why it cannot be
-    worked out (settings that contradict each other), as computing says it."""
-    try:
-        return resolve_settings(*layers, activity.policy)
-    except InvalidInput as exc:
-        return Reason(INVALID_POLICY, f"The grade policy settings are invalid: {exc}")
 
 
 def column_written(kind: DestinationKind | str, item: ItemLink | None) -> bool:

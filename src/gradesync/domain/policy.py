@@ -39,12 +39,14 @@ from gradesync.domain.reasons import Reason
 
 __all__ = [
     "DEFAULT_POLICY",
+    "INVALID_POLICY",
     "Capabilities",
     "Column",
     "DesiredResult",
     "NoResult",
     "PolicyInput",
     "ResolvedPolicy",
+    "activity_policy",
     "column_for",
     "column_hash",
     "desired_result",
@@ -153,6 +155,20 @@ def resolve_settings(*layers: PolicySettings) -> ResolvedPolicy:
         if layer.keep_lms_edits is not None:
             keep = layer.keep_lms_edits
     return ResolvedPolicy(selection, extra, zeros, grace, minimum, name_rule, keep)
+
+
+INVALID_POLICY = "invalid_policy"
+
+
+def activity_policy(
+    layers: Sequence[PolicySettings], activity: Activity
+) -> ResolvedPolicy | Reason:
+    """The activity's policy over `layers` (the tenant's, the course's), or why it cannot be
+    worked out (settings that contradict each other), as computing says it."""
+    try:
+        return resolve_settings(*layers, activity.policy)
+    except InvalidInput as exc:
+        return Reason(INVALID_POLICY, f"The grade policy settings are invalid: {exc}")
 
 
 # --- results -------------------------------------------------------------------------------

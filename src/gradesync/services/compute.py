@@ -43,7 +43,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from gradesync.domain.columns import activity_policy
 from gradesync.domain.ledger import reconcile, reopened
 from gradesync.domain.model import (
     SIS_KINDS,
@@ -68,6 +67,7 @@ from gradesync.domain.policy import (
     NoResult,
     PolicyInput,
     ResolvedPolicy,
+    activity_policy,
     column_for,
     column_hash,
     desired_result,

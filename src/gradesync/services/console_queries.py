@@ -17,7 +17,7 @@ from typing import Any
 
 from gradesync.domain import course_connection, remedies
 from gradesync.domain.capabilities import Capabilities
-from gradesync.domain.columns import activity_policy, column_written, no_column
+from gradesync.domain.columns import column_written, no_column
 from gradesync.domain.destination_names import NamedThen, named_then
 from gradesync.domain.diagnosis import DestinationQueue, pending_said
 from gradesync.domain.errors import NotFound
@@ -39,6 +39,7 @@ from gradesync.domain.model import (
     SyncRun,
 )
 from gradesync.domain.passback import capabilities_for, profile_from_config
+from gradesync.domain.policy import activity_policy
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.queue_facts import destination_queue
 from gradesync.services.rate_limit_holds import RateLimitHold, rate_limit_hold

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from gradesync.domain.capabilities import Capabilities
-from gradesync.domain.columns import activity_policy
 from gradesync.domain.diagnosis import (
     ActivityDestinationFacts,
     ActivityFacts,
@@ -53,7 +52,7 @@ from gradesync.domain.model import (
     Role,
     Tenant,
 )
-from gradesync.domain.policy import ResolvedPolicy
+from gradesync.domain.policy import ResolvedPolicy, activity_policy
 from gradesync.domain.reasons import Reason
 from gradesync.domain.triage import CourseDestinationFacts, CourseFacts, CourseTriage, triage_course
 from gradesync.services.clock import Clock
@@ -472,7 +471,7 @@ async def probe(client: DestinationClient) -> list[ProbeStep]:
         steps = await client.check()
     except Exception as exc:  # a check answers in words, whatever went wrong
         return [unreachable(exc)]
-    return [ProbeStep(s.name, s.passed, s.evidence, s.remedy, s.code, s.fix) for s in steps]
+    return list(steps)
 
 
 async def diagnose_destination(

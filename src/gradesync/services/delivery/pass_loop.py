@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from gradesync.domain.columns import INVALID_POLICY
 from gradesync.domain.held import logs_scale
 from gradesync.domain.ledger import (
     Delivered,
@@ -48,6 +47,7 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import (
+    INVALID_POLICY,
     Column,
     DesiredResult,
     NoResult,

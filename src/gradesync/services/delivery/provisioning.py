@@ -22,7 +22,8 @@ from typing import Any
 
 from gradesync.domain.held import provisioned
 from gradesync.domain.model import Activity, Course, CourseLink, Destination, ItemLink, Tenant
-from gradesync.domain.policy import Column, NoResult, column_for, column_hash, resolve_settings
+from gradesync.domain.policy import Column, NoResult, activity_policy, column_for, column_hash
+from gradesync.domain.reasons import Reason
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.clients import Clients
 from gradesync.services.delivery.failures import slowed_down
@@ -257,8 +258,12 @@ class Provisioner:
         """1: the column written, 0: not (in place already, or failed), or the pause that
         held it."""
         d = k.destination
+        policy = activity_policy((k.tenant.policy, k.course.policy), activity)
+        if isinstance(policy, Reason):  # settings that contradict each other: as a failure
+            log.info("column %s at %s not created ahead: %s", activity.id, d.id, policy.text)
+            self._try_again(d, k, activity)
+            return 0
         try:
-            policy = resolve_settings(k.tenant.policy, k.course.policy, activity.policy)
             column = column_for(activity, policy, client.capabilities)
             if isinstance(column, NoResult):
                 return 0

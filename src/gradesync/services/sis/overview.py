@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradesync.domain.columns import activity_policy, column_written, no_column
+from gradesync.domain.columns import column_written, no_column
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import (
     SIS_KINDS,
@@ -21,6 +21,7 @@ from gradesync.domain.model import (
     SyncRun,
 )
 from gradesync.domain.passback import capabilities_for, profile_from_config
+from gradesync.domain.policy import activity_policy
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.sis.common import sis_destination
 
