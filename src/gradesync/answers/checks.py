@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from gradesync.domain.diagnosis import ProbeStep
-from gradesync.services.destination import CheckStep
 
 
-def step_out(s: CheckStep | ProbeStep) -> dict[str, Any]:
+def step_out(s: ProbeStep) -> dict[str, Any]:
     """A step of a check, its remedy in the words it was read over in."""
     return {
         "name": s.name,

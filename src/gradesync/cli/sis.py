@@ -30,12 +30,13 @@ from gradesync.cli._common import (
     setting_text,
     will_write,
 )
+from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import DestinationKind, SyncRun
 from gradesync.domain.remedies import Reader
 from gradesync.services import sis as service
 from gradesync.services import sis_export
-from gradesync.services.destination import CheckStep, RemoteFailure
+from gradesync.services.destination import RemoteFailure
 
 if TYPE_CHECKING:
     from gradesync.answers.runs import RunOut
@@ -61,7 +62,7 @@ def _run(
         return guarded(lambda: fn(rt), options, named)
 
 
-async def _check(rt: Runtime, tenant: str, destination_id: str) -> Sequence[CheckStep]:
+async def _check(rt: Runtime, tenant: str, destination_id: str) -> Sequence[ProbeStep]:
     async with rt.sis_directory(tenant, destination_id) as client:
         return await client.check()
 
@@ -191,7 +192,7 @@ def add(
         concurrency=concurrency,
     )
 
-    def go(rt: Runtime) -> tuple[Any, Sequence[CheckStep] | None]:
+    def go(rt: Runtime) -> tuple[Any, Sequence[ProbeStep] | None]:
         dest = _add(rt)
         if not as_json:
             console.print(f"SIS connection [bold]{dest.id}[/bold] saved ({dest.kind.value})")

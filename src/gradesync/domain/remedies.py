@@ -6,7 +6,7 @@ reads its command (`gradesync sis map-class ...`); an administrator reading over
 or in the console reads the API's route or the console's page or button that does the same
 (`FOR_READERS`), never a command they cannot run; an instructor in the console reads what an
 administrator does and that they can ask for it (`FOR_INSTRUCTORS`). The SIS adapters refuse
-so (`RemoteFailure.fix`, `CheckStep.fix`), and the SIS's validation so words its problems.
+so (`RemoteFailure.fix`, `ProbeStep.fix`), and the SIS's validation so words its problems.
 
 A ledger row stores its reason so too (`stored_text`): what happened, and the remedy's code
 and ids, read back (`stored_reason`) and worded for its reader when the row is read

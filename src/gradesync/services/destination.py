@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink, PersonLink
 from gradesync.domain.policy import Capabilities, Column, DesiredResult
 from gradesync.domain.reasons import Reason
@@ -130,26 +131,6 @@ class ReadBack:
 
 
 @dataclass(frozen=True, slots=True)
-class CheckStep:
-    """One step of `destinations check`: passed or not, with evidence and a remedy."""
-
-    name: str
-    passed: bool
-    evidence: str
-    remedy: str | None = None
-    # what the step found, for a program (e.g. "token_granted", "bad_credentials"); `fix` the
-    # remedy held as a code, `remedy` then the command line's words (`read_over`)
-    code: str | None = None
-    fix: Remedy | None = None
-
-    def read_over(self, reader: Reader) -> CheckStep:
-        """The step with its remedy in the words of an administrator reading over `reader`."""
-        if self.fix is None:
-            return self
-        return replace(self, remedy=self.fix.words(reader))
-
-
-@dataclass(frozen=True, slots=True)
 class ResultTarget:
     """Everything an adapter needs to address one result."""
 
@@ -195,7 +176,7 @@ class DestinationClient(Protocol):
         """Results as the destination holds them; empty when it cannot read back."""
         ...
 
-    async def check(self) -> Sequence[CheckStep]:
+    async def check(self) -> Sequence[ProbeStep]:
         """Prove the destination works: credentials, token, scopes, listing."""
         ...
 

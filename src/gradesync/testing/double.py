@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink, ScoreForm
 from gradesync.domain.policy import Capabilities, Column, DesiredResult, column_hash
 from gradesync.services.destination import (
-    CheckStep,
     FailureClass,
     ReadBack,
     Receipt,
@@ -270,8 +270,8 @@ class DoubleClient:
             if it == item.remote_id
         ]
 
-    async def check(self) -> Sequence[CheckStep]:
-        return [CheckStep("double", True, "in memory")]
+    async def check(self) -> Sequence[ProbeStep]:
+        return [ProbeStep("double", True, "in memory")]
 
     async def aclose(self) -> None:
         return None

@@ -15,10 +15,10 @@ from datetime import datetime
 import httpx
 
 from gradesync.adapters.destinations.registry import DestinationContext
+from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
 from gradesync.domain.policy import Capabilities, Column, DesiredResult, column_hash
 from gradesync.services.destination import (
-    CheckStep,
     FailureClass,
     ReadBack,
     Receipt,
@@ -92,8 +92,8 @@ class HttpDoubleClient:
             for row in resp.json()
         ]
 
-    async def check(self) -> Sequence[CheckStep]:
-        return [CheckStep("http double", True, self.base)]
+    async def check(self) -> Sequence[ProbeStep]:
+        return [ProbeStep("http double", True, self.base)]
 
     async def aclose(self) -> None:
         return None

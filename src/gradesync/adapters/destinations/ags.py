@@ -44,11 +44,11 @@ from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.adapters.destinations.tokens import AccessToken
 from gradesync.domain.canonical import parse_iso
 from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
 from gradesync.domain.policy import Column, DesiredResult, column_hash
 from gradesync.services.destination import (
     NO_RESOURCE_LINK,
-    CheckStep,
     FailureClass,
     ReadBack,
     Receipt,
@@ -748,15 +748,15 @@ class AgsClient:
             if failure.code != "line_item_gone":
                 raise
 
-    async def check(self) -> Sequence[CheckStep]:
-        steps: list[CheckStep] = []
+    async def check(self) -> Sequence[ProbeStep]:
+        steps: list[ProbeStep] = []
         missing = [
             k
             for k in ("issuer", "client_id", "auth_token_url", "key_set_url")
             if not self.config.get(k)
         ]
         steps.append(
-            CheckStep(
+            ProbeStep(
                 "registration",
                 not missing and bool(self.config.get("deployment_ids")),
                 "complete" if not missing else f"missing: {', '.join(missing)}",
@@ -769,11 +769,11 @@ class AgsClient:
             token = await self._token()
         except RemoteFailure as failure:
             steps.append(
-                CheckStep("token", False, failure.message, failure.remedy, code=failure.code)
+                ProbeStep("token", False, failure.message, failure.remedy, code=failure.code)
             )
             return steps
         steps.append(
-            CheckStep(
+            ProbeStep(
                 "token",
                 True,
                 f"token issued by {self.config.get('auth_token_url')}",
@@ -783,7 +783,7 @@ class AgsClient:
         need = {SCOPE_SCORE, SCOPE_LINEITEM}
         lacking = sorted(need - token.scopes)
         steps.append(
-            CheckStep(
+            ProbeStep(
                 "scopes",
                 not lacking,
                 f"granted: {', '.join(sorted(token.scopes)) or 'none'}",

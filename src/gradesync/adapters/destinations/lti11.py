@@ -40,6 +40,7 @@ from gradesync.adapters.destinations.pox import (
     parse_response,
 )
 from gradesync.adapters.destinations.registry import DestinationContext
+from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.model import (
     Course,
     CourseLink,
@@ -51,7 +52,6 @@ from gradesync.domain.model import (
 from gradesync.domain.policy import Capabilities, Column, DesiredResult, column_hash
 from gradesync.domain.remedies import Remedy, lti11_column_remedy
 from gradesync.services.destination import (
-    CheckStep,
     FailureClass,
     ReadBack,
     Receipt,
@@ -604,14 +604,14 @@ class Lti11Client:
         ]
         return [r for r in await asyncio.gather(*jobs) if r is not None]
 
-    async def check(self) -> Sequence[CheckStep]:
-        steps: list[CheckStep] = []
+    async def check(self) -> Sequence[ProbeStep]:
+        steps: list[ProbeStep] = []
         try:
             cfg = self._config()
         except RemoteFailure as exc:
-            return [CheckStep("configuration", False, exc.message, exc.remedy, code=exc.code)]
+            return [ProbeStep("configuration", False, exc.message, exc.remedy, code=exc.code)]
         steps.append(
-            CheckStep(
+            ProbeStep(
                 "configuration",
                 True,
                 f"consumer key {cfg.consumer_key!r}, secret set, allowed hosts "
@@ -620,7 +620,7 @@ class Lti11Client:
             )
         )
         steps.append(
-            CheckStep(
+            ProbeStep(
                 "outcome service",
                 True,
                 "nothing to call before a launch: the LMS gives its outcome URL with each "

@@ -11,11 +11,11 @@ from typing import Any
 
 from gradesync.adapters import metrics
 from gradesync.adapters.destinations.http_pool import ObservingTransport
+from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
 from gradesync.domain.policy import Capabilities, Column, DesiredResult
 from gradesync.services import log_context
 from gradesync.services.destination import (
-    CheckStep,
     ColumnFinder,
     ColumnRemover,
     DestinationClient,
@@ -100,7 +100,7 @@ class ObservedClient:
         with log_context.bound(**self._context):
             await self._inner.delete_column(course, item)
 
-    async def check(self) -> Sequence[CheckStep]:
+    async def check(self) -> Sequence[ProbeStep]:
         with log_context.bound(**self._context):
             return await self._inner.check()
 

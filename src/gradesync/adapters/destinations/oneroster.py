@@ -54,6 +54,7 @@ from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.adapters.destinations.tokens import AccessToken
 from gradesync.domain.canonical import digest, parse_iso
 from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.diagnosis.checks import plural
 from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
@@ -77,7 +78,6 @@ from gradesync.domain.passback import (
 from gradesync.domain.policy import Column, DesiredResult, column_hash
 from gradesync.domain.remedies import Reader, Remedy
 from gradesync.services.destination import (
-    CheckStep,
     FailureClass,
     ReadBack,
     Receipt,
@@ -256,14 +256,14 @@ class OneRosterClient:
                 )
         return out
 
-    async def check(self) -> Sequence[CheckStep]:
-        steps: list[CheckStep] = []
+    async def check(self) -> Sequence[ProbeStep]:
+        steps: list[ProbeStep] = []
         try:
             token = await self._token()
         except RemoteFailure as failure:
             return [self._failed_step("token", failure)]
         steps.append(
-            CheckStep(
+            ProbeStep(
                 "token",
                 True,
                 f"token from {self.token_url} ({plural(len(token.scopes), 'scope')})",
@@ -272,7 +272,7 @@ class OneRosterClient:
         )
         missing = [s for s in (SCOPE_READONLY, SCOPE_CREATEPUT) if s not in token.scopes]
         steps.append(
-            CheckStep(
+            ProbeStep(
                 "scopes",
                 not missing,
                 "granted: " + ", ".join(sorted(s.rsplit("/", 1)[-1] for s in token.scopes)),
@@ -287,7 +287,7 @@ class OneRosterClient:
         else:
             titles = ", ".join(c["title"] for c in categories[:10]) or "none"
             steps.append(
-                CheckStep(
+                ProbeStep(
                     "categories",
                     True,
                     f"{plural(len(categories), 'category', 'categories')}: {titles}",
@@ -296,13 +296,13 @@ class OneRosterClient:
             )
         return steps
 
-    def _failed_step(self, name: str, failure: RemoteFailure) -> CheckStep:
+    def _failed_step(self, name: str, failure: RemoteFailure) -> ProbeStep:
         """A step the SIS's refusal failed: its code, and its remedy held as a code where the
         refusal holds one (about this connection), else in the adapter's words."""
         fix = failure.fix
         if fix is not None and fix.destination is None:
             fix = replace(fix, destination=self.destination.id)
-        return CheckStep(
+        return ProbeStep(
             name,
             False,
             failure.message,

@@ -35,6 +35,7 @@ from gradesync.adapters.destinations.oneroster_rules import (
 from gradesync.adapters.destinations.registry import DestinationContext
 from gradesync.domain.canonical import digest
 from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink
 from gradesync.domain.oneroster_csv import line_item_values, ordered, result_values, zulu
 from gradesync.domain.passback import (
@@ -52,7 +53,6 @@ from gradesync.domain.passback import (
 from gradesync.domain.policy import Column, DesiredResult, column_hash
 from gradesync.domain.remedies import Reader, Remedy
 from gradesync.services.destination import (
-    CheckStep,
     FailureClass,
     ReadBack,
     Receipt,
@@ -178,10 +178,10 @@ class OneRosterCsvClient:
     async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
         return []  # the SIS's gradebook is not readable from here
 
-    async def check(self) -> Sequence[CheckStep]:
+    async def check(self) -> Sequence[ProbeStep]:
         # no command in the evidence: every reader reads it (the export is theirs to find)
         steps = [
-            CheckStep(
+            ProbeStep(
                 "file-based SIS",
                 True,
                 "Grades are written as OneRoster 1.2 CSV files, exported on request; there is "
@@ -193,7 +193,7 @@ class OneRosterCsvClient:
             self.destination.config.get("category_map")
         )
         steps.append(
-            CheckStep(
+            ProbeStep(
                 "categories",
                 not unaligned,
                 "groups are aligned by name, which a file-based SIS cannot answer; no "

@@ -35,14 +35,16 @@ from gradesync.domain.remedies import Reader, Remedy
 
 @dataclass(frozen=True, slots=True)
 class ProbeStep:
-    """One step of the destination's own check (token, scopes, listing, test result)."""
+    """One step of the destination's own check (token, scopes, listing, test result), as a
+    destination client's `check` and `destinations check` answer it."""
 
     name: str
     passed: bool
     evidence: str
     remedy: str | None = None
-    # what the step found, for a program; `fix` its remedy held as a code, `remedy` then the
-    # command line's words (`read_over` makes another reader's)
+    # what the step found, for a program (e.g. "token_granted", "bad_credentials"); `fix` its
+    # remedy held as a code, `remedy` then the command line's words (`read_over` makes
+    # another reader's)
     code: str | None = None
     fix: Remedy | None = None
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+from gradesync.domain.diagnosis import ProbeStep
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
     SIS_KINDS,
@@ -18,7 +19,6 @@ from gradesync.domain.model import (
 from gradesync.domain.passback import (
     PassbackRule,
 )
-from gradesync.services.destination import CheckStep
 from gradesync.services.ports import UnitOfWork
 
 SCOPE_PREFIX = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
@@ -72,7 +72,7 @@ def given_profile(
 class SisDirectory(Protocol):
     """What the services need from a live SIS (the OneRoster adapter implements it)."""
 
-    async def check(self) -> Sequence[CheckStep]: ...
+    async def check(self) -> Sequence[ProbeStep]: ...
 
     async def categories(self, *, refresh: bool = False) -> list[dict[str, Any]]: ...
 
