@@ -66,6 +66,7 @@ class World:
         tool_scopes: list[str] | None = None,
         lms_deployment: str = "d1",
         our_deployments: tuple[str, ...] = ("d1",),
+        profile: str | None = None,
     ) -> None:
         self.client_id = unique("client-")
         self.lms.admin.register_tool(
@@ -90,6 +91,7 @@ class World:
                 "auth_login_url": cfg["authorization_url"],
                 "auth_token_url": cfg["token_url"],
                 "key_set_url": cfg["jwks_url"],
+                **({"profile": profile} if profile else {}),
             },
         )
 

@@ -161,7 +161,13 @@ def test_the_grid_the_grades_and_the_diagnosis_say_the_same_of_an_unconnected_co
         assert check["evidence"].startswith("Course D is not connected to ")
         assert check["evidence"].endswith(f": {missing}, so no grade of it is sent there.")
         assert remedy in check["remedy"]
-        grid = course_page(world.runtime.uow, world.tenant, course, destination_id=dest)
+        grid = course_page(
+            world.runtime.uow,
+            world.tenant,
+            course,
+            capabilities=world.runtime.capabilities,
+            destination_id=dest,
+        )
         assert grid.not_connected is not None
         if dest == "lms":
             assert grid.not_connected == said

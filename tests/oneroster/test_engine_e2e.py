@@ -423,7 +423,9 @@ async def test_a_kept_sis_grade_reads_on_its_line_items_maximum_now(passback: Pa
     grades = queries.learner_grades(p.db.uow, T, "p1", destination_id=DEST, reader=Reader.API)
     (cell,) = [c for c in grades.destinations[DEST] if c.activity_id == "quiz1"]
     assert cell.held is not None and cell.held.text() == "9 / 20", cell.held
-    page = console_queries.course_page(p.db.uow, T, COURSE, destination_id=DEST)
+    page = console_queries.course_page(
+        p.db.uow, T, COURSE, capabilities=p.runtime.capabilities, destination_id=DEST
+    )
     (row,) = [r for r in page.grid if r.person.id == "p1"]
     (kept,) = [c for c in row.cells if c.activity_id == "quiz1"]
     assert kept.status == "kept" and kept.held is not None and kept.held.text() == "9 / 20"
@@ -587,7 +589,9 @@ async def test_an_activity_never_sent_is_said_to_have_no_line_item_and_not_to_be
     essay = next(s for s in overview.activities if s.activity.id == "essay")
     assert essay.selected and essay.line_item_id is None
     assert essay.no_line_item is not None and "under the minimum of 1" in essay.no_line_item
-    page = console_queries.course_page(p.db.uow, T, COURSE, destination_id=DEST)
+    page = console_queries.course_page(
+        p.db.uow, T, COURSE, capabilities=p.runtime.capabilities, destination_id=DEST
+    )
     row_of = {r.activity.id: r for r in page.activities}
     assert not row_of["essay"].written and "under the minimum" in (row_of["essay"].no_column or "")
     assert row_of["quiz1"].written is False  # ticked, but no grade has written its line item

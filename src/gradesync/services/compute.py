@@ -39,7 +39,7 @@ wakes the worker for them even when nothing else does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -76,6 +76,7 @@ from gradesync.domain.policy import (
 from gradesync.domain.reasons import Reason, ReasonCode, compute_failed
 from gradesync.services.clock import Clock
 from gradesync.services.database_lost import database_unavailable
+from gradesync.services.destination import CapabilitiesLookup
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.lti.migration import MIGRATED_KEY
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -99,9 +100,6 @@ WAITING_FOR_ZERO = frozenset({ReasonCode.NO_ATTEMPT_YET, ReasonCode.NOT_COMPLETE
 WRITES_COLUMNS = frozenset(
     {DestinationKind.LTI13_AGS, DestinationKind.ONEROSTER_REST, DestinationKind.ONEROSTER_CSV}
 )
-
-# What the destination can take, or why gradesync cannot talk to it at all.
-CapabilitiesLookup = Callable[[Destination], Capabilities | Reason]
 
 
 def no_person_link(destination: Destination) -> Reason:

@@ -23,7 +23,6 @@ from gradesync.domain.diagnosis import DestinationQueue, pending_said
 from gradesync.domain.errors import NotFound
 from gradesync.domain.held import Held, held_score, line_item_maximum
 from gradesync.domain.model import (
-    SIS_KINDS,
     Activity,
     Attempt,
     Course,
@@ -38,8 +37,8 @@ from gradesync.domain.model import (
     Role,
     SyncRun,
 )
-from gradesync.domain.passback import capabilities_for, profile_from_config
 from gradesync.domain.policy import activity_policy
+from gradesync.services.destination import CapabilitiesLookup
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.queue_facts import destination_queue
 from gradesync.services.rate_limit_holds import RateLimitHold, rate_limit_hold
@@ -312,13 +311,16 @@ def course_page(
     tenant_id: str,
     course_id: str,
     *,
+    capabilities: CapabilitiesLookup,
     destination_id: str | None = None,
     instructor: bool = False,
     now: datetime | None = None,
 ) -> CoursePage:
     """Everything the course page shows, its reasons in words for an `instructor` when the
     viewer is one (`why_text`); a grade waiting to be sent says what holds it at `now`
-    (`waiting_text`). Raises NotFound for an unknown course."""
+    (`waiting_text`). Why no column is made for an activity is worked out over what the
+    destination takes as the engine's client for it says (`capabilities`), as computing
+    does. Raises NotFound for an unknown course."""
     now = now or datetime.now(UTC)
     with uow_factory() as uow:
         course = uow.courses.get(tenant_id, course_id)
@@ -385,11 +387,7 @@ def course_page(
             per_activity[a.id][status] = per_activity[a.id].get(status, 0) + 1
             totals[status] = totals.get(status, 0) + 1
         grid.append(GridRow(person, cells))
-    caps = (
-        capabilities_for(profile_from_config(dest.config))
-        if dest is not None and dest.kind in SIS_KINDS
-        else Capabilities()  # an LMS's own limits are its adapter's: the activity's rules
-    )
+    caps = capabilities(dest) if dest is not None else Capabilities()
     rows = []
     for a in activities:
         never = no_column(a, activity_policy(layers, a), caps)

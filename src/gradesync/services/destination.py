@@ -188,6 +188,11 @@ class DestinationClient(Protocol):
         ...
 
 
+# What a destination can take, as the client the engine uses for it says (`capabilities`),
+# or why gradesync cannot talk to it at all (an unknown kind, unusable settings).
+CapabilitiesLookup = Callable[[Destination], Capabilities | Reason]
+
+
 @runtime_checkable
 class OneResultReader(Protocol):
     """A client that reads back one learner's result, addressed as a send is (LTI 1.1:

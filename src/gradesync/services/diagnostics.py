@@ -13,7 +13,7 @@ Diagnostics read facts; they never guess and never change anything. Public funct
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 
 from gradesync.domain.capabilities import Capabilities
@@ -56,12 +56,10 @@ from gradesync.domain.policy import ResolvedPolicy, activity_policy
 from gradesync.domain.reasons import Reason
 from gradesync.domain.triage import CourseDestinationFacts, CourseFacts, CourseTriage, triage_course
 from gradesync.services.clock import Clock
-from gradesync.services.destination import DestinationClient, RemoteFailure
+from gradesync.services.destination import CapabilitiesLookup, DestinationClient, RemoteFailure
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.queue_facts import destination_queue
 
-# What a destination can take (the engine's client capabilities), or why it is unusable.
-CapabilitiesLookup = Callable[[Destination], Capabilities | Reason]
 REJECTIONS_WINDOW = timedelta(days=30)  # refused launches older than this are history
 _NOT_LAUNCHED = {"no_person_link", "never_launched", "unknown_user"}
 

@@ -52,10 +52,12 @@ ACTIONS: dict[str, tuple[Trigger, str, str]] = {
 def _page(request: Request, user: ConsoleUser, course_id: str, destination: str | None) -> Any:
     course_for(request, user, course_id)
     try:
+        rt = runtime_of(request)
         return cq.course_page(
-            runtime_of(request).uow,
+            rt.uow,
             user.tenant_id,
             course_id,
+            capabilities=rt.capabilities,
             destination_id=destination,
             instructor=user.role is not UserRole.ADMIN,  # the remedies they can act on
         )
