@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -1388,52 +1388,19 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
                 self.conn,
                 _log_insert(),
                 _LOGGED,
-                [
-                    (
-                        (k := e["key"]).tenant_id,
-                        k.destination_id,
-                        k.activity_id,
-                        k.person_id,
-                        e.get("run_id"),
-                        when(e["sent_at"]),
-                        e.get("sent_hash"),
-                        payload(_stored_payload(e.get("payload"))),
-                        e["outcome"],
-                        e.get("remote_status"),
-                        e.get("remote_message"),
-                        e.get("latency_ms"),
-                        e.get("score_scale"),
-                    )
-                    for e in entries
-                ],
+                [_log_line(e, when, payload) for e in entries],
             )
             return
         insert_many(
             self.conn,
             t.deliveries,
-            [
-                {
-                    "tenant_id": e["key"].tenant_id,
-                    "destination_id": e["key"].destination_id,
-                    "activity_id": e["key"].activity_id,
-                    "person_id": e["key"].person_id,
-                    "run_id": e.get("run_id"),
-                    "sent_at": utc(e["sent_at"]),
-                    "sent_hash": e.get("sent_hash"),
-                    "payload": _stored_payload(e.get("payload")),
-                    "outcome": e["outcome"],
-                    "remote_status": e.get("remote_status"),
-                    "remote_message": e.get("remote_message"),
-                    "latency_ms": e.get("latency_ms"),
-                    "score_scale": e.get("score_scale"),
-                }
-                for e in entries
-            ],
+            [dict(zip(_LOGGED, _log_line(e, utc, _as_given), strict=True)) for e in entries],
         )
 
 
-# the delivery log's columns as `add_many` gives them on SQLite, in this order; every other
-# column's value is stored as given (`test_sqlite_rows.py` compares with SQLAlchemy's)
+# the delivery log's columns as `add_many` gives them (`_log_line`), in this order; on SQLite
+# every column's value but the time's and the payload's is stored as given
+# (`test_sqlite_rows.py` compares with SQLAlchemy's)
 _LOGGED = (
     "tenant_id",
     "destination_id",
@@ -1449,6 +1416,33 @@ _LOGGED = (
     "latency_ms",
     "score_scale",
 )
+
+
+def _log_line(
+    e: dict[str, Any], when: Callable[[datetime], Any], payload: Callable[[Any], Any]
+) -> tuple[Any, ...]:
+    """One line of the delivery log, its values in `_LOGGED`'s order, the time and the
+    payload as `when` and `payload` store them."""
+    k = e["key"]
+    return (
+        k.tenant_id,
+        k.destination_id,
+        k.activity_id,
+        k.person_id,
+        e.get("run_id"),
+        when(e["sent_at"]),
+        e.get("sent_hash"),
+        payload(_stored_payload(e.get("payload"))),
+        e["outcome"],
+        e.get("remote_status"),
+        e.get("remote_message"),
+        e.get("latency_ms"),
+        e.get("score_scale"),
+    )
+
+
+def _as_given(value: Any) -> Any:
+    return value
 
 
 @cache
