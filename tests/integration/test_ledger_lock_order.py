@@ -18,18 +18,10 @@ from sqlalchemy.exc import OperationalError
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.ledger import Delivered, after_delivery
-from gradesync.domain.model import (
-    DeliveryState,
-    Destination,
-    DestinationKind,
-    LedgerKey,
-    LedgerRow,
-    Tenant,
-)
+from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.services.ports import UnitOfWork
+from tests.support.ledger import NOW, UNTIL, store_claimed
 
-NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
-UNTIL = NOW + timedelta(minutes=2)
 STAMP = NOW + timedelta(microseconds=11)
 # the ledger holds 100 rows, a batch settles 20 of them: PostgreSQL then hashes the batch
 # and scans the ledger (the order it stores the rows in), where for a batch as large as the
@@ -42,17 +34,12 @@ MIDDLE, LATER = KEYS[10], KEYS[15]
 def _claimed(db: Database) -> dict[LedgerKey, LedgerRow]:
     """STORED in reverse key order (so the heap holds them that way) and claimed by w1:
     KEYS' rows as the claim read them."""
-    with db.uow() as uow:
-        uow.tenants.upsert(Tenant("t1", "Tenant"), NOW)
-        uow.destinations.upsert(Destination("t1", "lms", DestinationKind.LTI13_AGS, "LMS"), NOW)
-        for k in reversed(STORED):  # a statement each: stored in this order
-            row = LedgerRow(
-                k, DeliveryState.PENDING, desired_hash="h", desired={"s": 1}, updated_at=NOW
-            )
-            uow.ledger.save_many([(row, "c1")])
-        # leased in that order too (a claim leases its rows oldest first), which rewrites them
-        uow.ledger.lease([(k, STAMP) for k in reversed(STORED)], "w1", UNTIL)
-        uow.commit()
+    rows = [
+        LedgerRow(k, DeliveryState.PENDING, desired_hash="h", desired={"s": 1}, updated_at=NOW)
+        for k in reversed(STORED)
+    ]
+    # leased in that order too (a claim leases its rows oldest first), which rewrites them
+    store_claimed(db, rows, STAMP)
     with db.engine.connect() as conn:  # statistics as autovacuum keeps them
         conn.execute(text("ANALYZE ledger"))
         conn.commit()

@@ -23,19 +23,11 @@ from gradesync.domain.ledger import (
     RetryLater,
     after_delivery,
 )
-from gradesync.domain.model import (
-    DeliveryState,
-    Destination,
-    DestinationKind,
-    LedgerKey,
-    LedgerRow,
-    Tenant,
-)
+from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.domain.reasons import Reason
+from tests.support.ledger import NOW, UNTIL, store_claimed
 
-NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 KEY = LedgerKey("t1", "lms", "a1", "p1")
-UNTIL = NOW + timedelta(minutes=2)  # a claim's lease
 FAILED = Reason("remote_5xx", "the platform answered 503")
 
 
@@ -97,12 +89,7 @@ def test_settled_names_what_folding_an_outcome_can_change() -> None:
 def test_sqlite_settle_writes_the_columns_settled_names_and_no_others(
     sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with sqlite_db.uow() as uow:
-        uow.tenants.upsert(Tenant("t1", "Tenant"), NOW)
-        uow.destinations.upsert(Destination("t1", "lms", DestinationKind.LTI13_AGS, "LMS"), NOW)
-        uow.ledger.save_many([(_row(), "c1")])
-        uow.ledger.lease([(KEY, NOW)], "w1", UNTIL)  # the claim the settle writes for
-        uow.commit()
+    store_claimed(sqlite_db, [_row()], NOW)  # the claim the settle writes for
     # one list decides: a column it leaves out is not written
     kept = tuple(n for n in ledger_repo._SETTLED if n != "remote_message")
     monkeypatch.setattr(ledger_repo, "_SETTLED", kept)
@@ -192,12 +179,7 @@ def _claimed_row(db: Database) -> tuple[LedgerRow, datetime]:
     """`_row()` stored and claimed by w1 (lease until UNTIL), its score timestamp stamped:
     the row as the claim read it, and the stamp."""
     stamp = NOW + timedelta(microseconds=11)
-    with db.uow() as uow:
-        uow.tenants.upsert(Tenant("t1", "Tenant"), NOW)
-        uow.destinations.upsert(Destination("t1", "lms", DestinationKind.LTI13_AGS, "LMS"), NOW)
-        uow.ledger.save_many([(_row(), "c1")])
-        uow.ledger.lease([(KEY, stamp)], "w1", UNTIL)
-        uow.commit()
+    store_claimed(db, [_row()], stamp)
     return _row(), stamp
 
 
