@@ -32,7 +32,7 @@ import aiohttp
 import httpx
 
 from benchmarks import pressure, stats
-from gradesync.adapters.destinations.aiohttp_transport import AiohttpTransport, Answer
+from benchmarks.instant_pool import answering_at_once
 from gradesync.adapters.destinations.http_pool import shared_client
 from gradesync.adapters.outbound_http import SystemResolver
 from gradesync.services.outbound import LOOPBACK_NETWORKS, OutboundGuard, OutboundPolicy
@@ -155,19 +155,10 @@ async def _layer_alone(path: str, url: httpx.URL, n: int = 5000) -> float:
     """CPU µs per request with the pool answering at once, no connection: the client layer
     alone (the figure of the profile that led to the fast path)."""
     head = ((b"content-type", b"application/json"), (b"content-length", b"%d" % len(_ANSWER_BODY)))
-    answer = Answer(200, head, _ANSWER_BODY, {"http_version": b"HTTP/1.1", "reason_phrase": b"OK"})
-
-    async def instant(*_: Any) -> Answer:
-        return answer
-
-    def wrap(pool: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        assert isinstance(pool, AiohttpTransport)
-        pool.exchange = instant  # type: ignore[method-assign]
-        return pool
-
     guard = OutboundGuard(OutboundPolicy.allowing(LOOPBACK_NETWORKS), SystemResolver())
     async with shared_client(
-        timeout=httpx.Timeout(30.0), limits=httpx.Limits(), guard=guard, wrap=wrap,
+        timeout=httpx.Timeout(30.0), limits=httpx.Limits(), guard=guard,
+        wrap=answering_at_once(head, _ANSWER_BODY),
         fast=path == "fast",
     ) as http:  # fmt: skip
         cpu0 = time.process_time()

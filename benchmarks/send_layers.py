@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import pressure, stats
+from benchmarks.instant_pool import answering_at_once
 
 _BODY = b'{"resultUrl": "http://127.0.0.1:9/results/1"}'
 _HEAD = (
@@ -40,7 +41,6 @@ _HEAD = (
 async def _per_call(calls: int, rounds: int) -> list[float]:
     import httpx
 
-    from gradesync.adapters.destinations.aiohttp_transport import AiohttpTransport, Answer
     from gradesync.adapters.destinations.http_pool import shared_client
     from gradesync.adapters.destinations.observed import CountingTransport, ObservedClient
     from gradesync.adapters.destinations.registry import DestinationContext, build_client
@@ -57,22 +57,12 @@ async def _per_call(calls: int, rounds: int) -> list[float]:
     from gradesync.services.destination import ResultTarget
     from gradesync.services.outbound import LOOPBACK_NETWORKS, OutboundGuard, OutboundPolicy
 
-    answer = Answer(200, _HEAD, _BODY, {"http_version": b"HTTP/1.1", "reason_phrase": b"OK"})
-
-    async def instant(*_: Any) -> Answer:
-        return answer
-
-    def wrap(pool: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        assert isinstance(pool, AiohttpTransport)
-        pool.exchange = instant  # type: ignore[method-assign]
-        return CountingTransport(pool)  # as the runtime wraps it
-
     guard = OutboundGuard(OutboundPolicy.allowing(LOOPBACK_NETWORKS), SystemResolver())
     http = shared_client(
         timeout=httpx.Timeout(30.0, connect=10.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         guard=guard,
-        wrap=wrap,
+        wrap=answering_at_once(_HEAD, _BODY, CountingTransport),  # as the runtime wraps it
     )
     tokens = TokenCache()
     base = "http://127.0.0.1:9"
