@@ -13,12 +13,13 @@ import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.metrics import LedgerCollector
-from gradesync.domain.model import DeliveryState, LedgerKey
+from gradesync.domain.model import DeliveryState, Destination, LedgerKey
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.reasons import Reason
 from gradesync.services.clock import SystemClock
 from gradesync.services.delivery import DeliveryScope, outcome_of_failure
-from gradesync.services.delivery.governor import RateLimiter
+from gradesync.services.delivery.background import BackgroundWrites
+from gradesync.services.delivery.governor import DestinationLimits, Governor, RateLimiter
 from gradesync.services.destination import FailureClass, RemoteFailure
 from gradesync.services.worker import Engine
 from gradesync.testing import DEADLINE, ManualClock, wait_for_async
@@ -319,6 +320,18 @@ async def test_circuit_breaker_pauses_and_resumes_by_itself(harness: Harness, db
         await engine.aclose()
 
 
+async def _breaker_opened(harness: Harness, db: Database, engine: Engine) -> DestinationLimits:
+    """Three grades the LMS answers with server errors (FAST's threshold) open the breaker of
+    the seeded destination: its limits."""
+    harness.remote.fail_next(3, server_error())
+    post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
+    await engine.process_dirty()
+    await engine.deliver_due()
+    lim = engine.deliverer.governor.limits[(T, DEST)]
+    assert lim.breaker.state.value == "open"
+    return lim
+
+
 async def test_a_probe_cancelled_in_flight_leaves_the_next_send_to_probe(
     harness: Harness, db: Database
 ) -> None:
@@ -331,12 +344,7 @@ async def test_a_probe_cancelled_in_flight_leaves_the_next_send_to_probe(
     engine = Engine(db.uow, clock, harness.factory, FAST)
     try:
         remote = harness.remote
-        remote.fail_next(3, server_error())  # threshold is 3 in FAST: the breaker opens
-        post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
-        await engine.process_dirty()
-        await engine.deliver_due()
-        lim = engine.deliverer.governor.limits[(T, DEST)]
-        assert lim.breaker.state.value == "open"
+        lim = await _breaker_opened(harness, db, engine)
         clock.advance(FAST.breaker.cooldown)
         remote.hold = asyncio.Event()  # the probe reaches the LMS and waits for its answer
         delivering = asyncio.create_task(engine.deliver_due())
@@ -758,12 +766,7 @@ async def test_a_probe_that_pauses_the_destination_leaves_the_next_send_to_probe
     engine = Engine(db.uow, clock, harness.factory, FAST)
     try:
         remote = harness.remote
-        remote.fail_next(3, server_error())  # threshold is 3 in FAST: the breaker opens
-        post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
-        await engine.process_dirty()
-        await engine.deliver_due()
-        lim = engine.deliverer.governor.limits[(T, DEST)]
-        assert lim.breaker.state.value == "open"
+        lim = await _breaker_opened(harness, db, engine)
         clock.advance(FAST.breaker.cooldown)
         remote.fail_next(1, answer())
         await asyncio.wait_for(engine.deliver_due(), DEADLINE)
@@ -792,12 +795,7 @@ async def test_a_column_write_that_fails_as_the_breakers_probe_opens_it_again(
     engine = Engine(db.uow, clock, harness.factory, FAST)
     try:
         remote = harness.remote
-        remote.fail_next(3, server_error())  # threshold is 3 in FAST: the breaker opens
-        post(db, harness.waker, [("a1", learner(i), 5.0) for i in range(3)])
-        await engine.process_dirty()
-        await engine.deliver_due()
-        lim = engine.deliverer.governor.limits[(T, DEST)]
-        assert lim.breaker.state.value == "open"
+        lim = await _breaker_opened(harness, db, engine)
         first_pause = lim.gate_until
         clock.advance(FAST.breaker.cooldown)
 
@@ -821,6 +819,22 @@ async def test_a_column_write_that_fails_as_the_breakers_probe_opens_it_again(
         await engine.aclose()
 
 
+async def _probe_next(db: Database) -> tuple[Governor, Destination, DestinationLimits]:
+    """A governor over the seeded destination, whose breaker opened on server errors and
+    has cooled down: the next request is its probe."""
+    seed(db)
+    clock = ManualClock()
+    governor = Governor(db.uow, clock, FAST, BackgroundWrites())
+    await governor.refresh_destinations(force=True)
+    d = governor.destinations[(T, DEST)]
+    lim = governor.limits[(T, DEST)]
+    for _ in range(FAST.breaker.threshold):
+        outcome_of_failure(governor, server_error(), d, lim)
+    assert lim.breaker.state.value == "open"
+    clock.advance(FAST.breaker.cooldown)
+    return governor, d, lim
+
+
 @pytest.mark.parametrize(
     ("failure", "after"),
     [
@@ -839,19 +853,7 @@ async def test_a_request_that_is_the_breakers_probe_records_its_failure(
     breaker's probe records how it ended on the breaker, as a score's send does; one
     cancelled holds the probe no longer. Before, any failure only gave the probe back, the
     breaker half-open for the next request whatever the destination had answered."""
-    from gradesync.services.delivery.background import BackgroundWrites
-    from gradesync.services.delivery.governor import Governor
-
-    seed(db)
-    clock = ManualClock()
-    governor = Governor(db.uow, clock, FAST, BackgroundWrites())
-    await governor.refresh_destinations(force=True)
-    d = governor.destinations[(T, DEST)]
-    lim = governor.limits[(T, DEST)]
-    for _ in range(FAST.breaker.threshold):
-        outcome_of_failure(governor, server_error(), d, lim)
-    assert lim.breaker.state.value == "open"
-    clock.advance(FAST.breaker.cooldown)
+    governor, d, lim = await _probe_next(db)
     raised = failure()
     with pytest.raises(type(raised)):
         async with governor.request(d):
@@ -874,19 +876,9 @@ async def test_a_probe_requests_failure_is_counted_once_when_its_caller_classifi
     pass's `outcome_of_failure`, `unexpected_failure` for one no adapter classified). The
     failure is counted once: the breaker is open, with no failure counted towards the next
     opening. Before, the caller counted it again on the open breaker."""
-    from gradesync.services.delivery.background import BackgroundWrites
     from gradesync.services.delivery.failures import unexpected_failure
-    from gradesync.services.delivery.governor import Governor
 
-    seed(db)
-    clock = ManualClock()
-    governor = Governor(db.uow, clock, FAST, BackgroundWrites())
-    await governor.refresh_destinations(force=True)
-    d = governor.destinations[(T, DEST)]
-    lim = governor.limits[(T, DEST)]
-    for _ in range(FAST.breaker.threshold):
-        outcome_of_failure(governor, server_error(), d, lim)
-    clock.advance(FAST.breaker.cooldown)
+    governor, d, lim = await _probe_next(db)
     raised = failure()
     try:
         async with governor.request(d):
@@ -897,7 +889,7 @@ async def test_a_probe_requests_failure_is_counted_once_when_its_caller_classifi
         unexpected_failure(governor, exc, d, lim)
     reopened = lim.breaker.open_until
     assert lim.breaker.state.value == "open" and lim.breaker.failures == 0
-    assert reopened == clock.now() + 2 * FAST.breaker.cooldown  # the second opening's
+    assert reopened == governor.clock.now() + 2 * FAST.breaker.cooldown  # the second opening's
     await governor.aclose()
 
 
@@ -906,18 +898,7 @@ async def test_a_request_cancelled_as_the_breakers_probe_leaves_the_next_to_prob
 ) -> None:
     """A column's write or a read-back holding the breaker's probe is cancelled before its
     answer (its run or pass stopped): the next request probes."""
-    from gradesync.services.delivery.background import BackgroundWrites
-    from gradesync.services.delivery.governor import Governor
-
-    seed(db)
-    clock = ManualClock()
-    governor = Governor(db.uow, clock, FAST, BackgroundWrites())
-    await governor.refresh_destinations(force=True)
-    d = governor.destinations[(T, DEST)]
-    lim = governor.limits[(T, DEST)]
-    for _ in range(FAST.breaker.threshold):
-        outcome_of_failure(governor, server_error(), d, lim)
-    clock.advance(FAST.breaker.cooldown)
+    governor, d, lim = await _probe_next(db)
     asked = asyncio.Event()
 
     async def unanswered() -> None:
