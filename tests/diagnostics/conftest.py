@@ -13,16 +13,21 @@ import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.config import Settings
+from gradesync.domain.model import UserRole
 from gradesync.lti.claims import AGS_SCOPES
 from gradesync.runtime import Runtime
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.state import LineItem
 from gradesync.sandbox.testing import RunningSandbox, bind, running_sandbox, serve_in_thread
 from gradesync.services import auth
+from gradesync.services.accounts import create_user
 from gradesync.services.tenants import create_tenant
 from gradesync.testing import TEST_SECRET, unique, wait_for
 from gradesync.web.app import create_app
+from tests.support.console import sign_in
 from tests.support.lti import Browser
+
+CONSOLE_PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +205,18 @@ class World:
             return None
 
         return wait_for(check, f"{learner}/{activity} {state} {reason or ''}")  # type: ignore[no-any-return]
+
+    @contextmanager
+    def console(self) -> Iterator[httpx.Client]:
+        """A browser signed in to the console as an administrator of the tenant."""
+        username = unique("ops-")
+        create_user(
+            self.runtime.db.uow, self.runtime.clock, tenant_id=self.tenant, username=username,
+            password=CONSOLE_PASSWORD, role=UserRole.ADMIN,
+        )  # fmt: skip
+        with httpx.Client(base_url=self.base_url, timeout=15.0, follow_redirects=True) as browser:
+            assert sign_in(browser, username, CONSOLE_PASSWORD, tenant=self.tenant).is_success
+            yield browser
 
     def run(self, trigger: str = "manual", course: str = "c1") -> dict[str, Any]:
         run = self.ok("POST", f"/courses/{course}/sync", json={"trigger": trigger})

@@ -6,15 +6,8 @@ from __future__ import annotations
 import re
 from html import unescape
 
-import httpx
-
-from gradesync.domain.model import UserRole
-from gradesync.services.accounts import create_user
 from gradesync.testing import unique
 from tests.diagnostics.conftest import World
-from tests.support.console import sign_in
-
-PASSWORD = "correct horse battery"
 
 
 def test_the_course_page_says_no_column_where_an_lms_takes_whole_points_only(
@@ -37,12 +30,7 @@ def test_the_course_page_says_no_column_where_an_lms_takes_whole_points_only(
     row = world.wait_state(learner, "skipped", reason="fractional_points")
     assert all(i.resource_id != "a1" for i in world.lms.state.courses[ctx].line_items.values())
 
-    create_user(
-        world.runtime.db.uow, world.runtime.clock, tenant_id=world.tenant, username="ops",
-        password=PASSWORD, role=UserRole.ADMIN,
-    )  # fmt: skip
-    with httpx.Client(base_url=world.base_url, timeout=15.0, follow_redirects=True) as browser:
-        assert sign_in(browser, "ops", PASSWORD, tenant=world.tenant).is_success
+    with world.console() as browser:
         page = browser.get("/console/courses/c1", params={"destination": "lms"})
     assert page.status_code == 200, page.text
     rows = re.findall(r"<tr>.*?</tr>", page.text, re.S)

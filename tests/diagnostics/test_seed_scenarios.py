@@ -7,18 +7,13 @@ from __future__ import annotations
 import re
 from html import unescape
 
-import httpx
-
-from gradesync.domain.model import UserRole
 from gradesync.lti.claims import AGS_SCOPES
 from gradesync.sandbox.state import LineItem
-from gradesync.services.accounts import create_user
 from gradesync.testing import unique
 from tests.diagnostics.conftest import World, causes, failed, passed, wait_for
-from tests.support.console import form_token, sign_in
+from tests.support.console import form_token
 
 SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
-PASSWORD = "correct horse battery"
 
 
 def _connected(w: World, learners: list[str], **roster: object) -> tuple[str, str, str]:
@@ -441,12 +436,7 @@ def test_the_consoles_check_goes_on_to_the_courses_gradebook(world: World) -> No
     assert world.launch(learner, ctx, link).status_code == 200
     world.attempt(learner, 7)
     world.wait_state(learner, "delivered")
-    create_user(
-        world.runtime.db.uow, world.runtime.clock, tenant_id=world.tenant, username="ops",
-        password=PASSWORD, role=UserRole.ADMIN,
-    )  # fmt: skip
-    with httpx.Client(base_url=world.base_url, timeout=15.0, follow_redirects=True) as browser:
-        assert sign_in(browser, "ops", PASSWORD, tenant=world.tenant).is_success
+    with world.console() as browser:
         token = form_token(browser.get("/console/destinations").text)
         page = browser.post("/console/destinations/lms/check", data={"csrf": token})
     assert page.status_code == 200, page.text
