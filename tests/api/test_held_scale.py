@@ -24,7 +24,7 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.policy import DesiredResult
 from gradesync.services.clock import Clock, SystemClock
-from gradesync.services.destination import ReadBack, Receipt, ResultTarget
+from gradesync.services.destination import ReadBack, Receipt, RequestGate, ResultTarget
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.runs import request_run
 from gradesync.services.worker import Engine
@@ -198,8 +198,10 @@ class _ReadShaped(_Shaped):
     """Also reads the gradebook back as the kind's adapter does: LTI 1.1 a fraction of 1
     (readResult), OneRoster a result's score without its maximum."""
 
-    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
-        backs = await super().read_results(course, item)
+    async def read_results(
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+    ) -> Sequence[ReadBack]:
+        backs = await super().read_results(course, item, each_request=each_request)
         if self.destination.kind is DestinationKind.LTI11_OUTCOMES:
             return backs
         return [replace(b, score_maximum=None) for b in backs]

@@ -35,7 +35,7 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.policy import DesiredResult
 from gradesync.services import diagnostics, overrides
-from gradesync.services.destination import ReadBack
+from gradesync.services.destination import ReadBack, RequestGate
 from gradesync.services.ports.lti import LaunchRecord, Rejection
 from gradesync.testing import ManualClock
 from tests.support.statements import statements, transactions
@@ -418,7 +418,9 @@ class _Gradebook:
     def __init__(self) -> None:
         self.read: list[str] = []
 
-    async def read_results(self, course: CourseLink, item: ItemLink) -> list[ReadBack]:
+    async def read_results(
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+    ) -> list[ReadBack]:
         self.read.append(item.activity_id)
         return [ReadBack("sub-ada", 7.0, 10.0, None, NOW + timedelta(minutes=5))]
 

@@ -25,7 +25,7 @@ from gradesync.services.delivery.governor import (
     limits_from_config,
 )
 from gradesync.services.delivery.provisioning import Provisioner
-from gradesync.services.destination import RemoteFailure
+from gradesync.services.destination import RemoteFailure, RequestGate
 from gradesync.testing import DEADLINE, ManualClock, add_destination, wait_for_async
 from gradesync.testing.double import server_error
 from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, post, seed, states
@@ -150,7 +150,13 @@ class _Lms:
         self.in_flight: list[tuple[int, int]] = []
 
     async def ensure_column(
-        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
     ) -> ItemLink:
         in_force = self.governor.limits[(T, DEST)]
         self.in_flight.append((in_force.in_flight, self.old.in_flight))

@@ -18,7 +18,7 @@ from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.governor import Governor
 from gradesync.services.delivery.provisioning import Provisioner
 from gradesync.services.delivery.recent import Recent
-from gradesync.services.destination import FailureClass, RemoteFailure
+from gradesync.services.destination import FailureClass, RemoteFailure, RequestGate
 
 from .conftest import FAST
 
@@ -62,7 +62,13 @@ class _Sis:
         self.asked = 0
 
     async def ensure_column(
-        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
     ) -> ItemLink:
         self.asked += 1
         if link is None or not link.data.get("sync_to_sis"):

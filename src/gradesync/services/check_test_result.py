@@ -27,6 +27,7 @@ from gradesync.services.destination import (
     ColumnRemover,
     DestinationClient,
     RemoteFailure,
+    RequestGate,
     ResultTarget,
 )
 
@@ -53,7 +54,9 @@ async def send_test(
         return [held]
     column = Column(CHECK_TITLE, 1.0, None, None, CHECK_ACTIVITY_ID)
     try:
-        item = await _asked(governor, d, lambda: client.ensure_column(link, column, None))
+        item = await _asked(
+            governor, d, lambda gate: client.ensure_column(link, column, None, each_request=gate)
+        )
     except Exception as exc:
         return [_failed("Line items are listed and a test column exists", exc, d)]
     steps = [
@@ -95,12 +98,15 @@ def _not_sent(d: Destination, evidence: str) -> ProbeStep:
     )
 
 
-async def _asked(governor: Governor, d: Destination, call: Callable[[], Awaitable[T]]) -> T:
-    """One request to the LMS under the destination's limits, as a send is; an answer asking
-    to slow down pauses the destination until its Retry-After, as a send's does."""
+async def _asked(
+    governor: Governor, d: Destination, call: Callable[[RequestGate], Awaitable[T]]
+) -> T:
+    """One request to the LMS under the destination's limits, as a send is (a listing's
+    later pages each with a token of their own, `call`'s gate); an answer asking to slow
+    down pauses the destination until its Retry-After, as a send's does."""
     try:
         async with governor.request(d):
-            return await call()
+            return await call(governor.each_page(d))
     except Exception as exc:
         slowed_down(governor, exc, d)
         raise
@@ -144,7 +150,9 @@ async def _result(
     )
     target = ResultTarget(link, item, learner)
     try:
-        receipt = await _asked(governor, d, lambda: client.put_result(target, result, clock.now()))
+        receipt = await _asked(
+            governor, d, lambda _: client.put_result(target, result, clock.now())
+        )
     except Exception as exc:
         return [_failed("A test result is accepted", exc, d)]
     steps = [
@@ -157,7 +165,9 @@ async def _result(
         )
     ]
     try:
-        backs = await _asked(governor, d, lambda: client.read_results(link, item))
+        backs = await _asked(
+            governor, d, lambda gate: client.read_results(link, item, each_request=gate)
+        )
     except Exception as exc:
         return [*steps, _failed("The test result reads back", exc, d)]
     got = next((b for b in backs if b.remote_person_id == learner.remote_id), None)
@@ -194,7 +204,7 @@ async def _removed(
         if not isinstance(client, ColumnRemover):
             raise TypeError(f"{client.destination.kind.value} cannot delete a column")
         remover = client
-        await _asked(governor, client.destination, lambda: remover.delete_column(link, item))
+        await _asked(governor, client.destination, lambda _: remover.delete_column(link, item))
     except Exception as exc:
         return ProbeStep(
             name,

@@ -140,6 +140,12 @@ class ResultTarget:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+# entered around each request a listing makes (a page of it): the caller's limits for one
+# request (`Governor.request`, or `Governor.each_page` under one held), so a listing of many
+# pages takes a token per page
+RequestGate = Callable[[], AbstractAsyncContextManager[object]]
+
+
 class DestinationClient(Protocol):
     """A connection to one destination. Adapters are async (httpx.AsyncClient) and safe to
     call concurrently; the engine bounds concurrency and rate per destination.
@@ -160,10 +166,17 @@ class DestinationClient(Protocol):
         ...
 
     async def ensure_column(
-        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
     ) -> ItemLink:
         """Find before create; update details when `column` differs from `link.details_hash`
-        or `force` (remaster). Return the link with `details_hash` set."""
+        or `force` (remaster). Return the link with `details_hash` set. Each page of a
+        listing it reads is requested within `each_request` when given."""
         ...
 
     async def put_result(
@@ -172,8 +185,11 @@ class DestinationClient(Protocol):
         """Send one result. `timestamp` strictly increases per (column, person)."""
         ...
 
-    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
-        """Results as the destination holds them; empty when it cannot read back."""
+    async def read_results(
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+    ) -> Sequence[ReadBack]:
+        """Results as the destination holds them; empty when it cannot read back. Each page
+        of a listing it reads is requested within `each_request` when given."""
         ...
 
     async def check(self) -> Sequence[ProbeStep]:
@@ -200,11 +216,6 @@ class OneResultReader(Protocol):
     learner. Every refusal is raised, with the id asked for in its message."""
 
     async def read_one(self, target: ResultTarget) -> ReadBack: ...
-
-
-# entered around each request a listing makes (a page of it): the caller's limits for one
-# request (`Governor.request`), so a listing of many pages takes a slot and a token per page
-RequestGate = Callable[[], AbstractAsyncContextManager[object]]
 
 
 @runtime_checkable

@@ -1112,8 +1112,11 @@ class RunExecutor:
                 continue
             try:
                 # within the destination's limits; a paused one is not asked (unverifiable)
-                async with self.deliverer.governor.request(d, RUN_PRIORITY):
-                    backs = await client.read_results(course_link, item_link)
+                governor = self.deliverer.governor
+                async with governor.request(d, RUN_PRIORITY):
+                    backs = await client.read_results(
+                        course_link, item_link, each_request=governor.each_page(d)
+                    )
             except Exception as exc:
                 # a 429 pauses the destination until its Retry-After, as a send's does: the
                 # next read-backs are not asked of it, nor anything else meanwhile

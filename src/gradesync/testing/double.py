@@ -27,6 +27,7 @@ from gradesync.services.destination import (
     ReadBack,
     Receipt,
     RemoteFailure,
+    RequestGate,
     ResultTarget,
 )
 from gradesync.testing.waiting import wait_for_async
@@ -183,7 +184,13 @@ class DoubleClient:
         return link
 
     async def ensure_column(
-        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
     ) -> ItemLink:
         self.remote.column_calls += 1
         hold = self.remote.column_hold.get(column.activity_id)
@@ -261,7 +268,9 @@ class DoubleClient:
             r._keys_in_flight.discard(key)
             await r._notify()
 
-    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
+    async def read_results(
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+    ) -> Sequence[ReadBack]:
         if not self.remote.readable:
             return []
         return [

@@ -23,6 +23,7 @@ from gradesync.services.destination import (
     ReadBack,
     Receipt,
     RemoteFailure,
+    RequestGate,
     ResultTarget,
 )
 
@@ -43,7 +44,13 @@ class HttpDoubleClient:
         return link
 
     async def ensure_column(
-        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
     ) -> ItemLink:
         return ItemLink(
             course.tenant_id,
@@ -75,7 +82,9 @@ class HttpDoubleClient:
             return Receipt(payload, resp.status_code, None)
         raise _classified(resp)
 
-    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
+    async def read_results(
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+    ) -> Sequence[ReadBack]:
         try:
             resp = await self.http.get(f"{self.base}/items/{item.remote_id}/scores", timeout=60)
         except httpx.TransportError as exc:

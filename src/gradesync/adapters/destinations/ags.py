@@ -16,7 +16,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -367,14 +367,26 @@ class AgsClient:
             return False
         return self.profile.forbidden_means_token or bool(_TOKEN_WORDS.search(words))
 
-    async def _get_pages(self, url: str, *, field: str, what: str, accept: str) -> list[Any]:
-        """Every element of a paged JSON list, following Link rel="next" exactly as given."""
+    async def _get_pages(
+        self,
+        url: str,
+        *,
+        field: str,
+        what: str,
+        accept: str,
+        each_request: RequestGate | None = None,
+        enough: Callable[[list[Any]], bool] | None = None,
+    ) -> list[Any]:
+        """The elements of a paged JSON list, following Link rel="next" exactly as given,
+        each page's request made within `each_request` when given: every page, or those up
+        to the first after which `enough` holds of what was listed so far."""
         out: list[Any] = []
-        async with contextlib.aclosing(
-            self._pages(url, field=field, what=what, accept=accept)
-        ) as pages:
+        pages = self._pages(url, field=field, what=what, accept=accept, each_request=each_request)
+        async with contextlib.aclosing(pages):
             async for page in pages:
                 out.extend(page)
+                if enough is not None and enough(out):
+                    break
         return out
 
     async def _pages(
@@ -470,13 +482,24 @@ class AgsClient:
         found = tagged or matches
         return found[0] if found else None
 
-    async def _find(self, container: str, activity_id: str) -> dict[str, Any] | None:
+    async def _find(
+        self, container: str, activity_id: str, each_request: RequestGate | None
+    ) -> dict[str, Any] | None:
+        """The activity's column (`_matched`), read no further than the page that holds
+        one with the tag: the first listed wins, so later pages cannot change the answer (a
+        platform that ignores the filters answers every line item of the course). While
+        only untagged matches are listed, the rest is read: one with the tag comes first."""
         url = with_query(
             container,
             {"resource_id": activity_id, "tag": self.tag, "limit": str(self.profile.page_limit)},
         )
         items = await self._get_pages(
-            url, field="lineitems", what="line items", accept=CONTAINER_TYPE
+            url,
+            field="lineitems",
+            what="line items",
+            accept=CONTAINER_TYPE,
+            each_request=each_request,
+            enough=lambda listed: self._tagged(listed, activity_id),
         )
         return self._matched(items, activity_id)
 
@@ -494,19 +517,14 @@ class AgsClient:
         container = self._checked(container, "lineitems")
         url = with_query(container, {"tag": self.tag, "limit": str(self.profile.page_limit)})
         wanted = list(dict.fromkeys(activity_ids))
-        listed: list[Any] = []
-        pages = self._pages(
+        listed = await self._get_pages(
             url,
             field="lineitems",
             what="line items",
             accept=CONTAINER_TYPE,
             each_request=each_request,
+            enough=lambda items: all(self._tagged(items, a) for a in wanted),
         )
-        async with contextlib.aclosing(pages):
-            async for page in pages:
-                listed.extend(page)
-                if all(self._tagged(listed, a) for a in wanted):
-                    break
         out: dict[str, str] = {}
         for activity_id in wanted:
             item = self._matched(listed, activity_id)
@@ -521,27 +539,39 @@ class AgsClient:
         return item is not None and item.get("tag") == self.tag
 
     async def _find_by_link(
-        self, container: str, activity_id: str, link: str
+        self, container: str, activity_id: str, link: str, each_request: RequestGate | None
     ) -> dict[str, Any] | None:
         """The line item the LMS made for the activity's resource link (a graded link's
         column, such as the one an LTI 1.1 link had before the move to LTI 1.3): it holds the
         link's grades already, so it is the column rather than a second one beside it. One
-        that names another activity is that activity's."""
+        that names another activity is that activity's. The first listed wins: read no
+        further than the page that holds it."""
+
+        def linked(items: Sequence[Any]) -> dict[str, Any] | None:
+            return next(
+                (
+                    i
+                    for i in items
+                    if isinstance(i, dict)
+                    and i.get("id")
+                    and i.get("resourceLinkId") == link
+                    and i.get("resourceId") in (None, "", activity_id)
+                ),
+                None,
+            )
+
         url = with_query(
             container, {"resource_link_id": link, "limit": str(self.profile.page_limit)}
         )
         items = await self._get_pages(
-            url, field="lineitems", what="line items", accept=CONTAINER_TYPE
+            url,
+            field="lineitems",
+            what="line items",
+            accept=CONTAINER_TYPE,
+            each_request=each_request,
+            enough=lambda listed: linked(listed) is not None,
         )
-        matches = [
-            i
-            for i in items
-            if isinstance(i, dict)
-            and i.get("id")
-            and i.get("resourceLinkId") == link
-            and i.get("resourceId") in (None, "", activity_id)
-        ]
-        return matches[0] if matches else None
+        return linked(items)
 
     async def _settle_created(self, activity_id: str, column: dict[str, Any]) -> None:
         """Delete the line items this client created for the activity other than `column`
@@ -563,7 +593,13 @@ class AgsClient:
             del self._created[activity_id]
 
     async def ensure_column(
-        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
     ) -> ItemLink:
         wanted = column_hash(column)
         if link is not None and link.remote_id and link.details_hash == wanted and not force:
@@ -587,11 +623,13 @@ class AgsClient:
         # per LTI component on Open edX, so the activity's own container comes first.
         container = self._checked(str(known.get("lineitems") or course.remote_id), "lineitems")
         if item is None:
-            item = await self._find(container, column.activity_id)
+            item = await self._find(container, column.activity_id, each_request)
             if item is not None:
                 await self._settle_created(column.activity_id, item)
         if item is None and resource_link is not None:
-            item = await self._find_by_link(container, column.activity_id, resource_link)
+            item = await self._find_by_link(
+                container, column.activity_id, resource_link, each_request
+            )
         if item is None:
             resp = await self._send(
                 "POST",
@@ -607,7 +645,7 @@ class AgsClient:
                 self._created.setdefault(column.activity_id, set()).add(str(created["id"]))
             # Another process (or deployment) may have looked the column up at the same
             # moment, found none and created one too: listed again, the oldest is the column.
-            item = await self._find(container, column.activity_id) or created
+            item = await self._find(container, column.activity_id, each_request) or created
             await self._settle_created(column.activity_id, item)
         elif force or _differs(item, desired):
             # Fields the platform holds but left empty come back as null; sending them back
@@ -718,9 +756,18 @@ class AgsClient:
             per_key=True,
         )
 
-    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
+    async def read_results(
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+    ) -> Sequence[ReadBack]:
         url = with_query(results_url(item.remote_id), {"limit": str(self.profile.page_limit)})
-        rows = await self._get_pages(url, field="lineitem", what="results", accept=RESULTS_TYPE)
+        # every page: each learner's result is on one of them
+        rows = await self._get_pages(
+            url,
+            field="lineitem",
+            what="results",
+            accept=RESULTS_TYPE,
+            each_request=each_request,
+        )
         out: list[ReadBack] = []
         for row in rows:
             if not isinstance(row, dict) or not row.get("userId"):

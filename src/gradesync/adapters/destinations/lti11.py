@@ -56,6 +56,7 @@ from gradesync.services.destination import (
     ReadBack,
     Receipt,
     RemoteFailure,
+    RequestGate,
     ResultTarget,
 )
 from gradesync.services.lti.migration import MIGRATED_KEY
@@ -397,7 +398,13 @@ class Lti11Client:
         return link
 
     async def ensure_column(
-        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
     ) -> ItemLink:
         # LTI 1.1 cannot create or rename columns: the link's launch made them. Details are
         # recorded as "in step" so the engine does not ask again until they change.
@@ -574,7 +581,9 @@ class Lti11Client:
             score_maximum=1.0 if value is not None else None,
         )
 
-    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
+    async def read_results(
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+    ) -> Sequence[ReadBack]:
         """readResult for each learner who launched this activity (the launch records their
         sourcedIds on the item link). remote_person_id is the LTI user_id. A learner whose
         result id the LMS no longer knows is left out; any other failure is raised."""

@@ -51,10 +51,18 @@ class ObservedClient:
             return await self._inner.ensure_course(course, link)
 
     async def ensure_column(
-        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
     ) -> ItemLink:
         with log_context.bound(**self._context):
-            return await self._inner.ensure_column(course, column, link, force=force)
+            return await self._inner.ensure_column(
+                course, column, link, force=force, each_request=each_request
+            )
 
     async def put_result(
         self, target: ResultTarget, result: DesiredResult, timestamp: datetime
@@ -62,9 +70,11 @@ class ObservedClient:
         with log_context.bound(**self._context):
             return await self._inner.put_result(target, result, timestamp)
 
-    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
+    async def read_results(
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+    ) -> Sequence[ReadBack]:
         with log_context.bound(**self._context):
-            return await self._inner.read_results(course, item)
+            return await self._inner.read_results(course, item, each_request=each_request)
 
     async def read_one(self, target: ResultTarget) -> ReadBack:
         """One learner's result, where the protocol reads one alone (`OneResultReader`)."""

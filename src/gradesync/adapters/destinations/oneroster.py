@@ -82,6 +82,7 @@ from gradesync.services.destination import (
     ReadBack,
     Receipt,
     RemoteFailure,
+    RequestGate,
     ResultTarget,
 )
 
@@ -135,7 +136,13 @@ class OneRosterClient:
         return mapped_class(self.destination, course, link)
 
     async def ensure_column(
-        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
     ) -> ItemLink:
         link = selected_item(course, column, link)
         term = Term.from_link_data(course.data)
@@ -233,7 +240,9 @@ class OneRosterClient:
         response = await self._put(f"/results/{quote(sourced_id, safe='')}", body, "result")
         return Receipt(payload=body, status=response.status_code, message=None)
 
-    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
+    async def read_results(
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+    ) -> Sequence[ReadBack]:
         out: list[ReadBack] = []
         line_items = item.data.get("line_items") or {course.remote_id: item.remote_id}
         for class_id, line_item_id in line_items.items():

@@ -57,6 +57,7 @@ from gradesync.services.destination import (
     ReadBack,
     Receipt,
     RemoteFailure,
+    RequestGate,
     ResultTarget,
 )
 
@@ -114,7 +115,13 @@ class OneRosterCsvClient:
         return category_id
 
     async def ensure_column(
-        self, course: CourseLink, column: Column, link: ItemLink | None, *, force: bool = False
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
     ) -> ItemLink:
         link = selected_item(course, column, link)
         term = Term.from_link_data(course.data)
@@ -175,7 +182,9 @@ class OneRosterCsvClient:
         )
         return Receipt(payload=row, message="written to the CSV export")
 
-    async def read_results(self, course: CourseLink, item: ItemLink) -> Sequence[ReadBack]:
+    async def read_results(
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+    ) -> Sequence[ReadBack]:
         return []  # the SIS's gradebook is not readable from here
 
     async def check(self) -> Sequence[ProbeStep]:

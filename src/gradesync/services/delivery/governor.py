@@ -16,7 +16,8 @@ an `Admission`, which moves to limits that replaced those it waited on, and give
 back when its holder sends nothing): a score's send (`Deliverer.send`), a column's write, a
 run's read-back and each page of a Deep Linking look-up (`Governor.request`, which raises
 `DestinationPaused` rather than ask a paused destination anything). Whichever of them is
-the breaker's probe records how it ended.
+the breaker's probe records how it ended. A column's write and a read-back that list many
+pages take a rate token per page under the one slot they hold (`Governor.each_page`).
 
 `Governor` holds the destinations and their limits in the worker process; a gate it closes
 is also written to the destination's `paused_until` so other workers and the console see
@@ -44,7 +45,7 @@ from gradesync.services.database_lost import OutageNotice
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.records import DeliveryScope, DestKey
 from gradesync.services.delivery.share import Slots, WorkerShare
-from gradesync.services.destination import FailureClass, RemoteFailure, reason_of
+from gradesync.services.destination import FailureClass, RemoteFailure, RequestGate, reason_of
 from gradesync.services.destination_admin import MIN_RATE_PER_SECOND
 from gradesync.services.destination_signals import DestinationSignals
 from gradesync.services.engine_config import BreakerSettings, EngineSettings
@@ -744,6 +745,48 @@ class Governor:
             else:
                 self.answered(d, lim)
 
+    def each_page(self, d: Destination) -> RequestGate:
+        """The gate for the further requests of one that holds its slot (`request`) and
+        makes several, as a listing of many pages does (`AgsClient.ensure_column`, a run's
+        read-back): the held request's slot and token go to its first page; each later page
+        takes a rate token of its own and finds the destination open (not paused, gated or
+        with its breaker open), or raises `DestinationPaused`, its token given back. It
+        takes no second slot: the caller holds one already, and with a cap of 1 a second
+        would wait for the caller's own. Entered in the holding request, so the breaker
+        half-open means this request is its probe, whose further pages go on."""
+        probe = self.limits_for(d).breaker.probing
+        first = True
+
+        @contextlib.asynccontextmanager
+        async def page() -> AsyncIterator[None]:
+            nonlocal first
+            if not first:
+                await self._another(d, probe)
+            first = False
+            yield
+
+        return page
+
+    async def _another(self, d: Destination, probe: bool) -> None:
+        """A rate token for a further request under a slot held, with the pause re-read."""
+        while True:
+            lim = self.limits_for(d)
+            rate = lim.rate
+            # False: those limits were replaced while waiting; a token of the new ones
+            if rate.take_now() or await rate.acquire():
+                break
+        try:
+            if not self.pause_fresh(d, lim):
+                await self.check_pause(d, lim)
+            breaker = lim.breaker
+            open_ = breaker.state is BreakerState.CLOSED or (probe and breaker.probing)
+            if lim.disabled or lim.gated(self.clock.now()) or not open_:
+                held = self.destinations.get((d.tenant_id, d.id), d)
+                raise DestinationPaused(d, held.pause_reason if lim.disabled else lim.gate_reason)
+        except BaseException:
+            rate.refund()
+            raise
+
     def _probe_failed(self, d: Destination, lim: DestinationLimits, exc: BaseException) -> None:
         """The breaker's probe, a request other than a score's send, ended in `exc`: recorded
         as a send's outcome is (`failures.outcome_of_failure`), or every request after it
@@ -753,6 +796,9 @@ class Governor:
         the destination until its Retry-After, `slowed_down`): the next request probes. Any
         other failure re-opens the breaker."""
         breaker = lim.breaker
+        if isinstance(exc, DestinationPaused):  # a later page found it paused: no answer
+            breaker.release_probe()
+            return
         if isinstance(exc, RemoteFailure):
             if exc.failure is FailureClass.REJECTED or exc.per_key:
                 self.answered(d, lim)

@@ -157,7 +157,14 @@ class Provisioner:
             if not force and current is not None and current.details_hash == wanted:
                 return current, False
             async with self.governor.request(d, priority):
-                made = await client.ensure_column(course_link, column, current, force=force)
+                # its listing's later pages take a token each under the slot held here
+                made = await client.ensure_column(
+                    course_link,
+                    column,
+                    current,
+                    force=force,
+                    each_request=self.governor.each_page(d),
+                )
                 # a SIS's scores read on the line item's maximum as written now (`domain.held`)
                 ensured = provisioned(made, d.kind, column.score_maximum)
                 self._item_links[key] = (*(known or (link,)), ensured)[-8:]
