@@ -17,7 +17,13 @@ from gradesync.sandbox.testing import RunningSandbox
 from gradesync.testing import wait_for
 from tests.support.limits import watch_waits
 from tests.support.lti import Browser
-from tests.support.served import Served, launched_learner, post_attempt, register_tool
+from tests.support.served import (
+    Served,
+    launched_learner,
+    new_activity,
+    post_attempt,
+    register_tool,
+)
 
 LIMITS = "/destinations/lms/limits"
 
@@ -39,18 +45,6 @@ def _labels(lms: RunningSandbox, ctx: str) -> list[str]:
     return [li.label for li in lms.state.courses[ctx].line_items.values()]
 
 
-def _new_activity(served: Served, activity_id: str, title: str) -> None:
-    served.ok(
-        "POST",
-        "/ingest",
-        json={
-            "activities": [
-                {"id": activity_id, "course_id": "c1", "title": title, "points_possible": 10}
-            ]
-        },
-    )
-
-
 def _linked_course(lms: RunningSandbox, served: Served, browser: Browser) -> tuple[str, str]:
     """(learner, LMS course): a1 deep linked (its column "Lab 1" the course's first line
     item), one slot for the LMS's requests."""
@@ -59,6 +53,24 @@ def _linked_course(lms: RunningSandbox, served: Served, browser: Browser) -> tup
     wait_for(lambda: _labels(lms, ctx) == ["Lab 1"], "the deep linked activity's line item")
     served.ok("PATCH", LIMITS, json={"concurrency": 1})
     return learner, ctx
+
+
+def _second_page_waiting(
+    lms: RunningSandbox, served: Served, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The LMS course, 10 line items in it, where a new activity a3's column is looked up
+    at one request per 100 s: its first page sent, the second waiting for a token."""
+    _, ctx = _linked_course(lms, served, browser)
+    for n in range(9):
+        lms.admin.add_line_item(ctx, label=f"Quiz {n}", scoreMaximum=5)
+    waited = threading.Event()
+    watch_waits(monkeypatch, waited)
+    served.ok("PATCH", LIMITS, json={"rate_per_second": 0.01})
+    lms.admin.reset_counters()
+    new_activity(served, "a3", "Lab 3")
+    wait_for(waited.is_set, "the look-up's second page waiting for a token")
+    assert _line_item_requests(lms) == 1  # the first page only
+    return ctx
 
 
 def test_a_column_made_before_is_adopted_from_the_page_that_holds_it(
@@ -72,7 +84,7 @@ def test_a_column_made_before_is_adopted_from_the_page_that_holds_it(
         lms.admin.add_line_item(ctx, label=f"Quiz {n}", scoreMaximum=5)
     lms.admin.reset_counters()
 
-    _new_activity(served, "a2", "Lab 2")
+    new_activity(served, "a2", "Lab 2")
     post_attempt(served, "e1", learner, 7, activity_id="a2")
     (lab2,) = (li for li in lms.state.courses[ctx].line_items.values() if li.label == "Lab 2")
     wait_for(lambda: learner in lab2.scores, "the grade in the adopted column")
@@ -89,18 +101,8 @@ def test_each_page_of_a_column_s_look_up_waits_for_its_own_rate_token(
 ) -> None:
     """At one request per 100 s, a new column's look-up sends its first page with the one
     token there is and waits, not asked, for the next; lifted, the column is made once."""
-    _, ctx = _linked_course(lms, served, browser)
-    for n in range(9):
-        lms.admin.add_line_item(ctx, label=f"Quiz {n}", scoreMaximum=5)
-    waited = threading.Event()
-    watch_waits(monkeypatch, waited)
-    served.ok("PATCH", LIMITS, json={"rate_per_second": 0.01})
-    lms.admin.reset_counters()
-
-    _new_activity(served, "a3", "Lab 3")
     try:
-        wait_for(waited.is_set, "the look-up's second page waiting for a token")
-        assert _line_item_requests(lms) == 1  # the first page only
+        ctx = _second_page_waiting(lms, served, browser, monkeypatch)
     finally:
         served.ok("PATCH", LIMITS, json={"rate_per_second": None})
     wait_for(lambda: "Lab 3" in _labels(lms, ctx), "the column made once the limit is lifted")
@@ -121,17 +123,8 @@ def test_a_pause_met_between_the_pages_holds_the_column_until_resumed(
     is not asked, and the column waits for the pause as one met before its first request
     does; resumed, it is made once."""
     caplog.set_level(logging.INFO, logger="gradesync.services.delivery.provisioning")
-    _, ctx = _linked_course(lms, served, browser)
-    for n in range(9):
-        lms.admin.add_line_item(ctx, label=f"Quiz {n}", scoreMaximum=5)
-    waited = threading.Event()
-    watch_waits(monkeypatch, waited)
-    served.ok("PATCH", LIMITS, json={"rate_per_second": 0.01})
-    lms.admin.reset_counters()
-
-    _new_activity(served, "a3", "Lab 3")
     try:
-        wait_for(waited.is_set, "the look-up's second page waiting for a token")
+        ctx = _second_page_waiting(lms, served, browser, monkeypatch)
         served.ok("POST", "/destinations/lms/pause", json={"reason": "exam week"})
     finally:
         served.ok("PATCH", LIMITS, json={"rate_per_second": None})

@@ -12,7 +12,13 @@ import pytest
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.testing import wait_for
 from tests.support.lti import Browser
-from tests.support.served import Served, launched_learner, post_attempt, register_tool
+from tests.support.served import (
+    Served,
+    launched_learner,
+    new_activity,
+    post_attempt,
+    register_tool,
+)
 
 WAITS = "wait for the pause"  # what the provisioner logs for columns held by a pause
 
@@ -27,18 +33,6 @@ def _labels(lms: RunningSandbox, ctx: str) -> set[str]:
     return {li.label for li in lms.state.courses[ctx].line_items.values()}
 
 
-def _new_activity(served: Served, activity_id: str, title: str) -> None:
-    served.ok(
-        "POST",
-        "/ingest",
-        json={
-            "activities": [
-                {"id": activity_id, "course_id": "c1", "title": title, "points_possible": 10}
-            ]
-        },
-    )
-
-
 def _held_back(lms: RunningSandbox, caplog: pytest.LogCaptureFixture) -> bool:
     """The new column either went out (the defect) or waits for the pause."""
     return _line_item_requests(lms) > 0 or WAITS in caplog.text
@@ -49,7 +43,7 @@ def _assert_new_column_held_back(
 ) -> None:
     """Activity a2 ("Lab 2") ingested while the LMS is paused: its column waits."""
     lms.admin.reset_counters()
-    _new_activity(served, "a2", "Lab 2")
+    new_activity(served, "a2", "Lab 2")
     wait_for(lambda: _held_back(lms, caplog), "the new column sent or held back")
     assert _line_item_requests(lms) == 0, defect
 
@@ -109,7 +103,7 @@ def test_a_run_s_columns_stop_at_the_first_429_and_are_not_tried_again_during_it
 ) -> None:
     reg = register_tool(lms, served)
     learner, ctx = launched_learner(lms, served, browser, reg["client_id"])
-    _new_activity(served, "a2", "Lab 2")
+    new_activity(served, "a2", "Lab 2")
     wait_for(lambda: _labels(lms, ctx) == {"Lab 1", "Lab 2"}, "both line items")
     post_attempt(served, "e1", learner, 7)
     (lab1,) = (li for li in lms.state.courses[ctx].line_items.values() if li.label == "Lab 1")
@@ -144,7 +138,7 @@ def test_a_429_to_a_column_made_ahead_pauses_the_lms_and_the_column_waits_for_it
 
     lms.admin.reset_counters()
     lms.admin.set_faults({"lineitems": {"script": ["throttle"], "retry_after": 3600}})
-    _new_activity(served, "a2", "Lab 2")
+    new_activity(served, "a2", "Lab 2")
     # the column's 429 answered: it waits for the pause (or, before, was left to a grade)
     answered = (WAITS, "not created ahead")
     wait_for(lambda: any(w in caplog.text for w in answered), "the column's 429 answered")

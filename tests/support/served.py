@@ -174,6 +174,19 @@ def graded_learners(
     return learners, ctx, item
 
 
+def new_activity(gs: Served, activity_id: str, title: str) -> None:
+    """A new activity of the courseware's course c1, out of 10 points."""
+    gs.ok(
+        "POST",
+        "/ingest",
+        json={
+            "activities": [
+                {"id": activity_id, "course_id": "c1", "title": title, "points_possible": 10}
+            ]
+        },
+    )
+
+
 def post_attempt(
     gs: Served, event: str, learner: str, score: float, *, activity_id: str = "a1"
 ) -> None:
