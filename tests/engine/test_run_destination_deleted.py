@@ -23,7 +23,7 @@ from gradesync.domain.model import (
 from gradesync.services import destination_admin
 from gradesync.services.clock import SystemClock
 from gradesync.services.runs import get_run, request_run
-from gradesync.testing import DoubleFactory, add_destination
+from gradesync.testing import DoubleFactory, add_course, add_destination
 from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, ledger, post, seed
 
 LEARNERS = 4
@@ -78,7 +78,7 @@ async def _deleted_midway(
     await harness.until(lambda: _delivered(db) == early, f"{early} delivered")
     await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
     if made_again:
-        people = _made_again(db)
+        people = _add_linked(db)
         with db.uow() as uow:  # its own columns (a deep link's, say): the run's are gone
             for activity in ("a1", "a2"):
                 uow.links.save_item(ItemLink(T, DEST, activity, f"https://lms/new/{activity}"))
@@ -92,16 +92,31 @@ async def _deleted_midway(
     return done
 
 
-def _made_again(db: Database) -> list[str]:
-    """The destination made again under its id, linked to the course and its learners;
-    the learners' ids."""
+async def _requeued(harness: Harness, db: Database, scope: RunScope) -> SyncRun:
+    """A remaster of `scope` a worker started, then gave back to the queue when it lost its
+    database: run again, it is resumed."""
+    await harness.use(FAST)
+    run, _ = request_run(db.uow, harness.waker, SystemClock(), scope, Trigger.REMASTER, "ada")
+    now = datetime.now(UTC)
+    with db.uow() as uow:
+        uow.runs.claim_next("w1", now, now - timedelta(minutes=1), run_id=run.id)
+        assert uow.runs.requeue_own(run.id, "w1", now, "database lost at 10:00:00 UTC")
+        uow.commit()
+    return run
+
+
+def _add_linked(
+    db: Database, destination_id: str = DEST, name: str = "Canvas again", course: str = COURSE
+) -> list[str]:
+    """A destination added (by default `lms` made again under its id), linked to `course`
+    and its learners; the learners' ids."""
     people = [learner(i) for i in range(LEARNERS)]
     add_destination(
         db.uow,
         T,
-        DEST,
-        name="Canvas again",
-        links={COURSE: "https://lms/courses/1"},
+        destination_id,
+        name=name,
+        links={course: f"https://{destination_id}/courses/1"},
         people={p: f"sub-{p}" for p in people},
     )
     return people
@@ -160,17 +175,9 @@ async def test_a_run_resumed_after_its_destination_was_made_again_says_it_was_de
     id of its own, deleted while the run waited, is not the run's. The run says its own was
     deleted and counts nothing of the new one, though its sends take the new one's grades."""
     seed(db, learners=LEARNERS, activities=("a1",))
-    await harness.use(FAST)
-    run, _ = request_run(
-        db.uow, harness.waker, SystemClock(), RunScope(T, DEST), Trigger.REMASTER, "ada"
-    )
-    now = datetime.now(UTC)
-    with db.uow() as uow:  # a worker started it, then lost its database
-        uow.runs.claim_next("w1", now, now - timedelta(minutes=1), run_id=run.id)
-        assert uow.runs.requeue_own(run.id, "w1", now, "database lost at 10:00:00 UTC")
-        uow.commit()
+    run = await _requeued(harness, db, RunScope(T, DEST))
     await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
-    people = _made_again(db)
+    people = _add_linked(db)
     post(db, None, [("a1", p, 8.0) for p in people])
     await harness.engine.process_dirty()  # the new lms's rows, pending for the run
     done = await harness.engine.execute_run(run.id)
@@ -184,4 +191,73 @@ async def test_a_run_resumed_after_its_destination_was_made_again_says_it_was_de
     assert done.message.startswith(
         "Deleted while the run ran, the rest of its results not sent: "
         "Canvas test (0 sent to it before)."
+    ), done.message
+
+
+async def test_a_run_resumed_after_its_destination_was_deleted_says_so(
+    harness: Harness, db: Database
+) -> None:
+    """A run asked for one destination, resumed after that destination was deleted and not
+    made again, finds nothing linked: it says its destination was deleted, not that none is
+    linked."""
+    seed(db, learners=LEARNERS, activities=("a1",))
+    post(db, None, [("a1", learner(i), 6.0) for i in range(LEARNERS)])
+    run = await _requeued(harness, db, RunScope(T, DEST))
+    await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.stage is RunStage.FINISHED
+    c = done.counts
+    assert c["destinations_deleted"] == {DEST: 0}, c
+    assert c["sent"] == 0 and c["keys"] == 0, c
+    assert done.outcome is RunOutcome.FAILED, done.message
+    assert done.message == (
+        "Deleted while the run ran, the rest of its results not sent: "
+        "Canvas test (0 sent to it before). 0 sent; 0 unchanged."
+    ), done.message
+
+
+async def test_destinations_added_since_a_resumed_run_started_are_not_counted_in_it(
+    harness: Harness, db: Database
+) -> None:
+    """Destinations added to a resumed run's scope since it first started are not the run's:
+    their rows are neither sent nor pending in its counts (its sends take those due), and
+    one of them paused does not hold the run up."""
+    seed(db, learners=LEARNERS, activities=("a1",))
+    run = await _requeued(harness, db, RunScope(T, None, COURSE))
+    _add_linked(db, "lms2", "Moodle")
+    _add_linked(db, "lms3", "Sakai")
+    await asyncio.to_thread(
+        destination_admin.pause, db.uow, SystemClock(), T, "lms3", actor="ada", reason="exams"
+    )
+    post(db, None, [("a1", learner(i), 6.0) for i in range(LEARNERS)])
+    await harness.engine.process_dirty()  # the new ones' rows, pending for the run's sends
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.stage is RunStage.FINISHED
+    c = done.counts
+    assert (c["sent"], c["keys"], c["pending"]) == (LEARNERS, LEARNERS, 0), c
+    assert done.outcome is RunOutcome.SUCCEEDED, done.message
+    assert done.message == f"{LEARNERS} sent; 0 unchanged.", done.message
+    with db.uow() as uow:  # the new ones' rows: Moodle's went with the run's sends
+        assert uow.ledger.counts_by_state(T, destination_id="lms2") == {"delivered": LEARNERS}
+        assert uow.ledger.counts_by_state(T, destination_id="lms3") == {"pending": LEARNERS}
+
+
+async def test_a_resumed_run_whose_destinations_were_all_added_since_says_so(
+    harness: Harness, db: Database
+) -> None:
+    """A resumed run whose scope's every destination was added since it first started has
+    nothing of its own to sync, and says why: a destination is linked, just not one it was
+    made for."""
+    seed(db, learners=LEARNERS, activities=("a1",))
+    people = [learner(i) for i in range(LEARNERS)]
+    add_course(db.uow, T, "c2", ("b1", "Quiz b1", 10.0), title="Chemistry", learners=people)
+    run = await _requeued(harness, db, RunScope(T, None, "c2"))
+    _add_linked(db, "lms2", "Moodle", course="c2")
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.stage is RunStage.FINISHED
+    assert done.counts["keys"] == 0, done.counts
+    assert done.message == (
+        "Nothing to sync: the destination linked to this scope (Moodle) was added after the "
+        "run first started, and a resumed run syncs only the destinations it started with "
+        "(a new run syncs it)."
     ), done.message

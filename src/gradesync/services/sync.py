@@ -305,6 +305,24 @@ def _deleted_since(ours: Destination, now: Destination | None) -> bool:
     return now is None or now.created_at != ours.created_at
 
 
+def _nothing_to_sync(made_since: Mapping[str, Destination]) -> str:
+    """Why a run had nothing to sync: nothing linked to its scope, or (a resumed run) only
+    destinations added since it first started, which are not the run's."""
+    if not made_since:
+        return (
+            "Nothing to sync: no destination is linked to this scope (a course is linked by "
+            "an LTI launch or by mapping it to a SIS class)."
+        )
+    names = ", ".join(sorted(d.name for d in made_since.values()))
+    which, them = ("destination", "it") if len(made_since) == 1 else ("destinations", "them")
+    were = "was" if len(made_since) == 1 else "were"
+    return (
+        f"Nothing to sync: the {which} linked to this scope ({names}) {were} added after the "
+        "run first started, and a resumed run syncs only the destinations it started with "
+        f"(a new run syncs {them})."
+    )
+
+
 def _gone(gone: dict[str, tuple[str, int]]) -> str:
     """What a person reads first when destinations of the run were deleted while it ran."""
     if not gone:
@@ -466,11 +484,15 @@ class RunExecutor:
         try:
             targets = await asyncio.to_thread(self._targets, run.scope)
             made_since: dict[str, Destination] = {}
+            not_ours: list[str] = []
             stages = await asyncio.to_thread(self._stages, run.id)
             if _resumed(stages):
                 # its destinations read again: one made since it first started is not one it
                 # was made for (its own under that id was deleted meanwhile, maybe)
                 targets, made_since = _made_since(targets, started)
+            # the rows of those made since, turned off ones too, are not the run's: its counts
+            # leave them out (its sends take those due, as they take any of the scope's)
+            not_ours = await asyncio.to_thread(self._made_after, run.scope, started)
             carry = await asyncio.to_thread(owed, self.uow_factory, run)
             if _computed_before(stages):
                 # resumed after it had computed: what it computed stands, so a remaster does
@@ -507,8 +529,12 @@ class RunExecutor:
                     not_ours=made_since,
                 )
             )
-            counts.update(await asyncio.to_thread(summarise, self.reads, run.scope, started))
-            held = await asyncio.to_thread(self._pauses, run.scope, patience.left(self.monotonic()))
+            counts.update(
+                await asyncio.to_thread(summarise, self.reads, run.scope, started, not_ours)
+            )
+            held = await asyncio.to_thread(
+                self._pauses, run.scope, patience.left(self.monotonic()), not_ours
+            )
             for _ in range(2):
                 # results that became pending while the run verified (new grades) are sent
                 # now, and a timed pause that ends within the patience the run has left is
@@ -517,26 +543,26 @@ class RunExecutor:
                 if not self._owed(counts, held):
                     break
                 await self._sending(run, counts, lost, patience)
-                counts.update(await asyncio.to_thread(summarise, self.reads, run.scope, started))
+                counts.update(
+                    await asyncio.to_thread(summarise, self.reads, run.scope, started, not_ours)
+                )
                 held = await asyncio.to_thread(
-                    self._pauses, run.scope, patience.left(self.monotonic())
+                    self._pauses, run.scope, patience.left(self.monotonic()), not_ours
                 )
             paused = [h.destination for h in held if h.pending]
             gone = await asyncio.to_thread(self._deleted, run, targets, started, made_since)
             if gone:
                 # one made again under the id of a deleted one has a ledger of its own: not
                 # the run's (a deleted one's went with it)
+                left_out = sorted({*not_ours, *gone})
                 counts.update(
-                    await asyncio.to_thread(summarise, self.reads, run.scope, started, list(gone))
+                    await asyncio.to_thread(summarise, self.reads, run.scope, started, left_out)
                 )
             _count_deleted(counts, gone)
             outcome = _outcome(counts)
             message = _gone(gone) + _headline(outcome, counts) + _describe(counts, paused, failed)
             if not targets and not paused and not gone:
-                message = (
-                    "Nothing to sync: no destination is linked to this scope (a course is "
-                    "linked by an LTI launch or by mapping it to a SIS class)."
-                )
+                message = _nothing_to_sync(made_since)
         except RunTakenOver:
             log.warning("run %s was requeued while this worker ran it; leaving it", run.id)
             beat.cancel()
@@ -588,13 +614,17 @@ class RunExecutor:
         the run's was deleted, and what the run's sends took to the new one is not counted.
         `made_since`: destinations a resumed run found made since it first started; one whose
         id names a destination deleted since then replaced the run's, under the name its
-        deletion recorded (a run asked for one destination keeps that one's)."""
+        deletion recorded (a run asked for one destination keeps that one's). The destination
+        a run was asked for, when not among its targets, is looked for among the deletions
+        too: a resumed run finds none under its id once it was deleted (and not made again)."""
         ours = {tg.destination.id: tg.destination for tg in targets}
-        if not ours and not made_since:
+        asked = run.scope.destination_id
+        looked_up = {*made_since, *([asked] if asked and asked not in ours else [])}
+        if not ours and not looked_up:
             return {}
         tenant = run.scope.tenant_id
         with self.reads() as uow:
-            now = uow.destinations.get_many(tenant, ours)
+            now = uow.destinations.get_many(tenant, {*ours, *looked_up})
             gone = sorted(d for d in ours if _deleted_since(ours[d], now.get(d)))
             sent = uow.deliveries.delivered_by_run(
                 tenant, run.id, [d for d in gone if d not in now], since
@@ -605,17 +635,17 @@ class RunExecutor:
                         tenant, run.id, [d], since, until=now[d].created_at
                     )
             names = {d: ours[d].name for d in gone}
-            for deletion in uow.destinations.deleted(tenant, made_since):
+            for deletion in uow.destinations.deleted(tenant, looked_up):
                 d = deletion.id
                 if d in names or deletion.deleted_at < since:
                     continue  # the first deletion since the run started was the run's
                 names[d] = (
-                    run.destination_name
-                    if run.scope.destination_id == d and run.destination_name
-                    else deletion.name
+                    run.destination_name if asked == d and run.destination_name else deletion.name
                 )
+                # one there now under the id was made since: what went from then on is its
+                again = now.get(d)
                 sent |= uow.deliveries.delivered_by_run(
-                    tenant, run.id, [d], since, until=made_since[d].created_at
+                    tenant, run.id, [d], since, until=again.created_at if again else None
                 )
         return {d: (names[d], sent.get(d, 0)) for d in sorted(names)}
 
@@ -656,17 +686,22 @@ class RunExecutor:
             log.warning("run %s: the database answers again; resuming it", run.id)
             return replace(run, stage=RunStage.QUEUED)
 
-    def _pauses(self, scope: RunScope, patience_left: float) -> list[_Held]:
+    def _pauses(
+        self, scope: RunScope, patience_left: float, not_ours: Collection[str] = ()
+    ) -> list[_Held]:
         """The destinations in the run's scope paused now, by an admin or for a while, that
         hold results of the scope not yet delivered (they wait for the pause). A paused
         destination holding none of them is not what they wait for. Each counts the rows
         that go within `patience_left` seconds: none unless its pause is timed and ends by
-        then (a Retry-After, the breaker's cool-down), then those due by then."""
+        then (a Retry-After, the breaker's cool-down), then those due by then. `not_ours`:
+        destinations whose rows the run does not count (made since a resumed run started)."""
         now = self.clock.now()
         by = now + timedelta(seconds=patience_left)
         held: list[_Held] = []
         with self.uow_factory() as uow:
             for d in self._paused_in(uow, scope.tenant_id, scope.destination_id, now):
+                if d.id in not_ours:
+                    continue
                 ends = _pause_end(d)
                 goes = 0
                 if ends is not None and ends <= by:
@@ -703,18 +738,32 @@ class RunExecutor:
         return out
 
     @staticmethod
-    def _paused_in(
-        uow: UnitOfWork, tenant_id: str | None, destination_id: str | None, now: datetime
+    def _of_scope(
+        uow: UnitOfWork, tenant_id: str | None, destination_id: str | None
     ) -> list[Destination]:
-        """The destinations of a scope paused at `now`."""
+        """The destinations of a scope: the one it names, or all of its tenant's."""
         if tenant_id is None:
             return []  # a run's scope always names its tenant
         if destination_id:
             one = uow.destinations.get(tenant_id, destination_id)
-            dests = [one] if one is not None else []
-        else:
-            dests = uow.destinations.all(tenant_id)
-        return [d for d in dests if d.paused_at(now)]
+            return [one] if one is not None else []
+        return uow.destinations.all(tenant_id)
+
+    @classmethod
+    def _paused_in(
+        cls, uow: UnitOfWork, tenant_id: str | None, destination_id: str | None, now: datetime
+    ) -> list[Destination]:
+        """The destinations of a scope paused at `now`."""
+        return [d for d in cls._of_scope(uow, tenant_id, destination_id) if d.paused_at(now)]
+
+    def _made_after(self, scope: RunScope, first_start: datetime) -> list[str]:
+        """The ids of the scope's destinations made after a resumed run first started,
+        turned off ones too (no target of the run, their rows are in its scope)."""
+        with self.reads() as uow:
+            dests = self._of_scope(uow, scope.tenant_id, scope.destination_id)
+        return sorted(
+            d.id for d in dests if d.created_at is not None and d.created_at > first_start
+        )
 
     async def _carrying(self, run: SyncRun, carry: Carry) -> dict[str, Any]:
         """The results a remaster could not rewrite become pending again, as in a remaster
@@ -742,12 +791,7 @@ class RunExecutor:
             tenant = uow.tenants.get(scope.tenant_id)
             if tenant is None:
                 return []
-            if scope.destination_id:
-                one = uow.destinations.get(scope.tenant_id, scope.destination_id)
-                dests = [one] if one is not None else []
-            else:
-                dests = uow.destinations.all(scope.tenant_id)
-            for d in dests:
+            for d in self._of_scope(uow, scope.tenant_id, scope.destination_id):
                 if not d.enabled:
                     continue
                 if scope.course_id:
