@@ -65,9 +65,12 @@ def seed(
     activities: Sequence[str] = ("a1",),
     linked: int | None = None,
     config: dict[str, object] | None = None,
+    at: datetime | None = None,
 ) -> None:
     """Tenant t1, course c1 with `activities` (10 points each), `learners` learners, a
-    destination `lms` linked to the course; the first `linked` learners have launched."""
+    destination `lms` linked to the course; the first `linked` learners have launched.
+    `at`: when the destination was made (a run resumed counts only destinations made
+    before it first started)."""
     linked = learners if linked is None else linked
     people = [learner(i) for i in range(learners)]
     add_tenant(db.uow, T, "Tenant")
@@ -87,6 +90,7 @@ def seed(
         config=config or {"concurrency": 4},
         links={COURSE: "https://lms/courses/1"},
         people={p: f"sub-{p}" for p in people[:linked]},
+        at=at,
     )
 
 

@@ -246,10 +246,11 @@ async def test_bad_requests_change_nothing(harness: Harness, db: Database) -> No
 async def test_a_run_whose_worker_died_is_requeued_and_finished(
     harness: Harness, db: Database
 ) -> None:
-    seed(db, learners=2)
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    # its destination made before the run first started: one made since is not the run's
+    seed(db, learners=2, at=long_ago - timedelta(minutes=1))
     post(db, None, [("a1", learner(i), 5.0) for i in range(2)])
     run, _ = _request(db, harness, Trigger.MANUAL)
-    long_ago = datetime.now(UTC) - timedelta(minutes=5)
     with db.uow() as uow:  # a worker claimed it, then stopped proving it was alive
         claimed = uow.runs.claim_next("dead-worker", long_ago, long_ago - timedelta(minutes=1))
         uow.commit()

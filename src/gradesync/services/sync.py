@@ -490,9 +490,10 @@ class RunExecutor:
                 # its destinations read again: one made since it first started is not one it
                 # was made for (its own under that id was deleted meanwhile, maybe)
                 targets, made_since = _made_since(targets, started)
-            # the rows of those made since, turned off ones too, are not the run's: its counts
-            # leave them out (its sends take those due, as they take any of the scope's)
-            not_ours = await asyncio.to_thread(self._made_after, run.scope, started)
+                # the rows of those made since, turned off ones too, are not the run's: its
+                # counts leave them out (its sends take those due, as they take any of the
+                # scope's)
+                not_ours = await asyncio.to_thread(self._made_after, run.scope, started)
             carry = await asyncio.to_thread(owed, self.uow_factory, run)
             if _computed_before(stages):
                 # resumed after it had computed: what it computed stands, so a remaster does
