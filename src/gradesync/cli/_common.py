@@ -502,14 +502,27 @@ def print_table(table: Table) -> None:
         console.print(f"{table.title}: none" if table.title else "none", highlight=False)
 
 
-def flat_counts(counts: dict[str, Any], *, brief: bool = False) -> str:
+def flat_counts(
+    counts: dict[str, Any], *, brief: bool = False, deleted: Mapping[str, str] | None = None
+) -> str:
     """A run's counts on one line, in the order a person reads them (`run_counts`): `sent 3,
     sent so far 2, rejected 2 (unknown_user 2)`, each count in words (the reasons keep their
     codes, which docs/troubleshooting.md names); `brief` keeps the outcomes a list of runs
-    shows (`run_counts.BRIEF`) that are not zero."""
+    shows (`run_counts.BRIEF`) that are not zero, and the destinations deleted while the run
+    ran. Those are counted as destinations, each named as `deleted` labels it
+    (`RunNames.deleted`; its id without) with what the run sent to it before."""
     parts = []
     for key, value in in_reading_order(counts):
-        if brief and (key not in run_counts.BRIEF or not value):
+        # a destination deleted under a run is a problem a list of runs shows too
+        listed = key in run_counts.BRIEF or key == "destinations_deleted"
+        if brief and (not listed or not value):
+            continue
+        if key == "destinations_deleted" and value:
+            names = deleted or {}
+            each = ", ".join(
+                f"{names.get(d, d)}: {n} sent before" for d, n in sorted(value.items())
+            )
+            parts.append(f"destinations deleted {len(value)} ({each})")
             continue
         key = key.replace("_", " ")
         if isinstance(value, dict):

@@ -37,17 +37,23 @@ def _took(r: SyncRun) -> str:
     return f"took {secs:.1f} s" if secs < 120 else f"took {secs / 60:.1f} min"
 
 
-def _summary(r: SyncRun) -> str:
+def _destination(r: SyncRun, names: queries.RunNames) -> str:
+    """The run's destination by its name (`RunNames.labels`: with its id where the name does
+    not say which), or all of them."""
+    return names.labels.get(r.id, "all destinations")
+
+
+def _summary(r: SyncRun, names: queries.RunNames) -> str:
     """What, when and how it went, in three short lines (the table fits 80 columns)."""
     scope = r.scope
-    where = f"{scope.course_id or 'all courses'} -> {scope.destination_id or 'all destinations'}"
+    where = f"{scope.course_id or 'all courses'} -> {_destination(r, names)}"
     if scope.activity_ids:
         where += f" ({len(scope.activity_ids)} activities)"
     how = r.outcome.value if r.outcome else r.stage.value
     return (
         f"{r.trigger.value}: {where}, by {r.actor}\n"
         f"{short_when(r.created_at)} UTC, {_took(r)}\n"
-        f"{how}: {flat_counts(r.counts, brief=True)}"
+        f"{how}: {flat_counts(r.counts, brief=True, deleted=names.deleted.get(r.id))}"
     )
 
 
@@ -88,13 +94,14 @@ def list_(
             },
             named=("course_id", "destination_id"),
         )
-    if as_json:
-        print_json([run_out(d.run, d.stages) for d in runs])  # as GET /runs
-        return
+        if as_json:
+            print_json([run_out(d.run, d.stages) for d in runs])  # as GET /runs
+            return
+        names = queries.run_names(rt.uow, tenant, [d.run for d in runs])
     table = Table("run", "what, when, how it went", show_lines=True)
     table.columns[0].no_wrap = True
     for d in runs:
-        table.add_row(d.run.id, _summary(d.run))
+        table.add_row(d.run.id, _summary(d.run, names))
     print_table(table)
 
 
@@ -117,14 +124,16 @@ def show(run_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool 
 
     with runtime() as rt:
         d = guarded(lambda: queries.run_detail(rt.uow, tenant, run_id))
-    if as_json:
-        print_json(run_out(d.run, d.stages))  # as GET /runs/{id}
-        return
+        if as_json:
+            print_json(run_out(d.run, d.stages))  # as GET /runs/{id}
+            return
+        names = queries.run_names(rt.uow, tenant, [d.run])
     r = d.run
     console.print(f"[bold]run {r.id}[/bold] ({r.trigger.value} by {r.actor})", highlight=False)
     scope = r.scope
     console.print(
-        f"scope: course {scope.course_id or 'all'}, destination {scope.destination_id or 'all'}"
+        f"scope: course {scope.course_id or 'all'}, destination "
+        + names.labels.get(r.id, "all")
         + (f", activities {', '.join(scope.activity_ids)}" if scope.activity_ids else ""),
         highlight=False,
     )
@@ -144,7 +153,8 @@ def show(run_id: str = typer.Argument(...), tenant: str = TENANT, as_json: bool 
         highlight=False,
     )
     console.print(
-        f"outcome: {r.outcome.value if r.outcome else 'running'}; {flat_counts(r.counts)}",
+        f"outcome: {r.outcome.value if r.outcome else 'running'}; "
+        + flat_counts(r.counts, deleted=names.deleted.get(r.id)),
         highlight=False,
     )
     if r.message:

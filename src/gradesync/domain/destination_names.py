@@ -7,7 +7,8 @@ the name that one had (a run keeps it; each deletion records it), never the new 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,3 +48,24 @@ def named_then(
     if destination_id in current:
         return NamedThen(current[destination_id], False)
     return NamedThen(kept or destination_id, True)
+
+
+def shared_names(names: Iterable[str]) -> frozenset[str]:
+    """The names more than one destination has: alone, they do not say which one."""
+    return frozenset(name for name, n in Counter(names).items() if n > 1)
+
+
+def labelled(
+    destination_id: str, named: NamedThen, shared: Collection[str] = (), *, marked: bool = True
+) -> str:
+    """A destination as the command line names it: by its name, with its id where the name
+    alone does not say which one, because another destination has it too (`shared`) or
+    this one was deleted (the id a filter such as `runs list --destination` takes):
+    "Canvas", "Canvas (canvas-2)", "Moodle (moodle, deleted)". `marked=False`: a deleted
+    one's label not marked deleted (where it is listed as deleted already)."""
+    if named.deleted:
+        # known by its id alone (deleted before deletions kept names): said once
+        said = [] if named.name == destination_id else [destination_id]
+        said += ["deleted"] if marked else []
+        return f"{named.name} ({', '.join(said)})" if said else named.name
+    return f"{named.name} ({destination_id})" if named.name in shared else named.name

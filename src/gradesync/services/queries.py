@@ -9,7 +9,7 @@ from typing import Any
 
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.course_connection import not_connected
-from gradesync.domain.destination_names import named_then
+from gradesync.domain.destination_names import labelled, named_then, shared_names
 from gradesync.domain.diagnosis import destination_ready_check, rate_limit_check
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.held import Held, held_score, line_item_maximum
@@ -459,28 +459,52 @@ class RunNames:
     courses: dict[str, str]
     destinations: dict[str, str]  # run id -> "Canvas", "Moodle (deleted)"; none: every one
     schedules: dict[str, str]  # run id -> "weekly mon,wed 07:00 (Europe/Paris)"
+    # as the command line names them (`destination_names.labelled`): run id -> "Canvas",
+    # "Canvas (canvas-2)" (a name two destinations have), "Moodle (moodle, deleted)"
+    labels: dict[str, str] = field(default_factory=dict)
+    # run id -> each destination deleted while it ran (its `destinations_deleted`) -> "Moodle
+    # (moodle)", by the name it had
+    deleted: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def run_names(uow_factory: UnitOfWorkFactory, tenant_id: str, runs: Sequence[SyncRun]) -> RunNames:
     run_ids = [r.id for r in runs]
     named_ids = {r.scope.destination_id for r in runs if r.scope.destination_id is not None}
+    gone_ids = {d for r in runs for d in r.counts.get("destinations_deleted", {})}
     with uow_factory() as uow:
         courses = {c.id: c.title for c in uow.courses.all(tenant_id)}
         current = {d.id: d.name for d in uow.destinations.all(tenant_id)}
-        deletions = uow.destinations.deleted(tenant_id, named_ids)
+        deletions = uow.destinations.deleted(tenant_id, named_ids | gone_ids)
         schedules = {s.id: s for s in uow.schedules.all(tenant_id)}
         of_run = uow.runs.schedules_of(run_ids)
-    destinations = {
-        r.id: named_then(
-            r.scope.destination_id, r.created_at, current, deletions, kept=r.destination_name
-        ).shown
-        for r in runs
-        if r.scope.destination_id is not None
-    }
+    shared = shared_names(current.values())
+    destinations, labels, deleted = {}, {}, {}
+    for r in runs:
+        if (asked := r.scope.destination_id) is not None:
+            then = named_then(asked, r.created_at, current, deletions, kept=r.destination_name)
+            destinations[r.id], labels[r.id] = then.shown, labelled(asked, then, shared)
+        if gone := r.counts.get("destinations_deleted"):
+            # deleted after the run started, by the name it had (the run kept its own's)
+            start = r.started_at or r.created_at
+            deleted[r.id] = {
+                d: labelled(
+                    d,
+                    named_then(
+                        d,
+                        start,
+                        current,
+                        deletions,
+                        kept=r.destination_name if d == asked else None,
+                    ),
+                    shared,
+                    marked=False,
+                )
+                for d in gone
+            }
     named = {}
     for run_id, schedule_id in of_run.items():
         s = schedules.get(schedule_id)
         named[run_id] = (
             f"{s.kind.value} {s.spec} ({s.time_zone})" if s else f"{schedule_id} (deleted)"
         )
-    return RunNames(courses, destinations, named)
+    return RunNames(courses, destinations, named, labels, deleted)
