@@ -309,7 +309,9 @@ class Admission:
     paused, a lease run short, a failure or cancellation before the request), its token goes
     back to the bucket: at a rate slower than the sends that give up, every token would
     otherwise go to a send that sent nothing. A class rather than a generator: every send
-    passes through it."""
+    passes through it. A score's send (`Deliverer.send`) takes it without the `async with`
+    when it can: `take_now` (most sends: a free slot and token, the pause fresh), else
+    `take`, and `leave` as it ends."""
 
     __slots__ = ("_destination", "_governor", "_priority", "_sent", "limits")
 
@@ -322,7 +324,32 @@ class Admission:
         self._sent = False
         self.limits = lim
 
+    def take_now(self) -> bool:
+        """The slot and token at once, without waiting, when the limits are this process's
+        own, a slot and a token are free and the pause last read serves (`pause_fresh`):
+        True, holding them; False, holding nothing (`take` waits for them). What `take`
+        does when it need not wait, in one call rather than a coroutine."""
+        governor = self._governor
+        if governor.workers is not None:
+            return False
+        lim = self.limits.current()
+        if not governor.pause_fresh(self._destination, lim):
+            return False
+        if not lim.semaphore.take():
+            return False
+        if not lim.rate.take_now():
+            lim.semaphore.release()  # none waits for it (`take` succeeded): only counted back
+            return False
+        self.limits = lim
+        return True
+
     async def __aenter__(self) -> Admission:
+        await self.take()
+        return self
+
+    async def take(self) -> None:
+        """Wait for a slot and a token of the limits in force, and a fresh read of the
+        pause."""
         governor, d, priority = self._governor, self._destination, self._priority
         lim = self.limits
         while True:
@@ -348,7 +375,7 @@ class Admission:
                 raise
             if taken and lim.replaced_by is None:
                 self.limits = lim
-                return self
+                return
             # replaced meanwhile: its rate retired, the token it gave goes to no one
             slots.release()
 
@@ -361,6 +388,10 @@ class Admission:
             lim.max_in_flight = lim.in_flight
 
     async def __aexit__(self, *exc: object) -> None:
+        self.leave()
+
+    def leave(self) -> None:
+        """The slot goes back, and the token too when nothing was sent."""
         lim = self.limits
         if self._sent:
             lim.in_flight -= 1

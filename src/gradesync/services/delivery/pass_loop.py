@@ -519,38 +519,51 @@ class Deliverer:
         often passes claim, until the row gives up (`retries_exhausted`); a send that
         reached the destination goes again with a newer timestamp. A lost database only
         gives them back, no try counted: the pass stops at its next query, and they go
-        once the database answers."""
+        once the database answers. A send task fences its own row (`send`)."""
         try:
             await work
         except Exception as exc:
-            mine = [c for c in rows if c.sending == sending and id(c) in self._held]
-            if database_unavailable(exc):
-                for c in mine:
-                    self._settled(c)
-                    self.writer.put(Settlement(c.row.key, c.course_id, None, c.lease_until))
-                # the pass stops at its next query and says so: one line here
-                log.warning(
-                    "a delivery task stopped, the database unavailable (%s); its %d claimed "
-                    "results go again once the database answers",
-                    first_line(exc),
-                    len(mine),
-                )
-                return
-            failed = RetryLater(internal_error(type(exc).__name__))
-            self._settle_all(mine, failed, stats, run_id, logged=True)
-            stats.failed += len(mine)
-            k, course = rows[0].row.key, rows[0].course_id  # one destination and course
-            log.error(
-                "a delivery task for %s/%s, course %s, failed unexpectedly; its %d claimed "
-                "results are tried again later (retrying, %s)",
-                k.tenant_id,
-                k.destination_id,
-                course,
+            self._fence(exc, rows, stats, run_id, sending=sending)
+
+    def _fence(
+        self,
+        exc: Exception,
+        rows: Sequence[Claimed],
+        stats: DeliveryStats,
+        run_id: str | None,
+        *,
+        sending: bool,
+    ) -> None:
+        """A task's work on `rows` failed with `exc`: the rows it still holds are settled
+        (`_fenced`)."""
+        mine = [c for c in rows if c.sending == sending and id(c) in self._held]
+        if database_unavailable(exc):
+            for c in mine:
+                self._settled(c)
+                self.writer.put(Settlement(c.row.key, c.course_id, None, c.lease_until))
+            # the pass stops at its next query and says so: one line here
+            log.warning(
+                "a delivery task stopped, the database unavailable (%s); its %d claimed "
+                "results go again once the database answers",
+                first_line(exc),
                 len(mine),
-                failed.reason.code,
-                exc_info=exc,
-                extra=log_context.fields(tenant=k.tenant_id, destination=k.destination_id),
             )
+            return
+        failed = RetryLater(internal_error(type(exc).__name__))
+        self._settle_all(mine, failed, stats, run_id, logged=True)
+        stats.failed += len(mine)
+        k, course = rows[0].row.key, rows[0].course_id  # one destination and course
+        log.error(
+            "a delivery task for %s/%s, course %s, failed unexpectedly; its %d claimed "
+            "results are tried again later (retrying, %s)",
+            k.tenant_id,
+            k.destination_id,
+            course,
+            len(mine),
+            failed.reason.code,
+            exc_info=exc,
+            extra=log_context.fields(tenant=k.tenant_id, destination=k.destination_id),
+        )
 
     @staticmethod
     def _count(stats: DeliveryStats, outcome: DeliveryOutcome | Reason | None) -> None:
@@ -740,70 +753,79 @@ class Deliverer:
                 _scale(d, result, column),
             )
             c.sending = True  # its send task holds it from here
-            sent = self.send(ready, stats, run_id)
-            flight.start(self._fenced(sent, [c], stats, run_id, sending=True), 1)
+            flight.start(self.send(ready, stats, run_id), 1)
 
     # -- sending --------------------------------------------------------------------------
 
     async def send(self, r: Ready, stats: DeliveryStats, run_id: str | None) -> None:
         """Send (or settle) `r` holding a slot and a token of the limits in force (live grades
         first; limits changed while this send waited: the new ones). A send that sends
-        nothing gives its token back (`Admission`)."""
-        async with self.governor.admitted(r.destination, r.limits, r.claimed.priority) as held:
-            c, d, lim = r.claimed, r.destination, held.limits
-            if not self.governor.may_send(lim, self.clock.now()):
-                # paused (by an admin, the remote's Retry-After, the breaker): the row
-                # waits as it is, due again the moment the pause ends or is lifted
-                self._let_wait([c], stats, run_id)
-                return
-            left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
-            if left < self.settings.min_lease_left.total_seconds():
-                # held too long behind others: let the lease go rather than risk two
-                # workers sending one key at once (at a rate slower than one token per lease
-                # left, each token would go to a send whose lease had run short too, and
-                # nothing would ever be sent: the token goes back)
-                lim.breaker.release_probe()
-                self._settle_one(c, None, stats, run_id, logged=False)
-                return
-            probe = lim.breaker.probing  # half-open: this send is its one probe
-            held.sending()
-            started = time.perf_counter()
-            payload: dict[str, Any] | None = None
+        nothing gives its token back (`Admission`). A send task's whole work, in one
+        coroutine: its admission taken at once when nothing need be waited for, and its row
+        fenced here should it fail (`_fenced`)."""
+        try:
+            held = self.governor.admitted(r.destination, r.limits, r.claimed.priority)
+            if not held.take_now():  # most sends: a free slot and token, no waiting
+                await held.take()
             try:
-                receipt = await r.client.put_result(r.target, r.result, c.timestamp)
-            except RemoteFailure as f:
-                outcome = outcome_of_failure(self.governor, f, d, lim)
-            except asyncio.CancelledError:
-                # its pass stopped: a probe with no answer goes to the next send, or none
-                # would go to the destination again in this process
-                if probe:
+                c, d, lim = r.claimed, r.destination, held.limits
+                if not self.governor.may_send(lim, self.clock.now()):
+                    # paused (by an admin, the remote's Retry-After, the breaker): the row
+                    # waits as it is, due again the moment the pause ends or is lifted
+                    self._let_wait([c], stats, run_id)
+                    return
+                left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
+                if left < self.settings.min_lease_left.total_seconds():
+                    # held too long behind others: let the lease go rather than risk two
+                    # workers sending one key at once (at a rate slower than one token per lease
+                    # left, each token would go to a send whose lease had run short too, and
+                    # nothing would ever be sent: the token goes back)
                     lim.breaker.release_probe()
-                raise
-            except Exception as exc:
-                outcome = unexpected_failure(self.governor, exc, d, lim)
-            else:
-                payload = dict(receipt.payload)
-                outcome = Delivered(receipt.status, receipt.message)
-                self.governor.answered(d, lim)
-                stats.delivered_items.add(
-                    (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
+                    self._settle_one(c, None, stats, run_id, logged=False)
+                    return
+                probe = lim.breaker.probing  # half-open: this send is its one probe
+                held.sending()
+                started = time.perf_counter()
+                payload: dict[str, Any] | None = None
+                try:
+                    receipt = await r.client.put_result(r.target, r.result, c.timestamp)
+                except RemoteFailure as f:
+                    outcome = outcome_of_failure(self.governor, f, d, lim)
+                except asyncio.CancelledError:
+                    # its pass stopped: a probe with no answer goes to the next send, or none
+                    # would go to the destination again in this process
+                    if probe:
+                        lim.breaker.release_probe()
+                    raise
+                except Exception as exc:
+                    outcome = unexpected_failure(self.governor, exc, d, lim)
+                else:
+                    payload = dict(receipt.payload)
+                    outcome = Delivered(receipt.status, receipt.message)
+                    self.governor.answered(d, lim)
+                    stats.delivered_items.add(
+                        (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
+                    )
+                if probe and lim.breaker.probing:
+                    # answered with a pause (slow down, a misconfiguration) that records nothing
+                    # on the breaker: the first request after the pause probes
+                    lim.breaker.release_probe()
+                stats.sent += 1
+                latency = (time.perf_counter() - started) * 1000.0
+                self._settle_one(
+                    c,
+                    outcome,
+                    stats,
+                    run_id,
+                    logged=True,
+                    payload=payload,
+                    latency=latency,
+                    scale=r.scale,
                 )
-            if probe and lim.breaker.probing:
-                # answered with a pause (slow down, a misconfiguration) that records nothing
-                # on the breaker: the first request after the pause probes
-                lim.breaker.release_probe()
-            stats.sent += 1
-            latency = (time.perf_counter() - started) * 1000.0
-            self._settle_one(
-                c,
-                outcome,
-                stats,
-                run_id,
-                logged=True,
-                payload=payload,
-                latency=latency,
-                scale=r.scale,
-            )
+            finally:
+                held.leave()
+        except Exception as exc:
+            self._fence(exc, [r.claimed], stats, run_id, sending=True)
 
     def _let_wait(self, items: Sequence[Claimed], stats: DeliveryStats, run_id: str | None) -> None:
         """The destination is paused: the rows wait as they are (nothing was asked of it),
