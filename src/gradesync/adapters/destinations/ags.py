@@ -313,8 +313,10 @@ class AgsClient:
     ) -> httpx.Response:
         target = self._target(url, field)
         content = json_content(body) if body is not None else None
+        key = self._token_key()
         for attempt in (1, 2):
-            token = await self._token()
+            # `_token` without its coroutine: a token in the cache is taken at once
+            token = self._tokens.fresh(key) or await self._tokens.get(key, self._fetch_token)
             headers = {"Authorization": f"Bearer {token.value}"}
             if accept:
                 headers["Accept"] = accept

@@ -255,21 +255,23 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = self._open()
         token = _PLAIN_HTTP.set(plain)
         try:
-            async with session.request(
+            # awaited, not entered: `async with` adds four coroutines per request (the
+            # context manager's and the response's enter and exit) to what `read` does,
+            # which reads the whole answer and gives the connection back (`release` below
+            # only ends an answer not read)
+            resp = await session.request(
                 method,
                 wire,
                 headers=headers,
                 data=body or None,
                 allow_redirects=False,
                 timeout=_timeout(timeout),
-            ) as resp:
+            )
+            try:
                 received = await resp.read()
-                status, raw, reason, version = (
-                    resp.status,
-                    resp.raw_headers,
-                    resp.reason,
-                    resp.version,
-                )
+            finally:
+                resp.release()
+            status, raw, reason, version = resp.status, resp.raw_headers, resp.reason, resp.version
         except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
             raise _failure(exc, request()) from exc
         finally:

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from gradesync.adapters.destinations.aiohttp_transport import AiohttpTransport
+from gradesync.adapters.destinations.aiohttp_transport import AiohttpTransport, Answer
 from gradesync.adapters.destinations.http_fast import Heads, Response, Target, Targets, with_length
 from gradesync.services.outbound import OutboundGuard
 
@@ -143,7 +143,26 @@ class _Client(httpx.AsyncClient):
                         method, target.url, content=content, headers=headers, timeout=timeout
                     )
 
-                return await self._send(fast, verb, target, lines, content, timeout, made)
+                # the fast path's send, here rather than in a coroutine of its own
+                if self.is_closed:
+                    raise RuntimeError("Cannot send a request, as the client has been closed.")
+                transport, observers = fast
+                start = time.perf_counter()
+                try:
+                    answer = await transport.exchange(
+                        verb,
+                        target.url,
+                        target.wire,
+                        lines,
+                        content,
+                        self._timeout_of(timeout),
+                        made,
+                    )
+                except httpx.TransportError:
+                    for observe in observers:
+                        observe(None)
+                    raise
+                return self._received(verb, target, answer, observers, start, made)
         return await super().request(
             method,
             url,
@@ -171,34 +190,16 @@ class _Client(httpx.AsyncClient):
             and not hooks["response"]
         )
 
-    async def _send(
+    def _received(
         self,
-        fast: _Route,
         method: str,
         target: Target,
-        lines: list[tuple[str, str]],
-        content: bytes | None,
-        timeout: Any,
+        answer: Answer,
+        observers: tuple[Observer, ...],
+        start: float,
         made: Callable[[], httpx.Request],
     ) -> Response:
-        if self.is_closed:
-            raise RuntimeError("Cannot send a request, as the client has been closed.")
-        transport, observers = fast
-        start = time.perf_counter()
-        try:
-            answer = await transport.exchange(
-                method,
-                target.url,
-                target.wire,
-                lines,
-                content,
-                self._timeout_of(timeout),
-                made,
-            )
-        except httpx.TransportError:
-            for observe in observers:
-                observe(None)
-            raise
+        """A fast-path answer: observed, made an `httpx.Response`, logged as httpx logs it."""
         for observe in observers:
             observe(answer.status)
         response = Response.received(*answer)
