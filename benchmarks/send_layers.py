@@ -22,9 +22,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from benchmarks import pressure, stats
 from benchmarks.instant_pool import answering_at_once
@@ -38,11 +41,13 @@ _HEAD = (
 )
 
 
-async def _per_call(calls: int, rounds: int) -> list[float]:
-    import httpx
-
+async def score_client(
+    base: str, wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
+) -> tuple[httpx.AsyncClient, Any, Callable[[], Coroutine[Any, Any, Any]]]:
+    """An AGS client for a platform at `base` as the runtime makes it (`ObservedClient` over
+    the shared client, `wrap` around the pool), its token cached, and one score's send."""
     from gradesync.adapters.destinations.http_pool import shared_client
-    from gradesync.adapters.destinations.observed import CountingTransport, ObservedClient
+    from gradesync.adapters.destinations.observed import ObservedClient
     from gradesync.adapters.destinations.registry import DestinationContext, build_client
     from gradesync.adapters.destinations.tokens import TokenCache
     from gradesync.adapters.outbound_http import SystemResolver
@@ -62,10 +67,9 @@ async def _per_call(calls: int, rounds: int) -> list[float]:
         timeout=httpx.Timeout(30.0, connect=10.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         guard=guard,
-        wrap=answering_at_once(_HEAD, _BODY, CountingTransport),  # as the runtime wraps it
+        wrap=wrap,
     )
     tokens = TokenCache()
-    base = "http://127.0.0.1:9"
     d = Destination(
         "bench",
         "layers",
@@ -96,13 +100,25 @@ async def _per_call(calls: int, rounds: int) -> list[float]:
         datetime(2026, 12, 1, tzinfo=UTC), "best", "e1", 10.0,
     )  # fmt: skip
     stamp = datetime.now(UTC)
+
+    def send() -> Coroutine[Any, Any, Any]:
+        return client.put_result(target, result, stamp)
+
+    return http, client, send
+
+
+async def _per_call(calls: int, rounds: int) -> list[float]:
+    from gradesync.adapters.destinations.observed import CountingTransport
+
+    wrap = answering_at_once(_HEAD, _BODY, CountingTransport)  # as the runtime wraps it
+    http, _, send = await score_client("http://127.0.0.1:9", wrap)
     for _ in range(500):  # warm: caches filled, code paths taken once
-        await client.put_result(target, result, stamp)
+        await send()
     out = []
     for _ in range(rounds):
         cpu0 = time.thread_time()
         for _ in range(calls):
-            receipt = await client.put_result(target, result, stamp)
+            receipt = await send()
         out.append(round((time.thread_time() - cpu0) / calls * 1e6, 1))
         assert receipt.status == 200 and receipt.message
     await http.aclose()
