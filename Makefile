@@ -29,9 +29,15 @@ demo: $(BIN)/gradesync
 # PostgreSQL cases run when a server can be had: GRADESYNC_TEST_POSTGRES_URL, or a local
 # installation that .ci/postgres.sh can start (it never installs one outside CI). The Open edX
 # cases run on the virtual environment `openedx-venv` makes.
+# pytest-xdist runs the files on one process per core (TEST_WORKERS=0: in this process), each
+# with a PostgreSQL database of its own (tests/conftest.py); a file's tests stay on one
+# process, so its module fixtures (a PostgreSQL server of its own, Open edX) are made once. A
+# process that dies (a hung test past pytest's timeout) ends the run, with the test named.
+TEST_WORKERS ?= auto
 test: $(BIN)/gradesync $(OPENEDX_VENV)/.installed
 	@url="$${GRADESYNC_TEST_POSTGRES_URL:-$$(GRADESYNC_PG_NO_INSTALL=$${GRADESYNC_PG_NO_INSTALL:-1} .ci/postgres.sh 2>/dev/null || true)}"; \
-	GRADESYNC_TEST_POSTGRES_URL="$$url" $(BIN)/pytest $(PYTEST_ARGS)
+	GRADESYNC_TEST_POSTGRES_URL="$$url" $(BIN)/pytest \
+	  -n $(TEST_WORKERS) --dist loadfile --max-worker-restart=0 $(PYTEST_ARGS)
 
 # What CI runs before the tests: style, types, and the direction of imports (pyproject.toml).
 check: lint typecheck imports
