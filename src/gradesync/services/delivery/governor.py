@@ -756,10 +756,12 @@ class Governor:
     async def request(self, d: Destination, priority: int = 0) -> AsyncIterator[DestinationLimits]:
         """One request to `d` other than a score's send (a column's write, a read-back), within the
         destination's limits as a send is (`admitted`). Raises `DestinationPaused` when
-        paused, having asked nothing (its token goes back). A success closes the breaker (as a
-        send's does); a failure is for the caller to classify, after this ends, but when this
-        request was the breaker's probe its failure is recorded here (`_probe_failed`), and the
-        caller's classifying it counts it no more (`counted`)."""
+        paused before it asks anything (its token goes back), or when a later page of it
+        (`each_page`) finds the destination paused, the pages asked before it having spent
+        their tokens. A success closes the breaker (as a send's does); a failure is for the
+        caller to classify, after this ends, but when this request was the breaker's probe
+        its failure is recorded here (`_probe_failed`), and the caller's classifying it
+        counts it no more (`counted`)."""
         async with self.admitted(d, self.limits_for(d), priority) as admission:
             lim = admission.limits
             if not self.may_send(lim, self.clock.now()):
@@ -784,22 +786,35 @@ class Governor:
         with its breaker open), or raises `DestinationPaused`, its token given back. It
         takes no second slot: the caller holds one already, and with a cap of 1 a second
         would wait for the caller's own. Entered in the holding request, so the breaker
-        half-open means this request is its probe, whose further pages go on."""
+        half-open means this request is its probe, whose further pages go on. A breaker
+        opened and cooled down since (no probe out) lets a later page go as it lets a new
+        request go: that page is the probe, and its answer is recorded as it ends."""
         probe = self.limits_for(d).breaker.probing
         first = True
 
         @contextlib.asynccontextmanager
         async def page() -> AsyncIterator[None]:
             nonlocal first
-            if not first:
-                await self._another(d, probe)
-            first = False
-            yield
+            if first:
+                first = False
+                yield
+                return
+            lim, probing = await self._another(d, probe)
+            if not probing:
+                yield
+                return
+            try:
+                yield
+            except BaseException as exc:
+                self._probe_failed(d, lim, exc)
+                raise
+            self.answered(d, lim)
 
         return page
 
-    async def _another(self, d: Destination, probe: bool) -> None:
-        """A rate token for a further request under a slot held, with the pause re-read."""
+    async def _another(self, d: Destination, probe: bool) -> tuple[DestinationLimits, bool]:
+        """A rate token for a further request under a slot held, with the pause re-read:
+        the limits it was taken of, and whether this request took the breaker's probe."""
         while True:
             lim = self.limits_for(d)
             rate = lim.rate
@@ -809,14 +824,18 @@ class Governor:
         try:
             if not self.pause_fresh(d, lim):
                 await self.check_pause(d, lim)
-            breaker = lim.breaker
+            breaker, now = lim.breaker, self.clock.now()
             open_ = breaker.state is BreakerState.CLOSED or (probe and breaker.probing)
-            if lim.disabled or lim.gated(self.clock.now()) or not open_:
+            paused = lim.disabled or lim.gated(now)
+            # the breaker cooled down with no probe out: this request probes, as a new one would
+            took = not open_ and not paused and breaker.allow(now)
+            if paused or not (open_ or took):
                 held = self.destinations.get((d.tenant_id, d.id), d)
                 raise DestinationPaused(d, held.pause_reason if lim.disabled else lim.gate_reason)
         except BaseException:
             rate.refund()
             raise
+        return lim, took
 
     def _probe_failed(self, d: Destination, lim: DestinationLimits, exc: BaseException) -> None:
         """The breaker's probe, a request other than a score's send, ended in `exc`: recorded

@@ -132,8 +132,9 @@ class Provisioner:
     ) -> tuple[ItemLink, bool]:
         """The activity's column, created or updated when needed. (link, whether written).
         Within the destination's limits, at `priority` (`Governor.request`: raises
-        `DestinationPaused` while it is paused, having asked nothing); `then` is called with
-        a link written here while its request still holds its slot.
+        `DestinationPaused` while it is paused, before its first request, having asked
+        nothing, or at a later page of its listing, after the pages before it were asked);
+        `then` is called with a link written here while its request still holds its slot.
         One at a time per column in this process: a pass that waited finds the link the
         other wrote in `_item_links`, so two passes never create the same column twice
         (another process that races is found by the destination client's listing after it

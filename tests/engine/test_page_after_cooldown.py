@@ -1,0 +1,67 @@
+"""A listing's later page (`Governor.each_page`) meets the destination as a new request
+would: while its breaker is open the page is not asked; once the cool-down has passed with
+no probe out, the page goes as the breaker's probe (it was refused for a pause already
+over, and the column's rows waited for nothing), and its answer closes or re-opens the
+breaker."""
+
+from __future__ import annotations
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.services.delivery.background import BackgroundWrites
+from gradesync.services.delivery.governor import (
+    BreakerState,
+    DestinationPaused,
+    Governor,
+    counted,
+)
+from gradesync.services.destination import FailureClass, RemoteFailure
+from gradesync.testing import ManualClock
+from tests.engine.conftest import DEST, FAST, T, seed
+
+
+def _server_error() -> RemoteFailure:
+    return RemoteFailure(FailureClass.RETRY_LATER, "server_error", "HTTP 500")
+
+
+async def test_a_later_page_after_the_cool_down_probes_as_a_new_request_would(
+    db: Database,
+) -> None:
+    clock = ManualClock()
+    seed(db)
+    background = BackgroundWrites()
+    governor = Governor(db.uow, clock, FAST, background)
+    await governor.refresh_destinations(force=True)
+    d = governor.destinations[(T, DEST)]
+
+    async with governor.request(d) as lim:
+        page = governor.each_page(d)
+        async with page():  # the first page: the request's own slot and token
+            pass
+        # meanwhile the destination's sends fail: its breaker opens for the cool-down
+        for _ in range(FAST.breaker.threshold):
+            governor.failed(d, lim, "server error")
+        assert lim.breaker.state is BreakerState.OPEN
+        with pytest.raises(DestinationPaused):
+            async with page():
+                pytest.fail("a page asked while the breaker is open")
+        clock.advance(FAST.breaker.cooldown)
+        async with page():  # cooled, no probe out: this page is the probe
+            assert lim.breaker.probing
+        assert lim.breaker.state is BreakerState.CLOSED  # its answer closed the breaker
+
+    async with governor.request(d) as lim:
+        page = governor.each_page(d)
+        async with page():
+            pass
+        for _ in range(FAST.breaker.threshold):
+            governor.failed(d, lim, "server error")
+        clock.advance(FAST.breaker.cooldown * 2)
+        with pytest.raises(RemoteFailure) as failed:
+            async with page():  # the probe fails: the breaker opens again
+                raise _server_error()
+        assert lim.breaker.state is BreakerState.OPEN and not lim.breaker.probing
+        assert counted(failed.value)  # on the breaker once: the caller counts it no more
+    await background.wait()
+    await governor.aclose()
