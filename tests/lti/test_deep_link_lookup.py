@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gradesync.adapters.db.database import Database
+from gradesync.lti.deep_linking import open_session, seal
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.testing import wait_for
 from tests.lti.conftest import Browser, unique
 from tests.support.limits import watch_waits
-from tests.support.served import Served, register_tool, serve
+from tests.support.served import (
+    Served,
+    courseware_course,
+    post_attempt,
+    register_tool,
+    serve,
+)
 
 ACTIVITIES = [f"a{i}" for i in range(1, 6)]
 
@@ -269,6 +278,53 @@ def test_a_failing_look_up_counts_on_the_platforms_breaker(
         lms.admin.clear_faults()
     assert counters.get("requests", 0) == 0, counters
     assert _asked_for_column(again) == dict.fromkeys(ACTIVITIES, True)
+
+
+def test_a_refusal_of_one_launchs_container_pauses_nothing(
+    lms: RunningSandbox, served: Served, browser: Browser, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A picker opened before an admin changed the platform's registration carries a line
+    items container no longer on the platform's origins (the picker's session is re-sealed
+    here as gradesync seals it): the look-up is refused before asking anything, a final
+    refusal of this one course's container. It is logged, the choices are left as they
+    were, and the platform is not paused: a grade sent to it right after goes."""
+    client_id = register_tool(lms, served)["client_id"]
+    teacher, learner, ctx = unique("teacher-"), unique("learner-"), unique("ctx-")
+    lms.admin.add_course(id=ctx, learners=[learner], instructors=[teacher])
+    courseware_course(served, {"id": learner})
+    picker = browser.launch(
+        lms, client_id=client_id, user=teacher, course=ctx, message_type="LtiDeepLinkingRequest"
+    ).json()
+    box = served.runtime.db.box
+    session = open_session(box, picker["session"], datetime.now(UTC))
+    assert session.endpoint is not None
+    moved = {**session.endpoint, "lineitems": "https://elsewhere.example/api/lti/x/line_items"}
+    lms.admin.reset_counters()
+    answer = browser.post(
+        picker["respond_url"],
+        {
+            "session": seal(replace(session, endpoint=moved), box),
+            "course_id": "c1",
+            "activity_ids": ["a1"],
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    assert _asked_for_column(answer.json()) == {"a1": True}
+    assert _requests(lms) == 0
+    assert "foreign_url" in caplog.text and "could not be asked for its columns" in caplog.text
+
+    # the teacher's link made in the LMS (its column with it); the learner's grade goes
+    created = browser.http.post(answer.json()["return_url"], data={"JWT": answer.json()["jwt"]})
+    link = str(created.json()["created"][0]["resource_link_id"])
+    launched = browser.launch(
+        lms, client_id=client_id, user=learner, course=ctx, resource_link_id=link
+    )
+    assert launched.status_code == 200
+    post_attempt(served, "e1", learner, 7)
+    (item,) = lms.state.courses[ctx].line_items.values()
+    wait_for(lambda: learner in item.scores, "the grade in the LMS, the platform not paused")
+    (platform,) = served.ok("GET", "/destinations")
+    assert platform["paused_until"] is None and platform["pause_reason"] is None, platform
 
 
 @pytest.fixture

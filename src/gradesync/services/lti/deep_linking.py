@@ -18,7 +18,12 @@ from gradesync.domain.model import Activity, Course, Destination
 from gradesync.domain.policy import Column, column_for, resolve_settings
 from gradesync.services.delivery.failures import outcome_of_failure
 from gradesync.services.delivery.governor import DestinationPaused, Governor
-from gradesync.services.destination import ColumnFinder, DestinationClient, RemoteFailure
+from gradesync.services.destination import (
+    ColumnFinder,
+    DestinationClient,
+    FailureClass,
+    RemoteFailure,
+)
 from gradesync.services.lti.errors import LaunchRefused
 from gradesync.services.lti.launch import bind_context
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -165,7 +170,9 @@ async def platform_columns(
     (`governor`: the in-process worker's, or one of the request's own); the listing stops
     at the page that answers every activity. A failure is
     classified as a column's write's is (`outcome_of_failure`): a 5xx or a timeout counts
-    on the breaker, a 429 pauses the platform until its Retry-After. Not asked at all while
+    on the breaker, a 429 pauses the platform until its Retry-After; a misconfigured or
+    final answer (the launch's container off the platform's registered origins, a line
+    item scope not granted) is only logged: it pauses nothing. Not asked at all while
     the platform is turned off or paused. Unanswered (paused, slow, down, no line item
     scope granted), every choice is left as it was: its link makes the LMS create the
     column, as it would without this look-up."""
@@ -195,10 +202,13 @@ async def platform_columns(
         log.info("deep linking: %s; %s", paused, unasked)
         return list(choices)
     except RemoteFailure as failure:
-        # on the platform's breaker and pause as any request's failure; one LMS course's
-        # container refused says nothing of the platform's other courses
-        limits = governor.limits_for(platform)
-        outcome_of_failure(governor, failure, platform, limits, course_wide=True)
+        # a 5xx or a timeout counts on the platform's breaker and a 429 pauses it, as any
+        # request's would; a misconfigured or final refusal of this one look-up (the
+        # launch's container off the platform's origins) says nothing of the platform's
+        # other courses: logged, never a pause of every send to the platform
+        if failure.failure is not FailureClass.MISCONFIGURED and not failure.final:
+            limits = governor.limits_for(platform)
+            outcome_of_failure(governor, failure, platform, limits, course_wide=True)
         log.warning(
             "deep linking: %s could not be asked for its columns (%s: %s); %s",
             *(platform.id, failure.code, failure.message, unasked),
