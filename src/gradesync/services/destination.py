@@ -142,7 +142,8 @@ class ResultTarget:
 
 # entered around each request a listing makes (a page of it): the caller's limits for one
 # request (`Governor.request`, or `Governor.each_page` under one held), so a listing of many
-# pages takes a token per page
+# pages takes a token per page. The AGS adapter uses it; the LTI 1.1 and OneRoster adapters
+# accept it and make all their requests under the caller's one slot and token
 RequestGate = Callable[[], AbstractAsyncContextManager[object]]
 
 
@@ -175,8 +176,10 @@ class DestinationClient(Protocol):
         each_request: RequestGate | None = None,
     ) -> ItemLink:
         """Find before create; update details when `column` differs from `link.details_hash`
-        or `force` (remaster). Return the link with `details_hash` set. Each page of a
-        listing it reads is requested within `each_request` when given."""
+        or `force` (remaster). Return the link with `details_hash` set. An adapter that
+        lists page by page within the limits (AGS) requests each page within `each_request`
+        when given; one that does not (LTI 1.1, OneRoster) makes every request under the
+        caller's."""
         ...
 
     async def put_result(
@@ -188,8 +191,10 @@ class DestinationClient(Protocol):
     async def read_results(
         self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
     ) -> Sequence[ReadBack]:
-        """Results as the destination holds them; empty when it cannot read back. Each page
-        of a listing it reads is requested within `each_request` when given."""
+        """Results as the destination holds them; empty when it cannot read back. An adapter
+        that lists page by page within the limits (AGS) requests each page within
+        `each_request` when given; one that does not (LTI 1.1's readResult per learner,
+        OneRoster's offset pages) makes every request under the caller's."""
         ...
 
     async def check(self) -> Sequence[ProbeStep]:
