@@ -16,7 +16,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -381,13 +381,14 @@ class AgsClient:
     ) -> list[Any]:
         """The elements of a paged JSON list, following Link rel="next" exactly as given,
         each page's request made within `each_request` when given: every page, or those up
-        to the first after which `enough` holds of what was listed so far."""
+        to the first for which `enough` holds. `enough` is given each page once, as it comes
+        (it keeps what it needs of earlier ones): what was listed before is not read again."""
         out: list[Any] = []
         pages = self._pages(url, field=field, what=what, accept=accept, each_request=each_request)
         async with contextlib.aclosing(pages):
             async for page in pages:
                 out.extend(page)
-                if enough is not None and enough(out):
+                if enough is not None and enough(page):
                     break
         return out
 
@@ -473,16 +474,32 @@ class AgsClient:
         )
 
     def _matched(self, items: Sequence[Any], activity_id: str) -> dict[str, Any] | None:
-        """The activity's column among listed line items. Filters are advisory on some
-        platforms: match here too; the oldest match wins, one with the tag first."""
-        matches = [
-            i
-            for i in items
-            if isinstance(i, dict) and i.get("resourceId") == activity_id and i.get("id")
-        ]
-        tagged = [i for i in matches if i.get("tag") == self.tag]
-        found = tagged or matches
-        return found[0] if found else None
+        """The activity's column among listed line items (`_columns`)."""
+        return self._columns(items, {activity_id}).get(activity_id)
+
+    def _columns(self, items: Sequence[Any], wanted: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The columns of the `wanted` activities among listed line items, in one pass.
+        Filters are advisory on some platforms: match here too; the oldest match wins, one
+        with the tag first."""
+        first: dict[str, dict[str, Any]] = {}
+        tagged: dict[str, dict[str, Any]] = {}
+        for item in items:
+            activity = _column_of(item)
+            if activity is None or activity not in wanted:
+                continue
+            first.setdefault(activity, item)
+            if item.get("tag") == self.tag:
+                tagged.setdefault(activity, item)
+        return {a: tagged.get(a, item) for a, item in first.items()}
+
+    def _tagged(self, page: Sequence[Any]) -> set[str]:
+        """The activities that `page` gives a column with the tag: `_matched`'s answer for
+        them can no longer change, whatever is listed after."""
+        return {
+            activity
+            for item in page
+            if (activity := _column_of(item)) is not None and item.get("tag") == self.tag
+        }
 
     async def _find(
         self, container: str, activity_id: str, each_request: RequestGate | None
@@ -501,7 +518,7 @@ class AgsClient:
             what="line items",
             accept=CONTAINER_TYPE,
             each_request=each_request,
-            enough=lambda listed: self._tagged(listed, activity_id),
+            enough=lambda page: activity_id in self._tagged(page),
         )
         return self._matched(items, activity_id)
 
@@ -519,26 +536,22 @@ class AgsClient:
         container = self._checked(container, "lineitems")
         url = with_query(container, {"tag": self.tag, "limit": str(self.profile.page_limit)})
         wanted = list(dict.fromkeys(activity_ids))
+        missing = set(wanted)  # those no page has given a column with the tag yet
+
+        def enough(page: list[Any]) -> bool:
+            missing.difference_update(self._tagged(page))
+            return not missing
+
         listed = await self._get_pages(
             url,
             field="lineitems",
             what="line items",
             accept=CONTAINER_TYPE,
             each_request=each_request,
-            enough=lambda items: all(self._tagged(items, a) for a in wanted),
+            enough=enough,
         )
-        out: dict[str, str] = {}
-        for activity_id in wanted:
-            item = self._matched(listed, activity_id)
-            if item is not None:
-                out[activity_id] = self._checked(str(item["id"]), "lineitem id")
-        return out
-
-    def _tagged(self, items: Sequence[Any], activity_id: str) -> bool:
-        """Whether `items` hold the activity's column with the tag: `_matched`'s answer for
-        it can no longer change."""
-        item = self._matched(items, activity_id)
-        return item is not None and item.get("tag") == self.tag
+        found = self._columns(listed, set(wanted))
+        return {a: self._checked(str(found[a]["id"]), "lineitem id") for a in wanted if a in found}
 
     async def _find_by_link(
         self, container: str, activity_id: str, link: str, each_request: RequestGate | None
@@ -571,7 +584,7 @@ class AgsClient:
             what="line items",
             accept=CONTAINER_TYPE,
             each_request=each_request,
-            enough=lambda listed: linked(listed) is not None,
+            enough=lambda page: linked(page) is not None,
         )
         return linked(items)
 
@@ -874,6 +887,16 @@ def _same_number(a: Any, b: Any) -> bool:
         and isinstance(b, int | float)
         and math.isclose(a, b, rel_tol=1e-9)
     )
+
+
+def _column_of(item: Any) -> str | None:
+    """The activity a listed line item is a column of (its resourceId), or None for one
+    that names none or has no id."""
+    if isinstance(item, dict) and item.get("id"):
+        activity = item.get("resourceId")
+        if isinstance(activity, str):
+            return activity
+    return None
 
 
 def _differs(item: dict[str, Any], desired: dict[str, Any]) -> bool:
