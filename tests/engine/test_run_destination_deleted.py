@@ -30,7 +30,8 @@ LEARNERS = 4
 
 
 class _Gated:
-    """A double's client whose sends of a1 to learners not in `early` wait for `gate`."""
+    """A double's client whose sends of a gated activity to learners not in `early` wait
+    for that activity's gate."""
 
     def __init__(self, inner: Any, factory: _Factory) -> None:
         self._inner, self._factory = inner, factory
@@ -39,17 +40,20 @@ class _Gated:
         return getattr(self._inner, name)
 
     async def put_result(self, target: Any, result: Any, timestamp: Any) -> Any:
-        if target.item.activity_id == "a1" and target.person.remote_id not in self._factory.early:
-            self._factory.reached.set()
-            await self._factory.gate.wait()
+        gate = self._factory.gates.get(target.item.activity_id)
+        if gate is not None and target.person.remote_id not in self._factory.early:
+            self._factory.reaching[target.item.activity_id].set()
+            await gate.wait()
         return await self._inner.put_result(target, result, timestamp)
 
 
 class _Factory(DoubleFactory):
-    def __init__(self, early: int) -> None:
+    def __init__(self, early: int, gated: tuple[str, ...] = ("a1",)) -> None:
         super().__init__()
         self.early = {f"sub-{learner(i)}" for i in range(early)}  # answered at once
-        self.gate, self.reached = asyncio.Event(), asyncio.Event()
+        self.gates = {a: asyncio.Event() for a in gated}
+        self.reaching = {a: asyncio.Event() for a in gated}
+        self.gate, self.reached = self.gates[gated[0]], self.reaching[gated[0]]
 
     def __call__(self, destination: Destination) -> Any:
         return _Gated(super().__call__(destination), self)
@@ -261,3 +265,89 @@ async def test_a_resumed_run_whose_destinations_were_all_added_since_says_so(
         "run first started, and a resumed run syncs only the destinations it started with "
         "(a new run syncs it)."
     ), done.message
+
+
+def _linked_again(db: Database, name: str) -> list[str]:
+    """`lms` made again under its id (`_add_linked`) with columns of its own (a deep link's,
+    say: the run's went with the one deleted); its learners' ids."""
+    people = _add_linked(db, name=name)
+    with db.uow() as uow:
+        for activity in ("a1", "a2"):
+            uow.links.save_item(ItemLink(T, DEST, activity, f"https://lms/{name}/{activity}"))
+        uow.commit()
+    return people
+
+
+def _sent_to(db: Database, run_id: str) -> int:
+    """How many results the run's sends delivered to `lms` (under any of its makings)."""
+    ever = datetime(2000, 1, 1, tzinfo=UTC)
+    with db.uow() as uow:
+        return uow.deliveries.delivered_by_run(T, run_id, [DEST], ever).get(DEST, 0)
+
+
+async def test_a_destination_made_again_twice_is_not_the_runs_either(
+    harness: Harness, db: Database
+) -> None:
+    """`lms` deleted, made again, deleted again and made again while the run runs: what the
+    run's sends took to the copy in between is not counted as sent to the run's `lms`."""
+    seed(db, learners=LEARNERS, activities=("a1", "a2"))
+    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(LEARNERS)])
+    harness.factory = factory = _Factory(2, gated=("a1", "a2"))
+    await harness.use(FAST)
+    run, _ = request_run(
+        db.uow, harness.waker, SystemClock(), RunScope(T, DEST), Trigger.REMASTER, "ada"
+    )
+    task = asyncio.create_task(harness.engine.execute_run(run.id))
+    await factory.reaching["a1"].wait()
+    await harness.until(lambda: _delivered(db) == 2, "2 delivered")
+    await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
+    people = _linked_again(db, "second")
+    post(db, None, [("a2", p, 8.0) for p in people])
+    await harness.engine.process_dirty()  # the second lms's rows, pending for the run
+    factory.gates["a1"].set()
+    # the run's sends take the second lms's rows: all but two learners' a2 go
+    await factory.reaching["a2"].wait()
+    await harness.until(lambda: _delivered(db) == 2 * LEARNERS - 2, "the second's delivered")
+    assert _sent_to(db, run.id) == 2 * LEARNERS - 2  # results the run sent, to either
+    await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
+    _linked_again(db, "third")
+    factory.gates["a2"].set()
+    done = await task
+    assert done is not None and done.stage is RunStage.FINISHED
+    c = done.counts
+    assert c["destinations_deleted"] == {DEST: 2}, c
+    assert c["sent"] == 2 and c["keys"] == 2, c
+    assert done.message is not None
+    assert done.message.startswith(
+        "Deleted while the run ran, the rest of its results not sent: "
+        "Canvas test (2 sent to it before). 2 sent;"
+    ), done.message
+
+
+async def test_a_destination_added_while_a_resumed_run_runs_is_not_counted_in_it(
+    harness: Harness, db: Database
+) -> None:
+    """A destination added to a resumed run's scope while the run runs (after it read its
+    destinations again) is not the run's either: its rows are not in the run's counts, and
+    its pause does not hold the run up."""
+    seed(db, learners=LEARNERS, activities=("a1", "a2"))
+    post(db, None, [("a1", learner(i), 6.0) for i in range(LEARNERS)])
+    harness.factory = factory = _Factory(0)
+    run = await _requeued(harness, db, RunScope(T, None, COURSE))
+    task = asyncio.create_task(harness.engine.execute_run(run.id))
+    await factory.reached.wait()  # resumed, sending: the run read its destinations again
+    people = _add_linked(db, "lms2", "Moodle")
+    await asyncio.to_thread(
+        destination_admin.pause, db.uow, SystemClock(), T, "lms2", actor="ada", reason="exams"
+    )
+    post(db, None, [("a2", p, 7.0) for p in people])
+    await harness.engine.process_dirty()  # rows of lms's and lms2's, pending for the run
+    factory.gate.set()
+    done = await task
+    assert done is not None and done.stage is RunStage.FINISHED
+    c = done.counts
+    assert (c["sent"], c["keys"], c["pending"]) == (2 * LEARNERS, 2 * LEARNERS, 0), c
+    assert done.outcome is RunOutcome.SUCCEEDED, done.message
+    assert done.message == f"{2 * LEARNERS} sent; 0 unchanged.", done.message
+    with db.uow() as uow:  # lms2's rows wait for its pause
+        assert uow.ledger.counts_by_state(T, destination_id="lms2") == {"pending": 2 * LEARNERS}

@@ -484,16 +484,12 @@ class RunExecutor:
         try:
             targets = await asyncio.to_thread(self._targets, run.scope)
             made_since: dict[str, Destination] = {}
-            not_ours: list[str] = []
             stages = await asyncio.to_thread(self._stages, run.id)
-            if _resumed(stages):
+            resumed = _resumed(stages)
+            if resumed:
                 # its destinations read again: one made since it first started is not one it
                 # was made for (its own under that id was deleted meanwhile, maybe)
                 targets, made_since = _made_since(targets, started)
-                # the rows of those made since, turned off ones too, are not the run's: its
-                # counts leave them out (its sends take those due, as they take any of the
-                # scope's)
-                not_ours = await asyncio.to_thread(self._made_after, run.scope, started)
             carry = await asyncio.to_thread(owed, self.uow_factory, run)
             if _computed_before(stages):
                 # resumed after it had computed: what it computed stands, so a remaster does
@@ -530,12 +526,7 @@ class RunExecutor:
                     not_ours=made_since,
                 )
             )
-            counts.update(
-                await asyncio.to_thread(summarise, self.reads, run.scope, started, not_ours)
-            )
-            held = await asyncio.to_thread(
-                self._pauses, run.scope, patience.left(self.monotonic()), not_ours
-            )
+            held = await self._counted(run, started, resumed, patience, counts)
             for _ in range(2):
                 # results that became pending while the run verified (new grades) are sent
                 # now, and a timed pause that ends within the patience the run has left is
@@ -544,17 +535,13 @@ class RunExecutor:
                 if not self._owed(counts, held):
                     break
                 await self._sending(run, counts, lost, patience)
-                counts.update(
-                    await asyncio.to_thread(summarise, self.reads, run.scope, started, not_ours)
-                )
-                held = await asyncio.to_thread(
-                    self._pauses, run.scope, patience.left(self.monotonic()), not_ours
-                )
+                held = await self._counted(run, started, resumed, patience, counts)
             paused = [h.destination for h in held if h.pending]
             gone = await asyncio.to_thread(self._deleted, run, targets, started, made_since)
             if gone:
                 # one made again under the id of a deleted one has a ledger of its own: not
                 # the run's (a deleted one's went with it)
+                not_ours = await asyncio.to_thread(self._not_ours, run.scope, started, resumed)
                 left_out = sorted({*not_ours, *gone})
                 counts.update(
                     await asyncio.to_thread(summarise, self.reads, run.scope, started, left_out)
@@ -610,9 +597,10 @@ class RunExecutor:
         made_since: dict[str, Destination],
     ) -> dict[str, tuple[str, int]]:
         """The run's destinations deleted while it ran (their ledger went with them), each
-        with its name and how many results the run delivered there before, by the log. One
-        made again under the same id meanwhile (`created_at` tells) is another destination:
-        the run's was deleted, and what the run's sends took to the new one is not counted.
+        with its name and how many results the run delivered there before, by the log (up to
+        the first deletion under its id since the run started). One made again under the
+        same id meanwhile (`created_at` tells), once or more, is another destination: the
+        run's was deleted, and what the run's sends took to those is not counted.
         `made_since`: destinations a resumed run found made since it first started; one whose
         id names a destination deleted since then replaced the run's, under the name its
         deletion recorded (a run asked for one destination keeps that one's). The destination
@@ -627,27 +615,27 @@ class RunExecutor:
         with self.reads() as uow:
             now = uow.destinations.get_many(tenant, {*ours, *looked_up})
             gone = sorted(d for d in ours if _deleted_since(ours[d], now.get(d)))
-            sent = uow.deliveries.delivered_by_run(
-                tenant, run.id, [d for d in gone if d not in now], since
-            )
-            for d in gone:
-                if d in now:  # made again: what went from then on went to the new one
-                    sent |= uow.deliveries.delivered_by_run(
-                        tenant, run.id, [d], since, until=now[d].created_at
-                    )
             names = {d: ours[d].name for d in gone}
-            for deletion in uow.destinations.deleted(tenant, looked_up):
+            # when the run's own destination under each id was deleted: the first deletion
+            # since the run started (the oldest first). What went under the id from then on
+            # went to those made again after it, however many times it was made again.
+            ended: dict[str, datetime] = {}
+            for deletion in uow.destinations.deleted(tenant, {*gone, *looked_up}):
                 d = deletion.id
-                if d in names or deletion.deleted_at < since:
-                    continue  # the first deletion since the run started was the run's
-                names[d] = (
-                    run.destination_name if asked == d and run.destination_name else deletion.name
+                if d in ended or deletion.deleted_at < since:
+                    continue
+                ended[d] = deletion.deleted_at
+                names.setdefault(
+                    d,
+                    run.destination_name if asked == d and run.destination_name else deletion.name,
                 )
-                # one there now under the id was made since: what went from then on is its
+            sent: dict[str, int] = {}
+            for d in names:
+                # (each deletion is recorded; were none found, one there now under the id
+                # was made since, and what went from its making on is its)
                 again = now.get(d)
-                sent |= uow.deliveries.delivered_by_run(
-                    tenant, run.id, [d], since, until=again.created_at if again else None
-                )
+                until = ended.get(d, again.created_at if again else None)
+                sent |= uow.deliveries.delivered_by_run(tenant, run.id, [d], since, until=until)
         return {d: (names[d], sent.get(d, 0)) for d in sorted(names)}
 
     def _stages(self, run_id: str) -> list[str]:
@@ -757,13 +745,35 @@ class RunExecutor:
         """The destinations of a scope paused at `now`."""
         return [d for d in cls._of_scope(uow, tenant_id, destination_id) if d.paused_at(now)]
 
-    def _made_after(self, scope: RunScope, first_start: datetime) -> list[str]:
-        """The ids of the scope's destinations made after a resumed run first started,
-        turned off ones too (no target of the run, their rows are in its scope)."""
+    def _not_ours(self, scope: RunScope, first_start: datetime, resumed: bool) -> list[str]:
+        """The ids of the scope's destinations a resumed run does not count: those made
+        after it first started, turned off ones too (no target of the run, their rows are in
+        its scope; its sends take those due, as they take any of the scope's). Read anew at
+        each count, so one made while the run resumed is left out too. None for a run in
+        its first start."""
+        if not resumed:
+            return []
         with self.reads() as uow:
             dests = self._of_scope(uow, scope.tenant_id, scope.destination_id)
         return sorted(
             d.id for d in dests if d.created_at is not None and d.created_at > first_start
+        )
+
+    async def _counted(
+        self,
+        run: SyncRun,
+        started: datetime,
+        resumed: bool,
+        patience: Patience,
+        counts: dict[str, Any],
+    ) -> list[_Held]:
+        """The run's counts taken now into `counts` (`summarise`), and the pauses that hold
+        its results (`_pauses`), both without the destinations it does not count
+        (`_not_ours`, read now)."""
+        not_ours = await asyncio.to_thread(self._not_ours, run.scope, started, resumed)
+        counts.update(await asyncio.to_thread(summarise, self.reads, run.scope, started, not_ours))
+        return await asyncio.to_thread(
+            self._pauses, run.scope, patience.left(self.monotonic()), not_ours
         )
 
     async def _carrying(self, run: SyncRun, carry: Carry) -> dict[str, Any]:
