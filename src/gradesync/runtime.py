@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from gradesync.domain.reasons import Reason
     from gradesync.domain.triage import CourseTriage
     from gradesync.services.delivery.governor import Governor
+    from gradesync.services.delivery.recent import Recent
     from gradesync.services.destination import DestinationClient
     from gradesync.services.engine_config import EngineSettings
     from gradesync.services.ingest import IngestBatch, IngestResult
@@ -64,6 +65,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STATISTICS_WAIT_S = 30.0  # closing waits this long at most for a statistics refresh
+# destinations whose capabilities are kept (`Runtime.capabilities`): those viewed lately
+CAPABILITIES_KEPT = 1024
 
 
 @dataclass
@@ -85,6 +88,11 @@ class Runtime:
     outbound: OutboundGuard = field(default=None)  # type: ignore[assignment]
     _tool_keys: ToolKeyStore | None = field(default=None, repr=False)
     _tool_keys_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # what each destination accepts (`capabilities`), by the settings it was worked out from
+    _capabilities: Recent[tuple[str, str], tuple[str, Capabilities]] | None = field(
+        default=None, repr=False
+    )
+    _capabilities_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if self.outbound is None:
@@ -545,13 +553,32 @@ class Runtime:
             await governor.aclose()
 
     def capabilities(self, destination: Destination) -> Capabilities | Reason:
-        """What a destination accepts, from the client the engine would use for it."""
+        """What a destination accepts, from the client the engine would use for it. Kept
+        while the destination's settings (what a client is built from: kind, profile,
+        config, secret) are those it was worked out from, for the `CAPABILITIES_KEPT`
+        destinations asked about last: the console's course page and the diagnoses ask on
+        every view, and building a client for each costs more than the view."""
+        from gradesync.services.delivery.clients import settings_fingerprint
+        from gradesync.services.delivery.recent import Recent
+
+        key = (destination.tenant_id, destination.id)
+        settings = settings_fingerprint(destination)
+        with self._capabilities_lock:
+            if self._capabilities is None:
+                self._capabilities = Recent(CAPABILITIES_KEPT)
+            kept = self._capabilities.get(key)
+        if kept is not None and kept[0] == settings:
+            return kept[1]
         try:
-            return self.destination_client(destination).capabilities
+            capabilities = self.destination_client(destination).capabilities
         except Exception as exc:  # an unusable destination is a diagnosis, not an error
             from gradesync.domain.reasons import Reason
 
+            # not kept: what made it unusable may be mended outside its settings
             return Reason("destination_unavailable", f"{type(exc).__name__}: {exc}")
+        with self._capabilities_lock:
+            self._capabilities[key] = (settings, capabilities)
+        return capabilities
 
     def diagnose_learner_activity(
         self, tenant_id: str, person_id: str, activity_id: str, destination_id: str | None = None

@@ -20,13 +20,13 @@ def test_a_client_is_kept_while_its_destination_is_unchanged_and_rebuilt_when_it
 ) -> None:
     built: list[Destination] = []
     fingerprinted: list[Destination] = []
-    fingerprint = clients_module._fingerprint
+    fingerprint = clients_module.settings_fingerprint
 
     def counted(d: Destination) -> str:
         fingerprinted.append(d)
         return fingerprint(d)
 
-    monkeypatch.setattr(clients_module, "_fingerprint", counted)
+    monkeypatch.setattr(clients_module, "settings_fingerprint", counted)
 
     def factory(d: Destination) -> Any:
         built.append(d)

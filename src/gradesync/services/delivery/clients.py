@@ -19,7 +19,7 @@ from gradesync.services.destination import DestinationClient, DestinationFactory
 log = logging.getLogger(__name__)
 
 
-def _fingerprint(d: Destination) -> str:
+def settings_fingerprint(d: Destination) -> str:
     """Changes when anything a client is built from changes (settings, secret, kind)."""
     blob = json.dumps(
         [d.kind.value, d.profile, d.config, d.secret], sort_keys=True, default=str
@@ -77,7 +77,7 @@ class Clients:
         last = self._last.get(key)
         if last is not None and last[0] is destination:
             return last[1]
-        fp = _fingerprint(destination)
+        fp = settings_fingerprint(destination)
         with self._lock:
             cached = self._clients.get(key)
             if cached is not None and cached[0] == fp:
