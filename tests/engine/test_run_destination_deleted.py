@@ -70,23 +70,10 @@ async def _deleted_midway(
     is deleted while the others' sends are in flight. `made_again`: `lms` is then made
     again under the same id and its learners' results computed (a grade of a2 each) while
     the run still sends."""
-    seed(db, learners=LEARNERS, activities=("a1", "a2"))
-    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(LEARNERS)])
-    harness.factory = factory = _Factory(early)
-    await harness.use(FAST)
-    run, _ = request_run(
-        db.uow, harness.waker, SystemClock(), RunScope(T, DEST), Trigger.REMASTER, "ada"
-    )
-    task = asyncio.create_task(harness.engine.execute_run(run.id))
-    await factory.reached.wait()
-    await harness.until(lambda: _delivered(db) == early, f"{early} delivered")
-    await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
+    factory = _Factory(early)
+    run, task = await _deleting(harness, db, factory)
     if made_again:
-        people = _add_linked(db)
-        with db.uow() as uow:  # its own columns (a deep link's, say): the run's are gone
-            for activity in ("a1", "a2"):
-                uow.links.save_item(ItemLink(T, DEST, activity, f"https://lms/new/{activity}"))
-            uow.commit()
+        people = _linked_again(db, "new", name="Canvas again")
         post(db, None, [("a2", p, 8.0) for p in people])
         await harness.engine.process_dirty()  # the new lms's rows, pending for the run
     factory.gate.set()
@@ -94,6 +81,40 @@ async def _deleted_midway(
     assert done is not None
     assert get_run(db.uow, T, run.id) == done
     return done
+
+
+async def _deleting(
+    harness: Harness, db: Database, factory: _Factory
+) -> tuple[SyncRun, asyncio.Task[SyncRun | None]]:
+    """A remaster of `lms` sending through `factory`: once its early learners' results of
+    a1 are delivered, and the others' wait for the gate, `lms` is deleted. The run and its
+    task."""
+    seed(db, learners=LEARNERS, activities=("a1", "a2"))
+    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(LEARNERS)])
+    harness.factory = factory
+    await harness.use(FAST)
+    run, _ = request_run(
+        db.uow, harness.waker, SystemClock(), RunScope(T, DEST), Trigger.REMASTER, "ada"
+    )
+    task = asyncio.create_task(harness.engine.execute_run(run.id))
+    await factory.reached.wait()
+    early = len(factory.early)
+    await harness.until(lambda: _delivered(db) == early, f"{early} delivered")
+    await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
+    return run, task
+
+
+def _said_two_sent_before(done: SyncRun) -> None:
+    """The run says `lms` was deleted while it ran, and counts as sent only the two results
+    it delivered there before."""
+    c = done.counts
+    assert c["destinations_deleted"] == {DEST: 2}, c
+    assert c["sent"] == 2 and c["keys"] == 2, c
+    assert done.message is not None
+    assert done.message.startswith(
+        "Deleted while the run ran, the rest of its results not sent: "
+        "Canvas test (2 sent to it before). 2 sent;"
+    ), done.message
 
 
 async def _requeued(harness: Harness, db: Database, scope: RunScope) -> SyncRun:
@@ -132,14 +153,8 @@ async def test_a_run_whose_destination_is_deleted_midway_counts_what_it_sent(
     done = await _deleted_midway(harness, db, early=2)
     c = done.counts
     assert done.outcome is RunOutcome.PARTLY_FAILED
-    assert c["destinations_deleted"] == {DEST: 2}
-    assert c["sent"] == 2 and c["keys"] == 2
+    _said_two_sent_before(done)
     assert c["verified"] <= c["sent"]
-    assert done.message is not None
-    assert done.message.startswith(
-        "Deleted while the run ran, the rest of its results not sent: "
-        "Canvas test (2 sent to it before). 2 sent;"
-    ), done.message
 
 
 async def test_a_run_whose_destination_is_deleted_before_it_sent_fails(
@@ -267,13 +282,13 @@ async def test_a_resumed_run_whose_destinations_were_all_added_since_says_so(
     ), done.message
 
 
-def _linked_again(db: Database, name: str) -> list[str]:
+def _linked_again(db: Database, copy: str, name: str = "Canvas again") -> list[str]:
     """`lms` made again under its id (`_add_linked`) with columns of its own (a deep link's,
     say: the run's went with the one deleted); its learners' ids."""
     people = _add_linked(db, name=name)
     with db.uow() as uow:
         for activity in ("a1", "a2"):
-            uow.links.save_item(ItemLink(T, DEST, activity, f"https://lms/{name}/{activity}"))
+            uow.links.save_item(ItemLink(T, DEST, activity, f"https://lms/{copy}/{activity}"))
         uow.commit()
     return people
 
@@ -290,17 +305,8 @@ async def test_a_destination_made_again_twice_is_not_the_runs_either(
 ) -> None:
     """`lms` deleted, made again, deleted again and made again while the run runs: what the
     run's sends took to the copy in between is not counted as sent to the run's `lms`."""
-    seed(db, learners=LEARNERS, activities=("a1", "a2"))
-    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(LEARNERS)])
-    harness.factory = factory = _Factory(2, gated=("a1", "a2"))
-    await harness.use(FAST)
-    run, _ = request_run(
-        db.uow, harness.waker, SystemClock(), RunScope(T, DEST), Trigger.REMASTER, "ada"
-    )
-    task = asyncio.create_task(harness.engine.execute_run(run.id))
-    await factory.reaching["a1"].wait()
-    await harness.until(lambda: _delivered(db) == 2, "2 delivered")
-    await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
+    factory = _Factory(2, gated=("a1", "a2"))
+    run, task = await _deleting(harness, db, factory)
     people = _linked_again(db, "second")
     post(db, None, [("a2", p, 8.0) for p in people])
     await harness.engine.process_dirty()  # the second lms's rows, pending for the run
@@ -310,18 +316,11 @@ async def test_a_destination_made_again_twice_is_not_the_runs_either(
     await harness.until(lambda: _delivered(db) == 2 * LEARNERS - 2, "the second's delivered")
     assert _sent_to(db, run.id) == 2 * LEARNERS - 2  # results the run sent, to either
     await asyncio.to_thread(destination_admin.delete, db.uow, SystemClock(), T, DEST)
-    _linked_again(db, "third")
+    _linked_again(db, "third", name="Canvas third")
     factory.gates["a2"].set()
     done = await task
     assert done is not None and done.stage is RunStage.FINISHED
-    c = done.counts
-    assert c["destinations_deleted"] == {DEST: 2}, c
-    assert c["sent"] == 2 and c["keys"] == 2, c
-    assert done.message is not None
-    assert done.message.startswith(
-        "Deleted while the run ran, the rest of its results not sent: "
-        "Canvas test (2 sent to it before). 2 sent;"
-    ), done.message
+    _said_two_sent_before(done)
 
 
 async def test_a_destination_added_while_a_resumed_run_runs_is_not_counted_in_it(
