@@ -9,6 +9,7 @@ from gradesync.domain import remedies
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.diagnosis import (
     Check,
+    DeliveryFact,
     DestinationFacts,
     KeyState,
     LaunchFact,
@@ -588,3 +589,29 @@ def test_a_sis_line_item_of_another_installation_is_not_said_to_be_made_by_post_
     delivered = found.check("delivery", "sis")
     assert delivered is not None and not delivered.passed
     assert "gradesync sis select sis a1" in (delivered.remedy or ""), delivered.remedy
+
+
+def test_the_last_delivery_line_ends_once_when_the_destinations_words_end_with_a_stop() -> None:
+    """The LMS's message and a later event's message are set inside the line: their own full
+    stops are dropped, so the line never ends ".." nor says "answered" with nothing after."""
+    (base,) = _facts().destinations
+    stopped = DeliveryFact(
+        NOW - timedelta(minutes=5), "rejected", 400, "Score maximum must be positive."
+    )
+    found = diagnose_learner_activity(_facts(destinations=(replace(base, deliveries=(stopped,)),)))
+    last = found.check("last_delivery", "d")
+    assert last is not None
+    assert last.evidence.endswith("answered HTTP 400: Score maximum must be positive."), (
+        last.evidence
+    )
+    assert ".." not in last.evidence
+
+    silent = DeliveryFact(NOW - timedelta(minutes=5), "delivered")
+    later = DeliveryFact(NOW, "overridden", None, "Changed in the LMS to 2/10.")
+    found = diagnose_learner_activity(
+        _facts(destinations=(replace(base, deliveries=(later, silent)),))
+    )
+    last = found.check("last_delivery", "d")
+    assert last is not None
+    assert "answered" not in last.evidence, last.evidence
+    assert last.evidence.endswith("(Changed in the LMS to 2/10)."), last.evidence

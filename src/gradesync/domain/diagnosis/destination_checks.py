@@ -757,6 +757,12 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
     )
 
 
+def _clause(text: str) -> str:
+    """A destination's or the log's own sentence, set inside ours: its final stop dropped so the
+    line does not end ".." (or "(... .)")."""
+    return text.strip().rstrip(".").rstrip()
+
+
 # delivery log lines that record an event, not a send
 _NOT_SENDS = ("overridden", "repair")
 
@@ -785,11 +791,10 @@ def last_delivery_check(df: DestinationFacts) -> Check:
         stamp = last.payload.get("timestamp")
         if given is not None or top is not None:
             sent = f" sent {given}/{top}" + (f" with timestamp {stamp}" if stamp else "")
-    answer = (
-        "; the destination answered"
-        + (f" HTTP {last.remote_status}" if last.remote_status is not None else "")
-        + (f": {last.remote_message}" if last.remote_message else "")
-    )
+    said = [f"HTTP {last.remote_status}"] if last.remote_status is not None else []
+    if last.remote_message:
+        said.append(_clause(last.remote_message))
+    answer = "; the destination answered " + ": ".join(said) if said else ""
     run = f" (run {last.run_id})" if last.run_id else " (auto sync)"
     retry = ""
     if row is not None and row.state is DeliveryState.RETRYING:
@@ -797,7 +802,8 @@ def last_delivery_check(df: DestinationFacts) -> Check:
     ok = last.outcome == "delivered"
     event = df.deliveries[0]
     if event is not last:
-        retry += f"; since then: {event.outcome} on {when(event.sent_at)} ({event.remote_message})"
+        since = f" ({_clause(event.remote_message)})" if event.remote_message else ""
+        retry += f"; since then: {event.outcome} on {when(event.sent_at)}{since}"
     return Check(
         CheckCode.LAST_DELIVERY,
         name,
