@@ -513,16 +513,10 @@ def flat_counts(
     (`RunNames.deleted`; its id without) with what the run sent to it before."""
     parts = []
     for key, value in in_reading_order(counts):
-        # a destination deleted under a run is a problem a list of runs shows too
-        listed = key in run_counts.BRIEF or key == "destinations_deleted"
-        if brief and (not listed or not value):
+        if brief and (key not in run_counts.LISTED or not value):
             continue
-        if key == "destinations_deleted" and value:
-            names = deleted or {}
-            each = ", ".join(
-                f"{names.get(d, d)}: {n} sent before" for d, n in sorted(value.items())
-            )
-            parts.append(f"destinations deleted {len(value)} ({each})")
+        if key == run_counts.DELETED and value:
+            parts.append(f"destinations deleted {run_counts.deleted_words(value, deleted)}")
             continue
         key = key.replace("_", " ")
         if isinstance(value, dict):

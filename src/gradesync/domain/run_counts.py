@@ -48,6 +48,19 @@ _RANK = {key: i for i, key in enumerate(READING_ORDER)}
 
 # what a person looks for in a list of runs (a run's own page, and --json, give every count)
 BRIEF = ("sent", "unchanged", "pending", "retrying", "skipped", "rejected", "differs")
+# ... and a destination deleted under a run, a problem a list of runs shows too
+DELETED = "destinations_deleted"
+LISTED = (*BRIEF, DELETED)
+
+
+def deleted_words(value: Mapping[str, int], names: Mapping[str, str] | None = None) -> str:
+    """`destinations_deleted` (destination id -> what the run sent it before it went) in words:
+    counted as destinations, each named as `names` labels it (its id without):
+    `1 (Moodle (moodle): 5 sent before)`."""
+    each = ", ".join(
+        f"{(names or {}).get(d, d)}: {n} sent before" for d, n in sorted(value.items())
+    )
+    return f"{len(value)} ({each})"
 
 
 def in_reading_order(counts: Mapping[str, V]) -> list[tuple[str, V]]:

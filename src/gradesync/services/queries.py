@@ -467,6 +467,16 @@ class RunNames:
     deleted: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+def deleted_names(
+    uow_factory: UnitOfWorkFactory, tenant_id: str, runs: Sequence[SyncRun]
+) -> dict[str, dict[str, str]]:
+    """`RunNames.deleted` alone, for pages that name nothing else of a run; no read at all
+    when no run had a destination deleted under it (nearly always)."""
+    if not any(r.counts.get("destinations_deleted") for r in runs):
+        return {}
+    return run_names(uow_factory, tenant_id, runs).deleted
+
+
 def run_names(uow_factory: UnitOfWorkFactory, tenant_id: str, runs: Sequence[SyncRun]) -> RunNames:
     run_ids = [r.id for r in runs]
     named_ids = {r.scope.destination_id for r in runs if r.scope.destination_id is not None}

@@ -13,7 +13,7 @@ from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.domain.model import ConsoleUser, Destination, RunScope, Trigger, UserRole
 from gradesync.runtime import Runtime
 from gradesync.services import console_queries as cq
-from gradesync.services import ingest
+from gradesync.services import ingest, queries
 from gradesync.web.console.common import (
     PageError,
     Switch,
@@ -84,6 +84,7 @@ def course_page(
     page = _page(request, user, course_id, destination)
     run = page.active_run or page.latest_run
     scope = run.scope if run else RunScope(user.tenant_id, None, course_id)
+    shown = [*page.recent_runs, *([run] if run else [])]
     return render(
         request,
         "console/course.html",
@@ -93,6 +94,7 @@ def course_page(
         held=_held(request, page),
         held_back=holds(request, user, scope),
         runs=page.recent_runs,
+        deleted=queries.deleted_names(runtime_of(request).uow, user.tenant_id, shown),
         statuses=cq.STATUSES,
         labels=cq.STATUS_LABELS,
         stage_labels=STAGE_LABELS,
@@ -130,12 +132,15 @@ def history_fragment(
 ) -> HTMLResponse:
     """The Recent syncs table alone, for the page's script to refresh when a run finishes."""
     course = course_for(request, user, course_id)
+    rt = runtime_of(request)
+    runs = cq.recent_runs(rt.uow, user.tenant_id, course_id)
     return render(
         request,
         "console/_course_history.html",
         user,
         course=course,
-        runs=cq.recent_runs(runtime_of(request).uow, user.tenant_id, course_id),
+        runs=runs,
+        deleted=queries.deleted_names(rt.uow, user.tenant_id, runs),
         stage_labels=STAGE_LABELS,
         outcome_labels=OUTCOME_LABELS,
     )

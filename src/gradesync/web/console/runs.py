@@ -3,7 +3,7 @@ run's page; and the small JSON the pages poll to show a run's progress live."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -61,15 +61,23 @@ COUNT_WORDS = {
 }
 
 
-def count_items(counts: dict[str, Any], brief: bool = False) -> list[tuple[str, str]]:
+def count_items(
+    counts: dict[str, Any], brief: bool = False, deleted: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
     """A run's counts as (label, value) pairs for people, in the order they read them
     (`run_counts`): nested counts by reason become "rejected: 2 (unknown user 2)". `brief`
-    keeps the outcomes a person looks for in a list of runs."""
+    keeps the outcomes a person looks for in a list of runs. The destinations deleted under
+    the run are counted as destinations, each by the name `deleted` gives it
+    (`RunNames.deleted`)."""
     out = []
     for key, value in in_reading_order(counts):
-        if brief and key not in run_counts.BRIEF:
+        if brief and key not in run_counts.LISTED:
             continue
         label = COUNT_WORDS.get(key, key.replace("_", " "))
+        if key == run_counts.DELETED:
+            if value:
+                out.append((label, run_counts.deleted_words(value, deleted)))
+            continue
         if isinstance(value, dict):
             total = sum(v for v in value.values() if isinstance(v, int | float))
             if not value:
@@ -89,9 +97,13 @@ def _iso(at: datetime | None) -> str | None:
 
 
 def progress(
-    run: SyncRun, stages: list[dict[str, Any]], held: Sequence[RateLimitHold] = ()
+    run: SyncRun,
+    stages: list[dict[str, Any]],
+    held: Sequence[RateLimitHold] = (),
+    deleted: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """What the live progress panel needs, as JSON (`held`: what `holds` finds)."""
+    """What the live progress panel needs, as JSON (`held`: what `holds` finds; `deleted`:
+    the names of the destinations deleted under the run)."""
     return {
         "id": run.id,
         "stage": run.stage.value,
@@ -106,7 +118,7 @@ def progress(
         if run.outcome
         else None,
         "counts": dict(run.counts),
-        "count_items": count_items(dict(run.counts), brief=True),
+        "count_items": count_items(dict(run.counts), brief=True, deleted=deleted),
         "message": run.message,
         "trigger": run.trigger.value,
         "actor": run.actor,
@@ -222,6 +234,8 @@ def run_progress(
 ) -> JSONResponse:
     detail = _visible_run(request, user, run_id)
     held = holds(request, user, detail.run.scope)
+    rt = runtime_of(request)
+    deleted = queries.deleted_names(rt.uow, user.tenant_id, [detail.run]).get(detail.run.id)
     return JSONResponse(
-        progress(detail.run, detail.stages, held), headers={"Cache-Control": "no-store"}
+        progress(detail.run, detail.stages, held, deleted), headers={"Cache-Control": "no-store"}
     )
