@@ -42,7 +42,13 @@ from gradesync.domain.overrides import (
     repaired,
 )
 from gradesync.domain.policy import DEFAULT_POLICY, DesiredResult
-from gradesync.domain.triage import CourseDestinationFacts, CourseFacts, Symptom, triage_course
+from gradesync.domain.triage import (
+    CourseDestinationFacts,
+    CourseFacts,
+    Scope,
+    Symptom,
+    triage_course,
+)
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 KEY = LedgerKey("t", "d", "a1", "p1")
@@ -615,3 +621,39 @@ def test_the_last_delivery_line_ends_once_when_the_destinations_words_end_with_a
     assert last is not None
     assert "answered" not in last.evidence, last.evidence
     assert last.evidence.endswith("(Changed in the LMS to 2/10)."), last.evidence
+
+
+def test_course_triage_names_a_sis_line_item_of_another_installation() -> None:
+    """Results refused because the SIS line item under the activity's id is another
+    installation's are an activity problem with its own cause, not a course with no cause."""
+    said = remedies.stored_text(
+        "The SIS line item 'gs-li-1' of class 'cls-1' is another gradesync installation's "
+        "(https://grades-a.example), ...",
+        remedies.Remedy("line_item_of_another_installation", "sis", "c1", "a1"),
+    )
+    code = "line_item_of_another_installation"
+    rows = tuple(KeyState("sis", "a1", p, DeliveryState.REJECTED, code, said) for p in ("p1", "p2"))
+    facts = CourseFacts(
+        NOW,
+        Course("t", "c1", "Bio"),
+        (Activity("t", "a1", "c1", "Quiz", 10.0),),
+        {"a1": DEFAULT_POLICY},
+        (
+            CourseDestinationFacts(
+                Destination("t", "sis", DestinationKind.ONEROSTER_REST, "District SIS"),
+                Capabilities(),
+                CourseLink("t", "sis", "c1", "cls-1", {"school": "sch-1"}),
+                {"a1": ItemLink("t", "sis", "a1", "gs-li-1", data={"sync_to_sis": True})},
+            ),
+        ),
+        rows,
+    )
+    triage = triage_course(facts)
+    cause = triage.cause("column_of_another_installation")
+    assert cause is not None, triage.causes
+    assert (cause.scope, cause.activities, cause.excluded) == (Scope.ACTIVITIES, ("a1",), False)
+    assert "2 results for a1" in cause.evidence and "grades-a.example" in cause.evidence
+    assert "GRADESYNC_BASE_URL" in cause.remedy and "Two installations, one SIS" in cause.remedy
+    assert triage.symptom is Symptom.SOME_ACTIVITIES
+    console = triage.read_over(remedies.Reader.CONSOLE).cause("column_of_another_installation")
+    assert console is not None and "gradesync " not in console.remedy, console.remedy

@@ -55,7 +55,7 @@ from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason, ReasonCode
-from gradesync.domain.remedies import Reader, for_reader, lti11_column_remedy
+from gradesync.domain.remedies import OTHERS_SETTLED, Reader, for_reader, lti11_column_remedy
 
 
 class Symptom(StrEnum):
@@ -228,6 +228,7 @@ _ACTIVITY_CODES = {
     "attempts_exceeded": "attempts_limited",
     PassbackRule.NOT_SELECTED.value: "not_selected_for_sis",
     PassbackRule.NOT_POSTED.value: "waiting_for_post",
+    PassbackRule.OTHER_INSTALLATION.value: "column_of_another_installation",
 }
 _LEARNER_CODES = {
     "no_person_link": "not_launched",
@@ -289,6 +290,10 @@ CAUSE_TEXT: dict[str, tuple[str, str]] = {
     ),
     "column_locked": REMOTE_CAUSES["line_item_foreign"],
     "column_gone": REMOTE_CAUSES["line_item_gone"],
+    "column_of_another_installation": (
+        "The SIS line item under the activity's id is another gradesync installation's",
+        f"{OTHERS_SETTLED.rstrip()}: its grades are sent.",
+    ),
     "column_name": (
         "The activity's name is not accepted by the destination",
         "Rename the activity (or let the policy shorten/clean names).",
