@@ -526,7 +526,7 @@ class RunExecutor:
                     not_ours=made_since,
                 )
             )
-            held = await self._counted(run, started, resumed, patience, counts)
+            held = await self._counted(run, started, patience, counts)
             for _ in range(2):
                 # results that became pending while the run verified (new grades) are sent
                 # now, and a timed pause that ends within the patience the run has left is
@@ -535,13 +535,13 @@ class RunExecutor:
                 if not self._owed(counts, held):
                     break
                 await self._sending(run, counts, lost, patience)
-                held = await self._counted(run, started, resumed, patience, counts)
+                held = await self._counted(run, started, patience, counts)
             paused = [h.destination for h in held if h.pending]
             gone = await asyncio.to_thread(self._deleted, run, targets, started, made_since)
             if gone:
                 # one made again under the id of a deleted one has a ledger of its own: not
                 # the run's (a deleted one's went with it)
-                not_ours = await asyncio.to_thread(self._not_ours, run.scope, started, resumed)
+                not_ours = await asyncio.to_thread(self._not_ours, run.scope, started)
                 left_out = sorted({*not_ours, *gone})
                 counts.update(
                     await asyncio.to_thread(summarise, self.reads, run.scope, started, left_out)
@@ -683,7 +683,7 @@ class RunExecutor:
         destination holding none of them is not what they wait for. Each counts the rows
         that go within `patience_left` seconds: none unless its pause is timed and ends by
         then (a Retry-After, the breaker's cool-down), then those due by then. `not_ours`:
-        destinations whose rows the run does not count (made since a resumed run started)."""
+        destinations whose rows the run does not count (made since it first started)."""
         now = self.clock.now()
         by = now + timedelta(seconds=patience_left)
         held: list[_Held] = []
@@ -745,14 +745,12 @@ class RunExecutor:
         """The destinations of a scope paused at `now`."""
         return [d for d in cls._of_scope(uow, tenant_id, destination_id) if d.paused_at(now)]
 
-    def _not_ours(self, scope: RunScope, first_start: datetime, resumed: bool) -> list[str]:
-        """The ids of the scope's destinations a resumed run does not count: those made
-        after it first started, turned off ones too (no target of the run, their rows are in
-        its scope; its sends take those due, as they take any of the scope's). Read anew at
-        each count, so one made while the run resumed is left out too. None for a run in
-        its first start."""
-        if not resumed:
-            return []
+    def _not_ours(self, scope: RunScope, first_start: datetime) -> list[str]:
+        """The ids of the scope's destinations a run does not count: those made after it
+        first started, turned off ones too (no target of the run, their rows are in its
+        scope; its sends take those due, as they take any of the scope's). Read anew at each
+        count, so one made while the run runs, in its first start or resumed, is left out
+        too."""
         with self.reads() as uow:
             dests = self._of_scope(uow, scope.tenant_id, scope.destination_id)
         return sorted(
@@ -763,14 +761,13 @@ class RunExecutor:
         self,
         run: SyncRun,
         started: datetime,
-        resumed: bool,
         patience: Patience,
         counts: dict[str, Any],
     ) -> list[_Held]:
         """The run's counts taken now into `counts` (`summarise`), and the pauses that hold
         its results (`_pauses`), both without the destinations it does not count
         (`_not_ours`, read now)."""
-        not_ours = await asyncio.to_thread(self._not_ours, run.scope, started, resumed)
+        not_ours = await asyncio.to_thread(self._not_ours, run.scope, started)
         counts.update(await asyncio.to_thread(summarise, self.reads, run.scope, started, not_ours))
         return await asyncio.to_thread(
             self._pauses, run.scope, patience.left(self.monotonic()), not_ours
