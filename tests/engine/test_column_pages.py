@@ -135,3 +135,29 @@ def test_a_pause_met_between_the_pages_holds_the_column_until_resumed(
     served.ok("POST", "/destinations/lms/resume")
     wait_for(lambda: "Lab 3" in _labels(lms, ctx), "the column made once resumed")
     assert _labels(lms, ctx).count("Lab 3") == 1
+
+
+def test_a_column_s_write_after_its_look_up_waits_for_a_rate_token_of_its_own(
+    lms: RunningSandbox,
+    served: Served,
+    browser: Browser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At one request per 100 s, a new column's look-up (one page: the LMS honours the
+    filters) takes the one token there is; the line item's POST after it waits for a token
+    of its own, not sent, instead of going on the look-up's. Lifted, the column is made
+    once."""
+    _, ctx = _linked_course(lms, served, browser)
+    waited = threading.Event()
+    watch_waits(monkeypatch, waited)
+    try:
+        served.ok("PATCH", LIMITS, json={"rate_per_second": 0.01})
+        lms.admin.reset_counters()
+        new_activity(served, "a3", "Lab 3")
+        wait_for(waited.is_set, "the column's write waiting for a token")
+        assert _line_item_requests(lms) == 1  # the look-up only
+        assert "Lab 3" not in _labels(lms, ctx)
+    finally:
+        served.ok("PATCH", LIMITS, json={"rate_per_second": None})
+    wait_for(lambda: "Lab 3" in _labels(lms, ctx), "the column made once the limit is lifted")
+    assert _labels(lms, ctx).count("Lab 3") == 1

@@ -20,7 +20,7 @@ then retry; a second 401 is MISCONFIGURED.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -140,11 +140,15 @@ class ResultTarget:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-# entered around each request a listing makes (a page of it): the caller's limits for one
-# request (`Governor.request`, or `Governor.each_page` under one held), so a listing of many
-# pages takes a token per page. The AGS adapter uses it; the LTI 1.1 and OneRoster adapters
-# accept it and make all their requests under the caller's one slot and token
+# entered around each request of a call that makes several (a column's look-up and write, a
+# listing's pages, a read-back): the caller's limits for one request (`Governor.request`, or
+# `Governor.each_page` under one held), so such a call takes a rate token per request
 RequestGate = Callable[[], AbstractAsyncContextManager[object]]
+
+
+def ungated() -> AbstractAsyncContextManager[object]:
+    """The gate of a call made outside any limits (no `RequestGate` given)."""
+    return nullcontext()
 
 
 class DestinationClient(Protocol):

@@ -55,6 +55,7 @@ from gradesync.services.destination import (
     RemoteFailure,
     RequestGate,
     ResultTarget,
+    ungated,
 )
 
 log = logging.getLogger(__name__)
@@ -409,7 +410,7 @@ class AgsClient:
             if next_url in seen:
                 break  # a platform that links a page to itself must not loop us forever
             seen.add(next_url)
-            async with each_request() if each_request else contextlib.nullcontext():
+            async with (each_request or ungated)():
                 resp = await self._send("GET", next_url, field=field, what=what, accept=accept)
             page = _json(resp, what)
             if not isinstance(page, list):
@@ -624,12 +625,20 @@ class AgsClient:
         if resource_link is None and self.capabilities.needs_resource_link:
             raise self._unlinked(column)
         desired = self._line_item_body(column, resource_link)
+        # every request of the look-up, the write and the listing after it goes within the
+        # gate: the first in the caller's slot and token, each later one with a token of its own
+        gate = each_request or ungated
         item: dict[str, Any] | None = None
         if link is not None and link.remote_id:
             try:
-                resp = await self._send(
-                    "GET", link.remote_id, field="lineitem", what="line item", accept=LINEITEM_TYPE
-                )
+                async with gate():
+                    resp = await self._send(
+                        "GET",
+                        link.remote_id,
+                        field="lineitem",
+                        what="line item",
+                        accept=LINEITEM_TYPE,
+                    )
                 item = _json(resp, "line item")
             except RemoteFailure as failure:
                 if failure.code != "line_item_gone":
@@ -638,29 +647,28 @@ class AgsClient:
         # per LTI component on Open edX, so the activity's own container comes first.
         container = self._checked(str(known.get("lineitems") or course.remote_id), "lineitems")
         if item is None:
-            item = await self._find(container, column.activity_id, each_request)
+            item = await self._find(container, column.activity_id, gate)
             if item is not None:
                 await self._settle_created(column.activity_id, item)
         if item is None and resource_link is not None:
-            item = await self._find_by_link(
-                container, column.activity_id, resource_link, each_request
-            )
+            item = await self._find_by_link(container, column.activity_id, resource_link, gate)
         if item is None:
-            resp = await self._send(
-                "POST",
-                container,
-                field="lineitems",
-                what="line item",
-                accept=LINEITEM_TYPE,
-                content_type=LINEITEM_TYPE,
-                body=desired,
-            )
+            async with gate():
+                resp = await self._send(
+                    "POST",
+                    container,
+                    field="lineitems",
+                    what="line item",
+                    accept=LINEITEM_TYPE,
+                    content_type=LINEITEM_TYPE,
+                    body=desired,
+                )
             created = _json(resp, "line item")
             if isinstance(created, dict) and created.get("id"):
                 self._created.setdefault(column.activity_id, set()).add(str(created["id"]))
             # Another process (or deployment) may have looked the column up at the same
             # moment, found none and created one too: listed again, the oldest is the column.
-            item = await self._find(container, column.activity_id, each_request) or created
+            item = await self._find(container, column.activity_id, gate) or created
             await self._settle_created(column.activity_id, item)
         elif force or _differs(item, desired):
             # Fields the platform holds but left empty come back as null; sending them back
@@ -668,15 +676,16 @@ class AgsClient:
             merged = {k: v for k, v in {**item, **desired}.items() if v is not None}
             if item.get("resourceLinkId"):
                 merged["resourceLinkId"] = item["resourceLinkId"]  # never moved to another link
-            resp = await self._send(
-                "PUT",
-                str(item["id"]),
-                field="lineitem",
-                what="line item",
-                accept=LINEITEM_TYPE,
-                content_type=LINEITEM_TYPE,
-                body=merged,
-            )
+            async with gate():
+                resp = await self._send(
+                    "PUT",
+                    str(item["id"]),
+                    field="lineitem",
+                    what="line item",
+                    accept=LINEITEM_TYPE,
+                    content_type=LINEITEM_TYPE,
+                    body=merged,
+                )
             item = _json(resp, "line item")
         if not isinstance(item, dict) or not item.get("id"):
             raise RemoteFailure(
