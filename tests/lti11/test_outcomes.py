@@ -4,6 +4,8 @@ concluded course, 5xx, throttling, resets, timeouts), plus refusals made before 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -389,3 +391,34 @@ async def test_read_results_reads_every_launched_learner(
         c.learners[1]: 1.0,
         c.learners[2]: None,
     }
+
+
+async def test_a_read_back_within_a_callers_limits_asks_one_learner_at_a_time(
+    lms: RunningSandbox, context: DestinationContext
+) -> None:
+    """Under a caller's gate (a run's read-back holds one of the LMS's slots) each
+    readResult enters the gate, one at a time: none outside it, never two at once. They went
+    eight at once on the caller's one slot and token."""
+    c = lms_course(lms, learners=4)
+    client = build(consumer(c.consumer_key), context)
+    targets = [launch(lms, c, "rl-g", i) for i in range(4)]
+    for t in targets:
+        await client.put_result(t, result(0.5), NOW)
+    sourcedids = {t.person.remote_id: t.person.data["sourcedids"]["act-1"] for t in targets}
+    item = replace(targets[0].item, data={**targets[0].item.data, "sourcedids": sourcedids})
+    entered, inside, most = 0, 0, 0
+
+    @contextlib.asynccontextmanager
+    async def gate() -> AsyncIterator[None]:
+        nonlocal entered, inside, most
+        entered += 1
+        inside += 1
+        most = max(most, inside)
+        try:
+            yield
+        finally:
+            inside -= 1
+
+    read = await client.read_results(targets[0].course, item, each_request=gate)
+    assert {r.score_given for r in read} == {0.5} and len(read) == 4
+    assert (entered, most) == (4, 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -622,3 +624,31 @@ async def test_remote_errors_are_classified(
     sis.admin.expire_tokens(CLIENT_ID, service="oneroster")
     assert (await c.put_result(target, desired(), WHEN)).status in (201, 204)
     assert len(fetched) == 1
+
+
+async def test_every_request_of_a_column_s_write_and_a_read_back_goes_within_the_gate(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    """A column's look-up, listing and write, and a read-back's pages, each enter the
+    caller's gate (`Governor.each_page`: a rate token per request after the first): the SIS
+    answers no request made outside it. They all went on the caller's one token."""
+    c = client(sis, context, category_match="id")
+    await c.categories()  # the token fetched and the categories listed beforehand
+    entered = 0
+
+    @contextlib.asynccontextmanager
+    async def gate() -> AsyncIterator[None]:
+        nonlocal entered
+        entered += 1
+        yield
+
+    sis.admin.reset_counters()
+    link = await c.ensure_column(
+        course_link(), column(category="cat-quiz"), selected(), each_request=gate
+    )
+    written = sis.admin.counters()["oneroster"]["requests"]
+    # our sourcedId asked for (404), the class's items of that title listed, the item PUT
+    assert (entered, written) == (3, 3)
+    sis.admin.reset_counters()
+    await c.read_results(course_link(), link, each_request=gate)
+    assert entered - 3 == sis.admin.counters()["oneroster"]["requests"] == 1

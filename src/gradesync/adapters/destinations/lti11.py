@@ -586,32 +586,46 @@ class Lti11Client:
     ) -> Sequence[ReadBack]:
         """readResult for each learner who launched this activity (the launch records their
         sourcedIds on the item link). remote_person_id is the LTI user_id. A learner whose
-        result id the LMS no longer knows is left out; any other failure is raised."""
+        result id the LMS no longer knows is left out; any other failure is raised.
+
+        Within a caller's limits (`each_request`: it holds one of the destination's slots)
+        the calls go one at a time, each with a rate token of its own; asked outside any,
+        READ_CONCURRENCY at once."""
         sourcedids: Mapping[str, str] = item.data.get("sourcedids") or {}
         urls: Mapping[str, str] = item.data.get("outcome_urls") or {}
         default_url = item.data.get("outcome_service_url") or course.data.get("outcome_service_url")
-        gate = asyncio.Semaphore(READ_CONCURRENCY)
+        asked = [
+            (user_id, sourcedid, url)
+            for user_id, sourcedid in sorted(sourcedids.items())
+            if (url := urls.get(user_id) or default_url)
+        ]
 
         async def one(user_id: str, sourcedid: str, url: str) -> ReadBack | None:
-            async with gate:
-                try:
-                    value = await self.read_result(url, sourcedid)
-                except RemoteFailure as exc:
-                    if exc.failure is FailureClass.REJECTED:
-                        return None
-                    raise
+            try:
+                value = await self.read_result(url, sourcedid)
+            except RemoteFailure as exc:
+                if exc.failure is FailureClass.REJECTED:
+                    return None
+                raise
             return ReadBack(
                 remote_person_id=user_id,
                 score_given=value,
                 score_maximum=1.0 if value is not None else None,
             )
 
-        jobs = [
-            one(user_id, sourcedid, url)
-            for user_id, sourcedid in sorted(sourcedids.items())
-            if (url := urls.get(user_id) or default_url)
-        ]
-        return [r for r in await asyncio.gather(*jobs) if r is not None]
+        if each_request is not None:
+            backs: list[ReadBack | None] = []
+            for job in asked:  # a failure (a pause met between them) stops the rest
+                async with each_request():
+                    backs.append(await one(*job))
+            return [r for r in backs if r is not None]
+        width = asyncio.Semaphore(READ_CONCURRENCY)
+
+        async def bounded(user_id: str, sourcedid: str, url: str) -> ReadBack | None:
+            async with width:
+                return await one(user_id, sourcedid, url)
+
+        return [r for r in await asyncio.gather(*(bounded(*j) for j in asked)) if r is not None]
 
     async def check(self) -> Sequence[ProbeStep]:
         steps: list[ProbeStep] = []

@@ -84,6 +84,7 @@ from gradesync.services.destination import (
     RemoteFailure,
     RequestGate,
     ResultTarget,
+    ungated,
 )
 
 SCOPE_PREFIX = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
@@ -145,9 +146,11 @@ class OneRosterClient:
         each_request: RequestGate | None = None,
     ) -> ItemLink:
         link = selected_item(course, column, link)
+        # each request below (category listing, look-ups, writes) within the caller's limits
+        gate = each_request or ungated
         term = Term.from_link_data(course.data)
         due = self._due_date(column, term)
-        category_id = await self.resolve_category(course, column.category)
+        category_id = await self.resolve_category(course, column.category, gate=gate)
         school = str(course.data["school"])
         classes = self.classes_of(course)
         assigned = payloads.assign_date(due, term.start)
@@ -181,11 +184,11 @@ class OneRosterClient:
                 link.tenant_id, link.destination_id, column.activity_id, class_id
             )
             found, how = await self._find_line_item(
-                class_id, ours, column.title, due, owner, course.course_id
+                class_id, ours, column.title, due, owner, course.course_id, gate
             )
             line_items[class_id], matched[class_id] = found, how
             if how == "title_due":
-                result_ids[found] = await self._result_ids(class_id, found)
+                result_ids[found] = await self._result_ids(class_id, found, gate)
             new.add(class_id)
         if force or new or details != link.details_hash or extras != link.data.get("sis_details"):
             now = datetime.now(UTC)
@@ -203,7 +206,7 @@ class OneRosterClient:
                     owner=owner,
                 )
                 await self._put(
-                    f"/lineItems/{quote(line_items[class_id], safe='')}", body, "lineItem"
+                    f"/lineItems/{quote(line_items[class_id], safe='')}", body, "lineItem", gate
                 )
         return replace(
             link,
@@ -250,7 +253,7 @@ class OneRosterClient:
                 f"/classes/{quote(class_id, safe='')}/lineItems/"
                 f"{quote(line_item_id, safe='')}/results"
             )
-            for r in await self._list(path, "results"):
+            for r in await self._list(path, "results", gate=each_request or ungated):
                 if r.get("status") == "tobedeleted":
                     continue
                 modified = r.get("dateLastModified")
@@ -328,15 +331,18 @@ class OneRosterClient:
     def classes_of(self, course: CourseLink) -> list[str]:
         return classes_of(course)
 
-    async def categories(self, *, refresh: bool = False) -> list[dict[str, Any]]:
-        """Active SIS categories (cached briefly: one listing aligns a whole run)."""
+    async def categories(
+        self, *, refresh: bool = False, gate: RequestGate = ungated
+    ) -> list[dict[str, Any]]:
+        """Active SIS categories (cached briefly: one listing aligns a whole run); each page
+        of the listing within `gate`."""
         async with self._category_lock:
             cached = self._categories
             if cached is not None and not refresh and cached[0] > time.monotonic():
                 return cached[1]
             found = [
                 c
-                for c in await self._list("/categories", "categories")
+                for c in await self._list("/categories", "categories", gate=gate)
                 if c.get("status") != "tobedeleted"
             ]
             self._categories = (time.monotonic() + CATEGORY_TTL, found)
@@ -354,22 +360,27 @@ class OneRosterClient:
         raise classify(response, f"GET {path}")
 
     async def resolve_category(
-        self, course: CourseLink, group: str | None, *, create: bool = True
+        self,
+        course: CourseLink,
+        group: str | None,
+        *,
+        create: bool = True,
+        gate: RequestGate = ungated,
     ) -> str:
         """The SIS category sourcedId for an activity group, or REJECTED naming the
-        categories the SIS has."""
+        categories the SIS has; each request within `gate`."""
         group = group_of(group, self.profile.default_category)
         mapping: dict[str, str] = {
             **(self.destination.config.get("category_map") or {}),
             **(course.data.get("category_map") or {}),
         }
-        cats = await self.categories()
+        cats = await self.categories(gate=gate)
         by_id = {c["sourcedId"]: c for c in cats}
         if group is not None and group in mapping:
             wanted = mapping[group]
             if wanted in by_id:
                 return wanted
-            cats = await self.categories(refresh=True)
+            cats = await self.categories(refresh=True, gate=gate)
             if wanted in {c["sourcedId"] for c in cats}:
                 return wanted
             raise self._missing_category(
@@ -384,13 +395,13 @@ class OneRosterClient:
                 return group
             matches = (
                 [group]
-                if group in {c["sourcedId"] for c in await self.categories(refresh=True)}
+                if group in {c["sourcedId"] for c in await self.categories(refresh=True, gate=gate)}
                 else []
             )
         else:
             matches = [c["sourcedId"] for c in cats if c.get("title") == group]
             if not matches:
-                cats = await self.categories(refresh=True)
+                cats = await self.categories(refresh=True, gate=gate)
                 matches = [c["sourcedId"] for c in cats if c.get("title") == group]
             if len(matches) > 1:
                 raise rejected(
@@ -411,6 +422,7 @@ class OneRosterClient:
                 f"/categories/{quote(sourced_id, safe='')}",
                 payloads.category(sourced_id, group, datetime.now(UTC)),
                 "category",
+                gate,
             )
             self._categories = None
             return sourced_id
@@ -445,6 +457,7 @@ class OneRosterClient:
         due: datetime,
         owner: dict[str, str],
         course_id: str,
+        gate: RequestGate,
     ) -> tuple[str, str]:
         """Match before create: our sourcedId (refused, OTHER_INSTALLATION, when the item
         names another installation: one whose tenant, connection and activity ids are the same
@@ -461,8 +474,8 @@ class OneRosterClient:
         Any other item under gradesync's own prefix belongs to another course (of another
         tenant, or another installation) passing back to the same class: adopting it would
         have the two overwrite each other's results, so only items the SIS (or a person)
-        made are adopted by title and due date."""
-        response = await self._request("GET", f"/lineItems/{quote(ours, safe='')}")
+        made are adopted by title and due date. Each request within `gate`."""
+        response = await self._request("GET", f"/lineItems/{quote(ours, safe='')}", gate=gate)
         if response.status_code == 200:
             elsewhere = other_installation(_line_item_of(response), owner)
             if elsewhere is not None:
@@ -474,6 +487,7 @@ class OneRosterClient:
         candidates = await self._list(
             f"/classes/{quote(class_id, safe='')}/lineItems",
             "lineItems",
+            gate=gate,
             filter=f"title='{escaped}'",
         )
         live = [
@@ -525,7 +539,9 @@ class OneRosterClient:
             ),
         )
 
-    async def _result_ids(self, class_id: str, line_item_id: str) -> dict[str, str]:
+    async def _result_ids(
+        self, class_id: str, line_item_id: str, gate: RequestGate
+    ) -> dict[str, str]:
         """An adopted SIS item may hold results already: reuse their sourcedIds so a student
         never gets a second result for the same item."""
         path = (
@@ -533,16 +549,22 @@ class OneRosterClient:
         )
         return {
             r["student"]["sourcedId"]: r["sourcedId"]
-            for r in await self._list(path, "results")
+            for r in await self._list(path, "results", gate=gate)
             if r.get("status") != "tobedeleted"
         }
 
-    async def _list(self, path: str, key: str, **params: str) -> list[dict[str, Any]]:
+    async def _list(
+        self, path: str, key: str, *, gate: RequestGate = ungated, **params: str
+    ) -> list[dict[str, Any]]:
+        """Every page of a listing, each page's request within `gate`."""
         out: list[dict[str, Any]] = []
         offset = 0
         while True:
             response = await self._request(
-                "GET", path, params={**params, "limit": str(PAGE), "offset": str(offset)}
+                "GET",
+                path,
+                params={**params, "limit": str(PAGE), "offset": str(offset)},
+                gate=gate,
             )
             if response.status_code != 200:
                 raise classify(response, f"GET {path}")
@@ -557,8 +579,10 @@ class OneRosterClient:
             ):
                 return out
 
-    async def _put(self, path: str, body: dict[str, Any], what: str) -> httpx.Response:
-        response = await self._request("PUT", path, json_body=body, write=True)
+    async def _put(
+        self, path: str, body: dict[str, Any], what: str, gate: RequestGate = ungated
+    ) -> httpx.Response:
+        response = await self._request("PUT", path, json_body=body, write=True, gate=gate)
         if response.status_code not in (200, 201, 204):
             raise classify(response, f"PUT {what} {path.rsplit('/', 1)[-1]}")
         return response
@@ -571,7 +595,9 @@ class OneRosterClient:
         params: dict[str, str] | None = None,
         json_body: dict[str, Any] | None = None,
         write: bool = False,
+        gate: RequestGate = ungated,
     ) -> httpx.Response:
+        """One request (two when the token had expired: each within `gate`)."""
         url = self.base + path
         # Encoded here as httpx's `json=` would, so that a PUT takes the shared client's fast
         # path (`http_pool`), which sends bytes only.
@@ -589,14 +615,15 @@ class OneRosterClient:
             if content is not None:
                 headers["Content-Type"] = "application/json"
             try:
-                response = await self._http.request(
-                    method,
-                    url,
-                    params=params,
-                    content=content,
-                    headers=headers,
-                    timeout=self.timeout,
-                )
+                async with gate():
+                    response = await self._http.request(
+                        method,
+                        url,
+                        params=params,
+                        content=content,
+                        headers=headers,
+                        timeout=self.timeout,
+                    )
             except httpx.TimeoutException as exc:
                 raise RemoteFailure(
                     FailureClass.RETRY_LATER, "timeout", f"{method} {path}: timed out ({exc!r})"

@@ -16,12 +16,10 @@ an `Admission`, which moves to limits that replaced those it waited on, and give
 back when its holder sends nothing): a score's send (`Deliverer.send`), a column's write, a
 run's read-back and each page of a Deep Linking look-up (`Governor.request`, which raises
 `DestinationPaused` rather than ask a paused destination anything). Whichever of them is
-the breaker's probe records how it ended. An AGS column's write and an AGS read-back that
-list many pages take a rate token per page under the one slot they hold
-(`Governor.each_page`); the LTI 1.1 and OneRoster adapters take no such gate, so all the
-requests of one of their column writes or read-backs (LTI 1.1 reads one result per learner,
-several at a time; OneRoster pages through its listings) go under the caller's one slot and
-token.
+the breaker's probe records how it ended. A column's write or a read-back that makes
+several requests (pages, a look-up then a write, LTI 1.1's one result per learner) takes a
+rate token for each after its first under the one slot it holds (`Governor.each_page`, the
+adapters' `RequestGate`).
 
 `Governor` holds the destinations and their limits in the worker process; a gate it closes
 is also written to the destination's `paused_until` so other workers and the console see

@@ -158,7 +158,7 @@ class Provisioner:
             if not force and current is not None and current.details_hash == wanted:
                 return current, False
             async with self.governor.request(d, priority):
-                # its listing's later pages take a token each under the slot held here
+                # each of its requests after the first takes a token under the slot held here
                 made = await client.ensure_column(
                     course_link,
                     column,
