@@ -494,10 +494,12 @@ class Runtime:
     async def repair(self, selection: RepairSelection, actor: str) -> RepairResult:
         """Resend chosen results with a fresh timestamp, over grades typed into the LMS."""
         from gradesync.services import overrides
+        from gradesync.services.delivery.asked import governed_reads
 
-        return await overrides.repair(
-            self.uow, self.waker, self.clock, self.destination_client, selection, actor
-        )
+        # the LMS's timestamps read within each destination's limits, as a run's read-back
+        async with self.request_governor() as governor:
+            read = governed_reads(governor, self.destination_client)
+            return await overrides.repair(self.uow, self.waker, self.clock, read, selection, actor)
 
     async def check_destination(
         self,

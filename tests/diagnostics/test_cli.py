@@ -327,3 +327,21 @@ def test_overrides_json_is_what_the_api_answers(
     shown = json.loads(gradesync("overrides", "-t", T, "--course", C, "--json").stdout)
     assert shown == r.json() and len(shown) == 1
     assert shown[0]["delivered_at"] == "2026-03-10T11:00:00.144376Z"
+
+
+def test_a_repair_does_not_read_back_from_a_paused_destination(
+    cli_db: Database,
+    gradesync: Run,
+) -> None:
+    """A repair's read-back of the LMS's timestamps is a request to the LMS like any other:
+    while the destination is paused it is not asked (the repair still marks the grades, and
+    says why their timestamps were not read). It was asked whatever the pause."""
+    seed(cli_db)
+    gradesync("destinations", "pause", D, "-t", T, "--reason", "exam week")
+    out = json.loads(
+        gradesync("repair", "-t", T, "-c", C, "-a", "a1", "-l", "ada", "--json").stdout
+    )
+    assert out["marked"] == 1
+    [unread] = out["unread"]
+    assert "is paused: exam week" in unread["error"], unread
+    assert "auth_token_url" not in unread["error"]  # the client was not even made

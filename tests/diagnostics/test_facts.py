@@ -350,9 +350,7 @@ def test_bad_repair_selection_names_the_field_and_changes_nothing(
     # the full repair (the API's, the CLI's) answers the same
     with pytest.raises(InvalidInput) as exc:
         asyncio.run(
-            overrides.repair(
-                db.uow, None, ManualClock(NOW), lambda d: _Gradebook(), sel, "cli:support"
-            )
+            overrides.repair(db.uow, None, ManualClock(NOW), _Gradebook(), sel, "cli:support")
         )
     assert [(p.field, p.rule) for p in exc.value.problems] == [(field, rule)]
     with db.uow() as uow:
@@ -424,6 +422,10 @@ class _Gradebook:
         self.read.append(item.activity_id)
         return [ReadBack("sub-ada", 7.0, 10.0, None, NOW + timedelta(minutes=5))]
 
+    async def __call__(self, d: Destination, course: CourseLink, item: ItemLink) -> list[ReadBack]:
+        """As a repair reads a column (`asked.ReadBackFor`)."""
+        return await self.read_results(course, item)
+
 
 def test_a_course_repair_reads_its_columns_in_one_statement(db: Database) -> None:
     """The repair reads the LMS's timestamps column by column: the columns' links are read
@@ -439,7 +441,7 @@ def test_a_course_repair_reads_its_columns_in_one_statement(db: Database) -> Non
     lms = _Gradebook()
     sel = overrides.RepairSelection(T, C, D)
     with statements(db) as seen:
-        found, unread = asyncio.run(overrides.remote_timestamps(db.uow, sel, lambda d: lms))
+        found, unread = asyncio.run(overrides.remote_timestamps(db.uow, sel, lms))
     assert lms.read == ["a1", *quizzes] and unread == []
     assert found == {LedgerKey(T, D, a, "ada"): NOW + timedelta(minutes=5) for a in lms.read}
     # 11 here (10 on PostgreSQL); a statement per activity (11 of them) made 21
@@ -453,7 +455,7 @@ def test_a_repair_reads_its_course_and_destination_once(db: Database) -> None:
     lms = _Gradebook()
     sel = overrides.RepairSelection(T, C, D, ("a1",))
     with statements(db) as seen:
-        found, unread = asyncio.run(overrides.remote_timestamps(db.uow, sel, lambda d: lms))
+        found, unread = asyncio.run(overrides.remote_timestamps(db.uow, sel, lms))
     assert lms.read == ["a1"] and unread == []
     assert found == {LedgerKey(T, D, "a1", "ada"): NOW + timedelta(minutes=5)}
     # one read of each; the scope's check and the selection's each reading them made two
@@ -471,7 +473,7 @@ def test_a_full_repair_checks_its_selection_once(db: Database) -> None:
     sel = overrides.RepairSelection(T, C, D, ("a1",))
     with statements(db) as seen, transactions(db) as begun:
         result = asyncio.run(
-            overrides.repair(db.uow, None, ManualClock(NOW), lambda d: lms, sel, "cli:support")
+            overrides.repair(db.uow, None, ManualClock(NOW), lms, sel, "cli:support")
         )
     assert lms.read == ["a1"] and result.marked == 2 and result.unread == []
     assert result.run is not None and result.run.trigger is Trigger.REPAIR
@@ -488,7 +490,7 @@ def test_a_full_repair_checks_its_selection_once(db: Database) -> None:
     # nobody named as asking: refused before the LMS is asked anything, as before marking
     unasked = _Gradebook()
     with pytest.raises(InvalidInput) as exc:
-        asyncio.run(overrides.repair(db.uow, None, ManualClock(NOW), lambda d: unasked, sel, " "))
+        asyncio.run(overrides.repair(db.uow, None, ManualClock(NOW), unasked, sel, " "))
     assert [(p.field, p.rule) for p in exc.value.problems] == [("actor", "required")]
     assert unasked.read == []
 

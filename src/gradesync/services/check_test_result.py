@@ -11,7 +11,6 @@ resume it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
 
@@ -21,13 +20,12 @@ from gradesync.domain.overrides import same_grade
 from gradesync.domain.policy import Column, DesiredResult
 from gradesync.domain.remedies import RESUME_TO_TEST, Reader, Remedy
 from gradesync.services.clock import Clock
-from gradesync.services.delivery.failures import slowed_down
+from gradesync.services.delivery.asked import asked
 from gradesync.services.delivery.governor import DestinationPaused, Governor
 from gradesync.services.destination import (
     ColumnRemover,
     DestinationClient,
     RemoteFailure,
-    RequestGate,
     ResultTarget,
 )
 
@@ -54,7 +52,7 @@ async def send_test(
         return [held]
     column = Column(CHECK_TITLE, 1.0, None, None, CHECK_ACTIVITY_ID)
     try:
-        item = await _asked(
+        item = await asked(
             governor, d, lambda gate: client.ensure_column(link, column, None, each_request=gate)
         )
     except Exception as exc:
@@ -98,20 +96,6 @@ def _not_sent(d: Destination, evidence: str) -> ProbeStep:
     )
 
 
-async def _asked(
-    governor: Governor, d: Destination, call: Callable[[RequestGate], Awaitable[T]]
-) -> T:
-    """One request to the LMS under the destination's limits, as a send is (a listing's
-    later pages each with a token of their own, `call`'s gate); an answer asking to slow
-    down pauses the destination until its Retry-After, as a send's does."""
-    try:
-        async with governor.request(d):
-            return await call(governor.each_page(d))
-    except Exception as exc:
-        slowed_down(governor, exc, d)
-        raise
-
-
 async def _result(
     governor: Governor,
     clock: Clock,
@@ -150,9 +134,7 @@ async def _result(
     )
     target = ResultTarget(link, item, learner)
     try:
-        receipt = await _asked(
-            governor, d, lambda _: client.put_result(target, result, clock.now())
-        )
+        receipt = await asked(governor, d, lambda _: client.put_result(target, result, clock.now()))
     except Exception as exc:
         return [_failed("A test result is accepted", exc, d)]
     steps = [
@@ -165,7 +147,7 @@ async def _result(
         )
     ]
     try:
-        backs = await _asked(
+        backs = await asked(
             governor, d, lambda gate: client.read_results(link, item, each_request=gate)
         )
     except Exception as exc:
@@ -204,7 +186,7 @@ async def _removed(
         if not isinstance(client, ColumnRemover):
             raise TypeError(f"{client.destination.kind.value} cannot delete a column")
         remover = client
-        await _asked(governor, client.destination, lambda _: remover.delete_column(link, item))
+        await asked(governor, client.destination, lambda _: remover.delete_column(link, item))
     except Exception as exc:
         return ProbeStep(
             name,

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -47,6 +47,7 @@ from gradesync.domain.overrides import (
 from gradesync.domain.policy import resolve_settings
 from gradesync.services import queries
 from gradesync.services.clock import Clock
+from gradesync.services.delivery.asked import ReadBackFor
 from gradesync.services.destination import DestinationClient, ReadBack
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.runs import check_scope, request_run
@@ -331,7 +332,6 @@ def _selected_rows(uow: UnitOfWork, sel: RepairSelection, d: Destination) -> lis
 
 
 RemoteTimestamps = Mapping[LedgerKey, datetime]
-ClientFor = Callable[[Destination], DestinationClient]
 
 
 ReadPlan = list[tuple[Destination, CourseLink, ItemLink, dict[str, str]]]
@@ -360,13 +360,13 @@ def _read_plan(uow: UnitOfWork, sel: RepairSelection, dests: Sequence[Destinatio
 
 
 async def _read_back(
-    plan: ReadPlan, sel: RepairSelection, client_for: ClientFor
+    plan: ReadPlan, sel: RepairSelection, read: ReadBackFor
 ) -> tuple[dict[LedgerKey, datetime], list[UnreadColumn]]:
     found: dict[LedgerKey, datetime] = {}
     unread: list[UnreadColumn] = []
     for d, course_link, item, people in plan:
         try:
-            backs = await client_for(d).read_results(course_link, item)
+            backs = await read(d, course_link, item)
         except Exception as exc:
             # the repair still goes ahead with gradesync's clock, and says so: a resend the
             # LMS ignores for its own later timestamp would otherwise look like a success
@@ -382,11 +382,12 @@ async def _read_back(
 
 
 async def remote_timestamps(
-    uow_factory: UnitOfWorkFactory, sel: RepairSelection, client_for: ClientFor
+    uow_factory: UnitOfWorkFactory, sel: RepairSelection, read: ReadBackFor
 ) -> tuple[dict[LedgerKey, datetime], list[UnreadColumn]]:
     """The timestamps the LMS holds for the selected results (read back where the protocol
-    allows), so the repair's timestamps come after them even if the LMS's clock is ahead;
-    and the columns that could not be read, with why."""
+    allows, each column by `read`: within the destination's limits, `asked.governed_reads`),
+    so the repair's timestamps come after them even if the LMS's clock is ahead; and the
+    columns that could not be read, with why (a paused destination is not asked)."""
     import asyncio
 
     def plan() -> ReadPlan:
@@ -394,20 +395,21 @@ async def remote_timestamps(
             _, dests = validate_selection(uow, sel)
             return _read_plan(uow, sel, dests)
 
-    return await _read_back(await asyncio.to_thread(plan), sel, client_for)
+    return await _read_back(await asyncio.to_thread(plan), sel, read)
 
 
 async def repair(
     uow_factory: UnitOfWorkFactory,
     waker: Waker | None,
     clock: Clock,
-    client_for: ClientFor,
+    read: ReadBackFor,
     selection: RepairSelection,
     actor: str,
 ) -> RepairResult:
     """The repair as every entrypoint asks for it: the selection is checked, in the
     transaction that reads what the read-back needs, before anything is read back (bad input
-    changes nothing and costs nothing); the LMS's timestamps are read; then the results are
+    changes nothing and costs nothing); the LMS's timestamps are read (by `read`, as
+    `remote_timestamps`); then the results are
     marked as `request_repair` marks them, with the destinations that check found."""
     import asyncio
 
@@ -418,7 +420,7 @@ async def repair(
             return dests, _read_plan(uow, selection, dests)
 
     dests, plan = await asyncio.to_thread(check)
-    remote, unread = await _read_back(plan, selection, client_for)
+    remote, unread = await _read_back(plan, selection, read)
     return await asyncio.to_thread(
         _mark, uow_factory, waker, clock, selection, actor, remote, unread, dests
     )

@@ -72,8 +72,8 @@ from gradesync.services.delivery import (
     DeliveryStats,
     DestinationPaused,
     outcome_of_failure,
-    slowed_down,
 )
+from gradesync.services.delivery.asked import read_back
 from gradesync.services.destination import (
     NO_RESOURCE_LINK,
     FailureClass,
@@ -1163,16 +1163,13 @@ class RunExecutor:
                 )
                 continue
             try:
-                # within the destination's limits; a paused one is not asked (unverifiable)
-                governor = self.deliverer.governor
-                async with governor.request(d, RUN_PRIORITY):
-                    backs = await client.read_results(
-                        course_link, item_link, each_request=governor.each_page(d)
-                    )
+                # within the destination's limits; a paused one is not asked (unverifiable),
+                # and a 429 pauses it until its Retry-After, as a send's does: the next
+                # read-backs are not asked of it, nor anything else meanwhile
+                backs = await read_back(
+                    self.deliverer.governor, client, course_link, item_link, RUN_PRIORITY
+                )
             except Exception as exc:
-                # a 429 pauses the destination until its Retry-After, as a send's does: the
-                # next read-backs are not asked of it, nor anything else meanwhile
-                slowed_down(self.deliverer.governor, exc, d)
                 log.info("run %s: read-back of %s at %s failed: %s", run.id, activity_id, d.id, exc)
                 tally["unverifiable"] += 1
                 continue
