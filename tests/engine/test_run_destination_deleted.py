@@ -381,3 +381,32 @@ async def test_a_destination_added_while_a_run_first_runs_is_not_counted_in_it(
     assert done.outcome is RunOutcome.SUCCEEDED, done.message
     with db.uow() as uow:  # lms2's rows wait for its pause
         assert uow.ledger.counts_by_state(T, destination_id="lms2") == {"pending": 2 * LEARNERS}
+
+
+async def test_a_destination_made_by_a_clock_running_ahead_is_still_the_runs_own(
+    harness: Harness, db: Database
+) -> None:
+    """A destination the run started with is its own even when the process that made it
+    stamped it later than the worker's clock says the run started (two machines' clocks a
+    minute apart): its results are counted, not left out as made since."""
+    seed(db, learners=LEARNERS, activities=("a1",))
+    ahead = datetime.now(UTC) + timedelta(minutes=1)
+    people = [learner(i) for i in range(LEARNERS)]
+    add_destination(
+        db.uow,
+        T,
+        "lms2",
+        name="Moodle",
+        links={COURSE: "https://lms2/courses/1"},
+        people={p: f"sub-{p}" for p in people},
+        at=ahead,
+    )
+    post(db, None, [("a1", p, 6.0) for p in people])
+    await harness.use(FAST)
+    run, _ = request_run(
+        db.uow, harness.waker, SystemClock(), RunScope(T, None, COURSE), Trigger.MANUAL, "ada"
+    )
+    done = await harness.engine.execute_run(run.id)
+    assert done is not None and done.stage is RunStage.FINISHED
+    c = done.counts
+    assert (c["sent"], c["keys"], c["pending"]) == (2 * LEARNERS, 2 * LEARNERS, 0), c

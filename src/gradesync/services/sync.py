@@ -526,7 +526,7 @@ class RunExecutor:
                     not_ours=made_since,
                 )
             )
-            held = await self._counted(run, started, patience, counts)
+            held = await self._counted(run, started, targets, patience, counts)
             for _ in range(2):
                 # results that became pending while the run verified (new grades) are sent
                 # now, and a timed pause that ends within the patience the run has left is
@@ -535,13 +535,13 @@ class RunExecutor:
                 if not self._owed(counts, held):
                     break
                 await self._sending(run, counts, lost, patience)
-                held = await self._counted(run, started, patience, counts)
+                held = await self._counted(run, started, targets, patience, counts)
             paused = [h.destination for h in held if h.pending]
             gone = await asyncio.to_thread(self._deleted, run, targets, started, made_since)
             if gone:
                 # one made again under the id of a deleted one has a ledger of its own: not
                 # the run's (a deleted one's went with it)
-                not_ours = await asyncio.to_thread(self._not_ours, run.scope, started)
+                not_ours = await asyncio.to_thread(self._not_ours, run.scope, started, targets)
                 left_out = sorted({*not_ours, *gone})
                 counts.update(
                     await asyncio.to_thread(summarise, self.reads, run.scope, started, left_out)
@@ -745,29 +745,38 @@ class RunExecutor:
         """The destinations of a scope paused at `now`."""
         return [d for d in cls._of_scope(uow, tenant_id, destination_id) if d.paused_at(now)]
 
-    def _not_ours(self, scope: RunScope, first_start: datetime) -> list[str]:
+    def _not_ours(
+        self, scope: RunScope, first_start: datetime, targets: Sequence[_Target]
+    ) -> list[str]:
         """The ids of the scope's destinations a run does not count: those made after it
         first started, turned off ones too (no target of the run, their rows are in its
         scope; its sends take those due, as they take any of the scope's). Read anew at each
         count, so one made while the run runs, in its first start or resumed, is left out
-        too."""
+        too. One of the run's `targets` is always its own: made by a process whose clock
+        runs ahead of the worker's, it may look made after the run started."""
+        ours = {(tg.destination.id, tg.destination.created_at) for tg in targets}
         with self.reads() as uow:
             dests = self._of_scope(uow, scope.tenant_id, scope.destination_id)
         return sorted(
-            d.id for d in dests if d.created_at is not None and d.created_at > first_start
+            d.id
+            for d in dests
+            if d.created_at is not None
+            and d.created_at > first_start
+            and (d.id, d.created_at) not in ours
         )
 
     async def _counted(
         self,
         run: SyncRun,
         started: datetime,
+        targets: Sequence[_Target],
         patience: Patience,
         counts: dict[str, Any],
     ) -> list[_Held]:
         """The run's counts taken now into `counts` (`summarise`), and the pauses that hold
         its results (`_pauses`), both without the destinations it does not count
         (`_not_ours`, read now)."""
-        not_ours = await asyncio.to_thread(self._not_ours, run.scope, started)
+        not_ours = await asyncio.to_thread(self._not_ours, run.scope, started, targets)
         counts.update(await asyncio.to_thread(summarise, self.reads, run.scope, started, not_ours))
         return await asyncio.to_thread(
             self._pauses, run.scope, patience.left(self.monotonic()), not_ours
