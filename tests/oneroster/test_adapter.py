@@ -652,3 +652,32 @@ async def test_every_request_of_a_column_s_write_and_a_read_back_goes_within_the
     sis.admin.reset_counters()
     await c.read_results(course_link(), link, each_request=gate)
     assert entered - 3 == sis.admin.counters()["oneroster"]["requests"] == 1
+
+
+async def test_a_sis_unwell_mid_write_is_a_failure_inside_the_gate(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    """A later request of a column's write that the SIS answers 503 fails inside its gate:
+    were it the breaker's probe (`Governor.each_page`), it is recorded as failed, not as
+    answered (which would close the breaker on a SIS that is down)."""
+    c = client(sis, context, category_match="id")
+    await c.categories()  # the token fetched and the categories listed beforehand
+    seen: list[BaseException | None] = []
+
+    @contextlib.asynccontextmanager
+    async def gate() -> AsyncIterator[None]:
+        try:
+            yield
+        except BaseException as exc:
+            seen.append(exc)
+            raise
+        seen.append(None)
+
+    # our sourcedId asked for (404, an answer), then the class's items listed: 503
+    sis.admin.set_faults({"oneroster": {"script": ["ok", "error"]}})
+    with pytest.raises(RemoteFailure) as failed:
+        await c.ensure_column(
+            course_link(), column(category="cat-quiz"), selected(), each_request=gate
+        )
+    assert failed.value.failure is FailureClass.RETRY_LATER
+    assert seen[0] is None and seen[1] is failed.value, seen

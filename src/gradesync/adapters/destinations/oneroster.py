@@ -352,7 +352,7 @@ class OneRosterClient:
         """Whether the SIS has the class: one of its line items asked for, which the standard
         answers 404 for a class it cannot locate (a RemoteFailure when it cannot be asked)."""
         path = f"/classes/{quote(class_id, safe='')}/lineItems"
-        response = await self._request("GET", path, params={"limit": "1"})
+        response = await self._request("GET", path, params={"limit": "1"}, what=f"GET {path}")
         if response.status_code == 200:
             return True
         if response.status_code == 404:
@@ -475,7 +475,9 @@ class OneRosterClient:
         tenant, or another installation) passing back to the same class: adopting it would
         have the two overwrite each other's results, so only items the SIS (or a person)
         made are adopted by title and due date. Each request within `gate`."""
-        response = await self._request("GET", f"/lineItems/{quote(ours, safe='')}", gate=gate)
+        response = await self._request(
+            "GET", f"/lineItems/{quote(ours, safe='')}", gate=gate, what=f"GET lineItem {ours}"
+        )
         if response.status_code == 200:
             elsewhere = other_installation(_line_item_of(response), owner)
             if elsewhere is not None:
@@ -582,9 +584,12 @@ class OneRosterClient:
     async def _put(
         self, path: str, body: dict[str, Any], what: str, gate: RequestGate = ungated
     ) -> httpx.Response:
-        response = await self._request("PUT", path, json_body=body, write=True, gate=gate)
+        said = f"PUT {what} {path.rsplit('/', 1)[-1]}"
+        response = await self._request(
+            "PUT", path, json_body=body, write=True, gate=gate, what=said
+        )
         if response.status_code not in (200, 201, 204):
-            raise classify(response, f"PUT {what} {path.rsplit('/', 1)[-1]}")
+            raise classify(response, said)
         return response
 
     async def _request(
@@ -596,8 +601,13 @@ class OneRosterClient:
         json_body: dict[str, Any] | None = None,
         write: bool = False,
         gate: RequestGate = ungated,
+        what: str | None = None,
     ) -> httpx.Response:
-        """One request (two when the token had expired: each within `gate`)."""
+        """One request (two when the token had expired: each within `gate`). An answer that
+        says the SIS is unwell or asks to slow down (a 5xx, a 429) is raised inside the gate,
+        classified with `what` (the caller's words for it), so a request that is the
+        breaker's probe is recorded as failed, not as answered; any other answer is the
+        caller's to judge."""
         url = self.base + path
         # Encoded here as httpx's `json=` would, so that a PUT takes the shared client's fast
         # path (`http_pool`), which sends bytes only.
@@ -614,8 +624,8 @@ class OneRosterClient:
             headers = {"Authorization": f"Bearer {token.value}", "Accept": "application/json"}
             if content is not None:
                 headers["Content-Type"] = "application/json"
-            try:
-                async with gate():
+            async with gate():
+                try:
                     response = await self._http.request(
                         method,
                         url,
@@ -624,17 +634,23 @@ class OneRosterClient:
                         headers=headers,
                         timeout=self.timeout,
                     )
-            except httpx.TimeoutException as exc:
-                raise RemoteFailure(
-                    FailureClass.RETRY_LATER, "timeout", f"{method} {path}: timed out ({exc!r})"
-                ) from exc
-            except httpx.TransportError as exc:
-                raise RemoteFailure(
-                    FailureClass.RETRY_LATER,
-                    "connection_error",
-                    f"{method} {path}: {_said(exc)}",
-                    remedy=UNREACHABLE,
-                ) from exc
+                except httpx.TimeoutException as exc:
+                    raise RemoteFailure(
+                        FailureClass.RETRY_LATER,
+                        "timeout",
+                        f"{method} {path}: timed out ({exc!r})",
+                    ) from exc
+                except httpx.TransportError as exc:
+                    raise RemoteFailure(
+                        FailureClass.RETRY_LATER,
+                        "connection_error",
+                        f"{method} {path}: {_said(exc)}",
+                        remedy=UNREACHABLE,
+                    ) from exc
+                if response.status_code >= 400 and response.status_code != 401:
+                    failure = classify(response, what or f"{method} {path}")
+                    if failure.failure in (FailureClass.SLOW_DOWN, FailureClass.RETRY_LATER):
+                        raise failure
             if response.status_code == 401 and attempt == 1:
                 self._tokens.invalidate(self._token_key, token.value)  # expired: one new token
                 continue
