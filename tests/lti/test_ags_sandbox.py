@@ -5,7 +5,8 @@ class with the platform's own words."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -141,13 +142,25 @@ async def _racing_clients(
 async def test_two_processes_creating_one_column_leave_one(
     lms: RunningSandbox, gradesync_lite: Gradesync, context: DestinationContext
 ) -> None:
+    """Both look the column up, both create it, and the one that made the newer deletes
+    its own; every request of it, the delete too, within the caller's gate (a rate token
+    each, `Governor.each_page`)."""
+    entered = 0
+
+    @contextlib.asynccontextmanager
+    async def gate() -> AsyncIterator[None]:
+        nonlocal entered
+        entered += 1
+        yield
+
     async with httpx.AsyncClient() as http:
         env, other = await _racing_clients(lms, gradesync_lite, context, http)
         lms.admin.set_faults({"lineitems": {"latency_ms": 300}})
+        lms.admin.reset_counters()
         try:
             links = await asyncio.gather(
-                env.client.ensure_column(env.course, column(), None),
-                other.ensure_column(env.course, column(), None),
+                env.client.ensure_column(env.course, column(), None, each_request=gate),
+                other.ensure_column(env.course, column(), None, each_request=gate),
             )
             counters = lms.admin.counters()["lineitems"]
         finally:
@@ -158,6 +171,8 @@ async def test_two_processes_creating_one_column_leave_one(
     assert remote_id.endswith(f"/line_items/{items[0].id}")
     # the surplus one, deleted by the client that made it
     assert counters.get("status_204") == 1, counters
+    # two look-ups, two creations, two listings and the delete: none outside the gate
+    assert entered == counters["requests"] == 7, counters
 
 
 async def test_a_surplus_column_that_could_not_be_deleted_is_deleted_next_time(

@@ -589,17 +589,21 @@ class AgsClient:
         )
         return linked(items)
 
-    async def _settle_created(self, activity_id: str, column: dict[str, Any]) -> None:
+    async def _settle_created(
+        self, activity_id: str, column: dict[str, Any], gate: RequestGate
+    ) -> None:
         """Delete the line items this client created for the activity other than `column`
         (the oldest, as every racer lists it): each lost a race and was never given out.
-        One that cannot be deleted now is tried again on the next call for the activity."""
+        One that cannot be deleted now is tried again on the next call for the activity.
+        Each DELETE within `gate`."""
         mine = self._created.get(activity_id)
         if not mine:
             return
         mine.discard(str(column.get("id")))
         for surplus in sorted(mine):
             try:
-                await self._send("DELETE", surplus, field="lineitem", what="line item")
+                async with gate():
+                    await self._send("DELETE", surplus, field="lineitem", what="line item")
             except RemoteFailure as failure:
                 if failure.code != "line_item_gone":
                     raise
@@ -649,7 +653,7 @@ class AgsClient:
         if item is None:
             item = await self._find(container, column.activity_id, gate)
             if item is not None:
-                await self._settle_created(column.activity_id, item)
+                await self._settle_created(column.activity_id, item, gate)
         if item is None and resource_link is not None:
             item = await self._find_by_link(container, column.activity_id, resource_link, gate)
         if item is None:
@@ -669,7 +673,7 @@ class AgsClient:
             # Another process (or deployment) may have looked the column up at the same
             # moment, found none and created one too: listed again, the oldest is the column.
             item = await self._find(container, column.activity_id, gate) or created
-            await self._settle_created(column.activity_id, item)
+            await self._settle_created(column.activity_id, item, gate)
         elif force or _differs(item, desired):
             # Fields the platform holds but left empty come back as null; sending them back
             # is refused by some (Open edX: 400 on every update), so they are left out.
