@@ -9,6 +9,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import (
     DeliveryState,
@@ -323,18 +325,25 @@ async def test_a_destination_made_again_twice_is_not_the_runs_either(
     _said_two_sent_before(done)
 
 
-async def test_a_destination_added_while_a_resumed_run_runs_is_not_counted_in_it(
-    harness: Harness, db: Database
+@pytest.mark.parametrize("resumed", [True, False], ids=["resumed", "first start"])
+async def test_a_destination_added_while_a_run_runs_is_not_counted_in_it(
+    harness: Harness, db: Database, resumed: bool
 ) -> None:
-    """A destination added to a resumed run's scope while the run runs (after it read its
-    destinations again) is not the run's either: its rows are not in the run's counts, and
-    its pause does not hold the run up."""
+    """A destination added to a run's scope while the run runs (after it read its
+    destinations), in its first start or resumed, is not the run's: its rows are not in the
+    run's counts, and its pause does not hold the run up (in a first start they were
+    counted)."""
     seed(db, learners=LEARNERS, activities=("a1", "a2"))
     post(db, None, [("a1", learner(i), 6.0) for i in range(LEARNERS)])
     harness.factory = factory = _Factory(0)
-    run = await _requeued(harness, db, RunScope(T, None, COURSE))
+    scope = RunScope(T, None, COURSE)
+    if resumed:
+        run = await _requeued(harness, db, scope)
+    else:
+        await harness.use(FAST)
+        run, _ = request_run(db.uow, harness.waker, SystemClock(), scope, Trigger.MANUAL, "ada")
     task = asyncio.create_task(harness.engine.execute_run(run.id))
-    await factory.reached.wait()  # resumed, sending: the run read its destinations again
+    await factory.reached.wait()  # sending: the run read its destinations
     people = _add_linked(db, "lms2", "Moodle")
     await asyncio.to_thread(
         destination_admin.pause, db.uow, SystemClock(), T, "lms2", actor="ada", reason="exams"
@@ -348,37 +357,6 @@ async def test_a_destination_added_while_a_resumed_run_runs_is_not_counted_in_it
     assert (c["sent"], c["keys"], c["pending"]) == (2 * LEARNERS, 2 * LEARNERS, 0), c
     assert done.outcome is RunOutcome.SUCCEEDED, done.message
     assert done.message == f"{2 * LEARNERS} sent; 0 unchanged.", done.message
-    with db.uow() as uow:  # lms2's rows wait for its pause
-        assert uow.ledger.counts_by_state(T, destination_id="lms2") == {"pending": 2 * LEARNERS}
-
-
-async def test_a_destination_added_while_a_run_first_runs_is_not_counted_in_it(
-    harness: Harness, db: Database
-) -> None:
-    """A run in its first start is no different: a destination added to its scope while it
-    runs is not one it was made for, so its rows are not in the run's counts and its pause
-    does not hold the run up (they were counted, and the run waited on that pause)."""
-    seed(db, learners=LEARNERS, activities=("a1", "a2"))
-    post(db, None, [("a1", learner(i), 6.0) for i in range(LEARNERS)])
-    harness.factory = factory = _Factory(0)
-    await harness.use(FAST)
-    run, _ = request_run(
-        db.uow, harness.waker, SystemClock(), RunScope(T, None, COURSE), Trigger.MANUAL, "ada"
-    )
-    task = asyncio.create_task(harness.engine.execute_run(run.id))
-    await factory.reached.wait()  # sending the results of the destinations it started with
-    people = _add_linked(db, "lms2", "Moodle")
-    await asyncio.to_thread(
-        destination_admin.pause, db.uow, SystemClock(), T, "lms2", actor="ada", reason="exams"
-    )
-    post(db, None, [("a2", p, 7.0) for p in people])
-    await harness.engine.process_dirty()  # rows of lms's and lms2's, pending for the run
-    factory.gate.set()
-    done = await task
-    assert done is not None and done.stage is RunStage.FINISHED
-    c = done.counts
-    assert (c["sent"], c["keys"], c["pending"]) == (2 * LEARNERS, 2 * LEARNERS, 0), c
-    assert done.outcome is RunOutcome.SUCCEEDED, done.message
     with db.uow() as uow:  # lms2's rows wait for its pause
         assert uow.ledger.counts_by_state(T, destination_id="lms2") == {"pending": 2 * LEARNERS}
 

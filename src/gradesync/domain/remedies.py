@@ -185,8 +185,7 @@ _SELECT, _POST = PassbackRule.NOT_SELECTED.value, PassbackRule.NOT_POSTED.value
 # another installation's line item under the activity's own sourcedId: what settles it is at
 # the SIS or in how gradesync is run (the same for every reader); ticking sends the grades
 _OTHERS = PassbackRule.OTHER_INSTALLATION.value
-# what settles a line item of another installation, for one activity or (course triage) several
-OTHERS_SETTLED = (
+_OTHERS_SETTLED = (
     "If that installation no longer passes back to this class, delete its line item in the "
     "SIS; if it is this one under the GRADESYNC_BASE_URL it had before, set that again; if "
     "both pass back here, one passes this activity back through a SIS connection whose id "
@@ -256,7 +255,7 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "(`GET /api/v1/activities/{activity}/learners/PERSON_ID/diagnosis`).",
         _SELECT: "Tick 'Sync to SIS' for it "
         "(`PUT /api/v1/sis/connections/{destination}/selection` with its id in `activity_ids`).",
-        _OTHERS: OTHERS_SETTLED + "(`PUT /api/v1/sis/connections/{destination}/selection` "
+        _OTHERS: _OTHERS_SETTLED + "(`PUT /api/v1/sis/connections/{destination}/selection` "
         "with its id in `activity_ids`): its grades are sent.",
         _POST: "Post its grades "
         "(`POST /api/v1/sis/connections/{destination}/courses/{course}/post` with its id in "
@@ -319,7 +318,7 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "grade goes once one sends again.",
         _SELECT: "Tick 'Sync to SIS' for it on the course's SIS passback page "
         "(/console/sis/{destination}/courses/{course}, Sync to SIS and validation).",
-        _OTHERS: OTHERS_SETTLED + "on the course's SIS passback page "
+        _OTHERS: _OTHERS_SETTLED + "on the course's SIS passback page "
         "(/console/sis/{destination}/courses/{course}, Sync to SIS and validation): its grades "
         "are sent.",
         _POST: "Post its grades (Post grades on the course's SIS passback page, "
@@ -470,7 +469,7 @@ _CLI_WORDS: dict[str, str] = {
     _NO_SCHOOL: "Map the class again with its school: gradesync sis map-class {destination} "
     "{course} {sis_class} --school SCHOOL_SOURCEDID",
     _SELECT: "Tick 'Sync to SIS' for it (gradesync sis select {destination} {activity}).",
-    _OTHERS: OTHERS_SETTLED + "(gradesync sis select {destination} {activity}): its grades "
+    _OTHERS: _OTHERS_SETTLED + "(gradesync sis select {destination} {activity}): its grades "
     "are sent.",
     _POST: "Post its grades (gradesync sis post {destination} {course} --activity {activity}).",
     _CATEGORY: "Align the group to a SIS category: gradesync sis categories {destination} "

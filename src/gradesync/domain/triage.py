@@ -55,7 +55,7 @@ from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason, ReasonCode
-from gradesync.domain.remedies import OTHERS_SETTLED, Reader, for_reader, lti11_column_remedy
+from gradesync.domain.remedies import Reader, for_reader, lti11_column_remedy
 
 
 class Symptom(StrEnum):
@@ -292,7 +292,12 @@ CAUSE_TEXT: dict[str, tuple[str, str]] = {
     "column_gone": REMOTE_CAUSES["line_item_gone"],
     "column_of_another_installation": (
         "The SIS line item under the activity's id is another gradesync installation's",
-        f"{OTHERS_SETTLED.rstrip()}: its grades are sent.",
+        "Settle which gradesync installation passes these activities back to the SIS class: "
+        "if the other no longer does, delete its line items in the SIS; if it is this one "
+        "under the GRADESYNC_BASE_URL it had before, set that again; if both pass back here, "
+        "one passes them back through a SIS connection whose id the other does not use "
+        "(docs/oneroster.md, 'Two installations, one SIS'). Then tick 'Sync to SIS' for them "
+        "again on the course's SIS passback page: their grades are sent.",
     ),
     "column_name": (
         "The activity's name is not accepted by the destination",

@@ -12,7 +12,6 @@ resume it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypeVar
 
 from gradesync.domain.diagnosis import ProbeStep, when
 from gradesync.domain.model import Course, CourseLink, Destination, ItemLink, PersonLink, ScoreForm
@@ -32,8 +31,6 @@ from gradesync.services.destination import (
 CHECK_ACTIVITY_ID = "gradesync-connection-check"
 CHECK_TITLE = "gradesync connection check"
 NOT_SENT = "A test result is sent"
-
-T = TypeVar("T")
 
 
 async def send_test(

@@ -792,8 +792,8 @@ def last_delivery_check(df: DestinationFacts) -> Check:
         if given is not None or top is not None:
             sent = f" sent {given}/{top}" + (f" with timestamp {stamp}" if stamp else "")
     said = [f"HTTP {last.remote_status}"] if last.remote_status is not None else []
-    if last.remote_message:
-        said.append(_clause(last.remote_message))
+    if clause := _clause(last.remote_message or ""):
+        said.append(clause)
     answer = "; the destination answered " + ": ".join(said) if said else ""
     run = f" (run {last.run_id})" if last.run_id else " (auto sync)"
     retry = ""
@@ -802,7 +802,8 @@ def last_delivery_check(df: DestinationFacts) -> Check:
     ok = last.outcome == "delivered"
     event = df.deliveries[0]
     if event is not last:
-        since = f" ({_clause(event.remote_message)})" if event.remote_message else ""
+        clause = _clause(event.remote_message or "")
+        since = f" ({clause})" if clause else ""
         retry += f"; since then: {event.outcome} on {when(event.sent_at)}{since}"
     return Check(
         CheckCode.LAST_DELIVERY,
