@@ -656,4 +656,4 @@ def test_course_triage_names_a_sis_line_item_of_another_installation() -> None:
     assert "GRADESYNC_BASE_URL" in cause.remedy and "Two installations, one SIS" in cause.remedy
     assert triage.symptom is Symptom.SOME_ACTIVITIES
     console = triage.read_over(remedies.Reader.CONSOLE).cause("column_of_another_installation")
-    assert console is not None and "gradesync " not in console.remedy, console.remedy
+    assert console is not None and "gradesync sis" not in console.remedy, console.remedy
