@@ -5,8 +5,7 @@ class with the platform's own words."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +20,7 @@ from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
 from gradesync.services.destination import FailureClass, RemoteFailure, ResultTarget
 from tests.lti.conftest import Gradesync, connect, unique
+from tests.support.gates import WatchingGate
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -145,14 +145,7 @@ async def test_two_processes_creating_one_column_leave_one(
     """Both look the column up, both create it, and the one that made the newer deletes
     its own; every request of it, the delete too, within the caller's gate (a rate token
     each, `Governor.each_page`)."""
-    entered = 0
-
-    @contextlib.asynccontextmanager
-    async def gate() -> AsyncIterator[None]:
-        nonlocal entered
-        entered += 1
-        yield
-
+    gate = WatchingGate()
     async with httpx.AsyncClient() as http:
         env, other = await _racing_clients(lms, gradesync_lite, context, http)
         lms.admin.set_faults({"lineitems": {"latency_ms": 300}})
@@ -172,7 +165,7 @@ async def test_two_processes_creating_one_column_leave_one(
     # the surplus one, deleted by the client that made it
     assert counters.get("status_204") == 1, counters
     # two look-ups, two creations, two listings and the delete: none outside the gate
-    assert entered == counters["requests"] == 7, counters
+    assert gate.entered == counters["requests"] == 7, counters
 
 
 async def test_a_surplus_column_that_could_not_be_deleted_is_deleted_next_time(

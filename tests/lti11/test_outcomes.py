@@ -4,8 +4,6 @@ concluded course, 5xx, throttling, resets, timeouts), plus refusals made before 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +34,7 @@ from tests.lti11.conftest import (
     register_consumer,
     signed_launch,
 )
+from tests.support.gates import WatchingGate
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TOOL_URL = "https://tool.example.com/lti11/launch"  # the sandbox only signs for it
@@ -406,19 +405,7 @@ async def test_a_read_back_within_a_callers_limits_asks_one_learner_at_a_time(
         await client.put_result(t, result(0.5), NOW)
     sourcedids = {t.person.remote_id: t.person.data["sourcedids"]["act-1"] for t in targets}
     item = replace(targets[0].item, data={**targets[0].item.data, "sourcedids": sourcedids})
-    entered, inside, most = 0, 0, 0
-
-    @contextlib.asynccontextmanager
-    async def gate() -> AsyncIterator[None]:
-        nonlocal entered, inside, most
-        entered += 1
-        inside += 1
-        most = max(most, inside)
-        try:
-            yield
-        finally:
-            inside -= 1
-
+    gate = WatchingGate()
     read = await client.read_results(targets[0].course, item, each_request=gate)
     assert {r.score_given for r in read} == {0.5} and len(read) == 4
-    assert (entered, most) == (4, 1)
+    assert (gate.entered, gate.most) == (4, 1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +19,7 @@ from gradesync.domain.policy import Column, DesiredResult
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.destination import FailureClass, RemoteFailure, ResultTarget
 from gradesync.services.outbound import LOOPBACK_NETWORKS, OutboundGuard, OutboundPolicy
+from tests.support.gates import WatchingGate
 
 from .conftest import CLIENT_ID, Spec, sis_destination
 
@@ -634,24 +633,17 @@ async def test_every_request_of_a_column_s_write_and_a_read_back_goes_within_the
     answers no request made outside it. They all went on the caller's one token."""
     c = client(sis, context, category_match="id")
     await c.categories()  # the token fetched and the categories listed beforehand
-    entered = 0
-
-    @contextlib.asynccontextmanager
-    async def gate() -> AsyncIterator[None]:
-        nonlocal entered
-        entered += 1
-        yield
-
+    gate = WatchingGate()
     sis.admin.reset_counters()
     link = await c.ensure_column(
         course_link(), column(category="cat-quiz"), selected(), each_request=gate
     )
     written = sis.admin.counters()["oneroster"]["requests"]
     # our sourcedId asked for (404), the class's items of that title listed, the item PUT
-    assert (entered, written) == (3, 3)
+    assert (gate.entered, written) == (3, 3)
     sis.admin.reset_counters()
     await c.read_results(course_link(), link, each_request=gate)
-    assert entered - 3 == sis.admin.counters()["oneroster"]["requests"] == 1
+    assert gate.entered - 3 == sis.admin.counters()["oneroster"]["requests"] == 1
 
 
 async def test_a_sis_unwell_mid_write_is_a_failure_inside_the_gate(
@@ -662,17 +654,7 @@ async def test_a_sis_unwell_mid_write_is_a_failure_inside_the_gate(
     answered (which would close the breaker on a SIS that is down)."""
     c = client(sis, context, category_match="id")
     await c.categories()  # the token fetched and the categories listed beforehand
-    seen: list[BaseException | None] = []
-
-    @contextlib.asynccontextmanager
-    async def gate() -> AsyncIterator[None]:
-        try:
-            yield
-        except BaseException as exc:
-            seen.append(exc)
-            raise
-        seen.append(None)
-
+    gate = WatchingGate()
     # our sourcedId asked for (404, an answer), then the class's items listed: 503
     sis.admin.set_faults({"oneroster": {"script": ["ok", "error"]}})
     with pytest.raises(RemoteFailure) as failed:
@@ -680,4 +662,4 @@ async def test_a_sis_unwell_mid_write_is_a_failure_inside_the_gate(
             course_link(), column(category="cat-quiz"), selected(), each_request=gate
         )
     assert failed.value.failure is FailureClass.RETRY_LATER
-    assert seen[0] is None and seen[1] is failed.value, seen
+    assert gate.ended == [None, failed.value]
