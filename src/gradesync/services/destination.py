@@ -19,7 +19,7 @@ then retry; a second 401 is MISCONFIGURED.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -144,6 +144,11 @@ class ResultTarget:
 # listing's pages, a read-back): the caller's limits for one request (`Governor.request`, or
 # `Governor.each_page` under one held), so such a call takes a rate token per request
 RequestGate = Callable[[], AbstractAsyncContextManager[object]]
+
+
+# a column's results as the LMS holds them (`read_results`), read within the destination's
+# limits (`delivery.asked.governed_reads`)
+ReadBackFor = Callable[[Destination, CourseLink, ItemLink], Awaitable[Sequence[ReadBack]]]
 
 
 def ungated() -> AbstractAsyncContextManager[object]:

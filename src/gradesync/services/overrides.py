@@ -47,8 +47,7 @@ from gradesync.domain.overrides import (
 from gradesync.domain.policy import resolve_settings
 from gradesync.services import queries
 from gradesync.services.clock import Clock
-from gradesync.services.delivery.asked import ReadBackFor
-from gradesync.services.destination import DestinationClient, ReadBack
+from gradesync.services.destination import DestinationClient, ReadBack, ReadBackFor
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.runs import check_scope, request_run
 from gradesync.services.wakeup import Waker

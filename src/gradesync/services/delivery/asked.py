@@ -13,12 +13,14 @@ from typing import TypeVar
 from gradesync.domain.model import CourseLink, Destination, ItemLink
 from gradesync.services.delivery.failures import slowed_down
 from gradesync.services.delivery.governor import Governor
-from gradesync.services.destination import DestinationClient, ReadBack, RequestGate
+from gradesync.services.destination import (
+    DestinationClient,
+    ReadBack,
+    ReadBackFor,
+    RequestGate,
+)
 
 T = TypeVar("T")
-
-# a column's results as the LMS holds them, read within the destination's limits
-ReadBackFor = Callable[[Destination, CourseLink, ItemLink], Awaitable[Sequence[ReadBack]]]
 
 
 async def asked(
