@@ -1,4 +1,4 @@
-"""A listing's later page (`Governor.each_page`) meets the destination as a new request
+"""A listing's later page (`Governor.further_requests`) meets the destination as a new request
 would: while its breaker is open the page is not asked; once the cool-down has passed with
 no probe out, the page goes as the breaker's probe (it was refused for a pause already
 over, and the column's rows waited for nothing), and its answer closes or re-opens the
@@ -36,7 +36,7 @@ async def test_a_later_page_after_the_cool_down_probes_as_a_new_request_would(
     d = governor.destinations[(T, DEST)]
 
     async with governor.request(d) as lim:
-        page = governor.each_page(d)
+        page = governor.further_requests(d)
         async with page():  # the first page: the request's own slot and token
             pass
         # meanwhile the destination's sends fail: its breaker opens for the cool-down
@@ -52,7 +52,7 @@ async def test_a_later_page_after_the_cool_down_probes_as_a_new_request_would(
         assert lim.breaker.state is BreakerState.CLOSED  # its answer closed the breaker
 
     async with governor.request(d) as lim:
-        page = governor.each_page(d)
+        page = governor.further_requests(d)
         async with page():
             pass
         for _ in range(FAST.breaker.threshold):

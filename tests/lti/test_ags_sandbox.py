@@ -144,7 +144,7 @@ async def test_two_processes_creating_one_column_leave_one(
 ) -> None:
     """Both look the column up, both create it, and the one that made the newer deletes
     its own; every request of it, the delete too, within the caller's gate (a rate token
-    each, `Governor.each_page`)."""
+    each, `Governor.further_requests`)."""
     gate = WatchingGate()
     async with httpx.AsyncClient() as http:
         env, other = await _racing_clients(lms, gradesync_lite, context, http)

@@ -219,7 +219,7 @@ def test_a_platform_paused_since_the_picker_opened_is_not_asked(
     assert _asked_for_column(answer) == dict.fromkeys(ACTIVITIES, True)
 
 
-def test_each_page_of_the_look_up_waits_its_turn_within_the_platforms_rate_limit(
+def test_further_requests_of_the_look_up_waits_its_turn_within_the_platforms_rate_limit(
     lms: RunningSandbox,
     served: Served,
     browser: Browser,

@@ -629,7 +629,7 @@ async def test_every_request_of_a_column_s_write_and_a_read_back_goes_within_the
     sis: RunningSandbox, context: DestinationContext
 ) -> None:
     """A column's look-up, listing and write, and a read-back's pages, each enter the
-    caller's gate (`Governor.each_page`: a rate token per request after the first): the SIS
+    caller's gate (`Governor.further_requests`: a rate token per request after the first): the SIS
     answers no request made outside it. They all went on the caller's one token."""
     c = client(sis, context, category_match="id")
     await c.categories()  # the token fetched and the categories listed beforehand
@@ -650,7 +650,7 @@ async def test_a_sis_unwell_mid_write_is_a_failure_inside_the_gate(
     sis: RunningSandbox, context: DestinationContext
 ) -> None:
     """A later request of a column's write that the SIS answers 503 fails inside its gate:
-    were it the breaker's probe (`Governor.each_page`), it is recorded as failed, not as
+    were it the breaker's probe (`Governor.further_requests`), it is recorded as failed, not as
     answered (which would close the breaker on a SIS that is down)."""
     c = client(sis, context, category_match="id")
     await c.categories()  # the token fetched and the categories listed beforehand

@@ -1,4 +1,4 @@
-"""A `RequestGate` that watches what goes through it, in place of `Governor.each_page`: an
+"""A `RequestGate` that watches what goes through it, in place of `Governor.further_requests`: an
 adapter's test shows which of its requests go within the caller's limits."""
 
 from __future__ import annotations

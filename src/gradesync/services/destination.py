@@ -142,7 +142,7 @@ class ResultTarget:
 
 # entered around each request of a call that makes several (a column's look-up and write, a
 # listing's pages, a read-back): the caller's limits for one request (`Governor.request`, or
-# `Governor.each_page` under one held), so such a call takes a rate token per request
+# `Governor.further_requests` under one held), so such a call takes a rate token per request
 RequestGate = Callable[[], AbstractAsyncContextManager[object]]
 
 

@@ -1,7 +1,7 @@
 """A call to a destination other than a score's send (a run's or a repair's read-back, a
 check's test result), made within the destination's limits as a send is: its first request
 in the slot and token `Governor.request` takes, each later one (a page, the next learner's
-result) with a token of its own (`Governor.each_page`, the call's `RequestGate`). A paused
+result) with a token of its own (`Governor.further_requests`, the call's `RequestGate`). A paused
 destination is not asked (`DestinationPaused`); an answer asking to slow down pauses it until
 its Retry-After, as a send's does."""
 
@@ -32,7 +32,7 @@ async def asked(
     """`call` made within `d`'s limits, given the gate its further requests each enter."""
     try:
         async with governor.request(d, priority):
-            return await call(governor.each_page(d))
+            return await call(governor.further_requests(d))
     except Exception as exc:
         slowed_down(governor, exc, d)
         raise

@@ -18,7 +18,7 @@ run's read-back and each page of a Deep Linking look-up (`Governor.request`, whi
 `DestinationPaused` rather than ask a paused destination anything). Whichever of them is
 the breaker's probe records how it ended. A column's write or a read-back that makes
 several requests (pages, a look-up then a write, LTI 1.1's one result per learner) takes a
-rate token for each after its first under the one slot it holds (`Governor.each_page`, the
+rate token for each after its first under the one slot it holds (`Governor.further_requests`, the
 adapters' `RequestGate`).
 
 `Governor` holds the destinations and their limits in the worker process; a gate it closes
@@ -759,7 +759,7 @@ class Governor:
         """One request to `d` other than a score's send (a column's write, a read-back), within the
         destination's limits as a send is (`admitted`). Raises `DestinationPaused` when
         paused before it asks anything (its token goes back), or when a later page of it
-        (`each_page`) finds the destination paused, the pages asked before it having spent
+        (`further_requests`) finds the destination paused, the pages asked before it having spent
         their tokens. A success closes the breaker (as a send's does); a failure is for the
         caller to classify, after this ends, but when this request was the breaker's probe
         its failure is recorded here (`_probe_failed`), and the caller's classifying it
@@ -780,17 +780,17 @@ class Governor:
             else:
                 self.answered(d, lim)
 
-    def each_page(self, d: Destination) -> RequestGate:
-        """The gate for the further requests of one that holds its slot (`request`) and
-        makes several, as a listing of many pages does (`AgsClient.ensure_column`, a run's
-        read-back): the held request's slot and token go to its first page; each later page
-        takes a rate token of its own and finds the destination open (not paused, gated or
-        with its breaker open), or raises `DestinationPaused`, its token given back. It
-        takes no second slot: the caller holds one already, and with a cap of 1 a second
-        would wait for the caller's own. Entered in the holding request, so the breaker
-        half-open means this request is its probe, whose further pages go on. A breaker
-        opened and cooled down since (no probe out) lets a later page go as it lets a new
-        request go: that page is the probe, and its answer is recorded as it ends."""
+    def further_requests(self, d: Destination) -> RequestGate:
+        """The gate for each request of a call that holds one slot (`request`) and makes
+        several: a listing's pages, a column's look-up then its write, LTI 1.1's result per
+        learner. The held slot's token goes to its first request; each later one takes a
+        rate token of its own and finds the destination open (not paused, gated or with its
+        breaker open), or raises `DestinationPaused`, its token given back. It takes no
+        second slot: the caller holds one already, and with a cap of 1 a second would wait
+        for the caller's own. Entered in the holding request, so the breaker half-open means
+        this call is its probe, whose further requests go on. A breaker opened and cooled
+        down since (no probe out) lets a later request go as it lets a new one go: that
+        request is the probe, and its answer is recorded as it ends."""
         probe = self.limits_for(d).breaker.probing
         first = True
 

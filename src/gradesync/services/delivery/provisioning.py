@@ -164,7 +164,7 @@ class Provisioner:
                     column,
                     current,
                     force=force,
-                    each_request=self.governor.each_page(d),
+                    each_request=self.governor.further_requests(d),
                 )
                 # a SIS's scores read on the line item's maximum as written now (`domain.held`)
                 ensured = provisioned(made, d.kind, column.score_maximum)
