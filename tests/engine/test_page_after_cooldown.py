@@ -6,6 +6,8 @@ breaker."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gradesync.adapters.db.database import Database
@@ -63,5 +65,39 @@ async def test_a_later_page_after_the_cool_down_probes_as_a_new_request_would(
                 raise _server_error()
         assert lim.breaker.state is BreakerState.OPEN and not lim.breaker.probing
         assert counted(failed.value)  # on the breaker once: the caller counts it no more
+    await background.wait()
+    await governor.aclose()
+
+
+async def test_a_request_beside_the_held_slot_takes_only_a_slot_free_at_once(
+    db: Database,
+) -> None:
+    """`beside` takes a further slot of the destination's concurrency only while one is
+    free, and gives it back as its block ends, to a request waiting for one first (a
+    grade's send)."""
+    seed(db, config={"concurrency": 3})
+    background = BackgroundWrites()
+    governor = Governor(db.uow, ManualClock(), FAST, background)
+    await governor.refresh_destinations(force=True)
+    d = governor.destinations[(T, DEST)]
+
+    async with governor.request(d):  # one of three slots
+        gate = governor.further_requests(d)
+        with gate.beside() as second, gate.beside() as third, gate.beside() as fourth:
+            assert (second, third, fourth) == (True, True, False)
+        with gate.beside() as again:  # given back
+            assert again
+        with gate.beside() as second, gate.beside() as third:  # every slot held
+            assert second and third
+            slots = governor.limits_for(d).semaphore
+            waiter = asyncio.create_task(slots.acquire(0))  # a grade's send, say
+            await asyncio.sleep(0)  # one turn of the loop: it queues for a slot
+        # the slots given back went to the grade waiting, not to a request beside
+        await waiter
+        with gate.beside() as beside_the_grade:  # one free, nothing waits
+            assert beside_the_grade
+            with gate.beside() as none_left:
+                assert not none_left
+        slots.release()
     await background.wait()
     await governor.aclose()

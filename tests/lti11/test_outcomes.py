@@ -392,20 +392,29 @@ async def test_read_results_reads_every_launched_learner(
     }
 
 
-async def test_a_read_back_within_a_callers_limits_asks_one_learner_at_a_time(
-    lms: RunningSandbox, context: DestinationContext
+@pytest.mark.parametrize(("spare", "at_once"), [(0, 1), (2, 3)])
+async def test_a_read_back_within_a_callers_limits_asks_as_many_at_once_as_it_has_slots(
+    lms: RunningSandbox, context: DestinationContext, spare: int, at_once: int
 ) -> None:
     """Under a caller's gate (a run's read-back holds one of the LMS's slots) each
-    readResult enters the gate, one at a time: none outside it, never two at once. They went
-    eight at once on the caller's one slot and token."""
-    c = lms_course(lms, learners=4)
+    readResult enters the gate, none outside it, and as many go at once as the caller's
+    slot and those free beside it (`RequestGate.beside`) allow, as the LMS counts them.
+    They went eight at once on the caller's one slot and token."""
+    c = lms_course(lms, learners=6)
     client = build(consumer(c.consumer_key), context)
-    targets = [launch(lms, c, "rl-g", i) for i in range(4)]
+    targets = [launch(lms, c, "rl-g", i) for i in range(6)]
     for t in targets:
         await client.put_result(t, result(0.5), NOW)
     sourcedids = {t.person.remote_id: t.person.data["sourcedids"]["act-1"] for t in targets}
     item = replace(targets[0].item, data={**targets[0].item.data, "sourcedids": sourcedids})
-    gate = WatchingGate()
-    read = await client.read_results(targets[0].course, item, each_request=gate)
-    assert {r.score_given for r in read} == {0.5} and len(read) == 4
-    assert (gate.entered, gate.most) == (4, 1)
+    gate = WatchingGate(spare=spare)
+    lms.admin.set_faults({"lti11": {"latency_ms": 100}})  # long enough to overlap
+    lms.admin.reset_counters()
+    try:
+        read = await client.read_results(targets[0].course, item, each_request=gate)
+    finally:
+        lms.admin.clear_faults()
+    assert [r.remote_person_id for r in read] == sorted(sourcedids)
+    assert {r.score_given for r in read} == {0.5}
+    assert gate.entered == 6 and gate.most == at_once
+    assert lms.admin.counters()["lti11"]["max_inflight"] == at_once

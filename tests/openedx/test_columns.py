@@ -5,13 +5,13 @@ platform registered again under another id keeps writing to the component's colu
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import replace
 
 import httpx
 
 from gradesync.adapters.destinations.ags import AgsClient
 from gradesync.domain.policy import Column
+from gradesync.services.destination import ungated
 from tests.openedx.conftest import (
     OpenEdx,
     custom_parameters,
@@ -203,6 +203,6 @@ async def test_a_platform_registered_again_under_another_id_keeps_the_column(
     async with httpx.AsyncClient() as http:
         client = AgsClient(platform, served.runtime.adapter_context(http))
         found = await client.find_columns(
-            course_link.remote_id, ["lab", "quiz"], each_request=contextlib.nullcontext
+            course_link.remote_id, ["lab", "quiz"], each_request=ungated
         )
         assert found == {"lab": item_link.remote_id}

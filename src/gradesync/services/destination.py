@@ -20,7 +20,7 @@ then retry; a second 401 is MISCONFIGURED.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -140,20 +140,37 @@ class ResultTarget:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-# entered around each request of a call that makes several (a column's look-up and write, a
-# listing's pages, a read-back): the caller's limits for one request (`Governor.request`, or
-# `Governor.further_requests` under one held), so such a call takes a rate token per request
-RequestGate = Callable[[], AbstractAsyncContextManager[object]]
+class RequestGate(Protocol):
+    """Entered around each request of a call that makes several (a column's look-up and
+    write, a listing's pages, a read-back): the caller's limits for one request
+    (`Governor.further_requests` under the slot `Governor.request` holds), so such a call
+    takes a rate token per request and meets a pause between them."""
+
+    def __call__(self) -> AbstractAsyncContextManager[object]: ...
+
+    def beside(self) -> AbstractContextManager[bool]:
+        """A further slot of the destination's concurrency, taken at once when one is free
+        and nothing waits for one (True, held until the block ends), for a request beside
+        those the caller's slot allows; False: none, the call goes one request at a time."""
+        ...
+
+
+class _Ungated:
+    """The gate of a call made outside any limits (no `RequestGate` given)."""
+
+    def __call__(self) -> AbstractAsyncContextManager[object]:
+        return nullcontext()
+
+    def beside(self) -> AbstractContextManager[bool]:
+        return nullcontext(True)
+
+
+ungated: RequestGate = _Ungated()
 
 
 # a column's results as the LMS holds them (`read_results`), read within the destination's
 # limits (`delivery.asked.governed_reads`)
 ReadBackFor = Callable[[Destination, CourseLink, ItemLink], Awaitable[Sequence[ReadBack]]]
-
-
-def ungated() -> AbstractAsyncContextManager[object]:
-    """The gate of a call made outside any limits (no `RequestGate` given)."""
-    return nullcontext()
 
 
 class DestinationClient(Protocol):

@@ -23,7 +23,8 @@ import email.utils
 import math
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +59,7 @@ from gradesync.services.destination import (
     RemoteFailure,
     RequestGate,
     ResultTarget,
+    ungated,
 )
 from gradesync.services.lti.migration import MIGRATED_KEY
 from gradesync.services.lti11_consumers import host_allowed, host_pattern_problem
@@ -588,44 +590,65 @@ class Lti11Client:
         sourcedIds on the item link). remote_person_id is the LTI user_id. A learner whose
         result id the LMS no longer knows is left out; any other failure is raised.
 
-        Within a caller's limits (`each_request`: it holds one of the destination's slots)
-        the calls go one at a time, each with a rate token of its own; asked outside any,
-        READ_CONCURRENCY at once."""
+        Each call within `each_request` (a rate token each after the first, a pause met
+        between them stops the rest): one at a time in the caller's slot, and beside it up to
+        READ_CONCURRENCY - 1 more, each in a slot of the destination's free at that moment
+        (`RequestGate.beside`, given back after each call: a grade waiting comes first).
+        Asked outside any limits, READ_CONCURRENCY at once."""
         sourcedids: Mapping[str, str] = item.data.get("sourcedids") or {}
         urls: Mapping[str, str] = item.data.get("outcome_urls") or {}
         default_url = item.data.get("outcome_service_url") or course.data.get("outcome_service_url")
-        asked = [
+        gate = each_request or ungated
+        pending = deque(
             (user_id, sourcedid, url)
             for user_id, sourcedid in sorted(sourcedids.items())
             if (url := urls.get(user_id) or default_url)
-        ]
+        )
+        backs: list[ReadBack] = []
+        failed: list[BaseException] = []
 
-        async def one(user_id: str, sourcedid: str, url: str) -> ReadBack | None:
+        async def ask(user_id: str, sourcedid: str, url: str) -> None:
             try:
-                value = await self.read_result(url, sourcedid)
+                async with gate():
+                    value = await self.read_result(url, sourcedid)
             except RemoteFailure as exc:
                 if exc.failure is FailureClass.REJECTED:
-                    return None
+                    return  # a result id the LMS no longer knows
                 raise
-            return ReadBack(
-                remote_person_id=user_id,
-                score_given=value,
-                score_maximum=1.0 if value is not None else None,
+            backs.append(
+                ReadBack(
+                    remote_person_id=user_id,
+                    score_given=value,
+                    score_maximum=1.0 if value is not None else None,
+                )
             )
 
-        if each_request is not None:
-            backs: list[ReadBack | None] = []
-            for job in asked:  # a failure (a pause met between them) stops the rest
-                async with each_request():
-                    backs.append(await one(*job))
-            return [r for r in backs if r is not None]
-        width = asyncio.Semaphore(READ_CONCURRENCY)
+        async def in_held_slot() -> None:
+            while pending and not failed:
+                await ask(*pending.popleft())
 
-        async def bounded(user_id: str, sourcedid: str, url: str) -> ReadBack | None:
-            async with width:
-                return await one(user_id, sourcedid, url)
+        async def beside_it() -> None:
+            while pending and not failed:
+                with gate.beside() as took:
+                    if not took:
+                        return
+                    await ask(*pending.popleft())
 
-        return [r for r in await asyncio.gather(*(bounded(*j) for j in asked)) if r is not None]
+        async def stopping_all(work: Callable[[], Awaitable[None]]) -> None:
+            try:
+                await work()
+            except BaseException as exc:
+                failed.append(exc)  # the others ask no more
+                raise
+
+        await asyncio.gather(
+            stopping_all(in_held_slot),
+            *(stopping_all(beside_it) for _ in range(READ_CONCURRENCY - 1)),
+            return_exceptions=True,
+        )
+        if failed:
+            raise failed[0]
+        return sorted(backs, key=lambda b: b.remote_person_id)
 
     async def check(self) -> Sequence[ProbeStep]:
         steps: list[ProbeStep] = []

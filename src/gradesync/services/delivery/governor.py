@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -787,32 +787,12 @@ class Governor:
         rate token of its own and finds the destination open (not paused, gated or with its
         breaker open), or raises `DestinationPaused`, its token given back. It takes no
         second slot: the caller holds one already, and with a cap of 1 a second would wait
-        for the caller's own. Entered in the holding request, so the breaker half-open means
-        this call is its probe, whose further requests go on. A breaker opened and cooled
-        down since (no probe out) lets a later request go as it lets a new one go: that
-        request is the probe, and its answer is recorded as it ends."""
-        probe = self.limits_for(d).breaker.probing
-        first = True
-
-        @contextlib.asynccontextmanager
-        async def page() -> AsyncIterator[None]:
-            nonlocal first
-            if first:
-                first = False
-                yield
-                return
-            lim, probing = await self._another(d, probe)
-            if not probing:
-                yield
-                return
-            try:
-                yield
-            except BaseException as exc:
-                self._probe_failed(d, lim, exc)
-                raise
-            self.answered(d, lim)
-
-        return page
+        for the caller's own; a slot free at once may be taken for a request beside it
+        (`FurtherRequests.beside`). Entered in the holding request, so the breaker half-open
+        means this call is its probe, whose further requests go on. A breaker opened and
+        cooled down since (no probe out) lets a later request go as it lets a new one go:
+        that request is the probe, and its answer is recorded as it ends."""
+        return FurtherRequests(self, d, self.limits_for(d).breaker.probing)
 
     async def _another(self, d: Destination, probe: bool) -> tuple[DestinationLimits, bool]:
         """A rate token for a further request under a slot held, with the pause re-read:
@@ -994,3 +974,58 @@ class Governor:
         lim = self._counted(key)
         if lim is not None and lim.waiting > 0:
             lim.waiting -= 1
+
+
+class FurtherRequests:
+    """`Governor.further_requests`: a call's requests after its first, under its one slot."""
+
+    def __init__(self, governor: Governor, d: Destination, probe: bool) -> None:
+        self._governor, self._destination = governor, d
+        self._probe = probe  # the call holds the breaker's probe
+        self._first = True
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[None]:
+        if self._first:
+            self._first = False
+            yield
+            return
+        governor, d = self._governor, self._destination
+        lim, probing = await governor._another(d, self._probe)
+        if not probing:
+            yield
+            return
+        try:
+            yield
+        except BaseException as exc:
+            governor._probe_failed(d, lim, exc)
+            raise
+        governor.answered(d, lim)
+
+    @contextlib.contextmanager
+    def beside(self) -> Iterator[bool]:
+        """A slot of the destination's free at once, when nothing waits for one (a grade
+        waiting comes first): True while held. Given back after each request, so a grade
+        that starts waiting meanwhile takes the next one."""
+        slots = self._governor.limits_for(self._destination).semaphore
+        if not slots.take():
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            slots.release()
+
+
+class OwnRequests:
+    """A gate whose every request takes a slot and token of its own (`Governor.request`):
+    for a call nothing holds a slot for (Deep Linking's look-up of the LMS's columns)."""
+
+    def __init__(self, governor: Governor, d: Destination, priority: int) -> None:
+        self._governor, self._destination, self._priority = governor, d, priority
+
+    def __call__(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self._governor.request(self._destination, self._priority)
+
+    def beside(self) -> contextlib.AbstractContextManager[bool]:
+        return contextlib.nullcontext(False)  # each request waits for a slot of its own

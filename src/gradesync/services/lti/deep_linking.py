@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -17,7 +16,7 @@ from gradesync.domain.errors import InvalidInput
 from gradesync.domain.model import Activity, Course, Destination
 from gradesync.domain.policy import Column, column_for, resolve_settings
 from gradesync.services.delivery.failures import outcome_of_failure
-from gradesync.services.delivery.governor import DestinationPaused, Governor
+from gradesync.services.delivery.governor import DestinationPaused, Governor, OwnRequests
 from gradesync.services.destination import (
     ColumnFinder,
     DestinationClient,
@@ -185,12 +184,11 @@ async def platform_columns(
         log.info("deep linking: %s is paused, not asked for its columns; %s", platform.id, unasked)
         return list(choices)
 
-    def each_request() -> AbstractAsyncContextManager[object]:
-        return governor.request(platform, LOOKUP_PRIORITY)
-
     try:
         async with asyncio.timeout(within):
-            found = await client.find_columns(container, wanted, each_request=each_request)
+            found = await client.find_columns(
+                container, wanted, each_request=OwnRequests(governor, platform, LOOKUP_PRIORITY)
+            )
     except TimeoutError:
         log.warning(
             "deep linking: %s did not list its columns within %g s (a slow LMS, or its "
