@@ -1,9 +1,9 @@
 """A call to a destination other than a score's send (a run's or a repair's read-back, a
 check's test result), made within the destination's limits as a send is: its first request
 in the slot and token `Governor.request` takes, each later one (a page, the next learner's
-result) with a token of its own (`Governor.further_requests`, the call's `RequestGate`). A paused
-destination is not asked (`DestinationPaused`); an answer asking to slow down pauses it until
-its Retry-After, as a send's does."""
+result) with a token of its own (`Governor.further_requests`, the call's `RequestGate`). A
+paused destination is not asked (`DestinationPaused`); an answer asking to slow down pauses
+it until its Retry-After, as a send's does."""
 
 from __future__ import annotations
 
