@@ -398,8 +398,8 @@ async def test_a_read_back_within_a_callers_limits_asks_as_many_at_once_as_it_ha
 ) -> None:
     """Under a caller's gate (a run's read-back holds one of the LMS's slots) each
     readResult enters the gate, none outside it, and as many go at once as the caller's
-    slot and those free beside it (`RequestGate.beside`) allow, as the LMS counts them.
-    They went eight at once on the caller's one slot and token."""
+    slot and those free beside it (`RequestGate.beside`) allow. They went eight at once on
+    the caller's one slot and token."""
     c = lms_course(lms, learners=6)
     client = build(consumer(c.consumer_key), context)
     targets = [launch(lms, c, "rl-g", i) for i in range(6)]
@@ -416,5 +416,8 @@ async def test_a_read_back_within_a_callers_limits_asks_as_many_at_once_as_it_ha
         lms.admin.clear_faults()
     assert [r.remote_person_id for r in read] == sorted(sourcedids)
     assert {r.score_given for r in read} == {0.5}
-    assert gate.entered == 6 and gate.most == at_once
-    assert lms.admin.counters()["lti11"]["max_inflight"] == at_once
+    # every request the LMS answered went through the gate, as many at once as allowed
+    # (counted at the client: the LMS counts a request until its handler has returned,
+    # which can be after the client has its answer and sent the next)
+    assert gate.entered == lms.admin.counters()["lti11"]["requests"] == 6
+    assert gate.most == at_once
