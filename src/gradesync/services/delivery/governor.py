@@ -762,7 +762,7 @@ class Governor:
         (`further_requests`) finds the destination paused, the pages asked before it having spent
         their tokens. A success closes the breaker (as a send's does); a failure is for the
         caller to classify, after this ends, but when this request was the breaker's probe
-        its failure is recorded here (`_probe_failed`), and the caller's classifying it
+        its failure is recorded here (`probe_failed`), and the caller's classifying it
         counts it no more (`counted`)."""
         async with self.admitted(d, self.limits_for(d), priority) as admission:
             lim = admission.limits
@@ -775,7 +775,7 @@ class Governor:
                 yield lim
             except BaseException as exc:
                 if probe:
-                    self._probe_failed(d, lim, exc)
+                    self.probe_failed(d, lim, exc)
                 raise
             else:
                 self.answered(d, lim)
@@ -794,9 +794,10 @@ class Governor:
         that request is the probe, and its answer is recorded as it ends."""
         return FurtherRequests(self, d, self.limits_for(d).breaker.probing)
 
-    async def _another(self, d: Destination, probe: bool) -> tuple[DestinationLimits, bool]:
-        """A rate token for a further request under a slot held, with the pause re-read:
-        the limits it was taken of, and whether this request took the breaker's probe."""
+    async def another_token(self, d: Destination, probe: bool) -> tuple[DestinationLimits, bool]:
+        """A rate token for a further request under a slot held (`FurtherRequests`), with the
+        pause re-read: the limits it was taken of, and whether this request took the
+        breaker's probe."""
         while True:
             lim = self.limits_for(d)
             rate = lim.rate
@@ -819,7 +820,7 @@ class Governor:
             raise
         return lim, took
 
-    def _probe_failed(self, d: Destination, lim: DestinationLimits, exc: BaseException) -> None:
+    def probe_failed(self, d: Destination, lim: DestinationLimits, exc: BaseException) -> None:
         """The breaker's probe, a request other than a score's send, ended in `exc`: recorded
         as a send's outcome is (`failures.outcome_of_failure`), or every request after it
         would wait for an answer nobody records. Refused on its merits (the destination
@@ -991,14 +992,14 @@ class FurtherRequests:
             yield
             return
         governor, d = self._governor, self._destination
-        lim, probing = await governor._another(d, self._probe)
+        lim, probing = await governor.another_token(d, self._probe)
         if not probing:
             yield
             return
         try:
             yield
         except BaseException as exc:
-            governor._probe_failed(d, lim, exc)
+            governor.probe_failed(d, lim, exc)
             raise
         governor.answered(d, lim)
 
