@@ -1,6 +1,6 @@
 """Computing desired state: facts in, ledger rows out (no network).
 
-Two entry points, one core:
+Three entry points, one core:
 
 - `compute_dirty`: take a batch of dirty keys (marked by ingest in the fact's transaction),
   recompute each key for every destination its course syncs to (or the one destination its
@@ -8,6 +8,8 @@ Two entry points, one core:
   delete the marks, all in one transaction.
 - `compute_activity`: recompute one activity of one course at one destination for a chunk
   of learners (what a sync run does, an activity at a time, so memory stays bounded).
+- `compute_now`: the marks of a few activities, at once, by the process that made them (a
+  switch in the console: the page it goes back to shows the switch's effect).
 
 Both lock the activities they compute (`DirtyKeyRepo.lock_activities`) and read the ledger
 rows with row locks, so a slower computation from older facts never overwrites a newer one.
@@ -219,6 +221,43 @@ def compute_dirty(
     stats = ComputeStats(dirty=len(claimed))
     for key in claimed:
         stats.add(_compute_alone(uow_factory, clock, capabilities, key, retry))
+    return stats
+
+
+# marks `compute_now` works out in the request; more (a course of thousands) are the worker's
+MARKS_NOW = 2_000
+
+
+def compute_now(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    capabilities: CapabilitiesLookup,
+    *,
+    tenant_id: str,
+    activity_ids: Sequence[str],
+    limit: int = MARKS_NOW,
+) -> ComputeStats:
+    """Work out now, in one transaction, the marked grades of these activities (up to
+    `limit`), so whoever changed them reads the result at once rather than after the
+    worker's next batch. Marks a worker was taking are waited for (see `take_activities`).
+    Anything that fails is rolled back and left to the worker, which sets a grade it cannot
+    work out aside: the change itself is already saved."""
+    stats = ComputeStats()
+    try:
+        with uow_factory() as uow:
+            taken = uow.dirty.take_activities(tenant_id, activity_ids, limit=limit)
+            if taken:
+                stats.dirty = len(taken)
+                _compute_claimed(uow, taken, clock.now(), capabilities, stats)
+                uow.commit()
+    except Exception as exc:
+        log.warning(
+            "working out %d grades at once failed (%s); the worker works them out",
+            stats.dirty,
+            type(exc).__name__,
+        )
+        return ComputeStats()
+    _log_failures(stats)
     return stats
 
 

@@ -88,3 +88,11 @@ class DirtyKeyRepo(Protocol):
         `claim` does. `marked_at`: only a mark made at exactly this time (`marked_at()` read
         it): a key marked again since stays dirty and is not returned, whatever the clock of
         the process that marked it says."""
+
+    def take_activities(
+        self, tenant_id: str, activity_ids: Sequence[str], *, limit: int
+    ) -> list[tuple[str, str, str, str, str | None]]:
+        """`claim` up to `limit` keys of these activities, their activities locked; a key
+        another process is taking is waited for, not skipped (once it commits its key is
+        gone), so what this returns and what others took are both in the ledger when the
+        transaction ends. Returns them as `claim` does."""

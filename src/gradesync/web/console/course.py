@@ -3,7 +3,6 @@ progress of the course's run and the per-learner grade grid."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -13,7 +12,7 @@ from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.domain.model import ConsoleUser, Destination, RunScope, Trigger, UserRole
 from gradesync.runtime import Runtime
 from gradesync.services import console_queries as cq
-from gradesync.services import ingest, queries
+from gradesync.services import queries, sync_switches
 from gradesync.web.console.common import (
     PageError,
     Switch,
@@ -163,9 +162,7 @@ def course_switch(
     course = course_for(request, user, course_id)
     on = sync == "on"
     rt = runtime_of(request)
-    ingest.upsert_courses(
-        rt.uow, rt.clock, rt.waker, user.tenant_id, [replace(course, sync_enabled=on)]
-    )
+    sync_switches.switch_course(rt.uow, rt.clock, rt.waker, rt.capabilities, course, on)
     flash(request, "ok", f"Grade sync is {'on' if on else 'off'} for {course.title}.")
     return RedirectResponse(_back(course_id, destination), status_code=303)
 
@@ -181,8 +178,8 @@ def activity_switch(
     destination: str = Form(""),
     user: ConsoleUser = Depends(current_user),
 ) -> RedirectResponse:
-    """An activity's sync switch. Saved through ingest, which marks its learners' grades for
-    recomputing, so the change reaches the gradebook without anyone pressing Sync now."""
+    """An activity's sync switch. Its learners' grades are worked out again at once (the page
+    shows the switch's effect) and reach the gradebook without anyone pressing Sync now."""
     course_for(request, user, course_id)
     rt = runtime_of(request)
     with rt.uow() as uow:
@@ -190,9 +187,7 @@ def activity_switch(
     if activity is None or activity.course_id != course_id:
         raise PageError(404, "No such activity in this course.")
     on = sync == "on"
-    ingest.upsert_activities(
-        rt.uow, rt.clock, rt.waker, user.tenant_id, [replace(activity, sync_enabled=on)]
-    )
+    sync_switches.switch_activity(rt.uow, rt.clock, rt.waker, rt.capabilities, activity, on)
     flash(request, "ok", f"Sync is {'on' if on else 'off'} for {activity.title}.")
     return RedirectResponse(_back(course_id, destination), status_code=303)
 

@@ -307,3 +307,23 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
             taken += [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
         self.lock_activities((r[0], r[2]) for r in taken)
         return taken
+
+    def take_activities(
+        self, tenant_id: str, activity_ids: Sequence[str], *, limit: int
+    ) -> list[tuple[str, str, str, str, str | None]]:
+        c = t.dirty_keys.c
+        pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
+        chosen = (
+            select(c.tenant_id, c.activity_id, c.person_id)
+            .where(c.tenant_id == tenant_id, c.activity_id.in_(list(activity_ids)))
+            .limit(limit)
+            .with_for_update()  # waits for a worker taking them: see the port
+        )
+        rows = self.conn.execute(
+            delete(t.dirty_keys)
+            .where(pk.in_(chosen))
+            .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id, c.destination_id)
+        ).all()
+        taken = [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        self.lock_activities((r[0], r[2]) for r in taken)
+        return taken

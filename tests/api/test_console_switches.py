@@ -1,0 +1,134 @@
+"""A sync switch in the console is worked out before its page comes back: the grid the person
+lands on already says what the switch did. It waited for the worker's next batch before, so
+on a busy machine the page showed a grade just switched off as still *Sent* (and kept saying
+it, the page being static, until a reload)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from html import unescape
+from pathlib import Path
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import DeliveryState, LedgerKey, PersonLink, UserRole
+from gradesync.services import ingest
+from gradesync.services.accounts import create_user
+from gradesync.services.compute import compute_dirty, compute_now
+from tests.support.api import ROSTER, ApiEnv, Caller, attempt
+from tests.support.console import form_token, sign_in
+from tests.support.races import start_second
+
+PASSWORD = "a-long-password-1"
+KEY = LedgerKey("t1", "lms", "a1", "p1")
+
+
+def _school_with_a_sent_grade(api: ApiEnv) -> None:
+    """Biology 101 at an LMS, Ada's 7 on Quiz 1 delivered there, no worker running (the
+    test works out the grade as the worker would), an instructor `ines`."""
+    admin = Caller(api.client, api.tenant("t1", "admin"))
+    roster = {**ROSTER, "activities": [{**a, "sync_enabled": True} for a in ROSTER["activities"]]}
+    assert admin.post("/ingest", json=roster).status_code == 202
+    api.destination("t1", "lms")
+    api.link("t1", "lms", "c1")
+    with api.db.uow() as uow:  # Ada has launched from the LMS
+        uow.links.save_person(PersonLink("t1", "lms", "p1", "lms-sub-ada"))
+        uow.commit()
+    assert admin.post("/attempts", json=attempt("e1", 7)).status_code == 202
+    rt = api.runtime
+    while compute_dirty(rt.uow, rt.clock, rt.capabilities).dirty:
+        pass
+    with rt.uow() as uow:
+        row = uow.ledger.get(KEY)
+        assert row is not None and row.state is DeliveryState.PENDING, row.reason_text
+        delivered = replace(
+            row,
+            state=DeliveryState.DELIVERED,
+            delivered_hash=row.desired_hash,
+            delivered_at=rt.clock.now(),
+        )
+        uow.ledger.save(delivered, "c1")
+        uow.commit()
+    create_user(
+        rt.uow, rt.clock, tenant_id="t1", username="ines", password=PASSWORD,
+        role=UserRole.INSTRUCTOR, course_ids=["c1"],
+    )  # fmt: skip
+    api.client.cookies.clear()
+    assert sign_in(api.client, "ines", PASSWORD).status_code == 200
+
+
+def _cell(page: str, person: str, activity: str) -> str:
+    found = re.search(
+        rf'<td[^>]*data-person="{person}" data-activity="{activity}"[^>]*>(.*?)</td>',
+        page,
+        re.S,
+    )
+    assert found, f"no grid cell for {person} / {activity}"
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", found.group(1))).split())
+
+
+@pytest.mark.parametrize(
+    "switch",
+    ["/console/courses/c1/activities/a1/switch", "/console/courses/c1/switch"],
+    ids=["activity", "course"],
+)
+def test_the_page_after_a_switch_shows_its_effect(api: ApiEnv, switch: str) -> None:
+    _school_with_a_sent_grade(api)
+    page = api.client.get("/console/courses/c1")
+    assert _cell(page.text, "p1", "a1").startswith("Sent")
+
+    off = api.client.post(switch, data={"sync": "off", "csrf": form_token(page.text)})
+    assert off.status_code == 200 and off.url.path == "/console/courses/c1"
+    assert _cell(off.text, "p1", "a1").startswith("Kept in LMS")
+    with api.runtime.uow() as uow:
+        assert uow.dirty.waiting("t1")[0] == 0  # nothing left to the worker
+        row = uow.ledger.get(KEY)
+    assert row is not None and row.state is DeliveryState.SKIPPED
+
+    on = api.client.post(switch, data={"sync": "on", "csrf": form_token(off.text)})
+    # the LMS holds this very grade: nothing to send again
+    assert _cell(on.text, "p1", "a1").startswith("Sent")
+
+
+def test_marks_past_the_limit_are_left_to_the_worker(api: ApiEnv) -> None:
+    _school_with_a_sent_grade(api)
+    rt = api.runtime
+    with rt.uow() as uow:
+        course = uow.courses.get("t1", "c1")
+    assert course is not None
+    # Ada's and Grace's grades on both quizzes are marked; one is worked out now
+    ingest.upsert_courses(rt.uow, rt.clock, None, "t1", [replace(course, sync_enabled=False)])
+    with rt.uow() as uow:
+        marked = uow.dirty.waiting("t1")[0]
+    assert marked > 1
+    stats = compute_now(rt.uow, rt.clock, rt.capabilities, tenant_id="t1",
+                        activity_ids=["a1", "a2"], limit=1)  # fmt: skip
+    with rt.uow() as uow:
+        assert stats.dirty == 1 and uow.dirty.waiting("t1")[0] == marked - 1
+
+
+def test_marks_a_worker_is_taking_are_waited_for(postgres_db: Database, tmp_path: Path) -> None:
+    """On PostgreSQL a worker may have claimed the switch's marks a moment before: the page
+    is answered once the worker's transaction ends (its rows in the ledger), not at once
+    from a ledger that still says what it said before the switch."""
+    api = ApiEnv(postgres_db, tmp_path)
+    with api.client:
+        _school_with_a_sent_grade(api)
+        rt = api.runtime
+        with rt.uow() as uow:
+            course = uow.courses.get("t1", "c1")
+        assert course is not None
+        ingest.upsert_courses(rt.uow, rt.clock, None, "t1", [replace(course, sync_enabled=False)])
+        with rt.uow() as worker:
+            assert worker.dirty.claim(500)
+            second = start_second(
+                postgres_db,
+                lambda: compute_now(
+                    rt.uow, rt.clock, rt.capabilities, tenant_id="t1", activity_ids=["a1", "a2"]
+                ),
+            )
+            assert second.blocked
+            worker.commit()
+        assert second.finish().dirty == 0  # the worker's, all of them
