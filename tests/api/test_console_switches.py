@@ -132,3 +132,27 @@ def test_marks_a_worker_is_taking_are_waited_for(postgres_db: Database, tmp_path
             assert second.blocked
             worker.commit()
         assert second.finish().dirty == 0  # the worker's, all of them
+
+
+def test_a_switch_whose_grades_cannot_be_worked_out_now_leaves_them_to_the_worker(
+    api: ApiEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The switch is saved and its page comes back; every mark stays for the worker, which
+    sets a grade it cannot work out aside (`compute_dirty`)."""
+    from gradesync.services import compute
+
+    _school_with_a_sent_grade(api)
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("a policy that cannot be worked out")
+
+    monkeypatch.setattr(compute, "_compute_claimed", broken)
+    page = api.client.get("/console/courses/c1")
+    off = api.client.post(
+        "/console/courses/c1/activities/a1/switch",
+        data={"sync": "off", "csrf": form_token(page.text)},
+    )
+    assert off.status_code == 200 and "Sync is off for Quiz 1" in off.text
+    with api.runtime.uow() as uow:
+        assert uow.activities.get("t1", "a1").sync_enabled is False  # type: ignore[union-attr]
+        assert uow.dirty.waiting("t1")[0] == 2  # Ada's and Grace's Quiz 1

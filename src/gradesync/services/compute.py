@@ -11,7 +11,7 @@ Three entry points, one core:
 - `compute_now`: the marks of a few activities, at once, by the process that made them (a
   switch in the console: the page it goes back to shows the switch's effect).
 
-Both lock the activities they compute (`DirtyKeyRepo.lock_activities`) and read the ledger
+All three lock the activities they compute (`DirtyKeyRepo.lock_activities`) and read the ledger
 rows with row locks, so a slower computation from older facts never overwrites a newer one.
 These are plain blocking functions: async callers run them in a thread.
 
