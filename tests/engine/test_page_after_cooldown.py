@@ -101,3 +101,35 @@ async def test_a_request_beside_the_held_slot_takes_only_a_slot_free_at_once(
         slots.release()
     await background.wait()
     await governor.aclose()
+
+
+async def test_a_call_that_asks_nothing_is_no_answer_to_the_breaker_s_probe(
+    db: Database,
+) -> None:
+    """A read-back with no learner to ask (LTI 1.1) held the half-open breaker's probe and,
+    asking nothing, closed the breaker: the grades behind it were let go at a destination
+    nobody had heard from. Now the probe goes back, the breaker still half-open, and the
+    next request takes it; a call that did ask closes the breaker."""
+    clock = ManualClock()
+    seed(db)
+    background = BackgroundWrites()
+    governor = Governor(db.uow, clock, FAST, background)
+    await governor.refresh_destinations(force=True)
+    d = governor.destinations[(T, DEST)]
+    lim = governor.limits_for(d)
+    for _ in range(FAST.breaker.threshold):
+        governor.failed(d, lim, "server error")
+    clock.advance(FAST.breaker.cooldown)
+
+    async with governor.call(d) as gate:
+        assert lim.breaker.probing  # this call holds the probe
+    assert not gate.asked
+    assert lim.breaker.state is BreakerState.HALF_OPEN and not lim.breaker.probing
+
+    async with governor.call(d) as gate:
+        assert lim.breaker.probing  # the next call takes it
+        async with gate():
+            pass
+    assert lim.breaker.state is BreakerState.CLOSED  # an answer: the breaker closes
+    await background.wait()
+    await governor.aclose()

@@ -1,9 +1,10 @@
 """A call to a destination other than a score's send (a run's or a repair's read-back, a
 check's test result), made within the destination's limits as a send is: its first request
-in the slot and token `Governor.request` takes, each later one (a page, the next learner's
+in the slot and token `Governor.call` takes, each later one (a page, the next learner's
 result) with a token of its own (`Governor.further_requests`, the call's `RequestGate`). A
 paused destination is not asked (`DestinationPaused`); an answer asking to slow down pauses
-it until its Retry-After, as a send's does."""
+it until its Retry-After, as a send's does; a call that asked nothing (no learner to read)
+is no answer to a breaker's probe."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ async def asked(
 ) -> T:
     """`call` made within `d`'s limits, given the gate its further requests each enter."""
     try:
-        async with governor.request(d, priority):
-            return await call(governor.further_requests(d))
+        async with governor.call(d, priority) as gate:
+            return await call(gate)
     except Exception as exc:
         slowed_down(governor, exc, d)
         raise

@@ -47,7 +47,7 @@ from gradesync.services.database_lost import OutageNotice
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.records import DeliveryScope, DestKey
 from gradesync.services.delivery.share import Slots, WorkerShare
-from gradesync.services.destination import FailureClass, RemoteFailure, RequestGate, reason_of
+from gradesync.services.destination import FailureClass, RemoteFailure, reason_of
 from gradesync.services.destination_admin import MIN_RATE_PER_SECOND
 from gradesync.services.destination_signals import DestinationSignals
 from gradesync.services.engine_config import BreakerSettings, EngineSettings
@@ -764,6 +764,27 @@ class Governor:
         caller to classify, after this ends, but when this request was the breaker's probe
         its failure is recorded here (`probe_failed`), and the caller's classifying it
         counts it no more (`counted`)."""
+        async with self._held(d, priority, lambda: True) as lim:
+            yield lim
+
+    @contextlib.asynccontextmanager
+    async def call(self, d: Destination, priority: int = 0) -> AsyncIterator[FurtherRequests]:
+        """A call of any number of requests to `d` under one slot (a listing's pages, a
+        column's look-up then its write, LTI 1.1's result per learner), within its limits as
+        `request`: each request enters the gate this yields (`further_requests`). A call that
+        asked nothing (a read-back with no learner to ask) is no answer: it closes no
+        breaker, and a probe it held goes back, for the next request to take."""
+        gate: FurtherRequests | None = None
+        async with self._held(d, priority, lambda: gate is not None and gate.asked):
+            gate = self.further_requests(d)
+            yield gate
+
+    @contextlib.asynccontextmanager
+    async def _held(
+        self, d: Destination, priority: int, asked: Callable[[], bool]
+    ) -> AsyncIterator[DestinationLimits]:
+        """`request` and `call`: a slot held; `asked()` says, as it ends well, whether
+        anything was asked under it (an answer, for the breaker)."""
         async with self.admitted(d, self.limits_for(d), priority) as admission:
             lim = admission.limits
             if not self.may_send(lim, self.clock.now()):
@@ -777,10 +798,12 @@ class Governor:
                 if probe:
                     self.probe_failed(d, lim, exc)
                 raise
-            else:
+            if asked():
                 self.answered(d, lim)
+            elif probe:
+                lim.breaker.release_probe()
 
-    def further_requests(self, d: Destination) -> RequestGate:
+    def further_requests(self, d: Destination) -> FurtherRequests:
         """The gate for each request of a call that holds one slot (`request`) and makes
         several: a listing's pages, a column's look-up then its write, LTI 1.1's result per
         learner. The held slot's token goes to its first request; each later one takes a
@@ -984,6 +1007,11 @@ class FurtherRequests:
         self._governor, self._destination = governor, d
         self._probe = probe  # the call holds the breaker's probe
         self._first = True
+
+    @property
+    def asked(self) -> bool:
+        """Whether the first request went (it takes the held slot's token)."""
+        return not self._first
 
     @contextlib.asynccontextmanager
     async def __call__(self) -> AsyncIterator[None]:

@@ -157,14 +157,10 @@ class Provisioner:
             current = known[-1] if known is not None else link
             if not force and current is not None and current.details_hash == wanted:
                 return current, False
-            async with self.governor.request(d, priority):
+            async with self.governor.call(d, priority) as gate:
                 # each of its requests after the first takes a token under the slot held here
                 made = await client.ensure_column(
-                    course_link,
-                    column,
-                    current,
-                    force=force,
-                    each_request=self.governor.further_requests(d),
+                    course_link, column, current, force=force, each_request=gate
                 )
                 # a SIS's scores read on the line item's maximum as written now (`domain.held`)
                 ensured = provisioned(made, d.kind, column.score_maximum)
