@@ -59,6 +59,16 @@ def _school_with_a_sent_grade(api: ApiEnv) -> None:
     assert sign_in(api.client, "ines", PASSWORD).status_code == 200
 
 
+def _course_off_no_one_working_it_out(api: ApiEnv) -> None:
+    """Biology 101's sync turned off through ingest alone: Ada's and Grace's grades on both
+    quizzes stay marked for recomputing."""
+    rt = api.runtime
+    with rt.uow() as uow:
+        course = uow.courses.get("t1", "c1")
+    assert course is not None
+    ingest.upsert_courses(rt.uow, rt.clock, None, "t1", [replace(course, sync_enabled=False)])
+
+
 def _cell(page: str, person: str, activity: str) -> str:
     found = re.search(
         rf'<td[^>]*data-person="{person}" data-activity="{activity}"[^>]*>(.*?)</td>',
@@ -95,11 +105,7 @@ def test_the_page_after_a_switch_shows_its_effect(api: ApiEnv, switch: str) -> N
 def test_marks_past_the_limit_are_left_to_the_worker(api: ApiEnv) -> None:
     _school_with_a_sent_grade(api)
     rt = api.runtime
-    with rt.uow() as uow:
-        course = uow.courses.get("t1", "c1")
-    assert course is not None
-    # Ada's and Grace's grades on both quizzes are marked; one is worked out now
-    ingest.upsert_courses(rt.uow, rt.clock, None, "t1", [replace(course, sync_enabled=False)])
+    _course_off_no_one_working_it_out(api)  # one of its marks is worked out now
     with rt.uow() as uow:
         marked = uow.dirty.waiting("t1")[0]
     assert marked > 1
@@ -117,10 +123,7 @@ def test_marks_a_worker_is_taking_are_waited_for(postgres_db: Database, tmp_path
     with api.client:
         _school_with_a_sent_grade(api)
         rt = api.runtime
-        with rt.uow() as uow:
-            course = uow.courses.get("t1", "c1")
-        assert course is not None
-        ingest.upsert_courses(rt.uow, rt.clock, None, "t1", [replace(course, sync_enabled=False)])
+        _course_off_no_one_working_it_out(api)
         with rt.uow() as worker:
             assert worker.dirty.claim(500)
             second = start_second(

@@ -99,23 +99,37 @@ def browser() -> Iterator[Any]:
     executable = _browser_or_skip()
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with sync_playwright() as pw, launched(pw.chromium, executable) as b:
+        yield b
+
+
+@contextmanager
+def launched(browser_type: Any, executable: str = CHROMIUM, *extra: str) -> Iterator[Any]:
+    """A headless Chromium of Playwright's `browser_type` with CHROMIUM_ARGS and `extra`."""
+    b = browser_type.launch(
+        executable_path=executable, args=[*CHROMIUM_ARGS, *extra], headless=True
+    )
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@contextmanager
+def page_in(browser: Any) -> Iterator[Any]:
+    """A page of a fresh context (no cookies, no storage) at the tests' window size."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    p = context.new_page()
-    try:
+    with page_in(browser) as p:
         yield p
-    finally:
-        context.close()
 
 
 @dataclass

@@ -18,7 +18,7 @@ import pytest
 
 from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, LiveConsole, serve_console
+from tests.e2e.conftest import CHROMIUM, LiveConsole, launched, page_in, serve_console
 from tests.e2e.world import TENANT, School, build_school
 
 
@@ -29,26 +29,14 @@ def one_process_browser(browser: Any) -> Iterator[Any]:
     process, and a Playwright assertion on that frame then and again ended at once with no
     value, or never ended at all (past its own timeout), about one run in ten on a loaded
     machine. Cookies and storage still see two sites: only the process model differs."""
-    b = browser.browser_type.launch(
-        executable_path=CHROMIUM,
-        args=[*CHROMIUM_ARGS, "--disable-site-isolation-trials"],
-        headless=True,
-    )
-    try:
+    with launched(browser.browser_type, CHROMIUM, "--disable-site-isolation-trials") as b:
         yield b
-    finally:
-        b.close()
 
 
 @pytest.fixture
 def page(one_process_browser: Any) -> Iterator[Any]:
-    context = one_process_browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    p = context.new_page()
-    try:
+    with page_in(one_process_browser) as p:
         yield p
-    finally:
-        context.close()
 
 
 @pytest.fixture
