@@ -73,8 +73,8 @@ async def test_a_request_beside_the_held_slot_takes_only_a_slot_free_at_once(
     db: Database,
 ) -> None:
     """`beside` takes a further slot of the destination's concurrency only while one is
-    free, and gives it back as its block ends, to a request waiting for one first (a
-    grade's send)."""
+    free, counted in flight while held, and gives it back as its block ends, to a request
+    waiting for one first (a grade's send)."""
     seed(db, config={"concurrency": 3})
     background = BackgroundWrites()
     governor = Governor(db.uow, ManualClock(), FAST, background)
@@ -83,8 +83,11 @@ async def test_a_request_beside_the_held_slot_takes_only_a_slot_free_at_once(
 
     async with governor.request(d):  # one of three slots
         gate = governor.further_requests(d)
+        lim = governor.limits_for(d)
         with gate.beside() as second, gate.beside() as third, gate.beside() as fourth:
             assert (second, third, fourth) == (True, True, False)
+            assert lim.in_flight == 3  # each request beside counts in flight
+        assert lim.in_flight == 1 and lim.max_in_flight == 3
         with gate.beside() as again:  # given back
             assert again
         with gate.beside() as second, gate.beside() as third:  # every slot held

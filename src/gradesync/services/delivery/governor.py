@@ -1036,14 +1036,17 @@ class FurtherRequests:
         """A slot of the destination's free at once, when nothing waits for one (a grade
         waiting comes first): True while held. Given back after each request, so a grade
         that starts waiting meanwhile takes the next one."""
-        slots = self._governor.limits_for(self._destination).semaphore
-        if not slots.take():
+        lim = self._governor.limits_for(self._destination)
+        if not lim.semaphore.take():
             yield False
             return
+        lim.in_flight += 1  # a request of its own, in flight as a send is
+        lim.max_in_flight = max(lim.max_in_flight, lim.in_flight)
         try:
             yield True
         finally:
-            slots.release()
+            lim.in_flight -= 1
+            lim.semaphore.release()
 
 
 class OwnRequests:
