@@ -199,7 +199,7 @@ class DestinationClient(Protocol):
         link: ItemLink | None,
         *,
         force: bool = False,
-        each_request: RequestGate | None = None,
+        each_request: RequestGate = ungated,
     ) -> ItemLink:
         """Find before create; update details when `column` differs from `link.details_hash`
         or `force` (remaster). Return the link with `details_hash` set. An adapter that
@@ -215,7 +215,7 @@ class DestinationClient(Protocol):
         ...
 
     async def read_results(
-        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate = ungated
     ) -> Sequence[ReadBack]:
         """Results as the destination holds them; empty when it cannot read back. An adapter
         that lists page by page within the limits (AGS) requests each page within

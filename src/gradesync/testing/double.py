@@ -29,6 +29,7 @@ from gradesync.services.destination import (
     RemoteFailure,
     RequestGate,
     ResultTarget,
+    ungated,
 )
 from gradesync.testing.waiting import wait_for_async
 
@@ -190,7 +191,7 @@ class DoubleClient:
         link: ItemLink | None,
         *,
         force: bool = False,
-        each_request: RequestGate | None = None,
+        each_request: RequestGate = ungated,
     ) -> ItemLink:
         self.remote.column_calls += 1
         hold = self.remote.column_hold.get(column.activity_id)
@@ -269,7 +270,7 @@ class DoubleClient:
             await r._notify()
 
     async def read_results(
-        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate = ungated
     ) -> Sequence[ReadBack]:
         if not self.remote.readable:
             return []

@@ -25,6 +25,7 @@ from gradesync.services.destination import (
     RemoteFailure,
     RequestGate,
     ResultTarget,
+    ungated,
 )
 
 
@@ -50,7 +51,7 @@ class HttpDoubleClient:
         link: ItemLink | None,
         *,
         force: bool = False,
-        each_request: RequestGate | None = None,
+        each_request: RequestGate = ungated,
     ) -> ItemLink:
         return ItemLink(
             course.tenant_id,
@@ -83,7 +84,7 @@ class HttpDoubleClient:
         raise _classified(resp)
 
     async def read_results(
-        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate = ungated
     ) -> Sequence[ReadBack]:
         try:
             resp = await self.http.get(f"{self.base}/items/{item.remote_id}/scores", timeout=60)

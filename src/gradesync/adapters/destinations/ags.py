@@ -377,7 +377,7 @@ class AgsClient:
         field: str,
         what: str,
         accept: str,
-        each_request: RequestGate | None = None,
+        each_request: RequestGate = ungated,
         enough: Callable[[list[Any]], bool] | None = None,
     ) -> list[Any]:
         """The elements of a paged JSON list, following Link rel="next" exactly as given,
@@ -400,7 +400,7 @@ class AgsClient:
         field: str,
         what: str,
         accept: str,
-        each_request: RequestGate | None = None,
+        each_request: RequestGate = ungated,
     ) -> AsyncGenerator[list[Any]]:
         """The pages of a paged JSON list, one at a time, following Link rel="next" exactly
         as given; each page's request made within `each_request` when given."""
@@ -410,7 +410,7 @@ class AgsClient:
             if next_url in seen:
                 break  # a platform that links a page to itself must not loop us forever
             seen.add(next_url)
-            async with (each_request or ungated)():
+            async with each_request():
                 resp = await self._send("GET", next_url, field=field, what=what, accept=accept)
             page = _json(resp, what)
             if not isinstance(page, list):
@@ -503,7 +503,7 @@ class AgsClient:
         }
 
     async def _find(
-        self, container: str, activity_id: str, each_request: RequestGate | None
+        self, container: str, activity_id: str, each_request: RequestGate
     ) -> dict[str, Any] | None:
         """The activity's column (`_matched`), read no further than the page that holds
         one with the tag: the first listed wins, so later pages cannot change the answer (a
@@ -555,7 +555,7 @@ class AgsClient:
         return {a: self._checked(str(found[a]["id"]), "lineitem id") for a in wanted if a in found}
 
     async def _find_by_link(
-        self, container: str, activity_id: str, link: str, each_request: RequestGate | None
+        self, container: str, activity_id: str, link: str, each_request: RequestGate
     ) -> dict[str, Any] | None:
         """The line item the LMS made for the activity's resource link (a graded link's
         column, such as the one an LTI 1.1 link had before the move to LTI 1.3): it holds the
@@ -619,7 +619,7 @@ class AgsClient:
         link: ItemLink | None,
         *,
         force: bool = False,
-        each_request: RequestGate | None = None,
+        each_request: RequestGate = ungated,
     ) -> ItemLink:
         wanted = column_hash(column)
         if link is not None and link.remote_id and link.details_hash == wanted and not force:
@@ -631,7 +631,7 @@ class AgsClient:
         desired = self._line_item_body(column, resource_link)
         # every request of the look-up, the write and the listing after it goes within the
         # gate: the first in the caller's slot and token, each later one with a token of its own
-        gate = each_request or ungated
+        gate = each_request
         item: dict[str, Any] | None = None
         if link is not None and link.remote_id:
             try:
@@ -785,7 +785,7 @@ class AgsClient:
         )
 
     async def read_results(
-        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate = ungated
     ) -> Sequence[ReadBack]:
         url = with_query(results_url(item.remote_id), {"limit": str(self.profile.page_limit)})
         # every page: each learner's result is on one of them

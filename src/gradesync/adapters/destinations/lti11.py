@@ -406,7 +406,7 @@ class Lti11Client:
         link: ItemLink | None,
         *,
         force: bool = False,
-        each_request: RequestGate | None = None,
+        each_request: RequestGate = ungated,
     ) -> ItemLink:
         # LTI 1.1 cannot create or rename columns: the link's launch made them. Details are
         # recorded as "in step" so the engine does not ask again until they change.
@@ -584,7 +584,7 @@ class Lti11Client:
         )
 
     async def read_results(
-        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate = ungated
     ) -> Sequence[ReadBack]:
         """readResult for each learner who launched this activity (the launch records their
         sourcedIds on the item link). remote_person_id is the LTI user_id. A learner whose
@@ -598,7 +598,7 @@ class Lti11Client:
         sourcedids: Mapping[str, str] = item.data.get("sourcedids") or {}
         urls: Mapping[str, str] = item.data.get("outcome_urls") or {}
         default_url = item.data.get("outcome_service_url") or course.data.get("outcome_service_url")
-        gate = each_request or ungated
+        gate = each_request
         pending = deque(
             (user_id, sourcedid, url)
             for user_id, sourcedid in sorted(sourcedids.items())

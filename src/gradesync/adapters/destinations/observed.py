@@ -26,6 +26,7 @@ from gradesync.services.destination import (
     RemoteFailure,
     RequestGate,
     ResultTarget,
+    ungated,
 )
 from gradesync.services.roster import Membership, MembershipReader
 
@@ -57,7 +58,7 @@ class ObservedClient:
         link: ItemLink | None,
         *,
         force: bool = False,
-        each_request: RequestGate | None = None,
+        each_request: RequestGate = ungated,
     ) -> ItemLink:
         with log_context.bound(**self._context):
             return await self._inner.ensure_column(
@@ -71,7 +72,7 @@ class ObservedClient:
             return await self._inner.put_result(target, result, timestamp)
 
     async def read_results(
-        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate = ungated
     ) -> Sequence[ReadBack]:
         with log_context.bound(**self._context):
             return await self._inner.read_results(course, item, each_request=each_request)

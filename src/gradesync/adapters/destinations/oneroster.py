@@ -143,11 +143,11 @@ class OneRosterClient:
         link: ItemLink | None,
         *,
         force: bool = False,
-        each_request: RequestGate | None = None,
+        each_request: RequestGate = ungated,
     ) -> ItemLink:
         link = selected_item(course, column, link)
         # each request below (category listing, look-ups, writes) within the caller's limits
-        gate = each_request or ungated
+        gate = each_request
         term = Term.from_link_data(course.data)
         due = self._due_date(column, term)
         category_id = await self.resolve_category(course, column.category, gate=gate)
@@ -244,7 +244,7 @@ class OneRosterClient:
         return Receipt(payload=body, status=response.status_code, message=None)
 
     async def read_results(
-        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate = ungated
     ) -> Sequence[ReadBack]:
         out: list[ReadBack] = []
         line_items = item.data.get("line_items") or {course.remote_id: item.remote_id}
@@ -253,7 +253,7 @@ class OneRosterClient:
                 f"/classes/{quote(class_id, safe='')}/lineItems/"
                 f"{quote(line_item_id, safe='')}/results"
             )
-            for r in await self._list(path, "results", gate=each_request or ungated):
+            for r in await self._list(path, "results", gate=each_request):
                 if r.get("status") == "tobedeleted":
                     continue
                 modified = r.get("dateLastModified")

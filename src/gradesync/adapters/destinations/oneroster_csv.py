@@ -59,6 +59,7 @@ from gradesync.services.destination import (
     RemoteFailure,
     RequestGate,
     ResultTarget,
+    ungated,
 )
 
 # Nothing leaves the process when a row is written: the SIS's own limits do not apply.
@@ -121,7 +122,7 @@ class OneRosterCsvClient:
         link: ItemLink | None,
         *,
         force: bool = False,
-        each_request: RequestGate | None = None,
+        each_request: RequestGate = ungated,
     ) -> ItemLink:
         link = selected_item(course, column, link)
         term = Term.from_link_data(course.data)
@@ -183,7 +184,7 @@ class OneRosterCsvClient:
         return Receipt(payload=row, message="written to the CSV export")
 
     async def read_results(
-        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate | None = None
+        self, course: CourseLink, item: ItemLink, *, each_request: RequestGate = ungated
     ) -> Sequence[ReadBack]:
         return []  # the SIS's gradebook is not readable from here
 
