@@ -86,7 +86,8 @@ def test_two_workers_share_the_work_without_sending_a_key_twice_at_once(
     with running_gradebook() as (base, gb):
         # sends wait in the gradebook until both workers have some in flight: on a loaded
         # machine the second may take longer to start than the default 30 s request
-        # timeout, after which the first would rightly send its held keys again
+        # timeout, or the test workers' 4 s claims, after either of which the first would
+        # rightly send its held keys again
         seed(db, learners=n, config={"concurrency": 4, "base_url": base, "timeout_seconds": 120})
         gb.hold = True
         gb.release_when_workers = 2
@@ -98,6 +99,7 @@ def test_two_workers_share_the_work_without_sending_a_key_twice_at_once(
                 cwd=ROOT,
                 GRADESYNC_WORKER_METRICS_ADDRESS="127.0.0.1:0",
                 GRADESYNC_METRICS_TOKEN="scrape-me",
+                GRADESYNC_WORKER_LEASE_SECONDS="150",
             )
             for _ in range(2)
         ]

@@ -159,9 +159,15 @@ def test_the_job_queue_serves_wakeups_while_a_run_outlives_a_database_restart(
     url = prepared.url
     log = tmp_path / "worker.log"
     db = Database(url, TEST_SECRET)
-    # the worker's own look for queued runs seldom: the run is started by its job
+    # the worker's own look for queued runs seldom: the run is started by its job; its
+    # claims outlast the sends the gradebook holds (a send is ended before its claim is)
     worker = start_worker(
-        url, log, cwd=ROOT, concurrency=CONCURRENCY, GRADESYNC_WORKER_POLL_SECONDS="60"
+        url,
+        log,
+        cwd=ROOT,
+        concurrency=CONCURRENCY,
+        GRADESYNC_WORKER_POLL_SECONDS="60",
+        GRADESYNC_WORKER_LEASE_SECONDS="120",
     )
     try:
         with running_gradebook() as (base, gb):

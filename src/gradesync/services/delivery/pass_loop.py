@@ -88,6 +88,7 @@ from gradesync.services.destination import (
     DEFAULT_TIMESTAMP_STEP,
     DestinationClient,
     FailureClass,
+    Receipt,
     RemoteFailure,
     ResultTarget,
     timestamp_step_of,
@@ -104,6 +105,29 @@ log = logging.getLogger(__name__)
 
 # How far a pass's claims may grow past `claim_batch` while claiming keeps its sends waiting.
 CLAIM_GROWTH = 8
+
+
+def settle_margin(min_lease_left: float) -> float:
+    """How long before its claim ends a send still unanswered is ended, so its outcome is
+    written under the claim: a ninth of the lease a send must start with (5 s of the default
+    45 s; a fraction of a second of a test's few seconds, where a fixed margin would pass the
+    lease itself)."""
+    return min_lease_left / 9
+
+
+async def _within(seconds: float, r: Ready) -> Receipt:
+    """`r`'s send, ended when its claim is about to (a timeout): whatever the destination's
+    timeouts allow (up to 300 s, between reads, a token's fetch before), no send outlives
+    its claim, after which another worker may claim the key and send it too."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await r.client.put_result(r.target, r.result, r.claimed.timestamp)
+    except TimeoutError as exc:
+        raise RemoteFailure(
+            FailureClass.RETRY_LATER,
+            "timeout",
+            f"no answer within the {seconds:.0f} s left of the grade's claim",
+        ) from exc
 
 
 def next_claim_size(size: int, claimed: int, holding: int, most: int) -> int:
@@ -775,7 +799,8 @@ class Deliverer:
                     self._let_wait([c], stats, run_id)
                     return
                 left = self.settings.lease.total_seconds() - (time.monotonic() - c.claimed_at)
-                if left < self.settings.min_lease_left.total_seconds():
+                least = self.settings.min_lease_left.total_seconds()
+                if left < least:
                     # held too long behind others: let the lease go rather than risk two
                     # workers sending one key at once (at a rate slower than one token per lease
                     # left, each token would go to a send whose lease had run short too, and
@@ -788,7 +813,7 @@ class Deliverer:
                 started = time.perf_counter()
                 payload: dict[str, Any] | None = None
                 try:
-                    receipt = await r.client.put_result(r.target, r.result, c.timestamp)
+                    receipt = await _within(left - settle_margin(least), r)
                 except RemoteFailure as f:
                     outcome = outcome_of_failure(self.governor, f, d, lim)
                 except asyncio.CancelledError:
