@@ -299,12 +299,7 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
                 .where(*conds)
                 .with_for_update(skip_locked=True)
             )
-            rows = self.conn.execute(
-                delete(t.dirty_keys)
-                .where(pk.in_(chosen))
-                .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id, c.destination_id)
-            ).all()
-            taken += [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            taken += self._delete_chosen(chosen)
         self.lock_activities((r[0], r[2]) for r in taken)
         return taken
 
@@ -312,18 +307,24 @@ class DirtyKeyRepo(SqlRepo, ports.DirtyKeyRepo):
         self, tenant_id: str, activity_ids: Sequence[str], *, limit: int
     ) -> list[tuple[str, str, str, str, str | None]]:
         c = t.dirty_keys.c
-        pk = tuple_(c.tenant_id, c.activity_id, c.person_id)
         chosen = (
             select(c.tenant_id, c.activity_id, c.person_id)
             .where(c.tenant_id == tenant_id, c.activity_id.in_(list(activity_ids)))
             .limit(limit)
             .with_for_update()  # waits for a worker taking them: see the port
         )
-        rows = self.conn.execute(
-            delete(t.dirty_keys)
-            .where(pk.in_(chosen))
-            .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id, c.destination_id)
-        ).all()
-        taken = [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        taken = self._delete_chosen(chosen)
         self.lock_activities((r[0], r[2]) for r in taken)
         return taken
+
+    def _delete_chosen(
+        self, chosen: Select[tuple[str, str, str]]
+    ) -> list[tuple[str, str, str, str, str | None]]:
+        """Delete the marks `chosen` selects (their keys, locked), returning what each was."""
+        c = t.dirty_keys.c
+        rows = self.conn.execute(
+            delete(t.dirty_keys)
+            .where(tuple_(c.tenant_id, c.activity_id, c.person_id).in_(chosen))
+            .returning(c.tenant_id, c.course_id, c.activity_id, c.person_id, c.destination_id)
+        ).all()
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
