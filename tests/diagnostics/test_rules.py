@@ -17,6 +17,7 @@ from gradesync.domain.diagnosis import (
     OtherAccount,
     diagnose_learner_activity,
 )
+from gradesync.domain.diagnosis.destination_checks import destination_ready_check
 from gradesync.domain.ledger import desired_to_json, next_score_timestamp, result_hash
 from gradesync.domain.model import (
     Activity,
@@ -657,3 +658,17 @@ def test_course_triage_names_a_sis_line_item_of_another_installation() -> None:
     assert triage.symptom is Symptom.SOME_ACTIVITIES
     console = triage.read_over(remedies.Reader.CONSOLE).cause("column_of_another_installation")
     assert console is not None and "gradesync sis" not in console.remedy, console.remedy
+
+
+def test_a_pause_s_own_sentence_is_set_inside_the_check_s_without_a_double_stop() -> None:
+    """The breaker's pause reason ends with its own full stop; the check's sentence around it
+    said "itself.." in the doctor's and the console's evidence."""
+    reason = "Circuit breaker open after repeated failures; gradesync probes it again by itself."
+    d = Destination("t", "d", DestinationKind.LTI13_AGS, "Canvas", pause_reason=reason)
+    timed = destination_ready_check(
+        replace(d, paused_until=NOW + timedelta(seconds=30)), Capabilities(), NOW
+    )
+    held = destination_ready_check(replace(d, enabled=False), Capabilities(), NOW)
+    for check in (timed, held):
+        assert not check.passed
+        assert check.evidence.endswith("by itself."), check.evidence

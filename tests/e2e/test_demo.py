@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import httpx
 
 from gradesync.adapters.db.single_server import ServerLock
 
@@ -101,3 +104,40 @@ def test_a_second_demo_on_one_data_directory_is_refused_and_wipes_nothing(
         assert served.read_bytes() == b"the first demo's data"
     finally:
         running.release()
+
+
+def test_a_grade_the_lms_does_not_take_is_said_late_and_the_demo_goes_on(tmp_path: Path) -> None:
+    """An LMS failing every score (or a machine too loaded to deliver within the demo's
+    patience) ended the demo with a traceback. Now the late grade is one line saying
+    gradesync keeps trying and how to ask why, and `--demo-exit` ends non-zero."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADESYNC_")}
+    env.update(GRADESYNC_DATA_DIR=str(tmp_path), COLUMNS="200")
+    gradesync = Path(sys.executable).with_name("gradesync")
+    argv = ["serve", "--demo", "--port", "0", "--sandbox-port", "0", "--demo-attempts", "1"]
+    proc = subprocess.Popen(
+        [str(gradesync), *argv, "--demo-exit"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        before = []
+        for line in proc.stdout:  # the banner comes before any grade is sent
+            before.append(line)
+            if found := re.search(r"sandbox LMS\s+(http://\S+)/_sandbox/", line):
+                break
+        assert found, "".join(before)
+        failing = {"scores": {"error_rate": 1.0, "error_status": 503}}
+        httpx.patch(f"{found[1]}/_sandbox/faults", json=failing).raise_for_status()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    out = "".join(before) + out
+    assert proc.returncode == 1, out + err
+    assert "Traceback" not in out + err, out + err
+    late = [line for line in out.splitlines() if "not in the LMS gradebook after 15 s" in line]
+    assert len(late) == 1, out
+    assert "gradesync keeps trying. Why: gradesync doctor -l u-margaret -a" in late[0]
+    assert "1 grade(s) not in the LMS gradebook within 15 s" in out

@@ -58,7 +58,7 @@ def serve(
     port_free(host, port, "--port")
     if demo:
         from gradesync.cli._common import fail
-        from gradesync.demo import DemoRunning, run_demo  # imports the sandbox: only here
+        from gradesync.demo import DemoError, run_demo  # imports the sandbox: only here
 
         if sandbox_port is None:
             sandbox_port = DEMO_SANDBOX_PORT if port == DEFAULT_PORT else port + 1 if port else 0
@@ -68,7 +68,7 @@ def serve(
             code = run_demo(
                 settings, host, port, sandbox_port, attempts=demo_attempts, exit_after=demo_exit
             )
-        except DemoRunning as exc:
+        except DemoError as exc:  # refused, or cannot go on: one line, no traceback
             raise fail(str(exc)) from None
         raise typer.Exit(code)
     import uvicorn  # the web stack loads only for the commands that serve

@@ -57,7 +57,7 @@ def destination_ready_check(d: Destination, caps: Capabilities | Reason, now: da
             CheckCode.DESTINATION_READY,
             name,
             False,
-            f"Paused: {d.pause_reason or 'by an administrator'}.",
+            f"Paused: {_clause(d.pause_reason or 'by an administrator')}.",
             f"Fix the cause, then resume it (`gradesync destinations resume {shlex.quote(d.id)}`).",
             d.id,
         )
@@ -66,7 +66,8 @@ def destination_ready_check(d: Destination, caps: Capabilities | Reason, now: da
             CheckCode.DESTINATION_READY,
             name,
             False,
-            f"Paused until {when(d.paused_until)}: {d.pause_reason or 'no reason recorded'}.",
+            f"Paused until {when(d.paused_until)}: "
+            f"{_clause(d.pause_reason or 'no reason recorded')}.",
             "Sending resumes by itself; if the pause names a misconfiguration, fix it and "
             "resume the destination.",
             d.id,
