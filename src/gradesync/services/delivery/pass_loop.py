@@ -88,7 +88,6 @@ from gradesync.services.destination import (
     DEFAULT_TIMESTAMP_STEP,
     DestinationClient,
     FailureClass,
-    Receipt,
     RemoteFailure,
     ResultTarget,
     timestamp_step_of,
@@ -115,19 +114,16 @@ def settle_margin(min_lease_left: float) -> float:
     return min_lease_left / 9
 
 
-async def _within(seconds: float, r: Ready) -> Receipt:
-    """`r`'s send, ended when its claim is about to (a timeout): whatever the destination's
-    timeouts allow (up to 300 s, between reads, a token's fetch before), no send outlives
-    its claim, after which another worker may claim the key and send it too."""
-    try:
-        async with asyncio.timeout(seconds):
-            return await r.client.put_result(r.target, r.result, r.claimed.timestamp)
-    except TimeoutError as exc:
-        raise RemoteFailure(
-            FailureClass.RETRY_LATER,
-            "timeout",
-            f"no answer within the {seconds:.0f} s left of the grade's claim",
-        ) from exc
+def _claim_ending(seconds: float) -> RemoteFailure:
+    """A send ended because its claim was about to: whatever the destination's timeouts allow
+    (up to 300 s, between reads, a token's fetch before), no send outlives its claim, after
+    which another worker may claim the key and send it too. A timeout, as the destination's
+    own would be."""
+    return RemoteFailure(
+        FailureClass.RETRY_LATER,
+        "timeout",
+        f"no answer within the {seconds:.0f} s left of the grade's claim",
+    )
 
 
 def next_claim_size(size: int, claimed: int, holding: int, most: int) -> int:
@@ -812,8 +808,11 @@ class Deliverer:
                 held.sending()
                 started = time.perf_counter()
                 payload: dict[str, Any] | None = None
+                within = left - settle_margin(least)
+                deadline = asyncio.timeout(within)  # the send ends before its claim does
                 try:
-                    receipt = await _within(left - settle_margin(least), r)
+                    async with deadline:
+                        receipt = await r.client.put_result(r.target, r.result, c.timestamp)
                 except RemoteFailure as f:
                     outcome = outcome_of_failure(self.governor, f, d, lim)
                 except asyncio.CancelledError:
@@ -823,7 +822,10 @@ class Deliverer:
                         lim.breaker.release_probe()
                     raise
                 except Exception as exc:
-                    outcome = unexpected_failure(self.governor, exc, d, lim)
+                    if deadline.expired():
+                        outcome = outcome_of_failure(self.governor, _claim_ending(within), d, lim)
+                    else:
+                        outcome = unexpected_failure(self.governor, exc, d, lim)
                 else:
                     payload = dict(receipt.payload)
                     outcome = Delivered(receipt.status, receipt.message)
