@@ -40,6 +40,8 @@ async def test_a_send_with_no_answer_ends_before_its_claim(db: Database) -> None
         assert row.state is DeliveryState.RETRYING, row
         assert row.reason_code == "timeout"
         assert "left of the grade's claim" in (row.remote_message or row.reason_text or "")
+        # what to do, for a destination slower than a claim lasts
+        assert "GRADESYNC_WORKER_LEASE_SECONDS" in (row.reason_text or ""), row.reason_text
         assert remote.sends == 1 and not remote.hold.is_set()
         with db.engine.connect() as conn:  # written under the claim: no lease left behind
             owners = {o for (o,) in conn.exec_driver_sql("SELECT lease_owner FROM ledger")}

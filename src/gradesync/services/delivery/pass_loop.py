@@ -123,6 +123,12 @@ def _claim_ending(seconds: float) -> RemoteFailure:
         FailureClass.RETRY_LATER,
         "timeout",
         f"no answer within the {seconds:.0f} s left of the grade's claim",
+        remedy=(
+            "The destination did not answer before the grade's claim ran out; gradesync "
+            "retries automatically. If it recurs, the destination is slower than a claim "
+            "lasts: give workers a longer lease (GRADESYNC_WORKER_LEASE_SECONDS) than its "
+            "timeout."
+        ),
     )
 
 
