@@ -62,6 +62,43 @@ def test_grade_arrives_by_itself_then_resync_and_remaster(
     assert len(course.line_items) == 1  # never a duplicate column
 
 
+def test_a_remaster_puts_a_column_right_before_it_resends_the_column_s_grades(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    """A column's points changed by hand in the LMS (what a remaster puts right): the grade
+    the remaster resends reaches the column only once its points are rewritten. An LMS that
+    turns a score into the column's points when it stores it (Canvas) would otherwise keep
+    the grade on the hand-made scale. The rewrite is slowed down (2 s a line item request)
+    so that a worker sending the grade as soon as it is due would come first."""
+    reg = register_tool(lms, served)
+    teacher, learner = unique("teacher-"), unique("learner-")
+    ctx = unique("ctx-")
+    lms.admin.add_course(id=ctx, learners=[learner], instructors=[teacher])
+    _roster(served, learner)
+    link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
+    launched = browser.launch(
+        lms, client_id=reg["client_id"], user=learner, course=ctx, resource_link_id=link
+    )
+    assert launched.status_code == 200
+    (item,) = lms.state.courses[ctx].line_items.values()
+    post_attempt(served, "e1", learner, 7)
+    wait_for(lambda: item.scores.get(learner), "the grade in the LMS")
+    sends = item.scores[learner].history
+
+    lms.admin.patch_line_item(ctx, item.id, scoreMaximum=50)
+    lms.admin.set_faults({"lineitems": {"latency_ms": 2000}})
+    try:
+        remaster = served.run("remaster", "c1")
+    finally:
+        lms.admin.clear_faults()
+    assert remaster["outcome"] == "succeeded", remaster
+    assert remaster["counts"]["columns"]["written"] == 1, remaster["counts"]
+    assert item.score_maximum == 10.0
+    record = item.scores[learner]
+    assert record.history == sends + 1  # resent once
+    assert record.column_points == 10.0, "the grade was stored before its column was put right"
+
+
 def test_grade_waiting_for_the_first_launch_goes_out_after_it(
     lms: RunningSandbox, served: Served, browser: Browser
 ) -> None:

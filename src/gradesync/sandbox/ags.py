@@ -343,6 +343,7 @@ async def scores(request: Request) -> Response:
             attempts=attempts,
             history=(record.history if record else 0) + 1,
             updated_at=now(),
+            column_points=item.score_maximum,
         )
     except Rejected as exc:
         return error(exc.status, exc.message)
@@ -386,6 +387,7 @@ def instructor_grade(item: LineItem, user: str, score: float | None, comment: st
             source="instructor",
             history=1,
             updated_at=moment,
+            column_points=item.score_maximum,
         )
     else:
         item.scores[user] = replace(
@@ -398,6 +400,7 @@ def instructor_grade(item: LineItem, user: str, score: float | None, comment: st
             source="instructor",
             history=record.history + 1,
             updated_at=moment,
+            column_points=item.score_maximum,
         )
 
 

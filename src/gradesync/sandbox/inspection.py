@@ -24,6 +24,7 @@ def _line_item(sb: Sandbox, base: str, item: LineItem) -> dict[str, Any]:
             "scoreGiven": rec.score_given,
             "scoreMaximum": rec.score_maximum,
             "resultScore": result.get("resultScore"),
+            "columnPointsWhenStored": rec.column_points,
             "comment": rec.comment,
             "timestamp": iso(rec.timestamp),
             "activityProgress": rec.activity_progress,

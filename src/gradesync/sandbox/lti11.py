@@ -263,6 +263,7 @@ async def outcomes(request: Request) -> Response:
         attempts=(record.attempts if record else 0),
         history=(record.history if record else 0) + 1,
         updated_at=moment,
+        column_points=item.score_maximum,
     )
     done = "Score replaced" if operation == "replaceResult" else "Score deleted"
     return _response("success", done, ref, operation, f"<{operation}Response/>")

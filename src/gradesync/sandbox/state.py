@@ -81,6 +81,10 @@ class ScoreRecord:
     attempts: int = 0
     history: int = 0
     updated_at: datetime | None = None
+    # the line item's points when this was stored: Canvas turns a score into the
+    # column's points then, so a score stored before a column's points are put right
+    # keeps the old scale
+    column_points: float | None = None
 
 
 @dataclass

@@ -4,10 +4,12 @@
 A run goes through visible stages, each recorded with its time in `sync_runs.stages`:
 
 - queued: waiting for a worker (at most one run per scope runs at a time);
-- computing: policy over the whole scope (every learner of every selected activity at every
-  destination in scope), past-due zeros included; the ledger says what differs;
-- provisioning: each destination's course and columns created or updated (remaster: column
-  details rewritten even when unchanged);
+- computing: a remaster's columns rewritten first, whatever their details (workers send
+  a grade as soon as it is due: none reaches its column before the rewrite); then policy
+  over the whole scope (every learner of every selected activity at every destination in
+  scope), past-due zeros included; the ledger says what differs;
+- provisioning: each destination's course and columns created or updated (a remaster's,
+  written before computing, are counted, not asked again);
 - sending: due rows of the scope delivered; the run waits a short while for retries and for
   a timed pause that ends within that while (a Retry-After), not for an admin's pause;
 - verifying: results read back where the destination can, compared with what was sent;
@@ -491,17 +493,24 @@ class RunExecutor:
                 # was made for (its own under that id was deleted meanwhile, maybe)
                 targets, made_since = _made_since(targets, started)
             carry = await asyncio.to_thread(owed, self.uow_factory, run)
+            failed: dict[str, Reason] = {}
+            # columns written (or tried) before computing, by "destination/activity"
+            first: dict[str, str] = {}
             if _computed_before(stages):
                 # resumed after it had computed: what it computed stands, so a remaster does
                 # not make pending again what it already delivered (the ledger knows)
                 counts.update({k: v for k, v in run.counts.items() if k in _COMPUTED})
             else:
+                if run.trigger is Trigger.REMASTER or carry is not None:
+                    # columns rewritten whatever their details go before their results are
+                    # made due: workers send due results at once, and an LMS may store a
+                    # score against its column's points as they are then (Canvas does)
+                    await self._provisioning(run, targets, failed, carry, first, forced_only=True)
                 counts.update(await self._computing(run, targets, lost))
                 if carry is not None:
                     counts["carried"] = await self._carrying(run, carry)
             run = await self._stage(run, RunStage.PROVISIONING, counts)
-            failed: dict[str, Reason] = {}
-            counts["columns"] = await self._provisioning(run, targets, failed, carry)
+            counts["columns"] = await self._provisioning(run, targets, failed, carry, first)
             run = await self._stage(run, RunStage.SENDING, counts)
             # one patience for the run, wherever it sends
             patience = Patience(self.settings.retry_patience.total_seconds(), self.monotonic())
@@ -893,6 +902,9 @@ class RunExecutor:
         targets: list[_Target],
         failed: dict[str, Reason],
         rewrite: Carry | None,
+        first: dict[str, str] | None = None,
+        *,
+        forced_only: bool = False,
         only: set[str] | None = None,
     ) -> dict[str, int]:
         """Column counts; the columns that could not be provisioned go into `failed`
@@ -900,15 +912,37 @@ class RunExecutor:
         remedy, so that the run says it and not only the log). Details are written even
         when unchanged in a remaster and for the columns `rewrite` carries from a remaster
         that could not rewrite them.
-        `only`: these columns alone (a second try)."""
+        `forced_only`: those columns alone, before computing, each noted in `first` with
+        what came of it (its count's name); the provisioning stage then counts them as
+        noted and does not ask again. `only`: these columns alone (a second try)."""
         remaster = run.trigger is Trigger.REMASTER
         counts = {"written": 0, "unchanged": 0, "not_synced": 0, "failed": 0}
+        first = {} if first is None else first
+
+        def forced(d: Destination, activity_id: str) -> bool:
+            return remaster or (rewrite is not None and rewrite.owes_column(d.id, activity_id))
+
+        def wanted(d: Destination, activity_id: str) -> bool:
+            key = f"{d.id}/{activity_id}"
+            if only is not None:
+                return key in only
+            if forced_only:
+                return forced(d, activity_id)
+            if key in first:
+                counts[first[key]] += 1
+                return False
+            return True
+
+        def count(d: Destination, activity_id: str, kind: str) -> None:
+            counts[kind] += 1
+            if forced_only:
+                first[f"{d.id}/{activity_id}"] = kind
+
         for tg in targets:
             d = tg.destination
-            if only is not None:
-                tg = replace(tg, activity_ids=[a for a in tg.activity_ids if f"{d.id}/{a}" in only])
-                if not tg.activity_ids:
-                    continue
+            tg = replace(tg, activity_ids=[a for a in tg.activity_ids if wanted(d, a)])
+            if not tg.activity_ids:
+                continue
             link, activities, items = await asyncio.to_thread(self._load_columns, tg)
             try:
                 client = self.clients.get(d)
@@ -917,8 +951,9 @@ class RunExecutor:
                 )
             except Exception as exc:
                 log.warning("run %s: course %s at %s: %s", run.id, tg.course.id, d.id, exc)
-                counts["failed"] += len(tg.activity_ids)
-                failed.update({f"{d.id}/{a}": _column_failure(exc) for a in tg.activity_ids})
+                for a in tg.activity_ids:
+                    count(d, a, "failed")
+                    failed[f"{d.id}/{a}"] = _column_failure(exc)
                 continue
             for activity_id in tg.activity_ids:
                 activity = activities.get(activity_id)
@@ -927,13 +962,12 @@ class RunExecutor:
                 try:
                     policy = resolve_settings(tg.tenant.policy, tg.course.policy, activity.policy)
                 except InvalidInput:
-                    counts["not_synced"] += 1
+                    count(d, activity_id, "not_synced")
                     continue
                 column = column_for(activity, policy, client.capabilities)
                 if isinstance(column, NoResult):
-                    counts["not_synced"] += 1
+                    count(d, activity_id, "not_synced")
                     continue
-                force = remaster or (rewrite is not None and rewrite.owes_column(d.id, activity_id))
                 try:
                     _, written = await self.deliverer.provisioner.ensure_column(
                         client,
@@ -941,34 +975,34 @@ class RunExecutor:
                         course_link,
                         column,
                         items.get(activity_id),
-                        force=force,
+                        force=forced(d, activity_id),
                         priority=RUN_PRIORITY,
                     )
                 except DestinationPaused as paused:
                     # nothing asked of a paused destination: tried again after sending
                     # (which waits out a pause that ends within the run's patience)
                     log.info("run %s: column %s waits: %s", run.id, activity_id, paused)
-                    counts["failed"] += 1
+                    count(d, activity_id, "failed")
                     failed[f"{d.id}/{activity_id}"] = _column_failure(paused)
                     continue
                 except RemoteFailure as f:
                     if f.failure is FailureClass.NOT_SYNCED:
                         # not sent by design (e.g. not selected for SIS passback); its rows
                         # are skipped with the reason when delivery reaches them
-                        counts["not_synced"] += 1
+                        count(d, activity_id, "not_synced")
                         continue
                     governor = self.deliverer.governor
                     outcome_of_failure(governor, f, d, governor.limits_for(d))
                     log.warning("run %s: column %s at %s: %s", run.id, activity_id, d.id, f)
-                    counts["failed"] += 1
+                    count(d, activity_id, "failed")
                     failed[f"{d.id}/{activity_id}"] = _column_failure(f)
                     continue
                 except Exception as exc:
                     log.exception("run %s: column %s at %s", run.id, activity_id, d.id)
-                    counts["failed"] += 1
+                    count(d, activity_id, "failed")
                     failed[f"{d.id}/{activity_id}"] = _column_failure(exc)
                     continue
-                counts["written" if written else "unchanged"] += 1
+                count(d, activity_id, "written" if written else "unchanged")
         return counts
 
     async def _provision_again(
