@@ -15,7 +15,7 @@ from gradesync.domain.model import DeliveryState, RunOutcome, RunScope, RunStage
 from gradesync.services.clock import SystemClock
 from gradesync.services.runs import get_run, get_run_stages, request_run
 from gradesync.testing.http_double import running_gradebook
-from gradesync.testing.processes import start_worker
+from gradesync.testing.processes import LONG_LEASE, start_worker
 from tests.engine.conftest import COURSE, DEST, ROOT, Processes, T, learner, post, seed, states
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -99,7 +99,7 @@ def test_two_workers_share_the_work_without_sending_a_key_twice_at_once(
                 cwd=ROOT,
                 GRADESYNC_WORKER_METRICS_ADDRESS="127.0.0.1:0",
                 GRADESYNC_METRICS_TOKEN="scrape-me",
-                GRADESYNC_WORKER_LEASE_SECONDS="150",
+                GRADESYNC_WORKER_LEASE_SECONDS=LONG_LEASE,
             )
             for _ in range(2)
         ]

@@ -6,9 +6,12 @@ the pause and is created once the destination is resumed; a run's columns stop a
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from gradesync.adapters.db.database import Database
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.testing import wait_for
 from tests.support.lti import Browser
@@ -18,6 +21,7 @@ from tests.support.served import (
     new_activity,
     post_attempt,
     register_tool,
+    serve,
 )
 
 WAITS = "wait for the pause"  # what the provisioner logs for columns held by a pause
@@ -98,9 +102,17 @@ def test_a_slow_down_pause_holds_a_new_activity_s_line_item_until_it_ends(
     wait_for(lambda: learner in lab1.scores, "the held grade sent after the pause")
 
 
+@pytest.fixture
+def served_polling_hourly(db: Database, tmp_path: Path) -> Iterator[Served]:
+    """A worker that looks for work on its own only hourly: whatever it does sooner, it
+    was told to."""
+    yield from serve(db, tmp_path, worker_poll_seconds=3600)
+
+
 def test_a_run_s_columns_stop_at_the_first_429_and_are_not_tried_again_during_its_pause(
-    lms: RunningSandbox, served: Served, browser: Browser
+    lms: RunningSandbox, served_polling_hourly: Served, browser: Browser
 ) -> None:
+    served = served_polling_hourly
     reg = register_tool(lms, served)
     learner, ctx = launched_learner(lms, served, browser, reg["client_id"])
     new_activity(served, "a2", "Lab 2")
@@ -132,7 +144,8 @@ def test_a_run_s_columns_stop_at_the_first_429_and_are_not_tried_again_during_it
     assert lab1.scores[learner].updated_at == first
     assert run["counts"]["pending"] == 1, run["counts"]
 
-    # resumed, the grade goes (and the column with it)
+    # resumed, the grade goes (and the column with it) at once: the resume wakes the worker,
+    # and its pass once the worker has read the pause lifted
     served.ok("POST", "/destinations/lms/resume")
     wait_for(lambda: lab1.scores[learner].updated_at != first, "the grade sent again")
 

@@ -24,7 +24,7 @@ from gradesync.services.clock import SystemClock
 from gradesync.services.runs import request_run
 from gradesync.testing import TEST_SECRET
 from gradesync.testing.http_double import running_gradebook
-from gradesync.testing.processes import start_worker, stop_workers
+from gradesync.testing.processes import LONG_LEASE, start_worker, stop_workers
 from gradesync.testing.seeding import post_attempts
 from tests.faults.test_worker_database_loss import (
     ROOT,
@@ -160,14 +160,14 @@ def test_the_job_queue_serves_wakeups_while_a_run_outlives_a_database_restart(
     log = tmp_path / "worker.log"
     db = Database(url, TEST_SECRET)
     # the worker's own look for queued runs seldom: the run is started by its job; its
-    # claims outlast the sends the gradebook holds (a send is ended before its claim is)
+    # claims outlast the sends the gradebook holds (`LONG_LEASE`)
     worker = start_worker(
         url,
         log,
         cwd=ROOT,
         concurrency=CONCURRENCY,
         GRADESYNC_WORKER_POLL_SECONDS="60",
-        GRADESYNC_WORKER_LEASE_SECONDS="120",
+        GRADESYNC_WORKER_LEASE_SECONDS=LONG_LEASE,
     )
     try:
         with running_gradebook() as (base, gb):

@@ -14,6 +14,11 @@ from gradesync.testing import TEST_SECRET
 
 GRADESYNC = str(Path(sys.executable).with_name("gradesync"))
 
+# A worker's claim (GRADESYNC_WORKER_LEASE_SECONDS) for tests whose gradebook holds sends
+# longer than the 4 s claims below: a send is ended shortly before its claim is, and such
+# a test wants its held sends kept, not ended and retried.
+LONG_LEASE = "150"
+
 
 def worker_env(url: str, **extra: str) -> dict[str, str]:
     """The environment of a worker process on database `url`; `extra` adds or overrides

@@ -486,6 +486,8 @@ class Governor:
         # the destinations the rest of the engine holds something for (its clients): one
         # not found by a read of all that started after is deleted too
         self.held_elsewhere: Callable[[], Collection[DestKey]] | None = None
+        # told when a read finds a destination's pause lifted (its held rows are due)
+        self.on_open: Callable[[], None] | None = None
         # every send re-reads pauses: an outage met meanwhile is said once
         self._pause_reads = OutageNotice(
             log, "re-reading destinations' pauses", "retrying (the pauses last read hold meanwhile)"
@@ -656,7 +658,10 @@ class Governor:
         self, d: Destination, lim: DestinationLimits, now: datetime, read_at: float
     ) -> None:
         """Honour the pause the database holds for `d` (an admin's, or another worker's),
-        as read by a query that started at `read_at` (monotonic)."""
+        as read by a query that started at `read_at` (monotonic). A pause found lifted is
+        told to `on_open`: what it held is due now, and a pass that ran while the pause was
+        still held here found nothing to claim."""
+        shut = lim.disabled or lim.gated(now) is not None
         lim.disabled = not d.enabled
         if d.paused_until is not None and d.paused_until > now:
             lim.close_gate(d.paused_until, d.pause_reason or "Paused by an admin.")
@@ -666,6 +671,8 @@ class Governor:
             # our pause was in the database before this read began and is gone: an admin
             # resumed the destination, so what it held goes now
             lim.gate_until = None
+        if shut and not lim.disabled and lim.gated(now) is None and self.on_open is not None:
+            self.on_open()
 
     def pause_fresh(self, d: Destination, lim: DestinationLimits) -> bool:
         """Whether the pause last read serves a send asking now (`check_pause`, which waits

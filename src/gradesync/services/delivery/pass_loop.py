@@ -248,6 +248,7 @@ class Deliverer:
         self._dropping: set[asyncio.Task[None]] = set()
         self.governor.on_gone = self._gone
         self.governor.held_elsewhere = clients.held
+        self.governor.on_open = self.note_due
         self.provisioner = Provisioner(uow_factory, settings, self._background, self.governor)
         self._help_asked = -1e9
         self._courses_after = ""  # the course a claim's round-robin starts after
