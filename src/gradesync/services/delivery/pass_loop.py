@@ -46,14 +46,7 @@ from gradesync.domain.model import (
     Tenant,
 )
 from gradesync.domain.pauses import PauseCause
-from gradesync.domain.policy import (
-    INVALID_POLICY,
-    Column,
-    DesiredResult,
-    NoResult,
-    column_for,
-    resolve_settings,
-)
+from gradesync.domain.policy import Column, DesiredResult, NoResult, activity_policy, column_for
 from gradesync.domain.reasons import Reason, internal_error
 from gradesync.services import log_context
 from gradesync.services.clock import Clock
@@ -691,10 +684,9 @@ class Deliverer:
         if activity is None:
             self._settle_all(group, None, stats, run_id)
             return
-        try:
-            policy = resolve_settings(t.tenant.policy, t.course.policy, activity.policy)
-        except Exception as exc:
-            self._settle_all(group, Reason(INVALID_POLICY, str(exc)), stats, run_id)
+        policy = activity_policy((t.tenant.policy, t.course.policy), activity)
+        if isinstance(policy, Reason):  # said as computing says it
+            self._settle_all(group, policy, stats, run_id)
             return
         column = column_for(activity, policy, t.client.capabilities)
         if isinstance(column, NoResult):
