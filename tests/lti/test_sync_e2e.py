@@ -4,6 +4,7 @@ resends. Also: a grade that waited for the learner's first launch goes out after
 
 from __future__ import annotations
 
+from gradesync.sandbox.state import LineItem
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.testing import wait_for
 from tests.lti.conftest import Browser, unique
@@ -25,26 +26,31 @@ def _roster(gs: Served, learner: str) -> None:
     )
 
 
-def test_grade_arrives_by_itself_then_resync_and_remaster(
-    lms: RunningSandbox, served: Served, browser: Browser
-) -> None:
+def _graded(lms: RunningSandbox, served: Served, browser: Browser) -> tuple[str, str, LineItem]:
+    """(LMS course, learner, the deep linked activity's line item) once the learner's grade
+    of 7 is in it."""
     reg = register_tool(lms, served)
     teacher, learner = unique("teacher-"), unique("learner-")
     ctx = unique("ctx-")
     lms.admin.add_course(id=ctx, learners=[learner], instructors=[teacher])
     _roster(served, learner)
     link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
-    assert (
-        browser.launch(
-            lms, client_id=reg["client_id"], user=learner, course=ctx, resource_link_id=link
-        ).status_code
-        == 200
+    launched = browser.launch(
+        lms, client_id=reg["client_id"], user=learner, course=ctx, resource_link_id=link
     )
-    course = lms.state.courses[ctx]
-    (item,) = course.line_items.values()
-
+    assert launched.status_code == 200
+    (item,) = lms.state.courses[ctx].line_items.values()
     post_attempt(served, "e1", learner, 7)
-    record = wait_for(lambda: item.scores.get(learner), "the grade in the LMS")
+    wait_for(lambda: item.scores.get(learner), "the grade in the LMS")
+    return ctx, learner, item
+
+
+def test_grade_arrives_by_itself_then_resync_and_remaster(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    ctx, learner, item = _graded(lms, served, browser)
+    course = lms.state.courses[ctx]
+    record = item.scores[learner]
     assert (record.score_given, record.score_maximum) == (7.0, 10.0)
 
     post_attempt(served, "e2", learner, 9)  # the highest attempt counts
@@ -70,19 +76,7 @@ def test_a_remaster_puts_a_column_right_before_it_resends_the_column_s_grades(
     turns a score into the column's points when it stores it (Canvas) would otherwise keep
     the grade on the hand-made scale. The rewrite is slowed down (2 s a line item request)
     so that a worker sending the grade as soon as it is due would come first."""
-    reg = register_tool(lms, served)
-    teacher, learner = unique("teacher-"), unique("learner-")
-    ctx = unique("ctx-")
-    lms.admin.add_course(id=ctx, learners=[learner], instructors=[teacher])
-    _roster(served, learner)
-    link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
-    launched = browser.launch(
-        lms, client_id=reg["client_id"], user=learner, course=ctx, resource_link_id=link
-    )
-    assert launched.status_code == 200
-    (item,) = lms.state.courses[ctx].line_items.values()
-    post_attempt(served, "e1", learner, 7)
-    wait_for(lambda: item.scores.get(learner), "the grade in the LMS")
+    ctx, learner, item = _graded(lms, served, browser)
     sends = item.scores[learner].history
 
     lms.admin.patch_line_item(ctx, item.id, scoreMaximum=50)
@@ -176,19 +170,7 @@ def test_a_grade_kept_in_the_lms_says_the_score_the_lms_holds(
     """A grade gradesync stopped sending (`skipped`, the console's *Kept in LMS*) listed no
     score: the LMS still holds one, the one gradesync sent or, after a readback found it
     changed there, that one."""
-    reg = register_tool(lms, served)
-    teacher, learner = unique("teacher-"), unique("learner-")
-    ctx = unique("ctx-")
-    lms.admin.add_course(id=ctx, learners=[learner], instructors=[teacher])
-    _roster(served, learner)
-    link = deep_link(lms, browser, reg["client_id"], teacher, ctx)
-    launched = browser.launch(
-        lms, client_id=reg["client_id"], user=learner, course=ctx, resource_link_id=link
-    )
-    assert launched.status_code == 200
-    (item,) = lms.state.courses[ctx].line_items.values()
-    post_attempt(served, "e1", learner, 7)
-    wait_for(lambda: item.scores.get(learner), "the grade in the LMS")
+    ctx, learner, item = _graded(lms, served, browser)
 
     def sync(on: bool) -> dict[str, object]:
         activity = {"id": "a1", "course_id": "c1", "title": "Lab 1", "points_possible": 10}
