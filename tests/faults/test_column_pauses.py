@@ -121,6 +121,7 @@ def test_a_run_s_columns_stop_at_the_first_429_and_are_not_tried_again_during_it
     (lab1,) = (li for li in lms.state.courses[ctx].line_items.values() if li.label == "Lab 1")
     wait_for(lambda: learner in lab1.scores, "the grade in the LMS")
     first = lab1.scores[learner].updated_at
+    lms.admin.patch_line_item(ctx, lab1.id, scoreMaximum=50)  # by hand, in the LMS
 
     # a remaster rewrites both columns: the first write meets a 429 asking for an hour
     lms.admin.reset_counters()
@@ -148,6 +149,36 @@ def test_a_run_s_columns_stop_at_the_first_429_and_are_not_tried_again_during_it
     # and its pass once the worker has read the pause lifted
     served.ok("POST", "/destinations/lms/resume")
     wait_for(lambda: lab1.scores[learner].updated_at != first, "the grade sent again")
+    # the column the 429 left as the LMS had it was put right before the grade went
+    assert lab1.score_maximum == 10.0
+    assert lab1.scores[learner].column_points == 10.0
+
+
+def test_a_remaster_of_a_paused_lms_waits_for_the_resume_and_puts_its_columns_right_first(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    """An admin's pause holds a remaster's grades and columns: the run computes them and says
+    they wait, and the resume sends them, each column put right before its grade."""
+    reg = register_tool(lms, served)
+    learner, ctx = launched_learner(lms, served, browser, reg["client_id"])
+    (lab1,) = lms.state.courses[ctx].line_items.values()
+    post_attempt(served, "e1", learner, 7)
+    wait_for(lambda: learner in lab1.scores, "the grade in the LMS")
+    first = lab1.scores[learner].updated_at
+
+    served.ok("POST", "/destinations/lms/pause", json={"reason": "exam week"})
+    lms.admin.patch_line_item(ctx, lab1.id, scoreMaximum=50)  # by hand, in the LMS
+    lms.admin.reset_counters()
+    run = served.run("remaster", "c1")
+    assert run["counts"]["pending"] == 1, run["counts"]
+    assert run["counts"]["columns"]["failed"] == 1, run["counts"]
+    assert "exam week" in run["message"] and "resumed" in run["message"], run["message"]
+    assert lms.admin.counters() == {}  # nothing asked of the paused LMS
+
+    served.ok("POST", "/destinations/lms/resume")
+    wait_for(lambda: lab1.scores[learner].updated_at != first, "the grade sent on the resume")
+    assert lab1.score_maximum == 10.0
+    assert lab1.scores[learner].column_points == 10.0
 
 
 def test_a_429_to_a_column_made_ahead_pauses_the_lms_and_the_column_waits_for_it(

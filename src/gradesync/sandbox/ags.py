@@ -415,8 +415,10 @@ def result_json(
         "timestamp": iso(rec.timestamp),
     }
     if rec.score_given is not None and rec.score_maximum:
-        # Scaled to the line item's points, as Canvas does for a different scoreMaximum.
-        data["resultScore"] = rec.score_given * item.score_maximum / rec.score_maximum
+        # Scaled to the line item's points as they were when the score was stored, as Canvas
+        # does for a different scoreMaximum (points changed since rescale nothing stored)
+        points = rec.column_points if rec.column_points is not None else item.score_maximum
+        data["resultScore"] = rec.score_given * points / rec.score_maximum
     if rec.comment is not None:
         data["comment"] = rec.comment
     return data

@@ -83,7 +83,7 @@ class ScoreRecord:
     updated_at: datetime | None = None
     # the line item's points when this was stored: Canvas turns a score into the
     # column's points then, so a score stored before a column's points are put right
-    # keeps the old scale
+    # keeps the old scale (its result is read on it)
     column_points: float | None = None
 
 

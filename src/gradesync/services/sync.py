@@ -4,12 +4,12 @@
 A run goes through visible stages, each recorded with its time in `sync_runs.stages`:
 
 - queued: waiting for a worker (at most one run per scope runs at a time);
-- computing: a remaster's columns rewritten first, whatever their details (workers send
-  a grade as soon as it is due: none reaches its column before the rewrite); then policy
-  over the whole scope (every learner of every selected activity at every destination in
-  scope), past-due zeros included; the ledger says what differs;
-- provisioning: each destination's course and columns created or updated (a remaster's,
-  written before computing, are counted, not asked again);
+- computing: policy over the whole scope (every learner of every selected activity at every
+  destination in scope), past-due zeros included; the ledger says what differs. Before it,
+  the columns a remaster rewrites are marked to be checked by the first send to each:
+  workers send a grade as soon as it is due, and none reaches its column unchecked;
+- provisioning: each destination's course and columns created or updated (remaster: column
+  details rewritten even when unchanged);
 - sending: due rows of the scope delivered; the run waits a short while for retries and for
   a timed pause that ends within that while (a Retry-After), not for an admin's pause;
 - verifying: results read back where the destination can, compared with what was sent;
@@ -404,6 +404,14 @@ _PAST_COMPUTING = frozenset(
 )
 
 
+def _rewrites(run: SyncRun, carry: Carry | None, destination_id: str, activity_id: str) -> bool:
+    """Whether `run` writes this column whatever its details: a remaster every column, a run
+    those a remaster left unwritten that it carries."""
+    return run.trigger is Trigger.REMASTER or (
+        carry is not None and carry.owes_column(destination_id, activity_id)
+    )
+
+
 def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), max(1, size))]
 
@@ -493,24 +501,20 @@ class RunExecutor:
                 # was made for (its own under that id was deleted meanwhile, maybe)
                 targets, made_since = _made_since(targets, started)
             carry = await asyncio.to_thread(owed, self.uow_factory, run)
-            failed: dict[str, Reason] = {}
-            # columns written (or tried) before computing, by "destination/activity"
-            first: dict[str, str] = {}
+            # before any of its grades is due: the first send to each of the columns it
+            # rewrites checks that column first
+            await asyncio.to_thread(self._owe_rewrites, run, targets, carry)
             if _computed_before(stages):
                 # resumed after it had computed: what it computed stands, so a remaster does
                 # not make pending again what it already delivered (the ledger knows)
                 counts.update({k: v for k, v in run.counts.items() if k in _COMPUTED})
             else:
-                if run.trigger is Trigger.REMASTER or carry is not None:
-                    # columns rewritten whatever their details go before their results are
-                    # made due: workers send due results at once, and an LMS may store a
-                    # score against its column's points as they are then (Canvas does)
-                    await self._provisioning(run, targets, failed, carry, first, forced_only=True)
                 counts.update(await self._computing(run, targets, lost))
                 if carry is not None:
                     counts["carried"] = await self._carrying(run, carry)
             run = await self._stage(run, RunStage.PROVISIONING, counts)
-            counts["columns"] = await self._provisioning(run, targets, failed, carry, first)
+            failed: dict[str, Reason] = {}
+            counts["columns"] = await self._provisioning(run, targets, failed, carry)
             run = await self._stage(run, RunStage.SENDING, counts)
             # one patience for the run, wherever it sends
             patience = Patience(self.settings.retry_patience.total_seconds(), self.monotonic())
@@ -817,9 +821,9 @@ class RunExecutor:
             tenant = uow.tenants.get(scope.tenant_id)
             if tenant is None:
                 return []
+            # a destination an admin paused is in scope too: its results are computed and
+            # wait, pending, for the resume (the run says so), its columns with them
             for d in self._of_scope(uow, scope.tenant_id, scope.destination_id):
-                if not d.enabled:
-                    continue
                 if scope.course_id:
                     link = uow.links.course(scope.tenant_id, d.id, scope.course_id)
                     links = [link] if link is not None else []
@@ -836,6 +840,20 @@ class RunExecutor:
                     ]
                     out.append(_Target(d, tenant, course, link, acts))
         return out
+
+    def _owe_rewrites(self, run: SyncRun, targets: Sequence[_Target], carry: Carry | None) -> None:
+        """The columns the run writes whatever their details (`_rewrites`) lose their
+        details as last written (`forget_item_details`) until the run, or the first send
+        to one, writes it: workers send a grade as soon as it is due (before the run's
+        provisioning, or after a pause that held the run's column), and an LMS may turn a
+        score into its column's points when it stores it (Canvas does), so a column whose
+        points were changed by hand in the LMS is put right before any grade reaches it."""
+        with self.uow_factory() as uow:
+            for tg in targets:
+                d = tg.destination
+                ids = [a for a in tg.activity_ids if _rewrites(run, carry, d.id, a)]
+                uow.links.forget_item_details(run.scope.tenant_id, d.id, ids)
+            uow.commit()
 
     async def _computing(
         self, run: SyncRun, targets: list[_Target], lost: asyncio.Event
@@ -902,9 +920,6 @@ class RunExecutor:
         targets: list[_Target],
         failed: dict[str, Reason],
         rewrite: Carry | None,
-        first: dict[str, str] | None = None,
-        *,
-        forced_only: bool = False,
         only: set[str] | None = None,
     ) -> dict[str, int]:
         """Column counts; the columns that could not be provisioned go into `failed`
@@ -912,37 +927,14 @@ class RunExecutor:
         remedy, so that the run says it and not only the log). Details are written even
         when unchanged in a remaster and for the columns `rewrite` carries from a remaster
         that could not rewrite them.
-        `forced_only`: those columns alone, before computing, each noted in `first` with
-        what came of it (its count's name); the provisioning stage then counts them as
-        noted and does not ask again. `only`: these columns alone (a second try)."""
-        remaster = run.trigger is Trigger.REMASTER
+        `only`: these columns alone (a second try)."""
         counts = {"written": 0, "unchanged": 0, "not_synced": 0, "failed": 0}
-        first = {} if first is None else first
-
-        def forced(d: Destination, activity_id: str) -> bool:
-            return remaster or (rewrite is not None and rewrite.owes_column(d.id, activity_id))
-
-        def wanted(d: Destination, activity_id: str) -> bool:
-            key = f"{d.id}/{activity_id}"
-            if only is not None:
-                return key in only
-            if forced_only:
-                return forced(d, activity_id)
-            if key in first:
-                counts[first[key]] += 1
-                return False
-            return True
-
-        def count(d: Destination, activity_id: str, kind: str) -> None:
-            counts[kind] += 1
-            if forced_only:
-                first[f"{d.id}/{activity_id}"] = kind
-
         for tg in targets:
             d = tg.destination
-            tg = replace(tg, activity_ids=[a for a in tg.activity_ids if wanted(d, a)])
-            if not tg.activity_ids:
-                continue
+            if only is not None:
+                tg = replace(tg, activity_ids=[a for a in tg.activity_ids if f"{d.id}/{a}" in only])
+                if not tg.activity_ids:
+                    continue
             link, activities, items = await asyncio.to_thread(self._load_columns, tg)
             try:
                 client = self.clients.get(d)
@@ -951,9 +943,8 @@ class RunExecutor:
                 )
             except Exception as exc:
                 log.warning("run %s: course %s at %s: %s", run.id, tg.course.id, d.id, exc)
-                for a in tg.activity_ids:
-                    count(d, a, "failed")
-                    failed[f"{d.id}/{a}"] = _column_failure(exc)
+                counts["failed"] += len(tg.activity_ids)
+                failed.update({f"{d.id}/{a}": _column_failure(exc) for a in tg.activity_ids})
                 continue
             for activity_id in tg.activity_ids:
                 activity = activities.get(activity_id)
@@ -962,12 +953,13 @@ class RunExecutor:
                 try:
                     policy = resolve_settings(tg.tenant.policy, tg.course.policy, activity.policy)
                 except InvalidInput:
-                    count(d, activity_id, "not_synced")
+                    counts["not_synced"] += 1
                     continue
                 column = column_for(activity, policy, client.capabilities)
                 if isinstance(column, NoResult):
-                    count(d, activity_id, "not_synced")
+                    counts["not_synced"] += 1
                     continue
+                force = _rewrites(run, rewrite, d.id, activity_id)
                 try:
                     _, written = await self.deliverer.provisioner.ensure_column(
                         client,
@@ -975,34 +967,34 @@ class RunExecutor:
                         course_link,
                         column,
                         items.get(activity_id),
-                        force=forced(d, activity_id),
+                        force=force,
                         priority=RUN_PRIORITY,
                     )
                 except DestinationPaused as paused:
                     # nothing asked of a paused destination: tried again after sending
                     # (which waits out a pause that ends within the run's patience)
                     log.info("run %s: column %s waits: %s", run.id, activity_id, paused)
-                    count(d, activity_id, "failed")
+                    counts["failed"] += 1
                     failed[f"{d.id}/{activity_id}"] = _column_failure(paused)
                     continue
                 except RemoteFailure as f:
                     if f.failure is FailureClass.NOT_SYNCED:
                         # not sent by design (e.g. not selected for SIS passback); its rows
                         # are skipped with the reason when delivery reaches them
-                        count(d, activity_id, "not_synced")
+                        counts["not_synced"] += 1
                         continue
                     governor = self.deliverer.governor
                     outcome_of_failure(governor, f, d, governor.limits_for(d))
                     log.warning("run %s: column %s at %s: %s", run.id, activity_id, d.id, f)
-                    count(d, activity_id, "failed")
+                    counts["failed"] += 1
                     failed[f"{d.id}/{activity_id}"] = _column_failure(f)
                     continue
                 except Exception as exc:
                     log.exception("run %s: column %s at %s", run.id, activity_id, d.id)
-                    count(d, activity_id, "failed")
+                    counts["failed"] += 1
                     failed[f"{d.id}/{activity_id}"] = _column_failure(exc)
                     continue
-                count(d, activity_id, "written" if written else "unchanged")
+                counts["written" if written else "unchanged"] += 1
         return counts
 
     async def _provision_again(

@@ -658,9 +658,10 @@ class Governor:
         self, d: Destination, lim: DestinationLimits, now: datetime, read_at: float
     ) -> None:
         """Honour the pause the database holds for `d` (an admin's, or another worker's),
-        as read by a query that started at `read_at` (monotonic). A pause found lifted is
-        told to `on_open`: what it held is due now, and a pass that ran while the pause was
-        still held here found nothing to claim."""
+        as read by a query that started at `read_at` (monotonic). A pause found lifted (an
+        admin's resume) is told to `on_open`: what it held is due now, and a pass that ran
+        while the pause was still held here found nothing to claim. One that ran out by
+        itself is not: passes look again by then (`next_retry_in`, the poll)."""
         shut = lim.disabled or lim.gated(now) is not None
         lim.disabled = not d.enabled
         if d.paused_until is not None and d.paused_until > now:

@@ -31,6 +31,13 @@ class LinkRepo(Protocol):
 
     def save_item(self, link: ItemLink) -> None: ...
 
+    def forget_item_details(
+        self, tenant_id: str, destination_id: str, activity_ids: Iterable[str]
+    ) -> None:
+        """The details last written to these columns are no longer taken to be there: the
+        next send to each compares the column with what is wanted first, and rewrites it
+        where it differs (the link itself is kept)."""
+
     def delete_item(self, tenant_id: str, destination_id: str, activity_id: str) -> None: ...
 
     def person(

@@ -7,7 +7,7 @@ from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, select, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.driver_rows import decoded_rows
@@ -131,6 +131,23 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
 
     def save_item(self, link: ItemLink) -> None:
         upsert(self.conn, t.item_links, to_row(link))
+
+    def forget_item_details(
+        self, tenant_id: str, destination_id: str, activity_ids: Iterable[str]
+    ) -> None:
+        c = t.item_links.c
+        ids = sorted(set(activity_ids))
+        if not ids:
+            return
+        self.conn.execute(
+            update(t.item_links)
+            .where(
+                c.tenant_id == tenant_id,
+                c.destination_id == destination_id,
+                c.activity_id.in_(ids),
+            )
+            .values(details_hash=None)
+        )
 
     def delete_item(self, tenant_id: str, destination_id: str, activity_id: str) -> None:
         c = t.item_links.c
