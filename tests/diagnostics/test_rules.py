@@ -17,6 +17,11 @@ from gradesync.domain.diagnosis import (
     OtherAccount,
     diagnose_learner_activity,
 )
+from gradesync.domain.diagnosis.destination import (
+    DestinationDiagnosisFacts,
+    ProbeStep,
+    diagnose_destination,
+)
 from gradesync.domain.diagnosis.destination_checks import destination_ready_check
 from gradesync.domain.ledger import desired_to_json, next_score_timestamp, result_hash
 from gradesync.domain.model import (
@@ -672,3 +677,38 @@ def test_a_pause_s_own_sentence_is_set_inside_the_check_s_without_a_double_stop(
     for check in (timed, held):
         assert not check.passed
         assert check.evidence.endswith("by itself."), check.evidence
+
+
+def test_a_grade_held_by_a_429_waits_it_has_not_failed() -> None:
+    """A destination's 429 counts no failed try: the delivery check said "failed 0 times"."""
+    (base,) = _facts().destinations
+    held = replace(
+        _row(state=DeliveryState.RETRYING),
+        reason_code="rate_limited",
+        next_attempt_at=NOW + timedelta(minutes=2),
+        remote_status=429,
+        remote_message="too many requests",
+    )
+    found = diagnose_learner_activity(_facts(destinations=(replace(base, ledger=held),)))
+    check = found.check("delivery", "d")
+    assert check is not None and not check.passed
+    assert "failed" not in check.evidence, check.evidence
+    assert " waits (rate_limited); next try " in check.evidence, check.evidence
+    failed = diagnose_learner_activity(
+        _facts(destinations=(replace(base, ledger=replace(held, tries=2)),))
+    ).check("delivery", "d")
+    assert failed is not None and " failed 2 times (rate_limited)" in failed.evidence
+
+
+def test_a_destination_s_registration_is_checked_once_with_its_probe() -> None:
+    """`doctor -d` listed "The registration is complete" and, from the probe, "registration"
+    again: the same settings read twice."""
+    d = Destination("t", "d", DestinationKind.LTI13_AGS, "Canvas", config={"issuer": "x"})
+    probe = (
+        ProbeStep("registration", False, "missing: client_id", code="registration_incomplete"),
+        ProbeStep("token", True, "granted", code="token_granted"),
+    )
+    facts = DestinationDiagnosisFacts(NOW, d, Capabilities(), 0, 0, None, (), {}, 0, None, probe)
+    names = [c.name for c in diagnose_destination(facts).checks]
+    assert [n for n in names if "registration" in n.lower()] == ["The registration is complete"]
+    assert "token" in names

@@ -761,7 +761,7 @@ def test_dashboard_shows_the_backlog_and_a_paused_destination(
                 DestinationKind.LTI13_AGS,
                 "Canvas",
                 enabled=False,
-                pause_reason="LMS upgrade tonight",
+                pause_reason="LMS upgrade tonight.",  # a sentence of its own
             ),
             now,
         )
@@ -778,7 +778,8 @@ def test_dashboard_shows_the_backlog_and_a_paused_destination(
         uow.commit()
     token = _login(c, "ada", "/console/destinations")
     page = c.get("/console/dashboard").text
-    assert "Canvas is paused" in page and "LMS upgrade tonight" in page
+    assert "Canvas is paused" in page and "LMS upgrade tonight. 1 grade waits for it." in page
+    assert "tonight.." not in page
     assert re.search(r'data-kpi="waiting">1<', page)
     assert re.search(r'data-kpi="oldest">4[12]\.\d min<', page)
     assert "Ada Byron" in page and "Quiz 1" in page and "Biology" in page
@@ -1173,8 +1174,14 @@ def test_the_grid_says_when_its_gradebook_is_paused(
     save(replace(canvas, enabled=False, pause_reason="LMS upgrade tonight"))
     _login(c, "ada", "/console/courses/bio")
     page = c.get("/console/courses/bio", params={"destination": "lms"}).text
-    assert "Canvas is paused (LMS upgrade tonight): its grades wait here as Pending" in page
+    assert "Canvas is paused: LMS upgrade tonight. Its grades wait here, and go once" in page
     assert "go once it is resumed" in page
+    # a reason that is a sentence of its own (the breaker's) is set inside without its stop
+    breaker = "Circuit breaker open after 5 failures; gradesync probes it again by itself."
+    save(replace(canvas, paused_until=now + timedelta(minutes=5), pause_reason=breaker))
+    page = c.get("/console/courses/bio", params={"destination": "lms"}).text
+    assert "probes it again by itself. Its grades wait here, and go once it sends again" in page
+    assert "itself.." not in page
     save(replace(canvas, paused_until=now - timedelta(minutes=1), pause_reason="Retry-After"))
     grid = c.get("/console/courses/bio/grid", params={"destination": "lms"}).text
     assert "is paused" not in grid

@@ -181,6 +181,14 @@ def test_retry_after_and_words_are_kept() -> None:
     assert got.retry_after == 12.0 and got.message == "slow down"
 
 
+def test_the_token_endpoint_s_words_say_they_are_its() -> None:
+    """A grade whose token request failed said "the destination answered HTTP 500: injected
+    server error", as if the gradebook had refused the grade."""
+    got = classify(500, {}, '{"error":"injected server error"}', what="token")
+    assert got.message == "injected server error (the token request)"
+    assert classify(500, {}, "", what="token").message == "HTTP 500 from the platform (token)"
+
+
 @pytest.mark.parametrize(
     "roles, role",
     [

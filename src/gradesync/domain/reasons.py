@@ -60,6 +60,12 @@ class ReasonCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
+def as_clause(text: str) -> str:
+    """A destination's, a pause's or the log's own sentence, set inside ours: its final stop
+    dropped so the line does not end ".." (or "(... .)")."""
+    return text.strip().rstrip(".").rstrip()
+
+
 def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 

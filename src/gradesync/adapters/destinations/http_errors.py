@@ -149,7 +149,11 @@ def classify(
     """A RemoteFailure for a non-2xx answer. `what` ("score", "line item", "token", ...)
     only shapes the message. 401 is classified MISCONFIGURED: the caller retries with a new
     token once before it gets here."""
-    message = remote_message(body) or f"HTTP {status} from the platform ({what})"
+    said = remote_message(body)
+    message = said or f"HTTP {status} from the platform ({what})"
+    if said and what == "token":
+        # said of a grade, the token endpoint's words would read as the gradebook's own
+        message = f"{said} (the token request)"
     auth = headers.get("www-authenticate", "")
     if status == 429 or (status == 503 and headers.get("retry-after") is not None):
         return _failure(

@@ -144,6 +144,8 @@ def diagnose_destination(facts: DestinationDiagnosisFacts) -> Diagnosis:
                 )
             )
     for step in facts.probe:
+        if step.name == "registration":
+            continue  # the same settings the registration check above reads: said once
         checks.append(
             Check(
                 f"probe_{_slug(step.name)}",

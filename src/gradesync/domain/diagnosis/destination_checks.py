@@ -44,7 +44,7 @@ from gradesync.domain.model import (
 from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import ResolvedPolicy
-from gradesync.domain.reasons import Reason
+from gradesync.domain.reasons import Reason, as_clause
 from gradesync.domain.remedies import PENDING_STALLED, lti11_column_remedy, remedy_of, said_of
 
 # --- per destination -----------------------------------------------------------------------
@@ -57,7 +57,7 @@ def destination_ready_check(d: Destination, caps: Capabilities | Reason, now: da
             CheckCode.DESTINATION_READY,
             name,
             False,
-            f"Paused: {_clause(d.pause_reason or 'by an administrator')}.",
+            f"Paused: {as_clause(d.pause_reason or 'by an administrator')}.",
             f"Fix the cause, then resume it (`gradesync destinations resume {shlex.quote(d.id)}`).",
             d.id,
         )
@@ -67,7 +67,7 @@ def destination_ready_check(d: Destination, caps: Capabilities | Reason, now: da
             name,
             False,
             f"Paused until {when(d.paused_until)}: "
-            f"{_clause(d.pause_reason or 'no reason recorded')}.",
+            f"{as_clause(d.pause_reason or 'no reason recorded')}.",
             "Sending resumes by itself; if the pause names a misconfiguration, fix it and "
             "resume the destination.",
             d.id,
@@ -707,8 +707,9 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             CheckCode.DELIVERY,
             name,
             False,
-            f"{want} failed {plural(row.tries, 'time')} ({row.reason_code}); next try "
-            f"{when(row.next_attempt_at)}.{remote}",
+            # a destination's asking to wait (a 429) is not a failed try: said as waiting
+            f"{want} {'failed ' + plural(row.tries, 'time') if row.tries else 'waits'} "
+            f"({row.reason_code}); next try {when(row.next_attempt_at)}.{remote}",
             words or (cause[1] if cause else "gradesync retries by itself; see the reason."),
             d.id,
             reason=row.reason_code,
@@ -758,12 +759,6 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
     )
 
 
-def _clause(text: str) -> str:
-    """A destination's or the log's own sentence, set inside ours: its final stop dropped so the
-    line does not end ".." (or "(... .)")."""
-    return text.strip().rstrip(".").rstrip()
-
-
 # delivery log lines that record an event, not a send
 _NOT_SENDS = ("overridden", "repair")
 
@@ -793,7 +788,7 @@ def last_delivery_check(df: DestinationFacts) -> Check:
         if given is not None or top is not None:
             sent = f" sent {given}/{top}" + (f" with timestamp {stamp}" if stamp else "")
     said = [f"HTTP {last.remote_status}"] if last.remote_status is not None else []
-    if clause := _clause(last.remote_message or ""):
+    if clause := as_clause(last.remote_message or ""):
         said.append(clause)
     answer = "; the destination answered " + ": ".join(said) if said else ""
     run = f" (run {last.run_id})" if last.run_id else " (auto sync)"
@@ -803,7 +798,7 @@ def last_delivery_check(df: DestinationFacts) -> Check:
     ok = last.outcome == "delivered"
     event = df.deliveries[0]
     if event is not last:
-        clause = _clause(event.remote_message or "")
+        clause = as_clause(event.remote_message or "")
         since = f" ({clause})" if clause else ""
         retry += f"; since then: {event.outcome} on {when(event.sent_at)}{since}"
     return Check(

@@ -26,6 +26,7 @@ from gradesync.domain.errors import InvalidInput
 from gradesync.domain.local_time import in_zone, on_clock, strftime
 from gradesync.domain.model import ConsoleUser, Course, UserRole
 from gradesync.domain.passback import PassbackRule
+from gradesync.domain.reasons import as_clause
 from gradesync.runtime import Runtime
 from gradesync.web.console.session import SESSION_COOKIE, current_user, signed_in
 
@@ -111,6 +112,7 @@ TRIGGER_WORDS = {
 }
 
 templates.env.filters["when"] = _when
+templates.env.filters["clause"] = as_clause  # a sentence of its own set inside ours
 templates.env.filters["trigger_words"] = lambda t: TRIGGER_WORDS.get(str(t), str(t))
 templates.env.filters["rule_words"] = rule_words
 templates.env.filters["local"] = _local_time
