@@ -180,6 +180,18 @@ def test_a_remaster_of_a_paused_lms_waits_for_the_resume_and_puts_its_columns_ri
     assert lab1.score_maximum == 10.0
     assert lab1.scores[learner].column_points == 10.0
 
+    # again, the run's own column write meeting a 429 whose pause the run waits out: the
+    # grade it then sends checks its column first (this process checked it once before)
+    lms.admin.patch_line_item(ctx, lab1.id, scoreMaximum=50)
+    lms.admin.set_faults({"lineitems": {"script": ["throttle"], "retry_after": 2}})
+    try:
+        run = served.run("remaster", "c1")
+    finally:
+        lms.admin.clear_faults()
+    assert run["counts"]["sent"] == 1, run["counts"]
+    assert lab1.score_maximum == 10.0
+    assert lab1.scores[learner].column_points == 10.0
+
 
 def test_a_429_to_a_column_made_ahead_pauses_the_lms_and_the_column_waits_for_it(
     lms: RunningSandbox, served: Served, caplog: pytest.LogCaptureFixture, linked: Linked
