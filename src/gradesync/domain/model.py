@@ -312,7 +312,9 @@ class CourseLink:
 @dataclass(frozen=True, slots=True)
 class ItemLink:
     """An activity's column at a destination (line item URL or sourcedId) and the hash of the
-    details (title, points, dates, category) last written there."""
+    details (title, points, dates, category) last written there: None when never written by
+    gradesync, a mark ("check:<run id>") when a run asked for it to be checked before the
+    next grade goes to it (a remaster's)."""
 
     tenant_id: str
     destination_id: str

@@ -842,17 +842,17 @@ class RunExecutor:
         return out
 
     def _owe_rewrites(self, run: SyncRun, targets: Sequence[_Target], carry: Carry | None) -> None:
-        """The columns the run writes whatever their details (`_rewrites`) lose their
-        details as last written (`forget_item_details`) until the run, or the first send
-        to one, writes it: workers send a grade as soon as it is due (before the run's
-        provisioning, or after a pause that held the run's column), and an LMS may turn a
-        score into its column's points when it stores it (Canvas does), so a column whose
-        points were changed by hand in the LMS is put right before any grade reaches it."""
+        """The columns the run writes whatever their details (`_rewrites`) are marked to be
+        checked (`mark_items_to_check`) until the run, or the first send to one, writes
+        it: workers send a grade as soon as it is due (before the run's provisioning, or
+        after a pause that held the run's column), and an LMS may turn a score into its
+        column's points when it stores it (Canvas does), so a column whose points were
+        changed by hand in the LMS is put right before any grade reaches it."""
         with self.uow_factory() as uow:
             for tg in targets:
                 d = tg.destination
                 ids = [a for a in tg.activity_ids if _rewrites(run, carry, d.id, a)]
-                uow.links.forget_item_details(run.scope.tenant_id, d.id, ids)
+                uow.links.mark_items_to_check(run.scope.tenant_id, d.id, ids, f"check:{run.id}")
             uow.commit()
 
     async def _computing(

@@ -149,15 +149,9 @@ class Provisioner:
             lock = self._column_locks[key] = asyncio.Lock()
         async with lock:
             known = self._item_links.get(key)
-            if (
-                known is not None
-                and link is not None
-                and (link not in known or link.details_hash is None)
-            ):
+            if known is not None and link is not None and link not in known:
                 # the link changed since this process read or wrote it, by a person (an
-                # activity unticked for a SIS, or held for Post grades), or its details were
-                # marked to be checked (a remaster's column: the same mark each time, so
-                # never taken as one this process wrote since): ask the destination
+                # activity unticked for a SIS, or held for Post grades): ask the destination
                 del self._item_links[key]
                 known = None
             current = known[-1] if known is not None else link

@@ -31,12 +31,14 @@ class LinkRepo(Protocol):
 
     def save_item(self, link: ItemLink) -> None: ...
 
-    def forget_item_details(
-        self, tenant_id: str, destination_id: str, activity_ids: Iterable[str]
+    def mark_items_to_check(
+        self, tenant_id: str, destination_id: str, activity_ids: Iterable[str], mark: str
     ) -> None:
-        """The details last written to these columns are no longer taken to be there: the
-        next send to each compares the column with what is wanted first, and rewrites it
-        where it differs (the link itself is kept)."""
+        """The details last written to these columns are no longer taken to be there: their
+        hash becomes `mark` (no column's hash, and another each time it is marked, so that
+        no cache of what was written takes it for one seen before); the next send to each
+        compares the column with what is wanted first, and rewrites it where it differs
+        (the link itself is kept)."""
 
     def delete_item(self, tenant_id: str, destination_id: str, activity_id: str) -> None: ...
 

@@ -132,8 +132,8 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
     def save_item(self, link: ItemLink) -> None:
         upsert(self.conn, t.item_links, to_row(link))
 
-    def forget_item_details(
-        self, tenant_id: str, destination_id: str, activity_ids: Iterable[str]
+    def mark_items_to_check(
+        self, tenant_id: str, destination_id: str, activity_ids: Iterable[str], mark: str
     ) -> None:
         c = t.item_links.c
         ids = sorted(set(activity_ids))
@@ -146,7 +146,7 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
                 c.destination_id == destination_id,
                 c.activity_id.in_(ids),
             )
-            .values(details_hash=None)
+            .values(details_hash=mark)
         )
 
     def delete_item(self, tenant_id: str, destination_id: str, activity_id: str) -> None:
