@@ -195,6 +195,9 @@ def test_the_cli_sets_and_clears_limits(api: ApiEnv, admin: Caller, api_cli: Cli
     assert _engine_limits(api, "canvas") == (2, 4.0)
     code, out = limits("--concurrency", "3", "--default-concurrency")
     assert code == 2 and "--concurrency" in out
+    # a clash is said with what else is wrong, all at once
+    code, out = limits("--rate-per-second", "-1", "--no-rate-limit")
+    assert code == 2 and "not both" in out and "from 0.01 (one request per 100 s)" in out, out
     code, out = limits("--rate-per-second", "-1")  # named by its option, not the API's field
     assert code == 2 and out.startswith("error: --rate-per-second:"), out
     code, out = limits("--rate-per-second", "1e-320")  # accepted, it would never send

@@ -115,7 +115,7 @@ def limits(
     """Change how hard gradesync may press a destination; limits not given keep their value."""
     from gradesync.answers.destinations import dest_out
 
-    both = [
+    problems = [
         problem(f"--{name}", "one_of", f"Give --{name} or --{other}, not both.")
         for name, given, other, clear in (
             ("concurrency", concurrency, "default-concurrency", default_concurrency),
@@ -123,8 +123,15 @@ def limits(
         )
         if given is not None and clear
     ]
-    if both:
-        raise bad_input(*both)
+    if problems:
+        # said with the values' own faults, all at once (the service would say those alone)
+        for name, given, wrong in (
+            ("concurrency", concurrency, svc.concurrency_wrong),
+            ("rate-per-second", rate_per_second, svc.rate_wrong),
+        ):
+            if given is not None and (why := wrong(given)):
+                problems.append(problem(f"--{name}", "range", why))
+        raise bad_input(*problems)
     changes: dict[str, object] = {}
     if concurrency is not None or default_concurrency:
         changes["concurrency"] = concurrency
