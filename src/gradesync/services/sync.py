@@ -501,9 +501,10 @@ class RunExecutor:
                 # was made for (its own under that id was deleted meanwhile, maybe)
                 targets, made_since = _made_since(targets, started)
             carry = await asyncio.to_thread(owed, self.uow_factory, run)
-            # before any of its grades is due: the first send to each of the columns it
-            # rewrites checks that column first
-            await asyncio.to_thread(self._owe_rewrites, run, targets, carry)
+            if run.trigger is Trigger.REMASTER or carry is not None:
+                # before any of its grades is due: the first send to each of the columns it
+                # rewrites checks that column first (other runs rewrite none: no transaction)
+                await asyncio.to_thread(self._owe_rewrites, run, targets, carry)
             if _computed_before(stages):
                 # resumed after it had computed: what it computed stands, so a remaster does
                 # not make pending again what it already delivered (the ledger knows)
