@@ -747,6 +747,40 @@ def test_the_destinations_page_says_a_destinations_limits(
     assert said.count("limits:") == 1  # a destination without limits says none
 
 
+def test_the_destinations_page_counts_grades_in_the_course_pages_words(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """The Destinations page counted the ledger's states ("delivered 1, skipped 3") where the
+    course page says "Sent", "Kept in LMS", "Overridden" and "Not sent"."""
+    c, runtime = app_client
+    now = runtime.clock.now()
+    S = DeliveryState
+    rows = {  # person: (state, sent before, reason)
+        "p1": (S.DELIVERED, True, None),
+        "p2": (S.SKIPPED, True, "not_due"),  # kept in the LMS
+        "p3": (S.SKIPPED, False, "not_due"),
+        "p4": (S.SKIPPED, False, None),
+        "p5": (S.REJECTED, True, "instructor_override"),
+        "p6": (S.PENDING, False, None),
+        "p7": (S.RETRYING, False, "timeout"),
+    }
+    with runtime.db.uow() as uow:
+        uow.destinations.upsert(Destination("t1", "lms", DestinationKind.LTI13_AGS, "Canvas"), now)
+        for pid, (state, sent, reason) in rows.items():
+            key = LedgerKey("t1", "lms", "q1", pid)
+            uow.ledger.save(
+                LedgerRow(
+                    key, state, "h", {}, "h" if sent else None, reason_code=reason, updated_at=now
+                ),
+                "bio",
+            )
+        uow.commit()
+    _login(c, "ada", "/console/destinations")
+    said = " ".join(unescape(re.sub(r"<[^>]+>", " ", c.get("/console/destinations").text)).split())
+    assert "Sent 1, Pending 1, Retrying 1, Overridden 1, Kept in LMS 1, Not sent 2" in said, said
+    assert "skipped" not in said and "delivered 1" not in said
+
+
 def test_dashboard_shows_the_backlog_and_a_paused_destination(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

@@ -8,6 +8,7 @@ the pages' screenshots (docs/images)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,6 +185,8 @@ def test_sis_admin_aligns_ticks_validates_and_posts_a_selection(
     # The connection: its check passes step by step.
     page.get_by_role("link", name="SIS passback").click()
     expect(page.get_by_role("heading", level=1, name="SIS passback")).to_be_visible()
+    # its results in the course page's words, not the ledger's ("skipped")
+    expect(page.locator(".sis-connection").first).to_contain_text(re.compile(r"Not sent \d+"))
     page.get_by_role("button", name="Check Springfield SIS").click()
     expect(page.locator("#check-result")).to_contain_text("Everything works.")
 

@@ -60,10 +60,8 @@ STATUS_LABELS = {
 }
 
 
-def cell_status(row: LedgerRow | None) -> str:
-    if row is None:
-        return "none"
-    if row.reason_code in OVERRIDE_CODES:
+def _status(state: DeliveryState, sent_before: bool, overridden: bool) -> str:
+    if overridden:
         return "overridden"
     return {
         DeliveryState.DELIVERED: "sent",
@@ -71,8 +69,26 @@ def cell_status(row: LedgerRow | None) -> str:
         DeliveryState.RETRYING: "retrying",
         DeliveryState.REJECTED: "rejected",
         # skipped now, but a grade sent earlier is still in the LMS
-        DeliveryState.SKIPPED: "kept" if row.delivered_hash is not None else "not_sent",
-    }[row.state]
+        DeliveryState.SKIPPED: "kept" if sent_before else "not_sent",
+    }[state]
+
+
+def cell_status(row: LedgerRow | None) -> str:
+    if row is None:
+        return "none"
+    return _status(row.state, row.delivered_hash is not None, row.reason_code in OVERRIDE_CODES)
+
+
+def status_counts(uow: UnitOfWork, tenant_id: str, destination_id: str) -> list[tuple[str, int]]:
+    """A destination's grades counted in the grid's words ("Sent 10, Not sent 11"), in the
+    order legends list them: the same words the course page uses, not the ledger's states."""
+    counts: dict[str, int] = {}
+    for state, sent_before, overridden, n in uow.ledger.counts_by_outcome(
+        tenant_id, destination_id, sorted(OVERRIDE_CODES)
+    ):
+        status = _status(DeliveryState(state), sent_before, overridden)
+        counts[status] = counts.get(status, 0) + n
+    return [(STATUS_LABELS[s], counts[s]) for s in STATUSES if counts.get(s)]
 
 
 def lms_holds(row: LedgerRow | None) -> str:

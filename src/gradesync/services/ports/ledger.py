@@ -78,6 +78,13 @@ class LedgerRepo(Protocol):
         self, tenant_id: str, *, destination_id: str | None = None, course_id: str | None = None
     ) -> dict[str, int]: ...
 
+    def counts_by_outcome(
+        self, tenant_id: str, destination_id: str, reason_codes: Sequence[str]
+    ) -> list[tuple[str, bool, bool, int]]:
+        """A destination's results counted by (state, whether the LMS holds one gradesync
+        sent, whether the reason code is one of `reason_codes`): what the console's words
+        for a grade ("Sent", "Kept in LMS", "Overridden", ...) are worked out from."""
+
     def waiting(self, tenant_id: str) -> list[tuple[str, int, datetime | None]]:
         """Per destination with results waiting (pending or retrying): (destination id, how
         many, when the one waiting longest last changed)."""

@@ -19,6 +19,7 @@ from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.domain.model import ConsoleUser, Destination
 from gradesync.domain.remedies import Reader
 from gradesync.runtime import Runtime
+from gradesync.services import console_queries as cq
 from gradesync.services import destination_admin, destination_check
 from gradesync.services.diagnostics import unreachable
 from gradesync.web.console.common import (
@@ -112,7 +113,7 @@ def _rows(rt: Runtime, tenant_id: str) -> list[dict[str, Any]]:
                     "shown": [
                         (k, view["config"][k]) for k in SHOWN_CONFIG if view["config"].get(k)
                     ],
-                    "counts": uow.ledger.counts_by_state(tenant_id, destination_id=d.id),
+                    "counts": cq.status_counts(uow, tenant_id, d.id),
                     "limits": limits_said(view["config"]),
                 }
             )

@@ -25,6 +25,7 @@ from gradesync.domain import remedies
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import ConsoleUser, Destination, DestinationKind, SyncRun, UserRole
 from gradesync.runtime import Runtime
+from gradesync.services import console_queries as cq
 from gradesync.services import sis as service
 from gradesync.services.destination import RemoteFailure
 from gradesync.web.console.common import (
@@ -134,9 +135,7 @@ def _connections(request: Request, user: ConsoleUser, **extra: Any) -> HTMLRespo
             d.id: {k.course_id: k for k in uow.links.courses_for_destination(user.tenant_id, d.id)}
             for d in dests
         }
-        counts = {
-            d.id: uow.ledger.counts_by_state(user.tenant_id, destination_id=d.id) for d in dests
-        }
+        counts = {d.id: cq.status_counts(uow, user.tenant_id, d.id) for d in dests}
     return render(
         request,
         "console/sis.html",

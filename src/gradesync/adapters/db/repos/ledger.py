@@ -765,6 +765,20 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         rows = self.conn.execute(select(c.state, func.count()).where(*conds).group_by(c.state))
         return {r[0]: r[1] for r in rows}
 
+    def counts_by_outcome(
+        self, tenant_id: str, destination_id: str, reason_codes: Sequence[str]
+    ) -> list[tuple[str, bool, bool, int]]:
+        c = t.ledger.c
+        sent = c.delivered_hash.is_not(None)
+        # reason_code IN (...) is NULL for a row without one: count it as not matching
+        marked = func.coalesce(c.reason_code.in_(list(reason_codes)), False)
+        rows = self.conn.execute(
+            select(c.state, sent, marked, func.count())
+            .where(*_in_scope(tenant_id, destination_id))
+            .group_by(c.state, sent, marked)
+        )
+        return [(r[0], bool(r[1]), bool(r[2]), r[3]) for r in rows]
+
     def waiting(self, tenant_id: str) -> list[tuple[str, int, datetime | None]]:
         c = t.ledger.c
         rows = self.conn.execute(
