@@ -198,6 +198,34 @@ def test_the_cli_sets_and_clears_limits(api: ApiEnv, admin: Caller, api_cli: Cli
     # a clash is said with what else is wrong, all at once
     code, out = limits("--rate-per-second", "-1", "--no-rate-limit")
     assert code == 2 and "not both" in out and "from 0.01 (one request per 100 s)" in out, out
+    # at the destination's own bounds: a SIS takes at most 64 at once, an LMS 256
+    sis.add_connection(
+        api.db.uow,
+        api.runtime.clock,
+        tenant_id="uni",
+        destination_id="sis",
+        name="SIS",
+        base_url="http://sis.example/",
+        client_id="gs",
+        client_secret="secret-1",
+    )
+    code, out = limits("--concurrency", "100", "--default-concurrency")
+    assert code == 2 and "not both" in out and "range" not in out, out  # 100: within an LMS's
+    r = api_cli.invoke(
+        app,
+        [
+            "destinations",
+            "limits",
+            "sis",
+            "-t",
+            "uni",
+            "--concurrency",
+            "100",
+            "--default-concurrency",
+        ],
+    )
+    assert r.exit_code == 2 and "not both" in r.output and "[range]" in r.output, r.output
+    assert "64" in r.output, r.output
     code, out = limits("--rate-per-second", "-1")  # named by its option, not the API's field
     assert code == 2 and out.startswith("error: --rate-per-second:"), out
     code, out = limits("--rate-per-second", "1e-320")  # accepted, it would never send

@@ -323,31 +323,39 @@ async def test_what_a_remaster_could_not_rewrite_goes_with_the_next_run(
     remote = harness.remote
     remote.fail_person("sub-p001", REFUSED)
     remote.column_failures["a1"] = server_error()
+    calls = remote.column_calls
     remaster = await _run(db, harness, Trigger.REMASTER)
     assert remaster.outcome is RunOutcome.PARTLY_FAILED
-    # a1's grades wait for their column's rewrite (each send tries it first): the 5xx
-    # answers open the breaker, which they then wait for
-    assert remaster.counts["rejected"] == {"invalid_score": 1}
-    assert remaster.counts["retrying"] == 3
+    # a1's grades go to the column as it is once its check by their send failed (the run's
+    # own write tries again and fails): the column's failures, once per process and once
+    # by the run, hold no grade and open no breaker
+    assert remaster.counts["rejected"] == {"invalid_score": 2}
+    assert remaster.counts["sent"] == 4 and remaster.counts["retrying"] == 0
     assert remaster.counts["columns"]["failed"] == 1
     assert remaster.counts["columns_failed"] == ["lms/a1"]
+    # a1's column asked by its grades' send once, and by the run twice (its second try)
+    # beside a2's written once
+    assert remote.column_calls - calls == 4
+    with db.uow() as uow:
+        held = uow.destinations.get(T, DEST)
+    assert held is not None and held.enabled and held.paused_until is None, held
 
-    # fixed in the LMS, and the breaker's pause lifted; a scheduled run would leave a
-    # rejection alone, but this one is owed
+    # fixed in the LMS; a scheduled run would leave a rejection alone, but these are owed
     remote.failures.clear()
     remote.column_failures.clear()
-    destination_admin.resume(db.uow, SystemClock(), None, T, DEST)
     sends = remote.sends
     written = {item.rsplit("/", 1)[-1]: details for item, details in remote.columns.items()}
     nxt = await _run(db, harness, Trigger.SCHEDULE)
     assert nxt.outcome is RunOutcome.SUCCEEDED, nxt.message
-    # the results it could not rewrite: a1's three and the refused one of a2
+    # the results it could not rewrite: a1's three (two of them sent to the column as it
+    # was) and the refused one of a2
     assert nxt.counts["carried"] == {"from_run": remaster.id, "results": 4, "columns": 1}
     assert remote.sends == sends + 4
     # the column it could not rewrite is rewritten though unchanged (by the run, or first by
     # a retry of its grades); the other one is not
     now = {item.rsplit("/", 1)[-1]: details for item, details in remote.columns.items()}
     assert now["a1"] is not written["a1"] and now["a2"] is written["a2"]
+    assert nxt.counts["columns"]["written"] == 1 and nxt.counts["columns"]["unchanged"] == 1
     writes = remote.column_writes
     assert nxt.message is not None
     assert nxt.message.startswith(f"carried from remaster {remaster.id}: 4 result(s) and 1 column")

@@ -139,8 +139,8 @@ def test_a_run_s_columns_stop_at_the_first_429_and_are_not_tried_again_during_it
     assert run["counts"]["unverifiable"] >= 1, run["counts"]
     assert run["counts"]["columns"]["failed"] == 2, run["counts"]
     assert "paused" in run["message"], run["message"]
-    # nor the grade the remaster sends again: a remaster's columns are written before its
-    # results are made due, so its grade met the pause and waits for it
+    # nor the grade the remaster sends again: it checks its column first (the run's mark),
+    # so it met the pause and waits for it
     assert "scores" not in counters, counters
     assert lab1.scores[learner].updated_at == first
     assert run["counts"]["pending"] == 1, run["counts"]
@@ -184,11 +184,16 @@ def test_a_remaster_of_a_paused_lms_waits_for_the_resume_and_puts_its_columns_ri
     # grade it then sends checks its column first (this process checked it once before)
     lms.admin.patch_line_item(ctx, lab1.id, scoreMaximum=50)
     lms.admin.set_faults({"lineitems": {"script": ["throttle"], "retry_after": 2}})
+    lms.admin.reset_counters()
     try:
         run = served.run("remaster", "c1")
     finally:
         lms.admin.clear_faults()
     assert run["counts"]["sent"] == 1, run["counts"]
+    # the column read and written once, by the grade's send: the run's second try finds it
+    # written for it (it was written twice, by the send and by the run)
+    assert run["counts"]["columns"]["written"] == 1, run["counts"]
+    assert lms.admin.counters()["lineitems"]["served"] == 2, lms.admin.counters()
     assert lab1.score_maximum == 10.0
     assert lab1.scores[learner].column_points == 10.0
 

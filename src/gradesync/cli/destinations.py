@@ -115,6 +115,7 @@ def limits(
     """Change how hard gradesync may press a destination; limits not given keep their value."""
     from gradesync.answers.destinations import dest_out
 
+    options = {"concurrency": "--concurrency", "rate_per_second": "--rate-per-second"}
     problems = [
         problem(f"--{name}", "one_of", f"Give --{name} or --{other}, not both.")
         for name, given, other, clear in (
@@ -123,24 +124,25 @@ def limits(
         )
         if given is not None and clear
     ]
-    if problems:
-        # said with the values' own faults, all at once (the service would say those alone)
-        for name, given, wrong in (
-            ("concurrency", concurrency, svc.concurrency_wrong),
-            ("rate-per-second", rate_per_second, svc.rate_wrong),
-        ):
-            if given is not None and (why := wrong(given)):
-                problems.append(problem(f"--{name}", "range", why))
-        raise bad_input(*problems)
     changes: dict[str, object] = {}
     if concurrency is not None or default_concurrency:
         changes["concurrency"] = concurrency
     if rate_per_second is not None or no_rate_limit:
         changes["rate_per_second"] = rate_per_second
     with runtime() as rt:
+        if problems:
+            # said with the values' own faults, at the destination's own bounds, all at once
+            # (the service would say those alone)
+            d = guarded(lambda: svc.get_destination(rt.uow, tenant, destination_id))
+            given = {"concurrency": concurrency, "rate_per_second": rate_per_second}
+            for fault in svc.limit_problems(
+                d.kind, {k: v for k, v in given.items() if v is not None}
+            ):
+                problems.append(problem(options[fault.field], fault.rule, fault.message))
+            raise bad_input(*problems)
         d = guarded(
             lambda: svc.set_limits(rt.uow, rt.clock, tenant, destination_id, changes),
-            {"concurrency": "--concurrency", "rate_per_second": "--rate-per-second"},
+            options,
         )
     if as_json:
         print_json(dest_out(rt, d))

@@ -25,6 +25,22 @@ _FIELDS = {
 }
 
 
+_CHECK = "check:"
+
+
+def check_mark(run_id: str) -> str:
+    """The details hash a run (a remaster, or one carrying a remaster's columns) puts on
+    each column it writes whatever its details: never a real hash, so the first write to
+    the column after it, a grade's or the run's own, is forced and clears it. One run's mark
+    is never another's, so a process's memory of a column it wrote never takes it for new."""
+    return f"{_CHECK}{run_id}"
+
+
+def marked_to_check(item: ItemLink | None) -> bool:
+    """Whether a run's mark (`check_mark`) still waits on this column."""
+    return item is not None and (item.details_hash or "").startswith(_CHECK)
+
+
 def column_written(kind: DestinationKind | str, item: ItemLink | None) -> bool:
     """Whether the destination holds the column `item` links to. A SIS's link is made when
     the activity is ticked, with the line item's sourcedId chosen ahead; the line item

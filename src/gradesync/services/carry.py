@@ -3,9 +3,10 @@
 A remaster sends every result of its scope again and rewrites every column. Results it did
 not deliver (the destination failed or refused them, was paused, or the run stopped before
 them) and columns it could not provision are owed: the next run whose scope covers the
-remaster's sends those results again, changed or not, and rewrites the columns. Both runs say
-so: the next run's `counts.carried` and a note in its history, the remaster's
-`counts.carried_to`. A remaster's debt is carried once.
+remaster's rewrites the columns and sends those results again, changed or not, with every
+result of those columns (grades are not held for a column whose rewrite failed: they reached
+it as it was). Both runs say so: the next run's `counts.carried` and a note in its history,
+the remaster's `counts.carried_to`. A remaster's debt is carried once.
 """
 
 from __future__ import annotations
@@ -84,6 +85,18 @@ def owed(uow_factory: UnitOfWorkFactory, run: SyncRun) -> Carry | None:
                 activity_ids=m.scope.activity_ids or None,
             )
             columns = frozenset(str(c) for c in m.counts.get("columns_failed") or ())
+            # a column it could not rewrite took its grades as it was: they go again too,
+            # after it (those sent before this run began)
+            until = run.started_at or m.finished_at or m.started_at
+            for dest, activities in _by_destination(columns).items():
+                rows += uow.ledger.not_delivered_since(
+                    m.scope.tenant_id,
+                    until,
+                    destination_id=dest,
+                    course_id=m.scope.course_id,
+                    activity_ids=activities,
+                )
+            rows = sorted(set(rows))
             if not rows and not columns:
                 return None
             results: dict[Column, list[str]] = defaultdict(list)
@@ -91,6 +104,15 @@ def owed(uow_factory: UnitOfWorkFactory, run: SyncRun) -> Carry | None:
                 results[(dest, course, activity)].append(person)
             return Carry(m.id, columns, dict(results))
     return None
+
+
+def _by_destination(columns: frozenset[str]) -> dict[str, list[str]]:
+    """ "destination/activity" names as activities per destination."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for name in sorted(columns):
+        dest, _, activity = name.partition("/")
+        out[dest].append(activity)
+    return out
 
 
 def record(uow_factory: UnitOfWorkFactory, run_id: str, carry: Carry) -> None:

@@ -35,7 +35,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gradesync.domain.errors import InvalidInput
+from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.columns import check_mark
 from gradesync.domain.ledger import desired_from_json
 from gradesync.domain.model import (
     Activity,
@@ -53,7 +54,7 @@ from gradesync.domain.model import (
     Tenant,
     Trigger,
 )
-from gradesync.domain.policy import NoResult, column_for, resolve_settings
+from gradesync.domain.policy import Column, NoResult, activity_policy, column_for
 from gradesync.domain.reasons import Reason, internal_error
 from gradesync.domain.remedies import SEPARATOR
 from gradesync.services.carry import Carry, owed, record
@@ -412,6 +413,16 @@ def _rewrites(run: SyncRun, carry: Carry | None, destination_id: str, activity_i
     )
 
 
+def _column_of(tg: _Target, activity: Activity, caps: Capabilities) -> Column | None:
+    """The activity's column at the target's destination, or None when it has none (its
+    grades are not sent there, or its policy cannot be worked out): what the run writes."""
+    policy = activity_policy((tg.tenant.policy, tg.course.policy), activity)
+    if isinstance(policy, Reason):
+        return None
+    column = column_for(activity, policy, caps)
+    return None if isinstance(column, NoResult) else column
+
+
 def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), max(1, size))]
 
@@ -763,10 +774,9 @@ class RunExecutor:
         self, scope: RunScope, first_start: datetime, targets: Sequence[_Target]
     ) -> list[str]:
         """The ids of the scope's destinations a run does not count: those made after it
-        first started, turned off ones too (no target of the run, their rows are in its
-        scope; its sends take those due, as they take any of the scope's). Read anew at each
-        count, so one made while the run runs, in its first start or resumed, is left out
-        too. One of the run's `targets` is always its own: made by a process whose clock
+        first started (their rows are in its scope; its sends take those due, as they take
+        any of the scope's). Read anew at each count, so one made while the run runs, in its
+        first start or resumed, is left out too. One of the run's `targets` is always its own: made by a process whose clock
         runs ahead of the worker's, it may look made after the run started."""
         ours = {(tg.destination.id, tg.destination.created_at) for tg in targets}
         with self.reads() as uow:
@@ -852,8 +862,16 @@ class RunExecutor:
         with self.uow_factory() as uow:
             for tg in targets:
                 d = tg.destination
-                ids = [a for a in tg.activity_ids if _rewrites(run, carry, d.id, a)]
-                uow.links.mark_items_to_check(run.scope.tenant_id, d.id, ids, f"check:{run.id}")
+                caps = self.clients.capabilities(d)
+                if isinstance(caps, Reason):  # not usable: the run says why, writes nothing
+                    continue
+                activities = uow.activities.get_many(tg.tenant.id, tg.activity_ids)
+                ids = [
+                    a.id
+                    for a in activities.values()
+                    if _rewrites(run, carry, d.id, a.id) and _column_of(tg, a, caps) is not None
+                ]
+                uow.links.mark_items_to_check(run.scope.tenant_id, d.id, ids, check_mark(run.id))
             uow.commit()
 
     async def _computing(
@@ -951,25 +969,21 @@ class RunExecutor:
                 activity = activities.get(activity_id)
                 if activity is None:
                     continue
-                try:
-                    policy = resolve_settings(tg.tenant.policy, tg.course.policy, activity.policy)
-                except InvalidInput:
+                column = _column_of(tg, activity, client.capabilities)
+                if column is None:
                     counts["not_synced"] += 1
                     continue
-                column = column_for(activity, policy, client.capabilities)
-                if isinstance(column, NoResult):
-                    counts["not_synced"] += 1
+                item = items.get(activity_id)
+                rewrites = _rewrites(run, rewrite, d.id, activity_id)
+                if rewrites and item is not None and item.details_hash != check_mark(run.id):
+                    # the run's mark (`_owe_rewrites`) is gone: the first grade sent to the
+                    # column since wrote it for the run
+                    counts["written"] += 1
                     continue
-                force = _rewrites(run, rewrite, d.id, activity_id)
                 try:
+                    # a column still marked is written whatever its details
                     _, written = await self.deliverer.provisioner.ensure_column(
-                        client,
-                        d,
-                        course_link,
-                        column,
-                        items.get(activity_id),
-                        force=force,
-                        priority=RUN_PRIORITY,
+                        client, d, course_link, column, item, priority=RUN_PRIORITY
                     )
                 except DestinationPaused as paused:
                     # nothing asked of a paused destination: tried again after sending
@@ -995,7 +1009,9 @@ class RunExecutor:
                     counts["failed"] += 1
                     failed[f"{d.id}/{activity_id}"] = _column_failure(exc)
                     continue
-                counts["written" if written else "unchanged"] += 1
+                # a column the run rewrites that this process wrote meanwhile, for a grade
+                # of the run, is not written again here: it was written for the run
+                counts["written" if written or rewrites else "unchanged"] += 1
         return counts
 
     async def _provision_again(

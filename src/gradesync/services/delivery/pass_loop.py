@@ -708,6 +708,7 @@ class Deliverer:
                 facts.items.get(activity_id),
                 priority=min(c.priority for c in group),
                 then=start,
+                for_grades=True,
             )
         except DestinationPaused:
             self._let_wait(group, stats, run_id)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gradesync.domain.columns import column_written, marked_to_check
 from gradesync.domain.held import provisioned
 from gradesync.domain.model import Activity, Course, CourseLink, Destination, ItemLink, Tenant
 from gradesync.domain.policy import Column, NoResult, activity_policy, column_for, column_hash
@@ -53,6 +54,19 @@ class _Known:
     items: dict[str, ItemLink]
 
 
+# failures a grade's check of a column a run marked does not pass over: the remote asked to
+# slow down (the destination pauses), or does not take the column by design
+_NOT_SPARED = frozenset({FailureClass.SLOW_DOWN, FailureClass.NOT_SYNCED})
+
+
+class _CheckFailed(Exception):
+    """The write a run's mark asked of a column failed for grades about to be sent to it."""
+
+    def __init__(self, failure: RemoteFailure) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+
+
 class Provisioner:
     def __init__(
         self,
@@ -81,6 +95,9 @@ class Provisioner:
         # details (the details' hash): once each while remembered (a failure is left to the
         # send, which classifies it and retries)
         self._tried_ahead: Recent[ColumnKey, bool | str] = Recent(CACHED)
+        # a run's mark on a column whose check by a grade failed here (`ensure_column`):
+        # the column's grades go to it as it is, and only the run tries it again
+        self._check_failed: Recent[tuple[str, str, str], str] = Recent(CACHED)
 
     def forget(self, destinations: set[tuple[str, str]]) -> None:
         """Deleted destinations' courses and columns: one made again under the same id links
@@ -126,11 +143,19 @@ class Provisioner:
         column: Column,
         link: ItemLink | None,
         *,
-        force: bool = False,
         priority: int = 0,
         then: Callable[[ItemLink], None] | None = None,
+        for_grades: bool = False,
     ) -> tuple[ItemLink, bool]:
-        """The activity's column, created or updated when needed. (link, whether written).
+        """The activity's column, created or updated when needed, and written whatever its
+        details while a run's mark waits on it (`domain.columns.check_mark`: whoever writes it
+        first, a grade's send or the run, writes it once for the run). (link, whether written).
+        `for_grades`: asked by grades about to be sent. When the write a mark asks for fails
+        on a column the destination holds, they go to the column as it is (as they would
+        with no run): the run's own write tries again, says the column failed and carries it
+        to the next run, and this process's sends do not try that mark again. One broken
+        column then holds none of its grades, and its failures, repeated by every pass,
+        never open the breaker that would hold every course's grades.
         Within the destination's limits, at `priority` (`Governor.request`: raises
         `DestinationPaused` while it is paused, before its first request, having asked
         nothing, or at a later page of its listing, after the pages before it were asked);
@@ -141,7 +166,7 @@ class Provisioner:
         creates one, and the newer of the two deleted: see `AgsClient.ensure_column`). The
         link is saved in the background: the scores need only the remote's answer."""
         wanted = column_hash(column)
-        if not force and link is not None and link.details_hash == wanted:
+        if link is not None and link.details_hash == wanted:
             return link, False
         key = (d.tenant_id, d.id, column.activity_id)
         lock = self._column_locks.get(key)
@@ -155,28 +180,55 @@ class Provisioner:
                 del self._item_links[key]
                 known = None
             current = known[-1] if known is not None else link
-            if not force and current is not None and current.details_hash == wanted:
+            if current is not None and current.details_hash == wanted:
                 return current, False
-            async with self.governor.call(d, priority) as gate:
-                # each of its requests after the first takes a token under the slot held here
-                made = await client.ensure_column(
-                    course_link, column, current, force=force, each_request=gate
+            force = marked_to_check(current)
+            spare = for_grades and force and column_written(d.kind, current)
+            if (
+                spare
+                and current is not None
+                and self._check_failed.get(key) == current.details_hash
+            ):
+                return current, False  # its check failed here: the run tries it again
+            try:
+                async with self.governor.call(d, priority) as gate:
+                    # each of its requests after the first takes a token under the slot held here
+                    try:
+                        made = await client.ensure_column(
+                            course_link, column, current, force=force, each_request=gate
+                        )
+                    except RemoteFailure as f:
+                        if spare and f.failure not in _NOT_SPARED:
+                            raise _CheckFailed(f) from f  # a failed answer to the governor
+                        raise
+                    # a SIS's scores read on the line item's maximum as written now (`domain.held`)
+                    ensured = provisioned(made, d.kind, column.score_maximum)
+                    self._item_links[key] = (*(known or (link,)), ensured)[-8:]
+
+                    def save() -> None:
+                        with self.uow_factory() as uow:
+                            uow.links.save_item(ensured)
+                            uow.commit()
+
+                    self._background.start(
+                        save, f"saving the line item link of {column.activity_id}"
+                    )
+                    if then is not None:
+                        # the sends it starts queue for this request's slot before it is freed:
+                        # the first grades of a new column go next, not behind rows waiting already
+                        then(ensured)
+                        await asyncio.sleep(0)
+            except _CheckFailed as failed:
+                assert current is not None  # `spare` says the destination holds it
+                log.warning(
+                    "column %s at %s not checked for its run (its grades go to it as it is;"
+                    " the run tries it again): %s",
+                    column.activity_id,
+                    d.id,
+                    failed.failure,
                 )
-                # a SIS's scores read on the line item's maximum as written now (`domain.held`)
-                ensured = provisioned(made, d.kind, column.score_maximum)
-                self._item_links[key] = (*(known or (link,)), ensured)[-8:]
-
-                def save() -> None:
-                    with self.uow_factory() as uow:
-                        uow.links.save_item(ensured)
-                        uow.commit()
-
-                self._background.start(save, f"saving the line item link of {column.activity_id}")
-                if then is not None:
-                    # the sends it starts queue for this request's slot before it is freed:
-                    # the first grades of a new column go next, not behind rows waiting already
-                    then(ensured)
-                    await asyncio.sleep(0)
+                self._check_failed[key] = current.details_hash or ""
+                return current, False
             return ensured, True
 
     async def create_ahead(
