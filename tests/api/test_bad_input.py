@@ -240,6 +240,60 @@ def test_bad_roster_items(api: ApiEnv, c: Caller) -> None:
     assert _counts(api) == before
 
 
+def test_a_duplicate_is_listed_with_the_unknown_ids_of_the_same_batch(
+    api: ApiEnv, c: Caller
+) -> None:
+    """A duplicate in the batch is of the second pass, with unknown ids (docs/api.md): one
+    answer lists both, not the duplicate alone and the unknown course once it is fixed."""
+    before = _counts(api)
+    r = c.post(
+        "/ingest",
+        json={
+            "people": [{"id": "p1", "name": "A"}, {"id": "p1", "name": "B"}],
+            "enrollments": [{"course_id": "nope", "person_id": "p1"}],
+        },
+    )
+    assert _problems(r) == {
+        ("people[1]", "duplicate"),
+        ("enrollments[0].course_id", "unknown_course"),
+    }
+    r = c.post(
+        "/ingest",
+        json={
+            "enrollments": [{"course_id": "c1", "person_id": "p1"}] * 2,
+            "attempts": [attempt("d1", 5, activity_id="nope", person_id="ghost")],
+        },
+    )
+    assert _problems(r) == {
+        ("enrollments[1]", "duplicate"),
+        ("attempts[0].activity_id", "unknown_activity"),
+        ("attempts[0].person_id", "unknown_person"),
+    }
+    assert _counts(api) == before
+
+
+def test_every_problem_of_the_stored_facts_is_listed_for_attempts(api: ApiEnv, c: Caller) -> None:
+    """`POST /attempts` and `/attempts/batch` list every unknown id and reused event id at
+    once (a body's shape is checked first, docs/api.md)."""
+    assert c.post("/attempts", json=attempt("e1", 7)).status_code == 202
+    before = _counts(api)
+    r = c.post("/attempts", json=attempt("x", 1, activity_id="nope", person_id="ghost"))
+    assert _problems(r) == {("activity_id", "unknown_activity"), ("person_id", "unknown_person")}
+    bad = [
+        attempt("ok"),
+        attempt("x1", 1, activity_id="nope"),
+        attempt("x2", 1, person_id="ghost"),
+        attempt("e1", 9),
+    ]
+    r = c.post("/attempts/batch", json={"attempts": bad})
+    assert _problems(r) == {
+        ("attempts[1].activity_id", "unknown_activity"),
+        ("attempts[2].person_id", "unknown_person"),
+        ("attempts[3].source_event_id", "event_id_reused"),
+    }
+    assert _counts(api) == before
+
+
 def test_activity_cannot_move_between_courses(api: ApiEnv, c: Caller) -> None:
     c.put("/courses/c2", json={"title": "Chem"})
     before = _counts(api)

@@ -375,6 +375,51 @@ def test_import_reports_every_problem_of_a_file_in_one_pass(
     ], r.stderr
 
 
+def test_import_reports_a_rows_own_problems_beside_an_unknown_activity_or_a_blank(
+    gradesync: Run, cli_db: Database, tmp_path: Path
+) -> None:
+    """A row whose activity is unknown has no maximum to read its score against, and a row
+    with a blank score or person was left at that: its other problems (a negative score, an
+    unknown activity) were said only once the first was fixed. Every one of every row now,
+    and nothing stored."""
+    _tenant(cli_db, "northwind")
+    _roster(cli_db)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "person_id,activity_id,score_given\n"
+        "p1,q1,8\n"
+        "p1,nope,-3\n"  # line 3
+        "p2,nope,\n"
+        ",nope,abc\n"  # line 5
+    )
+    for dry in ([], ["--dry-run"]):
+        r = gradesync("import", "attempts", str(bad), "-t", "northwind", *dry, ok=False)
+        assert r.returncode == 2
+        errors = [line for line in r.stderr.splitlines() if line.startswith("error: line")]
+        assert [(e.split(":")[1].strip(), e.rsplit("[", 1)[1]) for e in errors] == [
+            ("line 3, activity_id", "unknown_activity]"),
+            ("line 3, score_given", "not_negative]"),
+            ("line 4, activity_id", "unknown_activity]"),
+            ("line 4, score_given", "required]"),
+            ("line 5, person_id", "required]"),
+            ("line 5, activity_id", "unknown_activity]"),
+            ("line 5, score_given", "number]"),
+        ], r.stderr
+        assert "nothing was imported" in r.stderr
+    # a gradebook's row without its person: its scores are still checked
+    wide = tmp_path / "gradebook.csv"
+    wide.write_text("person_id,Quiz 1 (q1),q2\np1,4,5\n,-1,3\n")
+    r = gradesync("import", "attempts", str(wide), "-t", "northwind", ok=False)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: line")]
+    assert [(e.split(":")[1].strip(), e.rsplit("[", 1)[1]) for e in errors] == [
+        ("line 3, person_id", "required]"),
+        ("line 3, Quiz 1 (q1)", "not_negative]"),
+    ], r.stderr
+    with cli_db.uow() as uow:
+        assert uow.attempts.for_person("northwind", "p1") == []
+        assert uow.attempts.for_person("northwind", "p2") == []
+
+
 def test_import_refuses_a_file_not_in_utf8_or_with_a_column_named_twice(
     gradesync: Run, cli_db: Database, tmp_path: Path
 ) -> None:

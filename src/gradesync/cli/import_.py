@@ -157,9 +157,10 @@ def read_rows(
     Returns (rows, ignored columns, the problems found reading them); raises FileProblems
     when the file cannot be read as attempts at all (not UTF-8, no header, a column named
     twice, no known column).
-    A row with a problem is kept with what could be read (an unreadable score as none, a
-    date as the default), for the ingest's rules to find its other problems in the same
-    pass: any problem stops the import, so such a row is never stored."""
+    A row with a problem is kept with what could be read (a blank or unreadable score as
+    none, a blank person as blank, a date as the default, a maximum not known as 1), for the
+    ingest's rules to find its other problems in the same pass: any problem stops the import,
+    so such a row is never stored."""
     problems: list[FieldProblem] = []
     rows: list[Row] = []
     ignored: list[str] = []
@@ -219,21 +220,26 @@ def read_rows(
             person_col = "person_id" if long else person_column
             person = (rec.get(person_col) or "").strip()
             if not person:
+                # the row's scores are still read, for their own problems in the same report
                 problems.append(FieldProblem(_at(n, person_col), "required", "no person id"))
-                continue
             for col, aid, cell in cells:
-                if cell.strip() in ("", "-"):
-                    if long:
-                        problems.append(FieldProblem(_at(n, "score_given"), "required", "empty"))
-                    continue
+                blank = cell.strip() in ("", "-")
+                if blank and not long:
+                    continue  # a gradebook's learner without this grade
                 act = activities.get(aid)
-                if act is None:
+                if not aid:
+                    problems.append(FieldProblem(_at(n, "activity_id"), "required", "empty"))
+                elif act is None:
                     problems.append(
                         FieldProblem(
                             _at(n, "activity_id"), "unknown_activity", f"no activity {aid!r}"
                         )
                     )
-                score = _parse_score(cell, n, col, problems)
+                if blank:
+                    problems.append(FieldProblem(_at(n, "score_given"), "required", "empty"))
+                    score = None
+                else:
+                    score = _parse_score(cell, n, col, problems)
                 maximum = act.points_possible if act is not None else None
                 if long and (rec.get("score_maximum") or "").strip():
                     maximum = _parse_score(rec["score_maximum"], n, "score_maximum", problems)
@@ -242,7 +248,10 @@ def read_rows(
                     parsed = _parse_time(rec["completed_at"], n, "completed_at", problems)
                     at = parsed or default_time
                 if score is not None and maximum is None:
-                    continue  # its maximum is unreadable or its activity unknown: reported
+                    # its activity unknown or its maximum unreadable, both reported: with a
+                    # stand-in the ingest's rules still say what is wrong with the score itself
+                    # (a negative one) in the same report, and no maximum is said missing
+                    maximum = 1.0
                 event = (rec.get("source_event_id") or "").strip() if long else ""
                 comment = (rec.get("comment") or "").strip() or None if long else None
                 rows.append(
@@ -400,7 +409,7 @@ def attempts(
                     f"no person {r.attempt.person_id!r}",
                 )
                 for r in rows
-                if r.attempt.person_id not in people
+                if r.attempt.person_id and r.attempt.person_id not in people  # blank: reported
             ]
 
             def check(batch: list[Row]) -> None:
