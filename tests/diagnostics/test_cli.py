@@ -146,9 +146,21 @@ def test_repair_and_destination_check_from_the_cli(
     whole = json.loads(gradesync("repair", "-t", T, "-c", C, "-a", "a1", "--json").stdout)
     shown = json.loads(gradesync("runs", "show", whole["run"]["id"], "-t", T, "--json").stdout)
     assert whole["run"]["stages"] and whole["run"]["stages"] == shown["stages"]
-    bad = gradesync("repair", "-t", T, "-c", C, "-a", "nope", ok=False)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: --activity: "), bad.stderr
-    # a course or destination it names that does not exist is not found, as for `sync`
+    # a course, destination, activity or learner it names that does not exist is not found,
+    # as for `sync` (an activity or a learner was said as bad input, exit 2)
+    for args, said in [
+        (("-a", "nope"), "error: --activity: No activity 'nope'. [unknown_activity]\n"),
+        (("-l", "nobody"), "error: --learner: No person 'nobody'. [unknown_person]\n"),
+    ]:
+        bad = gradesync("repair", "-t", T, "-c", C, *args, ok=False)
+        assert bad.returncode == 3 and bad.stderr == said, bad.stderr
+    bad = gradesync("repair", "-t", T, "-c", C, "-l", "nobody", "--json", ok=False)
+    assert json.loads(bad.stdout)["error"]["problems"] == [
+        {"field": "--learner", "rule": "unknown_person", "message": "No person 'nobody'."}
+    ]
+    # beside another mistake it is bad input, as everywhere
+    bad = gradesync("repair", "-t", T, "-c", C, "-a", "nope", "-a", "nope", ok=False)
+    assert bad.returncode == 2 and "[unique]" in bad.stderr, bad.stderr
     ghost = gradesync("repair", "-t", T, "-c", "ghost", ok=False)
     assert ghost.returncode == 3 and ghost.stderr.startswith("error: --course: "), ghost.stderr
     ghost = gradesync("repair", "-t", T, "-c", C, "-d", "ghost", ok=False)

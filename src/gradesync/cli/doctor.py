@@ -306,10 +306,9 @@ def repair(
             "activity_ids": "--activity",
             "person_ids": "--learner",
         }
+        # an unknown course, destination, activity or learner is not found (exit 3), as in `sync`
         result = guarded(
-            lambda: _async(rt, lambda: rt.repair(sel, actor())),
-            options,
-            named=("course_id", "destination_id"),  # as `sync` names them
+            lambda: _async(rt, lambda: rt.repair(sel, actor())), options, named=options
         )
         if as_json:
             print_json(repair_out(rt, tenant, result))  # as POST /courses/C/repair
