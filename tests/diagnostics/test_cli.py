@@ -86,6 +86,29 @@ def test_doctor_explains_a_grade_a_course_and_a_destination(
         assert "exclusive" in both.stderr and not both.stdout
 
 
+def test_doctor_names_what_is_not_found_by_the_option_typed(
+    cli_db: Database,
+    gradesync: Run,
+) -> None:
+    """Exit 3 and the option it was typed in, as every command says it: an unknown learner
+    was named `person`, the use case's word, which is no option of `doctor`."""
+    seed(cli_db)
+    for args, said in [
+        (("-l", "ghost", "-a", "a1"), "--learner: person 'ghost' not found [unknown_person]"),
+        (("-a", "nope"), "--activity: activity 'nope' not found [unknown_activity]"),
+        (("-c", "nope"), "--course: course 'nope' not found [unknown_course]"),
+        (("-d", "gone", "--offline"), "--destination: destination 'gone' not found "),
+        (("-l", "ada", "-a", "a1", "-d", "gone"), "--destination: destination 'gone' not found "),
+    ]:
+        r = gradesync("doctor", "-t", T, *args, ok=False)
+        assert r.returncode == 3 and r.stderr.startswith(f"error: {said}"), (args, r.stderr)
+        assert len(r.stderr.splitlines()) == 1, r.stderr
+    r = gradesync("doctor", "-t", T, "-l", "ghost", "-a", "a1", "--json", ok=False)
+    error = json.loads(r.stdout)["error"]
+    assert (error["code"], error["exit_code"]) == ("not_found", 3)
+    assert [(p["field"], p["rule"]) for p in error["problems"]] == [("--learner", "unknown_person")]
+
+
 def test_course_triage_does_not_count_the_courses_teacher(
     cli_db: Database,
     gradesync: Run,
