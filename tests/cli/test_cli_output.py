@@ -280,6 +280,34 @@ def test_a_port_in_use_is_one_clear_line(gradesync: Run) -> None:
         assert r.returncode == 1 and "--sandbox-port" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_demo_options_without_demo_are_refused_before_anything_starts(gradesync: Run) -> None:
+    """`--sandbox-port` and the demo's other options were ignored without `--demo`: the
+    server ran as if they applied. Refused, every one, before the port is even tried (it
+    is taken here: a server that went on would say so, exit 1)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        r = gradesync("serve", "--port", port, "--sandbox-port", "9216", ok=False)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr == (
+            "error: --demo: --sandbox-port needs --demo (the port of the demo's sandbox) "
+            "[required]\n"
+        )
+        given = ("--sandbox-port", "0", "--demo-attempts", "3", "--no-demo-exit")
+        r = gradesync("serve", "--port", port, *given, ok=False)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.splitlines()
+        assert [line.split(" needs ")[0] for line in lines] == [
+            "error: --demo: --sandbox-port",
+            "error: --demo: --demo-attempts",
+            "error: --demo: --no-demo-exit",
+        ], r.stderr
+        assert all(line.endswith("[required]") for line in lines), r.stderr
+        r = gradesync("serve", "--port", port, "--demo-exit", ok=False)
+        assert r.returncode == 2 and "error: --demo: --demo-exit needs --demo" in r.stderr
+
+
 def _python_m_sandbox(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m gradesync.sandbox`, the standalone way docs/sandbox.md shows."""
     return subprocess.run(

@@ -86,6 +86,29 @@ def test_doctor_explains_a_grade_a_course_and_a_destination(
         assert "exclusive" in both.stderr and not both.stdout
 
 
+def test_doctor_names_what_is_not_found_by_the_option_typed(
+    cli_db: Database,
+    gradesync: Run,
+) -> None:
+    """Exit 3 and the option it was typed in, as every command says it: an unknown learner
+    was named `person`, the use case's word, which is no option of `doctor`."""
+    seed(cli_db)
+    for args, said in [
+        (("-l", "ghost", "-a", "a1"), "--learner: person 'ghost' not found [unknown_person]"),
+        (("-a", "nope"), "--activity: activity 'nope' not found [unknown_activity]"),
+        (("-c", "nope"), "--course: course 'nope' not found [unknown_course]"),
+        (("-d", "gone", "--offline"), "--destination: destination 'gone' not found "),
+        (("-l", "ada", "-a", "a1", "-d", "gone"), "--destination: destination 'gone' not found "),
+    ]:
+        r = gradesync("doctor", "-t", T, *args, ok=False)
+        assert r.returncode == 3 and r.stderr.startswith(f"error: {said}"), (args, r.stderr)
+        assert len(r.stderr.splitlines()) == 1, r.stderr
+    r = gradesync("doctor", "-t", T, "-l", "ghost", "-a", "a1", "--json", ok=False)
+    error = json.loads(r.stdout)["error"]
+    assert (error["code"], error["exit_code"]) == ("not_found", 3)
+    assert [(p["field"], p["rule"]) for p in error["problems"]] == [("--learner", "unknown_person")]
+
+
 def test_course_triage_does_not_count_the_courses_teacher(
     cli_db: Database,
     gradesync: Run,
@@ -146,9 +169,21 @@ def test_repair_and_destination_check_from_the_cli(
     whole = json.loads(gradesync("repair", "-t", T, "-c", C, "-a", "a1", "--json").stdout)
     shown = json.loads(gradesync("runs", "show", whole["run"]["id"], "-t", T, "--json").stdout)
     assert whole["run"]["stages"] and whole["run"]["stages"] == shown["stages"]
-    bad = gradesync("repair", "-t", T, "-c", C, "-a", "nope", ok=False)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: --activity: "), bad.stderr
-    # a course or destination it names that does not exist is not found, as for `sync`
+    # a course, destination, activity or learner it names that does not exist is not found,
+    # as for `sync` (an activity or a learner was said as bad input, exit 2)
+    for args, said in [
+        (("-a", "nope"), "error: --activity: No activity 'nope'. [unknown_activity]\n"),
+        (("-l", "nobody"), "error: --learner: No person 'nobody'. [unknown_person]\n"),
+    ]:
+        bad = gradesync("repair", "-t", T, "-c", C, *args, ok=False)
+        assert bad.returncode == 3 and bad.stderr == said, bad.stderr
+    bad = gradesync("repair", "-t", T, "-c", C, "-l", "nobody", "--json", ok=False)
+    assert json.loads(bad.stdout)["error"]["problems"] == [
+        {"field": "--learner", "rule": "unknown_person", "message": "No person 'nobody'."}
+    ]
+    # beside another mistake it is bad input, as everywhere
+    bad = gradesync("repair", "-t", T, "-c", C, "-a", "nope", "-a", "nope", ok=False)
+    assert bad.returncode == 2 and "[unique]" in bad.stderr, bad.stderr
     ghost = gradesync("repair", "-t", T, "-c", "ghost", ok=False)
     assert ghost.returncode == 3 and ghost.stderr.startswith("error: --course: "), ghost.stderr
     ghost = gradesync("repair", "-t", T, "-c", C, "-d", "ghost", ok=False)

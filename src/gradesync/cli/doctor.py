@@ -10,7 +10,7 @@
     gradesync repair -t T --course C [--activity A ...] [--learner P ...] [--destination D]
 
 `doctor` and `destinations check` exit 0 when every check passes, 1 otherwise and 3 when
-the course (or learner, or destination) named does not exist.
+the course (or activity, learner, destination) named does not exist, as `repair` does.
 """
 
 from __future__ import annotations
@@ -158,19 +158,27 @@ def doctor(
                 "--course diagnoses a whole course: name --course or --activity, not both",
             )
         )
+    # what is not found is named as typed: `--learner`, not the use case's `person`
+    options = {
+        "person_id": "--learner",
+        "activity_id": "--activity",
+        "course_id": "--course",
+        "destination_id": "--destination",
+    }
     with open_runtime() as rt:
         if learner and activity:
             d = guarded(
-                lambda: rt.diagnose_learner_activity(tenant, learner, activity, destination)
+                lambda: rt.diagnose_learner_activity(tenant, learner, activity, destination),
+                options,
             )
         elif learner:
             raise bad_input(
                 problem("--activity", "required", "--learner needs --activity (which grade?)")
             )
         elif activity:
-            d = guarded(lambda: rt.diagnose_activity(tenant, activity, destination))
+            d = guarded(lambda: rt.diagnose_activity(tenant, activity, destination), options)
         elif course:
-            t = guarded(lambda: rt.diagnose_course(tenant, course, destination))
+            t = guarded(lambda: rt.diagnose_course(tenant, course, destination), options)
             if as_json:
                 print_json(t.as_json())
             else:
@@ -184,7 +192,7 @@ def doctor(
             def run() -> Awaitable[Diagnosis]:
                 return rt.diagnose_destination(tenant, dest_id, live=not offline)
 
-            d = guarded(lambda: _async(rt, run))
+            d = guarded(lambda: _async(rt, run), options)
         else:
             raise bad_input(
                 problem(
@@ -306,10 +314,9 @@ def repair(
             "activity_ids": "--activity",
             "person_ids": "--learner",
         }
+        # an unknown course, destination, activity or learner is not found (exit 3), as in `sync`
         result = guarded(
-            lambda: _async(rt, lambda: rt.repair(sel, actor())),
-            options,
-            named=("course_id", "destination_id"),  # as `sync` names them
+            lambda: _async(rt, lambda: rt.repair(sel, actor())), options, named=options
         )
         if as_json:
             print_json(repair_out(rt, tenant, result))  # as POST /courses/C/repair

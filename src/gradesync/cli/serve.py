@@ -30,7 +30,34 @@ def port_free(host: str, port: int, option: str) -> None:
             ) from exc
 
 
+# the options only the demo uses, each with why (said when one is given without --demo)
+DEMO_ONLY = {
+    "sandbox_port": ("--sandbox-port", "the port of the demo's sandbox"),
+    "demo_attempts": ("--demo-attempts", "how many attempts the demo simulates"),
+    "demo_exit": ("--demo-exit", "whether the demo exits once its grades landed"),
+}
+
+
+def demo_only_given(ctx: typer.Context) -> None:
+    """Refuse every demo-only option given without --demo, before anything starts: ignored,
+    it would leave the user believing it took effect (bad input, exit 2)."""
+    from typer._click.core import ParameterSource  # typer carries its own click
+
+    from gradesync.cli._common import bad_input, problem
+
+    given = []
+    for name, (option, why) in DEMO_ONLY.items():
+        if ctx.get_parameter_source(name) is ParameterSource.DEFAULT:
+            continue
+        if ctx.params[name] is False:  # a flag's other form, named as typed
+            option = "--no-" + option.removeprefix("--")
+        given.append(problem("--demo", "required", f"{option} needs --demo ({why})"))
+    if given:
+        raise bad_input(*given)
+
+
 def serve(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(DEFAULT_PORT, help="Port to listen on."),
     demo: bool = typer.Option(
@@ -47,6 +74,8 @@ def serve(
     ),
 ) -> None:
     """Run gradesync (SQLite by default; migrations applied automatically on SQLite)."""
+    if not demo:
+        demo_only_given(ctx)
     from gradesync import logs
     from gradesync.adapters.collector import settle_for_serving
     from gradesync.adapters.open_files import raise_open_files_limit
