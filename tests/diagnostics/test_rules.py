@@ -45,6 +45,7 @@ from gradesync.domain.overrides import (
     RemoteResult,
     apply_override,
     detect_overrides,
+    detect_rescaled,
     repaired,
 )
 from gradesync.domain.policy import DEFAULT_POLICY, DesiredResult
@@ -80,6 +81,22 @@ def test_an_edit_and_a_cleared_grade_are_overrides() -> None:
     assert (edit.sent_given, edit.remote_given, edit.cleared) == (7.0, 2.0, False)
     (cleared,) = detect_overrides({"p1": RemoteResult("p1", None, 10.0)}, [_row()])
     assert cleared.cleared and "cleared" in cleared.describe()
+
+
+def test_the_grade_sent_on_a_column_whose_points_changed_is_rescaled_not_overridden() -> None:
+    """7/10 sent, the LMS holds 7 of 99: its column's points were changed there, nobody edited
+    the grade (it was said as an override, and a course keeping LMS edits kept 7 %)."""
+    moved = {"p1": RemoteResult("p1", 7.0, 99.0, None, NOW)}
+    assert detect_overrides(moved, [_row()]) == []
+    (r,) = detect_rescaled(moved, [_row()])
+    assert (r.key, r.sent_given, r.sent_maximum, r.remote_maximum) == (KEY, 7.0, 10.0, 99.0)
+    assert r.describe().startswith("The LMS column's points were changed to 99 (gradesync wrote")
+    # an edit of the grade on top stays an override; the same grade scaled is neither
+    edited = {"p1": RemoteResult("p1", 9.0, 99.0)}
+    assert detect_rescaled(edited, [_row()]) == [] and len(detect_overrides(edited, [_row()])) == 1
+    scaled = {"p1": RemoteResult("p1", 70.0, 100.0)}
+    assert detect_rescaled(scaled, [_row()]) == [] == detect_overrides(scaled, [_row()])
+    assert detect_rescaled(moved, [_row(state=DeliveryState.PENDING)]) == []
 
 
 def test_only_rows_believed_delivered_are_judged() -> None:

@@ -93,6 +93,32 @@ def test_a_remaster_puts_a_column_right_before_it_resends_the_column_s_grades(
     assert record.column_points == 10.0, "the grade was stored before its column was put right"
 
 
+def test_a_column_whose_points_were_changed_in_the_lms_is_put_back_and_its_grades_resent(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    """The column's points changed in the LMS (10 -> 99): the 7 sent read 7 of 99. A run's
+    read-back said an instructor had overridden the grade and, the course keeping LMS edits,
+    left 7 % in the gradebook. Now the run puts the column's points back and sends the grade
+    again, and says so."""
+    ctx, learner, item = _graded(lms, served, browser)
+    sends = item.scores[learner].history
+    lms.admin.patch_line_item(ctx, item.id, scoreMaximum=99)
+    run = served.run("manual", "c1")
+    assert run["outcome"] == "succeeded", run
+    assert run["counts"]["rescaled"] == 1 and run["counts"]["overridden"] == 0, run["counts"]
+    assert "1 grade(s) sent again after their column's points" in run["message"], run["message"]
+    assert item.score_maximum == 10.0
+    assert item.scores[learner].history == sends + 1
+    assert item.scores[learner].column_points == 10.0
+    (grade,) = [
+        g
+        for g in served.ok("GET", f"/people/{learner}/grades")["destinations"]["lms"]
+        if g["activity_id"] == "a1"
+    ]
+    assert grade["state"] == "delivered" and grade["reason_code"] != "overridden", grade
+    assert served.ok("GET", "/courses/c1/overrides") == []
+
+
 def test_grade_waiting_for_the_first_launch_goes_out_after_it(
     lms: RunningSandbox, served: Served, browser: Browser
 ) -> None:

@@ -24,6 +24,8 @@ from gradesync.domain.ledger import reopened
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 
 OVERRIDDEN = "overridden"  # ledger reason_code of a row whose LMS grade was edited
+# ledger reason_code of a row sent again because its column's points were changed in the LMS
+COLUMN_RESCALED = "column_rescaled"
 # Delivery log outcome recorded when an override is found (fits deliveries.outcome).
 OVERRIDE_SEEN = "overridden"
 
@@ -108,15 +110,12 @@ def same_grade(
     return abs(given - got) <= TOLERANCE
 
 
-def detect_overrides(
+def _compared(
     remote: Mapping[str, RemoteResult], rows: Iterable[LedgerRow]
-) -> list[Override]:
-    """Rows whose delivered grade the destination no longer holds.
-
-    Only rows gradesync believes are there (DELIVERED, desired == delivered, a score sent) are
-    compared; a learner the read-back does not list is not judged (some LMSs omit empty
-    results). A result present without a score means the grade was cleared in the LMS."""
-    found: list[Override] = []
+) -> Iterable[tuple[LedgerRow, float, float, RemoteResult]]:
+    """(row, score sent, maximum sent, what the destination holds) for the rows gradesync
+    believes are there (DELIVERED, desired == delivered, a score sent) that the read-back
+    lists (some LMSs omit empty results: a learner not listed is not judged)."""
     for row in rows:
         if row.state is not DeliveryState.DELIVERED or row.desired is None:
             continue
@@ -125,16 +124,70 @@ def detect_overrides(
         given = row.desired.get("score_given")
         if given is None:
             continue  # excused or pending: there is no score to compare
-        maximum = float(row.desired.get("score_maximum") or 0.0)
         got = remote.get(row.key.person_id)
-        if got is None:
+        if got is not None:
+            yield row, float(given), float(row.desired.get("score_maximum") or 0.0), got
+
+
+def _rescaled(given: float, maximum: float, got: RemoteResult) -> bool:
+    """The score sent, held on other points: the column's points were changed in the LMS."""
+    return (
+        got.score_given is not None
+        and abs(got.score_given - given) <= TOLERANCE
+        and got.score_maximum is not None
+        and maximum > 0
+        and abs(got.score_maximum - maximum) > TOLERANCE
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rescaled:
+    """A grade the LMS holds as gradesync sent it, on a column whose points were changed
+    there (by hand, or by another tool): 9 of 10 sent reads 9 of 99. Nobody edited the
+    grade; the column is gradesync's to put right, and the grade is sent again after it."""
+
+    key: LedgerKey
+    sent_given: float
+    sent_maximum: float
+    remote_maximum: float
+
+    def describe(self) -> str:
+        return (
+            f"The LMS column's points were changed to {self.remote_maximum:g} (gradesync wrote "
+            f"{self.sent_maximum:g}), so the {self.sent_given:g} gradesync sent reads "
+            f"{_fmt_score(self.sent_given, self.remote_maximum)}. gradesync puts the column's "
+            "points back and sends the grade again."
+        )
+
+
+def detect_rescaled(
+    remote: Mapping[str, RemoteResult], rows: Iterable[LedgerRow]
+) -> list[Rescaled]:
+    """Rows whose grade the destination holds as sent, on points changed there (`Rescaled`):
+    not overrides (`detect_overrides` leaves them out)."""
+    return [
+        Rescaled(row.key, given, maximum, float(got.score_maximum or 0.0))
+        for row, given, maximum, got in _compared(remote, rows)
+        if _rescaled(given, maximum, got)
+    ]
+
+
+def detect_overrides(
+    remote: Mapping[str, RemoteResult], rows: Iterable[LedgerRow]
+) -> list[Override]:
+    """Rows whose delivered grade the destination no longer holds: the grade was edited or
+    cleared there (a result present without a score). A grade held as sent on a column whose
+    points changed is not one (`detect_rescaled`)."""
+    found: list[Override] = []
+    for row, given, maximum, got in _compared(remote, rows):
+        if same_grade(given, maximum, got.score_given, got.score_maximum):
             continue
-        if same_grade(float(given), maximum, got.score_given, got.score_maximum):
+        if _rescaled(given, maximum, got):
             continue
         found.append(
             Override(
                 key=row.key,
-                sent_given=float(given),
+                sent_given=given,
                 sent_maximum=maximum,
                 remote_given=got.score_given,
                 remote_maximum=got.score_maximum,

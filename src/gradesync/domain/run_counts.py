@@ -39,6 +39,7 @@ READING_ORDER = (
     "differs",
     "unverifiable",
     "overridden",
+    "rescaled",
     "uncounted",
     "columns_failed",
     "column_failures",

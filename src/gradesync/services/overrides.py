@@ -21,9 +21,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from gradesync.domain.columns import check_mark
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.held import logs_scale
-from gradesync.domain.ledger import desired_from_json
+from gradesync.domain.ledger import desired_from_json, reopened
 from gradesync.domain.model import (
     Course,
     CourseLink,
@@ -36,12 +37,14 @@ from gradesync.domain.model import (
     Trigger,
 )
 from gradesync.domain.overrides import (
+    COLUMN_RESCALED,
     OVERRIDDEN,
     OVERRIDE_SEEN,
     Override,
     RemoteResult,
     apply_override,
     detect_overrides,
+    detect_rescaled,
     repaired,
 )
 from gradesync.domain.policy import resolve_settings
@@ -63,12 +66,16 @@ class OverrideStats:
     kept: int = 0  # recorded, LMS edit kept
     resent: int = 0  # marked pending: gradesync wins
     overrides: list[Override] = field(default_factory=list)
+    # grades held as sent on a column whose points were changed in the LMS: marked pending,
+    # to go again once their column is put right
+    rescaled: int = 0
 
     def add(self, other: OverrideStats) -> None:
         self.found += other.found
         self.kept += other.kept
         self.resent += other.resent
         self.overrides += other.overrides
+        self.rescaled += other.rescaled
 
 
 def keeps_lms_edits(uow: UnitOfWork, tenant_id: str, course: Course, activity_id: str) -> bool:
@@ -141,15 +148,52 @@ def record_overrides(
         if not remote:
             return stats
         found = detect_overrides(remote, rows.values())
-        if not found:
+        rescaled = detect_rescaled(remote, rows.values())
+        if not found and not rescaled:
             return stats
-        locked = uow.ledger.get_keys([o.key for o in found], lock=True)
+        keys = [o.key for o in found] + [r.key for r in rescaled]
+        locked = uow.ledger.get_keys(keys, lock=True)
         fresh = detect_overrides(remote, locked.values())  # still true under the lock
         keep = keeps_lms_edits(uow, tenant_id, course, activity_id)
         scale = _read_back_scale(uow, client, tenant_id, activity_id)
         now = clock.now()
         writes: list[tuple[LedgerRow, str]] = []
         lines: list[dict[str, Any]] = []
+        moved = detect_rescaled(remote, locked.values())
+        if moved:
+            # the column is gradesync's: it is written again (whatever its details, as a
+            # remaster's) before these grades go again, which the run sends
+            mark = check_mark(run_id or f"verify-{now.timestamp():.6f}")
+            uow.links.mark_items_to_check(tenant_id, destination_id, [activity_id], mark)
+        for r in moved:
+            stats.rescaled += 1
+            writes.append(
+                (
+                    reopened(
+                        locked[r.key], now, reason_code=COLUMN_RESCALED, reason_text=r.describe()
+                    ),
+                    course_id,
+                )
+            )
+            lines.append(
+                {
+                    "key": r.key,
+                    "run_id": run_id,
+                    "sent_at": now,
+                    "sent_hash": None,
+                    "payload": {
+                        "read_back": {
+                            "sent_maximum": r.sent_maximum,
+                            "remote_maximum": r.remote_maximum,
+                        }
+                    },
+                    "outcome": COLUMN_RESCALED,
+                    "remote_status": None,
+                    "remote_message": r.describe(),
+                    "latency_ms": None,
+                    "score_scale": scale,
+                }
+            )
         for o in fresh:
             stats.found += 1
             stats.overrides.append(o)
@@ -179,6 +223,15 @@ def record_overrides(
         uow.deliveries.add_many(lines)
         uow.ledger.save_many(writes)
         uow.commit()
+    if stats.rescaled:
+        log.info(
+            "column %s at %s/%s: its points were changed in the LMS; %d grade(s) to send again"
+            " after it is put right",
+            activity_id,
+            tenant_id,
+            destination_id,
+            stats.rescaled,
+        )
     if stats.found:
         log.info(
             "overrides at %s/%s %s: %d found, %d kept, %d to resend",

@@ -229,6 +229,11 @@ def _describe(
         parts.append(f"{cols['failed']} column(s) could not be provisioned{_why(failed or {})}")
     if counts.get("overridden"):
         parts.append(f"{counts['overridden']} grade(s) changed by hand in the gradebook")
+    if counts.get("rescaled"):
+        parts.append(
+            f"{counts['rescaled']} grade(s) sent again after their column's points, changed "
+            "in the gradebook, were put back"
+        )
     if counts.get("uncounted"):
         parts.append(
             f"{counts['uncounted']} grade(s) not counted by the LMS: their column is not tied "
@@ -776,8 +781,9 @@ class RunExecutor:
         """The ids of the scope's destinations a run does not count: those made after it
         first started (their rows are in its scope; its sends take those due, as they take
         any of the scope's). Read anew at each count, so one made while the run runs, in its
-        first start or resumed, is left out too. One of the run's `targets` is always its own: made by a process whose clock
-        runs ahead of the worker's, it may look made after the run started."""
+        first start or resumed, is left out too. One of the run's `targets` is always its
+        own: made by a process whose clock runs ahead of the worker's, it may look made after
+        the run started."""
         ours = {(tg.destination.id, tg.destination.created_at) for tg in targets}
         with self.reads() as uow:
             dests = self._of_scope(uow, scope.tenant_id, scope.destination_id)
@@ -1183,7 +1189,14 @@ class RunExecutor:
         patience: Patience,
         not_ours: Collection[str] = (),
     ) -> dict[str, int]:
-        tally = {"verified": 0, "differs": 0, "unverifiable": 0, "overridden": 0, "uncounted": 0}
+        tally = {
+            "verified": 0,
+            "differs": 0,
+            "unverifiable": 0,
+            "overridden": 0,
+            "rescaled": 0,
+            "uncounted": 0,
+        }
         # Columns sent to in this run first, then the rest of the scope: an instructor's
         # edit of a grade sent long ago is found too (services.overrides).
         delivered = sorted(sent.delivered_items)
@@ -1241,7 +1254,8 @@ class RunExecutor:
                 client=client,
             )
             tally["overridden"] += found.found
-            overwrite += found.resent
+            tally["rescaled"] += found.rescaled
+            overwrite += found.resent + found.rescaled
             remote = {b.remote_person_id: b for b in backs}
             for (_, person_id), row in rows.items():
                 if row.state is not DeliveryState.DELIVERED or row.desired is None:
@@ -1260,9 +1274,11 @@ class RunExecutor:
                 else:
                     tally["differs"] += 1
         if overwrite:
-            # "gradesync wins": the overridden grades were marked pending; send them now,
-            # as part of this run, with timestamps after the LMS's edits, waiting as the
-            # sending stage does (a slow-down their sends meet ends within its patience)
+            # "gradesync wins": the overridden grades were marked pending, and those on a
+            # column whose points were changed in the LMS (their column is written again
+            # first); send them now, as part of this run, with timestamps after the LMS's
+            # edits, waiting as the sending stage does (a slow-down their sends meet ends
+            # within its patience)
             await self._sending(run, counts, lost, patience)
         return tally
 

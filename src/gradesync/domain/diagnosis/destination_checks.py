@@ -41,7 +41,7 @@ from gradesync.domain.model import (
     DestinationKind,
     LedgerRow,
 )
-from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.domain.overrides import COLUMN_RESCALED, OVERRIDDEN
 from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason, as_clause
@@ -760,7 +760,7 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
 
 
 # delivery log lines that record an event, not a send
-_NOT_SENDS = ("overridden", "repair")
+_NOT_SENDS = ("overridden", "repair", COLUMN_RESCALED)
 
 
 def last_delivery_check(df: DestinationFacts) -> Check:

@@ -57,6 +57,7 @@ COUNT_WORDS = {
     "differs": "read back different",
     "unverifiable": "could not be read back",
     "overridden": "changed by hand in the gradebook",
+    "rescaled": "sent again: their column's points were changed in the gradebook",
     "uncounted": "stored but not counted by the LMS",
 }
 
