@@ -729,3 +729,20 @@ def test_a_destination_s_registration_is_checked_once_with_its_probe() -> None:
     names = [c.name for c in diagnose_destination(facts).checks]
     assert [n for n in names if "registration" in n.lower()] == ["The registration is complete"]
     assert "token" in names
+
+
+def test_the_last_delivery_line_says_a_result_with_no_score_was_sent_with_none() -> None:
+    """An excused learner's result at an LMS carries no score: the line read "sent
+    None/10.0"."""
+    (base,) = _facts().destinations
+    sent = DeliveryFact(
+        NOW - timedelta(minutes=5),
+        "delivered",
+        200,
+        payload={"scoreMaximum": 10.0, "gradingProgress": "FullyGraded", "timestamp": "t"},
+    )
+    found = diagnose_learner_activity(_facts(destinations=(replace(base, deliveries=(sent,)),)))
+    last = found.check("last_delivery", "d")
+    assert last is not None
+    assert "sent with no score with timestamp t" in last.evidence, last.evidence
+    assert "None" not in last.evidence

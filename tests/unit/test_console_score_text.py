@@ -1,12 +1,20 @@
 """The console's grade grid words a grade as it was computed: an excused learner reads
-"excused" and a past-due zero "missing", not a bare "no score" or "0 / 20"."""
+"excused" and a past-due zero "missing", not a bare "no score" or "0 / 20". At an LMS, which
+has no excused state (the flag is not sent there), an excused learner reads as excused all
+the same, with what the LMS gets instead."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
-from gradesync.services.console_queries import score_text
+import pytest
+
+from gradesync.domain.model import DeliveryState, DestinationKind, LedgerKey, LedgerRow
+from gradesync.services.console_queries import score_text, status_labels
+
+SIS = DestinationKind.ONEROSTER_REST
+LMS = DestinationKind.LTI13_AGS
+LTI11 = DestinationKind.LTI11_OUTCOMES
 
 
 def _row(**desired: Any) -> LedgerRow:
@@ -17,17 +25,48 @@ def _row(**desired: Any) -> LedgerRow:
 
 
 def test_a_grade_reads_as_its_score_out_of_its_maximum() -> None:
-    assert score_text(_row()) == "8 / 10"
+    assert score_text(_row(), LMS) == "8 / 10"
 
 
 def test_an_excused_grade_reads_excused() -> None:
-    assert score_text(_row(score_given=None, excused=True)) == "excused"
+    assert score_text(_row(score_given=None, excused=True, learner_excused=True), SIS) == (
+        "excused"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        (LMS, "excused (the LMS gets no score: it has no excused state)"),
+        (LTI11, "excused (the LMS's grade is removed: it has no excused state)"),
+    ],
+)
+def test_an_excused_learner_at_an_lms_reads_excused_with_what_the_lms_gets(
+    kind: DestinationKind, said: str
+) -> None:
+    excused = _row(score_given=None, grading_progress="FullyGraded", learner_excused=True)
+    assert score_text(excused, kind) == said
+    # a row worked out before the fact was kept: only an excused result is fully graded
+    # with no score
+    older = _row(score_given=None, grading_progress="FullyGraded")
+    assert score_text(older, kind) == said
 
 
 def test_a_past_due_zero_says_it_is_missing_work() -> None:
-    assert score_text(_row(score_given=0, score_maximum=20, missing=True)) == "0 / 20 missing"
+    assert score_text(_row(score_given=0, score_maximum=20, missing=True), LMS) == (
+        "0 / 20 missing"
+    )
 
 
 def test_a_pending_grade_has_no_score_and_nothing_to_send_reads_nothing() -> None:
-    assert score_text(_row(score_given=None)) == "no score"
-    assert score_text(None) is None
+    assert score_text(_row(score_given=None, grading_progress="Pending"), LMS) == "no score"
+    assert score_text(_row(score_given=None), LMS) == "no score"
+    assert score_text(None, LMS) is None
+
+
+def test_a_grade_kept_is_kept_in_the_gradebook_it_is_in() -> None:
+    assert status_labels(LMS)["kept"] == "Kept in LMS"
+    assert status_labels(LTI11)["kept"] == "Kept in LMS"
+    assert status_labels(SIS)["kept"] == "Kept in SIS"
+    assert status_labels(DestinationKind.ONEROSTER_CSV)["kept"] == "Kept in SIS"
+    assert status_labels(SIS)["sent"] == "Sent"

@@ -121,6 +121,7 @@ def test_every_sent_field_is_hashed(change: dict[str, object]) -> None:
         {"basis": "something else"},
         {"attempt_event_id": "ev-9"},
         {"points_possible": 20.0},  # what an LTI 1.1 fraction was computed on: logged only
+        {"learner_excused": True},  # said where the flag is not sent (an LMS): not sent
         {"score_given": 7.5},  # int/float spelling
         {"scored_at": datetime(2025, 3, 1, 12, 0, tzinfo=UTC) - timedelta(hours=1)},
     ],
@@ -147,6 +148,7 @@ def test_zero_and_negative_zero_hash_alike() -> None:
         result(score=None, grading_progress="Pending", comment="x", scored_at=None),
         result(late=True, missing=True, excused=True, attempt_event_id=None),
         replace(result(), points_possible=10.0),
+        result(score=None, learner_excused=True),
     ],
 )
 def test_json_round_trip(r: DesiredResult) -> None:
@@ -154,6 +156,23 @@ def test_json_round_trip(r: DesiredResult) -> None:
 
     stored = json.loads(json.dumps(desired_to_json(r)))
     assert desired_from_json(stored) == r
+
+
+def test_a_learner_not_excused_is_stored_as_before_the_fact_was_kept() -> None:
+    """`learner_excused` is stored only when true: no row of a learner who is not excused
+    changes for it, so none is rewritten when its grade is worked out again."""
+    assert "learner_excused" not in desired_to_json(result())
+    assert desired_to_json(result(score=None, learner_excused=True))["learner_excused"] is True
+
+
+def test_an_excused_row_stored_without_the_fact_is_not_sent_again() -> None:
+    """A delivered LMS row of an excused learner, stored before `learner_excused` was kept,
+    takes it when worked out again, and stays delivered (the same grade: nothing to send)."""
+    excused = result(score=None, learner_excused=True)
+    old = delivered_row(replace(excused, learner_excused=False))
+    new = must(reconcile(old, KEY, excused, later(5)))
+    assert new.state is S.DELIVERED and new.desired_hash == old.desired_hash
+    assert new.desired is not None and new.desired["learner_excused"] is True
 
 
 # --- reconcile --------------------------------------------------------------------------------

@@ -687,6 +687,20 @@ def test_policy_rule(case: Case) -> None:
     assert out.basis  # every result says why
 
 
+@pytest.mark.parametrize("caps", [NO_QUIRKS, STATUSES], ids=["lms", "sis"])
+def test_an_excused_learner_is_said_excused_where_the_flag_is_not_sent(
+    caps: Capabilities,
+) -> None:
+    """An LMS takes no excused flag (it is dropped from what is sent, and hashed), yet the
+    result still says the learner is excused (`learner_excused`), for the console to say."""
+    out = Case("", [attempt(1, None, 1, excused=True)], caps=caps).run()
+    assert isinstance(out, DesiredResult) and out.score_given is None
+    assert out.excused is caps.statuses
+    assert out.learner_excused is True
+    graded = Case("", [attempt(1, 7, 1)], caps=caps).run()
+    assert isinstance(graded, DesiredResult) and graded.learner_excused is False
+
+
 def test_basis_names_the_selection_and_attempt() -> None:
     out = Case("", THREE).run()
     assert isinstance(out, DesiredResult)

@@ -44,9 +44,9 @@ __all__ = [
 
 
 def result_hash(result: DesiredResult) -> str:
-    """sha256 of the canonical JSON of exactly what is sent. `basis`, `attempt_event_id` and
-    `points_possible` explain the result but are not sent, so they do not make a key
-    pending."""
+    """sha256 of the canonical JSON of exactly what is sent. `basis`, `attempt_event_id`,
+    `points_possible` and `learner_excused` explain the result but are not sent, so they do
+    not make a key pending."""
     return digest(
         {
             "score_given": number(result.score_given) if result.score_given is not None else None,
@@ -63,8 +63,10 @@ def result_hash(result: DesiredResult) -> str:
 
 
 def desired_to_json(result: DesiredResult) -> dict[str, Any]:
-    """The JSON form kept in `LedgerRow.desired` (datetimes as ISO strings)."""
-    return {
+    """The JSON form kept in `LedgerRow.desired` (datetimes as ISO strings). `learner_excused`
+    is there only when true: the desired result of a learner who is not excused is stored as
+    it was before the fact was kept, so no row is rewritten for it."""
+    out: dict[str, Any] = {
         "score_given": result.score_given,
         "score_maximum": result.score_maximum,
         "grading_progress": result.grading_progress,
@@ -78,6 +80,9 @@ def desired_to_json(result: DesiredResult) -> dict[str, Any]:
         "attempt_event_id": result.attempt_event_id,
         "points_possible": result.points_possible,
     }
+    if result.learner_excused:
+        out["learner_excused"] = True
+    return out
 
 
 def desired_from_json(d: dict[str, Any]) -> DesiredResult:
@@ -97,6 +102,7 @@ def desired_from_json(d: dict[str, Any]) -> DesiredResult:
         basis=str(d.get("basis", "")),
         attempt_event_id=d.get("attempt_event_id"),
         points_possible=float(points) if (points := d.get("points_possible")) is not None else None,
+        learner_excused=bool(d.get("learner_excused", False)),
     )
 
 

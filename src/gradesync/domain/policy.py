@@ -190,6 +190,10 @@ class DesiredResult:
     # the activity's points the score was shaped on: what a percent form's fraction is a
     # fraction of (not hashed: it is not sent); None in results computed before it was kept
     points_possible: float | None = None
+    # the learner is excused, kept where the destination takes no excused flag (`excused` is
+    # then False and no score is sent) so the grade is said as excused (not hashed: it is not
+    # sent; `domain.grade_words`)
+    learner_excused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,9 +329,11 @@ def _result(
     if score_given is not None and score_given == 0 and not caps.zeros_stored:
         return NoResult(reasons.zeros_not_stored())
     comment = attempt.comment if attempt is not None and caps.comments else None
+    learner_excused = excused
     if not caps.statuses:
         # Flags this destination cannot carry are left out, so a status-only change does not
-        # resend an identical payload (the hash covers exactly what is sent).
+        # resend an identical payload (the hash covers exactly what is sent). The learner's
+        # being excused is still said (`learner_excused`, not hashed).
         late = missing = excused = False
     return DesiredResult(
         score_given=number(score_given) if score_given is not None else None,
@@ -342,6 +348,7 @@ def _result(
         basis=basis.strip(),
         attempt_event_id=attempt.source_event_id if attempt is not None else None,
         points_possible=number(inp.activity.points_possible),
+        learner_excused=learner_excused,
     )
 
 

@@ -21,14 +21,17 @@ from gradesync.domain.columns import column_written, no_column
 from gradesync.domain.destination_names import NamedThen, named_then
 from gradesync.domain.diagnosis import DestinationQueue, pending_said
 from gradesync.domain.errors import NotFound
+from gradesync.domain.grade_words import desired_text
 from gradesync.domain.held import Held, held_score, line_item_maximum
 from gradesync.domain.model import (
+    SIS_KINDS,
     Activity,
     Attempt,
     Course,
     DeletedDestination,
     DeliveryState,
     Destination,
+    DestinationKind,
     Enrollment,
     ItemLink,
     LedgerKey,
@@ -58,6 +61,14 @@ STATUS_LABELS = {
     "not_sent": "Not sent",
     "none": "Not worked out yet",
 }
+# A SIS keeps the grades gradesync stopped sending as an LMS does: said of the SIS.
+SIS_STATUS_LABELS = {**STATUS_LABELS, "kept": "Kept in SIS"}
+
+
+def status_labels(kind: DestinationKind | str | None) -> dict[str, str]:
+    """The statuses' words at a destination of `kind` (a grade kept is "Kept in SIS" at a
+    SIS, "Kept in LMS" at an LMS)."""
+    return SIS_STATUS_LABELS if kind in SIS_KINDS else STATUS_LABELS
 
 
 def _status(state: DeliveryState, sent_before: bool, overridden: bool) -> str:
@@ -79,16 +90,20 @@ def cell_status(row: LedgerRow | None) -> str:
     return _status(row.state, row.delivered_hash is not None, row.reason_code in OVERRIDE_CODES)
 
 
-def status_counts(uow: UnitOfWork, tenant_id: str, destination_id: str) -> list[tuple[str, int]]:
+def status_counts(
+    uow: UnitOfWork, tenant_id: str, destination: Destination
+) -> list[tuple[str, int]]:
     """A destination's grades counted in the grid's words ("Sent 10, Not sent 11"), in the
-    order legends list them: the same words the course page uses, not the ledger's states."""
+    order legends list them: the same words the course page uses for it (`status_labels`),
+    not the ledger's states."""
     counts: dict[str, int] = {}
     for state, sent_before, overridden, n in uow.ledger.counts_by_outcome(
-        tenant_id, destination_id, sorted(OVERRIDE_CODES)
+        tenant_id, destination.id, sorted(OVERRIDE_CODES)
     ):
         status = _status(DeliveryState(state), sent_before, overridden)
         counts[status] = counts.get(status, 0) + n
-    return [(STATUS_LABELS[s], counts[s]) for s in STATUSES if counts.get(s)]
+    labels = status_labels(destination.kind)
+    return [(labels[s], counts[s]) for s in STATUSES if counts.get(s)]
 
 
 def lms_holds(row: LedgerRow | None) -> str:
@@ -100,10 +115,6 @@ def lms_holds(row: LedgerRow | None) -> str:
     if row.reason_code in OVERRIDE_CODES:
         return "edit"
     return "ours"
-
-
-def _num(x: Any) -> str:
-    return f"{x:g}" if isinstance(x, int | float) else "?"
 
 
 def not_worked_out_text(destination: Destination) -> str:
@@ -122,19 +133,12 @@ def unrecorded(destination: Destination, not_connected: str | None) -> tuple[str
     return "none", not_worked_out_text(destination)
 
 
-def score_text(row: LedgerRow | None) -> str | None:
-    """'8 / 10' from the desired result ('0 / 10 missing' for a past-due zero, 'excused'
-    for an excused learner), or None when there is nothing to send."""
-    if row is None or not row.desired:
-        return None
-    desired = row.desired
-    given, maximum = desired.get("score_given"), desired.get("score_maximum")
-    if desired.get("excused"):
-        return "excused"
-    if given is None:
-        return "no score"
-    text = f"{_num(given)} / {_num(maximum)}"
-    return f"{text} missing" if desired.get("missing") else text
+def score_text(row: LedgerRow | None, kind: DestinationKind | str) -> str | None:
+    """'8 / 10' from the desired result at a destination of `kind` ('0 / 10 missing' for a
+    past-due zero; for an excused learner 'excused', with what an LMS, which has no excused
+    state, gets instead: `grade_words.desired_text`), or None when there is nothing to
+    send."""
+    return desired_text(row.desired if row is not None else None, kind)
 
 
 def _held(
@@ -390,7 +394,7 @@ def course_page(
                 GridCell(
                     a.id,
                     status,
-                    score_text(row),
+                    score_text(row, dest.kind) if dest is not None else None,
                     why,
                     row,
                     lms_holds(row),
@@ -438,6 +442,11 @@ class DestinationEvidence:
     deliveries: list[dict[str, Any]]
     # the row's reason as the viewer acts on it (`remedies.in_console`)
     reason: str | None = None
+    # the status in the destination's words (`status_labels`: "Kept in SIS" at a SIS)
+    label: str = ""
+    # the grade wanted there, in the grid's words (`score_text`: "excused (the LMS gets no
+    # score: ...)"), None when nothing is to be sent
+    score: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,6 +509,8 @@ def pair_evidence(
                     column=uow.links.item(tenant_id, dest.id, activity_id),
                     deliveries=uow.deliveries.for_key(key, limit=20),
                     reason=reason,
+                    label=status_labels(dest.kind)[status],
+                    score=score_text(row, dest.kind),
                 )
             )
     return PairEvidence(course, activity, person, enrollment, attempts, out)

@@ -12,6 +12,7 @@ from gradesync.domain.course_connection import not_connected
 from gradesync.domain.destination_names import labelled, named_then, shared_names
 from gradesync.domain.diagnosis import destination_ready_check, rate_limit_check
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
+from gradesync.domain.grade_words import desired_text
 from gradesync.domain.held import Held, held_score, line_item_maximum
 from gradesync.domain.model import (
     SIS_KINDS,
@@ -54,6 +55,9 @@ class GradeState:
     updated_at: datetime | None
     # a grade no longer sent but sent before: the score the gradebook still holds, if known
     held: Held | None = None
+    # the desired grade in the console grid's words ("8 / 10", "excused (the LMS gets no
+    # score: it has no excused state)": `grade_words.desired_text`), None with no desired
+    grade_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +112,7 @@ def _held_by_rate_limit(
 
 def kept(row: LedgerRow) -> bool:
     """gradesync sends nothing for it now, but sent a grade the gradebook still holds (the
-    console's *Kept in LMS*)."""
+    console's *Kept in LMS*, *Kept in SIS* at a SIS)."""
     return row.state is DeliveryState.SKIPPED and row.delivered_hash is not None
 
 
@@ -143,6 +147,7 @@ def _cell(
         remote_message=row.remote_message,
         updated_at=row.updated_at,
         held=_held(holding, scale) if holding is not None and kept(row) else None,
+        grade_text=desired_text(row.desired, scale[0] if scale is not None else ""),
     )
 
 

@@ -30,6 +30,7 @@ from gradesync.domain.diagnosis.checks import (
     remote_cause,
     when,
 )
+from gradesync.domain.grade_words import excused_text, learner_excused
 from gradesync.domain.ledger import waiting_since
 from gradesync.domain.model import (
     SIS_KINDS,
@@ -462,9 +463,11 @@ def column_check(
 COLUMN_CODES = ("line_item_foreign", "line_item_gone", "unpublished", "no_resource_link")
 
 
-def _score_of(desired: Mapping[str, Any] | None) -> str:
+def _score_of(desired: Mapping[str, Any] | None, kind: DestinationKind | str) -> str:
     if not desired:
         return "nothing"
+    if learner_excused(desired):
+        return excused_text(desired, kind)  # not a bare "no score": the learner is excused
     given = desired.get("score_given")
     top = desired.get("score_maximum")
     if given is None:
@@ -663,7 +666,7 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             "this destination.",
             d.id,
         )
-    want = _score_of(row.desired)
+    want = _score_of(row.desired, d.kind)
     if row.state is DeliveryState.DELIVERED:
         return Check(
             CheckCode.DELIVERY,
@@ -786,7 +789,9 @@ def last_delivery_check(df: DestinationFacts) -> Check:
         top = last.payload.get("scoreMaximum", last.payload.get("score_maximum"))
         stamp = last.payload.get("timestamp")
         if given is not None or top is not None:
-            sent = f" sent {given}/{top}" + (f" with timestamp {stamp}" if stamp else "")
+            # a result with no score (an excused learner at an LMS) read "sent None/10.0"
+            score = f"{given}/{top}" if given is not None else "with no score"
+            sent = f" sent {score}" + (f" with timestamp {stamp}" if stamp else "")
     said = [f"HTTP {last.remote_status}"] if last.remote_status is not None else []
     if clause := as_clause(last.remote_message or ""):
         said.append(clause)

@@ -296,11 +296,12 @@ def _counted_check(outcome: DesiredResult | NoResult | None) -> Check:
             "Fix the course's grade policy settings.",
         )
     if isinstance(outcome, DesiredResult):
-        score = (
-            f"{outcome.score_given:g}/{outcome.score_maximum:g}"
-            if outcome.score_given is not None
-            else f"no score ({outcome.grading_progress})"
-        )
+        if outcome.score_given is not None:
+            score = f"{outcome.score_given:g}/{outcome.score_maximum:g}"
+        elif outcome.learner_excused:
+            score = "excused, with no score"
+        else:
+            score = f"no score ({outcome.grading_progress})"
         return Check(CheckCode.COUNTED_ATTEMPT, name, True, f"{outcome.basis} Sent: {score}.")
     reason = outcome.reason
     return Check(
@@ -443,6 +444,7 @@ def _desired_json(outcome: DesiredResult | NoResult | None) -> dict[str, Any] | 
         "sent": True,
         "score_given": outcome.score_given,
         "score_maximum": outcome.score_maximum,
+        "excused": outcome.learner_excused,
         "basis": outcome.basis,
         "attempt_event_id": outcome.attempt_event_id,
     }

@@ -117,7 +117,10 @@ FIELDS: dict[str, str] = {
     # ledger and grades
     "state": "Where the result stands: `pending`, `delivered`, `retrying`, `rejected` or "
     "`skipped`.",
-    "desired": "The result gradesync wants in the destination (score, maximum, comment, status).",
+    "desired": "The result gradesync wants in the destination (score, maximum, comment, "
+    "status). `excused` is the flag sent (a SIS); `learner_excused`, present and true only for "
+    "an excused learner, says so where the destination has no excused state (an LMS: "
+    "`excused` is false there and no score is sent).",
     "in_sync": "true: the destination holds what is desired.",
     "delivered_at": "When the destination last acknowledged a result. " + _ZONED,
     "tries": "Failed sends in a row (reset on success).",

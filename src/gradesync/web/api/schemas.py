@@ -455,8 +455,17 @@ class GradeCellOut(BaseModel):
     held: HeldOut | None = Field(
         None,
         description="A grade gradesync no longer sends but sent before (`skipped`, the "
-        "console's *Kept in LMS*): the score the gradebook still holds, when the delivery log "
-        "says it; null otherwise.",
+        "console's *Kept in LMS*, *Kept in SIS* at a SIS): the score the gradebook still "
+        "holds, when the delivery log says it; null otherwise.",
+    )
+    grade_text: str | None = Field(
+        None,
+        description='`desired` in the console grid\'s words: "8 / 10", "0 / 10 missing" '
+        'for a past-due zero, "no score" for work not graded yet, "excused" for an excused '
+        "learner at a SIS (sent as exempt) and, at an LMS, which has no excused state, "
+        '"excused (the LMS gets no score: it has no excused state)" (LTI 1.3: a result '
+        "with no `scoreGiven`) or \"excused (the LMS's grade is removed: it has no excused "
+        'state)" (LTI 1.1); null when nothing is desired.',
     )
 
 

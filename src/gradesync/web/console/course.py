@@ -95,7 +95,7 @@ def course_page(
         runs=page.recent_runs,
         deleted=queries.deleted_names(runtime_of(request).uow, user.tenant_id, shown),
         statuses=cq.STATUSES,
-        labels=cq.STATUS_LABELS,
+        labels=cq.status_labels(page.destination.kind if page.destination else None),
         stage_labels=STAGE_LABELS,
         outcome_labels=OUTCOME_LABELS,
         all_stages=STAGES,
@@ -119,7 +119,7 @@ def grid_fragment(
         page=page,
         held=_held(request, page),
         statuses=cq.STATUSES,
-        labels=cq.STATUS_LABELS,
+        labels=cq.status_labels(page.destination.kind if page.destination else None),
     )
 
 

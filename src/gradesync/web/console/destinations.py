@@ -113,7 +113,7 @@ def _rows(rt: Runtime, tenant_id: str) -> list[dict[str, Any]]:
                     "shown": [
                         (k, view["config"][k]) for k in SHOWN_CONFIG if view["config"].get(k)
                     ],
-                    "counts": cq.status_counts(uow, tenant_id, d.id),
+                    "counts": cq.status_counts(uow, tenant_id, d),
                     "limits": limits_said(view["config"]),
                 }
             )

@@ -124,6 +124,5 @@ def diagnosis(
         person_id=person,
         evidence=evidence,
         checks=checks,
-        labels=cq.STATUS_LABELS,
         kind_labels=KIND_LABELS,
     )

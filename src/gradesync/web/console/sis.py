@@ -135,7 +135,7 @@ def _connections(request: Request, user: ConsoleUser, **extra: Any) -> HTMLRespo
             d.id: {k.course_id: k for k in uow.links.courses_for_destination(user.tenant_id, d.id)}
             for d in dests
         }
-        counts = {d.id: cq.status_counts(uow, user.tenant_id, d.id) for d in dests}
+        counts = {d.id: cq.status_counts(uow, user.tenant_id, d) for d in dests}
     return render(
         request,
         "console/sis.html",

@@ -220,7 +220,8 @@ def _results(request: Request, user: ConsoleUser, run: SyncRun) -> list[dict[str
     """The run's results with their reasons, an instructor's in words they can act on."""
     instructor = user.role is not UserRole.ADMIN
     rt = runtime_of(request)
-    config = sis_of(rt, user.tenant_id, run.scope.destination_id or "").config
+    sis = sis_of(rt, user.tenant_id, run.scope.destination_id or "")
+    config, labels = sis.config, cq.status_labels(sis.kind)
     out = []
     for r in service.posted_results(rt.uow, run):
         status = cq.cell_status(r.row)
@@ -228,8 +229,8 @@ def _results(request: Request, user: ConsoleUser, run: SyncRun) -> list[dict[str
             {
                 "r": r,
                 "status": status,
-                "label": cq.STATUS_LABELS[status],
-                "score": cq.score_text(r.row),
+                "label": labels[status],
+                "score": cq.score_text(r.row, sis.kind),
                 "why": cq.why_text(
                     r.row,
                     instructor=instructor,
