@@ -5,12 +5,13 @@ the same, with what the LMS gets instead."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from gradesync.domain.model import DeliveryState, DestinationKind, LedgerKey, LedgerRow
-from gradesync.services.console_queries import score_text, status_labels
+from gradesync.services.console_queries import score_text, status_labels, why_text
 
 SIS = DestinationKind.ONEROSTER_REST
 LMS = DestinationKind.LTI13_AGS
@@ -70,3 +71,16 @@ def test_a_grade_kept_is_kept_in_the_gradebook_it_is_in() -> None:
     assert status_labels(SIS)["kept"] == "Kept in SIS"
     assert status_labels(DestinationKind.ONEROSTER_CSV)["kept"] == "Kept in SIS"
     assert status_labels(SIS)["sent"] == "Sent"
+
+
+def test_a_retry_the_destination_asked_for_says_no_try_was_counted() -> None:
+    """A 429 counts no try: the grid said "(tried 0 time(s))" after repeated 429 answers."""
+    at = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    waiting = LedgerRow(
+        LedgerKey("t1", "d1", "a1", "p1"), DeliveryState.RETRYING, next_attempt_at=at
+    )
+    said = why_text(waiting)
+    assert said is not None and "tried 0" not in said
+    assert said.endswith("(no failed try counted: the destination asked gradesync to wait).")
+    failed = why_text(LedgerRow(waiting.key, DeliveryState.RETRYING, tries=2, next_attempt_at=at))
+    assert failed == "Next try at 2026-12-07 09:00:00 UTC (tried 2 time(s))."

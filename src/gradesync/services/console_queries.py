@@ -178,9 +178,15 @@ def why_text(
         status = f"HTTP {row.remote_status}" if row.remote_status is not None else ""
         parts.append(f"The destination answered {status}{': ' if status and said else ''}{said}")
     if row.state is DeliveryState.RETRYING and row.next_attempt_at is not None:
+        # a destination's "slow down" (429, Retry-After) is not this grade's failure: it
+        # counts no try (`domain.ledger.after_delivery`), so "tried 0 time(s)" said nothing
+        tried = (
+            f"tried {row.tries} time(s)"
+            if row.tries
+            else "no failed try counted: the destination asked gradesync to wait"
+        )
         parts.append(
-            f"Next try at {row.next_attempt_at.strftime('%Y-%m-%d %H:%M:%S UTC')} "
-            f"(tried {row.tries} time(s))."
+            f"Next try at {row.next_attempt_at.strftime('%Y-%m-%d %H:%M:%S UTC')} ({tried})."
         )
     return " ".join(parts) or None
 
