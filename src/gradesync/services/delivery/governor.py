@@ -487,7 +487,7 @@ class Governor:
         # not found by a read of all that started after is deleted too
         self.held_elsewhere: Callable[[], Collection[DestKey]] | None = None
         # told when a read finds a destination's pause lifted (its held rows are due)
-        self.on_open: Callable[[], None] | None = None
+        self.on_open: Callable[[DestKey], None] | None = None
         # every send re-reads pauses: an outage met meanwhile is said once
         self._pause_reads = OutageNotice(
             log, "re-reading destinations' pauses", "retrying (the pauses last read hold meanwhile)"
@@ -659,7 +659,8 @@ class Governor:
     ) -> None:
         """Honour the pause the database holds for `d` (an admin's, or another worker's),
         as read by a query that started at `read_at` (monotonic). A pause found lifted (an
-        admin's resume) is told to `on_open`: what it held is due now, and a pass that ran
+        admin's resume) is told to `on_open` with the destination: what it held is due now,
+        and a pass that ran
         while the pause was still held here found nothing to claim. One that ran out by
         itself is not: passes look again by then (`next_retry_in`, the poll)."""
         shut = lim.disabled or lim.gated(now) is not None
@@ -673,7 +674,7 @@ class Governor:
             # resumed the destination, so what it held goes now
             lim.gate_until = None
         if shut and not lim.disabled and lim.gated(now) is None and self.on_open is not None:
-            self.on_open()
+            self.on_open((d.tenant_id, d.id))
 
     def pause_fresh(self, d: Destination, lim: DestinationLimits) -> bool:
         """Whether the pause last read serves a send asking now (`check_pause`, which waits

@@ -241,7 +241,7 @@ class Deliverer:
         self._dropping: set[asyncio.Task[None]] = set()
         self.governor.on_gone = self._gone
         self.governor.held_elsewhere = clients.held
-        self.governor.on_open = self.note_due
+        self.governor.on_open = self._opened
         self.provisioner = Provisioner(uow_factory, settings, self._background, self.governor)
         self._help_asked = -1e9
         self._courses_after = ""  # the course a claim's round-robin starts after
@@ -259,8 +259,16 @@ class Deliverer:
         """Rows may have become due in this process (`where`: in these columns; None: it
         is not known where): running passes whose scope may hold them claim again (`live`:
         live grades, claimed even by a pass whose hands are full)."""
+        self._wake(lambda s: where is None or any(s.covers(at) for at in where), live)
+
+    def _opened(self, key: DestKey) -> None:
+        """A destination's pause was found lifted: what it held is due, for the passes whose
+        scope holds it (not every pass: the others would claim for nothing)."""
+        self._wake(lambda s: s.reaches(key))
+
+    def _wake(self, holds: Callable[[DeliveryScope], bool], live: bool = False) -> None:
         for p in self._passes:
-            if where is None or any(p.scope.covers(at) for at in where):
+            if holds(p.scope):
                 p.due += 1
                 p.live += live
                 p.flight.wake()

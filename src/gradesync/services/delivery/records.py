@@ -40,6 +40,11 @@ class DeliveryScope:
     def of_run(cls, scope: RunScope) -> DeliveryScope:
         return cls(scope.tenant_id, scope.destination_id, scope.course_id, scope.activity_ids)
 
+    def reaches(self, key: DestKey) -> bool:
+        """Whether rows of this destination are in the scope."""
+        tenant_id, destination_id = key
+        return self.tenant_id in (None, tenant_id) and self.destination_id in (None, destination_id)
+
     def covers(self, at: DueAt) -> bool:
         """Whether rows of this column of a course at a destination are in the scope."""
         tenant_id, destination_id, course_id, activity_id = at

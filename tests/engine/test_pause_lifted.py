@@ -1,0 +1,48 @@
+"""A pause found lifted wakes the passes of its destination alone; a timed pause running out
+by itself wakes nobody (passes look again by then), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from gradesync.adapters.db.database import Database
+from gradesync.services import destination_admin
+from gradesync.services.delivery.background import BackgroundWrites
+from gradesync.services.delivery.governor import Governor
+from gradesync.services.delivery.records import DeliveryScope, DestKey
+from gradesync.testing import ManualClock
+from tests.engine.conftest import DEST, FAST, T, seed
+
+
+async def test_an_admins_resume_is_told_once_with_its_destination(db: Database) -> None:
+    seed(db)
+    clock = ManualClock()
+    governor = Governor(db.uow, clock, FAST, BackgroundWrites())
+    opened: list[DestKey] = []
+    governor.on_open = opened.append
+    await governor.refresh_destinations(force=True)
+
+    # a timed pause that runs out by itself: nobody told
+    destination_admin.pause(
+        db.uow, clock, T, DEST, actor="admin", until=clock.now() + timedelta(seconds=60)
+    )
+    await governor.refresh_destinations(force=True)
+    clock.advance(61)
+    await governor.refresh_destinations(force=True)
+    assert opened == []
+
+    # an admin's pause until resumed, then the resume: told once, naming the destination
+    destination_admin.pause(db.uow, clock, T, DEST, actor="admin")
+    await governor.refresh_destinations(force=True)
+    destination_admin.resume(db.uow, clock, None, T, DEST)
+    await governor.refresh_destinations(force=True)
+    await governor.refresh_destinations(force=True)
+    assert opened == [(T, DEST)]
+    await governor.aclose()
+
+
+def test_a_scope_reaches_the_destinations_it_holds() -> None:
+    assert DeliveryScope().reaches((T, DEST))
+    assert DeliveryScope(T, DEST, "c1").reaches((T, DEST))
+    assert not DeliveryScope(T, "other").reaches((T, DEST))
+    assert not DeliveryScope("t2").reaches((T, DEST))
