@@ -211,6 +211,12 @@ class CircuitBreaker:
             return self.open_until
         return None
 
+    def lift(self) -> None:
+        """A person resumed the destination: an open breaker's cool-down ends now, so the next
+        send goes as its probe (its success closes the breaker, its failure opens it again)."""
+        if self.state is BreakerState.OPEN:
+            self.open_until = None
+
     @property
     def probing(self) -> bool:
         """Half-open with its one probe out: nothing else goes until it is answered."""
@@ -673,8 +679,12 @@ class Governor:
             # our pause was in the database before this read began and is gone: an admin
             # resumed the destination, so what it held goes now
             lim.gate_until = None
-        if shut and not lim.disabled and lim.gated(now) is None and self.on_open is not None:
-            self.on_open((d.tenant_id, d.id))
+        if shut and not lim.disabled and lim.gated(now) is None:
+            # a person's resume (the API, the console, the command line in another process)
+            # lifts an open breaker too: what it held goes now, not after its cool-down
+            lim.breaker.lift()
+            if self.on_open is not None:
+                self.on_open((d.tenant_id, d.id))
 
     def pause_fresh(self, d: Destination, lim: DestinationLimits) -> bool:
         """Whether the pause last read serves a send asking now (`check_pause`, which waits
