@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -26,6 +26,7 @@ from gradesync.domain.model import (
     Role,
 )
 from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.domain.pauses import PauseCause, pause_text
 from gradesync.runtime import Runtime
 from gradesync.services import auth
 from gradesync.services.clock import SystemClock
@@ -380,3 +381,65 @@ def test_a_repair_does_not_read_back_from_a_paused_destination(
     [unread] = out["unread"]
     assert "is paused: exam week" in unread["error"], unread
     assert "auth_token_url" not in unread["error"]  # the client was not even made
+
+
+def test_doctor_course_lists_a_grade_the_lms_fails_then_says_the_breaker_s_pause_lifts(
+    cli_db: Database,
+    gradesync: Run,
+) -> None:
+    """The LMS failing every score: before the breaker opened, "Grades are syncing ... 1
+    problem" listed no cause and exited 0; once open, its pause said "No grades are syncing
+    to this destination" and "Fix the cause named in the pause, then resume the
+    destination", against the pause's own "gradesync probes the destination again by
+    itself"."""
+    _with_sis_sparing_pol(cli_db)
+    soon = datetime.now(UTC) + timedelta(minutes=3)  # the CLI runs on the real clock
+    failing = replace(
+        _delivered("ada2", 9.0),
+        state=DeliveryState.RETRYING,
+        delivered_hash=None,
+        tries=4,
+        next_attempt_at=soon,
+        reason_code="server_error",
+        reason_text="injected server error — The LMS had a temporary failure; gradesync "
+        "retries automatically.",
+        remote_status=503,
+        remote_message="injected server error",
+    )
+    with cli_db.uow() as uow:
+        uow.ledger.save_many([(failing, C)])
+        uow.commit()
+    out = gradesync("doctor", "-t", T, "--course", C, ok=False)
+    assert out.returncode == 1, out.stdout  # a problem counted is one listed, and fails
+    assert "1 retrying, 2 skipped; 1 problem" in out.stdout
+    assert "Only some grades (failed or refused at a destination)" in out.stdout
+    flat = " ".join(out.stdout.split())
+    assert "The LMS failed to take these grades; gradesync tries them again by itself" in flat
+    assert "failed 4 times (server_error); the LMS answered HTTP 503: injected server" in flat
+    data = json.loads(gradesync("doctor", "-t", T, "--course", C, "--json", ok=False).stdout)
+    assert data["counts"]["problems"] == 1 and data["symptom"] == "some_grades"
+    [retrying] = data["causes"]["grades"]
+    assert (retrying["code"], retrying["learners"]) == ("retrying", ["ada2"])
+
+    # the breaker opens: a pause gradesync lifts by itself at its end
+    reason = pause_text(
+        PauseCause.CIRCUIT_OPEN,
+        " after repeated failures (last: injected server error); gradesync probes the "
+        "destination again by itself.",
+    )
+    with cli_db.uow() as uow:
+        uow.destinations.set_pause(T, D, soon, reason, PauseCause.CIRCUIT_OPEN)
+        uow.commit()
+    paused = gradesync("doctor", "-t", T, "--course", C, ok=False)
+    assert paused.returncode == 1
+    flat = " ".join(paused.stdout.split())
+    assert f"{D}: Sending to this destination is paused for a while; gradesync tries" in flat
+    assert "No grades are syncing" not in flat and "then resume" not in flat
+    assert "The LMS failed repeatedly: gradesync paused sending to it for a while" in flat
+    at = soon.strftime("%Y-%m-%d %H:%M UTC")
+    assert f"what to do: Nothing is needed for sending to resume: at {at} gradesync" in flat
+    assert "Resuming the destination sooner is optional" in flat
+    data = json.loads(gradesync("doctor", "-t", T, "--course", C, "--json", ok=False).stdout)
+    assert data["destinations"][D]["symptom"] == "sending_paused"
+    [pause] = data["causes"]["course"]
+    assert (pause["code"], pause["tries_again_by_itself"]) == ("destination_paused", True)

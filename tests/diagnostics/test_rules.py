@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from gradesync.domain import remedies
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.diagnosis import (
@@ -48,6 +50,7 @@ from gradesync.domain.overrides import (
     detect_rescaled,
     repaired,
 )
+from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import DEFAULT_POLICY, DesiredResult
 from gradesync.domain.triage import (
     CourseDestinationFacts,
@@ -746,3 +749,178 @@ def test_the_last_delivery_line_says_a_result_with_no_score_was_sent_with_none()
     assert last is not None
     assert "sent with no score with timestamp t" in last.evidence, last.evidence
     assert "None" not in last.evidence
+
+
+_BREAKER = (
+    "Circuit breaker open after repeated failures (last: injected server error); gradesync "
+    "probes the destination again by itself."
+)
+
+
+def _failing_lms(
+    lms_rows: tuple[KeyState, ...], *, cause: PauseCause | None, manual: bool = False
+) -> CourseFacts:
+    """Bio with its LMS failing (paused by `cause` until NOW + 5 min, an administrator's
+    pause until resumed when `manual`; not paused for None) and its SIS delivering."""
+    sent = tuple(KeyState("sis", "a1", p, DeliveryState.DELIVERED) for p in ("p1", "p2"))
+    facts = _two_destinations(lms_rows, sent + _NOT_SELECTED, lms_paused=False)
+    (lms, sis) = facts.destinations
+    if cause is not None:
+        paused = replace(
+            lms.destination,
+            enabled=not manual,
+            paused_until=None if manual else NOW + timedelta(minutes=5),
+            pause_reason=_BREAKER if cause is PauseCause.CIRCUIT_OPEN else "said by the pause",
+            pause_cause=cause,
+        )
+        lms = replace(lms, destination=paused)
+    return replace(facts, destinations=(lms, sis))
+
+
+def _failed(person: str, tries: int = 5) -> KeyState:
+    """The LMS failed this grade `tries` times (a 503), its next try in 2 minutes."""
+    return KeyState(
+        "lms",
+        "a1",
+        person,
+        DeliveryState.RETRYING,
+        "server_error",
+        "injected server error — The LMS had a temporary failure; gradesync retries automatically.",
+        tries=tries,
+        next_attempt_at=NOW + timedelta(minutes=2),
+        remote_status=503,
+        remote_message="injected server error",
+    )
+
+
+@pytest.mark.parametrize(
+    ("cause", "title"),
+    [
+        (PauseCause.CIRCUIT_OPEN, "The LMS failed repeatedly"),
+        (PauseCause.SLOW_DOWN, "The LMS asked gradesync to slow down"),
+        (PauseCause.ADMIN, "paused by an administrator until a set time"),
+    ],
+)
+def test_a_pause_gradesync_lifts_by_itself_is_said_so_not_as_one_to_resume(
+    cause: PauseCause, title: str
+) -> None:
+    """The breaker's pause (the LMS failing every score) was "No grades are syncing to this
+    destination: fix the cause named in the pause, then resume the destination", against the
+    pause's own "gradesync probes the destination again by itself"."""
+    t = triage_course(_failing_lms((_failed("p1"),), cause=cause))
+    assert t.destinations == {"lms": Symptom.SENDING_PAUSED, "sis": Symptom.ALL_SYNCING}
+    assert t.symptom is Symptom.SOME_DESTINATIONS
+    paused = t.cause("destination_paused")
+    assert paused is not None and paused.destination_id == "lms"
+    assert paused.tries_again_by_itself and title in paused.title, paused.title
+    # what happens, when gradesync tries again by itself, and that resuming is not needed
+    assert "2026-03-10 12:05 UTC" in paused.remedy, paused.remedy
+    assert paused.remedy.startswith("Nothing is needed"), paused.remedy
+    assert "then resume" not in paused.remedy
+    if cause is PauseCause.CIRCUIT_OPEN:
+        assert "failure the pause names on the LMS's side" in paused.remedy
+        assert "optional" in paused.remedy
+        assert "probes the destination again by itself" in paused.evidence
+    # the grade it holds is listed too, tried again when the pause ends (not before)
+    retrying = t.cause("retrying")
+    assert retrying is not None and retrying.learners == ("p1",), t.causes
+    assert "next try 2026-03-10 12:05 UTC" in retrying.evidence, retrying.evidence
+    data = t.as_json()
+    assert data["destinations"]["lms"]["summary"] == (
+        "Sending to this destination is paused for a while; gradesync tries again by itself"
+    )
+    assert data["causes"]["course"][0]["tries_again_by_itself"] is True
+    # with nothing delivered anywhere, the course as a whole waits
+    waiting = triage_course(
+        replace(
+            _failing_lms((_failed("p1"),), cause=cause),
+            rows=(_failed("p1"), *_NOT_SELECTED),
+        )
+    )
+    assert waiting.symptom is Symptom.SENDING_PAUSED
+    assert waiting.summary == "Sending is paused for a while; gradesync tries again by itself"
+
+
+@pytest.mark.parametrize("manual", [True, False])
+def test_an_admin_s_or_a_misconfiguration_s_pause_still_asks_for_a_resume(manual: bool) -> None:
+    cause = PauseCause.ADMIN if manual else PauseCause.MISCONFIGURED
+    t = triage_course(_failing_lms((_failed("p1"),), cause=cause, manual=manual))
+    assert t.destinations["lms"] is Symptom.NOTHING_SYNCING
+    paused = t.cause("destination_paused")
+    assert paused is not None and not paused.tries_again_by_itself
+    assert "then resume" in paused.remedy, paused.remedy
+    retrying = t.cause("retrying")
+    assert retrying is not None
+    if manual:  # nothing goes to it until then
+        assert "next try once the destination is resumed" in retrying.evidence
+        assert not retrying.tries_again_by_itself
+    else:
+        assert "without a resume gradesync tries again by itself at" in paused.remedy.lower()
+
+
+def test_a_retrying_grade_is_a_problem_listed_with_the_lms_s_words_and_next_try() -> None:
+    """Before the breaker opens: "Grades are syncing", `problems: 1`, no cause listed, exit 0.
+    A grade the LMS fails is a problem: counted, listed with its cause, and the course is
+    not "all syncing"."""
+    sent = tuple(KeyState("lms", "a2", p, DeliveryState.DELIVERED) for p in ("p1", "p2"))
+    t = triage_course(_failing_lms((*sent, _failed("p1", tries=3)), cause=None))
+    assert t.counts["problems"] == 1 and t.counts["retrying"] == 1
+    [listed] = t.problems
+    assert (listed.code, listed.scope, listed.destination_id) == ("retrying", Scope.GRADES, "lms")
+    assert (listed.activities, listed.learners) == (("a1",), ("p1",))
+    assert listed.tries_again_by_itself
+    assert "failed 3 times (server_error)" in listed.evidence, listed.evidence
+    assert "the LMS answered HTTP 503: injected server error" in listed.evidence
+    assert "next try 2026-03-10 12:02 UTC" in listed.evidence
+    assert "gradesync tries again by itself at 2026-03-10 12:02 UTC" in listed.remedy
+    assert t.destinations["lms"] is Symptom.SOME_GRADES
+    assert t.symptom is Symptom.SOME_GRADES
+    assert [c["code"] for c in t.as_json()["causes"]["grades"]] == ["retrying"]
+
+
+def test_every_problem_counted_is_listed_with_its_cause() -> None:
+    """Reasons no cause named (a give-up, an internal error, a send refused in the SIS's
+    words) were counted under `problems` and listed nowhere."""
+    rows = (
+        KeyState("lms", "a1", "p1", DeliveryState.DELIVERED),
+        _failed("p2"),
+        KeyState(
+            "lms",
+            "a2",
+            "p1",
+            DeliveryState.REJECTED,
+            "retries_exhausted",
+            "Gave up after 12 failed attempts to deliver (injected server error).",
+        ),
+        KeyState("lms", "a2", "p2", DeliveryState.RETRYING, "internal_error", "gradesync failed."),
+        KeyState(
+            "sis",
+            "a1",
+            "p1",
+            DeliveryState.REJECTED,
+            "invalid_data",
+            "score is not valid",
+            remote_status=422,
+            remote_message="score is not valid",
+        ),
+        KeyState("sis", "a1", "p2", DeliveryState.SKIPPED, "compute_failed", "could not."),
+    )
+    facts = _two_destinations(rows[:4], (*rows[4:], *_NOT_SELECTED), lms_paused=False)
+    t = triage_course(facts)
+    listed = {
+        (c.destination_id, a, p) for c in t.problems for a in c.activities for p in c.learners
+    }
+    counted = [r for r in rows if r.state is not DeliveryState.DELIVERED]
+    assert t.counts["problems"] == len(counted)
+    assert {(r.destination_id, r.activity_id, r.person_id) for r in counted} <= listed
+    gave_up = next(c for c in t.problems if "(retries_exhausted)" in c.evidence)
+    assert (gave_up.code, gave_up.destination_id, gave_up.title) == (
+        "not_delivered",
+        "lms",
+        "gradesync gave up sending these grades: the LMS failed every try",
+    )
+    refused = next(c for c in t.problems if c.destination_id == "sis" and "422" in c.evidence)
+    assert refused.title == "The SIS refused these grades"
+    assert "the SIS answered HTTP 422: score is not valid" in refused.evidence
+    internal = next(c for c in t.problems if "internal_error" in c.evidence)
+    assert internal.code == "retrying" and internal.title.startswith("gradesync itself failed")

@@ -109,12 +109,17 @@ def _print_triage(t: CourseTriage) -> None:
             text = DESTINATION_SYMPTOM_TEXT[symptom]
             console.print(f"  {escape(dest_id)}: {escape(text)}", highlight=False)
     console.print(f"  {_counts_said(t.counts)}", highlight=False)
+    if t.symptom is Symptom.SOME_DESTINATIONS:
+        course = "Nothing syncing at a destination (a pause, configuration, scope, credentials)"
+    elif t.symptom is Symptom.SENDING_PAUSED:
+        course = "Sending paused for a while (gradesync tries again by itself)"
+    else:
+        course = "Nothing syncing at all (configuration, scope, credentials)"
     headings = {
-        Scope.COURSE: "Nothing syncing at a destination (configuration, scope, credentials)"
-        if t.symptom is Symptom.SOME_DESTINATIONS
-        else "Nothing syncing at all (configuration, scope, credentials)",
+        Scope.COURSE: course,
         Scope.ACTIVITIES: "Only some activities",
         Scope.LEARNERS: "Only some learners",
+        Scope.GRADES: "Only some grades (failed or refused at a destination)",
     }
     for scope in Scope:
         causes = t.by_scope(scope)
@@ -123,7 +128,9 @@ def _print_triage(t: CourseTriage) -> None:
         console.print(f"\n[bold]{headings[scope]}[/bold]")
         for c in causes:
             where = f" [dim]({escape(c.destination_id)})[/dim]" if c.destination_id else ""
-            console.print(f"  [red]✗[/red] {escape(c.title)}{where}", highlight=False)
+            # a pause gradesync lifts by itself, or a grade it tries again: it waits
+            mark = "[yellow]…[/yellow]" if c.tries_again_by_itself else "[red]✗[/red]"
+            console.print(f"  {mark} {escape(c.title)}{where}", highlight=False)
             console.print(f"      {escape(c.evidence)}", highlight=False)
             console.print(f"      [yellow]what to do:[/yellow] {escape(c.remedy)}", highlight=False)
     if t.excluded:

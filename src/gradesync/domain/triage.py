@@ -1,7 +1,10 @@
 """Course triage in the shape of a vendor's troubleshooting page: is nothing syncing at all
 (configuration, scope, credentials, deployment), nothing at some destinations while others
 deliver, only some activities (column missing, unpublished, not graded), or only some learners
-(not launched from the course, role, dates, duplicate accounts)? Results left out by design
+(not launched from the course, role, dates, duplicate accounts), or only some grades (a
+destination failed them, gradesync tries them again by itself, or refused them)? A pause
+gradesync lifts by itself (the circuit breaker's, a Retry-After's) is said as such, not as
+one to resume. Every problem counted is listed under a cause. Results left out by design
 (`BY_DESIGN`: an activity not ticked for the SIS or excluded from sync) are listed apart, as
 excluded, and are not problems.
 
@@ -34,9 +37,9 @@ from gradesync.domain.diagnosis import (
     OtherAccount,
     RejectionFact,
     activity_checks,
-    destination_ready_check,
     grade_scope_check,
     left_out_by_design,
+    pause_said,
     plural,
     when,
 )
@@ -54,7 +57,7 @@ from gradesync.domain.model import (
 from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import ResolvedPolicy
-from gradesync.domain.reasons import Reason, ReasonCode
+from gradesync.domain.reasons import Reason, ReasonCode, as_clause
 from gradesync.domain.remedies import Reader, for_reader, lti11_column_remedy
 
 
@@ -63,6 +66,12 @@ class Symptom(StrEnum):
     SOME_DESTINATIONS = "some_destinations"  # nothing reaches one destination, another delivers
     SOME_ACTIVITIES = "some_activities"
     SOME_LEARNERS = "some_learners"
+    # sending paused for a while (the breaker's cool-down, a Retry-After, a person's pause
+    # until a time): gradesync tries again by itself, nobody needs to act
+    SENDING_PAUSED = "sending_paused"
+    # delivered but for some grades a destination failed (retried) or refused, for no cause of
+    # the course, an activity or a learner
+    SOME_GRADES = "some_grades"
     ALL_SYNCING = "all_syncing"
     NOTHING_TO_SYNC = "nothing_to_sync"  # no attempts yet, nothing failing
 
@@ -72,6 +81,8 @@ SYMPTOM_TEXT = {
     Symptom.SOME_DESTINATIONS: "Grades sync to some destinations, but none reach the others",
     Symptom.SOME_ACTIVITIES: "Some grades sync, but the problem affects specific activities",
     Symptom.SOME_LEARNERS: "Some grades sync, but the problem affects specific learners",
+    Symptom.SENDING_PAUSED: "Sending is paused for a while; gradesync tries again by itself",
+    Symptom.SOME_GRADES: "Some grades sync, but a destination failed or refused others",
     Symptom.ALL_SYNCING: "Grades are syncing",
     Symptom.NOTHING_TO_SYNC: "Nothing to sync yet (no graded work has arrived)",
 }
@@ -79,6 +90,9 @@ SYMPTOM_TEXT = {
 DESTINATION_SYMPTOM_TEXT = {
     **SYMPTOM_TEXT,
     Symptom.NOTHING_SYNCING: "No grades are syncing to this destination",
+    Symptom.SENDING_PAUSED: "Sending to this destination is paused for a while; gradesync "
+    "tries again by itself",
+    Symptom.SOME_GRADES: "Some grades sync, but this destination failed or refused others",
 }
 
 
@@ -86,6 +100,8 @@ class Scope(StrEnum):
     COURSE = "course"
     ACTIVITIES = "activities"
     LEARNERS = "learners"
+    # grades a destination failed (retrying) or refused for no cause of the scopes above
+    GRADES = "grades"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +115,9 @@ class Cause:
     activities: tuple[str, ...] = ()
     learners: tuple[str, ...] = ()
     excluded: bool = False  # left out by design: said, but not a problem
+    # a pause gradesync lifts by itself (`diagnosis.pause_said`), a grade it tries again: a
+    # problem, but nobody needs to act for sending to resume
+    tries_again_by_itself: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -111,6 +130,7 @@ class Cause:
             "activities": list(self.activities),
             "learners": list(self.learners),
             "excluded": self.excluded,
+            "tries_again_by_itself": self.tries_again_by_itself,
         }
 
 
@@ -241,11 +261,8 @@ _LEARNER_CODES = {
     OVERRIDDEN: "overridden",
 }
 
+# a paused destination's title and remedy are its pause's (`diagnosis.pause_said`), by kind
 CAUSE_TEXT: dict[str, tuple[str, str]] = {
-    "destination_paused": (
-        "The destination is paused",
-        "Fix the cause named in the pause, then resume the destination.",
-    ),
     "not_configured_for_grades": REMOTE_CAUSES["no_grade_scope"],
     "bad_credentials": REMOTE_CAUSES["bad_credentials"],
     "deployment_problem": (
@@ -419,19 +436,158 @@ def _not_a_learner(r: KeyState) -> bool:
     return r.state is DeliveryState.SKIPPED and r.reason_code == ReasonCode.NOT_A_LEARNER.value
 
 
+# a destination's symptoms under which none of its grades reach it now
+_NOTHING_REACHES = (Symptom.NOTHING_SYNCING, Symptom.SENDING_PAUSED)
+
+
 def _symptom(causes: list[Cause], rows: tuple[KeyState, ...] | list[KeyState]) -> Symptom:
-    scopes = {c.scope for c in causes if not c.excluded}
-    if Scope.COURSE in scopes:
+    problems = [c for c in causes if not c.excluded]
+    scopes = {c.scope for c in problems}
+    if any(c.scope is Scope.COURSE and not c.tries_again_by_itself for c in problems):
         return Symptom.NOTHING_SYNCING
+    if Scope.COURSE in scopes:  # only pauses gradesync lifts by itself
+        return Symptom.SENDING_PAUSED
     if Scope.ACTIVITIES in scopes:
         return Symptom.SOME_ACTIVITIES
     if Scope.LEARNERS in scopes:
         return Symptom.SOME_LEARNERS
     if any(r.state is DeliveryState.DELIVERED for r in rows):
-        return Symptom.ALL_SYNCING
+        return Symptom.SOME_GRADES if Scope.GRADES in scopes else Symptom.ALL_SYNCING
     if any(_problem(r) for r in rows):
         return Symptom.NOTHING_SYNCING
     return Symptom.NOTHING_TO_SYNC
+
+
+# the reason codes a cause above names (a row with another is said by `_unnamed_failures`)
+_NAMED_CODES = frozenset({*_COURSE_CODES, *_ACTIVITY_CODES, *_LEARNER_CODES})
+
+
+def _who(people: tuple[str, ...]) -> str:
+    return ", ".join(people[:10]) + (f" and {len(people) - 10} more" if len(people) > 10 else "")
+
+
+def _unnamed_failures(
+    rows: tuple[KeyState, ...], dests: Mapping[str, Destination], now: datetime
+) -> list[Cause]:
+    """Every problem counted is listed: the results a destination failed (`retrying`: its
+    failure's words, when gradesync tries again by itself) or refused, or gradesync could not
+    send (`not_delivered`), for a reason no cause above names, grouped per destination and
+    reason."""
+    groups: dict[tuple[bool, str, str], list[KeyState]] = {}
+    for r in rows:
+        if _problem(r) and (r.reason_code or "") not in _NAMED_CODES:
+            retrying = r.state is DeliveryState.RETRYING
+            groups.setdefault((retrying, r.destination_id, r.reason_code or ""), []).append(r)
+    causes: list[Cause] = []
+    for (retrying, dest_id, code), hit in sorted(groups.items(), key=lambda kv: kv[0][1:]):
+        d = dests.get(dest_id)
+        name = repr(d.name) if d is not None else repr(dest_id)
+        kind = "SIS" if d is not None and d.kind in SIS_KINDS else "LMS"
+        remote = f"the {kind}"
+        activities = tuple(sorted({r.activity_id for r in hit}))
+        people = tuple(sorted({r.person_id for r in hit}))
+        sample = max(hit, key=lambda r: r.tries)
+        known = REMOTE_CAUSES.get(code)
+        what = f"{plural(len(hit), 'result')} for {', '.join(activities)} ({_who(people)})"
+        # the remote's own words, once (the reason usually quotes them)
+        answer = as_clause(sample.said or code or sample.state.value)
+        if sample.remote_message and sample.remote_message not in answer:
+            answer = f"{as_clause(sample.remote_message)}; {answer}"
+        if sample.remote_status is not None:
+            answer = f"{remote} answered HTTP {sample.remote_status}: {answer}"
+        if retrying:
+            next_at = _next_try(hit, d, now)
+            held = d is not None and not d.enabled  # an administrator's pause holds them
+            at = (
+                "once an administrator resumes the destination"
+                if held
+                else "as soon as it can (the next try is due)"
+                if next_at is None
+                else f"at {when(next_at)}"
+            )
+            next_said = (
+                "once the destination is resumed"
+                if held
+                else "due now"
+                if next_at is None
+                else when(next_at)
+            )
+            times = plural(sample.tries, "time") if len(hit) == 1 else f"up to {sample.tries} times"
+            # a destination's asking to wait (a 429) is not a failed try
+            failed = f"failed {times}" if sample.tries else ("waits" if len(hit) == 1 else "wait")
+            title = (
+                known[0]
+                if known
+                else f"The {kind} failed to take these grades; gradesync tries them again by itself"
+            )
+            remedy = (
+                f"Nothing is needed for them to be sent: gradesync tries again by itself {at}."
+                if not held
+                else f"They are tried again {at}: nothing is sent to a paused destination."
+            )
+            remedy += (
+                f" {known[1]}"
+                if known
+                else f" If the failures go on, look into {remote}'s failure quoted here on its "
+                "side: after repeated failures gradesync pauses sending to the destination for "
+                "a while, and a grade that fails every try is given up (retries_exhausted)."
+            )
+            causes.append(
+                Cause(
+                    "retrying",
+                    Scope.GRADES,
+                    title,
+                    f"{what} at {name} {failed} ({code}); {answer}; next try {next_said}.",
+                    remedy,
+                    destination_id=dest_id,
+                    activities=activities,
+                    learners=people,
+                    tries_again_by_itself=not held,
+                )
+            )
+            continue
+        if known:
+            title, remedy = known
+        elif code == ReasonCode.RETRIES_EXHAUSTED:
+            title = f"gradesync gave up sending these grades: {remote} failed every try"
+            remedy = (
+                f"Look into {remote}'s failure quoted here on its side. The grades are sent "
+                "again when they change, or on a remaster once it works again."
+            )
+        else:
+            title = (
+                f"The {kind} refused these grades"
+                if sample.state is DeliveryState.REJECTED
+                else "gradesync sends no grade for these results"
+            )
+            remedy = (
+                "Diagnose one of the learners listed (their grade for the activity) for the "
+                "exact cause and what to do."
+            )
+        causes.append(
+            Cause(
+                "not_delivered",
+                Scope.GRADES,
+                title,
+                f"{what} at {name} {sample.state.value} ({code}); {answer}.",
+                remedy,
+                destination_id=dest_id,
+                activities=activities,
+                learners=people,
+            )
+        )
+    return causes
+
+
+def _next_try(hit: list[KeyState], d: Destination | None, now: datetime) -> datetime | None:
+    """When gradesync tries the `hit` results again by itself: the first one's next try, or
+    the end of the destination's timed pause if later; None when one is due now."""
+    due = [r.next_attempt_at for r in hit if r.next_attempt_at is not None]
+    first = min(due) if due else None
+    pause = pause_said(d, now) if d is not None else None
+    if pause is not None and pause.until is not None and (first is None or first < pause.until):
+        first = pause.until
+    return first if first is not None and first > now else None
 
 
 def triage_course(facts: CourseFacts) -> CourseTriage:
@@ -446,10 +602,27 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
         causes.append(_cause("course_sync_off", Scope.COURSE, f"Course {course.id!r}: sync off."))
     for cd in facts.destinations:
         d = cd.destination
-        ready = destination_ready_check(d, cd.capabilities, facts.now)
-        if not ready.passed:
+        paused = pause_said(d, facts.now)
+        if paused is not None:
             causes.append(
-                _cause("destination_paused", Scope.COURSE, ready.evidence, destination_id=d.id)
+                Cause(
+                    "destination_paused",
+                    Scope.COURSE,
+                    paused.title,
+                    paused.evidence,
+                    paused.remedy,
+                    destination_id=d.id,
+                    tries_again_by_itself=paused.lifts_by_itself,
+                )
+            )
+        elif isinstance(cd.capabilities, Reason):
+            causes.append(
+                _cause(
+                    "destination_unavailable",
+                    Scope.COURSE,
+                    cd.capabilities.text,
+                    destination_id=d.id,
+                )
             )
         scope = grade_scope_check(d)
         if scope is not None and not scope.passed:
@@ -632,6 +805,10 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
             )
         )
 
+    # -- grades a destination failed or refused, for none of the causes above --
+    dests = {cd.destination.id: cd.destination for cd in facts.destinations}
+    causes += _unnamed_failures(rows, dests, facts.now)
+
     problems = sum(1 for r in rows if _problem(r))
     # Each destination on its own: a paused LMS does not stop the SIS, so "nothing syncing at
     # all" is said only when no destination delivers.
@@ -642,18 +819,18 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
         mine = [r for r in rows if r.destination_id == d_id]
         s = _symptom([c for c in causes if c.destination_id in (d_id, None)], mine)
         per_destination[d_id] = s
-        if s is not Symptom.NOTHING_SYNCING and any(
-            r.state is DeliveryState.DELIVERED for r in mine
-        ):
+        if s not in _NOTHING_REACHES and any(r.state is DeliveryState.DELIVERED for r in mine):
             delivering = True
     if Symptom.NOTHING_SYNCING in per_destination.values():
         symptom = Symptom.SOME_DESTINATIONS if delivering else Symptom.NOTHING_SYNCING
+    elif Symptom.SENDING_PAUSED in per_destination.values():
+        symptom = Symptom.SOME_DESTINATIONS if delivering else Symptom.SENDING_PAUSED
     else:
         symptom = _symptom(causes, rows)
     _fit_to_destinations(
         causes, course, {cd.destination.id: cd.destination for cd in facts.destinations}
     )
-    order = {Scope.COURSE: 0, Scope.ACTIVITIES: 1, Scope.LEARNERS: 2}
+    order = {Scope.COURSE: 0, Scope.ACTIVITIES: 1, Scope.LEARNERS: 2, Scope.GRADES: 3}
     causes.sort(key=lambda c: order[c.scope])
     return CourseTriage(
         course.id,

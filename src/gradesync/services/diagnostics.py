@@ -48,6 +48,7 @@ from gradesync.domain.model import (
     DeliveryState,
     Destination,
     LedgerKey,
+    LedgerRow,
     Person,
     Role,
     Tenant,
@@ -272,11 +273,18 @@ def diagnose_learner_activity(
 # --- one activity --------------------------------------------------------------------------
 
 
-def _key_state(
-    row_key: LedgerKey, state: DeliveryState, code: str | None, text: str | None
-) -> KeyState:
+def _key_state(r: LedgerRow) -> KeyState:
     return KeyState(
-        row_key.destination_id, row_key.activity_id, row_key.person_id, state, code, text
+        r.key.destination_id,
+        r.key.activity_id,
+        r.key.person_id,
+        r.state,
+        r.reason_code,
+        r.reason_text,
+        r.tries,
+        r.next_attempt_at,
+        r.remote_status,
+        r.remote_message,
     )
 
 
@@ -304,10 +312,7 @@ def diagnose_activity(
                     capabilities=capabilities(d),
                     course_link=link,
                     item_link=uow.links.item(tenant_id, d.id, activity_id),
-                    rows=tuple(
-                        _key_state(r.key, r.state, r.reason_code, r.reason_text)
-                        for _, r in sorted(rows.items())
-                    ),
+                    rows=tuple(_key_state(r) for _, r in sorted(rows.items())),
                 )
             )
         facts = ActivityFacts(
@@ -371,7 +376,7 @@ def diagnose_course(
             if link is not None:
                 for batch in uow.ledger.iter_scope(tenant_id, d.id, course_id):
                     for r in batch:
-                        rows.append(_key_state(r.key, r.state, r.reason_code, r.reason_text))
+                        rows.append(_key_state(r))
                         if r.reason_code in _NOT_LAUNCHED:
                             not_launched.add(r.key.person_id)
                         if r.state is not DeliveryState.DELIVERED:

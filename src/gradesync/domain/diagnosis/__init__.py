@@ -60,6 +60,7 @@ from gradesync.domain.diagnosis.destination import (
 from gradesync.domain.diagnosis.destination_checks import (
     COLUMN_CODES,
     STALLED_AFTER,
+    PauseSaid,
     column_check,
     course_link_check,
     delivery_check,
@@ -68,6 +69,7 @@ from gradesync.domain.diagnosis.destination_checks import (
     last_delivery_check,
     launch_check,
     lms_agrees_check,
+    pause_said,
     pending_said,
     rate_limit_check,
 )
@@ -102,6 +104,7 @@ __all__ = [
     "LaunchFact",
     "LearnerActivityFacts",
     "OtherAccount",
+    "PauseSaid",
     "ProbeStep",
     "RejectionFact",
     "activity_checks",
@@ -118,6 +121,7 @@ __all__ = [
     "launch_check",
     "left_out_by_design",
     "lms_agrees_check",
+    "pause_said",
     "pending_said",
     "plural",
     "rate_limit_check",

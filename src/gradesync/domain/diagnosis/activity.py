@@ -51,6 +51,11 @@ class KeyState:
     state: DeliveryState
     reason_code: str | None = None
     reason_text: str | None = None
+    # a failed send's: how often it failed, when it is tried again, the remote's answer
+    tries: int = 0
+    next_attempt_at: datetime | None = None
+    remote_status: int | None = None
+    remote_message: str | None = None
 
     @property
     def said(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -44,11 +45,96 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.overrides import COLUMN_RESCALED, OVERRIDDEN
 from gradesync.domain.passback import PassbackRule
+from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason, as_clause
 from gradesync.domain.remedies import PENDING_STALLED, lti11_column_remedy, remedy_of, said_of
 
 # --- per destination -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PauseSaid:
+    """A destination's pause in words, by its kind (`Destination.pause_cause`, as the
+    `gradesync_destination_paused` metric labels it): an administrator's until resumed, a
+    misconfiguration's (fixed, then resumed), or one gradesync lifts by itself at its end (the
+    circuit breaker's cool-down, the remote's Retry-After, a person's pause until a time)."""
+
+    title: str
+    evidence: str
+    remedy: str
+    lifts_by_itself: bool  # nobody needs to do anything for sending to resume
+    until: datetime | None = None  # a timed pause's end: gradesync tries again by itself then
+
+
+def pause_said(d: Destination, now: datetime) -> PauseSaid | None:
+    """`d`'s pause at `now` as the course triage and the destination's check say it; None
+    when it is not paused."""
+    why = as_clause(d.pause_reason or "")
+    if not d.enabled:
+        return PauseSaid(
+            "The destination is paused until an administrator resumes it",
+            f"Paused: {why or 'by an administrator'}.",
+            "Fix the cause named in the pause, then resume the destination: the grades that "
+            "waited are sent at once.",
+            False,
+        )
+    if d.paused_until is None or d.paused_until <= now:
+        return None
+    at = when(d.paused_until)
+    evidence = f"Paused until {at}: {why or 'no reason recorded'}."
+    kind = "SIS" if d.kind in SIS_KINDS else "LMS"
+    remote = f"the {kind}"
+    optional = "Resuming the destination sooner is optional."
+    if d.pause_cause is PauseCause.CIRCUIT_OPEN:
+        return PauseSaid(
+            f"The {kind} failed repeatedly: gradesync paused sending to it for a while and "
+            "tries again by itself",
+            evidence,
+            f"Nothing is needed for sending to resume: at {at} gradesync tries the destination "
+            "again by itself, and once it answers, the grades that waited are sent. If the "
+            f"failures go on, look into the failure the pause names on {remote}'s side. "
+            + optional,
+            True,
+            d.paused_until,
+        )
+    if d.pause_cause is PauseCause.SLOW_DOWN:
+        return PauseSaid(
+            f"The {kind} asked gradesync to slow down: sending waits until the time it gave",
+            evidence,
+            f"Nothing is needed for sending to resume: at {at} gradesync sends again by "
+            f"itself, and the grades that waited go then. If {remote} keeps asking, lower the "
+            f"pace gradesync sends at (the destination's rate limit). " + optional,
+            True,
+            d.paused_until,
+        )
+    if d.pause_cause is PauseCause.ADMIN:
+        return PauseSaid(
+            "The destination is paused by an administrator until a set time",
+            evidence,
+            f"Nothing is needed: the pause ends by itself at {at}, and the grades that waited "
+            "are sent then. Resume the destination to end it sooner.",
+            True,
+            d.paused_until,
+        )
+    if d.pause_cause is PauseCause.MISCONFIGURED:
+        return PauseSaid(
+            "The destination is paused: gradesync cannot send with its settings",
+            evidence,
+            "Fix the destination's settings named in the pause, then resume it: the grades "
+            f"that waited are sent at once. Without a resume gradesync tries again by itself at "
+            f"{at}, and is paused again while the settings are wrong.",
+            False,
+            d.paused_until,
+        )
+    return PauseSaid(  # a pause whose cause was not recorded
+        "The destination is paused",
+        evidence,
+        f"Sending resumes by itself at {at}; if the pause names a misconfiguration, fix it and "
+        "resume the destination.",
+        False,
+        d.paused_until,
+    )
 
 
 def destination_ready_check(d: Destination, caps: Capabilities | Reason, now: datetime) -> Check:
@@ -62,17 +148,9 @@ def destination_ready_check(d: Destination, caps: Capabilities | Reason, now: da
             f"Fix the cause, then resume it (`gradesync destinations resume {shlex.quote(d.id)}`).",
             d.id,
         )
-    if d.paused_until is not None and d.paused_until > now:
-        return Check(
-            CheckCode.DESTINATION_READY,
-            name,
-            False,
-            f"Paused until {when(d.paused_until)}: "
-            f"{as_clause(d.pause_reason or 'no reason recorded')}.",
-            "Sending resumes by itself; if the pause names a misconfiguration, fix it and "
-            "resume the destination.",
-            d.id,
-        )
+    paused = pause_said(d, now)
+    if paused is not None:
+        return Check(CheckCode.DESTINATION_READY, name, False, paused.evidence, paused.remedy, d.id)
     if isinstance(caps, Reason):
         return Check(
             CheckCode.DESTINATION_READY,
