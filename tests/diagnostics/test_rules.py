@@ -746,3 +746,48 @@ def test_the_last_delivery_line_says_a_result_with_no_score_was_sent_with_none()
     assert last is not None
     assert "sent with no score with timestamp t" in last.evidence, last.evidence
     assert "None" not in last.evidence
+
+
+def test_a_sis_learner_matched_to_no_student_is_not_said_to_have_skipped_a_launch() -> None:
+    """A SIS has no launches: a learner with no student there was filed under "did not start
+    from an LTI link in this course", told to click a gradesync link in the LMS. It is said
+    as not matched to the SIS's student yet (their SIS id named), with what matches them in
+    each reader's words; a learner with no SIS id is told to get one."""
+    course = Course("t", "c1", "Bio")
+    sis = Destination("t", "sis", DestinationKind.ONEROSTER_REST, "SIS")
+    rows = (
+        KeyState("sis", "a1", "p1", DeliveryState.DELIVERED),
+        KeyState("sis", "a1", "p2", DeliveryState.SKIPPED, "no_person_link"),
+        KeyState("sis", "a1", "p3", DeliveryState.SKIPPED, "no_person_link"),
+    )
+    facts = CourseFacts(
+        NOW,
+        course,
+        (Activity("t", "a1", "c1", "Quiz", 10.0),),
+        {"a1": DEFAULT_POLICY},
+        (
+            CourseDestinationFacts(
+                sis,
+                Capabilities(),
+                CourseLink("t", "sis", "c1", "cls-1", {"school": "sch-1"}),
+                {"a1": ItemLink("t", "sis", "a1", "li-1")},
+            ),
+        ),
+        rows,
+        sis_ids={"p2": "stu-2", "p3": None},
+    )
+    t = triage_course(facts)
+    assert t.cause("not_launched") is None
+    unmatched, no_id = t.cause("not_matched_in_sis"), t.cause("no_sis_id")
+    assert unmatched is not None and unmatched.learners == ("p2",)
+    assert no_id is not None and no_id.learners == ("p3",)
+    assert "LTI" not in unmatched.remedy and "'stu-2'" in unmatched.evidence
+    assert "gradesync sis map-students sis c1" in unmatched.remedy
+    assert "gradesync sis map-student sis p3 SOURCEDID" in no_id.remedy
+    api = t.read_over(remedies.Reader.API)
+    assert "POST /api/v1/sis/connections/sis/courses/c1/students" in (
+        api.cause("not_matched_in_sis").remedy  # type: ignore[union-attr]
+    )
+    console = t.read_over(remedies.Reader.CONSOLE).cause("not_matched_in_sis")
+    assert console is not None and "Link learners by their SIS ids" in console.remedy
+    assert not remedies.names_command(console.remedy)
