@@ -924,3 +924,48 @@ def test_every_problem_counted_is_listed_with_its_cause() -> None:
     assert "the SIS answered HTTP 422: score is not valid" in refused.evidence
     internal = next(c for c in t.problems if "internal_error" in c.evidence)
     assert internal.code == "retrying" and internal.title.startswith("gradesync itself failed")
+
+
+def test_a_sis_learner_matched_to_no_student_is_not_said_to_have_skipped_a_launch() -> None:
+    """A SIS has no launches: a learner with no student there was filed under "did not start
+    from an LTI link in this course", told to click a gradesync link in the LMS. It is said
+    as not matched to the SIS's student yet (their SIS id named), with what matches them in
+    each reader's words; a learner with no SIS id is told to get one."""
+    course = Course("t", "c1", "Bio")
+    sis = Destination("t", "sis", DestinationKind.ONEROSTER_REST, "SIS")
+    rows = (
+        KeyState("sis", "a1", "p1", DeliveryState.DELIVERED),
+        KeyState("sis", "a1", "p2", DeliveryState.SKIPPED, "no_person_link"),
+        KeyState("sis", "a1", "p3", DeliveryState.SKIPPED, "no_person_link"),
+    )
+    facts = CourseFacts(
+        NOW,
+        course,
+        (Activity("t", "a1", "c1", "Quiz", 10.0),),
+        {"a1": DEFAULT_POLICY},
+        (
+            CourseDestinationFacts(
+                sis,
+                Capabilities(),
+                CourseLink("t", "sis", "c1", "cls-1", {"school": "sch-1"}),
+                {"a1": ItemLink("t", "sis", "a1", "li-1")},
+            ),
+        ),
+        rows,
+        sis_ids={"p2": "stu-2", "p3": None},
+    )
+    t = triage_course(facts)
+    assert t.cause("not_launched") is None
+    unmatched, no_id = t.cause("not_matched_in_sis"), t.cause("no_sis_id")
+    assert unmatched is not None and unmatched.learners == ("p2",)
+    assert no_id is not None and no_id.learners == ("p3",)
+    assert "LTI" not in unmatched.remedy and "'stu-2'" in unmatched.evidence
+    assert "gradesync sis map-students sis c1" in unmatched.remedy
+    assert "gradesync sis map-student sis p3 SOURCEDID" in no_id.remedy
+    api = t.read_over(remedies.Reader.API)
+    assert "POST /api/v1/sis/connections/sis/courses/c1/students" in (
+        api.cause("not_matched_in_sis").remedy  # type: ignore[union-attr]
+    )
+    console = t.read_over(remedies.Reader.CONSOLE).cause("not_matched_in_sis")
+    assert console is not None and "Link learners by their SIS ids" in console.remedy
+    assert not remedies.names_command(console.remedy)

@@ -81,6 +81,9 @@ FOR_INSTRUCTORS: dict[str, str] = {
     "rate_limit": f"{ASK} raise or clear this destination's rate limit if that pace is not meant.",
     "grade_scope": _GRADE_SCOPE,
     "matched_in_sis": f"{ASK} link the learner to their student in the SIS.",
+    # a SIS learner matched to no student: by their SIS id, or with none, by hand
+    "match_sis_students": f"{ASK} match this learner to their SIS student by their SIS id.",
+    "give_sis_id": f"{ASK} give this learner their SIS id, or link them to their SIS student.",
     # a grade pending far longer than a send takes (diagnosis.destination_checks)
     PENDING_STALLED: f"{ASK} check that gradesync is sending grades: this one should have "
     "reached the gradebook within seconds. Tell them the learner, the activity and this message.",
@@ -201,6 +204,9 @@ _NO_SCHOOL, _SIS_CREDENTIALS, _ALIGN_GROUPS = (
     "sis_credentials",
     "align_groups",
 )
+# a SIS learner matched to no student of the class: with a SIS id (not matched yet: the
+# course's next sync, or map-students, matches them), or with none (given one, or linked)
+MATCH_SIS_STUDENTS, GIVE_SIS_ID = "match_sis_students", "give_sis_id"
 # a destination an administrator paused: its check says grades wait for it to be resumed
 RESUME = "resume_destination"
 RESUMED = "; the grades that waited then go at once."
@@ -260,6 +266,13 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         _POST: "Post its grades "
         "(`POST /api/v1/sis/connections/{destination}/courses/{course}/post` with its id in "
         "`activity_ids`).",
+        MATCH_SIS_STUDENTS: "Match the course's learners to the SIS's students by their SIS ids "
+        "(`POST /api/v1/sis/connections/{destination}/courses/{course}/students`); the "
+        "course's next sync matches them too (`POST /api/v1/courses/{course}/sync`).",
+        GIVE_SIS_ID: "Give the learner their SIS id (`PUT /api/v1/people/{person}` with "
+        "`sis_id`, or in the people you ingest): the course's next sync matches them to that "
+        "SIS student. Or link them to it by hand "
+        "(`PUT /api/v1/sis/connections/{destination}/students/{person}` with its `student_id`).",
         "grade_scope": _SCOPE_API,
         "no_grade_scope": _SCOPE_API,
         "matched_in_sis": "Link the learner to the student sourcedId the SIS has "
@@ -323,6 +336,15 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "are sent.",
         _POST: "Post its grades (Post grades on the course's SIS passback page, "
         "/console/sis/{destination}/courses/{course}).",
+        MATCH_SIS_STUDENTS: "Match the course's learners to the SIS's students by their SIS "
+        "ids (Link learners by their SIS ids on the course's SIS passback page, "
+        "/console/sis/{destination}/courses/{course}, Class and students); the course's next "
+        "sync matches them too.",
+        GIVE_SIS_ID: "Link the learner to their SIS student on the course's SIS passback page "
+        "(/console/sis/{destination}/courses/{course}, Class and students: the learner's row "
+        "under Students), or give them their SIS id where gradesync gets its people (the "
+        "`sis_id` of `PUT /api/v1/people/{person}` or of an ingest): the course's next sync "
+        "then matches them.",
         "grade_scope": _SCOPE_CONSOLE,
         "no_grade_scope": _SCOPE_CONSOLE,
         "matched_in_sis": "Link the learner to the student sourcedId the SIS has on the "
@@ -468,6 +490,12 @@ _CLI_WORDS: dict[str, str] = {
     "--school SCHOOL_SOURCEDID",
     _NO_SCHOOL: "Map the class again with its school: gradesync sis map-class {destination} "
     "{course} {sis_class} --school SCHOOL_SOURCEDID",
+    MATCH_SIS_STUDENTS: "Match the course's learners to the SIS's students by their SIS ids: "
+    "gradesync sis map-students {destination} {course} (or Link learners by their SIS ids on "
+    "the course's SIS passback page in the console); the course's next sync matches them too.",
+    GIVE_SIS_ID: "Give the learner their SIS id (the `sis_id` of `PUT /api/v1/people/{person}` "
+    "or of an ingest): the course's next sync matches them to that SIS student. Or link them "
+    "to it by hand: gradesync sis map-student {destination} {person} SOURCEDID",
     _SELECT: "Tick 'Sync to SIS' for it (gradesync sis select {destination} {activity}).",
     _OTHERS: _OTHERS_SETTLED + "(gradesync sis select {destination} {activity}): its grades "
     "are sent.",
@@ -505,6 +533,7 @@ class Remedy:
     group: str | None = None
     sis_class: str | None = None
     category_word: str = "CATEGORY_ID"
+    person: str | None = None
 
     @property
     def key(self) -> str:
@@ -534,6 +563,7 @@ class Remedy:
             activity=self.activity,
             group=self.group,
             sis_class=self.sis_class,
+            person=self.person,
         )
         return template.format(**ids, category_word=self.category_word)
 

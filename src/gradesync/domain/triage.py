@@ -58,7 +58,15 @@ from gradesync.domain.overrides import OVERRIDDEN
 from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason, ReasonCode, as_clause
-from gradesync.domain.remedies import Reader, for_reader, lti11_column_remedy
+from gradesync.domain.remedies import (
+    GIVE_SIS_ID,
+    MATCH_SIS_STUDENTS,
+    Reader,
+    Remedy,
+    for_reader,
+    lti11_column_remedy,
+    stored_reason,
+)
 
 
 class Symptom(StrEnum):
@@ -118,6 +126,8 @@ class Cause:
     # a pause gradesync lifts by itself (`diagnosis.pause_said`), a grade it tries again: a
     # problem, but nobody needs to act for sending to resume
     tries_again_by_itself: bool = False
+    # the remedy held as a code (`remedy` then the command line's words), worded per reader
+    fix: Remedy | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -171,7 +181,9 @@ class CourseTriage:
         names the API's route or the console's action instead, where one does the same
         (`remedies.for_reader`, as `Diagnosis.read_over`)."""
         causes = tuple(
-            replace(
+            replace(c, remedy=c.fix.about(c.destination_id, self.course_id).words(reader))
+            if c.fix is not None
+            else replace(
                 c,
                 remedy=for_reader(
                     _REMEDY_CODES.get(c.code, c.code),
@@ -222,6 +234,9 @@ class CourseFacts:
         default_factory=dict
     )
     duplicates: Mapping[str, tuple[OtherAccount, ...]] = field(default_factory=dict)
+    # learners with a problem row -> their SIS id now (None: none); not given, a SIS's
+    # unmatched learner is judged by what their row's reason said when it was computed
+    sis_ids: Mapping[str, str | None] | None = None
 
 
 # reason codes -> (cause code, scope) for rows. Course-wide codes are judged per destination.
@@ -326,6 +341,18 @@ CAUSE_TEXT: dict[str, tuple[str, str]] = {
         "A learner must start their session by clicking a gradesync link in the LMS course "
         "where grades should land; waiting grades are sent after that launch.",
     ),
+    # at a SIS (no launches there): the learner is matched to no student of the class
+    "not_matched_in_sis": (
+        "The learner is not matched to the SIS's student yet (a SIS has no LTI launches: "
+        "learners are matched to its students by their SIS ids)",
+        "Match the course's learners to the SIS's students by their SIS ids "
+        "(gradesync sis map-students); the course's next sync matches them too.",
+    ),
+    "no_sis_id": (
+        "The learner has no SIS id, so gradesync cannot match them to a SIS student",
+        "Give the learner their SIS id (the sis_id of PUT /api/v1/people/PERSON_ID or of an "
+        "ingest), or link them to their SIS student (gradesync sis map-student).",
+    ),
     "launched_elsewhere": (
         "The learner launched from a different LMS course than intended",
         "Ask the learner to open gradesync from the link in this course.",
@@ -412,11 +439,33 @@ def _fit_to_destinations(
             continue
         if not sis:
             continue
+        if c.code in _SIS_LEARNER_FIXES and d is not None:
+            fix = Remedy(_SIS_LEARNER_FIXES[c.code], destination=d.id, course=course.id)
+            if len(c.learners) == 1:
+                fix = replace(fix, person=c.learners[0])
+            causes[i] = replace(c, remedy=fix.words(Reader.CLI), fix=fix)
+            continue
         if c.code == "course_not_connected" and d is not None:
             remedy = sis_class_remedy(d.id, course)
         else:
             remedy = SIS_REMEDIES.get(c.code, c.remedy)
         causes[i] = replace(c, title=SIS_TITLES.get(c.code, c.title), remedy=remedy)
+
+
+def _sis_unmatched(r: KeyState, sis_ids: Mapping[str, str | None] | None) -> str:
+    """The cause of a SIS's `no_person_link` row: a learner with no SIS id (`no_sis_id`), or
+    one not matched to the SIS's student yet (`not_matched_in_sis`), by their SIS id now
+    when known, else by their row's reason (a row stored before the two were told apart is
+    taken as not matched yet)."""
+    if sis_ids is not None:
+        return "not_matched_in_sis" if sis_ids.get(r.person_id) else "no_sis_id"
+    held = stored_reason(r.reason_text or "")
+    given = held.fix is not None and held.fix.code == GIVE_SIS_ID
+    return "no_sis_id" if given else "not_matched_in_sis"
+
+
+# the remedies of a SIS's learners matched to no student, held as codes (`_fit_to_destinations`)
+_SIS_LEARNER_FIXES = {"not_matched_in_sis": MATCH_SIS_STUDENTS, "no_sis_id": GIVE_SIS_ID}
 
 
 def _cause(code: str, scope: Scope, evidence: str, **kw: Any) -> Cause:
@@ -756,6 +805,7 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
         )
 
     # -- specific learners --
+    sis_ids = {cd.destination.id for cd in facts.destinations if cd.destination.kind in SIS_KINDS}
     lgroups: dict[tuple[str, str | None], list[KeyState]] = {}
     for r in rows:
         # a non-learner (a course's teacher, say) is said apart, never a problem
@@ -765,7 +815,9 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
         if found is None:
             continue
         code = found
-        if code in ("not_launched", "not_a_student_in_lms"):
+        if r.reason_code == "no_person_link" and r.destination_id in sis_ids:
+            code = _sis_unmatched(r, facts.sis_ids)
+        elif code in ("not_launched", "not_a_student_in_lms"):
             elsewhere = facts.launched_elsewhere.get((r.destination_id, r.person_id))
             if elsewhere:
                 code = "launched_elsewhere"
@@ -787,6 +839,9 @@ def triage_course(facts: CourseFacts) -> CourseTriage:
             ]
             if where:
                 evidence += f"; e.g. launched from {where[0]}"
+        if code == "not_matched_in_sis" and facts.sis_ids:
+            ids = [f"{p} {facts.sis_ids[p]!r}" for p in people[:10] if facts.sis_ids.get(p)]
+            evidence += f"; their SIS ids: {', '.join(ids)}" if ids else ""
         if code == "duplicate_accounts":
             dup = [
                 f"{p} ~ {', '.join(o.person.id for o in facts.duplicates.get(p, ()))}"

@@ -59,6 +59,7 @@ from gradesync.domain.model import (
     ItemLink,
     LedgerKey,
     LedgerRow,
+    Person,
     PersonLink,
     Role,
     Tenant,
@@ -76,6 +77,7 @@ from gradesync.domain.policy import (
     zero_point,
 )
 from gradesync.domain.reasons import Reason, ReasonCode, compute_failed
+from gradesync.domain.remedies import GIVE_SIS_ID, MATCH_SIS_STUDENTS, Remedy
 from gradesync.services.clock import Clock
 from gradesync.services.database_lost import database_unavailable
 from gradesync.services.destination import CapabilitiesLookup
@@ -104,21 +106,68 @@ WRITES_COLUMNS = frozenset(
 )
 
 
-def no_person_link(destination: Destination) -> Reason:
-    """Seed 001's first cause: the destination does not know this learner yet."""
+def no_person_link(
+    destination: Destination,
+    *,
+    course_id: str | None = None,
+    person_id: str | None = None,
+    sis_id: str | None = None,
+) -> Reason:
+    """Seed 001's first cause: the destination does not know this learner yet. At a SIS, a
+    learner is matched to the class's student by their SIS id (`match_by_sis_id`): one with
+    none (`sis_id` None, `person_id` given) is given one or linked by hand; one with an id
+    (or not known: `person_id` None) is not matched yet, which map-students (or the course's
+    next sync) does."""
     if destination.kind in SIS_KINDS:
-        text = (
-            f"This learner is not matched to a student of the class in {destination.name!r} "
-            "(no SIS id for them there), so the grade has nowhere to go; check the learner's "
-            "SIS id and the class roster, then resync."
-        )
-    else:
-        text = (
-            f"This learner has never launched gradesync from this course in the LMS "
-            f"({destination.name!r}), so the LMS has not told gradesync who they are there; "
-            "the grade is sent automatically once they open any gradesync link in the course."
-        )
+        if person_id is not None and not sis_id:
+            said = (
+                f"This learner has no SIS id, so they are matched to no student of the class "
+                f"in {destination.name!r} and the grade has nowhere to go."
+            )
+            code = GIVE_SIS_ID
+        else:
+            whose = f"This learner (SIS id {sis_id!r})" if sis_id else "This learner"
+            said = (
+                f"{whose} is not matched to the SIS's student in the class in "
+                f"{destination.name!r} yet, so the grade has nowhere to go."
+            )
+            code = MATCH_SIS_STUDENTS
+        fix = Remedy(code, destination=destination.id, course=course_id, person=person_id)
+        return Reason(NO_PERSON_LINK, said, fix)
+    text = (
+        f"This learner has never launched gradesync from this course in the LMS "
+        f"({destination.name!r}), so the LMS has not told gradesync who they are there; "
+        "the grade is sent automatically once they open any gradesync link in the course."
+    )
     return Reason(NO_PERSON_LINK, text)
+
+
+def match_by_sis_id(
+    uow: UnitOfWork,
+    course_link: CourseLink,
+    person: Person | None,
+    enrollment: Enrollment | None,
+) -> PersonLink | None:
+    """A learner of a course mapped to a SIS class, with a SIS id and matched to no student
+    there, matched now as `sis map-students` matches them: to the student of that sourcedId,
+    with their section's class when it has its own (saved in `uow`). None: nothing to match
+    them by (no SIS id), or not a learner of the course."""
+    if person is None or not person.sis_id:
+        return None
+    if enrollment is None or enrollment.role is not Role.LEARNER:
+        return None
+    sections: Mapping[str, str] = course_link.data.get("sections") or {}
+    klass = sections.get(enrollment.section_id or "")
+    link = PersonLink(
+        course_link.tenant_id,
+        course_link.destination_id,
+        person.id,
+        person.sis_id,
+        course_link.course_id,
+        {"class": klass} if klass else {},
+    )
+    uow.links.save_person(link)
+    return link
 
 
 def migrated_to(link: CourseLink) -> str | None:
@@ -600,6 +649,12 @@ def _compute(
     person_links = {
         d_id: uow.links.people_in_courses(tenant_id, d_id, pairs) for d_id, pairs in wanted.items()
     }
+    # at a SIS, the learners matched to no student yet whose SIS id is known are matched by it
+    # now (before any ledger row is locked), as `sis map-students` would: a learner given
+    # their SIS id after the course's students were mapped is not left without a student
+    people = _match_by_sis_ids(
+        uow, tenant_id, links, destinations, wanted, person_links, enrollments
+    )
     rows = uow.ledger.get_keys([key for _, key in todo], lock=True)
     writes: list[tuple[LedgerRow, str]] = []
     timers: dict[tuple[str, str, str], datetime] = {}
@@ -622,6 +677,7 @@ def _compute(
                 attempts.get(pair, []),
                 overrides.get(pair),
                 person_links[destination.id].get((course_id, key.person_id)),
+                people.get(key.person_id),
                 now,
             )
             zero_at = _zero_timer(
@@ -680,6 +736,39 @@ def _compute(
         [(tenant_id, c, a, p, at) for (c, a, p), at in sorted(timers.items())],
         destination_id=only_destination,
     )
+
+
+def _match_by_sis_ids(
+    uow: UnitOfWork,
+    tenant_id: str,
+    links: Mapping[str, Sequence[CourseLink]],
+    destinations: Mapping[str, Destination],
+    wanted: Mapping[str, set[tuple[str, str]]],
+    person_links: Mapping[str, dict[tuple[str, str], PersonLink]],
+    enrollments: Mapping[tuple[str, str], Enrollment],
+) -> dict[str, Person]:
+    """The learners of the (course, person) pairs wanted at a SIS that no link matches to a
+    student there: each with a SIS id is matched now (`match_by_sis_id`, the link added to
+    `person_links`). Returns them by id, matched or not (a reason names their SIS id, or
+    that they have none), read once for every SIS; no SIS is asked."""
+    missing = [
+        (d_id, pair)
+        for d_id, pairs in wanted.items()
+        if destinations[d_id].kind in SIS_KINDS
+        for pair in sorted(pairs)
+        if pair not in person_links[d_id]
+    ]
+    if not missing:
+        return {}
+    people = uow.people.get_many(tenant_id, sorted({p for _, (_, p) in missing}))
+    for d_id, (course_id, person_id) in missing:
+        course_link = next(x for x in links[course_id] if x.destination_id == d_id)
+        matched = match_by_sis_id(
+            uow, course_link, people.get(person_id), enrollments.get((course_id, person_id))
+        )
+        if matched is not None:
+            person_links[d_id][(course_id, person_id)] = matched
+    return people
 
 
 def _zero_timer(
@@ -778,6 +867,7 @@ def _outcome(
     attempts: Sequence[Attempt],
     due_override: datetime | None,
     person_link: PersonLink | None,
+    person: Person | None,
     now: datetime,
 ) -> DesiredResult | NoResult:
     if isinstance(caps, Reason):
@@ -800,7 +890,14 @@ def _outcome(
         )
     )
     if isinstance(outcome, DesiredResult) and person_link is None:
-        return NoResult(no_person_link(destination))
+        return NoResult(
+            no_person_link(
+                destination,
+                course_id=course.id,
+                person_id=person.id if person is not None else None,
+                sis_id=person.sis_id if person is not None else None,
+            )
+        )
     if isinstance(outcome, DesiredResult) and column.renamed:
         outcome = replace(outcome, basis=f"{outcome.basis} {column.renamed}")
     return outcome

@@ -398,6 +398,7 @@ def diagnose_course(
             rows=tuple(rows),
             launched_elsewhere=elsewhere,
             duplicates=duplicates,
+            sis_ids={pid: pe.sis_id for pid, pe in people.items()},
         )
     )
 

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.identifiers import MAX_ID, id_problems, sis_id_problems
 from gradesync.domain.model import (
+    SIS_KINDS,
     Activity,
     Attempt,
     Course,
@@ -32,6 +33,7 @@ from gradesync.domain.model import (
     Enrollment,
     Person,
     PolicySettings,
+    Role,
     Sent,
     Tenant,
     keep_unsent,
@@ -603,6 +605,9 @@ def record_facts(
     for pe in persons:  # names and emails do not change grades: nothing to mark
         count("people", old_people.get(pe.id) != pe)
     changed_people = [pe for pe in persons if old_people.get(pe.id) != pe]
+    # ... but a SIS id does, where it matches the learner to no SIS student yet (compute
+    # matches them by it)
+    dirty.extend(_given_sis_ids(uow, tenant_id, old_people, changed_people))
     if b.attempts:  # written before them (without attempts: with the enrollments, last)
         uow.people.upsert_many(changed_people)
 
@@ -666,6 +671,49 @@ def record_facts(
             dirty.append((tenant_id, course_for(at.activity_id), at.activity_id, at.person_id))
     result.dirty_keys = len(dict.fromkeys(dirty))
     return result
+
+
+def _given_sis_ids(
+    uow: UnitOfWork, tenant_id: str, old: Mapping[str, Person], changed: Sequence[Person]
+) -> list[DirtyRow]:
+    """The keys of the people given a SIS id (or another one) in the courses they learn in
+    that pass back to a SIS where they are matched to no student: computed again, they are
+    matched by it (`compute.match_by_sis_id`) and their grades sent, with no
+    `sis map-students` nor resync. A person new here has no enrollment yet: theirs marks
+    their keys."""
+    given = [
+        pe
+        for pe in changed
+        if pe.sis_id and (was := old.get(pe.id)) is not None and was.sis_id != pe.sis_id
+    ]
+    dirty: list[DirtyRow] = []
+    kinds: dict[str, bool] = {}  # destination id -> a SIS
+
+    def sis(destination_id: str) -> bool:
+        if destination_id not in kinds:
+            d = uow.destinations.get(tenant_id, destination_id)
+            kinds[destination_id] = d is not None and d.kind in SIS_KINDS
+        return kinds[destination_id]
+
+    for pe in given:
+        courses = [
+            e.course_id
+            for e in uow.enrollments.for_person(tenant_id, pe.id)
+            if e.role is Role.LEARNER
+        ]
+        unmatched: set[str] = set()
+        for link in uow.links.destinations_for_courses(tenant_id, courses):
+            pair = (link.course_id, pe.id)
+            if sis(link.destination_id) and pair not in uow.links.people_in_courses(
+                tenant_id, link.destination_id, [pair]
+            ):
+                unmatched.add(link.course_id)
+        for course_id in sorted(unmatched):
+            dirty.extend(
+                (tenant_id, course_id, act.id, pe.id)
+                for act in uow.activities.for_course(tenant_id, course_id)
+            )
+    return dirty
 
 
 # Thin wrappers for callers that post one kind of fact.

@@ -48,7 +48,16 @@ from gradesync.domain.passback import PassbackRule
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason, as_clause
-from gradesync.domain.remedies import PENDING_STALLED, lti11_column_remedy, remedy_of, said_of
+from gradesync.domain.remedies import (
+    GIVE_SIS_ID,
+    MATCH_SIS_STUDENTS,
+    PENDING_STALLED,
+    Reader,
+    Remedy,
+    lti11_column_remedy,
+    remedy_of,
+    said_of,
+)
 
 # --- per destination -----------------------------------------------------------------------
 
@@ -278,18 +287,38 @@ def launch_check(facts: LearnerActivityFacts, df: DestinationFacts) -> Check:
                 map_student_remedy(d, facts.person.id),
                 d.id,
             )
+        if df.person_link is not None and linked:
+            return Check(
+                CheckCode.MATCHED_IN_SIS,
+                "The learner is matched to a student in the SIS",
+                True,
+                f"SIS id {df.person_link.remote_id!r}.",
+                None,
+                d.id,
+            )
+        person = facts.person
+        if person.sis_id:
+            # given a SIS id after the course's students were mapped: the course's next sync
+            # matches them by it (as map-students does), which has not run since
+            evidence = (
+                f"No SIS student matched to {person.id} yet: their SIS id {person.sis_id!r} "
+                "matches them to the SIS's student of that sourcedId once the course's "
+                "learners are matched again (the course's next sync does it)."
+            )
+            code = MATCH_SIS_STUDENTS
+        else:
+            evidence = f"No SIS student matched to {person.id}: they have no SIS id."
+            code = GIVE_SIS_ID
+        fix = Remedy(code, destination=d.id, course=course.id, person=person.id)
         return Check(
             CheckCode.MATCHED_IN_SIS,
             "The learner is matched to a student in the SIS",
-            linked,
-            f"SIS id {df.person_link.remote_id!r}."
-            if df.person_link and linked
-            else f"No SIS student matched to {facts.person.id} (SIS id "
-            f"{facts.person.sis_id or 'unknown'}).",
-            None
-            if linked
-            else "Give the learner their SIS id, check the class roster in the SIS, then resync.",
+            False,
+            evidence,
+            fix.words(Reader.CLI),
             d.id,
+            reason=code,
+            fix=fix,
         )
     here = [x for x in df.launches if x.course_id == course.id]
     if here:

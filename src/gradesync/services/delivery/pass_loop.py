@@ -765,7 +765,8 @@ class Deliverer:
         for c in group:
             person = facts.people.get(c.row.key.person_id)
             if person is None:
-                self._settle_all([c], no_person_link(d), stats, run_id)
+                why = no_person_link(d, course_id=t.course_link.course_id)
+                self._settle_all([c], why, stats, run_id)
                 continue
             if c.row.desired is None or c.row.state is DeliveryState.SKIPPED:
                 self._settle_all([c], None, stats, run_id)

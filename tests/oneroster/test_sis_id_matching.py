@@ -1,0 +1,179 @@
+"""A learner given their SIS id after the course's students were mapped is matched to the
+SIS's student by it when their grades are next computed: the SIS id's arrival (PUT /people,
+an ingest) computes them at once, and a course's sync matches those whose SIS id came
+unannounced. No `sis map-students` is needed. Until then every message says, for a SIS,
+that the learner is not matched to the SIS's student yet and what matches them, never that
+they did not start from an LTI link.
+
+The workers look for work on their own only once an hour: a grade reaches the SIS within the
+wait only if what was done signalled them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain import remedies
+from gradesync.domain.model import DeliveryState, PersonLink
+from gradesync.sandbox.testing import RunningSandbox
+from gradesync.testing import wait_for
+from tests.support.api import attempt
+from tests.support.served import Served, serve
+
+from .conftest import CLIENT_ID, CLIENT_SECRET
+from .facts import ADA, ALGEBRA, BO, QUIZ_1
+
+ROSTER: dict[str, Any] = {
+    "courses": [ALGEBRA],
+    "activities": [QUIZ_1],
+    "people": [ADA, BO],  # Bo has no SIS id yet
+    "enrollments": [{"course_id": "c1", "person_id": p} for p in ("p1", "p2")],
+}
+SIS = "/sis/connections/sis"
+
+
+@contextmanager
+def _served(db: Database, tmp_path: Path) -> Iterator[Served]:
+    # no look for work unprompted within the test: only a wake-up gets a grade sent
+    yield from serve(db, tmp_path, worker_poll_seconds=3600.0)
+
+
+@pytest.fixture
+def gs(db: Database, tmp_path: Path, sis: RunningSandbox) -> Iterator[Served]:
+    """Course c1 mapped to class cls-1, its students mapped (p1 by SIS id; p2 has none), q1
+    ticked; p2 graded 7 in q1 and skipped `no_person_link`, p1's 8 sent."""
+    with _served(db, tmp_path) as gs:
+        gs.ok("POST", "/ingest", json=ROSTER)
+        for event, person, score in (("e1", "p1", 8), ("e2", "p2", 7)):
+            gs.ok(
+                "POST", "/attempts", json=attempt(event, score, activity_id="q1", person_id=person)
+            )
+        body = {"name": "SIS", "base_url": sis.base_url, "client_id": CLIENT_ID}
+        body |= {"client_secret": CLIENT_SECRET, "profile": {"category_match": "name"}}
+        gs.ok("PUT", SIS, json=body)
+        klass = {"class_id": "cls-1", "school_id": "sch-1", "term_start": "2025-01-06"}
+        gs.ok("PUT", f"{SIS}/classes/c1", json=klass)
+        assert gs.ok("POST", f"{SIS}/courses/c1/students") == {"mapped": ["p1"], "unmapped": ["p2"]}
+        gs.ok("PUT", f"{SIS}/selection", json={"activity_ids": ["q1"]})  # wakes the workers
+        wait_for(lambda: _sent(sis) == {"stu-1": 8.0}, "p1's grade in the SIS")
+        wait_for(
+            lambda: _row(gs, "p2") == (DeliveryState.SKIPPED, "no_person_link"),
+            "p2's grade computed with no SIS student",
+        )
+        yield gs
+
+
+def _sent(sis: RunningSandbox) -> dict[str, float]:
+    return {r["student"]["sourcedId"]: r["score"] for r in sis.admin.inspect()["sis"]["results"]}
+
+
+def _row(gs: Served, person: str) -> tuple[DeliveryState, str | None] | None:
+    with gs.runtime.uow() as uow:
+        row = uow.ledger.get_many(gs.tenant, "sis", "c1", ["q1"]).get(("q1", person))
+    return (row.state, row.reason_code) if row else None
+
+
+def _reason(gs: Served, person: str) -> str:
+    with gs.runtime.uow() as uow:
+        row = uow.ledger.get_many(gs.tenant, "sis", "c1", ["q1"])[("q1", person)]
+    return row.reason_text or ""
+
+
+def _link(gs: Served, person: str) -> PersonLink | None:
+    with gs.runtime.uow() as uow:
+        return uow.links.people(gs.tenant, "sis", "c1").get(person)
+
+
+def _give_sis_id_unannounced(gs: Served, person_id: str, sis_id: str) -> None:
+    """The SIS id stored the way no ingest would: nothing is marked or woken by it."""
+    with gs.runtime.uow() as uow:
+        person = uow.people.get(gs.tenant, person_id)
+        assert person is not None
+        uow.people.upsert(replace(person, sis_id=sis_id))
+        uow.commit()
+
+
+def test_a_learner_given_their_sis_id_is_matched_and_their_grade_sent(
+    gs: Served, sis: RunningSandbox
+) -> None:
+    """The newcomer's case: PUT /people with the SIS id, and nothing else. The grade stayed
+    `skipped no_person_link` until `sis map-students` was run, which no message named."""
+    gs.ok("PUT", "/people/p2", json={"name": "Bo", "sis_id": "stu-2"})
+    wait_for(
+        lambda: _sent(sis).get("stu-2") == 7.0,
+        "p2's grade in the SIS",
+        explain=lambda: f"p2's row: {_row(gs, 'p2')}",
+    )
+    link = _link(gs, "p2")
+    assert link is not None and (link.remote_id, link.course_id) == ("stu-2", "c1")
+    assert _row(gs, "p2") == (DeliveryState.DELIVERED, None)
+    # matched as map-students matches: running it now changes nothing
+    assert gs.ok("POST", f"{SIS}/courses/c1/students") == {"mapped": ["p1", "p2"], "unmapped": []}
+
+
+def test_a_resync_matches_a_learner_whose_sis_id_came_unannounced(
+    gs: Served, sis: RunningSandbox
+) -> None:
+    """Before the sync, the diagnosis and the course's triage say the learner with SIS id
+    stu-2 is not matched to the SIS's student yet and name the route that matches them (the
+    triage called them "did not start from an LTI link", the diagnosis said to give them the
+    SIS id they had); the course's resync then matches them and sends the grade."""
+    _give_sis_id_unannounced(gs, "p2", "stu-2")
+    route = "POST /api/v1/sis/connections/sis/courses/c1/students"
+
+    checks = gs.ok("GET", "/activities/q1/learners/p2/diagnosis")["checks"]
+    [matched] = [c for c in checks if c["code"] == "matched_in_sis"]
+    assert not matched["passed"]
+    assert "'stu-2'" in matched["evidence"] and "yet" in matched["evidence"], matched
+    assert route in matched["remedy"], matched
+    assert "Give the learner their SIS id" not in matched["remedy"], matched
+
+    triage = gs.ok("GET", "/courses/c1/diagnosis")
+    learners = {c["code"]: c for c in triage["causes"]["learners"]}
+    assert "not_launched" not in learners, learners
+    cause = learners["not_matched_in_sis"]
+    assert cause["learners"] == ["p2"] and cause["destination_id"] == "sis"
+    assert "LTI link" not in cause["title"] and route in cause["remedy"], cause
+    assert not remedies.names_command(cause["remedy"]), cause
+
+    gs.ok("POST", "/courses/c1/sync", json={"trigger": "resync"})
+    wait_for(
+        lambda: _sent(sis).get("stu-2") == 7.0,
+        "p2's grade in the SIS",
+        explain=lambda: f"p2's row: {_row(gs, 'p2')}",
+    )
+    link = _link(gs, "p2")
+    assert link is not None and link.remote_id == "stu-2"
+
+
+def test_a_learner_with_no_sis_id_is_told_how_to_be_matched_per_reader(gs: Served) -> None:
+    """The reason of a learner with no SIS id said "check the learner's SIS id and the class
+    roster, then resync": it names what matches them, in each reader's words."""
+    text = _reason(gs, "p2")
+    said = remedies.said_of(text)
+    assert "no SIS id" in said and "'SIS'" in said, said
+    cli = remedies.for_reader("no_person_link", text, remedies.Reader.CLI, "sis")
+    assert "gradesync sis map-student sis p2 SOURCEDID" in cli, cli
+    assert "PUT /api/v1/people/p2" in cli, cli
+    api = remedies.for_reader("no_person_link", text, remedies.Reader.API, "sis")
+    assert "PUT /api/v1/sis/connections/sis/students/p2" in api, api
+    assert not remedies.names_command(api), api
+    console = remedies.for_reader("no_person_link", text, remedies.Reader.CONSOLE, "sis")
+    assert "/console/sis/sis/courses/c1" in console, console
+    assert remedies.for_instructor("no_person_link", text).endswith(
+        remedies.FOR_INSTRUCTORS["give_sis_id"]
+    )
+    # the learner's diagnosis says the same, and no LTI launch
+    checks = gs.ok("GET", "/activities/q1/learners/p2/diagnosis")["checks"]
+    [matched] = [c for c in checks if c["code"] == "matched_in_sis"]
+    assert "no SIS id" in matched["evidence"], matched
+    assert "PUT /api/v1/sis/connections/sis/students/p2" in matched["remedy"], matched
+    triage = gs.ok("GET", "/courses/c1/diagnosis")
+    codes = {c["code"] for c in triage["causes"]["learners"]}
+    assert codes == {"no_sis_id"}, triage["causes"]
