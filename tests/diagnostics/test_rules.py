@@ -100,6 +100,11 @@ def test_the_grade_sent_on_a_column_whose_points_changed_is_rescaled_not_overrid
     scaled = {"p1": RemoteResult("p1", 70.0, 100.0)}
     assert detect_rescaled(scaled, [_row()]) == [] == detect_overrides(scaled, [_row()])
     assert detect_rescaled(moved, [_row(state=DeliveryState.PENDING)]) == []
+    # a maximum the LMS left out (AGS reads it as 1) says nothing of the column's points
+    unsaid = {"p1": RemoteResult("p1", 7.0, 1.0, None, NOW, maximum_said=False)}
+    assert detect_rescaled(unsaid, [_row()]) == []
+    # nor does a zero, on whatever points
+    assert detect_rescaled({"p1": RemoteResult("p1", 0.0, 99.0)}, [_row(given=0.0)]) == []
 
 
 def test_only_rows_believed_delivered_are_judged() -> None:

@@ -369,6 +369,35 @@ async def test_what_a_remaster_could_not_rewrite_goes_with_the_next_run(
     assert remote.column_writes == writes
 
 
+async def test_grades_sent_to_a_column_as_it_was_go_again_once_the_run_writes_it(
+    harness: Harness, db: Database, monkeypatch: Any
+) -> None:
+    """A remaster's column fails its write for the run and for its grades' check, so the
+    grades go to the column as it was; the run's second try writes it. Those grades (on an
+    LMS that stores a score on the column's points, on the wrong points) are sent again
+    after it: before, nothing resent them and nothing was carried."""
+    seed(db, learners=3)
+    post(db, None, [("a1", learner(i), 5.0) for i in range(3)])
+    assert (await _run(db, harness, Trigger.MANUAL)).outcome is RunOutcome.SUCCEEDED
+    remote = harness.remote
+    remote.column_failures["a1"] = server_error()
+    again = harness.engine.executor._provision_again
+
+    async def fixed_in_the_lms(*args: Any, **kwargs: Any) -> Any:
+        remote.column_failures.clear()
+        return await again(*args, **kwargs)
+
+    monkeypatch.setattr(harness.engine.executor, "_provision_again", fixed_in_the_lms)
+    sends, writes = remote.sends, remote.column_writes
+    remaster = await _run(db, harness, Trigger.REMASTER)
+    assert remaster.outcome is RunOutcome.SUCCEEDED, remaster.message
+    assert "columns_failed" not in remaster.counts and remaster.counts["sent"] == 3
+    assert remote.column_writes == writes + 1
+    # three to the column as it was, the same three again once it was written
+    assert remote.sends == sends + 6
+    assert sorted(remote.order[-3:]) == sorted(remote.order[-6:-3])
+
+
 async def test_a_remaster_that_did_its_job_leaves_nothing_to_carry(
     harness: Harness, db: Database
 ) -> None:

@@ -191,7 +191,7 @@ def test_a_remaster_of_a_paused_lms_waits_for_the_resume_and_puts_its_columns_ri
         lms.admin.clear_faults()
     assert run["counts"]["sent"] == 1, run["counts"]
     # the column read and written once, by the grade's send: the run's second try finds it
-    # written for it (it was written twice, by the send and by the run)
+    # written for it (before, the run wrote it a second time)
     assert run["counts"]["columns"]["written"] == 1, run["counts"]
     assert lms.admin.counters()["lineitems"]["served"] == 2, lms.admin.counters()
     assert lab1.score_maximum == 10.0

@@ -480,3 +480,14 @@ def test_the_command_line_reads_the_command_before_the_console() -> None:
             continue
         command = words.find("gradesync ")
         assert -1 < command < words.index("console"), (code, words)
+
+
+def test_a_remedy_stored_before_the_person_was_kept_reads_the_same() -> None:
+    """`person` was added to `Remedy`: a remedy without one is stored as before (no
+    `"person": null`), so a ledger row's reason is not rewritten for it on its next compute."""
+    fix = remedies.Remedy("bad_credentials", destination="lms")
+    text = remedies.stored_text("Said.", fix)
+    assert '"person"' not in text and '"activity": null' in text
+    matched = remedies.Remedy("match_sis_students", destination="sis", person="p1")
+    held = remedies.stored_text("Said.", matched)
+    assert '"person": "p1"' in held and remedies.stored_reason(held).fix == matched

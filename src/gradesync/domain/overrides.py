@@ -43,6 +43,7 @@ class RemoteResult:
     score_maximum: float | None
     comment: str | None = None
     timestamp: datetime | None = None
+    maximum_said: bool = True  # False: the destination left it out (AGS's default 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +131,16 @@ def _compared(
 
 
 def _rescaled(given: float, maximum: float, got: RemoteResult) -> bool:
-    """The score sent, held on other points: the column's points were changed in the LMS."""
+    """The score sent, held on other points the destination says: the column's points were
+    changed in the LMS (a zero, or a maximum left out, says nothing of the column)."""
     return (
-        got.score_given is not None
+        got.maximum_said
+        and got.score_given is not None
         and abs(got.score_given - given) <= TOLERANCE
         and got.score_maximum is not None
         and maximum > 0
         and abs(got.score_maximum - maximum) > TOLERANCE
+        and not same_grade(given, maximum, got.score_given, got.score_maximum)
     )
 
 
@@ -150,6 +154,7 @@ class Rescaled:
     sent_given: float
     sent_maximum: float
     remote_maximum: float
+    remote_timestamp: datetime | None = None
 
     def describe(self) -> str:
         return (
@@ -166,7 +171,7 @@ def detect_rescaled(
     """Rows whose grade the destination holds as sent, on points changed there (`Rescaled`):
     not overrides (`detect_overrides` leaves them out)."""
     return [
-        Rescaled(row.key, given, maximum, float(got.score_maximum or 0.0))
+        Rescaled(row.key, given, maximum, float(got.score_maximum or 0.0), got.timestamp)
         for row, given, maximum, got in _compared(remote, rows)
         if _rescaled(given, maximum, got)
     ]

@@ -634,6 +634,7 @@ class StoredReason:
 
 
 _FACTS = tuple(f.name for f in fields(Remedy))  # what a stored remedy holds
+_ADDED_FACTS = frozenset({"person"})  # stored only when held (`stored_text`)
 
 
 def stored_text(said: str, fix: Remedy | None = None) -> str:
@@ -642,7 +643,13 @@ def stored_text(said: str, fix: Remedy | None = None) -> str:
     and the remedy's code and ids, never any reader's words for it."""
     if fix is None and not said.startswith("{"):
         return said
-    facts = None if fix is None else {k: getattr(fix, k) for k in _FACTS}
+    # a fact added since remedies were first stored is there only when held: a remedy
+    # stored before reads the same, so no row is rewritten for it
+    facts = (
+        None
+        if fix is None
+        else {k: v for k in _FACTS if (v := getattr(fix, k)) is not None or k not in _ADDED_FACTS}
+    )
     return json.dumps({"said": said, "fix": facts}, ensure_ascii=False, sort_keys=True)
 
 

@@ -128,6 +128,8 @@ class ReadBack:
     score_maximum: float | None
     comment: str | None = None
     timestamp: datetime | None = None
+    # whether the destination said the maximum (AGS's resultMaximum may be left out: 1)
+    maximum_said: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from gradesync.domain.overrides import (
     apply_override,
     detect_overrides,
     detect_rescaled,
+    later_timestamp,
     repaired,
 )
 from gradesync.domain.policy import resolve_settings
@@ -69,6 +70,8 @@ class OverrideStats:
     # grades held as sent on a column whose points were changed in the LMS: marked pending,
     # to go again once their column is put right
     rescaled: int = 0
+    # the grades found overridden or rescaled (not read back "different" on top)
+    judged: set[LedgerKey] = field(default_factory=set)
 
     def add(self, other: OverrideStats) -> None:
         self.found += other.found
@@ -76,6 +79,7 @@ class OverrideStats:
         self.resent += other.resent
         self.overrides += other.overrides
         self.rescaled += other.rescaled
+        self.judged |= other.judged
 
 
 def keeps_lms_edits(uow: UnitOfWork, tenant_id: str, course: Course, activity_id: str) -> bool:
@@ -117,7 +121,9 @@ def _remote_by_person(
     for b in backs:
         pid = person_of.get(b.remote_person_id)
         if pid is not None:
-            out[pid] = RemoteResult(pid, b.score_given, b.score_maximum, b.comment, b.timestamp)
+            out[pid] = RemoteResult(
+                pid, b.score_given, b.score_maximum, b.comment, b.timestamp, b.maximum_said
+            )
     return out
 
 
@@ -163,18 +169,21 @@ def record_overrides(
         if moved:
             # the column is gradesync's: it is written again (whatever its details, as a
             # remaster's) before these grades go again, which the run sends
-            mark = check_mark(run_id or f"verify-{now.timestamp():.6f}")
+            # a mark of its own, never the run's (`Provisioner` remembers a mark whose
+            # check failed, and would let these grades by the column again)
+            mark = check_mark(f"{run_id or 'verify'}:rescaled:{now.timestamp():.6f}")
             uow.links.mark_items_to_check(tenant_id, destination_id, [activity_id], mark)
         for r in moved:
             stats.rescaled += 1
-            writes.append(
-                (
-                    reopened(
-                        locked[r.key], now, reason_code=COLUMN_RESCALED, reason_text=r.describe()
-                    ),
-                    course_id,
-                )
+            stats.judged.add(r.key)
+            row = reopened(
+                locked[r.key], now, reason_code=COLUMN_RESCALED, reason_text=r.describe()
             )
+            # sent again after whatever the LMS stamped on it (as over an edit)
+            row = replace(
+                row, last_timestamp=later_timestamp(row.last_timestamp, r.remote_timestamp)
+            )
+            writes.append((row, course_id))
             lines.append(
                 {
                     "key": r.key,
@@ -196,6 +205,7 @@ def record_overrides(
             )
         for o in fresh:
             stats.found += 1
+            stats.judged.add(o.key)
             stats.overrides.append(o)
             new = apply_override(locked[o.key], o, keep, now)
             if new is None:

@@ -531,7 +531,8 @@ class RunExecutor:
                     counts["carried"] = await self._carrying(run, carry)
             run = await self._stage(run, RunStage.PROVISIONING, counts)
             failed: dict[str, Reason] = {}
-            counts["columns"] = await self._provisioning(run, targets, failed, carry)
+            resent: list[str] = []
+            counts["columns"] = await self._provisioning(run, targets, failed, carry, resent)
             run = await self._stage(run, RunStage.SENDING, counts)
             # one patience for the run, wherever it sends
             patience = Patience(self.settings.retry_patience.total_seconds(), self.monotonic())
@@ -539,7 +540,11 @@ class RunExecutor:
             if failed:
                 # columns that failed get one more try once the results are sent (a 5xx or
                 # a throttle then has passed); what fails again is carried (services.carry)
-                failed = await self._provision_again(run, targets, failed, carry, counts)
+                before = len(resent)
+                failed = await self._provision_again(run, targets, failed, carry, counts, resent)
+                if len(resent) > before:
+                    # grades that went to a column as it was, now written: they go again
+                    sent.add(await self._sending(run, counts, lost, patience))
             if failed:
                 counts["columns_failed"] = list(failed)
                 counts["column_failures"] = _by_rule(failed)
@@ -945,13 +950,17 @@ class RunExecutor:
         targets: list[_Target],
         failed: dict[str, Reason],
         rewrite: Carry | None,
+        resent: list[str],
         only: set[str] | None = None,
     ) -> dict[str, int]:
         """Column counts; the columns that could not be provisioned go into `failed`
         ("destination/activity": why, the rule the destination's refusal names and its
         remedy, so that the run says it and not only the log). Details are written even
         when unchanged in a remaster and for the columns `rewrite` carries from a remaster
-        that could not rewrite them.
+        that could not rewrite them. A column the run writes itself while still marked took,
+        since the run began, only grades whose send could not write it first (`Provisioner.
+        ensure_column`, `for_grades`): they went to it as it was, and are made due again
+        (their columns named in `resent`).
         `only`: these columns alone (a second try)."""
         counts = {"written": 0, "unchanged": 0, "not_synced": 0, "failed": 0}
         for tg in targets:
@@ -1018,7 +1027,46 @@ class RunExecutor:
                 # a column the run rewrites that this process wrote meanwhile, for a grade
                 # of the run, is not written again here: it was written for the run
                 counts["written" if written or rewrites else "unchanged"] += 1
+                if written and rewrites and run.started_at is not None:
+                    again = await asyncio.to_thread(
+                        self._resend_sent_since, d, tg.course.id, activity_id, run.started_at
+                    )
+                    if again:
+                        resent.append(f"{d.id}/{activity_id}")
         return counts
+
+    def _resend_sent_since(
+        self, d: Destination, course_id: str, activity_id: str, since: datetime
+    ) -> int:
+        """The column's grades delivered since `since` made due again, as a remaster makes
+        them (how many)."""
+        with self.uow_factory() as uow:
+            rows = uow.ledger.get_many(d.tenant_id, d.id, course_id, [activity_id])
+        people = sorted(
+            p
+            for (_, p), r in rows.items()
+            if r.state is DeliveryState.DELIVERED and r.delivered_at and r.delivered_at >= since
+        )
+        if people:
+            log.info(
+                "%d grade(s) of %s at %s sent to the column as it was: sent again now it is"
+                " written",
+                len(people),
+                activity_id,
+                d.id,
+            )
+            compute_activity(
+                self.bulk,
+                self.clock,
+                self.clients.capabilities,
+                tenant_id=d.tenant_id,
+                destination_id=d.id,
+                course_id=course_id,
+                activity_id=activity_id,
+                person_ids=people,
+                remaster=True,
+            )
+        return len(people)
 
     async def _provision_again(
         self,
@@ -1027,10 +1075,11 @@ class RunExecutor:
         failed: dict[str, Reason],
         carry: Carry | None,
         counts: dict[str, Any],
+        resent: list[str],
     ) -> dict[str, Reason]:
         """Try the failed columns once more; returns those that failed again, and why."""
         still: dict[str, Reason] = {}
-        again = await self._provisioning(run, targets, still, carry, only=set(failed))
+        again = await self._provisioning(run, targets, still, carry, resent, only=set(failed))
         columns = counts["columns"]
         for key in ("written", "unchanged", "not_synced"):
             columns[key] += again[key]
@@ -1260,6 +1309,8 @@ class RunExecutor:
             for (_, person_id), row in rows.items():
                 if row.state is not DeliveryState.DELIVERED or row.desired is None:
                     continue
+                if row.key in found.judged:
+                    continue  # counted as overridden or rescaled, not as read back different
                 if row.delivered_at is None or row.delivered_at < started:
                     continue
                 want = desired_from_json(row.desired)

@@ -810,6 +810,7 @@ class AgsClient:
                     score_maximum=float(maximum) if isinstance(maximum, int | float) else None,
                     comment=row.get("comment") if isinstance(row.get("comment"), str) else None,
                     timestamp=_parse_time(stamp),
+                    maximum_said="resultMaximum" in row,
                 )
             )
         return out

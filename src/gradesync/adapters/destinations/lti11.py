@@ -581,6 +581,7 @@ class Lti11Client:
             remote_person_id=target.person.remote_id,
             score_given=value,
             score_maximum=1.0 if value is not None else None,
+            maximum_said=False,  # a fraction: it says nothing of a column's points
         )
 
     async def read_results(
@@ -620,6 +621,7 @@ class Lti11Client:
                     remote_person_id=user_id,
                     score_given=value,
                     score_maximum=1.0 if value is not None else None,
+                    maximum_said=False,
                 )
             )
 

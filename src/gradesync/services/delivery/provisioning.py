@@ -59,14 +59,6 @@ class _Known:
 _NOT_SPARED = frozenset({FailureClass.SLOW_DOWN, FailureClass.NOT_SYNCED})
 
 
-class _CheckFailed(Exception):
-    """The write a run's mark asked of a column failed for grades about to be sent to it."""
-
-    def __init__(self, failure: RemoteFailure) -> None:
-        super().__init__(str(failure))
-        self.failure = failure
-
-
 class Provisioner:
     def __init__(
         self,
@@ -106,6 +98,7 @@ class Provisioner:
             self._course_links,
             self._item_links,
             self._tried_ahead,
+            self._check_failed,
         )
         for cache in caches:
             for key in [k for k in cache if (k[0], k[1]) in destinations]:
@@ -152,10 +145,11 @@ class Provisioner:
         first, a grade's send or the run, writes it once for the run). (link, whether written).
         `for_grades`: asked by grades about to be sent. When the write a mark asks for fails
         on a column the destination holds, they go to the column as it is (as they would
-        with no run): the run's own write tries again, says the column failed and carries it
-        to the next run, and this process's sends do not try that mark again. One broken
-        column then holds none of its grades, and its failures, repeated by every pass,
-        never open the breaker that would hold every course's grades.
+        with no run), and this process's sends do not try that mark again: the run's own
+        write tries it, and sends those grades again once it is written (else says the column
+        failed and carries it, with its grades, to the next run). One broken column then
+        holds none of its grades, and its failures are not repeated by every pass into the
+        breaker that would hold every course's grades.
         Within the destination's limits, at `priority` (`Governor.request`: raises
         `DestinationPaused` while it is paused, before its first request, having asked
         nothing, or at a later page of its listing, after the pages before it were asked);
@@ -193,17 +187,13 @@ class Provisioner:
             try:
                 async with self.governor.call(d, priority) as gate:
                     # each of its requests after the first takes a token under the slot held here
-                    try:
-                        made = await client.ensure_column(
-                            course_link, column, current, force=force, each_request=gate
-                        )
-                    except RemoteFailure as f:
-                        if spare and f.failure not in _NOT_SPARED:
-                            raise _CheckFailed(f) from f  # a failed answer to the governor
-                        raise
+                    made = await client.ensure_column(
+                        course_link, column, current, force=force, each_request=gate
+                    )
                     # a SIS's scores read on the line item's maximum as written now (`domain.held`)
                     ensured = provisioned(made, d.kind, column.score_maximum)
                     self._item_links[key] = (*(known or (link,)), ensured)[-8:]
+                    self._check_failed.pop(key, None)
 
                     def save() -> None:
                         with self.uow_factory() as uow:
@@ -218,14 +208,17 @@ class Provisioner:
                         # the first grades of a new column go next, not behind rows waiting already
                         then(ensured)
                         await asyncio.sleep(0)
-            except _CheckFailed as failed:
-                assert current is not None  # `spare` says the destination holds it
+            except RemoteFailure as f:
+                # the failure went through the governor as it is (a probe's is classified
+                # there); spared, it is not counted on the breaker again by the caller
+                if not spare or current is None or f.failure in _NOT_SPARED:
+                    raise
                 log.warning(
                     "column %s at %s not checked for its run (its grades go to it as it is;"
-                    " the run tries it again): %s",
+                    " the run writes it and sends them again): %s",
                     column.activity_id,
                     d.id,
-                    failed.failure,
+                    f,
                 )
                 self._check_failed[key] = current.details_hash or ""
                 return current, False
