@@ -145,8 +145,8 @@ def test_every_problem_of_the_limits_is_listed_at_once(
     assert _engine_limits(api, "canvas") == (8, None)
 
 
-def test_a_sis_takes_at_most_64_at_once_and_its_updates_keep_the_rate(api: ApiEnv) -> None:
-    c = Caller(api.client, api.tenant("uni", "admin"))
+def _connect_sis(api: ApiEnv) -> None:
+    """The tenant's SIS, "sis" (at most 64 requests at once)."""
     sis.add_connection(
         api.db.uow,
         api.runtime.clock,
@@ -157,6 +157,11 @@ def test_a_sis_takes_at_most_64_at_once_and_its_updates_keep_the_rate(api: ApiEn
         client_id="gs",
         client_secret="secret-1",
     )
+
+
+def test_a_sis_takes_at_most_64_at_once_and_its_updates_keep_the_rate(api: ApiEnv) -> None:
+    c = Caller(api.client, api.tenant("uni", "admin"))
+    _connect_sis(api)
     r = c.patch("/destinations/sis/limits", json={"concurrency": 65})
     assert [(d["field"], d["rule"]) for d in r.json()["detail"]] == [("concurrency", "range")]
     assert c.patch("/destinations/sis/limits", json={"rate_per_second": 10}).status_code == 200
@@ -199,16 +204,7 @@ def test_the_cli_sets_and_clears_limits(api: ApiEnv, admin: Caller, api_cli: Cli
     code, out = limits("--rate-per-second", "-1", "--no-rate-limit")
     assert code == 2 and "not both" in out and "from 0.01 (one request per 100 s)" in out, out
     # at the destination's own bounds: a SIS takes at most 64 at once, an LMS 256
-    sis.add_connection(
-        api.db.uow,
-        api.runtime.clock,
-        tenant_id="uni",
-        destination_id="sis",
-        name="SIS",
-        base_url="http://sis.example/",
-        client_id="gs",
-        client_secret="secret-1",
-    )
+    _connect_sis(api)
     code, out = limits("--concurrency", "100", "--default-concurrency")
     assert code == 2 and "not both" in out and "range" not in out, out  # 100: within an LMS's
     r = api_cli.invoke(
@@ -262,16 +258,7 @@ def test_a_sis_concurrency_over_its_bound_is_listed_with_the_other_problems(
     """A SIS's bound (64, not 256) needs the stored destination: it was checked only once the
     rest of the body was right, so the body's other problems hid it (one fix, another 422)."""
     c = Caller(api.client, api.tenant("uni", "admin"))
-    sis.add_connection(
-        api.db.uow,
-        api.runtime.clock,
-        tenant_id="uni",
-        destination_id="sis",
-        name="SIS",
-        base_url="http://sis.example/",
-        client_id="gs",
-        client_secret="secret-1",
-    )
+    _connect_sis(api)
     r = c.patch("/destinations/sis/limits", json=body)
     assert r.status_code == 422, r.text
     assert sorted((d["field"], d["rule"]) for d in r.json()["detail"]) == expected
