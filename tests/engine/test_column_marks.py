@@ -16,6 +16,7 @@ from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.governor import Governor
 from gradesync.services.delivery.provisioning import Provisioner
 from gradesync.services.destination import RequestGate
+from gradesync.services.sis.common import touch_items
 
 from .conftest import COURSE, DEST, FAST, T, seed
 
@@ -170,3 +171,47 @@ async def test_a_resumed_runs_mark_seen_here_was_checked_here_for_that_run(
     _mark(db, "r2")  # another remaster: checked again here
     await p.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
     assert lms.asked[-1] == (check_mark("r2"), True)
+
+
+async def test_a_persons_second_change_is_not_taken_for_the_first_by_a_worker(
+    db: Database,
+) -> None:
+    """A SIS-side change (an alignment, a class) asks each of the course's columns to be
+    looked at again (`touch_items`). A first change that left a column as it was, then a
+    second: a long-running worker looks at the column again for the second (it took the
+    second mark, equal in value to the first, for the link it had read then)."""
+    seed(db, learners=1)
+    d, course = _destination(db)
+    _save(db, ItemLink(T, DEST, ACT, "li-1", column_hash(COLUMN), {"category": "c-1"}))
+    lms = _Lms()
+    p, background = _worker(db)
+    for change in range(2):
+        with db.uow() as uow:
+            touch_items(uow, T, DEST, COURSE)
+            uow.commit()
+        await p.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
+        await background.wait()
+        assert len(lms.asked) == change + 1, f"change {change + 1} not looked at"
+        assert _stored(db).details_hash == column_hash(COLUMN)
+
+
+async def test_a_persons_change_during_a_write_is_not_saved_over(db: Database) -> None:
+    """A SIS-side change made while a write of the column is on its way (it read the course
+    as it was): the write's save leaves the change's mark, and the next send looks again."""
+    seed(db, learners=1)
+    d, course = _destination(db)
+    _save(db, ItemLink(T, DEST, ACT, "li-1", None, {"category": "c-1"}))
+    lms, (p, background) = _Lms(hold=asyncio.Event()), _worker(db)
+    hold = lms.hold
+    assert hold is not None
+    write = asyncio.create_task(p.ensure_column(lms, d, course, COLUMN, _stored(db)))
+    await lms.reading.wait()
+    with db.uow() as uow:
+        touch_items(uow, T, DEST, COURSE)
+        uow.commit()
+    hold.set()
+    await write
+    await background.wait()
+    assert _stored(db).details_hash != column_hash(COLUMN)
+    await p.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
+    assert len(lms.asked) == 2
