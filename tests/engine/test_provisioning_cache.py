@@ -31,6 +31,9 @@ class _Links:
     def save_item(self, link: ItemLink) -> None:
         pass
 
+    def save_written_item(self, link: ItemLink, began: object) -> bool:
+        return True
+
 
 class _Destinations:
     def get(self, tenant_id: str, destination_id: str) -> Destination:

@@ -26,6 +26,7 @@ _FIELDS = {
 
 
 _CHECK = "check:"
+_LOOK = "look:"
 
 
 def check_mark(run_id: str) -> str:
@@ -39,6 +40,22 @@ def check_mark(run_id: str) -> str:
 def marked_to_check(item: ItemLink | None) -> bool:
     """Whether a run's mark (`check_mark`) still waits on this column."""
     return item is not None and (item.details_hash or "").startswith(_CHECK)
+
+
+def look_mark(token: str) -> str:
+    """The details hash a person's change (a launch linking the column again, a SIS
+    selection, alignment or class) puts on a column to have it looked at again: never a
+    real hash, so the next write compares the column with what is wanted and writes it
+    where it differs (unforced, unlike a run's mark). `token` is new for each change: one
+    equal to an earlier mark would be taken by a process's memory of the column for the
+    link it read then, and a write begun before it would save over it."""
+    return f"{_LOOK}{token}"
+
+
+def to_look_at(item: ItemLink) -> bool:
+    """Whether the column waits for its first write, or for a look a person's change asked
+    for (`look_mark`): no details are known to be there."""
+    return item.details_hash is None or item.details_hash.startswith(_LOOK)
 
 
 def column_written(kind: DestinationKind | str, item: ItemLink | None) -> bool:

@@ -313,9 +313,10 @@ class CourseLink:
 class ItemLink:
     """An activity's column at a destination (line item URL or sourcedId) and the hash of the
     details (title, points, dates, category) last written there: None when never written by
-    gradesync or when a person's change (a launch linking it again, a SIS selection) asks
-    for it to be looked at again, a run's mark (`domain.columns.check_mark`) when a run
-    (a remaster's) writes it whatever its details, before the next grade goes to it."""
+    gradesync, a person's mark (`domain.columns.look_mark`) when a person's change (a launch
+    linking it again, a SIS selection) asks for it to be looked at again, a run's mark
+    (`domain.columns.check_mark`) when a run (a remaster's) writes it whatever its details,
+    before the next grade goes to it."""
 
     tenant_id: str
     destination_id: str

@@ -45,6 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from gradesync.domain.columns import to_look_at
 from gradesync.domain.ledger import reconcile, reopened
 from gradesync.domain.model import (
     SIS_KINDS,
@@ -837,7 +838,7 @@ def _note_stale_columns(
         return
     for activity_id in quiet:
         item, policy = items.get(activity_id), policies.get(activity_id)
-        if item is None or item.details_hash is None or not isinstance(policy, ResolvedPolicy):
+        if item is None or to_look_at(item) or not isinstance(policy, ResolvedPolicy):
             continue
         column = column_for(activities[activity_id], policy, caps)
         if isinstance(column, NoResult):

@@ -158,7 +158,9 @@ class Provisioner:
         other wrote in `_item_links`, so two passes never create the same column twice
         (another process that races is found by the destination client's listing after it
         creates one, and the newer of the two deleted: see `AgsClient.ensure_column`). The
-        link is saved in the background: the scores need only the remote's answer."""
+        link is saved in the background (the scores need only the remote's answer), unless
+        the column was marked since this write read it (`LinkRepo.save_written_item`): a
+        write begun before a run's mark is no check for that run."""
         wanted = column_hash(column)
         if link is not None and link.details_hash == wanted:
             return link, False
@@ -192,12 +194,22 @@ class Provisioner:
                     )
                     # a SIS's scores read on the line item's maximum as written now (`domain.held`)
                     ensured = provisioned(made, d.kind, column.score_maximum)
-                    self._item_links[key] = (*(known or (link,)), ensured)[-8:]
+                    seen = (*(known or (link,)), ensured)[-8:]
+                    self._item_links[key] = seen
                     self._check_failed.pop(key, None)
+                    # what is stored may still be any link seen here (the saves run apart);
+                    # anything else was put there since this write read the column
+                    began = [s.details_hash for s in seen if s is not None]
 
                     def save() -> None:
                         with self.uow_factory() as uow:
-                            uow.links.save_item(ensured)
+                            if not uow.links.save_written_item(ensured, began):
+                                log.info(
+                                    "column %s at %s changed since it was written here"
+                                    " (a run's mark, a person's change): kept as it is",
+                                    column.activity_id,
+                                    d.id,
+                                )
                             uow.commit()
 
                     self._background.start(

@@ -39,6 +39,7 @@ from gradesync.domain.model import (
     PersonLink,
     Role,
 )
+from gradesync.services.column_marks import new_look_mark
 from gradesync.services.destination import NO_RESOURCE_LINK
 from gradesync.services.ingest import DirtyRow, IngestBatch, record_facts
 from gradesync.services.lti.errors import LaunchRefused
@@ -415,7 +416,8 @@ def _bind_item(
     """What a launch of an activity says about its column: the line item the LMS made for
     the link (`lineitem`), else the link itself and its line items container, so the column
     gradesync creates is tied to that link (the first link an activity is launched from
-    keeps it). details_hash None: the column is checked (and fixed) on the next sync.
+    keeps it). details_hash a new look mark: the column is checked (and fixed) on the next
+    sync.
     True when the column learnt its resource link from this launch."""
     existing = u.links.item(tenant, dest, activity_id)
     lineitem = str(endpoint["lineitem"]) if endpoint and endpoint.get("lineitem") else None
@@ -430,7 +432,7 @@ def _bind_item(
         if endpoint and endpoint.get("lineitems"):
             data["lineitems"] = str(endpoint["lineitems"])
         u.links.save_item(
-            replace(existing, remote_id=lineitem, details_hash=None, data=data)
+            replace(existing, remote_id=lineitem, details_hash=new_look_mark(), data=data)
             if existing
             else ItemLink(tenant, dest, activity_id, lineitem, None, data)
         )
@@ -442,7 +444,7 @@ def _bind_item(
     if endpoint and endpoint.get("lineitems"):
         data["lineitems"] = str(endpoint["lineitems"])
     u.links.save_item(
-        replace(existing, details_hash=None, data=data)
+        replace(existing, details_hash=new_look_mark(), data=data)
         if existing
         else ItemLink(tenant, dest, activity_id, "", None, data)
     )

@@ -34,6 +34,7 @@ from gradesync.domain.model import (
     PersonLink,
     Role,
 )
+from gradesync.services.column_marks import new_look_mark
 from gradesync.services.ingest import DirtyRow, IngestBatch, record_facts
 from gradesync.services.lti.errors import Lti11Refused
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -311,7 +312,9 @@ def record_launch(
             dest,
             activity_id,
             link_id,
-            details_hash=item.details_hash if item and item.remote_id == link_id else None,
+            details_hash=(
+                item.details_hash if item and item.remote_id == link_id else new_look_mark()
+            ),
             data=item_data,
         )
     )

@@ -55,6 +55,7 @@ from gradesync.domain.policy import (
     desired_result,
     resolve_settings,
 )
+from gradesync.services.column_marks import new_look_mark
 from gradesync.services.ports import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -315,7 +316,7 @@ def _keep_lti11_links(
         data = dict(mine.data) if mine is not None else {}
         data["resourceLinkId"] = link.remote_id
         uow.links.save_item(
-            replace(mine, details_hash=None, data=data)
+            replace(mine, details_hash=new_look_mark(), data=data)
             if mine is not None
             else ItemLink(tenant_id, target_id, activity_id, "", None, data)
         )

@@ -31,6 +31,14 @@ class LinkRepo(Protocol):
 
     def save_item(self, link: ItemLink) -> None: ...
 
+    def save_written_item(self, link: ItemLink, began: Iterable[str | None]) -> bool:
+        """The link a write of the column made, saved only while the stored one still holds
+        one of the details hashes `began` (those of the links the writer read or wrote for
+        it), or none is stored: a mark put on the column after the write read it (a run's
+        `mark_items_to_check`, a person's change) stays, so that the next send checks the
+        column as the mark asks, and a write made from what was there before does not pass
+        for that check. Whether it was saved."""
+
     def mark_items_to_check(
         self, tenant_id: str, destination_id: str, activity_ids: Iterable[str], mark: str
     ) -> None:

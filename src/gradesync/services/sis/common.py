@@ -19,6 +19,7 @@ from gradesync.domain.model import (
 from gradesync.domain.passback import (
     PassbackRule,
 )
+from gradesync.services.column_marks import new_look_mark
 from gradesync.services.ports import UnitOfWork
 
 SCOPE_PREFIX = "https://purl.imsglobal.org/spec/or/v1p2/scope/"
@@ -109,8 +110,8 @@ def touch_items(
     for cid in courses:
         ids = [a.id for a in uow.activities.for_course(tenant_id, cid)]
         for item in uow.links.items(tenant_id, destination_id, ids).values():
-            if item.details_hash is not None:
-                uow.links.save_item(replace(item, details_hash=None))
+            # one not written yet too: a write of it on its way read the course as it was
+            uow.links.save_item(replace(item, details_hash=new_look_mark()))
 
 
 DirtyKey = tuple[str, str, str, str]  # (tenant, course, activity, person), as mark_many takes

@@ -33,6 +33,7 @@ from gradesync.domain.passback import (
 from gradesync.domain.policy import resolve_settings
 from gradesync.domain.remedies import SEPARATOR, Reader, Remedy, RemedyProblem, for_reader
 from gradesync.services.clock import Clock, SystemClock
+from gradesync.services.column_marks import new_look_mark
 from gradesync.services.destination import RemoteFailure
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
 from gradesync.services.sis.common import (
@@ -403,7 +404,7 @@ def select_activities(
                     else ""
                 )
                 item = ItemLink(tenant_id, destination_id, activity.id, remote)
-            # details_hash cleared: the engine asks the adapter for the column again, which
+            # details_hash marked: the engine asks the adapter for the column again, which
             # provisions it (selected) or refuses it (not selected) before any result is sent.
             data = {**item.data, "sync_to_sis": selected}
             toggled = bool(item.data.get("sync_to_sis")) != selected
@@ -413,7 +414,7 @@ def select_activities(
                 data["held"] = True  # newly ticked: its grades wait for Post grades
             if toggled and dest.kind is DestinationKind.ONEROSTER_CSV:
                 data["selected_at"] = now.isoformat()  # a CSV delta lists the change from then
-            uow.links.save_item(replace(item, details_hash=None, data=data))
+            uow.links.save_item(replace(item, details_hash=new_look_mark(), data=data))
             if selected and not hold:
                 reopened += reopen_rejected(
                     uow, tenant_id, destination_id, activity.course_id, activity.id, now
@@ -450,7 +451,7 @@ def release_held(
     item = uow.links.item(tenant_id, destination_id, activity_id)
     if item is not None and item.data.get("held"):
         data = {k: v for k, v in item.data.items() if k != "held"}
-        uow.links.save_item(replace(item, details_hash=None, data=data))
+        uow.links.save_item(replace(item, details_hash=new_look_mark(), data=data))
     return release_keys(uow, tenant_id, destination_id, course_id, activity_id)
 
 

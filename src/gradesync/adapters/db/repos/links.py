@@ -7,11 +7,11 @@ from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.driver_rows import decoded_rows
-from gradesync.adapters.db.mapping import from_row, rows_of_arrays, to_row, upsert
+from gradesync.adapters.db.mapping import bulk_insert, from_row, rows_of_arrays, to_row, upsert
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import CourseLink, ItemLink, PersonLink
 from gradesync.services import ports
@@ -131,6 +131,31 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
 
     def save_item(self, link: ItemLink) -> None:
         upsert(self.conn, t.item_links, to_row(link))
+
+    def save_written_item(self, link: ItemLink, began: Iterable[str | None]) -> bool:
+        c = t.item_links.c
+        row = to_row(link)
+        keys = [k.name for k in t.item_links.primary_key.columns]
+        hashes = set(began)
+        known = [h for h in hashes if h is not None]
+        # one statement: a mark put between the read and the write is never overwritten
+        updated = self.conn.execute(
+            update(t.item_links)
+            .where(
+                c.tenant_id == link.tenant_id,
+                c.destination_id == link.destination_id,
+                c.activity_id == link.activity_id,
+                or_(
+                    c.details_hash.in_(known),
+                    *([c.details_hash.is_(None)] if None in hashes else []),
+                ),
+            )
+            .values({k: v for k, v in row.items() if k not in keys})
+        )
+        if updated.rowcount:
+            return True
+        stmt, params = bulk_insert(self.conn, t.item_links, [row], conflict=keys)
+        return bool(self.conn.execute(stmt, params).rowcount)
 
     def mark_items_to_check(
         self, tenant_id: str, destination_id: str, activity_ids: Iterable[str], mark: str

@@ -1,0 +1,217 @@
+"""A column marked to be checked (a run's mark, a person's change) is checked by the first
+write after the mark, in whichever process: neither a write begun before the mark, saved
+after it, nor a process's memory of the column takes the mark for one seen already."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+
+from gradesync.adapters.db.database import Database
+from gradesync.domain.columns import check_mark, marked_to_check
+from gradesync.domain.model import CourseLink, Destination, ItemLink
+from gradesync.domain.policy import Column, column_hash
+from gradesync.services.clock import SystemClock
+from gradesync.services.delivery.background import BackgroundWrites
+from gradesync.services.delivery.governor import Governor
+from gradesync.services.delivery.provisioning import Provisioner
+from gradesync.services.destination import RequestGate
+from gradesync.services.sis.common import touch_items
+
+from .conftest import COURSE, DEST, FAST, T, seed
+
+COLUMN = Column("Quiz", 10.0, None, None, "a1")
+ACT = "a1"
+
+
+@dataclass
+class _Lms:
+    """A destination's columns: a write (`ensure_column`) records what it was asked and
+    writes the column's details; `hold` keeps the next write between its read of the
+    column and its answer until released."""
+
+    details: str | None = None
+    asked: list[tuple[str | None, bool]] = field(default_factory=list)
+    hold: asyncio.Event | None = None
+    reading: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def ensure_column(
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
+    ) -> ItemLink:
+        assert link is not None
+        self.asked.append((link.details_hash, force))
+        self.reading.set()
+        if self.hold is not None:
+            hold, self.hold = self.hold, None
+            await hold.wait()
+        self.details = column_hash(column)
+        return replace(link, details_hash=self.details)
+
+
+def _worker(db: Database) -> tuple[Provisioner, BackgroundWrites]:
+    """One worker process's provisioner (its caches are its own)."""
+    background = BackgroundWrites()
+    governor = Governor(db.uow, SystemClock(), FAST, background)
+    return Provisioner(db.uow, FAST, background, governor), background
+
+
+def _destination(db: Database) -> tuple[Destination, CourseLink]:
+    with db.uow() as uow:
+        d, link = uow.destinations.get(T, DEST), uow.links.course(T, DEST, COURSE)
+    assert d is not None and link is not None
+    return d, link
+
+
+def _stored(db: Database) -> ItemLink:
+    with db.uow() as uow:
+        item = uow.links.item(T, DEST, ACT)
+    assert item is not None
+    return item
+
+
+def _save(db: Database, item: ItemLink) -> None:
+    with db.uow() as uow:
+        uow.links.save_item(item)
+        uow.commit()
+
+
+def _mark(db: Database, run_id: str) -> None:
+    with db.uow() as uow:
+        uow.links.mark_items_to_check(T, DEST, [ACT], check_mark(run_id))
+        uow.commit()
+
+
+async def _racing_write(db: Database, written: Column) -> _Lms:
+    """A worker's write of `written` reads the column, a remaster (run r2, for the same
+    details or others) marks it meanwhile, and the write answers and saves its link after
+    the mark."""
+    seed(db, learners=1)
+    d, course = _destination(db)
+    _save(db, ItemLink(T, DEST, ACT, "li-1", "an older hash"))
+    lms, racing = _Lms(hold=asyncio.Event()), _worker(db)
+    hold = lms.hold
+    assert hold is not None
+    write = asyncio.create_task(racing[0].ensure_column(lms, d, course, written, _stored(db)))
+    await lms.reading.wait()
+    _mark(db, "r2")
+    hold.set()
+    await write
+    await racing[1].wait()  # its link saved
+    return lms
+
+
+async def _first_send_after(db: Database, lms: _Lms, wanted: Column) -> None:
+    """Another worker sends the column's first grade after the mark."""
+    p, background = _worker(db)
+    d, course = _destination(db)
+    await p.ensure_column(lms, d, course, wanted, _stored(db), for_grades=True)
+    await background.wait()
+
+
+async def test_a_write_begun_before_a_remaster_with_the_details_wanted_keeps_its_mark(
+    db: Database,
+) -> None:
+    """The racing write wrote the details the run wants, but it read the column before the
+    run began (a hand edit in the LMS after that read is what the remaster is there to put
+    right): the mark stays, and the first send after it checks the column. It erased the
+    mark: the column was taken as written for the run and never checked."""
+    lms = await _racing_write(db, COLUMN)
+    assert _stored(db).details_hash == check_mark("r2")
+    await _first_send_after(db, lms, COLUMN)
+    assert lms.asked[-1] == (check_mark("r2"), True)  # checked, whatever its details
+    assert _stored(db).details_hash == column_hash(COLUMN)
+
+
+async def test_a_write_of_the_old_details_begun_before_a_remaster_keeps_its_mark(
+    db: Database,
+) -> None:
+    """A policy change (the column's points) and a remaster for it, while a write of the old
+    details was on its way: its save does not pass for the run's check of the column (the
+    run counted it written and did not write it; `SyncService._provisioning`)."""
+    wanted = replace(COLUMN, score_maximum=20.0)
+    lms = await _racing_write(db, COLUMN)
+    stored = _stored(db)
+    assert marked_to_check(stored) and stored.details_hash == check_mark("r2")
+    await _first_send_after(db, lms, wanted)
+    assert lms.asked[-1] == (check_mark("r2"), True)
+    assert lms.details == column_hash(wanted) == _stored(db).details_hash
+
+
+async def test_a_resumed_runs_mark_seen_here_was_checked_here_for_that_run(
+    db: Database,
+) -> None:
+    """A run resumed in the same process marks its columns again with the same mark; a
+    column this process wrote after that mark (the only way the marked link is in its
+    cache) was checked for the run, and is not checked a second time here. A process
+    that did not check it for the run (a fresh one) checks it."""
+    seed(db, learners=1)
+    d, course = _destination(db)
+    _save(db, ItemLink(T, DEST, ACT, "li-1", column_hash(COLUMN)))
+    lms = _Lms(details="edited by hand")
+    p, background = _worker(db)
+    _mark(db, "r1")
+    await p.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
+    await background.wait()
+    assert lms.asked == [(check_mark("r1"), True)] and lms.details == column_hash(COLUMN)
+    assert _stored(db).details_hash == column_hash(COLUMN)
+
+    _mark(db, "r1")  # resumed: `SyncService._owe_rewrites` again
+    await p.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
+    assert len(lms.asked) == 1  # checked once for r1, by this process, after r1's mark
+    fresh, _ = _worker(db)
+    await fresh.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
+    assert lms.asked[-1] == (check_mark("r1"), True)
+
+    _mark(db, "r2")  # another remaster: checked again here
+    await p.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
+    assert lms.asked[-1] == (check_mark("r2"), True)
+
+
+async def test_a_persons_second_change_is_not_taken_for_the_first_by_a_worker(
+    db: Database,
+) -> None:
+    """A SIS-side change (an alignment, a class) asks each of the course's columns to be
+    looked at again (`touch_items`). A first change that left a column as it was, then a
+    second: a long-running worker looks at the column again for the second (it took the
+    second mark, equal in value to the first, for the link it had read then)."""
+    seed(db, learners=1)
+    d, course = _destination(db)
+    _save(db, ItemLink(T, DEST, ACT, "li-1", column_hash(COLUMN), {"category": "c-1"}))
+    lms = _Lms()
+    p, background = _worker(db)
+    for change in range(2):
+        with db.uow() as uow:
+            touch_items(uow, T, DEST, COURSE)
+            uow.commit()
+        await p.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
+        await background.wait()
+        assert len(lms.asked) == change + 1, f"change {change + 1} not looked at"
+        assert _stored(db).details_hash == column_hash(COLUMN)
+
+
+async def test_a_persons_change_during_a_write_is_not_saved_over(db: Database) -> None:
+    """A SIS-side change made while a write of the column is on its way (it read the course
+    as it was): the write's save leaves the change's mark, and the next send looks again."""
+    seed(db, learners=1)
+    d, course = _destination(db)
+    _save(db, ItemLink(T, DEST, ACT, "li-1", None, {"category": "c-1"}))
+    lms, (p, background) = _Lms(hold=asyncio.Event()), _worker(db)
+    hold = lms.hold
+    assert hold is not None
+    write = asyncio.create_task(p.ensure_column(lms, d, course, COLUMN, _stored(db)))
+    await lms.reading.wait()
+    with db.uow() as uow:
+        touch_items(uow, T, DEST, COURSE)
+        uow.commit()
+    hold.set()
+    await write
+    await background.wait()
+    assert _stored(db).details_hash != column_hash(COLUMN)
+    await p.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
+    assert len(lms.asked) == 2
