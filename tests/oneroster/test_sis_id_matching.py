@@ -22,6 +22,7 @@ from gradesync.adapters.db.database import Database
 from gradesync.domain import remedies
 from gradesync.domain.model import DeliveryState, PersonLink
 from gradesync.sandbox.testing import RunningSandbox
+from gradesync.services.sis import course_overview
 from gradesync.testing import wait_for
 from tests.support.api import attempt
 from tests.support.served import Served, serve
@@ -177,3 +178,56 @@ def test_a_learner_with_no_sis_id_is_told_how_to_be_matched_per_reader(gs: Serve
     triage = gs.ok("GET", "/courses/c1/diagnosis")
     codes = {c["code"] for c in triage["causes"]["learners"]}
     assert codes == {"no_sis_id"}, triage["causes"]
+
+
+def _matched(gs: Served, person: str) -> dict[str, Any]:
+    checks = gs.ok("GET", f"/activities/q1/learners/{person}/diagnosis")["checks"]
+    [matched] = [c for c in checks if c["code"] == "matched_in_sis"]
+    return matched
+
+
+def test_a_learner_s_new_sis_id_moves_their_results_to_its_student(
+    gs: Served, sis: RunningSandbox
+) -> None:
+    """Ada was matched to stu-1 by her SIS id; her SIS id is corrected to stu-2. Her grades
+    kept going to stu-1 (the link made by the old id stayed): the link follows the new id,
+    her 8 is sent to stu-2 at once (unchanged, so only the move sends it), and what stu-1
+    took stays in the SIS (gradesync deletes no grade it sent), said in her diagnosis."""
+    gs.ok("PUT", "/people/p1", json={"name": "Ada", "sis_id": "stu-2"})
+    wait_for(
+        lambda: _sent(sis).get("stu-2") == 8.0,
+        "p1's grade sent to their new SIS student",
+        explain=lambda: f"p1's link: {_link(gs, 'p1')}; row: {_row(gs, 'p1')}",
+    )
+    link = _link(gs, "p1")
+    assert link is not None and (link.remote_id, link.course_id) == ("stu-2", "c1")
+    wait_for(lambda: _row(gs, "p1") == (DeliveryState.DELIVERED, None), "p1's row delivered")
+    assert _sent(sis) == {"stu-1": 8.0, "stu-2": 8.0}  # the old record is left, not deleted
+    matched = _matched(gs, "p1")
+    assert matched["passed"] and "'stu-2'" in matched["evidence"], matched
+    assert "'stu-1' is left in the SIS" in matched["evidence"], matched
+    # matched as map-students matches: running it now changes nothing
+    assert gs.ok("POST", f"{SIS}/courses/c1/students") == {"mapped": ["p1"], "unmapped": ["p2"]}
+    assert _sent(sis) == {"stu-1": 8.0, "stu-2": 8.0}
+
+
+def test_a_student_picked_by_hand_is_kept_and_the_new_sis_id_named(
+    gs: Served, sis: RunningSandbox
+) -> None:
+    """A student linked by hand (map-student) is the admin's choice: a new SIS id does not
+    replace it, and the learner's diagnosis and the course's SIS page say so."""
+    gs.ok("PUT", f"{SIS}/students/p1", json={"student_id": "stu-1"})
+    gs.ok("PUT", "/people/p1", json={"name": "Ada", "sis_id": "stu-2"})
+    link = _link(gs, "p1")
+    assert link is not None and link.remote_id == "stu-1"
+    assert _row(gs, "p1") == (DeliveryState.DELIVERED, None)  # nothing to send again
+    matched = _matched(gs, "p1")
+    assert matched["passed"], matched
+    assert "Linked by hand" in matched["evidence"] and "'stu-2'" in matched["evidence"], matched
+    # what the course's SIS passback page shows beside the learner's student
+    overview = course_overview(
+        gs.runtime.uow, tenant_id=gs.tenant, destination_id="sis", course_id="c1"
+    )
+    ada = next(m for m in overview.learners if m.person.id == "p1")
+    assert (ada.student_id, ada.sis_id_not_followed) == ("stu-1", "stu-2")
+    assert _sent(sis) == {"stu-1": 8.0}
