@@ -13,66 +13,43 @@ reads *Kept in SIS*, on its course grid, the Destinations page and the SIS passb
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from html import unescape
 
 from gradesync.domain.ledger import desired_from_json, result_hash
 from gradesync.domain.model import (
     CourseLink,
     DeliveryState,
-    Destination,
     DestinationKind,
     LedgerKey,
     LedgerRow,
     PersonLink,
 )
-from gradesync.services.compute import compute_activity, compute_dirty
+from gradesync.services.compute import compute_activity
 from gradesync.testing import add_destination
-from tests.support.api import ROSTER, ApiEnv, Caller, attempt
+from tests.support.api import ApiEnv, Caller, attempt
+from tests.support.school import ada_attempts_at_lms, grid_cell, kept_at, school, words, work_out
 
 LMS_EXCUSED = "excused (the LMS gets no score: it has no excused state)"
 LTI11_EXCUSED = "excused (the LMS's grade is removed: it has no excused state)"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def _words(html: str) -> str:
-    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
-
-
-def _cell(page: str, person: str, activity: str) -> str:
-    found = re.search(
-        rf'<td[^>]*data-person="{person}" data-activity="{activity}"[^>]*>(.*?)</td>',
-        page,
-        re.S,
-    )
-    assert found, f"no grid cell for {person} / {activity}"
-    return _words(found.group(1))
-
-
 def _ada_excused(api: ApiEnv) -> Caller:
     """Biology 101 goes to an LTI 1.3 LMS (`lms`), an LTI 1.1 LMS (`lms11`) and a SIS
     (`sis`), each knowing Ada; the courseware excuses her on Quiz 1, and her grade is worked
     out for each (not sent yet). The console is signed in as an admin."""
-    admin = Caller(api.client, api.district_sis())
-    assert admin.post("/ingest", json=ROSTER).status_code == 202
-    api.destination("t1", "lms")
-    api.link("t1", "lms", "c1")
+    admin = school(api, api.district_sis())
+    ada_attempts_at_lms(admin, api, attempt("e1", None, excused=True))
     add_destination(
         api.db.uow, "t1", "lms11", DestinationKind.LTI11_OUTCOMES,
         links={"c1": "course-1"}, people={"p1": "s-p1"},
     )  # fmt: skip
     with api.db.uow() as uow:
-        uow.links.save_person(PersonLink("t1", "lms", "p1", "sub-ada"))
         uow.links.save_person(PersonLink("t1", "sis", "p1", "stu-1"))
         uow.links.save_course(CourseLink("t1", "sis", "c1", "class-1"))
         uow.commit()
-    sent = admin.post("/attempts", json=attempt("e1", None, excused=True))
-    assert sent.status_code == 202, sent.text
-    rt = api.runtime
-    while compute_dirty(rt.uow, rt.clock, rt.capabilities).dirty:
-        pass
+    work_out(api)
     api.console_admin("t1")
     return admin
 
@@ -87,7 +64,7 @@ def _row(api: ApiEnv, dest: str) -> LedgerRow:
 def test_the_grid_says_an_excused_learner_is_excused_at_an_lms_too(api: ApiEnv) -> None:
     _ada_excused(api)
     at = {
-        d: _cell(api.client.get(f"/console/courses/c1?destination={d}").text, "p1", "a1")
+        d: grid_cell(api.client.get(f"/console/courses/c1?destination={d}").text, "p1", "a1")
         for d in ("lms", "lms11", "sis")
     }
     assert LMS_EXCUSED in at["lms"], at["lms"]
@@ -114,7 +91,7 @@ def test_the_diagnosis_page_and_the_doctor_say_the_learner_is_excused(api: ApiEn
     page = api.client.get("/console/diagnosis?course=c1&activity=a1&person=p1")
     assert page.status_code == 200
     cards = {  # each gradebook's card, as read
-        part.split('"', 1)[0]: _words(part.split(">", 1)[1].split("</p>", 1)[0])
+        part.split('"', 1)[0]: words(part.split(">", 1)[1].split("</p>", 1)[0])
         for part in page.text.split('data-destination="')[1:]
     }
     assert f"wanted there: {LMS_EXCUSED}" in cards["lms"], cards["lms"]
@@ -158,7 +135,7 @@ def test_a_row_worked_out_before_the_fact_was_kept_reads_excused_and_is_not_rese
         uow.ledger.save(delivered, "c1")
         uow.commit()
     page = api.client.get("/console/courses/c1?destination=lms").text
-    assert LMS_EXCUSED in _cell(page, "p1", "a1")
+    assert LMS_EXCUSED in grid_cell(page, "p1", "a1")
 
     rt = api.runtime  # a sync run works every learner out again, as here
     compute_activity(
@@ -171,43 +148,22 @@ def test_a_row_worked_out_before_the_fact_was_kept_reads_excused_and_is_not_rese
     assert again.desired is not None and again.desired["learner_excused"] is True
 
 
-def _kept_at(api: ApiEnv, dest: str, kind: DestinationKind) -> None:
-    """Ada's grade on Quiz 1 was delivered to `dest`; gradesync sends nothing for it now."""
-    with api.db.uow() as uow:
-        uow.destinations.upsert(Destination("t1", dest, kind, f"Gradebook {dest}"), T0)
-        uow.links.save_course(CourseLink("t1", dest, "c1", f"remote-{dest}"))
-        uow.ledger.save(
-            LedgerRow(
-                LedgerKey("t1", dest, "a1", "p1"),
-                DeliveryState.SKIPPED,
-                delivered_hash="h1",
-                delivered_at=T0,
-                reason_code="sync_disabled",
-                reason_text="The activity 'Quiz 1' is excluded from grade sync.",
-                updated_at=T0,
-            ),
-            "c1",
-        )
-        uow.commit()
-
-
 def test_a_grade_a_sis_keeps_reads_kept_in_sis(api: ApiEnv) -> None:
-    admin = Caller(api.client, api.tenant("t1", "admin"))
-    assert admin.post("/ingest", json=ROSTER).status_code == 202
-    _kept_at(api, "lms", DestinationKind.LTI13_AGS)
-    _kept_at(api, "sis", DestinationKind.ONEROSTER_REST)
+    school(api)
+    kept_at(api, "lms", DestinationKind.LTI13_AGS, T0)
+    kept_at(api, "sis", DestinationKind.ONEROSTER_REST, T0)
     api.console_admin("t1")
 
     sis_grid = api.client.get("/console/courses/c1?destination=sis").text
-    assert _cell(sis_grid, "p1", "a1").startswith("Kept in SIS")
+    assert grid_cell(sis_grid, "p1", "a1").startswith("Kept in SIS")
     assert "Kept in LMS" not in sis_grid  # the legend too
     lms_grid = api.client.get("/console/courses/c1?destination=lms").text
-    assert _cell(lms_grid, "p1", "a1").startswith("Kept in LMS")
+    assert grid_cell(lms_grid, "p1", "a1").startswith("Kept in LMS")
 
-    dests = _words(api.client.get("/console/destinations").text)
+    dests = words(api.client.get("/console/destinations").text)
     assert "Gradebook sis" in dests and "Kept in SIS 1" in dests, dests
     assert "Kept in LMS 1" in dests  # the LMS's own
-    sis_page = _words(api.client.get("/console/sis").text)
+    sis_page = words(api.client.get("/console/sis").text)
     assert "Kept in SIS 1" in sis_page and "Kept in LMS" not in sis_page, sis_page
 
     diagnosis = api.client.get("/console/diagnosis?course=c1&activity=a1&person=p1").text

@@ -5,21 +5,20 @@ it, the page being static, until a reload)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
-from html import unescape
 from pathlib import Path
 
 import pytest
 
 from gradesync.adapters.db.database import Database
-from gradesync.domain.model import DeliveryState, LedgerKey, PersonLink, UserRole
+from gradesync.domain.model import DeliveryState, LedgerKey, UserRole
 from gradesync.services import ingest
 from gradesync.services.accounts import create_user
-from gradesync.services.compute import compute_dirty, compute_now
-from tests.support.api import ROSTER, ApiEnv, Caller, attempt
+from gradesync.services.compute import compute_now
+from tests.support.api import ROSTER, ApiEnv, attempt
 from tests.support.console import form_token, sign_in
 from tests.support.races import start_second
+from tests.support.school import ada_attempts_at_lms, grid_cell, school, work_out
 
 PASSWORD = "a-long-password-1"
 KEY = LedgerKey("t1", "lms", "a1", "p1")
@@ -28,18 +27,10 @@ KEY = LedgerKey("t1", "lms", "a1", "p1")
 def _school_with_a_sent_grade(api: ApiEnv) -> None:
     """Biology 101 at an LMS, Ada's 7 on Quiz 1 delivered there, no worker running (the
     test works out the grade as the worker would), an instructor `ines`."""
-    admin = Caller(api.client, api.tenant("t1", "admin"))
     roster = {**ROSTER, "activities": [{**a, "sync_enabled": True} for a in ROSTER["activities"]]}
-    assert admin.post("/ingest", json=roster).status_code == 202
-    api.destination("t1", "lms")
-    api.link("t1", "lms", "c1")
-    with api.db.uow() as uow:  # Ada has launched from the LMS
-        uow.links.save_person(PersonLink("t1", "lms", "p1", "lms-sub-ada"))
-        uow.commit()
-    assert admin.post("/attempts", json=attempt("e1", 7)).status_code == 202
+    ada_attempts_at_lms(school(api, roster=roster), api, attempt("e1", 7))
+    work_out(api)
     rt = api.runtime
-    while compute_dirty(rt.uow, rt.clock, rt.capabilities).dirty:
-        pass
     with rt.uow() as uow:
         row = uow.ledger.get(KEY)
         assert row is not None and row.state is DeliveryState.PENDING, row.reason_text
@@ -69,16 +60,6 @@ def _course_off_no_one_working_it_out(api: ApiEnv) -> None:
     ingest.upsert_courses(rt.uow, rt.clock, None, "t1", [replace(course, sync_enabled=False)])
 
 
-def _cell(page: str, person: str, activity: str) -> str:
-    found = re.search(
-        rf'<td[^>]*data-person="{person}" data-activity="{activity}"[^>]*>(.*?)</td>',
-        page,
-        re.S,
-    )
-    assert found, f"no grid cell for {person} / {activity}"
-    return " ".join(unescape(re.sub(r"<[^>]+>", " ", found.group(1))).split())
-
-
 @pytest.mark.parametrize(
     "switch",
     ["/console/courses/c1/activities/a1/switch", "/console/courses/c1/switch"],
@@ -87,11 +68,11 @@ def _cell(page: str, person: str, activity: str) -> str:
 def test_the_page_after_a_switch_shows_its_effect(api: ApiEnv, switch: str) -> None:
     _school_with_a_sent_grade(api)
     page = api.client.get("/console/courses/c1")
-    assert _cell(page.text, "p1", "a1").startswith("Sent")
+    assert grid_cell(page.text, "p1", "a1").startswith("Sent")
 
     off = api.client.post(switch, data={"sync": "off", "csrf": form_token(page.text)})
     assert off.status_code == 200 and off.url.path == "/console/courses/c1"
-    assert _cell(off.text, "p1", "a1").startswith("Kept in LMS")
+    assert grid_cell(off.text, "p1", "a1").startswith("Kept in LMS")
     with api.runtime.uow() as uow:
         assert uow.dirty.waiting("t1")[0] == 0  # nothing left to the worker
         row = uow.ledger.get(KEY)
@@ -99,7 +80,7 @@ def test_the_page_after_a_switch_shows_its_effect(api: ApiEnv, switch: str) -> N
 
     on = api.client.post(switch, data={"sync": "on", "csrf": form_token(off.text)})
     # the LMS holds this very grade: nothing to send again
-    assert _cell(on.text, "p1", "a1").startswith("Sent")
+    assert grid_cell(on.text, "p1", "a1").startswith("Sent")
 
 
 def test_marks_past_the_limit_are_left_to_the_worker(api: ApiEnv) -> None:

@@ -12,12 +12,8 @@ from typing import Any
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.model import (
     CourseLink,
-    DeliveryState,
-    Destination,
     DestinationKind,
     ItemLink,
-    LedgerKey,
-    LedgerRow,
     RunScope,
     ScoreForm,
     Trigger,
@@ -31,6 +27,7 @@ from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory, add_destination
 from gradesync.testing.double import DoubleClient
 from tests.support.api import ROSTER, ApiEnv, Caller, attempt
+from tests.support.school import kept_at, school
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SENT = {
@@ -44,31 +41,16 @@ HELD_8_OF_10 = '<span class="score held" title="as the gradebook holds it">8 / 1
 def _kept_at_both(api: ApiEnv) -> Caller:
     """Ada's 8 of 10 on Quiz 1 was delivered to an LTI 1.1 LMS and a SIS; gradesync sends
     nothing for it now (its sync box cleared), so both gradebooks keep what they hold."""
-    admin = Caller(api.client, api.tenant("t1", "admin"))
-    assert admin.post("/ingest", json=ROSTER).status_code == 202
+    admin = school(api)
+    keys = [kept_at(api, dest, kind, T0) for dest, kind in KINDS.items()]
     with api.db.uow() as uow:
-        for dest, kind in KINDS.items():
-            uow.destinations.upsert(Destination("t1", dest, kind, f"Gradebook {dest}"), T0)
-            uow.links.save_course(CourseLink("t1", dest, "c1", f"remote-{dest}"))
-            key = LedgerKey("t1", dest, "a1", "p1")
-            uow.ledger.save(
-                LedgerRow(
-                    key,
-                    DeliveryState.SKIPPED,
-                    delivered_hash="h1",
-                    delivered_at=T0,
-                    reason_code="sync_disabled",
-                    reason_text="The activity 'Quiz 1' is excluded from grade sync.",
-                    updated_at=T0,
-                ),
-                "c1",
-            )
+        for key in keys:
             uow.deliveries.add(
                 key=key,
                 run_id=None,
                 sent_at=T0,
                 sent_hash="h1",
-                payload=SENT[dest],
+                payload=SENT[key.destination_id],
                 outcome="delivered",
                 remote_status=200,
                 remote_message=None,
@@ -101,8 +83,7 @@ async def _stop_syncing_at_20_points(admin: Caller, engine: Engine) -> None:
 def _waiting(api: ApiEnv, kinds: dict[str, DestinationKind]) -> tuple[Caller, DoubleFactory]:
     """Ada's 8 of 10 on Quiz 1, computed for the destinations of `kinds`, not yet sent; the
     LTI 1.1 gradebook takes a fraction of 1, as its adapter's does."""
-    admin = Caller(api.client, api.tenant("t1", "admin"))
-    assert admin.post("/ingest", json=ROSTER).status_code == 202
+    admin = school(api)
     factory = DoubleFactory()
     factory.remote("lms11").capabilities = Capabilities(
         score_form=ScoreForm.PERCENT, percent_scale=1.0, extra_credit=False

@@ -33,6 +33,13 @@ QUIZ_1: dict[str, Any] = {
 }
 ADA: dict[str, Any] = {"id": "p1", "name": "Ada", "sis_id": "stu-1"}
 BO: dict[str, Any] = {"id": "p2", "name": "Bo"}  # no SIS id: `map-students` cannot link them
+# Ada (SIS id stu-1) and Bo (none yet) learners of c1, which has Quiz 1
+ROSTER: dict[str, Any] = {
+    "courses": [ALGEBRA],
+    "activities": [QUIZ_1],
+    "people": [ADA, BO],
+    "enrollments": [{"course_id": "c1", "person_id": p} for p in ("p1", "p2")],
+}
 
 
 def seed_school(db: Database, clock: Clock) -> None:

@@ -11,7 +11,6 @@ wait only if what was done signalled them."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,61 +21,18 @@ from gradesync.adapters.db.database import Database
 from gradesync.domain import remedies
 from gradesync.domain.model import DeliveryState, PersonLink
 from gradesync.sandbox.testing import RunningSandbox
+from gradesync.services.sis import course_overview
 from gradesync.testing import wait_for
-from tests.support.api import attempt
-from tests.support.served import Served, serve
+from tests.support.served import Served
+from tests.support.sis import SIS_PATH, one_learner_matched, results_in, sis_row
 
-from .conftest import CLIENT_ID, CLIENT_SECRET
-from .facts import ADA, ALGEBRA, BO, QUIZ_1
-
-ROSTER: dict[str, Any] = {
-    "courses": [ALGEBRA],
-    "activities": [QUIZ_1],
-    "people": [ADA, BO],  # Bo has no SIS id yet
-    "enrollments": [{"course_id": "c1", "person_id": p} for p in ("p1", "p2")],
-}
-SIS = "/sis/connections/sis"
-
-
-@contextmanager
-def _served(db: Database, tmp_path: Path) -> Iterator[Served]:
-    # no look for work unprompted within the test: only a wake-up gets a grade sent
-    yield from serve(db, tmp_path, worker_poll_seconds=3600.0)
+from .facts import ROSTER
 
 
 @pytest.fixture
 def gs(db: Database, tmp_path: Path, sis: RunningSandbox) -> Iterator[Served]:
-    """Course c1 mapped to class cls-1, its students mapped (p1 by SIS id; p2 has none), q1
-    ticked; p2 graded 7 in q1 and skipped `no_person_link`, p1's 8 sent."""
-    with _served(db, tmp_path) as gs:
-        gs.ok("POST", "/ingest", json=ROSTER)
-        for event, person, score in (("e1", "p1", 8), ("e2", "p2", 7)):
-            gs.ok(
-                "POST", "/attempts", json=attempt(event, score, activity_id="q1", person_id=person)
-            )
-        body = {"name": "SIS", "base_url": sis.base_url, "client_id": CLIENT_ID}
-        body |= {"client_secret": CLIENT_SECRET, "profile": {"category_match": "name"}}
-        gs.ok("PUT", SIS, json=body)
-        klass = {"class_id": "cls-1", "school_id": "sch-1", "term_start": "2025-01-06"}
-        gs.ok("PUT", f"{SIS}/classes/c1", json=klass)
-        assert gs.ok("POST", f"{SIS}/courses/c1/students") == {"mapped": ["p1"], "unmapped": ["p2"]}
-        gs.ok("PUT", f"{SIS}/selection", json={"activity_ids": ["q1"]})  # wakes the workers
-        wait_for(lambda: _sent(sis) == {"stu-1": 8.0}, "p1's grade in the SIS")
-        wait_for(
-            lambda: _row(gs, "p2") == (DeliveryState.SKIPPED, "no_person_link"),
-            "p2's grade computed with no SIS student",
-        )
-        yield gs
-
-
-def _sent(sis: RunningSandbox) -> dict[str, float]:
-    return {r["student"]["sourcedId"]: r["score"] for r in sis.admin.inspect()["sis"]["results"]}
-
-
-def _row(gs: Served, person: str) -> tuple[DeliveryState, str | None] | None:
-    with gs.runtime.uow() as uow:
-        row = uow.ledger.get_many(gs.tenant, "sis", "c1", ["q1"]).get(("q1", person))
-    return (row.state, row.reason_code) if row else None
+    """p1's 8 in q1 sent to the SIS (stu-1); p2's 7 skipped: Bo has no SIS id."""
+    yield from one_learner_matched(db, tmp_path, sis, ROSTER)
 
 
 def _reason(gs: Served, person: str) -> str:
@@ -106,15 +62,18 @@ def test_a_learner_given_their_sis_id_is_matched_and_their_grade_sent(
     `skipped no_person_link` until `sis map-students` was run, which no message named."""
     gs.ok("PUT", "/people/p2", json={"name": "Bo", "sis_id": "stu-2"})
     wait_for(
-        lambda: _sent(sis).get("stu-2") == 7.0,
+        lambda: results_in(sis).get("stu-2") == 7.0,
         "p2's grade in the SIS",
-        explain=lambda: f"p2's row: {_row(gs, 'p2')}",
+        explain=lambda: f"p2's row: {sis_row(gs, 'p2')}",
     )
     link = _link(gs, "p2")
     assert link is not None and (link.remote_id, link.course_id) == ("stu-2", "c1")
-    assert _row(gs, "p2") == (DeliveryState.DELIVERED, None)
+    assert sis_row(gs, "p2") == (DeliveryState.DELIVERED, None)
     # matched as map-students matches: running it now changes nothing
-    assert gs.ok("POST", f"{SIS}/courses/c1/students") == {"mapped": ["p1", "p2"], "unmapped": []}
+    assert gs.ok("POST", f"{SIS_PATH}/courses/c1/students") == {
+        "mapped": ["p1", "p2"],
+        "unmapped": [],
+    }
 
 
 def test_a_resync_matches_a_learner_whose_sis_id_came_unannounced(
@@ -144,9 +103,9 @@ def test_a_resync_matches_a_learner_whose_sis_id_came_unannounced(
 
     gs.ok("POST", "/courses/c1/sync", json={"trigger": "resync"})
     wait_for(
-        lambda: _sent(sis).get("stu-2") == 7.0,
+        lambda: results_in(sis).get("stu-2") == 7.0,
         "p2's grade in the SIS",
-        explain=lambda: f"p2's row: {_row(gs, 'p2')}",
+        explain=lambda: f"p2's row: {sis_row(gs, 'p2')}",
     )
     link = _link(gs, "p2")
     assert link is not None and link.remote_id == "stu-2"
@@ -177,3 +136,59 @@ def test_a_learner_with_no_sis_id_is_told_how_to_be_matched_per_reader(gs: Serve
     triage = gs.ok("GET", "/courses/c1/diagnosis")
     codes = {c["code"] for c in triage["causes"]["learners"]}
     assert codes == {"no_sis_id"}, triage["causes"]
+
+
+def _matched(gs: Served, person: str) -> dict[str, Any]:
+    checks = gs.ok("GET", f"/activities/q1/learners/{person}/diagnosis")["checks"]
+    [matched] = [c for c in checks if c["code"] == "matched_in_sis"]
+    return matched
+
+
+def test_a_learner_s_new_sis_id_moves_their_results_to_its_student(
+    gs: Served, sis: RunningSandbox
+) -> None:
+    """Ada was matched to stu-1 by her SIS id; her SIS id is corrected to stu-2. Her grades
+    kept going to stu-1 (the link made by the old id stayed): the link follows the new id,
+    her 8 is sent to stu-2 at once (unchanged, so only the move sends it), and what stu-1
+    took stays in the SIS (gradesync deletes no grade it sent), said in her diagnosis."""
+    gs.ok("PUT", "/people/p1", json={"name": "Ada", "sis_id": "stu-2"})
+    wait_for(
+        lambda: results_in(sis).get("stu-2") == 8.0,
+        "p1's grade sent to their new SIS student",
+        explain=lambda: f"p1's link: {_link(gs, 'p1')}; row: {sis_row(gs, 'p1')}",
+    )
+    link = _link(gs, "p1")
+    assert link is not None and (link.remote_id, link.course_id) == ("stu-2", "c1")
+    wait_for(lambda: sis_row(gs, "p1") == (DeliveryState.DELIVERED, None), "p1's row delivered")
+    assert results_in(sis) == {"stu-1": 8.0, "stu-2": 8.0}  # the old record is left, not deleted
+    matched = _matched(gs, "p1")
+    assert matched["passed"] and "'stu-2'" in matched["evidence"], matched
+    assert "'stu-1' is left in the SIS" in matched["evidence"], matched
+    # matched as map-students matches: running it now changes nothing
+    assert gs.ok("POST", f"{SIS_PATH}/courses/c1/students") == {
+        "mapped": ["p1"],
+        "unmapped": ["p2"],
+    }
+    assert results_in(sis) == {"stu-1": 8.0, "stu-2": 8.0}
+
+
+def test_a_student_picked_by_hand_is_kept_and_the_new_sis_id_named(
+    gs: Served, sis: RunningSandbox
+) -> None:
+    """A student linked by hand (map-student) is the admin's choice: a new SIS id does not
+    replace it, and the learner's diagnosis and the course's SIS page say so."""
+    gs.ok("PUT", f"{SIS_PATH}/students/p1", json={"student_id": "stu-1"})
+    gs.ok("PUT", "/people/p1", json={"name": "Ada", "sis_id": "stu-2"})
+    link = _link(gs, "p1")
+    assert link is not None and link.remote_id == "stu-1"
+    assert sis_row(gs, "p1") == (DeliveryState.DELIVERED, None)  # nothing to send again
+    matched = _matched(gs, "p1")
+    assert matched["passed"], matched
+    assert "Linked by hand" in matched["evidence"] and "'stu-2'" in matched["evidence"], matched
+    # what the course's SIS passback page shows beside the learner's student
+    overview = course_overview(
+        gs.runtime.uow, tenant_id=gs.tenant, destination_id="sis", course_id="c1"
+    )
+    ada = next(m for m in overview.learners if m.person.id == "p1")
+    assert (ada.student_id, ada.sis_id_not_followed) == ("stu-1", "stu-2")
+    assert results_in(sis) == {"stu-1": 8.0}

@@ -4,14 +4,22 @@ in gradesync: the connection, and a course (or one of its sections) mapped to a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
+from gradesync.adapters.db.database import Database
+from gradesync.domain.model import DeliveryState
+from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services import sis
 from gradesync.services.clock import Clock
 from gradesync.services.outbound import OutboundGuard
 from gradesync.services.ports import UnitOfWorkFactory
+from gradesync.testing import wait_for
+from tests.support.api import attempt
+from tests.support.served import Served, serve
 
 CLIENT_ID, CLIENT_SECRET = "gradesync", "s3cret-value"
 TODAY = date.today()
@@ -103,3 +111,52 @@ def file_based_sis(
         uow, tenant_id=tenant_id, destination_id="sis", course_id=course_id, class_id=CLASS,
         school_id=SCHOOL,
     )  # fmt: skip
+
+
+# the SIS connection `sis` in the API's paths
+SIS_PATH = "/sis/connections/sis"
+
+
+def results_in(sandbox: RunningSandbox) -> dict[str, float]:
+    """The sandbox SIS's results: each student's score (one graded activity)."""
+    return {
+        r["student"]["sourcedId"]: r["score"] for r in sandbox.admin.inspect()["sis"]["results"]
+    }
+
+
+def sis_row(gs: Served, person: str) -> tuple[DeliveryState, str | None] | None:
+    """The state and reason of `person`'s q1 row at `sis` (course c1), None before any."""
+    with gs.runtime.uow() as uow:
+        row = uow.ledger.get_many(gs.tenant, "sis", "c1", ["q1"]).get(("q1", person))
+    return (row.state, row.reason_code) if row else None
+
+
+def one_learner_matched(
+    db: Database, tmp_path: Path, sandbox: RunningSandbox, roster: dict[str, Any]
+) -> Iterator[Served]:
+    """gradesync served, its workers looking for work unprompted only once an hour (within a
+    test only a wake-up gets a grade sent), with `roster` (course c1 with quiz q1; p1 with
+    SIS id stu-1, p2 with none); p1 graded 8 and p2 7 in q1. The sandbox SIS (seeded with
+    class cls-1 of school sch-1, as tests/oneroster's) is connected as `sis`, c1 mapped to
+    cls-1, its students mapped (p1 by SIS id; p2 has none) and q1 ticked: p1's 8 is in the
+    SIS and p2's 7 skipped `no_person_link`."""
+    with contextmanager(serve)(db, tmp_path, worker_poll_seconds=3600.0) as gs:
+        gs.ok("POST", "/ingest", json=roster)
+        for event, person, score in (("e1", "p1", 8), ("e2", "p2", 7)):
+            gs.ok(
+                "POST", "/attempts", json=attempt(event, score, activity_id="q1", person_id=person)
+            )
+        body = {"name": "SIS", "base_url": sandbox.base_url, "client_id": CLIENT_ID}
+        body |= {"client_secret": CLIENT_SECRET, "profile": {"category_match": "name"}}
+        gs.ok("PUT", SIS_PATH, json=body)
+        klass = {"class_id": "cls-1", "school_id": SCHOOL, "term_start": "2025-01-06"}
+        gs.ok("PUT", f"{SIS_PATH}/classes/c1", json=klass)
+        mapped = gs.ok("POST", f"{SIS_PATH}/courses/c1/students")
+        assert mapped == {"mapped": ["p1"], "unmapped": ["p2"]}
+        gs.ok("PUT", f"{SIS_PATH}/selection", json={"activity_ids": ["q1"]})  # wakes them
+        wait_for(lambda: results_in(sandbox) == {"stu-1": 8.0}, "p1's grade in the SIS")
+        wait_for(
+            lambda: sis_row(gs, "p2") == (DeliveryState.SKIPPED, "no_person_link"),
+            "p2's grade computed with no SIS student",
+        )
+        yield gs

@@ -41,13 +41,15 @@ DEMO_ONLY = {
 def demo_only_given(ctx: typer.Context) -> None:
     """Refuse every demo-only option given without --demo, before anything starts: ignored,
     it would leave the user believing it took effect (bad input, exit 2)."""
-    from typer._click.core import ParameterSource  # typer carries its own click
-
     from gradesync.cli._common import bad_input, problem
 
     given = []
     for name, (option, why) in DEMO_ONLY.items():
-        if ctx.get_parameter_source(name) is ParameterSource.DEFAULT:
+        # where the value came from, read by the source's name: typer exports no
+        # ParameterSource (since 0.26 it carries its own copy of click, whose members are not
+        # click's), and the name is the same in every version
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name == "DEFAULT":
             continue
         if ctx.params[name] is False:  # a flag's other form, named as typed
             option = "--no-" + option.removeprefix("--")

@@ -68,6 +68,10 @@ class PassbackRule(StrEnum):
     OTHER_INSTALLATION = "line_item_of_another_installation"
 
 
+# A delivery log line that is no send: a learner's results went to another student (their
+# SIS id changed), and what the old student's record took stays in the SIS.
+STUDENT_CHANGED = "student_changed"
+
 # Requests in flight at once to a SIS unless its connection says otherwise: a school's SIS is
 # often one modest server, so fewer than an LMS's default.
 SIS_CONCURRENCY = 4

@@ -39,6 +39,7 @@ from gradesync.domain.model import (
     keep_unsent,
 )
 from gradesync.domain.policy import settings_problems
+from gradesync.services import sis
 from gradesync.services.clock import Clock
 from gradesync.services.lms_edits import resend_overridden, stops_keeping
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -606,8 +607,8 @@ def record_facts(
         count("people", old_people.get(pe.id) != pe)
     changed_people = [pe for pe in persons if old_people.get(pe.id) != pe]
     # ... but a SIS id does, where it matches the learner to no SIS student yet (compute
-    # matches them by it)
-    dirty.extend(_given_sis_ids(uow, tenant_id, old_people, changed_people))
+    # matches them by it) or moves their link made by the old one
+    moves = _given_sis_ids(uow, tenant_id, old_people, changed_people, dirty)
     if b.attempts:  # written before them (without attempts: with the enrollments, last)
         uow.people.upsert_many(changed_people)
 
@@ -659,6 +660,7 @@ def record_facts(
         result.dirty_keys = uow.enrollments.upsert_many_marking(
             enrolled, now, list(dict.fromkeys(dirty)), people=changed_people
         )
+        result.resent += sis.send_to_new_sis_ids(uow, tenant_id, moves, now)  # once marked
         return result
 
     # the attempts, and the keys of the new ones marked with the others in the same write
@@ -670,50 +672,63 @@ def record_facts(
         if new:
             dirty.append((tenant_id, course_for(at.activity_id), at.activity_id, at.person_id))
     result.dirty_keys = len(dict.fromkeys(dirty))
+    result.resent += sis.send_to_new_sis_ids(uow, tenant_id, moves, now)  # once marked
     return result
 
 
 def _given_sis_ids(
-    uow: UnitOfWork, tenant_id: str, old: Mapping[str, Person], changed: Sequence[Person]
-) -> list[DirtyRow]:
-    """The keys of the people given a SIS id (or another one) in the courses they learn in
-    that pass back to a SIS where they are matched to no student: computed again, they are
-    matched by it (`compute.match_by_sis_id`) and their grades sent, with no
-    `sis map-students` nor resync. A person new here has no enrollment yet: theirs marks
+    uow: UnitOfWork,
+    tenant_id: str,
+    old: Mapping[str, Person],
+    changed: Sequence[Person],
+    dirty: list[DirtyRow],
+) -> list[sis.SisIdMove]:
+    """The people given a SIS id (or another one), in the courses they learn in that pass
+    back to a SIS: where they are matched to no student, their keys (added to `dirty`) are
+    computed again, so they are matched by it (`compute.match_by_sis_id`) and their grades
+    sent, with no `sis map-students` nor resync; where their old SIS id matched them, the
+    link follows the new one (`sis.follow_sis_id`, which keeps a student picked by hand) and
+    their keys are marked too. Returns the moves, whose results `sis.send_to_new_sis_ids`
+    sends once the keys are marked. A person new here has no enrollment yet: theirs marks
     their keys."""
     given = [
         pe
         for pe in changed
         if pe.sis_id and (was := old.get(pe.id)) is not None and was.sis_id != pe.sis_id
     ]
-    dirty: list[DirtyRow] = []
+    moves: list[sis.SisIdMove] = []
     kinds: dict[str, bool] = {}  # destination id -> a SIS
 
-    def sis(destination_id: str) -> bool:
+    def is_sis(destination_id: str) -> bool:
         if destination_id not in kinds:
             d = uow.destinations.get(tenant_id, destination_id)
             kinds[destination_id] = d is not None and d.kind in SIS_KINDS
         return kinds[destination_id]
 
     for pe in given:
+        assert pe.sis_id  # `given` has one
         courses = [
             e.course_id
             for e in uow.enrollments.for_person(tenant_id, pe.id)
             if e.role is Role.LEARNER
         ]
-        unmatched: set[str] = set()
+        recompute: set[str] = set()
         for link in uow.links.destinations_for_courses(tenant_id, courses):
             pair = (link.course_id, pe.id)
-            if sis(link.destination_id) and pair not in uow.links.people_in_courses(
-                tenant_id, link.destination_id, [pair]
-            ):
-                unmatched.add(link.course_id)
-        for course_id in sorted(unmatched):
+            if not is_sis(link.destination_id):
+                continue
+            found = uow.links.people_in_courses(tenant_id, link.destination_id, [pair])
+            if pair not in found:
+                recompute.add(link.course_id)
+            elif (moved := sis.follow_sis_id(uow, found[pair], pe.sis_id)) is not None:
+                moves.append(moved)
+                recompute.add(link.course_id)
+        for course_id in sorted(recompute):
             dirty.extend(
                 (tenant_id, course_id, act.id, pe.id)
                 for act in uow.activities.for_course(tenant_id, course_id)
             )
-    return dirty
+    return moves
 
 
 # Thin wrappers for callers that post one kind of fact.

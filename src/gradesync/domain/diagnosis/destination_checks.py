@@ -44,7 +44,7 @@ from gradesync.domain.model import (
     LedgerRow,
 )
 from gradesync.domain.overrides import COLUMN_RESCALED, OVERRIDDEN
-from gradesync.domain.passback import PassbackRule
+from gradesync.domain.passback import STUDENT_CHANGED, PassbackRule
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason, as_clause
@@ -288,11 +288,31 @@ def launch_check(facts: LearnerActivityFacts, df: DestinationFacts) -> Check:
                 d.id,
             )
         if df.person_link is not None and linked:
+            student, own = df.person_link.remote_id, facts.person.sis_id
+            # a link made by the SIS id follows it (`services.sis.follow_sis_id`): one that
+            # differs was picked by hand, and is kept, but not silently
+            kept = (
+                f" Linked by hand: the learner's own SIS id is {own!r}, which does not "
+                f"replace a student picked by hand; link them to {own!r} if that is theirs."
+                if own and own != student
+                else ""
+            )
+            # moved here from another student: what that one's record took stays there
+            moved = next(
+                (
+                    f" {x.remote_message}"
+                    for x in df.deliveries
+                    if x.outcome == STUDENT_CHANGED
+                    and (x.payload or {}).get("student") == student
+                    and x.remote_message
+                ),
+                "",
+            )
             return Check(
                 CheckCode.MATCHED_IN_SIS,
                 "The learner is matched to a student in the SIS",
                 True,
-                f"SIS id {df.person_link.remote_id!r}.",
+                f"SIS id {student!r}.{kept}{moved}",
                 None,
                 d.id,
             )
@@ -870,7 +890,7 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
 
 
 # delivery log lines that record an event, not a send
-_NOT_SENDS = ("overridden", "repair", COLUMN_RESCALED)
+_NOT_SENDS = ("overridden", "repair", COLUMN_RESCALED, STUDENT_CHANGED)
 
 
 def last_delivery_check(df: DestinationFacts) -> Check:

@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound, Problems
 from gradesync.domain.identifiers import id_problems, sis_id_problems
@@ -16,10 +16,12 @@ from gradesync.domain.ledger import reopened
 from gradesync.domain.model import (
     CourseLink,
     DeliveryState,
+    LedgerKey,
     PersonLink,
     Role,
 )
 from gradesync.domain.passback import (
+    STUDENT_CHANGED,
     PassbackRule,
 )
 from gradesync.services.clock import Clock, SystemClock
@@ -323,6 +325,7 @@ def _send_to_new_student(
     people: Collection[str],
     keys: list[DirtyKey],
     now: datetime,
+    forgot: list[LedgerKey] | None = None,
 ) -> int:
     """Learners now linked to another SIS student (or, their section unmapped or changed,
     another class): their results go to the new student (or class).
@@ -336,7 +339,8 @@ def _send_to_new_student(
     What the old student's record holds is left there: it may be a real student's.
     Returns how many rows it reopened: a recompute leaves them as they are, so only a wake of
     the delivery sends them at once. Call it once `keys` are marked: a worker computing them
-    locks their dirty rows before their ledger rows, and the same order deadlocks with none."""
+    locks their dirty rows before their ledger rows, and the same order deadlocks with none.
+    `forgot` receives the keys of the rows whose delivery (to the old student) it forgot."""
     if not people:
         return 0
     wanted = {(k[1], k[2], k[3]) for k in keys}
@@ -348,6 +352,7 @@ def _send_to_new_student(
         ).items():
             if person_id not in people:
                 continue
+            was = r.delivered_hash
             sendable = r.desired_hash is not None and (
                 r.state is DeliveryState.DELIVERED
                 or (
@@ -363,10 +368,80 @@ def _send_to_new_student(
                 r = replace(r, delivered_hash=None)
             else:
                 continue
+            if forgot is not None and was is not None:
+                forgot.append(r.key)
             writes.append((r, course_id))
     if writes:
         uow.ledger.save_many(writes)
     return reopened_rows
+
+
+@dataclass(frozen=True, slots=True)
+class SisIdMove:
+    """A learner's link in a course moved from the student of their old SIS id (`old`) to
+    that of their new one (`new`) by `follow_sis_id`."""
+
+    destination_id: str
+    course_id: str
+    person_id: str
+    old: str
+    new: str
+
+
+def follow_sis_id(uow: UnitOfWork, link: PersonLink, sis_id: str) -> SisIdMove | None:
+    """A learner's SIS id changed: their link in a course (`link`, as
+    `links.people_in_courses` finds it) made by their SIS id moves to the student of the new
+    one (saved in `uow`), as `map_course_students` would move it. A student picked by hand is
+    kept (None): `map_student` records it as a link of no course, which wins over any SIS id
+    and which `map_course_students` copies into each course's link."""
+    if link.course_id is None or link.remote_id == sis_id:
+        return None
+    own = uow.links.person_links(link.tenant_id, link.destination_id, link.person_id)
+    if any(x.course_id is None for x in own):
+        return None
+    uow.links.save_person(replace(link, remote_id=sis_id))
+    return SisIdMove(link.destination_id, link.course_id, link.person_id, link.remote_id, sis_id)
+
+
+def send_to_new_sis_ids(
+    uow: UnitOfWork, tenant_id: str, moves: Collection[SisIdMove], now: datetime
+) -> int:
+    """The results of learners `follow_sis_id` moved, sent to their new student (as
+    `map_student` sends them; call it once their keys are marked, see `_send_to_new_student`),
+    with a line in the history of each grade the old student took: the SIS keeps it, and
+    gradesync deletes no grade it sent, so whoever reads the grade is told to check it there.
+    Returns how many rows it reopened."""
+    resent = 0
+    lines: list[dict[str, Any]] = []
+    for m in moves:
+        keys = _person_ticked_keys(uow, tenant_id, m.destination_id, m.person_id)
+        keys = [k for k in keys if k[1] == m.course_id]
+        forgot: list[LedgerKey] = []
+        resent += _send_to_new_student(
+            uow, tenant_id, m.destination_id, [m.course_id], {m.person_id}, keys, now, forgot
+        )
+        said = (
+            f"The learner's SIS id is now {m.new!r}: their result goes to SIS student "
+            f"{m.new!r}. What was sent to {m.old!r} is left in the SIS (gradesync deletes no "
+            f"grade it sent): check that student's result there, and delete it in the SIS if "
+            "it is not theirs."
+        )
+        lines += [
+            {
+                "key": key,
+                "run_id": None,
+                "sent_at": now,
+                "sent_hash": None,
+                "payload": {"former_student": m.old, "student": m.new},
+                "outcome": STUDENT_CHANGED,
+                "remote_status": None,
+                "remote_message": said,
+                "latency_ms": None,
+            }
+            for key in forgot
+        ]
+    uow.deliveries.add_many(lines)
+    return resent
 
 
 def _person_sis_courses(

@@ -32,6 +32,13 @@ class LearnerMapping:
     student_id: str | None  # the SIS student sourcedId the results go to; None: not mapped
     linked: bool  # a link is recorded (else only the person's sis_id, not linked yet)
 
+    @property
+    def sis_id_not_followed(self) -> str | None:
+        """The learner's SIS id when their link is to another student: one picked by hand,
+        which a new SIS id does not replace (`follow_sis_id`); None otherwise."""
+        own = self.person.sis_id
+        return own if self.linked and own and own != self.student_id else None
+
 
 @dataclass(frozen=True, slots=True)
 class GroupAlignment:
