@@ -44,10 +44,14 @@ from gradesync.domain.model import (
     Role,
 )
 from gradesync.domain.overrides import (
+    LastRescale,
     RemoteResult,
+    apply_kept,
     apply_override,
     detect_overrides,
     detect_rescaled,
+    keeps_points,
+    points_back,
     repaired,
 )
 from gradesync.domain.pauses import PauseCause
@@ -105,6 +109,31 @@ def test_the_grade_sent_on_a_column_whose_points_changed_is_rescaled_not_overrid
     assert detect_rescaled(unsaid, [_row()]) == []
     # nor does a zero, on whatever points
     assert detect_rescaled({"p1": RemoteResult("p1", 0.0, 99.0)}, [_row(given=0.0)]) == []
+
+
+def test_a_column_still_on_the_lms_s_points_after_it_was_put_back_is_left_and_said_once() -> None:
+    """A rescale found before (to the same points), the grade sent after it, and the LMS
+    still reads it on its own points: it keeps them, and writing the column and resending
+    again would repeat for ever. Left as the LMS holds it, recorded once, cleared once the
+    LMS reads the grade as sent again."""
+    moved = {"p1": RemoteResult("p1", 7.0, 99.0, None, NOW)}
+    row = _row()  # delivered an hour ago
+    (r,) = detect_rescaled(moved, [row])
+    before = LastRescale(NOW - timedelta(hours=2), 99.0)
+    assert keeps_points(r, row.delivered_at, before)
+    assert not keeps_points(r, row.delivered_at, None)  # never put back: put back first
+    assert not keeps_points(r, row.delivered_at, LastRescale(NOW - timedelta(hours=2), 50.0))
+    # the grade has not gone since the column was put back: it is sent again first
+    assert not keeps_points(r, row.delivered_at, LastRescale(NOW, 99.0))
+    kept = apply_kept(row, r, NOW)
+    assert kept is not None and kept.state is DeliveryState.DELIVERED
+    assert kept.reason_code == "points_kept" and "keeps its own points (99)" in (
+        kept.reason_text or ""
+    )
+    assert apply_kept(kept, r, NOW) is None  # already recorded
+    assert points_back(moved, [kept]) == []
+    assert points_back({"p1": RemoteResult("p1", 7.0, 10.0)}, [kept]) == [KEY]
+    assert points_back({"p1": RemoteResult("p1", 7.0, 10.0)}, [row]) == []  # nothing to clear
 
 
 def test_only_rows_believed_delivered_are_judged() -> None:

@@ -4,6 +4,7 @@ resends. Also: a grade that waited for the learner's first launch goes out after
 
 from __future__ import annotations
 
+from gradesync.domain.model import LedgerKey
 from gradesync.sandbox.state import LineItem
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.testing import wait_for
@@ -117,6 +118,77 @@ def test_a_column_whose_points_were_changed_in_the_lms_is_put_back_and_its_grade
     ]
     assert grade["state"] == "delivered" and grade["reason_code"] != "overridden", grade
     assert served.ok("GET", "/courses/c1/overrides") == []
+
+
+def test_a_column_whose_lms_keeps_its_own_points_is_put_back_once_then_said_as_a_problem(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    """The LMS keeps its own points for the column (something sets them back after every
+    change): the 7 sent of 10 reads 7 of 99 again after gradesync wrote the points back and
+    sent it again. Every run rewrote the column and resent the grade, for ever, and said
+    nothing more. Now the run after the first says the LMS keeps its points for the column,
+    sends nothing, and the course's diagnosis names it with what to do; a new grade and a
+    remaster still go."""
+    ctx, learner, item = _graded(lms, served, browser)
+    lms.admin.patch_line_item(ctx, item.id, scoreMaximum=99, points_kept=True)
+    first = served.run("manual", "c1")
+    assert first["counts"]["rescaled"] == 1, first["counts"]
+    sends = item.scores[learner].history
+    assert item.score_maximum == 99.0  # the rewrite was answered, not applied
+
+    for _ in range(2):  # said the same on every run, sending nothing
+        run = served.run("manual", "c1")
+        assert run["outcome"] == "succeeded", run
+        assert run["counts"]["rescaled"] == 0, run["counts"]
+        assert run["counts"]["points_kept"] == 1, run["counts"]
+        assert "keeps its own points for their column" in run["message"], run["message"]
+        assert item.scores[learner].history == sends, "sent again to a column that keeps its points"
+    (grade,) = [
+        g
+        for g in served.ok("GET", f"/people/{learner}/grades")["destinations"]["lms"]
+        if g["activity_id"] == "a1"
+    ]
+    assert grade["state"] == "delivered" and grade["reason_code"] == "points_kept", grade
+    triage = served.ok("GET", "/courses/c1/diagnosis")
+    assert triage["symptom"] == "some_activities", triage
+    (cause,) = triage["causes"]["activities"]
+    assert (cause["code"], cause["activities"]) == ("column_points_kept", ["a1"]), cause
+    assert "99" in cause["evidence"] and "remaster" in cause["remedy"].lower(), cause
+    checks = served.ok("GET", f"/activities/a1/learners/{learner}/diagnosis")["checks"]
+    (agrees,) = [c for c in checks if c["code"] == "lms_agrees"]
+    assert not agrees["passed"] and "keeps its own points (99)" in agrees["evidence"], agrees
+    with served.runtime.uow() as uow:  # recorded once, not on every run
+        lines = uow.deliveries.for_key(LedgerKey(served.tenant, "lms", "a1", learner))
+    assert [x["outcome"] for x in lines].count("points_kept") == 1, lines
+
+    post_attempt(served, "e2", learner, 9)  # a new grade goes as usual
+    wait_for(lambda: item.scores[learner].score_given == 9.0, "the better grade")
+    assert item.scores[learner].history == sends + 1
+    remaster = served.run("remaster", "c1")  # and so does a remaster asked for
+    assert remaster["outcome"] == "succeeded", remaster
+    assert item.scores[learner].history == sends + 2
+    assert remaster["counts"]["rescaled"] == 0, remaster["counts"]
+
+
+def test_a_column_s_points_set_back_in_the_lms_are_no_longer_a_problem(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    """What the problem asks for done (the column's points set back in the LMS): the next
+    run reads the grade as sent, and the course no longer lists it."""
+    ctx, learner, item = _graded(lms, served, browser)
+    lms.admin.patch_line_item(ctx, item.id, scoreMaximum=99, points_kept=True)
+    served.run("manual", "c1")
+    assert served.run("manual", "c1")["counts"]["points_kept"] == 1
+    lms.admin.patch_line_item(ctx, item.id, scoreMaximum=10, points_kept=False)
+    run = served.run("manual", "c1")
+    assert (run["counts"]["points_kept"], run["counts"]["rescaled"]) == (0, 0), run["counts"]
+    (grade,) = [
+        g
+        for g in served.ok("GET", f"/people/{learner}/grades")["destinations"]["lms"]
+        if g["activity_id"] == "a1"
+    ]
+    assert grade["state"] == "delivered" and grade["reason_code"] is None, grade
+    assert served.ok("GET", "/courses/c1/diagnosis")["symptom"] == "all_syncing"
 
 
 def test_grade_waiting_for_the_first_launch_goes_out_after_it(

@@ -10,6 +10,11 @@ next is a per-course policy (`PolicySettings.keep_lms_edits`):
   score timestamp later than the edit, so the LMS applies it (the LTI timestamp rule refuses
   a score older than the grade it holds).
 
+A grade held as sent on a column whose points were changed in the LMS is no override
+(`detect_rescaled`): its column is written back and the grade sent again, once; an LMS that
+still reads it on its own points after that keeps them (`keeps_points`), and is told of, not
+written to again on every verify.
+
 Pure: facts in, rows to write out.
 """
 
@@ -26,6 +31,9 @@ from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 OVERRIDDEN = "overridden"  # ledger reason_code of a row whose LMS grade was edited
 # ledger reason_code of a row sent again because its column's points were changed in the LMS
 COLUMN_RESCALED = "column_rescaled"
+# ledger reason_code and delivery log outcome (it fits deliveries.outcome) of a delivered row
+# left on the points the LMS keeps for its column (`keeps_points`)
+POINTS_KEPT = "points_kept"
 # Delivery log outcome recorded when an override is found (fits deliveries.outcome).
 OVERRIDE_SEEN = "overridden"
 
@@ -175,6 +183,70 @@ def detect_rescaled(
         for row, given, maximum, got in _compared(remote, rows)
         if _rescaled(given, maximum, got)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class LastRescale:
+    """The column's latest rescale found (its newest `column_rescaled` log line, any
+    learner's): when, and the points the LMS held then."""
+
+    at: datetime
+    remote_maximum: float | None
+
+
+def keeps_points(found: Rescaled, delivered_at: datetime | None, last: LastRescale | None) -> bool:
+    """Whether the LMS keeps its own points for the column: it was rescaled to these same
+    points before, gradesync wrote it back then (its mark is gone: the caller checks), and
+    this grade, sent since, reads on them still. Writing the column and resending again
+    would change nothing, on every verify for ever: the grade is left as the LMS holds it
+    and a person is told (`kept_text`). A grade changed since counts too: it went to the
+    column after its points were written back."""
+    return (
+        last is not None
+        and last.remote_maximum is not None
+        and abs(last.remote_maximum - found.remote_maximum) <= TOLERANCE
+        and delivered_at is not None
+        and delivered_at >= last.at
+    )
+
+
+def points_back(remote: Mapping[str, RemoteResult], rows: Iterable[LedgerRow]) -> list[LedgerKey]:
+    """Rows left on the LMS's points (`points_kept`) whose grade it reads as sent again (the
+    column's points were set back there): no longer a problem."""
+    return [
+        row.key
+        for row, given, maximum, got in _compared(remote, rows)
+        if row.reason_code == POINTS_KEPT
+        and same_grade(given, maximum, got.score_given, got.score_maximum)
+    ]
+
+
+def cleared(row: LedgerRow, now: datetime) -> LedgerRow:
+    """A row of `points_back`: delivered as it was, its problem gone."""
+    return replace(row, reason_code=None, reason_text=None, remote_message=None, updated_at=now)
+
+
+def kept_text(found: Rescaled) -> str:
+    """What a row left on the LMS's points says (the remedy is the cause's, said apart)."""
+    return (
+        f"The LMS keeps its own points ({found.remote_maximum:g}) for this column: gradesync "
+        f"wrote its points back ({found.sent_maximum:g}) and sent the grade again, and the "
+        f"{found.sent_given:g} it sent still reads "
+        f"{_fmt_score(found.sent_given, found.remote_maximum)}. gradesync leaves the column as "
+        "the LMS holds it and does not send the grade again for it."
+    )
+
+
+def apply_kept(row: LedgerRow, found: Rescaled, now: datetime) -> LedgerRow | None:
+    """The row to write for a grade left on the LMS's points (DELIVERED, reason
+    `points_kept`), or None when it is recorded so already: recorded once, not every run."""
+    text = kept_text(found)
+    if row.reason_code == POINTS_KEPT and row.reason_text == text:
+        return None
+    held = f"The LMS holds {_fmt_score(found.sent_given, found.remote_maximum)}"
+    return replace(
+        row, reason_code=POINTS_KEPT, reason_text=text, remote_message=held, updated_at=now
+    )
 
 
 def detect_overrides(

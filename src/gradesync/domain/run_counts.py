@@ -40,6 +40,7 @@ READING_ORDER = (
     "unverifiable",
     "overridden",
     "rescaled",
+    "points_kept",
     "uncounted",
     "columns_failed",
     "column_failures",

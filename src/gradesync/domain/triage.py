@@ -54,7 +54,7 @@ from gradesync.domain.model import (
     DestinationKind,
     ItemLink,
 )
-from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.domain.overrides import OVERRIDDEN, POINTS_KEPT
 from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason, ReasonCode, as_clause
@@ -264,6 +264,7 @@ _ACTIVITY_CODES = {
     PassbackRule.NOT_SELECTED.value: "not_selected_for_sis",
     PassbackRule.NOT_POSTED.value: "waiting_for_post",
     PassbackRule.OTHER_INSTALLATION.value: "column_of_another_installation",
+    POINTS_KEPT: "column_points_kept",
 }
 _LEARNER_CODES = {
     "no_person_link": "not_launched",
@@ -321,6 +322,7 @@ CAUSE_TEXT: dict[str, tuple[str, str]] = {
         "Post its grades when they are ready (gradesync sis post).",
     ),
     "column_locked": REMOTE_CAUSES["line_item_foreign"],
+    "column_points_kept": REMOTE_CAUSES[POINTS_KEPT],
     "column_gone": REMOTE_CAUSES["line_item_gone"],
     "column_of_another_installation": (
         "The SIS line item under the activity's id is another gradesync installation's",
@@ -478,7 +480,8 @@ def _problem(r: KeyState) -> bool:
         return True
     if r.state is DeliveryState.SKIPPED:
         return r.reason_code not in BENIGN_SKIPS and r.reason_code not in BY_DESIGN
-    return r.state is DeliveryState.DELIVERED and r.reason_code == OVERRIDDEN
+    # delivered, but the LMS does not hold it as sent: an edit, or its column's own points
+    return r.state is DeliveryState.DELIVERED and r.reason_code in (OVERRIDDEN, POINTS_KEPT)
 
 
 def _not_a_learner(r: KeyState) -> bool:

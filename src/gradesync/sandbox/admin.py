@@ -75,6 +75,7 @@ class LineItemPatch(_Body):
     published: bool | None = None
     allowed_attempts: int | None = Field(default=None, ge=1)
     clear_allowed_attempts: bool = False
+    points_kept: bool | None = None
 
 
 class GradeBody(_Body):
@@ -188,6 +189,8 @@ def _patch_line_item(sb: Sandbox, request: Request, body: Any) -> Any:
         item.allowed_attempts = patch.allowed_attempts
     if patch.clear_allowed_attempts:
         item.allowed_attempts = None
+    if patch.points_kept is not None:
+        item.points_kept = patch.points_kept
     return _item_out(sb, request, item)
 
 
@@ -198,6 +201,7 @@ def _item_out(sb: Sandbox, request: Request, item: Any) -> dict[str, Any]:
         published=item.published,
         allowed_attempts=item.allowed_attempts,
         client_id=item.client_id,
+        points_kept=item.points_kept,
     )
     return data
 

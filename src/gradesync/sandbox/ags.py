@@ -230,7 +230,10 @@ async def line_item(request: Request) -> Response:
         body = await _json_body(request)
         if "id" in body and str(body["id"]).split("?")[0] != sb.line_item_path(base, item):
             raise Rejected(400, "id: does not match the line item URL")
-        for key, value in _line_item_fields(body, sb.state.courses[item.course_id], True).items():
+        fields = _line_item_fields(body, sb.state.courses[item.course_id], True)
+        if item.points_kept:
+            fields.pop("score_maximum", None)  # answered, not applied: the LMS keeps its points
+        for key, value in fields.items():
             setattr(item, key, value)
         return json_response(line_item_json(sb, base, item), 200, LINEITEM_TYPE)
     except Rejected as exc:
@@ -343,7 +346,8 @@ async def scores(request: Request) -> Response:
             attempts=attempts,
             history=(record.history if record else 0) + 1,
             updated_at=now(),
-            column_points=item.score_maximum,
+            # a column keeping its points holds the score as sent, read on its own points
+            column_points=score["maximum"] if item.points_kept else item.score_maximum,
         )
     except Rejected as exc:
         return error(exc.status, exc.message)

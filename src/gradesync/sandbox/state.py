@@ -102,6 +102,10 @@ class LineItem:
     client_id: str | None = None
     published: bool = True
     allowed_attempts: int | None = None
+    # the LMS keeps the column's points as they are (as one whose points something else sets
+    # back after every change: a course template, another tool): a tool's scoreMaximum is
+    # not applied, and a score stays on the points it was sent on, read on the column's own
+    points_kept: bool = False
     scores: dict[str, ScoreRecord] = field(default_factory=dict)
 
 

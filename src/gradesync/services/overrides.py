@@ -3,7 +3,9 @@
 - `record_overrides`: verify calls it with what a column holds in the LMS; grades that differ
   from what gradesync last delivered are recorded on the ledger (reason `overridden`) and in
   the delivery log. Under "gradesync wins" they become pending again and are resent with a
-  timestamp later than the LMS's edit.
+  timestamp later than the LMS's edit. Grades held as sent on a column whose points were
+  changed in the LMS are resent after the column is written back (`column_rescaled`), once:
+  a column the LMS still reads on its own points after that is left so (`points_kept`).
 - `list_overrides`: a course's conflicts, for the console, the API and `gradesync doctor`.
 - `repair`: a grade typed into the LMS blocks later resyncs
   (a resync sends nothing for an unchanged grade, and an older timestamp is refused). A
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from gradesync.domain.columns import check_mark
+from gradesync.domain.columns import check_mark, marked_to_check
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.held import logs_scale
 from gradesync.domain.ledger import desired_from_json, reopened
@@ -40,12 +42,20 @@ from gradesync.domain.overrides import (
     COLUMN_RESCALED,
     OVERRIDDEN,
     OVERRIDE_SEEN,
+    POINTS_KEPT,
+    LastRescale,
     Override,
     RemoteResult,
+    Rescaled,
+    apply_kept,
     apply_override,
+    cleared,
     detect_overrides,
     detect_rescaled,
+    keeps_points,
+    kept_text,
     later_timestamp,
+    points_back,
     repaired,
 )
 from gradesync.domain.policy import resolve_settings
@@ -70,6 +80,9 @@ class OverrideStats:
     # grades held as sent on a column whose points were changed in the LMS: marked pending,
     # to go again once their column is put right
     rescaled: int = 0
+    # ... on a column whose points the LMS keeps (still so after they were put right once):
+    # left as the LMS holds them, and said (reason `points_kept`)
+    points_kept: int = 0
     # the grades found overridden or rescaled (not read back "different" on top)
     judged: set[LedgerKey] = field(default_factory=set)
 
@@ -79,6 +92,7 @@ class OverrideStats:
         self.resent += other.resent
         self.overrides += other.overrides
         self.rescaled += other.rescaled
+        self.points_kept += other.points_kept
         self.judged |= other.judged
 
 
@@ -127,6 +141,41 @@ def _remote_by_person(
     return out
 
 
+def _last_rescale(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, activity_id: str
+) -> LastRescale | None:
+    """The column's latest rescale found, once its column was written back after it (its
+    mark gone); None otherwise: a column not written since proves nothing of the LMS."""
+    item = uow.links.item(tenant_id, destination_id, activity_id)
+    if item is None or marked_to_check(item):
+        return None
+    line = uow.deliveries.last_of_column(tenant_id, destination_id, activity_id, COLUMN_RESCALED)
+    if line is None:
+        return None
+    read = (line.get("payload") or {}).get("read_back") or {}
+    most = read.get("remote_maximum")
+    return LastRescale(line["sent_at"], float(most) if most is not None else None)
+
+
+def _kept_line(
+    r: Rescaled, run_id: str | None, now: datetime, scale: float | None
+) -> dict[str, Any]:
+    return {
+        "key": r.key,
+        "run_id": run_id,
+        "sent_at": now,
+        "sent_hash": None,
+        "payload": {
+            "read_back": {"sent_maximum": r.sent_maximum, "remote_maximum": r.remote_maximum}
+        },
+        "outcome": POINTS_KEPT,
+        "remote_status": None,
+        "remote_message": kept_text(r),
+        "latency_ms": None,
+        "score_scale": scale,
+    }
+
+
 def record_overrides(
     uow_factory: UnitOfWorkFactory,
     clock: Clock,
@@ -155,17 +204,32 @@ def record_overrides(
             return stats
         found = detect_overrides(remote, rows.values())
         rescaled = detect_rescaled(remote, rows.values())
-        if not found and not rescaled:
+        back = points_back(remote, rows.values())
+        if not found and not rescaled and not back:
             return stats
-        keys = [o.key for o in found] + [r.key for r in rescaled]
+        keys = [o.key for o in found] + [r.key for r in rescaled] + back
         locked = uow.ledger.get_keys(keys, lock=True)
         fresh = detect_overrides(remote, locked.values())  # still true under the lock
         keep = keeps_lms_edits(uow, tenant_id, course, activity_id)
         scale = _read_back_scale(uow, client, tenant_id, activity_id)
         now = clock.now()
-        writes: list[tuple[LedgerRow, str]] = []
+        writes: list[tuple[LedgerRow, str]] = [
+            (cleared(locked[k], now), course_id) for k in points_back(remote, locked.values())
+        ]
         lines: list[dict[str, Any]] = []
         moved = detect_rescaled(remote, locked.values())
+        # Bounded: a column the LMS still reads on its own points after gradesync wrote them
+        # back once is left as it holds it and said, not written and resent on every verify.
+        last = _last_rescale(uow, tenant_id, destination_id, activity_id) if moved else None
+        kept = [r for r in moved if keeps_points(r, locked[r.key].delivered_at, last)]
+        moved = [r for r in moved if r.key not in {k.key for k in kept}]
+        for r in kept:
+            stats.points_kept += 1
+            stats.judged.add(r.key)
+            new = apply_kept(locked[r.key], r, now)
+            if new is not None:
+                writes.append((new, course_id))
+                lines.append(_kept_line(r, run_id, now, scale))
         if moved:
             # the column is gradesync's: it is written again (whatever its details, as a
             # remaster's) before these grades go again, which the run sends
@@ -233,6 +297,15 @@ def record_overrides(
         uow.deliveries.add_many(lines)
         uow.ledger.save_many(writes)
         uow.commit()
+    if stats.points_kept:
+        log.info(
+            "column %s at %s/%s: the LMS keeps its own points for it; %d grade(s) left as it"
+            " holds them",
+            activity_id,
+            tenant_id,
+            destination_id,
+            stats.points_kept,
+        )
     if stats.rescaled:
         log.info(
             "column %s at %s/%s: its points were changed in the LMS; %d grade(s) to send again"

@@ -234,6 +234,11 @@ def _describe(
             f"{counts['rescaled']} grade(s) sent again after their column's points, changed "
             "in the gradebook, were put back"
         )
+    if counts.get("points_kept"):
+        parts.append(
+            f"{counts['points_kept']} grade(s) left as the gradebook holds them: it keeps its "
+            "own points for their column (the course's diagnosis says what to do)"
+        )
     if counts.get("uncounted"):
         parts.append(
             f"{counts['uncounted']} grade(s) not counted by the LMS: their column is not tied "
@@ -1244,6 +1249,7 @@ class RunExecutor:
             "unverifiable": 0,
             "overridden": 0,
             "rescaled": 0,
+            "points_kept": 0,
             "uncounted": 0,
         }
         # Columns sent to in this run first, then the rest of the scope: an instructor's
@@ -1304,6 +1310,7 @@ class RunExecutor:
             )
             tally["overridden"] += found.found
             tally["rescaled"] += found.rescaled
+            tally["points_kept"] += found.points_kept
             overwrite += found.resent + found.rescaled
             remote = {b.remote_person_id: b for b in backs}
             for (_, person_id), row in rows.items():

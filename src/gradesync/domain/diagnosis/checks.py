@@ -24,7 +24,7 @@ from gradesync.domain.model import (
     Person,
     PersonLink,
 )
-from gradesync.domain.overrides import OVERRIDDEN
+from gradesync.domain.overrides import OVERRIDDEN, POINTS_KEPT
 from gradesync.domain.passback import PassbackRule
 from gradesync.domain.policy import (
     ResolvedPolicy,
@@ -288,6 +288,13 @@ REMOTE_CAUSES: dict[str, tuple[str, str]] = {
         "An instructor changed the grade in the LMS",
         "Keep the LMS edit, or run a repair resync to send gradesync's grade again (or set "
         "the course to 'gradesync wins').",
+    ),
+    POINTS_KEPT: (
+        "The LMS keeps its own points for the column",
+        "Set the column's points back to the activity's in the LMS (and stop whatever sets "
+        "them there: a course template, another tool), or give the activity the LMS's points "
+        "in the courseware; then remaster the activity to send its grades again. A new grade "
+        "is sent as usual meanwhile.",
     ),
 }
 

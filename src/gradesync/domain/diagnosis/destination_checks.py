@@ -43,7 +43,7 @@ from gradesync.domain.model import (
     DestinationKind,
     LedgerRow,
 )
-from gradesync.domain.overrides import COLUMN_RESCALED, OVERRIDDEN
+from gradesync.domain.overrides import COLUMN_RESCALED, OVERRIDDEN, POINTS_KEPT
 from gradesync.domain.passback import STUDENT_CHANGED, PassbackRule
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import ResolvedPolicy
@@ -890,7 +890,7 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
 
 
 # delivery log lines that record an event, not a send
-_NOT_SENDS = ("overridden", "repair", COLUMN_RESCALED, STUDENT_CHANGED)
+_NOT_SENDS = ("overridden", "repair", COLUMN_RESCALED, POINTS_KEPT, STUDENT_CHANGED)
 
 
 def last_delivery_check(df: DestinationFacts) -> Check:
@@ -945,13 +945,13 @@ def last_delivery_check(df: DestinationFacts) -> Check:
 
 def lms_agrees_check(df: DestinationFacts) -> Check | None:
     row = df.ledger
-    if row is None or row.reason_code != OVERRIDDEN:
+    if row is None or row.reason_code not in (OVERRIDDEN, POINTS_KEPT):
         return None
     return Check(
         CheckCode.LMS_AGREES,
         "The LMS still holds gradesync's grade",
         False,
         f"{row.reason_text or 'Changed in the LMS.'} {row.remote_message or ''}".strip(),
-        REMOTE_CAUSES[OVERRIDDEN][1],
+        REMOTE_CAUSES[row.reason_code][1],
         df.destination.id,
     )

@@ -58,6 +58,7 @@ COUNT_WORDS = {
     "unverifiable": "could not be read back",
     "overridden": "changed by hand in the gradebook",
     "rescaled": "sent again: their column's points were changed in the gradebook",
+    "points_kept": "left as the gradebook holds them: it keeps its own points for their column",
     "uncounted": "stored but not counted by the LMS",
 }
 
