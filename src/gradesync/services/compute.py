@@ -13,6 +13,8 @@ Three entry points, one core:
 
 All three lock the activities they compute (`DirtyKeyRepo.lock_activities`) and read the ledger
 rows with row locks, so a slower computation from older facts never overwrites a newer one.
+Every transaction takes its locks in one order (the activities, then the SIS links it saves,
+then the ledger rows, each in key order), so two of them never deadlock.
 These are plain blocking functions: async callers run them in a thread.
 
 A grade that cannot be worked out (computing it raises) never holds up the others: it is
@@ -144,22 +146,19 @@ def no_person_link(
 
 
 def match_by_sis_id(
-    uow: UnitOfWork,
-    course_link: CourseLink,
-    person: Person | None,
-    enrollment: Enrollment | None,
+    course_link: CourseLink, person: Person | None, enrollment: Enrollment | None
 ) -> PersonLink | None:
     """A learner of a course mapped to a SIS class, with a SIS id and matched to no student
-    there, matched now as `sis map-students` matches them: to the student of that sourcedId,
-    with their section's class when it has its own (saved in `uow`). None: nothing to match
-    them by (no SIS id), or not a learner of the course."""
+    there, matched as `sis map-students` matches them: to the student of that sourcedId,
+    with their section's class when it has its own (the caller saves the link). None:
+    nothing to match them by (no SIS id), or not a learner of the course."""
     if person is None or not person.sis_id:
         return None
     if enrollment is None or enrollment.role is not Role.LEARNER:
         return None
     sections: Mapping[str, str] = course_link.data.get("sections") or {}
     klass = sections.get(enrollment.section_id or "")
-    link = PersonLink(
+    return PersonLink(
         course_link.tenant_id,
         course_link.destination_id,
         person.id,
@@ -167,8 +166,6 @@ def match_by_sis_id(
         course_link.course_id,
         {"class": klass} if klass else {},
     )
-    uow.links.save_person(link)
-    return link
 
 
 def migrated_to(link: CourseLink) -> str | None:
@@ -346,17 +343,20 @@ def _compute_claimed(
     ):
         courses = groups.setdefault((tenant_id, destination_id or ""), {})
         courses.setdefault(course_id, []).append((activity_id, person_id))
-    for (tenant_id, destination_id), by_course in groups.items():
-        _compute(
-            uow,
-            tenant_id,
-            by_course,
-            now,
-            capabilities,
-            stats,
-            only_destination=destination_id or None,
-            bulk=False,
-        )
+    read = [
+        facts
+        for (tenant_id, destination_id), by_course in groups.items()
+        if (facts := _read(uow, tenant_id, by_course, capabilities, destination_id or None))
+        is not None
+    ]
+    # every group read first, then their learners matched by SIS id together, then every
+    # group's ledger rows locked at once, in key order (the lock order `_match_by_sis_ids`
+    # keeps): no group writes a fact another reads but those links, and no two groups
+    # compute one grade (a grade has one mark), so none writes a ledger row another reads
+    _match_by_sis_ids(uow, read)
+    rows = uow.ledger.get_keys([key for facts in read for _, key in facts.todo], lock=True)
+    for facts in read:
+        _write(uow, facts, rows, now, stats, bulk=False)
 
 
 def _compute_alone(
@@ -587,6 +587,33 @@ def _policy(tenant: Tenant, course: Course, activity: Activity) -> ResolvedPolic
     return activity_policy((tenant.policy, course.policy), activity)
 
 
+@dataclass(slots=True)
+class _Facts:
+    """What computing one tenant's keys (at every destination of their courses, or the one a
+    mark names) reads before it writes anything: every fact their outcomes depend on but
+    the ledger rows, read under lock once the SIS links are saved (`_match_by_sis_ids`)."""
+
+    tenant_id: str
+    only_destination: str | None
+    courses: Mapping[str, Course]
+    links: dict[str, list[CourseLink]]
+    activities: Mapping[str, Activity]
+    # the (activity, person) pairs to compute, by course
+    work: dict[str, list[tuple[str, str]]]
+    attempts: Mapping[tuple[str, str], list[Attempt]]
+    overrides: Mapping[tuple[str, str], datetime]
+    enrollments: Mapping[tuple[str, str], Enrollment]
+    policies: dict[str, ResolvedPolicy | Reason]
+    destinations: dict[str, Destination]
+    caps: dict[str, Capabilities | Reason]
+    # every (link, key) to compute, and the (course, person) pairs each destination must know
+    todo: list[tuple[CourseLink, LedgerKey]]
+    wanted: dict[str, set[tuple[str, str]]]
+    person_links: dict[str, dict[tuple[str, str], PersonLink]]
+    # the learners no link matches to a student at a SIS (`_match_by_sis_ids`), by id
+    people: dict[str, Person] = field(default_factory=dict)
+
+
 def _compute(
     uow: UnitOfWork,
     tenant_id: str,
@@ -608,9 +635,27 @@ def _compute(
 
     A key whose outcome raises is set aside (`compute_failed`) and the others go on; why
     is kept in `stats.errors` for the caller to log once the rows are stored."""
+    facts = _read(uow, tenant_id, by_course, capabilities, only_destination)
+    if facts is None:
+        return
+    _match_by_sis_ids(uow, [facts])
+    rows = uow.ledger.get_keys([key for _, key in facts.todo], lock=True)
+    _write(
+        uow, facts, rows, now, stats, remaster=remaster, reset_failures=reset_failures, bulk=bulk
+    )
+
+
+def _read(
+    uow: UnitOfWork,
+    tenant_id: str,
+    by_course: Mapping[str, Sequence[tuple[str, str]]],
+    capabilities: CapabilitiesLookup,
+    only_destination: str | None,
+) -> _Facts | None:
+    """`_compute`'s reads, before any row is written; None: nothing to compute."""
     tenant = uow.tenants.get(tenant_id)
     if tenant is None:
-        return
+        return None
     courses = uow.courses.get_many(tenant_id, by_course)
     links: dict[str, list[CourseLink]] = {}
     for link in uow.links.destinations_for_courses(tenant_id, courses):
@@ -626,7 +671,7 @@ def _compute(
             if a in activities and activities[a].course_id == course_id:
                 work.setdefault(course_id, []).append((a, p))
     if not work:
-        return
+        return None
     all_pairs = [pair for pairs in work.values() for pair in pairs]
     attempts = uow.attempts.for_pairs(tenant_id, all_pairs)
     overrides = uow.overrides.for_pairs(tenant_id, all_pairs)
@@ -637,7 +682,6 @@ def _compute(
         if (destination := uow.destinations.get(tenant_id, d_id)) is not None:
             destinations[d_id] = destination
     caps = {d_id: capabilities(d) for d_id, d in destinations.items()}
-    # every (link, key) to compute, and the (course, person) pairs each destination must know
     todo: list[tuple[CourseLink, LedgerKey]] = []
     wanted: dict[str, set[tuple[str, str]]] = {d_id: set() for d_id in destinations}
     for course_id, pairs in work.items():
@@ -650,16 +694,44 @@ def _compute(
     person_links = {
         d_id: uow.links.people_in_courses(tenant_id, d_id, pairs) for d_id, pairs in wanted.items()
     }
-    # at a SIS, the learners matched to no student yet whose SIS id is known are matched by it
-    # now (before any ledger row is locked), as `sis map-students` would: a learner given
-    # their SIS id after the course's students were mapped is not left without a student
-    people = _match_by_sis_ids(
-        uow, tenant_id, links, destinations, wanted, person_links, enrollments
+    return _Facts(
+        tenant_id,
+        only_destination,
+        courses,
+        links,
+        activities,
+        work,
+        attempts,
+        overrides,
+        enrollments,
+        policies,
+        destinations,
+        caps,
+        todo,
+        wanted,
+        person_links,
     )
-    rows = uow.ledger.get_keys([key for _, key in todo], lock=True)
+
+
+def _write(
+    uow: UnitOfWork,
+    facts: _Facts,
+    rows: Mapping[LedgerKey, LedgerRow],
+    now: datetime,
+    stats: ComputeStats,
+    *,
+    remaster: bool = False,
+    reset_failures: bool = False,
+    bulk: bool,
+) -> None:
+    """`_compute`'s outcomes from `facts` and the ledger `rows` of its keys (read under
+    lock): the rows worked out and written, the columns to write on their own noted, the
+    past-due zeros' timers set."""
+    tenant_id, destinations, caps = facts.tenant_id, facts.destinations, facts.caps
+    activities, policies, links = facts.activities, facts.policies, facts.links
     writes: list[tuple[LedgerRow, str]] = []
     timers: dict[tuple[str, str, str], datetime] = {}
-    for link, key in todo:
+    for link, key in facts.todo:
         destination = destinations[key.destination_id]
         course_id = link.course_id
         pair = (key.activity_id, key.person_id)
@@ -671,18 +743,18 @@ def _compute(
             outcome = _outcome(
                 destination,
                 caps[destination.id],
-                courses[course_id],
+                facts.courses[course_id],
                 activity,
                 policies[key.activity_id],
-                enrollments.get((course_id, key.person_id)),
-                attempts.get(pair, []),
-                overrides.get(pair),
-                person_links[destination.id].get((course_id, key.person_id)),
-                people.get(key.person_id),
+                facts.enrollments.get((course_id, key.person_id)),
+                facts.attempts.get(pair, []),
+                facts.overrides.get(pair),
+                facts.person_links[destination.id].get((course_id, key.person_id)),
+                facts.people.get(key.person_id),
                 now,
             )
             zero_at = _zero_timer(
-                outcome, policies[key.activity_id], activity, overrides.get(pair), now
+                outcome, policies[key.activity_id], activity, facts.overrides.get(pair), now
             )
             new = reconcile(old, key, outcome, now, remaster=remaster)
         except Exception as exc:  # this key's own failure: the others go on
@@ -718,7 +790,7 @@ def _compute(
             stats.skipped += 1
         writes.append((new, course_id))
     uow.ledger.save_many(writes, bulk=bulk)
-    for course_id, pairs in work.items():
+    for course_id, pairs in facts.work.items():
         for link in links[course_id]:
             d = destinations.get(link.destination_id)
             if d is None or d.kind not in WRITES_COLUMNS:
@@ -735,41 +807,52 @@ def _compute(
     # the destinations computed here, not the others (computed, they have timers of their own)
     uow.dirty.schedule(
         [(tenant_id, c, a, p, at) for (c, a, p), at in sorted(timers.items())],
-        destination_id=only_destination,
+        destination_id=facts.only_destination,
     )
 
 
-def _match_by_sis_ids(
-    uow: UnitOfWork,
-    tenant_id: str,
-    links: Mapping[str, Sequence[CourseLink]],
-    destinations: Mapping[str, Destination],
-    wanted: Mapping[str, set[tuple[str, str]]],
-    person_links: Mapping[str, dict[tuple[str, str], PersonLink]],
-    enrollments: Mapping[tuple[str, str], Enrollment],
-) -> dict[str, Person]:
+def _match_by_sis_ids(uow: UnitOfWork, read: Sequence[_Facts]) -> None:
     """The learners of the (course, person) pairs wanted at a SIS that no link matches to a
-    student there: each with a SIS id is matched now (`match_by_sis_id`, the link added to
-    `person_links`). Returns them by id, matched or not (a reason names their SIS id, or
-    that they have none), read once for every SIS; no SIS is asked."""
-    missing = [
-        (d_id, pair)
-        for d_id, pairs in wanted.items()
-        if destinations[d_id].kind in SIS_KINDS
-        for pair in sorted(pairs)
-        if pair not in person_links[d_id]
-    ]
-    if not missing:
-        return {}
-    people = uow.people.get_many(tenant_id, sorted({p for _, (_, p) in missing}))
-    for d_id, (course_id, person_id) in missing:
-        course_link = next(x for x in links[course_id] if x.destination_id == d_id)
-        matched = match_by_sis_id(
-            uow, course_link, people.get(person_id), enrollments.get((course_id, person_id))
-        )
-        if matched is not None:
-            person_links[d_id][(course_id, person_id)] = matched
-    return people
+    student there, in every group of `read`: each with a SIS id is matched now, as `sis
+    map-students` would (`match_by_sis_id`), so one given their SIS id after the course's
+    students were mapped is not left without a student; the link is saved and added to
+    each group's `person_links`. Each group's `people` receives them, matched or not (a
+    reason names their SIS id, or that they have none), read once per tenant; no SIS is
+    asked.
+
+    Called before any of the transaction's ledger rows is locked, with every group of a
+    batch at once, the links saved in their key's order: on PostgreSQL a link saved is held
+    until the transaction ends, so two batches saving links after ledger rows, or the same
+    links in other orders, could deadlock (and each then be worked out a key at a time)."""
+    missing: dict[str, list[tuple[_Facts, str, tuple[str, str]]]] = {}
+    for facts in read:
+        for d_id, pairs in facts.wanted.items():
+            if facts.destinations[d_id].kind in SIS_KINDS:
+                known = facts.person_links[d_id]
+                missing.setdefault(facts.tenant_id, []).extend(
+                    (facts, d_id, pair) for pair in sorted(pairs) if pair not in known
+                )
+    matched: dict[tuple[str, str, str, str], PersonLink] = {}
+    for tenant_id, wanting in missing.items():
+        if not wanting:
+            continue
+        people = uow.people.get_many(tenant_id, sorted({p for _, _, (_, p) in wanting}))
+        for facts in read:
+            if facts.tenant_id == tenant_id:
+                facts.people.update(people)
+        for facts, d_id, (course_id, person_id) in wanting:
+            key = (tenant_id, d_id, person_id, course_id)  # the link's primary key
+            link = matched.get(key)  # two groups may want the same learner at one SIS
+            if link is None:
+                course_link = next(x for x in facts.links[course_id] if x.destination_id == d_id)
+                enrollment = facts.enrollments.get((course_id, person_id))
+                link = match_by_sis_id(course_link, people.get(person_id), enrollment)
+                if link is None:
+                    continue
+                matched[key] = link
+            facts.person_links[d_id][(course_id, person_id)] = link
+    for key in sorted(matched):
+        uow.links.save_person(matched[key])
 
 
 def _zero_timer(

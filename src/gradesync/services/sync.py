@@ -1046,12 +1046,15 @@ class RunExecutor:
         """The column's grades delivered since `since` made due again, as a remaster makes
         them (how many)."""
         with self.uow_factory() as uow:
-            rows = uow.ledger.get_many(d.tenant_id, d.id, course_id, [activity_id])
-        people = sorted(
-            p
-            for (_, p), r in rows.items()
-            if r.state is DeliveryState.DELIVERED and r.delivered_at and r.delivered_at >= since
-        )
+            # those alone: a column of thousands is not read whole for the few sent meanwhile
+            delivered = uow.ledger.delivered_since(
+                d.tenant_id,
+                since,
+                destination_id=d.id,
+                course_id=course_id,
+                activity_ids=[activity_id],
+            )
+        people = sorted(p for *_, p in delivered)
         if people:
             log.info(
                 "%d grade(s) of %s at %s sent to the column as it was: sent again now it is"

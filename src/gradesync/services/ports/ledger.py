@@ -218,6 +218,19 @@ class LedgerRepo(Protocol):
         """(destination, course, activity, person) of the scope's rows that hold a result
         and were not delivered at or after `since` (what a run from `since` did not write)."""
 
+    def delivered_since(
+        self,
+        tenant_id: str,
+        since: datetime,
+        *,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+    ) -> list[tuple[str, str, str, str]]:
+        """(destination, course, activity, person) of the scope's rows delivered at or after
+        `since` that hold what was delivered (state delivered: a row changed since is due
+        anyway), selected by the database, not read whole."""
+
 
 class DeliveryLogRepo(Protocol):
     def add(

@@ -1198,6 +1198,27 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
+    def delivered_since(
+        self,
+        tenant_id: str,
+        since: datetime,
+        *,
+        destination_id: str | None = None,
+        course_id: str | None = None,
+        activity_ids: Sequence[str] | None = None,
+    ) -> list[tuple[str, str, str, str]]:
+        c = t.ledger.c
+        conds: list[Any] = [
+            c.tenant_id == tenant_id,
+            c.state == DeliveryState.DELIVERED.value,
+            c.delivered_at >= utc(since),
+            *_in_scope(None, destination_id, course_id, activity_ids),
+        ]
+        rows = self.conn.execute(
+            select(c.destination_id, c.course_id, c.activity_id, c.person_id).where(*conds)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     def scope_summary(
         self,
         tenant_id: str,
