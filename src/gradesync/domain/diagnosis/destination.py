@@ -81,10 +81,12 @@ DEPLOYMENT_CODES = {
     "unknown_client",
 }
 
+# A SIS's token_url is not among them: left out, it is /ims/oneroster/oauth2/token on the
+# base URL's server (adapters.destinations.oneroster, docs/oneroster.md).
 _REQUIRED = {
     DestinationKind.LTI13_AGS: ("issuer", "client_id", "auth_token_url", "key_set_url"),
     DestinationKind.LTI11_OUTCOMES: (),
-    DestinationKind.ONEROSTER_REST: ("base_url", "token_url", "client_id"),
+    DestinationKind.ONEROSTER_REST: ("base_url", "client_id"),
     DestinationKind.ONEROSTER_CSV: (),
 }
 
