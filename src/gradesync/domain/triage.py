@@ -37,6 +37,7 @@ from gradesync.domain.diagnosis import (
     OtherAccount,
     RejectionFact,
     activity_checks,
+    credentials_fix,
     grade_scope_check,
     left_out_by_design,
     pause_said,
@@ -406,6 +407,7 @@ SIS_REMEDIES: dict[str, str] = {
 # ... and is told so in its own words: a SIS course is mapped to a class, not launched
 SIS_TITLES: dict[str, str] = {
     "course_not_connected": "The course is not mapped to a class in the SIS",
+    "bad_credentials": "The SIS refused gradesync's credentials",
 }
 
 
@@ -436,6 +438,11 @@ def _fit_to_destinations(
         d = destinations.get(c.destination_id) if c.destination_id else None
         sis = d.kind in SIS_KINDS if d is not None else all_sis
         lti11 = d.kind is DestinationKind.LTI11_OUTCOMES if d is not None else all_lti11
+        if c.code == "bad_credentials" and d is not None and (fix := credentials_fix(d)):
+            # an LTI 1.1 consumer's key and secret, a SIS's client: not LTI 1.3's words
+            title = SIS_TITLES[c.code] if sis else c.title
+            causes[i] = replace(c, title=title, remedy=fix.words(Reader.CLI), fix=fix)
+            continue
         if lti11 and (remedy := lti11_remedy(c.code, c.activities)) is not None:
             causes[i] = replace(c, remedy=remedy)
             continue

@@ -15,6 +15,7 @@ from gradesync.domain.diagnosis.checks import (
     DeliveryFact,
     Diagnosis,
     RejectionFact,
+    credentials_fix,
     plural,
     when,
 )
@@ -167,17 +168,21 @@ def diagnose_destination(facts: DestinationDiagnosisFacts) -> Diagnosis:
             f"{code}: {n} ({REMOTE_CAUSES[code][0]})" for code, n in sorted(config_codes.items())
         ] + [f"{code}: {n}" for code, n in sorted(other_codes.items())]
         worst = max(facts.failures.items(), key=lambda kv: kv[1])[0]
+        fix = credentials_fix(d) if worst == "bad_credentials" else None
         checks.append(
             Check(
                 CheckCode.DELIVERIES_ACCEPTED,
                 "The destination accepts gradesync's results",
                 False,
                 f"{facts.delivered} delivered; failing: " + "; ".join(parts) + ".",
-                REMOTE_CAUSES[worst][1]
+                fix.words(Reader.CLI)
+                if fix is not None
+                else REMOTE_CAUSES[worst][1]
                 if worst in REMOTE_CAUSES
                 else "Diagnose an affected learner for the exact message.",
                 d.id,
                 reason=worst,
+                fix=fix,
             )
         )
     else:
