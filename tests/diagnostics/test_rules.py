@@ -17,6 +17,7 @@ from gradesync.domain.diagnosis import (
     LaunchFact,
     LearnerActivityFacts,
     OtherAccount,
+    RejectionFact,
     diagnose_learner_activity,
 )
 from gradesync.domain.diagnosis.destination import (
@@ -1059,3 +1060,52 @@ def test_refused_credentials_get_the_remedy_of_their_destination_s_kind(
     ).check("deliveries_accepted")
     assert found is not None and found.remedy is not None
     assert found.remedy.startswith(cli), found.remedy
+
+
+def test_an_lti11_consumer_s_launches_refused_for_its_secret_fail_in_its_own_words() -> None:
+    """`doctor -d` at an LTI 1.1 consumer said "Launches come from the registered platform
+    and deployment" passed, with "1 other refusal", when that refusal was a signature that
+    does not verify with the consumer's secret: it fails, naming the consumer's settings."""
+    d = Destination("t", "d", DestinationKind.LTI11_OUTCOMES, "Canvas (LTI 1.1)")
+    said = "oauth_signature: does not verify with the secret of consumer 'k' [mismatch]"
+
+    def launches(*rejections: RejectionFact) -> Check:
+        found = diagnose_destination(
+            DestinationDiagnosisFacts(NOW, d, Capabilities(), 1, 2, NOW, rejections, {}, 0, None)
+        ).check("launches_accepted")
+        assert found is not None
+        return found
+
+    ok = launches(RejectionFact("replayed", "oauth_nonce: was already used [replayed]", NOW))
+    assert ok.passed and "platform" not in ok.name and "deployment" not in ok.name, ok
+    assert "1 other refusal" in ok.evidence, ok
+    bad = launches(RejectionFact("mismatch", said, NOW))
+    assert not bad.passed and said in bad.evidence, bad
+    assert bad.remedy is not None and "gradesync lti11 add-consumer --id d" in bad.remedy, bad
+    assert "deployment" not in bad.remedy + bad.name, bad
+
+
+def test_a_non_learner_at_a_sis_is_not_told_to_launch() -> None:
+    """The triage's "Not learners in the course" told a SIS's reader to give the Student/
+    Learner role "in the LMS course, then a new launch": a SIS has no launches."""
+    course = Course("t", "c1", "Bio")
+    row = KeyState("d", "a1", "t1", DeliveryState.SKIPPED, "not_a_learner", "Role 'instructor'.")
+
+    def remedy(kind: DestinationKind) -> str:
+        d = Destination("t", "d", kind, "Gradebook")
+        facts = CourseFacts(
+            NOW,
+            course,
+            (Activity("t", "a1", "c1", "Quiz", 10),),
+            {"a1": DEFAULT_POLICY},
+            (CourseDestinationFacts(d, Capabilities(), CourseLink("t", "d", "c1", "x-1"), {}),),
+            (row,),
+        )
+        cause = triage_course(facts).cause("wrong_role")
+        assert cause is not None and cause.excluded
+        return cause.remedy
+
+    assert "new launch" in remedy(DestinationKind.LTI13_AGS)
+    sis = remedy(DestinationKind.ONEROSTER_REST)
+    assert "new launch" not in sis and "LMS course" not in sis, sis
+    assert "learner role" in sis and "a SIS has no launches" in sis, sis

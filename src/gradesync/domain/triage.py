@@ -401,6 +401,11 @@ SIS_REMEDIES: dict[str, str] = {
     "column_gone": "Post grades again: gradesync creates the line item in the SIS again.",
     "column_locked": "The SIS refused to let gradesync change the line item; check with the "
     "SIS admin that gradesync's client may write it, then post grades again.",
+    # the role is the course's enrollment's as gradesync gets it, not one a SIS launch gives
+    "wrong_role": "Nothing to do for staff. A student listed here needs the learner role in "
+    "their enrollment in the course where gradesync gets the course's people (the `role` of "
+    "the enrollment ingested, or of a launch from an LMS the course syncs to; a SIS has no "
+    "launches).",
     # said with the destination and the course where known (sis_class_remedy)
     "course_not_connected": "Map the course to its SIS class (gradesync sis map-class).",
 }
