@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gradesync.adapters.db.database import Database
+from gradesync.domain.pauses import PauseCause, pause_text
 from gradesync.sandbox.state import LineItem
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.testing import unique, wait_for
@@ -196,3 +198,32 @@ def test_the_command_line_check(cli_world: World, gradesync: Run) -> None:
         "check it again with --send-test."
     )
     assert _test_columns(w, ctx) == []
+
+
+@pytest.mark.parametrize(
+    ("cause", "said"),
+    [(PauseCause.MISCONFIGURED, "Fix the destination's settings named in the pause, then "
+      "resume it"),
+     (PauseCause.CIRCUIT_OPEN, "Nothing to do: sending resumes by itself at 2099-01-01 06:00 "
+      "UTC.")],
+    ids=["misconfigured", "circuit-open"],
+)  # fmt: skip
+def test_a_paused_destination_s_check_says_what_its_pause_needs(
+    world: World, cause: PauseCause, said: str
+) -> None:
+    """A pause for wrong settings (a refused secret) was said as "Nothing to do: sending
+    resumes by itself", which only fails and pauses again: its settings are fixed, then it
+    is resumed, as `doctor` says it. A pause gradesync lifts by itself is still said so."""
+    _ready(world)
+    until = datetime(2099, 1, 1, 6, 0, tzinfo=UTC)
+    reason = pause_text(cause, "token: client_id/client_secret: not valid")
+    with world.runtime.db.uow() as uow:
+        uow.destinations.set_pause(world.tenant, "lms", until, reason, cause)
+        uow.commit()
+    resp = world.call("POST", "/destinations/lms/check", json={})
+    assert resp.status_code == 200, resp.text
+    last = resp.json()["steps"][-1]
+    assert (last["code"], last["passed"]) == ("destination_paused_until", False), last
+    assert last["remedy"].startswith(said), last
+    if cause is PauseCause.MISCONFIGURED:
+        assert "Nothing to do" not in last["remedy"], last

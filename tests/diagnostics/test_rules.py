@@ -17,6 +17,7 @@ from gradesync.domain.diagnosis import (
     LaunchFact,
     LearnerActivityFacts,
     OtherAccount,
+    RejectionFact,
     diagnose_learner_activity,
 )
 from gradesync.domain.diagnosis.destination import (
@@ -1003,3 +1004,108 @@ def test_a_sis_learner_matched_to_no_student_is_not_said_to_have_skipped_a_launc
     console = t.read_over(remedies.Reader.CONSOLE).cause("not_matched_in_sis")
     assert console is not None and "Link learners by their SIS ids" in console.remedy
     assert not remedies.names_command(console.remedy)
+
+
+@pytest.mark.parametrize(
+    ("kind", "cli", "api"),
+    [
+        (
+            DestinationKind.LTI11_OUTCOMES,
+            "Fix the LTI 1.1 consumer's settings (`gradesync lti11 add-consumer --id d` with "
+            "its --key and --allowed-host",
+            "`PUT /api/v1/lti11/consumers/d`",
+        ),
+        (
+            DestinationKind.ONEROSTER_REST,
+            "Check the SIS client id and secret: gradesync sis add d --client-id ID "
+            "--client-secret SECRET",
+            "`PUT /api/v1/sis/connections/d` with `client_id` and `client_secret`",
+        ),
+    ],
+    ids=["lti11", "sis"],
+)
+def test_refused_credentials_get_the_remedy_of_their_destination_s_kind(
+    kind: DestinationKind, cli: str, api: str
+) -> None:
+    """The course triage told an LTI 1.1 consumer and a SIS to check "the client id, the
+    deployment id and ... gradesync's JWKS URL", which neither has, and called a SIS "the
+    LMS": each gets the remedy its adapter and `destinations check` give it, per reader; the
+    learner's diagnosis and the destination's say the same."""
+    course = Course("t", "c1", "Bio")
+    refused = "token: client_id/client_secret: not valid"
+    row = KeyState("d", "a1", "p1", DeliveryState.RETRYING, "bad_credentials", refused, tries=1)
+    d = Destination("t", "d", kind, "Gradebook")
+    facts = CourseFacts(
+        NOW,
+        course,
+        (Activity("t", "a1", "c1", "Quiz", 10),),
+        {"a1": DEFAULT_POLICY},
+        (CourseDestinationFacts(d, Capabilities(), CourseLink("t", "d", "c1", "x-1"), {}),),
+        (row,),
+    )
+    triage = triage_course(facts)
+    cause = triage.cause("bad_credentials")
+    assert cause is not None
+    assert "JWKS" not in cause.remedy and cause.remedy.startswith(cli), cause.remedy
+    sis = kind is DestinationKind.ONEROSTER_REST
+    assert cause.title.startswith("The SIS" if sis else "The LMS"), cause.title
+    over_api = triage.read_over(remedies.Reader.API).cause("bad_credentials")
+    assert over_api is not None and api in over_api.remedy, over_api.remedy
+    assert not remedies.names_command(over_api.remedy), over_api.remedy
+    # the destination's diagnosis, its deliveries failing so
+    found = diagnose_destination(
+        DestinationDiagnosisFacts(
+            NOW, d, Capabilities(), 1, 0, None, (), {"bad_credentials": 1}, 0, None
+        )
+    ).check("deliveries_accepted")
+    assert found is not None and found.remedy is not None
+    assert found.remedy.startswith(cli), found.remedy
+
+
+def test_an_lti11_consumer_s_launches_refused_for_its_secret_fail_in_its_own_words() -> None:
+    """`doctor -d` at an LTI 1.1 consumer said "Launches come from the registered platform
+    and deployment" passed, with "1 other refusal", when that refusal was a signature that
+    does not verify with the consumer's secret: it fails, naming the consumer's settings."""
+    d = Destination("t", "d", DestinationKind.LTI11_OUTCOMES, "Canvas (LTI 1.1)")
+    said = "oauth_signature: does not verify with the secret of consumer 'k' [mismatch]"
+
+    def launches(*rejections: RejectionFact) -> Check:
+        found = diagnose_destination(
+            DestinationDiagnosisFacts(NOW, d, Capabilities(), 1, 2, NOW, rejections, {}, 0, None)
+        ).check("launches_accepted")
+        assert found is not None
+        return found
+
+    ok = launches(RejectionFact("replayed", "oauth_nonce: was already used [replayed]", NOW))
+    assert ok.passed and "platform" not in ok.name and "deployment" not in ok.name, ok
+    assert "1 other refusal" in ok.evidence, ok
+    bad = launches(RejectionFact("mismatch", said, NOW))
+    assert not bad.passed and said in bad.evidence, bad
+    assert bad.remedy is not None and "gradesync lti11 add-consumer --id d" in bad.remedy, bad
+    assert "deployment" not in bad.remedy + bad.name, bad
+
+
+def test_a_non_learner_at_a_sis_is_not_told_to_launch() -> None:
+    """The triage's "Not learners in the course" told a SIS's reader to give the Student/
+    Learner role "in the LMS course, then a new launch": a SIS has no launches."""
+    course = Course("t", "c1", "Bio")
+    row = KeyState("d", "a1", "t1", DeliveryState.SKIPPED, "not_a_learner", "Role 'instructor'.")
+
+    def remedy(kind: DestinationKind) -> str:
+        d = Destination("t", "d", kind, "Gradebook")
+        facts = CourseFacts(
+            NOW,
+            course,
+            (Activity("t", "a1", "c1", "Quiz", 10),),
+            {"a1": DEFAULT_POLICY},
+            (CourseDestinationFacts(d, Capabilities(), CourseLink("t", "d", "c1", "x-1"), {}),),
+            (row,),
+        )
+        cause = triage_course(facts).cause("wrong_role")
+        assert cause is not None and cause.excluded
+        return cause.remedy
+
+    assert "new launch" in remedy(DestinationKind.LTI13_AGS)
+    sis = remedy(DestinationKind.ONEROSTER_REST)
+    assert "new launch" not in sis and "LMS course" not in sis, sis
+    assert "learner role" in sis and "a SIS has no launches" in sis, sis

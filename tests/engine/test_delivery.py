@@ -519,6 +519,37 @@ async def test_misconfigured_destination_is_paused(harness: Harness, db: Databas
         await engine.aclose()
 
 
+@pytest.mark.parametrize(
+    "said", ["token: client_id/client_secret: not valid", "The key was refused."]
+)
+async def test_a_misconfiguration_s_pause_reason_ends_the_destination_s_words_with_a_stop(
+    harness: Harness, db: Database, said: str
+) -> None:
+    """The pause reason ran the destination's words into gradesync's sentence ("... not
+    valid gradesync tries again by itself ..."): they end with one full stop, never two."""
+    from gradesync.services.destination import FailureClass, RemoteFailure
+
+    seed(db, learners=1, config={"concurrency": 1})
+    engine = Engine(db.uow, ManualClock(), harness.factory, FAST)
+    try:
+        harness.remote.fail_next(
+            1, RemoteFailure(FailureClass.MISCONFIGURED, "bad_credentials", said, status=401)
+        )
+        post(db, harness.waker, [("a1", learner(0), 5.0)])
+        await engine.process_dirty()
+        await engine.deliver_due()
+        with db.uow() as uow:
+            dest = uow.destinations.get(T, DEST)
+        assert dest is not None and dest.pause_reason is not None
+        words = said.rstrip(".")
+        assert dest.pause_reason == (
+            f"Misconfigured: {words}. gradesync tries again by itself at the end of the pause, "
+            "or when an admin resumes the destination."
+        ), dest.pause_reason
+    finally:
+        await engine.aclose()
+
+
 async def test_a_pause_reason_names_no_command(harness: Harness, db: Database) -> None:
     """A destination paused by a misconfiguration kept the adapter's remedy in its pause
     reason, `gradesync sis add ...` included, which `GET /destinations/{id}` and the

@@ -244,7 +244,9 @@ def test_refused_launches_are_counted_by_the_destination_diagnosis(
     lms: RunningSandbox, gradesync: Gradesync
 ) -> None:
     """`doctor --destination` (here its API) counts refused LTI 1.1 launches as it does LTI
-    1.3 ones; the record keeps the rule and the field, not the form's learner or secrets."""
+    1.3 ones; the record keeps the rule and the field, not the form's learner or secrets. A
+    signature that does not verify with the consumer's secret fails the check, in the
+    consumer's words (no platform or deployment), a replayed launch is another refusal."""
     c = lms_course(lms)
     register_consumer(gradesync.db, c.consumer_key)
     form = signed_launch(lms, c, c.learners[0], "rl-1", gradesync.launch_url)
@@ -263,7 +265,10 @@ def test_refused_launches_are_counted_by_the_destination_diagnosis(
 
     assert diagnosis.status_code == 200, diagnosis.text
     (check,) = [k for k in diagnosis.json()["checks"] if k["code"] == "launches_accepted"]
-    assert "1 launch received" in check["evidence"] and "2 other refusals" in check["evidence"]
+    assert not check["passed"] and "platform" not in check["name"], check
+    assert "1 launch refused (mismatch)" in check["evidence"], check
+    assert "oauth_signature" in check["evidence"], check
+    assert "`PUT /api/v1/lti11/consumers/lms11`" in check["remedy"], check
     with gradesync.db.uow() as uow:
         kept = uow.launches.refusals(tenant_id="t1")
     assert sorted(r.code for r in kept) == ["mismatch", "replayed"]

@@ -296,3 +296,16 @@ def test_map_class_says_which_other_course_passes_back_to_the_class(
     with cli_db.uow() as uow:
         link = uow.links.course("t1", "sis", "c2")
     assert link is not None and link.remote_id == "cls-1"
+
+
+def test_doctor_counts_a_connection_on_the_default_token_url_complete(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox
+) -> None:
+    """A connection added without --token-url, as docs/oneroster.md allows (the token URL
+    defaults to /ims/oneroster/oauth2/token on the same server), failed `doctor -d` with
+    "Missing: token_url." every time, and so exited 1 while its tokens were granted."""
+    seed_school(cli_db, ManualClock(NOW))
+    _add(gradesync, sis, "--client-secret", CLIENT_SECRET)
+    out = gradesync("doctor", *T, "-d", "sis")
+    assert "Missing" not in out.stdout, out.stdout
+    assert "✓ passed  The registration is complete" in out.stdout, out.stdout

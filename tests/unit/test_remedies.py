@@ -491,3 +491,14 @@ def test_a_remedy_stored_before_the_person_was_kept_reads_the_same() -> None:
     matched = remedies.Remedy("match_sis_students", destination="sis", person="p1")
     held = remedies.stored_text("Said.", matched)
     assert '"person": "p1"' in held and remedies.stored_reason(held).fix == matched
+
+
+def test_a_learner_with_no_sis_id_is_told_the_command_line_s_way_first() -> None:
+    """The command line's remedy for a learner with no SIS id led with the API's route
+    (`PUT /api/v1/people/...`): a remedy is worded for where it is read, so its command
+    comes first there; the route, for a SIS id given where gradesync gets its people, after."""
+    fix = remedies.Remedy(remedies.GIVE_SIS_ID, destination="sis", course="c1", person="p1")
+    cli = fix.words(remedies.Reader.CLI)
+    first = "Link the learner to their SIS student: gradesync sis map-student sis p1 SOURCEDID."
+    assert cli.startswith(first), cli
+    assert cli.index("gradesync sis map-student") < cli.index("PUT /api/v1/people/p1"), cli

@@ -493,9 +493,11 @@ _CLI_WORDS: dict[str, str] = {
     MATCH_SIS_STUDENTS: "Match the course's learners to the SIS's students by their SIS ids: "
     "gradesync sis map-students {destination} {course} (or Link learners by their SIS ids on "
     "the course's SIS passback page in the console); the course's next sync matches them too.",
-    GIVE_SIS_ID: "Give the learner their SIS id (the `sis_id` of `PUT /api/v1/people/{person}` "
-    "or of an ingest): the course's next sync matches them to that SIS student. Or link them "
-    "to it by hand: gradesync sis map-student {destination} {person} SOURCEDID",
+    # the command line's own way first; a SIS id is given where gradesync gets its people
+    GIVE_SIS_ID: "Link the learner to their SIS student: gradesync sis map-student "
+    "{destination} {person} SOURCEDID. Or give them their SIS id where gradesync gets its "
+    "people (the `sis_id` of `PUT /api/v1/people/{person}` or of an ingest): the course's next "
+    "sync then matches them to that SIS student.",
     _SELECT: "Tick 'Sync to SIS' for it (gradesync sis select {destination} {activity}).",
     _OTHERS: _OTHERS_SETTLED + "(gradesync sis select {destination} {activity}): its grades "
     "are sent.",

@@ -37,6 +37,7 @@ from gradesync.domain.diagnosis import (
     OtherAccount,
     RejectionFact,
     activity_checks,
+    credentials_fix,
     grade_scope_check,
     left_out_by_design,
     pause_said,
@@ -400,12 +401,18 @@ SIS_REMEDIES: dict[str, str] = {
     "column_gone": "Post grades again: gradesync creates the line item in the SIS again.",
     "column_locked": "The SIS refused to let gradesync change the line item; check with the "
     "SIS admin that gradesync's client may write it, then post grades again.",
+    # the role is the course's enrollment's as gradesync gets it, not one a SIS launch gives
+    "wrong_role": "Nothing to do for staff. A student listed here needs the learner role in "
+    "their enrollment in the course where gradesync gets the course's people (the `role` of "
+    "the enrollment ingested, or of a launch from an LMS the course syncs to; a SIS has no "
+    "launches).",
     # said with the destination and the course where known (sis_class_remedy)
     "course_not_connected": "Map the course to its SIS class (gradesync sis map-class).",
 }
 # ... and is told so in its own words: a SIS course is mapped to a class, not launched
 SIS_TITLES: dict[str, str] = {
     "course_not_connected": "The course is not mapped to a class in the SIS",
+    "bad_credentials": "The SIS refused gradesync's credentials",
 }
 
 
@@ -436,6 +443,11 @@ def _fit_to_destinations(
         d = destinations.get(c.destination_id) if c.destination_id else None
         sis = d.kind in SIS_KINDS if d is not None else all_sis
         lti11 = d.kind is DestinationKind.LTI11_OUTCOMES if d is not None else all_lti11
+        if c.code == "bad_credentials" and d is not None and (fix := credentials_fix(d)):
+            # an LTI 1.1 consumer's key and secret, a SIS's client: not LTI 1.3's words
+            title = SIS_TITLES[c.code] if sis else c.title
+            causes[i] = replace(c, title=title, remedy=fix.words(Reader.CLI), fix=fix)
+            continue
         if lti11 and (remedy := lti11_remedy(c.code, c.activities)) is not None:
             causes[i] = replace(c, remedy=remedy)
             continue

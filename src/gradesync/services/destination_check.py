@@ -25,7 +25,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
-from gradesync.domain.diagnosis import ProbeStep, when
+from gradesync.domain.diagnosis import ProbeStep, pause_said, when
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
 from gradesync.domain.model import (
     Course,
@@ -276,12 +276,17 @@ def _paused_step(d: Destination, now: datetime) -> ProbeStep | None:
             code="destination_paused",
             fix=fix,
         )
-    if d.paused_until is not None and d.paused_until > now:
+    said = pause_said(d, now)
+    if said is not None and d.paused_until is not None:
+        # a misconfiguration's pause ends, but sending is paused again while the settings
+        # are wrong: the settings are fixed, then it is resumed, as `doctor` says it
         return ProbeStep(
             name,
             False,
             f"{d.name!r} is paused until {when(d.paused_until)}{why}.",
-            f"Nothing to do: sending resumes by itself at {when(d.paused_until)}.",
+            f"Nothing to do: sending resumes by itself at {when(d.paused_until)}."
+            if said.lifts_by_itself
+            else said.remedy,
             code="destination_paused_until",
         )
     return None

@@ -12,6 +12,7 @@ from typing import Any
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.course_connection import GRADE_SCOPE_REMEDY, LAUNCH_REMEDY
 from gradesync.domain.model import (
+    SIS_KINDS,
     Activity,
     Attempt,
     Course,
@@ -301,6 +302,18 @@ REMOTE_CAUSES: dict[str, tuple[str, str]] = {
 
 def remote_cause(code: str | None) -> tuple[str, str] | None:
     return REMOTE_CAUSES.get(code or "")
+
+
+def credentials_fix(d: Destination) -> Remedy | None:
+    """The remedy of credentials `d` refused, where they are not an LTI 1.3 registration's
+    (REMOTE_CAUSES' words, None here): an LTI 1.1 consumer's key and secret, a SIS's client id
+    and secret, held as the codes their adapters refuse with, so each reader reads the words
+    `destinations check` and `doctor` give them."""
+    if d.kind is DestinationKind.LTI11_OUTCOMES:
+        return Remedy("bad_configuration", destination=d.id)  # the consumer's settings
+    if d.kind in SIS_KINDS:
+        return Remedy("sis_credentials", destination=d.id)
+    return None
 
 
 # --- facts ---------------------------------------------------------------------------------

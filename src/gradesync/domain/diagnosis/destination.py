@@ -15,6 +15,7 @@ from gradesync.domain.diagnosis.checks import (
     DeliveryFact,
     Diagnosis,
     RejectionFact,
+    credentials_fix,
     plural,
     when,
 )
@@ -81,10 +82,12 @@ DEPLOYMENT_CODES = {
     "unknown_client",
 }
 
+# A SIS's token_url is not among them: left out, it is /ims/oneroster/oauth2/token on the
+# base URL's server (adapters.destinations.oneroster, docs/oneroster.md).
 _REQUIRED = {
     DestinationKind.LTI13_AGS: ("issuer", "client_id", "auth_token_url", "key_set_url"),
     DestinationKind.LTI11_OUTCOMES: (),
-    DestinationKind.ONEROSTER_REST: ("base_url", "token_url", "client_id"),
+    DestinationKind.ONEROSTER_REST: ("base_url", "client_id"),
     DestinationKind.ONEROSTER_CSV: (),
 }
 
@@ -110,7 +113,9 @@ def diagnose_destination(facts: DestinationDiagnosisFacts) -> Diagnosis:
     scope = grade_scope_check(d)
     if scope is not None:
         checks.append(scope)
-    if d.kind in LTI_KINDS:
+    if d.kind is DestinationKind.LTI11_OUTCOMES:
+        checks.append(_lti11_launches_check(facts))
+    elif d.kind in LTI_KINDS:
         deployment = [r for r in facts.rejections if r.code in DEPLOYMENT_CODES]
         if deployment:
             latest = max(deployment, key=lambda r: r.at)
@@ -165,17 +170,21 @@ def diagnose_destination(facts: DestinationDiagnosisFacts) -> Diagnosis:
             f"{code}: {n} ({REMOTE_CAUSES[code][0]})" for code, n in sorted(config_codes.items())
         ] + [f"{code}: {n}" for code, n in sorted(other_codes.items())]
         worst = max(facts.failures.items(), key=lambda kv: kv[1])[0]
+        fix = credentials_fix(d) if worst == "bad_credentials" else None
         checks.append(
             Check(
                 CheckCode.DELIVERIES_ACCEPTED,
                 "The destination accepts gradesync's results",
                 False,
                 f"{facts.delivered} delivered; failing: " + "; ".join(parts) + ".",
-                REMOTE_CAUSES[worst][1]
+                fix.words(Reader.CLI)
+                if fix is not None
+                else REMOTE_CAUSES[worst][1]
                 if worst in REMOTE_CAUSES
                 else "Diagnose an affected learner for the exact message.",
                 d.id,
                 reason=worst,
+                fix=fix,
             )
         )
     else:
@@ -200,6 +209,44 @@ def diagnose_destination(facts: DestinationDiagnosisFacts) -> Diagnosis:
         d.name,
         tuple(checks),
         {"destination_id": d.id, "kind": d.kind.value, "courses": facts.courses},
+    )
+
+
+# LTI 1.1 launch refusals (their rule is their code, `services.lti.errors`) that mean the
+# consumer's settings are not the LMS's: its key, its secret, its allowed hosts
+LTI11_SETTINGS_CODES = {"mismatch", "unknown", "no_secret", "host_not_allowed"}
+
+
+def _lti11_launches_check(facts: DestinationDiagnosisFacts) -> Check:
+    """An LTI 1.1 consumer has no platform or deployment: its launches are signed with its
+    key and secret and name outcome hosts it allows, and a launch refused for them fails the
+    check with the consumer's remedy, as a grade its LMS refused for them does."""
+    d = facts.destination
+    name = "Launches are signed with the consumer's key and secret"
+    refused = [r for r in facts.rejections if r.code in LTI11_SETTINGS_CODES]
+    if not refused:
+        return Check(
+            CheckCode.LAUNCHES_ACCEPTED,
+            name,
+            True,
+            f"{plural(facts.launches, 'launch')} received, the latest "
+            f"{when(facts.last_launch_at)}; "
+            f"{plural(len(facts.rejections), 'other refusal')}.",
+            None,
+            d.id,
+        )
+    latest = max(refused, key=lambda r: r.at)
+    fix = Remedy("bad_configuration", destination=d.id)  # the consumer's settings
+    return Check(
+        CheckCode.LAUNCHES_ACCEPTED,
+        name,
+        False,
+        f"{plural(len(refused), 'launch')} refused ({latest.code}), the latest on "
+        f"{when(latest.at)}: {latest.message}",
+        fix.words(Reader.CLI),
+        d.id,
+        reason=fix.code,
+        fix=fix,
     )
 
 

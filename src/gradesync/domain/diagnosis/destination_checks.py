@@ -27,6 +27,7 @@ from gradesync.domain.diagnosis.checks import (
     DestinationFacts,
     DestinationQueue,
     LearnerActivityFacts,
+    credentials_fix,
     plural,
     remote_cause,
     when,
@@ -832,6 +833,8 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
     # quoted to a reader of the API or the console
     reason = said_of(row.reason_text or "")
     words, fix = remedy_of(row.reason_text, d.id)
+    if words is None and row.reason_code == "bad_credentials" and (own := credentials_fix(d)):
+        words, fix = own.words(Reader.CLI), own  # not the LTI 1.3 registration's words
     if row.state is DeliveryState.RETRYING:
         return Check(
             CheckCode.DELIVERY,

@@ -20,7 +20,7 @@ from datetime import timedelta
 from gradesync.domain.ledger import DeliveryOutcome, Rejected, RetryLater
 from gradesync.domain.model import Destination
 from gradesync.domain.pauses import PauseCause
-from gradesync.domain.reasons import Reason
+from gradesync.domain.reasons import Reason, as_clause
 from gradesync.services import log_context
 from gradesync.services.delivery.governor import (
     DestinationLimits,
@@ -86,7 +86,8 @@ def outcome_of_failure(
                 lim,
                 now + wait,
                 PauseCause.MISCONFIGURED,
-                f"{paused} gradesync tries again by itself at the end of the pause, "
+                # the destination's words end as a sentence of their own, then gradesync's
+                f"{as_clause(paused)}. gradesync tries again by itself at the end of the pause, "
                 "or when an admin resumes the destination.",
             )
         return RetryLater(
