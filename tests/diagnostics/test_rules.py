@@ -1060,6 +1060,8 @@ def test_refused_credentials_get_the_remedy_of_their_destination_s_kind(
     ).check("deliveries_accepted")
     assert found is not None and found.remedy is not None
     assert found.remedy.startswith(cli), found.remedy
+    who = "The SIS refused" if sis else "The LMS refused"
+    assert f"bad_credentials: 1 ({who} gradesync's credentials)" in found.evidence, found.evidence
 
 
 def test_an_lti11_consumer_s_launches_refused_for_its_secret_fail_in_its_own_words() -> None:

@@ -31,6 +31,7 @@ from gradesync.domain.diagnosis import (
     DEPLOYMENT_CODES,
     LTI_KINDS,
     REMOTE_CAUSES,
+    SIS_CAUSE_TITLES,
     CheckCode,
     KeyState,
     LaunchFact,
@@ -412,7 +413,7 @@ SIS_REMEDIES: dict[str, str] = {
 # ... and is told so in its own words: a SIS course is mapped to a class, not launched
 SIS_TITLES: dict[str, str] = {
     "course_not_connected": "The course is not mapped to a class in the SIS",
-    "bad_credentials": "The SIS refused gradesync's credentials",
+    **SIS_CAUSE_TITLES,
 }
 
 

@@ -304,6 +304,19 @@ def remote_cause(code: str | None) -> tuple[str, str] | None:
     return REMOTE_CAUSES.get(code or "")
 
 
+# REMOTE_CAUSES' titles a SIS gives in its own words: a SIS is not "the LMS"
+SIS_CAUSE_TITLES: dict[str, str] = {
+    "bad_credentials": "The SIS refused gradesync's credentials",
+}
+
+
+def cause_title(code: str, kind: DestinationKind) -> str:
+    """A failure code's cause (REMOTE_CAUSES) as `kind` of destination gives it."""
+    if kind in SIS_KINDS and code in SIS_CAUSE_TITLES:
+        return SIS_CAUSE_TITLES[code]
+    return REMOTE_CAUSES[code][0]
+
+
 def credentials_fix(d: Destination) -> Remedy | None:
     """The remedy of credentials `d` refused, where they are not an LTI 1.3 registration's
     (REMOTE_CAUSES' words, None here): an LTI 1.1 consumer's key and secret, a SIS's client id

@@ -15,6 +15,7 @@ from gradesync.domain.diagnosis.checks import (
     DeliveryFact,
     Diagnosis,
     RejectionFact,
+    cause_title,
     credentials_fix,
     plural,
     when,
@@ -167,7 +168,7 @@ def diagnose_destination(facts: DestinationDiagnosisFacts) -> Diagnosis:
     other_codes = {k: v for k, v in facts.failures.items() if k not in REMOTE_CAUSES}
     if facts.failures:
         parts = [
-            f"{code}: {n} ({REMOTE_CAUSES[code][0]})" for code, n in sorted(config_codes.items())
+            f"{code}: {n} ({cause_title(code, d.kind)})" for code, n in sorted(config_codes.items())
         ] + [f"{code}: {n}" for code, n in sorted(other_codes.items())]
         worst = max(facts.failures.items(), key=lambda kv: kv[1])[0]
         fix = credentials_fix(d) if worst == "bad_credentials" else None
