@@ -1338,27 +1338,6 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
             if (r["activity_id"], r["person_id"]) in wanted
         }
 
-    def last_of_column(
-        self, tenant_id: str, destination_id: str, activity_id: str, outcome: str
-    ) -> dict[str, Any] | None:
-        c = t.deliveries.c
-        row = (
-            self.conn.execute(
-                select(c.person_id, c.sent_at, c.payload)
-                .where(
-                    c.tenant_id == tenant_id,
-                    c.destination_id == destination_id,
-                    c.activity_id == activity_id,
-                    c.outcome == outcome,
-                )
-                .order_by(c.id.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-        return None if row is None else dict(row) | {"sent_at": utc(row["sent_at"])}
-
     def last_tries(
         self, tenant_id: str, destination_id: str, activity_ids: Sequence[str]
     ) -> dict[tuple[str, str], datetime]:
