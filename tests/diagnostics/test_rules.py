@@ -9,6 +9,7 @@ import pytest
 
 from gradesync.domain import remedies
 from gradesync.domain.capabilities import Capabilities
+from gradesync.domain.columns import RESCALE_KEY, written_link
 from gradesync.domain.diagnosis import (
     Check,
     DeliveryFact,
@@ -52,8 +53,11 @@ from gradesync.domain.overrides import (
     detect_overrides,
     detect_rescaled,
     keeps_points,
+    open_rescale,
     points_back,
+    reads_on_points_sent,
     repaired,
+    rescale_entry,
 )
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import DEFAULT_POLICY, DesiredResult
@@ -135,6 +139,51 @@ def test_a_column_still_on_the_lms_s_points_after_it_was_put_back_is_left_and_sa
     assert points_back(moved, [kept]) == []
     assert points_back({"p1": RemoteResult("p1", 7.0, 10.0)}, [kept]) == [KEY]
     assert points_back({"p1": RemoteResult("p1", 7.0, 10.0)}, [row]) == []  # nothing to clear
+
+
+def test_a_rescale_bounds_keeping_points_until_the_column_reads_on_points_sent() -> None:
+    """The rescale put back is kept on the column's link, and is the one bound of
+    `keeps_points`; a read-back that finds the grade as sent on the points sent ends it (so
+    the same points set again later are a new rescale, not the LMS keeping its own)."""
+    moved = {"p1": RemoteResult("p1", 7.0, 99.0, None, NOW)}
+    (r,) = detect_rescaled(moved, [_row()])
+    link = ItemLink("t", "d", "a1", "li", None, {RESCALE_KEY: rescale_entry(r, NOW)})
+    assert open_rescale(link) == LastRescale(NOW, 99.0)
+    assert open_rescale(replace(link, data={})) is None
+    assert open_rescale(None) is None
+    assert reads_on_points_sent({"p1": RemoteResult("p1", 7.0, 10.0)}, [_row()])
+    assert not reads_on_points_sent(moved, [_row()])
+    assert not reads_on_points_sent(
+        {"p1": RemoteResult("p1", 7.0, 10.0)}, [_row(state=DeliveryState.PENDING)]
+    )
+    # the grade read back changed by hand is still on the points sent: the column is right
+    assert reads_on_points_sent({"p1": RemoteResult("p1", 5.0, 10.0)}, [_row()])
+    # a maximum the destination left out says nothing of the column's points
+    assert not reads_on_points_sent(
+        {"p1": RemoteResult("p1", 7.0, 10.0, maximum_said=False)}, [_row()]
+    )
+
+
+def test_a_column_write_refused_for_a_later_change_saves_what_it_found_beside_it() -> None:
+    began = ItemLink("t", "d", "a1", "", "h0", {"sync_to_sis": True, "held": True})
+    written = ItemLink(
+        "t", "d", "a1", "li-new", "h1", {"sync_to_sis": True, "held": True, "line_items": {}}
+    )
+    assert written_link(None, written, [began]) == (written, True)
+    # as written: the write's link, verify's key as stored
+    stored = replace(began, data={**began.data, RESCALE_KEY: {"at": "x"}})
+    saved, as_written = written_link(stored, replace(written, data={"label": "Q"}), [began])
+    assert as_written and saved.data == {"label": "Q", RESCALE_KEY: {"at": "x"}}
+    assert (saved.remote_id, saved.details_hash) == ("li-new", "h1")
+    # a person's change since: their hash and keys, the write's line item and findings
+    changed = replace(began, details_hash="look:p", data={"sync_to_sis": True})
+    saved, as_written = written_link(changed, written, [began])
+    assert not as_written
+    assert (saved.remote_id, saved.details_hash) == ("li-new", "look:p")
+    assert saved.data == {"sync_to_sis": True, "line_items": {}}
+    # a line item a person named meanwhile is theirs
+    launched = replace(changed, remote_id="li-lms")
+    assert written_link(launched, written, [began])[0].remote_id == "li-lms"
 
 
 def test_only_rows_believed_delivered_are_judged() -> None:

@@ -8,7 +8,7 @@ import asyncio
 from dataclasses import dataclass, field, replace
 
 from gradesync.adapters.db.database import Database
-from gradesync.domain.columns import check_mark, marked_to_check
+from gradesync.domain.columns import RESCALE_KEY, check_mark, look_mark, marked_to_check
 from gradesync.domain.model import CourseLink, Destination, ItemLink
 from gradesync.domain.policy import Column, column_hash
 from gradesync.services.clock import SystemClock
@@ -215,3 +215,125 @@ async def test_a_persons_change_during_a_write_is_not_saved_over(db: Database) -
     assert _stored(db).details_hash != column_hash(COLUMN)
     await p.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
     assert len(lms.asked) == 2
+
+
+@dataclass
+class _Sis(_Lms):
+    """A SIS's write: it creates the line item (`created`) and learns of it (`learned`),
+    keeping what the link held, as `OneRosterClient.ensure_column` does."""
+
+    created: str = "li-new"
+    learned: dict[str, object] = field(default_factory=dict)
+
+    async def ensure_column(
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
+    ) -> ItemLink:
+        written = await super().ensure_column(course, column, link, force=force)
+        return replace(written, remote_id=self.created, data={**written.data, **self.learned})
+
+
+@dataclass
+class _Ags(_Lms):
+    """An AGS write: its link keeps the line item's own fields only
+    (`AgsClient.ensure_column`)."""
+
+    async def ensure_column(
+        self,
+        course: CourseLink,
+        column: Column,
+        link: ItemLink | None,
+        *,
+        force: bool = False,
+        each_request: RequestGate | None = None,
+    ) -> ItemLink:
+        written = await super().ensure_column(course, column, link, force=force)
+        return replace(written, data={"label": column.title})
+
+
+async def _write_across(db: Database, lms: _Lms, change: ItemLink) -> None:
+    """A write of the column that reads it, `change` saved meanwhile, then its answer."""
+    d, course = _destination(db)
+    p, background = _worker(db)
+    hold = lms.hold = asyncio.Event()
+    write = asyncio.create_task(p.ensure_column(lms, d, course, COLUMN, _stored(db)))
+    await lms.reading.wait()
+    _save(db, change)
+    hold.set()
+    await write
+    await background.wait()
+
+
+async def test_a_write_refused_for_a_persons_change_still_saves_what_it_found(
+    db: Database,
+) -> None:
+    """A SIS line item created (and matched) by a write while a person ticked the activity
+    to send at once (Post grades: its hold lifted): the refused save dropped the whole
+    row, the line item the write created and what it learned of it with it. Now the
+    person's mark and choices stay, and what the write found is saved beside them."""
+    seed(db, learners=1)
+    _save(db, ItemLink(T, DEST, ACT, "", None, {"sync_to_sis": True, "held": True}))
+    learned = {"line_items": {"class-1": "li-new"}, "matched": {"class-1": "created"}}
+    lms = _Sis(learned=learned)
+    before = _stored(db)
+    posted = replace(before, details_hash=look_mark("posted"), data={"sync_to_sis": True})
+    await _write_across(db, lms, posted)
+    stored = _stored(db)
+    assert stored.details_hash == look_mark("posted")  # looked at again by the next send
+    assert stored.remote_id == "li-new"
+    assert stored.data == {"sync_to_sis": True, **learned}  # the hold stays lifted
+
+
+async def test_a_refused_write_leaves_a_line_item_a_launch_named_meanwhile(
+    db: Database,
+) -> None:
+    """A launch naming the LMS's own line item for the column while a write of the older
+    one was on its way: the launch's line item and link stay."""
+    seed(db, learners=1)
+    _save(db, ItemLink(T, DEST, ACT, "li-1", "an older hash"))
+    lms = _Sis(created="li-1", learned={"label": "Quiz"})
+    launched = ItemLink(T, DEST, ACT, "li-lms", look_mark("launch"), {"resourceLinkId": "rl"})
+    await _write_across(db, lms, launched)
+    stored = _stored(db)
+    assert (stored.remote_id, stored.details_hash) == ("li-lms", look_mark("launch"))
+    assert stored.data == {"resourceLinkId": "rl", "label": "Quiz"}
+
+
+async def test_a_column_write_keeps_the_rescale_verify_put_on_its_link(db: Database) -> None:
+    """Verify's record of a rescale it put back (`domain.overrides.rescale_entry`) is
+    verify's: a write that keeps only the line item's own fields (an AGS write) does not
+    drop it, nor does one that read it before verify cleared it bring it back."""
+    seed(db, learners=1)
+    entry = {"rescaled_to": 99.0, "at": "2026-01-01T00:00:00.000000+00:00"}
+    _save(db, ItemLink(T, DEST, ACT, "li-1", check_mark("r1"), {RESCALE_KEY: entry}))
+    d, course = _destination(db)
+    p, background = _worker(db)
+    ags = _Ags()
+    await p.ensure_column(ags, d, course, COLUMN, _stored(db), for_grades=True)
+    await background.wait()
+    stored = _stored(db)
+    assert stored.details_hash == column_hash(COLUMN)
+    assert stored.data == {"label": "Quiz", RESCALE_KEY: entry}
+
+    with db.uow() as uow:  # a write reads it, verify clears it meanwhile
+        uow.links.mark_items_to_check(T, DEST, [ACT], check_mark("r2"))
+        uow.commit()
+    sis = _Sis(created="li-1", hold=asyncio.Event())
+    hold = sis.hold
+    assert hold is not None
+    write = asyncio.create_task(p.ensure_column(sis, d, course, COLUMN, _stored(db)))
+    await sis.reading.wait()
+    with db.uow() as uow:
+        uow.links.update_item_data(T, DEST, ACT, {RESCALE_KEY: None})
+        uow.commit()
+    hold.set()
+    await write
+    await background.wait()
+    stored = _stored(db)
+    assert stored.details_hash == column_hash(COLUMN)
+    assert RESCALE_KEY not in stored.data

@@ -120,6 +120,37 @@ def test_a_column_whose_points_were_changed_in_the_lms_is_put_back_and_its_grade
     assert served.ok("GET", "/courses/c1/overrides") == []
 
 
+def test_points_set_by_hand_again_after_a_put_back_read_as_sent_are_put_back_again(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    """The column's points changed in the LMS, put back and the grade read back as sent;
+    later someone sets the same points by hand again. The bound of the put-back took the
+    column's newest rescale found, whenever, so this one was taken for an LMS keeping its
+    points: nothing was written back or sent, and the grade was said to have been. A rescale
+    ends once a read-back finds the column as sent: this is a new one, put back again."""
+    ctx, learner, item = _graded(lms, served, browser)
+    lms.admin.patch_line_item(ctx, item.id, scoreMaximum=99)
+    assert served.run("manual", "c1")["counts"]["rescaled"] == 1
+    assert item.score_maximum == 10.0
+    fine = served.run("manual", "c1")  # read back as sent: the rescale is over
+    assert (fine["counts"]["rescaled"], fine["counts"]["points_kept"]) == (0, 0), fine["counts"]
+    sends = item.scores[learner].history
+
+    lms.admin.patch_line_item(ctx, item.id, scoreMaximum=99)  # by hand, to the same points
+    run = served.run("manual", "c1")
+    assert run["outcome"] == "succeeded", run
+    assert (run["counts"]["rescaled"], run["counts"]["points_kept"]) == (1, 0), run["counts"]
+    assert item.score_maximum == 10.0  # written back
+    assert item.scores[learner].history == sends + 1  # and sent again
+    assert item.scores[learner].column_points == 10.0
+    (grade,) = [
+        g
+        for g in served.ok("GET", f"/people/{learner}/grades")["destinations"]["lms"]
+        if g["activity_id"] == "a1"
+    ]
+    assert grade["state"] == "delivered" and grade["reason_code"] != "points_kept", grade
+
+
 def test_a_column_whose_lms_keeps_its_own_points_is_put_back_once_then_said_as_a_problem(
     lms: RunningSandbox, served: Served, browser: Browser
 ) -> None:

@@ -5,6 +5,7 @@ does not have."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from gradesync.domain.capabilities import Capabilities
@@ -56,6 +57,57 @@ def to_look_at(item: ItemLink) -> bool:
     """Whether the column waits for its first write, or for a look a person's change asked
     for (`look_mark`): no details are known to be there."""
     return item.details_hash is None or item.details_hash.startswith(_LOOK)
+
+
+# ItemLink.data keys a person's change sets: a SIS selection and its hold (`sync_to_sis`,
+# `held`, `selected_at`), an LTI 1.3 launch or a move from LTI 1.1 naming the column's link
+# (`resourceLinkId`, `lineitems`), an LTI 1.1 launch's outcome service. A column write keeps
+# them as it read them, so what is stored is theirs when the write was refused (`written_link`).
+PERSONS_KEYS = frozenset(
+    {
+        "sync_to_sis",
+        "held",
+        "selected_at",
+        "resourceLinkId",
+        "lineitems",
+        "resource_link_id",
+        "course_id",
+        "resource_link_title",
+        "outcome_service_url",
+        "sourcedids",
+        "outcome_urls",
+    }
+)
+# ItemLink.data key verify owns: the points a read-back found the column rescaled to, and
+# when, until a read-back finds it on gradesync's points again (`domain.overrides`). No
+# column write sets it (an AGS write keeps only the line item's own fields): it is always
+# kept as stored.
+RESCALE_KEY = "rescaled"
+
+
+def written_link(
+    stored: ItemLink | None, written: ItemLink, began: Iterable[ItemLink]
+) -> tuple[ItemLink, bool]:
+    """What to store for a column write (`written`) that read or wrote the links `began`,
+    over what is `stored` now; and whether it is stored as written. As written while the
+    stored details hash is one of `began`'s; else a mark or a person's change came after
+    the write read the column: its details hash and the person's keys stay, and what the
+    write learned of the column (the line item it created, a SIS's line items and matches)
+    is kept still, so that the next write does not look for it again. The line item it
+    wrote replaces the stored one only where that is one it began from: a launch naming
+    another one meanwhile wins."""
+    if stored is None:
+        return written, True
+    keep = {k: v for k, v in stored.data.items() if k == RESCALE_KEY}
+    if stored.details_hash in {b.details_hash for b in began}:
+        mine = {k: v for k, v in written.data.items() if k != RESCALE_KEY}
+        return replace(written, data=mine | keep), True
+    owned = PERSONS_KEYS | {RESCALE_KEY}
+    mine = {k: v for k, v in written.data.items() if k not in owned}
+    theirs = {k: v for k, v in stored.data.items() if k in owned}
+    began_ids = {"", *(b.remote_id for b in began)}
+    remote_id = written.remote_id if stored.remote_id in began_ids else stored.remote_id
+    return replace(stored, remote_id=remote_id, data=mine | theirs), False
 
 
 def column_written(kind: DestinationKind | str, item: ItemLink | None) -> bool:

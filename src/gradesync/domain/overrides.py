@@ -11,7 +11,8 @@ next is a per-course policy (`PolicySettings.keep_lms_edits`):
   a score older than the grade it holds).
 
 A grade held as sent on a column whose points were changed in the LMS is no override
-(`detect_rescaled`): its column is written back and the grade sent again, once; an LMS that
+(`detect_rescaled`): its column is written back and the grade sent again, once per rescale
+(`rescale_entry`, kept on the column's link until a read-back finds it on those points); an LMS that
 still reads it on its own points after that keeps them (`keeps_points`), and is told of, not
 written to again on every verify.
 
@@ -24,9 +25,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from gradesync.domain.canonical import iso
+from gradesync.domain.canonical import iso, parse_iso
+from gradesync.domain.columns import RESCALE_KEY
 from gradesync.domain.ledger import reopened
-from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
+from gradesync.domain.model import DeliveryState, ItemLink, LedgerKey, LedgerRow
 
 OVERRIDDEN = "overridden"  # ledger reason_code of a row whose LMS grade was edited
 # ledger reason_code of a row sent again because its column's points were changed in the LMS
@@ -187,17 +189,46 @@ def detect_rescaled(
 
 @dataclass(frozen=True, slots=True)
 class LastRescale:
-    """The column's latest rescale found (its newest `column_rescaled` log line, any
-    learner's): when, and the points the LMS held then."""
+    """The column's open rescale (`open_rescale`): when verify found it and put its points
+    back, and the points the LMS held then."""
 
     at: datetime
     remote_maximum: float | None
 
 
+def rescale_entry(found: Rescaled, now: datetime) -> dict[str, object]:
+    """What the column's link keeps (under `RESCALE_KEY`) when verify puts its points back:
+    one rescale, which bounds `keeps_points` until a read-back finds the column on its points."""
+    return {"rescaled_to": found.remote_maximum, "at": iso(now)}
+
+
+def open_rescale(item: ItemLink | None) -> LastRescale | None:
+    """The rescale put back on the column and not yet read back on gradesync's points; None
+    when there is none (never rescaled, or read back right since: `reads_on_points_sent`)."""
+    entry = item.data.get(RESCALE_KEY) if item is not None else None
+    if not isinstance(entry, Mapping) or not entry.get("at"):
+        return None
+    most = entry.get("rescaled_to")
+    return LastRescale(parse_iso(str(entry["at"])), float(most) if most is not None else None)
+
+
+def reads_on_points_sent(remote: Mapping[str, RemoteResult], rows: Iterable[LedgerRow]) -> bool:
+    """Whether the read-back finds a grade on the points it was sent on (as sent, or changed
+    by hand: either way the column's points are gradesync's again), so a rescale put back
+    before is over."""
+    return any(
+        got.maximum_said
+        and got.score_maximum is not None
+        and abs(got.score_maximum - maximum) <= TOLERANCE
+        for _, _, maximum, got in _compared(remote, rows)
+    )
+
+
 def keeps_points(found: Rescaled, delivered_at: datetime | None, last: LastRescale | None) -> bool:
-    """Whether the LMS keeps its own points for the column: it was rescaled to these same
-    points before, gradesync wrote it back then (its mark is gone: the caller checks), and
-    this grade, sent since, reads on them still. Writing the column and resending again
+    """Whether the LMS keeps its own points for the column: it was found rescaled to these
+    same points and put back (`last`, the column's open rescale: gradesync wrote it back
+    since, its mark is gone: the caller checks), no read-back has found it on its points since,
+    and this grade, sent after, reads on them still. Writing the column and resending again
     would change nothing, on every verify for ever: the grade is left as the LMS holds it
     and a person is told (`kept_text`). A grade changed since counts too: it went to the
     column after its points were written back."""

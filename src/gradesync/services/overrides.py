@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from gradesync.domain.columns import check_mark, marked_to_check
+from gradesync.domain.columns import RESCALE_KEY, check_mark, marked_to_check
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.held import logs_scale
 from gradesync.domain.ledger import desired_from_json, reopened
@@ -55,8 +55,11 @@ from gradesync.domain.overrides import (
     keeps_points,
     kept_text,
     later_timestamp,
+    open_rescale,
     points_back,
+    reads_on_points_sent,
     repaired,
+    rescale_entry,
 )
 from gradesync.domain.policy import resolve_settings
 from gradesync.services import queries
@@ -141,20 +144,10 @@ def _remote_by_person(
     return out
 
 
-def _last_rescale(
-    uow: UnitOfWork, tenant_id: str, destination_id: str, activity_id: str
-) -> LastRescale | None:
-    """The column's latest rescale found, once its column was written back after it (its
-    mark gone); None otherwise: a column not written since proves nothing of the LMS."""
-    item = uow.links.item(tenant_id, destination_id, activity_id)
-    if item is None or marked_to_check(item):
-        return None
-    line = uow.deliveries.last_of_column(tenant_id, destination_id, activity_id, COLUMN_RESCALED)
-    if line is None:
-        return None
-    read = (line.get("payload") or {}).get("read_back") or {}
-    most = read.get("remote_maximum")
-    return LastRescale(line["sent_at"], float(most) if most is not None else None)
+def _open_rescale(item: ItemLink | None) -> LastRescale | None:
+    """The column's open rescale once its column was written back after it (its mark
+    gone); None otherwise: a column not written since proves nothing of the LMS."""
+    return None if item is None or marked_to_check(item) else open_rescale(item)
 
 
 def _kept_line(
@@ -205,7 +198,16 @@ def record_overrides(
         found = detect_overrides(remote, rows.values())
         rescaled = detect_rescaled(remote, rows.values())
         back = points_back(remote, rows.values())
+        item = uow.links.item(tenant_id, destination_id, activity_id)
+        # the column read back on gradesync's points: a rescale put back before is over, and
+        # the same points set there again later are a new one to put back, not the LMS's own
+        over = open_rescale(item) is not None and reads_on_points_sent(remote, rows.values())
         if not found and not rescaled and not back:
+            if over:
+                uow.links.update_item_data(
+                    tenant_id, destination_id, activity_id, {RESCALE_KEY: None}
+                )
+                uow.commit()
             return stats
         keys = [o.key for o in found] + [r.key for r in rescaled] + back
         locked = uow.ledger.get_keys(keys, lock=True)
@@ -220,7 +222,7 @@ def record_overrides(
         moved = detect_rescaled(remote, locked.values())
         # Bounded: a column the LMS still reads on its own points after gradesync wrote them
         # back once is left as it holds it and said, not written and resent on every verify.
-        last = _last_rescale(uow, tenant_id, destination_id, activity_id) if moved else None
+        last = None if over else _open_rescale(item)
         kept = [r for r in moved if keeps_points(r, locked[r.key].delivered_at, last)]
         moved = [r for r in moved if r.key not in {k.key for k in kept}]
         for r in kept:
@@ -237,6 +239,9 @@ def record_overrides(
             # check failed, and would let these grades by the column again)
             mark = check_mark(f"{run_id or 'verify'}:rescaled:{now.timestamp():.6f}")
             uow.links.mark_items_to_check(tenant_id, destination_id, [activity_id], mark)
+            # this rescale bounds `keeps_points` until a read-back finds the column on its points
+            entry = rescale_entry(moved[0], now)
+            uow.links.update_item_data(tenant_id, destination_id, activity_id, {RESCALE_KEY: entry})
         for r in moved:
             stats.rescaled += 1
             stats.judged.add(r.key)
@@ -293,6 +298,8 @@ def record_overrides(
                     "score_scale": scale,
                 }
             )
+        if over and not moved:  # after the ledger's rows, locked first as where it is marked
+            uow.links.update_item_data(tenant_id, destination_id, activity_id, {RESCALE_KEY: None})
         # a column typed over in the LMS (a whole class's grades) is logged in one statement
         uow.deliveries.add_many(lines)
         uow.ledger.save_many(writes)

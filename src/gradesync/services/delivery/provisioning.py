@@ -199,14 +199,15 @@ class Provisioner:
                     self._check_failed.pop(key, None)
                     # what is stored may still be any link seen here (the saves run apart);
                     # anything else was put there since this write read the column
-                    began = [s.details_hash for s in seen if s is not None]
+                    began = [s for s in seen if s is not None]
 
                     def save() -> None:
                         with self.uow_factory() as uow:
                             if not uow.links.save_written_item(ensured, began):
                                 log.info(
                                     "column %s at %s changed since it was written here"
-                                    " (a run's mark, a person's change): kept as it is",
+                                    " (a run's mark, a person's change): its mark and the"
+                                    " person's choices kept, what the write found saved",
                                     column.activity_id,
                                     d.id,
                                 )

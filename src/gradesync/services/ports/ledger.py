@@ -287,11 +287,6 @@ class DeliveryLogRepo(Protocol):
         gradebook holds (`domain.held.HOLDING_OUTCOMES`: a delivered send, or a readback that
         found an edit); keys with none are left out."""
 
-    def last_of_column(
-        self, tenant_id: str, destination_id: str, activity_id: str, outcome: str
-    ) -> dict[str, Any] | None:
-        """The column's newest log line of `outcome`, any learner's; None when it has none."""
-
     def last_tries(
         self, tenant_id: str, destination_id: str, activity_ids: Sequence[str]
     ) -> dict[tuple[str, str], datetime]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from gradesync.domain.model import CourseLink, ItemLink, PersonLink
 
@@ -31,13 +31,25 @@ class LinkRepo(Protocol):
 
     def save_item(self, link: ItemLink) -> None: ...
 
-    def save_written_item(self, link: ItemLink, began: Iterable[str | None]) -> bool:
-        """The link a write of the column made, saved only while the stored one still holds
-        one of the details hashes `began` (those of the links the writer read or wrote for
-        it), or none is stored: a mark put on the column after the write read it (a run's
-        `mark_items_to_check`, a person's change) stays, so that the next send checks the
-        column as the mark asks, and a write made from what was there before does not pass
-        for that check. Whether it was saved."""
+    def save_written_item(self, link: ItemLink, began: Iterable[ItemLink]) -> bool:
+        """The link a write of the column made, saved as written only while the stored one
+        still holds the details hash of one of `began` (the links the writer read or wrote
+        for it), or none is stored: a mark put on the column after the write read it (a
+        run's `mark_items_to_check`, a person's change) stays, so that the next send checks
+        the column as the mark asks, and a write made from what was there before does not
+        pass for that check. Refused, what the write learned of the column is saved still,
+        under the stored hash and the person's keys (`domain.columns.written_link`). Verify's
+        own key is never the writer's. Whether it was saved as written."""
+
+    def update_item_data(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        activity_id: str,
+        changes: Mapping[str, Any],
+    ) -> None:
+        """Set these keys of the column link's data (a None value removes the key), the row
+        locked, the rest as stored; nothing when there is no link."""
 
     def mark_items_to_check(
         self, tenant_id: str, destination_id: str, activity_ids: Iterable[str], mark: str

@@ -1186,17 +1186,11 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         activity_ids: Sequence[str] | None = None,
     ) -> list[tuple[str, str, str, str]]:
         c = t.ledger.c
-        conds: list[Any] = [
-            c.tenant_id == tenant_id,
-            c.state != DeliveryState.SKIPPED.value,
-            c.desired_hash.is_not(None),
-            c.delivered_at.is_(None) | (c.delivered_at < utc(since)),
-            *_in_scope(None, destination_id, course_id, activity_ids),
-        ]
-        rows = self.conn.execute(
-            select(c.destination_id, c.course_id, c.activity_id, c.person_id).where(*conds)
+        holds = [c.state != DeliveryState.SKIPPED.value, c.desired_hash.is_not(None)]
+        before = c.delivered_at.is_(None) | (c.delivered_at < utc(since))
+        return self._keys_where(
+            tenant_id, [*holds, before], destination_id, course_id, activity_ids
         )
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     def delivered_since(
         self,
@@ -1208,14 +1202,25 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         activity_ids: Sequence[str] | None = None,
     ) -> list[tuple[str, str, str, str]]:
         c = t.ledger.c
-        conds: list[Any] = [
-            c.tenant_id == tenant_id,
-            c.state == DeliveryState.DELIVERED.value,
-            c.delivered_at >= utc(since),
-            *_in_scope(None, destination_id, course_id, activity_ids),
-        ]
+        since_then = [c.state == DeliveryState.DELIVERED.value, c.delivered_at >= utc(since)]
+        return self._keys_where(tenant_id, since_then, destination_id, course_id, activity_ids)
+
+    def _keys_where(
+        self,
+        tenant_id: str,
+        conds: Sequence[Any],
+        destination_id: str | None,
+        course_id: str | None,
+        activity_ids: Sequence[str] | None,
+    ) -> list[tuple[str, str, str, str]]:
+        """(destination, course, activity, person) of the scope's rows that meet `conds`:
+        the one query of `delivered_since` and `not_delivered_since`."""
+        c = t.ledger.c
+        scope = _in_scope(None, destination_id, course_id, activity_ids)
         rows = self.conn.execute(
-            select(c.destination_id, c.course_id, c.activity_id, c.person_id).where(*conds)
+            select(c.destination_id, c.course_id, c.activity_id, c.person_id).where(
+                c.tenant_id == tenant_id, *conds, *scope
+            )
         )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
@@ -1332,27 +1337,6 @@ class DeliveryLogRepo(SqlRepo, ports.DeliveryLogRepo):
             for r in rows
             if (r["activity_id"], r["person_id"]) in wanted
         }
-
-    def last_of_column(
-        self, tenant_id: str, destination_id: str, activity_id: str, outcome: str
-    ) -> dict[str, Any] | None:
-        c = t.deliveries.c
-        row = (
-            self.conn.execute(
-                select(c.person_id, c.sent_at, c.payload)
-                .where(
-                    c.tenant_id == tenant_id,
-                    c.destination_id == destination_id,
-                    c.activity_id == activity_id,
-                    c.outcome == outcome,
-                )
-                .order_by(c.id.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-        return None if row is None else dict(row) | {"sent_at": utc(row["sent_at"])}
 
     def last_tries(
         self, tenant_id: str, destination_id: str, activity_ids: Sequence[str]

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.driver_rows import decoded_rows
 from gradesync.adapters.db.mapping import bulk_insert, from_row, rows_of_arrays, to_row, upsert
 from gradesync.adapters.db.repos.base import SqlRepo
+from gradesync.domain.columns import written_link
 from gradesync.domain.model import CourseLink, ItemLink, PersonLink
 from gradesync.services import ports
 
@@ -132,30 +133,74 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
     def save_item(self, link: ItemLink) -> None:
         upsert(self.conn, t.item_links, to_row(link))
 
-    def save_written_item(self, link: ItemLink, began: Iterable[str | None]) -> bool:
-        c = t.item_links.c
-        row = to_row(link)
+    def save_written_item(self, link: ItemLink, began: Iterable[ItemLink]) -> bool:
         keys = [k.name for k in t.item_links.primary_key.columns]
-        hashes = set(began)
-        known = [h for h in hashes if h is not None]
-        # one statement: a mark put between the read and the write is never overwritten
-        updated = self.conn.execute(
+        seen = list(began)
+        # locked: a mark or a person's change waits for this save, or this save for it
+        stored = self._item_for_update(link.tenant_id, link.destination_id, link.activity_id)
+        if stored is None:
+            stmt, params = bulk_insert(self.conn, t.item_links, [to_row(link)], conflict=keys)
+            if self.conn.execute(stmt, params).rowcount:
+                return True
+            # one was made meanwhile (a person's change): weighed as any stored link is
+            stored = self._item_for_update(link.tenant_id, link.destination_id, link.activity_id)
+        saved, as_written = written_link(stored, link, seen)
+        if saved != stored:
+            c = t.item_links.c
+            self.conn.execute(
+                update(t.item_links)
+                .where(
+                    c.tenant_id == link.tenant_id,
+                    c.destination_id == link.destination_id,
+                    c.activity_id == link.activity_id,
+                )
+                .values({k: v for k, v in to_row(saved).items() if k not in keys})
+            )
+        return as_written
+
+    def _item_for_update(
+        self, tenant_id: str, destination_id: str, activity_id: str
+    ) -> ItemLink | None:
+        c = t.item_links.c
+        row = (
+            self.conn.execute(
+                select(t.item_links)
+                .where(
+                    c.tenant_id == tenant_id,
+                    c.destination_id == destination_id,
+                    c.activity_id == activity_id,
+                )
+                .with_for_update()
+            )
+            .mappings()
+            .first()
+        )
+        return from_row(ItemLink, row) if row else None
+
+    def update_item_data(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        activity_id: str,
+        changes: Mapping[str, Any],
+    ) -> None:
+        stored = self._item_for_update(tenant_id, destination_id, activity_id)
+        if stored is None:
+            return
+        data = {**stored.data, **changes}
+        data = {k: v for k, v in data.items() if v is not None}
+        if data == stored.data:
+            return
+        c = t.item_links.c
+        self.conn.execute(
             update(t.item_links)
             .where(
-                c.tenant_id == link.tenant_id,
-                c.destination_id == link.destination_id,
-                c.activity_id == link.activity_id,
-                or_(
-                    c.details_hash.in_(known),
-                    *([c.details_hash.is_(None)] if None in hashes else []),
-                ),
+                c.tenant_id == tenant_id,
+                c.destination_id == destination_id,
+                c.activity_id == activity_id,
             )
-            .values({k: v for k, v in row.items() if k not in keys})
+            .values(data=data)
         )
-        if updated.rowcount:
-            return True
-        stmt, params = bulk_insert(self.conn, t.item_links, [row], conflict=keys)
-        return bool(self.conn.execute(stmt, params).rowcount)
 
     def mark_items_to_check(
         self, tenant_id: str, destination_id: str, activity_ids: Iterable[str], mark: str
