@@ -45,7 +45,7 @@ from gradesync.services import auth, destination_admin
 from gradesync.services.accounts import create_user
 from gradesync.services.console_queries import percentile, summarise_deliveries
 from gradesync.services.runs import request_run
-from gradesync.testing import TEST_SECRET
+from gradesync.testing import TEST_SECRET, add_destination
 from gradesync.web.app import create_app
 from gradesync.web.console.charts import (
     DELIVERED,
@@ -437,6 +437,40 @@ def test_with_a_sis_shown_an_activity_that_is_off_says_its_switch_is_for_every_g
     assert "Sync to SIS" in page
     assert 'aria-label="Sync Quiz 1 to every gradebook"' in page
     assert "sync is off for every gradebook" in page
+
+
+@pytest.mark.parametrize("action", ["remaster", "resync"])
+def test_remaster_and_resync_cover_the_gradebook_shown_and_say_which(
+    app_client: tuple[TestClient, Runtime], action: str
+) -> None:
+    """With the SIS shown, Remaster (and Resync) runs for the SIS alone and its
+    confirmation names it: it once ran for every gradebook of the course, overwriting the
+    LMS's grades too, and said nothing of it. With no gradebook shown, the confirmation
+    names every gradebook it overwrites."""
+    c, runtime = app_client
+    _file_sis_for_bio(runtime)
+    add_destination(runtime.uow, "t1", "lms", name="Canvas", links={"bio": "https://lms/c/1"})
+    token = _login(c, "ada")
+    url = "/console/courses/bio/sync"
+    asked = c.post(url, data={"csrf": token, "action": action, "destination": "sis"})
+    words = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", "", asked.text)))
+    assert "Only the gradebook SIS: the course's other gradebook is left as it is." in words
+    assert "Canvas" not in words
+    every = c.post(url, data={"csrf": token, "action": action})
+    words = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", "", every.text)))
+    assert "Every gradebook of the course: Canvas, SIS." in words
+
+    done = c.post(
+        url, data={"csrf": token, "action": action, "destination": "sis", "confirm": "yes"}
+    )
+    found = re.search(r"started \(run ([^)]+)\)", done.text)
+    assert found, done.text
+    with runtime.db.uow() as uow:
+        run = uow.runs.get(found.group(1))
+    assert run is not None and run.scope.destination_id == "sis"
+    # a gradebook the course does not have is refused, not run for every one
+    r = c.post(url, data={"csrf": token, "action": action, "destination": "nope", "confirm": "yes"})
+    assert r.status_code == 404
 
 
 def test_an_instructor_posting_grades_sees_nothing_of_another_course(
