@@ -1194,6 +1194,38 @@ def test_adding_a_sis_over_an_existing_id_is_refused_and_changes_nothing(
     assert still is not None and still.config["comments"] is True
 
 
+def test_the_lti11_form_splits_host_names_on_commas_and_names_the_field_by_its_label(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """ "LMS host names" takes several between commas (its hint) or lines: `not a host!` is
+    one host refused whole (split on spaces, `not` and `a` passed as hosts), and the refusal
+    names the field's label, not a hidden list index."""
+    c, runtime = app_client
+    token = _login(c, "ada", "/console/destinations")
+    lti11 = {
+        "csrf": token,
+        "kind": "lti11",
+        "id": "moodle11",
+        "name": "Moodle",
+        "consumer_key": "k-moodle",
+        "consumer_secret": "a-long-enough-secret",
+        "allowed_hosts": "not a host!",
+    }
+    r = c.post("/console/destinations", data=lti11, follow_redirects=False)
+    said = unescape(r.text)
+    assert r.status_code == 422 and "LMS host names: 'not a host!'" in said, said
+    assert "allowed hosts" not in said and "'not'" not in said
+    with runtime.db.uow() as uow:
+        assert uow.destinations.get("t1", "moodle11") is None
+    several = {**lti11, "allowed_hosts": "a.example.edu, b.example.edu\nc.example.edu,"}
+    r = c.post("/console/destinations", data=several, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    with runtime.db.uow() as uow:
+        made = uow.destinations.get("t1", "moodle11")
+    assert made is not None
+    assert made.config["allowed_hosts"] == ["a.example.edu", "b.example.edu", "c.example.edu"]
+
+
 def test_a_timed_pause_that_ran_out_is_not_shown_as_a_pause(
     app_client: tuple[TestClient, Runtime],
 ) -> None:
