@@ -473,6 +473,25 @@ def test_remaster_and_resync_cover_the_gradebook_shown_and_say_which(
     assert r.status_code == 404
 
 
+def test_learners_are_listed_in_natural_order(app_client: tuple[TestClient, Runtime]) -> None:
+    """Learner 2 before Learner 10 on the SIS course page, the course page's grid and the
+    diagnosis form (string order listed Learner 0, 1, 10, 100, 2)."""
+    c, runtime = app_client
+    _file_sis_for_bio(runtime)
+    numbers = [0, 1, 2, 10, 100]
+    with runtime.db.uow() as uow:
+        for n in reversed(numbers):
+            uow.people.upsert(Person("t1", f"p{n}", f"Learner {n}"))
+            uow.enrollments.upsert(Enrollment("t1", "bio", f"p{n}"))
+        uow.commit()
+    _login(c, "ada")
+    for url in ("/console/sis/sis/courses/bio", "/console/courses/bio", "/console/diagnosis"):
+        page = c.get(url, params={"course": "bio"} if "diagnosis" in url else None)
+        assert page.status_code == 200, url
+        listed = [int(n) for n in re.findall(r"Learner (\d+)", page.text)]
+        assert list(dict.fromkeys(listed)) == numbers, (url, listed)
+
+
 def test_an_instructor_posting_grades_sees_nothing_of_another_course(
     app_client: tuple[TestClient, Runtime],
 ) -> None:
