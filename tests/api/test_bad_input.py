@@ -112,7 +112,20 @@ def test_oversized_batch(api: ApiEnv, c: Caller) -> None:
     assert ("attempts", "batch_too_large") in _problems(r)
     mixed = {**ROSTER, "attempts": [attempt(f"e{i}") for i in range(996)]}
     r = c.post("/ingest", json=mixed)  # 7 + 996 items: over the total of 1000
-    assert ("attempts", "batch_too_large") in _problems(r)
+    # no list over the limit alone, the batch over it in all: the batch is named (not its
+    # largest list), with each list's count
+    assert ("body", "batch_too_large") in _problems(r)
+    people = [{"id": f"p{i}", "name": f"P {i}"} for i in range(400)]
+    spread = {
+        "people": people,
+        "enrollments": [{"course_id": "c1", "person_id": p["id"]} for p in people],
+        "attempts": [attempt(f"s{i}") for i in range(400)],
+    }
+    r = c.post("/ingest", json=spread)
+    assert _problems(r) == {("body", "batch_too_large")}
+    [problem] = r.json()["detail"]
+    assert problem["loc"] == ["body"]
+    assert "holds 1200 (people 400, enrollments 400, attempts 400)" in problem["msg"]
     assert _counts(api) == before
 
 

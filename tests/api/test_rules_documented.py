@@ -7,9 +7,11 @@ reaches (the command line's own are not API answers)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from gradesync.web.api import errors, statuses
+from tests.support.api import ApiEnv
 
 SRC = Path(__file__).parents[2] / "src" / "gradesync"
 DOC = Path(__file__).parents[2] / "docs" / "api.md"
@@ -68,3 +70,23 @@ def test_every_lms_check_step_names_a_documented_code() -> None:
     assert len(codes) > 15  # the scan found them
     doc = DOC.read_text()
     assert {c: where for c, where in codes.items() if f"`{c}`" not in doc} == {}
+
+
+def test_every_error_status_the_api_answers_is_in_the_errors_table(api: ApiEnv) -> None:
+    """The Errors table of docs/api.md has a row for every 4xx and 5xx status an `/api/v1`
+    operation says it answers (401 and 403 are the table on keys above it; the LTI
+    endpoints answer pages, docs/lti13.md): a malformed body's `400` was explained only
+    below the table."""
+    spec = api.client.get("/openapi.json").json()
+    answered = {
+        int(status)
+        for path, item in spec["paths"].items()
+        if path.startswith("/api/v1/")
+        for op in item.values()
+        for status in op.get("responses", {})
+        if status.isdigit() and int(status) >= 400 and int(status) not in (401, 403)
+    }
+    doc = DOC.read_text()
+    table = doc.split("## Errors", 1)[1].split("\n\n", 2)[1]
+    rows = {int(m) for m in re.findall(r"^\| (\d{3}) \|", table, re.M)}
+    assert 400 in answered and answered <= rows, sorted(answered - rows)

@@ -45,7 +45,7 @@ from gradesync.services import auth, destination_admin
 from gradesync.services.accounts import create_user
 from gradesync.services.console_queries import percentile, summarise_deliveries
 from gradesync.services.runs import request_run
-from gradesync.testing import TEST_SECRET
+from gradesync.testing import TEST_SECRET, add_destination
 from gradesync.web.app import create_app
 from gradesync.web.console.charts import (
     DELIVERED,
@@ -437,6 +437,59 @@ def test_with_a_sis_shown_an_activity_that_is_off_says_its_switch_is_for_every_g
     assert "Sync to SIS" in page
     assert 'aria-label="Sync Quiz 1 to every gradebook"' in page
     assert "sync is off for every gradebook" in page
+
+
+@pytest.mark.parametrize("action", ["remaster", "resync"])
+def test_remaster_and_resync_cover_the_gradebook_shown_and_say_which(
+    app_client: tuple[TestClient, Runtime], action: str
+) -> None:
+    """With the SIS shown, Remaster (and Resync) runs for the SIS alone and its
+    confirmation names it: it once ran for every gradebook of the course, overwriting the
+    LMS's grades too, and said nothing of it. With no gradebook shown, the confirmation
+    names every gradebook it overwrites."""
+    c, runtime = app_client
+    _file_sis_for_bio(runtime)
+    add_destination(runtime.uow, "t1", "lms", name="Canvas", links={"bio": "https://lms/c/1"})
+    token = _login(c, "ada")
+    url = "/console/courses/bio/sync"
+    asked = c.post(url, data={"csrf": token, "action": action, "destination": "sis"})
+    words = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", "", asked.text)))
+    assert "Only the gradebook SIS: the course's other gradebook is left as it is." in words
+    assert "Canvas" not in words
+    every = c.post(url, data={"csrf": token, "action": action})
+    words = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", "", every.text)))
+    assert "Every gradebook of the course: Canvas, SIS." in words
+
+    done = c.post(
+        url, data={"csrf": token, "action": action, "destination": "sis", "confirm": "yes"}
+    )
+    found = re.search(r"started \(run ([^)]+)\)", done.text)
+    assert found, done.text
+    with runtime.db.uow() as uow:
+        run = uow.runs.get(found.group(1))
+    assert run is not None and run.scope.destination_id == "sis"
+    # a gradebook the course does not have is refused, not run for every one
+    r = c.post(url, data={"csrf": token, "action": action, "destination": "nope", "confirm": "yes"})
+    assert r.status_code == 404
+
+
+def test_learners_are_listed_in_natural_order(app_client: tuple[TestClient, Runtime]) -> None:
+    """Learner 2 before Learner 10 on the SIS course page, the course page's grid and the
+    diagnosis form (string order listed Learner 0, 1, 10, 100, 2)."""
+    c, runtime = app_client
+    _file_sis_for_bio(runtime)
+    numbers = [0, 1, 2, 10, 100]
+    with runtime.db.uow() as uow:
+        for n in reversed(numbers):
+            uow.people.upsert(Person("t1", f"p{n}", f"Learner {n}"))
+            uow.enrollments.upsert(Enrollment("t1", "bio", f"p{n}"))
+        uow.commit()
+    _login(c, "ada")
+    for url in ("/console/sis/sis/courses/bio", "/console/courses/bio", "/console/diagnosis"):
+        page = c.get(url, params={"course": "bio"} if "diagnosis" in url else None)
+        assert page.status_code == 200, url
+        listed = [int(n) for n in re.findall(r"Learner (\d+)", page.text)]
+        assert list(dict.fromkeys(listed)) == numbers, (url, listed)
 
 
 def test_an_instructor_posting_grades_sees_nothing_of_another_course(
@@ -1158,6 +1211,38 @@ def test_adding_a_sis_over_an_existing_id_is_refused_and_changes_nothing(
     with runtime.db.uow() as uow:
         still = uow.destinations.get("t1", "moodle11")
     assert still is not None and still.config["comments"] is True
+
+
+def test_the_lti11_form_splits_host_names_on_commas_and_names_the_field_by_its_label(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """ "LMS host names" takes several between commas (its hint) or lines: `not a host!` is
+    one host refused whole (split on spaces, `not` and `a` passed as hosts), and the refusal
+    names the field's label, not a hidden list index."""
+    c, runtime = app_client
+    token = _login(c, "ada", "/console/destinations")
+    lti11 = {
+        "csrf": token,
+        "kind": "lti11",
+        "id": "moodle11",
+        "name": "Moodle",
+        "consumer_key": "k-moodle",
+        "consumer_secret": "a-long-enough-secret",
+        "allowed_hosts": "not a host!",
+    }
+    r = c.post("/console/destinations", data=lti11, follow_redirects=False)
+    said = unescape(r.text)
+    assert r.status_code == 422 and "LMS host names: 'not a host!'" in said, said
+    assert "allowed hosts" not in said and "'not'" not in said
+    with runtime.db.uow() as uow:
+        assert uow.destinations.get("t1", "moodle11") is None
+    several = {**lti11, "allowed_hosts": "a.example.edu, b.example.edu\nc.example.edu,"}
+    r = c.post("/console/destinations", data=several, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    with runtime.db.uow() as uow:
+        made = uow.destinations.get("t1", "moodle11")
+    assert made is not None
+    assert made.config["allowed_hosts"] == ["a.example.edu", "b.example.edu", "c.example.edu"]
 
 
 def test_a_timed_pause_that_ran_out_is_not_shown_as_a_pause(

@@ -4,6 +4,7 @@ remaster could not rewrite goes with the next run, which says so (`services.carr
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -482,3 +483,21 @@ async def test_the_destination_taking_nothing_still_ends_the_runs_patience(
     done = await _run(db, harness, Trigger.MANUAL)
     assert done.outcome is not RunOutcome.SUCCEEDED
     assert done.counts["sent"] == 0
+
+
+async def test_a_column_that_fails_both_tries_of_a_run_is_logged_once(
+    harness: Harness, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run tries a failed column again after sending; the same failure the second time
+    is not a second log line (each run logged every failed column twice)."""
+    seed(db, learners=1)
+    post(db, None, [("a1", learner(0), 5.0)])
+    no_launch = RemoteFailure(FailureClass.REJECTED, "no_launch", "No launch yet.")
+    harness.remote.column_failures["a1"] = no_launch
+    calls = harness.remote.column_calls
+    with caplog.at_level(logging.WARNING, logger="gradesync.services.sync"):
+        done = await _run(db, harness, Trigger.RESYNC)
+    assert done.counts["columns_failed"] == ["lms/a1"]
+    assert harness.remote.column_calls - calls >= 2  # tried twice by the run
+    said = [r.getMessage() for r in caplog.records if "column a1 at lms" in r.getMessage()]
+    assert len(said) == 1 and "no_launch" in said[0], said

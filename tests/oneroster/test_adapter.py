@@ -132,6 +132,30 @@ async def test_bad_secret_is_misconfigured(
     assert not steps[0].passed and steps[0].remedy
 
 
+async def test_a_changed_secret_is_used_at_once_not_after_the_cached_token(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    """The process keeps tokens across clients (an engine rebuilds its client when the
+    settings change): a client built from changed credentials asks for its own token,
+    rather than going on with the one the old credentials got until it expires. The same
+    credentials keep theirs."""
+    tokens: list[str] = []
+
+    async def count(request: httpx.Request) -> None:
+        if request.url.path.endswith("/oauth2/token"):
+            tokens.append(request.url.path)
+
+    context.http.event_hooks["request"].append(count)
+    dest = sis_destination(sis.base_url)
+    await build(dest, context).categories()
+    await build(replace(dest, name="Renamed"), context).categories()
+    assert len(tokens) == 1
+    wrong = build(replace(dest, secret={"client_secret": "changed-to-a-wrong-one"}), context)
+    with pytest.raises(RemoteFailure) as info:
+        await wrong.categories()
+    assert info.value.code == "bad_credentials" and len(tokens) == 2
+
+
 async def test_alignment_by_id_creates_line_item_with_that_category(
     sis: RunningSandbox, context: DestinationContext, spec: Spec
 ) -> None:

@@ -13,6 +13,8 @@ from gradesync.domain.errors import FieldProblem
 
 def _loc(field: str, where: str = "body") -> list[str | int]:
     loc: list[str | int] = [where]
+    if field == where:  # the body as a whole (e.g. a batch over its size in all)
+        return loc
     for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", field):
         loc.append(int(index) if index else name)
     return loc

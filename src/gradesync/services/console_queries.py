@@ -40,6 +40,7 @@ from gradesync.domain.model import (
     Role,
     SyncRun,
 )
+from gradesync.domain.natural_order import natural_key
 from gradesync.domain.policy import activity_policy
 from gradesync.services.destination import CapabilitiesLookup
 from gradesync.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -294,7 +295,7 @@ def _learners(uow: UnitOfWork, tenant_id: str, course_id: str) -> list[Person]:
     ]
     people = uow.people.get_many(tenant_id, ids)
     found = [people.get(pid) or Person(tenant_id, pid) for pid in ids]
-    return sorted(found, key=lambda p: ((p.name or p.id).lower(), p.id))
+    return sorted(found, key=lambda p: (natural_key(p.name or p.id), p.id))
 
 
 RECENT_RUNS = 10  # runs the course page lists under "Recent syncs"

@@ -498,17 +498,17 @@ def check(
 
 
 def check_size(batch: IngestBatch, max_items: int = MAX_BATCH) -> None:
-    """InvalidInput when a batch holds more items than one request may."""
+    """InvalidInput when a batch holds more items than one request may. The limit counts
+    every list together, so the batch as a whole is named, with each list's count (one list
+    alone over it is named by the API's schema)."""
     if batch.size > max_items:
-        largest = max(
-            ("courses", "activities", "people", "enrollments", "overrides", "attempts"),
-            key=lambda n: len(getattr(batch, n)),
-        )
+        lists = ("courses", "activities", "people", "enrollments", "overrides", "attempts")
+        counts = ", ".join(f"{n} {len(getattr(batch, n))}" for n in lists if getattr(batch, n))
         raise InvalidInput.one(
-            largest,
+            "body",
             "batch_too_large",
-            f"A request holds at most {max_items} items; this one holds {batch.size}. "
-            "Split it into smaller batches.",
+            f"A request holds at most {max_items} items, all its lists together; this one "
+            f"holds {batch.size} ({counts}). Split it into smaller batches.",
         )
 
 

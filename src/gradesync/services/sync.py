@@ -956,7 +956,7 @@ class RunExecutor:
         failed: dict[str, Reason],
         rewrite: Carry | None,
         resent: list[str],
-        only: set[str] | None = None,
+        first: dict[str, Reason] | None = None,
     ) -> dict[str, int]:
         """Column counts; the columns that could not be provisioned go into `failed`
         ("destination/activity": why, the rule the destination's refusal names and its
@@ -966,12 +966,22 @@ class RunExecutor:
         since the run began, only grades whose send could not write it first (`Provisioner.
         ensure_column`, `for_grades`): they went to it as it was, and are made due again
         (their columns named in `resent`).
-        `only`: these columns alone (a second try)."""
+        `first`: these columns alone (a second try), with why each failed the first time;
+        a failure the same as then is not logged again."""
         counts = {"written": 0, "unchanged": 0, "not_synced": 0, "failed": 0}
+        said = first or {}
+
+        def record(key: str, why: Reason) -> bool:
+            """Note the failure; whether to log it (not as the first try found it)."""
+            failed[key] = why
+            return said.get(key) != why
+
         for tg in targets:
             d = tg.destination
-            if only is not None:
-                tg = replace(tg, activity_ids=[a for a in tg.activity_ids if f"{d.id}/{a}" in only])
+            if first is not None:
+                tg = replace(
+                    tg, activity_ids=[a for a in tg.activity_ids if f"{d.id}/{a}" in first]
+                )
                 if not tg.activity_ids:
                     continue
             link, activities, items = await asyncio.to_thread(self._load_columns, tg)
@@ -981,9 +991,11 @@ class RunExecutor:
                     client, d, tg.course, link
                 )
             except Exception as exc:
-                log.warning("run %s: course %s at %s: %s", run.id, tg.course.id, d.id, exc)
                 counts["failed"] += len(tg.activity_ids)
-                failed.update({f"{d.id}/{a}": _column_failure(exc) for a in tg.activity_ids})
+                why = _column_failure(exc)
+                fresh = [record(f"{d.id}/{a}", why) for a in tg.activity_ids]  # each noted
+                if any(fresh):
+                    log.warning("run %s: course %s at %s: %s", run.id, tg.course.id, d.id, exc)
                 continue
             for activity_id in tg.activity_ids:
                 activity = activities.get(activity_id)
@@ -1008,9 +1020,9 @@ class RunExecutor:
                 except DestinationPaused as paused:
                     # nothing asked of a paused destination: tried again after sending
                     # (which waits out a pause that ends within the run's patience)
-                    log.info("run %s: column %s waits: %s", run.id, activity_id, paused)
                     counts["failed"] += 1
-                    failed[f"{d.id}/{activity_id}"] = _column_failure(paused)
+                    if record(f"{d.id}/{activity_id}", _column_failure(paused)):
+                        log.info("run %s: column %s waits: %s", run.id, activity_id, paused)
                     continue
                 except RemoteFailure as f:
                     if f.failure is FailureClass.NOT_SYNCED:
@@ -1020,14 +1032,14 @@ class RunExecutor:
                         continue
                     governor = self.deliverer.governor
                     outcome_of_failure(governor, f, d, governor.limits_for(d))
-                    log.warning("run %s: column %s at %s: %s", run.id, activity_id, d.id, f)
                     counts["failed"] += 1
-                    failed[f"{d.id}/{activity_id}"] = _column_failure(f)
+                    if record(f"{d.id}/{activity_id}", _column_failure(f)):
+                        log.warning("run %s: column %s at %s: %s", run.id, activity_id, d.id, f)
                     continue
                 except Exception as exc:
-                    log.exception("run %s: column %s at %s", run.id, activity_id, d.id)
                     counts["failed"] += 1
-                    failed[f"{d.id}/{activity_id}"] = _column_failure(exc)
+                    if record(f"{d.id}/{activity_id}", _column_failure(exc)):
+                        log.exception("run %s: column %s at %s", run.id, activity_id, d.id)
                     continue
                 # a column the run rewrites that this process wrote meanwhile, for a grade
                 # of the run, is not written again here: it was written for the run
@@ -1087,7 +1099,7 @@ class RunExecutor:
     ) -> dict[str, Reason]:
         """Try the failed columns once more; returns those that failed again, and why."""
         still: dict[str, Reason] = {}
-        again = await self._provisioning(run, targets, still, carry, resent, only=set(failed))
+        again = await self._provisioning(run, targets, still, carry, resent, first=failed)
         columns = counts["columns"]
         for key in ("written", "unchanged", "not_synced"):
             columns[key] += again[key]

@@ -85,10 +85,11 @@ def count_outcome(
     before: LedgerRow,
     after: LedgerRow,
     sent_hash: str | None,
-    now: datetime,
+    answered_at: datetime,
 ) -> None:
     """Count one written outcome of a send. `before` is the row as re-read just before the
-    outcome was folded in, `after` the row written.
+    outcome was folded in, `after` the row written, `answered_at` when the destination
+    answered the send.
 
     Latency runs from when the sent value became pending (the ledger row changes in the
     transaction that computes it from the stored attempt) to the acknowledgement, so a pause,
@@ -99,7 +100,7 @@ def count_outcome(
         latency: float | None = None
         since = waiting_since(before) if before.desired_hash == sent_hash else None
         if since is not None:
-            latency = max(0.0, (now - since).total_seconds())
+            latency = max(0.0, (answered_at - since).total_seconds())
         meter.result_delivered(k.tenant_id, k.destination_id, latency)
     elif isinstance(outcome, Rejected):
         meter.result_rejected(k.tenant_id, k.destination_id, outcome.reason.code)

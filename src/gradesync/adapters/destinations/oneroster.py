@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -123,7 +124,19 @@ class OneRosterClient:
         self._tokens = context.tokens
         self._installation = context.installation
         self._connection_ids = context.connection_ids
-        self._token_key = ("oneroster", destination.tenant_id, destination.id, self.scopes)
+        # the credentials are part of the key: a client built from changed ones (a secret
+        # rotated, another client id or token URL) gets its own token at once, not the one
+        # the old credentials got until it expires (the secret only as its digest)
+        credentials = hashlib.sha256(
+            "\n".join((self.token_url, self.client_id, self._secret)).encode()
+        ).hexdigest()
+        self._token_key = (
+            "oneroster",
+            destination.tenant_id,
+            destination.id,
+            self.scopes,
+            credentials,
+        )
         self._categories: tuple[float, list[dict[str, Any]]] | None = None
         self._category_lock = asyncio.Lock()
 

@@ -856,6 +856,7 @@ class Deliverer:
                     logged=True,
                     payload=payload,
                     latency=latency,
+                    answered_at=self.clock.now(),
                     scale=r.scale,
                 )
             finally:
@@ -880,6 +881,7 @@ class Deliverer:
         logged: bool,
         payload: dict[str, Any] | None = None,
         latency: float | None = None,
+        answered_at: datetime | None = None,
         scale: float | None = None,
     ) -> None:
         self._settled(c)
@@ -895,6 +897,7 @@ class Deliverer:
                 timestamp=c.timestamp,
                 payload=payload,
                 latency_ms=latency,
+                answered_at=answered_at,
                 run_id=run_id,
                 logged=logged,
                 score_scale=scale,

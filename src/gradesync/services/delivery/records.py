@@ -80,6 +80,9 @@ class Settlement:
     timestamp: datetime | None = None
     payload: dict[str, Any] | None = None
     latency_ms: float | None = None
+    # when the destination answered: a delivery's latency ends there, not when the outcome
+    # is written (a settle batch writes outcomes of several destinations at one moment)
+    answered_at: datetime | None = None
     run_id: str | None = None
     logged: bool = False  # write a line to the delivery log
     score_scale: float | None = None  # logged with the send (`Ready.scale`)

@@ -247,8 +247,10 @@ class SettleWriter:
                 "back already, or the rows claimed again)",
                 gone,
             )
-        for outcome, before, after, sent in counted:  # once written (a failed write is redone)
-            count_outcome(self._meter, outcome, before, after, sent, now)
+        # once written (a failed write is redone); a delivery timed to when its own
+        # destination answered, not to this write, which may hold other destinations' too
+        for outcome, before, after, sent, answered in counted:
+            count_outcome(self._meter, outcome, before, after, sent, answered or now)
         return written, let_go
 
     def _as_claimed(self, uow: UnitOfWork, batch: list[Settlement], now: datetime) -> _Done | None:
@@ -279,7 +281,7 @@ class SettleWriter:
             written.append(new)
             if s.logged:
                 logs.append(_log_entry(s, now))
-                counted.append((outcome, was, new, s.sent_hash))
+                counted.append((outcome, was, new, s.sent_hash, s.answered_at))
         if uow.ledger.settle_as_claimed(settled, self._worker_id) < len(settled):
             return None
         # a lease given back by its own release; one not given back is gone (the row holds
@@ -340,7 +342,7 @@ class SettleWriter:
             writes[s.key] = (new, s.course_id, s.lease_until)
             if s.logged and not isinstance(s.outcome, Reason):
                 logs.append(_log_entry(s, now))
-                counted.append((s.outcome, row, new, s.sent_hash))
+                counted.append((s.outcome, row, new, s.sent_hash, s.answered_at))
         # rows written give their lease back in the same write; only the others still
         # held need a release of their own
         let_go = [(k, until) for k, until in ours.items() if k not in writes]
@@ -364,8 +366,8 @@ class SettleWriter:
 
 
 # an outcome counted once written: (outcome, the row it was folded into, the row written,
-# the hash sent)
-_Counted = tuple[DeliveryOutcome, LedgerRow, LedgerRow, str | None]
+# the hash sent, when the destination answered)
+_Counted = tuple[DeliveryOutcome, LedgerRow, LedgerRow, str | None, datetime | None]
 # what a write did: (rows written, rows let go unwritten, outcomes of ended claims, rows let
 # go whose lease was gone, counted)
 _Done = tuple[list[LedgerRow], set[LedgerKey], int, int, list[_Counted]]

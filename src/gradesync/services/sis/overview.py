@@ -20,6 +20,7 @@ from gradesync.domain.model import (
     Role,
     SyncRun,
 )
+from gradesync.domain.natural_order import natural_key
 from gradesync.domain.passback import capabilities_for, profile_from_config
 from gradesync.domain.policy import activity_policy
 from gradesync.services.ports import UnitOfWorkFactory
@@ -108,7 +109,7 @@ def course_overview(
         found = links.get(pid)
         student = found.remote_id if found is not None else person.sis_id
         learners.append(LearnerMapping(person, student or None, found is not None))
-    learners.sort(key=lambda m: (m.linked, (m.person.name or m.person.id).lower()))
+    learners.sort(key=lambda m: (m.linked, natural_key(m.person.name or m.person.id)))
     course_map = dict((link.data.get("category_map") if link else None) or {})
     connection_map = dict(dest.config.get("category_map") or {})
     groups: dict[str | None, list[str]] = {}
@@ -169,5 +170,5 @@ def posted_results(uow_factory: UnitOfWorkFactory, run: SyncRun) -> list[PostedR
         link = links.get(pid)
         person = people.get(pid) or Person(t, pid)
         out.append(PostedResult(act, person, link.remote_id if link else None, row))
-    out.sort(key=lambda r: (r.activity.title.lower(), (r.person.name or r.person.id).lower()))
+    out.sort(key=lambda r: (r.activity.title.lower(), natural_key(r.person.name or r.person.id)))
     return out

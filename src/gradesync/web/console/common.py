@@ -205,6 +205,10 @@ def problems_text(exc: InvalidInput, labels: dict[str, str] | None = None) -> st
 def field_words(field: str, labels: dict[str, str] | None = None) -> str:
     if labels and field in labels:
         return labels[field]
+    # an entry of a list typed into one box (`allowed_hosts[2]`): the box's label, as the
+    # form shows no index (the problem quotes the entry)
+    if labels and (base := field.split("[", 1)[0]) in labels:
+        return labels[base]
     return field.removeprefix("config.").replace("_", " ").replace(".", " ")
 
 

@@ -203,11 +203,20 @@ def start_run(
     user: ConsoleUser = Depends(current_user),
 ) -> Response:
     """Sync now, Resync or Remaster the course (or the ticked activities). Resync and
-    Remaster ask for a confirmation first."""
+    Remaster ask for a confirmation first, naming the gradebooks they overwrite: the one
+    shown on the page, or every gradebook of the course when none is. Sync now sends what
+    changed to every gradebook."""
     course = course_for(request, user, course_id)
     if action not in ACTIONS:
         raise PageError(404, f"Unknown action {action!r}.")
     trigger, label, what = ACTIONS[action]
+    rt = runtime_of(request)
+    with rt.reads() as uow:
+        every = cq.course_destinations(uow, user.tenant_id, course_id)
+    only = destination if action != "sync" else ""
+    gradebooks = [d for d in every if d.id == only] if only else every
+    if only and not gradebooks:
+        raise PageError(404, f"No gradebook {only!r} for this course.")
     if action != "sync" and confirm != "yes":
         return render(
             request,
@@ -219,10 +228,11 @@ def start_run(
             label=label,
             what=what,
             destination=destination,
+            gradebooks=[d.name for d in gradebooks],
+            others=len(every) - len(gradebooks),
             activity_ids=activity_ids,
         )
-    rt = runtime_of(request)
-    scope = RunScope(user.tenant_id, None, course_id, tuple(sorted(set(activity_ids))))
+    scope = RunScope(user.tenant_id, only or None, course_id, tuple(sorted(set(activity_ids))))
     try:
         run, joined = rt.ask_for_run(scope, trigger, user.username)
     except (InvalidInput, Conflict) as exc:
@@ -233,7 +243,7 @@ def start_run(
         flash(request, "ok", f"A sync of this course was already going; following run {run.id}.")
     else:
         flash(request, "ok", f"{label} started (run {run.id}).")
-    for held in _paused_gradebooks(rt, user.tenant_id, course_id):
+    for held in _paused_gradebooks(rt, user.tenant_id, course_id, only):
         # said now, not after the run has waited for it and ended "partly failed"
         flash(
             request,
@@ -245,10 +255,15 @@ def start_run(
     return RedirectResponse(_back(course_id, destination), status_code=303)
 
 
-def _paused_gradebooks(rt: Runtime, tenant_id: str, course_id: str) -> list[Destination]:
-    """The course's gradebooks that send nothing now (an admin's pause, or a timed one)."""
+def _paused_gradebooks(rt: Runtime, tenant_id: str, course_id: str, only: str) -> list[Destination]:
+    """The course's gradebooks (or the one `only`) that send nothing now (an admin's
+    pause, or a timed one)."""
     now = rt.clock.now()
     with rt.reads() as uow:
         links = uow.links.destinations_for_courses(tenant_id, [course_id])
-        found = [uow.destinations.get(tenant_id, link.destination_id) for link in links]
+        found = [
+            uow.destinations.get(tenant_id, link.destination_id)
+            for link in links
+            if link.destination_id == only or not only
+        ]
     return [d for d in found if d is not None and d.paused_at(now)]

@@ -147,6 +147,12 @@ def _words(value: str) -> list[str]:
     return [v for v in re.split(r"[,\s]+", value or "") if v]
 
 
+def _entries(value: str) -> list[str]:
+    """A list typed as the form's hint says, commas (or lines) between entries: a space
+    stays inside its entry, so `not a host!` is one host, refused whole."""
+    return [v.strip() for v in re.split(r"[,\n]", value or "") if v.strip()]
+
+
 def _save_platform(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
     from gradesync.lti.registration import platform_of
     from gradesync.services.lti import platforms
@@ -193,7 +199,7 @@ def _save_consumer(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destina
         name=form.get("name", "").strip(),
         consumer_key=form.get("consumer_key", "").strip(),
         consumer_secret=form.get("consumer_secret", ""),
-        allowed_hosts=tuple(_words(form.get("allowed_hosts", ""))),
+        allowed_hosts=tuple(_entries(form.get("allowed_hosts", ""))),
         profile=form.get("profile", "generic") or "generic",
     )
     with rt.uow() as uow:

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from gradesync.domain import remedies
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import ConsoleUser, Role, UserRole
+from gradesync.domain.natural_order import natural_key
 from gradesync.services import console_queries as cq
 from gradesync.web.console.common import PageError, course_for, render, runtime_of
 from gradesync.web.console.destinations import KIND_LABELS
@@ -88,7 +89,7 @@ def diagnosis(
                     for e in enrolled
                     if e.role is Role.LEARNER or e.person_id == person
                 ),
-                key=lambda pe: (pe[0].name if pe[0] else pe[1].person_id).lower(),
+                key=lambda pe: natural_key(pe[0].name if pe[0] else pe[1].person_id),
             )
     evidence = checks = None
     if activity and activity not in {a.id for a in activities}:
