@@ -219,6 +219,34 @@ def test_aligning_several_groups_saves_all_or_nothing_and_names_every_problem(
     assert alignment() == {"Homework": "cat-hw", "Quizzes": "cat-quiz"}
 
 
+def test_an_alignment_made_before_ticking_is_not_said_to_be_none(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox
+) -> None:
+    """`--align Quizzes=cat-quiz --course c1` with nothing ticked printed `aligned Quizzes ->
+    cat-quiz`, then `alignment of c1: none`: read together, the alignment had not taken."""
+    seed_school(cli_db, ManualClock(NOW))
+    _add(gradesync, sis, "--client-secret", CLIENT_SECRET, "--category-match", "name")
+    gradesync(
+        "sis", "map-class", "sis", "c1", "cls-1", *T,
+        "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
+    )  # fmt: skip
+    r = gradesync("sis", "categories", "sis", *T, "--course", "c1", "--align", "Quizzes=cat-quiz")
+    assert "aligned Quizzes -> cat-quiz" in r.stdout
+    assert "alignment of c1: none" not in r.stdout, r.stdout
+    assert "alignment of c1: no activity is ticked for the SIS yet" in r.stdout, r.stdout
+    assert "Quizzes -> cat-quiz: no activity ticked for the SIS is in this group yet" in r.stdout
+
+    # once an activity of another group is ticked: its row, and the same word for Quizzes
+    gradesync("sis", "select", "sis", "hw1", *T, "--hold")
+    r = gradesync("sis", "categories", "sis", *T, "--course", "c1", "--align", "Quizzes=cat-quiz")
+    assert "alignment of c1" in r.stdout and "hw1" in r.stdout, r.stdout
+    assert "no activity is ticked" not in r.stdout
+    assert "Quizzes -> cat-quiz: no activity ticked for the SIS is in this group yet" in r.stdout
+    gradesync("sis", "select", "sis", "quiz1", *T, "--hold")
+    r = gradesync("sis", "categories", "sis", *T, "--course", "c1", "--align", "Quizzes=cat-quiz")
+    assert "quiz1" in r.stdout and "no activity ticked" not in r.stdout, r.stdout
+
+
 def test_aligning_says_it_saved_when_the_sis_then_cannot_be_asked(
     gradesync: Run, cli_db: Database, sis: RunningSandbox
 ) -> None:

@@ -567,7 +567,23 @@ def categories(
                     a.category_id or "",
                     a.problem or "",
                 )
-            print_table(table)
+            if table.row_count:
+                console.print(table)
+            else:
+                # "none" read after "aligned X -> Y" as if the alignment had not taken
+                console.print(
+                    f"alignment of {course}: no activity is ticked for the SIS yet (the "
+                    "groups of ticked activities are checked: `gradesync sis select`)",
+                    highlight=False,
+                )
+            checked = {a.group for a in checks}
+            for group, _, cat in pairs:
+                if group not in checked:
+                    console.print(
+                        f"{group} -> {cat.strip()}: no activity ticked for the SIS is in this "
+                        "group yet",
+                        highlight=False,
+                    )
     if any(a.problem for a in checks):
         raise typer.Exit(EXIT_FAILED)
 
