@@ -677,7 +677,7 @@ class OneRosterClient:
                 except httpx.TransportError as exc:
                     raise RemoteFailure(
                         FailureClass.RETRY_LATER,
-                        "connection_error",
+                        "connection_failed",
                         f"{method} {path}: {_said(exc)}",
                         remedy=UNREACHABLE,
                     ) from exc
@@ -721,7 +721,7 @@ class OneRosterClient:
         except httpx.TransportError as exc:
             raise RemoteFailure(
                 FailureClass.RETRY_LATER,
-                "connection_error",
+                "connection_failed",
                 f"token: {_said(exc)}",
                 remedy=UNREACHABLE,
             ) from exc
