@@ -241,7 +241,7 @@ async def test_unknown_sourcedid_and_concluded_course_are_rejected(
     [
         ("error", FailureClass.RETRY_LATER, "server_error"),
         ("throttle", FailureClass.SLOW_DOWN, "rate_limited"),
-        ("reset", FailureClass.RETRY_LATER, "connection_error"),
+        ("reset", FailureClass.RETRY_LATER, "connection_failed"),
         ("timeout", FailureClass.RETRY_LATER, "timeout"),
     ],
 )

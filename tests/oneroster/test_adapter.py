@@ -634,6 +634,12 @@ async def test_remote_errors_are_classified(
     with pytest.raises(RemoteFailure) as info:
         await c.put_result(target, desired(), WHEN)
     assert info.value.failure is FailureClass.RETRY_LATER and info.value.status == 502
+    # a connection reset: the code an LMS's gives (it was `connection_error` here, two labels
+    # of gradesync_results_retried_total for one failure)
+    sis.admin.set_faults({"oneroster": {"script": ["reset"]}})
+    with pytest.raises(RemoteFailure) as info:
+        await c.put_result(target, desired(), WHEN)
+    assert (info.value.failure, info.value.code) == (FailureClass.RETRY_LATER, "connection_failed")
     sis.admin.clear_faults()
 
     # an expired token is replaced once, transparently

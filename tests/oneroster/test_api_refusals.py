@@ -117,6 +117,19 @@ def test_unknown_blank_and_repeated_activity_ids_are_each_named(api: ApiEnv) -> 
         assert uow.runs.history("t1") == []
 
 
+def test_a_whole_course_post_with_nothing_ticked_names_every_activity(api: ApiEnv) -> None:
+    """`POST .../courses/c1/post` with `{}` and nothing ticked answered only
+    `nothing_to_post`; `activity_ids` named got every reason of each (docs/api.md)."""
+    admin = _files(api)
+    r = admin.post("/sis/connections/sis/courses/c1/post", json={})
+    assert _problems(r) == [
+        ("activity_ids", "nothing_to_post"),
+        ("activities[q1].sync_to_sis", "not_selected_for_sis"),
+    ]
+    assert "PUT /api/v1/sis/connections/sis/selection" in r.json()["detail"][1]["msg"]
+    assert admin.get("/runs").json() == []
+
+
 def test_aligning_for_a_course_the_tenant_does_not_have_is_unknown_course(api: ApiEnv) -> None:
     admin = _files(api)
     r = admin.put(

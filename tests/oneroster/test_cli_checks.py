@@ -219,6 +219,63 @@ def test_aligning_several_groups_saves_all_or_nothing_and_names_every_problem(
     assert alignment() == {"Homework": "cat-hw", "Quizzes": "cat-quiz"}
 
 
+def test_an_alignment_made_before_ticking_is_not_said_to_be_none(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox
+) -> None:
+    """`--align Quizzes=cat-quiz --course c1` with nothing ticked printed `aligned Quizzes ->
+    cat-quiz`, then `alignment of c1: none`: read together, the alignment had not taken."""
+    seed_school(cli_db, ManualClock(NOW))
+    _add(gradesync, sis, "--client-secret", CLIENT_SECRET, "--category-match", "name")
+    gradesync(
+        "sis", "map-class", "sis", "c1", "cls-1", *T,
+        "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
+    )  # fmt: skip
+    r = gradesync("sis", "categories", "sis", *T, "--course", "c1", "--align", "Quizzes=cat-quiz")
+    assert "aligned Quizzes -> cat-quiz" in r.stdout
+    assert "alignment of c1: none" not in r.stdout, r.stdout
+    assert "alignment of c1: no activity is ticked for the SIS yet" in r.stdout, r.stdout
+    assert "Quizzes -> cat-quiz: no activity ticked for the SIS is in this group yet" in r.stdout
+
+    # once an activity of another group is ticked: its row, and the same word for Quizzes
+    gradesync("sis", "select", "sis", "hw1", *T, "--hold")
+    r = gradesync("sis", "categories", "sis", *T, "--course", "c1", "--align", "Quizzes=cat-quiz")
+    assert "alignment of c1" in r.stdout and "hw1" in r.stdout, r.stdout
+    assert "no activity is ticked" not in r.stdout
+    assert "Quizzes -> cat-quiz: no activity ticked for the SIS is in this group yet" in r.stdout
+    gradesync("sis", "select", "sis", "quiz1", *T, "--hold")
+    r = gradesync("sis", "categories", "sis", *T, "--course", "c1", "--align", "Quizzes=cat-quiz")
+    assert "quiz1" in r.stdout and "no activity ticked" not in r.stdout, r.stdout
+
+
+def test_validate_with_the_sis_down_shows_what_it_checked_without_it(
+    gradesync: Run, cli_db: Database, sis: RunningSandbox
+) -> None:
+    """With the SIS failing, `sis validate` stopped at `error: retry_later/server_error:
+    token: ...`: none of the rules it checks on its own, no word of --offline."""
+    seed_school(cli_db, ManualClock(NOW))
+    _add(gradesync, sis, "--client-secret", CLIENT_SECRET, "--category-match", "name")
+    gradesync(
+        "sis", "map-class", "sis", "c1", "cls-1", *T,
+        "--school", "sch-1", "--term-start", "2025-01-06", "--term-end", "2025-06-20",
+    )  # fmt: skip
+    sis.admin.set_faults({"oneroster": {"error_rate": 1.0}})
+    r = gradesync("sis", "validate", "sis", *T, "--course", "c1", ok=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    # the rules checked without the SIS: the essay has no due date
+    assert "nodue" in r.stdout and "[due_date_required]" in r.stdout, r.stdout
+    assert "the SIS could not be asked whether each activity's group has a category" in r.stderr
+    assert "server_error" in r.stderr and "the checks above were made without it" in r.stderr
+    assert "--offline" in r.stderr, r.stderr
+
+    r = gradesync("sis", "validate", "sis", *T, "--course", "c1", "--json", ok=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    error = json.loads(r.stdout)["error"]
+    assert "could not be asked" in error["message"] and "--offline" in error["remedy"], error
+
+    offline = gradesync("sis", "validate", "sis", *T, "--course", "c1", "--offline", ok=False)
+    assert "could not be asked" not in offline.stderr and "[due_date_required]" in offline.stdout
+
+
 def test_aligning_says_it_saved_when_the_sis_then_cannot_be_asked(
     gradesync: Run, cli_db: Database, sis: RunningSandbox
 ) -> None:

@@ -138,6 +138,28 @@ def test_a_post_with_nothing_to_post_is_refused_as_bad_input(
         assert uow.runs.history("t1") == []
 
 
+def test_a_whole_course_post_with_nothing_ticked_lists_every_activity_and_why(
+    gradesync: Run, cli_db: Database
+) -> None:
+    """`sis post sis c1` with nothing ticked gave only `nothing_to_post`: none of the refused
+    activities, though `--activity` lists each with every reason (docs/oneroster.md §5)."""
+    seed_school(cli_db, ManualClock(NOW))
+    gradesync("sis", "add", "sis", *T, "--file-based")
+    gradesync("sis", "map-class", "sis", "c1", "cls-1", *T, "--school", "sch-1")
+    r = gradesync("sis", "post", "sis", "c1", *T, "--json", ok=False)
+    assert r.returncode == 2, r.stdout + r.stderr
+    problems = [(p["field"], p["rule"]) for p in json.loads(r.stdout)["error"]["problems"]]
+    assert problems[0] == ("--activity", "nothing_to_post"), problems
+    for activity in ("quiz1", "hw1", "nodue", "long"):
+        assert (f"activities[{activity}].sync_to_sis", "not_selected_for_sis") in problems
+    assert ("activities[nodue].due_at", "due_date_required") in problems
+    r = gradesync("sis", "post", "sis", "c1", *T, ok=False)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "gradesync sis select sis quiz1" in r.stderr, r.stderr
+    with cli_db.uow() as uow:
+        assert uow.runs.history("t1") == []
+
+
 def test_a_post_leaves_out_a_ticked_activity_whose_group_has_no_sis_category(
     gradesync: Run, cli_db: Database, sis: RunningSandbox
 ) -> None:

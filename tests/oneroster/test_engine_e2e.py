@@ -640,3 +640,34 @@ async def test_a_skipped_grade_keeps_its_remedy_as_a_code(passback: Passback) ->
         grades = queries.learner_grades(p.db.uow, T, "p1", destination_id=DEST, reader=reader)
         [cell] = [c for c in grades.destinations[DEST] if c.activity_id == "essay"]
         assert cell.reason_text == text
+
+
+async def test_a_line_item_the_sis_lost_is_written_again_with_the_next_grade(
+    passback: Passback,
+) -> None:
+    """A SIS restored from an older state no longer has a line item gradesync wrote: its next
+    result was refused `invalid_data` ("lineItem ... does not exist"), and a resync failed the
+    same way, until a remaster. The refusal is `line_item_gone`: the line item is written again
+    (under its own sourcedId) and the grade goes after it, by itself."""
+    p = passback
+    p.attempt("quiz1", "p1", 8.0)
+    await p.until(p.delivered(("quiz1", "p1")), "the first grade to reach the SIS")
+    quiz = _li(p, "quiz1")
+    # the SIS restored from a state before the line item was written
+    p.sandbox.state.sis_results.clear()
+    p.sandbox.state.sis_line_items.clear()
+    before = p.puts()
+
+    p.attempt("quiz1", "p2", 6.0)
+    await p.until(p.delivered(("quiz1", "p2")), "the new grade to reach the SIS")
+    assert set(p.sis_line_items()) == {quiz}  # the same line item, made again
+    assert p.sis_line_items()[quiz]["title"] == "Quiz 1"
+    assert p.sis_results()[(quiz, "stu-2")]["score"] == 6.0
+    puts = p.puts() - before
+    assert puts == Counter({"results": 2, "lineItems": 1}), puts  # refused once, then sent
+    rows = p.ledger()
+    assert rows[("quiz1", "p2")].state is DeliveryState.DELIVERED
+
+    # a resync after it delivers: nothing is refused
+    run = await p.run(Trigger.RESYNC, ("quiz1",))
+    assert run.outcome is RunOutcome.SUCCEEDED, run.message

@@ -567,7 +567,23 @@ def categories(
                     a.category_id or "",
                     a.problem or "",
                 )
-            print_table(table)
+            if table.row_count:
+                console.print(table)
+            else:
+                # "none" read after "aligned X -> Y" as if the alignment had not taken
+                console.print(
+                    f"alignment of {course}: no activity is ticked for the SIS yet (the "
+                    "groups of ticked activities are checked: `gradesync sis select`)",
+                    highlight=False,
+                )
+            checked = {a.group for a in checks}
+            for group, _, cat in pairs:
+                if group not in checked:
+                    console.print(
+                        f"{group} -> {cat.strip()}: no activity ticked for the SIS is in this "
+                        "group yet",
+                        highlight=False,
+                    )
     if any(a.problem for a in checks):
         raise typer.Exit(EXIT_FAILED)
 
@@ -641,7 +657,9 @@ def validate(
     alignment included (a REST SIS is asked for its categories; for a file-based SIS each
     group must be aligned to a category sourcedId, or be one with --category-match id)."""
 
-    def go(rt: Runtime) -> list[service.ActivityCheck]:
+    Checked = tuple[list[service.ActivityCheck], RemoteFailure | None]
+
+    def go(rt: Runtime) -> Checked:
         checks = service.validate(
             rt.uow,
             tenant_id=tenant,
@@ -650,7 +668,7 @@ def validate(
             activity_ids=activity_ids or (),
         )
         if offline or not service.has_rest_api(rt.uow, tenant, destination_id):
-            return checks
+            return checks, None
 
         async def ask() -> list[service.ActivityCheck]:
             async with rt.sis_directory(tenant, destination_id) as client:
@@ -662,9 +680,25 @@ def validate(
                     checks=checks,
                 )
 
-        return asyncio.run(ask())
+        try:
+            return asyncio.run(ask()), None
+        except RemoteFailure as failure:
+            # the rules checked without the SIS still hold: shown, then why it was not asked
+            return checks, failure
 
-    checks = _run(go, {"activity_ids": "ACTIVITY_IDS", "course_id": "--course"}, {"activity_ids"})
+    options = {"activity_ids": "ACTIVITY_IDS", "course_id": "--course"}
+    checks, unasked = _run(go, options, {"activity_ids"})
+    if unasked is not None:
+        if not as_json:  # stdout holds one JSON document: the error's
+            _print_checks(checks, as_json, destination_id)
+        fix = unasked.remedy_for(Reader.CLI, destination_id)
+        raise fail(
+            f"the SIS could not be asked whether each activity's group has a category "
+            f"({unasked.code}: {unasked.message})"
+            + ("; the checks above were made without it." if not as_json else "."),
+            remedy=(f"{fix} " if fix else "")
+            + "Run again once the SIS answers, or with --offline to check without asking it.",
+        )
     _print_checks(checks, as_json, destination_id)
     if any(c.selected and not c.ok for c in checks):
         raise typer.Exit(EXIT_FAILED)

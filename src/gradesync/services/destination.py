@@ -47,6 +47,11 @@ class FailureClass(StrEnum):
 # link and no launch has said which link that is: a launch that does lets them go out.
 NO_RESOURCE_LINK = "no_resource_link"
 
+# A result's code when the destination no longer holds its column (deleted there, or a SIS
+# restored from an older state): delivery marks the column's link to be looked at, so the
+# next write of it makes the column again (`Provisioner.column_gone`).
+LINE_ITEM_GONE = "line_item_gone"
+
 
 class RemoteFailure(Exception):
     """A destination refused or failed. `code` is a machine-readable reason ("unknown_user",

@@ -497,7 +497,7 @@ class Lti11Client:
         except httpx.TransportError as exc:
             raise RemoteFailure(
                 FailureClass.RETRY_LATER,
-                "connection_error",
+                "connection_failed",
                 f"could not reach the LMS ({type(exc).__name__}: {exc})",
             ) from exc
         return classify_http(response), response.status_code

@@ -12,6 +12,8 @@
   an item of the class with the same title and due date, which is adopted (with its results).
   Line items are PUT with the details whenever their hash changes, or on remaster.
 - Results: PUT upsert of the whole result (score, scoreStatus, scoreDate, comment, flags).
+  One refused because its line item is gone (the SIS restored from an older state) is
+  LINE_ITEM_GONE: the engine has the line item written again, then the result.
 - Failures are classified by status code and body (imsx_description), never the reason phrase
   (`oneroster_errors.py`).
 
@@ -79,6 +81,7 @@ from gradesync.domain.passback import (
 from gradesync.domain.policy import Column, DesiredResult, column_hash
 from gradesync.domain.remedies import Reader, Remedy
 from gradesync.services.destination import (
+    LINE_ITEM_GONE,
     FailureClass,
     ReadBack,
     Receipt,
@@ -253,8 +256,39 @@ class OneRosterClient:
             desired=result,
             modified=timestamp,
         )
-        response = await self._put(f"/results/{quote(sourced_id, safe='')}", body, "result")
+        try:
+            response = await self._put(f"/results/{quote(sourced_id, safe='')}", body, "result")
+        except RemoteFailure as failure:
+            if failure.failure is not FailureClass.REJECTED:
+                raise
+            raise await self._gone_or(failure, line_item_id) from None
         return Receipt(payload=body, status=response.status_code, message=None)
+
+    async def _gone_or(self, failure: RemoteFailure, line_item_id: str) -> RemoteFailure:
+        """A refused result whose line item the SIS no longer has (restored from an older
+        state, or deleted there) is `LINE_ITEM_GONE`, whatever words and status the SIS
+        refused it with: the delivery marks the column to be written again (a PUT creates
+        the line item under its sourcedId), and the result is tried again after it, a few
+        times only (`per_key`: the SIS works; its breaker is not the column's to open).
+        Asked only on a refusal; anything else keeps `failure`."""
+        try:
+            response = await self._request(
+                "GET",
+                f"/lineItems/{quote(line_item_id, safe='')}",
+                what=f"GET lineItem {line_item_id}",
+            )
+        except RemoteFailure:
+            return failure
+        if response.status_code != 404:
+            return failure
+        return RemoteFailure(
+            FailureClass.RETRY_LATER,
+            LINE_ITEM_GONE,
+            failure.message,
+            status=failure.status,
+            remedy=LINE_ITEM_GONE_REMEDY,
+            per_key=True,
+        )
 
     async def read_results(
         self, course: CourseLink, item: ItemLink, *, each_request: RequestGate = ungated
@@ -656,7 +690,7 @@ class OneRosterClient:
                 except httpx.TransportError as exc:
                     raise RemoteFailure(
                         FailureClass.RETRY_LATER,
-                        "connection_error",
+                        "connection_failed",
                         f"{method} {path}: {_said(exc)}",
                         remedy=UNREACHABLE,
                     ) from exc
@@ -700,7 +734,7 @@ class OneRosterClient:
         except httpx.TransportError as exc:
             raise RemoteFailure(
                 FailureClass.RETRY_LATER,
-                "connection_error",
+                "connection_failed",
                 f"token: {_said(exc)}",
                 remedy=UNREACHABLE,
             ) from exc
@@ -738,6 +772,12 @@ class OneRosterClient:
 def build(destination: Destination, context: DestinationContext) -> OneRosterClient:
     return OneRosterClient(destination, context)
 
+
+LINE_ITEM_GONE_REMEDY = (
+    "The SIS no longer has the line item (restored from an older state, or deleted there): "
+    "gradesync writes it again with the next send of its grades; if the SIS still refuses "
+    "it, remaster the course's grades."
+)
 
 UNREACHABLE = (
     "Check the SIS's base and token URLs (the host name and port) and that the SIS is up; "

@@ -243,8 +243,10 @@ REMOTE_CAUSES: dict[str, tuple[str, str]] = {
         "as staff): the next sync ties the column to that link and sends the grades.",
     ),
     "line_item_gone": (
-        "The gradebook column was deleted in the LMS",
-        "Run Sync now: gradesync creates the column again.",
+        "The gradebook column is gone from the destination (deleted there, or a SIS "
+        "restored from an older state)",
+        "Run Sync now: gradesync creates the column again (a SIS's line item under its own "
+        "sourcedId); if it is still refused, remaster.",
     ),
     "unpublished": (
         "The assignment is not published in the LMS",

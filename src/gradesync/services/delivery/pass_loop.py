@@ -79,6 +79,7 @@ from gradesync.services.delivery.records import (
 from gradesync.services.delivery.settle import SettleWriter
 from gradesync.services.destination import (
     DEFAULT_TIMESTAMP_STEP,
+    LINE_ITEM_GONE,
     DestinationClient,
     FailureClass,
     RemoteFailure,
@@ -823,6 +824,9 @@ class Deliverer:
                     async with deadline:
                         receipt = await r.client.put_result(r.target, r.result, c.timestamp)
                 except RemoteFailure as f:
+                    if f.code == LINE_ITEM_GONE:
+                        # marked before the row settles: its next try finds the mark
+                        await asyncio.to_thread(self.provisioner.column_gone, d, r.target.item)
                     outcome = outcome_of_failure(self.governor, f, d, lim)
                 except asyncio.CancelledError:
                     # its pass stopped: a probe with no answer goes to the next send, or none

@@ -25,6 +25,7 @@ from gradesync.domain.held import provisioned
 from gradesync.domain.model import Activity, Course, CourseLink, Destination, ItemLink, Tenant
 from gradesync.domain.policy import Column, NoResult, activity_policy, column_for, column_hash
 from gradesync.domain.reasons import Reason
+from gradesync.services.column_marks import new_look_mark
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.clients import Clients
 from gradesync.services.delivery.failures import slowed_down
@@ -90,6 +91,9 @@ class Provisioner:
         # a run's mark on a column whose check by a grade failed here (`ensure_column`):
         # the column's grades go to it as it is, and only the run tries it again
         self._check_failed: Recent[tuple[str, str, str], str] = Recent(CACHED)
+        # columns marked here as gone at their destination (`column_gone`), with the details
+        # hash of the link the refused send went through
+        self._gone_marked: Recent[tuple[str, str, str], str | None] = Recent(CACHED)
 
     def forget(self, destinations: set[tuple[str, str]]) -> None:
         """Deleted destinations' courses and columns: one made again under the same id links
@@ -99,6 +103,7 @@ class Provisioner:
             self._item_links,
             self._tried_ahead,
             self._check_failed,
+            self._gone_marked,
         )
         for cache in caches:
             for key in [k for k in cache if (k[0], k[1]) in destinations]:
@@ -236,6 +241,32 @@ class Provisioner:
                 self._check_failed[key] = current.details_hash or ""
                 return current, False
             return ensured, True
+
+    def column_gone(self, d: Destination, item: ItemLink) -> None:
+        """The destination said it no longer holds the column `item` links to
+        (`LINE_ITEM_GONE`): its link is marked to be looked at (`look_mark`), so that the
+        next send of its grades writes it again, as a person's change would have it (a
+        SIS's PUT makes the line item again under its sourcedId; an LMS's column is looked
+        up, then made). Only while the stored link is the one the send went through: one
+        marked or written since asks for its own look. Once per link in this process: the
+        column's other grades refused alike write nothing more."""
+        key = (d.tenant_id, d.id, item.activity_id)
+        if self._gone_marked.get(key) == item.details_hash:
+            return
+        self._gone_marked[key] = item.details_hash
+        self._item_links.pop(key, None)  # not the column as this process wrote it
+        with self.uow_factory() as uow:
+            stored = uow.links.item(d.tenant_id, d.id, item.activity_id)
+            if stored is not None and stored.details_hash == item.details_hash:
+                uow.links.save_written_item(
+                    replace(stored, details_hash=new_look_mark()), [stored.details_hash]
+                )
+                uow.commit()
+        log.info(
+            "column %s at %s is gone there: it is written again before its next grade",
+            item.activity_id,
+            d.id,
+        )
 
     async def create_ahead(
         self,

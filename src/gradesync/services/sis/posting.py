@@ -70,8 +70,9 @@ async def post_grades(
     """ "Post grades": a run over the chosen activities (default: all selected for the SIS) of
     a course. Activities not selected or failing validation (the SIS asked through
     `directory` for each group's category, as ticking asks: `validate_asking`) are left out
-    and reported with each reason (`left_out`); the others' hold (ticked with a hold) is
-    lifted, and those not named stay held. The run's stages and counts are the engine's
+    and reported with each reason (`left_out`); when none can go, every activity asked for
+    is, the unticked ones of a whole course included. The others' hold (ticked with a hold)
+    is lifted, and those not named stay held. The run's stages and counts are the engine's
     (follow `run.id`). `remaster` resends every result and the line item details."""
     activities = await asyncio.to_thread(
         _activities, uow_factory, tenant_id, destination_id, course_id, activity_ids
@@ -85,9 +86,11 @@ async def post_grades(
         activity_ids=activities,
     )
     posted = [c.activity_id for c in checks if c.selected and c.ok]
-    refused = left_out((c for c in checks if activity_ids or c.selected), destination_id)
     if not posted:
-        return PostResult(None, False, [], refused)
+        # nothing goes: every activity asked for is why, the course's unticked ones too, or a
+        # post of a course with nothing ticked would be refused with no reason at all
+        return PostResult(None, False, [], left_out(checks, destination_id))
+    refused = left_out((c for c in checks if activity_ids or c.selected), destination_id)
     return await asyncio.to_thread(
         _queue,
         uow_factory,
