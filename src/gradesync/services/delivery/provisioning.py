@@ -258,9 +258,7 @@ class Provisioner:
         with self.uow_factory() as uow:
             stored = uow.links.item(d.tenant_id, d.id, item.activity_id)
             if stored is not None and stored.details_hash == item.details_hash:
-                uow.links.save_written_item(
-                    replace(stored, details_hash=new_look_mark()), [stored.details_hash]
-                )
+                uow.links.save_written_item(replace(stored, details_hash=new_look_mark()), [stored])
                 uow.commit()
         log.info(
             "column %s at %s is gone there: it is written again before its next grade",
