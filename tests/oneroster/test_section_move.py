@@ -85,7 +85,7 @@ def test_a_learner_moved_to_another_section_s_class_has_their_grade_sent_there(
     assert gs.ok("POST", f"{SIS}/courses/c1/students") == {"mapped": ["p1"], "unmapped": []}
     with gs.runtime.uow() as uow:
         link = uow.links.people(gs.tenant, "sis", "c1")["p1"]
-    assert (link.remote_id, link.data) == ("stu-1", {"class": "cls-3"})
+    assert (link.remote_id, link.data) == ("stu-1", {"by": "sis_id", "class": "cls-3"})
     wait_for(lambda: _settled(gs), "the move computed and sent", explain=lambda: _state(gs))
     # the old class keeps what it took: gradesync deletes no grade it sent
     assert _sent(sis) == {("cls-1", "stu-1"): 8.0, ("cls-3", "stu-1"): 8.0}

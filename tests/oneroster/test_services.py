@@ -339,7 +339,8 @@ def test_class_sections_and_students_are_mapped(school: tuple[Database, ManualCl
     with db.uow() as uow:
         people = uow.links.people("t1", "sis", "c1")
         course = uow.links.course("t1", "sis", "c1")
-    assert people["p2"].remote_id == "stu-22" and people["p3"].data == {"class": "cls-2"}
+    assert people["p2"].remote_id == "stu-22"
+    assert people["p3"].data == {"by": "sis_id", "class": "cls-2"}
     assert course is not None and course.data["sections"] == {"sec-b": "cls-2"}
     assert course.data["school"] == "sch-1" and course.remote_id == "cls-1"
     # a correction afterwards holds in the course too (its own link won there before), and
@@ -349,7 +350,8 @@ def test_class_sections_and_students_are_mapped(school: tuple[Database, ManualCl
     )
     with db.uow() as uow:
         corrected = uow.links.people("t1", "sis", "c1")["p3"]
-    assert (corrected.remote_id, corrected.data) == ("stu-33", {"class": "cls-2"})
+    # linked by hand now: a new SIS id does not replace it
+    assert (corrected.remote_id, corrected.data) == ("stu-33", {"by": "hand", "class": "cls-2"})
 
 
 def test_a_section_mapped_before_its_learners_enrol_gets_them_once_they_do(
@@ -384,8 +386,8 @@ def test_a_section_mapped_before_its_learners_enrol_gets_them_once_they_do(
     sis.map_course_students(db.uow, tenant_id="t1", destination_id="sis", course_id="c1")
     with db.uow() as uow:
         people = uow.links.people("t1", "sis", "c1")
-    assert people["p4"].data == {"class": "cls-3"}
-    assert people["p1"].data == {}  # the course's class
+    assert people["p4"].data == {"by": "sis_id", "class": "cls-3"}
+    assert people["p1"].data == {"by": "sis_id"}  # the course's class
 
 
 def test_category_alignment_per_connection_and_course(school: tuple[Database, ManualClock]) -> None:

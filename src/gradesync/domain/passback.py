@@ -72,6 +72,17 @@ class PassbackRule(StrEnum):
 # SIS id changed), and what the old student's record took stays in the SIS.
 STUDENT_CHANGED = "student_changed"
 
+# Where a SIS person link came from (its data's "by"): the learner's SIS id (map-students, a
+# sync's match, following a new SIS id), or a student picked by hand (map-student), which a
+# new SIS id does not replace. A link saved before this was recorded holds none: in a course
+# it was made by a SIS id (then the learner's), as a hand-picked link belongs to no course
+# until map-students copies it.
+LINKED_BY = "by"
+BY_SIS_ID, BY_HAND = "sis_id", "hand"
+# A link by SIS id that did not follow the learner's new SIS id because another learner of the
+# course is linked to that student (the data's value: that learner's id).
+NOT_FOLLOWED = "not_followed_for"
+
 # Requests in flight at once to a SIS unless its connection says otherwise: a school's SIS is
 # often one modest server, so fewer than an LMS's default.
 SIS_CONCURRENCY = 4

@@ -84,6 +84,8 @@ FOR_INSTRUCTORS: dict[str, str] = {
     # a SIS learner matched to no student: by their SIS id, or with none, by hand
     "match_sis_students": f"{ASK} match this learner to their SIS student by their SIS id.",
     "give_sis_id": f"{ASK} give this learner their SIS id, or link them to their SIS student.",
+    "relink_sis_students": f"{ASK} link this course's learners to their SIS students by "
+    "their SIS ids again.",
     # a grade pending far longer than a send takes (diagnosis.destination_checks)
     PENDING_STALLED: f"{ASK} check that gradesync is sending grades: this one should have "
     "reached the gradebook within seconds. Tell them the learner, the activity and this message.",
@@ -207,6 +209,9 @@ _NO_SCHOOL, _SIS_CREDENTIALS, _ALIGN_GROUPS = (
 # a SIS learner matched to no student of the class: with a SIS id (not matched yet: the
 # course's next sync, or map-students, matches them), or with none (given one, or linked)
 MATCH_SIS_STUDENTS, GIVE_SIS_ID = "match_sis_students", "give_sis_id"
+# a SIS learner linked to a student other than their SIS id's, not by hand: map-students
+# links them by their SIS id (a course's sync matches only learners with no student)
+RELINK_SIS_STUDENTS = "relink_sis_students"
 # a destination an administrator paused: its check says grades wait for it to be resumed
 RESUME = "resume_destination"
 RESUMED = "; the grades that waited then go at once."
@@ -269,6 +274,9 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         MATCH_SIS_STUDENTS: "Match the course's learners to the SIS's students by their SIS ids "
         "(`POST /api/v1/sis/connections/{destination}/courses/{course}/students`); the "
         "course's next sync matches them too (`POST /api/v1/courses/{course}/sync`).",
+        RELINK_SIS_STUDENTS: "Link the course's learners to the SIS's students by their "
+        "SIS ids (`POST /api/v1/sis/connections/{destination}/courses/{course}/students`; a "
+        "student picked by hand is kept).",
         GIVE_SIS_ID: "Give the learner their SIS id (`PUT /api/v1/people/{person}` with "
         "`sis_id`, or in the people you ingest): the course's next sync matches them to that "
         "SIS student. Or link them to it by hand "
@@ -340,6 +348,10 @@ FOR_READERS: dict[Reader, dict[str, str]] = {
         "ids (Link learners by their SIS ids on the course's SIS passback page, "
         "/console/sis/{destination}/courses/{course}, Class and students); the course's next "
         "sync matches them too.",
+        RELINK_SIS_STUDENTS: "Link the course's learners to the SIS's students by their "
+        "SIS ids (Link learners by their SIS ids on the course's SIS passback page, "
+        "/console/sis/{destination}/courses/{course}, Class and students; a student picked by "
+        "hand is kept).",
         GIVE_SIS_ID: "Link the learner to their SIS student on the course's SIS passback page "
         "(/console/sis/{destination}/courses/{course}, Class and students: the learner's row "
         "under Students), or give them their SIS id where gradesync gets its people (the "
@@ -493,6 +505,8 @@ _CLI_WORDS: dict[str, str] = {
     MATCH_SIS_STUDENTS: "Match the course's learners to the SIS's students by their SIS ids: "
     "gradesync sis map-students {destination} {course} (or Link learners by their SIS ids on "
     "the course's SIS passback page in the console); the course's next sync matches them too.",
+    RELINK_SIS_STUDENTS: "Link the course's learners to the SIS's students by their SIS ids: "
+    "gradesync sis map-students {destination} {course} (a student picked by hand is kept).",
     # the command line's own way first; a SIS id is given where gradesync gets its people
     GIVE_SIS_ID: "Link the learner to their SIS student: gradesync sis map-student "
     "{destination} {person} SOURCEDID. Or give them their SIS id where gradesync gets its "

@@ -13,8 +13,13 @@ Three entry points, one core:
 
 All three lock the activities they compute (`DirtyKeyRepo.lock_activities`) and read the ledger
 rows with row locks, so a slower computation from older facts never overwrites a newer one.
-Every transaction takes its locks in one order (the activities, then the SIS links it saves,
-then the ledger rows, each in key order), so two of them never deadlock.
+Every compute transaction takes its locks in one order (the activities, then the SIS links it
+saves, then the ledger rows, each in key order), so no two of them deadlock. That is an order
+among computations only: a transaction that links learners and then marks their keys
+(`sis.map_course_students`, an ingest following new SIS ids) takes a link before a dirty row,
+where a computation claims dirty rows before it saves a link. On PostgreSQL the two can
+deadlock, and the database gives up on one of them: a computation is then rolled back and
+tried again (`database_unavailable`, below); the other fails as its caller sees it.
 These are plain blocking functions: async callers run them in a thread.
 
 A grade that cannot be worked out (computing it raises) never holds up the others: it is
@@ -67,6 +72,7 @@ from gradesync.domain.model import (
     Role,
     Tenant,
 )
+from gradesync.domain.passback import BY_SIS_ID, LINKED_BY
 from gradesync.domain.policy import (
     Capabilities,
     DesiredResult,
@@ -164,7 +170,7 @@ def match_by_sis_id(
         person.id,
         person.sis_id,
         course_link.course_id,
-        {"class": klass} if klass else {},
+        {LINKED_BY: BY_SIS_ID, **({"class": klass} if klass else {})},
     )
 
 

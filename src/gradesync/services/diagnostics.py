@@ -42,6 +42,7 @@ from gradesync.domain.diagnosis import (
 )
 from gradesync.domain.errors import NotFound
 from gradesync.domain.model import (
+    SIS_KINDS,
     Activity,
     Course,
     CourseLink,
@@ -218,6 +219,11 @@ def learner_activity_facts(
                     course_link=course_link,
                     item_link=uow.links.item(tenant_id, d.id, activity_id),
                     person_link=uow.links.person(tenant_id, d.id, person_id, course.id),
+                    hand_picked=d.kind in SIS_KINDS
+                    and any(
+                        x.course_id is None
+                        for x in uow.links.person_links(tenant_id, d.id, person_id)
+                    ),
                     launches=tuple(x for x in launches if x.destination_id == d.id),
                     ledger=ledger,
                     deliveries=_deliveries(uow, key),

@@ -32,6 +32,7 @@ from gradesync.domain.model import (
     DueDateOverride,
     Enrollment,
     Person,
+    PersonLink,
     PolicySettings,
     Role,
     Sent,
@@ -705,6 +706,11 @@ def _given_sis_ids(
             kinds[destination_id] = d is not None and d.kind in SIS_KINDS
         return kinds[destination_id]
 
+    recompute: set[tuple[str, str]] = set()  # (course, person)
+    # the links to follow, by the link's key (tenant, destination, person, course): saved in
+    # that order, as a batch's computation saves the links it matches
+    # (`compute._match_by_sis_ids`)
+    linked: dict[tuple[str, str, str, str], tuple[PersonLink, str]] = {}
     for pe in given:
         assert pe.sis_id  # `given` has one
         courses = [
@@ -712,22 +718,30 @@ def _given_sis_ids(
             for e in uow.enrollments.for_person(tenant_id, pe.id)
             if e.role is Role.LEARNER
         ]
-        recompute: set[str] = set()
         for link in uow.links.destinations_for_courses(tenant_id, courses):
             pair = (link.course_id, pe.id)
             if not is_sis(link.destination_id):
                 continue
             found = uow.links.people_in_courses(tenant_id, link.destination_id, [pair])
             if pair not in found:
-                recompute.add(link.course_id)
-            elif (moved := sis.follow_sis_id(uow, found[pair], pe.sis_id)) is not None:
-                moves.append(moved)
-                recompute.add(link.course_id)
-        for course_id in sorted(recompute):
-            dirty.extend(
-                (tenant_id, course_id, act.id, pe.id)
-                for act in uow.activities.for_course(tenant_id, course_id)
-            )
+                recompute.add(pair)
+            else:
+                key = (tenant_id, link.destination_id, pe.id, link.course_id)
+                linked[key] = (found[pair], pe.sis_id)
+    taken: dict[tuple[str, str], dict[str, set[str]]] = {}  # (destination, course) -> ...
+    for (_, destination_id, person_id, course_id), (own, sis_id) in sorted(linked.items()):
+        students = taken.get((destination_id, course_id))
+        if students is None:
+            students = sis.course_students(uow, tenant_id, destination_id, course_id)
+            taken[(destination_id, course_id)] = students
+        if (moved := sis.follow_sis_id(uow, own, sis_id, students)) is not None:
+            moves.append(moved)
+            recompute.add((course_id, person_id))
+    activities: dict[str, list[str]] = {}
+    for course_id, person_id in sorted(recompute):
+        if course_id not in activities:
+            activities[course_id] = [a.id for a in uow.activities.for_course(tenant_id, course_id)]
+        dirty.extend((tenant_id, course_id, aid, person_id) for aid in activities[course_id])
     return moves
 
 

@@ -405,6 +405,9 @@ class DestinationFacts:
     ledger: LedgerRow | None = None
     deliveries: tuple[DeliveryFact, ...] = ()
     queue: DestinationQueue = DestinationQueue()  # read when the grade waits to be sent
+    # the person has a student picked by hand at this SIS (map-student's link of no course,
+    # which each course's link copies): a new SIS id does not replace it
+    hand_picked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

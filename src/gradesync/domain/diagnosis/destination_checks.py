@@ -45,7 +45,13 @@ from gradesync.domain.model import (
     LedgerRow,
 )
 from gradesync.domain.overrides import COLUMN_RESCALED, OVERRIDDEN, POINTS_KEPT
-from gradesync.domain.passback import STUDENT_CHANGED, PassbackRule
+from gradesync.domain.passback import (
+    BY_HAND,
+    LINKED_BY,
+    NOT_FOLLOWED,
+    STUDENT_CHANGED,
+    PassbackRule,
+)
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import ResolvedPolicy
 from gradesync.domain.reasons import Reason, as_clause
@@ -53,6 +59,7 @@ from gradesync.domain.remedies import (
     GIVE_SIS_ID,
     MATCH_SIS_STUDENTS,
     PENDING_STALLED,
+    RELINK_SIS_STUDENTS,
     Reader,
     Remedy,
     lti11_column_remedy,
@@ -270,6 +277,44 @@ def map_student_remedy(d: Destination, person_id: str) -> str:
     )
 
 
+def _not_their_sis_id(
+    df: DestinationFacts, own: str | None, course_id: str, person_id: str
+) -> tuple[str, Remedy | None]:
+    """What a learner's diagnosis says of a link to a student other than their SIS id's (""
+    for none), and what fixes it. A link made by the SIS id follows it
+    (`services.sis.follow_sis_id`): one picked by hand is kept, but not silently; one made by
+    an earlier SIS id (saved before links were marked, or not moved because another learner
+    holds that student) stays until the course's learners are linked again."""
+    link, d = df.person_link, df.destination
+    assert link is not None
+    student = link.remote_id
+    if not own or own == student:
+        return "", None
+    # a link saved before links were marked is known as picked by hand by the link of no
+    # course beside it (`hand_picked`)
+    if df.hand_picked or link.data.get(LINKED_BY) == BY_HAND:
+        return (
+            f" Linked by hand: the learner's own SIS id is {own!r}, which does not replace a "
+            f"student picked by hand; link them to {own!r} if that is theirs.",
+            None,
+        )
+    fix = Remedy(RELINK_SIS_STUDENTS, destination=d.id, course=course_id, person=person_id)
+    other = link.data.get(NOT_FOLLOWED)
+    if other:
+        return (
+            f" Linked to {student!r}, not their SIS id {own!r}: when it changed, another "
+            f"learner of the course ({other}) was linked to SIS student {own!r}, so this link "
+            "was not moved (two learners' grades would go to one student's record). Check both "
+            "learners' SIS ids, then link the course's learners again.",
+            fix,
+        )
+    return (
+        f" Linked to {student!r}, not their SIS id {own!r}: the link was made by an earlier "
+        "SIS id, and stays until the course's learners are linked again.",
+        fix,
+    )
+
+
 def launch_check(facts: LearnerActivityFacts, df: DestinationFacts) -> Check:
     d, course = df.destination, facts.course
     name = "The learner launched gradesync from this course"
@@ -290,14 +335,7 @@ def launch_check(facts: LearnerActivityFacts, df: DestinationFacts) -> Check:
             )
         if df.person_link is not None and linked:
             student, own = df.person_link.remote_id, facts.person.sis_id
-            # a link made by the SIS id follows it (`services.sis.follow_sis_id`): one that
-            # differs was picked by hand, and is kept, but not silently
-            kept = (
-                f" Linked by hand: the learner's own SIS id is {own!r}, which does not "
-                f"replace a student picked by hand; link them to {own!r} if that is theirs."
-                if own and own != student
-                else ""
-            )
+            kept, fix = _not_their_sis_id(df, own, course.id, facts.person.id)
             # moved here from another student: what that one's record took stays there
             moved = next(
                 (
@@ -314,8 +352,10 @@ def launch_check(facts: LearnerActivityFacts, df: DestinationFacts) -> Check:
                 "The learner is matched to a student in the SIS",
                 True,
                 f"SIS id {student!r}.{kept}{moved}",
-                None,
+                fix.words(Reader.CLI) if fix else None,
                 d.id,
+                reason=fix.code if fix else None,
+                fix=fix,
             )
         person = facts.person
         if person.sis_id:

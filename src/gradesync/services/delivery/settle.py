@@ -212,7 +212,8 @@ class SettleWriter:
                 self._on_written(rows)
 
     def _write(self, batch: list[Settlement]) -> tuple[list[LedgerRow], set[LedgerKey]]:
-        """Write the outcomes; (rows written, the rows let go unwritten)."""
+        """Write the outcomes; (rows written, the rows let go unwritten or left waiting by
+        a claim that had ended)."""
         with self._uow_factory() as uow:
             now = self._clock.now()
             foldable = all(map(_foldable, batch))
@@ -302,6 +303,7 @@ class SettleWriter:
         writes: dict[LedgerKey, tuple[LedgerRow, str, datetime]] = {}
         ours: dict[LedgerKey, datetime] = {}  # the claims still held, by key
         ended = gone = 0
+        waiting: set[LedgerKey] = set()  # rows of ended claims, due again
         logs: list[dict[str, Any]] = []
         counted: list[_Counted] = []
         for s in batch:
@@ -317,7 +319,12 @@ class SettleWriter:
                 # or by this one (a later claim writes a later lease_until): what
                 # the row holds now is that claim's, not to be overwritten. Or this
                 # is a redo of a write whose commit did reach the database: written.
+                # Or its lease was taken (the learner moved to another SIS student while
+                # it was sent: `sis.mapping._send_to_new_student`): the row, waiting, is
+                # said due, as a claim made meanwhile may have skipped it under this lock.
                 ended += 1
+                if got[0].state is DeliveryState.PENDING:
+                    waiting.add(s.key)
                 continue
             ours[s.key] = s.lease_until
             row = rows[s.key]
@@ -362,14 +369,15 @@ class SettleWriter:
         uow.ledger.save_many(rewritten, release_for=self._worker_id)
         uow.ledger.release(let_go, self._worker_id)
         uow.deliveries.add_many(logs)
-        return [r for r, _, _ in writes.values()], {k for k, _ in let_go}, ended, gone, counted
+        due = {k for k, _ in let_go} | waiting
+        return [r for r, _, _ in writes.values()], due, ended, gone, counted
 
 
 # an outcome counted once written: (outcome, the row it was folded into, the row written,
 # the hash sent, when the destination answered)
 _Counted = tuple[DeliveryOutcome, LedgerRow, LedgerRow, str | None, datetime | None]
-# what a write did: (rows written, rows let go unwritten, outcomes of ended claims, rows let
-# go whose lease was gone, counted)
+# what a write did: (rows written, rows let go unwritten or left waiting by an ended claim,
+# outcomes of ended claims, rows let go whose lease was gone, counted)
 _Done = tuple[list[LedgerRow], set[LedgerKey], int, int, list[_Counted]]
 
 

@@ -17,10 +17,15 @@ from gradesync.domain.model import (
     CourseLink,
     DeliveryState,
     LedgerKey,
+    LedgerRow,
     PersonLink,
     Role,
 )
 from gradesync.domain.passback import (
+    BY_HAND,
+    BY_SIS_ID,
+    LINKED_BY,
+    NOT_FOLLOWED,
     STUDENT_CHANGED,
     PassbackRule,
 )
@@ -283,11 +288,16 @@ def map_student(
     problems.items += sis_id_problems("student_id", student_id, "The SIS student sourcedId")
     with _changing(uow_factory, problems, tenant_id, destination_id, "person", person_id) as uow:
         before = uow.links.person_links(tenant_id, destination_id, person_id)
-        link = PersonLink(tenant_id, destination_id, person_id, student_id)
+        by_hand = {LINKED_BY: BY_HAND}  # a new SIS id does not replace it (`follow_sis_id`)
+        link = PersonLink(tenant_id, destination_id, person_id, student_id, data=by_hand)
         uow.links.save_person(link)
         for own in before:
-            if own.course_id is not None and own.remote_id != student_id:
-                uow.links.save_person(replace(own, remote_id=student_id))
+            if own.course_id is not None and (own.remote_id, own.data.get(LINKED_BY)) != (
+                student_id,
+                BY_HAND,
+            ):
+                data = {k: v for k, v in own.data.items() if k != NOT_FOLLOWED}
+                uow.links.save_person(replace(own, remote_id=student_id, data={**data, **by_hand}))
         keys = _person_ticked_keys(uow, tenant_id, destination_id, person_id)
         now = (clock or SystemClock()).now()
         _mark(uow, keys, now, destination_id)
@@ -325,7 +335,7 @@ def _send_to_new_student(
     people: Collection[str],
     keys: list[DirtyKey],
     now: datetime,
-    forgot: list[LedgerKey] | None = None,
+    forgot: dict[LedgerKey, bool] | None = None,
 ) -> int:
     """Learners now linked to another SIS student (or, their section unmapped or changed,
     another class): their results go to the new student (or class).
@@ -340,36 +350,50 @@ def _send_to_new_student(
     Returns how many rows it reopened: a recompute leaves them as they are, so only a wake of
     the delivery sends them at once. Call it once `keys` are marked: a worker computing them
     locks their dirty rows before their ledger rows, and the same order deadlocks with none.
-    `forgot` receives the keys of the rows whose delivery (to the old student) it forgot."""
+    A send to the old one still in flight has its lease taken: its outcome is not written
+    (the settle finds its claim ended, and writes nothing), so the row, waiting, goes to the
+    new one; else the settle would fold it as delivered (the same result) to the new one.
+    `forgot` receives the keys of the rows whose delivery to the old student it forgot, each
+    with whether a send to it was in flight (its outcome unknown)."""
     if not people:
         return 0
     wanted = {(k[1], k[2], k[3]) for k in keys}
+    theirs: list[tuple[str, LedgerRow]] = []
+    for course_id in sorted(courses):
+        theirs += [
+            (course_id, r)
+            for (_, person_id), r in uow.ledger.get_many(
+                tenant_id, destination_id, course_id
+            ).items()
+            if person_id in people
+        ]
+    waiting = (DeliveryState.PENDING, DeliveryState.RETRYING)  # what a claim takes
+    flying = set(uow.ledger.take_leases([r.key for _, r in theirs if r.state in waiting]))
     writes = []
     reopened_rows = 0
-    for course_id in sorted(courses):
-        for (activity_id, person_id), r in uow.ledger.get_many(
-            tenant_id, destination_id, course_id
-        ).items():
-            if person_id not in people:
-                continue
-            was = r.delivered_hash
-            sendable = r.desired_hash is not None and (
-                r.state is DeliveryState.DELIVERED
-                or (
-                    r.state in (DeliveryState.REJECTED, DeliveryState.RETRYING)
-                    and (r.reason_code or "") not in COLUMN_RULES
-                )
+    for course_id, read in theirs:
+        r, key, was = read, read.key, read.delivered_hash
+        sendable = r.desired_hash is not None and (
+            r.state is DeliveryState.DELIVERED
+            or (
+                r.state in (DeliveryState.REJECTED, DeliveryState.RETRYING)
+                and (r.reason_code or "") not in COLUMN_RULES
             )
-            if (course_id, activity_id, person_id) in wanted and sendable:
-                # the new student's record holds nothing of ours
-                r = replace(reopened(r, now), delivered_hash=None)
-                reopened_rows += 1
-            elif r.delivered_hash is not None:
-                r = replace(r, delivered_hash=None)
-            else:
-                continue
-            if forgot is not None and was is not None:
-                forgot.append(r.key)
+        )
+        if (course_id, key.activity_id, key.person_id) in wanted and sendable:
+            # the new student's record holds nothing of ours
+            r = replace(reopened(r, now), delivered_hash=None)
+            reopened_rows += 1
+        elif r.delivered_hash is not None:
+            r = replace(r, delivered_hash=None)
+        elif key in flying:
+            # nothing to forget: its lease gone, it waits as it is (due now, or at its retry)
+            reopened_rows += r.state is DeliveryState.PENDING
+        else:
+            continue
+        if forgot is not None and (was is not None or key in flying):
+            forgot[key] = key in flying
+        if r is not read:
             writes.append((r, course_id))
     if writes:
         uow.ledger.save_many(writes)
@@ -388,18 +412,52 @@ class SisIdMove:
     new: str
 
 
-def follow_sis_id(uow: UnitOfWork, link: PersonLink, sis_id: str) -> SisIdMove | None:
+def course_students(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str
+) -> dict[str, set[str]]:
+    """The SIS students the learners of a course are linked to, each with its learners (what
+    `follow_sis_id` checks and keeps up to date)."""
+    learners = {
+        e.person_id
+        for e in uow.enrollments.for_course(tenant_id, course_id)
+        if e.role is Role.LEARNER
+    }
+    taken: dict[str, set[str]] = {}
+    for person_id, link in uow.links.people(tenant_id, destination_id, course_id).items():
+        if person_id in learners:
+            taken.setdefault(link.remote_id, set()).add(person_id)
+    return taken
+
+
+def follow_sis_id(
+    uow: UnitOfWork, link: PersonLink, sis_id: str, taken: dict[str, set[str]]
+) -> SisIdMove | None:
     """A learner's SIS id changed: their link in a course (`link`, as
     `links.people_in_courses` finds it) made by their SIS id moves to the student of the new
     one (saved in `uow`), as `map_course_students` would move it. A student picked by hand is
     kept (None): `map_student` records it as a link of no course, which wins over any SIS id
-    and which `map_course_students` copies into each course's link."""
+    and which `map_course_students` copies into each course's link, marked `BY_HAND`. A link
+    marked by no one was made before links were marked, by the SIS id the learner had then
+    (a hand-picked one was a link of no course), so it follows as one marked `BY_SIS_ID`.
+    `taken` (`course_students` of the link's course, updated here): a student another learner
+    of the course is linked to is not moved onto (two learners' grades would go to one
+    record); the link is kept, marked with that learner (`NOT_FOLLOWED`) for the diagnosis
+    to say, until map-students links the course again."""
     if link.course_id is None or link.remote_id == sis_id:
+        return None
+    if link.data.get(LINKED_BY) == BY_HAND:
         return None
     own = uow.links.person_links(link.tenant_id, link.destination_id, link.person_id)
     if any(x.course_id is None for x in own):
         return None
-    uow.links.save_person(replace(link, remote_id=sis_id))
+    others = sorted(taken.get(sis_id, set()) - {link.person_id})
+    if others:
+        uow.links.save_person(replace(link, data={**link.data, NOT_FOLLOWED: others[0]}))
+        return None
+    data = {k: v for k, v in link.data.items() if k != NOT_FOLLOWED}
+    uow.links.save_person(replace(link, remote_id=sis_id, data={**data, LINKED_BY: BY_SIS_ID}))
+    taken.get(link.remote_id, set()).discard(link.person_id)
+    taken.setdefault(sis_id, set()).add(link.person_id)
     return SisIdMove(link.destination_id, link.course_id, link.person_id, link.remote_id, sis_id)
 
 
@@ -410,36 +468,44 @@ def send_to_new_sis_ids(
     `map_student` sends them; call it once their keys are marked, see `_send_to_new_student`),
     with a line in the history of each grade the old student took: the SIS keeps it, and
     gradesync deletes no grade it sent, so whoever reads the grade is told to check it there.
+    The moves of a course go together (a roster's import may correct hundreds of SIS ids in
+    one, inside the ingest's transaction): its ticked activities and its ledger are read once.
     Returns how many rows it reopened."""
+    groups: dict[tuple[str, str], dict[str, SisIdMove]] = {}
+    for m in moves:
+        groups.setdefault((m.destination_id, m.course_id), {})[m.person_id] = m
     resent = 0
     lines: list[dict[str, Any]] = []
-    for m in moves:
-        keys = _person_ticked_keys(uow, tenant_id, m.destination_id, m.person_id)
-        keys = [k for k in keys if k[1] == m.course_id]
-        forgot: list[LedgerKey] = []
+    for (destination_id, course_id), moved in sorted(groups.items()):
+        ticked = _ticked_activities(uow, tenant_id, destination_id, course_id)
+        keys = [(tenant_id, course_id, aid, p) for aid in ticked for p in sorted(moved)]
+        forgot: dict[LedgerKey, bool] = {}
         resent += _send_to_new_student(
-            uow, tenant_id, m.destination_id, [m.course_id], {m.person_id}, keys, now, forgot
+            uow, tenant_id, destination_id, [course_id], moved.keys(), keys, now, forgot
         )
-        said = (
-            f"The learner's SIS id is now {m.new!r}: their result goes to SIS student "
-            f"{m.new!r}. What was sent to {m.old!r} is left in the SIS (gradesync deletes no "
-            f"grade it sent): check that student's result there, and delete it in the SIS if "
-            "it is not theirs."
-        )
-        lines += [
-            {
-                "key": key,
-                "run_id": None,
-                "sent_at": now,
-                "sent_hash": None,
-                "payload": {"former_student": m.old, "student": m.new},
-                "outcome": STUDENT_CHANGED,
-                "remote_status": None,
-                "remote_message": said,
-                "latency_ms": None,
-            }
-            for key in forgot
-        ]
+        for key, in_flight in forgot.items():
+            m = moved[key.person_id]
+            # a send in flight when it moved may have arrived, or not: its outcome is unknown
+            flying = "a send to it was under way, and may have arrived; " if in_flight else ""
+            said = (
+                f"The learner's SIS id is now {m.new!r}: their result goes to SIS student "
+                f"{m.new!r}. What was sent to {m.old!r} is left in the SIS ({flying}gradesync "
+                "deletes no grade it sent): check that student's result there, and delete it "
+                "in the SIS if it is not theirs."
+            )
+            lines.append(
+                {
+                    "key": key,
+                    "run_id": None,
+                    "sent_at": now,
+                    "sent_hash": None,
+                    "payload": {"former_student": m.old, "student": m.new},
+                    "outcome": STUDENT_CHANGED,
+                    "remote_status": None,
+                    "remote_message": said,
+                    "latency_ms": None,
+                }
+            )
     uow.deliveries.add_many(lines)
     return resent
 
@@ -465,18 +531,27 @@ def _person_ticked_keys(
 ) -> list[DirtyKey]:
     """Dirty keys of one person in the activities ticked to send at once (not held for Post
     grades) of their courses mapped to a SIS class."""
-    keys: list[DirtyKey] = []
-    for course_id in _person_sis_courses(uow, tenant_id, destination_id, person_id):
-        ids = [a.id for a in uow.activities.for_course(tenant_id, course_id)]
-        items = uow.links.items(tenant_id, destination_id, ids)
-        keys += [
-            (tenant_id, course_id, aid, person_id)
-            for aid in ids
-            if (item := items.get(aid)) is not None
-            and item.data.get("sync_to_sis")
-            and not item.data.get("held")
-        ]
-    return keys
+    return [
+        (tenant_id, course_id, aid, person_id)
+        for course_id in _person_sis_courses(uow, tenant_id, destination_id, person_id)
+        for aid in _ticked_activities(uow, tenant_id, destination_id, course_id)
+    ]
+
+
+def _ticked_activities(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str
+) -> list[str]:
+    """The course's activities ticked to send to this SIS at once (not held for Post
+    grades)."""
+    ids = [a.id for a in uow.activities.for_course(tenant_id, course_id)]
+    items = uow.links.items(tenant_id, destination_id, ids)
+    return [
+        aid
+        for aid in ids
+        if (item := items.get(aid)) is not None
+        and item.data.get("sync_to_sis")
+        and not item.data.get("held")
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,13 +607,15 @@ def map_course_students(
                 report.unmapped.append(e.person_id)
                 continue
             klass = sections.get(e.section_id or "")
-            data = {"class": klass} if klass else {}
+            by = BY_HAND if general is not None and general.course_id is None else BY_SIS_ID
+            data = {LINKED_BY: by, **({"class": klass} if klass else {})}
             uow.links.save_person(
                 PersonLink(tenant_id, destination_id, e.person_id, student, course_id, data)
             )
             report.mapped.append(e.person_id)
             was = before.get(e.person_id)  # its course's own link, else the general one
-            if was is None or (was.remote_id, was.data) != (student, data):
+            # the same student and class: only how the link is marked may differ
+            if was is None or (was.remote_id, was.data.get("class")) != (student, klass):
                 relinked.add(e.person_id)
             # a new class (their section's, or the course's) holds nothing of theirs yet
             if was is not None and (

@@ -21,7 +21,12 @@ from gradesync.domain.model import (
     SyncRun,
 )
 from gradesync.domain.natural_order import natural_key
-from gradesync.domain.passback import capabilities_for, profile_from_config
+from gradesync.domain.passback import (
+    BY_HAND,
+    LINKED_BY,
+    capabilities_for,
+    profile_from_config,
+)
 from gradesync.domain.policy import activity_policy
 from gradesync.services.ports import UnitOfWorkFactory
 from gradesync.services.sis.common import sis_destination
@@ -32,11 +37,13 @@ class LearnerMapping:
     person: Person
     student_id: str | None  # the SIS student sourcedId the results go to; None: not mapped
     linked: bool  # a link is recorded (else only the person's sis_id, not linked yet)
+    by_hand: bool = False  # the link's student was picked by hand (map-student)
 
     @property
     def sis_id_not_followed(self) -> str | None:
-        """The learner's SIS id when their link is to another student: one picked by hand,
-        which a new SIS id does not replace (`follow_sis_id`); None otherwise."""
+        """The learner's SIS id when their link is to another student, None otherwise: the
+        student picked by hand (`by_hand`), which a new SIS id does not replace
+        (`follow_sis_id`), or one of an earlier SIS id, which map-students replaces."""
         own = self.person.sis_id
         return own if self.linked and own and own != self.student_id else None
 
@@ -96,6 +103,21 @@ def course_overview(
         ]
         people = uow.people.get_many(tenant_id, ids)
         links = uow.links.people_for(tenant_id, destination_id, course_id, ids)
+        # students picked by hand; of a link saved before links were marked, known by the
+        # link of no course (which only map-student makes) beside it
+        hand = {
+            pid
+            for pid, found in links.items()
+            if found.data.get(LINKED_BY) == BY_HAND
+            or (
+                (person := people.get(pid)) is not None
+                and person.sis_id not in (None, "", found.remote_id)
+                and any(
+                    x.course_id is None
+                    for x in uow.links.person_links(tenant_id, destination_id, pid)
+                )
+            )
+        }
         activities = sorted(
             uow.activities.for_course(tenant_id, course_id), key=lambda a: (a.title.lower(), a.id)
         )
@@ -108,7 +130,7 @@ def course_overview(
         person = people.get(pid) or Person(tenant_id, pid)
         found = links.get(pid)
         student = found.remote_id if found is not None else person.sis_id
-        learners.append(LearnerMapping(person, student or None, found is not None))
+        learners.append(LearnerMapping(person, student or None, found is not None, pid in hand))
     learners.sort(key=lambda m: (m.linked, natural_key(m.person.name or m.person.id)))
     course_map = dict((link.data.get("category_map") if link else None) or {})
     connection_map = dict(dest.config.get("category_map") or {})

@@ -1124,6 +1124,28 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             like=_RELEASED,
         )
 
+    def take_leases(self, keys: Sequence[LedgerKey]) -> list[LedgerKey]:
+        # read under lock first (in key order, as every writer of the ledger locks): rows in
+        # flight are few, so each is then updated by its key
+        held = [
+            LedgerKey(r["tenant_id"], r["destination_id"], r["activity_id"], r["person_id"])
+            for r in self._of_keys(keys, True)
+            if r["lease_owner"] is not None
+        ]
+        c = t.ledger.c
+        for k in held:
+            self.conn.execute(
+                update(t.ledger)
+                .where(
+                    c.tenant_id == k.tenant_id,
+                    c.destination_id == k.destination_id,
+                    c.activity_id == k.activity_id,
+                    c.person_id == k.person_id,
+                )
+                .values(lease_owner=None, lease_until=None)
+            )
+        return held
+
     def clear_leases(self, owner: str | None = None) -> int:
         c = t.ledger.c
         q = update(t.ledger).where(c.lease_owner.is_not(None))
