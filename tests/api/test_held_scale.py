@@ -20,7 +20,7 @@ from gradesync.domain.model import (
 )
 from gradesync.domain.policy import DesiredResult
 from gradesync.services.clock import Clock, SystemClock
-from gradesync.services.destination import ReadBack, Receipt, RequestGate, ResultTarget
+from gradesync.services.destination import ReadBack, Receipt, RequestGate, ResultTarget, ungated
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.runs import request_run
 from gradesync.services.worker import Engine
@@ -146,9 +146,14 @@ class _Shaped(DoubleClient):
     fraction of 1 (replaceResult), OneRoster a result's score without its maximum."""
 
     async def put_result(
-        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+        self,
+        target: ResultTarget,
+        result: DesiredResult,
+        timestamp: datetime,
+        *,
+        each_request: RequestGate = ungated,
     ) -> Receipt:
-        said = await super().put_result(target, result, timestamp)
+        said = await super().put_result(target, result, timestamp, each_request=each_request)
         body: dict[str, Any]
         if self.destination.kind is DestinationKind.LTI11_OUTCOMES:
             body = {"operation": "replaceResult", "score": f"{result.score_given:g}"}

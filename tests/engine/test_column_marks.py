@@ -8,8 +8,14 @@ import asyncio
 from dataclasses import dataclass, field, replace
 
 from gradesync.adapters.db.database import Database
-from gradesync.domain.columns import RESCALE_KEY, check_mark, look_mark, marked_to_check
-from gradesync.domain.model import CourseLink, Destination, ItemLink
+from gradesync.domain.columns import (
+    RESCALE_KEY,
+    check_mark,
+    columns_made,
+    look_mark,
+    marked_to_check,
+)
+from gradesync.domain.model import CourseLink, Destination, DestinationKind, ItemLink
 from gradesync.domain.policy import Column, column_hash
 from gradesync.services.clock import SystemClock
 from gradesync.services.delivery.background import BackgroundWrites
@@ -337,3 +343,11 @@ async def test_a_column_write_keeps_the_rescale_verify_put_on_its_link(db: Datab
     stored = _stored(db)
     assert stored.details_hash == column_hash(COLUMN)
     assert RESCALE_KEY not in stored.data
+
+
+def test_a_column_gone_is_made_again_only_where_gradesync_makes_columns() -> None:
+    """LTI 1.1 passes a grade to the LMS's own column: one deleted there is never made again
+    by gradesync, so its refusal marks nothing (`Deliverer.send`)."""
+    assert not columns_made(DestinationKind.LTI11_OUTCOMES)
+    made = [DestinationKind.LTI13_AGS, DestinationKind.ONEROSTER_REST]
+    assert all(columns_made(k) for k in [*made, DestinationKind.ONEROSTER_CSV])

@@ -22,7 +22,7 @@ from gradesync.domain.model import DeliveryState, Destination, RunOutcome, RunSc
 from gradesync.domain.pauses import PauseCause
 from gradesync.domain.policy import DesiredResult
 from gradesync.services.delivery.records import DeliveryStats
-from gradesync.services.destination import Receipt, ResultTarget
+from gradesync.services.destination import Receipt, RequestGate, ResultTarget, ungated
 from gradesync.services.runs import request_run
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory, ManualClock
@@ -214,9 +214,14 @@ class _NoReceipt(DoubleClient):
         self._clock, self._sent = clock, sent
 
     async def put_result(
-        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+        self,
+        target: ResultTarget,
+        result: DesiredResult,
+        timestamp: datetime,
+        *,
+        each_request: RequestGate = ungated,
     ) -> Receipt:
-        said = await super().put_result(target, result, timestamp)
+        said = await super().put_result(target, result, timestamp, each_request=each_request)
         self._sent.append(self._clock.monotonic())
         return Receipt(None, said.status, said.message)  # type: ignore[arg-type]
 

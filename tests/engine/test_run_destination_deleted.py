@@ -41,12 +41,12 @@ class _Gated:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def put_result(self, target: Any, result: Any, timestamp: Any) -> Any:
+    async def put_result(self, target: Any, result: Any, timestamp: Any, **kw: Any) -> Any:
         gate = self._factory.gates.get(target.item.activity_id)
         if gate is not None and target.person.remote_id not in self._factory.early:
             self._factory.reaching[target.item.activity_id].set()
             await gate.wait()
-        return await self._inner.put_result(target, result, timestamp)
+        return await self._inner.put_result(target, result, timestamp, **kw)
 
 
 class _Factory(DoubleFactory):

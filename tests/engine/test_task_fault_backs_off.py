@@ -24,7 +24,7 @@ from gradesync.domain.model import DeliveryState, Destination
 from gradesync.domain.policy import DesiredResult
 from gradesync.domain.reasons import ReasonCode
 from gradesync.services.delivery import pass_loop
-from gradesync.services.destination import Receipt, ResultTarget
+from gradesync.services.destination import Receipt, RequestGate, ResultTarget, ungated
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory, ManualClock
 from gradesync.testing.double import DoubleClient, Remote
@@ -61,9 +61,14 @@ class _FaultyClient(DoubleClient):
         return self.remote.capabilities
 
     async def put_result(
-        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+        self,
+        target: ResultTarget,
+        result: DesiredResult,
+        timestamp: datetime,
+        *,
+        each_request: RequestGate = ungated,
     ) -> Receipt:
-        said = await super().put_result(target, result, timestamp)
+        said = await super().put_result(target, result, timestamp, each_request=each_request)
         if self._faults.bad_receipts:
             self._faults.bad_receipts -= 1
             return Receipt(None, said.status, said.message)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from tests.support.served import (
     courseware_course,
     deep_link,
     deep_link_answer,
+    graded_learners,
     post_attempt,
     register_tool,
 )
@@ -140,3 +141,24 @@ def test_an_lms_that_cannot_be_asked_makes_the_column_as_before(
     assert counters.get("error") == 1, counters  # it was asked, and failed
     (item,) = answer["content_items"]
     assert item["lineItem"]["resourceId"] == "a1"
+
+
+def test_a_column_deleted_in_the_lms_is_made_again_with_every_grade_it_held(
+    lms: RunningSandbox, served: Served, browser: Browser
+) -> None:
+    """A teacher deletes the column in the LMS: the next grade's score POST is refused 404
+    (`line_item_gone`). The column is made again, the refused grade goes to it once it is,
+    and so does every grade delivered to the column deleted, not only the later ones."""
+    (first, second), ctx, column = graded_learners(lms, served, browser, 2)
+    lms.state.remove_line_item(column)  # deleted by the teacher
+    post_attempt(served, "e9", second, 9)
+
+    def made_again() -> LineItem | None:
+        items = list(lms.state.courses[ctx].line_items.values())
+        if len(items) != 1 or len(items[0].scores) != 2:
+            return None
+        return items[0]
+
+    again = wait_for(made_again, "the column made again, holding both grades")
+    assert again.id != column.id and again.resource_id == "a1"
+    assert {u: r.score_given for u, r in again.scores.items()} == {first: 6.0, second: 9.0}

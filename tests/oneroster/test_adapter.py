@@ -12,12 +12,18 @@ import pytest
 from gradesync.adapters.destinations import http_pool
 from gradesync.adapters.destinations.http_fast import json_content
 from gradesync.adapters.destinations.oneroster import OneRosterClient, build
+from gradesync.adapters.destinations.oneroster_errors import unknown_object
 from gradesync.adapters.destinations.registry import DestinationContext, build_client
 from gradesync.adapters.outbound_http import SystemResolver
 from gradesync.domain.model import Course, CourseLink, ItemLink, PersonLink
 from gradesync.domain.policy import Column, DesiredResult
 from gradesync.sandbox.testing import RunningSandbox
-from gradesync.services.destination import FailureClass, RemoteFailure, ResultTarget
+from gradesync.services.destination import (
+    LINE_ITEM_GONE,
+    FailureClass,
+    RemoteFailure,
+    ResultTarget,
+)
 from gradesync.services.outbound import LOOPBACK_NETWORKS, OutboundGuard, OutboundPolicy
 from tests.support.gates import WatchingGate
 
@@ -693,3 +699,69 @@ async def test_a_sis_unwell_mid_write_is_a_failure_inside_the_gate(
         )
     assert failed.value.failure is FailureClass.RETRY_LATER
     assert gate.ended == [None, failed.value]
+
+
+async def test_a_result_refused_for_its_lost_line_item_is_line_item_gone_within_the_gate(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    """The SIS lost the line item (restored from an older state): the refused result's line
+    item is asked for within the send's gate (a rate token of its own), and the SIS's
+    OneRoster "unknownobject" answer makes the refusal `line_item_gone`, retried per key."""
+    c = client(sis, context)
+    course = course_link()
+    link = await c.ensure_column(course, column(), selected())
+    target = ResultTarget(course, link, PersonLink("t1", "sis", "p1", "stu-1"))
+    sis.state.sis_line_items.clear()  # the SIS restored from before it was written
+    gate = WatchingGate()
+    with pytest.raises(RemoteFailure) as info:
+        await c.put_result(target, desired(), WHEN, each_request=gate)
+    assert (info.value.failure, info.value.code) == (FailureClass.RETRY_LATER, LINE_ITEM_GONE)
+    assert info.value.per_key
+    assert gate.entered == 2  # the PUT, then the GET of its line item
+
+
+def test_only_oneroster_s_unknownobject_404_says_a_line_item_is_gone() -> None:
+    """A SIS that serves no GET of one line item answers 404 to each (a proxy's page, a
+    route it lacks): without OneRoster's "unknownobject", a refused result stays refused,
+    not taken for a lost line item."""
+
+    def answer(status: int, body: Any) -> httpx.Response:
+        return httpx.Response(status, json=body) if body is not None else httpx.Response(status)
+
+    minor = {"imsx_codeMinorField": [{"imsx_codeMinorFieldName": "TargetEndSystem"}]}
+    field_ = minor["imsx_codeMinorField"][0]
+    unknown = {**field_, "imsx_codeMinorFieldValue": "unknownobject"}
+    gone = {"imsx_codeMajor": "failure", "imsx_severity": "error"}
+    assert unknown_object(
+        answer(404, {**gone, "imsx_CodeMinor": {"imsx_codeMinorField": [unknown]}})
+    )
+    assert not unknown_object(answer(404, None))
+    assert not unknown_object(httpx.Response(404, text="<html>Not Found</html>"))
+    assert not unknown_object(answer(404, {"error": "no such route"}))
+    other = {**field_, "imsx_codeMinorFieldValue": "invaliddata"}
+    assert not unknown_object(
+        answer(404, {**gone, "imsx_CodeMinor": {"imsx_codeMinorField": [other]}})
+    )
+    success = {**gone, "imsx_codeMajor": "success"}
+    assert not unknown_object(
+        answer(404, {**success, "imsx_CodeMinor": {"imsx_codeMinorField": [unknown]}})
+    )
+    assert not unknown_object(
+        answer(200, {**gone, "imsx_CodeMinor": {"imsx_codeMinorField": [unknown]}})
+    )
+
+
+async def test_a_slow_down_on_the_line_items_look_up_is_a_slow_down(
+    sis: RunningSandbox, context: DestinationContext
+) -> None:
+    """The look-up of a refused result's line item answered 429: the SIS asks to slow down,
+    which the send raises as such rather than keeping the refusal."""
+    c = client(sis, context)
+    course = course_link()
+    link = await c.ensure_column(course, column(), selected())
+    stranger = ResultTarget(course, link, PersonLink("t1", "sis", "px", "stu-3"))  # not in cls-1
+    sis.admin.set_faults({"oneroster": {"script": ["ok", "throttle"], "retry_after": 7}})
+    with pytest.raises(RemoteFailure) as info:
+        await c.put_result(stranger, desired(), WHEN)
+    assert info.value.failure is FailureClass.SLOW_DOWN and info.value.retry_after == 7
+    sis.admin.clear_faults()

@@ -48,6 +48,7 @@ from gradesync.sandbox.config import SandboxConfig
 from gradesync.sandbox.testing import RunningSandbox, running_sandbox
 from gradesync.services import console_queries, destination_admin, diagnostics, queries, sis
 from gradesync.services.clock import SystemClock
+from gradesync.services.delivery.provisioning import Provisioner
 from gradesync.services.ingest import IngestBatch, ingest
 from gradesync.services.runs import request_run
 from gradesync.testing import TEST_SECRET
@@ -663,11 +664,72 @@ async def test_a_line_item_the_sis_lost_is_written_again_with_the_next_grade(
     assert set(p.sis_line_items()) == {quiz}  # the same line item, made again
     assert p.sis_line_items()[quiz]["title"] == "Quiz 1"
     assert p.sis_results()[(quiz, "stu-2")]["score"] == 6.0
+    # the grade delivered to the line item the SIS lost goes to the one made again
+    await p.until(lambda: (quiz, "stu-1") in p.sis_results(), "p1's grade to reach it again")
+    await p.until(p.delivered(("quiz1", "p1")), "p1's grade to be delivered again")
+    assert p.sis_results()[(quiz, "stu-1")]["score"] == 8.0
     puts = p.puts() - before
-    assert puts == Counter({"results": 2, "lineItems": 1}), puts  # refused once, then sent
+    # p2's refused once, then sent, and p1's sent again, after the line item
+    assert puts == Counter({"results": 3, "lineItems": 1}), puts
     rows = p.ledger()
     assert rows[("quiz1", "p2")].state is DeliveryState.DELIVERED
 
     # a resync after it delivers: nothing is refused
     run = await p.run(Trigger.RESYNC, ("quiz1",))
     assert run.outcome is RunOutcome.SUCCEEDED, run.message
+
+
+async def test_a_line_item_the_sis_loses_twice_is_written_again_each_time(
+    passback: Passback,
+) -> None:
+    """The process's memory of a loss it marked is forgotten once the line item is written
+    again: a second loss of the same line item (the SIS restored again) is marked and
+    repaired as the first was, with its delivered grades sent again."""
+    p = passback
+    p.attempt("quiz1", "p1", 8.0)
+    await p.until(p.delivered(("quiz1", "p1")), "the first grade to reach the SIS")
+    quiz = _li(p, "quiz1")
+    for n, (person, student, score) in enumerate((("p2", "stu-2", 6.0), ("p3", "stu-3", 7.0))):
+        p.sandbox.state.sis_results.clear()
+        p.sandbox.state.sis_line_items.clear()
+        p.attempt("quiz1", person, score)
+        await p.until(
+            lambda s=student: (quiz, s) in p.sis_results() and (quiz, "stu-1") in p.sis_results(),
+            f"loss {n + 1}: the new grade and p1's to reach the SIS",
+        )
+        assert set(p.sis_line_items()) == {quiz}
+        assert p.sis_results()[(quiz, "stu-1")]["score"] == 8.0
+        assert p.sis_results()[(quiz, student)]["score"] == score
+
+
+async def test_a_failed_mark_of_a_lost_line_item_leaves_the_sis_s_answer_and_is_asked_again(
+    passback: Passback, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database failing as a lost line item is marked: the refused grade keeps the SIS's
+    answer (`line_item_gone`, retried), not the database's error, and its next refusal marks
+    the line item, which is written again with the grade after it."""
+    p = passback
+    p.attempt("quiz1", "p1", 8.0)
+    await p.until(p.delivered(("quiz1", "p1")), "the first grade to reach the SIS")
+    quiz = _li(p, "quiz1")
+    marked = Provisioner.mark_gone
+    failed: list[str] = []
+
+    def mark_once_failing(self: Provisioner, *args: Any) -> int:
+        if not failed:
+            failed.append("the database is gone")
+            raise RuntimeError(failed[0])
+        return marked(self, *args)
+
+    monkeypatch.setattr(Provisioner, "mark_gone", mark_once_failing)
+    p.sandbox.state.sis_results.clear()
+    p.sandbox.state.sis_line_items.clear()
+    p.attempt("quiz1", "p2", 6.0)
+    await p.until(lambda: failed, "the mark to fail")
+    await p.until(
+        lambda: p.ledger()[("quiz1", "p2")].reason_code == "line_item_gone",
+        "the SIS's answer on the refused grade",
+    )
+    await p.until(p.delivered(("quiz1", "p2")), "the grade after the line item, marked again")
+    await p.until(lambda: (quiz, "stu-1") in p.sis_results(), "p1's grade to reach it again")
+    assert set(p.sis_line_items()) == {quiz}

@@ -110,6 +110,12 @@ def written_link(
     return replace(stored, remote_id=remote_id, data=mine | theirs), False
 
 
+def columns_made(kind: DestinationKind | str) -> bool:
+    """Whether gradesync writes the destination's columns (line items): a column gone there
+    is made again by the next write. LTI 1.1 passes a grade to the LMS's own column only."""
+    return kind != DestinationKind.LTI11_OUTCOMES
+
+
 def column_written(kind: DestinationKind | str, item: ItemLink | None) -> bool:
     """Whether the destination holds the column `item` links to. A SIS's link is made when
     the activity is ticked, with the line item's sourcedId chosen ahead; the line item

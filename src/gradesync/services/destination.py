@@ -216,9 +216,16 @@ class DestinationClient(Protocol):
         ...
 
     async def put_result(
-        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+        self,
+        target: ResultTarget,
+        result: DesiredResult,
+        timestamp: datetime,
+        *,
+        each_request: RequestGate = ungated,
     ) -> Receipt:
-        """Send one result. `timestamp` strictly increases per (column, person)."""
+        """Send one result. `timestamp` strictly increases per (column, person). Its requests
+        each within `each_request` (the send's slot takes the first: an adapter that asks
+        more, OneRoster whether a refused result's line item is gone, takes a token each)."""
         ...
 
     async def read_results(

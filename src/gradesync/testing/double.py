@@ -216,7 +216,12 @@ class DoubleClient:
         )
 
     async def put_result(
-        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+        self,
+        target: ResultTarget,
+        result: DesiredResult,
+        timestamp: datetime,
+        *,
+        each_request: RequestGate = ungated,
     ) -> Receipt:
         r = self.remote
         key = (target.item.remote_id, target.person.remote_id)

@@ -62,7 +62,12 @@ class HttpDoubleClient:
         )
 
     async def put_result(
-        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+        self,
+        target: ResultTarget,
+        result: DesiredResult,
+        timestamp: datetime,
+        *,
+        each_request: RequestGate = ungated,
     ) -> Receipt:
         payload = {
             "userId": target.person.remote_id,

@@ -740,7 +740,12 @@ class AgsClient:
         return body
 
     async def put_result(
-        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+        self,
+        target: ResultTarget,
+        result: DesiredResult,
+        timestamp: datetime,
+        *,
+        each_request: RequestGate = ungated,
     ) -> Receipt:
         if not target.person.remote_id:
             raise RemoteFailure(

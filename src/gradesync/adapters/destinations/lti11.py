@@ -503,7 +503,12 @@ class Lti11Client:
         return classify_http(response), response.status_code
 
     async def put_result(
-        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+        self,
+        target: ResultTarget,
+        result: DesiredResult,
+        timestamp: datetime,
+        *,
+        each_request: RequestGate = ungated,
     ) -> Receipt:
         cfg = self._config()
         message_id = uuid.uuid4().hex

@@ -66,10 +66,17 @@ class ObservedClient:
             )
 
     async def put_result(
-        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+        self,
+        target: ResultTarget,
+        result: DesiredResult,
+        timestamp: datetime,
+        *,
+        each_request: RequestGate = ungated,
     ) -> Receipt:
         with log_context.bound(**self._context):
-            return await self._inner.put_result(target, result, timestamp)
+            return await self._inner.put_result(
+                target, result, timestamp, each_request=each_request
+            )
 
     async def read_results(
         self, course: CourseLink, item: ItemLink, *, each_request: RequestGate = ungated

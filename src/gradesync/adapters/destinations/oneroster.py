@@ -45,7 +45,11 @@ from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from gradesync.adapters.destinations import oneroster_payloads as payloads
 from gradesync.adapters.destinations.http_fast import json_content
-from gradesync.adapters.destinations.oneroster_errors import classify, imsx_message
+from gradesync.adapters.destinations.oneroster_errors import (
+    classify,
+    imsx_message,
+    unknown_object,
+)
 from gradesync.adapters.destinations.oneroster_rules import (
     classes_of,
     due_date,
@@ -239,7 +243,12 @@ class OneRosterClient:
         )
 
     async def put_result(
-        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+        self,
+        target: ResultTarget,
+        result: DesiredResult,
+        timestamp: datetime,
+        *,
+        each_request: RequestGate = ungated,
     ) -> Receipt:
         class_id = str(target.person.data.get("class") or target.course.remote_id)
         line_items = target.item.data.get("line_items") or {}
@@ -256,30 +265,35 @@ class OneRosterClient:
             desired=result,
             modified=timestamp,
         )
+        path = f"/results/{quote(sourced_id, safe='')}"
         try:
-            response = await self._put(f"/results/{quote(sourced_id, safe='')}", body, "result")
+            response = await self._put(path, body, "result", each_request)
         except RemoteFailure as failure:
             if failure.failure is not FailureClass.REJECTED:
                 raise
-            raise await self._gone_or(failure, line_item_id) from None
+            raise await self._gone_or(failure, line_item_id, each_request) from None
         return Receipt(payload=body, status=response.status_code, message=None)
 
-    async def _gone_or(self, failure: RemoteFailure, line_item_id: str) -> RemoteFailure:
+    async def _gone_or(
+        self, failure: RemoteFailure, line_item_id: str, gate: RequestGate
+    ) -> RemoteFailure:
         """A refused result whose line item the SIS no longer has (restored from an older
         state, or deleted there) is `LINE_ITEM_GONE`, whatever words and status the SIS
         refused it with: the delivery marks the column to be written again (a PUT creates
         the line item under its sourcedId), and the result is tried again after it, a few
         times only (`per_key`: the SIS works; its breaker is not the column's to open).
-        Asked only on a refusal; anything else keeps `failure`."""
-        try:
-            response = await self._request(
-                "GET",
-                f"/lineItems/{quote(line_item_id, safe='')}",
-                what=f"GET lineItem {line_item_id}",
-            )
-        except RemoteFailure:
-            return failure
-        if response.status_code != 404:
+        Gone only when the SIS says so in OneRoster's words (`unknown_object`): a SIS that
+        serves no GET of one line item answers 404 to every one, and would turn each real
+        refusal into a rewrite. Asked within the send's `gate` (a rate token of its own); a
+        SIS that asks to slow down or is unwell raises that (`_request`); any other answer
+        keeps `failure`."""
+        response = await self._request(
+            "GET",
+            f"/lineItems/{quote(line_item_id, safe='')}",
+            gate=gate,
+            what=f"GET lineItem {line_item_id}",
+        )
+        if not unknown_object(response):
             return failure
         return RemoteFailure(
             FailureClass.RETRY_LATER,

@@ -165,7 +165,12 @@ class OneRosterCsvClient:
         )
 
     async def put_result(
-        self, target: ResultTarget, result: DesiredResult, timestamp: datetime
+        self,
+        target: ResultTarget,
+        result: DesiredResult,
+        timestamp: datetime,
+        *,
+        each_request: RequestGate = ungated,
     ) -> Receipt:
         class_id = str(target.person.data.get("class") or target.course.remote_id)
         line_items = target.item.data.get("line_items") or {}

@@ -25,6 +25,25 @@ def imsx_message(response: httpx.Response) -> str:
     return json.dumps(body)[:500]
 
 
+def unknown_object(response: httpx.Response) -> bool:
+    """Whether the SIS answered that the object asked for does not exist, in OneRoster's own
+    words: 404 with imsx_codeMajor `failure` and the code minor `unknownobject`. A 404 of
+    anything else (a route the SIS does not serve, a proxy's page) says nothing of it."""
+    if response.status_code != 404:
+        return False
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return False
+    if not isinstance(body, dict) or body.get("imsx_codeMajor") != "failure":
+        return False
+    minor = body.get("imsx_CodeMinor")
+    fields = minor.get("imsx_codeMinorField") if isinstance(minor, dict) else None
+    return isinstance(fields, list) and any(
+        isinstance(f, dict) and f.get("imsx_codeMinorFieldValue") == "unknownobject" for f in fields
+    )
+
+
 def retry_after_seconds(response: httpx.Response, default: float) -> float:
     value = response.headers.get("retry-after")
     if not value:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from gradesync.domain.columns import columns_made
 from gradesync.domain.held import logs_scale
 from gradesync.domain.ledger import (
     Delivered,
@@ -820,14 +821,26 @@ class Deliverer:
                 payload: dict[str, Any] | None = None
                 within = left - settle_margin(least)
                 deadline = asyncio.timeout(within)  # the send ends before its claim does
+                gone = False  # the destination no longer holds the column, which is made again
                 try:
                     async with deadline:
-                        receipt = await r.client.put_result(r.target, r.result, c.timestamp)
+                        receipt = await r.client.put_result(
+                            r.target,
+                            r.result,
+                            c.timestamp,
+                            # the slot held here takes the first request; any more a token each
+                            each_request=self.governor.further_requests(d),
+                        )
                 except RemoteFailure as f:
-                    if f.code == LINE_ITEM_GONE:
-                        # marked before the row settles: its next try finds the mark
-                        await asyncio.to_thread(self.provisioner.column_gone, d, r.target.item)
+                    gone = f.code == LINE_ITEM_GONE and columns_made(d.kind)
+                    if gone and f.failure is FailureClass.REJECTED:
+                        # an LMS's column deleted: the grade waits for the column made again
+                        f = _after_its_column(f)
                     outcome = outcome_of_failure(self.governor, f, d, lim)
+                except DestinationPaused:
+                    # paused before a further request of the send (a refusal's look-up): the
+                    # row waits as it is, due again the moment the pause ends or is lifted
+                    outcome = None
                 except asyncio.CancelledError:
                     # its pass stopped: a probe with no answer goes to the next send, or none
                     # would go to the destination again in this process
@@ -846,12 +859,16 @@ class Deliverer:
                     stats.delivered_items.add(
                         (c.row.key.tenant_id, d.id, c.course_id, c.row.key.activity_id)
                     )
+                answered_at = self.clock.now()
+                latency = (time.perf_counter() - started) * 1000.0
                 if probe and lim.breaker.probing:
                     # answered with a pause (slow down, a misconfiguration) that records nothing
                     # on the breaker: the first request after the pause probes
                     lim.breaker.release_probe()
                 stats.sent += 1
-                latency = (time.perf_counter() - started) * 1000.0
+                if gone and self.provisioner.column_gone(d, r.target.item):
+                    # marked before the row settles: its next try finds the mark
+                    await self._column_gone(r, answered_at)
                 self._settle_one(
                     c,
                     outcome,
@@ -860,13 +877,27 @@ class Deliverer:
                     logged=True,
                     payload=payload,
                     latency=latency,
-                    answered_at=self.clock.now(),
+                    answered_at=answered_at,
                     scale=r.scale,
                 )
             finally:
                 held.leave()
         except Exception as exc:
             self._fence(exc, [r.claimed], stats, run_id, sending=True)
+
+    async def _column_gone(self, r: Ready, now: datetime) -> None:
+        """Mark the column `r` was refused for as gone, and make its delivered grades due
+        again (`Provisioner.mark_gone`). The destination's answer stands whatever happens
+        here: a failure is logged, and the column's next refusal marks it (or a remaster)."""
+        d, item, course_id = r.destination, r.target.item, r.target.course.course_id
+        try:
+            again = await asyncio.to_thread(self.provisioner.mark_gone, d, course_id, item, now)
+        except Exception:
+            log.exception("marking column %s at %s as gone there failed", item.activity_id, d.id)
+            self.provisioner.gone_unmarked(d, item)
+            return
+        if again:
+            self.note_due(where={(d.tenant_id, d.id, course_id, item.activity_id)})
 
     def _let_wait(self, items: Sequence[Claimed], stats: DeliveryStats, run_id: str | None) -> None:
         """The destination is paused: the rows wait as they are (nothing was asked of it),
@@ -1045,3 +1076,18 @@ class Deliverer:
         await self.writer.stop()
         await self._background.wait()
         await self.governor.aclose()
+
+
+def _after_its_column(f: RemoteFailure) -> RemoteFailure:
+    """A grade refused because its column is gone at a destination whose columns gradesync
+    makes (an LMS's deleted): tried again by itself, a few times (`per_key`: the LMS works),
+    once the column is made again, rather than refused for good on a column that returns."""
+    return RemoteFailure(
+        FailureClass.RETRY_LATER,
+        f.code,
+        f.message,
+        status=f.status,
+        remedy=f.remedy,
+        fix=f.fix,
+        per_key=True,
+    )

@@ -18,11 +18,21 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from gradesync.domain.columns import column_written, marked_to_check
 from gradesync.domain.held import provisioned
-from gradesync.domain.model import Activity, Course, CourseLink, Destination, ItemLink, Tenant
+from gradesync.domain.ledger import reopened
+from gradesync.domain.model import (
+    Activity,
+    Course,
+    CourseLink,
+    DeliveryState,
+    Destination,
+    ItemLink,
+    Tenant,
+)
 from gradesync.domain.policy import Column, NoResult, activity_policy, column_for, column_hash
 from gradesync.domain.reasons import Reason
 from gradesync.services.column_marks import new_look_mark
@@ -202,6 +212,8 @@ class Provisioner:
                     seen = (*(known or (link,)), ensured)[-8:]
                     self._item_links[key] = seen
                     self._check_failed.pop(key, None)
+                    # written again: a later loss of it is a new one (`column_gone`)
+                    self._gone_marked.pop(key, None)
                     # what is stored may still be any link seen here (the saves run apart);
                     # anything else was put there since this write read the column
                     began = [s for s in seen if s is not None]
@@ -242,29 +254,56 @@ class Provisioner:
                 return current, False
             return ensured, True
 
-    def column_gone(self, d: Destination, item: ItemLink) -> None:
+    def column_gone(self, d: Destination, item: ItemLink) -> bool:
         """The destination said it no longer holds the column `item` links to
-        (`LINE_ITEM_GONE`): its link is marked to be looked at (`look_mark`), so that the
-        next send of its grades writes it again, as a person's change would have it (a
-        SIS's PUT makes the line item again under its sourcedId; an LMS's column is looked
-        up, then made). Only while the stored link is the one the send went through: one
-        marked or written since asks for its own look. Once per link in this process: the
-        column's other grades refused alike write nothing more."""
+        (`LINE_ITEM_GONE`): whether its link is to be marked (`mark_gone`). Once per loss in
+        this process: the column's other grades refused alike mark nothing more, and its
+        next write (`ensure_column`) forgets the loss, so a later one is marked again. On the
+        loop's thread, as are this process's memories of its columns."""
         key = (d.tenant_id, d.id, item.activity_id)
         if self._gone_marked.get(key) == item.details_hash:
-            return
+            return False
         self._gone_marked[key] = item.details_hash
         self._item_links.pop(key, None)  # not the column as this process wrote it
+        return True
+
+    def gone_unmarked(self, d: Destination, item: ItemLink) -> None:
+        """Its mark (`mark_gone`) failed: the column's next refusal asks for it again."""
+        self._gone_marked.pop((d.tenant_id, d.id, item.activity_id), None)
+
+    def mark_gone(self, d: Destination, course_id: str, item: ItemLink, now: datetime) -> int:
+        """The column `item` links to is gone at `d`: its link is marked to be looked at
+        (`look_mark`), so the next send of its grades writes it again, as a person's change
+        would have it (a SIS's PUT makes the line item again under its sourcedId; an LMS's
+        column is looked up, then made), and, in the same transaction, its grades delivered
+        to the column that is gone are due again, as a remaster of it makes them (a resync
+        never sends a delivered row). Only while the stored link is the one the send went
+        through: one marked or written since asks for its own look. How many were reopened.
+        Database only: run apart from the loop."""
         with self.uow_factory() as uow:
             stored = uow.links.item(d.tenant_id, d.id, item.activity_id)
-            if stored is not None and stored.details_hash == item.details_hash:
-                uow.links.save_written_item(replace(stored, details_hash=new_look_mark()), [stored])
-                uow.commit()
+            if stored is None or stored.details_hash != item.details_hash:
+                return 0
+            marked = replace(stored, details_hash=new_look_mark())
+            if not uow.links.save_written_item(marked, [stored]):
+                return 0
+            rows = uow.ledger.get_many(d.tenant_id, d.id, course_id, [item.activity_id])
+            again = [
+                (reopened(r, now), course_id)
+                for r in rows.values()
+                if r.state is DeliveryState.DELIVERED
+            ]
+            if again:
+                uow.ledger.save_many(again)
+            uow.commit()
         log.info(
-            "column %s at %s is gone there: it is written again before its next grade",
+            "column %s at %s is gone there: it is written again before its next grade, and"
+            " its %d delivered grade(s) sent again",
             item.activity_id,
             d.id,
+            len(again),
         )
+        return len(again)
 
     async def create_ahead(
         self,
