@@ -453,6 +453,33 @@ def test_course_triage_gives_an_lti11_lms_the_graded_link_remedy_not_deep_linkin
         assert "open it once" in lti11, lti11
 
 
+def test_a_column_gone_at_an_lti11_lms_is_made_again_by_its_graded_link_not_by_a_sync() -> None:
+    """gradesync makes no column at an LTI 1.1 LMS: a column gone there is the LMS's graded
+    link to add again, not a Sync now that "creates the column again" (as at LTI 1.3)."""
+    course = Course("t", "c1", "Physics")
+    quiz = Activity("t", "q1", "c1", "Quiz 1", 10)
+    rows = (KeyState("d", "q1", "p1", DeliveryState.REJECTED, "line_item_gone"),)
+
+    def triage(kind: DestinationKind) -> str:
+        d = Destination("t", "d", kind, "Moodle")
+        link = CourseLink("t", "d", "c1", "ctx-1")
+        facts = CourseFacts(
+            NOW,
+            course,
+            (quiz,),
+            {"q1": DEFAULT_POLICY},
+            (CourseDestinationFacts(d, Capabilities(), link, {}),),
+            rows,
+        )
+        cause = triage_course(facts).cause("column_gone")
+        assert cause is not None
+        return cause.remedy
+
+    assert "Sync now" in triage(DestinationKind.LTI13_AGS)
+    lti11 = triage(DestinationKind.LTI11_OUTCOMES)
+    assert "Sync now" not in lti11 and "activity_id custom parameter is 'q1'" in lti11, lti11
+
+
 def test_a_sis_course_is_connected_by_its_class_not_by_a_launch() -> None:
     base = _facts()
     sis = Destination("t", "sis", DestinationKind.ONEROSTER_CSV, "District SIS")

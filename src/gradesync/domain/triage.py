@@ -421,7 +421,7 @@ def lti11_remedy(code: str, activities: tuple[str, ...]) -> str | None:
     """LTI 1.1 has no Deep Linking, and gradesync cannot create its columns: a missing or
     ungraded column is the LMS's graded link naming the activity, opened once (as `doctor`
     says it, `remedies.lti11_column_remedy`). None: the cause's remedy holds there too."""
-    if code == "no_column" and activities:
+    if code in ("no_column", "column_gone") and activities:
         return lti11_column_remedy(*activities)
     if code == "not_graded" and activities:
         return (

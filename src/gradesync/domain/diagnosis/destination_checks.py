@@ -622,7 +622,10 @@ def column_check(
             False,
             f"Column {shown} refuses grades ({code}, {plural(n, 'learner')}): "
             f"{REMOTE_CAUSES[code][0]}.",
-            REMOTE_CAUSES[code][1],
+            # gradesync makes no column at an LTI 1.1 LMS: its graded link makes one
+            lti11_column_remedy(activity.id)
+            if code == "line_item_gone" and d.kind is DestinationKind.LTI11_OUTCOMES
+            else REMOTE_CAUSES[code][1],
             d.id,
         )
     return Check(CheckCode.COLUMN_LINKED, name, True, f"{shown}.", None, d.id)
