@@ -14,6 +14,7 @@ from gradesync.domain.ledger import Delivered
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.services.clock import SystemClock
 from gradesync.services.delivery import Settlement
+from gradesync.services.delivery.settle import SettleWriter
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory
 
@@ -170,3 +171,43 @@ async def test_a_release_of_a_lease_taken_again_counts_its_lease_gone(db: Databa
         await writer.stop()
     assert (writer.read_again, writer.claims_ended, writer.leases_gone) == (0, 0, 1)
     assert _leases(db) == {learner(0): "w:2", learner(1): None, learner(2): None}
+
+
+async def test_taking_leases_says_in_flight_only_those_not_run_out(db: Database) -> None:
+    """A learner moved to another SIS student has the leases of their rows taken
+    (`sis.mapping._send_to_new_student`): every lease is dropped, but one that ran out was
+    said in flight too, and the grade's history then said a send was under way."""
+    rows, stamp, _ = await _claimed(db)
+    ran_out = LedgerKey(T, DEST, "a1", learner(0))
+    with db.uow() as uow:
+        uow.ledger.lease([(ran_out, stamp)], "w:2", stamp - timedelta(seconds=1))
+        taken = uow.ledger.take_leases(list(rows), stamp)
+        uow.commit()
+    assert sorted(k.person_id for k in taken) == [learner(1), learner(2)]
+    assert set(_leases(db).values()) == {None}
+
+
+async def test_a_retry_whose_lease_was_taken_is_said_due_by_its_settle(db: Database) -> None:
+    """A claimed retry whose lease a move to another SIS student took: its settle writes
+    nothing and says the row due (a claim made meanwhile may have skipped it), as it does a
+    pending one; a retry was left to the next poll."""
+    rows, stamp, until = await _claimed(db)
+    key = LedgerKey(T, DEST, "a1", learner(0))
+    retrying = replace(
+        rows[key], state=DeliveryState.RETRYING, tries=1, next_attempt_at=stamp - timedelta(1)
+    )
+    with db.uow() as uow:
+        uow.ledger.save_many([(retrying, COURSE)])
+        assert uow.ledger.take_leases([key], stamp) == [key]
+        uow.commit()
+    said: list[set[tuple[str, str, str, str]]] = []
+    settings = replace(FAST, settle_gather=timedelta(0))
+    writer = SettleWriter(db.uow, SystemClock(), settings, "w:1", on_due=said.append)
+    try:
+        writer.put(_delivered(retrying, stamp, until))
+        await writer.flush()
+    finally:
+        await writer.stop()
+    assert writer.claims_ended == 1
+    assert said == [{(T, DEST, COURSE, "a1")}]
+    assert ledger(db)[("a1", learner(0))].state is DeliveryState.RETRYING

@@ -1,7 +1,8 @@
 """How a learner's link follows their new SIS id, beyond the simple move
 (tests/oneroster/test_sis_id_matching.py): a link saved before links were marked with where
 they came from, a student another learner of the course holds, a send in flight to the old
-student, and a roster import moving several learners of one course at once."""
+student (or settled just before the move locks its row), and a roster import moving several
+learners of one course at once (a chain of SIS ids, a swap)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pytest
 
 from gradesync.adapters.db.database import Database
+from gradesync.adapters.db.repos.ledger import LedgerRepo
 from gradesync.domain.ledger import Delivered
 from gradesync.domain.model import DeliveryState, LedgerKey, PersonLink
 from gradesync.domain.passback import STUDENT_CHANGED
@@ -24,7 +27,8 @@ from gradesync.services.clock import SystemClock
 from gradesync.services.delivery.records import DueAt, Settlement
 from gradesync.services.delivery.settle import SettleWriter
 from gradesync.services.engine_config import EngineSettings
-from gradesync.services.sis import course_overview
+from gradesync.services.ports import UnitOfWork
+from gradesync.services.sis import course_overview, map_student
 from gradesync.testing import wait_for
 from tests.support.served import Served
 from tests.support.sis import SIS_PATH, one_learner_matched, results_in, sis_row
@@ -207,3 +211,172 @@ def test_a_roster_import_moving_learners_of_a_course_reads_its_ledger_once(
     )
     course_reads = [s for s in seen if whole.search(s)]
     assert len(course_reads) == 1, course_reads
+
+
+def _links(gs: Served) -> dict[str, str]:
+    links = {p: _link(gs, p) for p in ("p1", "p2")}
+    return {p: x.remote_id for p, x in links.items() if x}
+
+
+def _bo_linked_to_stu_2(gs: Served, sis: RunningSandbox) -> None:
+    gs.ok("PUT", "/people/p2", json={"name": "Bo", "sis_id": "stu-2"})
+    wait_for(lambda: results_in(sis).get("stu-2") == 7.0, "p2's grade in the SIS")
+
+
+def test_an_import_giving_a_learner_the_sis_id_another_leaves_follows_both(
+    gs: Served, sis: RunningSandbox
+) -> None:
+    """One import gives Ada (p1) Bo's SIS id stu-2 and Bo a new one, stu-3. Checked one at a
+    time in person order against the course's links as they were, Ada's move was refused
+    (Bo still held stu-2); the course's moves are settled as a set, and both follow."""
+    _bo_linked_to_stu_2(gs, sis)
+    people = [
+        {"id": "p1", "name": "Ada", "sis_id": "stu-2"},
+        {"id": "p2", "name": "Bo", "sis_id": "stu-3"},
+    ]
+    gs.ok("POST", "/ingest", json={"people": people})
+    assert _links(gs) == {"p1": "stu-2", "p2": "stu-3"}
+    wait_for(
+        lambda: results_in(sis).get("stu-2") == 8.0,
+        "p1's grade sent to their new SIS student",
+        explain=lambda: f"{results_in(sis)}",
+    )
+    # Bo's 7 is sent to stu-3, whom the sandbox's class does not hold: it refuses it
+    wait_for(
+        lambda: sis_row(gs, "p2") == (DeliveryState.REJECTED, "invalid_data"),
+        "p2's grade sent to stu-3",
+        explain=lambda: f"p2's row: {sis_row(gs, 'p2')}",
+    )
+    assert results_in(sis).get("stu-2") == 8.0
+    for person in ("p1", "p2"):
+        assert "another learner" not in _matched(gs, person)["evidence"]
+
+
+def test_an_import_swapping_two_learners_sis_ids_follows_both(
+    gs: Served, sis: RunningSandbox
+) -> None:
+    """One import swaps Ada's and Bo's SIS ids (stu-1 <-> stu-2): each move alone would put
+    two learners on one student, so both were refused; together they do not, and both
+    follow."""
+    _bo_linked_to_stu_2(gs, sis)
+    people = [
+        {"id": "p1", "name": "Ada", "sis_id": "stu-2"},
+        {"id": "p2", "name": "Bo", "sis_id": "stu-1"},
+    ]
+    gs.ok("POST", "/ingest", json={"people": people})
+    assert _links(gs) == {"p1": "stu-2", "p2": "stu-1"}
+    wait_for(
+        lambda: results_in(sis) == {"stu-1": 7.0, "stu-2": 8.0},
+        "each grade sent to its learner's new SIS student",
+        explain=lambda: f"{results_in(sis)}",
+    )
+    for person in ("p1", "p2"):
+        assert "another learner" not in _matched(gs, person)["evidence"]
+
+
+class _SettledAfterRead(LedgerRepo):
+    """The ledger as the database keeps it, but once the course's rows are first read
+    (`get_many`, unlocked) `settle` runs: what a worker's settle commits in that gap."""
+
+    def __init__(self, uow: UnitOfWork, settle: Any) -> None:
+        super().__init__(uow.conn)  # type: ignore[attr-defined]
+        self.settle = settle
+
+    def get_many(self, *args: Any, **kwargs: Any) -> Any:
+        read = super().get_many(*args, **kwargs)
+        if self.settle is not None:
+            settle, self.settle = self.settle, None
+            settle(self)
+        return read
+
+
+class _Settling:
+    """A unit of work of `db` whose ledger is `_SettledAfterRead`'s."""
+
+    def __init__(self, db: Database, settle: Any) -> None:
+        self.uow, self.settle = db.uow(), settle
+
+    def __enter__(self) -> UnitOfWork:
+        uow = self.uow.__enter__()
+        uow.ledger = _SettledAfterRead(uow, self.settle)
+        return uow
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.uow.__exit__(kind, exc, tb)
+
+
+def test_a_send_settled_between_the_moves_read_and_its_lock_is_sent_to_the_new_one(
+    gs: Served, sis: RunningSandbox, db: Database
+) -> None:
+    """Ada's 8 is being sent to stu-1 when she is linked to stu-2 by hand. The move read her
+    row (claimed: pending) without a lock; the send's settle committed DELIVERED for stu-1
+    before the move took the row's lease, and the move then found no lease and decided from
+    its stale read: the row stayed DELIVERED and stu-2 never got her grade. It decides from
+    the rows read under lock. On PostgreSQL the settle is a worker's, committed on its own
+    connection in that gap; SQLite's one writer at a time leaves no gap, so there it is
+    written in the move's own transaction, after the first read."""
+    key = LedgerKey(gs.tenant, "sis", "q1", "p1")
+    wait_for(lambda: sis_row(gs, "p1") == (DeliveryState.DELIVERED, None), "p1's row delivered")
+    with gs.runtime.uow() as uow:  # as a worker's claim leaves it, sending to stu-1
+        delivered = uow.ledger.get(key)
+        assert delivered is not None and delivered.state is DeliveryState.DELIVERED
+        claimed = replace(delivered, state=DeliveryState.PENDING, delivered_hash=None)
+        uow.ledger.save_many([(claimed, "c1")])
+        now = SystemClock().now()
+        until = now + timedelta(minutes=5)
+        uow.ledger.lease([(key, now)], "w:other", until)
+        uow.commit()
+
+    def settle(ledger: LedgerRepo) -> None:
+        if ledger.postgres:
+            writer = SettleWriter(gs.runtime.uow, SystemClock(), EngineSettings(), "w:other")
+            settled = Settlement(
+                key, "c1", Delivered(200), until, sent_hash=claimed.desired_hash,
+                timestamp=now, logged=True, claimed=claimed,
+            )  # fmt: skip
+
+            async def run() -> None:
+                writer.put(settled)
+                await writer.flush()
+                await writer.stop()
+
+            asyncio.run(run())
+        else:
+            took = replace(claimed, state=DeliveryState.DELIVERED)
+            ledger.save_many([(replace(took, delivered_hash=claimed.desired_hash), "c1")])
+            assert ledger.release([(key, until)], "w:other") == 1
+        row = ledger.get(key)  # committed (PostgreSQL), or written: what the lock reads
+        assert row is not None and row.state is DeliveryState.DELIVERED, row
+
+    map_student(
+        lambda: _Settling(db, settle),
+        tenant_id=gs.tenant,
+        destination_id="sis",
+        person_id="p1",
+        student_id="stu-2",
+        waker=gs.runtime.waker,
+    )
+    wait_for(
+        lambda: results_in(sis).get("stu-2") == 8.0,
+        "p1's grade sent to their new SIS student",
+        explain=lambda: f"p1's row: {sis_row(gs, 'p1')}",
+    )
+
+
+def _first(seen: list[str], pattern: str) -> int:
+    return next(i for i, s in enumerate(seen) if re.search(pattern, s))
+
+
+def test_moving_a_link_marks_its_keys_before_it_saves_the_link(gs: Served, db: Database) -> None:
+    """A computation claims dirty rows, then saves the links it matches: an import following
+    a new SIS id, or map-students, saved the link and then marked the keys, and on
+    PostgreSQL the two could deadlock. Both mark first now."""
+    with statements(db) as seen:
+        gs.ok("PUT", "/people/p1", json={"name": "Ada", "sis_id": "stu-2"})
+    assert _first(seen, r"\bINTO dirty_keys\b") < _first(seen, r"\bINTO person_links\b"), seen
+    _give_sis_id_unannounced(gs, "p1", "stu-1")
+    with statements(db) as seen:
+        gs.ok("POST", f"{SIS_PATH}/courses/c1/students")
+    assert _first(seen, r"\bINTO dirty_keys\b") < _first(seen, r"\bINTO person_links\b"), seen

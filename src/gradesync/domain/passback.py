@@ -83,6 +83,36 @@ BY_SIS_ID, BY_HAND = "sis_id", "hand"
 # course is linked to that student (the data's value: that learner's id).
 NOT_FOLLOWED = "not_followed_for"
 
+
+def settle_moves(
+    students: Mapping[str, str], moves: Mapping[str, str]
+) -> tuple[set[str], dict[str, str]]:
+    """A course's links to follow as one set: `students` (each learner's SIS student now),
+    `moves` (learners whose link may follow a new SIS id: their new student). Every move is
+    made unless, with all the others made, its learner would share a student with another
+    learner; a refused move keeps its learner's student, which may refuse another in turn, so
+    the refusals are found until none is left. A chain (Ada onto Bo's old student, Bo onto a
+    new one) and a swap are made whatever the learners' order. Returns (the learners moved,
+    each refused one with the learner they would share a student with)."""
+    refused: dict[str, str] = {}
+    while True:
+        final = {p: moves.get(p, s) if p not in refused else s for p, s in students.items()}
+        final.update({p: s for p, s in moves.items() if p not in students and p not in refused})
+        holders: dict[str, list[str]] = {}
+        for person_id, student in final.items():
+            holders.setdefault(student, []).append(person_id)
+        more = {
+            p: min(x for x in held if x != p)
+            for held in holders.values()
+            if len(held) > 1
+            for p in held
+            if p in moves and p not in refused
+        }
+        if not more:
+            return {p for p in moves if p not in refused}, refused
+        refused.update(more)
+
+
 # Requests in flight at once to a SIS unless its connection says otherwise: a school's SIS is
 # often one modest server, so fewer than an LMS's default.
 SIS_CONCURRENCY = 4

@@ -13,13 +13,13 @@ Three entry points, one core:
 
 All three lock the activities they compute (`DirtyKeyRepo.lock_activities`) and read the ledger
 rows with row locks, so a slower computation from older facts never overwrites a newer one.
-Every compute transaction takes its locks in one order (the activities, then the SIS links it
-saves, then the ledger rows, each in key order), so no two of them deadlock. That is an order
-among computations only: a transaction that links learners and then marks their keys
-(`sis.map_course_students`, an ingest following new SIS ids) takes a link before a dirty row,
-where a computation claims dirty rows before it saves a link. On PostgreSQL the two can
-deadlock, and the database gives up on one of them: a computation is then rolled back and
-tried again (`database_unavailable`, below); the other fails as its caller sees it.
+Every compute transaction takes its locks in one order (the dirty rows it claims, the
+activities, then the SIS links it saves, then the ledger rows, each in key order), so no two
+of them deadlock. A transaction that links learners to SIS students (`sis.map_course_students`,
+`sis.map_student`, `sis.unmap_section`, an ingest following new SIS ids) keeps that order too:
+it marks the learners' keys before it saves their links (in key order), and locks their ledger
+rows after. Should the database still give up on a transaction for a deadlock, a computation
+is rolled back and tried again (`database_unavailable`, below).
 These are plain blocking functions: async callers run them in a thread.
 
 A grade that cannot be worked out (computing it raises) never holds up the others: it is

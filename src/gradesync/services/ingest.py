@@ -609,7 +609,7 @@ def record_facts(
     changed_people = [pe for pe in persons if old_people.get(pe.id) != pe]
     # ... but a SIS id does, where it matches the learner to no SIS student yet (compute
     # matches them by it) or moves their link made by the old one
-    moves = _given_sis_ids(uow, tenant_id, old_people, changed_people, dirty)
+    moves = _given_sis_ids(uow, tenant_id, old_people, changed_people, dirty, now)
     if b.attempts:  # written before them (without attempts: with the enrollments, last)
         uow.people.upsert_many(changed_people)
 
@@ -683,15 +683,16 @@ def _given_sis_ids(
     old: Mapping[str, Person],
     changed: Sequence[Person],
     dirty: list[DirtyRow],
+    now: datetime,
 ) -> list[sis.SisIdMove]:
     """The people given a SIS id (or another one), in the courses they learn in that pass
     back to a SIS: where they are matched to no student, their keys (added to `dirty`) are
     computed again, so they are matched by it (`compute.match_by_sis_id`) and their grades
     sent, with no `sis map-students` nor resync; where their old SIS id matched them, the
-    link follows the new one (`sis.follow_sis_id`, which keeps a student picked by hand) and
-    their keys are marked too. Returns the moves, whose results `sis.send_to_new_sis_ids`
-    sends once the keys are marked. A person new here has no enrollment yet: theirs marks
-    their keys."""
+    link follows the new one (`sis.follow_sis_ids`: a course's moves as one set; a student
+    picked by hand is kept) and their keys are marked too, before the links are saved.
+    Returns the moves, whose results `sis.send_to_new_sis_ids` sends once the keys are
+    marked. A person new here has no enrollment yet: theirs marks their keys."""
     given = [
         pe
         for pe in changed
@@ -707,10 +708,8 @@ def _given_sis_ids(
         return kinds[destination_id]
 
     recompute: set[tuple[str, str]] = set()  # (course, person)
-    # the links to follow, by the link's key (tenant, destination, person, course): saved in
-    # that order, as a batch's computation saves the links it matches
-    # (`compute._match_by_sis_ids`)
-    linked: dict[tuple[str, str, str, str], tuple[PersonLink, str]] = {}
+    # the links to follow, by course (destination, course)
+    linked: dict[tuple[str, str], list[tuple[PersonLink, str]]] = {}
     for pe in given:
         assert pe.sis_id  # `given` has one
         courses = [
@@ -726,22 +725,31 @@ def _given_sis_ids(
             if pair not in found:
                 recompute.add(pair)
             else:
-                key = (tenant_id, link.destination_id, pe.id, link.course_id)
-                linked[key] = (found[pair], pe.sis_id)
-    taken: dict[tuple[str, str], dict[str, set[str]]] = {}  # (destination, course) -> ...
-    for (_, destination_id, person_id, course_id), (own, sis_id) in sorted(linked.items()):
-        students = taken.get((destination_id, course_id))
-        if students is None:
-            students = sis.course_students(uow, tenant_id, destination_id, course_id)
-            taken[(destination_id, course_id)] = students
-        if (moved := sis.follow_sis_id(uow, own, sis_id, students)) is not None:
-            moves.append(moved)
-            recompute.add((course_id, person_id))
+                course = (link.destination_id, link.course_id)
+                linked.setdefault(course, []).append((found[pair], pe.sis_id))
+    saves: list[PersonLink] = []
+    for _, links in sorted(linked.items()):
+        # a course's moves as one set: SIS ids swapped in one import follow
+        moved, save = sis.follow_sis_ids(uow, links)
+        moves += moved
+        saves += save
+        recompute |= {(m.course_id, m.person_id) for m in moved}
     activities: dict[str, list[str]] = {}
+    keys: list[DirtyRow] = []
     for course_id, person_id in sorted(recompute):
         if course_id not in activities:
             activities[course_id] = [a.id for a in uow.activities.for_course(tenant_id, course_id)]
-        dirty.extend((tenant_id, course_id, aid, person_id) for aid in activities[course_id])
+        keys.extend((tenant_id, course_id, aid, person_id) for aid in activities[course_id])
+    dirty.extend(keys)
+    if saves:
+        # the moved learners' keys marked before their links are saved (then in the links'
+        # key order), the order a computation takes them in: it claims dirty rows, then
+        # saves the links it matches (`compute._match_by_sis_ids`)
+        uow.dirty.mark_many(keys, now)
+        for saved in sorted(
+            saves, key=lambda x: (x.destination_id, x.person_id, x.course_id or "")
+        ):
+            uow.links.save_person(saved)
     return moves
 
 

@@ -282,7 +282,7 @@ def _not_their_sis_id(
 ) -> tuple[str, Remedy | None]:
     """What a learner's diagnosis says of a link to a student other than their SIS id's (""
     for none), and what fixes it. A link made by the SIS id follows it
-    (`services.sis.follow_sis_id`): one picked by hand is kept, but not silently; one made by
+    (`services.sis.follow_sis_ids`): one picked by hand is kept, but not silently; one made by
     an earlier SIS id (saved before links were marked, or not moved because another learner
     holds that student) stays until the course's learners are linked again."""
     link, d = df.person_link, df.destination

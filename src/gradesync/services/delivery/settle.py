@@ -320,10 +320,15 @@ class SettleWriter:
                 # the row holds now is that claim's, not to be overwritten. Or this
                 # is a redo of a write whose commit did reach the database: written.
                 # Or its lease was taken (the learner moved to another SIS student while
-                # it was sent: `sis.mapping._send_to_new_student`): the row, waiting, is
-                # said due, as a claim made meanwhile may have skipped it under this lock.
+                # it was sent: `sis.mapping._send_to_new_student`): the row, waiting and due
+                # (pending, or a retry whose time has come, as the claim took it), is said
+                # due, as a claim made meanwhile may have skipped it under this lock.
                 ended += 1
-                if got[0].state is DeliveryState.PENDING:
+                row = got[0]
+                if row.state is DeliveryState.PENDING or (
+                    row.state is DeliveryState.RETRYING
+                    and (row.next_attempt_at is None or row.next_attempt_at <= now)
+                ):
                     waiting.add(s.key)
                 continue
             ours[s.key] = s.lease_until

@@ -172,10 +172,11 @@ class LedgerRepo(Protocol):
         expiry, by another worker or by `owner` again, is another claim's and is left
         alone. Returns how many were given up."""
 
-    def take_leases(self, keys: Sequence[LedgerKey]) -> list[LedgerKey]:
+    def take_leases(self, keys: Sequence[LedgerKey], now: datetime) -> list[LedgerKey]:
         """Drop the leases of these rows, whoever holds them: the sends in flight are for
         what the row meant when they were claimed, and their outcomes are not written (the
-        settle finds its claim ended). Returns the keys that held one."""
+        settle finds its claim ended). Returns the keys whose lease had not run out at `now`
+        (a send may be in flight)."""
 
     def clear_leases(self, owner: str | None = None) -> int:
         """Drop leases (all, or one holder's): used when the only worker restarts. Returns

@@ -17,7 +17,6 @@ from gradesync.domain.model import (
     CourseLink,
     DeliveryState,
     LedgerKey,
-    LedgerRow,
     PersonLink,
     Role,
 )
@@ -28,6 +27,7 @@ from gradesync.domain.passback import (
     NOT_FOLLOWED,
     STUDENT_CHANGED,
     PassbackRule,
+    settle_moves,
 )
 from gradesync.services.clock import Clock, SystemClock
 from gradesync.services.destination import RemoteFailure
@@ -200,7 +200,7 @@ def unmap_section(
             for e in uow.enrollments.for_course(tenant_id, course_id)
             if e.section_id == section_id and e.role is Role.LEARNER
         }
-        moved: set[str] = set()
+        saves: dict[str, PersonLink] = {}
         for person_id, own in uow.links.people(tenant_id, destination_id, course_id).items():
             # a learner of the section, linked in this course to its class
             if (
@@ -209,12 +209,15 @@ def unmap_section(
                 and own.data.get("class") == klass
             ):
                 rest = {k: v for k, v in own.data.items() if k != "class"}
-                uow.links.save_person(replace(own, data=rest))
-                moved.add(person_id)
+                saves[person_id] = replace(own, data=rest)
+        moved = set(saves)
         touch_items(uow, tenant_id, destination_id, course_id)
         keys = [k for k in _ticked_keys(uow, tenant_id, destination_id, course_id) if k[3] in moved]
         now = (clock or SystemClock()).now()
+        # marked before the links are saved (in their key order): a computation's order
         _mark(uow, keys, now, destination_id)
+        for person_id in sorted(saves):
+            uow.links.save_person(saves[person_id])
         # the same results, for another class: a recompute alone would find nothing changed
         resent = _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys, now)
         uow.commit()
@@ -288,7 +291,11 @@ def map_student(
     problems.items += sis_id_problems("student_id", student_id, "The SIS student sourcedId")
     with _changing(uow_factory, problems, tenant_id, destination_id, "person", person_id) as uow:
         before = uow.links.person_links(tenant_id, destination_id, person_id)
-        by_hand = {LINKED_BY: BY_HAND}  # a new SIS id does not replace it (`follow_sis_id`)
+        keys = _person_ticked_keys(uow, tenant_id, destination_id, person_id)
+        now = (clock or SystemClock()).now()
+        # marked before the links are saved: the order a computation takes them in
+        _mark(uow, keys, now, destination_id)
+        by_hand = {LINKED_BY: BY_HAND}  # a new SIS id does not replace it (`follow_sis_ids`)
         link = PersonLink(tenant_id, destination_id, person_id, student_id, data=by_hand)
         uow.links.save_person(link)
         for own in before:
@@ -298,9 +305,6 @@ def map_student(
             ):
                 data = {k: v for k, v in own.data.items() if k != NOT_FOLLOWED}
                 uow.links.save_person(replace(own, remote_id=student_id, data={**data, **by_hand}))
-        keys = _person_ticked_keys(uow, tenant_id, destination_id, person_id)
-        now = (clock or SystemClock()).now()
-        _mark(uow, keys, now, destination_id)
         resent = 0
         if any(own.remote_id != student_id for own in before):
             courses = _person_sis_courses(uow, tenant_id, destination_id, person_id)
@@ -358,17 +362,18 @@ def _send_to_new_student(
     if not people:
         return 0
     wanted = {(k[1], k[2], k[3]) for k in keys}
-    theirs: list[tuple[str, LedgerRow]] = []
+    course_of: dict[LedgerKey, str] = {}
     for course_id in sorted(courses):
-        theirs += [
-            (course_id, r)
-            for (_, person_id), r in uow.ledger.get_many(
-                tenant_id, destination_id, course_id
-            ).items()
-            if person_id in people
-        ]
+        for (_, person_id), r in uow.ledger.get_many(tenant_id, destination_id, course_id).items():
+            if person_id in people:
+                course_of[r.key] = course_id
+    # decided from the rows read again under lock (in key order, as every writer of the
+    # ledger locks): read before, a settle could write DELIVERED for the old student in
+    # between, and the row would be left so, never sent to the new one
+    locked = uow.ledger.get_keys(list(course_of), lock=True)
+    theirs = [(course_of[k], r) for k, r in locked.items()]
     waiting = (DeliveryState.PENDING, DeliveryState.RETRYING)  # what a claim takes
-    flying = set(uow.ledger.take_leases([r.key for _, r in theirs if r.state in waiting]))
+    flying = set(uow.ledger.take_leases([r.key for _, r in theirs if r.state in waiting], now))
     writes = []
     reopened_rows = 0
     for course_id, read in theirs:
@@ -387,8 +392,9 @@ def _send_to_new_student(
         elif r.delivered_hash is not None:
             r = replace(r, delivered_hash=None)
         elif key in flying:
-            # nothing to forget: its lease gone, it waits as it is (due now, or at its retry)
-            reopened_rows += r.state is DeliveryState.PENDING
+            # nothing to forget: its lease gone, it waits as it is, due now (a claim took it
+            # when it was due) unless a retry's time is yet to come
+            reopened_rows += r.next_attempt_at is None or r.next_attempt_at <= now
         else:
             continue
         if forgot is not None and (was is not None or key in flying):
@@ -403,7 +409,7 @@ def _send_to_new_student(
 @dataclass(frozen=True, slots=True)
 class SisIdMove:
     """A learner's link in a course moved from the student of their old SIS id (`old`) to
-    that of their new one (`new`) by `follow_sis_id`."""
+    that of their new one (`new`) by `follow_sis_ids`."""
 
     destination_id: str
     course_id: str
@@ -414,57 +420,80 @@ class SisIdMove:
 
 def course_students(
     uow: UnitOfWork, tenant_id: str, destination_id: str, course_id: str
-) -> dict[str, set[str]]:
-    """The SIS students the learners of a course are linked to, each with its learners (what
-    `follow_sis_id` checks and keeps up to date)."""
+) -> dict[str, str]:
+    """The SIS student each learner of a course is linked to (what `follow_sis_ids`
+    checks)."""
     learners = {
         e.person_id
         for e in uow.enrollments.for_course(tenant_id, course_id)
         if e.role is Role.LEARNER
     }
-    taken: dict[str, set[str]] = {}
-    for person_id, link in uow.links.people(tenant_id, destination_id, course_id).items():
-        if person_id in learners:
-            taken.setdefault(link.remote_id, set()).add(person_id)
-    return taken
+    return {
+        person_id: link.remote_id
+        for person_id, link in uow.links.people(tenant_id, destination_id, course_id).items()
+        if person_id in learners
+    }
 
 
-def follow_sis_id(
-    uow: UnitOfWork, link: PersonLink, sis_id: str, taken: dict[str, set[str]]
-) -> SisIdMove | None:
-    """A learner's SIS id changed: their link in a course (`link`, as
-    `links.people_in_courses` finds it) made by their SIS id moves to the student of the new
-    one (saved in `uow`), as `map_course_students` would move it. A student picked by hand is
-    kept (None): `map_student` records it as a link of no course, which wins over any SIS id
-    and which `map_course_students` copies into each course's link, marked `BY_HAND`. A link
-    marked by no one was made before links were marked, by the SIS id the learner had then
-    (a hand-picked one was a link of no course), so it follows as one marked `BY_SIS_ID`.
-    `taken` (`course_students` of the link's course, updated here): a student another learner
-    of the course is linked to is not moved onto (two learners' grades would go to one
-    record); the link is kept, marked with that learner (`NOT_FOLLOWED`) for the diagnosis
-    to say, until map-students links the course again."""
-    if link.course_id is None or link.remote_id == sis_id:
-        return None
-    if link.data.get(LINKED_BY) == BY_HAND:
-        return None
-    own = uow.links.person_links(link.tenant_id, link.destination_id, link.person_id)
-    if any(x.course_id is None for x in own):
-        return None
-    others = sorted(taken.get(sis_id, set()) - {link.person_id})
-    if others:
-        uow.links.save_person(replace(link, data={**link.data, NOT_FOLLOWED: others[0]}))
-        return None
-    data = {k: v for k, v in link.data.items() if k != NOT_FOLLOWED}
-    uow.links.save_person(replace(link, remote_id=sis_id, data={**data, LINKED_BY: BY_SIS_ID}))
-    taken.get(link.remote_id, set()).discard(link.person_id)
-    taken.setdefault(sis_id, set()).add(link.person_id)
-    return SisIdMove(link.destination_id, link.course_id, link.person_id, link.remote_id, sis_id)
+def follow_sis_ids(
+    uow: UnitOfWork, links: Collection[tuple[PersonLink, str]]
+) -> tuple[list[SisIdMove], list[PersonLink]]:
+    """Learners' SIS ids changed: their links in one course (each as
+    `links.people_in_courses` finds it, with the new SIS id) made by their SIS id move to the
+    students of the new ones, as `map_course_students` would move them. Returns the moves
+    and the links to save (nothing is saved here: the caller marks the moved learners' keys
+    first, in the order a computation takes its locks).
+    A student picked by hand is kept: `map_student` records it as a link of no course, which
+    wins over any SIS id and which `map_course_students` copies into each course's link,
+    marked `BY_HAND`. A link marked by no one was made before links were marked, by the SIS
+    id the learner had then (a hand-picked one was a link of no course), so it follows as one
+    marked `BY_SIS_ID`.
+    The course's moves are settled as one set (`settle_moves`), so SIS ids corrected in one
+    import (swapped, or one taking another's old id) all follow: a move whose learner would
+    still share a student with another learner of the course once the others are made is
+    not (two learners' grades would go to one record); its link is kept, marked with that
+    learner (`NOT_FOLLOWED`) for the diagnosis to say, until map-students links the course
+    again."""
+    movable: dict[str, tuple[PersonLink, str]] = {}
+    for link, sis_id in links:
+        if link.course_id is None or link.remote_id == sis_id:
+            continue
+        if link.data.get(LINKED_BY) == BY_HAND:
+            continue
+        own = uow.links.person_links(link.tenant_id, link.destination_id, link.person_id)
+        if any(x.course_id is None for x in own):
+            continue
+        movable[link.person_id] = (link, sis_id)
+    if not movable:
+        return [], []
+    first = next(iter(movable.values()))[0]
+    assert first.course_id is not None and all(
+        (x.destination_id, x.course_id) == (first.destination_id, first.course_id)
+        for x, _ in movable.values()
+    ), "one course's links"
+    students = course_students(uow, first.tenant_id, first.destination_id, first.course_id)
+    for person_id, (link, _) in movable.items():
+        students.setdefault(person_id, link.remote_id)
+    moved, refused = settle_moves(students, {p: sis_id for p, (_, sis_id) in movable.items()})
+    moves: list[SisIdMove] = []
+    saves: list[PersonLink] = []
+    for person_id, (link, sis_id) in sorted(movable.items()):
+        data = {k: v for k, v in link.data.items() if k != NOT_FOLLOWED}
+        if person_id in moved:
+            saves.append(replace(link, remote_id=sis_id, data={**data, LINKED_BY: BY_SIS_ID}))
+            assert link.course_id is not None
+            moves.append(
+                SisIdMove(link.destination_id, link.course_id, person_id, link.remote_id, sis_id)
+            )
+        else:
+            saves.append(replace(link, data={**data, NOT_FOLLOWED: refused[person_id]}))
+    return moves, saves
 
 
 def send_to_new_sis_ids(
     uow: UnitOfWork, tenant_id: str, moves: Collection[SisIdMove], now: datetime
 ) -> int:
-    """The results of learners `follow_sis_id` moved, sent to their new student (as
+    """The results of learners `follow_sis_ids` moved, sent to their new student (as
     `map_student` sends them; call it once their keys are marked, see `_send_to_new_student`),
     with a line in the history of each grade the old student took: the SIS keeps it, and
     gradesync deletes no grade it sent, so whoever reads the grade is told to check it there.
@@ -593,6 +622,7 @@ def map_course_students(
         ]
         people = uow.people.get_many(tenant_id, [e.person_id for e in enrollments])
         before = uow.links.people(tenant_id, destination_id, course_id)
+        saves: list[PersonLink] = []
         relinked: set[str] = set()  # learners whose student or class in the SIS changed
         moved: set[str] = set()  # of them, learners linked to another student or class
         for e in enrollments:
@@ -609,7 +639,7 @@ def map_course_students(
             klass = sections.get(e.section_id or "")
             by = BY_HAND if general is not None and general.course_id is None else BY_SIS_ID
             data = {LINKED_BY: by, **({"class": klass} if klass else {})}
-            uow.links.save_person(
+            saves.append(
                 PersonLink(tenant_id, destination_id, e.person_id, student, course_id, data)
             )
             report.mapped.append(e.person_id)
@@ -630,7 +660,11 @@ def map_course_students(
             else []
         )
         now = (clock or SystemClock()).now()
+        # marked before the links are saved (in their key order), the order a computation
+        # takes them in: it claims dirty rows, then saves the links it matches
         _mark(uow, keys, now, destination_id)
+        for link in sorted(saves, key=lambda x: x.person_id):
+            uow.links.save_person(link)
         resent = _send_to_new_student(uow, tenant_id, destination_id, [course_id], moved, keys, now)
         uow.commit()
     _wake(waker, keys, resent)

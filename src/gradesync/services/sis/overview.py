@@ -43,7 +43,7 @@ class LearnerMapping:
     def sis_id_not_followed(self) -> str | None:
         """The learner's SIS id when their link is to another student, None otherwise: the
         student picked by hand (`by_hand`), which a new SIS id does not replace
-        (`follow_sis_id`), or one of an earlier SIS id, which map-students replaces."""
+        (`follow_sis_ids`), or one of an earlier SIS id, which map-students replaces."""
         own = self.person.sis_id
         return own if self.linked and own and own != self.student_id else None
 

@@ -1124,16 +1124,21 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             like=_RELEASED,
         )
 
-    def take_leases(self, keys: Sequence[LedgerKey]) -> list[LedgerKey]:
+    def take_leases(self, keys: Sequence[LedgerKey], now: datetime) -> list[LedgerKey]:
         # read under lock first (in key order, as every writer of the ledger locks): rows in
         # flight are few, so each is then updated by its key
-        held = [
-            LedgerKey(r["tenant_id"], r["destination_id"], r["activity_id"], r["person_id"])
+        leased = [
+            (
+                LedgerKey(r["tenant_id"], r["destination_id"], r["activity_id"], r["person_id"]),
+                utc(r["lease_until"]),
+            )
             for r in self._of_keys(keys, True)
             if r["lease_owner"] is not None
         ]
         c = t.ledger.c
-        for k in held:
+        # a run-out lease is dropped too (its send may still settle while no claim took the
+        # row again) but is not said to be in flight
+        for k, _ in leased:
             self.conn.execute(
                 update(t.ledger)
                 .where(
@@ -1144,7 +1149,7 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
                 )
                 .values(lease_owner=None, lease_until=None)
             )
-        return held
+        return [k for k, until in leased if until is not None and until > now]
 
     def clear_leases(self, owner: str | None = None) -> int:
         c = t.ledger.c
