@@ -287,10 +287,14 @@ class Provisioner:
             marked = replace(stored, details_hash=new_look_mark())
             if not uow.links.save_written_item(marked, [stored]):
                 return 0
-            rows = uow.ledger.get_many(d.tenant_id, d.id, course_id, [item.activity_id])
+            found = uow.ledger.get_many(d.tenant_id, d.id, course_id, [item.activity_id])
+            delivered = [r.key for r in found.values() if r.state is DeliveryState.DELIVERED]
+            # reopened as read under lock (in key order): a grade computed since the first
+            # read is not written over with the one it replaced
+            locked = uow.ledger.get_keys(delivered, lock=True)
             again = [
                 (reopened(r, now), course_id)
-                for r in rows.values()
+                for r in locked.values()
                 if r.state is DeliveryState.DELIVERED
             ]
             if again:
