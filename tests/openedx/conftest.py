@@ -354,6 +354,16 @@ class Course:
     def publishes(self, username: str) -> int:
         return sum(1 for g in self.lms.gradebook(self.key)["history"] if g["username"] == username)
 
+    def delivered(self, username: str, platform_id: str, activity: str) -> dict[str, Any]:
+        """gradesync's view of the learner's grade once it is written as delivered: the LMS
+        stores a score before gradesync has its answer, and the outcome is written after."""
+        return self.wait(
+            lambda: (
+                (s := self.state(username, platform_id, activity))["state"] == "delivered" and s
+            ),
+            f"{username}'s grade for {activity} written as delivered",
+        )
+
     def state(self, username: str, platform_id: str, activity: str) -> dict[str, Any]:
         """gradesync's view of the learner's grade at that platform."""
         rows = self.gs.ok("GET", f"/people/{self.emails[username]}/grades")["destinations"]
