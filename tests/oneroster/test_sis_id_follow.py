@@ -10,7 +10,7 @@ import asyncio
 import re
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,7 +20,7 @@ import pytest
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.repos.ledger import LedgerRepo
 from gradesync.domain.ledger import Delivered
-from gradesync.domain.model import DeliveryState, LedgerKey, PersonLink
+from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow, PersonLink
 from gradesync.domain.passback import STUDENT_CHANGED
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.clock import SystemClock
@@ -132,16 +132,12 @@ def test_a_new_sis_id_another_learner_is_linked_to_is_not_followed(
     assert "another learner" not in _matched(gs, "p1")["evidence"]
 
 
-def test_a_send_in_flight_to_the_old_student_is_sent_again_to_the_new_one(
-    gs: Served, sis: RunningSandbox
-) -> None:
-    """Ada's 8 is being sent to stu-1 (her row claimed by a worker) when her SIS id becomes
-    stu-2. That send settled as delivered, though to the old student, and her row was left
-    DELIVERED with nothing at stu-2. The move takes the claim's lease: its outcome is not
-    written, the row goes to stu-2, and the history says the send to stu-1 was under way."""
-    key = LedgerKey(gs.tenant, "sis", "q1", "p1")
+def _claimed_sending_to_stu_1(gs: Served, key: LedgerKey) -> tuple[LedgerRow, datetime, datetime]:
+    """Ada's row once delivered to stu-1, then as a worker's claim leaves it while it sends
+    her grade there again: pending, leased to another worker; (the row, when it was
+    claimed, its lease's end)."""
     wait_for(lambda: sis_row(gs, "p1") == (DeliveryState.DELIVERED, None), "p1's row delivered")
-    with gs.runtime.uow() as uow:  # as a worker's claim leaves it, sending to stu-1
+    with gs.runtime.uow() as uow:
         delivered = uow.ledger.get(key)
         assert delivered is not None and delivered.state is DeliveryState.DELIVERED
         claimed = replace(delivered, state=DeliveryState.PENDING, delivered_hash=None)
@@ -150,6 +146,18 @@ def test_a_send_in_flight_to_the_old_student_is_sent_again_to_the_new_one(
         until = now + timedelta(minutes=5)
         uow.ledger.lease([(key, now)], "w:other", until)
         uow.commit()
+    return claimed, now, until
+
+
+def test_a_send_in_flight_to_the_old_student_is_sent_again_to_the_new_one(
+    gs: Served, sis: RunningSandbox
+) -> None:
+    """Ada's 8 is being sent to stu-1 (her row claimed by a worker) when her SIS id becomes
+    stu-2. That send settled as delivered, though to the old student, and her row was left
+    DELIVERED with nothing at stu-2. The move takes the claim's lease: its outcome is not
+    written, the row goes to stu-2, and the history says the send to stu-1 was under way."""
+    key = LedgerKey(gs.tenant, "sis", "q1", "p1")
+    claimed, now, until = _claimed_sending_to_stu_1(gs, key)
     gs.ok("PUT", "/people/p1", json={"name": "Ada", "sis_id": "stu-2"})
     # the send to stu-1 answers now: the SIS took it. The claim's worker is told what its
     # settle left due (a claim made meanwhile may have skipped the row it locked); here,
@@ -318,16 +326,7 @@ def test_a_send_settled_between_the_moves_read_and_its_lock_is_sent_to_the_new_o
     connection in that gap; SQLite's one writer at a time leaves no gap, so there it is
     written in the move's own transaction, after the first read."""
     key = LedgerKey(gs.tenant, "sis", "q1", "p1")
-    wait_for(lambda: sis_row(gs, "p1") == (DeliveryState.DELIVERED, None), "p1's row delivered")
-    with gs.runtime.uow() as uow:  # as a worker's claim leaves it, sending to stu-1
-        delivered = uow.ledger.get(key)
-        assert delivered is not None and delivered.state is DeliveryState.DELIVERED
-        claimed = replace(delivered, state=DeliveryState.PENDING, delivered_hash=None)
-        uow.ledger.save_many([(claimed, "c1")])
-        now = SystemClock().now()
-        until = now + timedelta(minutes=5)
-        uow.ledger.lease([(key, now)], "w:other", until)
-        uow.commit()
+    claimed, now, until = _claimed_sending_to_stu_1(gs, key)
 
     def settle(ledger: LedgerRepo) -> None:
         if ledger.postgres:
