@@ -4,7 +4,9 @@ registration rules, and the tool key store (on SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -348,6 +350,53 @@ def test_tool_keys_encrypted_rotated_and_pruned(db: Database) -> None:
     assert {k["kid"] for k in store.jwks()["keys"]} == {second.kid}
     assert store.prune() == 1
     assert [k.kid for k in store.list()] == [second.kid]
+
+
+class _AnotherProcessCommitsBetweenReads:
+    """A reading unit of work whose first tool-key read is followed, before the next, by
+    another process making the first key: the interleaving PostgreSQL's READ COMMITTED
+    allows when two processes start together on an empty store."""
+
+    def __init__(self, db: Database, other: ToolKeyStore) -> None:
+        self.db, self.other, self.done = db, other, False
+
+    @contextmanager
+    def __call__(self) -> Iterator[Any]:
+        with self.db.reads() as uow:  # as serve reads: no write lock held on SQLite
+            keys, outer = uow.tool_keys, self
+
+            class Interleaved:
+                def __getattr__(self, name: str) -> Any:
+                    read = getattr(keys, name)
+
+                    def after_first(*args: Any) -> Any:
+                        result = read(*args)
+                        if not outer.done:
+                            outer.done = True
+                            outer.other.current()
+                        return result
+
+                    return after_first
+
+            uow.tool_keys = Interleaved()
+            try:
+                yield uow
+            finally:
+                uow.tool_keys = keys
+
+
+def test_a_first_key_made_between_two_reads_is_the_one_used(db_url: str, db: Database) -> None:
+    """The process that read the store as empty and then saw a key appear signs with that
+    key, and makes no second one."""
+    other = Database(db_url, TEST_SECRET)
+    try:
+        winner = ToolKeyStore(other.uow)
+        store = ToolKeyStore(db.uow, reads=_AnotherProcessCommitsBetweenReads(db, winner))
+        kid = store.current().kid
+        assert kid == winner.current().kid
+        assert [k.kid for k in ToolKeyStore(db.uow).list()] == [kid]
+    finally:
+        other.dispose()
 
 
 def test_processes_starting_together_make_one_tool_key(db_url: str, db: Database) -> None:

@@ -282,9 +282,12 @@ class ToolKeyStore:
         with self._lock:
             now = self.clock.now()
             with self._reads() as uow:
+                # the generation first: on PostgreSQL each read sees what was committed
+                # before it, and a first key committed between the two reads must be found
+                # by the second, not followed by this process's own generation
+                latest = uow.tool_keys.latest_generation()
                 stored = uow.tool_keys.current(now)
                 switch = uow.tool_keys.next_start(now)
-                latest = uow.tool_keys.latest_generation()
             # an empty store: the first key signs at once (no key set was served without it)
             key = self._load(stored) if stored is not None else self._first(latest)
             self._cached = (key, time.monotonic(), switch)
