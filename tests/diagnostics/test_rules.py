@@ -169,21 +169,53 @@ def test_a_column_write_refused_for_a_later_change_saves_what_it_found_beside_it
     written = ItemLink(
         "t", "d", "a1", "li-new", "h1", {"sync_to_sis": True, "held": True, "line_items": {}}
     )
-    assert written_link(None, written, [began]) == (written, True)
-    # as written: the write's link, verify's key as stored
+    assert written_link(None, written, [began], read=began) == (written, True)
+    # as written: the write's link and what it changed; verify's key, and the keys it left
+    # out, as stored
     stored = replace(began, data={**began.data, RESCALE_KEY: {"at": "x"}})
-    saved, as_written = written_link(stored, replace(written, data={"label": "Q"}), [began])
-    assert as_written and saved.data == {"label": "Q", RESCALE_KEY: {"at": "x"}}
+    saved, as_written = written_link(
+        stored, replace(written, data={"label": "Q"}), [began], read=began
+    )
+    assert as_written
+    assert saved.data == {"sync_to_sis": True, "held": True, "label": "Q", RESCALE_KEY: {"at": "x"}}
     assert (saved.remote_id, saved.details_hash) == ("li-new", "h1")
     # a person's change since: their hash and keys, the write's line item and findings
     changed = replace(began, details_hash="look:p", data={"sync_to_sis": True})
-    saved, as_written = written_link(changed, written, [began])
+    saved, as_written = written_link(changed, written, [began], read=began)
     assert not as_written
     assert (saved.remote_id, saved.details_hash) == ("li-new", "look:p")
     assert saved.data == {"sync_to_sis": True, "line_items": {}}
     # a line item a person named meanwhile is theirs
     launched = replace(changed, remote_id="li-lms")
-    assert written_link(launched, written, [began])[0].remote_id == "li-lms"
+    assert written_link(launched, written, [began], read=began)[0].remote_id == "li-lms"
+
+
+def test_a_column_write_stores_only_what_it_changed_over_what_is_stored() -> None:
+    """Whichever way a column write ends, a key it did not change is stored as it is now
+    (a person's change saved after the write read the column, whatever its key: no list
+    names them), and a key it changed is its own unless another changed it meanwhile."""
+    read = ItemLink("t", "d", "a1", "rl", "h0", {"sourcedids": {"p1": "s1"}, "label": "Old"})
+    written = replace(read, details_hash="h1", data={**read.data, "label": "New", "tag": "t"})
+    launched = {"sourcedids": {"p1": "s1", "p2": "s2"}, "label": "Old", "a_new_key": 1}
+    for hash_now, accepted in (("h0", True), ("look:p", False)):
+        stored = replace(read, details_hash=hash_now, data=launched)
+        saved, as_written = written_link(stored, written, [read, written], read=read)
+        assert as_written is accepted
+        assert saved.details_hash == ("h1" if accepted else "look:p")
+        assert saved.data == {**launched, "label": "New", "tag": "t"}
+    # a key the write changed that another changed too since: theirs
+    renamed = replace(read, data={**read.data, "label": "By hand"})
+    saved, _ = written_link(renamed, written, [read, written], read=read)
+    assert saved.data == {"sourcedids": {"p1": "s1"}, "label": "By hand", "tag": "t"}
+    # the stored link is an earlier one the writer wrote (its saves run apart): the write's
+    earlier = replace(read, data={"sourcedids": {"p1": "s1"}, "label": "Older"})
+    saved, as_written = written_link(earlier, written, [earlier, read, written], read=read)
+    assert as_written and saved.data == written.data
+    # no link was read: the keys a link made meanwhile holds are its own
+    made = replace(read, details_hash=None, data={"resourceLinkId": "rl-launch"})
+    first = replace(written, data={"resourceLinkId": "rl-echo", "label": "New"})
+    saved, as_written = written_link(made, first, [first], read=None)
+    assert not as_written and saved.data == {"resourceLinkId": "rl-launch", "label": "New"}
 
 
 def test_only_rows_believed_delivered_are_judged() -> None:

@@ -351,3 +351,49 @@ def test_a_column_gone_is_made_again_only_where_gradesync_makes_columns() -> Non
     assert not columns_made(DestinationKind.LTI11_OUTCOMES)
     made = [DestinationKind.LTI13_AGS, DestinationKind.ONEROSTER_REST]
     assert all(columns_made(k) for k in [*made, DestinationKind.ONEROSTER_CSV])
+
+
+async def test_a_launch_during_an_accepted_write_keeps_the_learners_sourcedid(
+    db: Database,
+) -> None:
+    """An LTI 1.1 launch by a new learner while a write of the column is on its way: the
+    launch keeps the column's details hash (its link named the same column), so the write
+    is saved as written, and it read the column before the launch stored the learner's
+    `sourcedids` entry. The write saved the learner's result id away with the column it
+    had read; it keeps what it changed only, and the launch's entry stays."""
+    seed(db, learners=1)
+    launched = {
+        "resource_link_id": "rl-1",
+        "course_id": COURSE,
+        "outcome_service_url": "https://lms/outcomes",
+        "sourcedids": {"p1": "sid-1"},
+        "outcome_urls": {"p1": "https://lms/outcomes"},
+    }
+    _save(db, ItemLink(T, DEST, ACT, "rl-1", look_mark("first launch"), launched))
+    before = _stored(db)
+    second = {
+        **launched,
+        "sourcedids": {"p1": "sid-1", "p2": "sid-2"},
+        "outcome_urls": {"p1": "https://lms/outcomes", "p2": "https://lms/outcomes"},
+    }
+    # LTI 1.1: the write records the details as in step and keeps the link's data as read
+    await _write_across(db, _Lms(), replace(before, data=second))
+    stored = _stored(db)
+    assert stored.details_hash == column_hash(COLUMN)  # saved as written
+    assert stored.data == second
+
+
+async def test_a_sis_selection_during_an_accepted_write_keeps_its_keys(db: Database) -> None:
+    """A SIS selection's keys (here: a hold, and when it was ticked) stored while a write of
+    the column is on its way, the details hash left as it was: the write is saved as
+    written, with the line items it learned, and the selection's keys stay as stored."""
+    seed(db, learners=1)
+    _save(db, ItemLink(T, DEST, ACT, "", look_mark("ticked"), {"sync_to_sis": True}))
+    learned = {"line_items": {"class-1": "li-new"}, "matched": {"class-1": "created"}}
+    lms = _Sis(learned=learned)
+    before = _stored(db)
+    held = {"sync_to_sis": True, "held": True, "selected_at": "2026-01-01T00:00:00+00:00"}
+    await _write_across(db, lms, replace(before, data=held))
+    stored = _stored(db)
+    assert (stored.remote_id, stored.details_hash) == ("li-new", column_hash(COLUMN))
+    assert stored.data == {**held, **learned}

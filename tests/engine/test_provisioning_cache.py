@@ -31,7 +31,7 @@ class _Links:
     def save_item(self, link: ItemLink) -> None:
         pass
 
-    def save_written_item(self, link: ItemLink, began: object) -> bool:
+    def save_written_item(self, link: ItemLink, began: object, *, read: object) -> bool:
         return True
 
 

@@ -5,8 +5,9 @@ does not have."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.errors import FieldProblem
@@ -59,55 +60,64 @@ def to_look_at(item: ItemLink) -> bool:
     return item.details_hash is None or item.details_hash.startswith(_LOOK)
 
 
-# ItemLink.data keys a person's change sets: a SIS selection and its hold (`sync_to_sis`,
-# `held`, `selected_at`), an LTI 1.3 launch or a move from LTI 1.1 naming the column's link
-# (`resourceLinkId`, `lineitems`), an LTI 1.1 launch's outcome service. A column write keeps
-# them as it read them, so what is stored is theirs when the write was refused (`written_link`).
-PERSONS_KEYS = frozenset(
-    {
-        "sync_to_sis",
-        "held",
-        "selected_at",
-        "resourceLinkId",
-        "lineitems",
-        "resource_link_id",
-        "course_id",
-        "resource_link_title",
-        "outcome_service_url",
-        "sourcedids",
-        "outcome_urls",
-    }
-)
 # ItemLink.data key verify owns: the points a read-back found the column rescaled to, and
 # when, until a read-back finds it on gradesync's points again (`domain.overrides`). No
-# column write sets it (an AGS write keeps only the line item's own fields): it is always
-# kept as stored.
+# column write changes it (an AGS write keeps only the line item's own fields, and a key a
+# write leaves out is kept as stored: `written_link`).
 RESCALE_KEY = "rescaled"
 
 
+def _held(data: Mapping[str, Any], key: str) -> tuple[bool, Any]:
+    """Whether `data` holds `key`, and its value: a key left out is not one holding None."""
+    return (key in data, data.get(key))
+
+
 def written_link(
-    stored: ItemLink | None, written: ItemLink, began: Iterable[ItemLink]
+    stored: ItemLink | None,
+    written: ItemLink,
+    began: Iterable[ItemLink],
+    *,
+    read: ItemLink | None,
 ) -> tuple[ItemLink, bool]:
-    """What to store for a column write (`written`) that read or wrote the links `began`,
-    over what is `stored` now; and whether it is stored as written. As written while the
-    stored details hash is one of `began`'s; else a mark or a person's change came after
-    the write read the column: its details hash and the person's keys stay, and what the
-    write learned of the column (the line item it created, a SIS's line items and matches)
-    is kept still, so that the next write does not look for it again. The line item it
-    wrote replaces the stored one only where that is one it began from: a launch naming
-    another one meanwhile wins."""
+    """What to store for a column write (`written`) made from the link `read` (None: there
+    was none), over what is `stored` now (the row locked); and whether it is stored as
+    written. `began`: every link the writer read or wrote for the column (a process's
+    saves of its writes run apart, so what is stored may be any of them).
+
+    Only what the write changed is the write's to store: the keys whose value `written`
+    sets or changes from `read`'s. Every other key stays as stored, whoever put it there
+    and whichever way the write ends: a person's change saved since the write read the
+    column (a SIS selection or hold, an LTI 1.1 launch adding a learner's result id, a
+    launch naming the column's link, verify's `RESCALE_KEY`) is never saved over by the
+    copy the write read, nor a key it left out dropped; no list of them is kept. A key the
+    write changed is stored unless another changed it too since (the stored value is none
+    the writer read or wrote): theirs wins.
+
+    As written (its details hash; its line item) while the stored details hash is one of
+    `began`'s; else a mark or a person's change came after the write read the column: its
+    details hash stays, and what the write learned of the column (the line item it created,
+    a SIS's line items and matches) is kept still, so that the next write does not look for
+    it again. The line item it wrote replaces the stored one only where that is one it
+    began from: a launch naming another one meanwhile wins."""
     if stored is None:
         return written, True
-    keep = {k: v for k, v in stored.data.items() if k == RESCALE_KEY}
-    if stored.details_hash in {b.details_hash for b in began}:
-        mine = {k: v for k, v in written.data.items() if k != RESCALE_KEY}
-        return replace(written, data=mine | keep), True
-    owned = PERSONS_KEYS | {RESCALE_KEY}
-    mine = {k: v for k, v in written.data.items() if k not in owned}
-    theirs = {k: v for k, v in stored.data.items() if k in owned}
-    began_ids = {"", *(b.remote_id for b in began)}
-    remote_id = written.remote_id if stored.remote_id in began_ids else stored.remote_id
-    return replace(stored, remote_id=remote_id, data=mine | theirs), False
+    before = read.data if read is not None else {}
+    # what a key of the link was in any link the writer read or wrote (None read: left out)
+    bases = [*(b.data for b in began), before]
+    data = dict(stored.data)
+    for key, value in written.data.items():
+        if _held(before, key) == (True, value):
+            continue  # as the write read it: not its change
+        if _held(stored.data, key) in [_held(b, key) for b in bases]:
+            data[key] = value
+    seen = [*began, *([] if read is None else [read])]
+    ours = {"", *(b.remote_id for b in seen)}
+    remote_id = written.remote_id if stored.remote_id in ours else stored.remote_id
+    if stored.details_hash in {b.details_hash for b in seen}:
+        return replace(
+            stored, remote_id=remote_id, details_hash=written.details_hash, data=data
+        ), True
+    return replace(stored, remote_id=remote_id, data=data), False
 
 
 def columns_made(kind: DestinationKind | str) -> bool:

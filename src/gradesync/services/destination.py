@@ -209,7 +209,11 @@ class DestinationClient(Protocol):
         each_request: RequestGate = ungated,
     ) -> ItemLink:
         """Find before create; update details when `column` differs from `link.details_hash`
-        or `force` (remaster). Return the link with `details_hash` set. An adapter that
+        or `force` (remaster). Return the link with `details_hash` set, and in its data
+        what the write found or made (line items, matches, the line item's fields): only
+        the keys whose value differs from `link`'s are saved, over the link as stored then,
+        so a key left out or passed on as read is never the write's (a person's change
+        saved meanwhile stays: `LinkRepo.save_written_item`). An adapter that
         lists page by page within the limits (AGS) requests each page within `each_request`
         when given; one that does not (LTI 1.1, OneRoster) makes every request under the
         caller's."""

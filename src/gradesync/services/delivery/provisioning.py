@@ -173,9 +173,11 @@ class Provisioner:
         other wrote in `_item_links`, so two passes never create the same column twice
         (another process that races is found by the destination client's listing after it
         creates one, and the newer of the two deleted: see `AgsClient.ensure_column`). The
-        link is saved in the background (the scores need only the remote's answer), unless
-        the column was marked since this write read it (`LinkRepo.save_written_item`): a
-        write begun before a run's mark is no check for that run."""
+        link is saved in the background (the scores need only the remote's answer): what
+        the write changed from the link it read, over the link as stored then (a person's
+        change saved meanwhile stays), and not its details hash when the column was marked
+        since this write read it (`LinkRepo.save_written_item`): a write begun before a
+        run's mark is no check for that run."""
         wanted = column_hash(column)
         if link is not None and link.details_hash == wanted:
             return link, False
@@ -220,11 +222,11 @@ class Provisioner:
 
                     def save() -> None:
                         with self.uow_factory() as uow:
-                            if not uow.links.save_written_item(ensured, began):
+                            if not uow.links.save_written_item(ensured, began, read=current):
                                 log.info(
                                     "column %s at %s changed since it was written here"
-                                    " (a run's mark, a person's change): its mark and the"
-                                    " person's choices kept, what the write found saved",
+                                    " (a run's mark, a person's change): its mark kept,"
+                                    " what the write found saved",
                                     column.activity_id,
                                     d.id,
                                 )
@@ -285,7 +287,7 @@ class Provisioner:
             if stored is None or stored.details_hash != item.details_hash:
                 return 0
             marked = replace(stored, details_hash=new_look_mark())
-            if not uow.links.save_written_item(marked, [stored]):
+            if not uow.links.save_written_item(marked, [stored], read=stored):
                 return 0
             found = uow.ledger.get_many(d.tenant_id, d.id, course_id, [item.activity_id])
             delivered = [r.key for r in found.values() if r.state is DeliveryState.DELIVERED]

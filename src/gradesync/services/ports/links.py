@@ -31,15 +31,21 @@ class LinkRepo(Protocol):
 
     def save_item(self, link: ItemLink) -> None: ...
 
-    def save_written_item(self, link: ItemLink, began: Iterable[ItemLink]) -> bool:
-        """The link a write of the column made, saved as written only while the stored one
-        still holds the details hash of one of `began` (the links the writer read or wrote
-        for it), or none is stored: a mark put on the column after the write read it (a
-        run's `mark_items_to_check`, a person's change) stays, so that the next send checks
-        the column as the mark asks, and a write made from what was there before does not
-        pass for that check. Refused, what the write learned of the column is saved still,
-        under the stored hash and the person's keys (`domain.columns.written_link`). Verify's
-        own key is never the writer's. Whether it was saved as written."""
+    def save_written_item(
+        self, link: ItemLink, began: Iterable[ItemLink], *, read: ItemLink | None
+    ) -> bool:
+        """The link a write of the column made from the link `read` (None: none was
+        stored), saved over the stored one under its row lock. Of its data, only the keys
+        the write changed from `read` are the write's: every other key stays as stored, so
+        that a person's change saved since the write read the column (a SIS selection, an
+        LTI 1.1 launch's result ids, verify's own key) is never saved over, whichever way
+        the write ends (`domain.columns.written_link`). Its details hash is saved only
+        while the stored one is the hash of one of `began` (the links the writer read or
+        wrote for it), or none is stored: a mark put on the column after the write read it
+        (a run's `mark_items_to_check`, a person's change) stays, so that the next send
+        checks the column as the mark asks, and a write made from what was there before
+        does not pass for that check; what the write learned of the column is saved still.
+        Whether it was saved as written."""
 
     def update_item_data(
         self,

@@ -133,10 +133,13 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
     def save_item(self, link: ItemLink) -> None:
         upsert(self.conn, t.item_links, to_row(link))
 
-    def save_written_item(self, link: ItemLink, began: Iterable[ItemLink]) -> bool:
+    def save_written_item(
+        self, link: ItemLink, began: Iterable[ItemLink], *, read: ItemLink | None
+    ) -> bool:
         keys = [k.name for k in t.item_links.primary_key.columns]
         seen = list(began)
-        # locked: a mark or a person's change waits for this save, or this save for it
+        # locked: a mark or a person's change waits for this save, or this save for it, and
+        # what it stored meanwhile is kept but for the keys the write changed (`written_link`)
         stored = self._item_for_update(link.tenant_id, link.destination_id, link.activity_id)
         if stored is None:
             stmt, params = bulk_insert(self.conn, t.item_links, [to_row(link)], conflict=keys)
@@ -144,7 +147,7 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
                 return True
             # one was made meanwhile (a person's change): weighed as any stored link is
             stored = self._item_for_update(link.tenant_id, link.destination_id, link.activity_id)
-        saved, as_written = written_link(stored, link, seen)
+        saved, as_written = written_link(stored, link, seen, read=read)
         if saved != stored:
             c = t.item_links.c
             self.conn.execute(
