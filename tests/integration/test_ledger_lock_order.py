@@ -3,7 +3,8 @@ other writer of the ledger does (ingest, computing, claims), so they cannot dead
 one. An `UPDATE ... FROM unnest(...)` locks rows in the order its plan meets them (here the
 order they are stored in, reverse key order, as a seq scan meets them): a writer holding a
 row in the middle of the batch and then taking a later one deadlocked with it, and the
-batch was dropped and its rows sent again once their leases ran out."""
+batch was dropped and its rows sent again once their leases ran out. So do a move's reads
+of a learner's rows under lock."""
 
 from __future__ import annotations
 
@@ -126,6 +127,21 @@ def test_a_release_locks_its_rows_in_key_order(postgres_db: Database) -> None:
     with postgres_db.engine.connect() as conn:
         held = conn.execute(text("SELECT count(*) FROM ledger WHERE lease_owner IS NOT NULL"))
         assert held.scalar() == len(STORED) - len(KEYS)
+
+
+@pytest.mark.postgres
+def test_a_read_of_some_peoples_rows_under_lock_locks_them_in_key_order(
+    postgres_db: Database,
+) -> None:
+    """A learner moved to another SIS student has their rows read under lock
+    (`sis.mapping._send_to_new_student`), found by person, not by key: the sort in key order
+    comes before the locks, so they are taken in that order too."""
+    _claimed(postgres_db)
+    people = [k.person_id for k in reversed(KEYS)]
+    done = _beside_a_key_order_writer(
+        postgres_db, lambda uow: len(uow.ledger.of_people("t1", "lms", ["c1"], people, lock=True))
+    )
+    assert done == len(KEYS)
 
 
 @pytest.mark.postgres

@@ -3,7 +3,7 @@ log of every send."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -97,6 +97,20 @@ class LedgerRepo(Protocol):
         """The waiting result that has waited longest, with its course."""
 
     def for_person(self, tenant_id: str, person_id: str) -> list[LedgerRow]: ...
+
+    def of_people(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        course_ids: Collection[str],
+        person_ids: Collection[str],
+        *,
+        lock: bool = False,
+    ) -> list[tuple[LedgerRow, str]]:
+        """The rows of these people in these courses at one destination, each with its
+        course, in key order (the rest of the courses' rows not read). `lock` as `get_keys`
+        locks: every other writer kept off them until the transaction ends, the locks taken
+        in key order."""
 
     def iter_scope(
         self, tenant_id: str, destination_id: str, course_id: str, batch: int = 1000

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -821,6 +821,34 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             select(t.ledger).where(c.tenant_id == tenant_id, c.person_id == person_id)
         ).mappings()
         return [_ledger_row(r) for r in rows]
+
+    def of_people(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        course_ids: Collection[str],
+        person_ids: Collection[str],
+        *,
+        lock: bool = False,
+    ) -> list[tuple[LedgerRow, str]]:
+        if not course_ids or not person_ids:
+            return []
+        c = t.ledger.c
+        q = (
+            select(t.ledger)
+            .where(
+                c.tenant_id == tenant_id,
+                c.destination_id == destination_id,
+                c.course_id.in_(sorted(set(course_ids))),
+                c.person_id.in_(sorted(set(person_ids))),
+            )
+            .order_by(c.tenant_id, c.destination_id, c.activity_id, c.person_id)
+        )
+        if lock and self.postgres:
+            # locked as the rows come out of the sort: in key order (SQLite: its write
+            # transaction already excludes every other writer)
+            q = q.with_for_update(of=t.ledger)
+        return [(row, course) for row, course, _ in _ledger_rows(self.conn.execute(q))]
 
     def iter_scope(
         self, tenant_id: str, destination_id: str, course_id: str, batch: int = 1000
