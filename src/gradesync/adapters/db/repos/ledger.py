@@ -588,6 +588,9 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         destination_id: str,
         course_id: str,
         activity_ids: Sequence[str] | None = None,
+        *,
+        state: DeliveryState | None = None,
+        lock: bool = False,
     ) -> dict[tuple[str, str], LedgerRow]:
         c = t.ledger.c
         q = select(t.ledger).where(
@@ -595,6 +598,12 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         )
         if activity_ids:
             q = q.where(c.activity_id.in_(list(activity_ids)))
+        if state is not None:
+            q = q.where(c.state == state.value)
+        if lock and self.postgres:
+            # locked as the rows come out of the sort: in key order (SQLite: its write
+            # transaction already excludes every other writer)
+            q = q.order_by(c.activity_id, c.person_id).with_for_update(of=t.ledger)
         return {
             (r["activity_id"], r["person_id"]): _ledger_row(r)
             for r in self.conn.execute(q).mappings()
