@@ -17,17 +17,21 @@ from gradesync.services.delivery import Settlement
 from gradesync.services.delivery.settle import SettleWriter
 from gradesync.services.worker import Engine
 from gradesync.testing import DoubleFactory
+from tests.support.statements import statements
 
 from .conftest import COURSE, DEST, FAST, T, learner, ledger, post, seed, settle_writer
 
 PEOPLE = 3
 
 
-async def _claimed(db: Database) -> tuple[dict[LedgerKey, LedgerRow], datetime, datetime]:
-    """Three learners' grades computed, then claimed by w:1 (two minutes): each row as the
-    claim read it, the score timestamp stamped on them and the claim's lease_until."""
-    seed(db, learners=PEOPLE)
-    post(db, None, [("a1", learner(i), 7.0) for i in range(PEOPLE)])
+async def _claimed(
+    db: Database, people: int = PEOPLE
+) -> tuple[dict[LedgerKey, LedgerRow], datetime, datetime]:
+    """Three learners' grades (or `people`'s) computed, then claimed by w:1 (two minutes):
+    each row as the claim read it, the score timestamp stamped on them and the claim's
+    lease_until."""
+    seed(db, learners=people)
+    post(db, None, [("a1", learner(i), 7.0) for i in range(people)])
     await _compute(db)
     rows = {r.key: r for r in ledger(db).values()}
     stamp = SystemClock().now()
@@ -185,6 +189,31 @@ async def test_taking_leases_says_in_flight_only_those_not_run_out(db: Database)
         uow.commit()
     assert sorted(k.person_id for k in taken) == [learner(1), learner(2)]
     assert set(_leases(db).values()) == {None}
+
+
+async def test_taking_leases_writes_once_and_leaves_the_rows_not_held_as_they_are(
+    db: Database,
+) -> None:
+    """The leases of a moved learner's rows are dropped in one write (it was a statement a
+    row): a row given with no lease is left as it is, a row not given keeps its lease, and
+    a key given twice, or with no row, changes nothing more."""
+    _, stamp, until = await _claimed(db, 4)
+    first, free, third = (LedgerKey(T, DEST, "a1", learner(i)) for i in range(3))
+    with db.uow() as uow:
+        assert uow.ledger.release([(free, until)], "w:1") == 1
+        uow.commit()
+    nobody = LedgerKey(T, DEST, "a1", "p999")
+    before = ledger(db)
+    with statements(db) as seen, db.uow() as uow:
+        taken = uow.ledger.take_leases([third, first, free, first, nobody], stamp)
+        uow.commit()
+    assert sorted(k.person_id for k in taken) == [learner(0), learner(2)]
+    assert _leases(db) == {learner(0): None, learner(1): None, learner(2): None, learner(3): "w:1"}
+    after = ledger(db)
+    assert {k: after[k] for k in (("a1", learner(1)), ("a1", learner(3)))} == {
+        k: before[k] for k in (("a1", learner(1)), ("a1", learner(3)))
+    }
+    assert len([s for s in seen if "UPDATE ledger" in s]) == 1, seen
 
 
 async def test_a_retry_whose_lease_was_taken_is_said_due_by_its_settle(db: Database) -> None:

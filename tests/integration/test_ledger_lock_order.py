@@ -3,7 +3,9 @@ other writer of the ledger does (ingest, computing, claims), so they cannot dead
 one. An `UPDATE ... FROM unnest(...)` locks rows in the order its plan meets them (here the
 order they are stored in, reverse key order, as a seq scan meets them): a writer holding a
 row in the middle of the batch and then taking a later one deadlocked with it, and the
-batch was dropped and its rows sent again once their leases ran out."""
+batch was dropped and its rows sent again once their leases ran out. So do a move's reads
+of a learner's rows under lock, and its taking of their leases, and a gone column's read of
+its rows under lock."""
 
 from __future__ import annotations
 
@@ -121,6 +123,50 @@ def test_a_release_locks_its_rows_in_key_order(postgres_db: Database) -> None:
     _claimed(postgres_db)
     done = _beside_a_key_order_writer(
         postgres_db, lambda uow: uow.ledger.release([(k, UNTIL) for k in reversed(KEYS)], "w1")
+    )
+    assert done == len(KEYS)
+    with postgres_db.engine.connect() as conn:
+        held = conn.execute(text("SELECT count(*) FROM ledger WHERE lease_owner IS NOT NULL"))
+        assert held.scalar() == len(STORED) - len(KEYS)
+
+
+@pytest.mark.postgres
+def test_a_read_of_some_peoples_rows_under_lock_locks_them_in_key_order(
+    postgres_db: Database,
+) -> None:
+    """A learner moved to another SIS student has their rows read under lock
+    (`sis.mapping._send_to_new_student`), found by person, not by key: the sort in key order
+    comes before the locks, so they are taken in that order too."""
+    _claimed(postgres_db)
+    people = [k.person_id for k in reversed(KEYS)]
+    done = _beside_a_key_order_writer(
+        postgres_db, lambda uow: len(uow.ledger.of_people("t1", "lms", ["c1"], people, lock=True))
+    )
+    assert done == len(KEYS)
+
+
+@pytest.mark.postgres
+def test_a_read_of_a_columns_rows_under_lock_locks_them_in_key_order(
+    postgres_db: Database,
+) -> None:
+    """A column gone at its destination has its delivered rows read under lock
+    (`Provisioner.mark_gone`), found by their column, not by key: the sort in key order
+    comes before the locks, so they are taken in that order too."""
+    _claimed(postgres_db)
+    done = _beside_a_key_order_writer(
+        postgres_db, lambda uow: len(uow.ledger.get_many("t1", "lms", "c1", ["a1"], lock=True))
+    )
+    assert done == len(STORED)
+
+
+@pytest.mark.postgres
+def test_taking_leases_locks_the_rows_in_key_order(postgres_db: Database) -> None:
+    """A learner moved to another SIS student has the leases of their rows taken
+    (`sis.mapping._send_to_new_student`), in one statement: the rows it drops a lease of
+    are locked in key order first."""
+    _claimed(postgres_db)
+    done = _beside_a_key_order_writer(
+        postgres_db, lambda uow: len(uow.ledger.take_leases(list(reversed(KEYS)), NOW))
     )
     assert done == len(KEYS)
     with postgres_db.engine.connect() as conn:

@@ -199,8 +199,9 @@ def test_a_roster_import_moving_learners_of_a_course_reads_its_ledger_once(
     gs: Served, db: Database
 ) -> None:
     """An import correcting the SIS ids of several learners of one course read the course's
-    whole ledger once per learner, inside the import's transaction; now once. Ada leaves
-    stu-1 and Bo takes it in the same import (followed in the links' key order)."""
+    whole ledger once per learner, inside the import's transaction, then once; now it reads
+    only the moved learners' rows, once. Ada leaves stu-1 and Bo takes it in the same
+    import (followed in the links' key order)."""
     gs.ok("PUT", "/people/p2", json={"name": "Bo", "sis_id": "stu-2"})
     wait_for(lambda: (_link(gs, "p2") or PersonLink("", "", "", "")).remote_id == "stu-2", "Bo")
     people = [
@@ -211,14 +212,16 @@ def test_a_roster_import_moving_learners_of_a_course_reads_its_ledger_once(
         gs.ok("POST", "/ingest", json={"people": people})
     links = {p: _link(gs, p) for p in ("p1", "p2")}
     assert {p: x.remote_id for p, x in links.items() if x} == {"p1": "stu-3", "p2": "stu-1"}
-    # a course's whole ledger at the SIS (`ledger.get_many` of no activity), which only
-    # mapping's send to a new student reads here: no worker does
+    # a course's whole ledger at the SIS (`ledger.get_many` of no activity), or the moved
+    # learners' rows (`ledger.of_people`), which only mapping's send to a new student reads
+    # here: no worker does
     whole = re.compile(
         r"WHERE ledger\.tenant_id = \S+ AND ledger\.destination_id = \S+ "
         r"AND ledger\.course_id = \S+\s*$"
     )
-    course_reads = [s for s in seen if whole.search(s)]
-    assert len(course_reads) == 1, course_reads
+    assert [s for s in seen if whole.search(s)] == []
+    theirs = [s for s in seen if re.search(r"\bledger\.person_id IN \(", s)]
+    assert len(theirs) == 1, theirs
 
 
 def _links(gs: Served) -> dict[str, str]:
@@ -282,31 +285,30 @@ def test_an_import_swapping_two_learners_sis_ids_follows_both(
         assert "another learner" not in _matched(gs, person)["evidence"]
 
 
-class _SettledAfterRead(LedgerRepo):
-    """The ledger as the database keeps it, but once the course's rows are first read
-    (`get_many`, unlocked) `settle` runs: what a worker's settle commits in that gap."""
+class _SettledBeforeRead(LedgerRepo):
+    """The ledger as the database keeps it, but just before the moved learners' rows are
+    read (`of_people`) `settle` runs: what a worker's settle commits then."""
 
     def __init__(self, uow: UnitOfWork, settle: Any) -> None:
         super().__init__(uow.conn)  # type: ignore[attr-defined]
         self.settle = settle
 
-    def get_many(self, *args: Any, **kwargs: Any) -> Any:
-        read = super().get_many(*args, **kwargs)
+    def of_people(self, *args: Any, **kwargs: Any) -> Any:
         if self.settle is not None:
             settle, self.settle = self.settle, None
             settle(self)
-        return read
+        return super().of_people(*args, **kwargs)
 
 
 class _Settling:
-    """A unit of work of `db` whose ledger is `_SettledAfterRead`'s."""
+    """A unit of work of `db` whose ledger is `_SettledBeforeRead`'s."""
 
     def __init__(self, db: Database, settle: Any) -> None:
         self.uow, self.settle = db.uow(), settle
 
     def __enter__(self) -> UnitOfWork:
         uow = self.uow.__enter__()
-        uow.ledger = _SettledAfterRead(uow, self.settle)
+        uow.ledger = _SettledBeforeRead(uow, self.settle)
         return uow
 
     def __exit__(
@@ -315,16 +317,18 @@ class _Settling:
         self.uow.__exit__(kind, exc, tb)
 
 
-def test_a_send_settled_between_the_moves_read_and_its_lock_is_sent_to_the_new_one(
+def test_a_send_settled_just_before_the_move_reads_its_row_is_sent_to_the_new_one(
     gs: Served, sis: RunningSandbox, db: Database
 ) -> None:
     """Ada's 8 is being sent to stu-1 when she is linked to stu-2 by hand. The move read her
     row (claimed: pending) without a lock; the send's settle committed DELIVERED for stu-1
     before the move took the row's lease, and the move then found no lease and decided from
-    its stale read: the row stayed DELIVERED and stu-2 never got her grade. It decides from
-    the rows read under lock. On PostgreSQL the settle is a worker's, committed on its own
-    connection in that gap; SQLite's one writer at a time leaves no gap, so there it is
-    written in the move's own transaction, after the first read."""
+    its stale read: the row stayed DELIVERED and stu-2 never got her grade. It reads her
+    rows once, under lock, and decides from that read: a settle committed up to then is in
+    it (one committed after waits for the move's transaction, and finds its lease taken).
+    On PostgreSQL the settle is a worker's, committed on its own connection just before the
+    read; SQLite's one writer at a time leaves no room for that, so there it is written in
+    the move's own transaction."""
     key = LedgerKey(gs.tenant, "sis", "q1", "p1")
     claimed, now, until = _claimed_sending_to_stu_1(gs, key)
 

@@ -822,7 +822,7 @@ class Governor:
             elif probe:
                 lim.breaker.release_probe()
 
-    def further_requests(self, d: Destination) -> FurtherRequests:
+    def further_requests(self, d: Destination, probe: bool | None = None) -> FurtherRequests:
         """The gate for each request of a call that holds one slot (`request`) and makes
         several: a listing's pages, a column's look-up then its write, LTI 1.1's result per
         learner. The held slot's token goes to its first request; each later one takes a
@@ -833,8 +833,14 @@ class Governor:
         (`FurtherRequests.beside`). Entered in the holding request, so the breaker half-open
         means this call is its probe, whose further requests go on. A breaker opened and
         cooled down since (no probe out) lets a later request go as it lets a new one go:
-        that request is the probe, and its answer is recorded as it ends."""
-        return FurtherRequests(self, d, self.limits_for(d).breaker.probing)
+        that request is the probe, and its answer is recorded as it ends. `probe`: whether
+        the holding request is the breaker's probe, as the caller read it off the limits it
+        holds just before (a score's send does); else read here. Nothing else is read
+        before a second request: the first takes the held slot's token, and most calls (a
+        score's send to an LMS) make none through the gate, or one."""
+        if probe is None:
+            probe = self.limits_for(d).breaker.probing
+        return FurtherRequests(self, d, probe)
 
     async def another_token(self, d: Destination, probe: bool) -> tuple[DestinationLimits, bool]:
         """A rate token for a further request under a slot held (`FurtherRequests`), with the
@@ -1021,6 +1027,8 @@ class Governor:
 
 class FurtherRequests:
     """`Governor.further_requests`: a call's requests after its first, under its one slot."""
+
+    __slots__ = ("_destination", "_first", "_governor", "_probe")
 
     def __init__(self, governor: Governor, d: Destination, probe: bool) -> None:
         self._governor, self._destination = governor, d

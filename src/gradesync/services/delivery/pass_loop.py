@@ -828,8 +828,12 @@ class Deliverer:
                             r.target,
                             r.result,
                             c.timestamp,
-                            # the slot held here takes the first request; any more a token each
-                            each_request=self.governor.further_requests(d),
+                            # the slot held here takes the first request; any more a token
+                            # each (a refused SIS result's look-up), the governor asked then
+                            # only. `probe` was read off `lim`, whose breaker is the one
+                            # `limits_for(d)` holds (limits replaced keep it; `lim` is not
+                            # dropped, or `may_send` would have refused)
+                            each_request=self.governor.further_requests(d, probe),
                         )
                 except RemoteFailure as f:
                     gone = f.code == LINE_ITEM_GONE and columns_made(d.kind)

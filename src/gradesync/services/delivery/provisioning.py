@@ -289,16 +289,18 @@ class Provisioner:
             marked = replace(stored, details_hash=new_look_mark())
             if not uow.links.save_written_item(marked, [stored], read=stored):
                 return 0
-            found = uow.ledger.get_many(d.tenant_id, d.id, course_id, [item.activity_id])
-            delivered = [r.key for r in found.values() if r.state is DeliveryState.DELIVERED]
-            # reopened as read under lock (in key order): a grade computed since the first
-            # read is not written over with the one it replaced
-            locked = uow.ledger.get_keys(delivered, lock=True)
-            again = [
-                (reopened(r, now), course_id)
-                for r in locked.values()
-                if r.state is DeliveryState.DELIVERED
-            ]
+            # reopened as read under lock (in key order), in one read: a grade computed
+            # meanwhile is read as computed (no longer delivered, so left out), not written
+            # over with the one it replaced
+            delivered = uow.ledger.get_many(
+                d.tenant_id,
+                d.id,
+                course_id,
+                [item.activity_id],
+                state=DeliveryState.DELIVERED,
+                lock=True,
+            )
+            again = [(reopened(r, now), course_id) for r in delivered.values()]
             if again:
                 uow.ledger.save_many(again)
             uow.commit()

@@ -3,11 +3,11 @@ log of every send."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from gradesync.domain.model import LedgerKey, LedgerRow
+from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 
 # Courses whose pending rows one claim shares out (`LedgerRepo.claimable`); more courses
 # take turns over claims, so a claim that served this many may have left rows behind.
@@ -32,8 +32,15 @@ class LedgerRepo(Protocol):
         destination_id: str,
         course_id: str,
         activity_ids: Sequence[str] | None = None,
+        *,
+        state: DeliveryState | None = None,
+        lock: bool = False,
     ) -> dict[tuple[str, str], LedgerRow]:
-        """A course's rows (of some activities, when given), by (activity, person)."""
+        """A course's rows (of some activities, when given; in `state`, when given), by
+        (activity, person). `lock` as `get_keys` locks (every other writer kept off them
+        until the transaction ends, the locks taken in key order), and the rows are as the
+        lock finds them: on PostgreSQL a row another transaction changed meanwhile is read
+        as it committed it, and left out when no longer in `state`."""
 
     def save(self, row: LedgerRow, course_id: str) -> None: ...
 
@@ -97,6 +104,20 @@ class LedgerRepo(Protocol):
         """The waiting result that has waited longest, with its course."""
 
     def for_person(self, tenant_id: str, person_id: str) -> list[LedgerRow]: ...
+
+    def of_people(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        course_ids: Collection[str],
+        person_ids: Collection[str],
+        *,
+        lock: bool = False,
+    ) -> list[tuple[LedgerRow, str]]:
+        """The rows of these people in these courses at one destination, each with its
+        course, in key order (the rest of the courses' rows not read). `lock` as `get_keys`
+        locks: every other writer kept off them until the transaction ends, the locks taken
+        in key order."""
 
     def iter_scope(
         self, tenant_id: str, destination_id: str, course_id: str, batch: int = 1000

@@ -362,21 +362,15 @@ def _send_to_new_student(
     if not people:
         return 0
     wanted = {(k[1], k[2], k[3]) for k in keys}
-    course_of: dict[LedgerKey, str] = {}
-    for course_id in sorted(courses):
-        for (_, person_id), r in uow.ledger.get_many(tenant_id, destination_id, course_id).items():
-            if person_id in people:
-                course_of[r.key] = course_id
-    # decided from the rows read again under lock (in key order, as every writer of the
-    # ledger locks): read before, a settle could write DELIVERED for the old student in
-    # between, and the row would be left so, never sent to the new one
-    locked = uow.ledger.get_keys(list(course_of), lock=True)
-    theirs = [(course_of[k], r) for k, r in locked.items()]
+    # decided from their rows as read under lock (in key order, as every writer of the
+    # ledger locks), never from a read before it: a settle could write DELIVERED for the old
+    # student in between, and the row would be left so, never sent to the new one
+    theirs = uow.ledger.of_people(tenant_id, destination_id, courses, people, lock=True)
     waiting = (DeliveryState.PENDING, DeliveryState.RETRYING)  # what a claim takes
-    flying = set(uow.ledger.take_leases([r.key for _, r in theirs if r.state in waiting], now))
+    flying = set(uow.ledger.take_leases([r.key for r, _ in theirs if r.state in waiting], now))
     writes = []
     reopened_rows = 0
-    for course_id, read in theirs:
+    for read, course_id in theirs:
         r, key, was = read, read.key, read.delivered_hash
         sendable = r.desired_hash is not None and (
             r.state is DeliveryState.DELIVERED
@@ -498,7 +492,8 @@ def send_to_new_sis_ids(
     with a line in the history of each grade the old student took: the SIS keeps it, and
     gradesync deletes no grade it sent, so whoever reads the grade is told to check it there.
     The moves of a course go together (a roster's import may correct hundreds of SIS ids in
-    one, inside the ingest's transaction): its ticked activities and its ledger are read once.
+    one, inside the ingest's transaction): its ticked activities, and the moved learners'
+    rows of its ledger, are read once.
     Returns how many rows it reopened."""
     groups: dict[tuple[str, str], dict[str, SisIdMove]] = {}
     for m in moves:

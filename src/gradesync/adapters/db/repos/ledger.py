@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -254,9 +254,11 @@ def _settle_as_claimed() -> Any:
     )
 
 
-def _locked_in_key_order(k: Any) -> Any:
-    """PostgreSQL: the rows of `k` (`_keys_as_arrays`) whose keys the ledger holds, those
-    ledger rows locked in key order, as every other writer of the ledger takes its locks.
+def _locked_in_key_order(k: Any, *read: Any, where: Sequence[Any] = ()) -> Any:
+    """PostgreSQL: the rows of `k` (`_keys_as_arrays`) whose keys the ledger holds (of
+    those ledger rows, the ones that meet `where`, with their columns `read` as the lock
+    finds them), those ledger rows locked in key order, as every other writer of the
+    ledger takes its locks.
     FOR NO KEY UPDATE, the lock the UPDATE of their non-key columns takes itself (FOR
     UPDATE is for deleting a row or changing its key): it conflicts with every other
     writer's, so the order holds. A statement joining `k` to the ledger locks the rows in
@@ -265,8 +267,9 @@ def _locked_in_key_order(k: Any) -> Any:
     (`tests/integration/test_ledger_lock_order.py`). Materialized, so it is not folded into
     the statement that uses it."""
     return (
-        select(*k.c)
+        select(*k.c, *read)
         .join(t.ledger, and_(*_of_keys_in(k)))
+        .where(*where)
         .order_by(k.c.t, k.c.d, k.c.a, k.c.p)
         .with_for_update(of=t.ledger, key_share=True)
         .cte("locked")
@@ -314,6 +317,29 @@ def _release_by_arrays() -> Any:
         .where(*_of_keys_in(k), c.lease_owner == bindparam("owner"), c.lease_until == k.c.until)
         .values(lease_owner=None, lease_until=None)
     )
+
+
+@cache
+def _leases_taken() -> Any:
+    """PostgreSQL: the leases of rows given as arrays of their keys (`_KEY_PARAMS`) dropped,
+    whoever holds them, in one execution, the held rows locked in key order first; it
+    returns each of them as (its key, the end of its lease as it was)."""
+    c = t.ledger.c
+    k = _locked_in_key_order(
+        _keys_as_arrays(_KEY_PARAMS), c.lease_until.label("was"), where=[c.lease_owner.is_not(None)]
+    )
+    return (
+        update(t.ledger)
+        .where(*_of_keys_in(k))
+        .values(lease_owner=None, lease_until=None)
+        .returning(k.c.t, k.c.d, k.c.a, k.c.p, k.c.was)
+    )
+
+
+@cache
+def _lease_dropped() -> Any:
+    """SQLite: a row's lease dropped by its key (`_KEY_PARAMS`), whoever holds it."""
+    return _by_key().values(lease_owner=None, lease_until=None)
 
 
 def _as_read(was: LedgerRow, stamp: datetime | None) -> dict[str, Any]:
@@ -562,6 +588,9 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         destination_id: str,
         course_id: str,
         activity_ids: Sequence[str] | None = None,
+        *,
+        state: DeliveryState | None = None,
+        lock: bool = False,
     ) -> dict[tuple[str, str], LedgerRow]:
         c = t.ledger.c
         q = select(t.ledger).where(
@@ -569,6 +598,12 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         )
         if activity_ids:
             q = q.where(c.activity_id.in_(list(activity_ids)))
+        if state is not None:
+            q = q.where(c.state == state.value)
+        if lock and self.postgres:
+            # locked as the rows come out of the sort: in key order (SQLite: its write
+            # transaction already excludes every other writer)
+            q = q.order_by(c.activity_id, c.person_id).with_for_update(of=t.ledger)
         return {
             (r["activity_id"], r["person_id"]): _ledger_row(r)
             for r in self.conn.execute(q).mappings()
@@ -821,6 +856,34 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             select(t.ledger).where(c.tenant_id == tenant_id, c.person_id == person_id)
         ).mappings()
         return [_ledger_row(r) for r in rows]
+
+    def of_people(
+        self,
+        tenant_id: str,
+        destination_id: str,
+        course_ids: Collection[str],
+        person_ids: Collection[str],
+        *,
+        lock: bool = False,
+    ) -> list[tuple[LedgerRow, str]]:
+        if not course_ids or not person_ids:
+            return []
+        c = t.ledger.c
+        q = (
+            select(t.ledger)
+            .where(
+                c.tenant_id == tenant_id,
+                c.destination_id == destination_id,
+                c.course_id.in_(sorted(set(course_ids))),
+                c.person_id.in_(sorted(set(person_ids))),
+            )
+            .order_by(c.tenant_id, c.destination_id, c.activity_id, c.person_id)
+        )
+        if lock and self.postgres:
+            # locked as the rows come out of the sort: in key order (SQLite: its write
+            # transaction already excludes every other writer)
+            q = q.with_for_update(of=t.ledger)
+        return [(row, course) for row, course, _ in _ledger_rows(self.conn.execute(q))]
 
     def iter_scope(
         self, tenant_id: str, destination_id: str, course_id: str, batch: int = 1000
@@ -1125,30 +1188,27 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
         )
 
     def take_leases(self, keys: Sequence[LedgerKey], now: datetime) -> list[LedgerKey]:
-        # read under lock first (in key order, as every writer of the ledger locks): rows in
-        # flight are few, so each is then updated by its key
-        leased = [
-            (
-                LedgerKey(r["tenant_id"], r["destination_id"], r["activity_id"], r["person_id"]),
-                utc(r["lease_until"]),
+        if not keys:
+            return []
+        if self.postgres:
+            wanted = sorted({_key_tuple(k) for k in keys})
+            params = {n: [k[i] for k in wanted] for i, n in enumerate(_KEY_PARAMS)}
+            found = self.conn.execute(_leases_taken(), params)
+            leased = [(LedgerKey(*r[:4]), utc(r[4])) for r in found]
+        else:
+            # SQLite: no row locks (its write transaction already excludes every other
+            # writer): the held leases read, then dropped by the driver's executemany
+            key_of = itemgetter("tenant_id", "destination_id", "activity_id", "person_id")
+            leased = [
+                (LedgerKey(*key_of(r)), utc(r["lease_until"]))
+                for r in self._of_keys(keys, False)
+                if r["lease_owner"] is not None
+            ]
+            execute_tuples(
+                self.conn, _lease_dropped(), _KEY_PARAMS, [_key_tuple(k) for k, _ in leased]
             )
-            for r in self._of_keys(keys, True)
-            if r["lease_owner"] is not None
-        ]
-        c = t.ledger.c
         # a run-out lease is dropped too (its send may still settle while no claim took the
         # row again) but is not said to be in flight
-        for k, _ in leased:
-            self.conn.execute(
-                update(t.ledger)
-                .where(
-                    c.tenant_id == k.tenant_id,
-                    c.destination_id == k.destination_id,
-                    c.activity_id == k.activity_id,
-                    c.person_id == k.person_id,
-                )
-                .values(lease_owner=None, lease_until=None)
-            )
         return [k for k, until in leased if until is not None and until > now]
 
     def clear_leases(self, owner: str | None = None) -> int:
