@@ -11,6 +11,7 @@ from gradesync.domain import remedies
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.columns import RESCALE_KEY, written_link
 from gradesync.domain.diagnosis import (
+    REMOTE_CAUSES,
     Check,
     DeliveryFact,
     DestinationFacts,
@@ -20,6 +21,7 @@ from gradesync.domain.diagnosis import (
     OtherAccount,
     RejectionFact,
     diagnose_learner_activity,
+    remote_cause,
 )
 from gradesync.domain.diagnosis.destination import (
     DestinationDiagnosisFacts,
@@ -1187,3 +1189,79 @@ def test_a_non_learner_at_a_sis_is_not_told_to_launch() -> None:
     sis = remedy(DestinationKind.ONEROSTER_REST)
     assert "new launch" not in sis and "LMS course" not in sis, sis
     assert "learner role" in sis and "a SIS has no launches" in sis, sis
+
+
+def _unreachable(destination: str, person: str, code: str) -> KeyState:
+    """A grade the destination could not be reached for, stored under `code`."""
+    return KeyState(
+        destination,
+        "a1",
+        person,
+        DeliveryState.RETRYING,
+        code,
+        "could not reach the SIS (ConnectError: [Errno 111] Connection refused)",
+        tries=2,
+        next_attempt_at=NOW + timedelta(minutes=2),
+    )
+
+
+def test_a_row_stored_as_connection_error_reads_as_connection_failed() -> None:
+    """An older gradesync stored an unreachable SIS or LTI 1.1 consumer as
+    `connection_error` (since `connection_failed` at every destination); such a row keeps it
+    until its next try. The triage, the destination's diagnosis and the learner's read it as
+    `connection_failed`, with that code's cause and remedy, and still name the stored code."""
+    sent = tuple(
+        KeyState("lms", a, p, DeliveryState.DELIVERED) for a in ("a1", "a2") for p in ("p1", "p2")
+    )
+    rows = (
+        _unreachable("sis", "p1", "connection_error"),
+        _unreachable("sis", "p2", "connection_failed"),
+    )
+    t = triage_course(_two_destinations(sent, rows + _NOT_SELECTED, lms_paused=False))
+    [listed] = t.problems  # one cause for both rows, not one for each code
+    title, remedy = REMOTE_CAUSES["connection_failed"]
+    assert (listed.code, listed.destination_id, listed.learners) == (
+        "retrying",
+        "sis",
+        ("p1", "p2"),
+    )
+    assert listed.title == title, listed.title
+    assert remedy in listed.remedy, listed.remedy
+    assert (
+        "(connection_failed; as connection_error where an older gradesync recorded it)"
+        in listed.evidence
+    ), listed.evidence
+
+    d = Destination("t", "sis", DestinationKind.ONEROSTER_REST, "District SIS")
+    found = diagnose_destination(
+        DestinationDiagnosisFacts(
+            NOW,
+            d,
+            Capabilities(),
+            1,
+            0,
+            None,
+            (),
+            {"connection_error": 2, "connection_failed": 1},
+            0,
+            None,
+        )
+    ).check("deliveries_accepted")
+    assert found is not None
+    assert f"failing: connection_failed: 3 ({title})." in found.evidence, found.evidence
+    assert "connection_error" not in found.evidence and found.remedy == remedy
+    assert remote_cause("connection_error") == (title, remedy)
+
+    (base,) = _facts().destinations
+    old = replace(
+        _row(state=DeliveryState.RETRYING),
+        reason_code="connection_error",
+        tries=2,
+        next_attempt_at=NOW + timedelta(minutes=2),
+    )
+    learner = diagnose_learner_activity(_facts(destinations=(replace(base, ledger=old),)))
+    check = learner.check("delivery", "d")
+    assert check is not None and check.remedy == remedy and check.reason == "connection_failed"
+    assert (
+        "failed 2 times (connection_failed, recorded as connection_error by an older gradesync)"
+    ) in check.evidence, check.evidence

@@ -39,6 +39,7 @@ from gradesync.domain.diagnosis import (
     RejectionFact,
     activity_checks,
     credentials_fix,
+    current_code,
     grade_scope_check,
     left_out_by_design,
     pause_said,
@@ -542,7 +543,9 @@ def _unnamed_failures(
     for r in rows:
         if _problem(r) and (r.reason_code or "") not in _NAMED_CODES:
             retrying = r.state is DeliveryState.RETRYING
-            groups.setdefault((retrying, r.destination_id, r.reason_code or ""), []).append(r)
+            # a row an older gradesync stored under a former code is one with the current code
+            code = current_code(r.reason_code or "")
+            groups.setdefault((retrying, r.destination_id, code), []).append(r)
     causes: list[Cause] = []
     for (retrying, dest_id, code), hit in sorted(groups.items(), key=lambda kv: kv[0][1:]):
         d = dests.get(dest_id)
@@ -553,6 +556,13 @@ def _unnamed_failures(
         people = tuple(sorted({r.person_id for r in hit}))
         sample = max(hit, key=lambda r: r.tries)
         known = REMOTE_CAUSES.get(code)
+        former = sorted({r.reason_code for r in hit if r.reason_code and r.reason_code != code})
+        # the stored code, as its rows hold it, is said beside the one it is read as
+        code_words = (
+            f"{code}; as {', '.join(former)} where an older gradesync recorded it"
+            if former
+            else code
+        )
         what = f"{plural(len(hit), 'result')} for {', '.join(activities)} ({_who(people)})"
         # the remote's own words, once (the reason usually quotes them)
         answer = as_clause(sample.said or code or sample.state.value)
@@ -602,7 +612,7 @@ def _unnamed_failures(
                     "retrying",
                     Scope.GRADES,
                     title,
-                    f"{what} at {name} {failed} ({code}); {answer}; next try {next_said}.",
+                    f"{what} at {name} {failed} ({code_words}); {answer}; next try {next_said}.",
                     remedy,
                     destination_id=dest_id,
                     activities=activities,
@@ -634,7 +644,7 @@ def _unnamed_failures(
                 "not_delivered",
                 Scope.GRADES,
                 title,
-                f"{what} at {name} {sample.state.value} ({code}); {answer}.",
+                f"{what} at {name} {sample.state.value} ({code_words}); {answer}.",
                 remedy,
                 destination_id=dest_id,
                 activities=activities,
