@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.routing import APIRoute
 
 from gradesync.domain import remedies
 from gradesync.domain.capabilities import Capabilities
@@ -66,10 +67,14 @@ from gradesync.domain.policy import DEFAULT_POLICY, DesiredResult
 from gradesync.domain.triage import (
     CourseDestinationFacts,
     CourseFacts,
+    CourseTriage,
     Scope,
     Symptom,
     triage_course,
 )
+from gradesync.web.api import courses as courses_api
+from gradesync.web.api.router import PREFIX
+from gradesync.web.api.schemas import EnrollmentBody
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 KEY = LedgerKey("t", "d", "a1", "p1")
@@ -1189,6 +1194,55 @@ def test_a_non_learner_at_a_sis_is_not_told_to_launch() -> None:
     sis = remedy(DestinationKind.ONEROSTER_REST)
     assert "new launch" not in sis and "LMS course" not in sis, sis
     assert "learner role" in sis and "a SIS has no launches" in sis, sis
+
+
+def test_a_non_learner_at_a_sis_is_told_the_api_route_that_sets_the_role() -> None:
+    """The SIS's "Not learners in the course" said to set "the `role` of the enrollment
+    ingested": only the HTTP API ingests, and no gradesync command sets a role. Every
+    reader is given the route that does, with the course and (one listed) the learner, and
+    that route is the API's."""
+    course = Course("t", "bio 101", "Bio")
+    sis = Destination("t", "d", DestinationKind.ONEROSTER_REST, "SIS")
+
+    def triage(*people: str) -> CourseTriage:
+        rows = tuple(
+            KeyState("d", "a1", p, DeliveryState.SKIPPED, "not_a_learner", "Role 'instructor'.")
+            for p in people
+        )
+        return triage_course(
+            CourseFacts(
+                NOW,
+                course,
+                (Activity("t", "a1", course.id, "Quiz", 10),),
+                {"a1": DEFAULT_POLICY},
+                (
+                    CourseDestinationFacts(
+                        sis, Capabilities(), CourseLink("t", "d", course.id, "cls-1"), {}
+                    ),
+                ),
+                rows,
+            )
+        )
+
+    one, several = triage("t1"), triage("t1", "t2")
+    for reader in remedies.Reader:
+        for t, person in ((one, "t1"), (several, "PERSON_ID")):
+            cause = t.read_over(reader).cause("wrong_role")
+            assert cause is not None, t.causes
+            said = cause.remedy
+            route = f"`PUT /api/v1/courses/bio%20101/enrollments/{person}`"
+            assert f'{route} and `{{"role": "learner"}}`' in said, (reader, said)
+            assert "`ingest` scope" in said and "no gradesync command sets a role" in said, said
+            assert "ingested" not in said and not remedies.names_command(said), said
+    # the route named is the API's own, and takes the role
+    routes = {
+        (method, f"{PREFIX}{r.path}")
+        for r in courses_api.router.routes
+        if isinstance(r, APIRoute)
+        for method in r.methods
+    }
+    assert ("PUT", "/api/v1/courses/{course_id}/enrollments/{person_id}") in routes
+    assert "role" in EnrollmentBody.model_fields
 
 
 def _unreachable(destination: str, person: str, code: str) -> KeyState:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.columns import no_column
@@ -403,11 +404,6 @@ SIS_REMEDIES: dict[str, str] = {
     "column_gone": "Post grades again: gradesync creates the line item in the SIS again.",
     "column_locked": "The SIS refused to let gradesync change the line item; check with the "
     "SIS admin that gradesync's client may write it, then post grades again.",
-    # the role is the course's enrollment's as gradesync gets it, not one a SIS launch gives
-    "wrong_role": "Nothing to do for staff. A student listed here needs the learner role in "
-    "their enrollment in the course where gradesync gets the course's people (the `role` of "
-    "the enrollment ingested, or of a launch from an LMS the course syncs to; a SIS has no "
-    "launches).",
     # said with the destination and the course where known (sis_class_remedy)
     "course_not_connected": "Map the course to its SIS class (gradesync sis map-class).",
 }
@@ -416,6 +412,21 @@ SIS_TITLES: dict[str, str] = {
     "course_not_connected": "The course is not mapped to a class in the SIS",
     **SIS_CAUSE_TITLES,
 }
+
+
+def sis_role_remedy(course_id: str, learners: tuple[str, ...]) -> str:
+    """A SIS's non-learner: the role is their enrollment's in the course as gradesync gets
+    it, not one a SIS launch gives (a SIS has no launches). The HTTP API sets it (no gradesync
+    command does), or a launch from an LMS the course syncs to brings the role given there."""
+    person = quote(learners[0], safe="") if len(learners) == 1 else "PERSON_ID"
+    return (
+        "Nothing to do for staff. A student listed here needs the learner role in their "
+        "enrollment in the course: set it over the HTTP API with "
+        f"`PUT /api/v1/courses/{quote(course_id, safe='')}/enrollments/{person}` and "
+        '`{"role": "learner"}` (an API key with the `ingest` scope; no gradesync command sets '
+        "a role), or give them the Student/Learner role in an LMS the course syncs to: their "
+        "next launch from there brings it (a SIS has no launches)."
+    )
 
 
 def lti11_remedy(code: str, activities: tuple[str, ...]) -> str | None:
@@ -463,6 +474,8 @@ def _fit_to_destinations(
             continue
         if c.code == "course_not_connected" and d is not None:
             remedy = sis_class_remedy(d.id, course)
+        elif c.code == "wrong_role":
+            remedy = sis_role_remedy(course.id, c.learners)
         else:
             remedy = SIS_REMEDIES.get(c.code, c.remedy)
         causes[i] = replace(c, title=SIS_TITLES.get(c.code, c.title), remedy=remedy)
