@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer._click import Command
+from typer.core import TyperCommand, TyperGroup
 
 from gradesync.adapters.db.database import Database
 from gradesync.cli import app, main
@@ -32,10 +32,14 @@ OWN_TENANT = {
 }
 
 
-def _leaves(group: Command, prefix: str = "") -> Iterator[tuple[str, Command]]:
-    for name, cmd in sorted(group.commands.items()):  # type: ignore[attr-defined]
+Command = TyperCommand | TyperGroup
+
+
+def _leaves(group: TyperGroup, prefix: str = "") -> Iterator[tuple[str, Command]]:
+    for name, cmd in sorted(group.commands.items()):
+        assert isinstance(cmd, TyperCommand | TyperGroup), cmd
         path = f"{prefix}{name}"
-        if hasattr(cmd, "commands"):
+        if isinstance(cmd, TyperGroup):
             yield from _leaves(cmd, path + " ")
         else:
             yield path, cmd
@@ -458,3 +462,29 @@ def test_a_worker_name_that_would_not_fit_its_id_is_refused(gradesync: Run) -> N
         assert r.returncode == 2, r.stderr
         assert r.stderr.startswith("error: --name: Up to 100 characters"), r.stderr
         assert r.stderr.rstrip().endswith("[worker_name]"), r.stderr
+
+
+def test_the_cli_uses_typer_s_public_api_only() -> None:
+    """typer carries its own copy of click in a private module (`typer._click`) its
+    maintainers may change in any release; the CLI imported it for its errors, its context
+    and its help formatter. Nothing of gradesync imports a private module of typer."""
+    import ast
+
+    import gradesync
+
+    private = []
+    for path in sorted(Path(gradesync.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            private += [
+                f"{path.name}: {n}"
+                for n in names
+                if n.startswith("typer.") and any(p.startswith("_") for p in n.split(".")[1:])
+            ]
+    assert private == []

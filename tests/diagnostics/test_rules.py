@@ -6,11 +6,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.routing import APIRoute
 
 from gradesync.domain import remedies
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.columns import RESCALE_KEY, written_link
 from gradesync.domain.diagnosis import (
+    REMOTE_CAUSES,
     Check,
     DeliveryFact,
     DestinationFacts,
@@ -20,6 +22,7 @@ from gradesync.domain.diagnosis import (
     OtherAccount,
     RejectionFact,
     diagnose_learner_activity,
+    remote_cause,
 )
 from gradesync.domain.diagnosis.destination import (
     DestinationDiagnosisFacts,
@@ -64,10 +67,14 @@ from gradesync.domain.policy import DEFAULT_POLICY, DesiredResult
 from gradesync.domain.triage import (
     CourseDestinationFacts,
     CourseFacts,
+    CourseTriage,
     Scope,
     Symptom,
     triage_course,
 )
+from gradesync.web.api import courses as courses_api
+from gradesync.web.api.router import PREFIX
+from gradesync.web.api.schemas import EnrollmentBody
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 KEY = LedgerKey("t", "d", "a1", "p1")
@@ -1219,3 +1226,128 @@ def test_a_non_learner_at_a_sis_is_not_told_to_launch() -> None:
     sis = remedy(DestinationKind.ONEROSTER_REST)
     assert "new launch" not in sis and "LMS course" not in sis, sis
     assert "learner role" in sis and "a SIS has no launches" in sis, sis
+
+
+def test_a_non_learner_at_a_sis_is_told_the_api_route_that_sets_the_role() -> None:
+    """The SIS's "Not learners in the course" said to set "the `role` of the enrollment
+    ingested": only the HTTP API ingests, and no gradesync command sets a role. Every
+    reader is given the route that does, with the course and (one listed) the learner, and
+    that route is the API's."""
+    course = Course("t", "bio 101", "Bio")
+    sis = Destination("t", "d", DestinationKind.ONEROSTER_REST, "SIS")
+
+    def triage(*people: str) -> CourseTriage:
+        rows = tuple(
+            KeyState("d", "a1", p, DeliveryState.SKIPPED, "not_a_learner", "Role 'instructor'.")
+            for p in people
+        )
+        return triage_course(
+            CourseFacts(
+                NOW,
+                course,
+                (Activity("t", "a1", course.id, "Quiz", 10),),
+                {"a1": DEFAULT_POLICY},
+                (
+                    CourseDestinationFacts(
+                        sis, Capabilities(), CourseLink("t", "d", course.id, "cls-1"), {}
+                    ),
+                ),
+                rows,
+            )
+        )
+
+    one, several = triage("t1"), triage("t1", "t2")
+    for reader in remedies.Reader:
+        for t, person in ((one, "t1"), (several, "PERSON_ID")):
+            cause = t.read_over(reader).cause("wrong_role")
+            assert cause is not None, t.causes
+            said = cause.remedy
+            route = f"`PUT /api/v1/courses/bio%20101/enrollments/{person}`"
+            assert f'{route} and `{{"role": "learner"}}`' in said, (reader, said)
+            assert "`ingest` scope" in said and "no gradesync command sets a role" in said, said
+            assert "ingested" not in said and not remedies.names_command(said), said
+    # the route named is the API's own, and takes the role
+    routes = {
+        (method, f"{PREFIX}{r.path}")
+        for r in courses_api.router.routes
+        if isinstance(r, APIRoute)
+        for method in r.methods
+    }
+    assert ("PUT", "/api/v1/courses/{course_id}/enrollments/{person_id}") in routes
+    assert "role" in EnrollmentBody.model_fields
+
+
+def _unreachable(destination: str, person: str, code: str) -> KeyState:
+    """A grade the destination could not be reached for, stored under `code`."""
+    return KeyState(
+        destination,
+        "a1",
+        person,
+        DeliveryState.RETRYING,
+        code,
+        "could not reach the SIS (ConnectError: [Errno 111] Connection refused)",
+        tries=2,
+        next_attempt_at=NOW + timedelta(minutes=2),
+    )
+
+
+def test_a_row_stored_as_connection_error_reads_as_connection_failed() -> None:
+    """An older gradesync stored an unreachable SIS or LTI 1.1 consumer as
+    `connection_error` (since `connection_failed` at every destination); such a row keeps it
+    until its next try. The triage, the destination's diagnosis and the learner's read it as
+    `connection_failed`, with that code's cause and remedy, and still name the stored code."""
+    sent = tuple(
+        KeyState("lms", a, p, DeliveryState.DELIVERED) for a in ("a1", "a2") for p in ("p1", "p2")
+    )
+    rows = (
+        _unreachable("sis", "p1", "connection_error"),
+        _unreachable("sis", "p2", "connection_failed"),
+    )
+    t = triage_course(_two_destinations(sent, rows + _NOT_SELECTED, lms_paused=False))
+    [listed] = t.problems  # one cause for both rows, not one for each code
+    title, remedy = REMOTE_CAUSES["connection_failed"]
+    assert (listed.code, listed.destination_id, listed.learners) == (
+        "retrying",
+        "sis",
+        ("p1", "p2"),
+    )
+    assert listed.title == title, listed.title
+    assert remedy in listed.remedy, listed.remedy
+    assert (
+        "(connection_failed; as connection_error where an older gradesync recorded it)"
+        in listed.evidence
+    ), listed.evidence
+
+    d = Destination("t", "sis", DestinationKind.ONEROSTER_REST, "District SIS")
+    found = diagnose_destination(
+        DestinationDiagnosisFacts(
+            NOW,
+            d,
+            Capabilities(),
+            1,
+            0,
+            None,
+            (),
+            {"connection_error": 2, "connection_failed": 1},
+            0,
+            None,
+        )
+    ).check("deliveries_accepted")
+    assert found is not None
+    assert f"failing: connection_failed: 3 ({title})." in found.evidence, found.evidence
+    assert "connection_error" not in found.evidence and found.remedy == remedy
+    assert remote_cause("connection_error") == (title, remedy)
+
+    (base,) = _facts().destinations
+    old = replace(
+        _row(state=DeliveryState.RETRYING),
+        reason_code="connection_error",
+        tries=2,
+        next_attempt_at=NOW + timedelta(minutes=2),
+    )
+    learner = diagnose_learner_activity(_facts(destinations=(replace(base, ledger=old),)))
+    check = learner.check("delivery", "d")
+    assert check is not None and check.remedy == remedy and check.reason == "connection_failed"
+    assert (
+        "failed 2 times (connection_failed, recorded as connection_error by an older gradesync)"
+    ) in check.evidence, check.evidence

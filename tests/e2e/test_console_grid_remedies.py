@@ -68,7 +68,8 @@ def school(lms: RunningSandbox, live_console: LiveConsole) -> School:
 
 
 def _synced(page: Any, live_console: LiveConsole, school: School) -> None:
-    """Sync now, then the grid at the SIS: the run works the grades out there too."""
+    """The course with the SIS shown, then Sync now: the run works the grades out there."""
+    page.goto(live_console.url(f"/console/courses/{school.course_id}?destination=sis"))
     page.get_by_role("button", name="Sync now").click()
     expect(page.locator("#run-progress")).to_have_attribute(
         "data-finished", "true", timeout=RUN_TIMEOUT
@@ -82,7 +83,7 @@ def _synced(page: Any, live_console: LiveConsole, school: School) -> None:
         return row is not None and row.reason_code == PassbackRule.NOT_SELECTED.value
 
     wait_for(worked_out, "Ada's genetics grade worked out for the SIS")
-    page.goto(live_console.url(f"/console/courses/{school.course_id}?destination=sis"))
+    page.reload()
 
 
 def _why(page: Any, person: str, activity: str) -> Any:

@@ -492,6 +492,33 @@ def test_learners_are_listed_in_natural_order(app_client: tuple[TestClient, Runt
         assert list(dict.fromkeys(listed)) == numbers, (url, listed)
 
 
+def test_sync_now_covers_the_gradebook_shown_like_resync_and_remaster(
+    app_client: tuple[TestClient, Runtime],
+) -> None:
+    """With the SIS shown, Sync now runs for the SIS alone, as Resync and Remaster do, and
+    says so: it once ran for every gradebook of the course whatever the page showed."""
+    c, runtime = app_client
+    _file_sis_for_bio(runtime)
+    add_destination(runtime.uow, "t1", "lms", name="Canvas", links={"bio": "https://lms/c/1"})
+    token = _login(c, "ada")
+    shown = c.get("/console/courses/bio", params={"destination": "sis"}).text
+    form = re.search(r'<form[^>]*id="run-form".*?</form>', shown, re.S)
+    assert form and '<input type="hidden" name="destination" value="sis">' in form.group(0)
+
+    done = c.post(
+        "/console/courses/bio/sync", data={"csrf": token, "action": "sync", "destination": "sis"}
+    )
+    found = re.search(r"Sync now started \(run ([^)]+)\) for SIS only\.", done.text)
+    assert found, done.text
+    with runtime.db.uow() as uow:
+        run = uow.runs.get(found.group(1))
+    assert run is not None and run.scope.destination_id == "sis"
+    r = c.post(
+        "/console/courses/bio/sync", data={"csrf": token, "action": "sync", "destination": "nope"}
+    )
+    assert r.status_code == 404  # a gradebook the course does not have is refused
+
+
 def test_an_instructor_posting_grades_sees_nothing_of_another_course(
     app_client: tuple[TestClient, Runtime],
 ) -> None:

@@ -17,12 +17,8 @@ from gradesync.domain.columns import (
 )
 from gradesync.domain.model import CourseLink, Destination, DestinationKind, ItemLink
 from gradesync.domain.policy import Column, column_hash
-from gradesync.services.clock import SystemClock
-from gradesync.services.delivery.background import BackgroundWrites
-from gradesync.services.delivery.governor import Governor
-from gradesync.services.delivery.provisioning import Provisioner
-from gradesync.services.destination import RequestGate
 from gradesync.services.sis.common import touch_items
+from tests.support.columns import FakeColumns, Provisioning, worker_provisioning
 
 from .conftest import COURSE, DEST, FAST, T, seed
 
@@ -31,25 +27,17 @@ ACT = "a1"
 
 
 @dataclass
-class _Lms:
-    """A destination's columns: a write (`ensure_column`) records what it was asked and
-    writes the column's details; `hold` keeps the next write between its read of the
-    column and its answer until released."""
+class _Lms(FakeColumns):
+    """A destination's columns: a write records what it was asked and writes the column's
+    details; `hold` keeps the next write between its read of the column and its answer
+    until released."""
 
     details: str | None = None
     asked: list[tuple[str | None, bool]] = field(default_factory=list)
     hold: asyncio.Event | None = None
     reading: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def ensure_column(
-        self,
-        course: CourseLink,
-        column: Column,
-        link: ItemLink | None,
-        *,
-        force: bool = False,
-        each_request: RequestGate | None = None,
-    ) -> ItemLink:
+    async def write(self, column: Column, link: ItemLink | None, *, force: bool) -> ItemLink:
         assert link is not None
         self.asked.append((link.details_hash, force))
         self.reading.set()
@@ -60,11 +48,9 @@ class _Lms:
         return replace(link, details_hash=self.details)
 
 
-def _worker(db: Database) -> tuple[Provisioner, BackgroundWrites]:
+def _worker(db: Database) -> Provisioning:
     """One worker process's provisioner (its caches are its own)."""
-    background = BackgroundWrites()
-    governor = Governor(db.uow, SystemClock(), FAST, background)
-    return Provisioner(db.uow, FAST, background, governor), background
+    return worker_provisioning(db.uow, FAST)
 
 
 def _destination(db: Database) -> tuple[Destination, CourseLink]:
@@ -103,18 +89,20 @@ async def _racing_write(db: Database, written: Column) -> _Lms:
     lms, racing = _Lms(hold=asyncio.Event()), _worker(db)
     hold = lms.hold
     assert hold is not None
-    write = asyncio.create_task(racing[0].ensure_column(lms, d, course, written, _stored(db)))
+    write = asyncio.create_task(
+        racing.provisioner.ensure_column(lms, d, course, written, _stored(db))
+    )
     await lms.reading.wait()
     _mark(db, "r2")
     hold.set()
     await write
-    await racing[1].wait()  # its link saved
+    await racing.background.wait()  # its link saved
     return lms
 
 
 async def _first_send_after(db: Database, lms: _Lms, wanted: Column) -> None:
     """Another worker sends the column's first grade after the mark."""
-    p, background = _worker(db)
+    p, background, _ = _worker(db)
     d, course = _destination(db)
     await p.ensure_column(lms, d, course, wanted, _stored(db), for_grades=True)
     await background.wait()
@@ -160,7 +148,7 @@ async def test_a_resumed_runs_mark_seen_here_was_checked_here_for_that_run(
     d, course = _destination(db)
     _save(db, ItemLink(T, DEST, ACT, "li-1", column_hash(COLUMN)))
     lms = _Lms(details="edited by hand")
-    p, background = _worker(db)
+    p, background, _ = _worker(db)
     _mark(db, "r1")
     await p.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
     await background.wait()
@@ -170,7 +158,7 @@ async def test_a_resumed_runs_mark_seen_here_was_checked_here_for_that_run(
     _mark(db, "r1")  # resumed: `SyncService._owe_rewrites` again
     await p.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
     assert len(lms.asked) == 1  # checked once for r1, by this process, after r1's mark
-    fresh, _ = _worker(db)
+    fresh, _, _ = _worker(db)
     await fresh.ensure_column(lms, d, course, COLUMN, _stored(db), for_grades=True)
     assert lms.asked[-1] == (check_mark("r1"), True)
 
@@ -190,7 +178,7 @@ async def test_a_persons_second_change_is_not_taken_for_the_first_by_a_worker(
     d, course = _destination(db)
     _save(db, ItemLink(T, DEST, ACT, "li-1", column_hash(COLUMN), {"category": "c-1"}))
     lms = _Lms()
-    p, background = _worker(db)
+    p, background, _ = _worker(db)
     for change in range(2):
         with db.uow() as uow:
             touch_items(uow, T, DEST, COURSE)
@@ -207,7 +195,7 @@ async def test_a_persons_change_during_a_write_is_not_saved_over(db: Database) -
     seed(db, learners=1)
     d, course = _destination(db)
     _save(db, ItemLink(T, DEST, ACT, "li-1", None, {"category": "c-1"}))
-    lms, (p, background) = _Lms(hold=asyncio.Event()), _worker(db)
+    lms, (p, background, _) = _Lms(hold=asyncio.Event()), _worker(db)
     hold = lms.hold
     assert hold is not None
     write = asyncio.create_task(p.ensure_column(lms, d, course, COLUMN, _stored(db)))
@@ -231,16 +219,8 @@ class _Sis(_Lms):
     created: str = "li-new"
     learned: dict[str, object] = field(default_factory=dict)
 
-    async def ensure_column(
-        self,
-        course: CourseLink,
-        column: Column,
-        link: ItemLink | None,
-        *,
-        force: bool = False,
-        each_request: RequestGate | None = None,
-    ) -> ItemLink:
-        written = await super().ensure_column(course, column, link, force=force)
+    async def write(self, column: Column, link: ItemLink | None, *, force: bool) -> ItemLink:
+        written = await super().write(column, link, force=force)
         return replace(written, remote_id=self.created, data={**written.data, **self.learned})
 
 
@@ -249,23 +229,15 @@ class _Ags(_Lms):
     """An AGS write: its link keeps the line item's own fields only
     (`AgsClient.ensure_column`)."""
 
-    async def ensure_column(
-        self,
-        course: CourseLink,
-        column: Column,
-        link: ItemLink | None,
-        *,
-        force: bool = False,
-        each_request: RequestGate | None = None,
-    ) -> ItemLink:
-        written = await super().ensure_column(course, column, link, force=force)
+    async def write(self, column: Column, link: ItemLink | None, *, force: bool) -> ItemLink:
+        written = await super().write(column, link, force=force)
         return replace(written, data={"label": column.title})
 
 
 async def _write_across(db: Database, lms: _Lms, change: ItemLink) -> None:
     """A write of the column that reads it, `change` saved meanwhile, then its answer."""
     d, course = _destination(db)
-    p, background = _worker(db)
+    p, background, _ = _worker(db)
     hold = lms.hold = asyncio.Event()
     write = asyncio.create_task(p.ensure_column(lms, d, course, COLUMN, _stored(db)))
     await lms.reading.wait()
@@ -318,7 +290,7 @@ async def test_a_column_write_keeps_the_rescale_verify_put_on_its_link(db: Datab
     entry = {"rescaled_to": 99.0, "at": "2026-01-01T00:00:00.000000+00:00"}
     _save(db, ItemLink(T, DEST, ACT, "li-1", check_mark("r1"), {RESCALE_KEY: entry}))
     d, course = _destination(db)
-    p, background = _worker(db)
+    p, background, _ = _worker(db)
     ags = _Ags()
     await p.ensure_column(ags, d, course, COLUMN, _stored(db), for_grades=True)
     await background.wait()

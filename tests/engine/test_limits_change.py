@@ -24,12 +24,12 @@ from gradesync.services.delivery.governor import (
     RateLimiter,
     limits_from_config,
 )
-from gradesync.services.delivery.provisioning import Provisioner
-from gradesync.services.destination import RemoteFailure, RequestGate
+from gradesync.services.destination import RemoteFailure
 from gradesync.testing import DEADLINE, ManualClock, add_destination, wait_for_async
 from gradesync.testing.double import server_error
 from tests.engine.conftest import COURSE, DEST, FAST, Harness, T, learner, post, seed, states
 from tests.support import limits
+from tests.support.columns import FakeColumns, worker_provisioning
 
 TYPO = 0.01  # a typo for 10 (the least rate taken): one token, then one every 100 s
 
@@ -141,7 +141,7 @@ async def test_a_send_held_by_a_rate_does_not_hold_up_other_destinations_retries
     )
 
 
-class _Lms:
+class _Lms(FakeColumns):
     """Creates a column, noting the requests in flight then under the limits in force and
     under the old ones."""
 
@@ -149,15 +149,7 @@ class _Lms:
         self.governor, self.old = governor, old
         self.in_flight: list[tuple[int, int]] = []
 
-    async def ensure_column(
-        self,
-        course: CourseLink,
-        column: Column,
-        link: ItemLink | None,
-        *,
-        force: bool = False,
-        each_request: RequestGate | None = None,
-    ) -> ItemLink:
+    async def write(self, column: Column, link: ItemLink | None, *, force: bool) -> ItemLink:
         in_force = self.governor.limits[(T, DEST)]
         self.in_flight.append((in_force.in_flight, self.old.in_flight))
         return ItemLink(T, DEST, column.activity_id, "li-1", column_hash(column))
@@ -171,9 +163,7 @@ async def test_a_column_write_held_by_a_rate_goes_on_under_the_limits_that_repla
     the old ones: the new limits' concurrency and rate did not count it."""
     waited = watch_waits(monkeypatch)
     seed(db, config={"concurrency": 4, "rate_per_second": TYPO})
-    background = BackgroundWrites()
-    governor = Governor(db.uow, SystemClock(), FAST, background)
-    provisioner = Provisioner(db.uow, FAST, background, governor)
+    provisioner, background, governor = worker_provisioning(db.uow, FAST)
     await governor.refresh_destinations(force=True)
     d = governor.destinations[(T, DEST)]
     old = governor.limits[(T, DEST)]

@@ -12,13 +12,10 @@ from typing import Any
 
 from gradesync.domain.model import CourseLink, Destination, DestinationKind, ItemLink
 from gradesync.domain.policy import Column, column_hash
-from gradesync.services.clock import SystemClock
 from gradesync.services.delivery import provisioning
-from gradesync.services.delivery.background import BackgroundWrites
-from gradesync.services.delivery.governor import Governor
-from gradesync.services.delivery.provisioning import Provisioner
 from gradesync.services.delivery.recent import Recent
-from gradesync.services.destination import FailureClass, RemoteFailure, RequestGate
+from gradesync.services.destination import FailureClass, RemoteFailure
+from tests.support.columns import FakeColumns, worker_provisioning
 
 from .conftest import FAST
 
@@ -53,26 +50,13 @@ def _uow() -> Iterator[_Uow]:
     yield _Uow()
 
 
-def _provisioner(background: BackgroundWrites) -> Provisioner:
-    governor = Governor(_uow, SystemClock(), FAST, background)  # type: ignore[arg-type]
-    return Provisioner(_uow, FAST, background, governor)  # type: ignore[arg-type]
-
-
-class _Sis:
+class _Sis(FakeColumns):
     """Provisions a ticked column; refuses an unticked one, as the OneRoster adapter does."""
 
     def __init__(self) -> None:
         self.asked = 0
 
-    async def ensure_column(
-        self,
-        course: CourseLink,
-        column: Column,
-        link: ItemLink | None,
-        *,
-        force: bool = False,
-        each_request: RequestGate | None = None,
-    ) -> ItemLink:
+    async def write(self, column: Column, link: ItemLink | None, *, force: bool) -> ItemLink:
         self.asked += 1
         if link is None or not link.data.get("sync_to_sis"):
             raise RemoteFailure(FailureClass.NOT_SYNCED, "not_selected_for_sis", "not ticked")
@@ -80,8 +64,7 @@ class _Sis:
 
 
 async def test_a_link_changed_by_a_person_is_not_hidden_by_the_cache() -> None:
-    background = BackgroundWrites()
-    p = _provisioner(background)
+    p, background, _ = worker_provisioning(_uow, FAST)
     sis: Any = _Sis()
     ticked = ItemLink("t1", "sis", "a1", "li-1", None, {"sync_to_sis": True})
     made, written = await p.ensure_column(sis, DEST, COURSE, COLUMN, ticked)
@@ -116,8 +99,7 @@ async def test_the_caches_keep_the_recent_columns_not_every_one_ever_served(
     """A vendor's thousands of courses: the process keeps the columns it is sending to now.
     One pushed out is asked of the destination again, never lost or doubled."""
     monkeypatch.setattr(provisioning, "CACHED", 3)
-    background = BackgroundWrites()
-    p = _provisioner(background)
+    p, background, _ = worker_provisioning(_uow, FAST)
     sis: Any = _Sis()
     links = {
         a: ItemLink("t1", "sis", a, f"li-{a}", None, {"sync_to_sis": True})

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-# typer carries its own click; its errors are raised to `main` (standalone_mode=False)
-from typer._click import core as click_core
-from typer._click import exceptions as click
-from typer._click import formatting as click_formatting
-from typer.core import TyperGroup
+from gradesync.cli._context import CommandContext
 
 if TYPE_CHECKING:
     from gradesync.cli._common import CliError
@@ -46,44 +42,16 @@ class _Gradesync(TyperGroup):
     - its arguments are named in upper case (`DESTINATION_ID`), the way docs/ write them,
       alike in its usage line, its help and its errors (typer's help said `{destination_id}`
       while a not-found error said `DESTINATION_ID`);
-    - its help is wrapped between words only (`_HelpFormatter`)."""
+    - each runs in a `CommandContext`: its help wrapped between words only, and known to
+      the helpers that are not handed it (`_context.current_context`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         _settle(self)
 
 
-# U+2011, a hyphen no line is broken at: stands in for each "-" while the help is wrapped
-_NO_BREAK = "\u2011"
-
-
-class _HelpFormatter(click_formatting.HelpFormatter):
-    """click's help, except that a line is never broken at a hyphen: a name typed as it
-    reads (`--clear`'s `name-max-length`, `run-now`, a flag's default `no-offline`) stays
-    whole at any width."""
-
-    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
-        super().write_usage(prog.replace("-", _NO_BREAK), args.replace("-", _NO_BREAK), prefix)
-
-    def write_text(self, text: str) -> None:
-        super().write_text(text.replace("-", _NO_BREAK))
-
-    def write_dl(
-        self, rows: Sequence[tuple[str, str]], col_max: int = 30, col_spacing: int = 2
-    ) -> None:
-        whole = [(a.replace("-", _NO_BREAK), b.replace("-", _NO_BREAK)) for a, b in rows]
-        super().write_dl(whole, col_max, col_spacing)
-
-    def getvalue(self) -> str:
-        return super().getvalue().replace(_NO_BREAK, "-")
-
-
-class _Context(click_core.Context):
-    formatter_class = _HelpFormatter
-
-
-def _settle(command: click_core.Command) -> None:
-    command.context_class = _Context
+def _settle(command: TyperCommand | TyperGroup) -> None:
+    command.context_class = CommandContext
     for sub in getattr(command, "commands", {}).values():
         _settle(sub)
     for param in command.params:
@@ -134,13 +102,18 @@ def main() -> None:
 
     try:
         code = app(standalone_mode=False)
-    except click.NoArgsIsHelpError as exc:
-        typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
-        code = exc.exit_code
-    except click.UsageError as exc:
-        # refused while parsing: --json may not have been read yet
-        _Output.json = _Output.json or "--json" in sys.argv[1:]
-        code = report(usage_error(exc)).exit_code
+    except typer.TyperException as exc:
+        if not _refused_usage(exc):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None and exc.format_message() == ctx.get_help():
+            # a group given no command: its help, as it asks (`no_args_is_help`)
+            typer.echo(exc.format_message())
+            code = exc.exit_code
+        else:
+            # refused while parsing: --json may not have been read yet
+            _Output.json = _Output.json or "--json" in sys.argv[1:]
+            code = report(usage_error(exc)).exit_code
     except typer.Abort:
         code = report(CliError(EXIT_FAILED, "aborted: nothing was changed")).exit_code
     except Exception as exc:
@@ -158,7 +131,18 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def usage_error(exc: click.UsageError) -> CliError:
+# click's exit code for a command line it refuses (its UsageError): the errors typer raises
+# are told apart by what they carry, as it exports only their base (`_context`)
+_USAGE = 2
+
+
+def _refused_usage(exc: typer.TyperException) -> bool:
+    """Whether typer refused the command line itself (an unknown option, a missing or
+    malformed value, a group given no command), not a file or the command's own work."""
+    return exc.exit_code == _USAGE
+
+
+def usage_error(exc: typer.TyperException) -> CliError:
     """A refused command line (an unknown option, a missing or malformed value) as a
     problem naming the option and the rule, plus where to look."""
     from gradesync.cli._common import EXIT_BAD_INPUT, CliError
@@ -166,7 +150,9 @@ def usage_error(exc: click.UsageError) -> CliError:
 
     field = "command line"
     rule = "usage"
-    if isinstance(exc, click.BadParameter):
+    # nothing given for it: click's MissingParameter, the one that says which kind it missed
+    missing = isinstance(exc, typer.BadParameter) and hasattr(exc, "param_type")
+    if isinstance(exc, typer.BadParameter):
         param = exc.param
         if param is not None and param.param_type_name == "argument":
             field = param.metavar or str(param.name)  # as --help names it (DESTINATION_ID)
@@ -174,12 +160,13 @@ def usage_error(exc: click.UsageError) -> CliError:
             field = param.opts[0] if param.opts else str(param.name)
         elif isinstance(exc.param_hint, str):
             field = exc.param_hint
-        rule = "required" if isinstance(exc, click.MissingParameter) else "invalid"
-    elif isinstance(exc, click.NoSuchOption):
-        field, rule = exc.option_name, "unknown_option"
-    where = exc.ctx.command_path if exc.ctx else "gradesync"
+        rule = "required" if missing else "invalid"
+    elif hasattr(exc, "possibilities"):  # click's NoSuchOption: the options it knows instead
+        field, rule = str(getattr(exc, "option_name", field)), "unknown_option"
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "gradesync"
     said = exc.format_message()
-    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+    if isinstance(exc, typer.BadParameter) and not missing:
         said = exc.message  # without click's "Invalid value for '--x':", the field says it
         # an option parsed through pydantic (an enum) says so first: not the user's concern
         said = said.removeprefix("Value error, ")

@@ -21,9 +21,8 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
-from typer._click.core import Context  # typer carries its own click
-from typer._click.globals import get_current_context
 
+from gradesync.cli._context import current_context
 from gradesync.domain import run_counts
 from gradesync.domain.errors import Conflict, FieldProblem, GradesyncError, InvalidInput, NotFound
 from gradesync.domain.run_counts import in_reading_order
@@ -120,16 +119,13 @@ WRITES = frozenset(
 )
 
 
-def command_path(ctx: Context) -> str:
-    """The command `ctx` runs, as WRITES names it (`sis map-class`)."""
-    names: list[str] = []
-    while ctx.parent is not None:
-        names.append(ctx.info_name or "")
-        ctx = ctx.parent
-    return " ".join(reversed(names))
+def command_path(ctx: typer.Context) -> str:
+    """The command `ctx` runs, as WRITES names it (`sis map-class`): its path under the
+    root's name, however the root was called."""
+    return ctx.command_path.removeprefix(ctx.find_root().command_path).strip()
 
 
-def _command_runtime(ctx: Context) -> Runtime:
+def _command_runtime(ctx: typer.Context) -> Runtime:
     """The runtime of the command `ctx` parses, made on first use and closed when the command
     ends: the tenant check and the command's own work (`runtime()`) share one database
     engine and one schema check. A command of WRITES on a schema it may not write is refused
@@ -150,7 +146,9 @@ def will_write() -> None:
     """The running command is going to change what is stored (one that writes only when told
     to: `tenants roster-match KEY`): on a schema it may not write, refused now
     (SchemaNewerWrite), before it reads or asks a remote anything more."""
-    ctx = get_current_context()
+    ctx = current_context()
+    if ctx is None:
+        raise RuntimeError("will_write() needs a running command")
     _command_runtime(ctx).db.check_writable()
 
 
@@ -191,7 +189,7 @@ def runtime() -> Iterator[Runtime]:
     when it made one (closed with the command)."""
     from gradesync.runtime import Runtime
 
-    ctx = get_current_context(silent=True)
+    ctx = current_context()
     shared: Runtime | None = ctx.meta.get(_SHARED) if ctx is not None else None
     rt = shared or Runtime.create()
     try:
@@ -294,10 +292,7 @@ _NOT_FOUND_RULES = {w: f"unknown_{w}" for w in ("course", "activity", "person", 
 def _typed_as(names: Collection[str]) -> str | None:
     """How the running command's parameter of one of `names` is typed: its long option
     (`--tenant`), or an argument's metavar (`DESTINATION_ID`); None outside a command."""
-    # typer carries its own click
-    from typer._click.globals import get_current_context
-
-    ctx = get_current_context(silent=True)
+    ctx = current_context()
     for param in ctx.command.params if ctx is not None else ():
         if param.name in names:
             if param.param_type_name == "option":

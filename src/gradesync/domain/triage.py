@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 from gradesync.domain.capabilities import Capabilities
 from gradesync.domain.columns import no_column
@@ -39,6 +40,7 @@ from gradesync.domain.diagnosis import (
     RejectionFact,
     activity_checks,
     credentials_fix,
+    current_code,
     grade_scope_check,
     left_out_by_design,
     pause_said,
@@ -402,11 +404,6 @@ SIS_REMEDIES: dict[str, str] = {
     "column_gone": "Post grades again: gradesync creates the line item in the SIS again.",
     "column_locked": "The SIS refused to let gradesync change the line item; check with the "
     "SIS admin that gradesync's client may write it, then post grades again.",
-    # the role is the course's enrollment's as gradesync gets it, not one a SIS launch gives
-    "wrong_role": "Nothing to do for staff. A student listed here needs the learner role in "
-    "their enrollment in the course where gradesync gets the course's people (the `role` of "
-    "the enrollment ingested, or of a launch from an LMS the course syncs to; a SIS has no "
-    "launches).",
     # said with the destination and the course where known (sis_class_remedy)
     "course_not_connected": "Map the course to its SIS class (gradesync sis map-class).",
 }
@@ -415,6 +412,21 @@ SIS_TITLES: dict[str, str] = {
     "course_not_connected": "The course is not mapped to a class in the SIS",
     **SIS_CAUSE_TITLES,
 }
+
+
+def sis_role_remedy(course_id: str, learners: tuple[str, ...]) -> str:
+    """A SIS's non-learner: the role is their enrollment's in the course as gradesync gets
+    it, not one a SIS launch gives (a SIS has no launches). The HTTP API sets it (no gradesync
+    command does), or a launch from an LMS the course syncs to brings the role given there."""
+    person = quote(learners[0], safe="") if len(learners) == 1 else "PERSON_ID"
+    return (
+        "Nothing to do for staff. A student listed here needs the learner role in their "
+        "enrollment in the course: set it over the HTTP API with "
+        f"`PUT /api/v1/courses/{quote(course_id, safe='')}/enrollments/{person}` and "
+        '`{"role": "learner"}` (an API key with the `ingest` scope; no gradesync command sets '
+        "a role), or give them the Student/Learner role in an LMS the course syncs to: their "
+        "next launch from there brings it (a SIS has no launches)."
+    )
 
 
 def lti11_remedy(code: str, activities: tuple[str, ...]) -> str | None:
@@ -462,6 +474,8 @@ def _fit_to_destinations(
             continue
         if c.code == "course_not_connected" and d is not None:
             remedy = sis_class_remedy(d.id, course)
+        elif c.code == "wrong_role":
+            remedy = sis_role_remedy(course.id, c.learners)
         else:
             remedy = SIS_REMEDIES.get(c.code, c.remedy)
         causes[i] = replace(c, title=SIS_TITLES.get(c.code, c.title), remedy=remedy)
@@ -542,7 +556,9 @@ def _unnamed_failures(
     for r in rows:
         if _problem(r) and (r.reason_code or "") not in _NAMED_CODES:
             retrying = r.state is DeliveryState.RETRYING
-            groups.setdefault((retrying, r.destination_id, r.reason_code or ""), []).append(r)
+            # a row an older gradesync stored under a former code is one with the current code
+            code = current_code(r.reason_code or "")
+            groups.setdefault((retrying, r.destination_id, code), []).append(r)
     causes: list[Cause] = []
     for (retrying, dest_id, code), hit in sorted(groups.items(), key=lambda kv: kv[0][1:]):
         d = dests.get(dest_id)
@@ -553,6 +569,13 @@ def _unnamed_failures(
         people = tuple(sorted({r.person_id for r in hit}))
         sample = max(hit, key=lambda r: r.tries)
         known = REMOTE_CAUSES.get(code)
+        former = sorted({r.reason_code for r in hit if r.reason_code and r.reason_code != code})
+        # the stored code, as its rows hold it, is said beside the one it is read as
+        code_words = (
+            f"{code}; as {', '.join(former)} where an older gradesync recorded it"
+            if former
+            else code
+        )
         what = f"{plural(len(hit), 'result')} for {', '.join(activities)} ({_who(people)})"
         # the remote's own words, once (the reason usually quotes them)
         answer = as_clause(sample.said or code or sample.state.value)
@@ -602,7 +625,7 @@ def _unnamed_failures(
                     "retrying",
                     Scope.GRADES,
                     title,
-                    f"{what} at {name} {failed} ({code}); {answer}; next try {next_said}.",
+                    f"{what} at {name} {failed} ({code_words}); {answer}; next try {next_said}.",
                     remedy,
                     destination_id=dest_id,
                     activities=activities,
@@ -634,7 +657,7 @@ def _unnamed_failures(
                 "not_delivered",
                 Scope.GRADES,
                 title,
-                f"{what} at {name} {sample.state.value} ({code}); {answer}.",
+                f"{what} at {name} {sample.state.value} ({code_words}); {answer}.",
                 remedy,
                 destination_id=dest_id,
                 activities=activities,

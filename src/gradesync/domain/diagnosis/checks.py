@@ -292,6 +292,14 @@ REMOTE_CAUSES: dict[str, tuple[str, str]] = {
         "Keep the LMS edit, or run a repair resync to send gradesync's grade again (or set "
         "the course to 'gradesync wins').",
     ),
+    # the same code at every kind of destination: an LMS, an LTI 1.1 consumer, a SIS
+    "connection_failed": (
+        "The destination could not be reached (the connection was refused or reset, or its "
+        "host name does not resolve)",
+        "If it goes on, check that the destination's URLs name the right host and port (a "
+        "host name that does not resolve is a typo) and that it is up; gradesync tries again "
+        "by itself meanwhile.",
+    ),
     POINTS_KEPT: (
         "The LMS keeps its own points for the column",
         "Set the column's points back to the activity's in the LMS (and stop whatever sets "
@@ -302,8 +310,27 @@ REMOTE_CAUSES: dict[str, tuple[str, str]] = {
 }
 
 
+# failure codes an older gradesync stored, still on rows and runs until their next try ->
+# the code that replaced them, whose cause and remedy they take
+FORMER_CODES: dict[str, str] = {
+    # a SIS's and an LTI 1.1 consumer's unreachable destination, before the one code for it
+    "connection_error": "connection_failed",
+}
+
+
+def current_code(code: str) -> str:
+    """A stored failure code as this gradesync names it (`FORMER_CODES`)."""
+    return FORMER_CODES.get(code, code)
+
+
+def code_said(code: str) -> str:
+    """A stored failure code for evidence: a former one with the code it now reads as."""
+    now = current_code(code)
+    return code if now == code else f"{now}, recorded as {code} by an older gradesync"
+
+
 def remote_cause(code: str | None) -> tuple[str, str] | None:
-    return REMOTE_CAUSES.get(code or "")
+    return REMOTE_CAUSES.get(current_code(code or ""))
 
 
 # REMOTE_CAUSES' titles a SIS gives in its own words: a SIS is not "the LMS"
@@ -316,7 +343,7 @@ def cause_title(code: str, kind: DestinationKind) -> str:
     """A failure code's cause (REMOTE_CAUSES) as `kind` of destination gives it."""
     if kind in SIS_KINDS and code in SIS_CAUSE_TITLES:
         return SIS_CAUSE_TITLES[code]
-    return REMOTE_CAUSES[code][0]
+    return REMOTE_CAUSES[current_code(code)][0]
 
 
 def credentials_fix(d: Destination) -> Remedy | None:

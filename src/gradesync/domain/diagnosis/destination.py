@@ -17,6 +17,7 @@ from gradesync.domain.diagnosis.checks import (
     RejectionFact,
     cause_title,
     credentials_fix,
+    current_code,
     plural,
     when,
 )
@@ -164,13 +165,17 @@ def diagnose_destination(facts: DestinationDiagnosisFacts) -> Diagnosis:
                 fix=step.fix,
             )
         )
-    config_codes = {k: v for k, v in facts.failures.items() if k in REMOTE_CAUSES}
-    other_codes = {k: v for k, v in facts.failures.items() if k not in REMOTE_CAUSES}
-    if facts.failures:
+    # rows an older gradesync stored under a former code are counted under the current one
+    failures: dict[str, int] = {}
+    for k, v in facts.failures.items():
+        failures[current_code(k)] = failures.get(current_code(k), 0) + v
+    config_codes = {k: v for k, v in failures.items() if k in REMOTE_CAUSES}
+    other_codes = {k: v for k, v in failures.items() if k not in REMOTE_CAUSES}
+    if failures:
         parts = [
             f"{code}: {n} ({cause_title(code, d.kind)})" for code, n in sorted(config_codes.items())
         ] + [f"{code}: {n}" for code, n in sorted(other_codes.items())]
-        worst = max(facts.failures.items(), key=lambda kv: kv[1])[0]
+        worst = max(failures.items(), key=lambda kv: kv[1])[0]
         fix = credentials_fix(d) if worst == "bad_credentials" else None
         checks.append(
             Check(

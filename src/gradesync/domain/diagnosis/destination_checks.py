@@ -27,7 +27,9 @@ from gradesync.domain.diagnosis.checks import (
     DestinationFacts,
     DestinationQueue,
     LearnerActivityFacts,
+    code_said,
     credentials_fix,
+    current_code,
     plural,
     remote_cause,
     when,
@@ -885,10 +887,11 @@ def delivery_check(df: DestinationFacts, now: datetime) -> Check:
             False,
             # a destination's asking to wait (a 429) is not a failed try: said as waiting
             f"{want} {'failed ' + plural(row.tries, 'time') if row.tries else 'waits'} "
-            f"({row.reason_code}); next try {when(row.next_attempt_at)}.{remote}",
+            f"({code_said(row.reason_code or '')}); next try {when(row.next_attempt_at)}."
+            f"{remote}",
             words or (cause[1] if cause else "gradesync retries by itself; see the reason."),
             d.id,
-            reason=row.reason_code,
+            reason=row.reason_code and current_code(row.reason_code),
             fix=fix,
         )
     if row.state is DeliveryState.REJECTED:

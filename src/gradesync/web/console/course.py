@@ -202,10 +202,10 @@ def start_run(
     activity_ids: list[str] = Form(default=[]),
     user: ConsoleUser = Depends(current_user),
 ) -> Response:
-    """Sync now, Resync or Remaster the course (or the ticked activities). Resync and
-    Remaster ask for a confirmation first, naming the gradebooks they overwrite: the one
-    shown on the page, or every gradebook of the course when none is. Sync now sends what
-    changed to every gradebook."""
+    """Sync now, Resync or Remaster the course (or the ticked activities), each for the
+    gradebook shown on the page, or every gradebook of the course when none is. Resync and
+    Remaster ask for a confirmation first, naming the gradebooks they overwrite; Sync now
+    names its gradebook once started, when the course has others."""
     course = course_for(request, user, course_id)
     if action not in ACTIONS:
         raise PageError(404, f"Unknown action {action!r}.")
@@ -213,7 +213,7 @@ def start_run(
     rt = runtime_of(request)
     with rt.reads() as uow:
         every = cq.course_destinations(uow, user.tenant_id, course_id)
-    only = destination if action != "sync" else ""
+    only = destination
     gradebooks = [d for d in every if d.id == only] if only else every
     if only and not gradebooks:
         raise PageError(404, f"No gradebook {only!r} for this course.")
@@ -242,7 +242,8 @@ def start_run(
     if joined:
         flash(request, "ok", f"A sync of this course was already going; following run {run.id}.")
     else:
-        flash(request, "ok", f"{label} started (run {run.id}).")
+        alone = f" for {gradebooks[0].name} only" if only and len(every) > 1 else ""
+        flash(request, "ok", f"{label} started (run {run.id}){alone}.")
     for held in _paused_gradebooks(rt, user.tenant_id, course_id, only):
         # said now, not after the run has waited for it and ended "partly failed"
         flash(
