@@ -29,10 +29,14 @@ from gradesync.domain.errors import Conflict, InvalidInput
 from gradesync.domain.model import Role, Tenant
 from gradesync.lti import registration as reg
 from gradesync.lti.launch import role_from
+from gradesync.services import roster
 from gradesync.services.destination import FailureClass
 from gradesync.services.lti import platforms
 from gradesync.services.lti.keys import PUBLISH_LEAD, ToolKeyStore
-from gradesync.testing import TEST_SECRET, ManualClock
+from gradesync.services.lti.launch import bind_context
+from gradesync.services.roster import Membership, RosterResult
+from gradesync.testing import TEST_SECRET, ManualClock, add_course, add_destination, add_tenant
+from tests.support.races import AfterFirstRead
 
 M = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
 
@@ -450,3 +454,73 @@ def test_token_refusal_for_unfetchable_tool_keys_is_temporary(
         )
     else:
         assert (failure.failure, failure.code) == (FailureClass.MISCONFIGURED, "bad_credentials")
+
+
+def test_a_launchs_line_items_url_committed_during_another_launch_is_kept(db: Database) -> None:
+    """A launch without an AGS claim keeps the line items URL an earlier launch gave: on
+    PostgreSQL (read committed) one made by a launch committed between this launch's read of
+    the course's link and its write was written over, and the course's grades had nowhere to
+    go until the next launch with the claim."""
+    add_tenant(db.uow, "t1")
+    add_course(db.uow, "t1", "c1")
+    add_destination(db.uow, "t1", "lms")
+    now = datetime.now(UTC)
+    context = {"id": "ctx-1", "title": "Biology"}
+    endpoint = {"lineitems": "https://lms.example/ctx-1/lineitems", "scope": []}
+
+    def with_claim() -> None:
+        with db.uow() as u:
+            bind_context(
+                u, "t1", "lms", "c1", context=context, endpoint=endpoint,
+                deployment_id="d1", now=now,
+            )  # fmt: skip
+            u.commit()
+
+    racing = AfterFirstRead(db, "links", "course", with_claim)
+    with racing() as u:
+        bind_context(
+            u, "t1", "lms", "c1", context=context, endpoint=None, deployment_id="d1", now=now
+        )
+        u.commit()
+    racing.finish()
+    with db.uow() as u:
+        link = u.links.course("t1", "lms", "c1")
+    assert link is not None
+    assert (link.remote_id, link.data["endpoint"]) == (endpoint["lineitems"], endpoint)
+
+
+def test_a_launch_committed_while_a_roster_is_recorded_is_kept(db: Database) -> None:
+    """A roster read writes what it found on the course's link, read after its facts: on
+    PostgreSQL a launch's line items URL committed between that read and the write was
+    written over with the link as it was."""
+    add_tenant(db.uow, "t1")
+    add_course(db.uow, "t1", "c1")
+    platform = add_destination(db.uow, "t1", "lms")
+    now = datetime.now(UTC)
+    context = {"id": "ctx-1", "title": "Biology"}
+    endpoint = {"lineitems": "https://lms.example/ctx-1/lineitems", "scope": []}
+    with db.uow() as u:  # an earlier launch, without the AGS claim
+        bind_context(
+            u, "t1", "lms", "c1", context=context, endpoint=None, deployment_id="d1", now=now
+        )
+        u.commit()
+
+    def launch_with_claim() -> None:
+        with db.uow() as u:
+            bind_context(
+                u, "t1", "lms", "c1", context=context, endpoint=endpoint,
+                deployment_id="d1", now=now,
+            )  # fmt: skip
+            u.commit()
+
+    racing = AfterFirstRead(db, "links", "course", launch_with_claim)
+    with racing() as u:
+        members = Membership([], "https://lms.example/ctx-1/members?since=1", partial=True)
+        roster._record(u, platform, "c1", members, now, RosterResult("c1", "lms"))
+        u.commit()
+    racing.finish()
+    with db.uow() as u:
+        link = u.links.course("t1", "lms", "c1")
+    assert link is not None
+    assert (link.remote_id, link.data["endpoint"]) == (endpoint["lineitems"], endpoint)
+    assert link.data["roster"]["differences_url"] == members.differences_url

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
     Activity,
     Course,
+    CourseLink,
     DeliveryState,
     DestinationKind,
     DueDateOverride,
@@ -31,6 +34,7 @@ from gradesync.services.delivery.governor import Governor
 from gradesync.services.engine_config import EngineSettings
 from gradesync.services.worker import Clients
 from gradesync.testing import DoubleFactory, ManualClock
+from tests.support.races import AfterFirstRead
 
 from .facts import NOW, attempt, map_to_class, seed_school
 
@@ -742,3 +746,48 @@ def test_a_learner_relinked_at_one_sis_gets_what_that_sis_refused_sent_again_the
     )  # fmt: skip
     assert other is not None and other.state is DeliveryState.REJECTED
     assert kept is not None and kept.state is DeliveryState.REJECTED
+
+
+# --- two changes of a course's SIS mapping at once: both stay (the link held from its read) ---
+
+
+def _section(db: Database, section: str, klass: str) -> Callable[..., object]:
+    def mapped(factory: Any = None) -> object:
+        return sis.map_class(
+            factory or db.uow, tenant_id="t1", destination_id="sis", course_id="c1",
+            class_id=klass, section_id=section, new_section=True,
+        )  # fmt: skip
+
+    return mapped
+
+
+def _course_link(db: Database) -> CourseLink:
+    with db.uow() as uow:
+        link = uow.links.course("t1", "sis", "c1")
+    assert link is not None
+    return link
+
+
+def test_two_sections_mapped_at_once_both_stay(school: tuple[Database, ManualClock]) -> None:
+    """Each mapping read the course's link, added its section and wrote the link back: on
+    PostgreSQL (read committed) a section mapped between the other's read and write was
+    written over, and its learners' grades went to the course's class."""
+    db, _ = school
+    racing = AfterFirstRead(db, "links", "course", _section(db, "sec-b", "cls-b"))
+    _section(db, "sec-a", "cls-a")(racing)
+    racing.finish()
+    assert _course_link(db).data["sections"] == {"sec-a": "cls-a", "sec-b": "cls-b"}
+
+
+def test_a_section_mapped_while_a_category_is_aligned_stays(
+    school: tuple[Database, ManualClock],
+) -> None:
+    db, clock = school
+    racing = AfterFirstRead(db, "links", "course", _section(db, "sec-b", "cls-b"))
+    sis.align_category(
+        racing, clock, tenant_id="t1", destination_id="sis", group="Quizzes",
+        category_id="cat-quiz", course_id="c1",
+    )  # fmt: skip
+    racing.finish()
+    data = _course_link(db).data
+    assert (data["sections"], data["category_map"]) == ({"sec-b": "cls-b"}, {"Quizzes": "cat-quiz"})

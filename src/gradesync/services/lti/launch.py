@@ -381,8 +381,11 @@ def bind_context(
 ) -> CourseLink:
     """Bind an LMS context to a gradesync course (CourseLink). A launch without an AGS claim
     keeps the line items URL an earlier launch gave; likewise the roster (NRPS) claim."""
-    existing = u.links.course(tenant_id, destination_id, course_id)
-    data: dict[str, Any] = dict(existing.data) if existing else {}
+    # held to the commit, made first if there is none: read unlocked, what another launch
+    # (its line items URL) or a change of the link committed meanwhile (PostgreSQL's read
+    # committed) would be written over
+    existing = u.links.hold_course(tenant_id, destination_id, course_id)
+    data: dict[str, Any] = dict(existing.data)
     data["context"] = context
     data["deployment_id"] = deployment_id
     data["updated_at"] = now.isoformat()
@@ -390,7 +393,7 @@ def bind_context(
         data["tool_platform"] = tool_platform
     if nrps is not None:
         data["nrps"] = nrps
-    remote = existing.remote_id if existing else ""
+    remote = existing.remote_id
     if endpoint is not None and endpoint.get("lineitems"):
         data["endpoint"] = endpoint
         remote = str(endpoint["lineitems"])

@@ -9,7 +9,17 @@ from gradesync.domain.model import CourseLink, ItemLink, PersonLink
 
 
 class LinkRepo(Protocol):
-    def course(self, tenant_id: str, destination_id: str, course_id: str) -> CourseLink | None: ...
+    def course(
+        self, tenant_id: str, destination_id: str, course_id: str, *, for_update: bool = False
+    ) -> CourseLink | None:
+        """for_update: the row stays locked until the transaction ends. A course link's data
+        holds what several changes write (a SIS class's sections and categories, the last
+        export, the LMS context, the roster): each reads it for update to write it back."""
+
+    def hold_course(self, tenant_id: str, destination_id: str, course_id: str) -> CourseLink:
+        """The course's link read for update, made first when there is none (no remote id,
+        no data: what a change finds when there is no link): a link another transaction is
+        making meanwhile is waited for, and read as it committed it."""
 
     def courses_for_destination(self, tenant_id: str, destination_id: str) -> list[CourseLink]: ...
 

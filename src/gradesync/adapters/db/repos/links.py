@@ -57,20 +57,27 @@ def _person_links(result: Any) -> list[PersonLink]:
 
 
 class LinkRepo(SqlRepo, ports.LinkRepo):
-    def course(self, tenant_id: str, destination_id: str, course_id: str) -> CourseLink | None:
+    def course(
+        self, tenant_id: str, destination_id: str, course_id: str, *, for_update: bool = False
+    ) -> CourseLink | None:
         c = t.course_links.c
-        row = (
-            self.conn.execute(
-                select(t.course_links).where(
-                    c.tenant_id == tenant_id,
-                    c.destination_id == destination_id,
-                    c.course_id == course_id,
-                )
-            )
-            .mappings()
-            .first()
+        q = select(t.course_links).where(
+            c.tenant_id == tenant_id,
+            c.destination_id == destination_id,
+            c.course_id == course_id,
         )
+        # SQLite has no row locks: its transactions already hold the write lock
+        row = self.conn.execute(q.with_for_update() if for_update else q).mappings().first()
         return from_row(CourseLink, row) if row else None
+
+    def hold_course(self, tenant_id: str, destination_id: str, course_id: str) -> CourseLink:
+        keys = [k.name for k in t.course_links.primary_key.columns]
+        empty = CourseLink(tenant_id, destination_id, course_id, "")
+        stmt, params = bulk_insert(self.conn, t.course_links, [to_row(empty)], conflict=keys)
+        self.conn.execute(stmt, params)  # nothing when it exists, or waits for one being made
+        held = self.course(tenant_id, destination_id, course_id, for_update=True)
+        assert held is not None  # made above, or before: deleted only with its destination
+        return held
 
     def courses_for_destination(self, tenant_id: str, destination_id: str) -> list[CourseLink]:
         c = t.course_links.c
