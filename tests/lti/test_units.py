@@ -29,7 +29,8 @@ from gradesync.domain.errors import Conflict, InvalidInput
 from gradesync.domain.model import Role, Tenant
 from gradesync.lti import registration as reg
 from gradesync.lti.launch import role_from
-from gradesync.services import roster
+from gradesync.services import destination_admin, roster
+from gradesync.services.clock import SystemClock
 from gradesync.services.destination import FailureClass
 from gradesync.services.lti import platforms
 from gradesync.services.lti.keys import PUBLISH_LEAD, ToolKeyStore
@@ -524,3 +525,29 @@ def test_a_launch_committed_while_a_roster_is_recorded_is_kept(db: Database) -> 
     assert link is not None
     assert (link.remote_id, link.data["endpoint"]) == (endpoint["lineitems"], endpoint)
     assert link.data["roster"]["differences_url"] == members.differences_url
+
+
+def test_a_pause_made_while_a_platform_is_registered_again_stays(db: Database) -> None:
+    """A registration replaced keeps the platform's pause as it read it: on PostgreSQL a
+    pause committed between that read and the write was lifted."""
+    now = datetime.now(UTC)
+    add_tenant(db.uow, "a")
+    with db.uow() as uow:
+        platforms.save_platform(uow, reg.platform_of("a", GOOD), now)
+        uow.commit()
+    racing = AfterFirstRead(
+        db,
+        "destinations",
+        "get",
+        lambda: destination_admin.pause(db.uow, SystemClock(), "a", "canvas", actor="admin"),
+    )
+    again = reg.platform_of("a", {**GOOD, "deployment_ids": ["1:abc", "2:def"]})
+    with racing() as uow:
+        platforms.save_platform(uow, again, now, replace_existing=True)
+        uow.commit()
+    racing.finish()
+    with db.uow() as uow:
+        d = uow.destinations.get("a", "canvas")
+    assert d is not None
+    assert (d.enabled, d.pause_reason) == (False, "paused by admin")
+    assert d.config["deployment_ids"] == ["1:abc", "2:def"]

@@ -12,7 +12,7 @@ import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.metrics import LedgerCollector
-from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.domain.model import (
     Activity,
     Course,
@@ -791,3 +791,83 @@ def test_a_section_mapped_while_a_category_is_aligned_stays(
     racing.finish()
     data = _course_link(db).data
     assert (data["sections"], data["category_map"]) == ({"sec-b": "cls-b"}, {"Quizzes": "cat-quiz"})
+
+
+def test_a_pause_made_while_a_category_is_aligned_stays(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """A connection-wide alignment writes the connection back whole: a pause of the SIS
+    committed between its read and its write was lifted (PostgreSQL)."""
+    db, clock = school
+    racing = AfterFirstRead(
+        db,
+        "destinations",
+        "get",
+        lambda: destination_admin.pause(db.uow, clock, "t1", "sis", actor="registrar"),
+    )
+    sis.align_category(
+        racing, clock, tenant_id="t1", destination_id="sis", group="Quizzes",
+        category_id="cat-quiz",
+    )  # fmt: skip
+    racing.finish()
+    with db.uow() as uow:
+        d = uow.destinations.get("t1", "sis")
+    assert d is not None
+    assert (d.enabled, d.config["category_map"]) == (False, {"Quizzes": "cat-quiz"})
+
+
+class _BetweenTransactions:
+    """A unit-of-work factory that runs `other` (another process's change, committed) before
+    it opens its second unit of work: a SIS connection's change reads the connection in one
+    transaction and writes it in the next."""
+
+    def __init__(self, db: Database, other: Callable[[], object]) -> None:
+        self.db, self.other, self.opened = db, other, 0
+
+    def __call__(self) -> Any:
+        self.opened += 1
+        if self.opened == 2:
+            self.other()
+        return self.db.uow()
+
+
+def test_a_pause_made_while_a_connection_is_saved_stays(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """A change of the connection's settings kept its pause as read before the change was
+    worked out: a pause committed between that read and the write was lifted."""
+    db, clock = school
+    racing = _BetweenTransactions(
+        db, lambda: destination_admin.pause(db.uow, clock, "t1", "sis", actor="registrar")
+    )
+    sis.add_connection(
+        racing, clock, tenant_id="t1", destination_id="sis", name=None, base_url=None,
+        client_secret="secret-2",
+    )  # fmt: skip
+    assert racing.opened == 2
+    with db.uow() as uow:
+        d = uow.destinations.get("t1", "sis")
+    assert d is not None
+    assert (d.enabled, d.secret["client_secret"]) == (False, "secret-2")
+
+
+def test_limits_set_while_a_connection_is_saved_without_a_version_are_not_lost(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """Settings changed between the change's read and its write are not written over: with
+    no version given to refuse them by, the change is refused as if it had been given the
+    one it read (it was saved over them)."""
+    db, clock = school
+    racing = _BetweenTransactions(
+        db, lambda: destination_admin.set_limits(db.uow, clock, "t1", "sis", {"concurrency": 2})
+    )
+    with pytest.raises(Conflict) as refused:
+        sis.add_connection(
+            racing, clock, tenant_id="t1", destination_id="sis", name="Renamed",
+            base_url=None,
+        )  # fmt: skip
+    assert (refused.value.field, refused.value.rule) == ("version", "changed")
+    with db.uow() as uow:
+        d = uow.destinations.get("t1", "sis")
+    assert d is not None
+    assert (d.name, d.config["concurrency"]) == ("SIS", 2)

@@ -34,7 +34,10 @@ def save_platform(
     tenant_id = dest.tenant_id
     if uow.tenants.get(tenant_id) is None:
         raise NotFound("tenant", tenant_id)
-    existing = uow.destinations.get(tenant_id, dest.id)
+    # held to the commit: what an update keeps (the pause, the limits, fields left out) is
+    # written back, and read unlocked a change committed meanwhile (PostgreSQL's read
+    # committed) was lost
+    existing = uow.destinations.get(tenant_id, dest.id, for_update=True)
     if existing is not None and not replace_existing:
         raise Conflict(f"id: a destination {dest.id!r} already exists in tenant {tenant_id!r}")
     if existing is not None and not is_platform(existing):

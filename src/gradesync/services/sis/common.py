@@ -84,8 +84,11 @@ class SisDirectory(Protocol):
     ) -> str: ...
 
 
-def sis_destination(uow: UnitOfWork, tenant_id: str, destination_id: str) -> Destination:
-    dest = uow.destinations.get(tenant_id, destination_id)
+def sis_destination(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, *, for_update: bool = False
+) -> Destination:
+    """for_update: held to the commit, by a change that writes the connection back whole."""
+    dest = uow.destinations.get(tenant_id, destination_id, for_update=for_update)
     if dest is None:
         raise NotFound("destination", destination_id)
     if dest.kind not in SIS_KINDS:

@@ -753,8 +753,11 @@ def align_categories(
                 "sourcedId in the SIS.",
             )
     with uow_factory() as uow:
-        dest = problems.check(lambda: sis_destination(uow, tenant_id, destination_id))
-        # the map is written back whole with the course's link: held as in `map_class`
+        # the map is written back whole with what holds it (the connection, or the course's
+        # link), held to the commit as in `map_class`
+        dest = problems.check(
+            lambda: sis_destination(uow, tenant_id, destination_id, for_update=course_id is None)
+        )
         link = (
             uow.links.course(tenant_id, destination_id, course_id, for_update=True)
             if course_id
