@@ -551,3 +551,30 @@ def test_a_pause_made_while_a_platform_is_registered_again_stays(db: Database) -
     assert d is not None
     assert (d.enabled, d.pause_reason) == (False, "paused by admin")
     assert d.config["deployment_ids"] == ["1:abc", "2:def"]
+
+
+def test_one_lms_registered_in_two_tenants_at_once_is_refused_once(db: Database) -> None:
+    """An LMS registration (issuer and client id) belongs to one tenant, checked against the
+    registrations stored: on PostgreSQL one committed by another tenant after this check
+    and before this write was not seen, and both were stored (every login from the LMS
+    then ambiguous). The issuer and client id are held from the check to the commit."""
+    now = datetime.now(UTC)
+    add_tenant(db.uow, "a")
+    add_tenant(db.uow, "b")
+
+    def register_in_b() -> None:
+        with db.uow() as uow:
+            platforms.save_platform(uow, reg.platform_of("b", GOOD), now)
+            uow.commit()
+
+    # the registrations are listed to check: the other tenant's commits right after
+    racing = AfterFirstRead(db, "destinations", "all", register_in_b)
+    with racing() as uow:
+        platforms.save_platform(uow, reg.platform_of("a", GOOD), now)
+        uow.commit()
+    with pytest.raises(Conflict) as refused:
+        racing.finish()
+    assert "registered elsewhere" in str(refused.value)
+    with db.uow() as uow:
+        found = platforms.find_platforms(uow, GOOD["issuer"], GOOD["client_id"])
+    assert [(d.tenant_id, d.id) for d in found] == [("a", "canvas")]

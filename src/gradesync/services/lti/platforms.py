@@ -46,6 +46,9 @@ def save_platform(
         )
     issuer, client_id = str(dest.config["issuer"]), str(dest.config["client_id"])
     deployments = {str(d) for d in dest.config.get("deployment_ids") or []}
+    # held to the commit: a registration racing this one reads the issuer's registrations
+    # after this one's write (read committed, it saw only those committed before its check)
+    uow.lti_links.lock_issuer(issuer.strip())
     for other in find_platforms(uow, issuer, client_id):
         if other.tenant_id != tenant_id:
             # An LMS registration (issuer + client id) belongs to one tenant: another tenant
