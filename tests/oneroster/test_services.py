@@ -871,3 +871,32 @@ def test_limits_set_while_a_connection_is_saved_without_a_version_are_not_lost(
         d = uow.destinations.get("t1", "sis")
     assert d is not None
     assert (d.name, d.config["concurrency"]) == ("SIS", 2)
+
+
+def test_an_activity_unticked_while_a_category_is_aligned_stays_unticked(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """An alignment has the connection's columns checked again: it read their links and
+    wrote each back whole with a new mark. On PostgreSQL (read committed) an activity
+    unticked between that read and the write was ticked again, and its grades went on to
+    the SIS. Only the mark is written now."""
+    db, clock = school
+    select = sis.select_activities  # quiz1 ticked, then unticked while the alignment runs
+    select(db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], clock=clock)
+
+    def untick() -> object:
+        return select(
+            db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"],
+            selected=False, clock=clock,
+        )  # fmt: skip
+
+    # after the links' read (before the fix), or the mark written (after it)
+    racing = AfterFirstRead(db, "links", ("items", "mark_items_to_check"), untick)
+    sis.align_category(
+        racing, clock, tenant_id="t1", destination_id="sis", group="Quizzes",
+        category_id="cat-quiz",
+    )  # fmt: skip
+    racing.finish()
+    with db.uow() as uow:
+        item = uow.links.item("t1", "sis", "quiz1")
+    assert item is not None and item.data["sync_to_sis"] is False

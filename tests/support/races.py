@@ -75,31 +75,39 @@ class AfterFirstRead:
     """A unit-of-work factory whose first call of `repo.method` (say `destinations.get`) is
     followed, before the unit of work's next statement, by another process's change
     (`other`, run by `start_second`): the interleaving PostgreSQL's READ COMMITTED allows
-    between a read and the write decided from it. `second` holds that writer, to `finish`
-    once the first has committed."""
+    between a read and the write decided from it. `method` may name several (the read a
+    change made before its fix, the statement it makes now): the first called is followed.
+    `second` holds that writer, to `finish` once the first has committed."""
 
-    def __init__(self, db: Database, repo: str, method: str, other: Callable[[], Any]) -> None:
-        self.db, self.repo, self.method, self.other = db, repo, method, other
+    def __init__(
+        self, db: Database, repo: str, method: str | tuple[str, ...], other: Callable[[], Any]
+    ) -> None:
+        self.db, self.repo, self.other = db, repo, other
+        self.methods = (method,) if isinstance(method, str) else method
         self.second: Second | None = None
 
     @contextmanager
     def __call__(self) -> Iterator[Any]:
         with self.db.uow() as uow:
             inner, outer = getattr(uow, self.repo), self
-            read = getattr(inner, self.method)
 
-            def then(*args: Any, **kwargs: Any) -> Any:
-                result = read(*args, **kwargs)
-                if outer.second is None:
-                    outer.second = start_second(outer.db, outer.other)
-                return result
+            def followed(read: Callable[..., Any]) -> Callable[..., Any]:
+                def then(*args: Any, **kwargs: Any) -> Any:
+                    result = read(*args, **kwargs)
+                    if outer.second is None:
+                        outer.second = start_second(outer.db, outer.other)
+                    return result
 
-            setattr(inner, self.method, then)
+                return then
+
+            for name in self.methods:
+                setattr(inner, name, followed(getattr(inner, name)))
             try:
                 yield uow
             finally:
-                vars(inner).pop(self.method, None)
+                for name in self.methods:
+                    vars(inner).pop(name, None)
 
     def finish(self) -> Any:
-        assert self.second is not None, f"no {self.repo}.{self.method} was read"
+        assert self.second is not None, f"none of {self.repo}.{self.methods} was called"
         return self.second.finish()
