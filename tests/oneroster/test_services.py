@@ -32,6 +32,7 @@ from gradesync.services.compute import compute_dirty
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.governor import Governor
 from gradesync.services.engine_config import EngineSettings
+from gradesync.services.sis.selection import release_held
 from gradesync.services.worker import Clients
 from gradesync.testing import DoubleFactory, ManualClock
 from tests.support.races import AfterFirstRead
@@ -900,3 +901,64 @@ def test_an_activity_unticked_while_a_category_is_aligned_stays_unticked(
     with db.uow() as uow:
         item = uow.links.item("t1", "sis", "quiz1")
     assert item is not None and item.data["sync_to_sis"] is False
+
+
+def test_an_activity_unticked_while_its_grades_are_posted_stays_unticked(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """Posting a held activity's grades lifts its hold, written back with its link as read:
+    on PostgreSQL an untick committed between that read and the write was undone, and the
+    activity's grades went to the SIS."""
+    db, clock = school
+    select = sis.select_activities
+    select(
+        db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], hold=True,
+        clock=clock,
+    )  # fmt: skip
+
+    def untick() -> object:
+        return select(
+            db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"],
+            selected=False, clock=clock,
+        )  # fmt: skip
+
+    racing = AfterFirstRead(db, "links", "item", untick)
+    with racing() as uow:
+        release_held(uow, "t1", "sis", "c1", "quiz1")
+        uow.commit()
+    racing.finish()
+    with db.uow() as uow:
+        item = uow.links.item("t1", "sis", "quiz1")
+    assert item is not None
+    assert (item.data["sync_to_sis"], "held" in item.data) == (False, False)
+
+
+def test_grades_posted_while_the_selection_is_saved_again_stay_posted(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """The selection saved again (a form sends every ticked activity) wrote each link back
+    as read: on PostgreSQL a post committed between that read and the write was undone, the
+    activity held again and its grades kept from the SIS."""
+    db, clock = school
+
+    def tick_held(factory: Any) -> object:
+        return sis.select_activities(
+            factory, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], hold=True,
+            clock=clock,
+        )  # fmt: skip
+
+    tick_held(db.uow)
+
+    def post() -> None:
+        with db.uow() as uow:
+            release_held(uow, "t1", "sis", "c1", "quiz1")
+            uow.commit()
+
+    # after the read the link is written from (the first one checks the activity)
+    racing = AfterFirstRead(db, "links", "item", post, nth=2)
+    tick_held(racing)
+    racing.finish()
+    with db.uow() as uow:
+        item = uow.links.item("t1", "sis", "quiz1")
+    assert item is not None
+    assert (item.data["sync_to_sis"], "held" in item.data) == (True, False)

@@ -76,13 +76,20 @@ class AfterFirstRead:
     followed, before the unit of work's next statement, by another process's change
     (`other`, run by `start_second`): the interleaving PostgreSQL's READ COMMITTED allows
     between a read and the write decided from it. `method` may name several (the read a
-    change made before its fix, the statement it makes now): the first called is followed.
-    `second` holds that writer, to `finish` once the first has committed."""
+    change made before its fix, the statement it makes now): the first called is followed;
+    with `nth`, the nth call of them (an earlier one only checks, say). `second` holds that
+    writer, to `finish` once the first has committed."""
 
     def __init__(
-        self, db: Database, repo: str, method: str | tuple[str, ...], other: Callable[[], Any]
+        self,
+        db: Database,
+        repo: str,
+        method: str | tuple[str, ...],
+        other: Callable[[], Any],
+        *,
+        nth: int = 1,
     ) -> None:
-        self.db, self.repo, self.other = db, repo, other
+        self.db, self.repo, self.other, self.left = db, repo, other, nth
         self.methods = (method,) if isinstance(method, str) else method
         self.second: Second | None = None
 
@@ -94,7 +101,8 @@ class AfterFirstRead:
             def followed(read: Callable[..., Any]) -> Callable[..., Any]:
                 def then(*args: Any, **kwargs: Any) -> Any:
                     result = read(*args, **kwargs)
-                    if outer.second is None:
+                    outer.left -= 1
+                    if outer.left == 0:
                         outer.second = start_second(outer.db, outer.other)
                     return result
 

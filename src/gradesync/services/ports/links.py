@@ -32,7 +32,11 @@ class LinkRepo(Protocol):
 
     def save_course(self, link: CourseLink) -> None: ...
 
-    def item(self, tenant_id: str, destination_id: str, activity_id: str) -> ItemLink | None: ...
+    def item(
+        self, tenant_id: str, destination_id: str, activity_id: str, *, for_update: bool = False
+    ) -> ItemLink | None:
+        """for_update: the row stays locked until the transaction ends (a change that writes
+        the link back whole: its data holds the SIS tick and hold, and what was written)."""
 
     def items(
         self, tenant_id: str, destination_id: str, activity_ids: Iterable[str]

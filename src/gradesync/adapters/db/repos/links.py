@@ -106,7 +106,11 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
     def save_course(self, link: CourseLink) -> None:
         upsert(self.conn, t.course_links, to_row(link))
 
-    def item(self, tenant_id: str, destination_id: str, activity_id: str) -> ItemLink | None:
+    def item(
+        self, tenant_id: str, destination_id: str, activity_id: str, *, for_update: bool = False
+    ) -> ItemLink | None:
+        if for_update:
+            return self._item_for_update(tenant_id, destination_id, activity_id)
         c = t.item_links.c
         row = (
             self.conn.execute(
