@@ -26,12 +26,13 @@ from gradesync.adapters.destinations.ags_urls import (
 )
 from gradesync.adapters.destinations.http_errors import classify
 from gradesync.domain.errors import Conflict, InvalidInput
-from gradesync.domain.model import Role, Tenant
+from gradesync.domain.model import ItemLink, Role, Tenant
 from gradesync.lti import registration as reg
 from gradesync.lti.launch import role_from
 from gradesync.services import destination_admin, roster
 from gradesync.services.clock import SystemClock
 from gradesync.services.destination import FailureClass
+from gradesync.services.lti import launch as launch_service
 from gradesync.services.lti import platforms
 from gradesync.services.lti.keys import PUBLISH_LEAD, ToolKeyStore
 from gradesync.services.lti.launch import bind_context
@@ -578,3 +579,38 @@ def test_one_lms_registered_in_two_tenants_at_once_is_refused_once(db: Database)
     with db.uow() as uow:
         found = platforms.find_platforms(uow, GOOD["issuer"], GOOD["client_id"])
     assert [(d.tenant_id, d.id) for d in found] == [("a", "canvas")]
+
+
+@pytest.mark.parametrize("linked_before", [False, True], ids=["first", "again"])
+def test_a_column_made_while_a_launch_ties_its_link_is_kept(
+    db: Database, linked_before: bool
+) -> None:
+    """A launch ties the activity's column to its resource link, writing the column's link
+    back as it read it: on PostgreSQL (read committed) a column the engine made in the LMS
+    and saved between that read and the write was forgotten, and the next grade made a
+    second column in the LMS gradebook."""
+    add_tenant(db.uow, "t1")
+    add_course(db.uow, "t1", "c1", ("a1", "Quiz", 10.0))
+    add_destination(db.uow, "t1", "lms")
+    made = ItemLink("t1", "lms", "a1", "https://lms.example/ctx-1/lineitems/7", "h1")
+    began: list[ItemLink] = []  # the link the engine read before it made the column
+    if linked_before:  # a link with no column yet (a launch without a resource link id)
+        began.append(ItemLink("t1", "lms", "a1", "", None, {"lineitems": "x"}))
+        with db.uow() as u:
+            u.links.save_item(began[0])
+            u.commit()
+
+    def column_made() -> None:  # the engine's provisioning, as it saves a column it made
+        with db.uow() as u:
+            u.links.save_written_item(made, began)
+            u.commit()
+
+    racing = AfterFirstRead(db, "links", "item", column_made)
+    endpoint = {"lineitems": "https://lms.example/ctx-1/lineitems"}
+    with racing() as u:
+        assert launch_service._bind_item(u, "t1", "lms", "a1", endpoint, "rl-1")
+        u.commit()
+    racing.finish()
+    with db.uow() as u:
+        item = u.links.item("t1", "lms", "a1")
+    assert item is not None and item.remote_id == made.remote_id

@@ -45,6 +45,10 @@ class LinkRepo(Protocol):
 
     def save_item(self, link: ItemLink) -> None: ...
 
+    def add_item(self, link: ItemLink) -> bool:
+        """Store a new column link; False (nothing written) when the activity has one, one
+        committed before or being made by a transaction this one then waits for."""
+
     def save_written_item(self, link: ItemLink, began: Iterable[ItemLink]) -> bool:
         """The link a write of the column made, saved as written only while the stored one
         still holds the details hash of one of `began` (the links the writer read or wrote

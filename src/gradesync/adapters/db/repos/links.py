@@ -144,6 +144,11 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
     def save_item(self, link: ItemLink) -> None:
         upsert(self.conn, t.item_links, to_row(link))
 
+    def add_item(self, link: ItemLink) -> bool:
+        keys = [k.name for k in t.item_links.primary_key.columns]
+        stmt, params = bulk_insert(self.conn, t.item_links, [to_row(link)], conflict=keys)
+        return bool(self.conn.execute(stmt, params).rowcount)
+
     def save_written_item(self, link: ItemLink, began: Iterable[ItemLink]) -> bool:
         keys = [k.name for k in t.item_links.primary_key.columns]
         seen = list(began)
