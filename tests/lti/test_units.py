@@ -26,13 +26,19 @@ from gradesync.adapters.destinations.ags_urls import (
 )
 from gradesync.adapters.destinations.http_errors import classify
 from gradesync.domain.errors import Conflict, InvalidInput
-from gradesync.domain.model import Role, Tenant
+from gradesync.domain.model import ItemLink, Role, Tenant
 from gradesync.lti import registration as reg
 from gradesync.lti.launch import role_from
+from gradesync.services import destination_admin, roster
+from gradesync.services.clock import SystemClock
 from gradesync.services.destination import FailureClass
+from gradesync.services.lti import launch as launch_service
 from gradesync.services.lti import platforms
 from gradesync.services.lti.keys import PUBLISH_LEAD, ToolKeyStore
-from gradesync.testing import TEST_SECRET, ManualClock
+from gradesync.services.lti.launch import bind_context
+from gradesync.services.roster import Membership, RosterResult
+from gradesync.testing import TEST_SECRET, ManualClock, add_course, add_destination, add_tenant
+from tests.support.races import AfterFirstRead
 
 M = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
 
@@ -450,3 +456,162 @@ def test_token_refusal_for_unfetchable_tool_keys_is_temporary(
         )
     else:
         assert (failure.failure, failure.code) == (FailureClass.MISCONFIGURED, "bad_credentials")
+
+
+def test_a_launchs_line_items_url_committed_during_another_launch_is_kept(db: Database) -> None:
+    """A launch without an AGS claim keeps the line items URL an earlier launch gave: on
+    PostgreSQL (read committed) one made by a launch committed between this launch's read of
+    the course's link and its write was written over, and the course's grades had nowhere to
+    go until the next launch with the claim."""
+    add_tenant(db.uow, "t1")
+    add_course(db.uow, "t1", "c1")
+    add_destination(db.uow, "t1", "lms")
+    now = datetime.now(UTC)
+    context = {"id": "ctx-1", "title": "Biology"}
+    endpoint = {"lineitems": "https://lms.example/ctx-1/lineitems", "scope": []}
+
+    def with_claim() -> None:
+        with db.uow() as u:
+            bind_context(
+                u, "t1", "lms", "c1", context=context, endpoint=endpoint,
+                deployment_id="d1", now=now,
+            )  # fmt: skip
+            u.commit()
+
+    racing = AfterFirstRead(db, "links", "course", with_claim)
+    with racing() as u:
+        bind_context(
+            u, "t1", "lms", "c1", context=context, endpoint=None, deployment_id="d1", now=now
+        )
+        u.commit()
+    racing.finish()
+    with db.uow() as u:
+        link = u.links.course("t1", "lms", "c1")
+    assert link is not None
+    assert (link.remote_id, link.data["endpoint"]) == (endpoint["lineitems"], endpoint)
+
+
+def test_a_launch_committed_while_a_roster_is_recorded_is_kept(db: Database) -> None:
+    """A roster read writes what it found on the course's link, read after its facts: on
+    PostgreSQL a launch's line items URL committed between that read and the write was
+    written over with the link as it was."""
+    add_tenant(db.uow, "t1")
+    add_course(db.uow, "t1", "c1")
+    platform = add_destination(db.uow, "t1", "lms")
+    now = datetime.now(UTC)
+    context = {"id": "ctx-1", "title": "Biology"}
+    endpoint = {"lineitems": "https://lms.example/ctx-1/lineitems", "scope": []}
+    with db.uow() as u:  # an earlier launch, without the AGS claim
+        bind_context(
+            u, "t1", "lms", "c1", context=context, endpoint=None, deployment_id="d1", now=now
+        )
+        u.commit()
+
+    def launch_with_claim() -> None:
+        with db.uow() as u:
+            bind_context(
+                u, "t1", "lms", "c1", context=context, endpoint=endpoint,
+                deployment_id="d1", now=now,
+            )  # fmt: skip
+            u.commit()
+
+    racing = AfterFirstRead(db, "links", "course", launch_with_claim)
+    with racing() as u:
+        members = Membership([], "https://lms.example/ctx-1/members?since=1", partial=True)
+        roster._record(u, platform, "c1", members, now, RosterResult("c1", "lms"))
+        u.commit()
+    racing.finish()
+    with db.uow() as u:
+        link = u.links.course("t1", "lms", "c1")
+    assert link is not None
+    assert (link.remote_id, link.data["endpoint"]) == (endpoint["lineitems"], endpoint)
+    assert link.data["roster"]["differences_url"] == members.differences_url
+
+
+def test_a_pause_made_while_a_platform_is_registered_again_stays(db: Database) -> None:
+    """A registration replaced keeps the platform's pause as it read it: on PostgreSQL a
+    pause committed between that read and the write was lifted."""
+    now = datetime.now(UTC)
+    add_tenant(db.uow, "a")
+    with db.uow() as uow:
+        platforms.save_platform(uow, reg.platform_of("a", GOOD), now)
+        uow.commit()
+    racing = AfterFirstRead(
+        db,
+        "destinations",
+        "get",
+        lambda: destination_admin.pause(db.uow, SystemClock(), "a", "canvas", actor="admin"),
+    )
+    again = reg.platform_of("a", {**GOOD, "deployment_ids": ["1:abc", "2:def"]})
+    with racing() as uow:
+        platforms.save_platform(uow, again, now, replace_existing=True)
+        uow.commit()
+    racing.finish()
+    with db.uow() as uow:
+        d = uow.destinations.get("a", "canvas")
+    assert d is not None
+    assert (d.enabled, d.pause_reason) == (False, "paused by admin")
+    assert d.config["deployment_ids"] == ["1:abc", "2:def"]
+
+
+def test_one_lms_registered_in_two_tenants_at_once_is_refused_once(db: Database) -> None:
+    """An LMS registration (issuer and client id) belongs to one tenant, checked against the
+    registrations stored: on PostgreSQL one committed by another tenant after this check
+    and before this write was not seen, and both were stored (every login from the LMS
+    then ambiguous). The issuer and client id are held from the check to the commit."""
+    now = datetime.now(UTC)
+    add_tenant(db.uow, "a")
+    add_tenant(db.uow, "b")
+
+    def register_in_b() -> None:
+        with db.uow() as uow:
+            platforms.save_platform(uow, reg.platform_of("b", GOOD), now)
+            uow.commit()
+
+    # the registrations are listed to check: the other tenant's commits right after
+    racing = AfterFirstRead(db, "destinations", "all", register_in_b)
+    with racing() as uow:
+        platforms.save_platform(uow, reg.platform_of("a", GOOD), now)
+        uow.commit()
+    with pytest.raises(Conflict) as refused:
+        racing.finish()
+    assert "registered elsewhere" in str(refused.value)
+    with db.uow() as uow:
+        found = platforms.find_platforms(uow, GOOD["issuer"], GOOD["client_id"])
+    assert [(d.tenant_id, d.id) for d in found] == [("a", "canvas")]
+
+
+@pytest.mark.parametrize("linked_before", [False, True], ids=["first", "again"])
+def test_a_column_made_while_a_launch_ties_its_link_is_kept(
+    db: Database, linked_before: bool
+) -> None:
+    """A launch ties the activity's column to its resource link, writing the column's link
+    back as it read it: on PostgreSQL (read committed) a column the engine made in the LMS
+    and saved between that read and the write was forgotten, and the next grade made a
+    second column in the LMS gradebook."""
+    add_tenant(db.uow, "t1")
+    add_course(db.uow, "t1", "c1", ("a1", "Quiz", 10.0))
+    add_destination(db.uow, "t1", "lms")
+    made = ItemLink("t1", "lms", "a1", "https://lms.example/ctx-1/lineitems/7", "h1")
+    began: list[ItemLink] = []  # the link the engine read before it made the column
+    if linked_before:  # a link with no column yet (a launch without a resource link id)
+        began.append(ItemLink("t1", "lms", "a1", "", None, {"lineitems": "x"}))
+        with db.uow() as u:
+            u.links.save_item(began[0])
+            u.commit()
+
+    def column_made() -> None:  # the engine's provisioning, as it saves a column it made
+        with db.uow() as u:
+            u.links.save_written_item(made, began, read=began[0] if began else None)
+            u.commit()
+
+    racing = AfterFirstRead(db, "links", "item", column_made)
+    endpoint = {"lineitems": "https://lms.example/ctx-1/lineitems"}
+    with racing() as u:
+        assert launch_service._bind_item(u, "t1", "lms", "a1", endpoint, "rl-1")
+        u.commit()
+    racing.finish()
+    with db.uow() as u:
+        item = u.links.item("t1", "lms", "a1")
+    assert item is not None and item.remote_id == made.remote_id
+    assert item.data.get("resourceLinkId") == "rl-1"  # the launch's tie kept by the save

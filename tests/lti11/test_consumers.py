@@ -9,11 +9,13 @@ import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.errors import Conflict
+from gradesync.services import destination_admin
+from gradesync.services.clock import SystemClock
 from gradesync.services.lti.errors import Lti11Refused
 from gradesync.services.lti.lti11 import find_consumer
 from gradesync.services.lti11_consumers import ConsumerSpec, add_consumer
 from gradesync.testing import add_tenant
-from tests.support.races import start_second
+from tests.support.races import AfterFirstRead, start_second
 
 SECRET = "a-secret-of-24-characters"
 
@@ -89,3 +91,29 @@ def test_an_ambiguous_key_is_refused_naming_no_tenant(
     assert "'k' is registered more than once" in told
     assert not any(word in told for word in ("t1", "t2", "lms-a", "lms-b")), told
     assert "t1/lms-a, t2/lms-b" in caplog.text
+
+
+def test_a_pause_made_while_a_consumer_is_updated_stays(db: Database) -> None:
+    """An update keeps the consumer's pause and limits as it read them: on PostgreSQL (read
+    committed) a pause committed between that read and the write was lifted."""
+    add_tenant(db.uow, "t1")
+    now = datetime.now(UTC)
+    spec = ConsumerSpec("t1", "moodle", "Moodle", "k1", SECRET, ("a.edu",))
+    with db.uow() as uow:
+        add_consumer(uow, spec, now)
+        uow.commit()
+    racing = AfterFirstRead(
+        db,
+        "destinations",
+        "get",
+        lambda: destination_admin.pause(db.uow, SystemClock(), "t1", "moodle", actor="admin"),
+    )
+    with racing() as uow:
+        add_consumer(uow, replace(spec, consumer_secret="second-secret-0123456789"), now)
+        uow.commit()
+    racing.finish()
+    with db.uow() as uow:
+        d = uow.destinations.get("t1", "moodle")
+    assert d is not None
+    assert (d.enabled, d.pause_reason) == (False, "paused by admin")
+    assert d.secret["consumer_secret"] == "second-secret-0123456789"

@@ -34,9 +34,10 @@ from gradesync.domain.oneroster_csv import HEADERS, ExportMode
 from gradesync.domain.passback import line_item_sourced_id, result_sourced_id
 from gradesync.services import sis
 from gradesync.services.runs import request_run
-from gradesync.services.sis_export import CsvExport, export_csv
+from gradesync.services.sis_export import EXPORTED_AT, CsvExport, export_csv
 from gradesync.services.worker import Engine
 from gradesync.testing import ManualClock
+from tests.support.races import AfterFirstRead
 
 from .conftest import Spec
 from .facts import NOW, attempt, map_to_class, seed_school
@@ -369,3 +370,27 @@ async def test_a_dropped_learner_leaves_the_files(school: School) -> None:
     assert delta.rows["results"][0]["dateLastModified"] == "2025-03-20T13:00:00Z"
     bulk = await school.export()
     assert {r["studentSourcedId"] for r in bulk.rows["results"]} == {"stu-1", "stu-2"}
+
+
+async def test_a_section_mapped_during_an_export_stays(school: School) -> None:
+    """The export read each course's link, gathered its rows and wrote the link back with
+    the export's time: on PostgreSQL (read committed) a section mapped meanwhile was
+    written over, its learners' grades going to the course's class again."""
+
+    def map_section() -> object:
+        return sis.map_class(
+            school.db.uow, tenant_id="t1", destination_id="files", course_id="c1",
+            class_id="cls-3", section_id="sec-c", new_section=True,
+        )  # fmt: skip
+
+    # the first listing of the course's items is the export's own, once its link is read
+    racing = AfterFirstRead(school.db, "links", "items", map_section)
+    await export_csv(
+        racing, school.clock, None, school.finish, tenant_id="t1", destination_id="files",
+        actor="test",
+    )  # fmt: skip
+    racing.finish()
+    with school.db.uow() as uow:
+        link = uow.links.course("t1", "files", "c1")
+    assert link is not None and EXPORTED_AT in link.data
+    assert link.data["sections"] == {"sec-b": "cls-2", "sec-c": "cls-3"}

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.metrics import LedgerCollector
-from gradesync.domain.errors import InvalidInput, NotFound
+from gradesync.domain.errors import Conflict, InvalidInput, NotFound
 from gradesync.domain.model import (
     Activity,
     Course,
+    CourseLink,
     DeliveryState,
     DestinationKind,
     DueDateOverride,
@@ -29,8 +32,10 @@ from gradesync.services.compute import compute_dirty
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.governor import Governor
 from gradesync.services.engine_config import EngineSettings
+from gradesync.services.sis.selection import release_held
 from gradesync.services.worker import Clients
 from gradesync.testing import DoubleFactory, ManualClock
+from tests.support.races import AfterFirstRead
 
 from .facts import NOW, attempt, map_to_class, seed_school
 
@@ -742,3 +747,218 @@ def test_a_learner_relinked_at_one_sis_gets_what_that_sis_refused_sent_again_the
     )  # fmt: skip
     assert other is not None and other.state is DeliveryState.REJECTED
     assert kept is not None and kept.state is DeliveryState.REJECTED
+
+
+# --- two changes of a course's SIS mapping at once: both stay (the link held from its read) ---
+
+
+def _section(db: Database, section: str, klass: str) -> Callable[..., object]:
+    def mapped(factory: Any = None) -> object:
+        return sis.map_class(
+            factory or db.uow, tenant_id="t1", destination_id="sis", course_id="c1",
+            class_id=klass, section_id=section, new_section=True,
+        )  # fmt: skip
+
+    return mapped
+
+
+def _course_link(db: Database) -> CourseLink:
+    with db.uow() as uow:
+        link = uow.links.course("t1", "sis", "c1")
+    assert link is not None
+    return link
+
+
+def test_two_sections_mapped_at_once_both_stay(school: tuple[Database, ManualClock]) -> None:
+    """Each mapping read the course's link, added its section and wrote the link back: on
+    PostgreSQL (read committed) a section mapped between the other's read and write was
+    written over, and its learners' grades went to the course's class."""
+    db, _ = school
+    racing = AfterFirstRead(db, "links", "course", _section(db, "sec-b", "cls-b"))
+    _section(db, "sec-a", "cls-a")(racing)
+    racing.finish()
+    assert _course_link(db).data["sections"] == {"sec-a": "cls-a", "sec-b": "cls-b"}
+
+
+def test_a_section_mapped_while_a_category_is_aligned_stays(
+    school: tuple[Database, ManualClock],
+) -> None:
+    db, clock = school
+    racing = AfterFirstRead(db, "links", "course", _section(db, "sec-b", "cls-b"))
+    sis.align_category(
+        racing, clock, tenant_id="t1", destination_id="sis", group="Quizzes",
+        category_id="cat-quiz", course_id="c1",
+    )  # fmt: skip
+    racing.finish()
+    data = _course_link(db).data
+    assert (data["sections"], data["category_map"]) == ({"sec-b": "cls-b"}, {"Quizzes": "cat-quiz"})
+
+
+def test_a_pause_made_while_a_category_is_aligned_stays(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """A connection-wide alignment writes the connection back whole: a pause of the SIS
+    committed between its read and its write was lifted (PostgreSQL)."""
+    db, clock = school
+    racing = AfterFirstRead(
+        db,
+        "destinations",
+        "get",
+        lambda: destination_admin.pause(db.uow, clock, "t1", "sis", actor="registrar"),
+    )
+    sis.align_category(
+        racing, clock, tenant_id="t1", destination_id="sis", group="Quizzes",
+        category_id="cat-quiz",
+    )  # fmt: skip
+    racing.finish()
+    with db.uow() as uow:
+        d = uow.destinations.get("t1", "sis")
+    assert d is not None
+    assert (d.enabled, d.config["category_map"]) == (False, {"Quizzes": "cat-quiz"})
+
+
+class _BetweenTransactions:
+    """A unit-of-work factory that runs `other` (another process's change, committed) before
+    it opens its second unit of work: a SIS connection's change reads the connection in one
+    transaction and writes it in the next."""
+
+    def __init__(self, db: Database, other: Callable[[], object]) -> None:
+        self.db, self.other, self.opened = db, other, 0
+
+    def __call__(self) -> Any:
+        self.opened += 1
+        if self.opened == 2:
+            self.other()
+        return self.db.uow()
+
+
+def test_a_pause_made_while_a_connection_is_saved_stays(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """A change of the connection's settings kept its pause as read before the change was
+    worked out: a pause committed between that read and the write was lifted."""
+    db, clock = school
+    racing = _BetweenTransactions(
+        db, lambda: destination_admin.pause(db.uow, clock, "t1", "sis", actor="registrar")
+    )
+    sis.add_connection(
+        racing, clock, tenant_id="t1", destination_id="sis", name=None, base_url=None,
+        client_secret="secret-2",
+    )  # fmt: skip
+    assert racing.opened == 2
+    with db.uow() as uow:
+        d = uow.destinations.get("t1", "sis")
+    assert d is not None
+    assert (d.enabled, d.secret["client_secret"]) == (False, "secret-2")
+
+
+def test_limits_set_while_a_connection_is_saved_without_a_version_are_not_lost(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """Settings changed between the change's read and its write are not written over: with
+    no version given to refuse them by, the change is refused as if it had been given the
+    one it read (it was saved over them)."""
+    db, clock = school
+    racing = _BetweenTransactions(
+        db, lambda: destination_admin.set_limits(db.uow, clock, "t1", "sis", {"concurrency": 2})
+    )
+    with pytest.raises(Conflict) as refused:
+        sis.add_connection(
+            racing, clock, tenant_id="t1", destination_id="sis", name="Renamed",
+            base_url=None,
+        )  # fmt: skip
+    assert (refused.value.field, refused.value.rule) == ("version", "changed")
+    with db.uow() as uow:
+        d = uow.destinations.get("t1", "sis")
+    assert d is not None
+    assert (d.name, d.config["concurrency"]) == ("SIS", 2)
+
+
+def test_an_activity_unticked_while_a_category_is_aligned_stays_unticked(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """An alignment has the connection's columns checked again: it read their links and
+    wrote each back whole with a new mark. On PostgreSQL (read committed) an activity
+    unticked between that read and the write was ticked again, and its grades went on to
+    the SIS. Only the mark is written now."""
+    db, clock = school
+    select = sis.select_activities  # quiz1 ticked, then unticked while the alignment runs
+    select(db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], clock=clock)
+
+    def untick() -> object:
+        return select(
+            db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"],
+            selected=False, clock=clock,
+        )  # fmt: skip
+
+    # after the links' read (before the fix), or the mark written (after it)
+    racing = AfterFirstRead(db, "links", ("items", "mark_items_to_check"), untick)
+    sis.align_category(
+        racing, clock, tenant_id="t1", destination_id="sis", group="Quizzes",
+        category_id="cat-quiz",
+    )  # fmt: skip
+    racing.finish()
+    with db.uow() as uow:
+        item = uow.links.item("t1", "sis", "quiz1")
+    assert item is not None and item.data["sync_to_sis"] is False
+
+
+def test_an_activity_unticked_while_its_grades_are_posted_stays_unticked(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """Posting a held activity's grades lifts its hold, written back with its link as read:
+    on PostgreSQL an untick committed between that read and the write was undone, and the
+    activity's grades went to the SIS."""
+    db, clock = school
+    select = sis.select_activities
+    select(
+        db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], hold=True,
+        clock=clock,
+    )  # fmt: skip
+
+    def untick() -> object:
+        return select(
+            db.uow, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"],
+            selected=False, clock=clock,
+        )  # fmt: skip
+
+    racing = AfterFirstRead(db, "links", "item", untick)
+    with racing() as uow:
+        release_held(uow, "t1", "sis", "c1", "quiz1")
+        uow.commit()
+    racing.finish()
+    with db.uow() as uow:
+        item = uow.links.item("t1", "sis", "quiz1")
+    assert item is not None
+    assert (item.data["sync_to_sis"], "held" in item.data) == (False, False)
+
+
+def test_grades_posted_while_the_selection_is_saved_again_stay_posted(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """The selection saved again (a form sends every ticked activity) wrote each link back
+    as read: on PostgreSQL a post committed between that read and the write was undone, the
+    activity held again and its grades kept from the SIS."""
+    db, clock = school
+
+    def tick_held(factory: Any) -> object:
+        return sis.select_activities(
+            factory, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], hold=True,
+            clock=clock,
+        )  # fmt: skip
+
+    tick_held(db.uow)
+
+    def post() -> None:
+        with db.uow() as uow:
+            release_held(uow, "t1", "sis", "c1", "quiz1")
+            uow.commit()
+
+    # after the read the link is written from (the first one checks the activity)
+    racing = AfterFirstRead(db, "links", "item", post, nth=2)
+    tick_held(racing)
+    racing.finish()
+    with db.uow() as uow:
+        item = uow.links.item("t1", "sis", "quiz1")
+    assert item is not None
+    assert (item.data["sync_to_sis"], "held" in item.data) == (True, False)

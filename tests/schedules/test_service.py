@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from gradesync.domain.model import (
 from gradesync.services import destination_admin, schedules
 from gradesync.services.schedules import ScheduleService
 from tests.schedules.conftest import T0, Env
+from tests.support.races import AfterFirstRead
 
 
 def utc(*args: int) -> datetime:
@@ -407,3 +409,36 @@ def test_a_schedule_whose_answer_cannot_be_worked_out_is_not_stored(
     with env.db.uow() as uow:
         assert uow.schedules.all("t1") == [made.schedule]
         assert [e.action for e in uow.schedules.events("t1", limit=10)] == [ScheduleAction.CREATED]
+
+
+def _edited_while(env: Env, s: Schedule, other: Callable[[ScheduleService], object]) -> None:
+    """`bob`'s edit of `s`, `other` (another process's service) committed right after the
+    edit read the schedule."""
+    others = ScheduleService(env.db.uow, env.clock, env.requester)
+    racing = AfterFirstRead(env.db, "schedules", "get", lambda: other(others))
+    editing = ScheduleService(racing, env.clock, env.requester)
+    editing.edit("t1", s.id, "bob", spec="04:00")
+    racing.finish()
+
+
+def test_a_pause_made_while_a_schedule_is_edited_stays(env: Env) -> None:
+    """The edit read the schedule, another admin paused it, the edit saved it whole: on
+    PostgreSQL (read committed) the schedule ran again, its log saying it was paused."""
+    s = daily(env)
+    _edited_while(env, s, lambda other: other.pause("t1", s.id, "carol"))
+    kept = stored(env, s.id)
+    assert (kept.spec, kept.next_run_at) == ("04:00", None)
+    assert kept.paused_at is not None
+    env.clock.set(utc(2024, 11, 9))
+    assert env.service.tick() == []
+
+
+def test_a_schedule_deleted_while_it_is_edited_stays_deleted(env: Env) -> None:
+    """The edit's save put a schedule deleted meanwhile back in place (PostgreSQL)."""
+    s = daily(env)
+    _edited_while(env, s, lambda other: other.delete("t1", s.id, "carol"))
+    assert env.service.all("t1") == []
+    assert [e.event.action for e in env.service.history("t1", s.id)][:2] == [
+        ScheduleAction.DELETED,
+        ScheduleAction.EDITED,
+    ]

@@ -68,7 +68,9 @@ def create_user(
     with uow_factory() as uow:
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
-        old = uow.users.get(tenant_id, username.strip())
+        # held to the commit: what is not given is kept as read, and read unlocked a change
+        # committed meanwhile (PostgreSQL's read committed: a role given) was written over
+        old = uow.users.get(tenant_id, username.strip(), for_update=True)
         user = ConsoleUser(
             tenant_id=tenant_id,
             username=username.strip(),

@@ -94,7 +94,9 @@ def pause(
         raise InvalidInput([past])
     why = reason or f"paused by {actor}"
     with uow_factory() as uow:
-        dest = uow.destinations.get(tenant_id, destination_id)
+        # held to the commit, as in every change written back whole: read unlocked, another
+        # change committed meanwhile (PostgreSQL's read committed) would be written over
+        dest = uow.destinations.get(tenant_id, destination_id, for_update=True)
         if dest is None:
             raise NotFound("destination", destination_id)
         # a person's pause whatever its words say (they may open like gradesync's own)
@@ -125,7 +127,7 @@ def resume(
     resumes has fixed what was wrong, and should not wait for the pause to run out)."""
     now = clock.now()
     with uow_factory() as uow:
-        dest = uow.destinations.get(tenant_id, destination_id)
+        dest = uow.destinations.get(tenant_id, destination_id, for_update=True)  # as `pause`
         if dest is None:
             raise NotFound("destination", destination_id)
         dest = replace(dest, enabled=True, paused_until=None, pause_reason=None, pause_cause=None)
@@ -220,7 +222,7 @@ def set_limits(
     `destinations_ttl`, or at once on the change's signal), sends already waiting included.
     Bad values change nothing."""
     with uow_factory() as uow:
-        dest = uow.destinations.get(tenant_id, destination_id)
+        dest = uow.destinations.get(tenant_id, destination_id, for_update=True)  # as `pause`
         if dest is None:
             raise NotFound("destination", destination_id)
         problems = limit_problems(dest.kind, changes)

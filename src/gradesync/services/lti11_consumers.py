@@ -187,7 +187,9 @@ def add_consumer(
     the whole installation; updating the same destination (e.g. a new secret) is allowed.
     An update keeps what `spec` leaves out (None), so a new secret forgets neither the name,
     the profile nor the comments."""
-    old = uow.destinations.get(spec.tenant_id, spec.destination_id)
+    # held to the commit: what an update keeps (the pause, the limits) is written back, and
+    # read unlocked a change committed meanwhile (PostgreSQL's read committed) was lost
+    old = uow.destinations.get(spec.tenant_id, spec.destination_id, for_update=True)
     if old is not None and old.kind is not DestinationKind.LTI11_OUTCOMES:
         # named by its field and rule, as a SIS connection's id of another kind is
         raise Conflict(

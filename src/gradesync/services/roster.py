@@ -296,7 +296,7 @@ def _record(
     ingest = record_facts(
         u, tenant, IngestBatch(enrollments=enrollments), now, also_dirty=unblocked
     )
-    course_link = u.links.course(tenant, dest, course_id)
+    course_link = u.links.course(tenant, dest, course_id, for_update=True)  # as bind_context
     if course_link is not None:
         data = dict(course_link.data)
         data["roster"] = {

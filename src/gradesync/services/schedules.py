@@ -309,7 +309,7 @@ class ScheduleService:
         trig = None if trigger is None else checks.check(lambda: self._trigger(trigger))
         now = self._clock.now()
         with self._uow() as uow:
-            s = self._load(uow, tenant_id, schedule_id)
+            s = self._load(uow, tenant_id, schedule_id, for_update=True)
             new_kind = s.kind if kind is None else checks.check(lambda: parse_kind(kind))
             rule: ScheduleRule | None = None
             if new_kind is not None and new_kind is not s.kind and spec is None:
@@ -372,7 +372,7 @@ class ScheduleService:
         actor = _actor(actor)
         now = self._clock.now()
         with self._uow() as uow:
-            s = self._load(uow, tenant_id, schedule_id)
+            s = self._load(uow, tenant_id, schedule_id, for_update=True)
             if s.paused_at is None:
                 s = replace(s, paused_at=now, next_run_at=None)
                 uow.schedules.set_paused(s.id, tenant_id, paused_at=now, next_run_at=None)
@@ -387,7 +387,7 @@ class ScheduleService:
         actor = _actor(actor)
         now = self._clock.now()
         with self._uow() as uow:
-            s = self._load(uow, tenant_id, schedule_id)
+            s = self._load(uow, tenant_id, schedule_id, for_update=True)
             if s.paused_at is not None:
                 rule, zone = self._rule(s)
                 nxt = next_run(rule, zone, now, anchor=s.first_run_at)
@@ -426,7 +426,7 @@ class ScheduleService:
         actor = _actor(actor)
         now = self._clock.now()
         with self._uow() as uow:
-            s = self._load(uow, tenant_id, schedule_id)
+            s = self._load(uow, tenant_id, schedule_id, for_update=True)
             uow.schedules.delete(schedule_id, tenant_id)
             self._log(uow, s, ScheduleAction.DELETED, actor, now, _words(s))
             uow.commit()
@@ -551,8 +551,14 @@ class ScheduleService:
             self._on_change()
 
     @staticmethod
-    def _load(uow: UnitOfWork, tenant_id: str, schedule_id: str) -> Schedule:
-        s = uow.schedules.get(schedule_id, tenant_id)
+    def _load(
+        uow: UnitOfWork, tenant_id: str, schedule_id: str, *, for_update: bool = False
+    ) -> Schedule:
+        """for_update: held to the commit by a change decided from it. Read unlocked, another
+        change committed meanwhile (PostgreSQL's read committed) would be written over: an
+        edit saving the schedule whole put a pause made meanwhile back to running, and a
+        schedule deleted meanwhile back in place."""
+        s = uow.schedules.get(schedule_id, tenant_id, for_update=for_update)
         if s is None:
             raise NotFound("schedule", schedule_id)
         return s

@@ -230,7 +230,12 @@ def _write(
                 out[row.file].append(
                     ordered(row.file, row.sourced_id, status, zulu(row.modified), row.values)
                 )
-            uow.links.save_course(replace(link, data={**link.data, EXPORTED_AT: now.isoformat()}))
+            # the link read again, held to the commit: a section mapped or a category aligned
+            # since it was read (PostgreSQL's read committed) is kept beside the export's time
+            held = uow.links.course(tenant_id, destination_id, course_id, for_update=True)
+            if held is not None:
+                data = {**held.data, EXPORTED_AT: now.isoformat()}
+                uow.links.save_course(replace(held, data=data))
         if deliver is not None:
             deliver(render(mode, out))  # written before the export's time is remembered
         uow.commit()

@@ -27,9 +27,10 @@ def create_tenant(
     name = name.strip() or tenant_id
     tenant = Tenant(id=tenant_id, name=name, created_at=clock.now())
     with uow_factory() as uow:
-        if uow.tenants.get(tenant_id) is not None:
+        # the insert decides, not the read before it: one made meanwhile by another process
+        # (PostgreSQL's read committed) is not written over, and this create is refused
+        if uow.tenants.get(tenant_id) is not None or not uow.tenants.add(tenant, clock.now()):
             raise Conflict(f"tenant {tenant_id!r} already exists")
-        uow.tenants.upsert(tenant, clock.now())
         uow.commit()
     return tenant
 

@@ -381,8 +381,11 @@ def bind_context(
 ) -> CourseLink:
     """Bind an LMS context to a gradesync course (CourseLink). A launch without an AGS claim
     keeps the line items URL an earlier launch gave; likewise the roster (NRPS) claim."""
-    existing = u.links.course(tenant_id, destination_id, course_id)
-    data: dict[str, Any] = dict(existing.data) if existing else {}
+    # held to the commit, made first if there is none: read unlocked, what another launch
+    # (its line items URL) or a change of the link committed meanwhile (PostgreSQL's read
+    # committed) would be written over
+    existing = u.links.hold_course(tenant_id, destination_id, course_id)
+    data: dict[str, Any] = dict(existing.data)
     data["context"] = context
     data["deployment_id"] = deployment_id
     data["updated_at"] = now.isoformat()
@@ -390,7 +393,7 @@ def bind_context(
         data["tool_platform"] = tool_platform
     if nrps is not None:
         data["nrps"] = nrps
-    remote = existing.remote_id if existing else ""
+    remote = existing.remote_id
     if endpoint is not None and endpoint.get("lineitems"):
         data["endpoint"] = endpoint
         remote = str(endpoint["lineitems"])
@@ -418,37 +421,67 @@ def _bind_item(
     gradesync creates is tied to that link (the first link an activity is launched from
     keeps it). details_hash a new look mark: the column is checked (and fixed) on the next
     sync.
-    True when the column learnt its resource link from this launch."""
-    existing = u.links.item(tenant, dest, activity_id)
+    True when the column learnt its resource link from this launch.
+
+    The link is read for update and written back whole: read unlocked, a column the engine
+    made and saved meanwhile (PostgreSQL's read committed) was forgotten, and the next grade
+    made a second one in the LMS. A link made meanwhile where there was none is read again
+    (held) and decided from."""
+    existing = u.links.item(tenant, dest, activity_id, for_update=True)
+    link, learnt = _launched_item(existing, tenant, dest, activity_id, endpoint, link_id)
+    if link is None:
+        return learnt
+    if existing is not None:
+        u.links.save_item(link)
+        return learnt
+    if u.links.add_item(link):
+        return learnt
+    existing = u.links.item(tenant, dest, activity_id, for_update=True)
+    link, learnt = _launched_item(existing, tenant, dest, activity_id, endpoint, link_id)
+    if link is not None:
+        u.links.save_item(link)
+    return learnt
+
+
+def _launched_item(
+    existing: ItemLink | None,
+    tenant: str,
+    dest: str,
+    activity_id: str,
+    endpoint: dict[str, Any] | None,
+    link_id: str | None,
+) -> tuple[ItemLink | None, bool]:
+    """`_bind_item`'s decision from the link stored: the link to store (None: none to
+    write), and whether the column learnt its resource link."""
     lineitem = str(endpoint["lineitem"]) if endpoint and endpoint.get("lineitem") else None
     if lineitem is not None:
         # Open edX names its component's first line item here, tied to the link or not
         same = existing if existing is not None and existing.remote_id == lineitem else None
         if same is not None and (same.data.get("resourceLinkId") or not link_id):
-            return False
+            return None, False
         data = dict(same.data) if same is not None else {}
         if link_id:
             data["resourceLinkId"] = link_id
         if endpoint and endpoint.get("lineitems"):
             data["lineitems"] = str(endpoint["lineitems"])
-        u.links.save_item(
+        made = (
             replace(existing, remote_id=lineitem, details_hash=new_look_mark(), data=data)
             if existing
             else ItemLink(tenant, dest, activity_id, lineitem, None, data)
         )
-        return bool(link_id)
+        return made, bool(link_id)
     if not link_id or (existing is not None and existing.data.get("resourceLinkId")):
-        return False
+        return None, False
     data = dict(existing.data) if existing is not None else {}
     data["resourceLinkId"] = link_id
     if endpoint and endpoint.get("lineitems"):
         data["lineitems"] = str(endpoint["lineitems"])
-    u.links.save_item(
+    made = (
         replace(existing, details_hash=new_look_mark(), data=data)
         if existing
         else ItemLink(tenant, dest, activity_id, "", None, data)
     )
-    return True
+    return made, True
 
 
 def _requeue_unlinked(

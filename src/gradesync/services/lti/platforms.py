@@ -34,7 +34,10 @@ def save_platform(
     tenant_id = dest.tenant_id
     if uow.tenants.get(tenant_id) is None:
         raise NotFound("tenant", tenant_id)
-    existing = uow.destinations.get(tenant_id, dest.id)
+    # held to the commit: what an update keeps (the pause, the limits, fields left out) is
+    # written back, and read unlocked a change committed meanwhile (PostgreSQL's read
+    # committed) was lost
+    existing = uow.destinations.get(tenant_id, dest.id, for_update=True)
     if existing is not None and not replace_existing:
         raise Conflict(f"id: a destination {dest.id!r} already exists in tenant {tenant_id!r}")
     if existing is not None and not is_platform(existing):
@@ -43,6 +46,9 @@ def save_platform(
         )
     issuer, client_id = str(dest.config["issuer"]), str(dest.config["client_id"])
     deployments = {str(d) for d in dest.config.get("deployment_ids") or []}
+    # held to the commit: a registration racing this one reads the issuer's registrations
+    # after this one's write (read committed, it saw only those committed before its check)
+    uow.lti_links.lock_issuer(issuer.strip())
     for other in find_platforms(uow, issuer, client_id):
         if other.tenant_id != tenant_id:
             # An LMS registration (issuer + client id) belongs to one tenant: another tenant

@@ -9,7 +9,9 @@ from gradesync.domain.model import ApiKey, ConsoleUser
 
 
 class UserRepo(Protocol):
-    def get(self, tenant_id: str, username: str) -> ConsoleUser | None: ...
+    def get(self, tenant_id: str, username: str, *, for_update: bool = False) -> ConsoleUser | None:
+        """for_update: the row stays locked until the transaction ends (an update keeps the
+        fields it is not given as read)."""
 
     def find_by_username(self, username: str) -> list[ConsoleUser]:
         """Users of that name in every tenant."""

@@ -26,6 +26,10 @@ class TenantRepo(Protocol):
     def upsert(self, tenant: Tenant, now: datetime) -> None:
         """Create or rename a tenant, or change its policy; `now` stamps a new one."""
 
+    def add(self, tenant: Tenant, now: datetime) -> bool:
+        """Create a tenant; False (and nothing written) when its id is taken, by a tenant
+        committed before or being made by a transaction this one then waits for."""
+
     def all(self) -> list[Tenant]: ...
 
 

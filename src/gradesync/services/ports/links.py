@@ -9,7 +9,17 @@ from gradesync.domain.model import CourseLink, ItemLink, PersonLink
 
 
 class LinkRepo(Protocol):
-    def course(self, tenant_id: str, destination_id: str, course_id: str) -> CourseLink | None: ...
+    def course(
+        self, tenant_id: str, destination_id: str, course_id: str, *, for_update: bool = False
+    ) -> CourseLink | None:
+        """for_update: the row stays locked until the transaction ends. A course link's data
+        holds what several changes write (a SIS class's sections and categories, the last
+        export, the LMS context, the roster): each reads it for update to write it back."""
+
+    def hold_course(self, tenant_id: str, destination_id: str, course_id: str) -> CourseLink:
+        """The course's link read for update, made first when there is none (no remote id,
+        no data: what a change finds when there is no link): a link another transaction is
+        making meanwhile is waited for, and read as it committed it."""
 
     def courses_for_destination(self, tenant_id: str, destination_id: str) -> list[CourseLink]: ...
 
@@ -22,7 +32,11 @@ class LinkRepo(Protocol):
 
     def save_course(self, link: CourseLink) -> None: ...
 
-    def item(self, tenant_id: str, destination_id: str, activity_id: str) -> ItemLink | None: ...
+    def item(
+        self, tenant_id: str, destination_id: str, activity_id: str, *, for_update: bool = False
+    ) -> ItemLink | None:
+        """for_update: the row stays locked until the transaction ends (a change that writes
+        the link back whole: its data holds the SIS tick and hold, and what was written)."""
 
     def items(
         self, tenant_id: str, destination_id: str, activity_ids: Iterable[str]
@@ -30,6 +44,10 @@ class LinkRepo(Protocol):
         """Item links of these activities, by activity id, in one statement (none for none)."""
 
     def save_item(self, link: ItemLink) -> None: ...
+
+    def add_item(self, link: ItemLink) -> bool:
+        """Store a new column link; False (nothing written) when the activity has one, one
+        committed before or being made by a transaction this one then waits for."""
 
     def save_written_item(
         self, link: ItemLink, began: Iterable[ItemLink], *, read: ItemLink | None

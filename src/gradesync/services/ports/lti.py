@@ -183,10 +183,17 @@ class LaunchRepo(Protocol):
 
 
 class LtiLinkRepo(Protocol):
-    """Reads and row holds the LTI 1.1 launch needs beside the ordinary link repository."""
+    """Reads and holds the LTI 1.1 launch and the registrations need beside the ordinary link
+    repository."""
 
     def consumers_with_key(self, consumer_key: str) -> list[tuple[str, str]]:
         """(tenant id, destination id) of every LTI 1.1 consumer registered with this key."""
+        ...
+
+    def lock_issuer(self, issuer: str) -> None:
+        """Hold an LTI 1.3 issuer until the transaction ends, so that two registrations of
+        one LMS (issuer and client id, each deployment) check and write one after the other
+        (they have no unique index: they live in the destination's config)."""
         ...
 
     def lock_consumer_key(self, consumer_key: str) -> None:

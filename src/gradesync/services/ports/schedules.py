@@ -12,8 +12,11 @@ from gradesync.domain.model import Schedule, ScheduleAction, ScheduleEvent
 class ScheduleRepo(Protocol):
     def save(self, s: Schedule) -> None: ...
 
-    def get(self, schedule_id: str, tenant_id: str | None = None) -> Schedule | None:
-        """A schedule, of one tenant when `tenant_id` is given."""
+    def get(
+        self, schedule_id: str, tenant_id: str | None = None, *, for_update: bool = False
+    ) -> Schedule | None:
+        """A schedule, of one tenant when `tenant_id` is given. for_update: the row stays
+        locked until the transaction ends (a change that writes the schedule back whole)."""
 
     def all(self, tenant_id: str | None = None) -> list[Schedule]:
         """One tenant's schedules, or every tenant's, oldest first."""

@@ -4,7 +4,6 @@ knobs, and the live SIS as a port (`SisDirectory`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any, Protocol
 
 from gradesync.domain.diagnosis import ProbeStep
@@ -84,8 +83,11 @@ class SisDirectory(Protocol):
     ) -> str: ...
 
 
-def sis_destination(uow: UnitOfWork, tenant_id: str, destination_id: str) -> Destination:
-    dest = uow.destinations.get(tenant_id, destination_id)
+def sis_destination(
+    uow: UnitOfWork, tenant_id: str, destination_id: str, *, for_update: bool = False
+) -> Destination:
+    """for_update: held to the commit, by a change that writes the connection back whole."""
+    dest = uow.destinations.get(tenant_id, destination_id, for_update=for_update)
     if dest is None:
         raise NotFound("destination", destination_id)
     if dest.kind not in SIS_KINDS:
@@ -109,9 +111,10 @@ def touch_items(
     )
     for cid in courses:
         ids = [a.id for a in uow.activities.for_course(tenant_id, cid)]
-        for item in uow.links.items(tenant_id, destination_id, ids).values():
-            # one not written yet too: a write of it on its way read the course as it was
-            uow.links.save_item(replace(item, details_hash=new_look_mark()))
+        # one not written yet too: a write of it on its way read the course as it was. The
+        # mark alone is written: a link written back whole put a change committed since its
+        # read (PostgreSQL's read committed; an activity unticked, a column written) back
+        uow.links.mark_items_to_check(tenant_id, destination_id, ids, new_look_mark())
 
 
 DirtyKey = tuple[str, str, str, str]  # (tenant, course, activity, person), as mark_many takes

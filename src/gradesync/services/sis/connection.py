@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -247,6 +248,22 @@ def add_connection(
         current = uow.destinations.get(tenant_id, destination_id, for_update=True)
         if version is not None:
             _check_version(current, version, destination_id)
+        elif (old is None) != (current is None) or (
+            old is not None
+            and current is not None
+            and settings_version(old) != settings_version(current)
+        ):
+            # the settings were read in a transaction of their own: a change saved since
+            # (a connection made, limits set, a category aligned) is refused, not written over
+            _check_version(current, settings_version(old) if old else (), destination_id)
+        if current is not None:  # the pause as it is now: a pause or resume since is kept
+            dest = replace(
+                dest,
+                enabled=current.enabled,
+                paused_until=current.paused_until,
+                pause_reason=current.pause_reason,
+                pause_cause=current.pause_cause,
+            )
         uow.destinations.upsert(dest, clock.now())
         if old is not None and old.kind is not kind:
             # switched between REST and files: each line item is provisioned again the new

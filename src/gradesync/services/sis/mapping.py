@@ -119,7 +119,9 @@ def map_class(
     if start and end and start > end:
         problems.add("term_end", "after_start", "The term ends on or after its first day.")
     with _changing(uow_factory, problems, tenant_id, destination_id, "course", course_id) as uow:
-        link = uow.links.course(tenant_id, destination_id, course_id)
+        # held to the commit: read unlocked, a section mapped or a category aligned meanwhile
+        # (PostgreSQL's read committed) would be written over with the link
+        link = uow.links.course(tenant_id, destination_id, course_id, for_update=True)
         if section_id is not None:
             if link is None:
                 raise InvalidInput.one(
@@ -187,7 +189,8 @@ def unmap_section(
     problems.items += id_problems("course_id", course_id, "The course id")
     problems.items += sis_id_problems("section_id", section_id, "The section id")
     with _changing(uow_factory, problems, tenant_id, destination_id, "course", course_id) as uow:
-        link = uow.links.course(tenant_id, destination_id, course_id)
+        # as in map_class
+        link = uow.links.course(tenant_id, destination_id, course_id, for_update=True)
         sections: dict[str, str] = dict((link.data.get("sections") or {}) if link else {})
         if link is None or section_id not in sections:
             raise NotFound("section mapping", section_id)
@@ -745,8 +748,16 @@ def align_categories(
                 "sourcedId in the SIS.",
             )
     with uow_factory() as uow:
-        dest = problems.check(lambda: sis_destination(uow, tenant_id, destination_id))
-        link = uow.links.course(tenant_id, destination_id, course_id) if course_id else None
+        # the map is written back whole with what holds it (the connection, or the course's
+        # link), held to the commit as in `map_class`
+        dest = problems.check(
+            lambda: sis_destination(uow, tenant_id, destination_id, for_update=course_id is None)
+        )
+        link = (
+            uow.links.course(tenant_id, destination_id, course_id, for_update=True)
+            if course_id
+            else None
+        )
         if course_id is not None and uow.courses.get(tenant_id, course_id) is None:
             # a typo, not a course waiting for its class
             problems.add("course_id", "unknown_course", f"No course {course_id!r}.")

@@ -395,7 +395,10 @@ def select_activities(
         reopened = 0
         now = (clock or SystemClock()).now()
         for activity in activities:
-            item = uow.links.item(tenant_id, destination_id, activity.id)
+            # held to the commit: the link is written back whole, and a change committed
+            # since an unlocked read (PostgreSQL's read committed: a post lifting its hold,
+            # a column written) would be written over
+            item = uow.links.item(tenant_id, destination_id, activity.id, for_update=True)
             if item is None:
                 link = uow.links.course(tenant_id, destination_id, activity.course_id)
                 remote = (
@@ -448,7 +451,9 @@ def release_held(
     """Post grades of a held activity: its hold is lifted (the column is asked for again)
     and its held-back rows come back. Inside the caller's transaction; returns the keys to
     mark for recompute."""
-    item = uow.links.item(tenant_id, destination_id, activity_id)
+    # held to the commit, as where the activity is ticked: an untick committed meanwhile
+    # (PostgreSQL's read committed) is not written over
+    item = uow.links.item(tenant_id, destination_id, activity_id, for_update=True)
     if item is not None and item.data.get("held"):
         data = {k: v for k, v in item.data.items() if k != "held"}
         uow.links.save_item(replace(item, details_hash=new_look_mark(), data=data))

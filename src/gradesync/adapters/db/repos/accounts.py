@@ -14,15 +14,11 @@ from gradesync.services import ports
 
 
 class UserRepo(SqlRepo, ports.UserRepo):
-    def get(self, tenant_id: str, username: str) -> ConsoleUser | None:
+    def get(self, tenant_id: str, username: str, *, for_update: bool = False) -> ConsoleUser | None:
         c = t.users.c
-        row = (
-            self.conn.execute(
-                select(t.users).where(c.tenant_id == tenant_id, c.username == username)
-            )
-            .mappings()
-            .first()
-        )
+        q = select(t.users).where(c.tenant_id == tenant_id, c.username == username)
+        # SQLite has no row locks: its transactions already hold the write lock
+        row = self.conn.execute(q.with_for_update() if for_update else q).mappings().first()
         return from_row(ConsoleUser, row) if row else None
 
     def find_by_username(self, username: str) -> list[ConsoleUser]:

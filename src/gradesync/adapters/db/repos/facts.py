@@ -203,6 +203,12 @@ class TenantRepo(SqlRepo, ports.TenantRepo):
         row["created_at"] = utc(tenant.created_at or now)
         upsert(self.conn, t.tenants, row, update=("name", "policy"))
 
+    def add(self, tenant: Tenant, now: datetime) -> bool:
+        row = to_row(tenant)
+        row["created_at"] = utc(tenant.created_at or now)
+        stmt, params = bulk_insert(self.conn, t.tenants, [row], conflict=["id"], returning=("id",))
+        return self.conn.execute(stmt, params).first() is not None
+
     def all(self) -> list[Tenant]:
         rows = self.conn.execute(select(t.tenants).order_by(t.tenants.c.id)).mappings()
         return [from_row(Tenant, r) for r in rows]

@@ -57,20 +57,27 @@ def _person_links(result: Any) -> list[PersonLink]:
 
 
 class LinkRepo(SqlRepo, ports.LinkRepo):
-    def course(self, tenant_id: str, destination_id: str, course_id: str) -> CourseLink | None:
+    def course(
+        self, tenant_id: str, destination_id: str, course_id: str, *, for_update: bool = False
+    ) -> CourseLink | None:
         c = t.course_links.c
-        row = (
-            self.conn.execute(
-                select(t.course_links).where(
-                    c.tenant_id == tenant_id,
-                    c.destination_id == destination_id,
-                    c.course_id == course_id,
-                )
-            )
-            .mappings()
-            .first()
+        q = select(t.course_links).where(
+            c.tenant_id == tenant_id,
+            c.destination_id == destination_id,
+            c.course_id == course_id,
         )
+        # SQLite has no row locks: its transactions already hold the write lock
+        row = self.conn.execute(q.with_for_update() if for_update else q).mappings().first()
         return from_row(CourseLink, row) if row else None
+
+    def hold_course(self, tenant_id: str, destination_id: str, course_id: str) -> CourseLink:
+        keys = [k.name for k in t.course_links.primary_key.columns]
+        empty = CourseLink(tenant_id, destination_id, course_id, "")
+        stmt, params = bulk_insert(self.conn, t.course_links, [to_row(empty)], conflict=keys)
+        self.conn.execute(stmt, params)  # nothing when it exists, or waits for one being made
+        held = self.course(tenant_id, destination_id, course_id, for_update=True)
+        assert held is not None  # made above, or before: deleted only with its destination
+        return held
 
     def courses_for_destination(self, tenant_id: str, destination_id: str) -> list[CourseLink]:
         c = t.course_links.c
@@ -99,7 +106,11 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
     def save_course(self, link: CourseLink) -> None:
         upsert(self.conn, t.course_links, to_row(link))
 
-    def item(self, tenant_id: str, destination_id: str, activity_id: str) -> ItemLink | None:
+    def item(
+        self, tenant_id: str, destination_id: str, activity_id: str, *, for_update: bool = False
+    ) -> ItemLink | None:
+        if for_update:
+            return self._item_for_update(tenant_id, destination_id, activity_id)
         c = t.item_links.c
         row = (
             self.conn.execute(
@@ -133,6 +144,18 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
     def save_item(self, link: ItemLink) -> None:
         upsert(self.conn, t.item_links, to_row(link))
 
+    def add_item(self, link: ItemLink) -> bool:
+        return self._inserted(link)
+
+    def _inserted(self, link: ItemLink) -> bool:
+        """Insert `link` unless its activity has one; whether it did. Told by the row
+        returned: psycopg answers -1 for an INSERT's row count, taken for true."""
+        keys = [k.name for k in t.item_links.primary_key.columns]
+        stmt, params = bulk_insert(
+            self.conn, t.item_links, [to_row(link)], conflict=keys, returning=("activity_id",)
+        )
+        return self.conn.execute(stmt, params).first() is not None
+
     def save_written_item(
         self, link: ItemLink, began: Iterable[ItemLink], *, read: ItemLink | None
     ) -> bool:
@@ -142,8 +165,7 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
         # what it stored meanwhile is kept but for the keys the write changed (`written_link`)
         stored = self._item_for_update(link.tenant_id, link.destination_id, link.activity_id)
         if stored is None:
-            stmt, params = bulk_insert(self.conn, t.item_links, [to_row(link)], conflict=keys)
-            if self.conn.execute(stmt, params).rowcount:
+            if self._inserted(link):
                 return True
             # one was made meanwhile (a person's change): weighed as any stored link is
             stored = self._item_for_update(link.tenant_id, link.destination_id, link.activity_id)

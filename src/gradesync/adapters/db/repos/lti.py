@@ -223,6 +223,12 @@ class LtiLinkRepo(SqlRepo, ports.LtiLinkRepo):
             if (r.config or {}).get("consumer_key") == consumer_key
         ]
 
+    def lock_issuer(self, issuer: str) -> None:
+        # SQLite's write transaction (BEGIN IMMEDIATE) already serialises registrations
+        if self.postgres:
+            key = "gradesync-lti13-issuer:" + issuer
+            self.conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
     def lock_consumer_key(self, consumer_key: str) -> None:
         # SQLite's write transaction (BEGIN IMMEDIATE) already serialises registrations
         if self.postgres:

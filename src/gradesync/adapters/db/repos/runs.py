@@ -308,15 +308,19 @@ class RunRepo(SqlRepo, ports.RunRepo):
             .mappings()
             .all()
         )
+        requeued: list[str] = []
         for r in rows:
             heard = r["heartbeat_at"]
             last = f" (last heard {utc(heard).strftime('%H:%M:%S')} UTC)" if heard else ""
             note = f"worker {r['worker_id'] or '?'} stopped{last}; requeued"
             if keep_worker:
                 note += f" by {keep_worker}"
-            self.conn.execute(
+            # still stale, and still the worker's it was read with: a heartbeat or a claim
+            # committed since the read (PostgreSQL's read committed; its update re-checks the
+            # row as committed) keeps the run where it is
+            res = self.conn.execute(
                 update(t.sync_runs)
-                .where(c.id == r["id"])
+                .where(c.id == r["id"], c.worker_id.is_not_distinct_from(r["worker_id"]), *conds)
                 .values(
                     stage=RunStage.QUEUED.value,
                     worker_id=None,
@@ -327,4 +331,6 @@ class RunRepo(SqlRepo, ports.RunRepo):
                     message=f"requeued: {note}",
                 )
             )
-        return [r["id"] for r in rows]
+            if res.rowcount == 1:
+                requeued.append(r["id"])
+        return requeued

@@ -29,11 +29,14 @@ class ScheduleRepo(SqlRepo, ports.ScheduleRepo):
         )
         upsert(self.conn, t.schedules, row)
 
-    def get(self, schedule_id: str, tenant_id: str | None = None) -> Schedule | None:
+    def get(
+        self, schedule_id: str, tenant_id: str | None = None, *, for_update: bool = False
+    ) -> Schedule | None:
         q = select(t.schedules).where(t.schedules.c.id == schedule_id)
         if tenant_id is not None:
             q = q.where(t.schedules.c.tenant_id == tenant_id)
-        row = self.conn.execute(q).mappings().first()
+        # SQLite has no row locks: its transactions already hold the write lock
+        row = self.conn.execute(q.with_for_update() if for_update else q).mappings().first()
         return _schedule(row) if row else None
 
     def all(self, tenant_id: str | None = None) -> list[Schedule]:
