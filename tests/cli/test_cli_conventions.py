@@ -478,8 +478,9 @@ def test_the_cli_uses_typer_s_public_api_only() -> None:
             names = (
                 [a.name for a in node.names]
                 if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
+                # `from typer import _click` as `typer._click`, `from typer.x import y` too
+                else [f"{node.module}.{a.name}" for a in node.names]
+                if isinstance(node, ast.ImportFrom) and node.module
                 else []
             )
             private += [

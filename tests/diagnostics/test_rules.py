@@ -192,9 +192,14 @@ def test_a_column_write_refused_for_a_later_change_saves_what_it_found_beside_it
     assert not as_written
     assert (saved.remote_id, saved.details_hash) == ("li-new", "look:p")
     assert saved.data == {"sync_to_sis": True, "line_items": {}}
-    # a line item a person named meanwhile is theirs
+    # a line item a person named meanwhile is theirs, its data whole (not the write's)
     launched = replace(changed, remote_id="li-lms")
-    assert written_link(launched, written, [began], read=began)[0].remote_id == "li-lms"
+    saved, _ = written_link(launched, written, [began], read=began)
+    assert (saved.remote_id, saved.data) == ("li-lms", launched.data)
+    # as on a column's first write: its label and points are not given to another line item
+    first = replace(written, data={"label": "Q", "scoreMaximum": 10})
+    other = ItemLink("t", "d", "a1", "li-edx", "look:l", {"resourceLinkId": "rl"})
+    assert written_link(other, first, [first], read=None)[0].data == {"resourceLinkId": "rl"}
 
 
 def test_a_column_write_stores_only_what_it_changed_over_what_is_stored() -> None:
@@ -1265,6 +1270,7 @@ def test_a_non_learner_at_a_sis_is_told_the_api_route_that_sets_the_role() -> No
             route = f"`PUT /api/v1/courses/bio%20101/enrollments/{person}`"
             assert f'{route} and `{{"role": "learner"}}`' in said, (reader, said)
             assert "`ingest` scope" in said and "no gradesync command sets a role" in said, said
+            assert "send their `section_id` too" in said, said  # the PUT sets it, too
             assert "ingested" not in said and not remedies.names_command(said), said
     # the route named is the API's own, and takes the role
     routes = {

@@ -4,13 +4,10 @@ over with the one it replaced."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from gradesync.adapters.db.database import Database
 from gradesync.domain.model import DeliveryState, Destination, ItemLink, LedgerKey, LedgerRow
@@ -18,6 +15,7 @@ from gradesync.services.clock import SystemClock
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.governor import Governor
 from gradesync.services.delivery.provisioning import Provisioner
+from tests.support.races import start_second
 
 from .conftest import COURSE, DEST, FAST, T, learner, ledger, seed
 
@@ -65,19 +63,6 @@ def test_a_gone_columns_delivered_grades_alone_are_due_again(db: Database) -> No
     assert stored is not None and stored.details_hash != ITEM.details_hash  # looked at next
 
 
-def _waiting_on_a_lock(db: Database) -> bool:
-    """Whether a session of the test database waits for a lock."""
-    with db.engine.connect() as conn:
-        return bool(
-            conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock'"
-                )
-            ).scalar()
-        )
-
-
 @pytest.mark.postgres
 def test_a_grade_computed_while_its_column_is_marked_gone_is_not_written_over(
     postgres_db: Database,
@@ -89,30 +74,16 @@ def test_a_grade_computed_while_its_column_is_marked_gone_is_not_written_over(
     db = postgres_db
     provisioner, d = _column(db)
     key = LedgerKey(T, DEST, "a1", learner(1))
-    got: dict[str, Any] = {}
-
-    def mark() -> None:
-        try:
-            got["reopened"] = provisioner.mark_gone(d, COURSE, ITEM, NOW + timedelta(minutes=1))
-        except Exception as exc:  # raised below, in the test's thread
-            got["error"] = exc
-
     with db.uow() as computing:
-        computing.conn.execute(text("SET LOCAL lock_timeout = '20s'"))
         [was] = computing.ledger.get_keys([key], lock=True).values()
         new = replace(was, state=DeliveryState.PENDING, desired_hash="h2", desired={"s": 9.0})
         computing.ledger.save_many([(new, COURSE)])
-        marking = threading.Thread(target=mark)
-        marking.start()
-        deadline = datetime.now(UTC) + timedelta(seconds=20)
-        while not got and not _waiting_on_a_lock(db):
-            assert datetime.now(UTC) < deadline, "the mark never waited for the row computed"
+        marking = start_second(
+            db, lambda: provisioner.mark_gone(d, COURSE, ITEM, NOW + timedelta(minutes=1))
+        )
+        assert marking.blocked, "the mark never waited for the row computed"
         computing.commit()
-    marking.join(30)
-    assert not marking.is_alive()
-    if "error" in got:
-        raise got["error"]
-    assert got["reopened"] == 2
+    assert marking.finish() == 2
     rows = ledger(db)
     assert rows[("a1", learner(1))].desired_hash == "h2"
     assert rows[("a1", learner(1))].desired == {"s": 9.0}

@@ -271,7 +271,8 @@ async def test_a_refused_write_leaves_a_line_item_a_launch_named_meanwhile(
     db: Database,
 ) -> None:
     """A launch naming the LMS's own line item for the column while a write of the older
-    one was on its way: the launch's line item and link stay."""
+    one was on its way: the launch's line item and link stay, and what the write found of
+    the older line item (its label) is not given to the launch's."""
     seed(db, learners=1)
     _save(db, ItemLink(T, DEST, ACT, "li-1", "an older hash"))
     lms = _Sis(created="li-1", learned={"label": "Quiz"})
@@ -279,7 +280,7 @@ async def test_a_refused_write_leaves_a_line_item_a_launch_named_meanwhile(
     await _write_across(db, lms, launched)
     stored = _stored(db)
     assert (stored.remote_id, stored.details_hash) == ("li-lms", look_mark("launch"))
-    assert stored.data == {"resourceLinkId": "rl", "label": "Quiz"}
+    assert stored.data == {"resourceLinkId": "rl"}
 
 
 async def test_a_column_write_keeps_the_rescale_verify_put_on_its_link(db: Database) -> None:

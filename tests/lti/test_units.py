@@ -581,6 +581,31 @@ def test_one_lms_registered_in_two_tenants_at_once_is_refused_once(db: Database)
     assert [(d.tenant_id, d.id) for d in found] == [("a", "canvas")]
 
 
+def test_one_registration_made_twice_at_once_is_refused_the_second_time(db: Database) -> None:
+    """Two registrations of one new id in one tenant at once: the second read no
+    registration before the first's commit, and replaced it silently. The issuer is held
+    before the registration is read, so the second finds the first and is refused."""
+    now = datetime.now(UTC)
+    add_tenant(db.uow, "a")
+    other = {**GOOD, "name": "Second"}
+
+    def register_again() -> None:
+        with db.uow() as uow:
+            platforms.save_platform(uow, reg.platform_of("a", other), now)
+            uow.commit()
+
+    racing = AfterFirstRead(db, "destinations", "get", register_again)
+    with racing() as uow:
+        platforms.save_platform(uow, reg.platform_of("a", GOOD), now)
+        uow.commit()
+    with pytest.raises(Conflict) as refused:
+        racing.finish()
+    assert "already exists" in str(refused.value)
+    with db.uow() as uow:
+        (found,) = platforms.find_platforms(uow, GOOD["issuer"], GOOD["client_id"])
+    assert found.name == reg.platform_of("a", GOOD).name
+
+
 @pytest.mark.parametrize("linked_before", [False, True], ids=["first", "again"])
 def test_a_column_made_while_a_launch_ties_its_link_is_kept(
     db: Database, linked_before: bool

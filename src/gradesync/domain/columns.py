@@ -98,21 +98,24 @@ def written_link(
     details hash stays, and what the write learned of the column (the line item it created,
     a SIS's line items and matches) is kept still, so that the next write does not look for
     it again. The line item it wrote replaces the stored one only where that is one it
-    began from: a launch naming another one meanwhile wins."""
+    began from: a launch naming another one meanwhile wins, and keeps its data whole."""
     if stored is None:
         return written, True
+    seen = [*began, *([] if read is None else [read])]
+    ours = {"", *(b.remote_id for b in seen)}
+    remote_id = written.remote_id if stored.remote_id in ours else stored.remote_id
     before = read.data if read is not None else {}
     # what a key of the link was in any link the writer read or wrote (None read: left out)
     bases = [*(b.data for b in began), before]
     data = dict(stored.data)
-    for key, value in written.data.items():
+    # the write's keys describe the line item it wrote: none of them goes to another one a
+    # launch named meanwhile (its label, points and line items are not the write's)
+    changes = written.data.items() if remote_id == written.remote_id else ()
+    for key, value in changes:
         if _held(before, key) == (True, value):
             continue  # as the write read it: not its change
         if _held(stored.data, key) in [_held(b, key) for b in bases]:
             data[key] = value
-    seen = [*began, *([] if read is None else [read])]
-    ours = {"", *(b.remote_id for b in seen)}
-    remote_id = written.remote_id if stored.remote_id in ours else stored.remote_id
     if stored.details_hash in {b.details_hash for b in seen}:
         return replace(
             stored, remote_id=remote_id, details_hash=written.details_hash, data=data

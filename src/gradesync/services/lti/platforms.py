@@ -34,6 +34,11 @@ def save_platform(
     tenant_id = dest.tenant_id
     if uow.tenants.get(tenant_id) is None:
         raise NotFound("tenant", tenant_id)
+    issuer, client_id = str(dest.config["issuer"]), str(dest.config["client_id"])
+    # held to the commit, first: a registration racing this one (the same id, or the same
+    # LMS elsewhere) reads what it checks after this one's write (read committed, it saw
+    # only what was committed before its check)
+    uow.lti_links.lock_issuer(issuer.strip())
     # held to the commit: what an update keeps (the pause, the limits, fields left out) is
     # written back, and read unlocked a change committed meanwhile (PostgreSQL's read
     # committed) was lost
@@ -44,11 +49,7 @@ def save_platform(
         raise Conflict(
             f"id: destination {dest.id!r} is a {existing.kind.value}, not an LTI 1.3 platform"
         )
-    issuer, client_id = str(dest.config["issuer"]), str(dest.config["client_id"])
     deployments = {str(d) for d in dest.config.get("deployment_ids") or []}
-    # held to the commit: a registration racing this one reads the issuer's registrations
-    # after this one's write (read committed, it saw only those committed before its check)
-    uow.lti_links.lock_issuer(issuer.strip())
     for other in find_platforms(uow, issuer, client_id):
         if other.tenant_id != tenant_id:
             # An LMS registration (issuer + client id) belongs to one tenant: another tenant

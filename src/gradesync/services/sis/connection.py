@@ -57,6 +57,24 @@ def name_limit_said(rule: str, given: object, reader: Reader) -> str:
     return f"{name_max_length_said(rule, given)}; {NO_NAME_LIMIT[reader]}."
 
 
+# How many times a change without a version is worked out again from the stored settings
+# when they changed while it was worked out, before it is refused as changed.
+_READS = 3
+
+
+class _ReadAgain(Exception):
+    """The stored settings changed between `_save_connection`'s read and its write."""
+
+    @staticmethod
+    def conflict(destination_id: str) -> Conflict:
+        return Conflict(
+            f"The settings of {destination_id!r} kept changing while this change was saved; "
+            "try it again.",
+            field="version",
+            rule="changed",
+        )
+
+
 def _in_words_of(
     reader: Reader, given: object, problems: Sequence[FieldProblem]
 ) -> list[FieldProblem]:
@@ -100,8 +118,58 @@ def add_connection(
     `settings_version` the change was made from (a form's, an API client's `If-Match`, the
     CLI's `--expect-version`), or several of which any will do (ANY_VERSION: any, as long as
     the connection exists): settings changed since are refused (Conflict, rule `changed`),
-    not silently written over. A refused `name_max_length` says how `reader` takes the limit
-    away (the API's way by default, as `spelled` spells the API's names)."""
+    not silently written over. Without a version, settings changed while the change was
+    worked out (limits set, a category aligned) are kept: it is worked out again from them.
+    A refused `name_max_length` says how `reader` takes the limit away (the API's way by
+    default, as `spelled` spells the API's names)."""
+    for _ in range(_READS):
+        try:
+            return _save_connection(
+                uow_factory,
+                clock,
+                tenant_id=tenant_id,
+                destination_id=destination_id,
+                name=name,
+                base_url=base_url,
+                client_id=client_id,
+                client_secret=client_secret,
+                token_url=token_url,
+                scopes=scopes,
+                profile=profile,
+                file_based=file_based,
+                guard=guard,
+                clear=clear,
+                spelled=spelled,
+                version=version,
+                reader=reader,
+            )
+        except _ReadAgain:
+            continue
+    raise _ReadAgain.conflict(destination_id)
+
+
+def _save_connection(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    *,
+    tenant_id: str,
+    destination_id: str,
+    name: str | None,
+    base_url: str | None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    token_url: str | None = None,
+    scopes: Sequence[str] | None = None,
+    profile: dict[str, Any] | None = None,
+    file_based: bool | None = None,
+    guard: OutboundGuard | None = None,
+    clear: Collection[str] = (),
+    spelled: Callable[[str], str] = str,
+    version: str | Collection[str] | None = None,
+    reader: Reader = Reader.API,
+) -> Destination:
+    """`add_connection` from one read of the stored settings: _ReadAgain when, with no
+    `version` given, they changed before its write."""
     with uow_factory() as uow:
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
@@ -254,8 +322,9 @@ def add_connection(
             and settings_version(old) != settings_version(current)
         ):
             # the settings were read in a transaction of their own: a change saved since
-            # (a connection made, limits set, a category aligned) is refused, not written over
-            _check_version(current, settings_version(old) if old else (), destination_id)
+            # (a connection made, limits set, a category aligned) is not written over; with
+            # no version to hold to, the change is worked out again from what is stored now
+            raise _ReadAgain
         if current is not None:  # the pause as it is now: a pause or resume since is kept
             dest = replace(
                 dest,

@@ -147,7 +147,7 @@ def _queue(
     now = clock.now()
     with uow_factory() as uow:
         released: list[tuple[str, str, str, str]] = []
-        for activity_id in posted:
+        for activity_id in sorted(posted):  # locked in id order, as every change of links
             released += release_held(uow, tenant_id, destination_id, course_id, activity_id)
             reopen_rejected(uow, tenant_id, destination_id, course_id, activity_id, now)
         if released:

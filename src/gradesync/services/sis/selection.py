@@ -394,7 +394,8 @@ def select_activities(
         resend: list[DirtyKey] = []
         reopened = 0
         now = (clock or SystemClock()).now()
-        for activity in activities:
+        # in id order, as every change of several links locks them (`mark_items_to_check`)
+        for activity in sorted(activities, key=lambda a: a.id):
             # held to the commit: the link is written back whole, and a change committed
             # since an unlocked read (PostgreSQL's read committed: a post lifting its hold,
             # a column written) would be written over

@@ -40,8 +40,12 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
     ) -> Destination | None:
         c = t.destinations.c
         q = select(t.destinations).where(c.tenant_id == tenant_id, c.id == destination_id)
-        # SQLite has no row locks: its transactions already hold the write lock
-        row = self.conn.execute(q.with_for_update() if for_update else q).mappings().first()
+        # FOR NO KEY UPDATE: what the change's own UPDATE of non-key columns takes. A FOR
+        # UPDATE would also wait for, and deadlock with, every link or ledger row inserted
+        # for the destination meanwhile (their foreign keys take KEY SHARE on it). SQLite
+        # has no row locks: its transactions already hold the write lock
+        locked = q.with_for_update(key_share=True) if for_update else q
+        row = self.conn.execute(locked).mappings().first()
         return self._load(row) if row else None
 
     def get_many(self, tenant_id: str, destination_ids: Iterable[str]) -> dict[str, Destination]:

@@ -234,15 +234,21 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
         ids = sorted(set(activity_ids))
         if not ids:
             return
-        self.conn.execute(
-            update(t.item_links)
-            .where(
-                c.tenant_id == tenant_id,
-                c.destination_id == destination_id,
-                c.activity_id.in_(ids),
-            )
-            .values(details_hash=mark)
+        mine = (
+            c.tenant_id == tenant_id,
+            c.destination_id == destination_id,
+            c.activity_id.in_(ids),
         )
+        if self.postgres:
+            # locked in id order first, as a change of links one by one takes them (an
+            # UPDATE locks rows in the order its scan meets them): no deadlock between two
+            self.conn.execute(
+                select(c.activity_id)
+                .where(*mine)
+                .order_by(c.activity_id)
+                .with_for_update(key_share=True)
+            )
+        self.conn.execute(update(t.item_links).where(*mine).values(details_hash=mark))
 
     def delete_item(self, tenant_id: str, destination_id: str, activity_id: str) -> None:
         c = t.item_links.c
