@@ -990,3 +990,30 @@ def test_grades_posted_while_the_selection_is_saved_again_stay_posted(
         item = uow.links.item("t1", "sis", "quiz1")
     assert item is not None
     assert (item.data["sync_to_sis"], "held" in item.data) == (True, False)
+
+
+def test_an_activity_ticked_to_send_while_it_is_first_ticked_to_hold_is_sent(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """An activity with no column link yet: on PostgreSQL (read committed) a tick to send at
+    once committed between a tick to hold's read (none: nothing locked) and its write was
+    written over as if there were no link, and the activity held: its grades kept from the
+    SIS, though whichever came first the other found it ticked and it was sent."""
+    db, clock = school
+
+    def tick(factory: Any, *, hold: bool) -> object:
+        return sis.select_activities(
+            factory, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], hold=hold,
+            clock=clock,
+        )  # fmt: skip
+
+    with db.uow() as uow:
+        assert uow.links.item("t1", "sis", "quiz1") is None
+    # after the read the link is written from (the first one checks the activity)
+    racing = AfterFirstRead(db, "links", "item", lambda: tick(db.uow, hold=False), nth=2)
+    tick(racing, hold=True)
+    racing.finish()
+    with db.uow() as uow:
+        item = uow.links.item("t1", "sis", "quiz1")
+    assert item is not None
+    assert (item.data["sync_to_sis"], "held" in item.data) == (True, False)
