@@ -1017,3 +1017,34 @@ def test_an_activity_ticked_to_send_while_it_is_first_ticked_to_hold_is_sent(
         item = uow.links.item("t1", "sis", "quiz1")
     assert item is not None
     assert (item.data["sync_to_sis"], "held" in item.data) == (True, False)
+
+
+def test_a_course_mapped_twice_at_once_keeps_the_term_the_second_leaves_out(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """A course with no class at a SIS yet, mapped twice at once, the second change leaving
+    the term out (kept as stored): on PostgreSQL (read committed) the first mapping
+    committed between the second's read (no link: nothing locked) and its write was written
+    over as if there were none, and its term was lost, whichever came first."""
+    db, clock = school
+    sis.add_connection(
+        db.uow, clock, tenant_id="t1", destination_id="sis3", name="Third SIS",
+        base_url="http://sis3.example/", client_id="gs", client_secret="secret-3",
+    )  # fmt: skip
+
+    def mapped(factory: Any, klass: str, school_id: str, **term: str) -> object:
+        return sis.map_class(
+            factory, tenant_id="t1", destination_id="sis3", course_id="c1", class_id=klass,
+            school_id=school_id, **term,
+        )  # fmt: skip
+
+    def with_term() -> object:
+        return mapped(db.uow, "cls-1", "sch-1", term_start="2025-01-06", term_end="2025-06-20")
+
+    racing = AfterFirstRead(db, "links", "course", with_term)
+    mapped(racing, "cls-2", "sch-2")
+    racing.finish()
+    with db.uow() as uow:
+        link = uow.links.course("t1", "sis3", "c1")
+    assert link is not None
+    assert (link.data.get("term_start"), link.data.get("term_end")) == ("2025-01-06", "2025-06-20")
