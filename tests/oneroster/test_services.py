@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -1048,3 +1049,53 @@ def test_a_course_mapped_twice_at_once_keeps_the_term_the_second_leaves_out(
         link = uow.links.course("t1", "sis3", "c1")
     assert link is not None
     assert (link.data.get("term_start"), link.data.get("term_end")) == ("2025-01-06", "2025-06-20")
+
+
+def _new_connection(db: Database, clock: ManualClock, *, new: bool = False, **profile: Any) -> Any:
+    def made(factory: Any = None) -> str:
+        return sis.settings_version(
+            sis.add_connection(
+                factory or db.uow, clock, tenant_id="t1", destination_id="sis3", name=None,
+                base_url="http://sis3.example/", client_id="gs", client_secret="secret-3",
+                profile=profile or None, new=new,
+            )
+        )  # fmt: skip
+
+    return made
+
+
+def test_a_connection_made_twice_at_once_keeps_what_the_second_leaves_out(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """Two saves of one new SIS connection at once, the second leaving a profile setting
+    out (kept as stored): on PostgreSQL (read committed) the one whose locked read found
+    none (nothing locked) wrote over the other's, committed meanwhile, without it."""
+    db, clock = school
+    other = _new_connection(db, clock, name_max_length=30)
+    # after the locked read the connection is written from (the first reads it unlocked)
+    racing = AfterFirstRead(db, "destinations", "get", other, nth=2)
+    _new_connection(db, clock)(racing)
+    racing.finish()
+    with db.uow() as uow:
+        stored = uow.destinations.get("t1", "sis3")
+    assert stored is not None and stored.config.get("name_max_length") == 30
+
+
+def test_a_connection_added_twice_at_once_is_refused_the_second_time(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """The console's Add form, twice at once for one new id: each found the id free, and on
+    PostgreSQL the second silently replaced the first. Its insert decides now."""
+    db, clock = school
+    racing = AfterFirstRead(
+        db, "destinations", "get", _new_connection(db, clock, new=True, name_max_length=30), nth=2
+    )
+    made: list[str] = []
+    with contextlib.suppress(Conflict):
+        made.append(_new_connection(db, clock, new=True)(racing))
+    with contextlib.suppress(Conflict):
+        made.append(racing.finish())
+    assert len(made) == 1, made
+    with db.uow() as uow:
+        stored = uow.destinations.get("t1", "sis3")
+    assert stored is not None and sis.settings_version(stored) == made[0]

@@ -228,6 +228,7 @@ def _save_sis(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
         token_url=form.get("token_url", "").strip() or None,
         file_based=False,
         guard=rt.outbound,
+        new=True,  # an id taken since the check above is refused too, not replaced
     )
 
 
