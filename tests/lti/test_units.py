@@ -3,6 +3,7 @@ registration rules, and the tool key store (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -604,6 +605,61 @@ def test_one_registration_made_twice_at_once_is_refused_the_second_time(db: Data
     with db.uow() as uow:
         (found,) = platforms.find_platforms(uow, GOOD["issuer"], GOOD["client_id"])
     assert found.name == reg.platform_of("a", GOOD).name
+
+
+def test_one_new_id_registered_twice_at_once_for_two_lmss_is_refused_the_second_time(
+    db: Database,
+) -> None:
+    """Two registrations of one new id in one tenant at once, for two LMSs (issuers): each
+    holds its own issuer, so neither waits for the other; on PostgreSQL (read committed) the
+    second read no registration (nothing to lock) before the first's commit, and replaced
+    it silently. The insert decides now: the one that finds the id taken is refused."""
+    now = datetime.now(UTC)
+    add_tenant(db.uow, "a")
+    other = {**GOOD, "issuer": "https://moodle.example.edu", "name": "Moodle"}
+
+    def register(factory: Any, data: dict[str, Any]) -> str:
+        with factory() as uow:
+            dest = platforms.save_platform(uow, reg.platform_of("a", data), now)
+            uow.commit()
+        return dest.name
+
+    racing = AfterFirstRead(db, "destinations", "get", lambda: register(db.uow, other))
+    made: list[str] = []
+    with contextlib.suppress(Conflict):
+        made.append(register(racing, {**GOOD, "name": "Canvas"}))
+    with contextlib.suppress(Conflict):
+        made.append(racing.finish())
+    assert len(made) == 1, made
+    with db.uow() as uow:
+        stored = platforms.get_platform(uow, "a", "canvas")
+    assert stored.name == made[0]
+
+
+def test_one_new_id_put_twice_at_once_keeps_what_the_second_leaves_out(db: Database) -> None:
+    """A replace (PUT) of an id no registration has yet, racing another one's: on PostgreSQL
+    the one that read no registration wrote over the other's, committed meanwhile, with
+    the defaults of what it left out (its name), where either order keeps the other's."""
+    now = datetime.now(UTC)
+    add_tenant(db.uow, "a")
+
+    def named() -> None:
+        with db.uow() as uow:
+            data = {**GOOD, "name": "Canvas"}
+            platforms.save_platform(uow, reg.platform_of("a", data), now, replace_existing=True)
+            uow.commit()
+
+    racing = AfterFirstRead(db, "destinations", "get", named)
+    with racing() as uow:
+        moved = {**GOOD, "issuer": "https://moodle.example.edu"}  # no name: the stored one
+        platforms.save_platform(
+            uow, reg.platform_of("a", moved), now, replace_existing=True, keep=("name",)
+        )
+        uow.commit()
+    racing.finish()
+    with db.uow() as uow:
+        stored = platforms.get_platform(uow, "a", "canvas")
+    assert stored.name == "Canvas"
 
 
 @pytest.mark.parametrize("linked_before", [False, True], ids=["first", "again"])

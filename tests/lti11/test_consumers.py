@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -117,3 +119,53 @@ def test_a_pause_made_while_a_consumer_is_updated_stays(db: Database) -> None:
     assert d is not None
     assert (d.enabled, d.pause_reason) == (False, "paused by admin")
     assert d.secret["consumer_secret"] == "second-secret-0123456789"
+
+
+def test_one_consumer_added_twice_at_once_is_refused_the_second_time(db: Database) -> None:
+    """The console's Add form, twice at once for one new id (two keys): on PostgreSQL (read
+    committed) each found the id free (its check, and the locked read that locks no row
+    not there), and the second silently replaced the first. Its insert decides now."""
+    add_tenant(db.uow, "t1")
+    now = datetime.now(UTC)
+
+    def added(factory: Any, name: str, key: str) -> str:
+        spec = ConsumerSpec("t1", "moodle", name, key, SECRET, ("a.edu",))
+        with factory() as uow:
+            made = add_consumer(uow, spec, now, new=True)
+            uow.commit()
+        return made.name
+
+    racing = AfterFirstRead(db, "destinations", "get", lambda: added(db.uow, "Moodle B", "k-b"))
+    made: list[str] = []
+    with contextlib.suppress(Conflict):
+        made.append(added(racing, "Moodle A", "k-a"))
+    with contextlib.suppress(Conflict):
+        made.append(racing.finish())
+    assert len(made) == 1, made
+    with db.uow() as uow:
+        stored = uow.destinations.get("t1", "moodle")
+    assert stored is not None and stored.name == made[0]
+
+
+def test_a_consumer_put_twice_at_once_keeps_what_the_second_leaves_out(db: Database) -> None:
+    """Two PUTs of one new consumer at once, the second leaving the name, profile and
+    comments out (kept as stored): on PostgreSQL the one that read no consumer wrote over
+    the other's, committed meanwhile, with the defaults, where either order keeps them."""
+    add_tenant(db.uow, "t1")
+    now = datetime.now(UTC)
+    bare = ConsumerSpec("t1", "moodle", None, "k-1", SECRET, ("a.edu",))
+
+    def named() -> None:
+        with db.uow() as uow:
+            add_consumer(uow, replace(bare, name="Moodle", profile="moodle", comments=True), now)
+            uow.commit()
+
+    racing = AfterFirstRead(db, "destinations", "get", named)
+    with racing() as uow:
+        add_consumer(uow, replace(bare, consumer_secret="second-secret-0123456789"), now)
+        uow.commit()
+    racing.finish()
+    with db.uow() as uow:
+        d = uow.destinations.get("t1", "moodle")
+    assert d is not None
+    assert (d.name, d.profile, d.config["comments"]) == ("Moodle", "moodle", True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -990,3 +991,111 @@ def test_grades_posted_while_the_selection_is_saved_again_stay_posted(
         item = uow.links.item("t1", "sis", "quiz1")
     assert item is not None
     assert (item.data["sync_to_sis"], "held" in item.data) == (True, False)
+
+
+def test_an_activity_ticked_to_send_while_it_is_first_ticked_to_hold_is_sent(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """An activity with no column link yet: on PostgreSQL (read committed) a tick to send at
+    once committed between a tick to hold's read (none: nothing locked) and its write was
+    written over as if there were no link, and the activity held: its grades kept from the
+    SIS, though whichever came first the other found it ticked and it was sent."""
+    db, clock = school
+
+    def tick(factory: Any, *, hold: bool) -> object:
+        return sis.select_activities(
+            factory, tenant_id="t1", destination_id="sis", activity_ids=["quiz1"], hold=hold,
+            clock=clock,
+        )  # fmt: skip
+
+    with db.uow() as uow:
+        assert uow.links.item("t1", "sis", "quiz1") is None
+    # after the read the link is written from (the first one checks the activity)
+    racing = AfterFirstRead(db, "links", "item", lambda: tick(db.uow, hold=False), nth=2)
+    tick(racing, hold=True)
+    racing.finish()
+    with db.uow() as uow:
+        item = uow.links.item("t1", "sis", "quiz1")
+    assert item is not None
+    assert (item.data["sync_to_sis"], "held" in item.data) == (True, False)
+
+
+def test_a_course_mapped_twice_at_once_keeps_the_term_the_second_leaves_out(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """A course with no class at a SIS yet, mapped twice at once, the second change leaving
+    the term out (kept as stored): on PostgreSQL (read committed) the first mapping
+    committed between the second's read (no link: nothing locked) and its write was written
+    over as if there were none, and its term was lost, whichever came first."""
+    db, clock = school
+    sis.add_connection(
+        db.uow, clock, tenant_id="t1", destination_id="sis3", name="Third SIS",
+        base_url="http://sis3.example/", client_id="gs", client_secret="secret-3",
+    )  # fmt: skip
+
+    def mapped(factory: Any, klass: str, school_id: str, **term: str) -> object:
+        return sis.map_class(
+            factory, tenant_id="t1", destination_id="sis3", course_id="c1", class_id=klass,
+            school_id=school_id, **term,
+        )  # fmt: skip
+
+    def with_term() -> object:
+        return mapped(db.uow, "cls-1", "sch-1", term_start="2025-01-06", term_end="2025-06-20")
+
+    racing = AfterFirstRead(db, "links", "course", with_term)
+    mapped(racing, "cls-2", "sch-2")
+    racing.finish()
+    with db.uow() as uow:
+        link = uow.links.course("t1", "sis3", "c1")
+    assert link is not None
+    assert (link.data.get("term_start"), link.data.get("term_end")) == ("2025-01-06", "2025-06-20")
+
+
+def _new_connection(db: Database, clock: ManualClock, *, new: bool = False, **profile: Any) -> Any:
+    def made(factory: Any = None) -> str:
+        return sis.settings_version(
+            sis.add_connection(
+                factory or db.uow, clock, tenant_id="t1", destination_id="sis3", name=None,
+                base_url="http://sis3.example/", client_id="gs", client_secret="secret-3",
+                profile=profile or None, new=new,
+            )
+        )  # fmt: skip
+
+    return made
+
+
+def test_a_connection_made_twice_at_once_keeps_what_the_second_leaves_out(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """Two saves of one new SIS connection at once, the second leaving a profile setting
+    out (kept as stored): on PostgreSQL (read committed) the one whose locked read found
+    none (nothing locked) wrote over the other's, committed meanwhile, without it."""
+    db, clock = school
+    other = _new_connection(db, clock, name_max_length=30)
+    # after the locked read the connection is written from (the first reads it unlocked)
+    racing = AfterFirstRead(db, "destinations", "get", other, nth=2)
+    _new_connection(db, clock)(racing)
+    racing.finish()
+    with db.uow() as uow:
+        stored = uow.destinations.get("t1", "sis3")
+    assert stored is not None and stored.config.get("name_max_length") == 30
+
+
+def test_a_connection_added_twice_at_once_is_refused_the_second_time(
+    school: tuple[Database, ManualClock],
+) -> None:
+    """The console's Add form, twice at once for one new id: each found the id free, and on
+    PostgreSQL the second silently replaced the first. Its insert decides now."""
+    db, clock = school
+    racing = AfterFirstRead(
+        db, "destinations", "get", _new_connection(db, clock, new=True, name_max_length=30), nth=2
+    )
+    made: list[str] = []
+    with contextlib.suppress(Conflict):
+        made.append(_new_connection(db, clock, new=True)(racing))
+    with contextlib.suppress(Conflict):
+        made.append(racing.finish())
+    assert len(made) == 1, made
+    with db.uow() as uow:
+        stored = uow.destinations.get("t1", "sis3")
+    assert stored is not None and sis.settings_version(stored) == made[0]

@@ -56,3 +56,28 @@ def test_a_role_given_while_a_password_is_reset_stays(db: Database) -> None:
     with db.uow() as uow:
         user = uow.users.get("north", "ann")
     assert user is not None and user.role is UserRole.ADMIN
+
+
+def test_an_account_made_twice_at_once_keeps_the_role_the_second_leaves_out(
+    db: Database,
+) -> None:
+    """Two creates of one new account at once, the second not giving a role (kept as
+    stored): on PostgreSQL (read committed) the one that read no account (nothing locked)
+    wrote over the other's, committed meanwhile, as a new instructor: the admin role given
+    was lost, where either order keeps it."""
+    create_tenant(db.uow, CLOCK, "north", "North High")
+
+    def made_admin() -> object:
+        return accounts.create_user(
+            db.uow, CLOCK, tenant_id="north", username="ann", password="a-long-enough-password",
+            role=UserRole.ADMIN,
+        )  # fmt: skip
+
+    racing = AfterFirstRead(db, "users", "get", made_admin)
+    accounts.create_user(
+        racing, CLOCK, tenant_id="north", username="ann", password="another-long-password"
+    )
+    racing.finish()
+    with db.uow() as uow:
+        user = uow.users.get("north", "ann")
+    assert user is not None and user.role is UserRole.ADMIN

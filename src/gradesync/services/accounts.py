@@ -71,17 +71,30 @@ def create_user(
         # held to the commit: what is not given is kept as read, and read unlocked a change
         # committed meanwhile (PostgreSQL's read committed: a role given) was written over
         old = uow.users.get(tenant_id, username.strip(), for_update=True)
-        user = ConsoleUser(
-            tenant_id=tenant_id,
-            username=username.strip(),
-            display_name=display_name or (old.display_name if old else username.strip()),
-            password_hash=hash_password(password),
-            role=role or (old.role if old else UserRole.INSTRUCTOR),
-            course_ids=(
-                tuple(course_ids) if course_ids is not None else old.course_ids if old else ()
-            ),
-        )
-        uow.users.save(user, clock.now())
+        password_hash = hash_password(password)
+
+        def account(old: ConsoleUser | None) -> ConsoleUser:
+            return ConsoleUser(
+                tenant_id=tenant_id,
+                username=username.strip(),
+                display_name=display_name or (old.display_name if old else username.strip()),
+                password_hash=password_hash,
+                role=role or (old.role if old else UserRole.INSTRUCTOR),
+                course_ids=(
+                    tuple(course_ids) if course_ids is not None else old.course_ids if old else ()
+                ),
+            )
+
+        user = account(old)
+        if old is not None:
+            uow.users.save(user, clock.now())
+        elif not uow.users.add(user, clock.now()):
+            # made meanwhile by another process (PostgreSQL's read committed: the row read
+            # above was not there and locked nothing): changed as a stored account is, what
+            # this change is not given kept, not written over with a new account's defaults
+            made = uow.users.get(tenant_id, username.strip(), for_update=True)
+            user = account(made)
+            uow.users.save(user, clock.now())
         uow.commit()
     return user
 

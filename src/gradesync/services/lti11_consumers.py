@@ -178,10 +178,16 @@ def _address_problems(spec: ConsumerSpec, guard: OutboundGuard) -> list[FieldPro
 
 
 def add_consumer(
-    uow: UnitOfWork, spec: ConsumerSpec, now: datetime, guard: OutboundGuard | None = None
+    uow: UnitOfWork,
+    spec: ConsumerSpec,
+    now: datetime,
+    guard: OutboundGuard | None = None,
+    *,
+    new: bool = False,
 ) -> Destination:
     """Create or update an LTI 1.1 consumer (no commit: the caller commits). Every entrypoint
-    passes the runtime's outbound `guard`.
+    passes the runtime's outbound `guard`. With `new` (the console's Add form) it only
+    creates: a destination with the id already is a Conflict, not replaced.
 
     A consumer key identifies the consumer on every launch, so it may be registered once in
     the whole installation; updating the same destination (e.g. a new secret) is allowed.
@@ -190,6 +196,9 @@ def add_consumer(
     # held to the commit: what an update keeps (the pause, the limits) is written back, and
     # read unlocked a change committed meanwhile (PostgreSQL's read committed) was lost
     old = uow.destinations.get(spec.tenant_id, spec.destination_id, for_update=True)
+    taken = f"A destination {spec.destination_id!r} already exists."
+    if new and old is not None:
+        raise Conflict(taken, field="destination_id", rule="unique")
     if old is not None and old.kind is not DestinationKind.LTI11_OUTCOMES:
         # named by its field and rule, as a SIS connection's id of another kind is
         raise Conflict(
@@ -249,5 +258,13 @@ def add_consumer(
         pause_reason=old.pause_reason if old else None,
         pause_cause=old.pause_cause if old else None,
     )
-    uow.destinations.upsert(dest, now)
+    if old is not None:
+        uow.destinations.upsert(dest, now)
+    elif not uow.destinations.add(dest, now):
+        # made meanwhile by another process (PostgreSQL's read committed: the row read above
+        # was not there and locked nothing): not written over with the defaults of what this
+        # change leaves out, but refused, or changed as a stored consumer is
+        if new:
+            raise Conflict(taken, field="destination_id", rule="unique")
+        return add_consumer(uow, spec, now, guard)
     return dest

@@ -43,8 +43,9 @@ def save_platform(
     # written back, and read unlocked a change committed meanwhile (PostgreSQL's read
     # committed) was lost
     existing = uow.destinations.get(tenant_id, dest.id, for_update=True)
+    taken = f"id: a destination {dest.id!r} already exists in tenant {tenant_id!r}"
     if existing is not None and not replace_existing:
-        raise Conflict(f"id: a destination {dest.id!r} already exists in tenant {tenant_id!r}")
+        raise Conflict(taken)
     if existing is not None and not is_platform(existing):
         raise Conflict(
             f"id: destination {dest.id!r} is a {existing.kind.value}, not an LTI 1.3 platform"
@@ -81,7 +82,14 @@ def save_platform(
             pause_reason=existing.pause_reason,
             pause_cause=existing.pause_cause,
         )
-    uow.destinations.upsert(dest, now)
+        uow.destinations.upsert(dest, now)
+    elif not uow.destinations.add(dest, now):
+        # made meanwhile by another process (PostgreSQL's read committed: a registration of
+        # another issuer, whose lock is not this one's): the row read above was not there
+        # and locked nothing. Not written over: refused, or changed as a stored one is
+        if not replace_existing:
+            raise Conflict(taken)
+        return save_platform(uow, dest, now, replace_existing=True, keep=keep)
     return dest
 
 

@@ -19,6 +19,11 @@ class UserRepo(Protocol):
     def save(self, user: ConsoleUser, now: datetime) -> None:
         """Create or update a user; `now` stamps a new one."""
 
+    def add(self, user: ConsoleUser, now: datetime) -> bool:
+        """Create a user; False (and nothing written) when its username is taken in its
+        tenant, by one committed before or being made by a transaction this one then waits
+        for."""
+
     def all(self, tenant_id: str) -> list[ConsoleUser]: ...
 
     def delete(self, tenant_id: str, username: str) -> bool:

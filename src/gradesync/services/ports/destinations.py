@@ -24,6 +24,11 @@ class DestinationRepo(Protocol):
 
     def upsert(self, dest: Destination, now: datetime) -> None: ...
 
+    def add(self, dest: Destination, now: datetime) -> bool:
+        """Create a destination; False (and nothing written) when its id is taken in its
+        tenant, by one committed before or being made by a transaction this one then waits
+        for."""
+
     def all(self, tenant_id: str | None = None) -> list[Destination]:
         """One tenant's destinations, or every tenant's."""
 

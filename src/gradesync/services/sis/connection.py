@@ -106,6 +106,7 @@ def add_connection(
     spelled: Callable[[str], str] = str,
     version: str | Collection[str] | None = None,
     reader: Reader = Reader.API,
+    new: bool = False,
 ) -> Destination:
     """Create or update a SIS connection. On update, a value left out (None) keeps what was
     set (so rotating the secret does not forget the profile, the name or the kind), and
@@ -121,7 +122,8 @@ def add_connection(
     not silently written over. Without a version, settings changed while the change was
     worked out (limits set, a category aligned) are kept: it is worked out again from them.
     A refused `name_max_length` says how `reader` takes the limit away (the API's way by
-    default, as `spelled` spells the API's names)."""
+    default, as `spelled` spells the API's names). With `new` (the console's Add form) it
+    only creates: a destination with the id already is a Conflict, not replaced."""
     for _ in range(_READS):
         try:
             return _save_connection(
@@ -142,6 +144,7 @@ def add_connection(
                 spelled=spelled,
                 version=version,
                 reader=reader,
+                new=new,
             )
         except _ReadAgain:
             continue
@@ -167,6 +170,7 @@ def _save_connection(
     spelled: Callable[[str], str] = str,
     version: str | Collection[str] | None = None,
     reader: Reader = Reader.API,
+    new: bool = False,
 ) -> Destination:
     """`add_connection` from one read of the stored settings: _ReadAgain when, with no
     `version` given, they changed before its write."""
@@ -174,6 +178,8 @@ def _save_connection(
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
         old = uow.destinations.get(tenant_id, destination_id)
+    if new and old is not None:
+        raise _taken(destination_id)
     if old is not None and old.kind not in SIS_KINDS:
         # before the version: no version of a SIS's settings is this destination's
         raise InvalidInput.one(
@@ -333,7 +339,14 @@ def _save_connection(
                 pause_reason=current.pause_reason,
                 pause_cause=current.pause_cause,
             )
-        uow.destinations.upsert(dest, clock.now())
+            uow.destinations.upsert(dest, clock.now())
+        elif not uow.destinations.add(dest, clock.now()):
+            # made since the locked read above (PostgreSQL's read committed: a row not there
+            # locks nothing), by another process: not written over with what this change
+            # worked out from none, but refused, or worked out again from it
+            if new:
+                raise _taken(destination_id)
+            raise _ReadAgain
         if old is not None and old.kind is not kind:
             # switched between REST and files: each line item is provisioned again the new
             # way (a file-based SIS keeps its rows on the link); results already sent stay
@@ -416,6 +429,12 @@ def version_problem(version: str, reader: Reader, typed: str | None = None) -> F
 
 # a version that any stored version matches (HTTP's `If-Match: *`): the connection exists
 ANY_VERSION = "*"
+
+
+def _taken(destination_id: str) -> Conflict:
+    return Conflict(
+        f"A destination {destination_id!r} already exists.", field="destination_id", rule="unique"
+    )
 
 
 def _check_version(

@@ -122,6 +122,11 @@ def map_class(
         # held to the commit: read unlocked, a section mapped or a category aligned meanwhile
         # (PostgreSQL's read committed) would be written over with the link
         link = uow.links.course(tenant_id, destination_id, course_id, for_update=True)
+        if link is None and section_id is None:
+            # made (empty) to be held: a link that is not there locks nothing, and the course
+            # mapped meanwhile by another process had what this change leaves out (the term)
+            # written over as if there were no link
+            link = uow.links.hold_course(tenant_id, destination_id, course_id)
         if section_id is not None:
             if link is None:
                 raise InvalidInput.one(

@@ -408,6 +408,12 @@ def select_activities(
                     else ""
                 )
                 item = ItemLink(tenant_id, destination_id, activity.id, remote)
+                # a row that was not there locks nothing: a link made meanwhile by another
+                # process (PostgreSQL's read committed: a tick to send at once) is not written
+                # over as if there were none, but held and changed as any stored link is
+                if not uow.links.add_item(item):
+                    held = uow.links.item(tenant_id, destination_id, activity.id, for_update=True)
+                    item = held or item
             # details_hash marked: the engine asks the adapter for the column again, which
             # provisions it (selected) or refuses it (not selected) before any result is sent.
             data = {**item.data, "sync_to_sis": selected}

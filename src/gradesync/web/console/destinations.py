@@ -203,7 +203,8 @@ def _save_consumer(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destina
         profile=form.get("profile", "generic") or "generic",
     )
     with rt.uow() as uow:
-        dest = add_consumer(uow, spec, rt.clock.now(), rt.outbound)
+        # `new`: an id taken since the check above is refused too, not replaced
+        dest = add_consumer(uow, spec, rt.clock.now(), rt.outbound, new=True)
         uow.commit()
     return dest
 
@@ -227,6 +228,7 @@ def _save_sis(rt: Runtime, tenant_id: str, form: dict[str, str]) -> Destination:
         token_url=form.get("token_url", "").strip() or None,
         file_based=False,
         guard=rt.outbound,
+        new=True,  # an id taken since the check above is refused too, not replaced
     )
 
 

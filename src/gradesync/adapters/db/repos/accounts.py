@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select, update
 
 from gradesync.adapters.db import schema as t
-from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
+from gradesync.adapters.db.mapping import bulk_insert, from_row, to_row, upsert, utc
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import ApiKey, ConsoleUser
 from gradesync.services import ports
@@ -31,6 +31,16 @@ class UserRepo(SqlRepo, ports.UserRepo):
         upsert(
             self.conn, t.users, row, update=("display_name", "password_hash", "role", "course_ids")
         )
+
+    def add(self, user: ConsoleUser, now: datetime) -> bool:
+        row = to_row(user)
+        row["created_at"] = utc(user.created_at or now)
+        keys = [k.name for k in t.users.primary_key.columns]
+        stmt, params = bulk_insert(
+            self.conn, t.users, [row], conflict=keys, returning=("username",)
+        )
+        # told by the row returned: psycopg answers -1 for an INSERT's row count
+        return self.conn.execute(stmt, params).first() is not None
 
     def all(self, tenant_id: str) -> list[ConsoleUser]:
         c = t.users.c

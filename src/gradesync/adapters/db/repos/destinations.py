@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, case, delete, insert, select, update
 
 from gradesync.adapters.db import schema as t
-from gradesync.adapters.db.mapping import from_row, to_row, upsert, utc
+from gradesync.adapters.db.mapping import bulk_insert, from_row, to_row, upsert, utc
 from gradesync.adapters.db.notifications import notify_destination
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.adapters.secretbox import SecretBox
@@ -58,13 +58,28 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
         ).mappings()
         return {r["id"]: self._load(r) for r in rows}
 
-    def upsert(self, dest: Destination, now: datetime) -> None:
+    def _row(self, dest: Destination, now: datetime) -> dict[str, Any]:
         row = to_row(dest, exclude=("secret",))
         row["secret_ciphertext"] = self.box.encrypt_json(dest.secret) if dest.secret else None
         row["created_at"] = utc(now)
+        return row
+
+    def upsert(self, dest: Destination, now: datetime) -> None:
+        row = self._row(dest, now)
         cols = tuple(k for k in row if k not in ("tenant_id", "id", "created_at"))
         upsert(self.conn, t.destinations, row, update=cols)
         self._changed(dest.tenant_id, dest.id)
+
+    def add(self, dest: Destination, now: datetime) -> bool:
+        keys = [k.name for k in t.destinations.primary_key.columns]
+        stmt, params = bulk_insert(
+            self.conn, t.destinations, [self._row(dest, now)], conflict=keys, returning=("id",)
+        )
+        # told by the row returned: psycopg answers -1 for an INSERT's row count
+        if self.conn.execute(stmt, params).first() is None:
+            return False
+        self._changed(dest.tenant_id, dest.id)
+        return True
 
     def all(self, tenant_id: str | None = None) -> list[Destination]:
         q = select(t.destinations).order_by(t.destinations.c.tenant_id, t.destinations.c.id)
