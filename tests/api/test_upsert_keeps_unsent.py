@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gradesync.domain.errors import InvalidInput
-from gradesync.domain.model import Course, Enrollment, EnrollmentStatus, Role
+from gradesync.domain.model import Course
 from gradesync.services.ingest import IngestBatch, check, ingest
 from tests.support.api import ApiEnv, Caller
 
@@ -234,97 +234,3 @@ def test_ingest_resending_an_activity_keeps_the_instructors_switch_and_policy(
     assert r.status_code == 202, r.text
     a1 = _activity(c)
     assert a1["sync_enabled"] is True and a1["policy"] == {"attempt_selection": "latest"}
-
-
-def _enrollment(api: ApiEnv, person_id: str = "nc-p1") -> tuple[str, str, str | None]:
-    with api.db.uow() as uow:
-        e = uow.enrollments.get("t1", "nc-course", person_id)
-    assert e is not None
-    return e.role.value, e.status.value, e.section_id
-
-
-def _in_a_section(api: ApiEnv) -> Caller:
-    """The set-up, then nc-p1 an inactive instructor in section sec-1."""
-    c = _setup(api)
-    r = c.put(
-        "/courses/nc-course/enrollments/nc-p1",
-        json={"role": "instructor", "status": "inactive", "section_id": "sec-1"},
-    )
-    assert r.status_code == 200, r.text
-    assert _enrollment(api) == ("instructor", "inactive", "sec-1")
-    return c
-
-
-def test_put_enrollment_with_only_its_role_keeps_its_status_and_section(api: ApiEnv) -> None:
-    # the wrong_role remedy: `{"role": "learner"}` alone, and the learner stays in the section
-    c = _in_a_section(api)
-    r = c.put("/courses/nc-course/enrollments/nc-p1", json={"role": "learner"})
-    assert r.status_code == 200, r.text
-    assert r.json()["changed"] == {"enrollments": 1}
-    assert _enrollment(api) == ("learner", "inactive", "sec-1")
-
-    # nothing sent, nothing changed: no grade recomputed
-    r = c.put("/courses/nc-course/enrollments/nc-p1", json={})
-    assert r.status_code == 200, r.text
-    assert r.json()["unchanged"] == {"enrollments": 1} and r.json()["dirty_keys"] == 0
-    assert _enrollment(api) == ("learner", "inactive", "sec-1")
-
-    # sent, it sets: the status back to its default; `null` takes them out of the section
-    r = c.put("/courses/nc-course/enrollments/nc-p1", json={"status": "active"})
-    assert r.status_code == 200, r.text
-    assert _enrollment(api) == ("learner", "active", "sec-1")
-    r = c.put("/courses/nc-course/enrollments/nc-p1", json={"section_id": None})
-    assert r.status_code == 200, r.text
-    assert _enrollment(api) == ("learner", "active", None)
-
-
-def test_a_new_enrollment_gets_the_defaults(api: ApiEnv) -> None:
-    c = _setup(api)
-    assert _enrollment(api) == ("learner", "active", None)  # the set-up's, from `{}`
-    r = c.put("/people/nc-p2", json={"name": "Grace Hopper"})
-    assert r.status_code == 200, r.text
-    r = c.put("/courses/nc-course/enrollments/nc-p2", json={"section_id": "sec-2"})
-    assert r.status_code == 200, r.text
-    assert r.json()["changed"] == {"enrollments": 1}
-    assert _enrollment(api, "nc-p2") == ("learner", "active", "sec-2")
-
-
-def test_ingest_an_enrollment_keeps_what_its_item_leaves_out(api: ApiEnv) -> None:
-    c = _in_a_section(api)
-    r = c.post(
-        "/ingest",
-        json={
-            "people": [{"id": "nc-p2"}],
-            "enrollments": [
-                {"course_id": "nc-course", "person_id": "nc-p1", "role": "learner"},
-                {"course_id": "nc-course", "person_id": "nc-p2", "status": "completed"},
-            ],
-        },
-    )
-    assert r.status_code == 202, r.text
-    assert r.json()["changed"] == {"people": 1, "enrollments": 2}
-    assert _enrollment(api) == ("learner", "inactive", "sec-1")
-    assert _enrollment(api, "nc-p2") == ("learner", "completed", None)  # new: the defaults
-
-    r = c.post(
-        "/ingest",
-        json={
-            "enrollments": [
-                {"course_id": "nc-course", "person_id": "nc-p1", "section_id": None},
-                {"course_id": "nc-course", "person_id": "nc-p2"},
-            ]
-        },
-    )
-    assert r.status_code == 202, r.text
-    assert r.json()["changed"] == {"enrollments": 1}
-    assert r.json()["unchanged"] == {"enrollments": 1}
-    assert _enrollment(api) == ("learner", "inactive", None)
-    assert _enrollment(api, "nc-p2") == ("learner", "completed", None)
-
-
-def test_an_enrollment_sent_without_sent_fields_is_written_whole(api: ApiEnv) -> None:
-    # launches and roster reads send whole enrollments: what they leave out is the default
-    _in_a_section(api)
-    batch = IngestBatch(enrollments=[Enrollment("t1", "nc-course", "nc-p1", Role.LEARNER)])
-    ingest(api.db.uow, api.runtime.clock, None, "t1", batch)
-    assert _enrollment(api) == ("learner", EnrollmentStatus.ACTIVE.value, None)

@@ -1270,8 +1270,7 @@ def test_a_non_learner_at_a_sis_is_told_the_api_route_that_sets_the_role() -> No
             route = f"`PUT /api/v1/courses/bio%20101/enrollments/{person}`"
             assert f'{route} and `{{"role": "learner"}}`' in said, (reader, said)
             assert "`ingest` scope" in said and "no gradesync command sets a role" in said, said
-            # the PUT keeps what it leaves out: the role alone keeps their section
-            assert "section, left out, stay" in said and "section_id" not in said, said
+            assert "send their `section_id` too" in said, said  # the PUT sets it, too
             assert "ingested" not in said and not remedies.names_command(said), said
     # the route named is the API's own, and takes the role
     routes = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 
@@ -11,11 +10,8 @@ from gradesync.domain.model import (
     Activity,
     AttemptSelection,
     Course,
-    Enrollment,
-    EnrollmentStatus,
     Person,
     PolicySettings,
-    Role,
     keep_unsent,
 )
 
@@ -54,28 +50,3 @@ def test_a_new_object_or_one_sent_whole_is_as_sent() -> None:
 def test_a_field_that_is_none_of_the_objects_is_refused() -> None:
     with pytest.raises(AttributeError):
         keep_unsent(Person("t1", "p1"), Person("t1", "p1"), {"title"})
-
-
-def test_an_enrollments_status_sent_says_it_is_no_longer_the_rosters() -> None:
-    # an LMS roster read dropped them; the status is "nrps"'s with when it was read
-    read_at = datetime(2025, 3, 1, tzinfo=UTC)
-    stored = Enrollment(
-        "t1",
-        "c1",
-        "p1",
-        Role.INSTRUCTOR,
-        EnrollmentStatus.DROPPED,
-        "sec-1",
-        status_source="nrps",
-        status_at=read_at,
-    )
-    role = keep_unsent(stored, Enrollment("t1", "c1", "p1", Role.LEARNER), {"role"})
-    assert role == replace(stored, role=Role.LEARNER)  # the status and who set it, kept
-    sent = Enrollment("t1", "c1", "p1", status=EnrollmentStatus.ACTIVE)
-    status = keep_unsent(stored, sent, {"status"})
-    assert (status.status, status.status_source, status.status_at) == (
-        EnrollmentStatus.ACTIVE,
-        None,
-        None,
-    )
-    assert (status.role, status.section_id) == (Role.INSTRUCTOR, "sec-1")

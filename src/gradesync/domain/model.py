@@ -199,6 +199,20 @@ class Person:
     sis_id: str | None = None
 
 
+# a course, activity or person as a source sends it
+Sent = TypeVar("Sent", Course, Activity, Person)
+
+
+def keep_unsent(stored: Sent | None, sent: Sent, fields: Collection[str] | None) -> Sent:
+    """What an update that names the fields it sends leaves stored: `sent`'s value of each of
+    `fields` and `stored`'s of every other one (a field left out keeps its value). `sent`
+    itself for a new object (`stored` None: the defaults fill what was left out) and for one
+    sent whole (`fields` None)."""
+    if stored is None or fields is None:
+        return sent
+    return replace(stored, **{name: getattr(sent, name) for name in fields})
+
+
 @dataclass(frozen=True, slots=True)
 class Enrollment:
     tenant_id: str
@@ -211,26 +225,6 @@ class Enrollment:
     # learner left the course (then `status_at` is when gradesync read that).
     status_source: str | None = None
     status_at: datetime | None = None
-
-
-# a course, activity, person or enrollment as a source sends it
-Sent = TypeVar("Sent", Course, Activity, Person, Enrollment)
-
-
-def keep_unsent(stored: Sent | None, sent: Sent, fields: Collection[str] | None) -> Sent:
-    """What an update that names the fields it sends leaves stored: `sent`'s value of each of
-    `fields` and `stored`'s of every other one (a field left out keeps its value). `sent`
-    itself for a new object (`stored` None: the defaults fill what was left out) and for one
-    sent whole (`fields` None). An enrollment's status sent also clears who set the one
-    before (`status_source`, `status_at`): an "nrps" left on a status the source set would
-    read as the LMS roster's, and a full roster read that does not list the learner would
-    drop one the source made active."""
-    if stored is None or fields is None:
-        return sent
-    names = set(fields)
-    if isinstance(sent, Enrollment) and "status" in names:
-        names |= {"status_source", "status_at"}
-    return replace(stored, **{name: getattr(sent, name) for name in names})
 
 
 @dataclass(frozen=True, slots=True)

@@ -424,9 +424,9 @@ def sis_role_remedy(course_id: str, learners: tuple[str, ...]) -> str:
         "enrollment in the course: set it over the HTTP API with "
         f"`PUT /api/v1/courses/{quote(course_id, safe='')}/enrollments/{person}` and "
         '`{"role": "learner"}` (an API key with the `ingest` scope; no gradesync command sets '
-        "a role; their status and section, left out, stay as they are), or give them the "
-        "Student/Learner role in an LMS the course syncs to: their next launch from there "
-        "brings it (a SIS has no launches)."
+        "a role; the PUT sets the whole enrollment, so send their `section_id` too if they are "
+        "in a section, or they leave it), or give them the Student/Learner role in an LMS "
+        "the course syncs to: their next launch from there brings it (a SIS has no launches)."
     )
 
 

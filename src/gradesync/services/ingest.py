@@ -8,8 +8,8 @@ facts changed (a batch without attempts writes its people and enrollments last, 
 marks: nothing before reads them, and on PostgreSQL the three are one statement), and the
 waker is told only after the commit, so a worker never looks for keys that are not there yet
 and a crash before the commit loses nothing that was acknowledged.
-A course, activity, person or enrollment already stored keeps its value of each field its
-item did not send (`IngestBatch.sent`), merged with the row read to compare it: no read more.
+A course, activity or person already stored keeps its value of each field its item did not
+send (`IngestBatch.sent`), merged with the row read to compare it: no read more.
 
 Field names in problems follow the batch layout: `attempts[3].score_given`.
 """
@@ -20,7 +20,6 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound
@@ -36,6 +35,7 @@ from gradesync.domain.model import (
     PersonLink,
     PolicySettings,
     Role,
+    Sent,
     Tenant,
     keep_unsent,
 )
@@ -52,22 +52,16 @@ MAX_COMMENT = 10_000
 
 # (tenant_id, course_id, activity_id, person_id), as DirtyKeyRepo.mark_many takes them
 DirtyRow = tuple[str, str, str, str]
-# an item of `IngestBatch.sent`: its list, and its id there (an enrollment's: its pair)
-SentKey = tuple[str, str | tuple[str, str]]
-# the items keyed by their own id
-_Identified = TypeVar("_Identified", Course, Activity, Person)
 
 
 @dataclass(frozen=True, slots=True)
 class IngestBatch:
     """Facts for one tenant. Objects' `tenant_id` is replaced by the caller's tenant.
 
-    `sent`: by ("courses" | "activities" | "people", id) and ("enrollments", (course_id,
-    person_id)), the fields the source sent of that item. One stored already keeps its value
-    of every field left out (a course re-sent with its title keeps the time zone, sync switch
-    and policy an instructor set; an enrollment sent with its role keeps its status and
-    section); a new one gets the defaults. An item not named here is sent whole: every field
-    is written (as LTI launches and LMS roster reads send theirs).
+    `sent`: by ("courses" | "activities" | "people", id), the fields the source sent of that
+    item. One stored already keeps its value of every field left out (a course re-sent with
+    its title keeps the time zone, sync switch and policy an instructor set); a new one gets
+    the defaults. An item not named here is sent whole: every field is written.
     """
 
     courses: Sequence[Course] = ()
@@ -76,7 +70,7 @@ class IngestBatch:
     enrollments: Sequence[Enrollment] = ()
     overrides: Sequence[DueDateOverride] = ()
     attempts: Sequence[Attempt] = ()
-    sent: Mapping[SentKey, frozenset[str]] = field(default_factory=dict)
+    sent: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -424,8 +418,8 @@ def _own(tenant_id: str, b: IngestBatch) -> IngestBatch:
 
 
 def _as_stored(
-    b: IngestBatch, kind: str, items: Sequence[_Identified], old: Mapping[str, _Identified]
-) -> list[_Identified]:
+    b: IngestBatch, kind: str, items: Sequence[Sent], old: Mapping[str, Sent]
+) -> list[Sent]:
     """The items as they will be stored: a field an item left out keeps its stored value."""
     return [keep_unsent(old.get(x.id), x, b.sent.get((kind, x.id))) for x in items]
 
@@ -623,11 +617,8 @@ def record_facts(
         tenant_id, [(e.course_id, e.person_id) for e in b.enrollments]
     )
     enrolled: list[Enrollment] = []  # new or changed: each marks its course's activities
-    for sent in b.enrollments:
-        pair = (sent.course_id, sent.person_id)
-        old_e = old_enrolled.get(pair)
-        e = keep_unsent(old_e, sent, b.sent.get(("enrollments", pair)))
-        changed = old_e != e
+    for e in b.enrollments:
+        changed = old_enrolled.get((e.course_id, e.person_id)) != e
         count("enrollments", changed)
         if changed:
             enrolled.append(e)

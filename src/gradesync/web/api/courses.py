@@ -1,8 +1,7 @@
 """Courses, activities, people, enrollments and due-date overrides, one at a time.
 
 PUT is an upsert by the source's own ids; sending the same body twice changes nothing. A
-course, activity, person or enrollment that exists keeps its value of every field the body
-leaves out.
+course, activity or person that exists keeps its value of every field the body leaves out.
 """
 
 from __future__ import annotations
@@ -163,12 +162,9 @@ def put_enrollment(
     p: Principal = Depends(require_scope("ingest")),
     rt: Runtime = Depends(runtime),
 ) -> IngestOut:
-    """Enrol a person (or change role, status or section). Recomputes their grades in the
-    course. A field left out keeps its stored value (`"section_id": null` leaves the section)."""
+    """Enrol a person (or change role or status). Recomputes their grades in the course."""
     e = body.to_domain(p.tenant_id, course_id, person_id)
-    batch = svc.IngestBatch(
-        enrollments=[e], sent={("enrollments", (course_id, person_id)): body.sent()}
-    )
+    batch = svc.IngestBatch(enrollments=[e])
     return _one(
         rt, p.tenant_id, batch, "enrollments[0].", course_id="course_id", person_id="person_id"
     )

@@ -80,8 +80,8 @@ def ingest_batch(
 ) -> IngestOut:
     """Courses, activities, people, enrollments, due-date overrides and attempts together,
     in one transaction (up to 1000 items in all). References may point into the same batch.
-    A course, activity, person or enrollment already stored keeps its value of every field
-    its item leaves out."""
+    A course, activity or person already stored keeps its value of every field its item
+    leaves out."""
     t = p.tenant_id
     batch = svc.IngestBatch(
         courses=[c.to_domain(t, c.id) for c in body.courses],
@@ -94,7 +94,6 @@ def ingest_batch(
             **{("courses", c.id): c.sent() for c in body.courses},
             **{("activities", a.id): a.sent() for a in body.activities},
             **{("people", x.id): x.sent() for x in body.people},
-            **{("enrollments", (e.course_id, e.person_id)): e.sent() for e in body.enrollments},
         },
     )
     return out(run(rt, t, batch))

@@ -156,8 +156,8 @@ class InputModel(BaseModel):
 
 
 class _Upsert(InputModel):
-    """A course, activity, person or enrollment: a field left out of the body keeps its stored
-    value (the default is only for a new one); a field sent, `null` included, sets it."""
+    """A course, activity or person: a field left out of the body keeps its stored value (the
+    default is only for a new one); a field sent, `null` included, sets it."""
 
     def sent(self) -> frozenset[str]:
         """The fields the body gave (as `IngestBatch.sent` takes them)."""
@@ -312,7 +312,7 @@ class PersonIn(PersonBody):
     id: Id
 
 
-class EnrollmentBody(_Upsert):
+class EnrollmentBody(InputModel):
     role: Role = Role.LEARNER
     status: EnrollmentStatus = EnrollmentStatus.ACTIVE
     section_id: Id | None = None
