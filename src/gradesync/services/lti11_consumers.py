@@ -193,6 +193,9 @@ def add_consumer(
     the whole installation; updating the same destination (e.g. a new secret) is allowed.
     An update keeps what `spec` leaves out (None), so a new secret forgets neither the name,
     the profile nor the comments."""
+    # held to the commit, first (before the destination's row, as a platform's issuer): a
+    # registration racing this one reads the key after this one's write
+    uow.lti_links.lock_consumer_key(spec.consumer_key)
     # held to the commit: what an update keeps (the pause, the limits) is written back, and
     # read unlocked a change committed meanwhile (PostgreSQL's read committed) was lost
     old = uow.destinations.get(spec.tenant_id, spec.destination_id, for_update=True)
@@ -222,18 +225,16 @@ def add_consumer(
         raise InvalidInput(problems)
     if uow.tenants.get(spec.tenant_id) is None:
         raise NotFound("tenant", spec.tenant_id)
-    # held to the commit: a registration racing this one reads the key after this one's write
-    uow.lti_links.lock_consumer_key(spec.consumer_key)
     for other_tenant, other_id in sorted(uow.lti_links.consumers_with_key(spec.consumer_key)):
         if (other_tenant, other_id) != (spec.tenant_id, spec.destination_id):
             # a conflict with what is stored (exit 4, HTTP 409), not a malformed key; another
             # tenant's consumer is not named: a caller learns nothing of it
             if other_tenant == spec.tenant_id:
-                taken = f"is already the key of consumer {other_id!r} of this tenant"
+                whose = f"is already the key of consumer {other_id!r} of this tenant"
             else:
-                taken = "is already taken by another registration"
+                whose = "is already taken by another registration"
             raise Conflict(
-                f"The consumer key {spec.consumer_key!r} {taken}; every consumer needs its "
+                f"The consumer key {spec.consumer_key!r} {whose}; every consumer needs its "
                 "own key.",
                 field="consumer_key",
                 rule="taken",
