@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ParamSpec
 from urllib.parse import urlsplit
 
 from gradesync.domain.canonical import digest
@@ -60,10 +61,11 @@ def name_limit_said(rule: str, given: object, reader: Reader) -> str:
 # How many times a change without a version is worked out again from the stored settings
 # when they changed while it was worked out, before it is refused as changed.
 _READS = 3
+P = ParamSpec("P")
 
 
 class _ReadAgain(Exception):
-    """The stored settings changed between `_save_connection`'s read and its write."""
+    """The stored settings changed between `add_connection`'s read and its write."""
 
     @staticmethod
     def conflict(destination_id: str) -> Conflict:
@@ -73,6 +75,22 @@ class _ReadAgain(Exception):
             field="version",
             rule="changed",
         )
+
+
+def _read_again(save: Callable[P, Destination]) -> Callable[P, Destination]:
+    """`save` again while it raises _ReadAgain (the stored settings changed between its
+    read and its write, and no version was given), `_READS` times at most."""
+
+    @functools.wraps(save)
+    def again(*args: P.args, **kwargs: P.kwargs) -> Destination:
+        for _ in range(_READS):
+            try:
+                return save(*args, **kwargs)
+            except _ReadAgain:
+                continue
+        raise _ReadAgain.conflict(str(kwargs["destination_id"]))
+
+    return again
 
 
 def _in_words_of(
@@ -87,6 +105,7 @@ def _in_words_of(
     ]
 
 
+@_read_again
 def add_connection(
     uow_factory: UnitOfWorkFactory,
     clock: Clock,
@@ -124,56 +143,6 @@ def add_connection(
     A refused `name_max_length` says how `reader` takes the limit away (the API's way by
     default, as `spelled` spells the API's names). With `new` (the console's Add form) it
     only creates: a destination with the id already is a Conflict, not replaced."""
-    for _ in range(_READS):
-        try:
-            return _save_connection(
-                uow_factory,
-                clock,
-                tenant_id=tenant_id,
-                destination_id=destination_id,
-                name=name,
-                base_url=base_url,
-                client_id=client_id,
-                client_secret=client_secret,
-                token_url=token_url,
-                scopes=scopes,
-                profile=profile,
-                file_based=file_based,
-                guard=guard,
-                clear=clear,
-                spelled=spelled,
-                version=version,
-                reader=reader,
-                new=new,
-            )
-        except _ReadAgain:
-            continue
-    raise _ReadAgain.conflict(destination_id)
-
-
-def _save_connection(
-    uow_factory: UnitOfWorkFactory,
-    clock: Clock,
-    *,
-    tenant_id: str,
-    destination_id: str,
-    name: str | None,
-    base_url: str | None,
-    client_id: str | None = None,
-    client_secret: str | None = None,
-    token_url: str | None = None,
-    scopes: Sequence[str] | None = None,
-    profile: dict[str, Any] | None = None,
-    file_based: bool | None = None,
-    guard: OutboundGuard | None = None,
-    clear: Collection[str] = (),
-    spelled: Callable[[str], str] = str,
-    version: str | Collection[str] | None = None,
-    reader: Reader = Reader.API,
-    new: bool = False,
-) -> Destination:
-    """`add_connection` from one read of the stored settings: _ReadAgain when, with no
-    `version` given, they changed before its write."""
     with uow_factory() as uow:
         if uow.tenants.get(tenant_id) is None:
             raise NotFound("tenant", tenant_id)
