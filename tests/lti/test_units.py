@@ -555,6 +555,14 @@ def test_a_pause_made_while_a_platform_is_registered_again_stays(db: Database) -
     assert d.config["deployment_ids"] == ["1:abc", "2:def"]
 
 
+def _register(factory: Any, tenant: str, data: dict[str, Any], now: datetime, **how: Any) -> str:
+    """A registration saved and committed through `factory`, as a request makes it; its name."""
+    with factory() as uow:
+        dest = platforms.save_platform(uow, reg.platform_of(tenant, data), now, **how)
+        uow.commit()
+    return dest.name
+
+
 def test_one_lms_registered_in_two_tenants_at_once_is_refused_once(db: Database) -> None:
     """An LMS registration (issuer and client id) belongs to one tenant, checked against the
     registrations stored: on PostgreSQL one committed by another tenant after this check
@@ -564,16 +572,9 @@ def test_one_lms_registered_in_two_tenants_at_once_is_refused_once(db: Database)
     add_tenant(db.uow, "a")
     add_tenant(db.uow, "b")
 
-    def register_in_b() -> None:
-        with db.uow() as uow:
-            platforms.save_platform(uow, reg.platform_of("b", GOOD), now)
-            uow.commit()
-
     # the registrations are listed to check: the other tenant's commits right after
-    racing = AfterFirstRead(db, "destinations", "all", register_in_b)
-    with racing() as uow:
-        platforms.save_platform(uow, reg.platform_of("a", GOOD), now)
-        uow.commit()
+    racing = AfterFirstRead(db, "destinations", "all", lambda: _register(db.uow, "b", GOOD, now))
+    _register(racing, "a", GOOD, now)
     with pytest.raises(Conflict) as refused:
         racing.finish()
     assert "registered elsewhere" in str(refused.value)
@@ -590,15 +591,8 @@ def test_one_registration_made_twice_at_once_is_refused_the_second_time(db: Data
     add_tenant(db.uow, "a")
     other = {**GOOD, "name": "Second"}
 
-    def register_again() -> None:
-        with db.uow() as uow:
-            platforms.save_platform(uow, reg.platform_of("a", other), now)
-            uow.commit()
-
-    racing = AfterFirstRead(db, "destinations", "get", register_again)
-    with racing() as uow:
-        platforms.save_platform(uow, reg.platform_of("a", GOOD), now)
-        uow.commit()
+    racing = AfterFirstRead(db, "destinations", "get", lambda: _register(db.uow, "a", other, now))
+    _register(racing, "a", GOOD, now)
     with pytest.raises(Conflict) as refused:
         racing.finish()
     assert "already exists" in str(refused.value)
@@ -618,16 +612,10 @@ def test_one_new_id_registered_twice_at_once_for_two_lmss_is_refused_the_second_
     add_tenant(db.uow, "a")
     other = {**GOOD, "issuer": "https://moodle.example.edu", "name": "Moodle"}
 
-    def register(factory: Any, data: dict[str, Any]) -> str:
-        with factory() as uow:
-            dest = platforms.save_platform(uow, reg.platform_of("a", data), now)
-            uow.commit()
-        return dest.name
-
-    racing = AfterFirstRead(db, "destinations", "get", lambda: register(db.uow, other))
+    racing = AfterFirstRead(db, "destinations", "get", lambda: _register(db.uow, "a", other, now))
     made: list[str] = []
     with contextlib.suppress(Conflict):
-        made.append(register(racing, {**GOOD, "name": "Canvas"}))
+        made.append(_register(racing, "a", {**GOOD, "name": "Canvas"}, now))
     with contextlib.suppress(Conflict):
         made.append(racing.finish())
     assert len(made) == 1, made
@@ -643,19 +631,12 @@ def test_one_new_id_put_twice_at_once_keeps_what_the_second_leaves_out(db: Datab
     now = datetime.now(UTC)
     add_tenant(db.uow, "a")
 
-    def named() -> None:
-        with db.uow() as uow:
-            data = {**GOOD, "name": "Canvas"}
-            platforms.save_platform(uow, reg.platform_of("a", data), now, replace_existing=True)
-            uow.commit()
-
-    racing = AfterFirstRead(db, "destinations", "get", named)
-    with racing() as uow:
-        moved = {**GOOD, "issuer": "https://moodle.example.edu"}  # no name: the stored one
-        platforms.save_platform(
-            uow, reg.platform_of("a", moved), now, replace_existing=True, keep=("name",)
-        )
-        uow.commit()
+    named = {**GOOD, "name": "Canvas"}
+    racing = AfterFirstRead(
+        db, "destinations", "get", lambda: _register(db.uow, "a", named, now, replace_existing=True)
+    )
+    moved = {**GOOD, "issuer": "https://moodle.example.edu"}  # no name: the stored one
+    _register(racing, "a", moved, now, replace_existing=True, keep=("name",))
     racing.finish()
     with db.uow() as uow:
         stored = platforms.get_platform(uow, "a", "canvas")

@@ -932,6 +932,14 @@ def test_an_activity_unticked_while_a_category_is_aligned_stays_unticked(
     assert item is not None and item.data["sync_to_sis"] is False
 
 
+def _quiz1_ticked_and_held(db: Database) -> tuple[bool, bool]:
+    """Whether quiz1 is ticked for the SIS, and held for Post grades, as stored."""
+    with db.uow() as uow:
+        item = uow.links.item("t1", "sis", "quiz1")
+    assert item is not None
+    return item.data["sync_to_sis"], "held" in item.data
+
+
 def test_an_activity_unticked_while_its_grades_are_posted_stays_unticked(
     school: tuple[Database, ManualClock],
 ) -> None:
@@ -956,10 +964,7 @@ def test_an_activity_unticked_while_its_grades_are_posted_stays_unticked(
         release_held(uow, "t1", "sis", "c1", "quiz1")
         uow.commit()
     racing.finish()
-    with db.uow() as uow:
-        item = uow.links.item("t1", "sis", "quiz1")
-    assert item is not None
-    assert (item.data["sync_to_sis"], "held" in item.data) == (False, False)
+    assert _quiz1_ticked_and_held(db) == (False, False)
 
 
 def test_grades_posted_while_the_selection_is_saved_again_stay_posted(
@@ -987,10 +992,7 @@ def test_grades_posted_while_the_selection_is_saved_again_stay_posted(
     racing = AfterFirstRead(db, "links", "item", post, nth=2)
     tick_held(racing)
     racing.finish()
-    with db.uow() as uow:
-        item = uow.links.item("t1", "sis", "quiz1")
-    assert item is not None
-    assert (item.data["sync_to_sis"], "held" in item.data) == (True, False)
+    assert _quiz1_ticked_and_held(db) == (True, False)
 
 
 def test_an_activity_ticked_to_send_while_it_is_first_ticked_to_hold_is_sent(
@@ -1014,10 +1016,7 @@ def test_an_activity_ticked_to_send_while_it_is_first_ticked_to_hold_is_sent(
     racing = AfterFirstRead(db, "links", "item", lambda: tick(db.uow, hold=False), nth=2)
     tick(racing, hold=True)
     racing.finish()
-    with db.uow() as uow:
-        item = uow.links.item("t1", "sis", "quiz1")
-    assert item is not None
-    assert (item.data["sync_to_sis"], "held" in item.data) == (True, False)
+    assert _quiz1_ticked_and_held(db) == (True, False)
 
 
 def test_a_course_mapped_twice_at_once_keeps_the_term_the_second_leaves_out(

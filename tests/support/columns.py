@@ -3,6 +3,7 @@ and a fake destination that answers a column's write as the test says (`FakeColu
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
 from gradesync.domain.model import CourseLink, ItemLink
@@ -32,7 +33,7 @@ def worker_provisioning(uow: Any, settings: EngineSettings) -> Provisioning:
     return Provisioning(Provisioner(uow, settings, background, governor), background, governor)
 
 
-class FakeColumns:
+class FakeColumns(ABC):
     """A destination's `ensure_column`, as the provisioner calls it; what a write does (and
     answers) is the subclass's `write`."""
 
@@ -47,5 +48,6 @@ class FakeColumns:
     ) -> ItemLink:
         return await self.write(column, link, force=force)
 
+    @abstractmethod
     async def write(self, column: Column, link: ItemLink | None, *, force: bool) -> ItemLink:
-        raise NotImplementedError
+        """What the destination stores for the column's write, and answers."""
