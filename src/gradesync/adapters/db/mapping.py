@@ -141,6 +141,15 @@ def upsert(
     insert_many(conn, table, rows, conflict=keys, update=cols)
 
 
+def insert_new(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
+    """INSERT `row` unless its primary key is taken (by a row committed, or one being made
+    by a transaction this one then waits for); whether it stored it. Told by the row
+    returned: psycopg answers -1 for an INSERT's row count, which reads as true."""
+    keys = [c.name for c in table.primary_key.columns]
+    stmt, params = bulk_insert(conn, table, [row], conflict=keys, returning=(keys[0],))
+    return conn.execute(stmt, params).first() is not None
+
+
 def insert_many(
     conn: Connection,
     table: Table,

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select, update
 
 from gradesync.adapters.db import schema as t
-from gradesync.adapters.db.mapping import bulk_insert, from_row, to_row, upsert, utc
+from gradesync.adapters.db.mapping import from_row, insert_new, to_row, upsert, utc
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.model import ApiKey, ConsoleUser
 from gradesync.services import ports
@@ -35,12 +35,7 @@ class UserRepo(SqlRepo, ports.UserRepo):
     def add(self, user: ConsoleUser, now: datetime) -> bool:
         row = to_row(user)
         row["created_at"] = utc(user.created_at or now)
-        keys = [k.name for k in t.users.primary_key.columns]
-        stmt, params = bulk_insert(
-            self.conn, t.users, [row], conflict=keys, returning=("username",)
-        )
-        # told by the row returned: psycopg answers -1 for an INSERT's row count
-        return self.conn.execute(stmt, params).first() is not None
+        return insert_new(self.conn, t.users, row)
 
     def all(self, tenant_id: str) -> list[ConsoleUser]:
         c = t.users.c

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, case, delete, insert, select, update
 
 from gradesync.adapters.db import schema as t
-from gradesync.adapters.db.mapping import bulk_insert, from_row, to_row, upsert, utc
+from gradesync.adapters.db.mapping import from_row, insert_new, to_row, upsert, utc
 from gradesync.adapters.db.notifications import notify_destination
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.adapters.secretbox import SecretBox
@@ -71,12 +71,7 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
         self._changed(dest.tenant_id, dest.id)
 
     def add(self, dest: Destination, now: datetime) -> bool:
-        keys = [k.name for k in t.destinations.primary_key.columns]
-        stmt, params = bulk_insert(
-            self.conn, t.destinations, [self._row(dest, now)], conflict=keys, returning=("id",)
-        )
-        # told by the row returned: psycopg answers -1 for an INSERT's row count
-        if self.conn.execute(stmt, params).first() is None:
+        if not insert_new(self.conn, t.destinations, self._row(dest, now)):
             return False
         self._changed(dest.tenant_id, dest.id)
         return True

@@ -27,6 +27,7 @@ from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import (
     bulk_insert,
     from_row,
+    insert_new,
     rows_of_arrays,
     to_row,
     unnest_params,
@@ -206,8 +207,7 @@ class TenantRepo(SqlRepo, ports.TenantRepo):
     def add(self, tenant: Tenant, now: datetime) -> bool:
         row = to_row(tenant)
         row["created_at"] = utc(tenant.created_at or now)
-        stmt, params = bulk_insert(self.conn, t.tenants, [row], conflict=["id"], returning=("id",))
-        return self.conn.execute(stmt, params).first() is not None
+        return insert_new(self.conn, t.tenants, row)
 
     def all(self) -> list[Tenant]:
         rows = self.conn.execute(select(t.tenants).order_by(t.tenants.c.id)).mappings()

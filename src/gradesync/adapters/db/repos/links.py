@@ -11,7 +11,14 @@ from sqlalchemy import bindparam, delete, select, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.driver_rows import decoded_rows
-from gradesync.adapters.db.mapping import bulk_insert, from_row, rows_of_arrays, to_row, upsert
+from gradesync.adapters.db.mapping import (
+    bulk_insert,
+    from_row,
+    insert_new,
+    rows_of_arrays,
+    to_row,
+    upsert,
+)
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.domain.columns import written_link
 from gradesync.domain.model import CourseLink, ItemLink, PersonLink
@@ -145,16 +152,7 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
         upsert(self.conn, t.item_links, to_row(link))
 
     def add_item(self, link: ItemLink) -> bool:
-        return self._inserted(link)
-
-    def _inserted(self, link: ItemLink) -> bool:
-        """Insert `link` unless its activity has one; whether it did. Told by the row
-        returned: psycopg answers -1 for an INSERT's row count, taken for true."""
-        keys = [k.name for k in t.item_links.primary_key.columns]
-        stmt, params = bulk_insert(
-            self.conn, t.item_links, [to_row(link)], conflict=keys, returning=("activity_id",)
-        )
-        return self.conn.execute(stmt, params).first() is not None
+        return insert_new(self.conn, t.item_links, to_row(link))
 
     def save_written_item(
         self, link: ItemLink, began: Iterable[ItemLink], *, read: ItemLink | None
@@ -165,7 +163,7 @@ class LinkRepo(SqlRepo, ports.LinkRepo):
         # what it stored meanwhile is kept but for the keys the write changed (`written_link`)
         stored = self._item_for_update(link.tenant_id, link.destination_id, link.activity_id)
         if stored is None:
-            if self._inserted(link):
+            if self.add_item(link):
                 return True
             # one was made meanwhile (a person's change): weighed as any stored link is
             stored = self._item_for_update(link.tenant_id, link.destination_id, link.activity_id)
