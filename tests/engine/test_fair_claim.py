@@ -18,6 +18,7 @@ from gradesync.domain.model import CourseLink, DeliveryState, LedgerKey, LedgerR
 from gradesync.services.ports.ledger import FAIR_COURSES
 from gradesync.testing import add_course
 from gradesync.testing.seeding import EPOCH
+from gradesync.testing.waiting import wait_for_async
 from tests.engine.conftest import DEST, FAST, Harness, T, learner, ledger, post, seed
 
 
@@ -193,8 +194,11 @@ async def test_a_live_grade_is_claimed_at_once_while_a_run_fills_the_pass_s_hand
     # the pass now holds 16 of the run's rows (four claims of 4), one of them at the LMS
     post(db, harness.waker, [("b1", learner(0), 9.0)])
     await engine.process_dirty()  # computed: the live grade is due
-    claimed = ("b1", learner(0))  # leased: stamped with the timestamp it will carry
-    await harness.until(lambda: ledger(db)[claimed].last_timestamp is not None, "the claim")
+    governor = engine.deliverer.governor
+    slots = governor.limits_for(governor.destinations[(T, DEST)]).semaphore
+    # claimed, prepared and queued for the slot at a live grade's priority (0): only then is
+    # "next" decided (the claim alone leaves its preparation racing the first send's end)
+    await wait_for_async(lambda: slots._waiting.get(0) == 1, "the live grade at the slots")
     remote.hold.set()
     await passing
 
