@@ -19,7 +19,7 @@ from gradesync.services.ports.ledger import FAIR_COURSES
 from gradesync.testing import add_course
 from gradesync.testing.seeding import EPOCH
 from gradesync.testing.waiting import wait_for_async
-from tests.engine.conftest import DEST, FAST, Harness, T, learner, ledger, post, seed
+from tests.engine.conftest import DEST, FAST, Harness, T, learner, post, seed
 
 
 def _row(activity: str, person: str, minute: float) -> LedgerRow:

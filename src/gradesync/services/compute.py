@@ -206,8 +206,9 @@ class ComputeStats:
     skipped: int = 0  # rows now skipped (policy says send nothing)
     reset: int = 0  # failed rows a person asked to try again (manual runs)
     destinations: set[tuple[str, str]] = field(default_factory=set)  # with pending rows
-    # where rows became pending: (tenant, destination, course, activity), so that only the
-    # delivery passes whose scope holds them are woken
+    # where rows became pending, or were due and held under the computation's lock (a claim
+    # skips them): (tenant, destination, course, activity), so that once it commits only
+    # the delivery passes whose scope holds them are woken
     due_at: set[tuple[str, str, str, str]] = field(default_factory=set)
     # LMS columns known before their first grade: (tenant, destination, course, activity)
     # of activities computed at an LTI 1.3 destination that has no line item for them yet
@@ -786,6 +787,11 @@ def _write(
                 stats.reset += 1
         stats.keys += 1
         if new is None:
+            if old is not None and _due(old, now):
+                # unchanged, but held under this transaction's lock: a claim meanwhile
+                # skipped it (SKIP LOCKED) and, finding nothing, its pass ended; said due
+                # once this commits, or it would wait for the next poll
+                stats.due_at.add((tenant_id, destination.id, course_id, key.activity_id))
             continue
         stats.changed += 1
         if new.state is DeliveryState.PENDING:
@@ -815,6 +821,14 @@ def _write(
         [(tenant_id, c, a, p, at) for (c, a, p), at in sorted(timers.items())],
         destination_id=facts.only_destination,
     )
+
+
+def _due(row: LedgerRow, now: datetime) -> bool:
+    """What a claim would take, were it not leased."""
+    if row.state is DeliveryState.PENDING:
+        return True
+    at = row.next_attempt_at
+    return row.state is DeliveryState.RETRYING and (at is None or at <= now)
 
 
 def _match_by_sis_ids(uow: UnitOfWork, read: Sequence[_Facts]) -> None:

@@ -225,7 +225,7 @@ class Engine:
                 total.add(stats)
                 if stats.dirty:
                     self.live.computed()
-                if stats.pending:
+                if stats.due_at:
                     # computed from new facts
                     self.deliverer.note_due(live=True, where=stats.due_at)
                 if stats.new_columns or stats.stale_columns:

@@ -128,7 +128,7 @@ class EmbeddedWorker:
         timeout = self.poll if timer_in is None else min(self.poll, timer_in)
         await self.wait(self.waker.dirty, timeout)
         stats = await self.engine.process_dirty()
-        if stats.pending:
+        if stats.due_at:
             self.waker.deliver.set()
 
     async def _deliver(self) -> None:

@@ -266,7 +266,7 @@ def worker_app(
     @app.task(name=TASK_DIRTY, queue=QUEUE)
     async def process_dirty() -> None:
         stats = await worker().engine.process_dirty()
-        if stats.pending:
+        if stats.due_at:
             worker().waker.deliver.set()
 
     @app.task(name=TASK_DELIVER, queue=QUEUE)
