@@ -205,7 +205,6 @@ class ComputeStats:
     pending: int = 0  # rows that now need a send
     skipped: int = 0  # rows now skipped (policy says send nothing)
     reset: int = 0  # failed rows a person asked to try again (manual runs)
-    destinations: set[tuple[str, str]] = field(default_factory=set)  # with pending rows
     # where rows became pending, or were due and held under the computation's lock (a claim
     # skips them): (tenant, destination, course, activity), so that once it commits only
     # the delivery passes whose scope holds them are woken
@@ -234,7 +233,6 @@ class ComputeStats:
         self.pending += other.pending
         self.skipped += other.skipped
         self.reset += other.reset
-        self.destinations |= other.destinations
         self.due_at |= other.due_at
         self.new_columns |= other.new_columns
         self.stale_columns.update(other.stale_columns)
@@ -796,7 +794,6 @@ def _write(
         stats.changed += 1
         if new.state is DeliveryState.PENDING:
             stats.pending += 1
-            stats.destinations.add((tenant_id, destination.id))
             stats.due_at.add((tenant_id, destination.id, course_id, key.activity_id))
         elif new.state is DeliveryState.SKIPPED:
             stats.skipped += 1
