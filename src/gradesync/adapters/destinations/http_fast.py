@@ -98,21 +98,6 @@ def _parse(url: str | httpx.URL) -> Target | None:
     return Target(parsed, yarl.URL(str(parsed), encoded=True), parsed.netloc.decode("ascii"))
 
 
-def wire_headers(
-    defaults: list[tuple[str, str]],
-    given: dict[Any, Any] | None,
-    host: str,
-    method: str,
-    content: bytes | None,
-) -> list[tuple[str, str]] | None:
-    """The header lines httpx would send, in its order and its lower case: Host, its
-    `Content-Length: 0` for an empty POST, PUT or PATCH, the client's `defaults` the call does
-    not override, the call's `given`, the body's length. None when a given name or value is
-    not ASCII text: httpx's own path refuses or encodes those."""
-    head = head_lines(defaults, given, host, method, bool(content))
-    return None if head is None else with_length(head, content)
-
-
 Head = tuple[list[tuple[str, str]], bool]  # the lines but the body's length; whether it follows
 
 
@@ -128,8 +113,11 @@ def head_lines(
     method: str,
     body: bool,
 ) -> Head | None:
-    """`wire_headers` but the body's length, which only a body of the same length shares:
-    the lines, and whether a `Content-Length` line follows them."""
+    """The header lines httpx would send, in its order and its lower case, but the body's
+    length, which only a body of the same length shares (`with_length` adds it): Host, its
+    `Content-Length: 0` for an empty POST, PUT or PATCH, the client's `defaults` the call does
+    not override, the call's `given`; and whether a `Content-Length` line follows them. None
+    when a given name or value is not ASCII text: httpx's own path refuses or encodes those."""
     lines: list[tuple[str, str]] = []
     for name, value in (given or {}).items():
         if not (type(name) is str and type(value) is str and name.isascii() and value.isascii()):
