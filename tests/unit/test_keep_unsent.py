@@ -1,5 +1,4 @@
-"""`keep_unsent`: an update keeps the stored value of every field it did not send;
-`leaves_out` says whether it keeps any."""
+"""`keep_unsent`: an update keeps the stored value of every field it did not send."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ from gradesync.domain.model import (
     Person,
     PolicySettings,
     keep_unsent,
-    leaves_out,
 )
 
 STORED = Activity(
@@ -52,10 +50,3 @@ def test_a_new_object_or_one_sent_whole_is_as_sent() -> None:
 def test_a_field_that_is_none_of_the_objects_is_refused() -> None:
     with pytest.raises(AttributeError):
         keep_unsent(Person("t1", "p1"), Person("t1", "p1"), {"title"})
-
-
-def test_an_update_leaves_out_a_field_unless_it_names_each_or_is_sent_whole() -> None:
-    person = Person("t1", "p1", "Ada")
-    assert leaves_out(person, {"id", "name"})
-    assert not leaves_out(person, {"id", "name", "email", "sis_id"})
-    assert not leaves_out(person, None)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from dataclasses import fields as fields_of
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -202,15 +201,6 @@ class Person:
 
 # a course, activity or person as a source sends it
 Sent = TypeVar("Sent", Course, Activity, Person)
-
-
-def leaves_out(sent: Sent, fields: Collection[str] | None) -> bool:
-    """Whether an update naming `fields` keeps a stored value (`keep_unsent`): a field of
-    `sent`'s own left out. False for one sent whole (`fields` None)."""
-    if fields is None:
-        return False
-    own = {f.name for f in fields_of(sent)} - {"tenant_id", "id"}
-    return not own <= set(fields)
 
 
 def keep_unsent(stored: Sent | None, sent: Sent, fields: Collection[str] | None) -> Sent:

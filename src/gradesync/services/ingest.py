@@ -38,7 +38,6 @@ from gradesync.domain.model import (
     Sent,
     Tenant,
     keep_unsent,
-    leaves_out,
 )
 from gradesync.domain.policy import settings_problems
 from gradesync.services import sis
@@ -418,20 +417,6 @@ def _own(tenant_id: str, b: IngestBatch) -> IngestBatch:
     )
 
 
-def _lock_kept(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> None:
-    """The stored rows the batch keeps a field of (one it left out) locked before they are
-    read, courses then activities then people (the order it writes them in): on PostgreSQL
-    another update committed between the read and the write would otherwise be undone for
-    the fields this one left out."""
-    uow.courses.lock(tenant_id, _keeping(b, "courses", b.courses))
-    uow.activities.lock(tenant_id, _keeping(b, "activities", b.activities))
-    uow.people.lock(tenant_id, _keeping(b, "people", b.people))
-
-
-def _keeping(b: IngestBatch, kind: str, items: Sequence[Sent]) -> list[str]:
-    return [x.id for x in items if leaves_out(x, b.sent.get((kind, x.id)))]
-
-
 def _as_stored(
     b: IngestBatch, kind: str, items: Sequence[Sent], old: Mapping[str, Sent]
 ) -> list[Sent]:
@@ -558,7 +543,6 @@ def record_facts(
     b = _own(tenant_id, batch)
     result = IngestResult()
     dirty: list[DirtyRow] = []
-    _lock_kept(uow, tenant_id, b)
     stored_acts = _validate(uow, tenant_id, b)
 
     def count(name: str, changed: bool) -> None:

@@ -40,11 +40,6 @@ class CourseRepo(Protocol):
 
     def get_many(self, tenant_id: str, course_ids: Iterable[str]) -> dict[str, Course]: ...
 
-    def lock(self, tenant_id: str, course_ids: Iterable[str]) -> None:
-        """The stored ones of these locked until the transaction ends, in id order (a read
-        then a write of the fields it did not change, that another writer must not
-        interleave)."""
-
     def upsert(self, course: Course) -> None: ...
 
     def upsert_many(self, courses: Sequence[Course]) -> None:
@@ -59,9 +54,6 @@ class ActivityRepo(Protocol):
 
     def get_many(self, tenant_id: str, activity_ids: Iterable[str]) -> dict[str, Activity]: ...
 
-    def lock(self, tenant_id: str, activity_ids: Iterable[str]) -> None:
-        """As `CourseRepo.lock`."""
-
     def upsert(self, activity: Activity) -> None: ...
 
     def upsert_many(self, activities: Sequence[Activity]) -> None:
@@ -75,9 +67,6 @@ class PersonRepo(Protocol):
     def get(self, tenant_id: str, person_id: str) -> Person | None: ...
 
     def get_many(self, tenant_id: str, person_ids: Iterable[str]) -> dict[str, Person]: ...
-
-    def lock(self, tenant_id: str, person_ids: Iterable[str]) -> None:
-        """As `CourseRepo.lock`."""
 
     def upsert(self, person: Person) -> None: ...
 

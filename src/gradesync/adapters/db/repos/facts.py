@@ -67,16 +67,6 @@ def _by_ids(
     return {r["id"]: from_row(model, r) for r in rows.mappings()}
 
 
-def _lock_ids(conn: Connection, table: Table, tenant_id: str, ids: Iterable[str]) -> None:
-    """PostgreSQL: a tenant's rows of `table` with these ids locked until the transaction
-    ends, in id order (SQLite's write transaction already holds them all)."""
-    wanted = sorted(set(ids))
-    if wanted and conn.dialect.name == "postgresql":
-        c = table.c
-        q = select(c.id).where(c.tenant_id == tenant_id, c.id.in_(wanted)).order_by(c.id)
-        conn.execute(q.with_for_update())
-
-
 @cache
 def _by_id_array(table: Table) -> Select[Any]:
     """PostgreSQL: `_by_ids`'s read, the ids as one array (`_probe`)."""
@@ -235,9 +225,6 @@ class CourseRepo(SqlRepo, ports.CourseRepo):
     def get_many(self, tenant_id: str, course_ids: Iterable[str]) -> dict[str, Course]:
         return _by_ids(self.conn, t.courses, Course, tenant_id, course_ids)
 
-    def lock(self, tenant_id: str, course_ids: Iterable[str]) -> None:
-        _lock_ids(self.conn, t.courses, tenant_id, course_ids)
-
     def upsert(self, course: Course) -> None:
         upsert(self.conn, t.courses, to_row(course))
 
@@ -261,9 +248,6 @@ class ActivityRepo(SqlRepo, ports.ActivityRepo):
 
     def get_many(self, tenant_id: str, activity_ids: Iterable[str]) -> dict[str, Activity]:
         return _by_ids(self.conn, t.activities, Activity, tenant_id, activity_ids)
-
-    def lock(self, tenant_id: str, activity_ids: Iterable[str]) -> None:
-        _lock_ids(self.conn, t.activities, tenant_id, activity_ids)
 
     def upsert(self, activity: Activity) -> None:
         upsert(self.conn, t.activities, to_row(activity))
@@ -293,9 +277,6 @@ class PersonRepo(SqlRepo, ports.PersonRepo):
 
     def get_many(self, tenant_id: str, person_ids: Iterable[str]) -> dict[str, Person]:
         return _by_ids(self.conn, t.people, Person, tenant_id, person_ids)
-
-    def lock(self, tenant_id: str, person_ids: Iterable[str]) -> None:
-        _lock_ids(self.conn, t.people, tenant_id, person_ids)
 
     def upsert(self, person: Person) -> None:
         upsert(self.conn, t.people, to_row(person))
