@@ -226,7 +226,8 @@ class Engine:
                 if stats.dirty:
                     self.live.computed()
                 if stats.due_at:
-                    # computed from new facts
+                    # computed from new facts (or due already, and held from a claim by the
+                    # computation's lock): live grades, claimed at once
                     self.deliverer.note_due(live=True, where=stats.due_at)
                 if stats.new_columns or stats.stale_columns:
                     self._create_columns_ahead(stats.new_columns, stats.stale_columns)
