@@ -1,4 +1,5 @@
-"""`keep_unsent`: an update keeps the stored value of every field it did not send."""
+"""`keep_unsent`: an update keeps the stored value of every field it did not send;
+`written_fields`: the fields it writes over the stored row."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gradesync.domain.model import (
     Person,
     PolicySettings,
     keep_unsent,
+    written_fields,
 )
 
 STORED = Activity(
@@ -50,3 +52,11 @@ def test_a_new_object_or_one_sent_whole_is_as_sent() -> None:
 def test_a_field_that_is_none_of_the_objects_is_refused() -> None:
     with pytest.raises(AttributeError):
         keep_unsent(Person("t1", "p1"), Person("t1", "p1"), {"title"})
+
+
+def test_an_update_writes_the_fields_it_names_unless_it_names_them_all() -> None:
+    person = Person("t1", "p1", "Ada")
+    assert written_fields(person, {"id", "name"}) == {"id", "name"}
+    assert written_fields(person, set()) == frozenset()
+    assert written_fields(person, {"id", "name", "email", "sis_id"}) is None
+    assert written_fields(person, None) is None

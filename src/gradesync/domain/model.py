@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -211,6 +212,17 @@ def keep_unsent(stored: Sent | None, sent: Sent, fields: Collection[str] | None)
     if stored is None or fields is None:
         return sent
     return replace(stored, **{name: getattr(sent, name) for name in fields})
+
+
+def written_fields(sent: Sent, fields: Collection[str] | None) -> frozenset[str] | None:
+    """The fields an update of `sent` naming `fields` writes over a stored row: those it
+    names, or None for every one (it names them all, or is sent whole). Only these are
+    written, so another update of the object committed meanwhile keeps the fields it sent."""
+    if fields is None:
+        return None
+    named = frozenset(fields)
+    own = {f.name for f in dataclass_fields(sent)} - {"tenant_id", "id"}
+    return None if own <= named else named
 
 
 @dataclass(frozen=True, slots=True)

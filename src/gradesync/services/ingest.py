@@ -9,7 +9,9 @@ marks: nothing before reads them, and on PostgreSQL the three are one statement)
 waker is told only after the commit, so a worker never looks for keys that are not there yet
 and a crash before the commit loses nothing that was acknowledged.
 A course, activity or person already stored keeps its value of each field its item did not
-send (`IngestBatch.sent`), merged with the row read to compare it: no read more.
+send (`IngestBatch.sent`), merged with the row read to compare it: no read more. Its write
+sets only the fields it sent, so an update of the same object committed between that read
+and the write (or its creation meanwhile) keeps the fields it sent.
 
 Field names in problems follow the batch layout: `attempts[3].score_given`.
 """
@@ -17,7 +19,7 @@ Field names in problems follow the batch layout: `attempts[3].score_given`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +40,7 @@ from gradesync.domain.model import (
     Sent,
     Tenant,
     keep_unsent,
+    written_fields,
 )
 from gradesync.domain.policy import settings_problems
 from gradesync.services import sis
@@ -424,6 +427,27 @@ def _as_stored(
     return [keep_unsent(old.get(x.id), x, b.sent.get((kind, x.id))) for x in items]
 
 
+def _by_fields(
+    b: IngestBatch, kind: str, items: Sequence[Sent]
+) -> dict[frozenset[str] | None, list[Sent]]:
+    """The items to write, by the fields each writes over its stored row (`written_fields`;
+    None: all), each list in id order (two batches writing the same rows lock them in one
+    order). An item written this way keeps every field it left out as the row has it when
+    written, not as read: an update of the same object committed in between keeps its own,
+    and so does one that created the object meanwhile."""
+    groups: dict[frozenset[str] | None, list[Sent]] = {}
+    for x in sorted(items, key=lambda x: x.id):
+        groups.setdefault(written_fields(x, b.sent.get((kind, x.id))), []).append(x)
+    return groups
+
+
+def _write(
+    b: IngestBatch, kind: str, items: Sequence[Sent], upsert_many: Callable[..., None]
+) -> None:
+    for fields, group in _by_fields(b, kind, items).items():
+        upsert_many(group, fields=fields)
+
+
 def _course_dates(courses: Sequence[Course]) -> None:
     """InvalidInput when a course ends before it starts once the dates it left out are the
     stored ones (the dates it sent were checked with the batch)."""
@@ -556,8 +580,9 @@ def record_facts(
     tenant_layer = tenant.policy if tenant is not None else PolicySettings()
     overwrite: list[Activity] = []  # activities whose LMS edits gradesync now overwrites
 
-    # Each kind of fact is read in one statement and its changed rows written in one: on
-    # PostgreSQL every statement is a round trip, and a roster's batch holds a thousand rows.
+    # Each kind of fact is read in one statement and its changed rows written in one (one
+    # per set of fields its items sent): on PostgreSQL every statement is a round trip, and a
+    # roster's batch holds a thousand rows.
 
     # courses: a grade-relevant change marks every (activity, learner) of the course
     old_courses, courses = _merged_courses(uow, tenant_id, b)  # before anything is written
@@ -572,14 +597,16 @@ def record_facts(
                     (tenant_layer, old_c.policy, act.policy), (tenant_layer, c.policy, act.policy)
                 ):
                     overwrite.append(act)
-    uow.courses.upsert_many([c for c in courses if old_courses.get(c.id) != c])
+    _write(
+        b, "courses", [c for c in courses if old_courses.get(c.id) != c], uow.courses.upsert_many
+    )
 
     # activities: new or changed marks all its learners (a new one past its due date may
     # mean zeros) and everyone who attempted it. The stored ones as validation read them:
     # nothing here writes an activity before this
     activities = _as_stored(b, "activities", b.activities, stored_acts)
     changed_acts = [a for a in activities if stored_acts.get(a.id) != a]
-    uow.activities.upsert_many(changed_acts)
+    _write(b, "activities", changed_acts, uow.activities.upsert_many)
     course_by_id = uow.courses.get_many(tenant_id, {a.course_id for a in changed_acts})
     for a in activities:
         old_a = stored_acts.get(a.id)
@@ -610,8 +637,17 @@ def record_facts(
     # ... but a SIS id does, where it matches the learner to no SIS student yet (compute
     # matches them by it) or moves their link made by the old one
     moves = _given_sis_ids(uow, tenant_id, old_people, changed_people, dirty, now)
-    if b.attempts:  # written before them (without attempts: with the enrollments, last)
-        uow.people.upsert_many(changed_people)
+    # written before the attempts; without attempts, the largest group of people sending the
+    # same fields is written last, with the enrollments, and any other group now
+    people_by_fields = _by_fields(b, "people", changed_people)
+    last = (
+        None
+        if b.attempts
+        else max(people_by_fields, key=lambda f: len(people_by_fields[f]), default=None)
+    )
+    for fields, group in people_by_fields.items():
+        if b.attempts or fields != last:
+            uow.people.upsert_many(group, fields=fields)
 
     old_enrolled = uow.enrollments.for_pairs(
         tenant_id, [(e.course_id, e.person_id) for e in b.enrollments]
@@ -659,7 +695,11 @@ def record_facts(
         # the people, the enrollments (nothing before reads them) and every key marked in
         # one write: on PostgreSQL one statement, the enrollments' keys listed by the server
         result.dirty_keys = uow.enrollments.upsert_many_marking(
-            enrolled, now, list(dict.fromkeys(dirty)), people=changed_people
+            enrolled,
+            now,
+            list(dict.fromkeys(dirty)),
+            people=people_by_fields.get(last, []),
+            people_fields=last,
         )
         result.resent += sis.send_to_new_sis_ids(uow, tenant_id, moves, now)  # once marked
         return result

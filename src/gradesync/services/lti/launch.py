@@ -205,7 +205,7 @@ def _bind(
     ):
         # LTI 1.1 launches created this learner under their LTI 1.1 user_id: same person
         person_id = legacy.user_id
-    person = _person(u, launch, person_id)
+    person, said = _person(launch, person_id)
 
     course_id, note = _course_for(u, launch)
     bound = BoundLaunch(
@@ -268,7 +268,9 @@ def _bind(
         record_facts(
             u,
             tenant,
-            IngestBatch(people=[person] if person is not None else [], enrollments=enrollments),
+            IngestBatch(
+                people=[person], enrollments=enrollments, sent={("people", person_id): said}
+            ),
             now,
             also_dirty=unblocked,
         )
@@ -330,22 +332,16 @@ def _bind(
     return bound
 
 
-def _person(u: UnitOfWork, launch: Lti13Launch, person_id: str) -> Person | None:
-    """The person as the launch says, changing only what it says: a launch without a name or
-    email (privacy settings) keeps the ones already known. None when nothing changes."""
-    tenant = launch.platform.tenant_id
+def _person(launch: Lti13Launch, person_id: str) -> tuple[Person, frozenset[str]]:
+    """The person as the launch says, and the fields it says (`IngestBatch.sent`): ingest
+    changes only those, so a launch without a name or email (privacy settings) keeps the
+    ones already known."""
     name = launch.name or ""  # over MAX_TITLE, ingest refuses the launch: never cut
     email = launch.email if launch.email and len(launch.email) <= MAX_ID else None
     sis_id = launch.sis_id if is_sis_id(launch.sis_id) else None
-    old = u.people.get(tenant, person_id)
-    person = Person(
-        tenant_id=tenant,
-        id=person_id,
-        name=name or (old.name if old else ""),
-        email=email or (old.email if old else None),
-        sis_id=sis_id or (old.sis_id if old else None),
-    )
-    return None if person == old else person
+    said = (("name", name), ("email", email), ("sis_id", sis_id))
+    person = Person(launch.platform.tenant_id, person_id, name, email, sis_id)
+    return person, frozenset(field for field, value in said if value)
 
 
 def _save_person_link(u: UnitOfWork, launch: Lti13Launch, person_id: str) -> None:

@@ -197,24 +197,16 @@ def _facts(u: UnitOfWork, tenant: str, launch: Lti11Launch) -> tuple[Course, Ing
         course = Course(tenant_id=tenant, id=context_id, title=launch.course_title)
         courses.append(course)
 
-    people: list[Person] = []
-    name = launch.name
+    # what the launch says of the person, for the fields it gives that are not known yet;
+    # ingest writes only those (`IngestBatch.sent`), whatever else was stored meanwhile
     email = launch.email if launch.email and len(launch.email) <= MAX_ID else None
     sis_id = launch.sis_id if is_sis_id(launch.sis_id) else None
+    said = Person(tenant, user_id, launch.name, email, sis_id)
     person = u.people.get(tenant, user_id)
-    if person is None:
-        people.append(Person(tenant, user_id, name, email, sis_id))
-    elif (
-        (not person.name and name) or (not person.email and email) or (not person.sis_id and sis_id)
-    ):
-        people.append(
-            replace(
-                person,
-                name=person.name or name,
-                email=person.email or email,
-                sis_id=person.sis_id or sis_id,
-            )
-        )
+    filled = {
+        k for k in ("name", "email", "sis_id") if getattr(said, k) and not getattr(person, k, None)
+    }
+    people = [said] if person is None or filled else []
 
     enrollments: list[Enrollment] = []
     enrollment = u.enrollments.get(tenant, context_id, user_id)
@@ -222,7 +214,10 @@ def _facts(u: UnitOfWork, tenant: str, launch: Lti11Launch) -> tuple[Course, Ing
         enrollments.append(Enrollment(tenant, context_id, user_id, role, EnrollmentStatus.ACTIVE))
     elif enrollment.role is not role:
         enrollments.append(replace(enrollment, role=role))
-    return course, IngestBatch(courses=courses, people=people, enrollments=enrollments)
+    # a course made here sets no field of one made meanwhile (a launch of the same course,
+    # an import): it was made on the first launch
+    sent = {("courses", context_id): frozenset[str](), ("people", user_id): frozenset(filled)}
+    return course, IngestBatch(courses=courses, people=people, enrollments=enrollments, sent=sent)
 
 
 # The launch's facts are checked as ingest checks them; a problem is told by the form field

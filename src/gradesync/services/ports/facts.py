@@ -3,7 +3,7 @@ due-date overrides and attempts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -42,8 +42,12 @@ class CourseRepo(Protocol):
 
     def upsert(self, course: Course) -> None: ...
 
-    def upsert_many(self, courses: Sequence[Course]) -> None:
-        """`upsert` for many, in one statement (their keys must differ)."""
+    def upsert_many(
+        self, courses: Sequence[Course], *, fields: Collection[str] | None = None
+    ) -> None:
+        """`upsert` for many, in one statement (their keys must differ). `fields`: the only
+        ones written over a row stored already (its others keep their values, whoever wrote
+        them); None: all. A new row gets every field as given."""
 
     def all(self, tenant_id: str) -> list[Course]: ...
 
@@ -56,7 +60,9 @@ class ActivityRepo(Protocol):
 
     def upsert(self, activity: Activity) -> None: ...
 
-    def upsert_many(self, activities: Sequence[Activity]) -> None:
+    def upsert_many(
+        self, activities: Sequence[Activity], *, fields: Collection[str] | None = None
+    ) -> None:
         """As `CourseRepo.upsert_many`."""
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Activity]:
@@ -70,7 +76,9 @@ class PersonRepo(Protocol):
 
     def upsert(self, person: Person) -> None: ...
 
-    def upsert_many(self, people: Sequence[Person]) -> None:
+    def upsert_many(
+        self, people: Sequence[Person], *, fields: Collection[str] | None = None
+    ) -> None:
         """As `CourseRepo.upsert_many`."""
 
     def find(
@@ -107,12 +115,13 @@ class EnrollmentRepo(Protocol):
         also: Sequence[tuple[str, str, str, str]] = (),
         *,
         people: Sequence[Person] = (),
+        people_fields: Collection[str] | None = None,
     ) -> int:
         """`upsert_many`, and in the same write every key of an enrollment written (its
         course's activities, as stored now, with its person) marked dirty with the keys
         `also` (tenant, course, activity, person), as `DirtyKeyRepo.mark_many` marks them:
         the number of keys marked, each counted once. `people` are upserted first, in the
-        same write (`PersonRepo.upsert_many`)."""
+        same write (`PersonRepo.upsert_many`, with `people_fields` as its `fields`)."""
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]: ...
 

@@ -113,6 +113,14 @@ def _pair_params(tenant_id: str, wanted: Iterable[tuple[str, str]]) -> dict[str,
     }
 
 
+def _set(table: Table, fields: Collection[str] | None) -> tuple[str, ...] | None:
+    """The columns an upsert sets on a row stored already: those of `fields` (in the
+    table's order, so one statement is built per set), or None for every one."""
+    if fields is None:
+        return None
+    return tuple(c.name for c in table.columns if c.name in fields and not c.primary_key)
+
+
 _KEY_NAMES = ("tenant_id", "course_id", "activity_id", "person_id")
 
 
@@ -140,20 +148,27 @@ _PERSON_COLUMNS = tuple(c.name for c in t.people.columns)
 
 
 @cache
-def _enroll_and_mark() -> Any:
-    """PostgreSQL: the people (arrays `p_*`) and the enrollments (one array per column)
-    upserted and, in the same statement, the key of each enrollment written for every
-    activity of its course marked dirty with the keys `also_*`; returns how many keys were
-    marked. Built once. (A new person's enrollment is checked against it at the statement's
-    end, when the people are written.)"""
+def _enroll_and_mark(people_set: tuple[str, ...] | None) -> Any:
+    """PostgreSQL: the people (arrays `p_*`; a person stored already gets the columns
+    `people_set`, None: all) and the enrollments (one array per column) upserted and, in the
+    same statement, the key of each enrollment written for every activity of its course
+    marked dirty with the keys `also_*`; returns how many keys were marked. Built once per
+    `people_set`. (A new person's enrollment is checked against it at the statement's end,
+    when the people are written.)"""
     e, a, d, pe = t.enrollments, t.activities, t.dirty_keys, t.people
     sent = rows_of_arrays("sent", *((n, f"p_{n}", pe.c[n].type) for n in _PERSON_COLUMNS))
     persons = postgresql.insert(pe).from_select(
         _PERSON_COLUMNS, select(*(sent.c[n] for n in _PERSON_COLUMNS))
     )
-    persons = persons.on_conflict_do_update(
-        index_elements=[c.name for c in pe.primary_key.columns],
-        set_={n: persons.excluded[n] for n in _PERSON_COLUMNS if not pe.c[n].primary_key},
+    person_key = [c.name for c in pe.primary_key.columns]
+    if people_set is None:
+        people_set = tuple(n for n in _PERSON_COLUMNS if n not in person_key)
+    persons = (
+        persons.on_conflict_do_update(
+            index_elements=person_key, set_={n: persons.excluded[n] for n in people_set}
+        )
+        if people_set
+        else persons.on_conflict_do_nothing(index_elements=person_key)
     )
     names = tuple(c.name for c in e.columns)
     enrolled = postgresql.insert(e).from_select(names, unnested(e, names))
@@ -228,8 +243,10 @@ class CourseRepo(SqlRepo, ports.CourseRepo):
     def upsert(self, course: Course) -> None:
         upsert(self.conn, t.courses, to_row(course))
 
-    def upsert_many(self, courses: Sequence[Course]) -> None:
-        upsert(self.conn, t.courses, [to_row(x) for x in courses])
+    def upsert_many(
+        self, courses: Sequence[Course], *, fields: Collection[str] | None = None
+    ) -> None:
+        upsert(self.conn, t.courses, [to_row(x) for x in courses], update=_set(t.courses, fields))
 
     def all(self, tenant_id: str) -> list[Course]:
         c = t.courses.c
@@ -252,8 +269,15 @@ class ActivityRepo(SqlRepo, ports.ActivityRepo):
     def upsert(self, activity: Activity) -> None:
         upsert(self.conn, t.activities, to_row(activity))
 
-    def upsert_many(self, activities: Sequence[Activity]) -> None:
-        upsert(self.conn, t.activities, [to_row(x) for x in activities])
+    def upsert_many(
+        self, activities: Sequence[Activity], *, fields: Collection[str] | None = None
+    ) -> None:
+        upsert(
+            self.conn,
+            t.activities,
+            [to_row(x) for x in activities],
+            update=_set(t.activities, fields),
+        )
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Activity]:
         c = t.activities.c
@@ -281,8 +305,10 @@ class PersonRepo(SqlRepo, ports.PersonRepo):
     def upsert(self, person: Person) -> None:
         upsert(self.conn, t.people, to_row(person))
 
-    def upsert_many(self, people: Sequence[Person]) -> None:
-        upsert(self.conn, t.people, [to_row(x) for x in people])
+    def upsert_many(
+        self, people: Sequence[Person], *, fields: Collection[str] | None = None
+    ) -> None:
+        upsert(self.conn, t.people, [to_row(x) for x in people], update=_set(t.people, fields))
 
     def find(
         self,
@@ -364,9 +390,10 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
         also: Sequence[tuple[str, str, str, str]] = (),
         *,
         people: Sequence[Person] = (),
+        people_fields: Collection[str] | None = None,
     ) -> int:
         if not self.postgres or not enrollments:  # in-process statements: as they are
-            PersonRepo(self.conn).upsert_many(people)
+            PersonRepo(self.conn).upsert_many(people, fields=people_fields)
             self.upsert_many(enrollments)
             activities: dict[tuple[str, str], list[str]] = {}  # by course, read once each
             keys = list(also)
@@ -389,7 +416,8 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
         person_rows = [to_row(x) for x in people]
         for n in _PERSON_COLUMNS:
             params[f"p_{n}"] = [r[n] for r in person_rows]
-        return int(self.conn.execute(_enroll_and_mark(), params).scalar_one())
+        marking = _enroll_and_mark(_set(t.people, people_fields))
+        return int(self.conn.execute(marking, params).scalar_one())
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]:
         c = t.enrollments.c
