@@ -30,6 +30,8 @@ from gradesync.domain.model import (
 from gradesync.lti.lti11_launch import LAUNCH_PATH, read_launch, role_from_lti11
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services import auth
+from gradesync.services.clock import SystemClock
+from gradesync.services.ingest import IngestBatch, ingest
 from gradesync.services.lti.lti11 import find_consumer, record_launch
 from gradesync.testing import wait_for
 from tests.lti11.conftest import (
@@ -41,6 +43,7 @@ from tests.lti11.conftest import (
     signed_launch,
 )
 from tests.support.logs import configured
+from tests.support.races import AfterFirstRead
 
 
 def _counts(g: Gradesync) -> dict[str, int]:
@@ -543,6 +546,30 @@ def test_concurrent_launches_of_one_link_do_not_lose_result_ids(postgres_db: Dat
         item = uow.links.item("t1", "lms11", "rl-rush")
     assert item is not None
     assert item.data["sourcedids"] == {"u1": "sid-u1", "u2": "sid-u2", "u3": "sid-u3"}
+
+
+def test_a_course_made_while_its_first_launch_is_recorded_keeps_its_fields(db: Database) -> None:
+    """The launch reads the course (absent: it makes it, titled from `context_title`) and an
+    import makes it before the launch writes: the import's title and time zone stay (the
+    launch's write of an absent course sets nothing on one made meanwhile)."""
+    register_consumer(db, "k-first", hosts=("lms.example.edu",))
+    made = Course("t1", "c-rush", "Biology 101", time_zone="Europe/Paris")
+    racing = AfterFirstRead(
+        db,
+        "courses",
+        "get",
+        lambda: ingest(db.uow, SystemClock(), None, "t1", IngestBatch(courses=[made])),
+    )
+    with racing() as uow:
+        consumer = find_consumer(uow, "k-first")
+        assert consumer is not None
+        params = {**_launch_params("u1", "sid-u1"), "context_title": "LMS biology"}
+        record_launch(uow, consumer, read_launch(params, consumer), datetime.now(UTC))
+        uow.commit()
+    racing.finish()
+    with db.uow() as uow:
+        assert uow.courses.get("t1", "c-rush") == made
+        assert uow.enrollments.get("t1", "c-rush", "u1") is not None
 
 
 def test_a_launch_reopens_results_that_were_waiting_for_it(
