@@ -31,11 +31,15 @@ from gradesync.domain.model import (
     ItemLink,
     LedgerKey,
     Person,
+    Role,
     ScoreForm,
 )
 from gradesync.domain.policy import DesiredResult, PolicyInput, desired_result, resolve_settings
 from gradesync.domain.reasons import Reason
+from gradesync.lti.lti11_launch import read_launch
 from gradesync.services.destination import FailureClass, RemoteFailure, ResultTarget
+from gradesync.services.lti import lti11
+from gradesync.services.lti.launch import Lti13Launch, record_launch
 from gradesync.services.lti.migration import (
     LTI1P1_CLAIM,
     consumer_key_signature,
@@ -43,6 +47,7 @@ from gradesync.services.lti.migration import (
     verify_lti1p1_claim,
 )
 from tests.lti11.conftest import SECRET, register_consumer
+from tests.support.races import AfterFirstRead
 
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 KEY = "consumer-legacy"
@@ -354,3 +359,124 @@ def test_carry_over_in_any_score_form(course: Database, caps: Capabilities | Non
         row = uow.ledger.get(key)
     wanted = _compute(course, "lms13", "act-2", "u1", caps or Capabilities())
     assert row is not None and reconcile(row, key, wanted, NOW) is None
+
+
+def _upgraded_launch(db: Database, platform_id: str, user: str, nonce: str) -> Lti13Launch:
+    """The LMS launching an old LTI 1.1 link (no custom parameters) over LTI 1.3 through
+    `platform_id`, with the signed migration claim."""
+    with db.uow() as uow:
+        platform = uow.destinations.get("t1", platform_id)
+    assert platform is not None
+    claims = id_token(nonce=nonce, sub=f"sub-{user}")
+    claims[LTI1P1_CLAIM]["user_id"] = user  # not part of the signature
+    return Lti13Launch(
+        platform=platform,
+        claims=claims,
+        nonce=nonce,
+        nonce_expires=NOW + timedelta(hours=1),
+        deep_linking=False,
+        deployment_id="dep-1",
+        sub=f"sub-{user}",
+        person_id=f"sub-{user}",
+        roles=[],
+        role=Role.LEARNER,
+        name=None,
+        email=None,
+        sis_id=None,
+        context={"id": "c1", "title": "Biology"},
+        custom_course_id=None,
+        custom_activity_id=None,
+        resource_link_id="rl-act-1",
+        endpoint=None,
+        ignored_endpoint=None,
+        tool_platform=None,
+    )
+
+
+@pytest.mark.parametrize("other_platform", ["lms13", "lms13-b"])
+def test_two_launches_at_once_move_the_course_once(course: Database, other_platform: str) -> None:
+    """Learners opening the upgraded links at once: the second launch moves the course while
+    the first is moving it, right after the first read the LTI 1.1 course link unmoved. It
+    waits for the first and finds the course moved. Through the same platform the launch's
+    hold of the LTI 1.3 course link already made it wait; through a second registration of
+    the LMS (its own LTI 1.3 link) it read the link unmoved too on PostgreSQL, carried the
+    grades over again, and the first's commit then named the first platform while the
+    second's answer said the course had moved to it."""
+    with course.uow() as uow:  # a second LTI 1.3 registration of the same LMS
+        uow.destinations.upsert(
+            Destination("t1", "lms13-b", DestinationKind.LTI13_AGS, "LMS (LTI 1.3, key 2)"),
+            NOW,
+        )
+        uow.commit()
+    second = _upgraded_launch(course, other_platform, "u2", "n-second")
+
+    def capabilities(profile: str) -> Capabilities:
+        return AGS_CAPS
+
+    racing = AfterFirstRead(
+        course,
+        "links",
+        "items",
+        lambda: record_launch(course.uow, None, second, NOW, capabilities_of=capabilities),
+        nth=2,  # the LTI 1.1 links, read right after the course link (the first: the link's)
+    )
+    first = record_launch(
+        racing, None, _upgraded_launch(course, "lms13", "u1", "n-first"), NOW,
+        capabilities_of=capabilities,
+    )  # fmt: skip
+    waited = racing.second is not None and racing.second.blocked
+    then = racing.finish()
+
+    assert first.migration is not None and then.migration is not None
+    assert (first.migration["migrated"], first.migration["carried_over"]) == (True, 2)
+    assert then.migration["reason"] == "already moved to 'lms13'"
+    assert then.migration["carried_over"] == 0
+    assert then.migration["migrated"] is (other_platform == "lms13")
+    with course.uow() as uow:
+        link = uow.links.course("t1", "lms11", "c1")
+        assert link is not None and link.data["migrated_to"] == "lms13"
+        carried = uow.ledger.get_many("t1", "lms13", "c1")
+        assert sorted(carried) == [("act-1", "u1"), ("act-2", "u1")]
+        assert all(r.state is DeliveryState.DELIVERED for r in carried.values())
+        assert uow.ledger.get_many("t1", "lms13-b", "c1") == {}
+    assert waited or course.is_sqlite  # SQLite: the second's transaction began after
+
+
+def test_an_lti11_launch_while_the_course_moves_is_kept(course: Database) -> None:
+    """An old link still launched over LTI 1.1 while an upgraded launch moves the course,
+    committed after the move read the LTI 1.1 course link: on PostgreSQL the move wrote the
+    link back as it read it, losing the LMS's new outcome service URL and course title. It
+    now waits for the move, and keeps both that and the move's mark."""
+
+    def lti11_launch() -> None:
+        with course.uow() as uow:
+            consumer = lti11.find_consumer(uow, KEY)
+            assert consumer is not None
+            params = {
+                "lti_message_type": "basic-lti-launch-request",
+                "lti_version": "LTI-1p0",
+                "user_id": "u3",
+                "roles": "Learner",
+                "context_id": "c1",
+                "context_title": "Biology II",
+                "resource_link_id": "rl-act-2",
+                "custom_activity_id": "act-2",
+                "lis_result_sourcedid": "sid-u3",
+                "lis_outcome_service_url": "http://127.0.0.1/outcomes-2",
+            }
+            lti11.record_launch(uow, consumer, read_launch(params, consumer), NOW)
+            uow.commit()
+
+    racing = AfterFirstRead(course, "links", "items", lti11_launch, nth=2)  # as above
+    moved = record_launch(
+        racing, None, _upgraded_launch(course, "lms13", "u1", "n-first"), NOW,
+        capabilities_of=lambda profile: AGS_CAPS,
+    )  # fmt: skip
+    racing.finish()
+
+    assert moved.migration is not None and moved.migration["migrated"] is True
+    with course.uow() as uow:
+        link = uow.links.course("t1", "lms11", "c1")
+    assert link is not None and link.data["migrated_to"] == "lms13"
+    assert link.data["outcome_service_url"] == "http://127.0.0.1/outcomes-2"
+    assert link.data["context_title"] == "Biology II"

@@ -179,7 +179,8 @@ def migrate_course_from_lti11(
     rows hash exactly as the engine will compute them. Without them the domain defaults are
     assumed, and a destination whose capabilities differ simply resends.
 
-    Idempotent: a second launch finds the course already moved and changes nothing.
+    Idempotent: a second launch, at the same time or later, finds the course already moved
+    and changes nothing (the LTI 1.1 course link is held until the commit).
     Raises InvalidInput when the claim is incomplete; a signature that does not verify
     leaves everything as it was and says so in `reason`."""
     claim = lti1p1_claim
@@ -223,7 +224,11 @@ def migrate_course_from_lti11(
             base,
             reason="oauth_consumer_key_sign does not verify with the LTI 1.1 consumer's secret",
         )
-    link = uow.links.course(tenant_id, source.id, course_id)
+    # held to the commit, taken after the LTI 1.3 course link a launch holds: read unlocked,
+    # two moves at once through two LTI 1.3 registrations (or callers not holding that link)
+    # each found it unmoved on PostgreSQL, both carried the grades over and answered "moved
+    # here" while the link named the last to write; an LTI 1.1 launch's data was written over
+    link = uow.links.course(tenant_id, source.id, course_id, for_update=True)
     if link is None:
         return replace(base, reason="the course was never launched over LTI 1.1")
     if link.data.get(MIGRATED_KEY):
