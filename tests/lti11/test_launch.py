@@ -550,15 +550,17 @@ def test_concurrent_launches_of_one_link_do_not_lose_result_ids(postgres_db: Dat
 
 def test_a_course_made_while_its_first_launch_is_recorded_keeps_its_fields(db: Database) -> None:
     """The launch reads the course (absent: it makes it, titled from `context_title`) and an
-    import makes it before the launch writes: the import's title and time zone stay (the
-    launch's write of an absent course sets nothing on one made meanwhile)."""
+    import makes it after ingest's read, before the launch writes: the import's title and
+    time zone stay (the launch's write of an absent course sets nothing on one made
+    meanwhile)."""
     register_consumer(db, "k-first", hosts=("lms.example.edu",))
     made = Course("t1", "c-rush", "Biology 101", time_zone="Europe/Paris")
     racing = AfterFirstRead(
         db,
         "courses",
-        "get",
+        "get_many",  # the second: ingest's own read of the course (validation's is first)
         lambda: ingest(db.uow, SystemClock(), None, "t1", IngestBatch(courses=[made])),
+        nth=2,
     )
     with racing() as uow:
         consumer = find_consumer(uow, "k-first")
@@ -567,6 +569,7 @@ def test_a_course_made_while_its_first_launch_is_recorded_keeps_its_fields(db: D
         record_launch(uow, consumer, read_launch(params, consumer), datetime.now(UTC))
         uow.commit()
     racing.finish()
+    assert racing.second is not None and not racing.second.blocked
     with db.uow() as uow:
         assert uow.courses.get("t1", "c-rush") == made
         assert uow.enrollments.get("t1", "c-rush", "u1") is not None

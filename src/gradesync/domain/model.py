@@ -214,15 +214,19 @@ def keep_unsent(stored: Sent | None, sent: Sent, fields: Collection[str] | None)
     return replace(stored, **{name: getattr(sent, name) for name in fields})
 
 
+_KEY = frozenset({"tenant_id", "id"})
+
+
 def written_fields(sent: Sent, fields: Collection[str] | None) -> frozenset[str] | None:
     """The fields an update of `sent` naming `fields` writes over a stored row: those it
-    names, or None for every one (it names them all, or is sent whole). Only these are
-    written, so another update of the object committed meanwhile keeps the fields it sent."""
+    names but its key, or None for every one (it names them all, or is sent whole). Only
+    these are written, so another update of the object committed meanwhile keeps the fields
+    it sent."""
     if fields is None:
         return None
-    named = frozenset(fields)
-    own = {f.name for f in dataclass_fields(sent)} - {"tenant_id", "id"}
-    return None if own <= named else named
+    own = {f.name for f in dataclass_fields(sent)} - _KEY
+    named = frozenset(fields) & own
+    return None if named == own else named
 
 
 @dataclass(frozen=True, slots=True)

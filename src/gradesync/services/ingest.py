@@ -427,25 +427,30 @@ def _as_stored(
     return [keep_unsent(old.get(x.id), x, b.sent.get((kind, x.id))) for x in items]
 
 
-def _by_fields(
+def _runs(
     b: IngestBatch, kind: str, items: Sequence[Sent]
-) -> dict[frozenset[str] | None, list[Sent]]:
-    """The items to write, by the fields each writes over its stored row (`written_fields`;
-    None: all), each list in id order (two batches writing the same rows lock them in one
-    order). An item written this way keeps every field it left out as the row has it when
-    written, not as read: an update of the same object committed in between keeps its own,
-    and so does one that created the object meanwhile."""
-    groups: dict[frozenset[str] | None, list[Sent]] = {}
+) -> list[tuple[frozenset[str] | None, list[Sent]]]:
+    """The items to write in id order, cut into runs that write the same fields over their
+    stored rows (`written_fields`; None: all), a statement each: written run after run, the
+    rows are locked in id order whatever each sends, so two batches writing the same rows
+    wait for each other, never deadlock. An item written this way keeps every field it left
+    out as the row has it when written, not as read: an update of the same object committed
+    in between keeps its own, and so does one that created the object meanwhile."""
+    runs: list[tuple[frozenset[str] | None, list[Sent]]] = []
     for x in sorted(items, key=lambda x: x.id):
-        groups.setdefault(written_fields(x, b.sent.get((kind, x.id))), []).append(x)
-    return groups
+        fields = written_fields(x, b.sent.get((kind, x.id)))
+        if runs and runs[-1][0] == fields:
+            runs[-1][1].append(x)
+        else:
+            runs.append((fields, [x]))
+    return runs
 
 
 def _write(
     b: IngestBatch, kind: str, items: Sequence[Sent], upsert_many: Callable[..., None]
 ) -> None:
-    for fields, group in _by_fields(b, kind, items).items():
-        upsert_many(group, fields=fields)
+    for fields, run in _runs(b, kind, items):
+        upsert_many(run, fields=fields)
 
 
 def _course_dates(courses: Sequence[Course]) -> None:
@@ -637,17 +642,10 @@ def record_facts(
     # ... but a SIS id does, where it matches the learner to no SIS student yet (compute
     # matches them by it) or moves their link made by the old one
     moves = _given_sis_ids(uow, tenant_id, old_people, changed_people, dirty, now)
-    # written before the attempts; without attempts, the largest group of people sending the
-    # same fields is written last, with the enrollments, and any other group now
-    people_by_fields = _by_fields(b, "people", changed_people)
-    last = (
-        None
-        if b.attempts
-        else max(people_by_fields, key=lambda f: len(people_by_fields[f]), default=None)
-    )
-    for fields, group in people_by_fields.items():
-        if b.attempts or fields != last:
-            uow.people.upsert_many(group, fields=fields)
+    people_runs = _runs(b, "people", changed_people)
+    if b.attempts:  # written before them (without attempts: with the enrollments, last)
+        for fields, run in people_runs:
+            uow.people.upsert_many(run, fields=fields)
 
     old_enrolled = uow.enrollments.for_pairs(
         tenant_id, [(e.course_id, e.person_id) for e in b.enrollments]
@@ -694,12 +692,16 @@ def record_facts(
     if not b.attempts:
         # the people, the enrollments (nothing before reads them) and every key marked in
         # one write: on PostgreSQL one statement, the enrollments' keys listed by the server
+        # (its people the last run, the others written just before, in id order)
+        last_fields, last_run = people_runs.pop() if people_runs else (None, [])
+        for fields, run in people_runs:
+            uow.people.upsert_many(run, fields=fields)
         result.dirty_keys = uow.enrollments.upsert_many_marking(
             enrolled,
             now,
             list(dict.fromkeys(dirty)),
-            people=people_by_fields.get(last, []),
-            people_fields=last,
+            people=last_run,
+            people_fields=last_fields,
         )
         result.resent += sis.send_to_new_sis_ids(uow, tenant_id, moves, now)  # once marked
         return result

@@ -113,12 +113,17 @@ def _pair_params(tenant_id: str, wanted: Iterable[tuple[str, str]]) -> dict[str,
     }
 
 
-def _set(table: Table, fields: Collection[str] | None) -> tuple[str, ...] | None:
-    """The columns an upsert sets on a row stored already: those of `fields` (in the
-    table's order, so one statement is built per set), or None for every one."""
-    if fields is None:
-        return None
-    return tuple(c.name for c in table.columns if c.name in fields and not c.primary_key)
+def _set(
+    table: Table, fields: Collection[str] | None, *, fixed: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The columns an upsert sets on a row stored already: those of `fields` (None: every
+    one) but its key and the `fixed` ones, in the table's order (one statement is built per
+    set)."""
+    return tuple(
+        c.name
+        for c in table.columns
+        if not c.primary_key and c.name not in fixed and (fields is None or c.name in fields)
+    )
 
 
 _KEY_NAMES = ("tenant_id", "course_id", "activity_id", "person_id")
@@ -148,9 +153,9 @@ _PERSON_COLUMNS = tuple(c.name for c in t.people.columns)
 
 
 @cache
-def _enroll_and_mark(people_set: tuple[str, ...] | None) -> Any:
+def _enroll_and_mark(people_set: tuple[str, ...]) -> Any:
     """PostgreSQL: the people (arrays `p_*`; a person stored already gets the columns
-    `people_set`, None: all) and the enrollments (one array per column) upserted and, in the
+    `people_set`) and the enrollments (one array per column) upserted and, in the
     same statement, the key of each enrollment written for every activity of its course
     marked dirty with the keys `also_*`; returns how many keys were marked. Built once per
     `people_set`. (A new person's enrollment is checked against it at the statement's end,
@@ -161,8 +166,6 @@ def _enroll_and_mark(people_set: tuple[str, ...] | None) -> Any:
         _PERSON_COLUMNS, select(*(sent.c[n] for n in _PERSON_COLUMNS))
     )
     person_key = [c.name for c in pe.primary_key.columns]
-    if people_set is None:
-        people_set = tuple(n for n in _PERSON_COLUMNS if n not in person_key)
     persons = (
         persons.on_conflict_do_update(
             index_elements=person_key, set_={n: persons.excluded[n] for n in people_set}
@@ -276,7 +279,9 @@ class ActivityRepo(SqlRepo, ports.ActivityRepo):
             self.conn,
             t.activities,
             [to_row(x) for x in activities],
-            update=_set(t.activities, fields),
+            # an activity never moves to another course (ingest refuses it): one made
+            # meanwhile by another batch, in another course, stays there
+            update=_set(t.activities, fields, fixed=("course_id",)),
         )
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Activity]:
