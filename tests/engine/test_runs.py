@@ -16,6 +16,7 @@ from gradesync.config import Settings
 from gradesync.domain.errors import InvalidInput, NotFound
 from gradesync.domain.model import (
     DeliveryState,
+    LedgerKey,
     RunOutcome,
     RunScope,
     RunStage,
@@ -104,6 +105,47 @@ async def test_one_run_per_scope_at_a_time(harness: Harness, db: Database) -> No
     assert await harness.engine.execute_run(queued.id) is None  # the scope is busy
     with db.uow() as uow:
         assert uow.runs.get(queued.id).stage is RunStage.QUEUED  # type: ignore[union-attr]
+
+
+async def test_runs_at_once_over_the_same_results_each_count_them_and_say_so(
+    harness: Harness, db: Database
+) -> None:
+    """A run's `sent` is its scope's results delivered while it ran, whoever sent them
+    (docs/operations.md): a course's run at its LMS and one at every destination, at once,
+    each count the three results delivered once, so their figures add up to six. Each run's
+    message says so and names the other; a run that finished before they started is not
+    named, nor does it name them."""
+    seed(db, learners=3)
+    earlier, _ = _request(db, harness, Trigger.MANUAL)
+    assert await harness.engine.execute_run(earlier.id) is not None
+    post(db, None, [("a1", learner(i), 5.0 + i) for i in range(3)])
+    harness.remote.hold = asyncio.Event()  # both runs have started before anything is sent
+    at_lms, _ = _request(db, harness, Trigger.MANUAL)
+    everywhere, _ = _request(db, harness, Trigger.MANUAL, RunScope(T, None, COURSE))
+    started = await harness.engine.start_queued_runs()
+    assert sorted(started) == sorted([at_lms.id, everywhere.id])
+    await asyncio.wait_for(harness.remote.arrived.wait(), DEADLINE)
+    harness.remote.hold.set()
+    done = {run_id: await harness.engine.run_finished(run_id) for run_id in started}
+    assert harness.remote.sends == 3
+    with db.uow() as uow:
+        for i in range(3):
+            lines = uow.deliveries.for_key(LedgerKey(T, DEST, "a1", learner(i)))
+            # one send, which one run's history names
+            assert [line["run_id"] in started for line in lines] == [True]
+    for run_id, other in ((at_lms.id, everywhere.id), (everywhere.id, at_lms.id)):
+        run = done[run_id]
+        assert run.counts["sent"] == 3, run.counts
+        assert run.message is not None and run.message.startswith("3 sent; 0 unchanged."), (
+            run.message
+        )
+        assert (
+            f"Ran alongside {other}, whose scope overlaps this one's: a result of both "
+            "delivered while both ran is counted as sent by each." in run.message
+        )
+        assert earlier.id not in run.message
+    first = get_run(db.uow, T, earlier.id)
+    assert first is not None and "Ran alongside" not in (first.message or "")
 
 
 async def test_noop_resync_sends_nothing(harness: Harness, db: Database) -> None:
@@ -395,8 +437,8 @@ async def test_a_runs_summary_and_read_backs_take_no_write_lock(
     done = await _remaster_with(harness, db, reads=reads)
     assert done.counts["sent"] == 3 and done.counts["keys"] == 3
     # the summary, the destinations made since it started (not counted), the one column's
-    # facts read back, and whether its destination remains
-    assert len(read_units) == 4
+    # facts read back, whether its destination remains, and the runs that ran alongside it
+    assert len(read_units) == 5
     await _runtime_engine_uses(db, tmp_path, "reads", db.reads)
 
 

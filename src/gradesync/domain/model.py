@@ -403,6 +403,22 @@ class RunScope:
         acts = ",".join(sorted(self.activity_ids))
         return f"{self.tenant_id}|{self.destination_id or '*'}|{self.course_id or '*'}|{acts}"
 
+    def overlaps(self, other: RunScope) -> bool:
+        """Whether a result may be in both scopes: the same tenant, destination and course
+        where both name one (a scope naming none covers them all), and a shared activity
+        where both choose some (activities are chosen within one course)."""
+        if self.tenant_id != other.tenant_id:
+            return False
+        for mine, theirs in (
+            (self.destination_id, other.destination_id),
+            (self.course_id, other.course_id),
+        ):
+            if mine is not None and theirs is not None and mine != theirs:
+                return False
+        if self.activity_ids and other.activity_ids:
+            return not set(self.activity_ids).isdisjoint(other.activity_ids)
+        return True
+
 
 @dataclass(frozen=True, slots=True)
 class SyncRun:

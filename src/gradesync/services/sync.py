@@ -115,7 +115,9 @@ def summarise(
     leave_out: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The scope's ledger by outcome, but for the destinations of `leave_out`; `sent` means
-    delivered since `since`."""
+    delivered since `since`, whoever sent it: a run over an overlapping scope at the same
+    time counts it too (`_alongside`). The pass that sent a row does not tell which run asked
+    for it (a worker's sweep sends a run's rows as it finds them due)."""
     with uow_factory() as uow:
         rows = uow.ledger.scope_summary(
             scope.tenant_id,
@@ -342,6 +344,32 @@ def _gone(gone: dict[str, tuple[str, int]]) -> str:
         return ""
     each = ", ".join(f"{name} ({n} sent to it before)" for name, n in gone.values())
     return f"Deleted while the run ran, the rest of its results not sent: {each}. "
+
+
+# runs a message names that ran alongside it; the rest are counted
+_NAMED_RUNS = 3
+
+
+def _alongside(run_ids: Sequence[str]) -> str:
+    """The runs over an overlapping scope that ran while this one did, said after its counts:
+    `sent` counts the scope's results delivered while the run ran, whoever sent them
+    (`summarise`), so a result of both counts as sent in each, and the runs' figures add up to
+    more than was sent."""
+    if not run_ids:
+        return ""
+    named = ", ".join(run_ids[:_NAMED_RUNS])
+    more = len(run_ids) - _NAMED_RUNS
+    if more > 0:
+        named += f" and {more} more"
+    if len(run_ids) == 1:
+        return (
+            f" Ran alongside {named}, whose scope overlaps this one's: a result of both "
+            "delivered while both ran is counted as sent by each."
+        )
+    return (
+        f" Ran alongside {len(run_ids)} runs whose scopes overlap this one's ({named}): a "
+        "result shared with one of them and delivered while both ran is counted as sent by each."
+    )
 
 
 def _outcome(counts: dict[str, Any]) -> RunOutcome:
@@ -591,6 +619,8 @@ class RunExecutor:
             message = _gone(gone) + _headline(outcome, counts) + _describe(counts, paused, failed)
             if not targets and not paused and not gone:
                 message = _nothing_to_sync(made_since)
+            else:
+                message += _alongside(await asyncio.to_thread(self._overlapping, run, started))
         except RunTakenOver:
             log.warning("run %s was requeued while this worker ran it; leaving it", run.id)
             beat.cancel()
@@ -628,6 +658,13 @@ class RunExecutor:
                 raise
             return await self._interrupted(run, exc)
         return done
+
+    def _overlapping(self, run: SyncRun, started: datetime) -> list[str]:
+        """The ids of the runs over a scope overlapping the run's that ran while it did (from
+        its first start), by their first start."""
+        with self.reads() as uow:
+            others = uow.runs.running_since(run.scope.tenant_id, started, but=run.id)
+        return [o.id for o in others if o.scope.overlaps(run.scope)]
 
     def _deleted(
         self,

@@ -66,6 +66,11 @@ class RunRepo(Protocol):
     ) -> list[SyncRun]:
         """A tenant's runs, newest first; `until` is exclusive."""
 
+    def running_since(self, tenant_id: str, since: datetime, *, but: str) -> list[SyncRun]:
+        """The tenant's runs other than `but` that had started by now and had not finished
+        before `since` (still running, waiting to resume, or finished at or after it), by
+        their first start."""
+
     def covering_course(
         self, tenant_id: str, course_id: str, destination_ids: Sequence[str], *, limit: int
     ) -> list[SyncRun]:

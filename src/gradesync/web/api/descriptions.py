@@ -105,7 +105,10 @@ FIELDS: dict[str, str] = {
     "stage": "Where the run is: `queued`, then its working stages, then `finished`.",
     "outcome": "How the run ended: `succeeded`, `partly_failed` (some results refused or still "
     "failing) or `failed`; null until finished.",
-    "counts": "What the run did, by kind (computed, sent, delivered, rejected, skipped...).",
+    "counts": "The run's scope by kind (`sent`, `unchanged`, `pending`, `rejected`, "
+    "`skipped`, ...; docs/operations.md). `sent`: the scope's results delivered while the run "
+    "ran, whoever sent them, so runs at once over the same results each count them (the "
+    "message names the others).",
     "created_at": "When it was created. " + _ZONED,
     "finished_at": "When the run finished. " + _ZONED,
     "stages": "Each stage the run went through and when it started, each once per attempt: a "

@@ -176,6 +176,20 @@ class RunRepo(SqlRepo, ports.RunRepo):
         ).mappings()
         return [_run(r) for r in rows]
 
+    def running_since(self, tenant_id: str, since: datetime, *, but: str) -> list[SyncRun]:
+        c = t.sync_runs.c
+        rows = self.conn.execute(
+            select(t.sync_runs)
+            .where(
+                c.tenant_id == tenant_id,
+                c.id != but,
+                c.started_at.is_not(None),
+                or_(c.finished_at.is_(None), c.finished_at >= utc(since)),
+            )
+            .order_by(c.started_at, c.id)
+        ).mappings()
+        return [_run(r) for r in rows]
+
     def covering_course(
         self, tenant_id: str, course_id: str, destination_ids: Sequence[str], *, limit: int
     ) -> list[SyncRun]:
