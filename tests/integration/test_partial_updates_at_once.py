@@ -99,27 +99,29 @@ def test_an_activity_s_due_date_and_points_sent_at_once_are_both_kept(db: Databa
     assert (stored.points_possible, stored.due_at, stored.published) == (20, due, False)
 
 
-def test_an_activity_created_at_once_in_two_courses_stays_in_the_first_made(
+def test_of_two_batches_creating_an_activity_in_two_courses_the_second_is_refused(
     db: Database,
 ) -> None:
-    # On PostgreSQL the other creates it in c2 after this one read it absent, and this one's
-    # write cannot move it to c1 (an activity never moves: ingest refuses it of one stored).
-    # On SQLite the other runs after this one, and is refused so.
+    # On PostgreSQL the other creates it in c2 after this one read it absent: this one, the
+    # second to write, is refused as a move is (and rolled back: the other's stays whole).
+    # On SQLite the other runs after this one, and is refused by validation.
     add_tenant(db.uow, T)
     _send(db.uow, Course(T, "c1", "Biology"), "title")
     _send(db.uow, Course(T, "c2", "Chemistry"), "title")
     fields = ("course_id", "title", "points_possible")
-    other = Activity(T, "a1", "c2", "Lab", 5)
-    racing = _racing(db, "activities", lambda: _send(db.uow, other, *fields), nth=1)
-    _send(racing, Activity(T, "a1", "c1", "Quiz", 10), *fields)
+    lab = Activity(T, "a1", "c2", "Lab", 5)
+    quiz = Activity(T, "a1", "c1", "Quiz", 10)
+    racing = _racing(db, "activities", lambda: _send(db.uow, lab, *fields), nth=1)
     if db.is_sqlite:
+        _send(racing, quiz, *fields)
         with pytest.raises(InvalidInput, match="cannot move"):
             racing.finish()
     else:
+        with pytest.raises(InvalidInput, match="cannot move"):
+            _send(racing, quiz, *fields)
         _finish(racing)
     with db.uow() as uow:
-        stored = uow.activities.get(T, "a1")
-    assert stored is not None and stored.course_id == ("c1" if db.is_sqlite else "c2")
+        assert uow.activities.get(T, "a1") == (quiz if db.is_sqlite else lab)
 
 
 def test_a_learner_enrolled_with_their_name_keeps_an_email_set_at_once(db: Database) -> None:
@@ -145,10 +147,10 @@ def test_a_learner_enrolled_with_their_name_keeps_an_email_set_at_once(db: Datab
 def test_two_batches_sending_different_fields_of_the_same_people_do_not_deadlock(
     db: Database,
 ) -> None:
-    # Each batch's people sending the same fields are written together: were those groups
-    # written in any order but the people's ids (without attempts, the largest last, with the
-    # enrollments), the second batch would lock p2 while the first held p1, and each then
-    # wait for the other. The second batch starts once the first holds its first row.
+    # Each batch's people sending the same fields are written together, a statement each:
+    # were the stored rows not locked first in id order, the second batch (its groups [p1,
+    # p3] and [p2]) would hold p2 while the first (its groups [p1] and [p2, p3]) held p1, and
+    # each then wait for the other. The second batch starts once the first wrote a group.
     add_tenant(db.uow, T)
     ids = ("p1", "p2", "p3")
     ingest(db.uow, CLOCK, None, T, IngestBatch(people=[Person(T, p, "Old", "old@x") for p in ids]))

@@ -2,7 +2,7 @@
 
 Every call validates the whole batch first against the rules below and the stored facts; any
 problem raises `InvalidInput` listing every problem found and nothing is written. Otherwise
-courses, activities, people, enrollments, due-date overrides and attempts are written in that
+courses, activities, due-date overrides, people, enrollments and attempts are written in that
 order in ONE transaction together with the `dirty_keys` rows of each (activity, person) whose
 facts changed (a batch without attempts writes its people and enrollments last, with the
 marks: nothing before reads them, and on PostgreSQL the three are one statement), and the
@@ -19,7 +19,7 @@ Field names in problems follow the batch layout: `attempts[3].score_given`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -215,6 +215,20 @@ def _same_attempt(a: Attempt, b: Attempt) -> bool:
     )
 
 
+def _moved(p: _Problems, activities: Sequence[Activity], stored: Mapping[str, str]) -> None:
+    """Each of `activities` stored in another course (`stored`: by id, its course): an
+    activity cannot move."""
+    for i, a in enumerate(activities):
+        course_id = stored.get(a.id)
+        if course_id is not None and course_id != a.course_id:
+            p.add(
+                f"activities[{i}].course_id",
+                "immutable",
+                f"Activity {a.id!r} belongs to course {course_id!r}; "
+                "an activity cannot move to another course.",
+            )
+
+
 def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> dict[str, Activity]:
     """Raise `InvalidInput` naming every problem; else the stored activities the batch holds
     or its overrides and attempts name (read here once: recording compares the batch's with
@@ -334,15 +348,7 @@ def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> dict[str, Acti
                 "unknown_course",
                 f"No course {a.course_id!r}: create the course first or in the same batch.",
             )
-    for i, a in enumerate(b.activities):
-        old = stored_acts.get(a.id)
-        if old is not None and old.course_id != a.course_id:
-            p.add(
-                f"activities[{i}].course_id",
-                "immutable",
-                f"Activity {a.id!r} belongs to course {old.course_id!r}; "
-                "an activity cannot move to another course.",
-            )
+    _moved(p, b.activities, {aid: act.course_id for aid, act in stored_acts.items()})
     for i, e in enumerate(b.enrollments):
         if e.course_id not in courses:
             p.add(
@@ -427,30 +433,37 @@ def _as_stored(
     return [keep_unsent(old.get(x.id), x, b.sent.get((kind, x.id))) for x in items]
 
 
-def _runs(
+def _by_fields(
     b: IngestBatch, kind: str, items: Sequence[Sent]
-) -> list[tuple[frozenset[str] | None, list[Sent]]]:
-    """The items to write in id order, cut into runs that write the same fields over their
-    stored rows (`written_fields`; None: all), a statement each: written run after run, the
-    rows are locked in id order whatever each sends, so two batches writing the same rows
-    wait for each other, never deadlock. An item written this way keeps every field it left
-    out as the row has it when written, not as read: an update of the same object committed
-    in between keeps its own, and so does one that created the object meanwhile."""
-    runs: list[tuple[frozenset[str] | None, list[Sent]]] = []
+) -> dict[frozenset[str] | None, list[Sent]]:
+    """The items to write, by the fields each writes over its stored row (`written_fields`;
+    None: all), each list in id order: a statement each. An item written this way keeps
+    every field it left out as the row has it when written, not as read: an update of the
+    same object committed in between keeps its own, and so does one that created the
+    object meanwhile. Written in more than one statement, the stored rows are locked first,
+    in id order (`lock`): two batches writing the same rows then wait for each other, never
+    deadlock, whatever fields each item sends. (Rows not stored yet cannot be locked: two
+    batches creating the same objects at once, sending different fields of each, may still
+    deadlock, and the database then refuses one, to be sent again.)"""
+    groups: dict[frozenset[str] | None, list[Sent]] = {}
     for x in sorted(items, key=lambda x: x.id):
-        fields = written_fields(x, b.sent.get((kind, x.id)))
-        if runs and runs[-1][0] == fields:
-            runs[-1][1].append(x)
-        else:
-            runs.append((fields, [x]))
-    return runs
+        groups.setdefault(written_fields(x, b.sent.get((kind, x.id))), []).append(x)
+    return groups
 
 
 def _write(
-    b: IngestBatch, kind: str, items: Sequence[Sent], upsert_many: Callable[..., None]
+    uow: UnitOfWork,
+    b: IngestBatch,
+    tenant_id: str,
+    kind: str,
+    items: Sequence[Sent],
 ) -> None:
-    for fields, run in _runs(b, kind, items):
-        upsert_many(run, fields=fields)
+    repo = getattr(uow, kind)
+    groups = _by_fields(b, kind, items)
+    if len(groups) > 1:
+        repo.lock(tenant_id, [x.id for x in items])
+    for fields, group in groups.items():
+        repo.upsert_many(group, fields=fields)
 
 
 def _course_dates(courses: Sequence[Course]) -> None:
@@ -586,7 +599,7 @@ def record_facts(
     overwrite: list[Activity] = []  # activities whose LMS edits gradesync now overwrites
 
     # Each kind of fact is read in one statement and its changed rows written in one (one
-    # per set of fields its items sent): on PostgreSQL every statement is a round trip, and a
+    # per set of fields its items send): on PostgreSQL every statement is a round trip, and a
     # roster's batch holds a thousand rows.
 
     # courses: a grade-relevant change marks every (activity, learner) of the course
@@ -602,16 +615,23 @@ def record_facts(
                     (tenant_layer, old_c.policy, act.policy), (tenant_layer, c.policy, act.policy)
                 ):
                     overwrite.append(act)
-    _write(
-        b, "courses", [c for c in courses if old_courses.get(c.id) != c], uow.courses.upsert_many
-    )
+    _write(uow, b, tenant_id, "courses", [c for c in courses if old_courses.get(c.id) != c])
 
     # activities: new or changed marks all its learners (a new one past its due date may
     # mean zeros) and everyone who attempted it. The stored ones as validation read them:
     # nothing here writes an activity before this
     activities = _as_stored(b, "activities", b.activities, stored_acts)
     changed_acts = [a for a in activities if stored_acts.get(a.id) != a]
-    _write(b, "activities", changed_acts, uow.activities.upsert_many)
+    _write(uow, b, tenant_id, "activities", changed_acts)
+    made = [a for a in changed_acts if a.id not in stored_acts]
+    if made:
+        # made meanwhile by another batch (read absent above), in another course, it stays
+        # there (the write leaves a stored activity's course): this batch is refused as one
+        # moving it is, rolled back
+        p = _Problems()
+        _moved(p, b.activities, uow.activities.made_elsewhere(tenant_id, made))
+        if p.items:
+            raise InvalidInput(p.items)
     course_by_id = uow.courses.get_many(tenant_id, {a.course_id for a in changed_acts})
     for a in activities:
         old_a = stored_acts.get(a.id)
@@ -642,10 +662,6 @@ def record_facts(
     # ... but a SIS id does, where it matches the learner to no SIS student yet (compute
     # matches them by it) or moves their link made by the old one
     moves = _given_sis_ids(uow, tenant_id, old_people, changed_people, dirty, now)
-    people_runs = _runs(b, "people", changed_people)
-    if b.attempts:  # written before them (without attempts: with the enrollments, last)
-        for fields, run in people_runs:
-            uow.people.upsert_many(run, fields=fields)
 
     old_enrolled = uow.enrollments.for_pairs(
         tenant_id, [(e.course_id, e.person_id) for e in b.enrollments]
@@ -664,7 +680,6 @@ def record_facts(
             dirty.extend(
                 (tenant_id, e.course_id, act.id, e.person_id) for act in activities_of[e.course_id]
             )
-        uow.enrollments.upsert_many(enrolled)
 
     # the course of every activity the overrides and attempts name (an activity never
     # moves to another course)
@@ -689,19 +704,30 @@ def record_facts(
     if overwrite:
         result.resent = resend_overridden(uow, tenant_id, overwrite, now)
     dirty.extend(also_dirty)
-    if not b.attempts:
+
+    # The people and the enrollments are written after the overrides and the ledger rows
+    # with attempts or without, so two batches take those rows' locks in one order
+    by_fields = _by_fields(b, "people", changed_people)
+    if len(by_fields) > 1:
+        uow.people.lock(tenant_id, [pe.id for pe in changed_people])
+    if b.attempts:  # before the attempts, which name them
+        for fields, group in by_fields.items():
+            uow.people.upsert_many(group, fields=fields)
+        uow.enrollments.upsert_many(enrolled)
+    else:
         # the people, the enrollments (nothing before reads them) and every key marked in
         # one write: on PostgreSQL one statement, the enrollments' keys listed by the server
-        # (its people the last run, the others written just before, in id order)
-        last_fields, last_run = people_runs.pop() if people_runs else (None, [])
-        for fields, run in people_runs:
-            uow.people.upsert_many(run, fields=fields)
+        # (its people the largest group sending the same fields, any other written before)
+        last = max(by_fields, key=lambda fields: len(by_fields[fields]), default=None)
+        for fields, group in by_fields.items():
+            if fields != last:
+                uow.people.upsert_many(group, fields=fields)
         result.dirty_keys = uow.enrollments.upsert_many_marking(
             enrolled,
             now,
             list(dict.fromkeys(dirty)),
-            people=last_run,
-            people_fields=last_fields,
+            people=by_fields.get(last, []),
+            people_fields=last,
         )
         result.resent += sis.send_to_new_sis_ids(uow, tenant_id, moves, now)  # once marked
         return result

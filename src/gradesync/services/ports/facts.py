@@ -42,6 +42,12 @@ class CourseRepo(Protocol):
 
     def upsert(self, course: Course) -> None: ...
 
+    def lock(self, tenant_id: str, ids: Iterable[str]) -> None:
+        """Hold the stored ones of these rows until the transaction ends, taken in id order
+        (so later writes of them, in any order, cannot deadlock with another transaction
+        taking them the same way); other transactions' checks of references to them do
+        not wait."""
+
     def upsert_many(
         self, courses: Sequence[Course], *, fields: Collection[str] | None = None
     ) -> None:
@@ -60,6 +66,15 @@ class ActivityRepo(Protocol):
 
     def upsert(self, activity: Activity) -> None: ...
 
+    def lock(self, tenant_id: str, ids: Iterable[str]) -> None:
+        """As `CourseRepo.lock`."""
+
+    def made_elsewhere(self, tenant_id: str, activities: Sequence[Activity]) -> dict[str, str]:
+        """Of `activities`, just written as new, those stored in another course than each
+        names, with that course, by id: made meanwhile by another transaction, which the
+        write left in its course (`upsert_many` never writes an activity's course). Never
+        any on SQLite, whose write transactions hold the whole database."""
+
     def upsert_many(
         self, activities: Sequence[Activity], *, fields: Collection[str] | None = None
     ) -> None:
@@ -75,6 +90,9 @@ class PersonRepo(Protocol):
     def get_many(self, tenant_id: str, person_ids: Iterable[str]) -> dict[str, Person]: ...
 
     def upsert(self, person: Person) -> None: ...
+
+    def lock(self, tenant_id: str, ids: Iterable[str]) -> None:
+        """As `CourseRepo.lock`."""
 
     def upsert_many(
         self, people: Sequence[Person], *, fields: Collection[str] | None = None

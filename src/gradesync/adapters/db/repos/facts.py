@@ -73,6 +73,23 @@ def _by_id_array(table: Table) -> Select[Any]:
     return _probe(table, "id")
 
 
+def _lock(conn: Connection, table: Table, tenant_id: str, ids: Iterable[str]) -> None:
+    """PostgreSQL: a tenant's rows of `table` with these ids (those stored) held to the
+    transaction's end, taken in id order; FOR NO KEY UPDATE, as an update of them takes,
+    which other transactions' foreign-key checks do not wait for. SQLite: nothing to do (a
+    write transaction holds the whole database)."""
+    wanted = sorted(set(ids))
+    if wanted and conn.dialect.name == "postgresql":
+        conn.execute(_lock_array(table), {"tenant": tenant_id, "ids": wanted})
+
+
+@cache
+def _lock_array(table: Table) -> Select[Any]:
+    """`_lock`'s statement: `_probe`'s, each row found locked as it is found, in the order
+    of the ids given (sorted)."""
+    return _probe(table, "id", lock=True)
+
+
 @cache
 def _by_pair_array(table: Table, first: str) -> Select[Any]:
     """PostgreSQL: a tenant's rows of `table` whose (`first`, person_id) is one of the pairs
@@ -80,7 +97,7 @@ def _by_pair_array(table: Table, first: str) -> Select[Any]:
     return _probe(table, first, "person_id")
 
 
-def _probe(table: Table, *key: str) -> Select[Any]:
+def _probe(table: Table, *key: str, lock: bool = False) -> Select[Any]:
     """PostgreSQL: the rows of `table` of tenant `tenant` whose `key` columns equal one row
     of the arrays `ids` (one key column) or `firsts` and `persons` (two), found by one probe
     of the table's key per row wanted, whatever the table's size or statistics.
@@ -99,9 +116,11 @@ def _probe(table: Table, *key: str) -> Select[Any]:
         select(table)
         .where(table.c.tenant_id == bindparam("tenant"), *(table.c[k] == wanted.c[k] for k in key))
         .offset(0)
-        .lateral("found")
     )
-    return select(found).select_from(wanted).join(found, true())
+    if lock:  # `lock`: each row found is locked FOR NO KEY UPDATE as it is found
+        found = found.with_for_update(key_share=True)
+    lateral = found.lateral("found")
+    return select(lateral).select_from(wanted).join(lateral, true())
 
 
 def _pair_params(tenant_id: str, wanted: Iterable[tuple[str, str]]) -> dict[str, Any]:
@@ -243,6 +262,9 @@ class CourseRepo(SqlRepo, ports.CourseRepo):
     def get_many(self, tenant_id: str, course_ids: Iterable[str]) -> dict[str, Course]:
         return _by_ids(self.conn, t.courses, Course, tenant_id, course_ids)
 
+    def lock(self, tenant_id: str, ids: Iterable[str]) -> None:
+        _lock(self.conn, t.courses, tenant_id, ids)
+
     def upsert(self, course: Course) -> None:
         upsert(self.conn, t.courses, to_row(course))
 
@@ -268,6 +290,16 @@ class ActivityRepo(SqlRepo, ports.ActivityRepo):
 
     def get_many(self, tenant_id: str, activity_ids: Iterable[str]) -> dict[str, Activity]:
         return _by_ids(self.conn, t.activities, Activity, tenant_id, activity_ids)
+
+    def lock(self, tenant_id: str, ids: Iterable[str]) -> None:
+        _lock(self.conn, t.activities, tenant_id, ids)
+
+    def made_elsewhere(self, tenant_id: str, activities: Sequence[Activity]) -> dict[str, str]:
+        if not self.postgres:  # a write transaction holds the database: none can be
+            return {}
+        stored = self.get_many(tenant_id, [a.id for a in activities])
+        named = {a.id: a.course_id for a in activities}
+        return {i: a.course_id for i, a in stored.items() if a.course_id != named[i]}
 
     def upsert(self, activity: Activity) -> None:
         upsert(self.conn, t.activities, to_row(activity))
@@ -306,6 +338,9 @@ class PersonRepo(SqlRepo, ports.PersonRepo):
 
     def get_many(self, tenant_id: str, person_ids: Iterable[str]) -> dict[str, Person]:
         return _by_ids(self.conn, t.people, Person, tenant_id, person_ids)
+
+    def lock(self, tenant_id: str, ids: Iterable[str]) -> None:
+        _lock(self.conn, t.people, tenant_id, ids)
 
     def upsert(self, person: Person) -> None:
         upsert(self.conn, t.people, to_row(person))
