@@ -1,7 +1,9 @@
 """Two batches writing the same rows take their locks in one order, whether they carry
-attempts or not: the due-date overrides (and the ledger rows they resend) before the people
-and the enrollments. A batch with attempts once wrote its people first and one without wrote
-them last, and on PostgreSQL the two, each holding what the other wanted next, deadlocked."""
+attempts or not: the stored people they change first, then the due-date overrides (and the
+ledger rows they resend), then the people and their enrollments and marks. A batch with
+attempts once wrote its people first and one without wrote them last (on PostgreSQL after
+its enrollments and marks, in one statement), and the two, each holding what the other
+wanted next, deadlocked."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from gradesync.domain.model import (
     Course,
     DueDateOverride,
     Enrollment,
+    EnrollmentStatus,
     Person,
 )
 from gradesync.services.clock import SystemClock
@@ -25,9 +28,10 @@ T = "t1"
 CLOCK = SystemClock()
 
 
-def test_a_batch_with_attempts_and_one_without_change_a_learner_and_an_extension(
-    db: Database,
-) -> None:
+GRADED = Attempt(T, "e1", "a1", "p1", 5, 10, datetime(2029, 1, 1, tzinfo=UTC))
+
+
+def _setup(db: Database) -> None:
     add_tenant(db.uow, T)
     setup = IngestBatch(
         courses=[Course(T, "c1", "Biology")],
@@ -36,16 +40,21 @@ def test_a_batch_with_attempts_and_one_without_change_a_learner_and_an_extension
         enrollments=[Enrollment(T, "c1", "p1")],
     )
     ingest(db.uow, CLOCK, None, T, setup)
+
+
+def test_a_batch_with_attempts_and_one_without_change_a_learner_and_an_extension(
+    db: Database,
+) -> None:
+    _setup(db)
     sooner, later = datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 2, 1, tzinfo=UTC)
     without = IngestBatch(
         people=[Person(T, "p1", "Ada Lovelace")],
         overrides=[DueDateOverride(T, "a1", "p1", later)],
     )
-    graded = Attempt(T, "e1", "a1", "p1", 5, 10, datetime(2029, 1, 1, tzinfo=UTC))
     with_attempts = IngestBatch(
         people=[Person(T, "p1", "Ada King")],
         overrides=[DueDateOverride(T, "a1", "p1", sooner)],
-        attempts=[graded],
+        attempts=[GRADED],
     )
     # the batch without attempts starts once the other has written its people
     racing = AfterFirstRead(
@@ -57,4 +66,27 @@ def test_a_batch_with_attempts_and_one_without_change_a_learner_and_an_extension
         # the batch without attempts committed last
         assert uow.people.get(T, "p1") == Person(T, "p1", "Ada Lovelace")
         assert uow.overrides.for_pairs(T, [("a1", "p1")]) == {("a1", "p1"): later}
+        assert uow.attempts.for_key(T, "a1", "p1") != []
+
+
+def test_a_batch_with_attempts_and_one_without_change_a_learner_and_their_enrollment(
+    db: Database,
+) -> None:
+    # without attempts the people, the enrollments and the marks are one statement on
+    # PostgreSQL, which writes the people last: the one with attempts wrote them first
+    _setup(db)
+    without = IngestBatch(
+        people=[Person(T, "p1", "Ada Lovelace")],
+        enrollments=[Enrollment(T, "c1", "p1", status=EnrollmentStatus.DROPPED)],
+    )
+    with_attempts = IngestBatch(people=[Person(T, "p1", "Ada King")], attempts=[GRADED])
+    racing = AfterFirstRead(
+        db, "people", "upsert_many", lambda: ingest(db.uow, CLOCK, None, T, without)
+    )
+    ingest(racing, CLOCK, None, T, with_attempts)
+    racing.finish()  # raised DeadlockDetected on PostgreSQL when the orders differed
+    with db.uow() as uow:
+        assert uow.people.get(T, "p1") == Person(T, "p1", "Ada Lovelace")
+        enrollment = uow.enrollments.get(T, "c1", "p1")
+        assert enrollment is not None and enrollment.status is EnrollmentStatus.DROPPED
         assert uow.attempts.for_key(T, "a1", "p1") != []

@@ -174,3 +174,35 @@ def test_two_batches_sending_different_fields_of_the_same_people_do_not_deadlock
         "p2": Person(T, "p2", "first p2", "p2@second"),
         "p3": Person(T, "p3", "second p3", "old@x"),
     }
+
+
+def test_two_batches_sending_different_fields_of_some_same_courses_do_not_deadlock(
+    db: Database,
+) -> None:
+    # The first's groups [c1, c3] and [c2], the second's [c2] and [c3]: unlocked first, the
+    # second would hold c2 and wait for c3 while the first held c3 and wanted c2.
+    add_tenant(db.uow, T)
+    ids = ("c1", "c2", "c3")
+    ingest(db.uow, CLOCK, None, T, IngestBatch(courses=[Course(T, c, "Old") for c in ids]))
+
+    def batch(courses: tuple[str, ...], zoned: tuple[str, ...]) -> IngestBatch:
+        return IngestBatch(
+            courses=[Course(T, c, f"New {c}", time_zone="Europe/Paris") for c in courses],
+            sent={
+                ("courses", c): frozenset({"time_zone" if c in zoned else "title"}) for c in courses
+            },
+        )
+
+    second = batch(("c2", "c3"), zoned=("c2",))
+    racing = AfterFirstRead(
+        db, "courses", "upsert_many", lambda: ingest(db.uow, CLOCK, None, T, second)
+    )
+    ingest(racing, CLOCK, None, T, batch(ids, zoned=("c1", "c3")))
+    racing.finish()
+    with db.uow() as uow:
+        stored = uow.courses.get_many(T, ids)
+    assert {c: (x.title, x.time_zone) for c, x in stored.items()} == {
+        "c1": ("Old", "Europe/Paris"),
+        "c2": ("New c2", "Europe/Paris"),
+        "c3": ("New c3", "Europe/Paris"),
+    }

@@ -1,7 +1,8 @@
 """Ingest: facts in, stored in one transaction, keys marked for recompute, workers woken.
 
 Every call validates the whole batch first against the rules below and the stored facts; any
-problem raises `InvalidInput` listing every problem found and nothing is written. Otherwise
+problem raises `InvalidInput` listing every problem found and nothing is written (or all is
+rolled back: an activity made meanwhile in another course is found once written). Otherwise
 courses, activities, due-date overrides, people, enrollments and attempts are written in that
 order in ONE transaction together with the `dirty_keys` rows of each (activity, person) whose
 facts changed (a batch without attempts writes its people and enrollments last, with the
@@ -441,10 +442,11 @@ def _by_fields(
     every field it left out as the row has it when written, not as read: an update of the
     same object committed in between keeps its own, and so does one that created the
     object meanwhile. Written in more than one statement, the stored rows are locked first,
-    in id order (`lock`): two batches writing the same rows then wait for each other, never
-    deadlock, whatever fields each item sends. (Rows not stored yet cannot be locked: two
-    batches creating the same objects at once, sending different fields of each, may still
-    deadlock, and the database then refuses one, to be sent again.)"""
+    in id order (`lock`; people, by `record_facts`, always): two batches writing the same
+    rows then wait for each other, never deadlock, whatever fields each item sends. (Rows
+    not stored yet cannot be locked: two batches creating the same objects at once, sending
+    different fields of each, may still deadlock, and the database then refuses one, to be
+    sent again.)"""
     groups: dict[frozenset[str] | None, list[Sent]] = {}
     for x in sorted(items, key=lambda x: x.id):
         groups.setdefault(written_fields(x, b.sent.get((kind, x.id))), []).append(x)
@@ -577,7 +579,9 @@ def record_facts(
     """The ingest core, inside the caller's transaction (not committed): validate the batch,
     write what changed, and mark for recompute every key whose facts changed, together with
     `also_dirty` (keys the caller's own writes unblock, such as the results a learner's first
-    LTI launch gives a place to go). Raises `InvalidInput` before writing anything.
+    LTI launch gives a place to go). Raises `InvalidInput` before writing anything, but for
+    an activity another transaction made meanwhile in another course, found once written:
+    the caller then rolls back.
     `tenant`: the tenant, when the caller has read it already (it is not read again).
 
     The caller commits, then wakes the workers when `dirty_keys` is not 0.
@@ -659,6 +663,10 @@ def record_facts(
     for pe in persons:  # names and emails do not change grades: nothing to mark
         count("people", old_people.get(pe.id) != pe)
     changed_people = [pe for pe in persons if old_people.get(pe.id) != pe]
+    # held from here, in id order: whatever of theirs a batch writes next (keys marked,
+    # links, enrollments; with or without attempts, in one statement or several) waits
+    # for another batch writing the same people rather than deadlock with it
+    uow.people.lock(tenant_id, [pe.id for pe in changed_people if pe.id in old_people])
     # ... but a SIS id does, where it matches the learner to no SIS student yet (compute
     # matches them by it) or moves their link made by the old one
     moves = _given_sis_ids(uow, tenant_id, old_people, changed_people, dirty, now)
@@ -705,11 +713,9 @@ def record_facts(
         result.resent = resend_overridden(uow, tenant_id, overwrite, now)
     dirty.extend(also_dirty)
 
-    # The people and the enrollments are written after the overrides and the ledger rows
-    # with attempts or without, so two batches take those rows' locks in one order
+    # The people (locked above) and the enrollments are written after the overrides and
+    # the ledger rows with attempts or without, so two batches take those locks in one order
     by_fields = _by_fields(b, "people", changed_people)
-    if len(by_fields) > 1:
-        uow.people.lock(tenant_id, [pe.id for pe in changed_people])
     if b.attempts:  # before the attempts, which name them
         for fields, group in by_fields.items():
             uow.people.upsert_many(group, fields=fields)
