@@ -660,13 +660,13 @@ def record_facts(
 
     old_people = uow.people.get_many(tenant_id, [x.id for x in b.people])
     persons = _as_stored(b, "people", b.people, old_people)
-    for pe in persons:  # names and emails do not change grades: nothing to mark
-        count("people", old_people.get(pe.id) != pe)
     changed_people = [pe for pe in persons if old_people.get(pe.id) != pe]
     # held from here, in id order: whatever of theirs a batch writes next (keys marked,
     # links, enrollments; with or without attempts, in one statement or several) waits
     # for another batch writing the same people rather than deadlock with it
     uow.people.lock(tenant_id, [pe.id for pe in changed_people if pe.id in old_people])
+    for pe in persons:  # names and emails do not change grades: nothing to mark
+        count("people", old_people.get(pe.id) != pe)
     # ... but a SIS id does, where it matches the learner to no SIS student yet (compute
     # matches them by it) or moves their link made by the old one
     moves = _given_sis_ids(uow, tenant_id, old_people, changed_people, dirty, now)
