@@ -42,6 +42,16 @@ def _setup(db: Database) -> None:
     ingest(db.uow, CLOCK, None, T, setup)
 
 
+def _race(db: Database, with_attempts: IngestBatch, without: IngestBatch) -> None:
+    """The batch without attempts starts once the other has written its people, and
+    commits last; each raised DeadlockDetected on PostgreSQL when the orders differed."""
+    racing = AfterFirstRead(
+        db, "people", "upsert_many", lambda: ingest(db.uow, CLOCK, None, T, without)
+    )
+    ingest(racing, CLOCK, None, T, with_attempts)
+    racing.finish()
+
+
 def test_a_batch_with_attempts_and_one_without_change_a_learner_and_an_extension(
     db: Database,
 ) -> None:
@@ -56,14 +66,8 @@ def test_a_batch_with_attempts_and_one_without_change_a_learner_and_an_extension
         overrides=[DueDateOverride(T, "a1", "p1", sooner)],
         attempts=[GRADED],
     )
-    # the batch without attempts starts once the other has written its people
-    racing = AfterFirstRead(
-        db, "people", "upsert_many", lambda: ingest(db.uow, CLOCK, None, T, without)
-    )
-    ingest(racing, CLOCK, None, T, with_attempts)
-    racing.finish()  # raised DeadlockDetected on PostgreSQL when the orders differed
+    _race(db, with_attempts, without)
     with db.uow() as uow:
-        # the batch without attempts committed last
         assert uow.people.get(T, "p1") == Person(T, "p1", "Ada Lovelace")
         assert uow.overrides.for_pairs(T, [("a1", "p1")]) == {("a1", "p1"): later}
         assert uow.attempts.for_key(T, "a1", "p1") != []
@@ -80,11 +84,7 @@ def test_a_batch_with_attempts_and_one_without_change_a_learner_and_their_enroll
         enrollments=[Enrollment(T, "c1", "p1", status=EnrollmentStatus.DROPPED)],
     )
     with_attempts = IngestBatch(people=[Person(T, "p1", "Ada King")], attempts=[GRADED])
-    racing = AfterFirstRead(
-        db, "people", "upsert_many", lambda: ingest(db.uow, CLOCK, None, T, without)
-    )
-    ingest(racing, CLOCK, None, T, with_attempts)
-    racing.finish()  # raised DeadlockDetected on PostgreSQL when the orders differed
+    _race(db, with_attempts, without)
     with db.uow() as uow:
         assert uow.people.get(T, "p1") == Person(T, "p1", "Ada Lovelace")
         enrollment = uow.enrollments.get(T, "c1", "p1")
