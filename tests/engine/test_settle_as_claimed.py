@@ -13,9 +13,10 @@ from gradesync.adapters.db.database import Database
 from gradesync.domain.ledger import Delivered
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
 from gradesync.services.clock import SystemClock
+from gradesync.services.compute import compute_activity
 from gradesync.services.delivery import Settlement
 from gradesync.services.delivery.settle import SettleWriter
-from gradesync.services.worker import Engine
+from gradesync.services.worker import Clients, Engine
 from gradesync.testing import DoubleFactory
 from tests.support.statements import statements
 
@@ -128,6 +129,43 @@ async def test_a_grade_computed_during_the_send_stays_pending_for_the_newer_valu
     assert set(_leases(db).values()) == {None}
     assert all(_logged(db, k) == ["delivered"] for k in rows)
     assert writer.claims_ended == 0
+
+
+async def test_a_remaster_during_the_send_has_the_grade_sent_again(db: Database) -> None:
+    """A remaster computes while a batch is out (a person edited the LMS's gradebook after
+    the send reached it): the send carried the value still desired, so its outcome would
+    settle the row delivered over the remaster's mark and the grade would not go again. The
+    remaster ends those claims: their rows wait, due, for a send of their own; rows the
+    remaster did not compute settle as usual."""
+    rows, stamp, until = await _claimed(db)
+    remastered = LedgerKey(T, DEST, "a1", learner(1))
+    compute_activity(
+        db.uow,
+        SystemClock(),
+        Clients(DoubleFactory()).capabilities,
+        tenant_id=T,
+        destination_id=DEST,
+        course_id=COURSE,
+        activity_id="a1",
+        person_ids=[learner(1)],
+        remaster=True,
+    )
+    assert _leases(db)[learner(1)] is None  # its claim ended
+
+    writer = settle_writer(db.uow)
+    try:
+        for row in rows.values():
+            writer.put(_delivered(row, stamp, until))
+        await writer.flush()
+    finally:
+        await writer.stop()
+    assert writer.claims_ended == 1
+    after = ledger(db)
+    assert after[("a1", learner(1))].state is DeliveryState.PENDING
+    assert after[("a1", learner(1))].desired_hash == rows[remastered].desired_hash
+    assert {after[("a1", learner(i))].state for i in (0, 2)} == {DeliveryState.DELIVERED}
+    assert set(_leases(db).values()) == {None}
+    assert _logged(db, remastered) == []  # its send goes again, and is logged then
 
 
 async def test_a_lease_taken_again_is_left_to_its_new_claim(db: Database) -> None:

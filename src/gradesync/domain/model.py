@@ -133,6 +133,10 @@ class DeliveryState(StrEnum):
     SKIPPED = "skipped"  # policy says send nothing; reason_code says why
 
 
+# the states of a row waiting to be sent: those a claim takes (a retry once its time comes)
+WAITING_STATES = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
+
+
 class ScheduleKind(StrEnum):
     INTERVAL = "interval"  # every N minutes
     DAILY = "daily"  # at a local time

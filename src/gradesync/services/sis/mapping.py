@@ -14,6 +14,7 @@ from gradesync.domain.errors import FieldProblem, InvalidInput, NotFound, Proble
 from gradesync.domain.identifiers import id_problems, sis_id_problems
 from gradesync.domain.ledger import reopened
 from gradesync.domain.model import (
+    WAITING_STATES,
     CourseLink,
     DeliveryState,
     LedgerKey,
@@ -374,8 +375,9 @@ def _send_to_new_student(
     # ledger locks), never from a read before it: a settle could write DELIVERED for the old
     # student in between, and the row would be left so, never sent to the new one
     theirs = uow.ledger.of_people(tenant_id, destination_id, courses, people, lock=True)
-    waiting = (DeliveryState.PENDING, DeliveryState.RETRYING)  # what a claim takes
-    flying = set(uow.ledger.take_leases([r.key for r, _ in theirs if r.state in waiting], now))
+    flying = set(
+        uow.ledger.take_leases([r.key for r, _ in theirs if r.state in WAITING_STATES], now)
+    )
     writes = []
     reopened_rows = 0
     for read, course_id in theirs:
