@@ -10,14 +10,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gradesync.adapters.db.database import Database
+from gradesync.domain.ledger import Delivered
 from gradesync.domain.model import DeliveryState, Destination, ItemLink, LedgerKey, LedgerRow
 from gradesync.services.clock import SystemClock
+from gradesync.services.delivery import Settlement
 from gradesync.services.delivery.background import BackgroundWrites
 from gradesync.services.delivery.governor import Governor
 from gradesync.services.delivery.provisioning import Provisioner
 from tests.support.races import start_second
 
-from .conftest import COURSE, DEST, FAST, T, learner, ledger, seed
+from .conftest import COURSE, DEST, FAST, T, learner, ledger, seed, settle_writer
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 ITEM = ItemLink(T, DEST, "a1", "https://lms/courses/1/items/a1", details_hash="d1")
@@ -61,6 +63,47 @@ def test_a_gone_columns_delivered_grades_alone_are_due_again(db: Database) -> No
     with db.uow() as uow:
         stored = uow.links.item(T, DEST, "a1")
     assert stored is not None and stored.details_hash != ITEM.details_hash  # looked at next
+
+
+async def test_a_send_under_way_to_a_gone_column_goes_again(db: Database) -> None:
+    """p003's grade is being sent (claimed) when a1's column is found gone: its send may
+    have reached the column before it went, and would settle the row delivered to a column
+    that is no more. Its claim ends instead, so the row waits, due, for a send of its own."""
+    provisioner, d = _column(db)
+    key = LedgerKey(T, DEST, "a1", learner(3))
+    until = NOW + timedelta(minutes=5)
+    with db.uow() as uow:
+        uow.ledger.lease([(key, NOW)], "w:1", until)
+        uow.commit()
+    sent = ledger(db)[("a1", learner(3))]
+    assert provisioner.mark_gone(d, COURSE, ITEM, NOW + timedelta(minutes=1)) == 3
+
+    writer = settle_writer(db.uow)
+    try:
+        writer.put(
+            Settlement(
+                key, COURSE, Delivered(200), until, sent_hash="h", timestamp=NOW, claimed=sent
+            )
+        )
+        await writer.flush()
+    finally:
+        await writer.stop()
+    assert writer.claims_ended == 1
+    after = ledger(db)[("a1", learner(3))]
+    assert after.state is DeliveryState.PENDING and after.delivered_hash is None
+
+
+def test_the_grade_refused_for_a_gone_column_keeps_its_claim(db: Database) -> None:
+    """The grade whose refusal found the column gone settles as refused (it waits for the
+    column made again): its claim is not ended."""
+    provisioner, d = _column(db)
+    key = LedgerKey(T, DEST, "a1", learner(3))
+    with db.uow() as uow:
+        uow.ledger.lease([(key, NOW)], "w:1", NOW + timedelta(minutes=5))
+        uow.commit()
+    provisioner.mark_gone(d, COURSE, ITEM, NOW + timedelta(minutes=1), refused=key)
+    with db.uow() as uow:
+        assert uow.ledger.get_claimed([key], "w:1")[key][1] is not None
 
 
 @pytest.mark.postgres

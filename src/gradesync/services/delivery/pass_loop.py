@@ -895,7 +895,9 @@ class Deliverer:
         here: a failure is logged, and the column's next refusal marks it (or a remaster)."""
         d, item, course_id = r.destination, r.target.item, r.target.course.course_id
         try:
-            again = await asyncio.to_thread(self.provisioner.mark_gone, d, course_id, item, now)
+            again = await asyncio.to_thread(
+                self.provisioner.mark_gone, d, course_id, item, now, r.claimed.row.key
+            )
         except Exception:
             log.exception("marking column %s at %s as gone there failed", item.activity_id, d.id)
             self.provisioner.gone_unmarked(d, item)

@@ -25,12 +25,14 @@ from gradesync.domain.columns import column_written, marked_to_check
 from gradesync.domain.held import provisioned
 from gradesync.domain.ledger import reopened
 from gradesync.domain.model import (
+    WAITING_STATES,
     Activity,
     Course,
     CourseLink,
     DeliveryState,
     Destination,
     ItemLink,
+    LedgerKey,
     Tenant,
 )
 from gradesync.domain.policy import Column, NoResult, activity_policy, column_for, column_hash
@@ -273,15 +275,25 @@ class Provisioner:
         """Its mark (`mark_gone`) failed: the column's next refusal asks for it again."""
         self._gone_marked.pop((d.tenant_id, d.id, item.activity_id), None)
 
-    def mark_gone(self, d: Destination, course_id: str, item: ItemLink, now: datetime) -> int:
+    def mark_gone(
+        self,
+        d: Destination,
+        course_id: str,
+        item: ItemLink,
+        now: datetime,
+        refused: LedgerKey | None = None,
+    ) -> int:
         """The column `item` links to is gone at `d`: its link is marked to be looked at
         (`look_mark`), so the next send of its grades writes it again, as a person's change
         would have it (a SIS's PUT makes the line item again under its sourcedId; an LMS's
         column is looked up, then made), and, in the same transaction, its grades delivered
         to the column that is gone are due again, as a remaster of it makes them (a resync
         never sends a delivered row). Only while the stored link is the one the send went
-        through: one marked or written since asks for its own look. How many were reopened.
-        Database only: run apart from the loop."""
+        through: one marked or written since asks for its own look. The claims of its other
+        grades being sent end (their sends may have reached the column before it went, and
+        would settle them delivered): each waits for a send of its own. `refused`: the grade
+        whose refusal found the column gone, which settles as refused (it waits for the
+        column). How many were reopened. Database only: run apart from the loop."""
         with self.uow_factory() as uow:
             stored = uow.links.item(d.tenant_id, d.id, item.activity_id)
             if stored is None or stored.details_hash != item.details_hash:
@@ -292,17 +304,18 @@ class Provisioner:
             # reopened as read under lock (in key order), in one read: a grade computed
             # meanwhile is read as computed (no longer delivered, so left out), not written
             # over with the one it replaced
-            delivered = uow.ledger.get_many(
-                d.tenant_id,
-                d.id,
-                course_id,
-                [item.activity_id],
-                state=DeliveryState.DELIVERED,
-                lock=True,
-            )
-            again = [(reopened(r, now), course_id) for r in delivered.values()]
+            rows = uow.ledger.get_many(d.tenant_id, d.id, course_id, [item.activity_id], lock=True)
+            again = [
+                (reopened(r, now), course_id)
+                for r in rows.values()
+                if r.state is DeliveryState.DELIVERED
+            ]
             if again:
                 uow.ledger.save_many(again)
+            uow.ledger.take_leases(
+                [r.key for r in rows.values() if r.state in WAITING_STATES and r.key != refused],
+                now,
+            )
             uow.commit()
         log.info(
             "column %s at %s is gone there: it is written again before its next grade, and"
