@@ -31,13 +31,17 @@ from gradesync.domain.model import (
     ItemLink,
     LedgerKey,
     Person,
+    PersonLink,
     Role,
     ScoreForm,
 )
 from gradesync.domain.policy import DesiredResult, PolicyInput, desired_result, resolve_settings
 from gradesync.domain.reasons import Reason
 from gradesync.lti.lti11_launch import read_launch
+from gradesync.services.clock import SystemClock
+from gradesync.services.compute import compute_activity, compute_dirty
 from gradesync.services.destination import FailureClass, RemoteFailure, ResultTarget
+from gradesync.services.ingest import IngestBatch, ingest
 from gradesync.services.lti import lti11
 from gradesync.services.lti.launch import Lti13Launch, record_launch
 from gradesync.services.lti.migration import (
@@ -46,6 +50,8 @@ from gradesync.services.lti.migration import (
     migrate_course_from_lti11,
     verify_lti1p1_claim,
 )
+from gradesync.services.worker import Engine
+from gradesync.testing import DoubleFactory
 from tests.lti11.conftest import SECRET, register_consumer
 from tests.support.races import AfterFirstRead
 
@@ -330,8 +336,6 @@ async def test_lti11_stops_sending_for_a_migrated_course(course: Database) -> No
     assert dest is not None and link is not None
     async with httpx.AsyncClient() as http:
         client = build(dest, DestinationContext(http=http))
-        from gradesync.domain.model import PersonLink
-
         target = ResultTarget(
             link,
             ItemLink("t1", "lms11", "act-1", "rl-1"),
@@ -480,3 +484,76 @@ def test_an_lti11_launch_while_the_course_moves_is_kept(course: Database) -> Non
     assert link is not None and link.data["migrated_to"] == "lms13"
     assert link.data["outcome_service_url"] == "http://127.0.0.1/outcomes-2"
     assert link.data["context_title"] == "Biology II"
+
+
+@pytest.mark.parametrize("computed_before", [False, True])
+async def test_a_grade_computed_while_the_course_moves_is_sent(
+    course: Database, computed_before: bool
+) -> None:
+    """The course already synced to the LTI 1.3 platform (a new link there was launched
+    first), and u1 improves on act-1 (0.7 in the LMS, over LTI 1.1) while u3's upgraded
+    launch moves the course: the new grade is computed and committed right after the move
+    read the facts the old one came from. On PostgreSQL the move then wrote its carried-over
+    row over the new one, as delivered with the old grade, and 9/10 never went. Now a row it
+    finds is locked before the facts are read (the computation waits for the move, then
+    recomputes over the carried row), and one it does not find is only ever inserted (a row
+    computed meanwhile stays as computed)."""
+    with course.uow() as uow:
+        uow.links.save_course(CourseLink("t1", "lms13", "c1", "ctx-c1", {"context": {"id": "c1"}}))
+        uow.links.save_person(PersonLink("t1", "lms13", "u1", "sub-u1", "c1"))
+        uow.commit()
+    factory = DoubleFactory()
+    factory.remote("lms13").capabilities = AGS_CAPS
+    factory.remote("lms11").capabilities = LTI11_CAPS
+    engine = Engine(course.uow, SystemClock(), factory)
+    key = LedgerKey("t1", "lms13", "act-1", "u1")
+    if computed_before:  # computed there too and not sent yet: 0.7, pending
+        compute_activity(
+            course.uow,
+            SystemClock(),
+            engine.clients.capabilities,
+            tenant_id="t1",
+            destination_id="lms13",
+            course_id="c1",
+            activity_id="act-1",
+            person_ids=["u1"],
+        )
+        with course.uow() as uow:
+            row = uow.ledger.get(key)
+        assert row is not None and row.state is DeliveryState.PENDING
+
+    def improve() -> None:
+        better = _attempt("e6", "act-1", "u1", 9.0)
+        ingest(course.uow, SystemClock(), None, "t1", IngestBatch(attempts=[better]))
+        compute_dirty(course.uow, SystemClock(), engine.clients.capabilities)
+
+    racing = AfterFirstRead(course, "attempts", "for_activities", improve)
+    moved = record_launch(
+        racing, None, _upgraded_launch(course, "lms13", "u3", "n-move"), NOW,
+        capabilities_of=lambda profile: AGS_CAPS,
+    )  # fmt: skip
+    assert racing.second is not None
+    waited = racing.second.blocked
+    racing.finish()
+
+    assert moved.migration is not None and moved.migration["migrated"] is True
+    with course.uow() as uow:
+        row = uow.ledger.get(key)
+        kept = uow.ledger.get(LedgerKey("t1", "lms13", "act-2", "u1"))
+    assert row is not None and row.state is DeliveryState.PENDING
+    assert row.desired is not None and row.desired["score_given"] == 9.0
+    assert kept is not None and kept.state is DeliveryState.DELIVERED  # carried over still
+    # computed in between, u1's act-1 row is the engine's to send, not carried over
+    between = not computed_before and not course.is_sqlite
+    counts = (moved.migration["carried_over"], moved.migration["to_send"])
+    assert counts == ((1, 3) if between else (2, 2))
+    # a row found is held by the move: the computation waits; none found, nothing to wait for
+    assert waited is (computed_before and not course.is_sqlite)
+
+    try:
+        await engine.process_dirty()
+        await engine.deliver_due()
+    finally:
+        await engine.aclose()
+    sent = {k: s.score_given for k, s in factory.remote("lms13").results.items()}
+    assert [score for (_, who), score in sent.items() if who == "sub-u1"] == [9.0]

@@ -180,7 +180,9 @@ def migrate_course_from_lti11(
     assumed, and a destination whose capabilities differ simply resends.
 
     Idempotent: a second launch, at the same time or later, finds the course already moved
-    and changes nothing (the LTI 1.1 course link is held until the commit).
+    and changes nothing (the LTI 1.1 course link is held until the commit). The LTI 1.3
+    ledger rows it finds are held too, in key order: a grade computed for the course
+    meanwhile is never written over by the carried one (`_carry_over`).
     Raises InvalidInput when the claim is incomplete; a signature that does not verify
     leaves everything as it was and says so in `reason`."""
     claim = lti1p1_claim
@@ -348,16 +350,24 @@ def _carry_over(
     for batch in uow.ledger.iter_scope(tenant_id, source_id, course_id):
         wanted = {r.key.activity_id for r in batch} - activities.keys()
         activities.update(uow.activities.get_many(tenant_id, wanted))
-        existing = uow.ledger.get_many(
-            tenant_id, target_id, course_id, sorted({r.key.activity_id for r in batch})
+        # the new destination's rows held (in key order, as computing locks them) before
+        # the facts are read: unheld, a grade computed from newer facts and committed in
+        # between (a course that already synced here) was written over as delivered with
+        # the older grade, and never sent. Computing waits for a row found, then recomputes
+        # over it; one not found is only inserted, so a row computed meanwhile stays
+        existing = uow.ledger.get_keys(
+            [LedgerKey(tenant_id, target_id, r.key.activity_id, r.key.person_id) for r in batch],
+            lock=True,
         )
         attempts = uow.attempts.for_activities(
             tenant_id, sorted({r.key.activity_id for r in batch})
         )
+        replacing: list[tuple[LedgerRow, str]] = []
         new_rows: list[tuple[LedgerRow, str]] = []
         for row in batch:
             key = row.key
-            mine = existing.get((key.activity_id, key.person_id))
+            there = LedgerKey(tenant_id, target_id, key.activity_id, key.person_id)
+            mine = existing.get(there)
             if mine is not None and mine.delivered_hash is not None:
                 present += 1
                 continue
@@ -379,10 +389,10 @@ def _carry_over(
                 to_send += 1
                 continue
             digest = result_hash(outcome)
-            new_rows.append(
+            (new_rows if mine is None else replacing).append(
                 (
                     LedgerRow(
-                        key=LedgerKey(tenant_id, target_id, key.activity_id, key.person_id),
+                        key=there,
                         state=DeliveryState.DELIVERED,
                         desired_hash=digest,
                         desired=desired_to_json(outcome),
@@ -394,8 +404,10 @@ def _carry_over(
                     course_id,
                 )
             )
-        uow.ledger.save_many(new_rows)
-        carried += len(new_rows)
+        uow.ledger.save_many(replacing)
+        inserted = len(uow.ledger.insert_new(new_rows))
+        carried += len(replacing) + inserted
+        to_send += len(new_rows) - inserted
     return carried, to_send, present
 
 

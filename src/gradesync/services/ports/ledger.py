@@ -61,6 +61,11 @@ class LedgerRepo(Protocol):
         were computed by a run (True) or for a live grade (False), which is claimed first;
         None leaves their priority as it is."""
 
+    def insert_new(self, rows: Sequence[tuple[LedgerRow, str]]) -> set[LedgerKey]:
+        """Insert the (row, course) pairs whose key has no row yet, and leave the others as
+        they are (on PostgreSQL a row another transaction is making is waited for, then
+        kept). Returns the keys inserted."""
+
     def course_of(self, key: LedgerKey) -> str | None: ...
 
     def due(

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.driver_rows import decoded_rows
 from gradesync.adapters.db.mapping import (
+    bulk_insert,
     insert_many,
     rows_of_arrays,
     to_row,
@@ -656,6 +657,17 @@ class LedgerRepo(SqlRepo, ports.LedgerRepo):
             return
         shared = {"release_owner": release_for} if release_for is not None else None
         execute_rows(self.conn, stmt, values, shared)
+
+    def insert_new(self, rows: Sequence[tuple[LedgerRow, str]]) -> set[LedgerKey]:
+        if not rows:
+            return set()
+        keys = tuple(c.name for c in t.ledger.primary_key.columns)
+        values = [self._values(r, cid) for r, cid in rows]
+        stmt, params = bulk_insert(self.conn, t.ledger, values, conflict=list(keys), returning=keys)
+        return {
+            LedgerKey(r.tenant_id, r.destination_id, r.activity_id, r.person_id)
+            for r in self.conn.execute(stmt, params)
+        }
 
     def settle(self, rows: Sequence[tuple[LedgerRow, str, datetime]], owner: str) -> None:
         if not rows:
