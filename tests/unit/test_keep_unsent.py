@@ -1,5 +1,6 @@
 """`keep_unsent`: an update keeps the stored value of every field it did not send;
-`written_fields`: the fields it writes over the stored row."""
+`written_fields`: the fields it writes over the stored row; `fill_blanks`: an update that
+only fills blanks keeps every value stored."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gradesync.domain.model import (
     Course,
     Person,
     PolicySettings,
+    fill_blanks,
     keep_unsent,
     written_fields,
 )
@@ -60,3 +62,14 @@ def test_an_update_writes_the_fields_it_names_unless_it_names_them_all() -> None
     assert written_fields(person, set()) == frozenset()
     assert written_fields(person, {"id", "name", "email", "sis_id"}) is None
     assert written_fields(person, None) is None
+
+
+def test_filling_blanks_sets_only_the_fields_sent_that_are_none_or_empty() -> None:
+    stored = Person("t1", "p1", "", "ada@school.example.edu", None)
+    sent = Person("t1", "p1", "Ada", "ada@lms.example.edu", "S-1")
+    assert fill_blanks(stored, sent, {"name", "email", "sis_id"}) == replace(
+        stored, name="Ada", sis_id="S-1"
+    )
+    assert fill_blanks(stored, sent, None) == replace(stored, name="Ada", sis_id="S-1")
+    assert fill_blanks(stored, sent, {"email"}) == stored
+    assert fill_blanks(None, sent, {"name"}) is sent

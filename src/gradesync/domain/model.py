@@ -233,6 +233,20 @@ def written_fields(sent: Sent, fields: Collection[str] | None) -> frozenset[str]
     return None if named == own else named
 
 
+def fill_blanks(stored: Sent | None, sent: Sent, fields: Collection[str] | None) -> Sent:
+    """What an update that only fills blanks (an LTI 1.1 launch's name, email and SIS id)
+    leaves stored: `stored` with `sent`'s value of each of `fields` (None: every one) that
+    is blank there (None or ""); every other field, and one holding a value, as stored.
+    `sent` itself for a new object."""
+    if stored is None:
+        return sent
+    names = written_fields(sent, fields)
+    if names is None:
+        names = frozenset(f.name for f in dataclass_fields(sent)) - _KEY
+    blank = {n: getattr(sent, n) for n in names if getattr(stored, n) in (None, "")}
+    return replace(stored, **blank)
+
+
 @dataclass(frozen=True, slots=True)
 class Enrollment:
     tenant_id: str

@@ -12,7 +12,10 @@ and a crash before the commit loses nothing that was acknowledged.
 A course, activity or person already stored keeps its value of each field its item did not
 send (`IngestBatch.sent`), merged with the row read to compare it: no read more. Its write
 sets only the fields it sent, so an update of the same object committed between that read
-and the write (or its creation meanwhile) keeps the fields it sent.
+and the write (or its creation meanwhile) keeps the fields it sent. A person who only fills
+blanks (`IngestBatch.fills_blanks`: an LTI 1.1 launch's) is read again once locked, and
+written only where blank as the write finds it: a value stored meanwhile stays, and marks
+nothing more.
 
 Field names in problems follow the batch layout: `attempts[3].score_given`.
 """
@@ -40,6 +43,7 @@ from gradesync.domain.model import (
     Role,
     Sent,
     Tenant,
+    fill_blanks,
     keep_unsent,
     written_fields,
 )
@@ -66,6 +70,10 @@ class IngestBatch:
     item. One stored already keeps its value of every field left out (a course re-sent with
     its title keeps the time zone, sync switch and policy an instructor set); a new one gets
     the defaults. An item not named here is sent whole: every field is written.
+
+    `fills_blanks`: the ids of people of `people` whose sent fields only fill blanks: each
+    is written where the stored person's is blank (None or "") when written, and a value
+    stored by then, even by an import committed after this batch was made, stays.
     """
 
     courses: Sequence[Course] = ()
@@ -75,6 +83,7 @@ class IngestBatch:
     overrides: Sequence[DueDateOverride] = ()
     attempts: Sequence[Attempt] = ()
     sent: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    fills_blanks: frozenset[str] = frozenset()
 
     @property
     def size(self) -> int:
@@ -424,6 +433,7 @@ def _own(tenant_id: str, b: IngestBatch) -> IngestBatch:
         overrides=[replace(x, tenant_id=tenant_id) for x in b.overrides],
         attempts=[replace(x, tenant_id=tenant_id) for x in b.attempts],
         sent=b.sent,
+        fills_blanks=b.fills_blanks,
     )
 
 
@@ -432,6 +442,31 @@ def _as_stored(
 ) -> list[Sent]:
     """The items as they will be stored: a field an item left out keeps its stored value."""
     return [keep_unsent(old.get(x.id), x, b.sent.get((kind, x.id))) for x in items]
+
+
+def _people_as_stored(b: IngestBatch, old: Mapping[str, Person]) -> list[Person]:
+    """`_as_stored` of the people, those filling blanks (`IngestBatch.fills_blanks`) as
+    `fill_blanks` leaves them."""
+    return [
+        (fill_blanks if x.id in b.fills_blanks else keep_unsent)(
+            old.get(x.id), x, b.sent.get(("people", x.id))
+        )
+        for x in b.people
+    ]
+
+
+# a statement's people: the fields it writes over stored rows, and whether only where blank
+_PeopleWrite = tuple[frozenset[str] | None, bool]
+
+
+def _people_by_write(b: IngestBatch, people: Sequence[Person]) -> dict[_PeopleWrite, list[Person]]:
+    """`_by_fields` of the people, those filling blanks apart: a statement each."""
+    groups: dict[_PeopleWrite, list[Person]] = {}
+    for fill in (False, True):
+        part = [pe for pe in people if (pe.id in b.fills_blanks) is fill]
+        for fields, group in _by_fields(b, "people", part).items():
+            groups[(fields, fill)] = group
+    return groups
 
 
 def _by_fields(
@@ -659,12 +694,20 @@ def record_facts(
             dirty.extend((tenant_id, a.course_id, a.id, pid) for pid in sorted(people))
 
     old_people = uow.people.get_many(tenant_id, [x.id for x in b.people])
-    persons = _as_stored(b, "people", b.people, old_people)
+    persons = _people_as_stored(b, old_people)
     changed_people = [pe for pe in persons if old_people.get(pe.id) != pe]
     # held from here, in id order: whatever of theirs a batch writes next (keys marked,
     # links, enrollments; with or without attempts, in one statement or several) waits
     # for another batch writing the same people rather than deadlock with it
     uow.people.lock(tenant_id, [pe.id for pe in changed_people if pe.id in old_people])
+    # what a person filling blanks finds blank, read again now it is held: a field set
+    # since the read above (an import committed meanwhile) is no blank, and a SIS id the
+    # fill then does not give marks nothing
+    again = [pe.id for pe in changed_people if pe.id in old_people and pe.id in b.fills_blanks]
+    if again:
+        old_people = {**old_people, **uow.people.get_many(tenant_id, again)}
+        persons = _people_as_stored(b, old_people)
+        changed_people = [pe for pe in persons if old_people.get(pe.id) != pe]
     for pe in persons:  # names and emails do not change grades: nothing to mark
         count("people", old_people.get(pe.id) != pe)
     # ... but a SIS id does, where it matches the learner to no SIS student yet (compute
@@ -715,25 +758,26 @@ def record_facts(
 
     # The people (locked above) and the enrollments are written after the overrides and
     # the ledger rows with attempts or without, so two batches take those locks in one order
-    by_fields = _by_fields(b, "people", changed_people)
+    by_write = _people_by_write(b, changed_people)
     if b.attempts:  # before the attempts, which name them
-        for fields, group in by_fields.items():
-            uow.people.upsert_many(group, fields=fields)
+        for (fields, fill), group in by_write.items():
+            uow.people.upsert_many(group, fields=fields, fill_blanks=fill)
         uow.enrollments.upsert_many(enrolled)
     else:
         # the people, the enrollments (nothing before reads them) and every key marked in
         # one write: on PostgreSQL one statement, the enrollments' keys listed by the server
-        # (its people the largest group sending the same fields, any other written before)
-        last = max(by_fields, key=lambda fields: len(by_fields[fields]), default=None)
-        for fields, group in by_fields.items():
-            if fields != last:
-                uow.people.upsert_many(group, fields=fields)
+        # (its people the largest group written alike, any other written before)
+        last = max(by_write, key=lambda write: len(by_write[write]), default=(None, False))
+        for (fields, fill), group in by_write.items():
+            if (fields, fill) != last:
+                uow.people.upsert_many(group, fields=fields, fill_blanks=fill)
         result.dirty_keys = uow.enrollments.upsert_many_marking(
             enrolled,
             now,
             list(dict.fromkeys(dirty)),
-            people=by_fields.get(last, []),
-            people_fields=last,
+            people=by_write.get(last, []),
+            people_fields=last[0],
+            people_fill_blanks=last[1],
         )
         result.resent += sis.send_to_new_sis_ids(uow, tenant_id, moves, now)  # once marked
         return result

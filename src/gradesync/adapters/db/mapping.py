@@ -17,7 +17,17 @@ from enum import Enum
 from functools import cache
 from typing import Any, TypeVar, Union, cast, overload
 
-from sqlalchemy import JSON, Connection, Select, Table, Text, bindparam, func, select
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -130,15 +140,30 @@ def upsert(
     values: dict[str, Any] | list[dict[str, Any]],
     *,
     update: tuple[str, ...] | None = None,
+    fill: bool = False,
 ) -> None:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE, on SQLite and PostgreSQL alike.
-    Many rows go in one statement (a key must not repeat among them)."""
+    Many rows go in one statement (a key must not repeat among them). `fill`: as
+    `conflict_set`'s."""
     rows = values if isinstance(values, list) else [values]
     if not rows:
         return
     keys = [c.name for c in table.primary_key.columns]
     cols = update if update is not None else tuple(k for k in rows[0] if k not in keys)
-    insert_many(conn, table, rows, conflict=keys, update=cols)
+    insert_many(conn, table, rows, conflict=keys, update=cols, fill=fill)
+
+
+def conflict_set(
+    table: Table, excluded: Any, update: tuple[str, ...], fill: bool
+) -> dict[str, Any]:
+    """An ON CONFLICT DO UPDATE's SET: each of the `update` columns to the row proposed
+    (`excluded`); with `fill` (text columns), only where the stored row's is blank, NULL or
+    '' as the write finds it (`COALESCE(NULLIF(col, ''), excluded.col)`): a value another
+    transaction stored after this one read the row stays."""
+    if not fill:
+        return {c: excluded[c] for c in update}
+    blank: Any = literal_column("''")  # inline: SQLite's executemany binds only the rows' values
+    return {c: func.coalesce(func.nullif(table.c[c], blank), excluded[c]) for c in update}
 
 
 def insert_new(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
@@ -157,6 +182,7 @@ def insert_many(
     *,
     conflict: list[str] | None = None,
     update: tuple[str, ...] = (),
+    fill: bool = False,
 ) -> None:
     """`bulk_insert`'s statement run for `rows`, when nothing is returned: on SQLite
     through the driver's executemany (`sqlite_rows`), cheaper than SQLAlchemy's."""
@@ -164,9 +190,9 @@ def insert_many(
         return
     if conn.dialect.name == "sqlite":
         conflicting = tuple(conflict) if conflict is not None else None
-        execute_rows(conn, _insert(False, table, None, conflicting, update, ()), rows)
+        execute_rows(conn, _insert(False, table, None, conflicting, update, (), fill), rows)
         return
-    stmt, params = bulk_insert(conn, table, rows, conflict=conflict, update=update)
+    stmt, params = bulk_insert(conn, table, rows, conflict=conflict, update=update, fill=fill)
     conn.execute(stmt, params)
 
 
@@ -178,10 +204,12 @@ def bulk_insert(
     conflict: list[str] | None,
     update: tuple[str, ...] = (),
     returning: tuple[str, ...] = (),
+    fill: bool = False,
 ) -> tuple[Any, list[dict[str, Any]] | dict[str, Any] | None]:
     """(statement, parameters) for `conn.execute`: INSERT `rows` (all with the same keys)
-    ON CONFLICT (`conflict`) DO UPDATE the `update` columns, or DO NOTHING without them (no
-    ON CONFLICT when `conflict` is None), RETURNING the `returning` columns.
+    ON CONFLICT (`conflict`) DO UPDATE the `update` columns (only where blank, with `fill`:
+    `conflict_set`), or DO NOTHING without them (no ON CONFLICT when `conflict` is None),
+    RETURNING the `returning` columns.
 
     The rows are parameters, never part of the statement, so it is compiled once and cached.
     On PostgreSQL many rows go as one array per column through `unnest`: one statement with
@@ -197,6 +225,7 @@ def bulk_insert(
         tuple(conflict) if conflict is not None else None,
         update,
         returning,
+        fill,
     )
     if unnest:
         return stmt, unnest_params(table, rows)
@@ -211,6 +240,7 @@ def _insert(
     conflict: tuple[str, ...] | None,
     update: tuple[str, ...],
     returning: tuple[str, ...],
+    fill: bool,
 ) -> Any:
     """`bulk_insert`'s statement, built once per shape: building it took as long as running
     it for a few rows (the ON CONFLICT's `excluded` copies the table's columns each time)."""
@@ -220,7 +250,7 @@ def _insert(
         stmt = (postgresql if postgres else sqlite).insert(table)
     if conflict is not None and update:
         stmt = stmt.on_conflict_do_update(
-            index_elements=list(conflict), set_={c: stmt.excluded[c] for c in update}
+            index_elements=list(conflict), set_=conflict_set(table, stmt.excluded, update, fill)
         )
     elif conflict is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))

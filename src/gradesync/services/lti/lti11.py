@@ -198,7 +198,8 @@ def _facts(u: UnitOfWork, tenant: str, launch: Lti11Launch) -> tuple[Course, Ing
         courses.append(course)
 
     # what the launch says of the person, for the fields it gives that are not known yet;
-    # ingest writes only those (`IngestBatch.sent`), whatever else was stored meanwhile
+    # ingest writes only those (`IngestBatch.sent`), and only where still blank when it
+    # writes (`IngestBatch.fills_blanks`): an import may set one after this read
     email = launch.email if launch.email and len(launch.email) <= MAX_ID else None
     sis_id = launch.sis_id if is_sis_id(launch.sis_id) else None
     said = Person(tenant, user_id, launch.name, email, sis_id)
@@ -217,7 +218,13 @@ def _facts(u: UnitOfWork, tenant: str, launch: Lti11Launch) -> tuple[Course, Ing
     # a course made here sets no field of one made meanwhile (a launch of the same course,
     # an import): it was made on the first launch
     sent = {("courses", context_id): frozenset[str](), ("people", user_id): frozenset(filled)}
-    return course, IngestBatch(courses=courses, people=people, enrollments=enrollments, sent=sent)
+    return course, IngestBatch(
+        courses=courses,
+        people=people,
+        enrollments=enrollments,
+        sent=sent,
+        fills_blanks=frozenset({user_id}),
+    )
 
 
 # The launch's facts are checked as ingest checks them; a problem is told by the form field

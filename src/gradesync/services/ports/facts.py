@@ -95,9 +95,15 @@ class PersonRepo(Protocol):
         """As `CourseRepo.lock`."""
 
     def upsert_many(
-        self, people: Sequence[Person], *, fields: Collection[str] | None = None
+        self,
+        people: Sequence[Person],
+        *,
+        fields: Collection[str] | None = None,
+        fill_blanks: bool = False,
     ) -> None:
-        """As `CourseRepo.upsert_many`."""
+        """As `CourseRepo.upsert_many`. `fill_blanks`: each of `fields` is written over a
+        row stored already only where the row's is blank (NULL or '') when written, so a
+        value stored meanwhile by another transaction stays (`domain.model.fill_blanks`)."""
 
     def find(
         self,
@@ -134,12 +140,14 @@ class EnrollmentRepo(Protocol):
         *,
         people: Sequence[Person] = (),
         people_fields: Collection[str] | None = None,
+        people_fill_blanks: bool = False,
     ) -> int:
         """`upsert_many`, and in the same write every key of an enrollment written (its
         course's activities, as stored now, with its person) marked dirty with the keys
         `also` (tenant, course, activity, person), as `DirtyKeyRepo.mark_many` marks them:
         the number of keys marked, each counted once. `people` are upserted first, in the
-        same write (`PersonRepo.upsert_many`, with `people_fields` as its `fields`)."""
+        same write (`PersonRepo.upsert_many`, with `people_fields` as its `fields` and
+        `people_fill_blanks` as its `fill_blanks`)."""
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]: ...
 

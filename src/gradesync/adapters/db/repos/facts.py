@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import (
     bulk_insert,
+    conflict_set,
     from_row,
     insert_new,
     rows_of_arrays,
@@ -172,13 +173,14 @@ _PERSON_COLUMNS = tuple(c.name for c in t.people.columns)
 
 
 @cache
-def _enroll_and_mark(people_set: tuple[str, ...]) -> Any:
+def _enroll_and_mark(people_set: tuple[str, ...], fill: bool) -> Any:
     """PostgreSQL: the people (arrays `p_*`; a person stored already gets the columns
-    `people_set`) and the enrollments (one array per column) upserted and, in the
-    same statement, the key of each enrollment written for every activity of its course
-    marked dirty with the keys `also_*`; returns how many keys were marked. Built once per
-    `people_set`. (A new person's enrollment is checked against it at the statement's end,
-    when the people are written.)"""
+    `people_set`, only where blank with `fill`: `conflict_set`) and the enrollments (one
+    array per column) upserted and, in the same statement, the key of each enrollment
+    written for every activity of its course marked dirty with the keys `also_*`; returns
+    how many keys were marked. Built once per (`people_set`, `fill`). (A new person's
+    enrollment is checked against it at the statement's end, when the people are
+    written.)"""
     e, a, d, pe = t.enrollments, t.activities, t.dirty_keys, t.people
     sent = rows_of_arrays("sent", *((n, f"p_{n}", pe.c[n].type) for n in _PERSON_COLUMNS))
     persons = postgresql.insert(pe).from_select(
@@ -187,7 +189,7 @@ def _enroll_and_mark(people_set: tuple[str, ...]) -> Any:
     person_key = [c.name for c in pe.primary_key.columns]
     persons = (
         persons.on_conflict_do_update(
-            index_elements=person_key, set_={n: persons.excluded[n] for n in people_set}
+            index_elements=person_key, set_=conflict_set(pe, persons.excluded, people_set, fill)
         )
         if people_set
         else persons.on_conflict_do_nothing(index_elements=person_key)
@@ -346,9 +348,14 @@ class PersonRepo(SqlRepo, ports.PersonRepo):
         upsert(self.conn, t.people, to_row(person))
 
     def upsert_many(
-        self, people: Sequence[Person], *, fields: Collection[str] | None = None
+        self,
+        people: Sequence[Person],
+        *,
+        fields: Collection[str] | None = None,
+        fill_blanks: bool = False,
     ) -> None:
-        upsert(self.conn, t.people, [to_row(x) for x in people], update=_set(t.people, fields))
+        rows = [to_row(x) for x in people]
+        upsert(self.conn, t.people, rows, update=_set(t.people, fields), fill=fill_blanks)
 
     def find(
         self,
@@ -431,9 +438,12 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
         *,
         people: Sequence[Person] = (),
         people_fields: Collection[str] | None = None,
+        people_fill_blanks: bool = False,
     ) -> int:
         if not self.postgres or not enrollments:  # in-process statements: as they are
-            PersonRepo(self.conn).upsert_many(people, fields=people_fields)
+            PersonRepo(self.conn).upsert_many(
+                people, fields=people_fields, fill_blanks=people_fill_blanks
+            )
             self.upsert_many(enrollments)
             activities: dict[tuple[str, str], list[str]] = {}  # by course, read once each
             keys = list(also)
@@ -456,7 +466,7 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
         person_rows = [to_row(x) for x in people]
         for n in _PERSON_COLUMNS:
             params[f"p_{n}"] = [r[n] for r in person_rows]
-        marking = _enroll_and_mark(_set(t.people, people_fields))
+        marking = _enroll_and_mark(_set(t.people, people_fields), people_fill_blanks)
         return int(self.conn.execute(marking, params).scalar_one())
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]:
