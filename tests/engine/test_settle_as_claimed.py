@@ -168,6 +168,40 @@ async def test_a_remaster_during_the_send_has_the_grade_sent_again(db: Database)
     assert _logged(db, remastered) == []  # its send goes again, and is logged then
 
 
+async def test_a_remaster_of_a_newer_grade_during_the_send_keeps_the_claim(
+    db: Database,
+) -> None:
+    """A newer attempt of p001's is remastered while the older grade is being sent: the
+    claim is kept, so the newer grade waits for the older send's settle and goes after it,
+    in order (ending the claim would let both sends race, the older able to land last)."""
+    rows, stamp, until = await _claimed(db)
+    changed = LedgerKey(T, DEST, "a1", learner(1))
+    post(db, None, [("a1", learner(1), 9.0)])
+    compute_activity(
+        db.uow,
+        SystemClock(),
+        Clients(DoubleFactory()).capabilities,
+        tenant_id=T,
+        destination_id=DEST,
+        course_id=COURSE,
+        activity_id="a1",
+        person_ids=[learner(1)],
+        remaster=True,
+    )
+    assert _leases(db)[learner(1)] == "w:1"
+
+    writer = settle_writer(db.uow)
+    try:
+        writer.put(_delivered(rows[changed], stamp, until))
+        await writer.flush()
+    finally:
+        await writer.stop()
+    assert writer.claims_ended == 0
+    row = ledger(db)[("a1", learner(1))]
+    assert row.state is DeliveryState.PENDING
+    assert row.delivered_hash == rows[changed].desired_hash != row.desired_hash
+
+
 async def test_a_lease_taken_again_is_left_to_its_new_claim(db: Database) -> None:
     """The lease of one row ran out and another worker claimed it: the outcome (and the
     release of another row, not sent) of the old claim is not written over it."""

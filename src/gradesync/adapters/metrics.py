@@ -168,7 +168,8 @@ CLAIMS_ENDED = _counter(
     "Outcomes of sends not written because their claim had ended first: the result's lease "
     "ran out before its outcome was written (the database away) and it was claimed again, "
     "which sends it again; or a write redone after its commit's answer was lost found them "
-    "written already.",
+    "written already; or gradesync ended the claim so the result goes again (a remaster, a "
+    "column deleted at the destination, a learner's new SIS student).",
     (),
 )
 LEASES_GONE = _counter(

@@ -17,7 +17,7 @@ from typing import Any
 
 from gradesync.domain import reasons
 from gradesync.domain.canonical import digest, iso, number, parse_iso
-from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
+from gradesync.domain.model import WAITING_STATES, DeliveryState, LedgerKey, LedgerRow
 from gradesync.domain.policy import DesiredResult, NoResult
 from gradesync.domain.reasons import Reason
 from gradesync.domain.remedies import stored_text
@@ -291,7 +291,7 @@ def waiting_since(row: LedgerRow) -> datetime | None:
     """When the row's current desired value became pending, if it is waiting to be sent:
     kept in `pending_since` once a send failed, else the PENDING row's `updated_at`. None
     for a row not waiting, or retrying since before this was recorded."""
-    if row.state not in (DeliveryState.PENDING, DeliveryState.RETRYING):
+    if row.state not in WAITING_STATES:
         return None
     if row.pending_since is not None:
         return row.pending_since

@@ -737,7 +737,9 @@ def _write(
     activities, policies, links = facts.activities, facts.policies, facts.links
     writes: list[tuple[LedgerRow, str]] = []
     timers: dict[tuple[str, str, str], datetime] = {}
-    waited: list[LedgerKey] = []  # a remaster's rows that were waiting: a claim may hold them
+    # a remaster's rows pending again with the value they were waiting to send: a claim
+    # may be sending it
+    same_again: list[LedgerKey] = []
     for link, key in facts.todo:
         destination = destinations[key.destination_id]
         course_id = link.course_id
@@ -794,8 +796,14 @@ def _write(
                 stats.due_at.add((tenant_id, destination.id, course_id, key.activity_id))
             continue
         stats.changed += 1
-        if remaster and old is not None and old.state in WAITING_STATES:
-            waited.append(key)
+        if (
+            remaster
+            and old is not None
+            and old.state in WAITING_STATES
+            and new.state is DeliveryState.PENDING
+            and new.desired_hash == old.desired_hash
+        ):
+            same_again.append(key)
         if new.state is DeliveryState.PENDING:
             stats.pending += 1
             stats.due_at.add((tenant_id, destination.id, course_id, key.activity_id))
@@ -803,11 +811,13 @@ def _write(
             stats.skipped += 1
         writes.append((new, course_id))
     uow.ledger.save_many(writes, bulk=bulk)
-    # A send in flight of a row the remaster makes pending carries the value still desired,
-    # so its outcome would settle the row delivered over the remaster's mark, and the grade
-    # would not go again (a hand edit made in the LMS since that send stays). Its claim is
-    # ended instead: its outcome is not written, and the row waits for a send of its own.
-    uow.ledger.take_leases(waited, now)
+    # A send in flight of a row the remaster makes pending with the same value would settle
+    # it delivered over the remaster's mark, and the grade would not go again (a hand edit
+    # made in the LMS since that send stays). Its claim is ended instead: its outcome is not
+    # written, and the row waits for a send of its own (of the same value, so the order of
+    # the two sends changes nothing). A row whose value changed or is dropped keeps its
+    # claim: its settle already leaves it pending or skipped, after the send in flight.
+    uow.ledger.take_leases(same_again, now)
     for course_id, pairs in facts.work.items():
         for link in links[course_id]:
             d = destinations.get(link.destination_id)

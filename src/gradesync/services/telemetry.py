@@ -40,8 +40,9 @@ class Meter(Protocol):
 
     def claims_ended(self, count: int) -> None:
         """`count` outcomes of sends were not written: their claim had ended first (the
-        lease ran out and the result was claimed again, or a redone write found them
-        written)."""
+        lease ran out and the result was claimed again, a redone write found them
+        written, or gradesync ended the claim so the result goes again: a remaster, a
+        column gone at the destination, a learner's new SIS student)."""
         ...
 
     def leases_gone(self, count: int) -> None:

@@ -235,7 +235,8 @@ class SettleWriter:
             self._meter.claims_ended(ended)
             log.info(
                 "%d delivery outcomes not written: their claims had ended (written already, "
-                "or their rows claimed again)",
+                "their rows claimed again, or made to go again: a remaster, a column gone, a "
+                "learner's new SIS student)",
                 ended,
             )
         if gone:
@@ -319,8 +320,10 @@ class SettleWriter:
                 # or by this one (a later claim writes a later lease_until): what
                 # the row holds now is that claim's, not to be overwritten. Or this
                 # is a redo of a write whose commit did reach the database: written.
-                # Or its lease was taken (the learner moved to another SIS student while
-                # it was sent: `sis.mapping._send_to_new_student`): the row, waiting and due
+                # Or its lease was taken so it goes again (the learner moved to another SIS
+                # student while it was sent: `sis.mapping._send_to_new_student`; a remaster
+                # made it pending with the value sent; its column found gone, `mark_gone`):
+                # the row, waiting and due
                 # (pending, or a retry whose time has come, as the claim took it), is said
                 # due, as a claim made meanwhile may have skipped it under this lock.
                 ended += 1
