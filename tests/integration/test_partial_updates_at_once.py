@@ -6,6 +6,8 @@ right after the first's read of the object and commits before the first writes."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -122,6 +124,49 @@ def test_of_two_batches_creating_an_activity_in_two_courses_the_second_is_refuse
         _finish(racing)
     with db.uow() as uow:
         assert uow.activities.get(T, "a1") == (quiz if db.is_sqlite else lab)
+
+
+def test_an_activity_made_meanwhile_in_another_course_is_not_written_over_before_the_refusal(
+    db: Database,
+) -> None:
+    # The refused batch's own write finds the activity in the other course and leaves it: it
+    # was written over (all but its course) and read again, its fields restored only by the
+    # rollback. Read here in the refused batch's transaction, right after that write.
+    add_tenant(db.uow, T)
+    _send(db.uow, Course(T, "c1", "Biology"), "title")
+    _send(db.uow, Course(T, "c2", "Chemistry"), "title")
+    fields = ("course_id", "title", "points_possible")
+    lab = Activity(T, "a1", "c2", "Lab", 5)
+    quiz = Activity(T, "a1", "c1", "Quiz", 10)
+    racing = _racing(db, "activities", lambda: _send(db.uow, lab, *fields), nth=1)
+    seen: list[Activity | None] = []
+
+    @contextmanager
+    def peeking() -> Iterator[Any]:
+        with racing() as uow:
+            write = uow.activities.upsert_many
+
+            def then(*args: Any, **kwargs: Any) -> Any:
+                found = write(*args, **kwargs)
+                seen.append(uow.activities.get(T, "a1"))
+                return found
+
+            uow.activities.upsert_many = then
+            yield uow
+
+    if db.is_sqlite:  # the other batch runs after this one, and is refused by validation
+        _send(peeking, quiz, *fields)
+        with pytest.raises(InvalidInput, match="cannot move"):
+            racing.finish()
+        assert seen == [quiz]
+    else:
+        with pytest.raises(InvalidInput, match="cannot move") as refused:
+            _send(peeking, quiz, *fields)
+        _finish(racing)
+        assert [(p.field, p.rule) for p in refused.value.problems] == [
+            ("activities[0].course_id", "immutable")
+        ]
+        assert seen == [lab]
 
 
 def test_a_learner_enrolled_with_their_name_keeps_an_email_set_at_once(db: Database) -> None:

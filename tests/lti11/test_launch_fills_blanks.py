@@ -140,3 +140,36 @@ def test_a_person_an_import_makes_while_a_launch_makes_them_keeps_the_import_s_f
     assert _person(db) == Person(T, "u1", "Ada Lovelace", "ada@school.example.edu", "S-LMS")
     with db.uow() as uow:
         assert uow.enrollments.get(T, "c-lms", "u1") is not None
+
+
+def test_a_sis_id_an_import_gives_a_person_it_makes_meanwhile_is_the_one_followed(
+    db: Database,
+) -> None:
+    """u1 is not stored when the launch reads them; an import makes them with S-IMPORT and
+    enrolls them in c-sis (passing grades to a SIS) before the launch writes them. The
+    launch's S-LMS fills nothing, so it is no SIS id given: the keys are the import's to
+    mark, not the launch's as for a SIS id it gave."""
+    register_consumer(db, KEY, hosts=("lms.example.edu",))
+    now = datetime.now(UTC)
+    with db.uow() as uow:
+        uow.destinations.upsert(Destination(T, "sis", DestinationKind.ONEROSTER_CSV, "SIS"), now)
+        uow.courses.upsert(Course(T, "c-sis", "Biology"))
+        uow.activities.upsert(Activity(T, "a-sis", "c-sis", "Quiz", 10))
+        uow.links.save_course(CourseLink(T, "sis", "c-sis", "cls-1"))
+        uow.commit()
+    made = IngestBatch(
+        people=[Person(T, "u1", "Ada", sis_id="S-IMPORT")],
+        enrollments=[Enrollment(T, "c-sis", "u1")],
+        sent={("people", "u1"): frozenset({"id", "name", "sis_id"})},
+    )
+    racing = AfterFirstRead(
+        db, "people", "get_many", lambda: ingest(db.uow, SystemClock(), None, T, made), nth=2
+    )
+    launched = now + timedelta(hours=1)  # tells the launch's marks from the import's
+    _launch(racing, launched, lis_person_sourcedid="S-LMS")
+    _finish(racing)
+    assert _person(db) == Person(T, "u1", "Ada", None, "S-IMPORT")
+    if not db.is_sqlite:  # on SQLite the import runs after the launch, and gives its own
+        with db.uow() as uow:
+            marks = {d[:4]: d[4] for d in uow.dirty.peek(100)}
+        assert marks[(T, "c-sis", "a-sis", "u1")] < launched  # the import's mark only

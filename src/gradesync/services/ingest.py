@@ -2,20 +2,23 @@
 
 Every call validates the whole batch first against the rules below and the stored facts; any
 problem raises `InvalidInput` listing every problem found and nothing is written (or all is
-rolled back: an activity made meanwhile in another course is found once written). Otherwise
-courses, activities, due-date overrides, people, enrollments and attempts are written in that
-order in ONE transaction together with the `dirty_keys` rows of each (activity, person) whose
-facts changed (a batch without attempts writes its people and enrollments last, with the
-marks: nothing before reads them, and on PostgreSQL the three are one statement), and the
-waker is told only after the commit, so a worker never looks for keys that are not there yet
-and a crash before the commit loses nothing that was acknowledged.
+rolled back: an activity made meanwhile in another course is found by its write, which leaves
+it as it is). Otherwise courses, activities, due-date overrides, people, enrollments and
+attempts are written in that order in ONE transaction together with the `dirty_keys` rows of
+each (activity, person) whose facts changed (a batch without attempts writes its people and
+enrollments last, with the marks: nothing before reads them, and on PostgreSQL the three are
+one statement), and the waker is told only after the commit, so a worker never looks for keys
+that are not there yet and a crash before the commit loses nothing that was acknowledged.
 A course, activity or person already stored keeps its value of each field its item did not
 send (`IngestBatch.sent`), merged with the row read to compare it: no read more. Its write
 sets only the fields it sent, so an update of the same object committed between that read
 and the write (or its creation meanwhile) keeps the fields it sent. A person who only fills
 blanks (`IngestBatch.fills_blanks`: an LTI 1.1 launch's) is read again once locked, and
 written only where blank as the write finds it: a value stored meanwhile stays, and marks
-nothing more.
+nothing more. An object read absent that its write finds stored (made meanwhile by another
+batch, with its activities and learners: the write tells an update from an insert) marks
+the keys a change of the grade-relevant fields it sets would mark on a stored one, their
+values before being unknown.
 
 Field names in problems follow the batch layout: `attempts[3].score_given`.
 """
@@ -23,7 +26,7 @@ Field names in problems follow the batch layout: `attempts[3].score_given`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -237,6 +240,25 @@ def _moved(p: _Problems, activities: Sequence[Activity], stored: Mapping[str, st
                 f"Activity {a.id!r} belongs to course {course_id!r}; "
                 "an activity cannot move to another course.",
             )
+
+
+def _made_elsewhere(p: _Problems, activities: Sequence[Activity], ids: Collection[str]) -> None:
+    """Each of `activities` in `ids`: read absent, then found by its write stored in another
+    course (made meanwhile by another batch, and left there): refused as a move is."""
+    for i, a in enumerate(activities):
+        if a.id in ids:
+            p.add(
+                f"activities[{i}].course_id",
+                "immutable",
+                f"Activity {a.id!r} was just made in another course, by another request; "
+                "an activity cannot move to another course.",
+            )
+
+
+def _sets(b: IngestBatch, kind: str, item: Sent, names: Collection[str]) -> bool:
+    """Whether the batch's write of `item` sets one of the fields `names`."""
+    written = written_fields(item, b.sent.get((kind, item.id)))
+    return written is None or not written.isdisjoint(names)
 
 
 def _validate(uow: UnitOfWork, tenant_id: str, b: IngestBatch) -> dict[str, Activity]:
@@ -494,13 +516,18 @@ def _write(
     tenant_id: str,
     kind: str,
     items: Sequence[Sent],
-) -> None:
+    absent: Collection[str],
+) -> dict[str, bool]:
+    """`items` written (`_by_fields`); of `absent` (read as not stored), those the writes
+    found stored, as the repository's `upsert_many` tells them."""
     repo = getattr(uow, kind)
     groups = _by_fields(b, kind, items)
     if len(groups) > 1:
         repo.lock(tenant_id, [x.id for x in items])
+    found: dict[str, bool] = {}
     for fields, group in groups.items():
-        repo.upsert_many(group, fields=fields)
+        found |= repo.upsert_many(group, fields=fields, absent=absent)
+    return found
 
 
 def _course_dates(courses: Sequence[Course]) -> None:
@@ -526,9 +553,12 @@ def _merged_courses(
     return old, courses
 
 
+_GRADE_FACTS = ("time_zone", "starts_at", "ends_at", "policy", "sync_enabled")
+
+
 def _grade_facts(c: Course) -> tuple[object, ...]:
     # the course fields that change desired results (the title does not)
-    return (c.time_zone, c.starts_at, c.ends_at, c.policy, c.sync_enabled)
+    return tuple(getattr(c, name) for name in _GRADE_FACTS)
 
 
 def _learners(uow: UnitOfWork, tenant_id: str, course_id: str) -> list[str]:
@@ -615,8 +645,9 @@ def record_facts(
     write what changed, and mark for recompute every key whose facts changed, together with
     `also_dirty` (keys the caller's own writes unblock, such as the results a learner's first
     LTI launch gives a place to go). Raises `InvalidInput` before writing anything, but for
-    an activity another transaction made meanwhile in another course, found once written:
-    the caller then rolls back.
+    an activity another transaction made meanwhile in another course, found by the write of
+    the activities (which leaves it as it is; the courses are written by then): the caller
+    then rolls back.
     `tenant`: the tenant, when the caller has read it already (it is not read again).
 
     The caller commits, then wakes the workers when `dirty_keys` is not 0.
@@ -641,49 +672,68 @@ def record_facts(
     # per set of fields its items send): on PostgreSQL every statement is a round trip, and a
     # roster's batch holds a thousand rows.
 
+    def course_changed(c: Course, old_c: Course | None) -> None:
+        """Every (activity, learner) of `c`, whose grade facts changed, marked; its
+        activities whose LMS edits its policy no longer keeps, to send again. `old_c` None:
+        made meanwhile, its values before unknown (each field written counts as changed)."""
+        learners = _learners(uow, tenant_id, c.id)
+        for act in uow.activities.for_course(tenant_id, c.id):
+            dirty.extend((tenant_id, c.id, act.id, pid) for pid in learners)
+            if (
+                _sets(b, "courses", c, ("policy",))
+                if old_c is None
+                else stops_keeping(
+                    (tenant_layer, old_c.policy, act.policy), (tenant_layer, c.policy, act.policy)
+                )
+            ):
+                overwrite.append(act)
+
     # courses: a grade-relevant change marks every (activity, learner) of the course
     old_courses, courses = _merged_courses(uow, tenant_id, b)  # before anything is written
     for c in courses:
         old_c = old_courses.get(c.id)
         count("courses", old_c != c)
         if old_c is not None and _grade_facts(old_c) != _grade_facts(c):
-            learners = _learners(uow, tenant_id, c.id)
-            for act in uow.activities.for_course(tenant_id, c.id):
-                dirty.extend((tenant_id, c.id, act.id, pid) for pid in learners)
-                if stops_keeping(
-                    (tenant_layer, old_c.policy, act.policy), (tenant_layer, c.policy, act.policy)
-                ):
-                    overwrite.append(act)
-    _write(uow, b, tenant_id, "courses", [c for c in courses if old_courses.get(c.id) != c])
+            course_changed(c, old_c)
+    changed_courses = [c for c in courses if old_courses.get(c.id) != c]
+    new_courses = [c.id for c in changed_courses if c.id not in old_courses]
+    made_courses = _write(uow, b, tenant_id, "courses", changed_courses, new_courses)
+    for c in changed_courses:
+        # made meanwhile by another batch (read absent above), with its activities and
+        # learners: the grade-relevant fields written over it change their grades
+        if made_courses.get(c.id) and _sets(b, "courses", c, _GRADE_FACTS):
+            course_changed(c, None)
 
     # activities: new or changed marks all its learners (a new one past its due date may
     # mean zeros) and everyone who attempted it. The stored ones as validation read them:
     # nothing here writes an activity before this
     activities = _as_stored(b, "activities", b.activities, stored_acts)
     changed_acts = [a for a in activities if stored_acts.get(a.id) != a]
-    _write(uow, b, tenant_id, "activities", changed_acts)
-    made = [a for a in changed_acts if a.id not in stored_acts]
-    if made:
-        # made meanwhile by another batch (read absent above), in another course, it stays
-        # there (the write leaves a stored activity's course): this batch is refused as one
-        # moving it is, rolled back
+    new_acts = [a.id for a in changed_acts if a.id not in stored_acts]
+    made_acts = _write(uow, b, tenant_id, "activities", changed_acts, new_acts)
+    elsewhere = {aid for aid, written in made_acts.items() if not written}
+    if elsewhere:
+        # made meanwhile by another batch (read absent above) in another course, and left
+        # there by the write: this batch is refused as one moving it is, rolled back
         p = _Problems()
-        _moved(p, b.activities, uow.activities.made_elsewhere(tenant_id, made))
-        if p.items:
-            raise InvalidInput(p.items)
+        _made_elsewhere(p, b.activities, elsewhere)
+        raise InvalidInput(p.items)
     course_by_id = uow.courses.get_many(tenant_id, {a.course_id for a in changed_acts})
     for a in activities:
         old_a = stored_acts.get(a.id)
         count("activities", old_a != a)
         if old_a != a:
             course = course_by_id.get(a.course_id)
-            if (
-                old_a is not None
-                and course is not None
-                and stops_keeping(
-                    (tenant_layer, course.policy, old_a.policy),
-                    (tenant_layer, course.policy, a.policy),
-                )
+            if course is None:
+                continue
+            if old_a is None:
+                # one made meanwhile (in this course) is marked below as a new one is; its
+                # policy before is unknown: LMS edits it kept may be sent over
+                if made_acts.get(a.id) and _sets(b, "activities", a, ("policy",)):
+                    overwrite.append(a)
+            elif stops_keeping(
+                (tenant_layer, course.policy, old_a.policy),
+                (tenant_layer, course.policy, a.policy),
             ):
                 overwrite.append(a)
     if changed_acts:
@@ -712,7 +762,13 @@ def record_facts(
         count("people", old_people.get(pe.id) != pe)
     # ... but a SIS id does, where it matches the learner to no SIS student yet (compute
     # matches them by it) or moves their link made by the old one
-    moves = _given_sis_ids(uow, tenant_id, old_people, changed_people, dirty, now)
+    given = [
+        pe
+        for pe in changed_people
+        if pe.sis_id and (was := old_people.get(pe.id)) is not None and was.sis_id != pe.sis_id
+    ]
+    moves = _given_sis_ids(uow, tenant_id, given, dirty, now)
+    new_people = [pe.id for pe in changed_people if pe.id not in old_people]
 
     old_enrolled = uow.enrollments.for_pairs(
         tenant_id, [(e.course_id, e.person_id) for e in b.enrollments]
@@ -759,9 +815,19 @@ def record_facts(
     # The people (locked above) and the enrollments are written after the overrides and
     # the ledger rows with attempts or without, so two batches take those locks in one order
     by_write = _people_by_write(b, changed_people)
+    made_people: dict[str, bool] = {}  # people read absent the write found stored
     if b.attempts:  # before the attempts, which name them
         for (fields, fill), group in by_write.items():
-            uow.people.upsert_many(group, fields=fields, fill_blanks=fill)
+            made_people |= uow.people.upsert_many(
+                group, fields=fields, fill_blanks=fill, absent=new_people
+            )
+        moves += _given_sis_ids(
+            uow,
+            tenant_id,
+            _sis_ids_meanwhile(uow, tenant_id, b, changed_people, made_people),
+            dirty,
+            now,
+        )
         uow.enrollments.upsert_many(enrolled)
     else:
         # the people, the enrollments (nothing before reads them) and every key marked in
@@ -770,15 +836,32 @@ def record_facts(
         last = max(by_write, key=lambda write: len(by_write[write]), default=(None, False))
         for (fields, fill), group in by_write.items():
             if (fields, fill) != last:
-                uow.people.upsert_many(group, fields=fields, fill_blanks=fill)
-        result.dirty_keys = uow.enrollments.upsert_many_marking(
+                made_people |= uow.people.upsert_many(
+                    group, fields=fields, fill_blanks=fill, absent=new_people
+                )
+        result.dirty_keys, made_last = uow.enrollments.upsert_many_marking(
             enrolled,
             now,
             list(dict.fromkeys(dirty)),
             people=by_write.get(last, []),
             people_fields=last[0],
             people_fill_blanks=last[1],
+            people_absent=new_people,
         )
+        made_people |= made_last
+        meanwhile = _sis_ids_meanwhile(uow, tenant_id, b, changed_people, made_people)
+        if meanwhile:  # found by that write: their keys marked after it
+            late: list[DirtyRow] = []
+            moves += _given_sis_ids(uow, tenant_id, meanwhile, late, now)
+            marked = set(dirty)
+            enrolled_pairs = {(e.course_id, e.person_id) for e in enrolled}
+            late = [
+                k
+                for k in dict.fromkeys(late)
+                if k not in marked and (k[1], k[3]) not in enrolled_pairs
+            ]
+            uow.dirty.mark_many(late, now)
+            result.dirty_keys += len(late)
         result.resent += sis.send_to_new_sis_ids(uow, tenant_id, moves, now)  # once marked
         return result
 
@@ -795,15 +878,40 @@ def record_facts(
     return result
 
 
+def _sis_ids_meanwhile(
+    uow: UnitOfWork,
+    tenant_id: str,
+    b: IngestBatch,
+    people: Sequence[Person],
+    made: Mapping[str, bool],
+) -> list[Person]:
+    """Of `people`, those read absent that the write found stored and wrote over (`made`:
+    made meanwhile by another batch, perhaps enrolled by it) and gave a SIS id: their SIS id
+    before is unknown, so each counts as given one (`_given_sis_ids`). One filling blanks
+    (`IngestBatch.fills_blanks`) gave it only where the write found none: it is read back,
+    and counts only if it holds the SIS id sent (else the other batch's stays, and marks)."""
+    found = [
+        pe for pe in people if made.get(pe.id) and pe.sis_id and _sets(b, "people", pe, ("sis_id",))
+    ]
+    filled = [pe.id for pe in found if pe.id in b.fills_blanks]
+    if not filled:
+        return found
+    stored = uow.people.get_many(tenant_id, filled)
+    return [
+        pe
+        for pe in found
+        if pe.id not in b.fills_blanks or (pe.id in stored and stored[pe.id].sis_id == pe.sis_id)
+    ]
+
+
 def _given_sis_ids(
     uow: UnitOfWork,
     tenant_id: str,
-    old: Mapping[str, Person],
-    changed: Sequence[Person],
+    given: Sequence[Person],
     dirty: list[DirtyRow],
     now: datetime,
 ) -> list[sis.SisIdMove]:
-    """The people given a SIS id (or another one), in the courses they learn in that pass
+    """The people `given` a SIS id (or another one), in the courses they learn in that pass
     back to a SIS: where they are matched to no student, their keys (added to `dirty`) are
     computed again, so they are matched by it (`compute.match_by_sis_id`) and their grades
     sent, with no `sis map-students` nor resync; where their old SIS id matched them, the
@@ -811,11 +919,6 @@ def _given_sis_ids(
     picked by hand is kept) and their keys are marked too, before the links are saved.
     Returns the moves, whose results `sis.send_to_new_sis_ids` sends once the keys are
     marked. A person new here has no enrollment yet: theirs marks their keys."""
-    given = [
-        pe
-        for pe in changed
-        if pe.sis_id and (was := old.get(pe.id)) is not None and was.sis_id != pe.sis_id
-    ]
     moves: list[sis.SisIdMove] = []
     kinds: dict[str, bool] = {}  # destination id -> a SIS
 

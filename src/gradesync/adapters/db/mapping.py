@@ -19,6 +19,7 @@ from typing import Any, TypeVar, Union, cast, overload
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Connection,
     Select,
     Table,
@@ -141,16 +142,17 @@ def upsert(
     *,
     update: tuple[str, ...] | None = None,
     fill: bool = False,
+    same: str | None = None,
 ) -> None:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE, on SQLite and PostgreSQL alike.
     Many rows go in one statement (a key must not repeat among them). `fill`: as
-    `conflict_set`'s."""
+    `conflict_set`'s; `same`: as `bulk_insert`'s."""
     rows = values if isinstance(values, list) else [values]
     if not rows:
         return
     keys = [c.name for c in table.primary_key.columns]
     cols = update if update is not None else tuple(k for k in rows[0] if k not in keys)
-    insert_many(conn, table, rows, conflict=keys, update=cols, fill=fill)
+    insert_many(conn, table, rows, conflict=keys, update=cols, fill=fill, same=same)
 
 
 def conflict_set(
@@ -183,6 +185,7 @@ def insert_many(
     conflict: list[str] | None = None,
     update: tuple[str, ...] = (),
     fill: bool = False,
+    same: str | None = None,
 ) -> None:
     """`bulk_insert`'s statement run for `rows`, when nothing is returned: on SQLite
     through the driver's executemany (`sqlite_rows`), cheaper than SQLAlchemy's."""
@@ -190,9 +193,11 @@ def insert_many(
         return
     if conn.dialect.name == "sqlite":
         conflicting = tuple(conflict) if conflict is not None else None
-        execute_rows(conn, _insert(False, table, None, conflicting, update, (), fill), rows)
+        execute_rows(conn, _insert(False, table, None, conflicting, update, (), fill, same), rows)
         return
-    stmt, params = bulk_insert(conn, table, rows, conflict=conflict, update=update, fill=fill)
+    stmt, params = bulk_insert(
+        conn, table, rows, conflict=conflict, update=update, fill=fill, same=same
+    )
     conn.execute(stmt, params)
 
 
@@ -205,11 +210,17 @@ def bulk_insert(
     update: tuple[str, ...] = (),
     returning: tuple[str, ...] = (),
     fill: bool = False,
+    same: str | None = None,
+    inserted: bool = False,
 ) -> tuple[Any, list[dict[str, Any]] | dict[str, Any] | None]:
     """(statement, parameters) for `conn.execute`: INSERT `rows` (all with the same keys)
     ON CONFLICT (`conflict`) DO UPDATE the `update` columns (only where blank, with `fill`:
     `conflict_set`), or DO NOTHING without them (no ON CONFLICT when `conflict` is None),
     RETURNING the `returning` columns.
+    `same`: a column the stored row must hold as the row sent does to be updated (DO UPDATE
+    ... WHERE); a row it does not is left as stored, and not returned. `inserted` (PostgreSQL
+    only): also return `inserted`, true for a row the statement inserted, false for one it
+    updated (`was_inserted`).
 
     The rows are parameters, never part of the statement, so it is compiled once and cached.
     On PostgreSQL many rows go as one array per column through `unnest`: one statement with
@@ -218,6 +229,7 @@ def bulk_insert(
     SQLite they go as an executemany that SQLAlchemy sends as multi-row VALUES."""
     postgres = conn.dialect.name == "postgresql"
     unnest = postgres and len(rows) > 1
+    assert postgres or not inserted, "only PostgreSQL tells an insert from an update"
     stmt = _insert(
         postgres,
         table,
@@ -226,6 +238,8 @@ def bulk_insert(
         update,
         returning,
         fill,
+        same,
+        inserted,
     )
     if unnest:
         return stmt, unnest_params(table, rows)
@@ -240,7 +254,9 @@ def _insert(
     conflict: tuple[str, ...] | None,
     update: tuple[str, ...],
     returning: tuple[str, ...],
-    fill: bool,
+    fill: bool = False,
+    same: str | None = None,
+    inserted: bool = False,
 ) -> Any:
     """`bulk_insert`'s statement, built once per shape: building it took as long as running
     it for a few rows (the ON CONFLICT's `excluded` copies the table's columns each time)."""
@@ -250,13 +266,25 @@ def _insert(
         stmt = (postgresql if postgres else sqlite).insert(table)
     if conflict is not None and update:
         stmt = stmt.on_conflict_do_update(
-            index_elements=list(conflict), set_=conflict_set(table, stmt.excluded, update, fill)
+            index_elements=list(conflict),
+            set_=conflict_set(table, stmt.excluded, update, fill),
+            where=None if same is None else table.c[same] == stmt.excluded[same],
         )
     elif conflict is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
-    if returning:
-        stmt = stmt.returning(*(table.c[c] for c in returning))
+    columns: list[Any] = [table.c[c] for c in returning]
+    if inserted:
+        columns.append(was_inserted(table))
+    if columns:
+        stmt = stmt.returning(*columns)
     return stmt
+
+
+def was_inserted(table: Table) -> Any:
+    """PostgreSQL: in an upsert's RETURNING, `inserted`: whether it inserted the row (true)
+    or updated a stored one (false). ON CONFLICT DO UPDATE locks the stored row before it
+    updates it, and the new version keeps that lock in its xmax; an inserted row has none."""
+    return literal_column(f"{table.name}.xmax = 0", Boolean).label("inserted")
 
 
 def rows_of_arrays(alias: str | None, *columns: tuple[str, str, Any]) -> Any:

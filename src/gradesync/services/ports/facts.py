@@ -49,11 +49,20 @@ class CourseRepo(Protocol):
         not wait."""
 
     def upsert_many(
-        self, courses: Sequence[Course], *, fields: Collection[str] | None = None
-    ) -> None:
+        self,
+        courses: Sequence[Course],
+        *,
+        fields: Collection[str] | None = None,
+        absent: Collection[str] = (),
+    ) -> dict[str, bool]:
         """`upsert` for many, in one statement (their keys must differ). `fields`: the only
         ones written over a row stored already (its others keep their values, whoever wrote
-        them); None: all. A new row gets every field as given."""
+        them); None: all. A new row gets every field as given.
+        `absent`: ids this transaction read as not stored. Returns those of them the write
+        found stored, made meanwhile by another transaction, by id: True where it wrote
+        `fields` over the row, False where it left it (no field to write). The write tells
+        it itself, with no read more; never any on SQLite, whose write transactions hold the
+        whole database from their first statement."""
 
     def all(self, tenant_id: str) -> list[Course]: ...
 
@@ -69,16 +78,16 @@ class ActivityRepo(Protocol):
     def lock(self, tenant_id: str, ids: Iterable[str]) -> None:
         """As `CourseRepo.lock`."""
 
-    def made_elsewhere(self, tenant_id: str, activities: Sequence[Activity]) -> dict[str, str]:
-        """Of `activities`, just written as new, those stored in another course than each
-        names, with that course, by id: made meanwhile by another transaction, which the
-        write left in its course (`upsert_many` never writes an activity's course). Never
-        any on SQLite, whose write transactions hold the whole database."""
-
     def upsert_many(
-        self, activities: Sequence[Activity], *, fields: Collection[str] | None = None
-    ) -> None:
-        """As `CourseRepo.upsert_many`."""
+        self,
+        activities: Sequence[Activity],
+        *,
+        fields: Collection[str] | None = None,
+        absent: Collection[str] = (),
+    ) -> dict[str, bool]:
+        """As `CourseRepo.upsert_many`; an activity's course is never written: one of
+        `absent` found stored in another course than its item names is left as it is,
+        False in the answer (on SQLite too, where none can be)."""
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Activity]:
         """A course's activities, soonest due first."""
@@ -100,7 +109,8 @@ class PersonRepo(Protocol):
         *,
         fields: Collection[str] | None = None,
         fill_blanks: bool = False,
-    ) -> None:
+        absent: Collection[str] = (),
+    ) -> dict[str, bool]:
         """As `CourseRepo.upsert_many`. `fill_blanks`: each of `fields` is written over a
         row stored already only where the row's is blank (NULL or '') when written, so a
         value stored meanwhile by another transaction stays (`domain.model.fill_blanks`)."""
@@ -141,13 +151,15 @@ class EnrollmentRepo(Protocol):
         people: Sequence[Person] = (),
         people_fields: Collection[str] | None = None,
         people_fill_blanks: bool = False,
-    ) -> int:
+        people_absent: Collection[str] = (),
+    ) -> tuple[int, dict[str, bool]]:
         """`upsert_many`, and in the same write every key of an enrollment written (its
         course's activities, as stored now, with its person) marked dirty with the keys
         `also` (tenant, course, activity, person), as `DirtyKeyRepo.mark_many` marks them:
-        the number of keys marked, each counted once. `people` are upserted first, in the
-        same write (`PersonRepo.upsert_many`, with `people_fields` as its `fields` and
-        `people_fill_blanks` as its `fill_blanks`)."""
+        the number of keys marked, each counted once, and what `PersonRepo.upsert_many`
+        answers for `people`, upserted first in the same write (with `people_fields` as its
+        `fields`, `people_fill_blanks` as its `fill_blanks` and `people_absent` as its
+        `absent`)."""
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]: ...
 

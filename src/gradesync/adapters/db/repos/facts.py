@@ -35,6 +35,7 @@ from gradesync.adapters.db.mapping import (
     unnested,
     upsert,
     utc,
+    was_inserted,
 )
 from gradesync.adapters.db.repos.base import SqlRepo
 from gradesync.adapters.db.repos.dirty import DirtyKeyRepo, remarked
@@ -146,6 +147,52 @@ def _set(
     )
 
 
+def _upsert_found(
+    conn: Connection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    update: tuple[str, ...],
+    absent: Collection[str],
+    *,
+    same: str | None = None,
+    fill: bool = False,
+) -> dict[str, bool]:
+    """`rows` (keyed by tenant_id and id) upserted in one statement, `update` set on a row
+    stored already (where its `same` column equals the row's; `bulk_insert`; only where
+    blank with `fill`: `conflict_set`), and of the
+    ids `absent` (read as not stored by this transaction) those the write found stored,
+    made meanwhile by another transaction: True where it wrote over the row, False where it
+    left it as stored (nothing to set, or its `same` column differs). The statement tells
+    it itself, returning the ids it wrote and, on PostgreSQL, whether it inserted each. On
+    SQLite a write transaction holds the whole database from its first statement, so a row
+    it read absent and wrote was inserted (and with no `same` column, nothing is returned)."""
+    if not rows:
+        return {}
+    wanted = set(absent) & {r["id"] for r in rows}
+    postgres = conn.dialect.name == "postgresql"
+    if not wanted or (same is None and not postgres):  # nothing it could find
+        upsert(conn, table, rows, update=update, fill=fill, same=same)
+        return {}
+    if same is not None and not update:
+        # nothing to set: `same` set to itself where it matches, so such a row is returned
+        # (DO NOTHING would return none, and one in the same course would read as left)
+        update = (same,)
+    keys = [c.name for c in table.primary_key.columns]
+    stmt, params = bulk_insert(
+        conn,
+        table,
+        rows,
+        conflict=keys,
+        update=update,
+        returning=("id",),
+        fill=fill,
+        same=same,
+        inserted=postgres,
+    )
+    inserted = {r.id: r.inserted if postgres else True for r in conn.execute(stmt, params)}
+    return {i: i in inserted for i in wanted if not inserted.get(i, False)}
+
+
 _KEY_NAMES = ("tenant_id", "course_id", "activity_id", "person_id")
 
 
@@ -178,8 +225,9 @@ def _enroll_and_mark(people_set: tuple[str, ...], fill: bool) -> Any:
     `people_set`, only where blank with `fill`: `conflict_set`) and the enrollments (one
     array per column) upserted and, in the same statement, the key of each enrollment
     written for every activity of its course marked dirty with the keys `also_*`; returns
-    how many keys were marked. Built once per (`people_set`, `fill`). (A new person's
-    enrollment is checked against it at the statement's end, when the people are
+    how many keys were marked and the ids of the people it updated (with no column to set,
+    those it inserted: it leaves the others). Built once per (`people_set`, `fill`). (A new
+    person's enrollment is checked against it at the statement's end, when the people are
     written.)"""
     e, a, d, pe = t.enrollments, t.activities, t.dirty_keys, t.people
     sent = rows_of_arrays("sent", *((n, f"p_{n}", pe.c[n].type) for n in _PERSON_COLUMNS))
@@ -228,7 +276,12 @@ def _enroll_and_mark(people_set: tuple[str, ...], fill: bool) -> Any:
     ).subquery("keys")
     now = bindparam("now", type_=d.c.marked_at.type)
     marked = _marks(keys, now, unique=True).returning(d.c.person_id).cte("marked")
-    return select(func.count()).select_from(marked).add_cte(persons.cte("persons"))
+    written = persons.returning(pe.c.id, was_inserted(pe)).cte("persons")
+    told = select(func.array_agg(written.c.id))
+    return select(
+        select(func.count()).select_from(marked).scalar_subquery(),
+        (told.where(~written.c.inserted) if people_set else told).scalar_subquery(),
+    )
 
 
 class TenantRepo(SqlRepo, ports.TenantRepo):
@@ -271,9 +324,14 @@ class CourseRepo(SqlRepo, ports.CourseRepo):
         upsert(self.conn, t.courses, to_row(course))
 
     def upsert_many(
-        self, courses: Sequence[Course], *, fields: Collection[str] | None = None
-    ) -> None:
-        upsert(self.conn, t.courses, [to_row(x) for x in courses], update=_set(t.courses, fields))
+        self,
+        courses: Sequence[Course],
+        *,
+        fields: Collection[str] | None = None,
+        absent: Collection[str] = (),
+    ) -> dict[str, bool]:
+        rows = [to_row(x) for x in courses]
+        return _upsert_found(self.conn, t.courses, rows, _set(t.courses, fields), absent)
 
     def all(self, tenant_id: str) -> list[Course]:
         c = t.courses.c
@@ -296,26 +354,25 @@ class ActivityRepo(SqlRepo, ports.ActivityRepo):
     def lock(self, tenant_id: str, ids: Iterable[str]) -> None:
         _lock(self.conn, t.activities, tenant_id, ids)
 
-    def made_elsewhere(self, tenant_id: str, activities: Sequence[Activity]) -> dict[str, str]:
-        if not self.postgres:  # a write transaction holds the database: none can be
-            return {}
-        stored = self.get_many(tenant_id, [a.id for a in activities])
-        named = {a.id: a.course_id for a in activities}
-        return {i: a.course_id for i, a in stored.items() if a.course_id != named[i]}
-
     def upsert(self, activity: Activity) -> None:
         upsert(self.conn, t.activities, to_row(activity))
 
     def upsert_many(
-        self, activities: Sequence[Activity], *, fields: Collection[str] | None = None
-    ) -> None:
-        upsert(
+        self,
+        activities: Sequence[Activity],
+        *,
+        fields: Collection[str] | None = None,
+        absent: Collection[str] = (),
+    ) -> dict[str, bool]:
+        # an activity never moves to another course (ingest refuses it): one made meanwhile
+        # by another batch, in another course, is left as it is there, not written over
+        return _upsert_found(
             self.conn,
             t.activities,
             [to_row(x) for x in activities],
-            # an activity never moves to another course (ingest refuses it): one made
-            # meanwhile by another batch, in another course, stays there
-            update=_set(t.activities, fields, fixed=("course_id",)),
+            _set(t.activities, fields, fixed=("course_id",)),
+            absent,
+            same="course_id",
         )
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Activity]:
@@ -353,9 +410,12 @@ class PersonRepo(SqlRepo, ports.PersonRepo):
         *,
         fields: Collection[str] | None = None,
         fill_blanks: bool = False,
-    ) -> None:
+        absent: Collection[str] = (),
+    ) -> dict[str, bool]:
         rows = [to_row(x) for x in people]
-        upsert(self.conn, t.people, rows, update=_set(t.people, fields), fill=fill_blanks)
+        return _upsert_found(
+            self.conn, t.people, rows, _set(t.people, fields), absent, fill=fill_blanks
+        )
 
     def find(
         self,
@@ -439,10 +499,11 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
         people: Sequence[Person] = (),
         people_fields: Collection[str] | None = None,
         people_fill_blanks: bool = False,
-    ) -> int:
+        people_absent: Collection[str] = (),
+    ) -> tuple[int, dict[str, bool]]:
         if not self.postgres or not enrollments:  # in-process statements: as they are
-            PersonRepo(self.conn).upsert_many(
-                people, fields=people_fields, fill_blanks=people_fill_blanks
+            found = PersonRepo(self.conn).upsert_many(
+                people, fields=people_fields, fill_blanks=people_fill_blanks, absent=people_absent
             )
             self.upsert_many(enrollments)
             activities: dict[tuple[str, str], list[str]] = {}  # by course, read once each
@@ -454,7 +515,7 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
                 keys += ((*course, aid, e.person_id) for aid in activities[course])
             unique = list(dict.fromkeys(keys))
             DirtyKeyRepo(self.conn).mark_many(unique, now)
-            return len(unique)
+            return len(unique), found
         # PostgreSQL: one statement. The enrollments go as one array per column and the
         # server lists their keys from the activities (a roster batch of 500 learners in a
         # course of 10 activities: 5,000 keys the client no longer builds and sends).
@@ -466,8 +527,14 @@ class EnrollmentRepo(SqlRepo, ports.EnrollmentRepo):
         person_rows = [to_row(x) for x in people]
         for n in _PERSON_COLUMNS:
             params[f"p_{n}"] = [r[n] for r in person_rows]
-        marking = _enroll_and_mark(_set(t.people, people_fields), people_fill_blanks)
-        return int(self.conn.execute(marking, params).scalar_one())
+        people_set = _set(t.people, people_fields)
+        marking = _enroll_and_mark(people_set, people_fill_blanks)
+        marked, told = self.conn.execute(marking, params).one()
+        # of the people read absent, those found stored (as `_upsert_found` tells them)
+        absent = set(people_absent) & {x.id for x in people}
+        if people_set:
+            return int(marked), {i: True for i in told or () if i in absent}
+        return int(marked), {i: False for i in absent - set(told or ())}
 
     def for_course(self, tenant_id: str, course_id: str) -> list[Enrollment]:
         c = t.enrollments.c
