@@ -347,6 +347,10 @@ def _carry_over(
         return 0, 0, 0
     carried = to_send = present = 0
     activities: dict[str, Activity] = {}
+    # inserted once every batch's rows are held: an insert waits for a row computing is
+    # making, and computing (holding a row of a later batch, locked in key order) may wait
+    # for this one; every lock taken before any insert, as computing takes them, cannot
+    new_rows: list[tuple[LedgerRow, str]] = []
     for batch in uow.ledger.iter_scope(tenant_id, source_id, course_id):
         wanted = {r.key.activity_id for r in batch} - activities.keys()
         activities.update(uow.activities.get_many(tenant_id, wanted))
@@ -363,7 +367,6 @@ def _carry_over(
             tenant_id, sorted({r.key.activity_id for r in batch})
         )
         replacing: list[tuple[LedgerRow, str]] = []
-        new_rows: list[tuple[LedgerRow, str]] = []
         for row in batch:
             key = row.key
             there = LedgerKey(tenant_id, target_id, key.activity_id, key.person_id)
@@ -405,9 +408,10 @@ def _carry_over(
                 )
             )
         uow.ledger.save_many(replacing)
-        inserted = len(uow.ledger.insert_new(new_rows))
-        carried += len(replacing) + inserted
-        to_send += len(new_rows) - inserted
+        carried += len(replacing)
+    inserted = len(uow.ledger.insert_new(new_rows))
+    carried += inserted
+    to_send += len(new_rows) - inserted
     return carried, to_send, present
 
 
