@@ -312,17 +312,18 @@ class Provisioner:
             ]
             if again:
                 uow.ledger.save_many(again)
-            uow.ledger.take_leases(
+            flying = uow.ledger.take_leases(
                 [r.key for r in rows.values() if r.state in WAITING_STATES and r.key != refused],
                 now,
             )
             uow.commit()
         log.info(
             "column %s at %s is gone there: it is written again before its next grade, and"
-            " its %d delivered grade(s) sent again",
+            " its %d delivered grade(s) sent again, and %d whose sends were under way",
             item.activity_id,
             d.id,
             len(again),
+            len(flying),
         )
         return len(again)
 
