@@ -113,7 +113,10 @@ class PersonRepo(Protocol):
     ) -> dict[str, bool]:
         """As `CourseRepo.upsert_many`. `fill_blanks`: each of `fields` is written over a
         row stored already only where the row's is blank (NULL or '') when written, so a
-        value stored meanwhile by another transaction stays (`domain.model.fill_blanks`)."""
+        value stored meanwhile by another transaction stays (`domain.model.fill_blanks`).
+        With it, True for an id of `absent` says the row was found stored and its blanks
+        offered the values, not that any was written: a caller that needs to know reads the
+        row back (as `ingest._sis_ids_meanwhile` does)."""
 
     def find(
         self,
