@@ -198,7 +198,7 @@ async def test_a_live_grade_is_claimed_at_once_while_a_run_fills_the_pass_s_hand
     slots = governor.limits_for(governor.destinations[(T, DEST)]).semaphore
     # claimed, prepared and queued for the slot at a live grade's priority (0): only then is
     # "next" decided (the claim alone leaves its preparation racing the first send's end)
-    await wait_for_async(lambda: slots._waiting.get(0) == 1, "the live grade at the slots")
+    await wait_for_async(lambda: slots.waiting(0) == 1, "the live grade at the slots")
     remote.hold.set()
     await passing
 

@@ -114,9 +114,9 @@ async def test_slots_go_to_live_grades_before_a_run_s_rows_waiting_longer() -> N
     first = asyncio.create_task(send("run-0", 1))  # holds the one slot
     await asyncio.wait_for(_until(lambda: slots.used == 1), 5)
     queued = [asyncio.create_task(send(f"run-{i}", 1)) for i in range(1, 4)]
-    await asyncio.wait_for(_until(lambda: slots._waiting.get(1) == 3), 5)
+    await asyncio.wait_for(_until(lambda: slots.waiting(1) == 3), 5)
     live = asyncio.create_task(send("live", 0))
-    await asyncio.wait_for(_until(lambda: slots._waiting.get(0) == 1), 5)
+    await asyncio.wait_for(_until(lambda: slots.waiting(0) == 1), 5)
     free.set()
     await asyncio.wait_for(asyncio.gather(first, *queued, live), 5)
     assert order == ["run-0", "live", "run-1", "run-2", "run-3"]

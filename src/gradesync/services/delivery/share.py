@@ -66,6 +66,10 @@ class Slots:
     async def __aexit__(self, *exc: object) -> None:
         self.release()
 
+    def waiting(self, priority: int) -> int:
+        """How many wait for a slot at `priority` (what a test waits on: a send queued)."""
+        return self._waiting.get(priority, 0)
+
     def take(self) -> bool:
         """A slot at once, when one is free and no one waits for one (False: `acquire`)."""
         if self.used < self.size and not self._queued:
