@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -81,6 +82,31 @@ def test_a_course_s_title_and_time_zone_sent_at_once_are_both_kept(db: Database)
         "Europe/Paris",
         False,
     )
+
+
+def test_a_course_s_two_dates_sent_at_once_that_cross_are_refused(db: Database) -> None:
+    """One request sets the course's end, another its start, after it: each checked its own
+    date against the other as read (none), and the course was stored ending before it
+    starts. The second to write finds the other's date once written, and is refused."""
+    add_tenant(db.uow, T)
+    _send(db.uow, Course(T, "c1", "Biology"), "title")
+    start = CLOCK.now().replace(microsecond=0)
+    other = Course(T, "c1", "Biology", starts_at=start)
+    racing = _racing(db, "courses", lambda: _send(db.uow, other, "starts_at"), nth=2)
+    ending = Course(T, "c1", "Biology", ends_at=start - timedelta(days=30))
+    if db.is_sqlite:  # the other runs once this one committed, and is refused itself
+        _send(racing, ending, "ends_at")
+        with pytest.raises(InvalidInput) as refused:
+            racing.finish()
+    else:
+        with pytest.raises(InvalidInput) as refused:
+            _send(racing, ending, "ends_at")
+        _finish(racing)
+    assert [(x.field, x.rule) for x in refused.value.problems] == [("courses[0].ends_at", "order")]
+    with db.uow() as uow:
+        stored = uow.courses.get(T, "c1")
+    assert stored is not None
+    assert stored.starts_at is None or stored.ends_at is None
 
 
 def test_an_activity_s_due_date_and_points_sent_at_once_are_both_kept(db: Database) -> None:

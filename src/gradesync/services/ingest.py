@@ -553,6 +553,37 @@ def _merged_courses(
     return old, courses
 
 
+def _dates_as_written(
+    uow: UnitOfWork, tenant_id: str, b: IngestBatch, written: Sequence[Course]
+) -> None:
+    """InvalidInput when a course written with one of its two dates ends before it starts
+    with the other as the write found it: checked on the row as read, another request may
+    have set that other date since (or made the course) and committed. Read once written,
+    the row holds this write's lock, so a request writing the other date after this one
+    waits for it and then finds this one's date, as this one finds the other's."""
+    partly = {
+        c.id
+        for c in written
+        if (sent := b.sent.get(("courses", c.id))) is not None
+        and ("starts_at" in sent) != ("ends_at" in sent)
+    }
+    if not partly:
+        return
+    stored = uow.courses.get_many(tenant_id, partly)
+    p = _Problems()
+    for i, c in enumerate(b.courses):
+        if (now := stored.get(c.id)) is not None and c.id in partly:
+            p.order(
+                f"courses[{i}].ends_at",
+                now.starts_at,
+                now.ends_at,
+                "The course ends before it starts, with the date another request stored "
+                "meanwhile.",
+            )
+    if p.items:
+        raise InvalidInput(p.items)
+
+
 _GRADE_FACTS = ("time_zone", "starts_at", "ends_at", "policy", "sync_enabled")
 
 
@@ -646,8 +677,9 @@ def record_facts(
     `also_dirty` (keys the caller's own writes unblock, such as the results a learner's first
     LTI launch gives a place to go). Raises `InvalidInput` before writing anything, but for
     an activity another transaction made meanwhile in another course, found by the write of
-    the activities (which leaves it as it is; the courses are written by then): the caller
-    then rolls back.
+    the activities (which leaves it as it is; the courses are written by then), and a
+    course's date that, with the other stored meanwhile, ends it before it starts (found
+    once the courses are written): the caller then rolls back.
     `tenant`: the tenant, when the caller has read it already (it is not read again).
 
     The caller commits, then wakes the workers when `dirty_keys` is not 0.
@@ -698,6 +730,7 @@ def record_facts(
     changed_courses = [c for c in courses if old_courses.get(c.id) != c]
     new_courses = [c.id for c in changed_courses if c.id not in old_courses]
     made_courses = _write(uow, b, tenant_id, "courses", changed_courses, new_courses)
+    _dates_as_written(uow, tenant_id, b, changed_courses)
     for c in changed_courses:
         # made meanwhile by another batch (read absent above), with its activities and
         # learners: the grade-relevant fields written over it change their grades
