@@ -485,20 +485,18 @@ def _requeue_unlinked(
 ) -> None:
     """Grades refused because the activity's column had no resource link yet (an LMS that
     counts grades only on a column tied to its link) go out now that a launch gave one:
-    every learner's, not only the launcher's."""
-    for rows in u.ledger.iter_scope(tenant, dest, course_id):
-        for row in rows:
-            if (
-                row.key.activity_id == activity_id
-                and row.state is DeliveryState.REJECTED
-                and row.reason_code == NO_RESOURCE_LINK
-                and row.desired is not None
-            ):
-                again = ledger.reconcile(
-                    row, row.key, ledger.desired_from_json(row.desired), now, remaster=True
-                )
-                if again is not None:
-                    u.ledger.save(again, course_id)
+    every learner's, not only the launcher's. Read under lock (in key order, as computing
+    locks them): read unlocked, a grade computed meanwhile (a newer attempt) was written
+    back over with the refused one, and never sent."""
+    refused = u.ledger.get_many(
+        tenant, dest, course_id, [activity_id], state=DeliveryState.REJECTED, lock=True
+    )
+    again = [
+        ledger.reconcile(row, row.key, ledger.desired_from_json(row.desired), now, remaster=True)
+        for row in refused.values()
+        if row.reason_code == NO_RESOURCE_LINK and row.desired is not None
+    ]
+    u.ledger.save_many([(row, course_id) for row in again if row is not None])
 
 
 def _waiting_results(u: UnitOfWork, tenant: str, course_id: str, person_id: str) -> list[DirtyRow]:
