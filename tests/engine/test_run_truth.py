@@ -18,11 +18,12 @@ from gradesync.domain.model import (
     DestinationKind,
     RunOutcome,
     RunScope,
+    RunStage,
     SyncRun,
     Trigger,
 )
 from gradesync.services import destination_admin, policies, sync
-from gradesync.services.carry import covers
+from gradesync.services.carry import covers, owed
 from gradesync.services.clock import SystemClock
 from gradesync.services.delivery import DeliveryStats
 from gradesync.services.destination import FailureClass, RemoteFailure
@@ -416,6 +417,49 @@ def test_a_run_carries_only_remasters_within_its_scope() -> None:
     assert not covers(RunScope(T, DEST, COURSE, ("a1",)), course)
     assert not covers(RunScope(T, DEST, "other"), course)
     assert not covers(RunScope("t2"), course)
+
+
+def test_a_remaster_s_debt_is_carried_after_many_remasters_of_other_courses(
+    db: Database,
+) -> None:
+    """The remasters a run looks at for a debt are those within its scope: before, the
+    tenant's 20 latest of any scope, so a course's failed remaster followed by 20 of other
+    courses (a nightly remaster schedule per course) was never carried."""
+    seed(db, learners=1)
+    t0 = datetime(2026, 3, 1, 22, 0, tzinfo=UTC)
+
+    def finished(run_id: str, course: str, at: datetime, **counts: Any) -> SyncRun:
+        return SyncRun(
+            run_id,
+            RunScope(T, DEST, course),
+            Trigger.REMASTER,
+            "schedule",
+            stage=RunStage.FINISHED,
+            outcome=RunOutcome.PARTLY_FAILED if counts else RunOutcome.SUCCEEDED,
+            counts=counts,
+            created_at=at,
+            started_at=at,
+            finished_at=at + timedelta(minutes=1),
+        )
+
+    with db.uow() as uow:
+        uow.runs.add(finished("run-owes", COURSE, t0, columns_failed=[f"{DEST}/a1"]))
+        for i in range(25):
+            later = t0 + timedelta(minutes=2 + i)
+            uow.runs.add(finished(f"run-other-{i:02}", f"other-{i:02}", later))
+        uow.commit()
+    nxt = SyncRun(
+        "run-next",
+        SCOPE,
+        Trigger.SCHEDULE,
+        "schedule",
+        stage=RunStage.COMPUTING,
+        created_at=t0 + timedelta(hours=1),
+        started_at=t0 + timedelta(hours=1),
+    )
+    carry = owed(db.uow, nxt)
+    assert carry is not None and carry.from_run == "run-owes"
+    assert carry.column_names == {f"{DEST}/a1"}
 
 
 async def test_a_column_that_failed_once_is_tried_again_before_the_run_ends(

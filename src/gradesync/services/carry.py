@@ -65,7 +65,15 @@ def owed(uow_factory: UnitOfWorkFactory, run: SyncRun) -> Carry | None:
     if run.trigger is Trigger.REMASTER:
         return None
     with uow_factory() as uow:
-        remasters = uow.runs.history(run.scope.tenant_id, trigger=Trigger.REMASTER.value, limit=20)
+        # those of its course and destination only (every one, when it names none): the
+        # tenant's latest of any scope would hide a course's behind other courses' remasters
+        remasters = uow.runs.history(
+            run.scope.tenant_id,
+            course_id=run.scope.course_id,
+            destination_id=run.scope.destination_id,
+            trigger=Trigger.REMASTER.value,
+            limit=20,
+        )
         for m in remasters:  # newest first
             if m.id == run.id or m.stage is not RunStage.FINISHED:
                 continue

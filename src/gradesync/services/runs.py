@@ -203,8 +203,10 @@ def request_run(
             if _STRENGTH.get(run.trigger, 0) >= _STRENGTH[trigger]:
                 return run, True
         for run in active:
-            if run.stage is RunStage.QUEUED:
-                uow.runs.set_trigger(run.id, trigger.value)
+            # a run a worker claimed since the read runs as it was claimed: not joined, as
+            # one read running is not (upgraded behind its worker, it would say it did
+            # what it never does)
+            if run.stage is RunStage.QUEUED and uow.runs.upgrade_queued(run.id, trigger.value):
                 uow.commit()
                 joined = replace(run, trigger=trigger)
                 if waker is not None:

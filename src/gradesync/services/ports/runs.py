@@ -83,7 +83,9 @@ class RunRepo(Protocol):
     def lock_scope(self, scope_key: str) -> None:
         """Serialise run requests for one scope until the transaction ends."""
 
-    def set_trigger(self, run_id: str, trigger: str) -> None: ...
+    def upgrade_queued(self, run_id: str, trigger: str) -> bool:
+        """Give a queued run a stronger trigger; False when it is queued no more (a worker
+        claimed it since it was read: it runs with the trigger it was claimed with)."""
 
     def claim_next(
         self, worker_id: str, now: datetime, stale_before: datetime, *, run_id: str | None = None

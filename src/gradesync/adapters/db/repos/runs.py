@@ -223,10 +223,16 @@ class RunRepo(SqlRepo, ports.RunRepo):
         # SQLite's write transaction already serialises run requests
         self._advisory("gradesync-run-scope:" + scope_key)
 
-    def set_trigger(self, run_id: str, trigger: str) -> None:
-        self.conn.execute(
-            update(t.sync_runs).where(t.sync_runs.c.id == run_id).values(trigger=trigger)
+    def upgrade_queued(self, run_id: str, trigger: str) -> bool:
+        c = t.sync_runs.c
+        # a claim takes no scope lock: on PostgreSQL's read committed the update re-checks
+        # the row as a claim committed since the read left it
+        res = self.conn.execute(
+            update(t.sync_runs)
+            .where(c.id == run_id, c.stage == RunStage.QUEUED.value)
+            .values(trigger=trigger)
         )
+        return res.rowcount == 1
 
     def claim_next(
         self, worker_id: str, now: datetime, stale_before: datetime, *, run_id: str | None = None
