@@ -17,6 +17,7 @@ import pytest
 
 from gradesync.adapters.db.database import Database
 from gradesync.adapters.db.notifications import DestinationListener
+from gradesync.domain.pauses import PauseCause
 from gradesync.services import destination_admin
 from gradesync.services.clock import SystemClock
 from gradesync.services.destination_signals import SIGNALS, DestinationSignals
@@ -103,7 +104,7 @@ def test_postgres_notifies_other_processes_of_a_pause(postgres_db: Database) -> 
         assert signals.other_processes_heard
         # a write that is rolled back announces nothing
         with postgres_db.uow() as uow:
-            uow.destinations.set_pause(T, DEST, None, "never committed", None)
+            uow.destinations.lift_pause(T, DEST, PauseCause.CIRCUIT_OPEN)
         destination_admin.pause(postgres_db.uow, SystemClock(), T, DEST, actor="admin")
         wait_for(lambda: got, "the pause's notification")
         assert got == [(T, DEST)]

@@ -145,7 +145,10 @@ def test_engine_pause_keeps_the_reason_of_a_destination_turned_off(db: Database)
     for cause, reason in ((PauseCause.CIRCUIT_OPEN, "Circuit breaker open"), (None, None)):
         with db.uow() as uow:
             for dest_id in ("off", "on"):
-                uow.destinations.set_pause("t1", dest_id, until if cause else None, reason, cause)
+                if cause is None:
+                    uow.destinations.lift_pause("t1", dest_id, PauseCause.CIRCUIT_OPEN)
+                else:
+                    uow.destinations.set_pause("t1", dest_id, until, reason, cause)
             uow.commit()
         with db.uow() as uow:
             off, on = uow.destinations.get("t1", "off"), uow.destinations.get("t1", "on")

@@ -243,6 +243,8 @@ class DestinationLimits:
         self.breaker = CircuitBreaker(breaker)
         self.gate_until: datetime | None = None  # nothing is sent before this
         self.gate_reason: str | None = None
+        # whose pause the gate is: the breaker's alone is lifted by a success (`answered`)
+        self.gate_cause: PauseCause | None = None
         self.gate_set_at = 0.0  # monotonic
         # monotonic time our gate's pause was committed to the database (None: not yet): a
         # read that started after it and finds no pause means an admin resumed
@@ -282,11 +284,12 @@ class DestinationLimits:
             return self.gate_until
         return None
 
-    def close_gate(self, until: datetime, reason: str) -> bool:
+    def close_gate(self, until: datetime, reason: str, cause: PauseCause) -> bool:
         """Hold every send until `until`. True when this extended the gate."""
         if self.gate_until is None or until > self.gate_until:
             self.gate_until = until
             self.gate_reason = reason
+            self.gate_cause = cause
             self.gate_set_at = time.monotonic()
             self.gate_saved_at = None
             return True
@@ -579,10 +582,11 @@ class Governor:
                 d.config, self.settings.breaker, concurrency_default=default_concurrency(d.kind)
             )
             if lim is not None:  # keep what the breaker and gate know
-                new.breaker, new.gate_until, new.gate_reason = (
+                new.breaker, new.gate_until, new.gate_reason, new.gate_cause = (
                     lim.breaker,
                     lim.gate_until,
                     lim.gate_reason,
+                    lim.gate_cause,
                 )
                 new.waiting = lim.waiting
                 new.gate_set_at, new.disabled = lim.gate_set_at, lim.disabled
@@ -672,7 +676,11 @@ class Governor:
         shut = lim.disabled or lim.gated(now) is not None
         lim.disabled = not d.enabled
         if d.paused_until is not None and d.paused_until > now:
-            lim.close_gate(d.paused_until, d.pause_reason or "Paused by an admin.")
+            lim.close_gate(
+                d.paused_until,
+                d.pause_reason or "Paused by an admin.",
+                d.pause_cause or PauseCause.ADMIN,
+            )
             if lim.gate_until == d.paused_until and lim.gate_saved_at is None:
                 lim.gate_saved_at = time.monotonic()  # read from the database: it is there
         elif lim.gated(now) and lim.gate_saved_at is not None and read_at > lim.gate_saved_at:
@@ -912,11 +920,19 @@ class Governor:
             )
 
     def answered(self, d: Destination, lim: DestinationLimits) -> None:
-        """A request to `d` succeeded: its breaker closes, and a pause the breaker's probe
-        ended is lifted for every process."""
-        if lim.breaker.record_success() and lim.gate_until is not None:
+        """A request to `d` succeeded: its breaker closes, and the breaker's pause is lifted
+        for every process. Only the breaker's: a person's timed pause, or a Retry-After,
+        that came while the probe was out holds on (the success says nothing of them)."""
+        closed = lim.breaker.record_success()
+        if closed and lim.gate_until is not None and lim.gate_cause is PauseCause.CIRCUIT_OPEN:
             lim.gate_until = None
-            self.persist_pause(d, None, None, None)
+
+            def lift() -> None:
+                with self.uow_factory() as uow:
+                    uow.destinations.lift_pause(d.tenant_id, d.id, PauseCause.CIRCUIT_OPEN)
+                    uow.commit()
+
+            self._background.start(lift, f"lifting the pause of {d.tenant_id}/{d.id}")
 
     async def wait_open(self, d: Destination) -> bool:
         """Returns once `d` may be asked again: its pause ended or was lifted, its breaker's
@@ -973,16 +989,16 @@ class Governor:
     def persist_pause(
         self,
         d: Destination,
-        until: datetime | None,
-        reason: str | None,
-        cause: PauseCause | None,
-        lim: DestinationLimits | None = None,
+        until: datetime,
+        reason: str,
+        cause: PauseCause,
+        lim: DestinationLimits,
     ) -> None:
         def write() -> None:
             with self.uow_factory() as uow:
                 uow.destinations.set_pause(d.tenant_id, d.id, until, reason, cause)
                 uow.commit()
-            if lim is not None and lim.gate_until == until:
+            if lim.gate_until == until:
                 lim.gate_saved_at = time.monotonic()
 
         self._background.start(write, f"saving the pause of {d.tenant_id}/{d.id}")
@@ -994,7 +1010,7 @@ class Governor:
         database for every other; the text people read is the cause's opening, then `rest`
         (`domain.pauses.pause_text`), and the cause is stored beside it."""
         reason = pause_text(cause, rest)
-        if lim.close_gate(until, reason):
+        if lim.close_gate(until, reason, cause):
             log.warning(
                 "destination %s/%s paused until %s: %s",
                 *(d.tenant_id, d.id, until, reason),

@@ -46,9 +46,15 @@ class DestinationRepo(Protocol):
         self,
         tenant_id: str,
         destination_id: str,
-        until: datetime | None,
-        reason: str | None,
-        cause: PauseCause | None,
+        until: datetime,
+        reason: str,
+        cause: PauseCause,
     ) -> None:
         """Pause sending to a destination until a time, with the text people read and the
-        cause beside it (None for all three lifts the pause)."""
+        cause beside it (a pause gradesync makes: a Retry-After, the breaker's, a
+        misconfiguration's). A pause held that ends later is kept as it is: none is
+        shortened."""
+
+    def lift_pause(self, tenant_id: str, destination_id: str, cause: PauseCause) -> None:
+        """Lift the destination's timed pause when it is of `cause` (the breaker's, once a
+        request succeeds); a pause of another cause (a person's, a Retry-After) is kept."""

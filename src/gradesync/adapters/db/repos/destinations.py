@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, insert, select, update
+from sqlalchemy import Connection, case, delete, insert, or_, select, update
 
 from gradesync.adapters.db import schema as t
 from gradesync.adapters.db.mapping import from_row, insert_new, to_row, upsert, utc
@@ -118,23 +118,47 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
         self,
         tenant_id: str,
         destination_id: str,
-        until: datetime | None,
-        reason: str | None,
-        cause: PauseCause | None,
+        until: datetime,
+        reason: str,
+        cause: PauseCause,
     ) -> None:
         c = t.destinations.c
-        # A destination a person turned off keeps their reason: the engine's own pauses and
-        # their lifting (a send in flight when it was turned off) touch only the time.
+        # A destination a person turned off keeps their reason: the engine's own pauses touch
+        # only the time. A pause held that ends later (a person's until a time, another
+        # worker's Retry-After, written since this process last read it) is not shortened:
+        # the later end wins, as in each process's own gate. The condition is read on the row
+        # as the UPDATE finds it (PostgreSQL re-reads a row another transaction changed)
         self.conn.execute(
             update(t.destinations)
-            .where(c.tenant_id == tenant_id, c.id == destination_id)
+            .where(
+                c.tenant_id == tenant_id,
+                c.id == destination_id,
+                or_(c.paused_until.is_(None), c.paused_until < utc(until)),
+            )
             .values(
                 paused_until=utc(until),
                 pause_reason=case((c.enabled, reason), else_=c.pause_reason),
-                pause_cause=case(
-                    (c.enabled, cause.value if cause is not None else None),
-                    else_=c.pause_cause,
-                ),
+                pause_cause=case((c.enabled, cause.value), else_=c.pause_cause),
+            )
+        )
+        self._changed(tenant_id, destination_id)
+
+    def lift_pause(self, tenant_id: str, destination_id: str, cause: PauseCause) -> None:
+        c = t.destinations.c
+        # only a pause of `cause`: one a person or another worker made since is kept. A
+        # destination a person turned off keeps their reason and cause; the time the engine
+        # wrote under them goes (their resume clears it all anyway)
+        self.conn.execute(
+            update(t.destinations)
+            .where(
+                c.tenant_id == tenant_id,
+                c.id == destination_id,
+                or_(c.pause_cause == cause.value, ~c.enabled),
+            )
+            .values(
+                paused_until=None,
+                pause_reason=case((c.enabled, None), else_=c.pause_reason),
+                pause_cause=case((c.enabled, None), else_=c.pause_cause),
             )
         )
         self._changed(tenant_id, destination_id)
