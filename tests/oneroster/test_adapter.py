@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from gradesync.adapters.destinations.registry import DestinationContext, build_c
 from gradesync.adapters.outbound_http import SystemResolver
 from gradesync.domain.model import Course, CourseLink, ItemLink, PersonLink
 from gradesync.domain.policy import Column, DesiredResult
+from gradesync.sandbox.config import SisStudentSeed
 from gradesync.sandbox.testing import RunningSandbox
 from gradesync.services.destination import (
     LINE_ITEM_GONE,
@@ -765,3 +767,31 @@ async def test_a_slow_down_on_the_line_items_look_up_is_a_slow_down(
         await c.put_result(stranger, desired(), WHEN)
     assert info.value.failure is FailureClass.SLOW_DOWN and info.value.retry_after == 7
     sis.admin.clear_faults()
+
+
+async def test_a_student_s_sourced_id_of_any_characters_is_referred_to_by_a_valid_href(
+    sis: RunningSandbox, context: DestinationContext, spec: Spec
+) -> None:
+    """A sourcedId may hold a space, a `#` or a `/` (gradesync refuses only control
+    characters): its reference's href, an RFC 3986 URI, has it percent-encoded, as the
+    request's path does. Put in as it was, a space made the href no URI, and a SIS that
+    validates the document's `uri` format refused every result of that student; a `#` made
+    the href name another object (what follows it a fragment)."""
+    odd = ("stu 4", "stu#5/b")
+    for student in odd:  # the sandbox's seed takes plain ids only: added as a SIS has them
+        sis.state.add_sis_student(SisStudentSeed.model_construct(sourcedId=student, name="S"))
+        sis.state.sis_classes["cls-1"].students.add(student)
+    c = client(sis, context)
+    link = await c.ensure_column(course_link(), column(), selected())
+    refs = []
+    for student in odd:
+        target = ResultTarget(course_link(), link, PersonLink("t1", "sis", "p1", student))
+        receipt = await c.put_result(target, desired(7.0), WHEN)
+        assert spec.problems("SingleResultDType", dict(receipt.payload)) == []
+        body = receipt.payload["result"]
+        refs += [body["lineItem"], body["student"], body["class"]]
+    assert sorted(r["student"]["sourcedId"] for r in sis_results(sis)) == sorted(odd)
+    for ref in refs:
+        href = urlsplit(ref["href"])
+        assert not (href.query or href.fragment), ref
+        assert unquote(href.path.rsplit("/", 1)[-1]) == ref["sourcedId"], ref

@@ -47,10 +47,17 @@ def _is_date(value: object) -> bool:
     return True
 
 
+# RFC 3986: only these characters, `%` only before two hexadecimal digits (a space, a
+# quote or a non-ASCII letter in an href is refused, as a strict SIS's validator does)
+_URI_CHARACTERS = re.compile(r"^(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*$")
+
+
 @_checker.checks("uri")  # type: ignore[untyped-decorator]
 def _is_uri(value: object) -> bool:
     if not isinstance(value, str):
         return True
+    if not _URI_CHARACTERS.match(value):
+        return False
     parts = urlsplit(value)
     return bool(parts.scheme) and bool(parts.netloc or parts.path)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 from typing import Any
+from urllib.parse import quote
 
 from gradesync.domain.canonical import number
 from gradesync.domain.passback import result_flags, score_date, score_status
@@ -23,7 +24,10 @@ def zulu(moment: datetime) -> str:
 
 
 def ref(base: str, collection: str, sourced_id: str, kind: str) -> dict[str, str]:
-    return {"href": f"{base}/{collection}/{sourced_id}", "sourcedId": sourced_id, "type": kind}
+    # href is a URI (the document's `uri` format): a sourcedId may hold a space, `#` or `/`,
+    # percent-encoded as in the request's own path, else it is no URI or names another object
+    href = f"{base}/{collection}/{quote(sourced_id, safe='')}"
+    return {"href": href, "sourcedId": sourced_id, "type": kind}
 
 
 def rostering_base(gradebook_base: str) -> str:

@@ -209,6 +209,7 @@ def unmap_section(
             for e in uow.enrollments.for_course(tenant_id, course_id)
             if e.section_id == section_id and e.role is Role.LEARNER
         }
+        _hold_learners(uow, tenant_id, members)
         saves: dict[str, PersonLink] = {}
         for person_id, own in uow.links.people(tenant_id, destination_id, course_id).items():
             # a learner of the section, linked in this course to its class
@@ -299,6 +300,8 @@ def map_student(
     problems = Problems()
     problems.items += sis_id_problems("student_id", student_id, "The SIS student sourcedId")
     with _changing(uow_factory, problems, tenant_id, destination_id, "person", person_id) as uow:
+        # held before their links are read (`_hold_learners`)
+        _hold_learners(uow, tenant_id, [person_id])
         before = uow.links.person_links(tenant_id, destination_id, person_id)
         keys = _person_ticked_keys(uow, tenant_id, destination_id, person_id)
         now = (clock or SystemClock()).now()
@@ -323,6 +326,16 @@ def map_student(
         uow.commit()
     _wake(waker, keys, resent)
     return link
+
+
+def _hold_learners(uow: UnitOfWork, tenant_id: str, person_ids: Collection[str]) -> None:
+    """Hold the people whose SIS links a change reads and writes back, to its commit, in id
+    order (as an import holds those it changes). A link may not exist yet (a course's own
+    link, made from the general one), so the person's row is what is held: on PostgreSQL
+    (read committed) a student mapped, a course's learners mapped, or a SIS id changed
+    between the read of a learner's links and their write was written over with the student
+    read, and their grades went to the student they had just been mapped away from."""
+    uow.people.lock(tenant_id, person_ids)
 
 
 def _mark(uow: UnitOfWork, keys: list[DirtyKey], now: datetime, destination_id: str) -> None:
@@ -625,6 +638,7 @@ def map_course_students(
         enrollments = [
             e for e in uow.enrollments.for_course(tenant_id, course_id) if e.role is Role.LEARNER
         ]
+        _hold_learners(uow, tenant_id, [e.person_id for e in enrollments])
         people = uow.people.get_many(tenant_id, [e.person_id for e in enrollments])
         before = uow.links.people(tenant_id, destination_id, course_id)
         saves: list[PersonLink] = []
