@@ -577,8 +577,7 @@ def _dates_as_written(
                 f"courses[{i}].ends_at",
                 now.starts_at,
                 now.ends_at,
-                "The course ends before it starts, with the date another request stored "
-                "meanwhile.",
+                "The course ends before it starts, with the date another request stored meanwhile.",
             )
     if p.items:
         raise InvalidInput(p.items)
