@@ -126,3 +126,28 @@ def test_a_sis_id_changed_while_the_course_is_mapped_is_the_one_followed(
     racing.finish()
     assert _student_in_c1(db, "p2") == ("stu-5", None)
     _waited(db, racing)
+
+
+def test_a_section_unmapped_while_the_course_is_mapped_takes_its_learners_off_its_class(
+    school: Database,
+) -> None:
+    db = school
+    sis.map_class(
+        db.uow, tenant_id="t1", destination_id="sis", course_id="c1", class_id="cls-b",
+        section_id="sec-b",
+    )  # fmt: skip
+    _map_course(db)()
+
+    def unmapped() -> object:
+        return sis.unmap_section(
+            db.uow, tenant_id="t1", destination_id="sis", course_id="c1", section_id="sec-b",
+            clock=ManualClock(NOW),
+        )  # fmt: skip
+
+    # the course's link (its sections) read, then sec-b unmapped: read unlocked, p3 was
+    # linked again to the class the section no longer has
+    racing = AfterFirstRead(db, "links", "course", unmapped)
+    _map_course(db)(racing)
+    racing.finish()
+    assert _student_in_c1(db, "p3") == ("stu-3", None)
+    _waited(db, racing)

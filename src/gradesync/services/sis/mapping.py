@@ -627,7 +627,9 @@ def map_course_students(
     report = RosterMapping()
     with uow_factory() as uow:
         sis_destination(uow, tenant_id, destination_id)
-        course = uow.links.course(tenant_id, destination_id, course_id)
+        # held before its learners, as `unmap_section` and `map_class` take them: its
+        # sections read unlocked could name a class a section unmapped meanwhile no longer has
+        course = uow.links.course(tenant_id, destination_id, course_id, for_update=True)
         if course is None:
             raise InvalidInput.one(
                 "course_id",
