@@ -996,9 +996,11 @@ class Governor:
     ) -> None:
         def write() -> None:
             with self.uow_factory() as uow:
-                uow.destinations.set_pause(d.tenant_id, d.id, until, reason, cause)
+                written = uow.destinations.set_pause(d.tenant_id, d.id, until, reason, cause)
                 uow.commit()
-            if lim.gate_until == until:
+            # saved only if written: under a later pause kept instead, a read finding no pause
+            # (that later one lifted: a breaker's, by another process) is no person's resume
+            if written and lim.gate_until == until:
                 lim.gate_saved_at = time.monotonic()
 
         self._background.start(write, f"saving the pause of {d.tenant_id}/{d.id}")

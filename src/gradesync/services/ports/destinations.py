@@ -49,11 +49,11 @@ class DestinationRepo(Protocol):
         until: datetime,
         reason: str,
         cause: PauseCause,
-    ) -> None:
+    ) -> bool:
         """Pause sending to a destination until a time, with the text people read and the
         cause beside it (a pause gradesync makes: a Retry-After, the breaker's, a
         misconfiguration's). A pause held that ends later is kept as it is: none is
-        shortened."""
+        shortened. Whether this one was written."""
 
     def lift_pause(self, tenant_id: str, destination_id: str, cause: PauseCause) -> None:
         """Lift the destination's timed pause when it is of `cause` (the breaker's, once a

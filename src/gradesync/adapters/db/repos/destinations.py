@@ -121,14 +121,14 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
         until: datetime,
         reason: str,
         cause: PauseCause,
-    ) -> None:
+    ) -> bool:
         c = t.destinations.c
         # A destination a person turned off keeps their reason: the engine's own pauses touch
         # only the time. A pause held that ends later (a person's until a time, another
         # worker's Retry-After, written since this process last read it) is not shortened:
         # the later end wins, as in each process's own gate. The condition is read on the row
         # as the UPDATE finds it (PostgreSQL re-reads a row another transaction changed)
-        self.conn.execute(
+        written = self.conn.execute(
             update(t.destinations)
             .where(
                 c.tenant_id == tenant_id,
@@ -140,8 +140,9 @@ class DestinationRepo(SqlRepo, ports.DestinationRepo):
                 pause_reason=case((c.enabled, reason), else_=c.pause_reason),
                 pause_cause=case((c.enabled, cause.value), else_=c.pause_cause),
             )
-        )
+        ).rowcount
         self._changed(tenant_id, destination_id)
+        return bool(written)
 
     def lift_pause(self, tenant_id: str, destination_id: str, cause: PauseCause) -> None:
         c = t.destinations.c
