@@ -6,27 +6,45 @@ from __future__ import annotations
 from datetime import timedelta
 
 from gradesync.adapters.db.database import Database
+from gradesync.domain.model import Destination
 from gradesync.domain.pauses import PauseCause
 from gradesync.services import destination_admin
 from gradesync.services.delivery.background import BackgroundWrites
-from gradesync.services.delivery.governor import BreakerState, Governor
+from gradesync.services.delivery.governor import BreakerState, DestinationLimits, Governor
 from gradesync.testing import ManualClock
 from tests.engine.conftest import DEST, FAST, T, seed
 
 
-async def test_a_probes_success_keeps_an_admins_timed_pause(db: Database) -> None:
+async def _governed(
+    db: Database,
+) -> tuple[ManualClock, BackgroundWrites, Governor, Destination, DestinationLimits]:
+    """The engine's seed, and a worker's governor of its destination: (clock, background
+    writes, governor, the destination, its limits)."""
     seed(db)
     clock = ManualClock()
     background = BackgroundWrites()
     governor = Governor(db.uow, clock, FAST, background)
     await governor.refresh_destinations(force=True)
     d = governor.destinations[(T, DEST)]
-    lim = governor.limits_for(d)
+    return clock, background, governor, d, governor.limits_for(d)
+
+
+async def _probing(
+    db: Database,
+) -> tuple[ManualClock, BackgroundWrites, Governor, Destination, DestinationLimits]:
+    """`_governed`, its breaker opened by failures and its cool-down passed: the next
+    request is the probe."""
+    clock, background, governor, d, lim = await _governed(db)
     for _ in range(lim.breaker.settings.threshold):
         governor.failed(d, lim, "HTTP 503")
     await background.wait()
-    clock.advance(1)  # the cool-down passed: the next request is the probe
+    clock.advance(1)
     assert governor.may_send(lim, clock.now()) and lim.breaker.probing
+    return clock, background, governor, d, lim
+
+
+async def test_a_probes_success_keeps_an_admins_timed_pause(db: Database) -> None:
+    clock, background, governor, d, lim = await _probing(db)
 
     # while the probe is out, a person pauses the destination for an hour
     until = clock.now() + timedelta(hours=1)
@@ -50,18 +68,7 @@ async def test_a_probes_success_keeps_a_pause_not_read_yet(db: Database) -> None
     """The person's pause is committed while the probe is out and not read here before it
     answers: the breaker's pause is lifted here, and the person's stays stored (and is
     honoured at the next read)."""
-    seed(db)
-    clock = ManualClock()
-    background = BackgroundWrites()
-    governor = Governor(db.uow, clock, FAST, background)
-    await governor.refresh_destinations(force=True)
-    d = governor.destinations[(T, DEST)]
-    lim = governor.limits_for(d)
-    for _ in range(lim.breaker.settings.threshold):
-        governor.failed(d, lim, "HTTP 503")
-    await background.wait()
-    clock.advance(1)
-    assert governor.may_send(lim, clock.now()) and lim.breaker.probing
+    clock, background, governor, d, lim = await _probing(db)
 
     until = clock.now() + timedelta(hours=1)
     destination_admin.pause(db.uow, clock, T, DEST, actor="admin", reason="exam week", until=until)
@@ -100,13 +107,7 @@ async def test_a_retry_after_does_not_shorten_a_pause_written_meanwhile(db: Data
     """A 429 answered before this process read a person's longer timed pause: its own
     pause is written beside the person's, not over it (the console, other workers and a
     restart would have read only the 429's end)."""
-    seed(db)
-    clock = ManualClock()
-    background = BackgroundWrites()
-    governor = Governor(db.uow, clock, FAST, background)
-    await governor.refresh_destinations(force=True)
-    d = governor.destinations[(T, DEST)]
-    lim = governor.limits_for(d)
+    clock, background, governor, d, lim = await _governed(db)
 
     until = clock.now() + timedelta(hours=1)
     destination_admin.pause(db.uow, clock, T, DEST, actor="admin", reason="exam week", until=until)

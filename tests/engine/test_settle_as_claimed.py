@@ -131,14 +131,8 @@ async def test_a_grade_computed_during_the_send_stays_pending_for_the_newer_valu
     assert writer.claims_ended == 0
 
 
-async def test_a_remaster_during_the_send_has_the_grade_sent_again(db: Database) -> None:
-    """A remaster computes while a batch is out (a person edited the LMS's gradebook after
-    the send reached it): the send carried the value still desired, so its outcome would
-    settle the row delivered over the remaster's mark and the grade would not go again. The
-    remaster ends those claims: their rows wait, due, for a send of their own; rows the
-    remaster did not compute settle as usual."""
-    rows, stamp, until = await _claimed(db)
-    remastered = LedgerKey(T, DEST, "a1", learner(1))
+def _remaster(db: Database, person: str) -> None:
+    """`person`'s grade of a1 remastered (computed by a run, pending whatever it was)."""
     compute_activity(
         db.uow,
         SystemClock(),
@@ -147,9 +141,20 @@ async def test_a_remaster_during_the_send_has_the_grade_sent_again(db: Database)
         destination_id=DEST,
         course_id=COURSE,
         activity_id="a1",
-        person_ids=[learner(1)],
+        person_ids=[person],
         remaster=True,
     )
+
+
+async def test_a_remaster_during_the_send_has_the_grade_sent_again(db: Database) -> None:
+    """A remaster computes while a batch is out (a person edited the LMS's gradebook after
+    the send reached it): the send carried the value still desired, so its outcome would
+    settle the row delivered over the remaster's mark and the grade would not go again. The
+    remaster ends those claims: their rows wait, due, for a send of their own; rows the
+    remaster did not compute settle as usual."""
+    rows, stamp, until = await _claimed(db)
+    remastered = LedgerKey(T, DEST, "a1", learner(1))
+    _remaster(db, learner(1))
     assert _leases(db)[learner(1)] is None  # its claim ended
 
     writer = settle_writer(db.uow)
@@ -177,17 +182,7 @@ async def test_a_remaster_of_a_newer_grade_during_the_send_keeps_the_claim(
     rows, stamp, until = await _claimed(db)
     changed = LedgerKey(T, DEST, "a1", learner(1))
     post(db, None, [("a1", learner(1), 9.0)])
-    compute_activity(
-        db.uow,
-        SystemClock(),
-        Clients(DoubleFactory()).capabilities,
-        tenant_id=T,
-        destination_id=DEST,
-        course_id=COURSE,
-        activity_id="a1",
-        person_ids=[learner(1)],
-        remaster=True,
-    )
+    _remaster(db, learner(1))
     assert _leases(db)[learner(1)] == "w:1"
 
     writer = settle_writer(db.uow)

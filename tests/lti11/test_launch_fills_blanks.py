@@ -65,6 +65,20 @@ def _finish(racing: AfterFirstRead) -> None:
     assert racing.second is not None and not racing.second.blocked
 
 
+def _sis_course(db: Database) -> datetime:
+    """The LTI 1.1 consumer, and course c-sis (activity a-sis) passing grades to a SIS;
+    when it was made."""
+    register_consumer(db, KEY, hosts=("lms.example.edu",))
+    now = datetime.now(UTC)
+    with db.uow() as uow:
+        uow.destinations.upsert(Destination(T, "sis", DestinationKind.ONEROSTER_CSV, "SIS"), now)
+        uow.courses.upsert(Course(T, "c-sis", "Biology"))
+        uow.activities.upsert(Activity(T, "a-sis", "c-sis", "Quiz", 10))
+        uow.links.save_course(CourseLink(T, "sis", "c-sis", "cls-1"))
+        uow.commit()
+    return now
+
+
 def _person(db: Database) -> Person | None:
     with db.uow() as uow:
         return uow.people.get(T, "u1")
@@ -84,13 +98,8 @@ def test_a_sis_id_an_import_sets_while_a_launch_fills_it_stays_and_marks_nothing
     """u1, a learner of c-sis (a course passing grades to a SIS), has no SIS id when the
     launch reads them; an import gives them S-IMPORT. The launch's S-LMS overwrote it, and
     its keys in c-sis were marked again, as for a SIS id the launch gave."""
-    register_consumer(db, KEY, hosts=("lms.example.edu",))
-    now = datetime.now(UTC)
+    now = _sis_course(db)
     with db.uow() as uow:
-        uow.destinations.upsert(Destination(T, "sis", DestinationKind.ONEROSTER_CSV, "SIS"), now)
-        uow.courses.upsert(Course(T, "c-sis", "Biology"))
-        uow.activities.upsert(Activity(T, "a-sis", "c-sis", "Quiz", 10))
-        uow.links.save_course(CourseLink(T, "sis", "c-sis", "cls-1"))
         uow.people.upsert(Person(T, "u1", "Ada"))
         uow.enrollments.upsert(Enrollment(T, "c-sis", "u1"))
         uow.commit()
@@ -149,14 +158,7 @@ def test_a_sis_id_an_import_gives_a_person_it_makes_meanwhile_is_the_one_followe
     enrolls them in c-sis (passing grades to a SIS) before the launch writes them. The
     launch's S-LMS fills nothing, so it is no SIS id given: the keys are the import's to
     mark, not the launch's as for a SIS id it gave."""
-    register_consumer(db, KEY, hosts=("lms.example.edu",))
-    now = datetime.now(UTC)
-    with db.uow() as uow:
-        uow.destinations.upsert(Destination(T, "sis", DestinationKind.ONEROSTER_CSV, "SIS"), now)
-        uow.courses.upsert(Course(T, "c-sis", "Biology"))
-        uow.activities.upsert(Activity(T, "a-sis", "c-sis", "Quiz", 10))
-        uow.links.save_course(CourseLink(T, "sis", "c-sis", "cls-1"))
-        uow.commit()
+    now = _sis_course(db)
     made = IngestBatch(
         people=[Person(T, "u1", "Ada", sis_id="S-IMPORT")],
         enrollments=[Enrollment(T, "c-sis", "u1")],

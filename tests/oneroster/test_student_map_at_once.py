@@ -54,6 +54,16 @@ def _map_course(db: Database) -> Callable[..., object]:
     return mapped
 
 
+def _section_b_mapped(db: Database) -> None:
+    """Section sec-b of c1 mapped to its own class cls-b, and the course's learners mapped:
+    p3, of sec-b, linked to its class."""
+    sis.map_class(
+        db.uow, tenant_id="t1", destination_id="sis", course_id="c1", class_id="cls-b",
+        section_id="sec-b",
+    )  # fmt: skip
+    _map_course(db)()
+
+
 def _student_in_c1(db: Database, person: str) -> tuple[str, str | None]:
     """The student (and section class) `person`'s grades in c1 go to."""
     with db.uow() as uow:
@@ -93,11 +103,7 @@ def test_a_student_mapped_while_their_section_is_unmapped_is_the_one_kept(
     school: Database,
 ) -> None:
     db = school
-    sis.map_class(
-        db.uow, tenant_id="t1", destination_id="sis", course_id="c1", class_id="cls-b",
-        section_id="sec-b",
-    )  # fmt: skip
-    _map_course(db)()
+    _section_b_mapped(db)
     assert _student_in_c1(db, "p3") == ("stu-3", "cls-b")
     # the course's learners' links read, then p3 (of sec-b) mapped by hand to stu-9
     racing = AfterFirstRead(db, "links", "people", _map_student(db, "p3", "stu-9"))
@@ -132,11 +138,7 @@ def test_a_section_unmapped_while_the_course_is_mapped_takes_its_learners_off_it
     school: Database,
 ) -> None:
     db = school
-    sis.map_class(
-        db.uow, tenant_id="t1", destination_id="sis", course_id="c1", class_id="cls-b",
-        section_id="sec-b",
-    )  # fmt: skip
-    _map_course(db)()
+    _section_b_mapped(db)
 
     def unmapped() -> object:
         return sis.unmap_section(
