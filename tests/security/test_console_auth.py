@@ -4,6 +4,7 @@ cookie is `Secure` when gradesync is served over https."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,43 @@ def test_sign_in_is_throttled_per_account_with_backoff(db: Database, tmp_path: P
         assert attempt("a-long-password-1").status_code == 303
         # a right password clears the account's count
         assert attempt("wrong-password-99").status_code == 401
+
+
+def test_tries_sent_at_once_get_no_more_password_checks(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tries at once, each sent while the one before is still having its password checked
+    (none has failed yet), are heard as if sent in turn: five are checked, the sixth waits,
+    rather than every one sent being checked before the first failure counts."""
+    rt = _runtime(db, tmp_path)
+    rt.clock = ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    app = create_app(rt)
+    answers: list[int] = []
+    checked: list[int] = []
+    real = accounts.verify_password
+
+    def try_once() -> None:
+        # a client of its own: a browser, or a script's connection, per try
+        answers.append(sign_in(TestClient(app), "ada", "wrong-password-99").status_code)
+
+    def while_checking(password: str, stored: str) -> bool:
+        checked.append(1)
+        if len(checked) < 10:  # the next try arrives during this check, which waits for it
+            other = threading.Thread(target=try_once)
+            other.start()
+            other.join(30)
+            assert not other.is_alive()
+        return real(password, stored)
+
+    monkeypatch.setattr(accounts, "verify_password", while_checking)
+    try_once()
+    assert len(checked) == 5
+    # the innermost answers first: the sixth waits, the five checked fail
+    assert answers == [429, 401, 401, 401, 401, 401]
+    monkeypatch.setattr(accounts, "verify_password", real)
+    with TestClient(app) as client:  # their five failures count as any five do
+        refused = sign_in(client, "ada", "a-long-password-1")
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
 
 
 def test_a_username_in_two_schools_must_name_the_school(db: Database, tmp_path: Path) -> None:

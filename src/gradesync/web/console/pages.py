@@ -118,7 +118,8 @@ def login(
     # with no school named) counts under the name alone, as a known one would
     tried = schools_tried(runtime.uow, username, tenant_id) or [""]
     keys = throttle.keys(username, tried, address)
-    wait = throttle.wait_seconds(keys)
+    # heard or not, decided with the tries still being checked (sent at once) counted in
+    wait = throttle.begin(keys)
     if wait:
         resp = render(
             request,
@@ -134,7 +135,11 @@ def login(
         )
         resp.headers["Retry-After"] = str(wait)
         return resp
-    user = authenticate(runtime.uow, username, password, tenant_id)
+    try:
+        user = authenticate(runtime.uow, username, password, tenant_id)
+    except BaseException:
+        throttle.ended(keys)  # no answer: the try counts neither way
+        raise
     if user is None:
         throttle.failed(keys)
         # without a school, a name held in several schools is tried in none: every failure
@@ -151,8 +156,9 @@ def login(
             error="That username and password do not match."
             + ("" if tenant_id else f" {SCHOOL_HINT}"),
         )
-    # only the account opened is cleared: a namesake's failures in another school stand
-    throttle.succeeded(throttle.keys(username, [user.tenant_id], None))
+    # only the account opened (the one tried) is cleared: a namesake's failures in another
+    # school stand
+    throttle.succeeded(keys)
     sign_in(request, user)
     return RedirectResponse(_safe_next(next), status_code=303)
 
