@@ -204,6 +204,46 @@ def test_login_from_unknown_platform_or_deployment_is_refused(forger: Forger) ->
     _refused(resp, 400, "foreign_target")
 
 
+@pytest.fixture
+def stored_forger(lms: RunningSandbox, gradesync: Gradesync) -> Iterator[Forger]:
+    """A forger against gradesync on SQLite and PostgreSQL (what is stored is at stake)."""
+    s = connect(lms, gradesync)
+    add_course(gradesync.db, s.tenant_id, "course-f", ("a1", "A1", 10.0))
+    f = Forger(lms, gradesync, s)
+    yield f
+    f.http.close()
+
+
+def test_ids_gradesync_cannot_keep_are_refused_naming_the_claim(stored_forger: Forger) -> None:
+    """The ids a launch stores or looks gradesync's records up by (LTI 1.3: at most 255
+    characters) are refused alike on every database, the claim named: on PostgreSQL an
+    over-long resource link id or a NUL character failed in the database (HTTP 500)."""
+    f = stored_forger
+    long_id = "r" * 256
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({c.RESOURCE_LINK: {"id": long_id}}, "resource_link.id"),
+        ({c.RESOURCE_LINK: {"id": "rl\x001"}}, "resource_link.id"),
+        ({c.CONTEXT: {"id": "ctx\x00", "title": "T"}, c.CUSTOM: None}, "context.id"),
+        ({c.CUSTOM: {c.CUSTOM_COURSE: "course\x00f"}}, f"custom.{c.CUSTOM_COURSE}"),
+        ({"sub": "s" * 256}, "sub"),
+    ]
+    for over, claim in cases:
+        state, nonce = f.login()
+        message = _refused(f.post(f.sign(f.claims(nonce, **over)), state), 400, "bad_claim")
+        assert message.startswith(claim + " "), message
+        # refused before anything is written: the same login still launches
+        assert f.post(f.sign(f.claims(nonce)), state).status_code == 200
+    recorded = [r for r in f.gs.rejections(f.s.tenant_id) if r.code == "bad_claim"]
+    assert len(recorded) == len(cases)
+    with f.gs.db.uow() as uow:
+        records = uow.launches.records_for_person(f.s.tenant_id, "learner-x")
+    assert {r.resource_link_id for r in records} == {"rl-1"}
+    # 255 characters is an id like any other
+    state, nonce = f.login()
+    at_limit = {c.RESOURCE_LINK: {"id": "r" * 255}}
+    assert f.post(f.sign(f.claims(nonce, **at_limit)), state).status_code == 200
+
+
 def test_ags_endpoint_on_a_foreign_host_is_ignored(forger: Forger) -> None:
     state, nonce = forger.login()
     endpoint = {

@@ -5,8 +5,10 @@ and its signature verifies with the platform's key (from its key set URL, cached
 registered issuer; aud holds our client id (and azp names us when there are several
 audiences); exp/iat are sane; the nonce is the one this login issued; the deployment is
 registered; the message is a 1.3 resource link or deep linking request with the claims it
-needs. Any failure refuses the launch with a code and a sentence. That the nonce has not been
-used is checked when the launch is recorded (`gradesync.services.lti.launch`), which uses it.
+needs, and the ids gradesync keeps of it (sub, resource link, context, custom course and
+activity) are ids it can store: at most 255 characters, no NUL. Any failure refuses the
+launch with a code and a sentence. That the nonce has not been used is checked when the
+launch is recorded (`gradesync.services.lti.launch`), which uses it.
 
 `launch_of` then reads what a verified launch says in gradesync's terms: the person (by the
 registration's `person_id_from`), their role, the context, the link's custom course and
@@ -28,6 +30,7 @@ from gradesync.adapters.destinations.ags_urls import (
     origin_of,
 )
 from gradesync.adapters.secretbox import SecretBox
+from gradesync.domain.identifiers import id_problems
 from gradesync.domain.model import Destination, Role
 from gradesync.lti import claims as c
 from gradesync.lti.oidc import LoginState, read_state, state_digest
@@ -223,6 +226,31 @@ def _check_message(claims: dict[str, Any], who: dict[str, Any]) -> None:
                 "missing_claim",
                 "deep_linking_settings.deep_link_return_url: required for deep linking",
             )
+    for name, value in _stored_ids(claims):
+        problems = id_problems(name, value, name)
+        if problems:
+            raise refuse("bad_claim", problems[0].message)
+
+
+def _stored_ids(claims: dict[str, Any]) -> list[tuple[str, str]]:
+    """The launch's ids gradesync stores or looks its records up by (as `launch_of` reads
+    them), named as claims, for the rule of ids (LTI 1.3 caps them at 255 characters too),
+    checked before anything is written: unchecked, PostgreSQL failed on an over-long
+    resource link id or a NUL character (HTTP 500, the launch lost) where SQLite kept them."""
+    custom = _object(claims, c.CUSTOM)
+    said: list[tuple[str, Any]] = [
+        ("sub", claims.get("sub")),
+        ("resource_link.id", _object(claims, c.RESOURCE_LINK).get("id")),
+        ("context.id", _object(claims, c.CONTEXT).get("id")),
+    ]
+    # a custom id that is not a string is left out by `launch_of`, not refused
+    said += [
+        (f"custom.{name}", custom.get(name))
+        for name in (c.CUSTOM_COURSE, c.CUSTOM_ACTIVITY)
+        if isinstance(custom.get(name), str) and custom[name]
+    ]
+    # absent or blank: left to the checks above and to `launch_of`
+    return [(name, str(value)) for name, value in said if value is not None and str(value).strip()]
 
 
 _ROLE_ORDER: tuple[tuple[str, Role], ...] = (
