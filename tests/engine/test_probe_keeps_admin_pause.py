@@ -15,6 +15,28 @@ from gradesync.testing import ManualClock
 from tests.engine.conftest import DEST, FAST, T, seed
 
 
+def _stored_pause(db: Database) -> tuple[object, object, object]:
+    """The destination's pause as stored: (until, reason, cause)."""
+    with db.uow() as uow:
+        stored = uow.destinations.get(T, DEST)
+    assert stored is not None
+    return stored.paused_until, stored.pause_reason, stored.pause_cause
+
+
+async def _open_breaker(
+    clock: ManualClock,
+    background: BackgroundWrites,
+    governor: Governor,
+    d: Destination,
+    lim: DestinationLimits,
+) -> None:
+    """The breaker opened by failures, and its cool-down passed."""
+    for _ in range(lim.breaker.settings.threshold):
+        governor.failed(d, lim, "HTTP 503")
+    await background.wait()
+    clock.advance(1)
+
+
 async def _governed(
     db: Database,
 ) -> tuple[ManualClock, BackgroundWrites, Governor, Destination, DestinationLimits]:
@@ -35,10 +57,7 @@ async def _probing(
     """`_governed`, its breaker opened by failures and its cool-down passed: the next
     request is the probe."""
     clock, background, governor, d, lim = await _governed(db)
-    for _ in range(lim.breaker.settings.threshold):
-        governor.failed(d, lim, "HTTP 503")
-    await background.wait()
-    clock.advance(1)
+    await _open_breaker(clock, background, governor, d, lim)
     assert governor.may_send(lim, clock.now()) and lim.breaker.probing
     return clock, background, governor, d, lim
 
@@ -74,10 +93,7 @@ async def test_a_probes_success_keeps_a_pause_not_read_yet(db: Database) -> None
     destination_admin.pause(db.uow, clock, T, DEST, actor="admin", reason="exam week", until=until)
     governor.answered(d, lim)
     await background.wait()
-    with db.uow() as uow:
-        stored = uow.destinations.get(T, DEST)
-    assert stored is not None
-    assert (stored.paused_until, stored.pause_reason, stored.pause_cause) == (
+    assert _stored_pause(db) == (
         until,
         "exam week",
         PauseCause.ADMIN,
@@ -88,17 +104,11 @@ async def test_a_probes_success_keeps_a_pause_not_read_yet(db: Database) -> None
     # with nobody's pause but the breaker's, a success lifts it for every worker
     destination_admin.resume(db.uow, clock, None, T, DEST)
     await governor.refresh_destinations(force=True)
-    for _ in range(lim.breaker.settings.threshold):
-        governor.failed(d, lim, "HTTP 503")
-    await background.wait()
-    clock.advance(1)
+    await _open_breaker(clock, background, governor, d, lim)
     assert governor.may_send(lim, clock.now())
     governor.answered(d, lim)
     await background.wait()
-    with db.uow() as uow:
-        stored = uow.destinations.get(T, DEST)
-    assert stored is not None
-    assert (stored.paused_until, stored.pause_reason, stored.pause_cause) == (None, None, None)
+    assert _stored_pause(db) == (None, None, None)
     assert lim.gated(clock.now()) is None
     await governor.aclose()
 
@@ -114,10 +124,7 @@ async def test_a_retry_after_does_not_shorten_a_pause_written_meanwhile(db: Data
     # not read here yet: a send in flight meets a 429 with Retry-After: 30
     governor.gate(d, lim, clock.now() + timedelta(seconds=30), PauseCause.SLOW_DOWN, ".")
     await background.wait()
-    with db.uow() as uow:
-        stored = uow.destinations.get(T, DEST)
-    assert stored is not None
-    assert (stored.paused_until, stored.pause_reason, stored.pause_cause) == (
+    assert _stored_pause(db) == (
         until,
         "exam week",
         PauseCause.ADMIN,

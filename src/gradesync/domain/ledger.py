@@ -287,6 +287,15 @@ def _state_after_send(row: LedgerRow, sent_hash: str) -> DeliveryState:
     return DeliveryState.PENDING  # a newer desired state arrived meanwhile: send it next
 
 
+def due_now(row: LedgerRow, now: datetime) -> bool:
+    """What a claim would take at `now`, were the row not leased: pending, or a retry whose
+    time has come."""
+    if row.state is DeliveryState.PENDING:
+        return True
+    at = row.next_attempt_at
+    return row.state is DeliveryState.RETRYING and (at is None or at <= now)
+
+
 def waiting_since(row: LedgerRow) -> datetime | None:
     """When the row's current desired value became pending, if it is waiting to be sent:
     kept in `pending_since` once a send failed, else the PENDING row's `updated_at`. None

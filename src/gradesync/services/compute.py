@@ -53,7 +53,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from gradesync.domain.columns import to_look_at
-from gradesync.domain.ledger import reconcile, reopened
+from gradesync.domain.ledger import due_now, reconcile, reopened
 from gradesync.domain.model import (
     SIS_KINDS,
     WAITING_STATES,
@@ -789,7 +789,7 @@ def _write(
                 stats.reset += 1
         stats.keys += 1
         if new is None:
-            if old is not None and _due(old, now):
+            if old is not None and due_now(old, now):
                 # unchanged, but held under this transaction's lock: a claim meanwhile
                 # skipped it (SKIP LOCKED) and, finding nothing, its pass ended; said due
                 # once this commits, or it would wait for the next poll
@@ -837,14 +837,6 @@ def _write(
         [(tenant_id, c, a, p, at) for (c, a, p), at in sorted(timers.items())],
         destination_id=facts.only_destination,
     )
-
-
-def _due(row: LedgerRow, now: datetime) -> bool:
-    """What a claim would take, were it not leased."""
-    if row.state is DeliveryState.PENDING:
-        return True
-    at = row.next_attempt_at
-    return row.state is DeliveryState.RETRYING and (at is None or at <= now)
 
 
 def _match_by_sis_ids(uow: UnitOfWork, read: Sequence[_Facts]) -> None:

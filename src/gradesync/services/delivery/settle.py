@@ -21,6 +21,7 @@ from gradesync.domain.ledger import (
     DeliveryOutcome,
     RetryLater,
     after_delivery,
+    due_now,
     reconcile,
 )
 from gradesync.domain.model import DeliveryState, LedgerKey, LedgerRow
@@ -328,10 +329,7 @@ class SettleWriter:
                 # due, as a claim made meanwhile may have skipped it under this lock.
                 ended += 1
                 row = got[0]
-                if row.state is DeliveryState.PENDING or (
-                    row.state is DeliveryState.RETRYING
-                    and (row.next_attempt_at is None or row.next_attempt_at <= now)
-                ):
+                if due_now(row, now):
                     waiting.add(s.key)
                 continue
             ours[s.key] = s.lease_until
